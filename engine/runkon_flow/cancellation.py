@@ -1,0 +1,110 @@
+"""Hierarchical cancellation (engine.md §11.1).
+
+A token cancels itself and every descendant; the first reason wins. Cancelling a child never
+touches its parent or siblings. Waiters can block on `wait()` instead of polling, which is what
+lets a cancel reach a sleeping gate or a script watchdog within milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from runkon_flow.errors import EngineCancelled
+
+ReasonKind = Literal["UserRequested", "Timeout", "FailFast", "ParentCancelled", "EngineShutdown", "LeaseLost"]
+
+
+class CancellationReason(BaseModel):
+    """Why something was cancelled; `message` is only used by `UserRequested`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ReasonKind
+    message: str | None = None
+
+    @classmethod
+    def user(cls, message: str | None = None) -> CancellationReason:
+        return cls(kind="UserRequested", message=message)
+
+    @classmethod
+    def of(cls, kind: ReasonKind) -> CancellationReason:
+        return cls(kind=kind)
+
+    def debug(self) -> str:
+        """The Rust debug spelling used in error texts: `UserRequested(Some("msg"))`, `Timeout`."""
+        if self.kind != "UserRequested":
+            return self.kind
+        if self.message is None:
+            return "UserRequested(None)"
+        escaped = self.message.replace("\\", "\\\\").replace('"', '\\"')
+        return f'UserRequested(Some("{escaped}"))'
+
+
+class CancellationToken:
+    """A cancel flag with a parent chain. Copies of the object share state (it is a reference)."""
+
+    __slots__ = ("_children", "_event", "_lock", "_parent", "_reason")
+
+    def __init__(self, parent: CancellationToken | None = None) -> None:
+        self._parent = parent
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._reason: CancellationReason | None = None
+        self._children: list[CancellationToken] = []
+        if parent is not None:
+            with parent._lock:
+                parent._children.append(self)
+                if parent._event.is_set():
+                    self._event.set()
+
+    def child(self) -> CancellationToken:
+        return CancellationToken(self)
+
+    def cancel(self, reason: CancellationReason) -> None:
+        with self._lock:
+            if self._reason is None and not self._own_cancelled():
+                self._reason = reason
+            self._event.set()
+            children = list(self._children)
+        for c in children:
+            c._propagate()
+
+    def _own_cancelled(self) -> bool:
+        return self._reason is not None
+
+    def _propagate(self) -> None:
+        with self._lock:
+            self._event.set()
+            children = list(self._children)
+        for c in children:
+            c._propagate()
+
+    def is_cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def reason(self) -> CancellationReason | None:
+        tok: CancellationToken | None = self
+        while tok is not None:
+            if tok._reason is not None:
+                return tok._reason
+            tok = tok._parent
+        return None
+
+    def error_if_cancelled(self) -> None:
+        if self.is_cancelled():
+            raise EngineCancelled(self.reason() or CancellationReason.of("ParentCancelled"))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until cancelled or `timeout` seconds pass; True when cancelled."""
+        return self._event.wait(timeout)
+
+    def detach(self) -> None:
+        """Forget this token in its parent so finished children do not pile up in long runs."""
+        parent = self._parent
+        if parent is not None:
+            with parent._lock, contextlib.suppress(ValueError):
+                parent._children.remove(self)

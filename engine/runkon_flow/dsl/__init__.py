@@ -1,0 +1,1 @@
+"""The `.wf` language: lexer, parser, AST, validation, loading and formatting."""

@@ -1,0 +1,316 @@
+"""The `.wf` abstract syntax tree (dsl.md §12).
+
+Pydantic models whose `to_json()` is exactly the spec's canonical JSON shape. Source positions
+ride along on every node (`line`, `column`) for error messages but are excluded from the JSON form
+and from equality, so `parse(format(ast)) == ast` holds even though formatting moves things around.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+MAX_WORKFLOW_DEPTH = 5
+
+
+class AstModel(BaseModel):
+    """Base: frozen-ish models; positions are excluded from JSON and equality."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    line: int | None = Field(default=None, exclude=True, repr=False)
+    column: int | None = Field(default=None, exclude=True, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AstModel) or type(other) is not type(self):
+            return NotImplemented
+        return self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:  # pragma: no cover - models are not used as dict keys
+        return hash(json.dumps(self.to_json(), sort_keys=True))
+
+    def to_json(self) -> Any:
+        """The canonical JSON-compatible form (dsl.md §12)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# --------------------------------------------------------------------------- leaves
+
+
+class AgentRef(AstModel):
+    kind: Literal["name", "path"]
+    value: str
+
+    def label(self) -> str:
+        """What the action registry is keyed by: the name or the path text."""
+        return self.value
+
+    def step_key(self) -> str:
+        """The name, or the file stem of a path (`.claude/agents/plan.md` → `plan`)."""
+        if self.kind == "name":
+            return self.value
+        last = PurePosixPath(self.value).name
+        return last.rsplit(".", 1)[0] if "." in last[1:] else last
+
+
+class OnFailContinue(AstModel):
+    kind: Literal["continue"] = "continue"
+
+
+class OnFailAgent(AstModel):
+    kind: Literal["agent"] = "agent"
+    value: AgentRef
+
+
+OnFail = Annotated[OnFailContinue | OnFailAgent, Field(discriminator="kind")]
+
+
+class StepMarkerCondition(AstModel):
+    kind: Literal["step_marker"] = "step_marker"
+    step: str
+    marker: str
+
+
+class BoolInputCondition(AstModel):
+    kind: Literal["bool_input"] = "bool_input"
+    input: str
+
+
+Condition = Annotated[StepMarkerCondition | BoolInputCondition, Field(discriminator="kind")]
+
+
+class InputDecl(AstModel):
+    name: str
+    required: bool = False
+    default: str | None = None
+    description: str | None = None
+    input_type: Literal["string", "boolean"] = "string"
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+class CallNode(AstModel):
+    type: Literal["call"] = "call"
+    agent: AgentRef
+    retries: int = 0
+    on_fail: OnFail | None = None
+    output: str | None = None
+    with_: list[str] = Field(default_factory=list, alias="with")
+    as_identity: str | None = None
+    plugin_dirs: list[str] = Field(default_factory=list)
+    timeout: str | None = None
+    max_turns: int | None = None
+
+    def step_key(self) -> str:
+        return self.agent.step_key()
+
+
+class CallWorkflowNode(AstModel):
+    type: Literal["call_workflow"] = "call_workflow"
+    workflow: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+    retries: int = 0
+    on_fail: OnFail | None = None
+    as_identity: str | None = None
+
+    def step_key(self) -> str:
+        return self.workflow
+
+
+class IfNode(AstModel):
+    type: Literal["if"] = "if"
+    condition: Condition
+    body: list[Node] = Field(default_factory=list)
+
+
+class UnlessNode(AstModel):
+    type: Literal["unless"] = "unless"
+    condition: Condition
+    body: list[Node] = Field(default_factory=list)
+
+
+class _LoopFields(AstModel):
+    step: str
+    marker: str
+    max_iterations: int
+    stuck_after: int | None = None
+    on_max_iter: Literal["fail", "continue"] = "fail"
+    body: list[Node] = Field(default_factory=list)
+
+
+class WhileNode(_LoopFields):
+    type: Literal["while"] = "while"
+
+
+class DoWhileNode(_LoopFields):
+    type: Literal["do_while"] = "do_while"
+
+
+class DoNode(AstModel):
+    type: Literal["do"] = "do"
+    output: str | None = None
+    with_: list[str] = Field(default_factory=list, alias="with")
+    body: list[Node] = Field(default_factory=list)
+
+
+class ParallelNode(AstModel):
+    type: Literal["parallel"] = "parallel"
+    fail_fast: bool = True
+    min_success: int | None = None
+    calls: list[AgentRef] = Field(default_factory=list)
+    output: str | None = None
+    call_outputs: dict[str, str] = Field(default_factory=dict)
+    with_: list[str] = Field(default_factory=list, alias="with")
+    call_with: dict[str, list[str]] = Field(default_factory=dict)
+    call_if: dict[str, tuple[str, str]] = Field(default_factory=dict)
+    call_retries: dict[str, int] = Field(default_factory=dict)
+
+
+class GateNode(AstModel):
+    """`gate <type> { … }`. The quality-gate fields are flattened into the JSON only for quality gates."""
+
+    type: Literal["gate"] = "gate"
+    name: str
+    gate_type: str
+    prompt: str | None = None
+    min_approvals: int = 1
+    approval_mode: Literal["min_approvals", "review_decision"] = "min_approvals"
+    timeout_secs: int = 86400
+    on_timeout: Literal["fail", "continue"] = "fail"
+    as_identity: str | None = None
+    options: dict[str, str] | str | None = None
+    # quality_gate only
+    source: str | None = None
+    threshold: int | None = None
+    on_fail_action: Literal["fail", "continue"] | None = None
+
+    @property
+    def is_quality_gate(self) -> bool:
+        return self.gate_type == "quality_gate"
+
+    @model_serializer(mode="wrap")
+    def _flatten_quality_gate(self, handler: Any) -> Any:
+        data = handler(self)
+        if self.gate_type != "quality_gate":
+            for key in ("source", "threshold", "on_fail_action"):
+                data.pop(key, None)
+        return data
+
+
+class AlwaysNode(AstModel):
+    type: Literal["always"] = "always"
+    body: list[Node] = Field(default_factory=list)
+
+
+class ScriptNode(AstModel):
+    type: Literal["script"] = "script"
+    name: str
+    run: str
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: int | None = None
+    retries: int = 0
+    on_fail: OnFail | None = None
+    as_identity: str | None = None
+
+    def step_key(self) -> str:
+        return self.name
+
+
+class ForEachNode(AstModel):
+    type: Literal["for_each"] = "for_each"
+    name: str
+    over: str
+    scope: dict[str, str] | None = None
+    filter: dict[str, str] = Field(default_factory=dict)
+    ordered: bool = False
+    on_cycle: Literal["fail", "warn"] = "fail"
+    max_parallel: int
+    workflow: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+    on_child_fail: Literal["halt", "continue", "skip_dependents"] = "continue"
+
+    def step_key(self) -> str:
+        return f"foreach:{self.name}"
+
+
+Node = Annotated[
+    CallNode
+    | CallWorkflowNode
+    | IfNode
+    | UnlessNode
+    | WhileNode
+    | DoWhileNode
+    | DoNode
+    | ParallelNode
+    | GateNode
+    | AlwaysNode
+    | ScriptNode
+    | ForEachNode,
+    Field(discriminator="type"),
+]
+
+BLOCK_NODE_TYPES = (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode)
+
+
+class WorkflowDef(AstModel):
+    name: str
+    title: str | None = None
+    description: str = ""
+    trigger: Literal["manual", "pr", "scheduled"] = "manual"
+    targets: list[str] = Field(default_factory=list)
+    group: str | None = None
+    inputs: list[InputDecl] = Field(default_factory=list)
+    body: list[Node] = Field(default_factory=list)
+    always: list[Node] = Field(default_factory=list)
+    source_path: str = ""
+    warnings: list[str] = Field(default_factory=list, exclude=True, repr=False)
+
+    # ---- derived facts (dsl.md §12, used by EXPECTED.md and the UI)
+
+    def top_level_steps(self) -> int:
+        return len(self.body) + len(self.always)
+
+    def total_nodes(self) -> int:
+        return count_nodes(self.body) + count_nodes(self.always)
+
+    def input(self, name: str) -> InputDecl | None:
+        return next((i for i in self.inputs if i.name == name), None)
+
+    def workflow_refs(self) -> list[str]:
+        """Targets of every `call workflow` and `foreach … workflow =`, sorted and de-duplicated."""
+        refs: set[str] = set()
+        for node in walk(self.body + self.always):
+            if isinstance(node, (CallWorkflowNode, ForEachNode)):
+                refs.add(node.workflow)
+        return sorted(refs)
+
+    @classmethod
+    def from_json(cls, data: Any) -> WorkflowDef:
+        return cls.model_validate(data)
+
+
+def count_nodes(nodes: list[Any]) -> int:
+    total = 0
+    for node in nodes:
+        total += 1
+        if isinstance(node, ParallelNode):
+            total += len(node.calls)
+        elif isinstance(node, BLOCK_NODE_TYPES):
+            total += count_nodes(node.body)
+    return total
+
+
+def walk(nodes: list[Any]):  # type: ignore[no-untyped-def]
+    """Every node, depth first, recursing through block bodies."""
+    for node in nodes:
+        yield node
+        if isinstance(node, BLOCK_NODE_TYPES):
+            yield from walk(node.body)
+
+
+for _model in (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode, WorkflowDef):
+    _model.model_rebuild()

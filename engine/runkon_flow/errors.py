@@ -1,0 +1,193 @@
+"""Every error runkon_flow raises on purpose.
+
+Two families share one root, `FlowError`:
+
+* `WfError` and its subclasses are the *language* errors (lexing, parsing, semantic validation).
+  They carry the file, line and column so a user can jump to the mistake, and their `str()` keeps
+  the reference implementation's message prefixes (`Lexer error in …`, `Parse error in …`) because
+  tools grep for them.
+* `EngineError` and its subclasses are the *runtime* errors of engine.md §13. Their `str()` is the
+  exact text the engine writes into `step_error`, `result_text` and the run's `error` column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runkon_flow.cancellation import CancellationReason
+
+
+class FlowError(Exception):
+    """Root of every error runkon_flow raises deliberately."""
+
+
+# --------------------------------------------------------------------------- language errors
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A 1-based position in a `.wf` file; `file` is the path as the user gave it."""
+
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def render(self) -> str:
+        """`file:line:col` with whatever parts are known."""
+        parts = [self.file or "<input>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding. `hint` is printed as ` (hint: …)` after the message (dsl.md §9.1)."""
+
+    message: str
+    hint: str | None = None
+    location: SourceLocation = field(default_factory=SourceLocation)
+
+    def text(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+    def render(self) -> str:
+        """`file:line:col: message (hint: …)` — the form the CLI prints."""
+        return f"{self.location.render()}: {self.text()}"
+
+
+class WfError(FlowError):
+    """A user's mistake in a `.wf` file. Never shown as a traceback."""
+
+    prefix = "Workflow error in"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.message = message
+        self.location = SourceLocation(file, line, column)
+        super().__init__(str(self))
+
+    @property
+    def file(self) -> str | None:
+        return self.location.file
+
+    @property
+    def line(self) -> int | None:
+        return self.location.line
+
+    @property
+    def column(self) -> int | None:
+        return self.location.column
+
+    def with_file(self, file: str) -> WfError:
+        """The same error attributed to `file` (the lexer/parser may not know the path)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.location = SourceLocation(file, self.line, self.column)
+        Exception.__init__(clone, str(clone))
+        return clone
+
+    def __str__(self) -> str:
+        return f"{self.prefix} {self.file or '<input>'}: {self.message}"
+
+
+class WfLexError(WfError):
+    prefix = "Lexer error in"
+
+
+class WfParseError(WfError):
+    prefix = "Parse error in"
+
+
+class WfValidationError(WfError):
+    """Semantic validation failed; `problems` holds every finding, not just the first."""
+
+    prefix = "Validation error in"
+
+    def __init__(self, problems: list[Problem], *, file: str | None = None) -> None:
+        self.problems = list(problems)
+        first = self.problems[0] if self.problems else Problem("invalid workflow")
+        super().__init__(
+            "; ".join(p.text() for p in self.problems) or first.text(),
+            file=file or first.location.file,
+            line=first.location.line,
+            column=first.location.column,
+        )
+
+
+# --------------------------------------------------------------------------- engine errors
+
+
+class EngineError(FlowError):
+    """engine.md §13. `str()` is the canonical text written to the store."""
+
+    def __str__(self) -> str:  # pragma: no cover - overridden by every variant
+        return self.args[0] if self.args else type(self).__name__
+
+
+class EngineCancelled(EngineError):
+    """`Cancelled(reason)`: the step or run stopped because something asked it to."""
+
+    def __init__(self, reason: CancellationReason) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return f"workflow cancelled: {self.reason.debug()}"
+
+
+class PersistenceError(EngineError):
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"persistence error: {self.message}"
+
+
+class WorkflowError(EngineError):
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"workflow error: {self.message}"
+
+
+class WorkflowNotFound(EngineError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"workflow not found: {self.name}"
+
+
+class AlreadyOwned(EngineError):
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(run_id)
+
+    def __str__(self) -> str:
+        return f"workflow run already owned by another engine: {self.run_id}"
+
+
+class ValidationErrors(EngineError):
+    """`FlowEngine.validate` found problems; all of them are in `errors`."""
+
+    def __init__(self, errors: list[Problem]) -> None:
+        self.errors = list(errors)
+        super().__init__(self.errors)
+
+    def __str__(self) -> str:
+        return "\n".join(e.text() for e in self.errors)

@@ -1,0 +1,38 @@
+"""Stores for runs, steps, fan-out items and gate approvals."""
+
+from runkon_flow.persistence.models import (
+    FanOutItemRow,
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    GateApprovalState,
+    NewRun,
+    NewStep,
+    RunStatus,
+    StepRole,
+    StepStatus,
+    StepUpdate,
+    WorkflowRun,
+    WorkflowRunStep,
+    new_id,
+    now_rfc3339,
+)
+from runkon_flow.persistence.protocol import GateApprovalStore, WorkflowPersistence
+
+__all__ = [
+    "FanOutItemRow",
+    "FanOutItemStatus",
+    "FanOutItemUpdate",
+    "GateApprovalState",
+    "GateApprovalStore",
+    "NewRun",
+    "NewStep",
+    "RunStatus",
+    "StepRole",
+    "StepStatus",
+    "StepUpdate",
+    "WorkflowPersistence",
+    "WorkflowRun",
+    "WorkflowRunStep",
+    "new_id",
+    "now_rfc3339",
+]

@@ -1,0 +1,291 @@
+"""Persistence entities (engine.md §6.1) and status enums (§5).
+
+Plain dataclasses: they cross thread and process boundaries and must be cheap to build on the
+fan-out hot path. Timestamps are RFC 3339 UTC strings, identifiers ULIDs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from ulid import ULID
+
+
+def new_id() -> str:
+    """A 26-character Crockford base32 ULID."""
+    return str(ULID())
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    WAITING = "waiting"
+    NEEDS_RESUME = "needs_resume"
+    CANCELLING = "cancelling"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+    @property
+    def is_active(self) -> bool:
+        return self in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    WAITING = "waiting"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.TIMED_OUT)
+
+    @property
+    def is_starting(self) -> bool:
+        return self in (StepStatus.RUNNING, StepStatus.WAITING)
+
+    @property
+    def short_label(self) -> str:
+        return _SHORT[self]
+
+
+_SHORT = {
+    StepStatus.COMPLETED: "ok",
+    StepStatus.FAILED: "FAIL",
+    StepStatus.SKIPPED: "skip",
+    StepStatus.RUNNING: "...",
+    StepStatus.PENDING: "-",
+    StepStatus.WAITING: "wait",
+    StepStatus.TIMED_OUT: "tout",
+}
+
+
+class FanOutItemStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (FanOutItemStatus.PENDING, FanOutItemStatus.RUNNING)
+
+
+class StepRole(StrEnum):
+    """Roles allowed by the canonical schema's CHECK (engine.md §15.1: we write only these)."""
+
+    AGENT = "agent"
+    GATE = "gate"
+    FOREACH = "foreach"
+    WORKFLOW = "workflow"
+
+
+@dataclass
+class WorkflowRun:
+    id: str
+    workflow_name: str
+    parent_run_id: str = ""
+    status: RunStatus = RunStatus.PENDING
+    dry_run: bool = False
+    trigger: str = ""
+    started_at: str = ""
+    ended_at: str | None = None
+    result_summary: str | None = None
+    definition_snapshot: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    parent_workflow_run_id: str | None = None
+    iteration: int = 0
+    blocked_on: dict | None = None
+    total_duration_ms: int | None = None
+    error: str | None = None
+    dismissed: bool = False
+    workflow_title: str | None = None
+    owner_token: str | None = None
+    lease_until: str | None = None
+    generation: int = 0
+
+
+@dataclass
+class NewRun:
+    workflow_name: str
+    parent_run_id: str = ""
+    dry_run: bool = False
+    trigger: str = "manual"
+    definition_snapshot: str | None = None
+    parent_workflow_run_id: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    iteration: int = 0
+    run_id: str | None = None  # a caller-chosen id; None → a fresh ULID
+
+
+@dataclass
+class WorkflowRunStep:
+    id: str
+    workflow_run_id: str
+    step_name: str = ""
+    role: str = StepRole.AGENT.value
+    can_commit: bool = False
+    condition_expr: str | None = None
+    status: StepStatus = StepStatus.PENDING
+    child_run_id: str | None = None
+    position: int = 0
+    started_at: str | None = None
+    ended_at: str | None = None
+    result_text: str | None = None
+    condition_met: bool | None = None
+    iteration: int = 0
+    parallel_group_id: str | None = None
+    context_out: str | None = None
+    markers_out: str | None = None
+    retry_count: int = 0
+    gate_type: str | None = None
+    gate_prompt: str | None = None
+    gate_timeout: str | None = None
+    gate_approved_by: str | None = None
+    gate_approved_at: str | None = None
+    gate_feedback: str | None = None
+    structured_output: str | None = None
+    output_file: str | None = None
+    gate_options: str | None = None
+    gate_selections: str | None = None
+    fan_out_total: int | None = None
+    fan_out_completed: int = 0
+    fan_out_failed: int = 0
+    fan_out_skipped: int = 0
+    step_error: str | None = None
+
+
+@dataclass
+class NewStep:
+    workflow_run_id: str
+    step_name: str
+    role: str = StepRole.AGENT.value
+    can_commit: bool = False
+    position: int = 0
+    iteration: int = 0
+    retry_count: int | None = None  # given → inserted `running` with started_at; None → `pending`
+    gate_type: str | None = None
+    gate_prompt: str | None = None
+    gate_timeout: str | None = None
+    gate_options: str | None = None  # JSON array of {"value": …, "label": …}
+
+
+@dataclass
+class StepUpdate:
+    generation: int
+    status: StepStatus
+    child_run_id: str | None = None
+    result_text: str | None = None
+    context_out: str | None = None
+    markers_out: str | None = None
+    retry_count: int | None = None
+    structured_output: str | None = None
+    step_error: str | None = None
+
+    @classmethod
+    def completed(
+        cls,
+        generation: int,
+        *,
+        child_run_id: str | None = None,
+        result_text: str | None = None,
+        context_out: str | None = None,
+        markers_out: str | None = None,
+        attempt: int | None = None,
+        structured_output: str | None = None,
+    ) -> StepUpdate:
+        return cls(
+            generation=generation,
+            status=StepStatus.COMPLETED,
+            child_run_id=child_run_id,
+            result_text=result_text,
+            context_out=context_out,
+            markers_out=markers_out,
+            retry_count=attempt,
+            structured_output=structured_output,
+        )
+
+    @classmethod
+    def failed(
+        cls, generation: int, message: str, attempt: int | None = None, child_run_id: str | None = None
+    ) -> StepUpdate:
+        return cls(
+            generation=generation,
+            status=StepStatus.FAILED,
+            result_text=message,
+            step_error=message,
+            retry_count=attempt,
+            child_run_id=child_run_id,
+        )
+
+
+@dataclass
+class FanOutItemRow:
+    id: str
+    step_run_id: str
+    item_type: str
+    item_id: str
+    item_ref: str = ""
+    child_run_id: str | None = None
+    status: FanOutItemStatus = FanOutItemStatus.PENDING
+    dispatched_at: str | None = None
+    completed_at: str | None = None
+    context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FanOutItemUpdate:
+    """`Running(child_run_id)` or `Terminal(status)`; a terminal update may also carry the child id."""
+
+    status: FanOutItemStatus
+    child_run_id: str | None = None
+
+    @classmethod
+    def running(cls, child_run_id: str = "dispatching") -> FanOutItemUpdate:
+        return cls(FanOutItemStatus.RUNNING, child_run_id)
+
+    @classmethod
+    def terminal(cls, status: FanOutItemStatus, child_run_id: str | None = None) -> FanOutItemUpdate:
+        return cls(status, child_run_id)
+
+
+@dataclass(frozen=True)
+class GateApprovalState:
+    """Pending, Approved(feedback, selections) or Rejected(feedback); `by` is who resolved it."""
+
+    state: str  # "pending" | "approved" | "rejected"
+    feedback: str | None = None
+    selections: tuple[str, ...] = ()
+    by: str | None = None
+
+    @classmethod
+    def pending(cls) -> GateApprovalState:
+        return cls("pending")
+
+    @property
+    def is_pending(self) -> bool:
+        return self.state == "pending"
+
+    @property
+    def is_approved(self) -> bool:
+        return self.state == "approved"
+
+    @property
+    def is_rejected(self) -> bool:
+        return self.state == "rejected"

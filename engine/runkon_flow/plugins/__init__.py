@@ -1,0 +1,1 @@
+"""Extension-point protocols and their reference implementations."""

@@ -1,0 +1,184 @@
+"""Extension points (engine.md §3) as Protocols, plus the small value types they exchange.
+
+Every plug-in is called synchronously from engine threads and must be thread-safe. Errors are
+signalled by raising `runkon_flow.errors.EngineError` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+from runkon_flow.cancellation import CancellationToken
+from runkon_flow.dsl.ast import WorkflowDef
+
+T = TypeVar("T")
+
+
+class Extensions:
+    """A type-keyed bag (`insert` replaces a value of the same type; `get(Type)` or None)."""
+
+    def __init__(self, values: Mapping[type, Any] | None = None) -> None:
+        self._values: dict[type, Any] = dict(values or {})
+
+    def insert(self, value: Any) -> None:
+        self._values[type(value)] = value
+
+    def get(self, kind: type[T]) -> T | None:
+        return self._values.get(kind)
+
+    def copy(self) -> Extensions:
+        return Extensions(self._values)
+
+    def __contains__(self, kind: type) -> bool:
+        return kind in self._values
+
+    def __repr__(self) -> str:
+        return f"Extensions({list(self._values.values())!r})"
+
+
+# --------------------------------------------------------------------------- actions (§3.1)
+
+
+@dataclass
+class StepInfo:
+    step_id: str
+    step_timeout: timedelta = timedelta(hours=12)
+    # Ours (design.md §3, §5): lets executors stream lines and notice a cancel promptly.
+    cancellation: CancellationToken | None = None
+    emit_output: Callable[[str, str], None] | None = None  # (line, stream)
+    run_id: str | None = None
+
+
+@dataclass
+class ActionParams:
+    name: str
+    inputs: Mapping[str, str]
+    retries_remaining: int = 0
+    retry_error: str | None = None
+    snippets: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    gate_feedback: str | None = None
+    extensions: Extensions = field(default_factory=Extensions)
+    model: str | None = None
+    as_identity: str | None = None
+    plugin_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ActionOutput:
+    markers: list[str] = field(default_factory=list)
+    context: str | None = None
+    result_text: str | None = None
+    structured_output: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    child_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaudeActionParams:
+    max_turns: int | None = None
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    name: str
+    required: bool = True
+    field_type: Any = "string"
+    desc: str | None = None
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutputSchema:
+    name: str
+    fields: list[FieldDef] = field(default_factory=list)
+    markers: dict[str, str] | None = None
+
+
+@runtime_checkable
+class RunContext(Protocol):
+    def injected_variables(self) -> dict[str, str]: ...
+    def working_dir(self) -> Path: ...
+    def working_dir_str(self) -> str: ...
+    def get(self, key: str) -> str | None: ...
+    def run_id(self) -> str: ...
+    def workflow_name(self) -> str: ...
+    def parent_run_id(self) -> str | None: ...
+
+
+@runtime_checkable
+class ActionExecutor(Protocol):
+    def name(self) -> str: ...
+    def execute(self, ctx: RunContext, info: StepInfo, params: ActionParams) -> ActionOutput: ...
+    def cancel(self, execution_id: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- items (§3.2)
+
+
+@dataclass
+class FanOutItem:
+    item_type: str
+    item_id: str
+    item_ref: str = ""
+    context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ProviderInfo:
+    step_id: str
+
+
+@runtime_checkable
+class ItemProvider(Protocol):
+    def name(self) -> str: ...
+    def parse_scope(self, raw_scope: dict[str, str] | None) -> object | None: ...
+    def items(
+        self, ctx: RunContext, info: ProviderInfo, scope: object | None, filter: dict[str, str]
+    ) -> list[FanOutItem]: ...
+    def dependencies(self, step_id: str) -> list[tuple[str, str]]: ...
+    def supports_ordered(self) -> bool: ...
+
+
+# --------------------------------------------------------------------------- gates (§3.3)
+
+
+@dataclass(frozen=True)
+class GatePoll:
+    state: Literal["approved", "rejected", "pending"]
+    feedback: str | None = None
+
+
+@dataclass
+class GateParams:
+    gate_name: str
+    prompt: str | None
+    min_approvals: int
+    approval_mode: str
+    options: dict[str, str]
+    timeout_secs: int
+    as_identity: str | None
+    step_id: str
+
+
+@runtime_checkable
+class GateResolver(Protocol):
+    def gate_type(self) -> str: ...
+    def poll(self, run_id: str, params: GateParams, ctx: RunContext) -> GatePoll: ...
+
+
+# --------------------------------------------------------------------------- misc (§3.5, §3.6)
+
+
+@runtime_checkable
+class ScriptEnvProvider(Protocol):
+    def env(self, ctx: RunContext, as_identity: str | None) -> dict[str, str]: ...
+
+
+@runtime_checkable
+class WorkflowResolver(Protocol):
+    def resolve(self, name: str) -> WorkflowDef: ...

@@ -1,0 +1,1 @@
+"""The engine runtime: FlowEngine, execution state and one module per node kind."""

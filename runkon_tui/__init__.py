@@ -1,0 +1,1 @@
+"""runkon-tui: the Textual dashboard for runkon_flow."""

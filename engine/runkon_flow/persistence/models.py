@@ -49,10 +49,18 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
     WAITING = "waiting"
     TIMED_OUT = "timed_out"
+    # Ours (design.md §5): a step stopped by a cancel is `cancelled`, never `completed`/`failed`.
+    CANCELLED = "cancelled"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.TIMED_OUT)
+        return self in (
+            StepStatus.COMPLETED,
+            StepStatus.FAILED,
+            StepStatus.SKIPPED,
+            StepStatus.TIMED_OUT,
+            StepStatus.CANCELLED,
+        )
 
     @property
     def is_starting(self) -> bool:
@@ -71,6 +79,7 @@ _SHORT = {
     StepStatus.PENDING: "-",
     StepStatus.WAITING: "wait",
     StepStatus.TIMED_OUT: "tout",
+    StepStatus.CANCELLED: "cncl",
 }
 
 

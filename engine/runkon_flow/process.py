@@ -1,0 +1,334 @@
+"""Run one external command the way the engine needs it (scripts, agent CLIs, item commands).
+
+Why not `subprocess.run`: a step must be stoppable within a second even when the command spawned
+grandchildren that keep the pipes open (`sh -c 'sleep 30 & sleep 30'`), its output must stream line
+by line to the dashboard while it runs, and a chatty command must never deadlock on a full pipe.
+
+So every command gets its own session/process group; stdout and stderr are read concurrently with
+a selector on the calling thread (which is also where `on_line` is called, so callbacks never race
+each other); a timeout or a cancel terminates the WHOLE group (SIGTERM, a short grace, SIGKILL).
+POSIX only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runkon_flow.cancellation import CancellationToken
+
+log = logging.getLogger(__name__)
+
+LineCallback = Callable[[str, str], None]
+"""`on_line(line, stream)` with `stream` = "stdout" | "stderr"; the line has no trailing newline."""
+
+#: After SIGTERM, how long the group gets to exit before SIGKILL.
+TERM_GRACE_S = 0.25
+#: When the direct child exited but something it left behind still holds the pipes open, how long
+#: we keep reading before that leftover group is terminated (a finished step leaves no stragglers).
+DRAIN_GRACE_S = 0.5
+#: The loop wakes at least this often to notice a cancel or a deadline.
+_TICK_S = 0.02
+#: A line longer than this (no newline yet) is flushed to `on_line` in pieces.
+_MAX_LINE_CHARS = 64 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What happened. `exit_code` is None when the process never started or was killed by us
+    (timeout/cancel); a negative code means "killed by that signal" (Python's convention)."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    cancelled: bool = False
+    duration_ms: int = 0
+    spawn_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Started, finished by itself, and exited 0."""
+        return self.exit_code == 0 and not (self.timed_out or self.cancelled or self.spawn_error)
+
+    def stderr_tail(self, max_chars: int = 2000) -> str:
+        """The last `max_chars` characters of trimmed stderr — what error messages quote."""
+        text = self.stderr.strip()
+        return text if len(text) <= max_chars else text[-max_chars:]
+
+
+class _Capture:
+    """Keeps the first and last halves of a stream once it exceeds `limit` characters, so both the
+    command's opening lines and its final FLOW_OUTPUT block survive a flood of output."""
+
+    def __init__(self, limit: int) -> None:
+        self._head_limit = max(limit // 2, 0)
+        self._tail_limit = max(limit - self._head_limit, 0)
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: deque[str] = deque()
+        self._tail_len = 0
+        self._dropped = 0
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        room = self._head_limit - self._head_len
+        if room > 0:
+            piece = text[:room]
+            self._head.append(piece)
+            self._head_len += len(piece)
+            text = text[room:]
+            if not text:
+                return
+        self._tail.append(text)
+        self._tail_len += len(text)
+        while self._tail_len > self._tail_limit and self._tail:
+            excess = self._tail_len - self._tail_limit
+            first = self._tail[0]
+            if len(first) <= excess:
+                self._tail.popleft()
+                self._tail_len -= len(first)
+                self._dropped += len(first)
+            else:
+                self._tail[0] = first[excess:]
+                self._tail_len -= excess
+                self._dropped += excess
+
+    def text(self) -> str:
+        head = "".join(self._head)
+        tail = "".join(self._tail)
+        if not self._dropped:
+            return head + tail
+        return f"{head}\n[… {self._dropped} characters omitted …]\n{tail}"
+
+
+class _Stream:
+    """One pipe: incremental UTF-8 decoding (errors replaced), line splitting, capture."""
+
+    def __init__(self, name: str, limit: int, on_line: LineCallback | None) -> None:
+        self.name = name
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._capture = _Capture(limit)
+        self._on_line = on_line
+        self._partial = ""
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        text = self._decoder.decode(data, final=final)
+        self._capture.add(text)
+        if self._on_line is None:
+            return
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self._emit(line)
+        if len(self._partial) > _MAX_LINE_CHARS:
+            self._emit(self._partial)
+            self._partial = ""
+        if final and self._partial:
+            self._emit(self._partial)
+            self._partial = ""
+
+    def _emit(self, line: str) -> None:
+        assert self._on_line is not None
+        try:
+            self._on_line(line.removesuffix("\r"), self.name)
+        except Exception:  # a broken observer must not break the command it observes
+            log.exception("on_line callback failed for %s line", self.name)
+
+    def text(self) -> str:
+        return self._capture.text()
+
+
+def _argv(command: str | Sequence[str], shell: bool) -> list[str] | str:
+    if shell:
+        return command if isinstance(command, str) else shlex.join(command)
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _write_stdin(pipe: object, data: bytes) -> None:
+    """Feed stdin from a helper thread so a command that reads slowly can't deadlock us."""
+    try:
+        pipe.write(data)  # type: ignore[attr-defined]
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the command stopped reading; that is its business
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            pipe.close()  # type: ignore[attr-defined]
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """True if the group still existed."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def run_process(
+    command: str | Sequence[str],
+    *,
+    cwd: str | Path,
+    env: Mapping[str, str],
+    stdin: str | None = None,
+    timeout: float | None = None,
+    cancellation: CancellationToken | None = None,
+    on_line: LineCallback | None = None,
+    shell: bool = False,
+    max_capture_chars: int = 1_000_000,
+) -> ProcessResult:
+    """Run `command` to completion, timeout or cancel; never raises for the command's own failures.
+
+    `env` is the complete environment (the caller merges `os.environ` if it wants it). A string
+    command is split with shlex unless `shell=True`, in which case it runs under `/bin/sh -c`.
+    stdin is `/dev/null` when `stdin` is None, so a command can never grab the terminal.
+    """
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    if cancellation is not None and cancellation.is_cancelled():
+        return ProcessResult(None, "", "", cancelled=True, duration_ms=0)
+    cwd_path = Path(cwd)
+    if not cwd_path.is_dir():
+        return ProcessResult(None, "", "", spawn_error=f"working directory does not exist: {cwd_path}")
+    try:
+        argv = _argv(command, shell)
+    except ValueError as exc:  # unbalanced quotes in a string command
+        return ProcessResult(None, "", "", spawn_error=f"cannot split command {command!r}: {exc}")
+    if not argv:
+        return ProcessResult(None, "", "", spawn_error="empty command")
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd_path,
+            env=dict(env),
+            shell=shell,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        return ProcessResult(None, "", "", duration_ms=elapsed_ms(), spawn_error=str(exc))
+
+    if stdin is not None and proc.stdin is not None:
+        threading.Thread(
+            target=_write_stdin,
+            args=(proc.stdin, stdin.encode("utf-8")),
+            name=f"stdin-{proc.pid}",
+            daemon=True,
+        ).start()
+
+    streams = {
+        "stdout": _Stream("stdout", max_capture_chars, on_line),
+        "stderr": _Stream("stderr", max_capture_chars, on_line),
+    }
+    timed_out = cancelled = False
+    killed = _pump(proc, streams, timeout, cancellation, started)
+    if killed == "timeout":
+        timed_out = True
+    elif killed == "cancel":
+        cancelled = True
+    returncode = proc.wait()
+    return ProcessResult(
+        exit_code=None if (timed_out or cancelled) else returncode,
+        stdout=streams["stdout"].text(),
+        stderr=streams["stderr"].text(),
+        timed_out=timed_out,
+        cancelled=cancelled,
+        duration_ms=elapsed_ms(),
+    )
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    streams: dict[str, _Stream],
+    timeout: float | None,
+    cancellation: CancellationToken | None,
+    started: float,
+) -> str | None:
+    """Read both pipes until they close; returns "timeout"/"cancel" if we had to kill the group."""
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+        os.set_blocking(pipe.fileno(), False)
+        sel.register(pipe, selectors.EVENT_READ, name)
+    deadline = None if timeout is None else started + max(timeout, 0.0)
+    killed: str | None = None
+    kill_at: float | None = None  # when SIGKILL follows the SIGTERM
+    hard_stop: float | None = None  # when we stop waiting for pipes whatever happens
+    exited_at: float | None = None
+    try:
+        while sel.get_map() or proc.poll() is None:
+            now = time.monotonic()
+            if killed is None:
+                if cancellation is not None and cancellation.is_cancelled():
+                    killed = "cancel"
+                elif deadline is not None and now >= deadline:
+                    killed = "timeout"
+                if killed is not None:
+                    _signal_group(proc.pid, signal.SIGTERM)
+                    kill_at = now + TERM_GRACE_S
+                    hard_stop = kill_at + 0.5
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if killed is None and exited_at is not None and now - exited_at >= DRAIN_GRACE_S:
+                # The command is done but left something holding our pipes: clean up after it.
+                log.debug("pid %s exited; terminating leftovers holding its pipes", proc.pid)
+                _signal_group(proc.pid, signal.SIGTERM)
+                killed = "drain"
+                kill_at = now + TERM_GRACE_S
+                hard_stop = kill_at + 0.5
+            if kill_at is not None and now >= kill_at:
+                _signal_group(proc.pid, signal.SIGKILL)
+                kill_at = None
+            if hard_stop is not None and now >= hard_stop and proc.poll() is not None:
+                break  # something outside the group (it called setsid) holds the pipes; give up
+            if not sel.get_map():
+                # Pipes closed but the command still runs: wait for it, still honouring cancel/timeout.
+                if cancellation is not None:
+                    cancellation.wait(_TICK_S)
+                else:
+                    time.sleep(_TICK_S)
+                continue
+            for key, _ in sel.select(_TICK_S):
+                stream = streams[key.data]
+                try:
+                    data = os.read(key.fd, _READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    stream.feed(data)
+                else:
+                    stream.feed(b"", final=True)
+                    sel.unregister(key.fileobj)
+    finally:
+        for key in list(sel.get_map().values()):
+            streams[key.data].feed(b"", final=True)
+        sel.close()
+        for pipe in (proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        if killed is not None or proc.poll() is None:
+            # Nothing of the group may outlive the call (pipes can close before every member died).
+            _signal_group(proc.pid, signal.SIGKILL)
+    return killed if killed in ("timeout", "cancel") else None

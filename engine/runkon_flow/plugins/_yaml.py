@@ -1,0 +1,99 @@
+"""YAML reading for plug-in configuration files (agents, schemas, identities, item lists).
+
+One place that turns PyYAML's exceptions into `Problem`s naming file, line and column, and that
+remembers where every mapping key and list entry was written, so a later semantic check ("`runtime`
+must be one of …") can still point at the right line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from runkon_flow.errors import FlowError, Problem, SourceLocation
+
+Path_ = tuple[str | int, ...]
+
+
+class ConfigFileError(FlowError):
+    """A user's configuration file is wrong; `problem` says where and why."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(problem.render())
+
+
+@dataclass
+class YamlDoc:
+    """Parsed data plus the 1-based line of every key/entry path (`()` is the document itself)."""
+
+    data: Any
+    file: str
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line_of(self, *path: str | int) -> int | None:
+        """The line of the deepest known prefix of `path` (falls back towards the document)."""
+        p: Path_ = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.lines.get(())
+
+    def problem(self, message: str, *path: str | int, hint: str | None = None) -> Problem:
+        return Problem(message, hint, SourceLocation(self.file, self.line_of(*path), None))
+
+    def error(self, message: str, *path: str | int, hint: str | None = None) -> ConfigFileError:
+        return ConfigFileError(self.problem(message, *path, hint=hint))
+
+
+def parse_yaml(text: str, *, file: str, line_offset: int = 0) -> YamlDoc:
+    """Parse one YAML document; raise ConfigFileError with the position of a syntax error.
+
+    `line_offset` is added to every line (front matter starts after the opening `---`)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 + line_offset if mark else None
+        column = mark.column + 1 if mark else None
+        reason = " ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
+        raise ConfigFileError(
+            Problem(f"invalid YAML: {reason}", None, SourceLocation(file, line, column))
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(
+            Problem(f"invalid YAML: {exc}", None, SourceLocation(file, None, None))
+        ) from None
+    doc = YamlDoc(data, file)
+    if node is not None:
+        _record_lines(node, (), doc.lines, line_offset)
+    else:
+        doc.lines[()] = 1 + line_offset
+    return doc
+
+
+def _record_lines(node: yaml.Node, path: Path_, out: dict[Path_, int], offset: int) -> None:
+    out.setdefault(path, node.start_mark.line + 1 + offset)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+            child = (*path, str(key))
+            out[child] = key_node.start_mark.line + 1 + offset
+            _record_lines(value_node, child, out, offset)
+            out[child] = key_node.start_mark.line + 1 + offset
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*path, index), out, offset)
+
+
+def scalar_text(value: Any) -> str | None:
+    """A YAML scalar as the string the engine uses (`true` → "true"); None for lists/maps/null."""
+    if value is None or isinstance(value, (list, dict)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,5 +1,6 @@
 """Stores for runs, steps, fan-out items and gate approvals."""
 
+from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import (
     FanOutItemRow,
     FanOutItemStatus,
@@ -24,6 +25,7 @@ __all__ = [
     "FanOutItemUpdate",
     "GateApprovalState",
     "GateApprovalStore",
+    "InMemoryStore",
     "NewRun",
     "NewStep",
     "RunStatus",

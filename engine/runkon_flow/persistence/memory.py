@@ -1,0 +1,376 @@
+"""An in-memory `WorkflowPersistence` for tests, dry runs and single-process use.
+
+It follows the same rules as the SQLite store (engine.md §6.2, docs/persistence.md) so behaviour
+tests written against one hold for the other. One lock guards every table: operations are short,
+so a single lock is both the simplest correct choice and fast under the engine's many threads.
+Rows are copied on the way in and out, so callers can never mutate stored state by accident.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from datetime import datetime, timedelta
+
+from runkon_flow.errors import PersistenceError
+from runkon_flow.persistence import _shared as sh
+from runkon_flow.persistence.models import (
+    FanOutItemRow,
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    GateApprovalState,
+    NewRun,
+    NewStep,
+    RunStatus,
+    StepStatus,
+    StepUpdate,
+    WorkflowRun,
+    WorkflowRunStep,
+)
+
+_ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
+
+
+class InMemoryStore:
+    """Thread-safe in-process store; `clock` is injectable so lease expiry can be tested instantly."""
+
+    def __init__(self, *, clock: sh.Clock = sh.system_clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._runs: dict[str, WorkflowRun] = {}
+        self._run_seq: dict[str, int] = {}
+        self._lease_expiry: dict[str, datetime] = {}
+        self._steps: dict[str, WorkflowRunStep] = {}
+        self._steps_by_run: dict[str, list[str]] = {}
+        self._items: dict[str, FanOutItemRow] = {}
+        self._items_by_step: dict[str, list[str]] = {}
+        self._item_keys: dict[tuple[str, str, str], str] = {}
+
+    def _now(self) -> str:
+        return sh.rfc3339(self._clock())
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, new_run: NewRun) -> WorkflowRun:
+        run = WorkflowRun(
+            id=new_run.run_id or sh.new_ordered_id(),
+            workflow_name=new_run.workflow_name,
+            parent_run_id=new_run.parent_run_id,
+            status=RunStatus.PENDING,
+            dry_run=new_run.dry_run,
+            trigger=new_run.trigger,
+            started_at=self._now(),
+            definition_snapshot=new_run.definition_snapshot,
+            inputs=dict(new_run.inputs),
+            parent_workflow_run_id=new_run.parent_workflow_run_id,
+            iteration=new_run.iteration,
+            workflow_title=sh.workflow_title(new_run.definition_snapshot),
+        )
+        with self._lock:
+            if run.id in self._runs:
+                raise PersistenceError(f"run {run.id} already exists")
+            self._runs[run.id] = run
+            self._run_seq[run.id] = len(self._run_seq)
+            self._steps_by_run[run.id] = []
+            return _copy_run(run)
+
+    def get_run(self, run_id: str) -> WorkflowRun | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return _copy_run(run) if run is not None else None
+
+    def list_runs(self, limit: int = 500, parent_run_id: str | None = "") -> list[WorkflowRun]:
+        """Newest first; "" → runs without a parent, None → all runs, an id → that run's children."""
+        with self._lock:
+            runs = [r for r in self._runs.values() if _parent_matches(r, parent_run_id)]
+            runs.sort(key=self._newest_first_key, reverse=True)
+            return [_copy_run(r) for r in runs[: max(limit, 0)]]
+
+    def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
+        """Runs in any of `statuses` (empty list → pending/running/waiting), newest first."""
+        wanted = {RunStatus(s) for s in statuses} or set(_ACTIVE)
+        with self._lock:
+            runs = [r for r in self._runs.values() if r.status in wanted]
+            runs.sort(key=self._newest_first_key, reverse=True)
+            return [_copy_run(r) for r in runs]
+
+    def _newest_first_key(self, run: WorkflowRun) -> tuple[str, int]:
+        return (run.started_at, self._run_seq[run.id])
+
+    def update_run_status(
+        self, run_id: str, status: RunStatus, result_summary: str | None, error: str | None
+    ) -> None:
+        status = RunStatus(status)
+        if status is RunStatus.WAITING:
+            raise PersistenceError(sh.WAITING_REJECTED)
+        now = self._now()
+        with self._lock:
+            run = self._run(run_id)
+            run.status = status
+            run.result_summary = result_summary
+            run.error = error
+            run.ended_at = now if status.is_terminal else None
+            run.blocked_on = None
+
+    def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
+        """The only way into `waiting`: status and what the run waits for change together."""
+        snapshot = copy.deepcopy(blocked_on)
+        with self._lock:
+            run = self._run(run_id)
+            run.status = RunStatus.WAITING
+            run.blocked_on = snapshot
+            run.ended_at = None
+
+    def is_run_cancelled(self, run_id: str) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return run is not None and run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING)
+
+    def _run(self, run_id: str) -> WorkflowRun:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise PersistenceError(f"run {run_id} not found")
+        return run
+
+    # ------------------------------------------------------------------ leases
+
+    def acquire_lease(self, run_id: str, token: str, ttl_seconds: float) -> int | None:
+        """Take or renew the run's lease; the generation moves only when the owner changes."""
+        sh.check_ttl(ttl_seconds)
+        now = self._clock()
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return None
+            expiry = self._lease_expiry.get(run_id)
+            free = run.owner_token is None or expiry is None or expiry < now
+            if not free and run.owner_token != token:
+                return None
+            if run.owner_token != token:
+                run.generation += 1
+            run.owner_token = token
+            until = now + timedelta(seconds=ttl_seconds)
+            self._lease_expiry[run_id] = until
+            run.lease_until = sh.rfc3339(until)
+            return run.generation
+
+    def release_lease(self, run_id: str, token: str) -> None:
+        """Hand the run back (clean shutdown) so another engine can take it without waiting."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None and run.owner_token == token:
+                run.owner_token = None
+                run.lease_until = None
+                self._lease_expiry.pop(run_id, None)
+
+    # ------------------------------------------------------------------ steps
+
+    def insert_step(self, new_step: NewStep) -> str:
+        sh.check_role(new_step.role)
+        running = new_step.retry_count is not None
+        step = WorkflowRunStep(
+            id=sh.new_ordered_id(),
+            workflow_run_id=new_step.workflow_run_id,
+            step_name=new_step.step_name,
+            role=new_step.role,
+            can_commit=new_step.can_commit,
+            status=StepStatus.RUNNING if running else StepStatus.PENDING,
+            position=new_step.position,
+            iteration=new_step.iteration,
+            started_at=self._now() if running else None,
+            retry_count=new_step.retry_count or 0,
+            gate_type=new_step.gate_type,
+            gate_prompt=new_step.gate_prompt,
+            gate_timeout=new_step.gate_timeout,
+            gate_options=new_step.gate_options,
+        )
+        with self._lock:
+            self._run(new_step.workflow_run_id)
+            self._steps[step.id] = step
+            self._steps_by_run[step.workflow_run_id].append(step.id)
+        return step.id
+
+    def update_step(self, step_id: str, update: StepUpdate) -> None:
+        """Generation-guarded (stale → LeaseLost); a terminal row is never overwritten."""
+        status = StepStatus(update.status)
+        now = self._now()
+        with self._lock:
+            step = self._step(step_id)
+            if self._runs[step.workflow_run_id].generation != update.generation:
+                raise sh.lease_cancelled()
+            if step.status.is_terminal:
+                return
+            step.status = status
+            if status.is_starting:
+                step.child_run_id = update.child_run_id
+                step.started_at = now
+            elif status.is_terminal:
+                step.ended_at = now
+                step.result_text = update.result_text
+                step.context_out = update.context_out
+                step.markers_out = update.markers_out
+                step.structured_output = update.structured_output
+                step.step_error = update.step_error
+                if update.child_run_id is not None:
+                    step.child_run_id = update.child_run_id
+                if update.retry_count is not None:
+                    step.retry_count = update.retry_count
+
+    def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
+        """Ordered by position; rows at the same position (retries) in insertion order."""
+        with self._lock:
+            steps = [self._steps[i] for i in self._steps_by_run.get(run_id, ())]
+            steps.sort(key=lambda s: s.position)
+            return [copy.copy(s) for s in steps]
+
+    def get_step(self, step_id: str) -> WorkflowRunStep | None:
+        with self._lock:
+            step = self._steps.get(step_id)
+            return copy.copy(step) if step is not None else None
+
+    def _step(self, step_id: str) -> WorkflowRunStep:
+        step = self._steps.get(step_id)
+        if step is None:
+            raise PersistenceError(f"step {step_id} not found")
+        return step
+
+    # ------------------------------------------------------------------ gates
+
+    def get_gate_approval(self, step_id: str) -> GateApprovalState:
+        with self._lock:
+            step = self._steps.get(step_id)
+            if step is None:
+                return GateApprovalState.pending()
+            return sh.approval_state(
+                step.gate_approved_at,
+                step.status,
+                step.gate_feedback,
+                step.gate_selections,
+                step.gate_approved_by,
+            )
+
+    def approve_gate(
+        self, step_id: str, approved_by: str, feedback: str | None, selections: list[str] | None
+    ) -> None:
+        now = self._now()
+        with self._lock:
+            step = self._step(step_id)
+            if step.status.is_terminal:
+                raise sh.gate_already_resolved(step_id, step.status)
+            sh.validate_gate_selections(step_id, step.gate_options, selections or [])
+            step.gate_approved_at = now
+            step.gate_approved_by = approved_by
+            step.gate_feedback = feedback
+            step.gate_selections = sh.dump_json(list(selections)) if selections is not None else None
+            if selections:
+                step.context_out = sh.selection_context(selections)
+            step.status = StepStatus.COMPLETED
+            step.ended_at = now
+
+    def reject_gate(self, step_id: str, rejected_by: str, feedback: str | None) -> None:
+        now = self._now()
+        with self._lock:
+            step = self._step(step_id)
+            if step.status.is_terminal:
+                raise sh.gate_already_resolved(step_id, step.status)
+            step.gate_approved_by = rejected_by
+            step.gate_feedback = feedback
+            step.status = StepStatus.FAILED
+            step.ended_at = now
+
+    # ------------------------------------------------------------------ fan-out items
+
+    def insert_fan_out_item(
+        self, step_run_id: str, item_type: str, item_id: str, item_ref: str, context: dict[str, str]
+    ) -> str:
+        """Idempotent on (step, type, id): a repeat returns the existing row's id untouched."""
+        return self.insert_fan_out_items(step_run_id, [(item_type, item_id, item_ref, context)])[0]
+
+    def insert_fan_out_items(
+        self, step_run_id: str, items: list[tuple[str, str, str, dict[str, str]]]
+    ) -> list[str]:
+        ids: list[str] = []
+        with self._lock:
+            self._step(step_run_id)
+            order = self._items_by_step.setdefault(step_run_id, [])
+            for item_type, item_id, item_ref, context in items:
+                key = (step_run_id, item_type, item_id)
+                existing = self._item_keys.get(key)
+                if existing is not None:
+                    ids.append(existing)
+                    continue
+                row = FanOutItemRow(
+                    id=sh.new_ordered_id(),
+                    step_run_id=step_run_id,
+                    item_type=item_type,
+                    item_id=item_id,
+                    item_ref=item_ref,
+                    context=dict(context),
+                )
+                self._items[row.id] = row
+                self._item_keys[key] = row.id
+                order.append(row.id)
+                ids.append(row.id)
+        return ids
+
+    def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None:
+        self.batch_update_fan_out_items([(item_id, update)])
+
+    def batch_update_fan_out_items(self, updates: list[tuple[str, FanOutItemUpdate]]) -> None:
+        """All or nothing: an unknown item id fails the batch before any row changes."""
+        now = self._now()
+        with self._lock:
+            for item_id, _ in updates:
+                if item_id not in self._items:
+                    raise PersistenceError(f"fan-out item {item_id} not found")
+            for item_id, update in updates:
+                _apply_item_update(self._items[item_id], update, now)
+
+    def get_fan_out_items(
+        self, step_run_id: str, status_filter: FanOutItemStatus | None = None
+    ) -> list[FanOutItemRow]:
+        """Insertion order; optionally only items in `status_filter`."""
+        with self._lock:
+            rows = (self._items[i] for i in self._items_by_step.get(step_run_id, ()))
+            if status_filter is not None:
+                wanted = FanOutItemStatus(status_filter)
+                rows = (r for r in rows if r.status == wanted)
+            return [_copy_item(r) for r in rows]
+
+
+def _apply_item_update(row: FanOutItemRow, update: FanOutItemUpdate, now: str) -> None:
+    status = FanOutItemStatus(update.status)
+    row.status = status
+    if status is FanOutItemStatus.RUNNING:
+        row.child_run_id = update.child_run_id
+        row.dispatched_at = now
+        row.completed_at = None
+    elif status is FanOutItemStatus.PENDING:
+        row.child_run_id = None
+        row.dispatched_at = None
+        row.completed_at = None
+    else:
+        if update.child_run_id is not None:
+            row.child_run_id = update.child_run_id
+        row.completed_at = now
+
+
+def _parent_matches(run: WorkflowRun, parent: str | None) -> bool:
+    if parent is None:
+        return True
+    if parent == "":
+        return not run.parent_run_id and not run.parent_workflow_run_id
+    return parent in (run.parent_run_id, run.parent_workflow_run_id)
+
+
+def _copy_run(run: WorkflowRun) -> WorkflowRun:
+    out = copy.copy(run)
+    out.inputs = dict(run.inputs)
+    out.blocked_on = copy.deepcopy(run.blocked_on)
+    return out
+
+
+def _copy_item(row: FanOutItemRow) -> FanOutItemRow:
+    out = copy.copy(row)
+    out.context = dict(row.context)
+    return out

@@ -1,0 +1,838 @@
+"""The persistence contract (engine.md §5, §6.2, §6.4, docs/persistence.md), run against every store.
+
+Each test states a rule the engine or the dashboard relies on; the `store` fixture makes it hold
+for the in-memory and the SQLite store alike.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import pytest
+from runkon_flow.errors import EngineCancelled, PersistenceError
+from runkon_flow.persistence import (
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    NewRun,
+    NewStep,
+    RunStatus,
+    StepStatus,
+    StepUpdate,
+    WorkflowPersistence,
+)
+
+from .conftest import FakeClock
+
+RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+OPTIONS = json.dumps([{"value": "b", "label": "B"}, {"value": "a", "label": "A"}, {"value": "c"}])
+
+
+def new_run(store, name: str = "wf", **kw) -> str:
+    return store.create_run(NewRun(workflow_name=name, **kw)).id
+
+
+def owned_run(store, token: str = "owner-1") -> tuple[str, int]:
+    """A run whose lease `token` holds, and the generation to write with."""
+    run_id = new_run(store)
+    gen = store.acquire_lease(run_id, token, 60)
+    assert gen is not None
+    return run_id, gen
+
+
+def new_step(store, run_id: str, name: str = "s", **kw) -> str:
+    return store.insert_step(NewStep(workflow_run_id=run_id, step_name=name, **kw))
+
+
+def foreach_step(store) -> str:
+    run_id = new_run(store)
+    return new_step(store, run_id, "fe", role="foreach", retry_count=0)
+
+
+def test_both_stores_implement_the_protocol(store) -> None:
+    assert isinstance(store, WorkflowPersistence)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_create_run_stores_everything_the_caller_gave(store) -> None:
+    snapshot = json.dumps({"title": "Review a PR", "name": "wf"})
+    run = store.create_run(
+        NewRun(
+            workflow_name="review",
+            parent_run_id="agent-1",
+            dry_run=True,
+            trigger="schedule",
+            definition_snapshot=snapshot,
+            parent_workflow_run_id="parent-wf",
+            inputs={"pr": "42", "note": "ünïcode"},
+            iteration=3,
+        )
+    )
+    loaded = store.get_run(run.id)
+    assert loaded == run
+    assert len(run.id) == 26
+    assert (run.workflow_name, run.parent_run_id, run.dry_run, run.trigger) == (
+        "review",
+        "agent-1",
+        True,
+        "schedule",
+    )
+    assert run.definition_snapshot == snapshot
+    assert run.workflow_title == "Review a PR"
+    assert run.inputs == {"pr": "42", "note": "ünïcode"}
+    assert (run.parent_workflow_run_id, run.iteration) == ("parent-wf", 3)
+    assert run.status is RunStatus.PENDING
+    assert (run.generation, run.owner_token, run.lease_until, run.ended_at) == (0, None, None, None)
+    assert run.started_at == "2026-01-01T12:00:00.000Z"
+
+
+def test_started_at_is_rfc3339_utc_with_milliseconds(tmp_path, store_kind) -> None:
+    from .conftest import make_store
+
+    real = make_store(store_kind, tmp_path / "real")
+    try:
+        run = real.create_run(NewRun(workflow_name="wf"))
+        assert RFC3339_MS.match(run.started_at)
+    finally:
+        close = getattr(real, "close", None)
+        if close:
+            close()
+
+
+def test_create_run_honours_a_caller_chosen_id_and_refuses_a_duplicate(store) -> None:
+    run = store.create_run(NewRun(workflow_name="wf", run_id="my-run"))
+    assert run.id == "my-run"
+    assert store.get_run("my-run") is not None
+    with pytest.raises(PersistenceError, match="my-run"):
+        store.create_run(NewRun(workflow_name="other", run_id="my-run"))
+    assert store.get_run("my-run").workflow_name == "wf"
+
+
+@pytest.mark.parametrize("snapshot", [None, "", "not json", "[1, 2]", '{"title": 5}', '{"name": "x"}'])
+def test_workflow_title_is_absent_unless_the_snapshot_has_a_string_title(store, snapshot) -> None:
+    run = store.create_run(NewRun(workflow_name="wf", definition_snapshot=snapshot))
+    assert run.workflow_title is None
+    assert store.get_run(run.id).workflow_title is None
+
+
+def test_get_run_of_an_unknown_id_is_none(store) -> None:
+    assert store.get_run("nope") is None
+
+
+def test_rows_read_back_are_copies_the_caller_cannot_corrupt(store) -> None:
+    run_id = new_run(store, inputs={"a": "1"})
+    store.set_waiting_blocked_on(run_id, {"type": "pr_checks", "gate_name": "g"})
+    loaded = store.get_run(run_id)
+    loaded.inputs["a"] = "changed"
+    loaded.blocked_on["gate_name"] = "changed"
+    loaded.status = RunStatus.FAILED
+    again = store.get_run(run_id)
+    assert again.inputs == {"a": "1"}
+    assert again.blocked_on == {"type": "pr_checks", "gate_name": "g"}
+    assert again.status is RunStatus.WAITING
+
+
+def test_list_runs_is_newest_first_and_filters_by_parent(store, clock: FakeClock) -> None:
+    top1 = new_run(store, "a")
+    clock.advance(1)
+    child = new_run(store, "child", parent_workflow_run_id=top1)
+    clock.advance(1)
+    agent_child = new_run(store, "agent-child", parent_run_id=top1)
+    clock.advance(1)
+    top2 = new_run(store, "b")
+    assert [r.id for r in store.list_runs()] == [top2, top1]
+    assert [r.id for r in store.list_runs(parent_run_id=None)] == [top2, agent_child, child, top1]
+    assert [r.id for r in store.list_runs(parent_run_id=top1)] == [agent_child, child]
+    assert store.list_runs(parent_run_id="unknown") == []
+    assert [r.id for r in store.list_runs(limit=1)] == [top2]
+
+
+def test_runs_created_in_the_same_millisecond_still_list_newest_first(store) -> None:
+    ids = [new_run(store, f"wf{i}") for i in range(20)]
+    assert [r.id for r in store.list_runs()] == ids[::-1]
+
+
+def test_list_active_runs_filters_by_status_newest_first(store, clock: FakeClock) -> None:
+    pending = new_run(store)
+    clock.advance(1)
+    running = new_run(store)
+    store.update_run_status(running, RunStatus.RUNNING, None, None)
+    clock.advance(1)
+    waiting = new_run(store)
+    store.set_waiting_blocked_on(waiting, {"type": "pr_checks", "gate_name": "g"})
+    clock.advance(1)
+    done = new_run(store)
+    store.update_run_status(done, RunStatus.COMPLETED, "ok", None)
+    clock.advance(1)
+    resumable = new_run(store)
+    store.update_run_status(resumable, RunStatus.NEEDS_RESUME, None, None)
+
+    assert [r.id for r in store.list_active_runs([])] == [waiting, running, pending]
+    assert [r.id for r in store.list_active_runs([RunStatus.RUNNING])] == [running]
+    both = store.list_active_runs([RunStatus.COMPLETED, RunStatus.NEEDS_RESUME])
+    assert [r.id for r in both] == [resumable, done]
+
+
+def test_update_run_status_refuses_waiting(store) -> None:
+    run_id = new_run(store)
+    with pytest.raises(PersistenceError, match=r"Use set_waiting_blocked_on\(\)"):
+        store.update_run_status(run_id, RunStatus.WAITING, None, None)
+    assert store.get_run(run_id).status is RunStatus.PENDING
+
+
+@pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED])
+def test_a_terminal_run_status_sets_ended_at_summary_and_error(store, clock, status) -> None:
+    run_id = new_run(store)
+    clock.advance(2.5)
+    store.update_run_status(run_id, status, "1 step done", "boom")
+    run = store.get_run(run_id)
+    assert (run.status, run.result_summary, run.error) == (status, "1 step done", "boom")
+    assert run.ended_at == "2026-01-01T12:00:02.500Z"
+
+
+@pytest.mark.parametrize(
+    "status", [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.NEEDS_RESUME, RunStatus.CANCELLING]
+)
+def test_a_non_terminal_run_status_clears_ended_at(store, status) -> None:
+    run_id = new_run(store)
+    store.update_run_status(run_id, RunStatus.FAILED, None, "boom")
+    store.update_run_status(run_id, status, None, None)
+    run = store.get_run(run_id)
+    assert run.status is status
+    assert run.ended_at is None
+    assert run.error is None
+
+
+def test_set_waiting_blocked_on_and_any_status_update_clears_it(store) -> None:
+    run_id = new_run(store)
+    blocked = {"type": "human_approval", "gate_name": "g", "prompt": "ok?", "options": ["y", "n"]}
+    store.set_waiting_blocked_on(run_id, blocked)
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.WAITING
+    assert run.blocked_on == blocked
+    store.update_run_status(run_id, RunStatus.RUNNING, None, None)
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.RUNNING
+    assert run.blocked_on is None
+
+
+def test_writing_an_unknown_run_is_an_error(store) -> None:
+    with pytest.raises(PersistenceError, match="run nope not found"):
+        store.update_run_status("nope", RunStatus.RUNNING, None, None)
+    with pytest.raises(PersistenceError, match="run nope not found"):
+        store.set_waiting_blocked_on("nope", {"type": "pr_checks", "gate_name": "g"})
+
+
+@pytest.mark.parametrize(
+    ("status", "cancelled"),
+    [
+        (RunStatus.CANCELLED, True),
+        (RunStatus.CANCELLING, True),
+        (RunStatus.RUNNING, False),
+        (RunStatus.FAILED, False),
+        (RunStatus.PENDING, False),
+    ],
+)
+def test_is_run_cancelled_is_true_for_cancelled_and_cancelling(store, status, cancelled) -> None:
+    run_id = new_run(store)
+    if status is not RunStatus.PENDING:
+        store.update_run_status(run_id, status, None, None)
+    assert store.is_run_cancelled(run_id) is cancelled
+
+
+def test_is_run_cancelled_of_an_unknown_run_is_false(store) -> None:
+    assert store.is_run_cancelled("nope") is False
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def test_a_step_inserted_with_a_retry_count_starts_running(store, clock) -> None:
+    run_id = new_run(store)
+    clock.advance(1)
+    step_id = new_step(store, run_id, "build", position=4, iteration=2, retry_count=1)
+    step = store.get_step(step_id)
+    assert (step.status, step.retry_count, step.position, step.iteration) == (StepStatus.RUNNING, 1, 4, 2)
+    assert step.started_at == "2026-01-01T12:00:01.000Z"
+    assert (step.workflow_run_id, step.step_name, step.role, step.can_commit) == (
+        run_id,
+        "build",
+        "agent",
+        False,
+    )
+    assert step.ended_at is None
+
+
+def test_a_step_inserted_without_a_retry_count_is_pending(store) -> None:
+    run_id = new_run(store)
+    step = store.get_step(new_step(store, run_id, "g", role="gate"))
+    assert (step.status, step.retry_count, step.started_at) == (StepStatus.PENDING, 0, None)
+
+
+def test_gate_details_are_stored_so_a_ui_can_show_them(store) -> None:
+    run_id = new_run(store)
+    step_id = new_step(
+        store, run_id, "approve", role="gate", gate_type="human_approval", gate_prompt="Ship?",
+        gate_timeout="2h", gate_options=OPTIONS,
+    )  # fmt: skip
+    step = store.get_step(step_id)
+    assert (step.gate_type, step.gate_prompt, step.gate_timeout, step.gate_options) == (
+        "human_approval", "Ship?", "2h", OPTIONS,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["actor", "reviewer", "script", ""])
+def test_roles_outside_the_canonical_schema_are_refused(store, role) -> None:
+    run_id = new_run(store)
+    with pytest.raises(PersistenceError, match="invalid step role"):
+        new_step(store, run_id, role=role)
+    assert store.get_steps(run_id) == []
+
+
+def test_a_step_for_an_unknown_run_is_refused(store) -> None:
+    with pytest.raises(PersistenceError, match="run nope not found"):
+        new_step(store, "nope")
+
+
+def test_get_steps_orders_by_position_then_insertion(store) -> None:
+    run_id = new_run(store)
+    other = new_run(store)
+    c = new_step(store, run_id, "c", position=2, retry_count=0)
+    a = new_step(store, run_id, "a", position=0, retry_count=0)
+    b0 = new_step(store, run_id, "b", position=1, retry_count=0)
+    b1 = new_step(store, run_id, "b", position=1, retry_count=1)
+    b2 = new_step(store, run_id, "b", position=1, retry_count=2)
+    new_step(store, other, "x")
+    assert [s.id for s in store.get_steps(run_id)] == [a, b0, b1, b2, c]
+    assert [s.retry_count for s in store.get_steps(run_id)] == [0, 0, 1, 2, 0]
+    assert store.get_steps("nope") == []
+
+
+def test_get_step_of_an_unknown_id_is_none(store) -> None:
+    assert store.get_step("nope") is None
+
+
+@pytest.mark.parametrize("status", [StepStatus.RUNNING, StepStatus.WAITING])
+def test_a_starting_update_sets_status_child_and_started_at(store, clock, status) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, "g", role="gate")
+    clock.advance(3)
+    store.update_step(step_id, StepUpdate(generation=gen, status=status, child_run_id="child-1"))
+    step = store.get_step(step_id)
+    assert (step.status, step.child_run_id, step.started_at) == (
+        status,
+        "child-1",
+        "2026-01-01T12:00:03.000Z",
+    )
+    store.update_step(step_id, StepUpdate(generation=gen, status=StepStatus.RUNNING))
+    assert store.get_step(step_id).child_run_id is None
+
+
+def test_a_completed_update_records_every_output(store, clock) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, "build", retry_count=0)
+    clock.advance(4)
+    store.update_step(
+        step_id,
+        StepUpdate.completed(
+            gen, child_run_id="c1", result_text="done", context_out="ctx", markers_out='["m"]', attempt=2,
+            structured_output='{"k": 1}',
+        ),
+    )  # fmt: skip
+    step = store.get_step(step_id)
+    assert step.status is StepStatus.COMPLETED
+    assert step.ended_at == "2026-01-01T12:00:04.000Z"
+    assert (step.result_text, step.context_out, step.markers_out) == ("done", "ctx", '["m"]')
+    assert (step.retry_count, step.structured_output, step.child_run_id) == (2, '{"k": 1}', "c1")
+    assert step.step_error is None
+
+
+def test_a_failed_update_keeps_the_child_and_retry_count_it_does_not_mention(store) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, "wf", role="workflow", retry_count=3)
+    store.update_step(step_id, StepUpdate(generation=gen, status=StepStatus.RUNNING, child_run_id="child-9"))
+    store.update_step(step_id, StepUpdate.failed(gen, "boom"))
+    step = store.get_step(step_id)
+    assert (step.status, step.result_text, step.step_error) == (StepStatus.FAILED, "boom", "boom")
+    assert (step.child_run_id, step.retry_count) == ("child-9", 3)
+
+
+@pytest.mark.parametrize("status", [StepStatus.TIMED_OUT, StepStatus.SKIPPED, StepStatus.CANCELLED])
+def test_other_terminal_statuses_are_recorded(store, status) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, retry_count=0)
+    store.update_step(step_id, StepUpdate(generation=gen, status=status, step_error="why"))
+    step = store.get_step(step_id)
+    assert (step.status, step.step_error) == (status, "why")
+    assert step.ended_at is not None
+
+
+def test_a_pending_update_changes_only_the_status(store) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, "g", role="gate")
+    store.update_step(step_id, StepUpdate(generation=gen, status=StepStatus.WAITING, child_run_id="c"))
+    before = store.get_step(step_id)
+    store.update_step(step_id, StepUpdate(generation=gen, status=StepStatus.PENDING, result_text="ignored"))
+    after = store.get_step(step_id)
+    assert after.status is StepStatus.PENDING
+    assert (after.child_run_id, after.started_at, after.result_text) == (
+        before.child_run_id,
+        before.started_at,
+        None,
+    )
+
+
+def test_a_terminal_step_is_never_overwritten(store) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, retry_count=0)
+    store.update_step(step_id, StepUpdate.completed(gen, result_text="first"))
+    first = store.get_step(step_id)
+    store.update_step(step_id, StepUpdate.failed(gen, "second"))
+    store.update_step(step_id, StepUpdate(generation=gen, status=StepStatus.RUNNING, child_run_id="x"))
+    store.update_step(step_id, StepUpdate(generation=gen, status=StepStatus.PENDING))
+    assert store.get_step(step_id) == first
+
+
+def test_a_stale_generation_is_fenced_with_lease_lost(store) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, retry_count=0)
+    with pytest.raises(EngineCancelled) as info:
+        store.update_step(step_id, StepUpdate.completed(gen + 1, result_text="late"))
+    assert info.value.reason.kind == "LeaseLost"
+    assert str(info.value) == "workflow cancelled: LeaseLost"
+    assert store.get_step(step_id).status is StepStatus.RUNNING
+
+
+def test_a_stale_generation_is_fenced_even_on_a_terminal_row(store) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, retry_count=0)
+    store.update_step(step_id, StepUpdate.completed(gen))
+    with pytest.raises(EngineCancelled):
+        store.update_step(step_id, StepUpdate.completed(gen - 1))
+
+
+def test_updating_an_unknown_step_is_an_error(store) -> None:
+    with pytest.raises(PersistenceError, match="step nope not found"):
+        store.update_step("nope", StepUpdate.completed(0))
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def test_a_fresh_run_acquired_once_has_generation_one(store, clock) -> None:
+    run_id = new_run(store)
+    assert store.acquire_lease(run_id, "t1", 30) == 1
+    run = store.get_run(run_id)
+    assert (run.owner_token, run.generation) == ("t1", 1)
+    assert run.lease_until is not None
+
+
+def test_renewing_with_the_same_token_keeps_the_generation_and_extends_the_lease(store, clock) -> None:
+    run_id = new_run(store)
+    store.acquire_lease(run_id, "t1", 10)
+    clock.advance(8)
+    assert store.acquire_lease(run_id, "t1", 10) == 1
+    clock.advance(8)  # 16 s after the first acquire: alive only because of the renewal
+    assert store.acquire_lease(run_id, "t2", 10) is None
+
+
+def test_another_token_cannot_take_a_live_lease(store, clock) -> None:
+    run_id = new_run(store)
+    store.acquire_lease(run_id, "t1", 10)
+    clock.advance(10)  # exactly at lease_until: still held
+    assert store.acquire_lease(run_id, "t2", 10) is None
+    assert store.get_run(run_id).owner_token == "t1"
+
+
+def test_an_expired_lease_passes_to_a_new_owner_with_a_higher_generation(store, clock) -> None:
+    run_id = new_run(store)
+    store.acquire_lease(run_id, "t1", 10)
+    clock.advance(10.001)
+    assert store.acquire_lease(run_id, "t2", 10) == 2
+    assert store.get_run(run_id).owner_token == "t2"
+    assert store.acquire_lease(run_id, "t1", 10) is None
+
+
+def test_the_superseded_owner_can_no_longer_write_steps(store, clock) -> None:
+    run_id = new_run(store)
+    old_gen = store.acquire_lease(run_id, "old", 5)
+    step_id = new_step(store, run_id, retry_count=0)
+    clock.advance(6)
+    new_gen = store.acquire_lease(run_id, "new", 5)
+    assert new_gen == old_gen + 1
+    with pytest.raises(EngineCancelled, match="LeaseLost"):
+        store.update_step(step_id, StepUpdate.completed(old_gen, result_text="stale"))
+    store.update_step(step_id, StepUpdate.completed(new_gen, result_text="fresh"))
+    assert store.get_step(step_id).result_text == "fresh"
+
+
+def test_acquiring_a_lease_on_an_unknown_run_returns_none(store) -> None:
+    assert store.acquire_lease("nope", "t1", 10) is None
+
+
+def test_a_negative_ttl_is_refused(store) -> None:
+    run_id = new_run(store)
+    with pytest.raises(PersistenceError, match="ttl"):
+        store.acquire_lease(run_id, "t1", -1)
+
+
+def test_releasing_hands_the_run_over_at_once(store) -> None:
+    run_id = new_run(store)
+    store.acquire_lease(run_id, "t1", 3600)
+    store.release_lease(run_id, "t1")
+    run = store.get_run(run_id)
+    assert (run.owner_token, run.lease_until, run.generation) == (None, None, 1)
+    assert store.acquire_lease(run_id, "t2", 10) == 2
+
+
+def test_releasing_with_a_foreign_token_changes_nothing(store) -> None:
+    run_id = new_run(store)
+    store.acquire_lease(run_id, "t1", 3600)
+    store.release_lease(run_id, "t2")
+    store.release_lease("nope", "t1")
+    assert store.get_run(run_id).owner_token == "t1"
+    assert store.acquire_lease(run_id, "t2", 10) is None
+
+
+def test_reacquiring_after_a_release_fences_writes_from_before_it(store) -> None:
+    run_id, gen = owned_run(store, "t1")
+    step_id = new_step(store, run_id, retry_count=0)
+    store.release_lease(run_id, "t1")
+    assert store.acquire_lease(run_id, "t1", 10) == gen + 1
+    with pytest.raises(EngineCancelled):
+        store.update_step(step_id, StepUpdate.completed(gen))
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def gate(store, options: str | None = None) -> str:
+    run_id = new_run(store)
+    return new_step(store, run_id, "approve", role="gate", gate_type="human_approval", gate_options=options)
+
+
+def test_an_unknown_or_open_gate_is_pending(store) -> None:
+    assert store.get_gate_approval("nope").is_pending
+    assert store.get_gate_approval(gate(store)).is_pending
+
+
+def test_approving_completes_the_gate_and_records_who_and_why(store, clock) -> None:
+    step_id = gate(store)
+    clock.advance(7)
+    store.approve_gate(step_id, "alice", "looks good", None)
+    step = store.get_step(step_id)
+    assert step.status is StepStatus.COMPLETED
+    assert step.ended_at == step.gate_approved_at == "2026-01-01T12:00:07.000Z"
+    assert (step.gate_approved_by, step.gate_feedback, step.gate_selections) == ("alice", "looks good", None)
+    assert step.context_out is None
+    state = store.get_gate_approval(step_id)
+    assert state.is_approved
+    assert (state.feedback, state.selections, state.by) == ("looks good", (), "alice")
+
+
+def test_approving_with_selections_stores_them_and_hands_them_on_as_context(store) -> None:
+    step_id = gate(store, OPTIONS)
+    store.approve_gate(step_id, "bob", None, ["c", "a"])
+    step = store.get_step(step_id)
+    assert json.loads(step.gate_selections) == ["c", "a"]
+    assert step.context_out == "User selected the following items:\n- c\n- a\n"
+    state = store.get_gate_approval(step_id)
+    assert (state.state, state.selections, state.feedback) == ("approved", ("c", "a"), None)
+
+
+def test_an_empty_selection_list_is_stored_as_an_empty_array(store) -> None:
+    step_id = gate(store)
+    store.approve_gate(step_id, "bob", None, [])
+    step = store.get_step(step_id)
+    assert json.loads(step.gate_selections) == []
+    assert step.context_out is None
+
+
+def test_a_selection_outside_the_options_is_refused_listing_the_allowed_values(store) -> None:
+    step_id = gate(store, OPTIONS)
+    with pytest.raises(
+        PersistenceError, match=r"Invalid gate selection 'z' - not in allowed options: \[a, b, c\]"
+    ):
+        store.approve_gate(step_id, "bob", None, ["a", "z"])
+    assert store.get_gate_approval(step_id).is_pending
+
+
+def test_selections_for_a_gate_without_options_are_refused(store) -> None:
+    step_id = gate(store)
+    with pytest.raises(PersistenceError, match="no options configured for this gate"):
+        store.approve_gate(step_id, "bob", None, ["a"])
+    assert store.get_step(step_id).status is StepStatus.PENDING
+
+
+@pytest.mark.parametrize("options", ['[{"label": "x"}]', "[]", '{"value": "a"}'])
+def test_selections_for_a_gate_with_unusable_options_are_refused(store, options) -> None:
+    step_id = gate(store, options)
+    with pytest.raises(PersistenceError, match="No valid options"):
+        store.approve_gate(step_id, "bob", None, ["a"])
+
+
+def test_rejecting_fails_the_gate_and_records_who_and_why(store) -> None:
+    step_id = gate(store)
+    store.reject_gate(step_id, "carol", "not yet")
+    step = store.get_step(step_id)
+    assert (step.status, step.gate_approved_by, step.gate_feedback) == (StepStatus.FAILED, "carol", "not yet")
+    assert step.gate_approved_at is None
+    assert step.ended_at is not None
+    state = store.get_gate_approval(step_id)
+    assert (state.state, state.feedback, state.by) == ("rejected", "not yet", "carol")
+
+
+def test_a_gate_completed_by_the_engine_reads_as_approved(store) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, "dry", role="gate")
+    store.update_step(step_id, StepUpdate.completed(gen))
+    assert store.get_gate_approval(step_id).is_approved
+
+
+def test_a_timed_out_gate_reads_as_pending(store) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, "g", role="gate")
+    store.update_step(step_id, StepUpdate(generation=gen, status=StepStatus.TIMED_OUT))
+    assert store.get_gate_approval(step_id).is_pending
+
+
+def test_a_resolved_gate_cannot_be_resolved_again(store) -> None:
+    approved = gate(store)
+    store.approve_gate(approved, "alice", "yes", None)
+    with pytest.raises(PersistenceError, match="already completed"):
+        store.reject_gate(approved, "bob", "no")
+    with pytest.raises(PersistenceError, match="already completed"):
+        store.approve_gate(approved, "bob", "again", None)
+    rejected = gate(store)
+    store.reject_gate(rejected, "bob", "no")
+    with pytest.raises(PersistenceError, match="already failed"):
+        store.approve_gate(rejected, "alice", "yes", None)
+    assert store.get_gate_approval(approved).by == "alice"
+    assert store.get_gate_approval(rejected).is_rejected
+
+
+def test_resolving_an_unknown_gate_is_an_error(store) -> None:
+    with pytest.raises(PersistenceError, match="step nope not found"):
+        store.approve_gate("nope", "a", None, None)
+    with pytest.raises(PersistenceError, match="step nope not found"):
+        store.reject_gate("nope", "a", None)
+
+
+# --------------------------------------------------------------------------- fan-out items
+
+
+def test_inserting_a_fan_out_item_twice_returns_the_existing_row(store) -> None:
+    step_id = foreach_step(store)
+    first = store.insert_fan_out_item(step_id, "ticket", "T-1", "ref-1", {"k": "v"})
+    again = store.insert_fan_out_item(step_id, "ticket", "T-1", "ref-2", {"k": "other"})
+    other_type = store.insert_fan_out_item(step_id, "pr", "T-1", "ref-3", {})
+    assert again == first
+    assert other_type != first
+    rows = store.get_fan_out_items(step_id)
+    assert [(r.id, r.item_ref, r.context) for r in rows] == [
+        (first, "ref-1", {"k": "v"}),
+        (other_type, "ref-3", {}),
+    ]
+    row = rows[0]
+    assert (row.step_run_id, row.item_type, row.item_id, row.status) == (step_id, "ticket", "T-1", "pending")
+    assert (row.child_run_id, row.dispatched_at, row.completed_at) == (None, None, None)
+
+
+def test_batch_insert_returns_ids_in_order_including_existing_and_repeated_items(store) -> None:
+    step_id = foreach_step(store)
+    existing = store.insert_fan_out_item(step_id, "t", "b", "", {})
+    ids = store.insert_fan_out_items(
+        step_id,
+        [("t", "a", "ra", {}), ("t", "b", "rb", {}), ("t", "c", "rc", {"x": "1"}), ("t", "a", "", {})],
+    )
+    assert ids[1] == existing
+    assert ids[3] == ids[0]
+    assert len(set(ids)) == 3
+    assert [r.item_id for r in store.get_fan_out_items(step_id)] == ["b", "a", "c"]
+    assert store.insert_fan_out_items(step_id, []) == []
+
+
+def test_fan_out_items_come_back_in_insertion_order(store) -> None:
+    step_id = foreach_step(store)
+    names = [f"item-{(i * 7919) % 1000:04d}" for i in range(1000)]  # deliberately not sorted
+    ids = store.insert_fan_out_items(step_id, [("t", n, n, {}) for n in names])
+    for n in ("late-z", "late-a"):
+        ids.append(store.insert_fan_out_item(step_id, "t", n, "", {}))
+    rows = store.get_fan_out_items(step_id)
+    assert [r.id for r in rows] == ids
+    assert [r.item_id for r in rows] == [*names, "late-z", "late-a"]
+
+
+def test_fan_out_items_for_an_unknown_step_are_refused(store) -> None:
+    with pytest.raises(PersistenceError, match="step nope not found"):
+        store.insert_fan_out_item("nope", "t", "a", "", {})
+    with pytest.raises(PersistenceError, match="step nope not found"):
+        store.insert_fan_out_items("nope", [("t", "a", "", {})])
+
+
+def test_get_fan_out_items_filters_by_status(store) -> None:
+    step_id = foreach_step(store)
+    a, b, c = store.insert_fan_out_items(step_id, [("t", x, "", {}) for x in "abc"])
+    store.update_fan_out_item(b, FanOutItemUpdate.running())
+    store.update_fan_out_item(c, FanOutItemUpdate.terminal(FanOutItemStatus.FAILED))
+    assert [r.id for r in store.get_fan_out_items(step_id, FanOutItemStatus.PENDING)] == [a]
+    assert [r.id for r in store.get_fan_out_items(step_id, FanOutItemStatus.RUNNING)] == [b]
+    assert [r.id for r in store.get_fan_out_items(step_id, FanOutItemStatus.FAILED)] == [c]
+    assert store.get_fan_out_items(step_id, FanOutItemStatus.COMPLETED) == []
+    assert store.get_fan_out_items("nope") == []
+
+
+def test_a_fan_out_item_moves_pending_running_completed_with_timestamps(store, clock) -> None:
+    step_id = foreach_step(store)
+    item = store.insert_fan_out_item(step_id, "t", "a", "", {})
+    clock.advance(1)
+    store.update_fan_out_item(item, FanOutItemUpdate.running())
+    row = store.get_fan_out_items(step_id)[0]
+    assert (row.status, row.child_run_id, row.dispatched_at) == (
+        "running",
+        "dispatching",
+        "2026-01-01T12:00:01.000Z",
+    )
+    assert row.completed_at is None
+    clock.advance(1)
+    store.update_fan_out_item(item, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED))
+    row = store.get_fan_out_items(step_id)[0]
+    assert (row.status, row.child_run_id, row.completed_at) == (
+        "completed",
+        "dispatching",
+        "2026-01-01T12:00:02.000Z",
+    )
+    assert row.dispatched_at == "2026-01-01T12:00:01.000Z"
+
+
+def test_a_terminal_item_update_may_record_the_real_child_run(store) -> None:
+    step_id = foreach_step(store)
+    item = store.insert_fan_out_item(step_id, "t", "a", "", {})
+    store.update_fan_out_item(item, FanOutItemUpdate.running())
+    store.update_fan_out_item(item, FanOutItemUpdate.terminal(FanOutItemStatus.FAILED, "child-7"))
+    assert store.get_fan_out_items(step_id)[0].child_run_id == "child-7"
+
+
+def test_a_running_item_can_be_put_back_to_pending_for_a_resume(store) -> None:
+    step_id = foreach_step(store)
+    item = store.insert_fan_out_item(step_id, "t", "a", "", {})
+    store.update_fan_out_item(item, FanOutItemUpdate.running("child-1"))
+    store.update_fan_out_item(item, FanOutItemUpdate(FanOutItemStatus.PENDING))
+    row = store.get_fan_out_items(step_id)[0]
+    assert (row.status, row.child_run_id, row.dispatched_at, row.completed_at) == (
+        "pending",
+        None,
+        None,
+        None,
+    )
+
+
+def test_batch_update_applies_every_update(store) -> None:
+    step_id = foreach_step(store)
+    ids = store.insert_fan_out_items(step_id, [("t", str(i), "", {}) for i in range(5)])
+    store.batch_update_fan_out_items([(i, FanOutItemUpdate.running()) for i in ids])
+    store.batch_update_fan_out_items(
+        [(ids[0], FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)),
+         (ids[1], FanOutItemUpdate.terminal(FanOutItemStatus.SKIPPED)),
+         (ids[2], FanOutItemUpdate.terminal(FanOutItemStatus.CANCELLED))]
+    )  # fmt: skip
+    assert [r.status for r in store.get_fan_out_items(step_id)] == [
+        "completed", "skipped", "cancelled", "running", "running",
+    ]  # fmt: skip
+    store.batch_update_fan_out_items([])
+
+
+def test_a_batch_with_an_unknown_item_changes_nothing(store) -> None:
+    step_id = foreach_step(store)
+    a, b = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])
+    with pytest.raises(PersistenceError, match="fan-out item nope not found"):
+        store.batch_update_fan_out_items(
+            [
+                (a, FanOutItemUpdate.running()),
+                ("nope", FanOutItemUpdate.running()),
+                (b, FanOutItemUpdate.running()),
+            ]
+        )
+    assert [r.status for r in store.get_fan_out_items(step_id)] == ["pending", "pending"]
+    with pytest.raises(PersistenceError, match="fan-out item nope not found"):
+        store.update_fan_out_item("nope", FanOutItemUpdate.running())
+
+
+def test_item_rows_read_back_are_copies(store) -> None:
+    step_id = foreach_step(store)
+    store.insert_fan_out_item(step_id, "t", "a", "", {"k": "v"})
+    row = store.get_fan_out_items(step_id)[0]
+    row.context["k"] = "changed"
+    row.status = FanOutItemStatus.FAILED
+    again = store.get_fan_out_items(step_id)[0]
+    assert (again.context, again.status) == ({"k": "v"}, "pending")
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_many_threads_writing_at_once_lose_nothing(store) -> None:
+    """The engine's fan-out pattern: worker threads insert, dispatch and finish items concurrently
+    while the lease is renewed and steps are written."""
+    run_id, gen = owned_run(store, "engine")
+    step_id = new_step(store, run_id, "fe", role="foreach", retry_count=0)
+    threads_n, per_thread = 8, 40
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads_n + 1)
+
+    def worker(w: int) -> None:
+        try:
+            start.wait()
+            ids = store.insert_fan_out_items(
+                step_id, [("t", f"{w}-{i}", "", {"w": str(w)}) for i in range(per_thread)]
+            )
+            again = [store.insert_fan_out_item(step_id, "t", f"{w}-{i}", "", {}) for i in range(per_thread)]
+            assert again == ids
+            for n, item in enumerate(ids):
+                store.update_fan_out_item(item, FanOutItemUpdate.running(f"child-{w}-{n}"))
+                status = FanOutItemStatus.FAILED if n % 10 == 0 else FanOutItemStatus.COMPLETED
+                store.batch_update_fan_out_items([(item, FanOutItemUpdate.terminal(status))])
+            branch = new_step(store, run_id, f"branch-{w}", position=w, retry_count=0)
+            store.update_step(branch, StepUpdate.completed(gen, result_text=str(w)))
+            assert store.acquire_lease(run_id, "engine", 60) == gen
+            assert store.acquire_lease(run_id, f"intruder-{w}", 60) is None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(threads_n)]
+    for t in threads:
+        t.start()
+    start.wait()
+    for t in threads:
+        t.join()
+    assert errors == []
+    rows = store.get_fan_out_items(step_id)
+    assert len(rows) == threads_n * per_thread
+    assert len({r.id for r in rows}) == threads_n * per_thread
+    assert sum(r.status == "failed" for r in rows) == threads_n * per_thread // 10
+    assert all(r.completed_at for r in rows)
+    steps = store.get_steps(run_id)
+    assert sorted(s.result_text for s in steps if s.step_name.startswith("branch")) == [
+        str(w) for w in range(8)
+    ]
+    assert store.get_run(run_id).generation == gen
+
+
+def test_racing_owners_get_exactly_one_lease(store) -> None:
+    run_id = new_run(store)
+    results: list[int | None] = []
+    start = threading.Barrier(16)
+
+    def contender(n: int) -> None:
+        start.wait()
+        results.append(store.acquire_lease(run_id, f"token-{n}", 60))
+
+    threads = [threading.Thread(target=contender, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results, key=lambda r: r is None) == [1] + [None] * 15

@@ -1,0 +1,981 @@
+"""Recursive-descent parser for the `.wf` language (dsl.md §3–§7, grammar in §4).
+
+`parse_workflow` lexes the whole text, parses exactly one `workflow NAME { … }` from the first token and
+ignores whatever follows its closing brace (§1). Every node gets the position of its first token. Option
+values are checked while parsing, with the spec's option-level wording, and every mistake raises a
+`WfParseError` (or `WfLexError`) carrying file, line and column — never any other exception.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from runkon_flow.dsl.ast import (
+    AgentRef,
+    AlwaysNode,
+    BoolInputCondition,
+    CallNode,
+    CallWorkflowNode,
+    DoNode,
+    DoWhileNode,
+    ForEachNode,
+    GateNode,
+    IfNode,
+    InputDecl,
+    OnFailAgent,
+    OnFailContinue,
+    ParallelNode,
+    ScriptNode,
+    StepMarkerCondition,
+    UnlessNode,
+    WhileNode,
+    WorkflowDef,
+)
+from runkon_flow.dsl.durations import U32_MAX, U64_MAX, DurationError, parse_gate_timeout, unsigned_error
+from runkon_flow.dsl.lexer import Token, TokenKind, tokenize
+from runkon_flow.errors import WfParseError
+
+__all__ = [
+    "AGENT_KEYWORDS",
+    "KEY_KEYWORDS",
+    "MAX_NESTING_DEPTH",
+    "SOFT_KEYWORDS",
+    "parse_file",
+    "parse_workflow",
+]
+
+# §2.6: keywords usable as names and bare values (every keyword except `meta` and `do`) …
+SOFT_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "required", "default", "description", "boolean", "call", "if", "unless", "while", "parallel",
+        "gate", "always", "script", "foreach", "workflow", "inputs",
+    }
+)  # fmt: skip
+# … as keys of key/value pairs …
+KEY_KEYWORDS: frozenset[str] = frozenset({"required", "default", "description", "if", "workflow", "inputs"})
+# … and as agent names after `call`.
+AGENT_KEYWORDS: frozenset[str] = frozenset({"required", "default", "description"})
+
+# Blocks nested deeper than this are refused with a clear error instead of exhausting Python's stack.
+MAX_NESTING_DEPTH = 200
+
+_IDENT = TokenKind.IDENT
+_KEYWORD = TokenKind.KEYWORD
+_STRING = TokenKind.STRING
+_INT = TokenKind.INT
+_LBRACE = TokenKind.LBRACE
+_RBRACE = TokenKind.RBRACE
+_LBRACKET = TokenKind.LBRACKET
+_RBRACKET = TokenKind.RBRACKET
+_COMMA = TokenKind.COMMA
+_EQUALS = TokenKind.EQUALS
+_DOT = TokenKind.DOT
+_EOF = TokenKind.EOF
+
+_TRIGGERS = ("manual", "pr", "scheduled")
+_PLAIN_DO_KEYS = ("output", "with")
+
+
+# --------------------------------------------------------------------------- option values (§3.2)
+
+
+class _Scalar:
+    """A string, integer, identifier, dotted identifier or soft keyword; `quoted` only matters for
+    agent references given as option values (§3.3)."""
+
+    __slots__ = ("column", "line", "quoted", "text")
+
+    def __init__(self, text: str, quoted: bool, line: int, column: int) -> None:
+        self.text = text
+        self.quoted = quoted
+        self.line = line
+        self.column = column
+
+
+class _List:
+    __slots__ = ("column", "items", "line")
+
+    def __init__(self, items: list[str], line: int, column: int) -> None:
+        self.items = items
+        self.line = line
+        self.column = column
+
+
+class _Map:
+    __slots__ = ("column", "items", "line")
+
+    def __init__(self, items: dict[str, str], line: int, column: int) -> None:
+        self.items = items
+        self.line = line
+        self.column = column
+
+
+_Value = _Scalar | _List | _Map
+
+
+def _shape(value: _Value) -> str:
+    return "a list" if isinstance(value, _List) else "a map" if isinstance(value, _Map) else "a single value"
+
+
+def describe_token(tok: Token) -> str:
+    """How a token is named in error messages (`identifier \\`x\\``, `end of file`, …)."""
+    kind = tok.kind
+    if kind is _IDENT or kind is _KEYWORD:
+        return f"{kind.value} `{tok.value}`"
+    if kind is _STRING:
+        text = tok.value if len(tok.value) <= 40 else tok.value[:37] + "..."
+        return 'string "' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if kind is _INT:
+        return f"integer `{tok.value}`"
+    if kind is _EOF:
+        return "end of file"
+    return f"`{tok.value}`"
+
+
+class _Options:
+    """The pairs of one kv_list (§3.1, later duplicates win) plus typed accessors that apply the
+    coercions of §3.4 and raise with the construct's message prefix."""
+
+    __slots__ = ("keys", "parser", "prefix", "values")
+
+    def __init__(
+        self, parser: _Parser, values: dict[str, _Value], keys: dict[str, Token], prefix: str
+    ) -> None:
+        self.parser = parser
+        self.values = values
+        self.keys = keys
+        self.prefix = prefix
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def fail(self, message: str, value: _Value | Token) -> NoReturn:
+        raise self.parser.error_at(self.prefix + message, value.line, value.column)
+
+    def scalar(self, key: str) -> _Scalar | None:
+        value = self.values.get(key)
+        if value is None or isinstance(value, _Scalar):
+            return value
+        self.fail(f"`{key}` must be a single value, not {_shape(value)}", value)
+
+    def text(self, key: str) -> str | None:
+        value = self.scalar(key)
+        return None if value is None else value.text
+
+    def string_list(self, key: str) -> list[str]:
+        """A list as-is, a scalar as a one-element list; a map is refused."""
+        value = self.values.get(key)
+        if value is None:
+            return []
+        if isinstance(value, _Scalar):
+            return [value.text]
+        if isinstance(value, _List):
+            return list(value.items)
+        self.fail(f"`{key}` must be a list of values, not a map", value)
+
+    def string_map(self, key: str, not_a_map: str) -> dict[str, str] | None:
+        value = self.values.get(key)
+        if value is None:
+            return None
+        if isinstance(value, _Map):
+            return dict(value.items)
+        self.fail(not_a_map, value)
+
+    def unsigned(self, key: str, message: str, maximum: int = U32_MAX) -> int | None:
+        """`message` is formatted with `reason` (and `text`) when the value is not a valid number."""
+        value = self.scalar(key)
+        if value is None:
+            return None
+        reason = unsigned_error(value.text, maximum)
+        if reason is not None:
+            self.fail(message.format(reason=reason, text=value.text), value)
+        return int(value.text)
+
+    def word(self, key: str, allowed: tuple[str, ...], message: str) -> str | None:
+        """An enum word compared exactly; `message` is formatted with `word`."""
+        value = self.scalar(key)
+        if value is None:
+            return None
+        if value.text not in allowed:
+            self.fail(message.format(word=value.text), value)
+        return value.text
+
+    def on_fail(self, key: str = "on_fail") -> OnFailContinue | OnFailAgent | None:
+        """§6.0: `continue`, a bare name, a quoted path (contains `/`) or a quoted name."""
+        value = self.scalar(key)
+        if value is None:
+            return None
+        if value.text == "continue":
+            return OnFailContinue(line=value.line, column=value.column)
+        if value.quoted and "/" in value.text:
+            self.parser.check_agent_path(value.text, value.line, value.column)
+            agent = AgentRef(kind="path", value=value.text, line=value.line, column=value.column)
+        else:
+            agent = AgentRef(kind="name", value=value.text, line=value.line, column=value.column)
+        return OnFailAgent(value=agent, line=value.line, column=value.column)
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+class _Parser:
+    def __init__(self, tokens: list[Token], source_path: str) -> None:
+        self.toks = tokens
+        self.i = 0
+        self.file = source_path or None
+        self.depth = 0
+        self.node_parsers: dict[str, Callable[[Token], Any]] = {
+            "call": self.parse_call,
+            "if": self.parse_if,
+            "unless": self.parse_if,
+            "while": self.parse_while,
+            "do": self.parse_do,
+            "parallel": self.parse_parallel,
+            "gate": self.parse_gate,
+            "always": self.parse_always,
+            "script": self.parse_script,
+            "foreach": self.parse_foreach,
+        }
+
+    # ---- errors and token helpers
+
+    def error_at(self, message: str, line: int | None, column: int | None) -> WfParseError:
+        return WfParseError(message, file=self.file, line=line, column=column)
+
+    def unexpected(self, expected: str, tok: Token | None = None) -> NoReturn:
+        tok = tok or self.toks[self.i]
+        raise self.error_at(f"expected {expected}, found {describe_token(tok)}", tok.line, tok.column)
+
+    def advance(self) -> Token:
+        tok = self.toks[self.i]
+        if tok.kind is not _EOF:
+            self.i += 1
+        return tok
+
+    def expect(self, kind: TokenKind, expected: str) -> Token:
+        tok = self.toks[self.i]
+        if tok.kind is not kind:
+            self.unexpected(expected, tok)
+        self.i += 1
+        return tok
+
+    def expect_name(self, expected: str) -> Token:
+        tok = self.toks[self.i]
+        if tok.kind is _IDENT or (tok.kind is _KEYWORD and tok.value in SOFT_KEYWORDS):
+            self.i += 1
+            return tok
+        self.unexpected(expected, tok)
+
+    def at_keyword(self, word: str) -> bool:
+        tok = self.toks[self.i]
+        return tok.kind is _KEYWORD and tok.value == word
+
+    def check_agent_path(self, path: str, line: int, column: int) -> None:
+        if ".." in path.split("/"):
+            raise self.error_at(f"agent path contains parent-directory traversal (..): {path}", line, column)
+
+    # ---- key/value lists (§3)
+
+    def kv_list(self, prefix: str = "") -> _Options:
+        """Greedy pairs: continue while the current token is a key and the next one is `=`."""
+        toks = self.toks
+        values: dict[str, _Value] = {}
+        keys: dict[str, Token] = {}
+        while True:
+            tok = toks[self.i]
+            if not (tok.kind is _IDENT or (tok.kind is _KEYWORD and tok.value in KEY_KEYWORDS)):
+                break
+            if toks[self.i + 1].kind is not _EQUALS:
+                break
+            self.i += 2
+            values.pop(tok.value, None)  # a repeated key moves to its latest position
+            values[tok.value] = self.value(tok.value)
+            keys[tok.value] = tok
+        return _Options(self, values, keys, prefix)
+
+    def value(self, key: str) -> _Value:
+        tok = self.toks[self.i]
+        if tok.kind is _LBRACKET:
+            return self.list_value(key)
+        if tok.kind is _LBRACE:
+            return self.map_value(key)
+        value = self.scalar_value(f"a value for `{key}`")
+        unit = self.toks[self.i]
+        if tok.kind is _INT and unit.kind is _IDENT and unit.line == tok.line:
+            # Nothing valid can follow a value with an identifier that is not a key; this is `72h`.
+            if self.toks[self.i + 1].kind is not _EQUALS:
+                raise self.error_at(
+                    f"`{key} = {tok.value}{unit.value}`: a number with a unit must be quoted, "
+                    f'e.g. `{key} = "{tok.value}{unit.value}"`',
+                    tok.line,
+                    tok.column,
+                )
+        return value
+
+    def scalar_value(self, expected: str) -> _Scalar:
+        tok = self.toks[self.i]
+        kind = tok.kind
+        if kind is _STRING:
+            self.i += 1
+            return _Scalar(tok.value, True, tok.line, tok.column)
+        if kind is _INT:
+            self.i += 1
+            return _Scalar(tok.value, False, tok.line, tok.column)
+        if kind is _IDENT:
+            self.i += 1
+            if self.toks[self.i].kind is _DOT:
+                self.i += 1
+                second = self.expect_name(f"a name after `{tok.value}.`")
+                return _Scalar(f"{tok.value}.{second.value}", False, tok.line, tok.column)
+            return _Scalar(tok.value, False, tok.line, tok.column)
+        if kind is _KEYWORD and tok.value in SOFT_KEYWORDS:
+            self.i += 1
+            return _Scalar(tok.value, False, tok.line, tok.column)
+        self.unexpected(expected, tok)
+
+    def list_value(self, key: str) -> _List:
+        """`[ a, b c, ]`: optional commas, trailing comma allowed, items must be scalars."""
+        start = self.advance()
+        items: list[str] = []
+        while True:
+            tok = self.toks[self.i]
+            if tok.kind is _RBRACKET:
+                self.i += 1
+                return _List(items, start.line, start.column)
+            if tok.kind is _LBRACKET or tok.kind is _LBRACE:
+                inner = "list" if tok.kind is _LBRACKET else "map"
+                raise self.error_at(
+                    f"`{key}`: list items must be single values, not a {inner}",
+                    tok.line,
+                    tok.column,
+                )
+            items.append(self.scalar_value(f"a list item or `]` in `{key}`").text)
+            if self.toks[self.i].kind is _COMMA:
+                self.i += 1
+
+    def map_value(self, key: str) -> _Map:
+        """`{ k = v … }`: key tokens only, single values only."""
+        start = self.advance()
+        toks = self.toks
+        items: dict[str, str] = {}
+        while True:
+            tok = toks[self.i]
+            if not (tok.kind is _IDENT or (tok.kind is _KEYWORD and tok.value in KEY_KEYWORDS)):
+                break
+            if toks[self.i + 1].kind is not _EQUALS:
+                break
+            self.i += 2
+            inner = toks[self.i]
+            if inner.kind is _LBRACKET or inner.kind is _LBRACE:
+                shape = "list" if inner.kind is _LBRACKET else "map"
+                raise self.error_at(
+                    f"`{key}`: map values must be single values, not a {shape}",
+                    inner.line,
+                    inner.column,
+                )
+            items.pop(tok.value, None)
+            items[tok.value] = self.scalar_value(f"a value for `{tok.value}` in `{key}`").text
+        self.expect(_RBRACE, f"`key = value` or `}}` in the `{key}` map")
+        return _Map(items, start.line, start.column)
+
+    # ---- workflow (§5)
+
+    def parse_workflow(self) -> WorkflowDef:
+        toks = self.toks
+        start = toks[0]
+        if not (start.kind is _KEYWORD and start.value == "workflow"):
+            self.unexpected("`workflow` at the start of the file", start)
+        self.i = 1
+        name = self.expect_name("a workflow name after `workflow`")
+        self.expect(_LBRACE, f"`{{` after `workflow {name.value}`")
+        meta: dict[str, Any] = {}
+        inputs: list[InputDecl] = []
+        body: list[Any] = []
+        always: list[Any] = []
+        parsers = self.node_parsers
+        while True:
+            tok = toks[self.i]
+            if tok.kind is _RBRACE:
+                self.i += 1
+                break
+            if tok.kind is _KEYWORD:
+                word = tok.value
+                if word == "meta":
+                    self.parse_meta(meta)
+                    continue
+                if word == "inputs":
+                    self.parse_inputs(inputs)
+                    continue
+                if word == "always":
+                    self.i += 1
+                    self.expect(_LBRACE, "`{` after `always`")
+                    always.extend(self.parse_body(tok))
+                    continue
+                parser = parsers.get(word)
+                if parser is not None:
+                    body.append(parser(tok))
+                    continue
+            self.unexpected(
+                "`meta`, `inputs`, `always`, a step (call, if, unless, while, do, parallel, gate, script, "
+                f"foreach) or `}}` closing workflow `{name.value}`",
+                tok,
+            )
+        warnings: list[str] = []
+        trigger = meta.get("trigger", "manual")
+        if trigger != "manual":
+            warnings.append(f"trigger '{trigger}' is not implemented in v1; only 'manual' is active")
+        return WorkflowDef(
+            name=name.value,
+            title=meta.get("title"),
+            description=meta.get("description", ""),
+            trigger=trigger,
+            targets=meta.get("targets", []),
+            group=meta.get("group"),
+            inputs=inputs,
+            body=body,
+            always=always,
+            source_path=self.file or "",
+            warnings=warnings,
+            line=start.line,
+            column=start.column,
+        )
+
+    def parse_meta(self, meta: dict[str, Any]) -> None:
+        """§5.2: each block overrides only the keys it contains; unknown keys are ignored."""
+        self.i += 1
+        self.expect(_LBRACE, "`{` after `meta`")
+        opts = self.kv_list("In meta block: ")
+        self.expect(_RBRACE, "`key = value` or `}` in the meta block")
+        if "title" in opts:
+            meta["title"] = opts.text("title")
+        if "description" in opts:
+            meta["description"] = opts.text("description")
+        if "trigger" in opts:
+            meta["trigger"] = opts.word("trigger", _TRIGGERS, "unknown trigger: {word}")
+        if "targets" in opts:
+            meta["targets"] = opts.string_list("targets")
+        if "group" in opts:
+            meta["group"] = opts.text("group")
+
+    def parse_inputs(self, inputs: list[InputDecl]) -> None:
+        """§5.3: `name modifier*` repeated; modifier words always attach to the previous input."""
+        self.i += 1
+        self.expect(_LBRACE, "`{` after `inputs`")
+        toks = self.toks
+        while toks[self.i].kind is not _RBRACE:
+            name = self.expect_name("an input name or `}` in the inputs block")
+            required = boolean = False
+            default: str | None = None
+            description: str | None = None
+            while True:
+                tok = toks[self.i]
+                if tok.kind is not _KEYWORD:
+                    break
+                word = tok.value
+                if word == "required":
+                    required = True
+                elif word == "boolean":
+                    boolean = True
+                elif word == "default" or word == "description":
+                    self.i += 1
+                    self.expect(_EQUALS, f"`=` after `{word}` of input `{name.value}`")
+                    text = self.scalar_value(f"a value for `{word}` of input `{name.value}`").text
+                    if word == "default":
+                        default = text
+                    else:
+                        description = text
+                    continue
+                else:
+                    break
+                self.i += 1
+            inputs.append(
+                InputDecl(
+                    name=name.value,
+                    required=False if boolean else (required or default is None),
+                    default=default,
+                    description=description,
+                    input_type="boolean" if boolean else "string",
+                    line=name.line,
+                    column=name.column,
+                )
+            )
+        self.i += 1
+
+    # ---- bodies
+
+    def parse_body(self, opener: Token) -> list[Any]:
+        """Nodes up to and including the closing `}` of a block opened by `opener`."""
+        self.depth += 1
+        if self.depth > MAX_NESTING_DEPTH:
+            raise self.error_at(
+                f"blocks are nested too deeply (more than {MAX_NESTING_DEPTH} levels)",
+                opener.line,
+                opener.column,
+            )
+        toks = self.toks
+        parsers = self.node_parsers
+        nodes: list[Any] = []
+        while True:
+            tok = toks[self.i]
+            if tok.kind is _KEYWORD:
+                parser = parsers.get(tok.value)
+                if parser is not None:
+                    nodes.append(parser(tok))
+                    continue
+                if tok.value in ("meta", "inputs"):
+                    raise self.error_at(
+                        f"`{tok.value}` is only allowed directly inside `workflow`, not in a nested block",
+                        tok.line,
+                        tok.column,
+                    )
+            elif tok.kind is _RBRACE:
+                self.i += 1
+                self.depth -= 1
+                return nodes
+            self.unexpected(
+                f"a step (call, if, unless, while, do, parallel, gate, always, script, foreach) or `}}` "
+                f"closing `{opener.value}`",
+                tok,
+            )
+
+    # ---- nodes (§6)
+
+    def agent_ref(self) -> AgentRef:
+        tok = self.toks[self.i]
+        if tok.kind is _IDENT or (tok.kind is _KEYWORD and tok.value in AGENT_KEYWORDS):
+            self.i += 1
+            return AgentRef(kind="name", value=tok.value, line=tok.line, column=tok.column)
+        if tok.kind is _STRING:
+            self.i += 1
+            self.check_agent_path(tok.value, tok.line, tok.column)
+            return AgentRef(kind="path", value=tok.value, line=tok.line, column=tok.column)
+        if tok.kind is _KEYWORD and tok.value == "workflow":
+            raise self.error_at("`call workflow` is not allowed inside `parallel`", tok.line, tok.column)
+        self.unexpected('an agent name or a quoted agent path (`call "agents/x.md"`) after `call`', tok)
+
+    def optional_block(self, prefix: str, what: str) -> _Options | None:
+        """`{ kv_list }` if the next token opens one."""
+        if self.toks[self.i].kind is not _LBRACE:
+            return None
+        self.i += 1
+        opts = self.kv_list(prefix)
+        self.expect(_RBRACE, f"`key = value` or `}}` in the options of {what}")
+        return opts
+
+    def parse_call(self, start: Token) -> CallNode | CallWorkflowNode:
+        nxt = self.toks[self.i + 1]
+        if nxt.kind is _KEYWORD and nxt.value == "workflow":
+            return self.parse_call_workflow(start)
+        self.i += 1
+        agent = self.agent_ref()
+        opts = self.optional_block("", f"`call {agent.value}`")
+        if opts is None:
+            return CallNode(agent=agent, line=start.line, column=start.column)
+        return CallNode(
+            agent=agent,
+            retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
+            on_fail=opts.on_fail(),
+            output=opts.text("output"),
+            with_=opts.string_list("with"),
+            as_identity=opts.text("as"),
+            plugin_dirs=opts.string_list("plugin_dirs"),
+            timeout=opts.text("timeout"),
+            max_turns=opts.unsigned("max_turns", "invalid u32: {text}"),
+            line=start.line,
+            column=start.column,
+        )
+
+    def parse_call_workflow(self, start: Token) -> CallWorkflowNode:
+        """§6.2 and §4 rule 5: at most one `inputs { … }` sub-block among the pairs."""
+        self.i += 2
+        name = self.expect_name("a workflow name after `call workflow`")
+        inputs: dict[str, str] = {}
+        if self.toks[self.i].kind is not _LBRACE:
+            return CallWorkflowNode(workflow=name.value, line=start.line, column=start.column)
+        self.i += 1
+        opts = self.kv_list()
+        tok = self.toks[self.i]
+        if tok.kind is _KEYWORD and tok.value == "inputs" and self.toks[self.i + 1].kind is _LBRACE:
+            self.i += 1
+            inputs = self.map_value("inputs").items
+            more = self.kv_list()
+            for key, value in more.values.items():
+                opts.values.pop(key, None)
+                opts.values[key] = value
+                opts.keys[key] = more.keys[key]
+            tok = self.toks[self.i]
+            if tok.kind is _KEYWORD and tok.value == "inputs" and self.toks[self.i + 1].kind is _LBRACE:
+                raise self.error_at(
+                    f"`call workflow {name.value}` may contain only one `inputs {{ … }}` block",
+                    tok.line,
+                    tok.column,
+                )
+        self.expect(_RBRACE, f"`key = value`, `inputs {{ … }}` or `}}` in `call workflow {name.value}`")
+        return CallWorkflowNode(
+            workflow=name.value,
+            inputs=inputs,
+            retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
+            on_fail=opts.on_fail(),
+            as_identity=opts.text("as"),
+            line=start.line,
+            column=start.column,
+        )
+
+    def condition(self) -> tuple[Token, Token | None]:
+        step = self.expect_name(
+            f"a condition (`step.marker` or an input name) after `{self.toks[self.i - 1].value}`"
+        )
+        if self.toks[self.i].kind is not _DOT:
+            return step, None
+        self.i += 1
+        marker = self.expect_name(f"a marker name after `{step.value}.`")
+        return step, marker
+
+    def parse_if(self, start: Token) -> IfNode | UnlessNode:
+        """§6.3: `if`/`unless` COND `{ [kv_list] nodes }`; the kv_list is accepted and discarded."""
+        self.i += 1
+        step, marker = self.condition()
+        if marker is None:
+            condition: Any = BoolInputCondition(input=step.value, line=step.line, column=step.column)
+        else:
+            condition = StepMarkerCondition(
+                step=step.value, marker=marker.value, line=step.line, column=step.column
+            )
+        self.expect(_LBRACE, f"`{{` after the `{start.value}` condition")
+        self.kv_list()
+        body = self.parse_body(start)
+        cls = IfNode if start.value == "if" else UnlessNode
+        return cls(condition=condition, body=body, line=start.line, column=start.column)
+
+    def loop_options(self, opts: _Options, missing: str, start: Token) -> dict[str, Any]:
+        """`max_iterations` (required), `stuck_after`, `on_max_iter` of while / do-while (§6.4, §6.5)."""
+        max_iterations = opts.unsigned("max_iterations", "Invalid max_iterations: {reason}")
+        if max_iterations is None:
+            raise self.error_at(missing, start.line, start.column)
+        stuck_after = opts.unsigned("stuck_after", "Invalid stuck_after: {reason}")
+        on_max_iter = opts.word("on_max_iter", ("fail", "continue"), "Invalid on_max_iter: {word}")
+        return {
+            "max_iterations": max_iterations,
+            "stuck_after": stuck_after,
+            "on_max_iter": on_max_iter or "fail",
+        }
+
+    def step_marker(self, loop: str) -> tuple[Token, Token]:
+        step, marker = self.condition()
+        if marker is None:
+            raise self.error_at(
+                f"{loop} condition must be `step.marker`, not a bare identifier `{step.value}`",
+                step.line,
+                step.column,
+            )
+        return step, marker
+
+    def parse_while(self, start: Token) -> WhileNode:
+        self.i += 1
+        step, marker = self.step_marker("while")
+        self.expect(_LBRACE, "`{` after the `while` condition")
+        opts = self.kv_list()
+        options = self.loop_options(opts, "while loop requires max_iterations", start)
+        body = self.parse_body(start)
+        return WhileNode(
+            step=step.value, marker=marker.value, body=body, line=start.line, column=start.column, **options
+        )
+
+    def parse_do(self, start: Token) -> DoNode | DoWhileNode:
+        """§6.5/§6.6: a `while` right after the block always makes it a do-while (§4 rule 2)."""
+        self.i += 1
+        tok = self.toks[self.i]
+        if tok.kind is not _LBRACE:
+            if tok.kind is _IDENT:
+                raise self.error_at(
+                    f"expected `{{` after `do`, found identifier `{tok.value}` (the `do NAME {{ … }}` form "
+                    "was removed; write `do { ... } while step.marker` or a plain `do { ... }`)",
+                    tok.line,
+                    tok.column,
+                )
+            self.unexpected("`{` after `do`", tok)
+        self.i += 1
+        opts = self.kv_list()
+        body = self.parse_body(start)
+        if self.at_keyword("while"):
+            self.i += 1
+            step, marker = self.step_marker("do-while")
+            options = self.loop_options(opts, "do loop requires max_iterations", start)
+            return DoWhileNode(
+                step=step.value,
+                marker=marker.value,
+                body=body,
+                line=start.line,
+                column=start.column,
+                **options,
+            )
+        for key, key_tok in opts.keys.items():
+            if key not in _PLAIN_DO_KEYS:
+                raise self.error_at(
+                    f"unknown option `{key}` in plain `do` block (only `output` and `with` are allowed)",
+                    key_tok.line,
+                    key_tok.column,
+                )
+        return DoNode(
+            output=opts.text("output"),
+            with_=opts.string_list("with"),
+            body=body,
+            line=start.line,
+            column=start.column,
+        )
+
+    def parse_parallel(self, start: Token) -> ParallelNode:
+        """§6.7: block options first, then one or more `call AGENT [{ per-call options }]`."""
+        self.i += 1
+        self.expect(_LBRACE, "`{` after `parallel`")
+        opts = self.kv_list()
+        min_success = opts.unsigned("min_success", "Invalid min_success: {reason}")
+        calls: list[AgentRef] = []
+        call_outputs: dict[str, str] = {}
+        call_with: dict[str, list[str]] = {}
+        call_if: dict[str, tuple[str, str]] = {}
+        call_retries: dict[str, int] = {}
+        toks = self.toks
+        while toks[self.i].kind is _KEYWORD and toks[self.i].value == "call":
+            self.i += 1
+            index = str(len(calls))
+            agent = self.agent_ref()
+            calls.append(agent)
+            per_call = self.optional_block(f"parallel call {index}: ", f"`call {agent.value}`")
+            if per_call is None:
+                continue
+            if "output" in per_call:
+                call_outputs[index] = per_call.text("output")  # type: ignore[assignment]
+            if "with" in per_call:
+                call_with[index] = per_call.string_list("with")
+            condition = per_call.scalar("if")
+            if condition is not None:
+                step, dot, marker = condition.text.partition(".")
+                if not dot:
+                    raise self.error_at(
+                        f"if value `{condition.text}` must be in the form `step.marker` (no dot found)",
+                        condition.line,
+                        condition.column,
+                    )
+                call_if[index] = (step, marker)
+            if "retries" in per_call:
+                call_retries[index] = per_call.unsigned("retries", "invalid retries: {reason}")  # type: ignore[assignment]
+        tok = toks[self.i]
+        if tok.kind is not _RBRACE:
+            self.unexpected(
+                "`call` or `}` in the `parallel` block" if calls else "`call` in the `parallel` block"
+            )
+        if not calls:
+            raise self.error_at("parallel block must contain at least one call", start.line, start.column)
+        self.i += 1
+        fail_fast = opts.scalar("fail_fast")
+        return ParallelNode(
+            fail_fast=True if fail_fast is None else fail_fast.text == "true",
+            min_success=min_success,
+            calls=calls,
+            output=opts.text("output"),
+            call_outputs=call_outputs,
+            with_=opts.string_list("with"),
+            call_with=call_with,
+            call_if=call_if,
+            call_retries=call_retries,
+            line=start.line,
+            column=start.column,
+        )
+
+    def parse_gate(self, start: Token) -> GateNode:
+        """§6.8: the word after `gate` is both its name and its type."""
+        self.i += 1
+        name = self.expect_name("a gate type after `gate` (e.g. `human_approval`)")
+        self.expect(_LBRACE, f"`{{` after `gate {name.value}`")
+        opts = self.kv_list()
+        self.expect(_RBRACE, f"`key = value` or `}}` in `gate {name.value}`")
+        if name.value == "quality_gate":
+            return self.quality_gate(start, name, opts)
+        min_approvals = opts.unsigned("min_approvals", "Invalid min_approvals: {reason}")
+        mode = opts.word("mode", ("min_approvals", "review_decision"), "Invalid mode for pr_approval: {word}")
+        if mode == "review_decision" and min_approvals is not None:
+            raise self.error_at(
+                'Cannot specify both mode = "review_decision" and min_approvals',
+                opts.keys["min_approvals"].line,
+                opts.keys["min_approvals"].column,
+            )
+        timeout_secs = 86400
+        timeout = opts.scalar("timeout")
+        if timeout is not None:
+            try:
+                timeout_secs = parse_gate_timeout(timeout.text)
+            except DurationError as exc:
+                raise self.error_at(str(exc), timeout.line, timeout.column) from None
+        on_timeout = opts.word("on_timeout", ("fail", "continue"), "Invalid on_timeout: {word}")
+        return GateNode(
+            name=name.value,
+            gate_type=name.value,
+            prompt=opts.text("prompt"),
+            min_approvals=1 if min_approvals is None else min_approvals,
+            approval_mode=mode or "min_approvals",
+            timeout_secs=timeout_secs,
+            on_timeout=on_timeout or "fail",
+            as_identity=opts.text("as"),
+            options=self.gate_options(opts),
+            line=start.line,
+            column=start.column,
+        )
+
+    def gate_options(self, opts: _Options) -> dict[str, str] | str | None:
+        value = opts.values.get("options")
+        if value is None:
+            return None
+        if isinstance(value, _List):
+            return {item: item for item in value.items}
+        if isinstance(value, _Map):
+            return dict(value.items)
+        if "." in value.text:
+            return value.text
+        raise self.error_at(
+            f"Invalid `options` value '{value.text}': expected a map {{ key = \"label\" }}, an array "
+            '["a", "b"], or a step field reference like \'step.field\'',
+            value.line,
+            value.column,
+        )
+
+    def quality_gate(self, start: Token, name: Token, opts: _Options) -> GateNode:
+        source = opts.text("source")
+        if source is None:
+            raise self.error_at(
+                "quality_gate requires a `source` field referencing a prior step", start.line, start.column
+            )
+        threshold_value = opts.scalar("threshold")
+        if threshold_value is None:
+            raise self.error_at("quality_gate requires a `threshold` field (0-100)", start.line, start.column)
+        threshold = opts.unsigned("threshold", "Invalid threshold: {reason}")
+        if threshold is not None and threshold > 100:
+            raise self.error_at(
+                f"quality_gate threshold must be 0-100, got {threshold}",
+                threshold_value.line,
+                threshold_value.column,
+            )
+        on_fail = opts.word("on_fail", ("fail", "continue"), "Invalid on_fail for quality_gate: {word}")
+        if "options" in opts:
+            key = opts.keys["options"]
+            raise self.error_at("`options` is not valid on quality_gate gates", key.line, key.column)
+        return GateNode(
+            name=name.value,
+            gate_type=name.value,
+            timeout_secs=0,
+            as_identity=opts.text("as"),
+            source=source,
+            threshold=threshold,
+            on_fail_action=on_fail or "fail",
+            line=start.line,
+            column=start.column,
+        )
+
+    def parse_always(self, start: Token) -> AlwaysNode:
+        """§6.11: a nested `always` only groups nodes; it takes no options."""
+        self.i += 1
+        self.expect(_LBRACE, "`{` after `always`")
+        return AlwaysNode(body=self.parse_body(start), line=start.line, column=start.column)
+
+    def parse_script(self, start: Token) -> ScriptNode:
+        """§6.9; checks run in the spec's order: run, env, timeout, retries, on_fail."""
+        self.i += 1
+        name = self.expect_name("a script name after `script`")
+        self.expect(_LBRACE, f"`{{` after `script {name.value}`")
+        prefix = f"script '{name.value}': "
+        opts = self.kv_list(prefix)
+        self.expect(_RBRACE, f"`key = value` or `}}` in `script {name.value}`")
+        run = opts.text("run")
+        if run is None:
+            raise self.error_at(
+                f"script '{name.value}' is missing required `run` field", start.line, start.column
+            )
+        env = opts.string_map("env", '`env` must be a map `{ KEY = "value" }`')
+        timeout = opts.unsigned("timeout", "invalid timeout: {reason}", U64_MAX)
+        return ScriptNode(
+            name=name.value,
+            run=run,
+            env=env or {},
+            timeout=timeout,
+            retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
+            on_fail=opts.on_fail(),
+            as_identity=opts.text("as"),
+            line=start.line,
+            column=start.column,
+        )
+
+    def parse_foreach(self, start: Token) -> ForEachNode:
+        """§6.10; checks run in the order of the spec's table."""
+        self.i += 1
+        name = self.expect_name("a foreach name after `foreach`")
+        self.expect(_LBRACE, f"`{{` after `foreach {name.value}`")
+        prefix = f"foreach '{name.value}': "
+        opts = self.kv_list(prefix)
+        self.expect(_RBRACE, f"`key = value` or `}}` in `foreach {name.value}`")
+
+        def missing(key: str) -> NoReturn:
+            raise self.error_at(f"{prefix}missing required key '{key}'", start.line, start.column)
+
+        over = opts.text("over")
+        if over is None:
+            missing("over")
+        max_parallel = opts.unsigned("max_parallel", "invalid max_parallel: {reason}")
+        if max_parallel is None:
+            missing("max_parallel")
+        workflow = opts.text("workflow")
+        if workflow is None:
+            missing("workflow")
+        scope = opts.string_map("scope", "scope must be a map")
+        filter_ = opts.string_map("filter", 'filter must be a map { key = "value" }')
+        inputs = opts.string_map("inputs", 'inputs must be a map { key = "value" }')
+        ordered = opts.word(
+            "ordered", ("true", "false"), "invalid ordered value '{word}' (expected: true or false)"
+        )
+        on_cycle = opts.word(
+            "on_cycle", ("fail", "warn"), "invalid on_cycle value '{word}' (expected: fail, warn)"
+        )
+        on_child_fail = opts.word(
+            "on_child_fail",
+            ("halt", "continue", "skip_dependents"),
+            "invalid on_child_fail value '{word}' (expected: halt, continue, skip_dependents)",
+        )
+        return ForEachNode(
+            name=name.value,
+            over=over,
+            scope=scope,
+            filter=filter_ or {},
+            ordered=ordered == "true",
+            on_cycle=on_cycle or "fail",
+            max_parallel=max_parallel,
+            workflow=workflow,
+            inputs=inputs or {},
+            on_child_fail=on_child_fail or "continue",
+            line=start.line,
+            column=start.column,
+        )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def parse_workflow(text: str, source_path: str = "") -> WorkflowDef:
+    """Parse the one workflow in `text` (tokens after its closing `}` are lexed, then ignored).
+
+    Sets `source_path`, the position of every node, and `warnings` (e.g. a trigger that is not active).
+    Raises `WfLexError` or `WfParseError` naming `source_path`, line and column.
+    """
+    tokens = tokenize(text, source_path or None)
+    return _Parser(tokens, source_path).parse_workflow()
+
+
+def parse_file(path: str | os.PathLike[str]) -> WorkflowDef:
+    """Read `path` as UTF-8 and parse it; `source_path` is the path exactly as given."""
+    source_path = os.fspath(path)
+    try:
+        text = Path(source_path).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise WfParseError(f"Failed to read {source_path}: {exc}", file=source_path) from None
+    return parse_workflow(text, source_path)

@@ -304,15 +304,19 @@ class _Parser:
             return self.map_value(key)
         value = self.scalar_value(f"a value for `{key}`")
         unit = self.toks[self.i]
-        if tok.kind is _INT and unit.kind is _IDENT and unit.line == tok.line:
-            # Nothing valid can follow a value with an identifier that is not a key; this is `72h`.
-            if self.toks[self.i + 1].kind is not _EQUALS:
-                raise self.error_at(
-                    f"`{key} = {tok.value}{unit.value}`: a number with a unit must be quoted, "
-                    f'e.g. `{key} = "{tok.value}{unit.value}"`',
-                    tok.line,
-                    tok.column,
-                )
+        # Nothing valid follows a value with an identifier that is not a key: this is `72h` (§2.5).
+        if (
+            tok.kind is _INT
+            and unit.kind is _IDENT
+            and unit.line == tok.line
+            and self.toks[self.i + 1].kind is not _EQUALS
+        ):
+            raise self.error_at(
+                f"`{key} = {tok.value}{unit.value}`: a number with a unit must be quoted, "
+                f'e.g. `{key} = "{tok.value}{unit.value}"`',
+                tok.line,
+                tok.column,
+            )
         return value
 
     def scalar_value(self, expected: str) -> _Scalar:

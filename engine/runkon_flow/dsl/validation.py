@@ -1,0 +1,597 @@
+"""Semantic validation of a parsed workflow (dsl.md §9.1) and the script-path checks (§9.2).
+
+The parser only knows the shape of one file; this module answers the questions that need more
+context: does every condition refer to a step that can have run by then, does every sub-workflow
+exist and get its required inputs, does every `foreach` name a provider that accepts its options,
+and do script paths point at executable files. Every problem is collected — a user fixing a file
+wants the whole list at once — and each carries the file, line and column of the offending node.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from runkon_flow.dsl.ast import (
+    AlwaysNode,
+    BoolInputCondition,
+    CallNode,
+    CallWorkflowNode,
+    DoNode,
+    DoWhileNode,
+    ForEachNode,
+    GateNode,
+    IfNode,
+    ParallelNode,
+    ScriptNode,
+    StepMarkerCondition,
+    UnlessNode,
+    WhileNode,
+    WorkflowDef,
+)
+from runkon_flow.errors import FlowError, Problem, SourceLocation, WfValidationError, WorkflowNotFound
+
+__all__ = [
+    "ItemProviderLike",
+    "ProviderRegistryLike",
+    "ScriptNotFound",
+    "ScriptResolver",
+    "ValidationReport",
+    "WorkflowLoader",
+    "as_loader",
+    "check_workflow",
+    "top_level_step_keys",
+    "validate_script_steps",
+    "validate_workflow",
+]
+
+WorkflowLoader = Callable[[str], WorkflowDef]
+"""`name -> WorkflowDef`; raises (any exception) when the workflow cannot be loaded."""
+
+
+# --------------------------------------------------------------------------- what validation asks
+
+
+@runtime_checkable
+class ItemProviderLike(Protocol):
+    """What validation needs from an item provider (engine.md §3.2).
+
+    Only `supports_ordered` is required. Providers may also offer these optional hooks; when a
+    hook is missing validation uses the default given in brackets:
+
+    * `validate_scope(raw_scope: dict[str, str] | None) -> str | None` — an error text, or None
+      when the scope is acceptable [call `parse_scope(raw_scope)`; an exception's text is the error].
+    * `scope_warnings(raw_scope: dict[str, str] | None) -> list[str]` [no warnings].
+    * `requires_filter() -> bool` [False].
+    * `validate_filter(filter: dict[str, str]) -> str | None` [every filter is accepted].
+
+    A hook that raises is reported as an error of that `foreach` (never a traceback).
+    """
+
+    def supports_ordered(self) -> bool: ...
+
+
+class ProviderRegistryLike(Protocol):
+    """Anything with `get(name) -> provider | None`: a registry or a plain dict."""
+
+    def get(self, name: str, /) -> Any: ...
+
+
+def as_loader(source: Any) -> WorkflowLoader | None:
+    """Normalise what callers pass as a loader.
+
+    Accepts None, a callable `name -> WorkflowDef`, a `WorkflowResolver` (anything with
+    `resolve(name)`), or a mapping of name -> WorkflowDef.
+    """
+    if source is None:
+        return None
+    if isinstance(source, Mapping):
+        mapping = source
+
+        def from_mapping(name: str) -> WorkflowDef:
+            try:
+                return mapping[name]
+            except KeyError:
+                raise WorkflowNotFound(name) from None
+
+        return from_mapping
+    resolve = getattr(source, "resolve", None)
+    if callable(resolve):
+        return resolve  # type: ignore[no-any-return]
+    if callable(source):
+        return source  # type: ignore[no-any-return]
+    raise TypeError(f"not a workflow loader: {source!r}")
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@dataclass
+class ValidationReport:
+    """All findings of one validation. `ok` iff there is no error; warnings never fail a file."""
+
+    errors: list[Problem] = field(default_factory=list)
+    warning_problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warning texts, as dsl.md §9.1 defines them (positions are in `warning_problems`)."""
+        return [w.text() for w in self.warning_problems]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def extend(self, other: ValidationReport) -> None:
+        self.errors.extend(other.errors)
+        self.warning_problems.extend(other.warning_problems)
+
+
+# --------------------------------------------------------------------------- §9.1
+
+
+def top_level_step_keys(wf: WorkflowDef) -> list[str]:
+    """The step keys a caller sees after `call workflow <wf>` (dsl.md §9.1): top-level body only."""
+    keys: list[str] = []
+    for node in wf.body:
+        if isinstance(node, (CallNode, CallWorkflowNode, ScriptNode, ForEachNode)):
+            keys.append(node.step_key())
+        elif isinstance(node, ParallelNode):
+            keys.extend(call.step_key() for call in node.calls)
+    return keys
+
+
+def validate_workflow(
+    wf: WorkflowDef,
+    *,
+    loader: Any = None,
+    providers: ProviderRegistryLike | Mapping[str, Any] | None = None,
+    valid_targets: Sequence[str] = (),
+    script_resolver: Any = None,
+) -> ValidationReport:
+    """Semantic validation (dsl.md §9.1), plus the script checks of §9.2 when a resolver is given.
+
+    `loader` serves `call workflow` and `foreach` children (see `as_loader` for accepted forms);
+    without one, sub-workflows contribute only their own name to the produced set and their
+    inputs are not checked. `providers` answers `foreach over = …`; without one the provider
+    checks are skipped. An empty `valid_targets` skips the target check.
+    """
+    report = _SemanticValidator(wf, as_loader(loader), providers, valid_targets).run()
+    if script_resolver is not None:
+        report.errors.extend(validate_script_steps(wf, script_resolver))
+    return report
+
+
+def check_workflow(
+    wf: WorkflowDef,
+    *,
+    loader: Any = None,
+    providers: ProviderRegistryLike | Mapping[str, Any] | None = None,
+    valid_targets: Sequence[str] = (),
+    script_resolver: Any = None,
+) -> ValidationReport:
+    """`validate_workflow`, raising `WfValidationError` (with every problem) when it is not ok."""
+    report = validate_workflow(
+        wf,
+        loader=loader,
+        providers=providers,
+        valid_targets=valid_targets,
+        script_resolver=script_resolver,
+    )
+    if not report.ok:
+        raise WfValidationError(report.errors, file=wf.source_path or None)
+    return report
+
+
+class _SemanticValidator:
+    """One pass of the "produced set" analysis over one workflow."""
+
+    def __init__(
+        self,
+        wf: WorkflowDef,
+        loader: WorkflowLoader | None,
+        providers: Any,
+        valid_targets: Sequence[str],
+    ) -> None:
+        self.wf = wf
+        self.loader = loader
+        self.providers = providers
+        self.valid_targets = list(valid_targets)
+        self.booleans = {i.name for i in wf.inputs if i.input_type == "boolean"}
+        self.report = ValidationReport()
+        self._loaded: dict[str, WorkflowDef | BaseException] = {}
+
+    # ---- plumbing
+
+    def _where(self, *nodes: Any) -> SourceLocation:
+        """The position of the first node that knows one (conditions may lack their own)."""
+        for node in nodes:
+            if node is not None and getattr(node, "line", None) is not None:
+                return SourceLocation(self.wf.source_path or None, node.line, node.column)
+        return SourceLocation(self.wf.source_path or None, None, None)
+
+    def _error(self, message: str, *nodes: Any, hint: str | None = None) -> None:
+        self.report.errors.append(Problem(message, hint, self._where(*nodes)))
+
+    def _warn(self, message: str, *nodes: Any) -> None:
+        self.report.warning_problems.append(Problem(message, None, self._where(*nodes)))
+
+    def _load(self, name: str) -> WorkflowDef | BaseException:
+        """Load once per validation; the failure is remembered and reported at each use."""
+        if name not in self._loaded:
+            assert self.loader is not None
+            try:
+                self._loaded[name] = self.loader(name)
+            except Exception as exc:  # a loader may fail any way; the user sees its text
+                self._loaded[name] = exc
+        return self._loaded[name]
+
+    # ---- the walk
+
+    def run(self) -> ValidationReport:
+        produced: set[str] = set()
+        self._walk(self.wf.body, produced)
+        self._walk(self.wf.always, set(produced))
+        if self.valid_targets:
+            valid = ", ".join(self.valid_targets)
+            for target in self.wf.targets:
+                if target not in self.valid_targets:
+                    self._error(
+                        f"Unknown target '{target}' in workflow '{self.wf.name}'. Valid targets: {valid}",
+                        self.wf,
+                        hint=f"Change '{target}' to one of: {valid}",
+                    )
+        return self.report
+
+    def _walk(self, nodes: Iterable[Any], produced: set[str]) -> None:
+        for node in nodes:
+            self._visit(node, produced)
+
+    def _visit(self, node: Any, produced: set[str]) -> None:
+        if isinstance(node, (CallNode, ScriptNode)):
+            produced.add(node.step_key())
+        elif isinstance(node, CallWorkflowNode):
+            self._call_workflow(node, produced)
+        elif isinstance(node, ParallelNode):
+            for idx, (step, _marker) in sorted(node.call_if.items(), key=lambda kv: int(kv[0])):
+                if step not in produced:
+                    call = node.calls[int(idx)] if int(idx) < len(node.calls) else None
+                    self._step_not_produced(step, call, node)
+            produced.update(call.step_key() for call in node.calls)
+        elif isinstance(node, (IfNode, UnlessNode)):
+            self._condition(node.condition, node, produced)
+            branch = set(produced)
+            self._walk(node.body, branch)
+            produced.update(branch)
+        elif isinstance(node, WhileNode):
+            if node.step not in produced:
+                self._step_not_produced(node.step, node)
+            branch = set(produced)
+            self._walk(node.body, branch)
+            produced.update(branch)
+        elif isinstance(node, DoWhileNode):
+            self._walk(node.body, produced)
+            if node.step not in produced:
+                self._step_not_produced(node.step, node)
+        elif isinstance(node, (DoNode, AlwaysNode)):
+            self._walk(node.body, produced)
+        elif isinstance(node, GateNode):
+            self._gate(node, produced)
+        elif isinstance(node, ForEachNode):
+            self._foreach(node)
+            produced.add(node.step_key())
+
+    def _step_not_produced(self, step: str, *nodes: Any) -> None:
+        self._error(
+            f"Condition references step '{step}' which has not been produced at this point in the workflow",
+            *nodes,
+        )
+
+    def _condition(self, condition: Any, node: Any, produced: set[str]) -> None:
+        if isinstance(condition, StepMarkerCondition):
+            if condition.step not in produced:
+                self._step_not_produced(condition.step, condition, node)
+        elif isinstance(condition, BoolInputCondition) and condition.input not in self.booleans:
+            self._error(
+                f"Condition references '{condition.input}' which is not a declared boolean input",
+                condition,
+                node,
+                hint=f"Declare it in the workflow inputs block: `{condition.input} boolean`",
+            )
+
+    def _call_workflow(self, node: CallWorkflowNode, produced: set[str]) -> None:
+        if self.loader is not None:
+            child = self._load(node.workflow)
+            if isinstance(child, BaseException):
+                self._error(f"Sub-workflow '{node.workflow}' could not be loaded: {child}", node)
+            else:
+                for decl in child.inputs:
+                    if _is_required(decl) and decl.name not in node.inputs:
+                        self._error(
+                            f"Sub-workflow '{node.workflow}' requires input '{decl.name}' "
+                            "but it was not provided at the call site",
+                            node,
+                        )
+                produced.update(top_level_step_keys(child))
+        produced.add(node.workflow)
+
+    def _gate(self, node: GateNode, produced: set[str]) -> None:
+        if not node.is_quality_gate:
+            return
+        if node.source is None or node.threshold is None:
+            self._error(
+                f"Quality gate '{node.name}' is missing required `source` and `threshold` fields",
+                node,
+                hint="Add `source = <step>` (a prior step with structured output) and `threshold = 70`",
+            )
+        elif node.source not in produced:
+            self._error(
+                f"Quality gate '{node.name}' references source step '{node.source}' "
+                "which has not been produced at this point in the workflow",
+                node,
+                hint=f"Ensure a call or script step named '{node.source}' appears before this gate",
+            )
+
+    def _foreach(self, node: ForEachNode) -> None:
+        name = node.name
+        if self.loader is not None:
+            child = self._load(node.workflow)
+            if isinstance(child, BaseException):
+                self._error(
+                    f"foreach '{name}': child workflow '{node.workflow}' could not be loaded: {child}", node
+                )
+            else:
+                for decl in child.inputs:
+                    if _is_required(decl) and decl.name not in node.inputs:
+                        self._error(
+                            f"foreach '{name}': child workflow '{node.workflow}' requires input "
+                            f"'{decl.name}' but it is not in the inputs map",
+                            node,
+                            hint=(
+                                f'Add `{decl.name} = "{{{{item.id}}}}"` (or another `{{{{item.*}}}}` '
+                                "value, or a literal) to the foreach `inputs` map"
+                            ),
+                        )
+        if self.providers is None:
+            self._skip_dependents_check(node)
+            return
+        provider = self.providers.get(node.over)
+        if provider is None:
+            self._error(
+                f"foreach '{name}': unknown provider '{node.over}' "
+                "— no ItemProvider registered for this name",
+                node,
+            )
+            return
+        raw_scope = None if node.scope is None else dict(node.scope)
+        scope_error = _ask(provider, "validate_scope", raw_scope, default=_NO_HOOK)
+        if scope_error is _NO_HOOK:
+            scope_error = _scope_error_from_parse(provider, node.scope)
+        if scope_error:
+            self._error(f"foreach '{name}': {scope_error}", node)
+        warnings = _ask(provider, "scope_warnings", raw_scope, default=[])
+        if isinstance(warnings, _HookFailure):
+            self._error(f"foreach '{name}': {warnings}", node)
+        else:
+            for text in warnings or []:
+                self._warn(f"foreach '{name}': {text}", node)
+        if node.ordered and not _truthy(_ask(provider, "supports_ordered", default=False)):
+            self._error(
+                f"foreach '{name}': ordered = true is not supported by provider '{node.over}'",
+                node,
+                hint=self._ordered_hint(),
+            )
+        self._skip_dependents_check(node)
+        if not node.filter and _truthy(_ask(provider, "requires_filter", default=False)):
+            self._error(
+                f"foreach '{name}': `filter` is required when over = {node.over}",
+                node,
+                hint='Add a filter, e.g. `filter = { status = "failed" }`',
+            )
+        if node.filter:
+            filter_error = _ask(provider, "validate_filter", dict(node.filter), default=None)
+            if filter_error:
+                self._error(f"foreach '{name}': {filter_error}", node)
+
+    def _skip_dependents_check(self, node: ForEachNode) -> None:
+        if node.on_child_fail == "skip_dependents" and not node.ordered:
+            self._error(
+                f"foreach '{node.name}': on_child_fail = skip_dependents "
+                "has no effect without ordered = true",
+                node,
+                hint="Add `ordered = true`, or use `on_child_fail = continue` or `on_child_fail = halt`",
+            )
+
+    def _ordered_hint(self) -> str:
+        ordered = [
+            name
+            for name in _registered_names(self.providers)
+            if _truthy(_ask(self.providers.get(name), "supports_ordered", default=False))
+        ]
+        if ordered:
+            return f"Remove `ordered = true`, or change `over` to one of: {', '.join(ordered)}"
+        return "Remove `ordered = true` (no registered provider supports ordered dispatch)"
+
+
+def _is_required(decl: Any) -> bool:
+    """dsl.md §5.3: booleans are never required; the parser already resolved string inputs."""
+    return bool(decl.required) and decl.input_type != "boolean"
+
+
+class _HookFailure(str):
+    """The text of an exception raised by a provider hook, reported as that foreach's error."""
+
+
+_NO_HOOK: Any = object()
+
+
+def _ask(provider: Any, hook: str, *args: Any, default: Any) -> Any:
+    """Call an optional provider hook; a missing hook gives `default`, a raising one its text."""
+    method = getattr(provider, hook, None)
+    if method is None:
+        return default
+    if not callable(method):  # a plain attribute such as `requires_filter = True`
+        return method
+    try:
+        return method(*args)
+    except Exception as exc:
+        return _HookFailure(str(exc) or type(exc).__name__)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (not isinstance(value, _HookFailure) and bool(value))
+
+
+def _scope_error_from_parse(provider: Any, scope: dict[str, str] | None) -> str | None:
+    """Default scope check: the scope is fine iff `parse_scope` accepts it."""
+    result = _ask(provider, "parse_scope", None if scope is None else dict(scope), default=None)
+    return result if isinstance(result, _HookFailure) else None
+
+
+def _registered_names(registry: Any) -> list[str]:
+    """Provider names in a registry, for hints. Unknown registry shapes give no names."""
+    if isinstance(registry, Mapping):
+        return sorted(str(k) for k in registry)
+    for attr in ("names", "registered_names", "keys"):
+        method = getattr(registry, attr, None)
+        if callable(method):
+            try:
+                return sorted(str(n) for n in method())
+            except Exception:
+                return []
+    return []
+
+
+# --------------------------------------------------------------------------- §9.2 script checks
+
+
+class ScriptNotFound(FlowError):
+    """A script `run` value that resolves to no acceptable file; `searched` lists what was tried."""
+
+    def __init__(self, run: str, searched: Sequence[str]) -> None:
+        self.run = run
+        self.searched = list(searched)
+        super().__init__(f"'{run}' not found. Searched: {', '.join(self.searched)}")
+
+
+class ScriptResolver:
+    """The reference script search (dsl.md §9.2).
+
+    Order: an absolute `run` is taken as is; otherwise `WD/run`, `WD/.conductor/scripts/run`,
+    `R/run`, `R/.conductor/scripts/run`, `K/run`. A relative `run` containing `..` is never
+    accepted. Candidates under a `.conductor` folder of their root are accepted as soon as they
+    exist; any other candidate must stay inside its root after symlinks are resolved.
+    `skills_dir=None` means `$HOME/.claude/skills` (unknown when HOME is unset).
+    """
+
+    def __init__(
+        self,
+        working_dir: str | os.PathLike[str],
+        repo_dir: str | os.PathLike[str] | None = None,
+        skills_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.working_dir = Path(working_dir)
+        self.repo_dir = Path(repo_dir) if repo_dir else None
+        if skills_dir is not None:
+            self.skills_dir: Path | None = Path(skills_dir)
+        else:
+            home = os.environ.get("HOME")
+            self.skills_dir = Path(home) / ".claude" / "skills" if home else None
+
+    def _candidates(self, run: str) -> list[tuple[Path, Path]]:
+        """(root, relative candidate) pairs in search order, without duplicates."""
+        rel = Path(run)
+        scripts = Path(".conductor") / "scripts" / rel
+        pairs: list[tuple[Path, Path]] = [(self.working_dir, rel), (self.working_dir, scripts)]
+        if self.repo_dir is not None:
+            pairs += [(self.repo_dir, rel), (self.repo_dir, scripts)]
+        if self.skills_dir is not None:
+            pairs.append((self.skills_dir, rel))
+        unique: list[tuple[Path, Path]] = []
+        for pair in pairs:
+            if all(pair[0] / pair[1] != root / path for root, path in unique):
+                unique.append(pair)
+        return unique
+
+    def resolve(self, run: str) -> Path:
+        """The script file `run` names, or `ScriptNotFound` listing every place searched."""
+        if Path(run).is_absolute():
+            if Path(run).is_file():
+                return Path(run)
+            raise ScriptNotFound(run, [run])
+        candidates = self._candidates(run)
+        searched = [str(root / rel) for root, rel in candidates]
+        if self.skills_dir is None:
+            searched.append(f"~/.claude/skills/{run}")
+        if ".." in run:
+            raise ScriptNotFound(run, searched)
+        for root, rel in candidates:
+            path = root / rel
+            if not path.is_file():
+                continue
+            if rel.parts and rel.parts[0] == ".conductor":
+                return path
+            try:
+                if path.resolve(strict=True).is_relative_to(root.resolve(strict=True)):
+                    return path
+            except OSError:
+                continue
+        raise ScriptNotFound(run, searched)
+
+
+def _scripts(nodes: Iterable[Any]) -> Iterable[ScriptNode]:
+    for node in nodes:
+        if isinstance(node, ScriptNode):
+            yield node
+        elif isinstance(node, (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode)):
+            yield from _scripts(node.body)
+
+
+def validate_script_steps(wf: WorkflowDef, resolver: Any) -> list[Problem]:
+    """Every script's `run` must name an existing, executable file (dsl.md §9.2).
+
+    `resolver` is anything with `resolve(run) -> path` raising `ScriptNotFound` (or any error
+    whose text is the searched list). Values containing `{{` are skipped.
+    """
+    problems: list[Problem] = []
+    for node in _scripts(list(wf.body) + list(wf.always)):
+        if "{{" in node.run:
+            continue
+        where = SourceLocation(wf.source_path or None, node.line, node.column)
+        try:
+            path = Path(resolver.resolve(node.run))
+        except ScriptNotFound as exc:
+            searched = ", ".join(exc.searched)
+            message = f"Script step '{node.name}': '{node.run}' not found. Searched: {searched}"
+            problems.append(Problem(message, None, where))
+            continue
+        except Exception as exc:
+            message = f"Script step '{node.name}': '{node.run}' not found. Searched: {exc}"
+            problems.append(Problem(message, None, where))
+            continue
+        if os.name != "posix":
+            continue
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            problems.append(
+                Problem(
+                    f"Script step '{node.name}': could not read metadata for '{path}': {exc.strerror or exc}",
+                    None,
+                    where,
+                )
+            )
+            continue
+        if not mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+            problems.append(
+                Problem(
+                    f"Script step '{node.name}': '{path}' is not executable (mode {stat.S_IMODE(mode):04o})",
+                    f"Run: chmod +x {path}",
+                    where,
+                )
+            )
+    return problems

@@ -1,0 +1,550 @@
+"""Canonical `.wf` text for a `WorkflowDef` (the inverse of the parser).
+
+Guarantee: for every workflow the language can express, `parse_workflow(format_workflow(wf)) == wf`
+(positions aside). The language cannot express every AST — an agent named `gate`, a plain `do`
+directly followed by a `while` loop, a boolean input marked required … — and for those the formatter
+raises `UnformattableError` naming the node instead of writing text that would parse differently.
+
+Style: 2-space indent, one option per line with aligned `=`, short per-call options on one line,
+defaults omitted, free text always quoted, enum words and numbers bare, gate timeouts as quoted
+durations (`"72h"`), blank lines around multi-line steps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from runkon_flow.dsl.ast import (
+    AgentRef,
+    AlwaysNode,
+    BoolInputCondition,
+    CallNode,
+    CallWorkflowNode,
+    DoNode,
+    DoWhileNode,
+    ForEachNode,
+    GateNode,
+    IfNode,
+    InputDecl,
+    OnFailAgent,
+    OnFailContinue,
+    ParallelNode,
+    ScriptNode,
+    UnlessNode,
+    WhileNode,
+    WorkflowDef,
+)
+from runkon_flow.dsl.durations import U32_MAX, U64_MAX
+from runkon_flow.dsl.lexer import KEYWORDS
+from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS
+from runkon_flow.errors import WfError
+
+__all__ = ["UnformattableError", "format_workflow", "quote"]
+
+INDENT = "  "
+_LINE_WIDTH = 100
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*\Z")
+_MODIFIERS = ("required", "boolean", "default", "description")
+_DEFAULT_GATE_TIMEOUT = 86400
+
+
+class UnformattableError(WfError):
+    """The AST holds something no `.wf` text can express (so formatting would change its meaning)."""
+
+    prefix = "Format error in"
+
+
+def quote(text: str) -> str:
+    """A string literal that lexes back to exactly `text` (§2.4 escapes)."""
+    return (
+        '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+    )
+
+
+def _is_ident(text: str) -> bool:
+    """A plain identifier that is not a keyword."""
+    return bool(_IDENT_RE.match(text)) and text not in KEYWORDS
+
+
+def _word(text: str) -> str:
+    """A value where quoted and bare mean the same: bare when it is a plain identifier."""
+    return text if _is_ident(text) else quote(text)
+
+
+def _duration(seconds: int) -> str:
+    """A gate timeout as the most readable quoted duration."""
+    if seconds and seconds % 3600 == 0:
+        return quote(f"{seconds // 3600}h")
+    if seconds and seconds % 60 == 0:
+        return quote(f"{seconds // 60}m")
+    return quote(f"{seconds}s")
+
+
+def _list(items: Iterable[str]) -> str:
+    return "[" + ", ".join(quote(item) for item in items) + "]"
+
+
+Pair = tuple[str, str | list[str]]  # key, rendered value (one line, or the lines of a multi-line map)
+
+
+class _Formatter:
+    def __init__(self, wf: WorkflowDef) -> None:
+        self.wf = wf
+        self.lines: list[str] = []
+
+    # ---- errors and checked pieces
+
+    def fail(self, node: Any, message: str) -> UnformattableError:
+        return UnformattableError(
+            f"cannot format {message}",
+            file=self.wf.source_path or None,
+            line=getattr(node, "line", None),
+            column=getattr(node, "column", None),
+        )
+
+    def name(self, text: str, what: str, node: Any) -> str:
+        """A *name* position (§2.6): identifier or soft keyword."""
+        if _IDENT_RE.match(text) and (text not in KEYWORDS or text in SOFT_KEYWORDS):
+            return text
+        raise self.fail(node, f"{what} `{text}`: it is not a valid name (letters, digits, `_`, `-`)")
+
+    def key(self, text: str, what: str, node: Any) -> str:
+        """A *key* position of a key/value pair: identifier or one of the six key keywords."""
+        if _IDENT_RE.match(text) and (text not in KEYWORDS or text in KEY_KEYWORDS):
+            return text
+        raise self.fail(node, f"{what} key `{text}`: keys must be identifiers (and not most keywords)")
+
+    def number(self, value: int, what: str, node: Any, maximum: int = U32_MAX) -> str:
+        if not 0 <= value <= maximum:
+            raise self.fail(node, f"{what} = {value}: it must be between 0 and {maximum}")
+        return str(value)
+
+    def string_map(self, items: dict[str, str], what: str, node: Any) -> str | list[str]:
+        """`{ K = "v" }` on one line when short, else one pair per line."""
+        if not items:
+            return "{}"
+        pairs = [(self.key(k, what, node), quote(v)) for k, v in items.items()]
+        one_line = "{ " + "  ".join(f"{k} = {v}" for k, v in pairs) + " }"
+        if len(pairs) == 1 and len(one_line) <= 80:
+            return one_line
+        width = max(len(k) for k, _ in pairs)
+        return ["{", *(f"{INDENT}{k.ljust(width)} = {v}" for k, v in pairs), "}"]
+
+    def agent(self, ref: AgentRef, node: Any) -> str:
+        """The agent after `call`: a name keyword-free identifier, or a quoted path."""
+        if ref.kind == "path":
+            if ".." in ref.value.split("/"):
+                raise self.fail(node, f'agent path "{ref.value}": it contains a `..` component')
+            return quote(ref.value)
+        if _is_ident(ref.value) or ref.value in AGENT_KEYWORDS:
+            return ref.value
+        raise self.fail(
+            node,
+            f"agent name `{ref.value}`: after `call` a name must be an identifier that is not a keyword "
+            "(a quoted agent is always a path)",
+        )
+
+    def on_fail(self, value: OnFailContinue | OnFailAgent, node: Any) -> str:
+        """§6.0: `continue`, a bare name, a quoted name without `/`, or a quoted path with `/`."""
+        if isinstance(value, OnFailContinue):
+            return "continue"
+        ref = value.value
+        if ref.value == "continue":
+            raise self.fail(node, "on_fail agent `continue`: that word always means 'continue'")
+        if ref.kind == "path":
+            if "/" not in ref.value or ".." in ref.value.split("/"):
+                raise self.fail(node, f'on_fail path "{ref.value}": it needs a `/` and no `..` component')
+            return quote(ref.value)
+        if _IDENT_RE.match(ref.value) and ref.value not in ("meta", "do"):
+            return ref.value
+        if "/" in ref.value:
+            raise self.fail(node, f"on_fail agent name `{ref.value}`: a quoted value with `/` is a path")
+        return quote(ref.value)
+
+    # ---- layout
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append(INDENT * depth + text)
+
+    def block(self, depth: int, head: str, pairs: Sequence[Pair], compact: int = 0, tail: str = "") -> None:
+        """`head { pairs }`: on one line when there are at most `compact` short pairs, else aligned."""
+        if not pairs:
+            self.emit(depth, f"{head}{tail}")
+            return
+        if len(pairs) <= compact and all(isinstance(v, str) for _, v in pairs):
+            line = f"{head} {{ " + "  ".join(f"{k} = {v}" for k, v in pairs) + f" }}{tail}"
+            if len(INDENT * depth + line) <= _LINE_WIDTH:
+                self.emit(depth, line)
+                return
+        self.emit(depth, f"{head} {{")
+        self.pairs(depth + 1, pairs)
+        self.emit(depth, f"}}{tail}")
+
+    def pairs(self, depth: int, pairs: Sequence[Pair]) -> None:
+        width = max((len(k) for k, _ in pairs), default=0)
+        for key, value in pairs:
+            if isinstance(value, str):
+                self.emit(depth, f"{key.ljust(width)} = {value}")
+            else:
+                self.emit(depth, f"{key.ljust(width)} = {value[0]}")
+                for line in value[1:-1]:
+                    self.emit(depth, line)
+                self.emit(depth, value[-1])
+
+    def body(self, depth: int, nodes: Sequence[Any]) -> None:
+        """Nodes one after another; a blank line separates any multi-line node from its neighbours."""
+        previous_multiline = False
+        for index, node in enumerate(nodes):
+            if (
+                isinstance(node, DoNode)
+                and index + 1 < len(nodes)
+                and isinstance(nodes[index + 1], WhileNode)
+            ):
+                raise self.fail(
+                    nodes[index + 1],
+                    "a `while` loop directly after a plain `do` block: the language always reads "
+                    "`do { … } while …` as a do-while loop",
+                )
+            start = len(self.lines)
+            self.node(depth, node)
+            multiline = len(self.lines) - start > 1
+            if index and (multiline or previous_multiline):
+                self.lines.insert(start, "")
+            previous_multiline = multiline
+
+    def nested(
+        self, depth: int, head: str, pairs: Sequence[Pair], nodes: Sequence[Any], tail: str = ""
+    ) -> None:
+        """A block with options and child nodes."""
+        if not pairs and not nodes:
+            self.emit(depth, f"{head} {{}}{tail}")
+            return
+        self.emit(depth, f"{head} {{")
+        self.pairs(depth + 1, pairs)
+        if pairs and nodes:
+            self.lines.append("")
+        self.body(depth + 1, nodes)
+        self.emit(depth, f"}}{tail}")
+
+    # ---- workflow
+
+    def workflow(self) -> str:
+        wf = self.wf
+        self.emit(0, f"workflow {self.name(wf.name, 'workflow name', wf)} {{")
+        sections = 0
+        meta = self.meta_pairs()
+        if meta:
+            self.block(1, "meta", meta)
+            sections += 1
+        if wf.inputs:
+            if sections:
+                self.lines.append("")
+            self.inputs(wf.inputs)
+            sections += 1
+        if wf.body:
+            if sections:
+                self.lines.append("")
+            self.body(1, wf.body)
+            sections += 1
+        if wf.always:
+            if sections:
+                self.lines.append("")
+            self.nested(1, "always", (), wf.always)
+        self.emit(0, "}")
+        return "\n".join(self.lines) + "\n"
+
+    def meta_pairs(self) -> list[Pair]:
+        wf = self.wf
+        pairs: list[Pair] = []
+        if wf.title is not None:
+            pairs.append(("title", quote(wf.title)))
+        if wf.description:
+            pairs.append(("description", quote(wf.description)))
+        if wf.trigger != "manual":
+            pairs.append(("trigger", wf.trigger))
+        if wf.targets:
+            pairs.append(("targets", _list(wf.targets)))
+        if wf.group is not None:
+            pairs.append(("group", quote(wf.group)))
+        return pairs
+
+    def inputs(self, inputs: Sequence[InputDecl]) -> None:
+        """One `inputs` block; a new block starts before an input named like a modifier (`required`, …),
+        which would otherwise be read as a modifier of the input above it (§4 rule 6)."""
+        groups: list[list[InputDecl]] = [[]]
+        for decl in inputs:
+            if decl.name in _MODIFIERS and groups[-1]:
+                groups.append([])
+            groups[-1].append(decl)
+        for index, group in enumerate(groups):
+            if index:
+                self.lines.append("")
+            width = max(len(decl.name) for decl in group)
+            self.emit(1, "inputs {")
+            for decl in group:
+                self.emit(2, self.input_decl(decl, width).rstrip())
+            self.emit(1, "}")
+
+    def input_decl(self, decl: InputDecl, width: int) -> str:
+        parts = [self.name(decl.name, "input name", decl).ljust(width)]
+        if decl.input_type == "boolean":
+            if decl.required:
+                raise self.fail(
+                    decl, f"boolean input `{decl.name}` marked required: booleans are never required"
+                )
+            parts.append("boolean")
+        elif decl.required:
+            parts.append("required")
+        elif decl.default is None:
+            raise self.fail(
+                decl,
+                f"optional input `{decl.name}` without a default: a string input without one is required",
+            )
+        if decl.default is not None:
+            parts.append(f"default = {quote(decl.default)}")
+        if decl.description is not None:
+            parts.append(f"description = {quote(decl.description)}")
+        return " ".join(parts)
+
+    # ---- nodes
+
+    def node(self, depth: int, node: Any) -> None:
+        if isinstance(node, CallNode):
+            self.block(depth, f"call {self.agent(node.agent, node)}", self.call_pairs(node), compact=2)
+        elif isinstance(node, CallWorkflowNode):
+            self.call_workflow(depth, node)
+        elif isinstance(node, (IfNode, UnlessNode)):
+            self.nested(depth, f"{node.type} {self.condition(node)}", (), node.body)
+        elif isinstance(node, WhileNode):
+            head = f"while {self.step_marker(node)}"
+            self.nested(depth, head, self.loop_pairs(node), node.body)
+        elif isinstance(node, DoWhileNode):
+            tail = f" while {self.step_marker(node)}"
+            self.nested(depth, "do", self.loop_pairs(node), node.body, tail=tail)
+        elif isinstance(node, DoNode):
+            pairs: list[Pair] = []
+            if node.output is not None:
+                pairs.append(("output", quote(node.output)))
+            if node.with_:
+                pairs.append(("with", _list(node.with_)))
+            self.nested(depth, "do", pairs, node.body)
+        elif isinstance(node, ParallelNode):
+            self.parallel(depth, node)
+        elif isinstance(node, GateNode):
+            self.gate(depth, node)
+        elif isinstance(node, AlwaysNode):
+            self.nested(depth, "always", (), node.body)
+        elif isinstance(node, ScriptNode):
+            self.block(depth, f"script {self.name(node.name, 'script name', node)}", self.script_pairs(node))
+        elif isinstance(node, ForEachNode):
+            self.block(
+                depth, f"foreach {self.name(node.name, 'foreach name', node)}", self.foreach_pairs(node)
+            )
+        else:  # pragma: no cover - the AST's node union is closed
+            raise self.fail(node, f"unknown node {type(node).__name__}")
+
+    def call_pairs(self, node: CallNode) -> list[Pair]:
+        pairs: list[Pair] = []
+        if node.output is not None:
+            pairs.append(("output", quote(node.output)))
+        if node.with_:
+            pairs.append(("with", _list(node.with_)))
+        if node.plugin_dirs:
+            pairs.append(("plugin_dirs", _list(node.plugin_dirs)))
+        if node.retries:
+            pairs.append(("retries", self.number(node.retries, "retries", node)))
+        if node.timeout is not None:
+            pairs.append(("timeout", quote(node.timeout)))
+        if node.max_turns is not None:
+            pairs.append(("max_turns", self.number(node.max_turns, "max_turns", node)))
+        if node.as_identity is not None:
+            pairs.append(("as", quote(node.as_identity)))
+        if node.on_fail is not None:
+            pairs.append(("on_fail", self.on_fail(node.on_fail, node)))
+        return pairs
+
+    def call_workflow(self, depth: int, node: CallWorkflowNode) -> None:
+        head = f"call workflow {self.name(node.workflow, 'workflow name', node)}"
+        pairs: list[Pair] = []
+        if node.retries:
+            pairs.append(("retries", self.number(node.retries, "retries", node)))
+        if node.as_identity is not None:
+            pairs.append(("as", quote(node.as_identity)))
+        if node.on_fail is not None:
+            pairs.append(("on_fail", self.on_fail(node.on_fail, node)))
+        if not node.inputs:
+            self.block(depth, head, pairs, compact=2)
+            return
+        self.emit(depth, f"{head} {{")
+        inputs = self.string_map(node.inputs, "call workflow input", node)
+        self.emit(depth + 1, "inputs " + (inputs if isinstance(inputs, str) else inputs[0]))
+        if not isinstance(inputs, str):
+            for line in inputs[1:]:
+                self.emit(depth + 1, line)
+        self.pairs(depth + 1, pairs)
+        self.emit(depth, "}")
+
+    def condition(self, node: IfNode | UnlessNode) -> str:
+        cond = node.condition
+        if isinstance(cond, BoolInputCondition):
+            return self.name(cond.input, "condition input", node)
+        step = self.name(cond.step, "condition step", node)
+        return f"{step}.{self.name(cond.marker, 'condition marker', node)}"
+
+    def step_marker(self, node: WhileNode | DoWhileNode) -> str:
+        return f"{self.name(node.step, 'loop step', node)}.{self.name(node.marker, 'loop marker', node)}"
+
+    def loop_pairs(self, node: WhileNode | DoWhileNode) -> list[Pair]:
+        pairs: list[Pair] = [("max_iterations", self.number(node.max_iterations, "max_iterations", node))]
+        if node.stuck_after is not None:
+            pairs.append(("stuck_after", self.number(node.stuck_after, "stuck_after", node)))
+        if node.on_max_iter != "fail":
+            pairs.append(("on_max_iter", node.on_max_iter))
+        return pairs
+
+    def parallel(self, depth: int, node: ParallelNode) -> None:
+        if not node.calls:
+            raise self.fail(node, "a parallel block without calls: it needs at least one")
+        indexes = {str(i) for i in range(len(node.calls))}
+        for field, mapping in (
+            ("call_outputs", node.call_outputs),
+            ("call_with", node.call_with),
+            ("call_if", node.call_if),
+            ("call_retries", node.call_retries),
+        ):
+            stray = sorted(set(mapping) - indexes)
+            if stray:
+                raise self.fail(node, f"parallel {field} for call index {stray[0]}: there is no such call")
+        pairs: list[Pair] = []
+        if not node.fail_fast:
+            pairs.append(("fail_fast", "false"))
+        if node.min_success is not None:
+            pairs.append(("min_success", self.number(node.min_success, "min_success", node)))
+        if node.output is not None:
+            pairs.append(("output", quote(node.output)))
+        if node.with_:
+            pairs.append(("with", _list(node.with_)))
+        self.emit(depth, "parallel {")
+        self.pairs(depth + 1, pairs)
+        heads = [f"call {self.agent(ref, node)}" for ref in node.calls]
+        per_call = [self.parallel_call_pairs(node, str(i)) for i in range(len(node.calls))]
+        width = max((len(h) for h, p in zip(heads, per_call, strict=True) if p), default=0)
+        for head, call_pairs in zip(heads, per_call, strict=True):
+            self.block(depth + 1, head.ljust(width) if call_pairs else head, call_pairs, compact=4)
+        self.emit(depth, "}")
+
+    def parallel_call_pairs(self, node: ParallelNode, index: str) -> list[Pair]:
+        pairs: list[Pair] = []
+        if index in node.call_outputs:
+            pairs.append(("output", quote(node.call_outputs[index])))
+        if index in node.call_with:
+            pairs.append(("with", _list(node.call_with[index])))
+        if index in node.call_retries:
+            pairs.append(("retries", self.number(node.call_retries[index], "retries", node)))
+        if index in node.call_if:
+            step, marker = node.call_if[index]
+            if "." in step:
+                raise self.fail(node, f"parallel call if step `{step}`: the step part cannot contain a dot")
+            pairs.append(("if", quote(f"{step}.{marker}")))
+        return pairs
+
+    def gate(self, depth: int, node: GateNode) -> None:
+        if node.name != node.gate_type:
+            raise self.fail(node, f"gate `{node.name}` of type `{node.gate_type}`: a gate's name is its type")
+        head = f"gate {self.name(node.name, 'gate type', node)}"
+        pairs = self.quality_gate_pairs(node) if node.is_quality_gate else self.gate_pairs(node)
+        self.block(depth, head, pairs)
+
+    def gate_pairs(self, node: GateNode) -> list[Pair]:
+        pairs: list[Pair] = []
+        if node.prompt is not None:
+            pairs.append(("prompt", quote(node.prompt)))
+        if node.approval_mode == "review_decision":
+            if node.min_approvals != 1:
+                raise self.fail(node, "a review_decision gate with min_approvals: the two cannot be combined")
+            pairs.append(("mode", "review_decision"))
+        elif node.min_approvals != 1:
+            pairs.append(("min_approvals", self.number(node.min_approvals, "min_approvals", node)))
+        if node.timeout_secs != _DEFAULT_GATE_TIMEOUT:
+            self.number(node.timeout_secs, "timeout", node, U64_MAX)
+            pairs.append(("timeout", _duration(node.timeout_secs)))
+        if node.on_timeout != "fail":
+            pairs.append(("on_timeout", node.on_timeout))
+        if node.as_identity is not None:
+            pairs.append(("as", quote(node.as_identity)))
+        options = node.options
+        if isinstance(options, str):
+            if "." not in options:
+                raise self.fail(node, f"gate options `{options}`: a step field reference needs a dot")
+            pairs.append(("options", quote(options)))
+        elif options is not None:
+            if all(k == v for k, v in options.items()):
+                pairs.append(("options", _list(options)))
+            else:
+                pairs.append(("options", self.string_map(options, "gate options", node)))
+        return pairs
+
+    def quality_gate_pairs(self, node: GateNode) -> list[Pair]:
+        if node.source is None or node.threshold is None or node.on_fail_action is None:
+            raise self.fail(node, "a quality_gate without source, threshold and on_fail_action")
+        if (
+            node.prompt is not None
+            or node.min_approvals != 1
+            or node.approval_mode != "min_approvals"
+            or node.timeout_secs != 0
+            or node.on_timeout != "fail"
+            or node.options is not None
+        ):
+            raise self.fail(node, "a quality_gate with approval settings (prompt, timeout, options, …)")
+        if node.threshold > 100:
+            raise self.fail(node, f"quality_gate threshold {node.threshold}: it must be 0-100")
+        pairs: list[Pair] = [
+            ("source", _word(node.source)),
+            ("threshold", self.number(node.threshold, "threshold", node)),
+        ]
+        if node.on_fail_action != "fail":
+            pairs.append(("on_fail", node.on_fail_action))
+        if node.as_identity is not None:
+            pairs.append(("as", quote(node.as_identity)))
+        return pairs
+
+    def script_pairs(self, node: ScriptNode) -> list[Pair]:
+        pairs: list[Pair] = [("run", quote(node.run))]
+        if node.timeout is not None:
+            pairs.append(("timeout", self.number(node.timeout, "timeout", node, U64_MAX)))
+        if node.retries:
+            pairs.append(("retries", self.number(node.retries, "retries", node)))
+        if node.as_identity is not None:
+            pairs.append(("as", quote(node.as_identity)))
+        if node.on_fail is not None:
+            pairs.append(("on_fail", self.on_fail(node.on_fail, node)))
+        if node.env:
+            pairs.append(("env", self.string_map(node.env, "script env", node)))
+        return pairs
+
+    def foreach_pairs(self, node: ForEachNode) -> list[Pair]:
+        pairs: list[Pair] = [
+            ("over", _word(node.over)),
+            ("workflow", _word(node.workflow)),
+            ("max_parallel", self.number(node.max_parallel, "max_parallel", node)),
+        ]
+        if node.ordered:
+            pairs.append(("ordered", "true"))
+        if node.on_cycle != "fail":
+            pairs.append(("on_cycle", node.on_cycle))
+        if node.on_child_fail != "continue":
+            pairs.append(("on_child_fail", node.on_child_fail))
+        if node.scope is not None:
+            pairs.append(("scope", self.string_map(node.scope, "foreach scope", node)))
+        if node.filter:
+            pairs.append(("filter", self.string_map(node.filter, "foreach filter", node)))
+        if node.inputs:
+            pairs.append(("inputs", self.string_map(node.inputs, "foreach input", node)))
+        return pairs
+
+
+def format_workflow(wf: WorkflowDef) -> str:
+    """Canonical `.wf` text for `wf`; raises `UnformattableError` for ASTs the language cannot express."""
+    return _Formatter(wf).workflow()

@@ -1,0 +1,114 @@
+"""Cross-workflow references: cycle and nesting-depth detection (dsl.md §10).
+
+A workflow that (directly or through others) calls itself would recurse until the runtime depth
+limit stops it, and a chain that is too deep fails at run time; both are cheaper to report before
+anything runs. Load failures are *not* reported here — semantic validation (§9.1) does that — so a
+missing child is simply a leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from runkon_flow.dsl.ast import MAX_WORKFLOW_DEPTH, CallWorkflowNode, ForEachNode, WorkflowDef, walk
+from runkon_flow.errors import FlowError
+
+__all__ = [
+    "MAX_WORKFLOW_DEPTH",
+    "WorkflowReferenceError",
+    "detect_workflow_cycles",
+    "find_workflow_cycle",
+    "reference_node",
+    "workflow_references",
+]
+
+
+class WorkflowReferenceError(FlowError):
+    """A reference cycle or a too-deep chain. `str()` is exactly the spec's message."""
+
+    def __init__(self, kind: Literal["cycle", "depth"], chain: list[str]) -> None:
+        self.kind = kind
+        self.chain = list(chain)
+        if kind == "cycle":
+            self.message = f"Circular workflow reference: {' -> '.join(chain)}"
+        else:
+            self.message = (
+                f"Workflow nesting depth exceeds maximum of {MAX_WORKFLOW_DEPTH}: {' -> '.join(chain)}"
+            )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def workflow_references(wf: WorkflowDef) -> list[str]:
+    """Targets of every `call workflow` and `foreach … workflow =`, de-duplicated and sorted (§10.1)."""
+    return wf.workflow_refs()
+
+
+def reference_node(wf: WorkflowDef, name: str) -> CallWorkflowNode | ForEachNode | None:
+    """The first node of `wf` that refers to workflow `name` — where to point a cycle error."""
+    for node in walk(list(wf.body) + list(wf.always)):
+        if isinstance(node, (CallWorkflowNode, ForEachNode)) and node.workflow == name:
+            return node
+    return None
+
+
+def find_workflow_cycle(
+    root_name: str,
+    loader: Callable[[str], WorkflowDef] | Any,
+    *,
+    root: WorkflowDef | None = None,
+) -> WorkflowReferenceError | None:
+    """Depth-first search of §10.2 from `root_name`; the first cycle or depth error, else None.
+
+    `loader` is a callable `name -> WorkflowDef` or anything with `resolve(name)`. When `root` is
+    given it is served for its own name (so an unsaved edit is checked, not the file on disk).
+    """
+    resolve = loader.resolve if hasattr(loader, "resolve") else loader
+    cache: dict[str, WorkflowDef | None] = {}
+    if root is not None:
+        cache[root_name] = root
+
+    def load(name: str) -> WorkflowDef | None:
+        if name not in cache:
+            try:
+                cache[name] = resolve(name)
+            except Exception:  # a load failure is §9.1's business: treat it as a leaf
+                cache[name] = None
+        return cache[name]
+
+    stack: list[str] = []
+
+    def visit(name: str) -> WorkflowReferenceError | None:
+        if name in stack:
+            return WorkflowReferenceError("cycle", [*stack, name])
+        if len(stack) >= MAX_WORKFLOW_DEPTH:
+            return WorkflowReferenceError("depth", list(stack))
+        stack.append(name)
+        try:
+            wf = load(name)
+            if wf is None:
+                return None
+            for ref in workflow_references(wf):
+                error = visit(ref)
+                if error is not None:
+                    return error
+            return None
+        finally:
+            stack.pop()
+
+    return visit(root_name)
+
+
+def detect_workflow_cycles(
+    root_name: str,
+    loader: Callable[[str], WorkflowDef] | Any,
+    *,
+    root: WorkflowDef | None = None,
+) -> None:
+    """Raise `WorkflowReferenceError` for the first cycle or over-deep chain from `root_name`."""
+    error = find_workflow_cycle(root_name, loader, root=root)
+    if error is not None:
+        raise error

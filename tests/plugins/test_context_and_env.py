@@ -99,7 +99,7 @@ def test_mistakes_in_identities_file_name_file_and_line(tmp_path: Path) -> None:
     _write(bad_name, "bot: [1\n")
     _, problems = DefaultScriptEnvProvider.from_dirs([tmp_path])
     assert problems[0].location.file == str(bad_name)
-    assert problems[0].location.line == 2
+    assert problems[0].location.line == 1  # where the unclosed list starts
     assert problems[0].message.startswith("invalid YAML:")
     _write(bad_name, "- just\n- a list\n")
     _, problems = DefaultScriptEnvProvider.from_dirs([tmp_path])

@@ -58,6 +58,8 @@ def parse_yaml(text: str, *, file: str, line_offset: int = 0) -> YamlDoc:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and exc.context_mark is not None and mark.line >= len(text.splitlines()):
+            mark = exc.context_mark  # "unexpected end": point at what was left open, not past the end
         line = mark.line + 1 + line_offset if mark else None
         column = mark.column + 1 if mark else None
         reason = " ".join(part for part in (exc.context, exc.problem) if part) or str(exc)

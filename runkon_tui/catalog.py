@@ -1,0 +1,146 @@
+"""The workflow list's model: every `.wf` file of the watched directories, good or broken.
+
+A file that fails to parse stays listed with its `file:line:col` error, and — when it parsed
+before — keeps its last good definition, so a half-typed edit never blanks the tree. Loading is a
+plain function of the directories (run it on any thread); `Catalog.merge` folds a fresh load into
+the previous state and is cheap enough for the UI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.dsl.loading import FileError, LoadResult, load_workflow_dir
+
+
+@dataclass
+class WorkflowEntry:
+    """One `.wf` file as the list shows it."""
+
+    path: str
+    name: str
+    definition: WorkflowDef | None = None
+    error: FileError | None = None
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
+
+    @property
+    def title(self) -> str:
+        if self.definition is not None and self.definition.title:
+            return self.definition.title
+        return self.name
+
+    def location(self) -> str:
+        """`broken.wf:3:14` — the file name with the error position (empty when fine)."""
+        if self.error is None:
+            return ""
+        where = Path(self.path).name
+        if self.error.line is not None:
+            where += f":{self.error.line}"
+            if self.error.column is not None:
+                where += f":{self.error.column}"
+        return where
+
+
+@dataclass
+class CatalogDiff:
+    """What a reload changed, so the UI can say so and refresh only when needed."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed or self.broken or self.fixed)
+
+
+def load(dirs: Sequence[Path]) -> LoadResult:
+    """Parse every `.wf` of `dirs`; a missing directory is reported, never raised."""
+    return load_workflow_dir([str(d) for d in dirs], strict=False)
+
+
+class Catalog:
+    """Entries keyed by file path, in list order (by workflow name, broken files by file name)."""
+
+    def __init__(self, dirs: Sequence[Path]) -> None:
+        self.dirs = [Path(d) for d in dirs]
+        self.entries: dict[str, WorkflowEntry] = {}
+        self.warnings: list[str] = []
+
+    def reload(self) -> CatalogDiff:
+        """Synchronous load + merge (used at start-up, before the first frame)."""
+        return self.merge(load(self.dirs))
+
+    def merge(self, result: LoadResult) -> CatalogDiff:
+        diff = CatalogDiff()
+        entries: dict[str, WorkflowEntry] = {}
+        for path, outcome in result.files.items():
+            old = self.entries.get(path)
+            if isinstance(outcome, FileError):
+                name = old.name if old is not None else Path(path).stem
+                last_good = old.definition if old is not None else None
+                entries[path] = WorkflowEntry(path, name, last_good, outcome)
+                if old is None:
+                    diff.added.append(path)
+                elif old.error != outcome:
+                    diff.broken.append(path)
+                continue
+            definition = result.workflows.get(outcome)
+            if definition is None or definition.source_path not in (path, ""):
+                # Another file won this name; keep the loser visible with its own parse result.
+                definition = next(
+                    (wf for wf in result.workflows.values() if wf.source_path == path),
+                    old.definition if old is not None else None,
+                )
+            entries[path] = WorkflowEntry(path, outcome, definition)
+            if old is None:
+                diff.added.append(path)
+            elif old.error is not None:
+                diff.fixed.append(path)
+            elif old.definition != definition:
+                diff.changed.append(path)
+        # Directory-level errors (a watched folder that vanished) are listed under the folder.
+        for err in result.errors:
+            if err.file not in result.files:
+                entries[err.file] = WorkflowEntry(err.file, Path(err.file).name, None, err)
+        diff.removed = [p for p in self.entries if p not in entries]
+        self.entries = dict(sorted(entries.items(), key=lambda kv: _sort_key(kv[1])))
+        self.warnings = list(result.warnings)
+        return diff
+
+    # ---- lookups
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.entries.values())
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def by_name(self, name: str) -> WorkflowEntry | None:
+        return next((e for e in self.entries.values() if e.name == name), None)
+
+    def definition(self, name: str) -> WorkflowDef | None:
+        """The (last good) definition declared as `name`, for child-workflow expansion."""
+        entry = self.by_name(name)
+        return entry.definition if entry is not None else None
+
+    def find(self, name_or_path: str) -> WorkflowEntry | None:
+        entry = self.entries.get(name_or_path)
+        if entry is not None:
+            return entry
+        resolved = str(Path(name_or_path))
+        for path, candidate in self.entries.items():
+            if Path(path).resolve() == Path(resolved).resolve():
+                return candidate
+        return self.by_name(name_or_path)
+
+
+def _sort_key(entry: WorkflowEntry) -> tuple[str, str]:
+    return (entry.name.lower(), entry.path)

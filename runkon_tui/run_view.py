@@ -1,0 +1,1106 @@
+"""RunView: the dashboard's picture of a run, folded from engine events by a pure reducer.
+
+No Textual here on purpose: the same model is fed live (from the event bridge, on a UI timer),
+from a recorded JSON-lines log (tests, replays) or from store rows (past runs), and it can be unit
+tested without a terminal. Everything it keeps is bounded (log rings, per-step output rings, a cap
+on remembered child runs) so a 10,000-item fan-out cannot grow it without limit. Time comes from
+an injected clock so snapshots are deterministic.
+
+Addressing: steps of a run are keyed by the event's `node_path` (`body.3.body.0`, `always.0`,
+`body.2.calls.1`), falling back to `name:<step key>` for events without one; fan-outs are keyed
+the same way. Child runs (foreach items, `call workflow`) are runs of their own, linked to the
+parent's step and item by `ChildRunStarted`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runkon_flow.events import EngineEventData, FanOutItemInfo, parse_event_line
+
+from runkon_tui.status import (
+    FAILED,
+    ITEM_CODE,
+    ITEM_DONE_CODES,
+    ITEM_STATUSES,
+    TERMINAL,
+    format_duration,
+    glyph,
+)
+
+Clock = Callable[[], float]
+
+_PENDING = ITEM_CODE["pending"]
+_RUNNING = ITEM_CODE["running"]
+
+
+@dataclass(frozen=True)
+class ViewLimits:
+    """Memory bounds. Defaults keep a 10,000-item fan-out well under the 300 MB budget."""
+
+    engine_log: int = 5000
+    error_log: int = 2000
+    step_output: int = 2000
+    child_output: int = 50
+    child_runs: int = 20000
+
+
+# --------------------------------------------------------------------------- small records
+
+
+@dataclass(slots=True)
+class LogLine:
+    ts: float
+    text: str
+    level: str = "info"  # debug | info | success | warning | error
+    run_id: str = ""
+    node_path: str | None = None
+
+
+class LogBuffer:
+    """A bounded ring of lines plus a monotonic count, so a viewer can tell what is new."""
+
+    __slots__ = ("lines", "total")
+
+    def __init__(self, maxlen: int) -> None:
+        self.lines: deque[LogLine] = deque(maxlen=maxlen)
+        self.total = 0
+
+    def append(self, line: LogLine) -> None:
+        self.lines.append(line)
+        self.total += 1
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return iter(self.lines)
+
+    def clear(self) -> None:
+        self.lines.clear()
+        self.total = 0
+
+
+@dataclass(slots=True)
+class StepView:
+    """The latest attempt/iteration of one step of one run."""
+
+    key: str
+    name: str
+    kind: str = "call"
+    node_path: str | None = None
+    step_key: str | None = None
+    step_id: str | None = None
+    status: str = "pending"
+    iteration: int = 0
+    attempt: int = 0
+    starts: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    markers: tuple[str, ...] = ()
+    child_run_id: str | None = None
+    output: deque[str] | None = None
+    output_total: int = 0
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds spent: the reported duration when finished, else the live wall time."""
+        if self.duration_ms is not None and self.status in TERMINAL:
+            return self.duration_ms / 1000
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else now
+        return max(0.0, end - self.started_at)
+
+    def last_output(self, n: int) -> list[str]:
+        if not self.output:
+            return []
+        return list(self.output)[-n:]
+
+
+@dataclass(slots=True)
+class GateView:
+    run_id: str
+    gate_name: str
+    step_id: str | None = None
+    gate_type: str | None = None
+    prompt: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    timeout_secs: int | None = None
+    node_path: str | None = None
+    since: float = 0.0
+
+
+class FanOutView:
+    """One foreach step's items: one status byte per item, so 10,000 items cost kilobytes."""
+
+    __slots__ = (
+        "child_runs",
+        "codes",
+        "counts",
+        "declared",
+        "deps",
+        "ended",
+        "errors",
+        "first_start",
+        "ids",
+        "index",
+        "key",
+        "max_parallel",
+        "name",
+        "node_path",
+        "refs",
+        "run_id",
+        "started",
+        "step_id",
+        "version",
+    )
+
+    def __init__(self, key: str, run_id: str, name: str, node_path: str | None, step_id: str | None) -> None:
+        self.key = key
+        self.run_id = run_id
+        self.name = name
+        self.node_path = node_path
+        self.step_id = step_id
+        self.max_parallel: int | None = None
+        self.declared = 0
+        self.ids: list[str] = []
+        self.refs: list[str] = []
+        self.index: dict[str, int] = {}
+        self.codes = bytearray()
+        self.counts = [0] * len(ITEM_STATUSES)
+        self.deps: dict[int, tuple[str, ...]] = {}
+        self.child_runs: dict[int, str] = {}
+        self.started: dict[int, float] = {}
+        self.ended: dict[int, float] = {}
+        self.errors: dict[int, str] = {}
+        self.first_start: float | None = None
+        self.version = 0
+
+    # ---- mutation
+
+    def add(self, item_id: str, ref: str = "", status: str = "pending", deps: Iterable[str] = ()) -> int:
+        idx = self.index.get(item_id)
+        if idx is None:
+            idx = len(self.ids)
+            self.index[item_id] = idx
+            self.ids.append(item_id)
+            self.refs.append(ref)
+            self.codes.append(_PENDING)
+            self.counts[_PENDING] += 1
+        elif ref:
+            self.refs[idx] = ref
+        dep_tuple = tuple(deps)
+        if dep_tuple:
+            self.deps[idx] = dep_tuple
+        self.set_code(idx, ITEM_CODE.get(status, _PENDING))
+        return idx
+
+    def set_code(self, idx: int, code: int) -> None:
+        old = self.codes[idx]
+        if old != code:
+            self.counts[old] -= 1
+            self.counts[code] += 1
+            self.codes[idx] = code
+        self.version += 1
+
+    def start(self, item_id: str, ts: float) -> int:
+        idx = self.add(item_id) if item_id not in self.index else self.index[item_id]
+        self.set_code(idx, _RUNNING)
+        self.started[idx] = ts
+        self.ended.pop(idx, None)
+        if self.first_start is None or ts < self.first_start:
+            self.first_start = ts
+        return idx
+
+    def finish(self, item_id: str, status: str, ts: float, error: str | None = None) -> int:
+        idx = self.add(item_id) if item_id not in self.index else self.index[item_id]
+        self.set_code(idx, ITEM_CODE.get(status, ITEM_CODE["failed"]))
+        self.ended[idx] = ts
+        if error:
+            self.errors[idx] = error
+        return idx
+
+    # ---- reading
+
+    @property
+    def total(self) -> int:
+        return max(len(self.ids), self.declared)
+
+    def count(self, status: str) -> int:
+        return self.counts[ITEM_CODE[status]]
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts[c] for c in ITEM_DONE_CODES)
+
+    def status_of(self, idx: int) -> str:
+        return ITEM_STATUSES[self.codes[idx]]
+
+    def elapsed(self, idx: int, now: float) -> float | None:
+        start = self.started.get(idx)
+        if start is None:
+            return None
+        return max(0.0, self.ended.get(idx, now) - start)
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left at the average rate so far; None until something has finished."""
+        done = self.done
+        remaining = self.total - done
+        if self.first_start is None or done == 0:
+            return None
+        if remaining <= 0:
+            return 0.0
+        spent = max(now - self.first_start, 1e-6)
+        return remaining * spent / done
+
+    def waits_on(self, idx: int) -> list[tuple[str, str]]:
+        """For an ordered foreach: the dependencies of item `idx` that have not finished yet."""
+        result = []
+        for dep in self.deps.get(idx, ()):
+            didx = self.index.get(dep)
+            status = self.status_of(didx) if didx is not None else "pending"
+            if didx is None or self.codes[didx] not in ITEM_DONE_CODES:
+                result.append((dep, status))
+        return result
+
+    def first_failed(self) -> int | None:
+        code = ITEM_CODE["failed"]
+        idx = self.codes.find(bytes([code]))
+        return None if idx < 0 else idx
+
+
+@dataclass(slots=True)
+class RunState:
+    """One run (the root run or a child run) as seen through its events."""
+
+    run_id: str
+    workflow_name: str = ""
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    item_id: str | None = None
+    status: str = "pending"
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    summary: str | None = None
+    cancel_reason: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, StepView] = field(default_factory=dict)
+    step_ids: dict[str, str] = field(default_factory=dict)
+    loops: dict[str, int] = field(default_factory=dict)
+    fanouts: dict[str, FanOutView] = field(default_factory=dict)
+    fanout_steps: dict[str, str] = field(default_factory=dict)
+    child_runs: dict[str, str] = field(default_factory=dict)  # parent step id → child run id
+    resumed: bool = False
+    total_cost: float = 0.0
+    total_turns: int = 0
+
+    def elapsed(self, now: float) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else now
+        return max(0.0, end - self.started_at)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass
+class Changes:
+    """What a batch of events touched, so widgets refresh only what changed."""
+
+    header: bool = False
+    steps: set[tuple[str, str]] = field(default_factory=set)
+    runs: set[str] = field(default_factory=set)
+    fanouts: set[tuple[str, str]] = field(default_factory=set)
+    output: set[tuple[str, str]] = field(default_factory=set)
+    engine_log: bool = False
+    error_log: bool = False
+    gates: bool = False
+    finished: bool = False
+    structure: bool = False  # a new run/fan-out appeared
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.header
+            or self.steps
+            or self.runs
+            or self.fanouts
+            or self.output
+            or self.engine_log
+            or self.error_log
+            or self.gates
+            or self.finished
+            or self.structure
+        )
+
+
+# --------------------------------------------------------------------------- the reducer
+
+
+class RunView:
+    """Fold engine events into dashboard state. Not thread-safe: fed from the UI thread only."""
+
+    def __init__(self, clock: Clock = time.time, limits: ViewLimits | None = None) -> None:
+        self.clock = clock
+        self.limits = limits or ViewLimits()
+        self.root_run_id: str | None = None
+        self.runs: dict[str, RunState] = {}
+        self.engine_log = LogBuffer(self.limits.engine_log)
+        self.error_log = LogBuffer(self.limits.error_log)
+        self.gates: dict[tuple[str, str], GateView] = {}
+        self.crash: str | None = None
+        self.cancelling = False
+        self.read_only = False
+        self.events_applied = 0
+        self._finished_children: deque[str] = deque()
+        self._changes = Changes()
+        self._handlers: dict[str, Callable[[EngineEventData, Any], None]] = {
+            "RunStarted": self._run_started,
+            "RunResumed": self._run_resumed,
+            "RunCompleted": self._run_completed,
+            "RunCancelled": self._run_cancelled,
+            "MetricsUpdated": self._metrics,
+            "Panicked": self._panicked,
+            "StepStarted": self._step_started,
+            "StepCompleted": self._step_completed,
+            "StepRetrying": self._step_retrying,
+            "StepOutput": self._step_output,
+            "LoopIteration": self._loop_iteration,
+            "EngineLog": self._engine_log,
+            "GateWaiting": self._gate_waiting,
+            "GateResolved": self._gate_resolved,
+            "GateTimedOut": self._gate_timed_out,
+            "FanOutItemsCollected": self._items_collected,
+            "FanOutItemStarted": self._item_started,
+            "FanOutItemCompleted": self._item_completed,
+            "FanOutItemSkipped": self._item_skipped,
+            "ChildRunStarted": self._child_run_started,
+        }
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def from_events(cls, events: Iterable[EngineEventData], clock: Clock = time.time) -> RunView:
+        view = cls(clock)
+        view.apply_all(events)
+        return view
+
+    @classmethod
+    def from_jsonl(cls, source: str | Path | Iterable[str], clock: Clock = time.time) -> RunView:
+        """Replay a recorded JSON-lines event log (a path, or an iterable of lines)."""
+        if isinstance(source, (str, Path)):
+            with open(source, encoding="utf-8") as fh:
+                lines = fh.readlines()
+        else:
+            lines = list(source)
+        events = (parse_event_line(line) for line in lines)
+        return cls.from_events((e for e in events if e is not None), clock)
+
+    def begin(self, run_id: str, workflow_name: str, *, resumed: bool = False) -> None:
+        """Focus on a run the dashboard is about to start or resume (before its first event)."""
+        if not resumed or self.root_run_id != run_id:
+            self._reset()
+        self.root_run_id = run_id
+        run = self._run(run_id)
+        run.workflow_name = workflow_name
+        run.status = "pending" if not resumed else run.status
+        self.cancelling = False
+        self.crash = None
+        self.read_only = False
+        self._changes.header = True
+        self._changes.structure = True
+
+    def _reset(self) -> None:
+        self.root_run_id = None
+        self.runs = {}
+        self.engine_log.clear()
+        self.error_log.clear()
+        self.gates = {}
+        self.crash = None
+        self.cancelling = False
+        self._finished_children.clear()
+        self._changes = Changes(header=True, structure=True, engine_log=True, error_log=True, gates=True)
+
+    # ------------------------------------------------------------------ public reading API
+
+    @property
+    def root(self) -> RunState | None:
+        return self.runs.get(self.root_run_id) if self.root_run_id else None
+
+    @property
+    def workflow_name(self) -> str:
+        root = self.root
+        return root.workflow_name if root else ""
+
+    @property
+    def status(self) -> str:
+        """The root run's status as the header shows it (`idle` before any run)."""
+        root = self.root
+        if root is None:
+            return "idle"
+        if self.crash is not None and not root.finished:
+            return "crashed"
+        if self.cancelling and not root.finished:
+            return "cancelling"
+        if root.status == "running" and any(g.run_id == root.run_id for g in self.gates.values()):
+            return "waiting"
+        return root.status
+
+    @property
+    def active(self) -> bool:
+        return self.root is not None and self.status in ("pending", "running", "waiting", "cancelling")
+
+    def elapsed(self) -> float | None:
+        root = self.root
+        return root.elapsed(self.clock()) if root else None
+
+    def step(self, node_path: str, run_id: str | None = None) -> StepView | None:
+        run = self.runs.get(run_id or self.root_run_id or "")
+        return run.steps.get(node_path) if run else None
+
+    def child_run_for_step(self, run_id: str, step_id: str | None) -> RunState | None:
+        run = self.runs.get(run_id)
+        if run is None or step_id is None:
+            return None
+        child = run.child_runs.get(step_id)
+        return self.runs.get(child) if child else None
+
+    def step_counts(self) -> dict[str, int]:
+        """Root-run steps per status (leaf steps only, parallel containers excluded)."""
+        counts: dict[str, int] = {}
+        root = self.root
+        if root is None:
+            return counts
+        for sv in root.steps.values():
+            if sv.kind == "parallel":
+                continue
+            counts[sv.status] = counts.get(sv.status, 0) + 1
+        return counts
+
+    def fanouts(self) -> list[FanOutView]:
+        root = self.root
+        return list(root.fanouts.values()) if root else []
+
+    def active_fanout(self) -> FanOutView | None:
+        """The fan-out to show by default: a running one, else the most recently collected."""
+        fans = self.fanouts()
+        if not fans:
+            return None
+        root = self.root
+        assert root is not None
+        for fan in reversed(fans):
+            sv = root.steps.get(fan.key)
+            if sv is not None and sv.status == "running":
+                return fan
+        return fans[-1]
+
+    def fanout_for(self, node_path: str) -> FanOutView | None:
+        root = self.root
+        return root.fanouts.get(node_path) if root else None
+
+    def waiting_gates(self) -> list[GateView]:
+        return sorted(self.gates.values(), key=lambda g: g.since)
+
+    def failed_steps(self) -> list[tuple[RunState, StepView]]:
+        """Failed steps of the root run and of its child runs (root first, in start order)."""
+        result: list[tuple[RunState, StepView]] = []
+        root = self.root
+        ordered = [root] if root else []
+        ordered += [r for r in self.runs.values() if r is not root]
+        for run in ordered:
+            for sv in sorted(run.steps.values(), key=lambda s: s.started_at or 0.0):
+                if sv.status in FAILED:
+                    result.append((run, sv))
+        return result
+
+    def take_changes(self) -> Changes:
+        changes, self._changes = self._changes, Changes()
+        return changes
+
+    # ------------------------------------------------------------------ dashboard-side notes
+
+    def note(self, text: str, level: str = "info") -> None:
+        """A line from the dashboard itself (e.g. `cancel requested`) in the engine log."""
+        self._log(LogLine(self.clock(), text, level, self.root_run_id or ""))
+
+    def mark_cancelling(self) -> None:
+        self.cancelling = True
+        self._changes.header = True
+        self.note("cancel requested", "warning")
+
+    def mark_crashed(self, message: str) -> None:
+        """The engine thread died without a final event: say so, keep the dashboard up."""
+        self.crash = message
+        root = self.root
+        now = self.clock()
+        if root is not None and not root.finished:
+            root.status = "failed"
+            root.error = message
+            root.ended_at = now
+            self._finalize(root, "cancelled")
+        self._changes.header = True
+        self._changes.finished = True
+        self._log(LogLine(now, f"engine crashed: {message}", "error", self.root_run_id or ""), error=True)
+
+    # ------------------------------------------------------------------ folding
+
+    def apply_all(self, events: Iterable[EngineEventData]) -> None:
+        handlers = self._handlers
+        count = 0
+        for data in events:
+            count += 1
+            handler = handlers.get(data.event.type)
+            if handler is not None:
+                handler(data, data.event)
+        self.events_applied += count
+
+    def apply(self, data: EngineEventData) -> None:
+        self.events_applied += 1
+        handler = self._handlers.get(data.event.type)
+        if handler is not None:
+            handler(data, data.event)
+
+    # ---- helpers
+
+    def _run(self, run_id: str) -> RunState:
+        run = self.runs.get(run_id)
+        if run is None:
+            run = RunState(run_id)
+            self.runs[run_id] = run
+            self._changes.structure = True
+        return run
+
+    def _is_root(self, run_id: str) -> bool:
+        return run_id == self.root_run_id
+
+    def _log(self, line: LogLine, *, error: bool = False) -> None:
+        self.engine_log.append(line)
+        self._changes.engine_log = True
+        if error:
+            self.error_log.append(line)
+            self._changes.error_log = True
+
+    def _error(self, line: LogLine) -> None:
+        self.error_log.append(line)
+        self._changes.error_log = True
+
+    def _context(self, run: RunState) -> str:
+        """A prefix naming the item or child run a line comes from (empty for the root run)."""
+        if self._is_root(run.run_id):
+            return ""
+        if run.item_id:
+            return f"[{run.item_id}] "
+        return f"[{run.workflow_name or run.run_id}] "
+
+    def _step(self, run: RunState, ev: Any) -> StepView:
+        key = ev.node_path or f"name:{ev.step_key or ev.step_name}"
+        sv = run.steps.get(key)
+        if sv is None:
+            sv = StepView(key=key, name=ev.step_name, node_path=ev.node_path)
+            run.steps[key] = sv
+        return sv
+
+    def _step_by_id(self, run: RunState, step_id: str | None, name: str | None) -> StepView | None:
+        if step_id and step_id in run.step_ids:
+            return run.steps.get(run.step_ids[step_id])
+        if name is None:
+            return None
+        for sv in run.steps.values():
+            if sv.name == name or sv.step_key == name:
+                return sv
+        return None
+
+    def _touch(self, run: RunState, sv: StepView) -> None:
+        self._changes.steps.add((run.run_id, sv.key))
+        self._changes.runs.add(run.run_id)
+        if self._is_root(run.run_id):
+            self._changes.header = True
+
+    def _finalize(self, run: RunState, status: str) -> None:
+        """When a run ends, nothing inside it can still be running or waiting."""
+        end = run.ended_at or self.clock()
+        for sv in run.steps.values():
+            if sv.status in ("running", "waiting"):
+                sv.status = status
+                sv.ended_at = sv.ended_at or end
+                self._changes.steps.add((run.run_id, sv.key))
+        for fan in run.fanouts.values():
+            code = ITEM_CODE["cancelled"]
+            for idx, c in enumerate(fan.codes):
+                if c == _RUNNING:
+                    fan.set_code(idx, code)
+                    fan.ended[idx] = end
+            self._changes.fanouts.add((run.run_id, fan.key))
+        for key in [k for k, g in self.gates.items() if g.run_id == run.run_id]:
+            del self.gates[key]
+            self._changes.gates = True
+
+    def _forget_child(self, run: RunState) -> None:
+        """Bound memory: keep at most `limits.child_runs` finished child runs."""
+        self._finished_children.append(run.run_id)
+        while len(self._finished_children) > self.limits.child_runs:
+            old = self._finished_children.popleft()
+            self.runs.pop(old, None)
+
+    # ---- run lifecycle
+
+    def _run_started(self, data: EngineEventData, ev: Any) -> None:
+        if self.root_run_id is None and ev.parent_run_id is None:
+            self.root_run_id = data.run_id
+        run = self._run(data.run_id)
+        run.workflow_name = ev.workflow_name
+        run.parent_run_id = ev.parent_run_id or run.parent_run_id
+        run.status = "running"
+        run.started_at = data.ts
+        run.ended_at = None
+        run.inputs = dict(ev.inputs)
+        self._changes.runs.add(run.run_id)
+        if self._is_root(run.run_id):
+            self._changes.header = True
+            self._log(LogLine(data.ts, f"run started: {ev.workflow_name}", "info", run.run_id))
+
+    def _run_resumed(self, data: EngineEventData, ev: Any) -> None:
+        if self.root_run_id is None and ev.parent_run_id is None:
+            self.root_run_id = data.run_id
+        run = self._run(data.run_id)
+        run.workflow_name = ev.workflow_name
+        run.parent_run_id = ev.parent_run_id or run.parent_run_id
+        run.status = "running"
+        run.resumed = True
+        if run.started_at is None:
+            run.started_at = data.ts
+        run.ended_at = None
+        run.error = None
+        self._changes.runs.add(run.run_id)
+        if self._is_root(run.run_id):
+            self.cancelling = False
+            self.crash = None
+            self._changes.header = True
+            skipped = f" (skipping {ev.skipped_steps} completed steps)" if ev.skipped_steps else ""
+            self._log(LogLine(data.ts, f"run resumed: {ev.workflow_name}{skipped}", "info", run.run_id))
+
+    def _run_completed(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        run.status = "completed" if ev.succeeded else "failed"
+        run.ended_at = data.ts
+        run.error = ev.error
+        run.summary = ev.summary
+        self._finalize(run, "cancelled")
+        self._changes.runs.add(run.run_id)
+        if self._is_root(run.run_id):
+            self.cancelling = False
+            self._changes.header = True
+            self._changes.finished = True
+            took = format_duration(run.elapsed(data.ts))
+            if ev.succeeded:
+                self._log(LogLine(data.ts, f"✓ run completed in {took}", "success", run.run_id))
+            else:
+                reason = f": {ev.error}" if ev.error else ""
+                text = f"✗ run failed after {took}{reason}"
+                self._log(LogLine(data.ts, text, "error", run.run_id), error=True)
+        else:
+            if not ev.succeeded:
+                reason = f": {ev.error}" if ev.error else ""
+                text = f"{self._context(run)}child run failed{reason}"
+                self._error(LogLine(data.ts, text, "error", run.run_id))
+            self._forget_child(run)
+
+    def _run_cancelled(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        run.status = "cancelled"
+        run.ended_at = data.ts
+        run.cancel_reason = ev.reason.debug()
+        run.summary = ev.summary
+        self._finalize(run, "cancelled")
+        self._changes.runs.add(run.run_id)
+        if self._is_root(run.run_id):
+            self.cancelling = False
+            self._changes.header = True
+            self._changes.finished = True
+            self._log(LogLine(data.ts, f"■ run cancelled ({run.cancel_reason})", "warning", run.run_id))
+        else:
+            self._forget_child(run)
+
+    def _metrics(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        run.total_cost = ev.total_cost
+        run.total_turns = ev.total_turns
+        if self._is_root(run.run_id) and (ev.total_cost or ev.total_turns):
+            text = f"metrics: {ev.total_turns} turns, ${ev.total_cost:.4f}"
+            self._log(LogLine(data.ts, text, "debug", run.run_id))
+
+    def _panicked(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        line = LogLine(data.ts, f"engine crashed: {ev.message}", "error", run.run_id)
+        self._log(line, error=True)
+        for text in ev.backtrace.splitlines()[-20:]:
+            self._error(LogLine(data.ts, "  " + text, "error", run.run_id))
+        if self._is_root(run.run_id) or self.root_run_id is None:
+            self.crash = ev.message
+            self._changes.header = True
+
+    # ---- steps
+
+    def _step_started(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        sv = self._step(run, ev)
+        sv.name = ev.step_name
+        sv.kind = ev.kind
+        sv.step_key = ev.step_key or sv.step_key
+        if ev.step_id:
+            sv.step_id = ev.step_id
+            run.step_ids[ev.step_id] = sv.key
+        sv.status = "running"
+        sv.iteration = ev.iteration
+        sv.attempt = ev.attempt
+        sv.starts += 1
+        sv.started_at = ev.started_at or data.ts
+        sv.ended_at = None
+        sv.duration_ms = None
+        sv.error = None
+        self._touch(run, sv)
+        if self._is_root(run.run_id):
+            extra = []
+            if ev.attempt:
+                extra.append(f"attempt {ev.attempt + 1}")
+            if ev.iteration:
+                extra.append(f"iteration {ev.iteration + 1}")
+            suffix = f" ({', '.join(extra)})" if extra else ""
+            self._log(LogLine(data.ts, f"▶ {_label(sv)}{suffix}", "info", run.run_id, sv.node_path))
+
+    def _step_completed(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        sv = self._step(run, ev)
+        sv.kind = ev.kind
+        if ev.step_id:
+            sv.step_id = ev.step_id
+            run.step_ids[ev.step_id] = sv.key
+        status = ev.status or ("completed" if ev.succeeded else "failed")
+        sv.status = status
+        sv.ended_at = ev.ended_at or data.ts
+        sv.duration_ms = ev.duration_ms
+        sv.error = ev.error
+        sv.markers = tuple(ev.markers)
+        if not sv.starts:
+            sv.starts = 1
+        self._touch(run, sv)
+        root = self._is_root(run.run_id)
+        took = format_duration(sv.elapsed(sv.ended_at))
+        if status in FAILED:
+            reason = f": {ev.error}" if ev.error else ""
+            text = f"{self._context(run)}{glyph(status)} {_label(sv)} {status}{reason}"
+            line = LogLine(data.ts, text, "error", run.run_id, sv.node_path)
+            if root:
+                self._log(line, error=True)
+            else:
+                self._error(line)
+        elif root:
+            level = "success" if status == "completed" else "warning"
+            text = f"{glyph(status)} {_label(sv)} {took}".rstrip()
+            self._log(LogLine(data.ts, text, level, run.run_id, sv.node_path))
+
+    def _step_retrying(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        sv = self._step_by_path_or_name(run, ev.node_path, ev.step_key or ev.step_name)
+        if sv is not None:
+            sv.attempt = ev.attempt
+            self._touch(run, sv)
+        if self._is_root(run.run_id):
+            reason = f": {ev.error}" if ev.error else ""
+            text = f"↻ {ev.step_name} retrying (attempt {ev.attempt + 1}){reason}"
+            self._log(LogLine(data.ts, text, "warning", run.run_id, ev.node_path))
+
+    def _step_by_path_or_name(self, run: RunState, node_path: str | None, name: str) -> StepView | None:
+        if node_path and node_path in run.steps:
+            return run.steps[node_path]
+        return self._step_by_id(run, None, name)
+
+    def _step_output(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        sv = self._step_by_id(run, ev.step_id, ev.step_name)
+        if sv is None:
+            sv = StepView(key=f"name:{ev.step_name}", name=ev.step_name, step_id=ev.step_id)
+            run.steps[sv.key] = sv
+            run.step_ids[ev.step_id] = sv.key
+        if sv.output is None:
+            limit = self.limits.step_output if self._is_root(run.run_id) else self.limits.child_output
+            sv.output = deque(maxlen=limit)
+        sv.output.append(ev.line)
+        sv.output_total += 1
+        self._changes.output.add((run.run_id, sv.key))
+
+    def _loop_iteration(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        run.loops[ev.node_path] = ev.iteration
+        self._changes.steps.add((run.run_id, ev.node_path))
+        if self._is_root(run.run_id):
+            text = f"↻ loop {ev.step}.{ev.marker}: iteration {ev.iteration + 1}"
+            self._log(LogLine(data.ts, text, "info", run.run_id, ev.node_path))
+
+    def _engine_log(self, data: EngineEventData, ev: Any) -> None:
+        run = self.runs.get(data.run_id)
+        prefix = self._context(run) if run else ""
+        where = f"{ev.step_name}: " if ev.step_name else ""
+        line = LogLine(data.ts, f"{prefix}{where}{ev.message}", ev.level, data.run_id)
+        if run is None or self._is_root(run.run_id):
+            self._log(line, error=ev.level in ("warning", "error"))
+        elif ev.level in ("warning", "error"):
+            self._error(line)
+
+    # ---- gates
+
+    def _gate_waiting(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        gate = GateView(
+            run_id=run.run_id,
+            gate_name=ev.gate_name,
+            step_id=ev.step_id,
+            gate_type=ev.gate_type,
+            prompt=ev.prompt,
+            options=dict(ev.options),
+            timeout_secs=ev.timeout_secs,
+            node_path=ev.node_path,
+            since=data.ts,
+        )
+        self.gates[(run.run_id, ev.gate_name)] = gate
+        sv = run.steps.get(ev.node_path) if ev.node_path else self._step_by_id(run, ev.step_id, ev.gate_name)
+        if sv is None:
+            key = ev.node_path or f"name:{ev.gate_name}"
+            sv = StepView(key=key, name=ev.gate_name, kind="gate", node_path=ev.node_path)
+            run.steps[key] = sv
+        sv.kind = "gate"
+        sv.status = "waiting"
+        sv.step_id = ev.step_id or sv.step_id
+        if ev.step_id:
+            run.step_ids[ev.step_id] = sv.key
+        if sv.started_at is None or not sv.starts:
+            sv.started_at = data.ts
+            sv.starts = max(sv.starts, 1)
+        self._touch(run, sv)
+        self._changes.gates = True
+        self._changes.header = True
+        prompt = f": {ev.prompt}" if ev.prompt else ""
+        text = f"{self._context(run)}⏸ gate {ev.gate_name} waiting for approval{prompt}"
+        self._log(LogLine(data.ts, text, "warning", run.run_id, ev.node_path))
+
+    def _gate_done(self, run: RunState, gate_name: str) -> GateView | None:
+        gate = self.gates.pop((run.run_id, gate_name), None)
+        self._changes.gates = True
+        self._changes.header = True
+        return gate
+
+    def _gate_resolved(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        gate = self._gate_done(run, ev.gate_name)
+        sv = self._gate_step(run, gate, ev.step_id, ev.gate_name)
+        who = f" by {ev.resolved_by}" if ev.resolved_by else ""
+        note = f": {ev.feedback}" if ev.feedback else ""
+        if sv is not None:
+            sv.status = "completed" if ev.approved else "failed"
+            sv.ended_at = ev.resolved_at or data.ts
+            if not ev.approved:
+                sv.error = ev.feedback or f"Gate '{ev.gate_name}' rejected"
+            self._touch(run, sv)
+        if ev.approved:
+            text = f"{self._context(run)}✓ gate {ev.gate_name} approved{who}{note}"
+            self._log(LogLine(data.ts, text, "success", run.run_id))
+        else:
+            text = f"{self._context(run)}✗ gate {ev.gate_name} rejected{who}{note}"
+            self._log(LogLine(data.ts, text, "error", run.run_id), error=True)
+
+    def _gate_step(
+        self, run: RunState, gate: GateView | None, step_id: str | None, name: str
+    ) -> StepView | None:
+        if gate is not None and gate.node_path and gate.node_path in run.steps:
+            return run.steps[gate.node_path]
+        return self._step_by_id(run, step_id or (gate.step_id if gate else None), name)
+
+    def _gate_timed_out(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        gate = self._gate_done(run, ev.gate_name)
+        sv = self._gate_step(run, gate, ev.step_id, ev.gate_name)
+        if sv is not None:
+            sv.status = "timed_out" if ev.continued else "failed"
+            sv.ended_at = data.ts
+            sv.error = None if ev.continued else f"Gate '{ev.gate_name}' timed out"
+            self._touch(run, sv)
+        how = "continuing" if ev.continued else "failing the run"
+        text = f"{self._context(run)}⧗ gate {ev.gate_name} timed out ({how})"
+        self._log(LogLine(data.ts, text, "warning" if ev.continued else "error", run.run_id), error=True)
+
+    # ---- fan-out
+
+    def _fanout(self, run: RunState, step_id: str | None, name: str | None = None) -> FanOutView | None:
+        if step_id and step_id in run.fanout_steps:
+            return run.fanouts.get(run.fanout_steps[step_id])
+        if step_id is None and len(run.fanouts) == 1:
+            return next(iter(run.fanouts.values()))
+        if name:
+            for fan in run.fanouts.values():
+                if fan.name == name:
+                    return fan
+        return None
+
+    def _items_collected(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        sv = None
+        if ev.node_path and ev.node_path in run.steps:
+            sv = run.steps[ev.node_path]
+        elif ev.step_id:
+            sv = self._step_by_id(run, ev.step_id, None)
+        key = ev.node_path or (sv.key if sv else None) or f"name:foreach:{ev.foreach_name or ev.step_id}"
+        fan = run.fanouts.get(key)
+        name = ev.foreach_name or (sv.step_key if sv and sv.step_key else "") or key
+        if fan is None:
+            fan = FanOutView(key, run.run_id, name.removeprefix("foreach:"), ev.node_path, ev.step_id)
+            run.fanouts[key] = fan
+            self._changes.structure = True
+        fan.step_id = ev.step_id or fan.step_id
+        if ev.step_id:
+            run.fanout_steps[ev.step_id] = key
+        fan.max_parallel = ev.max_parallel
+        fan.declared = ev.count
+        item: FanOutItemInfo
+        for item in ev.items:
+            fan.add(item.item_id, item.item_ref, item.status, item.depends_on)
+        self._changes.fanouts.add((run.run_id, key))
+        if self._is_root(run.run_id):
+            self._changes.header = True
+            ordered = " (ordered)" if fan.deps else ""
+            text = f"foreach {fan.name}: {ev.count} items{ordered}"
+            self._log(LogLine(data.ts, text, "info", run.run_id, ev.node_path))
+
+    def _item_started(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        fan = self._fanout(run, ev.step_id)
+        if fan is None:
+            return
+        fan.start(ev.item_id, data.ts)
+        self._changes.fanouts.add((run.run_id, fan.key))
+        if self._is_root(run.run_id):
+            self._changes.header = True
+
+    def _item_completed(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        fan = self._fanout(run, ev.step_id)
+        if fan is None:
+            return
+        status = ev.status or ("completed" if ev.succeeded else "failed")
+        idx = fan.finish(ev.item_id, status, data.ts, ev.error)
+        if ev.child_run_id:
+            fan.child_runs[idx] = ev.child_run_id
+        self._changes.fanouts.add((run.run_id, fan.key))
+        if self._is_root(run.run_id):
+            self._changes.header = True
+        if status == "failed":
+            reason = f": {ev.error}" if ev.error else ""
+            text = f"✗ {fan.name} item {ev.item_id} failed{reason}"
+            self._log(LogLine(data.ts, text, "error", run.run_id, fan.node_path), error=True)
+
+    def _item_skipped(self, data: EngineEventData, ev: Any) -> None:
+        run = self._run(data.run_id)
+        fan = self._fanout(run, ev.step_id)
+        if fan is None:
+            return
+        fan.finish(ev.item_id, "skipped", data.ts, ev.reason)
+        self._changes.fanouts.add((run.run_id, fan.key))
+        if self._is_root(run.run_id):
+            self._changes.header = True
+            reason = f": {ev.reason}" if ev.reason else ""
+            text = f"⊘ {fan.name} item {ev.item_id} skipped{reason}"
+            self._log(LogLine(data.ts, text, "warning", run.run_id))
+
+    def _child_run_started(self, data: EngineEventData, ev: Any) -> None:
+        child = self._run(ev.child_run_id)
+        child.workflow_name = ev.workflow_name
+        child.parent_run_id = ev.parent_run_id
+        child.parent_step_id = ev.parent_step_id
+        child.item_id = ev.item_id
+        if child.status == "pending":
+            child.status = "running"
+            child.started_at = child.started_at or data.ts
+        parent = self.runs.get(ev.parent_run_id)
+        if parent is None:
+            return
+        if ev.parent_step_id:
+            parent.child_runs[ev.parent_step_id] = ev.child_run_id
+            sv = self._step_by_id(parent, ev.parent_step_id, None)
+            if sv is not None:
+                sv.child_run_id = ev.child_run_id
+                self._touch(parent, sv)
+        if ev.item_id:
+            fan = self._fanout(parent, ev.parent_step_id)
+            if fan is not None:
+                idx = fan.index.get(ev.item_id)
+                if idx is None:
+                    idx = fan.add(ev.item_id)
+                fan.child_runs[idx] = ev.child_run_id
+                self._changes.fanouts.add((parent.run_id, fan.key))
+
+    # ------------------------------------------------------------------ exit summary
+
+    def summary_text(self, output_lines: int = 10) -> str:
+        """Plain text for the terminal after the dashboard closes: what ran, what failed, why."""
+        root = self.root
+        if root is None:
+            return ""
+        now = self.clock()
+        status = self.status
+        lines = [
+            f"runkon: {root.workflow_name} · run {root.run_id} · {status}"
+            f" · {format_duration(root.elapsed(now)) or '0.0s'}"
+        ]
+        counts = self.step_counts()
+        if counts:
+            parts = [f"{n} {s}" for s, n in sorted(counts.items())]
+            lines.append("steps: " + ", ".join(parts))
+        for fan in self.fanouts():
+            lines.append(
+                f"foreach {fan.name}: {fan.count('completed')} completed, {fan.count('failed')} failed,"
+                f" {fan.count('skipped')} skipped, {fan.count('cancelled')} cancelled of {fan.total}"
+            )
+        if root.error:
+            lines.append(f"error: {root.error}")
+        if self.crash:
+            lines.append(f"engine crashed: {self.crash}")
+        failed = self.failed_steps()
+        if failed:
+            lines.append("failed steps:")
+        for run, sv in failed[:20]:
+            where = self._context(run)
+            reason = f": {sv.error}" if sv.error else ""
+            lines.append(f"  {glyph(sv.status)} {where}{_label(sv)}{reason}")
+            for out in sv.last_output(output_lines):
+                lines.append(f"      | {out}")
+        if len(failed) > 20:
+            lines.append(f"  … and {len(failed) - 20} more failed steps")
+        return "\n".join(lines)
+
+
+def _label(sv: StepView) -> str:
+    """How a step is named in logs: its kind word (when not an agent call) and its name."""
+    name = sv.step_key or sv.name
+    if sv.kind == "script":
+        return f"script {name}"
+    if sv.kind == "gate":
+        return f"gate {name}"
+    if sv.kind == "call_workflow":
+        return f"workflow {name.removeprefix('workflow:')}"
+    if sv.kind == "foreach":
+        return f"foreach {name.removeprefix('foreach:')}"
+    if sv.kind == "parallel":
+        return "parallel"
+    return name

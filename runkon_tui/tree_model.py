@@ -1,0 +1,248 @@
+"""The dependency tree as data: a WorkflowDef turned into labelled nodes addressed by node path.
+
+Pure (no Textual) so the shape of the tree and the status roll-up are unit-tested on their own.
+Paths follow the engine's `node_path` (`body.3`, `body.3.body.0`, `body.2.calls.1`, `always.0`),
+so an event lands on its node without any lookup table. `call workflow` nodes carry the child
+workflow's tree as their children, scoped by the chain of call paths that leads to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runkon_flow.dsl.ast import (
+    AlwaysNode,
+    CallNode,
+    CallWorkflowNode,
+    DoNode,
+    DoWhileNode,
+    ForEachNode,
+    GateNode,
+    IfNode,
+    ParallelNode,
+    ScriptNode,
+    StepMarkerCondition,
+    UnlessNode,
+    WhileNode,
+    WorkflowDef,
+)
+
+from runkon_tui.run_view import RunState, RunView, StepView
+from runkon_tui.status import FAILED, TERMINAL, format_duration
+
+MAX_CHILD_DEPTH = 5
+
+LEAF_KINDS = frozenset({"call", "call_workflow", "script", "gate", "foreach", "parallel_branch"})
+
+Resolver = Callable[[str], WorkflowDef | None]
+
+
+@dataclass
+class NodeSpec:
+    """One node of the dependency tree."""
+
+    path: str
+    kind: str
+    label: str
+    scope: tuple[str, ...] = ()
+    children: list[NodeSpec] = field(default_factory=list)
+    step_key: str | None = None
+    workflow: str | None = None
+    max_iterations: int | None = None
+    line: int | None = None
+    note: str | None = None  # why a child workflow is not expanded
+
+    @property
+    def uid(self) -> str:
+        """Unique across child-workflow scopes (the same path repeats inside each child)."""
+        return "/".join((*self.scope, self.path))
+
+    def walk(self) -> list[NodeSpec]:
+        out = [self]
+        for child in self.children:
+            out.extend(child.walk())
+        return out
+
+
+def _condition(cond: Any) -> str:
+    if isinstance(cond, StepMarkerCondition):
+        return f"{cond.step}.{cond.marker}"
+    return str(getattr(cond, "input", cond))
+
+
+def build_tree(
+    wf: WorkflowDef,
+    resolve: Resolver | None = None,
+    *,
+    scope: tuple[str, ...] = (),
+    chain: tuple[str, ...] = (),
+) -> list[NodeSpec]:
+    """The tree of `wf`: body nodes, then the top-level always block as one group."""
+    chain = (*chain, wf.name)
+    nodes = [_node(n, f"body.{i}", resolve, scope, chain) for i, n in enumerate(wf.body)]
+    if wf.always:
+        group = NodeSpec(path="always", kind="always_group", label="always", scope=scope)
+        group.children = [_node(n, f"always.{i}", resolve, scope, chain) for i, n in enumerate(wf.always)]
+        nodes.append(group)
+    return nodes
+
+
+def _body(
+    nodes: list[Any], base: str, resolve: Resolver | None, scope: tuple[str, ...], chain: tuple[str, ...]
+):
+    return [_node(n, f"{base}.body.{i}", resolve, scope, chain) for i, n in enumerate(nodes)]
+
+
+def _node(
+    node: Any, path: str, resolve: Resolver | None, scope: tuple[str, ...], chain: tuple[str, ...]
+) -> NodeSpec:
+    line = getattr(node, "line", None)
+    if isinstance(node, CallNode):
+        return NodeSpec(path, "call", node.agent.label(), scope, step_key=node.step_key(), line=line)
+    if isinstance(node, ScriptNode):
+        return NodeSpec(path, "script", f"script {node.name}", scope, step_key=node.name, line=line)
+    if isinstance(node, GateNode):
+        return NodeSpec(path, "gate", f"gate {node.name}", scope, step_key=node.name, line=line)
+    if isinstance(node, ForEachNode):
+        spec = NodeSpec(path, "foreach", f"foreach {node.name}", scope, step_key=node.step_key(), line=line)
+        spec.workflow = node.workflow
+        return spec
+    if isinstance(node, CallWorkflowNode):
+        spec = NodeSpec(path, "call_workflow", f"workflow {node.workflow}", scope, step_key=node.workflow)
+        spec.workflow = node.workflow
+        spec.line = line
+        _expand_child(spec, resolve, scope, chain)
+        return spec
+    if isinstance(node, ParallelNode):
+        spec = NodeSpec(path, "parallel", "parallel", scope, line=line)
+        spec.children = [
+            NodeSpec(f"{path}.calls.{i}", "parallel_branch", ref.label(), scope, step_key=ref.step_key())
+            for i, ref in enumerate(node.calls)
+        ]
+        return spec
+    if isinstance(node, IfNode):
+        spec = NodeSpec(path, "if", f"if {_condition(node.condition)}", scope, line=line)
+    elif isinstance(node, UnlessNode):
+        spec = NodeSpec(path, "unless", f"unless {_condition(node.condition)}", scope, line=line)
+    elif isinstance(node, WhileNode):
+        spec = NodeSpec(path, "while", f"while {node.step}.{node.marker}", scope, line=line)
+        spec.max_iterations = node.max_iterations
+    elif isinstance(node, DoWhileNode):
+        spec = NodeSpec(path, "do_while", f"do … while {node.step}.{node.marker}", scope, line=line)
+        spec.max_iterations = node.max_iterations
+    elif isinstance(node, DoNode):
+        spec = NodeSpec(path, "do", "do", scope, line=line)
+    elif isinstance(node, AlwaysNode):
+        spec = NodeSpec(path, "always", "always", scope, line=line)
+    else:  # a node kind this dashboard does not know yet: show it, never crash
+        spec = NodeSpec(path, str(getattr(node, "type", "node")), str(getattr(node, "type", "node")), scope)
+        return spec
+    spec.children = _body(node.body, path, resolve, scope, chain)
+    return spec
+
+
+def _expand_child(
+    spec: NodeSpec, resolve: Resolver | None, scope: tuple[str, ...], chain: tuple[str, ...]
+) -> None:
+    if resolve is None or spec.workflow is None:
+        return
+    if spec.workflow in chain:
+        spec.note = "recursive reference"
+        return
+    if len(chain) >= MAX_CHILD_DEPTH:
+        spec.note = "nested too deep"
+        return
+    child = resolve(spec.workflow)
+    if child is None:
+        spec.note = "not found"
+        return
+    spec.children = build_tree(child, resolve, scope=(*scope, spec.path), chain=chain)
+
+
+# --------------------------------------------------------------------------- status roll-up
+
+
+def run_for_scope(view: RunView, scope: tuple[str, ...]) -> RunState | None:
+    """Follow `call workflow` links from the root run down to the child run of `scope`."""
+    run = view.root
+    for path in scope:
+        if run is None:
+            return None
+        sv = run.steps.get(path)
+        if sv is None:
+            return None
+        child = sv.child_run_id or (run.child_runs.get(sv.step_id) if sv.step_id else None)
+        run = view.runs.get(child) if child else None
+    return run
+
+
+def node_status(spec: NodeSpec, run: RunState | None, run_finished: bool = False) -> str:
+    """The status a node shows: its step's status for leaves, a roll-up of children for blocks."""
+    if run is None:
+        return "pending"
+    sv = run.steps.get(spec.path)
+    if spec.kind in LEAF_KINDS or (sv is not None and spec.kind == "parallel"):
+        if sv is not None:
+            return sv.status
+        if spec.kind != "parallel":
+            return "pending"
+    statuses = [node_status(c, run, run_finished) for c in spec.children]
+    if not statuses:
+        return "pending"
+    if "waiting" in statuses:
+        return "waiting"
+    if "running" in statuses:
+        return "running"
+    if any(s in FAILED for s in statuses):
+        return "failed"
+    started = [s for s in statuses if s != "pending"]
+    if not started:
+        return "pending"
+    if "cancelled" in statuses:
+        return "cancelled"
+    if len(started) == len(statuses) and all(s in TERMINAL for s in started):
+        return "completed"
+    # Some children done, others never reached (a branch not taken, a loop that ended early).
+    return "completed" if run_finished else "running"
+
+
+def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float) -> str:
+    """The live text after a node's label: counts, iterations, elapsed time."""
+    if run is None:
+        return spec.note or ""
+    sv: StepView | None = run.steps.get(spec.path)
+    parts: list[str] = []
+    if spec.kind == "parallel":
+        done = sum(1 for c in spec.children if node_status(c, run) in TERMINAL)
+        parts.append(f"({done}/{len(spec.children)})")
+    elif spec.kind in ("while", "do_while"):
+        iteration = run.loops.get(spec.path)
+        if iteration is not None:
+            cap = f"/{spec.max_iterations}" if spec.max_iterations is not None else ""
+            parts.append(f"iter {iteration + 1}{cap}")
+    elif spec.kind == "foreach":
+        fan = run.fanouts.get(spec.path)
+        if fan is not None:
+            text = f"{fan.done}/{fan.total}"
+            if fan.count("failed"):
+                text += f" ✗{fan.count('failed')}"
+            parts.append(text)
+    elif spec.kind == "gate":
+        gate = next(
+            (g for g in view.gates.values() if g.run_id == run.run_id and g.node_path == spec.path), None
+        )
+        if gate is not None:
+            parts.append("waiting for approval")
+    if sv is not None:
+        if sv.attempt:
+            parts.append(f"attempt {sv.attempt + 1}")
+        if sv.iteration and spec.kind in LEAF_KINDS:
+            parts.append(f"#{sv.iteration + 1}")
+        elapsed = sv.elapsed(now)
+        if elapsed is not None:
+            parts.append(format_duration(elapsed))
+    if spec.note:
+        parts.append(f"({spec.note})")
+    return " ".join(parts)

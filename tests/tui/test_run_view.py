@@ -1,0 +1,304 @@
+"""RunView, the pure reducer behind every pane, fed from recorded JSON-lines event logs."""
+
+from __future__ import annotations
+
+import threading
+
+from runkon_flow.events import (
+    EngineEventData,
+    FanOutItemCompleted,
+    FanOutItemInfo,
+    FanOutItemsCollected,
+    FanOutItemStarted,
+    RunCompleted,
+    RunStarted,
+    StepOutput,
+    StepStarted,
+)
+
+from runkon_tui.bridge import EventBridge
+from runkon_tui.run_view import RunView, ViewLimits
+from tests.tui.scenarios import EVENTS, ROOT, T0, Script, foreach_mid_run
+
+FROZEN = T0 + 120.0
+
+
+def replay(name: str, now: float = FROZEN) -> RunView:
+    return RunView.from_jsonl(EVENTS / name, clock=lambda: now)
+
+
+def test_foreach_mid_run_counts_every_item_state() -> None:
+    view = replay("foreach_mid_run.jsonl")
+    assert view.root_run_id == ROOT
+    assert view.status == "running"
+    fan = view.active_fanout()
+    assert fan is not None and fan.name == "review-items"
+    assert fan.total == 120
+    assert (fan.count("completed"), fan.count("failed"), fan.count("skipped")) == (33, 2, 2)
+    assert (fan.count("running"), fan.count("pending")) == (4, 79)
+    assert fan.done == 37
+    assert fan.status_of(fan.index["file-010"]) == "failed"
+    assert fan.errors[fan.index["file-010"]] == "review-file failed"
+
+
+def test_eta_extrapolates_from_the_rate_so_far() -> None:
+    view = replay("foreach_mid_run.jsonl")
+    fan = view.active_fanout()
+    assert fan is not None and fan.first_start is not None
+    now = fan.first_start + 37.0  # 37 items done in 37 s → 1 item/s, 83 left
+    assert round(fan.eta(now) or 0) == 83
+    assert fan.elapsed(fan.index["file-040"], fan.started[fan.index["file-040"]] + 5) == 5
+
+
+def test_an_item_links_to_its_child_run_and_output() -> None:
+    view = replay("foreach_mid_run.jsonl")
+    fan = view.active_fanout()
+    assert fan is not None
+    child = view.runs[fan.child_runs[fan.index["file-027"]]]
+    assert child.workflow_name == "review-one"
+    assert child.item_id == "file-027"
+    assert child.status == "failed"
+    step = child.steps["body.0"]
+    assert step.status == "failed"
+    assert step.last_output(5) == ["reviewing file-027", "agent gave up"]
+
+
+def test_root_steps_keyed_by_node_path_with_durations() -> None:
+    view = replay("foreach_mid_run.jsonl")
+    root = view.root
+    assert root is not None
+    assert root.steps["body.0"].status == "completed"
+    assert root.steps["body.0"].elapsed(FROZEN) == 0.4
+    assert root.steps["body.2.calls.1"].status == "failed"
+    assert root.steps["body.2.calls.1"].error == "agent exited with code 2"
+    assert root.steps["body.3"].status == "running"
+    assert view.step_counts()["completed"] == 4
+
+
+def test_errors_log_collects_failures_from_the_run_and_its_children() -> None:
+    view = replay("foreach_mid_run.jsonl")
+    errors = [line.text for line in view.error_log]
+    assert any("review-style failed: agent exited with code 2" in t for t in errors)
+    assert any(t.startswith("[file-010] ✗ review-file failed") for t in errors)
+    assert any("env key PATH skipped" in t for t in errors)
+    engine = [line.text for line in view.engine_log]
+    assert engine[0] == "run started: review-pr"
+    assert "foreach review-items: 120 items" in engine
+
+
+def test_waiting_gate_is_exposed_with_prompt_and_options_then_cleared_on_approval() -> None:
+    view = replay("gate_waiting.jsonl")
+    assert view.status == "waiting"
+    (gate,) = view.waiting_gates()
+    assert gate.prompt == "Merge PR 42?"
+    assert gate.options == {"merge": "Merge now", "hold": "Hold for a day"}
+    assert view.root is not None and view.root.steps["body.4"].status == "waiting"
+
+    done = replay("gate_approved.jsonl")
+    assert done.waiting_gates() == []
+    assert done.status == "completed"
+    assert done.root is not None and done.root.steps["body.4"].status == "completed"
+    assert any("approved by ana: ship it" in line.text for line in done.engine_log)
+
+
+def test_failed_run_summary_names_failed_steps_with_their_last_output() -> None:
+    view = replay("failed_run.jsonl")
+    assert view.status == "failed"
+    text = view.summary_text(output_lines=2)
+    lines = text.splitlines()
+    assert lines[0].startswith("runkon: nightly · run 01HZZNIGHTLY00000000000000 · failed · ")
+    assert "error: step 'workflow:review-one' failed" in lines
+    assert "  ✗ workflow review-one: child workflow failed" in lines
+    assert "  ✗ [review-one] review-file: agent 'review-file' exited with code 1" in lines
+    assert "      | Traceback: boom" in lines and "      | exit 1" in lines
+    assert "      | reading README.md" not in lines  # only the last 2 lines were asked for
+
+
+def test_loop_iterations_and_child_workflow_links() -> None:
+    view = replay("failed_run.jsonl")
+    root = view.root
+    assert root is not None
+    assert root.loops["body.0"] == 1
+    assert root.steps["body.0.body.0"].iteration == 1
+    assert root.steps["body.0.body.0"].starts == 2
+    child = view.child_run_for_step(root.run_id, root.steps["body.1.body.0"].step_id)
+    assert child is not None and child.workflow_name == "review-one"
+
+
+def test_cancelling_a_run_leaves_nothing_running() -> None:
+    view = replay("cancelled_foreach.jsonl")
+    assert view.status == "cancelled"
+    fan = view.active_fanout()
+    assert fan is not None
+    assert fan.count("running") == 0
+    assert fan.count("cancelled") == 3
+    assert fan.count("completed") == 5
+    assert fan.count("pending") == 12
+    assert view.root is not None and view.root.steps["body.3"].status == "cancelled"
+    assert 'run cancelled (UserRequested(Some("stop")))' in view.engine_log.lines[-1].text
+
+
+def test_unknown_event_types_and_blank_lines_are_ignored() -> None:
+    lines = (EVENTS / "gate_waiting.jsonl").read_text().splitlines()
+    future = '{"timestamp": 1, "ts": 1.0, "run_id": "x", "event": {"type": "SomethingNew", "a": 1}}'
+    view = RunView.from_jsonl([lines[0], "", future, *lines[1:]], clock=lambda: FROZEN)
+    assert view.status == "waiting"
+
+
+def test_mark_cancelling_and_crash_show_in_status() -> None:
+    view = replay("gate_waiting.jsonl")
+    view.mark_cancelling()
+    assert view.status == "cancelling"
+    view.mark_crashed("RuntimeError: boom")
+    assert view.status == "failed"
+    assert view.crash == "RuntimeError: boom"
+    assert "engine crashed: RuntimeError: boom" in view.summary_text()
+    assert view.waiting_gates() == []
+
+
+def test_memory_stays_bounded_under_a_flood() -> None:
+    limits = ViewLimits(engine_log=100, error_log=50, step_output=30, child_output=5, child_runs=10)
+    view = RunView(clock=lambda: FROZEN, limits=limits)
+    s = Script()
+    s.emit(RunStarted(workflow_name="review-pr"))
+    sid = s.start("body.0", "resolve-base", "script")
+    for i in range(1000):
+        s.emit(StepOutput(step_id=sid, step_name="resolve-base", line=f"line {i}"), dt=0.0)
+    view.apply_all(s.events)
+    step = view.root.steps["body.0"]  # type: ignore[union-attr]
+    assert len(step.output or ()) == 30 and step.output_total == 1000
+    assert step.last_output(1) == ["line 999"]
+    for i in range(200):
+        child = f"child-{i}"
+        view.apply(
+            EngineEventData(
+                timestamp=1, ts=1.0, run_id=child, event=RunStarted(workflow_name="c", parent_run_id=ROOT)
+            )
+        )
+        view.apply(EngineEventData(timestamp=1, ts=1.0, run_id=child, event=RunCompleted(succeeded=False)))
+    assert len(view.runs) <= 1 + 10
+    assert len(view.error_log) == 50 and view.error_log.total == 200
+    assert view.error_log.dropped == 150
+
+
+def test_changes_say_what_a_batch_touched() -> None:
+    view = RunView(clock=lambda: FROZEN)
+    s = Script()
+    s.emit(RunStarted(workflow_name="review-pr"))
+    sid = s.start("body.3", "foreach:review-items", "foreach")
+    view.apply_all(s.events)
+    first = view.take_changes()
+    assert first.header and (ROOT, "body.3") in first.steps
+    assert not view.take_changes()  # nothing new since
+
+    more = Script(t0=s.t)
+    more.emit(
+        FanOutItemsCollected(
+            count=2,
+            step_id=sid,
+            node_path="body.3",
+            items=[FanOutItemInfo(item_id="a"), FanOutItemInfo(item_id="b")],
+        )
+    )
+    more.emit(FanOutItemStarted(item_id="a", step_id=sid))
+    more.emit(FanOutItemCompleted(item_id="a", step_id=sid, succeeded=True))
+    view.apply_all(more.events)
+    changes = view.take_changes()
+    assert (ROOT, "body.3") in changes.fanouts
+    assert not changes.output and not changes.gates
+
+
+def test_items_collected_on_resume_keep_finished_items_finished() -> None:
+    view = replay("cancelled_foreach.jsonl")
+    fan = view.active_fanout()
+    assert fan is not None
+    s = Script(t0=T0 + 500)
+    s.emit(RunStarted(workflow_name="review-pr"))  # the resume's own start (or RunResumed)
+    sid2 = s.start("body.3", "foreach:review-items", "foreach")
+    infos = [
+        FanOutItemInfo(item_id=i, status="completed" if n < 5 else "pending") for n, i in enumerate(fan.ids)
+    ]
+    s.emit(FanOutItemsCollected(count=20, step_id=sid2, node_path="body.3", items=infos))
+    view.apply_all(s.events)
+    assert fan.count("completed") == 5 and fan.count("pending") == 15 and fan.count("cancelled") == 0
+    s2 = Script(t0=s.t)
+    s2.emit(FanOutItemStarted(item_id="file-007", step_id=sid2))
+    view.apply_all(s2.events)
+    assert fan.status_of(fan.index["file-007"]) == "running"
+
+
+def test_ordered_items_report_what_they_wait_on() -> None:
+    view = RunView(clock=lambda: FROZEN)
+    s = Script()
+    s.emit(RunStarted(workflow_name="review-pr"))
+    sid = s.start("body.3", "foreach:review-items", "foreach")
+    s.emit(
+        FanOutItemsCollected(
+            count=3,
+            step_id=sid,
+            node_path="body.3",
+            items=[
+                FanOutItemInfo(item_id="a"),
+                FanOutItemInfo(item_id="b", depends_on=["a"]),
+                FanOutItemInfo(item_id="c", depends_on=["a", "b"]),
+            ],
+        )
+    )
+    s.emit(FanOutItemStarted(item_id="a", step_id=sid))
+    view.apply_all(s.events)
+    fan = view.active_fanout()
+    assert fan is not None
+    assert fan.waits_on(fan.index["c"]) == [("a", "running"), ("b", "pending")]
+    view.apply(
+        EngineEventData(
+            timestamp=1,
+            ts=s.t + 1,
+            run_id=ROOT,
+            event=FanOutItemCompleted(item_id="a", step_id=sid, succeeded=True),
+        )
+    )
+    assert fan.waits_on(fan.index["c"]) == [("b", "pending")]
+    assert fan.waits_on(fan.index["a"]) == []
+
+
+def test_events_without_node_paths_still_land_on_a_step() -> None:
+    view = RunView(clock=lambda: FROZEN)
+    s = Script()
+    s.emit(RunStarted(workflow_name="w"))
+    s.emit(StepStarted(step_name="alpha"))
+    view.apply_all(s.events)
+    assert view.root is not None and view.root.steps["name:alpha"].status == "running"
+
+
+def test_bridge_queues_from_many_threads_and_nudges_only_for_urgent_events() -> None:
+    nudged: list[str] = []
+    bridge = EventBridge(on_urgent=lambda d: nudged.append(d.event.type))
+    bridge.watch(ROOT)
+    events = foreach_mid_run().events
+
+    def pump(chunk: list[EngineEventData]) -> None:
+        for e in chunk:
+            bridge.emit(e)
+
+    threads = [threading.Thread(target=pump, args=(events[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    drained = bridge.drain(limit=10) + bridge.drain()
+    assert len(drained) == len(events) and len(bridge) == 0
+    assert nudged == []  # child runs ending are not urgent; the watched run has not ended
+
+    bridge.emit(EngineEventData.now("child-x", RunCompleted(succeeded=True)))
+    bridge.emit(EngineEventData.now(ROOT, RunCompleted(succeeded=True)))
+    assert nudged == ["RunCompleted"]
+
+
+def test_a_raising_nudge_never_reaches_the_engine() -> None:
+    def boom(_: EngineEventData) -> None:
+        raise RuntimeError("app is gone")
+
+    bridge = EventBridge(on_urgent=boom)
+    bridge.watch(ROOT)
+    bridge.emit(EngineEventData.now(ROOT, RunCompleted(succeeded=True)))
+    assert len(bridge) == 1

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.sqlite import SqliteStore
 
-STORE_KINDS = ("memory",)
+STORE_KINDS = ("memory", "sqlite")
 
 
 class FakeClock:
@@ -40,6 +41,8 @@ def make_store(kind: str, tmp_path: Path, clock: FakeClock | None = None):
     kwargs = {"clock": clock} if clock is not None else {}
     if kind == "memory":
         return InMemoryStore(**kwargs)
+    if kind == "sqlite":
+        return SqliteStore(tmp_path / "runs.db", **kwargs)
     raise ValueError(f"unknown store kind {kind!r}")
 
 

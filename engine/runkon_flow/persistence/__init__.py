@@ -17,7 +17,9 @@ from runkon_flow.persistence.models import (
     new_id,
     now_rfc3339,
 )
+from runkon_flow.persistence.paths import default_db_path
 from runkon_flow.persistence.protocol import GateApprovalStore, WorkflowPersistence
+from runkon_flow.persistence.sqlite import SqliteStore
 
 __all__ = [
     "FanOutItemRow",
@@ -29,12 +31,14 @@ __all__ = [
     "NewRun",
     "NewStep",
     "RunStatus",
+    "SqliteStore",
     "StepRole",
     "StepStatus",
     "StepUpdate",
     "WorkflowPersistence",
     "WorkflowRun",
     "WorkflowRunStep",
+    "default_db_path",
     "new_id",
     "now_rfc3339",
 ]

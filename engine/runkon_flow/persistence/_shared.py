@@ -4,9 +4,10 @@ derivation and selection validation, and tolerant JSON decoding of stored column
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
-import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -60,7 +61,10 @@ def check_role(role: str) -> None:
 
 # --------------------------------------------------------------------------- ids
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# `random` is reseeded in forked children, and ULID randomness needs uniqueness, not secrecy.
+_random_bits = random.getrandbits
+_RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_TO_CROCKFORD = bytes.maketrans(_RFC4648, b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
 class MonotonicUlids:
@@ -77,15 +81,12 @@ class MonotonicUlids:
 
     def __call__(self) -> str:
         ms = time.time_ns() // 1_000_000
-        fresh = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+        fresh = (ms << 80) | _random_bits(80)
         with self._lock:
             value = fresh if fresh > self._last else self._last + 1
             self._last = value
-        chars = []
-        for _ in range(26):
-            chars.append(_CROCKFORD[value & 31])
-            value >>= 5
-        return "".join(reversed(chars))
+        # 160 bits → 32 base32 digits; the last 26 hold the 128-bit value (top digit ≤ 7).
+        return base64.b32encode(value.to_bytes(20, "big"))[-26:].translate(_TO_CROCKFORD).decode()
 
 
 new_ordered_id = MonotonicUlids()

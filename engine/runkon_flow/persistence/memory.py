@@ -314,7 +314,12 @@ class InMemoryStore:
         return ids
 
     def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None:
-        self.batch_update_fan_out_items([(item_id, update)])
+        now = self._now()
+        with self._lock:
+            row = self._items.get(item_id)
+            if row is None:
+                raise PersistenceError(f"fan-out item {item_id} not found")
+            _apply_item_update(row, update, now)
 
     def batch_update_fan_out_items(self, updates: list[tuple[str, FanOutItemUpdate]]) -> None:
         """All or nothing: an unknown item id fails the batch before any row changes."""

@@ -1,0 +1,178 @@
+"""The canonical SQLite schema (engine.md §6.3) and its versioning.
+
+One deliberate deviation: the step-status CHECK also allows `cancelled` (design.md §5 — a step
+stopped by a cancel is recorded `cancelled`). Everything else — tables, columns, defaults, CHECKs,
+the UNIQUE fan-out key and the six indexes — is the canonical DDL, created "if not exists" so an
+existing file is reused as is. `PRAGMA user_version` records the schema version for future
+migrations.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from runkon_flow.errors import PersistenceError
+
+SCHEMA_VERSION = 1
+
+RUN_STATUSES = (
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "waiting",
+    "needs_resume",
+    "cancelling",
+)
+STEP_STATUSES = ("pending", "running", "completed", "failed", "skipped", "waiting", "timed_out", "cancelled")
+STEP_ROLES = ("agent", "gate", "foreach", "workflow")
+
+
+def _in_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+RUN_COLUMNS = (
+    'id, workflow_name, parent_run_id, status, dry_run, "trigger", started_at, ended_at, result_summary, '
+    "definition_snapshot, inputs, parent_workflow_run_id, iteration, blocked_on, total_duration_ms, error, "
+    "dismissed, workflow_title, owner_token, lease_until, generation"
+)
+
+STEP_COLUMNS = (
+    "id, workflow_run_id, step_name, role, can_commit, condition_expr, status, child_run_id, position, "
+    "started_at, ended_at, result_text, condition_met, iteration, parallel_group_id, context_out, "
+    "markers_out, retry_count, gate_type, gate_prompt, gate_timeout, gate_approved_by, gate_approved_at, "
+    "gate_feedback, "
+    "structured_output, output_file, gate_options, gate_selections, fan_out_total, fan_out_completed, "
+    "fan_out_failed, fan_out_skipped, step_error"
+)
+
+ITEM_COLUMNS = (
+    "id, step_run_id, item_type, item_id, item_ref, child_run_id, status, dispatched_at, completed_at, "
+    "context"
+)
+
+DDL: tuple[str, ...] = (
+    f"""CREATE TABLE IF NOT EXISTS workflow_runs (
+    id TEXT PRIMARY KEY,
+    workflow_name TEXT NOT NULL,
+    parent_run_id TEXT,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in_list(RUN_STATUSES)})),
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    "trigger" TEXT NOT NULL DEFAULT '',
+    started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    ended_at TEXT,
+    result_summary TEXT,
+    definition_snapshot TEXT,
+    inputs TEXT,
+    parent_workflow_run_id TEXT,
+    iteration INTEGER NOT NULL DEFAULT 0,
+    blocked_on TEXT,
+    total_duration_ms INTEGER,
+    error TEXT,
+    dismissed INTEGER NOT NULL DEFAULT 0,
+    workflow_title TEXT,
+    owner_token TEXT,
+    lease_until TEXT,
+    generation INTEGER NOT NULL DEFAULT 0
+)""",
+    f"""CREATE TABLE IF NOT EXISTS workflow_run_steps (
+    id TEXT PRIMARY KEY,
+    workflow_run_id TEXT NOT NULL REFERENCES workflow_runs(id),
+    step_name TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL DEFAULT 'agent' CHECK (role IN ({_in_list(STEP_ROLES)})),
+    can_commit INTEGER NOT NULL DEFAULT 0,
+    condition_expr TEXT,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in_list(STEP_STATUSES)})),
+    child_run_id TEXT,
+    position INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT,
+    ended_at TEXT,
+    result_text TEXT,
+    condition_met INTEGER,
+    iteration INTEGER NOT NULL DEFAULT 0,
+    parallel_group_id TEXT,
+    context_out TEXT,
+    markers_out TEXT,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    gate_type TEXT,
+    gate_prompt TEXT,
+    gate_timeout TEXT,
+    gate_approved_by TEXT,
+    gate_approved_at TEXT,
+    gate_feedback TEXT,
+    structured_output TEXT,
+    output_file TEXT,
+    gate_options TEXT,
+    gate_selections TEXT,
+    fan_out_total INTEGER,
+    fan_out_completed INTEGER,
+    fan_out_failed INTEGER,
+    fan_out_skipped INTEGER,
+    step_error TEXT
+)""",
+    """CREATE TABLE IF NOT EXISTS workflow_run_step_fan_out_items (
+    id TEXT PRIMARY KEY,
+    step_run_id TEXT NOT NULL REFERENCES workflow_run_steps(id),
+    item_type TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    item_ref TEXT NOT NULL DEFAULT '',
+    child_run_id TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    dispatched_at TEXT,
+    completed_at TEXT,
+    context TEXT,
+    UNIQUE (step_run_id, item_type, item_id)
+)""",
+    "CREATE INDEX IF NOT EXISTS idx_workflow_runs_status ON workflow_runs(status)",
+    "CREATE INDEX IF NOT EXISTS idx_workflow_runs_parent_workflow_run_id "
+    "ON workflow_runs(parent_workflow_run_id)",
+    "CREATE INDEX IF NOT EXISTS idx_workflow_run_steps_run ON workflow_run_steps(workflow_run_id)",
+    "CREATE INDEX IF NOT EXISTS idx_steps_status_gate ON workflow_run_steps(status, gate_type)",
+    "CREATE INDEX IF NOT EXISTS idx_workflow_run_steps_child_run_id ON workflow_run_steps(child_run_id)",
+    "CREATE INDEX IF NOT EXISTS idx_fan_out_items_step "
+    "ON workflow_run_step_fan_out_items(step_run_id, status)",
+)
+
+_STEP_STATUS_CHECK = re.compile(r"CHECK\s*\(\s*status\s+IN\s*\(([^)]*)\)", re.IGNORECASE)
+
+
+def ensure_schema(conn: sqlite3.Connection, where: str) -> None:
+    """Create or check the schema on an autocommit connection; `where` names the file in errors.
+
+    Runs inside BEGIN IMMEDIATE so two processes opening a new file at once do not race.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise PersistenceError(
+            f"{where} uses schema version {version}, newer than this runkon understands ({SCHEMA_VERSION}); "
+            "upgrade runkon or use another database"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            for statement in DDL:
+                conn.execute(statement)
+            _check_step_statuses(conn, where)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _check_step_statuses(conn: sqlite3.Connection, where: str) -> None:
+    """A steps table made by another tool may lack `cancelled`; say so now, not mid-run."""
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'workflow_run_steps'"
+    ).fetchone()
+    checks = _STEP_STATUS_CHECK.findall(row[0] if row else "")
+    if any("'cancelled'" not in allowed for allowed in checks):
+        raise PersistenceError(
+            f"{where} has a workflow_run_steps table made by another tool whose status CHECK does not allow "
+            "'cancelled'; point runkon at its own database (RUNKON_DB)"
+        )

@@ -1,0 +1,658 @@
+"""The SQLite `WorkflowPersistence` (stdlib sqlite3, WAL): the store that survives the process and
+lets several engines — threads or processes — share runs safely through leases and generations.
+
+Concurrency: one connection per store guarded by a lock (measured faster than a connection per
+thread for the engine's fan-out pattern, bench/bench_store.py), in autocommit mode; every
+read-modify-write runs in `BEGIN IMMEDIATE` so other processes see it atomically. Single-statement
+writes are atomic on their own and skip the extra round trips. Every sqlite3 failure surfaces as a
+`PersistenceError` naming the database file, never as a raw sqlite3 traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from runkon_flow.errors import PersistenceError
+from runkon_flow.persistence import _shared as sh
+from runkon_flow.persistence.models import (
+    FanOutItemRow,
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    GateApprovalState,
+    NewRun,
+    NewStep,
+    RunStatus,
+    StepStatus,
+    StepUpdate,
+    WorkflowRun,
+    WorkflowRunStep,
+)
+from runkon_flow.persistence.paths import default_db_path
+from runkon_flow.persistence.schema import ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS, ensure_schema
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_TERMINAL_IN = "(" + ", ".join(f"'{s}'" for s in sh.TERMINAL_STEP_STATUSES) + ")"
+_GENERATION_MATCHES = (
+    "(SELECT generation FROM workflow_runs r WHERE r.id = workflow_run_steps.workflow_run_id) = :generation"
+)
+_STEP_GUARD = f"WHERE id = :id AND status NOT IN {_TERMINAL_IN} AND {_GENERATION_MATCHES}"
+_STEP_STARTING = (
+    "UPDATE workflow_run_steps SET status = :status, child_run_id = :child_run_id, started_at = :now "
+    + _STEP_GUARD
+)
+_STEP_TERMINAL = (
+    "UPDATE workflow_run_steps SET status = :status, ended_at = :now, result_text = :result_text, "
+    "context_out = :context_out, markers_out = :markers_out, structured_output = :structured_output, "
+    "step_error = :step_error, child_run_id = COALESCE(:child_run_id, child_run_id), "
+    f"retry_count = COALESCE(:retry_count, retry_count) {_STEP_GUARD}"
+)
+_STEP_OTHER = f"UPDATE workflow_run_steps SET status = :status {_STEP_GUARD}"
+
+_ITEM_RUNNING = (
+    "UPDATE workflow_run_step_fan_out_items SET status = 'running', child_run_id = ?, dispatched_at = ?, "
+    "completed_at = NULL WHERE id = ?"
+)
+_ITEM_PENDING = (
+    "UPDATE workflow_run_step_fan_out_items SET status = 'pending', child_run_id = NULL, "
+    "dispatched_at = NULL, completed_at = NULL WHERE id = ?"
+)
+_ITEM_TERMINAL = (
+    "UPDATE workflow_run_step_fan_out_items SET status = ?, child_run_id = COALESCE(?, child_run_id), "
+    "completed_at = ? WHERE id = ?"
+)
+_ITEM_INSERT = (
+    "INSERT INTO workflow_run_step_fan_out_items "
+    "(id, step_run_id, item_type, item_id, item_ref, status, context) "
+    "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (step_run_id, item_type, item_id) DO NOTHING"
+)
+
+
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn any sqlite3 failure into a PersistenceError that names the database file."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0]
+            assert isinstance(store, SqliteStore)
+            raise PersistenceError(f"run database {store.path}: {exc}") from exc
+
+    return wrapper
+
+
+class SqliteStore:
+    """A `WorkflowPersistence` in one SQLite file; the schema is created on first open.
+
+    `path` defaults to `default_db_path()` ($RUNKON_DB, then the XDG state directory). `clock` is
+    injectable so lease expiry can be tested without sleeping. Use `close()` (or `with`) when done.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        clock: sh.Clock = sh.system_clock,
+    ) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._closed = False
+        self._db = self._open()
+
+    # ------------------------------------------------------------------ connections
+
+    def _open(self) -> sqlite3.Connection:
+        """Open the file (creating directories and schema) or explain clearly why it cannot be."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PersistenceError(
+                f"cannot create the directory for run database {self.path}: {exc}"
+            ) from None
+        if self.path.is_dir():
+            raise PersistenceError(f"run database {self.path} is a directory, not a file")
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+                raise PersistenceError(f"run database {self.path} cannot be switched to WAL mode")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            ensure_schema(conn, str(self.path))
+        except (sqlite3.Error, PersistenceError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, PersistenceError):
+                raise
+            raise PersistenceError(
+                f"cannot open run database {self.path}: {exc} (is it a runkon database? "
+                "move it aside or point RUNKON_DB elsewhere)"
+            ) from None
+        return conn
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        """The store's connection, held exclusively for one operation."""
+        with self._lock:
+            if self._closed:
+                raise PersistenceError(f"run database {self.path} is closed")
+            yield self._db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT: takes the write lock up front, so read-then-write is atomic."""
+        with self._conn() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection; later calls raise PersistenceError. Closing twice is harmless."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _now(self) -> str:
+        return sh.rfc3339(self._clock())
+
+    # ------------------------------------------------------------------ runs
+
+    @_translated
+    def create_run(self, new_run: NewRun) -> WorkflowRun:
+        run_id = new_run.run_id or sh.new_ordered_id()
+        with self._conn() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
+                    '"trigger", started_at, definition_snapshot, inputs, parent_workflow_run_id, iteration, '
+                    "workflow_title) "
+                    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        new_run.workflow_name,
+                        new_run.parent_run_id,
+                        int(new_run.dry_run),
+                        new_run.trigger,
+                        self._now(),
+                        new_run.definition_snapshot,
+                        sh.dump_json(new_run.inputs),
+                        new_run.parent_workflow_run_id,
+                        new_run.iteration,
+                        sh.workflow_title(new_run.definition_snapshot),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone():
+                    raise PersistenceError(f"run {run_id} already exists") from None
+                raise
+            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
+        return _run_from_row(row)
+
+    @_translated
+    def get_run(self, run_id: str) -> WorkflowRun | None:
+        with self._conn() as conn:
+            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
+        return _run_from_row(row) if row else None
+
+    @_translated
+    def list_runs(self, limit: int = 500, parent_run_id: str | None = "") -> list[WorkflowRun]:
+        """Newest first; "" → runs without a parent, None → all runs, an id → that run's children."""
+        if parent_run_id is None:
+            where, params = "", ()
+        elif parent_run_id == "":
+            where, params = (
+                "WHERE COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = ''",
+                (),
+            )
+        else:
+            where, params = (
+                "WHERE parent_workflow_run_id = ? OR parent_run_id = ?",
+                (parent_run_id, parent_run_id),
+            )
+        sql = f"SELECT {RUN_COLUMNS} FROM workflow_runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?"
+        with self._conn() as conn:
+            rows = conn.execute(sql, (*params, max(limit, 0))).fetchall()
+        return [_run_from_row(r) for r in rows]
+
+    @_translated
+    def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
+        """Runs in any of `statuses` (empty list → pending/running/waiting), newest first."""
+        wanted = [RunStatus(s).value for s in statuses] or [s.value for s in RunStatus if s.is_active]
+        marks = ", ".join("?" * len(wanted))
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE status IN ({marks}) "
+            "ORDER BY started_at DESC, rowid DESC"
+        )
+        with self._conn() as conn:
+            rows = conn.execute(sql, wanted).fetchall()
+        return [_run_from_row(r) for r in rows]
+
+    @_translated
+    def update_run_status(
+        self, run_id: str, status: RunStatus, result_summary: str | None, error: str | None
+    ) -> None:
+        status = RunStatus(status)
+        if status is RunStatus.WAITING:
+            raise PersistenceError(sh.WAITING_REJECTED)
+        ended_at = self._now() if status.is_terminal else None
+        with self._conn() as conn:
+            cur = conn.execute(
+                "UPDATE workflow_runs SET status = ?, result_summary = ?, error = ?, ended_at = ?, "
+                "blocked_on = NULL WHERE id = ?",
+                (status.value, result_summary, error, ended_at, run_id),
+            )
+        if cur.rowcount == 0:
+            raise PersistenceError(f"run {run_id} not found")
+
+    @_translated
+    def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
+        """The only way into `waiting`: status and what the run waits for change together."""
+        with self._conn() as conn:
+            cur = conn.execute(
+                "UPDATE workflow_runs SET status = 'waiting', blocked_on = ?, ended_at = NULL WHERE id = ?",
+                (sh.dump_json(blocked_on), run_id),
+            )
+        if cur.rowcount == 0:
+            raise PersistenceError(f"run {run_id} not found")
+
+    @_translated
+    def is_run_cancelled(self, run_id: str) -> bool:
+        with self._conn() as conn:
+            row = conn.execute("SELECT status FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
+        return row is not None and row[0] in (RunStatus.CANCELLED, RunStatus.CANCELLING)
+
+    # ------------------------------------------------------------------ leases
+
+    @_translated
+    def acquire_lease(self, run_id: str, token: str, ttl_seconds: float) -> int | None:
+        """Take or renew the run's lease; the generation moves only when the owner changes.
+
+        Expiry is compared in SQL on `YYYY-MM-DD HH:MM:SS.SSS` UTC text, which sorts chronologically.
+        """
+        sh.check_ttl(ttl_seconds)
+        now = self._clock()
+        params = {
+            "id": run_id,
+            "token": token,
+            "now": sh.sqlite_lease_time(now),
+            "until": sh.sqlite_lease_time(now + timedelta(seconds=ttl_seconds)),
+        }
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE workflow_runs SET generation = generation + (owner_token IS NOT :token), "
+                "owner_token = :token, lease_until = :until "
+                "WHERE id = :id AND (owner_token IS NULL OR owner_token = :token OR lease_until IS NULL "
+                "OR lease_until < :now)",
+                params,
+            )
+            if cur.rowcount == 0:
+                return None
+            return conn.execute("SELECT generation FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()[0]
+
+    @_translated
+    def release_lease(self, run_id: str, token: str) -> None:
+        """Hand the run back (clean shutdown) so another engine can take it without waiting."""
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE workflow_runs SET owner_token = NULL, lease_until = NULL "
+                "WHERE id = ? AND owner_token = ?",
+                (run_id, token),
+            )
+
+    # ------------------------------------------------------------------ steps
+
+    @_translated
+    def insert_step(self, new_step: NewStep) -> str:
+        sh.check_role(new_step.role)
+        step_id = sh.new_ordered_id()
+        running = new_step.retry_count is not None
+        with self._conn() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
+                    "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
+                    "gate_timeout, gate_options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        step_id,
+                        new_step.workflow_run_id,
+                        new_step.step_name,
+                        new_step.role,
+                        int(new_step.can_commit),
+                        StepStatus.RUNNING.value if running else StepStatus.PENDING.value,
+                        new_step.position,
+                        new_step.iteration,
+                        self._now() if running else None,
+                        new_step.retry_count or 0,
+                        new_step.gate_type,
+                        new_step.gate_prompt,
+                        new_step.gate_timeout,
+                        new_step.gate_options,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" in str(exc):
+                    raise PersistenceError(f"run {new_step.workflow_run_id} not found") from None
+                raise
+        return step_id
+
+    @_translated
+    def update_step(self, step_id: str, update: StepUpdate) -> None:
+        """Generation-guarded (stale → LeaseLost); a terminal row is never overwritten."""
+        status = StepStatus(update.status)
+        params = {"id": step_id, "generation": update.generation, "status": status.value, "now": self._now()}
+        if status.is_starting:
+            sql = _STEP_STARTING
+            params["child_run_id"] = update.child_run_id
+        elif status.is_terminal:
+            sql = _STEP_TERMINAL
+            params.update(
+                child_run_id=update.child_run_id,
+                result_text=update.result_text,
+                context_out=update.context_out,
+                markers_out=update.markers_out,
+                structured_output=update.structured_output,
+                step_error=update.step_error,
+                retry_count=update.retry_count,
+            )
+        else:
+            sql = _STEP_OTHER
+        with self._conn() as conn:
+            if conn.execute(sql, params).rowcount:
+                return
+            # Nothing matched: explain why (the generation only ever grows, so this is stable).
+            row = conn.execute(
+                "SELECT s.status, r.generation FROM workflow_run_steps s "
+                "JOIN workflow_runs r ON r.id = s.workflow_run_id WHERE s.id = ?",
+                (step_id,),
+            ).fetchone()
+        if row is None:
+            raise PersistenceError(f"step {step_id} not found")
+        if row[1] != update.generation or row[0] not in sh.TERMINAL_STEP_STATUSES:
+            raise sh.lease_cancelled()
+        # Already terminal with the right generation: a repeated terminal write is a silent no-op.
+
+    @_translated
+    def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
+        """Ordered by position; rows at the same position (retries) in insertion order."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE workflow_run_id = ? "
+                "ORDER BY position, id",
+                (run_id,),
+            ).fetchall()
+        return [_step_from_row(r) for r in rows]
+
+    @_translated
+    def get_step(self, step_id: str) -> WorkflowRunStep | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE id = ?", (step_id,)
+            ).fetchone()
+        return _step_from_row(row) if row else None
+
+    # ------------------------------------------------------------------ gates
+
+    @_translated
+    def get_gate_approval(self, step_id: str) -> GateApprovalState:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT gate_approved_at, status, gate_feedback, gate_selections, gate_approved_by "
+                "FROM workflow_run_steps WHERE id = ?",
+                (step_id,),
+            ).fetchone()
+        return sh.approval_state(*row) if row else GateApprovalState.pending()
+
+    def _open_gate(self, conn: sqlite3.Connection, step_id: str) -> str | None:
+        """The gate's options, after checking it exists and is not resolved yet."""
+        row = conn.execute(
+            "SELECT status, gate_options FROM workflow_run_steps WHERE id = ?", (step_id,)
+        ).fetchone()
+        if row is None:
+            raise PersistenceError(f"step {step_id} not found")
+        if row[0] in sh.TERMINAL_STEP_STATUSES:
+            raise sh.gate_already_resolved(step_id, row[0])
+        return row[1]
+
+    @_translated
+    def approve_gate(
+        self, step_id: str, approved_by: str, feedback: str | None, selections: list[str] | None
+    ) -> None:
+        now = self._now()
+        with self._transaction() as conn:
+            sh.validate_gate_selections(step_id, self._open_gate(conn, step_id), selections or [])
+            conn.execute(
+                "UPDATE workflow_run_steps SET gate_approved_at = ?, gate_approved_by = ?, "
+                "gate_feedback = ?, gate_selections = ?, context_out = COALESCE(?, context_out), "
+                "status = 'completed', ended_at = ? WHERE id = ?",
+                (
+                    now,
+                    approved_by,
+                    feedback,
+                    sh.dump_json(list(selections)) if selections is not None else None,
+                    sh.selection_context(selections) if selections else None,
+                    now,
+                    step_id,
+                ),
+            )
+
+    @_translated
+    def reject_gate(self, step_id: str, rejected_by: str, feedback: str | None) -> None:
+        now = self._now()
+        with self._transaction() as conn:
+            self._open_gate(conn, step_id)
+            conn.execute(
+                "UPDATE workflow_run_steps SET gate_approved_by = ?, gate_feedback = ?, status = 'failed', "
+                "ended_at = ? WHERE id = ?",
+                (rejected_by, feedback, now, step_id),
+            )
+
+    # ------------------------------------------------------------------ fan-out items
+
+    def insert_fan_out_item(
+        self, step_run_id: str, item_type: str, item_id: str, item_ref: str, context: dict[str, str]
+    ) -> str:
+        """Idempotent on (step, type, id): a repeat returns the existing row's id untouched."""
+        return self.insert_fan_out_items(step_run_id, [(item_type, item_id, item_ref, context)])[0]
+
+    @_translated
+    def insert_fan_out_items(
+        self, step_run_id: str, items: list[tuple[str, str, str, dict[str, str]]]
+    ) -> list[str]:
+        """One transaction for the whole batch; ids come back in the order of `items`."""
+        if not items:
+            with self._conn() as conn:
+                self._require_step(conn, step_run_id)
+            return []
+        rows = [
+            (sh.new_ordered_id(), step_run_id, t, i, ref, sh.dump_json(ctx) if ctx else "{}")
+            for t, i, ref, ctx in items
+        ]
+        with self._transaction() as conn:
+            self._require_step(conn, step_run_id)
+            inserted = conn.executemany(_ITEM_INSERT, rows).rowcount
+            if inserted == len(rows):
+                return [r[0] for r in rows]
+            existing = {
+                (t, i): item
+                for item, t, i in conn.execute(
+                    "SELECT id, item_type, item_id FROM workflow_run_step_fan_out_items "
+                    "WHERE step_run_id = ?",
+                    (step_run_id,),
+                )
+            }
+        return [existing[(t, i)] for t, i, _, _ in items]
+
+    @staticmethod
+    def _require_step(conn: sqlite3.Connection, step_id: str) -> None:
+        if conn.execute("SELECT 1 FROM workflow_run_steps WHERE id = ?", (step_id,)).fetchone() is None:
+            raise PersistenceError(f"step {step_id} not found")
+
+    @_translated
+    def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None:
+        sql, params = _item_update(item_id, update, self._now())
+        with self._conn() as conn:
+            if conn.execute(sql, params).rowcount == 0:
+                raise PersistenceError(f"fan-out item {item_id} not found")
+
+    @_translated
+    def batch_update_fan_out_items(self, updates: list[tuple[str, FanOutItemUpdate]]) -> None:
+        """One transaction, all or nothing: an unknown item id rolls the whole batch back."""
+        if not updates:
+            return
+        now = self._now()
+        prepared = [_item_update(item_id, update, now) for item_id, update in updates]
+        with self._transaction() as conn:
+            changed = 0
+            for sql, group in itertools.groupby(prepared, key=lambda p: p[0]):
+                changed += conn.executemany(sql, [params for _, params in group]).rowcount
+            if changed != len(prepared):
+                ids = [item_id for item_id, _ in updates]
+                found = set()
+                for chunk in range(0, len(ids), 500):
+                    part = ids[chunk : chunk + 500]
+                    marks = ", ".join("?" * len(part))
+                    found.update(
+                        r[0]
+                        for r in conn.execute(
+                            f"SELECT id FROM workflow_run_step_fan_out_items WHERE id IN ({marks})", part
+                        )
+                    )
+                missing = next((i for i in ids if i not in found), ids[0])
+                raise PersistenceError(f"fan-out item {missing} not found")
+
+    @_translated
+    def get_fan_out_items(
+        self, step_run_id: str, status_filter: FanOutItemStatus | None = None
+    ) -> list[FanOutItemRow]:
+        """Insertion order (ids are monotonic); optionally only items in `status_filter`."""
+        sql = f"SELECT {ITEM_COLUMNS} FROM workflow_run_step_fan_out_items WHERE step_run_id = ?"
+        params: tuple[str, ...] = (step_run_id,)
+        if status_filter is not None:
+            sql += " AND status = ?"
+            params += (FanOutItemStatus(status_filter).value,)
+        with self._conn() as conn:
+            rows = conn.execute(sql + " ORDER BY id", params).fetchall()
+        return [_item_from_row(r) for r in rows]
+
+
+# ---------------------------------------------------------------------- row mapping
+
+
+def _item_update(item_id: str, update: FanOutItemUpdate, now: str) -> tuple[str, tuple]:
+    status = FanOutItemStatus(update.status)
+    if status is FanOutItemStatus.RUNNING:
+        return _ITEM_RUNNING, (update.child_run_id, now, item_id)
+    if status is FanOutItemStatus.PENDING:
+        return _ITEM_PENDING, (item_id,)
+    return _ITEM_TERMINAL, (status.value, update.child_run_id, now, item_id)
+
+
+def _run_from_row(row: tuple) -> WorkflowRun:
+    return WorkflowRun(
+        id=row[0],
+        workflow_name=row[1],
+        parent_run_id=row[2] or "",
+        status=RunStatus(row[3]),
+        dry_run=bool(row[4]),
+        trigger=row[5],
+        started_at=row[6],
+        ended_at=row[7],
+        result_summary=row[8],
+        definition_snapshot=row[9],
+        inputs=sh.load_json_object(row[10], "workflow_runs.inputs"),
+        parent_workflow_run_id=row[11],
+        iteration=row[12],
+        blocked_on=sh.load_blocked_on(row[13]),
+        total_duration_ms=row[14],
+        error=row[15],
+        dismissed=bool(row[16]),
+        workflow_title=row[17],
+        owner_token=row[18],
+        lease_until=row[19],
+        generation=row[20],
+    )
+
+
+def _step_from_row(row: tuple) -> WorkflowRunStep:
+    return WorkflowRunStep(
+        id=row[0],
+        workflow_run_id=row[1],
+        step_name=row[2],
+        role=row[3],
+        can_commit=bool(row[4]),
+        condition_expr=row[5],
+        status=StepStatus(row[6]),
+        child_run_id=row[7],
+        position=row[8],
+        started_at=row[9],
+        ended_at=row[10],
+        result_text=row[11],
+        condition_met=None if row[12] is None else bool(row[12]),
+        iteration=row[13],
+        parallel_group_id=row[14],
+        context_out=row[15],
+        markers_out=row[16],
+        retry_count=row[17],
+        gate_type=row[18],
+        gate_prompt=row[19],
+        gate_timeout=row[20],
+        gate_approved_by=row[21],
+        gate_approved_at=row[22],
+        gate_feedback=row[23],
+        structured_output=row[24],
+        output_file=row[25],
+        gate_options=row[26],
+        gate_selections=row[27],
+        fan_out_total=row[28],
+        fan_out_completed=row[29] or 0,
+        fan_out_failed=row[30] or 0,
+        fan_out_skipped=row[31] or 0,
+        step_error=row[32],
+    )
+
+
+def _item_from_row(row: tuple) -> FanOutItemRow:
+    context = row[9]
+    return FanOutItemRow(
+        id=row[0],
+        step_run_id=row[1],
+        item_type=row[2],
+        item_id=row[3],
+        item_ref=row[4],
+        child_run_id=row[5],
+        status=_ITEM_STATUS.get(row[6]) or FanOutItemStatus(row[6]),
+        dispatched_at=row[7],
+        completed_at=row[8],
+        context={}
+        if not context or context == "{}"
+        else sh.load_json_object(context, "fan-out item context"),
+    )
+
+
+_ITEM_STATUS = {s.value: s for s in FanOutItemStatus}
+
+__all__ = ["SqliteStore"]

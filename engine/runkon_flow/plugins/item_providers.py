@@ -1,0 +1,554 @@
+"""Reference item providers: what `foreach … over = <name>` iterates (engine.md §3.2, §9.4).
+
+* `static`  — `scope = { items = "a,b,c" }`, or `scope = { file = "items.yaml" }` (or `.json`): a
+  list of ids, or of objects `{id, ref, depends_on: [...], <other keys → item context>}`.
+  Supports `ordered = true` through the declared `depends_on`.
+* `files`   — `scope = { glob = "src/**/*.py"  root = "." }`: one item per file, id = its path
+  relative to `root`.
+* `lines`   — `scope = { file = "repos.txt" }`: one item per non-empty line not starting with `#`.
+* `command` — `scope = { run = "git ls-files '*.md'"  timeout = "30" }`: one item per output line
+  (a line that is a JSON object is read like a static object, so it may declare `depends_on`).
+
+Relative paths are resolved against the provider's `base_dir` (the workflow directory). `filter`
+is a map of key → value or glob pattern, matched against the item's context plus `id` and `ref`;
+every key must match. Each provider also answers the validation hooks `validate_scope`,
+`scope_warnings`, `requires_filter` and `validate_filter` (see dsl/validation.py).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runkon_flow.errors import EngineError
+from runkon_flow.plugins._yaml import ConfigFileError, parse_yaml, scalar_text
+from runkon_flow.plugins.protocols import FanOutItem, ItemProvider, ProviderInfo, RunContext
+from runkon_flow.process import run_process
+
+__all__ = [
+    "CommandProvider",
+    "FilesProvider",
+    "ItemProviderError",
+    "LinesProvider",
+    "StaticProvider",
+    "default_providers",
+    "find_cycle",
+    "matches_filter",
+]
+
+
+class ItemProviderError(EngineError):
+    """A provider cannot produce its items; `str()` is the bare reason (the engine adds `foreach 'x': `)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def matches_filter(item: FanOutItem, filter: Mapping[str, str]) -> bool:
+    """Every filter key must match the item's context value (or `id`/`ref`); values may be globs."""
+    for key, pattern in filter.items():
+        if key == "id":
+            value: str | None = item.item_id
+        elif key == "ref":
+            value = item.item_ref
+        else:
+            value = item.context.get(key)
+        if value is None or not fnmatch.fnmatchcase(value, pattern):
+            return False
+    return True
+
+
+def find_cycle(edges: Iterable[tuple[str, str]]) -> list[str] | None:
+    """A dependency cycle among (blocker, dependent) edges as `[a, b, …, a]`, or None."""
+    graph: dict[str, list[str]] = {}
+    for blocker, dependent in edges:
+        graph.setdefault(blocker, []).append(dependent)
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    for root in sorted(graph):
+        if state.get(root):
+            continue
+        stack: list[tuple[str, Iterable[str]]] = [(root, iter(graph.get(root, ())))]
+        path = [root]
+        state[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(iter(children), None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                continue
+            if state.get(child) == 1:
+                return [*path[path.index(child) :], child]
+            if not state.get(child):
+                state[child] = 1
+                path.append(child)
+                stack.append((child, iter(graph.get(child, ()))))
+    return None
+
+
+def _context_value(value: Any) -> str:
+    text = scalar_text(value)
+    if text is not None:
+        return text
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _describe(path: Path, base_dir: Path) -> str:
+    try:
+        return str(path.relative_to(base_dir))
+    except ValueError:
+        return str(path)
+
+
+class _BaseProvider:
+    """Scope checking, filtering and per-step dependency memory shared by the providers."""
+
+    provider_name = ""
+    required_keys: tuple[str, ...] = ()
+    known_keys: tuple[str, ...] = ()
+    #: For providers with a fixed context, the filter keys that can ever match.
+    filter_keys: tuple[str, ...] | None = None
+
+    def __init__(self, base_dir: Path | str = ".") -> None:
+        self.base_dir = Path(base_dir)
+        self._deps: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def name(self) -> str:
+        return self.provider_name
+
+    def supports_ordered(self) -> bool:
+        return False
+
+    def dependencies(self, step_id: str) -> list[tuple[str, str]]:
+        """(blocker_item_id, dependent_item_id) for the items served to that foreach step."""
+        with self._lock:
+            return list(self._deps.get(step_id, []))
+
+    def _remember(self, step_id: str, edges: list[tuple[str, str]]) -> None:
+        with self._lock:
+            self._deps[step_id] = edges
+            self._deps.move_to_end(step_id)
+            while len(self._deps) > 1000:
+                self._deps.popitem(last=False)
+
+    # ---- validation hooks (dsl/validation.py asks for these)
+
+    def validate_scope(self, raw_scope: Mapping[str, str] | None) -> str | None:
+        try:
+            self.parse_scope(dict(raw_scope) if raw_scope is not None else None)
+        except ItemProviderError as exc:
+            return exc.message
+        return None
+
+    def scope_warnings(self, raw_scope: Mapping[str, str] | None) -> list[str]:
+        unknown = sorted(set(raw_scope or {}) - set(self.known_keys))
+        return [f"unknown scope key '{key}' for over = {self.provider_name} (ignored)" for key in unknown]
+
+    def requires_filter(self) -> bool:
+        return False
+
+    def validate_filter(self, filter: Mapping[str, str]) -> str | None:
+        for key in filter:
+            if not key:
+                return "filter keys must not be empty"
+            if self.filter_keys is not None and key not in self.filter_keys:
+                return (
+                    f"unknown filter key '{key}' for over = {self.provider_name} "
+                    f"(available: {', '.join(self.filter_keys)})"
+                )
+        return None
+
+    # ---- helpers
+
+    def _require(self, raw: Mapping[str, str] | None, *keys: str) -> dict[str, str]:
+        scope = dict(raw or {})
+        missing = [k for k in keys if not scope.get(k, "").strip()]
+        if missing:
+            wanted = " ".join(f'{k} = "…"' for k in keys)
+            raise ItemProviderError(
+                f"over = {self.provider_name} needs scope {{ {wanted} }} (missing {missing[0]!r})"
+            )
+        return scope
+
+    def _path(self, text: str) -> Path:
+        path = Path(os.path.expanduser(text))
+        return path if path.is_absolute() else self.base_dir / path
+
+    def _serve(
+        self,
+        info: ProviderInfo,
+        items: list[FanOutItem],
+        deps: Mapping[str, Sequence[str]],
+        filter: Mapping[str, str],
+    ) -> list[FanOutItem]:
+        served = [item for item in items if matches_filter(item, filter)] if filter else items
+        ids = {item.item_id for item in served}
+        # An edge to an item the filter removed can never be satisfied; it counts as met.
+        edges = [
+            (b, item_id) for item_id, blockers in deps.items() if item_id in ids for b in blockers if b in ids
+        ]
+        self._remember(info.step_id, edges)
+        return served
+
+
+# --------------------------------------------------------------------------- item documents
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """Items declared in a file (static, command JSON lines), with their dependencies."""
+
+    items: list[FanOutItem] = field(default_factory=list)
+    deps: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _declared_from_entries(
+    entries: Sequence[Any], item_type: str, where: Any, *, check_unknown_deps: bool = True
+) -> _Declared:
+    """Turn a list of ids or `{id, ref, depends_on, …}` objects into items; `where(index, key)`
+    gives a "file:line: " prefix for messages."""
+    items: list[FanOutItem] = []
+    deps: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            raw_id = entry.get("id")
+            item_id = scalar_text(raw_id)
+            if item_id is None or not item_id.strip():
+                raise ItemProviderError(f"{where(index, None)}item {index + 1} has no `id`")
+            ref = scalar_text(entry.get("ref")) or item_id
+            raw_deps = entry.get("depends_on", [])
+            if isinstance(raw_deps, str):
+                raw_deps = [d.strip() for d in raw_deps.split(",") if d.strip()]
+            if not isinstance(raw_deps, list) or any(scalar_text(d) is None for d in raw_deps):
+                raise ItemProviderError(
+                    f"{where(index, 'depends_on')}item '{item_id}': `depends_on` must be a list of ids"
+                )
+            context = {
+                str(k): _context_value(v) for k, v in entry.items() if k not in ("id", "ref", "depends_on")
+            }
+            blockers = [scalar_text(d) or "" for d in raw_deps]
+        else:
+            item_id = scalar_text(entry)
+            if item_id is None or not item_id.strip():
+                raise ItemProviderError(
+                    f"{where(index, None)}item {index + 1} must be an id or an object with `id`"
+                )
+            ref, context, blockers = item_id, {}, []
+        if item_id in seen:
+            raise ItemProviderError(f"{where(index, 'id')}duplicate item id '{item_id}'")
+        seen.add(item_id)
+        items.append(FanOutItem(item_type, item_id, ref, context))
+        if blockers:
+            deps[item_id] = blockers
+    if check_unknown_deps:
+        for index, item in enumerate(items):
+            for blocker in deps.get(item.item_id, []):
+                if blocker not in seen:
+                    prefix = where(index, "depends_on")
+                    raise ItemProviderError(
+                        f"{prefix}item '{item.item_id}' depends on unknown item '{blocker}'"
+                    )
+    return _Declared(items, deps)
+
+
+def _load_item_file(path: Path, label: str, item_type: str) -> _Declared:
+    """Read a `.yaml`/`.yml`/`.json` list of items (or `{items: [...]}`), with line numbers."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ItemProviderError(f"items file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ItemProviderError(
+            f"cannot read items file {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    if path.suffix.lower() == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ItemProviderError(f"{label}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    try:
+        doc = parse_yaml(text, file=label)
+    except ConfigFileError as exc:
+        raise ItemProviderError(exc.problem.render()) from None
+    data = doc.data
+    prefix: tuple[str, ...] = ()
+    if isinstance(data, dict) and "items" in data:
+        data, prefix = data["items"], ("items",)
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise ItemProviderError(f"{label}:{doc.line_of()}: expected a list of items (or `items: [...]`)")
+
+    def where(index: int, key: str | None) -> str:
+        line = doc.line_of(*prefix, index, *((key,) if key else ()))
+        return f"{label}:{line}: " if line else f"{label}: "
+
+    return _declared_from_entries(data, item_type, where)
+
+
+# --------------------------------------------------------------------------- static
+
+
+@dataclass(frozen=True)
+class StaticScope:
+    inline: tuple[str, ...] | None = None
+    file: Path | None = None
+    label: str = ""
+
+
+class StaticProvider(_BaseProvider):
+    """Items written inline or in a YAML/JSON file next to the workflow; supports `ordered`."""
+
+    provider_name = "static"
+    known_keys = ("items", "file")
+
+    def supports_ordered(self) -> bool:
+        return True
+
+    def parse_scope(self, raw_scope: dict[str, str] | None) -> StaticScope:
+        scope = dict(raw_scope or {})
+        has_items, has_file = bool(scope.get("items", "").strip()), bool(scope.get("file", "").strip())
+        if has_items == has_file:
+            raise ItemProviderError(
+                'over = static needs exactly one of scope { items = "a,b,c" } or { file = "items.yaml" }'
+            )
+        if has_items:
+            parts = [p.strip() for p in scope["items"].replace("\n", ",").split(",")]
+            ids = [p for p in parts if p]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise ItemProviderError(f"duplicate item id '{duplicates[0]}' in scope items")
+            return StaticScope(inline=tuple(ids))
+        file_text = scope["file"].strip()
+        path = self._path(file_text)
+        if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+            raise ItemProviderError(f"items file must end in .yaml, .yml or .json: {file_text}")
+        parsed = StaticScope(file=path, label=_describe(path, self.base_dir))
+        self._read(parsed)  # a broken file is a scope error, reported before the run
+        return parsed
+
+    def scope_warnings(self, raw_scope: Mapping[str, str] | None) -> list[str]:
+        warnings = super().scope_warnings(raw_scope)
+        try:
+            scope = self.parse_scope(dict(raw_scope) if raw_scope is not None else None)
+        except ItemProviderError:
+            return warnings
+        declared = self._read(scope)
+        cycle = find_cycle((b, d) for d, blockers in declared.deps.items() for b in blockers)
+        if cycle:
+            warnings.append(f"{scope.label}: dependency cycle {' -> '.join(cycle)}")
+        return warnings
+
+    def _read(self, scope: StaticScope) -> _Declared:
+        if scope.inline is not None:
+            return _Declared([FanOutItem(self.provider_name, i, i, {}) for i in scope.inline])
+        assert scope.file is not None
+        return _load_item_file(scope.file, scope.label, self.provider_name)
+
+    def items(
+        self, ctx: RunContext, info: ProviderInfo, scope: object | None, filter: dict[str, str]
+    ) -> list[FanOutItem]:
+        parsed = scope if isinstance(scope, StaticScope) else self.parse_scope(None)
+        declared = self._read(parsed)
+        return self._serve(info, declared.items, declared.deps, filter)
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class FilesScope:
+    pattern: str
+    root: Path
+
+
+class FilesProvider(_BaseProvider):
+    """One item per file matching a glob under `root`; id = the path relative to `root`."""
+
+    provider_name = "files"
+    known_keys = ("glob", "root")
+    filter_keys = ("id", "ref", "path", "name", "stem", "suffix", "dir")
+
+    def parse_scope(self, raw_scope: dict[str, str] | None) -> FilesScope:
+        scope = self._require(raw_scope, "glob")
+        pattern = scope["glob"].strip()
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ItemProviderError(f"glob must be relative to root and stay inside it: {pattern}")
+        root = self._path(scope.get("root", "").strip() or ".")
+        if not root.is_dir():
+            raise ItemProviderError(f"root directory not found: {root}")
+        return FilesScope(pattern, root)
+
+    def items(
+        self, ctx: RunContext, info: ProviderInfo, scope: object | None, filter: dict[str, str]
+    ) -> list[FanOutItem]:
+        parsed = scope if isinstance(scope, FilesScope) else self.parse_scope(None)
+        found: list[FanOutItem] = []
+        for path in sorted(parsed.root.glob(parsed.pattern)):
+            if not path.is_file():
+                continue
+            rel = path.relative_to(parsed.root).as_posix()
+            context = {
+                "path": str(path),
+                "name": path.name,
+                "stem": path.stem,
+                "suffix": path.suffix,
+                "dir": path.parent.relative_to(parsed.root).as_posix(),
+            }
+            found.append(FanOutItem(self.provider_name, rel, str(path), context))
+        return self._serve(info, found, {}, filter)
+
+
+# --------------------------------------------------------------------------- lines
+
+
+@dataclass(frozen=True)
+class LinesScope:
+    file: Path
+    label: str
+
+
+class LinesProvider(_BaseProvider):
+    """One item per meaningful line of a text file (blank lines and `#` comments skipped)."""
+
+    provider_name = "lines"
+    known_keys = ("file",)
+    filter_keys = ("id", "ref", "line")
+
+    def parse_scope(self, raw_scope: dict[str, str] | None) -> LinesScope:
+        scope = self._require(raw_scope, "file")
+        path = self._path(scope["file"].strip())
+        parsed = LinesScope(path, _describe(path, self.base_dir))
+        self._read(parsed)
+        return parsed
+
+    def _read(self, scope: LinesScope) -> list[FanOutItem]:
+        try:
+            text = scope.file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ItemProviderError(f"lines file not found: {scope.file}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ItemProviderError(
+                f"cannot read lines file {scope.file}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        items: list[FanOutItem] = []
+        seen: set[str] = set()
+        for number, line in enumerate(text.splitlines(), start=1):
+            value = line.strip()
+            if not value or value.startswith("#") or value in seen:
+                continue
+            seen.add(value)
+            items.append(
+                FanOutItem(self.provider_name, value, f"{scope.label}:{number}", {"line": str(number)})
+            )
+        return items
+
+    def items(
+        self, ctx: RunContext, info: ProviderInfo, scope: object | None, filter: dict[str, str]
+    ) -> list[FanOutItem]:
+        parsed = scope if isinstance(scope, LinesScope) else self.parse_scope(None)
+        return self._serve(info, self._read(parsed), {}, filter)
+
+
+# --------------------------------------------------------------------------- command
+
+
+@dataclass(frozen=True)
+class CommandScope:
+    run: str
+    timeout: float | None
+
+
+class CommandProvider(_BaseProvider):
+    """One item per line a shell command prints (run in the run's working directory)."""
+
+    provider_name = "command"
+    known_keys = ("run", "timeout")
+
+    def __init__(self, base_dir: Path | str = ".", env: Mapping[str, str] | None = None) -> None:
+        super().__init__(base_dir)
+        self._env = env
+
+    def supports_ordered(self) -> bool:
+        return True
+
+    def parse_scope(self, raw_scope: dict[str, str] | None) -> CommandScope:
+        scope = self._require(raw_scope, "run")
+        timeout_text = scope.get("timeout", "").strip()
+        timeout = None
+        if timeout_text:
+            try:
+                timeout = float(timeout_text)
+            except ValueError:
+                timeout = -1.0
+            if timeout <= 0:
+                raise ItemProviderError(f"timeout must be a positive number of seconds, got '{timeout_text}'")
+        return CommandScope(scope["run"], timeout)
+
+    def items(
+        self, ctx: RunContext, info: ProviderInfo, scope: object | None, filter: dict[str, str]
+    ) -> list[FanOutItem]:
+        parsed = scope if isinstance(scope, CommandScope) else self.parse_scope(None)
+        cwd = ctx.working_dir()
+        env = dict(os.environ if self._env is None else self._env)
+        result = run_process(parsed.run, cwd=cwd, env=env, shell=True, timeout=parsed.timeout)
+        if result.spawn_error:
+            raise ItemProviderError(f"item command could not start: {result.spawn_error}")
+        if result.timed_out:
+            raise ItemProviderError(f"item command timed out after {parsed.timeout:g}s: {parsed.run}")
+        if result.exit_code != 0:
+            tail = result.stderr_tail(500)
+            message = f"item command exited with code {result.exit_code}: {parsed.run}"
+            raise ItemProviderError(f"{message}\n{tail}" if tail else message)
+        entries: list[Any] = []
+        for number, line in enumerate(result.stdout.splitlines(), start=1):
+            value = line.strip()
+            if not value:
+                continue
+            if value.startswith("{"):
+                try:
+                    entries.append(json.loads(value))
+                except json.JSONDecodeError as exc:
+                    raise ItemProviderError(
+                        f"item command output line {number}: invalid JSON: {exc.msg}"
+                    ) from None
+            else:
+                entries.append(value)
+        unique: list[Any] = []
+        seen: set[str] = set()
+        for entry in entries:
+            key = str(entry.get("id")) if isinstance(entry, dict) else str(entry)
+            if key not in seen:
+                seen.add(key)
+                unique.append(entry)
+        declared = _declared_from_entries(
+            unique, self.provider_name, lambda index, _key: "item command output: "
+        )
+        return self._serve(info, declared.items, declared.deps, filter)
+
+
+def default_providers(base_dir: Path | str, *, env: Mapping[str, str] | None = None) -> list[ItemProvider]:
+    """All four reference providers, resolving relative paths against `base_dir`."""
+    return [
+        StaticProvider(base_dir),
+        FilesProvider(base_dir),
+        LinesProvider(base_dir),
+        CommandProvider(base_dir, env),
+    ]

@@ -1,0 +1,238 @@
+"""The reference item providers: static, files, lines, command."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from runkon_flow.plugins.context import LocalRunContext
+from runkon_flow.plugins.item_providers import (
+    CommandProvider,
+    FilesProvider,
+    ItemProviderError,
+    LinesProvider,
+    StaticProvider,
+    default_providers,
+    find_cycle,
+)
+from runkon_flow.plugins.protocols import FanOutItem, ItemProvider, ProviderInfo
+
+
+def serve(
+    provider: ItemProvider, root: Path, scope: dict[str, str] | None, filter: dict[str, str] | None = None
+):  # type: ignore[no-untyped-def]
+    parsed = provider.parse_scope(scope)
+    return provider.items(LocalRunContext(root), ProviderInfo("step-1"), parsed, filter or {})
+
+
+def ids(items: list[FanOutItem]) -> list[str]:
+    return [i.item_id for i in items]
+
+
+def test_default_providers_are_all_four(tmp_path: Path) -> None:
+    providers = default_providers(tmp_path)
+    assert [p.name() for p in providers] == ["static", "files", "lines", "command"]
+    assert all(isinstance(p, ItemProvider) for p in providers)
+    assert [p.supports_ordered() for p in providers] == [True, False, False, True]
+
+
+# --------------------------------------------------------------------------- static
+
+
+def test_static_inline_items(tmp_path: Path) -> None:
+    items = serve(StaticProvider(tmp_path), tmp_path, {"items": " a, b ,,c "})
+    assert items == [FanOutItem("static", i, i, {}) for i in ("a", "b", "c")]
+
+
+def test_static_yaml_file_with_context_and_dependencies(tmp_path: Path) -> None:
+    (tmp_path / "repos.yaml").write_text(
+        """
+- id: core
+  ref: git@x:core
+  team: platform
+  tags: [a, b]
+- id: api
+  depends_on: [core]
+  team: web
+- id: ui
+  depends_on: [api, core]
+  team: web
+"""
+    )
+    provider = StaticProvider(tmp_path)
+    items = serve(provider, tmp_path, {"file": "repos.yaml"})
+    assert items[0] == FanOutItem("static", "core", "git@x:core", {"team": "platform", "tags": '["a", "b"]'})
+    assert items[1] == FanOutItem("static", "api", "api", {"team": "web"})
+    assert sorted(provider.dependencies("step-1")) == [("api", "ui"), ("core", "api"), ("core", "ui")]
+    assert provider.dependencies("other-step") == []
+
+
+def test_static_json_file_under_an_items_key(tmp_path: Path) -> None:
+    (tmp_path / "items.json").write_text(json.dumps({"items": [{"id": "x", "n": 1}, "y"]}))
+    items = serve(StaticProvider(tmp_path), tmp_path, {"file": "items.json"})
+    assert items == [FanOutItem("static", "x", "x", {"n": "1"}), FanOutItem("static", "y", "y", {})]
+
+
+def test_filter_matches_values_and_globs_and_drops_edges_to_filtered_items(tmp_path: Path) -> None:
+    (tmp_path / "items.yaml").write_text(
+        "- {id: core, team: platform}\n- {id: api, team: web, depends_on: [core]}\n"
+        "- {id: web-ui, team: web, depends_on: [api]}\n"
+    )
+    provider = StaticProvider(tmp_path)
+    assert ids(serve(provider, tmp_path, {"file": "items.yaml"}, {"team": "web"})) == ["api", "web-ui"]
+    assert provider.dependencies("step-1") == [("api", "web-ui")]
+    assert ids(serve(provider, tmp_path, {"file": "items.yaml"}, {"id": "*-ui", "team": "w?b"})) == ["web-ui"]
+    assert ids(serve(provider, tmp_path, {"file": "items.yaml"}, {"missing_key": "*"})) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("- id: a\n- id: a\n", "items.yaml:2: duplicate item id 'a'"),
+        ("- id: a\n- ref: r\n", "items.yaml:2: item 2 has no `id`"),
+        ("- id: a\n  depends_on: [zz]\n", "items.yaml:2: item 'a' depends on unknown item 'zz'"),
+        ("- id: a\n  depends_on: {x: 1}\n", "items.yaml:2: item 'a': `depends_on` must be a list of ids"),
+        ("a: 1\n", "items.yaml:1: expected a list of items (or `items: [...]`)"),
+        ("- [1\n", "items.yaml:1:3: invalid YAML"),
+    ],
+)
+def test_static_file_mistakes_name_the_line(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "items.yaml").write_text(content)
+    provider = StaticProvider(tmp_path)
+    error = provider.validate_scope({"file": "items.yaml"})
+    assert error is not None and error.startswith(message), error
+    with pytest.raises(ItemProviderError):
+        serve(provider, tmp_path, {"file": "items.yaml"})
+
+
+def test_static_scope_errors(tmp_path: Path) -> None:
+    provider = StaticProvider(tmp_path)
+    need = 'over = static needs exactly one of scope { items = "a,b,c" } or { file = "items.yaml" }'
+    assert provider.validate_scope(None) == need
+    assert provider.validate_scope({"items": "a", "file": "x.yaml"}) == need
+    assert provider.validate_scope({"file": "nope.yaml"}) == f"items file not found: {tmp_path / 'nope.yaml'}"
+    assert provider.validate_scope({"file": "x.txt"}) == "items file must end in .yaml, .yml or .json: x.txt"
+    assert provider.validate_scope({"items": "a,b,a"}) == "duplicate item id 'a' in scope items"
+    (tmp_path / "bad.json").write_text('[{"id": "a",}]')
+    assert provider.validate_scope({"file": "bad.json"}) == (
+        "bad.json:1:13: invalid JSON: Expecting property name enclosed in double quotes"
+    )
+    assert provider.validate_scope({"items": "a,b"}) is None
+
+
+def test_static_warnings_for_unknown_keys_and_cycles(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("- {id: a, depends_on: [b]}\n- {id: b, depends_on: [a]}\n- {id: c}\n")
+    provider = StaticProvider(tmp_path)
+    assert provider.scope_warnings({"file": "c.yaml", "colour": "red"}) == [
+        "unknown scope key 'colour' for over = static (ignored)",
+        "c.yaml: dependency cycle a -> b -> a",
+    ]
+
+
+def test_find_cycle() -> None:
+    assert find_cycle([("a", "b"), ("b", "c")]) is None
+    assert find_cycle([("a", "b"), ("b", "c"), ("c", "b")]) == ["b", "c", "b"]
+    assert find_cycle([("x", "x")]) == ["x", "x"]
+
+
+def test_items_file_is_reread_on_every_run(tmp_path: Path) -> None:
+    path = tmp_path / "items.yaml"
+    path.write_text("- a\n")
+    provider = StaticProvider(tmp_path)
+    scope = provider.parse_scope({"file": "items.yaml"})
+    path.write_text("- a\n- b\n")
+    assert ids(provider.items(LocalRunContext(tmp_path), ProviderInfo("s"), scope, {})) == ["a", "b"]
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_files_provider_lists_matching_files_relative_to_root(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    for name in ("a.py", "pkg/b.py", "pkg/c.txt"):
+        (src / name).write_text("x")
+    provider = FilesProvider(tmp_path)
+    items = serve(provider, tmp_path, {"glob": "**/*.py", "root": "src"})
+    assert ids(items) == ["a.py", "pkg/b.py"]
+    assert items[1].item_ref == str(src / "pkg" / "b.py")
+    assert items[1].context == {
+        "path": str(src / "pkg" / "b.py"),
+        "name": "b.py",
+        "stem": "b",
+        "suffix": ".py",
+        "dir": "pkg",
+    }
+    assert ids(serve(provider, tmp_path, {"glob": "**/*", "root": "src"}, {"suffix": ".txt"})) == [
+        "pkg/c.txt"
+    ]
+
+
+def test_files_provider_checks_its_scope_and_filter(tmp_path: Path) -> None:
+    provider = FilesProvider(tmp_path)
+    assert provider.validate_scope(None) == "over = files needs scope { glob = \"…\" } (missing 'glob')"
+    assert (
+        provider.validate_scope({"glob": "*", "root": "nope"})
+        == f"root directory not found: {tmp_path / 'nope'}"
+    )
+    assert (
+        provider.validate_scope({"glob": "../*"}) == "glob must be relative to root and stay inside it: ../*"
+    )
+    assert provider.validate_filter({"colour": "x"}) == (
+        "unknown filter key 'colour' for over = files (available: id, ref, path, name, stem, suffix, dir)"
+    )
+    assert provider.validate_filter({"suffix": ".py"}) is None
+    assert provider.requires_filter() is False
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def test_lines_provider_skips_blanks_comments_and_duplicates(tmp_path: Path) -> None:
+    (tmp_path / "repos.txt").write_text("# repos to lint\nalpha\n\n  beta  \nalpha\n#gamma\n")
+    items = serve(LinesProvider(tmp_path), tmp_path, {"file": "repos.txt"})
+    assert items == [
+        FanOutItem("lines", "alpha", "repos.txt:2", {"line": "2"}),
+        FanOutItem("lines", "beta", "repos.txt:4", {"line": "4"}),
+    ]
+
+
+def test_lines_provider_reports_a_missing_file(tmp_path: Path) -> None:
+    provider = LinesProvider(tmp_path)
+    assert provider.validate_scope({"file": "x.txt"}) == f"lines file not found: {tmp_path / 'x.txt'}"
+    assert provider.validate_scope({}) == "over = lines needs scope { file = \"…\" } (missing 'file')"
+
+
+# --------------------------------------------------------------------------- command
+
+
+def test_command_provider_reads_lines_and_json_objects(tmp_path: Path) -> None:
+    provider = CommandProvider(tmp_path, env=dict(os.environ))
+    script = (
+        'printf \'one\\n\\ntwo\\n\'; echo \'{"id": "three", "depends_on": ["one"], "size": 3}\'; echo one'
+    )
+    items = serve(provider, tmp_path, {"run": script})
+    assert ids(items) == ["one", "two", "three"]
+    assert items[2].context == {"size": "3"}
+    assert provider.dependencies("step-1") == [("one", "three")]
+
+
+def test_command_provider_runs_in_the_run_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "marker-file").write_text("")
+    assert ids(serve(CommandProvider(tmp_path), tmp_path, {"run": "ls"})) == ["marker-file"]
+
+
+def test_command_provider_failures_are_clear(tmp_path: Path) -> None:
+    provider = CommandProvider(tmp_path)
+    with pytest.raises(ItemProviderError) as info:
+        serve(provider, tmp_path, {"run": "echo nope >&2; exit 3"})
+    assert str(info.value) == "item command exited with code 3: echo nope >&2; exit 3\nnope"
+    with pytest.raises(ItemProviderError, match=r"timed out after 0\.2s"):
+        serve(provider, tmp_path, {"run": "sleep 30", "timeout": "0.2"})
+    assert provider.validate_scope({"run": "x", "timeout": "soon"}) == (
+        "timeout must be a positive number of seconds, got 'soon'"
+    )
+    with pytest.raises(ItemProviderError, match="line 1: invalid JSON"):
+        serve(provider, tmp_path, {"run": "echo '{oops'"})

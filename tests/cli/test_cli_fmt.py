@@ -1,0 +1,141 @@
+"""`runkon-flow fmt`: rewrite files in the canonical layout, never damage a file the user cares about."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from runkon_flow.cli import first_comment, main
+from runkon_flow.dsl.formatter import format_workflow
+from runkon_flow.dsl.parser import parse_workflow
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+MESSY = 'workflow tidy { meta { title = "Tidy" } call a { retries = 2 } if a.ok { call b } }'
+CANONICAL = format_workflow(parse_workflow(MESSY))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_messy_file_is_rewritten_in_the_canonical_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "tidy.wf", MESSY)
+    code, out, err = run(capsys, "fmt", str(path))
+    assert (code, out, err) == (0, f"reformatted {path}\n", "")
+    assert path.read_text() == CANONICAL
+    assert parse_workflow(path.read_text()) == parse_workflow(MESSY)
+
+
+def test_a_canonical_file_is_not_touched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "tidy.wf", CANONICAL)
+    os.utime(path, (1_000_000, 1_000_000))
+    assert run(capsys, "fmt", str(path)) == (0, "", "")
+    assert path.stat().st_mtime == 1_000_000
+
+
+def test_check_reports_files_that_would_change_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    messy = write(tmp_path / "a.wf", MESSY)
+    write(tmp_path / "b.wf", CANONICAL.replace("tidy", "b"))
+    code, out, err = run(capsys, "fmt", "--check", str(tmp_path))
+    assert (code, out, err) == (1, f"would reformat {messy}\n", "")
+    assert messy.read_text() == MESSY
+    assert run(capsys, "fmt", "--check", str(tmp_path / "b.wf")) == (0, "", "")
+
+
+def test_a_file_that_does_not_parse_is_reported_and_left_alone_while_others_are_formatted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = write(tmp_path / "a.wf", "workflow a {\n  while ready { call x }\n}\n")
+    messy = write(tmp_path / "b.wf", MESSY)
+    code, out, err = run(capsys, "fmt", str(tmp_path))
+    assert code == 1
+    assert out == f"reformatted {messy}\n"
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{broken}:2:") and "step.marker" in lines[0]
+    assert lines[1] == " 2 |   while ready { call x }"
+    assert lines[-1] == f"{broken}: left unchanged"
+    assert broken.read_text() == "workflow a {\n  while ready { call x }\n}\n"
+
+
+def test_a_file_with_comments_is_not_reformatted_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "workflow c {\n  // explain why\n  call a { retries = 1 }\n}\n"
+    path = write(tmp_path / "c.wf", text)
+    code, out, err = run(capsys, "fmt", str(path))
+    assert code == 1 and out == ""
+    assert err.splitlines() == [
+        f"{path}:2:3: fmt would delete the comments of this file; left unchanged (use --drop-comments)",
+        " 2 |   // explain why",
+        "   |   ^",
+    ]
+    assert path.read_text() == text
+    assert run(capsys, "fmt", "--check", str(path))[0] == 1
+    code, out, _err = run(capsys, "fmt", "--drop-comments", str(path))
+    assert (code, out) == (0, f"reformatted {path}\n")
+    assert "//" not in path.read_text()
+
+
+def test_slashes_inside_strings_are_not_comments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(
+        tmp_path / "u.wf", 'workflow u { meta { description = "see https://x.y/z \\" // not a comment" } }'
+    )
+    code, _out, _err = run(capsys, "fmt", str(path))
+    assert code == 0
+    assert parse_workflow(path.read_text()).description == 'see https://x.y/z " // not a comment'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("workflow a {}", None),
+        ("workflow a {} // tail", (1, 15)),
+        ('x = "a // b"\n  // real', (2, 3)),
+        ('x = "esc \\" // still string" // c', (1, 30)),
+        ('x = "multi\nline // in string"\n//c', (3, 1)),
+    ],
+)
+def test_first_comment_finds_only_real_comments(text: str, expected: tuple[int, int] | None) -> None:
+    assert first_comment(text) == expected
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and symlinks")
+def test_permissions_are_kept_and_symlinks_are_followed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = write(tmp_path / "real" / "tidy.wf", MESSY)
+    real.chmod(0o640)
+    link = tmp_path / "link.wf"
+    link.symlink_to(real)
+    assert run(capsys, "fmt", str(link))[0] == 0
+    assert link.is_symlink()
+    assert real.read_text() == CANONICAL
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in real.parent.iterdir()] == ["tidy.wf"]  # no temp file left behind
+
+
+def test_crlf_files_are_normalised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "tidy.wf"
+    path.write_bytes(CANONICAL.replace("\n", "\r\n").encode())
+    assert run(capsys, "fmt", str(path))[0] == 0
+    assert path.read_bytes() == CANONICAL.encode()
+
+
+def test_fmt_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "fmt", str(tmp_path / "missing.wf"))
+    assert (code, out) == (2, "")
+    assert "no such file or directory" in err
+    assert run(capsys, "fmt")[0] == 2

@@ -1,0 +1,298 @@
+"""`runkon-flow validate`: what a user sees on the terminal, and the exit status CI relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from runkon_flow.cli import main, render_diagnostic
+from runkon_flow.dsl.parser import parse_workflow
+from runkon_flow.errors import SourceLocation
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+GOOD = "workflow good {\n  call build\n  if build.ok {\n    call deploy\n  }\n}\n"
+BAD_SEMANTICS = "workflow bad {\n  inputs { mode }\n  if mode { call a }\n  while fixer.again {\n    max_iterations = 3\n    call fixer\n  }\n}\n"  # noqa: E501
+BAD_SYNTAX = "workflow broken {\n  call x { retries = 1 }\n  script s { timeout = 5 }\n}\n"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+def test_a_directory_of_valid_workflows_prints_ok_per_file_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "a.wf", GOOD.replace("good", "a"))
+    write(tmp_path / "b.wf", GOOD.replace("good", "b"))
+    code, out, err = run(capsys, "validate", str(tmp_path))
+    assert code == 0
+    assert out.splitlines() == [f"{tmp_path / 'a.wf'}: ok", f"{tmp_path / 'b.wf'}: ok"]
+    assert err == ""
+
+
+def test_a_single_file_is_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "good.wf", GOOD)
+    assert run(capsys, "validate", str(path)) == (0, f"{path}: ok\n", "")
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def test_semantic_problems_are_printed_with_the_source_line_and_a_caret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "bad.wf", BAD_SEMANTICS)
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 1
+    assert out == ""
+    assert err.splitlines() == [
+        f"{path}:3:6: Condition references 'mode' which is not a declared boolean input "
+        "(hint: Declare it in the workflow inputs block: `mode boolean`)",
+        " 3 |   if mode { call a }",
+        "   |      ^",
+        f"{path}:4:3: Condition references step 'fixer' which has not been produced at this point "
+        "in the workflow",
+        " 4 |   while fixer.again {",
+        "   |   ^",
+    ]
+
+
+def test_a_syntax_error_is_printed_with_a_caret_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "broken.wf", BAD_SYNTAX)
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{path}:3:") and "missing required `run` field" in lines[0]
+    assert lines[1] == " 3 |   script s { timeout = 5 }"
+    column = int(lines[0].split(":")[2])
+    assert lines[2] == "   | " + " " * (column - 1) + "^"
+
+
+def test_good_and_bad_files_are_all_reported_in_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "a.wf", GOOD.replace("good", "a"))
+    write(tmp_path / "b.wf", BAD_SYNTAX)
+    write(tmp_path / "c.wf", BAD_SEMANTICS)
+    write(tmp_path / "d.wf", GOOD.replace("good", "d"))
+    code, out, err = run(capsys, "validate", str(tmp_path))
+    assert code == 1
+    assert out.splitlines() == [f"{tmp_path / 'a.wf'}: ok", f"{tmp_path / 'd.wf'}: ok"]
+    assert f"{tmp_path / 'b.wf'}:3:" in err and f"{tmp_path / 'c.wf'}:3:6:" in err
+
+
+def test_the_caret_follows_tabs_in_the_source_line() -> None:
+    text = render_diagnostic(SourceLocation("f.wf", 1, 3), "boom", "\t\tcall x\n")
+    assert text.splitlines() == ["f.wf:1:3: boom", " 1 | \t\tcall x", "   | \t\t^"]
+
+
+def test_a_diagnostic_without_position_or_outside_the_file_has_no_source_excerpt() -> None:
+    assert render_diagnostic(SourceLocation("f.wf", None, None), "boom", "x") == "f.wf: boom"
+    assert render_diagnostic(SourceLocation("f.wf", 9, 1), "boom", "one line") == "f.wf:9:1: boom"
+    assert render_diagnostic(SourceLocation("f.wf", 1, None), "boom", "abc").splitlines() == [
+        "f.wf:1: boom",
+        " 1 | abc",
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_reported_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bin.wf"
+    path.write_bytes(b"workflow \xff {}")
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 1 and out == ""
+    assert err.startswith(f"{path}: cannot read file: not valid UTF-8")
+    assert "Traceback" not in err
+
+
+def test_warnings_are_printed_but_do_not_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "w.wf", "workflow w {\n  meta { trigger = pr }\n  call a\n}\n")
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 0
+    assert out == f"{path}: ok\n"
+    assert f"{path}:1:1: warning: trigger 'pr' is not implemented in v1" in err
+
+
+# --------------------------------------------------------------------------- cross-workflow
+
+
+def test_sub_workflows_resolve_in_the_files_own_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "flows" / "child.wf", "workflow child {\n  inputs { id }\n  call inner\n}\n")
+    parent = write(
+        tmp_path / "flows" / "parent.wf",
+        'workflow parent {\n  call workflow child { inputs { id = "1" } }\n  if inner.done { call x }\n}\n',
+    )
+    assert run(capsys, "validate", str(parent))[0] == 0
+    write(tmp_path / "elsewhere" / "parent.wf", parent.read_text())
+    code, _out, err = run(capsys, "validate", str(tmp_path / "elsewhere" / "parent.wf"))
+    assert code == 1
+    assert "Sub-workflow 'child' could not be loaded: workflow not found: child" in err
+
+
+def test_a_missing_required_input_and_a_broken_child_are_reported_at_the_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "child.wf", "workflow child {\n  inputs { id }\n}\n")
+    write(tmp_path / "broken.wf", "workflow broken {")
+    write(
+        tmp_path / "parent.wf",
+        "workflow parent {\n  call workflow child\n  call workflow broken\n}\n",
+    )
+    code, _out, err = run(capsys, "validate", str(tmp_path / "parent.wf"))
+    assert code == 1
+    assert (
+        f"{tmp_path / 'parent.wf'}:2:3: Sub-workflow 'child' requires input 'id' but it was not provided "
+        "at the call site" in err
+    )
+    assert f"{tmp_path / 'parent.wf'}:3:3: Sub-workflow 'broken' could not be loaded: workflow error: " in err
+
+
+def test_a_cycle_is_reported_at_the_call_that_starts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "a.wf", "workflow a {\n  call x\n  call workflow b\n}\n")
+    write(tmp_path / "b.wf", "workflow b {\n  call workflow a\n}\n")
+    code, _out, err = run(capsys, "validate", str(tmp_path / "a.wf"))
+    assert code == 1
+    assert err.splitlines()[:3] == [
+        f"{tmp_path / 'a.wf'}:3:3: Circular workflow reference: a -> b -> a",
+        " 3 |   call workflow b",
+        "   |   ^",
+    ]
+
+
+def test_foreach_providers_are_checked_against_the_default_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "child.wf", "workflow child {\n  call a\n}\n")
+    body = "foreach f {{ over = {} max_parallel = 1 workflow = child }}"
+    write(tmp_path / "unknown.wf", "workflow unknown {\n  " + body.format("nowhere") + "\n}\n")
+    code, _out, err = run(capsys, "validate", str(tmp_path / "unknown.wf"))
+    assert code == 1
+    assert "foreach 'f': unknown provider 'nowhere' — no ItemProvider registered for this name" in err
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_targets_are_only_checked_when_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "t.wf", 'workflow t {\n  meta { targets = ["branch"] }\n}\n')
+    assert run(capsys, "validate", str(path))[0] == 0
+    code, _out, err = run(capsys, "validate", "--targets", "worktree,repo", str(path))
+    assert code == 1
+    assert "Unknown target 'branch' in workflow 't'. Valid targets: worktree, repo" in err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="execute bits are POSIX")
+def test_scripts_are_checked_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "s.wf", 'workflow s {\n  script build { run = "tools/build.sh" }\n}\n')
+    assert run(capsys, "validate", str(path))[0] == 0
+    code, _out, err = run(capsys, "validate", "--scripts", str(path))
+    assert code == 1 and "Script step 'build': 'tools/build.sh' not found." in err
+    script = write(tmp_path / "tools" / "build.sh", "#!/bin/sh\n")
+    script.chmod(0o644)
+    code, _out, err = run(capsys, "validate", "--scripts", str(path))
+    assert code == 1 and f"(hint: Run: chmod +x {script})" in err
+    script.chmod(0o755)
+    assert run(capsys, "validate", "--scripts", str(path))[0] == 0
+    other = tmp_path / "wd"
+    other.mkdir()
+    assert run(capsys, "validate", "--scripts", "--working-dir", str(other), str(path))[0] == 1
+
+
+def test_json_prints_the_canonical_ast_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "good.wf", GOOD)
+    code, out, err = run(capsys, "validate", "--json", str(path))
+    assert code == 0 and err == ""
+    assert json.loads(out) == parse_workflow(GOOD, str(path)).to_json()
+
+
+def test_json_for_a_directory_is_a_list_and_broken_files_go_to_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "a.wf", GOOD.replace("good", "a"))
+    write(tmp_path / "b.wf", BAD_SYNTAX)
+    code, out, err = run(capsys, "validate", "--json", str(tmp_path))
+    assert code == 1
+    assert [doc["name"] for doc in json.loads(out)] == ["a"]
+    assert f"{tmp_path / 'b.wf'}:3:" in err
+
+
+# --------------------------------------------------------------------------- usage errors
+
+
+def test_a_nonexistent_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "good.wf", GOOD)
+    code, out, err = run(capsys, "validate", str(tmp_path / "good.wf"), str(tmp_path / "nope.wf"))
+    assert (code, out) == (2, "")
+    assert err == f"runkon-flow validate: error: no such file or directory: {tmp_path / 'nope.wf'}\n"
+
+
+def test_a_directory_without_workflows_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = run(capsys, "validate", str(tmp_path))
+    assert code == 2 and f"no .wf files in directory {tmp_path}" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["validate"],
+        ["frobnicate"],
+        ["validate", "--no-such-flag", "x"],
+        ["validate", "--targets", ",", "x"],
+    ],
+)
+def test_bad_command_lines_exit_2_with_a_message_and_no_traceback(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert "usage: runkon-flow" in err and "Traceback" not in err
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run(capsys, "validate", "--help")
+    assert code == 0 and "--json" in out
+    code, out, _err = run(capsys, "--version")
+    assert code == 0 and out.startswith("runkon-flow ")
+
+
+# --------------------------------------------------------------------------- installed script
+
+
+@pytest.mark.slow
+def test_the_installed_console_script_validates_a_directory(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("runkon-flow")
+    if not script.exists():
+        pytest.skip(f"console script not installed next to {sys.executable}")
+    write(tmp_path / "good.wf", GOOD)
+    ok = subprocess.run([str(script), "validate", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, f"{tmp_path / 'good.wf'}: ok\n", "")
+    write(tmp_path / "bad.wf", BAD_SEMANTICS)
+    bad = subprocess.run([str(script), "validate", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and f"{tmp_path / 'bad.wf'}:3:6:" in bad.stderr
+    missing = subprocess.run([str(script), "validate", str(tmp_path / "x")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -29,6 +29,7 @@ from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
 from runkon_flow.dsl.validation import ScriptResolver, validate_workflow
 from runkon_flow.errors import FlowError, Problem, SourceLocation, WfError
+from runkon_flow.plugins.item_providers import default_providers
 from runkon_flow.plugins.resolvers import DirectoryWorkflowResolver
 
 __all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main", "render_diagnostic"]
@@ -121,42 +122,9 @@ def _expand_paths(raw_paths: Sequence[str]) -> list[_Target]:
 # --------------------------------------------------------------------------- item providers
 
 
-class _ReferenceProviderNames:
-    """Used only when the reference item providers are not installed: knows their names and
-    which of them support ordered dispatch, and accepts any scope or filter."""
-
-    _ORDERED = {"static": True, "files": False, "lines": False, "command": False}
-
-    @dataclass(frozen=True)
-    class _Provider:
-        provider_name: str
-        ordered: bool
-
-        def name(self) -> str:
-            return self.provider_name
-
-        def supports_ordered(self) -> bool:
-            return self.ordered
-
-    def get(self, name: str) -> Any:
-        if name not in self._ORDERED:
-            return None
-        return self._Provider(name, self._ORDERED[name])
-
-    def names(self) -> list[str]:
-        return list(self._ORDERED)
-
-
-def default_provider_registry(base_dir: Path) -> Any:
-    """The reference item providers, resolved relative to `base_dir` (a workflow directory)."""
-    try:
-        from runkon_flow.plugins.item_providers import default_providers
-    except ImportError:
-        return _ReferenceProviderNames()
-    providers = default_providers(base_dir)
-    if isinstance(providers, Mapping) or callable(getattr(providers, "get", None)):
-        return providers
-    return {p.name(): p for p in providers}
+def default_provider_registry(base_dir: Path) -> dict[str, Any]:
+    """The reference item providers (static, files, lines, command), relative to a workflow dir."""
+    return {provider.name(): provider for provider in default_providers(base_dir)}
 
 
 # --------------------------------------------------------------------------- validate

@@ -181,7 +181,7 @@ def test_a_cycle_is_reported_at_the_call_that_starts_it(
     ]
 
 
-def test_foreach_providers_are_checked_against_the_default_registry(
+def test_foreach_providers_are_checked_against_the_reference_providers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write(tmp_path / "child.wf", "workflow child {\n  call a\n}\n")
@@ -190,6 +190,15 @@ def test_foreach_providers_are_checked_against_the_default_registry(
     code, _out, err = run(capsys, "validate", str(tmp_path / "unknown.wf"))
     assert code == 1
     assert "foreach 'f': unknown provider 'nowhere' — no ItemProvider registered for this name" in err
+
+    inline = 'static scope = { items = "a,b" }'
+    write(tmp_path / "static.wf", "workflow static {\n  " + body.format(inline) + "\n}\n")
+    assert run(capsys, "validate", str(tmp_path / "static.wf"))[0] == 0
+
+    write(tmp_path / "noscope.wf", "workflow noscope {\n  " + body.format("static") + "\n}\n")
+    code, _out, err = run(capsys, "validate", str(tmp_path / "noscope.wf"))
+    assert code == 1
+    assert f"{tmp_path / 'noscope.wf'}:2:3: foreach 'f': over = static needs exactly one of" in err
 
 
 # --------------------------------------------------------------------------- options

@@ -8,25 +8,36 @@ character. Positions are 1-based and counted in characters (code points), lines 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from runkon_flow.errors import WfLexError
 
 __all__ = [
     "KEYWORDS",
     "WHITESPACE",
+    "LineIndex",
+    "RawToken",
     "Token",
     "TokenKind",
     "describe_char",
+    "lex",
     "tokenize",
 ]
 
 U32_MAX = 4_294_967_295
 
 
+# Token kinds as small ints: the parser compares them with `is`, and tuples holding only ints and
+# strings are untracked by the garbage collector, which keeps lexing large files linear.
+IDENT, KEYWORD, STRING, INT, LBRACE, RBRACE, LBRACKET, RBRACKET, COMMA, EQUALS, DOT, EOF = range(12)
+
+RawToken = tuple[int, str, int]  # (kind, value, character offset of the token's first character)
+
+
 class TokenKind(StrEnum):
-    """Token classes; the value doubles as the human spelling used in error messages."""
+    """Token classes of the public `Token`; the value doubles as the human spelling in messages."""
 
     IDENT = "identifier"
     KEYWORD = "keyword"
@@ -42,6 +53,9 @@ class TokenKind(StrEnum):
     EOF = "end of file"
 
 
+KIND_NAMES: tuple[TokenKind, ...] = tuple(TokenKind)  # raw int kind → TokenKind
+
+
 class Token(NamedTuple):
     """One token. `value` is the keyword/identifier text, the decoded string, or the integer's
     canonical decimal text (`007` → `7`); for punctuation it is the character; for EOF it is ``""``."""
@@ -50,6 +64,23 @@ class Token(NamedTuple):
     value: str
     line: int
     column: int
+
+
+class LineIndex:
+    """Maps character offsets to 1-based (line, column); built on first use."""
+
+    __slots__ = ("_starts", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._starts: list[int] | None = None
+
+    def position(self, offset: int) -> tuple[int, int]:
+        starts = self._starts
+        if starts is None:
+            starts = self._starts = [0, *(m.end() for m in _NEWLINE_RE.finditer(self._text))]
+        line = bisect_right(starts, offset)
+        return line, offset - starts[line - 1] + 1
 
 
 # The 17 hard keywords of §2.6 (case-sensitive).
@@ -81,18 +112,15 @@ _TOKEN_RE = re.compile(
     r"|(?P<err>[\s\S])"
     r")"
 )
+_G = _TOKEN_RE.groupindex
+_G_IDENT, _G_INT, _G_STRING, _G_PUNCT, _G_EOF, _G_ERR = (
+    _G[name] for name in ("ident", "int", "string", "punct", "eof", "err")
+)
+_NEWLINE_RE = re.compile("\n")
 _STRING_PREFIX_RE = re.compile(r'"[^"\\]*+(?:\\[\s\S][^"\\]*+)*+')
 _ESCAPE_RE = re.compile(r"\\([\s\S])")
 _ESCAPES = {"n": "\n", "t": "\t"}
-_PUNCT = {
-    "{": TokenKind.LBRACE,
-    "}": TokenKind.RBRACE,
-    "[": TokenKind.LBRACKET,
-    "]": TokenKind.RBRACKET,
-    ",": TokenKind.COMMA,
-    "=": TokenKind.EQUALS,
-    ".": TokenKind.DOT,
-}
+_PUNCT = {"{": LBRACE, "}": RBRACE, "[": LBRACKET, "]": RBRACKET, ",": COMMA, "=": EQUALS, ".": DOT}
 
 
 def _unescape(match: re.Match[str]) -> str:
@@ -121,66 +149,77 @@ def _int_value(digits: str) -> str | None:
     return stripped
 
 
-def tokenize(text: str, source_path: str | None = None) -> list[Token]:
-    """Lex the whole text (§1 step 2: an error anywhere fails, even after the workflow's `}`).
+def lex(text: str, source_path: str | None = None) -> list[RawToken]:
+    """Lex the whole text into `(kind, value, offset)` tuples ending with one EOF token.
 
-    The list always ends with one EOF token. Raises `WfLexError` with file, line and column.
+    The whole file is lexed even past the workflow's closing brace (§1 step 2). Raises `WfLexError`.
     """
-    tokens: list[Token] = []
+    tokens: list[RawToken] = []
     append = tokens.append
     keywords = KEYWORDS
-    line = 1
-    line_start = 0  # offset of the first character of the current line
-    prev = 0  # offset up to which newlines have been counted
-    ident_kind, keyword_kind = TokenKind.IDENT, TokenKind.KEYWORD
+    punct = _PUNCT
+    decode = decode_string_body
+    words: dict[str, str] = {}  # one shared string per distinct identifier keeps big files small
     for match in _TOKEN_RE.finditer(text):
-        group = match.lastgroup
-        start = match.start(group)  # type: ignore[arg-type]
-        newlines = text.count("\n", prev, start)
-        if newlines:
-            line += newlines
-            line_start = text.rfind("\n", prev, start) + 1
-        prev = start
-        column = start - line_start + 1
-        if group == "ident":
-            word = match.group("ident")
-            append(Token(keyword_kind if word in keywords else ident_kind, word, line, column))
-        elif group == "punct":
-            char = match.group("punct")
-            append(Token(_PUNCT[char], char, line, column))
-        elif group == "string":
-            append(Token(TokenKind.STRING, decode_string_body(match.group("string")[1:-1]), line, column))
-        elif group == "int":
-            digits = match.group("int")
+        group = match.lastindex
+        if group == _G_IDENT:
+            word = match[_G_IDENT]
+            word = words.setdefault(word, word)
+            append((KEYWORD if word in keywords else IDENT, word, match.start(_G_IDENT)))
+        elif group == _G_PUNCT:
+            char = match[_G_PUNCT]
+            append((punct[char], char, match.start(_G_PUNCT)))
+        elif group == _G_STRING:
+            append((STRING, decode(match[_G_STRING][1:-1]), match.start(_G_STRING)))
+        elif group == _G_INT:
+            digits = match[_G_INT]
             value = _int_value(digits)
             if value is None:
-                raise WfLexError(
+                _raise_at(
+                    text,
+                    match.start(_G_INT),
                     f"Invalid integer '{digits}': number too large to fit in target type",
-                    file=source_path or None,
-                    line=line,
-                    column=column,
+                    source_path,
                 )
-            append(Token(TokenKind.INT, value, line, column))
-        elif group == "eof":
-            append(Token(TokenKind.EOF, "", line, column))
+            append((INT, value, match.start(_G_INT)))  # type: ignore[arg-type]
+        elif group == _G_EOF:
+            append((EOF, "", match.start(_G_EOF)))
             break
         else:
-            _raise_bad_char(text, start, line, column, source_path)
+            _raise_bad_char(text, match.start(_G_ERR), source_path)
     return tokens
 
 
-def _raise_bad_char(text: str, start: int, line: int, column: int, source_path: str | None) -> None:
+def tokenize(text: str, source_path: str | None = None) -> list[Token]:
+    """Lex the whole text into `Token`s with 1-based line and column; the list ends with EOF.
+
+    Raises `WfLexError` (file, line, column) for a character that starts no token, an unterminated
+    string, or an integer beyond u32.
+    """
+    index = LineIndex(text)
+    return [
+        Token(KIND_NAMES[kind], value, *index.position(offset))
+        for kind, value, offset in lex(text, source_path)
+    ]
+
+
+def _raise_at(text: str, offset: int, message: str, source_path: str | None) -> NoReturn:
+    line, column = LineIndex(text).position(offset)
+    raise WfLexError(message, file=source_path or None, line=line, column=column)
+
+
+def _raise_bad_char(text: str, start: int, source_path: str | None) -> NoReturn:
     """The character at `start` starts no token: an unterminated string, or a stray character."""
     char = text[start]
-    file = source_path or None
     if char == '"':
         prefix = _STRING_PREFIX_RE.match(text, start)
         end = prefix.end() if prefix else start
         message = "Unterminated string escape" if text.endswith("\\", end) else "Unterminated string literal"
-        raise WfLexError(message, file=file, line=line, column=column)
+        _raise_at(text, start, message, source_path)
+    line, column = LineIndex(text).position(start)
     raise WfLexError(
         f"Unexpected character '{describe_char(char)}' at line {line}, col {column}",
-        file=file,
+        file=source_path or None,
         line=line,
         column=column,
     )

@@ -8,6 +8,7 @@ values are checked while parsing, with the spec's option-level wording, and ever
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,23 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.durations import U32_MAX, U64_MAX, DurationError, parse_gate_timeout, unsigned_error
-from runkon_flow.dsl.lexer import Token, TokenKind, tokenize
+from runkon_flow.dsl.lexer import (
+    COMMA,
+    DOT,
+    EOF,
+    EQUALS,
+    IDENT,
+    INT,
+    KEYWORD,
+    LBRACE,
+    LBRACKET,
+    RBRACE,
+    RBRACKET,
+    STRING,
+    LineIndex,
+    RawToken,
+    lex,
+)
 from runkon_flow.errors import WfParseError
 
 __all__ = [
@@ -62,18 +79,9 @@ AGENT_KEYWORDS: frozenset[str] = frozenset({"required", "default", "description"
 # Blocks nested deeper than this are refused with a clear error instead of exhausting Python's stack.
 MAX_NESTING_DEPTH = 200
 
-_IDENT = TokenKind.IDENT
-_KEYWORD = TokenKind.KEYWORD
-_STRING = TokenKind.STRING
-_INT = TokenKind.INT
-_LBRACE = TokenKind.LBRACE
-_RBRACE = TokenKind.RBRACE
-_LBRACKET = TokenKind.LBRACKET
-_RBRACKET = TokenKind.RBRACKET
-_COMMA = TokenKind.COMMA
-_EQUALS = TokenKind.EQUALS
-_DOT = TokenKind.DOT
-_EOF = TokenKind.EOF
+_IDENT, _KEYWORD, _STRING, _INT, _EOF = IDENT, KEYWORD, STRING, INT, EOF
+_LBRACE, _RBRACE, _LBRACKET, _RBRACKET = LBRACE, RBRACE, LBRACKET, RBRACKET
+_COMMA, _EQUALS, _DOT = COMMA, EQUALS, DOT
 
 _TRIGGERS = ("manual", "pr", "scheduled")
 _PLAIN_DO_KEYS = ("output", "with")
@@ -86,31 +94,28 @@ class _Scalar:
     """A string, integer, identifier, dotted identifier or soft keyword; `quoted` only matters for
     agent references given as option values (§3.3)."""
 
-    __slots__ = ("column", "line", "quoted", "text")
+    __slots__ = ("offset", "quoted", "text")
 
-    def __init__(self, text: str, quoted: bool, line: int, column: int) -> None:
+    def __init__(self, text: str, quoted: bool, offset: int) -> None:
         self.text = text
         self.quoted = quoted
-        self.line = line
-        self.column = column
+        self.offset = offset
 
 
 class _List:
-    __slots__ = ("column", "items", "line")
+    __slots__ = ("items", "offset")
 
-    def __init__(self, items: list[str], line: int, column: int) -> None:
+    def __init__(self, items: list[str], offset: int) -> None:
         self.items = items
-        self.line = line
-        self.column = column
+        self.offset = offset
 
 
 class _Map:
-    __slots__ = ("column", "items", "line")
+    __slots__ = ("items", "offset")
 
-    def __init__(self, items: dict[str, str], line: int, column: int) -> None:
+    def __init__(self, items: dict[str, str], offset: int) -> None:
         self.items = items
-        self.line = line
-        self.column = column
+        self.offset = offset
 
 
 _Value = _Scalar | _List | _Map
@@ -120,19 +125,21 @@ def _shape(value: _Value) -> str:
     return "a list" if isinstance(value, _List) else "a map" if isinstance(value, _Map) else "a single value"
 
 
-def describe_token(tok: Token) -> str:
+def describe_token(tok: RawToken) -> str:
     """How a token is named in error messages (`identifier \\`x\\``, `end of file`, …)."""
-    kind = tok.kind
-    if kind is _IDENT or kind is _KEYWORD:
-        return f"{kind.value} `{tok.value}`"
+    kind = tok[0]
+    if kind is _IDENT:
+        return f"identifier `{tok[1]}`"
+    if kind is _KEYWORD:
+        return f"keyword `{tok[1]}`"
     if kind is _STRING:
-        text = tok.value if len(tok.value) <= 40 else tok.value[:37] + "..."
+        text = tok[1] if len(tok[1]) <= 40 else tok[1][:37] + "..."
         return 'string "' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if kind is _INT:
-        return f"integer `{tok.value}`"
+        return f"integer `{tok[1]}`"
     if kind is _EOF:
         return "end of file"
-    return f"`{tok.value}`"
+    return f"`{tok[1]}`"
 
 
 class _Options:
@@ -142,7 +149,7 @@ class _Options:
     __slots__ = ("keys", "parser", "prefix", "values")
 
     def __init__(
-        self, parser: _Parser, values: dict[str, _Value], keys: dict[str, Token], prefix: str
+        self, parser: _Parser, values: dict[str, _Value], keys: dict[str, RawToken], prefix: str
     ) -> None:
         self.parser = parser
         self.values = values
@@ -152,8 +159,8 @@ class _Options:
     def __contains__(self, key: str) -> bool:
         return key in self.values
 
-    def fail(self, message: str, value: _Value | Token) -> NoReturn:
-        raise self.parser.error_at(self.prefix + message, value.line, value.column)
+    def fail(self, message: str, value: _Value) -> NoReturn:
+        raise self.parser.error_at(self.prefix + message, value.offset)
 
     def scalar(self, key: str) -> _Scalar | None:
         value = self.values.get(key)
@@ -209,25 +216,26 @@ class _Options:
         if value is None:
             return None
         if value.text == "continue":
-            return OnFailContinue(line=value.line, column=value.column)
+            return OnFailContinue(**self.parser.at(value.offset))
         if value.quoted and "/" in value.text:
-            self.parser.check_agent_path(value.text, value.line, value.column)
-            agent = AgentRef(kind="path", value=value.text, line=value.line, column=value.column)
+            self.parser.check_agent_path(value.text, value.offset)
+            agent = AgentRef(kind="path", value=value.text, **self.parser.at(value.offset))
         else:
-            agent = AgentRef(kind="name", value=value.text, line=value.line, column=value.column)
-        return OnFailAgent(value=agent, line=value.line, column=value.column)
+            agent = AgentRef(kind="name", value=value.text, **self.parser.at(value.offset))
+        return OnFailAgent(value=agent, **self.parser.at(value.offset))
 
 
 # --------------------------------------------------------------------------- the parser
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token], source_path: str) -> None:
+    def __init__(self, tokens: list[RawToken], lines: LineIndex, source_path: str) -> None:
         self.toks = tokens
+        self.lines = lines
         self.i = 0
         self.file = source_path or None
         self.depth = 0
-        self.node_parsers: dict[str, Callable[[Token], Any]] = {
+        self.node_parsers: dict[str, Callable[[RawToken], Any]] = {
             "call": self.parse_call,
             "if": self.parse_if,
             "unless": self.parse_if,
@@ -242,40 +250,46 @@ class _Parser:
 
     # ---- errors and token helpers
 
-    def error_at(self, message: str, line: int | None, column: int | None) -> WfParseError:
+    def at(self, offset: int) -> dict[str, int]:
+        """The `line`/`column` keyword arguments of a node starting at `offset`."""
+        line, column = self.lines.position(offset)
+        return {"line": line, "column": column}
+
+    def error_at(self, message: str, offset: int) -> WfParseError:
+        line, column = self.lines.position(offset)
         return WfParseError(message, file=self.file, line=line, column=column)
 
-    def unexpected(self, expected: str, tok: Token | None = None) -> NoReturn:
+    def unexpected(self, expected: str, tok: RawToken | None = None) -> NoReturn:
         tok = tok or self.toks[self.i]
-        raise self.error_at(f"expected {expected}, found {describe_token(tok)}", tok.line, tok.column)
+        raise self.error_at(f"expected {expected}, found {describe_token(tok)}", tok[2])
 
-    def advance(self) -> Token:
+    def advance(self) -> RawToken:
         tok = self.toks[self.i]
-        if tok.kind is not _EOF:
+        if tok[0] is not _EOF:
             self.i += 1
         return tok
 
-    def expect(self, kind: TokenKind, expected: str) -> Token:
+    def expect(self, kind: int, expected: str) -> RawToken:
         tok = self.toks[self.i]
-        if tok.kind is not kind:
+        if tok[0] is not kind:
             self.unexpected(expected, tok)
         self.i += 1
         return tok
 
-    def expect_name(self, expected: str) -> Token:
+    def expect_name(self, expected: str) -> RawToken:
         tok = self.toks[self.i]
-        if tok.kind is _IDENT or (tok.kind is _KEYWORD and tok.value in SOFT_KEYWORDS):
+        if tok[0] is _IDENT or (tok[0] is _KEYWORD and tok[1] in SOFT_KEYWORDS):
             self.i += 1
             return tok
         self.unexpected(expected, tok)
 
     def at_keyword(self, word: str) -> bool:
         tok = self.toks[self.i]
-        return tok.kind is _KEYWORD and tok.value == word
+        return tok[0] is _KEYWORD and tok[1] == word
 
-    def check_agent_path(self, path: str, line: int, column: int) -> None:
+    def check_agent_path(self, path: str, offset: int) -> None:
         if ".." in path.split("/"):
-            raise self.error_at(f"agent path contains parent-directory traversal (..): {path}", line, column)
+            raise self.error_at(f"agent path contains parent-directory traversal (..): {path}", offset)
 
     # ---- key/value lists (§3)
 
@@ -283,61 +297,60 @@ class _Parser:
         """Greedy pairs: continue while the current token is a key and the next one is `=`."""
         toks = self.toks
         values: dict[str, _Value] = {}
-        keys: dict[str, Token] = {}
+        keys: dict[str, RawToken] = {}
         while True:
             tok = toks[self.i]
-            if not (tok.kind is _IDENT or (tok.kind is _KEYWORD and tok.value in KEY_KEYWORDS)):
+            if not (tok[0] is _IDENT or (tok[0] is _KEYWORD and tok[1] in KEY_KEYWORDS)):
                 break
-            if toks[self.i + 1].kind is not _EQUALS:
+            if toks[self.i + 1][0] is not _EQUALS:
                 break
             self.i += 2
-            values.pop(tok.value, None)  # a repeated key moves to its latest position
-            values[tok.value] = self.value(tok.value)
-            keys[tok.value] = tok
+            values.pop(tok[1], None)  # a repeated key moves to its latest position
+            values[tok[1]] = self.value(tok[1])
+            keys[tok[1]] = tok
         return _Options(self, values, keys, prefix)
 
     def value(self, key: str) -> _Value:
         tok = self.toks[self.i]
-        if tok.kind is _LBRACKET:
+        if tok[0] is _LBRACKET:
             return self.list_value(key)
-        if tok.kind is _LBRACE:
+        if tok[0] is _LBRACE:
             return self.map_value(key)
         value = self.scalar_value(f"a value for `{key}`")
         unit = self.toks[self.i]
         # Nothing valid follows a value with an identifier that is not a key: this is `72h` (§2.5).
         if (
-            tok.kind is _INT
-            and unit.kind is _IDENT
-            and unit.line == tok.line
-            and self.toks[self.i + 1].kind is not _EQUALS
+            tok[0] is _INT
+            and unit[0] is _IDENT
+            and self.lines.position(unit[2])[0] == self.lines.position(tok[2])[0]
+            and self.toks[self.i + 1][0] is not _EQUALS
         ):
             raise self.error_at(
-                f"`{key} = {tok.value}{unit.value}`: a number with a unit must be quoted, "
-                f'e.g. `{key} = "{tok.value}{unit.value}"`',
-                tok.line,
-                tok.column,
+                f"`{key} = {tok[1]}{unit[1]}`: a number with a unit must be quoted, "
+                f'e.g. `{key} = "{tok[1]}{unit[1]}"`',
+                tok[2],
             )
         return value
 
     def scalar_value(self, expected: str) -> _Scalar:
         tok = self.toks[self.i]
-        kind = tok.kind
+        kind = tok[0]
         if kind is _STRING:
             self.i += 1
-            return _Scalar(tok.value, True, tok.line, tok.column)
+            return _Scalar(tok[1], True, tok[2])
         if kind is _INT:
             self.i += 1
-            return _Scalar(tok.value, False, tok.line, tok.column)
+            return _Scalar(tok[1], False, tok[2])
         if kind is _IDENT:
             self.i += 1
-            if self.toks[self.i].kind is _DOT:
+            if self.toks[self.i][0] is _DOT:
                 self.i += 1
-                second = self.expect_name(f"a name after `{tok.value}.`")
-                return _Scalar(f"{tok.value}.{second.value}", False, tok.line, tok.column)
-            return _Scalar(tok.value, False, tok.line, tok.column)
-        if kind is _KEYWORD and tok.value in SOFT_KEYWORDS:
+                second = self.expect_name(f"a name after `{tok[1]}.`")
+                return _Scalar(f"{tok[1]}.{second[1]}", False, tok[2])
+            return _Scalar(tok[1], False, tok[2])
+        if kind is _KEYWORD and tok[1] in SOFT_KEYWORDS:
             self.i += 1
-            return _Scalar(tok.value, False, tok.line, tok.column)
+            return _Scalar(tok[1], False, tok[2])
         self.unexpected(expected, tok)
 
     def list_value(self, key: str) -> _List:
@@ -346,18 +359,17 @@ class _Parser:
         items: list[str] = []
         while True:
             tok = self.toks[self.i]
-            if tok.kind is _RBRACKET:
+            if tok[0] is _RBRACKET:
                 self.i += 1
-                return _List(items, start.line, start.column)
-            if tok.kind is _LBRACKET or tok.kind is _LBRACE:
-                inner = "list" if tok.kind is _LBRACKET else "map"
+                return _List(items, start[2])
+            if tok[0] is _LBRACKET or tok[0] is _LBRACE:
+                inner = "list" if tok[0] is _LBRACKET else "map"
                 raise self.error_at(
                     f"`{key}`: list items must be single values, not a {inner}",
-                    tok.line,
-                    tok.column,
+                    tok[2],
                 )
             items.append(self.scalar_value(f"a list item or `]` in `{key}`").text)
-            if self.toks[self.i].kind is _COMMA:
+            if self.toks[self.i][0] is _COMMA:
                 self.i += 1
 
     def map_value(self, key: str) -> _Map:
@@ -367,34 +379,33 @@ class _Parser:
         items: dict[str, str] = {}
         while True:
             tok = toks[self.i]
-            if not (tok.kind is _IDENT or (tok.kind is _KEYWORD and tok.value in KEY_KEYWORDS)):
+            if not (tok[0] is _IDENT or (tok[0] is _KEYWORD and tok[1] in KEY_KEYWORDS)):
                 break
-            if toks[self.i + 1].kind is not _EQUALS:
+            if toks[self.i + 1][0] is not _EQUALS:
                 break
             self.i += 2
             inner = toks[self.i]
-            if inner.kind is _LBRACKET or inner.kind is _LBRACE:
-                shape = "list" if inner.kind is _LBRACKET else "map"
+            if inner[0] is _LBRACKET or inner[0] is _LBRACE:
+                shape = "list" if inner[0] is _LBRACKET else "map"
                 raise self.error_at(
                     f"`{key}`: map values must be single values, not a {shape}",
-                    inner.line,
-                    inner.column,
+                    inner[2],
                 )
-            items.pop(tok.value, None)
-            items[tok.value] = self.scalar_value(f"a value for `{tok.value}` in `{key}`").text
+            items.pop(tok[1], None)
+            items[tok[1]] = self.scalar_value(f"a value for `{tok[1]}` in `{key}`").text
         self.expect(_RBRACE, f"`key = value` or `}}` in the `{key}` map")
-        return _Map(items, start.line, start.column)
+        return _Map(items, start[2])
 
     # ---- workflow (§5)
 
     def parse_workflow(self) -> WorkflowDef:
         toks = self.toks
         start = toks[0]
-        if not (start.kind is _KEYWORD and start.value == "workflow"):
+        if not (start[0] is _KEYWORD and start[1] == "workflow"):
             self.unexpected("`workflow` at the start of the file", start)
         self.i = 1
         name = self.expect_name("a workflow name after `workflow`")
-        self.expect(_LBRACE, f"`{{` after `workflow {name.value}`")
+        self.expect(_LBRACE, f"`{{` after `workflow {name[1]}`")
         meta: dict[str, Any] = {}
         inputs: list[InputDecl] = []
         body: list[Any] = []
@@ -402,11 +413,11 @@ class _Parser:
         parsers = self.node_parsers
         while True:
             tok = toks[self.i]
-            if tok.kind is _RBRACE:
+            if tok[0] is _RBRACE:
                 self.i += 1
                 break
-            if tok.kind is _KEYWORD:
-                word = tok.value
+            if tok[0] is _KEYWORD:
+                word = tok[1]
                 if word == "meta":
                     self.parse_meta(meta)
                     continue
@@ -424,7 +435,7 @@ class _Parser:
                     continue
             self.unexpected(
                 "`meta`, `inputs`, `always`, a step (call, if, unless, while, do, parallel, gate, script, "
-                f"foreach) or `}}` closing workflow `{name.value}`",
+                f"foreach) or `}}` closing workflow `{name[1]}`",
                 tok,
             )
         warnings: list[str] = []
@@ -432,7 +443,7 @@ class _Parser:
         if trigger != "manual":
             warnings.append(f"trigger '{trigger}' is not implemented in v1; only 'manual' is active")
         return WorkflowDef(
-            name=name.value,
+            name=name[1],
             title=meta.get("title"),
             description=meta.get("description", ""),
             trigger=trigger,
@@ -443,8 +454,7 @@ class _Parser:
             always=always,
             source_path=self.file or "",
             warnings=warnings,
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
     def parse_meta(self, meta: dict[str, Any]) -> None:
@@ -469,24 +479,24 @@ class _Parser:
         self.i += 1
         self.expect(_LBRACE, "`{` after `inputs`")
         toks = self.toks
-        while toks[self.i].kind is not _RBRACE:
+        while toks[self.i][0] is not _RBRACE:
             name = self.expect_name("an input name or `}` in the inputs block")
             required = boolean = False
             default: str | None = None
             description: str | None = None
             while True:
                 tok = toks[self.i]
-                if tok.kind is not _KEYWORD:
+                if tok[0] is not _KEYWORD:
                     break
-                word = tok.value
+                word = tok[1]
                 if word == "required":
                     required = True
                 elif word == "boolean":
                     boolean = True
                 elif word == "default" or word == "description":
                     self.i += 1
-                    self.expect(_EQUALS, f"`=` after `{word}` of input `{name.value}`")
-                    text = self.scalar_value(f"a value for `{word}` of input `{name.value}`").text
+                    self.expect(_EQUALS, f"`=` after `{word}` of input `{name[1]}`")
+                    text = self.scalar_value(f"a value for `{word}` of input `{name[1]}`").text
                     if word == "default":
                         default = text
                     else:
@@ -497,45 +507,42 @@ class _Parser:
                 self.i += 1
             inputs.append(
                 InputDecl(
-                    name=name.value,
+                    name=name[1],
                     required=False if boolean else (required or default is None),
                     default=default,
                     description=description,
                     input_type="boolean" if boolean else "string",
-                    line=name.line,
-                    column=name.column,
+                    **self.at(name[2]),
                 )
             )
         self.i += 1
 
     # ---- bodies
 
-    def parse_body(self, opener: Token) -> list[Any]:
+    def parse_body(self, opener: RawToken) -> list[Any]:
         """Nodes up to and including the closing `}` of a block opened by `opener`."""
         self.depth += 1
         if self.depth > MAX_NESTING_DEPTH:
             raise self.error_at(
                 f"blocks are nested too deeply (more than {MAX_NESTING_DEPTH} levels)",
-                opener.line,
-                opener.column,
+                opener[2],
             )
         toks = self.toks
         parsers = self.node_parsers
         nodes: list[Any] = []
         while True:
             tok = toks[self.i]
-            if tok.kind is _KEYWORD:
-                parser = parsers.get(tok.value)
+            if tok[0] is _KEYWORD:
+                parser = parsers.get(tok[1])
                 if parser is not None:
                     nodes.append(parser(tok))
                     continue
-                if tok.value in ("meta", "inputs"):
+                if tok[1] in ("meta", "inputs"):
                     raise self.error_at(
-                        f"`{tok.value}` is only allowed directly inside `workflow`, not in a nested block",
-                        tok.line,
-                        tok.column,
+                        f"`{tok[1]}` is only allowed directly inside `workflow`, not in a nested block",
+                        tok[2],
                     )
-            elif tok.kind is _RBRACE:
+            elif tok[0] is _RBRACE:
                 self.i += 1
                 self.depth -= 1
                 return nodes
@@ -549,35 +556,35 @@ class _Parser:
 
     def agent_ref(self) -> AgentRef:
         tok = self.toks[self.i]
-        if tok.kind is _IDENT or (tok.kind is _KEYWORD and tok.value in AGENT_KEYWORDS):
+        if tok[0] is _IDENT or (tok[0] is _KEYWORD and tok[1] in AGENT_KEYWORDS):
             self.i += 1
-            return AgentRef(kind="name", value=tok.value, line=tok.line, column=tok.column)
-        if tok.kind is _STRING:
+            return AgentRef(kind="name", value=tok[1], **self.at(tok[2]))
+        if tok[0] is _STRING:
             self.i += 1
-            self.check_agent_path(tok.value, tok.line, tok.column)
-            return AgentRef(kind="path", value=tok.value, line=tok.line, column=tok.column)
-        if tok.kind is _KEYWORD and tok.value == "workflow":
-            raise self.error_at("`call workflow` is not allowed inside `parallel`", tok.line, tok.column)
+            self.check_agent_path(tok[1], tok[2])
+            return AgentRef(kind="path", value=tok[1], **self.at(tok[2]))
+        if tok[0] is _KEYWORD and tok[1] == "workflow":
+            raise self.error_at("`call workflow` is not allowed inside `parallel`", tok[2])
         self.unexpected('an agent name or a quoted agent path (`call "agents/x.md"`) after `call`', tok)
 
     def optional_block(self, prefix: str, what: str) -> _Options | None:
         """`{ kv_list }` if the next token opens one."""
-        if self.toks[self.i].kind is not _LBRACE:
+        if self.toks[self.i][0] is not _LBRACE:
             return None
         self.i += 1
         opts = self.kv_list(prefix)
         self.expect(_RBRACE, f"`key = value` or `}}` in the options of {what}")
         return opts
 
-    def parse_call(self, start: Token) -> CallNode | CallWorkflowNode:
+    def parse_call(self, start: RawToken) -> CallNode | CallWorkflowNode:
         nxt = self.toks[self.i + 1]
-        if nxt.kind is _KEYWORD and nxt.value == "workflow":
+        if nxt[0] is _KEYWORD and nxt[1] == "workflow":
             return self.parse_call_workflow(start)
         self.i += 1
         agent = self.agent_ref()
         opts = self.optional_block("", f"`call {agent.value}`")
         if opts is None:
-            return CallNode(agent=agent, line=start.line, column=start.column)
+            return CallNode(agent=agent, **self.at(start[2]))
         return CallNode(
             agent=agent,
             retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
@@ -588,21 +595,20 @@ class _Parser:
             plugin_dirs=opts.string_list("plugin_dirs"),
             timeout=opts.text("timeout"),
             max_turns=opts.unsigned("max_turns", "invalid u32: {text}"),
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
-    def parse_call_workflow(self, start: Token) -> CallWorkflowNode:
+    def parse_call_workflow(self, start: RawToken) -> CallWorkflowNode:
         """§6.2 and §4 rule 5: at most one `inputs { … }` sub-block among the pairs."""
         self.i += 2
         name = self.expect_name("a workflow name after `call workflow`")
         inputs: dict[str, str] = {}
-        if self.toks[self.i].kind is not _LBRACE:
-            return CallWorkflowNode(workflow=name.value, line=start.line, column=start.column)
+        if self.toks[self.i][0] is not _LBRACE:
+            return CallWorkflowNode(workflow=name[1], **self.at(start[2]))
         self.i += 1
         opts = self.kv_list()
         tok = self.toks[self.i]
-        if tok.kind is _KEYWORD and tok.value == "inputs" and self.toks[self.i + 1].kind is _LBRACE:
+        if tok[0] is _KEYWORD and tok[1] == "inputs" and self.toks[self.i + 1][0] is _LBRACE:
             self.i += 1
             inputs = self.map_value("inputs").items
             more = self.kv_list()
@@ -611,54 +617,50 @@ class _Parser:
                 opts.values[key] = value
                 opts.keys[key] = more.keys[key]
             tok = self.toks[self.i]
-            if tok.kind is _KEYWORD and tok.value == "inputs" and self.toks[self.i + 1].kind is _LBRACE:
+            if tok[0] is _KEYWORD and tok[1] == "inputs" and self.toks[self.i + 1][0] is _LBRACE:
                 raise self.error_at(
-                    f"`call workflow {name.value}` may contain only one `inputs {{ … }}` block",
-                    tok.line,
-                    tok.column,
+                    f"`call workflow {name[1]}` may contain only one `inputs {{ … }}` block",
+                    tok[2],
                 )
-        self.expect(_RBRACE, f"`key = value`, `inputs {{ … }}` or `}}` in `call workflow {name.value}`")
+        self.expect(_RBRACE, f"`key = value`, `inputs {{ … }}` or `}}` in `call workflow {name[1]}`")
         return CallWorkflowNode(
-            workflow=name.value,
+            workflow=name[1],
             inputs=inputs,
             retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
             on_fail=opts.on_fail(),
             as_identity=opts.text("as"),
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
-    def condition(self) -> tuple[Token, Token | None]:
+    def condition(self) -> tuple[RawToken, RawToken | None]:
         step = self.expect_name(
-            f"a condition (`step.marker` or an input name) after `{self.toks[self.i - 1].value}`"
+            f"a condition (`step.marker` or an input name) after `{self.toks[self.i - 1][1]}`"
         )
-        if self.toks[self.i].kind is not _DOT:
+        if self.toks[self.i][0] is not _DOT:
             return step, None
         self.i += 1
-        marker = self.expect_name(f"a marker name after `{step.value}.`")
+        marker = self.expect_name(f"a marker name after `{step[1]}.`")
         return step, marker
 
-    def parse_if(self, start: Token) -> IfNode | UnlessNode:
+    def parse_if(self, start: RawToken) -> IfNode | UnlessNode:
         """§6.3: `if`/`unless` COND `{ [kv_list] nodes }`; the kv_list is accepted and discarded."""
         self.i += 1
         step, marker = self.condition()
         if marker is None:
-            condition: Any = BoolInputCondition(input=step.value, line=step.line, column=step.column)
+            condition: Any = BoolInputCondition(input=step[1], **self.at(step[2]))
         else:
-            condition = StepMarkerCondition(
-                step=step.value, marker=marker.value, line=step.line, column=step.column
-            )
-        self.expect(_LBRACE, f"`{{` after the `{start.value}` condition")
+            condition = StepMarkerCondition(step=step[1], marker=marker[1], **self.at(step[2]))
+        self.expect(_LBRACE, f"`{{` after the `{start[1]}` condition")
         self.kv_list()
         body = self.parse_body(start)
-        cls = IfNode if start.value == "if" else UnlessNode
-        return cls(condition=condition, body=body, line=start.line, column=start.column)
+        cls = IfNode if start[1] == "if" else UnlessNode
+        return cls(condition=condition, body=body, **self.at(start[2]))
 
-    def loop_options(self, opts: _Options, missing: str, start: Token) -> dict[str, Any]:
+    def loop_options(self, opts: _Options, missing: str, start: RawToken) -> dict[str, Any]:
         """`max_iterations` (required), `stuck_after`, `on_max_iter` of while / do-while (§6.4, §6.5)."""
         max_iterations = opts.unsigned("max_iterations", "Invalid max_iterations: {reason}")
         if max_iterations is None:
-            raise self.error_at(missing, start.line, start.column)
+            raise self.error_at(missing, start[2])
         stuck_after = opts.unsigned("stuck_after", "Invalid stuck_after: {reason}")
         on_max_iter = opts.word("on_max_iter", ("fail", "continue"), "Invalid on_max_iter: {word}")
         return {
@@ -667,38 +669,34 @@ class _Parser:
             "on_max_iter": on_max_iter or "fail",
         }
 
-    def step_marker(self, loop: str) -> tuple[Token, Token]:
+    def step_marker(self, loop: str) -> tuple[RawToken, RawToken]:
         step, marker = self.condition()
         if marker is None:
             raise self.error_at(
-                f"{loop} condition must be `step.marker`, not a bare identifier `{step.value}`",
-                step.line,
-                step.column,
+                f"{loop} condition must be `step.marker`, not a bare identifier `{step[1]}`",
+                step[2],
             )
         return step, marker
 
-    def parse_while(self, start: Token) -> WhileNode:
+    def parse_while(self, start: RawToken) -> WhileNode:
         self.i += 1
         step, marker = self.step_marker("while")
         self.expect(_LBRACE, "`{` after the `while` condition")
         opts = self.kv_list()
         options = self.loop_options(opts, "while loop requires max_iterations", start)
         body = self.parse_body(start)
-        return WhileNode(
-            step=step.value, marker=marker.value, body=body, line=start.line, column=start.column, **options
-        )
+        return WhileNode(step=step[1], marker=marker[1], body=body, **self.at(start[2]), **options)
 
-    def parse_do(self, start: Token) -> DoNode | DoWhileNode:
+    def parse_do(self, start: RawToken) -> DoNode | DoWhileNode:
         """§6.5/§6.6: a `while` right after the block always makes it a do-while (§4 rule 2)."""
         self.i += 1
         tok = self.toks[self.i]
-        if tok.kind is not _LBRACE:
-            if tok.kind is _IDENT:
+        if tok[0] is not _LBRACE:
+            if tok[0] is _IDENT:
                 raise self.error_at(
-                    f"expected `{{` after `do`, found identifier `{tok.value}` (the `do NAME {{ … }}` form "
+                    f"expected `{{` after `do`, found identifier `{tok[1]}` (the `do NAME {{ … }}` form "
                     "was removed; write `do { ... } while step.marker` or a plain `do { ... }`)",
-                    tok.line,
-                    tok.column,
+                    tok[2],
                 )
             self.unexpected("`{` after `do`", tok)
         self.i += 1
@@ -709,29 +707,26 @@ class _Parser:
             step, marker = self.step_marker("do-while")
             options = self.loop_options(opts, "do loop requires max_iterations", start)
             return DoWhileNode(
-                step=step.value,
-                marker=marker.value,
+                step=step[1],
+                marker=marker[1],
                 body=body,
-                line=start.line,
-                column=start.column,
+                **self.at(start[2]),
                 **options,
             )
         for key, key_tok in opts.keys.items():
             if key not in _PLAIN_DO_KEYS:
                 raise self.error_at(
                     f"unknown option `{key}` in plain `do` block (only `output` and `with` are allowed)",
-                    key_tok.line,
-                    key_tok.column,
+                    key_tok[2],
                 )
         return DoNode(
             output=opts.text("output"),
             with_=opts.string_list("with"),
             body=body,
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
-    def parse_parallel(self, start: Token) -> ParallelNode:
+    def parse_parallel(self, start: RawToken) -> ParallelNode:
         """§6.7: block options first, then one or more `call AGENT [{ per-call options }]`."""
         self.i += 1
         self.expect(_LBRACE, "`{` after `parallel`")
@@ -743,7 +738,7 @@ class _Parser:
         call_if: dict[str, tuple[str, str]] = {}
         call_retries: dict[str, int] = {}
         toks = self.toks
-        while toks[self.i].kind is _KEYWORD and toks[self.i].value == "call":
+        while toks[self.i][0] is _KEYWORD and toks[self.i][1] == "call":
             self.i += 1
             index = str(len(calls))
             agent = self.agent_ref()
@@ -761,19 +756,18 @@ class _Parser:
                 if not dot:
                     raise self.error_at(
                         f"if value `{condition.text}` must be in the form `step.marker` (no dot found)",
-                        condition.line,
-                        condition.column,
+                        condition.offset,
                     )
                 call_if[index] = (step, marker)
             if "retries" in per_call:
                 call_retries[index] = per_call.unsigned("retries", "invalid retries: {reason}")  # type: ignore[assignment]
         tok = toks[self.i]
-        if tok.kind is not _RBRACE:
+        if tok[0] is not _RBRACE:
             self.unexpected(
                 "`call` or `}` in the `parallel` block" if calls else "`call` in the `parallel` block"
             )
         if not calls:
-            raise self.error_at("parallel block must contain at least one call", start.line, start.column)
+            raise self.error_at("parallel block must contain at least one call", start[2])
         self.i += 1
         fail_fast = opts.scalar("fail_fast")
         return ParallelNode(
@@ -786,26 +780,24 @@ class _Parser:
             call_with=call_with,
             call_if=call_if,
             call_retries=call_retries,
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
-    def parse_gate(self, start: Token) -> GateNode:
+    def parse_gate(self, start: RawToken) -> GateNode:
         """§6.8: the word after `gate` is both its name and its type."""
         self.i += 1
         name = self.expect_name("a gate type after `gate` (e.g. `human_approval`)")
-        self.expect(_LBRACE, f"`{{` after `gate {name.value}`")
+        self.expect(_LBRACE, f"`{{` after `gate {name[1]}`")
         opts = self.kv_list()
-        self.expect(_RBRACE, f"`key = value` or `}}` in `gate {name.value}`")
-        if name.value == "quality_gate":
+        self.expect(_RBRACE, f"`key = value` or `}}` in `gate {name[1]}`")
+        if name[1] == "quality_gate":
             return self.quality_gate(start, name, opts)
         min_approvals = opts.unsigned("min_approvals", "Invalid min_approvals: {reason}")
         mode = opts.word("mode", ("min_approvals", "review_decision"), "Invalid mode for pr_approval: {word}")
         if mode == "review_decision" and min_approvals is not None:
             raise self.error_at(
                 'Cannot specify both mode = "review_decision" and min_approvals',
-                opts.keys["min_approvals"].line,
-                opts.keys["min_approvals"].column,
+                opts.keys["min_approvals"][2],
             )
         timeout_secs = 86400
         timeout = opts.scalar("timeout")
@@ -813,11 +805,11 @@ class _Parser:
             try:
                 timeout_secs = parse_gate_timeout(timeout.text)
             except DurationError as exc:
-                raise self.error_at(str(exc), timeout.line, timeout.column) from None
+                raise self.error_at(str(exc), timeout.offset) from None
         on_timeout = opts.word("on_timeout", ("fail", "continue"), "Invalid on_timeout: {word}")
         return GateNode(
-            name=name.value,
-            gate_type=name.value,
+            name=name[1],
+            gate_type=name[1],
             prompt=opts.text("prompt"),
             min_approvals=1 if min_approvals is None else min_approvals,
             approval_mode=mode or "min_approvals",
@@ -825,8 +817,7 @@ class _Parser:
             on_timeout=on_timeout or "fail",
             as_identity=opts.text("as"),
             options=self.gate_options(opts),
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
     def gate_options(self, opts: _Options) -> dict[str, str] | str | None:
@@ -842,86 +833,78 @@ class _Parser:
         raise self.error_at(
             f"Invalid `options` value '{value.text}': expected a map {{ key = \"label\" }}, an array "
             '["a", "b"], or a step field reference like \'step.field\'',
-            value.line,
-            value.column,
+            value.offset,
         )
 
-    def quality_gate(self, start: Token, name: Token, opts: _Options) -> GateNode:
+    def quality_gate(self, start: RawToken, name: RawToken, opts: _Options) -> GateNode:
         source = opts.text("source")
         if source is None:
-            raise self.error_at(
-                "quality_gate requires a `source` field referencing a prior step", start.line, start.column
-            )
+            raise self.error_at("quality_gate requires a `source` field referencing a prior step", start[2])
         threshold_value = opts.scalar("threshold")
         if threshold_value is None:
-            raise self.error_at("quality_gate requires a `threshold` field (0-100)", start.line, start.column)
+            raise self.error_at("quality_gate requires a `threshold` field (0-100)", start[2])
         threshold = opts.unsigned("threshold", "Invalid threshold: {reason}")
         if threshold is not None and threshold > 100:
             raise self.error_at(
                 f"quality_gate threshold must be 0-100, got {threshold}",
-                threshold_value.line,
-                threshold_value.column,
+                threshold_value.offset,
             )
         on_fail = opts.word("on_fail", ("fail", "continue"), "Invalid on_fail for quality_gate: {word}")
         if "options" in opts:
             key = opts.keys["options"]
-            raise self.error_at("`options` is not valid on quality_gate gates", key.line, key.column)
+            raise self.error_at("`options` is not valid on quality_gate gates", key[2])
         return GateNode(
-            name=name.value,
-            gate_type=name.value,
+            name=name[1],
+            gate_type=name[1],
             timeout_secs=0,
             as_identity=opts.text("as"),
             source=source,
             threshold=threshold,
             on_fail_action=on_fail or "fail",
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
-    def parse_always(self, start: Token) -> AlwaysNode:
+    def parse_always(self, start: RawToken) -> AlwaysNode:
         """§6.11: a nested `always` only groups nodes; it takes no options."""
         self.i += 1
         self.expect(_LBRACE, "`{` after `always`")
-        return AlwaysNode(body=self.parse_body(start), line=start.line, column=start.column)
+        return AlwaysNode(body=self.parse_body(start), **self.at(start[2]))
 
-    def parse_script(self, start: Token) -> ScriptNode:
+    def parse_script(self, start: RawToken) -> ScriptNode:
         """§6.9; checks run in the spec's order: run, env, timeout, retries, on_fail."""
         self.i += 1
         name = self.expect_name("a script name after `script`")
-        self.expect(_LBRACE, f"`{{` after `script {name.value}`")
-        prefix = f"script '{name.value}': "
+        self.expect(_LBRACE, f"`{{` after `script {name[1]}`")
+        prefix = f"script '{name[1]}': "
         opts = self.kv_list(prefix)
-        self.expect(_RBRACE, f"`key = value` or `}}` in `script {name.value}`")
+        self.expect(_RBRACE, f"`key = value` or `}}` in `script {name[1]}`")
         run = opts.text("run")
         if run is None:
-            raise self.error_at(
-                f"script '{name.value}' is missing required `run` field", start.line, start.column
-            )
+            raise self.error_at(f"script '{name[1]}' is missing required `run` field", start[2])
         env = opts.string_map("env", '`env` must be a map `{ KEY = "value" }`')
         timeout = opts.unsigned("timeout", "invalid timeout: {reason}", U64_MAX)
         return ScriptNode(
-            name=name.value,
+            name=name[1],
             run=run,
             env=env or {},
             timeout=timeout,
             retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
             on_fail=opts.on_fail(),
             as_identity=opts.text("as"),
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
-    def parse_foreach(self, start: Token) -> ForEachNode:
+    def parse_foreach(self, start: RawToken) -> ForEachNode:
         """§6.10; checks run in the order of the spec's table."""
         self.i += 1
         name = self.expect_name("a foreach name after `foreach`")
-        self.expect(_LBRACE, f"`{{` after `foreach {name.value}`")
-        prefix = f"foreach '{name.value}': "
+        self.expect(_LBRACE, f"`{{` after `foreach {name[1]}`")
+        prefix = f"foreach '{name[1]}': "
         opts = self.kv_list(prefix)
-        self.expect(_RBRACE, f"`key = value` or `}}` in `foreach {name.value}`")
+        self.expect(_RBRACE, f"`key = value` or `}}` in `foreach {name[1]}`")
 
         def missing(key: str) -> NoReturn:
-            raise self.error_at(f"{prefix}missing required key '{key}'", start.line, start.column)
+            raise self.error_at(f"{prefix}missing required key '{key}'", start[2])
 
         over = opts.text("over")
         if over is None:
@@ -947,7 +930,7 @@ class _Parser:
             "invalid on_child_fail value '{word}' (expected: halt, continue, skip_dependents)",
         )
         return ForEachNode(
-            name=name.value,
+            name=name[1],
             over=over,
             scope=scope,
             filter=filter_ or {},
@@ -957,8 +940,7 @@ class _Parser:
             workflow=workflow,
             inputs=inputs or {},
             on_child_fail=on_child_fail or "continue",
-            line=start.line,
-            column=start.column,
+            **self.at(start[2]),
         )
 
 
@@ -971,8 +953,18 @@ def parse_workflow(text: str, source_path: str = "") -> WorkflowDef:
     Sets `source_path`, the position of every node, and `warnings` (e.g. a trigger that is not active).
     Raises `WfLexError` or `WfParseError` naming `source_path`, line and column.
     """
-    tokens = tokenize(text, source_path or None)
-    return _Parser(tokens, source_path).parse_workflow()
+    # The parse allocates one object per token and node and none of them can form a cycle, so the
+    # cyclic garbage collector is paused meanwhile: its repeated full scans of the growing heap would
+    # otherwise make parsing big files super-linear.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        tokens = lex(text, source_path or None)
+        return _Parser(tokens, LineIndex(text), source_path).parse_workflow()
+    finally:
+        if paused:
+            gc.enable()
 
 
 def parse_file(path: str | os.PathLike[str]) -> WorkflowDef:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from runkon_flow.cli import first_comment, main
+from runkon_flow.cli import first_comment, main, without_comments
 from runkon_flow.dsl.formatter import format_workflow
 from runkon_flow.dsl.parser import parse_workflow
 
@@ -73,7 +73,7 @@ def test_a_file_that_does_not_parse_is_reported_and_left_alone_while_others_are_
 def test_a_file_with_comments_is_not_reformatted_unless_asked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = "workflow c {\n  // explain why\n  call a { retries = 1 }\n}\n"
+    text = "workflow c {\n  // explain why\n  call a   { retries = 1 }   if a.ok { call b }\n}\n"
     path = write(tmp_path / "c.wf", text)
     code, out, err = run(capsys, "fmt", str(path))
     assert code == 1 and out == ""
@@ -87,6 +87,24 @@ def test_a_file_with_comments_is_not_reformatted_unless_asked(
     code, out, _err = run(capsys, "fmt", "--drop-comments", str(path))
     assert (code, out) == (0, f"reformatted {path}\n")
     assert "//" not in path.read_text()
+
+
+def test_a_canonical_file_with_comments_is_accepted_as_formatted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = CANONICAL.splitlines(keepends=True)
+    text = "// what this workflow is for\n" + lines[0] + "  // about the next step\n" + "".join(lines[1:])
+    text = text.replace("call b", "call b  // trailing note", 1)
+    assert "call b" in CANONICAL
+    path = write(tmp_path / "tidy.wf", text)
+    assert run(capsys, "fmt", "--check", str(path)) == (0, "", "")
+    assert run(capsys, "fmt", str(path)) == (0, "", "")
+    assert path.read_text() == text
+
+
+def test_without_comments_removes_comment_lines_and_trailing_comments() -> None:
+    text = '// head\nworkflow a {\n  call x   // trailing\n  // own line\n  x = "a // b"\n}\n// end'
+    assert without_comments(text) == 'workflow a {\n  call x\n  x = "a // b"\n}\n'
 
 
 def test_slashes_inside_strings_are_not_comments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

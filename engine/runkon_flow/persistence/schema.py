@@ -54,7 +54,7 @@ ITEM_COLUMNS = (
     "context"
 )
 
-DDL: tuple[str, ...] = (
+TABLES: tuple[str, ...] = (
     f"""CREATE TABLE IF NOT EXISTS workflow_runs (
     id TEXT PRIMARY KEY,
     workflow_name TEXT NOT NULL,
@@ -126,6 +126,9 @@ DDL: tuple[str, ...] = (
     context TEXT,
     UNIQUE (step_run_id, item_type, item_id)
 )""",
+)
+
+INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS idx_workflow_runs_status ON workflow_runs(status)",
     "CREATE INDEX IF NOT EXISTS idx_workflow_runs_parent_workflow_run_id "
     "ON workflow_runs(parent_workflow_run_id)",
@@ -135,6 +138,8 @@ DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS idx_fan_out_items_step "
     "ON workflow_run_step_fan_out_items(step_run_id, status)",
 )
+
+DDL = TABLES + INDEXES
 
 _STEP_STATUS_CHECK = re.compile(r"CHECK\s*\(\s*status\s+IN\s*\(([^)]*)\)", re.IGNORECASE)
 
@@ -155,9 +160,11 @@ def ensure_schema(conn: sqlite3.Connection, where: str) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            for statement in DDL:
+            for statement in TABLES:
                 conn.execute(statement)
-            _check_step_statuses(conn, where)
+            _check_step_statuses(conn, where)  # before the indexes, which would fail on a foreign table
+            for statement in INDEXES:
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -1,0 +1,475 @@
+"""What only the SQLite store promises: the canonical file layout, durability across reopen, clear
+errors for unusable files, and SQLite-level concurrency (busy waits, one transaction per batch)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from runkon_flow.errors import PersistenceError
+from runkon_flow.persistence import (
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    NewRun,
+    NewStep,
+    RunStatus,
+    SqliteStore,
+    StepStatus,
+    StepUpdate,
+)
+from runkon_flow.persistence.schema import SCHEMA_VERSION
+
+from .conftest import FakeClock
+
+ITEM_INSERT = "INSERT INTO workflow_run_step_fan_out_items (id, step_run_id, item_type, item_id) VALUES"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "runs.db"
+
+
+@pytest.fixture
+def sqlite_store(db: Path, clock: FakeClock):
+    store = SqliteStore(db, clock=clock)
+    yield store
+    store.close()
+
+
+def raw(db: Path) -> sqlite3.Connection:
+    return sqlite3.connect(db, isolation_level=None)
+
+
+def columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_the_file_has_the_canonical_tables_and_columns(sqlite_store, db) -> None:
+    conn = raw(db)
+    assert columns(conn, "workflow_runs") == CANONICAL_RUN_COLUMNS
+    assert columns(conn, "workflow_run_steps") == CANONICAL_STEP_COLUMNS
+    assert columns(conn, "workflow_run_step_fan_out_items") == CANONICAL_ITEM_COLUMNS
+    conn.close()
+
+
+CANONICAL_RUN_COLUMNS = [
+    "id", "workflow_name", "parent_run_id", "status", "dry_run", "trigger", "started_at", "ended_at",
+    "result_summary", "definition_snapshot", "inputs", "parent_workflow_run_id", "iteration", "blocked_on",
+    "total_duration_ms", "error", "dismissed", "workflow_title", "owner_token", "lease_until", "generation",
+]  # fmt: skip
+CANONICAL_STEP_COLUMNS = [
+    "id", "workflow_run_id", "step_name", "role", "can_commit", "condition_expr", "status", "child_run_id",
+    "position", "started_at", "ended_at", "result_text", "condition_met", "iteration", "parallel_group_id",
+    "context_out", "markers_out", "retry_count", "gate_type", "gate_prompt", "gate_timeout",
+    "gate_approved_by", "gate_approved_at", "gate_feedback", "structured_output", "output_file",
+    "gate_options", "gate_selections", "fan_out_total", "fan_out_completed", "fan_out_failed",
+    "fan_out_skipped", "step_error",
+]  # fmt: skip
+CANONICAL_ITEM_COLUMNS = [
+    "id", "step_run_id", "item_type", "item_id", "item_ref", "child_run_id", "status", "dispatched_at",
+    "completed_at", "context",
+]  # fmt: skip
+
+
+def test_the_six_canonical_indexes_exist(sqlite_store, db) -> None:
+    conn = raw(db)
+    names = {
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+    }
+    conn.close()
+    assert names == {
+        "idx_workflow_runs_status",
+        "idx_workflow_runs_parent_workflow_run_id",
+        "idx_workflow_run_steps_run",
+        "idx_steps_status_gate",
+        "idx_workflow_run_steps_child_run_id",
+        "idx_fan_out_items_step",
+    }
+
+
+def test_the_file_is_in_wal_mode_and_records_its_schema_version(sqlite_store, db) -> None:
+    conn = raw(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_defaults_match_the_canonical_schema(sqlite_store, db) -> None:
+    conn = raw(db)
+    conn.execute("INSERT INTO workflow_runs (id, workflow_name) VALUES ('r', 'wf')")
+    conn.execute("INSERT INTO workflow_run_steps (id, workflow_run_id) VALUES ('s', 'r')")
+    conn.execute(f"{ITEM_INSERT} ('i', 's', 't', 'x')")
+    conn.close()
+    run = sqlite_store.get_run("r")
+    assert (run.status, run.dry_run, run.trigger, run.iteration, run.dismissed, run.generation) == (
+        RunStatus.PENDING, False, "", 0, False, 0,
+    )  # fmt: skip
+    assert run.started_at.endswith("Z")
+    step = sqlite_store.get_step("s")
+    assert (step.step_name, step.role, step.status, step.position, step.retry_count) == (
+        "",
+        "agent",
+        "pending",
+        0,
+        0,
+    )
+    assert (step.fan_out_total, step.fan_out_completed, step.fan_out_failed, step.fan_out_skipped) == (
+        None,
+        0,
+        0,
+        0,
+    )
+    item = sqlite_store.get_fan_out_items("s")[0]
+    assert (item.item_ref, item.status, item.context) == ("", "pending", {})
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO workflow_runs (id, workflow_name, status) VALUES ('x', 'wf', 'timed_out')",
+        "INSERT INTO workflow_run_steps (id, workflow_run_id, role) VALUES ('x', 'r', 'actor')",
+        "INSERT INTO workflow_run_steps (id, workflow_run_id, status) VALUES ('x', 'r', 'done')",
+        "INSERT INTO workflow_run_steps (id, workflow_run_id) VALUES ('x', 'no-such-run')",
+        f"{ITEM_INSERT} ('j', 's', 't', 'x')",
+    ],
+)
+def test_the_schema_rejects_rows_the_spec_forbids(sqlite_store, db, statement) -> None:
+    run_id = sqlite_store.create_run(NewRun(workflow_name="wf", run_id="r")).id
+    step_id = sqlite_store.insert_step(NewStep(workflow_run_id=run_id, step_name="s"))
+    conn = raw(db)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"{ITEM_INSERT} ('i', ?, 't', 'x')", (step_id,))
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(statement.replace("'s'", f"'{step_id}'"))
+    conn.close()
+
+
+def test_a_cancelled_step_status_is_allowed(sqlite_store) -> None:
+    run_id = sqlite_store.create_run(NewRun(workflow_name="wf")).id
+    gen = sqlite_store.acquire_lease(run_id, "t", 60)
+    step_id = sqlite_store.insert_step(NewStep(workflow_run_id=run_id, step_name="s", retry_count=0))
+    sqlite_store.update_step(step_id, StepUpdate(generation=gen, status=StepStatus.CANCELLED))
+    assert sqlite_store.get_step(step_id).status is StepStatus.CANCELLED
+
+
+# --------------------------------------------------------------------------- durability
+
+
+def test_everything_survives_closing_and_reopening(db, clock) -> None:
+    with SqliteStore(db, clock=clock) as first:
+        run_id = first.create_run(NewRun(workflow_name="wf", inputs={"k": "v"})).id
+        gen = first.acquire_lease(run_id, "t", 60)
+        step_id = first.insert_step(
+            NewStep(workflow_run_id=run_id, step_name="fe", role="foreach", retry_count=0)
+        )
+        ids = first.insert_fan_out_items(step_id, [("t", "a", "ra", {"c": "1"}), ("t", "b", "rb", {})])
+        first.update_fan_out_item(ids[0], FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, "child"))
+        first.update_step(step_id, StepUpdate.completed(gen, result_text="done"))
+        first.set_waiting_blocked_on(run_id, {"type": "pr_checks", "gate_name": "g"})
+        before = (first.get_run(run_id), first.get_steps(run_id), first.get_fan_out_items(step_id))
+    with SqliteStore(db, clock=clock) as second:
+        after = (second.get_run(run_id), second.get_steps(run_id), second.get_fan_out_items(step_id))
+        assert after == before
+        assert second.acquire_lease(run_id, "t", 60) == gen
+
+
+def test_two_stores_on_one_file_see_each_others_writes(db) -> None:
+    with SqliteStore(db) as a, SqliteStore(db) as b:
+        run_id = a.create_run(NewRun(workflow_name="wf")).id
+        b.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+        assert a.is_run_cancelled(run_id)
+
+
+def test_timestamps_are_rfc3339_and_the_lease_uses_sqlite_datetime_text(sqlite_store, db, clock) -> None:
+    run_id = sqlite_store.create_run(NewRun(workflow_name="wf")).id
+    clock.advance(0.25)
+    sqlite_store.acquire_lease(run_id, "t", 30)
+    conn = raw(db)
+    started, lease = conn.execute("SELECT started_at, lease_until FROM workflow_runs").fetchone()
+    conn.close()
+    assert started == "2026-01-01T12:00:00.000Z"
+    assert lease == "2026-01-01 12:00:30.250"
+
+
+def test_a_lease_written_in_whole_seconds_is_still_compared_correctly(sqlite_store, db, clock) -> None:
+    """Rows written by other tools use SQLite's `datetime('now')` form without fractions."""
+    live = sqlite_store.create_run(NewRun(workflow_name="wf")).id
+    expired = sqlite_store.create_run(NewRun(workflow_name="wf")).id
+    conn = raw(db)
+    conn.execute(
+        "UPDATE workflow_runs SET owner_token = 'other', lease_until = '2026-01-01 12:00:01' WHERE id = ?",
+        (live,),
+    )
+    conn.execute(
+        "UPDATE workflow_runs SET owner_token = 'other', lease_until = '2026-01-01 11:59:59' WHERE id = ?",
+        (expired,),
+    )
+    conn.close()
+    clock.advance(0.5)
+    assert sqlite_store.acquire_lease(live, "me", 10) is None
+    assert sqlite_store.acquire_lease(expired, "me", 10) == 1
+
+
+def test_malformed_json_columns_are_read_as_empty_and_logged(sqlite_store, db, caplog) -> None:
+    run_id = sqlite_store.create_run(NewRun(workflow_name="wf")).id
+    step_id = sqlite_store.insert_step(NewStep(workflow_run_id=run_id, step_name="fe", role="foreach"))
+    sqlite_store.insert_fan_out_item(step_id, "t", "a", "", {"k": "v"})
+    conn = raw(db)
+    conn.execute("UPDATE workflow_runs SET inputs = '{broken', blocked_on = '[1]'")
+    conn.execute("UPDATE workflow_run_step_fan_out_items SET context = 'nope'")
+    conn.close()
+    with caplog.at_level(logging.WARNING, logger="runkon_flow.persistence"):
+        run = sqlite_store.get_run(run_id)
+        item = sqlite_store.get_fan_out_items(step_id)[0]
+    assert (run.inputs, run.blocked_on, item.context) == ({}, None, {})
+    assert len(caplog.records) == 3
+
+
+# --------------------------------------------------------------------------- unusable files
+
+
+def test_a_file_that_is_not_a_database_gives_a_clear_error_naming_it(tmp_path) -> None:
+    bad = tmp_path / "notes.db"
+    bad.write_bytes(b"these are my notes, not a database\n" * 200)
+    with pytest.raises(PersistenceError) as info:
+        SqliteStore(bad)
+    message = str(info.value)
+    assert str(bad) in message
+    assert "not a database" in message
+    assert info.value.__cause__ is None
+    assert bad.read_bytes().startswith(b"these are my notes")
+
+
+def test_a_directory_in_place_of_the_file_gives_a_clear_error(tmp_path) -> None:
+    with pytest.raises(PersistenceError, match="is a directory"):
+        SqliteStore(tmp_path)
+
+
+def test_an_impossible_parent_directory_gives_a_clear_error(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PersistenceError, match="cannot create the directory"):
+        SqliteStore(blocker / "sub" / "runs.db")
+
+
+def test_missing_parent_directories_are_created(tmp_path) -> None:
+    path = tmp_path / "a" / "b" / "runs.db"
+    with SqliteStore(path) as store:
+        store.create_run(NewRun(workflow_name="wf"))
+    assert path.is_file()
+
+
+def test_a_database_from_a_newer_runkon_is_refused(db) -> None:
+    conn = raw(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(PersistenceError, match="newer than this runkon"):
+        SqliteStore(db)
+
+
+def test_a_steps_table_without_the_cancelled_status_is_refused_up_front(db) -> None:
+    conn = raw(db)
+    conn.execute(
+        "CREATE TABLE workflow_run_steps (id TEXT PRIMARY KEY, workflow_run_id TEXT NOT NULL, "
+        "status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','running','completed','failed',"
+        "'skipped','waiting','timed_out')))"
+    )
+    conn.close()
+    with pytest.raises(PersistenceError, match="does not allow 'cancelled'"):
+        SqliteStore(db)
+
+
+def test_an_existing_canonical_database_is_reused(db) -> None:
+    with SqliteStore(db) as store:
+        run_id = store.create_run(NewRun(workflow_name="wf")).id
+    conn = raw(db)
+    conn.execute("PRAGMA user_version = 0")  # as if created by a tool that does not version it
+    conn.close()
+    with SqliteStore(db) as store:
+        assert store.get_run(run_id) is not None
+
+
+def test_a_closed_store_refuses_work_clearly(db) -> None:
+    store = SqliteStore(db)
+    store.close()
+    store.close()
+    with pytest.raises(PersistenceError, match="closed"):
+        store.get_run("x")
+
+
+def test_database_failures_surface_as_persistence_errors(sqlite_store, db) -> None:
+    conn = raw(db)
+    conn.execute("DROP TABLE workflow_run_step_fan_out_items")
+    conn.close()
+    with pytest.raises(PersistenceError, match=f"run database {db}: no such table"):
+        sqlite_store.get_fan_out_items("s")
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_a_writer_waits_for_another_process_lock_instead_of_failing(sqlite_store, db) -> None:
+    run_id = sqlite_store.create_run(NewRun(workflow_name="wf")).id
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(db)], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+
+        def let_go() -> None:
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+
+        release = threading.Timer(0.3, let_go)
+        release.start()
+        sqlite_store.update_run_status(run_id, RunStatus.RUNNING, None, None)
+        release.join()
+    finally:
+        holder.communicate(timeout=10)
+    assert sqlite_store.get_run(run_id).status is RunStatus.RUNNING
+
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    sys.stdin.readline()
+    conn.execute("COMMIT")
+    """
+)
+
+
+def test_fan_out_batches_take_one_transaction_and_reads_one_query(sqlite_store, db) -> None:
+    run_id = sqlite_store.create_run(NewRun(workflow_name="wf")).id
+    step_id = sqlite_store.insert_step(NewStep(workflow_run_id=run_id, step_name="fe", role="foreach"))
+    statements: list[str] = []
+    sqlite_store._db.set_trace_callback(statements.append)
+    try:
+        ids = sqlite_store.insert_fan_out_items(step_id, [("t", str(i), "", {}) for i in range(200)])
+        sqlite_store.insert_fan_out_items(step_id, [("t", str(i), "", {}) for i in range(200)])
+        sqlite_store.batch_update_fan_out_items([(i, FanOutItemUpdate.running()) for i in ids])
+        sqlite_store.get_fan_out_items(step_id)
+    finally:
+        sqlite_store._db.set_trace_callback(None)
+    assert sum(s.startswith("BEGIN") for s in statements) == 3
+    assert sum(s.startswith("COMMIT") for s in statements) == 3
+    selects = [s for s in statements if s.startswith("SELECT")]
+    assert len(selects) == 4  # a step check per insert batch, one id lookup for the repeat, one read
+
+
+def test_many_threads_across_two_stores_on_one_file_lose_nothing(db) -> None:
+    with SqliteStore(db) as a, SqliteStore(db) as b:
+        run_id = a.create_run(NewRun(workflow_name="wf")).id
+        step_id = a.insert_step(NewStep(workflow_run_id=run_id, step_name="fe", role="foreach"))
+        errors: list[BaseException] = []
+
+        def worker(store: SqliteStore, w: int) -> None:
+            try:
+                for i in range(25):
+                    item = store.insert_fan_out_item(step_id, "t", f"{w}-{i}", "", {})
+                    store.update_fan_out_item(item, FanOutItemUpdate.running())
+                    store.update_fan_out_item(item, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(a if w % 2 else b, w)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(a.get_fan_out_items(step_id, FanOutItemStatus.COMPLETED)) == 200
+
+
+# --------------------------------------------------------------------------- several processes
+
+LEASE_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from runkon_flow.persistence import SqliteStore, StepUpdate
+    from runkon_flow.errors import EngineCancelled
+    db, run_id, token, go, step_id = sys.argv[1:6]
+    store = SqliteStore(db)
+    print("ready", flush=True)
+    deadline = time.monotonic() + 20
+    while go != "-" and not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    gen = store.acquire_lease(run_id, token, 30)
+    out = {"generation": gen}
+    if gen is not None and step_id != "-":
+        try:
+            store.update_step(step_id, StepUpdate.completed(gen, result_text=token))
+            out["wrote"] = True
+        except EngineCancelled as exc:
+            out["wrote"] = str(exc)
+    store.close()
+    print(json.dumps(out), flush=True)
+    """
+)
+
+
+def spawn(db: Path, run_id: str, token: str, go: Path | None = None, step_id: str = "-") -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LEASE_SCRIPT, str(db), run_id, token, str(go) if go else "-", step_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    return proc
+
+
+def result(proc: subprocess.Popen) -> dict:
+    # Read through the same buffered pipe `spawn` used: communicate() would skip text it buffered.
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 0, err
+    proc.stdout.close()
+    proc.stderr.close()
+    return json.loads(out)
+
+
+@pytest.mark.slow
+def test_two_processes_racing_for_a_lease_exactly_one_wins(db, tmp_path) -> None:
+    with SqliteStore(db) as store:
+        run_id = store.create_run(NewRun(workflow_name="wf")).id
+    go = tmp_path / "go"
+    racers = [spawn(db, run_id, f"proc-{n}", go) for n in range(2)]
+    go.touch()
+    generations = sorted((result(p)["generation"] for p in racers), key=lambda g: g is None)
+    assert generations == [1, None]
+
+
+@pytest.mark.slow
+def test_an_expired_owner_is_superseded_by_another_process_and_fenced(db) -> None:
+    import time
+
+    with SqliteStore(db) as owner:
+        run_id = owner.create_run(NewRun(workflow_name="wf")).id
+        old_gen = owner.acquire_lease(run_id, "owner", 30)
+        step_id = owner.insert_step(NewStep(workflow_run_id=run_id, step_name="s", retry_count=0))
+
+        assert result(spawn(db, run_id, "usurper"))["generation"] is None  # the lease is live
+
+        assert owner.acquire_lease(run_id, "owner", 0.2) == old_gen  # renew with a short lease …
+        time.sleep(0.25)  # … and let it lapse
+        taken = result(spawn(db, run_id, "usurper", step_id=step_id))
+        assert taken == {"generation": old_gen + 1, "wrote": True}
+
+        with pytest.raises(Exception, match="LeaseLost"):
+            owner.update_step(step_id, StepUpdate.completed(old_gen, result_text="owner"))
+        assert owner.acquire_lease(run_id, "owner", 30) is None
+        step = owner.get_step(step_id)
+        assert (step.status, step.result_text) == (StepStatus.COMPLETED, "usurper")

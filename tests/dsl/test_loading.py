@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -173,16 +172,17 @@ def test_a_lenient_scan_records_a_missing_directory_and_keeps_going(tmp_path: Pa
     ]
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions as non-root")
-def test_an_unreadable_directory_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_unreadable_directory_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0)
-    try:
-        with pytest.raises(WorkflowDirError, match="Permission denied"):
-            load_workflow_dir([locked])
-    finally:
-        locked.chmod(0o755)
+
+    def denied(path: object) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("runkon_flow.dsl.loading.os.scandir", denied)
+    with pytest.raises(WorkflowDirError) as info:
+        load_workflow_dir([locked])
+    assert str(info.value) == f"Cannot read workflow directory {locked}: Permission denied"
 
 
 def test_an_undecodable_file_is_reported_not_raised(tmp_path: Path) -> None:

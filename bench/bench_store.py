@@ -5,7 +5,8 @@ call per item — what the engine does per fan-out item. The floor does the same
 sqlite3 (same schema, WAL, synchronous=NORMAL, one transaction for the inserts, one autocommit
 UPDATE per status change). Also measured: the same per-item updates from 8 threads at once, for
 SqliteStore (one connection shared under a lock) and for a connection-per-thread variant of it —
-the figure that chose the shared connection — and the in-memory store for reference.
+the figure that chose the shared connection — the same status changes sent 64 at a time through
+batch_update_fan_out_items, and the in-memory store for reference.
 
 Run: .venv/bin/python bench/bench_store.py [N ...]   (default: 1000 10000)
 """
@@ -67,6 +68,20 @@ def store_sequential(store, n: int) -> float:
     for item in ids:
         store.update_fan_out_item(item, RUNNING)
         store.update_fan_out_item(item, DONE)
+    elapsed = time.perf_counter() - t0
+    assert len(store.get_fan_out_items(step, FanOutItemStatus.COMPLETED)) == n
+    return elapsed
+
+
+def store_batched(store, n: int, batch: int = 64) -> float:
+    """The same rows with status changes grouped `batch` at a time (batch_update_fan_out_items)."""
+    step = _prepare(store)
+    t0 = time.perf_counter()
+    ids = store.insert_fan_out_items(step, [("item", f"i{k}", f"ref{k}", {}) for k in range(n)])
+    for start in range(0, n, batch):
+        chunk = ids[start : start + batch]
+        store.batch_update_fan_out_items([(item, RUNNING) for item in chunk])
+        store.batch_update_fan_out_items([(item, DONE) for item in chunk])
     elapsed = time.perf_counter() - t0
     assert len(store.get_fan_out_items(step, FanOutItemStatus.COMPLETED)) == n
     return elapsed
@@ -152,6 +167,7 @@ def main(sizes: list[int]) -> None:
             floor = best_of(repeats, lambda p, n=n: raw_floor(p, n), tmp)
             seq = best_of(repeats, via("shared", store_sequential), tmp)
             seq_pt = best_of(repeats, via("per_thread", store_sequential), tmp)
+            batched = best_of(repeats, via("shared", store_batched), tmp)
             thr = best_of(repeats, via("shared", store_threaded), tmp)
             thr_pt = best_of(repeats, via("per_thread", store_threaded), tmp)
             mem = min(store_sequential(InMemoryStore(), n) for _ in range(repeats))
@@ -164,6 +180,7 @@ def main(sizes: list[int]) -> None:
             print(f"  raw sqlite3 floor                      {us(floor)}")
             print(f"  SqliteStore shared, 1 thread           {us(seq)}   ratio {seq / floor:4.2f}x")
             print(f"  SqliteStore per-thread, 1 thread       {us(seq_pt)}   ratio {seq_pt / floor:4.2f}x")
+            print(f"  SqliteStore, updates batched by 64     {us(batched)}   ratio {batched / floor:4.2f}x")
             print(f"  SqliteStore shared, {THREADS} threads          {us(thr)}   ratio {thr / floor:4.2f}x")
             ratio = thr_pt / floor
             print(f"  SqliteStore per-thread, {THREADS} threads      {us(thr_pt)}   ratio {ratio:4.2f}x")

@@ -548,7 +548,7 @@ class _Parser:
                 return nodes
             self.unexpected(
                 f"a step (call, if, unless, while, do, parallel, gate, always, script, foreach) or `}}` "
-                f"closing `{opener.value}`",
+                f"closing `{opener[1]}`",
                 tok,
             )
 

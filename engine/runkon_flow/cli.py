@@ -404,6 +404,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """After the reader went away, point stdout at /dev/null so the interpreter's final flush
+    does not print a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `runkon-flow` console script; returns the exit status."""
     parser = build_parser()
@@ -429,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _print(sys.stderr, f"{PROG}: interrupted")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # e.g. `runkon-flow validate dir | head -1`
+        _silence_stdout()
         return 1
 
 

@@ -235,7 +235,7 @@ class _SemanticValidator:
     def run(self) -> ValidationReport:
         produced: set[str] = set()
         self._walk(self.wf.body, produced)
-        self._walk(self.wf.always, set(produced))
+        self._walk(self.wf.always, produced)  # the spec's copy of P: nothing reads P afterwards
         if self.valid_targets:
             valid = ", ".join(self.valid_targets)
             for target in self.wf.targets:
@@ -263,16 +263,14 @@ class _SemanticValidator:
                     self._step_not_produced(step, call, node)
             produced.update(call.step_key() for call in node.calls)
         elif isinstance(node, (IfNode, UnlessNode)):
+            # The spec walks a branch on a copy and merges everything back; since the set only
+            # grows, walking the body in place is the same result without the copy.
             self._condition(node.condition, node, produced)
-            branch = set(produced)
-            self._walk(node.body, branch)
-            produced.update(branch)
+            self._walk(node.body, produced)
         elif isinstance(node, WhileNode):
             if node.step not in produced:
                 self._step_not_produced(node.step, node)
-            branch = set(produced)
-            self._walk(node.body, branch)
-            produced.update(branch)
+            self._walk(node.body, produced)
         elif isinstance(node, DoWhileNode):
             self._walk(node.body, produced)
             if node.step not in produced:

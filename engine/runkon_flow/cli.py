@@ -100,7 +100,8 @@ class _Target:
 
 
 def _expand_paths(raw_paths: Sequence[str]) -> list[_Target]:
-    """Files stay files; a directory means every `.wf` in it. Raises `UsageError` for bad paths."""
+    """Files stay files; a directory means every `.wf` in it; duplicates are dropped.
+    Raises `UsageError` for bad paths."""
     targets: list[_Target] = []
     for raw in raw_paths:
         path = Path(raw)
@@ -116,7 +117,10 @@ def _expand_paths(raw_paths: Sequence[str]) -> list[_Target]:
             targets.append(_Target(path, path.parent, True))
         else:
             raise UsageError(f"no such file or directory: {raw}")
-    return targets
+    unique: dict[Path, _Target] = {}
+    for target in targets:  # a file named twice (or also through its directory) is handled once
+        unique.setdefault(target.path.resolve(), target)
+    return list(unique.values())
 
 
 # --------------------------------------------------------------------------- item providers

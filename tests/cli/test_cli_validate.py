@@ -50,6 +50,11 @@ def test_a_single_file_is_validated(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run(capsys, "validate", str(path)) == (0, f"{path}: ok\n", "")
 
 
+def test_a_file_named_twice_is_validated_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "good.wf", GOOD)
+    assert run(capsys, "validate", str(path), str(tmp_path), str(path)) == (0, f"{path}: ok\n", "")
+
+
 # --------------------------------------------------------------------------- diagnostics
 
 

@@ -705,7 +705,13 @@ class _Parser:
         if self.at_keyword("while"):
             self.i += 1
             step, marker = self.step_marker("do-while")
-            options = self.loop_options(opts, "do loop requires max_iterations", start)
+            missing = "do loop requires max_iterations"
+            if self.toks[self.i][0] is _LBRACE:
+                missing += (
+                    " (a `while` right after `do { … }` always makes a do-while loop; put another step "
+                    "between them if a separate `while` loop was meant)"
+                )
+            options = self.loop_options(opts, missing, start)
             return DoWhileNode(
                 step=step[1],
                 marker=marker[1],

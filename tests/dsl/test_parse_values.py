@@ -1,0 +1,230 @@
+"""The key/value sub-language: keys, value forms, lists, maps and coercions (dsl.md §3)."""
+
+from __future__ import annotations
+
+import pytest
+from runkon_flow.dsl.durations import (
+    DurationError,
+    parse_call_timeout,
+    parse_gate_timeout,
+    parse_unsigned,
+    unsigned_error,
+)
+
+from .wf_testing import body_error, only, parse, parse_error
+
+# --------------------------------------------------------------------------- keys
+
+
+@pytest.mark.parametrize("key", ["env_var", "required", "default", "description", "if", "workflow", "inputs"])
+def test_map_keys_are_identifiers_or_the_six_key_keywords(key: str) -> None:
+    assert only(f"script s {{ run = x env = {{ {key} = v }} }}").env == {key: "v"}
+
+
+@pytest.mark.parametrize(
+    "key", ["boolean", "call", "gate", "unless", "while", "parallel", "always", "script"]
+)
+def test_other_keywords_are_not_keys(key: str) -> None:
+    error = body_error(f"  script s {{ run = x env = {{ {key} = v }} }}")
+    assert error.message == f"expected `key = value` or `}}` in the `env` map, found keyword `{key}`"
+
+
+def test_a_key_without_equals_ends_the_pairs() -> None:
+    error = body_error("  call a { retries 2 }")
+    assert (
+        error.message
+        == "expected `key = value` or `}` in the options of `call a`, found identifier `retries`"
+    )
+
+
+def test_pairs_are_read_greedily_across_lines_and_on_one_line() -> None:
+    node = only("parallel {\n  output = x with = [a]\n  min_success\n  =\n  1 call a }")
+    assert (node.output, node.with_, node.min_success) == ("x", ["a"], 1)
+
+
+# --------------------------------------------------------------------------- value forms
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ('"quoted text"', "quoted text"),
+        ("42", "42"),
+        ("0042", "42"),
+        ("bare-word", "bare-word"),
+        ("step1.ready", "step1.ready"),
+        ("step1 . ready", "step1.ready"),
+        ("a.gate", "a.gate"),
+        ("required", "required"),
+        ("gate", "gate"),
+        ("workflow", "workflow"),
+        ("inputs", "inputs"),
+        ("true", "true"),
+    ],
+)
+def test_scalar_value_forms(value: str, text: str) -> None:
+    assert only(f"call a {{ output = {value} }}").output == text
+
+
+@pytest.mark.parametrize("value", ["meta", "do"])
+def test_meta_and_do_are_never_values(value: str) -> None:
+    assert body_error(f"  call a {{ output = {value} }}").message == (
+        f"expected a value for `output`, found keyword `{value}`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a.b.c", "expected `key = value` or `}` in the options of `call a`, found `.`"),
+        ("gate.x", "expected `key = value` or `}` in the options of `call a`, found `.`"),
+        ("a.", "expected a name after `a.`, found `}`"),
+        ("a.5", "expected a name after `a.`, found integer `5`"),
+        ("1.5", "expected `key = value` or `}` in the options of `call a`, found `.`"),
+        ("=", "expected a value for `output`, found `=`"),
+        ("}", "expected a value for `output`, found `}`"),
+    ],
+)
+def test_malformed_scalars(value: str, expected: str) -> None:
+    assert body_error(f"  call a {{ output = {value} }}").message == expected
+
+
+def test_quoted_and_bare_values_mean_the_same_outside_on_fail() -> None:
+    bare = "foreach f { over = tickets max_parallel = 2 workflow = child ordered = true on_cycle = warn }"
+    quoted = 'foreach f { over = "tickets" max_parallel = "2" workflow = "child" ordered = "true" on_cycle = "warn" }'
+    assert only(bare) == only(quoted)
+
+
+def test_lists_take_any_scalar_form() -> None:
+    node = only('call a { with = ["q", 7, bare, a.b, gate, required] }')
+    assert node.with_ == ["q", "7", "bare", "a.b", "gate", "required"]
+
+
+def test_maps_take_any_scalar_form_and_later_keys_win() -> None:
+    node = only('script s { run = x env = { A = "q" B = 7 C = a.b D = gate A = again } }')
+    assert node.env == {"A": "again", "B": "7", "C": "a.b", "D": "gate"}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ("{ A = 1, B = 2 }", "expected `key = value` or `}` in the `env` map, found `,`"),
+        ('{ "A" = 1 }', 'expected `key = value` or `}` in the `env` map, found string "A"'),
+        ("{ A = [1] }", "`env`: map values must be single values, not a list"),
+        ("{ A = { B = 1 } }", "`env`: map values must be single values, not a map"),
+        ("{ A }", "expected `key = value` or `}` in the `env` map, found identifier `A`"),
+        ("{ A = }", "expected a value for `A` in `env`, found `}`"),
+    ],
+)
+def test_malformed_maps(env: str, expected: str) -> None:
+    assert body_error(f"  script s {{ run = x env = {env} }}").message == expected
+
+
+def test_an_unterminated_map_at_the_end_of_the_file() -> None:
+    error = parse_error("workflow w {\n  script s { run = x env = { A = 1")
+    assert error.message == "expected `key = value` or `}` in the `env` map, found end of file"
+    assert (error.line, error.column) == (2, 35)
+
+
+# --------------------------------------------------------------------------- unknown keys (§3.6)
+
+
+@pytest.mark.parametrize(
+    ("plain", "with_unknown"),
+    [
+        ("workflow w { meta { title = t } }", "workflow w { meta { title = t colour = red } }"),
+        ("workflow w { call a }", "workflow w { call a { retires = 2 } }"),
+        ("workflow w { call workflow c }", "workflow w { call workflow c { colour = red } }"),
+        (
+            "workflow w { parallel { call a } }",
+            "workflow w { parallel { colour = red call a { colour = red } } }",
+        ),
+        ("workflow w { gate g {} }", "workflow w { gate g { colour = red } }"),
+        ("workflow w { script s { run = x } }", "workflow w { script s { run = x colour = red } }"),
+        (
+            "workflow w { foreach f { over = o max_parallel = 1 workflow = c } }",
+            "workflow w { foreach f { over = o max_parallel = 1 workflow = c colour = red } }",
+        ),
+        (
+            "workflow w { while a.b { max_iterations = 1 } }",
+            "workflow w { while a.b { max_iterations = 1 c = r } }",
+        ),
+        (
+            "workflow w { do { max_iterations = 1 } while a.b }",
+            "workflow w { do { max_iterations = 1 c = r } while a.b }",
+        ),
+        ("workflow w { if a.b {} }", "workflow w { if a.b { colour = red } }"),
+        ("workflow w { unless a {} }", "workflow w { unless a { colour = [red] } }"),
+    ],
+)
+def test_unknown_keys_are_ignored_everywhere_except_plain_do(plain: str, with_unknown: str) -> None:
+    assert parse(with_unknown) == parse(plain)
+
+
+def test_unknown_keys_of_any_shape_are_ignored() -> None:
+    assert only("call a { tags = [x, y] extra = { k = v } }") == only("call a")
+
+
+# --------------------------------------------------------------------------- coercions
+
+
+@pytest.mark.parametrize(
+    ("text", "maximum", "reason"),
+    [
+        ("0", 2**32 - 1, None),
+        ("+7", 2**32 - 1, None),
+        ("4294967295", 2**32 - 1, None),
+        ("00000000000000000004294967295", 2**32 - 1, None),
+        ("4294967296", 2**32 - 1, "number too large to fit in target type"),
+        ("18446744073709551615", 2**64 - 1, None),
+        ("18446744073709551616", 2**64 - 1, "number too large to fit in target type"),
+        ("", 10, "cannot parse integer from empty string"),
+        ("+", 10, "invalid digit found in string"),
+        ("-", 10, "invalid digit found in string"),
+        ("-0", 10, "invalid digit found in string"),
+        ("++1", 10, "invalid digit found in string"),
+        ("1_000", 10**9, "invalid digit found in string"),
+        ("٣", 10, "invalid digit found in string"),
+        ("²", 10, "invalid digit found in string"),
+        ("9" * 5000, 10, "number too large to fit in target type"),
+    ],
+)
+def test_unsigned_numbers_follow_rust_rules(text: str, maximum: int, reason: str | None) -> None:
+    assert unsigned_error(text, maximum) == reason
+    if reason is None:
+        assert parse_unsigned(text, maximum) == int(text)
+    else:
+        with pytest.raises(DurationError, match=reason):
+            parse_unsigned(text, maximum)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("5m", 300), ("2h", 7200), ("\t3m\n", 180), ('"4h"', 14400), ('""5""', 5)],
+)
+def test_gate_durations(text: str, seconds: int) -> None:
+    assert parse_gate_timeout(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("500ms", 0.5), ("90", 90.0), ("0ms", 0.0)],
+)
+def test_call_timeouts_are_interpreted_at_run_time(text: str, seconds: float) -> None:
+    assert parse_call_timeout(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1h30m", "invalid timeout '1h30m': invalid digit found in string"),
+        (" 30s", "invalid timeout ' 30s': invalid digit found in string"),
+        ("ms", "invalid timeout 'ms': cannot parse integer from empty string"),
+        ("1.5s", "invalid timeout '1.5s': invalid digit found in string"),
+        ("soon", "invalid timeout 'soon': invalid digit found in string"),
+    ],
+)
+def test_bad_call_timeouts(text: str, expected: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_call_timeout(text)
+    assert str(info.value) == expected

@@ -91,7 +91,8 @@ def test_malformed_scalars(value: str, expected: str) -> None:
 
 def test_quoted_and_bare_values_mean_the_same_outside_on_fail() -> None:
     bare = "foreach f { over = tickets max_parallel = 2 workflow = child ordered = true on_cycle = warn }"
-    quoted = 'foreach f { over = "tickets" max_parallel = "2" workflow = "child" ordered = "true" on_cycle = "warn" }'
+    quoted = 'foreach f { over = "tickets" max_parallel = "2" workflow = "child" '
+    quoted += 'ordered = "true" on_cycle = "warn" }'
     assert only(bare) == only(quoted)
 
 

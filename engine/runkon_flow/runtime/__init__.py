@@ -1,1 +1,83 @@
-"""The engine runtime: FlowEngine, execution state and one module per node kind."""
+"""The engine runtime: FlowEngine, execution state, one module per node kind, templating.
+
+Public API (see docs/engine.md):
+
+    engine = FlowEngineBuilder().action(my_executor).workflow_dir("workflows").build()
+    result = engine.run_workflow(definition, RunInput(persistence=InMemoryStore(), inputs={...}))
+"""
+
+from runkon_flow.runtime.child_runner import InProcessChildRunner
+from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
+from runkon_flow.runtime.flow_output import (
+    FLOW_OUTPUT_END,
+    FLOW_OUTPUT_INSTRUCTION,
+    FLOW_OUTPUT_START,
+    FlowOutput,
+    parse_flow_output,
+)
+from runkon_flow.runtime.resume import ResumeContext
+from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
+from runkon_flow.runtime.steps import StepTimedOut
+from runkon_flow.runtime.summary import build_summary
+from runkon_flow.runtime.templating import (
+    shell_quote,
+    substitute_variables,
+    substitute_variables_keep_literal,
+    substitute_variables_shell,
+)
+from runkon_flow.runtime.types import (
+    ActionRegistry,
+    ChildRunInput,
+    ChildWorkflowContext,
+    ChildWorkflowInput,
+    ChildWorkflowRunner,
+    DefaultRunContext,
+    GateResolverRegistry,
+    ItemProviderRegistry,
+    LlmRunMetrics,
+    NoOpScriptEnvProvider,
+    RunInput,
+    SchemaResolver,
+    WorkflowExecConfig,
+    WorkflowResult,
+)
+from runkon_flow.runtime.validate import validate_workflow_for_host
+from runkon_flow.runtime.variables import apply_workflow_input_defaults, build_variable_map
+
+__all__ = [
+    "FLOW_OUTPUT_END",
+    "FLOW_OUTPUT_INSTRUCTION",
+    "FLOW_OUTPUT_START",
+    "ActionRegistry",
+    "ChildRunInput",
+    "ChildWorkflowContext",
+    "ChildWorkflowInput",
+    "ChildWorkflowRunner",
+    "ContextEntry",
+    "DefaultRunContext",
+    "ExecutionState",
+    "FlowEngine",
+    "FlowEngineBuilder",
+    "FlowOutput",
+    "GateResolverRegistry",
+    "InProcessChildRunner",
+    "ItemProviderRegistry",
+    "LlmRunMetrics",
+    "NoOpScriptEnvProvider",
+    "ResumeContext",
+    "RunInput",
+    "SchemaResolver",
+    "StepResult",
+    "StepTimedOut",
+    "WorkflowExecConfig",
+    "WorkflowResult",
+    "apply_workflow_input_defaults",
+    "build_summary",
+    "build_variable_map",
+    "parse_flow_output",
+    "shell_quote",
+    "substitute_variables",
+    "substitute_variables_keep_literal",
+    "substitute_variables_shell",
+    "validate_workflow_for_host",
+]

@@ -1,0 +1,284 @@
+"""Per-run mutable state (engine.md §2.7): configuration, accumulated step results and context
+history, counters, lease information and the cancellation token.
+
+One `ExecutionState` per run; child runs get their own. It is only mutated on the run's own
+thread (parallel branches and foreach children report back to that thread), except for
+`current_executions`, which the engine's monitor thread reads to forward cancels to executors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runkon_flow.cancellation import CancellationToken
+from runkon_flow.events import EngineEventData, EngineLog
+from runkon_flow.persistence.models import StepStatus
+from runkon_flow.runtime.types import (
+    ActionRegistry,
+    ChildWorkflowContext,
+    ChildWorkflowRunner,
+    ItemProviderRegistry,
+    NoOpScriptEnvProvider,
+    SchemaResolver,
+    WorkflowExecConfig,
+)
+
+if TYPE_CHECKING:
+    from runkon_flow.events import EventSink
+    from runkon_flow.persistence.protocol import WorkflowPersistence
+    from runkon_flow.plugins.protocols import RunContext, ScriptEnvProvider
+    from runkon_flow.runtime.resume import ResumeContext
+
+__all__ = ["RESERVED_EXPORT_NAMES", "ContextEntry", "ExecutionState", "StepResult", "emit_to"]
+
+log = logging.getLogger("runkon_flow.engine")
+
+# Names a step's FLOW_OUTPUT may not export as variables: the host owns them (engine.md §12.2).
+RESERVED_EXPORT_NAMES = frozenset(
+    {
+        "ticket_id",
+        "ticket_source_id",
+        "ticket_source_type",
+        "ticket_title",
+        "ticket_body",
+        "ticket_url",
+        "ticket_raw_json",
+        "repo_id",
+        "repo_path",
+        "repo_name",
+        "workflow_run_id",
+    }
+)
+
+
+def emit_to(sinks: list[Any], run_id: str, event: Any) -> None:
+    """Deliver one event to `sinks` in order; a raising sink never stops delivery or the run."""
+    if not sinks:
+        return
+    data = EngineEventData.now(run_id, event)
+    for sink in sinks:
+        try:
+            sink.emit(data)
+        except Exception:
+            log.exception("event sink %r raised on %s; continuing with remaining sinks", sink, event.type)
+
+
+@dataclass(slots=True)
+class StepResult:
+    """The in-memory result of a step, looked up by conditions (`step.marker`)."""
+
+    step_name: str
+    status: StepStatus
+    result_text: str | None = None
+    markers: list[str] = field(default_factory=list)
+    context: str = ""
+    child_run_id: str | None = None
+    structured_output: str | None = None
+    output_file: str | None = None
+
+
+@dataclass(slots=True)
+class ContextEntry:
+    """One entry of the context history; serialised into `{{prior_contexts}}`.
+
+    `exports` (not serialised) caches the string fields this entry's structured output exports,
+    computed once when the entry is created instead of on every variable-map build.
+    """
+
+    step: str
+    iteration: int
+    context: str
+    markers: list[str] = field(default_factory=list)
+    structured_output: str | None = None
+    output_file: str | None = None
+    exports: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def make(
+        cls,
+        step: str,
+        iteration: int,
+        context: str,
+        markers: list[str],
+        structured_output: str | None,
+        output_file: str | None = None,
+    ) -> ContextEntry:
+        return cls(
+            step,
+            iteration,
+            context,
+            list(markers),
+            structured_output,
+            output_file,
+            _exports(structured_output),
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "iteration": self.iteration,
+            "context": self.context,
+            "markers": self.markers,
+            "structured_output": self.structured_output,
+            "output_file": self.output_file,
+        }
+
+
+def _exports(structured_output: str | None) -> dict[str, str]:
+    """String-valued extra fields of a FLOW_OUTPUT-shaped object, minus reserved names (§12.2 item 10)."""
+    if not structured_output:
+        return {}
+    try:
+        value = json.loads(structured_output)
+    except ValueError:
+        log.debug("structured output is not JSON; nothing exported")
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    markers = value.get("markers")
+    context = value.get("context")
+    if markers is not None and not (isinstance(markers, list) and all(isinstance(m, str) for m in markers)):
+        log.warning("structured output has a malformed `markers` field; its exports are ignored")
+        return {}
+    if context is not None and not isinstance(context, str):
+        log.warning("structured output has a malformed `context` field; its exports are ignored")
+        return {}
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if key in ("markers", "context") or not isinstance(val, str):
+            continue
+        if key in RESERVED_EXPORT_NAMES:
+            log.warning("structured output field %r is reserved and not exported", key)
+            continue
+        out[key] = val
+    return out
+
+
+@dataclass(slots=True, eq=False)
+class ExecutionState:
+    """The state of one run. Build it with keyword arguments; everything but `persistence` and
+    `workflow_run_id` has a usable default."""
+
+    persistence: WorkflowPersistence
+    workflow_run_id: str
+    workflow_name: str = ""
+    action_registry: ActionRegistry = field(default_factory=ActionRegistry)
+    item_provider_registry: ItemProviderRegistry = field(default_factory=ItemProviderRegistry)
+    script_env_provider: ScriptEnvProvider = field(default_factory=NoOpScriptEnvProvider)
+    run_ctx: RunContext | None = None
+    extra_plugin_dirs: list[str] = field(default_factory=list)
+    model: str | None = None
+    exec_config: WorkflowExecConfig = field(default_factory=WorkflowExecConfig)
+    inputs: dict[str, str] = field(default_factory=dict)
+    parent_run_id: str = ""
+    depth: int = 0
+    target_label: str | None = None
+    default_as_identity: str | None = None
+    triggered_by_hook: bool = False
+    schema_resolver: SchemaResolver | None = None
+    child_runner: ChildWorkflowRunner | None = None
+    event_sinks: list[EventSink] = field(default_factory=list)
+    cancellation: CancellationToken = field(default_factory=CancellationToken)
+
+    # ---- runtime part (zeroed for a fresh run)
+    step_results: dict[str, StepResult] = field(default_factory=dict)
+    contexts: list[ContextEntry] = field(default_factory=list)
+    position: int = 0
+    all_succeeded: bool = True
+    total_cost: float = 0.0
+    total_turns: int = 0
+    total_duration_ms: int = 0
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    total_cache_read_input_tokens: int = 0
+    total_cache_creation_input_tokens: int = 0
+    has_llm_metrics: bool = False
+    last_gate_feedback: str | None = None
+    block_output: str | None = None
+    block_with: list[str] = field(default_factory=list)
+    resume_ctx: ResumeContext | None = None
+    owner_token: str | None = None
+    lease_generation: int | None = None
+
+    # ---- ours
+    engine: Any = None  # the FlowEngine running this state (gate resolvers, monitor, workflow resolver)
+    current_executions: dict[str, str] = field(default_factory=dict)  # step_id -> executor label
+    last_output: tuple[int, str] | None = None  # (position, structured_output) of the latest such step
+    children_touched: set[str] = field(default_factory=set)  # child run ids created/resumed by this run
+    prior_contexts_json: str | None = None  # cache, invalidated when `contexts` grows
+
+    # ------------------------------------------------------------------ conveniences
+
+    @property
+    def registry(self) -> ItemProviderRegistry:
+        """The spec's name for the item-provider registry."""
+        return self.item_provider_registry
+
+    @property
+    def generation(self) -> int:
+        """The lease generation for step writes; using it before a lease is held is a bug."""
+        if self.lease_generation is None:
+            raise RuntimeError("lease_generation is unset: step writes need an acquired lease")
+        return self.lease_generation
+
+    def take_position(self) -> int:
+        pos = self.position
+        self.position = pos + 1
+        return pos
+
+    def has_marker(self, step: str, marker: str) -> bool:
+        result = self.step_results.get(step)
+        return result is not None and marker in result.markers
+
+    def markers_of(self, step: str) -> frozenset[str]:
+        result = self.step_results.get(step)
+        return frozenset(result.markers) if result is not None else frozenset()
+
+    def add_context(self, entry: ContextEntry) -> None:
+        self.contexts.append(entry)
+        self.prior_contexts_json = None
+
+    def note_output(self, position: int, structured_output: str | None) -> None:
+        """Remember the structured output of the step with the highest position (foreach aggregates)."""
+        if structured_output is None:
+            return
+        if self.last_output is None or position >= self.last_output[0]:
+            self.last_output = (position, structured_output)
+
+    def child_workflow_context(self) -> ChildWorkflowContext:
+        """The projection handed to a ChildWorkflowRunner (engine.md §2.5)."""
+        return ChildWorkflowContext(
+            run_ctx=self.run_ctx,  # type: ignore[arg-type]
+            extra_plugin_dirs=list(self.extra_plugin_dirs),
+            workflow_run_id=self.workflow_run_id,
+            model=self.model,
+            exec_config=self.exec_config,
+            inputs=dict(self.inputs),
+            event_sinks=list(self.event_sinks),
+            action_registry=self.action_registry,
+            item_provider_registry=self.item_provider_registry,
+            script_env_provider=self.script_env_provider,
+            schema_resolver=self.schema_resolver,
+            target_label=self.target_label,
+            triggered_by_hook=self.triggered_by_hook,
+            depth=self.depth,
+            cancellation=self.cancellation,
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, event: Any) -> None:
+        """Deliver `event` to every sink once, in order; a raising sink is logged and skipped."""
+        if self.event_sinks:
+            emit_to(self.event_sinks, self.workflow_run_id, event)
+
+    def warn(self, message: str, step_name: str | None = None, level: str = "warning") -> None:
+        """Log a warning and show it to a human as an EngineLog event."""
+        log.log(
+            logging.WARNING if level == "warning" else logging.INFO, "%s: %s", self.workflow_run_id, message
+        )
+        if self.event_sinks:
+            self.emit(EngineLog(level=level, message=message, step_name=step_name))  # type: ignore[arg-type]

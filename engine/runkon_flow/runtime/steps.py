@@ -1,0 +1,300 @@
+"""What every step kind shares: recording results (engine.md §7.3), on_fail handling (§9.2),
+metrics (§12.5), and the step lifecycle events of design.md §3.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
+from runkon_flow.events import EngineLog, StepCompleted, StepOutput, StepStarted
+from runkon_flow.persistence.models import StepStatus
+from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
+
+if TYPE_CHECKING:
+    from runkon_flow.dsl.ast import OnFailAgent, OnFailContinue
+
+__all__ = [
+    "OutputEmitter",
+    "StepTimedOut",
+    "StepTrace",
+    "describe_exception",
+    "handle_on_fail",
+    "markers_json",
+    "record_step_failure",
+    "record_step_skipped",
+    "record_step_success",
+]
+
+log = logging.getLogger("runkon_flow.engine")
+
+_INT_METRICS = (
+    ("num_turns", "total_turns"),
+    ("duration_ms", "total_duration_ms"),
+    ("input_tokens", "total_input_tokens"),
+    ("output_tokens", "total_output_tokens"),
+    ("cache_read_input_tokens", "total_cache_read_input_tokens"),
+    ("cache_creation_input_tokens", "total_cache_creation_input_tokens"),
+)
+
+
+class StepTimedOut(WorkflowError):
+    """A step exceeded its `timeout`: the step is `timed_out` and the run fails (design.md §5)."""
+
+
+def markers_json(markers: list[str]) -> str:
+    return json.dumps(markers, ensure_ascii=False, separators=(",", ":"))
+
+
+def describe_exception(exc: BaseException) -> str:
+    """The text a step records for an error: EngineErrors as themselves, others with their type."""
+    if isinstance(exc, EngineError):
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def apply_metrics(st: ExecutionState, metadata: Mapping[str, str] | None) -> None:
+    """Add an executor's metric metadata to the run totals; non-numeric values are logged and ignored."""
+    if not metadata:
+        return
+    parsed = False
+    cost = metadata.get("cost_usd")
+    if cost is not None:
+        try:
+            st.total_cost += float(cost)
+            parsed = True
+        except (TypeError, ValueError):
+            log.warning("ignoring non-numeric cost_usd metadata %r", cost)
+    for meta_key, attr in _INT_METRICS:
+        raw = metadata.get(meta_key)
+        if raw is None:
+            continue
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            try:
+                value = int(float(raw))
+            except (TypeError, ValueError):
+                log.warning("ignoring non-numeric %s metadata %r", meta_key, raw)
+                continue
+        setattr(st, attr, getattr(st, attr) + value)
+        parsed = True
+    if parsed:
+        st.has_llm_metrics = True
+
+
+# --------------------------------------------------------------------------- recording
+
+
+def record_step_success(
+    st: ExecutionState,
+    key: str,
+    step_name: str,
+    iteration: int,
+    *,
+    result_text: str | None,
+    markers: list[str],
+    context: str,
+    structured_output: str | None = None,
+    child_run_id: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    output_file: str | None = None,
+) -> StepResult:
+    """Store a completed result under `key` and append a context entry (engine.md §7.3)."""
+    apply_metrics(st, metadata)
+    result = StepResult(
+        step_name=step_name,
+        status=StepStatus.COMPLETED,
+        result_text=result_text,
+        markers=list(markers),
+        context=context,
+        child_run_id=child_run_id,
+        structured_output=structured_output,
+        output_file=output_file,
+    )
+    st.step_results[key] = result
+    st.add_context(ContextEntry.make(step_name, iteration, context, markers, structured_output, output_file))
+    return result
+
+
+def record_step_failure(
+    st: ExecutionState, key: str, label: str, last_error: str, max_attempts: int, started: bool = True
+) -> None:
+    """Mark the run unsuccessful; with fail_fast raise `Step '<label>' failed after N attempts`."""
+    st.all_succeeded = False
+    st.step_results[key] = StepResult(step_name=label, status=StepStatus.FAILED, result_text=last_error)
+    if st.exec_config.fail_fast:
+        if not started:
+            raise WorkflowError(f"Step '{label}' failed to start (never executed)")
+        raise WorkflowError(f"Step '{label}' failed after {max_attempts} attempts")
+
+
+def record_step_skipped(st: ExecutionState, key: str, label: str) -> None:
+    """`on_fail = continue`: the step counts as skipped, the run carries on as if nothing failed."""
+    st.step_results[key] = StepResult(step_name=label, status=StepStatus.SKIPPED)
+
+
+def handle_on_fail(
+    st: ExecutionState,
+    key: str,
+    label: str,
+    on_fail: OnFailAgent | OnFailContinue | None,
+    last_error: str,
+    retries: int,
+    iteration: int,
+    max_attempts: int,
+    path: str,
+) -> None:
+    """After every attempt failed (engine.md §9.2): continue, run a fallback agent, or fail."""
+    if on_fail is None:
+        record_step_failure(st, key, label, last_error, max_attempts)
+        return
+    if on_fail.kind == "continue":
+        record_step_skipped(st, key, label)
+        return
+    from runkon_flow.dsl.ast import CallNode
+    from runkon_flow.runtime.nodes.call import execute_call
+
+    extra = {"failed_step": label, "failure_reason": last_error, "retry_count": str(retries)}
+    saved = {k: st.inputs.get(k) for k in extra}
+    st.inputs.update(extra)
+    try:
+        execute_call(st, CallNode(agent=on_fail.value), iteration, f"{path}.on_fail", inherit_block=False)
+    except EngineCancelled:
+        raise
+    except EngineError as exc:
+        st.warn(f"on_fail agent '{on_fail.value.label()}' for step '{label}' failed: {exc}", label)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                st.inputs.pop(k, None)
+            else:
+                st.inputs[k] = v
+    record_step_failure(st, key, label, last_error, max_attempts)
+
+
+# --------------------------------------------------------------------------- events
+
+
+class StepTrace:
+    """Emits StepStarted/StepCompleted for one attempt of one step, with timing (design.md §3)."""
+
+    __slots__ = ("attempt", "iteration", "key", "kind", "name", "path", "position", "st", "step_id", "t0")
+
+    def __init__(
+        self,
+        st: ExecutionState,
+        kind: str,
+        name: str,
+        key: str,
+        path: str,
+        iteration: int,
+        position: int | None = None,
+        attempt: int = 0,
+    ) -> None:
+        self.st = st
+        self.kind = kind
+        self.name = name
+        self.key = key
+        self.path = path
+        self.iteration = iteration
+        self.position = position
+        self.attempt = attempt
+        self.step_id: str | None = None
+        self.t0 = time.monotonic()
+
+    def started(self, step_id: str | None) -> None:
+        self.step_id = step_id
+        self.t0 = time.monotonic()
+        if self.st.event_sinks:
+            self.st.emit(
+                StepStarted(
+                    step_name=self.name,
+                    step_key=self.key,
+                    kind=self.kind,  # type: ignore[arg-type]
+                    step_id=step_id,
+                    node_path=self.path,
+                    position=self.position,
+                    iteration=self.iteration,
+                    attempt=self.attempt,
+                    started_at=time.time(),
+                )
+            )
+
+    def completed(
+        self,
+        status: StepStatus,
+        error: str | None = None,
+        markers: list[str] | None = None,
+        succeeded: bool | None = None,
+    ) -> None:
+        if not self.st.event_sinks:
+            return
+        ok = status is StepStatus.COMPLETED if succeeded is None else succeeded
+        self.st.emit(
+            StepCompleted(
+                step_name=self.name,
+                succeeded=ok,
+                step_key=self.key,
+                kind=self.kind,  # type: ignore[arg-type]
+                step_id=self.step_id,
+                node_path=self.path,
+                iteration=self.iteration,
+                attempt=self.attempt,
+                status=status.value,  # type: ignore[arg-type]
+                error=error,
+                markers=list(markers or ()),
+                duration_ms=int((time.monotonic() - self.t0) * 1000),
+                ended_at=time.time(),
+            )
+        )
+
+
+class OutputEmitter:
+    """Turns output lines into StepOutput events, at most `limit` per step (then one notice)."""
+
+    __slots__ = ("_count", "_limit", "_lock", "st", "step_id", "step_name")
+
+    def __init__(self, st: ExecutionState, step_id: str, step_name: str, limit: int) -> None:
+        self.st = st
+        self.step_id = step_id
+        self.step_name = step_name
+        self._limit = limit
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str, stream: str = "stdout") -> None:
+        if not self.st.event_sinks:
+            return
+        with self._lock:
+            self._count += 1
+            count = self._count
+        if count <= self._limit:
+            if stream not in ("stdout", "stderr", "agent"):
+                stream = "agent"
+            self.st.emit(StepOutput(step_id=self.step_id, step_name=self.step_name, line=line, stream=stream))  # type: ignore[arg-type]
+        elif count == self._limit + 1:
+            self.st.emit(
+                EngineLog(
+                    level="info",
+                    message=f"output of step '{self.step_name}' truncated after {self._limit} lines",
+                    step_name=self.step_name,
+                )
+            )
+
+
+def first_chars(text: str, limit: int = 2000) -> str:
+    return text[:limit]
+
+
+def as_str_dict(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}

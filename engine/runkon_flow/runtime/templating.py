@@ -1,0 +1,71 @@
+"""`{{key}}` substitution (engine.md §12.1, dsl.md §8.1).
+
+One left-to-right pass; a placeholder's key is the exact text up to the next `}}` (no trimming);
+inserted values are never rescanned, so a value containing `{{x}}` can never trigger a second
+substitution; an unterminated `{{` copies the rest verbatim.
+
+Three flavours exist because three places need different things: prompts and env values drop
+unknown keys, call-workflow inputs keep them for the child to resolve, and shell command text
+gets every value single-quoted so a value can never run as shell code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+__all__ = [
+    "shell_quote",
+    "substitute_variables",
+    "substitute_variables_keep_literal",
+    "substitute_variables_shell",
+]
+
+
+def shell_quote(value: str) -> str:
+    """POSIX single-quote `value`: wrap in `'…'`, each `'` becomes `'\\''`. Safe for any bytes."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _substitute(
+    text: str,
+    variables: Mapping[str, str],
+    keep_unknown: bool,
+    transform: Callable[[str], str] | None,
+) -> str:
+    if "{{" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    length = len(text)
+    while pos < length:
+        start = text.find("{{", pos)
+        if start < 0:
+            break
+        end = text.find("}}", start + 2)
+        if end < 0:
+            break
+        out.append(text[pos:start])
+        key = text[start + 2 : end]
+        value = variables.get(key)
+        if value is not None:
+            out.append(transform(value) if transform is not None else value)
+        elif keep_unknown:
+            out.append(text[start : end + 2])
+        pos = end + 2
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def substitute_variables(text: str, variables: Mapping[str, str]) -> str:
+    """Replace known placeholders; unknown ones are removed (prompts, env values)."""
+    return _substitute(text, variables, keep_unknown=False, transform=None)
+
+
+def substitute_variables_keep_literal(text: str, variables: Mapping[str, str]) -> str:
+    """Replace known placeholders; unknown ones stay literally (call-workflow child inputs)."""
+    return _substitute(text, variables, keep_unknown=True, transform=None)
+
+
+def substitute_variables_shell(text: str, variables: Mapping[str, str]) -> str:
+    """Replace known placeholders with *shell-quoted* values, remove unknown ones (script `run`)."""
+    return _substitute(text, variables, keep_unknown=False, transform=shell_quote)

@@ -1,0 +1,374 @@
+"""Value types and registries of the engine's public API (engine.md §2.3–§2.6, §3.1–§3.3, §3.7).
+
+Shapes follow the spec; defaults are chosen so a Python caller can start a run with little more
+than a store (`RunInput(persistence=store)`): anything left as None is filled from the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from runkon_flow.cancellation import CancellationToken
+from runkon_flow.errors import WorkflowError
+from runkon_flow.persistence.models import RunStatus, WorkflowRun
+from runkon_flow.plugins.protocols import (
+    ActionExecutor,
+    ActionOutput,
+    ActionParams,
+    Extensions,
+    GateResolver,
+    ItemProvider,
+    OutputSchema,
+    RunContext,
+    ScriptEnvProvider,
+    StepInfo,
+)
+
+if TYPE_CHECKING:
+    from runkon_flow.events import EventSink
+    from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = [
+    "ActionRegistry",
+    "ChildRunInput",
+    "ChildWorkflowContext",
+    "ChildWorkflowInput",
+    "ChildWorkflowRunner",
+    "DefaultRunContext",
+    "GateResolverRegistry",
+    "ItemProviderRegistry",
+    "LlmRunMetrics",
+    "NoOpScriptEnvProvider",
+    "RunInput",
+    "SchemaResolver",
+    "WorkflowExecConfig",
+    "WorkflowResult",
+]
+
+SchemaResolver = Callable[[str], OutputSchema]
+"""Resolves an `output = <schema>` name to its schema (engine.md §3.9)."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class LlmRunMetrics:
+    """Token/cost totals of a run; a zero total is reported as None (engine.md §2.3)."""
+
+    total_input_tokens: int | None = None
+    total_output_tokens: int | None = None
+    total_cache_read_input_tokens: int | None = None
+    total_cache_creation_input_tokens: int | None = None
+    total_turns: int | None = None
+    total_cost_usd: float | None = None
+    model: str | None = None
+
+
+@dataclass
+class WorkflowResult:
+    """What a run returns — also for failed and cancelled runs (`all_succeeded=False`).
+
+    `status` and `error` are ours (the final run status and error text, so callers need not read
+    the store). `final_structured_output` is the structured output of the run's last step (by
+    position) that had one; `output_known` says the engine computed it (a foreign child runner may
+    not), so foreach aggregates need no extra query per item.
+    """
+
+    workflow_run_id: str
+    workflow_name: str
+    all_succeeded: bool
+    total_duration_ms: int = 0
+    extensions: Extensions = field(default_factory=Extensions)
+    status: RunStatus | None = None
+    error: str | None = None
+    final_structured_output: str | None = None
+    output_known: bool = False
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class WorkflowExecConfig:
+    """Run-wide knobs (engine.md §2.6). Durations are seconds (float) unless a timedelta is named.
+
+    Defaults that differ from upstream, on purpose: gates poll every second (not 5 s) and a run
+    notices an external `cancelling` status within `cancel_poll_interval` (1 s, not 5 s).
+    """
+
+    poll_interval: float = 1.0
+    step_timeout: timedelta = timedelta(hours=12)
+    fail_fast: bool = True
+    dry_run: bool = False
+    shutdown: threading.Event | None = None
+    event_sinks: list[EventSink] = field(default_factory=list)  # kept for shape; runs use RunInput's
+    lease_ttl_secs: int = 30
+    lease_refresh_interval: float = 10.0
+    # ours
+    cancel_poll_interval: float = 1.0
+    cancel_grace: float = 1.0
+    max_output_lines: int = 2000
+    max_parallel_branches: int = 16
+
+
+# --------------------------------------------------------------------------- registries
+
+
+class ActionRegistry:
+    """Executors by name plus an optional fallback (engine.md §3.1)."""
+
+    def __init__(
+        self,
+        named: Mapping[str, ActionExecutor] | Iterable[ActionExecutor] | None = None,
+        fallback: ActionExecutor | None = None,
+    ) -> None:
+        self.named: dict[str, ActionExecutor] = {}
+        if isinstance(named, Mapping):
+            self.named.update(named)
+        elif named is not None:
+            for executor in named:
+                self.named[executor.name()] = executor
+        self.fallback = fallback
+
+    def register(self, executor: ActionExecutor) -> None:
+        self.named[executor.name()] = executor
+
+    def has_action(self, name: str) -> bool:
+        return name in self.named or self.fallback is not None
+
+    def resolve(self, name: str) -> ActionExecutor | None:
+        executor = self.named.get(name)
+        return executor if executor is not None else self.fallback
+
+    def dispatch(self, name: str, ctx: RunContext, info: StepInfo, params: ActionParams) -> ActionOutput:
+        executor = self.resolve(name)
+        if executor is None:
+            raise WorkflowError(f"no registered ActionExecutor for '{name}' and no fallback configured")
+        return executor.execute(ctx, info, params)
+
+    def cancel(self, name: str, execution_id: str) -> None:
+        executor = self.resolve(name)
+        if executor is not None:
+            cancel = getattr(executor, "cancel", None)
+            if cancel is not None:
+                cancel(execution_id)
+
+
+class ItemProviderRegistry:
+    """Item providers by `name()` (engine.md §3.2)."""
+
+    def __init__(self, providers: Iterable[ItemProvider] = ()) -> None:
+        self._providers: dict[str, ItemProvider] = {}
+        for provider in providers:
+            self.register(provider)
+
+    def register(self, provider: ItemProvider) -> None:
+        self._providers[provider.name()] = provider
+
+    def get(self, name: str) -> ItemProvider | None:
+        return self._providers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._providers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._providers
+
+
+class GateResolverRegistry:
+    """Gate resolvers by `gate_type()` (engine.md §3.3)."""
+
+    def __init__(self, resolvers: Iterable[GateResolver] = ()) -> None:
+        self._resolvers: dict[str, GateResolver] = {}
+        for resolver in resolvers:
+            self.register(resolver)
+
+    def register(self, resolver: GateResolver) -> None:
+        self._resolvers[resolver.gate_type()] = resolver
+
+    def has_type(self, gate_type: str) -> bool:
+        return gate_type in self._resolvers
+
+    def get(self, gate_type: str) -> GateResolver | None:
+        return self._resolvers.get(gate_type)
+
+    def registered_types(self) -> list[str]:
+        return sorted(self._resolvers)
+
+
+# --------------------------------------------------------------------------- small defaults
+
+
+class NoOpScriptEnvProvider:
+    """Adds nothing to a script's environment (the spec's default)."""
+
+    def env(self, ctx: RunContext, as_identity: str | None) -> dict[str, str]:
+        return {}
+
+
+class DefaultRunContext:
+    """The RunContext used when a caller gives none: no injected variables, scripts run in
+    `working_dir` (default: the current directory at construction)."""
+
+    def __init__(
+        self,
+        working_dir: str | Path | None = None,
+        run_id: str = "",
+        workflow_name: str = "",
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
+        self._working_dir = Path(working_dir) if working_dir is not None else Path.cwd()
+        self._run_id = run_id
+        self._workflow_name = workflow_name
+        self._variables = dict(variables or {})
+
+    def injected_variables(self) -> dict[str, str]:
+        return dict(self._variables)
+
+    def working_dir(self) -> Path:
+        return self._working_dir
+
+    def working_dir_str(self) -> str:
+        return str(self._working_dir)
+
+    def get(self, key: str) -> str | None:
+        return self._variables.get(key)
+
+    def run_id(self) -> str:
+        return self._run_id
+
+    def workflow_name(self) -> str:
+        return self._workflow_name
+
+    def parent_run_id(self) -> str | None:
+        return None
+
+
+# --------------------------------------------------------------------------- run inputs
+
+
+@dataclass
+class RunInput:
+    """Everything a top-level run needs (engine.md §2.4).
+
+    Python-friendly defaults: `workflow_run_id=None` creates the run row for you;
+    `workflow_name=None` uses the definition's name; registries, script env provider, run
+    context, cancellation token and child runner left as None come from the engine (the child
+    runner is an `InProcessChildRunner` over the engine's workflow resolver, when it has one).
+    """
+
+    persistence: WorkflowPersistence
+    workflow_run_id: str | None = None
+    workflow_name: str | None = None
+    action_registry: ActionRegistry | None = None
+    item_provider_registry: ItemProviderRegistry | None = None
+    script_env_provider: ScriptEnvProvider | None = None
+    run_ctx: RunContext | None = None
+    cancellation: CancellationToken | None = None
+    extra_plugin_dirs: list[str] = field(default_factory=list)
+    model: str | None = None
+    exec_config: WorkflowExecConfig = field(default_factory=WorkflowExecConfig)
+    inputs: dict[str, str] = field(default_factory=dict)
+    parent_run_id: str = ""
+    depth: int = 0
+    target_label: str | None = None
+    default_as_identity: str | None = None
+    triggered_by_hook: bool = False
+    schema_resolver: SchemaResolver | None = None
+    child_runner: ChildWorkflowRunner | None = None
+    event_sinks: list[EventSink] = field(default_factory=list)
+
+
+@dataclass
+class ChildWorkflowContext:
+    """The narrow projection of a parent run handed to a ChildWorkflowRunner (engine.md §2.5).
+
+    The fields after `event_sinks` are ours: the parent's registries, schema resolver, depth and
+    cancellation token, so an in-process runner can give the child exactly what the parent had
+    (and a resumed child can be cancelled with its parent).
+    """
+
+    run_ctx: RunContext
+    extra_plugin_dirs: list[str]
+    workflow_run_id: str
+    model: str | None
+    exec_config: WorkflowExecConfig
+    inputs: dict[str, str]
+    event_sinks: list[EventSink]
+    action_registry: ActionRegistry | None = None
+    item_provider_registry: ItemProviderRegistry | None = None
+    script_env_provider: ScriptEnvProvider | None = None
+    schema_resolver: SchemaResolver | None = None
+    target_label: str | None = None
+    triggered_by_hook: bool = False
+    depth: int = 0
+    cancellation: CancellationToken | None = None
+
+
+@dataclass
+class ChildWorkflowInput:
+    """What the engine hands `ChildWorkflowRunner.execute_child` (engine.md §2.5).
+
+    `item_id` (ours) names the foreach item the child runs for, so a runner can link them.
+    """
+
+    inputs: dict[str, str]
+    iteration: int
+    as_identity: str | None
+    depth: int
+    parent_step_id: str | None
+    cancellation: CancellationToken
+    item_id: str | None = None
+
+
+@dataclass
+class ChildRunInput:
+    """Input of `FlowEngine.run_child` for a pre-created child run row (engine.md §2.5)."""
+
+    workflow_run_id: str
+    persistence: WorkflowPersistence
+    action_registry: ActionRegistry | None = None
+    item_provider_registry: ItemProviderRegistry | None = None
+    script_env_provider: ScriptEnvProvider | None = None
+    depth: int = 1
+    cancellation: CancellationToken | None = None
+    child_runner: ChildWorkflowRunner | None = None
+    schema_resolver: SchemaResolver | None = None
+    as_identity: str | None = None
+    target_label: str | None = None
+    triggered_by_hook: bool = False
+    inputs_override: dict[str, str] | None = None
+
+
+@runtime_checkable
+class ChildWorkflowRunner(Protocol):
+    """Runs nested workflows for `call workflow` and `foreach` (engine.md §3.7)."""
+
+    def execute_child(
+        self, workflow_name: str, parent_ctx: ChildWorkflowContext, params: ChildWorkflowInput
+    ) -> WorkflowResult: ...
+
+    def resume_child(
+        self, workflow_run_id: str, model: str | None, parent_ctx: ChildWorkflowContext
+    ) -> WorkflowResult: ...
+
+    def find_resumable_child(self, parent_run_id: str, workflow_name: str) -> WorkflowRun | None: ...
+
+
+def dedupe_sinks(*groups: Sequence[Any]) -> list[Any]:
+    """Concatenate sink lists keeping the first occurrence of each sink object (by identity), so a
+    child run never delivers an event twice to a sink its parent already had."""
+    seen: set[int] = set()
+    out: list[Any] = []
+    for group in groups:
+        for sink in group:
+            if id(sink) not in seen:
+                seen.add(id(sink))
+                out.append(sink)
+    return out

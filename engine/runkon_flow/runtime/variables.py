@@ -1,0 +1,79 @@
+"""The variable map every step sees (engine.md §12.2) and declared-input defaults (§7.1).
+
+Built fresh for each call attempt, parallel block, script and call-workflow attempt, so it always
+reflects the latest context history. Later sources override earlier ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.errors import WorkflowError
+from runkon_flow.runtime.state import ExecutionState
+
+__all__ = ["apply_workflow_input_defaults", "build_variable_map"]
+
+
+def _prior_contexts_json(st: ExecutionState) -> str:
+    cached = st.prior_contexts_json
+    if cached is None:
+        cached = json.dumps(
+            [c.to_json_dict() for c in st.contexts], ensure_ascii=False, separators=(",", ":")
+        )
+        st.prior_contexts_json = cached
+    return cached
+
+
+def build_variable_map(st: ExecutionState) -> dict[str, str]:
+    """inputs → injected → run id → prior context(s) → gate feedback → prior output(_file) →
+    dry_run → string exports of every structured output, oldest first (engine.md §12.2)."""
+    variables: dict[str, str] = dict(st.inputs)
+    if st.run_ctx is not None:
+        injected = st.run_ctx.injected_variables()
+        if injected:
+            variables.update(injected)
+    variables["workflow_run_id"] = st.workflow_run_id
+    contexts = st.contexts
+    variables["prior_context"] = contexts[-1].context if contexts else ""
+    variables["prior_contexts"] = _prior_contexts_json(st) if contexts else "[]"
+    if st.last_gate_feedback is not None:
+        variables["gate_feedback"] = st.last_gate_feedback
+    prior_output = prior_output_file = None
+    for entry in reversed(contexts):
+        if prior_output is None and entry.structured_output is not None:
+            prior_output = entry.structured_output
+        if prior_output_file is None and entry.output_file is not None:
+            prior_output_file = entry.output_file
+        if prior_output is not None and prior_output_file is not None:
+            break
+    if prior_output is not None:
+        variables["prior_output"] = prior_output
+    if prior_output_file is not None:
+        variables["prior_output_file"] = prior_output_file
+    variables["dry_run"] = "true" if st.exec_config.dry_run else "false"
+    for entry in contexts:
+        if entry.exports:
+            variables.update(entry.exports)
+    return variables
+
+
+def apply_workflow_input_defaults(definition: WorkflowDef, inputs: Mapping[str, str]) -> dict[str, str]:
+    """Inputs completed from the workflow's declarations (engine.md §7.1).
+
+    A missing required input raises `WorkflowError("Missing required input: '<n>'. Use --input
+    <n>=<value>.")`; a declared default fills a missing value; a boolean input with no value is
+    `"false"`. Undeclared inputs pass through unchanged.
+    """
+    out = dict(inputs)
+    for decl in definition.inputs:
+        if decl.name in out:
+            continue
+        if decl.default is not None:
+            out[decl.name] = decl.default
+        elif decl.input_type == "boolean":
+            out[decl.name] = "false"
+        elif decl.required:
+            raise WorkflowError(f"Missing required input: '{decl.name}'. Use --input {decl.name}=<value>.")
+    return out

@@ -1,0 +1,166 @@
+"""Approving and rejecting gates (engine.md §6.2 approval store, §9.8).
+
+A waiting gate is a step row in status `waiting`. `GateApprovals` is what a UI or CLI calls: it
+lists the waiting gates of a run (with prompt and options, so they can be shown) and resolves one
+by name or step id. In-process waiters are woken at once through `GATE_SIGNALS`; an engine in
+another process notices the store change at its next poll (≤ `poll_interval`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+
+from runkon_flow.errors import FlowError
+from runkon_flow.persistence.models import StepRole, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = ["GATE_SIGNALS", "GateApprovalError", "GateApprovals", "GateOption", "WaitingGate"]
+
+
+class GateApprovalError(FlowError, ValueError):
+    """An approval request that cannot be honoured (unknown run, no such waiting gate, bad selection)."""
+
+
+class _GateSignals:
+    """Per-step wake-up events so an approval made in this process reaches its gate immediately."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[str, threading.Event] = {}
+
+    def register(self, step_id: str) -> threading.Event:
+        with self._lock:
+            event = self._events.get(step_id)
+            if event is None:
+                event = self._events[step_id] = threading.Event()
+            return event
+
+    def unregister(self, step_id: str) -> None:
+        with self._lock:
+            self._events.pop(step_id, None)
+
+    def notify(self, step_id: str) -> None:
+        with self._lock:
+            event = self._events.get(step_id)
+        if event is not None:
+            event.set()
+
+
+GATE_SIGNALS = _GateSignals()
+
+
+@dataclass(frozen=True)
+class GateOption:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class WaitingGate:
+    """A gate waiting for a human: what a UI shows next to approve/reject."""
+
+    run_id: str
+    step_id: str
+    gate_name: str
+    gate_type: str | None
+    prompt: str | None
+    options: tuple[GateOption, ...] = field(default_factory=tuple)
+    since: str | None = None
+    timeout_secs: int | None = None
+
+
+def _options(row: WorkflowRunStep) -> tuple[GateOption, ...]:
+    if not row.gate_options:
+        return ()
+    try:
+        raw = json.loads(row.gate_options)
+    except ValueError:
+        return ()
+    out: list[GateOption] = []
+    if isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, dict) and isinstance(item.get("value"), str):
+                label = item.get("label")
+                out.append(GateOption(item["value"], label if isinstance(label, str) else item["value"]))
+    return tuple(out)
+
+
+def _to_waiting(row: WorkflowRunStep) -> WaitingGate:
+    timeout: int | None = None
+    if row.gate_timeout is not None:
+        try:
+            timeout = int(row.gate_timeout)
+        except ValueError:
+            timeout = None
+    return WaitingGate(
+        run_id=row.workflow_run_id,
+        step_id=row.id,
+        gate_name=row.step_name,
+        gate_type=row.gate_type,
+        prompt=row.gate_prompt,
+        options=_options(row),
+        since=row.started_at,
+        timeout_secs=timeout,
+    )
+
+
+class GateApprovals:
+    """The approval API over a store: list waiting gates, approve or reject one."""
+
+    def __init__(self, store: WorkflowPersistence) -> None:
+        self._store = store
+
+    def waiting_gates(self, run_id: str) -> list[WaitingGate]:
+        """The run's gates in status `waiting`, in position order. Unknown run → GateApprovalError."""
+        if self._store.get_run(run_id) is None:
+            raise GateApprovalError(f"no workflow run '{run_id}'")
+        return [
+            _to_waiting(row)
+            for row in self._store.get_steps(run_id)
+            if StepStatus(row.status) is StepStatus.WAITING and row.role == StepRole.GATE.value
+        ]
+
+    def _find(self, run_id: str, gate: str) -> WaitingGate:
+        waiting = self.waiting_gates(run_id)
+        if not waiting:
+            raise GateApprovalError(f"run '{run_id}' has no gate waiting for approval")
+        matches = [g for g in waiting if g.step_id == gate] or [g for g in waiting if g.gate_name == gate]
+        if not matches:
+            names = ", ".join(sorted({g.gate_name for g in waiting}))
+            raise GateApprovalError(f"run '{run_id}' has no waiting gate '{gate}' (waiting: {names})")
+        return matches[0]
+
+    def approve(
+        self,
+        run_id: str,
+        gate: str,
+        by: str,
+        note: str | None = None,
+        selections: list[str] | None = None,
+    ) -> WaitingGate:
+        """Approve the waiting gate named `gate` (or with step id `gate`); `selections` must be
+        values of the gate's options. Returns the gate that was approved."""
+        target = self._find(run_id, gate)
+        chosen = list(selections or [])
+        if chosen:
+            allowed = {o.value for o in target.options}
+            if not allowed:
+                raise GateApprovalError(f"gate '{target.gate_name}' offers no options to select from")
+            bad = [s for s in chosen if s not in allowed]
+            if bad:
+                raise GateApprovalError(
+                    f"invalid selection {', '.join(repr(b) for b in bad)} for gate '{target.gate_name}' "
+                    f"(allowed: {', '.join(sorted(allowed))})"
+                )
+        self._store.approve_gate(target.step_id, by, note, chosen or None)
+        GATE_SIGNALS.notify(target.step_id)
+        return target
+
+    def reject(self, run_id: str, gate: str, by: str, note: str | None = None) -> WaitingGate:
+        """Reject the waiting gate named `gate` (or with step id `gate`); the run then fails."""
+        target = self._find(run_id, gate)
+        self._store.reject_gate(target.step_id, by, note)
+        GATE_SIGNALS.notify(target.step_id)
+        return target

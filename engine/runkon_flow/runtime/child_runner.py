@@ -1,0 +1,166 @@
+"""`InProcessChildRunner`: runs `call workflow` and `foreach` children in the calling thread
+(engine.md §3.7).
+
+For each child it resolves the definition by name (cached for the runner's lifetime, so a file
+edited mid-run never changes a running run), prepares the inputs, creates the child run row
+(`parent_workflow_run_id` and `iteration` set), announces it with `ChildRunStarted` (linking the
+child to the parent step and foreach item) and runs it with `FlowEngine.run_child`.
+
+Inputs of a child (host policy, docs/engine.md): the parent's inputs (minus engine-transient ones
+and the parent's own `item.*` keys), overlaid with the inputs the engine passes; then every
+`{{…}}` in those values is expanded from that map, keeping unknown placeholders literally (so
+`ticket = "{{item.id}}"` arrives as the item id); then the child's declared defaults apply.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING
+
+from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.errors import WorkflowError
+from runkon_flow.events import ChildRunStarted
+from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
+from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.plugins.protocols import WorkflowResolver
+from runkon_flow.runtime.state import emit_to
+from runkon_flow.runtime.templating import substitute_variables_keep_literal
+from runkon_flow.runtime.types import (
+    ChildRunInput,
+    ChildWorkflowContext,
+    ChildWorkflowInput,
+    WorkflowResult,
+    dedupe_sinks,
+)
+from runkon_flow.runtime.variables import apply_workflow_input_defaults
+
+if TYPE_CHECKING:
+    from runkon_flow.runtime.engine import FlowEngine
+
+__all__ = ["TRANSIENT_INPUTS", "InProcessChildRunner", "child_inputs"]
+
+#: Inputs the engine sets for a moment (always block, on_fail agent); never inherited by a child.
+TRANSIENT_INPUTS = frozenset({"workflow_status", "failed_step", "failure_reason", "retry_count"})
+
+
+def child_inputs(parent_inputs: dict[str, str], passed: dict[str, str]) -> dict[str, str]:
+    """Parent inputs (minus transient and `item.*` keys) overlaid with `passed`, placeholders expanded."""
+    merged = {
+        k: v for k, v in parent_inputs.items() if k not in TRANSIENT_INPUTS and not k.startswith("item.")
+    }
+    merged.update(passed)
+    return {k: substitute_variables_keep_literal(v, merged) for k, v in merged.items()}
+
+
+class InProcessChildRunner:
+    """A ChildWorkflowRunner that runs children in this process, on the calling thread."""
+
+    def __init__(
+        self, engine: FlowEngine, resolver: WorkflowResolver | None, store: WorkflowPersistence
+    ) -> None:
+        self._engine = engine
+        self._resolver = resolver if resolver is not None else engine.workflow_resolver
+        self._store = store
+        self._lock = threading.Lock()
+        self._defs: dict[str, tuple[WorkflowDef, str]] = {}
+
+    def _definition(self, name: str) -> tuple[WorkflowDef, str]:
+        with self._lock:
+            cached = self._defs.get(name)
+        if cached is not None:
+            return cached
+        if self._resolver is None:
+            raise WorkflowError(f"cannot run sub-workflow '{name}': no workflow resolver configured")
+        definition = self._resolver.resolve(name)
+        snapshot = json.dumps(definition.to_json(), ensure_ascii=False)
+        with self._lock:
+            return self._defs.setdefault(name, (definition, snapshot))
+
+    def execute_child(
+        self, workflow_name: str, parent_ctx: ChildWorkflowContext, params: ChildWorkflowInput
+    ) -> WorkflowResult:
+        definition, snapshot = self._definition(workflow_name)
+        inputs = apply_workflow_input_defaults(definition, child_inputs(parent_ctx.inputs, params.inputs))
+        run = self._store.create_run(
+            NewRun(
+                workflow_name=definition.name,
+                parent_run_id=parent_ctx.workflow_run_id,
+                dry_run=parent_ctx.exec_config.dry_run,
+                trigger=definition.trigger,
+                definition_snapshot=snapshot,
+                parent_workflow_run_id=parent_ctx.workflow_run_id,
+                inputs=inputs,
+                iteration=params.iteration,
+            )
+        )
+        sinks = dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
+        if sinks:
+            emit_to(
+                sinks,
+                parent_ctx.workflow_run_id,
+                ChildRunStarted(
+                    child_run_id=run.id,
+                    workflow_name=definition.name,
+                    parent_run_id=parent_ctx.workflow_run_id,
+                    parent_step_id=params.parent_step_id,
+                    item_id=params.item_id,
+                ),
+            )
+        return self._engine.run_child(
+            definition,
+            ChildRunInput(
+                workflow_run_id=run.id,
+                persistence=self._store,
+                action_registry=parent_ctx.action_registry,
+                item_provider_registry=parent_ctx.item_provider_registry,
+                script_env_provider=parent_ctx.script_env_provider,
+                depth=params.depth,
+                cancellation=params.cancellation,
+                child_runner=self,
+                schema_resolver=parent_ctx.schema_resolver,
+                as_identity=params.as_identity,
+                target_label=parent_ctx.target_label,
+                triggered_by_hook=parent_ctx.triggered_by_hook,
+                inputs_override=inputs,
+            ),
+            parent_ctx,
+        )
+
+    def resume_child(
+        self, workflow_run_id: str, model: str | None, parent_ctx: ChildWorkflowContext
+    ) -> WorkflowResult:
+        run = self._store.get_run(workflow_run_id)
+        if run is None:
+            raise WorkflowError(f"cannot resume child run '{workflow_run_id}': no such run")
+        definition, _ = self._definition(run.workflow_name)
+        token = parent_ctx.cancellation.child() if parent_ctx.cancellation is not None else None
+        try:
+            return self._engine.resume_child(
+                definition,
+                ChildRunInput(
+                    workflow_run_id=run.id,
+                    persistence=self._store,
+                    action_registry=parent_ctx.action_registry,
+                    item_provider_registry=parent_ctx.item_provider_registry,
+                    script_env_provider=parent_ctx.script_env_provider,
+                    depth=parent_ctx.depth + 1,
+                    cancellation=token,
+                    child_runner=self,
+                    schema_resolver=parent_ctx.schema_resolver,
+                    target_label=parent_ctx.target_label,
+                    triggered_by_hook=parent_ctx.triggered_by_hook,
+                    inputs_override=dict(run.inputs),
+                ),
+                parent_ctx,
+            )
+        finally:
+            if token is not None:
+                token.detach()
+
+    def find_resumable_child(self, parent_run_id: str, workflow_name: str) -> WorkflowRun | None:
+        """The newest child of `parent_run_id` running `workflow_name` that did not complete."""
+        for run in self._store.list_runs(limit=1_000_000, parent_run_id=parent_run_id):
+            if run.workflow_name == workflow_name and RunStatus(run.status) is not RunStatus.COMPLETED:
+                return run
+        return None

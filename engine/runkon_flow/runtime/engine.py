@@ -1,0 +1,551 @@
+"""`FlowEngineBuilder` and `FlowEngine` (engine.md §2, §7.1, §10.1, §11.2): the entry points.
+
+A run: validate → acquire the lease → register with the run monitor → mark the run `running`
+→ core loop (start event, body, always block, summary, metrics, final status, final event) →
+release the lease. A failing workflow is a `WorkflowResult` with `all_succeeded=False`, never an
+exception; exceptions are for callers' mistakes (validation, lease already owned) and for a lost
+lease.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import traceback
+from collections import OrderedDict
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any
+
+from runkon_flow.cancellation import CancellationReason, CancellationToken
+from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.errors import (
+    AlreadyOwned,
+    EngineCancelled,
+    EngineError,
+    ValidationErrors,
+    WorkflowError,
+)
+from runkon_flow.events import (
+    EventSink,
+    MetricsUpdated,
+    Panicked,
+    RunCancelled,
+    RunCompleted,
+    RunResumed,
+    RunStarted,
+)
+from runkon_flow.persistence.models import NewRun, RunStatus, new_id
+from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.plugins.protocols import (
+    ActionExecutor,
+    GateResolver,
+    ItemProvider,
+    ScriptEnvProvider,
+    WorkflowResolver,
+)
+from runkon_flow.runtime.lease import RunMonitor, abort
+from runkon_flow.runtime.nodes.dispatch import execute_nodes
+from runkon_flow.runtime.resume import ResumeContext
+from runkon_flow.runtime.state import ExecutionState
+from runkon_flow.runtime.steps import describe_exception
+from runkon_flow.runtime.summary import build_summary
+from runkon_flow.runtime.types import (
+    ActionRegistry,
+    ChildRunInput,
+    ChildWorkflowContext,
+    ChildWorkflowRunner,
+    DefaultRunContext,
+    GateResolverRegistry,
+    ItemProviderRegistry,
+    LlmRunMetrics,
+    NoOpScriptEnvProvider,
+    RunInput,
+    WorkflowResult,
+    dedupe_sinks,
+)
+from runkon_flow.runtime.validate import validate_workflow_for_host
+
+__all__ = ["FlowEngine", "FlowEngineBuilder"]
+
+log = logging.getLogger("runkon_flow.engine")
+
+_VALIDATION_CACHE_SIZE = 256
+
+
+class FlowEngineBuilder:
+    """Collects plug-ins, then `build()`s a FlowEngine (engine.md §2.1)."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, ActionExecutor] = {}
+        self._fallback: ActionExecutor | None = None
+        self._providers = ItemProviderRegistry()
+        self._gates = GateResolverRegistry()
+        self._script_env: ScriptEnvProvider = NoOpScriptEnvProvider()
+        self._workflow_dirs: list[str] = []
+        self._resolver: WorkflowResolver | None = None
+        self._sinks: list[EventSink] = []
+
+    def action(self, executor: ActionExecutor) -> FlowEngineBuilder:
+        """Register an executor under `executor.name()`; a later one with the same name replaces it."""
+        self._actions[executor.name()] = executor
+        return self
+
+    def action_fallback(self, executor: ActionExecutor) -> FlowEngineBuilder:
+        """The executor used for any label without a named one. Only one is allowed."""
+        if self._fallback is not None:
+            raise WorkflowError("action_fallback already set — only one fallback executor is allowed")
+        self._fallback = executor
+        return self
+
+    def item_provider(self, provider: ItemProvider) -> FlowEngineBuilder:
+        self._providers.register(provider)
+        return self
+
+    def gate_resolver(self, resolver: GateResolver) -> FlowEngineBuilder:
+        self._gates.register(resolver)
+        return self
+
+    def script_env_provider(self, provider: ScriptEnvProvider) -> FlowEngineBuilder:
+        self._script_env = provider
+        return self
+
+    def workflow_dir(self, path: str | PathLike[str]) -> FlowEngineBuilder:
+        """Resolve sub-workflows as `<path>/<name>.wf` (overridden by `workflow_resolver`)."""
+        self._workflow_dirs.append(str(path))
+        return self
+
+    def workflow_resolver(self, resolver: WorkflowResolver) -> FlowEngineBuilder:
+        self._resolver = resolver
+        return self
+
+    def event_sink(self, sink: EventSink) -> FlowEngineBuilder:
+        self._sinks.append(sink)
+        return self
+
+    def with_event_sinks(self, sinks: Sequence[EventSink]) -> FlowEngineBuilder:
+        self._sinks.extend(sinks)
+        return self
+
+    def build(self) -> FlowEngine:
+        resolver = self._resolver
+        if resolver is None and self._workflow_dirs:
+            from runkon_flow.plugins.resolvers import DirectoryWorkflowResolver
+
+            resolver = DirectoryWorkflowResolver(*self._workflow_dirs)
+        return FlowEngine(
+            actions=ActionRegistry(dict(self._actions), self._fallback),
+            item_providers=self._providers,
+            gate_resolvers=self._gates,
+            script_env_provider=self._script_env,
+            workflow_resolver=resolver,
+            event_sinks=list(self._sinks),
+        )
+
+
+class FlowEngine:
+    """Runs workflows. Thread-safe: many runs may execute at once on different threads."""
+
+    def __init__(
+        self,
+        *,
+        actions: ActionRegistry | None = None,
+        item_providers: ItemProviderRegistry | None = None,
+        gate_resolvers: GateResolverRegistry | None = None,
+        script_env_provider: ScriptEnvProvider | None = None,
+        workflow_resolver: WorkflowResolver | None = None,
+        event_sinks: Sequence[EventSink] = (),
+    ) -> None:
+        self.action_registry = actions or ActionRegistry()
+        self.item_provider_registry = item_providers or ItemProviderRegistry()
+        self.gate_resolvers = gate_resolvers or GateResolverRegistry()
+        self.script_env_provider: ScriptEnvProvider = script_env_provider or NoOpScriptEnvProvider()
+        self.workflow_resolver = workflow_resolver
+        self.event_sinks: list[EventSink] = list(event_sinks)
+        self.monitor = RunMonitor()
+        self._lock = threading.Lock()
+        self._active: dict[str, ExecutionState] = {}
+        self._validated: OrderedDict[tuple[int, int, int], WorkflowDef] = OrderedDict()
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self, definition: WorkflowDef) -> None:
+        """Raise `ValidationErrors` with every problem this engine's registries find (engine.md §13)."""
+        problems = validate_workflow_for_host(
+            definition,
+            self.action_registry,
+            self.item_provider_registry,
+            self.gate_resolvers,
+            self.workflow_resolver,
+        )
+        if problems:
+            raise ValidationErrors(problems)
+
+    def _check_valid(
+        self, definition: WorkflowDef, actions: ActionRegistry, providers: ItemProviderRegistry
+    ) -> None:
+        """Validate for a run with the run's registries; results are cached per definition object."""
+        key = (id(definition), id(actions), id(providers))
+        with self._lock:
+            if self._validated.get(key) is definition:
+                self._validated.move_to_end(key)
+                return
+        problems = validate_workflow_for_host(
+            definition, actions, providers, self.gate_resolvers, self.workflow_resolver
+        )
+        if problems:
+            lines = "\n".join(p.text() for p in problems)
+            raise WorkflowError(f"workflow '{definition.name}' failed validation:\n{lines}")
+        with self._lock:
+            self._validated[key] = definition
+            while len(self._validated) > _VALIDATION_CACHE_SIZE:
+                self._validated.popitem(last=False)
+
+    # ------------------------------------------------------------------ public entry points
+
+    def run_workflow(self, definition: WorkflowDef, inp: RunInput) -> WorkflowResult:
+        """Run a top-level workflow. The run row must exist unless `inp.workflow_run_id` is None."""
+        st = self._state_for_run(definition, inp)
+        return self._execute(definition, st)
+
+    def resume_workflow(self, definition: WorkflowDef, inp: RunInput) -> WorkflowResult:
+        """Resume the run `inp.workflow_run_id` (required): completed steps are skipped and restored."""
+        if not inp.workflow_run_id:
+            raise WorkflowError("resume_workflow: RunInput.workflow_run_id is required")
+        st = self._state_for_run(definition, inp)
+        return self._resume(definition, st)
+
+    def run_child(
+        self, definition: WorkflowDef, inp: ChildRunInput, parent_ctx: ChildWorkflowContext
+    ) -> WorkflowResult:
+        """Run a pre-created child run row on behalf of a parent run (engine.md §2.5)."""
+        st = self._state_for_child(definition, inp, parent_ctx)
+        return self._execute(definition, st)
+
+    def resume_child(
+        self, definition: WorkflowDef, inp: ChildRunInput, parent_ctx: ChildWorkflowContext
+    ) -> WorkflowResult:
+        """Resume an unfinished child run on behalf of a (resumed) parent."""
+        st = self._state_for_child(definition, inp, parent_ctx)
+        return self._resume(definition, st)
+
+    def run(self, definition: WorkflowDef, state: ExecutionState) -> WorkflowResult:
+        """Low-level: run with a caller-built state. Engine sinks are delivered first, then the state's."""
+        state.event_sinks = dedupe_sinks(self.event_sinks, state.event_sinks)
+        return self._execute(definition, state)
+
+    def resume(self, definition: WorkflowDef, state: ExecutionState) -> WorkflowResult:
+        """Low-level resume (engine.md §10.1) with a caller-built state."""
+        state.event_sinks = dedupe_sinks(self.event_sinks, state.event_sinks)
+        return self._resume(definition, state)
+
+    def cancel_run(self, run_id: str, reason: CancellationReason | None = None) -> None:
+        """Cancel a run active in this engine (a child run id works too). It stops within a second
+        or two — gates and scripts at once — and ends `cancelled` with RunCancelled(reason)."""
+        with self._lock:
+            st = self._active.get(run_id)
+        if st is None:
+            raise WorkflowError(f"cancel_run: run '{run_id}' is not active in this engine instance")
+        try:
+            st.persistence.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+        except Exception as exc:
+            log.warning("cancel_run: could not mark run %s cancelling: %s", run_id, exc)
+        abort(st, reason or CancellationReason.user())
+
+    def active_runs(self) -> list[str]:
+        """Ids of the runs (including child runs) executing in this engine right now."""
+        with self._lock:
+            return list(self._active)
+
+    def close(self) -> None:
+        """Engine shutdown: every active run is cancelled with EngineShutdown."""
+        with self._lock:
+            states = list(self._active.values())
+        for st in states:
+            abort(st, CancellationReason.of("EngineShutdown"))
+
+    def __enter__(self) -> FlowEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ state construction
+
+    def _state_for_run(self, definition: WorkflowDef, inp: RunInput) -> ExecutionState:
+        actions = inp.action_registry or self.action_registry
+        providers = inp.item_provider_registry or self.item_provider_registry
+        self._check_valid(definition, actions, providers)
+        run_id = inp.workflow_run_id
+        if run_id is None:
+            run = inp.persistence.create_run(
+                NewRun(
+                    workflow_name=definition.name,
+                    parent_run_id=inp.parent_run_id,
+                    dry_run=inp.exec_config.dry_run,
+                    trigger=definition.trigger,
+                    definition_snapshot=json.dumps(definition.to_json(), ensure_ascii=False),
+                    inputs=dict(inp.inputs),
+                )
+            )
+            run_id = run.id
+        child_runner = inp.child_runner or self._default_child_runner(inp.persistence)
+        return ExecutionState(
+            persistence=inp.persistence,
+            workflow_run_id=run_id,
+            workflow_name=inp.workflow_name or definition.name,
+            action_registry=actions,
+            item_provider_registry=providers,
+            script_env_provider=inp.script_env_provider or self.script_env_provider,
+            run_ctx=inp.run_ctx or DefaultRunContext(run_id=run_id, workflow_name=definition.name),
+            extra_plugin_dirs=list(inp.extra_plugin_dirs),
+            model=inp.model,
+            exec_config=inp.exec_config,
+            inputs=dict(inp.inputs),
+            parent_run_id=inp.parent_run_id,
+            depth=inp.depth,
+            target_label=inp.target_label,
+            default_as_identity=inp.default_as_identity,
+            triggered_by_hook=inp.triggered_by_hook,
+            schema_resolver=inp.schema_resolver,
+            child_runner=child_runner,
+            event_sinks=dedupe_sinks(self.event_sinks, inp.event_sinks),
+            cancellation=inp.cancellation or CancellationToken(),
+        )
+
+    def _state_for_child(
+        self, definition: WorkflowDef, inp: ChildRunInput, parent_ctx: ChildWorkflowContext
+    ) -> ExecutionState:
+        actions = inp.action_registry or parent_ctx.action_registry or self.action_registry
+        providers = (
+            inp.item_provider_registry or parent_ctx.item_provider_registry or self.item_provider_registry
+        )
+        self._check_valid(definition, actions, providers)
+        inputs = dict(inp.inputs_override) if inp.inputs_override is not None else dict(parent_ctx.inputs)
+        return ExecutionState(
+            persistence=inp.persistence,
+            workflow_run_id=inp.workflow_run_id,
+            workflow_name=definition.name,
+            action_registry=actions,
+            item_provider_registry=providers,
+            script_env_provider=inp.script_env_provider
+            or parent_ctx.script_env_provider
+            or self.script_env_provider,
+            run_ctx=parent_ctx.run_ctx,
+            extra_plugin_dirs=list(parent_ctx.extra_plugin_dirs),
+            model=parent_ctx.model,
+            exec_config=parent_ctx.exec_config,
+            inputs=inputs,
+            parent_run_id=parent_ctx.workflow_run_id,
+            depth=inp.depth,
+            target_label=inp.target_label,
+            default_as_identity=inp.as_identity,
+            triggered_by_hook=inp.triggered_by_hook,
+            schema_resolver=inp.schema_resolver or parent_ctx.schema_resolver,
+            child_runner=inp.child_runner,
+            event_sinks=dedupe_sinks(self.event_sinks, parent_ctx.event_sinks),
+            cancellation=inp.cancellation or CancellationToken(),
+        )
+
+    def _default_child_runner(self, store: WorkflowPersistence) -> ChildWorkflowRunner | None:
+        if self.workflow_resolver is None:
+            return None
+        from runkon_flow.runtime.child_runner import InProcessChildRunner
+
+        return InProcessChildRunner(self, self.workflow_resolver, store)
+
+    # ------------------------------------------------------------------ execution
+
+    def _resume(self, definition: WorkflowDef, st: ExecutionState) -> WorkflowResult:
+        if st.resume_ctx is not None:
+            raise WorkflowError("resume() requires resume_ctx to be None on entry")
+        self._check_valid(definition, st.action_registry, st.item_provider_registry)
+        token = new_id()
+        generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
+        if generation is None:
+            raise AlreadyOwned(st.workflow_run_id)
+        st.owner_token, st.lease_generation = token, generation
+        try:
+            steps = st.persistence.get_steps(st.workflow_run_id)
+        except Exception as exc:
+            self._release(st)
+            raise WorkflowError(
+                f"resume: failed to load steps for run '{st.workflow_run_id}': {exc}"
+            ) from exc
+        st.resume_ctx = ResumeContext.from_steps(steps)
+        return self._execute(definition, st, lease_held=True)
+
+    def _execute(
+        self, definition: WorkflowDef, st: ExecutionState, *, lease_held: bool = False
+    ) -> WorkflowResult:
+        st.engine = self
+        self._check_valid(definition, st.action_registry, st.item_provider_registry)
+        if not lease_held:
+            token = st.owner_token or new_id()
+            generation = st.persistence.acquire_lease(
+                st.workflow_run_id, token, st.exec_config.lease_ttl_secs
+            )
+            if generation is None:
+                raise AlreadyOwned(st.workflow_run_id)
+            st.owner_token, st.lease_generation = token, generation
+        if st.exec_config.shutdown is None:
+            st.exec_config.shutdown = threading.Event()
+        with self._lock:
+            self._active[st.workflow_run_id] = st
+        self.monitor.register(st)
+        try:
+            self._mark_started(st)
+            result = self._core(definition, st)
+        finally:
+            self.monitor.unregister(st)
+            with self._lock:
+                if self._active.get(st.workflow_run_id) is st:
+                    del self._active[st.workflow_run_id]
+            self._release(st)
+        if result.status is RunStatus.CANCELLED and _is_lease_lost(st.cancellation.reason()):
+            raise EngineCancelled(CancellationReason.of("LeaseLost"))
+        return result
+
+    def _release(self, st: ExecutionState) -> None:
+        try:
+            st.persistence.release_lease(st.workflow_run_id, st.owner_token or "")
+        except Exception as exc:
+            log.warning("could not release the lease of run %s: %s", st.workflow_run_id, exc)
+
+    def _mark_started(self, st: ExecutionState) -> None:
+        """Honour a `cancelling` status written before we started; otherwise mark the run `running`."""
+        try:
+            run = st.persistence.get_run(st.workflow_run_id)
+            if run is not None and run.status is RunStatus.CANCELLING:
+                abort(st, CancellationReason.user())
+            elif run is None or run.status is not RunStatus.RUNNING:
+                st.persistence.update_run_status(st.workflow_run_id, RunStatus.RUNNING, None, None)
+        except Exception as exc:
+            log.warning("could not mark run %s running: %s", st.workflow_run_id, exc)
+
+    def _core(self, definition: WorkflowDef, st: ExecutionState) -> WorkflowResult:
+        """engine.md §7.1: start event, body, always, summary, metrics, final status, final event."""
+        if st.event_sinks:
+            parent = st.parent_run_id or None
+            if st.resume_ctx is not None:
+                st.emit(
+                    RunResumed(
+                        workflow_name=definition.name,
+                        parent_run_id=parent,
+                        skipped_steps=st.resume_ctx.completed_count,
+                    )
+                )
+            else:
+                st.emit(
+                    RunStarted(workflow_name=definition.name, parent_run_id=parent, inputs=dict(st.inputs))
+                )
+        body_error: EngineError | None = None
+        try:
+            execute_nodes(st, definition.body, 0, "body", respect_fail_fast=True)
+        except EngineError as exc:
+            st.all_succeeded = False
+            body_error = exc
+            if isinstance(exc, EngineCancelled) and _is_lease_lost(exc.reason):
+                st.cancellation.cancel(CancellationReason.of("LeaseLost"))
+        except Exception as exc:  # a bug in the engine or a plug-in contract violation
+            st.all_succeeded = False
+            body_error = self._crashed(st, exc)
+
+        if definition.always:
+            st.inputs["workflow_status"] = "completed" if st.all_succeeded else "failed"
+            saved = st.all_succeeded
+            try:
+                execute_nodes(st, definition.always, 0, "always", respect_fail_fast=False)
+            except EngineError as exc:
+                st.warn(f"always block failed: {exc}")
+            except Exception as exc:
+                st.warn(f"always block failed: {self._crashed(st, exc)}")
+            st.all_succeeded = saved
+
+        try:
+            summary = build_summary(
+                st.workflow_name, st.persistence.get_steps(st.workflow_run_id), st.all_succeeded
+            )
+        except Exception as exc:
+            log.warning("could not build the summary of run %s: %s", st.workflow_run_id, exc)
+            summary = f"Workflow '{st.workflow_name}'\nStatus: {'SUCCESS' if st.all_succeeded else 'FAILED'}"
+        if body_error is not None:
+            summary += f"\nError: {body_error}"
+        if st.event_sinks:
+            st.emit(
+                MetricsUpdated(
+                    total_cost=st.total_cost,
+                    total_turns=st.total_turns,
+                    total_duration_ms=st.total_duration_ms,
+                )
+            )
+
+        error_text = str(body_error) if body_error is not None else None
+        store = st.persistence
+        if st.all_succeeded:
+            status = RunStatus.COMPLETED
+            store.update_run_status(st.workflow_run_id, status, summary, None)
+            st.emit(RunCompleted(succeeded=True, summary=summary))
+        elif isinstance(body_error, EngineCancelled) or st.cancellation.is_cancelled():
+            status = RunStatus.CANCELLED
+            reason = st.cancellation.reason()
+            if reason is None and isinstance(body_error, EngineCancelled):
+                reason = body_error.reason
+            store.update_run_status(st.workflow_run_id, status, summary, error_text)
+            st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
+        else:
+            status = RunStatus.FAILED
+            store.update_run_status(st.workflow_run_id, status, summary, error_text)
+            st.emit(RunCompleted(succeeded=False, error=error_text, summary=summary))
+        return WorkflowResult(
+            workflow_run_id=st.workflow_run_id,
+            workflow_name=definition.name,
+            all_succeeded=st.all_succeeded,
+            total_duration_ms=st.total_duration_ms,
+            extensions=_extensions(st),
+            status=status,
+            error=error_text,
+            final_structured_output=st.last_output[1] if st.last_output is not None else None,
+            output_known=True,
+        )
+
+    def _crashed(self, st: ExecutionState, exc: Exception) -> WorkflowError:
+        """An unexpected exception: log it, tell the sinks (Panicked), and fail the run with its text."""
+        log.exception("run %s: unexpected error", st.workflow_run_id)
+        st.emit(Panicked(message=describe_exception(exc), backtrace=traceback.format_exc()))
+        return WorkflowError(f"internal error: {describe_exception(exc)}")
+
+
+def _is_lease_lost(reason: CancellationReason | None) -> bool:
+    return reason is not None and reason.kind == "LeaseLost"
+
+
+def _extensions(st: ExecutionState) -> Any:
+    from runkon_flow.plugins.protocols import Extensions
+
+    ext = Extensions()
+    if st.has_llm_metrics:
+        metrics = LlmRunMetrics(
+            total_input_tokens=st.total_input_tokens or None,
+            total_output_tokens=st.total_output_tokens or None,
+            total_cache_read_input_tokens=st.total_cache_read_input_tokens or None,
+            total_cache_creation_input_tokens=st.total_cache_creation_input_tokens or None,
+            total_turns=st.total_turns or None,
+            total_cost_usd=st.total_cost or None,
+            model=st.model,
+        )
+        if any(
+            v is not None
+            for v in (
+                metrics.total_input_tokens,
+                metrics.total_output_tokens,
+                metrics.total_cache_read_input_tokens,
+                metrics.total_cache_creation_input_tokens,
+                metrics.total_turns,
+                metrics.total_cost_usd,
+                metrics.model,
+            )
+        ):
+            ext.insert(metrics)
+    return ext

@@ -1,0 +1,135 @@
+"""The run monitor: one background thread per engine that keeps every active run's lease alive,
+notices an external cancel, and forwards cancels to in-flight executors (engine.md §6.4, §11).
+
+Upstream started a refresh thread per run and a keeper thread per call attempt. One thread for
+all runs is cheaper (a foreach can start thousands of child runs) and stricter: an external
+`cancelling` status is noticed within `cancel_poll_interval` (1 s; upstream 5 s).
+
+Per run, on each tick (every 100 ms):
+* every `lease_refresh_interval`: re-acquire the lease with the run's owner token; a refusal or an
+  error aborts the run (shutdown flag, token cancelled with LeaseLost);
+* every `cancel_poll_interval`: `is_run_cancelled`; true → token cancelled with UserRequested;
+* once the token is cancelled: `ActionRegistry.cancel(label, step_id)` for each in-flight call,
+  on a background thread (executors' cancel is advisory and may block).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.runtime.state import ExecutionState
+from runkon_flow.runtime.threads import fire_and_forget
+
+__all__ = ["RunMonitor"]
+
+log = logging.getLogger("runkon_flow.engine")
+
+_TICK = 0.1
+
+
+@dataclass(eq=False)
+class _Watch:
+    st: ExecutionState
+    next_refresh: float
+    next_poll: float
+    forwarded: set[str]
+
+
+class RunMonitor:
+    """Watches the active runs of one engine. Its thread runs only while some run is active."""
+
+    def __init__(self, tick: float = _TICK) -> None:
+        self._tick = tick
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._runs: dict[int, _Watch] = {}
+        self._thread: threading.Thread | None = None
+
+    def register(self, st: ExecutionState) -> None:
+        now = time.monotonic()
+        cfg = st.exec_config
+        watch = _Watch(st, now + cfg.lease_refresh_interval, now + cfg.cancel_poll_interval, set())
+        with self._lock:
+            self._runs[id(st)] = watch
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="runkon-run-monitor", daemon=True)
+                self._thread.start()
+
+    def unregister(self, st: ExecutionState) -> None:
+        with self._lock:
+            self._runs.pop(id(st), None)
+            if not self._runs:
+                self._wake.notify_all()
+
+    def active(self) -> list[ExecutionState]:
+        with self._lock:
+            return [w.st for w in self._runs.values()]
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._runs:
+                    self._thread = None
+                    return
+                watches = list(self._runs.values())
+            now = time.monotonic()
+            for watch in watches:
+                try:
+                    self._check(watch, now)
+                except Exception:  # the monitor must outlive any store or executor hiccup
+                    log.exception("run monitor check failed for %s", watch.st.workflow_run_id)
+            with self._lock:
+                if self._runs:
+                    self._wake.wait(self._tick)
+
+    def _check(self, watch: _Watch, now: float) -> None:
+        st = watch.st
+        cfg = st.exec_config
+        token = st.cancellation
+        if not token.is_cancelled() and now >= watch.next_refresh:
+            watch.next_refresh = now + cfg.lease_refresh_interval
+            self._refresh(st)
+        if not token.is_cancelled() and now >= watch.next_poll:
+            watch.next_poll = now + cfg.cancel_poll_interval
+            try:
+                if st.persistence.is_run_cancelled(st.workflow_run_id):
+                    log.info("run %s was cancelled from outside", st.workflow_run_id)
+                    abort(st, CancellationReason.user())
+            except Exception as exc:
+                log.warning("is_run_cancelled(%s) failed: %s", st.workflow_run_id, exc)
+        if token.is_cancelled():
+            forward_cancels(st, watch.forwarded)
+
+    def _refresh(self, st: ExecutionState) -> None:
+        try:
+            generation = st.persistence.acquire_lease(
+                st.workflow_run_id, st.owner_token or "", st.exec_config.lease_ttl_secs
+            )
+        except Exception as exc:
+            log.warning("lease refresh for run %s failed: %s", st.workflow_run_id, exc)
+            generation = None
+        if generation is None:
+            log.warning("run %s lost its lease; stopping it", st.workflow_run_id)
+            abort(st, CancellationReason.of("LeaseLost"))
+
+
+def abort(st: ExecutionState, reason: CancellationReason) -> None:
+    """Stop a run: shutdown flag, cancel its token (first reason wins)."""
+    # The flag lives in exec_config, which child runs share with their parent: only a top-level
+    # run may raise it.
+    if st.depth == 0 and st.exec_config.shutdown is not None:
+        st.exec_config.shutdown.set()
+    st.cancellation.cancel(reason)
+
+
+def forward_cancels(st: ExecutionState, forwarded: set[str]) -> None:
+    """Tell each in-flight executor of `st` (once) that its execution should stop."""
+    for step_id, label in list(st.current_executions.items()):
+        if step_id in forwarded:
+            continue
+        forwarded.add(step_id)
+        fire_and_forget(st.action_registry.cancel, label, step_id, name="executor-cancel")

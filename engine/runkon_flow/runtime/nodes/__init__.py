@@ -1,0 +1,1 @@
+"""One module per node kind; `dispatch.execute_node` routes a node to its executor."""

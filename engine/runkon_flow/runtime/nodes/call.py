@@ -1,0 +1,289 @@
+"""`call <agent>` (engine.md §9.1, dsl.md §6.1): dispatch an agent through the action registry
+with retries, on_fail, timeout, identity, output schema and prompt snippets.
+
+Differences from upstream, on purpose (design.md §5, docs/engine.md):
+* the executor gets `StepInfo.cancellation` (a child of the run token) and `emit_output`, so a
+  cancel or timeout reaches it at once; a call with a `timeout` runs on a helper thread and is
+  abandoned (after a short grace) if it ignores its token — the timeout pre-empts it;
+* a timeout marks the row `timed_out` and *fails* the run (upstream: cancelled as a user cancel);
+* a cancelled attempt is recorded `cancelled`, and any non-EngineError exception from an
+  executor is an attempt failure naming the executor, never a crash of the run thread.
+"""
+
+from __future__ import annotations
+
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.dsl.ast import CallNode
+from runkon_flow.dsl.durations import DurationError, parse_call_timeout
+from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
+from runkon_flow.events import StepRetrying
+from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
+from runkon_flow.plugins.protocols import (
+    ActionOutput,
+    ActionParams,
+    ClaudeActionParams,
+    Extensions,
+    OutputSchema,
+    StepInfo,
+)
+from runkon_flow.runtime.resume import restore_step
+from runkon_flow.runtime.state import ExecutionState, StepResult
+from runkon_flow.runtime.steps import (
+    OutputEmitter,
+    StepTimedOut,
+    StepTrace,
+    describe_exception,
+    handle_on_fail,
+    markers_json,
+    record_step_success,
+)
+from runkon_flow.runtime.threads import call_with_deadline, fire_and_forget
+from runkon_flow.runtime.variables import build_variable_map
+
+__all__ = ["execute_call", "merge_plugin_dirs", "resolve_schema"]
+
+_AGENT = StepRole.AGENT.value
+
+
+def resolve_schema(st: ExecutionState, name: str | None, where: str) -> OutputSchema | None:
+    """Load an `output = <schema>` name through the run's schema resolver (engine.md §3.9)."""
+    if not name:
+        return None
+    if st.schema_resolver is None:
+        raise WorkflowError(f"No schema resolver configured — cannot load schema '{name}'")
+    try:
+        return st.schema_resolver(name)
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise WorkflowError(
+            f"{where}: cannot load output schema '{name}': {describe_exception(exc)}"
+        ) from exc
+
+
+def merge_plugin_dirs(base: list[str], extra: list[str]) -> list[str]:
+    """`base` followed by the entries of `extra` not already present (order kept)."""
+    if not extra:
+        return list(base)
+    out = list(base)
+    for d in extra:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def execute_call(
+    st: ExecutionState, node: CallNode, iteration: int, path: str, *, inherit_block: bool = True
+) -> None:
+    label = node.agent.label()
+    key = node.agent.step_key()
+    schema_name = node.output or (st.block_output if inherit_block else None)
+    snippets = [*st.block_with, *node.with_] if inherit_block else list(node.with_)
+    position = st.take_position()
+    if st.resume_ctx is not None:
+        row = st.resume_ctx.take(label, iteration)
+        if row is not None:
+            restore_step(st, key, row, iteration, position)
+            return
+    schema = resolve_schema(st, schema_name, f"call '{key}'")
+    max_attempts = 1 + node.retries
+    last_error: str | None = None
+    for attempt in range(max_attempts):
+        error = _attempt(
+            st,
+            node,
+            label,
+            key,
+            path,
+            iteration,
+            position,
+            attempt,
+            max_attempts,
+            last_error,
+            schema,
+            snippets,
+        )
+        if error is None:
+            return
+        last_error = error
+    handle_on_fail(
+        st, key, label, node.on_fail, last_error or "", node.retries, iteration, max_attempts, path
+    )
+
+
+def _attempt(
+    st: ExecutionState,
+    node: CallNode,
+    label: str,
+    key: str,
+    path: str,
+    iteration: int,
+    position: int,
+    attempt: int,
+    max_attempts: int,
+    last_error: str | None,
+    schema: OutputSchema | None,
+    snippets: list[str],
+) -> str | None:
+    """One attempt; returns None on success or the error text (raises on timeout/cancel)."""
+    store = st.persistence
+    if attempt > 0 and st.event_sinks:
+        st.emit(
+            StepRetrying(step_name=label, attempt=attempt, step_key=key, node_path=path, error=last_error)
+        )
+    step_id = store.insert_step(
+        NewStep(
+            st.workflow_run_id, label, _AGENT, position=position, iteration=iteration, retry_count=attempt
+        )
+    )
+    trace = StepTrace(st, "call", label, key, path, iteration, position, attempt)
+    trace.started(step_id)
+
+    timeout_s: float | None = None
+    if node.timeout is not None:
+        try:
+            timeout_s = parse_call_timeout(node.timeout)
+        except DurationError as exc:
+            message = f"call '{key}': {exc}"
+            store.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
+            trace.completed(StepStatus.FAILED, message)
+            st.all_succeeded = False
+            st.step_results[key] = StepResult(label, StepStatus.FAILED, message)
+            raise WorkflowError(message) from None
+
+    extensions = Extensions()
+    if schema is not None:
+        extensions.insert(schema)
+    if node.max_turns is not None:
+        extensions.insert(ClaudeActionParams(max_turns=node.max_turns))
+    params = ActionParams(
+        name=label,
+        inputs=build_variable_map(st),
+        retries_remaining=max_attempts - attempt - 1,
+        retry_error=last_error,
+        snippets=snippets,
+        dry_run=st.exec_config.dry_run,
+        gate_feedback=st.last_gate_feedback,
+        extensions=extensions,
+        model=st.model,
+        as_identity=node.as_identity or st.default_as_identity,
+        plugin_dirs=merge_plugin_dirs(st.extra_plugin_dirs, node.plugin_dirs),
+    )
+    token = st.cancellation.child()
+    info = StepInfo(
+        step_id=step_id,
+        step_timeout=st.exec_config.step_timeout,
+        cancellation=token,
+        emit_output=OutputEmitter(st, step_id, label, st.exec_config.max_output_lines)
+        if st.event_sinks
+        else None,
+        run_id=st.workflow_run_id,
+    )
+    registry = st.action_registry
+    output: object = None
+    error: BaseException | None = None
+    timed_out = False
+    st.current_executions[step_id] = label
+    try:
+        if timeout_s is None:
+            try:
+                output = registry.dispatch(label, st.run_ctx, info, params)  # type: ignore[arg-type]
+            except Exception as exc:
+                error = exc
+        else:
+            outcome = call_with_deadline(
+                lambda: registry.dispatch(label, st.run_ctx, info, params),  # type: ignore[arg-type]
+                token,
+                timeout_s,
+                st.exec_config.cancel_grace,
+            )
+            timed_out = outcome.timed_out
+            if timed_out or not outcome.finished:
+                fire_and_forget(registry.cancel, label, step_id, name="executor-cancel")
+            if not outcome.finished and not timed_out:
+                error = EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
+            else:
+                output, error = outcome.value, outcome.error
+    finally:
+        st.current_executions.pop(step_id, None)
+        token.detach()
+
+    if timed_out:
+        text = f"step '{label}' timed out after {node.timeout}"
+        store.update_step(
+            step_id,
+            StepUpdate(
+                generation=st.generation,
+                status=StepStatus.TIMED_OUT,
+                result_text=f"timed out after {node.timeout}",
+                step_error=text,
+                retry_count=attempt,
+            ),
+        )
+        trace.completed(StepStatus.TIMED_OUT, text)
+        st.all_succeeded = False
+        st.step_results[key] = StepResult(label, StepStatus.TIMED_OUT, text)
+        raise StepTimedOut(text)
+
+    if error is None and not isinstance(output, ActionOutput):
+        error = WorkflowError(f"executor '{label}' returned {type(output).__name__}, expected ActionOutput")
+
+    if error is None:
+        assert isinstance(output, ActionOutput)
+        markers = list(output.markers or ())
+        context = output.context or ""
+        store.update_step(
+            step_id,
+            StepUpdate.completed(
+                st.generation,
+                child_run_id=output.child_run_id,
+                result_text=output.result_text,
+                context_out=context,
+                markers_out=markers_json(markers),
+                attempt=attempt,
+                structured_output=output.structured_output,
+            ),
+        )
+        st.note_output(position, output.structured_output)
+        record_step_success(
+            st,
+            key,
+            label,
+            iteration,
+            result_text=output.result_text,
+            markers=markers,
+            context=context,
+            structured_output=output.structured_output,
+            child_run_id=output.child_run_id,
+            metadata=output.metadata,
+        )
+        trace.completed(StepStatus.COMPLETED, markers=markers)
+        return None
+
+    if isinstance(error, EngineCancelled) or st.cancellation.is_cancelled():
+        reason = (
+            error.reason
+            if isinstance(error, EngineCancelled)
+            else st.cancellation.reason() or CancellationReason.of("ParentCancelled")
+        )
+        cancelled = EngineCancelled(reason)
+        store.update_step(
+            step_id,
+            StepUpdate(
+                generation=st.generation,
+                status=StepStatus.CANCELLED,
+                result_text="executor shutdown requested",
+                step_error=str(cancelled),
+                retry_count=attempt,
+            ),
+        )
+        trace.completed(StepStatus.CANCELLED, str(cancelled))
+        raise cancelled
+
+    if isinstance(error, EngineError):
+        text = str(error)
+    else:
+        text = f"executor '{label}' raised {describe_exception(error)}"
+    store.update_step(step_id, StepUpdate.failed(st.generation, text, attempt))
+    trace.completed(StepStatus.FAILED, text)
+    return text

@@ -1,0 +1,614 @@
+"""`foreach <name>` (engine.md §9.4, dsl.md §6.10): fan a child workflow out over provider items.
+
+Items are written as `pending` rows, then dispatched on a pool of `max_parallel` daemon workers
+(each item is a real child run through the ChildWorkflowRunner), in dependency order when
+`ordered = true` and the provider supports it. `on_child_fail` decides what a failed child does:
+`halt` stops dispatching, `continue` carries on, `skip_dependents` marks its transitive
+dependents `skipped`. The step's structured output is `{"items":[{item_id,status,output}…]}`.
+
+Better than upstream (design.md §5, docs/engine.md):
+* on resume the previous attempt's item rows are continued: completed items never run again,
+  everything else is dispatched again, and dependencies on completed items count as satisfied;
+* a cancel cancels in-flight children (child tokens), records them `cancelled`, records the
+  step `cancelled` and ends the run cancelled — never `completed`;
+* item writes are batched per loop pass; a child's output is taken from its result rather than
+  re-read from the store, so there is no query per item;
+* dependency cycles honour `on_cycle` (`fail` stops the step, `warn` breaks the cycle);
+* item rows keep the real child run id.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from runkon_flow.cancellation import CancellationReason, CancellationToken
+from runkon_flow.dsl.ast import ForEachNode
+from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
+from runkon_flow.events import (
+    FanOutItemCompleted,
+    FanOutItemInfo,
+    FanOutItemsCollected,
+    FanOutItemSkipped,
+    FanOutItemStarted,
+)
+from runkon_flow.persistence.models import (
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    NewStep,
+    RunStatus,
+    StepRole,
+    StepStatus,
+    StepUpdate,
+)
+from runkon_flow.plugins.protocols import ProviderInfo
+from runkon_flow.runtime.resume import restore_step
+from runkon_flow.runtime.state import ExecutionState
+from runkon_flow.runtime.steps import StepTrace, describe_exception, record_step_failure, record_step_success
+from runkon_flow.runtime.threads import WorkerPool
+from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
+
+__all__ = ["execute_foreach"]
+
+_ROLE = StepRole.FOREACH.value
+_RECEIVE_TICK = 0.25
+_TERMINAL_BAD = (FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    index: int
+    row_id: str
+    item_type: str
+    item_id: str
+    item_ref: str
+    context: dict[str, str]
+    status: FanOutItemStatus = FanOutItemStatus.PENDING
+    child_run_id: str | None = None
+    output: str | None = None
+    output_known: bool = False
+    error: str | None = None
+    token: CancellationToken | None = None
+
+
+def execute_foreach(st: ExecutionState, node: ForEachNode, iteration: int, path: str) -> None:
+    key = f"foreach:{node.name}"
+    position = st.take_position()
+    if st.resume_ctx is not None:
+        row = st.resume_ctx.take(key, iteration)
+        if row is not None:
+            restore_step(st, key, row, iteration, position)
+            return
+    step_id = st.persistence.insert_step(
+        NewStep(st.workflow_run_id, key, _ROLE, position=position, iteration=iteration, retry_count=0)
+    )
+    trace = StepTrace(st, "foreach", key, key, path, iteration, position)
+    trace.started(step_id)
+    _FanOut(st, node, step_id, key, iteration, position, path, trace).run()
+
+
+class _FanOut:
+    """One execution of a foreach step: collect, dispatch, complete."""
+
+    def __init__(
+        self,
+        st: ExecutionState,
+        node: ForEachNode,
+        step_id: str,
+        key: str,
+        iteration: int,
+        position: int,
+        path: str,
+        trace: StepTrace,
+    ) -> None:
+        self.st = st
+        self.node = node
+        self.step_id = step_id
+        self.key = key
+        self.iteration = iteration
+        self.position = position
+        self.path = path
+        self.trace = trace
+        self.items: list[_Item] = []
+        self.by_id: dict[str, _Item] = {}
+        self.deps: dict[str, set[str]] = {}
+        self.dependents: dict[str, list[str]] = {}
+        self.results: queue.SimpleQueue[tuple[_Item, WorkflowResult | None, BaseException | None]] = (
+            queue.SimpleQueue()
+        )
+        self.updates: list[tuple[str, FanOutItemUpdate]] = []
+        self.counts = {s: 0 for s in FanOutItemStatus}
+        self.halted = False
+        self.cancelled = False
+
+    # ------------------------------------------------------------------ helpers
+
+    def _fail_setup(self, message: str) -> None:
+        st = self.st
+        st.persistence.update_step(self.step_id, StepUpdate.failed(st.generation, message, 0))
+        self.trace.completed(StepStatus.FAILED, message)
+        st.all_succeeded = False
+        raise WorkflowError(message)
+
+    def _flush(self) -> None:
+        if self.updates:
+            updates, self.updates = self.updates, []
+            self.st.persistence.batch_update_fan_out_items(updates)
+
+    # ------------------------------------------------------------------ phases
+
+    def run(self) -> None:
+        st, node = self.st, self.node
+        provider = st.item_provider_registry.get(node.over)
+        if provider is None:
+            self._fail_setup(
+                f"foreach '{node.name}': unknown provider '{node.over}' — "
+                "no ItemProvider registered for this name"
+            )
+        if st.child_runner is None:
+            self._fail_setup(
+                f"foreach '{node.name}': no ChildWorkflowRunner configured — cannot dispatch child workflows"
+            )
+        self._collect(provider)
+        total = len(self.items)
+        if total == 0:
+            text = f"foreach {node.name}: no items to process"
+            aggregate = '{"items":[]}'
+            st.persistence.update_step(
+                self.step_id,
+                StepUpdate.completed(
+                    st.generation, result_text=text, context_out=text, attempt=0, structured_output=aggregate
+                ),
+            )
+            st.note_output(self.position, aggregate)
+            record_step_success(
+                st,
+                self.key,
+                self.key,
+                self.iteration,
+                result_text=text,
+                markers=[],
+                context=text,
+                structured_output=aggregate,
+            )
+            self.trace.completed(StepStatus.COMPLETED)
+            return
+        self._dispatch()
+        self._complete()
+
+    def _collect(self, provider: Any) -> None:
+        st, node = self.st, self.node
+        previous: list[Any] = []
+        if st.resume_ctx is not None:
+            prior_row = st.resume_ctx.previous_attempt(self.key, self.iteration)
+            if prior_row is not None:
+                previous = st.persistence.get_fan_out_items(prior_row.id)
+        try:
+            parse_scope = getattr(provider, "parse_scope", None)
+            scope = parse_scope(node.scope) if parse_scope is not None else None
+            fresh = provider.items(st.run_ctx, ProviderInfo(self.step_id), scope, dict(node.filter))
+        except EngineError as exc:
+            self._fail_setup(f"foreach '{node.name}': {exc}")
+        except Exception as exc:
+            self._fail_setup(
+                f"foreach '{node.name}': item provider '{node.over}' failed: {describe_exception(exc)}"
+            )
+
+        merged: dict[tuple[str, str], tuple[str, str, str, dict[str, str], Any]] = {}
+        for row in previous:
+            merged.setdefault(
+                (row.item_type, row.item_id),
+                (row.item_type, row.item_id, row.item_ref, dict(row.context), row),
+            )
+        for item in fresh or ():
+            k = (item.item_type, item.item_id)
+            if k not in merged:
+                merged[k] = (
+                    item.item_type,
+                    item.item_id,
+                    item.item_ref or "",
+                    {str(a): str(b) for a, b in (item.context or {}).items()},
+                    None,
+                )
+        entries = list(merged.values())
+        row_ids = st.persistence.insert_fan_out_items(
+            self.step_id, [(t, i, r, c) for t, i, r, c, _ in entries]
+        )
+        carried: list[tuple[str, FanOutItemUpdate]] = []
+        for index, ((item_type, item_id, item_ref, context, prior), row_id) in enumerate(
+            zip(entries, row_ids, strict=True)
+        ):
+            item = _Item(index, row_id, item_type, item_id, item_ref, context)
+            if prior is not None and FanOutItemStatus(prior.status) is FanOutItemStatus.COMPLETED:
+                item.status = FanOutItemStatus.COMPLETED
+                item.child_run_id = prior.child_run_id
+                carried.append(
+                    (row_id, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, prior.child_run_id))
+                )
+                self.counts[FanOutItemStatus.COMPLETED] += 1
+            self.items.append(item)
+            self.by_id.setdefault(item_id, item)
+        if carried:
+            st.persistence.batch_update_fan_out_items(carried)
+        if node.ordered and _supports_ordered(provider):
+            try:
+                edges = provider.dependencies(self.step_id)
+            except Exception as exc:
+                self._fail_setup(
+                    f"foreach '{node.name}': item provider '{node.over}' failed to list dependencies: "
+                    f"{describe_exception(exc)}"
+                )
+            self._build_graph(edges or [])
+        if st.event_sinks:
+            st.emit(
+                FanOutItemsCollected(
+                    count=len(self.items),
+                    step_id=self.step_id,
+                    foreach_name=node.name,
+                    node_path=self.path,
+                    max_parallel=node.max_parallel,
+                    items=[
+                        FanOutItemInfo(
+                            item_id=i.item_id,
+                            item_ref=i.item_ref,
+                            status=i.status.value,  # type: ignore[arg-type]
+                            depends_on=sorted(self.deps.get(i.item_id, ())),
+                        )
+                        for i in self.items
+                    ],
+                )
+            )
+
+    def _build_graph(self, edges: list[tuple[str, str]]) -> None:
+        unknown: set[str] = set()
+        for blocker, dependent in edges:
+            if blocker not in self.by_id or dependent not in self.by_id:
+                unknown.update(x for x in (blocker, dependent) if x not in self.by_id)
+                continue
+            if blocker == dependent:
+                continue
+            if blocker not in self.deps.setdefault(dependent, set()):
+                self.deps[dependent].add(blocker)
+                self.dependents.setdefault(blocker, []).append(dependent)
+        if unknown:
+            self.st.warn(
+                f"foreach '{self.node.name}': dependencies on unknown items ignored: "
+                + ", ".join(sorted(unknown))
+            )
+        self._check_cycles()
+
+    def _check_cycles(self) -> None:
+        """Depth-first search over blocker edges; `on_cycle = fail` stops, `warn` breaks each cycle."""
+        state: dict[str, int] = {}  # 1 = on stack, 2 = done
+        for start in [i.item_id for i in self.items]:
+            if state.get(start):
+                continue
+            stack: list[tuple[str, list[str]]] = [(start, sorted(self.deps.get(start, ())))]
+            state[start] = 1
+            while stack:
+                current, todo = stack[-1]
+                if not todo:
+                    state[current] = 2
+                    stack.pop()
+                    continue
+                blocker = todo.pop()
+                mark = state.get(blocker)
+                if mark == 1:
+                    chain = [name for name, _ in stack]
+                    cycle = [*chain[chain.index(blocker) :], blocker]
+                    text = " -> ".join(reversed(cycle))
+                    if self.node.on_cycle == "fail":
+                        self._fail_setup(f"foreach '{self.node.name}': dependency cycle among items: {text}")
+                    self.st.warn(f"foreach '{self.node.name}': dependency cycle among items broken: {text}")
+                    self.deps[current].discard(blocker)
+                    deps_of = self.dependents.get(blocker, [])
+                    if current in deps_of:
+                        deps_of.remove(current)
+                elif mark is None:
+                    state[blocker] = 1
+                    stack.append((blocker, sorted(self.deps.get(blocker, ()))))
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self) -> None:
+        st, node = self.st, self.node
+        max_slots = max(1, node.max_parallel)
+        terminal: set[str] = {i.item_id for i in self.items if i.status.is_terminal}
+        ready: deque[_Item] = deque()
+        waiting: dict[str, _Item] = {}
+        for item in self.items:
+            if item.status is not FanOutItemStatus.PENDING:
+                continue
+            if self.deps.get(item.item_id, set()) <= terminal:
+                ready.append(item)
+            else:
+                waiting[item.item_id] = item
+        self.terminal, self.ready, self.waiting = terminal, ready, waiting
+        in_flight: dict[str, _Item] = {}
+        self.parent_ctx = st.child_workflow_context()
+        pool = WorkerPool(max_slots, f"foreach-{node.name}")
+        give_up_at: float | None = None
+        try:
+            while True:
+                if not self.halted and not self.cancelled and ready:
+                    self._start(pool, in_flight, max_slots)
+                if not in_flight:
+                    break
+                try:
+                    batch = [self.results.get(timeout=_RECEIVE_TICK)]
+                except queue.Empty:
+                    batch = []
+                while True:
+                    try:
+                        batch.append(self.results.get_nowait())
+                    except queue.Empty:
+                        break
+                for item, result, error in batch:
+                    in_flight.pop(item.row_id, None)
+                    self._finish(item, result, error)
+                self._flush()
+                if not self.cancelled and st.cancellation.is_cancelled():
+                    self.cancelled = True
+                    give_up_at = time.monotonic() + st.exec_config.cancel_grace
+                if self.cancelled and give_up_at is not None and time.monotonic() >= give_up_at:
+                    for item in list(in_flight.values()):  # they ignored their cancelled token
+                        in_flight.pop(item.row_id, None)
+                        self._finish(
+                            item,
+                            None,
+                            EngineCancelled(
+                                st.cancellation.reason() or CancellationReason.of("ParentCancelled")
+                            ),
+                        )
+                    self._flush()
+                    break
+        finally:
+            pool.shutdown()
+        if not self.halted and not self.cancelled and waiting:
+            # Only reachable if a dependency can never be satisfied; never leave them silently pending.
+            for item in list(waiting.values()):
+                self._skip(item, "dependency can never be satisfied")
+            self._flush()
+
+    def _start(self, pool: WorkerPool, in_flight: dict[str, _Item], max_slots: int) -> None:
+        st = self.st
+        starting: list[_Item] = []
+        while len(in_flight) < max_slots and self.ready:
+            item = self.ready.popleft()
+            in_flight[item.row_id] = item
+            starting.append(item)
+        if not starting:
+            return
+        if st.event_sinks:
+            for item in starting:
+                st.emit(FanOutItemStarted(item_id=item.item_id, step_id=self.step_id))
+        st.persistence.batch_update_fan_out_items([(i.row_id, FanOutItemUpdate.running()) for i in starting])
+        for item in starting:
+            item.status = FanOutItemStatus.RUNNING
+            item.token = st.cancellation.child()
+            pool.submit(self._run_child, item)
+
+    def _run_child(self, item: _Item) -> None:
+        """Worker thread: run one child and report back. Never raises."""
+        node = self.node
+        inputs = dict(node.inputs)
+        for k, v in item.context.items():
+            inputs[f"item.{k}"] = v
+        inputs["item.id"] = item.item_id
+        inputs["item.ref"] = item.item_ref
+        assert item.token is not None
+        params = ChildWorkflowInput(
+            inputs=inputs,
+            iteration=self.iteration,
+            as_identity=None,
+            depth=self.st.depth + 1,
+            parent_step_id=self.step_id,
+            cancellation=item.token,
+            item_id=item.item_id,
+        )
+        try:
+            result = self.st.child_runner.execute_child(node.workflow, self.parent_ctx, params)  # type: ignore[union-attr]
+        except BaseException as exc:
+            self.results.put((item, None, exc))
+            return
+        self.results.put((item, result, None))
+
+    def _finish(self, item: _Item, result: WorkflowResult | None, error: BaseException | None) -> None:
+        st = self.st
+        if item.token is not None:
+            item.token.detach()
+            item.token = None
+        if result is not None:
+            item.child_run_id = result.workflow_run_id
+            if result.output_known:
+                item.output, item.output_known = result.final_structured_output, True
+            if result.all_succeeded:
+                status = FanOutItemStatus.COMPLETED
+            elif self.cancelled or st.cancellation.is_cancelled() or result.status is RunStatus.CANCELLED:
+                status = FanOutItemStatus.CANCELLED
+            else:
+                status = FanOutItemStatus.FAILED
+            item.error = result.error
+        else:
+            cancelled = isinstance(error, EngineCancelled) or st.cancellation.is_cancelled()
+            status = FanOutItemStatus.CANCELLED if cancelled else FanOutItemStatus.FAILED
+            item.error = describe_exception(error) if error is not None else None
+            if not cancelled:
+                st.warn(f"foreach '{self.node.name}': item '{item.item_id}' could not run: {item.error}")
+        item.status = status
+        self.counts[status] += 1
+        self.updates.append((item.row_id, FanOutItemUpdate.terminal(status, item.child_run_id)))
+        if st.event_sinks:
+            st.emit(
+                FanOutItemCompleted(
+                    item_id=item.item_id,
+                    succeeded=status is FanOutItemStatus.COMPLETED,
+                    step_id=self.step_id,
+                    child_run_id=item.child_run_id,
+                    status=status.value,  # type: ignore[arg-type]
+                    error=item.error,
+                )
+            )
+        self.terminal.add(item.item_id)
+        newly_terminal = [item.item_id]
+        if status in _TERMINAL_BAD and not self.cancelled and not st.cancellation.is_cancelled():
+            policy = self.node.on_child_fail
+            if policy == "halt":
+                self.halted = True
+            elif policy == "skip_dependents":
+                newly_terminal.extend(self._skip_dependents(item.item_id))
+        self._promote(newly_terminal)
+
+    def _skip(self, item: _Item, reason: str) -> None:
+        item.status = FanOutItemStatus.SKIPPED
+        self.counts[FanOutItemStatus.SKIPPED] += 1
+        self.updates.append((item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.SKIPPED)))
+        self.terminal.add(item.item_id)
+        self.waiting.pop(item.item_id, None)
+        if self.st.event_sinks:
+            self.st.emit(FanOutItemSkipped(item_id=item.item_id, step_id=self.step_id, reason=reason))
+
+    def _skip_dependents(self, failed_id: str) -> list[str]:
+        skipped: list[str] = []
+        todo = list(self.dependents.get(failed_id, ()))
+        while todo:
+            dep_id = todo.pop(0)
+            if dep_id in self.terminal:
+                continue
+            item = self.by_id[dep_id]
+            if item.status is not FanOutItemStatus.PENDING:
+                continue
+            if item in self.ready:
+                self.ready.remove(item)
+            self._skip(item, f"depends on failed item '{failed_id}'")
+            skipped.append(dep_id)
+            todo.extend(self.dependents.get(dep_id, ()))
+        return skipped
+
+    def _promote(self, newly_terminal: list[str]) -> None:
+        if not self.waiting:
+            return
+        candidates: dict[str, _Item] = {}
+        for done in newly_terminal:
+            for dep_id in self.dependents.get(done, ()):
+                item = self.waiting.get(dep_id)
+                if item is not None and self.deps.get(dep_id, set()) <= self.terminal:
+                    candidates[dep_id] = item
+        for item in sorted(candidates.values(), key=lambda i: i.index):
+            del self.waiting[item.item_id]
+            self.ready.append(item)
+
+    # ------------------------------------------------------------------ completion
+
+    def _child_output(self, item: _Item) -> Any:
+        if not item.child_run_id:
+            return None
+        text = item.output
+        if not item.output_known:
+            text = None
+            try:
+                steps = self.st.persistence.get_steps(item.child_run_id)
+            except Exception:
+                steps = []
+            for step in sorted(steps, key=lambda s: s.position):
+                if step.structured_output is not None:
+                    text = step.structured_output
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+
+    def _aggregate(self) -> str | None:
+        try:
+            entries = [
+                {"item_id": i.item_id, "status": i.status.value, "output": self._child_output(i)}
+                for i in sorted(self.items, key=lambda i: i.item_id)
+                if i.status.is_terminal
+            ]
+            return json.dumps({"items": entries}, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            self.st.warn(f"foreach '{self.node.name}': could not build the aggregate output: {exc}")
+            return None
+
+    def _complete(self) -> None:
+        st, node = self.st, self.node
+        c = self.counts
+        total = len(self.items)
+        done, failed = c[FanOutItemStatus.COMPLETED], c[FanOutItemStatus.FAILED]
+        skipped, cancelled = c[FanOutItemStatus.SKIPPED], c[FanOutItemStatus.CANCELLED]
+        context = f"foreach {node.name}: {done} completed, {failed} failed, {skipped} skipped"
+        if cancelled:
+            context += f", {cancelled} cancelled"
+        context += f" of {total} {node.over}"
+        aggregate = self._aggregate()
+        st.note_output(self.position, aggregate)
+        if self.cancelled:
+            reason = st.cancellation.reason() or CancellationReason.of("ParentCancelled")
+            error = EngineCancelled(reason)
+            st.persistence.update_step(
+                self.step_id,
+                StepUpdate(
+                    generation=st.generation,
+                    status=StepStatus.CANCELLED,
+                    result_text=context,
+                    context_out=context,
+                    structured_output=aggregate,
+                    step_error=str(error),
+                    retry_count=0,
+                ),
+            )
+            self.trace.completed(StepStatus.CANCELLED, str(error))
+            raise error
+        bad = failed + cancelled
+        if bad:
+            message = f"foreach '{node.name}': {bad} of {total} items failed"
+            st.persistence.update_step(
+                self.step_id,
+                StepUpdate(
+                    generation=st.generation,
+                    status=StepStatus.FAILED,
+                    result_text=message,
+                    context_out=context,
+                    structured_output=aggregate,
+                    step_error=message,
+                    retry_count=0,
+                ),
+            )
+            self.trace.completed(StepStatus.FAILED, message)
+            record_step_failure(st, self.key, node.name, message, 1)
+            return
+        st.persistence.update_step(
+            self.step_id,
+            StepUpdate.completed(
+                st.generation,
+                result_text=context,
+                context_out=context,
+                attempt=0,
+                structured_output=aggregate,
+            ),
+        )
+        record_step_success(
+            st,
+            self.key,
+            self.key,
+            self.iteration,
+            result_text=context,
+            markers=[],
+            context=context,
+            structured_output=aggregate,
+        )
+        self.trace.completed(StepStatus.COMPLETED)
+
+
+def _supports_ordered(provider: Any) -> bool:
+    check = getattr(provider, "supports_ordered", None)
+    try:
+        return bool(check()) if check is not None else False
+    except Exception:
+        return False

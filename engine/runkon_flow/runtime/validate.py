@@ -1,0 +1,126 @@
+"""Host-registry validation (engine.md §13, dsl.md §9.3): can this engine run this workflow?
+
+Checked before every run and by `FlowEngine.validate`: cycle/depth of workflow references (with a
+resolver), an executor for every call and parallel call, a provider for every foreach, a gate
+resolver for every non-quality gate type, and — recursively, once per name — every sub-workflow
+called with `call workflow`. All problems are collected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from runkon_flow.dsl.ast import (
+    AlwaysNode,
+    CallNode,
+    CallWorkflowNode,
+    DoNode,
+    DoWhileNode,
+    ForEachNode,
+    GateNode,
+    IfNode,
+    ParallelNode,
+    UnlessNode,
+    WhileNode,
+    WorkflowDef,
+)
+from runkon_flow.dsl.references import find_workflow_cycle
+from runkon_flow.errors import Problem
+from runkon_flow.plugins.protocols import WorkflowResolver
+from runkon_flow.runtime.types import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
+
+__all__ = ["validate_workflow_for_host"]
+
+_BLOCKS = (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode)
+
+
+class _HostValidator:
+    def __init__(
+        self,
+        actions: ActionRegistry,
+        providers: ItemProviderRegistry,
+        gates: GateResolverRegistry,
+        resolver: WorkflowResolver | None,
+    ) -> None:
+        self.actions = actions
+        self.providers = providers
+        self.gates = gates
+        self.resolver = resolver
+        self.seen_workflows: set[str] = set()
+
+    def nodes(self, nodes: Iterable[Any], out: list[Problem], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, CallNode):
+                label = node.agent.label()
+                if not self.actions.has_action(label):
+                    out.append(
+                        Problem(
+                            f"{prefix}call '{node.step_key()}': no registered ActionExecutor for '{label}'",
+                            f"register an executor named '{label}' or add a fallback executor",
+                        )
+                    )
+            elif isinstance(node, ParallelNode):
+                for agent in node.calls:
+                    label = agent.label()
+                    if not self.actions.has_action(label):
+                        out.append(
+                            Problem(
+                                f"{prefix}parallel call '{agent.step_key()}': no registered ActionExecutor "
+                                f"for '{label}'",
+                                f"register an executor named '{label}' or add a fallback executor",
+                            )
+                        )
+            elif isinstance(node, ForEachNode):
+                if self.providers.get(node.over) is None:
+                    out.append(
+                        Problem(
+                            f"{prefix}foreach '{node.name}': no registered ItemProvider for '{node.over}'",
+                            f"register a provider with name '{node.over}' "
+                            "via FlowEngineBuilder::item_provider()",
+                        )
+                    )
+            elif isinstance(node, GateNode):
+                if not node.is_quality_gate and not self.gates.has_type(node.gate_type):
+                    out.append(
+                        Problem(
+                            f"{prefix}gate '{node.name}': no registered GateResolver "
+                            f"for type '{node.gate_type}'"
+                        )
+                    )
+            elif isinstance(node, CallWorkflowNode):
+                self.sub_workflow(node.workflow, out, prefix)
+            elif isinstance(node, _BLOCKS):
+                self.nodes(node.body, out, prefix)
+
+    def sub_workflow(self, name: str, out: list[Problem], prefix: str) -> None:
+        if self.resolver is None or name in self.seen_workflows:
+            return
+        self.seen_workflows.add(name)
+        try:
+            child = self.resolver.resolve(name)
+        except Exception as exc:
+            out.append(Problem(f"{prefix}call workflow '{name}': sub-workflow could not be loaded: {exc}"))
+            return
+        inner: list[Problem] = []
+        self.nodes([*child.body, *child.always], inner, "")
+        out.extend(Problem(f"{prefix}in sub-workflow '{name}': {p.message}", p.hint) for p in inner)
+
+
+def validate_workflow_for_host(
+    definition: WorkflowDef,
+    actions: ActionRegistry,
+    providers: ItemProviderRegistry,
+    gates: GateResolverRegistry,
+    resolver: WorkflowResolver | None,
+) -> list[Problem]:
+    """Every problem that would stop this host from running `definition` (empty list = fine)."""
+    problems: list[Problem] = []
+    if resolver is not None:
+        error = find_workflow_cycle(definition.name, resolver, root=definition)
+        if error is not None:
+            problems.append(Problem(str(error)))
+    validator = _HostValidator(actions, providers, gates, resolver)
+    validator.seen_workflows.add(definition.name)
+    validator.nodes([*definition.body, *definition.always], problems, "")
+    return problems

@@ -117,9 +117,10 @@ class _Formatter:
         raise self.fail(node, f"{what} key `{text}`: keys must be identifiers (and not most keywords)")
 
     def number(self, value: int, what: str, node: Any, maximum: int = U32_MAX) -> str:
+        """Bare when it fits an INT token (u32, §2.5), quoted beyond that (u64 options)."""
         if not 0 <= value <= maximum:
             raise self.fail(node, f"{what} = {value}: it must be between 0 and {maximum}")
-        return str(value)
+        return str(value) if value <= U32_MAX else quote(str(value))
 
     def string_map(self, items: dict[str, str], what: str, node: Any) -> str | list[str]:
         """`{ K = "v" }` on one line when short, else one pair per line."""
@@ -168,19 +169,22 @@ class _Formatter:
     def emit(self, depth: int, text: str) -> None:
         self.lines.append(INDENT * depth + text)
 
-    def block(self, depth: int, head: str, pairs: Sequence[Pair], compact: int = 0, tail: str = "") -> None:
-        """`head { pairs }`: on one line when there are at most `compact` short pairs, else aligned."""
+    def block(
+        self, depth: int, head: str, pairs: Sequence[Pair], compact: int = 0, braces: bool = False
+    ) -> None:
+        """`head { pairs }`: on one line when there are at most `compact` short pairs, else aligned.
+        Without pairs the braces are left out unless the construct requires them (`braces`)."""
         if not pairs:
-            self.emit(depth, f"{head}{tail}")
+            self.emit(depth, f"{head} {{}}" if braces else head)
             return
         if len(pairs) <= compact and all(isinstance(v, str) for _, v in pairs):
-            line = f"{head} {{ " + "  ".join(f"{k} = {v}" for k, v in pairs) + f" }}{tail}"
+            line = f"{head} {{ " + "  ".join(f"{k} = {v}" for k, v in pairs) + " }"
             if len(INDENT * depth + line) <= _LINE_WIDTH:
                 self.emit(depth, line)
                 return
         self.emit(depth, f"{head} {{")
         self.pairs(depth + 1, pairs)
-        self.emit(depth, f"}}{tail}")
+        self.emit(depth, "}")
 
     def pairs(self, depth: int, pairs: Sequence[Pair]) -> None:
         width = max((len(k) for k, _ in pairs), default=0)
@@ -337,7 +341,8 @@ class _Formatter:
         elif isinstance(node, AlwaysNode):
             self.nested(depth, "always", (), node.body)
         elif isinstance(node, ScriptNode):
-            self.block(depth, f"script {self.name(node.name, 'script name', node)}", self.script_pairs(node))
+            head = f"script {self.name(node.name, 'script name', node)}"
+            self.block(depth, head, self.script_pairs(node), braces=True)
         elif isinstance(node, ForEachNode):
             self.block(
                 depth, f"foreach {self.name(node.name, 'foreach name', node)}", self.foreach_pairs(node)
@@ -455,7 +460,7 @@ class _Formatter:
             raise self.fail(node, f"gate `{node.name}` of type `{node.gate_type}`: a gate's name is its type")
         head = f"gate {self.name(node.name, 'gate type', node)}"
         pairs = self.quality_gate_pairs(node) if node.is_quality_gate else self.gate_pairs(node)
-        self.block(depth, head, pairs)
+        self.block(depth, head, pairs, braces=True)
 
     def gate_pairs(self, node: GateNode) -> list[Pair]:
         pairs: list[Pair] = []

@@ -1,0 +1,446 @@
+"""`format_workflow`: canonical, readable text that parses back to the same workflow (or a clear refusal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from runkon_flow.dsl import format_workflow, parse_workflow
+from runkon_flow.dsl.ast import (
+    AgentRef,
+    CallNode,
+    CallWorkflowNode,
+    DoNode,
+    DoWhileNode,
+    ForEachNode,
+    GateNode,
+    InputDecl,
+    OnFailAgent,
+    OnFailContinue,
+    ParallelNode,
+    ScriptNode,
+    WhileNode,
+    WorkflowDef,
+)
+from runkon_flow.dsl.formatter import UnformattableError, quote
+from runkon_flow.errors import WfError
+
+from .test_parse_workflow import EXAMPLE_14_1
+
+
+def round_trip(wf: WorkflowDef) -> str:
+    """Format, check that it parses back equal and that formatting is stable; return the text."""
+    text = format_workflow(wf)
+    again = parse_workflow(text, wf.source_path)
+    assert again == wf, text
+    assert format_workflow(again) == text
+    return text
+
+
+def reformat(source: str) -> str:
+    return round_trip(parse_workflow(source))
+
+
+def wf_with(*body: Any, **fields: Any) -> WorkflowDef:
+    return WorkflowDef(name="w", body=list(body), **fields)
+
+
+def refusal(wf: WorkflowDef) -> str:
+    with pytest.raises(UnformattableError) as info:
+        format_workflow(wf)
+    assert isinstance(info.value, WfError)
+    return info.value.message
+
+
+# --------------------------------------------------------------------------- style
+
+
+def test_the_canonical_layout() -> None:
+    source = """
+    workflow   release {
+      inputs { version   required  dry boolean }
+      meta { group = "Ops" title = "Release" trigger = "pr" targets = [repo] }
+      call plan { output = "release-plan" }
+      call build { retries = 2 as = "ci-bot" timeout = "15m" with = [a] }
+      if dry { call report }
+      gate human_approval { timeout = "4h" prompt = "Ship {{version}}?" options = [yes, no] }
+      script tag { env = { VERSION = "{{version}}" } run = "tools/tag.sh" timeout = 60 }
+      always { call notify }
+    }
+    """
+    assert reformat(source) == (
+        "workflow release {\n"
+        "  meta {\n"
+        '    title   = "Release"\n'
+        "    trigger = pr\n"
+        '    targets = ["repo"]\n'
+        '    group   = "Ops"\n'
+        "  }\n"
+        "\n"
+        "  inputs {\n"
+        "    version required\n"
+        "    dry     boolean\n"
+        "  }\n"
+        "\n"
+        '  call plan { output = "release-plan" }\n'
+        "\n"
+        "  call build {\n"
+        '    with    = ["a"]\n'
+        "    retries = 2\n"
+        '    timeout = "15m"\n'
+        '    as      = "ci-bot"\n'
+        "  }\n"
+        "\n"
+        "  if dry {\n"
+        "    call report\n"
+        "  }\n"
+        "\n"
+        "  gate human_approval {\n"
+        '    prompt  = "Ship {{version}}?"\n'
+        '    timeout = "4h"\n'
+        '    options = ["yes", "no"]\n'
+        "  }\n"
+        "\n"
+        "  script tag {\n"
+        '    run     = "tools/tag.sh"\n'
+        "    timeout = 60\n"
+        '    env     = { VERSION = "{{version}}" }\n'
+        "  }\n"
+        "\n"
+        "  always {\n"
+        "    call notify\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def test_an_empty_workflow() -> None:
+    assert reformat("workflow w {}") == "workflow w {\n}\n"
+
+
+def test_the_complete_spec_example_round_trips() -> None:
+    text = reformat(EXAMPLE_14_1)
+    assert "} while check-links.broken_links\n" in text
+    assert '      call workflow publish-docs {\n        inputs { channel = "{{channel}}" }\n' in text
+
+
+def test_comments_and_odd_spacing_are_normalised_away() -> None:
+    assert reformat("workflow w{//c\ncall a{retries=1}}") == "workflow w {\n  call a { retries = 1 }\n}\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain",
+        'say "hi"',
+        "back\\slash",
+        "new\nline",
+        "tab\there",
+        "{{var}}",
+        "// not a comment",
+        "é — ü",
+        "\r",
+    ],
+)
+def test_strings_are_quoted_and_escaped_so_they_read_back_exactly(text: str) -> None:
+    wf = wf_with(CallNode(agent=AgentRef(kind="name", value="a"), output=text), description=text)
+    round_trip(wf)
+
+
+def test_quote_escapes_only_what_the_lexer_needs() -> None:
+    assert quote('a"b\\c\nd\te') == '"a\\"b\\\\c\\nd\\te"'
+
+
+@pytest.mark.parametrize(
+    ("seconds", "written"),
+    [(7200, '"2h"'), (259200, '"72h"'), (5400, '"90m"'), (45, '"45s"'), (0, '"0s"'), (3601, '"3601s"')],
+)
+def test_gate_timeouts_are_written_as_quoted_durations(seconds: int, written: str) -> None:
+    gate = GateNode(name="pr_checks", gate_type="pr_checks", timeout_secs=seconds)
+    assert f"timeout = {written}" in round_trip(wf_with(gate))
+
+
+def test_the_default_gate_timeout_is_omitted() -> None:
+    assert "timeout" not in round_trip(wf_with(GateNode(name="pr_checks", gate_type="pr_checks")))
+
+
+def test_long_option_lists_are_written_one_per_line() -> None:
+    agent = AgentRef(kind="name", value="a")
+    text = round_trip(wf_with(CallNode(agent=agent, output="o" * 90, retries=1)))
+    assert "  call a {\n" in text
+
+
+# --------------------------------------------------------------------------- traps that round-trip
+
+
+@pytest.mark.parametrize("name", ["required", "boolean", "default", "description"])
+def test_inputs_named_like_modifiers_start_a_new_inputs_block(name: str) -> None:
+    wf = WorkflowDef(
+        name="w",
+        inputs=[
+            InputDecl(name="first", required=True),
+            InputDecl(name=name, required=False, default="x"),
+            InputDecl(name="last", input_type="boolean"),
+        ],
+    )
+    text = round_trip(wf)
+    assert text.count("inputs {") == 2
+
+
+def test_input_descriptions_and_defaults() -> None:
+    wf = WorkflowDef(
+        name="w",
+        inputs=[
+            InputDecl(name="a", required=True, default="d", description="why"),
+            InputDecl(name="b", input_type="boolean", default="true", description="flag"),
+        ],
+    )
+    assert '    a required default = "d" description = "why"\n' in round_trip(wf)
+
+
+@pytest.mark.parametrize("name", ["required", "default", "description"])
+def test_agents_named_like_modifiers_are_written_bare(name: str) -> None:
+    assert f"  call {name}\n" in round_trip(wf_with(CallNode(agent=AgentRef(kind="name", value=name))))
+
+
+def test_a_path_agent_is_quoted() -> None:
+    assert '  call "plan"\n' in round_trip(wf_with(CallNode(agent=AgentRef(kind="path", value="plan"))))
+
+
+@pytest.mark.parametrize(
+    ("on_fail", "written"),
+    [
+        (OnFailContinue(), "continue"),
+        (OnFailAgent(value=AgentRef(kind="name", value="fixer")), "fixer"),
+        (OnFailAgent(value=AgentRef(kind="name", value="gate")), "gate"),
+        (OnFailAgent(value=AgentRef(kind="name", value="do")), '"do"'),
+        (OnFailAgent(value=AgentRef(kind="name", value="step.field")), '"step.field"'),
+        (OnFailAgent(value=AgentRef(kind="name", value="7")), '"7"'),
+        (OnFailAgent(value=AgentRef(kind="path", value="agents/fix.md")), '"agents/fix.md"'),
+    ],
+)
+def test_on_fail_is_quoted_only_when_that_keeps_its_meaning(on_fail: Any, written: str) -> None:
+    agent = AgentRef(kind="name", value="a")
+    for node in (
+        CallNode(agent=agent, on_fail=on_fail),
+        ScriptNode(name="s", run="x", on_fail=on_fail),
+        CallWorkflowNode(workflow="c", on_fail=on_fail),
+    ):
+        assert f"on_fail = {written}" in round_trip(wf_with(node))
+
+
+@pytest.mark.parametrize(
+    ("options", "written"),
+    [
+        ({"ship": "Ship now", "hold": "Hold"}, '{\n      ship = "Ship now"\n      hold = "Hold"\n    }'),
+        ({"Ship now": "Ship now", "x": "x"}, '["Ship now", "x"]'),
+        ({}, "[]"),
+        ("plan.choices", '"plan.choices"'),
+    ],
+)
+def test_gate_options_map_list_and_step_field(options: Any, written: str) -> None:
+    gate = GateNode(name="human_review", gate_type="human_review", options=options)
+    assert f"options = {written}" in round_trip(wf_with(gate))
+
+
+def test_review_decision_gates_omit_min_approvals() -> None:
+    gate = GateNode(name="pr_approval", gate_type="pr_approval", approval_mode="review_decision")
+    text = round_trip(wf_with(gate))
+    assert "mode = review_decision" in text
+    assert "min_approvals" not in text
+
+
+def test_quality_gates() -> None:
+    gate = GateNode(
+        name="quality_gate",
+        gate_type="quality_gate",
+        timeout_secs=0,
+        source="scorer",
+        threshold=70,
+        on_fail_action="continue",
+        as_identity="bot",
+    )
+    assert "source    = scorer\n    threshold = 70\n    on_fail   = continue\n" in round_trip(wf_with(gate))
+
+
+def test_parallel_per_call_options_including_if() -> None:
+    node = ParallelNode(
+        fail_fast=False,
+        min_success=1,
+        calls=[AgentRef(kind="name", value="a"), AgentRef(kind="path", value="agents/b.md")],
+        output="out",
+        with_=["w"],
+        call_outputs={"1": "o"},
+        call_with={"0": []},
+        call_if={"1": ("scan", "has.dots")},
+        call_retries={"0": 0},
+    )
+    text = round_trip(wf_with(node))
+    assert '    call "agents/b.md" { output = "o"  if = "scan.has.dots" }\n' in text
+    assert "    call a             { with = []  retries = 0 }\n" in text
+
+
+def test_a_do_while_may_be_followed_by_a_while_loop() -> None:
+    loop = {"step": "a", "marker": "b", "max_iterations": 2}
+    round_trip(wf_with(DoWhileNode(**loop), WhileNode(**loop)))
+
+
+def test_a_plain_do_followed_by_another_node_then_while() -> None:
+    loop = {"step": "a", "marker": "b", "max_iterations": 2}
+    round_trip(wf_with(DoNode(), CallNode(agent=AgentRef(kind="name", value="x")), WhileNode(**loop)))
+
+
+def test_call_workflow_inputs_use_the_sub_block_and_may_use_keyword_keys() -> None:
+    node = CallWorkflowNode(workflow="child", inputs={"if": "x", "ticket_id": "{{ticket_id}}"}, retries=1)
+    text = round_trip(wf_with(node))
+    assert "inputs {\n" in text
+    assert "inputs =" not in text
+
+
+def test_foreach_inputs_use_the_equals_form() -> None:
+    node = ForEachNode(
+        name="f",
+        over="tickets",
+        max_parallel=2,
+        workflow="child",
+        inputs={"id": "{{item.id}}"},
+        scope={},
+        ordered=True,
+        on_child_fail="skip_dependents",
+        on_cycle="warn",
+    )
+    assert 'inputs        = { id = "{{item.id}}" }' in round_trip(wf_with(node))
+
+
+def test_the_largest_numbers_are_written() -> None:
+    agent = AgentRef(kind="name", value="a")
+    round_trip(wf_with(CallNode(agent=agent, retries=2**32 - 1, max_turns=2**32 - 1)))
+    round_trip(wf_with(ScriptNode(name="s", run="x", timeout=2**64 - 1)))
+    round_trip(wf_with(GateNode(name="g", gate_type="g", timeout_secs=2**64 - 1)))
+
+
+def test_soft_keyword_names() -> None:
+    round_trip(
+        WorkflowDef(
+            name="workflow",
+            inputs=[InputDecl(name="gate", input_type="boolean")],
+            body=[ScriptNode(name="call", run="x"), CallWorkflowNode(workflow="inputs")],
+        )
+    )
+
+
+# --------------------------------------------------------------------------- ASTs the language cannot express
+
+
+def call_named(value: str, kind: str = "name") -> CallNode:
+    return CallNode(agent=AgentRef(kind=kind, value=value))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("wf", "expected"),
+    [
+        (wf_with(call_named("gate")), "agent name `gate`: after `call` a name must be an identifier"),
+        (wf_with(call_named("two words")), "agent name `two words`"),
+        (wf_with(call_named("../x.md", "path")), 'agent path "../x.md": it contains a `..` component'),
+        (
+            wf_with(DoNode(), WhileNode(step="a", marker="b", max_iterations=1)),
+            "a `while` loop directly after a plain `do` block",
+        ),
+        (
+            WorkflowDef(name="w", inputs=[InputDecl(name="b", input_type="boolean", required=True)]),
+            "boolean input `b` marked required: booleans are never required",
+        ),
+        (
+            WorkflowDef(name="w", inputs=[InputDecl(name="s", required=False)]),
+            "optional input `s` without a default",
+        ),
+        (WorkflowDef(name="meta"), "workflow name `meta`"),
+        (WorkflowDef(name="w", inputs=[InputDecl(name="a b", required=True)]), "input name `a b`"),
+        (wf_with(CallNode(agent=AgentRef(kind="name", value="a"), retries=2**32)), "retries = 4294967296"),
+        (wf_with(CallNode(agent=AgentRef(kind="name", value="a"), max_turns=-1)), "max_turns = -1"),
+        (wf_with(ScriptNode(name="s", run="x", timeout=2**64)), "timeout = 18446744073709551616"),
+        (
+            wf_with(
+                CallNode(
+                    agent=AgentRef(kind="name", value="a"),
+                    on_fail=OnFailAgent(value=AgentRef(kind="name", value="continue")),
+                )
+            ),
+            "on_fail agent `continue`",
+        ),
+        (
+            wf_with(
+                ScriptNode(
+                    name="s", run="x", on_fail=OnFailAgent(value=AgentRef(kind="path", value="fix.md"))
+                )
+            ),
+            'on_fail path "fix.md": it needs a `/`',
+        ),
+        (
+            wf_with(
+                ScriptNode(name="s", run="x", on_fail=OnFailAgent(value=AgentRef(kind="name", value="a/b")))
+            ),
+            "on_fail agent name `a/b`",
+        ),
+        (wf_with(ScriptNode(name="s", run="x", env={"call": "v"})), "script env key `call`"),
+        (wf_with(CallWorkflowNode(workflow="c", inputs={"a b": "v"})), "call workflow input key `a b`"),
+        (wf_with(GateNode(name="a", gate_type="b")), "gate `a` of type `b`"),
+        (wf_with(GateNode(name="g", gate_type="g", options="nodot")), "gate options `nodot`"),
+        (wf_with(GateNode(name="g", gate_type="g", options={"call": "x"})), "gate options key `call`"),
+        (
+            wf_with(GateNode(name="g", gate_type="g", approval_mode="review_decision", min_approvals=2)),
+            "a review_decision gate with min_approvals",
+        ),
+        (wf_with(GateNode(name="quality_gate", gate_type="quality_gate")), "a quality_gate without source"),
+        (
+            wf_with(
+                GateNode(
+                    name="quality_gate",
+                    gate_type="quality_gate",
+                    source="s",
+                    threshold=5,
+                    on_fail_action="fail",
+                )
+            ),
+            "a quality_gate with approval settings",
+        ),
+        (
+            wf_with(
+                GateNode(
+                    name="quality_gate",
+                    gate_type="quality_gate",
+                    source="s",
+                    threshold=101,
+                    on_fail_action="fail",
+                    timeout_secs=0,
+                )
+            ),
+            "quality_gate threshold 101",
+        ),
+        (wf_with(ParallelNode(calls=[])), "a parallel block without calls"),
+        (
+            wf_with(ParallelNode(calls=[AgentRef(kind="name", value="a")], call_retries={"1": 1})),
+            "parallel call_retries for call index 1",
+        ),
+        (
+            wf_with(ParallelNode(calls=[AgentRef(kind="name", value="a")], call_if={"0": ("a.b", "c")})),
+            "parallel call if step `a.b`",
+        ),
+        (
+            wf_with(WhileNode(step="a", marker="not a name", max_iterations=1)),
+            "loop marker `not a name`",
+        ),
+    ],
+)
+def test_unexpressible_asts_are_refused_with_a_reason(wf: WorkflowDef, expected: str) -> None:
+    assert expected in refusal(wf)
+
+
+def test_a_refusal_names_the_node_position_and_file() -> None:
+    wf = parse_workflow("workflow w {\n  if a.b {\n    call x\n  }\n}", "flows/w.wf")
+    wf.body[0].body[0].agent = AgentRef(kind="name", value="gate")
+    with pytest.raises(UnformattableError) as info:
+        format_workflow(wf)
+    assert (info.value.file, info.value.line, info.value.column) == ("flows/w.wf", 3, 5)
+    assert str(info.value).startswith("Format error in flows/w.wf: cannot format agent name `gate`")

@@ -533,8 +533,13 @@ class RunView:
     # ------------------------------------------------------------------ dashboard-side notes
 
     def note(self, text: str, level: str = "info") -> None:
-        """A line from the dashboard itself (e.g. `cancel requested`) in the engine log."""
-        self._log(LogLine(self.clock(), text, level, self.root_run_id or ""))
+        """A line from the dashboard itself (e.g. `cancel requested`) in the engine log; error
+        lines also go to the errors log."""
+        self._log(LogLine(self.clock(), text, level, self.root_run_id or ""), error=level == "error")
+
+    def error_detail(self, text: str) -> None:
+        """An extra line for the errors log only (e.g. a traceback line under an engine error)."""
+        self._error(LogLine(self.clock(), text, "error", self.root_run_id or ""))
 
     def mark_cancelling(self) -> None:
         self.cancelling = True
@@ -893,7 +898,7 @@ class RunView:
         self._changes.gates = True
         self._changes.header = True
         prompt = f": {ev.prompt}" if ev.prompt else ""
-        text = f"{self._context(run)}⏸ gate {ev.gate_name} waiting for approval{prompt}"
+        text = f"{self._context(run)}{glyph('waiting')} gate {ev.gate_name} waiting for approval{prompt}"
         self._log(LogLine(data.ts, text, "warning", run.run_id, ev.node_path))
 
     def _gate_done(self, run: RunState, gate_name: str) -> GateView | None:

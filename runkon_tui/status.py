@@ -27,7 +27,7 @@ STATUSES: Final = (
 GLYPH: Final[dict[str, str]] = {
     "pending": "·",
     "running": "▶",
-    "waiting": "⏸",
+    "waiting": "◷",
     "completed": "✓",
     "failed": "✗",
     "timed_out": "⧗",

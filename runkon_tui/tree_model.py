@@ -215,8 +215,10 @@ def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float)
     sv: StepView | None = run.steps.get(spec.path)
     parts: list[str] = []
     if spec.kind == "parallel":
-        done = sum(1 for c in spec.children if node_status(c, run) in TERMINAL)
-        parts.append(f"({done}/{len(spec.children)})")
+        statuses = [node_status(c, run) for c in spec.children]
+        done = sum(1 for s in statuses if s in TERMINAL)
+        failed = sum(1 for s in statuses if s in FAILED)
+        parts.append(f"({done}/{len(spec.children)}{f' ✗{failed}' if failed else ''})")
     elif spec.kind in ("while", "do_while"):
         iteration = run.loops.get(spec.path)
         if iteration is not None:
@@ -234,7 +236,7 @@ def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float)
             (g for g in view.gates.values() if g.run_id == run.run_id and g.node_path == spec.path), None
         )
         if gate is not None:
-            parts.append("waiting for approval")
+            parts.append("awaiting approval")
     if sv is not None:
         if sv.attempt:
             parts.append(f"attempt {sv.attempt + 1}")

@@ -1,0 +1,781 @@
+"""The runkon-tui Textual app: hosts the engine in a thread worker and drives the screens.
+
+Data flow (design.md §2): the engine runs on a thread worker and emits events into the
+`EventBridge` (a deque); a 15 Hz `set_interval` tick drains the deque, folds the batch into the
+`RunView` and repaints the changed widgets inside `batch_update()`. Urgent events (gate waiting,
+run finished, crash) also post a message so they are shown at once. Keys never block the UI:
+cancel, approve/reject, resume and history reads all run on thread workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.dsl.loading import LoadResult
+from runkon_flow.events import EngineEventData
+from runkon_flow.persistence.protocol import WorkflowPersistence
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.worker import Worker
+
+from runkon_tui import catalog as catalog_mod
+from runkon_tui.bridge import EventBridge
+from runkon_tui.catalog import Catalog, WorkflowEntry
+from runkon_tui.commands import DashboardCommands
+from runkon_tui.config import TuiConfig, load_config
+from runkon_tui.history import load_run_state, view_from_store
+from runkon_tui.host import EngineHost
+from runkon_tui.run_view import Changes, GateView, RunState, RunView
+from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.screens.gate import GateDecision, GateScreen
+from runkon_tui.screens.help import HelpScreen
+from runkon_tui.screens.inputs import InputsScreen
+from runkon_tui.screens.main import MainScreen
+from runkon_tui.screens.runs import RunsScreen
+from runkon_tui.status import format_duration, short_id
+from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
+from runkon_tui.watcher import WorkflowWatcher
+
+Clock = Callable[[], float]
+
+TICK_HZ = 15.0
+DRAIN_LIMIT = 50_000  # events folded per tick at most; the rest waits one tick
+QUIT_WAIT_S = 10.0
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class EngineAttention(Message):
+    """Posted from the engine thread for urgent events (gate waiting, run end, crash)."""
+
+    def __init__(self, data: EngineEventData) -> None:
+        super().__init__()
+        self.data = data
+
+
+class RunCreated(Message):
+    def __init__(self, run_id: str, name: str, resumed: bool, ack: threading.Event) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.name = name
+        self.resumed = resumed
+        self.ack = ack
+
+
+class EngineDone(Message):
+    """The engine worker returned (normally, or with an exception we show)."""
+
+    def __init__(self, run_id: str | None, error: str | None = None, detail: str = "") -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.error = error
+        self.detail = detail
+
+
+class RunRejected(Message):
+    """The run never started: validation problems or a host error, in the user's words."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        super().__init__()
+        self.name = name
+        self.problems = problems
+
+
+class CatalogLoaded(Message):
+    def __init__(self, result: LoadResult, paths: set[Path]) -> None:
+        super().__init__()
+        self.result = result
+        self.paths = paths
+
+
+class PastRunLoaded(Message):
+    def __init__(self, view: RunView | None, error: str | None, then_resume: bool) -> None:
+        super().__init__()
+        self.view = view
+        self.error = error
+        self.then_resume = then_resume
+
+
+class Notice(Message):
+    """A notification from a worker thread (gate decision done, cancel failed, …)."""
+
+    def __init__(self, text: str, severity: str = "information", log_error: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.severity = severity
+        self.log_error = log_error
+
+
+# --------------------------------------------------------------------------- the app
+
+
+class RunkonApp(App[int]):
+    """The dashboard. `host` is the engine host (a Workspace); None means browse-only."""
+
+    TITLE = "runkon"
+    COMMANDS = App.COMMANDS | {DashboardCommands}
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="quit_app")]
+
+    def __init__(
+        self,
+        dirs: list[Path],
+        *,
+        host: EngineHost | None = None,
+        store: WorkflowPersistence | None = None,
+        problems: list[str] | None = None,
+        theme: str | None = None,
+        clock: Clock = time.time,
+        watch: bool = True,
+        config: TuiConfig | None = None,
+        select: str | None = None,
+        tick_hz: float = TICK_HZ,
+        user: str | None = None,
+        replay: Path | None = None,
+    ) -> None:
+        css = stylesheet_path()
+        super().__init__(css_path=[css] if css.is_file() else None)
+        from runkon_flow.persistence.memory import InMemoryStore
+
+        self.dirs = [Path(d) for d in dirs]
+        self.host = host
+        self.store: WorkflowPersistence = store if store is not None else InMemoryStore()
+        self.startup_problems = list(problems or [])
+        self.requested_theme = theme
+        self.clock = clock
+        self.watch_files = watch
+        self.config = config or load_config()
+        self.select = select
+        self.tick_hz = tick_hz
+        self.user = user or _user_name()
+        self.replay_path = replay
+        self.catalog = Catalog(self.dirs)
+        self.catalog.reload()
+        self.catalog_version = 0
+        self.view = RunView(clock)
+        self.bridge = EventBridge(on_urgent=self._urgent)
+        self.run_active = False
+        self.active_run_id: str | None = None
+        self.run_definition: WorkflowDef | None = None
+        self.run_workflow_name: str | None = None
+        self.last_outcome: str | None = None  # status of the last run that ended while open
+        self.tick_durations: deque[float] = deque(maxlen=100_000)
+        self._host_stale = False
+        self._known_gates: set[tuple[str, str]] = set()
+        self._watcher: WorkflowWatcher | None = None
+        self._engine_thread_done = threading.Event()
+        self._engine_thread_done.set()
+        self._quitting = False
+        self._workflow_status: dict[str, str] = {}
+        self._shown_root: str | None = None
+
+    # ------------------------------------------------------------------ startup
+
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen()
+
+    @property
+    def main_screen(self) -> MainScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def on_mount(self) -> None:
+        themes, theme_errors = load_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        wanted = self.requested_theme or self.config.theme or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            known = ", ".join(sorted(self.available_themes))
+            theme_errors.append(f"unknown theme '{wanted}'; available: {known}")
+            wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self.theme = wanted
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self.config.keymap:
+            self.set_keymap(self.config.keymap)
+        config_errors = [self.config.error] if self.config.error else []
+        for problem in [*self.startup_problems, *theme_errors, *config_errors]:
+            self.view.note(problem, "error")
+            self.notify(problem, severity="error", timeout=8)
+        for warning in self.catalog.warnings:
+            self.view.note(warning, "warning")
+        self.set_interval(1 / self.tick_hz, self.drain, name="drain")
+        self.set_interval(1.0, self._every_second, name="clock")
+        if self.watch_files:
+            self._start_watcher()
+        if self.replay_path is not None:
+            self.call_after_refresh(self.replay, self.replay_path)
+
+    def initial_selection(self) -> str | None:
+        if self.select:
+            entry = self.catalog.find(self.select)
+            if entry is not None:
+                return entry.path
+        return None
+
+    def idle_text(self) -> str:
+        n = sum(1 for e in self.catalog if not e.broken)
+        broken = sum(1 for e in self.catalog if e.broken)
+        where = ", ".join(str(d) for d in self.dirs)
+        text = f"{n} workflows in {where}"
+        if broken:
+            text += f" · {broken} broken"
+        return text + " · idle"
+
+    def _theme_changed(self, theme: Any) -> None:
+        if self.config.theme != theme.name:
+            self.config.theme = theme.name
+            error = self.config.save()
+            if error:
+                self.notify(error, severity="warning")
+
+    # ------------------------------------------------------------------ keys (help, palette, banners)
+
+    def key_for(self, binding_id: str) -> str:
+        keymap = getattr(self, "_keymap", {}) or {}
+        if binding_id in keymap:
+            return keymap[binding_id].split(",")[0]
+        for binding in MainScreen.BINDINGS:
+            if isinstance(binding, Binding) and binding.id == binding_id:
+                return binding.key_display or _pretty_key(binding.key.split(",")[0])
+        return "?"
+
+    def key_table(self) -> list[tuple[str, str, str, str]]:
+        """(key shown, binding id, description, action) for every main-screen binding."""
+        rows = []
+        for binding in MainScreen.BINDINGS:
+            if not isinstance(binding, Binding) or binding.id is None:
+                continue
+            key = _pretty_key(self.key_for(binding.id))
+            rows.append((key, binding.id, binding.description, binding.action))
+        return rows
+
+    def show_help(self) -> None:
+        keys = [(k, i, d) for k, i, d, _ in self.key_table()]
+        self.push_screen(HelpScreen(keys, str(self.config.path)))
+
+    def show_runs(self) -> None:
+        self.push_screen(RunsScreen())
+
+    # ------------------------------------------------------------------ the drain tick
+
+    def _urgent(self, data: EngineEventData) -> None:
+        """Engine thread: nudge the UI (thread-safe post), never touch widgets here."""
+        self.post_message(EngineAttention(data))
+
+    def on_engine_attention(self, _: EngineAttention) -> None:
+        self.drain()
+
+    def drain(self) -> None:
+        """Fold queued events into the RunView and repaint what changed (one UI tick)."""
+        started = time.perf_counter()
+        events = self.bridge.drain(DRAIN_LIMIT)
+        if events:
+            self.view.apply_all(events)
+        changes = self.view.take_changes()
+        if changes:
+            self._apply_changes(changes)
+        self.tick_durations.append(time.perf_counter() - started)
+
+    def _apply_changes(self, changes: Changes) -> None:
+        screen = self.main_screen
+        root_id = self.view.root_run_id
+        if root_id != self._shown_root and self.view.workflow_name:
+            # A new run appeared (started here, replayed, or opened): show its workflow.
+            self._shown_root = root_id
+            self._select_workflow(self.view.workflow_name)
+        if screen is not None and screen.is_mounted:
+            with self.batch_update():
+                screen.refresh_view(changes, self.clock())
+        if changes.gates:
+            self._announce_gates()
+        if changes.finished:
+            self._announce_finish()
+
+    def _every_second(self) -> None:
+        screen = self.main_screen
+        if screen is None or not screen.is_mounted:
+            return
+        if self.view.active or self.view.gates:
+            with self.batch_update():
+                screen.refresh_view(Changes(), self.clock(), second=True)
+
+    def _announce_gates(self) -> None:
+        current = set(self.view.gates)
+        for key in current - self._known_gates:
+            gate = self.view.gates[key]
+            prompt = f": {gate.prompt}" if gate.prompt else ""
+            keys = f"{self.key_for('approve')} approve · {self.key_for('reject')} reject"
+            self.notify(f"gate {gate.gate_name} waits for approval{prompt}\n{keys}", title="Gate", timeout=10)
+            self.bell()
+        self._known_gates = current
+
+    def _announce_finish(self) -> None:
+        view = self.view
+        root = view.root
+        if root is None or view.read_only:
+            return
+        status = view.status
+        took = format_duration(root.elapsed(self.clock()))
+        self._workflow_status[root.workflow_name] = status
+        if status == "completed":
+            self.notify(f"{root.workflow_name} completed in {took}", title="Run finished", timeout=6)
+        else:
+            reason = f": {root.error}" if root.error else ""
+            text = f"{root.workflow_name} {status}{reason}"
+            self.notify(text, title="Run finished", severity="error", timeout=10)
+        self.last_outcome = status
+        self.bell()
+
+    def workflow_statuses(self) -> dict[str, str]:
+        statuses = dict(self._workflow_status)
+        if self.view.root is not None and not self.view.read_only:
+            statuses[self.view.workflow_name] = self.view.status
+        return statuses
+
+    # ------------------------------------------------------------------ which definition the tree shows
+
+    def definition_for_tree(self, entry: WorkflowEntry) -> WorkflowDef | None:
+        """A running run keeps the definition it started with; otherwise the latest good one."""
+        if self.run_active and self.run_workflow_name == entry.name and self.run_definition is not None:
+            return self.run_definition
+        return entry.definition
+
+    def definition_changed_under_run(self, entry: WorkflowEntry) -> bool:
+        return (
+            self.run_active
+            and self.run_workflow_name == entry.name
+            and self.run_definition is not None
+            and entry.definition is not None
+            and entry.definition != self.run_definition
+        )
+
+    # ------------------------------------------------------------------ running
+
+    def request_run(self, entry: WorkflowEntry) -> None:
+        host = self.host
+        if host is None:
+            self.notify("no engine available: see the errors log", severity="error")
+            return
+        if self.run_active:
+            self.notify("a run is already active; cancel it or wait for it to finish", severity="warning")
+            return
+        if entry.broken or entry.definition is None:
+            where = entry.location() or entry.path
+            message = entry.error.message if entry.error else "does not parse"
+            self.notify(f"{where}: {message}", title="Cannot run a broken workflow", severity="error")
+            return
+        self._refresh_host()
+        definition = entry.definition
+        name = entry.name
+
+        def prepare(raw: Mapping[str, str]) -> dict[str, str]:
+            return host.prepare_inputs(name, raw)
+
+        if definition.inputs:
+
+            def submitted(inputs: dict[str, str] | None) -> None:
+                if inputs is not None:
+                    self._start(name, definition, inputs)
+
+            self.push_screen(InputsScreen(definition, prepare), submitted)
+            return
+        try:
+            inputs = prepare({})
+        except Exception as exc:
+            self.notify(str(exc), title=f"Cannot run {name}", severity="error")
+            return
+        self._start(name, definition, inputs)
+
+    def _start(self, name: str, definition: WorkflowDef, inputs: dict[str, str]) -> None:
+        self.run_active = True
+        self.run_workflow_name = name
+        self.run_definition = definition
+        self._engine_thread_done.clear()
+        self.view.note(f"starting {name}…")
+        self.drain()
+        self.run_worker(
+            lambda: self._engine_job(name, inputs, None),
+            thread=True,
+            group="engine",
+            name=f"run {name}",
+            exit_on_error=False,
+        )
+        self._refresh_screen()
+
+    def request_resume(self, run_id: str | None = None) -> None:
+        view = self.view
+        run_id = run_id or view.root_run_id
+        if self.host is None or run_id is None:
+            return
+        if self.run_active:
+            self.notify("a run is already active", severity="warning")
+            return
+        root = view.runs.get(run_id)
+        name = root.workflow_name if root is not None else ""
+        entry = self.catalog.by_name(name)
+        self._refresh_host()
+        self.run_active = True
+        self.run_workflow_name = name
+        self.run_definition = entry.definition if entry is not None else None
+        self._engine_thread_done.clear()
+        self.view.read_only = False
+        self.view.note(f"resuming run {short_id(run_id)}…")
+        self.drain()
+        self.run_worker(
+            lambda: self._engine_job(name, {}, run_id),
+            thread=True,
+            group="engine",
+            name=f"resume {run_id}",
+            exit_on_error=False,
+        )
+        self._refresh_screen()
+
+    def can_resume(self) -> bool:
+        view = self.view
+        return (
+            not self.run_active
+            and view.root is not None
+            and view.status in ("failed", "cancelled", "crashed", "needs_resume")
+        )
+
+    def _engine_job(self, name: str, inputs: dict[str, str], resume_run_id: str | None) -> None:
+        """Engine thread: validate, create, execute (or resume); report through messages only."""
+        host = self.host
+        assert host is not None
+        run_id = resume_run_id
+        try:
+            if resume_run_id is None:
+                problems = host.validate(name)
+                if problems:
+                    self.post_message(RunRejected(name, [_problem_text(p) for p in problems]))
+                    return
+                run_id = host.create_run(name, inputs)
+            assert run_id is not None
+            self.bridge.watch(run_id)
+            ack = threading.Event()
+            self.post_message(RunCreated(run_id, name, resume_run_id is not None, ack))
+            ack.wait(5.0)  # the view must know the run before its first event is folded
+            if resume_run_id is None:
+                host.execute(run_id, sinks=[self.bridge])
+            else:
+                host.resume(run_id, sinks=[self.bridge])
+            self.post_message(EngineDone(run_id))
+        except Exception as exc:
+            detail = traceback.format_exc()
+            message = f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc)
+            if run_id is None:
+                self.post_message(RunRejected(name, [message]))
+            else:
+                self.post_message(EngineDone(run_id, message, detail))
+        finally:
+            self._engine_thread_done.set()
+
+    def on_run_created(self, message: RunCreated) -> None:
+        self.active_run_id = message.run_id
+        self.view.begin(message.run_id, message.name, resumed=message.resumed)
+        message.ack.set()
+        self._select_workflow(message.name)
+        self.drain()
+
+    def on_run_rejected(self, message: RunRejected) -> None:
+        self.run_active = False
+        self.run_definition = None
+        for problem in message.problems:
+            self.view.note(f"{message.name}: {problem}", "error")
+        text = "\n".join(message.problems[:6])
+        self.notify(text, title=f"{message.name} did not start", severity="error", timeout=12)
+        self.drain()
+        self._refresh_screen()
+
+    def on_engine_done(self, message: EngineDone) -> None:
+        self.drain()  # fold the run's last events first
+        if message.error is not None:
+            self.view.mark_crashed(message.error)
+            for line in message.detail.splitlines()[-15:]:
+                self.view.error_detail(line)
+            self.notify(message.error, title="Engine error", severity="error", timeout=12)
+        elif self.view.root is not None and self.view.active and message.run_id == self.view.root_run_id:
+            # The engine returned without a final event (should not happen): do not show "running".
+            self.view.mark_crashed("the engine returned without reporting how the run ended")
+        self.run_active = False
+        self.active_run_id = None
+        self.run_definition = None
+        self.run_workflow_name = None
+        self.bridge.watch(None)
+        self.drain()
+        if self._host_stale:
+            self._refresh_host()
+        self._refresh_screen(force_tree=True)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker-level errors are already turned into messages by the jobs; nothing to do here.
+        return
+
+    def request_cancel(self) -> None:
+        if not self.run_active:
+            return
+        run_id = self.active_run_id
+        name = str(self.run_workflow_name)
+        label = f"run {short_id(run_id)} of {name}" if run_id else name
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._cancel(run_id)
+
+        self.push_screen(ConfirmScreen(f"Cancel {label}?", yes="Cancel run", no="Keep running"), answered)
+
+    def _cancel(self, run_id: str | None) -> None:
+        if self.host is None or run_id is None:
+            return
+        self.view.mark_cancelling()
+        self.drain()
+        host = self.host
+
+        def job() -> None:
+            try:
+                host.cancel(run_id, "cancelled from the dashboard")
+            except Exception as exc:
+                self.post_message(Notice(f"cancel failed: {exc}", "error", log_error=True))
+
+        self.run_worker(job, thread=True, group="control", exit_on_error=False)
+        self._refresh_screen()
+
+    # ------------------------------------------------------------------ gates
+
+    def request_gate(self, intent: str) -> None:
+        gates = self.view.waiting_gates()
+        if not gates or self.host is None:
+            return
+        gate = gates[0]
+
+        def decided(decision: GateDecision | None) -> None:
+            if decision is not None:
+                self._decide_gate(gate, decision)
+
+        self.push_screen(GateScreen(gate, intent), decided)
+
+    def _decide_gate(self, gate: GateView, decision: GateDecision) -> None:
+        host = self.host
+        assert host is not None
+        target = gate.step_id or gate.gate_name
+        by = self.user
+
+        def job() -> None:
+            try:
+                if decision.approved:
+                    host.gates.approve(gate.run_id, target, by, decision.note, decision.selections or None)
+                else:
+                    host.gates.reject(gate.run_id, target, by, decision.note)
+            except Exception as exc:
+                self.post_message(Notice(f"gate {gate.gate_name}: {exc}", "error", log_error=True))
+                return
+            verb = "approved" if decision.approved else "rejected"
+            self.post_message(Notice(f"gate {gate.gate_name} {verb}"))
+
+        self.run_worker(job, thread=True, group="control", exit_on_error=False)
+
+    def on_notice(self, message: Notice) -> None:
+        self.notify(message.text, severity=message.severity)  # type: ignore[arg-type]
+        if message.log_error:
+            self.view.note(message.text, "error")
+            self.drain()
+
+    # ------------------------------------------------------------------ history
+
+    def open_past_run(self, run_id: str, then_resume: bool = False) -> None:
+        if self.run_active:
+            self.notify("a run is active; open past runs when it has finished", severity="warning")
+            return
+        store = self.store
+        resolve = self.catalog.definition
+        clock = self.clock
+
+        def job() -> None:
+            try:
+                view = view_from_store(store, run_id, resolve, clock)
+            except Exception as exc:
+                self.post_message(PastRunLoaded(None, f"cannot open run {run_id}: {exc}", then_resume))
+                return
+            self.post_message(PastRunLoaded(view, None, then_resume))
+
+        self.run_worker(job, thread=True, group="history", exit_on_error=False)
+
+    def on_past_run_loaded(self, message: PastRunLoaded) -> None:
+        if message.view is None:
+            self.notify(message.error or "cannot open run", severity="error")
+            return
+        self.set_view(message.view)
+        if message.then_resume:
+            self.request_resume(message.view.root_run_id)
+
+    def replay(self, path: Path) -> None:
+        """Show a recorded JSON-lines event log read-only (`runkon-tui --replay FILE`)."""
+        try:
+            view = RunView.from_jsonl(path, clock=self.clock)
+        except (OSError, ValueError) as exc:
+            self.notify(f"cannot replay {path}: {exc}", severity="error", timeout=10)
+            return
+        view.read_only = True
+        self.set_view(view)
+
+    def set_view(self, view: RunView) -> None:
+        """Show another RunView (a past run); widgets re-bind to its buffers."""
+        self.view = view
+        self._known_gates = set(view.gates)
+        self._shown_root = view.root_run_id
+        screen = self.main_screen
+        if screen is not None:
+            screen.bind_view()
+            if view.workflow_name:
+                self._select_workflow(view.workflow_name)
+            screen.refresh_view(Changes(header=True, structure=True, gates=True), self.clock())
+
+    def load_child_run(self, run_id: str) -> RunState | None:
+        """A child run missing from the live view (evicted, or a past run): read it from the store."""
+        try:
+            run = self.store.get_run(run_id)
+            if run is None:
+                return None
+            return load_run_state(self.store, run, self.view, self.catalog.definition)
+        except Exception as exc:
+            self.notify(f"cannot read child run {run_id}: {exc}", severity="error")
+            return None
+
+    # ------------------------------------------------------------------ hot reload
+
+    def _start_watcher(self) -> None:
+        def changed(paths: set[Path]) -> None:
+            result = catalog_mod.load(self.dirs)  # parse off the UI thread
+            self.post_message(CatalogLoaded(result, paths))
+
+        self._watcher = WorkflowWatcher(self.dirs, changed)
+        self.run_worker(self._watcher.run, thread=True, group="watcher", exit_on_error=False)
+
+    def reload_catalog(self) -> None:
+        """Re-scan the workflow directories now (used by tests and the `reload` command)."""
+        self.post_message(CatalogLoaded(catalog_mod.load(self.dirs), set()))
+
+    def on_catalog_loaded(self, message: CatalogLoaded) -> None:
+        diff = self.catalog.merge(message.result)
+        if not diff:
+            return
+        self.catalog_version += 1
+        self._host_stale = True
+        if not self.run_active:
+            self._refresh_host()
+        for path in diff.broken:
+            entry = self.catalog.entries[path]
+            text = f"{entry.location()}: {entry.error.message if entry.error else ''}"
+            self.view.note(text, "error")
+            self.notify(text, title="Workflow has an error", severity="error", timeout=8)
+        for path in diff.fixed:
+            self.notify(f"{Path(path).name} parses again", timeout=3)
+        self.drain()
+        self._refresh_screen(force_tree=True)
+
+    def _refresh_host(self) -> None:
+        if self.host is None or not self._host_stale:
+            return
+        try:
+            self.host.reload()
+            self._host_stale = False
+        except Exception as exc:
+            self.notify(f"engine could not reload the workflows: {exc}", severity="error")
+
+    # ------------------------------------------------------------------ screen helpers
+
+    def _select_workflow(self, name: str) -> None:
+        screen = self.main_screen
+        entry = self.catalog.by_name(name)
+        if screen is None or entry is None:
+            return
+        screen.workflow_list.statuses = self.workflow_statuses()
+        screen.workflow_list.load(self.catalog, select_path=entry.path)
+        screen.show_workflow(entry)
+
+    def _refresh_screen(self, force_tree: bool = False) -> None:
+        screen = self.main_screen
+        if screen is None or not screen.is_mounted:
+            return
+        screen.workflow_list.statuses = self.workflow_statuses()
+        screen.workflow_list.load(self.catalog)
+        screen.show_workflow(screen.selected_entry(), force=force_tree)
+        screen.refresh_view(Changes(header=True, structure=True, gates=True), self.clock())
+        screen.refresh_bindings()
+
+    # ------------------------------------------------------------------ leaving
+
+    async def action_quit(self) -> None:
+        if self._quitting:
+            return
+        if not self.run_active:
+            self._leave()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._quitting = True
+                self._cancel(self.active_run_id)
+                self.run_worker(self._wait_then_exit, thread=True, group="quit", exit_on_error=False)
+
+        question = ConfirmScreen("A run is active. Cancel it and quit?", yes="Cancel and quit", no="Stay")
+        self.push_screen(question, answered)
+
+    def _wait_then_exit(self) -> None:
+        self._engine_thread_done.wait(QUIT_WAIT_S)
+        self.call_from_thread(self._leave)
+
+    def _leave(self) -> None:
+        self.drain()
+        self.exit(self.exit_code())
+
+    def exit_code(self) -> int:
+        """0 when no run ended badly here; 1 when the last run failed, crashed or was cancelled."""
+        live = self.view.root is not None and not self.view.read_only
+        status = self.view.status if live else self.last_outcome
+        return 1 if status in ("failed", "crashed", "cancelled", "cancelling") else 0
+
+    def summary(self) -> str:
+        """Plain text printed after the dashboard closes (empty when no run happened)."""
+        if self.view.root is None or self.view.read_only:
+            return ""
+        return self.view.summary_text()
+
+    def on_unmount(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+
+
+def _pretty_key(key: str) -> str:
+    return {"question_mark": "?", "slash": "/", "enter": "enter", "escape": "esc"}.get(key, key)
+
+
+def _problem_text(problem: Any) -> str:
+    render = getattr(problem, "render", None)
+    return render() if callable(render) else str(problem)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Errors whose text is written for users (bad inputs, validation, unknown workflow)."""
+    from runkon_flow.errors import FlowError
+
+    return isinstance(exc, (FlowError, ValueError, LookupError))
+
+
+def _user_name() -> str:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return "runkon-tui"

@@ -1,0 +1,124 @@
+"""`runkon-tui`: open the dashboard on workflow directories (or files).
+
+    runkon-tui                      # ./ when it has .wf files, else ./sample_workflows
+    runkon-tui DIR_OR_FILE...       # files: their folder is watched and the file is selected
+    runkon-tui --db runs.db         # run store (default: $RUNKON_DB or the XDG state path)
+    runkon-tui --theme runkon-light
+    runkon-tui --replay events.jsonl  # show a recorded event log read-only
+
+On exit it prints a plain-text summary of the last run and exits 1 if that run failed (or was
+cancelled), 0 otherwise; 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def default_dirs(cwd: Path) -> list[Path] | None:
+    """The folder to open when no path is given: the cwd if it holds .wf files, else ./sample_workflows."""
+    if any(p.suffix == ".wf" for p in cwd.glob("*.wf")):
+        return [cwd]
+    samples = cwd / "sample_workflows"
+    if samples.is_dir():
+        return [samples]
+    return None
+
+
+def resolve_paths(paths: Sequence[str], cwd: Path) -> tuple[list[Path], str | None, str | None]:
+    """(directories to watch, file to select, error text)."""
+    if not paths:
+        dirs = default_dirs(cwd)
+        if dirs is None:
+            return (
+                [],
+                None,
+                (
+                    f"no workflows in {cwd} (no .wf files and no sample_workflows/ folder); "
+                    "pass a directory or a .wf file"
+                ),
+            )
+        return dirs, None, None
+    dirs: list[Path] = []
+    select: str | None = None
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            target = path
+        elif path.is_file():
+            if path.suffix != ".wf":
+                return [], None, f"{raw}: not a .wf file"
+            target = path.parent
+            select = select or str(path)
+        else:
+            return [], None, f"{raw}: no such file or directory"
+        if target not in dirs:
+            dirs.append(target)
+    return dirs, select, None
+
+
+def available_theme_names() -> list[str]:
+    from textual.theme import BUILTIN_THEMES
+
+    from runkon_tui.themes import load_themes
+
+    ours, _ = load_themes()
+    return sorted({*BUILTIN_THEMES, *(t.name for t in ours)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runkon-tui",
+        description="Run and watch runkon workflows in a terminal dashboard.",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="workflow directories or .wf files")
+    parser.add_argument("--db", type=Path, default=None, help="run store (SQLite file)")
+    parser.add_argument("--theme", default=None, help="theme name (see the theme picker, key t)")
+    parser.add_argument("--replay", type=Path, default=None, help="show a recorded JSON-lines event log")
+    parser.add_argument("--no-watch", action="store_true", help="do not reload .wf files when they change")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    dirs, select, error = resolve_paths(args.paths, Path.cwd())
+    if error:
+        print(f"runkon-tui: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.theme is not None:
+        names = available_theme_names()
+        if args.theme not in names:
+            print(f"runkon-tui: unknown theme '{args.theme}'; available: {', '.join(names)}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.replay is not None and not args.replay.is_file():
+        print(f"runkon-tui: {args.replay}: no such event log", file=sys.stderr)
+        return EXIT_USAGE
+
+    from runkon_tui.app import RunkonApp
+    from runkon_tui.host import open_workspace
+
+    opened = open_workspace(dirs, args.db)
+    app = RunkonApp(
+        dirs,
+        host=opened.host,
+        store=opened.store,
+        problems=opened.problems,
+        theme=args.theme,
+        watch=not args.no_watch,
+        select=select,
+        replay=args.replay,
+    )
+    code = app.run()
+    summary = app.summary()
+    if summary:
+        print(summary)
+    return code if isinstance(code, int) else app.exit_code()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

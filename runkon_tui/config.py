@@ -1,0 +1,85 @@
+"""The dashboard's small settings file: the chosen theme and key remappings.
+
+Lives at `$RUNKON_TUI_CONFIG` when set (tests point it into a temp dir), else
+`$XDG_CONFIG_HOME/runkon/tui.yaml` (default `~/.config/runkon/tui.yaml`):
+
+    theme: runkon-light
+    keymap:            # binding id → keys, as shown by `?` help
+      cancel: ctrl+x
+      approve: a,y
+
+A missing file means defaults; a broken one is reported in the dashboard and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CONFIG_ENV = "RUNKON_TUI_CONFIG"
+
+
+def config_path() -> Path:
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "runkon" / "tui.yaml"
+
+
+@dataclass
+class TuiConfig:
+    path: Path
+    theme: str | None = None
+    keymap: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def save(self) -> str | None:
+        """Write the file; returns an error text instead of raising (settings are best effort)."""
+        data: dict[str, object] = {}
+        if self.theme:
+            data["theme"] = self.theme
+        if self.keymap:
+            data["keymap"] = dict(self.keymap)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            tmp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError as exc:
+            return f"cannot save settings to {self.path}: {exc.strerror or exc}"
+        return None
+
+
+def load_config(path: Path | None = None) -> TuiConfig:
+    path = path or config_path()
+    cfg = TuiConfig(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return cfg
+    except OSError as exc:
+        cfg.error = f"{path}: cannot read settings: {exc.strerror or exc}"
+        return cfg
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        cfg.error = f"{path}{where}: invalid YAML in settings: {getattr(exc, 'problem', exc)}"
+        return cfg
+    if not isinstance(data, dict):
+        cfg.error = f"{path}: settings must be a mapping (theme, keymap)"
+        return cfg
+    theme = data.get("theme")
+    if theme is not None:
+        cfg.theme = str(theme)
+    keymap = data.get("keymap") or {}
+    if not isinstance(keymap, dict):
+        cfg.error = f"{path}: `keymap` must map binding ids to keys"
+    else:
+        cfg.keymap = {str(k): str(v) for k, v in keymap.items()}
+    return cfg

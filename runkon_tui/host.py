@@ -1,0 +1,77 @@
+"""What the dashboard needs from the engine host, and how the CLI opens one.
+
+The dashboard is one client of the engine's public API: `runkon_flow.workspace.Workspace` (the
+host glue also used by the `runkon-flow` CLI). `EngineHost` spells out the part we call, so tests
+and tools can hand the app any object with this shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from runkon_flow.events import EventSink
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+
+class GateApi(Protocol):
+    def approve(
+        self, run_id: str, gate: str, by: str, note: str | None = None, selections: list[str] | None = None
+    ) -> Any: ...
+
+    def reject(self, run_id: str, gate: str, by: str, note: str | None = None) -> Any: ...
+
+
+class EngineHost(Protocol):
+    gates: GateApi
+
+    def reload(self) -> None: ...
+
+    def validate(self, name: str) -> list[Any]: ...
+
+    def prepare_inputs(self, name: str, raw: Mapping[str, str]) -> dict[str, str]: ...
+
+    def create_run(self, name: str, inputs: Mapping[str, str]) -> str: ...
+
+    def execute(self, run_id: str, *, sinks: Sequence[EventSink] = ..., cancellation: Any = ...) -> Any: ...
+
+    def resume(self, run_id: str, *, sinks: Sequence[EventSink] = ...) -> Any: ...
+
+    def cancel(self, run_id: str, message: str | None = None) -> None: ...
+
+
+@dataclass
+class OpenedHost:
+    host: EngineHost | None
+    store: WorkflowPersistence
+    problems: list[str]
+
+
+def open_store(db: Path | None) -> tuple[WorkflowPersistence, str | None]:
+    """The SQLite store at `db` (default path when None); an unusable file falls back to an
+    in-memory store for this session and says why, so the dashboard stays up."""
+    from runkon_flow.persistence.memory import InMemoryStore
+    from runkon_flow.persistence.paths import default_db_path
+    from runkon_flow.persistence.sqlite import SqliteStore
+
+    path = db or default_db_path()
+    try:
+        return SqliteStore(path), None
+    except Exception as exc:  # PersistenceError names the path; anything else must not kill the UI
+        return InMemoryStore(), f"run store unusable ({exc}); runs are kept in memory for this session"
+
+
+def open_workspace(dirs: Sequence[Path], db: Path | None, working_dir: Path | None = None) -> OpenedHost:
+    """Build the engine host over `dirs` and the run store; problems are reported, not raised."""
+    store, store_problem = open_store(db)
+    problems = [store_problem] if store_problem else []
+    try:
+        from runkon_flow.workspace import Workspace
+
+        host = Workspace(list(dirs), store, working_dir=working_dir)
+    except Exception as exc:  # the dashboard still lists workflows and history without an engine
+        problems.append(f"engine unavailable: {type(exc).__name__}: {exc}")
+        return OpenedHost(None, store, problems)
+    return OpenedHost(host, store, problems)

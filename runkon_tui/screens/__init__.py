@@ -1,0 +1,1 @@
+"""Screens of the dashboard: main, runs history, help, and the modal dialogs."""

@@ -1,0 +1,113 @@
+"""The inputs form shown before running a workflow that declares inputs.
+
+Values are checked with the host's `prepare_inputs` (defaults, required inputs, booleans) before
+the form closes, so a run never starts with inputs the engine would reject; the error is shown
+in the form, next to the fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from runkon_flow.dsl.ast import WorkflowDef
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from runkon_tui.widgets.markup import esc
+
+Prepare = Callable[[Mapping[str, str]], dict[str, str]]
+
+
+class InputsScreen(ModalScreen[dict[str, str] | None]):
+    DEFAULT_CSS = """
+    InputsScreen { align: center middle; }
+    InputsScreen > VerticalScroll {
+        width: 76; max-width: 95%; height: auto; max-height: 90%; padding: 1 2;
+        background: $panel; border: thick $primary;
+    }
+    InputsScreen .field-label { margin-top: 1; }
+    InputsScreen .field-help { color: $text-muted; }
+    InputsScreen #form-error { color: $error; margin-top: 1; height: auto; }
+    InputsScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
+    InputsScreen Button { margin-left: 2; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="form_cancel"),
+        Binding("ctrl+s", "submit", "Run", id="form_run"),
+    ]
+
+    def __init__(
+        self, workflow: WorkflowDef, prepare: Prepare, initial: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__()
+        self.workflow = workflow
+        self.prepare = prepare
+        self.initial = dict(initial or {})
+
+    def compose(self) -> ComposeResult:
+        wf = self.workflow
+        with VerticalScroll():
+            yield Label(f"[b]Run {esc(wf.title or wf.name)}[/]")
+            if wf.description:
+                yield Static(esc(wf.description), classes="field-help")
+            for i, decl in enumerate(wf.inputs):
+                if decl.input_type == "boolean":
+                    value = self.initial.get(decl.name, decl.default or "false").lower() == "true"
+                    yield Checkbox(decl.name, value=value, id=f"input-{i}", classes="field-label")
+                else:
+                    required = decl.required
+                    marker = " [$error]*[/]" if required else ""
+                    yield Label(f"{esc(decl.name)}{marker}", classes="field-label")
+                    placeholder = f"default: {decl.default}" if decl.default is not None else ""
+                    yield Input(self.initial.get(decl.name, ""), placeholder=placeholder, id=f"input-{i}")
+                if decl.description:
+                    yield Static(esc(decl.description), classes="field-help")
+            yield Static("", id="form-error")
+            with Horizontal():
+                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Run (ctrl+s)", id="run", variant="primary")
+
+    def on_mount(self) -> None:
+        fields = self.query("Input, Checkbox")
+        if fields:
+            fields.first().focus()
+
+    def raw_values(self) -> dict[str, str]:
+        """Typed values; empty text fields are left out so defaults apply."""
+        raw: dict[str, str] = {}
+        for i, decl in enumerate(self.workflow.inputs):
+            widget = self.query_one(f"#input-{i}")
+            if isinstance(widget, Checkbox):
+                raw[decl.name] = "true" if widget.value else "false"
+            elif isinstance(widget, Input) and widget.value != "":
+                raw[decl.name] = widget.value
+        return raw
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        inputs = list(self.query(Input))
+        index = inputs.index(event.input) if event.input in inputs else -1
+        if 0 <= index < len(inputs) - 1:
+            inputs[index + 1].focus()
+        else:
+            self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "run":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def action_submit(self) -> None:
+        try:
+            prepared = self.prepare(self.raw_values())
+        except Exception as exc:  # the host's message is meant for the user (missing input, …)
+            self.query_one("#form-error", Static).update(esc(str(exc)))
+            return
+        self.dismiss(prepared)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

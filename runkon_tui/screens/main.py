@@ -1,0 +1,486 @@
+"""The main screen: workflows, dependency tree, fan-out grid, logs; the keys that drive a run.
+
+The screen only *shows* state and turns keys into requests; the app owns the engine, the event
+bridge and the RunView. `refresh_view` is called on every drain tick with what changed, and
+repaints only those widgets.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Input, OptionList, Static, Tree
+
+from runkon_tui.catalog import WorkflowEntry
+from runkon_tui.run_view import Changes, FanOutView, RunState, RunView
+from runkon_tui.status import glyph
+from runkon_tui.tree_model import NodeSpec, build_tree, run_for_scope
+from runkon_tui.widgets.dep_tree import DependencyTree
+from runkon_tui.widgets.fanout_grid import FanOutGrid
+from runkon_tui.widgets.header import GateBanner, RunHeader
+from runkon_tui.widgets.item_detail import ItemDetail
+from runkon_tui.widgets.log_pane import BufferSource, LogPane, OutputSource, TextSource
+from runkon_tui.widgets.markup import esc
+from runkon_tui.widgets.workflow_list import WorkflowList
+
+if TYPE_CHECKING:
+    from runkon_tui.app import RunkonApp
+
+
+class Pane(Vertical):
+    """A bordered, titled, zoomable section of the screen."""
+
+    ALLOW_MAXIMIZE = True
+
+
+class RunList(WorkflowList):
+    """The workflow list, where enter means "run this workflow"."""
+
+    BINDINGS = [Binding("enter", "screen.run_workflow", "Run", id="run")]
+
+
+class MainScreen(Screen[None]):
+    ALLOW_IN_MAXIMIZED_VIEW = "Footer, RunHeader, GateBanner"
+
+    # Structure only; the look (borders, widths) is in themes/runkon.tcss.
+    DEFAULT_CSS = """
+    MainScreen { layout: vertical; }
+    MainScreen #panes { height: 1fr; }
+    MainScreen Pane { height: 1fr; }
+    MainScreen #log-pane { height: 10; }
+    MainScreen #filter { dock: bottom; height: 1; border: none; padding: 0 1; display: none; }
+    MainScreen #filter.-shown { display: block; }
+    MainScreen #tree-note { height: auto; display: none; }
+    MainScreen #tree-note.-shown { display: block; }
+    """
+
+    BINDINGS = [
+        Binding("enter", "run_workflow", "Run", id="run"),
+        Binding("c", "cancel_run", "Cancel", id="cancel"),
+        Binding("r", "resume_run", "Resume", id="resume"),
+        Binding("a", "approve_gate", "Approve", id="approve"),
+        Binding("x", "reject_gate", "Reject", id="reject"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("f", "failed_only", "Failed only", id="failed_only"),
+        Binding("n", "next_failure", "Next failure", id="next_failure"),
+        Binding("h", "runs", "Runs", id="runs"),
+        Binding("l", "log_mode", "Log", id="log_mode"),
+        Binding("z", "zoom", "Zoom", id="zoom"),
+        Binding("t", "theme", "Theme", id="theme"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tree_workflow: str | None = None
+        self.grid_item: int | None = None
+        self.output_target: tuple[str, str] | None = None  # (run id, step key) shown in "output"
+        self.filter_target: Widget | None = None
+        self._child_source: tuple[str, TextSource] | None = None
+
+    @property
+    def rapp(self) -> RunkonApp:
+        return self.app  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        yield GateBanner(id="gate-banner")
+        with Horizontal(id="panes"):
+            with Pane(id="workflows-pane"):
+                yield RunList(id="workflows")
+            with Pane(id="tree-pane"):
+                yield Static(id="tree-note")
+                yield DependencyTree(id="tree")
+            with Pane(id="grid-pane"):
+                yield FanOutGrid(id="grid")
+                yield ItemDetail(id="item-detail")
+        yield LogPane(id="log-pane")
+        yield Input(placeholder="filter (enter keeps it, esc clears)", id="filter")
+        yield Footer(compact=True)
+
+    def on_resize(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.set_class(event.size.width < 100, "-narrow")
+        self.set_class(event.size.height < 30, "-short")
+
+    def on_mount(self) -> None:
+        self.query_one("#workflows-pane").border_title = "Workflows"
+        self.query_one("#tree-pane").border_title = "Steps"
+        self.query_one("#grid-pane").border_title = "Fan-out"
+        app = self.rapp
+        self.bind_view()
+        self.workflow_list.load(app.catalog, select_path=app.initial_selection())
+        self.show_workflow(self.selected_entry())
+        self.workflow_list.focus()
+        self.refresh_view(Changes(header=True, structure=True), app.clock())
+
+    def bind_view(self) -> None:
+        """Point the log panes at the app's current RunView (after a past run was opened)."""
+        view = self.rapp.view
+        self._child_source = None
+        self.output_target = None
+        self.grid_item = None
+        self.grid.show(None)
+        self.log_pane.set_sources(
+            engine=BufferSource(view.engine_log, self._run_start),
+            errors=BufferSource(view.error_log, self._run_start),
+            output=None,
+        )
+
+    def _run_start(self) -> float | None:
+        root = self.rapp.view.root
+        return root.started_at if root is not None else None
+
+    # ------------------------------------------------------------------ widget access
+
+    @property
+    def workflow_list(self) -> WorkflowList:
+        return self.query_one("#workflows", WorkflowList)
+
+    @property
+    def tree(self) -> DependencyTree:
+        return self.query_one("#tree", DependencyTree)
+
+    @property
+    def grid(self) -> FanOutGrid:
+        return self.query_one("#grid", FanOutGrid)
+
+    @property
+    def log_pane(self) -> LogPane:
+        return self.query_one(LogPane)
+
+    def selected_entry(self) -> WorkflowEntry | None:
+        path = self.workflow_list.highlighted_path
+        return self.rapp.catalog.entries.get(path) if path else None
+
+    # ------------------------------------------------------------------ what is shown
+
+    def view_for(self, name: str | None) -> RunView | None:
+        """The RunView when it is about `name` (statuses are only drawn on their own workflow)."""
+        view = self.rapp.view
+        if view.root is not None and name and view.workflow_name == name:
+            return view
+        return None
+
+    def show_workflow(self, entry: WorkflowEntry | None, force: bool = False) -> None:
+        """Load the tree for the highlighted workflow (its last good definition if broken)."""
+        app = self.rapp
+        note = self.query_one("#tree-note", Static)
+        tree_pane = self.query_one("#tree-pane")
+        if entry is None:
+            self.tree_workflow = None
+            self.tree.load([], None, placeholder="no workflow selected")
+            note.set_class(False, "-shown")
+            return
+        definition = app.definition_for_tree(entry)
+        notes = []
+        if entry.error is not None:
+            notes.append(f"{glyph('failed')} {esc(entry.location())}: {esc(entry.error.message)}")
+            if definition is not None:
+                notes.append("showing the last good definition")
+        if app.definition_changed_under_run(entry):
+            notes.append("changed on disk: the new definition applies to the next run or resume")
+        note.update("\n".join(notes))
+        note.set_class(bool(notes), "-shown")
+        tree_pane.border_title = f"Steps · {esc(entry.name)}"
+        key = (entry.path, id(definition), app.catalog_version)
+        if not force and key == self.tree.definition_key:
+            return
+        self.tree_workflow = entry.name
+        if definition is None:
+            self.tree.load([], key, placeholder="this file does not parse yet", workflow=entry.path)
+        else:
+            self.tree.load(build_tree(definition, app.catalog.definition), key, workflow=entry.path)
+        self.tree.update_statuses(self.view_for(entry.name), app.clock())
+
+    def current_fanout(self) -> FanOutView | None:
+        view = self.view_for(self.tree_workflow)
+        if view is None:
+            return None
+        node = self.tree.cursor_node
+        spec = node.data if node is not None else None
+        if spec is not None and spec.kind == "foreach":
+            run = run_for_scope(view, spec.scope)
+            if run is not None and spec.path in run.fanouts:
+                return run.fanouts[spec.path]
+        return view.active_fanout()
+
+    # ------------------------------------------------------------------ refresh on tick
+
+    def refresh_view(self, changes: Changes, now: float, *, second: bool = False) -> None:
+        """Repaint what `changes` touched; `second` marks the once-a-second live-time refresh."""
+        app = self.rapp
+        view = app.view
+        if changes.header or second or changes.gates:
+            self.query_one(RunHeader).show(view, now, app.idle_text())
+        if changes.gates or changes.structure:
+            self.query_one(GateBanner).show(view, app.key_for("approve"), app.key_for("reject"))
+        tree_view = self.view_for(self.tree_workflow)
+        touched = changes.steps or changes.runs or changes.fanouts or changes.gates or second
+        if (touched and tree_view is not None) or changes.structure:
+            self.tree.update_statuses(tree_view, now)
+        fan = self.current_fanout()
+        if fan is not self.grid.fan:
+            self.grid_item = None
+            self.grid.show(fan)
+        elif changes.fanouts:
+            self.grid.update()
+        self.query_one("#grid-pane").border_title = f"Fan-out · foreach {esc(fan.name)}" if fan else "Fan-out"
+        if changes.fanouts or changes.runs or second or changes.structure:
+            self.query_one(ItemDetail).show(view, fan, self.grid_item, now)
+        self._refresh_output(changes)
+        if changes.engine_log or changes.error_log or changes.output or changes.structure:
+            self.log_pane.sync()
+        if changes.header or changes.gates or changes.finished or changes.structure:
+            self.refresh_bindings()
+        if changes.finished or changes.structure:
+            self.workflow_list.statuses = app.workflow_statuses()
+            self.workflow_list.load(app.catalog)
+
+    def _refresh_output(self, changes: Changes) -> None:
+        if self._child_source is not None:
+            run_id, source = self._child_source
+            if run_id in changes.runs or any(r == run_id for r, _ in changes.output):
+                run = self.rapp.view.runs.get(run_id)
+                if run is not None:
+                    source.lines = child_output_lines(run)
+                    self.log_pane.view.sync(force=True)
+
+    # ------------------------------------------------------------------ selection → output log
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option_list is self.workflow_list:
+            self.show_workflow(self.selected_entry())
+            self.refresh_view(Changes(structure=True), self.rapp.clock())
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[NodeSpec]) -> None:
+        spec = event.node.data
+        if spec is None:
+            return
+        view = self.view_for(self.tree_workflow)
+        run = run_for_scope(view, spec.scope) if view is not None else None
+        self.show_step_output(run, spec)
+        fan = self.current_fanout()
+        if fan is not self.grid.fan:
+            self.grid_item = None
+            self.grid.show(fan)
+            self.query_one(ItemDetail).show(self.rapp.view, fan, None, self.rapp.clock())
+
+    def show_step_output(self, run: RunState | None, spec: NodeSpec) -> None:
+        self._child_source = None
+        sv = run.steps.get(spec.path) if run is not None else None
+        if sv is None:
+            self.output_target = None
+            self.log_pane.set_output(TextSource([f"{spec.label}: no output yet"]), spec.label)
+            return
+        assert run is not None
+        self.output_target = (run.run_id, sv.key)
+        fallback = [sv.error] if sv.error and not sv.output else []
+        self.log_pane.set_output(OutputSource(sv, fallback), spec.label)
+
+    def on_fan_out_grid_item_highlighted(self, event: FanOutGrid.ItemHighlighted) -> None:
+        self.grid_item = event.index
+        self.query_one(ItemDetail).show(self.rapp.view, event.fan, event.index, self.rapp.clock())
+
+    def on_fan_out_grid_item_selected(self, event: FanOutGrid.ItemSelected) -> None:
+        self.grid_item = event.index
+        self.query_one(ItemDetail).show(self.rapp.view, event.fan, event.index, self.rapp.clock())
+        item_id = event.fan.ids[event.index]
+        child_id = event.fan.child_runs.get(event.index)
+        run = self.rapp.view.runs.get(child_id) if child_id else None
+        if run is None and child_id:
+            run = self.rapp.load_child_run(child_id)
+        lines = child_output_lines(run) if run is not None else [f"{item_id}: not started"]
+        source = TextSource(lines, "info")
+        self._child_source = (run.run_id, source) if run is not None else None
+        self.log_pane.set_output(source, f"item {item_id}")
+        self.log_pane.mode = "output"
+
+    # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        app = self.rapp
+        view = app.view
+        if action == "run_workflow":
+            if app.host is None:
+                return False
+            entry = self.selected_entry()
+            if entry is None or entry.definition is None or entry.broken or app.run_active:
+                return None
+            return True
+        if action == "cancel_run":
+            if not app.run_active:
+                return False
+            return None if view.cancelling else True
+        if action == "resume_run":
+            if app.host is None or view.root is None:
+                return False
+            return True if app.can_resume() else None
+        if action in ("approve_gate", "reject_gate"):
+            return bool(view.waiting_gates()) and app.host is not None
+        if action == "failed_only":
+            return True if self.grid.fan is not None else None
+        if action == "next_failure":
+            return True if (view.failed_steps() or self._grid_has_failure()) else None
+        return True
+
+    def _grid_has_failure(self) -> bool:
+        fan = self.grid.fan
+        return fan is not None and fan.count("failed") > 0
+
+    def action_run_workflow(self) -> None:
+        entry = self.selected_entry()
+        if entry is not None:
+            self.rapp.request_run(entry)
+
+    def action_cancel_run(self) -> None:
+        self.rapp.request_cancel()
+
+    def action_resume_run(self) -> None:
+        self.rapp.request_resume()
+
+    def action_approve_gate(self) -> None:
+        self.rapp.request_gate("approve")
+
+    def action_reject_gate(self) -> None:
+        self.rapp.request_gate("reject")
+
+    def action_failed_only(self) -> None:
+        grid = self.grid
+        grid.set_filter(failed_only=not grid.failed_only)
+        self.notify("showing failed items only" if grid.failed_only else "showing all items", timeout=2)
+
+    def action_next_failure(self) -> None:
+        """Jump to the first failed step (then the next one on each press), else a failed item."""
+        view = self.rapp.view
+        failed = [
+            node
+            for node in self.tree.nodes_by_uid.values()
+            if node.data is not None and not node.data.children and self._failed(node.data, view)
+        ]
+        if failed:
+            current = self.tree.cursor_node
+            after = [n for n in failed if current is None or n.line > current.line]
+            target = after[0] if after else failed[0]
+            assert target.data is not None
+            self.tree.select_uid(target.data.uid)
+            self.tree.focus()
+            self.log_pane.mode = "output"
+            return
+        fan = self.grid.fan
+        if fan is not None:
+            idx = fan.first_failed()
+            if idx is not None:
+                self.grid.focus()
+                self.grid.move_to_item(idx)
+
+    def _failed(self, spec: NodeSpec, view: RunView) -> bool:
+        tree_view = self.view_for(self.tree_workflow)
+        if tree_view is None:
+            return False
+        run = run_for_scope(tree_view, spec.scope)
+        sv = run.steps.get(spec.path) if run is not None else None
+        return sv is not None and sv.status in ("failed", "timed_out")
+
+    def action_zoom(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+            return
+        target = self.focused or self.workflow_list
+        self.maximize(target)
+
+    def action_log_mode(self) -> None:
+        self.log_pane.cycle()
+
+    def action_runs(self) -> None:
+        self.rapp.show_runs()
+
+    def action_theme(self) -> None:
+        self.app.action_change_theme()
+
+    def action_help(self) -> None:
+        self.rapp.show_help()
+
+    async def action_quit(self) -> None:
+        await self.rapp.action_quit()
+
+    # ------------------------------------------------------------------ filter
+
+    def action_filter(self) -> None:
+        focused = self.focused
+        target: Widget = self.log_pane.view
+        if isinstance(focused, (WorkflowList, FanOutGrid)):
+            target = focused
+        self.filter_target = target
+        box = self.query_one("#filter", Input)
+        box.value = self._filter_of(target)
+        box.placeholder = f"filter {self._target_name(target)} (enter keeps it, esc clears)"
+        box.add_class("-shown")
+        box.focus()
+
+    @staticmethod
+    def _target_name(target: Widget) -> str:
+        if isinstance(target, WorkflowList):
+            return "workflows"
+        if isinstance(target, FanOutGrid):
+            return "items"
+        return "log lines"
+
+    def _filter_of(self, target: Widget) -> str:
+        if isinstance(target, WorkflowList):
+            return target.text_filter
+        if isinstance(target, FanOutGrid):
+            return target.text_filter
+        return self.log_pane.view.text_filter
+
+    def _apply_filter(self, text: str) -> None:
+        target = self.filter_target
+        if isinstance(target, WorkflowList):
+            target.set_filter(text, self.rapp.catalog)
+        elif isinstance(target, FanOutGrid):
+            target.set_filter(text=text)
+        else:
+            self.log_pane.set_filter(text)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self._apply_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self._close_filter()
+
+    def on_key(self, event) -> None:  # type: ignore[no-untyped-def]
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            self._apply_filter("")
+            self._close_filter()
+            event.stop()
+
+    def _close_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("-shown")
+        if self.filter_target is not None:
+            self.filter_target.focus()
+
+
+def child_output_lines(run: RunState) -> list[str]:
+    """A child run's steps with their status, error and output lines, for the output log."""
+    lines = [f"run {run.run_id} · {run.workflow_name} · {run.status}"]
+    if run.error:
+        lines.append(f"error: {run.error}")
+    for sv in run.steps.values():
+        head = f"── {glyph(sv.status)} {sv.step_key or sv.name} ({sv.status})"
+        if sv.error:
+            head += f": {sv.error}"
+        lines.append(head)
+        lines.extend(sv.last_output(200))
+    return lines

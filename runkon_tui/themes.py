@@ -1,0 +1,78 @@
+"""Our themes: YAML files in the repository's `themes/` folder, registered as Textual themes.
+
+A theme file names the semantic colours Textual derives everything from (primary, success,
+warning, error, …). Run states are drawn only through those variables, so the built-in Textual
+themes work just as well as ours. A broken theme file is reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+from textual.theme import Theme
+
+THEMES_ENV = "RUNKON_THEMES_DIR"
+DEFAULT_THEME = "runkon-dark"
+STYLESHEET = "runkon.tcss"
+
+_THEME_KEYS = frozenset(f.name for f in fields(Theme))
+
+
+class ThemeFileError(Exception):
+    """A theme file that cannot be used; the message names the file."""
+
+
+def themes_dir() -> Path:
+    """`$RUNKON_THEMES_DIR`, else the `themes/` folder next to the `runkon_tui` package."""
+    override = os.environ.get(THEMES_ENV)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "themes"
+
+
+def stylesheet_path() -> Path:
+    return themes_dir() / STYLESHEET
+
+
+def load_theme_file(path: Path) -> Theme:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ThemeFileError(f"{path}: cannot read theme: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ThemeFileError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ThemeFileError(f"{path}: a theme must be a mapping of colour names to values")
+    unknown = sorted(set(data) - _THEME_KEYS)
+    if unknown:
+        raise ThemeFileError(f"{path}: unknown theme keys: {', '.join(unknown)}")
+    if "name" not in data or "primary" not in data:
+        raise ThemeFileError(f"{path}: a theme needs at least `name` and `primary`")
+    variables = data.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise ThemeFileError(f"{path}: `variables` must be a mapping")
+    data["variables"] = {str(k): str(v) for k, v in variables.items()}
+    try:
+        return Theme(**data)
+    except (TypeError, ValueError) as exc:
+        raise ThemeFileError(f"{path}: {exc}") from exc
+
+
+def load_themes(directory: Path | None = None) -> tuple[list[Theme], list[str]]:
+    """Every `*.yaml` theme in the folder, plus one error text per file that failed."""
+    folder = directory or themes_dir()
+    themes: list[Theme] = []
+    errors: list[str] = []
+    if not folder.is_dir():
+        return themes, [f"{folder}: theme folder not found; using Textual's built-in themes"]
+    for path in sorted(folder.glob("*.y*ml")):
+        try:
+            themes.append(load_theme_file(path))
+        except ThemeFileError as exc:
+            errors.append(str(exc))
+    return themes, errors

@@ -1,0 +1,1 @@
+"""Widgets of the dashboard; each reads the RunView and never talks to the engine."""

@@ -1,0 +1,155 @@
+"""The dependency tree: the workflow's nodes with a status glyph and live details per step.
+
+Built once per definition from `tree_model.build_tree`; afterwards only labels change, and only
+when their text actually changes (Textual caches lines per node, so an unchanged label costs
+nothing). Expansion state survives a rebuild (hot reload) by node uid.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from runkon_tui.run_view import RunView
+from runkon_tui.status import TONES, glyph, tone
+from runkon_tui.tree_model import NodeSpec, node_detail, node_status, run_for_scope
+
+
+class DependencyTree(Tree[NodeSpec]):
+    # Not ▶/▼: ▶ is the "running" glyph right next to it.
+    ICON_NODE = "▸ "
+    ICON_NODE_EXPANDED = "▾ "
+    COMPONENT_CLASSES = Tree.COMPONENT_CLASSES | {f"dep-tree--{t}" for t in TONES} | {"dep-tree--detail"}
+
+    DEFAULT_CSS = """
+    DependencyTree { background: $surface; overflow-x: hidden; }
+    DependencyTree > .dep-tree--muted { color: $text-muted; }
+    DependencyTree > .dep-tree--active { color: $primary; text-style: bold; }
+    DependencyTree > .dep-tree--attention { color: $warning; text-style: bold; }
+    DependencyTree > .dep-tree--ok { color: $success; }
+    DependencyTree > .dep-tree--bad { color: $error; text-style: bold; }
+    DependencyTree > .dep-tree--detail { color: $text-muted; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("workflow", id=id)
+        self.show_root = False
+        self.guide_depth = 2
+        self.auto_expand = False
+        self.specs: list[NodeSpec] = []
+        self.nodes_by_uid: dict[str, TreeNode[NodeSpec]] = {}
+        self.definition_key: object = None
+        self.workflow = ""
+        self._expanded: dict[str, set[str]] = {}
+        self._labels: dict[str, str] = {}
+        self._tone_styles: dict[str, Style] | None = None
+
+    # ------------------------------------------------------------------ building
+
+    def load(
+        self, specs: list[NodeSpec], key: object, placeholder: str | None = None, workflow: str = ""
+    ) -> None:
+        """Show a new tree; `key` identifies the definition, `workflow` the file it came from.
+
+        Which nodes are expanded is remembered per workflow, so switching back and forth (or a hot
+        reload of the same file) keeps what the user opened or closed.
+        """
+        if self.workflow:
+            nodes = self.nodes_by_uid.items()
+            self._expanded[self.workflow] = {uid for uid, node in nodes if node.is_expanded}
+        remembered = self._expanded.get(workflow)
+        first_load = remembered is None
+        expanded = remembered or set()
+        cursor_uid = None
+        if workflow == self.workflow and self.cursor_node is not None and self.cursor_node.data is not None:
+            cursor_uid = self.cursor_node.data.uid
+        self.workflow = workflow
+        self.clear()
+        self.nodes_by_uid = {}
+        self._labels = {}
+        self.specs = specs
+        self.definition_key = key
+        if placeholder:
+            self.root.add_leaf(Text(placeholder, style="italic"))
+        for spec in specs:
+            self._add(self.root, spec, expanded, first_load)
+        if cursor_uid and cursor_uid in self.nodes_by_uid:
+            self.move_cursor(self.nodes_by_uid[cursor_uid])
+
+    def _add(self, parent: TreeNode[NodeSpec], spec: NodeSpec, expanded: set[str], first_load: bool) -> None:
+        label = Text(spec.label)
+        if spec.children:
+            # Blocks open by default; child workflows start folded (they can be deep).
+            expand = spec.uid in expanded or (first_load and spec.kind != "call_workflow")
+            node = parent.add(label, data=spec, expand=expand)
+            for child in spec.children:
+                self._add(node, child, expanded, first_load)
+        else:
+            node = parent.add_leaf(label, data=spec)
+        self.nodes_by_uid[spec.uid] = node
+
+    # ------------------------------------------------------------------ live statuses
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._tone_styles = None
+        self._labels = {}
+
+    def _styles(self) -> dict[str, Style]:
+        if self._tone_styles is None:
+            styles = {t: self.get_component_rich_style(f"dep-tree--{t}", partial=True) for t in TONES}
+            styles["detail"] = self.get_component_rich_style("dep-tree--detail", partial=True)
+            self._tone_styles = styles
+        return self._tone_styles
+
+    def update_statuses(self, view: RunView | None, now: float) -> None:
+        """Relabel every node whose glyph or detail text changed (cheap: strings compared first)."""
+        styles = self._styles()
+        runs: dict[tuple[str, ...], object] = {}
+        finished = view is not None and view.root is not None and view.root.finished
+        for uid, node in self.nodes_by_uid.items():
+            spec = node.data
+            if spec is None:
+                continue
+            if view is None:
+                run = None
+            else:
+                if spec.scope not in runs:
+                    runs[spec.scope] = run_for_scope(view, spec.scope)
+                run = runs[spec.scope]
+            status = node_status(spec, run, finished)  # type: ignore[arg-type]
+            detail = node_detail(spec, view, run, now) if view is not None else (spec.note or "")  # type: ignore[arg-type]
+            key = f"{status}|{detail}"
+            if self._labels.get(uid) == key:
+                continue
+            self._labels[uid] = key
+            text = Text.assemble(
+                (glyph(status), styles[tone(status)]),
+                " ",
+                (spec.label, styles[tone(status)] if status in ("failed", "timed_out") else ""),
+            )
+            if detail:
+                text.append("  " + detail, styles["detail"])
+            node.set_label(text)
+
+    def first_failed(self) -> TreeNode[NodeSpec] | None:
+        """The first node in tree order whose label shows a failure."""
+        for uid, node in self.nodes_by_uid.items():
+            state = self._labels.get(uid, "")
+            spec = node.data
+            if spec is not None and not spec.children and state.split("|", 1)[0] in ("failed", "timed_out"):
+                return node
+        return None
+
+    def select_uid(self, uid: str) -> None:
+        node = self.nodes_by_uid.get(uid)
+        if node is None:
+            return
+        parent = node.parent
+        while parent is not None:
+            parent.expand()
+            parent = parent.parent
+        self.move_cursor(node)
+        self.scroll_to_node(node, animate=False)

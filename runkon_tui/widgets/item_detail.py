@@ -1,0 +1,71 @@
+"""Under the grid: fan-out counters, progress and ETA, then the selected item's child run."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from runkon_tui.run_view import FanOutView, RunView
+from runkon_tui.status import format_duration, glyph, short_id
+from runkon_tui.widgets.markup import esc, paint
+
+
+class ItemDetail(Static):
+    DEFAULT_CSS = """
+    ItemDetail { height: auto; max-height: 6; background: $surface; color: $foreground; }
+    """
+
+    def show(self, view: RunView, fan: FanOutView | None, selected: int | None, now: float) -> None:
+        if fan is None:
+            self.update("[$text-muted]no fan-out in this run[/]" if view.root is not None else "")
+            return
+        lines = [self._counters(fan, now)]
+        if selected is not None and 0 <= selected < len(fan.ids):
+            lines.extend(self._item(view, fan, selected, now))
+        self.update("\n".join(lines))
+
+    @staticmethod
+    def _counters(fan: FanOutView, now: float) -> str:
+        total = fan.total
+        done = fan.done
+        pct = int(100 * done / total) if total else 100
+        parts = [f"{done}/{total} done ({pct}%)"]
+        for status in ("failed", "skipped", "cancelled", "running"):
+            n = fan.count(status)
+            if n:
+                parts.append(paint(status, f"{n} {status}"))
+        eta = fan.eta(now)
+        if eta is not None and done < total and fan.count("running"):
+            parts.append(f"ETA {format_duration(eta)}")
+        return " · ".join(parts)
+
+    @staticmethod
+    def _item(view: RunView, fan: FanOutView, idx: int, now: float) -> list[str]:
+        status = fan.status_of(idx)
+        item_id = fan.ids[idx]
+        head = f"selected: [b]{esc(item_id)}[/] {paint(status, glyph(status) + ' ' + status)}"
+        elapsed = fan.elapsed(idx, now)
+        if elapsed is not None:
+            head += f" {format_duration(elapsed)}"
+        child_id = fan.child_runs.get(idx)
+        if child_id:
+            head += f" · run {short_id(child_id)}"
+        lines = [head]
+        if fan.refs[idx] and fan.refs[idx] != item_id:
+            lines.append(f"  ref: {esc(fan.refs[idx])}")
+        waits = fan.waits_on(idx)
+        if waits and status == "pending":
+            shown = ", ".join(f"{esc(d)} ({s})" for d, s in waits[:5])
+            more = f" +{len(waits) - 5}" if len(waits) > 5 else ""
+            lines.append(f"  waits on: {shown}{more}")
+        error = fan.errors.get(idx)
+        if error:
+            lines.append(f"  [$error]{esc(error)}[/]")
+        child = view.runs.get(child_id) if child_id else None
+        if child is not None:
+            for sv in list(child.steps.values())[-2:]:
+                line = f"  {paint(sv.status, glyph(sv.status))} {esc(sv.step_key or sv.name)}"
+                last = sv.last_output(1)
+                if last:
+                    line += f"  [$text-muted]{esc(last[0][:120])}[/]"
+                lines.append(line)
+        return lines

@@ -1,0 +1,323 @@
+"""Log panes: engine events, the selected step's output, errors only.
+
+`LogView` is a Line-API view over a *bounded* source owned by the RunView (a ring buffer with a
+monotonic count), so the widget itself stores nothing per line. It follows the tail only while it
+is scrolled to the bottom; scrolling up stops following and keeps the viewed lines steady even as
+the ring drops old lines; `end` resumes. A text filter shows matching lines only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Static
+
+from runkon_tui.run_view import LogBuffer, StepView
+from runkon_tui.status import format_clock
+from runkon_tui.widgets.markup import esc
+
+LEVELS = ("debug", "info", "success", "warning", "error")
+
+
+class LogSource(Protocol):
+    """A bounded list of lines plus how many were ever appended (so drops can be detected)."""
+
+    @property
+    def total(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def get(self, i: int) -> tuple[str, str]: ...
+
+
+class BufferSource:
+    """A RunView log buffer; times shown relative to the run's start (stable across time zones)."""
+
+    def __init__(self, buffer: LogBuffer, start: Callable[[], float | None]) -> None:
+        self.buffer = buffer
+        self.start = start
+
+    @property
+    def total(self) -> int:
+        return self.buffer.total
+
+    def __len__(self) -> int:
+        return len(self.buffer.lines)
+
+    def get(self, i: int) -> tuple[str, str]:
+        line = self.buffer.lines[i]
+        t0 = self.start()
+        stamp = format_clock(line.ts - t0) if t0 is not None else "--:--"
+        return f"{stamp} {line.text}", line.level
+
+
+class OutputSource:
+    """A step's output ring (stdout/stderr/agent lines as they were produced)."""
+
+    def __init__(self, step: StepView | None, fallback: Sequence[str] = ()) -> None:
+        self.step = step
+        self.fallback = list(fallback)
+
+    @property
+    def total(self) -> int:
+        if self.step is not None and self.step.output is not None:
+            return self.step.output_total
+        return len(self.fallback)
+
+    def __len__(self) -> int:
+        if self.step is not None and self.step.output is not None:
+            return len(self.step.output)
+        return len(self.fallback)
+
+    def get(self, i: int) -> tuple[str, str]:
+        if self.step is not None and self.step.output is not None:
+            return self.step.output[i], "info"
+        return self.fallback[i], "debug"
+
+
+class TextSource:
+    """A fixed list of lines (help texts, messages)."""
+
+    def __init__(self, lines: Sequence[str], level: str = "debug") -> None:
+        self.lines = list(lines)
+        self.level = level
+
+    @property
+    def total(self) -> int:
+        return len(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def get(self, i: int) -> tuple[str, str]:
+        return self.lines[i], self.level
+
+
+_EMPTY = TextSource([])
+
+
+class LogView(ScrollView, can_focus=True):
+    COMPONENT_CLASSES = {f"log-view--{level}" for level in LEVELS}
+
+    DEFAULT_CSS = """
+    LogView {
+        height: 1fr;
+        background: $surface;
+        overflow-x: auto;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+        scrollbar-size-horizontal: 1;
+    }
+    LogView > .log-view--debug { color: $text-muted; }
+    LogView > .log-view--info { color: $foreground; }
+    LogView > .log-view--success { color: $success; }
+    LogView > .log-view--warning { color: $warning; }
+    LogView > .log-view--error { color: $error; }
+    """
+
+    BINDINGS = [Binding("end", "follow", "Follow", show=False)]
+
+    class FollowChanged(Message):
+        def __init__(self, following: bool) -> None:
+            super().__init__()
+            self.following = following
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.source: LogSource = _EMPTY
+        self.text_filter = ""
+        self._seen_total = 0
+        self._dropped = 0
+        self._matches: list[int] = []  # absolute sequence numbers of matching lines
+        self._width = 0
+        self._styles: dict[str, Style] | None = None
+        self.following = True
+
+    # ------------------------------------------------------------------ data
+
+    def set_source(self, source: LogSource | None) -> None:
+        self.source = source if source is not None else _EMPTY
+        self._seen_total = 0
+        self._dropped = 0
+        self._matches = []
+        self._width = 0
+        self.following = True
+        self.sync(force=True)
+
+    def set_filter(self, text: str) -> None:
+        self.text_filter = text
+        self._seen_total = 0
+        self._matches = []
+        self.sync(force=True)
+
+    def sync(self, force: bool = False) -> None:
+        """Pick up lines appended (and dropped) since the last call; follow if at the bottom."""
+        source = self.source
+        total = source.total
+        if total == self._seen_total and not force:
+            return
+        at_end = self.following or self.scroll_offset.y >= self.max_scroll_y
+        count = len(source)
+        dropped = total - count
+        shift = dropped - self._dropped
+        first_new = max(self._seen_total, dropped)
+        needle = self.text_filter.lower()
+        width = self._width
+        for seq in range(first_new, total):
+            text, _ = source.get(seq - dropped)
+            if needle:
+                if needle not in text.lower():
+                    continue
+                self._matches.append(seq)
+            width = max(width, cell_len(text))
+        if needle and dropped:
+            cut = 0
+            while cut < len(self._matches) and self._matches[cut] < dropped:
+                cut += 1
+            if cut:
+                del self._matches[:cut]
+        self._width = width
+        self._seen_total = total
+        self._dropped = dropped
+        rows = len(self._matches) if needle else count
+        self.virtual_size = Size(width, rows)
+        if at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        elif shift > 0 and not needle:
+            self.scroll_to(y=max(0, self.scroll_offset.y - shift), animate=False, immediate=True, force=True)
+        self._set_following(at_end)
+        self.refresh()
+
+    def _set_following(self, value: bool) -> None:
+        if value != self.following:
+            self.following = value
+            self.post_message(self.FollowChanged(value))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._set_following(new_value >= self.max_scroll_y)
+
+    def action_follow(self) -> None:
+        self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        self._set_following(True)
+
+    # ------------------------------------------------------------------ painting
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = None
+
+    def _level_style(self, level: str) -> Style:
+        if self._styles is None:
+            self._styles = {lv: self.get_component_rich_style(f"log-view--{lv}") for lv in LEVELS}
+        return self._styles.get(level, self._styles["info"])
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        row = scroll_y + y
+        width = self.size.width
+        base = self.rich_style
+        source = self.source
+        if self.text_filter:
+            if row >= len(self._matches):
+                return Strip.blank(width, base)
+            index = self._matches[row] - self._dropped
+        else:
+            index = row
+        if index < 0 or index >= len(source):
+            return Strip.blank(width, base)
+        text, level = source.get(index)
+        text = text.replace("\t", "    ")
+        strip = Strip([Segment(text, base + self._level_style(level))], cell_len(text))
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
+
+
+class LogPane(Vertical):
+    """The bottom pane: a bar naming the log shown, the filter and the follow state."""
+
+    MODES = ("engine", "output", "errors")
+
+    DEFAULT_CSS = """
+    LogPane { height: 9; }
+    LogPane > #log-bar { height: 1; background: $panel; color: $text-muted; }
+    """
+
+    mode: reactive[str] = reactive("engine")
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.sources: dict[str, LogSource] = {m: _EMPTY for m in self.MODES}
+        self.output_title = ""
+        self.error_count = 0
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield Static(id="log-bar")
+        yield LogView(id="log-view")
+
+    @property
+    def view(self) -> LogView:
+        return self.query_one(LogView)
+
+    def on_mount(self) -> None:
+        self._render_bar()
+
+    def set_sources(self, **sources: LogSource | None) -> None:
+        for mode, source in sources.items():
+            self.sources[mode] = source if source is not None else _EMPTY
+            if mode == self.mode:
+                self.view.set_source(self.sources[mode])
+        self._render_bar()
+
+    def set_output(self, source: LogSource | None, title: str) -> None:
+        self.output_title = title
+        self.set_sources(output=source)
+
+    def sync(self) -> None:
+        self.view.sync()
+        self._render_bar()
+
+    def watch_mode(self, mode: str) -> None:
+        if self.is_mounted:
+            self.view.set_source(self.sources.get(mode))
+            self._render_bar()
+
+    def cycle(self) -> None:
+        self.mode = self.MODES[(self.MODES.index(self.mode) + 1) % len(self.MODES)]
+
+    def set_filter(self, text: str) -> None:
+        self.view.set_filter(text)
+        self._render_bar()
+
+    def on_log_view_follow_changed(self, _: LogView.FollowChanged) -> None:
+        self._render_bar()
+
+    def _render_bar(self) -> None:
+        if not self.is_mounted:
+            return
+        errors = self.sources["errors"].total
+        names = {
+            "engine": "engine",
+            "output": f"output: {self.output_title}" if self.output_title else "output",
+            "errors": f"errors ({errors})" if errors else "errors",
+        }
+        parts = [
+            f"[b $foreground]{esc(names[m])}[/]" if m == self.mode else esc(names[m]) for m in self.MODES
+        ]
+        bar = "Log: " + " | ".join(parts)
+        view = self.view
+        if view.text_filter:
+            bar += f"   filter: [$warning]{esc(view.text_filter)}[/]"
+        follow = "[$success]●[/]" if view.following else "○"
+        bar += f"   \\[follow {follow}]"
+        self.query_one("#log-bar", Static).update(bar)

@@ -209,6 +209,13 @@ class Harness:
         run_id = kwargs.pop("run_id", None) or self.new_run(wf, kwargs.get("inputs"))
         return engine.run_workflow(wf, self.run_input(run_id, **kwargs))
 
+    def start(self, text_or_wf: Any, **kwargs: Any) -> Background:
+        """Run in a background thread (for gates and cancels); `.join()` returns the result."""
+        wf = parse_workflow(text_or_wf) if isinstance(text_or_wf, str) else text_or_wf
+        engine = self.engine or self.build()
+        run_id = kwargs.pop("run_id", None) or self.new_run(wf, kwargs.get("inputs"))
+        return Background(engine, wf, self.run_input(run_id, **kwargs), run_id)
+
     def steps(self, run_id: str) -> list[Any]:
         return self.store.get_steps(run_id)
 
@@ -222,6 +229,32 @@ class Harness:
         return [
             d.event for d in self.sink.events if d.run_id == run_id and (not types or d.event.type in types)
         ]
+
+
+class Background:
+    """A run executing on its own thread."""
+
+    def __init__(self, engine: FlowEngine, wf: Any, inp: RunInput, run_id: str) -> None:
+        self.run_id = run_id
+        self.result: WorkflowResult | None = None
+        self.error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self.result = engine.run_workflow(wf, inp)
+            except BaseException as exc:
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float = 10.0) -> WorkflowResult:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "run did not finish"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
 
 
 class PendingGate:

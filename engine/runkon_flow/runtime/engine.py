@@ -252,6 +252,7 @@ class FlowEngine:
         except Exception as exc:
             log.warning("cancel_run: could not mark run %s cancelling: %s", run_id, exc)
         abort(st, reason or CancellationReason.user())
+        self.monitor.forward_now(st)
 
     def active_runs(self) -> list[str]:
         """Ids of the runs (including child runs) executing in this engine right now."""

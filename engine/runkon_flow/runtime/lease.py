@@ -65,6 +65,12 @@ class RunMonitor:
             if not self._runs:
                 self._wake.notify_all()
 
+    def forward_now(self, st: ExecutionState) -> None:
+        """Forward a cancel to `st`'s in-flight executors right away (once each, shared with the loop)."""
+        with self._lock:
+            watch = self._runs.get(id(st))
+        forward_cancels(st, watch.forwarded if watch is not None else set())
+
     def active(self) -> list[ExecutionState]:
         with self._lock:
             return [w.st for w in self._runs.values()]

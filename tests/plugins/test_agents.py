@@ -46,7 +46,7 @@ def executor(root: Path, label: str, **kwargs: object) -> AgentExecutor:
     catalog = load_agents([root])
     assert catalog.errors == [], [p.render() for p in catalog.errors]
     registry = build_action_registry(catalog, base_env=kwargs.pop("base_env", FAST_ENV), **kwargs)  # type: ignore[arg-type]
-    found = registry[label]
+    found = registry.resolve(label)
     assert isinstance(found, AgentExecutor)
     return found
 
@@ -472,8 +472,9 @@ def test_cancelling_the_step_token_kills_the_command(tmp_path: Path) -> None:
 def test_registry_keys_match_what_the_engine_looks_up(tmp_path: Path) -> None:
     agent(tmp_path, "a", "runtime: echo\n")
     registry = build_action_registry(load_agents([tmp_path]))
-    assert sorted(registry) == ["a", "agents/a.md"]
-    assert all(isinstance(ex, ActionExecutor) and ex.name() == label for label, ex in registry.items())
+    assert sorted(registry.named) == ["a", "agents/a.md"]
+    assert all(isinstance(ex, ActionExecutor) and ex.name() == label for label, ex in registry.named.items())
+    assert registry.fallback is None and not registry.has_action("b")
 
 
 def test_python_placeholder_is_this_interpreter(tmp_path: Path) -> None:

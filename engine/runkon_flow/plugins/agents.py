@@ -22,7 +22,6 @@ and failing on purpose (`fail`) — it exists for demos and tests. See docs/agen
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -51,6 +50,9 @@ from runkon_flow.plugins.protocols import (
 )
 from runkon_flow.plugins.schemas import schema_instruction
 from runkon_flow.process import run_process
+from runkon_flow.runtime.flow_output import FLOW_OUTPUT_INSTRUCTION, FlowOutput, parse_flow_output
+from runkon_flow.runtime.templating import substitute_variables
+from runkon_flow.runtime.types import ActionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -69,47 +71,6 @@ _FIRST_N = re.compile(r"^\s*first\s+(\d+)(?:\s+\w+)?\s*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\.\.\s*(\d+(?:\.\d+)?)\s*$")
 _CONTEXT_CHARS = 2000
-
-
-# --------------------------------------------------------------------------- shared engine helpers
-# The engine owns templating (engine.md §12.1) and FLOW_OUTPUT parsing (§12.4); use its versions.
-
-try:  # pragma: no cover - depends on which engine modules are present
-    from runkon_flow.runtime.templating import substitute_variables
-except ImportError:  # pragma: no cover
-
-    def substitute_variables(text: str, variables: Mapping[str, str]) -> str:
-        """`{{key}}` → value, unknown keys removed, one left-to-right pass (engine.md §12.1)."""
-        out: list[str] = []
-        pos = 0
-        while True:
-            start = text.find("{{", pos)
-            if start < 0:
-                break
-            end = text.find("}}", start + 2)
-            if end < 0:
-                break
-            out.append(text[pos:start])
-            out.append(variables.get(text[start + 2 : end], ""))
-            pos = end + 2
-        out.append(text[pos:])
-        return "".join(out)
-
-
-try:  # pragma: no cover - depends on which engine modules are present
-    from runkon_flow.runtime.flow_output import FLOW_OUTPUT_INSTRUCTION, parse_flow_output
-except ImportError:  # pragma: no cover
-    from runkon_flow.plugins._flow_output_fallback import FLOW_OUTPUT_INSTRUCTION, parse_flow_output
-
-
-def _structured_json(parsed: Any) -> str:
-    """The FLOW_OUTPUT block re-serialised: markers, context and every extra top-level field."""
-    extras = getattr(parsed, "extras", None) or {}
-    return json.dumps(
-        {"markers": list(parsed.markers), "context": parsed.context, **extras},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
 
 
 # --------------------------------------------------------------------------- definitions
@@ -646,7 +607,7 @@ class AgentExecutor:
         structured = None
         if agent.output is not None:
             extras = {str(k): _template_value(v, variables) for k, v in agent.output.items()}
-            structured = json.dumps({"markers": markers, "context": context, **extras}, ensure_ascii=False)
+            structured = FlowOutput(markers, context, extras).to_json()
         return ActionOutput(
             markers=markers,
             context=context,
@@ -699,7 +660,7 @@ class AgentExecutor:
             markers=list(parsed.markers),
             context=parsed.context,
             result_text=stdout.strip(),
-            structured_output=_structured_json(parsed),
+            structured_output=parsed.to_json(),
             metadata=metadata,
         )
 
@@ -770,10 +731,12 @@ def build_action_registry(
     *,
     script_env: ScriptEnvProvider | None = None,
     base_env: Mapping[str, str] | None = None,
-) -> dict[str, ActionExecutor]:
-    """One executor per label a workflow may use: every agent name and every loaded path label."""
+) -> ActionRegistry:
+    """One executor per label a workflow may use: every agent name and every loaded path label.
+
+    No fallback: an unknown agent is reported by the engine's validation before the run."""
     runtime = AgentRuntime(catalog=catalog, script_env=script_env, base_env=base_env)
     executors: dict[str, ActionExecutor] = {}
     for label, agent in {**catalog.paths, **catalog.agents}.items():
         executors[label] = AgentExecutor(label, agent, runtime)
-    return executors
+    return ActionRegistry(executors)

@@ -1,0 +1,305 @@
+"""`foreach` fan-out (engine.md §9.4, §14 B and C; design.md §5)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from runkon_flow.errors import WorkflowError
+from runkon_flow.plugins.protocols import ActionOutput, FanOutItem
+
+from tests.engine.conftest import Harness, ListProvider, wait_for_cancel, wait_until
+
+CHILD = "workflow child { call work }"
+
+
+def fan(over: str = "tickets", extra: str = "") -> str:
+    return f"""workflow parent {{
+      foreach fan {{ over = {over} max_parallel = 2 workflow = child {extra} }}
+      call after
+    }}"""
+
+
+def work_by_item(h: Harness, fail: set[str] = frozenset(), output: bool = True) -> None:  # type: ignore[assignment]
+    def behave(info, params):
+        item = params.inputs["item.id"]
+        if item in fail:
+            raise WorkflowError(f"item {item} broke")
+        structured = json.dumps({"markers": [], "context": f"did {item}", "n": item}) if output else None
+        return ActionOutput(context=f"did {item}", structured_output=structured)
+
+    h.agents.do("work", behave)
+
+
+def items_of(h: Harness, step_id: str) -> list[tuple[str, str]]:
+    return [(i.item_id, str(i.status)) for i in h.store.get_fan_out_items(step_id)]
+
+
+def test_all_children_succeed_and_the_aggregate_lists_their_outputs(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["b", "a", "c"]))
+    work_by_item(h)
+    result = h.run(fan())
+    assert result.all_succeeded and h.agents.names()[-1] == "after"
+    row = h.steps(result.workflow_run_id)[0]
+    assert (row.step_name, row.role, row.status) == ("foreach:fan", "foreach", "completed")
+    assert row.context_out == "foreach fan: 3 completed, 0 failed, 0 skipped of 3 tickets"
+    aggregate = json.loads(row.structured_output)
+    assert [i["item_id"] for i in aggregate["items"]] == ["a", "b", "c"]
+    assert aggregate["items"][0] == {
+        "item_id": "a",
+        "status": "completed",
+        "output": {"markers": [], "context": "did a", "n": "a"},
+    }
+    items = h.store.get_fan_out_items(row.id)
+    assert [(i.item_id, i.status) for i in items] == [
+        ("b", "completed"),
+        ("a", "completed"),
+        ("c", "completed"),
+    ]
+    children = {i.item_id: h.store.get_run(i.child_run_id) for i in items}
+    assert all(
+        c.parent_workflow_run_id == result.workflow_run_id and c.status == "completed"
+        for c in children.values()
+    )
+    collected = h.events("FanOutItemsCollected")[0]
+    assert (collected.count, collected.foreach_name, collected.step_id, collected.node_path) == (
+        3,
+        "fan",
+        row.id,
+        "body.0",
+    )
+    assert [i.item_id for i in collected.items] == ["b", "a", "c"]
+    links = {e.item_id: e.child_run_id for e in h.events("ChildRunStarted")}
+    assert links == {i.item_id: i.child_run_id for i in items}
+    assert {e.parent_step_id for e in h.events("ChildRunStarted")} == {row.id}
+
+
+def test_child_inputs_get_item_keys_and_placeholders_expanded_example_c(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", [FanOutItem("ticket", "t1", "T-1", {"title": "Fix bug"})]))
+    h.run(
+        fan(extra='inputs = { title = "{{item.title}}" ticket = "{{ticket_base}}-{{item.id}}" }'),
+        inputs={"ticket_base": "PRJ"},
+    )
+    seen = h.agents.inputs_of("work")
+    assert (seen["title"], seen["item.title"], seen["item.id"], seen["item.ref"]) == (
+        "Fix bug",
+        "Fix bug",
+        "t1",
+        "T-1",
+    )
+    assert seen["ticket"] == "PRJ-t1"
+    assert seen["ticket_base"] == "PRJ"  # parent inputs reach the child run
+
+
+def test_a_partial_failure_fails_the_step_and_keeps_going_by_default(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a", "b", "c"]))
+    work_by_item(h, fail={"b"})
+    result = h.run(fan())
+    row = h.steps(result.workflow_run_id)[0]
+    assert (row.status, row.step_error) == ("failed", "foreach 'fan': 1 of 3 items failed")
+    assert row.context_out == "foreach fan: 2 completed, 1 failed, 0 skipped of 3 tickets"
+    assert [(i["item_id"], i["status"]) for i in json.loads(row.structured_output)["items"]] == [
+        ("a", "completed"),
+        ("b", "failed"),
+        ("c", "completed"),
+    ]
+    assert (
+        h.store.get_run(result.workflow_run_id).error == "workflow error: Step 'fan' failed after 1 attempts"
+    )
+    failed = [e for e in h.events("FanOutItemCompleted") if not e.succeeded]
+    assert [(e.item_id, e.status) for e in failed] == [("b", "failed")]
+    assert "after" not in h.agents.names()
+
+
+def test_a_child_without_structured_output_has_a_null_output(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a"]))
+    work_by_item(h, output=False)
+    result = h.run(fan())
+    assert json.loads(h.steps(result.workflow_run_id)[0].structured_output) == {
+        "items": [{"item_id": "a", "status": "completed", "output": None}]
+    }
+
+
+def test_example_b_ordered_skip_dependents(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a", "b", "c"], edges=[("a", "b"), ("a", "c")]))
+    work_by_item(h, fail={"a"})
+    result = h.run(
+        "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child ordered = true "
+        "on_child_fail = skip_dependents } }"
+    )
+    row = h.steps(result.workflow_run_id)[0]
+    assert items_of(h, row.id) == [("a", "failed"), ("b", "skipped"), ("c", "skipped")]
+    assert row.result_text == "foreach 'fan': 1 of 3 items failed"
+    assert row.context_out == "foreach fan: 0 completed, 1 failed, 2 skipped of 3 tickets"
+    assert json.loads(row.structured_output) == {
+        "items": [
+            {"item_id": "a", "status": "failed", "output": None},
+            {"item_id": "b", "status": "skipped", "output": None},
+            {"item_id": "c", "status": "skipped", "output": None},
+        ]
+    }
+    fan_events = [
+        (e.type, getattr(e, "item_id", None))
+        for e in h.events_of_run(result.workflow_run_id)
+        if e.type.startswith("FanOut")
+    ]
+    assert fan_events == [
+        ("FanOutItemsCollected", None),
+        ("FanOutItemStarted", "a"),
+        ("FanOutItemCompleted", "a"),
+        ("FanOutItemSkipped", "b"),
+        ("FanOutItemSkipped", "c"),
+    ]
+    assert h.events("FanOutItemsCollected")[0].items[1].depends_on == ["a"]
+    assert [c.inputs["item.id"] for c in h.agents.calls] == ["a"]
+
+
+def test_halt_stops_dispatching_after_a_failure(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a", "b", "c"]))
+    work_by_item(h, fail={"a"})
+    result = h.run(
+        "workflow parent { foreach fan { "
+        "over = tickets max_parallel = 1 workflow = child on_child_fail = halt } }"
+    )
+    row = h.steps(result.workflow_run_id)[0]
+    assert items_of(h, row.id) == [("a", "failed"), ("b", "pending"), ("c", "pending")]
+    assert row.status == "failed"
+
+
+def test_an_ordered_chain_runs_in_dependency_order_even_with_free_slots(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["c", "b", "a"], edges=[("a", "b"), ("b", "c")]))
+    work_by_item(h)
+    h.run(
+        "workflow parent { foreach fan { over = tickets max_parallel = 3 workflow = child ordered = true } }"
+    )
+    assert [c.inputs["item.id"] for c in h.agents.calls] == ["a", "b", "c"]
+
+
+def test_a_diamond_waits_for_both_blockers(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
+    h.providers.append(ListProvider("tickets", ["a", "b", "c", "d"], edges=edges))
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def behave(info, params):
+        item = params.inputs["item.id"]
+        if item == "d":
+            with lock:
+                assert {"b", "c"} <= set(done), done
+        with lock:
+            done.append(item)
+        return ActionOutput()
+
+    h.agents.do("work", behave)
+    result = h.run(
+        "workflow parent { foreach fan { over = tickets max_parallel = 4 workflow = child ordered = true } }"
+    )
+    assert result.all_succeeded and done[0] == "a" and done[-1] == "d"
+
+
+def test_ordered_is_ignored_when_the_provider_does_not_support_it(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["b", "a"], edges=[("a", "b")], ordered=False))
+    work_by_item(h)
+    h.run(
+        "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child ordered = true } }"
+    )
+    assert [c.inputs["item.id"] for c in h.agents.calls] == ["b", "a"]
+
+
+def test_a_dependency_cycle_fails_the_step_unless_on_cycle_warn(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a", "b"], edges=[("a", "b"), ("b", "a")]))
+    result = h.run(
+        "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child ordered = true } }"
+    )
+    row = h.steps(result.workflow_run_id)[0]
+    assert row.status == "failed" and row.step_error.startswith(
+        "foreach 'fan': dependency cycle among items:"
+    )
+    h.agents.calls.clear()
+    result = h.run(
+        "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child ordered = true "
+        "on_cycle = warn } }"
+    )
+    assert result.all_succeeded and len(h.agents.calls) == 2
+    assert any("cycle among items broken" in e.message for e in h.events("EngineLog"))
+
+
+def test_max_parallel_bounds_the_number_of_children_running_at_once(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", [str(i) for i in range(8)]))
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def behave(info, params):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        threading.Event().wait(0.01)
+        with lock:
+            state["now"] -= 1
+        return ActionOutput()
+
+    h.agents.do("work", behave)
+    assert h.run(fan()).all_succeeded
+    assert state["peak"] == 2
+
+
+def test_no_items_completes_with_an_empty_aggregate(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", []))
+    result = h.run(fan())
+    row = h.steps(result.workflow_run_id)[0]
+    assert (row.status, row.result_text, row.structured_output) == (
+        "completed",
+        "foreach fan: no items to process",
+        '{"items":[]}',
+    )
+
+
+def test_a_provider_error_fails_the_step_naming_it(h: Harness) -> None:
+    class Broken(ListProvider):
+        def items(self, *args, **kwargs):
+            raise RuntimeError("api down")
+
+    h.add_workflow(CHILD)
+    h.providers.append(Broken("tickets", []))
+    result = h.run(fan())
+    assert h.steps(result.workflow_run_id)[0].step_error == (
+        "foreach 'fan': item provider 'tickets' failed: RuntimeError: api down"
+    )
+    assert h.store.get_run(result.workflow_run_id).status == "failed"
+
+
+def test_cancel_while_children_run_cancels_them_and_records_everything_cancelled(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a", "b", "c", "d"]))
+    h.agents.do("work", wait_for_cancel)
+    run = h.start(fan())
+    assert wait_until(lambda: len(h.agents.calls) == 2)
+    h.engine.cancel_run(run.run_id)
+    result = run.join(5)
+    assert result.status == "cancelled"
+    row = h.steps(run.run_id)[0]
+    assert row.status == "cancelled"
+    assert sorted(items_of(h, row.id)) == [
+        ("a", "cancelled"),
+        ("b", "cancelled"),
+        ("c", "pending"),
+        ("d", "pending"),
+    ]
+    for item in h.store.get_fan_out_items(row.id)[:2]:
+        child = h.store.get_run(item.child_run_id)
+        assert child.status == "cancelled"
+        assert h.statuses(child.id) == [("work", "cancelled")]
+    assert h.events_of_run(run.run_id, "RunCancelled")[0].reason.kind == "UserRequested"
+    assert "after" not in h.agents.names()

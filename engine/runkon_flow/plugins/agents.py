@@ -528,7 +528,7 @@ class AgentExecutor:
                     result_text=f"dry-run: agent '{self.agent.name}' would receive:\n{prompt}"
                 )
             if self.agent.runtime == "echo":
-                return self._echo(ctx, info, params, prompt, token)
+                return self._echo(ctx, info, params, token)
             return self._command(ctx, info, params, prompt, token)
         finally:
             with self._rt._lock:
@@ -549,6 +549,13 @@ class AgentExecutor:
         }
 
     def render_prompt(self, params: ActionParams) -> str:
+        """The full prompt: the task (see `render_task`) plus the output instruction."""
+        schema = params.extensions.get(OutputSchema)
+        instruction = schema_instruction(schema) if schema is not None else FLOW_OUTPUT_INSTRUCTION
+        return f"{self.render_task(params)}\n\n{instruction}\n"
+
+    def render_task(self, params: ActionParams) -> str:
+        """Body, snippets, gate feedback and the previous error — what the agent is asked to do."""
         variables = self.variables(params)
         parts = [substitute_variables(self.agent.prompt, variables).strip("\n")]
         for snippet in params.snippets:
@@ -557,9 +564,7 @@ class AgentExecutor:
             parts.append(f"Reviewer feedback from the last gate: {params.gate_feedback}")
         if params.retry_error:
             parts.append(f"The previous attempt failed with: {params.retry_error}")
-        schema = params.extensions.get(OutputSchema)
-        parts.append(schema_instruction(schema) if schema is not None else FLOW_OUTPUT_INSTRUCTION)
-        return "\n\n".join(p for p in parts if p) + "\n"
+        return "\n\n".join(p for p in parts if p)
 
     def _snippet(self, name: str) -> str:
         if not _NAME.match(name):
@@ -579,7 +584,7 @@ class AgentExecutor:
     # ---- echo runtime
 
     def _echo(
-        self, ctx: RunContext, info: StepInfo, params: ActionParams, prompt: str, token: CancellationToken
+        self, ctx: RunContext, info: StepInfo, params: ActionParams, token: CancellationToken
     ) -> ActionOutput:
         agent = self.agent
         call_no = self._rt.counter.next(info.run_id or ctx.run_id(), agent.name)
@@ -589,7 +594,7 @@ class AgentExecutor:
             raise EngineCancelled(token.reason() or CancellationReason.of("ParentCancelled"))
         token.error_if_cancelled()
         variables = self.variables(params)
-        shown = prompt.split("\n\n" + FLOW_OUTPUT_INSTRUCTION)[0].rstrip("\n")
+        shown = self.render_task(params)
         if info.emit_output is not None:
             for line in shown.splitlines()[:50]:
                 info.emit_output(line, "stdout")

@@ -1,0 +1,725 @@
+"""`Workspace`: the host glue the CLI and the dashboard share.
+
+A workspace is a few workflow directories plus a store. It loads every `.wf` file, the agents,
+identities and schemas beside them, and wires the reference plug-ins into a `FlowEngine`: agent
+executors, the item providers, gate resolvers, a workflow resolver over the loaded definitions, the
+in-process child runner, the schema resolver, the script environment and a `LocalRunContext`
+(working directory = the workflow's directory unless the host chose one). Hosts then only call
+`validate`, `create_run`, `execute`, `resume`, `cancel` and `gates`.
+
+Every `reload()` builds a fresh immutable snapshot (definitions, agents, engine); a run keeps the
+snapshot it started with, so an edit never changes a running run. All methods are thread-safe:
+`execute` runs on the caller's (worker) thread while a UI thread cancels or approves gates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runkon_flow.approvals import GateApprovals
+from runkon_flow.cancellation import CancellationReason, CancellationToken
+from runkon_flow.dsl.ast import (
+    CallNode,
+    DoNode,
+    ParallelNode,
+    ScriptNode,
+    WorkflowDef,
+    walk,
+)
+from runkon_flow.dsl.loading import FileError, load_workflow_dir
+from runkon_flow.dsl.validation import ScriptNotFound, ScriptResolver, validate_workflow
+from runkon_flow.errors import (
+    FlowError,
+    Problem,
+    SourceLocation,
+    ValidationErrors,
+    WorkflowError,
+    WorkflowNotFound,
+)
+from runkon_flow.events import EventSink
+from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
+from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.plugins.agents import (
+    AGENTS_DIR,
+    AgentCatalog,
+    agent_search_dirs,
+    build_action_registry,
+    load_agents,
+    snippet_candidates,
+)
+from runkon_flow.plugins.context import LocalRunContext
+from runkon_flow.plugins.item_providers import default_providers
+from runkon_flow.plugins.protocols import GateParams, GatePoll, RunContext
+from runkon_flow.plugins.schemas import SchemaResolver
+from runkon_flow.plugins.script_env import IDENTITIES_FILE, DefaultScriptEnvProvider
+from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
+from runkon_flow.runtime.types import (
+    ActionRegistry,
+    ItemProviderRegistry,
+    RunInput,
+    WorkflowExecConfig,
+    WorkflowResult,
+)
+
+__all__ = [
+    "REFERENCE_GATE_TYPES",
+    "InputsError",
+    "StoreGateResolver",
+    "UnknownWorkflow",
+    "Workspace",
+]
+
+log = logging.getLogger(__name__)
+
+#: Gate types a workspace accepts. All of them wait for an approval in the store (engine.md §9.8):
+#: `pr_approval`/`pr_checks` are approved by a person here, as there is no PR system to ask.
+REFERENCE_GATE_TYPES = ("human_approval", "human_review", "pr_approval", "pr_checks")
+
+_TRUE = frozenset({"true", "yes", "1", "on"})
+_FALSE = frozenset({"false", "no", "0", "off", ""})
+_MISSING_EXECUTOR = re.compile(r"no registered ActionExecutor for '(.*)'$")
+
+
+class InputsError(FlowError, ValueError):
+    """The inputs given for a run do not fit the workflow's declarations; `problems` lists each."""
+
+    def __init__(self, workflow: str, problems: list[str]) -> None:
+        self.workflow = workflow
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class UnknownWorkflow(WorkflowNotFound):
+    """`workflow not found: <name> (available: …)`."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.known = sorted(known)
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base} (available: {', '.join(self.known)})" if self.known else base
+
+
+class StoreGateResolver:
+    """GateResolver reporting the approval recorded in the store (what the engine itself polls)."""
+
+    def __init__(self, gate_type: str, store: WorkflowPersistence) -> None:
+        self._type = gate_type
+        self._store = store
+
+    def gate_type(self) -> str:
+        return self._type
+
+    def poll(self, run_id: str, params: GateParams, ctx: RunContext) -> GatePoll:
+        state = self._store.get_gate_approval(params.step_id)
+        if state.is_approved:
+            return GatePoll("approved", state.feedback)
+        if state.is_rejected:
+            return GatePoll("rejected", state.feedback)
+        return GatePoll("pending")
+
+
+class _LoadedResolver:
+    """WorkflowResolver over one snapshot's definitions (by declared name), so sub-workflows are the
+    definitions the workspace shows, and a broken file is reported with its position."""
+
+    def __init__(self, workflows: Mapping[str, WorkflowDef], broken: Mapping[str, FileError]) -> None:
+        self._workflows = dict(workflows)
+        self._broken = dict(broken)
+
+    def resolve(self, name: str) -> WorkflowDef:
+        found = self._workflows.get(name)
+        if found is not None:
+            return found
+        if name in self._broken:
+            raise WorkflowError(self._broken[name].render())
+        raise WorkflowNotFound(name)
+
+    __call__ = resolve
+
+
+@dataclass
+class _Snapshot:
+    """Everything one `reload()` produced; never mutated afterwards."""
+
+    dirs: tuple[Path, ...]
+    signature: tuple[Any, ...]
+    workflows: dict[str, WorkflowDef]
+    workflow_dirs: dict[str, Path]
+    files: dict[str, str | FileError]
+    load_errors: list[FileError]
+    broken_by_stem: dict[str, FileError]
+    agents: AgentCatalog
+    config_errors: list[FileError]
+    script_env: DefaultScriptEnvProvider
+    schemas: SchemaResolver
+    actions: ActionRegistry
+    resolver: _LoadedResolver
+    engine: FlowEngine
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    """What a created run will execute: the definition as it was when the run was created."""
+
+    definition: WorkflowDef
+    directory: Path
+    snapshot: _Snapshot
+
+
+class Workspace:
+    """Workflow directories + a store, wired to an engine. See the module docstring."""
+
+    def __init__(
+        self,
+        dirs: Sequence[Path | str],
+        store: WorkflowPersistence,
+        *,
+        sinks: Sequence[EventSink] = (),
+        working_dir: Path | None = None,
+        exec_config: WorkflowExecConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.gates = GateApprovals(store)
+        self.exec_config = exec_config or WorkflowExecConfig()
+        self._dirs = [Path(d).absolute() for d in dirs]
+        self._sinks = list(sinks)
+        self._working_dir = Path(working_dir).absolute() if working_dir is not None else None
+        self._lock = threading.RLock()
+        self._plans: dict[str, _Plan] = {}
+        self._active: dict[str, tuple[FlowEngine, CancellationToken]] = {}
+        self._snap: _Snapshot | None = None
+        self.reload()
+
+    # ------------------------------------------------------------------ what is loaded
+
+    @property
+    def dirs(self) -> list[Path]:
+        return list(self._snapshot().dirs)
+
+    @property
+    def workflows(self) -> dict[str, WorkflowDef]:
+        """Declared name → definition, sorted by name (a broken edit keeps the last good one)."""
+        return dict(self._snapshot().workflows)
+
+    @property
+    def load_errors(self) -> list[FileError]:
+        """One entry per `.wf` file that does not parse (file, line, column, message)."""
+        return list(self._snapshot().load_errors)
+
+    @property
+    def config_errors(self) -> list[FileError]:
+        """Broken agent files and identities files, with file and line."""
+        return list(self._snapshot().config_errors)
+
+    @property
+    def agents(self) -> AgentCatalog:
+        return self._snapshot().agents
+
+    @property
+    def engine(self) -> FlowEngine:
+        """The engine of the current snapshot (for hosts that need the low-level API)."""
+        return self._snapshot().engine
+
+    def workflow_dir(self, name: str) -> Path:
+        """The directory the workflow `name` was loaded from."""
+        snap = self._snapshot()
+        self._lookup(snap, name)
+        return snap.workflow_dirs[name]
+
+    def _snapshot(self) -> _Snapshot:
+        snap = self._snap
+        assert snap is not None
+        return snap
+
+    # ------------------------------------------------------------------ loading
+
+    def reload(self) -> None:
+        """Re-scan `.wf` files, agents and identities. Does nothing when no file changed, so it is
+        cheap enough to call on every file-watcher event."""
+        with self._lock:
+            previous = self._snap
+            dirs = tuple(self._dirs)
+            extra_agent_files = [a.file for a in previous.agents.paths.values()] if previous else []
+            signature = _signature(dirs, extra_agent_files)
+            if previous is not None and previous.dirs == dirs and previous.signature == signature:
+                return
+            self._snap = self._build(dirs, signature, previous)
+
+    def _build(
+        self, dirs: tuple[Path, ...], signature: tuple[Any, ...], previous: _Snapshot | None
+    ) -> _Snapshot:
+        result = load_workflow_dir(dirs, strict=False)
+        workflows = dict(result.workflows)
+        workflow_dirs = {name: Path(wf.source_path).parent for name, wf in workflows.items()}
+        broken_by_stem: dict[str, FileError] = {}
+        for path, outcome in result.files.items():
+            if not isinstance(outcome, FileError):
+                continue
+            stem = Path(path).stem
+            broken_by_stem[stem] = outcome
+            # Keep the last good definition of a file that was fine before this edit.
+            old_name = previous.files.get(path) if previous is not None else None
+            if isinstance(old_name, str) and old_name not in workflows and previous is not None:
+                workflows[old_name] = previous.workflows[old_name]
+                workflow_dirs[old_name] = previous.workflow_dirs[old_name]
+        workflows = dict(sorted(workflows.items()))
+
+        path_refs = [
+            (label, workflow_dirs[name]) for name, wf in workflows.items() for label in _path_labels(wf)
+        ]
+        agents = load_agents(dirs, path_refs=path_refs)
+        script_env, identity_problems = DefaultScriptEnvProvider.from_dirs(dirs)
+        config_errors = [_file_error(p) for p in [*agents.errors, *identity_problems]]
+        schemas = SchemaResolver(dirs)
+        actions = build_action_registry(agents, script_env=script_env)
+        resolver = _LoadedResolver(workflows, broken_by_stem)
+        builder = FlowEngineBuilder().workflow_resolver(resolver).script_env_provider(script_env)
+        for executor in actions.named.values():
+            builder.action(executor)
+        for provider in default_providers(dirs[0] if dirs else Path.cwd()):
+            builder.item_provider(provider)
+        for gate_type in REFERENCE_GATE_TYPES:
+            builder.gate_resolver(StoreGateResolver(gate_type, self.store))
+        return _Snapshot(
+            dirs=dirs,
+            signature=_signature(dirs, [a.file for a in agents.paths.values()])
+            if agents.paths
+            else signature,
+            workflows=workflows,
+            workflow_dirs=workflow_dirs,
+            files=dict(result.files),
+            load_errors=list(result.errors),
+            broken_by_stem=broken_by_stem,
+            agents=agents,
+            config_errors=config_errors,
+            script_env=script_env,
+            schemas=schemas,
+            actions=actions,
+            resolver=resolver,
+            engine=builder.build(),
+            warnings=list(result.warnings),
+        )
+
+    # ------------------------------------------------------------------ lookup
+
+    def find(self, name_or_path: str) -> WorkflowDef:
+        """A workflow by declared name, or by `.wf` path. A file outside the workspace directories
+        adds its directory to the workspace (so its agents and sub-workflows are found)."""
+        snap = self._snapshot()
+        if name_or_path.endswith(".wf") or os.sep in name_or_path or "/" in name_or_path:
+            path = Path(name_or_path)
+            if not path.is_file():
+                raise WorkflowNotFound(name_or_path)
+            directory = path.absolute().parent
+            if directory not in snap.dirs:
+                with self._lock:
+                    if directory not in self._dirs:
+                        self._dirs.append(directory)
+                self.reload()
+                snap = self._snapshot()
+            outcome = snap.files.get(str(directory / path.name))
+            if isinstance(outcome, FileError):
+                raise WorkflowError(f"cannot load {path}: {outcome.render()}")
+            if isinstance(outcome, str):
+                return snap.workflows[outcome]
+            raise WorkflowNotFound(name_or_path)
+        return self._lookup(snap, name_or_path)
+
+    def _lookup(self, snap: _Snapshot, name: str) -> WorkflowDef:
+        found = snap.workflows.get(name)
+        if found is not None:
+            return found
+        if name in snap.broken_by_stem:
+            raise WorkflowError(f"workflow '{name}' cannot be loaded: {snap.broken_by_stem[name].render()}")
+        raise UnknownWorkflow(name, snap.workflows)
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self, name: str) -> list[Problem]:
+        """Every problem that would stop a run of `name`: the language rules (dsl.md §9.1), the
+        engine's host checks (agents, providers, gate types, sub-workflows, cycles), and ours
+        (schemas, prompt snippets, on_fail agents, script files). Empty list = ready to run."""
+        wf = self.find(name)
+        snap = self._snapshot()  # after find(): it may have added a directory
+        directory = snap.workflow_dirs.get(wf.name, Path(wf.source_path).parent)
+        providers = ItemProviderRegistry(default_providers(directory))
+        problems: list[Problem] = []
+        report = validate_workflow(wf, loader=snap.resolver, providers=providers)
+        problems.extend(report.errors)
+        try:
+            snap.engine.validate(wf)
+        except ValidationErrors as exc:
+            problems.extend(self._explain(snap, wf, p) for p in exc.errors)
+        problems.extend(self._extra_checks(snap, wf, directory))
+        seen: set[str] = set()
+        unique: list[Problem] = []
+        for problem in problems:
+            if problem.location.file is None:
+                problem = dataclasses.replace(problem, location=SourceLocation(wf.source_path or None))
+            key = problem.text()
+            if key not in seen:
+                seen.add(key)
+                unique.append(problem)
+        return unique
+
+    def _explain(self, snap: _Snapshot, wf: WorkflowDef, problem: Problem) -> Problem:
+        """Give "no registered ActionExecutor" the real reason and the position of the call."""
+        match = _MISSING_EXECUTOR.search(problem.message)
+        if match is None:
+            return problem
+        label = match.group(1)
+        node = next((n for n in _calls(wf) if n[0] == label), None)
+        where = SourceLocation(wf.source_path or None, node[1] if node else None, node[2] if node else None)
+        return Problem(problem.message, snap.agents.why_missing(label), where)
+
+    def _extra_checks(self, snap: _Snapshot, wf: WorkflowDef, directory: Path) -> list[Problem]:
+        problems: list[Problem] = []
+        file = wf.source_path or None
+        for node in walk(list(wf.body) + list(wf.always)):
+            where = SourceLocation(file, node.line, node.column)
+            for schema in _schemas_of(node):
+                found = snap.schemas.check(schema)
+                if found is not None:
+                    reason = found.render() if found.location.file else found.text()
+                    problems.append(Problem(f"output schema '{schema}': {reason}", None, where))
+            for snippet in _snippets_of(node):
+                candidates = snippet_candidates(snippet, directory, list(snap.dirs))
+                if not any(p.is_file() for p in candidates):
+                    looked = ", ".join(str(p) for p in candidates)
+                    problems.append(
+                        Problem(f"prompt snippet '{snippet}' not found (looked for {looked})", None, where)
+                    )
+            on_fail = getattr(node, "on_fail", None)
+            if (
+                on_fail is not None
+                and on_fail.kind == "agent"
+                and snap.agents.get(on_fail.value.label()) is None
+            ):
+                label = on_fail.value.label()
+                problems.append(
+                    Problem(f"on_fail agent '{label}' not found", snap.agents.why_missing(label), where)
+                )
+            if isinstance(node, ScriptNode):
+                problem = self._script_problem(node, directory, where)
+                if problem is not None:
+                    problems.append(problem)
+        return problems
+
+    def _script_problem(self, node: ScriptNode, directory: Path, where: SourceLocation) -> Problem | None:
+        """A `run` that is a plain path must name an executable file (dsl.md §9.2). Command lines
+        (`make lint`) and templated values are left to run time."""
+        run = node.run.strip()
+        if not run or "{{" in run or any(ch.isspace() for ch in run):
+            return None
+        resolver = ScriptResolver(self._working_dir or directory)
+        try:
+            path = resolver.resolve(run)
+        except ScriptNotFound as exc:
+            if "/" not in run:
+                return None  # a bare word is a command on PATH (`true`, `make`), not a script file
+            return Problem(f"Script step '{node.name}': {exc}", None, where)
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            return Problem(
+                f"Script step '{node.name}': could not read metadata for '{path}': {exc}", None, where
+            )
+        if not mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+            return Problem(
+                f"Script step '{node.name}': '{path}' is not executable (mode {stat.S_IMODE(mode):04o})",
+                f"Run: chmod +x {path}",
+                where,
+            )
+        return None
+
+    # ------------------------------------------------------------------ inputs
+
+    def prepare_inputs(self, name: str, raw: Mapping[str, str]) -> dict[str, str]:
+        """The inputs a run of `name` gets: declared defaults filled, booleans normalised to
+        "true"/"false" (yes/no/1/0/on/off accepted), unknown names and missing required inputs
+        rejected — every problem at once, as an `InputsError`."""
+        wf = self.find(name)
+        declared = {d.name: d for d in wf.inputs}
+        problems: list[str] = []
+        for key in raw:
+            if key not in declared:
+                known = ", ".join(declared) or "no inputs"
+                problems.append(f"Unknown input '{key}' for workflow '{wf.name}' (it declares: {known}).")
+        prepared: dict[str, str] = {}
+        for decl in wf.inputs:
+            value = raw.get(decl.name)
+            if decl.input_type == "boolean":
+                text = (value if value is not None else decl.default or "false").strip().lower()
+                if text in _TRUE:
+                    prepared[decl.name] = "true"
+                elif text in _FALSE:
+                    prepared[decl.name] = "false"
+                else:
+                    problems.append(f"Input '{decl.name}' is boolean: expected true or false, got '{value}'.")
+                continue
+            if value is None:
+                value = decl.default
+            if value is None:
+                if decl.required:
+                    problems.append(f"Missing required input: '{decl.name}'.")
+                continue
+            prepared[decl.name] = value
+        if problems:
+            raise InputsError(wf.name, problems)
+        return prepared
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, name: str, inputs: Mapping[str, str]) -> str:
+        """Validate, prepare the inputs, write the `pending` run row; returns its id.
+
+        Raises `ValidationErrors` (every problem) or `InputsError`; nothing is written then."""
+        wf = self.find(name)
+        problems = self.validate(name)
+        if problems:
+            raise ValidationErrors(problems)
+        prepared = self.prepare_inputs(name, inputs)
+        snap = self._snapshot()
+        run = self.store.create_run(
+            NewRun(
+                workflow_name=wf.name,
+                dry_run=self.exec_config.dry_run,
+                trigger=wf.trigger,
+                definition_snapshot=json.dumps(wf.to_json(), ensure_ascii=False),
+                inputs=prepared,
+            )
+        )
+        directory = snap.workflow_dirs.get(wf.name, Path(wf.source_path).parent)
+        with self._lock:
+            self._plans[run.id] = _Plan(wf, directory, snap)
+        return run.id
+
+    def execute(
+        self,
+        run_id: str,
+        *,
+        sinks: Sequence[EventSink] = (),
+        cancellation: CancellationToken | None = None,
+    ) -> WorkflowResult:
+        """Run a `pending` run to its end on the calling thread (a failed run is a result, not an
+        exception)."""
+        run = self._run_row(run_id)
+        if run.status is not RunStatus.PENDING:
+            hint = "; resume it instead" if run.status in (RunStatus.FAILED, RunStatus.CANCELLED) else ""
+            raise WorkflowError(f"run '{run_id}' is {run.status.value}, not pending{hint}")
+        with self._lock:
+            plan = self._plans.pop(run_id, None)
+        if plan is None:
+            plan = self._plan_from_row(run)
+        return self._drive(plan, run, sinks, cancellation, resume=False)
+
+    def resume(self, run_id: str, *, sinks: Sequence[EventSink] = ()) -> WorkflowResult:
+        """Continue a failed, cancelled or interrupted run with the current definition: completed
+        steps (and completed foreach items) are not run again."""
+        run = self._run_row(run_id)
+        if run.status is RunStatus.COMPLETED:
+            raise WorkflowError(f"run '{run_id}' already completed; there is nothing to resume")
+        if run.parent_run_id:
+            raise WorkflowError(
+                f"run '{run_id}' is a child run; resume its top-level run {run.parent_run_id}"
+            )
+        with self._lock:
+            if run_id in self._active:
+                raise WorkflowError(f"run '{run_id}' is still running")
+        snap = self._snapshot()
+        try:
+            wf = self._lookup(snap, run.workflow_name)
+            directory = snap.workflow_dirs[wf.name]
+        except FlowError:
+            plan = self._plan_from_row(run)
+        else:
+            plan = _Plan(wf, directory, snap)
+        return self._drive(plan, run, sinks, None, resume=True)
+
+    def cancel(self, run_id: str, message: str | None = None) -> None:
+        """Cancel a run: at once if it runs in this process (a child run id works too), otherwise by
+        writing `cancelling`, which the engine running it notices within about a second. A run
+        that never started is marked `cancelled` directly."""
+        reason = CancellationReason.user(message)
+        with self._lock:
+            own = self._active.get(run_id)
+            engines = {id(e): e for e, _ in self._active.values()}
+        if own is not None:
+            engine, token = own
+            try:
+                engine.cancel_run(run_id, reason)
+            except WorkflowError:  # registered here but the engine has not picked it up yet
+                self.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+            token.cancel(reason)
+            return
+        for engine in engines.values():
+            if run_id in engine.active_runs():
+                engine.cancel_run(run_id, reason)
+                return
+        run = self._run_row(run_id)
+        if run.status.is_terminal:
+            raise WorkflowError(f"run '{run_id}' already {run.status.value}")
+        if run.status is RunStatus.CANCELLING:
+            return
+        if run.status is RunStatus.PENDING:
+            with self._lock:
+                self._plans.pop(run_id, None)
+            self.store.update_run_status(
+                run_id, RunStatus.CANCELLED, None, f"workflow cancelled: {reason.debug()}"
+            )
+            return
+        self.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+
+    def active_runs(self) -> list[str]:
+        """Top-level runs executing in this workspace right now."""
+        with self._lock:
+            return list(self._active)
+
+    # ------------------------------------------------------------------ internals
+
+    def _run_row(self, run_id: str) -> WorkflowRun:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise WorkflowError(f"no workflow run '{run_id}'")
+        return run
+
+    def _plan_from_row(self, run: WorkflowRun) -> _Plan:
+        """A run created elsewhere: use the definition it was created with, else the current one."""
+        snap = self._snapshot()
+        if run.definition_snapshot:
+            try:
+                wf = WorkflowDef.from_json(json.loads(run.definition_snapshot))
+            except (ValueError, TypeError) as exc:
+                log.warning(
+                    "run %s: unreadable definition snapshot (%s); using the current file", run.id, exc
+                )
+            else:
+                directory = snap.workflow_dirs.get(wf.name) or Path(wf.source_path or ".").absolute().parent
+                return _Plan(wf, directory, snap)
+        wf = self._lookup(snap, run.workflow_name)
+        return _Plan(wf, snap.workflow_dirs[wf.name], snap)
+
+    def _drive(
+        self,
+        plan: _Plan,
+        run: WorkflowRun,
+        sinks: Sequence[EventSink],
+        cancellation: CancellationToken | None,
+        *,
+        resume: bool,
+    ) -> WorkflowResult:
+        snap = plan.snapshot
+        token = cancellation or CancellationToken()
+        with self._lock:
+            if run.id in self._active:
+                raise WorkflowError(f"run '{run.id}' is already running in this workspace")
+            self._active[run.id] = (snap.engine, token)
+        try:
+            inp = RunInput(
+                persistence=self.store,
+                workflow_run_id=run.id,
+                workflow_name=plan.definition.name,
+                action_registry=snap.actions,
+                item_provider_registry=ItemProviderRegistry(default_providers(plan.directory)),
+                script_env_provider=snap.script_env,
+                run_ctx=LocalRunContext(self._working_dir or plan.directory, run.id, plan.definition.name),
+                cancellation=token,
+                exec_config=dataclasses.replace(self.exec_config, shutdown=None),
+                inputs=dict(run.inputs),
+                schema_resolver=snap.schemas,
+                event_sinks=[*self._sinks, *sinks],
+            )
+            if resume:
+                return snap.engine.resume_workflow(plan.definition, inp)
+            return snap.engine.run_workflow(plan.definition, inp)
+        finally:
+            with self._lock:
+                if self._active.get(run.id, (None, None))[1] is token:
+                    del self._active[run.id]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _signature(dirs: Sequence[Path], extra_files: Iterable[Path]) -> tuple[Any, ...]:
+    """(path, mtime, size) of every file a reload reads, so an unchanged tree skips the work."""
+    entries: list[tuple[str, int, int]] = []
+
+    def add(path: Path) -> None:
+        try:
+            st = path.stat()
+        except OSError:
+            entries.append((str(path), -1, -1))
+            return
+        entries.append((str(path), st.st_mtime_ns, st.st_size))
+
+    for directory in dirs:
+        add(directory)
+        for folder in (directory, *agent_search_dirs(directory)):
+            if not folder.is_dir():
+                continue
+            add(folder)
+            pattern = "*.md" if folder.name == AGENTS_DIR else "*.wf"
+            for path in sorted(folder.glob(pattern)):
+                add(path)
+        add(directory / IDENTITIES_FILE)
+    for path in extra_files:
+        add(path)
+    return tuple(entries)
+
+
+def _path_labels(wf: WorkflowDef) -> list[str]:
+    """Quoted agent paths used by `wf` (calls, parallel calls, on_fail agents)."""
+    labels: list[str] = []
+    for label, _line, _col in _calls(wf, include_on_fail=True):
+        if "/" in label or label.endswith(".md"):
+            labels.append(label)
+    return labels
+
+
+def _calls(wf: WorkflowDef, *, include_on_fail: bool = False) -> list[tuple[str, int | None, int | None]]:
+    """(agent label, line, column) of every call in `wf`."""
+    found: list[tuple[str, int | None, int | None]] = []
+    for node in walk(list(wf.body) + list(wf.always)):
+        if isinstance(node, CallNode):
+            found.append((node.agent.label(), node.line, node.column))
+        elif isinstance(node, ParallelNode):
+            found.extend((agent.label(), node.line, node.column) for agent in node.calls)
+        on_fail = getattr(node, "on_fail", None)
+        if include_on_fail and on_fail is not None and on_fail.kind == "agent":
+            found.append((on_fail.value.label(), node.line, node.column))
+    return found
+
+
+def _schemas_of(node: Any) -> list[str]:
+    if isinstance(node, (CallNode, DoNode)):
+        return [node.output] if node.output else []
+    if isinstance(node, ParallelNode):
+        return sorted({s for s in [node.output, *node.call_outputs.values()] if s})
+    return []
+
+
+def _snippets_of(node: Any) -> list[str]:
+    if isinstance(node, (CallNode, DoNode)):
+        return list(node.with_)
+    if isinstance(node, ParallelNode):
+        return sorted({*node.with_, *(s for extra in node.call_with.values() for s in extra)})
+    return []
+
+
+def _file_error(problem: Problem) -> FileError:
+    loc = problem.location
+    return FileError(loc.file or "", problem.text(), loc.line, loc.column)

@@ -429,7 +429,7 @@ class FlowEngine:
         """engine.md §7.1: start event, body, always, summary, metrics, final status, final event."""
         if st.event_sinks:
             parent = st.parent_run_id or None
-            if st.resume_ctx is not None:
+            if st.resume_ctx is not None and st.resume_ctx.completed_count:
                 st.emit(
                     RunResumed(
                         workflow_name=definition.name,

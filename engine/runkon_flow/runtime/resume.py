@@ -68,10 +68,10 @@ class ResumeContext:
             rows_.sort(key=_order)
 
     @classmethod
-    def from_steps(cls, rows: Sequence[WorkflowRunStep]) -> ResumeContext | None:
-        """None when nothing completed — the run then starts afresh (RunStarted, not RunResumed)."""
-        ctx = cls(rows)
-        return ctx if ctx.completed else None
+    def from_steps(cls, rows: Sequence[WorkflowRunStep]) -> ResumeContext:
+        """Always a context on resume: even with nothing completed, unfinished child runs and
+        foreach items are continued. (A run with nothing completed still emits RunStarted.)"""
+        return cls(rows)
 
     @property
     def completed_count(self) -> int:

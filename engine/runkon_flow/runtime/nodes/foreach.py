@@ -205,12 +205,17 @@ class _FanOut:
                 (row.item_type, row.item_id, row.item_ref, dict(row.context), row),
             )
         for item in fresh or ():
-            k = (item.item_type, item.item_id)
+            if not isinstance(getattr(item, "item_id", None), str):
+                self._fail_setup(
+                    f"foreach '{node.name}': item provider '{node.over}' returned an invalid item "
+                    f"{item!r} (expected a FanOutItem)"
+                )
+            k = (str(item.item_type), item.item_id)
             if k not in merged:
                 merged[k] = (
-                    item.item_type,
+                    str(item.item_type),
                     item.item_id,
-                    item.item_ref or "",
+                    str(item.item_ref or ""),
                     {str(a): str(b) for a, b in (item.context or {}).items()},
                     None,
                 )

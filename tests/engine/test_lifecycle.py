@@ -1,0 +1,281 @@
+"""Run lifecycle: statuses, leases and fencing (§6.4, §14 G), cancellation (§11), sinks (§4.1),
+validation (§13) and the Python-friendly entry points."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.dsl.parser import parse_workflow
+from runkon_flow.errors import EngineCancelled, ValidationErrors, WorkflowError
+from runkon_flow.events import CollectingSink
+from runkon_flow.persistence.models import RunStatus
+from runkon_flow.plugins.protocols import ActionOutput
+from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
+from runkon_flow.runtime import FlowEngineBuilder, RunInput, WorkflowExecConfig
+
+from tests.engine.conftest import Agents, Harness, ListProvider, wait_for_cancel, wait_until
+from tests.persistence.conftest import FakeClock, close_store, make_store
+
+
+def test_a_run_is_running_while_it_executes_and_its_lease_is_released_at_the_end(h: Harness) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def look(info, params):
+        run = h.store.get_run(info.run_id)
+        seen.append((str(run.status), run.owner_token))
+        return ActionOutput()
+
+    h.agents.do("a", look)
+    result = h.run("workflow w { call a }")
+    [(status, owner)] = seen
+    assert status == "running" and owner
+    run = h.store.get_run(result.workflow_run_id)
+    assert (run.status, run.owner_token, run.ended_at is not None) == ("completed", None, True)
+
+
+def test_the_engine_creates_the_run_row_when_no_id_is_given(tmp_path: Path) -> None:
+    store = make_store("memory", tmp_path)
+    agents = Agents()
+    engine = FlowEngineBuilder().action_fallback(agents).build()
+    wf = parse_workflow('workflow w { meta { title = "Demo" } call a }')
+    result = engine.run_workflow(wf, RunInput(persistence=store, inputs={"x": "1"}))
+    run = store.get_run(result.workflow_run_id)
+    assert (run.workflow_name, run.status, run.inputs, run.workflow_title) == (
+        "w",
+        "completed",
+        {"x": "1"},
+        "Demo",
+    )
+
+
+def test_validation_problems_stop_a_run_before_anything_is_written(tmp_path: Path) -> None:
+    store = make_store("memory", tmp_path)
+    sink = CollectingSink()
+    engine = FlowEngineBuilder().event_sink(sink).build()
+    wf = parse_workflow(
+        "workflow w { call a foreach f { over = tickets max_parallel = 1 workflow = c } gate x { } }"
+    )
+    with pytest.raises(WorkflowError) as err:
+        engine.run_workflow(wf, RunInput(persistence=store))
+    assert str(err.value) == (
+        "workflow error: workflow 'w' failed validation:\n"
+        "call 'a': no registered ActionExecutor for 'a' (hint: register an executor named 'a' or add a "
+        "fallback executor)\n"
+        "foreach 'f': no registered ItemProvider for 'tickets' (hint: register a provider with name "
+        "'tickets' via FlowEngineBuilder::item_provider())\n"
+        "gate 'x': no registered GateResolver for type 'x'"
+    )
+    assert store.list_runs() == [] and sink.events == []
+
+
+def test_validate_collects_sub_workflow_problems_and_cycles() -> None:
+    resolver = InMemoryWorkflowResolver(
+        [
+            parse_workflow("workflow child { call missing parallel { call p } }"),
+            parse_workflow("workflow loop-a { call workflow loop-b }"),
+            parse_workflow("workflow loop-b { call workflow loop-a }"),
+        ]
+    )
+    engine = FlowEngineBuilder().workflow_resolver(resolver).build()
+    with pytest.raises(ValidationErrors) as err:
+        engine.validate(parse_workflow("workflow top { call workflow child }"))
+    assert [p.message for p in err.value.errors] == [
+        "in sub-workflow 'child': call 'missing': no registered ActionExecutor for 'missing'",
+        "in sub-workflow 'child': parallel call 'p': no registered ActionExecutor for 'p'",
+    ]
+    with pytest.raises(ValidationErrors) as err:
+        engine.validate(resolver.resolve("loop-a"))
+    assert err.value.errors[0].message == "Circular workflow reference: loop-a -> loop-b -> loop-a"
+    ok = FlowEngineBuilder().action_fallback(Agents()).workflow_resolver(resolver).build()
+    ok.validate(
+        parse_workflow("workflow top { call workflow child gate quality_gate { source = a threshold = 1 } }")
+    )
+
+
+def test_a_second_fallback_executor_is_refused() -> None:
+    builder = FlowEngineBuilder().action_fallback(Agents())
+    with pytest.raises(WorkflowError, match="action_fallback already set"):
+        builder.action_fallback(Agents())
+
+
+def test_a_raising_sink_never_breaks_the_run_and_later_sinks_still_get_every_event(tmp_path: Path) -> None:
+    class Broken:
+        def emit(self, data):
+            raise RuntimeError("sink down")
+
+    store = make_store("memory", tmp_path)
+    after = CollectingSink()
+    engine = FlowEngineBuilder().action_fallback(Agents()).event_sink(Broken()).event_sink(after).build()
+    result = engine.run_workflow(parse_workflow("workflow w { call a }"), RunInput(persistence=store))
+    assert result.all_succeeded
+    assert after.types() == ["RunStarted", "StepStarted", "StepCompleted", "MetricsUpdated", "RunCompleted"]
+
+
+def test_cancel_run_reaches_a_running_call_and_the_run_ends_cancelled(h: Harness) -> None:
+    h.agents.do("slow", wait_for_cancel)
+    run = h.start("workflow w { call slow call never always { call cleanup } }")
+    assert wait_until(lambda: bool(h.agents.calls))
+    h.engine.cancel_run(run.run_id, CancellationReason.user("stop it"))
+    result = run.join(5)
+    assert result.status == "cancelled" and not result.all_succeeded
+    assert h.statuses(run.run_id) == [("slow", "cancelled")]
+    stored = h.store.get_run(run.run_id)
+    assert (stored.status, stored.error) == (
+        "cancelled",
+        'workflow cancelled: UserRequested(Some("stop it"))',
+    )
+    assert h.events("RunCancelled")[0].reason == CancellationReason.user("stop it")
+    assert h.agents.names() == ["slow"]  # a cancelled run skips its always block
+    assert h.engine.active_runs() == []
+
+
+def test_cancel_run_of_an_unknown_run_is_a_clear_error(h: Harness) -> None:
+    with pytest.raises(WorkflowError, match="cancel_run: run 'nope' is not active in this engine instance"):
+        h.build().cancel_run("nope")
+
+
+def test_a_cancelling_status_written_by_another_process_stops_the_run(h: Harness) -> None:
+    h.agents.do("slow", wait_for_cancel)
+    run = h.start("workflow w { call slow }", exec_config=WorkflowExecConfig(cancel_poll_interval=0.05))
+    assert wait_until(lambda: bool(h.agents.calls))
+    h.store.update_run_status(run.run_id, RunStatus.CANCELLING, None, None)
+    result = run.join(5)
+    assert result.status == "cancelled"
+    assert h.events("RunCancelled")[0].reason == CancellationReason.user()
+
+
+def test_a_run_already_marked_cancelling_stops_before_its_first_step(h: Harness) -> None:
+    wf = parse_workflow("workflow w { call a }")
+    run_id = h.new_run(wf)
+    h.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+    result = h.run(wf, run_id=run_id)
+    assert result.status == "cancelled" and h.agents.names() == []
+
+
+def test_cancelling_a_parent_reaches_a_call_workflow_child(h: Harness) -> None:
+    h.add_workflow("workflow child { call slow }")
+    h.agents.do("slow", wait_for_cancel)
+    run = h.start("workflow parent { call workflow child }")
+    assert wait_until(lambda: bool(h.agents.calls))
+    h.engine.cancel_run(run.run_id)
+    assert run.join(5).status == "cancelled"
+    row = h.steps(run.run_id)[0]
+    assert row.status == "cancelled"
+    assert h.store.get_run(row.child_run_id).status == "cancelled"
+
+
+def test_closing_the_engine_cancels_active_runs_with_engine_shutdown(h: Harness) -> None:
+    h.agents.do("slow", wait_for_cancel)
+    run = h.start("workflow w { call slow }")
+    assert wait_until(lambda: bool(h.agents.calls))
+    h.engine.close()
+    assert run.join(5).status == "cancelled"
+    assert h.events("RunCancelled")[0].reason.kind == "EngineShutdown"
+
+
+@pytest.fixture
+def clocked(tmp_path: Path, request: pytest.FixtureRequest):
+    clock = FakeClock()
+    store = make_store(request.param, tmp_path, clock)
+    yield store, clock
+    close_store(store)
+
+
+@pytest.mark.parametrize("clocked", ["memory", "sqlite"], indirect=True)
+def test_example_g_a_stolen_lease_fences_the_stale_engine(clocked, tmp_path: Path) -> None:
+    store, clock = clocked
+    agents = Agents()
+    sink = CollectingSink()
+
+    def steal(info, params):
+        clock.advance(120)  # our lease expired; another engine takes the run over
+        assert store.acquire_lease(info.run_id, "engine-b", 30) == 2
+        return ActionOutput()
+
+    agents.do("step1", steal)
+    engine = FlowEngineBuilder().action_fallback(agents).event_sink(sink).build()
+    wf = parse_workflow("workflow w { call step1 call step2 call step3 always { call cleanup } }")
+    with pytest.raises(EngineCancelled) as err:
+        engine.run_workflow(wf, RunInput(persistence=store))
+    assert err.value.reason.kind == "LeaseLost"
+    assert agents.names() == ["step1"]
+    assert sink.of_type("RunCancelled")[0].reason.kind == "LeaseLost"
+    run_id = sink.events[0].run_id
+    assert store.get_run(run_id).status == "cancelled"
+
+
+def test_a_failed_lease_refresh_aborts_the_run(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = make_store("memory", tmp_path, clock)
+    agents = Agents().do("slow", wait_for_cancel)
+    sink = CollectingSink()
+    engine = FlowEngineBuilder().action_fallback(agents).event_sink(sink).build()
+    wf = parse_workflow("workflow w { call slow }")
+    config = WorkflowExecConfig(lease_refresh_interval=0.05)
+    result: list = []
+
+    def target() -> None:
+        try:
+            engine.run_workflow(wf, RunInput(persistence=store, exec_config=config))
+        except EngineCancelled as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    assert wait_until(lambda: bool(agents.calls))
+    clock.advance(120)
+    store.acquire_lease(agents.calls[0].info.run_id, "engine-b", 30)
+    thread.join(5)
+    assert not thread.is_alive()
+    [error] = result
+    assert error.reason.kind == "LeaseLost"
+
+
+def test_a_provider_returning_garbage_fails_the_step_naming_it(h: Harness) -> None:
+    class Weird(ListProvider):
+        def items(self, *args):
+            return [object()]
+
+    h.add_workflow("workflow child { call work }")
+    h.providers.append(Weird("tickets", []))
+    result = h.run("workflow w { foreach f { over = tickets max_parallel = 1 workflow = child } }")
+    row = h.steps(result.workflow_run_id)[0]
+    assert row.status == "failed"
+    assert row.step_error.startswith("foreach 'f': item provider 'tickets' returned an invalid item <object")
+
+
+def test_an_unexpected_error_is_reported_as_panicked_and_the_run_still_ends(h: Harness) -> None:
+    real_insert = h.store.insert_step
+
+    def insert(new_step):
+        if new_step.step_name == "b":
+            raise RuntimeError("disk on fire")
+        return real_insert(new_step)
+
+    h.store.insert_step = insert  # type: ignore[method-assign]
+    result = h.run("workflow w { call a call b call c always { call cleanup } }")
+    assert result.status == "failed" and h.agents.names() == ["a", "cleanup"]
+    assert (
+        h.store.get_run(result.workflow_run_id).error
+        == "workflow error: internal error: RuntimeError: disk on fire"
+    )
+    [panic] = h.events("Panicked")
+    assert panic.message == "RuntimeError: disk on fire" and "disk on fire" in panic.backtrace
+
+
+def test_engine_level_and_run_level_sinks_each_see_each_event_once(h: Harness) -> None:
+    h.add_workflow("workflow child { call work }")
+    h.providers.append(ListProvider("tickets", ["a", "b"]))
+    run_sink = CollectingSink()
+    h.run(
+        "workflow p { foreach f { over = tickets max_parallel = 2 workflow = child } }",
+        event_sinks=[run_sink],
+    )
+    assert sorted(d.model_dump_json() for d in h.sink.events) == sorted(
+        d.model_dump_json() for d in run_sink.events
+    )
+    assert len(h.sink.events) == len({id(d) for d in h.sink.events})
+    assert h.sink.types().count("RunStarted") == 3

@@ -1,0 +1,302 @@
+"""Workspace: what the CLI and the dashboard rely on."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from runkon_flow.errors import ValidationErrors, WorkflowError, WorkflowNotFound
+from runkon_flow.events import CollectingSink
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.models import RunStatus
+from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
+from runkon_flow.workspace import InputsError, UnknownWorkflow, Workspace
+
+
+@pytest.fixture(autouse=True)
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNKON_SAMPLE_SPEED", "0")
+
+
+def write(root: Path, rel: str, text: str, mode: int | None = None) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if mode is not None:
+        path.chmod(mode)
+    return path
+
+
+def echo_agent(root: Path, name: str, extra: str = "") -> None:
+    write(root, f"agents/{name}.md", f"---\nruntime: echo\n{extra}---\n{name} for {{{{who}}}}\n")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    root = tmp_path / "wf"
+    echo_agent(root, "hello", "markers: [greeted]\n")
+    write(
+        root,
+        "greet.wf",
+        'workflow greet {\n  inputs {\n    who default = "world"\n    loud boolean\n  }\n  call hello\n}\n',
+    )
+    return root
+
+
+def ws_for(root: Path, store: InMemoryStore | None = None, **kwargs: object) -> Workspace:
+    return Workspace([root], store or InMemoryStore(), **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_loads_workflows_agents_and_reports_broken_files(home: Path) -> None:
+    write(home, "broken.wf", "workflow broken {\n  call\n}\n")
+    write(home, "agents/bad.md", "---\nruntime: robot\n---\nx\n")
+    ws = ws_for(home)
+    assert list(ws.workflows) == ["greet"]
+    [error] = ws.load_errors
+    assert error.file.endswith("broken.wf") and error.line is not None
+    [config] = ws.config_errors
+    assert config.file.endswith("bad.md") and config.line == 2 and "unknown runtime 'robot'" in config.message
+    assert ws.agents.get("hello") is not None
+
+
+def test_reload_picks_up_edits_and_keeps_the_last_good_definition(home: Path) -> None:
+    ws = ws_for(home)
+    engine = ws.engine
+    ws.reload()
+    assert ws.engine is engine  # nothing changed: nothing rebuilt
+    write(home, "other.wf", "workflow other { call hello }\n")
+    ws.reload()
+    assert sorted(ws.workflows) == ["greet", "other"]
+    write(home, "greet.wf", "workflow greet { call }\n")
+    os.utime(home / "greet.wf", (time.time() + 5, time.time() + 5))
+    ws.reload()
+    assert "greet" in ws.workflows  # the last good definition stays usable
+    assert [Path(e.file).name for e in ws.load_errors] == ["greet.wf"]
+
+
+def test_find_by_name_or_path(home: Path, tmp_path: Path) -> None:
+    ws = ws_for(home)
+    assert ws.find("greet").name == "greet"
+    assert ws.find(str(home / "greet.wf")).name == "greet"
+    elsewhere = tmp_path / "elsewhere"
+    echo_agent(elsewhere, "solo")
+    write(elsewhere, "solo.wf", "workflow solo { call solo }\n")
+    assert ws.find(str(elsewhere / "solo.wf")).name == "solo"
+    assert elsewhere.absolute() in ws.dirs
+    assert ws.validate("solo") == []  # its agents were found too
+    with pytest.raises(UnknownWorkflow) as info:
+        ws.find("gret")
+    assert str(info.value) == "workflow not found: gret (available: greet, solo)"
+    with pytest.raises(WorkflowNotFound):
+        ws.find(str(tmp_path / "missing.wf"))
+
+
+def test_find_a_broken_workflow_says_why(home: Path) -> None:
+    write(home, "broken.wf", "workflow broken {\n  call\n}\n")
+    ws = ws_for(home)
+    with pytest.raises(WorkflowError, match=r"workflow 'broken' cannot be loaded: .*broken\.wf:\d+"):
+        ws.find("broken")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_validate_explains_missing_and_broken_agents_at_the_call(home: Path) -> None:
+    write(home, "agents/broken.md", "---\nfail: sometimes\nruntime: echo\n---\n")
+    write(home, "w.wf", "workflow w {\n  call ghost\n  call broken\n}\n")
+    ws = ws_for(home)
+    problems = ws.validate("w")
+    assert [p.message for p in problems] == [
+        "call 'ghost': no registered ActionExecutor for 'ghost'",
+        "call 'broken': no registered ActionExecutor for 'broken'",
+    ]
+    assert problems[0].hint == f"no agent file {home.absolute() / 'agents' / 'ghost.md'}"
+    assert problems[0].location.line == 2
+    assert problems[1].hint is not None and "broken.md:2: `fail` must be" in problems[1].hint
+    assert problems[1].location.file == str(home.absolute() / "w.wf")
+
+
+def test_validate_checks_schemas_snippets_on_fail_agents_providers_and_scripts(home: Path) -> None:
+    write(home, "scripts/not_exec.sh", "#!/bin/sh\necho hi\n", mode=0o644)
+    write(
+        home,
+        "w.wf",
+        """workflow w {
+  call hello { output = "nope" with = ["missing-snippet"] on_fail = ghost }
+  script s { run = "scripts/not_exec.sh" }
+  script t { run = "make lint" }
+  foreach f { over = tickets max_parallel = 1 workflow = greet }
+}
+""",
+    )
+    problems = {p.message: p for p in ws_for(home).validate("w")}
+    assert any(m.startswith("output schema 'nope': schema 'nope' not found") for m in problems)
+    assert any(m.startswith("prompt snippet 'missing-snippet' not found") for m in problems)
+    assert "on_fail agent 'ghost' not found" in problems
+    script = next(p for m, p in problems.items() if m.startswith("Script step 's'"))
+    assert "is not executable (mode 0644)" in script.message and script.hint is not None
+    assert script.location.line == 3
+    assert not any(m.startswith("Script step 't'") for m in problems)  # a command line, not a path
+    assert any("unknown provider 'tickets'" in m for m in problems)
+
+
+def test_validate_reports_sub_workflow_cycles(home: Path) -> None:
+    write(home, "a.wf", "workflow a { call workflow b }\n")
+    write(home, "b.wf", "workflow b { call workflow a }\n")
+    messages = [p.message for p in ws_for(home).validate("a")]
+    assert any("Circular workflow reference: a -> b -> a" in m for m in messages)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_prepare_inputs_fills_defaults_and_normalises_booleans(home: Path) -> None:
+    ws = ws_for(home)
+    assert ws.prepare_inputs("greet", {}) == {"who": "world", "loud": "false"}
+    assert ws.prepare_inputs("greet", {"who": "Ann", "loud": "YES"}) == {"who": "Ann", "loud": "true"}
+
+
+def test_prepare_inputs_reports_every_problem(home: Path) -> None:
+    write(home, "need.wf", "workflow need {\n  inputs {\n    ticket\n    dry boolean\n  }\n  call hello\n}\n")
+    with pytest.raises(InputsError) as info:
+        ws_for(home).prepare_inputs("need", {"dry": "maybe", "tickt": "1"})
+    assert info.value.problems == [
+        "Unknown input 'tickt' for workflow 'need' (it declares: ticket, dry).",
+        "Missing required input: 'ticket'.",
+        "Input 'dry' is boolean: expected true or false, got 'maybe'.",
+    ]
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_create_then_execute_a_run(home: Path) -> None:
+    store = InMemoryStore()
+    sink, run_sink = CollectingSink(), CollectingSink()
+    ws = ws_for(home, store, sinks=[sink])
+    run_id = ws.create_run("greet", {"who": "Ann"})
+    row = store.get_run(run_id)
+    assert (
+        row is not None and row.status is RunStatus.PENDING and row.inputs == {"who": "Ann", "loud": "false"}
+    )
+    result = ws.execute(run_id, sinks=[run_sink])
+    assert result.status is RunStatus.COMPLETED
+    assert store.get_steps(run_id)[0].result_text == "hello for Ann"
+    assert "RunCompleted" in sink.types() and sink.types() == run_sink.types()
+    with pytest.raises(WorkflowError, match="is completed, not pending"):
+        ws.execute(run_id)
+
+
+def test_create_run_refuses_an_invalid_workflow_and_writes_nothing(home: Path) -> None:
+    write(home, "w.wf", "workflow w { call ghost }\n")
+    store = InMemoryStore()
+    with pytest.raises(ValidationErrors, match="no registered ActionExecutor for 'ghost'"):
+        ws_for(home, store).create_run("w", {})
+    assert store.list_runs() == []
+
+
+def test_scripts_run_in_the_workflow_directory_by_default(home: Path, tmp_path: Path) -> None:
+    write(home, "pwd.wf", 'workflow pwd { script where { run = "pwd" } }\n')
+    ws = ws_for(home)
+    result = ws.execute(ws.create_run("pwd", {}))
+    assert ws.store.get_steps(result.workflow_run_id)[0].context_out == f"{home.absolute()}\n"
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    ws2 = ws_for(home, working_dir=elsewhere)
+    result = ws2.execute(ws2.create_run("pwd", {}))
+    assert ws2.store.get_steps(result.workflow_run_id)[0].context_out == f"{elsewhere}\n"
+
+
+def test_a_run_keeps_the_definition_it_was_created_with(home: Path) -> None:
+    ws = ws_for(home)
+    run_id = ws.create_run("greet", {})
+    echo_agent(home, "bye")
+    write(home, "greet.wf", "workflow greet { call bye }\n")
+    os.utime(home / "greet.wf", (time.time() + 5, time.time() + 5))
+    ws.reload()
+    ws.execute(run_id)
+    assert [s.step_name for s in ws.store.get_steps(run_id)] == ["hello"]
+
+
+def test_resume_continues_a_failed_run_without_redoing_completed_steps(home: Path) -> None:
+    echo_agent(home, "flaky", "fail: first 1 calls\n")
+    write(home, "w.wf", "workflow w {\n  call hello\n  call flaky\n}\n")
+    ws = ws_for(home)
+    run_id = ws.create_run("w", {})
+    first = ws.execute(run_id)
+    assert first.status is RunStatus.FAILED
+    with pytest.raises(WorkflowError, match="is failed, not pending; resume it instead"):
+        ws.execute(run_id)
+    second = ws.resume(run_id)
+    assert second.status is RunStatus.COMPLETED
+    assert [(s.step_name, str(s.status)) for s in ws.store.get_steps(run_id)] == [
+        ("hello", "completed"),
+        ("flaky", "failed"),
+        ("flaky", "completed"),
+    ]
+    with pytest.raises(WorkflowError, match="already completed"):
+        ws.resume(run_id)
+
+
+def _start(ws: Workspace, run_id: str) -> tuple[threading.Thread, list[WorkflowResult]]:
+    results: list[WorkflowResult] = []
+    worker = threading.Thread(target=lambda: results.append(ws.execute(run_id)), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not any(s.step_name == "slow" for s in ws.store.get_steps(run_id)):
+        assert time.monotonic() < deadline and worker.is_alive()
+        time.sleep(0.01)
+    return worker, results
+
+
+@pytest.fixture
+def slow_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RUNKON_SAMPLE_SPEED", "1")
+    echo_agent(home, "slow", "delay: 30\n")
+    write(home, "slow.wf", "workflow slow {\n  call slow\n  call hello\n}\n")
+    return home
+
+
+def test_cancel_an_active_run_from_another_thread(slow_home: Path) -> None:
+    ws = ws_for(slow_home)
+    run_id = ws.create_run("slow", {})
+    worker, results = _start(ws, run_id)
+    assert ws.active_runs() == [run_id]
+    ws.cancel(run_id, "changed my mind")
+    worker.join(10)
+    assert not worker.is_alive()
+    assert results[0].status is RunStatus.CANCELLED
+    assert ws.active_runs() == []
+    assert "hello" not in [s.step_name for s in ws.store.get_steps(run_id)]
+
+
+def test_cancel_from_another_workspace_on_the_same_store(slow_home: Path) -> None:
+    store = InMemoryStore()
+    config = WorkflowExecConfig(cancel_poll_interval=0.05)
+    runner = ws_for(slow_home, store, exec_config=config)
+    run_id = runner.create_run("slow", {})
+    worker, results = _start(runner, run_id)
+    ws_for(slow_home, store).cancel(run_id)
+    worker.join(10)
+    assert not worker.is_alive()
+    assert results[0].status is RunStatus.CANCELLED
+
+
+def test_cancel_a_pending_run_and_finished_runs(home: Path) -> None:
+    ws = ws_for(home)
+    pending = ws.create_run("greet", {})
+    ws.cancel(pending)
+    row = ws.store.get_run(pending)
+    assert row is not None and row.status is RunStatus.CANCELLED
+    done = ws.create_run("greet", {})
+    ws.execute(done)
+    with pytest.raises(WorkflowError, match="already completed"):
+        ws.cancel(done)
+    with pytest.raises(WorkflowError, match="no workflow run 'nope'"):
+        ws.cancel("nope")

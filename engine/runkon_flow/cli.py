@@ -449,5 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+import runkon_flow.cli_run  # noqa: E402, F401 - registers run/resume/cancel/runs/show/approve/reject/replay
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m runkon_flow.cli`: use the imported module, where cli_run registered its commands.
+    from runkon_flow.cli import main as _main
+
+    sys.exit(_main())

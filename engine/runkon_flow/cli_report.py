@@ -1,0 +1,310 @@
+"""What `runkon-flow runs` and `runkon-flow show` print: run history and one run's steps, read
+from the store (never from events), as aligned text or as JSON.
+
+A run whose row says running/waiting/cancelling but whose lease has lapsed has no engine behind
+it any more (its process died): it is shown as `interrupted`, which is what a user needs to know
+to decide to resume it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from runkon_flow.cli_output import format_duration
+from runkon_flow.persistence.models import (
+    FanOutItemStatus,
+    RunStatus,
+    StepRole,
+    StepStatus,
+    WorkflowRun,
+    WorkflowRunStep,
+)
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = [
+    "display_status",
+    "final_steps",
+    "lease_is_live",
+    "parse_time",
+    "run_duration",
+    "run_json",
+    "runs_table",
+    "show_lines",
+    "step_counts",
+]
+
+_FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """RFC 3339 or SQLite `YYYY-MM-DD HH:MM:SS[.fff]` text (UTC when no offset) → aware datetime."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def lease_is_live(run: WorkflowRun, now: datetime | None = None) -> bool:
+    """Some engine holds this run right now (an owner and an unexpired lease)."""
+    until = parse_time(run.lease_until)
+    return bool(run.owner_token) and until is not None and until >= (now or _now())
+
+
+def display_status(run: WorkflowRun, now: datetime | None = None) -> str:
+    """The stored status, except `interrupted` for an unfinished run that no engine holds."""
+    status = RunStatus(run.status)
+    if status in (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING) and not lease_is_live(run, now):
+        return "interrupted"
+    return status.value
+
+
+def run_duration(run: WorkflowRun, now: datetime | None = None) -> float | None:
+    """Seconds from start to end (or to now while it is unfinished)."""
+    start = parse_time(run.started_at)
+    if start is None:
+        return None
+    end = parse_time(run.ended_at) or (None if RunStatus(run.status).is_terminal else (now or _now()))
+    return None if end is None else max(0.0, (end - start).total_seconds())
+
+
+def _step_duration(step: WorkflowRunStep) -> float | None:
+    start, end = parse_time(step.started_at), parse_time(step.ended_at)
+    return None if start is None or end is None else max(0.0, (end - start).total_seconds())
+
+
+def final_steps(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
+    """The last attempt of each step (by name and iteration): retries and resumed re-runs add rows,
+    but a user counts a step once, by how it ended."""
+    latest: dict[tuple[str, int], WorkflowRunStep] = {}
+    for row in rows:  # get_steps orders by position, then insertion
+        latest[(row.step_name, row.iteration)] = row
+    return list(latest.values())
+
+
+def step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
+    """ok / failed / skipped / other counts over each step's last attempt."""
+    counts = Counter(StepStatus(r.status) for r in final_steps(rows))
+    failed = sum(counts[s] for s in _FAILED)
+    ok, skipped = counts[StepStatus.COMPLETED], counts[StepStatus.SKIPPED]
+    return {
+        "ok": ok,
+        "failed": failed,
+        "skipped": skipped,
+        "other": sum(counts.values()) - ok - failed - skipped,
+    }
+
+
+def _local(text: str | None) -> str:
+    moment = parse_time(text)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def _duration_text(seconds: float | None) -> str:
+    return format_duration(seconds) if seconds is not None else "-"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
+    widths = [
+        max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
+        for i in range(len(header))
+    ]
+    out = []
+    for cells in (header, *rows):
+        out.append(indent + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    return out
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def runs_table(
+    runs: Sequence[tuple[WorkflowRun, Sequence[WorkflowRunStep]]], now: datetime | None = None
+) -> list[str]:
+    """One aligned line per run: id, workflow, status, started, duration, steps ok/failed/skipped."""
+    rows = []
+    for run, steps in runs:
+        counts = step_counts(steps)
+        rows.append(
+            [
+                run.id,
+                run.workflow_name,
+                display_status(run, now),
+                _local(run.started_at),
+                _duration_text(run_duration(run, now)),
+                f"{counts['ok']}/{counts['failed']}/{counts['skipped']}",
+            ]
+        )
+    return _table(["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED"], rows)
+
+
+def run_json(
+    run: WorkflowRun,
+    steps: Sequence[WorkflowRunStep],
+    now: datetime | None = None,
+    *,
+    with_steps: bool = False,
+) -> dict[str, Any]:
+    """A run as plain JSON data (stable keys; times as stored, RFC 3339 UTC)."""
+    data: dict[str, Any] = {
+        "id": run.id,
+        "workflow": run.workflow_name,
+        "title": run.workflow_title,
+        "status": RunStatus(run.status).value,
+        "display_status": display_status(run, now),
+        "live": lease_is_live(run, now),
+        "started_at": run.started_at or None,
+        "ended_at": run.ended_at,
+        "duration_s": run_duration(run, now),
+        "inputs": dict(run.inputs),
+        "error": run.error,
+        "parent_run_id": run.parent_workflow_run_id or run.parent_run_id or None,
+        "steps": step_counts(steps),
+    }
+    if with_steps:
+        data["step_rows"] = [
+            {
+                "id": s.id,
+                "name": s.step_name,
+                "role": s.role,
+                "position": s.position,
+                "iteration": s.iteration,
+                "attempt": s.retry_count,
+                "status": StepStatus(s.status).value,
+                "started_at": s.started_at,
+                "ended_at": s.ended_at,
+                "duration_s": _step_duration(s),
+                "error": s.step_error,
+                "child_run_id": s.child_run_id,
+                "markers": s.markers_out,
+            }
+            for s in steps
+        ]
+    return data
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[str, list[str]]:
+    """`items 58/60: 57 ok, 1 failed, 2 skipped` and lines naming the failed items."""
+    items = store.get_fan_out_items(step.id)
+    if not items:
+        return "", []
+    counts = Counter(FanOutItemStatus(i.status) for i in items)
+    finished = sum(n for s, n in counts.items() if s.is_terminal)
+    parts = [
+        f"{counts[s]} {s.value}" for s in FanOutItemStatus if counts[s] and s is not FanOutItemStatus.PENDING
+    ]
+    if counts[FanOutItemStatus.PENDING]:
+        parts.append(f"{counts[FanOutItemStatus.PENDING]} pending")
+    failed_lines = []
+    failed = [i for i in items if FanOutItemStatus(i.status) is FanOutItemStatus.FAILED]
+    for item in failed[:10]:
+        child = item.child_run_id if item.child_run_id not in (None, "", "dispatching") else None
+        error = ""
+        if child:
+            child_run = store.get_run(child)
+            if child_run is not None and child_run.error:
+                error = f": {child_run.error.strip().splitlines()[0]}"
+        where = f" (child run {child})" if child else ""
+        failed_lines.append(f"    item {item.item_id} failed{where}{error}")
+    if len(failed) > 10:
+        failed_lines.append(f"    … and {len(failed) - 10} more failed items")
+    return f"items {finished}/{len(items)}: {', '.join(parts)}", failed_lines
+
+
+def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> list[str]:
+    """The full report of one run: header, every step row, failed steps' errors, waiting gates."""
+    steps = store.get_steps(run.id)
+    lines = [
+        f"run       {run.id}",
+        f"workflow  {run.workflow_name}" + (f"  ({run.workflow_title})" if run.workflow_title else ""),
+    ]
+    status = display_status(run, now)
+    lines.append(
+        f"status    {status}"
+        + ("  (no engine holds it; resume it to continue)" if status == "interrupted" else "")
+    )
+    parent = run.parent_workflow_run_id or run.parent_run_id
+    if parent:
+        lines.append(f"parent    {parent}")
+    lines.append(f"started   {_local(run.started_at)}")
+    if run.ended_at:
+        lines.append(f"ended     {_local(run.ended_at)}")
+    lines.append(f"duration  {_duration_text(run_duration(run, now))}")
+    if run.inputs:
+        lines.append("inputs    " + ", ".join(f"{k}={v}" for k, v in sorted(run.inputs.items())))
+    if run.error:
+        lines.append(f"error     {run.error}")
+    children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
+    if children:
+        counts = Counter(display_status(c, now) for c in children)
+        lines.append(
+            f"children  {len(children)} runs ("
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            + ")"
+        )
+
+    lines.append("")
+    if not steps:
+        lines.append("no steps recorded")
+        return lines
+    table_rows, notes = [], []
+    for step in steps:
+        extra = ""
+        if step.role == StepRole.FOREACH.value:
+            extra, failed_items = _item_summary(store, step)
+            notes.extend(failed_items)
+        elif step.child_run_id and step.child_run_id != "dispatching":
+            extra = f"child run {step.child_run_id}"
+        table_rows.append(
+            [
+                str(step.position),
+                StepStatus(step.status).value,
+                step.step_name,
+                str(step.iteration) if step.iteration else "",
+                str(step.retry_count) if step.retry_count else "",
+                _duration_text(_step_duration(step)),
+                extra,
+            ]
+        )
+    lines.extend(_table(["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION", ""], table_rows))
+
+    failed = [s for s in final_steps(steps) if StepStatus(s.status) in _FAILED]
+    if failed:
+        lines.append("")
+        lines.append("failed steps")
+        for step in failed:
+            text = (step.step_error or step.result_text or "(no error text)").strip().splitlines() or [
+                "(no error text)"
+            ]
+            lines.append(f"  {step.step_name}: {text[0]}")
+            lines.extend(f"    {line}" for line in text[1:20])
+            if len(text) > 20:
+                lines.append(f"    … {len(text) - 20} more lines")
+    if notes:
+        if not failed:
+            lines.append("")
+        lines.extend(notes)
+
+    waiting = [
+        s for s in steps if StepStatus(s.status) is StepStatus.WAITING and s.role == StepRole.GATE.value
+    ]
+    if waiting and status != "interrupted" and not RunStatus(run.status).is_terminal:
+        lines.append("")
+        lines.append("waiting gates")
+        for gate in waiting:
+            lines.append(f"  {gate.step_name}" + (f": {gate.gate_prompt}" if gate.gate_prompt else ""))
+            lines.append(f"    approve: runkon-flow approve {run.id} {gate.step_name} [--note TEXT]")
+            lines.append(f"    reject:  runkon-flow reject {run.id} {gate.step_name} [--note TEXT]")
+    return lines

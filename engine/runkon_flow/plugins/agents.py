@@ -588,16 +588,16 @@ class AgentExecutor:
     ) -> ActionOutput:
         agent = self.agent
         call_no = self._rt.counter.next(info.run_id or ctx.run_id(), agent.name)
+        variables = self.variables(params)
+        shown = self.render_task(params)
+        if info.emit_output is not None:  # first, so a watcher sees the task while the agent "works"
+            for line in shown.splitlines()[:50]:
+                info.emit_output(line, "stdout")
         low, high = agent.delay
         delay = (random.uniform(low, high) if high > low else low) * self._rt.speed()
         if delay > 0 and token.wait(delay):
             raise EngineCancelled(token.reason() or CancellationReason.of("ParentCancelled"))
         token.error_if_cancelled()
-        variables = self.variables(params)
-        shown = self.render_task(params)
-        if info.emit_output is not None:
-            for line in shown.splitlines()[:50]:
-                info.emit_output(line, "stdout")
         if agent.fail == -1 or (agent.fail > 0 and call_no <= agent.fail):
             message = agent.fail_message or f"agent '{agent.name}' failed on purpose (call {call_no})"
             raise WorkflowError(substitute_variables(message, variables))

@@ -14,6 +14,7 @@ snapshot it started with, so an edit never changes a running run. All methods ar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -559,11 +560,11 @@ class Workspace:
             engines = {id(e): e for e, _ in self._active.values()}
         if own is not None:
             engine, token = own
-            try:
-                engine.cancel_run(run_id, reason)
-            except WorkflowError:  # registered here but the engine has not picked it up yet
-                self.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+            # The token alone suffices before the engine has picked the run up (it starts by
+            # checking it) and after it has finished (then nothing is left to stop).
             token.cancel(reason)
+            with contextlib.suppress(WorkflowError):  # not (or no longer) active in the engine
+                engine.cancel_run(run_id, reason)
             return
         for engine in engines.values():
             if run_id in engine.active_runs():

@@ -9,6 +9,7 @@ lease.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -207,7 +208,7 @@ class FlowEngine:
     def run_workflow(self, definition: WorkflowDef, inp: RunInput) -> WorkflowResult:
         """Run a top-level workflow. The run row must exist unless `inp.workflow_run_id` is None."""
         st = self._state_for_run(definition, inp)
-        return self._execute(definition, st)
+        return self._execute(definition, st, validated=True)
 
     def resume_workflow(self, definition: WorkflowDef, inp: RunInput) -> WorkflowResult:
         """Resume the run `inp.workflow_run_id` (required): completed steps are skipped and restored."""
@@ -221,7 +222,7 @@ class FlowEngine:
     ) -> WorkflowResult:
         """Run a pre-created child run row on behalf of a parent run (engine.md §2.5)."""
         st = self._state_for_child(definition, inp, parent_ctx)
-        return self._execute(definition, st)
+        return self._execute(definition, st, validated=True)
 
     def resume_child(
         self, definition: WorkflowDef, inp: ChildRunInput, parent_ctx: ChildWorkflowContext
@@ -362,7 +363,7 @@ class FlowEngine:
         if st.resume_ctx is not None:
             raise WorkflowError("resume() requires resume_ctx to be None on entry")
         self._check_valid(definition, st.action_registry, st.item_provider_registry)
-        token = new_id()
+        token = _owner_token()
         generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
         if generation is None:
             raise AlreadyOwned(st.workflow_run_id)
@@ -375,15 +376,21 @@ class FlowEngine:
                 f"resume: failed to load steps for run '{st.workflow_run_id}': {exc}"
             ) from exc
         st.resume_ctx = ResumeContext.from_steps(steps)
-        return self._execute(definition, st, lease_held=True)
+        return self._execute(definition, st, lease_held=True, validated=True)
 
     def _execute(
-        self, definition: WorkflowDef, st: ExecutionState, *, lease_held: bool = False
+        self,
+        definition: WorkflowDef,
+        st: ExecutionState,
+        *,
+        lease_held: bool = False,
+        validated: bool = False,
     ) -> WorkflowResult:
         st.engine = self
-        self._check_valid(definition, st.action_registry, st.item_provider_registry)
+        if not validated:
+            self._check_valid(definition, st.action_registry, st.item_provider_registry)
         if not lease_held:
-            token = st.owner_token or new_id()
+            token = st.owner_token or _owner_token()
             generation = st.persistence.acquire_lease(
                 st.workflow_run_id, token, st.exec_config.lease_ttl_secs
             )
@@ -415,13 +422,16 @@ class FlowEngine:
             log.warning("could not release the lease of run %s: %s", st.workflow_run_id, exc)
 
     def _mark_started(self, st: ExecutionState) -> None:
-        """Honour a `cancelling` status written before we started; otherwise mark the run `running`."""
+        """Honour a `cancelling` status written before we started; otherwise mark the run `running`
+        (a `cancelled` run being resumed becomes `running` again)."""
+        store = st.persistence
         try:
-            run = st.persistence.get_run(st.workflow_run_id)
-            if run is not None and run.status is RunStatus.CANCELLING:
-                abort(st, CancellationReason.user())
-            elif run is None or run.status is not RunStatus.RUNNING:
-                st.persistence.update_run_status(st.workflow_run_id, RunStatus.RUNNING, None, None)
+            if store.is_run_cancelled(st.workflow_run_id):
+                run = store.get_run(st.workflow_run_id)
+                if run is not None and run.status is RunStatus.CANCELLING:
+                    abort(st, CancellationReason.user())
+                    return
+            store.update_run_status(st.workflow_run_id, RunStatus.RUNNING, None, None)
         except Exception as exc:
             log.warning("could not mark run %s running: %s", st.workflow_run_id, exc)
 
@@ -487,18 +497,21 @@ class FlowEngine:
         if st.all_succeeded:
             status = RunStatus.COMPLETED
             store.update_run_status(st.workflow_run_id, status, summary, None)
-            st.emit(RunCompleted(succeeded=True, summary=summary))
+            if st.event_sinks:
+                st.emit(RunCompleted(succeeded=True, summary=summary))
         elif isinstance(body_error, EngineCancelled) or st.cancellation.is_cancelled():
             status = RunStatus.CANCELLED
             reason = st.cancellation.reason()
             if reason is None and isinstance(body_error, EngineCancelled):
                 reason = body_error.reason
             store.update_run_status(st.workflow_run_id, status, summary, error_text)
-            st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
+            if st.event_sinks:
+                st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
         else:
             status = RunStatus.FAILED
             store.update_run_status(st.workflow_run_id, status, summary, error_text)
-            st.emit(RunCompleted(succeeded=False, error=error_text, summary=summary))
+            if st.event_sinks:
+                st.emit(RunCompleted(succeeded=False, error=error_text, summary=summary))
         return WorkflowResult(
             workflow_run_id=st.workflow_run_id,
             workflow_name=definition.name,
@@ -516,6 +529,16 @@ class FlowEngine:
         log.exception("run %s: unexpected error", st.workflow_run_id)
         st.emit(Panicked(message=describe_exception(exc), backtrace=traceback.format_exc()))
         return WorkflowError(f"internal error: {describe_exception(exc)}")
+
+
+_TOKEN_PREFIX = new_id()
+_token_counter = itertools.count(1)
+
+
+def _owner_token() -> str:
+    """A process-unique lease owner token: this process's ULID plus a counter (cheaper than a ULID
+    per run, which matters when a foreach starts thousands of child runs)."""
+    return f"{_TOKEN_PREFIX}-{next(_token_counter)}"
 
 
 def _is_lease_lost(reason: CancellationReason | None) -> bool:

@@ -48,6 +48,8 @@ class StepTimedOut(WorkflowError):
 
 
 def markers_json(markers: list[str]) -> str:
+    if not markers:
+        return "[]"  # the common case, without a trip through the JSON encoder
     return json.dumps(markers, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -9,31 +9,36 @@ from runkon_flow.persistence.models import StepStatus, WorkflowRunStep
 __all__ = ["build_summary"]
 
 
+_LABELS = {s.value: s.short_label for s in StepStatus}
+_TAIL = (
+    (StepStatus.FAILED.value, "failed"),
+    (StepStatus.SKIPPED.value, "skipped"),
+    (StepStatus.TIMED_OUT.value, "timed out"),
+    (StepStatus.CANCELLED.value, "cancelled"),
+)
+
+
 def build_summary(workflow_name: str, steps: Iterable[WorkflowRunStep], succeeded: bool) -> str:
     """`Workflow '<name>': c/t steps completed[, n failed][, n skipped][, n timed out][, n cancelled]`,
     one line per row in position order, then `Status: SUCCESS|FAILED`. Every retry is a row."""
     rows = sorted(steps, key=lambda s: s.position)
-    counts: dict[StepStatus, int] = {}
+    counts: dict[str, int] = {}
+    lines = [""]
     for row in rows:
-        status = StepStatus(row.status)
+        status = str(row.status)
         counts[status] = counts.get(status, 0) + 1
-    head = f"Workflow '{workflow_name}': {counts.get(StepStatus.COMPLETED, 0)}/{len(rows)} steps completed"
-    for status, word in (
-        (StepStatus.FAILED, "failed"),
-        (StepStatus.SKIPPED, "skipped"),
-        (StepStatus.TIMED_OUT, "timed out"),
-        (StepStatus.CANCELLED, "cancelled"),
-    ):
-        if counts.get(status):
-            head += f", {counts[status]} {word}"
-    lines = [head]
-    for row in rows:
-        status = StepStatus(row.status)
-        line = f"  [{status.short_label}] {row.step_name}"
+        line = f"  [{_LABELS.get(status, status)}] {row.step_name}"
         if row.iteration > 0:
             line += f" (iter {row.iteration})"
-        if status is StepStatus.FAILED and not row.started_at:
+        if status == StepStatus.FAILED.value and not row.started_at:
             line += " (never executed)"
         lines.append(line)
+    head = (
+        f"Workflow '{workflow_name}': {counts.get(StepStatus.COMPLETED.value, 0)}/{len(rows)} steps completed"
+    )
+    for status, word in _TAIL:
+        if counts.get(status):
+            head += f", {counts[status]} {word}"
+    lines[0] = head
     lines.append("Status: SUCCESS" if succeeded else "Status: FAILED")
     return "\n".join(lines)

@@ -169,7 +169,9 @@ def _attempt(
         as_identity=node.as_identity or st.default_as_identity,
         plugin_dirs=merge_plugin_dirs(st.extra_plugin_dirs, node.plugin_dirs),
     )
-    token = st.cancellation.child()
+    # A step token of its own only when a timeout can cancel the step alone; otherwise the run's
+    # token is the step's (no per-call allocation on the hot path).
+    token = st.cancellation.child() if timeout_s is not None else st.cancellation
     info = StepInfo(
         step_id=step_id,
         step_timeout=st.exec_config.step_timeout,
@@ -206,7 +208,8 @@ def _attempt(
                 output, error = outcome.value, outcome.error
     finally:
         st.current_executions.pop(step_id, None)
-        token.detach()
+        if token is not st.cancellation:
+            token.detach()
 
     if timed_out:
         text = f"step '{label}' timed out after {node.timeout}"

@@ -8,12 +8,15 @@ import pytest
 from runkon_flow.dsl import format_workflow, parse_workflow
 from runkon_flow.dsl.ast import (
     AgentRef,
+    AlwaysNode,
+    BoolInputCondition,
     CallNode,
     CallWorkflowNode,
     DoNode,
     DoWhileNode,
     ForEachNode,
     GateNode,
+    IfNode,
     InputDecl,
     OnFailAgent,
     OnFailContinue,
@@ -281,9 +284,21 @@ def test_parallel_per_call_options_including_if() -> None:
     assert "    call a             { with = []  retries = 0 }\n" in text
 
 
+LOOP: dict[str, Any] = {"step": "a", "marker": "b", "max_iterations": 2}
+
+
 def test_a_do_while_may_be_followed_by_a_while_loop() -> None:
-    loop = {"step": "a", "marker": "b", "max_iterations": 2}
-    round_trip(wf_with(DoWhileNode(**loop), WhileNode(**loop)))
+    round_trip(wf_with(DoWhileNode(**LOOP), WhileNode(**LOOP)))
+
+
+def test_at_the_top_level_an_empty_always_block_separates_a_plain_do_from_a_while_loop() -> None:
+    wf = parse_workflow("workflow w { do { call a } always { call z } while b.c { max_iterations = 1 } }")
+    assert [n.type for n in wf.body] == ["do", "while"]
+    text = round_trip(wf)
+    assert (
+        "  }\n\n  // an empty `always` block keeps the `do` above from swallowing this `while`\n  always {}\n"
+        in text
+    )
 
 
 def test_a_plain_do_followed_by_another_node_then_while() -> None:
@@ -320,6 +335,11 @@ def test_the_largest_numbers_are_written() -> None:
     round_trip(wf_with(GateNode(name="g", gate_type="g", timeout_secs=2**64 - 1)))
 
 
+def test_nested_always_nodes_inside_blocks_and_the_always_list() -> None:
+    inner = AlwaysNode(body=[CallNode(agent=AgentRef(kind="name", value="a"))])
+    round_trip(WorkflowDef(name="w", body=[DoNode(body=[inner])], always=[inner, AlwaysNode()]))
+
+
 def test_soft_keyword_names() -> None:
     round_trip(
         WorkflowDef(
@@ -344,7 +364,7 @@ def call_named(value: str, kind: str = "name") -> CallNode:
         (wf_with(call_named("two words")), "agent name `two words`"),
         (wf_with(call_named("../x.md", "path")), 'agent path "../x.md": it contains a `..` component'),
         (
-            wf_with(DoNode(), WhileNode(step="a", marker="b", max_iterations=1)),
+            wf_with(IfNode(condition=BoolInputCondition(input="x"), body=[DoNode(), WhileNode(**LOOP)])),
             "a `while` loop directly after a plain `do` block",
         ),
         (
@@ -419,6 +439,7 @@ def call_named(value: str, kind: str = "name") -> CallNode:
             "quality_gate threshold 101",
         ),
         (wf_with(ParallelNode(calls=[])), "a parallel block without calls"),
+        (wf_with(AlwaysNode()), "a nested `always` node directly in the workflow body"),
         (
             wf_with(ParallelNode(calls=[AgentRef(kind="name", value="a")], call_retries={"1": 1})),
             "parallel call_retries for call index 1",

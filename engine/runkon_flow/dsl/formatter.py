@@ -199,20 +199,35 @@ class _Formatter:
 
     def body(self, depth: int, nodes: Sequence[Any]) -> None:
         """Nodes one after another; a blank line separates any multi-line node from its neighbours."""
+        top_level = nodes is self.wf.body
         previous_multiline = False
         for index, node in enumerate(nodes):
+            if top_level and isinstance(node, AlwaysNode):
+                raise self.fail(
+                    node,
+                    "a nested `always` node directly in the workflow body: there `always { … }` "
+                    "adds to the workflow's always list",
+                )
+            start = len(self.lines)
+            self.node(depth, node)
             if (
                 isinstance(node, DoNode)
                 and index + 1 < len(nodes)
                 and isinstance(nodes[index + 1], WhileNode)
             ):
-                raise self.fail(
-                    nodes[index + 1],
-                    "a `while` loop directly after a plain `do` block: the language always reads "
-                    "`do { … } while …` as a do-while loop",
+                # `do { … } while` always reads as a do-while loop (§4 rule 2). At the top level an empty
+                # `always {}` (which adds nothing) keeps them apart; inside a block nothing can.
+                if not top_level:
+                    raise self.fail(
+                        nodes[index + 1],
+                        "a `while` loop directly after a plain `do` block: the language always reads "
+                        "`do { … } while …` as a do-while loop",
+                    )
+                self.lines.append("")
+                self.emit(
+                    depth, "// an empty `always` block keeps the `do` above from swallowing this `while`"
                 )
-            start = len(self.lines)
-            self.node(depth, node)
+                self.emit(depth, "always {}")
             multiline = len(self.lines) - start > 1
             if index and (multiline or previous_multiline):
                 self.lines.insert(start, "")

@@ -1,0 +1,369 @@
+"""Property tests for the `.wf` parser and formatter (hypothesis).
+
+1. No input — random text, token soup, or mutations of real and generated workflows — makes the parser
+   raise anything but a `WfError`; whatever parses also formats and parses back to the same workflow.
+2. Every valid workflow AST survives `parse_workflow(format_workflow(ast)) == ast`, and formatting is
+   stable (formatting the re-parsed AST gives the same text).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from runkon_flow.dsl import format_workflow, parse_workflow
+from runkon_flow.dsl.ast import (
+    AgentRef,
+    AlwaysNode,
+    BoolInputCondition,
+    CallNode,
+    CallWorkflowNode,
+    DoNode,
+    DoWhileNode,
+    ForEachNode,
+    GateNode,
+    IfNode,
+    InputDecl,
+    OnFailAgent,
+    OnFailContinue,
+    ParallelNode,
+    ScriptNode,
+    StepMarkerCondition,
+    UnlessNode,
+    WhileNode,
+    WorkflowDef,
+)
+from runkon_flow.dsl.lexer import KEYWORDS
+from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS
+from runkon_flow.errors import WfError
+
+from .test_parse_workflow import EXAMPLE_14_1
+
+CORPUS = Path("/work/shared/conformance")
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+U32 = 2**32 - 1
+U64 = 2**64 - 1
+
+
+def parse_or_wf_error(text: str) -> WorkflowDef | None:
+    """Parse `text`; a `WfError` is an acceptable outcome, any other exception fails the test."""
+    try:
+        return parse_workflow(text, "fuzz.wf")
+    except WfError:
+        return None
+
+
+def assert_round_trips(wf: WorkflowDef) -> None:
+    text = format_workflow(wf)
+    again = parse_workflow(text, wf.source_path)
+    assert again == wf, text
+    assert format_workflow(again) == text
+
+
+# --------------------------------------------------------------------------- 1. robustness
+
+FRAGMENTS = [
+    *sorted(KEYWORDS),
+    "{", "}", "[", "]", ",", "=", ".", " ", "\n", "\t", "//", "/", "#", '"', "\\",
+    "x", "a.b", "step.marker", "7", "007", "4294967296", '"2h"', "2h", '"agents/x.md"', '"../x"',
+    "retries", "on_fail", "continue", "output", "with", "as", "timeout", "max_iterations", "on_max_iter",
+    "stuck_after", "fail_fast", "min_success", "options", "source", "threshold", "run", "env", "over",
+    "max_parallel", "scope", "filter", "ordered", "on_cycle", "on_child_fail", "mode", "review_decision",
+    "prompt", "title", "trigger", "targets", "group", "quality_gate", "true", "false", "\ufeff", "é",
+]  # fmt: skip
+
+
+def _seed_texts() -> list[str]:
+    texts = [EXAMPLE_14_1]
+    if CORPUS.is_dir():
+        texts.extend(path.read_text(encoding="utf-8") for path in sorted(CORPUS.glob("*.wf")))
+    return texts
+
+
+SEEDS = _seed_texts()
+
+token_soup = st.lists(st.sampled_from(FRAGMENTS), max_size=60).map(" ".join)
+workflow_soup = token_soup.map(lambda body: f"workflow w {{ {body} }}")
+
+
+@st.composite
+def mutated(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> str:
+    """A text with a few random edits: deletions, duplications, insertions and replacements."""
+    text = draw(texts)
+    for _ in range(draw(st.integers(1, 4))):
+        size = len(text)
+        start = draw(st.integers(0, size))
+        end = draw(st.integers(start, min(size, start + 40)))
+        action = draw(st.sampled_from(["delete", "duplicate", "insert", "replace"]))
+        if action == "delete":
+            text = text[:start] + text[end:]
+        elif action == "duplicate":
+            text = text[:end] + text[start:end] + text[end:]
+        else:
+            piece = draw(st.sampled_from(FRAGMENTS) | st.text(max_size=3))
+            text = text[:start] + piece + (text[start:] if action == "insert" else text[end:])
+    return text
+
+
+@SETTINGS
+@given(st.text(max_size=300))
+def test_random_text_only_ever_raises_wf_errors(text: str) -> None:
+    parse_or_wf_error(text)
+    parse_or_wf_error("workflow w {" + text)
+
+
+@SETTINGS
+@given(workflow_soup)
+def test_token_soup_only_ever_raises_wf_errors_and_what_parses_round_trips(text: str) -> None:
+    wf = parse_or_wf_error(text)
+    if wf is not None:
+        assert_round_trips(wf)
+
+
+@SETTINGS
+@given(mutated(st.sampled_from(SEEDS)))
+def test_mutated_real_workflows_only_ever_raise_wf_errors_and_what_parses_round_trips(text: str) -> None:
+    wf = parse_or_wf_error(text)
+    if wf is not None:
+        assert_round_trips(wf)
+
+
+# --------------------------------------------------------------------------- 2. generated valid ASTs
+
+IDENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-]{0,7}", fullmatch=True).filter(lambda s: s not in KEYWORDS)
+NAME = IDENT | st.sampled_from(sorted(SOFT_KEYWORDS))
+KEY = IDENT | st.sampled_from(sorted(KEY_KEYWORDS))
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ["", "{{ticket_id}}", 'say "hi"', "a\\b", "two\nlines", "tab\t", "gate", "continue", "x.y"]
+)
+U32S = st.integers(0, U32) | st.sampled_from([0, 1, 3, U32])
+U64S = st.integers(0, U64) | st.sampled_from([0, 60, 3600, 86400, U32 + 1, U64])
+STRING_MAP = st.dictionaries(KEY, TEXT, max_size=3)
+
+
+def _no_parent(path: str) -> bool:
+    return ".." not in path.split("/")
+
+
+AGENT = st.one_of(
+    st.builds(AgentRef, kind=st.just("name"), value=IDENT | st.sampled_from(sorted(AGENT_KEYWORDS))),
+    st.builds(AgentRef, kind=st.just("path"), value=TEXT.filter(_no_parent)),
+)
+ON_FAIL = st.none() | st.one_of(
+    st.builds(OnFailContinue),
+    st.builds(
+        OnFailAgent,
+        value=st.one_of(
+            st.builds(
+                AgentRef, kind=st.just("name"), value=TEXT.filter(lambda s: "/" not in s and s != "continue")
+            ),
+            st.builds(
+                AgentRef, kind=st.just("path"), value=st.tuples(TEXT, TEXT).map("/".join).filter(_no_parent)
+            ),
+        ),
+    ),
+)
+OPTIONAL_TEXT = st.none() | TEXT
+
+
+def call_nodes() -> st.SearchStrategy[CallNode]:
+    return st.builds(
+        CallNode,
+        agent=AGENT,
+        retries=U32S,
+        on_fail=ON_FAIL,
+        output=OPTIONAL_TEXT,
+        with_=st.lists(TEXT, max_size=3),
+        as_identity=OPTIONAL_TEXT,
+        plugin_dirs=st.lists(TEXT, max_size=2),
+        timeout=OPTIONAL_TEXT,
+        max_turns=st.none() | U32S,
+    )
+
+
+def call_workflow_nodes() -> st.SearchStrategy[CallWorkflowNode]:
+    return st.builds(
+        CallWorkflowNode,
+        workflow=NAME,
+        inputs=STRING_MAP,
+        retries=U32S,
+        on_fail=ON_FAIL,
+        as_identity=OPTIONAL_TEXT,
+    )
+
+
+@st.composite
+def parallel_nodes(draw: st.DrawFn) -> ParallelNode:
+    calls = draw(st.lists(AGENT, min_size=1, max_size=4))
+    indexes = st.sampled_from([str(i) for i in range(len(calls))])
+    return ParallelNode(
+        fail_fast=draw(st.booleans()),
+        min_success=draw(st.none() | U32S),
+        calls=calls,
+        output=draw(OPTIONAL_TEXT),
+        call_outputs=draw(st.dictionaries(indexes, TEXT, max_size=2)),
+        with_=draw(st.lists(TEXT, max_size=2)),
+        call_with=draw(st.dictionaries(indexes, st.lists(TEXT, max_size=2), max_size=2)),
+        call_if=draw(
+            st.dictionaries(indexes, st.tuples(TEXT.filter(lambda s: "." not in s), TEXT), max_size=2)
+        ),
+        call_retries=draw(st.dictionaries(indexes, U32S, max_size=2)),
+    )
+
+
+@st.composite
+def gate_nodes(draw: st.DrawFn) -> GateNode:
+    if draw(st.booleans()):
+        return GateNode(
+            name="quality_gate",
+            gate_type="quality_gate",
+            timeout_secs=0,
+            as_identity=draw(OPTIONAL_TEXT),
+            source=draw(TEXT),
+            threshold=draw(st.integers(0, 100)),
+            on_fail_action=draw(st.sampled_from(["fail", "continue"])),
+        )
+    kind = draw(NAME.filter(lambda s: s != "quality_gate"))
+    mode = draw(st.sampled_from(["min_approvals", "review_decision"]))
+    options = draw(
+        st.one_of(
+            st.none(),
+            STRING_MAP,
+            st.lists(TEXT, max_size=3).map(lambda items: {i: i for i in items}),
+            st.tuples(TEXT, TEXT).map(".".join),
+        )
+    )
+    return GateNode(
+        name=kind,
+        gate_type=kind,
+        prompt=draw(OPTIONAL_TEXT),
+        min_approvals=1 if mode == "review_decision" else draw(U32S),
+        approval_mode=mode,
+        timeout_secs=draw(U64S),
+        on_timeout=draw(st.sampled_from(["fail", "continue"])),
+        as_identity=draw(OPTIONAL_TEXT),
+        options=options,
+    )
+
+
+def script_nodes() -> st.SearchStrategy[ScriptNode]:
+    return st.builds(
+        ScriptNode,
+        name=NAME,
+        run=TEXT,
+        env=STRING_MAP,
+        timeout=st.none() | U64S,
+        retries=U32S,
+        on_fail=ON_FAIL,
+        as_identity=OPTIONAL_TEXT,
+    )
+
+
+def foreach_nodes() -> st.SearchStrategy[ForEachNode]:
+    return st.builds(
+        ForEachNode,
+        name=NAME,
+        over=TEXT,
+        scope=st.none() | STRING_MAP,
+        filter=STRING_MAP,
+        ordered=st.booleans(),
+        on_cycle=st.sampled_from(["fail", "warn"]),
+        max_parallel=U32S,
+        workflow=TEXT,
+        inputs=STRING_MAP,
+        on_child_fail=st.sampled_from(["halt", "continue", "skip_dependents"]),
+    )
+
+
+LEAVES = st.one_of(
+    call_nodes(), call_workflow_nodes(), parallel_nodes(), gate_nodes(), script_nodes(), foreach_nodes()
+)
+CONDITION = st.one_of(
+    st.builds(StepMarkerCondition, step=NAME, marker=NAME), st.builds(BoolInputCondition, input=NAME)
+)
+LOOP = {
+    "step": NAME,
+    "marker": NAME,
+    "max_iterations": U32S,
+    "stuck_after": st.none() | U32S,
+    "on_max_iter": st.sampled_from(["fail", "continue"]),
+}
+
+
+def separate_do_from_while(nodes: list[Any]) -> list[Any]:
+    """Inside a block a plain `do` right before a `while` cannot be written (it reads as do-while): put a
+    call between."""
+    fixed: list[Any] = []
+    for node in nodes:
+        if isinstance(node, WhileNode) and fixed and isinstance(fixed[-1], DoNode):
+            fixed.append(CallNode(agent=AgentRef(kind="name", value="between")))
+        fixed.append(node)
+    return fixed
+
+
+def bodies(children: st.SearchStrategy[Any], top_level: bool = False) -> st.SearchStrategy[list[Any]]:
+    """Node lists; directly in the workflow body an `always { … }` is the always list, never a node."""
+    nodes = st.lists(children, max_size=3)
+    if top_level:  # the formatter itself keeps a top-level `do` and `while` apart
+        return nodes.map(lambda items: [n for n in items if not isinstance(n, AlwaysNode)])
+    return nodes.map(separate_do_from_while)
+
+
+def blocks(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    body = bodies(children)
+    return st.one_of(
+        st.builds(IfNode, condition=CONDITION, body=body),
+        st.builds(UnlessNode, condition=CONDITION, body=body),
+        st.builds(WhileNode, body=body, **LOOP),
+        st.builds(DoWhileNode, body=body, **LOOP),
+        st.builds(DoNode, output=OPTIONAL_TEXT, with_=st.lists(TEXT, max_size=2), body=body),
+        st.builds(AlwaysNode, body=body),
+    )
+
+
+NODES = st.recursive(LEAVES, blocks, max_leaves=6)
+
+
+@st.composite
+def input_decls(draw: st.DrawFn) -> InputDecl:
+    boolean = draw(st.booleans())
+    default = draw(OPTIONAL_TEXT)
+    required = False if boolean else (default is None or draw(st.booleans()))
+    return InputDecl(
+        name=draw(NAME),
+        required=required,
+        default=default,
+        description=draw(OPTIONAL_TEXT),
+        input_type="boolean" if boolean else "string",
+    )
+
+
+WORKFLOWS = st.builds(
+    WorkflowDef,
+    name=NAME,
+    title=OPTIONAL_TEXT,
+    description=TEXT,
+    trigger=st.sampled_from(["manual", "pr", "scheduled"]),
+    targets=st.lists(TEXT, max_size=3),
+    group=OPTIONAL_TEXT,
+    inputs=st.lists(input_decls(), max_size=4),
+    body=bodies(NODES, top_level=True),
+    always=bodies(NODES),
+)
+
+
+@SETTINGS
+@given(WORKFLOWS)
+def test_generated_workflows_survive_format_then_parse(wf: WorkflowDef) -> None:
+    assert_round_trips(wf)
+
+
+@SETTINGS
+@given(mutated(WORKFLOWS.map(format_workflow)))
+def test_mutated_generated_workflows_only_ever_raise_wf_errors_and_what_parses_round_trips(text: str) -> None:
+    wf = parse_or_wf_error(text)
+    if wf is not None:
+        assert_round_trips(wf)

@@ -94,7 +94,7 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-_BARE = re.compile(r"[A-Za-z0-9_.:/@+,=\-\[\]]+\Z")
+_BARE = re.compile(r"[A-Za-z0-9_.:/@+,=()\-\[\]]+\Z")
 
 
 def _value(value: Any) -> str:

@@ -1,0 +1,561 @@
+"""`runkon-flow run` and `runkon-flow replay`: what a user sees, the exit status scripts rely on,
+what is (and is not) written to the run database, Ctrl-C, and the progress printers."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.cli_output import LiveView, PlainPrinter, format_duration, format_event_line
+from runkon_flow.events import (
+    ChildRunStarted,
+    EngineEventData,
+    FanOutItemCompleted,
+    FanOutItemsCollected,
+    FanOutItemStarted,
+    GateWaiting,
+    RunCancelled,
+    RunCompleted,
+    RunStarted,
+    StepCompleted,
+    StepOutput,
+    StepStarted,
+    parse_event_line,
+)
+from runkon_flow.persistence import RunStatus, SqliteStore
+
+from tests.cli.run_helpers import (
+    cli,
+    cli_env,
+    events_of,
+    run_cli_process,
+    run_id_of,
+    spawn,
+    stop,
+    wait_for,
+    write,
+)
+
+BUILD = """workflow build {
+  inputs {
+    target default = "all"
+    verbose boolean
+  }
+  script compile { run = "echo compiling {{target}} verbose={{verbose}}" }
+  call greeter
+}
+"""
+GREETER = """---
+runtime: echo
+markers: [greeted]
+context: "hello {{target}}"
+---
+Say hello to {{target}}.
+"""
+FAILING = """workflow failing {
+  script compile { run = "echo broken >&2; exit 3" }
+  script never { run = "echo never" }
+}
+"""
+NEEDS_INPUT = """workflow deploy {
+  inputs { env  region default = "eu" }
+  script go { run = "echo deploying {{env}} {{region}}" }
+}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with a workflow folder, and the run database inside tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    write(tmp_path / "wf" / "build.wf", BUILD)
+    write(tmp_path / "wf" / "agents" / "greeter.md", GREETER)
+    write(tmp_path / "wf" / "failing.wf", FAILING)
+    write(tmp_path / "wf" / "deploy.wf", NEEDS_INPUT)
+    return tmp_path
+
+
+def stored_runs(home: Path) -> list:
+    db = home / "runs.db"
+    if not db.exists():
+        return []
+    with SqliteStore(db) as store:
+        return store.list_runs(parent_run_id=None)
+
+
+# --------------------------------------------------------------------------- success and failure
+
+
+def test_a_successful_run_prints_its_id_then_one_line_per_event_and_exits_0(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "run", "build", "--dir", "wf", "--input", "target=web")
+    assert code == 0, err
+    run_id = run_id_of(out)
+    assert out.splitlines()[0] == f"run_id={run_id} workflow=build db={home / 'runs.db'}"
+    events = events_of(out)
+    assert {run for run, _, _ in events} == {run_id}
+    types = [t for _, t, _ in events]
+    assert types[0] == "RunStarted" and types[-1] == "RunCompleted"
+    assert ("StepOutput" in types) and types.count("StepCompleted") == 2
+    assert f'{run_id} StepOutput step=compile stream=stdout line="compiling web verbose=false"' in out
+    assert events[-1][2] == "succeeded=true"
+    with SqliteStore(home / "runs.db") as store:
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.COMPLETED
+        assert run.inputs == {"target": "web", "verbose": "false"}
+
+
+def test_a_failing_run_exits_1_names_the_error_and_says_how_to_resume(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "run", "failing", "--dir", "wf")
+    assert code == 1
+    run_id = run_id_of(out)
+    assert "StepCompleted step=compile kind=script status=failed" in out
+    assert "exited with code 3" in out
+    assert "RunCompleted succeeded=false" in out
+    assert f"resume with: runkon-flow resume {run_id}" in err
+    assert "step=never" not in out
+
+
+def test_quiet_progress_keeps_the_outcome_and_the_failures_only(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "run", "failing", "--dir", "wf", "--progress", "quiet")
+    assert code == 1
+    assert [t for _, t, _ in events_of(out)] == ["RunStarted", "StepCompleted", "RunCompleted"]
+
+
+def test_memory_runs_leave_no_database_behind(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "run", "build", "--dir", "wf", "--memory")
+    assert code == 0, err
+    assert "db=:memory:" in out.splitlines()[0]
+    assert not (home / "runs.db").exists()
+
+
+def test_a_workflow_path_makes_its_folder_a_workflow_directory(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "run", "wf/build.wf", "--input", "target=cli")
+    assert code == 0, err  # the agent beside the file was found
+    assert "compiling cli" in out
+
+
+def test_the_default_directory_is_sample_workflows_when_present(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "sample_workflows" / "hello.wf", 'workflow hello {\n  script hi { run = "echo hi" }\n}\n')
+    code, out, err = cli(capsys, "run", "hello")
+    assert code == 0, err
+    assert "line=hi" in out
+
+
+def test_without_sample_workflows_the_current_directory_is_searched(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "here.wf", 'workflow here {\n  script hi { run = "echo here" }\n}\n')
+    assert cli(capsys, "run", "here")[0] == 0
+
+
+def test_live_progress_redraws_in_place_and_ends_with_the_final_status(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "run", "build", "--dir", "wf", "--progress", "live")
+    assert code == 0
+    assert "\x1b[" in out  # cursor movement / colour: it is the live view
+    assert out.endswith("\x1b[?25h")  # the cursor is given back
+    assert "completed" in out.splitlines()[-2]  # the final frame, then the cursor code
+
+
+def test_auto_progress_is_plain_when_stdout_is_not_a_terminal(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = cli(capsys, "run", "build", "--dir", "wf")
+    assert "\x1b[" not in out
+
+
+# --------------------------------------------------------------------------- bad input: nothing written
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "nope", "--dir", "wf"], "workflow not found: nope (available: build, deploy, failing)"),
+        (["run", "deploy", "--dir", "wf"], "Missing required input: 'env'. Use --input env=<value>."),
+        (["run", "deploy", "--dir", "wf", "-i", "env"], "--input 'env': expected KEY=VALUE"),
+        (["run", "deploy", "--dir", "wf", "-i", "=x"], "--input '=x': expected KEY=VALUE"),
+        (["run", "deploy", "--dir", "wf", "-i", "env=a", "-i", "env=b"], "--input env is given twice"),
+        (
+            ["run", "deploy", "--dir", "wf", "-i", "env=a", "-i", "zone=b"],
+            "Unknown input 'zone' for workflow 'deploy' (it declares: env, region).",
+        ),
+        (["run", "build", "--dir", "wf", "-i", "verbose=maybe"], "Input 'verbose' is boolean"),
+        (["run", "build", "--dir", "missing"], "--dir missing: no such directory"),
+        (["run", "wf/absent.wf"], "no such workflow file: wf/absent.wf"),
+        (["run", "build", "--dir", "wf", "--db", "x.db", "--memory"], "not allowed with argument"),
+        (["run", "build", "--dir", "wf", "--lease-ttl", "0"], "must be at least 1"),
+    ],
+)
+def test_command_line_mistakes_exit_2_with_one_message_and_create_no_run(
+    home: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = cli(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert out == ""
+    assert stored_runs(home) == []
+
+
+def test_a_bad_lease_ttl_in_the_environment_is_a_usage_error(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNKON_LEASE_TTL", "soon")
+    code, _, err = cli(capsys, "run", "build", "--dir", "wf")
+    assert code == 2
+    assert "RUNKON_LEASE_TTL: expected a whole number, got 'soon'" in err
+
+
+def test_a_broken_workflow_file_is_reported_at_its_line_and_column(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "wf" / "typo.wf", "workflow typo {\n  call x { retries = }\n}\n")
+    for target in ("typo", "wf/typo.wf"):
+        code, out, err = cli(capsys, "run", target, "--dir", "wf")
+        assert code == 1
+        lines = err.splitlines()
+        assert lines[0].startswith(f"{home / 'wf' / 'typo.wf'}:2:22: ")
+        assert lines[1:3] == [" 2 |   call x { retries = }", "   |                      ^"]
+        assert f"workflow '{target}' cannot be loaded; nothing was run" in lines[-1]
+        assert out == ""
+    assert stored_runs(home) == []
+
+
+def test_an_invalid_workflow_is_reported_with_every_problem_and_not_run(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "wf" / "lost.wf", "workflow lost {\n  call nobody\n  call noone\n}\n")
+    code, out, err = cli(capsys, "run", "lost", "--dir", "wf")
+    assert code == 1
+    assert out == ""
+    assert f"{home / 'wf' / 'lost.wf'}:2:3: call 'nobody': no registered ActionExecutor for 'nobody'" in err
+    assert f"{home / 'wf' / 'lost.wf'}:3:3: call 'noone'" in err
+    assert "workflow 'lost' is not valid; nothing was run" in err
+    assert stored_runs(home) == []
+
+
+def test_an_unusable_database_is_one_clear_message(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (home / "junk.db").write_text("this is not sqlite" * 100)
+    code, out, err = cli(capsys, "run", "build", "--dir", "wf", "--db", "junk.db")
+    assert code == 1
+    assert "cannot open run database junk.db: file is not a database" in err
+    assert out == ""
+    (home / "blocker").write_text("a file where a directory should be")
+    code, _, err = cli(capsys, "run", "build", "--dir", "wf", "--db", "blocker/runs.db")
+    assert code == 1
+    assert "cannot create the directory for run database blocker/runs.db" in err
+
+
+def test_an_unwritable_events_file_is_reported_before_the_run_is_created(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "run", "build", "--dir", "wf", "--events", "no/such/dir/e.jsonl")
+    assert code == 1
+    assert out == ""
+    assert "--events no/such/dir/e.jsonl: cannot write" in err
+    assert stored_runs(home) == []
+
+
+# --------------------------------------------------------------------------- events file and replay
+
+
+def test_the_events_file_holds_every_event_and_replays_like_the_live_run(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, live, _ = cli(capsys, "run", "build", "--dir", "wf", "--events", "events.jsonl")
+    assert code == 0
+    records = [parse_event_line(line) for line in (home / "events.jsonl").read_text().splitlines()]
+    assert all(r is not None for r in records)
+    run_id = run_id_of(live)
+    assert {r.run_id for r in records} == {run_id}
+    assert [r.event.type for r in records] == [t for _, t, _ in events_of(live)]
+    json.loads((home / "events.jsonl").read_text().splitlines()[0])  # plain JSON objects
+
+    code, replayed, err = cli(capsys, "replay", "events.jsonl")
+    assert code == 0, err
+    assert replayed.splitlines() == live.splitlines()[1:]
+
+
+def test_replay_exits_like_the_recorded_run(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "run", "failing", "--dir", "wf", "--events", "failed.jsonl")[0] == 1
+    assert cli(capsys, "replay", "failed.jsonl")[0] == 1
+    cancelled = home / "cancelled.jsonl"
+    cancelled.write_text(
+        "\n".join(
+            EngineEventData(timestamp=1, ts=1.0 + i, run_id="01" + "A" * 24, event=e).to_json_line()
+            for i, e in enumerate(
+                [RunStarted(workflow_name="x"), RunCancelled(reason=CancellationReason.user())]
+            )
+        )
+        + "\n"
+    )
+    code, out, _ = cli(capsys, "replay", str(cancelled))
+    assert code == 130
+    assert "RunCancelled reason=UserRequested(None)" in out
+
+
+def test_replay_skips_unknown_events_and_names_the_line_of_a_broken_record(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = EngineEventData(
+        timestamp=1, ts=1.0, run_id="R1", event=RunStarted(workflow_name="x")
+    ).to_json_line()
+    future = json.dumps({"timestamp": 1, "ts": 1.5, "run_id": "R1", "event": {"type": "SomethingNew"}})
+    write(home / "mixed.jsonl", f"{good}\n{future}\n\nnot json at all\n")
+    code, out, err = cli(capsys, "replay", "mixed.jsonl")
+    assert code == 1
+    assert out.splitlines() == [format_event_line(parse_event_line(good))]
+    assert "mixed.jsonl:4: not a runkon event record" in err
+    assert cli(capsys, "replay", "absent.jsonl")[0] == 2
+
+
+def test_live_replay_draws_the_status_block(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "run", "build", "--dir", "wf", "--events", "e.jsonl")[0] == 0
+    code, out, _ = cli(capsys, "replay", "e.jsonl", "--progress", "live")
+    assert code == 0
+    assert "build" in out and "completed" in out and "\x1b[" in out
+
+
+# --------------------------------------------------------------------------- Ctrl-C (real processes)
+
+WAITER = """workflow waiter {
+  script first { run = "echo first" }
+  script hold { run = "echo $$ > hold.pid; while [ ! -f go ]; do sleep 0.05; done" }
+  script last { run = "echo last" }
+}
+"""
+
+
+def _spawn_run(home: Path, workflow: str, **env: str):
+    out, err = home / f"{workflow}.out", home / f"{workflow}.err"
+    proc = spawn(
+        ["run", workflow, "--dir", "wf", "--db", str(home / "runs.db")],
+        home,
+        stdout=out,
+        stderr=err,
+        env=cli_env(**env),
+    )
+    return proc, out, err
+
+
+def test_ctrl_c_cancels_the_run_cleanly_exit_130_and_the_run_stays_resumable(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "wf" / "waiter.wf", WAITER)
+    proc, out, err = _spawn_run(home, "waiter")
+    try:
+        wait_for(lambda: (home / "wf" / "hold.pid").exists(), "the hold step to start")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        stop(proc)
+    text = out.read_text()
+    run_id = run_id_of(text)
+    assert "StepCompleted step=hold kind=script status=cancelled" in text
+    assert "RunCancelled reason=" in text and "interrupted (Ctrl-C)" in text
+    assert "cancelling the run" in err.read_text()
+    assert f"resume with: runkon-flow resume {run_id}" in err.read_text()
+    with SqliteStore(home / "runs.db") as store:
+        assert store.get_run(run_id).status is RunStatus.CANCELLED
+
+    (home / "wf" / "go").touch()
+    code, resumed, _ = cli(capsys, "resume", run_id, "--dir", "wf", "--db", str(home / "runs.db"))
+    assert code == 0
+    types = [t for _, t, _ in events_of(resumed)]
+    assert types[0] == "RunResumed"
+    assert "step=first" not in resumed  # completed before the cancel: not run again
+    assert "line=last" in resumed
+
+
+def test_a_second_ctrl_c_forces_exit_and_the_run_can_be_resumed_later(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "wf" / "waiter.wf", WAITER)
+    db = home / "runs.db"
+    proc, out, err = _spawn_run(home, "waiter", RUNKON_LEASE_TTL="1")
+    try:
+        wait_for((home / "wf" / "hold.pid").exists, "the hold step to start")
+        # Hold the database's write lock: the clean cancel cannot get anywhere until we let go, so the
+        # second Ctrl-C surely arrives while the first is still being handled.
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            proc.send_signal(signal.SIGINT)
+            wait_for(lambda: "cancelling the run" in err.read_text(), "the first Ctrl-C to be noticed")
+            proc.send_signal(signal.SIGINT)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert proc.wait(timeout=30) == 130
+    finally:
+        stop(proc)
+        (home / "wf" / "go").touch()  # lets the orphaned script finish
+    run_id = run_id_of(out.read_text())
+    assert "forced exit" in err.read_text()
+    with SqliteStore(db) as store:
+        assert store.get_run(run_id).status in (RunStatus.CANCELLING, RunStatus.RUNNING)
+    code, resumed, err_text = cli(capsys, "resume", run_id, "--dir", "wf", "--db", str(db), "--wait")
+    assert code == 0, err_text
+    assert "step=first" not in resumed
+    assert "RunCompleted succeeded=true" in resumed
+
+
+def test_plain_output_of_a_real_process_is_line_per_event_without_terminal_codes(home: Path) -> None:
+    result = run_cli_process(["run", "build", "--dir", "wf", "--db", str(home / "runs.db")], home, cli_env())
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    events_of(result.stdout)  # every line after the first is an event line
+
+
+# --------------------------------------------------------------------------- printers
+
+
+def _data(event, run_id: str = "01RUN", ts: float = 1_700_000_000.0) -> EngineEventData:
+    return EngineEventData(timestamp=int(ts), ts=ts, run_id=run_id, event=event)
+
+
+def test_plain_lines_are_stable_and_quote_values_with_spaces() -> None:
+    line = format_event_line(
+        _data(
+            StepCompleted(
+                step_name="build",
+                step_key="build",
+                succeeded=False,
+                kind="script",
+                status="failed",
+                duration_ms=12,
+                error="exit 3\nboom",
+            )
+        )
+    )
+    assert line == (
+        "2023-11-14T22:13:20.000Z 01RUN StepCompleted step=build kind=script status=failed duration_ms=12 "
+        'error="exit 3\\nboom"'
+    )
+    assert "\n" not in line
+    empty = format_event_line(_data(StepOutput(step_id="s", step_name="x", line="")))
+    assert empty.endswith('StepOutput step=x stream=stdout line=""')
+
+
+def test_quiet_plain_printer_drops_routine_events_of_child_runs() -> None:
+    out = io.StringIO()
+    printer = PlainPrinter(out, quiet=True, top_run_id="TOP", notes=io.StringIO())
+    printer.feed(_data(RunStarted(workflow_name="w"), "TOP"))
+    printer.feed(_data(RunStarted(workflow_name="child", parent_run_id="TOP"), "KID"))
+    printer.feed(_data(StepCompleted(step_name="a", succeeded=True), "KID"))
+    printer.feed(_data(StepCompleted(step_name="b", succeeded=False, error="x"), "KID"))
+    printer.feed(_data(RunCompleted(succeeded=True), "KID"))
+    printer.feed(_data(RunCompleted(succeeded=True), "TOP"))
+    assert [line.split()[2] for line in out.getvalue().splitlines()] == [
+        "RunStarted",
+        "StepCompleted",
+        "RunCompleted",
+    ]
+
+
+def _live(now: list[float], **kwargs) -> tuple[LiveView, io.StringIO]:
+    stream = io.StringIO()
+    view = LiveView(stream, color=False, unicode=True, now=lambda: now[0], width=60, height=12, **kwargs)
+    return view, stream
+
+
+def test_the_live_view_shows_status_fan_out_progress_active_steps_and_waiting_gates() -> None:
+    now = [1000.0]
+    view, stream = _live(now)
+    t = 1000.0
+    view.feed(_data(RunStarted(workflow_name="nightly"), "TOP", t))
+    view.feed(_data(StepStarted(step_name="prep", step_id="s1", kind="script"), "TOP", t))
+    for line in ("warming caches", "", "<<<FLOW_OUTPUT>>>", '{"markers": []}', "<<<END_FLOW_OUTPUT>>>"):
+        view.feed(_data(StepOutput(step_id="s1", step_name="prep", line=line), "TOP", t))
+    view.feed(_data(FanOutItemsCollected(count=4, step_id="f1", foreach_name="lint"), "TOP", t))
+    view.feed(_data(FanOutItemStarted(item_id="repo-a", step_id="f1"), "TOP", t))
+    view.feed(
+        _data(
+            ChildRunStarted(
+                child_run_id="KID", workflow_name="lint-one", parent_run_id="TOP", item_id="repo-a"
+            ),
+            "TOP",
+            t,
+        )
+    )
+    view.feed(_data(RunStarted(workflow_name="lint-one", parent_run_id="TOP"), "KID", t))
+    view.feed(_data(StepStarted(step_name="lint", step_id="k1", kind="script"), "KID", t + 1))
+    view.feed(_data(FanOutItemCompleted(item_id="repo-b", succeeded=True, step_id="f1"), "TOP", t))
+    view.feed(_data(GateWaiting(gate_name="ship", step_id="g1", prompt="Ship?"), "TOP", t))
+    now[0] = t + 3
+    lines = view.render()
+    assert lines[0].endswith("nightly · run TOP · running · 3.0s · steps ✓0 ✗0")
+    assert lines[1] == "  foreach lint ████░░░░░░░░░░░░ 1/4 ✓1 ✗0 ⊘0 ▸0"
+    assert lines[2] == "  ‖ gate ship waiting for approval"
+    assert lines[3] == "  ▸ prep  3.0s  · warming caches"
+    assert lines[4] == "  ▸ lint-one[repo-a] › lint  2.0s"
+    assert all(len(line) < 60 for line in lines)
+    permanent = stream.getvalue()
+    assert "gate ship waiting: Ship?" in permanent
+    assert "approve: runkon-flow approve TOP ship" in permanent
+
+
+def test_the_live_view_prints_finished_steps_above_the_block_and_a_final_frame() -> None:
+    now = [10.0]
+    view, stream = _live(now)
+    view.feed(_data(RunStarted(workflow_name="w"), "TOP", 10.0))
+    view.feed(_data(StepStarted(step_name="a", step_id="s1", kind="call"), "TOP", 10.0))
+    view.tick()
+    assert "\x1b[?25l" in stream.getvalue()  # the cursor is hidden while the block is drawn
+    view.feed(
+        _data(
+            StepCompleted(step_name="a", step_id="s1", succeeded=False, error="boom\nmore", duration_ms=1500),
+            "TOP",
+            11.5,
+        )
+    )
+    view.feed(_data(RunCompleted(succeeded=False, error="workflow error: x"), "TOP", 12.0))
+    view.close()
+    text = stream.getvalue()
+    assert "✗ a failed  1.5s: boom" in text
+    assert "✗ run TOP failed after 2.0s: workflow error: x" in text
+    assert "\x1b[2A\r\x1b[J✗ a failed" in text  # the 2-line block was erased before a permanent line
+    assert text.endswith("\x1b[?25h")
+    assert view.outcome.exit_code == 1
+
+
+def test_the_live_view_caps_active_lines_to_the_terminal_and_falls_back_to_ascii() -> None:
+    now = [0.0]
+    stream = io.StringIO()
+    view = LiveView(stream, color=False, unicode=False, now=lambda: now[0], width=40, height=8)
+    view.feed(_data(RunStarted(workflow_name="a-very-long-workflow-name-indeed"), "TOP", 0.0))
+    for i in range(20):
+        view.feed(_data(StepStarted(step_name=f"step-{i}", step_id=f"s{i}", kind="call"), "TOP", 0.0))
+    lines = view.render()
+    assert len(lines) <= 8
+    assert lines[-1].strip().endswith("more running")
+    assert all(len(line) <= 39 for line in lines)
+    assert all(ord(ch) < 128 for line in lines for ch in line)
+
+
+def test_durations_are_short() -> None:
+    assert [format_duration(s) for s in (0.04, 9.94, 42, 245, 7380)] == [
+        "0.0s",
+        "9.9s",
+        "42s",
+        "4m05s",
+        "2h03m",
+    ]

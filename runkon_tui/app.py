@@ -25,6 +25,7 @@ from runkon_flow.events import EngineEventData
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker
@@ -143,6 +144,7 @@ class RunkonApp(App[int]):
         tick_hz: float = TICK_HZ,
         user: str | None = None,
         replay: Path | None = None,
+        blink: bool = True,
     ) -> None:
         css = stylesheet_path()
         super().__init__(css_path=[css] if css.is_file() else None)
@@ -160,6 +162,7 @@ class RunkonApp(App[int]):
         self.tick_hz = tick_hz
         self.user = user or _user_name()
         self.replay_path = replay
+        self.blink = blink  # text cursors blink; tests turn it off for stable screenshots
         self.catalog = Catalog(self.dirs)
         self.catalog.reload()
         self.catalog_version = 0
@@ -179,6 +182,8 @@ class RunkonApp(App[int]):
         self._quitting = False
         self._workflow_status: dict[str, str] = {}
         self._shown_root: str | None = None
+        self._start_theme = ""
+        self._exiting = False
 
     # ------------------------------------------------------------------ startup
 
@@ -202,6 +207,7 @@ class RunkonApp(App[int]):
             theme_errors.append(f"unknown theme '{wanted}'; available: {known}")
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         self.theme = wanted
+        self._start_theme = wanted
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
@@ -235,6 +241,9 @@ class RunkonApp(App[int]):
         return text + " · idle"
 
     def _theme_changed(self, theme: Any) -> None:
+        """Remember a theme the user picked (not the one we started with)."""
+        if theme.name == self._start_theme and self.config.theme in (None, theme.name):
+            return
         if self.config.theme != theme.name:
             self.config.theme = theme.name
             error = self.config.save()
@@ -289,7 +298,12 @@ class RunkonApp(App[int]):
             self._apply_changes(changes)
         self.tick_durations.append(time.perf_counter() - started)
 
+    def _shutting_down(self) -> bool:
+        return self._exiting or self._closing or self._closed
+
     def _apply_changes(self, changes: Changes) -> None:
+        if self._shutting_down():
+            return
         screen = self.main_screen
         root_id = self.view.root_run_id
         if root_id != self._shown_root and self.view.workflow_name:
@@ -297,7 +311,7 @@ class RunkonApp(App[int]):
             self._shown_root = root_id
             self._select_workflow(self.view.workflow_name)
         if screen is not None and screen.is_mounted:
-            with self.batch_update():
+            with self.batch_update(), contextlib.suppress(NoMatches):
                 screen.refresh_view(changes, self.clock())
         if changes.gates:
             self._announce_gates()
@@ -306,10 +320,10 @@ class RunkonApp(App[int]):
 
     def _every_second(self) -> None:
         screen = self.main_screen
-        if screen is None or not screen.is_mounted:
+        if screen is None or not screen.is_mounted or self._shutting_down():
             return
         if self.view.active or self.view.gates:
-            with self.batch_update():
+            with self.batch_update(), contextlib.suppress(NoMatches):
                 screen.refresh_view(Changes(), self.clock(), second=True)
 
     def _announce_gates(self) -> None:
@@ -714,7 +728,7 @@ class RunkonApp(App[int]):
         screen.workflow_list.load(self.catalog)
         screen.show_workflow(screen.selected_entry(), force=force_tree)
         screen.refresh_view(Changes(header=True, structure=True, gates=True), self.clock())
-        screen.refresh_bindings()
+        screen.update_bindings()
 
     # ------------------------------------------------------------------ leaving
 
@@ -740,7 +754,9 @@ class RunkonApp(App[int]):
 
     def _leave(self) -> None:
         self.drain()
-        self.exit(self.exit_code())
+        self._exiting = True
+        code = self.exit_code()
+        self.exit(code, return_code=code)
 
     def exit_code(self) -> int:
         """0 when no run ended badly here; 1 when the last run failed, crashed or was cancelled."""
@@ -755,6 +771,7 @@ class RunkonApp(App[int]):
         return self.view.summary_text()
 
     def on_unmount(self) -> None:
+        self._exiting = True
         if self._watcher is not None:
             self._watcher.stop()
 

@@ -36,8 +36,8 @@ class GateScreen(ModalScreen[GateDecision | None]):
 
     BINDINGS = [
         Binding("escape", "close", "Close", id="gate_close"),
-        Binding("ctrl+a", "decide(True)", "Approve", id="gate_approve"),
-        Binding("ctrl+x", "decide(False)", "Reject", id="gate_reject"),
+        Binding("ctrl+y", "decide(True)", "Approve", id="gate_approve"),
+        Binding("ctrl+r", "decide(False)", "Reject", id="gate_reject"),
     ]
 
     def __init__(self, gate: GateView, intent: str = "approve") -> None:
@@ -55,11 +55,13 @@ class GateScreen(ModalScreen[GateDecision | None]):
                 yield Label("Options (space toggles):")
                 yield SelectionList[str](*((esc(label), value) for value, label in gate.options.items()))
             yield Label("Note (optional):")
-            yield Input(placeholder="why, or what to do next", id="note")
+            note = Input(placeholder="why, or what to do next", id="note")
+            note.cursor_blink = getattr(self.app, "blink", True)
+            yield note
             with Horizontal():
                 yield Button("Close (esc)", id="close")
-                yield Button("Reject (ctrl+x)", id="reject", variant="error")
-                yield Button("Approve (ctrl+a)", id="approve", variant="success")
+                yield Button("Reject (ctrl+r)", id="reject", variant="error")
+                yield Button("Approve (ctrl+y)", id="approve", variant="success")
 
     def on_mount(self) -> None:
         self.query_one("#note", Input).focus()

@@ -63,7 +63,9 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
                     marker = " [$error]*[/]" if required else ""
                     yield Label(f"{esc(decl.name)}{marker}", classes="field-label")
                     placeholder = f"default: {decl.default}" if decl.default is not None else ""
-                    yield Input(self.initial.get(decl.name, ""), placeholder=placeholder, id=f"input-{i}")
+                    box = Input(self.initial.get(decl.name, ""), placeholder=placeholder, id=f"input-{i}")
+                    box.cursor_blink = getattr(self.app, "blink", True)
+                    yield box
                 if decl.description:
                     yield Static(esc(decl.description), classes="field-help")
             yield Static("", id="form-error")

@@ -83,6 +83,7 @@ class MainScreen(Screen[None]):
         self.output_target: tuple[str, str] | None = None  # (run id, step key) shown in "output"
         self.filter_target: Widget | None = None
         self._child_source: tuple[str, TextSource] | None = None
+        self._binding_signature: tuple[bool | None, ...] = ()
 
     @property
     def rapp(self) -> RunkonApp:
@@ -103,7 +104,9 @@ class MainScreen(Screen[None]):
                 yield FanOutGrid(id="grid")
                 yield ItemDetail(id="item-detail")
         yield LogPane(id="log-pane")
-        yield Input(placeholder="filter (enter keeps it, esc clears)", id="filter")
+        box = Input(placeholder="filter (enter keeps it, esc clears)", id="filter")
+        box.cursor_blink = self.rapp.blink
+        yield box
         yield Footer(compact=True)
 
     def on_resize(self, event) -> None:  # type: ignore[no-untyped-def]
@@ -239,7 +242,7 @@ class MainScreen(Screen[None]):
         if changes.engine_log or changes.error_log or changes.output or changes.structure:
             self.log_pane.sync()
         if changes.header or changes.gates or changes.finished or changes.structure:
-            self.refresh_bindings()
+            self.update_bindings()
         if changes.finished or changes.structure:
             self.workflow_list.statuses = app.workflow_statuses()
             self.workflow_list.load(app.catalog)
@@ -305,6 +308,13 @@ class MainScreen(Screen[None]):
 
     # ------------------------------------------------------------------ actions
 
+    def update_bindings(self) -> None:
+        """Refresh the footer only when some key's availability changed (a refresh recomposes it)."""
+        signature = tuple(self.check_action(b.action, ()) for b in self.BINDINGS if isinstance(b, Binding))
+        if signature != self._binding_signature:
+            self._binding_signature = signature
+            self.refresh_bindings()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         app = self.rapp
         view = app.view
@@ -320,7 +330,7 @@ class MainScreen(Screen[None]):
                 return False
             return None if view.cancelling else True
         if action == "resume_run":
-            if app.host is None or view.root is None:
+            if app.host is None or view.root is None or app.run_active or view.active:
                 return False
             return True if app.can_resume() else None
         if action in ("approve_gate", "reject_gate"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from textual import work
 from textual.app import ComposeResult
@@ -18,7 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from runkon_tui.history import parse_time, run_counts
 from runkon_tui.status import format_duration, glyph
-from runkon_tui.widgets.markup import esc, paint
+from runkon_tui.widgets.markup import esc, tone_text
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
@@ -95,19 +96,19 @@ class RunsScreen(Screen[None]):
             started = parse_time(run.started_at)
             ended = parse_time(run.ended_at)
             duration = format_duration(ended - started) if started and ended else ""
-            counts = " ".join(
-                paint(s, f"{glyph(s)}{row.counts[s]}")
+            counts = Text(" ").join(
+                tone_text(self.app, s, f"{glyph(s)}{row.counts[s]}")
                 for s in ("completed", "failed", "skipped", "cancelled", "waiting", "running")
                 if row.counts.get(s)
             )
             table.add_row(
-                paint(status, glyph(status)),
-                esc(run.workflow_name),
-                run.id,
-                (run.started_at or "")[:19].replace("T", " "),
-                duration,
+                tone_text(self.app, status, f"{glyph(status)} {status}"),
+                Text(run.workflow_name),
+                Text(run.id),
+                Text((run.started_at or "")[:19].replace("T", " ")),
+                Text(duration),
                 counts,
-                esc((run.error or "")[:60]),
+                Text((run.error or "")[:60]),
                 key=run.id,
             )
         status = self.query_one("#runs-status", Static)

@@ -151,5 +151,9 @@ class DependencyTree(Tree[NodeSpec]):
         while parent is not None:
             parent.expand()
             parent = parent.parent
+        # Line numbers of newly expanded nodes are known only after the tree re-lays out.
+        self.call_after_refresh(self._move_to, node)
+
+    def _move_to(self, node: TreeNode[NodeSpec]) -> None:
         self.move_cursor(node)
         self.scroll_to_node(node, animate=False)

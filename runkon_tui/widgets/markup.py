@@ -6,6 +6,11 @@ switch recolours everything without the widgets knowing any colour.
 
 from __future__ import annotations
 
+from typing import Any
+
+from rich.style import Style
+from rich.text import Text
+
 from runkon_tui.status import tone
 
 TONE_VAR = {
@@ -25,3 +30,10 @@ def esc(text: str) -> str:
 def paint(status: str, text: str) -> str:
     """`text` in the colour of `status`'s tone."""
     return f"[{TONE_VAR[tone(status)]}]{text}[/]"
+
+
+def tone_text(app: Any, status: str, text: str) -> Text:
+    """A Rich Text in the current theme's colour for `status` (for widgets such as DataTable that
+    take Rich renderables, where Content's $variables are not available)."""
+    color = getattr(app, "theme_variables", {}).get(TONE_VAR[tone(status)].lstrip("$"))
+    return Text(text, style=Style(color=color) if color else "")

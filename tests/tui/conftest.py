@@ -1,0 +1,95 @@
+"""Shared set-up for the dashboard tests: isolated settings, a frozen clock, a fixed fixture folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runkon_flow.events import EngineEventData
+from runkon_flow.persistence.memory import InMemoryStore
+
+from runkon_tui.app import RunkonApp
+from tests.tui.fakes import ScriptedHost
+from tests.tui.scenarios import T0
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE_DIR = Path("tests/tui/fixtures/workflows")  # relative: it is shown in the header
+NOW = T0 + 60.0
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings never touch the real home directory; relative fixture paths resolve."""
+    monkeypatch.setenv("RUNKON_TUI_CONFIG", str(tmp_path / "settings" / "tui.yaml"))
+    monkeypatch.delenv("RUNKON_THEMES_DIR", raising=False)
+    monkeypatch.chdir(REPO)
+
+
+def fixed_store_clock() -> datetime:
+    return datetime.fromtimestamp(T0, UTC)
+
+
+def make_app(
+    *,
+    host: Any = "scripted",
+    dirs: list[Path] | None = None,
+    theme: str | None = None,
+    store: Any = None,
+    watch: bool = False,
+    clock: Callable[[], float] = lambda: NOW,
+    **kwargs: Any,
+) -> RunkonApp:
+    """A dashboard for tests: frozen clock, no blinking, no animation, no file watching."""
+    folders = dirs or [FIXTURE_DIR]
+    if host == "scripted":
+        host = ScriptedHost(folders)
+    app = RunkonApp(
+        folders,
+        host=host,
+        store=store if store is not None else InMemoryStore(clock=fixed_store_clock),
+        theme=theme,
+        clock=clock,
+        watch=watch,
+        blink=False,
+        user="tester",
+        **kwargs,
+    )
+    app.animation_level = "none"
+    return app
+
+
+def feed(app: RunkonApp, events: Iterable[EngineEventData]) -> None:
+    """Push scripted events through the real bridge and fold them, as a UI tick would."""
+    for data in events:
+        app.bridge.emit(data)
+    app.drain()
+
+
+async def wait_for(
+    pilot: Any, condition: Callable[[], object], timeout: float = 15.0, what: str = ""
+) -> None:
+    """Let the app run until `condition()` holds (no fixed sleeps racing the engine)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.02)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run `async def` tests of this folder on a fresh event loop (no async plugin needed)."""
+    import asyncio
+    import inspect
+
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    asyncio.run(pyfuncitem.obj(**kwargs))
+    return True

@@ -1,0 +1,465 @@
+"""Pilot tests of the dashboard's behaviour against a scripted engine host.
+
+The host (tests/tui/fakes.py) plays a scripted event list and then blocks until the test — or a
+cancel or gate decision made through the UI — releases it, so every step is deterministic. The
+real engine end-to-end tests are in test_engine_e2e.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from runkon_flow.events import EngineEventData, FanOutItemInfo, FanOutItemsCollected, RunStarted, StepStarted
+from textual.widgets import Input
+
+from runkon_tui.app import RunkonApp
+from runkon_tui.config import TuiConfig
+from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.screens.gate import GateScreen
+from runkon_tui.screens.inputs import InputsScreen
+from runkon_tui.screens.main import MainScreen
+from runkon_tui.widgets.fanout_grid import FanOutGrid
+from tests.tui import scenarios
+from tests.tui.conftest import FIXTURE_DIR, feed, make_app, wait_for
+from tests.tui.fakes import ScriptedHost
+
+
+def main_screen(app: RunkonApp) -> MainScreen:
+    screen = app.main_screen
+    assert screen is not None
+    return screen
+
+
+async def select(pilot, app: RunkonApp, name: str) -> None:  # type: ignore[no-untyped-def]
+    screen = main_screen(app)
+    entry = app.catalog.by_name(name)
+    assert entry is not None
+    paths = [e.path for e in app.catalog]
+    screen.workflow_list.highlighted = paths.index(entry.path)
+    screen.workflow_list.focus()
+    await pilot.pause()
+
+
+def gate_script(run_id: str) -> list[EngineEventData]:
+    s = scenarios.gate_waiting()
+    return [
+        EngineEventData(
+            timestamp=e.timestamp,
+            ts=e.ts,
+            run_id=run_id if e.run_id == scenarios.ROOT else e.run_id,
+            event=e.event,
+        )
+        for e in s.events
+    ]
+
+
+async def test_inputs_form_validates_before_the_run_starts_and_cancel_needs_confirmation() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-pr")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        await pilot.press("ctrl+s")  # the required `pr` is empty
+        await pilot.pause()
+        assert isinstance(app.screen, InputsScreen)
+        assert "Missing required input: 'pr'" in str(app.screen.query_one("#form-error").render())
+        assert not [c for c in host.calls if c[0] == "create_run"]
+
+        app.screen.query_one("#input-0", Input).value = "42"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.root_run_id is not None, what="run created")
+        assert (
+            "create_run",
+            "review-pr",
+            {"pr": "42", "strict": "false"},
+            app.view.root_run_id,
+        ) in host.calls
+        assert app.run_active and main_screen(app).check_action("cancel_run", ()) is True
+        assert main_screen(app).check_action("run_workflow", ()) is None  # dimmed while a run is active
+
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("n")  # keep running
+        await pilot.pause()
+        assert not [c for c in host.calls if c[0] == "cancel"]
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.run_active, what="run to end")
+        assert [c[0] for c in host.calls if c[0] == "cancel"] == ["cancel"]
+        assert app.view.status == "cancelled"
+        assert app.exit_code() == 1
+        assert "cancelled" in app.summary()
+
+
+async def test_ctrl_c_never_cancels_a_run() -> None:
+    app = make_app()
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-one")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        app.screen.query_one("#input-0", Input).value = "x.py"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.status == "waiting", what="gate")
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app.run_active
+        app.host.finish()  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: not app.run_active)
+
+
+async def test_approving_a_gate_with_a_note_and_an_option() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-one")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        app.screen.query_one("#input-0", Input).value = "x.py"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
+        assert main_screen(app).query_one("#gate-banner").has_class("-waiting")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+        app.screen.query_one("SelectionList").select("merge")  # type: ignore[attr-defined]
+        app.screen.query_one("#note", Input).value = "ship it"
+        await pilot.press("ctrl+y")
+        await wait_for(pilot, lambda: not app.run_active, what="run to finish")
+        run_id = app.view.root_run_id
+        assert host.gates.decisions == [
+            ("approve", run_id, f"step-{scenarios.ROOT}-body.4-0", "tester", "ship it", ("merge",))
+        ]
+        assert app.view.status == "completed" and app.view.waiting_gates() == []
+        assert app.exit_code() == 0
+
+
+async def test_rejecting_a_gate_fails_the_run() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-one")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        app.screen.query_one("#input-0", Input).value = "x.py"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.waiting_gates())
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        app.screen.query_one("#note", Input).value = "not yet"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.run_active)
+        assert host.gates.decisions[0][0] == "reject"
+        assert app.view.status == "failed"
+        assert app.exit_code() == 1
+
+
+async def test_validation_problems_are_shown_and_nothing_runs() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.problems["nightly"] = ["call 'build': no registered ActionExecutor for 'build'"]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "nightly")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        await pilot.press("ctrl+s")  # `dry` is a boolean: nothing required
+        await wait_for(
+            pilot,
+            lambda: not app.run_active and any("no registered" in line.text for line in app.view.error_log),
+        )
+        assert not [c for c in host.calls if c[0] in ("create_run", "execute")]
+        assert app.view.root is None
+
+
+async def test_an_engine_crash_is_shown_and_the_dashboard_stays_up() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+
+    def boom(run_id: str) -> list[EngineEventData]:
+        raise RuntimeError("executor thread died")
+
+    host.script = boom
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-one")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        app.screen.query_one("#input-0", Input).value = "x.py"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not app.run_active, what="engine to fail")
+        assert app.view.crash == "RuntimeError: executor thread died"
+        assert any("executor thread died" in line.text for line in app.view.error_log)
+        assert app.is_running and isinstance(app.screen, MainScreen)
+        assert main_screen(app).check_action("resume_run", ()) is True
+
+
+async def test_quitting_with_an_active_run_cancels_it_first() -> None:
+    app = make_app()
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-one")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        app.screen.query_one("#input-0", Input).value = "x.py"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.status == "waiting")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert app.return_code == 1
+    assert app.summary().startswith("runkon: review-pr")  # the gate script is review-pr's run
+
+
+async def test_filter_log_lines_and_failed_only_items() -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        screen = main_screen(app)
+        screen.log_pane.view.focus()
+        await pilot.press("slash")
+        for ch in "skipped":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await pilot.pause()
+        log = screen.log_pane.view
+        assert log.virtual_size.height == 3  # two skipped items and the skipped env key
+        assert all("skipped" in log.source.get(seq - log._dropped)[0] for seq in log._matches)
+        await pilot.press("slash")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert log.text_filter == "" and log.virtual_size.height == len(app.view.engine_log)
+
+        grid = screen.grid
+        assert grid.visible_count == 120
+        await pilot.press("f")
+        await pilot.pause()
+        assert grid.visible_count == 2
+        assert [grid.fan.ids[grid.item_at(i)] for i in range(2)] == ["file-010", "file-027"]  # type: ignore[union-attr]
+
+
+async def test_next_failure_jumps_to_the_failed_step_and_shows_its_output() -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.failed_run().events)
+        await pilot.press("n")
+        await pilot.pause()
+        screen = main_screen(app)
+        node = screen.tree.cursor_node
+        assert node is not None and node.data is not None and node.data.uid == "body.1.body.0/body.0"
+        assert screen.log_pane.mode == "output"
+        view = screen.log_pane.view
+        assert [view.source.get(i)[0] for i in range(len(view.source))][-1] == "exit 1"
+
+
+async def test_selecting_an_item_shows_its_child_run_and_what_an_ordered_item_waits_on() -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        screen = main_screen(app)
+        grid = screen.grid
+        grid.focus()
+        grid.move_to_item(27)
+        await pilot.pause()
+        lines = [screen.log_pane.view.source.get(i)[0] for i in range(len(screen.log_pane.view.source))]
+        assert lines[0].startswith("run child-file-027 · review-one · failed")
+        assert "agent gave up" in lines
+        detail = str(screen.query_one("#item-detail").render())
+        assert "selected: file-027" in detail and "review-file failed" in detail
+
+        s = scenarios.Script(run_id="01HZZORDERED00000000000000")
+        s.emit(RunStarted(workflow_name="review-pr"))
+        s.emit(
+            StepStarted(step_name="foreach:review-items", kind="foreach", step_id="fo", node_path="body.3")
+        )
+        s.emit(
+            FanOutItemsCollected(
+                count=2,
+                step_id="fo",
+                node_path="body.3",
+                items=[FanOutItemInfo(item_id="base"), FanOutItemInfo(item_id="top", depends_on=["base"])],
+            )
+        )
+        app.view.begin(s.run_id, "review-pr")
+        feed(app, s.events)
+        await pilot.pause()
+        grid.move_to_item(1)
+        await pilot.pause()
+        assert "waits on: base (pending)" in str(screen.query_one("#item-detail").render())
+
+
+async def test_ten_thousand_items_are_virtualised() -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        s = scenarios.Script()
+        s.emit(RunStarted(workflow_name="review-pr"))
+        s.emit(
+            StepStarted(step_name="foreach:review-items", kind="foreach", step_id="fo", node_path="body.3")
+        )
+        s.emit(
+            FanOutItemsCollected(
+                count=10_000,
+                step_id="fo",
+                node_path="body.3",
+                items=[FanOutItemInfo(item_id=f"i{n}") for n in range(10_000)],
+            )
+        )
+        feed(app, s.events)
+        await pilot.pause()
+        grid = main_screen(app).grid
+        cols = grid.virtual_size.width
+        assert grid.virtual_size.height == -(-10_000 // cols)
+        rendered: list[int] = []
+        original = grid.render_line
+
+        def counting(y: int):  # type: ignore[no-untyped-def]
+            rendered.append(y)
+            return original(y)
+
+        grid.render_line = counting  # type: ignore[method-assign]
+        grid.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert grid.cursor_item == 9_999
+        assert grid.scroll_offset.y == grid.max_scroll_y > 0
+        # Only about a screenful of rows was drawn, never all of them.
+        assert 0 < len(set(rendered)) <= grid.size.height + 1 < grid.virtual_size.height // 4
+
+
+async def test_the_log_follows_only_while_at_the_bottom() -> None:
+    app = make_app(size_hint=None) if False else make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        log = main_screen(app).log_pane.view
+        assert log.following and log.scroll_offset.y == log.max_scroll_y > 0
+        log.scroll_to(y=0, animate=False, immediate=True, force=True)
+        await pilot.pause()
+        assert not log.following
+        app.view.note("one more line")
+        app.drain()
+        await pilot.pause()
+        assert log.scroll_offset.y == 0  # not dragged to the tail while reading
+        log.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert log.following and log.scroll_offset.y == log.max_scroll_y
+
+
+async def test_keys_are_remappable_and_listed_in_help_and_palette(tmp_path: Path) -> None:
+    config = TuiConfig(tmp_path / "tui.yaml", keymap={"cancel": "ctrl+x"})
+    app = make_app(config=config)
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.key_for("cancel") == "ctrl+x"
+        assert ("ctrl+x", "cancel", "Cancel", "cancel_run") in app.key_table()
+        await select(pilot, app, "review-one")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        app.screen.query_one("#input-0", Input).value = "x.py"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.status == "waiting")
+        from runkon_tui.commands import DashboardCommands
+
+        titles = [t for t, _, _ in DashboardCommands(app.screen, None)._commands()]  # type: ignore[arg-type]
+        assert "Cancel  (ctrl+x)" in titles and "Approve  (a)" in titles
+        assert not any(t.startswith("Run ") for t in titles)  # not applicable while a run is active
+        await pilot.press("ctrl+x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.run_active)
+
+
+async def test_theme_choice_is_remembered_but_start_up_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "cfg" / "tui.yaml"
+    app = make_app(config=TuiConfig(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.theme == "runkon-dark"
+        assert not path.exists()
+        app.theme = "runkon-light"
+        await pilot.pause()
+    assert yaml.safe_load(path.read_text()) == {"theme": "runkon-light"}
+
+
+async def test_hot_reload_updates_the_tree_and_keeps_the_last_good_definition(tmp_path: Path) -> None:
+    folder = tmp_path / "wf"
+    shutil.copytree(FIXTURE_DIR, folder)
+    app = make_app(dirs=[folder], watch=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-one")
+        tree = main_screen(app).tree
+        assert [n.data.label for n in tree.nodes_by_uid.values()] == ["review-file"]  # type: ignore[union-attr]
+
+        (folder / "review-one.wf").write_text(
+            "workflow review-one {\n  inputs { file }\n  call lint\n  call fix\n}\n"
+        )
+        await wait_for(
+            pilot,
+            lambda: [n.data.label for n in tree.nodes_by_uid.values()] == ["lint", "fix"],
+            what="tree to show the edit",
+        )
+
+        (folder / "review-one.wf").write_text("workflow review-one {\n  call \n")
+        entry = lambda: app.catalog.by_name("review-one")  # noqa: E731
+        await wait_for(pilot, lambda: entry() is not None and entry().broken, what="broken edit")  # type: ignore[union-attr]
+        await pilot.pause()
+        assert [n.data.label for n in tree.nodes_by_uid.values()] == ["lint", "fix"]  # type: ignore[union-attr]
+        note = str(main_screen(app).query_one("#tree-note").render())
+        assert "review-one.wf:" in note and "showing the last good definition" in note
+        assert main_screen(app).check_action("run_workflow", ()) is None
+        assert any("review-one.wf:" in line.text for line in app.view.error_log)
+
+
+async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
+    from tests.tui.test_snapshots import _history_store
+
+    app = make_app(store=_history_store())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        await pilot.press("down")  # the failed nightly run
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.root_run_id == "01HZZHISTORY00000000000001", what="past run")
+        assert app.view.read_only and app.view.status == "failed"
+        assert isinstance(app.screen, MainScreen)
+        assert main_screen(app).tree_workflow == "nightly"
+        failed = app.view.root.steps  # type: ignore[union-attr]
+        assert {sv.status for sv in failed.values()} == {"completed", "failed"}
+        assert main_screen(app).check_action("resume_run", ()) is True
+        assert app.summary() == ""  # nothing ran in this session
+
+
+async def test_an_unusable_store_is_reported_and_the_dashboard_runs_on(tmp_path: Path) -> None:
+    from runkon_tui.host import open_store
+
+    bad = tmp_path / "not-a-db.db"
+    bad.write_text("this is not sqlite")
+    store, problem = open_store(bad)
+    assert problem is not None and str(bad) in problem
+    app = make_app(store=store, problems=[problem])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert any(str(bad) in line.text for line in app.view.error_log)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [] and app.screen.error is None)
+
+
+def test_grid_has_no_fixed_colours() -> None:
+    css = FanOutGrid.DEFAULT_CSS
+    assert "#" not in css.replace("FanOutGrid >", "")
+    for var in ("$success", "$error", "$warning", "$primary", "$text-muted"):
+        assert var in css

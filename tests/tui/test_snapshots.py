@@ -1,0 +1,143 @@
+"""Screenshots of the dashboard, compared with approved SVGs (pytest-textual-snapshot).
+
+Deterministic by construction: a frozen clock, no blinking cursor, no animation, no file watcher,
+a fixed terminal size, the fixture folder tests/tui/fixtures/workflows (not the samples), and a
+scripted event feed instead of a live engine. Update with `pytest --snapshot-update` after
+checking the new pictures.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.models import (
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    NewRun,
+    NewStep,
+    RunStatus,
+    StepUpdate,
+)
+from textual.pilot import Pilot
+
+from tests.tui import scenarios
+from tests.tui.conftest import feed, make_app
+
+WIDE = (120, 40)
+
+
+def _fed(build):  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        feed(pilot.app, build().events)  # type: ignore[arg-type]
+        await pilot.pause()
+
+    return run_before
+
+
+def test_idle_main_screen(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=WIDE)
+
+
+def test_foreach_mid_run_with_mixed_item_states(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await _fed(scenarios.foreach_mid_run)(pilot)
+        app = pilot.app
+        grid = app.screen.query_one("#grid")
+        grid.focus()
+        grid.move_to_item(38)  # a running item: selected, its child run in the output log
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=run_before)
+
+
+def test_waiting_gate(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=_fed(scenarios.gate_waiting))
+
+
+def test_gate_dialog(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await _fed(scenarios.gate_waiting)(pilot)
+        await pilot.press("a")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=run_before)
+
+
+def test_broken_workflow_in_the_list(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        await pilot.press("home")  # the broken file sorts first
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=run_before)
+
+
+def test_failed_run_jump_to_first_failure(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await _fed(scenarios.failed_run)(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=run_before)
+
+
+def _history_store() -> InMemoryStore:
+    ticks = itertools.count()
+
+    def clock() -> datetime:
+        return datetime.fromtimestamp(scenarios.T0 + 7 * next(ticks), UTC)
+
+    store = InMemoryStore(clock=clock)
+    for n, (name, status, error) in enumerate(
+        [
+            ("review-pr", RunStatus.COMPLETED, None),
+            ("nightly", RunStatus.FAILED, "step 'workflow:review-one' failed"),
+            ("review-pr", RunStatus.CANCELLED, None),
+        ]
+    ):
+        run = store.create_run(
+            NewRun(workflow_name=name, run_id=f"01HZZHISTORY{n:014d}", inputs={"pr": "42"})
+        )
+        ok = store.insert_step(NewStep(run.id, "resolve-base", retry_count=0, position=0))
+        store.update_step(ok, StepUpdate.completed(0, result_text="done"))
+        if status is RunStatus.FAILED:
+            bad = store.insert_step(NewStep(run.id, "detect-file-types", retry_count=0, position=1))
+            store.update_step(bad, StepUpdate.failed(0, "agent exited with code 2"))
+        if name == "review-pr":
+            fan = store.insert_step(
+                NewStep(run.id, "foreach:review-items", role="foreach", retry_count=0, position=5)
+            )
+            ids = store.insert_fan_out_items(fan, [("item", f"file-{i:03d}", "", {}) for i in range(8)])
+            done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
+            store.batch_update_fan_out_items([(i, done) for i in ids[:5]])
+        store.update_run_status(run.id, status, None, error)
+    return store
+
+
+def test_runs_screen(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        await pilot.press("h")
+        await pilot.pause(0.2)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    app = make_app(store=_history_store())
+    assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_help_screen(snap_compare, monkeypatch) -> None:
+    monkeypatch.setenv("RUNKON_TUI_CONFIG", "/home/you/.config/runkon/tui.yaml")  # shown, never written
+    assert snap_compare(make_app(), terminal_size=WIDE, press=["question_mark"])
+
+
+def test_light_theme(snap_compare) -> None:
+    app = make_app(theme="runkon-light")
+    assert snap_compare(app, terminal_size=WIDE, run_before=_fed(scenarios.foreach_mid_run))
+
+
+def test_small_80x24_terminal(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_fed(scenarios.gate_waiting))

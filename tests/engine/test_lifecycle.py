@@ -279,3 +279,21 @@ def test_engine_level_and_run_level_sinks_each_see_each_event_once(h: Harness) -
     )
     assert len(h.sink.events) == len({id(d) for d in h.sink.events})
     assert h.sink.types().count("RunStarted") == 3
+
+
+def test_the_low_level_run_api_takes_a_caller_built_state(h: Harness) -> None:
+    from runkon_flow.runtime import ExecutionState
+
+    h.add_workflow("workflow child { call work }")
+    engine = h.build()
+    wf = parse_workflow("workflow w { call a call workflow child }")
+    extra = CollectingSink()
+    state = ExecutionState(
+        persistence=h.store,
+        workflow_run_id=h.new_run(wf),
+        action_registry=engine.action_registry,
+        event_sinks=[extra],
+    )
+    result = engine.run(wf, state)
+    assert result.all_succeeded and h.agents.names() == ["a", "work"]
+    assert extra.types()[0] == "RunStarted" and h.sink.types()[0] == "RunStarted"

@@ -387,6 +387,12 @@ class FlowEngine:
         validated: bool = False,
     ) -> WorkflowResult:
         st.engine = self
+        if st.run_ctx is None:
+            st.run_ctx = DefaultRunContext(run_id=st.workflow_run_id, workflow_name=definition.name)
+        if st.child_runner is None:
+            st.child_runner = self._default_child_runner(st.persistence)
+        if not st.workflow_name:
+            st.workflow_name = definition.name
         if not validated:
             self._check_valid(definition, st.action_registry, st.item_provider_registry)
         if not lease_held:

@@ -1,0 +1,343 @@
+"""`runkon-flow runs`, `show`, `resume` and `cancel`: run history and continuing or stopping runs,
+including runs whose process died and runs another engine still holds."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence import RunStatus, SqliteStore
+
+from tests.cli.run_helpers import cli, cli_env, events_of, run_id_of, spawn, stop, wait_for, write
+
+BUILD = """workflow build {
+  script compile { run = "echo compiling" }
+  script test { run = "echo testing" }
+}
+"""
+FLAKY = """workflow flaky {
+  script prepare { run = "echo prepared >> prepare.log" }
+  script check { run = "test -f fixed.flag || { echo 'not fixed yet' >&2; exit 4; }" }
+  script finish { run = "echo finished" }
+}
+"""
+FAN = """workflow fan {
+  foreach each {
+    over         = static
+    scope        = { items = "a,b,c" }
+    max_parallel = 2
+    workflow     = one
+    inputs       = { name = "{{item.id}}" }
+  }
+}
+"""
+ONE = """workflow one {
+  inputs { name default = "" }
+  script say { run = "test {{name}} != b && echo ok {{name}}" }
+}
+"""
+WAITER = """workflow waiter {
+  script hold { run = "echo $$ > hold.pid; while [ ! -f go ]; do sleep 0.05; done" }
+}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    for name, text in (("build", BUILD), ("flaky", FLAKY), ("fan", FAN), ("one", ONE), ("waiter", WAITER)):
+        write(tmp_path / "wf" / f"{name}.wf", text)
+    return tmp_path
+
+
+def start(capsys: pytest.CaptureFixture[str], workflow: str) -> tuple[int, str]:
+    code, out, _ = cli(capsys, "run", workflow, "--dir", "wf")
+    return code, run_id_of(out)
+
+
+def interrupt(home: Path, run_id: str, status: RunStatus = RunStatus.RUNNING) -> None:
+    """Make `run_id` look like its process died mid-run: unfinished status, a lapsed lease."""
+    with SqliteStore(home / "runs.db") as store:
+        store.update_run_status(run_id, status, None, None)
+        assert store.acquire_lease(run_id, "dead-engine", 0) is not None
+
+
+def hold(home: Path, run_id: str) -> None:
+    """Make `run_id` look owned by a live engine elsewhere."""
+    with SqliteStore(home / "runs.db") as store:
+        assert store.acquire_lease(run_id, "live-engine", 600) is not None
+
+
+def status_of(home: Path, run_id: str) -> RunStatus:
+    with SqliteStore(home / "runs.db") as store:
+        return store.get_run(run_id).status
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_runs_lists_history_newest_first_with_status_duration_and_step_counts(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, first = start(capsys, "build")
+    _, second = start(capsys, "flaky")
+    code, out, err = cli(capsys, "runs")
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED"]
+    assert [row.split()[:3] for row in rows] == [[second, "flaky", "failed"], [first, "build", "completed"]]
+    assert rows[0].split()[-1] == "1/1/0" and rows[1].split()[-1] == "2/0/0"
+    assert len(cli(capsys, "runs", "--limit", "1")[1].splitlines()) == 2
+
+
+def test_runs_json_is_machine_readable(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, run_id = start(capsys, "build")
+    code, out, _ = cli(capsys, "runs", "--json")
+    assert code == 0
+    [entry] = json.loads(out)
+    assert entry["id"] == run_id and entry["workflow"] == "build" and entry["status"] == "completed"
+    assert entry["steps"] == {"ok": 2, "failed": 0, "skipped": 0, "other": 0}
+    assert entry["duration_s"] >= 0 and entry["live"] is False
+
+
+def test_child_runs_are_listed_only_with_all(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    start(capsys, "fan")
+    assert len(json.loads(cli(capsys, "runs", "--json")[1])) == 1
+    everything = json.loads(cli(capsys, "runs", "--json", "--all")[1])
+    assert sorted(r["workflow"] for r in everything) == ["fan", "one", "one", "one"]
+
+
+def test_runs_without_a_database_says_so_and_creates_nothing(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "runs") == (0, "", f"no runs yet ({home / 'runs.db'} does not exist)\n")
+    assert cli(capsys, "runs", "--json") == (0, "[]\n", "")
+    assert not (home / "runs.db").exists()
+
+
+def test_a_run_whose_engine_died_is_shown_as_interrupted(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "build")
+    interrupt(home, run_id)
+    assert cli(capsys, "runs")[1].splitlines()[1].split()[2] == "interrupted"
+    assert (
+        "status    interrupted  (no engine holds it; resume it to continue)" in cli(capsys, "show", run_id)[1]
+    )
+    hold(home, run_id)
+    assert cli(capsys, "runs")[1].splitlines()[1].split()[2] == "running"
+
+
+# --------------------------------------------------------------------------- show
+
+
+def test_show_lists_every_step_and_the_errors_of_failed_ones(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "flaky")
+    code, out, err = cli(capsys, "show", run_id)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:3] == [f"run       {run_id}", "workflow  flaky", "status    failed"]
+    assert "error     workflow error: Step 'check' failed after 1 attempts" in lines
+    table = lines[lines.index("") + 1 :]
+    assert table[0].split() == ["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION"]
+    assert [row.split()[:3] for row in table[1:3]] == [
+        ["0", "completed", "prepare"],
+        ["1", "failed", "check"],
+    ]
+    assert "failed steps" in lines
+    assert "  check: Script 'check' exited with code 4" in lines
+    assert "    not fixed yet" in lines
+
+
+def test_show_summarises_fan_out_items_and_names_failed_ones(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "fan")
+    out = cli(capsys, "show", run_id)[1]
+    assert "children  3 runs (2 completed, 1 failed)" in out
+    assert "items 3/3: 2 completed, 1 failed" in out
+    [failed_item] = [line for line in out.splitlines() if "item b failed" in line]
+    assert "(child run " in failed_item and "Step 'say' failed" in failed_item
+
+
+def test_show_json_has_every_step_row(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, run_id = start(capsys, "flaky")
+    data = json.loads(cli(capsys, "show", run_id, "--json")[1])
+    assert data["id"] == run_id and data["status"] == "failed"
+    assert [(s["name"], s["status"]) for s in data["step_rows"]] == [
+        ("prepare", "completed"),
+        ("check", "failed"),
+    ]
+    assert "exited with code 4" in data["step_rows"][1]["error"]
+
+
+def test_show_of_an_unknown_run_or_database_fails_clearly(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "show", "01NOSUCHRUN")
+    assert (code, err) == (
+        1,
+        f"runkon-flow show: error: no run database at {home / 'runs.db'} "
+        "(nothing has run with it yet; check --db / $RUNKON_DB)\n",
+    )
+    assert not (home / "runs.db").exists()
+    start(capsys, "build")
+    code, _, err = cli(capsys, "show", "01NOSUCHRUN")
+    assert code == 1
+    assert f"no workflow run '01NOSUCHRUN' in {home / 'runs.db'}" in err
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_continues_a_failed_run_without_repeating_completed_steps(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, run_id = start(capsys, "flaky")
+    assert code == 1
+    (home / "wf" / "fixed.flag").touch()
+    code, out, err = cli(capsys, "resume", run_id, "--dir", "wf")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith(f"run_id={run_id} workflow=flaky")
+    assert events_of(out)[0][1] == "RunResumed"
+    assert (home / "wf" / "prepare.log").read_text() == "prepared\n"
+    assert status_of(home, run_id) is RunStatus.COMPLETED
+    assert "step=finish" in out
+
+
+def test_resume_continues_an_interrupted_run(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, run_id = start(capsys, "flaky")
+    interrupt(home, run_id)
+    (home / "wf" / "fixed.flag").touch()
+    assert cli(capsys, "resume", run_id, "--dir", "wf")[0] == 0
+    assert status_of(home, run_id) is RunStatus.COMPLETED
+
+
+def test_a_run_abandoned_while_cancelling_resumes_instead_of_cancelling_again(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "flaky")
+    interrupt(home, run_id, RunStatus.CANCELLING)
+    (home / "wf" / "fixed.flag").touch()
+    code, out, _ = cli(capsys, "resume", run_id, "--dir", "wf")
+    assert code == 0
+    assert "RunCompleted succeeded=true" in out
+
+
+def test_resume_refuses_a_run_another_engine_holds(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, run_id = start(capsys, "flaky")
+    interrupt(home, run_id)
+    hold(home, run_id)
+    code, out, err = cli(capsys, "resume", run_id, "--dir", "wf")
+    assert code == 1
+    assert out == ""
+    assert f"workflow run already owned by another engine: {run_id} (its lease runs" in err
+    assert "or pass --wait" in err
+    assert status_of(home, run_id) is RunStatus.RUNNING  # untouched
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("completed", "already completed; there is nothing to resume"),
+        ("child", "is a child of run"),
+        ("unknown", "no workflow run '01NOSUCHRUN'"),
+    ],
+)
+def test_resume_refuses_what_cannot_be_resumed(
+    home: Path, capsys: pytest.CaptureFixture[str], setup: str, message: str
+) -> None:
+    _, run_id = start(capsys, "fan" if setup == "child" else "build")
+    if setup == "child":
+        with SqliteStore(home / "runs.db") as store:
+            run_id = store.list_runs(parent_run_id=run_id)[0].id
+    elif setup == "unknown":
+        run_id = "01NOSUCHRUN"
+    code, out, err = cli(capsys, "resume", run_id, "--dir", "wf")
+    assert code == 1
+    assert message in err and out == ""
+
+
+def test_resume_without_the_workflow_folder_uses_the_definition_stored_with_the_run(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(
+        home / "wf" / "inline.wf",
+        'workflow inline {\n  script a { run = "echo a" }\n  script b { run = "exit 1" }\n}\n',
+    )
+    _, run_id = start(capsys, "inline")
+    code, out, err = cli(capsys, "resume", run_id)
+    assert code == 1  # it really ran again: `b` still fails
+    assert "note: workflow 'inline' is not in" in err and "definition stored with the run" in err
+    assert "RunResumed" in out
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def test_cancelling_a_run_nobody_runs_marks_it_cancelled_and_it_stays_resumable(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "flaky")
+    interrupt(home, run_id)
+    code, out, _ = cli(capsys, "cancel", run_id, "--message", "not today")
+    assert code == 0
+    assert "was not running (no engine holds it); marked cancelled" in out
+    assert status_of(home, run_id) is RunStatus.CANCELLED
+    with SqliteStore(home / "runs.db") as store:
+        assert "not today" in store.get_run(run_id).error
+    assert cli(capsys, "cancel", run_id) == (0, f"run {run_id} is already cancelled\n", "")
+    (home / "wf" / "fixed.flag").touch()
+    assert cli(capsys, "resume", run_id, "--dir", "wf")[0] == 0
+
+
+def test_cancel_of_a_finished_or_unknown_run_fails(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, run_id = start(capsys, "build")
+    code, _, err = cli(capsys, "cancel", run_id)
+    assert code == 1 and "already finished (completed); there is nothing to cancel" in err
+    code, _, err = cli(capsys, "cancel", "01NOSUCHRUN")
+    assert code == 1 and "no workflow run '01NOSUCHRUN'" in err
+
+
+def test_cancel_of_a_held_run_asks_its_engine_and_reports_when_it_does_not_answer(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "flaky")
+    interrupt(home, run_id)
+    hold(home, run_id)
+    code, out, _ = cli(capsys, "cancel", run_id, "--no-wait")
+    assert code == 0 and "cancel requested" in out
+    assert status_of(home, run_id) is RunStatus.CANCELLING
+    code, _, err = cli(capsys, "cancel", run_id, "--timeout", "0.3")
+    assert code == 1 and "still cancelling after 0.3s" in err
+
+
+def test_cancel_from_another_process_stops_a_live_run(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, err = home / "run.out", home / "run.err"
+    proc = spawn(
+        ["run", "waiter", "--dir", "wf"],
+        home,
+        stdout=out,
+        stderr=err,
+        env=cli_env(RUNKON_DB=str(home / "runs.db")),
+    )
+    try:
+        wait_for((home / "wf" / "hold.pid").exists, "the run to reach its long step")
+        run_id = run_id_of(out.read_text())
+        code, printed, cancel_err = cli(capsys, "cancel", run_id)
+        assert code == 0, cancel_err
+        assert printed == f"run {run_id} cancelled\n"
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        stop(proc)
+        (home / "wf" / "go").touch()
+    assert status_of(home, run_id) is RunStatus.CANCELLED
+    assert "RunCancelled" in out.read_text()

@@ -548,11 +548,11 @@ def add_run_parser(sub: Any) -> None:
 
 
 def _check_resumable(run: WorkflowRun) -> None:
-    if RunStatus(run.status) is RunStatus.COMPLETED:
-        raise CommandFailed(f"run {run.id} already completed; there is nothing to resume")
     parent = run.parent_workflow_run_id or run.parent_run_id
     if parent:
         raise CommandFailed(f"run {run.id} is a child of run {parent}; resume that run instead")
+    if RunStatus(run.status) is RunStatus.COMPLETED:
+        raise CommandFailed(f"run {run.id} already completed; there is nothing to resume")
 
 
 def _owned_message(run: WorkflowRun) -> str:

@@ -303,3 +303,17 @@ def test_cancel_while_children_run_cancels_them_and_records_everything_cancelled
         assert h.statuses(child.id) == [("work", "cancelled")]
     assert h.events_of_run(run.run_id, "RunCancelled")[0].reason.kind == "UserRequested"
     assert "after" not in h.agents.names()
+
+
+def test_an_unrunnable_child_workflow_fails_each_item_without_leaving_orphan_runs(h: Harness) -> None:
+    h.add_workflow("workflow child { gate unknown_gate_type { timeout = 1 } }")
+    h.providers.append(ListProvider("tickets", ["a", "b"]))
+    result = h.run(fan())
+    row = h.steps(result.workflow_run_id)[0]
+    assert items_of(h, row.id) == [("a", "failed"), ("b", "failed")]
+    completed = h.events("FanOutItemCompleted")
+    assert completed[0].error == (
+        "workflow error: workflow 'child' failed validation:\n"
+        "gate 'unknown_gate_type': no registered GateResolver for type 'unknown_gate_type'"
+    )
+    assert h.store.list_runs(parent_run_id=result.workflow_run_id) == []

@@ -204,7 +204,9 @@ def test_example_g_a_stolen_lease_fences_the_stale_engine(clocked, tmp_path: Pat
     assert agents.names() == ["step1"]
     assert sink.of_type("RunCancelled")[0].reason.kind == "LeaseLost"
     run_id = sink.events[0].run_id
-    assert store.get_run(run_id).status == "cancelled"
+    # the stale engine must not overwrite the status of a run another engine now owns
+    assert store.get_run(run_id).status == "running"
+    assert store.get_run(run_id).owner_token == "engine-b"
 
 
 def test_a_failed_lease_refresh_aborts_the_run(tmp_path: Path) -> None:

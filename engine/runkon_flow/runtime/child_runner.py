@@ -81,6 +81,8 @@ class InProcessChildRunner:
         self, workflow_name: str, parent_ctx: ChildWorkflowContext, params: ChildWorkflowInput
     ) -> WorkflowResult:
         definition, snapshot = self._definition(workflow_name)
+        # Refuse before a run row exists, so an unrunnable child leaves no orphan `pending` run.
+        self._engine.check_runnable(definition, parent_ctx.action_registry, parent_ctx.item_provider_registry)
         inputs = apply_workflow_input_defaults(definition, child_inputs(parent_ctx.inputs, params.inputs))
         run = self._store.create_run(
             NewRun(

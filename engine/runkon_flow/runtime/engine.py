@@ -183,6 +183,18 @@ class FlowEngine:
         if problems:
             raise ValidationErrors(problems)
 
+    def check_runnable(
+        self,
+        definition: WorkflowDef,
+        actions: ActionRegistry | None = None,
+        providers: ItemProviderRegistry | None = None,
+    ) -> None:
+        """Raise `WorkflowError("workflow '<name>' failed validation: …")` unless this engine can run
+        `definition` with these registries (default: the engine's). Cached per definition object."""
+        self._check_valid(
+            definition, actions or self.action_registry, providers or self.item_provider_registry
+        )
+
     def _check_valid(
         self, definition: WorkflowDef, actions: ActionRegistry, providers: ItemProviderRegistry
     ) -> None:
@@ -469,7 +481,9 @@ class FlowEngine:
             st.all_succeeded = False
             body_error = self._crashed(st, exc)
 
-        if definition.always:
+        if definition.always and st.cancellation.is_cancelled():
+            log.info("run %s: always block skipped, the run was cancelled", st.workflow_run_id)
+        elif definition.always:
             st.inputs["workflow_status"] = "completed" if st.all_succeeded else "failed"
             saved = st.all_succeeded
             try:
@@ -510,7 +524,12 @@ class FlowEngine:
             reason = st.cancellation.reason()
             if reason is None and isinstance(body_error, EngineCancelled):
                 reason = body_error.reason
-            store.update_run_status(st.workflow_run_id, status, summary, error_text)
+            if _is_lease_lost(reason):
+                # Another engine owns the run now: writing its status would clobber (and, through
+                # its cancel poll, stop) the live run. The stale engine only reports.
+                log.warning("run %s: lease lost; final status left to the new owner", st.workflow_run_id)
+            else:
+                store.update_run_status(st.workflow_run_id, status, summary, error_text)
             if st.event_sinks:
                 st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
         else:

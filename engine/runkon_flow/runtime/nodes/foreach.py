@@ -339,6 +339,9 @@ class _FanOut:
         give_up_at: float | None = None
         try:
             while True:
+                if not self.cancelled and st.cancellation.is_cancelled():
+                    self.cancelled = True
+                    give_up_at = time.monotonic() + st.exec_config.cancel_grace
                 if not self.halted and not self.cancelled and ready:
                     self._start(pool, in_flight, max_slots)
                 if not in_flight:

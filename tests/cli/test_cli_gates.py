@@ -1,0 +1,184 @@
+"""`runkon-flow approve|reject RUN_ID GATE`: resolving a waiting gate from the shell, by gate name or
+step id, with a note, a decider and option selections — in this process and across processes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence import RunStatus, SqliteStore, StepStatus
+from runkon_flow.workspace import Workspace
+
+from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
+
+SHIP = """workflow ship {
+  script build { run = "echo built" }
+  gate human_approval {
+    prompt  = "Ship the build?"
+    timeout = "1h"
+    options = { fast = "Fast lane" careful = "Careful rollout" }
+  }
+  script deploy { run = "echo deployed" }
+}
+"""
+
+
+class GateRun:
+    """A run of `ship` executing on a background thread until its gate is resolved."""
+
+    def __init__(self, home: Path) -> None:
+        self.store = SqliteStore(home / "runs.db")
+        self.ws = Workspace([home / "wf"], self.store)
+        self.run_id = self.ws.create_run("ship", {})
+        self.result = None
+        self.thread = threading.Thread(target=self._execute, daemon=True)
+        self.thread.start()
+        wait_for(lambda: bool(self.ws.gates.waiting_gates(self.run_id)), "the gate to wait")
+
+    def _execute(self) -> None:
+        self.result = self.ws.execute(self.run_id)
+
+    def finish(self):
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the run did not finish after its gate was resolved"
+        return self.result
+
+    def gate_row(self):
+        return next(s for s in self.store.get_steps(self.run_id) if s.step_name == "human_approval")
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.ws.cancel(self.run_id)
+            self.thread.join(timeout=30)
+        self.store.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.setenv("USER", "alice")
+    write(tmp_path / "wf" / "ship.wf", SHIP)
+    return tmp_path
+
+
+@pytest.fixture
+def waiting(home: Path) -> Iterator[GateRun]:
+    run = GateRun(home)
+    yield run
+    run.close()
+
+
+def test_approve_by_gate_name_records_who_and_why_and_the_run_continues(
+    waiting: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "approve", waiting.run_id, "human_approval", "--note", "looks good")
+    assert (code, err) == (0, "")
+    assert out == f"gate human_approval of run {waiting.run_id} approved by alice\n"
+    result = waiting.finish()
+    assert result.status is RunStatus.COMPLETED
+    row = waiting.gate_row()
+    assert (row.status, row.gate_approved_by, row.gate_feedback) == (
+        StepStatus.COMPLETED,
+        "alice",
+        "looks good",
+    )
+
+
+def test_approve_by_step_id_with_an_explicit_decider(
+    waiting: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step_id = waiting.ws.gates.waiting_gates(waiting.run_id)[0].step_id
+    code, out, _ = cli(capsys, "approve", waiting.run_id, step_id, "--by", "release-bot")
+    assert code == 0 and out.endswith("approved by release-bot\n")
+    assert waiting.finish().status is RunStatus.COMPLETED
+    assert waiting.gate_row().gate_approved_by == "release-bot"
+
+
+def test_approve_with_a_selection_of_the_gates_options(
+    waiting: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "approve", waiting.run_id, "human_approval", "--select", "yolo")
+    assert code == 1
+    assert "invalid selection 'yolo' for gate 'human_approval' (allowed: careful, fast)" in err
+    assert waiting.thread.is_alive()  # still waiting: a bad selection decides nothing
+    assert cli(capsys, "approve", waiting.run_id, "human_approval", "--select", "careful")[0] == 0
+    assert waiting.finish().status is RunStatus.COMPLETED
+    assert json.loads(waiting.gate_row().gate_selections) == ["careful"]
+
+
+def test_reject_fails_the_run_with_the_note(waiting: GateRun, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "reject", waiting.run_id, "human_approval", "--note", "not on a Friday")
+    assert code == 0
+    assert out == f"gate human_approval of run {waiting.run_id} rejected by alice\n"
+    result = waiting.finish()
+    assert result.status is RunStatus.FAILED
+    assert "not on a Friday" in (result.error or "")
+    row = waiting.gate_row()
+    assert (row.status, row.gate_approved_by) == (StepStatus.FAILED, "alice")
+    assert not any(s.step_name == "deploy" for s in waiting.store.get_steps(waiting.run_id))
+
+
+def test_show_lists_the_waiting_gate_with_the_commands_to_resolve_it(
+    waiting: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = cli(capsys, "show", waiting.run_id)[1].splitlines()
+    at = out.index("waiting gates")
+    assert out[at + 1 : at + 4] == [
+        "  human_approval: Ship the build?",
+        f"    approve: runkon-flow approve {waiting.run_id} human_approval [--note TEXT]",
+        f"    reject:  runkon-flow reject {waiting.run_id} human_approval [--note TEXT]",
+    ]
+
+
+def test_an_unknown_gate_names_the_gates_that_do_wait(
+    waiting: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "approve", waiting.run_id, "qa_signoff")
+    assert (code, out) == (1, "")
+    assert f"run '{waiting.run_id}' has no waiting gate 'qa_signoff' (waiting: human_approval)" in err
+    assert waiting.thread.is_alive()
+
+
+def test_a_run_without_a_waiting_gate_or_an_unknown_run_is_refused(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "wf" / "plain.wf", 'workflow plain {\n  script a { run = "echo a" }\n}\n')
+    code, out, _ = cli(capsys, "run", "plain", "--dir", "wf")
+    run_id = run_id_of(out)
+    code, _, err = cli(capsys, "approve", run_id, "human_approval")
+    assert code == 1 and f"run '{run_id}' has no gate waiting for approval" in err
+    code, _, err = cli(capsys, "reject", "01NOSUCHRUN", "human_approval")
+    assert code == 1 and "no workflow run '01NOSUCHRUN'" in err
+
+
+def test_a_missing_gate_argument_is_a_usage_error(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "approve", "01SOMERUN")
+    assert code == 2 and "the following arguments are required: GATE" in err
+
+
+def test_an_approval_from_another_process_reaches_a_run_waiting_in_a_real_process(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, err = home / "run.out", home / "run.err"
+    proc = spawn(
+        ["run", "ship", "--dir", "wf"],
+        home,
+        stdout=out,
+        stderr=err,
+        env=cli_env(RUNKON_DB=str(home / "runs.db")),
+    )
+    try:
+        wait_for(lambda: "GateWaiting" in out.read_text(), "the gate to wait", timeout=60)
+        run_id = run_id_of(out.read_text())
+        assert "GateWaiting gate=human_approval" in out.read_text()
+        assert cli(capsys, "approve", run_id, "human_approval", "--note", "go")[0] == 0
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop(proc)
+    text = out.read_text()
+    assert "GateResolved gate=human_approval approved=true by=alice feedback=go" in text
+    assert "line=deployed" in text

@@ -195,9 +195,9 @@ class Workspace:
         self.store = store
         self.gates = GateApprovals(store)
         self.exec_config = exec_config or WorkflowExecConfig()
-        self._dirs = [Path(d).absolute() for d in dirs]
+        self._dirs = [_abs(d) for d in dirs]
         self._sinks = list(sinks)
-        self._working_dir = Path(working_dir).absolute() if working_dir is not None else None
+        self._working_dir = _abs(working_dir) if working_dir is not None else None
         self._lock = threading.RLock()
         self._plans: dict[str, _Plan] = {}
         self._active: dict[str, tuple[FlowEngine, CancellationToken]] = {}
@@ -324,7 +324,7 @@ class Workspace:
             path = Path(name_or_path)
             if not path.is_file():
                 raise WorkflowNotFound(name_or_path)
-            directory = path.absolute().parent
+            directory = _abs(path).parent
             if directory not in snap.dirs:
                 with self._lock:
                     if directory not in self._dirs:
@@ -653,6 +653,12 @@ class Workspace:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _abs(path: Path | str) -> Path:
+    """Absolute and normalised (`a/../b` → `b`) without resolving symlinks, so one directory has
+    one spelling."""
+    return Path(os.path.abspath(path))
 
 
 def _signature(dirs: Sequence[Path], extra_files: Iterable[Path]) -> tuple[Any, ...]:

@@ -302,11 +302,10 @@ def _pump(
             if hard_stop is not None and now >= hard_stop and proc.poll() is not None:
                 break  # something outside the group (it called setsid) holds the pipes; give up
             if not sel.get_map():
-                # Pipes closed but the command still runs: wait for it, still honouring cancel/timeout.
-                if cancellation is not None:
-                    cancellation.wait(_TICK_S)
-                else:
-                    time.sleep(_TICK_S)
+                # Pipes closed but the command still runs (or is just exiting): wait for it in short
+                # slices, still honouring cancel/timeout.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=_TICK_S)
                 continue
             for key, _ in sel.select(_TICK_S):
                 stream = streams[key.data]

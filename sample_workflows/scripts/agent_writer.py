@@ -23,7 +23,8 @@ def main() -> int:
     prompt = sys.stdin.read()
     speed = float(os.environ.get("RUNKON_SAMPLE_SPEED", "1") or 0)
     task = next((line.strip() for line in prompt.splitlines() if line.strip()), "(empty prompt)")
-    print(f"[{args.role}] model={os.environ.get('RUNKON_MODEL', 'default')} agent={os.environ.get('RUNKON_AGENT')}")
+    model, agent = os.environ.get("RUNKON_MODEL", "default"), os.environ.get("RUNKON_AGENT")
+    print(f"[{args.role}] model={model} agent={agent}")
     print(f"[{args.role}] task: {task}")
     for step in ("reading the context", "drafting", "checking the result"):
         time.sleep(random.uniform(0.1, args.think / 2) * speed)

@@ -35,6 +35,7 @@ from runkon_flow.dsl.ast import (
     WhileNode,
     WorkflowDef,
 )
+from runkon_flow.dsl.formatter import format_source
 from runkon_flow.dsl.lexer import KEYWORDS
 from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS
 from runkon_flow.errors import WfError
@@ -61,6 +62,14 @@ def assert_round_trips(wf: WorkflowDef) -> None:
     again = parse_workflow(text, wf.source_path)
     assert again == wf, text
     assert format_workflow(again) == text
+
+
+def assert_source_round_trips(source: str, wf: WorkflowDef) -> None:
+    """`source` parsed to `wf`: reformatting it with its comments keeps the meaning and is stable."""
+    assert_round_trips(wf)
+    text = format_source(source)
+    assert parse_workflow(text, wf.source_path) == wf
+    assert format_source(text) == text
 
 
 # --------------------------------------------------------------------------- 1. robustness
@@ -120,7 +129,7 @@ def test_random_text_only_ever_raises_wf_errors(text: str) -> None:
 def test_token_soup_only_ever_raises_wf_errors_and_what_parses_round_trips(text: str) -> None:
     wf = parse_or_wf_error(text)
     if wf is not None:
-        assert_round_trips(wf)
+        assert_source_round_trips(text, wf)
 
 
 @SETTINGS
@@ -128,7 +137,7 @@ def test_token_soup_only_ever_raises_wf_errors_and_what_parses_round_trips(text:
 def test_mutated_real_workflows_only_ever_raise_wf_errors_and_what_parses_round_trips(text: str) -> None:
     wf = parse_or_wf_error(text)
     if wf is not None:
-        assert_round_trips(wf)
+        assert_source_round_trips(text, wf)
 
 
 # --------------------------------------------------------------------------- 2. generated valid ASTs
@@ -136,8 +145,10 @@ def test_mutated_real_workflows_only_ever_raise_wf_errors_and_what_parses_round_
 IDENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_\-]{0,7}", fullmatch=True).filter(lambda s: s not in KEYWORDS)
 NAME = IDENT | st.sampled_from(sorted(SOFT_KEYWORDS))
 KEY = IDENT | st.sampled_from(sorted(KEY_KEYWORDS))
-TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12) | st.sampled_from(
-    ["", "{{ticket_id}}", 'say "hi"', "a\\b", "two\nlines", "tab\t", "gate", "continue", "x.y"]
+# Cheap to draw, yet covering everything quoting must get right: quotes, backslashes, newlines, tabs,
+# CR, `//`, `{{…}}`, dots, slashes, non-ASCII and Unicode line separators.
+TEXT = st.text('aZ09 _-./"\\\n\t\r{}#é—\u2028', max_size=10) | st.sampled_from(
+    ["", "{{ticket_id}}", 'say "hi"', "a\\b", "two\nlines", "gate", "continue", "x.y", "// c", "\\"]
 )
 U32S = st.integers(0, U32) | st.sampled_from([0, 1, 3, U32])
 U64S = st.integers(0, U64) | st.sampled_from([0, 60, 3600, 86400, U32 + 1, U64])
@@ -324,7 +335,7 @@ def blocks(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     )
 
 
-NODES = st.recursive(LEAVES, blocks, max_leaves=6)
+NODES = st.recursive(LEAVES, blocks, max_leaves=4)
 
 
 @st.composite
@@ -366,4 +377,4 @@ def test_generated_workflows_survive_format_then_parse(wf: WorkflowDef) -> None:
 def test_mutated_generated_workflows_only_ever_raise_wf_errors_and_what_parses_round_trips(text: str) -> None:
     wf = parse_or_wf_error(text)
     if wf is not None:
-        assert_round_trips(wf)
+        assert_source_round_trips(text, wf)

@@ -25,7 +25,8 @@ from runkon_flow.dsl.ast import (
     WhileNode,
     WorkflowDef,
 )
-from runkon_flow.dsl.formatter import UnformattableError, quote
+from runkon_flow.dsl.formatter import UnformattableError, format_source, quote
+from runkon_flow.dsl.lexer import Comment, comments
 from runkon_flow.errors import WfError
 
 from .test_parse_workflow import EXAMPLE_14_1
@@ -295,10 +296,7 @@ def test_at_the_top_level_an_empty_always_block_separates_a_plain_do_from_a_whil
     wf = parse_workflow("workflow w { do { call a } always { call z } while b.c { max_iterations = 1 } }")
     assert [n.type for n in wf.body] == ["do", "while"]
     text = round_trip(wf)
-    assert (
-        "  }\n\n  // an empty `always` block keeps the `do` above from swallowing this `while`\n  always {}\n"
-        in text
-    )
+    assert "  do {\n    call a\n  }\n\n  always {}\n\n  while b.c {\n" in text
 
 
 def test_a_plain_do_followed_by_another_node_then_while() -> None:
@@ -465,3 +463,73 @@ def test_a_refusal_names_the_node_position_and_file() -> None:
         format_workflow(wf)
     assert (info.value.file, info.value.line, info.value.column) == ("flows/w.wf", 3, 5)
     assert str(info.value).startswith("Format error in flows/w.wf: cannot format agent name `gate`")
+
+
+# --------------------------------------------------------------------------- comments
+
+
+COMMENTED = """\
+// header
+workflow w {
+  inputs {
+    // why a
+    a required // trailing note
+    b boolean
+  }
+  // first step
+  call x { retries = 1 } // same line
+  parallel {
+    // the first call
+    call p1
+    // the second call
+    call p2 { retries = 1 }
+  }
+  if a.b {
+    // inside if
+    call y
+  }
+  script s { run = "echo // not a comment" }
+  // the end
+}
+"""
+
+
+def test_format_source_keeps_every_comment_in_order_before_what_followed_it() -> None:
+    text = format_source(COMMENTED)
+    assert [line.strip() for line in text.splitlines() if line.strip().startswith("//")] == [
+        "// header",
+        "// why a",
+        "// trailing note",
+        "// first step",
+        "// same line",
+        "// the first call",
+        "// the second call",
+        "// inside if",
+        "// the end",
+    ]
+    assert text.startswith("// header\nworkflow w {\n")
+    assert "    // why a\n    a required\n    // trailing note\n    b boolean\n" in text
+    assert "    // the second call\n    call p2 { retries = 1 }\n" in text
+    assert "    // inside if\n    call y\n" in text
+    assert text.endswith("  }\n\n  // the end\n}\n")
+    assert 'run = "echo // not a comment"' in text
+
+
+def test_format_source_is_stable_and_keeps_the_meaning() -> None:
+    text = format_source(COMMENTED)
+    assert format_source(text) == text
+    assert parse_workflow(text) == parse_workflow(COMMENTED)
+
+
+def test_format_source_reports_parse_errors() -> None:
+    with pytest.raises(WfError) as info:
+        format_source("workflow w { call }", "x.wf")
+    assert info.value.file == "x.wf"
+
+
+def test_without_comments_the_formatter_writes_none() -> None:
+    assert format_workflow(parse_workflow(COMMENTED)).count("//") == 1  # the one inside the script string
+
+
+def test_the_lexer_lists_comments_with_positions() -> None:
+    assert comments('call a // one\r\n"//not" // two') == [Comment(1, 8, "// one"), Comment(2, 9, "// two")]

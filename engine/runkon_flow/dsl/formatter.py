@@ -5,6 +5,9 @@ Guarantee: for every workflow the language can express, `parse_workflow(format_w
 directly followed by a `while` loop, a boolean input marked required … — and for those the formatter
 raises `UnformattableError` naming the node instead of writing text that would parse differently.
 
+Comments are not part of the AST; `format_source` (or `format_workflow(wf, comments)`) keeps them,
+each attached to the item that follows it.
+
 Style: 2-space indent, one option per line with aligned `=`, short per-call options on one line,
 defaults omitted, free text always quoted, enum words and numbers bare, gate timeouts as quoted
 durations (`"72h"`), blank lines around multi-line steps.
@@ -37,11 +40,11 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.durations import U32_MAX, U64_MAX
-from runkon_flow.dsl.lexer import KEYWORDS
-from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS
+from runkon_flow.dsl.lexer import KEYWORDS, Comment, comments
+from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS, parse_workflow
 from runkon_flow.errors import WfError
 
-__all__ = ["UnformattableError", "format_workflow", "quote"]
+__all__ = ["UnformattableError", "format_source", "format_workflow", "quote"]
 
 INDENT = "  "
 _LINE_WIDTH = 100
@@ -90,9 +93,11 @@ Pair = tuple[str, str | list[str]]  # key, rendered value (one line, or the line
 
 
 class _Formatter:
-    def __init__(self, wf: WorkflowDef) -> None:
+    def __init__(self, wf: WorkflowDef, comments: Sequence[Comment] = ()) -> None:
         self.wf = wf
         self.lines: list[str] = []
+        self.comments = sorted(comments)
+        self.next_comment = 0
 
     # ---- errors and checked pieces
 
@@ -169,6 +174,14 @@ class _Formatter:
     def emit(self, depth: int, text: str) -> None:
         self.lines.append(INDENT * depth + text)
 
+    def comments_before(self, depth: int, line: int | None) -> None:
+        """Emit the kept comments that start before source line `line` (all of them when None) on their
+        own lines: each comment travels with the item that follows it in the source."""
+        comments = self.comments
+        while self.next_comment < len(comments) and (line is None or comments[self.next_comment].line < line):
+            self.emit(depth, comments[self.next_comment].text)
+            self.next_comment += 1
+
     def block(
         self, depth: int, head: str, pairs: Sequence[Pair], compact: int = 0, braces: bool = False
     ) -> None:
@@ -209,6 +222,7 @@ class _Formatter:
                     "adds to the workflow's always list",
                 )
             start = len(self.lines)
+            self.comments_before(depth, node.line)
             self.node(depth, node)
             if (
                 isinstance(node, DoNode)
@@ -224,9 +238,6 @@ class _Formatter:
                         "`do { … } while …` as a do-while loop",
                     )
                 self.lines.append("")
-                self.emit(
-                    depth, "// an empty `always` block keeps the `do` above from swallowing this `while`"
-                )
                 self.emit(depth, "always {}")
             multiline = len(self.lines) - start > 1
             if index and (multiline or previous_multiline):
@@ -251,6 +262,7 @@ class _Formatter:
 
     def workflow(self) -> str:
         wf = self.wf
+        self.comments_before(0, wf.line)
         self.emit(0, f"workflow {self.name(wf.name, 'workflow name', wf)} {{")
         sections = 0
         meta = self.meta_pairs()
@@ -271,6 +283,10 @@ class _Formatter:
             if sections:
                 self.lines.append("")
             self.nested(1, "always", (), wf.always)
+        if self.next_comment < len(self.comments):
+            if len(self.lines) > 1:
+                self.lines.append("")
+            self.comments_before(1, None)
         self.emit(0, "}")
         return "\n".join(self.lines) + "\n"
 
@@ -303,6 +319,7 @@ class _Formatter:
             width = max(len(decl.name) for decl in group)
             self.emit(1, "inputs {")
             for decl in group:
+                self.comments_before(2, decl.line)
                 self.emit(2, self.input_decl(decl, width).rstrip())
             self.emit(1, "}")
 
@@ -451,7 +468,8 @@ class _Formatter:
         heads = [f"call {self.agent(ref, node)}" for ref in node.calls]
         per_call = [self.parallel_call_pairs(node, str(i)) for i in range(len(node.calls))]
         width = max((len(h) for h, p in zip(heads, per_call, strict=True) if p), default=0)
-        for head, call_pairs in zip(heads, per_call, strict=True):
+        for ref, head, call_pairs in zip(node.calls, heads, per_call, strict=True):
+            self.comments_before(depth + 1, ref.line)
             self.block(depth + 1, head.ljust(width) if call_pairs else head, call_pairs, compact=4)
         self.emit(depth, "}")
 
@@ -565,6 +583,21 @@ class _Formatter:
         return pairs
 
 
-def format_workflow(wf: WorkflowDef) -> str:
-    """Canonical `.wf` text for `wf`; raises `UnformattableError` for ASTs the language cannot express."""
-    return _Formatter(wf).workflow()
+def format_workflow(wf: WorkflowDef, comments: Sequence[Comment] = ()) -> str:
+    """Canonical `.wf` text for `wf`; raises `UnformattableError` for ASTs the language cannot express.
+
+    `comments` (from `lexer.comments` of the text `wf` was parsed from) are kept: each one is written on
+    its own line before the step, input or header that followed it in the source; comments after the last
+    step end the workflow. Without them the output has no comments.
+    """
+    return _Formatter(wf, comments).workflow()
+
+
+def format_source(text: str, source_path: str = "") -> str:
+    """Reformat `.wf` source text, keeping its comments (what `runkon-flow fmt` wants).
+
+    Raises `WfLexError`/`WfParseError` if the text does not parse, `UnformattableError` never for parsed
+    text (everything the parser produces can be written back).
+    """
+    wf = parse_workflow(text, source_path)
+    return format_workflow(wf, comments(text))

@@ -17,10 +17,12 @@ from runkon_flow.errors import WfLexError
 __all__ = [
     "KEYWORDS",
     "WHITESPACE",
+    "Comment",
     "LineIndex",
     "RawToken",
     "Token",
     "TokenKind",
+    "comments",
     "describe_char",
     "lex",
     "tokenize",
@@ -117,6 +119,7 @@ _G_IDENT, _G_INT, _G_STRING, _G_PUNCT, _G_EOF, _G_ERR = (
     _G[name] for name in ("ident", "int", "string", "punct", "eof", "err")
 )
 _NEWLINE_RE = re.compile("\n")
+_COMMENT_RE = re.compile(r"//[^\n]*")
 _STRING_PREFIX_RE = re.compile(r'"[^"\\]*+(?:\\[\s\S][^"\\]*+)*+')
 _ESCAPE_RE = re.compile(r"\\([\s\S])")
 _ESCAPES = {"n": "\n", "t": "\t"}
@@ -188,6 +191,31 @@ def lex(text: str, source_path: str | None = None) -> list[RawToken]:
         else:
             _raise_bad_char(text, match.start(_G_ERR), source_path)
     return tokens
+
+
+class Comment(NamedTuple):
+    """A `//` comment: where it starts and its text (with the slashes, without the newline)."""
+
+    line: int
+    column: int
+    text: str
+
+
+def comments(text: str) -> list[Comment]:
+    """Every `//` comment of a text that lexes cleanly, in order (the formatter keeps them).
+
+    Only the stretches between tokens are searched, so `//` inside string literals never counts.
+    """
+    index = LineIndex(text)
+    found: list[Comment] = []
+    for match in _TOKEN_RE.finditer(text):
+        gap_end = match.start(match.lastindex)  # type: ignore[arg-type]
+        if gap_end > match.start() and "/" in text[match.start() : gap_end]:
+            for comment in _COMMENT_RE.finditer(text, match.start(), gap_end):
+                found.append(Comment(*index.position(comment.start()), comment.group().rstrip(WHITESPACE)))
+        if match.lastindex in (_G_EOF, _G_ERR):
+            break
+    return found
 
 
 def tokenize(text: str, source_path: str | None = None) -> list[Token]:

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
 from runkon_flow.events import EngineLog, StepCompleted, StepOutput, StepStarted
@@ -292,11 +292,3 @@ class OutputEmitter:
                     step_name=self.step_name,
                 )
             )
-
-
-def first_chars(text: str, limit: int = 2000) -> str:
-    return text[:limit]
-
-
-def as_str_dict(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}

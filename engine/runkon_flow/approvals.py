@@ -130,7 +130,9 @@ class GateApprovals:
         if not matches:
             names = ", ".join(sorted({g.gate_name for g in waiting}))
             raise GateApprovalError(f"run '{run_id}' has no waiting gate '{gate}' (waiting: {names})")
-        return matches[0]
+        # The newest row: a resumed run inserts its gate again, and an older `waiting` row of the
+        # same name belongs to an engine that died (approving it would wake nobody).
+        return matches[-1]
 
     def approve(
         self,

@@ -297,9 +297,14 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
             lines.append("")
         lines.extend(notes)
 
-    waiting = [
-        s for s in steps if StepStatus(s.status) is StepStatus.WAITING and s.role == StepRole.GATE.value
-    ]
+    # One entry per gate: after a resume, an older `waiting` row of the same gate is a dead engine's.
+    waiting = list(
+        {
+            (s.step_name, s.iteration): s
+            for s in steps
+            if StepStatus(s.status) is StepStatus.WAITING and s.role == StepRole.GATE.value
+        }.values()
+    )
     if waiting and status != "interrupted" and not RunStatus(run.status).is_terminal:
         lines.append("")
         lines.append("waiting gates")

@@ -4,6 +4,7 @@ step id, with a note, a decider and option selections — in this process and ac
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,3 +183,31 @@ def test_an_approval_from_another_process_reaches_a_run_waiting_in_a_real_proces
     text = out.read_text()
     assert "GateResolved gate=human_approval approved=true by=alice feedback=go" in text
     assert "line=deployed" in text
+
+
+def test_the_gate_of_a_resumed_run_is_approved_even_with_the_dead_engines_row_still_waiting(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = cli_env(RUNKON_DB=str(home / "runs.db"), RUNKON_LEASE_TTL="1")
+    out, err = home / "run.out", home / "run.err"
+    crashed = spawn(["run", "ship", "--dir", "wf"], home, stdout=out, stderr=err, env=env)
+    try:
+        wait_for(lambda: "GateWaiting" in out.read_text(), "the gate to wait", timeout=60)
+        crashed.send_signal(signal.SIGKILL)
+        crashed.wait(timeout=30)
+    finally:
+        stop(crashed)
+    run_id = run_id_of(out.read_text())
+    res_out, res_err = home / "resume.out", home / "resume.err"
+    resumed = spawn(
+        ["resume", run_id, "--dir", "wf", "--wait"], home, stdout=res_out, stderr=res_err, env=env
+    )
+    try:
+        wait_for(lambda: "GateWaiting" in res_out.read_text(), "the resumed gate to wait", timeout=60)
+        shown = cli(capsys, "show", run_id)[1]
+        assert shown.count(f"approve: runkon-flow approve {run_id} human_approval") == 1
+        assert cli(capsys, "approve", run_id, "human_approval")[0] == 0
+        assert resumed.wait(timeout=30) == 0
+    finally:
+        stop(resumed)
+    assert "line=deployed" in res_out.read_text()

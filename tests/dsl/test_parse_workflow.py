@@ -462,3 +462,56 @@ def test_deep_nesting_also_parses_in_a_worker_thread() -> None:
     thread.start()
     thread.join()
     assert outcome == [MAX_NESTING_DEPTH + 1]
+
+
+# ------------------------------------------------------------------ the spec's must-fail list (§14.3)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "workflow w { gate pr_checks { timeout = 2h } }",
+            "`timeout = 2h`: a number with a unit must be quoted",
+        ),
+        ("workflow w { do build { call a } }", "expected `{` after `do`, found identifier `build`"),
+        ("workflow w { do { retries = 2 call a } }", "unknown option `retries` in plain `do` block"),
+        (
+            "workflow w { while ready { max_iterations = 2 call a } }",
+            "while condition must be `step.marker`, not a bare identifier `ready`",
+        ),
+        ("workflow w { parallel { } }", "parallel block must contain at least one call"),
+        ('workflow w { call "../secrets/agent.md" }', "agent path contains parent-directory traversal (..)"),
+        ("workflow w { script s { timeout = 5 } }", "script 's' is missing required `run` field"),
+        (
+            "workflow w { gate quality_gate { source = s threshold = 101 } }",
+            "quality_gate threshold must be 0-100, got 101",
+        ),
+        (
+            "workflow w { foreach f { over = repos workflow = c } }",
+            "foreach 'f': missing required key 'max_parallel'",
+        ),
+        ("workflow w { meta { trigger = nightly } }", "In meta block: unknown trigger: nightly"),
+    ],
+)
+def test_every_must_fail_example_of_the_spec_fails(source: str, expected: str) -> None:
+    error = parse_error(source)
+    assert error.message.startswith(expected)
+    assert error.line == 1
+    assert error.column is not None
+
+
+def test_the_validation_example_of_the_spec_parses() -> None:
+    wf = parse(
+        """workflow v {
+             inputs { mode }
+             if mode { call a }
+             while fixer.again {
+               max_iterations = 3
+               call fixer
+             }
+             gate quality_gate { source = scorer threshold = 50 }
+           }"""
+    )
+    assert [n.type for n in wf.body] == ["if", "while", "gate"]
+    assert wf.inputs[0].required is True

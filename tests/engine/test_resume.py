@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 
 import pytest
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.errors import AlreadyOwned, WorkflowError
 from runkon_flow.plugins.protocols import ActionOutput
-from runkon_flow.runtime import ExecutionState, ResumeContext
+from runkon_flow.runtime import ExecutionState, ResumeContext, WorkflowExecConfig
 
-from tests.engine.conftest import Harness, ListProvider
+from tests.engine.conftest import Harness, ListProvider, wait_until
+from tests.persistence.conftest import FakeClock, close_store, make_store
 
 
 def resume(h: Harness, text_or_wf, run_id: str, **kwargs):
@@ -216,3 +219,30 @@ def test_resume_fails_when_another_engine_owns_the_run(h: Harness) -> None:
         resume(h, wf, run_id)
     with pytest.raises(AlreadyOwned):
         h.engine.run_workflow(wf, h.run_input(run_id))
+
+
+def test_resume_waits_for_a_dead_engines_lease_on_an_unfinished_child(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = make_store("memory", tmp_path, clock)
+    try:
+        h = Harness(store, tmp_path)
+        h.add_workflow("workflow child { call one call two }")
+        fail_once(h, "two")
+        text = "workflow parent { call workflow child }"
+        first = h.run(text)
+        child_id = h.steps(first.workflow_run_id)[0].child_run_id
+        assert store.acquire_lease(child_id, "crashed-engine", 30) is not None  # it died holding it
+        h.agents.calls.clear()
+        done: list = []
+        config = WorkflowExecConfig(poll_interval=0.05, lease_ttl_secs=30)
+        thread = threading.Thread(
+            target=lambda: done.append(resume(h, text, first.workflow_run_id, exec_config=config))
+        )
+        thread.start()
+        assert wait_until(lambda: h.engine.active_runs() == [first.workflow_run_id])
+        clock.advance(31)  # the dead engine's lease expires
+        thread.join(5)
+        assert done and done[0].all_succeeded
+        assert h.agents.names() == ["two"]
+    finally:
+        close_store(store)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import TYPE_CHECKING
 
+from runkon_flow.cancellation import CancellationToken
 from runkon_flow.dsl.ast import WorkflowDef
-from runkon_flow.errors import WorkflowError
+from runkon_flow.errors import AlreadyOwned, WorkflowError
 from runkon_flow.events import ChildRunStarted
 from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from runkon_flow.runtime.engine import FlowEngine
 
 __all__ = ["TRANSIENT_INPUTS", "InProcessChildRunner", "child_inputs"]
+
+_LEASE_RETRY = 0.25
 
 #: Inputs the engine sets for a moment (always block, on_fail agent); never inherited by a child.
 TRANSIENT_INPUTS = frozenset({"workflow_status", "failed_step", "failure_reason", "retry_count"})
@@ -136,29 +140,39 @@ class InProcessChildRunner:
         if run is None:
             raise WorkflowError(f"cannot resume child run '{workflow_run_id}': no such run")
         definition, _ = self._definition(run.workflow_name)
-        token = parent_ctx.cancellation.child() if parent_ctx.cancellation is not None else None
+        token = (
+            parent_ctx.cancellation.child() if parent_ctx.cancellation is not None else CancellationToken()
+        )
+        # After a crash the child's lease may outlive the parent's by up to one refresh interval:
+        # wait for it to expire (the parent holds its own lease, so nobody else can be driving
+        # this child legitimately) rather than give up on the child's completed work.
+        deadline = time.monotonic() + parent_ctx.exec_config.lease_ttl_secs + 1
         try:
-            return self._engine.resume_child(
-                definition,
-                ChildRunInput(
-                    workflow_run_id=run.id,
-                    persistence=self._store,
-                    action_registry=parent_ctx.action_registry,
-                    item_provider_registry=parent_ctx.item_provider_registry,
-                    script_env_provider=parent_ctx.script_env_provider,
-                    depth=parent_ctx.depth + 1,
-                    cancellation=token,
-                    child_runner=self,
-                    schema_resolver=parent_ctx.schema_resolver,
-                    target_label=parent_ctx.target_label,
-                    triggered_by_hook=parent_ctx.triggered_by_hook,
-                    inputs_override=dict(run.inputs),
-                ),
-                parent_ctx,
-            )
+            while True:
+                try:
+                    return self._engine.resume_child(
+                        definition,
+                        ChildRunInput(
+                            workflow_run_id=run.id,
+                            persistence=self._store,
+                            action_registry=parent_ctx.action_registry,
+                            item_provider_registry=parent_ctx.item_provider_registry,
+                            script_env_provider=parent_ctx.script_env_provider,
+                            depth=parent_ctx.depth + 1,
+                            cancellation=token,
+                            child_runner=self,
+                            schema_resolver=parent_ctx.schema_resolver,
+                            target_label=parent_ctx.target_label,
+                            triggered_by_hook=parent_ctx.triggered_by_hook,
+                            inputs_override=dict(run.inputs),
+                        ),
+                        parent_ctx,
+                    )
+                except AlreadyOwned:
+                    if time.monotonic() >= deadline or token.wait(_LEASE_RETRY):
+                        raise
         finally:
-            if token is not None:
-                token.detach()
+            token.detach()
 
     def find_resumable_child(self, parent_run_id: str, workflow_name: str) -> WorkflowRun | None:
         """The newest child of `parent_run_id` running `workflow_name` that did not complete."""

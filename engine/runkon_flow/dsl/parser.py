@@ -79,9 +79,6 @@ AGENT_KEYWORDS: frozenset[str] = frozenset({"required", "default", "description"
 # Blocks nested deeper than this are refused with a clear error instead of exhausting Python's stack.
 MAX_NESTING_DEPTH = 200
 
-_IDENT, _KEYWORD, _STRING, _INT, _EOF = IDENT, KEYWORD, STRING, INT, EOF
-_LBRACE, _RBRACE, _LBRACKET, _RBRACKET = LBRACE, RBRACE, LBRACKET, RBRACKET
-_COMMA, _EQUALS, _DOT = COMMA, EQUALS, DOT
 
 _TRIGGERS = ("manual", "pr", "scheduled")
 _PLAIN_DO_KEYS = ("output", "with")
@@ -128,16 +125,16 @@ def _shape(value: _Value) -> str:
 def describe_token(tok: RawToken) -> str:
     """How a token is named in error messages (`identifier \\`x\\``, `end of file`, …)."""
     kind = tok[0]
-    if kind is _IDENT:
+    if kind is IDENT:
         return f"identifier `{tok[1]}`"
-    if kind is _KEYWORD:
+    if kind is KEYWORD:
         return f"keyword `{tok[1]}`"
-    if kind is _STRING:
+    if kind is STRING:
         text = tok[1] if len(tok[1]) <= 40 else tok[1][:37] + "..."
         return 'string "' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if kind is _INT:
+    if kind is INT:
         return f"integer `{tok[1]}`"
-    if kind is _EOF:
+    if kind is EOF:
         return "end of file"
     return f"`{tok[1]}`"
 
@@ -229,6 +226,10 @@ class _Options:
 
 
 class _Parser:
+    """One parse. Tokens are the lexer's `(kind, value, offset)` tuples (`tok[0]`, `tok[1]`, `tok[2]`);
+    `self.i` is the current token; the last token is always EOF, so one token of lookahead is always safe
+    while the current token is not EOF."""
+
     def __init__(self, tokens: list[RawToken], lines: LineIndex, source_path: str) -> None:
         self.toks = tokens
         self.lines = lines
@@ -265,7 +266,7 @@ class _Parser:
 
     def advance(self) -> RawToken:
         tok = self.toks[self.i]
-        if tok[0] is not _EOF:
+        if tok[0] is not EOF:
             self.i += 1
         return tok
 
@@ -278,14 +279,14 @@ class _Parser:
 
     def expect_name(self, expected: str) -> RawToken:
         tok = self.toks[self.i]
-        if tok[0] is _IDENT or (tok[0] is _KEYWORD and tok[1] in SOFT_KEYWORDS):
+        if tok[0] is IDENT or (tok[0] is KEYWORD and tok[1] in SOFT_KEYWORDS):
             self.i += 1
             return tok
         self.unexpected(expected, tok)
 
     def at_keyword(self, word: str) -> bool:
         tok = self.toks[self.i]
-        return tok[0] is _KEYWORD and tok[1] == word
+        return tok[0] is KEYWORD and tok[1] == word
 
     def check_agent_path(self, path: str, offset: int) -> None:
         if ".." in path.split("/"):
@@ -300,9 +301,9 @@ class _Parser:
         keys: dict[str, RawToken] = {}
         while True:
             tok = toks[self.i]
-            if not (tok[0] is _IDENT or (tok[0] is _KEYWORD and tok[1] in KEY_KEYWORDS)):
+            if not (tok[0] is IDENT or (tok[0] is KEYWORD and tok[1] in KEY_KEYWORDS)):
                 break
-            if toks[self.i + 1][0] is not _EQUALS:
+            if toks[self.i + 1][0] is not EQUALS:
                 break
             self.i += 2
             values.pop(tok[1], None)  # a repeated key moves to its latest position
@@ -312,18 +313,18 @@ class _Parser:
 
     def value(self, key: str) -> _Value:
         tok = self.toks[self.i]
-        if tok[0] is _LBRACKET:
+        if tok[0] is LBRACKET:
             return self.list_value(key)
-        if tok[0] is _LBRACE:
+        if tok[0] is LBRACE:
             return self.map_value(key)
         value = self.scalar_value(f"a value for `{key}`")
         unit = self.toks[self.i]
         # Nothing valid follows a value with an identifier that is not a key: this is `72h` (§2.5).
         if (
-            tok[0] is _INT
-            and unit[0] is _IDENT
+            tok[0] is INT
+            and unit[0] is IDENT
             and self.lines.position(unit[2])[0] == self.lines.position(tok[2])[0]
-            and self.toks[self.i + 1][0] is not _EQUALS
+            and self.toks[self.i + 1][0] is not EQUALS
         ):
             raise self.error_at(
                 f"`{key} = {tok[1]}{unit[1]}`: a number with a unit must be quoted, "
@@ -335,20 +336,20 @@ class _Parser:
     def scalar_value(self, expected: str) -> _Scalar:
         tok = self.toks[self.i]
         kind = tok[0]
-        if kind is _STRING:
+        if kind is STRING:
             self.i += 1
             return _Scalar(tok[1], True, tok[2])
-        if kind is _INT:
+        if kind is INT:
             self.i += 1
             return _Scalar(tok[1], False, tok[2])
-        if kind is _IDENT:
+        if kind is IDENT:
             self.i += 1
-            if self.toks[self.i][0] is _DOT:
+            if self.toks[self.i][0] is DOT:
                 self.i += 1
                 second = self.expect_name(f"a name after `{tok[1]}.`")
                 return _Scalar(f"{tok[1]}.{second[1]}", False, tok[2])
             return _Scalar(tok[1], False, tok[2])
-        if kind is _KEYWORD and tok[1] in SOFT_KEYWORDS:
+        if kind is KEYWORD and tok[1] in SOFT_KEYWORDS:
             self.i += 1
             return _Scalar(tok[1], False, tok[2])
         self.unexpected(expected, tok)
@@ -359,17 +360,17 @@ class _Parser:
         items: list[str] = []
         while True:
             tok = self.toks[self.i]
-            if tok[0] is _RBRACKET:
+            if tok[0] is RBRACKET:
                 self.i += 1
                 return _List(items, start[2])
-            if tok[0] is _LBRACKET or tok[0] is _LBRACE:
-                inner = "list" if tok[0] is _LBRACKET else "map"
+            if tok[0] is LBRACKET or tok[0] is LBRACE:
+                inner = "list" if tok[0] is LBRACKET else "map"
                 raise self.error_at(
                     f"`{key}`: list items must be single values, not a {inner}",
                     tok[2],
                 )
             items.append(self.scalar_value(f"a list item or `]` in `{key}`").text)
-            if self.toks[self.i][0] is _COMMA:
+            if self.toks[self.i][0] is COMMA:
                 self.i += 1
 
     def map_value(self, key: str) -> _Map:
@@ -379,21 +380,21 @@ class _Parser:
         items: dict[str, str] = {}
         while True:
             tok = toks[self.i]
-            if not (tok[0] is _IDENT or (tok[0] is _KEYWORD and tok[1] in KEY_KEYWORDS)):
+            if not (tok[0] is IDENT or (tok[0] is KEYWORD and tok[1] in KEY_KEYWORDS)):
                 break
-            if toks[self.i + 1][0] is not _EQUALS:
+            if toks[self.i + 1][0] is not EQUALS:
                 break
             self.i += 2
             inner = toks[self.i]
-            if inner[0] is _LBRACKET or inner[0] is _LBRACE:
-                shape = "list" if inner[0] is _LBRACKET else "map"
+            if inner[0] is LBRACKET or inner[0] is LBRACE:
+                shape = "list" if inner[0] is LBRACKET else "map"
                 raise self.error_at(
                     f"`{key}`: map values must be single values, not a {shape}",
                     inner[2],
                 )
             items.pop(tok[1], None)
             items[tok[1]] = self.scalar_value(f"a value for `{tok[1]}` in `{key}`").text
-        self.expect(_RBRACE, f"`key = value` or `}}` in the `{key}` map")
+        self.expect(RBRACE, f"`key = value` or `}}` in the `{key}` map")
         return _Map(items, start[2])
 
     # ---- workflow (§5)
@@ -401,11 +402,11 @@ class _Parser:
     def parse_workflow(self) -> WorkflowDef:
         toks = self.toks
         start = toks[0]
-        if not (start[0] is _KEYWORD and start[1] == "workflow"):
+        if not (start[0] is KEYWORD and start[1] == "workflow"):
             self.unexpected("`workflow` at the start of the file", start)
         self.i = 1
         name = self.expect_name("a workflow name after `workflow`")
-        self.expect(_LBRACE, f"`{{` after `workflow {name[1]}`")
+        self.expect(LBRACE, f"`{{` after `workflow {name[1]}`")
         meta: dict[str, Any] = {}
         inputs: list[InputDecl] = []
         body: list[Any] = []
@@ -413,10 +414,10 @@ class _Parser:
         parsers = self.node_parsers
         while True:
             tok = toks[self.i]
-            if tok[0] is _RBRACE:
+            if tok[0] is RBRACE:
                 self.i += 1
                 break
-            if tok[0] is _KEYWORD:
+            if tok[0] is KEYWORD:
                 word = tok[1]
                 if word == "meta":
                     self.parse_meta(meta)
@@ -426,7 +427,7 @@ class _Parser:
                     continue
                 if word == "always":
                     self.i += 1
-                    self.expect(_LBRACE, "`{` after `always`")
+                    self.expect(LBRACE, "`{` after `always`")
                     always.extend(self.parse_body(tok))
                     continue
                 parser = parsers.get(word)
@@ -460,9 +461,9 @@ class _Parser:
     def parse_meta(self, meta: dict[str, Any]) -> None:
         """§5.2: each block overrides only the keys it contains; unknown keys are ignored."""
         self.i += 1
-        self.expect(_LBRACE, "`{` after `meta`")
+        self.expect(LBRACE, "`{` after `meta`")
         opts = self.kv_list("In meta block: ")
-        self.expect(_RBRACE, "`key = value` or `}` in the meta block")
+        self.expect(RBRACE, "`key = value` or `}` in the meta block")
         if "title" in opts:
             meta["title"] = opts.text("title")
         if "description" in opts:
@@ -477,16 +478,16 @@ class _Parser:
     def parse_inputs(self, inputs: list[InputDecl]) -> None:
         """§5.3: `name modifier*` repeated; modifier words always attach to the previous input."""
         self.i += 1
-        self.expect(_LBRACE, "`{` after `inputs`")
+        self.expect(LBRACE, "`{` after `inputs`")
         toks = self.toks
-        while toks[self.i][0] is not _RBRACE:
+        while toks[self.i][0] is not RBRACE:
             name = self.expect_name("an input name or `}` in the inputs block")
             required = boolean = False
             default: str | None = None
             description: str | None = None
             while True:
                 tok = toks[self.i]
-                if tok[0] is not _KEYWORD:
+                if tok[0] is not KEYWORD:
                     break
                 word = tok[1]
                 if word == "required":
@@ -495,7 +496,7 @@ class _Parser:
                     boolean = True
                 elif word == "default" or word == "description":
                     self.i += 1
-                    self.expect(_EQUALS, f"`=` after `{word}` of input `{name[1]}`")
+                    self.expect(EQUALS, f"`=` after `{word}` of input `{name[1]}`")
                     text = self.scalar_value(f"a value for `{word}` of input `{name[1]}`").text
                     if word == "default":
                         default = text
@@ -532,7 +533,7 @@ class _Parser:
         nodes: list[Any] = []
         while True:
             tok = toks[self.i]
-            if tok[0] is _KEYWORD:
+            if tok[0] is KEYWORD:
                 parser = parsers.get(tok[1])
                 if parser is not None:
                     nodes.append(parser(tok))
@@ -542,7 +543,7 @@ class _Parser:
                         f"`{tok[1]}` is only allowed directly inside `workflow`, not in a nested block",
                         tok[2],
                     )
-            elif tok[0] is _RBRACE:
+            elif tok[0] is RBRACE:
                 self.i += 1
                 self.depth -= 1
                 return nodes
@@ -556,29 +557,29 @@ class _Parser:
 
     def agent_ref(self) -> AgentRef:
         tok = self.toks[self.i]
-        if tok[0] is _IDENT or (tok[0] is _KEYWORD and tok[1] in AGENT_KEYWORDS):
+        if tok[0] is IDENT or (tok[0] is KEYWORD and tok[1] in AGENT_KEYWORDS):
             self.i += 1
             return AgentRef(kind="name", value=tok[1], **self.at(tok[2]))
-        if tok[0] is _STRING:
+        if tok[0] is STRING:
             self.i += 1
             self.check_agent_path(tok[1], tok[2])
             return AgentRef(kind="path", value=tok[1], **self.at(tok[2]))
-        if tok[0] is _KEYWORD and tok[1] == "workflow":
+        if tok[0] is KEYWORD and tok[1] == "workflow":
             raise self.error_at("`call workflow` is not allowed inside `parallel`", tok[2])
         self.unexpected('an agent name or a quoted agent path (`call "agents/x.md"`) after `call`', tok)
 
     def optional_block(self, prefix: str, what: str) -> _Options | None:
         """`{ kv_list }` if the next token opens one."""
-        if self.toks[self.i][0] is not _LBRACE:
+        if self.toks[self.i][0] is not LBRACE:
             return None
         self.i += 1
         opts = self.kv_list(prefix)
-        self.expect(_RBRACE, f"`key = value` or `}}` in the options of {what}")
+        self.expect(RBRACE, f"`key = value` or `}}` in the options of {what}")
         return opts
 
     def parse_call(self, start: RawToken) -> CallNode | CallWorkflowNode:
         nxt = self.toks[self.i + 1]
-        if nxt[0] is _KEYWORD and nxt[1] == "workflow":
+        if nxt[0] is KEYWORD and nxt[1] == "workflow":
             return self.parse_call_workflow(start)
         self.i += 1
         agent = self.agent_ref()
@@ -603,12 +604,12 @@ class _Parser:
         self.i += 2
         name = self.expect_name("a workflow name after `call workflow`")
         inputs: dict[str, str] = {}
-        if self.toks[self.i][0] is not _LBRACE:
+        if self.toks[self.i][0] is not LBRACE:
             return CallWorkflowNode(workflow=name[1], **self.at(start[2]))
         self.i += 1
         opts = self.kv_list()
         tok = self.toks[self.i]
-        if tok[0] is _KEYWORD and tok[1] == "inputs" and self.toks[self.i + 1][0] is _LBRACE:
+        if tok[0] is KEYWORD and tok[1] == "inputs" and self.toks[self.i + 1][0] is LBRACE:
             self.i += 1
             inputs = self.map_value("inputs").items
             more = self.kv_list()
@@ -617,12 +618,12 @@ class _Parser:
                 opts.values[key] = value
                 opts.keys[key] = more.keys[key]
             tok = self.toks[self.i]
-            if tok[0] is _KEYWORD and tok[1] == "inputs" and self.toks[self.i + 1][0] is _LBRACE:
+            if tok[0] is KEYWORD and tok[1] == "inputs" and self.toks[self.i + 1][0] is LBRACE:
                 raise self.error_at(
                     f"`call workflow {name[1]}` may contain only one `inputs {{ … }}` block",
                     tok[2],
                 )
-        self.expect(_RBRACE, f"`key = value`, `inputs {{ … }}` or `}}` in `call workflow {name[1]}`")
+        self.expect(RBRACE, f"`key = value`, `inputs {{ … }}` or `}}` in `call workflow {name[1]}`")
         return CallWorkflowNode(
             workflow=name[1],
             inputs=inputs,
@@ -636,7 +637,7 @@ class _Parser:
         step = self.expect_name(
             f"a condition (`step.marker` or an input name) after `{self.toks[self.i - 1][1]}`"
         )
-        if self.toks[self.i][0] is not _DOT:
+        if self.toks[self.i][0] is not DOT:
             return step, None
         self.i += 1
         marker = self.expect_name(f"a marker name after `{step[1]}.`")
@@ -650,7 +651,7 @@ class _Parser:
             condition: Any = BoolInputCondition(input=step[1], **self.at(step[2]))
         else:
             condition = StepMarkerCondition(step=step[1], marker=marker[1], **self.at(step[2]))
-        self.expect(_LBRACE, f"`{{` after the `{start[1]}` condition")
+        self.expect(LBRACE, f"`{{` after the `{start[1]}` condition")
         self.kv_list()
         body = self.parse_body(start)
         cls = IfNode if start[1] == "if" else UnlessNode
@@ -681,7 +682,7 @@ class _Parser:
     def parse_while(self, start: RawToken) -> WhileNode:
         self.i += 1
         step, marker = self.step_marker("while")
-        self.expect(_LBRACE, "`{` after the `while` condition")
+        self.expect(LBRACE, "`{` after the `while` condition")
         opts = self.kv_list()
         options = self.loop_options(opts, "while loop requires max_iterations", start)
         body = self.parse_body(start)
@@ -691,8 +692,8 @@ class _Parser:
         """§6.5/§6.6: a `while` right after the block always makes it a do-while (§4 rule 2)."""
         self.i += 1
         tok = self.toks[self.i]
-        if tok[0] is not _LBRACE:
-            if tok[0] is _IDENT:
+        if tok[0] is not LBRACE:
+            if tok[0] is IDENT:
                 raise self.error_at(
                     f"expected `{{` after `do`, found identifier `{tok[1]}` (the `do NAME {{ … }}` form "
                     "was removed; write `do { ... } while step.marker` or a plain `do { ... }`)",
@@ -706,7 +707,7 @@ class _Parser:
             self.i += 1
             step, marker = self.step_marker("do-while")
             missing = "do loop requires max_iterations"
-            if self.toks[self.i][0] is _LBRACE:
+            if self.toks[self.i][0] is LBRACE:
                 missing += (
                     " (a `while` right after `do { … }` always makes a do-while loop; put another step "
                     "between them if a separate `while` loop was meant)"
@@ -735,7 +736,7 @@ class _Parser:
     def parse_parallel(self, start: RawToken) -> ParallelNode:
         """§6.7: block options first, then one or more `call AGENT [{ per-call options }]`."""
         self.i += 1
-        self.expect(_LBRACE, "`{` after `parallel`")
+        self.expect(LBRACE, "`{` after `parallel`")
         opts = self.kv_list()
         min_success = opts.unsigned("min_success", "Invalid min_success: {reason}")
         calls: list[AgentRef] = []
@@ -744,7 +745,7 @@ class _Parser:
         call_if: dict[str, tuple[str, str]] = {}
         call_retries: dict[str, int] = {}
         toks = self.toks
-        while toks[self.i][0] is _KEYWORD and toks[self.i][1] == "call":
+        while toks[self.i][0] is KEYWORD and toks[self.i][1] == "call":
             self.i += 1
             index = str(len(calls))
             agent = self.agent_ref()
@@ -768,7 +769,7 @@ class _Parser:
             if "retries" in per_call:
                 call_retries[index] = per_call.unsigned("retries", "invalid retries: {reason}")  # type: ignore[assignment]
         tok = toks[self.i]
-        if tok[0] is not _RBRACE:
+        if tok[0] is not RBRACE:
             self.unexpected(
                 "`call` or `}` in the `parallel` block" if calls else "`call` in the `parallel` block"
             )
@@ -793,9 +794,9 @@ class _Parser:
         """§6.8: the word after `gate` is both its name and its type."""
         self.i += 1
         name = self.expect_name("a gate type after `gate` (e.g. `human_approval`)")
-        self.expect(_LBRACE, f"`{{` after `gate {name[1]}`")
+        self.expect(LBRACE, f"`{{` after `gate {name[1]}`")
         opts = self.kv_list()
-        self.expect(_RBRACE, f"`key = value` or `}}` in `gate {name[1]}`")
+        self.expect(RBRACE, f"`key = value` or `}}` in `gate {name[1]}`")
         if name[1] == "quality_gate":
             return self.quality_gate(start, name, opts)
         min_approvals = opts.unsigned("min_approvals", "Invalid min_approvals: {reason}")
@@ -873,17 +874,17 @@ class _Parser:
     def parse_always(self, start: RawToken) -> AlwaysNode:
         """§6.11: a nested `always` only groups nodes; it takes no options."""
         self.i += 1
-        self.expect(_LBRACE, "`{` after `always`")
+        self.expect(LBRACE, "`{` after `always`")
         return AlwaysNode(body=self.parse_body(start), **self.at(start[2]))
 
     def parse_script(self, start: RawToken) -> ScriptNode:
         """§6.9; checks run in the spec's order: run, env, timeout, retries, on_fail."""
         self.i += 1
         name = self.expect_name("a script name after `script`")
-        self.expect(_LBRACE, f"`{{` after `script {name[1]}`")
+        self.expect(LBRACE, f"`{{` after `script {name[1]}`")
         prefix = f"script '{name[1]}': "
         opts = self.kv_list(prefix)
-        self.expect(_RBRACE, f"`key = value` or `}}` in `script {name[1]}`")
+        self.expect(RBRACE, f"`key = value` or `}}` in `script {name[1]}`")
         run = opts.text("run")
         if run is None:
             raise self.error_at(f"script '{name[1]}' is missing required `run` field", start[2])
@@ -904,10 +905,10 @@ class _Parser:
         """§6.10; checks run in the order of the spec's table."""
         self.i += 1
         name = self.expect_name("a foreach name after `foreach`")
-        self.expect(_LBRACE, f"`{{` after `foreach {name[1]}`")
+        self.expect(LBRACE, f"`{{` after `foreach {name[1]}`")
         prefix = f"foreach '{name[1]}': "
         opts = self.kv_list(prefix)
-        self.expect(_RBRACE, f"`key = value` or `}}` in `foreach {name[1]}`")
+        self.expect(RBRACE, f"`key = value` or `}}` in `foreach {name[1]}`")
 
         def missing(key: str) -> NoReturn:
             raise self.error_at(f"{prefix}missing required key '{key}'", start[2])

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -559,3 +563,44 @@ def test_durations_are_short() -> None:
         "4m05s",
         "2h03m",
     ]
+
+
+def test_on_a_terminal_the_live_view_is_chosen_by_itself(home: Path) -> None:
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runkon_flow.cli",
+            "run",
+            "build",
+            "--dir",
+            "wf",
+            "--db",
+            str(home / "runs.db"),
+        ],
+        cwd=home,
+        stdout=child_fd,
+        stderr=child_fd,
+        stdin=subprocess.DEVNULL,
+        env=cli_env(TERM="xterm"),
+    )
+    os.close(child_fd)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(main_fd)
+        stop(proc)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "\x1b[?25l" in text and "\x1b[?25h" in text  # the block was drawn and the cursor given back
+    assert "run_id=" in text and "completed" in text
+    assert "RunStarted workflow=build" not in text  # not the plain line format

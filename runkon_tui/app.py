@@ -472,10 +472,7 @@ class RunkonApp(App[int]):
         run_id = resume_run_id
         try:
             if resume_run_id is None:
-                problems = host.validate(name)
-                if problems:
-                    self.post_message(RunRejected(name, [_problem_text(p) for p in problems]))
-                    return
+                # create_run validates first (language + host checks) and writes nothing on failure.
                 run_id = host.create_run(name, inputs)
             assert run_id is not None
             self.bridge.watch(run_id)
@@ -491,7 +488,7 @@ class RunkonApp(App[int]):
             detail = traceback.format_exc()
             message = f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc)
             if run_id is None:
-                self.post_message(RunRejected(name, [message]))
+                self.post_message(RunRejected(name, _problems_of(exc) or [message]))
             else:
                 self.post_message(EngineDone(run_id, message, detail))
         finally:
@@ -783,6 +780,14 @@ def _pretty_key(key: str) -> str:
 def _problem_text(problem: Any) -> str:
     render = getattr(problem, "render", None)
     return render() if callable(render) else str(problem)
+
+
+def _problems_of(exc: BaseException) -> list[str]:
+    """Every finding of a validation/inputs error, with `file:line:col` where known."""
+    problems = getattr(exc, "errors", None) or getattr(exc, "problems", None)
+    if isinstance(problems, list):
+        return [_problem_text(p) for p in problems]
+    return []
 
 
 def _is_user_error(exc: BaseException) -> bool:

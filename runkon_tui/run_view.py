@@ -1079,6 +1079,8 @@ class RunView:
             )
         if root.error:
             lines.append(f"error: {root.error}")
+        if root.cancel_reason:
+            lines.append(f"cancelled: {root.cancel_reason}")
         if self.crash:
             lines.append(f"engine crashed: {self.crash}")
         failed = self.failed_steps()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.dsl.loading import load_workflow_dir
+from runkon_flow.errors import Problem, ValidationErrors
 from runkon_flow.events import EngineEventData, GateResolved, RunCancelled, RunCompleted, RunStarted
 from runkon_flow.persistence.memory import InMemoryStore
 
@@ -87,6 +88,9 @@ class ScriptedHost:
         return out
 
     def create_run(self, name: str, inputs: Mapping[str, str]) -> str:
+        problems = self.validate(name)
+        if problems:
+            raise ValidationErrors([Problem(p) for p in problems])
         self._seq += 1
         run_id = f"01HZZSCRIPTED{self._seq:013d}"
         self.calls.append(("create_run", name, dict(inputs), run_id))

@@ -463,3 +463,34 @@ def test_grid_has_no_fixed_colours() -> None:
     assert "#" not in css.replace("FanOutGrid >", "")
     for var in ("$success", "$error", "$warning", "$primary", "$text-muted"):
         assert var in css
+
+
+async def test_resume_key_resumes_the_failed_run_and_zoom_toggles_a_pane() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+
+    def boom(run_id: str) -> list[EngineEventData]:
+        raise RuntimeError("lost the worker")
+
+    host.script = boom
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-one")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        app.screen.query_one("#input-0", Input).value = "x.py"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not app.run_active and app.view.crash is not None)
+        run_id = app.view.root_run_id
+        await pilot.press("r")
+        await wait_for(pilot, lambda: ("resume", run_id) in host.calls, what="resume call")
+        host.finish()
+        await wait_for(pilot, lambda: not app.run_active)
+
+        screen = main_screen(app)
+        screen.grid.focus()
+        await pilot.press("z")
+        await pilot.pause()
+        assert screen.maximized is screen.query_one("#grid-pane")
+        await pilot.press("z")
+        await pilot.pause()
+        assert screen.maximized is None

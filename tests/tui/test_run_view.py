@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 from runkon_flow.events import (
@@ -302,3 +303,64 @@ def test_a_raising_nudge_never_reaches_the_engine() -> None:
     bridge.watch(ROOT)
     bridge.emit(EngineEventData.now(ROOT, RunCompleted(succeeded=True)))
     assert len(bridge) == 1
+
+
+# ---------------------------------------------------------------- logs recorded from the real engine
+# (tests/tui/fixtures/events/engine_*.jsonl: the e2e fixture workflows run through Workspace with a
+# JsonLinesSink; re-record with the engine when its events change shape.)
+
+
+def _engine_log(name: str) -> RunView:
+    lines = (EVENTS / name).read_text().splitlines()
+    last = max(float(json.loads(line)["ts"]) for line in lines)
+    return RunView.from_jsonl(lines, clock=lambda: last + 1)
+
+
+def test_engine_log_of_a_completed_run_with_a_foreach() -> None:
+    view = _engine_log("engine_quick.jsonl")
+    root = view.root
+    assert root is not None and root.workflow_name == "quick" and root.inputs == {"who": "engine"}
+    assert view.status == "completed"
+    assert {p: s.status for p, s in root.steps.items()} == {
+        "body.0": "completed",
+        "body.1": "completed",
+        "body.2": "completed",
+    }
+    assert root.steps["body.0"].last_output(1) == ["hello engine"]
+    fan = view.active_fanout()
+    assert fan is not None and fan.name == "items" and fan.ids == ["x", "y", "z"]
+    assert fan.count("completed") == 3 and len(fan.child_runs) == 3
+    children = [view.runs[c] for c in fan.child_runs.values()]
+    assert {c.item_id for c in children} == {"x", "y", "z"}
+    assert all(c.status == "completed" and c.workflow_name == "quick-item" for c in children)
+    assert view.error_log.total == 0
+
+
+def test_engine_log_of_an_approved_gate() -> None:
+    view = _engine_log("engine_approval.jsonl")
+    assert view.status == "completed" and view.waiting_gates() == []
+    gate = view.root.steps["body.1"]  # type: ignore[union-attr]
+    assert gate.kind == "gate" and gate.status == "completed"
+    assert any("gate human_approval approved by ana: ship it" in line.text for line in view.engine_log)
+
+    lines = (EVENTS / "engine_approval.jsonl").read_text().splitlines()
+    upto = next(i for i, line in enumerate(lines) if '"GateWaiting"' in line)
+    waiting = RunView.from_jsonl(lines[: upto + 1])
+    (gate_view,) = waiting.waiting_gates()
+    assert gate_view.prompt == "Release it?" and gate_view.options == {
+        "now": "Release now",
+        "later": "Tomorrow",
+    }
+    assert waiting.status == "waiting"
+
+
+def test_engine_log_of_a_cancelled_foreach() -> None:
+    view = _engine_log("engine_fanout_cancelled.jsonl")
+    assert view.status == "cancelled"
+    fan = view.active_fanout()
+    assert fan is not None and fan.total == 10
+    assert fan.count("completed") >= 2 and fan.count("running") == 0
+    assert fan.count("completed") + fan.count("cancelled") + fan.count("pending") == 10
+    assert view.root.steps["body.1"].status == "cancelled"  # type: ignore[union-attr]
+    assert "body.2" not in view.root.steps  # type: ignore[union-attr]
+    assert 'UserRequested(Some("enough"))' in view.summary_text()

@@ -1,0 +1,228 @@
+"""The dashboard driving the real engine end to end (runkon_flow.workspace.Workspace).
+
+Runs happen on the app's engine thread worker exactly as in production. Tests never sleep for a
+fixed time: they wait for conditions with a timeout. The fixture folder (tests/tui/fixtures/e2e)
+is copied per test, so edits and runs never touch the repository.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from runkon_flow.events import CollectingSink
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.workspace import Workspace
+from textual.widgets import Input
+
+from runkon_tui.app import RunkonApp
+from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.screens.gate import GateScreen
+from runkon_tui.screens.inputs import InputsScreen
+from runkon_tui.screens.main import MainScreen
+from tests.tui.conftest import make_app, wait_for
+
+E2E = Path(__file__).parent / "fixtures" / "e2e"
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RUNKON_SAMPLE_SPEED", "1")  # the slow item agent must really take its time
+    target = tmp_path / "workflows"
+    shutil.copytree(E2E, target)
+    return target
+
+
+def real_app(folder: Path, store=None, collector: CollectingSink | None = None, **kwargs) -> RunkonApp:  # type: ignore[no-untyped-def]
+    store = store if store is not None else InMemoryStore()
+    host = Workspace([folder], store, sinks=[collector] if collector is not None else ())
+    return make_app(host=host, store=store, dirs=[folder], clock=time.time, **kwargs)
+
+
+def main(app: RunkonApp) -> MainScreen:
+    screen = app.main_screen
+    assert screen is not None
+    return screen
+
+
+async def select(pilot, app: RunkonApp, name: str) -> None:  # type: ignore[no-untyped-def]
+    entry = app.catalog.by_name(name)
+    assert entry is not None, name
+    screen = main(app)
+    screen.workflow_list.highlighted = [e.path for e in app.catalog].index(entry.path)
+    screen.workflow_list.focus()
+    await pilot.pause()
+
+
+async def test_run_a_workflow_to_completion(folder: Path) -> None:
+    app = real_app(folder)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "quick")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        app.screen.query_one("#input-0", Input).value = "tester"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+        view = app.view
+        assert view.status == "completed", view.summary_text()
+        root = view.root
+        assert root is not None and root.inputs == {"who": "tester"}
+        assert {p: s.status for p, s in root.steps.items()} == {
+            "body.0": "completed",
+            "body.1": "completed",
+            "body.2": "completed",
+        }
+        fan = view.active_fanout()
+        assert fan is not None and fan.count("completed") == 3 and len(fan.child_runs) == 3
+        assert root.steps["body.0"].last_output(1) == ["hello tester"]
+        tree = main(app).tree
+        labels = {uid: node.label.plain for uid, node in tree.nodes_by_uid.items()}
+        assert labels["body.1"].startswith("✓ foreach items") and "3/3" in labels["body.1"]
+        assert app.exit_code() == 0
+        assert app.summary().splitlines()[0].startswith(f"runkon: quick · run {root.run_id} · completed")
+
+
+async def test_cancel_a_running_foreach_then_resume_only_the_remaining_items(
+    folder: Path, tmp_path: Path
+) -> None:
+    collector = CollectingSink()
+    store = SqliteStore(tmp_path / "runs.db")
+    app = real_app(folder, store=store, collector=collector)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "fanout")
+        await pilot.press("enter")  # no inputs: starts at once
+        fan = lambda: app.view.active_fanout()  # noqa: E731
+        await wait_for(pilot, lambda: fan() is not None and fan().count("completed") >= 2, what="two items")  # type: ignore[union-attr]
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.run_active, what="run to stop")
+
+        view = app.view
+        run_id = view.root_run_id
+        assert run_id is not None
+        assert view.status == "cancelled", view.summary_text()
+        assert store.get_run(run_id).status is RunStatus.CANCELLED  # type: ignore[union-attr]
+        items = fan()
+        assert items is not None
+        done_before = {items.ids[i] for i in range(len(items.ids)) if items.status_of(i) == "completed"}
+        assert 2 <= len(done_before) < 10
+        assert items.count("running") == 0
+        assert main(app).check_action("resume_run", ()) is True
+        assert app.exit_code() == 1
+
+        # Resume from the run history: the view is rebuilt from the store rows, then goes live.
+        resumed_from = len(collector.events)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history")
+        assert app.screen.rows[0].run.id == run_id  # type: ignore[attr-defined]
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.run_active, what="resume to start")
+        assert isinstance(app.screen, MainScreen)
+        await wait_for(pilot, lambda: not app.run_active, what="resumed run to end", timeout=30)
+        assert app.view.status == "completed", app.view.summary_text()
+        items = fan()
+        assert items is not None and items.count("completed") == 10
+        started_again = [
+            d.event.item_id for d in collector.events[resumed_from:] if d.event.type == "FanOutItemStarted"
+        ]
+        assert not done_before & set(started_again)
+        assert sorted(started_again) == sorted(set("abcdefghij") - done_before)
+        assert app.exit_code() == 0
+
+
+async def test_approve_a_waiting_gate(folder: Path) -> None:
+    store = InMemoryStore()
+    app = real_app(folder, store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "approval")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="the gate to wait")
+        assert app.view.status == "waiting"
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+        app.screen.query_one("SelectionList").select("now")  # type: ignore[attr-defined]
+        app.screen.query_one("#note", Input).value = "looks good"
+        await pilot.press("ctrl+y")
+        await wait_for(pilot, lambda: not app.run_active, what="run end")
+        assert app.view.status == "completed", app.view.summary_text()
+        gate_row = next(
+            s for s in store.get_steps(app.view.root_run_id or "") if s.step_name == "human_approval"
+        )
+        assert gate_row.gate_approved_by == "tester"
+        assert gate_row.gate_feedback == "looks good"
+
+
+async def test_editing_a_wf_file_changes_the_tree_and_the_next_run(folder: Path) -> None:
+    app = real_app(folder, watch=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "quick-item")
+        tree = main(app).tree
+        labels = lambda: [n.data.label for n in tree.nodes_by_uid.values()]  # type: ignore[union-attr]  # noqa: E731
+        assert labels() == ["finish"]
+        (folder / "quick-item.wf").write_text(
+            'workflow quick-item {\n  inputs { name default = "n" }\n'
+            '  script greet { run = "echo hi {{name}}" }\n  call finish\n}\n'
+        )
+        await wait_for(pilot, lambda: labels() == ["script greet", "finish"], what="tree to follow the edit")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+        assert app.view.status == "completed"
+        assert app.view.root.steps["body.0"].last_output(1) == ["hi n"]  # type: ignore[union-attr]
+
+
+async def test_saving_a_broken_wf_shows_the_error_and_keeps_the_last_good_tree(folder: Path) -> None:
+    app = real_app(folder, watch=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "quick-item")
+        tree = main(app).tree
+        (folder / "quick-item.wf").write_text('workflow quick-item {\n  call "../escape.md"\n}\n')
+        entry = lambda: app.catalog.by_name("quick-item")  # noqa: E731
+        await wait_for(pilot, lambda: entry() is not None and entry().broken, what="the error")  # type: ignore[union-attr]
+        await pilot.pause()
+        error = entry().error  # type: ignore[union-attr]
+        assert error is not None and error.line == 2
+        assert "parent-directory traversal" in error.message
+        assert [n.data.label for n in tree.nodes_by_uid.values()] == ["finish"]  # type: ignore[union-attr]
+        note = str(main(app).query_one("#tree-note").render())
+        assert f"quick-item.wf:2:{error.column}" in note
+        assert main(app).check_action("run_workflow", ()) is None
+        listed = str(main(app).workflow_list.get_option(entry().path).prompt)  # type: ignore[union-attr]
+        assert "quick-item.wf:2:" in listed
+
+
+async def test_a_missing_agent_is_reported_before_anything_runs(folder: Path) -> None:
+    (folder / "typo.wf").write_text("workflow typo {\n  call finsh\n}\n")
+    store = InMemoryStore()
+    app = real_app(folder, store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "typo")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("finsh" in line.text for line in app.view.error_log), what="error")
+        assert not app.run_active and app.view.root is None
+        assert store.list_runs() == []
+        assert any("typo.wf:2:" in line.text for line in app.view.error_log)
+        assert app.is_running
+
+
+async def test_a_crashing_script_fails_the_run_and_the_summary_shows_its_output(folder: Path) -> None:
+    (folder / "crash.wf").write_text(
+        'workflow crash {\n  script boom { run = "echo about to fail; echo oops >&2; exit 3" }\n}\n'
+    )
+    app = real_app(folder)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "crash")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+        assert app.view.status == "failed"
+        summary = app.summary()
+        assert "✗ script boom" in summary and "exited with code 3" in summary
+        assert "      | about to fail" in summary
+        assert app.exit_code() == 1
+        assert isinstance(app.screen, MainScreen)

@@ -43,6 +43,7 @@ from runkon_flow.cli_output import (
     supports_live_view,
 )
 from runkon_flow.cli_report import display_status, lease_is_live, parse_time, run_json, runs_table, show_lines
+from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
 from runkon_flow.errors import (
     AlreadyOwned,
@@ -56,6 +57,7 @@ from runkon_flow.events import parse_event_line
 from runkon_flow.persistence import InMemoryStore, RunStatus, SqliteStore, WorkflowRun, default_db_path
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
+from runkon_flow.workspace import Workspace
 
 __all__ = ["LEASE_TTL_ENV", "RUN_SUBCOMMANDS", "exec_config_for", "parse_inputs"]
 
@@ -63,6 +65,7 @@ LEASE_TTL_ENV = "RUNKON_LEASE_TTL"
 """Seconds a run's lease lasts without a refresh (default 30): how long a crashed run stays locked."""
 
 DEFAULT_LEASE_TTL = 30
+CTRL_C_MESSAGE = "interrupted (Ctrl-C)"
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 130
 
 
@@ -198,7 +201,7 @@ def _db_label(args: argparse.Namespace) -> str:
     return str(Path(args.db).expanduser() if args.db else default_db_path())
 
 
-def _get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -> Any:
+def _get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -> WorkflowRun:
     run = store.get_run(run_id)
     if run is None:
         raise CommandFailed(f"no workflow run '{run_id}' in {_db_label(args)}")
@@ -249,9 +252,9 @@ def _err(text: str) -> None:
 # --------------------------------------------------------------------------- the workspace
 
 
-def _workspace(dirs: Sequence[Path], store: WorkflowPersistence, exec_config: WorkflowExecConfig) -> Any:
-    from runkon_flow.workspace import Workspace
-
+def _workspace(
+    dirs: Sequence[Path], store: WorkflowPersistence, exec_config: WorkflowExecConfig
+) -> Workspace:
     return Workspace(dirs, store, exec_config=exec_config)
 
 
@@ -264,7 +267,7 @@ def _print_problems(problems: Sequence[Problem]) -> None:
         _err(render_diagnostic(problem.location, problem.text(), source))
 
 
-def _find_workflow(ws: Any, name_or_path: str) -> Any:
+def _find_workflow(ws: Workspace, name_or_path: str) -> WorkflowDef:
     """The workflow definition, or: a usage error when nothing by that name exists (exit 2), the
     file:line:col diagnostic when its file exists but does not load (exit 1)."""
     try:
@@ -281,7 +284,7 @@ def _find_workflow(ws: Any, name_or_path: str) -> Any:
         raise CommandFailed(f"workflow '{name_or_path}' cannot be loaded; nothing was run") from None
 
 
-def _load_error_for(ws: Any, name_or_path: str) -> FileError | None:
+def _load_error_for(ws: Workspace, name_or_path: str) -> FileError | None:
     """The load error of the file that would have defined `name_or_path`, if any."""
     if _looks_like_path(name_or_path):
         wanted = Path(name_or_path).absolute()
@@ -307,6 +310,10 @@ def _plain(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- driving a run
+
+
+class _Interrupted(FlowError):
+    """Ctrl-C arrived before the engine had the run (e.g. while waiting for a lease): exit 130."""
 
 
 class _Interrupts:
@@ -416,7 +423,10 @@ def _drive(
         worker.join()
     session.pump()
     if "error" in box:
-        raise box["error"]
+        error = box["error"]
+        if cancelled and isinstance(error, FlowError) and not isinstance(error, EngineCancelled):
+            raise _Interrupted(f"interrupted before run {run_id} started: {_plain(error)}") from error
+        raise error
     return box["result"]
 
 
@@ -442,23 +452,23 @@ def _finish(
 
 def _execute(
     args: argparse.Namespace,
-    ws: Any,
     store: WorkflowPersistence,
     run_id: str,
     run: Callable[[EventQueue], WorkflowResult],
+    cancel: Callable[[str], None],
     *,
     events_file: TextIO | None,
     durable: bool,
 ) -> int:
+    """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls."""
     printer, live = _make_printer(args.progress, sys.stdout, run_id)
     session = _Session(printer, EventQueue(), events_file, live)
     try:
-        result = _drive(
-            session,
-            run_id,
-            lambda: run(session.queue),
-            lambda rid: ws.cancel(rid, "interrupted (Ctrl-C)"),
-        )
+        result = _drive(session, run_id, lambda: run(session.queue), cancel)
+    except _Interrupted as exc:
+        session.close()
+        _err(f"runkon-flow: {exc}")
+        return EXIT_CANCELLED
     except EngineCancelled as exc:
         session.close()
         if exc.reason.kind == "LeaseLost":
@@ -508,10 +518,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"run_id={run_id} workflow={name} db={_db_label(args)}", flush=True)
         return _execute(
             args,
-            ws,
             store,
             run_id,
             lambda queue: ws.execute(run_id, sinks=[queue]),
+            lambda rid: ws.cancel(rid, CTRL_C_MESSAGE),
             events_file=events_file,
             durable=not args.memory,
         )
@@ -600,6 +610,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if args.wait and lease_is_live(run):
             _err(f"run {run.id} is held by another engine; waiting for its lease to lapse…")
 
+        give_up = threading.Event()
+
         def resume(queue: EventQueue) -> WorkflowResult:
             while True:
                 current = store.get_run(run.id) or run
@@ -610,11 +622,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 except AlreadyOwned:
                     if not args.wait:
                         raise
-                    time.sleep(0.2)
+                    if give_up.wait(0.2):
+                        raise _Interrupted(f"stopped waiting for run {run.id}") from None
+
+        def cancel(run_id: str) -> None:
+            # Cancel only what runs here: while waiting, the run belongs to another engine.
+            if run_id in ws.active_runs():
+                ws.cancel(run_id, CTRL_C_MESSAGE)
+            else:
+                give_up.set()
 
         print(f"run_id={run.id} workflow={run.workflow_name} db={_db_label(args)}", flush=True)
         try:
-            return _execute(args, ws, store, run.id, resume, events_file=events_file, durable=True)
+            return _execute(args, store, run.id, resume, cancel, events_file=events_file, durable=True)
         except AlreadyOwned:
             raise CommandFailed(_owned_message(store.get_run(run.id) or run)) from None
 

@@ -341,3 +341,22 @@ def test_cancel_from_another_process_stops_a_live_run(home: Path, capsys: pytest
         (home / "wf" / "go").touch()
     assert status_of(home, run_id) is RunStatus.CANCELLED
     assert "RunCancelled" in out.read_text()
+
+
+def test_ctrl_c_while_waiting_for_another_engine_stops_waiting_and_leaves_its_run_alone(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "flaky")
+    interrupt(home, run_id)
+    hold(home, run_id)
+    out, err = home / "resume.out", home / "resume.err"
+    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    proc = spawn(["resume", run_id, "--dir", "wf", "--wait"], home, stdout=out, stderr=err, env=env)
+    try:
+        wait_for(lambda: "waiting for its lease to lapse" in err.read_text(), "the resume to wait")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        stop(proc)
+    assert f"stopped waiting for run {run_id}" in err.read_text()
+    assert status_of(home, run_id) is RunStatus.RUNNING  # the other engine's run was not cancelled

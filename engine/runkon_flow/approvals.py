@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from runkon_flow.errors import FlowError
-from runkon_flow.persistence.models import StepRole, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = ["GATE_SIGNALS", "GateApprovalError", "GateApprovals", "GateOption", "WaitingGate"]
@@ -112,27 +112,59 @@ class GateApprovals:
     def __init__(self, store: WorkflowPersistence) -> None:
         self._store = store
 
-    def waiting_gates(self, run_id: str) -> list[WaitingGate]:
-        """The run's gates in status `waiting`, in position order. Unknown run → GateApprovalError."""
+    def waiting_gates(self, run_id: str, include_children: bool = True) -> list[WaitingGate]:
+        """Gates in status `waiting` of the run and (by default) of its descendant runs — a gate
+        inside a `call workflow` or foreach child is approved through the top-level run too. The
+        run's own gates come first, in position order; `WaitingGate.run_id` names the gate's run.
+        Unknown run → GateApprovalError."""
         if self._store.get_run(run_id) is None:
             raise GateApprovalError(f"no workflow run '{run_id}'")
+        gates = self._own_gates(run_id)
+        if include_children:
+            for run in self._store.list_active_runs([RunStatus.WAITING]):
+                if run.id != run_id and self._descends_from(run.parent_workflow_run_id, run_id):
+                    gates.extend(self._own_gates(run.id))
+        return gates
+
+    def _own_gates(self, run_id: str) -> list[WaitingGate]:
         return [
             _to_waiting(row)
             for row in self._store.get_steps(run_id)
             if StepStatus(row.status) is StepStatus.WAITING and row.role == StepRole.GATE.value
         ]
 
+    def _descends_from(self, parent_id: str | None, ancestor: str) -> bool:
+        seen: set[str] = set()
+        while parent_id and parent_id not in seen:
+            if parent_id == ancestor:
+                return True
+            seen.add(parent_id)
+            parent = self._store.get_run(parent_id)
+            parent_id = parent.parent_workflow_run_id if parent is not None else None
+        return False
+
     def _find(self, run_id: str, gate: str) -> WaitingGate:
         waiting = self.waiting_gates(run_id)
         if not waiting:
             raise GateApprovalError(f"run '{run_id}' has no gate waiting for approval")
-        matches = [g for g in waiting if g.step_id == gate] or [g for g in waiting if g.gate_name == gate]
-        if not matches:
+        by_id = [g for g in waiting if g.step_id == gate]
+        if by_id:
+            return by_id[0]
+        by_name = [g for g in waiting if g.gate_name == gate]
+        if not by_name:
             names = ", ".join(sorted({g.gate_name for g in waiting}))
             raise GateApprovalError(f"run '{run_id}' has no waiting gate '{gate}' (waiting: {names})")
-        # The newest row: a resumed run inserts its gate again, and an older `waiting` row of the
-        # same name belongs to an engine that died (approving it would wake nobody).
-        return matches[-1]
+        runs = list(dict.fromkeys(g.run_id for g in by_name))
+        target_run = run_id if run_id in runs else runs[0]
+        if target_run != run_id and len(runs) > 1:
+            steps = ", ".join(g.step_id for g in by_name)
+            raise GateApprovalError(
+                f"gate '{gate}' is waiting in {len(runs)} child runs of '{run_id}'; "
+                f"name it by step id ({steps})"
+            )
+        # The newest row of that run: a resumed run inserts its gate again, and an older `waiting`
+        # row of the same name belongs to an engine that died (approving it would wake nobody).
+        return [g for g in by_name if g.run_id == target_run][-1]
 
     def approve(
         self,

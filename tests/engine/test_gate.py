@@ -240,3 +240,21 @@ def test_a_quality_gate_whose_source_never_ran_fails_with_a_message(h: Harness) 
     assert h.store.get_run(result.workflow_run_id).error == (
         "workflow error: Quality gate 'quality_gate': source step 'scorer' not found in step results"
     )
+
+
+def test_gates_waiting_in_child_runs_can_be_approved_through_the_top_level_run(h: Harness) -> None:
+    from tests.engine.conftest import ListProvider
+
+    h.add_workflow("workflow child { gate human_approval { timeout = 60 } call after }")
+    h.providers.append(ListProvider("tickets", ["a", "b"]))
+    run = h.start("workflow top { foreach f { over = tickets max_parallel = 2 workflow = child } }")
+    approvals = GateApprovals(h.store)
+    assert wait_until(lambda: len(approvals.waiting_gates(run.run_id)) == 2)
+    gates = approvals.waiting_gates(run.run_id)
+    assert {g.run_id for g in gates} != {run.run_id}
+    with pytest.raises(GateApprovalError, match="is waiting in 2 child runs"):
+        approvals.approve(run.run_id, "human_approval", by="ada")
+    for gate in gates:
+        approvals.approve(run.run_id, gate.step_id, by="ada")
+    assert run.join().all_succeeded
+    assert approvals.waiting_gates(run.run_id) == []

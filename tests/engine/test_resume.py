@@ -246,3 +246,19 @@ def test_resume_waits_for_a_dead_engines_lease_on_an_unfinished_child(tmp_path: 
         assert h.agents.names() == ["two"]
     finally:
         close_store(store)
+
+
+def test_resume_closes_rows_a_dead_engine_left_unfinished(h: Harness) -> None:
+    from runkon_flow.persistence.models import NewStep
+
+    wf = parse_workflow("workflow w { call a gate human_approval { timeout = 0 on_timeout = continue } }")
+    run_id = h.new_run(wf)
+    # what a crashed engine leaves behind: a step still running and a gate still waiting
+    h.store.acquire_lease(run_id, "dead", 0)
+    ghost = h.store.insert_step(NewStep(run_id, "a", "agent", position=0, iteration=0, retry_count=0))
+    h.store.release_lease(run_id, "dead")
+    h.build()
+    assert resume(h, wf, run_id).all_succeeded
+    rows = {r.id: r for r in h.steps(run_id)}
+    assert rows[ghost].status == "cancelled"
+    assert [r.status for r in rows.values() if r.id != ghost] == ["completed", "timed_out"]

@@ -37,7 +37,7 @@ from runkon_flow.events import (
     RunResumed,
     RunStarted,
 )
-from runkon_flow.persistence.models import NewRun, RunStatus, new_id
+from runkon_flow.persistence.models import NewRun, RunStatus, StepStatus, StepUpdate, new_id
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
@@ -73,6 +73,7 @@ __all__ = ["FlowEngine", "FlowEngineBuilder"]
 log = logging.getLogger("runkon_flow.engine")
 
 _VALIDATION_CACHE_SIZE = 256
+_UNFINISHED = frozenset({StepStatus.PENDING.value, StepStatus.RUNNING.value, StepStatus.WAITING.value})
 
 
 class FlowEngineBuilder:
@@ -388,7 +389,25 @@ class FlowEngine:
                 f"resume: failed to load steps for run '{st.workflow_run_id}': {exc}"
             ) from exc
         st.resume_ctx = ResumeContext.from_steps(steps)
+        self._close_interrupted_steps(st, steps)
         return self._execute(definition, st, lease_held=True, validated=True)
+
+    def _close_interrupted_steps(self, st: ExecutionState, steps: list[Any]) -> None:
+        """Rows a dead engine left `pending`/`running`/`waiting` will never finish: record them
+        `cancelled` so the run's history (and the approval API) shows only live steps."""
+        for row in steps:
+            if str(row.status) in _UNFINISHED:
+                try:
+                    st.persistence.update_step(
+                        row.id,
+                        StepUpdate(
+                            generation=st.generation,
+                            status=StepStatus.CANCELLED,
+                            result_text="interrupted: the engine running it stopped; the run was resumed",
+                        ),
+                    )
+                except EngineError as exc:
+                    log.warning("resume: could not close interrupted step %s: %s", row.id, exc)
 
     def _execute(
         self,

@@ -305,7 +305,7 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
             if StepStatus(s.status) is StepStatus.WAITING and s.role == StepRole.GATE.value
         }.values()
     )
-    if waiting and status != "interrupted" and not RunStatus(run.status).is_terminal:
+    if waiting and not RunStatus(run.status).is_terminal:  # also interrupted: approve, then resume
         lines.append("")
         lines.append("waiting gates")
         for gate in waiting:

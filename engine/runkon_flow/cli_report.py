@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from runkon_flow.approvals import GateApprovals
 from runkon_flow.cli_output import format_duration
 from runkon_flow.persistence.models import (
     FanOutItemStatus,
@@ -297,19 +298,16 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
             lines.append("")
         lines.extend(notes)
 
-    # One entry per gate: after a resume, an older `waiting` row of the same gate is a dead engine's.
-    waiting = list(
-        {
-            (s.step_name, s.iteration): s
-            for s in steps
-            if StepStatus(s.status) is StepStatus.WAITING and s.role == StepRole.GATE.value
-        }.values()
-    )
-    if waiting and not RunStatus(run.status).is_terminal:  # also interrupted: approve, then resume
-        lines.append("")
-        lines.append("waiting gates")
-        for gate in waiting:
-            lines.append(f"  {gate.step_name}" + (f": {gate.gate_prompt}" if gate.gate_prompt else ""))
-            lines.append(f"    approve: runkon-flow approve {run.id} {gate.step_name} [--note TEXT]")
-            lines.append(f"    reject:  runkon-flow reject {run.id} {gate.step_name} [--note TEXT]")
+    if not RunStatus(run.status).is_terminal:  # interrupted runs too: approve, then resume
+        # Gates of child runs (call workflow, foreach) are included; one entry per gate, the newest
+        # row (an older `waiting` row of the same gate belongs to an engine that died).
+        gates = {(g.run_id, g.gate_name): g for g in GateApprovals(store).waiting_gates(run.id)}
+        if gates:
+            lines.append("")
+            lines.append("waiting gates")
+        for gate in gates.values():
+            where = f" (in child run {gate.run_id})" if gate.run_id != run.id else ""
+            lines.append(f"  {gate.gate_name}{where}" + (f": {gate.prompt}" if gate.prompt else ""))
+            lines.append(f"    approve: runkon-flow approve {gate.run_id} {gate.gate_name} [--note TEXT]")
+            lines.append(f"    reject:  runkon-flow reject {gate.run_id} {gate.gate_name} [--note TEXT]")
     return lines

@@ -211,3 +211,29 @@ def test_the_gate_of_a_resumed_run_is_approved_even_with_the_dead_engines_row_st
     finally:
         stop(resumed)
     assert "line=deployed" in res_out.read_text()
+
+
+def test_a_gate_waiting_in_a_child_run_is_shown_and_approved_through_the_top_level_run(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "wf" / "release.wf", "workflow release {\n  call workflow ship\n}\n")
+    store = SqliteStore(home / "runs.db")
+    ws = Workspace([home / "wf"], store)
+    run_id = ws.create_run("release", {})
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(ws.execute(run_id)), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: bool(ws.gates.waiting_gates(run_id)), "the child's gate to wait")
+        child = ws.gates.waiting_gates(run_id)[0].run_id
+        shown = cli(capsys, "show", run_id)[1]
+        assert f"  human_approval (in child run {child}): Ship the build?" in shown
+        assert f"approve: runkon-flow approve {child} human_approval" in shown
+        assert cli(capsys, "approve", run_id, "human_approval")[0] == 0
+        thread.join(timeout=30)
+        assert outcome and outcome[0].status is RunStatus.COMPLETED
+    finally:
+        if thread.is_alive():
+            ws.cancel(run_id)
+            thread.join(timeout=30)
+        store.close()

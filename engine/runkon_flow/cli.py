@@ -24,6 +24,7 @@ from typing import Any, NoReturn, TextIO
 from runkon_flow import __version__
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.formatter import format_workflow
+from runkon_flow.dsl.lexer import comments
 from runkon_flow.dsl.loading import WorkflowDirError, list_workflow_files
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
@@ -263,56 +264,6 @@ def add_validate_parser(sub: Any) -> None:
 # --------------------------------------------------------------------------- fmt
 
 
-def comment_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of every `//` comment outside string literals (end excludes the newline)."""
-    spans: list[tuple[int, int]] = []
-    i, n, in_string = 0, len(text), False
-    while i < n:
-        ch = text[i]
-        if in_string:
-            if ch == "\\":
-                i += 2
-                continue
-            in_string = ch != '"'
-        elif ch == '"':
-            in_string = True
-        elif ch == "/" and text.startswith("//", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            spans.append((i, end))
-            i = end
-            continue
-        i += 1
-    return spans
-
-
-def first_comment(text: str) -> tuple[int, int] | None:
-    """(line, column) of the first `//` comment outside a string literal, or None."""
-    spans = comment_spans(text)
-    if not spans:
-        return None
-    start = spans[0][0]
-    return text.count("\n", 0, start) + 1, start - (text.rfind("\n", 0, start) + 1) + 1
-
-
-def without_comments(text: str) -> str:
-    """`text` minus its comments: comment-only lines vanish, trailing comments and the blanks before
-    them are cut. A commented file is "already formatted" when this equals the formatter's output."""
-    pieces: list[str] = []
-    pos = 0
-    for start, end in comment_spans(text):
-        cut = start
-        while cut > pos and text[cut - 1] in " \t":
-            cut -= 1
-        line_start = text.rfind("\n", 0, start) + 1
-        if cut <= line_start and cut >= pos and end < len(text):
-            end += 1  # the line held only the comment: drop its newline too
-        pieces.append(text[pos:cut])
-        pos = end
-    pieces.append(text[pos:])
-    return "".join(pieces)
-
-
 def _write_atomically(path: Path, text: str) -> None:
     """Replace the file's content without ever leaving it half-written; keeps its permissions."""
     real = path.resolve()
@@ -338,7 +289,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         try:
             source = _read_source(path)
             wf = parse_workflow(source, str(path))
-            formatted = format_workflow(wf)
+            formatted = format_workflow(wf, comments(source))
         except WfError as exc:
             failed = True
             location = SourceLocation(str(path), exc.line, exc.column)
@@ -350,15 +301,6 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         if parse_workflow(formatted, str(path)) != wf:
             failed = True
             _print(err, f"{path}: left unchanged: formatting would change its meaning (a formatter bug)")
-            continue
-        comment = first_comment(source)
-        if comment is not None and not args.drop_comments and without_comments(source) == formatted:
-            continue  # canonical apart from its comments, which fmt cannot keep
-        if comment is not None and not args.drop_comments:
-            failed = True
-            location = SourceLocation(str(path), *comment)
-            message = "fmt would delete the comments of this file; left unchanged (use --drop-comments)"
-            _print(err, render_diagnostic(location, message, source))
             continue
         changed = True
         if args.check:
@@ -380,13 +322,12 @@ def add_fmt_parser(sub: Any) -> None:
         help="rewrite .wf files in the canonical layout",
         description=(
             "Rewrite .wf files in the canonical layout (only files whose text changes are touched). "
-            "A file that does not parse is reported and left alone. The formatter works from the "
-            "syntax tree, so comments would be lost: such files are left alone unless --drop-comments."
+            "Comments are kept, each on its own line before the item that followed it. "
+            "A file that does not parse is reported and left alone."
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help=".wf files or directories of them")
     p.add_argument("--check", action="store_true", help="only report files that would change (exit 1 if any)")
-    p.add_argument("--drop-comments", action="store_true", help="reformat files even if that loses comments")
     p.set_defaults(handler=cmd_fmt)
 
 

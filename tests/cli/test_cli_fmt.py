@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from runkon_flow.cli import first_comment, main, without_comments
+from runkon_flow.cli import main
 from runkon_flow.dsl.formatter import format_workflow
 from runkon_flow.dsl.parser import parse_workflow
 
@@ -70,41 +70,20 @@ def test_a_file_that_does_not_parse_is_reported_and_left_alone_while_others_are_
     assert broken.read_text() == "workflow a {\n  while ready { call x }\n}\n"
 
 
-def test_a_file_with_comments_is_not_reformatted_unless_asked(
+def test_a_file_with_comments_is_reformatted_and_keeps_every_comment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = "workflow c {\n  // explain why\n  call a   { retries = 1 }   if a.ok { call b }\n}\n"
+    text = "workflow c {\n  // explain why\n  call a   { retries = 1 }   if a.ok { call b }  // tail\n}\n"
     path = write(tmp_path / "c.wf", text)
-    code, out, err = run(capsys, "fmt", str(path))
-    assert code == 1 and out == ""
-    assert err.splitlines() == [
-        f"{path}:2:3: fmt would delete the comments of this file; left unchanged (use --drop-comments)",
-        " 2 |   // explain why",
-        "   |   ^",
-    ]
+    assert run(capsys, "fmt", "--check", str(path)) == (1, f"would reformat {path}\n", "")
     assert path.read_text() == text
-    assert run(capsys, "fmt", "--check", str(path))[0] == 1
-    code, out, _err = run(capsys, "fmt", "--drop-comments", str(path))
+    code, out, _err = run(capsys, "fmt", str(path))
     assert (code, out) == (0, f"reformatted {path}\n")
-    assert "//" not in path.read_text()
-
-
-def test_a_canonical_file_with_comments_is_accepted_as_formatted(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    lines = CANONICAL.splitlines(keepends=True)
-    text = "// what this workflow is for\n" + lines[0] + "  // about the next step\n" + "".join(lines[1:])
-    text = text.replace("call b", "call b  // trailing note", 1)
-    assert "call b" in CANONICAL
-    path = write(tmp_path / "tidy.wf", text)
+    formatted = path.read_text()
+    assert "// explain why" in formatted and "// tail" in formatted
+    assert formatted.index("// explain why") < formatted.index("call a")
+    assert parse_workflow(formatted) == parse_workflow(text)
     assert run(capsys, "fmt", "--check", str(path)) == (0, "", "")
-    assert run(capsys, "fmt", str(path)) == (0, "", "")
-    assert path.read_text() == text
-
-
-def test_without_comments_removes_comment_lines_and_trailing_comments() -> None:
-    text = '// head\nworkflow a {\n  call x   // trailing\n  // own line\n  x = "a // b"\n}\n// end'
-    assert without_comments(text) == 'workflow a {\n  call x\n  x = "a // b"\n}\n'
 
 
 def test_slashes_inside_strings_are_not_comments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,20 +93,6 @@ def test_slashes_inside_strings_are_not_comments(tmp_path: Path, capsys: pytest.
     code, _out, _err = run(capsys, "fmt", str(path))
     assert code == 0
     assert parse_workflow(path.read_text()).description == 'see https://x.y/z " // not a comment'
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("workflow a {}", None),
-        ("workflow a {} // tail", (1, 15)),
-        ('x = "a // b"\n  // real', (2, 3)),
-        ('x = "esc \\" // still string" // c', (1, 30)),
-        ('x = "multi\nline // in string"\n//c', (3, 1)),
-    ],
-)
-def test_first_comment_finds_only_real_comments(text: str, expected: tuple[int, int] | None) -> None:
-    assert first_comment(text) == expected
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and symlinks")
@@ -157,3 +122,8 @@ def test_fmt_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (code, out) == (2, "")
     assert "no such file or directory" in err
     assert run(capsys, "fmt")[0] == 2
+
+
+def test_the_sample_workflows_are_canonically_formatted(capsys: pytest.CaptureFixture[str]) -> None:
+    samples = Path(__file__).resolve().parents[2] / "sample_workflows"
+    assert run(capsys, "fmt", "--check", str(samples)) == (0, "", "")

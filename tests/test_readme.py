@@ -1,0 +1,28 @@
+"""The README is the first thing a newcomer runs: its example and commands must stay true."""
+
+import re
+from pathlib import Path
+
+from runkon_flow.dsl import parse_workflow
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_language_example_parses() -> None:
+    fences = re.findall(r"^```(\w*)\n(.*?)^```", README, flags=re.S | re.M)
+    blocks = [body for lang, body in fences if not lang and body.lstrip().startswith("//")]
+    assert blocks, "the README shows a .wf example"
+    wf = parse_workflow(blocks[0], "README.md")
+    kinds = {node.type for node in wf.body}
+    assert {"script", "do", "parallel", "do_while", "unless", "for_each"} <= kinds
+    assert wf.always
+
+
+def test_the_two_commands_are_make_targets_and_ci_runs_the_test_one() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "make dashboard" in README and "make test" in README
+    assert re.search(r"^dashboard:", makefile, flags=re.M)
+    assert re.search(r"^test:", makefile, flags=re.M)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^make test$", ci, flags=re.M)

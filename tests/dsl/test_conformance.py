@@ -1,4 +1,4 @@
-"""Validation-level conformance on real third-party workflows (/work/shared/conformance, EXPECTED.md).
+"""Validation-level conformance on real third-party workflows (../shared/conformance, EXPECTED.md).
 
 Every corpus file must parse, pass semantic validation with the corpus folder as its workflow
 directory and the reference host's targets, pass cycle/depth detection, and show the facts that
@@ -7,7 +7,6 @@ EXPECTED.md lists. (Per-file body shapes are checked by the parser's own conform
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ from runkon_flow.dsl.references import find_workflow_cycle
 from runkon_flow.dsl.validation import top_level_step_keys, validate_workflow
 from runkon_flow.plugins.resolvers import DirectoryWorkflowResolver
 
-CONFORMANCE = Path(os.environ.get("RUNKON_CONFORMANCE_DIR", "/work/shared/conformance"))
+from tests.corpus import CONFORMANCE_DIR
+
+CONFORMANCE = CONFORMANCE_DIR
 HOST_TARGETS = ["worktree", "ticket", "repo", "pr", "workflow_run"]
 
 pytestmark = pytest.mark.skipif(

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -40,9 +39,11 @@ from runkon_flow.dsl.lexer import KEYWORDS
 from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS
 from runkon_flow.errors import WfError
 
+from tests.corpus import CONFORMANCE_DIR
+
 from .test_parse_workflow import EXAMPLE_14_1
 
-CORPUS = Path("/work/shared/conformance")
+CORPUS = CONFORMANCE_DIR
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 U32 = 2**32 - 1

@@ -1,12 +1,12 @@
 """The real third-party workflows parse into exactly the shapes EXPECTED.md describes.
 
-The corpus lives outside the repository (/work/shared/conformance); when it is absent these tests are
+The corpus lives outside the repository (../shared/conformance beside the checkout); when it is absent
+these tests are
 skipped with a visible reason. Validation-level conformance is covered by test_conformance.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +27,9 @@ from runkon_flow.dsl.ast import (
     WhileNode,
 )
 
-CORPUS = Path("/work/shared/conformance")
+from tests.corpus import CONFORMANCE_DIR
+
+CORPUS = CONFORMANCE_DIR
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"conformance corpus not found at {CORPUS}")
 
 

@@ -1,8 +1,7 @@
 """The real third-party workflows parse into exactly the shapes EXPECTED.md describes.
 
 The corpus lives outside the repository (../shared/conformance beside the checkout); when it is absent
-these tests are
-skipped with a visible reason. Validation-level conformance is covered by test_conformance.py.
+these tests are skipped with a visible reason. Validation-level conformance is covered by test_conformance.py.
 """
 
 from __future__ import annotations

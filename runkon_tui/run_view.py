@@ -365,6 +365,7 @@ class RunView:
         self.cancelling = False
         self.read_only = False
         self.events_applied = 0
+        self.failures = 0  # failed steps and items seen (any run): cheap "is there a failure?"
         self._finished_children: deque[str] = deque()
         self._changes = Changes()
         self._handlers: dict[str, Callable[[EngineEventData, Any], None]] = {
@@ -432,6 +433,7 @@ class RunView:
         self.crash = None
         self.cancelling = False
         self._finished_children.clear()
+        self.failures = 0
         self._changes = Changes(header=True, structure=True, engine_log=True, error_log=True, gates=True)
 
     # ------------------------------------------------------------------ public reading API
@@ -805,6 +807,7 @@ class RunView:
         root = self._is_root(run.run_id)
         took = format_duration(sv.elapsed(sv.ended_at))
         if status in FAILED:
+            self.failures += 1
             reason = f": {ev.error}" if ev.error else ""
             text = f"{self._context(run)}{glyph(status)} {_label(sv)} {status}{reason}"
             line = LogLine(data.ts, text, "error", run.run_id, sv.node_path)
@@ -1011,6 +1014,7 @@ class RunView:
         if self._is_root(run.run_id):
             self._changes.header = True
         if status == "failed":
+            self.failures += 1
             reason = f": {ev.error}" if ev.error else ""
             text = f"✗ {fan.name} item {ev.item_id} failed{reason}"
             self._log(LogLine(data.ts, text, "error", run.run_id, fan.node_path), error=True)

@@ -92,18 +92,30 @@ class MainScreen(Screen[None]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield RunHeader(id="header")
-        yield GateBanner(id="gate-banner")
+        # Widgets are kept as attributes: the drain tick touches them 15 times a second.
+        self.header = RunHeader(id="header")
+        self.gate_banner = GateBanner(id="gate-banner")
+        self.workflow_list: WorkflowList = RunList(id="workflows")
+        self.tree_note = Static(id="tree-note")
+        self._tree = DependencyTree(id="tree")
+        self.grid = FanOutGrid(id="grid")
+        self.item_detail = ItemDetail(id="item-detail")
+        self.log_pane = LogPane(id="log-pane")
+        self.workflows_pane = Pane(id="workflows-pane")
+        self.tree_pane = Pane(id="tree-pane")
+        self.grid_pane = Pane(id="grid-pane")
+        yield self.header
+        yield self.gate_banner
         with Horizontal(id="panes"):
-            with Pane(id="workflows-pane"):
-                yield RunList(id="workflows")
-            with Pane(id="tree-pane"):
-                yield Static(id="tree-note")
-                yield DependencyTree(id="tree")
-            with Pane(id="grid-pane"):
-                yield FanOutGrid(id="grid")
-                yield ItemDetail(id="item-detail")
-        yield LogPane(id="log-pane")
+            with self.workflows_pane:
+                yield self.workflow_list
+            with self.tree_pane:
+                yield self.tree_note
+                yield self._tree
+            with self.grid_pane:
+                yield self.grid
+                yield self.item_detail
+        yield self.log_pane
         box = Input(placeholder="filter (enter keeps it, esc clears)", id="filter")
         box.cursor_blink = self.rapp.blink
         yield box
@@ -114,9 +126,9 @@ class MainScreen(Screen[None]):
         self.set_class(event.size.height < 30, "-short")
 
     def on_mount(self) -> None:
-        self.query_one("#workflows-pane").border_title = "Workflows"
-        self.query_one("#tree-pane").border_title = "Steps"
-        self.query_one("#grid-pane").border_title = "Fan-out"
+        self.workflows_pane.border_title = "Workflows"
+        self.tree_pane.border_title = "Steps"
+        self.grid_pane.border_title = "Fan-out"
         app = self.rapp
         self.bind_view()
         self.workflow_list.load(app.catalog, select_path=app.initial_selection())
@@ -144,20 +156,9 @@ class MainScreen(Screen[None]):
     # ------------------------------------------------------------------ widget access
 
     @property
-    def workflow_list(self) -> WorkflowList:
-        return self.query_one("#workflows", WorkflowList)
-
-    @property
-    def tree(self) -> DependencyTree:
-        return self.query_one("#tree", DependencyTree)
-
-    @property
-    def grid(self) -> FanOutGrid:
-        return self.query_one("#grid", FanOutGrid)
-
-    @property
-    def log_pane(self) -> LogPane:
-        return self.query_one(LogPane)
+    def tree(self) -> DependencyTree:  # type: ignore[override]
+        """The dependency tree (shadows DOMNode.tree, a debugging view we do not use)."""
+        return self._tree
 
     def selected_entry(self) -> WorkflowEntry | None:
         path = self.workflow_list.highlighted_path
@@ -175,8 +176,8 @@ class MainScreen(Screen[None]):
     def show_workflow(self, entry: WorkflowEntry | None, force: bool = False) -> None:
         """Load the tree for the highlighted workflow (its last good definition if broken)."""
         app = self.rapp
-        note = self.query_one("#tree-note", Static)
-        tree_pane = self.query_one("#tree-pane")
+        note = self.tree_note
+        tree_pane = self.tree_pane
         if entry is None:
             self.tree_workflow = None
             self.tree.load([], None, placeholder="no workflow selected")
@@ -222,9 +223,9 @@ class MainScreen(Screen[None]):
         app = self.rapp
         view = app.view
         if changes.header or second or changes.gates:
-            self.query_one(RunHeader).show(view, now, app.idle_text())
+            self.header.show(view, now, app.idle_text())
         if changes.gates or changes.structure:
-            self.query_one(GateBanner).show(view, app.key_for("approve"), app.key_for("reject"))
+            self.gate_banner.show(view, app.key_for("approve"), app.key_for("reject"))
         tree_view = self.view_for(self.tree_workflow)
         touched = changes.steps or changes.runs or changes.fanouts or changes.gates or second
         if (touched and tree_view is not None) or changes.structure:
@@ -235,9 +236,11 @@ class MainScreen(Screen[None]):
             self.grid.show(fan)
         elif changes.fanouts:
             self.grid.update()
-        self.query_one("#grid-pane").border_title = f"Fan-out · foreach {esc(fan.name)}" if fan else "Fan-out"
+        title = f"Fan-out · foreach {esc(fan.name)}" if fan else "Fan-out"
+        if self.grid_pane.border_title != title:
+            self.grid_pane.border_title = title
         if changes.fanouts or changes.runs or second or changes.structure:
-            self.query_one(ItemDetail).show(view, fan, self.grid_item, now)
+            self.item_detail.show(view, fan, self.grid_item, now)
         self._refresh_output(changes)
         if changes.engine_log or changes.error_log or changes.output or changes.structure:
             self.log_pane.sync()
@@ -274,7 +277,7 @@ class MainScreen(Screen[None]):
         if fan is not self.grid.fan:
             self.grid_item = None
             self.grid.show(fan)
-            self.query_one(ItemDetail).show(self.rapp.view, fan, None, self.rapp.clock())
+            self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock())
 
     def show_step_output(self, run: RunState | None, spec: NodeSpec) -> None:
         self._child_source = None
@@ -290,11 +293,11 @@ class MainScreen(Screen[None]):
 
     def on_fan_out_grid_item_highlighted(self, event: FanOutGrid.ItemHighlighted) -> None:
         self.grid_item = event.index
-        self.query_one(ItemDetail).show(self.rapp.view, event.fan, event.index, self.rapp.clock())
+        self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())
 
     def on_fan_out_grid_item_selected(self, event: FanOutGrid.ItemSelected) -> None:
         self.grid_item = event.index
-        self.query_one(ItemDetail).show(self.rapp.view, event.fan, event.index, self.rapp.clock())
+        self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())
         item_id = event.fan.ids[event.index]
         child_id = event.fan.child_runs.get(event.index)
         run = self.rapp.view.runs.get(child_id) if child_id else None
@@ -338,12 +341,8 @@ class MainScreen(Screen[None]):
         if action == "failed_only":
             return True if self.grid.fan is not None else None
         if action == "next_failure":
-            return True if (view.failed_steps() or self._grid_has_failure()) else None
+            return True if view.failures else None
         return True
-
-    def _grid_has_failure(self) -> bool:
-        fan = self.grid.fan
-        return fan is not None and fan.count("failed") > 0
 
     def action_run_workflow(self) -> None:
         entry = self.selected_entry()

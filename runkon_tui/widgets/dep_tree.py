@@ -99,8 +99,14 @@ class DependencyTree(Tree[NodeSpec]):
 
     def _styles(self) -> dict[str, Style]:
         if self._tone_styles is None:
-            styles = {t: self.get_component_rich_style(f"dep-tree--{t}", partial=True) for t in TONES}
-            styles["detail"] = self.get_component_rich_style("dep-tree--detail", partial=True)
+            # Full styles resolve `auto` colours (e.g. $text-muted) against the background; keep only
+            # colour and weight so the cursor line's background still shows through.
+            def fg(name: str) -> Style:
+                full = self.get_component_rich_style(name)
+                return Style(color=full.color, bold=full.bold, italic=full.italic)
+
+            styles = {t: fg(f"dep-tree--{t}") for t in TONES}
+            styles["detail"] = fg("dep-tree--detail")
             self._tone_styles = styles
         return self._tone_styles
 

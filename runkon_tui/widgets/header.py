@@ -6,7 +6,7 @@ from textual.widgets import Static
 
 from runkon_tui.run_view import RunView
 from runkon_tui.status import format_clock, glyph, short_id
-from runkon_tui.widgets.markup import esc, paint
+from runkon_tui.widgets.markup import esc, paint, set_text
 
 COUNT_ORDER = ("completed", "failed", "running", "waiting", "skipped", "cancelled", "timed_out")
 
@@ -19,7 +19,7 @@ class RunHeader(Static):
     def show(self, view: RunView, now: float, idle_text: str) -> None:
         root = view.root
         if root is None:
-            self.update(f"[b]runkon[/] · {esc(idle_text)}")
+            set_text(self, f"[b]runkon[/] · {esc(idle_text)}", fixed_height=True)
             return
         status = view.status
         parts = [
@@ -38,7 +38,7 @@ class RunHeader(Static):
         fan = view.active_fanout()
         if fan is not None:
             parts.append(f"items {fan.done}/{fan.total}")
-        self.update(" · ".join(parts))
+        set_text(self, " · ".join(parts), fixed_height=True)
 
 
 class GateBanner(Static):
@@ -52,13 +52,15 @@ class GateBanner(Static):
 
     def show(self, view: RunView, approve_key: str, reject_key: str) -> None:
         gates = view.waiting_gates()
-        self.set_class(bool(gates), "-waiting")
+        if self.has_class("-waiting") != bool(gates):
+            self.set_class(bool(gates), "-waiting")
         if not gates:
             return
         gate = gates[0]
         prompt = f": {esc(gate.prompt)}" if gate.prompt else ""
         more = f" (+{len(gates) - 1} more)" if len(gates) > 1 else ""
-        self.update(
+        set_text(
+            self,
             f"[$warning b]{glyph('waiting')} gate {esc(gate.gate_name)} waits{prompt}[/]{more}"
-            f" — [b]{approve_key}[/] approve · [b]{reject_key}[/] reject"
+            f" — [b]{approve_key}[/] approve · [b]{reject_key}[/] reject",
         )

@@ -6,22 +6,26 @@ from textual.widgets import Static
 
 from runkon_tui.run_view import FanOutView, RunView
 from runkon_tui.status import format_duration, glyph, short_id
-from runkon_tui.widgets.markup import esc, paint
+from runkon_tui.widgets.markup import esc, paint, set_text
 
 
 class ItemDetail(Static):
     DEFAULT_CSS = """
-    ItemDetail { height: auto; max-height: 6; background: $surface; color: $foreground; }
+    ItemDetail { height: 4; background: $surface; color: $foreground; }
     """
 
     def show(self, view: RunView, fan: FanOutView | None, selected: int | None, now: float) -> None:
         if fan is None:
-            self.update("[$text-muted]no fan-out in this run[/]" if view.root is not None else "")
+            set_text(
+                self,
+                "[$text-muted]no fan-out in this run[/]" if view.root is not None else "",
+                fixed_height=True,
+            )
             return
         lines = [self._counters(fan, now)]
         if selected is not None and 0 <= selected < len(fan.ids):
             lines.extend(self._item(view, fan, selected, now))
-        self.update("\n".join(lines))
+        set_text(self, "\n".join(lines), fixed_height=True)
 
     @staticmethod
     def _counters(fan: FanOutView, now: float) -> str:

@@ -1,0 +1,228 @@
+"""Dashboard overhead benchmark (prints figures; not a test).
+
+    .venv/bin/python bench/bench_dashboard.py [--items 10000] [--repeat 2]
+
+Measures, in one run:
+
+* a foreach over N no-op child workflows (each child: one `echo` agent call, max_parallel 8,
+  in-memory store) executed through `Workspace` three ways, each in its own subprocess so peak
+  RSS is per variant:
+    - `engine`:    no event sink at all (the engine skips building events),
+    - `null-sink`: an EventSink that drops every event (what any consumer costs the engine),
+    - `dashboard`: the real app, headless (`App.run_test`), running the workflow from its engine
+      thread worker with its event bridge attached;
+  and the ratio dashboard / null-sink (target ≤ 1.10) and dashboard / engine;
+* the p99 duration of one UI drain tick during the dashboard run (target ≤ 50 ms);
+* peak RSS of the dashboard process (target ≤ 300 MB);
+* time from starting `runkon-tui` (a real process on a pseudo-terminal) to its first frame
+  (target ≤ 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pty
+import resource
+import select
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def make_workspace_dir(base: Path, items: int) -> Path:
+    folder = base / "wf"
+    (folder / "agents").mkdir(parents=True)
+    (folder / "items.json").write_text(json.dumps([f"item-{i:05d}" for i in range(items)]))
+    (folder / "fanout.wf").write_text(
+        "workflow fanout {\n  foreach items {\n    over = static\n    scope = { file = \"items.json\" }\n"
+        "    max_parallel = 8\n    workflow = noop-child\n    inputs = { name = \"{{item.id}}\" }\n  }\n}\n"
+    )
+    (folder / "noop-child.wf").write_text("workflow noop-child {\n  inputs { name }\n  call noop\n}\n")
+    (folder / "agents" / "noop.md").write_text("---\nruntime: echo\n---\n{{name}}\n")
+    return folder
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- one variant (subprocess)
+
+
+def run_variant(mode: str, folder: Path) -> dict:
+    from runkon_flow.persistence.memory import InMemoryStore
+    from runkon_flow.workspace import Workspace
+
+    store = InMemoryStore()
+    ws = Workspace([folder], store)
+    if mode in ("engine", "null-sink"):
+
+        class NullSink:
+            def emit(self, data: object) -> None:
+                pass
+
+        sinks = [NullSink()] if mode == "null-sink" else []
+        started = time.perf_counter()
+        run_id = ws.create_run("fanout", {})
+        result = ws.execute(run_id, sinks=sinks)
+        elapsed = time.perf_counter() - started
+        return {"mode": mode, "seconds": elapsed, "ok": result.all_succeeded, "rss_mb": peak_rss_mb()}
+
+    os.environ.setdefault("RUNKON_TUI_CONFIG", str(folder.parent / "tui.yaml"))
+    from runkon_tui.app import RunkonApp
+
+    app = RunkonApp([folder], host=ws, store=store, watch=False)
+    outcome: dict = {}
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            entry = app.catalog.by_name("fanout")
+            assert entry is not None
+            app.tick_durations.clear()
+            started = time.perf_counter()
+            app.request_run(entry)
+            while app.run_active or app.view.root is None:
+                await asyncio.sleep(0.005)
+            outcome["seconds"] = time.perf_counter() - started
+            outcome["ok"] = app.view.status == "completed"
+            fan = app.view.active_fanout()
+            outcome["items_shown_done"] = fan.done if fan else 0
+            ticks = sorted(app.tick_durations)
+            outcome["ticks"] = len(ticks)
+            outcome["tick_p50_ms"] = 1000 * ticks[len(ticks) // 2]
+            outcome["tick_p99_ms"] = 1000 * ticks[min(len(ticks) - 1, int(len(ticks) * 0.99))]
+            outcome["tick_max_ms"] = 1000 * ticks[-1]
+            outcome["events_folded"] = app.view.events_applied
+
+    asyncio.run(drive())
+    outcome.update(mode="dashboard", rss_mb=peak_rss_mb())
+    return outcome
+
+
+def variant_in_subprocess(mode: str, folder: Path) -> dict:
+    proc = subprocess.run(
+        [PYTHON, __file__, "--variant", mode, "--folder", str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "RUNKON_SAMPLE_SPEED": "0"},
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} variant failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- first frame
+
+
+def first_frame_seconds(folder: Path, db: Path) -> float:
+    """Start `runkon-tui` on a pseudo-terminal; time until the screen shows the workflow list."""
+    exe = Path(PYTHON).with_name("runkon-tui")
+    master, slave = pty.openpty()
+    termios_size = struct.pack("HHHH", 40, 120, 0, 0)
+    import fcntl
+
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, termios_size)
+    env = {**os.environ, "TERM": "xterm-256color", "RUNKON_TUI_CONFIG": str(db.parent / "tui.yaml")}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(exe), str(folder), "--db", str(db), "--no-watch"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    seen = b""
+    frame_at = None
+    deadline = started + 20
+    while time.perf_counter() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            seen += chunk
+            if b"Workflows" in seen and b"fanout" in seen:
+                frame_at = time.perf_counter() - started
+                break
+    os.write(master, b"\x11")  # ctrl+q
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    os.close(master)
+    if frame_at is None:
+        raise SystemExit("runkon-tui never drew its first frame")
+    return frame_at
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--variant", choices=["engine", "null-sink", "dashboard"])
+    parser.add_argument("--folder", type=Path)
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.folder)))
+        return
+
+    base = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    try:
+        folder = make_workspace_dir(base, args.items)
+        runs: dict[str, list[dict]] = {"engine": [], "null-sink": [], "dashboard": []}
+        for _ in range(args.repeat):
+            for mode in ("engine", "null-sink", "dashboard"):  # interleaved to share machine noise
+                result = variant_in_subprocess(mode, folder)
+                if not result["ok"]:
+                    raise SystemExit(f"{mode} run did not complete: {result}")
+                runs[mode].append(result)
+        secs = {m: statistics.median(r["seconds"] for r in rs) for m, rs in runs.items()}
+        dash = runs["dashboard"]
+        p99 = max(r["tick_p99_ms"] for r in dash)
+        rss = max(r["rss_mb"] for r in dash)
+        frames = [first_frame_seconds(folder, base / f"runs-{i}.db") for i in range(3)]
+
+        print(f"foreach over {args.items:,} no-op child workflows, max_parallel 8, in-memory store "
+              f"(median of {args.repeat})")
+        for mode in ("engine", "null-sink", "dashboard"):
+            per_item = 1e6 * secs[mode] / args.items
+            rss_m = max(r["rss_mb"] for r in runs[mode])
+            print(f"  {mode:<10} {secs[mode]:7.2f} s   {per_item:6.0f} µs/item   peak RSS {rss_m:6.1f} MB")
+        ratio = secs["dashboard"] / secs["null-sink"]
+        print(f"  ratio dashboard / null-sink  {ratio:5.2f}   (target ≤ 1.10)  {'OK' if ratio <= 1.10 else 'MISSED'}")
+        print(f"  ratio dashboard / engine     {secs['dashboard'] / secs['engine']:5.2f}   (no sink: the engine "
+              "builds no events at all)")
+        print(f"  UI drain tick: p50 {statistics.median(r['tick_p50_ms'] for r in dash):.1f} ms, "
+              f"p99 {p99:.1f} ms, max {max(r['tick_max_ms'] for r in dash):.1f} ms over "
+              f"{sum(r['ticks'] for r in dash)} ticks   (target p99 ≤ 50 ms)  {'OK' if p99 <= 50 else 'MISSED'}")
+        print(f"  events folded per run: {dash[0]['events_folded']:,}")
+        print(f"  dashboard peak RSS {rss:.1f} MB   (target ≤ 300 MB)  {'OK' if rss <= 300 else 'MISSED'}")
+        best = min(frames)
+        print(f"  runkon-tui start → first frame: {', '.join(f'{f:.2f}' for f in frames)} s "
+              f"(best {best:.2f}; target ≤ 1 s)  {'OK' if best <= 1.0 else 'MISSED'}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -247,6 +247,97 @@ def test_is_run_cancelled_of_an_unknown_run_is_false(store) -> None:
     assert store.is_run_cancelled("nope") is False
 
 
+def test_a_leased_run_is_created_running_and_owned_in_one_step(store, clock) -> None:
+    snapshot = json.dumps({"title": "Child"})
+    run = store.create_leased_run(
+        NewRun(
+            workflow_name="child",
+            parent_run_id="p",
+            parent_workflow_run_id="p",
+            definition_snapshot=snapshot,
+            inputs={"item.id": "7"},
+            iteration=2,
+        ),
+        "owner-1",
+        30,
+    )
+    assert store.get_run(run.id) == run
+    assert (run.status, run.owner_token, run.generation) == (RunStatus.RUNNING, "owner-1", 1)
+    assert (run.workflow_title, run.inputs, run.iteration) == ("Child", {"item.id": "7"}, 2)
+    assert run.started_at == "2026-01-01T12:00:00.000Z"
+    assert run.lease_until is not None and run.ended_at is None
+    assert store.get_run(run.id).status is RunStatus.RUNNING
+
+
+def test_a_leased_run_behaves_like_a_run_acquired_once(store, clock) -> None:
+    run = store.create_leased_run(NewRun(workflow_name="child"), "owner-1", 10)
+    step_id = new_step(store, run.id, retry_count=0)
+    store.update_step(step_id, StepUpdate(generation=1, status=StepStatus.RUNNING))
+    assert store.acquire_lease(run.id, "owner-1", 10) == 1  # renewal by its owner
+    assert store.acquire_lease(run.id, "intruder", 10) is None
+    clock.advance(10.001)
+    assert store.acquire_lease(run.id, "intruder", 10) == 2
+    with pytest.raises(EngineCancelled, match="LeaseLost"):
+        store.update_step(step_id, StepUpdate.completed(1))
+
+
+def test_a_leased_run_refuses_a_duplicate_id_and_a_negative_ttl(store) -> None:
+    store.create_leased_run(NewRun(workflow_name="wf", run_id="r1"), "t", 10)
+    with pytest.raises(PersistenceError, match="r1 already exists"):
+        store.create_leased_run(NewRun(workflow_name="wf", run_id="r1"), "t", 10)
+    with pytest.raises(PersistenceError, match="ttl"):
+        store.create_leased_run(NewRun(workflow_name="wf"), "t", -1)
+    assert store.get_run("r1").owner_token == "t"
+
+
+@pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED])
+def test_finishing_a_run_records_its_end_and_hands_the_lease_back(store, clock, status) -> None:
+    run_id, gen = owned_run(store, "t1")
+    store.set_waiting_blocked_on(run_id, {"type": "human_approval", "gate_name": "g"})
+    clock.advance(1.25)
+    store.finish_run(run_id, status, "summary", "why", "t1")
+    run = store.get_run(run_id)
+    assert (run.status, run.result_summary, run.error) == (status, "summary", "why")
+    assert (run.ended_at, run.blocked_on) == ("2026-01-01T12:00:01.250Z", None)
+    assert (run.owner_token, run.lease_until, run.generation) == (None, None, gen)
+    assert store.acquire_lease(run_id, "t2", 10) == gen + 1  # free at once
+
+
+def test_finishing_with_a_token_that_lost_the_lease_leaves_the_new_owner_alone(store) -> None:
+    run_id, _ = owned_run(store, "t1")
+    store.finish_run(run_id, RunStatus.FAILED, None, "boom", "someone-else")
+    run = store.get_run(run_id)
+    assert (run.status, run.owner_token) == (RunStatus.FAILED, "t1")
+    assert run.lease_until is not None
+
+
+@pytest.mark.parametrize(
+    "status", [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING]
+)
+def test_finishing_needs_a_terminal_status(store, status) -> None:
+    run_id, _ = owned_run(store, "t1")
+    with pytest.raises(PersistenceError, match="terminal status"):
+        store.finish_run(run_id, status, None, None, "t1")
+    assert store.get_run(run_id).owner_token == "t1"
+
+
+def test_finishing_an_unknown_run_is_an_error(store) -> None:
+    with pytest.raises(PersistenceError, match="run nope not found"):
+        store.finish_run("nope", RunStatus.COMPLETED, None, None, "t1")
+
+
+def test_write_behind_writes_apply_in_order_and_this_process_reads_them(store) -> None:
+    """durable=False may queue a write (SQLite), but reads, flush() and later writes see it."""
+    run = store.create_leased_run(NewRun(workflow_name="child"), "t1", 30, durable=False)
+    step_id = store.insert_step(NewStep(run.id, "s", retry_count=0), durable=False)
+    store.update_step(step_id, StepUpdate.completed(1, result_text="done"), durable=False)
+    store.finish_run(run.id, RunStatus.COMPLETED, "ok", None, "t1", durable=False)
+    assert store.get_step(step_id).status is StepStatus.COMPLETED
+    assert store.get_run(run.id).status is RunStatus.COMPLETED
+    store.flush()
+    assert store.get_run(run.id).owner_token is None
+
+
 # --------------------------------------------------------------------------- steps
 
 
@@ -819,6 +910,56 @@ def test_many_threads_writing_at_once_lose_nothing(store) -> None:
         str(w) for w in range(8)
     ]
     assert store.get_run(run_id).generation == gen
+
+
+def test_a_failing_write_among_concurrent_writes_fails_only_its_own_caller(store) -> None:
+    """Concurrent writes may share a commit (SQLite group commit): a write that fails must not
+    take the others down, and must leave nothing behind."""
+    run_id, gen = owned_run(store, "engine")
+    step_id = foreach_step(store)
+    [item] = store.insert_fan_out_items(step_id, [("t", "a", "", {})])
+    threads_n, rounds = 8, 30
+    start = threading.Barrier(threads_n)
+    failures: list[str] = []
+    unexpected: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            start.wait()
+            for n in range(rounds):
+                if w % 2:
+                    s_id = new_step(store, run_id, f"w{w}-{n}", retry_count=0)
+                    store.update_step(s_id, StepUpdate.completed(gen, result_text="ok"))
+                    continue
+                try:
+                    if n % 3 == 0:
+                        store.update_run_status(f"missing-{w}-{n}", RunStatus.RUNNING, None, None)
+                    elif n % 3 == 1:
+                        store.batch_update_fan_out_items(
+                            [
+                                (item, FanOutItemUpdate.running("c")),
+                                (f"missing-{w}-{n}", FanOutItemUpdate.running("c")),
+                            ]
+                        )
+                    else:
+                        store.create_run(NewRun(workflow_name="dup", run_id=run_id))
+                except PersistenceError as exc:
+                    failures.append(str(exc))
+        except BaseException as exc:
+            unexpected.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert unexpected == []
+    assert len(failures) == threads_n // 2 * rounds
+    done = [s for s in store.get_steps(run_id) if s.step_name.startswith("w")]
+    assert len(done) == threads_n // 2 * rounds
+    assert {s.status for s in done} == {StepStatus.COMPLETED}
+    assert store.get_fan_out_items(step_id)[0].status is FanOutItemStatus.PENDING  # batches rolled back
+    assert store.get_run(run_id).workflow_name == "wf"
 
 
 def test_racing_owners_get_exactly_one_lease(store) -> None:

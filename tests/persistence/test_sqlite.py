@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -337,6 +338,61 @@ def test_a_writer_waits_for_another_process_lock_instead_of_failing(sqlite_store
     finally:
         holder.communicate(timeout=10)
     assert sqlite_store.get_run(run_id).status is RunStatus.RUNNING
+
+
+def test_write_behind_rows_reach_other_connections_with_the_next_commit(db) -> None:
+    with SqliteStore(db) as writer, SqliteStore(db) as watcher:
+        parent = writer.create_run(NewRun(workflow_name="parent")).id
+        child = writer.create_leased_run(NewRun(workflow_name="child"), "t", 30, durable=False).id
+        step_id = writer.insert_step(NewStep(child, "s", retry_count=0), durable=False)
+        assert watcher.get_run(child) is None  # queued, not committed yet
+        writer.flush()
+        assert watcher.get_steps(child)[0].id == step_id
+        writer.finish_run(child, RunStatus.COMPLETED, "ok", None, "t", durable=False)
+        writer.update_run_status(parent, RunStatus.RUNNING, None, None)  # a durable write commits both
+        assert watcher.get_run(child).status is RunStatus.COMPLETED
+        writer.update_step(step_id, StepUpdate.completed(1, result_text="late"), durable=False)
+    with SqliteStore(db) as reopened:  # close() commits what is still queued
+        assert reopened.get_step(step_id).result_text == "late"
+
+
+def test_a_failing_write_behind_write_is_logged_and_spares_the_others(sqlite_store, caplog) -> None:
+    run = sqlite_store.create_leased_run(NewRun(workflow_name="wf"), "t", 30)
+    step_id = sqlite_store.insert_step(NewStep(run.id, "s", retry_count=0))
+    other = sqlite_store.create_run(NewRun(workflow_name="other")).id
+    with caplog.at_level(logging.WARNING, logger="runkon_flow.persistence"):
+        sqlite_store.update_step(step_id, StepUpdate.completed(7), durable=False)  # stale generation
+        sqlite_store.update_run_status(other, RunStatus.FAILED, None, "boom")
+    assert sqlite_store.get_step(step_id).status is StepStatus.RUNNING
+    assert sqlite_store.get_run(other).status is RunStatus.FAILED
+    assert "write-behind write failed: workflow cancelled: LeaseLost" in caplog.text
+
+
+def test_writes_queued_while_the_connection_is_busy_share_one_commit(sqlite_store) -> None:
+    """Group commit: writers that queue up behind a busy connection are committed together."""
+    run = sqlite_store.create_leased_run(NewRun(workflow_name="wf"), "t", 30)
+    statements: list[str] = []
+    ids: list[str] = []
+    with sqlite_store._lock:  # the connection is busy (as if another write were committing)
+        threads = [
+            threading.Thread(
+                target=lambda n=n: ids.append(
+                    sqlite_store.insert_step(NewStep(run.id, f"s{n}", retry_count=0))
+                )
+            )
+            for n in range(8)
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(sqlite_store._pending) < 8 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        sqlite_store._db.set_trace_callback(statements.append)
+    for t in threads:
+        t.join()
+    sqlite_store._db.set_trace_callback(None)
+    assert sorted(s.id for s in sqlite_store.get_steps(run.id)) == sorted(ids)
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
 
 
 HOLD_LOCK = textwrap.dedent(

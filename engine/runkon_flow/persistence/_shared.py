@@ -5,6 +5,7 @@ derivation and selection validation, and tolerant JSON decoding of stored column
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import random
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.errors import EngineCancelled, PersistenceError
-from runkon_flow.persistence.models import GateApprovalState, StepRole, StepStatus
+from runkon_flow.persistence.models import GateApprovalState, RunStatus, StepRole, StepStatus
 
 log = logging.getLogger("runkon_flow.persistence")
 
@@ -37,6 +38,29 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def rfc3339_now() -> str:
+    """`rfc3339(system_clock())`, without building a datetime: the stores stamp several rows per
+    child run, so the formatted second is cached and only the milliseconds change."""
+    global _second_prefix
+    ms = time.time_ns() // 1_000_000
+    second, prefix = _second_prefix
+    if ms // 1000 != second:
+        second = ms // 1000
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _second_prefix = (second, prefix)  # one tuple, replaced atomically
+    return f"{prefix}{ms % 1000:03d}Z"
+
+
+def now_function(clock: Clock) -> Callable[[], str]:
+    """The store's "now" as RFC 3339: the cached fast path for the system clock, else `clock`'s."""
+    if clock is system_clock:
+        return rfc3339_now
+    return lambda: rfc3339(clock())
+
+
 def sqlite_lease_time(moment: datetime) -> str:
     """SQLite's `YYYY-MM-DD HH:MM:SS.SSS` (UTC): sorts as text and parses with SQLite's date functions."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
@@ -50,6 +74,16 @@ def lease_cancelled() -> EngineCancelled:
 def check_ttl(ttl_seconds: float) -> None:
     if ttl_seconds < 0:
         raise PersistenceError(f"lease ttl must not be negative (got {ttl_seconds})")
+
+
+def check_finish_status(status: RunStatus) -> RunStatus:
+    """`finish_run` ends a run: only completed, failed and cancelled are accepted."""
+    status = RunStatus(status)
+    if not status.is_terminal:
+        raise PersistenceError(
+            f"finish_run needs a terminal status (completed, failed or cancelled), not {status.value}"
+        )
+    return status
 
 
 def check_role(role: str) -> None:
@@ -67,26 +101,46 @@ _RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _TO_CROCKFORD = bytes.maketrans(_RFC4648, b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
+_RANDOM_LIMIT = 1 << 80
+
+
+def _crockford_time(ms: int) -> str:
+    """The 10-character timestamp part of a ULID (48 bits, two leading zero bits)."""
+    # Left-aligned in 64 bits, the 50-bit value fills exactly the first 10 base32 digits.
+    return base64.b32encode((ms << 14).to_bytes(8, "big"))[:10].translate(_TO_CROCKFORD).decode()
+
+
 class MonotonicUlids:
     """ULIDs that strictly increase within this process.
 
     Plain ULIDs are random inside one millisecond, so `ORDER BY id` would shuffle fan-out items
-    inserted in the same millisecond. Incrementing the previous value keeps insertion order and
-    the ULID format (26 Crockford base32 characters, millisecond timestamp prefix).
+    inserted in the same millisecond. Within one millisecond each id is the previous one plus one,
+    which keeps insertion order and the ULID format (26 Crockford base32 characters: 10 for the
+    millisecond timestamp, 16 for 80 random bits). The timestamp part is encoded once per
+    millisecond, so an id costs one 10-byte base32 encoding.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last = 0
+        self._ms = -1
+        self._random = 0
+        self._prefix = ""
 
     def __call__(self) -> str:
         ms = time.time_ns() // 1_000_000
-        fresh = (ms << 80) | _random_bits(80)
         with self._lock:
-            value = fresh if fresh > self._last else self._last + 1
-            self._last = value
-        # 160 bits → 32 base32 digits; the last 26 hold the 128-bit value (top digit ≤ 7).
-        return base64.b32encode(value.to_bytes(20, "big"))[-26:].translate(_TO_CROCKFORD).decode()
+            if ms > self._ms:
+                random_part = _random_bits(80)
+            else:  # same millisecond (or the clock stepped back): continue after the last id
+                ms, random_part = self._ms, self._random + 1
+                if random_part >= _RANDOM_LIMIT:
+                    ms, random_part = ms + 1, 0
+            if ms != self._ms:
+                self._prefix = _crockford_time(ms)
+                self._ms = ms
+            self._random = random_part
+            prefix = self._prefix
+        return prefix + base64.b32encode(random_part.to_bytes(10, "big")).translate(_TO_CROCKFORD).decode()
 
 
 new_ordered_id = MonotonicUlids()
@@ -125,6 +179,12 @@ def workflow_title(definition_snapshot: str | None) -> str | None:
     """The snapshot's `"title"` key, when the snapshot is a JSON object with a string title."""
     if not definition_snapshot:
         return None
+    return _title_of(definition_snapshot)
+
+
+@functools.lru_cache(maxsize=64)
+def _title_of(definition_snapshot: str) -> str | None:
+    # Cached: a foreach creates thousands of child runs with the same snapshot string.
     try:
         value = json.loads(definition_snapshot)
     except ValueError:

@@ -1,5 +1,7 @@
 """An in-memory `WorkflowPersistence` for tests, dry runs and single-process use.
 
+Every write is applied before the call returns (`durable=False` changes nothing here).
+
 It follows the same rules as the SQLite store (engine.md §6.2, docs/persistence.md) so behaviour
 tests written against one hold for the other. One lock guards every table: operations are short,
 so a single lock is both the simplest correct choice and fast under the engine's many threads.
@@ -36,6 +38,7 @@ class InMemoryStore:
 
     def __init__(self, *, clock: sh.Clock = sh.system_clock) -> None:
         self._clock = clock
+        self._now = sh.now_function(clock)
         self._lock = threading.Lock()
         self._runs: dict[str, WorkflowRun] = {}
         self._run_seq: dict[str, int] = {}
@@ -46,13 +49,26 @@ class InMemoryStore:
         self._items_by_step: dict[str, list[str]] = {}
         self._item_keys: dict[tuple[str, str, str], str] = {}
 
-    def _now(self) -> str:
-        return sh.rfc3339(self._clock())
-
     # ------------------------------------------------------------------ runs
 
     def create_run(self, new_run: NewRun) -> WorkflowRun:
-        run = WorkflowRun(
+        return self._insert_run(self._new_run_row(new_run))
+
+    def create_leased_run(
+        self, new_run: NewRun, token: str, ttl_seconds: float, *, durable: bool = True
+    ) -> WorkflowRun:
+        """A new run already `running`, leased by `token` (generation 1) — one write."""
+        sh.check_ttl(ttl_seconds)
+        run = self._new_run_row(new_run)
+        until = self._clock() + timedelta(seconds=ttl_seconds)
+        run.status = RunStatus.RUNNING
+        run.owner_token = token
+        run.lease_until = sh.rfc3339(until)
+        run.generation = 1
+        return self._insert_run(run, until)
+
+    def _new_run_row(self, new_run: NewRun) -> WorkflowRun:
+        return WorkflowRun(
             id=new_run.run_id or sh.new_ordered_id(),
             workflow_name=new_run.workflow_name,
             parent_run_id=new_run.parent_run_id,
@@ -66,12 +82,16 @@ class InMemoryStore:
             iteration=new_run.iteration,
             workflow_title=sh.workflow_title(new_run.definition_snapshot),
         )
+
+    def _insert_run(self, run: WorkflowRun, lease_expiry: datetime | None = None) -> WorkflowRun:
         with self._lock:
             if run.id in self._runs:
                 raise PersistenceError(f"run {run.id} already exists")
             self._runs[run.id] = run
             self._run_seq[run.id] = len(self._run_seq)
             self._steps_by_run[run.id] = []
+            if lease_expiry is not None:
+                self._lease_expiry[run.id] = lease_expiry
             return _copy_run(run)
 
     def get_run(self, run_id: str) -> WorkflowRun | None:
@@ -112,6 +132,31 @@ class InMemoryStore:
             run.ended_at = now if status.is_terminal else None
             run.blocked_on = None
 
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        result_summary: str | None,
+        error: str | None,
+        token: str,
+        *,
+        durable: bool = True,
+    ) -> None:
+        """The final status and the lease release in one step (terminal statuses only)."""
+        status = sh.check_finish_status(status)
+        now = self._now()
+        with self._lock:
+            run = self._run(run_id)
+            run.status = status
+            run.result_summary = result_summary
+            run.error = error
+            run.ended_at = now
+            run.blocked_on = None
+            if run.owner_token == token:
+                run.owner_token = None
+                run.lease_until = None
+                self._lease_expiry.pop(run_id, None)
+
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
         """The only way into `waiting`: status and what the run waits for change together."""
         snapshot = copy.deepcopy(blocked_on)
@@ -125,6 +170,9 @@ class InMemoryStore:
         with self._lock:
             run = self._runs.get(run_id)
             return run is not None and run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING)
+
+    def flush(self) -> None:
+        """Nothing to do: every write, `durable=False` included, is applied before the call returns."""
 
     def _run(self, run_id: str) -> WorkflowRun:
         run = self._runs.get(run_id)
@@ -165,7 +213,7 @@ class InMemoryStore:
 
     # ------------------------------------------------------------------ steps
 
-    def insert_step(self, new_step: NewStep) -> str:
+    def insert_step(self, new_step: NewStep, *, durable: bool = True) -> str:
         sh.check_role(new_step.role)
         running = new_step.retry_count is not None
         step = WorkflowRunStep(
@@ -190,7 +238,7 @@ class InMemoryStore:
             self._steps_by_run[step.workflow_run_id].append(step.id)
         return step.id
 
-    def update_step(self, step_id: str, update: StepUpdate) -> None:
+    def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None:
         """Generation-guarded (stale → LeaseLost); a terminal row is never overwritten."""
         status = StepStatus(update.status)
         now = self._now()
@@ -321,7 +369,9 @@ class InMemoryStore:
                 raise PersistenceError(f"fan-out item {item_id} not found")
             _apply_item_update(row, update, now)
 
-    def batch_update_fan_out_items(self, updates: list[tuple[str, FanOutItemUpdate]]) -> None:
+    def batch_update_fan_out_items(
+        self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
+    ) -> None:
         """All or nothing: an unknown item id fails the batch before any row changes."""
         now = self._now()
         with self._lock:

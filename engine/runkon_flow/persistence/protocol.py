@@ -1,5 +1,14 @@
 """The persistence protocol (engine.md §6.2). Every store — in-memory, SQLite, and later
-PostgreSQL — implements exactly this; the engine talks to nothing else."""
+PostgreSQL — implements exactly this; the engine talks to nothing else.
+
+Ours, beyond the spec (docs/persistence.md): `create_leased_run` and `finish_run` (a child run
+costs two run writes instead of six), and write-behind — `durable=False` on the writes the engine
+makes for history only, plus `flush()`. A write-behind write may be queued instead of committed
+before the call returns; it is committed in call order with every other write of the store, no
+later than the next durable write (from any thread), the next read, `flush()` or `close()`. Its
+failure is logged instead of raised (a store that writes synchronously may raise it). SQLite uses
+this for group commit; a PostgreSQL store would pipeline such writes into the next transaction.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +43,15 @@ class GateApprovalStore(Protocol):
 class WorkflowPersistence(GateApprovalStore, Protocol):
     def create_run(self, new_run: NewRun) -> WorkflowRun: ...
 
+    def create_leased_run(
+        self, new_run: NewRun, token: str, ttl_seconds: float, *, durable: bool = True
+    ) -> WorkflowRun:
+        """Create a run that is already `running` and leased by `token` (generation 1, lease until
+        now + ttl) in one write: `create_run`, `acquire_lease` and `update_run_status(running)`
+        without the round trips, and without the moment in which another engine could take the
+        fresh run. The engine creates its child runs this way."""
+        ...
+
     def get_run(self, run_id: str) -> WorkflowRun | None: ...
 
     def list_runs(self, limit: int = 500, parent_run_id: str | None = "") -> list[WorkflowRun]:
@@ -46,11 +64,26 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         self, run_id: str, status: RunStatus, result_summary: str | None, error: str | None
     ) -> None: ...
 
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        result_summary: str | None,
+        error: str | None,
+        token: str,
+        *,
+        durable: bool = True,
+    ) -> None:
+        """Record a run's end and hand its lease back in one write: `update_run_status` with a
+        terminal status (anything else is refused), then `release_lease(run_id, token)` — the lease
+        is cleared only if `token` still holds it. Not generation-guarded, like every run status."""
+        ...
+
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None: ...
 
-    def insert_step(self, new_step: NewStep) -> str: ...
+    def insert_step(self, new_step: NewStep, *, durable: bool = True) -> str: ...
 
-    def update_step(self, step_id: str, update: StepUpdate) -> None: ...
+    def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None: ...
 
     def get_steps(self, run_id: str) -> list[WorkflowRunStep]: ...
 
@@ -68,7 +101,9 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None: ...
 
-    def batch_update_fan_out_items(self, updates: list[tuple[str, FanOutItemUpdate]]) -> None: ...
+    def batch_update_fan_out_items(
+        self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
+    ) -> None: ...
 
     def get_fan_out_items(
         self, step_run_id: str, status_filter: FanOutItemStatus | None = None
@@ -79,3 +114,7 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
     def release_lease(self, run_id: str, token: str) -> None: ...
 
     def is_run_cancelled(self, run_id: str) -> bool: ...
+
+    def flush(self) -> None:
+        """Commit every queued write-behind (`durable=False`) write now."""
+        ...

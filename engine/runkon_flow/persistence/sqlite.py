@@ -2,9 +2,12 @@
 lets several engines — threads or processes — share runs safely through leases and generations.
 
 Concurrency: one connection per store guarded by a lock (measured faster than a connection per
-thread for the engine's fan-out pattern, bench/bench_store.py), in autocommit mode; every
-read-modify-write runs in `BEGIN IMMEDIATE` so other processes see it atomically. Single-statement
-writes are atomic on their own and skip the extra round trips. Every sqlite3 failure surfaces as a
+thread for the engine's fan-out pattern, bench/bench_store.py), in autocommit mode. Writes are
+group-committed: a write queues itself, and whichever thread holds the connection next runs every
+queued write in one `BEGIN IMMEDIATE … COMMIT`, so the engine's worker threads share commits (a
+WAL commit costs far more than the statements in it) while every call still returns only after
+its own write is committed. A write alone in the queue runs as before: a single statement in
+autocommit, a read-modify-write in its own transaction. Every sqlite3 failure surfaces as a
 `PersistenceError` naming the database file, never as a raw sqlite3 traceback.
 """
 
@@ -18,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
@@ -40,6 +43,7 @@ from runkon_flow.persistence.schema import ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUM
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Op = Callable[[sqlite3.Connection], Any]
 
 _TERMINAL_IN = "(" + ", ".join(f"'{s}'" for s in sh.TERMINAL_STEP_STATUSES) + ")"
 _GENERATION_MATCHES = (
@@ -55,6 +59,11 @@ _STEP_TERMINAL = (
     "context_out = :context_out, markers_out = :markers_out, structured_output = :structured_output, "
     "step_error = :step_error, child_run_id = COALESCE(:child_run_id, child_run_id), "
     f"retry_count = COALESCE(:retry_count, retry_count) {_STEP_GUARD}"
+)
+_STEP_INSERT = (
+    "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
+    "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
+    "gate_timeout, gate_options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _STEP_OTHER = f"UPDATE workflow_run_steps SET status = :status {_STEP_GUARD}"
 
@@ -75,6 +84,33 @@ _ITEM_INSERT = (
     "(id, step_run_id, item_type, item_id, item_ref, status, context) "
     "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (step_run_id, item_type, item_id) DO NOTHING"
 )
+
+
+_RUN_INSERT = (
+    "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
+    '"trigger", started_at, definition_snapshot, inputs, parent_workflow_run_id, iteration, '
+    "workflow_title, owner_token, lease_until, generation) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_RUN_FINISH = (
+    "UPDATE workflow_runs SET status = ?, result_summary = ?, error = ?, ended_at = ?, blocked_on = NULL, "
+    "owner_token = CASE WHEN owner_token = ? THEN NULL ELSE owner_token END, "
+    "lease_until = CASE WHEN owner_token = ? THEN NULL ELSE lease_until END WHERE id = ?"
+)
+
+
+class _Write:
+    """One queued write: `fn(conn)` runs inside the batch's transaction (or alone, see `single`)."""
+
+    __slots__ = ("behind", "done", "error", "fn", "result", "single")
+
+    def __init__(self, fn: Op, single: bool, behind: bool) -> None:
+        self.fn = fn
+        self.single = single  # one write statement: atomic on its own in autocommit
+        self.behind = behind  # durable=False: nobody waits for it; a failure is logged
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
@@ -107,7 +143,10 @@ class SqliteStore:
     ) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self._clock = clock
-        self._lock = threading.Lock()
+        self._now = sh.now_function(clock)
+        self._lock = threading.Lock()  # the connection
+        self._queue_lock = threading.Lock()  # `_pending` only; never held while waiting for `_lock`
+        self._pending: list[_Write] = []
         self._closed = False
         self._db = self._open()
 
@@ -145,30 +184,121 @@ class SqliteStore:
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        """The store's connection, held exclusively for one operation."""
+        """The store's connection for a read, held exclusively. Queued write-behind writes are
+        committed first, so a read never misses a write this process already made."""
         with self._lock:
             if self._closed:
                 raise PersistenceError(f"run database {self.path} is closed")
+            if self._pending:
+                self._drain(None)
             yield self._db
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT: takes the write lock up front, so read-then-write is atomic."""
-        with self._conn() as conn:
+    def _write(
+        self, fn: Callable[[sqlite3.Connection], R], *, single: bool = True, durable: bool = True
+    ) -> R:
+        """Queue the write `fn(conn)`; unless `durable` is False, return its result once committed.
+
+        Group commit: whichever thread holds the connection next runs every queued write — its
+        own and other threads' — in one transaction, so concurrent writers share commits. A
+        writer whose write was committed by another thread meanwhile just takes its result. A
+        write-behind write (`durable=False`) is only queued: the next durable write or `flush()`
+        commits it, in order. If one write of a batch fails, the batch is rolled back and each
+        write runs again alone, so a failure belongs to its own caller only.
+        """
+        op = _Write(fn, single, not durable)
+        with self._queue_lock:
+            self._pending.append(op)
+        if not durable:
+            return None  # type: ignore[return-value]
+        with self._lock:
+            if not op.done:
+                self._drain(op)
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    @_translated
+    def flush(self) -> None:
+        """Commit every queued write-behind write now (cheap when nothing is queued)."""
+        if self._pending:
+            with self._lock:
+                self._drain(None)
+
+    def _drain(self, mine: _Write | None) -> None:
+        """Run the queue as one batch; the caller holds the connection."""
+        with self._queue_lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        if self._closed:
+            closed = PersistenceError(f"run database {self.path} is closed")
+            for queued in batch:
+                queued.error, queued.done = closed, True
+            return
+        try:
+            self._run_batch(batch)
+        except BaseException:  # interrupted (KeyboardInterrupt…): the others' writes go back
+            with self._queue_lock:
+                self._pending[:0] = [w for w in batch if not w.done and w is not mine]
+            raise
+
+    def _run_batch(self, batch: list[_Write]) -> None:
+        if len(batch) == 1:
+            self._run_alone(batch[0])
+            return
+        conn = self._db
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        except sqlite3.Error as exc:  # e.g. locked by another process for longer than the timeout
+            for op in batch:
+                op.error, op.done = exc, True
+                self._report(op)
+            return
+        try:
+            results = [op.fn(conn) for op in batch]
             conn.execute("COMMIT")
+        except Exception:
+            _rollback(conn)
+            for op in batch:  # isolate the failing write; the others succeed on their own
+                self._run_alone(op)
+            return
+        except BaseException:
+            _rollback(conn)
+            raise
+        for op, result in zip(batch, results, strict=True):
+            op.result, op.done = result, True
+
+    def _run_alone(self, op: _Write) -> None:
+        conn = self._db
+        try:
+            if op.single:
+                op.result = op.fn(conn)
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    op.result = op.fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+        except Exception as exc:
+            op.error = exc
+            self._report(op)
+        op.done = True
+
+    def _report(self, op: _Write) -> None:
+        if op.behind:  # nobody waits for it: say so in the log
+            sh.log.warning("run database %s: a write-behind write failed: %s", self.path, op.error)
 
     def close(self) -> None:
         """Close the connection; later calls raise PersistenceError. Closing twice is harmless."""
         with self._lock:
             if not self._closed:
-                self._closed = True
-                self._db.close()
+                try:
+                    self._drain(None)  # queued write-behind writes are committed, not dropped
+                finally:
+                    self._closed = True
+                    self._db.close()
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -176,41 +306,76 @@ class SqliteStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _now(self) -> str:
-        return sh.rfc3339(self._clock())
-
     # ------------------------------------------------------------------ runs
 
     @_translated
     def create_run(self, new_run: NewRun) -> WorkflowRun:
-        run_id = new_run.run_id or sh.new_ordered_id()
-        with self._conn() as conn:
+        return self._insert_run(new_run, RunStatus.PENDING, None, None, 0)
+
+    @_translated
+    def create_leased_run(
+        self, new_run: NewRun, token: str, ttl_seconds: float, *, durable: bool = True
+    ) -> WorkflowRun:
+        """A new run already `running`, leased by `token` (generation 1) — one INSERT."""
+        sh.check_ttl(ttl_seconds)
+        until = sh.sqlite_lease_time(self._clock() + timedelta(seconds=ttl_seconds))
+        return self._insert_run(new_run, RunStatus.RUNNING, token, until, 1, durable)
+
+    def _insert_run(
+        self,
+        new_run: NewRun,
+        status: RunStatus,
+        token: str | None,
+        lease_until: str | None,
+        generation: int,
+        durable: bool = True,
+    ) -> WorkflowRun:
+        """Insert the row and return it as written (no read-back: every column is known here)."""
+        run = WorkflowRun(
+            id=new_run.run_id or sh.new_ordered_id(),
+            workflow_name=new_run.workflow_name,
+            parent_run_id=new_run.parent_run_id,
+            status=status,
+            dry_run=new_run.dry_run,
+            trigger=new_run.trigger,
+            started_at=self._now(),
+            definition_snapshot=new_run.definition_snapshot,
+            inputs=dict(new_run.inputs),
+            parent_workflow_run_id=new_run.parent_workflow_run_id,
+            iteration=new_run.iteration,
+            workflow_title=sh.workflow_title(new_run.definition_snapshot),
+            owner_token=token,
+            lease_until=lease_until,
+            generation=generation,
+        )
+        params = (
+            run.id,
+            run.workflow_name,
+            run.parent_run_id,
+            status.value,
+            int(run.dry_run),
+            run.trigger,
+            run.started_at,
+            run.definition_snapshot,
+            sh.dump_json(run.inputs),
+            run.parent_workflow_run_id,
+            run.iteration,
+            run.workflow_title,
+            token,
+            lease_until,
+            generation,
+        )
+
+        def insert(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(
-                    "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
-                    '"trigger", started_at, definition_snapshot, inputs, parent_workflow_run_id, iteration, '
-                    "workflow_title) "
-                    "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        new_run.workflow_name,
-                        new_run.parent_run_id,
-                        int(new_run.dry_run),
-                        new_run.trigger,
-                        self._now(),
-                        new_run.definition_snapshot,
-                        sh.dump_json(new_run.inputs),
-                        new_run.parent_workflow_run_id,
-                        new_run.iteration,
-                        sh.workflow_title(new_run.definition_snapshot),
-                    ),
-                )
+                conn.execute(_RUN_INSERT, params)
             except sqlite3.IntegrityError:
-                if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone():
-                    raise PersistenceError(f"run {run_id} already exists") from None
+                if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run.id,)).fetchone():
+                    raise PersistenceError(f"run {run.id} already exists") from None
                 raise
-            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
-        return _run_from_row(row)
+
+        self._write(insert, durable=durable)
+        return run
 
     @_translated
     def get_run(self, run_id: str) -> WorkflowRun | None:
@@ -259,25 +424,45 @@ class SqliteStore:
         if status is RunStatus.WAITING:
             raise PersistenceError(sh.WAITING_REJECTED)
         ended_at = self._now() if status.is_terminal else None
-        with self._conn() as conn:
-            cur = conn.execute(
-                "UPDATE workflow_runs SET status = ?, result_summary = ?, error = ?, ended_at = ?, "
-                "blocked_on = NULL WHERE id = ?",
-                (status.value, result_summary, error, ended_at, run_id),
-            )
-        if cur.rowcount == 0:
-            raise PersistenceError(f"run {run_id} not found")
+        self._update_run(
+            "UPDATE workflow_runs SET status = ?, result_summary = ?, error = ?, ended_at = ?, "
+            "blocked_on = NULL WHERE id = ?",
+            (status.value, result_summary, error, ended_at, run_id),
+        )
+
+    @_translated
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        result_summary: str | None,
+        error: str | None,
+        token: str,
+        *,
+        durable: bool = True,
+    ) -> None:
+        """The final status and the lease release in one UPDATE (terminal statuses only)."""
+        status = sh.check_finish_status(status)
+        self._update_run(
+            _RUN_FINISH, (status.value, result_summary, error, self._now(), token, token, run_id), durable
+        )
 
     @_translated
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
         """The only way into `waiting`: status and what the run waits for change together."""
-        with self._conn() as conn:
-            cur = conn.execute(
-                "UPDATE workflow_runs SET status = 'waiting', blocked_on = ?, ended_at = NULL WHERE id = ?",
-                (sh.dump_json(blocked_on), run_id),
-            )
-        if cur.rowcount == 0:
-            raise PersistenceError(f"run {run_id} not found")
+        self._update_run(
+            "UPDATE workflow_runs SET status = 'waiting', blocked_on = ?, ended_at = NULL WHERE id = ?",
+            (sh.dump_json(blocked_on), run_id),
+        )
+
+    def _update_run(self, sql: str, params: tuple, durable: bool = True) -> None:
+        """One UPDATE of a run row; the run id is the last parameter."""
+
+        def update(conn: sqlite3.Connection) -> None:
+            if conn.execute(sql, params).rowcount == 0:
+                raise PersistenceError(f"run {params[-1]} not found")
+
+        self._write(update, durable=durable)
 
     @_translated
     def is_run_cancelled(self, run_id: str) -> bool:
@@ -301,7 +486,8 @@ class SqliteStore:
             "now": sh.sqlite_lease_time(now),
             "until": sh.sqlite_lease_time(now + timedelta(seconds=ttl_seconds)),
         }
-        with self._transaction() as conn:
+
+        def acquire(conn: sqlite3.Connection) -> int | None:
             cur = conn.execute(
                 "UPDATE workflow_runs SET generation = generation + (owner_token IS NOT :token), "
                 "owner_token = :token, lease_until = :until "
@@ -313,54 +499,57 @@ class SqliteStore:
                 return None
             return conn.execute("SELECT generation FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()[0]
 
+        return self._write(acquire, single=False)
+
     @_translated
     def release_lease(self, run_id: str, token: str) -> None:
         """Hand the run back (clean shutdown) so another engine can take it without waiting."""
-        with self._conn() as conn:
-            conn.execute(
+        params = (run_id, token)
+        self._write(
+            lambda conn: conn.execute(
                 "UPDATE workflow_runs SET owner_token = NULL, lease_until = NULL "
                 "WHERE id = ? AND owner_token = ?",
-                (run_id, token),
+                params,
             )
+        )
 
     # ------------------------------------------------------------------ steps
 
     @_translated
-    def insert_step(self, new_step: NewStep) -> str:
+    def insert_step(self, new_step: NewStep, *, durable: bool = True) -> str:
         sh.check_role(new_step.role)
         step_id = sh.new_ordered_id()
         running = new_step.retry_count is not None
-        with self._conn() as conn:
+        params = (
+            step_id,
+            new_step.workflow_run_id,
+            new_step.step_name,
+            new_step.role,
+            int(new_step.can_commit),
+            StepStatus.RUNNING.value if running else StepStatus.PENDING.value,
+            new_step.position,
+            new_step.iteration,
+            self._now() if running else None,
+            new_step.retry_count or 0,
+            new_step.gate_type,
+            new_step.gate_prompt,
+            new_step.gate_timeout,
+            new_step.gate_options,
+        )
+
+        def insert(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(
-                    "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
-                    "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
-                    "gate_timeout, gate_options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        step_id,
-                        new_step.workflow_run_id,
-                        new_step.step_name,
-                        new_step.role,
-                        int(new_step.can_commit),
-                        StepStatus.RUNNING.value if running else StepStatus.PENDING.value,
-                        new_step.position,
-                        new_step.iteration,
-                        self._now() if running else None,
-                        new_step.retry_count or 0,
-                        new_step.gate_type,
-                        new_step.gate_prompt,
-                        new_step.gate_timeout,
-                        new_step.gate_options,
-                    ),
-                )
+                conn.execute(_STEP_INSERT, params)
             except sqlite3.IntegrityError as exc:
                 if "FOREIGN KEY" in str(exc):
                     raise PersistenceError(f"run {new_step.workflow_run_id} not found") from None
                 raise
+
+        self._write(insert, durable=durable)
         return step_id
 
     @_translated
-    def update_step(self, step_id: str, update: StepUpdate) -> None:
+    def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None:
         """Generation-guarded (stale → LeaseLost); a terminal row is never overwritten."""
         status = StepStatus(update.status)
         params = {"id": step_id, "generation": update.generation, "status": status.value, "now": self._now()}
@@ -380,7 +569,8 @@ class SqliteStore:
             )
         else:
             sql = _STEP_OTHER
-        with self._conn() as conn:
+
+        def update_row(conn: sqlite3.Connection) -> None:
             if conn.execute(sql, params).rowcount:
                 return
             # Nothing matched: explain why (the generation only ever grows, so this is stable).
@@ -389,11 +579,13 @@ class SqliteStore:
                 "JOIN workflow_runs r ON r.id = s.workflow_run_id WHERE s.id = ?",
                 (step_id,),
             ).fetchone()
-        if row is None:
-            raise PersistenceError(f"step {step_id} not found")
-        if row[1] != update.generation or row[0] not in sh.TERMINAL_STEP_STATUSES:
-            raise sh.lease_cancelled()
-        # Already terminal with the right generation: a repeated terminal write is a silent no-op.
+            if row is None:
+                raise PersistenceError(f"step {step_id} not found")
+            if row[1] != update.generation or row[0] not in sh.TERMINAL_STEP_STATUSES:
+                raise sh.lease_cancelled()
+            # Already terminal with the right generation: a repeated terminal write is a silent no-op.
+
+        self._write(update_row, durable=durable)
 
     @_translated
     def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
@@ -442,7 +634,8 @@ class SqliteStore:
         self, step_id: str, approved_by: str, feedback: str | None, selections: list[str] | None
     ) -> None:
         now = self._now()
-        with self._transaction() as conn:
+
+        def approve(conn: sqlite3.Connection) -> None:
             sh.validate_gate_selections(step_id, self._open_gate(conn, step_id), selections or [])
             conn.execute(
                 "UPDATE workflow_run_steps SET gate_approved_at = ?, gate_approved_by = ?, "
@@ -459,16 +652,21 @@ class SqliteStore:
                 ),
             )
 
+        self._write(approve, single=False)
+
     @_translated
     def reject_gate(self, step_id: str, rejected_by: str, feedback: str | None) -> None:
         now = self._now()
-        with self._transaction() as conn:
+
+        def reject(conn: sqlite3.Connection) -> None:
             self._open_gate(conn, step_id)
             conn.execute(
                 "UPDATE workflow_run_steps SET gate_approved_by = ?, gate_feedback = ?, status = 'failed', "
                 "ended_at = ? WHERE id = ?",
                 (rejected_by, feedback, now, step_id),
             )
+
+        self._write(reject, single=False)
 
     # ------------------------------------------------------------------ fan-out items
 
@@ -491,7 +689,8 @@ class SqliteStore:
             (sh.new_ordered_id(), step_run_id, t, i, ref, sh.dump_json(ctx) if ctx else "{}")
             for t, i, ref, ctx in items
         ]
-        with self._transaction() as conn:
+
+        def insert(conn: sqlite3.Connection) -> list[str]:
             self._require_step(conn, step_run_id)
             inserted = conn.executemany(_ITEM_INSERT, rows).rowcount
             if inserted == len(rows):
@@ -504,7 +703,9 @@ class SqliteStore:
                     (step_run_id,),
                 )
             }
-        return [existing[(t, i)] for t, i, _, _ in items]
+            return [existing[(t, i)] for t, i, _, _ in items]
+
+        return self._write(insert, single=False)
 
     @staticmethod
     def _require_step(conn: sqlite3.Connection, step_id: str) -> None:
@@ -514,18 +715,24 @@ class SqliteStore:
     @_translated
     def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None:
         sql, params = _item_update(item_id, update, self._now())
-        with self._conn() as conn:
+
+        def update_item(conn: sqlite3.Connection) -> None:
             if conn.execute(sql, params).rowcount == 0:
                 raise PersistenceError(f"fan-out item {item_id} not found")
 
+        self._write(update_item)
+
     @_translated
-    def batch_update_fan_out_items(self, updates: list[tuple[str, FanOutItemUpdate]]) -> None:
+    def batch_update_fan_out_items(
+        self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
+    ) -> None:
         """One transaction, all or nothing: an unknown item id rolls the whole batch back."""
         if not updates:
             return
         now = self._now()
         prepared = [_item_update(item_id, update, now) for item_id, update in updates]
-        with self._transaction() as conn:
+
+        def update_items(conn: sqlite3.Connection) -> None:
             changed = 0
             for sql, group in itertools.groupby(prepared, key=lambda p: p[0]):
                 changed += conn.executemany(sql, [params for _, params in group]).rowcount
@@ -544,6 +751,8 @@ class SqliteStore:
                 missing = next((i for i in ids if i not in found), ids[0])
                 raise PersistenceError(f"fan-out item {missing} not found")
 
+        self._write(update_items, single=False, durable=durable)
+
     @_translated
     def get_fan_out_items(
         self, step_run_id: str, status_filter: FanOutItemStatus | None = None
@@ -560,6 +769,11 @@ class SqliteStore:
 
 
 # ---------------------------------------------------------------------- row mapping
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _item_update(item_id: str, update: FanOutItemUpdate, now: str) -> tuple[str, tuple]:

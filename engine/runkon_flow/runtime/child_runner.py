@@ -3,8 +3,9 @@
 
 For each child it resolves the definition by name (cached for the runner's lifetime, so a file
 edited mid-run never changes a running run), prepares the inputs, creates the child run row
-(`parent_workflow_run_id` and `iteration` set), announces it with `ChildRunStarted` (linking the
-child to the parent step and foreach item) and runs it with `FlowEngine.run_child`.
+(`parent_workflow_run_id` and `iteration` set; already `running` and leased, in one write),
+announces it with `ChildRunStarted` (linking the child to the parent step and foreach item) and
+runs it with `FlowEngine.run_child`.
 
 Inputs of a child (host policy, docs/engine.md): the parent's inputs (minus engine-transient ones
 and the parent's own `item.*` keys), overlaid with the inputs the engine passes; then every
@@ -26,6 +27,7 @@ from runkon_flow.events import ChildRunStarted
 from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import WorkflowResolver
+from runkon_flow.runtime.lease import new_owner_token
 from runkon_flow.runtime.state import emit_to
 from runkon_flow.runtime.templating import substitute_variables_keep_literal
 from runkon_flow.runtime.types import (
@@ -88,7 +90,10 @@ class InProcessChildRunner:
         # Refuse before a run row exists, so an unrunnable child leaves no orphan `pending` run.
         self._engine.check_runnable(definition, parent_ctx.action_registry, parent_ctx.item_provider_registry)
         inputs = apply_workflow_input_defaults(definition, child_inputs(parent_ctx.inputs, params.inputs))
-        run = self._store.create_run(
+        # Created running and leased in one write (no window in which another engine could take it).
+        token = new_owner_token()
+        write_behind = params.write_behind or parent_ctx.write_behind
+        run = self._store.create_leased_run(
             NewRun(
                 workflow_name=definition.name,
                 parent_run_id=parent_ctx.workflow_run_id,
@@ -98,7 +103,10 @@ class InProcessChildRunner:
                 parent_workflow_run_id=parent_ctx.workflow_run_id,
                 inputs=inputs,
                 iteration=params.iteration,
-            )
+            ),
+            token,
+            parent_ctx.exec_config.lease_ttl_secs,
+            durable=not write_behind,
         )
         sinks = dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
         if sinks:
@@ -129,6 +137,9 @@ class InProcessChildRunner:
                 target_label=parent_ctx.target_label,
                 triggered_by_hook=parent_ctx.triggered_by_hook,
                 inputs_override=inputs,
+                owner_token=token,
+                lease_generation=run.generation,
+                write_behind=write_behind,
             ),
             parent_ctx,
         )

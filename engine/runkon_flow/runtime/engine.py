@@ -9,7 +9,6 @@ lease.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import threading
@@ -37,7 +36,7 @@ from runkon_flow.events import (
     RunResumed,
     RunStarted,
 )
-from runkon_flow.persistence.models import NewRun, RunStatus, StepStatus, StepUpdate, new_id
+from runkon_flow.persistence.models import NewRun, RunStatus, StepRole, StepStatus, StepUpdate
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
@@ -46,10 +45,10 @@ from runkon_flow.plugins.protocols import (
     ScriptEnvProvider,
     WorkflowResolver,
 )
-from runkon_flow.runtime.lease import RunMonitor, abort
+from runkon_flow.runtime.lease import RunMonitor, abort, new_owner_token
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
 from runkon_flow.runtime.resume import ResumeContext
-from runkon_flow.runtime.state import ExecutionState
+from runkon_flow.runtime.state import ExecutionState, LedgerRow
 from runkon_flow.runtime.steps import describe_exception
 from runkon_flow.runtime.summary import build_summary
 from runkon_flow.runtime.types import (
@@ -293,8 +292,10 @@ class FlowEngine:
         providers = inp.item_provider_registry or self.item_provider_registry
         self._check_valid(definition, actions, providers)
         run_id = inp.workflow_run_id
+        token: str | None = None
         if run_id is None:
-            run = inp.persistence.create_run(
+            token = new_owner_token()
+            run = inp.persistence.create_leased_run(
                 NewRun(
                     workflow_name=definition.name,
                     parent_run_id=inp.parent_run_id,
@@ -302,11 +303,13 @@ class FlowEngine:
                     trigger=definition.trigger,
                     definition_snapshot=json.dumps(definition.to_json(), ensure_ascii=False),
                     inputs=dict(inp.inputs),
-                )
+                ),
+                token,
+                inp.exec_config.lease_ttl_secs,
             )
             run_id = run.id
         child_runner = inp.child_runner or self._default_child_runner(inp.persistence)
-        return ExecutionState(
+        st = ExecutionState(
             persistence=inp.persistence,
             workflow_run_id=run_id,
             workflow_name=inp.workflow_name or definition.name,
@@ -328,6 +331,9 @@ class FlowEngine:
             event_sinks=dedupe_sinks(self.event_sinks, inp.event_sinks),
             cancellation=inp.cancellation or CancellationToken(),
         )
+        if token is not None:
+            _held(st, token, 1)
+        return st
 
     def _state_for_child(
         self, definition: WorkflowDef, inp: ChildRunInput, parent_ctx: ChildWorkflowContext
@@ -338,7 +344,7 @@ class FlowEngine:
         )
         self._check_valid(definition, actions, providers)
         inputs = dict(inp.inputs_override) if inp.inputs_override is not None else dict(parent_ctx.inputs)
-        return ExecutionState(
+        st = ExecutionState(
             persistence=inp.persistence,
             workflow_run_id=inp.workflow_run_id,
             workflow_name=definition.name,
@@ -362,6 +368,10 @@ class FlowEngine:
             event_sinks=dedupe_sinks(self.event_sinks, parent_ctx.event_sinks),
             cancellation=inp.cancellation or CancellationToken(),
         )
+        if inp.owner_token is not None and inp.lease_generation is not None:
+            _held(st, inp.owner_token, inp.lease_generation)
+        st.write_behind = inp.write_behind
+        return st
 
     def _default_child_runner(self, store: WorkflowPersistence) -> ChildWorkflowRunner | None:
         if self.workflow_resolver is None:
@@ -376,7 +386,7 @@ class FlowEngine:
         if st.resume_ctx is not None:
             raise WorkflowError("resume() requires resume_ctx to be None on entry")
         self._check_valid(definition, st.action_registry, st.item_provider_registry)
-        token = _owner_token()
+        token = new_owner_token()
         generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
         if generation is None:
             raise AlreadyOwned(st.workflow_run_id)
@@ -389,6 +399,13 @@ class FlowEngine:
                 f"resume: failed to load steps for run '{st.workflow_run_id}': {exc}"
             ) from exc
         st.resume_ctx = ResumeContext.from_steps(steps)
+        if not any(row.role == StepRole.GATE.value for row in steps):
+            st.step_ledger = {
+                row.id: LedgerRow(
+                    row.position, row.step_name, row.iteration, StepStatus(row.status), row.started_at
+                )
+                for row in steps
+            }
         self._close_interrupted_steps(st, steps)
         return self._execute(definition, st, lease_held=True, validated=True)
 
@@ -398,7 +415,7 @@ class FlowEngine:
         for row in steps:
             if str(row.status) in _UNFINISHED:
                 try:
-                    st.persistence.update_step(
+                    st.update_step(
                         row.id,
                         StepUpdate(
                             generation=st.generation,
@@ -426,8 +443,8 @@ class FlowEngine:
             st.workflow_name = definition.name
         if not validated:
             self._check_valid(definition, st.action_registry, st.item_provider_registry)
-        if not lease_held:
-            token = st.owner_token or _owner_token()
+        if not lease_held and not st.created_leased:
+            token = st.owner_token or new_owner_token()
             generation = st.persistence.acquire_lease(
                 st.workflow_run_id, token, st.exec_config.lease_ttl_secs
             )
@@ -440,14 +457,16 @@ class FlowEngine:
             self._active[st.workflow_run_id] = st
         self.monitor.register(st)
         try:
-            self._mark_started(st)
+            if not st.created_leased:  # a run created running and leased just now needs neither
+                self._mark_started(st)
             result = self._core(definition, st)
         finally:
             self.monitor.unregister(st)
             with self._lock:
                 if self._active.get(st.workflow_run_id) is st:
                     del self._active[st.workflow_run_id]
-            self._release(st)
+            if not st.lease_released:
+                self._release(st)
         if result.status is RunStatus.CANCELLED and _is_lease_lost(st.cancellation.reason()):
             raise EngineCancelled(CancellationReason.of("LeaseLost"))
         return result
@@ -514,8 +533,11 @@ class FlowEngine:
             st.all_succeeded = saved
 
         try:
+            rows = st.step_ledger.values() if st.step_ledger is not None else None
             summary = build_summary(
-                st.workflow_name, st.persistence.get_steps(st.workflow_run_id), st.all_succeeded
+                st.workflow_name,
+                rows if rows is not None else st.persistence.get_steps(st.workflow_run_id),
+                st.all_succeeded,
             )
         except Exception as exc:
             log.warning("could not build the summary of run %s: %s", st.workflow_run_id, exc)
@@ -532,10 +554,9 @@ class FlowEngine:
             )
 
         error_text = str(body_error) if body_error is not None else None
-        store = st.persistence
         if st.all_succeeded:
             status = RunStatus.COMPLETED
-            store.update_run_status(st.workflow_run_id, status, summary, None)
+            self._finish(st, status, summary, None)
             if st.event_sinks:
                 st.emit(RunCompleted(succeeded=True, summary=summary))
         elif isinstance(body_error, EngineCancelled) or st.cancellation.is_cancelled():
@@ -548,12 +569,12 @@ class FlowEngine:
                 # its cancel poll, stop) the live run. The stale engine only reports.
                 log.warning("run %s: lease lost; final status left to the new owner", st.workflow_run_id)
             else:
-                store.update_run_status(st.workflow_run_id, status, summary, error_text)
+                self._finish(st, status, summary, error_text)
             if st.event_sinks:
                 st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
         else:
             status = RunStatus.FAILED
-            store.update_run_status(st.workflow_run_id, status, summary, error_text)
+            self._finish(st, status, summary, error_text)
             if st.event_sinks:
                 st.emit(RunCompleted(succeeded=False, error=error_text, summary=summary))
         return WorkflowResult(
@@ -568,6 +589,15 @@ class FlowEngine:
             output_known=True,
         )
 
+    def _finish(self, st: ExecutionState, status: RunStatus, summary: str, error: str | None) -> None:
+        """Write the final status and hand the lease back in one write. The monitor lets go of the
+        run first, so no late refresh can take the released lease again."""
+        self.monitor.unregister(st)
+        st.persistence.finish_run(
+            st.workflow_run_id, status, summary, error, st.owner_token or "", durable=not st.write_behind
+        )
+        st.lease_released = True
+
     def _crashed(self, st: ExecutionState, exc: Exception) -> WorkflowError:
         """An unexpected exception: log it, tell the sinks (Panicked), and fail the run with its text."""
         log.exception("run %s: unexpected error", st.workflow_run_id)
@@ -575,14 +605,12 @@ class FlowEngine:
         return WorkflowError(f"internal error: {describe_exception(exc)}")
 
 
-_TOKEN_PREFIX = new_id()
-_token_counter = itertools.count(1)
-
-
-def _owner_token() -> str:
-    """A process-unique lease owner token: this process's ULID plus a counter (cheaper than a ULID
-    per run, which matters when a foreach starts thousands of child runs)."""
-    return f"{_TOKEN_PREFIX}-{next(_token_counter)}"
+def _held(st: ExecutionState, token: str, generation: int) -> None:
+    """`st`'s run row was created running and leased by `token` (create_leased_run): a new run, so
+    every step row it will have is one this engine writes (the step ledger starts complete)."""
+    st.owner_token, st.lease_generation = token, generation
+    st.created_leased = True
+    st.step_ledger = {}
 
 
 def _is_lease_lost(reason: CancellationReason | None) -> bool:

@@ -11,24 +11,38 @@ Per run, on each tick (every 100 ms):
 * every `cancel_poll_interval`: `is_run_cancelled`; true → token cancelled with UserRequested;
 * once the token is cancelled: `ActionRegistry.cancel(label, step_id)` for each in-flight call,
   on a background thread (executors' cancel is advisory and may block).
+Then each store in use is flushed, so write-behind rows (foreach children) reach other processes
+within a tick.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from dataclasses import dataclass
 
 from runkon_flow.cancellation import CancellationReason
+from runkon_flow.persistence.models import new_id
+from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.threads import fire_and_forget
 
-__all__ = ["RunMonitor"]
+__all__ = ["RunMonitor", "abort", "new_owner_token"]
 
 log = logging.getLogger("runkon_flow.engine")
 
 _TICK = 0.1
+
+_TOKEN_PREFIX = new_id()
+_token_counter = itertools.count(1)
+
+
+def new_owner_token() -> str:
+    """A process-unique lease owner token: this process's ULID plus a counter (cheaper than a ULID
+    per run, which matters when a foreach starts thousands of child runs)."""
+    return f"{_TOKEN_PREFIX}-{next(_token_counter)}"
 
 
 @dataclass(eq=False)
@@ -83,11 +97,18 @@ class RunMonitor:
                     return
                 watches = list(self._runs.values())
             now = time.monotonic()
+            stores: dict[int, WorkflowPersistence] = {}
             for watch in watches:
+                stores[id(watch.st.persistence)] = watch.st.persistence
                 try:
                     self._check(watch, now)
                 except Exception:  # the monitor must outlive any store or executor hiccup
                     log.exception("run monitor check failed for %s", watch.st.workflow_run_id)
+            for store in stores.values():  # write-behind rows reach other processes within a tick
+                try:
+                    store.flush()
+                except Exception as exc:
+                    log.warning("flushing the store failed: %s", exc)
             with self._lock:
                 if self._runs:
                     self._wake.wait(self._tick)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from runkon_flow.cancellation import CancellationToken
 from runkon_flow.events import EngineEventData, EngineLog
-from runkon_flow.persistence.models import StepStatus
+from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
 from runkon_flow.runtime.types import (
     ActionRegistry,
     ChildWorkflowContext,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from runkon_flow.plugins.protocols import RunContext, ScriptEnvProvider
     from runkon_flow.runtime.resume import ResumeContext
 
-__all__ = ["RESERVED_EXPORT_NAMES", "ContextEntry", "ExecutionState", "StepResult", "emit_to"]
+__all__ = ["RESERVED_EXPORT_NAMES", "ContextEntry", "ExecutionState", "LedgerRow", "StepResult", "emit_to"]
 
 log = logging.getLogger("runkon_flow.engine")
 
@@ -64,6 +64,20 @@ def emit_to(sinks: list[Any], run_id: str, event: Any) -> None:
             sink.emit(data)
         except Exception:
             log.exception("event sink %r raised on %s; continuing with remaining sinks", sink, event.type)
+
+
+_GATE = StepRole.GATE.value
+
+
+@dataclass(slots=True, eq=False)
+class LedgerRow:
+    """What the run summary needs of one step row (the fields `build_summary` reads)."""
+
+    position: int
+    step_name: str
+    iteration: int
+    status: StepStatus
+    started_at: str | None
 
 
 @dataclass(slots=True)
@@ -209,6 +223,17 @@ class ExecutionState:
     last_output: tuple[int, str] | None = None  # (position, structured_output) of the latest such step
     children_touched: set[str] = field(default_factory=set)  # child run ids created/resumed by this run
     prior_contexts_json: str | None = None  # cache, invalidated when `contexts` grows
+    # The run row was created already `running` and leased by this engine (create_leased_run):
+    # nothing to acquire, nothing to mark started.
+    created_leased: bool = False
+    lease_released: bool = False  # finish_run handed the lease back
+    # Every step row of this run as (summary fields), kept as the engine writes them, so the run
+    # summary needs no query. None = not known completely (a run that existed before this engine
+    # took it, or one with gates, whose rows are also written by approvers): read the store.
+    step_ledger: dict[str, LedgerRow] | None = None
+    # This run's rows are history only (a foreach child, see ChildWorkflowInput.write_behind): its
+    # writes go to the store write-behind (durable=False).
+    write_behind: bool = False
 
     # ------------------------------------------------------------------ conveniences
 
@@ -266,7 +291,49 @@ class ExecutionState:
             triggered_by_hook=self.triggered_by_hook,
             depth=self.depth,
             cancellation=self.cancellation,
+            write_behind=self.write_behind,
         )
+
+    # ------------------------------------------------------------------ step rows
+
+    def insert_step(self, new_step: NewStep) -> str:
+        """`persistence.insert_step`, remembered in the step ledger."""
+        if self.write_behind:
+            step_id = self.persistence.insert_step(new_step, durable=False)
+        else:
+            step_id = self.persistence.insert_step(new_step)
+        ledger = self.step_ledger
+        if ledger is not None:
+            if new_step.role == _GATE:
+                self.step_ledger = None  # approvers write gate rows too
+            else:
+                started = new_step.retry_count is not None
+                ledger[step_id] = LedgerRow(
+                    new_step.position,
+                    new_step.step_name,
+                    new_step.iteration,
+                    StepStatus.RUNNING if started else StepStatus.PENDING,
+                    "started" if started else None,
+                )
+        return step_id
+
+    def update_step(self, step_id: str, update: StepUpdate) -> None:
+        """`persistence.update_step`, mirrored in the step ledger with the store's rules (a terminal
+        row never changes; a starting status marks the row started)."""
+        if self.write_behind:
+            self.persistence.update_step(step_id, update, durable=False)
+        else:
+            self.persistence.update_step(step_id, update)
+        ledger = self.step_ledger
+        if ledger is None:
+            return
+        row = ledger.get(step_id)
+        if row is None:
+            self.step_ledger = None  # a row this engine did not see inserted: stop trusting the ledger
+        elif not row.status.is_terminal:
+            row.status = StepStatus(update.status)
+            if row.status.is_starting:
+                row.started_at = "started"
 
     # ------------------------------------------------------------------ events
 

@@ -309,6 +309,7 @@ class ChildWorkflowContext:
     triggered_by_hook: bool = False
     depth: int = 0
     cancellation: CancellationToken | None = None
+    write_behind: bool = False  # the parent's rows are history only (see ChildWorkflowInput)
 
 
 @dataclass
@@ -316,6 +317,9 @@ class ChildWorkflowInput:
     """What the engine hands `ChildWorkflowRunner.execute_child` (engine.md §2.5).
 
     `item_id` (ours) names the foreach item the child runs for, so a runner can link them.
+    `write_behind` (ours): the child's rows are history only — nothing recovers from them (a
+    foreach re-runs an unfinished item as a new child) — so the runner may write them behind
+    (`durable=False`, docs/persistence.md). The child's own children inherit it.
     """
 
     inputs: dict[str, str]
@@ -325,6 +329,7 @@ class ChildWorkflowInput:
     parent_step_id: str | None
     cancellation: CancellationToken
     item_id: str | None = None
+    write_behind: bool = False
 
 
 @dataclass
@@ -344,6 +349,11 @@ class ChildRunInput:
     target_label: str | None = None
     triggered_by_hook: bool = False
     inputs_override: dict[str, str] | None = None
+    # Set when the caller created the row with `create_leased_run` (ours): the lease it holds. The
+    # engine then takes the run as new and already `running` — no acquire, no start marking.
+    owner_token: str | None = None
+    lease_generation: int | None = None
+    write_behind: bool = False  # see ChildWorkflowInput.write_behind
 
 
 @runtime_checkable

@@ -126,12 +126,11 @@ def _attempt(
     snippets: list[str],
 ) -> str | None:
     """One attempt; returns None on success or the error text (raises on timeout/cancel)."""
-    store = st.persistence
     if attempt > 0 and st.event_sinks:
         st.emit(
             StepRetrying(step_name=label, attempt=attempt, step_key=key, node_path=path, error=last_error)
         )
-    step_id = store.insert_step(
+    step_id = st.insert_step(
         NewStep(
             st.workflow_run_id, label, _AGENT, position=position, iteration=iteration, retry_count=attempt
         )
@@ -145,7 +144,7 @@ def _attempt(
             timeout_s = parse_call_timeout(node.timeout)
         except DurationError as exc:
             message = f"call '{key}': {exc}"
-            store.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
+            st.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
             trace.completed(StepStatus.FAILED, message)
             st.all_succeeded = False
             st.step_results[key] = StepResult(label, StepStatus.FAILED, message)
@@ -213,7 +212,7 @@ def _attempt(
 
     if timed_out:
         text = f"step '{label}' timed out after {node.timeout}"
-        store.update_step(
+        st.update_step(
             step_id,
             StepUpdate(
                 generation=st.generation,
@@ -235,7 +234,7 @@ def _attempt(
         assert isinstance(output, ActionOutput)
         markers = list(output.markers or ())
         context = output.context or ""
-        store.update_step(
+        st.update_step(
             step_id,
             StepUpdate.completed(
                 st.generation,
@@ -270,7 +269,7 @@ def _attempt(
             else st.cancellation.reason() or CancellationReason.of("ParentCancelled")
         )
         cancelled = EngineCancelled(reason)
-        store.update_step(
+        st.update_step(
             step_id,
             StepUpdate(
                 generation=st.generation,
@@ -287,6 +286,6 @@ def _attempt(
         text = str(error)
     else:
         text = f"executor '{label}' raised {describe_exception(error)}"
-    store.update_step(step_id, StepUpdate.failed(st.generation, text, attempt))
+    st.update_step(step_id, StepUpdate.failed(st.generation, text, attempt))
     trace.completed(StepStatus.FAILED, text)
     return text

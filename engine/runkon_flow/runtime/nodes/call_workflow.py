@@ -82,7 +82,7 @@ def _record_child_success(
     last = child_steps[-1] if child_steps else None
     markers = parse_markers(last.markers_out) if last is not None else []
     context = (last.context_out or "") if last is not None else ""
-    st.persistence.update_step(
+    st.update_step(
         step_id,
         StepUpdate.completed(
             st.generation,
@@ -188,7 +188,7 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
                     step_name=db_name, attempt=attempt, step_key=name, node_path=path, error=last_error
                 )
             )
-        step_id = st.persistence.insert_step(
+        step_id = st.insert_step(
             NewStep(
                 st.workflow_run_id,
                 db_name,
@@ -231,7 +231,7 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
                 else st.cancellation.reason() or CancellationReason.of("ParentCancelled")
             )
             cancelled = EngineCancelled(reason)
-            st.persistence.update_step(
+            st.update_step(
                 step_id,
                 StepUpdate(
                     generation=st.generation,
@@ -253,7 +253,7 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
             assert error is not None
             last_error = f"Sub-workflow '{name}' error: {describe_exception(error)}"
             child_id = None
-        st.persistence.update_step(step_id, StepUpdate.failed(st.generation, last_error, attempt, child_id))
+        st.update_step(step_id, StepUpdate.failed(st.generation, last_error, attempt, child_id))
         trace.completed(StepStatus.FAILED, last_error)
     handle_on_fail(st, name, name, node.on_fail, last_error, node.retries, iteration, max_attempts, path)
 
@@ -278,7 +278,7 @@ def _try_resume_child(
         return "none", ""
     st.children_touched.add(prior.id)
     db_name = f"workflow:{name}"
-    step_id = st.persistence.insert_step(
+    step_id = st.insert_step(
         NewStep(st.workflow_run_id, db_name, _ROLE, position=position, iteration=iteration, retry_count=0)
     )
     trace = StepTrace(st, "call_workflow", db_name, name, path, iteration, position, 0)
@@ -286,7 +286,7 @@ def _try_resume_child(
     try:
         result = runner.resume_child(prior.id, st.model, st.child_workflow_context())
     except EngineCancelled as exc:
-        st.persistence.update_step(
+        st.update_step(
             step_id,
             StepUpdate(
                 generation=st.generation,
@@ -300,7 +300,7 @@ def _try_resume_child(
         raise
     except Exception as exc:
         message = f"Sub-workflow '{name}' resume error: {describe_exception(exc)}"
-        st.persistence.update_step(step_id, StepUpdate.failed(st.generation, message, 0, prior.id))
+        st.update_step(step_id, StepUpdate.failed(st.generation, message, 0, prior.id))
         trace.completed(StepStatus.FAILED, message)
         return "failed", message
     if result.all_succeeded:
@@ -308,7 +308,7 @@ def _try_resume_child(
         return "succeeded", ""
     if st.cancellation.is_cancelled():
         cancelled = EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
-        st.persistence.update_step(
+        st.update_step(
             step_id,
             StepUpdate(
                 generation=st.generation,
@@ -321,6 +321,6 @@ def _try_resume_child(
         trace.completed(StepStatus.CANCELLED, str(cancelled))
         raise cancelled
     message = f"Sub-workflow '{name}' failed (resume)"
-    st.persistence.update_step(step_id, StepUpdate.failed(st.generation, message, 0, result.workflow_run_id))
+    st.update_step(step_id, StepUpdate.failed(st.generation, message, 0, result.workflow_run_id))
     trace.completed(StepStatus.FAILED, message)
     return "failed", message

@@ -83,7 +83,7 @@ def execute_foreach(st: ExecutionState, node: ForEachNode, iteration: int, path:
         if row is not None:
             restore_step(st, key, row, iteration, position)
             return
-    step_id = st.persistence.insert_step(
+    step_id = st.insert_step(
         NewStep(st.workflow_run_id, key, _ROLE, position=position, iteration=iteration, retry_count=0)
     )
     trace = StepTrace(st, "foreach", key, key, path, iteration, position)
@@ -129,15 +129,18 @@ class _FanOut:
 
     def _fail_setup(self, message: str) -> None:
         st = self.st
-        st.persistence.update_step(self.step_id, StepUpdate.failed(st.generation, message, 0))
+        st.update_step(self.step_id, StepUpdate.failed(st.generation, message, 0))
         self.trace.completed(StepStatus.FAILED, message)
         st.all_succeeded = False
         raise WorkflowError(message)
 
     def _flush(self) -> None:
+        # Terminal statuses go write-behind: the next `running` batch (durable, written before any
+        # child starts) commits them first, so at no commit are more than max_parallel items
+        # `running`; one lost in a crash leaves its item `running`, which a resume runs again.
         if self.updates:
             updates, self.updates = self.updates, []
-            self.st.persistence.batch_update_fan_out_items(updates)
+            self.st.persistence.batch_update_fan_out_items(updates, durable=False)
 
     # ------------------------------------------------------------------ phases
 
@@ -158,7 +161,7 @@ class _FanOut:
         if total == 0:
             text = f"foreach {node.name}: no items to process"
             aggregate = '{"items":[]}'
-            st.persistence.update_step(
+            st.update_step(
                 self.step_id,
                 StepUpdate.completed(
                     st.generation, result_text=text, context_out=text, attempt=0, structured_output=aggregate
@@ -417,6 +420,7 @@ class _FanOut:
             parent_step_id=self.step_id,
             cancellation=item.token,
             item_id=item.item_id,
+            write_behind=True,  # an unfinished item re-runs as a new child: its rows are history only
         )
         try:
             result = self.st.child_runner.execute_child(node.workflow, self.parent_ctx, params)  # type: ignore[union-attr]
@@ -559,7 +563,7 @@ class _FanOut:
         if self.cancelled:
             reason = st.cancellation.reason() or CancellationReason.of("ParentCancelled")
             error = EngineCancelled(reason)
-            st.persistence.update_step(
+            st.update_step(
                 self.step_id,
                 StepUpdate(
                     generation=st.generation,
@@ -576,7 +580,7 @@ class _FanOut:
         bad = failed + cancelled
         if bad:
             message = f"foreach '{node.name}': {bad} of {total} items failed"
-            st.persistence.update_step(
+            st.update_step(
                 self.step_id,
                 StepUpdate(
                     generation=st.generation,
@@ -591,7 +595,7 @@ class _FanOut:
             self.trace.completed(StepStatus.FAILED, message)
             record_step_failure(st, self.key, node.name, message, 1)
             return
-        st.persistence.update_step(
+        st.update_step(
             self.step_id,
             StepUpdate.completed(
                 st.generation,

@@ -62,7 +62,7 @@ def execute_gate(st: ExecutionState, node: GateNode, iteration: int, path: str) 
         _quality_gate(st, node, iteration, position, path)
         return
     if st.exec_config.dry_run:
-        step_id = st.persistence.insert_step(
+        step_id = st.insert_step(
             NewStep(
                 st.workflow_run_id,
                 node.name,
@@ -74,9 +74,7 @@ def execute_gate(st: ExecutionState, node: GateNode, iteration: int, path: str) 
         )
         trace = StepTrace(st, "gate", node.name, node.name, path, iteration, position)
         trace.started(step_id)
-        st.persistence.update_step(
-            step_id, StepUpdate.completed(st.generation, result_text="dry-run: auto-approved")
-        )
+        st.update_step(step_id, StepUpdate.completed(st.generation, result_text="dry-run: auto-approved"))
         trace.completed(StepStatus.COMPLETED)
         return
     _human_gate(st, node, iteration, position, path)
@@ -144,7 +142,7 @@ def _human_gate(st: ExecutionState, node: GateNode, iteration: int, position: in
     except WorkflowError as exc:
         options_error = exc
     options_json = json.dumps([{"value": k, "label": v} for k, v in options.items()]) if options else None
-    step_id = store.insert_step(
+    step_id = st.insert_step(
         NewStep(
             st.workflow_run_id,
             name,
@@ -160,14 +158,14 @@ def _human_gate(st: ExecutionState, node: GateNode, iteration: int, position: in
     trace = StepTrace(st, "gate", name, name, path, iteration, position)
     if options_error is not None:
         trace.started(step_id)
-        store.update_step(step_id, StepUpdate.failed(st.generation, options_error.message))
+        st.update_step(step_id, StepUpdate.failed(st.generation, options_error.message))
         trace.completed(StepStatus.FAILED, options_error.message)
         st.all_succeeded = False
         raise options_error
 
     wake = GATE_SIGNALS.register(step_id)
     try:
-        store.update_step(step_id, StepUpdate(generation=st.generation, status=StepStatus.WAITING))
+        st.update_step(step_id, StepUpdate(generation=st.generation, status=StepStatus.WAITING))
         trace.started(step_id)
         try:
             store.set_waiting_blocked_on(st.workflow_run_id, _blocked_on(node, prompt, options))
@@ -296,7 +294,7 @@ def _wait_for_decision(
 
 def _cancelled(st: ExecutionState, step_id: str, trace: StepTrace) -> None:
     cancelled = EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
-    st.persistence.update_step(
+    st.update_step(
         step_id,
         StepUpdate(
             generation=st.generation,
@@ -313,7 +311,7 @@ def _timed_out(st: ExecutionState, node: GateNode, step_id: str, trace: StepTrac
     name = node.name
     if node.on_timeout == "fail":
         message = f"Gate '{name}' timed out"
-        st.persistence.update_step(
+        st.update_step(
             step_id,
             StepUpdate(
                 generation=st.generation,
@@ -328,7 +326,7 @@ def _timed_out(st: ExecutionState, node: GateNode, step_id: str, trace: StepTrac
             st.emit(GateTimedOut(gate_name=name, step_id=step_id, continued=False))
         trace.completed(StepStatus.FAILED, message)
         raise WorkflowError(message)
-    st.persistence.update_step(
+    st.update_step(
         step_id,
         StepUpdate(
             generation=st.generation, status=StepStatus.TIMED_OUT, result_text="gate timed out (continuing)"
@@ -366,8 +364,7 @@ def _quality_gate(st: ExecutionState, node: GateNode, iteration: int, position: 
         raise WorkflowError(
             f"Quality gate '{name}' is missing required quality_gate configuration (source, threshold)"
         )
-    store = st.persistence
-    step_id = store.insert_step(
+    step_id = st.insert_step(
         NewStep(
             st.workflow_run_id, name, _ROLE, position=position, iteration=iteration, gate_type=node.gate_type
         )
@@ -377,7 +374,7 @@ def _quality_gate(st: ExecutionState, node: GateNode, iteration: int, position: 
     source = st.step_results.get(node.source)
     if source is None:
         message = f"Quality gate '{name}': source step '{node.source}' not found in step results"
-        store.update_step(step_id, StepUpdate.failed(st.generation, message))
+        st.update_step(step_id, StepUpdate.failed(st.generation, message))
         trace.completed(StepStatus.FAILED, message)
         st.all_succeeded = False
         raise WorkflowError(message)
@@ -390,13 +387,11 @@ def _quality_gate(st: ExecutionState, node: GateNode, iteration: int, position: 
     if passed or node.on_fail_action == "continue":
         if not passed:
             context += " (on_fail=continue, proceeding)"
-        store.update_step(
-            step_id, StepUpdate.completed(st.generation, result_text=context, context_out=context)
-        )
+        st.update_step(step_id, StepUpdate.completed(st.generation, result_text=context, context_out=context))
         trace.completed(StepStatus.COMPLETED)
         return
     message = f"Quality gate '{name}' failed: confidence {confidence} is below threshold {node.threshold}"
-    store.update_step(
+    st.update_step(
         step_id,
         StepUpdate(
             generation=st.generation,

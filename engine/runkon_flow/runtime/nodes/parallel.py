@@ -102,15 +102,14 @@ def execute_parallel(st: ExecutionState, node: ParallelNode, iteration: int, pat
     block.started(None)
     skipped = 0
     runnable: list[_Branch] = []
-    store = st.persistence
     for b in branches:
         cond = node.call_if.get(str(b.index))
         if cond is not None and not st.has_marker(cond[0], cond[1]):
-            step_id = store.insert_step(
+            step_id = st.insert_step(
                 NewStep(st.workflow_run_id, b.label, _ROLE, position=b.position, iteration=iteration)
             )
             text = f"skipped: {cond[0]}.{cond[1]} not emitted"
-            store.update_step(
+            st.update_step(
                 step_id, StepUpdate(generation=st.generation, status=StepStatus.SKIPPED, result_text=text)
             )
             trace = StepTrace(st, "parallel_branch", b.label, b.key, b.path, iteration, b.position)
@@ -118,7 +117,7 @@ def execute_parallel(st: ExecutionState, node: ParallelNode, iteration: int, pat
             trace.completed(StepStatus.SKIPPED, succeeded=True)
             skipped += 1
             continue
-        b.step_id = store.insert_step(
+        b.step_id = st.insert_step(
             NewStep(
                 st.workflow_run_id, b.label, _ROLE, position=b.position, iteration=iteration, retry_count=0
             )
@@ -185,9 +184,7 @@ def _run_branches(
             elif b.outcome == "cancelled":
                 _record_cancelled(st, b, b.reason)
             else:
-                st.persistence.update_step(
-                    b.step_id, StepUpdate.failed(st.generation, b.error or "", b.attempt)
-                )
+                st.update_step(b.step_id, StepUpdate.failed(st.generation, b.error or "", b.attempt))
                 assert b.trace is not None
                 b.trace.completed(StepStatus.FAILED, b.error)
                 if node.fail_fast:
@@ -205,7 +202,7 @@ def _record_success(st: ExecutionState, b: _Branch, iteration: int, merged: list
     assert out is not None and b.trace is not None
     markers = list(out.markers or ())
     context = out.context or ""
-    st.persistence.update_step(
+    st.update_step(
         b.step_id,
         StepUpdate.completed(
             st.generation,
@@ -236,7 +233,7 @@ def _record_success(st: ExecutionState, b: _Branch, iteration: int, merged: list
 
 def _record_cancelled(st: ExecutionState, b: _Branch, reason: CancellationReason | None) -> None:
     text = str(EngineCancelled(reason or CancellationReason.of("ParentCancelled")))
-    st.persistence.update_step(
+    st.update_step(
         b.step_id,
         StepUpdate(
             generation=st.generation,

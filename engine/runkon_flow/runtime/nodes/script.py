@@ -121,12 +121,11 @@ def _attempt(
     last_error: str | None,
 ) -> str | None:
     name = node.name
-    store = st.persistence
     if attempt > 0 and st.event_sinks:
         st.emit(
             StepRetrying(step_name=name, attempt=attempt, step_key=name, node_path=path, error=last_error)
         )
-    step_id = store.insert_step(
+    step_id = st.insert_step(
         NewStep(st.workflow_run_id, name, _ROLE, position=position, iteration=iteration, retry_count=attempt)
     )
     trace = StepTrace(st, "script", name, name, path, iteration, position, attempt)
@@ -134,7 +133,7 @@ def _attempt(
 
     if st.exec_config.dry_run:
         text = "dry-run: script not executed"
-        store.update_step(
+        st.update_step(
             step_id,
             StepUpdate.completed(
                 st.generation, result_text=text, context_out="", markers_out="[]", attempt=attempt
@@ -152,7 +151,7 @@ def _attempt(
         message = (
             f"Script '{name}' failed to execute: script environment provider raised {describe_exception(exc)}"
         )
-        store.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
+        st.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
         trace.completed(StepStatus.FAILED, message)
         return message
 
@@ -174,7 +173,7 @@ def _attempt(
 
     if result.timed_out:
         text = f"Script '{name}' timed out after {node.timeout}s"
-        store.update_step(
+        st.update_step(
             step_id,
             StepUpdate(
                 generation=st.generation,
@@ -191,7 +190,7 @@ def _attempt(
 
     if result.cancelled:
         cancelled = EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
-        store.update_step(
+        st.update_step(
             step_id,
             StepUpdate(
                 generation=st.generation,
@@ -206,7 +205,7 @@ def _attempt(
 
     if result.spawn_error is not None:
         message = f"Script '{name}' failed to execute: {result.spawn_error}"
-        store.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
+        st.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
         trace.completed(StepStatus.FAILED, message)
         return message
 
@@ -217,7 +216,7 @@ def _attempt(
         else:
             markers, context, structured = [], result.stdout[:_CONTEXT_CHARS], None
         text = f"Script '{name}' completed"
-        store.update_step(
+        st.update_step(
             step_id,
             StepUpdate.completed(
                 st.generation,
@@ -248,6 +247,6 @@ def _attempt(
     stderr = result.stderr.strip()
     if stderr:
         message += "\n" + stderr[:_CONTEXT_CHARS]
-    store.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
+    st.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
     trace.completed(StepStatus.FAILED, message)
     return message

@@ -10,6 +10,7 @@ cancel, approve/reject, resume and history reads all run on thread workers.
 from __future__ import annotations
 
 import contextlib
+import gc
 import getpass
 import threading
 import time
@@ -50,7 +51,7 @@ from runkon_tui.watcher import WorkflowWatcher
 
 Clock = Callable[[], float]
 
-TICK_HZ = 15.0
+TICK_HZ = 10.0
 DRAIN_LIMIT = 50_000  # events folded per tick at most; the rest waits one tick
 QUIT_WAIT_S = 10.0
 
@@ -223,6 +224,16 @@ class RunkonApp(App[int]):
             self._start_watcher()
         if self.replay_path is not None:
             self.call_after_refresh(self.replay, self.replay_path)
+        self.call_after_refresh(self._freeze_startup_heap)
+
+    @staticmethod
+    def _freeze_startup_heap() -> None:
+        """Move everything built at start-up (Textual's widgets and stylesheets, the catalog, the
+        engine host) out of the garbage collector's full scans. Those objects live as long as the
+        app; without this, every full collection during a big fan-out re-scans them, and that is
+        paid by the engine threads too (it measurably slowed a 10,000-item run)."""
+        gc.collect()
+        gc.freeze()
 
     def initial_selection(self) -> str | None:
         if self.select:

@@ -2,10 +2,12 @@
 
 The engine calls `emit()` synchronously on its own threads, thousands of times a second during a
 fan-out, so `emit()` must never block and never touch Textual: it appends to a deque (atomic in
-CPython, no lock needed) and returns. The UI drains the deque on a timer and folds the batch into
-the RunView. The few events a human must see *now* (a gate waiting, the watched run finishing, the
-engine crashing) additionally call `on_urgent`, which the app wires to a thread-safe
-`post_message`, so they do not wait for the next tick.
+CPython, no lock needed) and returns. Frequent events are queued in a compact tuple form
+(`run_view.compact`) that costs the garbage collector nothing while it waits for the next tick.
+The UI drains the deque on a timer and folds the batch into the RunView. The few events a human
+must see *now* (a gate waiting, the watched run finishing, the engine crashing) additionally call
+`on_urgent`, which the app wires to a thread-safe `post_message`, so they do not wait for the
+next tick.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 
 from runkon_flow.events import EngineEventData
+
+from runkon_tui.run_view import compact
 
 UrgentCallback = Callable[[EngineEventData], None]
 
@@ -27,10 +31,10 @@ class EventBridge:
     """An `EventSink` that queues events for the UI thread."""
 
     def __init__(self, on_urgent: UrgentCallback | None = None) -> None:
-        self._queue: deque[EngineEventData] = deque()
+        self._queue: deque[EngineEventData | tuple] = deque()
+        self._append = self._queue.append
         self._on_urgent = on_urgent
         self.watched_run_id: str | None = None
-        self.emitted = 0
 
     def watch(self, run_id: str | None) -> None:
         """The run whose end is urgent; child runs end thousands of times and are not."""
@@ -39,11 +43,10 @@ class EventBridge:
     # ---- engine side (any thread)
 
     def emit(self, data: EngineEventData) -> None:
-        self._queue.append(data)
-        self.emitted += 1
-        kind = data.event.type
+        self._append(compact(data))
         if self._on_urgent is None:
             return
+        kind = data.event.type
         if kind in URGENT_ANY_RUN or (kind in URGENT_RUN_EVENTS and data.run_id == self.watched_run_id):
             # A sink must never raise into the engine (a closed app just drops the nudge).
             with contextlib.suppress(Exception):
@@ -51,10 +54,10 @@ class EventBridge:
 
     # ---- UI side
 
-    def drain(self, limit: int | None = None) -> list[EngineEventData]:
+    def drain(self, limit: int | None = None) -> list[EngineEventData | tuple]:
         """Take up to `limit` queued events (all when None), oldest first."""
         queue = self._queue
-        out: list[EngineEventData] = []
+        out: list[EngineEventData | tuple] = []
         popleft = queue.popleft
         n = len(queue) if limit is None else min(limit, len(queue))
         for _ in range(n):

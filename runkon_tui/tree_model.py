@@ -174,7 +174,7 @@ def run_for_scope(view: RunView, scope: tuple[str, ...]) -> RunState | None:
         if sv is None:
             return None
         child = sv.child_run_id or (run.child_runs.get(sv.step_id) if sv.step_id else None)
-        run = view.runs.get(child) if child else None
+        run = view.run(child) if child else None
     return run
 
 

@@ -25,7 +25,7 @@ from runkon_tui.widgets.fanout_grid import FanOutGrid
 from runkon_tui.widgets.header import GateBanner, RunHeader
 from runkon_tui.widgets.item_detail import ItemDetail
 from runkon_tui.widgets.log_pane import BufferSource, LogPane, OutputSource, TextSource
-from runkon_tui.widgets.markup import esc
+from runkon_tui.widgets.markup import esc, set_text
 from runkon_tui.widgets.workflow_list import WorkflowList
 
 if TYPE_CHECKING:
@@ -191,8 +191,9 @@ class MainScreen(Screen[None]):
                 notes.append("showing the last good definition")
         if app.definition_changed_under_run(entry):
             notes.append("changed on disk: the new definition applies to the next run or resume")
-        note.update("\n".join(notes))
-        note.set_class(bool(notes), "-shown")
+        set_text(note, "\n".join(notes))
+        if note.has_class("-shown") != bool(notes):
+            note.set_class(bool(notes), "-shown")
         tree_pane.border_title = f"Steps · {esc(entry.name)}"
         key = (entry.path, id(definition), app.catalog_version)
         if not force and key == self.tree.definition_key:
@@ -300,7 +301,7 @@ class MainScreen(Screen[None]):
         self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())
         item_id = event.fan.ids[event.index]
         child_id = event.fan.child_runs.get(event.index)
-        run = self.rapp.view.runs.get(child_id) if child_id else None
+        run = self.rapp.view.run(child_id) if child_id else None
         if run is None and child_id:
             run = self.rapp.load_child_run(child_id)
         lines = child_output_lines(run) if run is not None else [f"{item_id}: not started"]

@@ -86,7 +86,8 @@ class FanOutGrid(ScrollView, can_focus=True):
         self._visible: list[int] | None = None  # None = every item, in order
         self._visible_version = -1
         self._styles: list[Style] | None = None
-        self._cursor_style: Style | None = None
+        self._cursor_styles: list[Style] = []
+        self._base_style = Style()
         self._cols = 1
         self._picked = False  # an item was chosen: keep showing the cursor after focus leaves
 
@@ -112,10 +113,22 @@ class FanOutGrid(ScrollView, can_focus=True):
         self.update()
 
     def update(self) -> None:
-        """The fan-out changed: recompute what is visible and repaint the rows on screen."""
+        """The fan-out changed: repaint the rows on screen that show a changed item (all of them
+        when a filter is on or the number of items changed)."""
+        fan = self.fan
+        rows_before = self.virtual_size.height
         self._refresh_visible()
         self._resize()
-        self.refresh()
+        dirty = fan.take_dirty() if fan is not None else None
+        if self._visible is not None or self.virtual_size.height != rows_before or dirty is None:
+            self.refresh()
+            return
+        cols = max(1, self._cols)
+        top = self.scroll_offset.y
+        first = max(dirty[0] // cols, top)
+        last = min(dirty[1] // cols, top + self.size.height - 1)
+        if first <= last:
+            self.refresh_lines(first, last - first + 1)  # virtual rows; ScrollView maps them
 
     def _refresh_visible(self) -> None:
         fan = self.fan
@@ -181,16 +194,22 @@ class FanOutGrid(ScrollView, can_focus=True):
         self._styles = None
 
     def _cell_styles(self) -> list[Style]:
+        """Per-status styles already combined with the widget's base style (computing the base
+        style walks the DOM, too slow to do for every line of every frame)."""
         if self._styles is None:
-            self._styles = [self.get_component_rich_style(f"fanout-grid--{s}") for s in ITEM_STATUSES]
-            self._cursor_style = self.get_component_rich_style("fanout-grid--cursor", partial=True)
+            base = self.rich_style
+            self._base_style = base
+            self._styles = [base + self.get_component_rich_style(f"fanout-grid--{s}") for s in ITEM_STATUSES]
+            cursor = self.get_component_rich_style("fanout-grid--cursor", partial=True)
+            self._cursor_styles = [style + cursor for style in self._styles]
         return self._styles
 
     def render_line(self, y: int) -> Strip:
         scroll_y = self.scroll_offset.y
         row = scroll_y + y
         width = self.size.width
-        base = self.rich_style
+        styles = self._cell_styles()
+        base = self._base_style
         fan = self.fan
         if fan is None:
             return Strip.blank(width, base)
@@ -200,7 +219,7 @@ class FanOutGrid(ScrollView, can_focus=True):
         if start >= total:
             return Strip.blank(width, base)
         end = min(start + cols, total)
-        styles = self._cell_styles()
+        cursor_styles = self._cursor_styles
         codes = fan.codes
         visible = self._visible
         cursor = self.cursor if (self.has_focus or self._picked) else -1
@@ -212,19 +231,18 @@ class FanOutGrid(ScrollView, can_focus=True):
             code = codes[idx]
             if pos == cursor:
                 if run_text:
-                    segments.append(Segment("".join(run_text), base + styles[run_code]))
+                    segments.append(Segment("".join(run_text), styles[run_code]))
                     run_text = []
-                cursor_style = base + styles[code] + (self._cursor_style or Style(reverse=True))
-                segments.append(Segment(_CELL_GLYPHS[code], cursor_style))
+                segments.append(Segment(_CELL_GLYPHS[code], cursor_styles[code]))
                 run_code = -1
                 continue
             if code != run_code and run_text:
-                segments.append(Segment("".join(run_text), base + styles[run_code]))
+                segments.append(Segment("".join(run_text), styles[run_code]))
                 run_text = []
             run_code = code
             run_text.append(_CELL_GLYPHS[code])
         if run_text:
-            segments.append(Segment("".join(run_text), base + styles[run_code]))
+            segments.append(Segment("".join(run_text), styles[run_code]))
         used = end - start
         if used < width:
             segments.append(Segment(" " * (width - used), base))
@@ -239,8 +257,8 @@ class FanOutGrid(ScrollView, can_focus=True):
         position = max(0, min(total - 1, position))
         old_row = self.cursor // self._cols
         self.cursor = position
-        self.refresh_lines(old_row - self.scroll_offset.y)
-        self.refresh_lines(position // self._cols - self.scroll_offset.y)
+        self.refresh_lines(old_row)
+        self.refresh_lines(position // self._cols)
         self._scroll_cursor_visible()
         idx = self.item_at(position)
         if idx is not None:
@@ -281,7 +299,9 @@ class FanOutGrid(ScrollView, can_focus=True):
             self._set_cursor(position, select=True)
 
     def on_focus(self) -> None:
+        self._styles = None
         self.refresh()
 
     def on_blur(self) -> None:
+        self._styles = None
         self.refresh()

@@ -64,7 +64,7 @@ class ItemDetail(Static):
         error = fan.errors.get(idx)
         if error:
             lines.append(f"  [$error]{esc(error)}[/]")
-        child = view.runs.get(child_id) if child_id else None
+        child = view.run(child_id) if child_id else None
         if child is not None:
             for sv in list(child.steps.values())[-2:]:
                 line = f"  {paint(sv.status, glyph(sv.status))} {esc(sv.step_key or sv.name)}"

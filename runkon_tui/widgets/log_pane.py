@@ -25,7 +25,7 @@ from textual.widgets import Static
 
 from runkon_tui.run_view import LogBuffer, StepView
 from runkon_tui.status import format_clock
-from runkon_tui.widgets.markup import esc
+from runkon_tui.widgets.markup import esc, set_text
 
 LEVELS = ("debug", "info", "success", "warning", "error")
 
@@ -142,6 +142,7 @@ class LogView(ScrollView, can_focus=True):
         self._matches: list[int] = []  # absolute sequence numbers of matching lines
         self._width = 0
         self._styles: dict[str, Style] | None = None
+        self._base_style = Style()
         self.following = True
 
     # ------------------------------------------------------------------ data
@@ -218,16 +219,28 @@ class LogView(ScrollView, can_focus=True):
         super().notify_style_update()
         self._styles = None
 
+    def on_focus(self) -> None:
+        self._styles = None  # a focused container may be tinted: recompute the base style
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self._styles = None
+        self.refresh()
+
     def _level_style(self, level: str) -> Style:
+        """Level style combined with the base style (cached: computing the base walks the DOM)."""
         if self._styles is None:
-            self._styles = {lv: self.get_component_rich_style(f"log-view--{lv}") for lv in LEVELS}
+            base = self.rich_style
+            self._base_style = base
+            self._styles = {lv: base + self.get_component_rich_style(f"log-view--{lv}") for lv in LEVELS}
         return self._styles.get(level, self._styles["info"])
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         row = scroll_y + y
         width = self.size.width
-        base = self.rich_style
+        self._level_style("info")
+        base = self._base_style
         source = self.source
         if self.text_filter:
             if row >= len(self._matches):
@@ -239,7 +252,7 @@ class LogView(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         text, level = source.get(index)
         text = text.replace("\t", "    ")
-        strip = Strip([Segment(text, base + self._level_style(level))], cell_len(text))
+        strip = Strip([Segment(text, self._level_style(level))], cell_len(text))
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
 
@@ -320,4 +333,4 @@ class LogPane(Vertical):
             bar += f"   filter: [$warning]{esc(view.text_filter)}[/]"
         follow = "[$success]●[/]" if view.following else "○"
         bar += f"   \\[follow {follow}]"
-        self.query_one("#log-bar", Static).update(bar)
+        set_text(self.query_one("#log-bar", Static), bar, fixed_height=True)

@@ -6,6 +6,7 @@ import json
 import threading
 
 from runkon_flow.events import (
+    ChildRunStarted,
     EngineEventData,
     FanOutItemCompleted,
     FanOutItemInfo,
@@ -20,6 +21,7 @@ from runkon_flow.events import (
 from runkon_tui.bridge import EventBridge
 from runkon_tui.run_view import RunView, ViewLimits
 from tests.tui.scenarios import EVENTS, ROOT, T0, Script, foreach_mid_run
+from tests.tui.scenarios import failed_run as scenarios_failed_run
 
 FROZEN = T0 + 120.0
 
@@ -55,7 +57,8 @@ def test_an_item_links_to_its_child_run_and_output() -> None:
     view = replay("foreach_mid_run.jsonl")
     fan = view.active_fanout()
     assert fan is not None
-    child = view.runs[fan.child_runs[fan.index["file-027"]]]
+    child = view.run(fan.child_runs[fan.index["file-027"]])
+    assert child is not None
     assert child.workflow_name == "review-one"
     assert child.item_id == "file-027"
     assert child.status == "failed"
@@ -158,7 +161,9 @@ def test_mark_cancelling_and_crash_show_in_status() -> None:
 
 
 def test_memory_stays_bounded_under_a_flood() -> None:
-    limits = ViewLimits(engine_log=100, error_log=50, step_output=30, child_output=5, child_runs=10)
+    limits = ViewLimits(
+        engine_log=100, error_log=50, step_output=30, child_output=5, child_runs=10, failed_child_runs=20
+    )
     view = RunView(clock=lambda: FROZEN, limits=limits)
     s = Script()
     s.emit(RunStarted(workflow_name="review-pr"))
@@ -173,13 +178,29 @@ def test_memory_stays_bounded_under_a_flood() -> None:
         child = f"child-{i}"
         view.apply(
             EngineEventData(
-                timestamp=1, ts=1.0, run_id=child, event=RunStarted(workflow_name="c", parent_run_id=ROOT)
+                timestamp=1,
+                ts=1.0,
+                run_id=child,
+                event=ChildRunStarted(
+                    child_run_id=child,
+                    workflow_name="c",
+                    parent_run_id=ROOT,
+                    parent_step_id=sid,
+                    item_id=f"i{i}",
+                ),
             )
         )
-        view.apply(EngineEventData(timestamp=1, ts=1.0, run_id=child, event=RunCompleted(succeeded=False)))
-    assert len(view.runs) <= 1 + 10
-    assert len(view.error_log) == 50 and view.error_log.total == 200
-    assert view.error_log.dropped == 150
+        done = RunCompleted(succeeded=i % 2 == 0)
+        view.apply(EngineEventData(timestamp=1, ts=1.0, run_id=child, event=done))
+    # The root and the 20 latest failed children are folded; the 10 latest good ones are held
+    # unfolded until someone looks; older ones are dropped (the store still has them).
+    assert len(view.runs) == 1 + 20
+    assert "child-199" in view.runs and "child-0" not in view.runs and "child-198" not in view.runs
+    good = view.run("child-198")
+    assert good is not None and good.status == "completed" and good.item_id == "i198"
+    assert view.run("child-100") is None
+    assert len(view.error_log) == 50 and view.error_log.total == 100  # one line per failed child
+    assert view.error_log.dropped == 50
 
 
 def test_changes_say_what_a_batch_touched() -> None:
@@ -330,7 +351,7 @@ def test_engine_log_of_a_completed_run_with_a_foreach() -> None:
     fan = view.active_fanout()
     assert fan is not None and fan.name == "items" and fan.ids == ["x", "y", "z"]
     assert fan.count("completed") == 3 and len(fan.child_runs) == 3
-    children = [view.runs[c] for c in fan.child_runs.values()]
+    children = [view.run(c) for c in fan.child_runs.values()]
     assert {c.item_id for c in children} == {"x", "y", "z"}
     assert all(c.status == "completed" and c.workflow_name == "quick-item" for c in children)
     assert view.error_log.total == 0
@@ -364,3 +385,51 @@ def test_engine_log_of_a_cancelled_foreach() -> None:
     assert view.root.steps["body.1"].status == "cancelled"  # type: ignore[union-attr]
     assert "body.2" not in view.root.steps  # type: ignore[union-attr]
     assert 'UserRequested(Some("enough"))' in view.summary_text()
+
+
+def test_events_queued_in_compact_form_fold_exactly_like_the_originals() -> None:
+    import gc
+
+    from runkon_tui.run_view import compact
+
+    events = foreach_mid_run().events + scenarios_failed_run().events
+    direct = RunView.from_events(events, clock=lambda: FROZEN)
+    bridge = EventBridge()
+    for data in events:
+        bridge.emit(data)
+    queued = bridge.drain()
+    assert sum(1 for d in queued if isinstance(d, tuple)) > len(events) // 2
+    via_bridge = RunView(clock=lambda: FROZEN)
+    via_bridge.apply_all(queued)
+    assert via_bridge.summary_text() == direct.summary_text()
+    assert [line.text for line in via_bridge.engine_log] == [line.text for line in direct.engine_log]
+    assert [line.text for line in via_bridge.error_log] == [line.text for line in direct.error_log]
+    fan, fan2 = direct.active_fanout(), via_bridge.active_fanout()
+    assert fan is not None and fan2 is not None and bytes(fan.codes) == bytes(fan2.codes)
+    done = next(e for e in events if e.event.type == "StepCompleted")
+    kept = compact(done)
+    gc.collect()
+    assert isinstance(kept, tuple) and not gc.is_tracked(kept)  # invisible to the garbage collector
+
+
+def test_fan_out_children_are_folded_only_when_needed() -> None:
+    view = replay("foreach_mid_run.jsonl")
+    fan = view.active_fanout()
+    assert fan is not None
+    ok_child = fan.child_runs[fan.index["file-003"]]
+    running_child = fan.child_runs[fan.index["file-038"]]
+    failed_child = fan.child_runs[fan.index["file-010"]]
+    assert failed_child in view.runs  # a failure is folded at once (errors log, summary)
+    assert ok_child not in view.runs and running_child not in view.runs  # held, not folded
+    running = view.run(running_child)
+    assert running is not None and running.status == "running"
+    assert running.steps["body.0"].last_output(1) == ["reviewing file-038"]
+    assert running_child in view.runs
+    s = Script(t0=T0 + 100)
+    s.emit(
+        StepOutput(step_id=f"step-{running_child}-body.0-0", step_name="review-file", line="more"),
+        running_child,
+    )
+    view.apply_all(s.events)
+    assert running.steps["body.0"].last_output(1) == ["more"]  # now folded live
+    assert (running_child, "body.0") in view.take_changes().output

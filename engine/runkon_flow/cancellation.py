@@ -45,21 +45,25 @@ class CancellationReason(BaseModel):
 
 
 class CancellationToken:
-    """A cancel flag with a parent chain. Copies of the object share state (it is a reference)."""
+    """A cancel flag with a parent chain. Copies of the object share state (it is a reference).
 
-    __slots__ = ("_children", "_event", "_lock", "_parent", "_reason")
+    The `threading.Event` behind `wait()` is made only when someone waits: a foreach makes a token
+    per item, and most are never waited on.
+    """
+
+    __slots__ = ("_cancelled", "_children", "_event", "_lock", "_parent", "_reason")
 
     def __init__(self, parent: CancellationToken | None = None) -> None:
         self._parent = parent
         self._lock = threading.Lock()
-        self._event = threading.Event()
+        self._cancelled = False
+        self._event: threading.Event | None = None
         self._reason: CancellationReason | None = None
         self._children: list[CancellationToken] = []
         if parent is not None:
             with parent._lock:
                 parent._children.append(self)
-                if parent._event.is_set():
-                    self._event.set()
+                self._cancelled = parent._cancelled
 
     def child(self) -> CancellationToken:
         return CancellationToken(self)
@@ -68,8 +72,11 @@ class CancellationToken:
         with self._lock:
             if self._reason is None and not self._own_cancelled():
                 self._reason = reason
-            self._event.set()
+            self._cancelled = True
+            event = self._event
             children = list(self._children)
+        if event is not None:
+            event.set()
         for c in children:
             c._propagate()
 
@@ -78,13 +85,16 @@ class CancellationToken:
 
     def _propagate(self) -> None:
         with self._lock:
-            self._event.set()
+            self._cancelled = True
+            event = self._event
             children = list(self._children)
+        if event is not None:
+            event.set()
         for c in children:
             c._propagate()
 
     def is_cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancelled
 
     def reason(self) -> CancellationReason | None:
         tok: CancellationToken | None = self
@@ -95,12 +105,18 @@ class CancellationToken:
         return None
 
     def error_if_cancelled(self) -> None:
-        if self.is_cancelled():
+        if self._cancelled:
             raise EngineCancelled(self.reason() or CancellationReason.of("ParentCancelled"))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled or `timeout` seconds pass; True when cancelled."""
-        return self._event.wait(timeout)
+        with self._lock:
+            if self._cancelled:
+                return True
+            event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+        return event.wait(timeout)
 
     def detach(self) -> None:
         """Forget this token in its parent so finished children do not pile up in long runs."""

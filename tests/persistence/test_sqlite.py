@@ -356,6 +356,43 @@ def test_write_behind_rows_reach_other_connections_with_the_next_commit(db) -> N
         assert reopened.get_step(step_id).result_text == "late"
 
 
+def child_rows(store: SqliteStore, durable: bool) -> tuple:
+    """A foreach child's whole life (run, one step: started, completed; run finished), as rows."""
+    run = store.create_leased_run(
+        NewRun(workflow_name="child", inputs={"item.id": "7"}), "t", 30, durable=durable
+    )
+    ok = store.insert_step(NewStep(run.id, "work", retry_count=0), durable=durable)
+    store.update_step(
+        ok,
+        StepUpdate.completed(
+            1, child_run_id="c", result_text="r", context_out="x", markers_out='["m"]', attempt=0
+        ),
+        durable=durable,
+    )
+    store.update_step(ok, StepUpdate.failed(1, "late"), durable=durable)  # a terminal row stays as it is
+    bad = store.insert_step(NewStep(run.id, "other", position=1), durable=durable)
+    store.update_step(
+        bad, StepUpdate(generation=1, status=StepStatus.RUNNING, child_run_id="k"), durable=durable
+    )
+    store.update_step(bad, StepUpdate.failed(1, "boom", attempt=2), durable=durable)
+    store.finish_run(run.id, RunStatus.FAILED, "summary", "boom", "t", durable=durable)
+    store.flush()
+    strip = lambda row: {k: v for k, v in vars(row).items() if k != "id" and k != "workflow_run_id"}  # noqa: E731
+    return strip(store.get_run(run.id)), [strip(s) for s in store.get_steps(run.id)]
+
+
+def test_write_behind_updates_folded_into_queued_inserts_leave_the_same_rows(db, clock) -> None:
+    with SqliteStore(db, clock=clock) as store:
+        separate = child_rows(store, durable=True)
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        folded = child_rows(store, durable=False)
+        store._db.set_trace_callback(None)
+    assert folded == separate
+    writes = [s.split()[0] + " " + s.split()[2] for s in statements if s.startswith(("INSERT", "UPDATE"))]
+    assert writes == ["INSERT workflow_runs", "INSERT workflow_run_steps", "INSERT workflow_run_steps"]
+
+
 def test_a_failing_write_behind_write_is_logged_and_spares_the_others(sqlite_store, caplog) -> None:
     run = sqlite_store.create_leased_run(NewRun(workflow_name="wf"), "t", 30)
     step_id = sqlite_store.insert_step(NewStep(run.id, "s", retry_count=0))

@@ -63,8 +63,12 @@ _STEP_TERMINAL = (
 _STEP_INSERT = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
     "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
-    "gate_timeout, gate_options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "gate_timeout, gate_options, ended_at, result_text, context_out, markers_out, structured_output, "
+    "step_error, child_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Positions in a step insert row (what a folded update may change).
+_S_RUN, _S_STATUS, _S_STARTED, _S_RETRY, _S_ENDED, _S_RESULT = 1, 5, 8, 9, 14, 15
+_S_CONTEXT, _S_MARKERS, _S_OUTPUT, _S_ERROR, _S_CHILD = 16, 17, 18, 19, 20
 _STEP_OTHER = f"UPDATE workflow_run_steps SET status = :status {_STEP_GUARD}"
 
 _ITEM_RUNNING = (
@@ -89,9 +93,11 @@ _ITEM_INSERT = (
 _RUN_INSERT = (
     "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
     '"trigger", started_at, definition_snapshot, inputs, parent_workflow_run_id, iteration, '
-    "workflow_title, owner_token, lease_until, generation) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "workflow_title, owner_token, lease_until, generation, result_summary, error, ended_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Positions in a run insert row (what a folded finish may change).
+_R_STATUS, _R_TOKEN, _R_LEASE, _R_GENERATION, _R_SUMMARY, _R_ERROR, _R_ENDED = 3, 12, 13, 14, 15, 16, 17
 _RUN_FINISH = (
     "UPDATE workflow_runs SET status = ?, result_summary = ?, error = ?, ended_at = ?, blocked_on = NULL, "
     "owner_token = CASE WHEN owner_token = ? THEN NULL ELSE owner_token END, "
@@ -147,6 +153,7 @@ class SqliteStore:
         self._lock = threading.Lock()  # the connection
         self._queue_lock = threading.Lock()  # `_pending` only; never held while waiting for `_lock`
         self._pending: list[_Write] = []
+        self._foldable: dict[str, list] = {}  # "r:<run id>"/"s:<step id>" → queued insert row
         self._closed = False
         self._db = self._open()
 
@@ -194,7 +201,13 @@ class SqliteStore:
             yield self._db
 
     def _write(
-        self, fn: Callable[[sqlite3.Connection], R], *, single: bool = True, durable: bool = True
+        self,
+        fn: Callable[[sqlite3.Connection], R],
+        *,
+        single: bool = True,
+        durable: bool = True,
+        key: str | None = None,
+        foldable_row: list | None = None,
     ) -> R:
         """Queue the write `fn(conn)`; unless `durable` is False, return its result once committed.
 
@@ -204,10 +217,22 @@ class SqliteStore:
         write-behind write (`durable=False`) is only queued: the next durable write or `flush()`
         commits it, in order. If one write of a batch fails, the batch is rolled back and each
         write runs again alone, so a failure belongs to its own caller only.
+
+        Folding: a write-behind INSERT still in the queue registers its row under `key`; later
+        write-behind updates of that row may change the queued row instead of queueing an UPDATE
+        (`_fold`). Another write-behind write of the same row (same `key`), or any durable write,
+        ends that, so folding never reorders writes.
         """
         op = _Write(fn, single, not durable)
         with self._queue_lock:
             self._pending.append(op)
+            if durable:
+                self._foldable.clear()
+            elif key is not None:
+                if foldable_row is not None:
+                    self._foldable[key] = foldable_row
+                else:
+                    self._foldable.pop(key, None)
         if not durable:
             return None  # type: ignore[return-value]
         with self._lock:
@@ -224,10 +249,17 @@ class SqliteStore:
             with self._lock:
                 self._drain(None)
 
+    def _fold(self, key: str, change: Callable[[list], bool]) -> bool:
+        """Apply `change` to the queued insert row of `key` if it is still queued; True when done."""
+        with self._queue_lock:
+            row = self._foldable.get(key)
+            return row is not None and change(row)
+
     def _drain(self, mine: _Write | None) -> None:
         """Run the queue as one batch; the caller holds the connection."""
         with self._queue_lock:
             batch, self._pending = self._pending, []
+            self._foldable.clear()
         if not batch:
             return
         if self._closed:
@@ -348,11 +380,11 @@ class SqliteStore:
             lease_until=lease_until,
             generation=generation,
         )
-        params = (
+        row = [
             run.id,
             run.workflow_name,
             run.parent_run_id,
-            status.value,
+            status,
             int(run.dry_run),
             run.trigger,
             run.started_at,
@@ -364,17 +396,20 @@ class SqliteStore:
             token,
             lease_until,
             generation,
-        )
+            None,
+            None,
+            None,
+        ]
 
         def insert(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(_RUN_INSERT, params)
+                conn.execute(_RUN_INSERT, row)
             except sqlite3.IntegrityError:
                 if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run.id,)).fetchone():
                     raise PersistenceError(f"run {run.id} already exists") from None
                 raise
 
-        self._write(insert, durable=durable)
+        self._write(insert, durable=durable, key="r:" + run.id, foldable_row=row)
         return run
 
     @_translated
@@ -443,9 +478,23 @@ class SqliteStore:
     ) -> None:
         """The final status and the lease release in one UPDATE (terminal statuses only)."""
         status = sh.check_finish_status(status)
-        self._update_run(
-            _RUN_FINISH, (status.value, result_summary, error, self._now(), token, token, run_id), durable
-        )
+        now = self._now()
+        if not durable:
+
+            def finish(row: list) -> bool:
+                row[_R_STATUS], row[_R_SUMMARY], row[_R_ERROR], row[_R_ENDED] = (
+                    status,
+                    result_summary,
+                    error,
+                    now,
+                )
+                if row[_R_TOKEN] == token:
+                    row[_R_TOKEN] = row[_R_LEASE] = None
+                return True
+
+            if self._fold("r:" + run_id, finish):
+                return
+        self._update_run(_RUN_FINISH, (status, result_summary, error, now, token, token, run_id), durable)
 
     @_translated
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
@@ -462,7 +511,7 @@ class SqliteStore:
             if conn.execute(sql, params).rowcount == 0:
                 raise PersistenceError(f"run {params[-1]} not found")
 
-        self._write(update, durable=durable)
+        self._write(update, durable=durable, key="r:" + params[-1])
 
     @_translated
     def is_run_cancelled(self, run_id: str) -> bool:
@@ -520,13 +569,13 @@ class SqliteStore:
         sh.check_role(new_step.role)
         step_id = sh.new_ordered_id()
         running = new_step.retry_count is not None
-        params = (
+        row = [
             step_id,
             new_step.workflow_run_id,
             new_step.step_name,
             new_step.role,
             int(new_step.can_commit),
-            StepStatus.RUNNING.value if running else StepStatus.PENDING.value,
+            StepStatus.RUNNING if running else StepStatus.PENDING,
             new_step.position,
             new_step.iteration,
             self._now() if running else None,
@@ -535,24 +584,34 @@ class SqliteStore:
             new_step.gate_prompt,
             new_step.gate_timeout,
             new_step.gate_options,
-        )
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]
 
         def insert(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(_STEP_INSERT, params)
+                conn.execute(_STEP_INSERT, row)
             except sqlite3.IntegrityError as exc:
                 if "FOREIGN KEY" in str(exc):
                     raise PersistenceError(f"run {new_step.workflow_run_id} not found") from None
                 raise
 
-        self._write(insert, durable=durable)
+        self._write(insert, durable=durable, key="s:" + step_id, foldable_row=row)
         return step_id
 
     @_translated
     def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None:
         """Generation-guarded (stale → LeaseLost); a terminal row is never overwritten."""
         status = StepStatus(update.status)
-        params = {"id": step_id, "generation": update.generation, "status": status.value, "now": self._now()}
+        now = self._now()
+        if not durable and self._fold("s:" + step_id, lambda row: self._fold_step(row, status, update, now)):
+            return
+        params = {"id": step_id, "generation": update.generation, "status": status, "now": now}
         if status.is_starting:
             sql = _STEP_STARTING
             params["child_run_id"] = update.child_run_id
@@ -585,7 +644,28 @@ class SqliteStore:
                 raise sh.lease_cancelled()
             # Already terminal with the right generation: a repeated terminal write is a silent no-op.
 
-        self._write(update_row, durable=durable)
+        self._write(update_row, durable=durable, key="s:" + step_id)
+
+    def _fold_step(self, row: list, status: StepStatus, update: StepUpdate, now: str) -> bool:
+        """A step update applied to the queued insert row, with `update_step`'s rules — only while its
+        run's insert is queued too, so the generation to match is known (under the queue lock)."""
+        run_row = self._foldable.get("r:" + row[_S_RUN])
+        if run_row is None or run_row[_R_GENERATION] != update.generation:
+            return False  # the queued UPDATE checks (and reports) it
+        if row[_S_STATUS].is_terminal:
+            return True  # a terminal row is never overwritten
+        row[_S_STATUS] = status
+        if status.is_starting:
+            row[_S_CHILD], row[_S_STARTED] = update.child_run_id, now
+        elif status.is_terminal:
+            row[_S_ENDED], row[_S_RESULT], row[_S_CONTEXT] = now, update.result_text, update.context_out
+            row[_S_MARKERS], row[_S_OUTPUT] = update.markers_out, update.structured_output
+            row[_S_ERROR] = update.step_error
+            if update.child_run_id is not None:
+                row[_S_CHILD] = update.child_run_id
+            if update.retry_count is not None:
+                row[_S_RETRY] = update.retry_count
+        return True
 
     @_translated
     def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
@@ -782,7 +862,7 @@ def _item_update(item_id: str, update: FanOutItemUpdate, now: str) -> tuple[str,
         return _ITEM_RUNNING, (update.child_run_id, now, item_id)
     if status is FanOutItemStatus.PENDING:
         return _ITEM_PENDING, (item_id,)
-    return _ITEM_TERMINAL, (status.value, update.child_run_id, now, item_id)
+    return _ITEM_TERMINAL, (status, update.child_run_id, now, item_id)
 
 
 def _run_from_row(row: tuple) -> WorkflowRun:

@@ -46,12 +46,16 @@ def make_workspace_dir(base: Path, items: int) -> Path:
     (folder / "agents").mkdir(parents=True)
     (folder / "items.json").write_text(json.dumps([f"item-{i:05d}" for i in range(items)]))
     (folder / "fanout.wf").write_text(
-        "workflow fanout {\n  foreach items {\n    over = static\n    scope = { file = \"items.json\" }\n"
-        "    max_parallel = 8\n    workflow = noop-child\n    inputs = { name = \"{{item.id}}\" }\n  }\n}\n"
+        'workflow fanout {\n  foreach items {\n    over = static\n    scope = { file = "items.json" }\n'
+        '    max_parallel = 8\n    workflow = noop-child\n    inputs = { name = "{{item.id}}" }\n  }\n}\n'
     )
     (folder / "noop-child.wf").write_text("workflow noop-child {\n  inputs { name }\n  call noop\n}\n")
     (folder / "agents" / "noop.md").write_text("---\nruntime: echo\n---\n{{name}}\n")
     return folder
+
+
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
 
 
 def peak_rss_mb() -> float:
@@ -220,8 +224,10 @@ def main() -> None:
         rss = max(r["rss_mb"] for r in dash)
         frames = [first_frame_seconds(folder, base / f"runs-{i}.db") for i in range(3)]
 
-        print(f"foreach over {args.items:,} no-op child workflows, max_parallel 8, in-memory store "
-              f"(median of {args.repeat})")
+        print(
+            f"foreach over {args.items:,} no-op child workflows, max_parallel 8, in-memory store "
+            f"(median of {args.repeat})"
+        )
         for mode in ("engine", "null-sink", "dashboard"):
             per_item = 1e6 * secs[mode] / args.items
             rss_m = max(r["rss_mb"] for r in runs[mode])
@@ -231,17 +237,24 @@ def main() -> None:
                 f"   (runs: {each})"
             )
         ratio = secs["dashboard"] / secs["null-sink"]
-        print(f"  ratio dashboard / null-sink  {ratio:5.2f}   (target ≤ 1.10)  {'OK' if ratio <= 1.10 else 'MISSED'}")
-        print(f"  ratio dashboard / engine     {secs['dashboard'] / secs['engine']:5.2f}   (no sink: the engine "
-              "builds no events at all)")
-        print(f"  UI drain tick: p50 {statistics.median(r['tick_p50_ms'] for r in dash):.1f} ms, "
-              f"p99 {p99:.1f} ms, max {max(r['tick_max_ms'] for r in dash):.1f} ms over "
-              f"{sum(r['ticks'] for r in dash)} ticks   (target p99 ≤ 50 ms)  {'OK' if p99 <= 50 else 'MISSED'}")
+        print(f"  ratio dashboard / null-sink  {ratio:5.2f}   (target ≤ 1.10)  {verdict(ratio <= 1.10)}")
+        print(
+            f"  ratio dashboard / engine     {secs['dashboard'] / secs['engine']:5.2f}"
+            "   (no sink: the engine builds no events at all)"
+        )
+        p50 = statistics.median(r["tick_p50_ms"] for r in dash)
+        print(
+            f"  UI drain tick: p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
+            f" max {max(r['tick_max_ms'] for r in dash):.1f} ms over {sum(r['ticks'] for r in dash)} ticks"
+            f"   (target p99 ≤ 50 ms)  {verdict(p99 <= 50)}"
+        )
         print(f"  events folded per run: {dash[0]['events_folded']:,}")
-        print(f"  dashboard peak RSS {rss:.1f} MB   (target ≤ 300 MB)  {'OK' if rss <= 300 else 'MISSED'}")
+        print(f"  dashboard peak RSS {rss:.1f} MB   (target ≤ 300 MB)  {verdict(rss <= 300)}")
         best = min(frames)
-        print(f"  runkon-tui start → first frame: {', '.join(f'{f:.2f}' for f in frames)} s "
-              f"(best {best:.2f}; target ≤ 1 s)  {'OK' if best <= 1.0 else 'MISSED'}")
+        print(
+            f"  runkon-tui start → first frame: {', '.join(f'{f:.2f}' for f in frames)} s"
+            f" (best {best:.2f}; target ≤ 1 s)  {verdict(best <= 1.0)}"
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

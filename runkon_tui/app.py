@@ -216,6 +216,9 @@ class RunkonApp(App[int]):
         for problem in [*self.startup_problems, *theme_errors, *config_errors]:
             self.view.note(problem, "error")
             self.notify(problem, severity="error", timeout=8)
+        for entry in self.catalog:
+            if entry.error is not None:
+                self.view.note(entry.error.render(), "error")
         for warning in self.catalog.warnings:
             self.view.note(warning, "warning")
         self.set_interval(1 / self.tick_hz, self.drain, name="drain")

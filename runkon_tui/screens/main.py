@@ -241,7 +241,8 @@ class MainScreen(Screen[None]):
         if self.grid_pane.border_title != title:
             self.grid_pane.border_title = title
         if changes.fanouts or changes.runs or second or changes.structure:
-            self.item_detail.show(view, fan, self.grid_item, now)
+            shown = view if self.view_for(self.tree_workflow) is not None else None
+            self.item_detail.show(shown, fan, self.grid_item, now)
         self._refresh_output(changes)
         if changes.engine_log or changes.error_log or changes.output or changes.structure:
             self.log_pane.sync()
@@ -339,6 +340,8 @@ class MainScreen(Screen[None]):
             return True if app.can_resume() else None
         if action in ("approve_gate", "reject_gate"):
             return bool(view.waiting_gates()) and app.host is not None
+        if action in ("failed_only", "next_failure") and view.root is None:
+            return False  # nothing ran: hide rather than dim (the footer is short at 80 columns)
         if action == "failed_only":
             return True if self.grid.fan is not None else None
         if action == "next_failure":

@@ -14,13 +14,13 @@ class ItemDetail(Static):
     ItemDetail { height: 4; background: $surface; color: $foreground; }
     """
 
-    def show(self, view: RunView, fan: FanOutView | None, selected: int | None, now: float) -> None:
-        if fan is None:
-            set_text(
-                self,
-                "[$text-muted]no fan-out in this run[/]" if view.root is not None else "",
-                fixed_height=True,
+    def show(self, view: RunView | None, fan: FanOutView | None, selected: int | None, now: float) -> None:
+        """`view` is None when the tree shows another workflow than the run on screen."""
+        if fan is None or view is None:
+            text = (
+                "[$text-muted]no fan-out in this run[/]" if view is not None and view.root is not None else ""
             )
+            set_text(self, text, fixed_height=True)
             return
         lines = [self._counters(fan, now)]
         if selected is not None and 0 <= selected < len(fan.ids):

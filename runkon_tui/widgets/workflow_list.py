@@ -49,7 +49,7 @@ class WorkflowList(OptionList):
 
     def _prompt(self, entry: WorkflowEntry) -> str:
         if entry.error is not None:
-            head = f"[$error]{glyph('failed')}[/] {esc(entry.location())}"
+            head = f"[$error]{glyph('failed')}[/]\u00a0{esc(entry.location())}"
             message = entry.error.message
             if len(message) > 48:
                 message = message[:47] + "…"
@@ -59,7 +59,7 @@ class WorkflowList(OptionList):
             mark = paint(status, glyph(status))
         else:
             mark = "[$text-muted]●[/]"
-        return f"{mark} {esc(entry.name)}"
+        return f"{mark}\u00a0{esc(entry.name)}"  # no line break between the glyph and the name
 
     @property
     def highlighted_path(self) -> str | None:

@@ -494,3 +494,18 @@ async def test_resume_key_resumes_the_failed_run_and_zoom_toggles_a_pane() -> No
         await pilot.press("z")
         await pilot.pause()
         assert screen.maximized is None
+
+
+async def test_a_recorded_event_log_replays_read_only() -> None:
+    app = make_app(replay=scenarios.EVENTS / "failed_run.jsonl")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.view.root is not None, what="replay")
+        await pilot.pause()
+        assert app.view.read_only and app.view.status == "failed"
+        screen = main_screen(app)
+        assert screen.tree_workflow == "nightly"
+        labels = {uid: node.label.plain for uid, node in screen.tree.nodes_by_uid.items()}
+        assert labels["body.1.body.0"].startswith("✗ workflow review-one")
+        assert "read-only" in str(screen.header.render())
+        assert screen.check_action("cancel_run", ()) is False
+        assert app.summary() == ""  # nothing ran in this session

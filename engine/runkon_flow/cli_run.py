@@ -578,21 +578,6 @@ def _owned_message(run: WorkflowRun) -> str:
     return text
 
 
-def _settle_abandoned_cancel(store: WorkflowPersistence, run: WorkflowRun) -> None:
-    """A run whose process died while it was `cancelling` would be cancelled again the moment it
-    resumed: record the cancel as done first. The lease is taken for the write, so a live engine is
-    never overruled (then nothing changes and the engine's own lease check decides)."""
-    if RunStatus(run.status) is not RunStatus.CANCELLING:
-        return
-    token = f"resume-{uuid.uuid4().hex}"
-    if store.acquire_lease(run.id, token, 10) is None:
-        return
-    try:
-        store.update_run_status(run.id, RunStatus.CANCELLED, run.result_summary, run.error)
-    finally:
-        store.release_lease(run.id, token)
-
-
 def cmd_resume(args: argparse.Namespace) -> int:
     config = exec_config_for(args.lease_ttl)
     with _store(args, must_exist=True) as store:
@@ -607,17 +592,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 "resuming with the definition stored with the run (use --dir to point at its folder)"
             )
         events_file = _open_events_file(args.events, append=True)
-        if args.wait and lease_is_live(run):
-            _err(f"run {run.id} is held by another engine; waiting for its lease to lapse…")
-
         give_up = threading.Event()
 
         def resume(queue: EventQueue) -> WorkflowResult:
+            # Said from the worker, so a Ctrl-C right after it is already the "stop waiting" kind.
+            if args.wait and lease_is_live(run):
+                _err(f"run {run.id} is held by another engine; waiting for its lease to lapse…")
             while True:
-                current = store.get_run(run.id) or run
-                if not lease_is_live(current):
-                    _settle_abandoned_cancel(store, current)
                 try:
+                    # (Workspace.resume records a run abandoned while `cancelling` as cancelled.)
                     return ws.resume(run.id, sinks=[queue])
                 except AlreadyOwned:
                     if not args.wait:

@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import threading
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ REFERENCE_GATE_TYPES = ("human_approval", "human_review", "pr_approval", "pr_che
 
 _TRUE = frozenset({"true", "yes", "1", "on"})
 _FALSE = frozenset({"false", "no", "0", "off", ""})
+_SETTLE_LEASE_SECS = 10  # held only for the one status write
 _MISSING_EXECUTOR = re.compile(r"no registered ActionExecutor for '(.*)'$")
 
 
@@ -529,7 +531,12 @@ class Workspace:
 
     def resume(self, run_id: str, *, sinks: Sequence[EventSink] = ()) -> WorkflowResult:
         """Continue a failed, cancelled or interrupted run with the current definition: completed
-        steps (and completed foreach items) are not run again."""
+        steps (and completed foreach items) are not run again.
+
+        A run left `cancelling` by an engine that died before it could stop the run is first
+        recorded `cancelled` (the cancel is over), so the resumed run is not cancelled again at
+        once. A run whose engine is alive is left alone: the engine then refuses the resume with
+        `AlreadyOwned` (and finishes the cancel itself)."""
         run = self._run_row(run_id)
         if run.status is RunStatus.COMPLETED:
             raise WorkflowError(f"run '{run_id}' already completed; there is nothing to resume")
@@ -540,6 +547,8 @@ class Workspace:
         with self._lock:
             if run_id in self._active:
                 raise WorkflowError(f"run '{run_id}' is still running")
+        if run.status is RunStatus.CANCELLING:
+            self._settle_abandoned_cancel(run)
         snap = self._snapshot()
         try:
             wf = self._lookup(snap, run.workflow_name)
@@ -590,6 +599,24 @@ class Workspace:
             return list(self._active)
 
     # ------------------------------------------------------------------ internals
+
+    def _settle_abandoned_cancel(self, run: WorkflowRun) -> None:
+        """Record a `cancelling` run whose engine is gone as `cancelled`. The lease is taken for the
+        write, so a live engine is never overruled."""
+        token = f"settle-{uuid.uuid4().hex}"
+        if self.store.acquire_lease(run.id, token, _SETTLE_LEASE_SECS) is None:
+            return  # an engine still holds it: it will stop the run itself
+        try:
+            current = self.store.get_run(run.id) or run
+            if current.status is RunStatus.CANCELLING:
+                self.store.update_run_status(
+                    run.id,
+                    RunStatus.CANCELLED,
+                    current.result_summary,
+                    current.error or f"workflow cancelled: {CancellationReason.user().debug()}",
+                )
+        finally:
+            self.store.release_lease(run.id, token)
 
     def _run_row(self, run_id: str) -> WorkflowRun:
         run = self.store.get_run(run_id)

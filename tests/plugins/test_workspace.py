@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runkon_flow.errors import ValidationErrors, WorkflowError, WorkflowNotFound
+from runkon_flow.errors import AlreadyOwned, ValidationErrors, WorkflowError, WorkflowNotFound
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import RunStatus
@@ -242,6 +242,32 @@ def test_resume_continues_a_failed_run_without_redoing_completed_steps(home: Pat
     ]
     with pytest.raises(WorkflowError, match="already completed"):
         ws.resume(run_id)
+
+
+def test_resume_of_a_run_abandoned_while_cancelling_runs_it_instead_of_cancelling_it_again(
+    home: Path,
+) -> None:
+    echo_agent(home, "flaky", "fail: first 1 calls\n")
+    write(home, "w.wf", "workflow w {\n  call hello\n  call flaky\n}\n")
+    ws = ws_for(home)
+    run_id = ws.create_run("w", {})
+    assert ws.execute(run_id).status is RunStatus.FAILED
+    # Another process asked for a cancel, and its engine died before it could act on it.
+    ws.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+    result = ws.resume(run_id)
+    assert result.status is RunStatus.COMPLETED
+    assert [(s.step_name, str(s.status)) for s in ws.store.get_steps(run_id)][-1] == ("flaky", "completed")
+
+
+def test_resume_leaves_a_cancelling_run_to_the_engine_still_holding_it(home: Path) -> None:
+    ws = ws_for(home)
+    run_id = ws.create_run("greet", {})
+    ws.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+    assert ws.store.acquire_lease(run_id, "live-engine", 60) is not None
+    with pytest.raises(AlreadyOwned):
+        ws.resume(run_id)
+    row = ws.store.get_run(run_id)
+    assert (row.status, row.owner_token) == (RunStatus.CANCELLING, "live-engine")
 
 
 def _start(ws: Workspace, run_id: str) -> tuple[threading.Thread, list[WorkflowResult]]:

@@ -29,7 +29,6 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.worker import Worker
 
 from runkon_tui import catalog as catalog_mod
 from runkon_tui.bridge import EventBridge
@@ -79,11 +78,14 @@ class RunCreated(Message):
 class EngineDone(Message):
     """The engine worker returned (normally, or with an exception we show)."""
 
-    def __init__(self, run_id: str | None, error: str | None = None, detail: str = "") -> None:
+    def __init__(
+        self, run_id: str | None, error: str | None = None, detail: str = "", user_error: bool = False
+    ) -> None:
         super().__init__()
         self.run_id = run_id
         self.error = error
         self.detail = detail
+        self.user_error = user_error  # an error written for users (e.g. "already completed")
 
 
 class RunRejected(Message):
@@ -504,7 +506,7 @@ class RunkonApp(App[int]):
             if run_id is None:
                 self.post_message(RunRejected(name, _problems_of(exc) or [message]))
             else:
-                self.post_message(EngineDone(run_id, message, detail))
+                self.post_message(EngineDone(run_id, message, detail, user_error=_is_user_error(exc)))
         finally:
             self._engine_thread_done.set()
 
@@ -527,7 +529,11 @@ class RunkonApp(App[int]):
 
     def on_engine_done(self, message: EngineDone) -> None:
         self.drain()  # fold the run's last events first
-        if message.error is not None:
+        if message.error is not None and message.user_error and not self.view.active:
+            # Refused before anything ran (a resume of a completed run, …): say why, change nothing.
+            self.view.note(message.error, "error")
+            self.notify(message.error, title="Nothing to do", severity="error", timeout=10)
+        elif message.error is not None:
             self.view.mark_crashed(message.error)
             for line in message.detail.splitlines()[-15:]:
                 self.view.error_detail(line)
@@ -544,10 +550,6 @@ class RunkonApp(App[int]):
         if self._host_stale:
             self._refresh_host()
         self._refresh_screen(force_tree=True)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # Worker-level errors are already turned into messages by the jobs; nothing to do here.
-        return
 
     def request_cancel(self) -> None:
         if not self.run_active:

@@ -407,7 +407,6 @@ class RunkonApp(App[int]):
             message = entry.error.message if entry.error else "does not parse"
             self.notify(f"{where}: {message}", title="Cannot run a broken workflow", severity="error")
             return
-        self._refresh_host()
         definition = entry.definition
         name = entry.name
 
@@ -456,7 +455,6 @@ class RunkonApp(App[int]):
         root = view.runs.get(run_id)
         name = root.workflow_name if root is not None else ""
         entry = self.catalog.by_name(name)
-        self._refresh_host()
         self.run_active = True
         self.run_workflow_name = name
         self.run_definition = entry.definition if entry is not None else None
@@ -487,6 +485,7 @@ class RunkonApp(App[int]):
         assert host is not None
         run_id = resume_run_id
         try:
+            self._reload_host_now()  # edits saved since the last reload apply to this run
             if resume_run_id is None:
                 # create_run validates first (language + host checks) and writes nothing on failure.
                 run_id = host.create_run(name, inputs)
@@ -714,13 +713,25 @@ class RunkonApp(App[int]):
         self._refresh_screen(force_tree=True)
 
     def _refresh_host(self) -> None:
-        if self.host is None or not self._host_stale:
+        """Let the engine host re-read the workflow files, on a thread worker (it parses them
+        again and rebuilds its engine: not work for the UI thread). Never while a run is active:
+        that run keeps its definition; the next run or resume reloads first (`_reload_host_now`)."""
+        if self.host is None or not self._host_stale or self.run_active:
             return
+        self.run_worker(self._reload_host_now, thread=True, group="host-reload", exit_on_error=False)
+
+    def _reload_host_now(self) -> None:
+        """Any thread: reload the host if the files changed since its last load."""
+        host = self.host
+        if host is None or not self._host_stale:
+            return
+        self._host_stale = False
         try:
-            self.host.reload()
-            self._host_stale = False
+            host.reload()
         except Exception as exc:
-            self.notify(f"engine could not reload the workflows: {exc}", severity="error")
+            self._host_stale = True
+            text = f"engine could not reload the workflows: {exc}"
+            self.post_message(Notice(text, "error", log_error=True))
 
     # ------------------------------------------------------------------ screen helpers
 

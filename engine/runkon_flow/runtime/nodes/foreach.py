@@ -20,7 +20,7 @@ Better than upstream (design.md §5, docs/engine.md):
 from __future__ import annotations
 
 import json
-import queue
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -117,9 +117,8 @@ class _FanOut:
         self.by_id: dict[str, _Item] = {}
         self.deps: dict[str, set[str]] = {}
         self.dependents: dict[str, list[str]] = {}
-        self.results: queue.SimpleQueue[tuple[_Item, WorkflowResult | None, BaseException | None]] = (
-            queue.SimpleQueue()
-        )
+        self.lock = threading.Lock()  # the scheduling state below, shared with the workers
+        self.changed = threading.Condition(self.lock)  # a slot freed up or an item became ready
         self.updates: list[tuple[str, FanOutItemUpdate]] = []
         self.counts = {s: 0 for s in FanOutItemStatus}
         self.halted = False
@@ -133,14 +132,6 @@ class _FanOut:
         self.trace.completed(StepStatus.FAILED, message)
         st.all_succeeded = False
         raise WorkflowError(message)
-
-    def _flush(self) -> None:
-        # Terminal statuses go write-behind: the next `running` batch (durable, written before any
-        # child starts) commits them first, so at no commit are more than max_parallel items
-        # `running`; one lost in a crash leaves its item `running`, which a resume runs again.
-        if self.updates:
-            updates, self.updates = self.updates, []
-            self.st.persistence.batch_update_fan_out_items(updates, durable=False)
 
     # ------------------------------------------------------------------ phases
 
@@ -323,8 +314,22 @@ class _FanOut:
     # ------------------------------------------------------------------ dispatch
 
     def _dispatch(self) -> None:
+        """Run the ready items on `max_parallel` slots until every item is terminal (or the step
+        halts or is cancelled).
+
+        A worker that finishes a child records it and, if an item is ready and the step may go on,
+        starts that item itself — the parent only fills slots nobody took over (at the start, and
+        when a finished item made several dependents ready) and watches for a cancel. Everything
+        that touches the scheduling state holds `self.lock`.
+
+        Crash safety: an item's `running` row is committed (durable write) before its child starts;
+        a finished item's terminal row is queued write-behind *before* its slot is given to another
+        item, so any later `running` write commits it first — the store never shows more than
+        `max_parallel` items running, and an item whose terminal row a crash lost is `running`,
+        which a resume runs again.
+        """
         st, node = self.st, self.node
-        max_slots = max(1, node.max_parallel)
+        max_slots = self.max_slots = max(1, node.max_parallel)
         terminal: set[str] = {i.item_id for i in self.items if i.status.is_terminal}
         ready: deque[_Item] = deque()
         waiting: dict[str, _Item] = {}
@@ -336,75 +341,110 @@ class _FanOut:
             else:
                 waiting[item.item_id] = item
         self.terminal, self.ready, self.waiting = terminal, ready, waiting
-        in_flight: dict[str, _Item] = {}
+        self.in_flight: dict[str, _Item] = {}
         self.parent_ctx = st.child_workflow_context()
-        pool = WorkerPool(max_slots, f"foreach-{node.name}")
+        self.pool = WorkerPool(max_slots, f"foreach-{node.name}")
         give_up_at: float | None = None
         try:
             while True:
-                if not self.cancelled and st.cancellation.is_cancelled():
-                    self.cancelled = True
-                    give_up_at = time.monotonic() + st.exec_config.cancel_grace
-                if not self.halted and not self.cancelled and ready:
-                    self._start(pool, in_flight, max_slots)
-                if not in_flight:
-                    break
-                try:
-                    batch = [self.results.get(timeout=_RECEIVE_TICK)]
-                except queue.Empty:
-                    batch = []
-                while True:
-                    try:
-                        batch.append(self.results.get_nowait())
-                    except queue.Empty:
-                        break
-                for item, result, error in batch:
-                    in_flight.pop(item.row_id, None)
-                    self._finish(item, result, error)
-                self._flush()
-                if not self.cancelled and st.cancellation.is_cancelled():
-                    self.cancelled = True
-                    give_up_at = time.monotonic() + st.exec_config.cancel_grace
-                if self.cancelled and give_up_at is not None and time.monotonic() >= give_up_at:
-                    for item in list(in_flight.values()):  # they ignored their cancelled token
-                        in_flight.pop(item.row_id, None)
-                        self._finish(
-                            item,
-                            None,
-                            EngineCancelled(
-                                st.cancellation.reason() or CancellationReason.of("ParentCancelled")
-                            ),
-                        )
-                    self._flush()
-                    break
+                with self.lock:
+                    if not self.cancelled and st.cancellation.is_cancelled():
+                        self.cancelled = True
+                        give_up_at = time.monotonic() + st.exec_config.cancel_grace
+                    starting = self._take(max_slots - len(self.in_flight))
+                    if not starting:
+                        if not self.in_flight:
+                            break
+                        if give_up_at is not None and time.monotonic() >= give_up_at:
+                            reason = st.cancellation.reason() or CancellationReason.of("ParentCancelled")
+                            for item in list(self.in_flight.values()):  # they ignored their token
+                                del self.in_flight[item.row_id]
+                                self._finish(item, None, EngineCancelled(reason))
+                            self._queue_updates()
+                            break
+                        self.changed.wait(_RECEIVE_TICK)
+                        continue
+                self._start(starting)
         finally:
-            pool.shutdown()
-        if not self.halted and not self.cancelled and waiting:
-            # Only reachable if a dependency can never be satisfied; never leave them silently pending.
-            for item in list(waiting.values()):
-                self._skip(item, "dependency can never be satisfied")
-            self._flush()
+            self.pool.shutdown()
+        with self.lock:
+            if not self.halted and not self.cancelled and waiting:
+                # Only reachable if a dependency can never be satisfied; never leave them pending.
+                for item in list(waiting.values()):
+                    self._skip(item, "dependency can never be satisfied")
+            self._queue_updates()
 
-    def _start(self, pool: WorkerPool, in_flight: dict[str, _Item], max_slots: int) -> None:
-        st = self.st
-        starting: list[_Item] = []
-        while len(in_flight) < max_slots and self.ready:
+    def _take(self, free: int) -> list[_Item]:
+        """Under the lock: up to `free` ready items, now in flight (none once halted/cancelled).
+        Terminal rows of the slots being reused are queued before anything else is written."""
+        if (
+            free <= 0
+            or not self.ready
+            or self.halted
+            or self.cancelled
+            or self.st.cancellation.is_cancelled()
+        ):
+            return []
+        taken: list[_Item] = []
+        while len(taken) < free and self.ready:
             item = self.ready.popleft()
-            in_flight[item.row_id] = item
-            starting.append(item)
-        if not starting:
+            item.status = FanOutItemStatus.RUNNING
+            item.token = self.st.cancellation.child()
+            self.in_flight[item.row_id] = item
+            taken.append(item)
+        self._queue_updates()
+        return taken
+
+    def _queue_updates(self) -> None:
+        """Under the lock: hand the collected item updates to the store, write-behind (see
+        `_dispatch` for why this happens before a slot is reused)."""
+        if self.updates:
+            updates, self.updates = self.updates, []
+            self.st.persistence.batch_update_fan_out_items(updates, durable=False)
+
+    def _start(self, starting: list[_Item]) -> None:
+        """Commit `running` for `starting`, then hand them to the pool (outside the lock)."""
+        if not self._mark_running(starting):
             return
+        for item in starting:
+            self.pool.submit(self._run_children, item)
+
+    def _mark_running(self, starting: list[_Item]) -> bool:
+        """The durable `running` write; if it fails, the items fail without running."""
+        st = self.st
         if st.event_sinks:
             for item in starting:
                 st.emit(FanOutItemStarted(item_id=item.item_id, step_id=self.step_id))
-        st.persistence.batch_update_fan_out_items([(i.row_id, FanOutItemUpdate.running()) for i in starting])
-        for item in starting:
-            item.status = FanOutItemStatus.RUNNING
-            item.token = st.cancellation.child()
-            pool.submit(self._run_child, item)
+        try:
+            st.persistence.batch_update_fan_out_items(
+                [(i.row_id, FanOutItemUpdate.running()) for i in starting]
+            )
+        except Exception as exc:
+            with self.lock:
+                for item in starting:
+                    if self.in_flight.pop(item.row_id, None) is not None:
+                        self._finish(item, None, exc)
+                self._queue_updates()
+                self.changed.notify()
+            return False
+        return True
 
-    def _run_child(self, item: _Item) -> None:
-        """Worker thread: run one child and report back. Never raises."""
+    def _run_children(self, item: _Item | None) -> None:
+        """Worker thread: run `item`'s child, record it, and go on with the next ready item while
+        there is one. Never raises."""
+        while item is not None:
+            result, error = self._run_child(item)
+            with self.lock:
+                if self.in_flight.pop(item.row_id, None) is None:
+                    return  # abandoned after the cancel grace: already recorded as cancelled
+                self._finish(item, result, error)
+                following = self._take(1) if self.max_slots == 1 else []
+                self._queue_updates()
+                if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
+                    self.changed.notify()  # the parent has slots to fill, or the step is done
+            item = following[0] if following and self._mark_running(following) else None
+
+    def _run_child(self, item: _Item) -> tuple[WorkflowResult | None, BaseException | None]:
         node = self.node
         inputs = dict(node.inputs)
         for k, v in item.context.items():
@@ -423,11 +463,9 @@ class _FanOut:
             write_behind=True,  # an unfinished item re-runs as a new child: its rows are history only
         )
         try:
-            result = self.st.child_runner.execute_child(node.workflow, self.parent_ctx, params)  # type: ignore[union-attr]
+            return self.st.child_runner.execute_child(node.workflow, self.parent_ctx, params), None  # type: ignore[union-attr]
         except BaseException as exc:
-            self.results.put((item, None, exc))
-            return
-        self.results.put((item, result, None))
+            return None, exc
 
     def _finish(self, item: _Item, result: WorkflowResult | None, error: BaseException | None) -> None:
         st = self.st

@@ -43,7 +43,7 @@ from runkon_flow.persistence.schema import ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUM
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Op = Callable[[sqlite3.Connection], Any]
+Op = Callable[[sqlite3.Cursor], Any]
 
 _TERMINAL_IN = "(" + ", ".join(f"'{s}'" for s in sh.TERMINAL_STEP_STATUSES) + ")"
 _GENERATION_MATCHES = (
@@ -156,6 +156,7 @@ class SqliteStore:
         self._foldable: dict[str, list] = {}  # "r:<run id>"/"s:<step id>" → queued insert row
         self._closed = False
         self._db = self._open()
+        self._cursor = self._db.cursor()  # writes reuse one cursor (conn.execute makes one per call)
 
     # ------------------------------------------------------------------ connections
 
@@ -202,7 +203,7 @@ class SqliteStore:
 
     def _write(
         self,
-        fn: Callable[[sqlite3.Connection], R],
+        fn: Callable[[sqlite3.Cursor], R],
         *,
         single: bool = True,
         durable: bool = True,
@@ -278,7 +279,7 @@ class SqliteStore:
         if len(batch) == 1:
             self._run_alone(batch[0])
             return
-        conn = self._db
+        conn = self._cursor
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:  # e.g. locked by another process for longer than the timeout
@@ -301,7 +302,7 @@ class SqliteStore:
             op.result, op.done = result, True
 
     def _run_alone(self, op: _Write) -> None:
-        conn = self._db
+        conn = self._cursor
         try:
             if op.single:
                 op.result = op.fn(conn)
@@ -401,7 +402,7 @@ class SqliteStore:
             None,
         ]
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: sqlite3.Cursor) -> None:
             try:
                 conn.execute(_RUN_INSERT, row)
             except sqlite3.IntegrityError:
@@ -507,7 +508,7 @@ class SqliteStore:
     def _update_run(self, sql: str, params: tuple, durable: bool = True) -> None:
         """One UPDATE of a run row; the run id is the last parameter."""
 
-        def update(conn: sqlite3.Connection) -> None:
+        def update(conn: sqlite3.Cursor) -> None:
             if conn.execute(sql, params).rowcount == 0:
                 raise PersistenceError(f"run {params[-1]} not found")
 
@@ -536,7 +537,7 @@ class SqliteStore:
             "until": sh.sqlite_lease_time(now + timedelta(seconds=ttl_seconds)),
         }
 
-        def acquire(conn: sqlite3.Connection) -> int | None:
+        def acquire(conn: sqlite3.Cursor) -> int | None:
             cur = conn.execute(
                 "UPDATE workflow_runs SET generation = generation + (owner_token IS NOT :token), "
                 "owner_token = :token, lease_until = :until "
@@ -593,7 +594,7 @@ class SqliteStore:
             None,
         ]
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: sqlite3.Cursor) -> None:
             try:
                 conn.execute(_STEP_INSERT, row)
             except sqlite3.IntegrityError as exc:
@@ -629,7 +630,7 @@ class SqliteStore:
         else:
             sql = _STEP_OTHER
 
-        def update_row(conn: sqlite3.Connection) -> None:
+        def update_row(conn: sqlite3.Cursor) -> None:
             if conn.execute(sql, params).rowcount:
                 return
             # Nothing matched: explain why (the generation only ever grows, so this is stable).
@@ -698,7 +699,7 @@ class SqliteStore:
             ).fetchone()
         return sh.approval_state(*row) if row else GateApprovalState.pending()
 
-    def _open_gate(self, conn: sqlite3.Connection, step_id: str) -> str | None:
+    def _open_gate(self, conn: sqlite3.Cursor, step_id: str) -> str | None:
         """The gate's options, after checking it exists and is not resolved yet."""
         row = conn.execute(
             "SELECT status, gate_options FROM workflow_run_steps WHERE id = ?", (step_id,)
@@ -715,7 +716,7 @@ class SqliteStore:
     ) -> None:
         now = self._now()
 
-        def approve(conn: sqlite3.Connection) -> None:
+        def approve(conn: sqlite3.Cursor) -> None:
             sh.validate_gate_selections(step_id, self._open_gate(conn, step_id), selections or [])
             conn.execute(
                 "UPDATE workflow_run_steps SET gate_approved_at = ?, gate_approved_by = ?, "
@@ -738,7 +739,7 @@ class SqliteStore:
     def reject_gate(self, step_id: str, rejected_by: str, feedback: str | None) -> None:
         now = self._now()
 
-        def reject(conn: sqlite3.Connection) -> None:
+        def reject(conn: sqlite3.Cursor) -> None:
             self._open_gate(conn, step_id)
             conn.execute(
                 "UPDATE workflow_run_steps SET gate_approved_by = ?, gate_feedback = ?, status = 'failed', "
@@ -770,7 +771,7 @@ class SqliteStore:
             for t, i, ref, ctx in items
         ]
 
-        def insert(conn: sqlite3.Connection) -> list[str]:
+        def insert(conn: sqlite3.Cursor) -> list[str]:
             self._require_step(conn, step_run_id)
             inserted = conn.executemany(_ITEM_INSERT, rows).rowcount
             if inserted == len(rows):
@@ -788,7 +789,7 @@ class SqliteStore:
         return self._write(insert, single=False)
 
     @staticmethod
-    def _require_step(conn: sqlite3.Connection, step_id: str) -> None:
+    def _require_step(conn: sqlite3.Connection | sqlite3.Cursor, step_id: str) -> None:
         if conn.execute("SELECT 1 FROM workflow_run_steps WHERE id = ?", (step_id,)).fetchone() is None:
             raise PersistenceError(f"step {step_id} not found")
 
@@ -796,7 +797,7 @@ class SqliteStore:
     def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None:
         sql, params = _item_update(item_id, update, self._now())
 
-        def update_item(conn: sqlite3.Connection) -> None:
+        def update_item(conn: sqlite3.Cursor) -> None:
             if conn.execute(sql, params).rowcount == 0:
                 raise PersistenceError(f"fan-out item {item_id} not found")
 
@@ -812,7 +813,7 @@ class SqliteStore:
         now = self._now()
         prepared = [_item_update(item_id, update, now) for item_id, update in updates]
 
-        def update_items(conn: sqlite3.Connection) -> None:
+        def update_items(conn: sqlite3.Cursor) -> None:
             changed = 0
             for sql, group in itertools.groupby(prepared, key=lambda p: p[0]):
                 changed += conn.executemany(sql, [params for _, params in group]).rowcount
@@ -851,8 +852,8 @@ class SqliteStore:
 # ---------------------------------------------------------------------- row mapping
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
+def _rollback(conn: sqlite3.Cursor) -> None:
+    if conn.connection.in_transaction:
         conn.execute("ROLLBACK")
 
 

@@ -376,7 +376,8 @@ class _FanOut:
 
     def _take(self, free: int) -> list[_Item]:
         """Under the lock: up to `free` ready items, now in flight (none once halted/cancelled).
-        Terminal rows of the slots being reused are queued before anything else is written."""
+        First the collected terminal rows are queued — before any slot is reused."""
+        self._queue_updates()
         if (
             free <= 0
             or not self.ready
@@ -392,7 +393,6 @@ class _FanOut:
             item.token = self.st.cancellation.child()
             self.in_flight[item.row_id] = item
             taken.append(item)
-        self._queue_updates()
         return taken
 
     def _queue_updates(self) -> None:
@@ -438,8 +438,9 @@ class _FanOut:
                 if self.in_flight.pop(item.row_id, None) is None:
                     return  # abandoned after the cancel grace: already recorded as cancelled
                 self._finish(item, result, error)
+                # With one slot the worker goes on itself; otherwise the parent refills the freed
+                # slots a wave at a time (one write for the whole wave's rows).
                 following = self._take(1) if self.max_slots == 1 else []
-                self._queue_updates()
                 if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
                     self.changed.notify()  # the parent has slots to fill, or the step is done
             item = following[0] if following and self._mark_running(following) else None

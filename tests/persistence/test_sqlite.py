@@ -340,20 +340,35 @@ def test_a_writer_waits_for_another_process_lock_instead_of_failing(sqlite_store
     assert sqlite_store.get_run(run_id).status is RunStatus.RUNNING
 
 
-def test_write_behind_rows_reach_other_connections_with_the_next_commit(db) -> None:
+def test_write_behind_rows_reach_other_connections_with_a_flush_a_read_or_a_write_of_them(db) -> None:
     with SqliteStore(db) as writer, SqliteStore(db) as watcher:
-        parent = writer.create_run(NewRun(workflow_name="parent")).id
         child = writer.create_leased_run(NewRun(workflow_name="child"), "t", 30, durable=False).id
         step_id = writer.insert_step(NewStep(child, "s", retry_count=0), durable=False)
         assert watcher.get_run(child) is None  # queued, not committed yet
         writer.flush()
         assert watcher.get_steps(child)[0].id == step_id
-        writer.finish_run(child, RunStatus.COMPLETED, "ok", None, "t", durable=False)
-        writer.update_run_status(parent, RunStatus.RUNNING, None, None)  # a durable write commits both
-        assert watcher.get_run(child).status is RunStatus.COMPLETED
+        writer.finish_run(child, RunStatus.FAILED, "ok", None, "t", durable=False)
+        writer.update_run_status(child, RunStatus.RUNNING, None, None)  # durable, same row: in order
+        assert watcher.get_run(child).status is RunStatus.RUNNING
         writer.update_step(step_id, StepUpdate.completed(1, result_text="late"), durable=False)
+        assert writer.get_step(step_id).result_text == "late"  # a read commits what is queued
+        writer.update_step(step_id, StepUpdate.failed(1, "never seen"), durable=False)
     with SqliteStore(db) as reopened:  # close() commits what is still queued
-        assert reopened.get_step(step_id).result_text == "late"
+        assert reopened.get_step(step_id).result_text == "late"  # (a terminal row stays as it is)
+        assert reopened.get_run(child).status is RunStatus.RUNNING
+
+
+def test_a_durable_write_depending_on_a_queued_row_commits_it_first(db) -> None:
+    with SqliteStore(db) as store:
+        run = store.create_leased_run(NewRun(workflow_name="child"), "t", 30, durable=False)
+        step = store.insert_step(NewStep(run.id, "s"))  # durable, needs the queued run row
+        fan = store.insert_step(NewStep(run.id, "fe", role="foreach", retry_count=0), durable=False)
+        assert store.insert_fan_out_items(fan, [("t", "a", "", {})])  # needs the queued step row
+        gate = store.insert_step(NewStep(run.id, "g", role="gate"), durable=False)
+        store.approve_gate(gate, "me", None, None)  # writes the queued row
+        store.finish_run(run.id, RunStatus.COMPLETED, None, None, "t", durable=False)
+        assert store.acquire_lease(run.id, "other", 30) == 2  # after the queued release, not before
+        assert [s.id for s in store.get_steps(run.id)] == [step, fan, gate]
 
 
 def child_rows(store: SqliteStore, durable: bool) -> tuple:

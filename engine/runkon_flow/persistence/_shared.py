@@ -66,6 +66,21 @@ def sqlite_lease_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
+_lease_second: tuple[int, str] = (-1, "")
+
+
+def sqlite_lease_time_in(seconds: float) -> str:
+    """`sqlite_lease_time(system_clock() + seconds)` without datetimes (a child run takes a lease)."""
+    global _lease_second
+    ms = (time.time_ns() + int(seconds * 1_000_000_000)) // 1_000_000
+    second, prefix = _lease_second
+    if ms // 1000 != second:
+        second = ms // 1000
+        prefix = time.strftime("%Y-%m-%d %H:%M:%S.", time.gmtime(second))
+        _lease_second = (second, prefix)
+    return f"{prefix}{ms % 1000:03d}"
+
+
 def lease_cancelled() -> EngineCancelled:
     """The fencing error: a write carried a generation that is no longer the run's."""
     return EngineCancelled(CancellationReason.of("LeaseLost"))
@@ -76,8 +91,14 @@ def check_ttl(ttl_seconds: float) -> None:
         raise PersistenceError(f"lease ttl must not be negative (got {ttl_seconds})")
 
 
+_FINAL_RUN_STATUSES = {s.value: s for s in RunStatus if s.is_terminal}
+
+
 def check_finish_status(status: RunStatus) -> RunStatus:
     """`finish_run` ends a run: only completed, failed and cancelled are accepted."""
+    final = _FINAL_RUN_STATUSES.get(status)
+    if final is not None:
+        return final
     status = RunStatus(status)
     if not status.is_terminal:
         raise PersistenceError(

@@ -41,6 +41,8 @@ from runkon_flow.persistence.models import (
 from runkon_flow.persistence.paths import default_db_path
 from runkon_flow.persistence.schema import ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS, ensure_schema
 
+_HISTORY_BATCH = 128  # queued history writes that a durable write takes along (one transaction)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 Op = Callable[[sqlite3.Cursor], Any]
@@ -152,7 +154,10 @@ class SqliteStore:
         self._now = sh.now_function(clock)
         self._lock = threading.Lock()  # the connection
         self._queue_lock = threading.Lock()  # `_pending` only; never held while waiting for `_lock`
-        self._pending: list[_Write] = []
+        self._pending: list[_Write] = []  # durable writes and ordered write-behind ones
+        self._pending_needs_history = False  # one of them touches a row the history queue writes
+        self._history: list[_Write] = []  # write-behind run and step writes (see _write)
+        self._history_keys: set[str] = set()  # the rows they write
         self._foldable: dict[str, list] = {}  # "r:<run id>"/"s:<step id>" → queued insert row
         self._closed = False
         self._db = self._open()
@@ -197,8 +202,8 @@ class SqliteStore:
         with self._lock:
             if self._closed:
                 raise PersistenceError(f"run database {self.path} is closed")
-            if self._pending:
-                self._drain(None)
+            if self._pending or self._history:
+                self._drain(None, everything=True)
             yield self._db
 
     def _write(
@@ -209,27 +214,39 @@ class SqliteStore:
         durable: bool = True,
         key: str | None = None,
         foldable_row: list | None = None,
+        needs: str | None = None,
     ) -> R:
-        """Queue the write `fn(conn)`; unless `durable` is False, return its result once committed.
+        """Queue the write `fn(cursor)`; unless `durable` is False, return its result once committed.
 
         Group commit: whichever thread holds the connection next runs every queued write — its
-        own and other threads' — in one transaction, so concurrent writers share commits. A
-        writer whose write was committed by another thread meanwhile just takes its result. A
-        write-behind write (`durable=False`) is only queued: the next durable write or `flush()`
-        commits it, in order. If one write of a batch fails, the batch is rolled back and each
-        write runs again alone, so a failure belongs to its own caller only.
+        own and other threads' — in one transaction, so concurrent writers share commits; a
+        writer whose write was committed by another thread meanwhile just takes its result. If
+        one write of a batch fails, the batch is rolled back and each write runs again alone, so
+        a failure belongs to its own caller only.
 
-        Folding: a write-behind INSERT still in the queue registers its row under `key`; later
-        write-behind updates of that row may change the queued row instead of queueing an UPDATE
-        (`_fold`). Another write-behind write of the same row (same `key`), or any durable write,
-        ends that, so folding never reorders writes.
+        Write-behind (`durable=False`) writes are only queued. Those of run and step rows (`key`
+        = "r:<run id>"/"s:<step id>") wait in a history queue, committed in call order with the
+        next read, `flush()`, `close()`, or durable write once enough have gathered (larger
+        transactions are cheaper) — and always before a durable write of a row they wrote or
+        insert (`key`, `needs`: a row the durable write depends on). Other write-behind writes
+        (fan-out items) stay in call order with the durable ones.
+
+        Folding: a queued write-behind INSERT registers its row under `key`; later write-behind
+        updates of that row may change the queued row instead of queueing an UPDATE (`_fold`).
+        Another write-behind write of the same row ends that, so folding never reorders writes.
         """
         op = _Write(fn, single, not durable)
         with self._queue_lock:
-            self._pending.append(op)
             if durable:
-                self._foldable.clear()
-            elif key is not None:
+                self._pending.append(op)
+                history_keys = self._history_keys
+                if (key is not None and key in history_keys) or (needs is not None and needs in history_keys):
+                    self._pending_needs_history = True
+            elif key is None:
+                self._pending.append(op)
+            else:
+                self._history.append(op)
+                self._history_keys.add(key)
                 if foldable_row is not None:
                     self._foldable[key] = foldable_row
                 else:
@@ -238,7 +255,7 @@ class SqliteStore:
             return None  # type: ignore[return-value]
         with self._lock:
             if not op.done:
-                self._drain(op)
+                self._drain(op, everything=False)
         if op.error is not None:
             raise op.error
         return op.result
@@ -246,9 +263,9 @@ class SqliteStore:
     @_translated
     def flush(self) -> None:
         """Commit every queued write-behind write now (cheap when nothing is queued)."""
-        if self._pending:
+        if self._pending or self._history:
             with self._lock:
-                self._drain(None)
+                self._drain(None, everything=True)
 
     def _fold(self, key: str, change: Callable[[list], bool]) -> bool:
         """Apply `change` to the queued insert row of `key` if it is still queued; True when done."""
@@ -256,11 +273,17 @@ class SqliteStore:
             row = self._foldable.get(key)
             return row is not None and change(row)
 
-    def _drain(self, mine: _Write | None) -> None:
-        """Run the queue as one batch; the caller holds the connection."""
+    def _drain(self, mine: _Write | None, *, everything: bool) -> None:
+        """Run the queue as one batch (history first when it goes too); the caller holds the
+        connection."""
         with self._queue_lock:
             batch, self._pending = self._pending, []
-            self._foldable.clear()
+            if everything or self._pending_needs_history or len(self._history) >= _HISTORY_BATCH:
+                batch = self._history + batch
+                self._history = []
+                self._history_keys = set()
+                self._foldable.clear()
+            self._pending_needs_history = False
         if not batch:
             return
         if self._closed:
@@ -273,6 +296,7 @@ class SqliteStore:
         except BaseException:  # interrupted (KeyboardInterrupt…): the others' writes go back
             with self._queue_lock:
                 self._pending[:0] = [w for w in batch if not w.done and w is not mine]
+                self._pending_needs_history = True  # conservative: history rows may be among them
             raise
 
     def _run_batch(self, batch: list[_Write]) -> None:
@@ -328,7 +352,7 @@ class SqliteStore:
         with self._lock:
             if not self._closed:
                 try:
-                    self._drain(None)  # queued write-behind writes are committed, not dropped
+                    self._drain(None, everything=True)  # queued writes are committed, not dropped
                 finally:
                     self._closed = True
                     self._db.close()
@@ -351,7 +375,10 @@ class SqliteStore:
     ) -> WorkflowRun:
         """A new run already `running`, leased by `token` (generation 1) — one INSERT."""
         sh.check_ttl(ttl_seconds)
-        until = sh.sqlite_lease_time(self._clock() + timedelta(seconds=ttl_seconds))
+        if self._clock is sh.system_clock:
+            until = sh.sqlite_lease_time_in(ttl_seconds)
+        else:
+            until = sh.sqlite_lease_time(self._clock() + timedelta(seconds=ttl_seconds))
         return self._insert_run(new_run, RunStatus.RUNNING, token, until, 1, durable)
 
     def _insert_run(
@@ -549,7 +576,7 @@ class SqliteStore:
                 return None
             return conn.execute("SELECT generation FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()[0]
 
-        return self._write(acquire, single=False)
+        return self._write(acquire, single=False, key="r:" + run_id)
 
     @_translated
     def release_lease(self, run_id: str, token: str) -> None:
@@ -560,7 +587,8 @@ class SqliteStore:
                 "UPDATE workflow_runs SET owner_token = NULL, lease_until = NULL "
                 "WHERE id = ? AND owner_token = ?",
                 params,
-            )
+            ),
+            key="r:" + run_id,
         )
 
     # ------------------------------------------------------------------ steps
@@ -602,7 +630,13 @@ class SqliteStore:
                     raise PersistenceError(f"run {new_step.workflow_run_id} not found") from None
                 raise
 
-        self._write(insert, durable=durable, key="s:" + step_id, foldable_row=row)
+        self._write(
+            insert,
+            durable=durable,
+            key="s:" + step_id,
+            foldable_row=row,
+            needs="r:" + new_step.workflow_run_id,
+        )
         return step_id
 
     @_translated
@@ -733,7 +767,7 @@ class SqliteStore:
                 ),
             )
 
-        self._write(approve, single=False)
+        self._write(approve, single=False, key="s:" + step_id)
 
     @_translated
     def reject_gate(self, step_id: str, rejected_by: str, feedback: str | None) -> None:
@@ -747,7 +781,7 @@ class SqliteStore:
                 (rejected_by, feedback, now, step_id),
             )
 
-        self._write(reject, single=False)
+        self._write(reject, single=False, key="s:" + step_id)
 
     # ------------------------------------------------------------------ fan-out items
 
@@ -786,7 +820,7 @@ class SqliteStore:
             }
             return [existing[(t, i)] for t, i, _, _ in items]
 
-        return self._write(insert, single=False)
+        return self._write(insert, single=False, needs="s:" + step_run_id)
 
     @staticmethod
     def _require_step(conn: sqlite3.Connection | sqlite3.Cursor, step_id: str) -> None:

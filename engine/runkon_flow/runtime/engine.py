@@ -593,6 +593,8 @@ class FlowEngine:
         """Write the final status and hand the lease back in one write. The monitor lets go of the
         run first, so no late refresh can take the released lease again."""
         self.monitor.unregister(st)
+        if not st.write_behind:  # what this run's children wrote behind is committed before its end
+            st.persistence.flush()
         st.persistence.finish_run(
             st.workflow_run_id, status, summary, error, st.owner_token or "", durable=not st.write_behind
         )

@@ -589,6 +589,8 @@ class _FanOut:
 
     def _complete(self) -> None:
         st, node = self.st, self.node
+        # The children's rows were written behind: commit them before the step is recorded done.
+        st.persistence.flush()
         c = self.counts
         total = len(self.items)
         done, failed = c[FanOutItemStatus.COMPLETED], c[FanOutItemStatus.FAILED]

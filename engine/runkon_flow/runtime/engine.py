@@ -40,6 +40,7 @@ from runkon_flow.persistence.models import NewRun, RunStatus, StepRole, StepStat
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
+    Extensions,
     GateResolver,
     ItemProvider,
     ScriptEnvProvider,
@@ -619,9 +620,7 @@ def _is_lease_lost(reason: CancellationReason | None) -> bool:
     return reason is not None and reason.kind == "LeaseLost"
 
 
-def _extensions(st: ExecutionState) -> Any:
-    from runkon_flow.plugins.protocols import Extensions
-
+def _extensions(st: ExecutionState) -> Extensions:
     ext = Extensions()
     if st.has_llm_metrics:
         metrics = LlmRunMetrics(

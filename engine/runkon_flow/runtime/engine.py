@@ -201,10 +201,8 @@ class FlowEngine:
     ) -> None:
         """Validate for a run with the run's registries; results are cached per definition object."""
         key = (id(definition), id(actions), id(providers))
-        with self._lock:
-            if self._validated.get(key) is definition:
-                self._validated.move_to_end(key)
-                return
+        if self._validated.get(key) is definition:  # the hot path (every child run): no lock, no reorder
+            return
         problems = validate_workflow_for_host(
             definition, actions, providers, self.gate_resolvers, self.workflow_resolver
         )

@@ -3,10 +3,9 @@
 For N items: insert N pending items (one batch), then mark each running and then completed, one
 call per item — what the engine does per fan-out item. The floor does the same rows with bare
 sqlite3 (same schema, WAL, synchronous=NORMAL, one transaction for the inserts, one autocommit
-UPDATE per status change). Also measured: the same per-item updates from 8 threads at once, for
-SqliteStore (one connection shared under a lock) and for a connection-per-thread variant of it —
-the figure that chose the shared connection — the same status changes sent 64 at a time through
-batch_update_fan_out_items, and the in-memory store for reference.
+UPDATE per status change). Also measured: the same per-item updates from 8 threads at once
+(their writes share commits: the store's group commit), the same status changes sent 64 at a
+time through batch_update_fan_out_items, and the in-memory store for reference.
 
 Run: .venv/bin/python bench/bench_store.py [N ...]   (default: 1000 10000)
 """
@@ -16,11 +15,9 @@ from __future__ import annotations
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 from runkon_flow.persistence import FanOutItemStatus, FanOutItemUpdate, NewRun, NewStep
@@ -32,28 +29,6 @@ from runkon_flow.persistence.sqlite import SqliteStore
 THREADS = 8
 RUNNING = FanOutItemUpdate.running()
 DONE = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
-
-
-class PerThreadSqliteStore(SqliteStore):
-    """The alternative design: each thread opens its own connection (WAL lets them write in turn)."""
-
-    def __init__(self, path: Path) -> None:
-        self._local = threading.local()
-        self._extra: list[sqlite3.Connection] = []
-        super().__init__(path)
-
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._open()
-            self._extra.append(conn)
-        yield conn
-
-    def close(self) -> None:
-        for conn in self._extra:
-            conn.close()
-        super().close()
 
 
 def _prepare(store) -> str:
@@ -154,9 +129,9 @@ def main(sizes: list[int]) -> None:
         for n in sizes:
             repeats = 3 if n <= 1000 else 2
 
-            def via(mode: str, fn: Callable, n: int = n) -> Callable[[Path], float]:
+            def via(fn: Callable, n: int = n) -> Callable[[Path], float]:
                 def run(path: Path) -> float:
-                    store = SqliteStore(path) if mode == "shared" else PerThreadSqliteStore(path)
+                    store = SqliteStore(path)
                     try:
                         return fn(store, n)
                     finally:
@@ -165,11 +140,9 @@ def main(sizes: list[int]) -> None:
                 return run
 
             floor = best_of(repeats, lambda p, n=n: raw_floor(p, n), tmp)
-            seq = best_of(repeats, via("shared", store_sequential), tmp)
-            seq_pt = best_of(repeats, via("per_thread", store_sequential), tmp)
-            batched = best_of(repeats, via("shared", store_batched), tmp)
-            thr = best_of(repeats, via("shared", store_threaded), tmp)
-            thr_pt = best_of(repeats, via("per_thread", store_threaded), tmp)
+            seq = best_of(repeats, via(store_sequential), tmp)
+            batched = best_of(repeats, via(store_batched), tmp)
+            thr = best_of(repeats, via(store_threaded), tmp)
             mem = min(store_sequential(InMemoryStore(), n) for _ in range(repeats))
             mem_thr = min(store_threaded(InMemoryStore(), n) for _ in range(repeats))
 
@@ -178,12 +151,9 @@ def main(sizes: list[int]) -> None:
 
             print(f"\nN = {n:,}")
             print(f"  raw sqlite3 floor                      {us(floor)}")
-            print(f"  SqliteStore shared, 1 thread           {us(seq)}   ratio {seq / floor:4.2f}x")
-            print(f"  SqliteStore per-thread, 1 thread       {us(seq_pt)}   ratio {seq_pt / floor:4.2f}x")
+            print(f"  SqliteStore, 1 thread                  {us(seq)}   ratio {seq / floor:4.2f}x")
             print(f"  SqliteStore, updates batched by 64     {us(batched)}   ratio {batched / floor:4.2f}x")
-            print(f"  SqliteStore shared, {THREADS} threads          {us(thr)}   ratio {thr / floor:4.2f}x")
-            ratio = thr_pt / floor
-            print(f"  SqliteStore per-thread, {THREADS} threads      {us(thr_pt)}   ratio {ratio:4.2f}x")
+            print(f"  SqliteStore, {THREADS} threads                 {us(thr)}   ratio {thr / floor:4.2f}x")
             print(f"  InMemoryStore, 1 thread                {us(mem)}")
             print(f"  InMemoryStore, {THREADS} threads               {us(mem_thr)}")
 

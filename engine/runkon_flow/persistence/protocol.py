@@ -3,11 +3,12 @@ PostgreSQL — implements exactly this; the engine talks to nothing else.
 
 Ours, beyond the spec (docs/persistence.md): `create_leased_run` and `finish_run` (a child run
 costs two run writes instead of six), and write-behind — `durable=False` on the writes the engine
-makes for history only, plus `flush()`. A write-behind write may be queued instead of committed
-before the call returns; it is committed in call order with every other write of the store, no
-later than the next durable write (from any thread), the next read, `flush()` or `close()`. Its
-failure is logged instead of raised (a store that writes synchronously may raise it). SQLite uses
-this for group commit; a PostgreSQL store would pipeline such writes into the next transaction.
+makes for rows nothing recovers from, plus `flush()`. A write-behind write may be queued instead of
+committed before the call returns; queued writes are committed in call order, and before any read,
+`flush()`, `close()`, or durable write of a row they write or depend on (fan-out item updates stay
+in order with durable writes). Its failure is logged instead of raised (a store that writes at
+once may raise it). SQLite uses this for group commit; a PostgreSQL store would pipeline such
+writes into a later transaction.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import LoadResult
 from runkon_flow.events import EngineEventData
+from runkon_flow.humanize import format_duration
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from textual.app import App
 from textual.binding import Binding
@@ -44,7 +45,7 @@ from runkon_tui.screens.help import HelpScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
 from runkon_tui.screens.runs import RunsScreen
-from runkon_tui.status import format_duration, short_id
+from runkon_tui.status import short_id
 from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
 from runkon_tui.watcher import WorkflowWatcher
 

@@ -23,16 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.events import EngineEventData, FanOutItemInfo, parse_event_line
+from runkon_flow.humanize import format_duration
 
-from runkon_tui.status import (
-    FAILED,
-    ITEM_CODE,
-    ITEM_DONE_CODES,
-    ITEM_STATUSES,
-    TERMINAL,
-    format_duration,
-    glyph,
-)
+from runkon_tui.status import FAILED, ITEM_CODE, ITEM_DONE_CODES, ITEM_STATUSES, TERMINAL, glyph
 
 Clock = Callable[[], float]
 

@@ -72,21 +72,6 @@ def tone(status: str) -> str:
     return TONE.get(status, "muted")
 
 
-def format_duration(seconds: float | None) -> str:
-    """Short human durations: `0.4s`, `12s`, `3m05s`, `2h07m` (empty when unknown)."""
-    if seconds is None or seconds < 0:
-        return ""
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 def format_clock(seconds: float | None) -> str:
     """Wall-clock style elapsed time for the header: `00:42`, `12:05`, `1:02:03`."""
     if seconds is None or seconds < 0:

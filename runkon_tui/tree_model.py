@@ -28,9 +28,10 @@ from runkon_flow.dsl.ast import (
     WhileNode,
     WorkflowDef,
 )
+from runkon_flow.humanize import format_duration
 
 from runkon_tui.run_view import RunState, RunView, StepView
-from runkon_tui.status import FAILED, TERMINAL, format_duration
+from runkon_tui.status import FAILED, TERMINAL
 
 MAX_CHILD_DEPTH = 5
 

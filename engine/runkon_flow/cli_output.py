@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from runkon_flow.events import EngineEventData
+from runkon_flow.humanize import format_duration
 
 __all__ = [
     "EventQueue",
@@ -78,20 +79,6 @@ class EventQueue:
 def format_timestamp(ts: float) -> str:
     """UTC, millisecond precision, `Z` suffix: identical on every machine and in every replay."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def format_duration(seconds: float) -> str:
-    """`0.4s`, `12s`, `4m05s`, `2h03m` — short enough for a status line."""
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 _BARE = re.compile(r"[A-Za-z0-9_.:/@+,=()\-\[\]]+\Z")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
+from runkon_flow.humanize import format_duration
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from textual import work
 from textual.app import ComposeResult
@@ -18,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from runkon_tui.history import parse_time, run_counts
-from runkon_tui.status import format_duration, glyph
+from runkon_tui.status import glyph
 from runkon_tui.widgets.markup import esc, tone_text
 
 if TYPE_CHECKING:

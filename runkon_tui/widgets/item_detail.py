@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from runkon_flow.humanize import format_duration
 from textual.widgets import Static
 
 from runkon_tui.run_view import FanOutView, RunView
-from runkon_tui.status import format_duration, glyph, short_id
+from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, paint, set_text
 
 

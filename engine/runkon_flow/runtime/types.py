@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from runkon_flow.cancellation import CancellationToken
 from runkon_flow.errors import WorkflowError
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
+from runkon_flow.plugins.context import LocalRunContext
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
     ActionOutput,
@@ -212,9 +213,11 @@ class NoOpScriptEnvProvider:
         return {}
 
 
-class DefaultRunContext:
+class DefaultRunContext(LocalRunContext):
     """The RunContext used when a caller gives none: no injected variables, scripts run in
     `working_dir` (default: the current directory at construction)."""
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -223,31 +226,7 @@ class DefaultRunContext:
         workflow_name: str = "",
         variables: Mapping[str, str] | None = None,
     ) -> None:
-        self._working_dir = Path(working_dir) if working_dir is not None else Path.cwd()
-        self._run_id = run_id
-        self._workflow_name = workflow_name
-        self._variables = dict(variables or {})
-
-    def injected_variables(self) -> dict[str, str]:
-        return dict(self._variables)
-
-    def working_dir(self) -> Path:
-        return self._working_dir
-
-    def working_dir_str(self) -> str:
-        return str(self._working_dir)
-
-    def get(self, key: str) -> str | None:
-        return self._variables.get(key)
-
-    def run_id(self) -> str:
-        return self._run_id
-
-    def workflow_name(self) -> str:
-        return self._workflow_name
-
-    def parent_run_id(self) -> str | None:
-        return None
+        super().__init__(Path.cwd() if working_dir is None else working_dir, run_id, workflow_name, variables)
 
 
 # --------------------------------------------------------------------------- run inputs

@@ -93,3 +93,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
     asyncio.run(pyfuncitem.obj(**kwargs))
     return True
+
+
+async def select(pilot, app, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Highlight workflow `name` in the list and focus the list, as a user's arrow keys would."""
+    entry = app.catalog.by_name(name)
+    assert entry is not None, name
+    screen = app.main_screen
+    assert screen is not None
+    screen.workflow_list.highlighted = [e.path for e in app.catalog].index(entry.path)
+    screen.workflow_list.focus()
+    await pilot.pause()

@@ -22,7 +22,7 @@ from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
 from runkon_tui.widgets.fanout_grid import FanOutGrid
 from tests.tui import scenarios
-from tests.tui.conftest import FIXTURE_DIR, feed, make_app, wait_for
+from tests.tui.conftest import FIXTURE_DIR, feed, make_app, select, wait_for
 from tests.tui.fakes import ScriptedHost
 
 
@@ -32,14 +32,13 @@ def main_screen(app: RunkonApp) -> MainScreen:
     return screen
 
 
-async def select(pilot, app: RunkonApp, name: str) -> None:  # type: ignore[no-untyped-def]
-    screen = main_screen(app)
-    entry = app.catalog.by_name(name)
-    assert entry is not None
-    paths = [e.path for e in app.catalog]
-    screen.workflow_list.highlighted = paths.index(entry.path)
-    screen.workflow_list.focus()
-    await pilot.pause()
+async def start_review_run(pilot, app: RunkonApp) -> None:  # type: ignore[no-untyped-def]
+    """Run `review-one` the way a user does: highlight it, enter, fill its input form, submit."""
+    await select(pilot, app, "review-one")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+    app.screen.query_one("#input-0", Input).value = "x.py"
+    await pilot.press("ctrl+s")
 
 
 def gate_script(run_id: str) -> list[EngineEventData]:
@@ -99,11 +98,7 @@ async def test_ctrl_c_never_cancels_a_run() -> None:
     app = make_app()
     app.host.script = gate_script  # type: ignore[union-attr]
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "review-one")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
-        app.screen.query_one("#input-0", Input).value = "x.py"
-        await pilot.press("ctrl+s")
+        await start_review_run(pilot, app)
         await wait_for(pilot, lambda: app.view.status == "waiting", what="gate")
         await pilot.press("ctrl+c")
         await pilot.pause()
@@ -118,11 +113,7 @@ async def test_approving_a_gate_with_a_note_and_an_option() -> None:
     host: ScriptedHost = app.host  # type: ignore[assignment]
     host.script = gate_script
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "review-one")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
-        app.screen.query_one("#input-0", Input).value = "x.py"
-        await pilot.press("ctrl+s")
+        await start_review_run(pilot, app)
         await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
         assert main_screen(app).query_one("#gate-banner").has_class("-waiting")
         await pilot.press("a")
@@ -144,11 +135,7 @@ async def test_rejecting_a_gate_fails_the_run() -> None:
     host: ScriptedHost = app.host  # type: ignore[assignment]
     host.script = gate_script
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "review-one")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
-        app.screen.query_one("#input-0", Input).value = "x.py"
-        await pilot.press("ctrl+s")
+        await start_review_run(pilot, app)
         await wait_for(pilot, lambda: app.view.waiting_gates())
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
@@ -186,11 +173,7 @@ async def test_an_engine_crash_is_shown_and_the_dashboard_stays_up() -> None:
 
     host.script = boom
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "review-one")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
-        app.screen.query_one("#input-0", Input).value = "x.py"
-        await pilot.press("ctrl+s")
+        await start_review_run(pilot, app)
         await wait_for(pilot, lambda: not app.run_active, what="engine to fail")
         assert app.view.crash == "RuntimeError: executor thread died"
         assert any("executor thread died" in line.text for line in app.view.error_log)
@@ -202,11 +185,7 @@ async def test_quitting_with_an_active_run_cancels_it_first() -> None:
     app = make_app()
     app.host.script = gate_script  # type: ignore[union-attr]
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "review-one")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
-        app.screen.query_one("#input-0", Input).value = "x.py"
-        await pilot.press("ctrl+s")
+        await start_review_run(pilot, app)
         await wait_for(pilot, lambda: app.view.status == "waiting")
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -365,11 +344,7 @@ async def test_keys_are_remappable_and_listed_in_help_and_palette(tmp_path: Path
         await pilot.pause()
         assert app.key_for("cancel") == "ctrl+x"
         assert ("ctrl+x", "cancel", "Cancel", "cancel_run") in app.key_table()
-        await select(pilot, app, "review-one")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
-        app.screen.query_one("#input-0", Input).value = "x.py"
-        await pilot.press("ctrl+s")
+        await start_review_run(pilot, app)
         await wait_for(pilot, lambda: app.view.status == "waiting")
         from runkon_tui.commands import DashboardCommands
 
@@ -474,11 +449,7 @@ async def test_resume_key_resumes_the_failed_run_and_zoom_toggles_a_pane() -> No
 
     host.script = boom
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "review-one")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
-        app.screen.query_one("#input-0", Input).value = "x.py"
-        await pilot.press("ctrl+s")
+        await start_review_run(pilot, app)
         await wait_for(pilot, lambda: not app.run_active and app.view.crash is not None)
         run_id = app.view.root_run_id
         await pilot.press("r")

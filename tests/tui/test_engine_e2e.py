@@ -24,7 +24,7 @@ from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
-from tests.tui.conftest import make_app, wait_for
+from tests.tui.conftest import make_app, select, wait_for
 
 E2E = Path(__file__).parent / "fixtures" / "e2e"
 
@@ -47,15 +47,6 @@ def main(app: RunkonApp) -> MainScreen:
     screen = app.main_screen
     assert screen is not None
     return screen
-
-
-async def select(pilot, app: RunkonApp, name: str) -> None:  # type: ignore[no-untyped-def]
-    entry = app.catalog.by_name(name)
-    assert entry is not None, name
-    screen = main(app)
-    screen.workflow_list.highlighted = [e.path for e in app.catalog].index(entry.path)
-    screen.workflow_list.focus()
-    await pilot.pause()
 
 
 async def test_run_a_workflow_to_completion(folder: Path) -> None:

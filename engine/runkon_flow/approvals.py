@@ -4,6 +4,7 @@ A waiting gate is a step row in status `waiting`. `GateApprovals` is what a UI o
 lists the waiting gates of a run (with prompt and options, so they can be shown) and resolves one
 by name or step id. In-process waiters are woken at once through `GATE_SIGNALS`; an engine in
 another process notices the store change at its next poll (≤ `poll_interval`).
+`ApprovalStoreResolver` is the GateResolver a host registers for gate types decided this way.
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ from dataclasses import dataclass, field
 from runkon_flow.errors import FlowError
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.plugins.protocols import GateParams, GatePoll, RunContext
 
-__all__ = ["GATE_SIGNALS", "GateApprovalError", "GateApprovals", "GateOption", "WaitingGate"]
+__all__ = [
+    "GATE_SIGNALS",
+    "ApprovalStoreResolver",
+    "GateApprovalError",
+    "GateApprovals",
+    "GateOption",
+    "WaitingGate",
+]
 
 
 class GateApprovalError(FlowError, ValueError):
@@ -198,3 +207,22 @@ class GateApprovals:
         self._store.reject_gate(target.step_id, by, note)
         GATE_SIGNALS.notify(target.step_id)
         return target
+
+
+class ApprovalStoreResolver:
+    """GateResolver for a gate type that people decide through `GateApprovals` (the dashboard, the
+    `approve`/`reject` commands), registered so the engine accepts the type (engine.md §3.3).
+
+    The decision is already in the store, which the engine reads itself at every poll, so this
+    resolver has no verdict of its own and answers pending. Echoing the stored decision back would
+    make the engine write it a second time — refused by the store as "already completed".
+    """
+
+    def __init__(self, gate_type: str) -> None:
+        self._type = gate_type
+
+    def gate_type(self) -> str:
+        return self._type
+
+    def poll(self, run_id: str, params: GateParams, ctx: RunContext) -> GatePoll:
+        return GatePoll("pending")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runkon_flow.approvals import GateApprovals
+from runkon_flow.approvals import ApprovalStoreResolver, GateApprovals
 from runkon_flow.cancellation import CancellationReason, CancellationToken
 from runkon_flow.dsl.ast import (
     CallNode,
@@ -61,7 +61,6 @@ from runkon_flow.plugins.agents import (
 )
 from runkon_flow.plugins.context import LocalRunContext
 from runkon_flow.plugins.item_providers import default_providers
-from runkon_flow.plugins.protocols import GateParams, GatePoll, RunContext
 from runkon_flow.plugins.schemas import SchemaResolver
 from runkon_flow.plugins.script_env import IDENTITIES_FILE, DefaultScriptEnvProvider
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
@@ -76,7 +75,6 @@ from runkon_flow.runtime.types import (
 __all__ = [
     "REFERENCE_GATE_TYPES",
     "InputsError",
-    "StoreGateResolver",
     "UnknownWorkflow",
     "Workspace",
 ]
@@ -112,25 +110,6 @@ class UnknownWorkflow(WorkflowNotFound):
     def __str__(self) -> str:
         base = super().__str__()
         return f"{base} (available: {', '.join(self.known)})" if self.known else base
-
-
-class StoreGateResolver:
-    """GateResolver reporting the approval recorded in the store (what the engine itself polls)."""
-
-    def __init__(self, gate_type: str, store: WorkflowPersistence) -> None:
-        self._type = gate_type
-        self._store = store
-
-    def gate_type(self) -> str:
-        return self._type
-
-    def poll(self, run_id: str, params: GateParams, ctx: RunContext) -> GatePoll:
-        state = self._store.get_gate_approval(params.step_id)
-        if state.is_approved:
-            return GatePoll("approved", state.feedback)
-        if state.is_rejected:
-            return GatePoll("rejected", state.feedback)
-        return GatePoll("pending")
 
 
 class _LoadedResolver:
@@ -295,7 +274,7 @@ class Workspace:
         for provider in default_providers(dirs[0] if dirs else Path.cwd()):
             builder.item_provider(provider)
         for gate_type in REFERENCE_GATE_TYPES:
-            builder.gate_resolver(StoreGateResolver(gate_type, self.store))
+            builder.gate_resolver(ApprovalStoreResolver(gate_type))
         return _Snapshot(
             dirs=dirs,
             signature=_signature(dirs, [a.file for a in agents.paths.values()])

@@ -4,11 +4,17 @@ options, dry-run, cancellation, and the approval API (approvals.py)."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 from runkon_flow.approvals import GateApprovalError, GateApprovals, GateOption
+from runkon_flow.errors import PersistenceError
 from runkon_flow.plugins.protocols import GatePoll
 from runkon_flow.runtime import WorkflowExecConfig
+from runkon_flow.workspace import Workspace
 
 from tests.engine.conftest import Harness, wait_until
 
@@ -258,3 +264,103 @@ def test_gates_waiting_in_child_runs_can_be_approved_through_the_top_level_run(h
         approvals.approve(run.run_id, gate.step_id, by="ada")
     assert run.join().all_succeeded
     assert approvals.waiting_gates(run.run_id) == []
+
+
+# --------------------------------------------------------------------------- who records a decision
+
+
+def _engine_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_approving_a_gate_through_the_workspace_logs_no_warning(
+    store: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What `runkon-flow run` + `approve` and the dashboard do: the approval is the only write."""
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    (folder / "ship.wf").write_text(
+        'workflow ship {\n  gate human_approval { prompt = "Ship?" timeout = "1h" }\n'
+        '  script deploy { run = "echo deployed" }\n}\n'
+    )
+    ws = Workspace([folder], store, exec_config=WorkflowExecConfig(poll_interval=0.05))
+    run_id = ws.create_run("ship", {})
+    outcome: list[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(ws.execute(run_id)), daemon=True)
+    caplog.set_level(logging.DEBUG, logger="runkon_flow")
+    worker.start()
+    assert wait_until(lambda: bool(ws.gates.waiting_gates(run_id)))
+    ws.gates.approve(run_id, "human_approval", by="ada", note="go")
+    worker.join(10)
+    assert not worker.is_alive()
+    assert outcome[0].all_succeeded
+    gate = next(s for s in store.get_steps(run_id) if s.step_name == "human_approval")
+    assert (gate.status, gate.gate_approved_by, gate.gate_feedback) == ("completed", "ada", "go")
+    assert _engine_warnings(caplog) == []
+
+
+def test_a_person_deciding_while_a_resolver_answers_wins_without_a_warning(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The approval lands between the engine's read of the store and the resolver's verdict: the
+    resolver's write is refused ("already completed") and the person's decision stands."""
+    approvals = GateApprovals(h.store)
+
+    class LateApprover:
+        def gate_type(self) -> str:
+            return "pr_checks"
+
+        def poll(self, run_id: str, params: Any, ctx: Any) -> GatePoll:
+            approvals.approve(run_id, params.step_id, by="ada", note="mine")
+            return GatePoll("rejected", feedback="checks red")
+
+    h.build()
+    h.engine.gate_resolvers.register(LateApprover())
+    caplog.set_level(logging.DEBUG, logger="runkon_flow")
+    result = h.run("workflow w { gate pr_checks { timeout = 60 } call after }")
+    assert result.all_succeeded
+    row = h.steps(result.workflow_run_id)[0]
+    assert (row.status, row.gate_approved_by, row.gate_feedback) == ("completed", "ada", "mine")
+    assert _engine_warnings(caplog) == []
+
+
+class _RefusesResolverWrites:
+    """A store whose writes of resolver decisions fail (say, a disk error); everything else passes."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def approve_gate(self, step_id: str, by: str, feedback: str | None, selections: Any) -> None:
+        if by.startswith("resolver:"):
+            raise PersistenceError("disk I/O error")
+        self._inner.approve_gate(step_id, by, feedback, selections)
+
+
+def test_a_resolver_decision_the_store_cannot_record_is_reported_once_and_the_gate_waits(
+    store: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(_RefusesResolverWrites(store), tmp_path)
+    polls: list[str] = []
+
+    class AutoApprove:
+        def gate_type(self) -> str:
+            return "pr_checks"
+
+        def poll(self, run_id: str, params: Any, ctx: Any) -> GatePoll:
+            polls.append(params.step_id)
+            return GatePoll("approved", feedback="checks green")
+
+    h.build()
+    h.engine.gate_resolvers.register(AutoApprove())
+    caplog.set_level(logging.DEBUG, logger="runkon_flow")
+    run = h.start("workflow w { gate pr_checks { timeout = 60 } call after }")
+    assert wait_until(lambda: len(polls) >= 3)
+    assert GateApprovals(store).waiting_gates(run.run_id) != []  # not decided: the write failed
+    GateApprovals(store).approve(run.run_id, "pr_checks", by="ada")
+    assert run.join().all_succeeded
+    assert _engine_warnings(caplog) == [
+        "could not record resolver decision for gate 'pr_checks': persistence error: disk I/O error"
+    ]

@@ -3,9 +3,10 @@
 A human gate writes its row `waiting` with gate type, prompt (variables substituted), timeout and
 options, so a UI can show it and the store can validate selections; the run is marked `waiting`
 with what it is blocked on. The decision comes through the approval store (`GateApprovals`), or
-from a registered GateResolver for the gate's type, which is polled alongside the store (ours:
-upstream used resolvers for validation only). Waits use the cancel token and an in-process wake-up
-signal, so a cancel or an approval is noticed immediately rather than at the next poll.
+from a registered GateResolver for the gate's type, asked while the store holds no decision and
+whose verdict is then written into the store (ours: upstream used resolvers for validation
+only). Waits use the cancel token and an in-process wake-up signal, so a cancel or an approval is
+noticed immediately rather than at the next poll.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from runkon_flow.cancellation import CancellationReason
 from runkon_flow.dsl.ast import GateNode
 from runkon_flow.errors import EngineCancelled, WorkflowError
 from runkon_flow.events import GateResolved, GateTimedOut, GateWaiting
-from runkon_flow.persistence.models import NewStep, RunStatus, StepRole, StepStatus, StepUpdate
+from runkon_flow.persistence.models import (
+    GateApprovalState,
+    NewStep,
+    RunStatus,
+    StepRole,
+    StepStatus,
+    StepUpdate,
+)
 from runkon_flow.plugins.protocols import GateParams
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import StepTrace, describe_exception
@@ -188,26 +196,74 @@ def _human_gate(st: ExecutionState, node: GateNode, iteration: int, position: in
         GATE_SIGNALS.unregister(step_id)
 
 
-def _poll_resolver(st: ExecutionState, node: GateNode, params: GateParams, step_id: str) -> None:
-    """Ask a registered resolver for this gate type; its decision is written through the store."""
-    engine = st.engine
-    resolvers = getattr(engine, "gate_resolvers", None)
-    resolver = resolvers.get(node.gate_type) if resolvers is not None else None
-    if resolver is None:
-        return
+class _GateLog:
+    """Warnings of one waiting gate, each distinct message once: a store or resolver that keeps
+    failing would otherwise repeat the same line at every poll for as long as the gate waits."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def warn(self, message: str) -> None:
+        if message in self._seen:
+            log.debug("%s (again)", message)
+            return
+        self._seen.add(message)
+        log.warning("%s", message)
+
+
+def _read_decision(st: ExecutionState, step_id: str, gate_log: _GateLog, name: str) -> GateApprovalState:
+    """The decision recorded in the store; pending when it cannot be read (the next poll retries)."""
     try:
-        poll = resolver.poll(st.workflow_run_id, params, st.run_ctx)
+        return st.persistence.get_gate_approval(step_id)
     except Exception as exc:
-        log.warning("gate resolver '%s' failed: %s", node.gate_type, describe_exception(exc))
-        return
-    state = getattr(poll, "state", "pending")
-    try:
-        if state == "approved":
-            st.persistence.approve_gate(step_id, f"resolver:{node.gate_type}", poll.feedback, None)
-        elif state == "rejected":
-            st.persistence.reject_gate(step_id, f"resolver:{node.gate_type}", poll.feedback)
-    except Exception as exc:
-        log.warning("could not record resolver decision for gate '%s': %s", node.name, exc)
+        gate_log.warn(f"reading approval of gate '{name}' failed: {describe_exception(exc)}")
+        return GateApprovalState.pending()
+
+
+class _GateResolverPoll:
+    """The registered GateResolver of a gate's type, asked only while the store holds no decision.
+
+    The store is the one record of a gate's decision. A resolver's verdict is written into it (as
+    `resolver:<type>`); when a person's approval or rejection got there first, the store refuses
+    the write ("already completed") and the recorded decision stands — that is a lost race, not a
+    failure, so nothing is logged. A write that fails with the gate still undecided is warned about.
+    """
+
+    def __init__(self, st: ExecutionState, node: GateNode, params: GateParams, gate_log: _GateLog) -> None:
+        resolvers = getattr(st.engine, "gate_resolvers", None)
+        self._resolver = resolvers.get(node.gate_type) if resolvers is not None else None
+        self._st = st
+        self._node = node
+        self._params = params
+        self._log = gate_log
+
+    def decide(self) -> bool:
+        """Ask the resolver once; True when a decision (its own or an earlier one) is now recorded."""
+        if self._resolver is None:
+            return False
+        st, node, step_id = self._st, self._node, self._params.step_id
+        try:
+            poll = self._resolver.poll(st.workflow_run_id, self._params, st.run_ctx)
+        except Exception as exc:
+            self._log.warn(f"gate resolver '{node.gate_type}' failed: {describe_exception(exc)}")
+            return False
+        state = getattr(poll, "state", "pending")
+        if state not in ("approved", "rejected"):
+            return False
+        by = f"resolver:{node.gate_type}"
+        try:
+            if state == "approved":
+                st.persistence.approve_gate(step_id, by, poll.feedback, None)
+            else:
+                st.persistence.reject_gate(step_id, by, poll.feedback)
+        except Exception as exc:
+            if not _read_decision(st, step_id, self._log, node.name).is_pending:
+                return True
+            self._log.warn(
+                f"could not record resolver decision for gate '{node.name}': {describe_exception(exc)}"
+            )
+            return False
+        return True
 
 
 def _wait_for_decision(
@@ -219,7 +275,6 @@ def _wait_for_decision(
     trace: StepTrace,
     wake: object,
 ) -> None:
-    store = st.persistence
     name = node.name
     params = GateParams(
         gate_name=name,
@@ -231,19 +286,20 @@ def _wait_for_decision(
         as_identity=node.as_identity or st.default_as_identity,
         step_id=step_id,
     )
+    gate_log = _GateLog()
+    resolver = _GateResolverPoll(st, node, params, gate_log)
     started = time.monotonic()
     timeout_at = started + node.timeout_secs
     while True:
         if time.monotonic() - started > node.timeout_secs:
             _timed_out(st, node, step_id, trace)
             return
-        _poll_resolver(st, node, params, step_id)
-        try:
-            decision = store.get_gate_approval(step_id)
-        except Exception as exc:
-            log.warning("reading approval of gate '%s' failed: %s", name, exc)
-            decision = None
-        if decision is not None and decision.is_approved:
+        # The store first: a decision already recorded (a person's, through GateApprovals) is final,
+        # and the resolver is not asked to repeat it.
+        decision = _read_decision(st, step_id, gate_log, name)
+        if decision.is_pending and resolver.decide():
+            decision = _read_decision(st, step_id, gate_log, name)
+        if decision.is_approved:
             if decision.selections:
                 st.last_gate_feedback = ", ".join(decision.selections)
             elif decision.feedback:
@@ -262,7 +318,7 @@ def _wait_for_decision(
                 )
             trace.completed(StepStatus.COMPLETED)
             return
-        if decision is not None and decision.is_rejected:
+        if decision.is_rejected:
             st.all_succeeded = False
             _set_running(st)
             if st.event_sinks:

@@ -16,8 +16,7 @@ from runkon_flow.cancellation import CancellationReason
 from runkon_flow.dsl.ast import CallNode
 from runkon_flow.dsl.durations import DurationError, parse_call_timeout
 from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
-from runkon_flow.events import StepRetrying
-from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
+from runkon_flow.persistence.models import StepStatus
 from runkon_flow.plugins.protocols import (
     ActionOutput,
     ActionParams,
@@ -26,23 +25,13 @@ from runkon_flow.plugins.protocols import (
     OutputSchema,
     StepInfo,
 )
-from runkon_flow.runtime.resume import restore_step
+from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retried_step
 from runkon_flow.runtime.state import ExecutionState, StepResult
-from runkon_flow.runtime.steps import (
-    OutputEmitter,
-    StepTimedOut,
-    StepTrace,
-    describe_exception,
-    handle_on_fail,
-    markers_json,
-    record_step_success,
-)
+from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
 from runkon_flow.runtime.threads import call_with_deadline, fire_and_forget
 from runkon_flow.runtime.variables import build_variable_map
 
 __all__ = ["execute_call", "merge_plugin_dirs", "resolve_schema"]
-
-_AGENT = StepRole.AGENT.value
 
 
 def resolve_schema(st: ExecutionState, name: str | None, where: str) -> OutputSchema | None:
@@ -79,35 +68,19 @@ def execute_call(
     key = node.agent.step_key()
     schema_name = node.output or (st.block_output if inherit_block else None)
     snippets = [*st.block_with, *node.with_] if inherit_block else list(node.with_)
-    position = st.take_position()
-    if st.resume_ctx is not None:
-        row = st.resume_ctx.take(label, iteration)
-        if row is not None:
-            restore_step(st, key, row, iteration, position)
-            return
-    schema = resolve_schema(st, schema_name, f"call '{key}'")
-    max_attempts = 1 + node.retries
-    last_error: str | None = None
-    for attempt in range(max_attempts):
-        error = _attempt(
-            st,
-            node,
-            label,
-            key,
-            path,
-            iteration,
-            position,
-            attempt,
-            max_attempts,
-            last_error,
-            schema,
-            snippets,
+    schema: OutputSchema | None = None
+
+    def attempt(position: int, n: int, last_error: str | None) -> str | None:
+        nonlocal schema
+        if n == 0:  # resolved once, and not for a step a resume restores
+            schema = resolve_schema(st, schema_name, f"call '{key}'")
+        max_attempts = 1 + node.retries
+        return _attempt(
+            st, node, label, key, path, iteration, position, n, max_attempts, last_error, schema, snippets
         )
-        if error is None:
-            return
-        last_error = error
-    handle_on_fail(
-        st, key, label, node.on_fail, last_error or "", node.retries, iteration, max_attempts, path
+
+    run_retried_step(
+        st, key, label, iteration, path, retries=node.retries, on_fail=node.on_fail, attempt=attempt
     )
 
 
@@ -126,26 +99,15 @@ def _attempt(
     snippets: list[str],
 ) -> str | None:
     """One attempt; returns None on success or the error text (raises on timeout/cancel)."""
-    if attempt > 0 and st.event_sinks:
-        st.emit(
-            StepRetrying(step_name=label, attempt=attempt, step_key=key, node_path=path, error=last_error)
-        )
-    step_id = st.insert_step(
-        NewStep(
-            st.workflow_run_id, label, _AGENT, position=position, iteration=iteration, retry_count=attempt
-        )
-    )
-    trace = StepTrace(st, "call", label, key, path, iteration, position, attempt)
-    trace.started(step_id)
+    step = StepAttempt(st, "call", label, key, path, iteration, position, attempt, last_error)
+    step_id = step.step_id
 
     timeout_s: float | None = None
     if node.timeout is not None:
         try:
             timeout_s = parse_call_timeout(node.timeout)
         except DurationError as exc:
-            message = f"call '{key}': {exc}"
-            st.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
-            trace.completed(StepStatus.FAILED, message)
+            message = step.failed(f"call '{key}': {exc}")
             st.all_succeeded = False
             st.step_results[key] = StepResult(label, StepStatus.FAILED, message)
             raise WorkflowError(message) from None
@@ -212,20 +174,7 @@ def _attempt(
 
     if timed_out:
         text = f"step '{label}' timed out after {node.timeout}"
-        st.update_step(
-            step_id,
-            StepUpdate(
-                generation=st.generation,
-                status=StepStatus.TIMED_OUT,
-                result_text=f"timed out after {node.timeout}",
-                step_error=text,
-                retry_count=attempt,
-            ),
-        )
-        trace.completed(StepStatus.TIMED_OUT, text)
-        st.all_succeeded = False
-        st.step_results[key] = StepResult(label, StepStatus.TIMED_OUT, text)
-        raise StepTimedOut(text)
+        raise step.timed_out(f"timed out after {node.timeout}", text)
 
     if error is None and not isinstance(output, ActionOutput):
         error = WorkflowError(f"executor '{label}' returned {type(output).__name__}, expected ActionOutput")
@@ -234,17 +183,12 @@ def _attempt(
         assert isinstance(output, ActionOutput)
         markers = list(output.markers or ())
         context = output.context or ""
-        st.update_step(
-            step_id,
-            StepUpdate.completed(
-                st.generation,
-                child_run_id=output.child_run_id,
-                result_text=output.result_text,
-                context_out=context,
-                markers_out=markers_json(markers),
-                attempt=attempt,
-                structured_output=output.structured_output,
-            ),
+        step.completed(
+            result_text=output.result_text,
+            context=context,
+            markers=markers,
+            structured_output=output.structured_output,
+            child_run_id=output.child_run_id,
         )
         st.note_output(position, output.structured_output)
         record_step_success(
@@ -259,33 +203,11 @@ def _attempt(
             child_run_id=output.child_run_id,
             metadata=output.metadata,
         )
-        trace.completed(StepStatus.COMPLETED, markers=markers)
         return None
 
     if isinstance(error, EngineCancelled) or st.cancellation.is_cancelled():
-        reason = (
-            error.reason
-            if isinstance(error, EngineCancelled)
-            else st.cancellation.reason() or CancellationReason.of("ParentCancelled")
-        )
-        cancelled = EngineCancelled(reason)
-        st.update_step(
-            step_id,
-            StepUpdate(
-                generation=st.generation,
-                status=StepStatus.CANCELLED,
-                result_text="executor shutdown requested",
-                step_error=str(cancelled),
-                retry_count=attempt,
-            ),
-        )
-        trace.completed(StepStatus.CANCELLED, str(cancelled))
-        raise cancelled
+        raise step.cancelled("executor shutdown requested", cancellation_of(st, error))
 
     if isinstance(error, EngineError):
-        text = str(error)
-    else:
-        text = f"executor '{label}' raised {describe_exception(error)}"
-    st.update_step(step_id, StepUpdate.failed(st.generation, text, attempt))
-    trace.completed(StepStatus.FAILED, text)
-    return text
+        return step.failed(str(error))
+    return step.failed(f"executor '{label}' raised {describe_exception(error)}")

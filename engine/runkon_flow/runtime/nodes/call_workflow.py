@@ -14,20 +14,13 @@ and never returns a child this run already created or resumed; a cancelled child
 
 from __future__ import annotations
 
-from runkon_flow.cancellation import CancellationReason
 from runkon_flow.dsl.ast import MAX_WORKFLOW_DEPTH, CallWorkflowNode
 from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
-from runkon_flow.events import StepRetrying
-from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate, WorkflowRunStep
+from runkon_flow.persistence.models import StepRole, StepStatus, WorkflowRunStep
+from runkon_flow.runtime.attempts import StepAttempt, cancellation_of
 from runkon_flow.runtime.resume import parse_markers, restore_step
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
-from runkon_flow.runtime.steps import (
-    StepTrace,
-    describe_exception,
-    handle_on_fail,
-    markers_json,
-    record_step_success,
-)
+from runkon_flow.runtime.steps import describe_exception, handle_on_fail, record_step_success
 from runkon_flow.runtime.templating import substitute_variables_keep_literal
 from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
 from runkon_flow.runtime.variables import build_variable_map
@@ -70,30 +63,20 @@ def merge_child_results(st: ExecutionState, child_steps: list[WorkflowRunStep]) 
 
 
 def _record_child_success(
-    st: ExecutionState,
-    node: CallWorkflowNode,
-    step_id: str,
-    iteration: int,
-    result: WorkflowResult,
-    trace: StepTrace,
+    st: ExecutionState, node: CallWorkflowNode, step: StepAttempt, iteration: int, result: WorkflowResult
 ) -> None:
     name = node.workflow
     child_steps = _completed_child_steps(st, result.workflow_run_id)
     last = child_steps[-1] if child_steps else None
     markers = parse_markers(last.markers_out) if last is not None else []
     context = (last.context_out or "") if last is not None else ""
-    st.update_step(
-        step_id,
-        StepUpdate.completed(
-            st.generation,
-            child_run_id=result.workflow_run_id,
-            result_text=f"Sub-workflow '{name}' completed",
-            context_out=context,
-            markers_out=markers_json(markers),
-        ),
+    step.completed(
+        result_text=f"Sub-workflow '{name}' completed",
+        context=context,
+        markers=markers,
+        child_run_id=result.workflow_run_id,
     )
     splice_child_contexts(st, child_steps)
-    metadata = _child_metrics(result)
     record_step_success(
         st,
         name,
@@ -103,10 +86,9 @@ def _record_child_success(
         markers=markers,
         context=context,
         child_run_id=result.workflow_run_id,
-        metadata=metadata,
+        metadata=_child_metrics(result),
     )
     merge_child_results(st, child_steps)
-    trace.completed(StepStatus.COMPLETED, markers=markers)
 
 
 def _child_metrics(result: WorkflowResult) -> dict[str, str]:
@@ -182,24 +164,9 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
 
     max_attempts = 1 + node.retries
     for attempt in range(max_attempts):
-        if attempt > 0 and st.event_sinks:
-            st.emit(
-                StepRetrying(
-                    step_name=db_name, attempt=attempt, step_key=name, node_path=path, error=last_error
-                )
-            )
-        step_id = st.insert_step(
-            NewStep(
-                st.workflow_run_id,
-                db_name,
-                _ROLE,
-                position=position,
-                iteration=iteration,
-                retry_count=attempt,
-            )
+        step = StepAttempt(
+            st, "call_workflow", db_name, name, path, iteration, position, attempt, last_error, role=_ROLE
         )
-        trace = StepTrace(st, "call_workflow", db_name, name, path, iteration, position, attempt)
-        trace.started(step_id)
         variables = build_variable_map(st)
         child_inputs = {k: substitute_variables_keep_literal(v, variables) for k, v in node.inputs.items()}
         token = st.cancellation.child()
@@ -208,7 +175,7 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
             iteration=iteration,
             as_identity=node.as_identity or st.default_as_identity,
             depth=child_depth,
-            parent_step_id=step_id,
+            parent_step_id=step.step_id,
             cancellation=token,
         )
         result: WorkflowResult | None = None
@@ -219,42 +186,22 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
             error = exc
         finally:
             token.detach()
+        child_id = result.workflow_run_id if result is not None else None
         if result is not None:
             st.children_touched.add(result.workflow_run_id)
         if result is not None and result.all_succeeded:
-            _record_child_success(st, node, step_id, iteration, result, trace)
+            _record_child_success(st, node, step, iteration, result)
             return
         if st.cancellation.is_cancelled() or isinstance(error, EngineCancelled):
-            reason = (
-                error.reason
-                if isinstance(error, EngineCancelled)
-                else st.cancellation.reason() or CancellationReason.of("ParentCancelled")
-            )
-            cancelled = EngineCancelled(reason)
-            st.update_step(
-                step_id,
-                StepUpdate(
-                    generation=st.generation,
-                    status=StepStatus.CANCELLED,
-                    result_text=f"Sub-workflow '{name}' cancelled",
-                    step_error=str(cancelled),
-                    child_run_id=result.workflow_run_id if result is not None else None,
-                    retry_count=attempt,
-                ),
-            )
-            trace.completed(StepStatus.CANCELLED, str(cancelled))
-            raise cancelled
+            raise step.cancelled(f"Sub-workflow '{name}' cancelled", cancellation_of(st, error), child_id)
         if result is not None:
             last_error = f"Sub-workflow '{name}' failed"
             if result.error:
                 last_error += f": {result.error}"
-            child_id: str | None = result.workflow_run_id
         else:
             assert error is not None
             last_error = f"Sub-workflow '{name}' error: {describe_exception(error)}"
-            child_id = None
-        st.update_step(step_id, StepUpdate.failed(st.generation, last_error, attempt, child_id))
-        trace.completed(StepStatus.FAILED, last_error)
+        step.failed(last_error, child_id)
     handle_on_fail(st, name, name, node.on_fail, last_error, node.retries, iteration, max_attempts, path)
 
 
@@ -277,50 +224,22 @@ def _try_resume_child(
     if prior is None or prior.id in st.children_touched:
         return "none", ""
     st.children_touched.add(prior.id)
-    db_name = f"workflow:{name}"
-    step_id = st.insert_step(
-        NewStep(st.workflow_run_id, db_name, _ROLE, position=position, iteration=iteration, retry_count=0)
+    step = StepAttempt(
+        st, "call_workflow", f"workflow:{name}", name, path, iteration, position, 0, role=_ROLE
     )
-    trace = StepTrace(st, "call_workflow", db_name, name, path, iteration, position, 0)
-    trace.started(step_id)
     try:
         result = runner.resume_child(prior.id, st.model, st.child_workflow_context())
     except EngineCancelled as exc:
-        st.update_step(
-            step_id,
-            StepUpdate(
-                generation=st.generation,
-                status=StepStatus.CANCELLED,
-                result_text=f"Sub-workflow '{name}' cancelled",
-                step_error=str(exc),
-                child_run_id=prior.id,
-            ),
-        )
-        trace.completed(StepStatus.CANCELLED, str(exc))
+        step.cancelled(f"Sub-workflow '{name}' cancelled", exc, prior.id)
         raise
     except Exception as exc:
-        message = f"Sub-workflow '{name}' resume error: {describe_exception(exc)}"
-        st.update_step(step_id, StepUpdate.failed(st.generation, message, 0, prior.id))
-        trace.completed(StepStatus.FAILED, message)
-        return "failed", message
+        return "failed", step.failed(
+            f"Sub-workflow '{name}' resume error: {describe_exception(exc)}", prior.id
+        )
     if result.all_succeeded:
-        _record_child_success(st, node, step_id, iteration, result, trace)
+        _record_child_success(st, node, step, iteration, result)
         return "succeeded", ""
     if st.cancellation.is_cancelled():
-        cancelled = EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
-        st.update_step(
-            step_id,
-            StepUpdate(
-                generation=st.generation,
-                status=StepStatus.CANCELLED,
-                result_text=f"Sub-workflow '{name}' cancelled",
-                step_error=str(cancelled),
-                child_run_id=result.workflow_run_id,
-            ),
-        )
-        trace.completed(StepStatus.CANCELLED, str(cancelled))
-        raise cancelled
-    message = f"Sub-workflow '{name}' failed (resume)"
-    st.update_step(step_id, StepUpdate.failed(st.generation, message, 0, result.workflow_run_id))
-    trace.completed(StepStatus.FAILED, message)
-    return "failed", message
+        cancelled = cancellation_of(st, None)
+        raise step.cancelled(f"Sub-workflow '{name}' cancelled", cancelled, result.workflow_run_id)
+    return "failed", step.failed(f"Sub-workflow '{name}' failed (resume)", result.workflow_run_id)

@@ -15,24 +15,12 @@ from __future__ import annotations
 import os
 import re
 
-from runkon_flow.cancellation import CancellationReason
 from runkon_flow.dsl.ast import ScriptNode
-from runkon_flow.errors import EngineCancelled
-from runkon_flow.events import StepRetrying
-from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
 from runkon_flow.process import run_process
+from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retried_step
 from runkon_flow.runtime.flow_output import parse_flow_output
-from runkon_flow.runtime.resume import restore_step
-from runkon_flow.runtime.state import ExecutionState, StepResult
-from runkon_flow.runtime.steps import (
-    OutputEmitter,
-    StepTimedOut,
-    StepTrace,
-    describe_exception,
-    handle_on_fail,
-    markers_json,
-    record_step_success,
-)
+from runkon_flow.runtime.state import ExecutionState
+from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
 from runkon_flow.runtime.templating import substitute_variables, substitute_variables_shell
 from runkon_flow.runtime.variables import build_variable_map
 
@@ -52,7 +40,6 @@ PROTECTED_ENV_NAMES = frozenset(
     }
 )
 _INPUT_NAME = re.compile(r"[A-Za-z0-9_]+\Z")
-_ROLE = StepRole.AGENT.value
 _CONTEXT_CHARS = 2000
 
 
@@ -92,22 +79,17 @@ def build_script_env(st: ExecutionState, node: ScriptNode, variables: dict[str, 
 
 
 def execute_script(st: ExecutionState, node: ScriptNode, iteration: int, path: str) -> None:
-    name = node.name
-    position = st.take_position()
-    if st.resume_ctx is not None:
-        row = st.resume_ctx.take(name, iteration)
-        if row is not None:
-            restore_step(st, name, row, iteration, position)
-            return
-    max_attempts = 1 + node.retries
-    last_error: str | None = None
-    for attempt in range(max_attempts):
-        error = _attempt(st, node, path, iteration, position, attempt, last_error)
-        if error is None:
-            return
-        last_error = error
-    handle_on_fail(
-        st, name, name, node.on_fail, last_error or "", node.retries, iteration, max_attempts, path
+    run_retried_step(
+        st,
+        node.name,
+        node.name,
+        iteration,
+        path,
+        retries=node.retries,
+        on_fail=node.on_fail,
+        attempt=lambda position, attempt, last_error: _attempt(
+            st, node, path, iteration, position, attempt, last_error
+        ),
     )
 
 
@@ -121,26 +103,12 @@ def _attempt(
     last_error: str | None,
 ) -> str | None:
     name = node.name
-    if attempt > 0 and st.event_sinks:
-        st.emit(
-            StepRetrying(step_name=name, attempt=attempt, step_key=name, node_path=path, error=last_error)
-        )
-    step_id = st.insert_step(
-        NewStep(st.workflow_run_id, name, _ROLE, position=position, iteration=iteration, retry_count=attempt)
-    )
-    trace = StepTrace(st, "script", name, name, path, iteration, position, attempt)
-    trace.started(step_id)
+    step = StepAttempt(st, "script", name, name, path, iteration, position, attempt, last_error)
 
     if st.exec_config.dry_run:
         text = "dry-run: script not executed"
-        st.update_step(
-            step_id,
-            StepUpdate.completed(
-                st.generation, result_text=text, context_out="", markers_out="[]", attempt=attempt
-            ),
-        )
+        step.completed(result_text=text, context="", markers=[])
         record_step_success(st, name, name, iteration, result_text=text, markers=[], context="")
-        trace.completed(StepStatus.COMPLETED)
         return None
 
     variables = build_variable_map(st)
@@ -148,15 +116,14 @@ def _attempt(
     try:
         env = build_script_env(st, node, variables)
     except Exception as exc:
-        message = (
+        return step.failed(
             f"Script '{name}' failed to execute: script environment provider raised {describe_exception(exc)}"
         )
-        st.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
-        trace.completed(StepStatus.FAILED, message)
-        return message
 
     token = st.cancellation.child()
-    emitter = OutputEmitter(st, step_id, name, st.exec_config.max_output_lines) if st.event_sinks else None
+    emitter = (
+        OutputEmitter(st, step.step_id, name, st.exec_config.max_output_lines) if st.event_sinks else None
+    )
     cwd = st.run_ctx.working_dir() if st.run_ctx is not None else os.getcwd()
     try:
         result = run_process(
@@ -173,41 +140,11 @@ def _attempt(
 
     if result.timed_out:
         text = f"Script '{name}' timed out after {node.timeout}s"
-        st.update_step(
-            step_id,
-            StepUpdate(
-                generation=st.generation,
-                status=StepStatus.TIMED_OUT,
-                result_text=text,
-                step_error=text,
-                retry_count=attempt,
-            ),
-        )
-        trace.completed(StepStatus.TIMED_OUT, text)
-        st.all_succeeded = False
-        st.step_results[name] = StepResult(name, StepStatus.TIMED_OUT, text)
-        raise StepTimedOut(text)
-
+        raise step.timed_out(text, text)
     if result.cancelled:
-        cancelled = EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
-        st.update_step(
-            step_id,
-            StepUpdate(
-                generation=st.generation,
-                status=StepStatus.CANCELLED,
-                result_text=f"Script '{name}' cancelled",
-                step_error=str(cancelled),
-                retry_count=attempt,
-            ),
-        )
-        trace.completed(StepStatus.CANCELLED, str(cancelled))
-        raise cancelled
-
+        raise step.cancelled(f"Script '{name}' cancelled", cancellation_of(st, None))
     if result.spawn_error is not None:
-        message = f"Script '{name}' failed to execute: {result.spawn_error}"
-        st.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
-        trace.completed(StepStatus.FAILED, message)
-        return message
+        return step.failed(f"Script '{name}' failed to execute: {result.spawn_error}")
 
     if result.exit_code == 0:
         flow = parse_flow_output(result.stdout)
@@ -216,17 +153,7 @@ def _attempt(
         else:
             markers, context, structured = [], result.stdout[:_CONTEXT_CHARS], None
         text = f"Script '{name}' completed"
-        st.update_step(
-            step_id,
-            StepUpdate.completed(
-                st.generation,
-                result_text=text,
-                context_out=context,
-                markers_out=markers_json(markers),
-                attempt=attempt,
-                structured_output=structured,
-            ),
-        )
+        step.completed(result_text=text, context=context, markers=markers, structured_output=structured)
         st.note_output(position, structured)
         record_step_success(
             st,
@@ -239,7 +166,6 @@ def _attempt(
             structured_output=structured,
             metadata={"duration_ms": str(result.duration_ms)},
         )
-        trace.completed(StepStatus.COMPLETED, markers=markers)
         return None
 
     code = result.exit_code if result.exit_code is not None and result.exit_code >= 0 else -1
@@ -247,6 +173,4 @@ def _attempt(
     stderr = result.stderr.strip()
     if stderr:
         message += "\n" + stderr[:_CONTEXT_CHARS]
-    st.update_step(step_id, StepUpdate.failed(st.generation, message, attempt))
-    trace.completed(StepStatus.FAILED, message)
-    return message
+    return step.failed(message)

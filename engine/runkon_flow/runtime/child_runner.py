@@ -123,25 +123,52 @@ class InProcessChildRunner:
             )
         return self._engine.run_child(
             definition,
-            ChildRunInput(
-                workflow_run_id=run.id,
-                persistence=self._store,
-                action_registry=parent_ctx.action_registry,
-                item_provider_registry=parent_ctx.item_provider_registry,
-                script_env_provider=parent_ctx.script_env_provider,
+            self._run_input(
+                run.id,
+                parent_ctx,
+                inputs,
                 depth=params.depth,
                 cancellation=params.cancellation,
-                child_runner=self,
-                schema_resolver=parent_ctx.schema_resolver,
                 as_identity=params.as_identity,
-                target_label=parent_ctx.target_label,
-                triggered_by_hook=parent_ctx.triggered_by_hook,
-                inputs_override=inputs,
                 owner_token=token,
                 lease_generation=run.generation,
                 write_behind=write_behind,
             ),
             parent_ctx,
+        )
+
+    def _run_input(
+        self,
+        run_id: str,
+        parent_ctx: ChildWorkflowContext,
+        inputs: dict[str, str],
+        *,
+        depth: int,
+        cancellation: CancellationToken | None,
+        as_identity: str | None = None,
+        owner_token: str | None = None,
+        lease_generation: int | None = None,
+        write_behind: bool = False,
+    ) -> ChildRunInput:
+        """A child run's input: what it takes from its parent (registries, providers, labels) and
+        what is its own (depth, cancellation, identity, lease)."""
+        return ChildRunInput(
+            workflow_run_id=run_id,
+            persistence=self._store,
+            action_registry=parent_ctx.action_registry,
+            item_provider_registry=parent_ctx.item_provider_registry,
+            script_env_provider=parent_ctx.script_env_provider,
+            child_runner=self,
+            schema_resolver=parent_ctx.schema_resolver,
+            target_label=parent_ctx.target_label,
+            triggered_by_hook=parent_ctx.triggered_by_hook,
+            inputs_override=inputs,
+            depth=depth,
+            cancellation=cancellation,
+            as_identity=as_identity,
+            owner_token=owner_token,
+            lease_generation=lease_generation,
+            write_behind=write_behind,
         )
 
     def resume_child(
@@ -163,19 +190,12 @@ class InProcessChildRunner:
                 try:
                     return self._engine.resume_child(
                         definition,
-                        ChildRunInput(
-                            workflow_run_id=run.id,
-                            persistence=self._store,
-                            action_registry=parent_ctx.action_registry,
-                            item_provider_registry=parent_ctx.item_provider_registry,
-                            script_env_provider=parent_ctx.script_env_provider,
+                        self._run_input(
+                            run.id,
+                            parent_ctx,
+                            dict(run.inputs),
                             depth=parent_ctx.depth + 1,
                             cancellation=token,
-                            child_runner=self,
-                            schema_resolver=parent_ctx.schema_resolver,
-                            target_label=parent_ctx.target_label,
-                            triggered_by_hook=parent_ctx.triggered_by_hook,
-                            inputs_override=dict(run.inputs),
                         ),
                         parent_ctx,
                     )

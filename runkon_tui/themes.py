@@ -1,5 +1,8 @@
 """Our themes: YAML files in the repository's `themes/` folder, registered as Textual themes.
 
+The folder ships inside the wheel as the data package `runkon_tui.bundled_themes` (see
+pyproject.toml), so an installed copy finds the same files as a checkout.
+
 A theme file names the semantic colours Textual derives everything from (primary, success,
 warning, error, …). Run states are drawn only through those variables, so the built-in Textual
 themes work just as well as ours. A broken theme file is reported, never fatal.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -17,6 +21,7 @@ from textual.theme import Theme
 THEMES_ENV = "RUNKON_THEMES_DIR"
 DEFAULT_THEME = "runkon-dark"
 STYLESHEET = "runkon.tcss"
+BUNDLED_THEMES = "runkon_tui.bundled_themes"
 
 _THEME_KEYS = frozenset(f.name for f in fields(Theme))
 
@@ -26,11 +31,21 @@ class ThemeFileError(Exception):
 
 
 def themes_dir() -> Path:
-    """`$RUNKON_THEMES_DIR`, else the `themes/` folder next to the `runkon_tui` package."""
+    """`$RUNKON_THEMES_DIR`, else the themes installed with the package.
+
+    Wheels and editable installs both provide `runkon_tui.bundled_themes`; a checkout put on
+    `sys.path` without installing has no such package, so there the `themes/` folder next to
+    `runkon_tui/` is used.
+    """
     override = os.environ.get(THEMES_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "themes"
+    try:
+        bundled = resources.files(BUNDLED_THEMES)
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "themes"
+    # pip installs unpacked, so this is a real folder; Textual needs a file path for the stylesheet.
+    return Path(str(bundled))
 
 
 def stylesheet_path() -> Path:

@@ -321,6 +321,9 @@ class MainScreen(Screen[None]):
             self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """True shows a key, None dims it, False hides it. The keys that act on the run — cancel,
+        resume, approve, reject — are shown only while their action applies to the run's current
+        state (a completed run offers no Resume, a cancelling one no second Cancel)."""
         app = self.rapp
         view = app.view
         if action == "run_workflow":
@@ -331,15 +334,11 @@ class MainScreen(Screen[None]):
                 return None
             return True
         if action == "cancel_run":
-            if not app.run_active:
-                return False
-            return None if view.cancelling else True
+            return app.run_active and not view.cancelling
         if action == "resume_run":
-            if app.host is None or view.root is None or app.run_active or view.active:
-                return False
-            return True if app.can_resume() else None
+            return app.host is not None and not view.active and app.can_resume()
         if action in ("approve_gate", "reject_gate"):
-            return bool(view.waiting_gates()) and app.host is not None
+            return app.host is not None and bool(view.waiting_gates())
         if action in ("failed_only", "next_failure") and view.root is None:
             return False  # nothing ran: hide rather than dim (the footer is short at 80 columns)
         if action == "failed_only":

@@ -11,7 +11,16 @@ import shutil
 from pathlib import Path
 
 import yaml
-from runkon_flow.events import EngineEventData, FanOutItemInfo, FanOutItemsCollected, RunStarted, StepStarted
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.events import (
+    EngineEventData,
+    FanOutItemInfo,
+    FanOutItemsCollected,
+    RunCancelled,
+    RunCompleted,
+    RunStarted,
+    StepStarted,
+)
 from textual.widgets import Input
 
 from runkon_tui.app import RunkonApp
@@ -480,3 +489,59 @@ async def test_a_recorded_event_log_replays_read_only() -> None:
         assert "read-only" in str(screen.header.render())
         assert screen.check_action("cancel_run", ()) is False
         assert app.summary() == ""  # nothing ran in this session
+
+
+# --------------------------------------------------------------------------- footer keys follow the run
+
+
+def footer_keys(app: RunkonApp) -> dict[str, bool]:
+    """The footer as the user sees it: each key's description → shown enabled (False = dimmed)."""
+    keys = main_screen(app).query("FooterKey")  # Textual does not export the class
+    return {key.description: not key.has_class("-disabled") for key in keys}  # type: ignore[attr-defined]
+
+
+async def test_the_footer_offers_only_the_keys_that_apply_to_the_run() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    async with app.run_test(size=(160, 40)) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: footer_keys(app).get("Approve"), what="approve key while a gate waits")
+        waiting = footer_keys(app)
+        assert waiting["Cancel"] and waiting["Reject"]
+        assert "Resume" not in waiting
+
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+        await pilot.press("ctrl+y")
+        await wait_for(pilot, lambda: app.view.status == "completed", what="run to complete")
+        await wait_for(pilot, lambda: "Cancel" not in footer_keys(app), what="footer after the run")
+        done = footer_keys(app)
+        assert not {"Resume", "Cancel", "Approve", "Reject"} & done.keys(), done
+        assert done["Run"]
+
+
+async def test_a_failed_run_offers_resume_in_the_footer() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    async with app.run_test(size=(160, 40)) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: footer_keys(app).get("Cancel"), what="cancel key while running")
+        assert "Resume" not in footer_keys(app)
+        host.finish(RunCompleted(succeeded=False, error="review-file failed"))
+        await wait_for(pilot, lambda: "Resume" in footer_keys(app), what="resume key after the failure")
+        keys = footer_keys(app)
+        assert keys["Resume"] and "Cancel" not in keys
+
+
+async def test_a_run_being_cancelled_offers_no_second_cancel() -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: footer_keys(app).get("Cancel"), what="cancel key while running")
+        app.view.mark_cancelling()
+        app.drain()
+        await wait_for(pilot, lambda: "Cancel" not in footer_keys(app), what="cancel key to go")
+        assert main_screen(app).check_action("cancel_run", ()) is False
+        app.host.finish(RunCancelled(reason=CancellationReason.user(None)))  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: not app.run_active, what="run to end")

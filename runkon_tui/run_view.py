@@ -743,15 +743,20 @@ class RunView:
 
     # ---- run lifecycle
 
-    def _run_started(self, data: EngineEventData, ev: Any) -> None:
+    def _running(self, data: EngineEventData, ev: Any) -> RunState:
+        """A run (re)started: the first top-level one is the root; it is running, not ended."""
         if self.root_run_id is None and ev.parent_run_id is None:
             self.root_run_id = data.run_id
         run = self._run(data.run_id)
         run.workflow_name = ev.workflow_name
         run.parent_run_id = ev.parent_run_id or run.parent_run_id
         run.status = "running"
-        run.started_at = data.ts
         run.ended_at = None
+        return run
+
+    def _run_started(self, data: EngineEventData, ev: Any) -> None:
+        run = self._running(data, ev)
+        run.started_at = data.ts
         run.inputs = dict(ev.inputs)
         self._changes.runs.add(run.run_id)
         if self._is_root(run.run_id):
@@ -759,16 +764,10 @@ class RunView:
             self._log(LogLine(data.ts, f"run started: {ev.workflow_name}", "info", run.run_id))
 
     def _run_resumed(self, data: EngineEventData, ev: Any) -> None:
-        if self.root_run_id is None and ev.parent_run_id is None:
-            self.root_run_id = data.run_id
-        run = self._run(data.run_id)
-        run.workflow_name = ev.workflow_name
-        run.parent_run_id = ev.parent_run_id or run.parent_run_id
-        run.status = "running"
+        run = self._running(data, ev)
         run.resumed = True
         if run.started_at is None:
             run.started_at = data.ts
-        run.ended_at = None
         run.error = None
         self._changes.runs.add(run.run_id)
         if self._is_root(run.run_id):

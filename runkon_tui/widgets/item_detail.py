@@ -18,9 +18,10 @@ class ItemDetail(Static):
     def show(self, view: RunView | None, fan: FanOutView | None, selected: int | None, now: float) -> None:
         """`view` is None when the tree shows another workflow than the run on screen."""
         if fan is None or view is None:
-            text = (
-                "[$text-muted]no fan-out in this run[/]" if view is not None and view.root is not None else ""
-            )
+            if view is not None and view.root is not None:
+                text = "[$text-muted]no fan-out in this run[/]"
+            else:  # nothing running: say what this pane is for
+                text = "[$text-muted]foreach items show here[/]"
             set_text(self, text, fixed_height=True)
             return
         lines = [self._counters(fan, now)]

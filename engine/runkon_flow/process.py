@@ -19,6 +19,7 @@ import codecs
 import contextlib
 import logging
 import os
+import select
 import selectors
 import shlex
 import signal
@@ -203,8 +204,8 @@ class _OrphanGuard:
 
     #: After a failed start, how long commands run unguarded before the next attempt.
     RETRY_AFTER_S = 30.0
-    #: A watchdog that leaves no room in its socket for this long is hung: it is replaced. (Room
-    #: runs out after a few hundred unread messages, so a burst of them may have to wait a little.)
+    #: A watchdog that leaves no room in its socket for this long is hung: it is replaced. (It
+    #: reads every 10 ms; a burst of more messages than the buffer holds waits a little.)
     SEND_TIMEOUT_S = 2.0
 
     def __init__(self) -> None:
@@ -322,6 +323,8 @@ def _start_watchdog() -> tuple[socket.socket, subprocess.Popen[bytes]]:
         raise
     finally:
         theirs.close()
+    with contextlib.suppress(OSError):  # room for thousands of messages, not ~280 (capped by wmem_max)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     ours.settimeout(_OrphanGuard.SEND_TIMEOUT_S)
     return ours, proc
 
@@ -442,6 +445,7 @@ def _pump(
     for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
         os.set_blocking(pipe.fileno(), False)
         sel.register(pipe, selectors.EVENT_READ, name)
+    exit_fd = _exit_fd(proc)
     deadline = None if timeout is None else started + max(timeout, 0.0)
     killed: str | None = None
     kill_at: float | None = None  # when SIGKILL follows the SIGTERM
@@ -476,8 +480,7 @@ def _pump(
             if not sel.get_map():
                 # Pipes closed but the command still runs (or is just exiting): wait for it in short
                 # slices, still honouring cancel/timeout.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=_TICK_S)
+                _wait_exit(proc, exit_fd, _TICK_S)
                 continue
             for key, _ in sel.select(_TICK_S):
                 stream = streams[key.data]
@@ -496,6 +499,8 @@ def _pump(
         for key in list(sel.get_map().values()):
             streams[key.data].feed(b"", final=True)
         sel.close()
+        if exit_fd is not None:
+            os.close(exit_fd)
         for pipe in (proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 pipe.close()
@@ -503,3 +508,24 @@ def _pump(
             # Nothing of the group may outlive the call (pipes can close before every member died).
             _signal_group(proc.pid, signal.SIGKILL)
     return killed if killed in ("timeout", "cancel") else None
+
+
+def _exit_fd(proc: subprocess.Popen[bytes]) -> int | None:
+    """A pidfd of the (not yet reaped) command, readable once it exits (Linux ≥ 5.3), else None.
+
+    Why: most commands close their pipes a few µs before the kernel reports their exit, and
+    `Popen.wait(timeout)` then polls with sleeps of 0.5 ms, 1 ms, … — over a millisecond per command.
+    """
+    try:
+        return os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], exit_fd: int | None, timeout: float) -> None:
+    """Return when the command has exited (not reaped: the caller polls) or after `timeout`."""
+    if exit_fd is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+        return
+    select.select([exit_fd], [], [], timeout)

@@ -30,6 +30,10 @@ import time
 _PIPE_FD = 0
 #: How often the groups are checked during the grace after SIGTERM.
 _POLL_S = 0.01
+#: After each read, let messages gather this long: nothing here is urgent (they wait in the socket
+#: buffer; the engine's death is noticed at most this much later), and waking for every single
+#: message would cost the engine ~40 µs of CPU per command on a 2-core machine.
+_BATCH_S = 0.01
 
 
 def read_until_eof(fd: int) -> set[int]:
@@ -47,6 +51,7 @@ def read_until_eof(fd: int) -> set[int]:
         *lines, pending = pending.split(b"\n")
         for line in lines:
             apply_message(live, line)
+        time.sleep(_BATCH_S)
 
 
 def apply_message(live: set[int], line: bytes) -> None:

@@ -10,7 +10,9 @@ each other); a timeout or a cancel terminates the WHOLE group (SIGTERM, a short 
 
 A group of its own also means nothing ties the command to the engine: so every live group is
 registered with this process's orphan watchdog (`runkon_flow.process_watchdog`), which kills it
-if the engine process dies without reaping it (SIGKILL, OOM, crash). POSIX only.
+if the engine process dies without reaping it (SIGKILL, OOM, crash). A shell command waits at a
+gate (one line on stdin) until its group is registered, so none of its code runs unguarded.
+POSIX only.
 """
 
 from __future__ import annotations
@@ -159,6 +161,16 @@ class _Stream:
         return self._capture.text()
 
 
+#: Put before a shell command's text, on the same line (the shell's line numbers stay right): the
+#: shell first waits for one line on stdin, which the engine writes only once the orphan watchdog
+#: knows the new group — so no code of the command ever runs unguarded. Should the engine die in
+#: between, the read hits EOF and the shell exits without running anything. `read` of a pipe
+#: takes no byte past the newline, so stdin content written after it reaches the command intact.
+_GATE = "read -r _ || exit 125; "
+#: The same when the command gets no stdin: it then reads /dev/null, as every command without one.
+_GATE_NO_STDIN = _GATE + "exec </dev/null; "
+
+
 def _argv(command: str | Sequence[str], shell: bool) -> list[str] | str:
     if shell:
         return command if isinstance(command, str) else shlex.join(command)
@@ -197,7 +209,7 @@ class _OrphanGuard:
     (A socket pair rather than a pipe so a send to a dead watchdog can use MSG_NOSIGNAL: an
     embedding application that restored SIGPIPE's default action would otherwise die of it.)
 
-    The watchdog is started at the first command. If it dies (someone killed it) the next message
+    The watchdog is started before the first command. If it dies (someone killed it) the next message
     fails, and a new one is started and told every live group. If none can be started, a warning
     is logged and commands run unguarded (as before) until a later retry succeeds.
     """
@@ -215,6 +227,15 @@ class _OrphanGuard:
         self._live: set[int] = set()
         self._failed_at: float | None = None
         self._warned = False
+
+    def prepare(self) -> None:
+        """Start the watchdog now if none runs, before a command starts: a registration that had
+        to start it first would leave the new command unguarded for milliseconds."""
+        if self._sock is not None:  # (unlocked peek: the common case costs nothing)
+            return
+        with self._lock:
+            if self._sock is None:
+                self._start()
 
     def register(self, pgid: int) -> None:
         """`pgid` leads a live command: kill it if this process dies."""
@@ -372,13 +393,15 @@ def run_process(
         return ProcessResult(None, "", "", spawn_error=f"cannot split command {command!r}: {exc}")
     if not argv:
         return ProcessResult(None, "", "", spawn_error="empty command")
+    if shell:  # what Popen(shell=True) runs, behind the gate
+        argv = ["/bin/sh", "-c", (_GATE if stdin is not None else _GATE_NO_STDIN) + str(argv)]
+    _GUARD.prepare()
     try:
         proc = subprocess.Popen(
             argv,
             cwd=cwd_path,
             env=dict(env),
-            shell=shell,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin is not None or shell else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -386,15 +409,16 @@ def run_process(
         )
     except OSError as exc:
         return ProcessResult(None, "", "", duration_ms=elapsed_ms(), spawn_error=str(exc))
-    _GUARD.register(proc.pid)  # first thing: the group is unguarded until the watchdog knows it
+    _GUARD.register(proc.pid)  # at once: until the watchdog knows the group, it is unguarded
     try:
-        return _supervise(proc, stdin, timeout, cancellation, on_line, max_capture_chars, started)
+        return _supervise(proc, shell, stdin, timeout, cancellation, on_line, max_capture_chars, started)
     finally:
         _GUARD.release(proc.pid)
 
 
 def _supervise(
     proc: subprocess.Popen[bytes],
+    gated: bool,
     stdin: str | None,
     timeout: float | None,
     cancellation: CancellationToken | None,
@@ -402,14 +426,17 @@ def _supervise(
     max_capture_chars: int,
     started: float,
 ) -> ProcessResult:
-    """Feed, read and (if it comes to that) kill the started command; reap it."""
+    """Open its gate, feed, read and (if it comes to that) kill the started command; reap it."""
+    gate = b"\n" if gated else b""
     if stdin is not None and proc.stdin is not None:
         threading.Thread(
             target=_write_stdin,
-            args=(proc.stdin, stdin.encode("utf-8")),
+            args=(proc.stdin, gate + stdin.encode("utf-8")),
             name=f"stdin-{proc.pid}",
             daemon=True,
         ).start()
+    elif gated and proc.stdin is not None:
+        _write_stdin(proc.stdin, gate)  # one byte into an empty pipe: never blocks
 
     streams = {
         "stdout": _Stream("stdout", max_capture_chars, on_line),
@@ -528,4 +555,6 @@ def _wait_exit(proc: subprocess.Popen[bytes], exit_fd: int | None, timeout: floa
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
         return
-    select.select([exit_fd], [], [], timeout)
+    poller = select.poll()  # not select(): the fd may be above FD_SETSIZE in a busy process
+    poller.register(exit_fd, select.POLLIN)
+    poller.poll(timeout * 1000)

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,20 @@ pytestmark = [
 PR_SET_CHILD_SUBREAPER = 36
 #: How long the group of a killed engine may take to go (the watchdog's grace is 0.25 s).
 GONE_WITHIN_S = 5.0
+
+#: An engine that dies at the worst moment: its shell command started, the watchdog not yet told.
+DIE_BEFORE_REGISTERING = """
+import os, signal, sys
+from pathlib import Path
+from runkon_flow import process
+
+def die(pgid):
+    Path(sys.argv[1]).write_text(f"{pgid} {process.orphan_watchdog_pid()}")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+process._GUARD.register = die
+process.run_process("touch ran", cwd=sys.argv[2], env=dict(os.environ), shell=True)
+"""
 
 HOLD = """#!/bin/sh
 # A script that forks a grandchild, reports both pids, then waits for a minute.
@@ -201,3 +216,21 @@ def test_a_watchdog_killed_mid_run_is_replaced_before_the_next_script(
             watchdogs.clear()
     finally:
         cleanup(groups, watchdogs)
+
+
+def test_a_shell_command_whose_engine_dies_before_registering_it_never_runs(
+    tmp_path: Path, adopt_orphans: None
+) -> None:
+    pids = tmp_path / "pids"
+    proc = subprocess.Popen([sys.executable, "-c", DIE_BEFORE_REGISTERING, str(pids), str(tmp_path)])
+    leftovers: list[int] = []
+    try:
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        shell, watchdog = (int(pid) for pid in pids.read_text().split())
+        leftovers += [shell, watchdog]
+        wait_for(lambda: reaped(shell), "the gated shell to exit", GONE_WITHIN_S)
+        wait_for(lambda: reaped(watchdog), "the watchdog to exit", GONE_WITHIN_S)
+        leftovers.clear()
+        assert not (tmp_path / "ran").exists(), "the command ran although no watchdog guarded it"
+    finally:
+        cleanup([], leftovers)

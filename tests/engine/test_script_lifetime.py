@@ -1,13 +1,14 @@
 """A script runs to completion however the engine's threads come and go around it (the trap of
-tying a child's life to the thread that forked it, prctl(PR_SET_PDEATHSIG)), and the orphan
-watchdog that guards every script outlives the worker thread that happened to start it."""
+tying a child's life to the thread that forked it, prctl(PR_SET_PDEATHSIG)), the orphan watchdog
+that guards every script outlives the worker thread that happened to start it, and the gate that
+holds a shell command until the watchdog knows it is invisible to the command."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from runkon_flow.process import orphan_watchdog_pid
+from runkon_flow.process import orphan_watchdog_pid, run_process
 
 from tests.engine.conftest import Harness, ListProvider, wait_until
 
@@ -77,3 +78,16 @@ def test_a_long_script_runs_to_completion_while_worker_threads_come_and_go(hm: H
     assert sorted((tmp / "done.txt").read_text().split()) == SHORT
     assert [(s.step_name, str(s.status)) for s in hm.steps(long.run_id)] == [("wait_out", "completed")]
     assert orphan_watchdog_pid() == watchdog and alive(watchdog), "the watchdog died with a worker thread"
+
+
+def test_the_registration_gate_is_invisible_to_a_shell_command(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    fed = run_process("cat", cwd=tmp_path, env=env, shell=True, stdin="first\nsecond")
+    assert (fed.exit_code, fed.stdout) == (0, "first\nsecond")
+    unfed = run_process("cat; echo end", cwd=tmp_path, env=env, shell=True)
+    assert (unfed.exit_code, unfed.stdout) == (0, "end\n")  # stdin is /dev/null, as ever
+    args = run_process('echo "$0" $#', cwd=tmp_path, env=env, shell=True)
+    assert args.stdout == "/bin/sh 0\n"
+    broken = run_process("true\nno_such_command_here", cwd=tmp_path, env=env, shell=True)
+    assert broken.exit_code == 127
+    assert "2" in broken.stderr.partition("no_such_command_here")[0], "line numbers moved"

@@ -17,6 +17,7 @@ POSIX only.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import contextlib
 import logging
@@ -227,6 +228,7 @@ class _OrphanGuard:
         self._live: set[int] = set()
         self._failed_at: float | None = None
         self._warned = False
+        self._closed = False
 
     def prepare(self) -> None:
         """Start the watchdog now if none runs, before a command starts: a registration that had
@@ -254,6 +256,21 @@ class _OrphanGuard:
         """The pid of the current watchdog, None before the first command (or if none runs)."""
         with self._lock:
             return self._proc.pid if self._proc is not None else None
+
+    def shutdown(self) -> None:
+        """At interpreter exit: close our end — the watchdog kills whatever is still registered
+        (commands of daemon threads, which would otherwise be orphaned) — and reap the watchdog,
+        so not even a zombie of it is left. No watchdog is started after this."""
+        with self._lock:
+            self._closed = True
+            sock, proc = self._sock, self._proc
+            self._sock = self._proc = None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+        if proc is not None:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                proc.wait(timeout=TERM_GRACE_S + 1.0)
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop the parent's socket, or the watchdog would wait for this child too."""
@@ -283,6 +300,8 @@ class _OrphanGuard:
 
     def _start(self) -> None:
         now = time.monotonic()
+        if self._closed:
+            return
         if self._failed_at is not None and now - self._failed_at < self.RETRY_AFTER_S:
             return
         try:
@@ -352,6 +371,7 @@ def _start_watchdog() -> tuple[socket.socket, subprocess.Popen[bytes]]:
 
 _GUARD = _OrphanGuard()
 os.register_at_fork(after_in_child=_GUARD.forget_after_fork)
+atexit.register(_GUARD.shutdown)
 
 
 def orphan_watchdog_pid() -> int | None:

@@ -45,6 +45,21 @@ process._GUARD.register = die
 process.run_process("touch ran", cwd=sys.argv[2], env=dict(os.environ), shell=True)
 """
 
+#: A program that exits normally while a daemon thread still runs a script (a dashboard quitting
+#: mid-run does that): the thread is simply dropped at exit, never reaching its own cleanup.
+EXIT_WITH_A_SCRIPT_RUNNING = """
+import os, sys, threading, time
+from pathlib import Path
+from runkon_flow.process import run_process
+
+pids, script = Path(sys.argv[1]), sys.argv[2]
+options = {"cwd": ".", "env": dict(os.environ), "shell": True}
+threading.Thread(target=run_process, args=(script,), kwargs=options, daemon=True).start()
+while not pids.exists():
+    time.sleep(0.01)
+print(os.getpgid(int(pids.read_text().split()[0])))
+"""
+
 HOLD = """#!/bin/sh
 # A script that forks a grandchild, reports both pids, then waits for a minute.
 sleep 60 &
@@ -234,3 +249,20 @@ def test_a_shell_command_whose_engine_dies_before_registering_it_never_runs(
         assert not (tmp_path / "ran").exists(), "the command ran although no watchdog guarded it"
     finally:
         cleanup([], leftovers)
+
+
+def test_a_script_left_running_by_a_daemon_thread_dies_when_the_program_exits(
+    tmp_path: Path, adopt_orphans: None
+) -> None:
+    pids = tmp_path / "pids"
+    write(tmp_path / "hold.sh", HOLD.format(pids=pids), executable=True)
+    program = [sys.executable, "-c", EXIT_WITH_A_SCRIPT_RUNNING, str(pids), "./hold.sh"]
+    done = subprocess.run(program, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    groups = [int(done.stdout)]
+    group = groups[0]
+    try:
+        wait_for(lambda: group_gone(group), "the script group of the exited program to die", GONE_WITHIN_S)
+        groups.clear()
+    finally:
+        cleanup(groups, [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,9 @@ def start(capsys: pytest.CaptureFixture[str], workflow: str) -> tuple[int, str]:
 
 
 def interrupt(home: Path, run_id: str, status: RunStatus = RunStatus.RUNNING) -> None:
-    """Make `run_id` look like its process died mid-run: unfinished status, a lapsed lease."""
-    with SqliteStore(home / "runs.db") as store:
+    """Make `run_id` look like its process died mid-run: unfinished status, a lease that lapsed
+    minutes ago (a lease ending this very millisecond would still count as held)."""
+    with SqliteStore(home / "runs.db", clock=lambda: datetime.now(UTC) - timedelta(minutes=5)) as store:
         store.update_run_status(run_id, status, None, None)
         assert store.acquire_lease(run_id, "dead-engine", 0) is not None
 

@@ -8,7 +8,6 @@ values are checked while parsing, with the spec's option-level wording, and ever
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.durations import U32_MAX, U64_MAX, DurationError, parse_gate_timeout, unsigned_error
+from runkon_flow.dsl.gc_pause import cyclic_gc_paused
 from runkon_flow.dsl.lexer import (
     COMMA,
     DOT,
@@ -960,18 +960,9 @@ def parse_workflow(text: str, source_path: str = "") -> WorkflowDef:
     Sets `source_path`, the position of every node, and `warnings` (e.g. a trigger that is not active).
     Raises `WfLexError` or `WfParseError` naming `source_path`, line and column.
     """
-    # The parse allocates one object per token and node and none of them can form a cycle, so the
-    # cyclic garbage collector is paused meanwhile: its repeated full scans of the growing heap would
-    # otherwise make parsing big files super-linear.
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
+    with cyclic_gc_paused():  # linear time on big files (see gc_pause)
         tokens = lex(text, source_path or None)
         return _Parser(tokens, LineIndex(text), source_path).parse_workflow()
-    finally:
-        if paused:
-            gc.enable()
 
 
 def parse_file(path: str | os.PathLike[str]) -> WorkflowDef:

@@ -12,6 +12,7 @@ handler is printed as one line with exit 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -160,6 +161,7 @@ def _validate_one(
     args: argparse.Namespace,
     loaders: dict[Path, _CachingLoader],
     registries: dict[Path, Any],
+    workspaces: dict[Path, Any],
 ) -> tuple[list[Problem], list[Problem]]:
     """Errors and warnings for one parsed workflow."""
     loader = loaders.setdefault(target.workflow_dir, _CachingLoader(target.workflow_dir))
@@ -184,9 +186,30 @@ def _validate_one(
         errors.append(
             Problem(cycle.message, None, SourceLocation(str(target.path), where.line, where.column))
         )
+    if args.ready and not errors:
+        errors.extend(_readiness_problems(target, wf, workspaces))
     errors.sort(key=lambda p: (p.location.line or 0, p.location.column or 0))
     warnings = [Problem(w, None, SourceLocation(str(target.path), wf.line, wf.column)) for w in wf.warnings]
     return errors, warnings + report.warning_problems
+
+
+def _readiness_problems(target: _Target, wf: WorkflowDef, workspaces: dict[Path, Any]) -> list[Problem]:
+    """`--ready`: what `runkon-flow run` would still refuse — agents, item providers, gate types,
+    schemas, snippets and script files as the workflow's directory provides them."""
+    from runkon_flow.persistence import InMemoryStore
+    from runkon_flow.workspace import Workspace
+
+    workspace = workspaces.get(target.workflow_dir)
+    if workspace is None:
+        workspace = workspaces[target.workflow_dir] = Workspace([target.workflow_dir], InMemoryStore())
+    here = target.path.resolve()
+    problems = []
+    for problem in workspace.validate(wf.name):
+        where = problem.location
+        if where.file and Path(where.file).resolve() == here:  # named as the user named it
+            problem = dataclasses.replace(problem, location=dataclasses.replace(where, file=str(target.path)))
+        problems.append(problem)
+    return problems
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -194,6 +217,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     out, err = sys.stdout, sys.stderr
     loaders: dict[Path, _CachingLoader] = {}
     registries: dict[Path, Any] = {}
+    workspaces: dict[Path, Any] = {}
     failed = False
     documents: list[Any] = []
     for target in targets:
@@ -206,7 +230,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             location = SourceLocation(str(target.path), exc.line, exc.column)
             _print(err, render_diagnostic(location, exc.message, source))
             continue
-        errors, warnings = _validate_one(target, wf, args, loaders, registries)
+        errors, warnings = _validate_one(target, wf, args, loaders, registries, workspaces)
         for problem in errors:
             _print(err, render_diagnostic(problem.location, problem.text(), source))
         for problem in warnings:
@@ -258,6 +282,12 @@ def add_validate_parser(sub: Any) -> None:
     )
     p.add_argument("--repo-dir", metavar="DIR", help="second script search root (default: the working dir)")
     p.add_argument("--skills-dir", metavar="DIR", help="last script search root (default: ~/.claude/skills)")
+    p.add_argument(
+        "--ready",
+        action="store_true",
+        help="also check what `run` checks before it starts: agents, item providers, gate types, "
+        "output schemas, prompt snippets and script files, as the workflow's directory provides them",
+    )
     p.set_defaults(handler=cmd_validate, provider_registry=default_provider_registry)
 
 

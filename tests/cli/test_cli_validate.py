@@ -310,3 +310,24 @@ def test_the_installed_console_script_validates_a_directory(tmp_path: Path) -> N
     assert bad.returncode == 1 and f"{tmp_path / 'bad.wf'}:3:6:" in bad.stderr
     missing = subprocess.run([str(script), "validate", str(tmp_path / "x")], capture_output=True, text=True)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_ready_also_checks_what_run_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`validate` alone checks the language; `--ready` also finds the agents, providers and gate
+    types a run needs, and names the call that lacks one, as the user named the file."""
+    path = write(tmp_path / "flow" / "deploy.wf", "workflow deploy {\n  call build\n  call ship\n}\n")
+    write(tmp_path / "flow" / "agents" / "build.md", "---\nruntime: echo\n---\nBuild it.\n")
+    assert run(capsys, "validate", str(path)) == (0, f"{path}: ok\n", "")
+    code, out, err = run(capsys, "validate", "--ready", str(path))
+    assert code == 1 and out == ""
+    assert f"{path}:3:3: call 'ship': no registered ActionExecutor for 'ship'" in err
+    assert "call 'build'" not in err
+    write(tmp_path / "flow" / "agents" / "ship.md", "---\nruntime: echo\n---\nShip it.\n")
+    assert run(capsys, "validate", "--ready", str(path)) == (0, f"{path}: ok\n", "")
+
+
+def test_ready_passes_every_sample_workflow(capsys: pytest.CaptureFixture[str]) -> None:
+    samples = Path(__file__).resolve().parents[2] / "sample_workflows"
+    code, out, err = run(capsys, "validate", "--ready", str(samples))
+    assert code == 0, err
+    assert out.count(": ok") == len(list(samples.glob("*.wf")))

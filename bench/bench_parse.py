@@ -176,7 +176,7 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10", help="comma-separated sizes in MB (default 1,10)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per size; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per size; the best is reported")
     parser.add_argument("--keep", type=Path, help="write the generated files into this directory")
     args = parser.parse_args(argv)
 

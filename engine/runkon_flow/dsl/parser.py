@@ -960,7 +960,7 @@ def parse_workflow(text: str, source_path: str = "") -> WorkflowDef:
     Sets `source_path`, the position of every node, and `warnings` (e.g. a trigger that is not active).
     Raises `WfLexError` or `WfParseError` naming `source_path`, line and column.
     """
-    with cyclic_gc_paused():  # linear time on big files (see gc_pause)
+    with cyclic_gc_paused(promote=True):  # linear time on big files (see gc_pause)
         tokens = lex(text, source_path or None)
         return _Parser(tokens, LineIndex(text), source_path).parse_workflow()
 

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from runkon_flow.errors import EngineCancelled
+from runkon_flow.humanize import describe_cancel
 
 ReasonKind = Literal["UserRequested", "Timeout", "FailFast", "ParentCancelled", "EngineShutdown", "LeaseLost"]
 
@@ -33,6 +34,10 @@ class CancellationReason(BaseModel):
     @classmethod
     def of(cls, kind: ReasonKind) -> CancellationReason:
         return cls(kind=kind)
+
+    def describe(self) -> str:
+        """For people: the user's message, else a plain phrase (`timed out`, `by the user`…)."""
+        return describe_cancel(self.kind, self.message)
 
     def debug(self) -> str:
         """The Rust debug spelling used in error texts: `UserRequested(Some("msg"))`, `Timeout`."""

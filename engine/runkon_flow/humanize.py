@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def format_duration(seconds: float | None) -> str:
     """`0.4s`, `12s`, `4m05s`, `2h03m` — short enough for a status line; empty when unknown.
@@ -20,3 +22,41 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+_CANCEL_KINDS = {
+    "Timeout": "timed out",
+    "FailFast": "stopped: another step failed (fail_fast)",
+    "ParentCancelled": "its parent run was cancelled",
+    "EngineShutdown": "the engine shut down",
+    "LeaseLost": "another engine took the run over (lease lost)",
+}
+# The engine's error text for a cancel, upstream's spelling (engine.md §13): kept in the store and
+# in events as specified; clients show it as `cancelled: <why>`.
+_CANCELLED_TEXT = re.compile(
+    r'workflow cancelled: (?:UserRequested\((?:Some\("((?:[^"\\]|\\.)*)"\)|None)\)|(\w+))'
+)
+
+
+def describe_cancel(kind: str, message: str | None = None) -> str:
+    """Why a run or step was cancelled, for people: the user's message, else a plain phrase."""
+    if kind == "UserRequested":
+        return message or "by the user"
+    return _CANCEL_KINDS.get(kind, kind)
+
+
+def readable_error(text: str | None) -> str:
+    """An error text as clients show it: the engine's `workflow cancelled: UserRequested(Some("…"))`
+    becomes `cancelled: …`; anything else is returned unchanged ("" for None)."""
+    if not text:
+        return ""
+
+    def plain(match: re.Match[str]) -> str:
+        message, kind = match.group(1), match.group(2)
+        if kind is not None:
+            return f"cancelled: {describe_cancel(kind)}"
+        if message is not None:
+            message = re.sub(r"\\(.)", r"\1", message)
+        return f"cancelled: {describe_cancel('UserRequested', message)}"
+
+    return _CANCELLED_TEXT.sub(plain, text)

@@ -1,0 +1,35 @@
+"""What clients print for a cancel: the engine keeps upstream's error text, people read plain words."""
+
+from __future__ import annotations
+
+import pytest
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.errors import EngineCancelled
+from runkon_flow.humanize import readable_error
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        (CancellationReason.user("interrupted (Ctrl-C)"), "cancelled: interrupted (Ctrl-C)"),
+        (CancellationReason.user(), "cancelled: by the user"),
+        (CancellationReason.user('say "hi" \\ there'), 'cancelled: say "hi" \\ there'),
+        (CancellationReason.of("Timeout"), "cancelled: timed out"),
+        (CancellationReason.of("LeaseLost"), "cancelled: another engine took the run over (lease lost)"),
+    ],
+)
+def test_an_engine_cancel_text_reads_as_plain_words(reason: CancellationReason, shown: str) -> None:
+    text = str(EngineCancelled(reason))
+    assert text.startswith("workflow cancelled: ")  # the engine's own text stays as specified
+    assert readable_error(text) == shown
+    assert shown == f"cancelled: {reason.describe()}"
+
+
+def test_a_cancel_inside_a_longer_error_is_rewritten_in_place() -> None:
+    text = "Sub-workflow 'x' failed: workflow cancelled: ParentCancelled"
+    assert readable_error(text) == "Sub-workflow 'x' failed: cancelled: its parent run was cancelled"
+
+
+def test_other_errors_are_left_alone() -> None:
+    assert readable_error("Script 'a' exited with code 3") == "Script 'a' exited with code 3"
+    assert readable_error(None) == ""

@@ -77,7 +77,17 @@ def test_a_missing_run_points_at_the_script() -> None:
     [
         ('env = "A=1"', "script 's': `env` must be a map `{ KEY = \"value\" }`"),
         ("env = [A]", "script 's': `env` must be a map `{ KEY = \"value\" }`"),
-        ('timeout = "30s"', "script 's': invalid timeout: invalid digit found in string"),
+        (
+            'timeout = "30s"',
+            "script 's': invalid timeout: invalid digit found in string"
+            " (hint: a script timeout is whole seconds: `timeout = 30` for 30s)",
+        ),
+        (
+            'timeout = "5m"',
+            "script 's': invalid timeout: invalid digit found in string"
+            " (hint: a script timeout is whole seconds: `timeout = 300` for 5m)",
+        ),
+        ('timeout = "soon"', "script 's': invalid timeout: invalid digit found in string"),
         (
             'timeout = "18446744073709551616"',
             "script 's': invalid timeout: number too large to fit in target type",

@@ -889,7 +889,7 @@ class _Parser:
         if run is None:
             raise self.error_at(f"script '{name[1]}' is missing required `run` field", start[2])
         env = opts.string_map("env", '`env` must be a map `{ KEY = "value" }`')
-        timeout = opts.unsigned("timeout", "invalid timeout: {reason}", U64_MAX)
+        timeout = opts.unsigned("timeout", "invalid timeout: {reason}" + _seconds_hint(opts), U64_MAX)
         return ScriptNode(
             name=name[1],
             run=run,
@@ -949,6 +949,20 @@ class _Parser:
             on_child_fail=on_child_fail or "continue",
             **self.at(start[2]),
         )
+
+
+_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+
+
+def _seconds_hint(opts: _Options) -> str:
+    """A script `timeout` is whole seconds (§6.9) where call and gate timeouts take units: when
+    the value was written like theirs (`"5m"`), the spec's message gets the number to write."""
+    value = opts.values.get("timeout")
+    text = value.text.strip() if isinstance(value, _Scalar) else ""
+    if len(text) > 1 and text[-1] in _UNIT_SECONDS and text[:-1].isdigit():
+        seconds = int(text[:-1]) * _UNIT_SECONDS[text[-1]]
+        return f" (hint: a script timeout is whole seconds: `timeout = {seconds}` for {text})"
+    return ""
 
 
 # --------------------------------------------------------------------------- public API

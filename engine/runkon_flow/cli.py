@@ -186,11 +186,17 @@ def _validate_one(
         errors.append(
             Problem(cycle.message, None, SourceLocation(str(target.path), where.line, where.column))
         )
-    if args.ready and not errors:
-        errors.extend(_readiness_problems(target, wf, workspaces))
+    if args.ready:  # what the language check already said (same place, same subject) is not repeated
+        said = {_subject(p) for p in errors}
+        errors.extend(p for p in _readiness_problems(target, wf, workspaces) if _subject(p) not in said)
     errors.sort(key=lambda p: (p.location.line or 0, p.location.column or 0))
     warnings = [Problem(w, None, SourceLocation(str(target.path), wf.line, wf.column)) for w in wf.warnings]
     return errors, warnings + report.warning_problems
+
+
+def _subject(problem: Problem) -> tuple[int | None, int | None, str]:
+    """A problem's place and what it is about (`Script step 's'`), whatever the details say."""
+    return problem.location.line, problem.location.column, problem.message.split(":", 1)[0]
 
 
 def _readiness_problems(target: _Target, wf: WorkflowDef, workspaces: dict[Path, Any]) -> list[Problem]:

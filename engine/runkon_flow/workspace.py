@@ -349,8 +349,9 @@ class Workspace:
         seen: set[str] = set()
         unique: list[Problem] = []
         for problem in problems:
-            if problem.location.file is None:
-                problem = dataclasses.replace(problem, location=SourceLocation(wf.source_path or None))
+            if problem.location.file is None:  # the engine knows positions, not files
+                location = dataclasses.replace(problem.location, file=wf.source_path or None)
+                problem = dataclasses.replace(problem, location=location)
             key = problem.text()
             if key not in seen:
                 seen.add(key)

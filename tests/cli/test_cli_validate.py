@@ -331,3 +331,16 @@ def test_ready_passes_every_sample_workflow(capsys: pytest.CaptureFixture[str]) 
     code, out, err = run(capsys, "validate", "--ready", str(samples))
     assert code == 0, err
     assert out.count(": ok") == len(list(samples.glob("*.wf")))
+
+
+def test_ready_points_at_every_problem_and_says_each_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path / "ready.wf",
+        'workflow r {\n  script s { run = "scripts/nothere.sh" }\n  gate weird_gate { timeout = "1h" }\n}\n',
+    )
+    code, _out, err = run(capsys, "validate", "--ready", "--scripts", str(path))
+    assert code == 1
+    assert f"{path}:3:3: gate 'weird_gate': no registered GateResolver for type 'weird_gate'" in err
+    assert err.count("Script step 's': 'scripts/nothere.sh' not found") == 1

@@ -26,13 +26,18 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.references import find_workflow_cycle
-from runkon_flow.errors import Problem
+from runkon_flow.errors import Problem, SourceLocation
 from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.runtime.types import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
 
 __all__ = ["validate_workflow_for_host"]
 
 _BLOCKS = (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode)
+
+
+def _at(node: Any) -> SourceLocation:
+    """Where `node` is (the file is the caller's to fill in: the engine validates definitions)."""
+    return SourceLocation(None, node.line, node.column)
 
 
 class _HostValidator:
@@ -58,6 +63,7 @@ class _HostValidator:
                         Problem(
                             f"{prefix}call '{node.step_key()}': no registered ActionExecutor for '{label}'",
                             f"register an executor named '{label}' or add a fallback executor",
+                            _at(node),
                         )
                     )
             elif isinstance(node, ParallelNode):
@@ -69,6 +75,7 @@ class _HostValidator:
                                 f"{prefix}parallel call '{agent.step_key()}': no registered ActionExecutor "
                                 f"for '{label}'",
                                 f"register an executor named '{label}' or add a fallback executor",
+                                _at(agent),
                             )
                         )
             elif isinstance(node, ForEachNode):
@@ -78,6 +85,7 @@ class _HostValidator:
                             f"{prefix}foreach '{node.name}': no registered ItemProvider for '{node.over}'",
                             f"register a provider with name '{node.over}' "
                             "via FlowEngineBuilder::item_provider()",
+                            _at(node),
                         )
                     )
             elif isinstance(node, GateNode):
@@ -85,26 +93,30 @@ class _HostValidator:
                     out.append(
                         Problem(
                             f"{prefix}gate '{node.name}': no registered GateResolver "
-                            f"for type '{node.gate_type}'"
+                            f"for type '{node.gate_type}'",
+                            None,
+                            _at(node),
                         )
                     )
             elif isinstance(node, CallWorkflowNode):
-                self.sub_workflow(node.workflow, out, prefix)
+                self.sub_workflow(node.workflow, out, prefix, _at(node))
             elif isinstance(node, _BLOCKS):
                 self.nodes(node.body, out, prefix)
 
-    def sub_workflow(self, name: str, out: list[Problem], prefix: str) -> None:
+    def sub_workflow(self, name: str, out: list[Problem], prefix: str, where: SourceLocation) -> None:
+        """A sub-workflow's problems are reported at the `call workflow` that brings them in."""
         if self.resolver is None or name in self.seen_workflows:
             return
         self.seen_workflows.add(name)
         try:
             child = self.resolver.resolve(name)
         except Exception as exc:
-            out.append(Problem(f"{prefix}call workflow '{name}': sub-workflow could not be loaded: {exc}"))
+            message = f"{prefix}call workflow '{name}': sub-workflow could not be loaded: {exc}"
+            out.append(Problem(message, None, where))
             return
         inner: list[Problem] = []
         self.nodes([*child.body, *child.always], inner, "")
-        out.extend(Problem(f"{prefix}in sub-workflow '{name}': {p.message}", p.hint) for p in inner)
+        out.extend(Problem(f"{prefix}in sub-workflow '{name}': {p.message}", p.hint, where) for p in inner)
 
 
 def validate_workflow_for_host(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.humanize import readable_error
 from runkon_flow.persistence.models import FanOutItemRow, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -100,7 +101,7 @@ def _step_view(
     sv.starts = len(rows)
     sv.started_at = parse_time(last.started_at)
     sv.ended_at = parse_time(last.ended_at)
-    sv.error = last.step_error
+    sv.error = readable_error(last.step_error) or None
     sv.child_run_id = last.child_run_id if last.child_run_id not in (None, "dispatching") else None
     if last.markers_out:
         try:
@@ -148,8 +149,8 @@ def load_run_state(
     state.status = str(run.status)
     state.started_at = parse_time(run.started_at)
     state.ended_at = parse_time(run.ended_at)
-    state.error = run.error
-    state.summary = run.result_summary
+    state.error = readable_error(run.error) or None
+    state.summary = readable_error(run.result_summary) or None
     state.inputs = dict(run.inputs)
     definition = definition or definition_of(run, resolve)
     specs = [s for top in build_tree(definition, None) for s in top.walk()] if definition else []

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.events import EngineEventData, FanOutItemInfo, parse_event_line
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import format_duration, readable_error
 
 from runkon_tui.status import FAILED, ITEM_CODE, ITEM_DONE_CODES, ITEM_STATUSES, TERMINAL, glyph
 
@@ -781,8 +781,8 @@ class RunView:
         run = self._run(data.run_id)
         run.status = "completed" if ev.succeeded else "failed"
         run.ended_at = data.ts
-        run.error = ev.error
-        run.summary = ev.summary
+        run.error = _readable(ev.error)
+        run.summary = _readable(ev.summary)
         self._finalize(run, "cancelled")
         self._changes.runs.add(run.run_id)
         if self._is_root(run.run_id):
@@ -793,12 +793,12 @@ class RunView:
             if ev.succeeded:
                 self._log(LogLine(data.ts, f"✓ run completed in {took}", "success", run.run_id))
             else:
-                reason = f": {ev.error}" if ev.error else ""
+                reason = f": {run.error}" if run.error else ""
                 text = f"✗ run failed after {took}{reason}"
                 self._log(LogLine(data.ts, text, "error", run.run_id), error=True)
         else:
             if not ev.succeeded:
-                reason = f": {ev.error}" if ev.error else ""
+                reason = f": {run.error}" if run.error else ""
                 text = f"{self._context(run)}child run failed{reason}"
                 self._error(LogLine(data.ts, text, "error", run.run_id))
             self._forget_child(run)
@@ -807,8 +807,8 @@ class RunView:
         run = self._run(data.run_id)
         run.status = "cancelled"
         run.ended_at = data.ts
-        run.cancel_reason = ev.reason.debug()
-        run.summary = ev.summary
+        run.cancel_reason = ev.reason.describe()
+        run.summary = _readable(ev.summary)
         self._finalize(run, "cancelled")
         self._changes.runs.add(run.run_id)
         if self._is_root(run.run_id):
@@ -877,7 +877,7 @@ class RunView:
         sv.status = status
         sv.ended_at = ev.ended_at or data.ts
         sv.duration_ms = ev.duration_ms
-        sv.error = ev.error
+        sv.error = _readable(ev.error)
         sv.markers = tuple(ev.markers)
         if not sv.starts:
             sv.starts = 1
@@ -886,7 +886,7 @@ class RunView:
         took = format_duration(sv.elapsed(sv.ended_at))
         if status in FAILED:
             self.failures += 1
-            reason = f": {ev.error}" if ev.error else ""
+            reason = f": {sv.error}" if sv.error else ""
             text = f"{self._context(run)}{glyph(status)} {_label(sv)} {status}{reason}"
             line = LogLine(data.ts, text, "error", run.run_id, sv.node_path)
             if root:
@@ -905,7 +905,7 @@ class RunView:
             sv.attempt = ev.attempt
             self._touch(run, sv)
         if self._is_root(run.run_id):
-            reason = f": {ev.error}" if ev.error else ""
+            reason = f": {_readable(ev.error)}" if ev.error else ""
             text = f"↻ {ev.step_name} retrying (attempt {ev.attempt + 1}){reason}"
             self._log(LogLine(data.ts, text, "warning", run.run_id, ev.node_path))
 
@@ -1085,7 +1085,8 @@ class RunView:
         if fan is None:
             return
         status = ev.status or ("completed" if ev.succeeded else "failed")
-        idx = fan.finish(ev.item_id, status, data.ts, ev.error)
+        error = _readable(ev.error)
+        idx = fan.finish(ev.item_id, status, data.ts, error)
         if ev.child_run_id:
             fan.child_runs[idx] = ev.child_run_id
         self._changes.fanouts.add((run.run_id, fan.key))
@@ -1093,7 +1094,7 @@ class RunView:
             self._changes.header = True
         if status == "failed":
             self.failures += 1
-            reason = f": {ev.error}" if ev.error else ""
+            reason = f": {error}" if error else ""
             text = f"✗ {fan.name} item {ev.item_id} failed{reason}"
             self._log(LogLine(data.ts, text, "error", run.run_id, fan.node_path), error=True)
 
@@ -1283,6 +1284,12 @@ def compact(data: EngineEventData) -> EngineEventData | tuple:
     ev = data.event
     make = _COMPACTORS.get(ev.__class__)
     return data if make is None else make(data, ev)
+
+
+def _readable(text: str | None) -> str | None:
+    """Error and summary texts as people read them (`cancelled: interrupted (Ctrl-C)`, not the
+    engine's `UserRequested(Some("…"))` spelling); None stays None."""
+    return readable_error(text) if text else text
 
 
 def _label(sv: StepView) -> str:

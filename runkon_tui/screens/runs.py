@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from textual import work
 from textual.app import ComposeResult
@@ -109,7 +109,7 @@ class RunsScreen(Screen[None]):
                 Text((run.started_at or "")[:19].replace("T", " ")),
                 Text(duration),
                 counts,
-                Text((run.error or "")[:60]),
+                Text(readable_error(run.error)[:60]),
                 key=run.id,
             )
         status = self.query_one("#runs-status", Static)

@@ -139,7 +139,8 @@ def test_cancelling_a_run_leaves_nothing_running() -> None:
     assert fan.count("completed") == 5
     assert fan.count("pending") == 12
     assert view.root is not None and view.root.steps["body.3"].status == "cancelled"
-    assert 'run cancelled (UserRequested(Some("stop")))' in view.engine_log.lines[-1].text
+    assert "■ run cancelled (stop)" in view.engine_log.lines[-1].text
+    assert "cancelled: stop" in view.summary_text().splitlines()
 
 
 def test_unknown_event_types_and_blank_lines_are_ignored() -> None:
@@ -384,7 +385,8 @@ def test_engine_log_of_a_cancelled_foreach() -> None:
     assert fan.count("completed") + fan.count("cancelled") + fan.count("pending") == 10
     assert view.root.steps["body.1"].status == "cancelled"  # type: ignore[union-attr]
     assert "body.2" not in view.root.steps  # type: ignore[union-attr]
-    assert 'UserRequested(Some("enough"))' in view.summary_text()
+    assert "cancelled: enough" in view.summary_text().splitlines()
+    assert "UserRequested" not in view.summary_text()
 
 
 def test_events_queued_in_compact_form_fold_exactly_like_the_originals() -> None:
@@ -433,3 +435,27 @@ def test_fan_out_children_are_folded_only_when_needed() -> None:
     view.apply_all(s.events)
     assert running.steps["body.0"].last_output(1) == ["more"]  # now folded live
     assert (running_child, "body.0") in view.take_changes().output
+
+
+def test_cancel_texts_read_as_plain_words_in_logs_errors_and_the_summary() -> None:
+    engine_text = 'workflow cancelled: UserRequested(Some("interrupted (Ctrl-C)"))'
+    s = Script()
+    s.emit(RunStarted(workflow_name="nightly"))
+    s.emit(
+        FanOutItemsCollected(
+            step_id="fan", foreach_name="files", count=1, items=[FanOutItemInfo(item_id="a")]
+        )
+    )
+    s.emit(FanOutItemStarted(step_id="fan", item_id="a"))
+    s.emit(
+        FanOutItemCompleted(step_id="fan", item_id="a", succeeded=False, status="failed", error=engine_text)
+    )
+    s.step_run("body.1", "lint", "script", ok=False, error=engine_text)
+    s.emit(RunCompleted(succeeded=False, error=engine_text))
+    view = RunView.from_events(s.events, clock=lambda: FROZEN)
+    texts = [line.text for line in view.engine_log] + view.summary_text().splitlines()
+    assert not [t for t in texts if "UserRequested" in t]
+    assert "✗ script lint failed: cancelled: interrupted (Ctrl-C)" in texts
+    assert "✗ files item a failed: cancelled: interrupted (Ctrl-C)" in texts
+    assert "error: cancelled: interrupted (Ctrl-C)" in texts
+    assert view.root is not None and view.root.steps["body.1"].error == "cancelled: interrupted (Ctrl-C)"

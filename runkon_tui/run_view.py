@@ -1181,14 +1181,27 @@ class RunView:
         if failed:
             lines.append("failed steps:")
         for run, sv in failed[:20]:
-            where = self._context(run)
-            reason = f": {sv.error}" if sv.error else ""
-            lines.append(f"  {glyph(sv.status)} {where}{_label(sv)}{reason}")
-            for out in sv.last_output(output_lines):
-                lines.append(f"      | {out}")
+            lines.extend(self._failed_step_lines(run, sv, output_lines))
         if len(failed) > 20:
             lines.append(f"  … and {len(failed) - 20} more failed steps")
         return "\n".join(lines)
+
+    def _failed_step_lines(self, run: RunState, sv: StepView, output_lines: int) -> list[str]:
+        """A failed step for the exit summary: its error's first line after the name, the rest of
+        the error indented under it, then its last output lines minus those the error already
+        showed (a script's stderr is both in its error and in its output) and minus repeats."""
+        error = [line for line in (sv.error or "").splitlines() if line.strip()]
+        reason = f": {error[0]}" if error else ""
+        lines = [f"  {glyph(sv.status)} {self._context(run)}{_label(sv)}{reason}"]
+        lines.extend(f"      {line}" for line in error[1:])
+        shown = {line.strip() for line in error}
+        previous = None
+        for out in (part for entry in sv.last_output(output_lines) for part in entry.splitlines()):
+            if out.strip() in shown or out == previous:
+                continue
+            previous = out
+            lines.append(f"      | {out}")
+        return lines
 
 
 # --------------------------------------------------------------------------- compact events

@@ -459,3 +459,22 @@ def test_cancel_texts_read_as_plain_words_in_logs_errors_and_the_summary() -> No
     assert "✗ files item a failed: cancelled: interrupted (Ctrl-C)" in texts
     assert "error: cancelled: interrupted (Ctrl-C)" in texts
     assert view.root is not None and view.root.steps["body.1"].error == "cancelled: interrupted (Ctrl-C)"
+
+
+def test_a_multi_line_step_error_is_indented_under_its_step_and_not_repeated_as_output() -> None:
+    s = Script()
+    s.emit(RunStarted(workflow_name="fail"))
+    s.step_run("body.0", "first", "script")
+    error = "Script 'boom' exited with code 3\nsome stderr"
+    s.step_run(
+        "body.1",
+        "boom",
+        "script",
+        ok=False,
+        error=error,
+        output=["building", "building", "some stderr", *error.splitlines()],
+    )
+    s.emit(RunCompleted(succeeded=False, error="workflow error: Step 'boom' failed after 1 attempts"))
+    lines = RunView.from_events(s.events, clock=lambda: FROZEN).summary_text().splitlines()
+    at = lines.index("  ✗ script boom: Script 'boom' exited with code 3")
+    assert lines[at + 1 :] == ["      some stderr", "      | building"]

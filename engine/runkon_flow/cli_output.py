@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from runkon_flow.events import EngineEventData
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import format_duration, readable_error
 
 __all__ = [
     "EventQueue",
@@ -97,10 +97,12 @@ def _value(value: Any) -> str:
 
 
 def _reason(event: Any) -> str:
+    """Why a run was cancelled, in people's words (`interrupted (Ctrl-C)`, `timed out`); the events
+    file keeps the engine's own spelling, only what is printed is translated."""
     reason = getattr(event, "reason", None)
     if reason is None:
         return ""
-    return reason.debug() if hasattr(reason, "debug") else str(reason)
+    return reason.describe() if hasattr(reason, "describe") else str(reason)
 
 
 # Per event type: (printed key, attribute or function of the event). Empty values are left out,
@@ -193,6 +195,8 @@ def event_fields(event: Any) -> list[tuple[str, Any]]:
             value = None
         if key in _ALWAYS:
             value = "" if value is None else value
+        elif key == "error" and isinstance(value, str):
+            value = readable_error(value)
         elif value is None or value == "" or (key in _ZERO_IS_EMPTY and value == 0):
             continue
         out.append((key, value))
@@ -237,7 +241,7 @@ class RunOutcome:
             self.ended_ts = data.ts
         elif event.type == "RunCancelled":
             self.status = "cancelled"
-            self.error = f"workflow cancelled: {_reason(event)}"
+            self.error = f"cancelled: {_reason(event)}"
             self.ended_ts = data.ts
 
     @property
@@ -533,7 +537,8 @@ class LiveView:
                     return [self._c(_GREEN, g.ok) + f" {label}{took}"]
                 glyph = g.skip if status in ("skipped", "cancelled") else g.fail
                 color = _YELLOW if status in ("skipped", "cancelled") else _RED
-                error = f": {e.error.strip().splitlines()[0]}" if e.error and e.error.strip() else ""
+                text = readable_error(e.error).strip()
+                error = f": {text.splitlines()[0]}" if text else ""
                 return [self._c(color, glyph) + f" {label} {status}{took}{error}"]
         elif kind == "StepRetrying":
             label = self._label(run, e.step_key or e.step_name)
@@ -595,7 +600,7 @@ class LiveView:
                     return [self._c(_YELLOW, g.skip) + f" run {run} cancelled after {took} ({_reason(e)})"]
                 if e.succeeded:
                     return [self._c(_GREEN, g.ok) + f" run {run} completed in {took}"]
-                error = f": {e.error}" if e.error else ""
+                error = f": {readable_error(e.error)}" if e.error else ""
                 return [self._c(_RED, g.fail) + f" run {run} failed after {took}{error}"]
         return []
 

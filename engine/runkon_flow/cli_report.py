@@ -15,6 +15,7 @@ from typing import Any
 
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.cli_output import format_duration
+from runkon_flow.humanize import readable_error
 from runkon_flow.persistence.models import (
     FanOutItemStatus,
     RunStatus,
@@ -215,8 +216,9 @@ def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[st
         error = ""
         if child:
             child_run = store.get_run(child)
-            if child_run is not None and child_run.error:
-                error = f": {child_run.error.strip().splitlines()[0]}"
+            text = readable_error(child_run.error).strip() if child_run is not None else ""
+            if text:
+                error = f": {text.splitlines()[0]}"
         where = f" (child run {child})" if child else ""
         failed_lines.append(f"    item {item.item_id} failed{where}{error}")
     if len(failed) > 10:
@@ -246,7 +248,7 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
     if run.inputs:
         lines.append("inputs    " + ", ".join(f"{k}={v}" for k, v in sorted(run.inputs.items())))
     if run.error:
-        lines.append(f"error     {run.error}")
+        lines.append(f"error     {readable_error(run.error)}")
     children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
     if children:
         counts = Counter(display_status(c, now) for c in children)
@@ -286,9 +288,8 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
         lines.append("")
         lines.append("failed steps")
         for step in failed:
-            text = (step.step_error or step.result_text or "(no error text)").strip().splitlines() or [
-                "(no error text)"
-            ]
+            raw = readable_error(step.step_error or step.result_text or "(no error text)")
+            text = raw.strip().splitlines() or ["(no error text)"]
             lines.append(f"  {step.step_name}: {text[0]}")
             lines.extend(f"    {line}" for line in text[1:20])
             if len(text) > 20:

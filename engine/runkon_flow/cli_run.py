@@ -54,6 +54,7 @@ from runkon_flow.errors import (
     WorkflowNotFound,
 )
 from runkon_flow.events import EngineEventData, parse_event_line
+from runkon_flow.humanize import readable_error
 from runkon_flow.persistence import InMemoryStore, RunStatus, SqliteStore, WorkflowRun, default_db_path
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
@@ -425,7 +426,8 @@ def _drive(
     if "error" in box:
         error = box["error"]
         if cancelled and isinstance(error, FlowError) and not isinstance(error, EngineCancelled):
-            raise _Interrupted(f"interrupted before run {run_id} started: {_plain(error)}") from error
+            why = readable_error(_plain(error))
+            raise _Interrupted(f"interrupted before run {run_id} started: {why}") from error
         raise error
     return box["result"]
 
@@ -476,7 +478,8 @@ def _execute(
                 f"run {run_id} lost its lease to another engine and was stopped; "
                 f"see: runkon-flow show {run_id}"
             ) from None
-        raise
+        _err(f"runkon-flow: run {run_id} cancelled: {exc.reason.describe()}")
+        return EXIT_CANCELLED
     except BaseException:
         session.close()
         raise

@@ -4,9 +4,17 @@ runs that write nothing, waiting gates' options, and an unwritable database loca
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.cli_output import LiveView
+from runkon_flow.errors import EngineCancelled
+from runkon_flow.events import EngineEventData, RunCancelled, RunStarted, StepCompleted, StepStarted
+from runkon_flow.persistence import SqliteStore
+from runkon_flow.persistence.models import NewRun, NewStep, StepUpdate
+from runkon_flow.workspace import Workspace
 
 from tests.cli.run_helpers import cli, write
 
@@ -60,3 +68,90 @@ def test_replay_speed_must_be_a_positive_number(
     assert code == 2
     assert "argument --speed:" in err
     assert out == ""
+
+
+# --------------------------------------------------------------------------- cancel reasons
+
+CTRL_C = CancellationReason.user("interrupted (Ctrl-C)")
+ENGINE_TEXT = f"workflow cancelled: {CTRL_C.debug()}"  # what the engine stores (engine.md §13)
+RUN = "01" + "A" * 24
+
+
+def _record(ts: float, event: object, run_id: str = RUN) -> EngineEventData:
+    return EngineEventData(timestamp=int(ts * 1000), ts=ts, run_id=run_id, event=event)
+
+
+CANCELLED_RUN = [
+    _record(1.0, RunStarted(workflow_name="waiter")),
+    _record(1.1, StepStarted(step_name="hold", kind="script", step_id="S1")),
+    _record(
+        2.0,
+        StepCompleted(
+            step_name="hold",
+            kind="script",
+            step_id="S1",
+            succeeded=False,
+            status="cancelled",
+            error=ENGINE_TEXT,
+        ),
+    ),
+    _record(2.1, RunCancelled(reason=CTRL_C)),
+]
+
+
+def test_plain_lines_give_cancel_reasons_in_words_while_the_events_file_keeps_the_engine_text(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (home / "c.jsonl").write_text("".join(r.to_json_line() + "\n" for r in CANCELLED_RUN))
+    code, out, _ = cli(capsys, "replay", "c.jsonl")
+    assert code == 130
+    assert 'error="cancelled: interrupted (Ctrl-C)"' in out
+    assert 'RunCancelled reason="interrupted (Ctrl-C)"' in out
+    assert "UserRequested" not in out
+    assert 'UserRequested(Some(\\"interrupted (Ctrl-C)\\"))' in (home / "c.jsonl").read_text()
+
+
+def test_the_live_view_gives_cancel_reasons_in_words() -> None:
+    stream = io.StringIO()
+    view = LiveView(stream, top_run_id=RUN, color=False, unicode=True, now=lambda: 3.0, width=120, height=30)
+    for record in CANCELLED_RUN:
+        view.feed(record)
+    view.close()
+    text = stream.getvalue()
+    assert "hold cancelled" in text and ": cancelled: interrupted (Ctrl-C)" in text
+    assert f"run {RUN} cancelled after 1.1s (interrupted (Ctrl-C))" in text
+    assert "UserRequested" not in text
+
+
+def test_show_gives_cancel_reasons_in_words_and_the_store_keeps_the_engine_text(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = home / "state" / "runs.db"
+    db.parent.mkdir()
+    with SqliteStore(db) as store:
+        run = store.create_run(NewRun(workflow_name="waiter"))
+        step_id = store.insert_step(NewStep(workflow_run_id=run.id, step_name="hold", retry_count=0))
+        store.update_step(step_id, StepUpdate.failed(run.generation, f"child run stopped: {ENGINE_TEXT}"))
+    code, out, err = cli(capsys, "cancel", run.id, "--message", "interrupted (Ctrl-C)")
+    assert code == 0, err
+    code, out, _ = cli(capsys, "show", run.id)
+    assert code == 0
+    assert "error     cancelled: interrupted (Ctrl-C)" in out.splitlines()
+    assert "  hold: child run stopped: cancelled: interrupted (Ctrl-C)" in out.splitlines()
+    assert "UserRequested" not in out
+    with SqliteStore(db) as store:
+        assert store.get_run(run.id).error == ENGINE_TEXT
+        assert store.get_steps(run.id)[0].step_error == f"child run stopped: {ENGINE_TEXT}"
+
+
+def test_a_cancel_the_engine_raises_is_exit_130_with_the_reason_in_words(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def shut_down(*args: object, **kwargs: object) -> None:
+        raise EngineCancelled(CancellationReason.of("EngineShutdown"))
+
+    monkeypatch.setattr(Workspace, "execute", shut_down)
+    code, _, err = cli(capsys, "run", "simple", "--dir", "wf")
+    assert code == 130
+    assert "cancelled: the engine shut down" in err
+    assert "EngineShutdown" not in err

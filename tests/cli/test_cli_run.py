@@ -313,7 +313,7 @@ def test_replay_exits_like_the_recorded_run(home: Path, capsys: pytest.CaptureFi
     )
     code, out, _ = cli(capsys, "replay", str(cancelled))
     assert code == 130
-    assert "RunCancelled reason=UserRequested(None)" in out
+    assert "RunCancelled reason=\"by the user\"" in out
 
 
 def test_replay_skips_unknown_events_and_names_the_line_of_a_broken_record(

@@ -332,6 +332,7 @@ class _Glyphs:
     run: str
     wait: str
     skip: str
+    cancel: str
     spinner: str
     sep: str
     bar_full: str
@@ -339,8 +340,8 @@ class _Glyphs:
     ellipsis: str
 
 
-_UNICODE = _Glyphs("✓", "✗", "▸", "‖", "⊘", "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏", "·", "█", "░", "…")
-_ASCII = _Glyphs("+", "x", ">", "=", "-", "|/-\\", "-", "#", ".", "...")
+_UNICODE = _Glyphs("✓", "✗", "▸", "‖", "⊘", "■", "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏", "·", "█", "░", "…")
+_ASCII = _Glyphs("+", "x", ">", "=", "-", "#", "|/-\\", "-", "#", ".", "...")
 
 _GREEN, _RED, _YELLOW, _CYAN, _DIM, _BOLD, _RESET = (
     "\x1b[32m",
@@ -380,6 +381,7 @@ class _FanOut:
     completed: int = 0
     failed: int = 0
     skipped: int = 0
+    cancelled: int = 0
     done: bool = False
 
 
@@ -399,6 +401,8 @@ class _LiveState:
     gates: dict[tuple[str, str], str] = field(default_factory=dict)
     steps_ok: int = 0
     steps_failed: int = 0
+    steps_cancelled: int = 0
+    steps_skipped: int = 0
 
 
 class LiveView:
@@ -524,18 +528,23 @@ class LiveView:
                 if fan is not None:
                     fan.done = True
             ok = e.succeeded
+            status = e.status or ("completed" if ok else "failed")
             if e.kind not in ("foreach", "parallel"):
+                # A cancelled (or skipped) step did not fail: counted apart, as `show` lists it.
                 if ok:
                     st.steps_ok += 1
+                elif status == "cancelled":
+                    st.steps_cancelled += 1
+                elif status == "skipped":
+                    st.steps_skipped += 1
                 else:
                     st.steps_failed += 1
             if top or not ok:
                 label = active.label if active else self._label(run, e.step_key or e.step_name)
                 took = f"  {format_duration(e.duration_ms / 1000)}" if e.duration_ms is not None else ""
-                status = e.status or ("completed" if ok else "failed")
                 if ok:
                     return [self._c(_GREEN, g.ok) + f" {label}{took}"]
-                glyph = g.skip if status in ("skipped", "cancelled") else g.fail
+                glyph = {"skipped": g.skip, "cancelled": g.cancel}.get(status, g.fail)
                 color = _YELLOW if status in ("skipped", "cancelled") else _RED
                 text = readable_error(e.error).strip()
                 error = f": {text.splitlines()[0]}" if text else ""
@@ -557,7 +566,9 @@ class LiveView:
                     fan.running = max(0, fan.running - 1)
                     if e.succeeded:
                         fan.completed += 1
-                    elif e.status in ("skipped", "cancelled"):
+                    elif e.status == "cancelled":
+                        fan.cancelled += 1
+                    elif e.status == "skipped":
                         fan.skipped += 1
                     else:
                         fan.failed += 1
@@ -597,7 +608,7 @@ class LiveView:
             if top:
                 took = format_duration(data.ts - self._started)
                 if kind == "RunCancelled":
-                    return [self._c(_YELLOW, g.skip) + f" run {run} cancelled after {took} ({_reason(e)})"]
+                    return [self._c(_YELLOW, g.cancel) + f" run {run} cancelled after {took} ({_reason(e)})"]
                 if e.succeeded:
                     return [self._c(_GREEN, g.ok) + f" run {run} completed in {took}"]
                 error = f": {readable_error(e.error)}" if e.error else ""
@@ -651,19 +662,23 @@ class LiveView:
             f"{spinner} {workflow} {g.sep} run {self._top or '?'} {g.sep} {status} {g.sep} "
             f"{format_duration(end - self._started)} {g.sep} "
             f"steps {g.ok}{st.steps_ok} {g.fail}{st.steps_failed}"
+            + (f" {g.cancel}{st.steps_cancelled}" if st.steps_cancelled else "")
+            + (f" {g.skip}{st.steps_skipped}" if st.steps_skipped else "")
         )
         lines = [header]
         for fan in st.fan_outs.values():
             if fan.done:
                 continue
-            finished = fan.completed + fan.failed + fan.skipped
+            finished = fan.completed + fan.failed + fan.skipped + fan.cancelled
             cells = 16
             filled = cells * finished // fan.total if fan.total else cells
             bar = g.bar_full * filled + g.bar_empty * (cells - filled)
             where = "" if fan.run_id == self._top else f" ({self._where(fan.run_id)})"
             lines.append(
                 f"  foreach {fan.name}{where} {bar} {finished}/{fan.total} "
-                f"{g.ok}{fan.completed} {g.fail}{fan.failed} {g.skip}{fan.skipped} {g.run}{fan.running}"
+                f"{g.ok}{fan.completed} {g.fail}{fan.failed} {g.skip}{fan.skipped}"
+                + (f" {g.cancel}{fan.cancelled}" if fan.cancelled else "")
+                + f" {g.run}{fan.running}"
             )
         for name in st.gates.values():
             lines.append(f"  {g.wait} gate {name} waiting for approval")

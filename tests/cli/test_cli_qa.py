@@ -11,7 +11,16 @@ import pytest
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.cli_output import LiveView
 from runkon_flow.errors import EngineCancelled
-from runkon_flow.events import EngineEventData, RunCancelled, RunStarted, StepCompleted, StepStarted
+from runkon_flow.events import (
+    EngineEventData,
+    FanOutItemCompleted,
+    FanOutItemsCollected,
+    FanOutItemStarted,
+    RunCancelled,
+    RunStarted,
+    StepCompleted,
+    StepStarted,
+)
 from runkon_flow.persistence import SqliteStore
 from runkon_flow.persistence.models import NewRun, NewStep, StepUpdate
 from runkon_flow.workspace import Workspace
@@ -155,3 +164,67 @@ def test_a_cancel_the_engine_raises_is_exit_130_with_the_reason_in_words(
     assert code == 130
     assert "cancelled: the engine shut down" in err
     assert "EngineShutdown" not in err
+
+
+# --------------------------------------------------------------------------- cancelled steps are not failures
+
+
+def _steps_then_ctrl_c() -> list[EngineEventData]:
+    records = [_record(1.0, RunStarted(workflow_name="swarm"))]
+    outcomes = [("a", "completed"), ("b", "completed"), ("c", "failed")] + [
+        (f"x{i}", "cancelled") for i in range(3)
+    ]
+    for i, (name, status) in enumerate(outcomes):
+        records.append(_record(1.1 + i / 10, StepStarted(step_name=name, kind="script", step_id=name)))
+        records.append(
+            _record(
+                1.15 + i / 10,
+                StepCompleted(
+                    step_name=name,
+                    kind="script",
+                    step_id=name,
+                    succeeded=status == "completed",
+                    status=status,
+                    error=ENGINE_TEXT if status == "cancelled" else None,
+                ),
+            )
+        )
+    records.append(_record(6.4, RunCancelled(reason=CTRL_C)))
+    return records
+
+
+@pytest.mark.parametrize(("unicode", "counts"), [(True, "steps ✓2 ✗1 ■3"), (False, "steps +2 x1 #3")])
+def test_the_status_line_counts_cancelled_steps_apart_from_failed_ones(unicode: bool, counts: str) -> None:
+    stream = io.StringIO()
+    view = LiveView(
+        stream, top_run_id=RUN, color=False, unicode=unicode, now=lambda: 7.0, width=120, height=30
+    )
+    for record in _steps_then_ctrl_c()[:-1]:
+        view.feed(record)
+    assert view.render()[0].endswith(counts)  # while it runs
+    view.feed(_steps_then_ctrl_c()[-1])
+    view.close()
+    final = stream.getvalue().splitlines()[-1]
+    assert "cancelled" in final and final.endswith(counts)  # the last frame, printed as plain text
+    cancel_glyph = "■" if unicode else "#"
+    assert f"{cancel_glyph} x0 cancelled" in stream.getvalue()
+
+
+def test_fan_out_progress_counts_cancelled_items_apart_from_skipped_ones() -> None:
+    view = LiveView(
+        io.StringIO(), top_run_id=RUN, color=False, unicode=True, now=lambda: 2.0, width=120, height=30
+    )
+    view.feed(_record(1.0, RunStarted(workflow_name="fan")))
+    view.feed(_record(1.1, FanOutItemsCollected(foreach_name="each", count=4, step_id="F")))
+    for item, status in (("a", "completed"), ("b", "cancelled"), ("c", "skipped")):
+        view.feed(_record(1.2, FanOutItemStarted(item_id=item, step_id="F")))
+        view.feed(
+            _record(
+                1.3,
+                FanOutItemCompleted(
+                    item_id=item, step_id="F", succeeded=status == "completed", status=status
+                ),
+            )
+        )
+    fan_line = next(line for line in view.render() if "foreach each" in line)
+    assert fan_line.endswith("3/4 ✓1 ✗0 ⊘1 ■1 ▸0")

@@ -259,16 +259,40 @@ def _workspace(
     return Workspace(dirs, store, exec_config=exec_config)
 
 
-def _print_problems(problems: Sequence[Problem]) -> None:
+def _as_named(file: str, dirs: Sequence[Path]) -> str:
+    """A workflow file as the user named it: under the `--dir` (or WORKFLOW's folder) it was found
+    in, spelled the way that directory was typed (`wf/typo.wf`, `../bad/syntax.wf`), like
+    `validate` names files; a file outside them keeps its own path."""
+    real = Path(file).resolve()
+    for directory in dirs:
+        with suppress(ValueError):
+            return str(directory / real.relative_to(directory.resolve()))
+    return file
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(the file's text, None) or (None, why it cannot be read — `validate`'s wording)."""
+    try:
+        return path.read_bytes().decode("utf-8"), None
+    except OSError as exc:
+        return None, f"cannot read file: {exc.strerror or exc}"
+    except UnicodeDecodeError as exc:
+        return None, f"cannot read file: not valid UTF-8 ({exc.reason})"
+
+
+def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:
+    """Each problem as `validate` prints it: file:line:col, message, source line and caret."""
     for problem in problems:
+        location = problem.location
         source = None
-        if problem.location.file and problem.location.line:
-            with suppress(OSError, UnicodeDecodeError):
-                source = Path(problem.location.file).read_text(encoding="utf-8")
-        _err(render_diagnostic(problem.location, problem.text(), source))
+        if location.file:
+            if location.line:
+                source, _ = _read_text(Path(location.file))
+            location = SourceLocation(_as_named(location.file, dirs), location.line, location.column)
+        _err(render_diagnostic(location, problem.text(), source))
 
 
-def _find_workflow(ws: Workspace, name_or_path: str) -> WorkflowDef:
+def _find_workflow(ws: Workspace, name_or_path: str, dirs: Sequence[Path]) -> WorkflowDef:
     """The workflow definition, or: a usage error when nothing by that name exists (exit 2), the
     file:line:col diagnostic when its file exists but does not load (exit 1)."""
     try:
@@ -279,8 +303,11 @@ def _find_workflow(ws: Workspace, name_or_path: str) -> WorkflowDef:
         broken = _load_error_for(ws, name_or_path)
         if broken is None:
             raise CommandFailed(_plain(exc)) from None
+        _, unreadable = _read_text(Path(broken.file))
+        if unreadable is not None:  # not UTF-8, unreadable: said the way `validate` says it
+            broken = FileError(broken.file, unreadable)
         _print_problems(
-            [Problem(broken.message, None, SourceLocation(broken.file, broken.line, broken.column))]
+            [Problem(broken.message, None, SourceLocation(broken.file, broken.line, broken.column))], dirs
         )
         raise CommandFailed(f"workflow '{name_or_path}' cannot be loaded; nothing was run") from None
 
@@ -288,8 +315,8 @@ def _find_workflow(ws: Workspace, name_or_path: str) -> WorkflowDef:
 def _load_error_for(ws: Workspace, name_or_path: str) -> FileError | None:
     """The load error of the file that would have defined `name_or_path`, if any."""
     if _looks_like_path(name_or_path):
-        wanted = Path(name_or_path).absolute()
-        matches = [e for e in ws.load_errors if Path(e.file).absolute() == wanted]
+        wanted = Path(name_or_path).resolve()
+        matches = [e for e in ws.load_errors if Path(e.file).resolve() == wanted]
     else:
         matches = [e for e in ws.load_errors if Path(e.file).stem == name_or_path]
     return matches[0] if matches else None
@@ -500,11 +527,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = exec_config_for(args.lease_ttl)
     with _store(args, must_exist=False) as store:
         ws = _workspace(dirs, store, config)
-        definition = _find_workflow(ws, str(workflow_path) if workflow_path else args.workflow)
+        definition = _find_workflow(ws, str(workflow_path) if workflow_path else args.workflow, dirs)
         name = definition.name
         problems = ws.validate(name)
         if problems:
-            _print_problems(problems)
+            _print_problems(problems, dirs)
             raise CommandFailed(f"workflow '{name}' is not valid; nothing was run")
         try:
             inputs = ws.prepare_inputs(name, raw_inputs)

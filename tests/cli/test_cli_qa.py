@@ -228,3 +228,45 @@ def test_fan_out_progress_counts_cancelled_items_apart_from_skipped_ones() -> No
         )
     fan_line = next(line for line in view.render() if "foreach each" in line)
     assert fan_line.endswith("3/4 ✓1 ✗0 ⊘1 ■1 ▸0")
+
+
+# --------------------------------------------------------------------------- a broken .wf given to run
+
+SYNTAX_ERROR = 'workflow syntax {\n  script a { run = "x" }\n  script { }\n}\n'
+
+
+def test_run_prints_a_broken_file_exactly_as_validate_does(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(home / "bad" / "syntax.wf", SYNTAX_ERROR)
+    (home / "sub").mkdir()
+    monkeypatch.chdir(home / "sub")
+    code, _, validated = cli(capsys, "validate", "../bad/syntax.wf")
+    assert code == 1
+    code, out, err = cli(capsys, "run", "../bad/syntax.wf")
+    assert code == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert "\n".join(lines[:-1]) + "\n" == validated
+    assert lines[:3] == [
+        "../bad/syntax.wf:3:10: expected a script name after `script`, found `{`",
+        " 3 |   script { }",
+        "   |          ^",
+    ]
+    assert (
+        lines[-1] == "runkon-flow run: error: workflow '../bad/syntax.wf' cannot be loaded; nothing was run"
+    )
+
+
+def test_run_of_a_workflow_file_that_is_not_utf8_says_so_like_validate(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (home / "bad").mkdir()
+    (home / "bad" / "binary.wf").write_bytes(b"workflow \xff\xfe {\n}\n")
+    _, _, validated = cli(capsys, "validate", "bad/binary.wf")
+    for target, shown in (("bad/binary.wf", "bad/binary.wf"), ("binary", "bad/binary.wf")):
+        code, _, err = cli(capsys, "run", target, "--dir", "bad")
+        assert code == 1
+        assert err.splitlines()[0] == f"{shown}: cannot read file: not valid UTF-8 (invalid start byte)"
+        assert err.splitlines()[0] == validated.strip()
+        assert "Failed to read" not in err

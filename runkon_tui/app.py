@@ -378,20 +378,38 @@ class RunkonApp(App[int]):
 
     # ------------------------------------------------------------------ which definition the tree shows
 
-    def definition_for_tree(self, entry: WorkflowEntry) -> WorkflowDef | None:
-        """A running run keeps the definition it started with; otherwise the latest good one."""
-        if self.run_active and self.run_workflow_name == entry.name and self.run_definition is not None:
+    def _shown_run_definition(self, name: str) -> WorkflowDef | None:
+        """The definition the shown run (live or past) started with, when it is a run of `name`."""
+        view = self.view
+        if view.root is not None and view.workflow_name == name and view.definition is not None:
+            return view.definition
+        if self.run_active and self.run_workflow_name == name:
             return self.run_definition
-        return entry.definition
+        return None
+
+    def definition_for_tree(self, entry: WorkflowEntry) -> WorkflowDef | None:
+        """The shown run's own definition when it is a run of this workflow (its statuses belong to
+        that tree, even after the file changed or for a file outside the watched folders);
+        otherwise the latest good one."""
+        run_definition = self._shown_run_definition(entry.name)
+        if run_definition is None or run_definition is entry.definition or run_definition == entry.definition:
+            return entry.definition  # the same tree: keep the entry's object (no needless rebuild)
+        return run_definition
 
     def definition_changed_under_run(self, entry: WorkflowEntry) -> bool:
+        """The tree shows the run's definition and the file on disk now says something else."""
+        run_definition = self._shown_run_definition(entry.name)
         return (
-            self.run_active
-            and self.run_workflow_name == entry.name
-            and self.run_definition is not None
-            and entry.definition is not None
-            and entry.definition != self.run_definition
+            run_definition is not None and entry.definition is not None and entry.definition != run_definition
         )
+
+    def run_entry(self, name: str) -> WorkflowEntry | None:
+        """An entry for the shown run's workflow when the watched folders do not hold it (a run
+        started elsewhere, opened from history): its tree comes from the run's stored definition."""
+        definition = self._shown_run_definition(name)
+        if definition is None or self.catalog.by_name(name) is not None:
+            return None
+        return WorkflowEntry(definition.source_path or f"run:{name}", name, definition)
 
     # ------------------------------------------------------------------ running
 
@@ -458,7 +476,8 @@ class RunkonApp(App[int]):
         entry = self.catalog.by_name(name)
         self.run_active = True
         self.run_workflow_name = name
-        self.run_definition = entry.definition if entry is not None else None
+        # The engine resumes with the definition stored with the run, so the tree keeps it too.
+        self.run_definition = view.definition or (entry.definition if entry is not None else None)
         self._engine_thread_done.clear()
         self.view.read_only = False
         self.view.note(f"resuming run {short_id(run_id)}…")
@@ -513,6 +532,8 @@ class RunkonApp(App[int]):
     def on_run_created(self, message: RunCreated) -> None:
         self.active_run_id = message.run_id
         self.view.begin(message.run_id, message.name, resumed=message.resumed)
+        if self.view.definition is None:
+            self.view.definition = self.run_definition
         message.ack.set()
         self._select_workflow(message.name)
         self.drain()
@@ -738,9 +759,16 @@ class RunkonApp(App[int]):
 
     def _select_workflow(self, name: str) -> None:
         screen = self.main_screen
-        entry = self.catalog.by_name(name)
-        if screen is None or entry is None:
+        if screen is None:
             return
+        entry = self.catalog.by_name(name)
+        if entry is None:
+            outside = self.run_entry(name)
+            if outside is not None:
+                screen.pin_entry(outside)
+                screen.show_workflow(outside)
+            return
+        screen.pin_entry(None)
         screen.workflow_list.statuses = self.workflow_statuses()
         screen.workflow_list.load(self.catalog, select_path=entry.path)
         screen.show_workflow(entry)
@@ -751,7 +779,7 @@ class RunkonApp(App[int]):
             return
         screen.workflow_list.statuses = self.workflow_statuses()
         screen.workflow_list.load(self.catalog)
-        screen.show_workflow(screen.selected_entry(), force=force_tree)
+        screen.show_workflow(screen.shown_entry(), force=force_tree)
         screen.refresh_view(Changes(header=True, structure=True, gates=True), self.clock())
         screen.update_bindings()
 

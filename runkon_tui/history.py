@@ -212,7 +212,8 @@ def view_from_store(
     view = RunView(clock) if clock is not None else RunView()
     view.root_run_id = run.id
     view.read_only = True
-    load_run_state(store, run, view, resolve)
+    view.definition = definition_of(run, resolve)
+    load_run_state(store, run, view, resolve, definition=view.definition)
     view.failures = sum(
         1 for r in view.runs.values() for sv in r.steps.values() if sv.status in ("failed", "timed_out")
     ) + sum(f.count("failed") for r in view.runs.values() for f in r.fanouts.values())

@@ -20,12 +20,15 @@ from collections import deque, namedtuple
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runkon_flow.events import EngineEventData, FanOutItemInfo, parse_event_line
 from runkon_flow.humanize import format_duration, readable_error
 
 from runkon_tui.status import FAILED, ITEM_CODE, ITEM_DONE_CODES, ITEM_STATUSES, TERMINAL, glyph
+
+if TYPE_CHECKING:
+    from runkon_flow.dsl.ast import WorkflowDef
 
 Clock = Callable[[], float]
 
@@ -375,6 +378,9 @@ class RunView:
         self.crash: str | None = None
         self.cancelling = False
         self.read_only = False
+        # The definition the root run was started with (its stored snapshot for a past run): the
+        # tree draws this run's statuses on it, whatever the watched folders hold today.
+        self.definition: WorkflowDef | None = None
         self.events_applied = 0
         self.failures = 0  # failed steps and items seen (any run): cheap "is there a failure?"
         self._finished_children: deque[str] = deque()
@@ -441,6 +447,7 @@ class RunView:
 
     def _reset(self) -> None:
         self.root_run_id = None
+        self.definition = None
         self.runs = {}
         self.engine_log.clear()
         self.error_log.clear()

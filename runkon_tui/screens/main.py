@@ -84,6 +84,10 @@ class MainScreen(Screen[None]):
         self.filter_target: Widget | None = None
         self._child_source: tuple[str, TextSource] | None = None
         self._binding_signature: tuple[bool | None, ...] = ()
+        # A run's workflow that the list does not hold (started outside the watched folders): the
+        # tree shows it until the user highlights another workflow.
+        self.pinned: WorkflowEntry | None = None
+        self._pinned_over: str | None = None
 
     @property
     def rapp(self) -> RunkonApp:
@@ -143,6 +147,7 @@ class MainScreen(Screen[None]):
         self.output_target = None
         self.grid_item = None
         self.grid.show(None)
+        self.log_pane.output_title = ""  # the step it named belongs to the previous view
         self.log_pane.set_sources(
             engine=BufferSource(view.engine_log, self._run_start),
             errors=BufferSource(view.error_log, self._run_start),
@@ -163,6 +168,15 @@ class MainScreen(Screen[None]):
     def selected_entry(self) -> WorkflowEntry | None:
         path = self.workflow_list.highlighted_path
         return self.rapp.catalog.entries.get(path) if path else None
+
+    def shown_entry(self) -> WorkflowEntry | None:
+        """The workflow the tree is about: a pinned run's workflow, else the highlighted one."""
+        return self.pinned or self.selected_entry()
+
+    def pin_entry(self, entry: WorkflowEntry | None) -> None:
+        """Show `entry` (not in the list) in the tree until the list's highlight moves."""
+        self.pinned = entry
+        self._pinned_over = self.workflow_list.highlighted_path if entry is not None else None
 
     # ------------------------------------------------------------------ what is shown
 
@@ -189,8 +203,10 @@ class MainScreen(Screen[None]):
             notes.append(f"{glyph('failed')} {esc(entry.location())}: {esc(entry.error.message)}")
             if definition is not None:
                 notes.append("showing the last good definition")
-        if app.definition_changed_under_run(entry):
-            notes.append("changed on disk: the new definition applies to the next run or resume")
+        if entry is self.pinned:
+            notes.append("not in the watched folders: the definition stored with this run")
+        elif app.definition_changed_under_run(entry):
+            notes.append("changed on disk: this run keeps its own definition; the next run uses the file")
         set_text(note, "\n".join(notes))
         if note.has_class("-shown") != bool(notes):
             note.set_class(bool(notes), "-shown")
@@ -265,6 +281,9 @@ class MainScreen(Screen[None]):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option_list is self.workflow_list:
+            if self.pinned is not None and self.workflow_list.highlighted_path == self._pinned_over:
+                return  # the list was rebuilt, the user did not move: keep the run's tree
+            self.pinned = None
             self.show_workflow(self.selected_entry())
             self.refresh_view(Changes(structure=True), self.rapp.clock())
 

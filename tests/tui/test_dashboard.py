@@ -7,6 +7,7 @@ real engine end-to-end tests are in test_engine_e2e.py.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from runkon_flow.events import (
     RunStarted,
     StepStarted,
 )
+from runkon_flow.persistence.memory import InMemoryStore
 from textual.widgets import Input
 
 from runkon_tui.app import RunkonApp
@@ -545,3 +547,77 @@ async def test_a_run_being_cancelled_offers_no_second_cancel() -> None:
         assert main_screen(app).check_action("cancel_run", ()) is False
         app.host.finish(RunCancelled(reason=CancellationReason.user(None)))  # type: ignore[union-attr]
         await wait_for(pilot, lambda: not app.run_active, what="run to end")
+
+
+def _outside_run_store(name: str = "fail") -> InMemoryStore:
+    """A failed run of `name` (`first` ✓, `boom` ✗) whose stored definition the watched folders do
+    not hold: by default a workflow started from a folder the dashboard does not watch."""
+    from runkon_flow.dsl.parser import parse_workflow
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepUpdate
+
+    from tests.tui.conftest import fixed_store_clock
+
+    wf = parse_workflow(
+        f'workflow {name} {{\n  script first {{ run = "true" }}\n  script boom {{ run = "exit 3" }}\n}}\n'
+    )
+    store = InMemoryStore(clock=fixed_store_clock)
+    snapshot = json.dumps(wf.to_json())
+    run = store.create_run(NewRun(workflow_name=name, run_id=OUTSIDE_RUN, definition_snapshot=snapshot))
+    first = store.insert_step(NewStep(run.id, "first", retry_count=0, position=0))
+    store.update_step(first, StepUpdate.completed(0, result_text=""))
+    boom = store.insert_step(NewStep(run.id, "boom", retry_count=0, position=1))
+    store.update_step(boom, StepUpdate.failed(0, "Script 'boom' exited with code 3"))
+    store.update_run_status(
+        run.id, RunStatus.FAILED, None, "workflow error: Step 'boom' failed after 1 attempts"
+    )
+    return store
+
+
+OUTSIDE_RUN = "01HZZOUTSIDE00000000000001"
+
+
+async def test_a_past_run_of_a_workflow_outside_the_watched_folders_shows_its_own_tree() -> None:
+    app = make_app(store=_outside_run_store())
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-pr")
+        screen = main_screen(app)
+        tree = screen.tree
+        screen.log_pane.set_output(None, "resolve-base")  # a step of the workflow shown before
+
+        def shown() -> list[tuple[str, str]]:
+            nodes = tree.nodes_by_uid.items()
+            return [(n.data.label, tree._labels.get(u, "").split("|")[0]) for u, n in nodes]  # type: ignore[union-attr]
+
+        app.open_past_run(OUTSIDE_RUN)
+        await wait_for(pilot, lambda: app.view.root_run_id == OUTSIDE_RUN, what="past run")
+        await pilot.pause()
+        assert screen.tree_workflow == "fail"
+        assert shown() == [("script first", "completed"), ("script boom", "failed")]
+        assert "not in the watched folders" in str(screen.query_one("#tree-note").render())
+        assert screen.log_pane.output_title == ""
+
+        await pilot.press("r")  # resume: the engine keeps the stored definition, so does the tree
+        await wait_for(pilot, lambda: ("resume", OUTSIDE_RUN) in host.calls, what="resume call")
+        await pilot.pause()
+        assert screen.tree_workflow == "fail" and [s for s, _ in shown()] == ["script first", "script boom"]
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="resume end")
+        await pilot.pause()
+        assert [s for s, _ in shown()] == ["script first", "script boom"]
+
+        await pilot.press("down")  # moving in the list shows that workflow again
+        await pilot.pause()
+        assert screen.tree_workflow != "fail"
+
+
+async def test_a_past_run_whose_file_changed_since_shows_the_definition_it_ran() -> None:
+    app = make_app(store=_outside_run_store("review-one"))  # review-one.wf now holds `call review-file`
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = main_screen(app)
+        app.open_past_run(OUTSIDE_RUN)
+        await wait_for(pilot, lambda: app.view.root_run_id == OUTSIDE_RUN, what="past run")
+        await pilot.pause()
+        assert screen.tree_workflow == "review-one"
+        assert [n.data.label for n in screen.tree.nodes_by_uid.values()] == ["script first", "script boom"]  # type: ignore[union-attr]
+        assert "this run keeps its own definition" in str(screen.query_one("#tree-note").render())

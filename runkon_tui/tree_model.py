@@ -52,6 +52,7 @@ class NodeSpec:
     step_key: str | None = None
     workflow: str | None = None
     max_iterations: int | None = None
+    min_success: int | None = None  # parallel: branches that must succeed (None: all)
     line: int | None = None
     note: str | None = None  # why a child workflow is not expanded
 
@@ -118,6 +119,7 @@ def _node(
         return spec
     if isinstance(node, ParallelNode):
         spec = NodeSpec(path, "parallel", "parallel", scope, line=line)
+        spec.min_success = node.min_success
         spec.children = [
             NodeSpec(f"{path}.calls.{i}", "parallel_branch", ref.label(), scope, step_key=ref.step_key())
             for i, ref in enumerate(node.calls)
@@ -192,6 +194,8 @@ def node_status(spec: NodeSpec, run: RunState | None, run_finished: bool = False
     statuses = [node_status(c, run, run_finished) for c in spec.children]
     if not statuses:
         return "pending"
+    if spec.kind == "parallel" and all(s in TERMINAL for s in statuses):
+        return _parallel_outcome(spec, statuses)
     if "waiting" in statuses:
         return "waiting"
     if "running" in statuses:
@@ -207,6 +211,15 @@ def node_status(spec: NodeSpec, run: RunState | None, run_finished: bool = False
         return "completed"
     # Some children done, others never reached (a branch not taken, a loop that ended early).
     return "completed" if run_finished else "running"
+
+
+def _parallel_outcome(spec: NodeSpec, statuses: list[str]) -> str:
+    """A finished parallel without a step of its own (as reopened from the store), judged as the
+    engine judges it (engine.md §9.5): skipped branches count as successes, and it completed when
+    `min_success` (default: every branch) succeeded, failed branches or not."""
+    succeeded = sum(1 for s in statuses if s in ("completed", "skipped"))
+    required = spec.min_success if spec.min_success is not None else len(statuses)
+    return "completed" if succeeded >= required else "failed"
 
 
 def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float) -> str:

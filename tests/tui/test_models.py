@@ -123,3 +123,30 @@ def test_a_missing_directory_is_listed_not_raised(tmp_path: Path) -> None:
     catalog.reload()
     (entry,) = list(catalog)
     assert entry.broken and "no such directory" in entry.error.message  # type: ignore[union-attr]
+
+
+def test_a_finished_parallel_reads_the_same_live_and_reopened() -> None:
+    """min_success met with fail_fast off: ✓ with the ✗ count, whether the engine reported the
+    parallel step (live) or only its branches are known (reopened from the store)."""
+    from runkon_flow.dsl.parser import parse_workflow
+
+    from runkon_tui.run_view import RunState, StepView
+
+    wf = parse_workflow(
+        "workflow swarm {\n  parallel {\n    fail_fast = false\n    min_success = 3\n"
+        "    call a\n    call b\n    call c\n    call d\n  }\n}"
+    )
+    (par,) = build_tree(wf, None)
+    reopened = RunState("r", "swarm", status="completed")
+    for i, status in enumerate(["completed", "completed", "failed", "completed"]):
+        path = f"body.0.calls.{i}"
+        reopened.steps[path] = StepView(key=path, name="abcd"[i], status=status, node_path=path)
+    assert node_status(par, reopened, True) == "completed"
+    live = RunState("r", "swarm", status="completed", steps=dict(reopened.steps))
+    live.steps["body.0"] = StepView(key="body.0", name="parallel", kind="parallel", status="completed")
+    assert node_status(par, live, True) == node_status(par, reopened, True)
+    view = RunView()
+    assert node_detail(par, view, reopened, NOW) == node_detail(par, view, live, NOW) == "(4/4 ✗1)"
+
+    reopened.steps["body.0.calls.1"].status = "failed"  # only 2 of the 3 required succeeded
+    assert node_status(par, reopened, True) == "failed"

@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.cancellation import CancellationReason
@@ -167,9 +167,38 @@ def parse_inputs(raw: Sequence[str]) -> dict[str, str]:
     return out
 
 
+class _DeferredStore:
+    """The run database of `run`, opened — and so created — only when first used: a run rejected
+    before it starts (unknown workflow, bad inputs, a broken or invalid file) writes nothing, not
+    even an empty database. `open()` opens it on purpose (to report an unusable database before
+    anything else is written); every other attribute is the opened `SqliteStore`'s."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._store: SqliteStore | None = None
+
+    def open(self) -> SqliteStore:
+        if self._store is None:
+            self._store = SqliteStore(self._path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = getattr(self.open(), name)
+        if callable(value):  # bound methods do not change: later calls skip this lookup
+            self.__dict__[name] = value
+        return value
+
+
 def _open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersistence:
     """The store the command works on. Commands that only read or continue runs refuse to create a
-    database that does not exist (a typo in --db must not look like an empty history)."""
+    database that does not exist (a typo in --db must not look like an empty history); `run` gets
+    one that is created only once the run is really started."""
     if getattr(args, "memory", False):
         return InMemoryStore()
     path = Path(args.db).expanduser() if args.db else default_db_path()
@@ -177,7 +206,7 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersis
         raise CommandFailed(
             f"no run database at {path} (nothing has run with it yet; check --db / $RUNKON_DB)"
         )
-    return SqliteStore(path)
+    return SqliteStore(path) if must_exist else cast(WorkflowPersistence, _DeferredStore(path))
 
 
 def _close(store: WorkflowPersistence) -> None:
@@ -412,6 +441,29 @@ def _open_events_file(path: str | None, *, append: bool) -> TextIO | None:
         raise CommandFailed(f"--events {path}: cannot write: {exc.strerror or exc}") from None
 
 
+def _open_events_file_first(path: str | None, store: WorkflowPersistence) -> TextIO | None:
+    """`run`'s --events file and its database, both checked before either is written: the file is
+    opened without truncating it, then the database is opened (created); only when both work is
+    the old content dropped. A failure leaves no new file behind and an existing one untouched."""
+    existed = bool(path) and Path(path or "").exists()
+    events_file = _open_events_file(path, append=True)
+    try:
+        if isinstance(store, _DeferredStore):
+            store.open()
+    except BaseException:
+        if events_file is not None:
+            events_file.close()
+            if not existed:
+                with suppress(OSError):
+                    Path(path or "").unlink()
+        raise
+    if events_file is not None:
+        with suppress(OSError):  # a pipe or terminal (--events /dev/stderr) has nothing to drop
+            events_file.seek(0)
+            events_file.truncate()
+    return events_file
+
+
 def _drive(
     session: _Session, run_id: str, target: Callable[[], WorkflowResult], cancel: Callable[[str], None]
 ) -> WorkflowResult:
@@ -538,7 +590,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except FlowError as exc:
             problems = getattr(exc, "problems", None) or [_plain(exc)]
             raise UsageError("\n".join(_input_hint(p) for p in problems)) from None
-        events_file = _open_events_file(args.events, append=False)
+        events_file = _open_events_file_first(args.events, store)
         try:
             run_id = ws.create_run(name, inputs)
         except BaseException:

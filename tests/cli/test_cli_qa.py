@@ -270,3 +270,53 @@ def test_run_of_a_workflow_file_that_is_not_utf8_says_so_like_validate(
         assert err.splitlines()[0] == f"{shown}: cannot read file: not valid UTF-8 (invalid start byte)"
         assert err.splitlines()[0] == validated.strip()
         assert "Failed to read" not in err
+
+
+# --------------------------------------------------------------------------- rejected runs write nothing
+
+NEEDS_VERSION = 'workflow release {\n  inputs { version }\n  script tag { run = "echo {{version}}" }\n}\n'
+INVALID = "workflow lost {\n  call nobody\n}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["run", "nope", "--dir", "wf"], 2),
+        (["run", "release", "--dir", "wf"], 2),
+        (["run", "release", "--dir", "wf", "-i", "colour=red"], 2),
+        (["run", "bad/syntax.wf"], 1),
+        (["run", "lost", "--dir", "wf"], 1),
+        (["run", "lost", "--dir", "wf", "--events", "e.jsonl"], 1),
+    ],
+)
+def test_a_rejected_run_does_not_create_the_run_database(
+    home: Path, capsys: pytest.CaptureFixture[str], argv: list[str], status: int
+) -> None:
+    write(home / "wf" / "release.wf", NEEDS_VERSION)
+    write(home / "wf" / "lost.wf", INVALID)
+    write(home / "bad" / "syntax.wf", SYNTAX_ERROR)
+    code, out, err = cli(capsys, *argv)
+    assert code == status, err
+    assert out == ""
+    assert not (home / "state").exists()
+    assert not (home / "e.jsonl").exists()
+
+
+def test_a_started_run_creates_the_database(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = cli(capsys, "run", "simple", "--dir", "wf", "--events", "e.jsonl")
+    assert code == 0
+    assert (home / "state" / "runs.db").is_file()
+    assert "RunCompleted" in (home / "e.jsonl").read_text()
+
+
+def test_an_unusable_database_leaves_the_events_file_as_it_was(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (home / "junk.db").write_text("this is not sqlite" * 100)
+    (home / "old.jsonl").write_text("kept\n")
+    for events in ("old.jsonl", "new.jsonl"):
+        code, _, err = cli(capsys, "run", "simple", "--dir", "wf", "--db", "junk.db", "--events", events)
+        assert code == 1
+        assert "cannot open run database junk.db" in err
+    assert (home / "old.jsonl").read_text() == "kept\n"
+    assert not (home / "new.jsonl").exists()

@@ -309,6 +309,19 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
         for gate in gates.values():
             where = f" (in child run {gate.run_id})" if gate.run_id != run.id else ""
             lines.append(f"  {gate.gate_name}{where}" + (f": {gate.prompt}" if gate.prompt else ""))
-            lines.append(f"    approve: runkon-flow approve {gate.run_id} {gate.gate_name} [--note TEXT]")
+            select = ""
+            if gate.options:
+                if any(o.label and o.label != o.value for o in gate.options):
+                    lines.append(
+                        "    options: "
+                        + ", ".join(
+                            f"{o.value} ({o.label})" if o.label and o.label != o.value else o.value
+                            for o in gate.options
+                        )
+                    )
+                select = f" [--select {'|'.join(o.value for o in gate.options)}]"
+            lines.append(
+                f"    approve: runkon-flow approve {gate.run_id} {gate.gate_name}{select} [--note TEXT]"
+            )
             lines.append(f"    reject:  runkon-flow reject {gate.run_id} {gate.gate_name} [--note TEXT]")
     return lines

@@ -128,9 +128,11 @@ def test_show_lists_the_waiting_gate_with_the_commands_to_resolve_it(
 ) -> None:
     out = cli(capsys, "show", waiting.run_id)[1].splitlines()
     at = out.index("waiting gates")
-    assert out[at + 1 : at + 4] == [
+    assert out[at + 1 : at + 5] == [
         "  human_approval: Ship the build?",
-        f"    approve: runkon-flow approve {waiting.run_id} human_approval [--note TEXT]",
+        "    options: fast (Fast lane), careful (Careful rollout)",
+        f"    approve: runkon-flow approve {waiting.run_id} human_approval "
+        "[--select fast|careful] [--note TEXT]",
         f"    reject:  runkon-flow reject {waiting.run_id} human_approval [--note TEXT]",
     ]
 

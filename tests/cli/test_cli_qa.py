@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.cli_output import LiveView
+from runkon_flow.cli_report import show_lines
 from runkon_flow.errors import EngineCancelled
 from runkon_flow.events import (
     EngineEventData,
@@ -21,8 +22,8 @@ from runkon_flow.events import (
     StepCompleted,
     StepStarted,
 )
-from runkon_flow.persistence import SqliteStore
-from runkon_flow.persistence.models import NewRun, NewStep, StepUpdate
+from runkon_flow.persistence import InMemoryStore, SqliteStore
+from runkon_flow.persistence.models import NewRun, NewStep, StepRole, StepStatus, StepUpdate
 from runkon_flow.workspace import Workspace
 
 from tests.cli.run_helpers import cli, write
@@ -320,3 +321,44 @@ def test_an_unusable_database_leaves_the_events_file_as_it_was(
         assert "cannot open run database junk.db" in err
     assert (home / "old.jsonl").read_text() == "kept\n"
     assert not (home / "new.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- show: a waiting gate's options
+
+
+def _waiting_gate_report(options: str | None) -> list[str]:
+    store = InMemoryStore()
+    run = store.create_run(NewRun(workflow_name="ship"))
+    step_id = store.insert_step(
+        NewStep(
+            workflow_run_id=run.id,
+            step_name="human_approval",
+            role=StepRole.GATE.value,
+            retry_count=0,
+            gate_type="human_approval",
+            gate_options=options,
+        )
+    )
+    store.update_step(step_id, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+    lines = show_lines(store, store.get_run(run.id))
+    return [line.replace(run.id, "RUN") for line in lines[lines.index("waiting gates") + 1 :]]
+
+
+def test_show_offers_a_waiting_gates_options_with_the_approve_command() -> None:
+    options = '[{"value": "canary", "label": "canary"}, {"value": "ship", "label": "Ship it"}]'
+    assert _waiting_gate_report(options) == [
+        "  human_approval",
+        "    options: canary, ship (Ship it)",
+        "    approve: runkon-flow approve RUN human_approval [--select canary|ship] [--note TEXT]",
+        "    reject:  runkon-flow reject RUN human_approval [--note TEXT]",
+    ]
+    plain = '[{"value": "canary", "label": "canary"}, {"value": "ship", "label": "ship"}]'
+    assert _waiting_gate_report(plain)[1] == (
+        "    approve: runkon-flow approve RUN human_approval [--select canary|ship] [--note TEXT]"
+    )
+
+
+def test_show_of_a_gate_without_options_offers_no_select() -> None:
+    assert (
+        _waiting_gate_report(None)[1] == "    approve: runkon-flow approve RUN human_approval [--note TEXT]"
+    )

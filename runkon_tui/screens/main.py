@@ -264,9 +264,13 @@ class MainScreen(Screen[None]):
             self.log_pane.sync()
         if changes.header or changes.gates or changes.finished or changes.structure:
             self.update_bindings()
-        if changes.finished or changes.structure:
-            self.workflow_list.statuses = app.workflow_statuses()
-            self.workflow_list.load(app.catalog)
+        if changes.header or changes.gates or changes.finished or changes.structure:
+            # The list's glyph follows the live run (◷ at a gate, ▶ again after a resume): rebuild
+            # it only when some workflow's status changed, not on every header tick.
+            statuses = app.workflow_statuses()
+            if changes.finished or changes.structure or statuses != self.workflow_list.statuses:
+                self.workflow_list.statuses = statuses
+                self.workflow_list.load(app.catalog)
 
     def _refresh_output(self, changes: Changes) -> None:
         if self._child_source is not None:

@@ -19,6 +19,7 @@ from runkon_flow.events import (
     FanOutItemsCollected,
     RunCancelled,
     RunCompleted,
+    RunResumed,
     RunStarted,
     StepStarted,
 )
@@ -35,6 +36,7 @@ from runkon_tui.widgets.fanout_grid import FanOutGrid
 from tests.tui import scenarios
 from tests.tui.conftest import FIXTURE_DIR, feed, make_app, select, wait_for
 from tests.tui.fakes import ScriptedHost
+from tests.tui.scenarios import T0
 
 
 def main_screen(app: RunkonApp) -> MainScreen:
@@ -621,3 +623,40 @@ async def test_a_past_run_whose_file_changed_since_shows_the_definition_it_ran()
         assert screen.tree_workflow == "review-one"
         assert [n.data.label for n in screen.tree.nodes_by_uid.values()] == ["script first", "script boom"]  # type: ignore[union-attr]
         assert "this run keeps its own definition" in str(screen.query_one("#tree-note").render())
+
+
+async def test_the_workflow_list_glyph_follows_the_live_run() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    async with app.run_test(size=(120, 40)) as pilot:
+        listing = main_screen(app).workflow_list
+
+        def mark() -> str:
+            entry = app.catalog.by_name(app.view.workflow_name)
+            assert entry is not None
+            return str(listing.get_option(entry.path).prompt).split("\u00a0")[0]
+
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
+        await pilot.pause()
+        assert "◷" in mark()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.run_active, what="cancelled")
+        await pilot.pause()
+        assert "■" in mark()
+
+        run_id = app.view.root_run_id
+        await pilot.press("r")
+        await wait_for(pilot, lambda: ("resume", run_id) in host.calls, what="resume call")
+        resumed = RunResumed(workflow_name=app.view.workflow_name)
+        feed(app, [EngineEventData(timestamp=int(T0), ts=T0, run_id=str(run_id), event=resumed)])
+        await pilot.pause()
+        assert "▶" in mark()
+        feed(app, [e for e in gate_script(str(run_id)) if e.event.type == "GateWaiting"])
+        await pilot.pause()
+        assert "◷" in mark()
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="resumed run to end")

@@ -362,3 +362,28 @@ def test_show_of_a_gate_without_options_offers_no_select() -> None:
     assert (
         _waiting_gate_report(None)[1] == "    approve: runkon-flow approve RUN human_approval [--note TEXT]"
     )
+
+
+# ------------------------------------------------------------------- a database that cannot be created
+
+
+def test_a_database_that_cannot_be_created_says_so_without_the_foreign_database_hint(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # procfs accepts no new files, whoever runs the test (a chmod'ed folder would not stop root).
+    code, out, err = cli(capsys, "run", "simple", "--dir", "wf", "--db", "/proc/runkon-test.db")
+    assert code == 1
+    assert out == ""
+    assert "cannot create run database /proc/runkon-test.db: " in err
+    assert "its directory /proc does not accept new files" in err
+    assert "is it a runkon database" not in err
+    assert not Path("/proc/runkon-test.db").exists()
+
+
+def test_an_existing_file_that_is_not_a_database_keeps_the_move_it_aside_hint(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (home / "junk.db").write_text("this is not sqlite" * 100)
+    code, _, err = cli(capsys, "run", "simple", "--dir", "wf", "--db", "junk.db")
+    assert code == 1
+    assert "cannot open run database junk.db: file is not a database (is it a runkon database?" in err

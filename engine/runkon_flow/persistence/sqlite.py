@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -175,6 +176,7 @@ class SqliteStore:
             ) from None
         if self.path.is_dir():
             raise PersistenceError(f"run database {self.path} is a directory, not a file")
+        existed = self.path.exists()
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -189,11 +191,29 @@ class SqliteStore:
                 conn.close()
             if isinstance(exc, PersistenceError):
                 raise
+            if not existed:  # nothing to mistake for a foreign database: the file cannot be made
+                raise PersistenceError(self._cannot_create(exc)) from None
             raise PersistenceError(
                 f"cannot open run database {self.path}: {exc} (is it a runkon database? "
                 "move it aside or point RUNKON_DB elsewhere)"
             ) from None
         return conn
+
+    def _cannot_create(self, exc: sqlite3.Error) -> str:
+        """Why a new database file cannot be made here, in the OS's words when it gives them."""
+        why = str(exc)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except OSError as os_exc:
+            why = os_exc.strerror or why
+        else:
+            os.close(fd)
+            with suppress(OSError):
+                self.path.unlink()
+        return (
+            f"cannot create run database {self.path}: {why} (its directory {self.path.parent} does not "
+            "accept new files; choose another --db or RUNKON_DB)"
+        )
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:

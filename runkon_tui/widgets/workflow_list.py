@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
+from textual import events
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
@@ -22,13 +26,25 @@ class WorkflowList(OptionList):
         self.text_filter = ""
         self._signature: tuple = ()
         self.statuses: dict[str, str] = {}  # workflow name → status of its latest run here
+        self._catalog: Catalog | None = None
 
     def load(self, catalog: Catalog, select_path: str | None = None) -> None:
         """Rebuild the options when the catalog (or a filter/status) changed; keep the highlight."""
+        self._catalog = catalog
         entries = [e for e in catalog if self._matches(e)]
-        signature = tuple(
-            (e.path, e.name, e.location(), e.error.message if e.error else "", self.statuses.get(e.name, ""))
-            for e in entries
+        width = self._text_width()
+        signature = (
+            width,
+            *(
+                (
+                    e.path,
+                    e.name,
+                    e.location(),
+                    e.error.message if e.error else "",
+                    self.statuses.get(e.name, ""),
+                )
+                for e in entries
+            ),
         )
         if signature == self._signature and select_path is None:
             return
@@ -47,19 +63,47 @@ class WorkflowList(OptionList):
         needle = self.text_filter.lower()
         return not needle or needle in entry.name.lower() or needle in entry.path.lower()
 
+    def _text_width(self) -> int:
+        """Columns a prompt line may use (a narrow default before the first layout)."""
+        width = self.scrollable_content_region.width
+        return width if width > 4 else 22
+
+    def on_resize(self, _: events.Resize) -> None:
+        self.load_again()
+
+    def load_again(self) -> None:
+        """Rebuild the prompts for a new width (broken entries are laid out to fit it)."""
+        if self._catalog is not None:
+            self.load(self._catalog)
+
     def _prompt(self, entry: WorkflowEntry) -> str:
         if entry.error is not None:
-            head = f"[$error]{glyph('failed')}[/]\u00a0{esc(entry.location())}"
-            message = entry.error.message
-            if len(message) > 48:
-                message = message[:47] + "…"
-            return f"{head}\n  [$text-muted]{esc(message)}[/]"
+            return self._broken_prompt(entry)
         status = self.statuses.get(entry.name)
         if status:
             mark = paint(status, glyph(status))
         else:
             mark = "[$text-muted]●[/]"
         return f"{mark}\u00a0{esc(entry.name)}"  # no line break between the glyph and the name
+
+    def _broken_prompt(self, entry: WorkflowEntry) -> str:
+        """`✗ name.wf:12:64` on one line (the name shortened, never the position), then the
+        message indented under it on at most two lines: readable in a 22-column list."""
+        width = self._text_width()
+        location = entry.location()
+        room = width - 2  # the glyph and a space
+        if len(location) > room:
+            name = Path(entry.path).name
+            position = location[len(name) :]
+            keep = max(1, room - len(position) - 1)
+            location = name[:keep] + "…" + position
+            location = location if len(location) <= room else location[: room - 1] + "…"
+        message = entry.error.message if entry.error else ""
+        lines = textwrap.wrap(message, max(8, width - 2)) or [""]
+        if len(lines) > 2:
+            lines = [lines[0], textwrap.shorten(" ".join(lines[1:]), max(8, width - 2), placeholder="…")]
+        body = "\n".join(f"  [$text-muted]{esc(line)}[/]" for line in lines)
+        return f"[$error]{glyph('failed')}[/]\u00a0{esc(location)}\n{body}"
 
     @property
     def highlighted_path(self) -> str | None:

@@ -660,3 +660,26 @@ async def test_the_workflow_list_glyph_follows_the_live_run() -> None:
         assert "◷" in mark()
         host.finish(RunCompleted(succeeded=True))
         await wait_for(pilot, lambda: not app.run_active, what="resumed run to end")
+
+
+async def test_a_broken_file_with_a_long_name_keeps_its_position_on_one_line(tmp_path: Path) -> None:
+    import re
+
+    lines = ["workflow retry-until-green {"] + [f'  script s{i} {{ run = "true" }}' for i in range(10)]
+    lines.append('  script last { run = "true" }                                  oops = }')
+    lines.append("}")
+    (tmp_path / "retry-until-green-again.wf").write_text("\n".join(lines) + "\n")
+    (tmp_path / "ok.wf").write_text('workflow ok { script s { run = "true" } }\n')
+    for size in ((120, 36), (80, 24)):
+        app = make_app(dirs=[tmp_path])
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            listing = main_screen(app).workflow_list
+            entry = next(e for e in app.catalog if e.broken)
+            position = entry.location().removeprefix("retry-until-green-again.wf")
+            assert position.startswith(":12:")
+            prompt = str(listing.get_option(entry.path).prompt)
+            head, *message = [re.sub(r"\[/?[^\]]*\]", "", line) for line in prompt.split("\n")]
+            width = listing.scrollable_content_region.width
+            assert head.startswith("✗\u00a0retry-until") and head.endswith(position) and len(head) <= width
+            assert message and all(line.startswith("  ") and len(line) <= width for line in message)

@@ -515,3 +515,11 @@ def test_the_validation_example_of_the_spec_parses() -> None:
     )
     assert [n.type for n in wf.body] == ["if", "while", "gate"]
     assert wf.inputs[0].required is True
+
+
+def test_text_after_the_closing_brace_is_ignored_with_a_warning() -> None:
+    """Ignored as specified, but a stray `}` or a second workflow in the file is worth a word."""
+    wf = parse_workflow("workflow x {\n  call a\n}}\nworkflow y { call b }\n", "x.wf")
+    assert [type(n).__name__ for n in wf.body] == ["CallNode"]
+    assert wf.warnings == ["text after the closing `}` of workflow `x` (from line 3, column 2) is ignored"]
+    assert parse_workflow("workflow x { call a }\n// a comment after it\n").warnings == []

@@ -443,6 +443,13 @@ class _Parser:
         trigger = meta.get("trigger", "manual")
         if trigger != "manual":
             warnings.append(f"trigger '{trigger}' is not implemented in v1; only 'manual' is active")
+        after = toks[self.i]
+        if after[0] is not EOF:  # ignored, as specified (§1 rule 3) — but a stray `}` is worth a word
+            line, column = self.lines.position(after[2])
+            warnings.append(
+                f"text after the closing `}}` of workflow `{name[1]}` (from line {line}, column {column}) "
+                "is ignored"
+            )
         return WorkflowDef(
             name=name[1],
             title=meta.get("title"),

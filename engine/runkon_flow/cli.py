@@ -396,10 +396,21 @@ def _silence_stdout() -> None:
         pass
 
 
+def _options_before_command(argv: list[str]) -> None:
+    """`runkon-flow --db X runs` reads `X` as the command; say where options go instead."""
+    at = next((i for i, word in enumerate(argv) if word in SUBCOMMANDS), None)
+    early = [w for w in argv[:at] if w.startswith("-") and w not in ("-h", "--help", "--version")]
+    if at is not None and early:
+        command = argv[at]
+        moved = " ".join([command, *argv[:at], *argv[at + 1 :]])
+        raise UsageError(f"options go after the command: {PROG} {moved}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `runkon-flow` console script; returns the exit status."""
     parser = build_parser()
     try:
+        _options_before_command(list(sys.argv[1:] if argv is None else argv))
         args = parser.parse_args(argv)
     except UsageError as exc:
         _print(sys.stderr, f"{PROG}: error: {exc}")

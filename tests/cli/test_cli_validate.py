@@ -344,3 +344,9 @@ def test_ready_points_at_every_problem_and_says_each_once(
     assert code == 1
     assert f"{path}:3:3: gate 'weird_gate': no registered GateResolver for type 'weird_gate'" in err
     assert err.count("Script step 's': 'scripts/nothere.sh' not found") == 1
+
+
+def test_options_before_the_command_get_a_hint_where_they_go(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(capsys, "--db", "/tmp/x.db", "runs", "--all")
+    assert code == 2
+    assert "options go after the command: runkon-flow runs --db /tmp/x.db --all" in err

@@ -94,15 +94,17 @@ def final_steps(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
 
 
 def step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
-    """ok / failed / skipped / other counts over each step's last attempt."""
+    """ok / failed / skipped / cancelled / other counts over each step's last attempt."""
     counts = Counter(StepStatus(r.status) for r in final_steps(rows))
     failed = sum(counts[s] for s in _FAILED)
     ok, skipped = counts[StepStatus.COMPLETED], counts[StepStatus.SKIPPED]
+    cancelled = counts[StepStatus.CANCELLED]
     return {
         "ok": ok,
         "failed": failed,
         "skipped": skipped,
-        "other": sum(counts.values()) - ok - failed - skipped,
+        "cancelled": cancelled,
+        "other": sum(counts.values()) - ok - failed - skipped - cancelled,
     }
 
 
@@ -143,10 +145,10 @@ def runs_table(
                 display_status(run, now),
                 _local(run.started_at),
                 _duration_text(run_duration(run, now)),
-                f"{counts['ok']}/{counts['failed']}/{counts['skipped']}",
+                f"{counts['ok']}/{counts['failed']}/{counts['skipped']}/{counts['cancelled']}",
             ]
         )
-    return _table(["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED"], rows)
+    return _table(["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED/CANCELLED"], rows)
 
 
 def run_json(

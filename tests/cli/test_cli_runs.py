@@ -90,9 +90,16 @@ def test_runs_lists_history_newest_first_with_status_duration_and_step_counts(
     code, out, err = cli(capsys, "runs")
     assert code == 0, err
     header, *rows = out.splitlines()
-    assert header.split() == ["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED"]
+    assert header.split() == [
+        "RUN",
+        "WORKFLOW",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "OK/FAILED/SKIPPED/CANCELLED",
+    ]
     assert [row.split()[:3] for row in rows] == [[second, "flaky", "failed"], [first, "build", "completed"]]
-    assert rows[0].split()[-1] == "1/1/0" and rows[1].split()[-1] == "2/0/0"
+    assert rows[0].split()[-1] == "1/1/0/0" and rows[1].split()[-1] == "2/0/0/0"
     assert len(cli(capsys, "runs", "--limit", "1")[1].splitlines()) == 2
 
 
@@ -102,7 +109,7 @@ def test_runs_json_is_machine_readable(home: Path, capsys: pytest.CaptureFixture
     assert code == 0
     [entry] = json.loads(out)
     assert entry["id"] == run_id and entry["workflow"] == "build" and entry["status"] == "completed"
-    assert entry["steps"] == {"ok": 2, "failed": 0, "skipped": 0, "other": 0}
+    assert entry["steps"] == {"ok": 2, "failed": 0, "skipped": 0, "cancelled": 0, "other": 0}
     assert entry["duration_s"] >= 0 and entry["live"] is False
 
 

@@ -392,16 +392,14 @@ class RunkonApp(App[int]):
         that tree, even after the file changed or for a file outside the watched folders);
         otherwise the latest good one."""
         run_definition = self._shown_run_definition(entry.name)
-        if run_definition is None or run_definition is entry.definition or run_definition == entry.definition:
+        if run_definition is None or _same_definition(run_definition, entry.definition):
             return entry.definition  # the same tree: keep the entry's object (no needless rebuild)
         return run_definition
 
     def definition_changed_under_run(self, entry: WorkflowEntry) -> bool:
         """The tree shows the run's definition and the file on disk now says something else."""
         run_definition = self._shown_run_definition(entry.name)
-        return (
-            run_definition is not None and entry.definition is not None and entry.definition != run_definition
-        )
+        return run_definition is not None and not _same_definition(run_definition, entry.definition)
 
     def run_entry(self, name: str) -> WorkflowEntry | None:
         """An entry for the shown run's workflow when the watched folders do not hold it (a run
@@ -827,6 +825,14 @@ class RunkonApp(App[int]):
         self._exiting = True
         if self._watcher is not None:
             self._watcher.stop()
+
+
+def _same_definition(a: WorkflowDef, b: WorkflowDef | None) -> bool:
+    """The same workflow, whatever path it was read through (`wf/x.wf` here, `/abs/wf/x.wf` in the
+    run's snapshot): the source path is not part of what ran. False when `b` is missing."""
+    if b is None:
+        return False
+    return a is b or a == b or a.model_copy(update={"source_path": b.source_path}) == b
 
 
 def _pretty_key(key: str) -> str:

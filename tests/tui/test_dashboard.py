@@ -683,3 +683,27 @@ async def test_a_broken_file_with_a_long_name_keeps_its_position_on_one_line(tmp
             width = listing.scrollable_content_region.width
             assert head.startswith("✗\u00a0retry-until") and head.endswith(position) and len(head) <= width
             assert message and all(line.startswith("  ") and len(line) <= width for line in message)
+
+
+async def test_a_past_run_read_through_another_path_is_not_called_changed_on_disk() -> None:
+    from runkon_flow.persistence.models import NewRun, RunStatus
+
+    app = make_app()
+    entry = app.catalog.by_name("review-one")
+    assert entry is not None and entry.definition is not None
+    elsewhere = entry.definition.model_copy(update={"source_path": "/somewhere/else/review-one.wf"})
+    run = app.store.create_run(
+        NewRun(
+            workflow_name="review-one",
+            run_id=OUTSIDE_RUN,
+            definition_snapshot=json.dumps(elsewhere.to_json()),
+        )
+    )
+    app.store.update_run_status(run.id, RunStatus.COMPLETED, None, None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_past_run(OUTSIDE_RUN)
+        await wait_for(pilot, lambda: app.view.root_run_id == OUTSIDE_RUN, what="past run")
+        await pilot.pause()
+        screen = main_screen(app)
+        assert screen.tree_workflow == "review-one"
+        assert "changed on disk" not in str(screen.query_one("#tree-note").render())

@@ -1,7 +1,7 @@
 """The runkon-tui Textual app: hosts the engine in a thread worker and drives the screens.
 
 Data flow (design.md §2): the engine runs on a thread worker and emits events into the
-`EventBridge` (a deque); a 15 Hz `set_interval` tick drains the deque, folds the batch into the
+`EventBridge` (a deque); a 10 Hz `set_interval` tick drains the deque, folds the batch into the
 `RunView` and repaints the changed widgets inside `batch_update()`. Urgent events (gate waiting,
 run finished, crash) also post a message so they are shown at once. Keys never block the UI:
 cancel, approve/reject, resume and history reads all run on thread workers.

@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.errors import EngineCancelled, PersistenceError
-from runkon_flow.persistence.models import GateApprovalState, RunStatus, StepRole, StepStatus
+from runkon_flow.persistence.models import (
+    GateApprovalState,
+    NewRun,
+    RunStatus,
+    StepRole,
+    StepStatus,
+    WorkflowRun,
+)
 
 log = logging.getLogger("runkon_flow.persistence")
 
@@ -238,6 +245,38 @@ def _title_of(definition_snapshot: str) -> str | None:
         return None
     title = value.get("title") if isinstance(value, dict) else None
     return title if isinstance(title, str) else None
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def new_run_row(
+    new_run: NewRun,
+    started_at: str,
+    *,
+    status: RunStatus = RunStatus.PENDING,
+    owner_token: str | None = None,
+    lease_until: str | None = None,
+    generation: int = 0,
+) -> WorkflowRun:
+    """The run `create_run`/`create_leased_run` write, in every store: all of it known up front."""
+    return WorkflowRun(
+        id=new_run.run_id or new_ordered_id(),
+        workflow_name=new_run.workflow_name,
+        parent_run_id=new_run.parent_run_id,
+        status=status,
+        dry_run=new_run.dry_run,
+        trigger=new_run.trigger,
+        started_at=started_at,
+        definition_snapshot=new_run.definition_snapshot,
+        inputs=dict(new_run.inputs),
+        parent_workflow_run_id=new_run.parent_workflow_run_id,
+        iteration=new_run.iteration,
+        workflow_title=workflow_title(new_run.definition_snapshot),
+        owner_token=owner_token,
+        lease_until=lease_until,
+        generation=generation,
+    )
 
 
 # --------------------------------------------------------------------------- gates

@@ -52,36 +52,23 @@ class InMemoryStore:
     # ------------------------------------------------------------------ runs
 
     def create_run(self, new_run: NewRun) -> WorkflowRun:
-        return self._insert_run(self._new_run_row(new_run))
+        return self._insert_run(sh.new_run_row(new_run, self._now()))
 
     def create_leased_run(
         self, new_run: NewRun, token: str, ttl_seconds: float, *, durable: bool = True
     ) -> WorkflowRun:
         """A new run already `running`, leased by `token` (generation 1) — one write."""
         sh.check_ttl(ttl_seconds)
-        run = self._new_run_row(new_run)
         until = self._clock() + timedelta(seconds=ttl_seconds)
-        run.status = RunStatus.RUNNING
-        run.owner_token = token
-        run.lease_until = sh.rfc3339(until)
-        run.generation = 1
-        return self._insert_run(run, until)
-
-    def _new_run_row(self, new_run: NewRun) -> WorkflowRun:
-        return WorkflowRun(
-            id=new_run.run_id or sh.new_ordered_id(),
-            workflow_name=new_run.workflow_name,
-            parent_run_id=new_run.parent_run_id,
-            status=RunStatus.PENDING,
-            dry_run=new_run.dry_run,
-            trigger=new_run.trigger,
-            started_at=self._now(),
-            definition_snapshot=new_run.definition_snapshot,
-            inputs=dict(new_run.inputs),
-            parent_workflow_run_id=new_run.parent_workflow_run_id,
-            iteration=new_run.iteration,
-            workflow_title=sh.workflow_title(new_run.definition_snapshot),
+        run = sh.new_run_row(
+            new_run,
+            self._now(),
+            status=RunStatus.RUNNING,
+            owner_token=token,
+            lease_until=sh.rfc3339(until),
+            generation=1,
         )
+        return self._insert_run(run, until)
 
     def _insert_run(self, run: WorkflowRun, lease_expiry: datetime | None = None) -> WorkflowRun:
         with self._lock:
@@ -123,14 +110,9 @@ class InMemoryStore:
         status = RunStatus(status)
         if status is RunStatus.WAITING:
             raise PersistenceError(sh.WAITING_REJECTED)
-        now = self._now()
+        ended_at = self._now() if status.is_terminal else None
         with self._lock:
-            run = self._run(run_id)
-            run.status = status
-            run.result_summary = result_summary
-            run.error = error
-            run.ended_at = now if status.is_terminal else None
-            run.blocked_on = None
+            _record_status(self._run(run_id), status, result_summary, error, ended_at)
 
     def finish_run(
         self,
@@ -146,16 +128,8 @@ class InMemoryStore:
         status = sh.check_finish_status(status)
         now = self._now()
         with self._lock:
-            run = self._run(run_id)
-            run.status = status
-            run.result_summary = result_summary
-            run.error = error
-            run.ended_at = now
-            run.blocked_on = None
-            if run.owner_token == token:
-                run.owner_token = None
-                run.lease_until = None
-                self._lease_expiry.pop(run_id, None)
+            _record_status(self._run(run_id), status, result_summary, error, now)
+            self._release(run_id, token)
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
         """The only way into `waiting`: status and what the run waits for change together."""
@@ -205,11 +179,15 @@ class InMemoryStore:
     def release_lease(self, run_id: str, token: str) -> None:
         """Hand the run back (clean shutdown) so another engine can take it without waiting."""
         with self._lock:
-            run = self._runs.get(run_id)
-            if run is not None and run.owner_token == token:
-                run.owner_token = None
-                run.lease_until = None
-                self._lease_expiry.pop(run_id, None)
+            self._release(run_id, token)
+
+    def _release(self, run_id: str, token: str) -> None:
+        """Under the lock: clear the lease if `token` still holds it."""
+        run = self._runs.get(run_id)
+        if run is not None and run.owner_token == token:
+            run.owner_token = None
+            run.lease_until = None
+            self._lease_expiry.pop(run_id, None)
 
     # ------------------------------------------------------------------ steps
 
@@ -416,6 +394,17 @@ def _parent_matches(run: WorkflowRun, parent: str | None) -> bool:
     if parent == "":
         return not run.parent_run_id and not run.parent_workflow_run_id
     return parent in (run.parent_run_id, run.parent_workflow_run_id)
+
+
+def _record_status(
+    run: WorkflowRun, status: RunStatus, result_summary: str | None, error: str | None, ended_at: str | None
+) -> None:
+    """A status change of `update_run_status`/`finish_run` (leaving `waiting` clears what it waited on)."""
+    run.status = status
+    run.result_summary = result_summary
+    run.error = error
+    run.ended_at = ended_at
+    run.blocked_on = None
 
 
 def _copy_run(run: WorkflowRun) -> WorkflowRun:

@@ -411,19 +411,10 @@ class SqliteStore:
         durable: bool = True,
     ) -> WorkflowRun:
         """Insert the row and return it as written (no read-back: every column is known here)."""
-        run = WorkflowRun(
-            id=new_run.run_id or sh.new_ordered_id(),
-            workflow_name=new_run.workflow_name,
-            parent_run_id=new_run.parent_run_id,
+        run = sh.new_run_row(
+            new_run,
+            self._now(),
             status=status,
-            dry_run=new_run.dry_run,
-            trigger=new_run.trigger,
-            started_at=self._now(),
-            definition_snapshot=new_run.definition_snapshot,
-            inputs=dict(new_run.inputs),
-            parent_workflow_run_id=new_run.parent_workflow_run_id,
-            iteration=new_run.iteration,
-            workflow_title=sh.workflow_title(new_run.definition_snapshot),
             owner_token=token,
             lease_until=lease_until,
             generation=generation,

@@ -34,7 +34,7 @@ from runkon_flow.errors import FlowError, Problem, SourceLocation, WfError
 from runkon_flow.plugins.item_providers import default_providers
 from runkon_flow.plugins.resolvers import DirectoryWorkflowResolver
 
-__all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main", "render_diagnostic"]
+__all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main", "read_source", "render_diagnostic"]
 
 PROG = "runkon-flow"
 
@@ -82,8 +82,9 @@ def _print(stream: TextIO, text: str) -> None:
     stream.write(text + "\n")
 
 
-def _read_source(path: Path) -> str:
-    """The file's text (UTF-8, exactly as stored); `WfError` if it cannot be read."""
+def read_source(path: Path) -> str:
+    """The file's text (UTF-8, exactly as stored); `WfError` (`cannot read file: …`) if it cannot
+    be read — the wording every command uses for an unreadable `.wf` file."""
     try:
         return path.read_bytes().decode("utf-8")
     except OSError as exc:
@@ -229,7 +230,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for target in targets:
         source: str | None = None
         try:
-            source = _read_source(target.path)
+            source = read_source(target.path)
             wf = parse_workflow(source, str(target.path))
         except WfError as exc:
             failed = True
@@ -323,7 +324,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         path = target.path
         source: str | None = None
         try:
-            source = _read_source(path)
+            source = read_source(path)
             wf = parse_workflow(source, str(path))
             formatted = format_workflow(wf, comments(source))
         except WfError as exc:

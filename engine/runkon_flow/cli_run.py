@@ -32,7 +32,7 @@ from typing import Any, TextIO, cast
 
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.cancellation import CancellationReason
-from runkon_flow.cli import SUBCOMMANDS, UsageError, render_diagnostic
+from runkon_flow.cli import SUBCOMMANDS, UsageError, read_source, render_diagnostic
 from runkon_flow.cli_output import (
     EventQueue,
     LiveView,
@@ -51,6 +51,7 @@ from runkon_flow.errors import (
     FlowError,
     Problem,
     SourceLocation,
+    WfError,
     WorkflowNotFound,
 )
 from runkon_flow.events import EngineEventData, parse_event_line
@@ -299,16 +300,6 @@ def _as_named(file: str, dirs: Sequence[Path]) -> str:
     return file
 
 
-def _read_text(path: Path) -> tuple[str | None, str | None]:
-    """(the file's text, None) or (None, why it cannot be read — `validate`'s wording)."""
-    try:
-        return path.read_bytes().decode("utf-8"), None
-    except OSError as exc:
-        return None, f"cannot read file: {exc.strerror or exc}"
-    except UnicodeDecodeError as exc:
-        return None, f"cannot read file: not valid UTF-8 ({exc.reason})"
-
-
 def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:
     """Each problem as `validate` prints it: file:line:col, message, source line and caret."""
     for problem in problems:
@@ -316,7 +307,8 @@ def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> N
         source = None
         if location.file:
             if location.line:
-                source, _ = _read_text(Path(location.file))
+                with suppress(WfError):
+                    source = read_source(Path(location.file))
             location = SourceLocation(_as_named(location.file, dirs), location.line, location.column)
         _err(render_diagnostic(location, problem.text(), source))
 
@@ -332,9 +324,10 @@ def _find_workflow(ws: Workspace, name_or_path: str, dirs: Sequence[Path]) -> Wo
         broken = _load_error_for(ws, name_or_path)
         if broken is None:
             raise CommandFailed(_plain(exc)) from None
-        _, unreadable = _read_text(Path(broken.file))
-        if unreadable is not None:  # not UTF-8, unreadable: said the way `validate` says it
-            broken = FileError(broken.file, unreadable)
+        try:
+            read_source(Path(broken.file))
+        except WfError as unreadable:  # not UTF-8, unreadable: said the way `validate` says it
+            broken = FileError(broken.file, unreadable.message)
         _print_problems(
             [Problem(broken.message, None, SourceLocation(broken.file, broken.line, broken.column))], dirs
         )

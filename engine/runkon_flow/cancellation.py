@@ -109,9 +109,13 @@ class CancellationToken:
             tok = tok._parent
         return None
 
+    def error(self) -> EngineCancelled:
+        """The error a stop because of this token raises: its reason, else `ParentCancelled`."""
+        return EngineCancelled(self.reason() or CancellationReason.of("ParentCancelled"))
+
     def error_if_cancelled(self) -> None:
         if self._cancelled:
-            raise EngineCancelled(self.reason() or CancellationReason.of("ParentCancelled"))
+            raise self.error()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled or `timeout` seconds pass; True when cancelled."""

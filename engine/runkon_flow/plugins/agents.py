@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from runkon_flow.cancellation import CancellationReason, CancellationToken
-from runkon_flow.errors import EngineCancelled, Problem, SourceLocation, WorkflowError
+from runkon_flow.errors import Problem, SourceLocation, WorkflowError
 from runkon_flow.plugins._yaml import ConfigFileError, YamlDoc, parse_yaml, scalar_text
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
@@ -596,7 +596,7 @@ class AgentExecutor:
         low, high = agent.delay
         delay = (random.uniform(low, high) if high > low else low) * self._rt.speed()
         if delay > 0 and token.wait(delay):
-            raise EngineCancelled(token.reason() or CancellationReason.of("ParentCancelled"))
+            raise token.error()
         token.error_if_cancelled()
         if agent.fail == -1 or (agent.fail > 0 and call_no <= agent.fail):
             message = agent.fail_message or f"agent '{agent.name}' failed on purpose (call {call_no})"
@@ -643,7 +643,7 @@ class AgentExecutor:
             on_line=info.emit_output,
         )
         if result.cancelled:
-            raise EngineCancelled(token.reason() or CancellationReason.of("ParentCancelled"))
+            raise token.error()
         if result.spawn_error is not None:
             raise WorkflowError(f"agent '{agent.name}' failed to start {argv[0]!r}: {result.spawn_error}")
         if result.timed_out:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from runkon_flow.cancellation import CancellationReason
 from runkon_flow.errors import EngineCancelled
 from runkon_flow.events import StepRetrying
 from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
@@ -28,7 +27,7 @@ def cancellation_of(st: ExecutionState, error: BaseException | None) -> EngineCa
     """The cancel that stopped an attempt: the error's own reason, else the run token's."""
     if isinstance(error, EngineCancelled):
         return EngineCancelled(error.reason)
-    return EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
+    return st.cancellation.error()
 
 
 def run_retried_step(

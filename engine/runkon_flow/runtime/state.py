@@ -297,7 +297,8 @@ class ExecutionState:
     # ------------------------------------------------------------------ step rows
 
     def insert_step(self, new_step: NewStep) -> str:
-        """`persistence.insert_step`, remembered in the step ledger."""
+        """`persistence.insert_step`, remembered in the step ledger. `durable` is passed only when
+        it is False, so a store with the spec's plain signature still serves durable runs."""
         if self.write_behind:
             step_id = self.persistence.insert_step(new_step, durable=False)
         else:

@@ -12,7 +12,6 @@ Differences from upstream, on purpose (design.md §5, docs/engine.md):
 
 from __future__ import annotations
 
-from runkon_flow.cancellation import CancellationReason
 from runkon_flow.dsl.ast import CallNode
 from runkon_flow.dsl.durations import DurationError, parse_call_timeout
 from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
@@ -164,7 +163,7 @@ def _attempt(
             if timed_out or not outcome.finished:
                 fire_and_forget(registry.cancel, label, step_id, name="executor-cancel")
             if not outcome.finished and not timed_out:
-                error = EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
+                error = st.cancellation.error()
             else:
                 output, error = outcome.value, outcome.error
     finally:

@@ -16,9 +16,8 @@ import logging
 import time
 
 from runkon_flow.approvals import GATE_SIGNALS
-from runkon_flow.cancellation import CancellationReason
 from runkon_flow.dsl.ast import GateNode
-from runkon_flow.errors import EngineCancelled, WorkflowError
+from runkon_flow.errors import WorkflowError
 from runkon_flow.events import GateResolved, GateTimedOut, GateWaiting
 from runkon_flow.persistence.models import (
     GateApprovalState,
@@ -349,7 +348,7 @@ def _wait_for_decision(
 
 
 def _cancelled(st: ExecutionState, step_id: str, trace: StepTrace) -> None:
-    cancelled = EngineCancelled(st.cancellation.reason() or CancellationReason.of("ParentCancelled"))
+    cancelled = st.cancellation.error()
     st.update_step(
         step_id,
         StepUpdate(

@@ -131,9 +131,9 @@ def execute_parallel(st: ExecutionState, node: ParallelNode, iteration: int, pat
         successes = _run_branches(st, node, runnable, iteration, merged)
 
     if st.cancellation.is_cancelled():
-        reason = st.cancellation.reason() or CancellationReason.of("ParentCancelled")
-        block.completed(StepStatus.CANCELLED, str(EngineCancelled(reason)))
-        raise EngineCancelled(reason)
+        error = st.cancellation.error()
+        block.completed(StepStatus.CANCELLED, str(error))
+        raise error
 
     total = len(runnable) + skipped + restored
     required = node.min_success if node.min_success is not None else total

@@ -12,6 +12,7 @@ handler is printed as one line with exit 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -34,7 +35,15 @@ from runkon_flow.errors import FlowError, Problem, SourceLocation, WfError
 from runkon_flow.plugins.item_providers import default_providers
 from runkon_flow.plugins.resolvers import DirectoryWorkflowResolver
 
-__all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main", "read_source", "render_diagnostic"]
+__all__ = [
+    "SUBCOMMANDS",
+    "UsageError",
+    "as_named",
+    "build_parser",
+    "main",
+    "read_source",
+    "render_diagnostic",
+]
 
 PROG = "runkon-flow"
 
@@ -91,6 +100,17 @@ def read_source(path: Path) -> str:
         raise WfError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
     except UnicodeDecodeError as exc:
         raise WfError(f"cannot read file: not valid UTF-8 ({exc.reason})", file=str(path)) from None
+
+
+def as_named(file: str, dirs: Sequence[Path]) -> str:
+    """A workflow file as the user named it: under the directory (`--dir`, WORKFLOW's or FILE's
+    folder) it was found in, spelled the way that directory was typed (`wf/typo.wf`,
+    `../bad/syntax.wf`); a file outside them keeps its own path."""
+    real = Path(file).resolve()
+    for directory in dirs:
+        with contextlib.suppress(ValueError):
+            return str(directory / real.relative_to(directory.resolve()))
+    return file
 
 
 @dataclass(frozen=True)
@@ -209,12 +229,12 @@ def _readiness_problems(target: _Target, wf: WorkflowDef, workspaces: dict[Path,
     workspace = workspaces.get(target.workflow_dir)
     if workspace is None:
         workspace = workspaces[target.workflow_dir] = Workspace([target.workflow_dir], InMemoryStore())
-    here = target.path.resolve()
     problems = []
     for problem in workspace.validate(wf.name):
         where = problem.location
-        if where.file and Path(where.file).resolve() == here:  # named as the user named it
-            problem = dataclasses.replace(problem, location=dataclasses.replace(where, file=str(target.path)))
+        if where.file:
+            named = as_named(where.file, [target.workflow_dir])
+            problem = dataclasses.replace(problem, location=dataclasses.replace(where, file=named))
         problems.append(problem)
     return problems
 

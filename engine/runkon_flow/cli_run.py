@@ -32,7 +32,7 @@ from typing import Any, TextIO, cast
 
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.cancellation import CancellationReason
-from runkon_flow.cli import SUBCOMMANDS, UsageError, read_source, render_diagnostic
+from runkon_flow.cli import SUBCOMMANDS, UsageError, as_named, read_source, render_diagnostic
 from runkon_flow.cli_output import (
     EventQueue,
     LiveView,
@@ -289,17 +289,6 @@ def _workspace(
     return Workspace(dirs, store, exec_config=exec_config)
 
 
-def _as_named(file: str, dirs: Sequence[Path]) -> str:
-    """A workflow file as the user named it: under the `--dir` (or WORKFLOW's folder) it was found
-    in, spelled the way that directory was typed (`wf/typo.wf`, `../bad/syntax.wf`), like
-    `validate` names files; a file outside them keeps its own path."""
-    real = Path(file).resolve()
-    for directory in dirs:
-        with suppress(ValueError):
-            return str(directory / real.relative_to(directory.resolve()))
-    return file
-
-
 def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:
     """Each problem as `validate` prints it: file:line:col, message, source line and caret."""
     for problem in problems:
@@ -309,7 +298,7 @@ def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> N
             if location.line:
                 with suppress(WfError):
                     source = read_source(Path(location.file))
-            location = SourceLocation(_as_named(location.file, dirs), location.line, location.column)
+            location = SourceLocation(as_named(location.file, dirs), location.line, location.column)
         _err(render_diagnostic(location, problem.text(), source))
 
 

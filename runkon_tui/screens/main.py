@@ -257,20 +257,16 @@ class MainScreen(Screen[None]):
         if self.grid_pane.border_title != title:
             self.grid_pane.border_title = title
         if changes.fanouts or changes.runs or second or changes.structure:
-            shown = view if self.view_for(self.tree_workflow) is not None else None
-            self.item_detail.show(shown, fan, self.grid_item, now)
+            self.item_detail.show(tree_view, fan, self.grid_item, now)
         self._refresh_output(changes)
         if changes.engine_log or changes.error_log or changes.output or changes.structure:
             self.log_pane.sync()
         if changes.header or changes.gates or changes.finished or changes.structure:
             self.update_bindings()
-        if changes.header or changes.gates or changes.finished or changes.structure:
-            # The list's glyph follows the live run (◷ at a gate, ▶ again after a resume): rebuild
-            # it only when some workflow's status changed, not on every header tick.
-            statuses = app.workflow_statuses()
-            if changes.finished or changes.structure or statuses != self.workflow_list.statuses:
-                self.workflow_list.statuses = statuses
-                self.workflow_list.load(app.catalog)
+            # The list's glyph follows the live run (◷ at a gate, ▶ again after a resume); `load`
+            # rebuilds the options only when a status or the catalog actually changed.
+            self.workflow_list.statuses = app.workflow_statuses()
+            self.workflow_list.load(app.catalog)
 
     def _refresh_output(self, changes: Changes) -> None:
         if self._child_source is not None:

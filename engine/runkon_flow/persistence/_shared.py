@@ -45,20 +45,33 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_second_prefix: tuple[int, str] = (-1, "")
+class _MillisecondStamp:
+    """Epoch milliseconds as text with a strftime `pattern` for the second: the stores stamp several
+    rows per child run, so the formatted second is cached and only the milliseconds change."""
+
+    __slots__ = ("_cached", "_pattern", "_suffix")
+
+    def __init__(self, pattern: str, suffix: str) -> None:
+        self._pattern = pattern
+        self._suffix = suffix
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self, ms: int) -> str:
+        second, prefix = self._cached
+        if ms // 1000 != second:
+            second = ms // 1000
+            prefix = time.strftime(self._pattern, time.gmtime(second))
+            self._cached = (second, prefix)  # one tuple, replaced atomically
+        return f"{prefix}{ms % 1000:03d}{self._suffix}"
+
+
+_rfc3339_stamp = _MillisecondStamp("%Y-%m-%dT%H:%M:%S.", "Z")
+_sqlite_stamp = _MillisecondStamp("%Y-%m-%d %H:%M:%S.", "")
 
 
 def rfc3339_now() -> str:
-    """`rfc3339(system_clock())`, without building a datetime: the stores stamp several rows per
-    child run, so the formatted second is cached and only the milliseconds change."""
-    global _second_prefix
-    ms = time.time_ns() // 1_000_000
-    second, prefix = _second_prefix
-    if ms // 1000 != second:
-        second = ms // 1000
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        _second_prefix = (second, prefix)  # one tuple, replaced atomically
-    return f"{prefix}{ms % 1000:03d}Z"
+    """`rfc3339(system_clock())`, without building a datetime."""
+    return _rfc3339_stamp(time.time_ns() // 1_000_000)
 
 
 def now_function(clock: Clock) -> Callable[[], str]:
@@ -73,19 +86,9 @@ def sqlite_lease_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
-_lease_second: tuple[int, str] = (-1, "")
-
-
 def sqlite_lease_time_in(seconds: float) -> str:
     """`sqlite_lease_time(system_clock() + seconds)` without datetimes (a child run takes a lease)."""
-    global _lease_second
-    ms = (time.time_ns() + int(seconds * 1_000_000_000)) // 1_000_000
-    second, prefix = _lease_second
-    if ms // 1000 != second:
-        second = ms // 1000
-        prefix = time.strftime("%Y-%m-%d %H:%M:%S.", time.gmtime(second))
-        _lease_second = (second, prefix)
-    return f"{prefix}{ms % 1000:03d}"
+    return _sqlite_stamp((time.time_ns() + int(seconds * 1_000_000_000)) // 1_000_000)
 
 
 def lease_cancelled() -> EngineCancelled:

@@ -37,7 +37,6 @@ __all__ = [
     "PlainPrinter",
     "Printer",
     "RunOutcome",
-    "format_duration",
     "format_event_line",
     "format_timestamp",
     "supports_live_view",

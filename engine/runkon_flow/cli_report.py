@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals
-from runkon_flow.cli_output import format_duration
-from runkon_flow.humanize import readable_error
+from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.persistence.models import (
     FanOutItemStatus,
     RunStatus,

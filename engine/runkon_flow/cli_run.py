@@ -39,7 +39,6 @@ from runkon_flow.cli_output import (
     PlainPrinter,
     Printer,
     RunOutcome,
-    format_duration,
     supports_live_view,
 )
 from runkon_flow.cli_report import display_status, lease_is_live, parse_time, run_json, runs_table, show_lines
@@ -55,7 +54,7 @@ from runkon_flow.errors import (
     WorkflowNotFound,
 )
 from runkon_flow.events import EngineEventData, parse_event_line
-from runkon_flow.humanize import readable_error
+from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.persistence import InMemoryStore, RunStatus, SqliteStore, WorkflowRun, default_db_path
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.cancellation import CancellationReason
-from runkon_flow.cli_output import LiveView, PlainPrinter, format_duration, format_event_line
+from runkon_flow.cli_output import LiveView, PlainPrinter, format_event_line
 from runkon_flow.events import (
     ChildRunStarted,
     EngineEventData,
@@ -553,16 +553,6 @@ def test_the_live_view_caps_active_lines_to_the_terminal_and_falls_back_to_ascii
     assert lines[-1].strip().endswith("more running")
     assert all(len(line) <= 39 for line in lines)
     assert all(ord(ch) < 128 for line in lines for ch in line)
-
-
-def test_durations_are_short() -> None:
-    assert [format_duration(s) for s in (0.04, 9.94, 42, 245, 7380)] == [
-        "0.0s",
-        "9.9s",
-        "42s",
-        "4m05s",
-        "2h03m",
-    ]
 
 
 def test_on_a_terminal_the_live_view_is_chosen_by_itself(home: Path) -> None:

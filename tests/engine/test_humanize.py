@@ -1,11 +1,12 @@
-"""What clients print for a cancel: the engine keeps upstream's error text, people read plain words."""
+"""What clients print for a cancel (the engine keeps upstream's error text, people read plain words)
+and for a duration."""
 
 from __future__ import annotations
 
 import pytest
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.errors import EngineCancelled
-from runkon_flow.humanize import readable_error
+from runkon_flow.humanize import format_duration, readable_error
 
 
 @pytest.mark.parametrize(
@@ -33,3 +34,13 @@ def test_a_cancel_inside_a_longer_error_is_rewritten_in_place() -> None:
 def test_other_errors_are_left_alone() -> None:
     assert readable_error("Script 'a' exited with code 3") == "Script 'a' exited with code 3"
     assert readable_error(None) == ""
+
+
+def test_durations_are_short() -> None:
+    assert [format_duration(s) for s in (0.04, 9.94, 42, 245, 7380)] == [
+        "0.0s",
+        "9.9s",
+        "42s",
+        "4m05s",
+        "2h03m",
+    ]

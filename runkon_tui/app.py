@@ -566,8 +566,7 @@ class RunkonApp(App[int]):
         self.run_workflow_name = None
         self.bridge.watch(None)
         self.drain()
-        if self._host_stale:
-            self._refresh_host()
+        self._refresh_host()
         self._refresh_screen(force_tree=True)
 
     def request_cancel(self) -> None:
@@ -720,8 +719,7 @@ class RunkonApp(App[int]):
             return
         self.catalog_version += 1
         self._host_stale = True
-        if not self.run_active:
-            self._refresh_host()
+        self._refresh_host()
         for path in diff.broken:
             entry = self.catalog.entries[path]
             text = f"{entry.location()}: {entry.error.message if entry.error else ''}"

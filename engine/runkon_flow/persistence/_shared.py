@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import json.encoder
 import logging
 import random
 import threading
@@ -211,25 +210,13 @@ def load_blocked_on(text: str | None) -> dict | None:
     return load_json_object(text, "workflow_runs.blocked_on") or None
 
 
-def _refuse(value: object) -> object:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# json.dumps with non-default options builds an encoder per call; the stores encode a map per run.
-_c_encoder = (
-    json.encoder.c_make_encoder(
-        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-    if json.encoder.c_make_encoder is not None
-    else None
-)
+# One encoder for every call (json.dumps with options would build one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def dump_json(value: object) -> str:
     """Compact JSON, non-ASCII kept (the stored form of inputs, contexts, blocked_on, selections)."""
-    if _c_encoder is not None and isinstance(value, dict | list):
-        return "".join(_c_encoder(value, 0))
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def workflow_title(definition_snapshot: str | None) -> str | None:

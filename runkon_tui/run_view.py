@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runkon_flow import events as engine_events
 from runkon_flow.events import EngineEventData, FanOutItemInfo, parse_event_line
 from runkon_flow.humanize import format_duration, readable_error
 
@@ -1222,39 +1223,33 @@ class RunView:
 # nested models: gates, item lists, cancellation reasons) stay as they are.
 
 
-def _compact_spec() -> dict[str, tuple[Any, tuple[str, ...], int | None]]:
-    from runkon_flow import events as ev_mod
-
-    specs: dict[str, tuple[Any, tuple[str, ...], int | None]] = {}
-    for name in (
-        "RunStarted",
-        "RunCompleted",
-        "MetricsUpdated",
-        "StepStarted",
-        "StepCompleted",
-        "StepRetrying",
-        "StepOutput",
-        "LoopIteration",
-        "EngineLog",
-        "FanOutItemStarted",
-        "FanOutItemCompleted",
-        "FanOutItemSkipped",
-        "ChildRunStarted",
-    ):
-        model = getattr(ev_mod, name)
-        fields = tuple(f for f in model.model_fields if f != "type")
-        markers = fields.index("markers") if "markers" in fields else None
-        specs[name] = (operator.attrgetter(*fields), fields, markers)
-    return specs
-
-
-_COMPACT_SPECS = _compact_spec()
+#: The frequent, flat event types the bridge keeps as tuples.
+_COMPACT_KINDS = (
+    "RunStarted",
+    "RunCompleted",
+    "MetricsUpdated",
+    "StepStarted",
+    "StepCompleted",
+    "StepRetrying",
+    "StepOutput",
+    "LoopIteration",
+    "EngineLog",
+    "FanOutItemStarted",
+    "FanOutItemCompleted",
+    "FanOutItemSkipped",
+    "ChildRunStarted",
+)
+#: Each kind's fields, in the order its compact tuple holds them after `(type, ts, run_id)`.
+_COMPACT_FIELDS = {
+    kind: tuple(f for f in getattr(engine_events, kind).model_fields if f != "type")
+    for kind in _COMPACT_KINDS
+}
 
 #: Child-run events held back while a fan-out child is folded lazily (nothing a human must see).
 _QUIET_CHILD_EVENTS = frozenset({"RunStarted", "StepStarted", "StepOutput", "MetricsUpdated"})
 #: Events that are quiet only when they report success; index of `succeeded` in compact tuples.
 _SUCCESS_FIELD = {
-    kind: 3 + _COMPACT_SPECS[kind][1].index("succeeded") for kind in ("StepCompleted", "RunCompleted")
+    kind: 3 + _COMPACT_FIELDS[kind].index("succeeded") for kind in ("StepCompleted", "RunCompleted")
 }
 
 
@@ -1265,20 +1260,23 @@ def _succeeded(kind: str, data: Any) -> bool:
 
 
 _COMPACT_CLASSES = {
-    name: namedtuple(f"Compact{name}", (*fields, "type"), defaults=(name,))
-    for name, (_, fields, _) in _COMPACT_SPECS.items()
+    kind: namedtuple(f"Compact{kind}", (*fields, "type"), defaults=(kind,))
+    for kind, fields in _COMPACT_FIELDS.items()
 }
 _Envelope = namedtuple("_Envelope", "ts run_id event")
 
 
 def _compactor(kind: str) -> Callable[[Any, Any], tuple]:
-    getter, _, markers = _COMPACT_SPECS[kind]
-    if markers is None:
+    fields = _COMPACT_FIELDS[kind]
+    getter = operator.attrgetter(*fields)
+    if "markers" not in fields:
 
         def flat(data: Any, ev: Any) -> tuple:
             return (kind, data.ts, data.run_id, *getter(ev))
 
         return flat
+
+    markers = fields.index("markers")  # a list in the model: kept as a tuple (untracked by the GC)
 
     def with_markers(data: Any, ev: Any) -> tuple:
         values = getter(ev)
@@ -1288,13 +1286,7 @@ def _compactor(kind: str) -> Callable[[Any, Any], tuple]:
     return with_markers
 
 
-def _compactors() -> dict[type, Callable[[Any, Any], tuple]]:
-    from runkon_flow import events as ev_mod
-
-    return {getattr(ev_mod, kind): _compactor(kind) for kind in _COMPACT_SPECS}
-
-
-_COMPACTORS = _compactors()
+_COMPACTORS = {getattr(engine_events, kind): _compactor(kind) for kind in _COMPACT_KINDS}
 
 
 def compact(data: EngineEventData) -> EngineEventData | tuple:

@@ -22,7 +22,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.persistence import InMemoryStore, RunStatus, SqliteStore, WorkflowRun, default_db_path
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
-from runkon_flow.workspace import Workspace
+from runkon_flow.workspace import Workspace, cancel_unowned_run
 
 __all__ = ["LEASE_TTL_ENV", "RUN_SUBCOMMANDS", "exec_config_for", "parse_inputs"]
 
@@ -718,21 +717,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             return EXIT_OK
         if status.is_terminal:
             raise CommandFailed(f"run {run.id} already finished ({status.value}); there is nothing to cancel")
-        reason = CancellationReason.user(args.message)
-        # No live engine → take the lease ourselves, so nobody can start it while we mark it.
-        token = f"cancel-{uuid.uuid4().hex}"
-        if store.acquire_lease(run.id, token, 10) is not None:
-            try:
-                store.update_run_status(
-                    run.id, RunStatus.CANCELLED, run.result_summary, f"workflow cancelled: {reason.debug()}"
-                )
-            finally:
-                store.release_lease(run.id, token)
+        error = str(EngineCancelled(CancellationReason.user(args.message)))
+        settled = cancel_unowned_run(store, run.id, error)  # no live engine: marked here
+        if settled is RunStatus.CANCELLED:
             print(
                 f"run {run.id} was not running (no engine holds it); marked cancelled — "
                 "it can still be resumed"
             )
             return EXIT_OK
+        if settled is not None:  # its engine finished it between our look and the lease
+            raise CommandFailed(
+                f"run {run.id} already finished ({settled.value}); there is nothing to cancel"
+            )
         store.update_run_status(run.id, RunStatus.CANCELLING, None, None)
         if args.no_wait:
             print(f"run {run.id}: cancel requested; its engine stops it within a second or two")

@@ -41,6 +41,7 @@ from runkon_flow.dsl.ast import (
 from runkon_flow.dsl.loading import FileError, load_workflow_dir
 from runkon_flow.dsl.validation import ScriptNotFound, ScriptResolver, validate_workflow
 from runkon_flow.errors import (
+    EngineCancelled,
     FlowError,
     Problem,
     SourceLocation,
@@ -77,6 +78,7 @@ __all__ = [
     "InputsError",
     "UnknownWorkflow",
     "Workspace",
+    "cancel_unowned_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ REFERENCE_GATE_TYPES = ("human_approval", "human_review", "pr_approval", "pr_che
 
 _TRUE = frozenset({"true", "yes", "1", "on"})
 _FALSE = frozenset({"false", "no", "0", "off", ""})
-_SETTLE_LEASE_SECS = 10  # held only for the one status write
+_CANCEL_LEASE_SECS = 10  # held only for the one status write
 _MISSING_EXECUTOR = re.compile(r"no registered ActionExecutor for '(.*)'$")
 
 
@@ -110,6 +112,30 @@ class UnknownWorkflow(WorkflowNotFound):
     def __str__(self) -> str:
         base = super().__str__()
         return f"{base} (available: {', '.join(self.known)})" if self.known else base
+
+
+def cancel_unowned_run(
+    store: WorkflowPersistence, run_id: str, error: str, *, only_from: RunStatus | None = None
+) -> RunStatus | None:
+    """Record `run_id` as `cancelled` (with `error`) if no engine holds it; the lease is borrowed
+    for the write, so a live engine is never overruled. Returns None when an engine holds the run
+    (it stops the run itself), else the run's status after the call: `cancelled`, or the status
+    it was found in under the lease — a finished run (or, with `only_from`, a run in another
+    status) is left as it is."""
+    token = f"cancel-{uuid.uuid4().hex}"
+    if store.acquire_lease(run_id, token, _CANCEL_LEASE_SECS) is None:
+        return None
+    try:
+        current = store.get_run(run_id)
+        if current is None:
+            raise WorkflowError(f"no workflow run '{run_id}'")
+        status = RunStatus(current.status)
+        if status.is_terminal or (only_from is not None and status is not only_from):
+            return status
+        store.update_run_status(run_id, RunStatus.CANCELLED, current.result_summary, error)
+        return RunStatus.CANCELLED
+    finally:
+        store.release_lease(run_id, token)
 
 
 class _LoadedResolver:
@@ -527,8 +553,9 @@ class Workspace:
         with self._lock:
             if run_id in self._active:
                 raise WorkflowError(f"run '{run_id}' is still running")
-        if run.status is RunStatus.CANCELLING:
-            self._settle_abandoned_cancel(run)
+        if run.status is RunStatus.CANCELLING:  # its engine may be gone: then the cancel is over
+            error = run.error or str(EngineCancelled(CancellationReason.user()))
+            cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING)
         snap = self._snapshot()
         try:
             wf = self._lookup(snap, run.workflow_name)
@@ -579,24 +606,6 @@ class Workspace:
             return list(self._active)
 
     # ------------------------------------------------------------------ internals
-
-    def _settle_abandoned_cancel(self, run: WorkflowRun) -> None:
-        """Record a `cancelling` run whose engine is gone as `cancelled`. The lease is taken for the
-        write, so a live engine is never overruled."""
-        token = f"settle-{uuid.uuid4().hex}"
-        if self.store.acquire_lease(run.id, token, _SETTLE_LEASE_SECS) is None:
-            return  # an engine still holds it: it will stop the run itself
-        try:
-            current = self.store.get_run(run.id) or run
-            if current.status is RunStatus.CANCELLING:
-                self.store.update_run_status(
-                    run.id,
-                    RunStatus.CANCELLED,
-                    current.result_summary,
-                    current.error or f"workflow cancelled: {CancellationReason.user().debug()}",
-                )
-        finally:
-            self.store.release_lease(run.id, token)
 
     def _run_row(self, run_id: str) -> WorkflowRun:
         run = self.store.get_run(run_id)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from runkon_flow import cli_run
 from runkon_flow.persistence import RunStatus, SqliteStore
 
 from tests.cli.run_helpers import cli, cli_env, events_of, run_id_of, spawn, stop, wait_for, write
@@ -312,6 +313,23 @@ def test_cancel_of_a_finished_or_unknown_run_fails(home: Path, capsys: pytest.Ca
     assert code == 1 and "already finished (completed); there is nothing to cancel" in err
     code, _, err = cli(capsys, "cancel", "01NOSUCHRUN")
     assert code == 1 and "no workflow run '01NOSUCHRUN'" in err
+
+
+def test_a_run_its_engine_finished_just_before_the_cancel_took_its_lease_stays_finished(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, run_id = start(capsys, "flaky")
+    interrupt(home, run_id)  # unfinished and unheld when `cancel` looks at it
+    real = cli_run.cancel_unowned_run
+
+    def finished_meanwhile(store: SqliteStore, rid: str, error: str, **kw: object) -> RunStatus | None:
+        store.update_run_status(rid, RunStatus.FAILED, None, "its engine finished it")
+        return real(store, rid, error, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli_run, "cancel_unowned_run", finished_meanwhile)
+    code, _, err = cli(capsys, "cancel", run_id)
+    assert code == 1 and "already finished (failed); there is nothing to cancel" in err
+    assert status_of(home, run_id) is RunStatus.FAILED
 
 
 def test_cancel_of_a_held_run_asks_its_engine_and_reports_when_it_does_not_answer(

@@ -227,19 +227,20 @@ class LogView(ScrollView, can_focus=True):
         self._styles = None
         self.refresh()
 
-    def _level_style(self, level: str) -> Style:
-        """Level style combined with the base style (cached: computing the base walks the DOM)."""
+    def _level_styles(self) -> dict[str, Style]:
+        """Each level's style combined with the base style, which is kept in `_base_style`
+        (cached: computing the base walks the DOM)."""
         if self._styles is None:
             base = self.rich_style
             self._base_style = base
             self._styles = {lv: base + self.get_component_rich_style(f"log-view--{lv}") for lv in LEVELS}
-        return self._styles.get(level, self._styles["info"])
+        return self._styles
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         row = scroll_y + y
         width = self.size.width
-        self._level_style("info")
+        styles = self._level_styles()
         base = self._base_style
         source = self.source
         if self.text_filter:
@@ -252,7 +253,7 @@ class LogView(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         text, level = source.get(index)
         text = text.replace("\t", "    ")
-        strip = Strip([Segment(text, self._level_style(level))], cell_len(text))
+        strip = Strip([Segment(text, styles.get(level, styles["info"]))], cell_len(text))
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
 

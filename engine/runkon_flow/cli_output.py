@@ -22,7 +22,7 @@ import shutil
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -371,16 +371,21 @@ class _Active:
             self.last_line = text
 
 
+def _outcome(succeeded: bool, status: str | None) -> str:
+    """How a finished step or item is counted: ok, failed, skipped or cancelled — a cancelled or
+    skipped one did not fail (as `show` lists it)."""
+    if succeeded:
+        return "ok"
+    return status if status in ("skipped", "cancelled") else "failed"
+
+
 @dataclass
 class _FanOut:
     run_id: str
     name: str
     total: int = 0
     running: int = 0
-    completed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    cancelled: int = 0
+    ended: Counter[str] = field(default_factory=Counter)  # finished items by `_outcome`
     done: bool = False
 
 
@@ -398,10 +403,7 @@ class _LiveState:
     active: dict[tuple[str, str], _Active] = field(default_factory=dict)
     fan_outs: dict[tuple[str, str], _FanOut] = field(default_factory=dict)
     gates: dict[tuple[str, str], str] = field(default_factory=dict)
-    steps_ok: int = 0
-    steps_failed: int = 0
-    steps_cancelled: int = 0
-    steps_skipped: int = 0
+    steps: Counter[str] = field(default_factory=Counter)  # finished steps by `_outcome`
 
 
 class LiveView:
@@ -529,15 +531,7 @@ class LiveView:
             ok = e.succeeded
             status = e.status or ("completed" if ok else "failed")
             if e.kind not in ("foreach", "parallel"):
-                # A cancelled (or skipped) step did not fail: counted apart, as `show` lists it.
-                if ok:
-                    st.steps_ok += 1
-                elif status == "cancelled":
-                    st.steps_cancelled += 1
-                elif status == "skipped":
-                    st.steps_skipped += 1
-                else:
-                    st.steps_failed += 1
+                st.steps[_outcome(ok, status)] += 1
             if top or not ok:
                 label = active.label if active else self._label(run, e.step_key or e.step_name)
                 took = f"  {format_duration(e.duration_ms / 1000)}" if e.duration_ms is not None else ""
@@ -560,17 +554,10 @@ class LiveView:
                 if kind == "FanOutItemStarted":
                     fan.running += 1
                 elif kind == "FanOutItemSkipped":
-                    fan.skipped += 1
+                    fan.ended["skipped"] += 1
                 else:
                     fan.running = max(0, fan.running - 1)
-                    if e.succeeded:
-                        fan.completed += 1
-                    elif e.status == "cancelled":
-                        fan.cancelled += 1
-                    elif e.status == "skipped":
-                        fan.skipped += 1
-                    else:
-                        fan.failed += 1
+                    fan.ended[_outcome(e.succeeded, e.status)] += 1
             if kind == "FanOutItemCompleted" and not e.succeeded and e.status != "cancelled":
                 child = f" (child run {e.child_run_id})" if e.child_run_id else ""
                 return [self._c(_RED, g.fail) + f" item {e.item_id} failed{child}"]
@@ -660,23 +647,24 @@ class LiveView:
         header = (
             f"{spinner} {workflow} {g.sep} run {self._top or '?'} {g.sep} {status} {g.sep} "
             f"{format_duration(end - self._started)} {g.sep} "
-            f"steps {g.ok}{st.steps_ok} {g.fail}{st.steps_failed}"
-            + (f" {g.cancel}{st.steps_cancelled}" if st.steps_cancelled else "")
-            + (f" {g.skip}{st.steps_skipped}" if st.steps_skipped else "")
+            f"steps {g.ok}{st.steps['ok']} {g.fail}{st.steps['failed']}"
+            + (f" {g.cancel}{st.steps['cancelled']}" if st.steps["cancelled"] else "")
+            + (f" {g.skip}{st.steps['skipped']}" if st.steps["skipped"] else "")
         )
         lines = [header]
         for fan in st.fan_outs.values():
             if fan.done:
                 continue
-            finished = fan.completed + fan.failed + fan.skipped + fan.cancelled
+            ended = fan.ended
+            finished = ended.total()
             cells = 16
             filled = cells * finished // fan.total if fan.total else cells
             bar = g.bar_full * filled + g.bar_empty * (cells - filled)
             where = "" if fan.run_id == self._top else f" ({self._where(fan.run_id)})"
             lines.append(
                 f"  foreach {fan.name}{where} {bar} {finished}/{fan.total} "
-                f"{g.ok}{fan.completed} {g.fail}{fan.failed} {g.skip}{fan.skipped}"
-                + (f" {g.cancel}{fan.cancelled}" if fan.cancelled else "")
+                f"{g.ok}{ended['ok']} {g.fail}{ended['failed']} {g.skip}{ended['skipped']}"
+                + (f" {g.cancel}{ended['cancelled']}" if ended["cancelled"] else "")
                 + f" {g.run}{fan.running}"
             )
         for name in st.gates.values():

@@ -594,9 +594,7 @@ class Workspace:
         if run.status is RunStatus.PENDING:
             with self._lock:
                 self._plans.pop(run_id, None)
-            self.store.update_run_status(
-                run_id, RunStatus.CANCELLED, None, f"workflow cancelled: {reason.debug()}"
-            )
+            self.store.update_run_status(run_id, RunStatus.CANCELLED, None, str(EngineCancelled(reason)))
             return
         self.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
 

@@ -752,7 +752,8 @@ class RunView:
     # ---- run lifecycle
 
     def _running(self, data: EngineEventData, ev: Any) -> RunState:
-        """A run (re)started: the first top-level one is the root; it is running, not ended."""
+        """A run (re)started: the first top-level one is the root; it is running, neither ended nor
+        cancelled (a resume of a cancelled run drops the old cancel reason)."""
         if self.root_run_id is None and ev.parent_run_id is None:
             self.root_run_id = data.run_id
         run = self._run(data.run_id)
@@ -760,6 +761,7 @@ class RunView:
         run.parent_run_id = ev.parent_run_id or run.parent_run_id
         run.status = "running"
         run.ended_at = None
+        run.cancel_reason = None
         return run
 
     def _run_started(self, data: EngineEventData, ev: Any) -> None:

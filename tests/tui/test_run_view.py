@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
     ChildRunStarted,
     EngineEventData,
@@ -12,7 +13,9 @@ from runkon_flow.events import (
     FanOutItemInfo,
     FanOutItemsCollected,
     FanOutItemStarted,
+    RunCancelled,
     RunCompleted,
+    RunResumed,
     RunStarted,
     StepOutput,
     StepStarted,
@@ -141,6 +144,20 @@ def test_cancelling_a_run_leaves_nothing_running() -> None:
     assert view.root is not None and view.root.steps["body.3"].status == "cancelled"
     assert "■ run cancelled (stop)" in view.engine_log.lines[-1].text
     assert "cancelled: stop" in view.summary_text().splitlines()
+
+
+def test_a_cancelled_run_resumed_to_completion_no_longer_reports_its_cancel() -> None:
+    s = Script()
+    s.emit(RunStarted(workflow_name="review-pr"))
+    s.emit(RunCancelled(reason=CancellationReason.user("cancelled from the dashboard")))
+    s.emit(RunResumed(workflow_name="review-pr", skipped_steps=1))
+    s.emit(RunCompleted(succeeded=True))
+    view = RunView(clock=lambda: FROZEN)
+    view.apply_all(s.events)
+    assert view.status == "completed"
+    summary = view.summary_text()
+    assert "completed" in summary.splitlines()[0]
+    assert not any(line.startswith("cancelled:") for line in summary.splitlines())
 
 
 def test_unknown_event_types_and_blank_lines_are_ignored() -> None:

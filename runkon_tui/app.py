@@ -564,6 +564,9 @@ class RunkonApp(App[int]):
         self.active_run_id = None
         self.run_definition = None
         self.run_workflow_name = None
+        question = self.screen  # a question about the run that just ended has no subject any more
+        if isinstance(question, ConfirmScreen) and question.about_active_run and not self._quitting:
+            question.dismiss(False)
         self.bridge.watch(None)
         self.drain()
         self._refresh_host()
@@ -580,7 +583,10 @@ class RunkonApp(App[int]):
             if yes:
                 self._cancel(run_id)
 
-        self.push_screen(ConfirmScreen(f"Cancel {label}?", yes="Cancel run", no="Keep running"), answered)
+        question = ConfirmScreen(
+            f"Cancel {label}?", yes="Cancel run", no="Keep running", about_active_run=True
+        )
+        self.push_screen(question, answered)
 
     def _cancel(self, run_id: str | None) -> None:
         if self.host is None or run_id is None:
@@ -794,7 +800,9 @@ class RunkonApp(App[int]):
                 self._cancel(self.active_run_id)
                 self.run_worker(self._wait_then_exit, thread=True, group="quit", exit_on_error=False)
 
-        question = ConfirmScreen("A run is active. Cancel it and quit?", yes="Cancel and quit", no="Stay")
+        question = ConfirmScreen(
+            "A run is active. Cancel it and quit?", yes="Cancel and quit", no="Stay", about_active_run=True
+        )
         self.push_screen(question, answered)
 
     def _wait_then_exit(self) -> None:

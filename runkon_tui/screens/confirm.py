@@ -1,4 +1,8 @@
-"""A yes/no question (cancel a run, quit with a run active). `y` or enter confirms; `n`/esc not."""
+"""A yes/no question (cancel a run, quit with a run active). `y` or enter confirms; `n`/esc not.
+
+A question about the active run (`about_active_run`) is withdrawn — answered "no" — when that run
+ends while it is open: there is nothing left to cancel.
+"""
 
 from __future__ import annotations
 
@@ -28,11 +32,14 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No", id="confirm_no"),
     ]
 
-    def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
+    def __init__(
+        self, question: str, yes: str = "Yes", no: str = "No", *, about_active_run: bool = False
+    ) -> None:
         super().__init__()
         self.question = question
         self.yes = yes
         self.no = no
+        self.about_active_run = about_active_run
 
     def compose(self) -> ComposeResult:
         with Vertical():

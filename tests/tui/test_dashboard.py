@@ -121,6 +121,23 @@ async def test_ctrl_c_never_cancels_a_run() -> None:
         await wait_for(pilot, lambda: not app.run_active)
 
 
+async def test_a_cancel_question_is_withdrawn_when_the_run_ends_first() -> None:
+    """The run finished while "Cancel run …?" was open: nothing is left to cancel, so the question
+    goes away (and no cancel is sent) instead of covering the screen and swallowing `q`."""
+    app = make_app()
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.view.status == "waiting", what="gate")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        app.host.finish()  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: not app.run_active, what="run to end")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="question withdrawn")
+        assert isinstance(app.screen, MainScreen)
+        assert not [c for c in app.host.calls if c[0] == "cancel"]  # type: ignore[union-attr]
+
+
 async def test_approving_a_gate_with_a_note_and_an_option() -> None:
     app = make_app()
     host: ScriptedHost = app.host  # type: ignore[assignment]

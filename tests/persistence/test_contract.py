@@ -375,6 +375,25 @@ def test_gate_details_are_stored_so_a_ui_can_show_them(store) -> None:
     )  # fmt: skip
 
 
+def test_a_step_records_its_place_in_the_workflow_tree(store) -> None:
+    run_id = new_run(store)
+    inner = new_step(store, run_id, "review", position=1, retry_count=0, node_path="body.1.then.0")
+    outer = new_step(store, run_id, "review", position=2, retry_count=0, node_path="body.2")
+    unplaced = new_step(store, run_id, "old", position=3)
+    assert [s.node_path for s in store.get_steps(run_id)] == ["body.1.then.0", "body.2", None]
+    assert store.get_step(inner).node_path == "body.1.then.0"
+    assert store.get_step(outer).node_path == "body.2"
+    assert store.get_step(unplaced).node_path is None
+
+
+def test_a_step_keeps_its_node_path_through_every_update(store) -> None:
+    run_id, gen = owned_run(store)
+    row = NewStep(workflow_run_id=run_id, step_name="s", retry_count=0, node_path="body.0.body.1")
+    step_id = store.insert_step(row, durable=False)
+    store.update_step(step_id, StepUpdate.completed(gen, result_text="ok"), durable=False)
+    assert store.get_step(step_id).node_path == "body.0.body.1"
+
+
 @pytest.mark.parametrize("role", ["actor", "reviewer", "script", ""])
 def test_roles_outside_the_canonical_schema_are_refused(store, role) -> None:
     run_id = new_run(store)

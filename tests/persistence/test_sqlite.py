@@ -24,6 +24,7 @@ from runkon_flow.persistence import (
     SqliteStore,
     StepStatus,
     StepUpdate,
+    schema,
 )
 from runkon_flow.persistence.schema import SCHEMA_VERSION
 
@@ -74,7 +75,7 @@ CANONICAL_STEP_COLUMNS = [
     "context_out", "markers_out", "retry_count", "gate_type", "gate_prompt", "gate_timeout",
     "gate_approved_by", "gate_approved_at", "gate_feedback", "structured_output", "output_file",
     "gate_options", "gate_selections", "fan_out_total", "fan_out_completed", "fan_out_failed",
-    "fan_out_skipped", "step_error",
+    "fan_out_skipped", "step_error", "node_path",
 ]  # fmt: skip
 CANONICAL_ITEM_COLUMNS = [
     "id", "step_run_id", "item_type", "item_id", "item_ref", "child_run_id", "status", "dispatched_at",
@@ -298,6 +299,25 @@ def test_an_existing_canonical_database_is_reused(db) -> None:
     conn.close()
     with SqliteStore(db) as store:
         assert store.get_run(run_id) is not None
+
+
+def test_a_version_1_database_gains_node_paths_and_its_old_steps_still_open(db) -> None:
+    conn = raw(db)
+    for statement in schema.DDL:
+        conn.execute(statement)  # the version-1 file: no node_path column
+    conn.execute("INSERT INTO workflow_runs (id, workflow_name) VALUES ('r', 'wf')")
+    conn.execute("INSERT INTO workflow_run_steps (id, workflow_run_id, step_name) VALUES ('s', 'r', 'old')")
+    conn.execute("PRAGMA user_version = 1")
+    assert "node_path" not in columns(conn, "workflow_run_steps")
+    conn.close()
+    with SqliteStore(db) as store:
+        assert [(s.step_name, s.node_path) for s in store.get_steps("r")] == [("old", None)]
+        new = store.insert_step(NewStep(workflow_run_id="r", step_name="new", position=1, node_path="body.1"))
+        assert store.get_step(new).node_path == "body.1"
+    conn = raw(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+    assert columns(conn, "workflow_run_steps")[-1] == "node_path"
+    conn.close()
 
 
 def test_a_closed_store_refuses_work_clearly(db) -> None:

@@ -209,6 +209,7 @@ class InMemoryStore:
             gate_prompt=new_step.gate_prompt,
             gate_timeout=new_step.gate_timeout,
             gate_options=new_step.gate_options,
+            node_path=new_step.node_path,
         )
         with self._lock:
             self._run(new_step.workflow_run_id)

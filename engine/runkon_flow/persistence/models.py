@@ -178,6 +178,7 @@ class WorkflowRunStep:
     fan_out_failed: int = 0
     fan_out_skipped: int = 0
     step_error: str | None = None
+    node_path: str | None = None  # place in the workflow tree (`body.2`); None on rows before schema v2
 
 
 @dataclass
@@ -193,6 +194,7 @@ class NewStep:
     gate_prompt: str | None = None
     gate_timeout: str | None = None
     gate_options: str | None = None  # JSON array of {"value": …, "label": …}
+    node_path: str | None = None  # the node's address in the workflow tree: `body.2`, `body.1.then.0`
 
 
 @dataclass

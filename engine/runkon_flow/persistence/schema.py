@@ -3,18 +3,20 @@
 One deliberate deviation: the step-status CHECK also allows `cancelled` (design.md §5 — a step
 stopped by a cancel is recorded `cancelled`). Everything else — tables, columns, defaults, CHECKs,
 the UNIQUE fan-out key and the six indexes — is the canonical DDL, created "if not exists" so an
-existing file is reused as is. `PRAGMA user_version` records the schema version for future
-migrations.
+existing file is reused as is. `PRAGMA user_version` records the schema version.
+
+Version 1 is the canonical DDL below; every later version is one entry of `MIGRATIONS`, applied in
+order to files at an older version (and to fresh files, right after the version-1 DDL). A migration
+is idempotent, so a file whose `user_version` was reset by another tool is still opened.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 
 from runkon_flow.errors import PersistenceError
-
-SCHEMA_VERSION = 1
 
 RUN_STATUSES = (
     "pending",
@@ -46,7 +48,7 @@ STEP_COLUMNS = (
     "markers_out, retry_count, gate_type, gate_prompt, gate_timeout, gate_approved_by, gate_approved_at, "
     "gate_feedback, "
     "structured_output, output_file, gate_options, gate_selections, fan_out_total, fan_out_completed, "
-    "fan_out_failed, fan_out_skipped, step_error"
+    "fan_out_failed, fan_out_skipped, step_error, node_path"
 )
 
 ITEM_COLUMNS = (
@@ -141,6 +143,24 @@ INDEXES: tuple[str, ...] = (
 
 DDL = TABLES + INDEXES
 
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """`ALTER TABLE … ADD COLUMN`, skipped when the column is already there."""
+    if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _v2_step_node_path(conn: sqlite3.Connection) -> None:
+    """Each step row records its place in the workflow tree (`body.2`, `body.1.then.0`), so a past
+    run is drawn on the right nodes; rows written before this version keep NULL."""
+    _add_column(conn, "workflow_run_steps", "node_path", "TEXT")
+
+
+#: (version, step) in ascending order: the step brings a file from version-1 to version.
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _v2_step_node_path),)
+
+SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
+
 _STEP_STATUS_CHECK = re.compile(r"CHECK\s*\(\s*status\s+IN\s*\(([^)]*)\)", re.IGNORECASE)
 
 
@@ -159,12 +179,17 @@ def ensure_schema(conn: sqlite3.Connection, where: str) -> None:
         )
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < 1:
             for statement in TABLES:
                 conn.execute(statement)
             _check_step_statuses(conn, where)  # before the indexes, which would fail on a foreign table
             for statement in INDEXES:
                 conn.execute(statement)
+        for target, migrate in MIGRATIONS:
+            if version < target:
+                migrate(conn)
+        if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

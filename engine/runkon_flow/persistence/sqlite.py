@@ -67,7 +67,8 @@ _STEP_INSERT = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
     "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
     "gate_timeout, gate_options, ended_at, result_text, context_out, markers_out, structured_output, "
-    "step_error, child_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "step_error, child_run_id, node_path) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Positions in a step insert row (what a folded update may change).
 _S_RUN, _S_STATUS, _S_STARTED, _S_RETRY, _S_ENDED, _S_RESULT = 1, 5, 8, 9, 14, 15
@@ -631,6 +632,7 @@ class SqliteStore:
             None,
             None,
             None,
+            new_step.node_path,
         ]
 
         def insert(conn: sqlite3.Cursor) -> None:
@@ -972,6 +974,7 @@ def _step_from_row(row: tuple) -> WorkflowRunStep:
         fan_out_failed=row[30] or 0,
         fan_out_skipped=row[31] or 0,
         step_error=row[32],
+        node_path=row[33],
     )
 
 

@@ -88,7 +88,13 @@ class StepAttempt:
             )
         self.st, self.label, self.key, self.attempt = st, label, key, attempt
         row = NewStep(
-            st.workflow_run_id, label, role, position=position, iteration=iteration, retry_count=attempt
+            st.workflow_run_id,
+            label,
+            role,
+            position=position,
+            iteration=iteration,
+            retry_count=attempt,
+            node_path=path,
         )
         self.step_id = st.insert_step(row)
         self.trace = StepTrace(st, kind, label, key, path, iteration, position, attempt)

@@ -84,7 +84,15 @@ def execute_foreach(st: ExecutionState, node: ForEachNode, iteration: int, path:
             restore_step(st, key, row, iteration, position)
             return
     step_id = st.insert_step(
-        NewStep(st.workflow_run_id, key, _ROLE, position=position, iteration=iteration, retry_count=0)
+        NewStep(
+            st.workflow_run_id,
+            key,
+            _ROLE,
+            position=position,
+            iteration=iteration,
+            retry_count=0,
+            node_path=path,
+        )
     )
     trace = StepTrace(st, "foreach", key, key, path, iteration, position)
     trace.started(step_id)

@@ -77,6 +77,7 @@ def execute_gate(st: ExecutionState, node: GateNode, iteration: int, path: str) 
                 position=position,
                 iteration=iteration,
                 gate_type=node.gate_type,
+                node_path=path,
             )
         )
         trace = StepTrace(st, "gate", node.name, node.name, path, iteration, position)
@@ -160,6 +161,7 @@ def _human_gate(st: ExecutionState, node: GateNode, iteration: int, position: in
             gate_prompt=prompt,
             gate_timeout=str(node.timeout_secs),
             gate_options=options_json,
+            node_path=path,
         )
     )
     trace = StepTrace(st, "gate", name, name, path, iteration, position)
@@ -421,7 +423,13 @@ def _quality_gate(st: ExecutionState, node: GateNode, iteration: int, position: 
         )
     step_id = st.insert_step(
         NewStep(
-            st.workflow_run_id, name, _ROLE, position=position, iteration=iteration, gate_type=node.gate_type
+            st.workflow_run_id,
+            name,
+            _ROLE,
+            position=position,
+            iteration=iteration,
+            gate_type=node.gate_type,
+            node_path=path,
         )
     )
     trace = StepTrace(st, "gate", name, name, path, iteration, position)

@@ -106,7 +106,14 @@ def execute_parallel(st: ExecutionState, node: ParallelNode, iteration: int, pat
         cond = node.call_if.get(str(b.index))
         if cond is not None and not st.has_marker(cond[0], cond[1]):
             step_id = st.insert_step(
-                NewStep(st.workflow_run_id, b.label, _ROLE, position=b.position, iteration=iteration)
+                NewStep(
+                    st.workflow_run_id,
+                    b.label,
+                    _ROLE,
+                    position=b.position,
+                    iteration=iteration,
+                    node_path=b.path,
+                )
             )
             text = f"skipped: {cond[0]}.{cond[1]} not emitted"
             st.update_step(
@@ -119,7 +126,13 @@ def execute_parallel(st: ExecutionState, node: ParallelNode, iteration: int, pat
             continue
         b.step_id = st.insert_step(
             NewStep(
-                st.workflow_run_id, b.label, _ROLE, position=b.position, iteration=iteration, retry_count=0
+                st.workflow_run_id,
+                b.label,
+                _ROLE,
+                position=b.position,
+                iteration=iteration,
+                retry_count=0,
+                node_path=b.path,
             )
         )
         b.trace = StepTrace(st, "parallel_branch", b.label, b.key, b.path, iteration, b.position)

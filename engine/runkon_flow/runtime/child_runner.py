@@ -150,16 +150,12 @@ class InProcessChildRunner:
         lease_generation: int | None = None,
         write_behind: bool = False,
     ) -> ChildRunInput:
-        """A child run's input: what it takes from its parent (registries, providers, labels) and
-        what is its own (depth, cancellation, identity, lease)."""
+        """A child run's input: only what is the child's own (depth, cancellation, identity, lease);
+        its settings (registries, providers, labels, sinks) come from `parent_ctx.settings`."""
         return ChildRunInput(
             workflow_run_id=run_id,
             persistence=self._store,
-            action_registry=parent_ctx.action_registry,
-            item_provider_registry=parent_ctx.item_provider_registry,
-            script_env_provider=parent_ctx.script_env_provider,
             child_runner=self,
-            schema_resolver=parent_ctx.schema_resolver,
             target_label=parent_ctx.target_label,
             triggered_by_hook=parent_ctx.triggered_by_hook,
             inputs_override=inputs,

@@ -63,6 +63,7 @@ from runkon_flow.runtime.types import (
     LlmRunMetrics,
     NoOpScriptEnvProvider,
     RunInput,
+    RunSettings,
     WorkflowResult,
     dedupe_sinks,
 )
@@ -307,27 +308,28 @@ class FlowEngine:
                 inp.exec_config.lease_ttl_secs,
             )
             run_id = run.id
-        child_runner = inp.child_runner or self._default_child_runner(inp.persistence)
         st = ExecutionState(
             persistence=inp.persistence,
             workflow_run_id=run_id,
             workflow_name=inp.workflow_name or definition.name,
-            action_registry=actions,
-            item_provider_registry=providers,
-            script_env_provider=inp.script_env_provider or self.script_env_provider,
-            run_ctx=inp.run_ctx or DefaultRunContext(run_id=run_id, workflow_name=definition.name),
-            extra_plugin_dirs=list(inp.extra_plugin_dirs),
-            model=inp.model,
-            exec_config=inp.exec_config,
+            settings=RunSettings(
+                action_registry=actions,
+                item_provider_registry=providers,
+                script_env_provider=inp.script_env_provider or self.script_env_provider,
+                run_ctx=inp.run_ctx or DefaultRunContext(run_id=run_id, workflow_name=definition.name),
+                extra_plugin_dirs=tuple(inp.extra_plugin_dirs),
+                model=inp.model,
+                exec_config=inp.exec_config,
+                schema_resolver=inp.schema_resolver,
+                target_label=inp.target_label,
+                triggered_by_hook=inp.triggered_by_hook,
+                event_sinks=tuple(dedupe_sinks(self.event_sinks, inp.event_sinks)),
+            ),
             inputs=dict(inp.inputs),
             parent_run_id=inp.parent_run_id,
             depth=inp.depth,
-            target_label=inp.target_label,
             default_as_identity=inp.default_as_identity,
-            triggered_by_hook=inp.triggered_by_hook,
-            schema_resolver=inp.schema_resolver,
-            child_runner=child_runner,
-            event_sinks=dedupe_sinks(self.event_sinks, inp.event_sinks),
+            child_runner=inp.child_runner or self._default_child_runner(inp.persistence),
             cancellation=inp.cancellation or CancellationToken(),
         )
         if token is not None:
@@ -337,39 +339,32 @@ class FlowEngine:
     def _state_for_child(
         self, definition: WorkflowDef, inp: ChildRunInput, parent_ctx: ChildWorkflowContext
     ) -> ExecutionState:
-        actions = inp.action_registry or parent_ctx.action_registry or self.action_registry
-        providers = (
-            inp.item_provider_registry or parent_ctx.item_provider_registry or self.item_provider_registry
+        settings = parent_ctx.settings.for_child(
+            self.event_sinks,
+            action_registry=inp.action_registry,
+            item_provider_registry=inp.item_provider_registry,
+            script_env_provider=inp.script_env_provider,
+            schema_resolver=inp.schema_resolver,
+            target_label=inp.target_label,
+            triggered_by_hook=inp.triggered_by_hook,
+            write_behind=inp.write_behind,
         )
-        self._check_valid(definition, actions, providers)
+        self._check_valid(definition, settings.action_registry, settings.item_provider_registry)
         inputs = dict(inp.inputs_override) if inp.inputs_override is not None else dict(parent_ctx.inputs)
         st = ExecutionState(
             persistence=inp.persistence,
             workflow_run_id=inp.workflow_run_id,
             workflow_name=definition.name,
-            action_registry=actions,
-            item_provider_registry=providers,
-            script_env_provider=inp.script_env_provider
-            or parent_ctx.script_env_provider
-            or self.script_env_provider,
-            run_ctx=parent_ctx.run_ctx,
-            extra_plugin_dirs=list(parent_ctx.extra_plugin_dirs),
-            model=parent_ctx.model,
-            exec_config=parent_ctx.exec_config,
+            settings=settings,
             inputs=inputs,
             parent_run_id=parent_ctx.workflow_run_id,
             depth=inp.depth,
-            target_label=inp.target_label,
             default_as_identity=inp.as_identity,
-            triggered_by_hook=inp.triggered_by_hook,
-            schema_resolver=inp.schema_resolver or parent_ctx.schema_resolver,
             child_runner=inp.child_runner,
-            event_sinks=dedupe_sinks(self.event_sinks, parent_ctx.event_sinks),
             cancellation=inp.cancellation or CancellationToken(),
         )
         if inp.owner_token is not None and inp.lease_generation is not None:
             _held(st, inp.owner_token, inp.lease_generation)
-        st.write_behind = inp.write_behind
         return st
 
     def _default_child_runner(self, store: WorkflowPersistence) -> ChildWorkflowRunner | None:

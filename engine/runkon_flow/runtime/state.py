@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,10 @@ from runkon_flow.runtime.types import (
     ChildWorkflowContext,
     ChildWorkflowRunner,
     ItemProviderRegistry,
-    NoOpScriptEnvProvider,
+    RunSettings,
     SchemaResolver,
     WorkflowExecConfig,
+    settings_properties,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ RESERVED_EXPORT_NAMES = frozenset(
 )
 
 
-def emit_to(sinks: list[Any], run_id: str, event: Any) -> None:
+def emit_to(sinks: Sequence[Any], run_id: str, event: Any) -> None:
     """Deliver one event to `sinks` in order; a raising sink never stops delivery or the run."""
     if not sinks:
         return
@@ -174,28 +176,34 @@ def _exports(structured_output: str | None) -> dict[str, str]:
 @dataclass(slots=True, eq=False)
 class ExecutionState:
     """The state of one run. Build it with keyword arguments; everything but `persistence` and
-    `workflow_run_id` has a usable default."""
+    `workflow_run_id` has a usable default. The configuration it shares with its children lives in
+    `settings` (`RunSettings`); its fields are also readable, assignable and constructor keywords
+    by name (`state.action_registry`, `ExecutionState(..., run_ctx=ctx)`), as engine.md §2.7 has it."""
 
     persistence: WorkflowPersistence
     workflow_run_id: str
     workflow_name: str = ""
-    action_registry: ActionRegistry = field(default_factory=ActionRegistry)
-    item_provider_registry: ItemProviderRegistry = field(default_factory=ItemProviderRegistry)
-    script_env_provider: ScriptEnvProvider = field(default_factory=NoOpScriptEnvProvider)
-    run_ctx: RunContext | None = None
-    extra_plugin_dirs: list[str] = field(default_factory=list)
-    model: str | None = None
-    exec_config: WorkflowExecConfig = field(default_factory=WorkflowExecConfig)
+    settings: RunSettings = field(default_factory=RunSettings)
     inputs: dict[str, str] = field(default_factory=dict)
     parent_run_id: str = ""
     depth: int = 0
-    target_label: str | None = None
     default_as_identity: str | None = None
-    triggered_by_hook: bool = False
-    schema_resolver: SchemaResolver | None = None
     child_runner: ChildWorkflowRunner | None = None
-    event_sinks: list[EventSink] = field(default_factory=list)
     cancellation: CancellationToken = field(default_factory=CancellationToken)
+
+    if TYPE_CHECKING:  # the settings fields, by name (properties added below the class)
+        action_registry: ActionRegistry
+        item_provider_registry: ItemProviderRegistry
+        script_env_provider: ScriptEnvProvider
+        run_ctx: RunContext | None
+        extra_plugin_dirs: tuple[str, ...]
+        model: str | None
+        exec_config: WorkflowExecConfig
+        schema_resolver: SchemaResolver | None
+        target_label: str | None
+        triggered_by_hook: bool
+        event_sinks: tuple[EventSink, ...]
+        write_behind: bool
 
     # ---- runtime part (zeroed for a fresh run)
     step_results: dict[str, StepResult] = field(default_factory=dict)
@@ -231,9 +239,6 @@ class ExecutionState:
     # summary needs no query. None = not known completely (a run that existed before this engine
     # took it, or one with gates, whose rows are also written by approvers): read the store.
     step_ledger: dict[str, LedgerRow] | None = None
-    # This run's rows are history only (a foreach child, see ChildWorkflowInput.write_behind): its
-    # writes go to the store write-behind (durable=False).
-    write_behind: bool = False
 
     # ------------------------------------------------------------------ conveniences
 
@@ -276,22 +281,7 @@ class ExecutionState:
     def child_workflow_context(self) -> ChildWorkflowContext:
         """The projection handed to a ChildWorkflowRunner (engine.md §2.5)."""
         return ChildWorkflowContext(
-            run_ctx=self.run_ctx,  # type: ignore[arg-type]
-            extra_plugin_dirs=list(self.extra_plugin_dirs),
-            workflow_run_id=self.workflow_run_id,
-            model=self.model,
-            exec_config=self.exec_config,
-            inputs=dict(self.inputs),
-            event_sinks=list(self.event_sinks),
-            action_registry=self.action_registry,
-            item_provider_registry=self.item_provider_registry,
-            script_env_provider=self.script_env_provider,
-            schema_resolver=self.schema_resolver,
-            target_label=self.target_label,
-            triggered_by_hook=self.triggered_by_hook,
-            depth=self.depth,
-            cancellation=self.cancellation,
-            write_behind=self.write_behind,
+            self.settings, self.workflow_run_id, dict(self.inputs), self.depth, self.cancellation
         )
 
     # ------------------------------------------------------------------ step rows
@@ -350,3 +340,6 @@ class ExecutionState:
         )
         if self.event_sinks:
             self.emit(EngineLog(level=level, message=message, step_name=step_name))  # type: ignore[arg-type]
+
+
+settings_properties(ExecutionState, writable=True)

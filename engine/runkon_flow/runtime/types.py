@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -46,6 +47,7 @@ __all__ = [
     "LlmRunMetrics",
     "NoOpScriptEnvProvider",
     "RunInput",
+    "RunSettings",
     "SchemaResolver",
     "WorkflowExecConfig",
     "WorkflowResult",
@@ -264,31 +266,137 @@ class RunInput:
     event_sinks: list[EventSink] = field(default_factory=list)
 
 
-@dataclass
-class ChildWorkflowContext:
-    """The narrow projection of a parent run handed to a ChildWorkflowRunner (engine.md §2.5).
+@dataclass(frozen=True, slots=True, eq=False)
+class RunSettings:
+    """The configuration a run carries and hands down to its children, in one value.
 
-    The fields after `event_sinks` are ours: the parent's registries, schema resolver, depth and
-    cancellation token, so an in-process runner can give the child exactly what the parent had
-    (and a resumed child can be cancelled with its parent).
+    It replaces the field-by-field copies from `RunInput` into the state, from the state into the
+    `ChildWorkflowContext`, into a `ChildRunInput` and back into the child's state. A child shares
+    its parent's object unless something differs (`for_child`), so a foreach child costs no copy.
+    `event_sinks` is every sink the run delivers to (the engine's first); `write_behind` says the
+    run's rows are history only (see `ChildWorkflowInput.write_behind`). The spec's shapes stay:
+    `ExecutionState` and `ChildWorkflowContext` still answer `action_registry`, `run_ctx`, … by name.
     """
 
-    run_ctx: RunContext
-    extra_plugin_dirs: list[str]
-    workflow_run_id: str
-    model: str | None
-    exec_config: WorkflowExecConfig
-    inputs: dict[str, str]
-    event_sinks: list[EventSink]
-    action_registry: ActionRegistry | None = None
-    item_provider_registry: ItemProviderRegistry | None = None
-    script_env_provider: ScriptEnvProvider | None = None
+    action_registry: ActionRegistry = field(default_factory=ActionRegistry)
+    item_provider_registry: ItemProviderRegistry = field(default_factory=ItemProviderRegistry)
+    script_env_provider: ScriptEnvProvider = field(default_factory=NoOpScriptEnvProvider)
+    run_ctx: RunContext | None = None
+    extra_plugin_dirs: tuple[str, ...] = ()
+    model: str | None = None
+    exec_config: WorkflowExecConfig = field(default_factory=WorkflowExecConfig)
     schema_resolver: SchemaResolver | None = None
     target_label: str | None = None
     triggered_by_hook: bool = False
+    event_sinks: tuple[EventSink, ...] = ()
+    write_behind: bool = False
+
+    def with_(self, **changes: Any) -> RunSettings:
+        """A copy with `changes` applied; `self` when nothing would change (no allocation)."""
+        for name, value in changes.items():
+            if getattr(self, name) is not value:
+                if name in _TUPLE_FIELDS:
+                    changes[name] = tuple(value)
+                return replace(self, **changes)
+        return self
+
+    def for_child(
+        self,
+        engine_sinks: Sequence[EventSink],
+        *,
+        action_registry: ActionRegistry | None = None,
+        item_provider_registry: ItemProviderRegistry | None = None,
+        script_env_provider: ScriptEnvProvider | None = None,
+        schema_resolver: SchemaResolver | None = None,
+        target_label: str | None = None,
+        triggered_by_hook: bool = False,
+        write_behind: bool = False,
+    ) -> RunSettings:
+        """A child's settings: this run's, with what the child's input overrides (None = inherit),
+        the engine's sinks delivered first, write-behind once any ancestor is write-behind."""
+        sinks = self.event_sinks
+        if engine_sinks and not _leads_with(sinks, engine_sinks):
+            sinks = tuple(dedupe_sinks(engine_sinks, sinks))
+        return self.with_(
+            action_registry=action_registry or self.action_registry,
+            item_provider_registry=item_provider_registry or self.item_provider_registry,
+            script_env_provider=script_env_provider or self.script_env_provider,
+            schema_resolver=schema_resolver or self.schema_resolver,
+            target_label=target_label,
+            triggered_by_hook=triggered_by_hook,
+            event_sinks=sinks,
+            write_behind=write_behind or self.write_behind,
+        )
+
+
+_TUPLE_FIELDS = frozenset({"extra_plugin_dirs", "event_sinks"})
+SETTINGS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunSettings))
+
+
+def _leads_with(sinks: Sequence[Any], prefix: Sequence[Any]) -> bool:
+    """`sinks` starts with exactly `prefix` (by identity), so deduplicating would change nothing."""
+    if len(sinks) < len(prefix) or any(a is not b for a, b in zip(sinks, prefix, strict=False)):
+        return False
+    return len({id(s) for s in sinks}) == len(sinks)
+
+
+def settings_properties(cls: type, *, writable: bool) -> type:
+    """Give `cls` (which has a `settings: RunSettings` attribute) one property per settings field,
+    so callers keep reading `state.action_registry`. With `writable`, an assignment replaces the
+    holder's own settings object (never a parent's: settings are immutable), and the constructor
+    also takes the fields as keyword arguments (`ExecutionState(..., action_registry=r)`, §2.7)."""
+    if writable:
+        generated_init = cls.__init__
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            given = {name: kwargs.pop(name) for name in SETTINGS_FIELDS if name in kwargs}
+            generated_init(self, *args, **kwargs)
+            if given:
+                self.settings = self.settings.with_(**given)
+
+        cls.__init__ = __init__  # type: ignore[misc]
+    for name in SETTINGS_FIELDS:
+        getter = attrgetter(f"settings.{name}")  # C-speed: these are read on every step
+
+        def setter(self: Any, value: Any, _name: str = name) -> None:
+            self.settings = self.settings.with_(**{_name: value})
+
+        setattr(cls, name, property(getter, setter if writable else None, doc=f"`settings.{name}`"))
+    return cls
+
+
+@dataclass(eq=False)
+class ChildWorkflowContext:
+    """The narrow projection of a parent run handed to a ChildWorkflowRunner (engine.md §2.5).
+
+    The spec's fields (`run_ctx`, `extra_plugin_dirs`, `model`, `exec_config`, `event_sinks`) and
+    ours (registries, script env provider, schema resolver, labels, `write_behind`) are read from
+    the parent's `settings`; `workflow_run_id` is the parent's run id, `inputs` its current inputs,
+    `depth` and `cancellation` its own (so a resumed child can be cancelled with its parent).
+    """
+
+    settings: RunSettings
+    workflow_run_id: str
+    inputs: dict[str, str] = field(default_factory=dict)
     depth: int = 0
     cancellation: CancellationToken | None = None
-    write_behind: bool = False  # the parent's rows are history only (see ChildWorkflowInput)
+
+    if TYPE_CHECKING:  # the settings fields, by name (properties added below)
+        action_registry: ActionRegistry
+        item_provider_registry: ItemProviderRegistry
+        script_env_provider: ScriptEnvProvider
+        run_ctx: RunContext
+        extra_plugin_dirs: tuple[str, ...]
+        model: str | None
+        exec_config: WorkflowExecConfig
+        schema_resolver: SchemaResolver | None
+        target_label: str | None
+        triggered_by_hook: bool
+        event_sinks: tuple[EventSink, ...]
+        write_behind: bool
+
+
+settings_properties(ChildWorkflowContext, writable=False)
 
 
 @dataclass
@@ -313,7 +421,12 @@ class ChildWorkflowInput:
 
 @dataclass
 class ChildRunInput:
-    """Input of `FlowEngine.run_child` for a pre-created child run row (engine.md §2.5)."""
+    """Input of `FlowEngine.run_child` for a pre-created child run row (engine.md §2.5).
+
+    The registries, script env provider and schema resolver left as None are inherited from the
+    parent (`ChildWorkflowContext.settings`), so an in-process runner passes only what is the
+    child's own.
+    """
 
     workflow_run_id: str
     persistence: WorkflowPersistence

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.cancellation import CancellationReason
-from runkon_flow.cli_output import LiveView, PlainPrinter, format_event_line
+from runkon_flow.cli.live import LiveView
+from runkon_flow.cli.output import PlainPrinter, format_event_line
 from runkon_flow.events import (
     ChildRunStarted,
     EngineEventData,

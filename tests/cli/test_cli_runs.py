@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from runkon_flow import cli_run
+from runkon_flow.cli import run as cli_run
 from runkon_flow.persistence import RunStatus, SqliteStore
 
 from tests.cli.run_helpers import cli, cli_env, events_of, run_id_of, spawn, stop, wait_for, write

@@ -1,0 +1,137 @@
+"""What every `runkon-flow` command shares: the program name, exit statuses and the two error
+kinds, the `file:line:col` diagnostic with its source line and caret, reading and naming `.wf`
+files, and small argument parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from runkon_flow.dsl.loading import WorkflowDirError, list_workflow_files
+from runkon_flow.errors import (
+    FlowError,
+    SourceLocation,
+    WfError,
+)
+
+PROG = "runkon-flow"
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 130
+
+
+class UsageError(FlowError):
+    """The command line itself is wrong (unknown path, bad option value): exit status 2."""
+
+
+class CommandFailed(FlowError):
+    """The command was understood but could not be carried out (exit 1); `str()` is the message."""
+
+
+def render_diagnostic(
+    location: SourceLocation,
+    message: str,
+    source: str | None,
+    *,
+    severity: str | None = None,
+) -> str:
+    """`file:line:col: message`, then the offending source line and a caret under the column."""
+    label = f"{severity}: " if severity else ""
+    lines = [f"{location.render()}: {label}{message}"]
+    if source is None or location.line is None:
+        return "\n".join(lines)
+    source_lines = source.split("\n")
+    if not 1 <= location.line <= len(source_lines):
+        return "\n".join(lines)
+    text = source_lines[location.line - 1].rstrip("\r")
+    gutter = str(location.line)
+    lines.append(f" {gutter} | {text}")
+    if location.column is not None and location.column >= 1:
+        pad = "".join("\t" if ch == "\t" else " " for ch in text[: location.column - 1])
+        pad += " " * max(0, location.column - 1 - len(text))
+        lines.append(f" {' ' * len(gutter)} | {pad}^")
+    return "\n".join(lines)
+
+
+def print_line(stream: TextIO, text: str) -> None:
+    stream.write(text + "\n")
+
+
+def read_source(path: Path) -> str:
+    """The file's text (UTF-8, exactly as stored); `WfError` (`cannot read file: …`) if it cannot
+    be read — the wording every command uses for an unreadable `.wf` file."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise WfError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise WfError(f"cannot read file: not valid UTF-8 ({exc.reason})", file=str(path)) from None
+
+
+def as_named(file: str, dirs: Sequence[Path]) -> str:
+    """A workflow file as the user named it: under the directory (`--dir`, WORKFLOW's or FILE's
+    folder) it was found in, spelled the way that directory was typed (`wf/typo.wf`,
+    `../bad/syntax.wf`); a file outside them keeps its own path."""
+    real = Path(file).resolve()
+    for directory in dirs:
+        with contextlib.suppress(ValueError):
+            return str(directory / real.relative_to(directory.resolve()))
+    return file
+
+
+@dataclass(frozen=True)
+class Target:
+    """One `.wf` file named on the command line, with the directory its references resolve in."""
+
+    path: Path
+    workflow_dir: Path
+    explicit_file: bool
+
+
+def expand_paths(raw_paths: Sequence[str]) -> list[Target]:
+    """Files stay files; a directory means every `.wf` in it; duplicates are dropped.
+    Raises `UsageError` for bad paths."""
+    targets: list[Target] = []
+    for raw in raw_paths:
+        path = Path(raw)
+        if path.is_dir():
+            try:
+                files = list_workflow_files(path)
+            except WorkflowDirError as exc:
+                raise UsageError(str(exc)) from None
+            if not files:
+                raise UsageError(f"no .wf files in directory {raw}")
+            targets.extend(Target(f, path, False) for f in files)
+        elif path.exists():
+            targets.append(Target(path, path.parent, True))
+        else:
+            raise UsageError(f"no such file or directory: {raw}")
+    unique: dict[Path, Target] = {}
+    for target in targets:  # a file named twice (or also through its directory) is handled once
+        unique.setdefault(target.path.resolve(), target)
+    return list(unique.values())
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def print_err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def plain(exc: BaseException) -> str:
+    """An error's message without the engine's `workflow error: ` style prefix."""
+    message = getattr(exc, "message", None)
+    return message if isinstance(message, str) and message else str(exc)

@@ -1,0 +1,239 @@
+"""Driving one run in the foreground for `run` and `resume`: the engine works on a thread while the
+main thread drains its events into a progress printer (and the `--events` file), turns the first
+Ctrl-C into a clean cancel and the second into a forced exit, and picks the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, CommandFailed, plain, print_err
+from runkon_flow.cli.live import LiveView
+from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_live_view
+from runkon_flow.cli.report import show_lines
+from runkon_flow.cli.store import DeferredStore
+from runkon_flow.errors import (
+    EngineCancelled,
+    FlowError,
+)
+from runkon_flow.humanize import readable_error
+from runkon_flow.persistence import RunStatus
+from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runtime.types import WorkflowResult
+
+
+def add_progress_args(p: argparse.ArgumentParser, *, events: bool = True) -> None:
+    p.add_argument(
+        "--progress",
+        choices=("auto", "live", "plain", "quiet"),
+        default="auto",
+        help="live: redrawn status block; plain: one line per event; quiet: only the run's outcome, gates "
+        "and failures; auto (default): live on a terminal, plain otherwise",
+    )
+    if events:
+        p.add_argument("--events", metavar="FILE", help="also write every event as one JSON object per line")
+
+
+class Interrupted(FlowError):
+    """Ctrl-C arrived before the engine had the run (e.g. while waiting for a lease): exit 130."""
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM while a run executes: the first asks for a clean cancel, the second forces
+    the process out (the run row stays as it is; resume it once its lease lapses)."""
+
+    def __init__(self, on_force: Callable[[], None]) -> None:
+        self.count = 0
+        self._on_force = on_force
+        self._saved: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count >= 2:
+            self._on_force()
+            os._exit(EXIT_CANCELLED)
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class _Session:
+    """Everything one `run`/`resume` prints to: the progress printer and the optional events file."""
+
+    printer: Printer
+    queue: EventQueue
+    events_file: TextIO | None
+    live: bool
+
+    def pump(self) -> None:
+        batch = self.queue.drain()
+        for data in batch:
+            if self.events_file is not None:
+                self.events_file.write(data.to_json_line() + "\n")
+            self.printer.feed(data)
+        if batch and self.events_file is not None:
+            self.events_file.flush()
+        self.printer.tick()
+
+    def close(self) -> None:
+        self.pump()
+        self.printer.close()
+        if self.events_file is not None:
+            self.events_file.close()
+
+
+def make_printer(mode: str, stream: TextIO, run_id: str | None) -> tuple[Printer, bool]:
+    live = mode == "live" or (mode == "auto" and supports_live_view(stream))
+    if live:
+        return LiveView(stream, top_run_id=run_id), True
+    return PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id), False
+
+
+def open_events_file(path: str | None, *, append: bool) -> TextIO | None:
+    if not path:
+        return None
+    try:
+        return open(path, "a" if append else "w", encoding="utf-8")  # closed by _Session.close()
+    except OSError as exc:
+        raise CommandFailed(f"--events {path}: cannot write: {exc.strerror or exc}") from None
+
+
+def open_events_file_first(path: str | None, store: WorkflowPersistence) -> TextIO | None:
+    """`run`'s --events file and its database, both checked before either is written: the file is
+    opened without truncating it, then the database is opened (created); only when both work is
+    the old content dropped. A failure leaves no new file behind and an existing one untouched."""
+    existed = bool(path) and Path(path or "").exists()
+    events_file = open_events_file(path, append=True)
+    try:
+        if isinstance(store, DeferredStore):
+            store.open()
+    except BaseException:
+        if events_file is not None:
+            events_file.close()
+            if not existed:
+                with suppress(OSError):
+                    Path(path or "").unlink()
+        raise
+    if events_file is not None:
+        with suppress(OSError):  # a pipe or terminal (--events /dev/stderr) has nothing to drop
+            events_file.seek(0)
+            events_file.truncate()
+    return events_file
+
+
+def _drive(
+    session: _Session, run_id: str, target: Callable[[], WorkflowResult], cancel: Callable[[str], None]
+) -> WorkflowResult:
+    """Run `target` on a worker thread while this thread prints progress and handles Ctrl-C."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = target()
+        except BaseException as exc:
+            box["error"] = exc
+
+    def force() -> None:
+        with suppress(Exception):
+            session.close()
+        print_err(
+            f"runkon-flow: forced exit; run {run_id} is left as it was "
+            f"(resume it with: runkon-flow resume {run_id})"
+        )
+
+    worker = threading.Thread(target=work, name="runkon-flow-run", daemon=True)
+    cancelled = False
+    with _Interrupts(force) as interrupts:
+        worker.start()
+        while worker.is_alive():
+            session.queue.wait(0.05)
+            if interrupts.count and not cancelled:
+                cancelled = True
+                if isinstance(session.printer, LiveView):
+                    session.printer.set_status("cancelling")
+                session.printer.note("cancelling the run… (press Ctrl-C again to force exit)")
+                try:
+                    cancel(run_id)
+                except FlowError as exc:
+                    session.printer.note(f"could not cancel: {exc}")
+            session.pump()
+        worker.join()
+    session.pump()
+    if "error" in box:
+        error = box["error"]
+        if cancelled and isinstance(error, FlowError) and not isinstance(error, EngineCancelled):
+            why = readable_error(plain(error))
+            raise Interrupted(f"interrupted before run {run_id} started: {why}") from error
+        raise error
+    return box["result"]
+
+
+def _finish(
+    session: _Session, store: WorkflowPersistence, run_id: str, result: WorkflowResult, durable: bool
+) -> int:
+    """Close the printers, print what a user needs next, and return the exit status."""
+    session.close()
+    status = result.status or (RunStatus.COMPLETED if result.all_succeeded else RunStatus.FAILED)
+    if session.live:
+        run = store.get_run(run_id)
+        if run is not None and status is not RunStatus.COMPLETED:
+            tail = show_lines(store, run)
+            failed_at = next((i for i, line in enumerate(tail) if line == "failed steps"), None)
+            if failed_at is not None:
+                print("\n".join(tail[failed_at:]))
+    if status is RunStatus.COMPLETED:
+        return EXIT_OK
+    if durable:
+        print_err(f"resume with: runkon-flow resume {run_id}")
+    return EXIT_CANCELLED if status is RunStatus.CANCELLED else EXIT_FAILED
+
+
+def execute(
+    args: argparse.Namespace,
+    store: WorkflowPersistence,
+    run_id: str,
+    run: Callable[[EventQueue], WorkflowResult],
+    cancel: Callable[[str], None],
+    *,
+    events_file: TextIO | None,
+    durable: bool,
+) -> int:
+    """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls."""
+    printer, live = make_printer(args.progress, sys.stdout, run_id)
+    session = _Session(printer, EventQueue(), events_file, live)
+    try:
+        result = _drive(session, run_id, lambda: run(session.queue), cancel)
+    except Interrupted as exc:
+        session.close()
+        print_err(f"runkon-flow: {exc}")
+        return EXIT_CANCELLED
+    except EngineCancelled as exc:
+        session.close()
+        if exc.reason.kind == "LeaseLost":
+            raise CommandFailed(
+                f"run {run_id} lost its lease to another engine and was stopped; "
+                f"see: runkon-flow show {run_id}"
+            ) from None
+        print_err(f"runkon-flow: run {run_id} cancelled: {exc.reason.describe()}")
+        return EXIT_CANCELLED
+    except BaseException:
+        session.close()
+        raise
+    return _finish(session, store, run_id, result, durable)

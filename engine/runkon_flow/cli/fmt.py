@@ -1,0 +1,86 @@
+"""`runkon-flow fmt`: rewrite `.wf` files in the canonical layout, never changing their meaning."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from runkon_flow.cli.common import expand_paths, print_line, read_source, render_diagnostic
+from runkon_flow.dsl.formatter import format_workflow
+from runkon_flow.dsl.lexer import comments
+from runkon_flow.dsl.parser import parse_workflow
+from runkon_flow.errors import (
+    SourceLocation,
+    WfError,
+)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace the file's content without ever leaving it half-written; keeps its permissions."""
+    real = path.resolve()
+    mode = real.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    targets = expand_paths(args.paths)
+    out, err = sys.stdout, sys.stderr
+    failed = changed = False
+    for target in targets:
+        path = target.path
+        source: str | None = None
+        try:
+            source = read_source(path)
+            wf = parse_workflow(source, str(path))
+            formatted = format_workflow(wf, comments(source))
+        except WfError as exc:
+            failed = True
+            location = SourceLocation(str(path), exc.line, exc.column)
+            print_line(err, render_diagnostic(location, exc.message, source))
+            print_line(err, f"{path}: left unchanged")
+            continue
+        if formatted == source:
+            continue
+        if parse_workflow(formatted, str(path)) != wf:
+            failed = True
+            print_line(err, f"{path}: left unchanged: formatting would change its meaning (a formatter bug)")
+            continue
+        changed = True
+        if args.check:
+            print_line(out, f"would reformat {path}")
+            continue
+        try:
+            _write_atomically(path, formatted)
+        except OSError as exc:
+            failed = True
+            print_line(err, f"{path}: cannot write: {exc.strerror or exc}")
+            continue
+        print_line(out, f"reformatted {path}")
+    return 1 if failed or (args.check and changed) else 0
+
+
+def add_fmt_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "fmt",
+        help="rewrite .wf files in the canonical layout",
+        description=(
+            "Rewrite .wf files in the canonical layout (only files whose text changes are touched). "
+            "Comments are kept, each on its own line before the item that followed it. "
+            "A file that does not parse is reported and left alone."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".wf files or directories of them")
+    p.add_argument("--check", action="store_true", help="only report files that would change (exit 1 if any)")
+    p.set_defaults(handler=cmd_fmt)

@@ -1,0 +1,74 @@
+"""`runkon-flow runs` and `runkon-flow show`: run history and one run, as `report` renders them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from runkon_flow.cli.common import EXIT_OK, positive_int, print_err
+from runkon_flow.cli.report import run_json, runs_table, show_lines
+from runkon_flow.cli.store import add_db_args, get_run, opened_store
+from runkon_flow.persistence import default_db_path
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    db = Path(args.db).expanduser() if args.db else default_db_path()
+    if not db.exists():
+        if args.json:
+            print("[]")
+        else:
+            print_err(f"no runs yet ({db} does not exist)")
+        return EXIT_OK
+    with opened_store(args, must_exist=True) as store:
+        runs = store.list_runs(limit=args.limit, parent_run_id=None if args.all else "")
+        rows = [(run, store.get_steps(run.id)) for run in runs]
+    if args.json:
+        print(json.dumps([run_json(run, steps) for run, steps in rows], indent=2, ensure_ascii=False))
+    elif not rows:
+        print_err("no runs yet")
+    else:
+        print("\n".join(runs_table(rows)))
+    return EXIT_OK
+
+
+def add_runs_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "runs",
+        help="list past and current runs, newest first",
+        description="Run history: id, workflow, status, start, duration and step counts (ok/failed/skipped).",
+    )
+    add_db_args(p)
+    p.add_argument(
+        "--limit", "-n", type=positive_int, default=20, metavar="N", help="how many runs (default 20)"
+    )
+    p.add_argument("--all", action="store_true", help="include child runs (call workflow / foreach)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=cmd_runs)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with opened_store(args, must_exist=True) as store:
+        run = get_run(store, args.run_id, args)
+        if args.json:
+            print(
+                json.dumps(
+                    run_json(run, store.get_steps(run.id), with_steps=True), indent=2, ensure_ascii=False
+                )
+            )
+        else:
+            print("\n".join(show_lines(store, run)))
+    return EXIT_OK
+
+
+def add_show_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "show",
+        help="show one run: its steps, fan-out items, errors and waiting gates",
+        description="Show RUN_ID: status, inputs, every step row, failed steps' errors and waiting gates.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    add_db_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_show)

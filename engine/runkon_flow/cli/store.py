@@ -1,0 +1,102 @@
+"""The run database a command works on (`--db`, else `$RUNKON_DB`, else the default path; `--memory`
+for `run`). Commands that only read or continue runs never create one; `run` creates it only
+once the run really starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, cast
+
+from runkon_flow.cli.common import CommandFailed
+from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun, default_db_path
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+
+def add_db_args(p: argparse.ArgumentParser, *, memory: bool = False) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--db",
+        metavar="PATH",
+        help="run database (default: $RUNKON_DB, else $XDG_STATE_HOME/runkon/runs.db)",
+    )
+    if memory:
+        group.add_argument(
+            "--memory",
+            action="store_true",
+            help="keep the run in memory only (no history, cannot be resumed)",
+        )
+
+
+class DeferredStore:
+    """The run database of `run`, opened — and so created — only when first used: a run rejected
+    before it starts (unknown workflow, bad inputs, a broken or invalid file) writes nothing, not
+    even an empty database. `open()` opens it on purpose (to report an unusable database before
+    anything else is written); every other attribute is the opened `SqliteStore`'s."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._store: SqliteStore | None = None
+
+    def open(self) -> SqliteStore:
+        if self._store is None:
+            self._store = SqliteStore(self._path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = getattr(self.open(), name)
+        if callable(value):  # bound methods do not change: later calls skip this lookup
+            self.__dict__[name] = value
+        return value
+
+
+def open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersistence:
+    """The store the command works on. Commands that only read or continue runs refuse to create a
+    database that does not exist (a typo in --db must not look like an empty history); `run` gets
+    one that is created only once the run is really started."""
+    if getattr(args, "memory", False):
+        return InMemoryStore()
+    path = Path(args.db).expanduser() if args.db else default_db_path()
+    if must_exist and not path.exists():
+        raise CommandFailed(
+            f"no run database at {path} (nothing has run with it yet; check --db / $RUNKON_DB)"
+        )
+    return SqliteStore(path) if must_exist else cast(WorkflowPersistence, DeferredStore(path))
+
+
+def close_store(store: WorkflowPersistence) -> None:
+    close = getattr(store, "close", None)
+    if close is not None:
+        with suppress(Exception):
+            close()
+
+
+@contextmanager
+def opened_store(args: argparse.Namespace, *, must_exist: bool) -> Iterator[WorkflowPersistence]:
+    store = open_store(args, must_exist=must_exist)
+    try:
+        yield store
+    finally:
+        close_store(store)
+
+
+def db_label(args: argparse.Namespace) -> str:
+    if getattr(args, "memory", False):
+        return ":memory:"
+    return str(Path(args.db).expanduser() if args.db else default_db_path())
+
+
+def get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -> WorkflowRun:
+    run = store.get_run(run_id)
+    if run is None:
+        raise CommandFailed(f"no workflow run '{run_id}' in {db_label(args)}")
+    return run

@@ -106,7 +106,19 @@ def run_variant(mode: str, folder: Path) -> dict:
             finally:
                 marks["end"] = time.perf_counter()
 
-    app = RunkonApp([folder], host=TimedHost(), store=store, watch=False)  # type: ignore[arg-type]
+    class TickTimedApp(RunkonApp):
+        """The real app, with each UI drain tick timed here (the app itself carries no probes)."""
+
+        tick_durations: list[float] = []
+
+        def drain(self) -> None:
+            started = time.perf_counter()
+            try:
+                super().drain()
+            finally:
+                self.tick_durations.append(time.perf_counter() - started)
+
+    app = TickTimedApp([folder], host=TimedHost(), store=store, watch=False)  # type: ignore[arg-type]
     outcome: dict = {}
 
     async def drive() -> None:

@@ -15,7 +15,6 @@ import getpass
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -177,7 +176,6 @@ class RunkonApp(App[int]):
         self.run_definition: WorkflowDef | None = None
         self.run_workflow_name: str | None = None
         self.last_outcome: str | None = None  # status of the last run that ended while open
-        self.tick_durations: deque[float] = deque(maxlen=100_000)
         self._host_stale = False
         self._known_gates: set[tuple[str, str]] = set()
         self._watcher: WorkflowWatcher | None = None
@@ -306,14 +304,12 @@ class RunkonApp(App[int]):
 
     def drain(self) -> None:
         """Fold queued events into the RunView and repaint what changed (one UI tick)."""
-        started = time.perf_counter()
         events = self.bridge.drain(DRAIN_LIMIT)
         if events:
             self.view.apply_all(events)
         changes = self.view.take_changes()
         if changes:
             self._apply_changes(changes)
-        self.tick_durations.append(time.perf_counter() - started)
 
     def _shutting_down(self) -> bool:
         return self._exiting or self._closing or self._closed
@@ -714,10 +710,6 @@ class RunkonApp(App[int]):
 
         self._watcher = WorkflowWatcher(self.dirs, changed)
         self.run_worker(self._watcher.run, thread=True, group="watcher", exit_on_error=False)
-
-    def reload_catalog(self) -> None:
-        """Re-scan the workflow directories now (used by tests and the `reload` command)."""
-        self.post_message(CatalogLoaded(catalog_mod.load(self.dirs), set()))
 
     def on_catalog_loaded(self, message: CatalogLoaded) -> None:
         diff = self.catalog.merge(message.result)

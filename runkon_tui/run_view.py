@@ -535,10 +535,6 @@ class RunView:
                 return fan
         return fans[-1]
 
-    def fanout_for(self, node_path: str) -> FanOutView | None:
-        root = self.root
-        return root.fanouts.get(node_path) if root else None
-
     def waiting_gates(self) -> list[GateView]:
         return sorted(self.gates.values(), key=lambda g: g.since)
 

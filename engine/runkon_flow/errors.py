@@ -89,14 +89,6 @@ class WfError(FlowError):
     def column(self) -> int | None:
         return self.location.column
 
-    def with_file(self, file: str) -> WfError:
-        """The same error attributed to `file` (the lexer/parser may not know the path)."""
-        clone = type(self).__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone.location = SourceLocation(file, self.line, self.column)
-        Exception.__init__(clone, str(clone))
-        return clone
-
     def __str__(self) -> str:
         return f"{self.prefix} {self.file or '<input>'}: {self.message}"
 

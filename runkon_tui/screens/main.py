@@ -80,7 +80,6 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.tree_workflow: str | None = None
         self.grid_item: int | None = None
-        self.output_target: tuple[str, str] | None = None  # (run id, step key) shown in "output"
         self.filter_target: Widget | None = None
         self._child_source: tuple[str, TextSource] | None = None
         self._binding_signature: tuple[bool | None, ...] = ()
@@ -144,7 +143,6 @@ class MainScreen(Screen[None]):
         """Point the log panes at the app's current RunView (after a past run was opened)."""
         view = self.rapp.view
         self._child_source = None
-        self.output_target = None
         self.grid_item = None
         self.grid.show(None)
         self.log_pane.output_title = ""  # the step it named belongs to the previous view
@@ -304,11 +302,9 @@ class MainScreen(Screen[None]):
         self._child_source = None
         sv = run.steps.get(spec.path) if run is not None else None
         if sv is None:
-            self.output_target = None
             self.log_pane.set_output(TextSource([f"{spec.label}: no output yet"]), spec.label)
             return
         assert run is not None
-        self.output_target = (run.run_id, sv.key)
         fallback = [sv.error] if sv.error and not sv.output else []
         self.log_pane.set_output(OutputSource(sv, fallback), spec.label)
 

@@ -110,7 +110,6 @@ class WorkflowExecConfig:
     fail_fast: bool = True
     dry_run: bool = False
     shutdown: threading.Event | None = None
-    event_sinks: list[EventSink] = field(default_factory=list)  # kept for shape; runs use RunInput's
     lease_ttl_secs: int = 30
     lease_refresh_interval: float = 10.0
     # ours
@@ -201,8 +200,6 @@ class GateResolverRegistry:
     def get(self, gate_type: str) -> GateResolver | None:
         return self._resolvers.get(gate_type)
 
-    def registered_types(self) -> list[str]:
-        return sorted(self._resolvers)
 
 
 # --------------------------------------------------------------------------- small defaults

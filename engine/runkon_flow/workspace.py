@@ -49,6 +49,7 @@ from runkon_flow.errors import (
     WorkflowError,
     WorkflowNotFound,
 )
+from runkon_flow.event_log import DEFAULT_MAX_OUTPUT_LINES, StoredEventWriter
 from runkon_flow.events import EventSink
 from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -198,8 +199,15 @@ class Workspace:
         sinks: Sequence[EventSink] = (),
         working_dir: Path | None = None,
         exec_config: WorkflowExecConfig | None = None,
+        store_events: bool = True,
+        stored_output_lines: int = DEFAULT_MAX_OUTPUT_LINES,
     ) -> None:
         self.store = store
+        #: Keep every run's events in the store (`runkon_flow.event_log`), so any process can watch
+        #: the run and a past run shows its logs; output lines are kept up to
+        #: `stored_output_lines` per step.
+        self.store_events = store_events
+        self.stored_output_lines = stored_output_lines
         self.gates = GateApprovals(store)
         self.exec_config = exec_config or WorkflowExecConfig()
         self._dirs = [_abs(d) for d in dirs]
@@ -642,6 +650,11 @@ class Workspace:
             if run.id in self._active:
                 raise WorkflowError(f"run '{run.id}' is already running in this workspace")
             self._active[run.id] = (snap.engine, token)
+        writer = (
+            StoredEventWriter(self.store, run.id, max_output_lines=self.stored_output_lines)
+            if self.store_events
+            else None
+        )
         try:
             inp = RunInput(
                 persistence=self.store,
@@ -655,12 +668,14 @@ class Workspace:
                 exec_config=dataclasses.replace(self.exec_config, shutdown=None),
                 inputs=dict(run.inputs),
                 schema_resolver=snap.schemas,
-                event_sinks=[*self._sinks, *sinks],
+                event_sinks=[*self._sinks, *sinks, *([writer] if writer is not None else [])],
             )
             if resume:
                 return snap.engine.resume_workflow(plan.definition, inp)
             return snap.engine.run_workflow(plan.definition, inp)
         finally:
+            if writer is not None:
+                writer.close()  # every event of the run is stored before execute/resume returns
             with self._lock:
                 if self._active.get(run.id, (None, None))[1] is token:
                     del self._active[run.id]

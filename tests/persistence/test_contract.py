@@ -13,13 +13,16 @@ import threading
 import pytest
 from runkon_flow.errors import EngineCancelled, PersistenceError
 from runkon_flow.persistence import (
+    DeletedRuns,
     FanOutItemStatus,
     FanOutItemUpdate,
+    NewEvent,
     NewRun,
     NewStep,
     RunStatus,
     StepStatus,
     StepUpdate,
+    StoredEvent,
     WorkflowPersistence,
 )
 
@@ -996,3 +999,103 @@ def test_racing_owners_get_exactly_one_lease(store) -> None:
     for t in threads:
         t.join()
     assert sorted(results, key=lambda r: r is None) == [1] + [None] * 15
+
+
+# --------------------------------------------------------------------------- event log (ours)
+
+
+def events(*kinds: str, run_id: str = "r") -> list[NewEvent]:
+    return [
+        NewEvent(ts=1000.0 + n, event_run_id=run_id, kind=k, payload=f'{{"n":{n}}}')
+        for n, k in enumerate(kinds)
+    ]
+
+
+def test_events_are_numbered_per_run_in_append_order_and_read_back_as_written(store) -> None:
+    run_id, other = new_run(store), new_run(store)
+    store.append_events(run_id, events("RunStarted", "StepStarted", run_id=run_id))
+    store.append_events(other, events("RunStarted", run_id=other))
+    store.append_events(run_id, events("StepCompleted", run_id="child-1"))
+    got = store.read_events(run_id)
+    assert [(e.seq, e.kind, e.event_run_id) for e in got] == [
+        (1, "RunStarted", run_id),
+        (2, "StepStarted", run_id),
+        (3, "StepCompleted", "child-1"),
+    ]
+    assert got[0] == StoredEvent(run_id, 1, 1000.0, run_id, "RunStarted", '{"n":0}')
+    assert [e.seq for e in store.read_events(other)] == [1]
+
+
+def test_reading_events_after_a_seq_returns_only_newer_ones_up_to_the_limit(store) -> None:
+    run_id = new_run(store)
+    store.append_events(run_id, events(*["EngineLog"] * 5))
+    assert [e.seq for e in store.read_events(run_id, after_seq=3)] == [4, 5]
+    assert [e.seq for e in store.read_events(run_id, after_seq=1, limit=2)] == [2, 3]
+    assert store.read_events(run_id, after_seq=5) == []
+    assert store.read_events("no-such-run") == []
+
+
+def test_appending_events_to_an_unknown_run_is_an_error_and_stores_nothing(store) -> None:
+    with pytest.raises(PersistenceError, match="run nope not found"):
+        store.append_events("nope", events("RunStarted"))
+    assert store.read_events("nope") == []
+
+
+def test_write_behind_events_are_readable_by_this_process_at_once(store) -> None:
+    run_id = new_run(store)
+    store.append_events(run_id, events("RunStarted"), durable=False)
+    assert [e.kind for e in store.read_events(run_id)] == ["RunStarted"]
+
+
+def test_concurrent_appenders_never_reuse_a_seq(store) -> None:
+    run_id = new_run(store)
+
+    def append() -> None:
+        for _ in range(20):
+            store.append_events(run_id, events("EngineLog", "EngineLog"))
+
+    threads = [threading.Thread(target=append) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [e.seq for e in store.read_events(run_id)] == list(range(1, 161))
+
+
+# --------------------------------------------------------------------------- retention (ours)
+
+
+def finished_tree(store, status: RunStatus = RunStatus.COMPLETED) -> tuple[str, str]:
+    """A finished top-level run with a foreach step, one item, a child run, steps and events."""
+    root = new_run(store)
+    step = new_step(store, root, "fe", role="foreach", retry_count=0)
+    child = new_run(store, "child", parent_run_id=root, parent_workflow_run_id=root)
+    new_step(store, child, "c", retry_count=0)
+    store.insert_fan_out_items(step, [("t", "i1", "", {})])
+    store.append_events(root, events("RunStarted", "RunStarted", "RunCompleted"))
+    store.update_run_status(child, RunStatus.COMPLETED, None, None)
+    store.update_run_status(root, status, None, None)
+    return root, child
+
+
+def test_gc_deletes_runs_that_ended_before_the_cutoff_with_children_rows_and_events(store) -> None:
+    old, old_child = finished_tree(store)
+    cutoff = "2999-01-01T00:00:00.000Z"
+    active = new_run(store)
+    store.update_run_status(active, RunStatus.RUNNING, None, None)
+    deleted = store.delete_finished_runs(cutoff)
+    assert deleted == DeletedRuns(runs=1, child_runs=1, steps=2, items=1, events=3)
+    assert store.get_run(old) is None and store.get_run(old_child) is None
+    assert store.read_events(old) == [] and store.get_steps(old_child) == []
+    assert store.get_run(active) is not None
+    assert store.delete_finished_runs(cutoff) == DeletedRuns()
+
+
+def test_gc_keeps_runs_that_ended_after_the_cutoff_and_runs_that_never_ended(store) -> None:
+    recent, _ = finished_tree(store, RunStatus.FAILED)
+    interrupted = new_run(store)
+    store.update_run_status(interrupted, RunStatus.RUNNING, None, None)
+    assert store.delete_finished_runs("2000-01-01T00:00:00.000Z") == DeletedRuns()
+    assert store.get_run(recent) is not None
+    assert store.delete_finished_runs("2999-01-01T00:00:00.000Z").runs == 1
+    assert store.get_run(interrupted) is not None

@@ -18,6 +18,7 @@ from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import (
     FanOutItemStatus,
     FanOutItemUpdate,
+    NewEvent,
     NewRun,
     NewStep,
     RunStatus,
@@ -26,7 +27,7 @@ from runkon_flow.persistence import (
     StepUpdate,
     schema,
 )
-from runkon_flow.persistence.schema import SCHEMA_VERSION
+from runkon_flow.persistence.schema import DDL, SCHEMA_VERSION
 
 from .conftest import FakeClock
 
@@ -601,3 +602,30 @@ def test_an_expired_owner_is_superseded_by_another_process_and_fenced(db) -> Non
         assert owner.acquire_lease(run_id, "owner", 30) is None
         step = owner.get_step(step_id)
         assert (step.status, step.result_text) == (StepStatus.COMPLETED, "usurper")
+
+
+def test_a_version_1_file_gains_the_event_log_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for statement in DDL:
+        conn.execute(statement)
+    conn.execute("INSERT INTO workflow_runs (id, workflow_name, status) VALUES ('r1', 'wf', 'completed')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with SqliteStore(path) as store:
+        store.append_events("r1", [NewEvent(1.0, "r1", "RunStarted", "{}")])
+        assert [e.kind for e in store.read_events("r1")] == ["RunStarted"]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_another_process_reads_the_events_a_run_appends(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with SqliteStore(path) as writer, SqliteStore(path) as reader:
+        run_id = writer.create_run(NewRun(workflow_name="wf")).id
+        writer.append_events(run_id, [NewEvent(1.0, run_id, "RunStarted", "{}")])
+        assert [e.seq for e in reader.read_events(run_id)] == [1]
+        writer.append_events(run_id, [NewEvent(2.0, run_id, "RunCompleted", '{"succeeded":true}')])
+        assert [e.kind for e in reader.read_events(run_id, after_seq=1)] == ["RunCompleted"]

@@ -2,16 +2,19 @@
 
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import (
+    DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    NewEvent,
     NewRun,
     NewStep,
     RunStatus,
     StepRole,
     StepStatus,
     StepUpdate,
+    StoredEvent,
     WorkflowRun,
     WorkflowRunStep,
     new_id,
@@ -22,12 +25,14 @@ from runkon_flow.persistence.protocol import GateApprovalStore, WorkflowPersiste
 from runkon_flow.persistence.sqlite import SqliteStore
 
 __all__ = [
+    "DeletedRuns",
     "FanOutItemRow",
     "FanOutItemStatus",
     "FanOutItemUpdate",
     "GateApprovalState",
     "GateApprovalStore",
     "InMemoryStore",
+    "NewEvent",
     "NewRun",
     "NewStep",
     "RunStatus",
@@ -35,6 +40,7 @@ __all__ = [
     "StepRole",
     "StepStatus",
     "StepUpdate",
+    "StoredEvent",
     "WorkflowPersistence",
     "WorkflowRun",
     "WorkflowRunStep",

@@ -334,3 +334,21 @@ def _load_selections(text: str | None) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
     return tuple(str(v) for v in value)
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def descendants(roots: list[str], children: dict[str, list[str]]) -> list[str]:
+    """`roots` and every run below them (children of children…), each once, roots first."""
+    seen = dict.fromkeys(roots)
+    frontier = list(roots)
+    while frontier:
+        nxt = []
+        for run_id in frontier:
+            for child in children.get(run_id, ()):
+                if child not in seen:
+                    seen[child] = None
+                    nxt.append(child)
+        frontier = nxt
+    return list(seen)

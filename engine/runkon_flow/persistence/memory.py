@@ -10,22 +10,27 @@ Rows are copied on the way in and out, so callers can never mutate stored state 
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence.models import (
+    DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    NewEvent,
     NewRun,
     NewStep,
     RunStatus,
     StepStatus,
     StepUpdate,
+    StoredEvent,
     WorkflowRun,
     WorkflowRunStep,
 )
@@ -48,6 +53,7 @@ class InMemoryStore:
         self._items: dict[str, FanOutItemRow] = {}
         self._items_by_step: dict[str, list[str]] = {}
         self._item_keys: dict[tuple[str, str, str], str] = {}
+        self._events: dict[str, list[StoredEvent]] = {}
 
     # ------------------------------------------------------------------ runs
 
@@ -370,6 +376,62 @@ class InMemoryStore:
                 wanted = FanOutItemStatus(status_filter)
                 rows = (r for r in rows if r.status == wanted)
             return [_copy_item(r) for r in rows]
+
+
+    # ------------------------------------------------------------------ event log
+
+    def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
+        """Numbered on from the stream's last `seq`; an unknown run is an error."""
+        with self._lock:
+            self._run(run_id)
+            stream = self._events.setdefault(run_id, [])
+            seq = stream[-1].seq if stream else 0
+            for offset, e in enumerate(events, 1):
+                stream.append(StoredEvent(run_id, seq + offset, e.ts, e.event_run_id, e.kind, e.payload))
+
+    def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        with self._lock:
+            stream = self._events.get(run_id, [])
+            start = bisect.bisect_right(stream, after_seq, key=lambda e: e.seq)
+            end = len(stream) if limit is None else start + max(limit, 0)
+            return stream[start:end]
+
+    def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
+        """Terminal top-level runs ended before `ended_before`, with every descendant and its rows."""
+        with self._lock:
+            roots = [
+                r.id
+                for r in self._runs.values()
+                if r.status.is_terminal
+                and r.ended_at is not None
+                and r.ended_at < ended_before
+                and _parent_matches(r, "")
+            ]
+            doomed = sh.descendants(roots, self._children_index())
+            steps = [s for run_id in doomed for s in self._steps_by_run.get(run_id, ())]
+            items = [i for s in steps for i in self._items_by_step.get(s, ())]
+            events = sum(len(self._events.get(run_id, ())) for run_id in doomed)
+            for item_id in items:
+                row = self._items.pop(item_id)
+                self._item_keys.pop((row.step_run_id, row.item_type, row.item_id), None)
+            for step_id in steps:
+                self._items_by_step.pop(step_id, None)
+                del self._steps[step_id]
+            for run_id in doomed:
+                del self._runs[run_id]
+                self._run_seq.pop(run_id, None)
+                self._lease_expiry.pop(run_id, None)
+                self._steps_by_run.pop(run_id, None)
+                self._events.pop(run_id, None)
+            return DeletedRuns(len(roots), len(doomed) - len(roots), len(steps), len(items), events)
+
+    def _children_index(self) -> dict[str, list[str]]:
+        """Parent run id → child run ids (either parent column), under the lock."""
+        children: dict[str, list[str]] = {}
+        for run in self._runs.values():
+            for parent in {run.parent_run_id, run.parent_workflow_run_id} - {"", None}:
+                children.setdefault(parent, []).append(run.id)  # type: ignore[arg-type]
+        return children
 
 
 def _apply_item_update(row: FanOutItemRow, update: FanOutItemUpdate, now: str) -> None:

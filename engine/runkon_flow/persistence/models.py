@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from ulid import ULID
 
@@ -300,3 +301,39 @@ class GateApprovalState:
     @property
     def is_rejected(self) -> bool:
         return self.state == "rejected"
+
+
+class NewEvent(NamedTuple):
+    """One engine event to append to a run's stored stream (docs/persistence.md, "Event log").
+
+    `event_run_id` is the run the event is about — a child run's own id for its events — while the
+    stream it is appended to is the top-level run's. `payload` is the event as JSON. A tuple: a
+    fan-out writes several per item, so it must be cheap to build."""
+
+    ts: float  # Unix seconds, the envelope's precise time
+    event_run_id: str
+    kind: str  # the event type, e.g. "StepCompleted"
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back: `seq` counts 1, 2, 3 … within `run_id`'s stream, in append order."""
+
+    run_id: str
+    seq: int
+    ts: float
+    event_run_id: str
+    kind: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class DeletedRuns:
+    """What `delete_finished_runs` removed."""
+
+    runs: int = 0  # top-level runs
+    child_runs: int = 0
+    steps: int = 0
+    items: int = 0
+    events: int = 0

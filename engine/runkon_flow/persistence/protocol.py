@@ -13,17 +13,21 @@ writes into a later transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from runkon_flow.persistence.models import (
+    DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    NewEvent,
     NewRun,
     NewStep,
     RunStatus,
     StepUpdate,
+    StoredEvent,
     WorkflowRun,
     WorkflowRunStep,
 )
@@ -118,4 +122,22 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def flush(self) -> None:
         """Commit every queued write-behind (`durable=False`) write now."""
+        ...
+
+    # ------------------------------------------------------------------ event log (ours)
+
+    def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
+        """Append `events` to the stored stream of the top-level run `run_id`, in order, in one
+        write; the store numbers them on from the stream's last `seq` (so a resumed run's events
+        follow the earlier ones). Unknown run → `PersistenceError`. Write-behind like the others."""
+        ...
+
+    def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """The stream's events with `seq > after_seq`, oldest first, at most `limit` of them."""
+        ...
+
+    def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
+        """Delete every top-level run that ended (completed, failed, cancelled) before the RFC 3339
+        time `ended_before`, with its child runs, steps, fan-out items and events, in one
+        transaction. Active and interrupted runs are never deleted."""
         ...

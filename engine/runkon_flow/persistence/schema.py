@@ -156,8 +156,31 @@ def _v2_step_node_path(conn: sqlite3.Connection) -> None:
     _add_column(conn, "workflow_run_steps", "node_path", "TEXT")
 
 
+EVENT_COLUMNS = "run_id, seq, ts, event_run_id, kind, payload"
+
+#: The stored event stream (ours, docs/persistence.md "Event log"): one row per engine event,
+#: numbered per top-level run. WITHOUT ROWID on (run_id, seq): one b-tree, appended at its end.
+EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS workflow_run_events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    event_run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID"""
+
+
+def _v3_event_log(conn: sqlite3.Connection) -> None:
+    """The append-only event log a run is watched through from any process."""
+    conn.execute(EVENTS_TABLE)
+
+
 #: (version, step) in ascending order: the step brings a file from version-1 to version.
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((2, _v2_step_node_path),)
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (2, _v2_step_node_path),
+    (3, _v3_event_log),
+)
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 

@@ -18,7 +18,7 @@ import itertools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
@@ -27,20 +27,29 @@ from typing import Any, ParamSpec, TypeVar
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence.models import (
+    DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    NewEvent,
     NewRun,
     NewStep,
     RunStatus,
     StepStatus,
     StepUpdate,
+    StoredEvent,
     WorkflowRun,
     WorkflowRunStep,
 )
 from runkon_flow.persistence.paths import default_db_path
-from runkon_flow.persistence.schema import ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS, ensure_schema
+from runkon_flow.persistence.schema import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    ensure_schema,
+)
 
 _HISTORY_BATCH = 128  # queued history writes that a durable write takes along (one transaction)
 
@@ -93,6 +102,11 @@ _ITEM_INSERT = (
     "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (step_run_id, item_type, item_id) DO NOTHING"
 )
 
+
+_EVENT_INSERT = (
+    "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
 
 _RUN_INSERT = (
     "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
@@ -894,6 +908,82 @@ class SqliteStore:
         with self._conn() as conn:
             rows = conn.execute(sql + " ORDER BY id", params).fetchall()
         return [_item_from_row(r) for r in rows]
+
+
+    # ------------------------------------------------------------------ event log
+
+    @_translated
+    def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
+        """One write for the batch, numbered on from the stream's last `seq` inside the transaction
+        (so two writers of one stream can never collide)."""
+        if not events:
+            return
+        batch = list(events)
+
+        def append(conn: sqlite3.Cursor) -> None:
+            if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise PersistenceError(f"run {run_id} not found")
+            last = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+            conn.executemany(
+                _EVENT_INSERT,
+                [(run_id, last + n, e.ts, e.event_run_id, e.kind, e.payload) for n, e in enumerate(batch, 1)],
+            )
+
+        self._write(append, single=False, durable=durable, needs="r:" + run_id)
+
+    @_translated
+    def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM workflow_run_events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        params: tuple = (run_id, after_seq)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (max(limit, 0),)
+        with self._conn() as conn:
+            return [StoredEvent(*row) for row in conn.execute(sql, params).fetchall()]
+
+    @_translated
+    def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
+        """One transaction; the runs to delete are gathered in a temporary table."""
+
+        def delete(conn: sqlite3.Cursor) -> DeletedRuns:
+            roots = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT id FROM workflow_runs WHERE status IN {_TERMINAL_RUNS_IN} AND ended_at < ? "
+                    "AND COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = ''",
+                    (ended_before,),
+                )
+            ]
+            if not roots:
+                return DeletedRuns()
+            children: dict[str, list[str]] = {}
+            for child, *parents in conn.execute(
+                "SELECT id, parent_run_id, parent_workflow_run_id FROM workflow_runs "
+                "WHERE COALESCE(parent_run_id, '') != '' OR COALESCE(parent_workflow_run_id, '') != ''"
+            ):
+                for parent in set(parents) - {"", None}:
+                    children.setdefault(parent, []).append(child)
+            doomed = sh.descendants(roots, children)
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS gc_runs (id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.gc_runs")
+            conn.executemany("INSERT INTO temp.gc_runs (id) VALUES (?)", [(r,) for r in doomed])
+            events = conn.execute(
+                "DELETE FROM workflow_run_events WHERE run_id IN (SELECT id FROM temp.gc_runs)"
+            ).rowcount
+            items = conn.execute(
+                "DELETE FROM workflow_run_step_fan_out_items WHERE step_run_id IN (SELECT s.id FROM "
+                "workflow_run_steps s WHERE s.workflow_run_id IN (SELECT id FROM temp.gc_runs))"
+            ).rowcount
+            steps = conn.execute(
+                "DELETE FROM workflow_run_steps WHERE workflow_run_id IN (SELECT id FROM temp.gc_runs)"
+            ).rowcount
+            conn.execute("DELETE FROM workflow_runs WHERE id IN (SELECT id FROM temp.gc_runs)")
+            conn.execute("DELETE FROM temp.gc_runs")
+            return DeletedRuns(len(roots), len(doomed) - len(roots), steps, items, events)
+
+        return self._write(delete, single=False)
 
 
 # ---------------------------------------------------------------------- row mapping

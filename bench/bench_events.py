@@ -1,0 +1,160 @@
+"""What storing the event stream costs: a foreach over N no-op child workflows on SQLite, with event
+storage off and on, side by side (interleaved, same process, fresh database each run).
+
+    .venv/bin/python bench/bench_events.py [--n 10000] [--slots 8] [--repeat 5]
+
+Three configurations, each run `--repeat` times in turn (A B C A B C …):
+
+* `no sinks`   — the engine with no event sink at all (it then builds no event objects);
+* `host sink`  — a sink like the CLI's progress printer: events are queued and a main-thread loop
+                 drains them (10 Hz) and drops them; this is "event storage off" for a real host;
+* `+ stored`   — the same host sink plus `StoredEventWriter` (what `Workspace` adds to every run).
+
+Prints run time min/median/max per configuration, the extra time of `+ stored` over each baseline
+(median against median), events per item, and the database size per item (main file + WAL after a
+checkpoint) with and without the event log. The load average is printed: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_engine_sqlite import CHILD, PARENT, NoOp, RangeProvider
+from runkon_flow.dsl.parser import parse_workflow
+from runkon_flow.event_log import StoredEventWriter
+from runkon_flow.persistence import NewRun, SqliteStore
+from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
+from runkon_flow.runtime import FlowEngineBuilder, RunInput
+
+
+class HostSink:
+    """Queues events for a main-thread consumer, like the CLI's EventQueue + printer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list = []
+        self.seen = 0
+
+    def emit(self, data) -> None:
+        with self._lock:
+            self._items.append(data)
+
+    def drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        self.seen += len(items)
+
+
+def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, int, int]:
+    """(seconds, events stored, database bytes) for one run of `mode` on a fresh file."""
+    resolver = InMemoryWorkflowResolver([parse_workflow(CHILD)])
+    parent = parse_workflow(PARENT.format(slots=slots))
+    engine = (
+        FlowEngineBuilder().action(NoOp()).item_provider(RangeProvider(n)).workflow_resolver(resolver).build()
+    )
+    store = SqliteStore(db)
+    run_id = store.create_run(NewRun(workflow_name="fan")).id
+    host = HostSink() if mode != "none" else None
+    writer = StoredEventWriter(store, run_id) if mode == "stored" else None
+    sinks = [s for s in (host, writer) if s is not None]
+    done = threading.Event()
+    result: list = []
+
+    def go() -> None:
+        try:
+            result.append(
+                engine.run_workflow(
+                    parent, RunInput(persistence=store, workflow_run_id=run_id, event_sinks=sinks)
+                )
+            )
+        finally:
+            done.set()
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=go)
+    thread.start()
+    while not done.wait(0.1):  # the host's main loop: drain at 10 Hz
+        if host is not None:
+            host.drain()
+    thread.join()
+    if writer is not None:
+        writer.close()
+    elapsed = time.perf_counter() - started
+    if host is not None:
+        host.drain()
+    if not result or not result[0].all_succeeded:
+        raise SystemExit(f"engine run failed: {result[0].error if result else 'no result'}")
+    stored = len(store.read_events(run_id))
+    store.close()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    return elapsed, stored, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    n = args.n
+    modes = ("none", "host", "stored")
+    names = {"none": "no sinks", "host": "host sink", "stored": "+ stored"}
+    wall: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
+    sizes: dict[str, int] = {}
+    events = 0
+    print(f"foreach over {n} no-op children, SQLite (WAL), {args.slots} slots, {args.repeat} rounds")
+    print(f"load before: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory(prefix="runkon-bench-events-") as tmp:
+        for round_no in range(args.repeat):
+            for mode in modes:
+                db_dir = Path(tmp) / f"{mode}-{round_no}"
+                db_dir.mkdir()
+                cpu_before = time.process_time()
+                elapsed, stored, size = one_run(n, args.slots, db_dir / "runs.db", mode)
+                cpu[mode].append(time.process_time() - cpu_before)
+                wall[mode].append(elapsed)
+                sizes[mode] = size
+                events = max(events, stored)
+                print(
+                    f"  round {round_no + 1} {names[mode]:<10} wall {elapsed:6.2f} s  "
+                    f"cpu {cpu[mode][-1]:6.2f} s  db {size / n:7.0f} B/item"
+                )
+    print(f"load after:  {os.getloadavg()}")
+    for label, series in (("wall", wall), ("process CPU", cpu)):
+        print(f"{label}: {'config':<10} {'min s':>7} {'median s':>9} {'max s':>7} {'µs/item (median)':>17}")
+        for mode in modes:
+            t = series[mode]
+            med = statistics.median(t)
+            print(f"  {names[mode]:<10} {min(t):7.2f} {med:9.2f} {max(t):7.2f} {med / n * 1e6:17.0f}")
+        for base in ("none", "host"):
+            pairs = [s / b - 1 for s, b in zip(series["stored"], series[base], strict=True)]
+            ratio = statistics.median(series["stored"]) / statistics.median(series[base]) - 1
+            print(
+                f"  + stored vs {names[base]}: medians {100 * ratio:+.1f} %  (per round: min "
+                f"{100 * min(pairs):+.1f} %, median {100 * statistics.median(pairs):+.1f} %, "
+                f"max {100 * max(pairs):+.1f} %)"
+            )
+    print(f"events stored: {events} ({events / n:.1f} per item)")
+    extra = (sizes["stored"] - sizes["host"]) / n
+    print(
+        f"database: {sizes['host'] / n:.0f} B/item without events, {sizes['stored'] / n:.0f} B/item "
+        f"with (+{extra:.0f} B/item for the event log)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The stored event stream: a run's engine events kept in the store, so any process can watch it.
+
+`StoredEventWriter` is an `EventSink` a host adds to a top-level run (the `Workspace` does, for the
+CLI and the dashboard alike). The engine's threads only append each event to a list; the writer's
+own thread turns them into rows and appends them to the store in batches (`append_events`, one
+write per batch, every `interval` seconds and at once when the run ends), so a slow disk never
+slows a run. Every event of the run's tree — child runs included, each under its own
+`event_run_id` — goes into the top-level run's stream, numbered 1, 2, 3 … by the store.
+
+Output lines are bounded per step: at most `max_output_lines` `StepOutput` events per step are
+stored, each line at most `max_line_chars` characters; when a step ends, one stored `EngineLog`
+says how many lines (and characters) of it were not stored, so a reader knows what was cut.
+
+`read_envelopes` turns stored rows back into the `EngineEventData` envelopes the engine emitted
+(same run id, time and event), so whatever consumes live events — the CLI's printers, a run
+model's reducer — consumes stored ones unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+from pydantic import TypeAdapter, ValidationError
+
+from runkon_flow.events import EVENT_TYPES, EngineEvent, EngineEventData, EngineLog, StepOutput
+from runkon_flow.persistence.models import NewEvent, StoredEvent
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = [
+    "DEFAULT_MAX_LINE_CHARS",
+    "DEFAULT_MAX_OUTPUT_LINES",
+    "OUTPUT_LINES_ENV",
+    "StoredEventWriter",
+    "envelope_of",
+    "read_envelopes",
+    "stored_output_lines",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT_LINES = 2000  # the engine's own live cap (WorkflowExecConfig.max_output_lines)
+DEFAULT_MAX_LINE_CHARS = 4000
+OUTPUT_LINES_ENV = "RUNKON_STORED_OUTPUT_LINES"
+_TERMINAL = frozenset({"RunCompleted", "RunCancelled"})
+_EVENT = TypeAdapter(EngineEvent)
+
+
+def stored_output_lines(env: dict[str, str] | None = None) -> int:
+    """The per-step stored output limit: `$RUNKON_STORED_OUTPUT_LINES` (a whole number ≥ 0), else
+    the default. A bad value is an error naming the variable, not silently ignored."""
+    raw = (os.environ if env is None else env).get(OUTPUT_LINES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_OUTPUT_LINES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{OUTPUT_LINES_ENV}={raw!r} is not a whole number of lines (0 or more)")
+    return value
+
+
+class _StepCut:
+    """What one step's stored output has lost so far."""
+
+    __slots__ = ("kept", "lines", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.kept = 0
+        self.lines = 0  # lines not stored
+
+
+class StoredEventWriter:
+    """Appends a top-level run's events (its children's too) to the store's stream of `run_id`.
+
+    `emit` is called on engine threads and only queues; `close()` writes what is left and stops
+    the writer thread (call it when the run has returned). A store failure is logged, never
+    raised into the run: the run matters more than its history."""
+
+    def __init__(
+        self,
+        store: WorkflowPersistence,
+        run_id: str,
+        *,
+        interval: float = 0.2,
+        max_output_lines: int = DEFAULT_MAX_OUTPUT_LINES,
+        max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.interval = interval
+        self.max_output_lines = max_output_lines
+        self.max_line_chars = max_line_chars
+        self._queue: deque[EngineEventData] = deque()
+        self._wake = threading.Event()
+        self._closed = False
+        self._write_lock = threading.Lock()  # one batch at a time, in order
+        self._cuts: dict[str, _StepCut] = {}
+        self._thread = threading.Thread(target=self._loop, name=f"events-{run_id[-6:]}", daemon=True)
+        self._thread.start()
+
+    def emit(self, data: EngineEventData) -> None:
+        self._queue.append(data)  # atomic; the writer pops from the other end
+        if data.event.type in _TERMINAL and data.run_id == self.run_id:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Write every queued event now (on the calling thread)."""
+        with self._write_lock:
+            self._write_batch()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
+        self.flush()
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()
+
+    def _write_batch(self) -> None:
+        if not self._queue:
+            return
+        queue = self._queue
+        batch = [queue.popleft() for _ in range(len(queue))]
+        rows = self._rows(batch)
+        if not rows:
+            return
+        try:
+            self.store.append_events(self.run_id, rows)
+        except Exception as exc:  # the store is gone or full: the run carries on without history
+            log.warning("run %s: %d events could not be stored: %s", self.run_id, len(rows), exc)
+
+    def _rows(self, batch: Iterable[EngineEventData]) -> list[NewEvent]:
+        rows: list[NewEvent] = []
+        add = rows.append
+        cuts = self._cuts
+        for data in batch:
+            event = data.event
+            kind = event.type
+            if kind == "StepOutput":
+                event = self._bounded(event)
+                if event is None:
+                    continue
+            elif kind == "StepCompleted" and cuts and event.step_id in cuts:
+                cut_note = self._cut_note(cuts.pop(event.step_id))
+                if cut_note is not None:
+                    add(NewEvent(data.ts, data.run_id, "EngineLog", _payload(cut_note)))
+            add(NewEvent(data.ts, data.run_id, kind, _payload(event)))
+        return rows
+
+    def _bounded(self, event: StepOutput) -> StepOutput | None:
+        cut = self._cuts.get(event.step_id)
+        if cut is None:
+            cut = self._cuts[event.step_id] = _StepCut(event.step_name)
+        if cut.kept >= self.max_output_lines:
+            cut.lines += 1
+            return None
+        cut.kept += 1
+        line = event.line
+        if len(line) <= self.max_line_chars:
+            return event
+        over = len(line) - self.max_line_chars
+        return event.model_copy(
+            update={"line": line[: self.max_line_chars] + f" … [{over} more characters not stored]"}
+        )
+
+    def _cut_note(self, cut: _StepCut) -> EngineLog | None:
+        if not cut.lines:
+            return None
+        return EngineLog(
+            level="info",
+            message=(
+                f"output of step '{cut.name}': {cut.lines} more lines not stored "
+                f"(at most {self.max_output_lines} lines are kept per step; {OUTPUT_LINES_ENV})"
+            ),
+            step_name=cut.name,
+        )
+
+
+def _payload(event: object) -> str:
+    """The event's JSON without its `type` (the row's `kind` holds it) and without fields at their
+    defaults: a third of the bytes, and `envelope_of` restores both."""
+    # The class's serializer, called directly: a third of model_dump_json's cost per call.
+    return type(event).__pydantic_serializer__.to_json(event, exclude_defaults=True).decode()  # type: ignore[attr-defined]
+
+
+def envelope_of(row: StoredEvent) -> EngineEventData | None:
+    """The envelope the engine emitted for this row; None for an event type this runkon does not
+    know (written by a newer one), as for JSON-lines files."""
+    if row.kind not in EVENT_TYPES:
+        return None
+    body = row.payload
+    text = f'{{"type":"{row.kind}"' + ("}" if body == "{}" else "," + body[1:])
+    try:
+        event = _EVENT.validate_json(text)
+    except ValidationError as exc:
+        log.warning("run %s: stored event %d (%s) is unreadable: %s", row.run_id, row.seq, row.kind, exc)
+        return None
+    return EngineEventData(timestamp=int(row.ts), ts=row.ts, run_id=row.event_run_id, event=event)
+
+
+def read_envelopes(
+    store: WorkflowPersistence, run_id: str, after_seq: int = 0, limit: int | None = None
+) -> tuple[list[EngineEventData], int]:
+    """The stream's events after `after_seq` as envelopes, and the last `seq` read (to continue
+    from); unreadable rows are skipped but still counted as read."""
+    rows = store.read_events(run_id, after_seq, limit)
+    out = [e for e in map(envelope_of, rows) if e is not None]
+    return out, rows[-1].seq if rows else after_seq

@@ -1,0 +1,126 @@
+"""The stored event stream: every run a Workspace executes keeps its events in the store, so
+another process can watch it live and a past run still has its logs (runkon_flow.event_log)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from runkon_flow.event_log import StoredEventWriter, read_envelopes, stored_output_lines
+from runkon_flow.events import CollectingSink, EngineEventData, StepOutput
+from runkon_flow.persistence.models import NewRun
+
+from tests.persistence.conftest import STORE_KINDS, close_store, make_store
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_workflows"
+
+
+@pytest.fixture(autouse=True)
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNKON_SAMPLE_SPEED", "0")
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    s = make_store(request.param, tmp_path)
+    yield s
+    close_store(s)
+
+
+def workspace(root: Path, store, **kwargs):
+    from runkon_flow.workspace import Workspace
+
+    return Workspace([root], store, **kwargs)
+
+
+def stored(store, run_id: str) -> list[EngineEventData]:
+    return read_envelopes(store, run_id)[0]
+
+
+def test_a_fan_out_runs_stored_events_are_exactly_the_events_shown_live(store, tmp_path: Path) -> None:
+    home = tmp_path / "wf"
+    shutil.copytree(SAMPLES, home)
+    live = CollectingSink()
+    ws = workspace(home, store)
+    run_id = ws.create_run("fan-out-lint", {})
+    result = ws.execute(run_id, sinks=[live])
+    assert result.status == "completed"
+    kept = stored(store, run_id)
+    assert [e.model_dump() for e in kept] == [e.model_dump() for e in live.events]
+    children = {e.run_id for e in kept} - {run_id}
+    assert len(children) == 60  # every child run's events are in the top-level run's stream
+    assert [e.seq for e in store.read_events(run_id)] == list(range(1, len(kept) + 1))
+
+
+def test_a_resumed_run_appends_to_the_same_stream(store, tmp_path: Path) -> None:
+    home = tmp_path / "wf"
+    home.mkdir()
+    (home / "flaky.wf").write_text(
+        'workflow flaky {\n  script first { run = "echo one" }\n'
+        '  script second { run = "test -f ok || exit 4" }\n}\n'
+    )
+    ws = workspace(home, store, working_dir=home)
+    run_id = ws.create_run("flaky", {})
+    assert ws.execute(run_id).status == "failed"
+    first = stored(store, run_id)
+    (home / "ok").write_text("")
+    assert ws.resume(run_id).status == "completed"
+    both = stored(store, run_id)
+    assert both[: len(first)] == first
+    types = [e.event.type for e in both if e.run_id == run_id]
+    assert types.count("RunCompleted") == 2 and "RunResumed" in types
+
+
+def test_step_output_is_stored_up_to_the_limit_and_what_was_cut_is_said(store, tmp_path: Path) -> None:
+    home = tmp_path / "wf"
+    home.mkdir()
+    (home / "chatty.wf").write_text(
+        'workflow chatty {\n  script talk { run = "for i in $(seq 1 25); do echo line $i; done; '
+        "printf '%0.sx' $(seq 1 5000); echo\" }\n}\n"
+    )
+    ws = workspace(home, store, stored_output_lines=10)
+    run_id = ws.create_run("chatty", {})
+    ws.execute(run_id)
+    events = [e.event for e in stored(store, run_id)]
+    lines = [e.line for e in events if isinstance(e, StepOutput)]
+    assert lines == [f"line {i}" for i in range(1, 11)]
+    notes = [e.message for e in events if e.type == "EngineLog"]
+    assert "output of step 'talk': 16 more lines not stored" in notes[-1]
+    assert "at most 10 lines are kept per step; RUNKON_STORED_OUTPUT_LINES" in notes[-1]
+    kinds = [e.type for e in events]
+    assert kinds.index("EngineLog") == kinds.index("StepCompleted") - 1  # said where the step ends
+
+
+def test_an_overlong_line_is_stored_cut_with_a_note_of_how_much(store) -> None:
+    run_id = store.create_run(NewRun(workflow_name="w")).id
+    writer = StoredEventWriter(store, run_id, max_line_chars=10)
+    writer.emit(EngineEventData.now(run_id, StepOutput(step_id="s", step_name="s", line="x" * 25)))
+    writer.close()
+    [event] = stored(store, run_id)
+    assert event.event.line == "x" * 10 + " … [15 more characters not stored]"
+
+
+def test_storage_off_stores_nothing(store, tmp_path: Path) -> None:
+    home = tmp_path / "wf"
+    home.mkdir()
+    (home / "one.wf").write_text('workflow one {\n  script hi { run = "echo hi" }\n}\n')
+    ws = workspace(home, store, store_events=False)
+    run_id = ws.create_run("one", {})
+    ws.execute(run_id)
+    assert store.read_events(run_id) == []
+
+
+def test_a_store_failure_never_breaks_the_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = make_store("memory", tmp_path)
+    writer = StoredEventWriter(store, "no-such-run")
+    writer.emit(EngineEventData.now("no-such-run", StepOutput(step_id="s", step_name="s", line="x")))
+    writer.close()
+    assert "1 events could not be stored" in caplog.text
+
+
+def test_the_stored_output_limit_comes_from_the_environment() -> None:
+    assert stored_output_lines({}) == 2000
+    assert stored_output_lines({"RUNKON_STORED_OUTPUT_LINES": "50"}) == 50
+    with pytest.raises(ValueError, match="RUNKON_STORED_OUTPUT_LINES='lots' is not a whole number"):
+        stored_output_lines({"RUNKON_STORED_OUTPUT_LINES": "lots"})

@@ -241,6 +241,9 @@ def run_process(
         return ProcessResult(None, "", "", spawn_error=f"cannot split command {command!r}: {exc}")
     if not argv:
         return ProcessResult(None, "", "", spawn_error="empty command")
+    nul = _nul_byte(argv, env, shell)
+    if nul is not None:  # no process can receive one: say which, instead of Popen's ValueError
+        return ProcessResult(None, "", "", spawn_error=nul)
     if shell:  # what Popen(shell=True) runs, behind the gate
         argv = ["/bin/sh", "-c", (_GATE if stdin is not None else _GATE_NO_STDIN) + str(argv)]
     _GUARD.prepare()
@@ -255,7 +258,7 @@ def run_process(
             start_new_session=True,
             close_fds=True,
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         return ProcessResult(None, "", "", duration_ms=elapsed_ms(), spawn_error=str(exc))
     _GUARD.register(proc.pid)  # at once: until the watchdog knows the group, it is unguarded
     try:
@@ -383,6 +386,19 @@ def _pump(
             # Nothing of the group may outlive the call (pipes can close before every member died).
             _signal_group(proc.pid, signal.SIGKILL)
     return killed if killed in ("timeout", "cancel") else None
+
+
+def _nul_byte(argv: Sequence[str], env: Mapping[str, str], shell: bool) -> str | None:
+    """Which argument or environment variable holds a NUL byte, if any."""
+    for index, part in enumerate(argv):
+        if "\0" in part:
+            return (
+                "the command text contains a NUL byte" if shell else f"argument {index} contains a NUL byte"
+            )
+    for key, value in env.items():
+        if "\0" in key or "\0" in value:
+            return f"environment variable {key!r} contains a NUL byte"
+    return None
 
 
 def _exit_fd(proc: subprocess.Popen[bytes]) -> int | None:

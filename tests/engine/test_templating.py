@@ -5,13 +5,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from runkon_flow.runtime import (
     shell_quote,
     substitute_variables,
     substitute_variables_keep_literal,
-    substitute_variables_shell,
 )
 
 
@@ -47,17 +44,3 @@ def test_dots_are_part_of_the_key() -> None:
 def test_shell_quote_round_trips_through_sh(value: str) -> None:
     out = subprocess.run(["sh", "-c", f"printf %s {shell_quote(value)}"], capture_output=True, text=True)
     assert out.stdout == value
-
-
-def test_shell_mode_quotes_every_value_and_drops_unknown_keys() -> None:
-    assert substitute_variables_shell("echo {{a}} {{zz}}", {"a": "it's"}) == "echo 'it'\\''s' "
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40)
-)
-def test_any_value_stays_one_literal_word_in_sh(value: str) -> None:
-    command = substitute_variables_shell("printf %s {{v}}", {"v": value})
-    out = subprocess.run(["sh", "-c", command], capture_output=True)
-    assert out.stdout == value.encode("utf-8")

@@ -157,6 +157,9 @@ def lex(text: str, source_path: str | None = None) -> list[RawToken]:
 
     The whole file is lexed even past the workflow's closing brace (§1 step 2). Raises `WfLexError`.
     """
+    nul = text.find("\0")
+    if nul >= 0:  # no command, argument or environment variable can carry one (issue 16)
+        _raise_at(text, nul, "NUL byte (\\u{0000}) in the file; a workflow file is text", source_path)
     tokens: list[RawToken] = []
     append = tokens.append
     keywords = KEYWORDS

@@ -34,6 +34,7 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.gc_pause import cyclic_gc_paused
+from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.errors import FlowError, Problem, SourceLocation, WfValidationError, WorkflowNotFound
 
 __all__ = [
@@ -163,9 +164,32 @@ def validate_workflow(
     """
     with cyclic_gc_paused():  # linear time on big workflows (see gc_pause)
         report = _SemanticValidator(wf, as_loader(loader), providers, valid_targets).run()
+    _check_run_placeholders(wf, report)
     if script_resolver is not None:
         report.errors.extend(validate_script_steps(wf, script_resolver))
     return report
+
+
+def _check_run_placeholders(wf: WorkflowDef, report: ValidationReport) -> None:
+    """A placeholder in `run` with no safe insertion is an error; one the author quoted although
+    values are quoted for them is a warning (docs/engine.md, "Values in `run`")."""
+    for node in _scripts(list(wf.body) + list(wf.always)):
+        where = SourceLocation(wf.source_path or None, node.line, node.column)
+        for use in scan_placeholders(node.run):
+            at = f" (line {use.line} of `run`)" if "\n" in node.run else ""
+            if use.problem is not None:
+                report.errors.append(
+                    Problem(f"Script step '{node.name}': {use.problem}{at}", use.hint, where)
+                )
+            elif use.redundant_quotes:
+                report.warning_problems.append(
+                    Problem(
+                        f"Script step '{node.name}': `{{{{{use.key}}}}}` is quoted in `run`{at}; values are "
+                        "inserted already quoted and arrive byte for byte, so the quotes are not needed",
+                        None,
+                        where,
+                    )
+                )
 
 
 def check_workflow(

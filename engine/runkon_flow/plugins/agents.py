@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from runkon_flow.cancellation import CancellationReason, CancellationToken
+from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
 from runkon_flow.errors import Problem, SourceLocation, WorkflowError
 from runkon_flow.plugins._yaml import ConfigFileError, YamlDoc, parse_yaml, scalar_text
 from runkon_flow.plugins.protocols import (
@@ -629,8 +630,15 @@ class AgentExecutor:
         agent = self.agent
         assert agent.command is not None
         variables = self.variables(params)
-        argv = [substitute_variables(part, variables) for part in agent.command]
+        nul = _nul_placeholder([*agent.command, *agent.env.values()], variables)
+        if nul is not None:
+            raise WorkflowError(
+                f"agent '{agent.name}': the value of {{{{{nul}}}}} contains a NUL byte, which a command "
+                "cannot receive"
+            )
+        argv, values = _render_command(agent.name, agent.command, variables)
         env = self._environment(ctx, info, params, variables)
+        env.update(values)
         limit = info.step_timeout.total_seconds() if info.step_timeout else None
         timeout = min(t for t in (agent.timeout_s, limit) if t) if (agent.timeout_s or limit) else None
         result = run_process(
@@ -701,6 +709,52 @@ class AgentExecutor:
             extras["RUNKON_PLUGIN_DIRS"] = os.pathsep.join(params.plugin_dirs)
         env.update(extras)
         return env
+
+
+#: Programs whose `-c` argument is shell code: placeholders there are referenced, never spliced.
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"})
+
+
+def _shell_script_index(command: Sequence[str]) -> int | None:
+    """Index of the script in `sh [options] -c <script> …`, if `command` is such a call."""
+    if not command or Path(command[0]).name not in _SHELLS:
+        return None
+    for index in range(1, len(command)):
+        arg = command[index]
+        if not arg.startswith(("-", "+")) or arg.startswith("--"):
+            return None
+        if "c" in arg[1:]:
+            return index + 1 if index + 1 < len(command) else None
+    return None
+
+
+def _render_command(
+    name: str, command: Sequence[str], variables: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """The argv (values substituted; arguments are data) and, for a shell's `-c` script, the
+    environment variables its placeholders refer to (dsl.shell_text)."""
+    script_at = _shell_script_index(command)
+    argv: list[str] = []
+    values: dict[str, str] = {}
+    for index, part in enumerate(command):
+        if index == script_at:
+            try:
+                text, values = render_shell_command(part, variables)
+            except ShellTemplateError as exc:
+                raise WorkflowError(f"agent '{name}': in its shell command, {exc}") from None
+            argv.append(text)
+        else:
+            argv.append(substitute_variables(part, variables))
+    return argv, values
+
+
+def _nul_placeholder(templates: Sequence[str], variables: Mapping[str, str]) -> str | None:
+    """The first placeholder in `templates` whose value holds a NUL byte."""
+    for template in templates:
+        for use in scan_placeholders(template):
+            if "\0" in variables.get(use.key, ""):
+                return use.key
+    return None
 
 
 def _template_value(value: Any, variables: Mapping[str, str]) -> Any:

@@ -23,7 +23,6 @@ from runkon_flow.runtime.templating import (
     shell_quote,
     substitute_variables,
     substitute_variables_keep_literal,
-    substitute_variables_shell,
 )
 from runkon_flow.runtime.types import (
     ActionRegistry,
@@ -78,6 +77,5 @@ __all__ = [
     "shell_quote",
     "substitute_variables",
     "substitute_variables_keep_literal",
-    "substitute_variables_shell",
     "validate_workflow_for_host",
 ]

@@ -8,9 +8,10 @@ announces it with `ChildRunStarted` (linking the child to the parent step and fo
 runs it with `FlowEngine.run_child`.
 
 Inputs of a child (host policy, docs/engine.md): the parent's inputs (minus engine-transient ones
-and the parent's own `item.*` keys), overlaid with the inputs the engine passes; then every
-`{{…}}` in those values is expanded from that map, keeping unknown placeholders literally (so
-`ticket = "{{item.id}}"` arrives as the item id); then the child's declared defaults apply.
+and the parent's own `item.*` keys), overlaid with the inputs the engine passes; then the child's
+declared defaults apply. Nothing is templated here: `call workflow` and `foreach` expand the
+placeholders the author wrote, once, and a value is data — text inside it that looks like `{{x}}`
+is never substituted again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.runtime.lease import new_owner_token
 from runkon_flow.runtime.state import emit_to
-from runkon_flow.runtime.templating import substitute_variables_keep_literal
 from runkon_flow.runtime.types import (
     ChildRunInput,
     ChildWorkflowContext,
@@ -51,12 +51,12 @@ TRANSIENT_INPUTS = frozenset({"workflow_status", "failed_step", "failure_reason"
 
 
 def child_inputs(parent_inputs: dict[str, str], passed: dict[str, str]) -> dict[str, str]:
-    """Parent inputs (minus transient and `item.*` keys) overlaid with `passed`, placeholders expanded."""
+    """Parent inputs (minus transient and `item.*` keys) overlaid with `passed`, taken as they are."""
     merged = {
         k: v for k, v in parent_inputs.items() if k not in TRANSIENT_INPUTS and not k.startswith("item.")
     }
     merged.update(passed)
-    return {k: substitute_variables_keep_literal(v, merged) for k, v in merged.items()}
+    return merged
 
 
 class InProcessChildRunner:

@@ -512,6 +512,7 @@ class FlowEngine:
         except Exception as exc:  # a bug in the engine or a plug-in contract violation
             st.all_succeeded = False
             body_error = self._crashed(st, exc)
+            _fail_running_steps(st, str(body_error))
 
         if definition.always and st.cancellation.is_cancelled():
             log.info("run %s: always block skipped, the run was cancelled", st.workflow_run_id)
@@ -599,6 +600,22 @@ class FlowEngine:
         log.exception("run %s: unexpected error", st.workflow_run_id)
         st.emit(Panicked(message=describe_exception(exc), backtrace=traceback.format_exc()))
         return WorkflowError(f"internal error: {describe_exception(exc)}")
+
+
+def _fail_running_steps(st: ExecutionState, message: str) -> None:
+    """After a crash, no row of this run may stay `running` inside a failed run: the attempt that
+    was under way failed with the crash's text."""
+    if st.step_ledger is not None:
+        running = [step_id for step_id, row in st.step_ledger.items() if row.status is StepStatus.RUNNING]
+    else:
+        try:
+            rows = st.persistence.get_steps(st.workflow_run_id)
+        except Exception as exc:
+            log.warning("run %s: could not read steps after a crash: %s", st.workflow_run_id, exc)
+            return
+        running = [row.id for row in rows if StepStatus(row.status) is StepStatus.RUNNING]
+    for step_id in running:
+        st.update_step(step_id, StepUpdate.failed(st.generation, message))
 
 
 def _held(st: ExecutionState, token: str, generation: int) -> None:

@@ -4,20 +4,19 @@ One left-to-right pass; a placeholder's key is the exact text up to the next `}}
 inserted values are never rescanned, so a value containing `{{x}}` can never trigger a second
 substitution; an unterminated `{{` copies the rest verbatim.
 
-Three flavours exist because three places need different things: prompts and env values drop
-unknown keys, call-workflow inputs keep them for the child to resolve, and shell command text
-gets every value single-quoted so a value can never run as shell code.
+Two flavours exist because two places need different things: prompts and env values drop unknown
+keys, call-workflow inputs keep them for the child to resolve. Shell command text is never built by
+substitution: `dsl.shell_text` replaces each placeholder by a reference to an environment variable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 __all__ = [
     "shell_quote",
     "substitute_variables",
     "substitute_variables_keep_literal",
-    "substitute_variables_shell",
 ]
 
 
@@ -30,7 +29,6 @@ def _substitute(
     text: str,
     variables: Mapping[str, str],
     keep_unknown: bool,
-    transform: Callable[[str], str] | None,
 ) -> str:
     if "{{" not in text:
         return text
@@ -48,7 +46,7 @@ def _substitute(
         key = text[start + 2 : end]
         value = variables.get(key)
         if value is not None:
-            out.append(transform(value) if transform is not None else value)
+            out.append(value)
         elif keep_unknown:
             out.append(text[start : end + 2])
         pos = end + 2
@@ -58,14 +56,9 @@ def _substitute(
 
 def substitute_variables(text: str, variables: Mapping[str, str]) -> str:
     """Replace known placeholders; unknown ones are removed (prompts, env values)."""
-    return _substitute(text, variables, keep_unknown=False, transform=None)
+    return _substitute(text, variables, keep_unknown=False)
 
 
 def substitute_variables_keep_literal(text: str, variables: Mapping[str, str]) -> str:
     """Replace known placeholders; unknown ones stay literally (call-workflow child inputs)."""
-    return _substitute(text, variables, keep_unknown=True, transform=None)
-
-
-def substitute_variables_shell(text: str, variables: Mapping[str, str]) -> str:
-    """Replace known placeholders with *shell-quoted* values, remove unknown ones (script `run`)."""
-    return _substitute(text, variables, keep_unknown=False, transform=shell_quote)
+    return _substitute(text, variables, keep_unknown=True)

@@ -13,7 +13,7 @@ from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.errors import WorkflowError
 from runkon_flow.runtime.state import ExecutionState
 
-__all__ = ["apply_workflow_input_defaults", "build_variable_map"]
+__all__ = ["apply_workflow_input_defaults", "build_variable_map", "describe_variable_source"]
 
 
 def _prior_contexts_json(st: ExecutionState) -> str:
@@ -57,6 +57,32 @@ def build_variable_map(st: ExecutionState) -> dict[str, str]:
         if entry.exports:
             variables.update(entry.exports)
     return variables
+
+
+def describe_variable_source(st: ExecutionState, key: str) -> str:
+    """Where the value of `{{key}}` came from, for messages (`FLOW_OUTPUT field 'x' of step 's'`).
+
+    Follows `build_variable_map`'s precedence, newest source first; only called when something is
+    wrong with a value, so it may walk the history.
+    """
+    for entry in reversed(st.contexts):
+        if key in entry.exports:
+            return f"FLOW_OUTPUT field '{key}' of step '{entry.step}'"
+    if key in ("prior_output", "prior_output_file", "prior_context"):
+        what = {"prior_output": "FLOW_OUTPUT", "prior_output_file": "output file", "prior_context": "context"}
+        for entry in reversed(st.contexts):
+            if key != "prior_output" or entry.structured_output is not None:
+                return f"the {what[key]} of step '{entry.step}'"
+    if key == "prior_contexts":
+        return "the context history"
+    if key == "gate_feedback":
+        return "gate feedback"
+    if st.run_ctx is not None and key in (st.run_ctx.injected_variables() or {}):
+        return f"host variable '{key}'"
+    if key.startswith("item."):
+        ref = st.inputs.get("item.ref")
+        return f"field '{key[5:]}' of this run's foreach item" + (f" '{ref}'" if ref else "")
+    return f"input '{key}'"
 
 
 def apply_workflow_input_defaults(definition: WorkflowDef, inputs: Mapping[str, str]) -> dict[str, str]:

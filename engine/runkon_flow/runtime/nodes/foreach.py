@@ -49,8 +49,10 @@ from runkon_flow.plugins.protocols import ProviderInfo
 from runkon_flow.runtime.resume import restore_step
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import StepTrace, describe_exception, record_step_failure, record_step_success
+from runkon_flow.runtime.templating import substitute_variables_keep_literal
 from runkon_flow.runtime.threads import WorkerPool
 from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
+from runkon_flow.runtime.variables import build_variable_map
 
 __all__ = ["execute_foreach"]
 
@@ -352,6 +354,9 @@ class _FanOut:
         self.terminal, self.ready, self.waiting = terminal, ready, waiting
         self.in_flight: dict[str, _Item] = {}
         self.parent_ctx = st.child_workflow_context()
+        # Placeholders in `inputs` are expanded here, once per item, from the parent's variables
+        # and the item's keys; the values they bring in are data, never expanded again.
+        self.variables = build_variable_map(st)
         self.pool = WorkerPool(max_slots, f"foreach-{node.name}")
         give_up_at: float | None = None
         try:
@@ -455,11 +460,12 @@ class _FanOut:
 
     def _run_child(self, item: _Item) -> tuple[WorkflowResult | None, BaseException | None]:
         node = self.node
-        inputs = dict(node.inputs)
-        for k, v in item.context.items():
-            inputs[f"item.{k}"] = v
-        inputs["item.id"] = item.item_id
-        inputs["item.ref"] = item.item_ref
+        item_keys = {f"item.{k}": v for k, v in item.context.items()}
+        item_keys["item.id"] = item.item_id
+        item_keys["item.ref"] = item.item_ref
+        variables = {**self.variables, **item_keys}
+        inputs = {k: substitute_variables_keep_literal(v, variables) for k, v in node.inputs.items()}
+        inputs.update(item_keys)
         assert item.token is not None
         params = ChildWorkflowInput(
             inputs=inputs,

@@ -1,8 +1,11 @@
 """`script <name>` (engine.md §9.9, dsl.md §6.9): run a shell command with `sh -c`.
 
-Safety: in the `run` text every `{{var}}` is replaced by its *shell-quoted* value, so no input,
-host variable or FLOW_OUTPUT export can ever run as shell code; `env` entries carry raw values
-(the environment is data, never parsed by the shell) and may not set protected names.
+Safety: values are never spliced into the `run` text. Each `{{var}}` becomes a reference to an
+environment variable carrying the value (`dsl.shell_text`), written to suit the author's quoting, so
+no input, host variable or FLOW_OUTPUT export can ever run as shell code, and inside quotes it
+arrives byte for byte; `env` entries carry raw values (the environment is data, never parsed by the
+shell) and may not set protected names. A NUL byte, which no command line or environment can
+carry, fails the step naming where the value came from.
 
 Ours (docs/engine.md): `retries` and `on_fail` (including an agent fallback) work exactly as for
 `call`; a timeout kills the whole process group, marks the row `timed_out` and fails the run; a
@@ -16,13 +19,14 @@ import os
 import re
 
 from runkon_flow.dsl.ast import ScriptNode
+from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
 from runkon_flow.process import run_process
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retried_step
 from runkon_flow.runtime.flow_output import parse_flow_output
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
-from runkon_flow.runtime.templating import substitute_variables, substitute_variables_shell
-from runkon_flow.runtime.variables import build_variable_map
+from runkon_flow.runtime.templating import substitute_variables
+from runkon_flow.runtime.variables import build_variable_map, describe_variable_source
 
 __all__ = ["PROTECTED_ENV_NAMES", "build_script_env", "execute_script"]
 
@@ -50,7 +54,9 @@ def build_script_env(st: ExecutionState, node: ScriptNode, variables: dict[str, 
     env.update({str(k): str(v) for k, v in (provided or {}).items()})
     skipped_inputs: list[str] = []
     for key, value in st.inputs.items():
-        if _INPUT_NAME.match(key):
+        if "\0" in value:
+            st.warn(f"script '{node.name}': input '{key}' contains a NUL byte; not exported", node.name)
+        elif _INPUT_NAME.match(key):
             env[f"CONDUCTOR_{key.upper()}"] = value
         else:
             skipped_inputs.append(key)
@@ -70,12 +76,37 @@ def build_script_env(st: ExecutionState, node: ScriptNode, variables: dict[str, 
                 f"script '{node.name}': env key '{key}' is protected and cannot be set; skipped", node.name
             )
             continue
-        value = substitute_variables(template, variables)
-        if "\0" in value:
-            st.warn(f"script '{node.name}': env value of '{key}' contains a NUL byte; skipped", node.name)
-            continue
-        env[key] = value
+        env[key] = substitute_variables(template, variables)
     return env
+
+
+def _nul_problem(st: ExecutionState, node: ScriptNode, env: dict[str, str], variables: dict[str, str]) -> str:
+    """Why this script cannot start: a NUL byte would reach its command line or environment, which
+    no process can receive. Names the value's source (input, FLOW_OUTPUT field, item, …)."""
+    name = node.name
+    for use in scan_placeholders(node.run):
+        if "\0" in variables.get(use.key, ""):
+            return (
+                f"Script '{name}': the value of {{{{{use.key}}}}} in `run` "
+                f"({describe_variable_source(st, use.key)}) contains a NUL byte, which a command "
+                "cannot receive"
+            )
+    for key, template in node.env.items():
+        if "\0" not in env.get(key, ""):
+            continue
+        for use in scan_placeholders(template):
+            if "\0" in variables.get(use.key, ""):
+                return (
+                    f"Script '{name}': the value of {{{{{use.key}}}}} in `env` '{key}' "
+                    f"({describe_variable_source(st, use.key)}) contains a NUL byte, which a command cannot "
+                    "receive"
+                )
+        return f"Script '{name}': the `env` value of '{key}' contains a NUL byte"
+    key = next(k for k, v in env.items() if "\0" in v)
+    return (
+        f"Script '{name}': environment variable '{key}' (from the script environment provider) "
+        "contains a NUL byte"
+    )
 
 
 def execute_script(st: ExecutionState, node: ScriptNode, iteration: int, path: str) -> None:
@@ -111,14 +142,23 @@ def _attempt(
         record_step_success(st, name, name, iteration, result_text=text, markers=[], context="")
         return None
 
+    if "\0" in node.run:
+        return step.failed(f"Script '{name}': the `run` text contains a NUL byte")
     variables = build_variable_map(st)
-    command = substitute_variables_shell(node.run, variables)
+    try:
+        command, values = render_shell_command(node.run, variables)
+    except ShellTemplateError as exc:
+        return step.failed(f"Script '{name}': {exc}")
     try:
         env = build_script_env(st, node, variables)
     except Exception as exc:
         return step.failed(
             f"Script '{name}' failed to execute: script environment provider raised {describe_exception(exc)}"
         )
+    env.update(values)
+    problem = _nul_problem(st, node, env, variables) if any("\0" in v for v in env.values()) else None
+    if problem is not None:
+        return step.failed(problem)
 
     token = st.cancellation.child()
     emitter = (

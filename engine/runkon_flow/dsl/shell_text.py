@@ -1,0 +1,460 @@
+"""Where each `{{key}}` of a script's `run` text sits in shell syntax, and how to insert its value.
+
+Values are never spliced into shell text. Each placeholder is replaced by a *reference* to an
+environment variable that carries the value (`RUNKON_V1`, `RUNKON_V2`, … one per distinct key), and
+the reference is written to suit the quoting the author put around the placeholder:
+
+* outside quotes (also inside `$(…)` and backticks): `"${RUNKON_V1}"` — one word, no globbing;
+* inside double quotes or an unquoted here-document: `${RUNKON_V1}`;
+* inside single quotes: `'"${RUNKON_V1}"'` — close the quote, expand, reopen.
+
+The shell expands a parameter exactly once and never parses its value as code, so whatever the
+value holds (`$(…)`, backticks, quotes, newlines) it arrives byte for byte. Places where no such
+reference is both safe and faithful are refused (see `PlaceholderUse.problem`): inside `${…}`
+(the word there may be re-expanded), inside arithmetic `$((…))` (bash evaluates a value there as an
+expression, and array subscripts in it run commands), inside `$'…'`, in a here-document whose
+delimiter is quoted, and straight after a backslash.
+
+The scan is one left-to-right pass (linear in the text), with the same placeholder syntax as
+`runtime.templating`: the key is the text up to the next `}}`; an unterminated `{{` is plain text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+__all__ = ["PlaceholderUse", "ShellTemplateError", "render_shell_command", "scan_placeholders"]
+
+#: The environment variable names carrying values start with this.
+VALUE_ENV_PREFIX = "RUNKON_V"
+
+PLAIN, DOUBLE, SINGLE, HEREDOC = "plain", "double", "single", "heredoc"
+
+_INSERT = {
+    PLAIN: '"${{{0}}}"',
+    DOUBLE: "${{{0}}}",
+    HEREDOC: "${{{0}}}",
+    SINGLE: "'\"${{{0}}}\"'",
+}
+
+_ENV_HINT = 'pass it through `env` (env = {{ VALUE = "{{{{{key}}}}}" }}) and write "$VALUE" in `run`'
+
+_DELIM_END = re.compile(r"[\s;&|<>()]")
+
+
+@dataclass(frozen=True)
+class PlaceholderUse:
+    """One `{{key}}` in `run`: where it is (offsets in the text, 1-based line of the text) and the
+    quoting around it. `problem`/`hint` are set where no safe insertion exists; `redundant_quotes`
+    where the author quoted it although values are quoted for them."""
+
+    key: str
+    start: int
+    end: int
+    line: int
+    context: str
+    problem: str | None = None
+    hint: str | None = None
+    redundant_quotes: bool = False
+
+
+class ShellTemplateError(ValueError):
+    """A placeholder in `run` sits where no value can be inserted safely."""
+
+    def __init__(self, use: PlaceholderUse) -> None:
+        self.use = use
+        super().__init__(f"{use.problem} ({use.hint})" if use.hint else str(use.problem))
+
+
+class _Frame:
+    __slots__ = ("kind", "only_placeholders", "uses")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "top", "cmd", "paren", "tick", "dq", "param", "arith"
+        self.only_placeholders = True
+        self.uses: list[int] = []
+
+
+def _shown(key: str) -> str:
+    return f"`{{{{{key}}}}}`"
+
+
+class _Scanner:
+    """One pass over `run`; `uses` collects the placeholders in text order."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.n = len(text)
+        self.uses: list[PlaceholderUse] = []
+        self.stack: list[_Frame] = [_Frame("top")]
+        self.pending: list[tuple[str, bool, bool]] = []  # here-documents: (delimiter, quoted, strip tabs)
+
+    def add(
+        self,
+        key: str,
+        start: int,
+        end: int,
+        context: str,
+        problem: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.uses.append(PlaceholderUse(key, start, end, 0, context, problem, hint))
+
+    def placeholder_end(self, i: int) -> int:
+        """If a placeholder starts at `i`, its end offset, else -1."""
+        if not self.text.startswith("{{", i):
+            return -1
+        close = self.text.find("}}", i + 2)
+        return -1 if close < 0 else close + 2
+
+    def run(self) -> list[PlaceholderUse]:
+        text, n = self.text, self.n
+        i = 0
+        word_start = True
+        while i < n:
+            c = text[i]
+            frame = self.stack[-1]
+            kind = frame.kind
+            if c == "{":
+                end = self.placeholder_end(i)
+                if end >= 0:
+                    self.placeholder(i, end, frame)
+                    i = end
+                    word_start = False
+                    continue
+            if kind == "dq":
+                i = self.in_double(i, frame)
+            elif kind in ("param", "arith"):
+                i = self.in_expansion(i, kind)
+            else:
+                i, word_start = self.in_command(i, kind, word_start)
+        self.number_lines()
+        return self.uses
+
+    def placeholder(self, i: int, end: int, frame: _Frame) -> None:
+        text = self.text
+        key = text[i + 2 : end - 2]
+        shown = _shown(key)
+        if i > 0 and text[i - 1] == "\\" and _odd_backslashes(text, i - 1):
+            self.add(
+                key,
+                i,
+                end,
+                PLAIN,
+                f"{shown} follows a backslash in `run`",
+                "remove the backslash: values are quoted for you",
+            )
+        elif frame.kind == "param":
+            self.add(
+                key,
+                i,
+                end,
+                PLAIN,
+                f"{shown} is inside a `${{…}}` expansion in `run`, where a value cannot be inserted safely",
+                _ENV_HINT.format(key=key),
+            )
+        elif frame.kind == "arith":
+            self.add(
+                key,
+                i,
+                end,
+                PLAIN,
+                f"{shown} is inside an arithmetic expansion `$((…))` in `run`, "
+                "where a value would be evaluated as an expression",
+                _ENV_HINT.format(key=key),
+            )
+        elif frame.kind == "dq":
+            frame.uses.append(len(self.uses))
+            self.add(key, i, end, DOUBLE)
+        else:
+            self.add(key, i, end, PLAIN)
+
+    def in_double(self, i: int, frame: _Frame) -> int:
+        c = self.text[i]
+        if c == '"':
+            self.stack.pop()
+            if frame.only_placeholders:
+                for index in frame.uses:
+                    self.uses[index] = replace(self.uses[index], redundant_quotes=True)
+            return i + 1
+        frame.only_placeholders = False
+        if c == "\\":
+            return self.after_backslash(i)
+        return self.expansion_or_step(i)
+
+    def in_expansion(self, i: int, kind: str) -> int:
+        text = self.text
+        c = text[i]
+        if c == "\\":
+            return self.after_backslash(i)
+        if kind == "param" and c == "}":
+            self.stack.pop()
+            return i + 1
+        if kind == "arith" and text.startswith("))", i):
+            self.stack.pop()
+            return i + 2
+        if c == "'" and kind == "param":
+            return self.single_quoted(i)
+        if c == '"':
+            self.stack.append(_Frame("dq"))
+            return i + 1
+        if c == "(":
+            self.stack.append(_Frame("paren"))
+            return i + 1
+        return self.expansion_or_step(i)
+
+    def in_command(self, i: int, kind: str, word_start: bool) -> tuple[int, bool]:
+        """Top level, `$(…)`, `(…)` and backticks."""
+        text = self.text
+        c = text[i]
+        if c == "\\":
+            return self.after_backslash(i), False
+        if c == "'":
+            return self.single_quoted(i), False
+        if c == '"':
+            self.stack.append(_Frame("dq"))
+            return i + 1, False
+        if c == "#" and word_start:
+            return self.comment(i), True
+        if c == "(":
+            self.stack.append(_Frame("paren"))
+            return i + 1, True
+        if c == ")" and kind in ("cmd", "paren"):
+            self.stack.pop()
+            return i + 1, False
+        if c == "<" and text.startswith("<<", i) and not text.startswith("<<<", i):
+            return self.heredoc_operator(i + 2), True
+        if c == "\n" and self.pending:
+            return self.heredoc_bodies(i + 1), True
+        if c == "$" and text.startswith("$'", i):
+            return self.ansi_quoted(i + 2), False
+        if c in "$`":
+            return self.expansion_or_step(i), c == "`"
+        return i + 1, c in " \t\n;&|"
+
+    def after_backslash(self, i: int) -> int:
+        """Skip the escaped character, unless a placeholder starts there (it is refused then)."""
+        return i + 1 if self.placeholder_end(i + 1) >= 0 else i + 2
+
+    def expansion_or_step(self, i: int) -> int:
+        """At `$` or a backtick: open `$((`, `$(`, `${` or a backtick pair; else step one character."""
+        text, stack = self.text, self.stack
+        c = text[i]
+        if c == "`":
+            if stack[-1].kind == "tick":
+                stack.pop()
+            else:
+                stack.append(_Frame("tick"))
+            return i + 1
+        if c != "$":
+            return i + 1
+        if text.startswith("$((", i):
+            stack.append(_Frame("arith"))
+            return i + 3
+        if text.startswith("$(", i):
+            stack.append(_Frame("cmd"))
+            return i + 2
+        if text.startswith("${", i) and not text.startswith("${{", i):
+            stack.append(_Frame("param"))
+            return i + 2
+        return i + 1
+
+    def single_quoted(self, i: int) -> int:
+        """From an opening `'`: placeholders inside are single-quoted; returns the end offset."""
+        text, n = self.text, self.n
+        j = i + 1
+        first = len(self.uses)
+        other_text = False
+        while j < n:
+            c = text[j]
+            if c == "'":
+                if not other_text:
+                    for k in range(first, len(self.uses)):
+                        self.uses[k] = replace(self.uses[k], redundant_quotes=True)
+                return j + 1
+            if c == "{":
+                end = self.placeholder_end(j)
+                if end >= 0:
+                    self.add(text[j + 2 : end - 2], j, end, SINGLE)
+                    j = end
+                    continue
+            other_text = True
+            j += 1
+        return n
+
+    def ansi_quoted(self, i: int) -> int:
+        """Inside `$'…'` (from after the quote): escapes are processed, so placeholders are refused."""
+        text, n = self.text, self.n
+        while i < n:
+            c = text[i]
+            if c == "\\":
+                i = self.after_backslash(i)
+                continue
+            if c == "'":
+                return i + 1
+            if c == "{":
+                end = self.placeholder_end(i)
+                if end >= 0:
+                    key = text[i + 2 : end - 2]
+                    self.add(
+                        key,
+                        i,
+                        end,
+                        SINGLE,
+                        f"{_shown(key)} is inside `$'…'` quotes in `run`",
+                        "remove the quotes: values are quoted for you",
+                    )
+                    i = end
+                    continue
+            i += 1
+        return n
+
+    def comment(self, i: int) -> int:
+        """A `#` comment: its placeholders change nothing the shell runs (kept as plain ones)."""
+        text = self.text
+        while True:
+            stop = text.find("\n", i)
+            stop = self.n if stop < 0 else stop
+            j = text.find("{{", i, stop)
+            if j < 0:
+                return stop
+            end = self.placeholder_end(j)
+            if end < 0:
+                return stop
+            self.add(text[j + 2 : end - 2], j, end, PLAIN)
+            i = end
+
+    def heredoc_operator(self, i: int) -> int:
+        """After `<<`: read `-` and the delimiter word; its body starts after the next newline."""
+        text, n = self.text, self.n
+        strip = i < n and text[i] == "-"
+        if strip:
+            i += 1
+        while i < n and text[i] in " \t":
+            i += 1
+        start = i
+        quoted = False
+        word: list[str] = []
+        while i < n and not _DELIM_END.match(text[i]):
+            c = text[i]
+            if c in "'\"":
+                quoted = True
+                close = text.find(c, i + 1)
+                close = n if close < 0 else close
+                word.append(text[i + 1 : close])
+                i = close + 1
+                continue
+            if c == "\\":
+                quoted = True
+                word.append(text[i + 1 : i + 2])
+                i += 2
+                continue
+            word.append(c)
+            i += 1
+        if i > start:
+            self.pending.append(("".join(word), quoted, strip))
+        return i
+
+    def heredoc_bodies(self, i: int) -> int:
+        """The here-document bodies starting at `i`, one after another; returns where they end."""
+        text, n = self.text, self.n
+        for delimiter, quoted, strip in self.pending:
+            while i < n:
+                stop = text.find("\n", i)
+                stop = n if stop < 0 else stop
+                body = text[i:stop]
+                if (body.lstrip("\t") if strip else body) == delimiter:
+                    i = stop + 1
+                    break
+                j = body.find("{{")
+                while j >= 0:
+                    close = body.find("}}", j + 2)
+                    if close < 0:
+                        break
+                    self.heredoc_placeholder(body, i, j, close + 2, quoted)
+                    j = body.find("{{", close + 2)
+                i = stop + 1
+        self.pending.clear()
+        return min(i, n)
+
+    def heredoc_placeholder(self, body: str, base: int, j: int, end: int, quoted: bool) -> None:
+        key = body[j + 2 : end - 2]
+        shown = _shown(key)
+        if quoted:
+            self.add(
+                key,
+                base + j,
+                base + end,
+                HEREDOC,
+                f"{shown} is in a here-document with a quoted delimiter in `run`, where the shell "
+                "expands nothing",
+                "write the delimiter unquoted (<<EOF) or pass the value through `env`",
+            )
+        elif j > 0 and body[j - 1] == "\\" and _odd_backslashes(body, j - 1):
+            self.add(
+                key,
+                base + j,
+                base + end,
+                HEREDOC,
+                f"{shown} follows a backslash in `run`",
+                "remove the backslash: values are quoted for you",
+            )
+        else:
+            self.add(key, base + j, base + end, HEREDOC)
+
+    def number_lines(self) -> None:
+        """1-based line of each placeholder within `run`, in one pass."""
+        self.uses.sort(key=lambda u: u.start)
+        line, pos = 1, 0
+        for k, use in enumerate(self.uses):
+            line += self.text.count("\n", pos, use.start)
+            pos = use.start
+            self.uses[k] = replace(use, line=line)
+
+
+def scan_placeholders(text: str) -> list[PlaceholderUse]:
+    """Every placeholder of `text` with its shell context, in text order."""
+    if "{{" not in text:
+        return []
+    return _Scanner(text).run()
+
+
+def _odd_backslashes(text: str, index: int) -> bool:
+    """Whether the backslash at `index` is itself unescaped (an odd run of backslashes ends there)."""
+    count = 0
+    while index >= 0 and text[index] == "\\":
+        count += 1
+        index -= 1
+    return count % 2 == 1
+
+
+def render_shell_command(
+    text: str, variables: Mapping[str, str], *, prefix: str = VALUE_ENV_PREFIX
+) -> tuple[str, dict[str, str]]:
+    """`run` text with every known placeholder replaced by a reference to an environment variable,
+    and those variables. Unknown placeholders are removed (engine.md §9.9). Raises
+    `ShellTemplateError` for a placeholder with no safe insertion."""
+    uses = scan_placeholders(text)
+    if not uses:
+        return text, {}
+    out: list[str] = []
+    env: dict[str, str] = {}
+    names: dict[str, str] = {}
+    pos = 0
+    for use in uses:
+        if use.problem is not None:
+            raise ShellTemplateError(use)
+        out.append(text[pos : use.start])
+        pos = use.end
+        value = variables.get(use.key)
+        if value is None:
+            continue
+        name = names.get(use.key)
+        if name is None:
+            name = names[use.key] = f"{prefix}{len(names) + 1}"
+            env[name] = value
+        out.append(_INSERT[use.context].format(name))
+    out.append(text[pos:])
+    return "".join(out), env

@@ -1,0 +1,119 @@
+"""Placeholders in a script's `run` text: values are referenced, never spliced (dsl.shell_text).
+
+Each case runs the rendered command in a real `sh` (and `bash` when present): whatever the value
+holds and however the author quoted the placeholder, nothing it contains runs, and inside quotes it
+arrives byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
+
+SHELLS = [s for s in ("sh", "bash") if shutil.which(s)]
+
+HOSTILE = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "'; touch PWNED; '",
+    '"; touch PWNED; "',
+    "x\ntouch PWNED",
+    "a; touch PWNED",
+    "'\"$(touch PWNED)\"'",
+    "\\'$(touch PWNED)",
+    "$HOME && touch PWNED",
+    "a b  *  c",
+    "{{v}}",
+    "",
+]
+
+# (author's form, what the form prints for a value V) — the author's quoting in each of its forms.
+FORMS = [
+    ("printf %s {{v}}", lambda v: v),
+    ('printf %s "{{v}}"', lambda v: v),
+    ("printf %s '{{v}}'", lambda v: v),
+    ('printf %s "<{{v}}>"', lambda v: f"<{v}>"),
+    ("printf %s '<{{v}}>'", lambda v: f"<{v}>"),
+    ('printf %s "$(printf %s {{v}})"', lambda v: v.rstrip("\n")),
+    ('printf %s "$(printf %s "{{v}}")"', lambda v: v.rstrip("\n")),
+    ("printf %s \"$(printf %s '{{v}}')\"", lambda v: v.rstrip("\n")),
+    ('printf %s "`printf %s {{v}}`"', lambda v: v.rstrip("\n")),
+    ("printf %s \"`printf %s '{{v}}'`\"", lambda v: v.rstrip("\n")),
+    ("x=`printf %s {{v}}`; printf %s \"$x\"", lambda v: v.rstrip("\n")),
+    ("cat <<EOF\n{{v}}\nEOF", lambda v: v + "\n"),
+    ('printf "%s|%s|%s" {{v}} "{{v}}" \'{{v}}\'', lambda v: f"{v}|{v}|{v}"),
+]
+
+
+def _run(shell: str, command: str, env: dict[str, str], cwd: Path) -> str:
+    out = subprocess.run([shell, "-c", command], cwd=cwd, env={**os.environ, **env}, capture_output=True)
+    return out.stdout.decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(("form", "expected"), FORMS, ids=[f for f, _ in FORMS])
+def test_no_value_runs_and_each_arrives_byte_for_byte(shell: str, form: str, expected, tmp_path: Path) -> None:
+    for value in HOSTILE:
+        command, env = render_shell_command(form, {"v": value})
+        assert value == "" or value not in command  # the value is never part of the shell text
+        assert _run(shell, command, env, tmp_path) == expected(value), (form, value)
+        assert not (tmp_path / "PWNED").exists(), (form, value)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40),
+    st.sampled_from(FORMS[:5] + FORMS[-1:]),
+)
+def test_any_value_in_any_quoting_arrives_unchanged(value: str, case) -> None:
+    form, expected = case
+    command, env = render_shell_command(form, {"v": value})
+    out = subprocess.run(["sh", "-c", command], env={**os.environ, **env}, capture_output=True)
+    assert out.stdout == expected(value).encode("utf-8")
+
+
+def test_a_value_is_inserted_once_and_unknown_placeholders_are_removed() -> None:
+    command, env = render_shell_command("printf %s {{a}}{{zz}}{{a}}", {"a": "{{zz}}", "zz": "no"})
+    assert env == {"RUNKON_V1": "{{zz}}", "RUNKON_V2": "no"}
+    assert subprocess.run(["sh", "-c", command], env={**os.environ, **env}, capture_output=True).stdout == (
+        b"{{zz}}no{{zz}}"
+    )
+    assert render_shell_command("echo {{gone}} x", {}) == ("echo  x", {})
+
+
+@pytest.mark.parametrize(
+    ("form", "says", "hint"),
+    [
+        ("echo ${X:-{{v}}}", "inside a `${…}` expansion", "pass it through `env`"),
+        ("echo $(( {{v}} + 1 ))", "arithmetic expansion", "pass it through `env`"),
+        ("echo $'{{v}}'", "inside `$'…'` quotes", "remove the quotes"),
+        ("cat <<'EOF'\n{{v}}\nEOF", "quoted delimiter", "unquoted"),
+        ("echo \\{{v}}", "follows a backslash", "remove the backslash"),
+        ('echo "\\{{v}}"', "follows a backslash", "remove the backslash"),
+    ],
+)
+def test_places_without_a_safe_insertion_are_refused(form: str, says: str, hint: str) -> None:
+    (use,) = scan_placeholders(form)
+    assert says in (use.problem or "") and hint in (use.hint or "")
+    with pytest.raises(ShellTemplateError):
+        render_shell_command(form, {"v": "$(touch PWNED)"})
+
+
+def test_quoted_placeholders_are_flagged_only_where_the_quotes_hold_nothing_else() -> None:
+    uses = scan_placeholders("echo '{{a}}' \"{{b}}\" \"x {{c}}\" {{d}} 'y{{e}}'\necho {{f}}")
+    assert [(u.key, u.context, u.redundant_quotes, u.line) for u in uses] == [
+        ("a", "single", True, 1),
+        ("b", "double", True, 1),
+        ("c", "double", False, 1),
+        ("d", "plain", False, 1),
+        ("e", "single", False, 1),
+        ("f", "plain", False, 2),
+    ]
+

@@ -1,0 +1,144 @@
+"""No value is ever executed, whatever quoting the author put around its placeholder (issue 16).
+
+Every channel a value can reach a process through — script `run` and `env`, agent argv/env/stdin,
+FLOW_OUTPUT fields, prior context/output, `call workflow` inputs, foreach inputs and item ids — is
+tried with hostile values and the author's quoting in each of its forms. A value that runs creates
+`PWNED` in the working directory; a value that arrives is compared byte for byte. And a value is
+substituted once: text inside a value that looks like `{{x}}` stays text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runkon_flow.plugins.protocols import ActionOutput, FanOutItem
+
+from tests.engine.conftest import Harness, ListProvider
+
+HOSTILE = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "'$(touch PWNED)'",
+    '"$(touch PWNED)"',
+    "'; touch PWNED; '",
+    '"; touch PWNED; "',
+    "x\ntouch PWNED",
+    "\\'$(touch PWNED)\\'",
+]
+
+# The author's quoting around a placeholder `P`, and what `printf %s` prints for a value V.
+FORMS = {
+    "none": ("printf %s P", lambda v: v),
+    "single": ("printf %s 'P'", lambda v: v),
+    "double": ('printf %s "P"', lambda v: v),
+    "inside-double": ('printf %s "<P>"', lambda v: f"<{v}>"),
+    "inside-single": ("printf %s '<P>'", lambda v: f"<{v}>"),
+    "command-substitution": ('printf %s "$(printf %s P)"', lambda v: v.rstrip("\n")),
+    "double-in-command-substitution": ('printf %s "$(printf %s "P")"', lambda v: v.rstrip("\n")),
+    "backticks": ('printf %s "`printf %s P`"', lambda v: v.rstrip("\n")),
+    "single-in-backticks": ("printf %s \"`printf %s 'P'`\"", lambda v: v.rstrip("\n")),
+}
+
+
+def wf_string(text: str) -> str:
+    """`text` as a .wf string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def run_text(form: str, key: str, out: Path) -> str:
+    shell, _ = FORMS[form]
+    return wf_string(shell.replace("P", "{{" + key + "}}") + f" > {out}")
+
+
+def check(result, h: Harness, out: Path, form: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.all_succeeded, h.store.get_run(result.workflow_run_id).error
+    assert not (h.tmp_path / "PWNED").exists(), (form, value)
+    assert out.read_text() == FORMS[form][1](value), (form, value)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("value", HOSTILE)
+def test_run_inputs(hm: Harness, form: str, value: str) -> None:
+    out = hm.tmp_path / "out"
+    result = hm.run(f"workflow w {{ script s {{ run = {run_text(form, 'v', out)} }} }}", inputs={"v": value})
+    check(result, hm, out, form, value)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("value", HOSTILE[:3])
+def test_flow_output_fields_and_prior_context_and_output(hm: Harness, form: str, value: str) -> None:
+    block = json.dumps({"markers": [], "context": value, "field": value})
+    hm.agents.do("emit", lambda info, params: ActionOutput(context=value, structured_output=block))
+    outs = {k: hm.tmp_path / k for k in ("field", "prior_context", "prior_output")}
+    steps = " ".join(
+        f"script {k} {{ run = {run_text(form, k, outs[k])} }}" for k in ("field", "prior_context", "prior_output")
+    )
+    result = hm.run(f"workflow w {{ call emit {steps} }}")
+    check(result, hm, outs["field"], form, value)
+    assert not (hm.tmp_path / "PWNED").exists()
+    # each later script's own (empty) context becomes the prior context of the next one
+    assert outs["prior_output"].read_text() == FORMS[form][1](block)
+
+
+@pytest.mark.parametrize("form", ["none", "single", "double"])
+def test_env_values_are_data(hm: Harness, form: str) -> None:
+    out = hm.tmp_path / "out"
+    quoted = {"none": "{{v}}", "single": "'{{v}}'", "double": '"{{v}}"'}[form]
+    command = wf_string(f'printf %s "$X" > {out}')
+    for value in HOSTILE:
+        result = hm.run(
+            f"workflow w {{ script s {{ run = {command} env = {{ X = {wf_string(quoted)} }} }} }}",
+            inputs={"v": value},
+        )
+        assert result.all_succeeded
+        assert not (hm.tmp_path / "PWNED").exists()
+        assert out.read_text() == quoted.replace("{{v}}", value)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_call_workflow_inputs_arrive_once_and_never_run(hm: Harness, form: str) -> None:
+    out = hm.tmp_path / "out"
+    hm.add_workflow(f"workflow child {{ script s {{ run = {run_text(form, 'x', out)} }} }}")
+    for value in [*HOSTILE[:4], "{{secret}}", "{{v}}"]:
+        result = hm.run(
+            'workflow parent { call workflow child { inputs { x = "{{v}}" } } }',
+            inputs={"v": value, "secret": "leaked"},
+        )
+        check(result, hm, out, form, value)
+
+
+def test_parent_inputs_that_look_like_placeholders_reach_the_child_as_text(hm: Harness) -> None:
+    hm.add_workflow("workflow child { call work }")
+    hm.run(
+        'workflow parent { call workflow child { inputs { x = "{{v}}" } } }',
+        inputs={"v": "{{secret}}", "secret": "leaked", "other": "{{secret}}"},
+    )
+    seen = hm.agents.inputs_of("work")
+    assert (seen["x"], seen["v"], seen["other"]) == ("{{secret}}", "{{secret}}", "{{secret}}")
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_foreach_item_ids_and_inputs_arrive_once_and_never_run(hm: Harness, form: str) -> None:
+    values = [*HOSTILE[:4], "{{val}}"]
+    items = [FanOutItem("ticket", v, f"R{i}", {"title": v}) for i, v in enumerate(values)]
+    hm.providers.append(ListProvider("tickets", items))
+    outs = hm.tmp_path / "outs"
+    outs.mkdir()
+    # each child writes the item id and its `title` input into a file named by the item's ref
+    hm.add_workflow(
+        "workflow child { "
+        f"script a {{ run = {run_text(form, 'item.id', outs)} }} "
+        f"script b {{ run = {run_text(form, 't', outs)} }} }}".replace(f"> {outs}", f"> {outs}/{{{{item.ref}}}}")
+    )
+    hm.add_workflow("workflow child2 { call noop }")
+    result = hm.run(
+        "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child "
+        'inputs = { t = "{{item.title}}" } } }',
+        inputs={"val": "leaked"},
+    )
+    assert result.all_succeeded, hm.store.get_run(result.workflow_run_id).error
+    assert not (hm.tmp_path / "PWNED").exists()
+    for i, value in enumerate(values):
+        assert (outs / f"R{i}").read_text() == FORMS[form][1](value), (form, value)

@@ -1,0 +1,56 @@
+"""Agent commands: no value in argv, env or stdin ever runs, whatever the author's quoting (issue 16).
+
+Arguments go to the program as data; when the program is a shell (`sh -c <script>`), placeholders in
+the script are referenced like a script step's `run`, so the quoting around them cannot be escaped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runkon_flow.errors import WorkflowError
+
+from tests.engine.test_injection import FORMS, HOSTILE
+from tests.plugins.test_agents import agent, executor, run
+
+
+def command_agent(root: Path, command: list[str], body: str = "Task.", env: str = "") -> None:
+    agent(root, "cmd", f"runtime: command\ncommand: {json.dumps(command)}\n{env}", body=body)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_shell_script_argument(tmp_path: Path, form: str) -> None:
+    out = tmp_path / "out"
+    shell, expected = FORMS[form]
+    command_agent(tmp_path, ["sh", "-c", shell.replace("P", "{{v}}") + f" > {out}; echo done"])
+    ex = executor(tmp_path, "cmd")
+    for value in HOSTILE:
+        run(ex, tmp_path, {"v": value})
+        assert not (tmp_path / "PWNED").exists(), (form, value)
+        assert out.read_text() == expected(value), (form, value)
+
+
+def test_plain_arguments_and_env_and_stdin_are_data(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    script = f'printf "%s|%s|" "$1" "$LEVEL" > {out}; cat >> {out}'
+    command_agent(
+        tmp_path,
+        ["sh", "-c", script, "sh", "'{{v}}'"],
+        body="{{v}}",
+        env='env: { LEVEL: "\\"{{v}}\\"" }\n',
+    )
+    ex = executor(tmp_path, "cmd")
+    for value in HOSTILE:
+        run(ex, tmp_path, {"v": value})
+        assert not (tmp_path / "PWNED").exists(), value
+        argument, level, stdin = out.read_text().split("|", 2)
+        assert (argument, level) == (f"'{value}'", f'"{value}"')
+        assert stdin.startswith(value + "\n\n"), value
+
+
+def test_a_nul_byte_in_a_value_is_a_clear_error(tmp_path: Path) -> None:
+    command_agent(tmp_path, ["sh", "-c", "echo {{v}}"])
+    with pytest.raises(WorkflowError, match=r"agent 'cmd': the value of \{\{v\}\} contains a NUL byte"):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "a\0b"})

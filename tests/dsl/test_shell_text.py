@@ -46,7 +46,7 @@ FORMS = [
     ("printf %s \"$(printf %s '{{v}}')\"", lambda v: v.rstrip("\n")),
     ('printf %s "`printf %s {{v}}`"', lambda v: v.rstrip("\n")),
     ("printf %s \"`printf %s '{{v}}'`\"", lambda v: v.rstrip("\n")),
-    ("x=`printf %s {{v}}`; printf %s \"$x\"", lambda v: v.rstrip("\n")),
+    ('x=`printf %s {{v}}`; printf %s "$x"', lambda v: v.rstrip("\n")),
     ("cat <<EOF\n{{v}}\nEOF", lambda v: v + "\n"),
     ('printf "%s|%s|%s" {{v}} "{{v}}" \'{{v}}\'', lambda v: f"{v}|{v}|{v}"),
 ]
@@ -59,7 +59,9 @@ def _run(shell: str, command: str, env: dict[str, str], cwd: Path) -> str:
 
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize(("form", "expected"), FORMS, ids=[f for f, _ in FORMS])
-def test_no_value_runs_and_each_arrives_byte_for_byte(shell: str, form: str, expected, tmp_path: Path) -> None:
+def test_no_value_runs_and_each_arrives_byte_for_byte(
+    shell: str, form: str, expected, tmp_path: Path
+) -> None:
     for value in HOSTILE:
         command, env = render_shell_command(form, {"v": value})
         assert value == "" or value not in command  # the value is never part of the shell text
@@ -116,4 +118,3 @@ def test_quoted_placeholders_are_flagged_only_where_the_quotes_hold_nothing_else
         ("e", "single", False, 1),
         ("f", "plain", False, 2),
     ]
-

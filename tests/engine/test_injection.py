@@ -47,7 +47,7 @@ def wf_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def run_text(form: str, key: str, out: Path) -> str:
+def run_text(form: str, key: str, out: Path | str) -> str:
     shell, _ = FORMS[form]
     return wf_string(shell.replace("P", "{{" + key + "}}") + f" > {out}")
 
@@ -72,9 +72,7 @@ def test_flow_output_fields_and_prior_context_and_output(hm: Harness, form: str,
     block = json.dumps({"markers": [], "context": value, "field": value})
     hm.agents.do("emit", lambda info, params: ActionOutput(context=value, structured_output=block))
     outs = {k: hm.tmp_path / k for k in ("field", "prior_context", "prior_output")}
-    steps = " ".join(
-        f"script {k} {{ run = {run_text(form, k, outs[k])} }}" for k in ("field", "prior_context", "prior_output")
-    )
+    steps = " ".join(f"script {k} {{ run = {run_text(form, k, path)} }}" for k, path in outs.items())
     result = hm.run(f"workflow w {{ call emit {steps} }}")
     check(result, hm, outs["field"], form, value)
     assert not (hm.tmp_path / "PWNED").exists()
@@ -127,12 +125,11 @@ def test_foreach_item_ids_and_inputs_arrive_once_and_never_run(hm: Harness, form
     outs = hm.tmp_path / "outs"
     outs.mkdir()
     # each child writes the item id and its `title` input into a file named by the item's ref
+    target = f"{outs}/{{{{item.ref}}}}"
     hm.add_workflow(
-        "workflow child { "
-        f"script a {{ run = {run_text(form, 'item.id', outs)} }} "
-        f"script b {{ run = {run_text(form, 't', outs)} }} }}".replace(f"> {outs}", f"> {outs}/{{{{item.ref}}}}")
+        f"workflow child {{ script a {{ run = {run_text(form, 'item.id', target)} }} "
+        f"script b {{ run = {run_text(form, 't', target)} }} }}"
     )
-    hm.add_workflow("workflow child2 { call noop }")
     result = hm.run(
         "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child "
         'inputs = { t = "{{item.title}}" } } }',

@@ -1,42 +1,40 @@
-"""Status vocabulary shared by the view model and the widgets: glyphs, theme classes, durations.
+"""Status vocabulary as the widgets use it: the engine's statuses and glyphs
+(`runkon_flow.observe.status`, shared with the CLI), their theme tones, and clock/id formatting.
 
-Pure (no Textual): the same glyphs appear in the plain-text exit summary and in snapshots, and a
-status maps to a *semantic* style name that the stylesheet binds to theme variables ($success,
-$error, …) so no widget ever hard-codes a colour.
+Pure (no Textual): a status maps to a *semantic* style name that the stylesheet binds to theme
+variables ($success, $error, …) so no widget ever hard-codes a colour.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-#: Every status a step, item or run can show. `idle` and `crashed` are dashboard-only run states.
-STATUSES: Final = (
-    "pending",
-    "running",
-    "waiting",
-    "completed",
-    "failed",
-    "timed_out",
-    "skipped",
-    "cancelled",
-    "cancelling",
-    "idle",
-    "crashed",
+from runkon_flow.observe.status import (
+    FAILED,
+    GLYPH,
+    ITEM_CODE,
+    ITEM_DONE_CODES,
+    ITEM_STATUSES,
+    STATUSES,
+    TERMINAL,
+    glyph,
 )
 
-GLYPH: Final[dict[str, str]] = {
-    "pending": "·",
-    "running": "▶",
-    "waiting": "◷",
-    "completed": "✓",
-    "failed": "✗",
-    "timed_out": "⧗",
-    "skipped": "⊘",
-    "cancelled": "■",
-    "cancelling": "■",
-    "idle": "○",
-    "crashed": "✗",
-}
+__all__ = [
+    "FAILED",
+    "GLYPH",
+    "ITEM_CODE",
+    "ITEM_DONE_CODES",
+    "ITEM_STATUSES",
+    "STATUSES",
+    "TERMINAL",
+    "TONE",
+    "TONES",
+    "format_clock",
+    "glyph",
+    "short_id",
+    "tone",
+]
 
 #: Status → the semantic style suffix used in component classes (`…--ok`, `…--bad`, …).
 TONE: Final[dict[str, str]] = {
@@ -47,6 +45,7 @@ TONE: Final[dict[str, str]] = {
     "waiting": "attention",
     "cancelling": "attention",
     "cancelled": "attention",
+    "interrupted": "attention",
     "completed": "ok",
     "failed": "bad",
     "timed_out": "bad",
@@ -54,18 +53,6 @@ TONE: Final[dict[str, str]] = {
 }
 
 TONES: Final = ("muted", "active", "attention", "ok", "bad")
-
-TERMINAL: Final = frozenset({"completed", "failed", "timed_out", "skipped", "cancelled", "crashed"})
-FAILED: Final = frozenset({"failed", "timed_out", "crashed"})
-
-#: Compact codes for fan-out items (one byte per item keeps a 10,000-item grid tiny).
-ITEM_STATUSES: Final = ("pending", "running", "completed", "failed", "skipped", "cancelled")
-ITEM_CODE: Final[dict[str, int]] = {s: i for i, s in enumerate(ITEM_STATUSES)}
-ITEM_DONE_CODES: Final = frozenset(ITEM_CODE[s] for s in ("completed", "failed", "skipped", "cancelled"))
-
-
-def glyph(status: str) -> str:
-    return GLYPH.get(status, "?")
 
 
 def tone(status: str) -> str:

@@ -1,0 +1,78 @@
+"""How a run is counted — one rule for every renderer, from events and from rows alike.
+
+A *step* is counted once per execution (a step inside a loop once per iteration) by how its
+latest attempt ended: retries and resumed re-runs add attempts, not steps. Parallel blocks are
+containers, not steps. Fan-out *items* are counted separately from steps, each by its own status:
+completed, failed, skipped, cancelled, running and pending are never lumped together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from runkon_flow.observe.records import FanOutView, StepView
+from runkon_flow.persistence.models import WorkflowRunStep
+
+#: Step statuses in the order renderers list them.
+STEP_ORDER = ("completed", "failed", "timed_out", "running", "waiting", "skipped", "cancelled", "pending")
+
+
+def step_counts(steps: Iterable[StepView]) -> dict[str, int]:
+    """Steps of one run per status, by the rule above."""
+    counts: dict[str, int] = {}
+    for sv in steps:
+        if sv.kind == "parallel":
+            continue
+        for status in sv.outcomes.values() if sv.outcomes else (sv.status,):
+            counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def row_key(row: WorkflowRunStep) -> tuple[str, int, int]:
+    """The execution a stored row is an attempt of: its node (the step name for rows written
+    before node paths were stored), its loop iteration and its position in the run."""
+    return (row.node_path or f"name:{row.step_name}", row.iteration, row.position)
+
+
+def latest_attempts(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
+    """The latest attempt of each execution, in first-seen order (rows as `get_steps` orders them:
+    by position, then insertion)."""
+    latest: dict[tuple[str, int, int], WorkflowRunStep] = {}
+    for row in rows:
+        latest[row_key(row)] = row
+    return list(latest.values())
+
+
+def row_step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
+    """`step_counts` straight from store rows (for a list of many runs, without a full model)."""
+    counts: dict[str, int] = {}
+    for row in latest_attempts(rows):
+        status = str(row.status)
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class ItemCounts:
+    """A fan-out's items, each status on its own."""
+
+    total: int
+    completed: int
+    failed: int
+    skipped: int
+    cancelled: int
+    running: int
+    pending: int
+
+    @classmethod
+    def of(cls, fan: FanOutView) -> ItemCounts:
+        counted = {s: fan.count(s) for s in ("completed", "failed", "skipped", "cancelled", "running")}
+        # Items declared but not listed yet are pending too.
+        return cls(total=fan.total, pending=fan.total - sum(counted.values()), **counted)
+
+    @property
+    def finished(self) -> int:
+        """Items that will not run again in this attempt of the run (completed, failed, skipped,
+        cancelled) — `finished` is not `done well`: see `completed`."""
+        return self.completed + self.failed + self.skipped + self.cancelled

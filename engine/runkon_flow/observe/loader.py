@@ -1,0 +1,207 @@
+"""The run model from store rows: a past run (or one another process runs) as the reducer would
+have built it live.
+
+Rows are placed on the workflow tree by the `node_path` they record (schema v2). Rows written
+before node paths were stored have none: an optional `legacy` placer (the dashboard passes one
+that matches step names to its tree) gives them a path as well as it can, else they are keyed
+`name:<step name>`. Retries collapse onto one step (its latest attempt shows); each execution of a
+step (loop iterations) keeps its own outcome, counted by `observe.counts`. A stored event stream,
+when there is one, is replayed through the same reducer instead (`RunModel.apply_all`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+
+from runkon_flow.humanize import readable_error
+from runkon_flow.observe.counts import row_key
+from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView
+from runkon_flow.observe.reducer import RunModel
+from runkon_flow.persistence.models import FanOutItemRow, WorkflowRun, WorkflowRunStep
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+#: Gives rows without a stored node path one (row id → node path), for runs written before
+#: schema v2; rows it leaves out are keyed by step name.
+LegacyPlacer = Callable[[WorkflowRun, list[WorkflowRunStep]], dict[str, str]]
+
+_ROLE_KIND = {"gate": "gate", "foreach": "foreach", "workflow": "call_workflow"}
+_MAX_DEPTH = 5
+_OUTPUT_LINES = 200
+
+
+def parse_time(text: str | None) -> float | None:
+    """RFC 3339 (as the stores write it) → Unix seconds; None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _row_order(row: WorkflowRunStep) -> tuple:
+    return (row.iteration, row.position, row.retry_count, row.started_at or "")
+
+
+def _kind(row: WorkflowRunStep) -> str:
+    if row.role in _ROLE_KIND:
+        return _ROLE_KIND[row.role]
+    path = row.node_path or ""
+    return "parallel_branch" if ".calls." in path else "call"
+
+
+def place_rows(
+    run: WorkflowRun, rows: list[WorkflowRunStep], legacy: LegacyPlacer | None
+) -> dict[str, list[WorkflowRunStep]]:
+    """step key (node path) → its rows, oldest attempt first."""
+    unplaced = [r for r in rows if not r.node_path]
+    guessed = legacy(run, unplaced) if legacy is not None and unplaced else {}
+    out: dict[str, list[WorkflowRunStep]] = {}
+    for row in rows:
+        key = row.node_path or guessed.get(row.id) or f"name:{row.step_name}"
+        out.setdefault(key, []).append(row)
+    for path_rows in out.values():
+        path_rows.sort(key=_row_order)
+    return out
+
+
+def step_from_rows(key: str, rows: list[WorkflowRunStep], kind: str | None = None) -> StepView:
+    """One step from its rows (oldest first): the latest attempt shows, every execution counts."""
+    last = rows[-1]
+    node_path = None if key.startswith("name:") else key
+    sv = StepView(key=key, name=last.step_name, kind=kind or _kind(last), node_path=node_path)
+    sv.step_key = last.step_name
+    sv.step_id = last.id
+    sv.iteration = last.iteration
+    sv.position = last.position
+    sv.attempt = last.retry_count
+    sv.starts = len(rows)
+    sv.started_at = parse_time(last.started_at)
+    sv.ended_at = parse_time(last.ended_at)
+    sv.error = readable_error(last.step_error) or None
+    sv.child_run_id = last.child_run_id if last.child_run_id not in (None, "dispatching") else None
+    for row in rows:  # oldest first: the latest attempt of each execution wins
+        _, iteration, position = row_key(row)
+        sv.outcomes[(iteration, position)] = str(row.status)
+    sv.status = str(last.status)
+    if last.markers_out:
+        try:
+            markers = json.loads(last.markers_out)
+            sv.markers = tuple(str(m) for m in markers) if isinstance(markers, list) else ()
+        except ValueError:
+            sv.markers = ()
+    text = last.result_text or last.context_out
+    if text:
+        sv.output = deque(text.splitlines()[-_OUTPUT_LINES:], maxlen=_OUTPUT_LINES)
+        sv.output_total = len(sv.output)
+    return sv
+
+
+def fanout_from_rows(key: str, run_id: str, step: WorkflowRunStep, items: list[FanOutItemRow]) -> FanOutView:
+    fan = FanOutView(key, run_id, step.step_name.removeprefix("foreach:"), step.node_path or key, step.id)
+    fan.declared = step.fan_out_total or len(items)
+    for row in items:
+        idx = fan.add(row.item_id, row.item_ref, str(row.status))
+        if row.child_run_id and row.child_run_id != "dispatching":
+            fan.child_runs[idx] = row.child_run_id
+        started = parse_time(row.dispatched_at)
+        if started is not None:
+            fan.started[idx] = started
+            if fan.first_start is None or started < fan.first_start:
+                fan.first_start = started
+        ended = parse_time(row.completed_at)
+        if ended is not None:
+            fan.ended[idx] = ended
+    return fan
+
+
+def gate_options(raw: str | None) -> dict[str, str]:
+    """A gate row's options (JSON list of {value, label}, or an object) as value → label."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    if isinstance(data, list):
+        options = [o for o in data if isinstance(o, dict) and "value" in o]
+        return {str(o["value"]): str(o.get("label", o["value"])) for o in options}
+    if isinstance(data, dict):
+        return {str(k): str(v) for k, v in data.items()}
+    return {}
+
+
+def load_run_state(
+    store: WorkflowPersistence,
+    run: WorkflowRun,
+    model: RunModel,
+    *,
+    legacy: LegacyPlacer | None = None,
+    kinds: Callable[[WorkflowRun], dict[str, str]] | None = None,
+    depth: int = 0,
+) -> RunState:
+    """One run (and, recursively, its `call workflow` children) into `model.runs`. `kinds` may
+    name each node path's kind (from the definition) where the row's role cannot tell."""
+    parent = run.parent_workflow_run_id or run.parent_run_id or None
+    state = RunState(run.id, run.workflow_name, parent_run_id=parent)
+    state.status = str(run.status)
+    state.started_at = parse_time(run.started_at)
+    state.ended_at = parse_time(run.ended_at)
+    state.error = readable_error(run.error) or None
+    state.summary = readable_error(run.result_summary) or None
+    state.inputs = dict(run.inputs)
+    node_kinds = kinds(run) if kinds is not None else {}
+    for key, path_rows in place_rows(run, store.get_steps(run.id), legacy).items():
+        sv = step_from_rows(key, path_rows, node_kinds.get(key))
+        state.steps[key] = sv
+        for row in path_rows:
+            state.step_ids[row.id] = key
+        last = path_rows[-1]
+        if last.role == "foreach":
+            state.fanouts[key] = fanout_from_rows(key, run.id, last, store.get_fan_out_items(last.id))
+            state.fanout_steps[last.id] = key
+        if str(last.status) == "waiting" and last.role == "gate":
+            model.gates[(run.id, last.step_name)] = GateView(
+                run_id=run.id,
+                gate_name=last.step_name,
+                step_id=last.id,
+                gate_type=last.gate_type,
+                prompt=last.gate_prompt,
+                options=gate_options(last.gate_options),
+                node_path=sv.node_path,
+                since=parse_time(last.started_at) or 0.0,
+            )
+        if sv.child_run_id:
+            state.child_runs[last.id] = sv.child_run_id
+            if sv.kind == "call_workflow" and depth < _MAX_DEPTH:
+                child = store.get_run(sv.child_run_id)
+                if child is not None:
+                    load_run_state(store, child, model, legacy=legacy, kinds=kinds, depth=depth + 1)
+    model.runs[run.id] = state
+    return state
+
+
+def load_run(
+    store: WorkflowPersistence,
+    run_id: str,
+    *,
+    clock: Clock | None = None,
+    legacy: LegacyPlacer | None = None,
+    kinds: Callable[[WorkflowRun], dict[str, str]] | None = None,
+) -> RunModel:
+    """A read-only model of a stored run. Raises LookupError for an unknown run id."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id} in the store")
+    model = RunModel(clock) if clock is not None else RunModel()
+    model.root_run_id = run.id
+    model.read_only = True
+    load_run_state(store, run, model, legacy=legacy, kinds=kinds)
+    model.failures = sum(
+        1 for r in model.runs.values() for sv in r.steps.values() if sv.status in ("failed", "timed_out")
+    ) + sum(f.count("failed") for r in model.runs.values() for f in r.fanouts.values())
+    model.take_changes()
+    return model

@@ -1,0 +1,370 @@
+"""The records of the run model: a run, its steps, fan-outs and their items, gates and log lines.
+
+Plain data with the small amount of behaviour that keeps them consistent (item counters, bounded
+rings). Filled by the reducer (`observe.reducer`) from events, or by the loader (`observe.loader`)
+from store rows; read by every renderer. Everything is bounded so a 10,000-item fan-out stays small.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from runkon_flow.observe.status import ITEM_CODE, ITEM_DONE_CODES, ITEM_STATUSES, TERMINAL
+
+Clock = Callable[[], float]
+
+_PENDING = ITEM_CODE["pending"]
+_RUNNING = ITEM_CODE["running"]
+
+
+@dataclass(frozen=True)
+class ViewLimits:
+    """Memory bounds. Defaults keep a 10,000-item fan-out well under the 300 MB budget."""
+
+    engine_log: int = 5000
+    error_log: int = 2000
+    step_output: int = 2000
+    child_output: int = 50
+    child_runs: int = 200  # finished, successful fan-out children kept (older ones: read from the store)
+    failed_child_runs: int = 5000  # failed/cancelled children kept, for the errors log and the summary
+
+
+# --------------------------------------------------------------------------- small records
+
+
+@dataclass(slots=True)
+class LogLine:
+    ts: float
+    text: str
+    level: str = "info"  # debug | info | success | warning | error
+    run_id: str = ""
+    node_path: str | None = None
+
+
+class LogBuffer:
+    """A bounded ring of lines plus a monotonic count, so a viewer can tell what is new."""
+
+    __slots__ = ("lines", "total")
+
+    def __init__(self, maxlen: int) -> None:
+        self.lines: deque[LogLine] = deque(maxlen=maxlen)
+        self.total = 0
+
+    def append(self, line: LogLine) -> None:
+        self.lines.append(line)
+        self.total += 1
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return iter(self.lines)
+
+    def clear(self) -> None:
+        self.lines.clear()
+        self.total = 0
+
+
+@dataclass(slots=True)
+class StepView:
+    """The latest attempt/iteration of one step of one run."""
+
+    key: str
+    name: str
+    kind: str = "call"
+    node_path: str | None = None
+    step_key: str | None = None
+    step_id: str | None = None
+    status: str = "pending"
+    iteration: int = 0
+    attempt: int = 0
+    starts: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    markers: tuple[str, ...] = ()
+    child_run_id: str | None = None
+    output: deque[str] | None = None
+    output_total: int = 0
+    position: int | None = None
+    # (iteration, position) → the status of that execution's latest attempt: a step inside a loop
+    # runs once per iteration and each run counts; retries do not (a step is counted once, by how
+    # its last attempt ended). The same key as `observe.counts.row_key` gives a stored row.
+    outcomes: dict[tuple[int, int | None], str] = field(default_factory=dict)
+
+    def set_status(self, status: str) -> None:
+        """The status of the current execution's latest attempt."""
+        self.status = status
+        self.outcomes[(self.iteration, self.position)] = status
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds spent: the reported duration when finished, else the live wall time."""
+        if self.duration_ms is not None and self.status in TERMINAL:
+            return self.duration_ms / 1000
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else now
+        return max(0.0, end - self.started_at)
+
+    def last_output(self, n: int) -> list[str]:
+        if not self.output:
+            return []
+        return list(self.output)[-n:]
+
+
+@dataclass(slots=True)
+class GateView:
+    run_id: str
+    gate_name: str
+    step_id: str | None = None
+    gate_type: str | None = None
+    prompt: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    timeout_secs: int | None = None
+    node_path: str | None = None
+    since: float = 0.0
+
+
+class FanOutView:
+    """One foreach step's items: one status byte per item, so 10,000 items cost kilobytes."""
+
+    __slots__ = (
+        "child_runs",
+        "codes",
+        "counts",
+        "declared",
+        "deps",
+        "dirty_hi",
+        "dirty_lo",
+        "ended",
+        "errors",
+        "first_start",
+        "ids",
+        "index",
+        "key",
+        "max_parallel",
+        "name",
+        "node_path",
+        "refs",
+        "run_id",
+        "started",
+        "step_id",
+        "version",
+    )
+
+    def __init__(self, key: str, run_id: str, name: str, node_path: str | None, step_id: str | None) -> None:
+        self.key = key
+        self.run_id = run_id
+        self.name = name
+        self.node_path = node_path
+        self.step_id = step_id
+        self.max_parallel: int | None = None
+        self.declared = 0
+        self.ids: list[str] = []
+        self.refs: list[str] = []
+        self.index: dict[str, int] = {}
+        self.codes = bytearray()
+        self.counts = [0] * len(ITEM_STATUSES)
+        self.deps: dict[int, tuple[str, ...]] = {}
+        self.child_runs: dict[int, str] = {}
+        self.started: dict[int, float] = {}
+        self.ended: dict[int, float] = {}
+        self.errors: dict[int, str] = {}
+        self.first_start: float | None = None
+        self.version = 0
+        self.dirty_lo, self.dirty_hi = 1 << 62, -1
+
+    # ---- mutation
+
+    def add(self, item_id: str, ref: str = "", status: str = "pending", deps: Iterable[str] = ()) -> int:
+        idx = self.index.get(item_id)
+        if idx is None:
+            idx = len(self.ids)
+            self.index[item_id] = idx
+            self.ids.append(item_id)
+            self.refs.append(ref)
+            self.codes.append(_PENDING)
+            self.counts[_PENDING] += 1
+        elif ref:
+            self.refs[idx] = ref
+        dep_tuple = tuple(deps)
+        if dep_tuple:
+            self.deps[idx] = dep_tuple
+        self.set_code(idx, ITEM_CODE.get(status, _PENDING))
+        return idx
+
+    def set_code(self, idx: int, code: int) -> None:
+        old = self.codes[idx]
+        if old != code:
+            self.counts[old] -= 1
+            self.counts[code] += 1
+            self.codes[idx] = code
+            if idx < self.dirty_lo:
+                self.dirty_lo = idx
+            if idx > self.dirty_hi:
+                self.dirty_hi = idx
+        self.version += 1
+
+    def take_dirty(self) -> tuple[int, int] | None:
+        """The range of item indices whose status changed since the last call (for repainting
+        only the grid rows that show them)."""
+        if self.dirty_hi < self.dirty_lo:
+            return None
+        span = (self.dirty_lo, self.dirty_hi)
+        self.dirty_lo, self.dirty_hi = 1 << 62, -1
+        return span
+
+    def start(self, item_id: str, ts: float) -> int:
+        idx = self.add(item_id) if item_id not in self.index else self.index[item_id]
+        self.set_code(idx, _RUNNING)
+        self.started[idx] = ts
+        self.ended.pop(idx, None)
+        if self.first_start is None or ts < self.first_start:
+            self.first_start = ts
+        return idx
+
+    def finish(self, item_id: str, status: str, ts: float, error: str | None = None) -> int:
+        idx = self.add(item_id) if item_id not in self.index else self.index[item_id]
+        self.set_code(idx, ITEM_CODE.get(status, ITEM_CODE["failed"]))
+        self.ended[idx] = ts
+        if error:
+            self.errors[idx] = error
+        return idx
+
+    # ---- reading
+
+    @property
+    def total(self) -> int:
+        return max(len(self.ids), self.declared)
+
+    def count(self, status: str) -> int:
+        return self.counts[ITEM_CODE[status]]
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts[c] for c in ITEM_DONE_CODES)
+
+    def status_of(self, idx: int) -> str:
+        return ITEM_STATUSES[self.codes[idx]]
+
+    def elapsed(self, idx: int, now: float) -> float | None:
+        start = self.started.get(idx)
+        if start is None:
+            return None
+        return max(0.0, self.ended.get(idx, now) - start)
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left at the average rate so far; None until something has finished."""
+        done = self.done
+        remaining = self.total - done
+        if self.first_start is None or done == 0:
+            return None
+        if remaining <= 0:
+            return 0.0
+        spent = max(now - self.first_start, 1e-6)
+        return remaining * spent / done
+
+    def waits_on(self, idx: int) -> list[tuple[str, str]]:
+        """For an ordered foreach: the dependencies of item `idx` that have not finished yet."""
+        result = []
+        for dep in self.deps.get(idx, ()):
+            didx = self.index.get(dep)
+            status = self.status_of(didx) if didx is not None else "pending"
+            if didx is None or self.codes[didx] not in ITEM_DONE_CODES:
+                result.append((dep, status))
+        return result
+
+    def first_failed(self) -> int | None:
+        code = ITEM_CODE["failed"]
+        idx = self.codes.find(bytes([code]))
+        return None if idx < 0 else idx
+
+
+@dataclass(slots=True)
+class RunState:
+    """One run (the root run or a child run) as seen through its events."""
+
+    run_id: str
+    workflow_name: str = ""
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    item_id: str | None = None
+    status: str = "pending"
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    summary: str | None = None
+    cancel_reason: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, StepView] = field(default_factory=dict)
+    step_ids: dict[str, str] = field(default_factory=dict)
+    loops: dict[str, int] = field(default_factory=dict)
+    fanouts: dict[str, FanOutView] = field(default_factory=dict)
+    fanout_steps: dict[str, str] = field(default_factory=dict)
+    child_runs: dict[str, str] = field(default_factory=dict)  # parent step id → child run id
+    resumed: bool = False
+    total_cost: float = 0.0
+    total_turns: int = 0
+
+    def elapsed(self, now: float) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else now
+        return max(0.0, end - self.started_at)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass
+class Changes:
+    """What a batch of events touched, so widgets refresh only what changed."""
+
+    header: bool = False
+    steps: set[tuple[str, str]] = field(default_factory=set)
+    runs: set[str] = field(default_factory=set)
+    fanouts: set[tuple[str, str]] = field(default_factory=set)
+    output: set[tuple[str, str]] = field(default_factory=set)
+    engine_log: bool = False
+    error_log: bool = False
+    gates: bool = False
+    finished: bool = False
+    structure: bool = False  # a new run/fan-out appeared
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.header
+            or self.steps
+            or self.runs
+            or self.fanouts
+            or self.output
+            or self.engine_log
+            or self.error_log
+            or self.gates
+            or self.finished
+            or self.structure
+        )
+
+
+def step_label(sv: StepView) -> str:
+    """How a step is named in logs: its kind word (when not an agent call) and its name."""
+    name = sv.step_key or sv.name
+    if sv.kind == "script":
+        return f"script {name}"
+    if sv.kind == "gate":
+        return f"gate {name}"
+    if sv.kind == "call_workflow":
+        return f"workflow {name.removeprefix('workflow:')}"
+    if sv.kind == "foreach":
+        return f"foreach {name.removeprefix('foreach:')}"
+    if sv.kind == "parallel":
+        return "parallel"
+    return name

@@ -1,0 +1,57 @@
+"""The run model is the same picture whether it is folded from live events or loaded from rows:
+same nodes, same statuses, same counts."""
+
+from __future__ import annotations
+
+from runkon_flow.observe.counts import row_step_counts
+from runkon_flow.observe.loader import load_run
+from runkon_flow.observe.reducer import RunModel
+from runkon_flow.plugins.protocols import ActionOutput
+
+from tests.engine.conftest import Harness
+
+IF_NEVER = "workflow w { call setup if setup.never { call review } call review }"
+
+
+def live(h: Harness) -> RunModel:
+    return RunModel.from_events(h.sink.events)
+
+
+def test_a_past_run_opens_on_the_nodes_it_ran(h: Harness) -> None:
+    result = h.run(IF_NEVER)
+    for model in (live(h), load_run(h.store, result.workflow_run_id)):
+        assert model.step("body.2").status == "completed"
+        assert model.step("body.2").name == "review"
+        assert model.step("body.1.body.0") is None  # the review inside the `if` never ran
+        assert model.step("body.0").status == "completed"
+
+
+def test_the_dashboard_reopens_the_run_on_the_same_nodes(h: Harness) -> None:
+    from runkon_tui.history import view_from_store
+    from runkon_tui.tree_model import build_tree, node_status
+
+    wf = h.add_workflow(IF_NEVER)
+    result = h.run(wf)
+    view = view_from_store(h.store, result.workflow_run_id, lambda name: wf)
+    nodes = {s.path: s for top in build_tree(wf) for s in top.walk()}
+    assert node_status(nodes["body.2"], view.root, True) == "completed"
+    assert node_status(nodes["body.1.body.0"], view.root, True) != "completed"
+
+
+def test_retries_and_loop_iterations_count_the_same_live_and_from_rows(h: Harness) -> None:
+    state = {"n": 0}
+
+    def fix(info, params):
+        state["n"] += 1
+        return ActionOutput(markers=["again"] if state["n"] < 3 else [], context="fixed")
+
+    h.agents.do("fix", fix)
+    h.agents.fail("flaky", times=2)
+    result = h.run(
+        "workflow w { call flaky { retries = 3 } call fix while fix.again { max_iterations = 5 call fix } }"
+    )
+    assert result.all_succeeded
+    expected = {"completed": 4}  # flaky once (3 attempts), fix before the loop, fix in 2 iterations
+    assert live(h).step_counts() == expected
+    assert load_run(h.store, result.workflow_run_id).step_counts() == expected
+    assert row_step_counts(h.steps(result.workflow_run_id)) == expected

@@ -228,7 +228,7 @@ def test_fan_out_progress_counts_cancelled_items_apart_from_skipped_ones() -> No
             )
         )
     fan_line = next(line for line in view.render() if "foreach each" in line)
-    assert fan_line.endswith("3/4 ✓1 ✗0 ⊘1 ■1 ▸0")
+    assert fan_line.endswith("3/4 ✓1 ✗0 ⊘1 ■1 ▶0")
 
 
 # --------------------------------------------------------------------------- a broken .wf given to run

@@ -1,5 +1,10 @@
 """The live terminal view of `runkon-flow run`, `resume` and `replay`: finished steps, failures,
 gates and warnings scroll above a compact status block redrawn in place with plain ANSI.
+
+A renderer of the run model: every event is folded by the one reducer
+(`runkon_flow.observe.RunModel`) and the block is drawn from it, so its counts are the ones the
+dashboard and `show` give. What scrolls above the block is each event put into words
+(`_lines_for`), which needs no state of its own.
 """
 
 from __future__ import annotations
@@ -8,14 +13,15 @@ import os
 import re
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration, readable_error
+from runkon_flow.observe import ItemCounts, RunModel, RunState, StepView
+from runkon_flow.observe.status import ASCII_GLYPH, GLYPH, TERMINAL, outcome
 
 
 @dataclass
@@ -33,8 +39,24 @@ class _Glyphs:
     ellipsis: str
 
 
-_UNICODE = _Glyphs("✓", "✗", "▸", "‖", "⊘", "■", "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏", "·", "█", "░", "…")
-_ASCII = _Glyphs("+", "x", ">", "=", "-", "#", "|/-\\", "-", "#", ".", "...")
+def _glyphs(table: dict[str, str], spinner: str, sep: str, full: str, empty: str, ellipsis: str) -> _Glyphs:
+    return _Glyphs(
+        table["completed"],
+        table["failed"],
+        table["running"],
+        table["waiting"],
+        table["skipped"],
+        table["cancelled"],
+        spinner,
+        sep,
+        full,
+        empty,
+        ellipsis,
+    )
+
+
+_UNICODE = _glyphs(GLYPH, "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏", "·", "█", "░", "…")
+_ASCII = _glyphs(ASCII_GLYPH, "|/-\\", "-", "#", ".", "...")
 
 _GREEN, _RED, _YELLOW, _CYAN, _DIM, _BOLD, _RESET = (
     "\x1b[32m",
@@ -46,58 +68,22 @@ _GREEN, _RED, _YELLOW, _CYAN, _DIM, _BOLD, _RESET = (
     "\x1b[0m",
 )
 
+#: Step kinds that have a line of their own in the block instead of an active-step line.
+_NOT_ACTIVE = frozenset({"foreach"})
 
-@dataclass
-class _Active:
-    label: str
-    started: float
-    last_line: str = ""
-    in_flow_output: bool = False
 
-    def see(self, line: str) -> None:
-        """Remember the last line worth showing: not blank, not a FLOW_OUTPUT block."""
+def last_line_worth_showing(lines: Any) -> str:
+    """The last output line that is not blank and not inside a FLOW_OUTPUT block."""
+    last, in_block = "", False
+    for line in lines or ():
         text = line.strip()
         if text == "<<<FLOW_OUTPUT>>>":
-            self.in_flow_output = True
+            in_block = True
         elif text == "<<<END_FLOW_OUTPUT>>>":
-            self.in_flow_output = False
-        elif text and not self.in_flow_output:
-            self.last_line = text
-
-
-def _outcome(succeeded: bool, status: str | None) -> str:
-    """How a finished step or item is counted: ok, failed, skipped or cancelled — a cancelled or
-    skipped one did not fail (as `show` lists it)."""
-    if succeeded:
-        return "ok"
-    return status if status in ("skipped", "cancelled") else "failed"
-
-
-@dataclass
-class _FanOut:
-    run_id: str
-    name: str
-    total: int = 0
-    running: int = 0
-    ended: Counter[str] = field(default_factory=Counter)  # finished items by `_outcome`
-    done: bool = False
-
-
-@dataclass
-class _RunInfo:
-    workflow: str
-    item_id: str | None = None
-    parent_run_id: str | None = None
-
-
-@dataclass
-class _LiveState:
-    runs: dict[str, _RunInfo] = field(default_factory=dict)
-    item_of_child: dict[str, str] = field(default_factory=dict)
-    active: dict[tuple[str, str], _Active] = field(default_factory=dict)
-    fan_outs: dict[tuple[str, str], _FanOut] = field(default_factory=dict)
-    gates: dict[tuple[str, str], str] = field(default_factory=dict)
-    steps: Counter[str] = field(default_factory=Counter)  # finished steps by `_outcome`
+            in_block = False
+        elif text and not in_block:
+            last = text
+    return last
 
 
 class LiveView:
@@ -128,8 +114,10 @@ class LiveView:
         self._width = width
         self._height = height
         self._redraw_interval = redraw_interval
-        self._state = _LiveState()
-        self._outcome = RunOutcome(top_run_id=top_run_id)
+        # Every child run is folded at once (no lazy children): its running steps are on screen.
+        self.model = RunModel(now, lazy_children=False)
+        self.model.root_run_id = top_run_id
+        self._outcome = RunOutcome(self.model)
         self._status_note: str | None = None
         self._drawn = 0
         self._last_draw = 0.0
@@ -152,10 +140,10 @@ class LiveView:
     def feed(self, data: EngineEventData) -> None:
         if self._top is None:
             self._top = data.run_id
-        self._outcome.observe(data)
-        if data.run_id == self._top and self._outcome.started_ts is not None:
-            self._started = self._outcome.started_ts
-        for line in self._fold(data):
+            self.model.root_run_id = data.run_id
+        lines = self._lines_for(data)  # worded against the model as it was before this event
+        self.model.apply(data)
+        for line in lines:
             self._permanent(line)
         self._dirty = True
 
@@ -179,85 +167,40 @@ class LiveView:
             self._cursor_hidden = False
         self._stream.flush()
 
-    # ------------------------------------------------------------------ folding
+    # ------------------------------------------------------------------ words for events
 
     def _where(self, run_id: str) -> str:
         """A child run as a user knows it: `workflow[item]` (or just the workflow)."""
-        info = self._state.runs.get(run_id)
-        item = self._state.item_of_child.get(run_id)
-        workflow = info.workflow if info else "child"
-        return f"{workflow}[{item}]" if item else workflow
+        run = self.model.runs.get(run_id)
+        workflow = (run.workflow_name if run else "") or "child"
+        return f"{workflow}[{run.item_id}]" if run is not None and run.item_id else workflow
 
     def _label(self, run_id: str, step: str) -> str:
         if run_id == self._top:
             return step
         return f"{self._where(run_id)} {'›' if self._g is _UNICODE else '>'} {step}"
 
-    def _fold(self, data: EngineEventData) -> list[str]:
-        """Update the state from one event; return the permanent lines it produces."""
-        st, g, e, run = self._state, self._g, data.event, data.run_id
+    def _started_at(self) -> float:
+        root = self.model.root
+        return root.started_at if root is not None and root.started_at is not None else self._started
+
+    def _lines_for(self, data: EngineEventData) -> list[str]:
+        """The permanent lines one event produces (none for most)."""
+        g, e, run = self._g, data.event, data.run_id
         kind = e.type
         top = run == self._top
-        if kind in ("RunStarted", "RunResumed"):
-            st.runs[run] = _RunInfo(e.workflow_name, parent_run_id=e.parent_run_id)
-            if top:
-                word = "resumed" if kind == "RunResumed" else "started"
-                return [self._c(_CYAN, g.run) + f" run {run} {e.workflow_name} {word}"]
-        elif kind == "ChildRunStarted":
-            st.runs.setdefault(e.child_run_id, _RunInfo(e.workflow_name, e.item_id, e.parent_run_id))
-            if e.item_id:
-                st.item_of_child[e.child_run_id] = e.item_id
-        elif kind == "StepStarted":
-            if e.kind != "foreach":  # a fan-out has its own progress line
-                key = (run, e.step_id or f"{e.step_key or e.step_name}@{e.iteration}")
-                st.active[key] = _Active(self._label(run, e.step_key or e.step_name), data.ts)
-        elif kind == "StepOutput":
-            active = st.active.get((run, e.step_id))
-            if active is not None:
-                active.see(e.line)
-        elif kind == "StepCompleted":
-            key = (run, e.step_id or f"{e.step_key or e.step_name}@{e.iteration}")
-            active = st.active.pop(key, None)
-            if e.kind == "foreach" and e.step_id:
-                fan = st.fan_outs.get((run, e.step_id))
-                if fan is not None:
-                    fan.done = True
-            ok = e.succeeded
-            status = e.status or ("completed" if ok else "failed")
-            if e.kind not in ("foreach", "parallel"):
-                st.steps[_outcome(ok, status)] += 1
-            if top or not ok:
-                label = active.label if active else self._label(run, e.step_key or e.step_name)
-                took = f"  {format_duration(e.duration_ms / 1000)}" if e.duration_ms is not None else ""
-                if ok:
-                    return [self._c(_GREEN, g.ok) + f" {label}{took}"]
-                glyph = {"skipped": g.skip, "cancelled": g.cancel}.get(status, g.fail)
-                color = _YELLOW if status in ("skipped", "cancelled") else _RED
-                text = readable_error(e.error).strip()
-                error = f": {text.splitlines()[0]}" if text else ""
-                return [self._c(color, glyph) + f" {label} {status}{took}{error}"]
-        elif kind == "StepRetrying":
+        if kind in ("RunStarted", "RunResumed") and top:
+            word = "resumed" if kind == "RunResumed" else "started"
+            return [self._c(_CYAN, g.run) + f" run {run} {e.workflow_name} {word}"]
+        if kind == "StepCompleted" and (top or not e.succeeded):
+            return [self._step_line(data, e)]
+        if kind == "StepRetrying":
             label = self._label(run, e.step_key or e.step_name)
             return [self._c(_YELLOW, g.wait) + f" {label}: retrying (attempt {e.attempt + 1})"]
-        elif kind == "FanOutItemsCollected":
-            name = e.foreach_name or "foreach"
-            st.fan_outs[(run, e.step_id or name)] = _FanOut(run, name, total=e.count)
-        elif kind in ("FanOutItemStarted", "FanOutItemCompleted", "FanOutItemSkipped"):
-            fan = self._fan(run, e.step_id)
-            if fan is not None:
-                if kind == "FanOutItemStarted":
-                    fan.running += 1
-                elif kind == "FanOutItemSkipped":
-                    fan.ended["skipped"] += 1
-                else:
-                    fan.running = max(0, fan.running - 1)
-                    fan.ended[_outcome(e.succeeded, e.status)] += 1
-            if kind == "FanOutItemCompleted" and not e.succeeded and e.status != "cancelled":
-                child = f" (child run {e.child_run_id})" if e.child_run_id else ""
-                return [self._c(_RED, g.fail) + f" item {e.item_id} failed{child}"]
-        elif kind == "GateWaiting":
-            gate_key = (run, e.step_id or e.gate_name)
-            st.gates[gate_key] = e.gate_name
+        if kind == "FanOutItemCompleted" and not e.succeeded and e.status != "cancelled":
+            child = f" (child run {e.child_run_id})" if e.child_run_id else ""
+            return [self._c(_RED, g.fail) + f" item {e.item_id} failed{child}"]
+        if kind == "GateWaiting":
             prompt = f": {e.prompt}" if e.prompt else ""
             options = f" (options: {', '.join(e.options)})" if e.options else ""
             return [
@@ -265,54 +208,43 @@ class LiveView:
                 f"  approve: runkon-flow approve {run} {e.gate_name}   "
                 f"reject: runkon-flow reject {run} {e.gate_name}",
             ]
-        elif kind in ("GateResolved", "GateTimedOut"):
-            st.gates.pop((run, e.step_id or e.gate_name), None)
-            for key, name in list(st.gates.items()):  # events without step ids
-                if key[0] == run and name == e.gate_name:
-                    del st.gates[key]
-            if kind == "GateTimedOut":
-                what = "timed out, continuing" if e.continued else "timed out"
-                return [self._c(_YELLOW, g.wait) + f" gate {e.gate_name} {what}"]
+        if kind == "GateTimedOut":
+            what = "timed out, continuing" if e.continued else "timed out"
+            return [self._c(_YELLOW, g.wait) + f" gate {e.gate_name} {what}"]
+        if kind == "GateResolved":
             by = f" by {e.resolved_by}" if e.resolved_by else ""
             note = f": {e.feedback}" if e.feedback else ""
             if e.approved:
                 return [self._c(_GREEN, g.ok) + f" gate {e.gate_name} approved{by}{note}"]
             return [self._c(_RED, g.fail) + f" gate {e.gate_name} rejected{by}{note}"]
-        elif kind == "EngineLog" and e.level in ("warning", "error"):
+        if kind == "EngineLog" and e.level in ("warning", "error"):
             where = f" {e.step_name}:" if e.step_name else ""
             return [self._c(_YELLOW, "!") + f"{where} {e.message}"]
-        elif kind == "Panicked":
+        if kind == "Panicked":
             return [self._c(_RED, g.fail) + f" engine crashed: {e.message}"]
-        elif kind in ("RunCompleted", "RunCancelled"):
-            self._forget_run(run)
-            if top:
-                took = format_duration(data.ts - self._started)
-                if kind == "RunCancelled":
-                    why = cancel_reason(e)
-                    return [self._c(_YELLOW, g.cancel) + f" run {run} cancelled after {took} ({why})"]
-                if e.succeeded:
-                    return [self._c(_GREEN, g.ok) + f" run {run} completed in {took}"]
-                error = f": {readable_error(e.error)}" if e.error else ""
-                return [self._c(_RED, g.fail) + f" run {run} failed after {took}{error}"]
+        if kind in ("RunCompleted", "RunCancelled") and top:
+            took = format_duration(data.ts - self._started_at())
+            if kind == "RunCancelled":
+                why = cancel_reason(e)
+                return [self._c(_YELLOW, g.cancel) + f" run {run} cancelled after {took} ({why})"]
+            if e.succeeded:
+                return [self._c(_GREEN, g.ok) + f" run {run} completed in {took}"]
+            error = f": {readable_error(e.error)}" if e.error else ""
+            return [self._c(_RED, g.fail) + f" run {run} failed after {took}{error}"]
         return []
 
-    def _fan(self, run: str, step_id: str | None) -> _FanOut | None:
-        if step_id is not None and (run, step_id) in self._state.fan_outs:
-            return self._state.fan_outs[(run, step_id)]
-        for fan in reversed(self._state.fan_outs.values()):
-            if fan.run_id == run and not fan.done:
-                return fan
-        return None
-
-    def _forget_run(self, run: str) -> None:
-        st = self._state
-        for key in [k for k in st.active if k[0] == run]:
-            del st.active[key]
-        for key in [k for k in st.gates if k[0] == run]:
-            del st.gates[key]
-        if run != self._top:
-            st.runs.pop(run, None)
-            st.item_of_child.pop(run, None)
+    def _step_line(self, data: EngineEventData, e: Any) -> str:
+        g = self._g
+        label = self._label(data.run_id, e.step_key or e.step_name)
+        took = f"  {format_duration(e.duration_ms / 1000)}" if e.duration_ms is not None else ""
+        if e.succeeded:
+            return self._c(_GREEN, g.ok) + f" {label}{took}"
+        status = e.status or "failed"
+        glyph = {"skipped": g.skip, "cancelled": g.cancel}.get(status, g.fail)
+        color = _YELLOW if status in ("skipped", "cancelled") else _RED
+        text = readable_error(e.error).strip()
+        error = f": {text.splitlines()[0]}" if text else ""
+        return self._c(color, glyph) + f" {label} {status}{took}{error}"
 
     # ------------------------------------------------------------------ rendering
 
@@ -329,47 +261,74 @@ class LiveView:
         limit = max(10, width - 1)
         return text if len(text) <= limit else text[: limit - len(self._g.ellipsis)] + self._g.ellipsis
 
+    def _runs(self) -> list[RunState]:
+        """The root run first, then its child runs still in the model."""
+        root = self.model.root
+        return ([root] if root is not None else []) + [r for r in self.model.runs.values() if r is not root]
+
+    def _header(self, now: float) -> str:
+        g, model = self._g, self.model
+        root = model.root
+        finished = root is not None and root.finished
+        status = root.status if finished else (self._status_note or "running")
+        spinner = g.spinner[self._frame % len(g.spinner)] if not finished else " "
+        end = root.ended_at if finished and root.ended_at is not None else now
+        counts: dict[str, int] = {}
+        for status_name, n in model.step_counts().items():
+            counts[outcome(status_name)] = counts.get(outcome(status_name), 0) + n
+        return (
+            f"{spinner} {model.workflow_name} {g.sep} run {self._top or '?'} {g.sep} {status} {g.sep} "
+            f"{format_duration(end - self._started_at())} {g.sep} "
+            f"steps {g.ok}{counts.get('completed', 0)} {g.fail}{counts.get('failed', 0)}"
+            + (f" {g.cancel}{counts['cancelled']}" if counts.get("cancelled") else "")
+            + (f" {g.skip}{counts['skipped']}" if counts.get("skipped") else "")
+        )
+
+    def _fan_lines(self) -> list[str]:
+        g, lines = self._g, []
+        for run in self._runs():
+            for fan in run.fanouts.values():
+                step = run.steps.get(fan.key)
+                if step is not None and step.status in TERMINAL:
+                    continue
+                items = ItemCounts.of(fan)
+                cells = 16
+                filled = cells * items.finished // items.total if items.total else cells
+                bar = g.bar_full * filled + g.bar_empty * (cells - filled)
+                where = "" if run.run_id == self._top else f" ({self._where(run.run_id)})"
+                lines.append(
+                    f"  foreach {fan.name}{where} {bar} {items.finished}/{items.total} "
+                    f"{g.ok}{items.completed} {g.fail}{items.failed} {g.skip}{items.skipped}"
+                    + (f" {g.cancel}{items.cancelled}" if items.cancelled else "")
+                    + f" {g.run}{items.running}"
+                )
+        return lines
+
+    def _active(self) -> list[tuple[RunState, StepView]]:
+        active = [
+            (run, sv)
+            for run in self._runs()
+            for sv in run.steps.values()
+            if sv.status == "running" and sv.kind not in _NOT_ACTIVE
+        ]
+        return sorted(active, key=lambda pair: pair[1].started_at or 0.0)
+
     def render(self) -> list[str]:
         """The status block as plain lines (no colour, no cursor codes), fitted to the width."""
-        st, g = self._state, self._g
+        g = self._g
         width, height = self._size()
         now = self._now()
-        outcome = self._outcome
-        status = outcome.status or self._status_note or "running"
-        spinner = g.spinner[self._frame % len(g.spinner)] if outcome.status is None else " "
-        workflow = outcome.workflow or (st.runs[self._top].workflow if self._top in st.runs else "")
-        end = outcome.ended_ts if outcome.ended_ts is not None else now
-        header = (
-            f"{spinner} {workflow} {g.sep} run {self._top or '?'} {g.sep} {status} {g.sep} "
-            f"{format_duration(end - self._started)} {g.sep} "
-            f"steps {g.ok}{st.steps['ok']} {g.fail}{st.steps['failed']}"
-            + (f" {g.cancel}{st.steps['cancelled']}" if st.steps["cancelled"] else "")
-            + (f" {g.skip}{st.steps['skipped']}" if st.steps["skipped"] else "")
-        )
-        lines = [header]
-        for fan in st.fan_outs.values():
-            if fan.done:
-                continue
-            ended = fan.ended
-            finished = ended.total()
-            cells = 16
-            filled = cells * finished // fan.total if fan.total else cells
-            bar = g.bar_full * filled + g.bar_empty * (cells - filled)
-            where = "" if fan.run_id == self._top else f" ({self._where(fan.run_id)})"
-            lines.append(
-                f"  foreach {fan.name}{where} {bar} {finished}/{fan.total} "
-                f"{g.ok}{ended['ok']} {g.fail}{ended['failed']} {g.skip}{ended['skipped']}"
-                + (f" {g.cancel}{ended['cancelled']}" if ended["cancelled"] else "")
-                + f" {g.run}{fan.running}"
-            )
-        for name in st.gates.values():
-            lines.append(f"  {g.wait} gate {name} waiting for approval")
+        lines = [self._header(now), *self._fan_lines()]
+        for gate in self.model.waiting_gates():
+            lines.append(f"  {g.wait} gate {gate.gate_name} waiting for approval")
         room = max(3, height - len(lines) - 2)
-        active = sorted(st.active.values(), key=lambda a: a.started)
+        active = self._active()
         shown = active if len(active) <= room else active[: room - 1]
-        for item in shown:
-            tail = f"  {g.sep} {item.last_line}" if item.last_line else ""
-            lines.append(f"  {g.run} {item.label}  {format_duration(now - item.started)}{tail}")
+        for run, sv in shown:
+            last = last_line_worth_showing(sv.output)
+            tail = f"  {g.sep} {last}" if last else ""
+            took = format_duration(now - sv.started_at) if sv.started_at is not None else ""
+            lines.append(f"  {g.run} {self._label(run.run_id, sv.step_key or sv.name)}  {took}{tail}")
         if len(shown) < len(active):
             lines.append(f"  {g.ellipsis} {len(active) - len(shown)} more running")
         return [self._fit(line, width) for line in lines]

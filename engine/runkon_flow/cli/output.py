@@ -22,12 +22,12 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import readable_error
+from runkon_flow.observe.reducer import RunModel
 
 __all__ = [
     "EventQueue",
@@ -211,36 +211,21 @@ def format_event_line(data: EngineEventData) -> str:
 # --------------------------------------------------------------------------- outcome tracking
 
 
-@dataclass
 class RunOutcome:
-    """How the top-level run ended, as far as the events tell (used for exit codes of `replay`)."""
+    """How the top-level run ended, read from the run model (exit codes of `run` and `replay`)."""
 
-    top_run_id: str | None = None
-    workflow: str | None = None
-    status: str | None = None  # completed | failed | cancelled
-    error: str | None = None
-    started_ts: float | None = None
-    ended_ts: float | None = None
+    def __init__(self, model: RunModel | None = None) -> None:
+        self.model = model if model is not None else RunModel()
 
     def observe(self, data: EngineEventData) -> None:
-        event = data.event
-        if self.top_run_id is None:
-            self.top_run_id = data.run_id
-        if data.run_id != self.top_run_id:
-            return
-        if event.type in ("RunStarted", "RunResumed"):
-            self.workflow = event.workflow_name
-            self.status, self.error, self.ended_ts = None, None, None
-            if self.started_ts is None:
-                self.started_ts = data.ts
-        elif event.type == "RunCompleted":
-            self.status = "completed" if event.succeeded else "failed"
-            self.error = event.error
-            self.ended_ts = data.ts
-        elif event.type == "RunCancelled":
-            self.status = "cancelled"
-            self.error = f"cancelled: {cancel_reason(event)}"
-            self.ended_ts = data.ts
+        """Fold one event (when this outcome owns its model)."""
+        self.model.apply(data)
+
+    @property
+    def status(self) -> str | None:
+        """completed | failed | cancelled, or None while the run has not ended."""
+        root = self.model.root
+        return root.status if root is not None and root.finished else None
 
     @property
     def exit_code(self) -> int:
@@ -321,4 +306,3 @@ def supports_live_view(stream: TextIO, env: dict[str, str] | None = None) -> boo
     except (AttributeError, ValueError):
         return False
     return tty and env.get("TERM", "") not in ("", "dumb")
-

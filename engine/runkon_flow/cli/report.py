@@ -1,5 +1,7 @@
 """What `runkon-flow runs` and `runkon-flow show` print: run history and one run's steps, read
-from the store (never from events), as aligned text or as JSON.
+from the store (never from events), as aligned text or as JSON. Steps and fan-out items are
+counted by the run model's one rule (`runkon_flow.observe.counts`), as the live view and the
+dashboard count them.
 
 A run whose row says running/waiting/cancelling but whose lease has lapsed has no engine behind
 it any more (its process died): it is shown as `interrupted`, which is what a user needs to know
@@ -15,6 +17,9 @@ from typing import Any
 
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.humanize import format_duration, readable_error
+from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
+from runkon_flow.observe.loader import fanout_from_rows
+from runkon_flow.observe.status import outcome
 from runkon_flow.persistence.models import (
     FanOutItemStatus,
     RunStatus,
@@ -84,20 +89,18 @@ def _step_duration(step: WorkflowRunStep) -> float | None:
 
 
 def final_steps(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
-    """The last attempt of each step (by name and iteration): retries and resumed re-runs add rows,
-    but a user counts a step once, by how it ended."""
-    latest: dict[tuple[str, int], WorkflowRunStep] = {}
-    for row in rows:  # get_steps orders by position, then insertion
-        latest[(row.step_name, row.iteration)] = row
-    return list(latest.values())
+    """The last attempt of each step execution (`observe.counts`): retries and resumed re-runs add
+    rows, but a user counts a step once, by how it ended."""
+    return latest_attempts(rows)
 
 
 def step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
-    """ok / failed / skipped / cancelled / other counts over each step's last attempt."""
-    counts = Counter(StepStatus(r.status) for r in final_steps(rows))
-    failed = sum(counts[s] for s in _FAILED)
-    ok, skipped = counts[StepStatus.COMPLETED], counts[StepStatus.SKIPPED]
-    cancelled = counts[StepStatus.CANCELLED]
+    """ok / failed / skipped / cancelled / other, by the run model's one counting rule."""
+    counts: Counter[str] = Counter()
+    for status, n in row_step_counts(rows).items():
+        counts[outcome(status)] += n
+    ok, failed = counts["completed"], counts["failed"]
+    skipped, cancelled = counts["skipped"], counts["cancelled"]
     return {
         "ok": ok,
         "failed": failed,
@@ -203,13 +206,9 @@ def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[st
     items = store.get_fan_out_items(step.id)
     if not items:
         return "", []
-    counts = Counter(FanOutItemStatus(i.status) for i in items)
-    finished = sum(n for s, n in counts.items() if s.is_terminal)
-    parts = [
-        f"{counts[s]} {s.value}" for s in FanOutItemStatus if counts[s] and s is not FanOutItemStatus.PENDING
-    ]
-    if counts[FanOutItemStatus.PENDING]:
-        parts.append(f"{counts[FanOutItemStatus.PENDING]} pending")
+    counts = ItemCounts.of(fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items))
+    shown = ("running", "completed", "failed", "skipped", "cancelled", "pending")
+    parts = [f"{getattr(counts, s)} {s}" for s in shown if getattr(counts, s)]
     failed_lines = []
     failed = [i for i in items if FanOutItemStatus(i.status) is FanOutItemStatus.FAILED]
     for item in failed[:10]:
@@ -224,7 +223,7 @@ def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[st
         failed_lines.append(f"    item {item.item_id} failed{where}{error}")
     if len(failed) > 10:
         failed_lines.append(f"    … and {len(failed) - 10} more failed items")
-    return f"items {finished}/{len(items)}: {', '.join(parts)}", failed_lines
+    return f"items {counts.finished}/{counts.total}: {', '.join(parts)}", failed_lines
 
 
 def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> list[str]:

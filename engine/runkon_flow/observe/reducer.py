@@ -53,9 +53,14 @@ _RUNNING = ITEM_CODE["running"]
 class RunModel:
     """Fold engine events into dashboard state. Not thread-safe: fed from the UI thread only."""
 
-    def __init__(self, clock: Clock = time.time, limits: ViewLimits | None = None) -> None:
+    def __init__(
+        self, clock: Clock = time.time, limits: ViewLimits | None = None, *, lazy_children: bool = True
+    ) -> None:
         self.clock = clock
         self.limits = limits or ViewLimits()
+        # Hold the routine events of fan-out children until something needs them (the dashboard);
+        # False folds every child at once (the CLI's live view shows their running steps).
+        self.lazy_children = lazy_children
         self.root_run_id: str | None = None
         self.runs: dict[str, RunState] = {}
         self.engine_log = LogBuffer(self.limits.engine_log)
@@ -806,7 +811,8 @@ class RunModel:
 
     def _child_run_started(self, data: EngineEventData, ev: Any) -> None:
         lazy = (
-            ev.item_id is not None
+            self.lazy_children
+            and ev.item_id is not None
             and ev.child_run_id not in self.runs
             and self._materializing != ev.child_run_id
             and not self._is_root(ev.child_run_id)

@@ -1,4 +1,5 @@
-"""Hierarchical cancellation (engine.md §11.1).
+"""Hierarchical cancellation (engine.md §11.1): why something was cancelled, the token that
+carries it, and `EngineCancelled`, the error a cancelled step or run raises.
 
 A token cancels itself and every descendant; the first reason wins. Cancelling a child never
 touches its parent or siblings. Waiters can block on `wait()` instead of polling, which is what
@@ -13,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from runkon_flow.errors import EngineCancelled
+from runkon_flow.errors import EngineError
 from runkon_flow.humanize import describe_cancel
 
 ReasonKind = Literal["UserRequested", "Timeout", "FailFast", "ParentCancelled", "EngineShutdown", "LeaseLost"]
@@ -47,6 +48,17 @@ class CancellationReason(BaseModel):
             return "UserRequested(None)"
         escaped = self.message.replace("\\", "\\\\").replace('"', '\\"')
         return f'UserRequested(Some("{escaped}"))'
+
+
+class EngineCancelled(EngineError):
+    """`Cancelled(reason)`: the step or run stopped because something asked it to."""
+
+    def __init__(self, reason: CancellationReason) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return f"workflow cancelled: {self.reason.debug()}"
 
 
 class CancellationToken:

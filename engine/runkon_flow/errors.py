@@ -8,15 +8,13 @@ Two families share one root, `FlowError`:
   tools grep for them.
 * `EngineError` and its subclasses are the *runtime* errors of engine.md §13. Their `str()` is the
   exact text the engine writes into `step_error`, `result_text` and the run's `error` column.
+  (`EngineCancelled` lives in `runkon_flow.cancellation`, with the reason it carries: this module is
+  the bottom of the engine and imports nothing of it.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from runkon_flow.cancellation import CancellationReason
 
 
 class FlowError(Exception):
@@ -125,17 +123,6 @@ class EngineError(FlowError):
 
     def __str__(self) -> str:  # pragma: no cover - overridden by every variant
         return self.args[0] if self.args else type(self).__name__
-
-
-class EngineCancelled(EngineError):
-    """`Cancelled(reason)`: the step or run stopped because something asked it to."""
-
-    def __init__(self, reason: CancellationReason) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-    def __str__(self) -> str:
-        return f"workflow cancelled: {self.reason.debug()}"
 
 
 class PersistenceError(EngineError):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.approvals import ApprovalStoreResolver, GateApprovals
-from runkon_flow.cancellation import CancellationReason, CancellationToken
+from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import (
     CallNode,
     DoNode,
@@ -41,7 +41,6 @@ from runkon_flow.dsl.ast import (
 from runkon_flow.dsl.loading import FileError, load_workflow_dir
 from runkon_flow.dsl.validation import ScriptNotFound, ScriptResolver, validate_workflow
 from runkon_flow.errors import (
-    EngineCancelled,
     FlowError,
     Problem,
     SourceLocation,
@@ -63,12 +62,11 @@ from runkon_flow.plugins.agents import (
 )
 from runkon_flow.plugins.context import LocalRunContext
 from runkon_flow.plugins.item_providers import default_providers
+from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 from runkon_flow.plugins.schemas import SchemaResolver
 from runkon_flow.plugins.script_env import IDENTITIES_FILE, DefaultScriptEnvProvider
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
 from runkon_flow.runtime.types import (
-    ActionRegistry,
-    ItemProviderRegistry,
     RunInput,
     WorkflowExecConfig,
     WorkflowResult,

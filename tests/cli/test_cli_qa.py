@@ -8,10 +8,9 @@ import io
 from pathlib import Path
 
 import pytest
-from runkon_flow.cancellation import CancellationReason
+from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.report import show_lines
-from runkon_flow.errors import EngineCancelled
 from runkon_flow.events import (
     EngineEventData,
     FanOutItemCompleted,

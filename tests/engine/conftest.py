@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.dsl.parser import parse_workflow
-from runkon_flow.errors import EngineCancelled, WorkflowError
+from runkon_flow.errors import WorkflowError
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.models import NewRun
 from runkon_flow.plugins.protocols import ActionOutput, ActionParams, FanOutItem, StepInfo

@@ -240,8 +240,7 @@ def test_an_invalid_timeout_fails_the_step_with_a_message_naming_it(h: Harness) 
 
 
 def test_cancelled_executor_records_the_step_cancelled(h: Harness) -> None:
-    from runkon_flow.cancellation import CancellationReason
-    from runkon_flow.errors import EngineCancelled
+    from runkon_flow.cancellation import CancellationReason, EngineCancelled
 
     def stop(info, params):
         raise EngineCancelled(CancellationReason.user("stop"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runkon_flow.runtime import FLOW_OUTPUT_INSTRUCTION, parse_flow_output
+from runkon_flow.plugins.flow_output import FLOW_OUTPUT_INSTRUCTION, parse_flow_output
 
 
 def block(body: str) -> str:

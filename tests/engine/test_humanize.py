@@ -4,8 +4,7 @@ and for a duration."""
 from __future__ import annotations
 
 import pytest
-from runkon_flow.cancellation import CancellationReason
-from runkon_flow.errors import EngineCancelled
+from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.humanize import format_duration, readable_error
 
 

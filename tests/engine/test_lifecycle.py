@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from runkon_flow.cancellation import CancellationReason
+from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.dsl.parser import parse_workflow
-from runkon_flow.errors import EngineCancelled, ValidationErrors, WorkflowError
+from runkon_flow.errors import ValidationErrors, WorkflowError
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.plugins.protocols import ActionOutput

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from runkon_flow.runtime import (
+from runkon_flow.dsl.templating import (
     shell_quote,
     substitute_variables,
     substitute_variables_keep_literal,

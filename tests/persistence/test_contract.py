@@ -11,7 +11,8 @@ import re
 import threading
 
 import pytest
-from runkon_flow.errors import EngineCancelled, PersistenceError
+from runkon_flow.cancellation import EngineCancelled
+from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import (
     DeletedRuns,
     FanOutItemStatus,

@@ -528,7 +528,7 @@ LEASE_SCRIPT = textwrap.dedent(
     """
     import json, os, sys, time
     from runkon_flow.persistence import SqliteStore, StepUpdate
-    from runkon_flow.errors import EngineCancelled
+    from runkon_flow.cancellation import EngineCancelled
     db, run_id, token, go, step_id = sys.argv[1:6]
     store = SqliteStore(db)
     print("ready", flush=True)

@@ -10,8 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from runkon_flow.cancellation import CancellationReason, CancellationToken
-from runkon_flow.errors import EngineCancelled, WorkflowError
+from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
+from runkon_flow.errors import WorkflowError
 from runkon_flow.plugins.agents import (
     AgentExecutor,
     build_action_registry,

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, CommandFailed, plain, print_err
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_live_view
 from runkon_flow.cli.report import show_lines
 from runkon_flow.cli.store import DeferredStore
 from runkon_flow.errors import (
-    EngineCancelled,
     FlowError,
 )
 from runkon_flow.humanize import readable_error

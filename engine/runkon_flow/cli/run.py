@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runkon_flow.cancellation import CancellationReason
+from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.cli.common import (
     EXIT_OK,
     CommandFailed,
@@ -49,7 +49,6 @@ from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
 from runkon_flow.errors import (
     AlreadyOwned,
-    EngineCancelled,
     FlowError,
     Problem,
     SourceLocation,

@@ -16,7 +16,7 @@ expression, and array subscripts in it run commands), inside `$'…'`, in a here
 delimiter is quoted, and straight after a backslash.
 
 The scan is one left-to-right pass (linear in the text), with the same placeholder syntax as
-`runtime.templating`: the key is the text up to the next `}}`; an unterminated `{{` is plain text.
+`dsl.templating`: the key is the text up to the next `}}`; an unterminated `{{` is plain text.
 """
 
 from __future__ import annotations

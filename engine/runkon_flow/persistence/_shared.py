@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from runkon_flow.cancellation import CancellationReason
-from runkon_flow.errors import EngineCancelled, PersistenceError
+from runkon_flow.cancellation import CancellationReason, EngineCancelled
+from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence.models import (
     GateApprovalState,
     NewRun,

@@ -37,8 +37,10 @@ from typing import Any, Literal
 
 from runkon_flow.cancellation import CancellationReason, CancellationToken
 from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
+from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.errors import Problem, SourceLocation, WorkflowError
 from runkon_flow.plugins._yaml import ConfigFileError, YamlDoc, parse_yaml, scalar_text
+from runkon_flow.plugins.flow_output import FLOW_OUTPUT_INSTRUCTION, FlowOutput, parse_flow_output
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
     ActionOutput,
@@ -49,11 +51,9 @@ from runkon_flow.plugins.protocols import (
     ScriptEnvProvider,
     StepInfo,
 )
+from runkon_flow.plugins.registries import ActionRegistry
 from runkon_flow.plugins.schemas import schema_instruction
 from runkon_flow.process import run_process
-from runkon_flow.runtime.flow_output import FLOW_OUTPUT_INSTRUCTION, FlowOutput, parse_flow_output
-from runkon_flow.runtime.templating import substitute_variables
-from runkon_flow.runtime.types import ActionRegistry
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The engine runtime: FlowEngine, execution state, one module per node kind, templating.
+"""The engine runtime: FlowEngine, execution state, one module per node kind.
 
 Public API (see docs/engine.md):
 
@@ -6,33 +6,19 @@ Public API (see docs/engine.md):
     result = engine.run_workflow(definition, RunInput(persistence=InMemoryStore(), inputs={...}))
 """
 
+from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
 from runkon_flow.runtime.child_runner import InProcessChildRunner
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
-from runkon_flow.runtime.flow_output import (
-    FLOW_OUTPUT_END,
-    FLOW_OUTPUT_INSTRUCTION,
-    FLOW_OUTPUT_START,
-    FlowOutput,
-    parse_flow_output,
-)
 from runkon_flow.runtime.resume import ResumeContext
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 from runkon_flow.runtime.steps import StepTimedOut
 from runkon_flow.runtime.summary import build_summary
-from runkon_flow.runtime.templating import (
-    shell_quote,
-    substitute_variables,
-    substitute_variables_keep_literal,
-)
 from runkon_flow.runtime.types import (
-    ActionRegistry,
     ChildRunInput,
     ChildWorkflowContext,
     ChildWorkflowInput,
     ChildWorkflowRunner,
     DefaultRunContext,
-    GateResolverRegistry,
-    ItemProviderRegistry,
     LlmRunMetrics,
     NoOpScriptEnvProvider,
     RunInput,
@@ -44,9 +30,6 @@ from runkon_flow.runtime.validate import validate_workflow_for_host
 from runkon_flow.runtime.variables import apply_workflow_input_defaults, build_variable_map
 
 __all__ = [
-    "FLOW_OUTPUT_END",
-    "FLOW_OUTPUT_INSTRUCTION",
-    "FLOW_OUTPUT_START",
     "ActionRegistry",
     "ChildRunInput",
     "ChildWorkflowContext",
@@ -57,7 +40,6 @@ __all__ = [
     "ExecutionState",
     "FlowEngine",
     "FlowEngineBuilder",
-    "FlowOutput",
     "GateResolverRegistry",
     "InProcessChildRunner",
     "ItemProviderRegistry",
@@ -73,9 +55,5 @@ __all__ = [
     "apply_workflow_input_defaults",
     "build_summary",
     "build_variable_map",
-    "parse_flow_output",
-    "shell_quote",
-    "substitute_variables",
-    "substitute_variables_keep_literal",
     "validate_workflow_for_host",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from runkon_flow.errors import EngineCancelled
+from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.events import StepRetrying
 from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
 from runkon_flow.runtime.resume import restore_step

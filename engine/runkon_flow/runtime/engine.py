@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any
 
-from runkon_flow.cancellation import CancellationReason, CancellationToken
+from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.errors import (
     AlreadyOwned,
-    EngineCancelled,
     EngineError,
     ValidationErrors,
     WorkflowError,
@@ -46,6 +45,7 @@ from runkon_flow.plugins.protocols import (
     ScriptEnvProvider,
     WorkflowResolver,
 )
+from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
 from runkon_flow.runtime.lease import RunMonitor, abort, new_owner_token
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
 from runkon_flow.runtime.resume import ResumeContext
@@ -53,13 +53,10 @@ from runkon_flow.runtime.state import ExecutionState, LedgerRow
 from runkon_flow.runtime.steps import describe_exception
 from runkon_flow.runtime.summary import build_summary
 from runkon_flow.runtime.types import (
-    ActionRegistry,
     ChildRunInput,
     ChildWorkflowContext,
     ChildWorkflowRunner,
     DefaultRunContext,
-    GateResolverRegistry,
-    ItemProviderRegistry,
     LlmRunMetrics,
     NoOpScriptEnvProvider,
     RunInput,

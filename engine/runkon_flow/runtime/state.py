@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 from runkon_flow.cancellation import CancellationToken
 from runkon_flow.events import EngineEventData, EngineLog
 from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
+from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 from runkon_flow.runtime.types import (
-    ActionRegistry,
     ChildWorkflowContext,
     ChildWorkflowRunner,
-    ItemProviderRegistry,
     RunSettings,
     SchemaResolver,
     WorkflowExecConfig,

@@ -11,7 +11,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
+from runkon_flow.cancellation import EngineCancelled
+from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.events import EngineLog, StepCompleted, StepOutput, StepStarted
 from runkon_flow.persistence.models import StepStatus
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult

@@ -7,7 +7,7 @@ than a store (`RunInput(persistence=store)`): anything left as None is filled fr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from operator import attrgetter
@@ -15,35 +15,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from runkon_flow.cancellation import CancellationToken
-from runkon_flow.errors import WorkflowError
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from runkon_flow.plugins.context import LocalRunContext
 from runkon_flow.plugins.protocols import (
-    ActionExecutor,
-    ActionOutput,
-    ActionParams,
     Extensions,
-    GateResolver,
-    ItemProvider,
     OutputSchema,
     RunContext,
     ScriptEnvProvider,
-    StepInfo,
 )
+from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 
 if TYPE_CHECKING:
     from runkon_flow.events import EventSink
     from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = [
-    "ActionRegistry",
     "ChildRunInput",
     "ChildWorkflowContext",
     "ChildWorkflowInput",
     "ChildWorkflowRunner",
     "DefaultRunContext",
-    "GateResolverRegistry",
-    "ItemProviderRegistry",
     "LlmRunMetrics",
     "NoOpScriptEnvProvider",
     "RunInput",
@@ -117,89 +108,6 @@ class WorkflowExecConfig:
     cancel_grace: float = 1.0
     max_output_lines: int = 2000
     max_parallel_branches: int = 16
-
-
-# --------------------------------------------------------------------------- registries
-
-
-class ActionRegistry:
-    """Executors by name plus an optional fallback (engine.md §3.1)."""
-
-    def __init__(
-        self,
-        named: Mapping[str, ActionExecutor] | Iterable[ActionExecutor] | None = None,
-        fallback: ActionExecutor | None = None,
-    ) -> None:
-        self.named: dict[str, ActionExecutor] = {}
-        if isinstance(named, Mapping):
-            self.named.update(named)
-        elif named is not None:
-            for executor in named:
-                self.named[executor.name()] = executor
-        self.fallback = fallback
-
-    def register(self, executor: ActionExecutor) -> None:
-        self.named[executor.name()] = executor
-
-    def has_action(self, name: str) -> bool:
-        return name in self.named or self.fallback is not None
-
-    def resolve(self, name: str) -> ActionExecutor | None:
-        executor = self.named.get(name)
-        return executor if executor is not None else self.fallback
-
-    def dispatch(self, name: str, ctx: RunContext, info: StepInfo, params: ActionParams) -> ActionOutput:
-        executor = self.resolve(name)
-        if executor is None:
-            raise WorkflowError(f"no registered ActionExecutor for '{name}' and no fallback configured")
-        return executor.execute(ctx, info, params)
-
-    def cancel(self, name: str, execution_id: str) -> None:
-        executor = self.resolve(name)
-        if executor is not None:
-            cancel = getattr(executor, "cancel", None)
-            if cancel is not None:
-                cancel(execution_id)
-
-
-class ItemProviderRegistry:
-    """Item providers by `name()` (engine.md §3.2)."""
-
-    def __init__(self, providers: Iterable[ItemProvider] = ()) -> None:
-        self._providers: dict[str, ItemProvider] = {}
-        for provider in providers:
-            self.register(provider)
-
-    def register(self, provider: ItemProvider) -> None:
-        self._providers[provider.name()] = provider
-
-    def get(self, name: str) -> ItemProvider | None:
-        return self._providers.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._providers)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._providers
-
-
-class GateResolverRegistry:
-    """Gate resolvers by `gate_type()` (engine.md §3.3)."""
-
-    def __init__(self, resolvers: Iterable[GateResolver] = ()) -> None:
-        self._resolvers: dict[str, GateResolver] = {}
-        for resolver in resolvers:
-            self.register(resolver)
-
-    def register(self, resolver: GateResolver) -> None:
-        self._resolvers[resolver.gate_type()] = resolver
-
-    def has_type(self, gate_type: str) -> bool:
-        return gate_type in self._resolvers
-
-    def get(self, gate_type: str) -> GateResolver | None:
-        return self._resolvers.get(gate_type)
-
 
 
 # --------------------------------------------------------------------------- small defaults

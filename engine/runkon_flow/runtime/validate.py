@@ -28,7 +28,7 @@ from runkon_flow.dsl.ast import (
 from runkon_flow.dsl.references import find_workflow_cycle
 from runkon_flow.errors import Problem, SourceLocation
 from runkon_flow.plugins.protocols import WorkflowResolver
-from runkon_flow.runtime.types import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
+from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
 
 __all__ = ["validate_workflow_for_host"]
 

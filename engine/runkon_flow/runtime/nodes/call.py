@@ -12,9 +12,10 @@ Differences from upstream, on purpose (design.md §5, docs/engine.md):
 
 from __future__ import annotations
 
+from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.dsl.ast import CallNode
 from runkon_flow.dsl.durations import DurationError, parse_call_timeout
-from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
+from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.persistence.models import StepStatus
 from runkon_flow.plugins.protocols import (
     ActionOutput,

@@ -14,14 +14,15 @@ and never returns a child this run already created or resumed; a cancelled child
 
 from __future__ import annotations
 
+from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.dsl.ast import MAX_WORKFLOW_DEPTH, CallWorkflowNode
-from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
+from runkon_flow.dsl.templating import substitute_variables_keep_literal
+from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.persistence.models import StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of
 from runkon_flow.runtime.resume import parse_markers, restore_step
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 from runkon_flow.runtime.steps import describe_exception, handle_on_fail, record_step_success
-from runkon_flow.runtime.templating import substitute_variables_keep_literal
 from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
 from runkon_flow.runtime.variables import build_variable_map
 

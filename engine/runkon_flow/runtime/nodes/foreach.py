@@ -26,9 +26,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from runkon_flow.cancellation import CancellationToken
+from runkon_flow.cancellation import CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import ForEachNode
-from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
+from runkon_flow.dsl.templating import substitute_variables_keep_literal
+from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.events import (
     FanOutItemCompleted,
     FanOutItemInfo,
@@ -49,7 +50,6 @@ from runkon_flow.plugins.protocols import ProviderInfo
 from runkon_flow.runtime.resume import restore_step
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import StepTrace, describe_exception, record_step_failure, record_step_success
-from runkon_flow.runtime.templating import substitute_variables_keep_literal
 from runkon_flow.runtime.threads import WorkerPool
 from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
 from runkon_flow.runtime.variables import build_variable_map

@@ -17,6 +17,7 @@ import time
 
 from runkon_flow.approvals import GATE_SIGNALS
 from runkon_flow.dsl.ast import GateNode
+from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.errors import WorkflowError
 from runkon_flow.events import GateResolved, GateTimedOut, GateWaiting
 from runkon_flow.persistence.models import (
@@ -30,7 +31,6 @@ from runkon_flow.persistence.models import (
 from runkon_flow.plugins.protocols import GateParams
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import StepTrace, describe_exception
-from runkon_flow.runtime.templating import substitute_variables
 from runkon_flow.runtime.variables import build_variable_map
 
 __all__ = ["execute_gate", "resolve_gate_options"]

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from runkon_flow.cancellation import CancellationReason, CancellationToken
+from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import AgentRef, ParallelNode
-from runkon_flow.errors import EngineCancelled, EngineError, WorkflowError
+from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.events import StepRetrying
 from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate, new_id
 from runkon_flow.plugins.protocols import ActionOutput, ActionParams, Extensions, OutputSchema, StepInfo

@@ -20,12 +20,12 @@ import re
 
 from runkon_flow.dsl.ast import ScriptNode
 from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
+from runkon_flow.dsl.templating import substitute_variables
+from runkon_flow.plugins.flow_output import parse_flow_output
 from runkon_flow.process import run_process
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retried_step
-from runkon_flow.runtime.flow_output import parse_flow_output
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
-from runkon_flow.runtime.templating import substitute_variables
 from runkon_flow.runtime.variables import build_variable_map, describe_variable_source
 
 __all__ = ["PROTECTED_ENV_NAMES", "build_script_env", "execute_script"]

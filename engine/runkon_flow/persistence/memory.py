@@ -41,6 +41,8 @@ _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
 class InMemoryStore:
     """Thread-safe in-process store; `clock` is injectable so lease expiry can be tested instantly."""
 
+    applies_writes_at_once = True  # every write, durable=False included, is applied before returning
+
     def __init__(self, *, clock: sh.Clock = sh.system_clock) -> None:
         self._clock = clock
         self._now = sh.now_function(clock)

@@ -108,7 +108,11 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def batch_update_fan_out_items(
         self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
-    ) -> None: ...
+    ) -> None:
+        """Durable (the default): returns once committed, together with every write-behind write
+        queued before it — the engine reports an item finished right after this returns
+        (docs/persistence.md, "What completed guarantees after a crash")."""
+        ...
 
     def get_fan_out_items(
         self, step_run_id: str, status_filter: FanOutItemStatus | None = None

@@ -250,6 +250,7 @@ class SqliteStore:
         key: str | None = None,
         foldable_row: list | None = None,
         needs: str | None = None,
+        after_history: bool = False,
     ) -> R:
         """Queue the write `fn(cursor)`; unless `durable` is False, return its result once committed.
 
@@ -266,6 +267,9 @@ class SqliteStore:
         insert (`key`, `needs`: a row the durable write depends on). Other write-behind writes
         (fan-out items) stay in call order with the durable ones.
 
+        `after_history`: a durable write that takes every queued history write along (a fan-out
+        item's end: the child run's own rows are committed with it, never after it).
+
         Folding: a queued write-behind INSERT registers its row under `key`; later write-behind
         updates of that row may change the queued row instead of queueing an UPDATE (`_fold`).
         Another write-behind write of the same row ends that, so folding never reorders writes.
@@ -275,7 +279,11 @@ class SqliteStore:
             if durable:
                 self._pending.append(op)
                 history_keys = self._history_keys
-                if (key is not None and key in history_keys) or (needs is not None and needs in history_keys):
+                if (
+                    (after_history and history_keys)
+                    or (key is not None and key in history_keys)
+                    or (needs is not None and needs in history_keys)
+                ):
                     self._pending_needs_history = True
             elif key is None:
                 self._pending.append(op)
@@ -893,7 +901,9 @@ class SqliteStore:
                 missing = next((i for i in ids if i not in found), ids[0])
                 raise PersistenceError(f"fan-out item {missing} not found")
 
-        self._write(update_items, single=False, durable=durable)
+        # A durable item write takes the queued history along: an item reported finished has its
+        # child's run and step rows committed too.
+        self._write(update_items, single=False, durable=durable, after_history=durable)
 
     @_translated
     def get_fan_out_items(

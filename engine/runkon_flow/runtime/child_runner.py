@@ -110,7 +110,8 @@ class InProcessChildRunner:
         )
         sinks = dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
         if sinks:
-            emit_to(
+            gate = parent_ctx.report_gate
+            (gate.hold if gate is not None and parent_ctx.write_behind else emit_to)(
                 sinks,
                 parent_ctx.workflow_run_id,
                 ChildRunStarted(

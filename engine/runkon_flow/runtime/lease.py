@@ -12,7 +12,7 @@ Per run, on each tick (every 100 ms):
 * once the token is cancelled: `ActionRegistry.cancel(label, step_id)` for each in-flight call,
   on a background thread (executors' cancel is advisory and may block).
 Then each store in use is flushed, so write-behind rows (foreach children) reach other processes
-within a tick.
+within a tick, and the events those rows report are released to the sinks (report_gate.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.persistence.models import new_id
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runtime.report_gate import ReportGate
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.threads import fire_and_forget
 
@@ -98,17 +99,26 @@ class RunMonitor:
                 watches = list(self._runs.values())
             now = time.monotonic()
             stores: dict[int, WorkflowPersistence] = {}
+            gates: dict[int, tuple[ReportGate, int]] = {}  # marked before the flush that covers them
             for watch in watches:
                 stores[id(watch.st.persistence)] = watch.st.persistence
+                gate = watch.st.report_gate
+                if gate is not None and id(gate) not in gates:
+                    gates[id(gate)] = (gate, gate.mark())
                 try:
                     self._check(watch, now)
                 except Exception:  # the monitor must outlive any store or executor hiccup
                     log.exception("run monitor check failed for %s", watch.st.workflow_run_id)
+            flushed = True
             for store in stores.values():  # write-behind rows reach other processes within a tick
                 try:
                     store.flush()
                 except Exception as exc:
+                    flushed = False
                     log.warning("flushing the store failed: %s", exc)
+            if flushed:  # and the events of write-behind runs reach the sinks (report_gate.py)
+                for gate, mark in gates.values():
+                    gate.release(mark)
             with self._lock:
                 if self._runs:
                     self._wake.wait(self._tick)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from runkon_flow.events import EventSink
     from runkon_flow.persistence.protocol import WorkflowPersistence
     from runkon_flow.plugins.protocols import RunContext, ScriptEnvProvider
+    from runkon_flow.runtime.report_gate import ReportGate
     from runkon_flow.runtime.resume import ResumeContext
 
 __all__ = ["RESERVED_EXPORT_NAMES", "ContextEntry", "ExecutionState", "LedgerRow", "StepResult", "emit_to"]
@@ -203,6 +204,7 @@ class ExecutionState:
         triggered_by_hook: bool
         event_sinks: tuple[EventSink, ...]
         write_behind: bool
+        report_gate: ReportGate | None
 
     # ---- runtime part (zeroed for a fresh run)
     step_results: dict[str, StepResult] = field(default_factory=dict)
@@ -328,9 +330,15 @@ class ExecutionState:
     # ------------------------------------------------------------------ events
 
     def emit(self, event: Any) -> None:
-        """Deliver `event` to every sink once, in order; a raising sink is logged and skipped."""
-        if self.event_sinks:
-            emit_to(self.event_sinks, self.workflow_run_id, event)
+        """Deliver `event` to every sink once, in order; a raising sink is logged and skipped.
+        A write-behind run's events wait in the report gate until what they report is committed."""
+        settings = self.settings
+        if settings.event_sinks:
+            gate = settings.report_gate
+            if gate is not None and settings.write_behind:
+                gate.hold(settings.event_sinks, self.workflow_run_id, event)
+            else:
+                emit_to(settings.event_sinks, self.workflow_run_id, event)
 
     def warn(self, message: str, step_name: str | None = None, level: str = "warning") -> None:
         """Log a warning and show it to a human as an EngineLog event."""

@@ -28,6 +28,7 @@ from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 if TYPE_CHECKING:
     from runkon_flow.events import EventSink
     from runkon_flow.persistence.protocol import WorkflowPersistence
+    from runkon_flow.runtime.report_gate import ReportGate
 
 __all__ = [
     "ChildRunInput",
@@ -179,7 +180,8 @@ class RunSettings:
     `ChildWorkflowContext`, into a `ChildRunInput` and back into the child's state. A child shares
     its parent's object unless something differs (`for_child`), so a foreach child costs no copy.
     `event_sinks` is every sink the run delivers to (the engine's first); `write_behind` says the
-    run's rows are history only (see `ChildWorkflowInput.write_behind`). The spec's shapes stay:
+    run's rows are history only (see `ChildWorkflowInput.write_behind`), and then its events wait
+    in the top-level run's `report_gate` until the rows they report are committed. The spec's shapes stay:
     `ExecutionState` and `ChildWorkflowContext` still answer `action_registry`, `run_ctx`, … by name.
     """
 
@@ -195,6 +197,7 @@ class RunSettings:
     triggered_by_hook: bool = False
     event_sinks: tuple[EventSink, ...] = ()
     write_behind: bool = False
+    report_gate: ReportGate | None = None  # where write-behind runs' events wait (report_gate.py)
 
     def with_(self, **changes: Any) -> RunSettings:
         """A copy with `changes` applied; `self` when nothing would change (no allocation)."""
@@ -299,6 +302,7 @@ class ChildWorkflowContext:
         triggered_by_hook: bool
         event_sinks: tuple[EventSink, ...]
         write_behind: bool
+        report_gate: ReportGate | None
 
 
 settings_properties(ChildWorkflowContext, writable=False)

@@ -59,6 +59,7 @@ __all__ = ["execute_foreach"]
 _ROLE = StepRole.FOREACH.value
 _RECEIVE_TICK = 0.25
 _TERMINAL_BAD = (FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
+_RUNNING = FanOutItemUpdate.running()
 
 
 @dataclass(slots=True, eq=False)
@@ -327,17 +328,20 @@ class _FanOut:
         """Run the ready items on `max_parallel` slots until every item is terminal (or the step
         halts or is cancelled).
 
-        A worker that finishes a child records it and wakes the parent, which refills the freed
-        slots a wave at a time (one durable write for the wave's `running` rows; measured faster
-        than each worker starting its own next item) and watches for a cancel. With one slot the
-        worker goes on with the next item itself. Everything that touches the scheduling state
-        holds `self.lock`.
+        The parent starts the first wave (one durable write for its `running` rows); after that
+        each worker takes its next ready item itself. A worker that finishes a child commits, in
+        one durable write, its item's terminal row and the next item's `running` row — the
+        store's group commit lets the workers share commits — and only then reports the finished
+        item (FanOutItemCompleted) and records it (dependents become ready). So:
 
-        Crash safety: an item's `running` row is committed (durable write) before its child starts;
-        a finished item's terminal row is queued write-behind *before* its slot is given to another
-        item, so any later `running` write commits it first — the store never shows more than
-        `max_parallel` items running, and an item whose terminal row a crash lost is `running`,
-        which a resume runs again.
+        * reported means durable: an item is reported completed only once that is committed, and
+          a resume never runs it again (docs/persistence.md, "What completed guarantees");
+        * an item's child starts only once its `running` row is committed, and a slot passes
+          from one item to the next in one transaction, so the store never shows more than
+          `max_parallel` items running, and an item whose end a crash lost is `running`.
+
+        The parent only refills slots a worker left (no ready item at that moment, then a
+        dependency finished) and watches for a cancel. The scheduling state is under `self.lock`.
         """
         st, node = self.st, self.node
         max_slots = self.max_slots = max(1, node.max_parallel)
@@ -387,76 +391,87 @@ class _FanOut:
                     self._skip(item, "dependency can never be satisfied")
             self._queue_updates()
 
+    def _may_start(self) -> bool:
+        return not (self.halted or self.cancelled or self.st.cancellation.is_cancelled())
+
     def _take(self, free: int) -> list[_Item]:
-        """Under the lock: up to `free` ready items, now in flight (none once halted/cancelled).
-        First the collected terminal rows are queued — before any slot is reused."""
-        self._queue_updates()
-        if (
-            free <= 0
-            or not self.ready
-            or self.halted
-            or self.cancelled
-            or self.st.cancellation.is_cancelled()
-        ):
+        """Under the lock: up to `free` ready items, now in flight (none once halted/cancelled)."""
+        if free <= 0 or not self.ready or not self._may_start():
             return []
         taken: list[_Item] = []
+        cancellation = self.st.cancellation
         while len(taken) < free and self.ready:
             item = self.ready.popleft()
             item.status = FanOutItemStatus.RUNNING
-            item.token = self.st.cancellation.child()
+            item.token = cancellation.child()
             self.in_flight[item.row_id] = item
             taken.append(item)
         return taken
 
     def _queue_updates(self) -> None:
-        """Under the lock: hand the collected item updates to the store, write-behind (see
-        `_dispatch` for why this happens before a slot is reused)."""
+        """Under the lock: hand the collected updates (skipped items, items abandoned after the
+        cancel grace) to the store, write-behind; `_complete` commits them before the step ends."""
         if self.updates:
             updates, self.updates = self.updates, []
             self.st.persistence.batch_update_fan_out_items(updates, durable=False)
 
     def _start(self, starting: list[_Item]) -> None:
         """Commit `running` for `starting`, then hand them to the pool (outside the lock)."""
-        if not self._mark_running(starting):
+        if not self._commit([], starting):
             return
         for item in starting:
             self.pool.submit(self._run_children, item)
 
-    def _mark_running(self, starting: list[_Item]) -> bool:
-        """The durable `running` write; if it fails, the items fail without running."""
+    def _commit(self, finished: list[tuple[_Item, FanOutItemStatus]], starting: list[_Item]) -> bool:
+        """One durable write: the terminal rows of `finished`, the `running` rows of `starting`.
+        Then FanOutItemStarted for `starting`. If the write fails, `starting` fails without
+        running (False) and the terminal rows are queued again, to be committed with the step."""
         st = self.st
-        if st.event_sinks:
-            for item in starting:
-                st.emit(FanOutItemStarted(item_id=item.item_id, step_id=self.step_id))
+        updates = [(i.row_id, FanOutItemUpdate.terminal(status, i.child_run_id)) for i, status in finished]
+        updates.extend((i.row_id, _RUNNING) for i in starting)
+        gate = st.report_gate
+        mark = gate.mark() if gate is not None else 0
         try:
-            st.persistence.batch_update_fan_out_items(
-                [(i.row_id, FanOutItemUpdate.running()) for i in starting]
-            )
+            st.persistence.batch_update_fan_out_items(updates)
         except Exception as exc:
+            st.warn(f"foreach '{self.node.name}': could not record item progress: {describe_exception(exc)}")
             with self.lock:
+                self.updates.extend(updates[: len(finished)])
                 for item in starting:
                     if self.in_flight.pop(item.row_id, None) is not None:
                         self._finish(item, None, exc)
-                self._queue_updates()
                 self.changed.notify()
             return False
+        if gate is not None:  # the finished children's events: their rows are committed now
+            gate.release(mark)
+        if st.event_sinks:
+            for item in starting:
+                st.emit(FanOutItemStarted(item_id=item.item_id, step_id=self.step_id))
         return True
 
     def _run_children(self, item: _Item | None) -> None:
-        """Worker thread: run `item`'s child, record it, and go on with the next ready item while
-        there is one. Never raises."""
+        """Worker thread: run `item`'s child; commit its end together with the start of the next
+        ready item, which the worker then runs itself. Never raises."""
         while item is not None:
             result, error = self._run_child(item)
+            status = self._outcome(item, result, error)
             with self.lock:
-                if self.in_flight.pop(item.row_id, None) is None:
+                if item.row_id not in self.in_flight:
                     return  # abandoned after the cancel grace: already recorded as cancelled
-                self._finish(item, result, error)
-                # With one slot the worker goes on itself; otherwise the parent refills the freed
-                # slots a wave at a time (one write for the whole wave's rows).
-                following = self._take(1) if self.max_slots == 1 else []
+                halts = status in _TERMINAL_BAD and self.node.on_child_fail == "halt"
+                following = self._take(1) if not halts else []
+            committed = self._commit([(item, status)], following)
+            with self.lock:
+                if self.in_flight.pop(item.row_id, None) is None:  # abandoned meanwhile
+                    for late in following:
+                        if self.in_flight.pop(late.row_id, None) is not None:
+                            self._finish(late, None, self.st.cancellation.error())
+                    self._queue_updates()
+                    return
+                self._finish(item, result, error, status)
                 if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
                     self.changed.notify()  # the parent has slots to fill, or the step is done
-            item = following[0] if following and self._mark_running(following) else None
+            item = following[0] if following and committed else None
 
     def _run_child(self, item: _Item) -> tuple[WorkflowResult | None, BaseException | None]:
         node = self.node
@@ -482,31 +497,46 @@ class _FanOut:
         except BaseException as exc:
             return None, exc
 
-    def _finish(self, item: _Item, result: WorkflowResult | None, error: BaseException | None) -> None:
+    def _outcome(
+        self, item: _Item, result: WorkflowResult | None, error: BaseException | None
+    ) -> FanOutItemStatus:
+        """The item's terminal status (and its child id, output and error, set on `item`)."""
         st = self.st
-        if item.token is not None:
-            item.token.detach()
-            item.token = None
         if result is not None:
             item.child_run_id = result.workflow_run_id
             if result.output_known:
                 item.output, item.output_known = result.final_structured_output, True
-            if result.all_succeeded:
-                status = FanOutItemStatus.COMPLETED
-            elif self.cancelled or st.cancellation.is_cancelled() or result.status is RunStatus.CANCELLED:
-                status = FanOutItemStatus.CANCELLED
-            else:
-                status = FanOutItemStatus.FAILED
             item.error = result.error
-        else:
-            cancelled = isinstance(error, EngineCancelled) or st.cancellation.is_cancelled()
-            status = FanOutItemStatus.CANCELLED if cancelled else FanOutItemStatus.FAILED
-            item.error = describe_exception(error) if error is not None else None
-            if not cancelled:
-                st.warn(f"foreach '{self.node.name}': item '{item.item_id}' could not run: {item.error}")
+            if result.all_succeeded:
+                return FanOutItemStatus.COMPLETED
+            if self.cancelled or st.cancellation.is_cancelled() or result.status is RunStatus.CANCELLED:
+                return FanOutItemStatus.CANCELLED
+            return FanOutItemStatus.FAILED
+        cancelled = isinstance(error, EngineCancelled) or st.cancellation.is_cancelled()
+        item.error = describe_exception(error) if error is not None else None
+        return FanOutItemStatus.CANCELLED if cancelled else FanOutItemStatus.FAILED
+
+    def _finish(
+        self,
+        item: _Item,
+        result: WorkflowResult | None,
+        error: BaseException | None,
+        committed: FanOutItemStatus | None = None,
+    ) -> None:
+        """Under the lock: record a finished item — its event, the counts, the failure policy and
+        the dependents it frees. `committed` is its status when its row is already committed;
+        otherwise the row is queued (see `_queue_updates`)."""
+        st = self.st
+        if item.token is not None:
+            item.token.detach()
+            item.token = None
+        status = committed if committed is not None else self._outcome(item, result, error)
+        if result is None and status is FanOutItemStatus.FAILED:
+            st.warn(f"foreach '{self.node.name}': item '{item.item_id}' could not run: {item.error}")
         item.status = status
         self.counts[status] += 1
-        self.updates.append((item.row_id, FanOutItemUpdate.terminal(status, item.child_run_id)))
+        if committed is None:
+            self.updates.append((item.row_id, FanOutItemUpdate.terminal(status, item.child_run_id)))
         if st.event_sinks:
             st.emit(
                 FanOutItemCompleted(
@@ -604,7 +634,11 @@ class _FanOut:
     def _complete(self) -> None:
         st, node = self.st, self.node
         # The children's rows were written behind: commit them before the step is recorded done.
+        gate = st.report_gate
+        mark = gate.mark() if gate is not None else 0
         st.persistence.flush()
+        if gate is not None:
+            gate.release(mark)
         c = self.counts
         total = len(self.items)
         done, failed = c[FanOutItemStatus.COMPLETED], c[FanOutItemStatus.FAILED]

@@ -17,14 +17,12 @@ from runkon_flow.dsl.references import find_workflow_cycle
 from runkon_flow.dsl.validation import top_level_step_keys, validate_workflow
 from runkon_flow.plugins.resolvers import DirectoryWorkflowResolver
 
-from tests.corpus import CONFORMANCE_DIR
+from tests.corpus import CONFORMANCE_DIR, needs_corpus
 
 CONFORMANCE = CONFORMANCE_DIR
 HOST_TARGETS = ["worktree", "ticket", "repo", "pr", "workflow_run"]
 
-pytestmark = pytest.mark.skipif(
-    not CONFORMANCE.is_dir(), reason=f"conformance corpus not present at {CONFORMANCE}"
-)
+pytestmark = needs_corpus
 
 # (name, body, always, total_nodes, kinds used anywhere, inputs, workflow refs, targets, group, longest chain)
 # inputs: (name, type, required, default)

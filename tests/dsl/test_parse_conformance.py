@@ -1,7 +1,8 @@
 """The real third-party workflows parse into exactly the shapes EXPECTED.md describes.
 
 The corpus lives outside the repository (../shared/conformance beside the checkout); when it is absent
-these tests are skipped with a visible reason. Validation-level conformance is covered by test_conformance.py.
+these tests are skipped with a visible reason, or fail under CI
+(tests/corpus.py). Validation-level conformance is covered by test_conformance.py.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from runkon_flow.dsl.ast import (
     WhileNode,
 )
 
-from tests.corpus import CONFORMANCE_DIR
+from tests.corpus import CONFORMANCE_DIR, needs_corpus
 
 CORPUS = CONFORMANCE_DIR
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"conformance corpus not found at {CORPUS}")
 
 
 def outline(nodes: list[Any], depth: int = 0) -> list[str]:

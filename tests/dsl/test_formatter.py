@@ -533,3 +533,55 @@ def test_without_comments_the_formatter_writes_none() -> None:
 
 def test_the_lexer_lists_comments_with_positions() -> None:
     assert comments('call a // one\r\n"//not" // two') == [Comment(1, 8, "// one"), Comment(2, 9, "// two")]
+
+
+# An option the user wrote stays, even when its value is the default (`fmt` keeps what was written).
+WRITTEN_DEFAULTS = [
+    ('meta { description = "" }', 'description = ""'),
+    ("meta { trigger = manual }", "trigger = manual"),
+    ("meta { targets = [] }", "targets = []"),
+    ("call a { retries = 0 }", "retries = 0"),
+    ("call a { with = [] }", "with = []"),
+    ("call a { plugin_dirs = [] }", "plugin_dirs = []"),
+    ("call workflow b { retries = 0 }", "retries = 0"),
+    ("call workflow b { inputs {} }", "inputs {}"),
+    ("while a.again { max_iterations = 3  on_max_iter = fail\n call a }", "on_max_iter = fail"),
+    ("do { max_iterations = 3  on_max_iter = fail\n call a } while a.again", "on_max_iter = fail"),
+    ("do { with = []\n call a }", "with = []"),
+    ("parallel { fail_fast = true\n call a\n call b }", "fail_fast = true"),
+    ("parallel { with = []\n call a\n call b }", "with = []"),
+    ("parallel { call a { retries = 0 }\n call b }", "retries = 0"),
+    ("gate human_approval { min_approvals = 1 }", "min_approvals = 1"),
+    ("gate human_approval { mode = min_approvals }", "mode = min_approvals"),
+    ('gate human_approval { timeout = "24h" }', 'timeout = "24h"'),
+    ("gate human_approval { on_timeout = fail }", "on_timeout = fail"),
+    ("gate quality_gate { source = a  threshold = 70  on_fail = fail }", "on_fail = fail"),
+    ('script s { run = "true"  retries = 0 }', "retries = 0"),
+    ('script s { run = "true"  env = {} }', "env = {}"),
+    ("foreach f { over = static  workflow = c  max_parallel = 2  ordered = false }", "ordered = false"),
+    ("foreach f { over = static  workflow = c  max_parallel = 2  on_cycle = fail }", "on_cycle = fail"),
+    (
+        "foreach f { over = static  workflow = c  max_parallel = 2  on_child_fail = continue }",
+        "on_child_fail = continue",
+    ),
+    ("foreach f { over = static  workflow = c  max_parallel = 2  filter = {} }", "filter = {}"),
+    ("foreach f { over = static  workflow = c  max_parallel = 2  inputs = {} }", "inputs = {}"),
+]
+
+
+@pytest.mark.parametrize(("step", "kept"), WRITTEN_DEFAULTS)
+def test_an_option_written_with_its_default_value_is_kept(step: str, kept: str) -> None:
+    source = f"workflow w {{\n{step}\n}}\n"
+    text = format_source(source)
+    assert kept in " ".join(text.split())  # alignment pads `key = value`
+    assert format_source(text) == text  # and formatting again changes nothing
+    assert parse_workflow(text) == parse_workflow(source)
+
+
+def test_a_default_that_was_not_written_is_still_left_out() -> None:
+    text = format_source(
+        "workflow w {\n foreach f { over = static  workflow = c  max_parallel = 2 }\n"
+        " gate human_approval { prompt = \"ok?\" }\n}\n"
+    )
+    for option in ("on_child_fail", "on_cycle", "ordered", "timeout", "on_timeout", "min_approvals"):
+        assert option not in text

@@ -17,12 +17,15 @@ MAX_WORKFLOW_DEPTH = 5
 
 
 class AstModel(BaseModel):
-    """Base: frozen-ish models; positions are excluded from JSON and equality."""
+    """Base: frozen-ish models; positions and written keys are excluded from JSON and equality."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     line: int | None = Field(default=None, exclude=True, repr=False)
     column: int | None = Field(default=None, exclude=True, repr=False)
+    # The option keys the source spelled out (set by the parser), so the formatter keeps an option
+    # the user wrote even when its value is the default. Not part of the JSON form or of equality.
+    written: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AstModel) or type(other) is not type(self):

@@ -9,8 +9,9 @@ Comments are not part of the AST; `format_source` (or `format_workflow(wf, comme
 each attached to the item that follows it.
 
 Style: 2-space indent, one option per line with aligned `=`, short per-call options on one line,
-defaults omitted, free text always quoted, enum words and numbers bare, gate timeouts as quoted
-durations (`"72h"`), blank lines around multi-line steps.
+defaults omitted unless the source wrote them (a formatter keeps what was written: `written` on each
+node), free text always quoted, enum words and numbers bare, gate timeouts as quoted durations
+(`"72h"`), blank lines around multi-line steps.
 """
 
 from __future__ import annotations
@@ -295,11 +296,11 @@ class _Formatter:
         pairs: list[Pair] = []
         if wf.title is not None:
             pairs.append(("title", quote(wf.title)))
-        if wf.description:
+        if wf.description or "description" in wf.written:
             pairs.append(("description", quote(wf.description)))
-        if wf.trigger != "manual":
+        if wf.trigger != "manual" or "trigger" in wf.written:
             pairs.append(("trigger", wf.trigger))
-        if wf.targets:
+        if wf.targets or "targets" in wf.written:
             pairs.append(("targets", _list(wf.targets)))
         if wf.group is not None:
             pairs.append(("group", quote(wf.group)))
@@ -363,7 +364,7 @@ class _Formatter:
             pairs: list[Pair] = []
             if node.output is not None:
                 pairs.append(("output", quote(node.output)))
-            if node.with_:
+            if node.with_ or "with" in node.written:
                 pairs.append(("with", _list(node.with_)))
             self.nested(depth, "do", pairs, node.body)
         elif isinstance(node, ParallelNode):
@@ -386,11 +387,11 @@ class _Formatter:
         pairs: list[Pair] = []
         if node.output is not None:
             pairs.append(("output", quote(node.output)))
-        if node.with_:
+        if node.with_ or "with" in node.written:
             pairs.append(("with", _list(node.with_)))
-        if node.plugin_dirs:
+        if node.plugin_dirs or "plugin_dirs" in node.written:
             pairs.append(("plugin_dirs", _list(node.plugin_dirs)))
-        if node.retries:
+        if node.retries or "retries" in node.written:
             pairs.append(("retries", self.number(node.retries, "retries", node)))
         if node.timeout is not None:
             pairs.append(("timeout", quote(node.timeout)))
@@ -405,13 +406,13 @@ class _Formatter:
     def call_workflow(self, depth: int, node: CallWorkflowNode) -> None:
         head = f"call workflow {self.name(node.workflow, 'workflow name', node)}"
         pairs: list[Pair] = []
-        if node.retries:
+        if node.retries or "retries" in node.written:
             pairs.append(("retries", self.number(node.retries, "retries", node)))
         if node.as_identity is not None:
             pairs.append(("as", quote(node.as_identity)))
         if node.on_fail is not None:
             pairs.append(("on_fail", self.on_fail(node.on_fail, node)))
-        if not node.inputs:
+        if not node.inputs and "inputs" not in node.written:
             self.block(depth, head, pairs, compact=2)
             return
         self.emit(depth, f"{head} {{")
@@ -437,7 +438,7 @@ class _Formatter:
         pairs: list[Pair] = [("max_iterations", self.number(node.max_iterations, "max_iterations", node))]
         if node.stuck_after is not None:
             pairs.append(("stuck_after", self.number(node.stuck_after, "stuck_after", node)))
-        if node.on_max_iter != "fail":
+        if node.on_max_iter != "fail" or "on_max_iter" in node.written:
             pairs.append(("on_max_iter", node.on_max_iter))
         return pairs
 
@@ -455,13 +456,13 @@ class _Formatter:
             if stray:
                 raise self.fail(node, f"parallel {field} for call index {stray[0]}: there is no such call")
         pairs: list[Pair] = []
-        if not node.fail_fast:
-            pairs.append(("fail_fast", "false"))
+        if not node.fail_fast or "fail_fast" in node.written:
+            pairs.append(("fail_fast", "true" if node.fail_fast else "false"))
         if node.min_success is not None:
             pairs.append(("min_success", self.number(node.min_success, "min_success", node)))
         if node.output is not None:
             pairs.append(("output", quote(node.output)))
-        if node.with_:
+        if node.with_ or "with" in node.written:
             pairs.append(("with", _list(node.with_)))
         self.emit(depth, "parallel {")
         self.pairs(depth + 1, pairs)
@@ -503,12 +504,15 @@ class _Formatter:
             if node.min_approvals != 1:
                 raise self.fail(node, "a review_decision gate with min_approvals: the two cannot be combined")
             pairs.append(("mode", "review_decision"))
-        elif node.min_approvals != 1:
-            pairs.append(("min_approvals", self.number(node.min_approvals, "min_approvals", node)))
-        if node.timeout_secs != _DEFAULT_GATE_TIMEOUT:
+        else:
+            if "mode" in node.written:
+                pairs.append(("mode", "min_approvals"))
+            if node.min_approvals != 1 or "min_approvals" in node.written:
+                pairs.append(("min_approvals", self.number(node.min_approvals, "min_approvals", node)))
+        if node.timeout_secs != _DEFAULT_GATE_TIMEOUT or "timeout" in node.written:
             self.number(node.timeout_secs, "timeout", node, U64_MAX)
             pairs.append(("timeout", _duration(node.timeout_secs)))
-        if node.on_timeout != "fail":
+        if node.on_timeout != "fail" or "on_timeout" in node.written:
             pairs.append(("on_timeout", node.on_timeout))
         if node.as_identity is not None:
             pairs.append(("as", quote(node.as_identity)))
@@ -542,7 +546,7 @@ class _Formatter:
             ("source", _word(node.source)),
             ("threshold", self.number(node.threshold, "threshold", node)),
         ]
-        if node.on_fail_action != "fail":
+        if node.on_fail_action != "fail" or "on_fail" in node.written:
             pairs.append(("on_fail", node.on_fail_action))
         if node.as_identity is not None:
             pairs.append(("as", quote(node.as_identity)))
@@ -552,13 +556,13 @@ class _Formatter:
         pairs: list[Pair] = [("run", quote(node.run))]
         if node.timeout is not None:
             pairs.append(("timeout", self.number(node.timeout, "timeout", node, U64_MAX)))
-        if node.retries:
+        if node.retries or "retries" in node.written:
             pairs.append(("retries", self.number(node.retries, "retries", node)))
         if node.as_identity is not None:
             pairs.append(("as", quote(node.as_identity)))
         if node.on_fail is not None:
             pairs.append(("on_fail", self.on_fail(node.on_fail, node)))
-        if node.env:
+        if node.env or "env" in node.written:
             pairs.append(("env", self.string_map(node.env, "script env", node)))
         return pairs
 
@@ -568,17 +572,17 @@ class _Formatter:
             ("workflow", _word(node.workflow)),
             ("max_parallel", self.number(node.max_parallel, "max_parallel", node)),
         ]
-        if node.ordered:
-            pairs.append(("ordered", "true"))
-        if node.on_cycle != "fail":
+        if node.ordered or "ordered" in node.written:
+            pairs.append(("ordered", "true" if node.ordered else "false"))
+        if node.on_cycle != "fail" or "on_cycle" in node.written:
             pairs.append(("on_cycle", node.on_cycle))
-        if node.on_child_fail != "continue":
+        if node.on_child_fail != "continue" or "on_child_fail" in node.written:
             pairs.append(("on_child_fail", node.on_child_fail))
         if node.scope is not None:
             pairs.append(("scope", self.string_map(node.scope, "foreach scope", node)))
-        if node.filter:
+        if node.filter or "filter" in node.written:
             pairs.append(("filter", self.string_map(node.filter, "foreach filter", node)))
-        if node.inputs:
+        if node.inputs or "inputs" in node.written:
             pairs.append(("inputs", self.string_map(node.inputs, "foreach input", node)))
         return pairs
 

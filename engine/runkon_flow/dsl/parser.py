@@ -408,6 +408,7 @@ class _Parser:
         name = self.expect_name("a workflow name after `workflow`")
         self.expect(LBRACE, f"`{{` after `workflow {name[1]}`")
         meta: dict[str, Any] = {}
+        meta_written: set[str] = set()
         inputs: list[InputDecl] = []
         body: list[Any] = []
         always: list[Any] = []
@@ -420,7 +421,7 @@ class _Parser:
             if tok[0] is KEYWORD:
                 word = tok[1]
                 if word == "meta":
-                    self.parse_meta(meta)
+                    meta_written |= self.parse_meta(meta)
                     continue
                 if word == "inputs":
                     self.parse_inputs(inputs)
@@ -462,11 +463,14 @@ class _Parser:
             always=always,
             source_path=self.file or "",
             warnings=warnings,
+            written=frozenset(meta_written),
             **self.at(start[2]),
         )
 
-    def parse_meta(self, meta: dict[str, Any]) -> None:
-        """§5.2: each block overrides only the keys it contains; unknown keys are ignored."""
+    def parse_meta(self, meta: dict[str, Any]) -> set[str]:
+        """§5.2: each block overrides only the keys it contains; unknown keys are ignored.
+
+        Returns the keys this block wrote."""
         self.i += 1
         self.expect(LBRACE, "`{` after `meta`")
         opts = self.kv_list("In meta block: ")
@@ -481,6 +485,7 @@ class _Parser:
             meta["targets"] = opts.string_list("targets")
         if "group" in opts:
             meta["group"] = opts.text("group")
+        return set(opts.values)
 
     def parse_inputs(self, inputs: list[InputDecl]) -> None:
         """§5.3: `name modifier*` repeated; modifier words always attach to the previous input."""
@@ -603,6 +608,7 @@ class _Parser:
             plugin_dirs=opts.string_list("plugin_dirs"),
             timeout=opts.text("timeout"),
             max_turns=opts.unsigned("max_turns", "invalid u32: {text}"),
+            written=frozenset(opts.values),
             **self.at(start[2]),
         )
 
@@ -616,9 +622,11 @@ class _Parser:
         self.i += 1
         opts = self.kv_list()
         tok = self.toks[self.i]
+        written: set[str] = set()
         if tok[0] is KEYWORD and tok[1] == "inputs" and self.toks[self.i + 1][0] is LBRACE:
             self.i += 1
             inputs = self.map_value("inputs").items
+            written.add("inputs")
             more = self.kv_list()
             for key, value in more.values.items():
                 opts.values.pop(key, None)
@@ -637,6 +645,7 @@ class _Parser:
             retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
             on_fail=opts.on_fail(),
             as_identity=opts.text("as"),
+            written=frozenset(written | set(opts.values)),
             **self.at(start[2]),
         )
 
@@ -675,6 +684,7 @@ class _Parser:
             "max_iterations": max_iterations,
             "stuck_after": stuck_after,
             "on_max_iter": on_max_iter or "fail",
+            "written": frozenset(opts.values),
         }
 
     def step_marker(self, loop: str) -> tuple[RawToken, RawToken]:
@@ -737,6 +747,7 @@ class _Parser:
             output=opts.text("output"),
             with_=opts.string_list("with"),
             body=body,
+            written=frozenset(opts.values),
             **self.at(start[2]),
         )
 
@@ -794,6 +805,7 @@ class _Parser:
             call_with=call_with,
             call_if=call_if,
             call_retries=call_retries,
+            written=frozenset(opts.values),
             **self.at(start[2]),
         )
 
@@ -831,6 +843,7 @@ class _Parser:
             on_timeout=on_timeout or "fail",
             as_identity=opts.text("as"),
             options=self.gate_options(opts),
+            written=frozenset(opts.values),
             **self.at(start[2]),
         )
 
@@ -875,6 +888,7 @@ class _Parser:
             source=source,
             threshold=threshold,
             on_fail_action=on_fail or "fail",
+            written=frozenset(opts.values),
             **self.at(start[2]),
         )
 
@@ -905,6 +919,7 @@ class _Parser:
             retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
             on_fail=opts.on_fail(),
             as_identity=opts.text("as"),
+            written=frozenset(opts.values),
             **self.at(start[2]),
         )
 
@@ -954,6 +969,7 @@ class _Parser:
             workflow=workflow,
             inputs=inputs or {},
             on_child_fail=on_child_fail or "continue",
+            written=frozenset(opts.values),
             **self.at(start[2]),
         )
 

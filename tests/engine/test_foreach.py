@@ -280,6 +280,31 @@ def test_a_provider_error_fails_the_step_naming_it(h: Harness) -> None:
     assert h.store.get_run(result.workflow_run_id).status == "failed"
 
 
+def test_a_provider_workflow_error_is_reported_once_with_the_step_named(h: Harness) -> None:
+    class Down(ListProvider):
+        def items(self, *args, **kwargs):
+            raise WorkflowError("provider is down")
+
+    h.add_workflow(CHILD)
+    h.providers.append(Down("tickets", []))
+    result = h.run(fan())
+    assert h.steps(result.workflow_run_id)[0].step_error == "foreach 'fan': provider is down"
+    assert h.store.get_run(result.workflow_run_id).error == "workflow error: foreach 'fan': provider is down"
+
+
+def test_a_provider_workflow_error_listing_dependencies_is_reported_once(h: Harness) -> None:
+    class NoEdges(ListProvider):
+        def dependencies(self, step_id):
+            raise WorkflowError("graph is down")
+
+    h.add_workflow(CHILD)
+    h.providers.append(NoEdges("tickets", ["a", "b"], edges=[]))
+    result = h.run(fan(extra="ordered = true"))
+    assert h.steps(result.workflow_run_id)[0].step_error == (
+        "foreach 'fan': item provider 'tickets' failed to list dependencies: graph is down"
+    )
+
+
 def test_cancel_while_children_run_cancels_them_and_records_everything_cancelled(h: Harness) -> None:
     h.add_workflow(CHILD)
     h.providers.append(ListProvider("tickets", ["a", "b", "c", "d"]))

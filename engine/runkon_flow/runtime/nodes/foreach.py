@@ -196,8 +196,8 @@ class _FanOut:
             parse_scope = getattr(provider, "parse_scope", None)
             scope = parse_scope(node.scope) if parse_scope is not None else None
             fresh = provider.items(st.run_ctx, ProviderInfo(self.step_id), scope, dict(node.filter))
-        except EngineError as exc:
-            self._fail_setup(f"foreach '{node.name}': {exc}")
+        except EngineError as exc:  # the provider's own words, said once: `foreach 'fan': provider is down`
+            self._fail_setup(f"foreach '{node.name}': {_own_words(exc)}")
         except Exception as exc:
             self._fail_setup(
                 f"foreach '{node.name}': item provider '{node.over}' failed: {describe_exception(exc)}"
@@ -250,7 +250,7 @@ class _FanOut:
             except Exception as exc:
                 self._fail_setup(
                     f"foreach '{node.name}': item provider '{node.over}' failed to list dependencies: "
-                    f"{describe_exception(exc)}"
+                    f"{_own_words(exc) if isinstance(exc, EngineError) else describe_exception(exc)}"
                 )
             self._build_graph(edges or [])
         if st.event_sinks:
@@ -704,6 +704,12 @@ class _FanOut:
             structured_output=aggregate,
         )
         self.trace.completed(StepStatus.COMPLETED)
+
+
+def _own_words(exc: EngineError) -> str:
+    """A provider's engine error as its message, without the `workflow error: ` prefix: the step's
+    error is wrapped in a `WorkflowError` once more when the run fails, and one prefix is enough."""
+    return exc.message if isinstance(exc, WorkflowError) else str(exc)
 
 
 def _supports_ordered(provider: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from runkon_flow.plugins.protocols import ActionOutput, OutputSchema
+from runkon_flow.runtime.types import WorkflowExecConfig
 
 from tests.engine.conftest import Harness, wait_for_cancel, wait_until
 
@@ -35,6 +36,46 @@ def test_branches_run_concurrently_each_with_its_own_row_and_events(h: Harness) 
     block = [e for e in h.events("StepStarted", "StepCompleted") if e.kind == "parallel"]
     assert [e.type for e in block] == ["StepStarted", "StepCompleted"]
     assert sorted(block[1].markers) == ["a_ok", "b_ok", "c_ok"]
+
+
+def test_every_branch_runs_at_once_so_branches_that_wait_on_each_other_finish(h: Harness) -> None:
+    labels = [f"b{i}" for i in range(40)]
+    barrier = threading.Barrier(len(labels), timeout=10)  # a cap below 40 would leave it waiting
+
+    def meet(info, params):
+        barrier.wait()
+        return ActionOutput(context="met")
+
+    for label in labels:
+        h.agents.do(label, meet)
+    calls = " ".join(f"call {label}" for label in labels)
+    result = h.run(f"workflow w {{ parallel {{ {calls} }} }}")
+    assert result.all_succeeded
+    assert sorted(h.agents.names()) == sorted(labels)
+
+
+def test_max_parallel_branches_is_an_opt_in_cap(h: Harness) -> None:
+    lock = threading.Lock()
+    pair = threading.Barrier(2, timeout=10)  # under a cap of 2 the branches meet two by two
+    running = peak = 0
+
+    def count(info, params):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        pair.wait()
+        with lock:
+            running -= 1
+        return ActionOutput(context="ok")
+
+    for label in "abcdef":
+        h.agents.do(label, count)
+    config = WorkflowExecConfig(poll_interval=0.05, max_parallel_branches=2)
+    text = "workflow w { parallel { call a call b call c call d call e call f } }"
+    result = h.run(text, exec_config=config)
+    assert result.all_succeeded and len(h.agents.names()) == 6
+    assert peak == 2
 
 
 def test_a_call_if_not_met_is_recorded_skipped_and_counts_as_success(h: Harness) -> None:

@@ -108,7 +108,7 @@ class WorkflowExecConfig:
     cancel_poll_interval: float = 1.0
     cancel_grace: float = 1.0
     max_output_lines: int = 2000
-    max_parallel_branches: int = 16
+    max_parallel_branches: int | None = None  # None: every branch of a `parallel` at once (the spec)
 
 
 # --------------------------------------------------------------------------- small defaults

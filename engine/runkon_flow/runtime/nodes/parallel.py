@@ -1,8 +1,10 @@
 """`parallel { call a  call b … }` (engine.md §9.5, dsl.md §6.7): run agents concurrently.
 
 Each call is a branch with its own row (role `agent`, position base+i), per-call `if`, `retries`,
-`output` and `with`. Branches run on a bounded pool of daemon threads (`max_parallel_branches`);
-results are written on the run's thread as they arrive, so a UI sees each branch finish.
+`output` and `with`. Every branch runs at once, each on its own daemon thread, as the spec says:
+branches may wait on each other, so a cap could deadlock them. `max_parallel_branches` (off by
+default) caps the threads for hosts that must. Results are written on the run's thread as they
+arrive, so a UI sees each branch finish.
 `fail_fast` cancels the block's scope token: branches not yet started never start, running ones
 see their `StepInfo.cancellation` fire; such branches are recorded `cancelled` (ours).
 When fewer than `min_success` calls succeed the run fails, naming the shortfall (ours: upstream
@@ -172,7 +174,8 @@ def _run_branches(
     variables = MappingProxyType(build_variable_map(st))
     scope = st.cancellation.child()
     results: queue.SimpleQueue[_Branch] = queue.SimpleQueue()
-    pool = WorkerPool(min(st.exec_config.max_parallel_branches, len(runnable)), "parallel")
+    cap = st.exec_config.max_parallel_branches
+    pool = WorkerPool(len(runnable) if cap is None else min(cap, len(runnable)), "parallel")
     for b in runnable:
         pool.submit(_run_branch, st, b, scope, variables, results)
     pending = {id(b): b for b in runnable}

@@ -38,6 +38,7 @@ __all__ = [
     "envelope_of",
     "read_envelopes",
     "stored_output_lines",
+    "top_level_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -220,3 +221,17 @@ def read_envelopes(
     rows = store.read_events(run_id, after_seq, limit)
     out = [e for e in map(envelope_of, rows) if e is not None]
     return out, rows[-1].seq if rows else after_seq
+
+
+def top_level_run(store: WorkflowPersistence, run_id: str) -> str:
+    """The id of the top-level run whose stream holds `run_id`'s events (itself for a top-level
+    run; an unknown id is returned as it is)."""
+    seen = {run_id}
+    current = run_id
+    while True:
+        run = store.get_run(current)
+        parent = (run.parent_workflow_run_id or run.parent_run_id) if run is not None else None
+        if not parent or parent in seen or store.get_run(parent) is None:
+            return current
+        seen.add(parent)
+        current = parent

@@ -2,10 +2,11 @@
 
 One module per command group, each with `add_<name>_parser(subparsers)` functions that declare the
 arguments and set `handler=<function(args) -> exit code>`: `validate`, `fmt`, `run` (run, resume,
-cancel), `history` (runs, show), `gates` (approve, reject) and `replay`. Registering a command is
-one line in `SUBCOMMANDS`. Shared pieces: `common` (errors, exit statuses, diagnostics, `.wf`
-paths), `store` (the run database), `drive` (one run in the foreground), `output` and `live`
-(progress printers), `report` (what `runs` and `show` print).
+cancel; `detach` runs one in the background), `history` (runs, show), `gates` (approve, reject),
+`replay`, `watch` and `gc`. Registering a command is one line in `SUBCOMMANDS`. Shared pieces:
+`common` (errors, exit statuses, diagnostics, `.wf` paths), `store` (the run database), `drive`
+(one run in the foreground), `output` and `live` (progress printers), `report` (what `runs` and
+`show` print).
 
 Handlers print results on stdout and diagnostics on stderr, and return an exit code:
 0 success, 1 the files/run had problems, 2 the command line was wrong.
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from runkon_flow import __version__
-from runkon_flow.cli import fmt, gates, history, replay, run, validate
+from runkon_flow.cli import fmt, gates, gc, history, replay, run, validate, watch
 from runkon_flow.cli.common import PROG, UsageError, as_named, print_line, read_source, render_diagnostic
 from runkon_flow.errors import FlowError
 
@@ -56,6 +57,8 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "approve": gates.add_approve_parser,
     "reject": gates.add_reject_parser,
     "replay": replay.add_replay_parser,
+    "watch": watch.add_watch_parser,
+    "gc": gc.add_gc_parser,
 }
 """name -> function adding that subcommand's parser (which sets `handler`). Add new commands here."""
 

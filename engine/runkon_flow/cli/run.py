@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
+from runkon_flow.cli import detach
 from runkon_flow.cli.common import (
     EXIT_OK,
     CommandFailed,
@@ -219,6 +220,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"no such workflow file: {args.workflow}")
     dirs = _workflow_dirs(args.dirs, workflow_path)
     config = exec_config_for(args.lease_ttl)
+    if args.detach and args.memory:
+        raise UsageError("--detach needs a run database (a background run cannot live in --memory)")
     with opened_store(args, must_exist=False) as store:
         ws = _workspace(dirs, store, config)
         definition = _find_workflow(ws, str(workflow_path) if workflow_path else args.workflow, dirs)
@@ -232,6 +235,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         except FlowError as exc:
             problems = getattr(exc, "problems", None) or [plain(exc)]
             raise UsageError("\n".join(_input_hint(p) for p in problems)) from None
+        if args.detach:
+            run_id = ws.create_run(name, inputs)
+            return detach.start(
+                store, Path(db_label(args)), run_id, name, dirs, lease_ttl=args.lease_ttl, events=args.events
+            )
         events_file = open_events_file_first(args.events, store)
         try:
             run_id = ws.create_run(name, inputs)
@@ -275,6 +283,12 @@ def add_run_parser(sub: Any) -> None:
     add_db_args(p, memory=True)
     add_progress_args(p)
     _add_lease_args(p)
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in a background process of its own (survives closing the terminal); print the run id "
+        "and the commands to watch and cancel it, then exit",
+    )
     p.set_defaults(handler=cmd_run)
 
 

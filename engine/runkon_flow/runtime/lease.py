@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -30,20 +32,54 @@ from runkon_flow.runtime.report_gate import ReportGate
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.threads import fire_and_forget
 
-__all__ = ["RunMonitor", "abort", "new_owner_token"]
+__all__ = ["Holder", "RunMonitor", "abort", "holder_of", "new_owner_token"]
 
 log = logging.getLogger("runkon_flow.engine")
 
 _TICK = 0.1
 
-_TOKEN_PREFIX = new_id()
+
+def _token_prefix() -> str:
+    """`<host>:<pid>:<process ULID>`: who holds a run is readable from its lease (`holder_of`)."""
+    return f"{socket.gethostname().replace(':', '_')}:{os.getpid()}:{new_id()}"
+
+
+_TOKEN_PREFIX = _token_prefix()
 _token_counter = itertools.count(1)
 
 
+def _after_fork() -> None:
+    global _TOKEN_PREFIX
+    _TOKEN_PREFIX = _token_prefix()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def new_owner_token() -> str:
-    """A process-unique lease owner token: this process's ULID plus a counter (cheaper than a ULID
-    per run, which matters when a foreach starts thousands of child runs)."""
+    """A process-unique lease owner token: host, pid and this process's ULID plus a counter
+    (cheaper than a ULID per run, which matters when a foreach starts thousands of child runs)."""
     return f"{_TOKEN_PREFIX}-{next(_token_counter)}"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The process an owner token belongs to."""
+
+    host: str
+    pid: int
+
+
+def holder_of(token: str | None) -> Holder | None:
+    """Host and pid of the engine that holds a lease, from its token; None for tokens that do not
+    say (other tools, runkon before tokens carried them, a CLI's short cancel lease)."""
+    if not token:
+        return None
+    host, sep, rest = token.partition(":")
+    pid, sep2, _ = rest.partition(":")
+    if not (sep and sep2 and pid.isdigit()):
+        return None
+    return Holder(host, int(pid))
 
 
 @dataclass(eq=False)

@@ -1,0 +1,105 @@
+"""`runkon-flow run --detach`: the run executes in a background process of its own.
+
+`run --detach` does everything `run` does before a run starts — finds and validates the workflow,
+prepares the inputs, creates the run row — then starts `python -m runkon_flow.cli.background RUN_ID …`
+in a new session (no controlling terminal: closing the terminal, or killing the starting shell's
+process group, does not reach it), with stdin from /dev/null and stdout/stderr appended to a log
+file beside the database (`<db dir>/logs/<run id>.log`, plain progress lines). It waits until that
+process holds the run (or exits early, whose log tail is then shown) and prints the run id and the
+commands to watch and cancel it. The background process is an ordinary engine: it renews the
+run's lease, stores its events, stops cleanly on SIGTERM (as on a first Ctrl-C) and ignores SIGHUP.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+
+from runkon_flow.cli.common import EXIT_OK, CommandFailed, print_err
+from runkon_flow.persistence import RunStatus, default_db_path
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+STARTUP_TIMEOUT = 30.0  # seconds the background process has to take the run
+
+
+def log_path(db: Path, run_id: str) -> Path:
+    """Where a detached run's output goes: `logs/<run id>.log` beside the database."""
+    return db.parent / "logs" / f"{run_id}.log"
+
+
+def start(
+    store: WorkflowPersistence,
+    db: Path,
+    run_id: str,
+    workflow: str,
+    dirs: Sequence[Path],
+    *,
+    lease_ttl: int | None,
+    events: str | None,
+) -> int:
+    """Start the background process for the pending run `run_id` and report how to follow it."""
+    log = log_path(db, run_id)
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(log, "ab")  # noqa: SIM115 - handed to the child, closed below
+    except OSError as exc:
+        raise CommandFailed(f"cannot write the log file {log}: {exc.strerror or exc}") from None
+    argv = [sys.executable, "-m", "runkon_flow.cli.background", run_id, "--db", str(db)]
+    for d in dirs:
+        argv += ["--dir", str(d.resolve())]
+    if lease_ttl is not None:
+        argv += ["--lease-ttl", str(lease_ttl)]
+    if events:
+        argv += ["--events", str(Path(events).resolve())]
+    with handle:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _wait_until_taken(store, run_id, proc, log)
+    where = "" if db == default_db_path() else f" --db {db}"
+    print(f"run_id={run_id} workflow={workflow} db={db}", flush=True)
+    print(f"running in the background (pid {proc.pid}); log: {log}")
+    print(f"  watch it:  runkon-flow watch {run_id}{where}")
+    print(f"  cancel it: runkon-flow cancel {run_id}{where}")
+    return EXIT_OK
+
+
+def _wait_until_taken(store: WorkflowPersistence, run_id: str, proc: subprocess.Popen, log: Path) -> None:
+    """Return once the background process has taken the run (it is no longer `pending`); a process
+    that exits first failed to start the run: say why, from its log."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        run = store.get_run(run_id)
+        if run is not None and run.status is not RunStatus.PENDING:
+            return
+        code = proc.poll()
+        if code is not None:
+            tail = _tail(log)
+            with suppress(Exception):  # nobody holds the pending run: it must not look startable
+                store.update_run_status(
+                    run_id, RunStatus.FAILED, None, f"the detached runner exited ({code}) before starting"
+                )
+            raise CommandFailed(
+                f"the background process for run {run_id} exited ({code}) before starting it; "
+                f"log {log}" + (":\n" + tail if tail else "")
+            )
+        if time.monotonic() > deadline:
+            print_err(f"note: run {run_id} has not started after {STARTUP_TIMEOUT:g}s; see its log {log}")
+            return
+        time.sleep(0.05)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

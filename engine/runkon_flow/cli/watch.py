@@ -1,0 +1,139 @@
+"""`runkon-flow watch RUN_ID`: follow any run from any process through its stored event stream.
+
+The run may be executed by another `runkon-flow run` (in another terminal, a detached one, cron,
+CI) or by the dashboard; all of them store the run's events (runkon_flow.event_log). `watch`
+prints the stored events with the same printers `run` uses — live view on a terminal, plain lines
+otherwise — then keeps reading new ones (every 0.2 s) until the run ends, and exits as `run`
+would have: 0 completed, 1 failed (or interrupted: no engine holds it any more), 130 cancelled.
+A finished run is printed and the command exits at once. `--json` prints every event as one JSON
+object per line (the `--events` file format, so `replay` reads it back). Ctrl-C stops watching;
+the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, print_err
+from runkon_flow.cli.drive import add_progress_args, make_printer
+from runkon_flow.cli.live import LiveView
+from runkon_flow.cli.output import RunOutcome
+from runkon_flow.cli.report import lease_is_live, show_lines
+from runkon_flow.cli.store import add_db_args, db_label, get_run, opened_store
+from runkon_flow.event_log import read_envelopes, top_level_run
+from runkon_flow.persistence import RunStatus, WorkflowRun
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+POLL_SECONDS = 0.2
+READ_BATCH = 5000  # events per read: a long history is printed as it is read
+#: After the run row says it ended, how long to wait for its final events (the writer stores them
+#: a moment after the row is written) before going by the row alone.
+END_GRACE_SECONDS = 3.0
+_EXIT = {RunStatus.COMPLETED: EXIT_OK, RunStatus.CANCELLED: EXIT_CANCELLED}
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    with opened_store(args, must_exist=True) as store:
+        asked = get_run(store, args.run_id, args)
+        run_id = top_level_run(store, asked.id)
+        if run_id != asked.id:
+            print_err(f"run {asked.id} is a child of run {run_id}; watching {run_id}")
+        run = get_run(store, run_id, args)
+        if args.json:
+            printer = None
+        else:
+            printer, _live = make_printer(args.progress, sys.stdout, run_id)
+            print(f"run_id={run_id} workflow={run.workflow_name} db={db_label(args)}", flush=True)
+        outcome = RunOutcome(top_run_id=run_id)
+        last_seq = 0
+        ended_since: float | None = None
+        said_waiting = False
+        try:
+            while True:
+                events, last_seq = read_envelopes(store, run_id, last_seq, READ_BATCH)
+                for data in events:
+                    outcome.observe(data)
+                    if printer is None:
+                        sys.stdout.write(data.to_json_line() + "\n")
+                    else:
+                        printer.feed(data)
+                if printer is None:
+                    sys.stdout.flush()
+                else:
+                    printer.tick()
+                if events:
+                    continue  # catch up before judging whether the run is over
+                run = store.get_run(run_id) or run
+                status = RunStatus(run.status)
+                if status.is_terminal:
+                    ended_since = ended_since or time.monotonic()
+                    if outcome.status is not None or time.monotonic() - ended_since > END_GRACE_SECONDS:
+                        return _ended(store, run, printer, stored=last_seq > 0)
+                elif status is RunStatus.PENDING:
+                    if not said_waiting:
+                        print_err(f"run {run_id} has not started yet; waiting for it…")
+                        said_waiting = True
+                elif not lease_is_live(run):
+                    _close(printer)
+                    print_err(
+                        f"run {run_id} is interrupted: no engine holds it any more "
+                        f"(resume it with: runkon-flow resume {run_id})"
+                    )
+                    return EXIT_FAILED
+                time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            _close(printer)
+            print_err(f"stopped watching; run {run_id} goes on (runkon-flow cancel {run_id} stops it)")
+            return EXIT_CANCELLED
+
+
+def _close(printer: Any) -> None:
+    if printer is not None:
+        printer.close()
+
+
+def _ended(store: WorkflowPersistence, run: WorkflowRun, printer: Any, *, stored: bool) -> int:
+    """What `run` prints at the end (failed steps under the live view, the resume hint), and the
+    exit status the run's final status gives."""
+    _close(printer)
+    status = RunStatus(run.status)
+    if not stored:
+        print_err(
+            f"run {run.id} has no stored events (it ran before runkon kept them, or with event storage "
+            f"off); it ended {status.value} — see: runkon-flow show {run.id}"
+        )
+    if status is RunStatus.COMPLETED:
+        return EXIT_OK
+    if isinstance(printer, LiveView):
+        tail = show_lines(store, run)
+        failed_at = next((i for i, line in enumerate(tail) if line == "failed steps"), None)
+        if failed_at is not None:
+            print("\n".join(tail[failed_at:]))
+    if printer is not None:
+        print_err(f"resume with: runkon-flow resume {run.id}")
+    return _EXIT.get(status, EXIT_FAILED)
+
+
+def add_watch_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "watch",
+        help="follow a run live from any process",
+        description=(
+            "Print RUN_ID's progress as `run` prints it — everything so far, then live until the run ends — "
+            "whichever process executes it. Exit 0 when the run completes, 1 when it fails or is "
+            "interrupted (no engine holds it any more), 130 when it is cancelled. A finished run is "
+            "printed and the command exits. Ctrl-C stops watching; the run goes on."
+        ),
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    add_db_args(p)
+    add_progress_args(p, events=False)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print every event as one JSON object per line (the --events format) instead",
+    )
+    p.set_defaults(handler=cmd_watch)

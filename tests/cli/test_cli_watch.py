@@ -1,0 +1,330 @@
+"""`runkon-flow watch`, `run --detach` and `gc`: runs outlive the terminal that started them and are
+followed from any process through the events the store keeps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from runkon_flow.events import parse_event_line
+from runkon_flow.persistence import NewRun, RunStatus, SqliteStore
+
+from tests.cli.run_helpers import (
+    cli,
+    cli_env,
+    events_of,
+    run_cli_process,
+    run_id_of,
+    spawn,
+    stop,
+    wait_for,
+    write,
+)
+
+BUILD = """workflow build {
+  script compile { run = "echo compiling; echo done" }
+  script package { run = "echo packaged" }
+}
+"""
+FAILING = """workflow failing {
+  script compile { run = "echo broken >&2; exit 3" }
+}
+"""
+WAITER = """workflow waiter {
+  script first { run = "echo first" }
+  script hold { run = "while [ ! -f go ]; do sleep 0.05; done; echo held" }
+  script last { run = "echo last" }
+}
+"""
+FAN = """workflow fan {
+  foreach all { over = static workflow = leaf max_parallel = 4 scope = { file = "items.yaml" } }
+}
+"""
+LEAF = """workflow leaf {
+  script work { run = "echo item {{item.id}}" }
+}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    for name, text in (
+        ("build", BUILD),
+        ("failing", FAILING),
+        ("waiter", WAITER),
+        ("fan", FAN),
+        ("leaf", LEAF),
+    ):
+        write(tmp_path / "wf" / f"{name}.wf", text)
+    write(tmp_path / "wf" / "items.yaml", "".join(f"- id: i{n}\n" for n in range(6)))
+    return tmp_path
+
+
+def plain_lines(out: str) -> list[str]:
+    """The event lines of plain progress output (the header line dropped)."""
+    return out.splitlines()[1:]
+
+
+# --------------------------------------------------------------------------- watch a finished run
+
+
+def test_watching_a_finished_run_prints_what_run_printed_and_exits_with_its_status(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "run", "fan", "--dir", "wf", "--progress", "plain")
+    assert code == 0
+    run_id = run_id_of(out)
+    code, watched, _ = cli(capsys, "watch", run_id, "--progress", "plain")
+    assert code == 0
+    assert run_id_of(watched) == run_id
+    assert plain_lines(watched) == plain_lines(out)  # byte for byte, child runs included
+    assert len({r for r, _, _ in events_of(watched)}) == 7  # the run and its six item runs
+
+    code, out, _ = cli(capsys, "run", "failing", "--dir", "wf", "--progress", "plain")
+    assert code == 1
+    code, watched, err = cli(capsys, "watch", run_id_of(out), "--progress", "plain")
+    assert code == 1
+    assert plain_lines(watched) == plain_lines(out)
+    assert f"resume with: runkon-flow resume {run_id_of(out)}" in err
+
+
+def test_watch_json_streams_the_events_file_format(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "run", "build", "--dir", "wf", "--events", "live.jsonl", "--progress", "quiet")
+    assert code == 0
+    code, watched, _ = cli(capsys, "watch", run_id_of(out), "--json")
+    assert code == 0
+    stored = [parse_event_line(line) for line in watched.splitlines()]
+    recorded = [parse_event_line(line) for line in Path("live.jsonl").read_text().splitlines()]
+    assert stored == recorded
+    Path("watched.jsonl").write_text(watched)
+    assert cli(capsys, "replay", "watched.jsonl")[0] == 0
+
+
+def test_watching_a_child_run_follows_its_top_level_run(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = cli(capsys, "run", "fan", "--dir", "wf", "--progress", "plain")
+    child = next(r for r, _, _ in events_of(out) if r != run_id_of(out))
+    code, watched, err = cli(capsys, "watch", child, "--progress", "plain")
+    assert code == 0
+    assert f"run {child} is a child of run {run_id_of(out)}; watching {run_id_of(out)}" in err
+    assert plain_lines(watched) == plain_lines(out)
+
+
+def test_watching_an_interrupted_run_says_so_and_exits_1(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with SqliteStore(home / "runs.db") as store:
+        run_id = store.create_run(NewRun(workflow_name="build")).id
+        store.acquire_lease(run_id, "dead-engine", 0.001)
+        store.update_run_status(run_id, RunStatus.RUNNING, None, None)
+    time.sleep(0.01)
+    code, _, err = cli(capsys, "watch", run_id, "--progress", "plain")
+    assert code == 1
+    assert f"run {run_id} is interrupted: no engine holds it any more" in err
+    assert f"runkon-flow resume {run_id}" in err
+
+
+def test_watch_of_an_unknown_run_or_database_fails_clearly(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "watch", "NOPE", "--db", str(home / "absent.db"))
+    assert code == 1 and "no run database at" in err
+    cli(capsys, "run", "build", "--dir", "wf")
+    code, _, err = cli(capsys, "watch", "NOPE")
+    assert code == 1 and "no workflow run 'NOPE'" in err
+
+
+# --------------------------------------------------------------------------- watch a live run
+
+
+def test_watch_follows_a_run_executed_by_another_process_to_its_end(home: Path) -> None:
+    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    runner = spawn(
+        ["run", "waiter", "--dir", "wf", "--progress", "plain"],
+        home,
+        stdout=home / "run.out",
+        stderr=home / "run.err",
+        env=env,
+    )
+    try:
+        wait_for(lambda: "StepStarted step=hold" in (home / "run.out").read_text(), "the hold step")
+        run_id = run_id_of((home / "run.out").read_text())
+        watcher = spawn(
+            ["watch", run_id, "--progress", "plain"],
+            home,
+            stdout=home / "watch.out",
+            stderr=home / "watch.err",
+            env=env,
+        )
+        try:
+            wait_for(lambda: "StepStarted step=hold" in (home / "watch.out").read_text(), "watch to catch up")
+            assert watcher.poll() is None  # the run is not over: watch keeps following
+            (home / "wf" / "go").touch()
+            assert runner.wait(timeout=60) == 0
+            assert watcher.wait(timeout=60) == 0
+        finally:
+            stop(watcher)
+    finally:
+        (home / "wf" / "go").touch()
+        stop(runner)
+    assert plain_lines((home / "watch.out").read_text()) == plain_lines((home / "run.out").read_text())
+
+
+def test_a_run_cancelled_while_watched_exits_130(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    runner = spawn(
+        ["run", "waiter", "--dir", "wf"], home, stdout=home / "run.out", stderr=home / "run.err", env=env
+    )
+    try:
+        wait_for(lambda: "StepStarted step=hold" in (home / "run.out").read_text(), "the hold step")
+        run_id = run_id_of((home / "run.out").read_text())
+        watcher = spawn(
+            ["watch", run_id, "--progress", "plain"],
+            home,
+            stdout=home / "watch.out",
+            stderr=home / "watch.err",
+            env=env,
+        )
+        try:
+            wait_for(lambda: "StepStarted step=hold" in (home / "watch.out").read_text(), "watch to catch up")
+            assert cli(capsys, "cancel", run_id)[0] == 0
+            assert watcher.wait(timeout=60) == 130
+        finally:
+            stop(watcher)
+        assert runner.wait(timeout=60) == 130
+    finally:
+        stop(runner)
+    assert "RunCancelled" in (home / "watch.out").read_text()
+
+
+# --------------------------------------------------------------------------- detach
+
+
+def test_a_detached_run_survives_its_starting_process_group_and_watch_follows_it_to_the_end(
+    home: Path,
+) -> None:
+    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    # The starting command runs in a process group of its own, like a terminal's shell job.
+    starter = subprocess.Popen(
+        [sys.executable, "-m", "runkon_flow.cli", "run", "waiter", "--dir", "wf", "--detach"],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    out, err = starter.communicate(timeout=60)
+    assert starter.returncode == 0, err
+    run_id = run_id_of(out)
+    assert f"runkon-flow watch {run_id}" in out and f"runkon-flow cancel {run_id}" in out
+    log = home / "logs" / f"{run_id}.log"
+    assert f"log: {log}" in out
+    wait_for(lambda: "StepStarted step=hold" in log.read_text(), "the detached run to reach hold")
+    with pytest.raises(ProcessLookupError):
+        os.killpg(starter.pid, signal.SIGKILL)  # the starting group is gone; nothing of it held the run
+    with SqliteStore(home / "runs.db") as store:
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.RUNNING and run.owner_token
+        assert run.owner_token.split(":")[1] != str(starter.pid)  # the background process holds it
+    watcher = spawn(
+        ["watch", run_id, "--progress", "plain"],
+        home,
+        stdout=home / "watch.out",
+        stderr=home / "watch.err",
+        env=env,
+    )
+    try:
+        wait_for(lambda: "StepStarted step=hold" in (home / "watch.out").read_text(), "watch to catch up")
+        (home / "wf" / "go").touch()
+        assert watcher.wait(timeout=60) == 0
+    finally:
+        (home / "wf" / "go").touch()
+        stop(watcher)
+    watched = (home / "watch.out").read_text()
+    assert (
+        "StepOutput step=last stream=stdout line=last" in watched and "RunCompleted succeeded=true" in watched
+    )
+    assert "RunCompleted succeeded=true" in log.read_text()
+
+
+def test_a_detached_run_killed_with_its_starting_group_still_running_is_followed_to_a_failure(
+    home: Path,
+) -> None:
+    """The group is killed while the detached run is mid-way; the run goes on and fails on its own."""
+    write(
+        home / "wf" / "late.wf",
+        'workflow late {\n  script wait { run = "while [ ! -f go ]; do sleep 0.05; done; exit 5" }\n}\n',
+    )
+    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    shell = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            f"{sys.executable} -m runkon_flow.cli run late --dir wf --detach > started.out; sleep 60",
+        ],
+        cwd=home,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: (home / "started.out").exists() and "watch it" in (home / "started.out").read_text(),
+            "the detached start",
+        )
+        os.killpg(shell.pid, signal.SIGKILL)  # the terminal goes away, its shell and jobs with it
+        shell.wait(timeout=30)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+    run_id = run_id_of((home / "started.out").read_text())
+    (home / "wf" / "go").touch()
+    result = run_cli_process(["watch", run_id, "--progress", "plain"], home, env)
+    assert result.returncode == 1, result.stderr
+    assert "exited with code 5" in result.stdout
+
+
+def test_detach_refuses_memory_runs(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "run", "build", "--dir", "wf", "--detach", "--memory")
+    assert code == 2 and "--detach needs a run database" in err
+
+
+# --------------------------------------------------------------------------- gc
+
+
+def test_gc_deletes_runs_that_ended_before_the_age_and_keeps_the_rest(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = cli(capsys, "run", "fan", "--dir", "wf")
+    old = run_id_of(out)
+    _, out, _ = cli(capsys, "run", "build", "--dir", "wf")
+    recent = run_id_of(out)
+    long_ago = (
+        (datetime.now(UTC) - timedelta(days=40)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    import sqlite3
+
+    conn = sqlite3.connect(home / "runs.db")
+    conn.execute("UPDATE workflow_runs SET ended_at = ? WHERE id = ?", (long_ago, old))
+    conn.commit()
+    conn.close()
+    code, out, _ = cli(capsys, "gc", "--older-than", "30d", "--dry-run")
+    assert code == 0 and "would delete 1 run " in out
+    code, out, _ = cli(capsys, "gc", "--older-than", "30d")
+    assert code == 0
+    assert "deleted 1 run " in out and "6 child runs" in out
+    with SqliteStore(home / "runs.db") as store:
+        assert store.get_run(old) is None and store.read_events(old) == []
+        assert store.get_run(recent) is not None and store.read_events(recent)
+    code, _, err = cli(capsys, "gc", "--older-than", "30")
+    assert code == 2 and "expected an age like 30d" in err

@@ -47,7 +47,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         else:
             printer, _live = make_printer(args.progress, sys.stdout, run_id)
             print(f"run_id={run_id} workflow={run.workflow_name} db={db_label(args)}", flush=True)
-        outcome = RunOutcome(top_run_id=run_id)
+        outcome = RunOutcome()
         last_seq = 0
         ended_since: float | None = None
         said_waiting = False

@@ -35,7 +35,6 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.durations import U32_MAX, U64_MAX, DurationError, parse_gate_timeout, unsigned_error
-from runkon_flow.dsl.gc_pause import cyclic_gc_paused
 from runkon_flow.dsl.lexer import (
     COMMA,
     DOT,
@@ -236,18 +235,6 @@ class _Parser:
         self.i = 0
         self.file = source_path or None
         self.depth = 0
-        self.node_parsers: dict[str, Callable[[RawToken], Any]] = {
-            "call": self.parse_call,
-            "if": self.parse_if,
-            "unless": self.parse_if,
-            "while": self.parse_while,
-            "do": self.parse_do,
-            "parallel": self.parse_parallel,
-            "gate": self.parse_gate,
-            "always": self.parse_always,
-            "script": self.parse_script,
-            "foreach": self.parse_foreach,
-        }
 
     # ---- errors and token helpers
 
@@ -412,7 +399,7 @@ class _Parser:
         inputs: list[InputDecl] = []
         body: list[Any] = []
         always: list[Any] = []
-        parsers = self.node_parsers
+        parsers = _NODE_PARSERS
         while True:
             tok = toks[self.i]
             if tok[0] is RBRACE:
@@ -433,7 +420,7 @@ class _Parser:
                     continue
                 parser = parsers.get(word)
                 if parser is not None:
-                    body.append(parser(tok))
+                    body.append(parser(self, tok))
                     continue
             self.unexpected(
                 "`meta`, `inputs`, `always`, a step (call, if, unless, while, do, parallel, gate, script, "
@@ -541,14 +528,14 @@ class _Parser:
                 opener[2],
             )
         toks = self.toks
-        parsers = self.node_parsers
+        parsers = _NODE_PARSERS
         nodes: list[Any] = []
         while True:
             tok = toks[self.i]
             if tok[0] is KEYWORD:
                 parser = parsers.get(tok[1])
                 if parser is not None:
-                    nodes.append(parser(tok))
+                    nodes.append(parser(self, tok))
                     continue
                 if tok[1] in ("meta", "inputs"):
                     raise self.error_at(
@@ -988,6 +975,23 @@ def _seconds_hint(opts: _Options) -> str:
     return ""
 
 
+# Keyword → node parser. Plain functions on the class, not bound methods kept on the instance: a
+# parser holding its own bound methods is a reference cycle, and every parse then left its parser,
+# its whole token list and line index behind as cyclic garbage (issue 16, item 4).
+_NODE_PARSERS: dict[str, Callable[[_Parser, RawToken], Any]] = {
+    "call": _Parser.parse_call,
+    "if": _Parser.parse_if,
+    "unless": _Parser.parse_if,
+    "while": _Parser.parse_while,
+    "do": _Parser.parse_do,
+    "parallel": _Parser.parse_parallel,
+    "gate": _Parser.parse_gate,
+    "always": _Parser.parse_always,
+    "script": _Parser.parse_script,
+    "foreach": _Parser.parse_foreach,
+}
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -997,9 +1001,8 @@ def parse_workflow(text: str, source_path: str = "") -> WorkflowDef:
     Sets `source_path`, the position of every node, and `warnings` (e.g. a trigger that is not active).
     Raises `WfLexError` or `WfParseError` naming `source_path`, line and column.
     """
-    with cyclic_gc_paused(promote=True):  # linear time on big files (see gc_pause)
-        tokens = lex(text, source_path or None)
-        return _Parser(tokens, LineIndex(text), source_path).parse_workflow()
+    tokens = lex(text, source_path or None)
+    return _Parser(tokens, LineIndex(text), source_path).parse_workflow()
 
 
 def parse_file(path: str | os.PathLike[str]) -> WorkflowDef:

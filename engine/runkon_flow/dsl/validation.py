@@ -33,7 +33,6 @@ from runkon_flow.dsl.ast import (
     WhileNode,
     WorkflowDef,
 )
-from runkon_flow.dsl.gc_pause import cyclic_gc_paused
 from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.errors import FlowError, Problem, SourceLocation, WfValidationError, WorkflowNotFound
 
@@ -162,8 +161,7 @@ def validate_workflow(
     inputs are not checked. `providers` answers `foreach over = …`; without one the provider
     checks are skipped. An empty `valid_targets` skips the target check.
     """
-    with cyclic_gc_paused():  # linear time on big workflows (see gc_pause)
-        report = _SemanticValidator(wf, as_loader(loader), providers, valid_targets).run()
+    report = _SemanticValidator(wf, as_loader(loader), providers, valid_targets).run()
     _check_run_placeholders(wf, report)
     if script_resolver is not None:
         report.errors.extend(validate_script_steps(wf, script_resolver))

@@ -385,4 +385,5 @@ def test_an_existing_file_that_is_not_a_database_keeps_the_move_it_aside_hint(
     (home / "junk.db").write_text("this is not sqlite" * 100)
     code, _, err = cli(capsys, "run", "simple", "--dir", "wf", "--db", "junk.db")
     assert code == 1
-    assert "cannot open run database junk.db: file is not a database (is it a runkon database?" in err
+    assert "cannot open run database junk.db: file is not a database (not an SQLite file)" in err
+    assert "left untouched — move it aside or choose another --db or RUNKON_DB" in err

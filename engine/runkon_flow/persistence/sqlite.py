@@ -26,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
+from runkon_flow.persistence.foreign import check_runkon_file
 from runkon_flow.persistence.models import (
     DeletedRuns,
     FanOutItemRow,
@@ -192,6 +193,8 @@ class SqliteStore:
         if self.path.is_dir():
             raise PersistenceError(f"run database {self.path} is a directory, not a file")
         existed = self.path.exists()
+        if existed:
+            check_runkon_file(self.path)  # read-only: a foreign file is refused before any change
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)

@@ -1,0 +1,74 @@
+"""Is this existing file a runkon run database? Answered before anything is written to it.
+
+Opening a file as the store switches it to WAL, creates tables and indexes and sets
+`user_version`: done to someone else's database, that silently changes it. So an existing,
+non-empty file is first looked at read-only and refused, untouched byte for byte, unless it is an
+SQLite file whose schema holds nothing but runkon's own tables (every runkon table is named
+`workflow_run…`; SQLite's internal `sqlite_…` objects do not count) and whose `user_version` is
+not newer than this runkon understands. An SQLite file with no schema at all is treated as new.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+from runkon_flow.errors import PersistenceError
+from runkon_flow.persistence.schema import SCHEMA_VERSION
+
+__all__ = ["check_runkon_file"]
+
+_HEADER = b"SQLite format 3\x00"
+_OURS = "workflow_run"
+_ADVICE = "it was left untouched — move it aside or choose another --db or RUNKON_DB"
+
+
+def check_runkon_file(path: Path) -> None:
+    """Raise `PersistenceError` unless `path` (an existing file) may be opened as the store."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_HEADER))
+    except OSError as exc:
+        raise PersistenceError(f"cannot read run database {path}: {exc.strerror or exc}") from None
+    if not header:
+        return  # an empty file: nothing to damage, it becomes a new database
+    if header != _HEADER:
+        raise PersistenceError(
+            f"cannot open run database {path}: file is not a database (not an SQLite file); {_ADVICE}"
+        )
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise PersistenceError(f"cannot open run database {path}: {exc}; {_ADVICE}") from None
+    try:
+        objects = conn.execute("SELECT type, name, tbl_name FROM sqlite_master").fetchall()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise PersistenceError(
+            f"cannot read run database {path}: {exc} (is it damaged, or not a runkon database?); {_ADVICE}"
+        ) from None
+    finally:
+        conn.close()
+    foreign = sorted(
+        {
+            f"{kind} {name}"
+            for kind, name, table in objects
+            if not name.startswith("sqlite_") and not (table or name).startswith(_OURS)
+        }
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise PersistenceError(
+            f"cannot open run database {path}: not a runkon database (it holds {shown}); {_ADVICE}"
+        )
+    if version > SCHEMA_VERSION:
+        raise PersistenceError(
+            f"{path} uses schema version {version}, newer than this runkon understands ({SCHEMA_VERSION}); "
+            "upgrade runkon or use another database"
+        )
+    if not objects and version != 0:
+        raise PersistenceError(
+            f"cannot open run database {path}: not a runkon database (no tables, user_version {version}); "
+            f"{_ADVICE}"
+        )

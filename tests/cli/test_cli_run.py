@@ -543,6 +543,26 @@ def test_the_live_view_prints_finished_steps_above_the_block_and_a_final_frame()
     assert view.outcome.exit_code == 1
 
 
+def test_a_failed_step_of_a_fan_out_child_is_named_by_its_workflow_and_item() -> None:
+    now = [10.0]
+    view, stream = _live(now)
+    view.feed(_data(RunStarted(workflow_name="w"), "TOP", 10.0))
+    view.feed(_data(FanOutItemsCollected(count=1, step_id="f1", foreach_name="lint"), "TOP", 10.0))
+    view.feed(_data(FanOutItemStarted(item_id="repo-a", step_id="f1"), "TOP", 10.0))
+    child = ChildRunStarted(
+        child_run_id="KID",
+        workflow_name="lint-one",
+        parent_run_id="TOP",
+        parent_step_id="f1",
+        item_id="repo-a",
+    )
+    view.feed(_data(child, "TOP", 10.0))
+    view.feed(_data(RunStarted(workflow_name="lint-one", parent_run_id="TOP"), "KID", 10.0))
+    view.feed(_data(StepStarted(step_name="lint", step_id="k1", kind="script"), "KID", 10.0))
+    view.feed(_data(StepCompleted(step_name="lint", step_id="k1", succeeded=False, error="bad"), "KID", 11.0))
+    assert "✗ lint-one[repo-a] › lint failed: bad" in stream.getvalue()
+
+
 def test_the_live_view_caps_active_lines_to_the_terminal_and_falls_back_to_ascii() -> None:
     now = [0.0]
     stream = io.StringIO()

@@ -114,8 +114,9 @@ class LiveView:
         self._width = width
         self._height = height
         self._redraw_interval = redraw_interval
-        # Every child run is folded at once (no lazy children): its running steps are on screen.
-        self.model = RunModel(now, lazy_children=False)
+        # Fan-out children are folded lazily, as in the dashboard; the running ones are unfolded
+        # before each frame, so their running steps are on screen.
+        self.model = RunModel(now)
         self.model.root_run_id = top_run_id
         self._outcome = RunOutcome(self.model)
         self._status_note: str | None = None
@@ -171,7 +172,7 @@ class LiveView:
 
     def _where(self, run_id: str) -> str:
         """A child run as a user knows it: `workflow[item]` (or just the workflow)."""
-        run = self.model.runs.get(run_id)
+        run = self.model.run(run_id)  # folds a lazily held fan-out child
         workflow = (run.workflow_name if run else "") or "child"
         return f"{workflow}[{run.item_id}]" if run is not None and run.item_id else workflow
 
@@ -318,6 +319,7 @@ class LiveView:
         g = self._g
         width, height = self._size()
         now = self._now()
+        self.model.unfold_running_children()
         lines = [self._header(now), *self._fan_lines()]
         for gate in self.model.waiting_gates():
             lines.append(f"  {g.wait} gate {gate.gate_name} waiting for approval")

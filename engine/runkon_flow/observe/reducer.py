@@ -53,14 +53,9 @@ _RUNNING = ITEM_CODE["running"]
 class RunModel:
     """Fold engine events into dashboard state. Not thread-safe: fed from the UI thread only."""
 
-    def __init__(
-        self, clock: Clock = time.time, limits: ViewLimits | None = None, *, lazy_children: bool = True
-    ) -> None:
+    def __init__(self, clock: Clock = time.time, limits: ViewLimits | None = None) -> None:
         self.clock = clock
         self.limits = limits or ViewLimits()
-        # Hold the routine events of fan-out children until something needs them (the dashboard);
-        # False folds every child at once (the CLI's live view shows their running steps).
-        self.lazy_children = lazy_children
         self.root_run_id: str | None = None
         self.runs: dict[str, RunState] = {}
         self.engine_log = LogBuffer(self.limits.engine_log)
@@ -311,6 +306,11 @@ class RunModel:
             self._materialize(run_id)
             state = self.runs.get(run_id)
         return state
+
+    def unfold_running_children(self) -> None:
+        """Fold every fan-out child that is still running (a view about to show running steps)."""
+        for run_id in list(self._deferred):
+            self._materialize(run_id)
 
     def _defer(self, run_id: str, kind: str, data: Any) -> bool:
         """Hold a quiet event of a lazily folded child; False = fold it (and its backlog) now."""
@@ -811,8 +811,7 @@ class RunModel:
 
     def _child_run_started(self, data: EngineEventData, ev: Any) -> None:
         lazy = (
-            self.lazy_children
-            and ev.item_id is not None
+            ev.item_id is not None
             and ev.child_run_id not in self.runs
             and self._materializing != ev.child_run_id
             and not self._is_root(ev.child_run_id)

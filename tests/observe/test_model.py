@@ -55,3 +55,24 @@ def test_retries_and_loop_iterations_count_the_same_live_and_from_rows(h: Harnes
     assert live(h).step_counts() == expected
     assert load_run(h.store, result.workflow_run_id).step_counts() == expected
     assert row_step_counts(h.steps(result.workflow_run_id)) == expected
+
+
+def test_rows_written_before_node_paths_still_open(h: Harness) -> None:
+    """Rows of schema v1 have no node path: the engine's loader keys them by name, the dashboard
+    places them on its tree by name and position, and the counts are the same as ever."""
+    from runkon_flow.persistence.models import NewRun, NewStep, StepUpdate
+    from runkon_tui.history import view_from_store
+
+    wf = h.add_workflow("workflow w { call setup call review }")
+    run_id = h.store.create_run(NewRun(workflow_name="w")).id
+    for position, name in enumerate(("setup", "review")):
+        step = h.store.insert_step(NewStep(run_id, name, position=position, retry_count=0))
+        h.store.update_step(step, StepUpdate.completed(0, result_text="ok"))
+    model = load_run(h.store, run_id)
+    assert {k: s.status for k, s in model.root.steps.items()} == {
+        "name:setup": "completed",
+        "name:review": "completed",
+    }
+    view = view_from_store(h.store, run_id, lambda name: wf)
+    assert {k: s.status for k, s in view.root.steps.items()} == {"body.0": "completed", "body.1": "completed"}
+    assert model.step_counts() == view.step_counts() == {"completed": 2}

@@ -61,6 +61,7 @@ def test_rows_written_before_node_paths_still_open(h: Harness) -> None:
     """Rows of schema v1 have no node path: the engine's loader keys them by name, the dashboard
     places them on its tree by name and position, and the counts are the same as ever."""
     from runkon_flow.persistence.models import NewRun, NewStep, StepUpdate
+
     from runkon_tui.history import view_from_store
 
     wf = h.add_workflow("workflow w { call setup call review }")

@@ -51,7 +51,8 @@ _RUNNING = ITEM_CODE["running"]
 
 
 class RunModel:
-    """Fold engine events into dashboard state. Not thread-safe: fed from the UI thread only."""
+    """Fold engine events into the run model. Not thread-safe: fed from one thread (the UI
+    thread of the dashboard, the main thread of the CLI)."""
 
     def __init__(self, clock: Clock = time.time, limits: ViewLimits | None = None) -> None:
         self.clock = clock
@@ -233,7 +234,7 @@ class RunModel:
         changes, self._changes = self._changes, Changes()
         return changes
 
-    # ------------------------------------------------------------------ dashboard-side notes
+    # ------------------------------------------------------------------ notes from the viewer
 
     def note(self, text: str, level: str = "info") -> None:
         """A line from the dashboard itself (e.g. `cancel requested`) in the engine log; error

@@ -18,6 +18,11 @@ from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.sqlite import SqliteStore
 
 STORE_KINDS = ("memory", "sqlite")
+"""The stores the engine behaviour tests run against (tests/engine parametrises over these)."""
+
+CONTRACT_STORE_KINDS = (*STORE_KINDS, "postgres")
+"""Every store: the contract suite runs against all three. PostgreSQL cases need a server
+(tests/pg.py: $RUNKON_TEST_PG_DSN, or a throwaway one started when the binaries are installed)."""
 
 
 class FakeClock:
@@ -37,12 +42,19 @@ class FakeClock:
 
 
 def make_store(kind: str, tmp_path: Path, clock: FakeClock | None = None):
-    """A fresh, empty store of `kind` ("memory" or "sqlite"); SQLite files live under `tmp_path`."""
+    """A fresh, empty store of `kind` ("memory", "sqlite" or "postgres"); SQLite files live under
+    `tmp_path`, PostgreSQL stores each get a schema of their own on the test server."""
     kwargs = {"clock": clock} if clock is not None else {}
     if kind == "memory":
         return InMemoryStore(**kwargs)
     if kind == "sqlite":
         return SqliteStore(tmp_path / "runs.db", **kwargs)
+    if kind == "postgres":
+        from runkon_flow.persistence.postgres import PostgresStore
+
+        from tests.pg import fresh_dsn
+
+        return PostgresStore(fresh_dsn(), **kwargs)
     raise ValueError(f"unknown store kind {kind!r}")
 
 
@@ -53,7 +65,7 @@ def close_store(store) -> None:
         close()
 
 
-@pytest.fixture(params=STORE_KINDS)
+@pytest.fixture(params=CONTRACT_STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -1,0 +1,66 @@
+"""Connecting to a PostgreSQL run database, and naming it in messages without its password.
+
+Kept apart from the store so the CLI can recognise and print a database URL without importing
+psycopg (an optional extra).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from runkon_flow.errors import PersistenceError
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(value: str | None) -> bool:
+    """True for a `postgresql://` (or `postgres://`) URL: the run database is a PostgreSQL server."""
+    return bool(value) and value.strip().lower().startswith(URL_SCHEMES)  # type: ignore[union-attr]
+
+
+_KV_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def display_dsn(dsn: str) -> str:
+    """The DSN as it may appear in a message or a log: the password (in the URL's user part, a
+    `password=` query parameter or a `password=` keyword) is left out."""
+    if not is_postgres_url(dsn):
+        return _KV_PASSWORD.sub("password=***", dsn).strip()
+    parts = urlsplit(dsn.strip())
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{hostport}" if user else hostport
+    query = parts.query
+    if query:
+        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() != "password"]
+        query = urlencode(pairs, safe="/:,=")
+    # Not urlunsplit: it drops the `//` of a URL with an empty host (`postgresql:///db?host=/tmp/…`).
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    return f"{shown}?{query}" if query else shown
+
+
+def error_line(exc: BaseException) -> str:
+    """psycopg's message on one line (libpq's are often several: 'connection failed: …\\n\\tIs …')."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
+def connect(dsn: str, where: str) -> Any:
+    """An autocommit connection, or a PersistenceError that says why not in one line."""
+    try:
+        import psycopg
+    except ImportError:
+        raise PersistenceError(
+            f"run database {where} is a PostgreSQL server, which needs psycopg: "
+            "pip install 'runkon-tui[postgres]'"
+        ) from None
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="runkon")
+    except psycopg.Error as exc:
+        raise PersistenceError(f"cannot connect to run database {where}: {error_line(exc)}") from None
+    except (ValueError, TypeError) as exc:  # a malformed URL or option
+        raise PersistenceError(f"cannot connect to run database {where}: {exc}") from None

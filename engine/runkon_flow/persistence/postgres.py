@@ -1,0 +1,1068 @@
+"""The PostgreSQL `WorkflowPersistence` (psycopg 3, optional extra `runkon-tui[postgres]`): one run
+store shared by many processes and machines.
+
+Same rules as the SQLite store (docs/persistence.md; the same contract suite), and the same shape:
+one connection per store guarded by a lock, durable writes group-committed (whichever thread holds
+the connection runs every queued write in one transaction), write-behind (`durable=False`) run and
+step writes queued, folded and sent in batches (`executemany`, pipelined by psycopg). What is
+PostgreSQL's own:
+
+* **Server clock.** Lease times (`lease_until`, expiry) are computed and compared with the
+  server's `clock_timestamp()`, never a client's: engines on machines whose clocks disagree still
+  agree on who holds a run. (An injected `clock` replaces it, for tests that move time.)
+* **Fencing under READ COMMITTED.** A step update locks its run row `FOR SHARE` and checks the
+  generation on that locked, latest version in the same statement. A takeover (`acquire_lease`,
+  an UPDATE of the run row) waits for the step write's transaction and vice versa, so a
+  superseded engine's write can never land after another engine took the run.
+* **Commits.** Durable writes commit synchronously. Queued write-behind writes (rows a resume
+  rebuilds) commit with `synchronous_commit = off` when they ride ahead of a read or a durable
+  write (whose synchronous commit makes them durable too); `flush()` and `close()` commit them
+  synchronously.
+* **Notifications.** Gate decisions and cancel requests `NOTIFY runkon` in their transaction; a
+  listener thread wakes the engine that waits (gates at once; cancels are also polled, 1 s).
+* **Errors** are one-line `PersistenceError`s naming the DSN without its password. A lost
+  connection (server restart) fails the call in progress; the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+from runkon_flow.errors import PersistenceError
+from runkon_flow.persistence import _shared as sh
+from runkon_flow.persistence import postgres_schema as pgs
+from runkon_flow.persistence.models import (
+    FanOutItemRow,
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    GateApprovalState,
+    NewRun,
+    NewStep,
+    RunStatus,
+    StepStatus,
+    StepUpdate,
+    WorkflowRun,
+    WorkflowRunStep,
+)
+from runkon_flow.persistence.pg_connect import connect, display_dsn, error_line
+from runkon_flow.persistence.schema import ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+
+# Row mapping is the SQLite store's: both return the same columns in the same order.
+from runkon_flow.persistence.sqlite import _item_from_row, _run_from_row, _step_from_row
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - exercised only without the extra
+    psycopg = None  # type: ignore[assignment]
+
+log = logging.getLogger("runkon_flow.persistence")
+
+_HISTORY_BATCH = 128  # queued write-behind run/step writes that a durable write takes along
+CHANNEL = "runkon"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Op = Callable[[Any], Any]
+
+_TERMINAL_IN = "(" + ", ".join(f"'{s}'" for s in sh.TERMINAL_STEP_STATUSES) + ")"
+# The run row locked FOR SHARE: a concurrent takeover is waited for and its generation seen.
+_RUN_LOCK = (
+    "WITH r AS (SELECT generation FROM workflow_runs WHERE id = "
+    "(SELECT workflow_run_id FROM workflow_run_steps WHERE id = %(id)s) FOR SHARE) "
+)
+_STEP_GUARD = (
+    f"WHERE id = %(id)s AND status NOT IN {_TERMINAL_IN} AND (SELECT generation FROM r) = %(generation)s"
+)
+_STEP_STARTING = (
+    _RUN_LOCK + "UPDATE workflow_run_steps SET status = %(status)s, child_run_id = %(child_run_id)s, "
+    "started_at = %(now)s " + _STEP_GUARD
+)
+_STEP_TERMINAL = (
+    _RUN_LOCK + "UPDATE workflow_run_steps SET status = %(status)s, ended_at = %(now)s, "
+    "result_text = %(result_text)s, context_out = %(context_out)s, markers_out = %(markers_out)s, "
+    "structured_output = %(structured_output)s, step_error = %(step_error)s, "
+    "child_run_id = COALESCE(%(child_run_id)s, child_run_id), "
+    "retry_count = COALESCE(%(retry_count)s, retry_count) " + _STEP_GUARD
+)
+_STEP_OTHER = _RUN_LOCK + "UPDATE workflow_run_steps SET status = %(status)s " + _STEP_GUARD
+_STEP_INSERT = (
+    "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
+    "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
+    "gate_timeout, gate_options, ended_at, result_text, context_out, markers_out, structured_output, "
+    "step_error, child_run_id) VALUES (" + ", ".join(["%s"] * 21) + ")"
+)
+# Positions in a step insert row (what a folded update may change).
+_S_RUN, _S_STATUS, _S_STARTED, _S_RETRY, _S_ENDED, _S_RESULT = 1, 5, 8, 9, 14, 15
+_S_CONTEXT, _S_MARKERS, _S_OUTPUT, _S_ERROR, _S_CHILD = 16, 17, 18, 19, 20
+
+_ITEM_RUNNING = (
+    "UPDATE workflow_run_step_fan_out_items SET status = 'running', child_run_id = %s, "
+    "dispatched_at = %s, completed_at = NULL WHERE id = %s"
+)
+_ITEM_PENDING = (
+    "UPDATE workflow_run_step_fan_out_items SET status = 'pending', child_run_id = NULL, "
+    "dispatched_at = NULL, completed_at = NULL WHERE id = %s"
+)
+_ITEM_TERMINAL = (
+    "UPDATE workflow_run_step_fan_out_items SET status = %s, child_run_id = COALESCE(%s, child_run_id), "
+    "completed_at = %s WHERE id = %s"
+)
+_ITEM_INSERT = (
+    "INSERT INTO workflow_run_step_fan_out_items "
+    "(id, step_run_id, item_type, item_id, item_ref, status, context) "
+    "SELECT i, %s, t, n, r, 'pending', c FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[]) WITH ORDINALITY AS u(i, t, n, r, c, o) ORDER BY o "
+    "ON CONFLICT (step_run_id, item_type, item_id) DO NOTHING"
+)
+
+_RUN_INSERT_HEAD = (
+    "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
+    '"trigger", started_at, definition_snapshot, inputs, parent_workflow_run_id, iteration, '
+    "workflow_title, owner_token, lease_until, generation, result_summary, error, ended_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+)
+_RUN_INSERT_TAIL = ", %s, %s, %s, %s)"
+# Positions in a run insert row (what a folded finish may change); _R_LEASE holds the TTL in
+# seconds (server clock) or the lease end (injected clock); None → no lease.
+_R_STATUS, _R_TOKEN, _R_LEASE, _R_GENERATION, _R_SUMMARY, _R_ERROR, _R_ENDED = 3, 12, 13, 14, 15, 16, 17
+_RUN_FINISH = (
+    "UPDATE workflow_runs SET status = %s, result_summary = %s, error = %s, ended_at = %s, "
+    "blocked_on = NULL, owner_token = CASE WHEN owner_token = %s THEN NULL ELSE owner_token END, "
+    "lease_until = CASE WHEN owner_token = %s THEN NULL ELSE lease_until END WHERE id = %s"
+)
+_CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
+
+
+class _Write:
+    """One queued write: `fn(cursor)` runs inside the batch's transaction (or alone, see `single`).
+
+    `sql`/`params` mark a plain statement whose neighbours with the same SQL may be sent together
+    with `executemany` (write-behind rows: no result, no check)."""
+
+    __slots__ = ("behind", "done", "error", "fn", "params", "result", "single", "sql")
+
+    def __init__(self, fn: Op | None, single: bool, behind: bool, sql: str | None = None, params: Any = None):
+        self.fn = fn
+        self.single = single
+        self.behind = behind
+        self.sql = sql
+        self.params = params
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self, cur: Any) -> Any:
+        if self.fn is not None:
+            return self.fn(cur)
+        cur.execute(self.sql, self.params)
+        return None
+
+
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn any psycopg failure into a one-line PersistenceError naming the DSN (no password)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except psycopg.Error as exc:
+            store = args[0]
+            assert isinstance(store, PostgresStore)
+            raise PersistenceError(f"run database {store.where}: {error_line(exc)}") from exc
+
+    return wrapper
+
+
+class PostgresStore:
+    """A `WorkflowPersistence` in a PostgreSQL database (the connection's current schema).
+
+    `dsn` is a libpq connection string or `postgresql://` URL. An empty database gets the schema on
+    first open; an older one must be upgraded first (`runkon-flow db upgrade`, or `upgrade=True`).
+    `clock=None` uses the server's clock for leases; tests inject one. `listen=False` starts no
+    notification listener. Use `close()` (or `with`) when done.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        clock: sh.Clock | None = None,
+        upgrade: bool = False,
+        listen: bool = True,
+    ) -> None:
+        if psycopg is None:
+            raise PersistenceError(
+                "a postgresql:// run database needs psycopg: pip install 'runkon-tui[postgres]'"
+            )
+        self.dsn = dsn
+        self.where = display_dsn(dsn)
+        self._server_clock = clock is None or clock is sh.system_clock
+        self._clock: sh.Clock = clock or sh.system_clock
+        self._now = sh.now_function(self._clock)
+        self._lock = threading.Lock()  # the connection
+        self._queue_lock = threading.Lock()  # the queues only; never held while waiting for `_lock`
+        self._pending: list[_Write] = []
+        self._pending_needs_history = False
+        self._history: list[_Write] = []
+        self._history_keys: set[str] = set()
+        self._foldable: dict[str, list] = {}
+        self._closed = False
+        self._db = connect(dsn, self.where)
+        try:
+            pgs_version = ensure_schema(self._db, self.where, upgrade=upgrade)
+        except BaseException:
+            self._db.close()
+            raise
+        self.schema_version = pgs_version
+        self._cursor = self._db.cursor()
+        now_sql = "clock_timestamp()" if self._server_clock else "%(now)s::timestamptz"
+        self._now_sql = now_sql
+        lease_value = "clock_timestamp() + %s * interval '1 second'" if self._server_clock else "%s"
+        self._run_insert = _RUN_INSERT_HEAD + lease_value + _RUN_INSERT_TAIL
+        self._listen = listen
+        self._listener: _Listener | None = None  # started by the first gate read (a waiter)
+
+    # ------------------------------------------------------------------ connection and queue
+
+    def _reconnect_if_broken(self) -> None:
+        """After a lost connection (server restart) the next call starts on a new one."""
+        if self._db.broken or self._db.closed:
+            with suppress(Exception):
+                self._db.close()
+            self._db = connect(self.dsn, self.where)
+            self._cursor = self._db.cursor()
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
+        """The cursor for a read, held exclusively; queued writes are committed first."""
+        with self._lock:
+            if self._closed:
+                raise PersistenceError(f"run database {self.where} is closed")
+            self._reconnect_if_broken()
+            if self._pending or self._history:
+                self._drain(None, everything=True)
+            yield self._cursor
+
+    def _write(
+        self,
+        fn: Op | None,
+        *,
+        single: bool = True,
+        durable: bool = True,
+        key: str | None = None,
+        foldable_row: list | None = None,
+        needs: str | None = None,
+        sql: str | None = None,
+        params: Any = None,
+    ) -> Any:
+        """Queue a write; unless `durable` is False, return its result once committed.
+
+        The SQLite store's group commit, history queue and folding (docs/persistence.md), with
+        queued plain statements of the same SQL sent together by `executemany`."""
+        op = _Write(fn, single, not durable, sql, params)
+        with self._queue_lock:
+            if durable:
+                self._pending.append(op)
+                history_keys = self._history_keys
+                if (key is not None and key in history_keys) or (needs is not None and needs in history_keys):
+                    self._pending_needs_history = True
+            elif key is None:
+                self._pending.append(op)
+            else:
+                self._history.append(op)
+                self._history_keys.add(key)
+                if foldable_row is not None:
+                    self._foldable[key] = foldable_row
+                else:
+                    self._foldable.pop(key, None)
+        if not durable:
+            return None
+        with self._lock:
+            if not op.done:
+                if not self._closed:
+                    self._reconnect_if_broken()
+                self._drain(op, everything=False)
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    @_translated
+    def flush(self) -> None:
+        """Commit every queued write-behind write now, synchronously."""
+        if self._pending or self._history:
+            with self._lock:
+                if not self._closed:
+                    self._reconnect_if_broken()
+                self._drain(None, everything=True, synchronous=True)
+
+    def _fold(self, key: str, change: Callable[[list], bool]) -> bool:
+        with self._queue_lock:
+            row = self._foldable.get(key)
+            return row is not None and change(row)
+
+    def _drain(self, mine: _Write | None, *, everything: bool, synchronous: bool = False) -> None:
+        with self._queue_lock:
+            batch, self._pending = self._pending, []
+            if everything or self._pending_needs_history or len(self._history) >= _HISTORY_BATCH:
+                batch = self._history + batch
+                self._history = []
+                self._history_keys = set()
+                self._foldable.clear()
+            self._pending_needs_history = False
+        if not batch:
+            return
+        if self._closed:
+            closed = PersistenceError(f"run database {self.where} is closed")
+            for queued in batch:
+                queued.error, queued.done = closed, True
+            return
+        try:
+            self._run_batch(batch, synchronous or any(not w.behind for w in batch))
+        except BaseException:
+            with self._queue_lock:
+                self._pending[:0] = [w for w in batch if not w.done and w is not mine]
+                self._pending_needs_history = True
+            raise
+
+    def _run_batch(self, batch: list[_Write], synchronous: bool) -> None:
+        if len(batch) == 1 and synchronous:
+            self._run_alone(batch[0])
+            return
+        cur = self._cursor
+        try:
+            cur.execute("BEGIN")
+            if not synchronous:  # only rebuildable rows: no need to wait for the WAL flush
+                cur.execute("SET LOCAL synchronous_commit TO off")
+            results = self._run_ops(cur, batch)
+            cur.execute("COMMIT")
+        except psycopg.OperationalError as exc:  # the connection is gone: nothing was committed
+            _rollback(cur)
+            for op in batch:
+                op.error, op.done = PersistenceError(f"run database {self.where}: {error_line(exc)}"), True
+                self._report(op)
+            return
+        except Exception:
+            _rollback(cur)
+            for op in batch:  # isolate the failing write; the others succeed on their own
+                self._run_alone(op)
+            return
+        except BaseException:
+            _rollback(cur)
+            raise
+        for op, result in zip(batch, results, strict=True):
+            op.result, op.done = result, True
+
+    @staticmethod
+    def _run_ops(cur: Any, batch: list[_Write]) -> list[Any]:
+        """Run the batch in order; consecutive plain statements with the same SQL go together."""
+        results: list[Any] = []
+        for sql, group in itertools.groupby(batch, key=lambda w: w.sql if w.fn is None else None):
+            ops = list(group)
+            if sql is not None and len(ops) > 1:
+                cur.executemany(sql, [w.params for w in ops])
+                results.extend([None] * len(ops))
+            else:
+                results.extend(op.run(cur) for op in ops)
+        return results
+
+    def _run_alone(self, op: _Write) -> None:
+        cur = self._cursor
+        try:
+            if op.single:
+                op.result = op.run(cur)
+            else:
+                cur.execute("BEGIN")
+                try:
+                    op.result = op.run(cur)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    _rollback(cur)
+                    raise
+        except psycopg.Error as exc:
+            op.error = PersistenceError(f"run database {self.where}: {error_line(exc)}")
+            op.error.__cause__ = exc
+            self._report(op)
+        except Exception as exc:
+            op.error = exc
+            self._report(op)
+        op.done = True
+
+    def _report(self, op: _Write) -> None:
+        if op.behind:
+            log.warning("run database %s: a write-behind write failed: %s", self.where, op.error)
+
+    def close(self) -> None:
+        """Commit queued writes and close; later calls raise PersistenceError. Idempotent."""
+        if self._listener is not None:
+            self._listener.stop()
+        with self._lock:
+            if not self._closed:
+                try:
+                    if not self._db.broken:
+                        self._drain(None, everything=True, synchronous=True)
+                finally:
+                    self._closed = True
+                    self._db.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ runs
+
+    @_translated
+    def create_run(self, new_run: NewRun) -> WorkflowRun:
+        return self._insert_run(new_run, RunStatus.PENDING, None, None, 0)
+
+    @_translated
+    def create_leased_run(
+        self, new_run: NewRun, token: str, ttl_seconds: float, *, durable: bool = True
+    ) -> WorkflowRun:
+        """A new run already `running`, leased by `token` (generation 1) — one INSERT. The lease
+        ends at the server's now + ttl; a write-behind caller gets its own clock's estimate."""
+        sh.check_ttl(ttl_seconds)
+        return self._insert_run(new_run, RunStatus.RUNNING, token, float(ttl_seconds), 1, durable)
+
+    def _insert_run(
+        self,
+        new_run: NewRun,
+        status: RunStatus,
+        token: str | None,
+        ttl: float | None,
+        generation: int,
+        durable: bool = True,
+    ) -> WorkflowRun:
+        lease: Any = ttl
+        until: str | None = None
+        if ttl is not None:
+            estimate = self._clock() + timedelta(seconds=ttl)
+            until = sh.rfc3339(estimate)
+            if not self._server_clock:
+                lease = estimate
+        run = sh.new_run_row(
+            new_run, self._now(), status=status, owner_token=token, lease_until=until, generation=generation
+        )
+        row = [
+            run.id,
+            run.workflow_name,
+            run.parent_run_id,
+            status.value,
+            int(run.dry_run),
+            run.trigger,
+            run.started_at,
+            run.definition_snapshot,
+            sh.dump_json(run.inputs),
+            run.parent_workflow_run_id,
+            run.iteration,
+            run.workflow_title,
+            token,
+            lease,
+            generation,
+            None,
+            None,
+            None,
+        ]
+        sql = self._run_insert
+        if not durable:
+            self._write(None, durable=False, key="r:" + run.id, foldable_row=row, sql=sql, params=row)
+            return run
+
+        def insert(cur: Any) -> str | None:
+            try:
+                cur.execute("SAVEPOINT run_insert")
+                cur.execute(sql + " RETURNING lease_until", row)
+                returned = cur.fetchone()[0]
+                cur.execute("RELEASE SAVEPOINT run_insert")
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT run_insert")
+                raise PersistenceError(f"run {run.id} already exists") from None
+            return sh.rfc3339(returned) if returned is not None else None
+
+        run.lease_until = self._write(insert, single=False, key="r:" + run.id)
+        return run
+
+    @_translated
+    def get_run(self, run_id: str) -> WorkflowRun | None:
+        with self._conn() as cur:
+            row = cur.execute(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = %s", (run_id,)).fetchone()
+        return _run(row) if row else None
+
+    @_translated
+    def list_runs(self, limit: int = 500, parent_run_id: str | None = "") -> list[WorkflowRun]:
+        """Newest first; "" → runs without a parent, None → all runs, an id → that run's children."""
+        if parent_run_id is None:
+            where, params = "", ()
+        elif parent_run_id == "":
+            where, params = (
+                "WHERE COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = ''",
+                (),
+            )
+        else:
+            where, params = (
+                "WHERE parent_workflow_run_id = %s OR parent_run_id = %s",
+                (parent_run_id, parent_run_id),
+            )
+        sql = f"SELECT {RUN_COLUMNS} FROM workflow_runs {where} ORDER BY started_at DESC, seq DESC LIMIT %s"
+        with self._conn() as cur:
+            rows = cur.execute(sql, (*params, max(limit, 0))).fetchall()
+        return [_run(r) for r in rows]
+
+    @_translated
+    def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
+        wanted = [RunStatus(s).value for s in statuses] or [s.value for s in RunStatus if s.is_active]
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE status = ANY(%s) "
+            "ORDER BY started_at DESC, seq DESC"
+        )
+        with self._conn() as cur:
+            rows = cur.execute(sql, (wanted,)).fetchall()
+        return [_run(r) for r in rows]
+
+    @_translated
+    def update_run_status(
+        self, run_id: str, status: RunStatus, result_summary: str | None, error: str | None
+    ) -> None:
+        status = RunStatus(status)
+        if status is RunStatus.WAITING:
+            raise PersistenceError(sh.WAITING_REJECTED)
+        ended_at = self._now() if status.is_terminal else None
+        self._update_run(
+            "UPDATE workflow_runs SET status = %s, result_summary = %s, error = %s, ended_at = %s, "
+            "blocked_on = NULL WHERE id = %s",
+            (status.value, result_summary, error, ended_at, run_id),
+            notify="cancel" if status in _CANCEL_STATUSES else None,
+        )
+
+    @_translated
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        result_summary: str | None,
+        error: str | None,
+        token: str,
+        *,
+        durable: bool = True,
+    ) -> None:
+        status = sh.check_finish_status(status)
+        now = self._now()
+        if not durable:
+
+            def finish(row: list) -> bool:
+                row[_R_STATUS], row[_R_SUMMARY], row[_R_ERROR], row[_R_ENDED] = (
+                    status.value,
+                    result_summary,
+                    error,
+                    now,
+                )
+                if row[_R_TOKEN] == token:
+                    row[_R_TOKEN] = row[_R_LEASE] = None
+                return True
+
+            if self._fold("r:" + run_id, finish):
+                return
+        self._update_run(
+            _RUN_FINISH, (status.value, result_summary, error, now, token, token, run_id), durable=durable
+        )
+
+    @_translated
+    def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
+        self._update_run(
+            "UPDATE workflow_runs SET status = 'waiting', blocked_on = %s, ended_at = NULL WHERE id = %s",
+            (sh.dump_json(blocked_on), run_id),
+        )
+
+    def _update_run(self, sql: str, params: tuple, durable: bool = True, notify: str | None = None) -> None:
+        """One UPDATE of a run row; the run id is the last parameter."""
+        run_id = params[-1]
+
+        def update(cur: Any) -> None:
+            if cur.execute(sql, params).rowcount == 0:
+                raise PersistenceError(f"run {run_id} not found")
+            if notify is not None:
+                cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{notify}:{run_id}"))
+
+        self._write(update, single=notify is None, durable=durable, key="r:" + run_id)
+
+    @_translated
+    def is_run_cancelled(self, run_id: str) -> bool:
+        with self._conn() as cur:
+            row = cur.execute("SELECT status FROM workflow_runs WHERE id = %s", (run_id,)).fetchone()
+        return row is not None and row[0] in _CANCEL_STATUSES
+
+    # ------------------------------------------------------------------ leases
+
+    @_translated
+    def acquire_lease(self, run_id: str, token: str, ttl_seconds: float) -> int | None:
+        """Take or renew the run's lease; expiry is judged by the server's clock. One UPDATE: under
+        READ COMMITTED a racing taker waits for the row and re-checks it, so exactly one wins."""
+        sh.check_ttl(ttl_seconds)
+        params: dict[str, Any] = {"id": run_id, "token": token, "ttl": float(ttl_seconds)}
+        if not self._server_clock:
+            params["now"] = self._clock()
+        now = self._now_sql
+        sql = (
+            "UPDATE workflow_runs SET generation = generation + "
+            "CASE WHEN owner_token IS DISTINCT FROM %(token)s THEN 1 ELSE 0 END, "
+            f"owner_token = %(token)s, lease_until = {now} + %(ttl)s * interval '1 second' "
+            "WHERE id = %(id)s AND (owner_token IS NULL OR owner_token = %(token)s OR lease_until IS NULL "
+            f"OR lease_until < {now}) RETURNING generation"
+        )
+
+        def acquire(cur: Any) -> int | None:
+            row = cur.execute(sql, params).fetchone()
+            return None if row is None else row[0]
+
+        return self._write(acquire, key="r:" + run_id)
+
+    @_translated
+    def release_lease(self, run_id: str, token: str) -> None:
+        self._write(
+            None,
+            key="r:" + run_id,
+            sql="UPDATE workflow_runs SET owner_token = NULL, lease_until = NULL WHERE id = %s AND owner_token = %s",
+            params=(run_id, token),
+        )
+
+    # ------------------------------------------------------------------ steps
+
+    @_translated
+    def insert_step(self, new_step: NewStep, *, durable: bool = True) -> str:
+        sh.check_role(new_step.role)
+        step_id = sh.new_ordered_id()
+        running = new_step.retry_count is not None
+        row = [
+            step_id,
+            new_step.workflow_run_id,
+            new_step.step_name,
+            new_step.role,
+            int(new_step.can_commit),
+            StepStatus.RUNNING.value if running else StepStatus.PENDING.value,
+            new_step.position,
+            new_step.iteration,
+            self._now() if running else None,
+            new_step.retry_count or 0,
+            new_step.gate_type,
+            new_step.gate_prompt,
+            new_step.gate_timeout,
+            new_step.gate_options,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]
+        key, needs = "s:" + step_id, "r:" + new_step.workflow_run_id
+        if not durable:
+            self._write(None, durable=False, key=key, foldable_row=row, needs=needs, sql=_STEP_INSERT, params=row)
+            return step_id
+
+        def insert(cur: Any) -> None:
+            try:
+                cur.execute("SAVEPOINT step_insert")
+                cur.execute(_STEP_INSERT, row)
+                cur.execute("RELEASE SAVEPOINT step_insert")
+            except psycopg.errors.ForeignKeyViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT step_insert")
+                raise PersistenceError(f"run {new_step.workflow_run_id} not found") from None
+
+        self._write(insert, single=False, key=key, needs=needs)
+        return step_id
+
+    @_translated
+    def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None:
+        """Generation-guarded (stale → LeaseLost); a terminal row is never overwritten."""
+        status = StepStatus(update.status)
+        now = self._now()
+        if not durable and self._fold("s:" + step_id, lambda row: self._fold_step(row, status, update, now)):
+            return
+        params: dict[str, Any] = {"id": step_id, "generation": update.generation, "status": status.value, "now": now}
+        if status.is_starting:
+            sql = _STEP_STARTING
+            params["child_run_id"] = update.child_run_id
+        elif status.is_terminal:
+            sql = _STEP_TERMINAL
+            params.update(
+                child_run_id=update.child_run_id,
+                result_text=update.result_text,
+                context_out=update.context_out,
+                markers_out=update.markers_out,
+                structured_output=update.structured_output,
+                step_error=update.step_error,
+                retry_count=update.retry_count,
+            )
+        else:
+            sql = _STEP_OTHER
+
+        def update_row(cur: Any) -> None:
+            if cur.execute(sql, params).rowcount:
+                return
+            row = cur.execute(
+                "SELECT s.status, r.generation FROM workflow_run_steps s "
+                "JOIN workflow_runs r ON r.id = s.workflow_run_id WHERE s.id = %s",
+                (step_id,),
+            ).fetchone()
+            if row is None:
+                raise PersistenceError(f"step {step_id} not found")
+            if row[1] != update.generation or row[0] not in sh.TERMINAL_STEP_STATUSES:
+                raise sh.lease_cancelled()
+
+        self._write(update_row, durable=durable, key="s:" + step_id)
+
+    def _fold_step(self, row: list, status: StepStatus, update: StepUpdate, now: str) -> bool:
+        """A step update applied to its queued insert row, while its run's insert is queued too."""
+        run_row = self._foldable.get("r:" + row[_S_RUN])
+        if run_row is None or run_row[_R_GENERATION] != update.generation:
+            return False
+        if StepStatus(row[_S_STATUS]).is_terminal:
+            return True
+        row[_S_STATUS] = status.value
+        if status.is_starting:
+            row[_S_CHILD], row[_S_STARTED] = update.child_run_id, now
+        elif status.is_terminal:
+            row[_S_ENDED], row[_S_RESULT], row[_S_CONTEXT] = now, update.result_text, update.context_out
+            row[_S_MARKERS], row[_S_OUTPUT] = update.markers_out, update.structured_output
+            row[_S_ERROR] = update.step_error
+            if update.child_run_id is not None:
+                row[_S_CHILD] = update.child_run_id
+            if update.retry_count is not None:
+                row[_S_RETRY] = update.retry_count
+        return True
+
+    @_translated
+    def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
+        with self._conn() as cur:
+            rows = cur.execute(
+                f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE workflow_run_id = %s ORDER BY position, id",
+                (run_id,),
+            ).fetchall()
+        return [_step_from_row(r) for r in rows]
+
+    @_translated
+    def get_step(self, step_id: str) -> WorkflowRunStep | None:
+        with self._conn() as cur:
+            row = cur.execute(f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE id = %s", (step_id,)).fetchone()
+        return _step_from_row(row) if row else None
+
+    # ------------------------------------------------------------------ gates
+
+    @_translated
+    def get_gate_approval(self, step_id: str) -> GateApprovalState:
+        """Also starts the notification listener: whoever reads a gate's state waits for it."""
+        if self._listen and self._listener is None and not self._closed:
+            with self._queue_lock:
+                if self._listener is None:
+                    self._listener = _Listener(self.dsn, self.where)
+        with self._conn() as cur:
+            row = cur.execute(
+                "SELECT gate_approved_at, status, gate_feedback, gate_selections, gate_approved_by "
+                "FROM workflow_run_steps WHERE id = %s",
+                (step_id,),
+            ).fetchone()
+        return sh.approval_state(*row) if row else GateApprovalState.pending()
+
+    @staticmethod
+    def _open_gate(cur: Any, step_id: str) -> str | None:
+        """The gate's options, after checking (with the row locked) that it is still open."""
+        row = cur.execute(
+            "SELECT status, gate_options FROM workflow_run_steps WHERE id = %s FOR UPDATE", (step_id,)
+        ).fetchone()
+        if row is None:
+            raise PersistenceError(f"step {step_id} not found")
+        if row[0] in sh.TERMINAL_STEP_STATUSES:
+            raise sh.gate_already_resolved(step_id, row[0])
+        return row[1]
+
+    @_translated
+    def approve_gate(
+        self, step_id: str, approved_by: str, feedback: str | None, selections: list[str] | None
+    ) -> None:
+        now = self._now()
+
+        def approve(cur: Any) -> None:
+            sh.validate_gate_selections(step_id, self._open_gate(cur, step_id), selections or [])
+            cur.execute(
+                "UPDATE workflow_run_steps SET gate_approved_at = %s, gate_approved_by = %s, "
+                "gate_feedback = %s, gate_selections = %s, context_out = COALESCE(%s, context_out), "
+                "status = 'completed', ended_at = %s WHERE id = %s",
+                (
+                    now,
+                    approved_by,
+                    feedback,
+                    sh.dump_json(list(selections)) if selections is not None else None,
+                    sh.selection_context(selections) if selections else None,
+                    now,
+                    step_id,
+                ),
+            )
+            cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, "gate:" + step_id))
+
+        self._write(approve, single=False, key="s:" + step_id)
+
+    @_translated
+    def reject_gate(self, step_id: str, rejected_by: str, feedback: str | None) -> None:
+        now = self._now()
+
+        def reject(cur: Any) -> None:
+            self._open_gate(cur, step_id)
+            cur.execute(
+                "UPDATE workflow_run_steps SET gate_approved_by = %s, gate_feedback = %s, status = 'failed', "
+                "ended_at = %s WHERE id = %s",
+                (rejected_by, feedback, now, step_id),
+            )
+            cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, "gate:" + step_id))
+
+        self._write(reject, single=False, key="s:" + step_id)
+
+    # ------------------------------------------------------------------ fan-out items
+
+    def insert_fan_out_item(
+        self, step_run_id: str, item_type: str, item_id: str, item_ref: str, context: dict[str, str]
+    ) -> str:
+        """Idempotent on (step, type, id): a repeat returns the existing row's id untouched."""
+        return self.insert_fan_out_items(step_run_id, [(item_type, item_id, item_ref, context)])[0]
+
+    @_translated
+    def insert_fan_out_items(
+        self, step_run_id: str, items: list[tuple[str, str, str, dict[str, str]]]
+    ) -> list[str]:
+        """One statement for the whole batch; ids come back in the order of `items`."""
+        if not items:
+            with self._conn() as cur:
+                _require_step(cur, step_run_id)
+            return []
+        ids = [sh.new_ordered_id() for _ in items]
+        columns = (
+            ids,
+            [t for t, _, _, _ in items],
+            [i for _, i, _, _ in items],
+            [ref for _, _, ref, _ in items],
+            [sh.dump_json(ctx) if ctx else "{}" for _, _, _, ctx in items],
+        )
+
+        def insert(cur: Any) -> list[str]:
+            _require_step(cur, step_run_id)
+            if cur.execute(_ITEM_INSERT, (step_run_id, *columns)).rowcount == len(ids):
+                return ids
+            existing = {
+                (t, i): item
+                for item, t, i in cur.execute(
+                    "SELECT id, item_type, item_id FROM workflow_run_step_fan_out_items WHERE step_run_id = %s",
+                    (step_run_id,),
+                )
+            }
+            return [existing[(t, i)] for t, i, _, _ in items]
+
+        return self._write(insert, single=False, needs="s:" + step_run_id)
+
+    @_translated
+    def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None:
+        sql, params = _item_update(item_id, update, self._now())
+
+        def update_item(cur: Any) -> None:
+            if cur.execute(sql, params).rowcount == 0:
+                raise PersistenceError(f"fan-out item {item_id} not found")
+
+        self._write(update_item)
+
+    @_translated
+    def batch_update_fan_out_items(
+        self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
+    ) -> None:
+        """One transaction, all or nothing: an unknown item id rolls the whole batch back."""
+        if not updates:
+            return
+        now = self._now()
+        prepared = [_item_update(item_id, update, now) for item_id, update in updates]
+
+        def update_items(cur: Any) -> None:
+            cur.execute("SAVEPOINT items")
+            changed = 0
+            for sql, group in itertools.groupby(prepared, key=lambda p: p[0]):
+                cur.executemany(sql, [params for _, params in group])
+                changed += cur.rowcount
+            if changed != len(prepared):
+                cur.execute("ROLLBACK TO SAVEPOINT items")
+                ids = [item_id for item_id, _ in updates]
+                found = {
+                    r[0]
+                    for r in cur.execute(
+                        "SELECT id FROM workflow_run_step_fan_out_items WHERE id = ANY(%s)", (ids,)
+                    )
+                }
+                missing = next((i for i in ids if i not in found), ids[0])
+                raise PersistenceError(f"fan-out item {missing} not found")
+            cur.execute("RELEASE SAVEPOINT items")
+
+        self._write(update_items, single=False, durable=durable)
+
+    @_translated
+    def get_fan_out_items(
+        self, step_run_id: str, status_filter: FanOutItemStatus | None = None
+    ) -> list[FanOutItemRow]:
+        sql = f"SELECT {ITEM_COLUMNS} FROM workflow_run_step_fan_out_items WHERE step_run_id = %s"
+        params: tuple[str, ...] = (step_run_id,)
+        if status_filter is not None:
+            sql += " AND status = %s"
+            params += (FanOutItemStatus(status_filter).value,)
+        with self._conn() as cur:
+            rows = cur.execute(sql + " ORDER BY id", params).fetchall()
+        return [_item_from_row(r) for r in rows]
+
+
+# ---------------------------------------------------------------------- schema
+
+
+def ensure_schema(conn: Any, where: str, *, upgrade: bool) -> int:
+    """Create the schema in an empty database, check it in ours, migrate it when `upgrade`.
+
+    Returns the version now in place. Serialised by an advisory lock, so two processes opening a
+    new database at once do not race. Refuses a database that has runkon's table names but no
+    `runkon_schema` (another tool's), one newer than this runkon, and — unless `upgrade` — one
+    older (other machines may still run the older runkon: upgrading is an explicit step).
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('runkon schema'))")
+        has_version = conn.execute("SELECT to_regclass('runkon_schema') IS NOT NULL").fetchone()[0]
+        if has_version:
+            row = conn.execute("SELECT max(version) FROM runkon_schema").fetchone()
+            version = row[0] or 0
+        else:
+            found = [
+                name
+                for name in pgs.RUNKON_TABLES
+                if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+            ]
+            if found:
+                raise PersistenceError(
+                    f"{where} is not a runkon database: it has a {found[0]} table that runkon did not make "
+                    "(no runkon_schema table); point --db / RUNKON_DB at a database of runkon's own"
+                )
+            conn.execute(pgs.VERSION_TABLE)
+            version = 0
+            upgrade = True  # an empty database: nobody else uses it yet
+        if version > pgs.SCHEMA_VERSION:
+            raise PersistenceError(
+                f"{where} uses schema version {version}, newer than this runkon understands "
+                f"({pgs.SCHEMA_VERSION}); upgrade runkon or use another database"
+            )
+        if version == pgs.SCHEMA_VERSION:
+            return version
+        if not upgrade:
+            raise PersistenceError(
+                f"{where} uses schema version {version}, older than this runkon's ({pgs.SCHEMA_VERSION}); "
+                f"run `runkon-flow db upgrade --db <url>` once (stop older runkons that use it first)"
+            )
+        for step_version, statements in pgs.MIGRATIONS:
+            if step_version > version:
+                for statement in statements:
+                    conn.execute(statement)
+        conn.execute("DELETE FROM runkon_schema")
+        conn.execute(
+            "INSERT INTO runkon_schema (version, upgraded_at) VALUES (%s, now())", (pgs.SCHEMA_VERSION,)
+        )
+        return pgs.SCHEMA_VERSION
+
+
+def schema_version(dsn: str) -> tuple[int | None, int]:
+    """(the database's schema version or None when it has none, this runkon's) — for `db` commands."""
+    where = display_dsn(dsn)
+    conn = connect(dsn, where)
+    try:
+        try:
+            if not conn.execute("SELECT to_regclass('runkon_schema') IS NOT NULL").fetchone()[0]:
+                return None, pgs.SCHEMA_VERSION
+            return conn.execute("SELECT max(version) FROM runkon_schema").fetchone()[0], pgs.SCHEMA_VERSION
+        except psycopg.Error as exc:
+            raise PersistenceError(f"run database {where}: {error_line(exc)}") from None
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------- notifications
+
+
+class _Listener:
+    """`LISTEN runkon` on a connection of its own, in a daemon thread: a gate decision made by any
+    process wakes this process's waiter for that gate at once. Best effort — if the connection
+    fails, waiters still poll (gates every second), and the listener retries every few seconds."""
+
+    def __init__(self, dsn: str, where: str) -> None:
+        self._dsn = dsn
+        self._where = where
+        self._stopped = threading.Event()
+        self._conn: Any = None
+        self._thread = threading.Thread(target=self._loop, name="runkon-pg-listener", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        from runkon_flow.approvals import GATE_SIGNALS  # the engine's in-process wake-ups
+
+        while not self._stopped.is_set():
+            try:
+                self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+                self._conn.execute(f"LISTEN {CHANNEL}")
+                while not self._stopped.is_set():
+                    for note in self._conn.notifies(timeout=0.5, stop_after=64):
+                        kind, _, ident = note.payload.partition(":")
+                        if kind == "gate":
+                            GATE_SIGNALS.notify(ident)
+            except Exception as exc:  # the server went away: retry, the waiters poll meanwhile
+                if self._stopped.is_set():
+                    return
+                log.debug("run database %s: notification listener: %s", self._where, exc)
+                self._stopped.wait(2.0)
+            finally:
+                if self._conn is not None:
+                    with suppress(Exception):
+                        self._conn.close()
+                    self._conn = None
+
+    def stop(self) -> None:
+        """Ask the thread to end (within half a second, closing its connection); no waiting."""
+        self._stopped.set()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _rollback(cur: Any) -> None:
+    with suppress(Exception):
+        if cur.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            cur.execute("ROLLBACK")
+
+
+def _require_step(cur: Any, step_id: str) -> None:
+    if cur.execute("SELECT 1 FROM workflow_run_steps WHERE id = %s", (step_id,)).fetchone() is None:
+        raise PersistenceError(f"step {step_id} not found")
+
+
+def _item_update(item_id: str, update: FanOutItemUpdate, now: str) -> tuple[str, tuple]:
+    status = FanOutItemStatus(update.status)
+    if status is FanOutItemStatus.RUNNING:
+        return _ITEM_RUNNING, (update.child_run_id, now, item_id)
+    if status is FanOutItemStatus.PENDING:
+        return _ITEM_PENDING, (item_id,)
+    return _ITEM_TERMINAL, (status.value, update.child_run_id, now, item_id)
+
+
+def _run(row: tuple) -> WorkflowRun:
+    """`lease_until` is a timestamptz here: shown as RFC 3339 like every other timestamp."""
+    lease = row[19]
+    if isinstance(lease, datetime):
+        row = (*row[:19], sh.rfc3339(lease), *row[20:])
+    return _run_from_row(row)
+
+
+__all__ = ["PostgresStore", "ensure_schema", "schema_version"]

@@ -1,0 +1,111 @@
+"""The PostgreSQL schema: the canonical tables of engine.md §6.3 in PostgreSQL's dialect, its
+version, and the ordered migrations `runkon-flow db upgrade` applies.
+
+Same tables, columns, CHECKs, UNIQUE fan-out key, foreign keys and indexes as SQLite (schema.py),
+with three differences: `lease_until` is a `timestamptz` compared with the *server's* clock (many
+machines share one database; their clocks may disagree), runs get a hidden `seq` identity for
+"newest first" among runs started in the same millisecond (SQLite's rowid), and the version lives
+in a one-row table `runkon_schema` (there is no `PRAGMA user_version`). Everything is created in
+the connection's current schema (`search_path`), so one database can hold several runkon schemas.
+
+Version numbers are SQLite's: version N means the same columns in both stores.
+"""
+
+from __future__ import annotations
+
+from runkon_flow.persistence.schema import RUN_STATUSES, STEP_ROLES, STEP_STATUSES, _in_list
+
+SCHEMA_VERSION = 1
+
+_V1: tuple[str, ...] = (
+    f"""CREATE TABLE workflow_runs (
+    id TEXT PRIMARY KEY,
+    workflow_name TEXT NOT NULL,
+    parent_run_id TEXT,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in_list(RUN_STATUSES)})),
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    "trigger" TEXT NOT NULL DEFAULT '',
+    started_at TEXT NOT NULL
+        DEFAULT (to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
+    ended_at TEXT,
+    result_summary TEXT,
+    definition_snapshot TEXT,
+    inputs TEXT,
+    parent_workflow_run_id TEXT,
+    iteration INTEGER NOT NULL DEFAULT 0,
+    blocked_on TEXT,
+    total_duration_ms BIGINT,
+    error TEXT,
+    dismissed INTEGER NOT NULL DEFAULT 0,
+    workflow_title TEXT,
+    owner_token TEXT,
+    lease_until TIMESTAMPTZ,
+    generation BIGINT NOT NULL DEFAULT 0,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY
+)""",
+    f"""CREATE TABLE workflow_run_steps (
+    id TEXT PRIMARY KEY,
+    workflow_run_id TEXT NOT NULL REFERENCES workflow_runs(id),
+    step_name TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL DEFAULT 'agent' CHECK (role IN ({_in_list(STEP_ROLES)})),
+    can_commit INTEGER NOT NULL DEFAULT 0,
+    condition_expr TEXT,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in_list(STEP_STATUSES)})),
+    child_run_id TEXT,
+    position INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT,
+    ended_at TEXT,
+    result_text TEXT,
+    condition_met INTEGER,
+    iteration INTEGER NOT NULL DEFAULT 0,
+    parallel_group_id TEXT,
+    context_out TEXT,
+    markers_out TEXT,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    gate_type TEXT,
+    gate_prompt TEXT,
+    gate_timeout TEXT,
+    gate_approved_by TEXT,
+    gate_approved_at TEXT,
+    gate_feedback TEXT,
+    structured_output TEXT,
+    output_file TEXT,
+    gate_options TEXT,
+    gate_selections TEXT,
+    fan_out_total INTEGER,
+    fan_out_completed INTEGER,
+    fan_out_failed INTEGER,
+    fan_out_skipped INTEGER,
+    step_error TEXT
+)""",
+    """CREATE TABLE workflow_run_step_fan_out_items (
+    id TEXT PRIMARY KEY,
+    step_run_id TEXT NOT NULL REFERENCES workflow_run_steps(id),
+    item_type TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    item_ref TEXT NOT NULL DEFAULT '',
+    child_run_id TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    dispatched_at TEXT,
+    completed_at TEXT,
+    context TEXT,
+    UNIQUE (step_run_id, item_type, item_id)
+)""",
+    "CREATE INDEX idx_workflow_runs_status ON workflow_runs(status)",
+    "CREATE INDEX idx_workflow_runs_parent_workflow_run_id ON workflow_runs(parent_workflow_run_id)",
+    "CREATE INDEX idx_workflow_run_steps_run ON workflow_run_steps(workflow_run_id)",
+    "CREATE INDEX idx_steps_status_gate ON workflow_run_steps(status, gate_type)",
+    "CREATE INDEX idx_workflow_run_steps_child_run_id ON workflow_run_steps(child_run_id)",
+    "CREATE INDEX idx_fan_out_items_step ON workflow_run_step_fan_out_items(step_run_id, status)",
+    "CREATE INDEX idx_workflow_runs_started ON workflow_runs(started_at DESC, seq DESC)",
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1),)
+"""(version, statements) in order: applying every step above the database's version brings it to
+SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""
+
+assert MIGRATIONS[-1][0] == SCHEMA_VERSION
+
+VERSION_TABLE = "CREATE TABLE runkon_schema (version INTEGER NOT NULL, upgraded_at TIMESTAMPTZ NOT NULL)"
+
+RUNKON_TABLES = ("workflow_runs", "workflow_run_steps", "workflow_run_step_fan_out_items")

@@ -61,7 +61,18 @@ def start() -> tuple[Path, str]:
             shutil.chown(directory, "postgres", "postgres")
         data = directory / "data"
         _run(
-            [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-E", "UTF8", "--no-sync", "-U", "postgres"],
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-U",
+                "postgres",
+            ],
             "initdb",
         )
         options = (
@@ -69,8 +80,19 @@ def start() -> tuple[Path, str]:
             "-c max_connections=200 -c shared_buffers=32MB"
         )
         _run(
-            [str(bindir / "pg_ctl"), "start", "-w", "-t", "30", "-D", str(data), "-l", str(directory / "log"),
-             "-o", options],
+            [
+                str(bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "30",
+                "-D",
+                str(data),
+                "-l",
+                str(directory / "log"),
+                "-o",
+                options,
+            ],
             "pg_ctl start",
         )
         _run([str(bindir / "createdb"), "-h", str(directory), "-U", "postgres", DATABASE], "createdb")
@@ -97,8 +119,21 @@ def restart(directory: Path) -> None:
     """Restart the server in `directory` (fast shutdown: every client connection is cut)."""
     bindir = server_binaries()
     assert bindir is not None
-    _run([str(bindir / "pg_ctl"), "restart", "-w", "-D", str(Path(directory) / "data"), "-m", "fast"],
-         "pg_ctl restart")
+    # -l as at start: without it the server would write to (and hold open) our captured stdout.
+    _run(
+        [
+            str(bindir / "pg_ctl"),
+            "restart",
+            "-w",
+            "-D",
+            str(Path(directory) / "data"),
+            "-m",
+            "fast",
+            "-l",
+            str(Path(directory) / "log"),
+        ],
+        "pg_ctl restart",
+    )
 
 
 def main(argv: list[str]) -> int:

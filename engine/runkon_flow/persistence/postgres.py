@@ -96,7 +96,7 @@ _STEP_INSERT = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
     "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
     "gate_timeout, gate_options, ended_at, result_text, context_out, markers_out, structured_output, "
-    "step_error, child_run_id) VALUES (" + ", ".join(["%s"] * 21) + ")"
+    "step_error, child_run_id, node_path) VALUES (" + ", ".join(["%s"] * 22) + ")"
 )
 # Positions in a step insert row (what a folded update may change).
 _S_RUN, _S_STATUS, _S_STARTED, _S_RETRY, _S_ENDED, _S_RESULT = 1, 5, 8, 9, 14, 15
@@ -629,7 +629,8 @@ class PostgresStore:
         self._write(
             None,
             key="r:" + run_id,
-            sql="UPDATE workflow_runs SET owner_token = NULL, lease_until = NULL WHERE id = %s AND owner_token = %s",
+            sql="UPDATE workflow_runs SET owner_token = NULL, lease_until = NULL "
+            "WHERE id = %s AND owner_token = %s",
             params=(run_id, token),
         )
 
@@ -662,10 +663,13 @@ class PostgresStore:
             None,
             None,
             None,
+            new_step.node_path,
         ]
         key, needs = "s:" + step_id, "r:" + new_step.workflow_run_id
         if not durable:
-            self._write(None, durable=False, key=key, foldable_row=row, needs=needs, sql=_STEP_INSERT, params=row)
+            self._write(
+                None, durable=False, key=key, foldable_row=row, needs=needs, sql=_STEP_INSERT, params=row
+            )
             return step_id
 
         def insert(cur: Any) -> None:
@@ -687,7 +691,12 @@ class PostgresStore:
         now = self._now()
         if not durable and self._fold("s:" + step_id, lambda row: self._fold_step(row, status, update, now)):
             return
-        params: dict[str, Any] = {"id": step_id, "generation": update.generation, "status": status.value, "now": now}
+        params: dict[str, Any] = {
+            "id": step_id,
+            "generation": update.generation,
+            "status": status.value,
+            "now": now,
+        }
         if status.is_starting:
             sql = _STEP_STARTING
             params["child_run_id"] = update.child_run_id
@@ -744,7 +753,8 @@ class PostgresStore:
     def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
         with self._conn() as cur:
             rows = cur.execute(
-                f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE workflow_run_id = %s ORDER BY position, id",
+                f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE workflow_run_id = %s "
+                "ORDER BY position, id",
                 (run_id,),
             ).fetchall()
         return [_step_from_row(r) for r in rows]
@@ -752,7 +762,9 @@ class PostgresStore:
     @_translated
     def get_step(self, step_id: str) -> WorkflowRunStep | None:
         with self._conn() as cur:
-            row = cur.execute(f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE id = %s", (step_id,)).fetchone()
+            row = cur.execute(
+                f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE id = %s", (step_id,)
+            ).fetchone()
         return _step_from_row(row) if row else None
 
     # ------------------------------------------------------------------ gates
@@ -858,7 +870,8 @@ class PostgresStore:
             existing = {
                 (t, i): item
                 for item, t, i in cur.execute(
-                    "SELECT id, item_type, item_id FROM workflow_run_step_fan_out_items WHERE step_run_id = %s",
+                    "SELECT id, item_type, item_id FROM workflow_run_step_fan_out_items "
+                    "WHERE step_run_id = %s",
                     (step_run_id,),
                 )
             }

@@ -2,10 +2,12 @@
 version, and the ordered migrations `runkon-flow db upgrade` applies.
 
 Same tables, columns, CHECKs, UNIQUE fan-out key, foreign keys and indexes as SQLite (schema.py),
-with three differences: `lease_until` is a `timestamptz` compared with the *server's* clock (many
+with four differences: `lease_until` is a `timestamptz` compared with the *server's* clock (many
 machines share one database; their clocks may disagree), runs get a hidden `seq` identity for
 "newest first" among runs started in the same millisecond (SQLite's rowid), and the version lives
-in a one-row table `runkon_schema` (there is no `PRAGMA user_version`). Everything is created in
+in a one-row table `runkon_schema` (there is no `PRAGMA user_version`). Ids and `started_at` use
+the "C" collation: ULIDs and RFC 3339 stamps must sort bytewise ("insertion order", "newest
+first") whatever the database's locale. Everything is created in
 the connection's current schema (`search_path`), so one database can hold several runkon schemas.
 
 Version numbers are SQLite's: version N means the same columns in both stores.
@@ -15,17 +17,15 @@ from __future__ import annotations
 
 from runkon_flow.persistence.schema import RUN_STATUSES, STEP_ROLES, STEP_STATUSES, _in_list
 
-SCHEMA_VERSION = 1
-
 _V1: tuple[str, ...] = (
     f"""CREATE TABLE workflow_runs (
-    id TEXT PRIMARY KEY,
+    id TEXT COLLATE "C" PRIMARY KEY,
     workflow_name TEXT NOT NULL,
     parent_run_id TEXT,
     status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in_list(RUN_STATUSES)})),
     dry_run INTEGER NOT NULL DEFAULT 0,
     "trigger" TEXT NOT NULL DEFAULT '',
-    started_at TEXT NOT NULL
+    started_at TEXT COLLATE "C" NOT NULL
         DEFAULT (to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
     ended_at TEXT,
     result_summary TEXT,
@@ -44,7 +44,7 @@ _V1: tuple[str, ...] = (
     seq BIGINT GENERATED ALWAYS AS IDENTITY
 )""",
     f"""CREATE TABLE workflow_run_steps (
-    id TEXT PRIMARY KEY,
+    id TEXT COLLATE "C" PRIMARY KEY,
     workflow_run_id TEXT NOT NULL REFERENCES workflow_runs(id),
     step_name TEXT NOT NULL DEFAULT '',
     role TEXT NOT NULL DEFAULT 'agent' CHECK (role IN ({_in_list(STEP_ROLES)})),
@@ -79,7 +79,7 @@ _V1: tuple[str, ...] = (
     step_error TEXT
 )""",
     """CREATE TABLE workflow_run_step_fan_out_items (
-    id TEXT PRIMARY KEY,
+    id TEXT COLLATE "C" PRIMARY KEY,
     step_run_id TEXT NOT NULL REFERENCES workflow_run_steps(id),
     item_type TEXT NOT NULL,
     item_id TEXT NOT NULL,
@@ -100,11 +100,16 @@ _V1: tuple[str, ...] = (
     "CREATE INDEX idx_workflow_runs_started ON workflow_runs(started_at DESC, seq DESC)",
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1),)
+_V2 = (
+    # Each step row records its place in the workflow tree (`body.2`); older rows keep NULL.
+    "ALTER TABLE workflow_run_steps ADD COLUMN IF NOT EXISTS node_path TEXT",
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
 """(version, statements) in order: applying every step above the database's version brings it to
 SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""
 
-assert MIGRATIONS[-1][0] == SCHEMA_VERSION
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 VERSION_TABLE = "CREATE TABLE runkon_schema (version INTEGER NOT NULL, upgraded_at TIMESTAMPTZ NOT NULL)"
 

@@ -1,0 +1,332 @@
+"""What only the PostgreSQL store has to get right: many machines on one server (server-clock
+leases, fencing under READ COMMITTED between processes, notifications), its schema versions, and
+one-line errors that name the database without its password. The shared rules are in
+test_contract.py; see tests/pg.py for which server these run against."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from runkon_flow.approvals import GATE_SIGNALS
+from runkon_flow.errors import EngineCancelled, PersistenceError
+from runkon_flow.persistence import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
+from runkon_flow.persistence import postgres_schema as pgs
+from runkon_flow.persistence import schema as sqlite_schema
+from runkon_flow.persistence.pg_connect import display_dsn, is_postgres_url
+
+from tests import pg
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dsn() -> str:
+    return pg.fresh_dsn()
+
+
+@pytest.fixture
+def store(dsn: str):
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    s = PostgresStore(dsn)
+    yield s
+    s.close()
+
+
+def sql(dsn: str, statement: str, params: tuple = ()) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+# --------------------------------------------------------------------------- naming the database
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("postgresql://alice:s3cret@db.example:5432/runs", "postgresql://alice@db.example:5432/runs"),
+        (
+            "postgresql://alice:s3cret@db/runs?password=x&sslmode=require",
+            "postgresql://alice@db/runs?sslmode=require",
+        ),
+        ("postgresql:///runs?host=/tmp/pg&user=bob", "postgresql:///runs?host=/tmp/pg&user=bob"),
+        ("host=db user=alice password=s3cret dbname=runs", "host=db user=alice password=*** dbname=runs"),
+    ],
+)
+def test_messages_name_the_database_without_its_password(given: str, shown: str) -> None:
+    assert display_dsn(given) == shown
+
+
+def test_only_postgresql_urls_select_the_server_store() -> None:
+    assert is_postgres_url("postgresql://db/runs") and is_postgres_url("postgres://db/runs")
+    assert not is_postgres_url("runs.db") and not is_postgres_url("") and not is_postgres_url(None)
+
+
+def test_both_stores_use_the_same_schema_version_numbers() -> None:
+    assert pgs.SCHEMA_VERSION == sqlite_schema.SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- server clock
+
+
+def test_lease_times_come_from_the_server_clock(store, dsn) -> None:
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+    assert store.acquire_lease(run.id, "t1", 600) == 1
+    # The stored lease end is the server's now + ttl, whatever the client thinks the time is.
+    (delta,) = sql(
+        dsn,
+        "SELECT extract(epoch FROM lease_until - clock_timestamp()) FROM workflow_runs WHERE id = %s",
+        (run.id,),
+    )[0]
+    assert 595 < float(delta) <= 600
+
+
+def test_lease_expiry_is_judged_by_the_server_clock(store, dsn) -> None:
+    run = store.create_run(NewRun(workflow_name="wf"))
+    assert store.acquire_lease(run.id, "t1", 30) == 1
+    set_lease = (
+        "UPDATE workflow_runs SET lease_until = clock_timestamp() + %s * interval '1 second' WHERE id = %s"
+    )
+    sql(dsn, set_lease, (5, run.id))  # five seconds left on the server's clock
+    assert store.acquire_lease(run.id, "t2", 30) is None
+    sql(dsn, set_lease, (-0.5, run.id))  # lapsed half a second ago on the server's clock
+    assert store.acquire_lease(run.id, "t2", 30) == 2
+
+
+# --------------------------------------------------------------------------- fencing between processes
+
+ENGINE_A = textwrap.dedent(
+    """
+    import json, sys
+    from runkon_flow.errors import EngineCancelled
+    from runkon_flow.persistence import StepUpdate
+    from runkon_flow.persistence.postgres import PostgresStore
+    dsn, run_id, steps = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    store = PostgresStore(dsn, listen=False)
+    done = []
+    try:
+        for step_id in steps:
+            store.update_step(step_id, StepUpdate.completed(1, result_text="A"))
+            done.append(step_id)
+    except EngineCancelled as exc:
+        print(json.dumps({"done": done, "stopped": str(exc)}))
+    else:
+        print(json.dumps({"done": done, "stopped": None}))
+    store.close()
+    """
+)
+
+ENGINE_B = textwrap.dedent(
+    """
+    import json, sys, time
+    import psycopg
+    from runkon_flow.persistence.postgres import PostgresStore
+    dsn, run_id = sys.argv[1], sys.argv[2]
+    store = PostgresStore(dsn, listen=False)
+    while sum(s.status == "completed" for s in store.get_steps(run_id)) < 3:
+        time.sleep(0.01)  # A is busy writing
+    with psycopg.connect(dsn, autocommit=True) as conn:  # A's lease lapses (A stopped renewing)
+        conn.execute(
+            "UPDATE workflow_runs SET lease_until = clock_timestamp() - interval '1 second' WHERE id = %s",
+            (run_id,),
+        )
+    generation = store.acquire_lease(run_id, "engine-b", 60)
+    completed = [s.id for s in store.get_steps(run_id) if s.status == "completed"]
+    print(json.dumps({"generation": generation, "completed_at_takeover": completed}))
+    store.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_superseded_engine_in_another_process_never_writes_after_the_takeover(store, dsn) -> None:
+    """Engine A (its own process) completes steps with generation 1; engine B (another process)
+    lets A's lease lapse and takes the run over. Every step write is slowed by a trigger, so A
+    has one in flight when B's takeover commits. Whatever A managed to write must already be
+    visible to B at the moment it took over: nothing of A's lands afterwards."""
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "engine-a", 3600)
+    steps = [store.insert_step(NewStep(run.id, f"s{i}", position=i, retry_count=0)) for i in range(200)]
+    sql(
+        dsn,
+        "CREATE FUNCTION slow_step() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$",
+    )
+    sql(
+        dsn,
+        "CREATE TRIGGER slow BEFORE UPDATE ON workflow_run_steps FOR EACH ROW EXECUTE FUNCTION slow_step()",
+    )
+    env_cmd = [sys.executable, "-c"]
+    a = subprocess.Popen(
+        [*env_cmd, ENGINE_A, dsn, run.id, json.dumps(steps)], stdout=subprocess.PIPE, text=True
+    )
+    b = subprocess.Popen([*env_cmd, ENGINE_B, dsn, run.id], stdout=subprocess.PIPE, text=True)
+    out_a, _ = a.communicate(timeout=60)
+    out_b, _ = b.communicate(timeout=60)
+    result_a, result_b = json.loads(out_a), json.loads(out_b)
+    assert result_b["generation"] == 2
+    assert result_a["stopped"] == "workflow cancelled: LeaseLost"  # A was fenced off …
+    assert 0 < len(result_a["done"]) < len(steps)
+    # … and everything A wrote was committed before B's takeover.
+    assert sorted(result_a["done"]) == sorted(result_b["completed_at_takeover"])
+    completed_now = [s.id for s in store.get_steps(run.id) if s.status is StepStatus.COMPLETED]
+    assert sorted(completed_now) == sorted(result_a["done"])
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+def test_a_gate_decision_made_elsewhere_wakes_the_waiting_engine_at_once(dsn) -> None:
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    with PostgresStore(dsn) as engine, PostgresStore(dsn, listen=False) as reviewer:
+        run_id = engine.create_run(NewRun(workflow_name="wf")).id
+        gate = engine.insert_step(
+            NewStep(run_id, "review", role="gate", retry_count=0, gate_type="human_approval")
+        )
+        wake = GATE_SIGNALS.register(gate)
+        try:
+            assert engine.get_gate_approval(gate).is_pending  # a waiter reads the gate: listening starts
+            time.sleep(0.5)  # the listener connects
+            started = time.monotonic()
+            reviewer.approve_gate(gate, "bob", "ok", None)
+            assert wake.wait(1.0), "the waiter was not woken within a second"
+            assert time.monotonic() - started < 1.0
+            assert engine.get_gate_approval(gate).is_approved
+        finally:
+            GATE_SIGNALS.unregister(gate)
+
+
+def test_a_cancel_request_from_another_machine_is_seen_at_the_next_poll(dsn) -> None:
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    with PostgresStore(dsn) as engine, PostgresStore(dsn, listen=False) as dashboard:
+        run = engine.create_leased_run(NewRun(workflow_name="wf"), "t", 30)
+        dashboard.update_run_status(run.id, RunStatus.CANCELLING, None, None)
+        assert engine.is_run_cancelled(run.id)
+
+
+# --------------------------------------------------------------------------- schema and errors
+
+
+def open_store(dsn: str, **kw):
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    return PostgresStore(dsn, listen=False, **kw)
+
+
+def test_an_empty_database_gets_the_schema_on_first_open(dsn) -> None:
+    open_store(dsn).close()
+    assert sql(dsn, "SELECT version FROM runkon_schema") == [(pgs.SCHEMA_VERSION,)]
+    open_store(dsn).close()  # and is simply used the second time
+
+
+def test_a_database_made_by_another_tool_is_refused_by_name(dsn) -> None:
+    sql(dsn, "CREATE TABLE workflow_runs (id TEXT PRIMARY KEY, something TEXT)")
+    with pytest.raises(PersistenceError) as caught:
+        open_store(dsn)
+    message = str(caught.value)
+    assert "is not a runkon database" in message and "workflow_runs" in message
+    assert "\n" not in message and display_dsn(dsn) in message
+
+
+def test_a_newer_schema_is_refused_with_a_clear_message(dsn) -> None:
+    open_store(dsn).close()
+    sql(dsn, "UPDATE runkon_schema SET version = 99")
+    with pytest.raises(PersistenceError, match=r"schema version 99, newer than this runkon understands"):
+        open_store(dsn)
+
+
+def test_an_older_schema_must_be_upgraded_explicitly(dsn) -> None:
+    open_store(dsn).close()
+    sql(dsn, "UPDATE runkon_schema SET version = 1")
+    sql(dsn, "ALTER TABLE workflow_run_steps DROP COLUMN node_path")
+    with pytest.raises(PersistenceError, match=r"schema version 1, older .*runkon-flow db upgrade"):
+        open_store(dsn)
+    upgraded = open_store(dsn, upgrade=True)
+    try:
+        run_id = upgraded.create_run(NewRun(workflow_name="wf")).id
+        step = upgraded.insert_step(NewStep(run_id, "s", node_path="body.0"))
+        assert upgraded.get_step(step).node_path == "body.0"
+        assert upgraded.schema_version == pgs.SCHEMA_VERSION
+    finally:
+        upgraded.close()
+
+
+def test_an_unreachable_server_is_one_line_naming_the_database(tmp_path) -> None:
+    dsn = f"postgresql://alice:s3cret@/runs?host={tmp_path}"
+    with pytest.raises(PersistenceError) as caught:
+        open_store(dsn)
+    message = str(caught.value)
+    assert message.startswith(
+        f"persistence error: cannot connect to run database postgresql://alice@/runs?host={tmp_path}:"
+    )
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_wrong_credentials_are_one_line_without_the_password() -> None:
+    base = pg.base_dsn()
+    bad = base.replace("user=postgres", "user=nobody_here") + "&password=hunter2"
+    with pytest.raises(PersistenceError) as caught:
+        open_store(bad)
+    message = str(caught.value)
+    assert "cannot connect to run database" in message and "nobody_here" in message
+    assert "hunter2" not in message and "\n" not in message
+
+
+def test_a_server_restart_fails_the_call_in_flight_then_the_store_reconnects(store, dsn) -> None:
+    directory = pg.server_dir()
+    if directory is None:
+        pytest.skip("restarts only a throwaway server this test process started itself")
+    from tests import pgserver
+
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+    pgserver.restart(directory)
+    with pytest.raises(PersistenceError) as caught:
+        store.get_run(run.id)
+    assert str(caught.value).startswith(f"persistence error: run database {display_dsn(dsn)}: ")
+    assert "\n" not in str(caught.value)
+    # Nothing was lost, and the next call works on a new connection.
+    assert store.get_run(run.id).owner_token == "t1"
+    step = store.insert_step(NewStep(run.id, "s", retry_count=0))
+    store.update_step(step, StepUpdate.completed(1))
+    with pytest.raises(EngineCancelled):
+        store.update_step(step, StepUpdate.completed(7))
+
+
+# --------------------------------------------------------------------------- write-behind
+
+
+def test_write_behind_child_rows_are_batched_and_folded_into_two_inserts(store, dsn) -> None:
+    """A foreach child's four writes reach the server as two INSERTs (the rows, not four statements),
+    and only when something needs them: a read, a durable write or flush()."""
+    runs = []
+    for i in range(20):
+        run = store.create_leased_run(NewRun(workflow_name=f"c{i}"), f"t{i}", 30, durable=False)
+        step = store.insert_step(NewStep(run.id, "s", retry_count=0), durable=False)
+        store.update_step(step, StepUpdate.completed(1, result_text="ok"), durable=False)
+        store.finish_run(run.id, RunStatus.COMPLETED, "done", None, f"t{i}", durable=False)
+        runs.append((run.id, step))
+    assert sql(dsn, "SELECT count(*) FROM workflow_runs") == [(0,)]  # still queued
+    store.flush()
+    rows = sql(dsn, "SELECT status, owner_token, lease_until FROM workflow_runs")
+    assert rows == [("completed", None, None)] * 20
+    assert sql(dsn, "SELECT count(*) FROM workflow_run_steps WHERE status = 'completed'") == [(20,)]
+
+
+def test_reads_from_other_threads_see_queued_writes(store) -> None:
+    run = store.create_leased_run(NewRun(workflow_name="c"), "t", 30, durable=False)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(store.get_run(run.id)))
+    reader.start()
+    reader.join()
+    assert seen[0] is not None and seen[0].status is RunStatus.RUNNING

@@ -30,7 +30,7 @@ import functools
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -39,20 +39,23 @@ from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence.models import (
+    DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    NewEvent,
     NewRun,
     NewStep,
     RunStatus,
     StepStatus,
     StepUpdate,
+    StoredEvent,
     WorkflowRun,
     WorkflowRunStep,
 )
 from runkon_flow.persistence.pg_connect import connect, display_dsn, error_line
-from runkon_flow.persistence.schema import ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+from runkon_flow.persistence.schema import EVENT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 
 # Row mapping is the SQLite store's: both return the same columns in the same order.
 from runkon_flow.persistence.sqlite import _item_from_row, _run_from_row, _step_from_row
@@ -138,6 +141,12 @@ _RUN_FINISH = (
     "lease_until = CASE WHEN owner_token = %s THEN NULL ELSE lease_until END WHERE id = %s"
 )
 _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
+_EVENT_INSERT = (
+    "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) "
+    "SELECT %s, %s + o, ts, r, k, p FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS u(ts, r, k, p, o)"
+)
+_TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
 
 
 class _Write:
@@ -932,6 +941,82 @@ class PostgresStore:
         with self._conn() as cur:
             rows = cur.execute(sql + " ORDER BY id", params).fetchall()
         return [_item_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ event log
+
+    @_translated
+    def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
+        """One statement for the batch, numbered on from the stream's last `seq`. Writers of one
+        stream (an engine that lost its lease, the one that took over; any machine) take a
+        transaction-scoped advisory lock on the stream first: they never collide, and a batch
+        becomes visible whole and after the batches numbered before it."""
+        if not events:
+            return
+        batch = list(events)
+        columns = (
+            [e.ts for e in batch],
+            [e.event_run_id for e in batch],
+            [e.kind for e in batch],
+            [e.payload for e in batch],
+        )
+
+        def append(cur: Any) -> None:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('runkon events'), hashtext(%s))", (run_id,))
+            if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (run_id,)).fetchone() is None:
+                raise PersistenceError(f"run {run_id} not found")
+            last = cur.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = %s", (run_id,)
+            ).fetchone()[0]
+            cur.execute(_EVENT_INSERT, (run_id, last, *columns))
+
+        self._write(append, single=False, durable=durable, needs="r:" + run_id)
+
+    @_translated
+    def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM workflow_run_events WHERE run_id = %s AND seq > %s ORDER BY seq"
+        params: tuple = (run_id, after_seq)
+        if limit is not None:
+            sql += " LIMIT %s"
+            params += (max(limit, 0),)
+        with self._conn() as cur:
+            return [StoredEvent(*row) for row in cur.execute(sql, params).fetchall()]
+
+    @_translated
+    def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
+        """One transaction: finished top-level runs ended before the cutoff, and everything below."""
+
+        def delete(cur: Any) -> DeletedRuns:
+            roots = [
+                r[0]
+                for r in cur.execute(
+                    f"SELECT id FROM workflow_runs WHERE status IN {_TERMINAL_RUNS_IN} AND ended_at < %s "
+                    "AND COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = ''",
+                    (ended_before,),
+                ).fetchall()
+            ]
+            if not roots:
+                return DeletedRuns()
+            children: dict[str, list[str]] = {}
+            for child, *parents in cur.execute(
+                "SELECT id, parent_run_id, parent_workflow_run_id FROM workflow_runs "
+                "WHERE COALESCE(parent_run_id, '') != '' OR COALESCE(parent_workflow_run_id, '') != ''"
+            ).fetchall():
+                for parent in set(parents) - {"", None}:
+                    children.setdefault(parent, []).append(child)
+            doomed = sh.descendants(roots, children)
+            events = cur.execute("DELETE FROM workflow_run_events WHERE run_id = ANY(%s)", (doomed,)).rowcount
+            items = cur.execute(
+                "DELETE FROM workflow_run_step_fan_out_items WHERE step_run_id IN (SELECT s.id FROM "
+                "workflow_run_steps s WHERE s.workflow_run_id = ANY(%s))",
+                (doomed,),
+            ).rowcount
+            steps = cur.execute(
+                "DELETE FROM workflow_run_steps WHERE workflow_run_id = ANY(%s)", (doomed,)
+            ).rowcount
+            cur.execute("DELETE FROM workflow_runs WHERE id = ANY(%s)", (doomed,))
+            return DeletedRuns(len(roots), len(doomed) - len(roots), steps, items, events)
+
+        return self._write(delete, single=False)
 
 
 # ---------------------------------------------------------------------- schema

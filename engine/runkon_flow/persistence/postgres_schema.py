@@ -105,7 +105,20 @@ _V2 = (
     "ALTER TABLE workflow_run_steps ADD COLUMN IF NOT EXISTS node_path TEXT",
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
+_V3 = (
+    # The stored event stream (docs/persistence.md "Event log"), numbered per top-level run.
+    """CREATE TABLE IF NOT EXISTS workflow_run_events (
+    run_id TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    event_run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+)""",
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3))
 """(version, statements) in order: applying every step above the database's version brings it to
 SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""
 
@@ -113,4 +126,9 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 VERSION_TABLE = "CREATE TABLE runkon_schema (version INTEGER NOT NULL, upgraded_at TIMESTAMPTZ NOT NULL)"
 
-RUNKON_TABLES = ("workflow_runs", "workflow_run_steps", "workflow_run_step_fan_out_items")
+RUNKON_TABLES = (
+    "workflow_runs",
+    "workflow_run_steps",
+    "workflow_run_step_fan_out_items",
+    "workflow_run_events",
+)

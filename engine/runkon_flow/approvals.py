@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from runkon_flow.errors import FlowError
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.notify import on_gate_decided
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import GateParams, GatePoll, RunContext
 
@@ -58,6 +59,7 @@ class _GateSignals:
 
 
 GATE_SIGNALS = _GateSignals()
+on_gate_decided(GATE_SIGNALS.notify)  # decisions made on other machines (PostgreSQL NOTIFY)
 
 
 @dataclass(frozen=True)

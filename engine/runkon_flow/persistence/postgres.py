@@ -54,6 +54,7 @@ from runkon_flow.persistence.models import (
     WorkflowRun,
     WorkflowRunStep,
 )
+from runkon_flow.persistence.notify import gate_decided
 from runkon_flow.persistence.pg_connect import connect, display_dsn, error_line
 from runkon_flow.persistence.schema import EVENT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 
@@ -1105,8 +1106,6 @@ class _Listener:
         self._thread.start()
 
     def _loop(self) -> None:
-        from runkon_flow.approvals import GATE_SIGNALS  # the engine's in-process wake-ups
-
         while not self._stopped.is_set():
             try:
                 self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
@@ -1115,7 +1114,7 @@ class _Listener:
                     for note in self._conn.notifies(timeout=0.5, stop_after=64):
                         kind, _, ident = note.payload.partition(":")
                         if kind == "gate":
-                            GATE_SIGNALS.notify(ident)
+                            gate_decided(ident)
             except Exception as exc:  # the server went away: retry, the waiters poll meanwhile
                 if self._stopped.is_set():
                     return

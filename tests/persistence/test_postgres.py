@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.approvals import GATE_SIGNALS
-from runkon_flow.errors import EngineCancelled, PersistenceError
+from runkon_flow.cancellation import EngineCancelled
+from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
 from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence import schema as sqlite_schema

@@ -109,7 +109,7 @@ def test_lease_expiry_is_judged_by_the_server_clock(store, dsn) -> None:
 ENGINE_A = textwrap.dedent(
     """
     import json, sys
-    from runkon_flow.errors import EngineCancelled
+    from runkon_flow.cancellation import EngineCancelled
     from runkon_flow.persistence import StepUpdate
     from runkon_flow.persistence.postgres import PostgresStore
     dsn, run_id, steps = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -134,7 +134,9 @@ ENGINE_B = textwrap.dedent(
     from runkon_flow.persistence.postgres import PostgresStore
     dsn, run_id = sys.argv[1], sys.argv[2]
     store = PostgresStore(dsn, listen=False)
+    deadline = time.monotonic() + 30
     while sum(s.status == "completed" for s in store.get_steps(run_id)) < 3:
+        assert time.monotonic() < deadline, "engine A never wrote"
         time.sleep(0.01)  # A is busy writing
     with psycopg.connect(dsn, autocommit=True) as conn:  # A's lease lapses (A stopped renewing)
         conn.execute(

@@ -107,6 +107,68 @@ def test_static_file_mistakes_name_the_line(tmp_path: Path, content: str, messag
         serve(provider, tmp_path, {"file": "items.yaml"})
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[{"id": "a"},\n {"id": "a"}]', "items.json:2: duplicate item id 'a'"),
+        ('{"items": [\n "a",\n {"ref": "r"}]}', "items.json:3: item 2 has no `id`"),
+        ('[{"id": "a",\n  "depends_on": ["zz"]}]', "items.json:2: item 'a' depends on unknown item 'zz'"),
+        ('{"a": 1}', "items.json:1: expected a list of items"),
+        ('[\n {"id": "a",}]', "items.json:2:13: invalid JSON"),
+    ],
+)
+def test_json_file_mistakes_name_the_line_too(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "items.json").write_text(content)
+    error = StaticProvider(tmp_path).validate_scope({"file": "items.json"})
+    assert error is not None and error.startswith(message), error
+
+
+@pytest.mark.parametrize("name", ["items.yaml", "items.json"])
+def test_an_items_file_is_read_once_for_validation_and_the_run_and_again_once_edited(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / name
+    path.write_text(json.dumps([{"id": "a", "n": 1}, "b"]))
+    reads: list[Path] = []
+    real_read_text = Path.read_text
+
+    def counting_read_text(self: Path, *args: object, **kwargs: object) -> str:
+        if self == path:
+            reads.append(self)
+        return real_read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", counting_read_text)
+    provider = StaticProvider(tmp_path)
+    scope = {"file": name}
+    assert provider.validate_scope(scope) is None  # what `validate` and the engine's check do
+    assert provider.scope_warnings(scope) == []
+    assert ids(serve(provider, tmp_path, scope)) == ["a", "b"]  # the run: parse_scope, then items
+    assert len(reads) == 1
+
+    path.write_text(json.dumps(["c"]))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert ids(serve(provider, tmp_path, scope)) == ["c"]
+    assert len(reads) == 2
+
+
+def test_a_lines_file_is_read_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "items.txt"
+    path.write_text("a\nb\n")
+    reads: list[Path] = []
+    real_read_text = Path.read_text
+
+    def counting_read_text(self: Path, *args: object, **kwargs: object) -> str:
+        if self == path:
+            reads.append(self)
+        return real_read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", counting_read_text)
+    provider = LinesProvider(tmp_path)
+    assert provider.validate_scope({"file": "items.txt"}) is None
+    assert ids(serve(provider, tmp_path, {"file": "items.txt"})) == ["a", "b"]
+    assert len(reads) == 1
+
+
 def test_static_scope_errors(tmp_path: Path) -> None:
     provider = StaticProvider(tmp_path)
     need = 'over = static needs exactly one of scope { items = "a,b,c" } or { file = "items.yaml" }'

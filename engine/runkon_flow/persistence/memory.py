@@ -379,7 +379,6 @@ class InMemoryStore:
                 rows = (r for r in rows if r.status == wanted)
             return [_copy_item(r) for r in rows]
 
-
     # ------------------------------------------------------------------ event log
 
     def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:

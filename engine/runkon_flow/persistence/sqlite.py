@@ -922,7 +922,6 @@ class SqliteStore:
             rows = conn.execute(sql + " ORDER BY id", params).fetchall()
         return [_item_from_row(r) for r in rows]
 
-
     # ------------------------------------------------------------------ event log
 
     @_translated

@@ -22,13 +22,13 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runkon_flow.errors import EngineError
-from runkon_flow.plugins._yaml import ConfigFileError, parse_yaml, scalar_text
+from runkon_flow.plugins._yaml import ConfigFileError, load_data, parse_yaml, scalar_text
 from runkon_flow.plugins.protocols import FanOutItem, ItemProvider, ProviderInfo, RunContext
 from runkon_flow.process import run_process
 
@@ -128,6 +128,7 @@ class _BaseProvider:
         self.base_dir = Path(base_dir)
         self._deps: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._files = _FileCache()  # item files parsed once (see _FileCache)
 
     def name(self) -> str:
         return self.provider_name
@@ -197,7 +198,7 @@ class _BaseProvider:
         deps: Mapping[str, Sequence[str]],
         filter: Mapping[str, str],
     ) -> list[FanOutItem]:
-        served = [item for item in items if matches_filter(item, filter)] if filter else items
+        served = [item for item in items if matches_filter(item, filter)] if filter else list(items)
         ids = {item.item_id for item in served}
         # An edge to an item the filter removed can never be satisfied; it counts as met.
         edges = [
@@ -269,7 +270,11 @@ def _declared_from_entries(
 
 
 def _load_item_file(path: Path, label: str, item_type: str) -> _Declared:
-    """Read a `.yaml`/`.yml`/`.json` list of items (or `{items: [...]}`), with line numbers."""
+    """Read a `.yaml`/`.yml`/`.json` list of items (or `{items: [...]}`).
+
+    Fast path: `json` for `.json`, libyaml for YAML, no line numbers. Only when the file is wrong
+    is it parsed again with the pure YAML composer, which knows the line of every entry, so every
+    message still names file:line (file:line:col for a syntax error)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -278,29 +283,79 @@ def _load_item_file(path: Path, label: str, item_type: str) -> _Declared:
         raise ItemProviderError(
             f"cannot read items file {path}: {getattr(exc, 'strerror', None) or exc}"
         ) from None
-    if path.suffix.lower() == ".json":
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ItemProviderError(f"{label}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     try:
-        doc = parse_yaml(text, file=label)
+        if path.suffix.lower() == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ItemProviderError(
+                    f"{label}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+                ) from None
+        else:
+            data = load_data(text, file=label)
     except ConfigFileError as exc:
         raise ItemProviderError(exc.problem.render()) from None
-    data = doc.data
+    try:
+        return _declared_from_document(data, label, item_type, lambda *path: None)
+    except ItemProviderError as unlocated:
+        try:
+            doc = parse_yaml(text, file=label)
+        except ConfigFileError:
+            raise unlocated from None  # valid JSON that YAML cannot read: the message without a line
+        try:
+            _declared_from_document(doc.data, label, item_type, doc.line_of)
+        except ItemProviderError as located:
+            raise located from None
+        raise unlocated from None
+
+
+def _declared_from_document(
+    data: Any, label: str, item_type: str, line_of: Callable[..., int | None]
+) -> _Declared:
+    """Items of a parsed item file; `line_of(*path)` is the line of an entry (None: unknown)."""
     prefix: tuple[str, ...] = ()
     if isinstance(data, dict) and "items" in data:
         data, prefix = data["items"], ("items",)
     if data is None:
         data = []
     if not isinstance(data, list):
-        raise ItemProviderError(f"{label}:{doc.line_of()}: expected a list of items (or `items: [...]`)")
+        line = line_of()
+        where = f"{label}:{line}:" if line else f"{label}:"
+        raise ItemProviderError(f"{where} expected a list of items (or `items: [...]`)")
 
     def where(index: int, key: str | None) -> str:
-        line = doc.line_of(*prefix, index, *((key,) if key else ()))
+        line = line_of(*prefix, index, *((key,) if key else ()))
         return f"{label}:{line}: " if line else f"{label}: "
 
     return _declared_from_entries(data, item_type, where)
+
+
+class _FileCache:
+    """Parsed item files by (path, modification time, size, inode): a run validates its scope and
+    then collects its items, and each file is read and parsed once for all of that. An edited
+    file has a new modification time, so it is read again."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, int, int, int], Any] = OrderedDict()
+        self._size = size
+
+    def get(self, path: Path, load: Callable[[], Any]) -> Any:
+        try:
+            stat = path.stat()
+        except OSError:
+            return load()  # let the loader say what is wrong with the file
+        key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        value = load()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return value
 
 
 # --------------------------------------------------------------------------- static
@@ -360,7 +415,8 @@ class StaticProvider(_BaseProvider):
         if scope.inline is not None:
             return _Declared([FanOutItem(self.provider_name, i, i, {}) for i in scope.inline])
         assert scope.file is not None
-        return _load_item_file(scope.file, scope.label, self.provider_name)
+        file, label = scope.file, scope.label
+        return self._files.get(file, lambda: _load_item_file(file, label, self.provider_name))
 
     def items(
         self, ctx: RunContext, info: ProviderInfo, scope: object | None, filter: dict[str, str]
@@ -440,6 +496,9 @@ class LinesProvider(_BaseProvider):
         return parsed
 
     def _read(self, scope: LinesScope) -> list[FanOutItem]:
+        return self._files.get(scope.file, lambda: self._parse(scope))
+
+    def _parse(self, scope: LinesScope) -> list[FanOutItem]:
         try:
             text = scope.file.read_text(encoding="utf-8")
         except FileNotFoundError:

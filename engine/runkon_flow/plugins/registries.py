@@ -100,4 +100,3 @@ class GateResolverRegistry:
 
     def get(self, gate_type: str) -> GateResolver | None:
         return self._resolvers.get(gate_type)
-

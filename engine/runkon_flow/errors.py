@@ -44,11 +44,17 @@ class SourceLocation:
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation finding. `hint` is printed as ` (hint: …)` after the message (dsl.md §9.1)."""
+    """One validation finding. `hint` is printed as ` (hint: …)` after the message (dsl.md §9.1).
+
+    `node_path` names the workflow node the problem belongs to, in the engine's step addressing
+    (`body.2`, `body.1.body.0`, `body.3.calls.1`; see `dsl.ast.node_paths`), or None for a problem
+    of the whole workflow (a reference cycle, a bad `meta` target). A problem found inside a
+    sub-workflow belongs to the `call workflow` node that brings it in."""
 
     message: str
     hint: str | None = None
     location: SourceLocation = field(default_factory=SourceLocation)
+    node_path: str | None = None
 
     def text(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import stat
 import threading
 import uuid
@@ -36,6 +35,7 @@ from runkon_flow.dsl.ast import (
     ParallelNode,
     ScriptNode,
     WorkflowDef,
+    node_paths,
     walk,
 )
 from runkon_flow.dsl.loading import FileError, load_workflow_dir
@@ -89,7 +89,6 @@ REFERENCE_GATE_TYPES = ("human_approval", "human_review", "pr_approval", "pr_che
 _TRUE = frozenset({"true", "yes", "1", "on"})
 _FALSE = frozenset({"false", "no", "0", "off", ""})
 _CANCEL_LEASE_SECS = 10  # held only for the one status write
-_MISSING_EXECUTOR = re.compile(r"no registered ActionExecutor for '(.*)'$")
 
 
 class InputsError(FlowError, ValueError):
@@ -301,6 +300,7 @@ class Workspace:
         actions = build_action_registry(agents, script_env=script_env)
         resolver = _LoadedResolver(workflows, broken_by_stem)
         builder = FlowEngineBuilder().workflow_resolver(resolver).script_env_provider(script_env)
+        builder.explain_missing_action(agents.why_missing)
         for executor in actions.named.values():
             builder.action(executor)
         for provider in default_providers(dirs[0] if dirs else Path.cwd()):
@@ -376,47 +376,38 @@ class Workspace:
         try:
             snap.engine.validate(wf)
         except ValidationErrors as exc:
-            problems.extend(self._explain(snap, wf, p) for p in exc.errors)
+            problems.extend(exc.errors)  # a missing agent's hint is the catalog's reason
         problems.extend(self._extra_checks(snap, wf, directory))
-        seen: set[str] = set()
+        seen: set[tuple[str, str | None, str]] = set()
         unique: list[Problem] = []
         for problem in problems:
             if problem.location.file is None:  # the engine knows positions, not files
                 location = dataclasses.replace(problem.location, file=wf.source_path or None)
                 problem = dataclasses.replace(problem, location=location)
-            key = problem.text()
+            key = (problem.location.render(), problem.node_path, problem.text())  # one per place
             if key not in seen:
                 seen.add(key)
                 unique.append(problem)
         return unique
 
-    def _explain(self, snap: _Snapshot, wf: WorkflowDef, problem: Problem) -> Problem:
-        """Give "no registered ActionExecutor" the real reason and the position of the call."""
-        match = _MISSING_EXECUTOR.search(problem.message)
-        if match is None:
-            return problem
-        label = match.group(1)
-        node = next((n for n in _calls(wf) if n[0] == label), None)
-        where = SourceLocation(wf.source_path or None, node[1] if node else None, node[2] if node else None)
-        return Problem(problem.message, snap.agents.why_missing(label), where)
-
     def _extra_checks(self, snap: _Snapshot, wf: WorkflowDef, directory: Path) -> list[Problem]:
         problems: list[Problem] = []
         file = wf.source_path or None
+        paths = node_paths(wf)
         for node in walk(list(wf.body) + list(wf.always)):
             where = SourceLocation(file, node.line, node.column)
+            path = paths.get(id(node))
             for schema in _schemas_of(node):
                 found = snap.schemas.check(schema)
                 if found is not None:
                     reason = found.render() if found.location.file else found.text()
-                    problems.append(Problem(f"output schema '{schema}': {reason}", None, where))
+                    problems.append(Problem(f"output schema '{schema}': {reason}", None, where, path))
             for snippet in _snippets_of(node):
                 candidates = snippet_candidates(snippet, directory, list(snap.dirs))
                 if not any(p.is_file() for p in candidates):
                     looked = ", ".join(str(p) for p in candidates)
-                    problems.append(
-                        Problem(f"prompt snippet '{snippet}' not found (looked for {looked})", None, where)
-                    )
+                    message = f"prompt snippet '{snippet}' not found (looked for {looked})"
+                    problems.append(Problem(message, None, where, path))
             on_fail = getattr(node, "on_fail", None)
             if (
                 on_fail is not None
@@ -425,12 +416,12 @@ class Workspace:
             ):
                 label = on_fail.value.label()
                 problems.append(
-                    Problem(f"on_fail agent '{label}' not found", snap.agents.why_missing(label), where)
+                    Problem(f"on_fail agent '{label}' not found", snap.agents.why_missing(label), where, path)
                 )
             if isinstance(node, ScriptNode):
                 problem = self._script_problem(node, directory, where)
                 if problem is not None:
-                    problems.append(problem)
+                    problems.append(dataclasses.replace(problem, node_path=path))
         return problems
 
     def _script_problem(self, node: ScriptNode, directory: Path, where: SourceLocation) -> Problem | None:

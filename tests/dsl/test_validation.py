@@ -28,6 +28,7 @@ from runkon_flow.dsl.ast import (
     WhileNode,
     WorkflowDef,
 )
+from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.dsl.validation import (
     ValidationReport,
     check_workflow,
@@ -275,6 +276,20 @@ def test_E3_prefers_the_conditions_own_position_when_the_parser_recorded_one() -
     cond = StepMarkerCondition(step="x", marker="y", line=9, column=12)
     report = validate_workflow(wf(UnlessNode(condition=cond, body=[], line=9, column=3)))
     assert (report.errors[0].location.line, report.errors[0].location.column) == (9, 12)
+
+
+def test_every_problem_names_the_node_it_belongs_to() -> None:
+    text = """workflow w {
+      call a
+      if a.ok {
+        unless later.done { call b }
+        foreach fan { over = items  max_parallel = 2  workflow = child }
+      }
+      call later
+    }"""
+    report = validate_workflow(parse_workflow(text), loader=loader_for(CHILD))
+    placed = [(p.node_path, p.message.split(":")[0]) for p in report.errors]
+    assert placed == [("body.1.body.0", NOT_PRODUCED.format("later")), ("body.1.body.1", "foreach 'fan'")]
 
 
 def test_steps_inside_if_and_unless_branches_count_as_produced_afterwards() -> None:

@@ -122,6 +122,37 @@ def test_validate_explains_missing_and_broken_agents_at_the_call(home: Path) -> 
     assert problems[1].location.file == str(home.absolute() / "w.wf")
 
 
+def test_validate_places_each_problem_on_its_own_node(home: Path) -> None:
+    write(home, "child.wf", "workflow child {\n  call phantom\n}\n")
+    write(
+        home,
+        "w.wf",
+        """workflow w {
+  call ghost
+  parallel {
+    call hello
+    call ghost
+  }
+  if ghost.done {
+    call hello { with = ["missing-snippet"] }
+  }
+  call workflow child
+}
+""",
+    )
+    problems = Workspace([home], InMemoryStore()).validate("w")
+    placed = sorted((p.node_path, p.location.line, p.message) for p in problems)
+    assert placed == [
+        ("body.0", 2, "call 'ghost': no registered ActionExecutor for 'ghost'"),
+        ("body.1.calls.1", 5, "parallel call 'ghost': no registered ActionExecutor for 'ghost'"),
+        ("body.2.body.0", 8, placed[2][2]),
+        ("body.3", 10, "in sub-workflow 'child': call 'phantom': no registered ActionExecutor for 'phantom'"),
+    ]
+    assert placed[2][2].startswith("prompt snippet 'missing-snippet' not found")
+    ghost = f"no agent file {home.absolute() / 'agents' / 'ghost.md'}"
+    assert [p.hint for p in problems if "'ghost'" in p.message] == [ghost, ghost]
+
+
 def test_validate_checks_schemas_snippets_on_fail_agents_providers_and_scripts(home: Path) -> None:
     write(home, "scripts/not_exec.sh", "#!/bin/sh\necho hi\n", mode=0o644)
     write(

@@ -307,6 +307,27 @@ def count_nodes(nodes: list[Any]) -> int:
     return total
 
 
+def node_paths(wf: WorkflowDef) -> dict[int, str]:
+    """`id(node)` → the node's address in the workflow tree, exactly as the engine writes it on
+    step rows and events (`body.2`, `body.1.body.0`, `always.0`; a parallel block's calls, which
+    are `AgentRef`s, are `body.3.calls.1`). Lets a check say which node a problem belongs to."""
+    paths: dict[int, str] = {}
+
+    def visit(nodes: list[Any], prefix: str) -> None:
+        for index, node in enumerate(nodes):
+            path = f"{prefix}.{index}"
+            paths[id(node)] = path
+            if isinstance(node, ParallelNode):
+                for i, ref in enumerate(node.calls):
+                    paths[id(ref)] = f"{path}.calls.{i}"
+            elif isinstance(node, BLOCK_NODE_TYPES):
+                visit(node.body, f"{path}.body")
+
+    visit(wf.body, "body")
+    visit(wf.always, "always")
+    return paths
+
+
 def walk(nodes: list[Any]):  # type: ignore[no-untyped-def]
     """Every node, depth first, recursing through block bodies."""
     for node in nodes:

@@ -32,6 +32,7 @@ from runkon_flow.dsl.ast import (
     UnlessNode,
     WhileNode,
     WorkflowDef,
+    node_paths,
 )
 from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.errors import FlowError, Problem, SourceLocation, WfValidationError, WorkflowNotFound
@@ -171,13 +172,15 @@ def validate_workflow(
 def _check_run_placeholders(wf: WorkflowDef, report: ValidationReport) -> None:
     """A placeholder in `run` with no safe insertion is an error; one the author quoted although
     values are quoted for them is a warning (docs/engine.md, "Values in `run`")."""
+    paths = node_paths(wf)
     for node in _scripts(list(wf.body) + list(wf.always)):
         where = SourceLocation(wf.source_path or None, node.line, node.column)
+        path = paths.get(id(node))
         for use in scan_placeholders(node.run):
             at = f" (line {use.line} of `run`)" if "\n" in node.run else ""
             if use.problem is not None:
                 report.errors.append(
-                    Problem(f"Script step '{node.name}': {use.problem}{at}", use.hint, where)
+                    Problem(f"Script step '{node.name}': {use.problem}{at}", use.hint, where, path)
                 )
             elif use.redundant_quotes:
                 report.warning_problems.append(
@@ -186,6 +189,7 @@ def _check_run_placeholders(wf: WorkflowDef, report: ValidationReport) -> None:
                         "inserted already quoted and arrive byte for byte, so the quotes are not needed",
                         None,
                         where,
+                        path,
                     )
                 )
 
@@ -228,6 +232,7 @@ class _SemanticValidator:
         self.booleans = {i.name for i in wf.inputs if i.input_type == "boolean"}
         self.report = ValidationReport()
         self._loaded: dict[str, WorkflowDef | BaseException] = {}
+        self.paths = node_paths(wf)
 
     # ---- plumbing
 
@@ -238,11 +243,15 @@ class _SemanticValidator:
                 return SourceLocation(self.wf.source_path or None, node.line, node.column)
         return SourceLocation(self.wf.source_path or None, None, None)
 
+    def _path(self, *nodes: Any) -> str | None:
+        """The node path of the first node in the workflow tree (a condition is not one)."""
+        return next((self.paths[id(n)] for n in nodes if id(n) in self.paths), None)
+
     def _error(self, message: str, *nodes: Any, hint: str | None = None) -> None:
-        self.report.errors.append(Problem(message, hint, self._where(*nodes)))
+        self.report.errors.append(Problem(message, hint, self._where(*nodes), self._path(*nodes)))
 
     def _warn(self, message: str, *nodes: Any) -> None:
-        self.report.warning_problems.append(Problem(message, None, self._where(*nodes)))
+        self.report.warning_problems.append(Problem(message, None, self._where(*nodes), self._path(*nodes)))
 
     def _load(self, name: str) -> WorkflowDef | BaseException:
         """Load once per validation; the failure is remembered and reported at each use."""
@@ -580,20 +589,22 @@ def validate_script_steps(wf: WorkflowDef, resolver: Any) -> list[Problem]:
     whose text is the searched list). Values containing `{{` are skipped.
     """
     problems: list[Problem] = []
+    paths = node_paths(wf)
     for node in _scripts(list(wf.body) + list(wf.always)):
         if "{{" in node.run:
             continue
         where = SourceLocation(wf.source_path or None, node.line, node.column)
+        path_of_node = paths.get(id(node))
         try:
             path = Path(resolver.resolve(node.run))
         except ScriptNotFound as exc:
             searched = ", ".join(exc.searched)
             message = f"Script step '{node.name}': '{node.run}' not found. Searched: {searched}"
-            problems.append(Problem(message, None, where))
+            problems.append(Problem(message, None, where, path_of_node))
             continue
         except Exception as exc:
             message = f"Script step '{node.name}': '{node.run}' not found. Searched: {exc}"
-            problems.append(Problem(message, None, where))
+            problems.append(Problem(message, None, where, path_of_node))
             continue
         if os.name != "posix":
             continue
@@ -605,6 +616,7 @@ def validate_script_steps(wf: WorkflowDef, resolver: Any) -> list[Problem]:
                     f"Script step '{node.name}': could not read metadata for '{path}': {exc.strerror or exc}",
                     None,
                     where,
+                    path_of_node,
                 )
             )
             continue
@@ -614,6 +626,7 @@ def validate_script_steps(wf: WorkflowDef, resolver: Any) -> list[Problem]:
                     f"Script step '{node.name}': '{path}' is not executable (mode {stat.S_IMODE(mode):04o})",
                     f"Run: chmod +x {path}",
                     where,
+                    path_of_node,
                 )
             )
     return problems

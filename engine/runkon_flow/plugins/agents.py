@@ -798,4 +798,4 @@ def build_action_registry(
     executors: dict[str, ActionExecutor] = {}
     for label, agent in {**catalog.paths, **catalog.agents}.items():
         executors[label] = AgentExecutor(label, agent, runtime)
-    return ActionRegistry(executors)
+    return ActionRegistry(executors, explain_missing=catalog.why_missing)

@@ -7,7 +7,7 @@ They live with the plug-in protocols, below the runtime, so a plug-in (the agent
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from runkon_flow.errors import WorkflowError
 from runkon_flow.plugins.protocols import (
@@ -30,6 +30,7 @@ class ActionRegistry:
         self,
         named: Mapping[str, ActionExecutor] | Iterable[ActionExecutor] | None = None,
         fallback: ActionExecutor | None = None,
+        explain_missing: Callable[[str], str] | None = None,
     ) -> None:
         self.named: dict[str, ActionExecutor] = {}
         if isinstance(named, Mapping):
@@ -38,6 +39,14 @@ class ActionRegistry:
             for executor in named:
                 self.named[executor.name()] = executor
         self.fallback = fallback
+        self._explain_missing = explain_missing
+
+    def missing_hint(self, name: str) -> str:
+        """Why `name` has no executor, for validation: the host's own reason (e.g. "no agent file
+        agents/x.md", or the agent file's error) when it gave one, else how to register one."""
+        if self._explain_missing is not None:
+            return self._explain_missing(name)
+        return f"register an executor named '{name}' or add a fallback executor"
 
     def register(self, executor: ActionExecutor) -> None:
         self.named[executor.name()] = executor

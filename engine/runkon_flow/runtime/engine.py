@@ -14,7 +14,7 @@ import logging
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any
 
@@ -87,6 +87,7 @@ class FlowEngineBuilder:
         self._workflow_dirs: list[str] = []
         self._resolver: WorkflowResolver | None = None
         self._sinks: list[EventSink] = []
+        self._explain_missing: Callable[[str], str] | None = None
 
     def action(self, executor: ActionExecutor) -> FlowEngineBuilder:
         """Register an executor under `executor.name()`; a later one with the same name replaces it."""
@@ -98,6 +99,12 @@ class FlowEngineBuilder:
         if self._fallback is not None:
             raise WorkflowError("action_fallback already set — only one fallback executor is allowed")
         self._fallback = executor
+        return self
+
+    def explain_missing_action(self, explain: Callable[[str], str]) -> FlowEngineBuilder:
+        """How validation explains a call whose label has no executor (the hint of that problem),
+        e.g. the agent catalog's reason; default: "register an executor named … or add a fallback"."""
+        self._explain_missing = explain
         return self
 
     def item_provider(self, provider: ItemProvider) -> FlowEngineBuilder:
@@ -136,7 +143,7 @@ class FlowEngineBuilder:
 
             resolver = DirectoryWorkflowResolver(*self._workflow_dirs)
         return FlowEngine(
-            actions=ActionRegistry(dict(self._actions), self._fallback),
+            actions=ActionRegistry(dict(self._actions), self._fallback, self._explain_missing),
             item_providers=self._providers,
             gate_resolvers=self._gates,
             script_env_provider=self._script_env,

@@ -8,6 +8,7 @@ called with `call workflow`. All problems are collected.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from runkon_flow.dsl.ast import (
     UnlessNode,
     WhileNode,
     WorkflowDef,
+    node_paths,
 )
 from runkon_flow.dsl.references import find_workflow_cycle
 from runkon_flow.errors import Problem, SourceLocation
@@ -54,69 +56,58 @@ class _HostValidator:
         self.resolver = resolver
         self.seen_workflows: set[str] = set()
 
-    def nodes(self, nodes: Iterable[Any], out: list[Problem], prefix: str) -> None:
+    def nodes(self, nodes: Iterable[Any], out: list[Problem], paths: dict[int, str]) -> None:
+        """Problems of `nodes`, each at its node (`paths`: the workflow's `node_paths`)."""
+
+        def problem(message: str, hint: str | None, node: Any) -> Problem:
+            return Problem(message, hint, _at(node), paths.get(id(node)))
+
         for node in nodes:
             if isinstance(node, CallNode):
                 label = node.agent.label()
                 if not self.actions.has_action(label):
-                    out.append(
-                        Problem(
-                            f"{prefix}call '{node.step_key()}': no registered ActionExecutor for '{label}'",
-                            f"register an executor named '{label}' or add a fallback executor",
-                            _at(node),
-                        )
-                    )
+                    message = f"call '{node.step_key()}': no registered ActionExecutor for '{label}'"
+                    out.append(problem(message, self.actions.missing_hint(label), node))
             elif isinstance(node, ParallelNode):
                 for agent in node.calls:
                     label = agent.label()
                     if not self.actions.has_action(label):
-                        out.append(
-                            Problem(
-                                f"{prefix}parallel call '{agent.step_key()}': no registered ActionExecutor "
-                                f"for '{label}'",
-                                f"register an executor named '{label}' or add a fallback executor",
-                                _at(agent),
-                            )
+                        message = (
+                            f"parallel call '{agent.step_key()}': no registered ActionExecutor for '{label}'"
                         )
+                        out.append(problem(message, self.actions.missing_hint(label), agent))
             elif isinstance(node, ForEachNode):
                 if self.providers.get(node.over) is None:
-                    out.append(
-                        Problem(
-                            f"{prefix}foreach '{node.name}': no registered ItemProvider for '{node.over}'",
-                            f"register a provider with name '{node.over}' "
-                            "via FlowEngineBuilder::item_provider()",
-                            _at(node),
-                        )
+                    message = f"foreach '{node.name}': no registered ItemProvider for '{node.over}'"
+                    hint = (
+                        f"register a provider with name '{node.over}' via FlowEngineBuilder::item_provider()"
                     )
+                    out.append(problem(message, hint, node))
             elif isinstance(node, GateNode):
                 if not node.is_quality_gate and not self.gates.has_type(node.gate_type):
-                    out.append(
-                        Problem(
-                            f"{prefix}gate '{node.name}': no registered GateResolver "
-                            f"for type '{node.gate_type}'",
-                            None,
-                            _at(node),
-                        )
-                    )
+                    message = f"gate '{node.name}': no registered GateResolver for type '{node.gate_type}'"
+                    out.append(problem(message, None, node))
             elif isinstance(node, CallWorkflowNode):
-                self.sub_workflow(node.workflow, out, prefix, _at(node))
+                self.sub_workflow(node.workflow, out, problem("", None, node))
             elif isinstance(node, _BLOCKS):
-                self.nodes(node.body, out, prefix)
+                self.nodes(node.body, out, paths)
 
-    def sub_workflow(self, name: str, out: list[Problem], prefix: str, where: SourceLocation) -> None:
-        """A sub-workflow's problems are reported at the `call workflow` that brings them in."""
+    def sub_workflow(self, name: str, out: list[Problem], at: Problem) -> None:
+        """A sub-workflow's problems are reported at the `call workflow` that brings them in (`at`
+        gives its place and node path)."""
         if self.resolver is None or name in self.seen_workflows:
             return
         self.seen_workflows.add(name)
         try:
             child = self.resolver.resolve(name)
         except Exception as exc:
-            message = f"{prefix}call workflow '{name}': sub-workflow could not be loaded: {exc}"
-            out.append(Problem(message, None, where))
+            message = f"call workflow '{name}': sub-workflow could not be loaded: {exc}"
+            out.append(dataclasses.replace(at, message=message))
             return
         inner: list[Problem] = []
-        self.nodes([*child.body, *child.always], inner, "")
-        out.extend(Problem(f"{prefix}in sub-workflow '{name}': {p.message}", p.hint, where) for p in inner)
+        self.nodes([*child.body, *child.always], inner, node_paths(child))
+        for p in inner:
+            out.append(dataclasses.replace(at, message=f"in sub-workflow '{name}': {p.message}", hint=p.hint))
 
 
 def validate_workflow_for_host(
@@ -134,5 +125,5 @@ def validate_workflow_for_host(
             problems.append(Problem(str(error)))
     validator = _HostValidator(actions, providers, gates, resolver)
     validator.seen_workflows.add(definition.name)
-    validator.nodes([*definition.body, *definition.always], problems, "")
+    validator.nodes([*definition.body, *definition.always], problems, node_paths(definition))
     return problems

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import os
-import stat
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,13 +32,13 @@ from runkon_flow.dsl.ast import (
     CallNode,
     DoNode,
     ParallelNode,
-    ScriptNode,
     WorkflowDef,
     node_paths,
     walk,
 )
 from runkon_flow.dsl.loading import FileError, load_workflow_dir
-from runkon_flow.dsl.validation import ScriptNotFound, ScriptResolver, validate_workflow
+from runkon_flow.dsl.script_commands import check_script_commands
+from runkon_flow.dsl.validation import validate_workflow
 from runkon_flow.errors import (
     FlowError,
     Problem,
@@ -418,38 +417,8 @@ class Workspace:
                 problems.append(
                     Problem(f"on_fail agent '{label}' not found", snap.agents.why_missing(label), where, path)
                 )
-            if isinstance(node, ScriptNode):
-                problem = self._script_problem(node, directory, where)
-                if problem is not None:
-                    problems.append(dataclasses.replace(problem, node_path=path))
+        problems.extend(check_script_commands(wf, self._working_dir or directory).errors)
         return problems
-
-    def _script_problem(self, node: ScriptNode, directory: Path, where: SourceLocation) -> Problem | None:
-        """A `run` that is a plain path must name an executable file (dsl.md §9.2). Command lines
-        (`make lint`) and templated values are left to run time."""
-        run = node.run.strip()
-        if not run or "{{" in run or any(ch.isspace() for ch in run):
-            return None
-        resolver = ScriptResolver(self._working_dir or directory)
-        try:
-            path = resolver.resolve(run)
-        except ScriptNotFound as exc:
-            if "/" not in run:
-                return None  # a bare word is a command on PATH (`true`, `make`), not a script file
-            return Problem(f"Script step '{node.name}': {exc}", None, where)
-        try:
-            mode = path.stat().st_mode
-        except OSError as exc:
-            return Problem(
-                f"Script step '{node.name}': could not read metadata for '{path}': {exc}", None, where
-            )
-        if not mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
-            return Problem(
-                f"Script step '{node.name}': '{path}' is not executable (mode {stat.S_IMODE(mode):04o})",
-                f"Run: chmod +x {path}",
-                where,
-            )
-        return None
 
     # ------------------------------------------------------------------ inputs
 

@@ -222,7 +222,8 @@ def test_scripts_are_checked_on_request(tmp_path: Path, capsys: pytest.CaptureFi
     path = write(tmp_path / "s.wf", 'workflow s {\n  script build { run = "tools/build.sh" }\n}\n')
     assert run(capsys, "validate", str(path))[0] == 0
     code, _out, err = run(capsys, "validate", "--scripts", str(path))
-    assert code == 1 and "Script step 'build': 'tools/build.sh' not found." in err
+    looked = f"(looked for {tmp_path}/tools/build.sh)"
+    assert code == 1 and f"Script step 'build': 'tools/build.sh' not found {looked}" in err
     script = write(tmp_path / "tools" / "build.sh", "#!/bin/sh\n")
     script.chmod(0o644)
     code, _out, err = run(capsys, "validate", "--scripts", str(path))
@@ -232,6 +233,49 @@ def test_scripts_are_checked_on_request(tmp_path: Path, capsys: pytest.CaptureFi
     other = tmp_path / "wd"
     other.mkdir()
     assert run(capsys, "validate", "--scripts", "--working-dir", str(other), str(path))[0] == 1
+
+
+SCRIPTS = """workflow s {
+  script lint   { run = "make lint" }
+  script check  { run = "./tools/check.sh --fast" }
+  script local  { run = "local.sh" }
+  script later  { run = "{{tool}} go" }
+  script odd    { run = "definitely-not-a-command-xyz --flag" }
+}
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="execute bits are POSIX")
+@pytest.mark.parametrize("mode", ["--scripts", "--ready"])
+def test_scripts_get_one_policy_in_scripts_and_ready(
+    mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` is a shell command line: its first word must be runnable, whichever flag asks."""
+    path = write(tmp_path / "s.wf", SCRIPTS)
+    write(tmp_path / "tools" / "check.sh", "#!/bin/sh\n").chmod(0o755)
+    write(tmp_path / "local.sh", "#!/bin/sh\n").chmod(0o755)
+    code, _out, err = run(capsys, "validate", mode, str(path))
+    assert code == 1
+    errors = [line for line in err.splitlines() if ": Script step '" in line and ": warning:" not in line]
+    assert errors == [
+        f"{path}:4:3: Script step 'local': 'local.sh' is not a command on PATH; the shell does not look in "
+        f'the working directory (hint: write `./local.sh` to run {tmp_path}/local.sh)'
+    ]
+    assert (
+        f"{path}:6:3: warning: Script step 'odd': 'definitely-not-a-command-xyz' is not a command on PATH "
+        "here (the run's PATH may differ)" in err
+    )
+    assert "'make'" not in err and "check.sh" not in err and "'later'" not in err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="execute bits are POSIX")
+def test_scripts_and_ready_together_say_each_script_problem_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "s.wf", 'workflow s {\n  script run-it { run = "bin/missing --x" }\n}\n')
+    code, _out, err = run(capsys, "validate", "--scripts", "--ready", str(path))
+    assert code == 1
+    assert err.count("Script step 'run-it': 'bin/missing' not found") == 1
 
 
 def test_json_prints_the_canonical_ast_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,8 @@ from runkon_flow.cli.common import Target, as_named, expand_paths, print_line, r
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
-from runkon_flow.dsl.validation import ScriptResolver, validate_workflow
+from runkon_flow.dsl.script_commands import check_script_commands
+from runkon_flow.dsl.validation import validate_workflow
 from runkon_flow.errors import (
     Problem,
     SourceLocation,
@@ -68,18 +69,16 @@ def _validate_one(
     loader = loaders.setdefault(target.workflow_dir, _CachingLoader(target.workflow_dir))
     if target.workflow_dir not in registries:
         registries[target.workflow_dir] = args.provider_registry(target.workflow_dir)
-    script_resolver = None
-    if args.scripts:
-        working_dir = Path(args.working_dir) if args.working_dir else target.workflow_dir
-        script_resolver = ScriptResolver(working_dir, args.repo_dir or working_dir, args.skills_dir)
     report = validate_workflow(
-        wf,
-        loader=loader,
-        providers=registries[target.workflow_dir],
-        valid_targets=args.targets,
-        script_resolver=script_resolver,
+        wf, loader=loader, providers=registries[target.workflow_dir], valid_targets=args.targets
     )
     errors = list(report.errors)
+    warnings = list(report.warning_problems)
+    if args.scripts or args.ready:  # the one script policy (dsl/script_commands.py), as `run` applies it
+        scripts = check_script_commands(wf, _working_dir(args, target))
+        if args.scripts:
+            errors.extend(scripts.errors)
+        warnings.extend(scripts.warnings)
     cycle = find_workflow_cycle(wf.name, loader, root=wf)
     if cycle is not None:
         node = reference_node(wf, cycle.chain[1]) if len(cycle.chain) > 1 else None
@@ -89,24 +88,37 @@ def _validate_one(
         )
     if args.ready:  # what the language check already said (same place, same subject) is not repeated
         said = {_subject(p) for p in errors}
-        errors.extend(p for p in _readiness_problems(target, wf, workspaces) if _subject(p) not in said)
+        ready = _readiness_problems(target, wf, workspaces, args)
+        errors.extend(p for p in ready if _subject(p) not in said)
     errors.sort(key=lambda p: (p.location.line or 0, p.location.column or 0))
-    warnings = [Problem(w, None, SourceLocation(str(target.path), wf.line, wf.column)) for w in wf.warnings]
-    return errors, warnings + report.warning_problems
+    parser_warnings = [
+        Problem(w, None, SourceLocation(str(target.path), wf.line, wf.column)) for w in wf.warnings
+    ]
+    return errors, parser_warnings + warnings
 
 
-def _subject(problem: Problem) -> tuple[int | None, int | None, str]:
-    """A problem's place and what it is about (`Script step 's'`), whatever the details say."""
-    return problem.location.line, problem.location.column, problem.message.split(":", 1)[0]
+def _working_dir(args: argparse.Namespace, target: Target) -> Path:
+    """Where the scripts would run: `--working-dir`, else the workflow's directory (as `run` does)."""
+    return Path(args.working_dir).absolute() if args.working_dir else target.workflow_dir
 
 
-def _readiness_problems(target: Target, wf: WorkflowDef, workspaces: dict[Path, Any]) -> list[Problem]:
+def _subject(problem: Problem) -> tuple[int | None, int | None, str | None, str]:
+    """A problem's place, its node and what it is about (`Script step 's'`), whatever the details say."""
+    where = problem.location
+    return where.line, where.column, problem.node_path, problem.message.split(":", 1)[0]
+
+
+def _readiness_problems(
+    target: Target, wf: WorkflowDef, workspaces: dict[Path, Any], args: argparse.Namespace
+) -> list[Problem]:
     """`--ready`: what `runkon-flow run` would still refuse — agents, item providers, gate types,
     schemas, snippets and script files as the workflow's directory provides them."""
 
     workspace = workspaces.get(target.workflow_dir)
     if workspace is None:
-        workspace = workspaces[target.workflow_dir] = Workspace([target.workflow_dir], InMemoryStore())
+        workspace = workspaces[target.workflow_dir] = Workspace(
+            [target.workflow_dir], InMemoryStore(), working_dir=_working_dir(args, target)
+        )
     problems = []
     for problem in workspace.validate(wf.name):
         where = problem.location
@@ -180,13 +192,16 @@ def add_validate_parser(sub: Any) -> None:
         help="comma-separated valid `meta.targets` words (default: not checked)",
     )
     p.add_argument(
-        "--scripts", action="store_true", help="also check that script `run` paths exist and are executable"
+        "--scripts",
+        action="store_true",
+        help="also check that the command each script `run` starts with can be run: a ./path must be an "
+        "executable file, a bare word a command on PATH (docs/validation.md, Script checks)",
     )
     p.add_argument(
-        "--working-dir", metavar="DIR", help="script search root (default: the workflow's directory)"
+        "--working-dir",
+        metavar="DIR",
+        help="the directory scripts run in, for --scripts and --ready (default: the workflow's directory)",
     )
-    p.add_argument("--repo-dir", metavar="DIR", help="second script search root (default: the working dir)")
-    p.add_argument("--skills-dir", metavar="DIR", help="last script search root (default: ~/.claude/skills)")
     p.add_argument(
         "--ready",
         action="store_true",

@@ -312,20 +312,22 @@ def node_paths(wf: WorkflowDef) -> dict[int, str]:
     step rows and events (`body.2`, `body.1.body.0`, `always.0`; a parallel block's calls, which
     are `AgentRef`s, are `body.3.calls.1`). Lets a check say which node a problem belongs to."""
     paths: dict[int, str] = {}
-
-    def visit(nodes: list[Any], prefix: str) -> None:
-        for index, node in enumerate(nodes):
-            path = f"{prefix}.{index}"
-            paths[id(node)] = path
-            if isinstance(node, ParallelNode):
-                for i, ref in enumerate(node.calls):
-                    paths[id(ref)] = f"{path}.calls.{i}"
-            elif isinstance(node, BLOCK_NODE_TYPES):
-                visit(node.body, f"{path}.body")
-
-    visit(wf.body, "body")
-    visit(wf.always, "always")
+    _add_paths(wf.body, "body", paths)
+    _add_paths(wf.always, "always", paths)
     return paths
+
+
+def _add_paths(nodes: list[Any], prefix: str, paths: dict[int, str]) -> None:
+    # A module-level function, not a closure: a recursive closure is a reference cycle, and
+    # validation leaves no garbage for the cyclic collector (tests/dsl/test_parse_memory.py).
+    for index, node in enumerate(nodes):
+        path = f"{prefix}.{index}"
+        paths[id(node)] = path
+        if isinstance(node, ParallelNode):
+            for i, ref in enumerate(node.calls):
+                paths[id(ref)] = f"{path}.calls.{i}"
+        elif isinstance(node, BLOCK_NODE_TYPES):
+            _add_paths(node.body, f"{path}.body", paths)
 
 
 def walk(nodes: list[Any]):  # type: ignore[no-untyped-def]

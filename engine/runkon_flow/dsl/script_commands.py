@@ -8,7 +8,7 @@ as a file.) This check predicts what the shell will do with the first word of th
 * `{{` anywhere in `run`, unbalanced quotes, or a first word that is shell syntax (an assignment
   `A=b`, a keyword such as `if`, a `(` or `{` group, a `~`/`$` expansion) → not checked: only the
   run knows.
-* A first word with a `/` (`./tools/lint.sh --fix`, `bin/x`, `/usr/bin/env`) is a file, relative
+* A first word with a `/` (`./tools/lint.sh fix`, `bin/x`, `/usr/bin/env`) is a file, relative
   to the working directory: it must exist, be a file and (on POSIX) be executable. Errors.
 * A bare word (`make`, `echo`) is looked up on PATH or is a shell builtin: fine when found. Not
   found, but a file of that name is in the working directory → error (the shell does not look

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.cli import main
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.report import run_json, runs_table, show_lines
@@ -21,7 +22,7 @@ from runkon_flow.observe import ItemCounts
 from runkon_flow.plugins.protocols import ActionOutput
 
 from runkon_tui.run_view import RunView, compact
-from tests.engine.conftest import Harness, ListProvider
+from tests.engine.conftest import Harness, ListProvider, wait_until
 
 WORKFLOW = """workflow nightly {
   call flaky { retries = 2 }
@@ -142,3 +143,55 @@ def test_the_dashboard_the_live_view_show_runs_and_replay_agree(
     frame_header = [line for line in out.splitlines() if " run " in line and "steps " in line][-1]
     assert header_steps(frame_header) == expected_steps
     assert (run.status, code) == ("failed", 1)
+
+
+def test_a_run_cancelled_mid_fan_out_counts_the_same_everywhere(
+    h: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The case that read `steps ✓34 ✗0 ■8` live and `items 31/60: 23 completed, 8 cancelled` in
+    `show`: items are not steps, and completed, cancelled and pending items are told apart."""
+    h.add_workflow("workflow child { call work }")
+    h.providers.append(ListProvider("tickets", ["t1", "t2", "t3", "t4", "t5", "t6"]))
+
+    def work(info, params):
+        if params.inputs["item.id"] in ("t1", "t2"):
+            return ActionOutput(context="worked")
+        info.cancellation.wait(10)
+        raise EngineCancelled(info.cancellation.reason())
+
+    h.agents.do("work", work)
+    run = h.start(
+        "workflow nightly { call prep foreach fan { over = tickets max_parallel = 2 workflow = child } }"
+    )
+    assert wait_until(lambda: len(h.agents.calls) == 5)  # prep, t1, t2, then t3 and t4 hold
+    h.engine.cancel_run(run.run_id)
+    assert run.join(5).status == "cancelled"
+    expected_steps = {"completed": 1, "failed": 0, "cancelled": 1, "skipped": 0}
+    expected_items = {
+        "total": 6, "finished": 4, "completed": 2, "failed": 0, "skipped": 0, "cancelled": 2, "running": 0
+    }  # fmt: skip
+
+    dashboard = RunView(clock=lambda: 0.0)
+    dashboard.apply_all(compact(d) for d in h.sink.events)
+    assert {k: dashboard.step_counts().get(k, 0) for k in expected_steps} == expected_steps
+    items = ItemCounts.of(dashboard.fanouts()[0])
+    assert {k: getattr(items, k) for k in expected_items} == expected_items
+    assert items.pending == 2
+
+    before_end, final = live_view_frames(h)
+    assert header_steps(final[0]) == expected_steps
+    assert fan_line_items(next(line for line in before_end if "foreach fan" in line)) == expected_items
+
+    stored = h.store.get_run(run.run_id)
+    shown = show_lines(h.store, stored)
+    assert show_items(shown) == expected_items
+    assert "2 pending" in next(line for line in shown if "items " in line)
+    assert runs_table([(stored, h.store.get_steps(run.run_id))])[1].split()[-1] == "1/0/0/1"
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(d.to_json_line() + "\n" for d in h.sink.events))
+    code = main(["replay", str(events), "--progress", "live"])
+    out = capsys.readouterr().out
+    frame_header = [line for line in out.splitlines() if " run " in line and "steps " in line][-1]
+    assert header_steps(frame_header) == expected_steps
+    assert code == 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -387,3 +388,46 @@ def test_ctrl_c_while_waiting_for_another_engine_stops_waiting_and_leaves_its_ru
         stop(proc)
     assert f"stopped waiting for run {run_id}" in err.read_text()
     assert status_of(home, run_id) is RunStatus.RUNNING  # the other engine's run was not cancelled
+
+
+def test_resume_wait_for_a_run_that_completes_meanwhile_refuses_without_the_run_header(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "build")
+    interrupt(home, run_id)
+    hold(home, run_id)
+    out, err = home / "resume.out", home / "resume.err"
+    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    proc = spawn(["resume", run_id, "--dir", "wf", "--wait"], home, stdout=out, stderr=err, env=env)
+    try:
+        wait_for(lambda: "waiting for its lease to lapse" in err.read_text(), "the resume to wait")
+        with SqliteStore(home / "runs.db") as store:  # the other engine finishes the run
+            store.update_run_status(run_id, RunStatus.COMPLETED, "done", None)
+            store.release_lease(run_id, "live-engine")
+        assert proc.wait(timeout=30) == 1
+    finally:
+        stop(proc)
+    assert out.read_text() == ""
+    assert f"run {run_id} already completed; there is nothing to resume" in err.read_text()
+
+
+def test_show_on_a_damaged_database_says_it_is_damaged_not_that_the_run_is_missing(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = [start(capsys, "build")[1] for _ in range(3)]
+    db = home / "runs.db"
+    with sqlite3.connect(db) as conn:  # the page of the index that finds runs by id
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'workflow_runs' "
+            "AND name LIKE 'sqlite_autoindex%'"
+        ).fetchone()
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with db.open("r+b") as f:
+        f.seek((root - 1) * page_size + 8)
+        f.write(b"\xa5" * 64)
+    code, out, err = cli(capsys, "show", ids[0])
+    assert code == 1 and out == ""
+    assert f"run database {db} is damaged (" in err
+    assert f"cannot tell whether run '{ids[0]}' exists" in err
+    assert "no workflow run" not in err

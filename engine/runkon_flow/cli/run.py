@@ -26,6 +26,7 @@ from typing import Any
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.cli import detach
 from runkon_flow.cli.common import (
+    EXIT_CANCELLED,
     EXIT_OK,
     CommandFailed,
     UsageError,
@@ -323,6 +324,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
         _check_resumable(run)
         if lease_is_live(run) and not args.wait:
             raise CommandFailed(_owned_message(run))
+        if lease_is_live(run):
+            # Wait here, before the `run_id=` header: the other engine may finish the run meanwhile,
+            # and then there is nothing to resume — said as the only line, like any refusal.
+            waited = _wait_for_lease(store, run)
+            if waited is None:
+                print_err(f"runkon-flow: stopped waiting for run {run.id}")
+                return EXIT_CANCELLED
+            run = waited
+            _check_resumable(run)
         ws = _workspace(_workflow_dirs(args.dirs), store, config)
         if run.workflow_name not in ws.workflows:
             print_err(
@@ -333,10 +343,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         give_up = threading.Event()
 
         def resume(queue: EventQueue) -> WorkflowResult:
-            # Said from the worker, so a Ctrl-C right after it is already the "stop waiting" kind.
-            if args.wait and lease_is_live(run):
-                print_err(f"run {run.id} is held by another engine; waiting for its lease to lapse…")
-            while True:
+            while True:  # (with --wait, another engine may still take the run between check and resume)
                 try:
                     # (Workspace.resume records a run abandoned while `cancelling` as cancelled.)
                     return ws.resume(run.id, sinks=[queue])
@@ -358,6 +365,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
             return execute(args, store, run.id, resume, cancel, events_file=events_file, durable=True)
         except AlreadyOwned:
             raise CommandFailed(_owned_message(store.get_run(run.id) or run)) from None
+
+
+def _wait_for_lease(store: WorkflowPersistence, run: WorkflowRun) -> WorkflowRun | None:
+    """Poll until no engine holds `run`; its row as it is then, or None on Ctrl-C."""
+    print_err(f"run {run.id} is held by another engine; waiting for its lease to lapse…")
+    try:
+        while lease_is_live(run):
+            time.sleep(0.2)
+            run = store.get_run(run.id) or run
+    except KeyboardInterrupt:
+        return None
+    return run
 
 
 def add_resume_parser(sub: Any) -> None:

@@ -6,10 +6,12 @@ once the run really starts.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 from runkon_flow.cli.common import CommandFailed
 from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun, default_db_path
@@ -98,5 +100,28 @@ def db_label(args: argparse.Namespace) -> str:
 def get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -> WorkflowRun:
     run = store.get_run(run_id)
     if run is None:
+        damage = _damage(store) if isinstance(store, SqliteStore) else None
+        if damage is not None:
+            raise CommandFailed(
+                f"run database {db_label(args)} is damaged ({damage}): cannot tell whether run '{run_id}' "
+                "exists; restore the file from a backup, or move it aside and start a new one"
+            )
         raise CommandFailed(f"no workflow run '{run_id}' in {db_label(args)}")
     return run
+
+
+def _damage(store: SqliteStore) -> str | None:
+    """SQLite's first complaint about the file, if any. A damaged index can make a lookup find
+    nothing where the row exists, so "no such run" is said only of a database that checks out."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(store.path.resolve()))}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    problem = str(rows[0][0]) if rows else "no answer to an integrity check"
+    if problem == "ok":
+        return None
+    return " ".join(line for line in problem.splitlines() if not line.startswith("***")) or problem

@@ -342,3 +342,19 @@ def test_an_unrunnable_child_workflow_fails_each_item_without_leaving_orphan_run
         "gate 'unknown_gate_type': no registered GateResolver for type 'unknown_gate_type'"
     )
     assert h.store.list_runs(parent_run_id=result.workflow_run_id) == []
+
+
+def test_the_foreach_row_records_its_fan_out_counts(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a", "b", "c", "d"]))
+    work_by_item(h, fail={"b"})
+    result = h.run(fan())
+    row = h.steps(result.workflow_run_id)[0]
+    assert (row.fan_out_total, row.fan_out_completed, row.fan_out_failed, row.fan_out_skipped) == (4, 3, 1, 0)
+
+
+def test_an_empty_foreach_records_zero_counts(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", []))
+    row = h.steps(h.run(fan()).workflow_run_id)[0]
+    assert (row.fan_out_total, row.fan_out_completed, row.fan_out_failed, row.fan_out_skipped) == (0, 0, 0, 0)

@@ -250,6 +250,10 @@ class InMemoryStore:
                     step.child_run_id = update.child_run_id
                 if update.retry_count is not None:
                     step.retry_count = update.retry_count
+                if update.fan_out is not None:
+                    total, completed, failed, skipped = update.fan_out
+                    step.fan_out_total, step.fan_out_completed = total, completed
+                    step.fan_out_failed, step.fan_out_skipped = failed, skipped
 
     def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
         """Ordered by position; rows at the same position (retries) in insertion order."""

@@ -209,6 +209,9 @@ class StepUpdate:
     retry_count: int | None = None
     structured_output: str | None = None
     step_error: str | None = None
+    #: A foreach row's final counts (total, completed, failed, skipped): written with a terminal
+    #: status into the `fan_out_*` columns; None leaves them as they are.
+    fan_out: tuple[int, int, int, int] | None = None
 
     @classmethod
     def completed(

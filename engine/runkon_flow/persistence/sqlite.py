@@ -71,7 +71,10 @@ _STEP_TERMINAL = (
     "UPDATE workflow_run_steps SET status = :status, ended_at = :now, result_text = :result_text, "
     "context_out = :context_out, markers_out = :markers_out, structured_output = :structured_output, "
     "step_error = :step_error, child_run_id = COALESCE(:child_run_id, child_run_id), "
-    f"retry_count = COALESCE(:retry_count, retry_count) {_STEP_GUARD}"
+    "retry_count = COALESCE(:retry_count, retry_count), fan_out_total = COALESCE(:fan_total, fan_out_total), "
+    "fan_out_completed = COALESCE(:fan_completed, fan_out_completed), "
+    "fan_out_failed = COALESCE(:fan_failed, fan_out_failed), "
+    f"fan_out_skipped = COALESCE(:fan_skipped, fan_out_skipped) {_STEP_GUARD}"
 )
 _STEP_INSERT = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
@@ -699,6 +702,8 @@ class SqliteStore:
                 step_error=update.step_error,
                 retry_count=update.retry_count,
             )
+            fan = update.fan_out or (None, None, None, None)
+            params.update(fan_total=fan[0], fan_completed=fan[1], fan_failed=fan[2], fan_skipped=fan[3])
         else:
             sql = _STEP_OTHER
 
@@ -723,8 +728,8 @@ class SqliteStore:
         """A step update applied to the queued insert row, with `update_step`'s rules — only while its
         run's insert is queued too, so the generation to match is known (under the queue lock)."""
         run_row = self._foldable.get("r:" + row[_S_RUN])
-        if run_row is None or run_row[_R_GENERATION] != update.generation:
-            return False  # the queued UPDATE checks (and reports) it
+        if run_row is None or run_row[_R_GENERATION] != update.generation or update.fan_out is not None:
+            return False  # the queued UPDATE checks (and reports) it, and writes the fan-out counts
         if row[_S_STATUS].is_terminal:
             return True  # a terminal row is never overwritten
         row[_S_STATUS] = status

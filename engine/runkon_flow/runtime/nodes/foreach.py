@@ -163,12 +163,11 @@ class _FanOut:
         if total == 0:
             text = f"foreach {node.name}: no items to process"
             aggregate = '{"items":[]}'
-            st.update_step(
-                self.step_id,
-                StepUpdate.completed(
-                    st.generation, result_text=text, context_out=text, attempt=0, structured_output=aggregate
-                ),
+            update = StepUpdate.completed(
+                st.generation, result_text=text, context_out=text, attempt=0, structured_output=aggregate
             )
+            update.fan_out = (0, 0, 0, 0)
+            st.update_step(self.step_id, update)
             st.note_output(self.position, aggregate)
             record_step_success(
                 st,
@@ -649,6 +648,7 @@ class _FanOut:
         context += f" of {total} {node.over}"
         aggregate = self._aggregate()
         st.note_output(self.position, aggregate)
+        fan_out = (total, done, failed + cancelled, skipped)  # a cancelled item counts as failed
         if self.cancelled:
             error = st.cancellation.error()
             st.update_step(
@@ -661,6 +661,7 @@ class _FanOut:
                     structured_output=aggregate,
                     step_error=str(error),
                     retry_count=0,
+                    fan_out=fan_out,
                 ),
             )
             self.trace.completed(StepStatus.CANCELLED, str(error))
@@ -678,21 +679,17 @@ class _FanOut:
                     structured_output=aggregate,
                     step_error=message,
                     retry_count=0,
+                    fan_out=fan_out,
                 ),
             )
             self.trace.completed(StepStatus.FAILED, message)
             record_step_failure(st, self.key, node.name, message, 1)
             return
-        st.update_step(
-            self.step_id,
-            StepUpdate.completed(
-                st.generation,
-                result_text=context,
-                context_out=context,
-                attempt=0,
-                structured_output=aggregate,
-            ),
+        update = StepUpdate.completed(
+            st.generation, result_text=context, context_out=context, attempt=0, structured_output=aggregate
         )
+        update.fan_out = fan_out
+        st.update_step(self.step_id, update)
         record_step_success(
             st,
             self.key,

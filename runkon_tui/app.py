@@ -21,6 +21,7 @@ from typing import Any
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import LoadResult
+from runkon_flow.event_log import top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -35,7 +36,8 @@ from runkon_tui.bridge import EventBridge
 from runkon_tui.catalog import Catalog, WorkflowEntry
 from runkon_tui.commands import DashboardCommands
 from runkon_tui.config import TuiConfig, load_config
-from runkon_tui.history import load_run_state, view_from_store
+from runkon_tui.follow import StoreFollower
+from runkon_tui.history import definition_of, load_run_state, past_run_view
 from runkon_tui.host import EngineHost
 from runkon_tui.run_view import Changes, GateView, RunState, RunView
 from runkon_tui.screens.confirm import ConfirmScreen
@@ -43,6 +45,7 @@ from runkon_tui.screens.gate import GateDecision, GateScreen
 from runkon_tui.screens.help import HelpScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
+from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.screens.runs import RunsScreen
 from runkon_tui.status import short_id
 from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
@@ -112,6 +115,25 @@ class PastRunLoaded(Message):
         self.then_resume = then_resume
 
 
+class Attached(Message):
+    """The run to follow is known (its top-level id, workflow and definition)."""
+
+    def __init__(self, run_id: str, name: str, definition: WorkflowDef | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.name = name
+        self.definition = definition
+
+
+class AttachEnded(Message):
+    """The followed run ended (`completed`/`failed`/`cancelled`) or lost its engine (`interrupted`)."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.status = status
+
+
 class Notice(Message):
     """A notification from a worker thread (gate decision done, cancel failed, …)."""
 
@@ -148,6 +170,7 @@ class RunkonApp(App[int]):
         user: str | None = None,
         replay: Path | None = None,
         blink: bool = True,
+        attach: str | None = None,
     ) -> None:
         css = stylesheet_path()
         super().__init__(css_path=[css] if css.is_file() else None)
@@ -165,14 +188,18 @@ class RunkonApp(App[int]):
         self.tick_hz = tick_hz
         self.user = user or _user_name()
         self.replay_path = replay
+        self.attach_to = attach
         self.blink = blink  # text cursors blink; tests turn it off for stable screenshots
         self.catalog = Catalog(self.dirs)
         self.catalog.reload()
         self.catalog_version = 0
         self.view = RunView(clock)
         self.bridge = EventBridge(on_urgent=self._urgent)
-        self.run_active = False
+        self.run_active = False  # a run executes in this process
         self.active_run_id: str | None = None
+        self.attached_run_id: str | None = None  # a run another process executes, followed live
+        self._follower: StoreFollower | None = None
+        self.handed_over: tuple[str, int, Path] | None = None  # (run, runner pid, its log) on quit
         self.run_definition: WorkflowDef | None = None
         self.run_workflow_name: str | None = None
         self.last_outcome: str | None = None  # status of the last run that ended while open
@@ -228,6 +255,8 @@ class RunkonApp(App[int]):
             self._start_watcher()
         if self.replay_path is not None:
             self.call_after_refresh(self.replay, self.replay_path)
+        elif self.attach_to is not None:
+            self.call_after_refresh(self.attach_run, self.attach_to)
         self.call_after_refresh(self._freeze_startup_heap)
 
     @staticmethod
@@ -442,6 +471,7 @@ class RunkonApp(App[int]):
         self._start(name, definition, inputs)
 
     def _start(self, name: str, definition: WorkflowDef, inputs: dict[str, str]) -> None:
+        self._stop_following()
         self.run_active = True
         self.run_workflow_name = name
         self.run_definition = definition
@@ -465,6 +495,7 @@ class RunkonApp(App[int]):
         if self.run_active:
             self.notify("a run is already active", severity="warning")
             return
+        self._stop_following()
         root = view.runs.get(run_id)
         name = root.workflow_name if root is not None else ""
         entry = self.catalog.by_name(name)
@@ -489,8 +520,9 @@ class RunkonApp(App[int]):
         view = self.view
         return (
             not self.run_active
+            and self.attached_run_id is None
             and view.root is not None
-            and view.status in ("failed", "cancelled", "crashed", "needs_resume")
+            and view.status in ("failed", "cancelled", "crashed", "needs_resume", "interrupted")
         )
 
     def _engine_job(self, name: str, inputs: dict[str, str], resume_run_id: str | None) -> None:
@@ -563,16 +595,23 @@ class RunkonApp(App[int]):
         question = self.screen  # a question about the run that just ended has no subject any more
         if isinstance(question, ConfirmScreen) and question.about_active_run and not self._quitting:
             question.dismiss(False)
+        elif isinstance(question, QuitScreen) and not self._quitting:
+            question.dismiss("stay")
         self.bridge.watch(None)
         self.drain()
         self._refresh_host()
         self._refresh_screen(force_tree=True)
 
+    @property
+    def run_in_view(self) -> str | None:
+        """The live run on screen, whichever process executes it (None for a past run)."""
+        return self.active_run_id if self.run_active else self.attached_run_id
+
     def request_cancel(self) -> None:
-        if not self.run_active:
+        if self.run_in_view is None:
             return
-        run_id = self.active_run_id
-        name = str(self.run_workflow_name)
+        run_id = self.run_in_view
+        name = str(self.run_workflow_name or self.view.workflow_name)
         label = f"run {short_id(run_id)} of {name}" if run_id else name
 
         def answered(yes: bool | None) -> None:
@@ -646,13 +685,14 @@ class RunkonApp(App[int]):
         if self.run_active:
             self.notify("a run is active; open past runs when it has finished", severity="warning")
             return
+        self._stop_following()
         store = self.store
         resolve = self.catalog.definition
         clock = self.clock
 
         def job() -> None:
             try:
-                view = view_from_store(store, run_id, resolve, clock)
+                view = past_run_view(store, run_id, resolve, clock)
             except Exception as exc:
                 self.post_message(PastRunLoaded(None, f"cannot open run {run_id}: {exc}", then_resume))
                 return
@@ -667,6 +707,73 @@ class RunkonApp(App[int]):
         self.set_view(message.view)
         if message.then_resume:
             self.request_resume(message.view.root_run_id)
+
+    # ------------------------------------------------------------------ runs held elsewhere
+
+    def attach_run(self, run_id: str) -> None:
+        """Follow a run another process executes (or any stored run): its stored events feed the
+        bridge as the engine's would, so it is drawn, cancelled and approved like a run started
+        here (docs/dashboard.md, "Runs held elsewhere")."""
+        if self.run_active:
+            self.notify(
+                "a run is active here; attach to another run when it has finished", severity="warning"
+            )
+            return
+        store = self.store
+        resolve = self.catalog.definition
+
+        def job() -> None:
+            try:
+                root = top_level_run(store, run_id)
+                run = store.get_run(root)
+                if run is None:
+                    raise LookupError(f"no run {run_id} in the run store")
+                definition = definition_of(run, resolve)
+            except Exception as exc:
+                self.post_message(Notice(f"cannot attach to run {run_id}: {exc}", "error", log_error=True))
+                return
+            self.post_message(Attached(root, run.workflow_name, definition))
+
+        self.run_worker(job, thread=True, group="history", exit_on_error=False)
+
+    def on_attached(self, message: Attached) -> None:
+        if self.run_active:
+            return
+        self._stop_following()
+        self.bridge.drain()  # nothing of a previous run may be folded into this one
+        view = RunView(self.clock)
+        view.definition = message.definition
+        self.set_view(view)
+        self.attached_run_id = message.run_id
+        self.bridge.watch(message.run_id)
+        run_id = message.run_id
+        follower = StoreFollower(
+            self.store, run_id, self.bridge, lambda status: self.post_message(AttachEnded(run_id, status))
+        )
+        self._follower = follower
+        self.run_worker(follower.run, thread=True, group="follow", exit_on_error=False)
+        self._select_workflow(message.name)
+        self._refresh_screen()
+
+    def on_attach_ended(self, message: AttachEnded) -> None:
+        if self._follower is None or self._follower.run_id != message.run_id:
+            return
+        self.drain()
+        if message.status == "interrupted":
+            self.view.mark_interrupted(
+                "no engine holds this run any more (its process went away); r resumes it here"
+            )
+        self._follower = None
+        self.attached_run_id = None
+        self.bridge.watch(None)
+        self.drain()
+        self._refresh_screen(force_tree=True)
+
+    def _stop_following(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
+        self.attached_run_id = None
 
     def replay(self, path: Path) -> None:
         """Show a recorded JSON-lines event log read-only (`runkon-tui --replay FILE`)."""
@@ -782,20 +889,57 @@ class RunkonApp(App[int]):
     async def action_quit(self) -> None:
         if self._quitting:
             return
-        if not self.run_active:
+        if not self.run_active:  # nothing runs here (a followed run goes on in its own process)
             self._leave()
             return
+        run_id = self.active_run_id
+        name = str(self.run_workflow_name or self.view.workflow_name)
+        label = f"Run {short_id(run_id)} of {name}" if run_id else name
+        why_not = self._why_no_hand_over()
 
-        def answered(yes: bool | None) -> None:
-            if yes:
+        def answered(choice: str | None) -> None:
+            if choice == "cancel":
                 self._quitting = True
                 self._cancel(self.active_run_id)
                 self.run_worker(self._wait_then_exit, thread=True, group="quit", exit_on_error=False)
+            elif choice == "keep":
+                self._quitting = True
+                self._hand_over()
 
-        question = ConfirmScreen(
-            "A run is active. Cancel it and quit?", yes="Cancel and quit", no="Stay", about_active_run=True
-        )
-        self.push_screen(question, answered)
+        self.push_screen(QuitScreen(label, can_keep=why_not is None, why_not=why_not or ""), answered)
+
+    def _why_no_hand_over(self) -> str | None:
+        """Why the active run could not keep running after the dashboard exits (None: it can)."""
+        if getattr(self.store, "path", None) is None:
+            return "its runs are kept in memory, which no other process can read"
+        if not hasattr(self.host, "hand_over"):
+            return "this engine host cannot hand runs over"
+        return None
+
+    def _hand_over(self) -> None:
+        """Quit, keeping the run going in a background runner (`Workspace.hand_over`)."""
+        host: Any = self.host
+        run_id = self.active_run_id
+        db = Path(self.store.path)  # type: ignore[attr-defined]
+        if run_id is None:
+            self._leave()
+            return
+        self.view.note("handing the run over to a background runner…", "warning")
+
+        def job() -> None:
+            try:
+                pid, log = host.hand_over(run_id, db)
+            except Exception as exc:
+                self._quitting = False
+                self.post_message(
+                    Notice(f"cannot keep the run going in the background: {exc}", "error", True)
+                )
+                return
+            self.handed_over = (run_id, pid, log)
+            self._engine_thread_done.wait(QUIT_WAIT_S)
+            self.call_from_thread(self._leave)
+
+        self.run_worker(job, thread=True, group="quit", exit_on_error=False)
 
     def _wait_then_exit(self) -> None:
         self._engine_thread_done.wait(QUIT_WAIT_S)
@@ -809,18 +953,29 @@ class RunkonApp(App[int]):
 
     def exit_code(self) -> int:
         """0 when no run ended badly here; 1 when the last run failed, crashed or was cancelled."""
+        if self.handed_over is not None:
+            return 0
         live = self.view.root is not None and not self.view.read_only
         status = self.view.status if live else self.last_outcome
         return 1 if status in ("failed", "crashed", "cancelled", "cancelling") else 0
 
     def summary(self) -> str:
         """Plain text printed after the dashboard closes (empty when no run happened)."""
+        if self.handed_over is not None:
+            run_id, pid, log = self.handed_over
+            return (
+                f"run {run_id} keeps running in the background (pid {pid}; log {log})\n"
+                f"  follow it: runkon-tui --attach {run_id}   or   runkon-flow watch {run_id}\n"
+                f"  cancel it: runkon-flow cancel {run_id}"
+            )
         if self.view.root is None or self.view.read_only:
             return ""
         return self.view.summary_text()
 
     def on_unmount(self) -> None:
         self._exiting = True
+        if self._follower is not None:
+            self._follower.stop()
         if self._watcher is not None:
             self._watcher.stop()
 

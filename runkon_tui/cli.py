@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, default=None, help="run store (SQLite file)")
     parser.add_argument("--theme", default=None, help="theme name (see the theme picker, key t)")
     parser.add_argument("--replay", type=Path, default=None, help="show a recorded JSON-lines event log")
+    parser.add_argument(
+        "--attach",
+        metavar="RUN_ID",
+        default=None,
+        help="open on a run held by any process (e.g. runkon-flow run --detach) and follow it live",
+    )
     parser.add_argument("--no-watch", action="store_true", help="do not reload .wf files when they change")
     return parser
 
@@ -95,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.theme not in names:
             print(f"runkon-tui: unknown theme '{args.theme}'; available: {', '.join(names)}", file=sys.stderr)
             return EXIT_USAGE
+    if args.replay is not None and args.attach is not None:
+        print("runkon-tui: --replay and --attach cannot be used together", file=sys.stderr)
+        return EXIT_USAGE
     if args.replay is not None and not args.replay.is_file():
         print(f"runkon-tui: {args.replay}: no such event log", file=sys.stderr)
         return EXIT_USAGE
@@ -112,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         watch=not args.no_watch,
         select=select,
         replay=args.replay,
+        attach=args.attach,
     )
     code = app.run()
     summary = app.summary()

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 
 from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.event_log import read_envelopes
 from runkon_flow.observe.counts import row_step_counts
 from runkon_flow.observe.loader import load_run, parse_time
 from runkon_flow.observe.loader import load_run_state as _load_run_state
@@ -25,7 +26,15 @@ from runkon_tui.tree_model import NodeSpec, build_tree
 
 Resolver = Callable[[str], WorkflowDef | None]
 
-__all__ = ["db_name", "definition_of", "load_run_state", "parse_time", "run_counts", "view_from_store"]
+__all__ = [
+    "db_name",
+    "definition_of",
+    "load_run_state",
+    "parse_time",
+    "past_run_view",
+    "run_counts",
+    "view_from_store",
+]
 
 
 def db_name(spec: NodeSpec) -> str | None:
@@ -106,6 +115,25 @@ def view_from_store(
     view = load_run(store, run_id, clock=clock, legacy=tree.place_legacy, kinds=tree.kinds)
     run = store.get_run(run_id)
     view.definition = definition_of(run, resolve) if run is not None else None
+    return view
+
+
+def past_run_view(
+    store: WorkflowPersistence, run_id: str, resolve: Resolver | None = None, clock: Clock | None = None
+) -> RunView:
+    """A read-only view of a stored run: from its stored events when it has them — the engine,
+    output and error logs exactly as they were shown live — else from its rows."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id}")
+    envelopes = (
+        read_envelopes(store, run_id)[0] if not (run.parent_run_id or run.parent_workflow_run_id) else []
+    )
+    if not envelopes:
+        return view_from_store(store, run_id, resolve, clock)
+    view = RunView.from_events(envelopes, clock) if clock is not None else RunView.from_events(envelopes)
+    view.definition = definition_of(run, resolve)
+    view.read_only = True
     return view
 
 

@@ -64,6 +64,7 @@ from runkon_flow.plugins.item_providers import default_providers
 from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 from runkon_flow.plugins.schemas import SchemaResolver
 from runkon_flow.plugins.script_env import IDENTITIES_FILE, DefaultScriptEnvProvider
+from runkon_flow.runner import spawn_runner
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
 from runkon_flow.runtime.types import (
     RunInput,
@@ -212,6 +213,7 @@ class Workspace:
         self._lock = threading.RLock()
         self._plans: dict[str, _Plan] = {}
         self._active: dict[str, tuple[FlowEngine, CancellationToken]] = {}
+        self._handed_over: dict[str, str] = {}  # run id → the owner token to let go of
         self._snap: _Snapshot | None = None
         self.reload()
 
@@ -564,6 +566,30 @@ class Workspace:
             return
         self.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
 
+    def hand_over(self, run_id: str, db: Path) -> tuple[int, Path]:
+        """Keep a run this workspace executes going in a background runner, so this process can
+        exit (the dashboard's "keep running in the background"): a runner process is started that
+        resumes the run as soon as it can take its lease; this engine then stops the run as one
+        that lost its lease — in-flight steps are interrupted, no final status is written — and
+        lets go of the lease at once. The runner resumes it: completed steps and foreach items are
+        not run again, interrupted ones are. Returns the runner's pid and log file."""
+        with self._lock:
+            own = self._active.get(run_id)
+        if own is None:
+            raise WorkflowError(f"run '{run_id}' is not running in this workspace")
+        run = self._run_row(run_id)
+        proc, log_file = spawn_runner(
+            db, run_id, self.dirs, resume=True, lease_ttl=int(self.exec_config.lease_ttl_secs)
+        )
+        with self._lock:
+            self._handed_over[run_id] = run.owner_token or ""
+        engine, token = own
+        reason = CancellationReason.of("LeaseLost")
+        token.cancel(reason)
+        with contextlib.suppress(WorkflowError):
+            engine.cancel_run(run_id, reason)
+        return proc.pid, log_file
+
     def active_runs(self) -> list[str]:
         """Top-level runs executing in this workspace right now."""
         with self._lock:
@@ -634,6 +660,11 @@ class Workspace:
         finally:
             if writer is not None:
                 writer.close()  # every event of the run is stored before execute/resume returns
+            with self._lock:
+                handed_to_runner = self._handed_over.pop(run.id, None)
+            if handed_to_runner:  # the stopped engine kept the lease: the runner waits for it
+                with contextlib.suppress(Exception):
+                    self.store.release_lease(run.id, handed_to_runner)
             with self._lock:
                 if self._active.get(run.id, (None, None))[1] is token:
                     del self._active[run.id]

@@ -349,7 +349,7 @@ class MainScreen(Screen[None]):
                 return None
             return True
         if action == "cancel_run":
-            return app.run_active and not view.cancelling
+            return app.run_in_view is not None and not view.cancelling
         if action == "resume_run":
             return app.host is not None and not view.active and app.can_resume()
         if action in ("approve_gate", "reject_gate"):

@@ -6,18 +6,21 @@ filled when they arrive.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
 from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
+from runkon_flow.runtime.lease import holder_of
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from runkon_tui.follow import lease_is_live, lease_until
 from runkon_tui.history import parse_time, run_counts
 from runkon_tui.status import glyph
 from runkon_tui.widgets.markup import esc, tone_text
@@ -27,12 +30,35 @@ if TYPE_CHECKING:
 
 RUNS_LIMIT = 200
 RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.NEEDS_RESUME)
+REFRESH_S = 1.0  # live status and holders of runs other processes execute
 
 
 @dataclass
 class RunRow:
     run: WorkflowRun
     counts: dict[str, int]
+
+
+LIVE = ("pending", "running", "waiting", "cancelling")
+
+
+def live_status(run: WorkflowRun) -> str:
+    """The stored status, or `interrupted` for an unfinished run no engine holds any more."""
+    status = RunStatus(run.status)
+    if status in (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING) and not lease_is_live(run):
+        return "interrupted"
+    return status.value
+
+
+def holder_text(run: WorkflowRun) -> str:
+    """Who executes a live run: `host:pid · lease 24s` (the lease's time left)."""
+    if not lease_is_live(run):
+        return ""
+    holder = holder_of(run.owner_token)
+    until = lease_until(run)
+    left = f" · lease {max(0, int(until - time.time()))}s" if until else ""
+    who = f"{holder.host}:{holder.pid}" if holder is not None else "another engine"
+    return who + left
 
 
 class RunsScreen(Screen[None]):
@@ -67,9 +93,15 @@ class RunsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("", "workflow", "run id", "started", "duration", "steps", "error")
+        table.add_columns("", "workflow", "run id", "started", "duration", "steps", "held by", "error")
         table.focus()
         self.action_reload()
+        self.set_interval(REFRESH_S, self._refresh_live, name="runs-live")
+
+    def _refresh_live(self) -> None:
+        """Re-read while some run is live, so statuses and holders stay current."""
+        if any(live_status(row.run) in LIVE for row in self.rows):
+            self._load()
 
     def action_reload(self) -> None:
         self.query_one("#runs-status", Static).update("loading…")
@@ -91,9 +123,10 @@ class RunsScreen(Screen[None]):
         self.error = error
         table = self.query_one(DataTable)
         table.clear()
+        keep = table.cursor_row
         for row in rows:
             run = row.run
-            status = str(run.status)
+            status = live_status(run)
             started = parse_time(run.started_at)
             ended = parse_time(run.ended_at)
             duration = format_duration(ended - started) if started and ended else ""
@@ -109,16 +142,22 @@ class RunsScreen(Screen[None]):
                 Text((run.started_at or "")[:19].replace("T", " ")),
                 Text(duration),
                 counts,
+                Text(holder_text(run)),
                 Text(readable_error(run.error)[:60]),
                 key=run.id,
             )
+        if keep is not None and rows:
+            table.move_cursor(row=min(keep, len(rows) - 1))
         status = self.query_one("#runs-status", Static)
         if error:
             status.update(f"[$error]{esc(error)}[/]")
         elif not rows:
             status.update("no runs yet — run a workflow from the main screen (enter)")
         else:
-            status.update(f"{len(rows)} runs (newest first) · enter opens read-only · r resumes")
+            status.update(
+                f"{len(rows)} runs (newest first) · enter follows a live run, opens a finished one "
+                "read-only · r resumes"
+            )
         self.refresh_bindings()
 
     def selected(self) -> WorkflowRun | None:
@@ -134,7 +173,7 @@ class RunsScreen(Screen[None]):
             run = self.selected()
             if run is None or self.rapp.host is None:
                 return None
-            resumable = RunStatus(run.status) in RESUMABLE
+            resumable = RunStatus(run.status) in RESUMABLE or live_status(run) == "interrupted"
             return True if resumable and not self.rapp.run_active else None
         return True
 
@@ -146,9 +185,15 @@ class RunsScreen(Screen[None]):
 
     def action_open_run(self) -> None:
         run = self.selected()
-        if run is not None:
+        if run is None:
+            return
+        if run.id == self.rapp.active_run_id:
+            pass  # it runs here and is on screen already
+        elif live_status(run) in LIVE:
+            self.rapp.attach_run(run.id)  # another process runs it: follow it live
+        else:
             self.rapp.open_past_run(run.id)
-            self.dismiss()
+        self.dismiss()
 
     def action_resume_run(self) -> None:
         run = self.selected()

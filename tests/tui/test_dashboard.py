@@ -29,6 +29,7 @@ from textual.widgets import Input
 from runkon_tui.app import RunkonApp
 from runkon_tui.config import TuiConfig
 from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
@@ -218,8 +219,17 @@ async def test_quitting_with_an_active_run_cancels_it_first() -> None:
         await start_review_run(pilot, app)
         await wait_for(pilot, lambda: app.view.status == "waiting")
         await pilot.press("q")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        question = app.screen
+        assert isinstance(question, QuitScreen)
+        assert question.query_one("#keep").disabled  # runs kept in memory: nothing could take it over
+        assert "kept in memory" in str(question.query_one("#question").render())
+        await pilot.press("s")  # stay: nothing happens to the run
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert app.run_active and not [c for c in app.host.calls if c[0] == "cancel"]  # type: ignore[union-attr]
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("c")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
     assert app.return_code == 1
     assert app.summary().startswith("runkon: review-pr")  # the gate script is review-pr's run

@@ -10,15 +10,20 @@ import argparse
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from runkon_flow.cli.common import print_line
 from runkon_flow.cli.drive import execute, open_events_file
+from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.run import exec_config_for
+from runkon_flow.errors import AlreadyOwned
 from runkon_flow.persistence import SqliteStore
+from runkon_flow.runtime.types import WorkflowResult
 from runkon_flow.workspace import Workspace
 
+TAKE_OVER_SLACK_S = 10.0  # beyond one lease TTL, how long --resume waits for the holder to let go
 SIGNAL_MESSAGE = "the detached runner was sent SIGTERM or SIGINT"
 
 
@@ -31,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", dest="dirs", action="append", default=[])
     parser.add_argument("--lease-ttl", type=int)
     parser.add_argument("--events")
+    parser.add_argument("--resume", action="store_true", help="resume the run once its holder lets go")
     args = parser.parse_args(argv)
     args.progress = "plain"
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -38,12 +44,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = SqliteStore(args.db)
     try:
         ws = Workspace([Path(d) for d in args.dirs], store, exec_config=exec_config_for(args.lease_ttl))
-        events_file = open_events_file(args.events, append=False)
+        events_file = open_events_file(args.events, append=args.resume)
+        wait_until = time.monotonic() + ws.exec_config.lease_ttl_secs + TAKE_OVER_SLACK_S
+
+        def resume(queue: EventQueue) -> WorkflowResult:
+            while True:  # the engine handing the run over lets go of its lease in a moment
+                try:
+                    return ws.resume(args.run_id, sinks=[queue])
+                except AlreadyOwned:
+                    if time.monotonic() > wait_until:
+                        raise
+                    time.sleep(0.1)
+
         return execute(
             args,
             store,
             args.run_id,
-            lambda queue: ws.execute(args.run_id, sinks=[queue]),
+            resume if args.resume else (lambda queue: ws.execute(args.run_id, sinks=[queue])),
             lambda rid: ws.cancel(rid, SIGNAL_MESSAGE),
             events_file=events_file,
             durable=True,

@@ -13,7 +13,6 @@ run's lease, stores its events, stops cleanly on SIGTERM (as on a first Ctrl-C) 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -22,13 +21,9 @@ from pathlib import Path
 from runkon_flow.cli.common import EXIT_OK, CommandFailed, print_err
 from runkon_flow.persistence import RunStatus, default_db_path
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runner import log_path, spawn_runner
 
 STARTUP_TIMEOUT = 30.0  # seconds the background process has to take the run
-
-
-def log_path(db: Path, run_id: str) -> Path:
-    """Where a detached run's output goes: `logs/<run id>.log` beside the database."""
-    return db.parent / "logs" / f"{run_id}.log"
 
 
 def start(
@@ -42,28 +37,12 @@ def start(
     events: str | None,
 ) -> int:
     """Start the background process for the pending run `run_id` and report how to follow it."""
-    log = log_path(db, run_id)
     try:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(log, "ab")  # noqa: SIM115 - handed to the child, closed below
+        proc, log = spawn_runner(db, run_id, dirs, lease_ttl=lease_ttl, events=events)
     except OSError as exc:
-        raise CommandFailed(f"cannot write the log file {log}: {exc.strerror or exc}") from None
-    argv = [sys.executable, "-m", "runkon_flow.cli.background", run_id, "--db", str(db)]
-    for d in dirs:
-        argv += ["--dir", str(d.resolve())]
-    if lease_ttl is not None:
-        argv += ["--lease-ttl", str(lease_ttl)]
-    if events:
-        argv += ["--events", str(Path(events).resolve())]
-    with handle:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+        raise CommandFailed(
+            f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"
+        ) from None
     _wait_until_taken(store, run_id, proc, log)
     where = "" if db == default_db_path() else f" --db {db}"
     print(f"run_id={run_id} workflow={workflow} db={db}", flush=True)

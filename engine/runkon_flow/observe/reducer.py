@@ -264,6 +264,18 @@ class RunModel:
         self._changes.finished = True
         self._log(LogLine(now, f"engine crashed: {message}", "error", self.root_run_id or ""), error=True)
 
+    def mark_interrupted(self, message: str) -> None:
+        """A followed run whose engine went away (no live lease): `interrupted`, resumable."""
+        root = self.root
+        if root is not None and not root.finished:
+            root.status = "interrupted"
+            root.error = message
+        self._changes.header = True
+        self._changes.finished = True
+        self._log(
+            LogLine(self.clock(), f"run interrupted: {message}", "error", self.root_run_id or ""), error=True
+        )
+
     # ------------------------------------------------------------------ folding
 
     def apply_all(self, events: Iterable[EngineEventData | tuple]) -> None:

@@ -1,0 +1,113 @@
+"""Following a run the dashboard does not host: its stored events, read from the store on a thread
+and handed to the same EventBridge the dashboard's own engine feeds, so an attached run is drawn
+by exactly the code that draws a run started here (docs/dashboard.md, "Runs held elsewhere").
+
+`StoreFollower.run()` loops on its own thread: read the stream after the last `seq` (every
+`interval` seconds, at once again while there is more), emit each event into the sink, and judge
+the run from its row when caught up: ended (its final event read, or the row ended a few seconds
+ago), or interrupted (no engine holds it any more, for longer than `grace`). It then calls
+`on_end(status)` once — `completed`, `failed`, `cancelled` or `interrupted` — and stops. Pure: no
+Textual.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from runkon_flow.event_log import read_envelopes
+from runkon_flow.events import EventSink
+from runkon_flow.persistence.models import RunStatus, WorkflowRun
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+READ_BATCH = 5000
+END_GRACE_S = 3.0
+
+
+def lease_until(run: WorkflowRun) -> float | None:
+    """The lease's end in Unix seconds. SQLite writes it `YYYY-MM-DD HH:MM:SS.SSS` in UTC without a
+    zone, the in-memory store RFC 3339: both are UTC, whatever this machine's time zone."""
+    if not run.lease_until:
+        return None
+    try:
+        moment = datetime.fromisoformat(run.lease_until.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def lease_is_live(run: WorkflowRun, now: float | None = None) -> bool:
+    """Some engine holds the run right now (an owner and an unexpired lease)."""
+    until = lease_until(run)
+    return bool(run.owner_token) and until is not None and until >= (time.time() if now is None else now)
+
+
+class StoreFollower:
+    """Feeds `sink` with run `run_id`'s stored events until the run ends or `stop()`."""
+
+    def __init__(
+        self,
+        store: WorkflowPersistence,
+        run_id: str,
+        sink: EventSink,
+        on_end: Callable[[str], None],
+        *,
+        interval: float = 0.25,
+        grace: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.sink = sink
+        self.on_end = on_end
+        self.interval = interval
+        self.grace = grace
+        self.last_seq = 0
+        self._stop = threading.Event()
+        self._final_seen = False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        ended_since: float | None = None
+        loose_since: float | None = None
+        while not self._stop.is_set():
+            events, self.last_seq = read_envelopes(self.store, self.run_id, self.last_seq, READ_BATCH)
+            for data in events:
+                if data.run_id == self.run_id:
+                    kind = data.event.type
+                    if kind in ("RunCompleted", "RunCancelled"):
+                        self._final_seen = True
+                    elif kind in ("RunStarted", "RunResumed"):
+                        self._final_seen = False
+                self.sink.emit(data)
+            if events:
+                continue
+            run = self.store.get_run(self.run_id)
+            if run is None:
+                return self._end("interrupted")
+            status = RunStatus(run.status)
+            now = time.monotonic()
+            if status.is_terminal:
+                ended_since = ended_since or now
+                if self._final_seen or now - ended_since > END_GRACE_S:
+                    return self._end(status.value)
+            elif status is not RunStatus.PENDING and not lease_is_live(run):
+                loose_since = loose_since or now  # a hand-over leaves it unheld for a moment
+                if now - loose_since > self.grace:
+                    return self._end("interrupted")
+            else:
+                loose_since = None
+            self._stop.wait(self.interval)
+        return None
+
+    def _end(self, status: str) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self.on_end(status)

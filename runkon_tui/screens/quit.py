@@ -1,0 +1,68 @@
+"""Quitting with a run active: keep it running in the background, cancel it, or stay.
+
+"Keep running" hands the run to a background runner process (`Workspace.hand_over`): the run goes
+on after the dashboard closes, and `runkon-tui --attach RUN_ID` or `runkon-flow watch RUN_ID`
+follows it again. Offered only when the runs are kept in a database file another process can
+open (not for an in-memory store). The answer is `"keep"`, `"cancel"` or `"stay"`.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label
+
+from runkon_tui.widgets.markup import esc
+
+
+class QuitScreen(ModalScreen[str]):
+    DEFAULT_CSS = """
+    QuitScreen { align: center middle; }
+    QuitScreen > Vertical {
+        width: 72; max-width: 95%; height: auto; padding: 1 2;
+        background: $panel; border: thick $warning;
+    }
+    QuitScreen #question { width: 100%; margin-bottom: 1; }
+    QuitScreen Horizontal { height: auto; align-horizontal: right; }
+    QuitScreen Button { margin-left: 1; }
+    """
+
+    BINDINGS = [
+        Binding("b", "answer('keep')", "Keep running", id="quit_keep"),
+        Binding("c", "answer('cancel')", "Cancel run", id="quit_cancel"),
+        Binding("s,escape", "answer('stay')", "Stay", id="quit_stay"),
+    ]
+
+    about_active_run = True  # withdrawn (answered "stay") when the run ends while it is open
+
+    def __init__(self, label: str, *, can_keep: bool, why_not: str = "") -> None:
+        super().__init__()
+        self.label = label
+        self.can_keep = can_keep
+        self.why_not = why_not
+
+    def compose(self) -> ComposeResult:
+        text = f"{self.label} is active. Quit and"
+        if not self.can_keep and self.why_not:
+            text += f"\n(it cannot keep running here: {self.why_not})"
+        with Vertical():
+            yield Label(esc(text), id="question")
+            with Horizontal():
+                yield Button("Stay (s)", id="stay")
+                yield Button("Cancel run (c)", id="cancel", variant="error")
+                yield Button(
+                    "Keep running in background (b)", id="keep", variant="primary", disabled=not self.can_keep
+                )
+
+    def on_mount(self) -> None:
+        self.query_one("#keep" if self.can_keep else "#stay", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(str(event.button.id))
+
+    def action_answer(self, value: str) -> None:
+        if value == "keep" and not self.can_keep:
+            return
+        self.dismiss(value)

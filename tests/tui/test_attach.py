@@ -1,0 +1,207 @@
+"""The dashboard follows runs other processes execute (`runkon-flow run --detach`, another
+dashboard, cron): it draws them from their stored events, and cancels and approves them through
+the store as the CLI does (docs/dashboard.md, "Runs held elsewhere")."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.workspace import Workspace
+from textual.widgets import Input
+
+from runkon_tui.app import RunkonApp
+from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.screens.gate import GateScreen
+from runkon_tui.screens.quit import QuitScreen
+from runkon_tui.screens.runs import RunsScreen
+from tests.tui.conftest import make_app, select, wait_for
+
+E2E = Path(__file__).parent / "fixtures" / "e2e"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "workflows"
+    shutil.copytree(E2E, target)
+    (target / "released").mkdir()
+    return target
+
+
+def detach(folder: Path, db: Path, workflow: str) -> str:
+    """`runkon-flow run WORKFLOW --detach` in a separate process; the run id it printed."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runkon_flow.cli",
+            "run",
+            workflow,
+            "--dir",
+            str(folder),
+            "--db",
+            str(db),
+            "--detach",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[0].removeprefix("run_id=")
+
+
+def final_status(db: Path, run_id: str, timeout: float = 30.0) -> RunStatus:
+    """The run's status once its (other) process has finished it."""
+    deadline = time.monotonic() + timeout
+    with SqliteStore(db) as store:
+        while True:
+            run = store.get_run(run_id)
+            assert run is not None
+            if run.status.is_terminal and run.owner_token is None:
+                return run.status
+            assert time.monotonic() < deadline, f"run {run_id} still {run.status}"
+            time.sleep(0.05)
+
+
+def app_on(folder: Path, db: Path) -> RunkonApp:
+    store = SqliteStore(db)
+    return make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+
+
+async def test_attach_to_runs_of_another_process_see_items_move_approve_its_gate_cancel_another(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    fanout = detach(folder, db, "fanout")
+    approval = detach(folder, db, "approval")
+    app = app_on(folder, db)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            # The runs screen lists both, live, with the process that holds them.
+            await pilot.press("h")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.rows, what="runs")
+            screen = app.screen
+            assert isinstance(screen, RunsScreen)
+            held = {row.run.id: row for row in screen.rows}
+            assert set(held) >= {fanout, approval}
+            table = screen.query_one("DataTable")
+            holder = str(table.get_row(fanout)[6])  # type: ignore[attr-defined]
+            assert ":" in holder and "lease" in holder  # host:pid · lease Ns
+            # Open the fan-out run: it is followed live.
+            screen.query_one("DataTable").move_cursor(row=list(held).index(fanout))  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.attached_run_id == fanout, what="attached")
+            await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected")
+            fan = app.view.active_fanout()
+            assert fan is not None
+            assert fan.count("completed") == 0
+            (folder / "released" / "a").touch()
+            (folder / "released" / "b").touch()
+            await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="2 items")
+            (folder / "released" / "c").touch()
+            await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 3, what="3 items")
+            assert app.main_screen is not None
+            assert "3/10" in app.main_screen.tree.nodes_by_uid["body.1"].label.plain
+            # Cancel it from here: the store carries the cancel to the process that runs it.
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.view.status == "cancelled", what="cancelled", timeout=30)
+            assert final_status(db, fanout) is RunStatus.CANCELLED
+            await wait_for(pilot, lambda: app.attached_run_id is None, what="follow to end")
+
+            # Attach straight to the other run and approve its gate.
+            app.attach_run(approval)
+            await wait_for(pilot, lambda: app.view.waiting_gates(), what="the gate to wait", timeout=30)
+            assert app.view.status == "waiting"
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+            app.screen.query_one("SelectionList").select("now")  # type: ignore[attr-defined]
+            app.screen.query_one("#note", Input).value = "from the dashboard"
+            await pilot.press("ctrl+y")
+            await wait_for(
+                pilot, lambda: app.view.status == "completed", what="approved run ends", timeout=30
+            )
+            assert final_status(db, approval) is RunStatus.COMPLETED
+            with SqliteStore(db) as store:
+                gate = next(s for s in store.get_steps(approval) if s.step_name == "human_approval")
+                assert gate.gate_approved_by == "tester" and gate.gate_feedback == "from the dashboard"
+    finally:
+        for item in "abcdefghij":
+            (folder / "released" / item).touch()
+
+
+async def test_a_past_run_shows_the_logs_it_showed_live(folder: Path, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    app = app_on(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        run_id = app.host.create_run("quick", {"who": "tester"})  # type: ignore[union-attr]
+        app.attach_run(run_id)  # a pending run: followed until some engine starts it
+        await wait_for(pilot, lambda: app.attached_run_id == run_id, what="attached")
+        other = SqliteStore(db)
+        try:
+            Workspace([folder], other).execute(run_id)
+        finally:
+            other.close()
+        await wait_for(pilot, lambda: app.view.status == "completed", what="the run to end")
+        live_log = [(line.text, line.level) for line in app.view.engine_log]
+        live_output = app.view.root.steps["body.0"].last_output(5)  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: app.attached_run_id is None, what="follow to end")
+        app.open_past_run(run_id)
+        await wait_for(pilot, lambda: app.view.read_only, what="past run")
+        assert [(line.text, line.level) for line in app.view.engine_log] == live_log
+        assert app.view.root.steps["body.0"].last_output(5) == live_output == ["hello tester"]  # type: ignore[union-attr]
+
+
+async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_attached_again(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    app = app_on(folder, db)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await select(pilot, app, "fanout")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected")
+            run_id = app.view.root_run_id
+            assert run_id is not None
+            (folder / "released" / "a").touch()
+            await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 1, what="item a")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+            await pilot.press("b")
+            await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+        assert app.return_code == 0
+        assert f"run {run_id} keeps running in the background" in app.summary()
+        assert f"runkon-tui --attach {run_id}" in app.summary()
+        for item in "bcdefghij":
+            (folder / "released" / item).touch()
+        assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
+        with SqliteStore(db) as store:
+            kinds = [e.kind for e in store.read_events(run_id) if e.event_run_id == run_id]
+            items = store.get_fan_out_items(
+                next(s.id for s in store.get_steps(run_id) if s.role == "foreach" and s.status == "completed")
+            )
+            assert {i.item_id for i in items if i.status == "completed"} == set("abcdefghij")
+            prepare = [s for s in store.get_steps(run_id) if s.step_name == "prepare"]
+        assert "RunResumed" in kinds and kinds[-1] == "RunCompleted"
+        assert len(prepare) == 1  # finished before the hand-over: not run again
+        # The run can be attached again (here: its finished history, with its logs).
+        again = app_on(folder, db)
+        async with again.run_test(size=(120, 40)) as pilot:
+            again.open_past_run(run_id)
+            await wait_for(
+                pilot, lambda: again.view.read_only and again.view.root is not None, what="past run"
+            )
+            assert again.view.status == "completed"
+    finally:
+        for item in "abcdefghij":
+            (folder / "released" / item).touch()

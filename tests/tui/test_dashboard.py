@@ -29,10 +29,10 @@ from textual.widgets import Input
 from runkon_tui.app import RunkonApp
 from runkon_tui.config import TuiConfig
 from runkon_tui.screens.confirm import ConfirmScreen
-from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
+from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.widgets.fanout_grid import FanOutGrid
 from tests.tui import scenarios
 from tests.tui.conftest import FIXTURE_DIR, feed, make_app, select, wait_for

@@ -36,7 +36,7 @@ from runkon_flow.dsl.ast import (
     node_paths,
     walk,
 )
-from runkon_flow.dsl.loading import FileError, load_workflow_dir
+from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workflow_dir
 from runkon_flow.dsl.script_commands import check_script_commands
 from runkon_flow.dsl.validation import validate_workflow
 from runkon_flow.errors import (
@@ -198,8 +198,13 @@ class Workspace:
         exec_config: WorkflowExecConfig | None = None,
         store_events: bool = True,
         stored_output_lines: int = DEFAULT_MAX_OUTPUT_LINES,
+        only: Sequence[str] = (),
     ) -> None:
         self.store = store
+        #: `only`: load just these workflows (names or `.wf` paths) and what they call, not every
+        #: file of `dirs` — what a command that runs or checks one workflow wants. Empty: everything
+        #: (the dashboard). Falls back to everything when a callee is not found as `<name>.wf`.
+        self._roots = [str(_abs(r)) if r.endswith(".wf") or os.sep in r or "/" in r else r for r in only]
         #: Keep every run's events in the store (`runkon_flow.event_log`), so any process can watch
         #: the run and a past run shows its logs; output lines are kept up to
         #: `stored_output_lines` per step.
@@ -275,7 +280,11 @@ class Workspace:
     def _build(
         self, dirs: tuple[Path, ...], signature: tuple[Any, ...], previous: _Snapshot | None
     ) -> _Snapshot:
-        result = load_workflow_dir(dirs, strict=False)
+        result = None
+        if self._roots:
+            result = load_workflow_closure(dirs, self._roots)
+        if result is None:
+            result = load_workflow_dir(dirs, strict=False)
         workflows = dict(result.workflows)
         workflow_dirs = {name: Path(wf.source_path).parent for name, wf in workflows.items()}
         broken_by_stem: dict[str, FileError] = {}

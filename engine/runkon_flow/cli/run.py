@@ -151,9 +151,11 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _workspace(
-    dirs: Sequence[Path], store: WorkflowPersistence, exec_config: WorkflowExecConfig
+    dirs: Sequence[Path], store: WorkflowPersistence, exec_config: WorkflowExecConfig, workflow: str
 ) -> Workspace:
-    return Workspace(dirs, store, exec_config=exec_config)
+    """Loads only `workflow` (a name or a path) and what it calls: running one workflow never
+    parses or checks the other files of its directory."""
+    return Workspace(dirs, store, exec_config=exec_config, only=[workflow])
 
 
 def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:
@@ -224,8 +226,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.detach and args.memory:
         raise UsageError("--detach needs a run database (a background run cannot live in --memory)")
     with opened_store(args, must_exist=False) as store:
-        ws = _workspace(dirs, store, config)
-        definition = _find_workflow(ws, str(workflow_path) if workflow_path else args.workflow, dirs)
+        target = str(workflow_path) if workflow_path else args.workflow
+        ws = _workspace(dirs, store, config, target)
+        definition = _find_workflow(ws, target, dirs)
         name = definition.name
         problems = ws.validate(name)
         if problems:
@@ -333,7 +336,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 return EXIT_CANCELLED
             run = waited
             _check_resumable(run)
-        ws = _workspace(_workflow_dirs(args.dirs), store, config)
+        ws = _workspace(_workflow_dirs(args.dirs), store, config, run.workflow_name)
         if run.workflow_name not in ws.workflows:
             print_err(
                 f"note: workflow '{run.workflow_name}' is not in {', '.join(str(d) for d in ws.dirs)}; "

@@ -30,6 +30,7 @@ __all__ = [
     "WorkflowNameError",
     "list_workflow_files",
     "load_workflow_by_name",
+    "load_workflow_closure",
     "load_workflow_defs",
     "load_workflow_dir",
     "load_workflow_file",
@@ -239,6 +240,65 @@ def load_workflow_dir(dirs: Sequence[str | os.PathLike[str]], *, strict: bool = 
             found[loaded.name] = loaded
     result.workflows = {name: found[name] for name in sorted(found)}
     result.errors = sorted(errors, key=lambda e: (Path(e.file).name, e.file))
+    return result
+
+
+def load_workflow_closure(
+    dirs: Sequence[str | os.PathLike[str]], roots: Sequence[str | os.PathLike[str]]
+) -> LoadResult | None:
+    """Load only `roots` (`.wf` paths or workflow names) and the workflows they call, transitively.
+
+    What running or validating one workflow needs, at a cost proportional to it and its callees, not
+    to everything that happens to lie in the same directories (a 50 MB file beside a 5 KB workflow
+    made every run of the small one parse the big one). A name is looked up as `<name>.wf`, later
+    directories first, like `load_workflow_dir`'s "later wins". Returns None when that is not
+    enough to be sure — a name with no such file, or a file declaring another name — so the caller
+    falls back to `load_workflow_dir` and reports exactly what a full scan would.
+    """
+    folders = [Path(d) for d in dirs]
+
+    def file_for(name: str) -> Path | None:
+        for folder in reversed(folders):
+            candidate = folder / f"{name}.wf"
+            if candidate.is_file():
+                return candidate
+        return None
+
+    queue: list[tuple[str | None, Path]] = []
+    for root in roots:
+        text = os.fspath(root)
+        if text.endswith(".wf") or os.sep in text or "/" in text:
+            queue.append((None, Path(text)))
+        else:
+            found = file_for(text)
+            if found is None:
+                return None
+            queue.append((text, found))
+    result = LoadResult()
+    loaded_names: dict[str, WorkflowDef] = {}
+    while queue:
+        expected, path = queue.pop()
+        key = str(path)
+        if key in result.files:
+            continue
+        loaded = load_workflow_file(path)
+        if isinstance(loaded, FileError):
+            result.files[key] = loaded
+            result.errors.append(loaded)
+            continue
+        if expected is not None and loaded.name != expected:
+            return None
+        result.files[key] = loaded.name
+        loaded_names[loaded.name] = loaded
+        for name in loaded.workflow_refs():
+            if name in loaded_names:
+                continue
+            found = file_for(name)
+            if found is None:
+                return None
+            queue.append((name, found))
+    result.workflows = {name: loaded_names[name] for name in sorted(loaded_names)}
+    result.errors.sort(key=lambda e: (Path(e.file).name, e.file))
     return result
 
 

@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 MAX_WORKFLOW_DEPTH = 5
 
 
+# Equal bookkeeping sets shared between nodes (see AstModel.model_post_init); the keys are sets of
+# field names and option keys, so these stay small whatever is parsed.
+_SHARED_FIELD_SETS: dict[tuple[type, frozenset[str]], set[str]] = {}
+_SHARED_WRITTEN: dict[frozenset[str], frozenset[str]] = {}
+
+
 class AstModel(BaseModel):
     """Base: frozen-ish models; positions and written keys are excluded from JSON and equality."""
 
@@ -26,6 +32,25 @@ class AstModel(BaseModel):
     # The option keys the source spelled out (set by the parser), so the formatter keeps an option
     # the user wrote even when its value is the default. Not part of the JSON form or of equality.
     written: frozenset[str] = Field(default=frozenset(), exclude=True, repr=False)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Share the per-node bookkeeping sets between nodes that have equal ones.
+
+        A big workflow has hundreds of thousands of nodes, and pydantic gives each its own set of
+        the fields that were passed (~700 bytes for a call), as the parser gives each its own
+        `written` frozenset: almost all of them are equal. One shared object per distinct value
+        halves the memory an AST takes per input byte. Nothing reads `__pydantic_fields_set__`
+        but pydantic's `exclude_unset`, which nobody uses on the AST.
+        """
+        fields_set = self.__pydantic_fields_set__
+        key = (type(self), frozenset(fields_set))
+        shared = _SHARED_FIELD_SETS.get(key)
+        if shared is None:
+            shared = _SHARED_FIELD_SETS[key] = fields_set
+        object.__setattr__(self, "__pydantic_fields_set__", shared)
+        written = self.written
+        if written:
+            self.__dict__["written"] = _SHARED_WRITTEN.setdefault(written, written)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AstModel) or type(other) is not type(self):

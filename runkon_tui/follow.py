@@ -5,7 +5,7 @@ by exactly the code that draws a run started here (docs/dashboard.md, "Runs held
 `StoreFollower.run()` loops on its own thread: read the stream after the last `seq` (every
 `interval` seconds, at once again while there is more), emit each event into the sink, and judge
 the run from its row when caught up: ended (its final event read, or the row ended a few seconds
-ago), or interrupted (no engine holds it any more, for longer than `grace`). It then calls
+ago), or interrupted (its lease lapsed, or was let go of and nobody took it within `grace`). It then calls
 `on_end(status)` once — `completed`, `failed`, `cancelled` or `interrupted` — and stops. Pure: no
 Textual.
 """
@@ -76,7 +76,7 @@ class StoreFollower:
 
     def run(self) -> None:
         ended_since: float | None = None
-        loose_since: float | None = None
+        released_since: float | None = None
         while not self._stop.is_set():
             events, self.last_seq = read_envelopes(self.store, self.run_id, self.last_seq, READ_BATCH)
             for data in events:
@@ -99,11 +99,13 @@ class StoreFollower:
                 if self._final_seen or now - ended_since > END_GRACE_S:
                     return self._end(status.value)
             elif status is not RunStatus.PENDING and not lease_is_live(run):
-                loose_since = loose_since or now  # a hand-over leaves it unheld for a moment
-                if now - loose_since > self.grace:
+                # A lapsed lease: its engine is gone. A lease let go of (no owner): a hand-over to
+                # a background runner, which takes the run within a moment — wait `grace` for it.
+                released_since = released_since or now
+                if run.owner_token is not None or now - released_since > self.grace:
                     return self._end("interrupted")
             else:
-                loose_since = None
+                released_since = None
             self._stop.wait(self.interval)
         return None
 

@@ -24,6 +24,7 @@ from runkon_tui.screens.runs import RunsScreen
 from tests.tui.conftest import make_app, select, wait_for
 
 E2E = Path(__file__).parent / "fixtures" / "e2e"
+CLI = [sys.executable, "-m", "runkon_flow.cli"]
 
 
 @pytest.fixture
@@ -166,6 +167,7 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
 ) -> None:
     db = tmp_path / "runs.db"
     app = app_on(folder, db)
+    watcher: subprocess.Popen | None = None
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await select(pilot, app, "fanout")
@@ -175,6 +177,12 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
             assert run_id is not None
             (folder / "released" / "a").touch()
             await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 1, what="item a")
+            watcher = subprocess.Popen(  # a `watch` in another terminal sees the run through the hand-over
+                [*CLI, "watch", run_id, "--db", str(db), "--progress", "plain"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
             await pilot.press("b")
@@ -185,6 +193,7 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
         for item in "bcdefghij":
             (folder / "released" / item).touch()
         assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
+        assert watcher.wait(timeout=60) == 0  # followed to the end, never "interrupted" or "cancelled"
         with SqliteStore(db) as store:
             kinds = [e.kind for e in store.read_events(run_id) if e.event_run_id == run_id]
             items = store.get_fan_out_items(
@@ -205,3 +214,65 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
     finally:
         for item in "abcdefghij":
             (folder / "released" / item).touch()
+        if watcher is not None and watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(timeout=30)
+
+
+async def test_a_holder_that_dies_shows_interrupted_and_resume_here_takes_the_run_over(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    runner = subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            "fanout",
+            "--dir",
+            str(folder),
+            "--db",
+            str(db),
+            "--lease-ttl",
+            "1",
+            "--progress",
+            "plain",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert runner.stdout is not None
+        run_id = runner.stdout.readline().split()[0].removeprefix("run_id=")
+        app = app_on(folder, db)
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.attach_run(run_id)
+            await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected")
+            (folder / "released" / "a").touch()
+            await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 1, what="item a")
+            runner.kill()  # the holder dies: no final status, its lease lapses within a second
+            runner.wait(timeout=30)
+            await wait_for(pilot, lambda: app.view.status == "interrupted", what="interrupted", timeout=30)
+            assert app.attached_run_id is None
+            assert main_screen_of(app).check_action("resume_run", ()) is True
+            for item in "bcdefghij":
+                (folder / "released" / item).touch()
+            await pilot.press("r")  # this dashboard takes the run over
+            await wait_for(pilot, lambda: app.view.status == "completed", what="run end", timeout=60)
+            assert any(line.text.startswith("run resumed: fanout") for line in app.view.engine_log)
+            assert not app.run_active
+            assert app.view.status == "completed", app.view.summary_text()
+        assert final_status(db, run_id) is RunStatus.COMPLETED
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(timeout=30)
+        for item in "abcdefghij":
+            (folder / "released" / item).touch()
+
+
+def main_screen_of(app: RunkonApp):  # type: ignore[no-untyped-def]
+    screen = app.main_screen
+    assert screen is not None
+    return screen

@@ -32,6 +32,10 @@ READ_BATCH = 5000  # events per read: a long history is printed as it is read
 #: After the run row says it ended, how long to wait for its final events (the writer stores them
 #: a moment after the row is written) before going by the row alone.
 END_GRACE_SECONDS = 3.0
+#: How long an unfinished run whose lease was let go of (not lapsed) may stay unheld before it
+#: counts as interrupted: a run handed over to a background runner (the dashboard's "keep
+#: running") is unheld for a fraction of a second. A lapsed lease is interrupted at once.
+RELEASED_GRACE_SECONDS = 5.0
 _EXIT = {RunStatus.COMPLETED: EXIT_OK, RunStatus.CANCELLED: EXIT_CANCELLED}
 
 
@@ -51,6 +55,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         last_seq = 0
         ended_since: float | None = None
         said_waiting = False
+        released_since: float | None = None
         try:
             while True:
                 events, last_seq = read_envelopes(store, run_id, last_seq, READ_BATCH)
@@ -68,15 +73,23 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     continue  # catch up before judging whether the run is over
                 run = store.get_run(run_id) or run
                 status = RunStatus(run.status)
+                now = time.monotonic()
                 if status.is_terminal:
-                    ended_since = ended_since or time.monotonic()
-                    if outcome.status is not None or time.monotonic() - ended_since > END_GRACE_SECONDS:
+                    ended_since = ended_since or now
+                    if outcome.status is not None or now - ended_since > END_GRACE_SECONDS:
                         return _ended(store, run, printer, stored=last_seq > 0)
                 elif status is RunStatus.PENDING:
                     if not said_waiting:
                         print_err(f"run {run_id} has not started yet; waiting for it…")
                         said_waiting = True
-                elif not lease_is_live(run):
+                elif lease_is_live(run):
+                    released_since = None
+                elif (
+                    run.owner_token is None
+                    and now - (released_since := released_since or now) <= RELEASED_GRACE_SECONDS
+                ):
+                    pass  # let go of, not lapsed: a hand-over to a background runner takes a moment
+                else:
                     _close(printer)
                     print_err(
                         f"run {run_id} is interrupted: no engine holds it any more "

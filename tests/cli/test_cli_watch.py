@@ -320,9 +320,13 @@ def test_gc_deletes_runs_that_ended_before_the_age_and_keeps_the_rest(
     conn.close()
     code, out, _ = cli(capsys, "gc", "--older-than", "30d", "--dry-run")
     assert code == 0 and "would delete 1 run " in out
+    (home / "logs").mkdir()
+    (home / "logs" / f"{old}.log").write_text("a detached run's output\n")
+    (home / "logs" / f"{recent}.log").write_text("kept\n")
     code, out, _ = cli(capsys, "gc", "--older-than", "30d")
     assert code == 0
-    assert "deleted 1 run " in out and "6 child runs" in out
+    assert "deleted 1 run " in out and "6 child runs" in out and "1 background-run logs" in out
+    assert not (home / "logs" / f"{old}.log").exists() and (home / "logs" / f"{recent}.log").exists()
     with SqliteStore(home / "runs.db") as store:
         assert store.get_run(old) is None and store.read_events(old) == []
         assert store.get_run(recent) is not None and store.read_events(recent)

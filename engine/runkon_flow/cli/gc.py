@@ -1,5 +1,5 @@
 """`runkon-flow gc --older-than 30d`: delete finished runs (with their child runs, steps, fan-out
-items and stored events) that ended longer ago than the given age.
+items, stored events and background-run log files) that ended longer ago than the given age.
 
 Only runs that ended — completed, failed or cancelled — are deleted; a run still active, waiting or
 interrupted (it may yet be resumed) is kept however old. `--dry-run` says what would go.
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import re
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_OK
 from runkon_flow.cli.store import add_db_args, db_label, opened_store
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence._shared import rfc3339
+from runkon_flow.runner import log_path
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -29,6 +32,16 @@ def parse_age(text: str) -> timedelta:
     return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
 
 
+def _delete_logs(db: Path, run_ids: list[str]) -> int:
+    """The log files of deleted runs started with `run --detach` (or handed over by the dashboard)."""
+    count = 0
+    for run_id in run_ids:
+        with suppress(FileNotFoundError):
+            log_path(db, run_id).unlink()
+            count += 1
+    return count
+
+
 def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
@@ -36,22 +49,23 @@ def _runs(n: int) -> str:
 def cmd_gc(args: argparse.Namespace) -> int:
     cutoff = rfc3339(datetime.now(UTC) - args.older_than)
     with opened_store(args, must_exist=True) as store:
+        doomed = [
+            r.id
+            for r in store.list_runs(limit=10**9)
+            if RunStatus(r.status).is_terminal and r.ended_at is not None and r.ended_at < cutoff
+        ]
         if args.dry_run:
-            doomed = [
-                r
-                for r in store.list_runs(limit=10**9)
-                if RunStatus(r.status).is_terminal and r.ended_at is not None and r.ended_at < cutoff
-            ]
             print(
                 f"would delete {_runs(len(doomed))} that ended before {cutoff} (and their child runs) "
                 f"from {db_label(args)}"
             )
             return EXIT_OK
         deleted = store.delete_finished_runs(cutoff)
+        logs = _delete_logs(Path(db_label(args)), [r for r in doomed if store.get_run(r) is None])
     print(
         f"deleted {_runs(deleted.runs)} that ended before {cutoff} from {db_label(args)}: "
         f"{deleted.child_runs} child runs, {deleted.steps} steps, {deleted.items} fan-out items, "
-        f"{deleted.events} events"
+        f"{deleted.events} events" + (f", {logs} background-run logs" if logs else "")
     )
     return EXIT_OK
 
@@ -62,8 +76,9 @@ def add_gc_parser(sub: Any) -> None:
         help="delete runs that ended long ago (with their events)",
         description=(
             "Delete every run that ended (completed, failed or cancelled) longer ago than --older-than, "
-            "with its child runs, steps, fan-out items and stored events. Active, waiting and interrupted "
-            "runs are never deleted. SQLite reuses the freed space; the file itself does not shrink."
+            "with its child runs, steps, fan-out items, stored events and log file (runs started with "
+            "--detach). Active, waiting and interrupted runs are never deleted. SQLite reuses the freed "
+            "space; the file itself does not shrink."
         ),
     )
     p.add_argument(

@@ -186,6 +186,17 @@ def test_a_cycle_is_reported_at_the_call_that_starts_it(
     ]
 
 
+def test_ready_reports_a_cycle_once_at_the_call_that_starts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "a.wf", "workflow a {\n  call workflow b\n}\n")
+    write(tmp_path / "b.wf", "workflow b {\n  call workflow a\n}\n")
+    code, _out, err = run(capsys, "validate", "--ready", str(tmp_path / "a.wf"))
+    assert code == 1
+    assert err.count("Circular workflow reference: a -> b -> a") == 1
+    assert f"{tmp_path / 'a.wf'}:2:3: Circular workflow reference: a -> b -> a" in err
+
+
 def test_foreach_providers_are_checked_against_the_reference_providers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

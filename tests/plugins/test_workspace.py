@@ -180,8 +180,8 @@ def test_validate_checks_schemas_snippets_on_fail_agents_providers_and_scripts(h
 def test_validate_reports_sub_workflow_cycles(home: Path) -> None:
     write(home, "a.wf", "workflow a { call workflow b }\n")
     write(home, "b.wf", "workflow b { call workflow a }\n")
-    messages = [p.message for p in ws_for(home).validate("a")]
-    assert any("Circular workflow reference: a -> b -> a" in m for m in messages)
+    cycle = [p for p in ws_for(home).validate("a") if "Circular workflow reference: a -> b -> a" in p.message]
+    assert [(p.node_path, p.location.line, p.location.column) for p in cycle] == [("body.0", 1, 14)]
 
 
 # --------------------------------------------------------------------------- inputs

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.cli.common import Target, as_named, expand_paths, print_line, read_source, render_diagnostic
-from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.dsl.ast import WorkflowDef, node_paths
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
 from runkon_flow.dsl.script_commands import check_script_commands
@@ -83,10 +83,9 @@ def _validate_one(
     if cycle is not None:
         node = reference_node(wf, cycle.chain[1]) if len(cycle.chain) > 1 else None
         where = node if node is not None else wf
-        errors.append(
-            Problem(cycle.message, None, SourceLocation(str(target.path), where.line, where.column))
-        )
-    if args.ready:  # what the language check already said (same place, same subject) is not repeated
+        location = SourceLocation(str(target.path), where.line, where.column)
+        errors.append(Problem(cycle.message, None, location, node_paths(wf).get(id(node))))
+    if args.ready:  # what the language check already said (same node, same words) is not repeated
         said = {_subject(p) for p in errors}
         ready = _readiness_problems(target, wf, workspaces, args)
         errors.extend(p for p in ready if _subject(p) not in said)
@@ -103,9 +102,9 @@ def _working_dir(args: argparse.Namespace, target: Target) -> Path:
 
 
 def _subject(problem: Problem) -> tuple[int | None, int | None, str | None, str]:
-    """A problem's place, its node and what it is about (`Script step 's'`), whatever the details say."""
+    """A problem with its file left out: both passes name the same node with the same words."""
     where = problem.location
-    return where.line, where.column, problem.node_path, problem.message.split(":", 1)[0]
+    return where.line, where.column, problem.node_path, problem.text()
 
 
 def _readiness_problems(

@@ -27,7 +27,7 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
     node_paths,
 )
-from runkon_flow.dsl.references import find_workflow_cycle
+from runkon_flow.dsl.references import find_workflow_cycle, reference_node
 from runkon_flow.errors import Problem, SourceLocation
 from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
@@ -119,11 +119,14 @@ def validate_workflow_for_host(
 ) -> list[Problem]:
     """Every problem that would stop this host from running `definition` (empty list = fine)."""
     problems: list[Problem] = []
+    paths = node_paths(definition)
     if resolver is not None:
         error = find_workflow_cycle(definition.name, resolver, root=definition)
-        if error is not None:
-            problems.append(Problem(str(error)))
+        if error is not None:  # at the reference that starts the chain
+            node = reference_node(definition, error.chain[1]) if len(error.chain) > 1 else None
+            at = _at(node if node is not None else definition)
+            problems.append(Problem(str(error), None, at, paths.get(id(node))))
     validator = _HostValidator(actions, providers, gates, resolver)
     validator.seen_workflows.add(definition.name)
-    validator.nodes([*definition.body, *definition.always], problems, node_paths(definition))
+    validator.nodes([*definition.body, *definition.always], problems, paths)
     return problems

@@ -910,7 +910,7 @@ class RunkonApp(App[int]):
 
     def _why_no_hand_over(self) -> str | None:
         """Why the active run could not keep running after the dashboard exits (None: it can)."""
-        if getattr(self.store, "path", None) is None:
+        if getattr(self.store, "path", None) is None and getattr(self.store, "dsn", None) is None:
             return "its runs are kept in memory, which no other process can read"
         if not hasattr(self.host, "hand_over"):
             return "this engine host cannot hand runs over"
@@ -920,7 +920,8 @@ class RunkonApp(App[int]):
         """Quit, keeping the run going in a background runner (`Workspace.hand_over`)."""
         host: Any = self.host
         run_id = self.active_run_id
-        db = Path(self.store.path)  # type: ignore[attr-defined]
+        # A SQLite file, or a PostgreSQL URL (kept whole: the runner gets it through its environment).
+        db = getattr(self.store, "dsn", None) or Path(self.store.path)  # type: ignore[attr-defined]
         if run_id is None:
             self._leave()
             return

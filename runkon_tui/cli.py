@@ -3,6 +3,7 @@
     runkon-tui                      # ./ when it has .wf files, else ./sample_workflows
     runkon-tui DIR_OR_FILE...       # files: their folder is watched and the file is selected
     runkon-tui --db runs.db         # run store (default: $RUNKON_DB or the XDG state path)
+    runkon-tui --db postgresql://user@host/runkon   # a run store shared on a PostgreSQL server
     runkon-tui --theme runkon-light
     runkon-tui --replay events.jsonl  # show a recorded event log read-only
 
@@ -77,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run and watch runkon workflows in a terminal dashboard.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="workflow directories or .wf files")
-    parser.add_argument("--db", type=Path, default=None, help="run store (SQLite file)")
+    parser.add_argument(
+        "--db", default=None, help="run store: a SQLite file or a postgresql:// URL (default: $RUNKON_DB)"
+    )
     parser.add_argument("--theme", default=None, help="theme name (see the theme picker, key t)")
     parser.add_argument("--replay", type=Path, default=None, help="show a recorded JSON-lines event log")
     parser.add_argument(

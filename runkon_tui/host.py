@@ -47,21 +47,22 @@ class OpenedHost:
     problems: list[str]
 
 
-def open_store(db: Path | None) -> tuple[WorkflowPersistence, str | None]:
-    """The SQLite store at `db` (default path when None); an unusable file falls back to an
-    in-memory store for this session and says why, so the dashboard stays up."""
+def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
+    """The store at `db` — a SQLite file or a `postgresql://` URL; when None, `$RUNKON_DB` or the
+    default file. An unusable database falls back to an in-memory store for this session and says
+    why, so the dashboard stays up."""
+    from runkon_flow.persistence.location import db_location
     from runkon_flow.persistence.memory import InMemoryStore
-    from runkon_flow.persistence.paths import default_db_path
-    from runkon_flow.persistence.sqlite import SqliteStore
 
-    path = db or default_db_path()
     try:
-        return SqliteStore(path), None
+        return db_location(str(db) if db is not None else None).open(), None
     except Exception as exc:  # PersistenceError names the path; anything else must not kill the UI
         return InMemoryStore(), f"run store unusable ({exc}); runs are kept in memory for this session"
 
 
-def open_workspace(dirs: Sequence[Path], db: Path | None, working_dir: Path | None = None) -> OpenedHost:
+def open_workspace(
+    dirs: Sequence[Path], db: Path | str | None, working_dir: Path | None = None
+) -> OpenedHost:
     """Build the engine host over `dirs` and the run store; problems are reported, not raised."""
     store, store_problem = open_store(db)
     problems = [store_problem] if store_problem else []

@@ -3,28 +3,37 @@
 `spawn_runner` starts `python -m runkon_flow.cli.background RUN_ID …` detached from the caller —
 a new session (no controlling terminal: closing the terminal, or killing the caller's process
 group, does not reach it), stdin from /dev/null, stdout/stderr appended to
-`<db dir>/logs/<run id>.log`. It executes a pending run (`runkon-flow run --detach`) or resumes one
-(`resume=True`, waiting for the current holder's lease: how the dashboard hands a run over when
-you quit it and keep the run going). UI-free: the CLI and the dashboard both use it.
+`<db dir>/logs/<run id>.log` (for a PostgreSQL server: runkon's state directory). It executes a
+pending run (`runkon-flow run --detach`) or resumes one (`resume=True`, waiting for the current holder's lease: how the dashboard hands a run over when
+you quit it and keep the run going). UI-free: the CLI and the dashboard both use it. A server URL
+reaches the runner through `$RUNKON_DB`, never its command line (it may hold a password).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from runkon_flow.persistence.location import DbLocation
+from runkon_flow.persistence.paths import DB_ENV
+
 __all__ = ["log_path", "spawn_runner"]
 
 
-def log_path(db: Path, run_id: str) -> Path:
+def log_path(db: Path | str | DbLocation, run_id: str) -> Path:
     """Where a background run's output goes: `logs/<run id>.log` beside the database."""
-    return db.parent / "logs" / f"{run_id}.log"
+    return _location(db).state_dir() / "logs" / f"{run_id}.log"
+
+
+def _location(db: Path | str | DbLocation) -> DbLocation:
+    return db if isinstance(db, DbLocation) else DbLocation(str(db))
 
 
 def spawn_runner(
-    db: Path,
+    db: Path | str | DbLocation,
     run_id: str,
     dirs: Sequence[Path],
     *,
@@ -36,7 +45,13 @@ def spawn_runner(
     OSError when the log file cannot be written."""
     log = log_path(db, run_id)
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "runkon_flow.cli.background", run_id, "--db", str(db)]
+    location = _location(db)
+    argv = [sys.executable, "-m", "runkon_flow.cli.background", run_id]
+    env = None
+    if location.is_server:
+        env = {**os.environ, DB_ENV: location.target}
+    else:
+        argv += ["--db", location.target]
     for d in dirs:
         argv += ["--dir", str(Path(d).resolve())]
     if lease_ttl is not None:
@@ -53,5 +68,6 @@ def spawn_runner(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env=env,
         )
     return proc, log

@@ -575,7 +575,7 @@ class Workspace:
             return
         self.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
 
-    def hand_over(self, run_id: str, db: Path) -> tuple[int, Path]:
+    def hand_over(self, run_id: str, db: Path | str) -> tuple[int, Path]:
         """Keep a run this workspace executes going in a background runner, so this process can
         exit (the dashboard's "keep running in the background"): a runner process is started that
         resumes the run as soon as it can take its lease; this engine then stops the run as one

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from runkon_flow import __version__
-from runkon_flow.cli import fmt, gates, gc, history, replay, run, validate, watch
+from runkon_flow.cli import db, fmt, gates, gc, history, replay, run, validate, watch
 from runkon_flow.cli.common import PROG, UsageError, as_named, print_line, read_source, render_diagnostic
 from runkon_flow.errors import FlowError
 
@@ -59,6 +59,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "replay": replay.add_replay_parser,
     "watch": watch.add_watch_parser,
     "gc": gc.add_gc_parser,
+    "db": db.add_db_parser,
 }
 """name -> function adding that subcommand's parser (which sets `handler`). Add new commands here."""
 

@@ -19,7 +19,7 @@ from runkon_flow.cli.drive import execute, open_events_file
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.run import exec_config_for
 from runkon_flow.errors import AlreadyOwned
-from runkon_flow.persistence import SqliteStore
+from runkon_flow.persistence.location import db_location
 from runkon_flow.runtime.types import WorkflowResult
 from runkon_flow.workspace import Workspace
 
@@ -41,7 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.progress = "plain"
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     print_line(sys.stdout, f"detached runner pid {os.getpid()} for run {args.run_id}")
-    store = SqliteStore(args.db)
+    try:
+        store = db_location(args.db).open()
+    except Exception as exc:
+        print_line(sys.stdout, f"runkon-flow (detached): error: {exc}")
+        return 1
     try:
         ws = Workspace([Path(d) for d in args.dirs], store, exec_config=exec_config_for(args.lease_ttl))
         events_file = open_events_file(args.events, append=args.resume)

@@ -19,7 +19,8 @@ from contextlib import suppress
 from pathlib import Path
 
 from runkon_flow.cli.common import EXIT_OK, CommandFailed, print_err
-from runkon_flow.persistence import RunStatus, default_db_path
+from runkon_flow.persistence import RunStatus
+from runkon_flow.persistence.location import DbLocation, db_location
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runner import log_path, spawn_runner
 
@@ -28,7 +29,7 @@ STARTUP_TIMEOUT = 30.0  # seconds the background process has to take the run
 
 def start(
     store: WorkflowPersistence,
-    db: Path,
+    db: DbLocation,
     run_id: str,
     workflow: str,
     dirs: Sequence[Path],
@@ -44,8 +45,8 @@ def start(
             f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"
         ) from None
     _wait_until_taken(store, run_id, proc, log)
-    where = "" if db == default_db_path() else f" --db {db}"
-    print(f"run_id={run_id} workflow={workflow} db={db}", flush=True)
+    where = "" if db == db_location() else f" --db {db.label}"
+    print(f"run_id={run_id} workflow={workflow} db={db.label}", flush=True)
     print(f"running in the background (pid {proc.pid}); log: {log}")
     print(f"  watch it:  runkon-flow watch {run_id}{where}")
     print(f"  cancel it: runkon-flow cancel {run_id}{where}")

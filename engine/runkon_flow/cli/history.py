@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_OK, positive_int, print_err
 from runkon_flow.cli.report import run_json, runs_table, show_lines
-from runkon_flow.cli.store import add_db_args, get_run, opened_store
-from runkon_flow.persistence import default_db_path
+from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    db = Path(args.db).expanduser() if args.db else default_db_path()
+    db = location_of(args)
     if not db.exists():
         if args.json:
             print("[]")
         else:
-            print_err(f"no runs yet ({db} does not exist)")
+            print_err(f"no runs yet ({db.label} does not exist)")
         return EXIT_OK
     with opened_store(args, must_exist=True) as store:
         runs = store.list_runs(limit=args.limit, parent_run_id=None if args.all else "")

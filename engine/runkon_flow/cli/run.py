@@ -46,7 +46,7 @@ from runkon_flow.cli.drive import (
 )
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.report import display_status, lease_is_live, parse_time
-from runkon_flow.cli.store import add_db_args, db_label, get_run, opened_store
+from runkon_flow.cli.store import add_db_args, db_label, get_run, location_of, opened_store
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
 from runkon_flow.errors import (
@@ -242,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.detach:
             run_id = ws.create_run(name, inputs)
             return detach.start(
-                store, Path(db_label(args)), run_id, name, dirs, lease_ttl=args.lease_ttl, events=args.events
+                store, location_of(args), run_id, name, dirs, lease_ttl=args.lease_ttl, events=args.events
             )
         events_file = open_events_file_first(args.events, store)
         try:

@@ -1,5 +1,6 @@
 """The run database a command works on (`--db`, else `$RUNKON_DB`, else the default path; `--memory`
-for `run`). Commands that only read or continue runs never create one; `run` creates it only
+for `run`): a SQLite file, or a PostgreSQL server given as a `postgresql://` URL
+(persistence/location.py). Commands that only read or continue runs never create one; `run` creates it only
 once the run really starts.
 """
 
@@ -9,12 +10,12 @@ import argparse
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
 from runkon_flow.cli.common import CommandFailed
-from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun, default_db_path
+from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun
+from runkon_flow.persistence.location import DbLocation, db_location
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 
@@ -22,8 +23,9 @@ def add_db_args(p: argparse.ArgumentParser, *, memory: bool = False) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--db",
-        metavar="PATH",
-        help="run database (default: $RUNKON_DB, else $XDG_STATE_HOME/runkon/runs.db)",
+        metavar="PATH|URL",
+        help="run database: a SQLite file or a postgresql:// URL "
+        "(default: $RUNKON_DB, else $XDG_STATE_HOME/runkon/runs.db)",
     )
     if memory:
         group.add_argument(
@@ -37,15 +39,15 @@ class DeferredStore:
     """The run database of `run`, opened — and so created — only when first used: a run rejected
     before it starts (unknown workflow, bad inputs, a broken or invalid file) writes nothing, not
     even an empty database. `open()` opens it on purpose (to report an unusable database before
-    anything else is written); every other attribute is the opened `SqliteStore`'s."""
+    anything else is written); every other attribute is the opened store's."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._store: SqliteStore | None = None
+    def __init__(self, location: DbLocation) -> None:
+        self._location = location
+        self._store: Any = None
 
-    def open(self) -> SqliteStore:
+    def open(self) -> WorkflowPersistence:
         if self._store is None:
-            self._store = SqliteStore(self._path)
+            self._store = self._location.open()
         return self._store
 
     def close(self) -> None:
@@ -67,12 +69,17 @@ def open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersist
     one that is created only once the run is really started."""
     if getattr(args, "memory", False):
         return InMemoryStore()
-    path = Path(args.db).expanduser() if args.db else default_db_path()
-    if must_exist and not path.exists():
+    location = location_of(args)
+    if must_exist and not location.exists():
         raise CommandFailed(
-            f"no run database at {path} (nothing has run with it yet; check --db / $RUNKON_DB)"
+            f"no run database at {location.label} (nothing has run with it yet; check --db / $RUNKON_DB)"
         )
-    return SqliteStore(path) if must_exist else cast(WorkflowPersistence, DeferredStore(path))
+    return location.open() if must_exist else cast(WorkflowPersistence, DeferredStore(location))
+
+
+def location_of(args: argparse.Namespace) -> DbLocation:
+    """The database `--db` names, else `$RUNKON_DB`'s, else the default file."""
+    return db_location(getattr(args, "db", None))
 
 
 def close_store(store: WorkflowPersistence) -> None:
@@ -94,7 +101,7 @@ def opened_store(args: argparse.Namespace, *, must_exist: bool) -> Iterator[Work
 def db_label(args: argparse.Namespace) -> str:
     if getattr(args, "memory", False):
         return ":memory:"
-    return str(Path(args.db).expanduser() if args.db else default_db_path())
+    return location_of(args).label
 
 
 def get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -> WorkflowRun:

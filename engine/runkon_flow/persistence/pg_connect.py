@@ -45,6 +45,10 @@ def display_dsn(dsn: str) -> str:
 
 def error_line(exc: BaseException) -> str:
     """psycopg's message on one line (libpq's are often several: 'connection failed: …\\n\\tIs …')."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:  # the server's message, without the statement and caret psycopg adds
+        return primary
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return text or type(exc).__name__
 

@@ -227,6 +227,9 @@ class PostgresStore:
         self._db = connect(dsn, self.where)
         try:
             pgs_version = ensure_schema(self._db, self.where, upgrade=upgrade)
+        except psycopg.Error as exc:  # e.g. no rights to create tables, no schema selected
+            self._db.close()
+            raise PersistenceError(f"run database {self.where}: {error_line(exc)}") from None
         except BaseException:
             self._db.close()
             raise

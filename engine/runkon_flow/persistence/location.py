@@ -1,0 +1,71 @@
+"""Which run database a command or the dashboard uses: a SQLite file or a PostgreSQL server.
+
+`--db` (or `$RUNKON_DB`) is either a path — a SQLite file — or a `postgresql://` URL — a server
+that many processes and machines share. One place decides, so the CLI and the dashboard agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runkon_flow.persistence.paths import DB_ENV, default_db_path
+from runkon_flow.persistence.pg_connect import display_dsn, is_postgres_url
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+
+@dataclass(frozen=True)
+class DbLocation:
+    """A run database: `target` is a file path or a server URL exactly as given (it may hold a
+    password — show `label`, never `target`)."""
+
+    target: str
+
+    @property
+    def is_server(self) -> bool:
+        return is_postgres_url(self.target)
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file (None for a server)."""
+        return None if self.is_server else Path(self.target).expanduser()
+
+    @property
+    def label(self) -> str:
+        """How messages name it: the path, or the URL without its password."""
+        return display_dsn(self.target) if self.is_server else str(self.path)
+
+    def exists(self) -> bool:
+        """A file exists once something ran with it; a server is asked when opened."""
+        return self.is_server or self.path.exists()  # type: ignore[union-attr]
+
+    def open(self, *, upgrade: bool = False) -> WorkflowPersistence:
+        """Open (creating a new SQLite file, or the schema in an empty PostgreSQL database)."""
+        if self.is_server:
+            from runkon_flow.persistence.postgres import PostgresStore
+
+            return PostgresStore(self.target, upgrade=upgrade)
+        from runkon_flow.persistence.sqlite import SqliteStore
+
+        return SqliteStore(self.path)
+
+    def state_dir(self) -> Path:
+        """Where files that belong beside the database go (detached runs' logs): the SQLite file's
+        directory, or runkon's state directory for a server."""
+        if not self.is_server:
+            return self.path.parent  # type: ignore[union-attr]
+        env = {k: v for k, v in os.environ.items() if k != DB_ENV}
+        return default_db_path(env).parent
+
+
+def db_location(given: str | None = None, env: Mapping[str, str] | None = None) -> DbLocation:
+    """`given` (--db), else `$RUNKON_DB`, else the default SQLite path (paths.default_db_path)."""
+    env = os.environ if env is None else env
+    if given:
+        return DbLocation(given.strip() if is_postgres_url(given) else str(Path(given).expanduser()))
+    explicit = env.get(DB_ENV, "").strip()
+    if is_postgres_url(explicit):
+        return DbLocation(explicit)
+    return DbLocation(str(default_db_path(env)))

@@ -121,3 +121,19 @@ def _drop_schemas(base: str) -> None:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     except psycopg.Error:
         pass
+
+
+BACKENDS = ("sqlite", "postgres")
+"""The persistent stores a process-level test (CLI, crash and resume) runs against."""
+
+
+def database(backend: str, tmp_path: Path) -> str:
+    """A fresh `--db` value: a SQLite file under `tmp_path`, or a URL of an empty PostgreSQL schema."""
+    return fresh_dsn() if backend == "postgres" else str(tmp_path / "runs.db")
+
+
+def open_db(db: str):
+    """The store a `--db` value names (a context manager: `with open_db(db) as store`)."""
+    from runkon_flow.persistence.location import db_location
+
+    return db_location(db).open()

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runkon_flow.persistence import RunStatus, SqliteStore
+from runkon_flow.persistence import RunStatus
 
 from tests.cli.run_helpers import cli_env, run_cli_process, run_id_of, spawn, stop, wait_for, write
+from tests.pg import BACKENDS, database, open_db
 
 HOLD = "test -f armed || exit 1; echo started >> starts.log; while [ ! -f go ]; do sleep 0.05; done"
 GUARDED = f"""workflow guarded {{
@@ -20,12 +21,13 @@ GUARDED = f"""workflow guarded {{
 
 
 @pytest.mark.slow
-def test_only_one_of_two_concurrent_resumes_proceeds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_one_of_two_concurrent_resumes_proceeds(tmp_path: Path, backend: str) -> None:
     wf = tmp_path / "wf"
-    db = tmp_path / "runs.db"
+    db = database(backend, tmp_path)
     write(wf / "guarded.wf", GUARDED)
     env = cli_env()
-    first = run_cli_process(["run", "guarded", "--dir", str(wf), "--db", str(db)], tmp_path, env)
+    first = run_cli_process(["run", "guarded", "--dir", str(wf), "--db", db], tmp_path, env)
     assert first.returncode == 1  # `hold` fails until the test arms it
     run_id = run_id_of(first.stdout)
     (wf / "armed").touch()
@@ -36,7 +38,7 @@ def test_only_one_of_two_concurrent_resumes_proceeds(tmp_path: Path) -> None:
         outputs.append((out, err))
         procs.append(
             spawn(
-                ["resume", run_id, "--dir", str(wf), "--db", str(db)],
+                ["resume", run_id, "--dir", str(wf), "--db", db],
                 tmp_path,
                 stdout=out,
                 stderr=err,
@@ -65,7 +67,7 @@ def test_only_one_of_two_concurrent_resumes_proceeds(tmp_path: Path) -> None:
     assert (wf / "starts.log").read_text() == "started\n"  # the step ran once, by the winner
     assert (wf / "prepare.log").read_text() == "prepared\n"  # completed before: never run again
     assert "RunCompleted succeeded=true" in outputs[winner][0].read_text()
-    with SqliteStore(db) as store:
+    with open_db(db) as store:
         run = store.get_run(run_id)
         assert run.status is RunStatus.COMPLETED
         assert run.owner_token is None  # the winner handed the run back when it finished

@@ -10,9 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from runkon_flow.persistence import FanOutItemStatus, RunStatus, SqliteStore, StepRole, StepStatus
+from runkon_flow.persistence import FanOutItemStatus, RunStatus, StepRole, StepStatus
 
 from tests.cli.run_helpers import cli_env, first_line, run_cli_process, spawn, stop, wait_for, write
+from tests.pg import BACKENDS, database, open_db
 
 ITEMS = [f"item-{i:03d}" for i in range(200)]
 
@@ -45,18 +46,19 @@ def lines_in(path: Path) -> int:
         return 0
 
 
-def foreach_rows(store: SqliteStore, run_id: str):
+def foreach_rows(store, run_id: str):
     return [s for s in store.get_steps(run_id) if s.role == StepRole.FOREACH.value]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kill_after", [10, 80, 150])
 def test_a_killed_fan_out_resumes_without_losing_or_repeating_finished_items(
-    tmp_path: Path, kill_after: int
+    tmp_path: Path, kill_after: int, backend: str
 ) -> None:
     wf = tmp_path / "wf"
     ran = tmp_path / "ran.txt"
-    db = tmp_path / "runs.db"
+    db = database(backend, tmp_path)
     write(wf / "crash-fan.wf", PARENT)
     write(wf / "crash-item.wf", CHILD % ran)
     write(wf / "record.sh", RECORD, executable=True)
@@ -65,7 +67,7 @@ def test_a_killed_fan_out_resumes_without_losing_or_repeating_finished_items(
 
     out, err = tmp_path / "run.out", tmp_path / "run.err"
     proc = spawn(
-        ["run", "crash-fan", "--dir", str(wf), "--db", str(db), "--progress", "quiet"],
+        ["run", "crash-fan", "--dir", str(wf), "--db", db, "--progress", "quiet"],
         tmp_path,
         stdout=out,
         stderr=err,
@@ -80,7 +82,7 @@ def test_a_killed_fan_out_resumes_without_losing_or_repeating_finished_items(
         stop(proc)
     run_id = first_line(out).split()[0].removeprefix("run_id=")
 
-    with SqliteStore(db) as store:
+    with open_db(db) as store:
         assert store.get_run(run_id).status is RunStatus.RUNNING  # nobody recorded an end
         [row] = foreach_rows(store, run_id)
         items = store.get_fan_out_items(row.id)
@@ -93,7 +95,7 @@ def test_a_killed_fan_out_resumes_without_losing_or_repeating_finished_items(
         assert len(completed_at_kill) >= kill_after // 2
 
     resumed = run_cli_process(
-        ["resume", run_id, "--dir", str(wf), "--db", str(db), "--wait", "--progress", "quiet"], tmp_path, env
+        ["resume", run_id, "--dir", str(wf), "--db", db, "--wait", "--progress", "quiet"], tmp_path, env
     )
     assert resumed.returncode == 0, resumed.stderr
     # (RunStarted, not RunResumed: no *step* had completed, only items — engine.md §10.1)
@@ -108,7 +110,7 @@ def test_a_killed_fan_out_resumes_without_losing_or_repeating_finished_items(
     )
     assert max(runs.values()) <= 2
 
-    with SqliteStore(db) as store:
+    with open_db(db) as store:
         assert store.get_run(run_id).status is RunStatus.COMPLETED
         final = foreach_rows(store, run_id)[-1]
     assert final.status is StepStatus.COMPLETED

@@ -1,0 +1,100 @@
+"""`--db postgresql://…` and `RUNKON_DB=postgresql://…`: the CLI and the dashboard on a PostgreSQL
+server — running, listing, upgrading the schema, and one-line errors without the password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence.location import db_location
+from runkon_flow.persistence.pg_connect import display_dsn
+
+from tests import pg
+from tests.cli.run_helpers import cli, run_id_of, write
+
+HELLO = """workflow hello {
+  script greet {
+    run = "echo hi"
+  }
+}
+"""
+
+
+@pytest.fixture
+def dsn() -> str:
+    return pg.fresh_dsn()
+
+
+@pytest.fixture
+def wf(tmp_path: Path) -> Path:
+    write(tmp_path / "wf" / "hello.wf", HELLO)
+    return tmp_path / "wf"
+
+
+def test_a_run_on_a_server_is_listed_and_shown_from_it(capsys, dsn, wf) -> None:
+    code, out, err = cli(capsys, "run", "hello", "--dir", str(wf), "--db", dsn, "--progress", "quiet")
+    assert code == 0, err
+    run_id = run_id_of(out)
+    assert f"db={display_dsn(dsn)}" in out.splitlines()[0]
+    code, out, _ = cli(capsys, "runs", "--db", dsn)
+    assert code == 0 and run_id in out and "completed" in out
+    code, out, _ = cli(capsys, "show", run_id, "--db", dsn)
+    assert code == 0 and "greet" in out
+
+
+def test_runkon_db_selects_the_server(capsys, dsn, wf, monkeypatch) -> None:
+    monkeypatch.setenv("RUNKON_DB", dsn)
+    code, out, err = cli(capsys, "run", "hello", "--dir", str(wf), "--progress", "quiet")
+    assert code == 0, err
+    run_id = run_id_of(out)
+    code, out, _ = cli(capsys, "runs")
+    assert run_id in out
+    assert db_location().is_server
+
+
+def test_db_upgrade_creates_then_reports_the_schema(capsys, dsn) -> None:
+    code, out, _ = cli(capsys, "db", "upgrade", "--db", dsn)
+    assert code == 0
+    assert "upgraded to schema version" in out and "had no runkon schema" in out
+    code, out, _ = cli(capsys, "db", "upgrade", "--db", dsn)
+    assert code == 0 and "is up to date" in out
+
+
+def test_an_older_schema_is_refused_until_db_upgrade(capsys, dsn, wf) -> None:
+    import psycopg
+
+    cli(capsys, "db", "upgrade", "--db", dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE runkon_schema SET version = 2")
+    code, _, err = cli(capsys, "runs", "--db", dsn)
+    assert code == 1
+    assert "schema version 2, older" in err and "runkon-flow db upgrade" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = cli(capsys, "db", "upgrade", "--db", dsn)
+    assert code == 0 and "was at schema version 2" in out
+    code, _, err = cli(capsys, "run", "hello", "--dir", str(wf), "--db", dsn, "--progress", "quiet")
+    assert code == 0, err
+
+
+def test_an_unreachable_server_is_one_line_without_the_password(capsys, tmp_path, wf) -> None:
+    url = f"postgresql://alice:s3cret@/runs?host={tmp_path}"
+    for argv in (("runs", "--db", url), ("run", "hello", "--dir", str(wf), "--db", url)):
+        code, out, err = cli(capsys, *argv)
+        assert code == 1
+        assert "s3cret" not in out + err
+        [line] = err.strip().splitlines()
+        assert f"cannot connect to run database postgresql://alice@/runs?host={tmp_path}" in line
+
+
+def test_the_dashboard_opens_a_server_store_and_falls_back_when_it_cannot(dsn, tmp_path) -> None:
+    from runkon_flow.persistence.memory import InMemoryStore
+    from runkon_tui.host import open_store
+
+    store, problem = open_store(dsn)
+    try:
+        assert problem is None and type(store).__name__ == "PostgresStore"
+    finally:
+        store.close()
+    store, problem = open_store(f"postgresql://alice:s3cret@/runs?host={tmp_path}")
+    assert isinstance(store, InMemoryStore)
+    assert "cannot connect to run database" in problem and "s3cret" not in problem

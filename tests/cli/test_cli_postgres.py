@@ -88,6 +88,7 @@ def test_an_unreachable_server_is_one_line_without_the_password(capsys, tmp_path
 
 def test_the_dashboard_opens_a_server_store_and_falls_back_when_it_cannot(dsn, tmp_path) -> None:
     from runkon_flow.persistence.memory import InMemoryStore
+
     from runkon_tui.host import open_store
 
     store, problem = open_store(dsn)

@@ -148,6 +148,20 @@ _EVENT_INSERT = (
     "WITH ORDINALITY AS u(ts, r, k, p, o)"
 )
 _TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
+# A whole batch of item updates in one statement (one round trip, atomic on its own): applied only
+# when every named item exists (else nothing changes and the caller names the missing one). An
+# item named twice takes its last update, as if they were applied in order.
+_ITEMS_UPDATE = (
+    "WITH u AS (SELECT DISTINCT ON (i) i, s, c FROM unnest(%(ids)s::text[], %(statuses)s::text[], "
+    "%(children)s::text[]) WITH ORDINALITY AS x(i, s, c, o) ORDER BY i, o DESC) "
+    "UPDATE workflow_run_step_fan_out_items t SET status = u.s, "
+    "child_run_id = CASE u.s WHEN 'running' THEN u.c WHEN 'pending' THEN NULL "
+    "ELSE COALESCE(u.c, t.child_run_id) END, "
+    "dispatched_at = CASE u.s WHEN 'running' THEN %(now)s WHEN 'pending' THEN NULL ELSE t.dispatched_at END, "
+    "completed_at = CASE WHEN u.s IN ('running', 'pending') THEN NULL ELSE %(now)s END "
+    "FROM u WHERE t.id = u.i AND (SELECT count(*) FROM workflow_run_step_fan_out_items "
+    "WHERE id IN (SELECT i FROM u)) = (SELECT count(*) FROM u)"
+)
 
 
 class _Write:
@@ -909,29 +923,29 @@ class PostgresStore:
         """One transaction, all or nothing: an unknown item id rolls the whole batch back."""
         if not updates:
             return
-        now = self._now()
-        prepared = [_item_update(item_id, update, now) for item_id, update in updates]
+        params = {
+            "now": self._now(),
+            "ids": [item_id for item_id, _ in updates],
+            "statuses": [FanOutItemStatus(update.status).value for _, update in updates],
+            "children": [update.child_run_id for _, update in updates],
+        }
+
+        distinct = len(set(params["ids"]))
 
         def update_items(cur: Any) -> None:
-            cur.execute("SAVEPOINT items")
-            changed = 0
-            for sql, group in itertools.groupby(prepared, key=lambda p: p[0]):
-                cur.executemany(sql, [params for _, params in group])
-                changed += cur.rowcount
-            if changed != len(prepared):
-                cur.execute("ROLLBACK TO SAVEPOINT items")
-                ids = [item_id for item_id, _ in updates]
+            changed = cur.execute(_ITEMS_UPDATE, params).rowcount
+            if changed != distinct:
                 found = {
                     r[0]
                     for r in cur.execute(
-                        "SELECT id FROM workflow_run_step_fan_out_items WHERE id = ANY(%s)", (ids,)
+                        "SELECT id FROM workflow_run_step_fan_out_items WHERE id = ANY(%(ids)s)", params
                     )
                 }
+                ids = params["ids"]
                 missing = next((i for i in ids if i not in found), ids[0])
                 raise PersistenceError(f"fan-out item {missing} not found")
-            cur.execute("RELEASE SAVEPOINT items")
 
-        self._write(update_items, single=False, durable=durable)
+        self._write(update_items, durable=durable)
 
     @_translated
     def get_fan_out_items(

@@ -333,3 +333,26 @@ def test_reads_from_other_threads_see_queued_writes(store) -> None:
     reader.start()
     reader.join()
     assert seen[0] is not None and seen[0].status is RunStatus.RUNNING
+
+
+def test_queued_item_batches_go_together_and_a_bad_one_fails_alone(store, caplog) -> None:
+    """A write-behind item batch still queued is sent with the next batch in one statement; if it
+    names an unknown item, only it fails (logged) and the durable batch after it still lands."""
+    from runkon_flow.persistence import FanOutItemStatus, FanOutItemUpdate
+
+    run_id = store.create_run(NewRun(workflow_name="wf")).id
+    step = store.insert_step(NewStep(run_id, "fe", role="foreach", retry_count=0))
+    a, b, c = store.insert_fan_out_items(step, [("t", x, "", {}) for x in "abc"])
+    store.batch_update_fan_out_items([(a, FanOutItemUpdate.running("child-a"))])
+    done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
+    store.batch_update_fan_out_items([(a, done)], durable=False)
+    store.batch_update_fan_out_items([("nope", done)], durable=False)
+    store.batch_update_fan_out_items([(b, FanOutItemUpdate.running("child-b"))])
+    rows = {r.id: r for r in store.get_fan_out_items(step)}
+    assert (rows[a].status, rows[a].child_run_id) == (FanOutItemStatus.COMPLETED, "child-a")
+    assert (rows[b].status, rows[b].child_run_id) == (FanOutItemStatus.RUNNING, "child-b")
+    assert rows[c].status is FanOutItemStatus.PENDING
+    assert "fan-out item nope not found" in caplog.text
+    with pytest.raises(PersistenceError, match="fan-out item nope not found"):
+        store.batch_update_fan_out_items([(c, done), ("nope", done)])
+    assert {r.id: r.status for r in store.get_fan_out_items(step)}[c] is FanOutItemStatus.PENDING

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
@@ -152,13 +152,13 @@ _TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
 # when every named item exists (else nothing changes and the caller names the missing one). An
 # item named twice takes its last update, as if they were applied in order.
 _ITEMS_UPDATE = (
-    "WITH u AS (SELECT DISTINCT ON (i) i, s, c FROM unnest(%(ids)s::text[], %(statuses)s::text[], "
-    "%(children)s::text[]) WITH ORDINALITY AS x(i, s, c, o) ORDER BY i, o DESC) "
+    "WITH u AS (SELECT DISTINCT ON (i) i, s, c, n FROM unnest(%(ids)s::text[], %(statuses)s::text[], "
+    "%(children)s::text[], %(nows)s::text[]) WITH ORDINALITY AS x(i, s, c, n, o) ORDER BY i, o DESC) "
     "UPDATE workflow_run_step_fan_out_items t SET status = u.s, "
     "child_run_id = CASE u.s WHEN 'running' THEN u.c WHEN 'pending' THEN NULL "
     "ELSE COALESCE(u.c, t.child_run_id) END, "
-    "dispatched_at = CASE u.s WHEN 'running' THEN %(now)s WHEN 'pending' THEN NULL ELSE t.dispatched_at END, "
-    "completed_at = CASE WHEN u.s IN ('running', 'pending') THEN NULL ELSE %(now)s END "
+    "dispatched_at = CASE u.s WHEN 'running' THEN u.n WHEN 'pending' THEN NULL ELSE t.dispatched_at END, "
+    "completed_at = CASE WHEN u.s IN ('running', 'pending') THEN NULL ELSE u.n END "
     "FROM u WHERE t.id = u.i AND (SELECT count(*) FROM workflow_run_step_fan_out_items "
     "WHERE id IN (SELECT i FROM u)) = (SELECT count(*) FROM u)"
 )
@@ -170,7 +170,7 @@ class _Write:
     `sql`/`params` mark a plain statement whose neighbours with the same SQL may be sent together
     with `executemany` (write-behind rows: no result, no check)."""
 
-    __slots__ = ("behind", "done", "error", "fn", "params", "result", "single", "sql")
+    __slots__ = ("behind", "done", "error", "fn", "params", "parts", "result", "single", "sql")
 
     def __init__(self, fn: Op | None, single: bool, behind: bool, sql: str | None = None, params: Any = None):
         self.fn = fn
@@ -178,6 +178,7 @@ class _Write:
         self.behind = behind
         self.sql = sql
         self.params = params
+        self.parts: list[_ItemPart] | None = None  # fan-out item batches sent as one statement
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -923,29 +924,36 @@ class PostgresStore:
         """One transaction, all or nothing: an unknown item id rolls the whole batch back."""
         if not updates:
             return
-        params = {
-            "now": self._now(),
-            "ids": [item_id for item_id, _ in updates],
-            "statuses": [FanOutItemStatus(update.status).value for _, update in updates],
-            "children": [update.child_run_id for _, update in updates],
-        }
-
-        distinct = len(set(params["ids"]))
-
-        def update_items(cur: Any) -> None:
-            changed = cur.execute(_ITEMS_UPDATE, params).rowcount
-            if changed != distinct:
-                found = {
-                    r[0]
-                    for r in cur.execute(
-                        "SELECT id FROM workflow_run_step_fan_out_items WHERE id = ANY(%(ids)s)", params
-                    )
-                }
-                ids = params["ids"]
-                missing = next((i for i in ids if i not in found), ids[0])
-                raise PersistenceError(f"fan-out item {missing} not found")
-
-        self._write(update_items, durable=durable)
+        now = self._now()
+        part = _ItemPart(
+            [item_id for item_id, _ in updates],
+            [FanOutItemStatus(update.status).value for _, update in updates],
+            [update.child_run_id for _, update in updates],
+            [now] * len(updates),
+            durable,
+        )
+        with self._queue_lock:
+            last = self._pending[-1] if self._pending else None
+            if last is not None and last.parts is not None and last.behind:
+                # Still queued: this batch joins it (one statement for both, order kept).
+                last.parts.append(part)
+                op = last
+                if durable:
+                    op.behind = False
+            else:
+                parts = [part]
+                op = _Write(lambda cur: _apply_item_parts(cur, parts, self.where), True, not durable)
+                op.parts = parts
+                self._pending.append(op)
+        if not durable:
+            return
+        with self._lock:
+            if not op.done:
+                if not self._closed:
+                    self._reconnect_if_broken()
+                self._drain(op, everything=False)
+        if op.error is not None:
+            raise op.error
 
     @_translated
     def get_fan_out_items(
@@ -1155,6 +1163,50 @@ def _rollback(cur: Any) -> None:
     with suppress(Exception):
         if cur.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             cur.execute("ROLLBACK")
+
+
+class _ItemPart(NamedTuple):
+    """One `batch_update_fan_out_items` call, waiting to be sent with the calls queued next to it."""
+
+    ids: list[str]
+    statuses: list[str]
+    children: list[str | None]
+    nows: list[str]
+    durable: bool
+
+
+def _apply_item_parts(cur: Any, parts: list[_ItemPart], where: str) -> None:
+    """Every part in one statement; if an item is unknown (then nothing changed), part by part, so
+    the part that names it — and only that one — fails (a write-behind part's failure is logged)."""
+    missing = _apply_items(cur, parts)
+    if missing is None:
+        return
+    if len(parts) == 1:
+        raise PersistenceError(f"fan-out item {missing} not found")
+    for part in parts:
+        missing = _apply_items(cur, [part])
+        if missing is None:
+            continue
+        if part.durable:
+            raise PersistenceError(f"fan-out item {missing} not found")
+        log.warning("run database %s: a write-behind write failed: fan-out item %s not found", where, missing)
+
+
+def _apply_items(cur: Any, parts: list[_ItemPart]) -> str | None:
+    """Apply the parts' updates, all or nothing; None when applied, else an unknown item id."""
+    ids = [i for p in parts for i in p.ids]
+    params = {
+        "ids": ids,
+        "statuses": [x for p in parts for x in p.statuses],
+        "children": [x for p in parts for x in p.children],
+        "nows": [x for p in parts for x in p.nows],
+    }
+    if cur.execute(_ITEMS_UPDATE, params).rowcount == len(set(ids)):
+        return None
+    found = {
+        r[0] for r in cur.execute("SELECT id FROM workflow_run_step_fan_out_items WHERE id = ANY(%s)", (ids,))
+    }
+    return next((i for i in ids if i not in found), ids[0])
 
 
 def _require_step(cur: Any, step_id: str) -> None:

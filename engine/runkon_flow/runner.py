@@ -4,9 +4,10 @@
 a new session (no controlling terminal: closing the terminal, or killing the caller's process
 group, does not reach it), stdin from /dev/null, stdout/stderr appended to
 `<db dir>/logs/<run id>.log` (for a PostgreSQL server: runkon's state directory). It executes a
-pending run (`runkon-flow run --detach`) or resumes one (`resume=True`, waiting for the current holder's lease: how the dashboard hands a run over when
-you quit it and keep the run going). UI-free: the CLI and the dashboard both use it. A server URL
-reaches the runner through `$RUNKON_DB`, never its command line (it may hold a password).
+pending run (`runkon-flow run --detach`) or resumes one (`resume=True`, waiting for the current
+holder's lease: how the dashboard hands a run over when you quit it and keep the run going).
+UI-free: the CLI and the dashboard both use it. A server URL reaches the runner through
+`$RUNKON_DB`, never its command line (it may hold a password).
 """
 
 from __future__ import annotations

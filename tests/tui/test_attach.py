@@ -4,7 +4,10 @@ the store as the CLI does (docs/dashboard.md, "Runs held elsewhere")."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.runtime.lease import holder_of
 from runkon_flow.workspace import Workspace
 from textual.widgets import Input
 
@@ -138,6 +142,18 @@ async def test_attach_to_runs_of_another_process_see_items_move_approve_its_gate
     finally:
         for item in "abcdefghij":
             (folder / "released" / item).touch()
+        stop_holders(db, fanout, approval)  # a failed test must not leave a gate waiting for an hour
+
+
+def stop_holders(db: Path, *run_ids: str) -> None:
+    """SIGTERM the background runners still holding these runs (their pid is in the lease token)."""
+    with SqliteStore(db) as store:
+        for run_id in run_ids:
+            run = store.get_run(run_id)
+            holder = holder_of(run.owner_token) if run is not None else None
+            if holder is not None and holder.pid != os.getpid():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(holder.pid, signal.SIGTERM)
 
 
 async def test_a_past_run_shows_the_logs_it_showed_live(folder: Path, tmp_path: Path) -> None:

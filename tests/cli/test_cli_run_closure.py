@@ -72,3 +72,19 @@ def test_a_broken_root_is_reported_at_its_position(folder: Path, capsys: pytest.
     code, _, err = cli(capsys, "run", "wf/broken.wf", "--memory")
     assert code == 1
     assert "wf/broken.wf:1:" in err
+
+
+def test_the_detached_runner_reads_only_the_workflow_and_its_callees(
+    folder: Path, parsed: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runkon_flow.cli import background
+    from runkon_flow.persistence import SqliteStore
+
+    db = folder / "runs.db"
+    with SqliteStore(db) as store:
+        run_id = Workspace([folder / "wf"], store, only=["main"]).create_run("main", {})
+    parsed.clear()
+    assert background.main([run_id, "--db", str(db), "--dir", str(folder / "wf")]) == 0
+    assert sorted(set(parsed)) == ["helper.wf", "main.wf"]
+    with SqliteStore(db) as store:
+        assert store.get_run(run_id).status == "completed"

@@ -47,7 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_line(sys.stdout, f"runkon-flow (detached): error: {exc}")
         return 1
     try:
-        ws = Workspace([Path(d) for d in args.dirs], store, exec_config=exec_config_for(args.lease_ttl))
+        pending = store.get_run(args.run_id)
+        ws = Workspace(  # only the run's workflow and its callees are read (docs/cli.md)
+            [Path(d) for d in args.dirs],
+            store,
+            exec_config=exec_config_for(args.lease_ttl),
+            only=[pending.workflow_name] if pending is not None else [],
+        )
         events_file = open_events_file(args.events, append=args.resume)
         wait_until = time.monotonic() + ws.exec_config.lease_ttl_secs + TAKE_OVER_SLACK_S
 

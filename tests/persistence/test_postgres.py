@@ -356,3 +356,31 @@ def test_queued_item_batches_go_together_and_a_bad_one_fails_alone(store, caplog
     with pytest.raises(PersistenceError, match="fan-out item nope not found"):
         store.batch_update_fan_out_items([(c, done), ("nope", done)])
     assert {r.id: r.status for r in store.get_fan_out_items(step)}[c] is FanOutItemStatus.PENDING
+
+
+def test_a_cancel_from_another_machine_reaches_the_engine_before_its_next_poll(dsn, tmp_path) -> None:
+    """The engine polls for cancels only every 30 s here; the NOTIFY sent with the cancel request
+    makes it look at once, so the run stops within a second or so (plus the step's kill)."""
+    from runkon_flow.persistence.postgres import PostgresStore
+    from runkon_flow.runtime.types import WorkflowExecConfig
+    from runkon_flow.workspace import Workspace
+
+    (tmp_path / "slow.wf").write_text(
+        'workflow slow {\n  script wait { run = "touch started; sleep 30" }\n}\n'
+    )
+    with PostgresStore(dsn) as engine_store, PostgresStore(dsn, listen=False) as dashboard:
+        ws = Workspace([tmp_path], engine_store, exec_config=WorkflowExecConfig(cancel_poll_interval=30.0))
+        run_id = ws.create_run("slow", {})
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (ws.execute(run_id), done.set()), daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline, "the step never started"
+            time.sleep(0.02)
+        time.sleep(0.3)  # the engine's store is listening since it took the lease
+        asked = time.monotonic()
+        dashboard.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+        assert done.wait(10), "the run did not stop"
+        assert time.monotonic() - asked < 5.0, time.monotonic() - asked  # without the notification: 30 s
+        assert dashboard.get_run(run_id).status is RunStatus.CANCELLED

@@ -54,7 +54,7 @@ from runkon_flow.persistence.models import (
     WorkflowRun,
     WorkflowRunStep,
 )
-from runkon_flow.persistence.notify import gate_decided
+from runkon_flow.persistence.notify import cancel_requested, gate_decided
 from runkon_flow.persistence.pg_connect import connect, display_dsn, error_line
 from runkon_flow.persistence.schema import EVENT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
 
@@ -634,6 +634,7 @@ class PostgresStore:
         """Take or renew the run's lease; expiry is judged by the server's clock. One UPDATE: under
         READ COMMITTED a racing taker waits for the row and re-checks it, so exactly one wins."""
         sh.check_ttl(ttl_seconds)
+        self._start_listening()  # this engine now holds a run: cancel requests should reach it
         params: dict[str, Any] = {"id": run_id, "token": token, "ttl": float(ttl_seconds)}
         if not self._server_clock:
             params["now"] = self._clock()
@@ -797,13 +798,17 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ gates
 
-    @_translated
-    def get_gate_approval(self, step_id: str) -> GateApprovalState:
-        """Also starts the notification listener: whoever reads a gate's state waits for it."""
+    def _start_listening(self) -> None:
+        """The listener runs in stores that hold runs (a lease) or wait at gates, not in every one."""
         if self._listen and self._listener is None and not self._closed:
             with self._queue_lock:
                 if self._listener is None:
                     self._listener = _Listener(self.dsn, self.where)
+
+    @_translated
+    def get_gate_approval(self, step_id: str) -> GateApprovalState:
+        """Also starts the notification listener: whoever reads a gate's state waits for it."""
+        self._start_listening()
         with self._conn() as cur:
             row = cur.execute(
                 "SELECT gate_approved_at, status, gate_feedback, gate_selections, gate_approved_by "
@@ -1140,6 +1145,8 @@ class _Listener:
                         kind, _, ident = note.payload.partition(":")
                         if kind == "gate":
                             gate_decided(ident)
+                        elif kind == "cancel":
+                            cancel_requested(ident)
             except Exception as exc:  # the server went away: retry, the waiters poll meanwhile
                 if self._stopped.is_set():
                     return

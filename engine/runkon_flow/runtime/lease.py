@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.persistence.models import new_id
+from runkon_flow.persistence.notify import on_cancel_requested
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.report_gate import ReportGate
 from runkon_flow.runtime.state import ExecutionState
@@ -99,6 +100,15 @@ class RunMonitor:
         self._wake = threading.Condition(self._lock)
         self._runs: dict[int, _Watch] = {}
         self._thread: threading.Thread | None = None
+        on_cancel_requested(self.poll_now)  # a cancel made on another machine (PostgreSQL NOTIFY)
+
+    def poll_now(self, run_id: str) -> None:
+        """Check `run_id` for a cancel at the next tick instead of at its next scheduled poll."""
+        with self._lock:
+            for watch in self._runs.values():
+                if watch.st.workflow_run_id == run_id:
+                    watch.next_poll = 0.0
+                    self._wake.notify_all()
 
     def register(self, st: ExecutionState) -> None:
         now = time.monotonic()

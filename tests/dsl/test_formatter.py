@@ -581,7 +581,7 @@ def test_an_option_written_with_its_default_value_is_kept(step: str, kept: str) 
 def test_a_default_that_was_not_written_is_still_left_out() -> None:
     text = format_source(
         "workflow w {\n foreach f { over = static  workflow = c  max_parallel = 2 }\n"
-        " gate human_approval { prompt = \"ok?\" }\n}\n"
+        ' gate human_approval { prompt = "ok?" }\n}\n'
     )
     for option in ("on_child_fail", "on_cycle", "ordered", "timeout", "on_timeout", "min_approvals"):
         assert option not in text

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -413,7 +414,7 @@ def child_rows(store: SqliteStore, durable: bool) -> tuple:
     store.update_step(bad, StepUpdate.failed(1, "boom", attempt=2), durable=durable)
     store.finish_run(run.id, RunStatus.FAILED, "summary", "boom", "t", durable=durable)
     store.flush()
-    strip = lambda row: {k: v for k, v in vars(row).items() if k != "id" and k != "workflow_run_id"}  # noqa: E731
+    strip = lambda row: {k: v for k, v in asdict(row).items() if k != "id" and k != "workflow_run_id"}  # noqa: E731
     return strip(store.get_run(run.id)), [strip(s) for s in store.get_steps(run.id)]
 
 

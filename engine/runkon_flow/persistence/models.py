@@ -1,7 +1,9 @@
 """Persistence entities (engine.md §6.1) and status enums (§5).
 
-Plain dataclasses: they cross thread and process boundaries and must be cheap to build on the
-fan-out hot path. Timestamps are RFC 3339 UTC strings, identifiers ULIDs.
+Plain dataclasses with slots: they cross thread and process boundaries, must be cheap to build on
+the fan-out hot path, and a store keeps one of each per foreach item (slots: ~200 bytes a row
+instead of ~800, which is most of a 100,000-item fan-out's memory). Timestamps are RFC 3339 UTC
+strings, identifiers ULIDs.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class StepRole(StrEnum):
     WORKFLOW = "workflow"
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkflowRun:
     id: str
     workflow_name: str
@@ -131,7 +133,7 @@ class WorkflowRun:
     generation: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class NewRun:
     workflow_name: str
     parent_run_id: str = ""
@@ -144,7 +146,7 @@ class NewRun:
     run_id: str | None = None  # a caller-chosen id; None → a fresh ULID
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkflowRunStep:
     id: str
     workflow_run_id: str
@@ -182,7 +184,7 @@ class WorkflowRunStep:
     node_path: str | None = None  # place in the workflow tree (`body.2`); None on rows before schema v2
 
 
-@dataclass
+@dataclass(slots=True)
 class NewStep:
     workflow_run_id: str
     step_name: str
@@ -198,7 +200,7 @@ class NewStep:
     node_path: str | None = None  # the node's address in the workflow tree: `body.2`, `body.1.then.0`
 
 
-@dataclass
+@dataclass(slots=True)
 class StepUpdate:
     generation: int
     status: StepStatus
@@ -250,7 +252,7 @@ class StepUpdate:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class FanOutItemRow:
     id: str
     step_run_id: str

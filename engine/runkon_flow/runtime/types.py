@@ -198,6 +198,8 @@ class RunSettings:
     event_sinks: tuple[EventSink, ...] = ()
     write_behind: bool = False
     report_gate: ReportGate | None = None  # where write-behind runs' events wait (report_gate.py)
+    # for_child's answers for children that override nothing (every foreach child): built once
+    _children: dict[tuple, RunSettings] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def with_(self, **changes: Any) -> RunSettings:
         """A copy with `changes` applied; `self` when nothing would change (no allocation)."""
@@ -222,10 +224,16 @@ class RunSettings:
     ) -> RunSettings:
         """A child's settings: this run's, with what the child's input overrides (None = inherit),
         the engine's sinks delivered first, write-behind once any ancestor is write-behind."""
+        plain = not (action_registry or item_provider_registry or script_env_provider or schema_resolver)
+        if plain:
+            key = (id(engine_sinks), len(engine_sinks), target_label, triggered_by_hook, write_behind)
+            known = self._children.get(key)
+            if known is not None:
+                return known
         sinks = self.event_sinks
         if engine_sinks and not _leads_with(sinks, engine_sinks):
             sinks = tuple(dedupe_sinks(engine_sinks, sinks))
-        return self.with_(
+        child = self.with_(
             action_registry=action_registry or self.action_registry,
             item_provider_registry=item_provider_registry or self.item_provider_registry,
             script_env_provider=script_env_provider or self.script_env_provider,
@@ -235,10 +243,14 @@ class RunSettings:
             event_sinks=sinks,
             write_behind=write_behind or self.write_behind,
         )
+        if plain and len(self._children) < 16:
+            self._children[key] = child
+        return child
 
 
 _TUPLE_FIELDS = frozenset({"extra_plugin_dirs", "event_sinks"})
-SETTINGS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunSettings))
+SETTINGS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunSettings) if not f.name.startswith("_"))
+_SETTINGS_NAMES = frozenset(SETTINGS_FIELDS)
 
 
 def _leads_with(sinks: Sequence[Any], prefix: Sequence[Any]) -> bool:
@@ -257,10 +269,12 @@ def settings_properties(cls: type, *, writable: bool) -> type:
         generated_init = cls.__init__
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            if _SETTINGS_NAMES.isdisjoint(kwargs):  # the engine's own calls: settings= only
+                generated_init(self, *args, **kwargs)
+                return
             given = {name: kwargs.pop(name) for name in SETTINGS_FIELDS if name in kwargs}
             generated_init(self, *args, **kwargs)
-            if given:
-                self.settings = self.settings.with_(**given)
+            self.settings = self.settings.with_(**given)
 
         cls.__init__ = __init__  # type: ignore[misc]
     for name in SETTINGS_FIELDS:

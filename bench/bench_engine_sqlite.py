@@ -1,7 +1,7 @@
 """Engine throughput on the SQLite store: a foreach over N no-op child workflows.
 
-    .venv/bin/python bench/bench_engine_sqlite.py [--sizes 1000,10000] [--slots 8] [--repeat 3]
-                                                   [--profile] [--breakdown]
+    .venv/bin/python bench/bench_engine_sqlite.py [--sizes 10000] [--slots 8] [--repeat 5]
+                                                   [--rss 100000] [--profile] [--breakdown]
 
 Each child is a real run: its own run row, lease, step row and fan-out item updates, written to a
 WAL-mode SQLite file in a temporary directory. The floor, measured in the same process, is the
@@ -9,8 +9,10 @@ least any durable fan-out must do: a ThreadPoolExecutor(slots) making the same n
 keeping one status row per item with stdlib sqlite3 (insert all pending in one transaction, then
 per item: update running, call, update completed; WAL, synchronous=NORMAL, one shared connection).
 
-Prints per-item µs for both, the ratio (target ≤ 2×), linearity (per-item cost at the largest N
-over the smallest; ~1.0 is linear) and peak RSS. `--profile` adds a cProfile of one engine run
+Prints per-item µs of both as min/median/max (interleaved, with the load average) and issue 15
+target 2 (ratio ≤ 2.0 with "reported means durable" on: every item reported completed is
+committed first). `--rss 100000` adds target 4: peak RSS of a fresh process at 100,000 items and
+linearity time(100,000) / time(10,000) ≤ 11. `--profile` adds a cProfile of one engine run
 (all threads), `--breakdown` the store calls per item with their time, so the cost can be attributed.
 """
 
@@ -22,6 +24,8 @@ import io
 import pstats
 import resource
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _report import loadavg, mmm, verdict
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.persistence import SqliteStore
 from runkon_flow.plugins.protocols import ActionOutput, FanOutItem
@@ -204,43 +209,82 @@ def peak_rss_mb() -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / (1024 * 1024)
 
 
+def in_subprocess(what: str, n: int, slots: int) -> tuple[float, float]:
+    """(peak RSS MB, seconds) of one `what` run ("engine" or "floor") of N items in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", what, "--sizes", str(n), "--slots", str(slots)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000", help="comma-separated N values")
+    parser.add_argument("--sizes", default="10000", help="comma-separated N values")
     parser.add_argument("--slots", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3, help="best of R runs per size")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per size, engine and floor interleaved")
+    parser.add_argument("--rss", type=int, default=0, help="also: peak RSS and linearity at this N (100000)")
     parser.add_argument("--profile", action="store_true", help="cProfile one engine run of the smallest N")
     parser.add_argument(
         "--breakdown", action="store_true", help="count store calls per item in one run of the smallest N"
     )
+    parser.add_argument("--child", choices=["engine", "floor"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.child:
+        with tempfile.TemporaryDirectory(prefix="runkon-bench-") as tmp:
+            run = engine_run if args.child == "engine" else floor_run
+            seconds = run(sizes[0], args.slots, Path(tmp) / "child.db")
+        print(f"{peak_rss_mb():.1f} {seconds:.3f}")
+        return
 
-    print(f"foreach over N no-op child workflows on SQLite (WAL), {args.slots} slots, best of {args.repeat}")
     print(
-        f"{'N':>7} {'engine µs/item':>15} {'floor µs/item':>14} {'ratio':>6} {'engine s':>9} {'floor s':>8}"
+        f"foreach over N no-op child workflows on SQLite (WAL, synchronous=NORMAL), {args.slots} slots; "
+        f"{args.repeat} repeats, engine and floor interleaved; {loadavg()}"
     )
-    per_item: dict[int, float] = {}
+    print(
+        "floor: ThreadPoolExecutor(slots) + stdlib sqlite3, one status row per item "
+        "(pending in one transaction, then running and completed, each committed)"
+    )
+    print(f"{'N':>7} {'':<16} {'min':>8} {'median':>8} {'max':>8}   (µs per item)")
     with tempfile.TemporaryDirectory(prefix="runkon-bench-") as tmp:
         counter = 0
         for n in sizes:
-            engine_best = floor_best = float("inf")
+            engine_us: list[float] = []
+            floor_us: list[float] = []
             for _ in range(args.repeat):
                 counter += 1
-                engine_best = min(engine_best, engine_run(n, args.slots, Path(tmp) / f"engine-{counter}.db"))
-                floor_best = min(floor_best, floor_run(n, args.slots, Path(tmp) / f"floor-{counter}.db"))
-            e_us, f_us = engine_best / n * 1e6, floor_best / n * 1e6
-            per_item[n] = e_us
+                floor_us.append(floor_run(n, args.slots, Path(tmp) / f"floor-{counter}.db") / n * 1e6)
+                engine_us.append(engine_run(n, args.slots, Path(tmp) / f"engine-{counter}.db") / n * 1e6)
+            print(f"{n:>7} {'engine':<16} {mmm(engine_us)}")
+            print(f"{'':>7} {'floor':<16} {mmm(floor_us)}")
+            ratios = [e / f for e, f in zip(engine_us, floor_us, strict=True)]
+            print(f"{'':>7} {'ratio (per pair)':<16} {mmm(ratios, digits=2)}")
+            if n == 10_000:
+                ratio = statistics.median(ratios)
+                print(
+                    f"target 2 (issue 15): SQLite fan-out ≤ 2.0x the sync=NORMAL floor at 10,000, "
+                    f"reported-means-durable on: median ratio {ratio:.2f} — {verdict(ratio <= 2.0)}"
+                )
+        if args.rss:
+            small = min(sizes)
+            eng_small = [in_subprocess("engine", small, args.slots) for _ in range(2)]
+            eng_big = [in_subprocess("engine", args.rss, args.slots) for _ in range(2)]
+            floor_big = [in_subprocess("floor", args.rss, args.slots) for _ in range(2)]
+            rss = max(r[0] for r in eng_big)
+            linear = min(r[1] for r in eng_big) / min(r[1] for r in eng_small)
+            limit = args.rss / small * 1.1
             print(
-                f"{n:>7} {e_us:>15.0f} {f_us:>14.0f} {e_us / f_us:>5.1f}× "
-                f"{engine_best:>9.2f} {floor_best:>8.2f}"
+                f"target 4: peak RSS at {args.rss:,} items on SQLite ≤ 250 MB: engine {rss:.0f} MB "
+                f"(floor process {max(r[0] for r in floor_big):.0f} MB) — {verdict(rss <= 250)}"
             )
-        if len(sizes) > 1:
-            small, large = min(sizes), max(sizes)
             print(
-                f"linearity: per-item cost at N={large} / N={small} = {per_item[large] / per_item[small]:.2f}"
+                f"target 4: time({args.rss:,}) / time({small:,}) ≤ {limit:.0f}: {linear:.1f} "
+                f"(best of 2 each) — {verdict(linear <= limit)}"
             )
-        print(f"peak RSS: {peak_rss_mb():.0f} MB")
+        print(f"after: {loadavg()}")
         if args.profile:
             engine_run(min(sizes), args.slots, Path(tmp) / "profile.db", profile=True)
         if args.breakdown:

@@ -118,3 +118,28 @@ def test_quoted_placeholders_are_flagged_only_where_the_quotes_hold_nothing_else
         ("e", "single", False, 1),
         ("f", "plain", False, 2),
     ]
+
+
+def _spec_placeholders(text: str) -> list[tuple[int, int]]:
+    """dsl.md §8: left to right, a key is all text up to the next `}}`."""
+    found, pos = [], 0
+    while (start := text.find("{{", pos)) >= 0 and (close := text.find("}}", start + 2)) >= 0:
+        found.append((start, close + 2))
+        pos = close + 2
+    return found
+
+
+PIECES = [*"ab $(){}`'\"\\<-#\n;|&", "{{v}}", "{{", "}}", "$((", "${", "<<EOF\n", "\nEOF\n", "$'", "<<'E'\n"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
+def test_the_scanner_finds_exactly_the_placeholders_the_language_defines(text: str) -> None:
+    """Whatever shell syntax surrounds them (even broken), every placeholder is found once — so a
+    known one is never left in the command unreplaced — and rendering either works or refuses."""
+    assert [(u.start, u.end) for u in scan_placeholders(text)] == _spec_placeholders(text)
+    try:
+        command, _ = render_shell_command(text, {"v": "$(touch PWNED)"})
+    except ShellTemplateError:
+        return
+    assert "$(touch PWNED)" not in command

@@ -353,56 +353,77 @@ class _Scanner:
                 continue
             word.append(c)
             i += 1
+        j = text.find("{{", start, i)
+        while j >= 0:  # a value cannot be a here-document's delimiter
+            end = self.placeholder_end(j)
+            if end < 0:
+                break
+            key = text[j + 2 : end - 2]
+            self.add(
+                key,
+                j,
+                end,
+                PLAIN,
+                f"{_shown(key)} is part of a here-document delimiter in `run`",
+                "write the delimiter as plain text (<<EOF)",
+            )
+            i = max(i, end)
+            j = text.find("{{", end, i)
         if i > start:
             self.pending.append(("".join(word), quoted, strip))
         return i
 
     def heredoc_bodies(self, i: int) -> int:
-        """The here-document bodies starting at `i`, one after another; returns where they end."""
+        """The here-document bodies starting at `i`, one after another; returns where they end.
+        A placeholder may run past the end of its line (its key is all text up to the next `}}`)."""
         text, n = self.text, self.n
         for delimiter, quoted, strip in self.pending:
             while i < n:
                 stop = text.find("\n", i)
                 stop = n if stop < 0 else stop
-                body = text[i:stop]
-                if (body.lstrip("\t") if strip else body) == delimiter:
+                line = text[i:stop]
+                if (line.lstrip("\t") if strip else line) == delimiter:
                     i = stop + 1
                     break
-                j = body.find("{{")
+                j = text.find("{{", i, stop)
                 while j >= 0:
-                    close = body.find("}}", j + 2)
-                    if close < 0:
+                    end = self.placeholder_end(j)
+                    if end < 0:
                         break
-                    self.heredoc_placeholder(body, i, j, close + 2, quoted)
-                    j = body.find("{{", close + 2)
+                    self.heredoc_placeholder(i, j, end, quoted)
+                    if end > stop:
+                        stop = text.find("\n", end)
+                        stop = n if stop < 0 else stop
+                    j = text.find("{{", end, stop)
                 i = stop + 1
         self.pending.clear()
         return min(i, n)
 
-    def heredoc_placeholder(self, body: str, base: int, j: int, end: int, quoted: bool) -> None:
-        key = body[j + 2 : end - 2]
+    def heredoc_placeholder(self, line_start: int, j: int, end: int, quoted: bool) -> None:
+        text = self.text
+        key = text[j + 2 : end - 2]
         shown = _shown(key)
         if quoted:
             self.add(
                 key,
-                base + j,
-                base + end,
+                j,
+                end,
                 HEREDOC,
                 f"{shown} is in a here-document with a quoted delimiter in `run`, where the shell "
                 "expands nothing",
                 "write the delimiter unquoted (<<EOF) or pass the value through `env`",
             )
-        elif j > 0 and body[j - 1] == "\\" and _odd_backslashes(body, j - 1):
+        elif j > line_start and text[j - 1] == "\\" and _odd_backslashes(text, j - 1):
             self.add(
                 key,
-                base + j,
-                base + end,
+                j,
+                end,
                 HEREDOC,
                 f"{shown} follows a backslash in `run`",
                 "remove the backslash: values are quoted for you",
             )
         else:
-            self.add(key, base + j, base + end, HEREDOC)
+            self.add(key, j, end, HEREDOC)
 
     def number_lines(self) -> None:
         """1-based line of each placeholder within `run`, in one pass."""

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
-from runkon_flow.runtime.lease import holder_of
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -54,6 +53,8 @@ def holder_text(run: WorkflowRun) -> str:
     """Who executes a live run: `host:pid · lease 24s` (the lease's time left)."""
     if not lease_is_live(run):
         return ""
+    from runkon_flow.runtime.lease import holder_of  # the engine runtime is not needed to start
+
     holder = holder_of(run.owner_token)
     until = lease_until(run)
     left = f" · lease {max(0, int(until - time.time()))}s" if until else ""

@@ -70,6 +70,7 @@ CANONICAL_RUN_COLUMNS = [
     "id", "workflow_name", "parent_run_id", "status", "dry_run", "trigger", "started_at", "ended_at",
     "result_summary", "definition_snapshot", "inputs", "parent_workflow_run_id", "iteration", "blocked_on",
     "total_duration_ms", "error", "dismissed", "workflow_title", "owner_token", "lease_until", "generation",
+    "retry_request",  # ours, schema v4
 ]  # fmt: skip
 CANONICAL_STEP_COLUMNS = [
     "id", "workflow_run_id", "step_name", "role", "can_commit", "condition_expr", "status", "child_run_id",
@@ -82,6 +83,7 @@ CANONICAL_STEP_COLUMNS = [
 CANONICAL_ITEM_COLUMNS = [
     "id", "step_run_id", "item_type", "item_id", "item_ref", "child_run_id", "status", "dispatched_at",
     "completed_at", "context",
+    "attempt", "previous_child_run_id",  # ours, schema v4
 ]  # fmt: skip
 
 

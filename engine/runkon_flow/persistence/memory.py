@@ -24,9 +24,11 @@ from runkon_flow.persistence.models import (
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    ItemLineage,
     NewEvent,
     NewRun,
     NewStep,
+    RetryRequest,
     RunStatus,
     StepStatus,
     StepUpdate,
@@ -138,6 +140,10 @@ class InMemoryStore:
         with self._lock:
             _record_status(self._run(run_id), status, result_summary, error, now)
             self._release(run_id, token)
+
+    def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
+        with self._lock:
+            self._run(run_id).retry_request = request.to_json()
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
         """The only way into `waiting`: status and what the run waits for change together."""
@@ -326,13 +332,19 @@ class InMemoryStore:
         return self.insert_fan_out_items(step_run_id, [(item_type, item_id, item_ref, context)])[0]
 
     def insert_fan_out_items(
-        self, step_run_id: str, items: list[tuple[str, str, str, dict[str, str]]]
+        self,
+        step_run_id: str,
+        items: list[tuple[str, str, str, dict[str, str]]],
+        lineage: Sequence[ItemLineage] | None = None,
     ) -> list[str]:
         ids: list[str] = []
+        lines = lineage if lineage is not None else [ItemLineage()] * len(items)
+        if len(lines) != len(items):
+            raise ValueError("insert_fan_out_items: one lineage per item")
         with self._lock:
             self._step(step_run_id)
             order = self._items_by_step.setdefault(step_run_id, [])
-            for item_type, item_id, item_ref, context in items:
+            for (item_type, item_id, item_ref, context), line in zip(items, lines, strict=True):
                 key = (step_run_id, item_type, item_id)
                 existing = self._item_keys.get(key)
                 if existing is not None:
@@ -345,6 +357,8 @@ class InMemoryStore:
                     item_id=item_id,
                     item_ref=item_ref,
                     context=dict(context),
+                    attempt=line.attempt,
+                    previous_child_run_id=line.previous_child_run_id,
                 )
                 self._items[row.id] = row
                 self._item_keys[key] = row.id

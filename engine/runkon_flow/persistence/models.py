@@ -8,6 +8,7 @@ strings, identifiers ULIDs.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -131,6 +132,7 @@ class WorkflowRun:
     owner_token: str | None = None
     lease_until: str | None = None
     generation: int = 0
+    retry_request: str | None = None  # JSON of the last `RetryRequest` (schema v4); None = never retried
 
 
 @dataclass(slots=True)
@@ -264,6 +266,53 @@ class FanOutItemRow:
     dispatched_at: str | None = None
     completed_at: str | None = None
     context: dict[str, str] = field(default_factory=dict)
+    attempt: int = 1  # 1 = the item's first attempt; a retry's row says 2, 3 … (schema v4)
+    previous_child_run_id: str | None = None  # the child run of the attempt before this one
+
+
+class ItemLineage(NamedTuple):
+    """Where a new fan-out item row stands in its item's history: its attempt number and the
+    child run of the attempt before it (docs/when-things-go-wrong.md)."""
+
+    attempt: int = 1
+    previous_child_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryRequest:
+    """A retry asked of a finished run, kept on the run row (`workflow_runs.retry_request`).
+
+    `items` maps each fan-out step row to reopen to the item ids to run again; every other item of
+    that fan-out keeps its outcome. Completed rows written before `requested_at` that come after
+    the earliest reopened fan-out are not reused, so the steps after it are brought up to date.
+    Rows written by the retry itself are newer, so resuming an interrupted retry continues it."""
+
+    requested_at: str
+    items: dict[str, tuple[str, ...]]
+    definition: str = "stored"  # "stored" | "current": which definition the retry runs
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "requested_at": self.requested_at,
+                "definition": self.definition,
+                "items": {step: list(ids) for step, ids in self.items.items()},
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RetryRequest | None:
+        """The stored request, or None when there is none or it cannot be read."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            items = {str(k): tuple(str(i) for i in v) for k, v in dict(data["items"]).items()}
+            return cls(str(data["requested_at"]), items, str(data.get("definition", "stored")))
+        except (ValueError, TypeError, KeyError):
+            return None
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ from runkon_flow.persistence.models import (
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    ItemLineage,
     NewEvent,
     NewRun,
     NewStep,
+    RetryRequest,
     RunStatus,
     StepUpdate,
     StoredEvent,
@@ -86,6 +88,11 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None: ...
 
+    def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
+        """Record the retry asked of `run_id` (ours, schema v4; replaces an earlier one). The
+        caller holds the run's lease while it writes this; unknown run → `PersistenceError`."""
+        ...
+
     def insert_step(self, new_step: NewStep, *, durable: bool = True) -> str: ...
 
     def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None: ...
@@ -99,9 +106,14 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
     ) -> str: ...
 
     def insert_fan_out_items(
-        self, step_run_id: str, items: list[tuple[str, str, str, dict[str, str]]]
+        self,
+        step_run_id: str,
+        items: list[tuple[str, str, str, dict[str, str]]],
+        lineage: Sequence[ItemLineage] | None = None,
     ) -> list[str]:
-        """Batch form of `insert_fan_out_item` (one transaction); tuples are (type, id, ref, context)."""
+        """Batch form of `insert_fan_out_item` (one transaction); tuples are (type, id, ref, context).
+        `lineage`, one per item, gives each new row its attempt number and the child run of the
+        attempt before (ours, schema v4); None → every row is a first attempt."""
         ...
 
     def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None: ...

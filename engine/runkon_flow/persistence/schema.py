@@ -39,7 +39,7 @@ def _in_list(values: tuple[str, ...]) -> str:
 RUN_COLUMNS = (
     'id, workflow_name, parent_run_id, status, dry_run, "trigger", started_at, ended_at, result_summary, '
     "definition_snapshot, inputs, parent_workflow_run_id, iteration, blocked_on, total_duration_ms, error, "
-    "dismissed, workflow_title, owner_token, lease_until, generation"
+    "dismissed, workflow_title, owner_token, lease_until, generation, retry_request"
 )
 
 STEP_COLUMNS = (
@@ -53,7 +53,7 @@ STEP_COLUMNS = (
 
 ITEM_COLUMNS = (
     "id, step_run_id, item_type, item_id, item_ref, child_run_id, status, dispatched_at, completed_at, "
-    "context"
+    "context, attempt, previous_child_run_id"
 )
 
 TABLES: tuple[str, ...] = (
@@ -176,10 +176,20 @@ def _v3_event_log(conn: sqlite3.Connection) -> None:
     conn.execute(EVENTS_TABLE)
 
 
+def _v4_retry_lineage(conn: sqlite3.Connection) -> None:
+    """Retrying items (docs/when-things-go-wrong.md): a run records the retry asked of it (JSON:
+    which fan-out rows, which items, when, with which definition), and each fan-out item row its
+    attempt number and the child run of the attempt before it, so earlier attempts stay visible."""
+    _add_column(conn, "workflow_runs", "retry_request", "TEXT")
+    _add_column(conn, "workflow_run_step_fan_out_items", "attempt", "INTEGER NOT NULL DEFAULT 1")
+    _add_column(conn, "workflow_run_step_fan_out_items", "previous_child_run_id", "TEXT")
+
+
 #: (version, step) in ascending order: the step brings a file from version-1 to version.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _v2_step_node_path),
     (3, _v3_event_log),
+    (4, _v4_retry_lineage),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1

@@ -33,9 +33,11 @@ from runkon_flow.persistence.models import (
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    ItemLineage,
     NewEvent,
     NewRun,
     NewStep,
+    RetryRequest,
     RunStatus,
     StepStatus,
     StepUpdate,
@@ -102,8 +104,8 @@ _ITEM_TERMINAL = (
 )
 _ITEM_INSERT = (
     "INSERT INTO workflow_run_step_fan_out_items "
-    "(id, step_run_id, item_type, item_id, item_ref, status, context) "
-    "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (step_run_id, item_type, item_id) DO NOTHING"
+    "(id, step_run_id, item_type, item_id, item_ref, status, context, attempt, previous_child_run_id) "
+    "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (step_run_id, item_type, item_id) DO NOTHING"
 )
 
 
@@ -565,6 +567,11 @@ class SqliteStore:
         self._update_run(_RUN_FINISH, (status, result_summary, error, now, token, token, run_id), durable)
 
     @_translated
+    def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
+        self._update_run(
+            "UPDATE workflow_runs SET retry_request = ? WHERE id = ?", (request.to_json(), run_id)
+        )
+
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
         """The only way into `waiting`: status and what the run waits for change together."""
         self._update_run(
@@ -836,16 +843,20 @@ class SqliteStore:
 
     @_translated
     def insert_fan_out_items(
-        self, step_run_id: str, items: list[tuple[str, str, str, dict[str, str]]]
+        self,
+        step_run_id: str,
+        items: list[tuple[str, str, str, dict[str, str]]],
+        lineage: Sequence[ItemLineage] | None = None,
     ) -> list[str]:
         """One transaction for the whole batch; ids come back in the order of `items`."""
         if not items:
             with self._conn() as conn:
                 self._require_step(conn, step_run_id)
             return []
+        lines = lineage if lineage is not None else [_FIRST_ATTEMPT] * len(items)
         rows = [
-            (sh.new_ordered_id(), step_run_id, t, i, ref, sh.dump_json(ctx) if ctx else "{}")
-            for t, i, ref, ctx in items
+            (sh.new_ordered_id(), step_run_id, t, i, ref, sh.dump_json(ctx) if ctx else "{}", *line)
+            for (t, i, ref, ctx), line in zip(items, lines, strict=True)
         ]
 
         def insert(conn: sqlite3.Cursor) -> list[str]:
@@ -1043,6 +1054,7 @@ def _run_from_row(row: tuple) -> WorkflowRun:
         owner_token=row[18],
         lease_until=row[19],
         generation=row[20],
+        retry_request=row[21],
     )
 
 
@@ -1100,9 +1112,12 @@ def _item_from_row(row: tuple) -> FanOutItemRow:
         context={}
         if not context or context == "{}"
         else sh.load_json_object(context, "fan-out item context"),
+        attempt=row[10] if row[10] is not None else 1,
+        previous_child_run_id=row[11],
     )
 
 
 _ITEM_STATUS = {s.value: s for s in FanOutItemStatus}
+_FIRST_ATTEMPT = ItemLineage()
 
 __all__ = ["SqliteStore"]

@@ -35,7 +35,7 @@ from runkon_flow.events import (
     RunResumed,
     RunStarted,
 )
-from runkon_flow.persistence.models import NewRun, RunStatus, StepRole, StepStatus, StepUpdate
+from runkon_flow.persistence.models import NewRun, RetryRequest, RunStatus, StepRole, StepStatus, StepUpdate
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
@@ -397,7 +397,9 @@ class FlowEngine:
             raise WorkflowError(
                 f"resume: failed to load steps for run '{st.workflow_run_id}': {exc}"
             ) from exc
-        st.resume_ctx = ResumeContext.from_steps(steps)
+        run = st.persistence.get_run(st.workflow_run_id) if not st.parent_run_id else None
+        retry = RetryRequest.from_json(run.retry_request) if run is not None else None
+        st.resume_ctx = ResumeContext.from_steps(steps, retry)
         if not any(row.role == StepRole.GATE.value for row in steps):
             st.step_ledger = {
                 row.id: LedgerRow(

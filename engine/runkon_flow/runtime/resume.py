@@ -13,7 +13,10 @@ Better than upstream, on purpose:
 * a while loop's already-finished iterations are replayed silently (their results restored, so a
   condition step inside the body reads the right markers) instead of skipped blindly;
 * a foreach finds the row of its previous attempt so its items can be continued (see
-  nodes/foreach.py).
+  nodes/foreach.py);
+* a retry (`RetryRequest`, docs/when-things-go-wrong.md) reopens chosen fan-out rows: only the
+  chosen items run again there, and completed rows that came after the earliest reopened fan-out
+  and were written before the retry was asked are not reused — the steps after it run again.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from runkon_flow.dsl.ast import (
     UnlessNode,
     WhileNode,
 )
-from runkon_flow.persistence.models import StepStatus, WorkflowRunStep
+from runkon_flow.persistence.models import RetryRequest, StepStatus, WorkflowRunStep
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 
 __all__ = ["ResumeContext", "fast_forward_start", "leaf_skip_keys", "parse_markers", "restore_step"]
@@ -54,13 +57,19 @@ def _order(row: WorkflowRunStep) -> tuple[int, str, str]:
 class ResumeContext:
     """The completed rows of a run, by (step name, iteration), consumed in occurrence order."""
 
-    def __init__(self, rows: Iterable[WorkflowRunStep]) -> None:
+    def __init__(self, rows: Iterable[WorkflowRunStep], retry: RetryRequest | None = None) -> None:
         self.completed: dict[Key, list[WorkflowRunStep]] = {}
         self.unfinished: dict[Key, list[WorkflowRunStep]] = {}
         self._taken: dict[Key, int] = {}
+        self.retry = retry
+        rows = list(rows)
+        stale_after = _retry_cutoff(rows, retry)
         for row in rows:
             key = (row.step_name, row.iteration)
-            bucket = self.completed if StepStatus(row.status) is StepStatus.COMPLETED else self.unfinished
+            done = StepStatus(row.status) is StepStatus.COMPLETED
+            if done and stale_after is not None and _is_stale(row, stale_after, retry):
+                done = False  # written before the retry, after a reopened fan-out: run it again
+            bucket = self.completed if done else self.unfinished
             bucket.setdefault(key, []).append(row)
         for rows_ in self.completed.values():
             rows_.sort(key=_order)
@@ -68,10 +77,20 @@ class ResumeContext:
             rows_.sort(key=_order)
 
     @classmethod
-    def from_steps(cls, rows: Sequence[WorkflowRunStep]) -> ResumeContext:
+    def from_steps(
+        cls, rows: Sequence[WorkflowRunStep], retry: RetryRequest | None = None
+    ) -> ResumeContext:
         """Always a context on resume: even with nothing completed, unfinished child runs and
         foreach items are continued. (A run with nothing completed still emits RunStarted.)"""
-        return cls(rows)
+        return cls(rows, retry)
+
+    def retry_items(self, step_row_id: str) -> frozenset[str] | None:
+        """The item ids a retry chose for the fan-out row `step_row_id`; None when no retry
+        reopened that row (then every unfinished item is continued, as on any resume)."""
+        if self.retry is None:
+            return None
+        chosen = self.retry.items.get(step_row_id)
+        return frozenset(chosen) if chosen is not None else None
 
     @property
     def completed_count(self) -> int:
@@ -99,6 +118,19 @@ class ResumeContext:
         if not rows:
             return None
         return max(rows, key=lambda r: (r.started_at or "", r.id))
+
+
+def _retry_cutoff(rows: Sequence[WorkflowRunStep], retry: RetryRequest | None) -> int | None:
+    """The position of the earliest fan-out row the retry reopens (None: no retry here)."""
+    if retry is None:
+        return None
+    positions = [row.position for row in rows if row.id in retry.items]
+    return min(positions) if positions else None
+
+
+def _is_stale(row: WorkflowRunStep, after: int, retry: RetryRequest | None) -> bool:
+    assert retry is not None
+    return row.position > after and (row.started_at or "") < retry.requested_at
 
 
 def parse_markers(markers_out: str | None) -> list[str]:

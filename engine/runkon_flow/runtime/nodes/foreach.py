@@ -40,6 +40,7 @@ from runkon_flow.events import (
 from runkon_flow.persistence.models import (
     FanOutItemStatus,
     FanOutItemUpdate,
+    ItemLineage,
     NewStep,
     RunStatus,
     StepRole,
@@ -60,6 +61,8 @@ _ROLE = StepRole.FOREACH.value
 _RECEIVE_TICK = 0.25
 _TERMINAL_BAD = (FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
 _RUNNING = FanOutItemUpdate.running()
+_DISPATCHED = (FanOutItemStatus.RUNNING, FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
+_FIRST = ItemLineage()
 
 
 @dataclass(slots=True, eq=False)
@@ -76,6 +79,7 @@ class _Item:
     output_known: bool = False
     error: str | None = None
     token: CancellationToken | None = None
+    prior: Any = None  # the item's row in the previous attempt of this fan-out (resume, retry)
 
 
 def execute_foreach(st: ExecutionState, node: ForEachNode, iteration: int, path: str) -> None:
@@ -187,10 +191,12 @@ class _FanOut:
     def _collect(self, provider: Any) -> None:
         st, node = self.st, self.node
         previous: list[Any] = []
+        chosen: frozenset[str] | None = None
         if st.resume_ctx is not None:
             prior_row = st.resume_ctx.previous_attempt(self.key, self.iteration)
             if prior_row is not None:
                 previous = st.persistence.get_fan_out_items(prior_row.id)
+                chosen = st.resume_ctx.retry_items(prior_row.id)
         try:
             parse_scope = getattr(provider, "parse_scope", None)
             scope = parse_scope(node.scope) if parse_scope is not None else None
@@ -224,25 +230,14 @@ class _FanOut:
                     None,
                 )
         entries = list(merged.values())
-        row_ids = st.persistence.insert_fan_out_items(
-            self.step_id, [(t, i, r, c) for t, i, r, c, _ in entries]
-        )
-        carried: list[tuple[str, FanOutItemUpdate]] = []
-        for index, ((item_type, item_id, item_ref, context, prior), row_id) in enumerate(
-            zip(entries, row_ids, strict=True)
-        ):
-            item = _Item(index, row_id, item_type, item_id, item_ref, context)
-            if prior is not None and FanOutItemStatus(prior.status) is FanOutItemStatus.COMPLETED:
-                item.status = FanOutItemStatus.COMPLETED
-                item.child_run_id = prior.child_run_id
-                carried.append(
-                    (row_id, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, prior.child_run_id))
-                )
-                self.counts[FanOutItemStatus.COMPLETED] += 1
+        for index, (item_type, item_id, item_ref, context, prior) in enumerate(entries):
+            item = _Item(index, "", item_type, item_id, item_ref, context)
+            if prior is not None:
+                item.status = _carried_status(prior, chosen)
+                item.child_run_id = prior.child_run_id if item.status.is_terminal else None
+                item.prior = prior
             self.items.append(item)
             self.by_id.setdefault(item_id, item)
-        if carried:
-            st.persistence.batch_update_fan_out_items(carried)
         if node.ordered and _supports_ordered(provider):
             try:
                 edges = provider.dependencies(self.step_id)
@@ -252,6 +247,21 @@ class _FanOut:
                     f"{_own_words(exc) if isinstance(exc, EngineError) else describe_exception(exc)}"
                 )
             self._build_graph(edges or [])
+        if chosen is not None:
+            self._reopen_skipped_dependents()
+        row_ids = st.persistence.insert_fan_out_items(
+            self.step_id,
+            [(i.item_type, i.item_id, i.item_ref, i.context) for i in self.items],
+            [_lineage(i) for i in self.items],
+        )
+        carried: list[tuple[str, FanOutItemUpdate]] = []
+        for item, row_id in zip(self.items, row_ids, strict=True):
+            item.row_id = row_id
+            if item.status.is_terminal:
+                carried.append((row_id, FanOutItemUpdate.terminal(item.status, item.child_run_id)))
+                self.counts[item.status] += 1
+        if carried:
+            st.persistence.batch_update_fan_out_items(carried)
         if st.event_sinks:
             st.emit(
                 FanOutItemsCollected(
@@ -271,6 +281,17 @@ class _FanOut:
                     ],
                 )
             )
+
+    def _reopen_skipped_dependents(self) -> None:
+        """A retry: an item skipped because something it depends on failed runs again when that
+        blocker runs again (else a retried blocker's dependents would stay skipped for good)."""
+        todo = [i.item_id for i in self.items if i.prior is not None and i.status is FanOutItemStatus.PENDING]
+        while todo:
+            for dep_id in self.dependents.get(todo.pop(), ()):
+                dep = self.by_id[dep_id]
+                if dep.status is FanOutItemStatus.SKIPPED:
+                    dep.status, dep.child_run_id = FanOutItemStatus.PENDING, None
+                    todo.append(dep_id)
 
     def _build_graph(self, edges: list[tuple[str, str]]) -> None:
         unknown: set[str] = set()
@@ -701,6 +722,30 @@ class _FanOut:
             structured_output=aggregate,
         )
         self.trace.completed(StepStatus.COMPLETED)
+
+
+def _carried_status(prior: Any, chosen: frozenset[str] | None) -> FanOutItemStatus:
+    """The status an item starts this attempt in: a completed item keeps its result; on a plain
+    resume every other item runs again (pending); on a retry only the chosen items and the ones
+    that never finished do, the rest keep their outcome."""
+    status = FanOutItemStatus(prior.status)
+    if status is FanOutItemStatus.COMPLETED:
+        return status
+    if chosen is None or prior.item_id in chosen or not status.is_terminal:
+        return FanOutItemStatus.PENDING
+    return status
+
+
+def _lineage(item: _Item) -> ItemLineage:
+    """A row's attempt number and the child run before it: an item that runs again after it ran
+    (or was started) is a new attempt; one carried over or never started keeps its number."""
+    prior = item.prior
+    if prior is None:
+        return _FIRST
+    ran = FanOutItemStatus(prior.status) in _DISPATCHED and prior.child_run_id not in (None, "dispatching")
+    if item.status is FanOutItemStatus.PENDING and ran:
+        return ItemLineage(prior.attempt + 1, prior.child_run_id)
+    return ItemLineage(prior.attempt, prior.previous_child_run_id)
 
 
 def _own_words(exc: EngineError) -> str:

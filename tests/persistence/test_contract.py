@@ -17,9 +17,11 @@ from runkon_flow.persistence import (
     DeletedRuns,
     FanOutItemStatus,
     FanOutItemUpdate,
+    ItemLineage,
     NewEvent,
     NewRun,
     NewStep,
+    RetryRequest,
     RunStatus,
     StepStatus,
     StepUpdate,
@@ -1100,3 +1102,30 @@ def test_gc_keeps_runs_that_ended_after_the_cutoff_and_runs_that_never_ended(sto
     assert store.get_run(recent) is not None
     assert store.delete_finished_runs("2999-01-01T00:00:00.000Z").runs == 1
     assert store.get_run(interrupted) is not None
+
+
+# --------------------------------------------------------------------------- retry lineage (schema v4)
+
+
+def test_item_rows_record_their_attempt_and_the_child_run_before_it(store) -> None:
+    step_id = foreach_step(store)
+    first, retried = store.insert_fan_out_items(
+        step_id,
+        [("t", "a", "", {}), ("t", "b", "", {})],
+        [ItemLineage(), ItemLineage(3, "child-of-attempt-2")],
+    )
+    rows = {r.item_id: r for r in store.get_fan_out_items(step_id)}
+    assert (rows["a"].attempt, rows["a"].previous_child_run_id) == (1, None)
+    assert (rows["b"].attempt, rows["b"].previous_child_run_id) == (3, "child-of-attempt-2")
+    store.insert_fan_out_items(step_id, [("t", "c", "", {})])  # no lineage given: a first attempt
+    assert store.get_fan_out_items(step_id)[-1].attempt == 1
+
+
+def test_a_run_keeps_the_retry_asked_of_it(store) -> None:
+    run_id = new_run(store)
+    assert store.get_run(run_id).retry_request is None
+    request = RetryRequest("2026-12-03T10:00:00.000Z", {"step-1": ("a", "b")}, "current")
+    store.set_retry_request(run_id, request)
+    assert RetryRequest.from_json(store.get_run(run_id).retry_request) == request
+    with pytest.raises(PersistenceError):
+        store.set_retry_request("no-such-run", request)

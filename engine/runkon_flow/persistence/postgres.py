@@ -44,9 +44,11 @@ from runkon_flow.persistence.models import (
     FanOutItemStatus,
     FanOutItemUpdate,
     GateApprovalState,
+    ItemLineage,
     NewEvent,
     NewRun,
     NewStep,
+    RetryRequest,
     RunStatus,
     StepStatus,
     StepUpdate,
@@ -120,9 +122,9 @@ _ITEM_TERMINAL = (
 )
 _ITEM_INSERT = (
     "INSERT INTO workflow_run_step_fan_out_items "
-    "(id, step_run_id, item_type, item_id, item_ref, status, context) "
-    "SELECT i, %s, t, n, r, 'pending', c FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[]) WITH ORDINALITY AS u(i, t, n, r, c, o) ORDER BY o "
+    "(id, step_run_id, item_type, item_id, item_ref, status, context, attempt, previous_child_run_id) "
+    "SELECT i, %s, t, n, r, 'pending', c, a, p FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::int[], %s::text[]) WITH ORDINALITY AS u(i, t, n, r, c, a, p, o) ORDER BY o "
     "ON CONFLICT (step_run_id, item_type, item_id) DO NOTHING"
 )
 
@@ -603,6 +605,11 @@ class PostgresStore:
         )
 
     @_translated
+    def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
+        sql = "UPDATE workflow_runs SET retry_request = %s WHERE id = %s"
+        self._update_run(sql, (request.to_json(), run_id))
+
+    @_translated
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
         self._update_run(
             "UPDATE workflow_runs SET status = 'waiting', blocked_on = %s, ended_at = NULL WHERE id = %s",
@@ -880,7 +887,10 @@ class PostgresStore:
 
     @_translated
     def insert_fan_out_items(
-        self, step_run_id: str, items: list[tuple[str, str, str, dict[str, str]]]
+        self,
+        step_run_id: str,
+        items: list[tuple[str, str, str, dict[str, str]]],
+        lineage: Sequence[ItemLineage] | None = None,
     ) -> list[str]:
         """One statement for the whole batch; ids come back in the order of `items`."""
         if not items:
@@ -888,12 +898,17 @@ class PostgresStore:
                 _require_step(cur, step_run_id)
             return []
         ids = [sh.new_ordered_id() for _ in items]
+        lines = list(lineage) if lineage is not None else [ItemLineage()] * len(items)
+        if len(lines) != len(items):
+            raise ValueError("insert_fan_out_items: one lineage per item")
         columns = (
             ids,
             [t for t, _, _, _ in items],
             [i for _, i, _, _ in items],
             [ref for _, _, ref, _ in items],
             [sh.dump_json(ctx) if ctx else "{}" for _, _, _, ctx in items],
+            [line.attempt for line in lines],
+            [line.previous_child_run_id for line in lines],
         )
 
         def insert(cur: Any) -> list[str]:

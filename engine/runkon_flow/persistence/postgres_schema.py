@@ -118,7 +118,15 @@ _V3 = (
 )""",
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3))
+_V4 = (
+    # Retrying items (docs/when-things-go-wrong.md): the retry asked of a run, and each fan-out
+    # item row's attempt number and the child run of the attempt before it.
+    "ALTER TABLE workflow_runs ADD COLUMN IF NOT EXISTS retry_request TEXT",
+    "ALTER TABLE workflow_run_step_fan_out_items ADD COLUMN IF NOT EXISTS attempt INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE workflow_run_step_fan_out_items ADD COLUMN IF NOT EXISTS previous_child_run_id TEXT",
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
 """(version, statements) in order: applying every step above the database's version brings it to
 SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""
 

@@ -40,6 +40,7 @@ from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workf
 from runkon_flow.dsl.script_commands import check_script_commands
 from runkon_flow.dsl.validation import validate_workflow
 from runkon_flow.errors import (
+    AlreadyOwned,
     FlowError,
     Problem,
     SourceLocation,
@@ -49,7 +50,7 @@ from runkon_flow.errors import (
 )
 from runkon_flow.event_log import DEFAULT_MAX_OUTPUT_LINES, StoredEventWriter
 from runkon_flow.events import EventSink
-from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
+from runkon_flow.persistence.models import NewRun, RetryRequest, RunStatus, WorkflowRun, now_rfc3339
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.agents import (
     AGENTS_DIR,
@@ -542,6 +543,51 @@ class Workspace:
         else:
             plan = _Plan(wf, directory, snap)
         return self._drive(plan, run, sinks, None, resume=True)
+
+    def retry(
+        self,
+        run_id: str,
+        items: Mapping[str, Sequence[str]],
+        *,
+        definition: str = "stored",
+        sinks: Sequence[EventSink] = (),
+    ) -> WorkflowResult:
+        """Retry chosen fan-out items of a finished run (docs/when-things-go-wrong.md).
+
+        `items` maps fan-out step row ids to the item ids to run again; every other item keeps its
+        outcome, completed items are never touched. The request is written under a borrowed lease
+        (refused with `AlreadyOwned` while an engine holds the run), then the run is resumed with
+        the `stored` definition or the `current` file: the reopened fan-outs run only the chosen
+        items, their aggregate output and the steps after them are brought up to date, and the
+        run's final status follows."""
+        if definition not in ("stored", "current"):
+            raise WorkflowError(f"retry: definition must be 'stored' or 'current', not '{definition}'")
+        run = self._run_row(run_id)
+        if run.parent_run_id:
+            raise WorkflowError(f"run '{run_id}' is a child run; retry its top-level run {run.parent_run_id}")
+        if not run.status.is_terminal:
+            raise WorkflowError(f"run '{run_id}' is {run.status.value}; only a finished run can be retried")
+        if not items or not any(items.values()):
+            raise WorkflowError(f"run '{run_id}': no items chosen to retry")
+        plan = self._plan_from_row(run) if definition == "stored" else self._current_plan(run)
+        request = RetryRequest(now_rfc3339(), {k: tuple(v) for k, v in items.items()}, definition)
+        token = f"retry-{uuid.uuid4().hex}"
+        if self.store.acquire_lease(run_id, token, _CANCEL_LEASE_SECS) is None:
+            raise AlreadyOwned(run_id)
+        try:
+            status = self._run_row(run_id).status
+            if not status.is_terminal:
+                raise WorkflowError(f"run '{run_id}' is {status.value}; only a finished run can be retried")
+            self.store.set_retry_request(run_id, request)
+        finally:
+            self.store.release_lease(run_id, token)
+        return self._drive(plan, self._run_row(run_id), sinks, None, resume=True)
+
+    def _current_plan(self, run: WorkflowRun) -> _Plan:
+        """Today's file for the run's workflow (an error when it is gone or broken)."""
+        snap = self._snapshot()
+        wf = self._lookup(snap, run.workflow_name)
+        return _Plan(wf, snap.workflow_dirs[wf.name], snap)
 
     def cancel(self, run_id: str, message: str | None = None) -> None:
         """Cancel a run: at once if it runs in this process (a child run id works too), otherwise by

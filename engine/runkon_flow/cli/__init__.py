@@ -51,6 +51,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "fmt": fmt.add_fmt_parser,
     "run": run.add_run_parser,
     "resume": run.add_resume_parser,
+    "retry": run.add_retry_parser,
     "cancel": run.add_cancel_parser,
     "runs": history.add_runs_parser,
     "show": history.add_show_parser,

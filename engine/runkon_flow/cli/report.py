@@ -21,6 +21,7 @@ from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_cou
 from runkon_flow.observe.loader import fanout_from_rows
 from runkon_flow.observe.status import outcome
 from runkon_flow.persistence.models import (
+    FanOutItemRow,
     FanOutItemStatus,
     RunStatus,
     StepRole,
@@ -223,7 +224,25 @@ def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[st
         failed_lines.append(f"    item {item.item_id} failed{where}{error}")
     if len(failed) > 10:
         failed_lines.append(f"    … and {len(failed) - 10} more failed items")
+    failed_lines.extend(_attempt_lines(store, items))
     return f"items {counts.finished}/{counts.total}: {', '.join(parts)}", failed_lines
+
+
+def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow]) -> list[str]:
+    """Retried items with their earlier attempt: `b: attempt 2 completed (earlier attempt: child
+    run X failed)` — the failed child run is kept, so `show X` still tells why it failed."""
+    retried = [i for i in items if i.attempt > 1]
+    lines = []
+    for item in retried[:10]:
+        earlier = ""
+        if item.previous_child_run_id:
+            previous = store.get_run(item.previous_child_run_id)
+            state = f" {display_status(previous)}" if previous is not None else ""
+            earlier = f" (earlier attempt: child run {item.previous_child_run_id}{state})"
+        lines.append(f"    {item.item_id}: attempt {item.attempt} {FanOutItemStatus(item.status).value}{earlier}")
+    if len(retried) > 10:
+        lines.append(f"    … and {len(retried) - 10} more retried items")
+    return lines
 
 
 def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> list[str]:

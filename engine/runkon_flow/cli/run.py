@@ -1,4 +1,4 @@
-"""`runkon-flow run|resume|cancel`: durable runs from the shell.
+"""`runkon-flow run|resume|retry|cancel`: durable runs from the shell.
 
 One error policy for all three: exit 2 when the command line is wrong (argparse errors, `--input`
 syntax, unknown or missing inputs, an unknown workflow, a missing `--dir`), exit 1 when the work
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from runkon_flow.cli.drive import (
 )
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.report import display_status, lease_is_live, parse_time
+from runkon_flow.cli.retry_plan import choose_items, definition_diff, latest_fanouts
 from runkon_flow.cli.store import add_db_args, db_label, get_run, location_of, opened_store
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
@@ -401,6 +403,123 @@ def add_resume_parser(sub: Any) -> None:
         "--wait", action="store_true", help="if another engine holds the run, wait until its lease lapses"
     )
     p.set_defaults(handler=cmd_resume)
+
+
+# --------------------------------------------------------------------------- retry
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if not args.failed and not args.items:
+        raise UsageError("say what to retry: --failed, or --item ID (repeatable)")
+    config = exec_config_for(args.lease_ttl)
+    with opened_store(args, must_exist=True) as store:
+        run = get_run(store, args.run_id, args)
+        parent = run.parent_workflow_run_id or run.parent_run_id
+        if parent:
+            raise CommandFailed(f"run {run.id} is a child of run {parent}; retry that run instead")
+        if not RunStatus(run.status).is_terminal:
+            if lease_is_live(run):
+                raise CommandFailed(_owned_message(run))
+            raise CommandFailed(
+                f"run {run.id} is {display_status(run)}, not finished; resume it instead "
+                f"(runkon-flow resume {run.id})"
+            )
+        if lease_is_live(run):
+            raise CommandFailed(_owned_message(run))
+        choice = choose_items(latest_fanouts(store, run), failed=args.failed, item_ids=args.items)
+        ws = _workspace(_workflow_dirs(args.dirs), store, config)
+        definition = _retry_definition(args.definition, run, ws)
+        print(f"run {run.id} ({run.workflow_name}, {display_status(run)}):")
+        for line in choice.lines:
+            print(f"  {line}")
+        print(f"  with the {definition} definition; the steps after the retried fan-out run again")
+        _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
+        events_file = open_events_file(args.events, append=True)
+        print(f"run_id={run.id} workflow={run.workflow_name} db={db_label(args)}", flush=True)
+        try:
+            return execute(
+                args,
+                store,
+                run.id,
+                lambda queue: ws.retry(run.id, choice.items, definition=definition, sinks=[queue]),
+                lambda rid: ws.cancel(rid, CTRL_C_MESSAGE),
+                events_file=events_file,
+                durable=True,
+            )
+        except AlreadyOwned:
+            raise CommandFailed(_owned_message(store.get_run(run.id) or run)) from None
+
+
+def _retry_definition(wanted: str | None, run: WorkflowRun, ws: Workspace) -> str:
+    """`stored` or `current`, shown and chosen: when today's file differs from what the run
+    stored, print the diff and insist on an explicit `--definition`."""
+    current = ws.workflows.get(run.workflow_name)
+    if current is None:
+        if wanted == "current":
+            raise CommandFailed(
+                f"workflow '{run.workflow_name}' is not in {', '.join(str(d) for d in ws.dirs)}; "
+                "retry with --definition stored, or point --dir at its folder"
+            )
+        return "stored"
+    diff = definition_diff(run, current, as_named(current.source_path, ws.dirs))
+    if diff is None:  # nothing stored to compare with: today's file is all there is
+        if wanted == "stored":
+            raise CommandFailed(f"run {run.id} has no stored definition; retry with --definition current")
+        return "current"
+    if not diff:
+        print(f"the definition of '{run.workflow_name}' is unchanged since the run")
+        return wanted or "stored"
+    print(f"the workflow file changed since run {run.id}:")
+    for line in diff:
+        print(f"  {line}")
+    if wanted is None:
+        raise UsageError("choose the definition the retry runs: --definition stored or --definition current")
+    return wanted
+
+
+def _confirm(yes: bool, question: str) -> None:
+    """Ask on a terminal; without one, only --yes goes ahead (a script must not hang on a prompt)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question} — not asked without a terminal; pass --yes to go ahead")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CommandFailed("nothing retried")
+
+
+def add_retry_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "retry",
+        help="run failed fan-out items of a finished run again",
+        description=(
+            "Retry items of the finished run RUN_ID (failed, cancelled, or completed with failed items): "
+            "every failed or cancelled item (--failed) or the ones named (--item). Each retry is a new "
+            "attempt: the earlier child run is kept and the item records it; completed items never run "
+            "again; the fan-out's aggregate output and the steps after it are brought up to date and the "
+            "run ends with their outcome. Shows what it will do (and how today's file differs from the "
+            "definition stored with the run) and asks; --yes skips the question."
+        ),
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--failed", action="store_true", help="retry every failed or cancelled item")
+    p.add_argument(
+        "--item", dest="items", action="append", default=[], metavar="ID", help="retry this item (repeatable)"
+    )
+    p.add_argument(
+        "--definition",
+        choices=("stored", "current"),
+        help="run the definition stored with the run, or today's file (required when they differ)",
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    _add_dir_args(p)
+    add_db_args(p)
+    add_progress_args(p)
+    _add_lease_args(p)
+    p.set_defaults(handler=cmd_retry)
 
 
 # --------------------------------------------------------------------------- cancel

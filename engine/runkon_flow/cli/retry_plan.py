@@ -1,0 +1,129 @@
+"""What `runkon-flow retry` would do to a run: which fan-out items it runs again, and how the
+run's stored definition differs from today's file (docs/when-things-go-wrong.md).
+
+Pure reading of the store; nothing here writes. The command (cli/run.py) shows this, asks, and
+then hands the choice to `Workspace.retry`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from runkon_flow.cli.common import CommandFailed, UsageError
+from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.dsl.formatter import format_workflow
+from runkon_flow.persistence import FanOutItemRow, FanOutItemStatus, StepRole, WorkflowRun, WorkflowRunStep
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = ["FanOut", "RetryChoice", "choose_items", "definition_diff", "latest_fanouts"]
+
+#: What `--failed` retries: every item that ran and did not succeed. Items skipped because an
+#: item they depend on failed run again with it (the engine reopens them).
+_RETRIED_BY_FAILED = (FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
+
+
+@dataclass
+class FanOut:
+    """The latest attempt of one foreach step (per iteration) of a run, with its item rows."""
+
+    step: WorkflowRunStep
+    items: list[FanOutItemRow]
+
+    @property
+    def name(self) -> str:
+        return self.step.step_name.removeprefix("foreach:")
+
+
+@dataclass
+class RetryChoice:
+    """The items to run again, per fan-out row, and what stays as it is."""
+
+    items: dict[str, list[str]] = field(default_factory=dict)  # step row id -> item ids
+    lines: list[str] = field(default_factory=list)  # what will happen, said per fan-out
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.items.values())
+
+
+def latest_fanouts(store: WorkflowPersistence, run: WorkflowRun) -> list[FanOut]:
+    """The run's foreach steps, the latest attempt of each (name, iteration), in run order."""
+    latest: dict[tuple[str, int], WorkflowRunStep] = {}
+    for step in store.get_steps(run.id):
+        if step.role != StepRole.FOREACH.value:
+            continue
+        key = (step.step_name, step.iteration)
+        seen = latest.get(key)
+        if seen is None or (step.started_at or "", step.id) > (seen.started_at or "", seen.id):
+            latest[key] = step
+    rows = sorted(latest.values(), key=lambda s: (s.position, s.started_at or ""))
+    return [FanOut(step, store.get_fan_out_items(step.id)) for step in rows]
+
+
+def choose_items(fanouts: Sequence[FanOut], *, failed: bool, item_ids: Sequence[str]) -> RetryChoice:
+    """The items `--failed` / `--item ID …` select. A completed item or an unknown id is an
+    error naming it: completed work is never run again, and a typo must not retry nothing."""
+    choice = RetryChoice()
+    wanted = set(item_ids)
+    found: set[str] = set()
+    for fan in fanouts:
+        chosen: list[str] = []
+        for item in fan.items:
+            status = FanOutItemStatus(item.status)
+            if item.item_id in wanted:
+                found.add(item.item_id)
+                if status is FanOutItemStatus.COMPLETED:
+                    raise UsageError(
+                        f"item '{item.item_id}' of foreach '{fan.name}' completed; completed items are "
+                        "never retried (rerun the run from a step to redo finished work)"
+                    )
+                chosen.append(item.item_id)
+            elif failed and status in _RETRIED_BY_FAILED:
+                chosen.append(item.item_id)
+        if chosen:
+            choice.items[fan.step.id] = chosen
+            kept = sum(1 for i in fan.items if FanOutItemStatus(i.status) is FanOutItemStatus.COMPLETED)
+            shown = ", ".join(chosen[:10]) + (f", … ({len(chosen) - 10} more)" if len(chosen) > 10 else "")
+            choice.lines.append(
+                f"foreach '{fan.name}': retry {len(chosen)} of {len(fan.items)} items ({shown}); "
+                f"{kept} completed kept"
+            )
+    missing = [i for i in item_ids if i not in found]
+    if missing:
+        known = sorted({i.item_id for fan in fanouts for i in fan.items})
+        listed = ", ".join(known[:20]) + (" …" if len(known) > 20 else "") if known else "none"
+        raise UsageError(f"no item {', '.join(repr(m) for m in missing)} in this run (items: {listed})")
+    if not choice.items:
+        raise CommandFailed("nothing to retry: no failed or cancelled items in this run")
+    return choice
+
+
+def _text(wf: WorkflowDef) -> str:
+    """The definition as .wf text, through JSON so both sides lose the same details (comments,
+    which defaults were written): only real differences show."""
+    return format_workflow(WorkflowDef.from_json(json.loads(json.dumps(wf.to_json()))))
+
+
+def definition_diff(run: WorkflowRun, current: WorkflowDef | None, current_path: str) -> list[str] | None:
+    """A unified diff from the run's stored definition to today's file; [] when they are the
+    same; None when the run has no readable stored definition."""
+    if not run.definition_snapshot:
+        return None
+    try:
+        stored = WorkflowDef.from_json(json.loads(run.definition_snapshot))
+    except (ValueError, TypeError, KeyError):
+        return None
+    if current is None:
+        return []
+    return list(
+        difflib.unified_diff(
+            _text(stored).splitlines(),
+            _text(current).splitlines(),
+            f"stored with run {run.id}",
+            current_path,
+            lineterm="",
+        )
+    )

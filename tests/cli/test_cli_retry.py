@@ -1,0 +1,196 @@
+"""`runkon-flow retry`: run failed fan-out items of a finished run again, keeping the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence import FanOutItemStatus, RunStatus, SqliteStore
+
+from .run_helpers import cli, run_id_of, write
+
+FAN = """workflow fan {
+  foreach each {
+    over         = static
+    scope        = { items = "a,b,c,d,e" }
+    max_parallel = 2
+    workflow     = one
+    inputs       = { name = "{{item.id}}" }
+  }
+  script after { run = "echo after >> after.log" }
+}
+"""
+# b and d fail on their first attempt and succeed on the second; every execution is counted.
+ONE = """workflow one {
+  inputs { name default = "" }
+  script work { run = "echo {{name}} >> runs.log; case {{name}} in b|d) test -f seen-{{name}} && exit 0; touch seen-{{name}}; exit 3;; esac" }
+}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    write(tmp_path / "fan.wf", FAN)
+    write(tmp_path / "one.wf", ONE)
+    return tmp_path
+
+
+def executions(home: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in (home / "runs.log").read_text().split():
+        counts[line] = counts.get(line, 0) + 1
+    return counts
+
+
+def failed_run(capsys: pytest.CaptureFixture[str], home: Path) -> str:
+    code, out, _ = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+    assert not (home / "after.log").exists()  # the run stopped at the failed fan-out
+    return run_id_of(out)
+
+
+def items_of(home: Path, run_id: str) -> list[dict[str, tuple]]:
+    """Per attempt of the fan-out (oldest first): item id -> (status, attempt, previous child run)."""
+    store = SqliteStore(home / "runs.db")
+    try:
+        steps = sorted(
+            (s for s in store.get_steps(run_id) if s.role == "foreach"), key=lambda s: (s.started_at, s.id)
+        )
+        return [
+            {
+                i.item_id: (
+                    FanOutItemStatus(i.status).value,
+                    i.attempt,
+                    i.previous_child_run_id,
+                    i.child_run_id,
+                )
+                for i in store.get_fan_out_items(s.id)
+            }
+            for s in steps
+        ]
+    finally:
+        store.close()
+
+
+def test_retry_failed_runs_only_the_failed_items_again_and_the_run_completes(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    first = items_of(home, run_id)[0]
+    assert {k: v[0] for k, v in first.items()} == {
+        "a": "completed", "b": "failed", "c": "completed", "d": "failed", "e": "completed",
+    }  # fmt: skip
+
+    code, out, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 0, err
+    assert "foreach 'each': retry 2 of 5 items (b, d); 3 completed kept" in out
+    # Completed items did not run again; failed ones ran exactly once more; the step after ran.
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+    assert (home / "after.log").read_text() == "after\n"
+
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert store.get_run(run_id).status is RunStatus.COMPLETED
+    finally:
+        store.close()
+    before, after = items_of(home, run_id)
+    assert before == first  # the earlier attempt is kept as it was
+    for retried in ("b", "d"):
+        status, attempt, previous, child = after[retried]
+        assert (status, attempt, previous) == ("completed", 2, first[retried][3])
+        assert child != first[retried][3]  # a new child run; the failed one is kept
+    for kept in ("a", "c", "e"):
+        assert after[kept] == first[kept]  # same child run, same attempt: not touched
+
+    code, out, _ = cli(capsys, "show", run_id)
+    assert code == 0
+    for retried in ("b", "d"):
+        assert (
+            f"{retried}: attempt 2 completed (earlier attempt: child run {first[retried][3]} failed)" in out
+        )
+
+
+def test_retry_one_item_keeps_the_other_failures(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    code, _out, err = cli(
+        capsys, "retry", run_id, "--item", "b", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 1, err  # d is still failed, so the run still fails
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 1, "e": 1}
+    after = items_of(home, run_id)[-1]
+    assert {k: v[0] for k, v in after.items()} == {
+        "a": "completed", "b": "completed", "c": "completed", "d": "failed", "e": "completed",
+    }  # fmt: skip
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 0, err
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+
+
+def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))
+    assert code == 2 and "item 'a' of foreach 'each' completed; completed items are never retried" in err
+    code, _, err = cli(capsys, "retry", run_id, "--item", "zz", "--yes", "--dir", str(home))
+    assert code == 2 and "no item 'zz' in this run (items: a, b, c, d, e)" in err
+    code, _, err = cli(capsys, "retry", run_id, "--dir", str(home))
+    assert code == 2 and "--failed, or --item ID" in err
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}  # nothing ran
+
+
+def test_without_a_terminal_retry_needs_yes(capsys, home: Path, monkeypatch) -> None:
+    run_id = failed_run(capsys, home)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+    code, out, err = cli(capsys, "retry", run_id, "--failed", "--dir", str(home))
+    assert code == 2
+    assert "retry 2 of 5 items" in out  # what it would do is shown first
+    assert "pass --yes to go ahead" in err
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+
+
+def test_a_changed_file_is_shown_as_a_diff_and_the_definition_must_be_chosen(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    write(home / "fan.wf", FAN.replace("echo after >> after.log", "echo after-v2 >> after.log"))
+    code, out, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
+    assert code == 2 and "--definition stored or --definition current" in err
+    assert "the workflow file changed since run" in out
+    assert any(
+        line.strip().startswith("-") and "echo after >> after.log" in line for line in out.splitlines()
+    )
+    assert any(
+        line.strip().startswith("+") and "echo after-v2 >> after.log" in line for line in out.splitlines()
+    )
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+
+    code, _, err = cli(
+        capsys,
+        "retry",
+        run_id,
+        "--failed",
+        "--yes",
+        "--definition",
+        "current",
+        "--dir",
+        str(home),
+        "--progress",
+        "plain",
+    )
+    assert code == 0, err
+    assert (home / "after.log").read_text() == "after-v2\n"  # today's file ran
+
+
+def test_a_run_another_engine_holds_is_refused(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert store.acquire_lease(run_id, "someone-else:1:x", 60) is not None
+    finally:
+        store.close()
+    code, _, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
+    assert code == 1 and "owned by another engine" in err
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}

@@ -23,8 +23,11 @@ FAN = """workflow fan {
 # b and d fail on their first attempt and succeed on the second; every execution is counted.
 ONE = """workflow one {
   inputs { name default = "" }
-  script work { run = "echo {{name}} >> runs.log; case {{name}} in b|d) test -f seen-{{name}} && exit 0; touch seen-{{name}}; exit 3;; esac" }
+  script work { run = "sh work.sh {{name}}" }
 }
+"""
+WORK = """echo "$1" >> runs.log
+case "$1" in b|d) test -f "seen-$1" && exit 0; touch "seen-$1"; exit 3;; esac
 """
 
 
@@ -35,6 +38,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
     write(tmp_path / "fan.wf", FAN)
     write(tmp_path / "one.wf", ONE)
+    write(tmp_path / "work.sh", WORK)
     return tmp_path
 
 

@@ -1109,7 +1109,7 @@ def test_gc_keeps_runs_that_ended_after_the_cutoff_and_runs_that_never_ended(sto
 
 def test_item_rows_record_their_attempt_and_the_child_run_before_it(store) -> None:
     step_id = foreach_step(store)
-    first, retried = store.insert_fan_out_items(
+    store.insert_fan_out_items(
         step_id,
         [("t", "a", "", {}), ("t", "b", "", {})],
         [ItemLineage(), ItemLineage(3, "child-of-attempt-2")],

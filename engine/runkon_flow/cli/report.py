@@ -239,7 +239,8 @@ def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow]) -> li
             previous = store.get_run(item.previous_child_run_id)
             state = f" {display_status(previous)}" if previous is not None else ""
             earlier = f" (earlier attempt: child run {item.previous_child_run_id}{state})"
-        lines.append(f"    {item.item_id}: attempt {item.attempt} {FanOutItemStatus(item.status).value}{earlier}")
+        status = FanOutItemStatus(item.status).value
+        lines.append(f"    {item.item_id}: attempt {item.attempt} {status}{earlier}")
     if len(retried) > 10:
         lines.append(f"    … and {len(retried) - 10} more retried items")
     return lines

@@ -427,7 +427,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         if lease_is_live(run):
             raise CommandFailed(_owned_message(run))
         choice = choose_items(latest_fanouts(store, run), failed=args.failed, item_ids=args.items)
-        ws = _workspace(_workflow_dirs(args.dirs), store, config)
+        ws = _workspace(_workflow_dirs(args.dirs), store, config, run.workflow_name)
         definition = _retry_definition(args.definition, run, ws)
         print(f"run {run.id} ({run.workflow_name}, {display_status(run)}):")
         for line in choice.lines:

@@ -99,3 +99,38 @@ def test_the_dashboard_opens_a_server_store_and_falls_back_when_it_cannot(dsn, t
     store, problem = open_store(f"postgresql://alice:s3cret@/runs?host={tmp_path}")
     assert isinstance(store, InMemoryStore)
     assert "cannot connect to run database" in problem and "s3cret" not in problem
+
+
+def test_a_detached_run_on_a_server_gets_the_url_without_it_on_a_command_line(tmp_path, wf) -> None:
+    """`run --detach` hands a server URL to the background runner through its environment (the URL
+    may hold a password; a command line is visible to every user of the machine)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from runkon_flow.persistence import RunStatus
+
+    from tests.pg import open_db
+
+    dsn = pg.fresh_dsn()
+    secret_dsn = dsn.replace("postgresql://", "postgresql://postgres:hunter2@", 1)
+    secret_dsn = secret_dsn.replace("&user=postgres", "")
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    env.pop("RUNKON_DB", None)
+    argv = ["run", "hello", "--dir", str(wf), "--db", secret_dsn, "--detach"]
+    started = subprocess.run(
+        [sys.executable, "-m", "runkon_flow.cli", *argv],
+        capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "hunter2" not in started.stdout + started.stderr
+    run_id = re.search(r"run_id=(\S+)", started.stdout)[1]
+    log = tmp_path / "state" / "runkon" / "logs" / f"{run_id}.log"
+    with open_db(dsn) as store:
+        deadline = time.monotonic() + 30
+        while store.get_run(run_id).status is not RunStatus.COMPLETED:
+            assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
+            time.sleep(0.05)
+    assert log.exists() and "hunter2" not in log.read_text()

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     one forces the exit, as for `run`; SIGHUP is ignored."""
     parser = argparse.ArgumentParser(prog="runkon_flow.cli.background")
     parser.add_argument("run_id")
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db")  # absent: $RUNKON_DB (a server URL comes that way, never on argv)
     parser.add_argument("--dir", dest="dirs", action="append", default=[])
     parser.add_argument("--lease-ttl", type=int)
     parser.add_argument("--events")

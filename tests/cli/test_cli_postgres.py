@@ -101,7 +101,7 @@ def test_the_dashboard_opens_a_server_store_and_falls_back_when_it_cannot(dsn, t
     assert "cannot connect to run database" in problem and "s3cret" not in problem
 
 
-def test_a_detached_run_on_a_server_gets_the_url_without_it_on_a_command_line(tmp_path, wf) -> None:
+def test_a_detached_run_on_a_server_completes_and_never_shows_the_password(tmp_path, wf) -> None:
     """`run --detach` hands a server URL to the background runner through its environment (the URL
     may hold a password; a command line is visible to every user of the machine)."""
     import os

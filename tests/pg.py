@@ -17,6 +17,8 @@ import atexit
 import os
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -137,3 +139,19 @@ def open_db(db: str):
     from runkon_flow.persistence.location import db_location
 
     return db_location(db).open()
+
+
+@contextmanager
+def own_server() -> Iterator[tuple[Path, str]]:
+    """A throwaway server for one test that must restart it (a shared one must not be disturbed):
+    (its directory, its URL). Skips without the server binaries — fails under CI."""
+    if pgserver.server_binaries() is None:
+        message = "needs the PostgreSQL server binaries (initdb, pg_ctl) to restart a server of its own"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    directory, dsn = pgserver.start()
+    try:
+        yield directory, dsn
+    finally:
+        pgserver.stop(directory)

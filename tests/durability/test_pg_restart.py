@@ -27,19 +27,10 @@ SLOW = """workflow slow {
 
 @pytest.fixture
 def own_server() -> Iterator[tuple[Path, str]]:
-    if pgserver.server_binaries() is None:
-        message = "needs the PostgreSQL server binaries (initdb, pg_ctl) to restart a server of its own"
-        if pg.in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    directory, dsn = pgserver.start()
-    try:
-        yield (
-            directory,
-            dsn.replace("postgresql://", "postgresql://postgres:hunter2@", 1).replace("&user=postgres", ""),
-        )
-    finally:
-        pgserver.stop(directory)
+    """A server of this test's own, and its URL with a password (trust auth ignores it)."""
+    with pg.own_server() as (directory, dsn):
+        secret = dsn.replace("postgresql://", "postgresql://postgres:hunter2@", 1)
+        yield directory, secret.replace("&user=postgres", "")
 
 
 @pytest.mark.slow

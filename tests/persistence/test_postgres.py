@@ -286,12 +286,23 @@ def test_wrong_credentials_are_one_line_without_the_password() -> None:
     assert "hunter2" not in message and "\n" not in message
 
 
-def test_a_server_restart_fails_the_call_in_flight_then_the_store_reconnects(store, dsn) -> None:
-    directory = pg.server_dir()
-    if directory is None:
-        pytest.skip("restarts only a throwaway server this test process started itself")
+@pytest.fixture
+def restartable():
+    """A store on a server of its own (this test restarts it), its URL and the server's directory."""
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    with pg.own_server() as (directory, dsn):
+        store = PostgresStore(dsn)
+        try:
+            yield store, dsn, directory
+        finally:
+            store.close()
+
+
+def test_a_server_restart_fails_the_call_in_flight_then_the_store_reconnects(restartable) -> None:
     from tests import pgserver
 
+    store, dsn, directory = restartable
     run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
     pgserver.restart(directory)
     with pytest.raises(PersistenceError) as caught:

@@ -41,12 +41,6 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def server_dir() -> Path | None:
-    """The directory of the throwaway server this process started (None when using $RUNKON_TEST_PG_DSN)."""
-    base_dsn()
-    return _state.get("dir")  # type: ignore[return-value]
-
-
 def base_dsn() -> str:
     """The server's URL, starting a throwaway server if needed; skips (fails under CI) without one."""
     with _lock:

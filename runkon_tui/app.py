@@ -39,7 +39,7 @@ from runkon_tui.config import TuiConfig, load_config
 from runkon_tui.follow import StoreFollower
 from runkon_tui.history import definition_of, load_run_state, past_run_view
 from runkon_tui.host import EngineHost
-from runkon_tui.run_view import Changes, GateView, RunState, RunView
+from runkon_tui.run_view import Changes, FanOutView, GateView, RunState, RunView
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateDecision, GateScreen
 from runkon_tui.screens.help import HelpScreen
@@ -516,6 +516,56 @@ class RunkonApp(App[int]):
         )
         self._refresh_screen()
 
+    def request_retry(self, fan: FanOutView, item_ids: list[str]) -> None:
+        """Retry items of a finished run's fan-out (docs/when-things-go-wrong.md), after a yes:
+        a new attempt for each, completed items kept, with the definition stored with the run
+        (the one the tree shows)."""
+        view = self.view
+        run_id = view.root_run_id
+        if self.host is None or run_id is None:
+            return
+        if self.run_active or view.active or view.status not in ("failed", "cancelled", "completed"):
+            self.notify("only a finished run can be retried", severity="warning")
+            return
+        if fan.run_id != run_id or not fan.step_id:
+            self.notify("this fan-out belongs to a sub-workflow: resume the run instead", severity="warning")
+            return
+        step_id = fan.step_id
+        shown = ", ".join(item_ids[:5]) + (f" … ({len(item_ids) - 5} more)" if len(item_ids) > 5 else "")
+        kept = fan.count("completed")
+        plural = "s" if len(item_ids) != 1 else ""
+        question = (
+            f"Retry {len(item_ids)} item{plural} of foreach '{fan.name}' ({shown})?\n"
+            f"{kept} completed items are kept; the definition stored with the run is used."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start_retry(run_id, {step_id: list(item_ids)})
+
+        self.push_screen(ConfirmScreen(question, yes="Retry"), answered)
+
+    def _start_retry(self, run_id: str, items: dict[str, list[str]]) -> None:
+        view = self.view
+        root = view.runs.get(run_id)
+        name = root.workflow_name if root is not None else ""
+        self._stop_following()
+        self.run_active = True
+        self.run_workflow_name = name
+        self.run_definition = view.definition
+        self._engine_thread_done.clear()
+        self.view.read_only = False
+        self.view.note(f"retrying {sum(len(v) for v in items.values())} items of run {short_id(run_id)}…")
+        self.drain()
+        self.run_worker(
+            lambda: self._engine_job(name, {}, run_id, retry=items),
+            thread=True,
+            group="engine",
+            name=f"retry {run_id}",
+            exit_on_error=False,
+        )
+        self._refresh_screen()
+
     def can_resume(self) -> bool:
         view = self.view
         return (
@@ -525,7 +575,13 @@ class RunkonApp(App[int]):
             and view.status in ("failed", "cancelled", "crashed", "needs_resume", "interrupted")
         )
 
-    def _engine_job(self, name: str, inputs: dict[str, str], resume_run_id: str | None) -> None:
+    def _engine_job(
+        self,
+        name: str,
+        inputs: dict[str, str],
+        resume_run_id: str | None,
+        retry: dict[str, list[str]] | None = None,
+    ) -> None:
         """Engine thread: validate, create, execute (or resume); report through messages only."""
         host = self.host
         assert host is not None
@@ -542,6 +598,8 @@ class RunkonApp(App[int]):
             ack.wait(5.0)  # the view must know the run before its first event is folded
             if resume_run_id is None:
                 host.execute(run_id, sinks=[self.bridge])
+            elif retry is not None:
+                host.retry(run_id, retry, definition="stored", sinks=[self.bridge])
             else:
                 host.resume(run_id, sinks=[self.bridge])
             self.post_message(EngineDone(run_id))

@@ -37,6 +37,15 @@ class EngineHost(Protocol):
 
     def resume(self, run_id: str, *, sinks: Sequence[EventSink] = ...) -> Any: ...
 
+    def retry(
+        self,
+        run_id: str,
+        items: Mapping[str, Sequence[str]],
+        *,
+        definition: str = ...,
+        sinks: Sequence[EventSink] = ...,
+    ) -> Any: ...
+
     def cancel(self, run_id: str, message: str | None = None) -> None: ...
 
 

@@ -312,6 +312,9 @@ class MainScreen(Screen[None]):
         self.grid_item = event.index
         self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())
 
+    def on_fan_out_grid_retry_requested(self, event: FanOutGrid.RetryRequested) -> None:
+        self.rapp.request_retry(event.fan, event.item_ids)
+
     def on_fan_out_grid_item_selected(self, event: FanOutGrid.ItemSelected) -> None:
         self.grid_item = event.index
         self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())

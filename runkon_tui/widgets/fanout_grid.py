@@ -23,6 +23,9 @@ _CELL_GLYPHS = [GLYPH[s] for s in ITEM_STATUSES]
 _FAILED_CODES = frozenset({ITEM_CODE["failed"]})
 
 
+_RETRYABLE = ("failed", "cancelled")
+
+
 class FanOutGrid(ScrollView, can_focus=True):
     """Items of one foreach, `cols` per row; a cursor picks an item."""
 
@@ -63,6 +66,8 @@ class FanOutGrid(ScrollView, can_focus=True):
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("enter", "select_item", "Item", id="select_item"),
+        Binding("e", "retry(False)", "Retry item", id="retry_item", show=False),
+        Binding("E", "retry(True)", "Retry failed", id="retry_failed", show=False),
     ]
 
     class ItemHighlighted(Message):
@@ -76,6 +81,14 @@ class FanOutGrid(ScrollView, can_focus=True):
 
     class ItemSelected(ItemHighlighted):
         """Enter or a click on an item: show its child run."""
+
+    class RetryRequested(Message):
+        """`e` (the item under the cursor) or `E` (every failed item): run them again."""
+
+        def __init__(self, fan: FanOutView, item_ids: list[str]) -> None:
+            super().__init__()
+            self.fan = fan
+            self.item_ids = item_ids
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -288,6 +301,23 @@ class FanOutGrid(ScrollView, can_focus=True):
 
     def action_select_item(self) -> None:
         self._set_cursor(self.cursor, select=True)
+
+    def action_retry(self, every_failed: bool) -> None:
+        """Ask to retry the item under the cursor, or every failed or cancelled item; the app
+        checks the run can be retried and asks before anything runs."""
+        fan = self.fan
+        if fan is None:
+            return
+        if every_failed:
+            ids = [fan.ids[i] for i in range(len(fan.ids)) if fan.status_of(i) in _RETRYABLE]
+        else:
+            idx = self.cursor_item()
+            ids = [fan.ids[idx]] if idx is not None and fan.status_of(idx) in _RETRYABLE else []
+        if not ids:
+            what = "no failed or cancelled items" if every_failed else "only a failed or cancelled item"
+            self.notify(f"nothing to retry: {what} can be retried", severity="warning")
+            return
+        self.post_message(self.RetryRequested(fan, ids))
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)

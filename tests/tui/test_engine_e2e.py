@@ -226,3 +226,49 @@ async def test_a_crashing_script_fails_the_run_and_the_summary_shows_its_output(
         assert "      | about to fail" in summary
         assert app.exit_code() == 1
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_retry_every_failed_item_from_the_grid_keeps_the_completed_ones(
+    folder: Path, tmp_path: Path
+) -> None:
+    collector = CollectingSink()
+    store = SqliteStore(tmp_path / "runs.db")
+    app = real_app(folder, store=store, collector=collector)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "fanout")
+        release(folder, "a", "b")
+        await pilot.press("enter")
+        fan = lambda: app.view.active_fanout()  # noqa: E731
+        await wait_for(pilot, lambda: fan() is not None and fan().count("completed") == 2, what="two items")  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start")  # type: ignore[union-attr]
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.run_active, what="run to stop")
+        run_id = app.view.root_run_id
+        assert app.view.status == "cancelled"
+        [fan_row] = [s for s in store.get_steps(run_id) if s.role == "foreach"]
+        first = {i.item_id: i.child_run_id for i in store.get_fan_out_items(fan_row.id)}
+
+        retried_from = len(collector.events)
+        grid = main(app).grid
+        grid.focus()
+        await pilot.pause()
+        await pilot.press("E")  # every failed or cancelled item
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="retry confirmation")
+        assert "Retry 2 items of foreach" in app.screen.question  # type: ignore[attr-defined]
+        assert "2 completed items are kept" in app.screen.question  # type: ignore[attr-defined]
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.run_active, what="retry to start")
+        release(folder, *"cdefghij")
+        await wait_for(pilot, lambda: not app.run_active, what="retried run to end", timeout=30)
+        assert app.view.status == "completed", app.view.summary_text()
+        assert store.get_run(run_id).status is RunStatus.COMPLETED  # type: ignore[union-attr]
+        started_again = {
+            d.event.item_id for d in collector.events[retried_from:] if d.event.type == "FanOutItemStarted"
+        }
+        assert started_again == set("cdefghij")  # a and b, completed, never ran again
+        latest = max((s for s in store.get_steps(run_id) if s.role == "foreach"), key=lambda s: s.started_at)
+        rows = {i.item_id: i for i in store.get_fan_out_items(latest.id)}
+        for item in "cd":  # the cancelled attempts are kept, and the new rows point at them
+            assert (rows[item].attempt, rows[item].previous_child_run_id) == (2, first[item])

@@ -136,6 +136,16 @@ def test_retry_one_item_keeps_the_other_failures(capsys, home: Path) -> None:
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
 
 
+def test_several_items_in_one_option(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    code, out, err = cli(
+        capsys, "retry", run_id, "--item", "b", "d", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 0, err
+    assert "retry 2 of 5 items (b, d)" in out
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+
+
 def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))

@@ -507,7 +507,13 @@ def add_retry_parser(sub: Any) -> None:
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--failed", action="store_true", help="retry every failed or cancelled item")
     p.add_argument(
-        "--item", dest="items", action="append", default=[], metavar="ID", help="retry this item (repeatable)"
+        "--item",
+        dest="items",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="retry these items (--item b d, or repeat the option)"
     )
     p.add_argument(
         "--definition",

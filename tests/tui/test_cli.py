@@ -60,11 +60,14 @@ def test_usage_errors_exit_2_with_a_message(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
-def test_the_installed_command_draws_a_frame_and_quits_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_installed_command_draws_a_frame_and_quits_cleanly(tmp_path: Path, backend: str) -> None:
     import fcntl
     import pty
     import struct
     import termios
+
+    from tests.pg import database
 
     folder = tmp_path / "wf"
     shutil.copytree(E2E, folder)
@@ -73,7 +76,7 @@ def test_the_installed_command_draws_a_frame_and_quits_cleanly(tmp_path: Path) -
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "RUNKON_TUI_CONFIG": str(tmp_path / "tui.yaml")}
     proc = subprocess.Popen(
-        [str(exe), str(folder), "--db", str(tmp_path / "runs.db"), "--no-watch"],
+        [str(exe), str(folder), "--db", database(backend, tmp_path), "--no-watch"],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -103,4 +106,5 @@ def test_the_installed_command_draws_a_frame_and_quits_cleanly(tmp_path: Path) -
         os.close(master)
     assert proc.returncode == 0
     assert b"Traceback" not in seen
+    assert b"unusable" not in seen  # the store opened (no in-memory fallback)
     assert (tmp_path / "tui.yaml").exists() is False  # starting and quitting writes no settings

@@ -171,6 +171,7 @@ class RunkonApp(App[int]):
         replay: Path | None = None,
         blink: bool = True,
         attach: str | None = None,
+        store_note: str | None = None,
     ) -> None:
         css = stylesheet_path()
         super().__init__(css_path=[css] if css.is_file() else None)
@@ -190,6 +191,8 @@ class RunkonApp(App[int]):
         self.replay_path = replay
         self.attach_to = attach
         self.blink = blink  # text cursors blink; tests turn it off for stable screenshots
+        # Said in the header for the whole session: e.g. runs kept in memory after an unusable --db.
+        self.store_note = store_note
         self.catalog = Catalog(self.dirs)
         self.catalog.reload()
         self.catalog_version = 0
@@ -205,12 +208,14 @@ class RunkonApp(App[int]):
         self.last_outcome: str | None = None  # status of the last run that ended while open
         self._host_stale = False
         self._known_gates: set[tuple[str, str]] = set()
+        self.gate_drafts: dict[str, str] = {}  # notes typed into a gate dialog, kept until answered
         self._watcher: WorkflowWatcher | None = None
         self._engine_thread_done = threading.Event()
         self._engine_thread_done.set()
         self._quitting = False
         self._workflow_status: dict[str, str] = {}
         self._shown_root: str | None = None
+        self._shown_workflow: str | None = None  # workflow of the run on screen (filters belong to it)
         self._start_theme = ""
         self._exiting = False
 
@@ -351,6 +356,7 @@ class RunkonApp(App[int]):
         if root_id != self._shown_root and self.view.workflow_name:
             # A new run appeared (started here, replayed, or opened): show its workflow.
             self._shown_root = root_id
+            self._new_run_shown(self.view.workflow_name)
             self._select_workflow(self.view.workflow_name)
         if screen is not None and screen.is_mounted:
             with self.batch_update(), contextlib.suppress(NoMatches):
@@ -359,6 +365,15 @@ class RunkonApp(App[int]):
             self._announce_gates()
         if changes.finished:
             self._announce_finish()
+
+    def _new_run_shown(self, workflow: str | None) -> None:
+        """A run of another workflow starts with no item or log filter left from the last one."""
+        if workflow == self._shown_workflow:
+            return
+        self._shown_workflow = workflow
+        screen = self.main_screen
+        if screen is not None and screen.is_mounted:
+            screen.clear_run_filters()
 
     def _every_second(self) -> None:
         screen = self.main_screen
@@ -476,6 +491,7 @@ class RunkonApp(App[int]):
         self.run_workflow_name = name
         self.run_definition = definition
         self._engine_thread_done.clear()
+        self.clear_notifications()  # toasts about the previous run would cover this one's log
         self.view.note(f"starting {name}…")
         self.drain()
         self.run_worker(
@@ -505,6 +521,7 @@ class RunkonApp(App[int]):
         self.run_definition = view.definition or (entry.definition if entry is not None else None)
         self._engine_thread_done.clear()
         self.view.read_only = False
+        self.clear_notifications()  # "Run finished … cancelled" is about the attempt that ended
         self.view.note(f"resuming run {short_id(run_id)}…")
         self.drain()
         self.run_worker(
@@ -709,13 +726,15 @@ class RunkonApp(App[int]):
             if decision is not None:
                 self._decide_gate(gate, decision)
 
-        self.push_screen(GateScreen(gate, intent), decided)
+        self.push_screen(GateScreen(gate, intent, self.gate_drafts), decided)
 
     def _decide_gate(self, gate: GateView, decision: GateDecision) -> None:
         host = self.host
         assert host is not None
         target = gate.step_id or gate.gate_name
         by = self.user
+        drafts = self.gate_drafts
+        draft_key = f"{gate.run_id}:{target}"
 
         def job() -> None:
             try:
@@ -726,6 +745,7 @@ class RunkonApp(App[int]):
             except Exception as exc:
                 self.post_message(Notice(f"gate {gate.gate_name}: {exc}", "error", log_error=True))
                 return
+            drafts.pop(draft_key, None)  # answered: the note is in the store now
             verb = "approved" if decision.approved else "rejected"
             self.post_message(Notice(f"gate {gate.gate_name} {verb}"))
 
@@ -848,6 +868,7 @@ class RunkonApp(App[int]):
         self.view = view
         self._known_gates = set(view.gates)
         self._shown_root = view.root_run_id
+        self._new_run_shown(view.workflow_name)
         screen = self.main_screen
         if screen is not None:
             screen.bind_view()

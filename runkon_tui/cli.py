@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         select=select,
         replay=args.replay,
         attach=args.attach,
+        store_note=opened.store_note,
     )
     code = app.run()
     summary = app.summary()

@@ -54,6 +54,7 @@ class OpenedHost:
     host: EngineHost | None
     store: WorkflowPersistence
     problems: list[str]
+    store_note: str | None = None  # for the header: the session's runs are kept in memory only
 
 
 def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
@@ -75,11 +76,12 @@ def open_workspace(
     """Build the engine host over `dirs` and the run store; problems are reported, not raised."""
     store, store_problem = open_store(db)
     problems = [store_problem] if store_problem else []
+    note = "in-memory store: runs are not saved" if store_problem else None
     try:
         from runkon_flow.workspace import Workspace
 
         host = Workspace(list(dirs), store, working_dir=working_dir)
     except Exception as exc:  # the dashboard still lists workflows and history without an engine
         problems.append(f"engine unavailable: {type(exc).__name__}: {exc}")
-        return OpenedHost(None, store, problems)
-    return OpenedHost(host, store, problems)
+        return OpenedHost(None, store, problems, note)
+    return OpenedHost(host, store, problems, note)

@@ -1,4 +1,11 @@
-"""The gate dialog: what the gate asks, its options, an optional note, approve or reject."""
+"""The gate dialog: approve (with the gate's options and a note) or reject (with a reason).
+
+`a` and `x` open two visibly different dialogs — green "Approve gate …" with the options first,
+red "Reject gate …" with the reason — so the answer about to be given is never in doubt. Focus
+starts on the options (space toggles one) or on the answer button, never in the note, so a
+keystroke meant for the dialog is not typed into it. A typed note is kept as a draft when the
+dialog is closed, and shown again when it reopens for the same gate.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, SelectionList, Static
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 from runkon_tui.run_view import GateView
 from runkon_tui.widgets.markup import esc
@@ -21,17 +29,56 @@ class GateDecision:
     selections: list[str] = field(default_factory=list)
 
 
+class GateChoices(OptionList):
+    """The gate's options, each drawn `[x] label` when chosen and `[ ] label` when not (not only
+    a colour change), toggled with space or enter."""
+
+    BINDINGS = [Binding("space", "toggle", "Toggle", show=False)]
+
+    def __init__(self, options: dict[str, str], *, id: str | None = None) -> None:
+        self.labels = dict(options)
+        self.selected: list[str] = []
+        super().__init__(*(Option(self._prompt(v), id=v) for v in self.labels), id=id)
+
+    def _prompt(self, value: str) -> str:
+        label = esc(self.labels[value])
+        if value in self.selected:
+            return f"[b $success]\\[x][/] [b]{label}[/]"
+        return f"[$text-muted]\\[ ][/] {label}"
+
+    def toggle(self, value: str) -> None:
+        if value in self.selected:
+            self.selected.remove(value)
+        else:
+            self.selected.append(value)
+        index = list(self.labels).index(value)
+        self.replace_option_prompt_at_index(index, self._prompt(value))
+
+    def action_toggle(self) -> None:
+        if self.highlighted is not None:
+            option = self.get_option_at_index(self.highlighted)
+            if option.id is not None:
+                self.toggle(option.id)
+
+    def _on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id is not None:
+            self.toggle(event.option.id)
+
+
 class GateScreen(ModalScreen[GateDecision | None]):
     DEFAULT_CSS = """
     GateScreen { align: center middle; }
     GateScreen > Vertical {
-        width: 76; max-width: 95%; height: auto; max-height: 90%; padding: 1 2;
-        background: $panel; border: thick $warning;
+        width: 76; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+        background: $panel; border: thick $success;
     }
-    GateScreen #prompt { margin: 1 0; }
-    GateScreen SelectionList { height: auto; max-height: 8; margin-bottom: 1; }
-    GateScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
-    GateScreen Button { margin-left: 2; }
+    GateScreen.-reject > Vertical { border: thick $error; }
+    GateScreen #title { width: 1fr; }
+    GateScreen #prompt { margin: 1 0; max-height: 6; }
+    GateScreen GateChoices { height: auto; max-height: 6; margin-bottom: 1; }
+    GateScreen Horizontal { height: auto; margin-top: 1; }
+    GateScreen Button { margin-right: 2; }
     """
 
     BINDINGS = [
@@ -40,36 +87,63 @@ class GateScreen(ModalScreen[GateDecision | None]):
         Binding("ctrl+r", "decide(False)", "Reject", id="gate_reject"),
     ]
 
-    def __init__(self, gate: GateView, intent: str = "approve") -> None:
-        super().__init__()
+    def __init__(self, gate: GateView, intent: str = "approve", drafts: dict[str, str] | None = None) -> None:
+        super().__init__(classes="-reject" if intent == "reject" else "-approve")
         self.gate = gate
-        self.intent = intent
+        self.intent = "reject" if intent == "reject" else "approve"
+        self.drafts = drafts if drafts is not None else {}
+
+    @property
+    def draft_key(self) -> str:
+        return f"{self.gate.run_id}:{self.gate.step_id or self.gate.gate_name}"
+
+    @property
+    def approving(self) -> bool:
+        return self.intent == "approve"
 
     def compose(self) -> ComposeResult:
         gate = self.gate
         with Vertical():
             kind = f" ({esc(gate.gate_type)})" if gate.gate_type and gate.gate_type != gate.gate_name else ""
-            yield Label(f"[b]Gate {esc(gate.gate_name)}[/]{kind}")
+            if self.approving:
+                yield Label(f"[b $success]✓ Approve[/] [b]gate {esc(gate.gate_name)}[/]{kind}", id="title")
+            else:
+                yield Label(f"[b $error]✗ Reject[/] [b]gate {esc(gate.gate_name)}[/]{kind} — fails the run", id="title")
             yield Static(esc(gate.prompt or "Approve to continue the run, reject to fail it."), id="prompt")
-            if gate.options:
-                yield Label("Options (space toggles):")
-                yield SelectionList[str](*((esc(label), value) for value, label in gate.options.items()))
-            yield Label("Note (optional):")
-            note = Input(placeholder="why, or what to do next", id="note")
+            if self.approving and gate.options:
+                yield Label("Options ([b]space[/] toggles):")
+                yield GateChoices(gate.options, id="choices")
+            yield Label("Note (optional):" if self.approving else "Reason (optional, kept with the rejection):")
+            note = Input(self.drafts.get(self.draft_key, ""), placeholder="why, or what to do next", id="note")
             note.cursor_blink = getattr(self.app, "blink", True)
             yield note
             with Horizontal():
-                yield Button("Close (esc)", id="close")
-                yield Button("Reject (ctrl+r)", id="reject", variant="error")
-                yield Button("Approve (ctrl+y)", id="approve", variant="success")
+                if self.approving:
+                    yield Button("Approve (ctrl+y)", id="approve", variant="success")
+                else:
+                    yield Button("Reject (ctrl+r)", id="reject", variant="error")
+                yield Button("Back (esc)", id="close")
 
     def on_mount(self) -> None:
-        self.query_one("#note", Input).focus()
+        choices = self.query(GateChoices)
+        if choices:
+            choices.first().focus()
+        else:
+            self.query_one("#approve" if self.approving else "#reject", Button).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "decide" and parameters:
+            return bool(parameters[0]) == self.approving  # only the answer this dialog gives
+        return True
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.drafts[self.draft_key] = event.value  # a typed note is never lost
 
     def on_input_submitted(self, _: Input.Submitted) -> None:
-        self.action_decide(self.intent != "reject")
+        self.action_decide(self.approving)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
         if event.button.id == "close":
             self.action_close()
         else:
@@ -78,8 +152,9 @@ class GateScreen(ModalScreen[GateDecision | None]):
     def action_decide(self, approved: bool) -> None:
         note = self.query_one("#note", Input).value.strip() or None
         selections: list[str] = []
-        if self.gate.options:
-            selections = list(self.query_one(SelectionList).selected)
+        choices = self.query(GateChoices)
+        if approved and choices:
+            selections = list(choices.first().selected)
         self.dismiss(GateDecision(approved, note, selections))
 
     def action_close(self) -> None:

@@ -14,11 +14,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, OptionList, Static, Tree
+from textual.widgets import Footer, Input, Label, OptionList, Static, Tree
 
 from runkon_tui.catalog import WorkflowEntry
 from runkon_tui.run_view import Changes, FanOutView, RunState, RunView
-from runkon_tui.status import glyph
+from runkon_tui.status import ITEM_CODE, glyph
 from runkon_tui.tree_model import NodeSpec, build_tree, run_for_scope
 from runkon_tui.widgets.dep_tree import DependencyTree
 from runkon_tui.widgets.fanout_grid import FanOutGrid
@@ -45,16 +45,19 @@ class RunList(WorkflowList):
 
 
 class MainScreen(Screen[None]):
-    ALLOW_IN_MAXIMIZED_VIEW = "Footer, RunHeader, GateBanner"
+    ALLOW_IN_MAXIMIZED_VIEW = "Footer, #top"
 
     # Structure only; the look (borders, widths) is in themes/runkon.tcss.
     DEFAULT_CSS = """
     MainScreen { layout: vertical; }
+    MainScreen #top { dock: top; height: auto; }
     MainScreen #panes { height: 1fr; }
     MainScreen Pane { height: 1fr; }
     MainScreen #log-pane { height: 10; }
-    MainScreen #filter { dock: bottom; height: 1; border: none; padding: 0 1; display: none; }
-    MainScreen #filter.-shown { display: block; }
+    MainScreen #filter-bar { height: 1; display: none; background: $panel; }
+    MainScreen #filter-bar.-shown { display: block; }
+    MainScreen #filter-label { width: auto; height: 1; padding: 0 0 0 1; color: $warning; text-style: bold; }
+    MainScreen #filter { width: 1fr; height: 1; border: none; padding: 0 1; }
     MainScreen #tree-note { height: auto; display: none; }
     MainScreen #tree-note.-shown { display: block; }
     """
@@ -107,8 +110,9 @@ class MainScreen(Screen[None]):
         self.workflows_pane = Pane(id="workflows-pane")
         self.tree_pane = Pane(id="tree-pane")
         self.grid_pane = Pane(id="grid-pane")
-        yield self.header
-        yield self.gate_banner
+        with Vertical(id="top"):  # docked: stays on top when a pane is zoomed
+            yield self.header
+            yield self.gate_banner
         with Horizontal(id="panes"):
             with self.workflows_pane:
                 yield self.workflow_list
@@ -119,9 +123,13 @@ class MainScreen(Screen[None]):
                 yield self.grid
                 yield self.item_detail
         yield self.log_pane
-        box = Input(placeholder="filter (enter keeps it, esc clears)", id="filter")
-        box.cursor_blink = self.rapp.blink
-        yield box
+        # The filter prompt sits in the flow above the footer (a second bottom-docked widget
+        # would be drawn under the footer, invisible).
+        with Horizontal(id="filter-bar"):
+            yield Label("filter:", id="filter-label")
+            box = Input(placeholder="enter keeps it, esc clears", id="filter")
+            box.cursor_blink = self.rapp.blink
+            yield box
         yield Footer(compact=True)
 
     def on_resize(self, event) -> None:  # type: ignore[no-untyped-def]
@@ -218,6 +226,16 @@ class MainScreen(Screen[None]):
         else:
             self.tree.load(build_tree(definition, app.catalog.definition), key, workflow=entry.path)
         self.tree.update_statuses(self.view_for(entry.name), app.clock())
+        self.fit_grid_pane()
+
+    def fit_grid_pane(self) -> None:
+        """The Fan-out pane takes room only when the workflow has a foreach (anywhere in its tree,
+        called workflows included) or a fan-out is on screen; otherwise the tree gets the width."""
+        wanted = self.grid.fan is not None or any(
+            spec.kind == "foreach" for top in self.tree.specs for spec in top.walk()
+        )
+        if self.grid_pane.display != wanted:
+            self.grid_pane.display = wanted
 
     def current_fanout(self) -> FanOutView | None:
         view = self.view_for(self.tree_workflow)
@@ -238,7 +256,7 @@ class MainScreen(Screen[None]):
         app = self.rapp
         view = app.view
         if changes.header or second or changes.gates:
-            self.header.show(view, now, app.idle_text())
+            self.header.show(view, now, app.idle_text(), app.store_note)
         if changes.gates or changes.structure:
             self.gate_banner.show(view, app.key_for("approve"), app.key_for("reject"))
         tree_view = self.view_for(self.tree_workflow)
@@ -249,11 +267,10 @@ class MainScreen(Screen[None]):
         if fan is not self.grid.fan:
             self.grid_item = None
             self.grid.show(fan)
+            self.fit_grid_pane()
         elif changes.fanouts:
             self.grid.update()
-        title = f"Fan-out · foreach {esc(fan.name)}" if fan else "Fan-out"
-        if self.grid_pane.border_title != title:
-            self.grid_pane.border_title = title
+        self.refresh_titles()
         if changes.fanouts or changes.runs or second or changes.structure:
             self.item_detail.show(tree_view, fan, self.grid_item, now)
         self._refresh_output(changes)
@@ -297,6 +314,7 @@ class MainScreen(Screen[None]):
             self.grid_item = None
             self.grid.show(fan)
             self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock())
+            self.refresh_titles()
 
     def show_step_output(self, run: RunState | None, spec: NodeSpec) -> None:
         self._child_source = None
@@ -385,31 +403,42 @@ class MainScreen(Screen[None]):
     def action_failed_only(self) -> None:
         grid = self.grid
         grid.set_filter(failed_only=not grid.failed_only)
+        self.refresh_titles()
         self.notify("showing failed items only" if grid.failed_only else "showing all items", timeout=2)
 
     def action_next_failure(self) -> None:
-        """Jump to the first failed step (then the next one on each press), else a failed item."""
+        """Walk the failures in tree order: each failed step, and after a failed foreach its
+        failed items (one per press), then the next failed step; wraps to the first."""
         view = self.rapp.view
+        grid = self.grid
+        fan = grid.fan
+        cursor = self.tree.cursor_node
+        on_foreach = cursor is not None and cursor.data is not None and cursor.data.kind == "foreach"
+        if fan is not None and (self.focused is grid or on_foreach):
+            after = grid.cursor_item if self.focused is grid and grid.cursor_item is not None else -1
+            idx = _next_failed_item(fan, after)
+            if idx is not None and (self.focused is grid or self._failed(cursor.data, view)):  # type: ignore[union-attr]
+                grid.focus()
+                grid.move_to_item(idx)
+                return
         failed = [
             node
             for node in self.tree.nodes_by_uid.values()
             if node.data is not None and not node.data.children and self._failed(node.data, view)
         ]
         if failed:
-            current = self.tree.cursor_node
-            after = [n for n in failed if current is None or n.line > current.line]
-            target = after[0] if after else failed[0]
+            after_nodes = [n for n in failed if cursor is None or n.line > cursor.line]
+            target = after_nodes[0] if after_nodes else failed[0]
             assert target.data is not None
             self.tree.select_uid(target.data.uid)
             self.tree.focus()
             self.log_pane.mode = "output"
             return
-        fan = self.grid.fan
         if fan is not None:
             idx = fan.first_failed()
             if idx is not None:
-                self.grid.focus()
-                self.grid.move_to_item(idx)
+                grid.focus()
+                grid.move_to_item(idx)
 
     def _failed(self, spec: NodeSpec, view: RunView) -> bool:
         tree_view = self.view_for(self.tree_workflow)
@@ -420,10 +449,13 @@ class MainScreen(Screen[None]):
         return sv is not None and sv.status in ("failed", "timed_out")
 
     def action_zoom(self) -> None:
+        """Zoom the pane holding the focus (its border and title come along) to the full screen."""
         if self.maximized is not None:
             self.minimize()
             return
         target = self.focused or self.workflow_list
+        if target is self.query_one("#filter", Input):
+            target = self.filter_target or self.workflow_list
         self.maximize(target)
 
     def action_log_mode(self) -> None:
@@ -451,8 +483,8 @@ class MainScreen(Screen[None]):
         self.filter_target = target
         box = self.query_one("#filter", Input)
         box.value = self._filter_of(target)
-        box.placeholder = f"filter {self._target_name(target)} (enter keeps it, esc clears)"
-        box.add_class("-shown")
+        self.query_one("#filter-label", Label).update(f"/ filter {self._target_name(target)}:")
+        self.query_one("#filter-bar").add_class("-shown")
         box.focus()
 
     @staticmethod
@@ -478,6 +510,37 @@ class MainScreen(Screen[None]):
             target.set_filter(text=text)
         else:
             self.log_pane.set_filter(text)
+        self.refresh_titles()
+
+    def clear_run_filters(self) -> None:
+        """A run of another workflow starts unfiltered: the item and log filters were about the
+        previous run's items and lines (the workflow list's filter is about files: it stays)."""
+        if self.grid.failed_only or self.grid.text_filter:
+            self.grid.set_filter(failed_only=False, text="")
+        if self.log_pane.view.text_filter:
+            self.log_pane.set_filter("")
+        self.refresh_titles()
+
+    def refresh_titles(self) -> None:
+        """Pane titles name every active filter, so a filtered pane never looks like a full one."""
+        listed = "Workflows"
+        if self.workflow_list.text_filter:
+            listed += f" · /{esc(self.workflow_list.text_filter)}"
+        if self.workflows_pane.border_title != listed:
+            self.workflows_pane.border_title = listed
+        fan = self.grid.fan
+        filters = []
+        if self.grid.text_filter:
+            filters.append(f"/{esc(self.grid.text_filter)}")
+        if self.grid.failed_only:
+            filters.append("failed only")
+        title = "Fan-out"
+        if filters:  # first, so a narrow pane cuts the foreach name rather than the filter
+            title += f" · [$warning]{' · '.join(filters)}[/] · {self.grid.visible_count} shown"
+        if fan is not None:
+            title += f" · foreach {esc(fan.name)}"
+        if self.grid_pane.border_title != title:
+            self.grid_pane.border_title = title
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
@@ -496,10 +559,16 @@ class MainScreen(Screen[None]):
             event.stop()
 
     def _close_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.remove_class("-shown")
+        self.query_one("#filter-bar").remove_class("-shown")
         if self.filter_target is not None:
             self.filter_target.focus()
+
+
+def _next_failed_item(fan: FanOutView, after: int) -> int | None:
+    """The first failed item after index `after` (-1: from the start)."""
+    code = bytes([ITEM_CODE["failed"]])
+    idx = fan.codes.find(code, after + 1)
+    return None if idx < 0 else idx
 
 
 def child_output_lines(run: RunState) -> list[str]:

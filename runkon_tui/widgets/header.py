@@ -16,14 +16,16 @@ class RunHeader(Static):
     RunHeader { height: 1; background: $panel; color: $foreground; padding: 0 1; }
     """
 
-    def show(self, view: RunView, now: float, idle_text: str) -> None:
+    def show(self, view: RunView, now: float, idle_text: str, note: str | None = None) -> None:
+        """`note` (e.g. "in-memory store: runs are not saved") stays next to the name all session."""
         root = view.root
+        brand = "[b]runkon[/]" + (f" [$warning b]⚠ {esc(note)}[/]" if note else "")
         if root is None:
-            set_text(self, f"[b]runkon[/] · {esc(idle_text)}", fixed_height=True)
+            set_text(self, f"{brand} · {esc(idle_text)}", fixed_height=True)
             return
         status = view.status
         parts = [
-            "[b]runkon[/]",
+            brand,
             f"[b]{esc(root.workflow_name)}[/]",
             f"run {short_id(root.run_id)}",
             paint(status, f"{glyph(status)} {status}"),

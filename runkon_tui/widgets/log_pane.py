@@ -8,7 +8,10 @@ the ring drops old lines; `end` resumes. A text filter shows matching lines only
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Protocol
 
 from rich.cells import cell_len
@@ -28,6 +31,31 @@ from runkon_tui.status import format_clock
 from runkon_tui.widgets.markup import esc, set_text
 
 LEVELS = ("debug", "info", "success", "warning", "error")
+
+# Escape sequences a script may print (colours, cursor moves, window titles): never drawn raw.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+# Other control characters are shown as their Unicode control pictures (␀, ␇, ␡), so nothing
+# a line holds can move the terminal's cursor out of the pane.
+_CONTROLS = {c: chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}
+_CONTROLS[0x7F] = "\u2421"
+_CONTROLS.update({c: "\ufffd" for c in range(0x80, 0xA0)})
+_CONTROLS.update({0x2028: " ", 0x2029: " "})
+
+
+@lru_cache(maxsize=512)
+def display_lines(text: str) -> tuple[str, ...]:
+    """The screen rows of one log line: ANSI escapes removed, tabs expanded, control characters
+    made visible, one row per embedded line (a carriage return keeps what a terminal would show:
+    the text after it). Wide characters are measured by cells when the row is cropped."""
+    if text.isprintable():
+        return (text,)
+    text = _ANSI.sub("", text)
+    rows = []
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        if "\r" in raw:
+            raw = raw.rstrip("\r").rsplit("\r", 1)[-1]
+        rows.append(raw.expandtabs(4).translate(_CONTROLS))
+    return tuple(rows)
 
 
 class LogSource(Protocol):
@@ -139,7 +167,8 @@ class LogView(ScrollView, can_focus=True):
         self.text_filter = ""
         self._seen_total = 0
         self._dropped = 0
-        self._matches: list[int] = []  # absolute sequence numbers of matching lines
+        # One entry per screen row: (absolute sequence number of the line, row within it).
+        self._rows: list[tuple[int, int]] = []
         self._width = 0
         self._styles: dict[str, Style] | None = None
         self._base_style = Style()
@@ -151,7 +180,7 @@ class LogView(ScrollView, can_focus=True):
         self.source = source if source is not None else _EMPTY
         self._seen_total = 0
         self._dropped = 0
-        self._matches = []
+        self._rows = []
         self._width = 0
         self.following = True
         self.sync(force=True)
@@ -159,7 +188,7 @@ class LogView(ScrollView, can_focus=True):
     def set_filter(self, text: str) -> None:
         self.text_filter = text
         self._seen_total = 0
-        self._matches = []
+        self._rows = []
         self.sync(force=True)
 
     def sync(self, force: bool = False) -> None:
@@ -171,34 +200,37 @@ class LogView(ScrollView, can_focus=True):
         at_end = self.following or self.scroll_offset.y >= self.max_scroll_y
         count = len(source)
         dropped = total - count
-        shift = dropped - self._dropped
+        rows = self._rows
+        cut = bisect_left(rows, (dropped, -1)) if dropped > self._dropped else 0
+        if cut:
+            del rows[:cut]  # lines the ring dropped
         first_new = max(self._seen_total, dropped)
         needle = self.text_filter.lower()
         width = self._width
         for seq in range(first_new, total):
             text, _ = source.get(seq - dropped)
-            if needle:
-                if needle not in text.lower():
-                    continue
-                self._matches.append(seq)
-            width = max(width, cell_len(text))
-        if needle and dropped:
-            cut = 0
-            while cut < len(self._matches) and self._matches[cut] < dropped:
-                cut += 1
-            if cut:
-                del self._matches[:cut]
+            if needle and needle not in text.lower():
+                continue
+            parts = display_lines(text)
+            for part, row_text in enumerate(parts):
+                rows.append((seq, part))
+                width = max(width, cell_len(row_text))
         self._width = width
         self._seen_total = total
         self._dropped = dropped
-        rows = len(self._matches) if needle else count
-        self.virtual_size = Size(width, rows)
+        self.virtual_size = Size(width, len(rows))
         if at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-        elif shift > 0 and not needle:
-            self.scroll_to(y=max(0, self.scroll_offset.y - shift), animate=False, immediate=True, force=True)
+            # A first over-wide line adds the horizontal scrollbar, one row less: follow again then.
+            self.call_after_refresh(self._keep_following)
+        elif cut:
+            self.scroll_to(y=max(0, self.scroll_offset.y - cut), animate=False, immediate=True, force=True)
         self._set_following(at_end)
         self.refresh()
+
+    def _keep_following(self) -> None:
+        if self.following and self.scroll_offset.y < self.max_scroll_y:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
     def _set_following(self, value: bool) -> None:
         if value != self.following:
@@ -243,16 +275,15 @@ class LogView(ScrollView, can_focus=True):
         styles = self._level_styles()
         base = self._base_style
         source = self.source
-        if self.text_filter:
-            if row >= len(self._matches):
-                return Strip.blank(width, base)
-            index = self._matches[row] - self._dropped
-        else:
-            index = row
+        if row >= len(self._rows):
+            return Strip.blank(width, base)
+        seq, part = self._rows[row]
+        index = seq - self._dropped
         if index < 0 or index >= len(source):
             return Strip.blank(width, base)
         text, level = source.get(index)
-        text = text.replace("\t", "    ")
+        parts = display_lines(text)
+        text = parts[part] if part < len(parts) else ""
         strip = Strip([Segment(text, styles.get(level, styles["info"]))], cell_len(text))
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
@@ -261,6 +292,7 @@ class LogPane(Vertical):
     """The bottom pane: a bar naming the log shown, the filter and the follow state."""
 
     MODES = ("engine", "output", "errors")
+    ALLOW_MAXIMIZE = True  # zoom takes the pane with its bar and border, not the bare lines
 
     DEFAULT_CSS = """
     LogPane { height: 9; }

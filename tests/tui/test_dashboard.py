@@ -149,7 +149,7 @@ async def test_approving_a_gate_with_a_note_and_an_option() -> None:
         assert main_screen(app).query_one("#gate-banner").has_class("-waiting")
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
-        app.screen.query_one("SelectionList").select("merge")  # type: ignore[attr-defined]
+        await pilot.press("space")  # focus starts on the options: the first one, "merge"
         app.screen.query_one("#note", Input).value = "ship it"
         await pilot.press("ctrl+y")
         await wait_for(pilot, lambda: not app.run_active, what="run to finish")
@@ -250,7 +250,7 @@ async def test_filter_log_lines_and_failed_only_items() -> None:
         await pilot.pause()
         log = screen.log_pane.view
         assert log.virtual_size.height == 3  # two skipped items and the skipped env key
-        assert all("skipped" in log.source.get(seq - log._dropped)[0] for seq in log._matches)
+        assert all("skipped" in log.source.get(seq - log._dropped)[0] for seq, _ in log._rows)
         await pilot.press("slash")
         await pilot.press("escape")
         await pilot.pause()

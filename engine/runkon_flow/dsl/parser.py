@@ -1010,6 +1010,8 @@ def parse_file(path: str | os.PathLike[str]) -> WorkflowDef:
     source_path = os.fspath(path)
     try:
         text = Path(source_path).read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:  # worded as the CLI words it, not as Python does
+        raise WfParseError(f"cannot read file: not valid UTF-8 ({exc.reason})", file=source_path) from None
+    except (OSError, ValueError) as exc:
         raise WfParseError(f"Failed to read {source_path}: {exc}", file=source_path) from None
     return parse_workflow(text, source_path)

@@ -1,0 +1,394 @@
+"""The dashboard as a new user meets it (issue 10): every trip-up found by trying it, as a test.
+
+Each test drives the app with Pilot against the scripted host or scripted events and checks what
+the user sees — often the rendered screen itself (`screen_text`), since several of these bugs were
+things drawn wrong or not drawn at all while the widgets' state looked fine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runkon_flow.events import (
+    ChildRunStarted,
+    EngineEventData,
+    FanOutItemCompleted,
+    FanOutItemInfo,
+    FanOutItemsCollected,
+    FanOutItemStarted,
+    RunCompleted,
+    RunStarted,
+)
+from textual.widgets import Button, Input
+
+from runkon_tui.app import RunkonApp
+from runkon_tui.screens.gate import GateChoices, GateScreen
+from runkon_tui.screens.inputs import InputsScreen
+from runkon_tui.screens.main import MainScreen
+from tests.tui import scenarios
+from tests.tui.conftest import feed, make_app, select, wait_for
+from tests.tui.fakes import ScriptedHost
+from tests.tui.test_dashboard import gate_script, start_review_run
+
+BIG = (140, 42)
+
+
+def screen_text(app: RunkonApp) -> list[str]:
+    """The characters on screen, one string per terminal row."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def main(app: RunkonApp) -> MainScreen:
+    screen = app.main_screen
+    assert screen is not None
+    return screen
+
+
+# ------------------------------------------------------------------ bug 1: the `/` prompt
+
+
+async def test_the_filter_prompt_shows_what_is_typed_and_where_it_applies() -> None:
+    app = make_app()
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        main(app).grid.focus()
+        await pilot.press("slash", "0", "1")
+        await pilot.pause()
+        rows = screen_text(app)
+        prompt = [row for row in rows if "filter items: 01" in row]
+        assert prompt, "the typed filter is not on screen"
+        footer_row = rows.index(prompt[0]) + 1
+        assert footer_row < len(rows) and "Filter" in rows[footer_row]  # above the footer, not under it
+
+        await select(pilot, app, "review-pr")
+        await pilot.press("slash", "n")
+        await pilot.pause()
+        assert any("filter workflows: n" in row for row in screen_text(app))
+
+
+# ------------------------------------------------------------------ bug 2: filters in titles, reset
+
+
+async def test_active_filters_are_named_in_the_pane_titles() -> None:
+    app = make_app()
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        screen = main(app)
+        screen.grid.focus()
+        await pilot.press("f")
+        await pilot.pause()
+        assert "failed only" in str(screen.grid_pane.border_title)
+        await pilot.press("slash", "0", "2", "enter")
+        await pilot.pause()
+        title = str(screen.grid_pane.border_title)
+        assert "/02" in title and "failed only" in title and "1 shown" in title  # file-027 alone
+        assert any("/02" in row and "failed only" in row for row in screen_text(app))
+
+        await select(pilot, app, "review-pr")
+        await pilot.press("slash", "r", "e", "v", "enter")
+        await pilot.pause()
+        assert "/rev" in str(screen.workflows_pane.border_title)
+
+
+async def test_a_run_of_another_workflow_starts_unfiltered() -> None:
+    app = make_app()
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        screen = main(app)
+        screen.grid.focus()
+        await pilot.press("f", "slash", "0", "enter")
+        screen.log_pane.view.focus()
+        await pilot.press("slash", "x", "y", "z", "enter")
+        await pilot.pause()
+        assert screen.grid.failed_only and screen.log_pane.view.text_filter == "xyz"
+
+        app.host.script = lambda run_id: [  # type: ignore[union-attr]
+            EngineEventData(timestamp=int(scenarios.T0), ts=scenarios.T0, run_id=run_id,
+                            event=RunStarted(workflow_name="nightly"))
+        ]
+        await select(pilot, app, "nightly")  # run another workflow, as a user does
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.workflow_name == "nightly", what="the nightly run")
+        await pilot.pause()
+        assert not screen.grid.failed_only and screen.grid.text_filter == ""
+        assert screen.log_pane.view.text_filter == ""
+        assert "failed only" not in str(screen.grid_pane.border_title)
+        app.host.finish(RunCompleted(succeeded=True))  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: not app.run_active)
+
+
+# ------------------------------------------------------------------ bug 3: log lines stay in the pane
+
+
+def _item_with_nasty_output() -> scenarios.Script:
+    """review-pr's foreach: item i7's script wrote a second line to stderr and exited 1; its output
+    has ANSI colours, tabs, a carriage-return progress line and wide characters."""
+    s = scenarios.Script()
+    sid = scenarios.review_pr_until_foreach(s)
+    ids = [f"i{n}" for n in range(8)]
+    s.emit(
+        FanOutItemsCollected(
+            count=8,
+            step_id=sid,
+            foreach_name="review-items",
+            node_path="body.3",
+            items=[FanOutItemInfo(item_id=i) for i in ids],
+        )
+    )
+    child = "01HZZCHILDI7000000000000000"
+    s.emit(FanOutItemStarted(item_id="i7", step_id=sid))
+    s.emit(ChildRunStarted(child_run_id=child, workflow_name="review-one", parent_run_id=s.run_id,
+                           parent_step_id=sid, item_id="i7"))
+    s.emit(RunStarted(workflow_name="review-one", parent_run_id=s.run_id, inputs={"file": "i7"}), child)
+    s.step_run(
+        "body.0",
+        "check",
+        "script",
+        run_id=child,
+        ok=False,
+        error="script 'check' failed with code 1\nboom i7",
+        output=[
+            "\x1b[31mred\x1b[0m\tafter a tab",
+            "progress 10%\rprogress 100%",
+            "幅の広い文字 " * 30,
+            "bell\x07 and nul\x00",
+        ],
+    )
+    s.emit(RunCompleted(succeeded=False, error="script 'check' failed with code 1\nboom i7"), child)
+    s.emit(FanOutItemCompleted(item_id="i7", step_id=sid, succeeded=False, child_run_id=child,
+                               error="script 'check' failed with code 1\nboom i7"))
+    return s
+
+
+async def test_every_log_line_is_drawn_inside_its_pane() -> None:
+    app = make_app()
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, _item_with_nasty_output().events)
+        await pilot.pause()
+        screen = main(app)
+        screen.grid.focus()
+        screen.grid.move_to_item(7)  # as enter on the item does
+        await pilot.pause()
+        assert screen.log_pane.mode == "output"
+        region = screen.log_pane.region
+        rows = screen_text(app)
+        pane = [row[region.x : region.right] for row in rows[region.y + 1 : region.bottom - 1]]
+        for row in pane:
+            assert row[0] == "│" and row[-1] in "│▁▂▃▄▅▆▇█▊▋▌▍▎▏", f"drawn over the border: {row!r}"
+        body = [row[1:-1].rstrip(" ▁▂▃▄▅▆▇█▊▋▌▍▎▏") for row in pane]
+        assert "boom i7" in body  # the error's second line is a row of its own
+        assert any(r.startswith("red after a tab") for r in body)  # no escape codes, tab expanded
+        assert "progress 100%" in body  # what a terminal shows after the carriage return
+        assert any("bell␇ and nul␀" in r for r in body), body
+        assert not any("\x1b" in r or "[31m" in r for r in body)
+
+
+# ------------------------------------------------------------------ the gate dialog
+
+
+async def _gate_app(pilot, app: RunkonApp) -> None:  # type: ignore[no-untyped-def]
+    await start_review_run(pilot, app)
+    await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
+
+
+async def test_approve_and_reject_open_different_dialogs() -> None:
+    app = make_app()
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _gate_app(pilot, app)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        approve_rows = screen_text(app)
+        assert any("Approve gate human_approval" in r for r in approve_rows)
+        assert not app.screen.query("#reject") and app.screen.query("#choices")
+        await pilot.press("escape")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        reject_rows = screen_text(app)
+        assert any("Reject gate human_approval" in r and "fails the run" in r for r in reject_rows)
+        assert not app.screen.query("#approve") and not app.screen.query("#choices")
+        assert app.screen.has_class("-reject")
+
+
+async def test_gate_options_come_first_and_space_toggles_a_visible_check() -> None:
+    app = make_app()
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _gate_app(pilot, app)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        dialog = app.screen
+        assert isinstance(dialog.focused, GateChoices)
+        assert any("[ ] Merge now" in r for r in screen_text(app))
+        await pilot.press("space")
+        await pilot.pause()
+        assert dialog.query_one("#note", Input).value == ""  # space did not type into the note
+        rows = screen_text(app)
+        assert any("[x] Merge now" in r for r in rows) and any("[ ] Hold for a day" in r for r in rows)
+
+
+async def test_enter_on_the_answer_button_answers_the_gate() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _gate_app(pilot, app)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        assert isinstance(app.screen.focused, Button) and app.screen.focused.id == "reject"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: host.gates.decisions, what="the rejection")
+        assert host.gates.decisions[0][0] == "reject"
+
+
+async def test_a_typed_note_survives_closing_the_dialog() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _gate_app(pilot, app)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        app.screen.query_one("#note", Input).focus()
+        for ch in "not before friday":
+            await pilot.press("space" if ch == " " else ch)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, GateScreen))
+        await pilot.press("a")  # the other dialog for the same gate: the note is still there
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        assert app.screen.query_one("#note", Input).value == "not before friday"
+        await pilot.press("ctrl+y")
+        await wait_for(pilot, lambda: host.gates.decisions)
+        assert host.gates.decisions[0][4] == "not before friday"
+
+
+# ------------------------------------------------------------------ zoom, the empty Fan-out pane
+
+
+async def test_a_zoomed_pane_fills_the_screen_and_keeps_its_title() -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        screen = main(app)
+        screen.workflow_list.focus()
+        await pilot.press("z")
+        await pilot.pause()
+        assert screen.maximized is screen.workflows_pane
+        assert screen.workflows_pane.region.width == 100
+        rows = screen_text(app)
+        assert rows[0].lstrip().startswith("runkon")  # the header stays on top
+        assert "Workflows" in rows[1]
+        await pilot.press("z")
+        screen.log_pane.view.focus()
+        await pilot.press("z")
+        await pilot.pause()
+        assert screen.maximized is screen.log_pane
+        assert any(row.lstrip("│").startswith("Log: engine") for row in screen_text(app))
+
+
+async def test_the_fan_out_pane_takes_no_room_without_a_foreach() -> None:
+    app = make_app()
+    async with app.run_test(size=BIG) as pilot:
+        await select(pilot, app, "nightly")
+        screen = main(app)
+        assert not screen.grid_pane.display
+        assert screen.tree_pane.region.width > 100
+        await select(pilot, app, "review-pr")
+        assert screen.grid_pane.display
+
+
+# ------------------------------------------------------------------ toasts, the store, broken files
+
+
+async def test_a_resume_withdraws_the_previous_attempts_run_finished_toast() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = lambda run_id: scenarios.cancelled_foreach().events[:1]  # type: ignore[assignment]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.run_active and app.view.root is not None)
+        await pilot.press("c")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.run_active, what="cancelled")
+        assert any("Run finished" in (n.title or "") for n in app._notifications)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.run_active)
+        await pilot.pause()
+        assert not any("Run finished" in (n.title or "") for n in app._notifications)
+
+
+async def test_the_header_says_runs_are_kept_in_memory_after_an_unusable_db(tmp_path: Path) -> None:
+    from runkon_tui.host import open_workspace
+
+    bad = tmp_path / "not-a-db.db"
+    bad.write_text("this is not sqlite")
+    opened = open_workspace([Path("tests/tui/fixtures/workflows")], bad)
+    assert opened.store_note is not None
+    app = make_app(store=opened.store, problems=opened.problems, store_note=opened.store_note)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert "in-memory store" in screen_text(app)[0]
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        assert "in-memory store" in screen_text(app)[0]
+
+
+async def test_an_unreadable_file_is_described_in_the_clis_words(tmp_path: Path) -> None:
+    (tmp_path / "latin.wf").write_bytes(b'workflow latin { meta { title = "caf\xe9" } }')
+    (tmp_path / "ok.wf").write_text('workflow ok { script s { run = "true" } }')
+    app = make_app(dirs=[tmp_path])
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        screen = main(app)
+        screen.workflow_list.highlighted = 0  # the broken file sorts first
+        await pilot.pause()
+        note = str(screen.tree_note.render())
+        assert "not valid UTF-8" in note and "codec" not in note
+
+
+# ------------------------------------------------------------------ `n` through failed items
+
+
+def _failed_foreach() -> scenarios.Script:
+    """review-pr whose foreach step itself failed, with items 1, 4 and 6 failed."""
+    s = scenarios.Script()
+    sid = scenarios.review_pr_until_foreach(s)
+    ids = [f"i{n}" for n in range(8)]
+    s.emit(FanOutItemsCollected(count=8, step_id=sid, foreach_name="review-items", node_path="body.3",
+                                items=[FanOutItemInfo(item_id=i) for i in ids]))
+    for n, item in enumerate(ids):
+        s.emit(FanOutItemStarted(item_id=item, step_id=sid))
+        s.emit(FanOutItemCompleted(item_id=item, step_id=sid, succeeded=n not in (1, 4, 6),
+                                   error="boom" if n in (1, 4, 6) else None))
+    s.finish("body.3", "foreach:review-items", "foreach", ok=False, error="3 items failed")
+    s.emit(RunCompleted(succeeded=False, error="step 'foreach:review-items' failed"))
+    return s
+
+
+async def test_next_failure_walks_the_failed_items_of_a_failed_foreach() -> None:
+    app = make_app()
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, _failed_foreach().events)
+        await pilot.pause()
+        screen = main(app)
+        visited = []
+        for _ in range(6):
+            await pilot.press("n")
+            await pilot.pause()
+            node = screen.tree.cursor_node
+            if screen.focused is screen.grid:
+                visited.append(screen.grid.fan.ids[screen.grid.cursor_item])  # type: ignore[union-attr,index]
+            else:
+                visited.append(node.data.label if node is not None and node.data is not None else None)
+        assert visited[:5] == ["review-style", "foreach review-items", "i1", "i4", "i6"]
+        assert visited[5] == "review-style"  # wraps round

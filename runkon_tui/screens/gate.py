@@ -108,13 +108,16 @@ class GateScreen(ModalScreen[GateDecision | None]):
             if self.approving:
                 yield Label(f"[b $success]✓ Approve[/] [b]gate {esc(gate.gate_name)}[/]{kind}", id="title")
             else:
-                yield Label(f"[b $error]✗ Reject[/] [b]gate {esc(gate.gate_name)}[/]{kind} — fails the run", id="title")
+                title = f"[b $error]✗ Reject[/] [b]gate {esc(gate.gate_name)}[/]{kind} — fails the run"
+                yield Label(title, id="title")
             yield Static(esc(gate.prompt or "Approve to continue the run, reject to fail it."), id="prompt")
             if self.approving and gate.options:
                 yield Label("Options ([b]space[/] toggles):")
                 yield GateChoices(gate.options, id="choices")
-            yield Label("Note (optional):" if self.approving else "Reason (optional, kept with the rejection):")
-            note = Input(self.drafts.get(self.draft_key, ""), placeholder="why, or what to do next", id="note")
+            label = "Note (optional):" if self.approving else "Reason (optional, kept with the rejection):"
+            yield Label(label)
+            draft = self.drafts.get(self.draft_key, "")
+            note = Input(draft, placeholder="why, or what to do next", id="note")
             note.cursor_blink = getattr(self.app, "blink", True)
             yield note
             with Horizontal():

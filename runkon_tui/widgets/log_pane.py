@@ -33,7 +33,12 @@ from runkon_tui.widgets.markup import esc, set_text
 LEVELS = ("debug", "info", "success", "warning", "error")
 
 # Escape sequences a script may print (colours, cursor moves, window titles): never drawn raw.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles, links
+    r"|\x1b[@-Z\\-_]"  # two-character escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
 # Other control characters are shown as their Unicode control pictures (␀, ␇, ␡), so nothing
 # a line holds can move the terminal's cursor out of the pane.
 _CONTROLS = {c: chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}

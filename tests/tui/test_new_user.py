@@ -109,8 +109,12 @@ async def test_a_run_of_another_workflow_starts_unfiltered() -> None:
         assert screen.grid.failed_only and screen.log_pane.view.text_filter == "xyz"
 
         app.host.script = lambda run_id: [  # type: ignore[union-attr]
-            EngineEventData(timestamp=int(scenarios.T0), ts=scenarios.T0, run_id=run_id,
-                            event=RunStarted(workflow_name="nightly"))
+            EngineEventData(
+                timestamp=int(scenarios.T0),
+                ts=scenarios.T0,
+                run_id=run_id,
+                event=RunStarted(workflow_name="nightly"),
+            )
         ]
         await select(pilot, app, "nightly")  # run another workflow, as a user does
         await pilot.press("enter")
@@ -145,8 +149,15 @@ def _item_with_nasty_output() -> scenarios.Script:
     )
     child = "01HZZCHILDI7000000000000000"
     s.emit(FanOutItemStarted(item_id="i7", step_id=sid))
-    s.emit(ChildRunStarted(child_run_id=child, workflow_name="review-one", parent_run_id=s.run_id,
-                           parent_step_id=sid, item_id="i7"))
+    s.emit(
+        ChildRunStarted(
+            child_run_id=child,
+            workflow_name="review-one",
+            parent_run_id=s.run_id,
+            parent_step_id=sid,
+            item_id="i7",
+        )
+    )
     s.emit(RunStarted(workflow_name="review-one", parent_run_id=s.run_id, inputs={"file": "i7"}), child)
     s.step_run(
         "body.0",
@@ -163,8 +174,15 @@ def _item_with_nasty_output() -> scenarios.Script:
         ],
     )
     s.emit(RunCompleted(succeeded=False, error="script 'check' failed with code 1\nboom i7"), child)
-    s.emit(FanOutItemCompleted(item_id="i7", step_id=sid, succeeded=False, child_run_id=child,
-                               error="script 'check' failed with code 1\nboom i7"))
+    s.emit(
+        FanOutItemCompleted(
+            item_id="i7",
+            step_id=sid,
+            succeeded=False,
+            child_run_id=child,
+            error="script 'check' failed with code 1\nboom i7",
+        )
+    )
     return s
 
 
@@ -363,12 +381,25 @@ def _failed_foreach() -> scenarios.Script:
     s = scenarios.Script()
     sid = scenarios.review_pr_until_foreach(s)
     ids = [f"i{n}" for n in range(8)]
-    s.emit(FanOutItemsCollected(count=8, step_id=sid, foreach_name="review-items", node_path="body.3",
-                                items=[FanOutItemInfo(item_id=i) for i in ids]))
+    s.emit(
+        FanOutItemsCollected(
+            count=8,
+            step_id=sid,
+            foreach_name="review-items",
+            node_path="body.3",
+            items=[FanOutItemInfo(item_id=i) for i in ids],
+        )
+    )
     for n, item in enumerate(ids):
         s.emit(FanOutItemStarted(item_id=item, step_id=sid))
-        s.emit(FanOutItemCompleted(item_id=item, step_id=sid, succeeded=n not in (1, 4, 6),
-                                   error="boom" if n in (1, 4, 6) else None))
+        s.emit(
+            FanOutItemCompleted(
+                item_id=item,
+                step_id=sid,
+                succeeded=n not in (1, 4, 6),
+                error="boom" if n in (1, 4, 6) else None,
+            )
+        )
     s.finish("body.3", "foreach:review-items", "foreach", ok=False, error="3 items failed")
     s.emit(RunCompleted(succeeded=False, error="step 'foreach:review-items' failed"))
     return s

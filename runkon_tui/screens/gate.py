@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
@@ -73,11 +73,12 @@ class GateScreen(ModalScreen[GateDecision | None]):
         width: 76; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
         background: $panel; border: thick $success;
     }
+    GateScreen VerticalScroll { height: auto; max-height: 1fr; }
     GateScreen.-reject > Vertical { border: thick $error; }
     GateScreen #title { width: 1fr; }
     GateScreen #prompt { margin: 1 0; max-height: 6; }
     GateScreen GateChoices { height: auto; max-height: 6; margin-bottom: 1; }
-    GateScreen Horizontal { height: auto; margin-top: 1; }
+    GateScreen Horizontal { height: auto; }
     GateScreen Button { margin-right: 2; }
     """
 
@@ -103,23 +104,27 @@ class GateScreen(ModalScreen[GateDecision | None]):
 
     def compose(self) -> ComposeResult:
         gate = self.gate
+        name = f"[b]gate {esc(gate.gate_name)}[/]"
+        if gate.gate_type and gate.gate_type != gate.gate_name:
+            name += f" ({esc(gate.gate_type)})"
+        if self.approving:
+            title, label = f"[b $success]✓ Approve[/] {name}", "Note (optional):"
+        else:
+            title = f"[b $error]✗ Reject[/] {name} — fails the run"
+            label = "Reason (optional, kept with the rejection):"
+        prompt = gate.prompt or "Approve to continue the run, reject to fail it."
         with Vertical():
-            kind = f" ({esc(gate.gate_type)})" if gate.gate_type and gate.gate_type != gate.gate_name else ""
-            if self.approving:
-                yield Label(f"[b $success]✓ Approve[/] [b]gate {esc(gate.gate_name)}[/]{kind}", id="title")
-            else:
-                title = f"[b $error]✗ Reject[/] [b]gate {esc(gate.gate_name)}[/]{kind} — fails the run"
+            with VerticalScroll():  # a long prompt scrolls; the buttons stay in view
                 yield Label(title, id="title")
-            yield Static(esc(gate.prompt or "Approve to continue the run, reject to fail it."), id="prompt")
-            if self.approving and gate.options:
-                yield Label("Options ([b]space[/] toggles):")
-                yield GateChoices(gate.options, id="choices")
-            label = "Note (optional):" if self.approving else "Reason (optional, kept with the rejection):"
-            yield Label(label)
-            draft = self.drafts.get(self.draft_key, "")
-            note = Input(draft, placeholder="why, or what to do next", id="note")
-            note.cursor_blink = getattr(self.app, "blink", True)
-            yield note
+                yield Static(esc(prompt), id="prompt")
+                if self.approving and gate.options:
+                    yield Label("Options ([b]space[/] toggles):")
+                    yield GateChoices(gate.options, id="choices")
+                yield Label(label)
+                draft = self.drafts.get(self.draft_key, "")
+                note = Input(draft, placeholder="why, or what to do next", id="note")
+                note.cursor_blink = getattr(self.app, "blink", True)
+                yield note
             with Horizontal():
                 if self.approving:
                     yield Button("Approve (ctrl+y)", id="approve", variant="success")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from runkon_flow.dsl.ast import WorkflowDef
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
@@ -24,14 +24,15 @@ Prepare = Callable[[Mapping[str, str]], dict[str, str]]
 class InputsScreen(ModalScreen[dict[str, str] | None]):
     DEFAULT_CSS = """
     InputsScreen { align: center middle; }
-    InputsScreen > VerticalScroll {
-        width: 76; max-width: 95%; height: auto; max-height: 90%; padding: 1 2;
+    InputsScreen > Vertical {
+        width: 76; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
         background: $panel; border: thick $primary;
     }
+    InputsScreen VerticalScroll { height: auto; max-height: 1fr; }
     InputsScreen .field-label { margin-top: 1; }
     InputsScreen .field-help { color: $text-muted; }
     InputsScreen #form-error { color: $error; margin-top: 1; height: auto; }
-    InputsScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
+    InputsScreen Horizontal { height: auto; align-horizontal: right; }
     InputsScreen Button { margin-left: 2; }
     """
 
@@ -50,25 +51,26 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         wf = self.workflow
-        with VerticalScroll():
-            yield Label(f"[b]Run {esc(wf.title or wf.name)}[/]")
-            if wf.description:
-                yield Static(esc(wf.description), classes="field-help")
-            for i, decl in enumerate(wf.inputs):
-                if decl.input_type == "boolean":
-                    value = self.initial.get(decl.name, decl.default or "false").lower() == "true"
-                    yield Checkbox(decl.name, value=value, id=f"input-{i}", classes="field-label")
-                else:
-                    required = decl.required
-                    marker = " [$error]*[/]" if required else ""
-                    yield Label(f"{esc(decl.name)}{marker}", classes="field-label")
-                    placeholder = f"default: {decl.default}" if decl.default is not None else ""
-                    box = Input(self.initial.get(decl.name, ""), placeholder=placeholder, id=f"input-{i}")
-                    box.cursor_blink = getattr(self.app, "blink", True)
-                    yield box
-                if decl.description:
-                    yield Static(esc(decl.description), classes="field-help")
-            yield Static("", id="form-error")
+        with Vertical():
+            with VerticalScroll():  # the fields scroll; the buttons below never do
+                yield Label(f"[b]Run {esc(wf.title or wf.name)}[/]")
+                if wf.description:
+                    yield Static(esc(wf.description), classes="field-help")
+                for i, decl in enumerate(wf.inputs):
+                    if decl.input_type == "boolean":
+                        value = self.initial.get(decl.name, decl.default or "false").lower() == "true"
+                        yield Checkbox(decl.name, value=value, id=f"input-{i}", classes="field-label")
+                    else:
+                        required = decl.required
+                        marker = " [$error]*[/]" if required else ""
+                        yield Label(f"{esc(decl.name)}{marker}", classes="field-label")
+                        placeholder = f"default: {decl.default}" if decl.default is not None else ""
+                        box = Input(self.initial.get(decl.name, ""), placeholder=placeholder, id=f"input-{i}")
+                        box.cursor_blink = getattr(self.app, "blink", True)
+                        yield box
+                    if decl.description:
+                        yield Static(esc(decl.description), classes="field-help")
+                yield Static("", id="form-error")
             with Horizontal():
                 yield Button("Cancel (esc)", id="cancel")
                 yield Button("Run (ctrl+s)", id="run", variant="primary")

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Label, OptionList, Static, Tree
+from textual.widgets._footer import FooterKey
 
 from runkon_tui.catalog import WorkflowEntry
 from runkon_tui.run_view import Changes, FanOutView, RunState, RunView
@@ -42,6 +43,24 @@ class RunList(WorkflowList):
     """The workflow list, where enter means "run this workflow"."""
 
     BINDINGS = [Binding("enter", "screen.run_workflow", "Run", id="run")]
+
+
+class RunFooter(Footer):
+    """The key footer. At 80 columns every key cannot fit: the keys that only change the view
+    (theme, zoom, log mode) and dimmed ones are left out, long names are shortened and the palette
+    hint goes (ctrl+p still works); `?` lists every key."""
+
+    NARROW_HIDDEN = frozenset({"screen.theme", "screen.zoom", "screen.log_mode", "theme", "zoom", "log_mode"})
+    SHORT = {"Failed only": "Failed", "Next failure": "Next"}
+
+    def compose(self) -> ComposeResult:
+        narrow = self.screen.size.width < 100
+        for item in super().compose():
+            if narrow and isinstance(item, FooterKey):
+                if item.has_class("-command-palette") or item.action in self.NARROW_HIDDEN or item.disabled:
+                    continue
+                item.description = self.SHORT.get(item.description, item.description)
+            yield item
 
 
 class MainScreen(Screen[None]):
@@ -130,11 +149,19 @@ class MainScreen(Screen[None]):
             box = Input(placeholder="enter keeps it, esc clears", id="filter")
             box.cursor_blink = self.rapp.blink
             yield box
-        yield Footer(compact=True)
+        self.footer = RunFooter(compact=True)
+        yield self.footer
 
     def on_resize(self, event) -> None:  # type: ignore[no-untyped-def]
-        self.set_class(event.size.width < 100, "-narrow")
+        narrow = event.size.width < 100
+        if narrow != self.has_class("-narrow"):
+            self.set_class(narrow, "-narrow")
+            self.footer.refresh(recompose=True)  # fewer, shorter keys at 80 columns
         self.set_class(event.size.height < 30, "-short")
+
+    def refresh_header(self) -> None:
+        app = self.rapp
+        self.header.show(app.view, app.clock(), app.idle_text(), app.store_note)
 
     def on_mount(self) -> None:
         self.workflows_pane.border_title = "Workflows"

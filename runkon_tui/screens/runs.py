@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from runkon_tui.follow import lease_is_live, lease_until
 from runkon_tui.history import parse_time, run_counts
-from runkon_tui.status import glyph
+from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, tone_text
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.clear()
         keep = table.cursor_row
+        narrow = self.size.width < 120  # 80 columns: the run id's tail and a short date keep room for names
         for row in rows:
             run = row.run
             status = live_status(run)
@@ -139,8 +140,8 @@ class RunsScreen(Screen[None]):
             table.add_row(
                 tone_text(self.app, status, f"{glyph(status)} {status}"),
                 Text(run.workflow_name),
-                Text(run.id),
-                Text((run.started_at or "")[:19].replace("T", " ")),
+                Text(short_id(run.id) if narrow else run.id),
+                Text((run.started_at or "")[5 if narrow else 0 : 16 if narrow else 19].replace("T", " ")),
                 Text(duration),
                 counts,
                 Text(holder_text(run)),

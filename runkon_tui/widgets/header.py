@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.widgets import Static
 
 from runkon_tui.run_view import RunView
@@ -17,30 +18,48 @@ class RunHeader(Static):
     """
 
     def show(self, view: RunView, now: float, idle_text: str, note: str | None = None) -> None:
-        """`note` (e.g. "in-memory store: runs are not saved") stays next to the name all session."""
+        """`note` (e.g. "in-memory store: runs are not saved") stays next to the name all session.
+
+        On a narrow terminal the least useful parts go first (the brand, the run id, then the
+        step counts), so the workflow, status, elapsed time and item count always fit."""
         root = view.root
-        brand = "[b]runkon[/]" + (f" [$warning b]⚠ {esc(note)}[/]" if note else "")
+        brand = "[b]runkon[/]"
+        warn = f"[$warning b]⚠ {esc(note)}[/]" if note else ""
         if root is None:
-            set_text(self, f"{brand} · {esc(idle_text)}", fixed_height=True)
+            set_text(self, " · ".join(p for p in (brand, warn, esc(idle_text)) if p), fixed_height=True)
             return
         status = view.status
-        parts = [
-            brand,
-            f"[b]{esc(root.workflow_name)}[/]",
-            f"run {short_id(root.run_id)}",
-            paint(status, f"{glyph(status)} {status}"),
-            format_clock(root.elapsed(now)),
-        ]
-        if view.read_only:
-            parts.append("[$text-muted]read-only[/]")
         counts = view.step_counts()
         shown = [paint(s, f"{glyph(s)}{counts[s]}") for s in COUNT_ORDER if counts.get(s)]
-        if shown:
-            parts.append(" ".join(shown))
         fan = view.active_fanout()
-        if fan is not None:
-            parts.append(f"items {fan.done}/{fan.total}")
-        set_text(self, " · ".join(parts), fixed_height=True)
+        # (priority, markup, plain width): lower priority numbers are dropped first.
+        parts: list[tuple[int, str, str]] = [
+            (1, brand, "runkon"),
+            (9, warn, f"⚠ {note}" if note else ""),
+            (9, f"[b]{esc(root.workflow_name)}[/]", root.workflow_name),
+            (2, f"run {short_id(root.run_id)}", f"run {short_id(root.run_id)}"),
+            (9, paint(status, f"{glyph(status)} {status}"), f"{glyph(status)} {status}"),
+            (8, format_clock(root.elapsed(now)), format_clock(root.elapsed(now))),
+            (9, "[$text-muted]read-only[/]" if view.read_only else "", "read-only" if view.read_only else ""),
+            (3, " ".join(shown), " ".join(f"{glyph(s)}{counts[s]}" for s in COUNT_ORDER if counts.get(s))),
+            (9, f"items {fan.done}/{fan.total}" if fan is not None else "", "items 000/000" if fan else ""),
+        ]
+        parts = [p for p in parts if p[1]]
+        room = self.size.width - 2 if self.size.width else 1000
+        for level in (1, 2, 3):
+            if cell_len(" · ".join(p[2] for p in parts)) <= room:
+                break
+            parts = [p for p in parts if p[0] != level]
+        set_text(self, " · ".join(p[1] for p in parts), fixed_height=True)
+
+    def on_resize(self) -> None:
+        self.app.call_later(self._reshow)
+
+    def _reshow(self) -> None:
+        screen = self.screen
+        refresh = getattr(screen, "refresh_header", None)
+        if callable(refresh):
+            refresh()
 
 
 class GateBanner(Static):

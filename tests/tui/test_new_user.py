@@ -423,3 +423,66 @@ async def test_next_failure_walks_the_failed_items_of_a_failed_foreach() -> None
                 visited.append(node.data.label if node is not None and node.data is not None else None)
         assert visited[:5] == ["review-style", "foreach review-items", "i1", "i4", "i6"]
         assert visited[5] == "review-style"  # wraps round
+
+
+# ------------------------------------------------------------------ 80×24
+
+
+SMALL = (80, 24)
+
+
+async def test_at_80x24_the_header_keeps_the_item_count_and_the_footer_its_keys() -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        rows = screen_text(app)
+        assert "review-pr" in rows[0] and "items 37/120" in rows[0] and "running" in rows[0]
+        footer = rows[-1].rstrip()
+        assert footer.endswith("q Quit"), footer  # nothing cut off at the right edge
+        for key in ("/ Filter", "f Failed", "n Next", "h Runs", "? Help"):
+            assert key in footer
+        assert any("review-pr" in row and "▶" in row for row in rows[1:16])  # names in the list
+
+
+async def test_at_80x24_the_inputs_form_buttons_are_on_screen() -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await select(pilot, app, "review-pr")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
+        await pilot.pause()
+        run = app.screen.query_one("#run", Button)
+        assert run.region.height > 0 and run.region.bottom <= 24
+        assert any("Run (ctrl+s)" in row for row in screen_text(app))
+
+
+async def test_at_80x24_the_gate_dialog_buttons_are_on_screen() -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.gate_waiting().events)
+        await pilot.pause()
+        for key, label in (("a", "Approve (ctrl+y)"), ("x", "Reject (ctrl+r)")):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+            await pilot.pause()
+            assert any(label in row for row in screen_text(app)), label
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, GateScreen))
+
+
+async def test_toasts_never_cover_the_log() -> None:
+    from textual.widgets._toast import Toast
+
+    app = make_app()
+    async with app.run_test(size=SMALL, notifications=True) as pilot:
+        await pilot.pause()
+        app.notify("a long message about the run that just ended\nwith a second line", timeout=30)
+        await wait_for(pilot, lambda: list(app.screen.query(Toast)), what="the toast")
+        await pilot.pause()
+        toasts = list(app.screen.query(Toast))
+        log = main(app).log_pane.region
+        for toast in toasts:
+            assert not toast.region.overlaps(log), (toast.region, log)

@@ -141,3 +141,67 @@ def test_light_theme(snap_compare) -> None:
 
 def test_small_80x24_terminal(snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_fed(scenarios.gate_waiting))
+
+
+# ---- 80×24 must stay usable (issue 10): names, the item count, the whole footer, form buttons.
+
+SMALL = (80, 24)
+
+
+def test_small_foreach_mid_run(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_fed(scenarios.foreach_mid_run))
+
+
+def test_small_runs_screen(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        await pilot.press("h")
+        await pilot.pause(0.2)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    assert snap_compare(make_app(store=_history_store()), terminal_size=SMALL, run_before=run_before)
+
+
+def _inputs_form(pilot: Pilot):  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        app = pilot.app
+        screen = app.main_screen  # type: ignore[attr-defined]
+        names = [e.name for e in app.catalog]  # type: ignore[attr-defined]
+        screen.workflow_list.highlighted = names.index("review-pr")
+        screen.workflow_list.focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+
+    return run_before
+
+
+def test_inputs_form(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=_inputs_form(None))
+
+
+def test_small_inputs_form(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_inputs_form(None))
+
+
+def _gate_dialog(key: str):  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot) -> None:
+        await _fed(scenarios.gate_waiting)(pilot)
+        await pilot.press(key)
+        await pilot.pause()
+
+    return run_before
+
+
+def test_small_gate_dialog(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_gate_dialog("a"))
+
+
+def test_reject_dialog(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=_gate_dialog("x"))
+
+
+def test_small_reject_dialog(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_gate_dialog("x"))

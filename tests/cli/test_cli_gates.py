@@ -117,7 +117,7 @@ def test_reject_fails_the_run_with_the_note(waiting: GateRun, capsys: pytest.Cap
     assert out == f"gate human_approval of run {waiting.run_id} rejected by alice\n"
     result = waiting.finish()
     assert result.status is RunStatus.FAILED
-    assert "not on a Friday" in (result.error or "")
+    assert "Gate 'human_approval' rejected by alice: not on a Friday" in (result.error or "")
     row = waiting.gate_row()
     assert (row.status, row.gate_approved_by) == (StepStatus.FAILED, "alice")
     assert not any(s.step_name == "deploy" for s in waiting.store.get_steps(waiting.run_id))

@@ -249,7 +249,7 @@ def test_approve_deploy_rejected_never_deploys_but_still_reports(ws: Workspace) 
     worker.join(20)
     result = results[0]
     assert result.status is RunStatus.FAILED
-    assert result.error == "workflow error: not on a Friday"
+    assert result.error == "workflow error: Gate 'human_approval' rejected by tester: not on a Friday"
     names = [n for n, _ in statuses(ws, run_id)]
     assert "deploy" not in names
     report = next(s for s in steps(ws, run_id) if s.step_name == "post-deploy-report")

@@ -10,8 +10,10 @@ to decide to resume it.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -246,6 +248,26 @@ def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow]) -> li
     return lines
 
 
+def _gate_decisions(steps: list[WorkflowRunStep]) -> list[str]:
+    """Who answered each gate, when, with which options and note (the store keeps all of it)."""
+    lines = []
+    for step in steps:
+        if not step.gate_approved_by:
+            continue
+        verb = "approved" if StepStatus(step.status) is StepStatus.COMPLETED else "rejected"
+        text = f"  {step.step_name}: {verb} by {step.gate_approved_by}"
+        if step.gate_approved_at:
+            text += f" at {_local(step.gate_approved_at)}"
+        with suppress(ValueError, TypeError):
+            chosen = json.loads(step.gate_selections) if step.gate_selections else []
+            if chosen:
+                text += " · options: " + ", ".join(str(c) for c in chosen)
+        if step.gate_feedback:
+            text += f" · note: {step.gate_feedback}"
+        lines.append(text)
+    return ["", "gates", *lines] if lines else []
+
+
 def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> list[str]:
     """The full report of one run: header, every step row, failed steps' errors, waiting gates."""
     steps = store.get_steps(run.id)
@@ -308,7 +330,10 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
         lines.append("")
         lines.append("failed steps")
         for step in failed:
-            raw = readable_error(step.step_error or step.result_text or "(no error text)")
+            rejected = f"rejected by {step.gate_approved_by}" if step.gate_approved_by else ""
+            if rejected and step.gate_feedback:
+                rejected += f": {step.gate_feedback}"
+            raw = readable_error(step.step_error or step.result_text or rejected or "(no error text)")
             text = raw.strip().splitlines() or ["(no error text)"]
             lines.append(f"  {step.step_name}: {text[0]}")
             lines.extend(f"    {line}" for line in text[1:20])
@@ -318,6 +343,8 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
         if not failed:
             lines.append("")
         lines.extend(notes)
+
+    lines.extend(_gate_decisions(steps))
 
     if not RunStatus(run.status).is_terminal:  # interrupted runs too: approve, then resume
         # Gates of child runs (call workflow, foreach) are included; one entry per gate, the newest

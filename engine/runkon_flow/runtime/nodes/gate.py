@@ -333,7 +333,10 @@ def _wait_for_decision(
                         resolved_at=time.time(),
                     )
                 )
-            message = decision.feedback or f"Gate '{name}' rejected"
+            # The reason says what happened and who did it; the note goes beside it, never instead.
+            message = f"Gate '{name}' rejected" + (f" by {decision.by}" if decision.by else "")
+            if decision.feedback:
+                message += f": {decision.feedback}"
             trace.completed(StepStatus.FAILED, message)
             raise WorkflowError(message)
         # Sleep until the next poll, the timeout, an in-process approval, or a cancel.

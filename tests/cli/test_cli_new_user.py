@@ -1,0 +1,55 @@
+"""The CLI as a new user meets it (issue 10): who answered a gate and why, a rejection's reason,
+and a `--db` typo that would silently start a new history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence import RunStatus
+
+from tests.cli.run_helpers import cli, run_id_of, write
+from tests.cli.test_cli_gates import GateRun, home, waiting  # noqa: F401  (fixtures)
+
+
+def test_show_says_who_approved_a_gate_with_which_option_and_note(
+    waiting: GateRun,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli(capsys, "approve", waiting.run_id, "human_approval", "--select", "careful", "--note", "ok")[0] == 0
+    assert waiting.finish().status is RunStatus.COMPLETED
+    code, out, err = cli(capsys, "show", waiting.run_id)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "gates" in lines
+    decision = lines[lines.index("gates") + 1]
+    assert decision.startswith("  human_approval: approved by alice at ")
+    assert decision.endswith(" · options: careful · note: ok")
+
+
+def test_a_rejection_with_a_note_says_the_gate_was_rejected_and_by_whom(
+    waiting: GateRun,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli(capsys, "reject", waiting.run_id, "human_approval", "--note", "nope")[0] == 0
+    result = waiting.finish()
+    assert result.status is RunStatus.FAILED
+    assert result.error == "workflow error: Gate 'human_approval' rejected by alice: nope"
+    out = cli(capsys, "show", waiting.run_id)[1]
+    lines = out.splitlines()
+    assert "error     workflow error: Gate 'human_approval' rejected by alice: nope" in lines
+    assert "  human_approval: rejected by alice: nope" in lines  # under "failed steps"
+    assert "  human_approval: rejected by alice · note: nope" in lines  # under "gates"
+
+
+def test_a_db_in_a_missing_folder_says_the_folder_was_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "wf" / "hello.wf", 'workflow hello { script s { run = "echo hi" } }\n')
+    code, out, err = cli(capsys, "run", "hello", "--dir", "wf", "--db", "typo/runs.db")
+    assert code == 0, err
+    run_id_of(out)
+    assert "created typo/ for the new run database typo/runs.db" in err
+    code, _, err = cli(capsys, "run", "hello", "--dir", "wf", "--db", "typo/runs.db")
+    assert code == 0 and "created" not in err  # said once, when it happened

@@ -16,7 +16,8 @@ def test_show_says_who_approved_a_gate_with_which_option_and_note(
     waiting: GateRun,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert cli(capsys, "approve", waiting.run_id, "human_approval", "--select", "careful", "--note", "ok")[0] == 0
+    argv = ("approve", waiting.run_id, "human_approval", "--select", "careful", "--note", "ok")
+    assert cli(capsys, *argv)[0] == 0
     assert waiting.finish().status is RunStatus.COMPLETED
     code, out, err = cli(capsys, "show", waiting.run_id)
     assert code == 0, err

@@ -91,7 +91,8 @@ def test_a_rejected_gate_fails_the_run_with_the_reviewers_note(h: Harness) -> No
     GateApprovals(h.store).reject(run.run_id, gate_id, by="bob", note="not today")
     result = run.join()
     assert result.status == "failed" and "deploy" not in h.agents.names()
-    assert h.store.get_run(run.run_id).error == "workflow error: Gate 'human_approval' rejected by bob: not today"
+    reason = "workflow error: Gate 'human_approval' rejected by bob: not today"
+    assert h.store.get_run(run.run_id).error == reason
     assert h.events("GateResolved")[0].approved is False
     assert h.steps(run.run_id)[1].status == "failed"
 

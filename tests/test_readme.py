@@ -26,3 +26,9 @@ def test_the_two_commands_are_make_targets_and_ci_runs_the_test_one() -> None:
     assert re.search(r"^test:", makefile, flags=re.M)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def test_the_readme_says_how_to_reach_the_commands_make_installed() -> None:
+    """`make` installs into .venv/, not on PATH: a newcomer must be told how to run the commands."""
+    assert ".venv/bin/runkon-tui" in README and ".venv/bin/runkon-flow" in README
+    assert "source .venv/bin/activate" in README

@@ -129,7 +129,7 @@ async def test_attach_to_runs_of_another_process_see_items_move_approve_its_gate
             assert app.view.status == "waiting"
             await pilot.press("a")
             await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
-            app.screen.query_one("SelectionList").select("now")  # type: ignore[attr-defined]
+            app.screen.query_one("#choices").toggle("now")  # type: ignore[attr-defined]
             app.screen.query_one("#note", Input).value = "from the dashboard"
             await pilot.press("ctrl+y")
             await wait_for(

@@ -145,7 +145,7 @@ async def test_approve_a_waiting_gate(folder: Path) -> None:
         assert app.view.status == "waiting"
         await pilot.press("a")
         await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
-        app.screen.query_one("SelectionList").select("now")  # type: ignore[attr-defined]
+        app.screen.query_one("#choices").toggle("now")  # type: ignore[attr-defined]
         app.screen.query_one("#note", Input).value = "looks good"
         await pilot.press("ctrl+y")
         await wait_for(pilot, lambda: not app.run_active, what="run end")

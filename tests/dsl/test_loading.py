@@ -188,7 +188,8 @@ def test_an_unreadable_directory_is_a_clear_error(tmp_path: Path, monkeypatch: p
 def test_an_undecodable_file_is_reported_not_raised(tmp_path: Path) -> None:
     (tmp_path / "bin.wf").write_bytes(b"\xff\xfe")
     result = load_workflow_dir([tmp_path])
-    assert len(result.errors) == 1 and result.errors[0].message.startswith("Failed to read")
+    assert len(result.errors) == 1
+    assert result.errors[0].message.startswith("cannot read file: not valid UTF-8")  # the CLI's words
 
 
 # --------------------------------------------------------------------------- §11.4 load_workflow_defs

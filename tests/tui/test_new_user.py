@@ -198,8 +198,14 @@ async def test_every_log_line_is_drawn_inside_its_pane() -> None:
         await pilot.pause()
         assert screen.log_pane.mode == "output"
         region = screen.log_pane.region
-        rows = screen_text(app)
-        pane = [row[region.x : region.right] for row in rows[region.y + 1 : region.bottom - 1]]
+
+        def pane_rows() -> list[str]:
+            rows = screen_text(app)
+            return [row[region.x : region.right] for row in rows[region.y + 1 : region.bottom - 1]]
+
+        # Following the tail settles once the horizontal scrollbar has appeared (one refresh later).
+        await wait_for(pilot, lambda: any("bell" in row for row in pane_rows()), what="the last line")
+        pane = pane_rows()
         for row in pane:
             assert row[0] == "│" and row[-1] in "│▁▂▃▄▅▆▇█▊▋▌▍▎▏", f"drawn over the border: {row!r}"
         body = [row[1:-1].rstrip(" ▁▂▃▄▅▆▇█▊▋▌▍▎▏") for row in pane]

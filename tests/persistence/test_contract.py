@@ -486,6 +486,25 @@ def test_other_terminal_statuses_are_recorded(store, status) -> None:
     assert step.ended_at is not None
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_finished_foreach_step_records_its_fan_out_counts(store, durable) -> None:
+    run_id, gen = owned_run(store)
+    step_id = new_step(store, run_id, "fan", role="foreach")
+    store.update_step(
+        step_id,
+        StepUpdate(generation=gen, status=StepStatus.COMPLETED, fan_out=(5, 3, 1, 1)),
+        durable=durable,
+    )
+    store.flush()
+    step = store.get_step(step_id)
+    assert (step.fan_out_total, step.fan_out_completed, step.fan_out_failed, step.fan_out_skipped) == (
+        5,
+        3,
+        1,
+        1,
+    )
+
+
 def test_a_pending_update_changes_only_the_status(store) -> None:
     run_id, gen = owned_run(store)
     step_id = new_step(store, run_id, "g", role="gate")

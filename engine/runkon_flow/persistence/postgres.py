@@ -95,7 +95,11 @@ _STEP_TERMINAL = (
     "result_text = %(result_text)s, context_out = %(context_out)s, markers_out = %(markers_out)s, "
     "structured_output = %(structured_output)s, step_error = %(step_error)s, "
     "child_run_id = COALESCE(%(child_run_id)s, child_run_id), "
-    "retry_count = COALESCE(%(retry_count)s, retry_count) " + _STEP_GUARD
+    "retry_count = COALESCE(%(retry_count)s, retry_count), "
+    "fan_out_total = COALESCE(%(fan_total)s, fan_out_total), "
+    "fan_out_completed = COALESCE(%(fan_completed)s, fan_out_completed), "
+    "fan_out_failed = COALESCE(%(fan_failed)s, fan_out_failed), "
+    "fan_out_skipped = COALESCE(%(fan_skipped)s, fan_out_skipped) " + _STEP_GUARD
 )
 _STEP_OTHER = _RUN_LOCK + "UPDATE workflow_run_steps SET status = %(status)s " + _STEP_GUARD
 _STEP_INSERT = (
@@ -747,6 +751,8 @@ class PostgresStore:
                 step_error=update.step_error,
                 retry_count=update.retry_count,
             )
+            fan = update.fan_out or (None, None, None, None)
+            params.update(fan_total=fan[0], fan_completed=fan[1], fan_failed=fan[2], fan_skipped=fan[3])
         else:
             sql = _STEP_OTHER
 
@@ -768,8 +774,8 @@ class PostgresStore:
     def _fold_step(self, row: list, status: StepStatus, update: StepUpdate, now: str) -> bool:
         """A step update applied to its queued insert row, while its run's insert is queued too."""
         run_row = self._foldable.get("r:" + row[_S_RUN])
-        if run_row is None or run_row[_R_GENERATION] != update.generation:
-            return False
+        if run_row is None or run_row[_R_GENERATION] != update.generation or update.fan_out is not None:
+            return False  # the queued UPDATE checks (and reports) it, and writes the fan-out counts
         if StepStatus(row[_S_STATUS]).is_terminal:
             return True
         row[_S_STATUS] = status.value

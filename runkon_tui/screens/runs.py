@@ -157,7 +157,8 @@ class RunsScreen(Screen[None]):
             status.update("no runs yet — run a workflow from the main screen (enter)")
         else:
             status.update(
-                f"{len(rows)} runs (newest first) · enter follows a live run, opens a finished one "
+                f"{len(rows)} run{'' if len(rows) == 1 else 's'} (newest first) · "
+                "enter follows a live run, opens a finished one "
                 "read-only · r resumes"
             )
         self.refresh_bindings()

@@ -77,3 +77,16 @@ def test_rows_written_before_node_paths_still_open(h: Harness) -> None:
     view = view_from_store(h.store, run_id, lambda name: wf)
     assert {k: s.status for k, s in view.root.steps.items()} == {"body.0": "completed", "body.1": "completed"}
     assert model.step_counts() == view.step_counts() == {"completed": 2}
+
+
+def test_a_resume_that_skips_one_step_says_step_not_steps() -> None:
+    from runkon_flow.events import EngineEventData, RunResumed
+
+    model = RunModel()
+    for count, expected in ((1, "(skipping 1 completed step)"), (3, "(skipping 3 completed steps)")):
+        model.apply(
+            EngineEventData(
+                timestamp=0, ts=0.0, run_id="r", event=RunResumed(workflow_name="wf", skipped_steps=count)
+            )
+        )
+        assert list(model.engine_log)[-1].text.endswith(expected)

@@ -477,7 +477,8 @@ class RunModel:
             self.cancelling = False
             self.crash = None
             self._changes.header = True
-            skipped = f" (skipping {ev.skipped_steps} completed steps)" if ev.skipped_steps else ""
+            n = ev.skipped_steps
+            skipped = f" (skipping {n} completed step{'' if n == 1 else 's'})" if n else ""
             self._log(LogLine(data.ts, f"run resumed: {ev.workflow_name}{skipped}", "info", run.run_id))
 
     def _run_completed(self, data: EngineEventData, ev: Any) -> None:

@@ -82,19 +82,36 @@ class _Session:
     events_file: TextIO | None
     live: bool
 
+    stdout_closed: bool = False
+
+    def _print(self, action: Callable[[], None]) -> None:
+        """A reader that goes away (`run … | head -2`) must not stop the run: its truth is in the
+        store. Stop printing, say so once on stderr, and let the run finish."""
+        if self.stdout_closed:
+            return
+        try:
+            action()
+        except BrokenPipeError:
+            self.stdout_closed = True
+            with suppress(OSError, ValueError):  # Python's exit flush must not fail on the pipe
+                devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+                os.dup2(devnull.fileno(), sys.stdout.fileno())
+            with suppress(OSError, ValueError):
+                print_err("runkon-flow: stdout closed; the run goes on, printing nothing more")
+
     def pump(self) -> None:
         batch = self.queue.drain()
         for data in batch:
             if self.events_file is not None:
                 self.events_file.write(data.to_json_line() + "\n")
-            self.printer.feed(data)
+            self._print(lambda data=data: self.printer.feed(data))
         if batch and self.events_file is not None:
             self.events_file.flush()
-        self.printer.tick()
+        self._print(self.printer.tick)
 
     def close(self) -> None:
         self.pump()
-        self.printer.close()
+        self._print(self.printer.close)
         if self.events_file is not None:
             self.events_file.close()
 

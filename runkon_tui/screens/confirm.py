@@ -1,4 +1,5 @@
-"""A yes/no question (cancel a run, quit with a run active). `y` or enter confirms; `n`/esc not.
+"""A yes/no question (cancel a run, retry items). `y` or enter confirms; `n`/esc not. Quitting with
+a run active has its own three-way question (screens/quit.py).
 
 A question about the active run (`about_active_run`) is withdrawn — answered "no" — when that run
 ends while it is open: there is nothing left to cancel.

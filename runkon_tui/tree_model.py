@@ -251,6 +251,8 @@ def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float)
         )
         if gate is not None:
             parts.append("awaiting approval")
+        elif sv is not None and sv.decision:
+            parts.append(sv.decision)
     if sv is not None:
         if sv.attempt:
             parts.append(f"attempt {sv.attempt + 1}")

@@ -2,8 +2,10 @@
 
 A waiting gate is a step row in status `waiting`. `GateApprovals` is what a UI or CLI calls: it
 lists the waiting gates of a run (with prompt and options, so they can be shown) and resolves one
-by name or step id. In-process waiters are woken at once through `GATE_SIGNALS`; an engine in
-another process notices the store change at its next poll (≤ `poll_interval`).
+by name or step id; `inbox()` lists every gate waiting in the whole store (any run, any process)
+and `decide()` resolves one of them by step id, which is how several are answered at once.
+In-process waiters are woken at once through `GATE_SIGNALS`; an engine in another process notices
+the store change at its next poll (≤ `poll_interval`), or at once on PostgreSQL (NOTIFY).
 `ApprovalStoreResolver` is the GateResolver a host registers for gate types decided this way.
 """
 
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from runkon_flow.errors import FlowError
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
@@ -22,6 +25,7 @@ from runkon_flow.plugins.protocols import GateParams, GatePoll, RunContext
 __all__ = [
     "GATE_SIGNALS",
     "ApprovalStoreResolver",
+    "Decision",
     "GateApprovalError",
     "GateApprovals",
     "GateOption",
@@ -80,6 +84,41 @@ class WaitingGate:
     options: tuple[GateOption, ...] = field(default_factory=tuple)
     since: str | None = None
     timeout_secs: int | None = None
+    workflow_name: str = ""
+
+    def waited(self, now: float) -> float | None:
+        """Seconds this gate has waited at `now` (unix time); None when its start is unknown."""
+        start = _unix(self.since)
+        return None if start is None else max(0.0, now - start)
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds until the gate times out (negative once overdue); None without a start."""
+        waited = self.waited(now)
+        if waited is None or self.timeout_secs is None:
+            return None
+        return self.timeout_secs - waited
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of deciding one gate of a batch: the gate, or why it could not be decided."""
+
+    step_id: str
+    gate: WaitingGate | None
+    error: str | None = None
+
+
+def _unix(text: str | None) -> float | None:
+    """RFC 3339 (or SQLite's `YYYY-MM-DD HH:MM:SS`) text, UTC when no offset, as unix time."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
 
 
 def _options(row: WorkflowRunStep) -> tuple[GateOption, ...]:
@@ -137,6 +176,81 @@ class GateApprovals:
                     gates.extend(self._own_gates(run.id))
         return gates
 
+    def inbox(self) -> list[WaitingGate]:
+        """Every gate waiting in the store, of any run held by any process, oldest first.
+
+        A run whose gate waits is in status `waiting` (the gate sets it). Per (run, gate name) only
+        the newest row counts: an older `waiting` row of the same gate belongs to an engine that
+        died before a resume inserted the gate again. `workflow_name` is filled in.
+        """
+        gates: list[WaitingGate] = []
+        for run in self._store.list_active_runs([RunStatus.WAITING]):
+            newest = {g.gate_name: g for g in self._own_gates(run.id)}
+            gates.extend(replace(g, workflow_name=run.workflow_name) for g in newest.values())
+        gates.sort(key=lambda g: (_unix(g.since) or 0.0, g.step_id))
+        return gates
+
+    def decide(
+        self,
+        step_id: str,
+        approve: bool,
+        by: str,
+        note: str | None = None,
+        selections: list[str] | None = None,
+    ) -> WaitingGate:
+        """Approve or reject the waiting gate whose step row is `step_id`, wherever its run is.
+        The engine waiting for it is woken (in this process at once, elsewhere at its next poll or
+        by the store's notification)."""
+        row = self._store.get_step(step_id)
+        if row is None or row.role != StepRole.GATE.value:
+            raise GateApprovalError(f"no gate with step id '{step_id}'")
+        if StepStatus(row.status) is not StepStatus.WAITING:
+            decided = f" by {row.gate_approved_by}" if row.gate_approved_by else ""
+            raise GateApprovalError(
+                f"gate '{row.step_name}' ({step_id}) is not waiting: {StepStatus(row.status).value}{decided}"
+            )
+        run = self._store.get_run(row.workflow_run_id)
+        target = replace(_to_waiting(row), workflow_name=run.workflow_name if run is not None else "")
+        if approve:
+            self._check_selections(target, list(selections or []))
+            self._store.approve_gate(step_id, by, note, list(selections or []) or None)
+        else:
+            self._store.reject_gate(step_id, by, note)
+        GATE_SIGNALS.notify(step_id)
+        return target
+
+    def decide_many(
+        self,
+        step_ids: list[str],
+        approve: bool,
+        by: str,
+        note: str | None = None,
+        selections: list[str] | None = None,
+    ) -> list[Decision]:
+        """`decide` each gate with the same note; one that cannot be decided (already answered,
+        unknown, bad selection) is reported in its `Decision` and does not stop the others."""
+        out: list[Decision] = []
+        for step_id in dict.fromkeys(step_ids):
+            try:
+                out.append(Decision(step_id, self.decide(step_id, approve, by, note, selections)))
+            except (GateApprovalError, FlowError) as exc:
+                out.append(Decision(step_id, None, str(exc)))
+        return out
+
+    @staticmethod
+    def _check_selections(target: WaitingGate, chosen: list[str]) -> None:
+        if not chosen:
+            return
+        allowed = {o.value for o in target.options}
+        if not allowed:
+            raise GateApprovalError(f"gate '{target.gate_name}' offers no options to select from")
+        bad = [s for s in chosen if s not in allowed]
+        if bad:
+            raise GateApprovalError(
+                f"invalid selection {', '.join(repr(b) for b in bad)} for gate '{target.gate_name}' "
+                f"(allowed: {', '.join(sorted(allowed))})"
+            )
+
     def _own_gates(self, run_id: str) -> list[WaitingGate]:
         return [
             _to_waiting(row)
@@ -189,16 +303,7 @@ class GateApprovals:
         values of the gate's options. Returns the gate that was approved."""
         target = self._find(run_id, gate)
         chosen = list(selections or [])
-        if chosen:
-            allowed = {o.value for o in target.options}
-            if not allowed:
-                raise GateApprovalError(f"gate '{target.gate_name}' offers no options to select from")
-            bad = [s for s in chosen if s not in allowed]
-            if bad:
-                raise GateApprovalError(
-                    f"invalid selection {', '.join(repr(b) for b in bad)} for gate '{target.gate_name}' "
-                    f"(allowed: {', '.join(sorted(allowed))})"
-                )
+        self._check_selections(target, chosen)
         self._store.approve_gate(target.step_id, by, note, chosen or None)
         GATE_SIGNALS.notify(target.step_id)
         return target

@@ -172,6 +172,7 @@ class GateResolved(_Event):
     resolved_by: str | None = None
     feedback: str | None = None
     resolved_at: float | None = None
+    selections: list[str] = Field(default_factory=list)
 
 
 class GateTimedOut(_Event):

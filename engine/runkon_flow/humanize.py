@@ -60,3 +60,22 @@ def readable_error(text: str | None) -> str:
         return f"cancelled: {describe_cancel('UserRequested', message)}"
 
     return _CANCELLED_TEXT.sub(plain, text)
+
+
+def gate_decision(
+    approved: bool,
+    by: str | None,
+    selections: list[str] | tuple[str, ...] = (),
+    note: str | None = None,
+    at: str | None = None,
+) -> str:
+    """Who answered a gate, with which options and note, in one phrase: `approved by alice at
+    14:02 · options: fast · note: ship it`. Shared by `show`, the inbox and the dashboard tree."""
+    text = ("approved" if approved else "rejected") + (f" by {by}" if by else "")
+    if at:
+        text += f" at {at}"
+    if selections:
+        text += " · options: " + ", ".join(str(s) for s in selections)
+    if note:
+        text += f" · note: {note}"
+    return text

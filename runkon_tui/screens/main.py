@@ -92,6 +92,7 @@ class MainScreen(Screen[None]):
         Binding("f", "failed_only", "Failed only", id="failed_only"),
         Binding("n", "next_failure", "Next failure", id="next_failure"),
         Binding("h", "runs", "Runs", id="runs"),
+        Binding("i", "gate_inbox", "Gate inbox", id="gate_inbox", show=False),
         Binding("l", "log_mode", "Log", id="log_mode"),
         Binding("z", "zoom", "Zoom", id="zoom"),
         Binding("t", "theme", "Theme", id="theme"),
@@ -490,6 +491,12 @@ class MainScreen(Screen[None]):
 
     def action_runs(self) -> None:
         self.rapp.show_runs()
+
+    def action_gate_inbox(self) -> None:
+        """Every gate waiting in the store, of any run in any process (screens/inbox.py)."""
+        from runkon_tui.screens.inbox import GateInboxScreen
+
+        self.app.push_screen(GateInboxScreen())
 
     def action_theme(self) -> None:
         self.app.action_change_theme()

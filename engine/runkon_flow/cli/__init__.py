@@ -2,7 +2,7 @@
 
 One module per command group, each with `add_<name>_parser(subparsers)` functions that declare the
 arguments and set `handler=<function(args) -> exit code>`: `validate`, `fmt`, `run` (run, resume,
-cancel; `detach` runs one in the background), `history` (runs, show), `gates` (approve, reject),
+cancel; `detach` runs one in the background), `history` (runs, show), `gates` (approve, reject, inbox),
 `replay`, `watch` and `gc`. Registering a command is one line in `SUBCOMMANDS`. Shared pieces:
 `common` (errors, exit statuses, diagnostics, `.wf` paths), `store` (the run database), `drive`
 (one run in the foreground), `output` and `live` (progress printers), `report` (what `runs` and
@@ -57,6 +57,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "show": history.add_show_parser,
     "approve": gates.add_approve_parser,
     "reject": gates.add_reject_parser,
+    "gates": gates.add_gates_parser,
     "replay": replay.add_replay_parser,
     "watch": watch.add_watch_parser,
     "gc": gc.add_gc_parser,

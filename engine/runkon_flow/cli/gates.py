@@ -1,15 +1,23 @@
-"""`runkon-flow approve` and `runkon-flow reject`: decide a waiting gate from the shell."""
+"""`runkon-flow approve` / `reject` decide one waiting gate of a run; `runkon-flow gates` is the
+inbox: every gate waiting in the run database (any run, any process), how long each has waited and
+when it times out, and `gates approve|reject` answers several at once with one note."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
+import sys
+import time
 from typing import Any
 
-from runkon_flow.approvals import GateApprovals
-from runkon_flow.cli.common import EXIT_OK
+from runkon_flow.approvals import GateApprovals, WaitingGate
+from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err
+from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
+from runkon_flow.humanize import format_duration
+from runkon_flow.persistence.protocol import WorkflowPersistence
 
 
 def _user(explicit: str | None) -> str:
@@ -64,3 +72,157 @@ def add_approve_parser(sub: Any) -> None:
 
 def add_reject_parser(sub: Any) -> None:
     _add_gate_parser(sub, "reject", "reject a waiting gate (the run then fails)")
+
+
+# ---------------------------------------------------------------------------------------- inbox
+
+
+def _in_run(store: WorkflowPersistence, gate: WaitingGate, run_id: str) -> bool:
+    """The gate waits in `run_id` or in one of its descendant runs (call workflow, foreach)."""
+    current: str | None = gate.run_id
+    seen: set[str] = set()
+    while current and current not in seen:
+        if current == run_id:
+            return True
+        seen.add(current)
+        run = store.get_run(current)
+        current = run.parent_workflow_run_id if run is not None else None
+    return False
+
+
+def _selected(store: WorkflowPersistence, args: argparse.Namespace) -> list[WaitingGate]:
+    gates = GateApprovals(store).inbox()
+    if args.workflow:
+        gates = [g for g in gates if g.workflow_name in args.workflow]
+    if args.gate:
+        gates = [g for g in gates if g.gate_name in args.gate]
+    if args.run:
+        gates = [g for g in gates if _in_run(store, g, args.run)]
+    return gates
+
+
+def _held(store: WorkflowPersistence, gates: list[WaitingGate]) -> dict[str, bool]:
+    """Per run: whether an engine holds it now (a decision for an unheld run wakes nobody yet)."""
+    out: dict[str, bool] = {}
+    for gate in gates:
+        if gate.run_id not in out:
+            run = store.get_run(gate.run_id)
+            out[gate.run_id] = run is not None and lease_is_live(run)
+    return out
+
+
+def countdown(gate: WaitingGate, now: float) -> str:
+    """`57m57s`, `overdue 3s`, or `` when the gate has no known start."""
+    left = gate.time_left(now)
+    if left is None:
+        return ""
+    return format_duration(left) if left >= 0 else f"overdue {format_duration(-left)}"
+
+
+def _gate_json(gate: WaitingGate, now: float, held: bool) -> dict[str, Any]:
+    waited = gate.waited(now)
+    left = gate.time_left(now)
+    return {
+        "step_id": gate.step_id,
+        "run_id": gate.run_id,
+        "workflow": gate.workflow_name,
+        "gate": gate.gate_name,
+        "gate_type": gate.gate_type,
+        "prompt": gate.prompt,
+        "options": {o.value: o.label for o in gate.options},
+        "since": gate.since,
+        "waited_secs": None if waited is None else round(waited, 3),
+        "timeout_secs": gate.timeout_secs,
+        "time_left_secs": None if left is None else round(left, 3),
+        "held": held,
+    }
+
+
+def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namespace) -> int:
+    now = time.time()
+    if args.json:
+        for gate in gates:
+            print(json.dumps(_gate_json(gate, now, held[gate.run_id])))
+        return EXIT_OK
+    if not gates:
+        print("no gate is waiting")
+        return EXIT_OK
+    print(f"{len(gates)} gate{'' if len(gates) == 1 else 's'} waiting (oldest first)")
+    rows = [("STEP ID", "WORKFLOW", "GATE", "WAITED", "TIMES OUT IN", "RUN")]
+    for g in gates:
+        waited = format_duration(g.waited(now)) if g.since else ""
+        run = g.run_id + ("" if held[g.run_id] else " (interrupted: resume it first)")
+        rows.append((g.step_id, g.workflow_name, g.gate_name, waited, countdown(g, now), run))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for i, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+        gate = gates[i - 1] if i else None
+        if gate is not None and (gate.prompt or gate.options):
+            options = ", ".join(
+                o.value if o.label == o.value else f"{o.value} ({o.label})" for o in gate.options
+            )
+            detail = (gate.prompt or "") + (f"  [options: {options}]" if options else "")
+            print(f"    {detail.strip()}")
+    print("answer: runkon-flow gates approve|reject STEP_ID… [--note TEXT]  (or --all with filters)")
+    return EXIT_OK
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    if args.action == "list" and (args.ids or args.all):
+        raise UsageError("step ids and --all go with 'gates approve' or 'gates reject'")
+    if args.action != "list" and not args.ids and not args.all:
+        raise UsageError(
+            f"name the gates to {args.action} by STEP_ID (see 'runkon-flow gates') or pass --all"
+        )
+    if args.ids and args.all:
+        raise UsageError("give STEP_IDs or --all, not both")
+    if args.select and args.action != "approve":
+        raise UsageError("--select goes with 'gates approve'")
+    with opened_store(args, must_exist=True) as store:
+        if args.run:
+            get_run(store, args.run, args)
+        if args.action == "list":
+            gates = _selected(store, args)
+            return _list(gates, _held(store, gates), args)
+        ids = args.ids or [g.step_id for g in _selected(store, args)]
+        if not ids:
+            print("no gate is waiting that matches")
+            return EXIT_OK
+        by = _user(args.by)
+        approve = args.action == "approve"
+        decisions = GateApprovals(store).decide_many(ids, approve, by, args.note, args.select or None)
+    verb = "approved" if approve else "rejected"
+    failed = 0
+    for decision in decisions:
+        if decision.gate is None:
+            failed += 1
+            print_err(f"runkon-flow gates {args.action}: {decision.step_id}: {decision.error}")
+            continue
+        g = decision.gate
+        print(f"gate {g.gate_name} of run {g.run_id} ({g.workflow_name}) {verb} by {by}")
+    sys.stdout.flush()
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def add_gates_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "gates",
+        help="the gate inbox: every waiting gate in the run database; approve or reject several",
+        description="List every gate waiting in the run database — runs of this machine and of others — "
+        "with how long it has waited and when it times out (oldest first); "
+        "'gates approve|reject STEP_ID…' answers several at once with one note.",
+    )
+    p.add_argument("action", nargs="?", choices=("list", "approve", "reject"), default="list")
+    p.add_argument("ids", nargs="*", metavar="STEP_ID", help="gates to answer (their step ids, as listed)")
+    p.add_argument("--all", action="store_true", help="answer every listed gate (after the filters below)")
+    p.add_argument("--workflow", action="append", metavar="NAME", help="only gates of this workflow")
+    p.add_argument("--gate", action="append", metavar="NAME", help="only gates with this name")
+    p.add_argument("--run", metavar="RUN_ID", help="only gates of this run and its child runs")
+    p.add_argument("--note", metavar="TEXT", help="feedback recorded with every decision")
+    p.add_argument("--by", metavar="NAME", help="who decides (default: $USER)")
+    p.add_argument(
+        "--select", action="append", metavar="VALUE", help="approve choosing this option (repeatable)"
+    )
+    p.add_argument("--json", action="store_true", help="list as JSON lines (one object per gate)")
+    add_db_args(p)
+    p.set_defaults(handler=cmd_gates)

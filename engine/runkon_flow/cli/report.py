@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals
-from runkon_flow.humanize import format_duration, readable_error
+from runkon_flow.humanize import format_duration, gate_decision, readable_error
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
 from runkon_flow.observe.loader import fanout_from_rows
 from runkon_flow.observe.status import outcome
@@ -254,17 +254,14 @@ def _gate_decisions(steps: list[WorkflowRunStep]) -> list[str]:
     for step in steps:
         if not step.gate_approved_by:
             continue
-        verb = "approved" if StepStatus(step.status) is StepStatus.COMPLETED else "rejected"
-        text = f"  {step.step_name}: {verb} by {step.gate_approved_by}"
-        if step.gate_approved_at:
-            text += f" at {_local(step.gate_approved_at)}"
+        chosen: list[str] = []
         with suppress(ValueError, TypeError):
-            chosen = json.loads(step.gate_selections) if step.gate_selections else []
-            if chosen:
-                text += " · options: " + ", ".join(str(c) for c in chosen)
-        if step.gate_feedback:
-            text += f" · note: {step.gate_feedback}"
-        lines.append(text)
+            raw = json.loads(step.gate_selections) if step.gate_selections else []
+            chosen = [str(c) for c in raw] if isinstance(raw, list) else []
+        approved = StepStatus(step.status) is StepStatus.COMPLETED
+        at = _local(step.gate_approved_at) if step.gate_approved_at else None
+        decision = gate_decision(approved, step.gate_approved_by, chosen, step.gate_feedback, at)
+        lines.append(f"  {step.step_name}: {decision}")
     return ["", "gates", *lines] if lines else []
 
 

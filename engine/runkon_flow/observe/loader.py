@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
-from runkon_flow.humanize import readable_error
+from runkon_flow.humanize import gate_decision, readable_error
 from runkon_flow.observe.counts import row_key
 from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView
 from runkon_flow.observe.reducer import RunModel
@@ -87,6 +87,13 @@ def step_from_rows(key: str, rows: list[WorkflowRunStep], kind: str | None = Non
         _, iteration, position = row_key(row)
         sv.outcomes[(iteration, position)] = str(row.status)
     sv.status = str(last.status)
+    if last.role == "gate" and last.gate_approved_by:
+        sv.decision = gate_decision(
+            str(last.status) == "completed",
+            last.gate_approved_by,
+            _selections(last.gate_selections),
+            last.gate_feedback,
+        )
     if last.markers_out:
         try:
             markers = json.loads(last.markers_out)
@@ -98,6 +105,14 @@ def step_from_rows(key: str, rows: list[WorkflowRunStep], kind: str | None = Non
         sv.output = deque(text.splitlines()[-_OUTPUT_LINES:], maxlen=_OUTPUT_LINES)
         sv.output_total = len(sv.output)
     return sv
+
+
+def _selections(raw: str | None) -> list[str]:
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def fanout_from_rows(key: str, run_id: str, step: WorkflowRunStep, items: list[FanOutItemRow]) -> FanOutView:

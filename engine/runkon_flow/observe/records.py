@@ -94,6 +94,8 @@ class StepView:
     output: deque[str] | None = None
     output_total: int = 0
     position: int | None = None
+    # A gate's answer in words (`approved by alice · note: ok`), from the event or the stored row.
+    decision: str | None = None
     # (iteration, position) → the status of that execution's latest attempt: a step inside a loop
     # runs once per iteration and each run counts; retries do not (a step is counted once, by how
     # its last attempt ended). The same key as `observe.counts.row_key` gives a stored row.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runkon_flow.events import EngineEventData, FanOutItemInfo, parse_event_line
-from runkon_flow.humanize import format_duration, readable_error
+from runkon_flow.humanize import format_duration, gate_decision, readable_error
 from runkon_flow.observe.compact import (
     COMPACT_CLASSES,
     QUIET_CHILD_EVENTS,
@@ -709,6 +709,7 @@ class RunModel:
         if sv is not None:
             sv.set_status("completed" if ev.approved else "failed")
             sv.ended_at = ev.resolved_at or data.ts
+            sv.decision = gate_decision(ev.approved, ev.resolved_by, ev.selections, ev.feedback)
             if not ev.approved:
                 sv.error = ev.feedback or f"Gate '{ev.gate_name}' rejected"
             self._touch(run, sv)

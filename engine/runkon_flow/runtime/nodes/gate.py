@@ -315,6 +315,7 @@ def _wait_for_decision(
                         resolved_by=decision.by,
                         feedback=decision.feedback,
                         resolved_at=time.time(),
+                        selections=list(decision.selections or []),
                     )
                 )
             trace.completed(StepStatus.COMPLETED)

@@ -1,0 +1,298 @@
+"""The gate inbox: every gate waiting in the store — runs of this dashboard and of other
+processes — with how long each has waited and its timeout countdown. Mark several (space, or `A`
+for all) and approve (`a`) or reject (`x`) them with one note; without marks the gate under the
+cursor is answered.
+
+Gates are read on a thread worker once a second (a busy store never freezes the UI); marks are
+kept by step id across re-reads, and a gate answered elsewhere drops out of the list and the marks.
+The decision goes through the store (`GateApprovals.decide_many`), which is what wakes the waiting
+engine, here or in another process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from runkon_flow.approvals import Decision, GateApprovals, WaitingGate
+from runkon_flow.humanize import format_duration
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+
+from runkon_tui.screens.gate import GateChoices, GateDecision
+from runkon_tui.status import short_id
+from runkon_tui.widgets.markup import esc, tone_text
+
+if TYPE_CHECKING:
+    from runkon_tui.app import RunkonApp
+
+REFRESH_S = 1.0
+
+
+def countdown(gate: WaitingGate, now: float) -> str:
+    """`57m57s`, `overdue 3s`, or `` when the gate has no timeout or start."""
+    left = gate.time_left(now)
+    if left is None:
+        return ""
+    return format_duration(left) if left >= 0 else f"overdue {format_duration(-left)}"
+
+
+def shared_options(gates: list[WaitingGate]) -> dict[str, str]:
+    """The options every one of `gates` offers identically (so one choice can apply to all)."""
+    if not gates:
+        return {}
+    first = {o.value: o.label for o in gates[0].options}
+    return first if all({o.value: o.label for o in g.options} == first for g in gates[1:]) else {}
+
+
+class BatchNoteScreen(ModalScreen[GateDecision | None]):
+    """One note (and, when they all offer the same options, one choice) for several gates."""
+
+    DEFAULT_CSS = """
+    BatchNoteScreen { align: center middle; }
+    BatchNoteScreen > Vertical {
+        width: 76; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+        background: $panel; border: thick $success;
+    }
+    BatchNoteScreen.-reject > Vertical { border: thick $error; }
+    BatchNoteScreen VerticalScroll { height: auto; max-height: 1fr; }
+    BatchNoteScreen #gates { margin: 1 0; max-height: 8; }
+    BatchNoteScreen GateChoices { height: auto; max-height: 6; margin-bottom: 1; }
+    BatchNoteScreen Horizontal { height: auto; }
+    BatchNoteScreen Button { margin-right: 2; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="inbox_note_close"),
+        Binding("ctrl+y", "decide", "Answer", id="inbox_note_answer"),
+    ]
+
+    def __init__(self, gates: list[WaitingGate], approve: bool) -> None:
+        super().__init__(classes="-approve" if approve else "-reject")
+        self.gates = gates
+        self.approve = approve
+
+    def compose(self) -> ComposeResult:
+        n = len(self.gates)
+        what = f"{n} gate{'' if n == 1 else 's'}"
+        if self.approve:
+            title, label = f"[b $success]✓ Approve[/] {what}", "Note for all (optional):"
+        else:
+            title, label = f"[b $error]✗ Reject[/] {what} — fails their runs", "Reason for all (optional):"
+        listed = "\n".join(
+            f"• {esc(g.workflow_name)} · {esc(g.gate_name)} · run {short_id(g.run_id)}"
+            + (f" — {esc(g.prompt)}" if g.prompt else "")
+            for g in self.gates
+        )
+        options = shared_options(self.gates) if self.approve else {}
+        with Vertical():
+            with VerticalScroll():
+                yield Label(title, id="title")
+                yield Static(listed, id="gates")
+                if options:
+                    yield Label("Options ([b]space[/] toggles):")
+                    yield GateChoices(options, id="choices")
+                yield Label(label)
+                note = Input(placeholder="why, or what to do next", id="note")
+                note.cursor_blink = getattr(self.app, "blink", True)
+                yield note
+            with Horizontal():
+                verb = "Approve" if self.approve else "Reject"
+                yield Button(
+                    f"{verb} {what} (ctrl+y)", id="answer", variant="success" if self.approve else "error"
+                )
+                yield Button("Back (esc)", id="close")
+
+    def on_mount(self) -> None:
+        choices = self.query(GateChoices)
+        (choices.first() if choices else self.query_one("#answer", Button)).focus()
+
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        self.action_decide()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "close":
+            self.action_close()
+        else:
+            self.action_decide()
+
+    def action_decide(self) -> None:
+        note = self.query_one("#note", Input).value.strip() or None
+        choices = self.query(GateChoices)
+        selections = list(choices.first().selected) if self.approve and choices else []
+        self.dismiss(GateDecision(self.approve, note, selections))
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class GateInboxScreen(Screen[None]):
+    DEFAULT_CSS = """
+    GateInboxScreen #inbox-title { height: 1; background: $panel; padding: 0 1; }
+    GateInboxScreen DataTable { height: 1fr; }
+    GateInboxScreen #inbox-status { height: auto; color: $text-muted; padding: 0 1; }
+    """
+
+    BINDINGS = [
+        Binding("space", "toggle_mark", "Mark", id="gate_inbox_mark"),
+        Binding("A", "mark_all", "Mark all", id="gate_inbox_mark_all"),
+        Binding("a", "answer(True)", "Approve", id="gate_inbox_approve"),
+        Binding("x", "answer(False)", "Reject", id="gate_inbox_reject"),
+        Binding("escape,i", "back", "Back", id="gate_inbox_back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: list[WaitingGate] = []
+        self.marked: set[str] = set()
+        self.error: str | None = None
+        self.loaded = False
+
+    @property
+    def rapp(self) -> RunkonApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static("[b]runkon[/] · gate inbox", id="inbox-title")
+        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="inbox-table")
+        yield table
+        yield Static("loading…", id="inbox-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("", "workflow", "gate", "waited", "times out in", "run", "prompt")
+        table.focus()
+        self._load()
+        self.set_interval(REFRESH_S, self._load, name="inbox-refresh")
+
+    @work(thread=True, exclusive=True, group="inbox")
+    def _load(self) -> None:
+        try:
+            gates, error = GateApprovals(self.rapp.store).inbox(), None
+        except Exception as exc:  # an unreadable store is shown, never fatal
+            gates, error = [], f"cannot read the waiting gates: {exc}"
+        self.app.call_from_thread(self._fill, gates, error)
+
+    def _fill(self, gates: list[WaitingGate], error: str | None) -> None:
+        self.gates = gates
+        self.error = error
+        self.loaded = True
+        self.marked &= {g.step_id for g in gates}
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        now = self.rapp.clock()
+        for gate in gates:
+            mark = "[x]" if gate.step_id in self.marked else "[ ]"
+            waited = gate.waited(now)
+            left = gate.time_left(now)
+            due = tone_text(
+                self.app, "failed" if left is not None and left < 300 else "waiting", countdown(gate, now)
+            )
+            table.add_row(
+                Text(mark, style="bold" if gate.step_id in self.marked else ""),
+                Text(gate.workflow_name),
+                Text(gate.gate_name),
+                Text(format_duration(waited) if waited is not None else ""),
+                due,
+                Text(short_id(gate.run_id)),
+                Text((gate.prompt or "").replace("\n", " ")[:60]),
+                key=gate.step_id,
+            )
+        if keep is not None and gates:
+            table.move_cursor(row=min(keep, len(gates) - 1))
+        status = self.query_one("#inbox-status", Static)
+        if error:
+            status.update(f"[$error]{esc(error)}[/]")
+        elif not gates:
+            status.update("no gate is waiting — gates of every run in the store show up here")
+        else:
+            marked = f" · {len(self.marked)} marked" if self.marked else ""
+            status.update(
+                f"{len(gates)} gate{'' if len(gates) == 1 else 's'} waiting (oldest first){marked} · "
+                "space marks · A marks all · a approves · x rejects (the marked ones, else the one here)"
+            )
+        self.refresh_bindings()
+
+    def cursor_gate(self) -> WaitingGate | None:
+        table = self.query_one(DataTable)
+        if not self.gates or table.cursor_row is None or table.cursor_row >= len(self.gates):
+            return None
+        return self.gates[table.cursor_row]
+
+    def chosen(self) -> list[WaitingGate]:
+        """The marked gates, else the one under the cursor."""
+        if self.marked:
+            return [g for g in self.gates if g.step_id in self.marked]
+        gate = self.cursor_gate()
+        return [gate] if gate is not None else []
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("toggle_mark", "mark_all", "answer"):
+            return True if self.gates else None
+        return True
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self.refresh_bindings()
+
+    def action_toggle_mark(self) -> None:
+        gate = self.cursor_gate()
+        if gate is None:
+            return
+        self.marked ^= {gate.step_id}
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        self._fill(self.gates, self.error)
+        if row is not None and row + 1 < len(self.gates):
+            table.move_cursor(row=row + 1)  # mark the next one with the next space
+
+    def action_mark_all(self) -> None:
+        every = {g.step_id for g in self.gates}
+        self.marked = set() if self.marked == every else every
+        self._fill(self.gates, self.error)
+
+    def action_answer(self, approve: bool) -> None:
+        gates = self.chosen()
+        if not gates:
+            return
+
+        def decided(decision: GateDecision | None) -> None:
+            if decision is not None:
+                self._decide(gates, decision)
+
+        self.app.push_screen(BatchNoteScreen(gates, approve), decided)
+
+    def _decide(self, gates: list[WaitingGate], decision: GateDecision) -> None:
+        store, by = self.rapp.store, self.rapp.user
+        ids = [g.step_id for g in gates]
+
+        def job() -> None:
+            approvals = GateApprovals(store)
+            try:
+                done = approvals.decide_many(
+                    ids, decision.approved, by, decision.note, decision.selections or None
+                )
+            except Exception as exc:
+                done = [Decision(i, None, str(exc)) for i in ids]
+            self.app.call_from_thread(self._decided, done, decision.approved)
+
+        self.run_worker(job, thread=True, group="inbox-decide", exit_on_error=False)
+
+    def _decided(self, decisions: list[Decision], approved: bool) -> None:
+        ok = [d for d in decisions if d.gate is not None]
+        verb = "approved" if approved else "rejected"
+        if ok:
+            self.notify(f"{len(ok)} gate{'' if len(ok) == 1 else 's'} {verb}", timeout=4)
+        for failed in (d for d in decisions if d.gate is None):
+            self.notify(f"{failed.step_id}: {failed.error}", severity="error", timeout=8)
+        self.marked -= {d.step_id for d in decisions}
+        self._load()
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,190 @@
+"""`runkon-flow gates`: the gate inbox — every gate waiting in the run database, whichever process
+runs it, with how long it waited and its countdown; several answered at once with one note, and
+the decision shown by `show` afterwards."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence import RunStatus, SqliteStore
+
+from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
+from tests.cli.test_cli_gates import SHIP, GateRun
+
+CHECK = """workflow check {
+  gate human_approval {
+    prompt  = "Checked?"
+    timeout = "30s"
+  }
+  script after { run = "echo checked" }
+}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.setenv("USER", "alice")
+    write(tmp_path / "wf" / "ship.wf", SHIP)
+    write(tmp_path / "wf" / "check.wf", CHECK)
+    return tmp_path
+
+
+@pytest.fixture
+def two_waiting(home: Path) -> Iterator[tuple[GateRun, GateRun]]:
+    first = GateRun(home)
+    second = GateRun(home)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_the_inbox_lists_every_waiting_gate_with_its_wait_and_countdown(
+    two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = two_waiting
+    code, out, err = cli(capsys, "gates")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "2 gates waiting (oldest first)"
+    assert lines[1].split() == ["STEP", "ID", "WORKFLOW", "GATE", "WAITED", "TIMES", "OUT", "IN", "RUN"]
+    rows = [line.split() for line in lines[2:] if line and not line.startswith(" ")]
+    assert [r[-1] for r in rows[:2]] == [first.run_id, second.run_id]  # oldest first
+    assert all(r[1:3] == ["ship", "human_approval"] for r in rows[:2])
+    assert all(r[4].startswith("59m") for r in rows[:2])  # timeout 1h, waited seconds
+    assert "    Ship the build?  [options: fast (Fast lane), careful (Careful rollout)]" in lines
+
+
+def test_the_inbox_as_json_counts_down_to_the_timeout(
+    two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, _ = two_waiting
+    listed = [
+        json.loads(line) for line in cli(capsys, "gates", "--json", "--run", first.run_id)[1].splitlines()
+    ]
+    assert len(listed) == 1
+    gate = listed[0]
+    assert (gate["run_id"], gate["workflow"], gate["gate"], gate["held"]) == (
+        first.run_id,
+        "ship",
+        "human_approval",
+        True,
+    )
+    assert gate["timeout_secs"] == 3600
+    assert 0 <= gate["waited_secs"] < 60
+    assert gate["time_left_secs"] == pytest.approx(3600 - gate["waited_secs"], abs=0.01)
+    assert gate["options"] == {"fast": "Fast lane", "careful": "Careful rollout"}
+
+
+def test_approve_several_gates_at_once_with_one_note(
+    two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = two_waiting
+    ids = [first.gate_row().id, second.gate_row().id]
+    code, out, err = cli(capsys, "gates", "approve", *ids, "--note", "batch ok", "--select", "fast")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"gate human_approval of run {first.run_id} (ship) approved by alice",
+        f"gate human_approval of run {second.run_id} (ship) approved by alice",
+    ]
+    for run in (first, second):
+        assert run.finish().status is RunStatus.COMPLETED
+        row = run.gate_row()
+        assert (row.gate_approved_by, row.gate_feedback, json.loads(row.gate_selections)) == (
+            "alice",
+            "batch ok",
+            ["fast"],
+        )
+    assert cli(capsys, "gates")[1] == "no gate is waiting\n"
+    shown = cli(capsys, "show", first.run_id)[1].splitlines()
+    decided = shown[shown.index("gates") + 1]
+    assert decided.startswith("  human_approval: approved by alice at ")
+    assert decided.endswith(" · options: fast · note: batch ok")
+
+
+def test_reject_all_of_one_workflow_leaves_the_others_waiting(
+    home: Path, two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = SqliteStore(home / "runs.db")
+    from runkon_flow.workspace import Workspace
+
+    ws = Workspace([home / "wf"], store)
+    check_run = ws.create_run("check", {})
+    import threading
+
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(ws.execute(check_run)), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: bool(ws.gates.waiting_gates(check_run)), "the check gate to wait")
+        code, out, _ = cli(capsys, "gates", "reject", "--all", "--workflow", "ship", "--note", "not today")
+        assert code == 0 and out.count("rejected by alice") == 2
+        for run in two_waiting:
+            result_ship = run.finish()
+            assert result_ship.status is RunStatus.FAILED
+            assert "rejected by alice: not today" in (result_ship.error or "")
+        left = [json.loads(line) for line in cli(capsys, "gates", "--json")[1].splitlines()]
+        assert [(g["workflow"], g["run_id"]) for g in left] == [("check", check_run)]
+    finally:
+        if thread.is_alive():
+            ws.cancel(check_run)
+            thread.join(timeout=30)
+        store.close()
+
+
+def test_a_gate_already_answered_is_reported_and_the_others_still_decided(
+    two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = two_waiting
+    first_id, second_id = first.gate_row().id, second.gate_row().id
+    assert cli(capsys, "gates", "reject", first_id, "--by", "bob")[0] == 0
+    code, out, err = cli(capsys, "gates", "approve", first_id, second_id)
+    assert code == 1
+    assert f"{first_id}: gate 'human_approval' ({first_id}) is not waiting: failed by bob" in err
+    assert out == f"gate human_approval of run {second.run_id} (ship) approved by alice\n"
+    assert first.finish().status is RunStatus.FAILED
+    assert second.finish().status is RunStatus.COMPLETED
+
+
+def test_answering_needs_gates_named_or_all(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    SqliteStore(home / "runs.db").close()
+    code, _, err = cli(capsys, "gates", "approve")
+    assert code == 2 and "name the gates to approve by STEP_ID" in err
+    code, _, err = cli(capsys, "gates", "list", "--all")
+    assert code == 2 and "go with 'gates approve' or 'gates reject'" in err
+    code, _, err = cli(capsys, "gates", "reject", "--all", "--select", "x")
+    assert code == 2 and "--select goes with 'gates approve'" in err
+    assert cli(capsys, "gates", "approve", "--all") == (0, "no gate is waiting that matches\n", "")
+
+
+def test_the_inbox_shows_a_gate_of_another_process_and_its_approval_reaches_that_engine(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, err = home / "run.out", home / "run.err"
+    proc = spawn(
+        ["run", "check", "--dir", "wf"],
+        home,
+        stdout=out,
+        stderr=err,
+        env=cli_env(RUNKON_DB=str(home / "runs.db")),
+    )
+    try:
+        wait_for(lambda: "GateWaiting" in out.read_text(), "the gate to wait", timeout=60)
+        run_id = run_id_of(out.read_text())
+        time.sleep(1.1)
+        listed = [json.loads(line) for line in cli(capsys, "gates", "--json")[1].splitlines()]
+        assert [(g["run_id"], g["gate"], g["held"]) for g in listed] == [(run_id, "human_approval", True)]
+        assert listed[0]["waited_secs"] >= 1.0
+        assert listed[0]["time_left_secs"] <= 29.0
+        assert cli(capsys, "gates", "approve", listed[0]["step_id"], "--note", "from the inbox")[0] == 0
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop(proc)
+    assert (
+        'GateResolved gate=human_approval approved=true by=alice feedback="from the inbox"' in out.read_text()
+    )

@@ -1,0 +1,160 @@
+"""The dashboard's gate inbox (`i`): gates waiting in runs that other engines execute, marked and
+answered together with one note; the decision then shows in the tree of the run."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.workspace import Workspace
+from textual.widgets import DataTable, Input
+
+from runkon_tui.screens.inbox import BatchNoteScreen, GateInboxScreen
+from tests.tui.conftest import make_app, wait_for
+from tests.tui.test_engine_e2e import E2E
+
+
+class Elsewhere:
+    """Runs of `approval` executed by another engine on the same database file, each waiting at
+    its gate on a background thread (as another process would)."""
+
+    def __init__(self, folder: Path, db: Path, count: int) -> None:
+        self.store = SqliteStore(db)
+        self.ws = Workspace([folder], self.store)
+        self.run_ids = [self.ws.create_run("approval", {}) for _ in range(count)]
+        self.results: dict[str, object] = {}
+        self.threads = [
+            threading.Thread(target=self._execute, args=(run_id,), daemon=True) for run_id in self.run_ids
+        ]
+        for thread in self.threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while not all(self.ws.gates.waiting_gates(r) for r in self.run_ids):
+            assert time.monotonic() < deadline, "gates did not start waiting"
+            time.sleep(0.01)
+
+    def _execute(self, run_id: str) -> None:
+        self.results[run_id] = self.ws.execute(run_id)
+
+    def done(self) -> bool:
+        return all(not t.is_alive() for t in self.threads)
+
+    def close(self) -> None:
+        for run_id, thread in zip(self.run_ids, self.threads, strict=True):
+            if thread.is_alive():
+                self.ws.cancel(run_id)
+                thread.join(timeout=30)
+        self.store.close()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "workflows"
+    shutil.copytree(E2E, target)
+    return target
+
+
+@pytest.fixture
+def elsewhere(folder: Path, tmp_path: Path) -> Iterator[Elsewhere]:
+    runs = Elsewhere(folder, tmp_path / "runs.db", 3)
+    yield runs
+    runs.close()
+
+
+def inbox_rows(app) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    table = app.screen.query_one(DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def test_mark_two_of_three_waiting_gates_and_approve_them_with_one_note(
+    folder: Path, tmp_path: Path, elsewhere: Elsewhere
+) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    host = Workspace([folder], store)
+    app = make_app(host=host, store=store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("i")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
+            screen = app.screen
+            assert isinstance(screen, GateInboxScreen)
+            await wait_for(pilot, lambda: len(screen.gates) == 3, what="three waiting gates")
+            rows = inbox_rows(app)
+            assert [r[0] for r in rows] == ["[ ]"] * 3
+            assert all(r[1:3] == ["approval", "human_approval"] for r in rows)
+            assert all(r[4].startswith("59m") for r in rows)  # 1h timeout counting down
+            assert all(r[6] == "Release it?" for r in rows)
+            assert sorted(g.run_id for g in screen.gates) == sorted(elsewhere.run_ids)
+            waits = [g.since or "" for g in screen.gates]
+            assert waits == sorted(waits)  # oldest first
+            first, second, third = (g.run_id for g in screen.gates)
+            await pilot.press("space", "space")  # marks the first, then the next
+            await pilot.pause()
+            assert [r[0] for r in inbox_rows(app)] == ["[x]", "[x]", "[ ]"]
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+            dialog = app.screen
+            assert "Approve 2 gates" in str(dialog.query_one("#title").render())
+            dialog.query_one("#choices").toggle("now")  # type: ignore[attr-defined]
+            dialog.query_one("#note", Input).value = "both fine"
+            await pilot.press("ctrl+y")
+            await wait_for(
+                pilot,
+                lambda: first in elsewhere.results and second in elsewhere.results,
+                timeout=30,
+                what="the two approved runs to finish",
+            )
+            for run_id in (first, second):
+                assert elsewhere.results[run_id].status is RunStatus.COMPLETED  # type: ignore[attr-defined]
+                gate = next(s for s in store.get_steps(run_id) if s.step_name == "human_approval")
+                assert (gate.gate_approved_by, gate.gate_feedback, gate.gate_selections) == (
+                    "tester",
+                    "both fine",
+                    '["now"]',
+                )
+            assert third not in elsewhere.results  # not marked: still waiting
+            await wait_for(pilot, lambda: [g.run_id for g in screen.gates] == [third], what="inbox re-read")
+            assert screen.marked == set()
+            # The decision shows in the tree of the run, opened from history.
+            await pilot.press("escape")
+            app.open_past_run(first)
+            await wait_for(pilot, lambda: app.view.root_run_id == first, what="the past run")
+            await pilot.pause()
+            labels = [n.label.plain for n in app.main_screen.tree.nodes_by_uid.values()]  # type: ignore[union-attr]
+            gate_label = next(label for label in labels if "human_approval" in label)
+            assert "approved by tester · options: now · note: both fine" in gate_label
+    finally:
+        store.close()
+
+
+async def test_reject_the_gate_under_the_cursor_when_nothing_is_marked(
+    folder: Path, tmp_path: Path, elsewhere: Elsewhere
+) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("i")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
+            screen = app.screen
+            await wait_for(pilot, lambda: len(screen.gates) == 3, what="three waiting gates")  # type: ignore[attr-defined]
+            await pilot.press("down")
+            rejected = screen.gates[1].run_id  # type: ignore[attr-defined]
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+            assert "Reject 1 gate" in str(app.screen.query_one("#title").render())
+            app.screen.query_one("#note", Input).value = "wrong branch"
+            await pilot.press("ctrl+y")
+            await wait_for(pilot, lambda: rejected in elsewhere.results, timeout=30, what="the rejected run")
+            result = elsewhere.results[rejected]
+            assert result.status is RunStatus.FAILED  # type: ignore[attr-defined]
+            assert "rejected by tester: wrong branch" in (result.error or "")  # type: ignore[attr-defined]
+            await wait_for(pilot, lambda: len(screen.gates) == 2, what="inbox re-read")  # type: ignore[attr-defined]
+    finally:
+        store.close()

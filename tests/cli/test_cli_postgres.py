@@ -134,3 +134,32 @@ def test_a_detached_run_on_a_server_completes_and_never_shows_the_password(tmp_p
             assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
             time.sleep(0.05)
     assert log.exists() and "hunter2" not in log.read_text()
+
+
+def test_the_gate_inbox_on_a_server_lists_and_approves_a_gate_another_process_waits_at(
+    capsys, dsn, tmp_path
+) -> None:
+    import json
+
+    from tests.cli.run_helpers import cli_env, spawn, stop, wait_for
+    from tests.cli.test_cli_gates import SHIP
+
+    write(tmp_path / "wf" / "ship.wf", SHIP)
+    out, err = tmp_path / "run.out", tmp_path / "run.err"
+    proc = spawn(["run", "ship", "--dir", "wf"], tmp_path, stdout=out, stderr=err, env=cli_env(RUNKON_DB=dsn))
+    try:
+        wait_for(lambda: "GateWaiting" in out.read_text(), "the gate to wait", timeout=60)
+        run_id = run_id_of(out.read_text())
+        code, listed, _ = cli(capsys, "gates", "--json", "--db", dsn)
+        gates = [json.loads(line) for line in listed.splitlines()]
+        assert code == 0 and [(g["run_id"], g["gate"], g["held"]) for g in gates] == [
+            (run_id, "human_approval", True)
+        ]
+        code, said, _ = cli(
+            capsys, "gates", "approve", "--all", "--db", dsn, "--by", "carol", "--note", "pg ok"
+        )
+        assert code == 0 and said == f"gate human_approval of run {run_id} (ship) approved by carol\n"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop(proc)
+    assert "GateResolved gate=human_approval approved=true by=carol" in out.read_text()

@@ -21,6 +21,7 @@ from runkon_tui.catalog import WorkflowEntry
 from runkon_tui.run_view import Changes, FanOutView, RunState, RunView
 from runkon_tui.status import ITEM_CODE, glyph
 from runkon_tui.tree_model import NodeSpec, build_tree, run_for_scope
+from runkon_tui.widgets.cluster_list import ClusterList
 from runkon_tui.widgets.dep_tree import DependencyTree
 from runkon_tui.widgets.fanout_grid import FanOutGrid
 from runkon_tui.widgets.header import GateBanner, RunHeader
@@ -125,6 +126,7 @@ class MainScreen(Screen[None]):
         self.tree_note = Static(id="tree-note")
         self._tree = DependencyTree(id="tree")
         self.grid = FanOutGrid(id="grid")
+        self.cluster_list = ClusterList(id="clusters")
         self.item_detail = ItemDetail(id="item-detail")
         self.log_pane = LogPane(id="log-pane")
         self.workflows_pane = Pane(id="workflows-pane")
@@ -141,6 +143,7 @@ class MainScreen(Screen[None]):
                 yield self._tree
             with self.grid_pane:
                 yield self.grid
+                yield self.cluster_list
                 yield self.item_detail
         yield self.log_pane
         # The filter prompt sits in the flow above the footer (a second bottom-docked widget
@@ -301,6 +304,7 @@ class MainScreen(Screen[None]):
         self.refresh_titles()
         if changes.fanouts or changes.runs or second or changes.structure:
             self.item_detail.show(tree_view, fan, self.grid_item, now)
+            self.cluster_list.show(fan)
         self._refresh_output(changes)
         if changes.engine_log or changes.error_log or changes.output or changes.structure:
             self.log_pane.sync()
@@ -341,6 +345,7 @@ class MainScreen(Screen[None]):
         if fan is not self.grid.fan:
             self.grid_item = None
             self.grid.show(fan)
+            self.cluster_list.show(fan)
             self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock())
             self.refresh_titles()
 
@@ -360,6 +365,13 @@ class MainScreen(Screen[None]):
 
     def on_fan_out_grid_retry_requested(self, event: FanOutGrid.RetryRequested) -> None:
         self.rapp.request_retry(event.fan, event.item_ids)
+
+    def on_cluster_list_picked(self, event: ClusterList.Picked) -> None:
+        """Filter the grid to a failure cluster's items (or show every item again)."""
+        if event.fan is not self.grid.fan:
+            return
+        self.grid.set_cluster(event.cluster.signature if event.cluster is not None else None)
+        self.refresh_titles()
 
     def on_fan_out_grid_item_selected(self, event: FanOutGrid.ItemSelected) -> None:
         self.grid_item = event.index
@@ -551,6 +563,9 @@ class MainScreen(Screen[None]):
         previous run's items and lines (the workflow list's filter is about files: it stays)."""
         if self.grid.failed_only or self.grid.text_filter:
             self.grid.set_filter(failed_only=False, text="")
+        if self.grid.cluster is not None:
+            self.grid.set_cluster(None)
+            self.cluster_list.unpick()
         if self.log_pane.view.text_filter:
             self.log_pane.set_filter("")
         self.refresh_titles()
@@ -568,6 +583,8 @@ class MainScreen(Screen[None]):
             filters.append(f"/{esc(self.grid.text_filter)}")
         if self.grid.failed_only:
             filters.append("failed only")
+        if self.grid.cluster is not None:
+            filters.append(f"cluster {self.cluster_list.number_of(self.grid.cluster)}")
         title = "Fan-out"
         if filters:  # first, so a narrow pane cuts the foreach name rather than the filter
             title += f" · [$warning]{' · '.join(filters)}[/] · {self.grid.visible_count} shown"

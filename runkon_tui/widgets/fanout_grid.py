@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rich.segment import Segment
 from rich.style import Style
+from runkon_flow.observe.clusters import clusters_of
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
@@ -95,6 +96,7 @@ class FanOutGrid(ScrollView, can_focus=True):
         self.fan: FanOutView | None = None
         self.failed_only = False
         self.text_filter = ""
+        self.cluster: str | None = None  # a failure cluster's signature: show only its items
         self.cursor = 0  # position in the visible list
         self._visible: list[int] | None = None  # None = every item, in order
         self._visible_version = -1
@@ -111,6 +113,7 @@ class FanOutGrid(ScrollView, can_focus=True):
         if fan is not self.fan:
             self.fan = fan
             self.cursor = 0
+            self.cluster = None  # clusters belong to one fan-out
             self._picked = False
             self._visible_version = -1
             self.scroll_to(y=0, animate=False, force=True)
@@ -121,6 +124,13 @@ class FanOutGrid(ScrollView, can_focus=True):
             self.failed_only = failed_only
         if text is not None:
             self.text_filter = text
+        self._visible_version = -1
+        self.cursor = 0
+        self.update()
+
+    def set_cluster(self, signature: str | None) -> None:
+        """Show only the items of the failure cluster `signature` (None: every item again)."""
+        self.cluster = signature
         self._visible_version = -1
         self.cursor = 0
         self.update()
@@ -148,7 +158,7 @@ class FanOutGrid(ScrollView, can_focus=True):
         if fan is None:
             self._visible = []
             return
-        filtering = self.failed_only or bool(self.text_filter)
+        filtering = self.failed_only or bool(self.text_filter) or self.cluster is not None
         if not filtering:
             self._visible = None
             return
@@ -156,9 +166,15 @@ class FanOutGrid(ScrollView, can_focus=True):
             return
         needle = self.text_filter.lower()
         codes = fan.codes
+        members: set[int] | None = None
+        if self.cluster is not None:
+            picked = [c for c in clusters_of(fan) if c.signature == self.cluster]
+            members = set(picked[0].indices) if picked else set()
         visible = []
         for idx in range(len(fan.ids)):
             if self.failed_only and codes[idx] not in _FAILED_CODES:
+                continue
+            if members is not None and idx not in members:
                 continue
             if needle and needle not in fan.ids[idx].lower() and needle not in fan.refs[idx].lower():
                 continue
@@ -308,10 +324,13 @@ class FanOutGrid(ScrollView, can_focus=True):
         fan = self.fan
         if fan is None:
             return
-        if every_failed:
-            ids = [fan.ids[i] for i in range(len(fan.ids)) if fan.status_of(i) in _RETRYABLE]
+        if every_failed:  # filtered to a failure cluster: the cluster's items
+            self._refresh_visible()
+            in_cluster = self.cluster is not None and self._visible is not None
+            shown = self._visible if in_cluster else range(len(fan.ids))
+            ids = [fan.ids[i] for i in shown if fan.status_of(i) in _RETRYABLE]
         else:
-            idx = self.cursor_item()
+            idx = self.cursor_item
             ids = [fan.ids[idx]] if idx is not None and fan.status_of(idx) in _RETRYABLE else []
         if not ids:
             what = "no failed or cancelled items" if every_failed else "only a failed or cancelled item"

@@ -174,7 +174,8 @@ def test_show_summarises_fan_out_items_and_names_failed_ones(
     assert "children  3 runs (2 completed, 1 failed)" in out
     assert "items 3/3: 2 completed, 1 failed" in out
     [failed_item] = [line for line in out.splitlines() if "item b failed" in line]
-    assert "(child run " in failed_item and "Step 'say' failed" in failed_item
+    # Why the item failed (its failed step's error), not only which step of the child failed.
+    assert "(child run " in failed_item and failed_item.endswith("Script 'say' exited with code 1")
 
 
 def test_show_json_has_every_step_row(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

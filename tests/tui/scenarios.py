@@ -337,3 +337,60 @@ ALL = {
 if __name__ == "__main__":  # regenerate the recorded fixtures: python -m tests.tui.scenarios
     for file_name, build in ALL.items():
         print(build().save(file_name))
+
+
+#: Three ways an item of `foreach_failure_clusters` fails: the step error of its child run, with
+#: parts that differ from item to item (docs/when-things-go-wrong.md, failure clusters).
+CLUSTER_ERRORS = (
+    lambda n, item: f"agent 'review-file' exited with code 1\nrate limited: retry after {n % 40 + 5}s",
+    lambda n, item: f"schema mismatch in /work/out/{item}.json line {n * 3}: expected object",
+    lambda n, item: f"connection reset by 10.0.{n}.7:443 at 2023-11-14T22:{n % 60:02d}:00Z",
+)
+
+
+def foreach_failure_clusters(n: int = 240) -> Script:
+    """review-pr's fan-out finished: 36 of 240 items failed in three kinds (18, 12, 6), the run
+    failed. The failure clusters list groups them."""
+    s = Script()
+    sid = review_pr_until_foreach(s)
+    ids = item_ids(n)
+    infos = [FanOutItemInfo(item_id=i, item_ref=f"src/{i}.py") for i in ids]
+    s.emit(
+        FanOutItemsCollected(
+            count=n, step_id=sid, foreach_name="review-items", node_path="body.3", max_parallel=8, items=infos
+        )
+    )
+    for k, item in enumerate(ids):
+        child = f"child-{item}"
+        s.emit(FanOutItemStarted(item_id=item, step_id=sid), dt=0.05)
+        s.emit(
+            ChildRunStarted(
+                child_run_id=child,
+                workflow_name="review-one",
+                parent_run_id=ROOT,
+                parent_step_id=sid,
+                item_id=item,
+            ),
+            dt=0.0,
+        )
+        started = RunStarted(workflow_name="review-one", parent_run_id=ROOT, inputs={"file": item})
+        s.emit(started, child, dt=0.0)
+        # every 6th item (from the 4th) up to 216 fails: 36 items, kinds 0, 1, 0, 2, 0, 1 in turn
+        kind = (0, 1, 0, 2, 0, 1)[k // 6 % 6] if k % 6 == 3 and k < 216 else None
+        if kind is None:
+            s.step_run("body.0", "review-file", run_id=child, secs=0.3, output=[f"reviewed {item}: ok"])
+            s.emit(RunCompleted(succeeded=True), child, dt=0.0)
+            s.emit(FanOutItemCompleted(item_id=item, step_id=sid, succeeded=True, child_run_id=child), dt=0.0)
+            continue
+        error = CLUSTER_ERRORS[kind](k, item)
+        s.step_run("body.0", "review-file", run_id=child, ok=False, error=error, secs=0.3)
+        failed = "workflow error: Step 'review-file' failed after 1 attempts"
+        s.emit(RunCompleted(succeeded=False, error=failed), child, dt=0.0)
+        s.emit(
+            FanOutItemCompleted(item_id=item, step_id=sid, succeeded=False, child_run_id=child, error=failed),
+            dt=0.0,
+        )
+    error = "foreach 'review-items': 36 of 240 items failed"
+    s.finish("body.3", "foreach:review-items", "foreach", ok=False, error=error)
+    s.emit(RunCompleted(succeeded=False, error="workflow error: Step 'review-items' failed after 1 attempts"))
+    return s

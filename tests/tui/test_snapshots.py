@@ -205,3 +205,29 @@ def test_reject_dialog(snap_compare) -> None:
 
 def test_small_reject_dialog(snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=SMALL, run_before=_gate_dialog("x"))
+
+
+def test_fan_out_with_failure_clusters(snap_compare) -> None:
+    """A finished fan-out whose 36 failed items group into three clusters under the grid."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _fed(scenarios.foreach_failure_clusters)(pilot)
+        pilot.app.clear_notifications()  # the "run finished" toast would cover the grid's top rows
+        pilot.app.screen.query_one("#grid").focus()
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=run_before)
+
+
+def test_fan_out_filtered_to_one_failure_cluster(snap_compare) -> None:
+    """Enter on the second cluster: the grid shows only its 12 items, the title says so."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _fed(scenarios.foreach_failure_clusters)(pilot)
+        pilot.app.clear_notifications()
+        clusters = pilot.app.screen.query_one("#clusters")
+        clusters.focus()
+        await pilot.press("down", "enter")  # the first cluster is highlighted: down goes to the second
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=run_before)

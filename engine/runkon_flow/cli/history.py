@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_OK, positive_int, print_err
-from runkon_flow.cli.report import run_json, runs_table, show_lines
+from runkon_flow.cli.report import clusters_json, run_json, runs_table, show_lines
 from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store
+from runkon_flow.observe.clusters import run_clusters
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -50,11 +51,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
         if args.json:
-            print(
-                json.dumps(
-                    run_json(run, store.get_steps(run.id), with_steps=True), indent=2, ensure_ascii=False
-                )
-            )
+            data = run_json(run, store.get_steps(run.id), with_steps=True)
+            data["failure_clusters"] = clusters_json(run_clusters(store, run.id))
+            print(json.dumps(data, indent=2, ensure_ascii=False))
         else:
             print("\n".join(show_lines(store, run)))
     return EXIT_OK
@@ -64,7 +63,10 @@ def add_show_parser(sub: Any) -> None:
     p = sub.add_parser(
         "show",
         help="show one run: its steps, fan-out items, errors and waiting gates",
-        description="Show RUN_ID: status, inputs, every step row, failed steps' errors and waiting gates.",
+        description=(
+            "Show RUN_ID: status, inputs, every step row, failed items grouped into numbered failure "
+            "clusters (for retry --cluster N), failed steps' errors and waiting gates."
+        ),
     )
     p.add_argument("run_id", metavar="RUN_ID")
     add_db_args(p)

@@ -19,8 +19,9 @@ from typing import Any
 
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.humanize import format_duration, gate_decision, readable_error
+from runkon_flow.observe.clusters import RunCluster, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
-from runkon_flow.observe.loader import fanout_from_rows
+from runkon_flow.observe.loader import fanout_from_rows, row_failure_cause
 from runkon_flow.observe.status import outcome
 from runkon_flow.persistence.models import (
     FanOutItemRow,
@@ -220,6 +221,7 @@ def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[st
         if child:
             child_run = store.get_run(child)
             text = readable_error(child_run.error).strip() if child_run is not None else ""
+            text = (row_failure_cause(store.get_steps(child)) or text).strip()  # why, not just which step
             if text:
                 error = f": {text.splitlines()[0]}"
         where = f" (child run {child})" if child else ""
@@ -246,6 +248,38 @@ def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow]) -> li
     if len(retried) > 10:
         lines.append(f"    … and {len(retried) - 10} more retried items")
     return lines
+
+
+def cluster_lines(run: WorkflowRun, clusters: Sequence[RunCluster]) -> list[str]:
+    """Failed items grouped by error signature, per fan-out, numbered for `retry --cluster N`:
+    `1. 30 × rate limited after <n> requests  (items a, b, … (28 more))`."""
+    if not clusters:
+        return []
+    lines = ["", f"failure clusters (retry one: runkon-flow retry {run.id} --cluster N)"]
+    last_step = None
+    for rc in clusters:
+        if rc.step.id != last_step:
+            last_step = rc.step.id
+            iteration = f" (iteration {rc.step.iteration})" if rc.step.iteration else ""
+            lines.append(f"  foreach '{rc.foreach}'{iteration}")
+        lines.append(f"    {rc.number}. {rc.cluster.describe()}")
+        lines.append(f"       items {rc.cluster.items_text()}")
+    return lines
+
+
+def clusters_json(clusters: Sequence[RunCluster]) -> list[dict[str, Any]]:
+    return [
+        {
+            "number": rc.number,
+            "foreach": rc.foreach,
+            "step_id": rc.step.id,
+            "count": rc.cluster.count,
+            "signature": rc.cluster.signature,
+            "example": rc.cluster.example,
+            "items": list(rc.cluster.item_ids),
+        }
+        for rc in clusters
+    ]
 
 
 def _gate_decisions(steps: list[WorkflowRunStep]) -> list[str]:
@@ -321,6 +355,7 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
             ]
         )
     lines.extend(_table(["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION", ""], table_rows))
+    lines.extend(cluster_lines(run, run_clusters(store, run.id)))
 
     failed = [s for s in final_steps(steps) if StepStatus(s.status) in _FAILED]
     if failed:

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runkon_flow.cli.common import CommandFailed, UsageError
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.formatter import format_workflow
-from runkon_flow.persistence import FanOutItemRow, FanOutItemStatus, StepRole, WorkflowRun, WorkflowRunStep
+from runkon_flow.observe.clusters import latest_foreach_rows, run_clusters
+from runkon_flow.persistence import FanOutItemRow, FanOutItemStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["FanOut", "RetryChoice", "choose_items", "definition_diff", "latest_fanouts"]
+__all__ = ["FanOut", "RetryChoice", "choose_items", "cluster_items", "definition_diff", "latest_fanouts"]
 
 #: What `--failed` retries: every item that ran and did not succeed. Items skipped because an
 #: item they depend on failed run again with it (the engine reopens them).
@@ -51,21 +52,42 @@ class RetryChoice:
 
 def latest_fanouts(store: WorkflowPersistence, run: WorkflowRun) -> list[FanOut]:
     """The run's foreach steps, the latest attempt of each (name, iteration), in run order."""
-    latest: dict[tuple[str, int], WorkflowRunStep] = {}
-    for step in store.get_steps(run.id):
-        if step.role != StepRole.FOREACH.value:
-            continue
-        key = (step.step_name, step.iteration)
-        seen = latest.get(key)
-        if seen is None or (step.started_at or "", step.id) > (seen.started_at or "", seen.id):
-            latest[key] = step
-    rows = sorted(latest.values(), key=lambda s: (s.position, s.started_at or ""))
-    return [FanOut(step, store.get_fan_out_items(step.id)) for step in rows]
+    steps = latest_foreach_rows(store.get_steps(run.id))
+    return [FanOut(step, store.get_fan_out_items(step.id)) for step in steps]
 
 
-def choose_items(fanouts: Sequence[FanOut], *, failed: bool, item_ids: Sequence[str]) -> RetryChoice:
-    """The items `--failed` / `--item ID …` select. A completed item or an unknown id is an
-    error naming it: completed work is never run again, and a typo must not retry nothing."""
+def cluster_items(
+    store: WorkflowPersistence, run: WorkflowRun, numbers: Sequence[int]
+) -> dict[str, set[str]]:
+    """The items of the failure clusters `numbers` (as `show` numbers them), per step row id. An
+    unknown number is an error that lists the clusters there are."""
+    clusters = {rc.number: rc for rc in run_clusters(store, run.id)}
+    unknown = [n for n in numbers if n not in clusters]
+    if unknown:
+        listed = (
+            "; ".join(f"{n}: {rc.cluster.count} × {rc.cluster.label[:60]}" for n, rc in clusters.items())
+            or "none: no failed or cancelled items"
+        )
+        wanted = ", ".join(map(str, unknown))
+        raise UsageError(f"no failure cluster {wanted} in run {run.id} (clusters: {listed})")
+    chosen: dict[str, set[str]] = {}
+    for n in numbers:
+        rc = clusters[n]
+        chosen.setdefault(rc.step.id, set()).update(rc.cluster.item_ids)
+    return chosen
+
+
+def choose_items(
+    fanouts: Sequence[FanOut],
+    *,
+    failed: bool,
+    item_ids: Sequence[str],
+    per_step: Mapping[str, Collection[str]] | None = None,
+) -> RetryChoice:
+    """The items `--failed` / `--item ID …` / `--cluster N` (`per_step`: step row id → item ids)
+    select. A completed item or an unknown id is an error naming it: completed work is never run
+    again, and a typo must not retry nothing."""
+    per_step = per_step or {}
     choice = RetryChoice()
     wanted = set(item_ids)
     found: set[str] = set()
@@ -81,7 +103,7 @@ def choose_items(fanouts: Sequence[FanOut], *, failed: bool, item_ids: Sequence[
                         "never retried (rerun the run from a step to redo finished work)"
                     )
                 chosen.append(item.item_id)
-            elif failed and status in _RETRIED_BY_FAILED:
+            elif status in _RETRIED_BY_FAILED and (failed or item.item_id in per_step.get(fan.step.id, ())):
                 chosen.append(item.item_id)
         if chosen:
             choice.items[fan.step.id] = chosen

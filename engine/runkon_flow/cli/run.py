@@ -47,7 +47,7 @@ from runkon_flow.cli.drive import (
 )
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.report import display_status, lease_is_live, parse_time
-from runkon_flow.cli.retry_plan import choose_items, definition_diff, latest_fanouts
+from runkon_flow.cli.retry_plan import choose_items, cluster_items, definition_diff, latest_fanouts
 from runkon_flow.cli.store import add_db_args, db_label, get_run, location_of, opened_store
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
@@ -409,8 +409,10 @@ def add_resume_parser(sub: Any) -> None:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    if not args.failed and not args.items:
-        raise UsageError("say what to retry: --failed, or --item ID (repeatable)")
+    if not args.failed and not args.items and not args.clusters:
+        raise UsageError(
+            "say what to retry: --failed, or --item ID (repeatable), or --cluster N (numbered by show)"
+        )
     config = exec_config_for(args.lease_ttl)
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
@@ -426,7 +428,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
             )
         if lease_is_live(run):
             raise CommandFailed(_owned_message(run))
-        choice = choose_items(latest_fanouts(store, run), failed=args.failed, item_ids=args.items)
+        per_step = cluster_items(store, run, args.clusters) if args.clusters else None
+        choice = choose_items(
+            latest_fanouts(store, run), failed=args.failed, item_ids=args.items, per_step=per_step
+        )
         ws = _workspace(_workflow_dirs(args.dirs), store, config, run.workflow_name)
         definition = _retry_definition(args.definition, run, ws)
         print(f"run {run.id} ({run.workflow_name}, {display_status(run)}):")
@@ -514,6 +519,16 @@ def add_retry_parser(sub: Any) -> None:
         default=[],
         metavar="ID",
         help="retry these items (--item b d, or repeat the option)"
+    )
+    p.add_argument(
+        "--cluster",
+        dest="clusters",
+        action="extend",
+        nargs="+",
+        type=positive_int,
+        default=[],
+        metavar="N",
+        help="retry the failed items of these failure clusters (numbered by show RUN_ID)",
     )
     p.add_argument(
         "--definition",

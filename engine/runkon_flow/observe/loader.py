@@ -20,6 +20,7 @@ from runkon_flow.humanize import gate_decision, readable_error
 from runkon_flow.observe.counts import row_key
 from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView
 from runkon_flow.observe.reducer import RunModel
+from runkon_flow.observe.status import ITEM_CODE
 from runkon_flow.persistence.models import FanOutItemRow, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -133,6 +134,35 @@ def fanout_from_rows(key: str, run_id: str, step: WorkflowRunStep, items: list[F
     return fan
 
 
+_FAILED_ITEM_CODES = frozenset({ITEM_CODE["failed"], ITEM_CODE["cancelled"]})
+
+
+def fill_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
+    """Give failed and cancelled items loaded from rows their error and its cause, as the reducer
+    does live: the error of the child run each ran as (item rows keep none) and the error of that
+    run's failed step (`FanOutView.causes`), so failure clusters work on past runs too."""
+    for idx, child_id in fan.child_runs.items():
+        if fan.codes[idx] not in _FAILED_ITEM_CODES or idx in fan.causes:
+            continue
+        child = store.get_run(child_id)
+        if child is None:
+            continue
+        if child.error and idx not in fan.errors:
+            fan.errors[idx] = readable_error(child.error)
+        cause = row_failure_cause(store.get_steps(child_id))
+        if cause:
+            fan.causes[idx] = cause
+
+
+def row_failure_cause(rows: list[WorkflowRunStep]) -> str | None:
+    """`records.failure_cause` for stored rows: the error of the step row that failed last."""
+    failed = [r for r in rows if str(r.status) in ("failed", "timed_out", "cancelled") and r.step_error]
+    if not failed:
+        return None
+    last = max(failed, key=lambda r: (r.ended_at or r.started_at or "", r.id))
+    return readable_error(last.step_error) or None
+
+
 def gate_options(raw: str | None) -> dict[str, str]:
     """A gate row's options (JSON list of {value, label}, or an object) as value → label."""
     if not raw:
@@ -176,7 +206,9 @@ def load_run_state(
             state.step_ids[row.id] = key
         last = path_rows[-1]
         if last.role == "foreach":
-            state.fanouts[key] = fanout_from_rows(key, run.id, last, store.get_fan_out_items(last.id))
+            fan = fanout_from_rows(key, run.id, last, store.get_fan_out_items(last.id))
+            fill_item_errors(store, fan)
+            state.fanouts[key] = fan
             state.fanout_steps[last.id] = key
         if str(last.status) == "waiting" and last.role == "gate":
             model.gates[(run.id, last.step_name)] = GateView(

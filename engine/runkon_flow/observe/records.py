@@ -138,6 +138,7 @@ class FanOutView:
     """One foreach step's items: one status byte per item, so 10,000 items cost kilobytes."""
 
     __slots__ = (
+        "causes",
         "child_runs",
         "codes",
         "counts",
@@ -178,7 +179,10 @@ class FanOutView:
         self.child_runs: dict[int, str] = {}
         self.started: dict[int, float] = {}
         self.ended: dict[int, float] = {}
-        self.errors: dict[int, str] = {}
+        self.errors: dict[int, str] = {}  # the item's error as reported (its child run's error)
+        # Why a failed item's child run failed: its failed step's error (`failure_cause`), which
+        # says more than the run's "Step 'x' failed after 1 attempts". Failure clusters use it.
+        self.causes: dict[int, str] = {}
         self.first_start: float | None = None
         self.version = 0
         self.dirty_lo, self.dirty_hi = 1 << 62, -1
@@ -287,6 +291,15 @@ class FanOutView:
         code = ITEM_CODE["failed"]
         idx = self.codes.find(bytes([code]))
         return None if idx < 0 else idx
+
+
+def failure_cause(steps: Iterable[StepView]) -> str | None:
+    """Why a run failed, in its own words: the error of the step that failed last (a run's own
+    error only says which step failed). None when no failed step recorded an error."""
+    failed = [sv for sv in steps if sv.status in ("failed", "timed_out", "cancelled") and sv.error]
+    if not failed:
+        return None
+    return max(failed, key=lambda sv: sv.ended_at or 0.0).error
 
 
 @dataclass(slots=True)

@@ -40,6 +40,7 @@ from runkon_flow.observe.records import (
     RunState,
     StepView,
     ViewLimits,
+    failure_cause,
     step_label,
 )
 from runkon_flow.observe.status import FAILED, ITEM_CODE, glyph
@@ -802,6 +803,11 @@ class RunModel:
         idx = fan.finish(ev.item_id, status, data.ts, error)
         if ev.child_run_id:
             fan.child_runs[idx] = ev.child_run_id
+            if status != "completed":
+                child = self.runs.get(ev.child_run_id)  # failed children are folded by now
+                cause = failure_cause(child.steps.values()) if child is not None else None
+                if cause:
+                    fan.causes[idx] = cause
         self._changes.fanouts.add((run.run_id, fan.key))
         if self._is_root(run.run_id):
             self._changes.header = True

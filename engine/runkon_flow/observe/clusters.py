@@ -1,0 +1,180 @@
+"""Failure clusters: a fan-out's failed items grouped by what went wrong.
+
+Ten thousand items that failed for three reasons should read as three lines — "30 × rate
+limited, 7 × schema mismatch" — not as ten thousand. Two errors belong together when they are
+the same text once the parts that differ from item to item are masked: numbers, ids (UUIDs,
+ULIDs, hex), paths, URLs, dates and times, and the item's own id. The masked text is the
+cluster's *signature*; it is also what a user reads, so the masks are short words (`<n>`, `<id>`,
+`<path>`, `<time>`, `<url>`, `<item>`).
+
+Clusters are computed from a `FanOutView` (its item statuses and the cause of each failure: the
+error of the step that failed in the item's child run, else the child run's error), however it
+was filled: live events, a stored event stream, or store rows (`loader.fill_item_errors` reads
+failed items' child runs). `run_clusters` numbers the clusters of a stored run's latest fan-outs
+the one way `show` lists them and `retry --cluster N` picks them (docs/when-things-go-wrong.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from runkon_flow.humanize import readable_error
+from runkon_flow.observe.loader import fanout_from_rows, fill_item_errors
+from runkon_flow.observe.records import FanOutView
+from runkon_flow.observe.status import ITEM_CODE
+from runkon_flow.persistence.models import StepRole, WorkflowRunStep
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = [
+    "NO_ERROR",
+    "FailureCluster",
+    "RunCluster",
+    "clusters_of",
+    "error_signature",
+    "fill_item_errors",
+    "latest_foreach_rows",
+    "run_clusters",
+]
+
+#: The signature of failed items that recorded no error text at all.
+NO_ERROR = "(no error recorded)"
+
+#: Items that count as failures: the ones `retry --failed` runs again (as in the loader).
+_CLUSTERED = frozenset({ITEM_CODE["failed"], ITEM_CODE["cancelled"]})
+_SIGNATURE_CHARS = 300
+
+# Order matters: the longer, more specific shapes are masked before the numbers inside them.
+_MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I), "<url>"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<id>"),
+    (re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b"), "<id>"),  # ULID (Crockford base 32)
+    (
+        re.compile(
+            r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?\b"
+        ),
+        "<time>",
+    ),
+    (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b"), "<time>"),
+    (re.compile(r"(?<![\w.~/-])(?:~|\.{1,2})?(?:/[\w.@%+=,-]+)+/?|\b[A-Za-z]:\\[\w.\\ -]+"), "<path>"),
+    (re.compile(r"\b[\w.-]+(?:/[\w.-]+)+\.\w+\b"), "<path>"),  # a relative path to a file: src/a.py
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<id>"),
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,}\b", re.I), "<id>"),
+    (re.compile(r"\d+(?:\.\d+)*"), "<n>"),
+)
+_ITEM_AT = 7  # the item's own id is masked after URLs, ids, times and paths (which may hold it)
+_SPACES = re.compile(r"[ \t]+")
+
+
+@lru_cache(maxsize=8192)
+def error_signature(error: str | None, item_id: str = "") -> str:
+    """`error` with what varies between items masked: the key two failures share when they
+    failed the same way. Lines are kept (trimmed, blank ones dropped); the text is cut at 300
+    characters so a long traceback tail does not split a cluster."""
+    text = readable_error(error).strip()
+    if not text:
+        return NO_ERROR
+    for n, (pattern, mask) in enumerate(_MASKS):
+        if n == _ITEM_AT and len(item_id) > 1:  # a one-letter id would mask letters in words
+            text = re.sub(rf"(?<![\w-]){re.escape(item_id)}(?![\w-])", "<item>", text)
+        text = pattern.sub(mask, text)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.splitlines()]
+    return "\n".join(line for line in lines if line)[:_SIGNATURE_CHARS]
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCluster:
+    """Failed (or cancelled) items of one fan-out that share an error signature."""
+
+    signature: str
+    indices: tuple[int, ...]  # into the fan-out's items, in item order
+    item_ids: tuple[str, ...]
+    example: str  # the first item's error as it was, unmasked
+
+    @property
+    def count(self) -> int:
+        return len(self.indices)
+
+    @property
+    def label(self) -> str:
+        """The signature on one line, for lists: lines joined by ` · `."""
+        return " · ".join(self.signature.splitlines())
+
+    def describe(self) -> str:
+        """`30 × <label>`"""
+        return f"{self.count} × {self.label}"
+
+    def items_text(self, limit: int = 5) -> str:
+        """`a, b, c, … (27 more)`"""
+        shown = ", ".join(self.item_ids[:limit])
+        more = self.count - limit
+        return shown + (f", … ({more} more)" if more > 0 else "")
+
+
+def clusters_of(fan: FanOutView) -> list[FailureCluster]:
+    """The fan-out's failed and cancelled items grouped by error signature, the biggest group
+    first (ties: the group whose first item comes first)."""
+    groups: dict[str, list[int]] = {}
+    codes = fan.codes
+    causes = fan.causes
+    errors = fan.errors
+    ids = fan.ids
+    for idx in range(len(codes)):
+        if codes[idx] in _CLUSTERED:
+            text = causes.get(idx) or errors.get(idx)
+            groups.setdefault(error_signature(text, ids[idx]), []).append(idx)
+    clusters = [
+        FailureCluster(
+            signature=sig,
+            indices=tuple(members),
+            item_ids=tuple(ids[i] for i in members),
+            example=readable_error(causes.get(members[0]) or errors.get(members[0])).strip(),
+        )
+        for sig, members in groups.items()
+    ]
+    clusters.sort(key=lambda c: (-c.count, c.indices[0]))
+    return clusters
+
+
+def latest_foreach_rows(steps: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
+    """The latest attempt of each foreach step (per loop iteration) of a run, in run order: the
+    fan-outs a retry can reopen."""
+    latest: dict[tuple[str, int], WorkflowRunStep] = {}
+    for step in steps:
+        if step.role != StepRole.FOREACH.value:
+            continue
+        key = (step.step_name, step.iteration)
+        seen = latest.get(key)
+        if seen is None or (step.started_at or "", step.id) > (seen.started_at or "", seen.id):
+            latest[key] = step
+    return sorted(latest.values(), key=lambda s: (s.position, s.started_at or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class RunCluster:
+    """One cluster of a stored run, numbered 1.. across the run's latest fan-outs."""
+
+    number: int
+    step: WorkflowRunStep
+    cluster: FailureCluster
+
+    @property
+    def foreach(self) -> str:
+        return self.step.step_name.removeprefix("foreach:")
+
+
+def run_clusters(store: WorkflowPersistence, run_id: str) -> list[RunCluster]:
+    """Every failure cluster of the run's latest fan-outs, numbered in the order `show` lists
+    them (fan-outs in run order, biggest cluster first)."""
+    out: list[RunCluster] = []
+    for step in latest_foreach_rows(store.get_steps(run_id)):
+        items = store.get_fan_out_items(step.id)
+        if not items:
+            continue
+        fan = fanout_from_rows(step.node_path or step.id, run_id, step, items)
+        fill_item_errors(store, fan)
+        for cluster in clusters_of(fan):
+            out.append(RunCluster(len(out) + 1, step, cluster))
+    return out

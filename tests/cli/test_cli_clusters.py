@@ -1,0 +1,126 @@
+"""Failure clusters through the CLI: `show` groups a fan-out's failed items by what went wrong,
+and `retry --cluster N` runs one group again (docs/when-things-go-wrong.md).
+
+The issue's scenario, small: 60 items, 15 of them fail in three kinds whose messages differ from
+item to item (numbers, hex ids, paths); `show` lists three clusters; retrying one ends with those
+items completed on a second attempt, the earlier attempts still listed, the other two kinds
+untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence import FanOutItemStatus, SqliteStore
+
+from .run_helpers import cli, run_id_of, write
+
+ITEMS = [f"i{n:03d}" for n in range(60)]
+FAN = (
+    "workflow fan {\n  foreach each {\n    over = static\n"
+    f'    scope = {{ items = "{",".join(ITEMS)}" }}\n'
+    '    max_parallel = 6\n    workflow = one\n    inputs = { name = "{{item.id}}" }\n  }\n}\n'
+)
+ONE = """workflow one {
+  inputs { name default = "" }
+  script work { run = "sh work.sh {{name}}" }
+}
+"""
+# Items 0, 4, 8 … (every 4th up to 19): three kinds by n % 3; each message carries varying parts.
+# A retried item succeeds when `fixed-<kind>` exists.
+WORK = r"""n=$(echo "$1" | sed 's/^i0*//'); n=${n:-0}
+if [ $((n % 4)) -ne 0 ] || [ "$n" -ge 60 ] || [ $((n / 4)) -ge 15 ]; then exit 0; fi
+kind=$((n / 4 % 3))
+test -f "fixed-$kind" && exit 0
+case $kind in
+  0) echo "rate limited: retry after $((n + 7))s (request 0x$(printf '%08x' $((n * 7919 + 48879))))" >&2 ;;
+  1) echo "schema mismatch in /data/batch-$n/$1.json line $((n * 3)): expected int" >&2 ;;
+  2) echo "connection reset by 10.0.$n.7:443 at 2026-12-03T13:$((10 + n % 50)):00Z" >&2 ;;
+esac
+exit 3
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    write(tmp_path / "fan.wf", FAN)
+    write(tmp_path / "one.wf", ONE)
+    write(tmp_path / "work.sh", WORK)
+    return tmp_path
+
+
+def failing(kind: int) -> set[str]:
+    return {f"i{n:03d}" for n in range(0, 60, 4) if n // 4 < 15 and n // 4 % 3 == kind}
+
+
+def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group(capsys, home: Path) -> None:
+    code, out, _ = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "quiet")
+    assert code == 1
+    run_id = run_id_of(out)
+
+    code, out, _ = cli(capsys, "show", run_id)
+    assert code == 0
+    section = out[out.index("failure clusters") :]
+    assert f"failure clusters (retry one: runkon-flow retry {run_id} --cluster N)" in section
+    assert "  foreach 'each'" in section
+    # Three kinds, five items each, told apart despite every message being different.
+    assert "1. 5 × Script 'work' exited with code <n> · rate limited: retry after <n>s (request <id>)" in section
+    assert "2. 5 × Script 'work' exited with code <n> · schema mismatch in <path> line <n>: expected int" in section
+    assert "3. 5 × Script 'work' exited with code <n> · connection reset by <n>:<n> at <time>" in section
+    assert "4." not in section
+    assert "items i000, i012, i024, i036, i048" in section
+
+    code, out, _ = cli(capsys, "show", run_id, "--json")
+    clusters = json.loads(out)["failure_clusters"]
+    assert [(c["number"], c["count"], set(c["items"])) for c in clusters] == [
+        (1, 5, failing(0)),
+        (2, 5, failing(1)),
+        (3, 5, failing(2)),
+    ]
+    assert clusters[1]["example"].endswith("schema mismatch in /data/batch-4/i004.json line 12: expected int")
+
+    # Retry the schema-mismatch cluster after fixing its cause.
+    (home / "fixed-1").touch()
+    code, out, err = cli(
+        capsys, "retry", run_id, "--cluster", "2", "--yes", "--dir", str(home), "--progress", "quiet"
+    )
+    assert code == 1, err  # the other two kinds still fail: the run stays failed
+    assert "foreach 'each': retry 5 of 60 items (i004, i016, i028, i040, i052); 45 completed kept" in out
+
+    store = SqliteStore(home / "runs.db")
+    try:
+        first, second = sorted(
+            (s for s in store.get_steps(run_id) if s.role == "foreach"), key=lambda s: (s.started_at, s.id)
+        )
+        before = {i.item_id: i for i in store.get_fan_out_items(first.id)}
+        after = {i.item_id: i for i in store.get_fan_out_items(second.id)}
+    finally:
+        store.close()
+    for item in failing(1):
+        assert after[item].status is FanOutItemStatus.COMPLETED
+        assert (after[item].attempt, after[item].previous_child_run_id) == (2, before[item].child_run_id)
+        assert before[item].status is FanOutItemStatus.FAILED  # the earlier attempt is kept
+    for item in failing(0) | failing(2):
+        assert after[item].status is FanOutItemStatus.FAILED and after[item].attempt == 1
+
+    code, out, _ = cli(capsys, "show", run_id)
+    section = out[out.index("failure clusters") :]
+    assert "1. 5 × Script 'work' exited with code <n> · rate limited" in section
+    assert "2. 5 × Script 'work' exited with code <n> · connection reset" in section
+    assert "schema mismatch" not in section
+    for item in failing(1):
+        assert f"{item}: attempt 2 completed (earlier attempt: child run {before[item].child_run_id} failed)" in out
+
+
+def test_retry_an_unknown_cluster_says_which_clusters_there_are(capsys, home: Path) -> None:
+    code, out, _ = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "quiet")
+    run_id = run_id_of(out)
+    code, out, err = cli(capsys, "retry", run_id, "--cluster", "7", "--yes", "--dir", str(home))
+    assert code == 2
+    assert f"no failure cluster 7 in run {run_id} (clusters: 1: 5 × Script 'work' exited" in err
+    assert "3: 5 × " in err

@@ -1,0 +1,80 @@
+"""Failure clusters (`observe.clusters`): what is masked, how items group, in which order."""
+
+from __future__ import annotations
+
+import pytest
+from runkon_flow.observe.clusters import NO_ERROR, clusters_of, error_signature
+from runkon_flow.observe.records import FanOutView
+
+
+@pytest.mark.parametrize(
+    ("error", "signature"),
+    [
+        ("rate limited: retry after 12s (request 0x1f3a)", "rate limited: retry after <n>s (request <id>)"),
+        ("bad row in /srv/data/batch-7/x.json", "bad row in <path>"),
+        ("cannot open src/app/main.py", "cannot open <path>"),
+        ("timeout at 2026-12-03T13:40:00Z after 30.5 s", "timeout at <time> after <n> s"),
+        ("lock held since 09:41:07", "lock held since <time>"),
+        ("run 01J9ZB1X8K6Y4W2V3T5S7R9Q0P failed", "run <id> failed"),
+        ("job 550e8400-e29b-41d4-a716-446655440000 lost", "job <id> lost"),
+        ("commit 3f9a2c1b7 missing", "commit <id> missing"),
+        ("GET https://api.example.test/v1/items?page=3 → 503", "GET <url> → <n>"),
+        ("repo-42: not found", "<item>: not found"),
+        ("  two\n\n   lines  here ", "two\nlines here"),
+        ("", NO_ERROR),
+        (None, NO_ERROR),
+    ],
+)
+def test_what_varies_between_items_is_masked(error: str | None, signature: str) -> None:
+    assert error_signature(error, "repo-42") == signature
+
+
+def test_words_are_kept_so_different_failures_stay_apart() -> None:
+    assert error_signature("schema mismatch: expected int") != error_signature("schema mismatch: expected str")
+    assert error_signature("deadbeef facade") == "deadbeef facade"  # hex-looking words without digits
+
+
+def fan_with(results: list[tuple[str, str, str | None, str | None]]) -> FanOutView:
+    """(item id, status, run error, cause) per item."""
+    fan = FanOutView("body.0", "run", "each", "body.0", "step")
+    for item_id, status, error, cause in results:
+        idx = fan.finish(item_id, status, 1.0, error)
+        if cause:
+            fan.causes[idx] = cause
+    return fan
+
+
+def test_failed_and_cancelled_items_group_by_cause_biggest_group_first() -> None:
+    step_failed = "workflow error: Step 'work' failed after 1 attempts"
+    fan = fan_with(
+        [
+            ("a", "completed", None, None),
+            ("b", "failed", step_failed, "schema mismatch at line 4"),
+            ("c", "failed", step_failed, "rate limited after 10 requests"),
+            ("d", "failed", step_failed, "rate limited after 11 requests"),
+            ("e", "cancelled", "cancelled: by user", None),
+            ("f", "failed", step_failed, "rate limited after 9 requests"),
+            ("g", "skipped", None, None),
+            ("h", "failed", None, None),
+        ]
+    )
+    clusters = clusters_of(fan)
+    assert [(c.describe(), c.item_ids) for c in clusters] == [
+        ("3 × rate limited after <n> requests", ("c", "d", "f")),
+        ("1 × schema mismatch at line <n>", ("b",)),
+        ("1 × cancelled: by user", ("e",)),
+        (f"1 × {NO_ERROR}", ("h",)),
+    ]
+    assert clusters[0].example == "rate limited after 10 requests"  # the first item's own words
+    assert clusters[0].indices == (2, 3, 5)
+
+
+def test_the_run_error_is_used_when_no_step_cause_is_known() -> None:
+    fan = fan_with([("a", "failed", "boom 1", None), ("b", "failed", "boom 2", None)])
+    [cluster] = clusters_of(fan)
+    assert (cluster.signature, cluster.count) == ("boom <n>", 2)
+
+
+def test_items_text_shortens_long_lists() -> None:
+    fan = fan_with([(f"i{n}", "failed", "x", None) for n in range(8)])
+    assert clusters_of(fan)[0].items_text() == "i0, i1, i2, i3, i4, … (3 more)"

@@ -1,0 +1,99 @@
+"""Failure clusters in the dashboard, on the real engine: a finished fan-out's failed items group
+by what went wrong under the grid; enter filters the grid to a cluster; `e` retries it (after the
+same confirmation as the grid's retry keys) and only its items run again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from runkon_flow.persistence.models import FanOutItemStatus
+from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.workspace import Workspace
+
+from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.widgets.cluster_list import ClusterList
+from tests.tui.conftest import make_app, select, wait_for
+
+ITEMS = [f"i{n:02d}" for n in range(30)]
+FAN = (
+    "workflow clusters {\n  foreach each {\n    over = static\n"
+    f'    scope = {{ items = "{",".join(ITEMS)}" }}\n'
+    '    max_parallel = 4\n    workflow = one\n    inputs = { name = "{{item.id}}" }\n  }\n}\n'
+)
+ONE = 'workflow one {\n  inputs { name default = "" }\n  script work { run = "sh work.sh {{name}}" }\n}\n'
+# Items 0, 3, 6 … 24 fail, kind n/3 % 3, with messages that differ per item; `fixed-<kind>` fixes a kind.
+WORK = r"""n=$(echo "$1" | sed 's/^i0*//'); n=${n:-0}
+if [ $((n % 3)) -ne 0 ] || [ "$n" -gt 24 ]; then exit 0; fi
+kind=$((n / 3 % 3))
+test -f "$FIXED/fixed-$kind" && exit 0
+case $kind in
+  0) echo "rate limited: retry after $((n + 7))s" >&2 ;;
+  1) echo "schema mismatch in /data/$1.json line $((n * 3))" >&2 ;;
+  2) echo "connection reset by 10.0.$n.7:443" >&2 ;;
+esac
+exit 3
+"""
+
+
+def kind(k: int) -> set[str]:
+    return {f"i{n:02d}" for n in range(0, 25, 3) if n // 3 % 3 == k}
+
+
+async def test_a_cluster_is_filtered_to_and_retried_from_the_dashboard(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    (folder / "clusters.wf").write_text(FAN)
+    (folder / "one.wf").write_text(ONE)
+    (folder / "work.sh").write_text(WORK)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("FIXED", str(folder))
+    store = SqliteStore(tmp_path / "runs.db")
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "clusters")
+        await pilot.press("enter")
+        ended = lambda: app.view.root is not None and not app.run_active  # noqa: E731
+        await wait_for(pilot, ended, what="run end", timeout=60)
+        assert app.view.status == "failed"
+        screen = app.main_screen
+        assert screen is not None
+        clusters = screen.query_one("#clusters", ClusterList)
+        await wait_for(pilot, lambda: len(clusters.clusters) == 3, what="three clusters")
+        assert [(c.count, set(c.item_ids)) for c in clusters.clusters] == [(3, kind(k)) for k in range(3)]
+        label = "Script 'work' exited with code <n> · schema mismatch in <path> line <n>"
+        assert clusters.clusters[1].label == label
+        assert clusters.display
+
+        clusters.focus()
+        await pilot.press("down", "enter")  # the second cluster: the grid shows its items only
+        grid = screen.grid
+        assert grid.visible_count == 3
+        assert {grid.fan.ids[grid.item_at(p)] for p in range(3)} == kind(1)  # type: ignore[union-attr,index]
+        assert "[$warning]cluster 2[/$warning] · 3 shown" in str(screen.grid_pane.border_title)
+
+        run_id = app.view.root_run_id
+        first_step = next(s for s in store.get_steps(run_id) if s.role == "foreach")  # type: ignore[arg-type]
+        first = {i.item_id: i for i in store.get_fan_out_items(first_step.id)}
+        (folder / "fixed-1").touch()
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="retry confirmation")
+        assert "Retry 3 items of foreach 'each' (i03, i12, i21)?" in app.screen.question  # type: ignore[attr-defined]
+        await pilot.press("y")
+        attempts = lambda: sum(1 for s in store.get_steps(run_id) if s.role == "foreach")  # type: ignore[arg-type]  # noqa: E731
+        await wait_for(pilot, lambda: attempts() == 2 and not app.run_active, what="retry to end", timeout=60)
+        assert app.view.status == "failed"  # the other two kinds still fail
+        await wait_for(pilot, lambda: len(clusters.clusters) == 2, what="two clusters left")
+        assert [set(c.item_ids) for c in clusters.clusters] == [kind(0), kind(2)]
+
+    latest = max((s for s in store.get_steps(run_id) if s.role == "foreach"), key=lambda s: s.started_at)  # type: ignore[arg-type]
+    rows = {i.item_id: i for i in store.get_fan_out_items(latest.id)}
+    for item in kind(1):
+        assert rows[item].status is FanOutItemStatus.COMPLETED
+        assert (rows[item].attempt, rows[item].previous_child_run_id) == (2, first[item].child_run_id)
+        assert first[item].status is FanOutItemStatus.FAILED  # the earlier attempt is kept
+    for item in kind(0) | kind(2):
+        assert rows[item].attempt == 1 and rows[item].status is FanOutItemStatus.FAILED
+    store.close()

@@ -69,9 +69,10 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
     assert f"failure clusters (retry one: runkon-flow retry {run_id} --cluster N)" in section
     assert "  foreach 'each'" in section
     # Three kinds, five items each, told apart despite every message being different.
-    assert "1. 5 × Script 'work' exited with code <n> · rate limited: retry after <n>s (request <id>)" in section
-    assert "2. 5 × Script 'work' exited with code <n> · schema mismatch in <path> line <n>: expected int" in section
-    assert "3. 5 × Script 'work' exited with code <n> · connection reset by <n>:<n> at <time>" in section
+    exited = "Script 'work' exited with code <n>"
+    assert f"1. 5 × {exited} · rate limited: retry after <n>s (request <id>)" in section
+    assert f"2. 5 × {exited} · schema mismatch in <path> line <n>: expected int" in section
+    assert f"3. 5 × {exited} · connection reset by <n>:<n> at <time>" in section
     assert "4." not in section
     assert "items i000, i012, i024, i036, i048" in section
 
@@ -114,7 +115,8 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
     assert "2. 5 × Script 'work' exited with code <n> · connection reset" in section
     assert "schema mismatch" not in section
     for item in failing(1):
-        assert f"{item}: attempt 2 completed (earlier attempt: child run {before[item].child_run_id} failed)" in out
+        earlier = before[item].child_run_id
+        assert f"{item}: attempt 2 completed (earlier attempt: child run {earlier} failed)" in out
 
 
 def test_retry_an_unknown_cluster_says_which_clusters_there_are(capsys, home: Path) -> None:

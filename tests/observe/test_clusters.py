@@ -30,7 +30,8 @@ def test_what_varies_between_items_is_masked(error: str | None, signature: str) 
 
 
 def test_words_are_kept_so_different_failures_stay_apart() -> None:
-    assert error_signature("schema mismatch: expected int") != error_signature("schema mismatch: expected str")
+    expected_int, expected_str = "schema mismatch: expected int", "schema mismatch: expected str"
+    assert error_signature(expected_int) != error_signature(expected_str)
     assert error_signature("deadbeef facade") == "deadbeef facade"  # hex-looking words without digits
 
 

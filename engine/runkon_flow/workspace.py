@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from runkon_flow.errors import (
     WorkflowNotFound,
 )
 from runkon_flow.event_log import DEFAULT_MAX_OUTPUT_LINES, StoredEventWriter
-from runkon_flow.events import EventSink
+from runkon_flow.events import EngineLog, EventSink
 from runkon_flow.persistence.models import NewRun, RetryRequest, RunStatus, WorkflowRun, now_rfc3339
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.agents import (
@@ -62,19 +62,29 @@ from runkon_flow.plugins.agents import (
 )
 from runkon_flow.plugins.context import LocalRunContext
 from runkon_flow.plugins.item_providers import default_providers
+from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 from runkon_flow.plugins.schemas import SchemaResolver
 from runkon_flow.plugins.script_env import IDENTITIES_FILE, DefaultScriptEnvProvider
 from runkon_flow.runner import spawn_runner
+from runkon_flow.runtime.child_runner import InProcessChildRunner
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
+from runkon_flow.runtime.remote_child import ChildOutcome, ChildTask, watch_parent
+from runkon_flow.runtime.state import emit_to
 from runkon_flow.runtime.types import (
+    ChildRunInput,
+    ChildWorkflowContext,
+    ChildWorkflowRunner,
     RunInput,
+    RunSettings,
     WorkflowExecConfig,
     WorkflowResult,
 )
 
 __all__ = [
+    "RAN_ON",
     "REFERENCE_GATE_TYPES",
+    "ChildRunnerFactory",
     "InputsError",
     "UnknownWorkflow",
     "Workspace",
@@ -89,7 +99,12 @@ REFERENCE_GATE_TYPES = ("human_approval", "human_review", "pr_approval", "pr_che
 
 _TRUE = frozenset({"true", "yes", "1", "on"})
 _FALSE = frozenset({"false", "no", "0", "off", ""})
+#: How a remote child's stored events say where it ran: `ran on <node>`.
+RAN_ON = "ran on "
 _CANCEL_LEASE_SECS = 10  # held only for the one status write
+
+#: (engine, workflow resolver, store) → the runner of a run's foreach children.
+ChildRunnerFactory = Callable[[FlowEngine, WorkflowResolver, WorkflowPersistence], ChildWorkflowRunner]
 
 
 class InputsError(FlowError, ValueError):
@@ -200,8 +215,12 @@ class Workspace:
         store_events: bool = True,
         stored_output_lines: int = DEFAULT_MAX_OUTPUT_LINES,
         only: Sequence[str] = (),
+        child_runner: ChildRunnerFactory | None = None,
     ) -> None:
         self.store = store
+        #: Builds the runner of each run's foreach children (None: in this process). The Ray
+        #: executor (runkon_flow.ray_executor) passes one that sends them to a cluster.
+        self._child_runner = child_runner
         #: `only`: load just these workflows (names or `.wf` paths) and what they call, not every
         #: file of `dirs` — what a command that runs or checks one workflow wants. Empty: everything
         #: (the dashboard). Falls back to everything when a callee is not found as `<name>.wf`.
@@ -645,6 +664,76 @@ class Workspace:
             engine.cancel_run(run_id, reason)
         return proc.pid, log_file
 
+    def run_child_task(
+        self, task: ChildTask, *, node: str = "", sinks: Sequence[EventSink] = ()
+    ) -> ChildOutcome:
+        """Run one foreach child another process created and leased (a remote worker's side,
+        runtime/remote_child.py): with the definitions that travel with the task, this
+        workspace's agents, scripts and providers, under the task's lease. The child's rows go to
+        this workspace's store, its events to the top-level run's stored stream (first one line
+        saying which node ran it). It stops itself when its parent is taken over or cancelled."""
+        snap = self._snapshot()
+        definitions = {
+            name: WorkflowDef.from_json(json.loads(text)) for name, text in task.definitions.items()
+        }
+        definition = definitions[task.workflow_name]
+        directory = snap.workflow_dirs.get(definition.name) or (snap.dirs[0] if snap.dirs else Path.cwd())
+        writer = (
+            StoredEventWriter(self.store, task.top_run_id, max_output_lines=self.stored_output_lines)
+            if self.store_events
+            else None
+        )
+        every_sink = (*self._sinks, *sinks, *([writer] if writer is not None else []))
+        if node:
+            emit_to(every_sink, task.run_id, EngineLog(level="info", message=f"{RAN_ON}{node}"))
+        cancellation = CancellationToken()
+        stop_watching = watch_parent(self.store, task, cancellation)
+        config = dataclasses.replace(
+            self.exec_config, shutdown=None, lease_ttl_secs=task.lease_ttl_secs, dry_run=task.dry_run
+        )
+        settings = RunSettings(
+            action_registry=snap.actions,
+            item_provider_registry=ItemProviderRegistry(default_providers(directory)),
+            script_env_provider=snap.script_env,
+            run_ctx=LocalRunContext(self._working_dir or directory, task.run_id, definition.name),
+            exec_config=config,
+            schema_resolver=snap.schemas,
+            event_sinks=every_sink,
+        )
+        parent = ChildWorkflowContext(
+            settings, task.parent_run_id, depth=max(0, task.depth - 1), cancellation=cancellation
+        )
+        resolver = _LoadedResolver(definitions, {})
+        try:
+            result = snap.engine.run_child(
+                definition,
+                ChildRunInput(
+                    workflow_run_id=task.run_id,
+                    persistence=self.store,
+                    depth=task.depth,
+                    cancellation=cancellation,
+                    child_runner=InProcessChildRunner(snap.engine, resolver, self.store),
+                    inputs_override=dict(task.inputs),
+                    owner_token=task.owner_token,
+                    lease_generation=task.lease_generation,
+                ),
+                parent,
+            )
+        finally:
+            stop_watching()
+            if writer is not None:
+                writer.close()
+        status = result.status or (RunStatus.COMPLETED if result.all_succeeded else RunStatus.FAILED)
+        return ChildOutcome(
+            status=status.value,
+            all_succeeded=result.all_succeeded,
+            error=result.error,
+            output=result.final_structured_output,
+            output_known=result.output_known,
+            duration_ms=result.total_duration_ms,
+            node=node,
+        )
+
     def active_runs(self) -> list[str]:
         """Top-level runs executing in this workspace right now."""
         with self._lock:
@@ -695,8 +784,14 @@ class Workspace:
             else None
         )
         try:
+            runner = (
+                self._child_runner(snap.engine, snap.resolver, self.store)
+                if self._child_runner is not None
+                else None
+            )
             inp = RunInput(
                 persistence=self.store,
+                child_runner=runner,
                 workflow_run_id=run.id,
                 workflow_name=plan.definition.name,
                 action_registry=snap.actions,

@@ -45,6 +45,7 @@ from runkon_flow.cli.drive import (
     open_events_file,
     open_events_file_first,
 )
+from runkon_flow.cli.executor import add_executor_args, child_runner_for
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.report import display_status, lease_is_live, parse_time
 from runkon_flow.cli.retry_plan import choose_items, cluster_items, definition_diff, latest_fanouts
@@ -63,7 +64,7 @@ from runkon_flow.humanize import format_duration
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
-from runkon_flow.workspace import Workspace, cancel_unowned_run
+from runkon_flow.workspace import ChildRunnerFactory, Workspace, cancel_unowned_run
 
 __all__ = ["LEASE_TTL_ENV", "exec_config_for", "parse_inputs"]
 
@@ -153,11 +154,15 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _workspace(
-    dirs: Sequence[Path], store: WorkflowPersistence, exec_config: WorkflowExecConfig, workflow: str
+    dirs: Sequence[Path],
+    store: WorkflowPersistence,
+    exec_config: WorkflowExecConfig,
+    workflow: str,
+    child_runner: ChildRunnerFactory | None = None,
 ) -> Workspace:
     """Loads only `workflow` (a name or a path) and what it calls: running one workflow never
-    parses or checks the other files of its directory."""
-    return Workspace(dirs, store, exec_config=exec_config, only=[workflow])
+    parses or checks the other files of its directory. `child_runner`: see cli/executor.py."""
+    return Workspace(dirs, store, exec_config=exec_config, only=[workflow], child_runner=child_runner)
 
 
 def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:
@@ -227,9 +232,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = exec_config_for(args.lease_ttl)
     if args.detach and args.memory:
         raise UsageError("--detach needs a run database (a background run cannot live in --memory)")
+    child_runner = child_runner_for(args, dirs)
     with opened_store(args, must_exist=False) as store:
         target = str(workflow_path) if workflow_path else args.workflow
-        ws = _workspace(dirs, store, config, target)
+        ws = _workspace(dirs, store, config, target, child_runner)
         definition = _find_workflow(ws, target, dirs)
         name = definition.name
         problems = ws.validate(name)
@@ -289,6 +295,7 @@ def add_run_parser(sub: Any) -> None:
     add_db_args(p, memory=True)
     add_progress_args(p)
     _add_lease_args(p)
+    add_executor_args(p)
     p.add_argument(
         "--detach",
         action="store_true",
@@ -338,7 +345,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 return EXIT_CANCELLED
             run = waited
             _check_resumable(run)
-        ws = _workspace(_workflow_dirs(args.dirs), store, config, run.workflow_name)
+        dirs = _workflow_dirs(args.dirs)
+        ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
         if run.workflow_name not in ws.workflows:
             print_err(
                 f"note: workflow '{run.workflow_name}' is not in {', '.join(str(d) for d in ws.dirs)}; "
@@ -399,6 +407,7 @@ def add_resume_parser(sub: Any) -> None:
     add_db_args(p)
     add_progress_args(p)
     _add_lease_args(p)
+    add_executor_args(p)
     p.add_argument(
         "--wait", action="store_true", help="if another engine holds the run, wait until its lease lapses"
     )

@@ -1,0 +1,413 @@
+"""`RemoteChildRunner`: foreach children run by another process (a Ray task, docs/scale-out.md).
+
+The parent keeps the run's truth in the shared store; a remote executor is used only to *run* a
+child. For each foreach item the parent creates the child run row (running, leased by a fresh
+token, committed), announces it (`ChildRunStarted`) and hands the executor a `ChildTask` — plain
+data: where the store is, the child's definition as stored with the run (and the definitions it
+calls), its inputs, the lease to run it under and the parent's run id and lease generation. The
+worker rebuilds the engine from its own working directory's plug-ins, runs the child under that
+lease, writes the child's rows and events to the store, and returns a `ChildOutcome`.
+
+Never twice by accident: the executor must not retry (a lost worker is an error, not a retry). A
+lost worker fails the item with a clear reason — unless the child's row says it completed, then it
+counts — and `resume` dispatches the item again as a new child. A child whose parent lost its
+lease (a newer generation) or was cancelled stops itself (see `ChildTask.parent_generation`).
+
+Cancelling: the item's token is cancelled (the run was cancelled, or the step halts); the parent
+writes `cancelling` on the child's row, which the worker's engine notices within a second and
+stops the child and its processes; after `WorkflowExecConfig.cancel_grace` (at least
+`FORCE_CANCEL_AFTER`) the parent force-cancels the remote task, and the child's row is recorded
+`cancelled`.
+
+`call workflow` children (no foreach item) run in this process with the in-process runner.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
+from runkon_flow.dsl.ast import CallWorkflowNode, ForEachNode, WorkflowDef, walk
+from runkon_flow.errors import EngineError, WorkflowError
+from runkon_flow.events import ChildRunStarted
+from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
+from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.plugins.protocols import WorkflowResolver
+from runkon_flow.runtime.child_runner import InProcessChildRunner, child_inputs
+from runkon_flow.runtime.lease import new_owner_token
+from runkon_flow.runtime.state import emit_to
+from runkon_flow.runtime.types import (
+    ChildWorkflowContext,
+    ChildWorkflowInput,
+    WorkflowResult,
+    dedupe_sinks,
+)
+from runkon_flow.runtime.variables import apply_workflow_input_defaults
+
+if TYPE_CHECKING:
+    from runkon_flow.runtime.engine import FlowEngine
+
+__all__ = [
+    "FORCE_CANCEL_AFTER",
+    "ChildOutcome",
+    "ChildTask",
+    "RemoteChildRunner",
+    "RemoteExecutor",
+    "WorkerLost",
+    "callees_of",
+    "watch_parent",
+]
+
+#: Seconds between a cancel reaching the parent and the remote task being force-cancelled (if it
+#: has not stopped by itself by then). Cancel must stop in-flight items within 5 s.
+FORCE_CANCEL_AFTER = 2.0
+_WAIT_TICK = 0.2
+_PARENT_POLL = 0.5
+
+
+@dataclass(frozen=True)
+class ChildTask:
+    """Everything a worker needs to run one foreach child: plain data, no live objects."""
+
+    store_url: str
+    run_id: str
+    top_run_id: str
+    parent_run_id: str
+    parent_generation: int
+    workflow_name: str
+    definitions: dict[str, str]  # name → definition JSON: the child's and every one it calls
+    inputs: dict[str, str]
+    depth: int
+    owner_token: str
+    lease_generation: int
+    lease_ttl_secs: int
+    dry_run: bool
+    item_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChildTask:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """What a worker returns: the child's end, and where it ran."""
+
+    status: str
+    all_succeeded: bool
+    error: str | None = None
+    output: str | None = None
+    output_known: bool = False
+    duration_ms: int = 0
+    node: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class WorkerLost(EngineError):
+    """The process (or machine) running a child went away before it answered."""
+
+
+class RemoteExecutor(Protocol):
+    """Runs `ChildTask`s somewhere else. `wait` returns the outcome (a dict, `ChildOutcome`'s
+    fields) or None if not done within `timeout`; it raises `WorkerLost` when the worker died and
+    `EngineCancelled` when the task was force-cancelled."""
+
+    store_url: str
+
+    def submit(self, task: ChildTask) -> Any: ...
+
+    def wait(self, handle: Any, timeout: float) -> dict[str, Any] | None: ...
+
+    def force_cancel(self, handle: Any) -> None: ...
+
+
+@dataclass
+class _Parent:
+    generation: int
+    top_run_id: str
+
+
+class RemoteChildRunner:
+    """A ChildWorkflowRunner that sends foreach children to a `RemoteExecutor`."""
+
+    def __init__(
+        self,
+        engine: FlowEngine,
+        resolver: WorkflowResolver | None,
+        store: WorkflowPersistence,
+        executor: RemoteExecutor,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._executor = executor
+        self._local = InProcessChildRunner(engine, resolver, store)
+        self._resolver = resolver if resolver is not None else engine.workflow_resolver
+        self._lock = threading.Lock()
+        self._closures: dict[str, tuple[WorkflowDef, dict[str, str]]] = {}
+        self._parents: dict[str, _Parent] = {}
+
+    # ------------------------------------------------------------------ ChildWorkflowRunner
+
+    def resume_child(
+        self, workflow_run_id: str, model: str | None, parent_ctx: ChildWorkflowContext
+    ) -> WorkflowResult:
+        return self._local.resume_child(workflow_run_id, model, parent_ctx)
+
+    def find_resumable_child(self, parent_run_id: str, workflow_name: str) -> WorkflowRun | None:
+        return self._local.find_resumable_child(parent_run_id, workflow_name)
+
+    def execute_child(
+        self, workflow_name: str, parent_ctx: ChildWorkflowContext, params: ChildWorkflowInput
+    ) -> WorkflowResult:
+        if params.item_id is None:  # `call workflow`: one child, here
+            return self._local.execute_child(workflow_name, parent_ctx, params)
+        definition, definitions = self._closure(workflow_name)
+        self._engine.check_runnable(definition, parent_ctx.action_registry, parent_ctx.item_provider_registry)
+        if params.cancellation.is_cancelled():
+            raise params.cancellation.error()
+        inputs = apply_workflow_input_defaults(definition, child_inputs(parent_ctx.inputs, params.inputs))
+        parent = self._parent(parent_ctx.workflow_run_id)
+        token = new_owner_token()
+        config = parent_ctx.exec_config
+        # Durable: the worker is another process and must find the row (and its lease) at once.
+        run = self._store.create_leased_run(
+            NewRun(
+                workflow_name=definition.name,
+                parent_run_id=parent_ctx.workflow_run_id,
+                dry_run=config.dry_run,
+                trigger=definition.trigger,
+                definition_snapshot=definitions[definition.name],
+                parent_workflow_run_id=parent_ctx.workflow_run_id,
+                inputs=inputs,
+                iteration=params.iteration,
+            ),
+            token,
+            config.lease_ttl_secs,
+        )
+        sinks = dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
+        if sinks:
+            emit_to(
+                sinks,
+                parent_ctx.workflow_run_id,
+                ChildRunStarted(
+                    child_run_id=run.id,
+                    workflow_name=definition.name,
+                    parent_run_id=parent_ctx.workflow_run_id,
+                    parent_step_id=params.parent_step_id,
+                    item_id=params.item_id,
+                ),
+            )
+        task = ChildTask(
+            store_url=self._executor.store_url,
+            run_id=run.id,
+            top_run_id=parent.top_run_id,
+            parent_run_id=parent_ctx.workflow_run_id,
+            parent_generation=parent.generation,
+            workflow_name=definition.name,
+            definitions=definitions,
+            inputs=inputs,
+            depth=params.depth,
+            owner_token=token,
+            lease_generation=run.generation,
+            lease_ttl_secs=int(config.lease_ttl_secs),
+            dry_run=config.dry_run,
+            item_id=params.item_id,
+        )
+        started = time.monotonic()
+        try:
+            handle = self._executor.submit(task)
+        except Exception as exc:
+            self._close_row(run.id, token, RunStatus.FAILED, f"could not submit the child: {exc}")
+            raise WorkflowError(f"item '{params.item_id}': could not submit its child run: {exc}") from exc
+        grace = max(config.cancel_grace, FORCE_CANCEL_AFTER)
+        return self._await(handle, run.id, token, definition.name, params, grace, started)
+
+    # ------------------------------------------------------------------ waiting
+
+    def _await(
+        self,
+        handle: Any,
+        run_id: str,
+        token: str,
+        name: str,
+        params: ChildWorkflowInput,
+        grace: float,
+        started: float,
+    ) -> WorkflowResult:
+        cancel = params.cancellation
+        force_at: float | None = None
+        while True:
+            try:
+                outcome = self._executor.wait(handle, _WAIT_TICK)
+            except EngineCancelled:
+                reason = cancel.reason() or CancellationReason.user()
+                self._close_row(run_id, token, RunStatus.CANCELLED, str(EngineCancelled(reason)))
+                return self._result(run_id, name, RunStatus.CANCELLED, str(EngineCancelled(reason)), started)
+            except WorkerLost as exc:
+                return self._lost(run_id, token, name, params, exc, started)
+            if outcome is not None:
+                return self._from_outcome(run_id, name, outcome)
+            if cancel.is_cancelled():
+                now = time.monotonic()
+                if force_at is None:
+                    force_at = now + grace
+                    self._request_cancel(run_id)
+                elif now >= force_at:
+                    self._executor.force_cancel(handle)
+                    force_at = float("inf")  # wait for the executor to confirm
+
+    def _lost(
+        self,
+        run_id: str,
+        token: str,
+        name: str,
+        params: ChildWorkflowInput,
+        exc: WorkerLost,
+        started: float,
+    ) -> WorkflowResult:
+        """A dead worker: a child that recorded its completion counts; anything else fails the
+        item with the reason (resume dispatches it again)."""
+        row = self._store.get_run(run_id)
+        if row is not None and RunStatus(row.status) is RunStatus.COMPLETED:
+            return WorkflowResult(
+                workflow_run_id=run_id,
+                workflow_name=name,
+                all_succeeded=True,
+                status=RunStatus.COMPLETED,
+                total_duration_ms=row.total_duration_ms or 0,
+            )
+        reason = f"the worker running item '{params.item_id}' was lost: {exc}"
+        self._close_row(run_id, token, RunStatus.FAILED, reason)
+        return self._result(run_id, name, RunStatus.FAILED, reason, started)
+
+    def _from_outcome(self, run_id: str, name: str, outcome: dict[str, Any]) -> WorkflowResult:
+        status = RunStatus(outcome["status"])
+        return WorkflowResult(
+            workflow_run_id=run_id,
+            workflow_name=name,
+            all_succeeded=bool(outcome["all_succeeded"]),
+            total_duration_ms=int(outcome.get("duration_ms") or 0),
+            status=status,
+            error=outcome.get("error"),
+            final_structured_output=outcome.get("output"),
+            output_known=bool(outcome.get("output_known")),
+        )
+
+    @staticmethod
+    def _result(run_id: str, name: str, status: RunStatus, error: str, started: float) -> WorkflowResult:
+        return WorkflowResult(
+            workflow_run_id=run_id,
+            workflow_name=name,
+            all_succeeded=False,
+            total_duration_ms=int((time.monotonic() - started) * 1000),
+            status=status,
+            error=error,
+        )
+
+    def _request_cancel(self, run_id: str) -> None:
+        """Through the store first: the worker's engine sees `cancelling` and stops the child."""
+        try:
+            row = self._store.get_run(run_id)
+            if row is not None and not RunStatus(row.status).is_terminal:
+                self._store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+        except Exception:  # the force-cancel after the grace period still stops it
+            pass
+
+    def _close_row(self, run_id: str, token: str, status: RunStatus, error: str) -> None:
+        """Record the end of a child whose worker cannot (it died, or was force-cancelled)."""
+        try:
+            row = self._store.get_run(run_id)
+            if row is not None and not RunStatus(row.status).is_terminal:
+                self._store.update_run_status(run_id, status, None, error)
+            self._store.release_lease(run_id, token)
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ what travels with a task
+
+    def _parent(self, parent_run_id: str) -> _Parent:
+        with self._lock:
+            known = self._parents.get(parent_run_id)
+        if known is not None:
+            return known
+        row = self._store.get_run(parent_run_id)
+        if row is None:
+            raise WorkflowError(f"parent run '{parent_run_id}' is not in the store")
+        top = parent_run_id
+        seen = {top}
+        current = row
+        while current is not None and (current.parent_workflow_run_id or current.parent_run_id):
+            up = current.parent_workflow_run_id or current.parent_run_id
+            if up in seen:
+                break
+            seen.add(up)
+            current = self._store.get_run(up)
+            if current is not None:
+                top = current.id
+        parent = _Parent(row.generation, top)
+        with self._lock:
+            return self._parents.setdefault(parent_run_id, parent)
+
+    def _closure(self, name: str) -> tuple[WorkflowDef, dict[str, str]]:
+        """The child's definition and, as JSON, it and every workflow it calls (transitively), as
+        this process resolved them once for this run: the worker runs exactly these."""
+        with self._lock:
+            known = self._closures.get(name)
+        if known is not None:
+            return known
+        if self._resolver is None:
+            raise WorkflowError(f"cannot run sub-workflow '{name}': no workflow resolver configured")
+        root = self._resolver.resolve(name)
+        definitions: dict[str, str] = {}
+        todo = [root]
+        while todo:
+            wf = todo.pop()
+            if wf.name in definitions:
+                continue
+            definitions[wf.name] = json.dumps(wf.to_json(), ensure_ascii=False)
+            for callee in callees_of(wf):
+                if callee not in definitions:
+                    todo.append(self._resolver.resolve(callee))
+        with self._lock:
+            return self._closures.setdefault(name, (root, definitions))
+
+
+def callees_of(wf: WorkflowDef) -> Iterator[str]:
+    """Names of the workflows `wf` starts (`call workflow` and `foreach` targets)."""
+    for node in walk([*wf.body, *wf.always]):
+        if isinstance(node, (CallWorkflowNode, ForEachNode)):
+            yield node.workflow
+
+
+def watch_parent(store: WorkflowPersistence, task: ChildTask, token: CancellationToken) -> Callable[[], None]:
+    """On the worker: stop the child (cancel `token`) once its parent run is taken over by another
+    engine (its lease generation moved on: that engine dispatches the item again) or is being
+    cancelled or has ended. Polls the parent's row twice a second; returns the stop function."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(_PARENT_POLL) and not token.is_cancelled():
+            try:
+                row = store.get_run(task.parent_run_id)
+            except Exception:
+                continue  # a store hiccup: the child's own lease refresh judges the store
+            if row is None:
+                token.cancel(CancellationReason.of("ParentCancelled"))
+            elif row.generation != task.parent_generation:
+                token.cancel(CancellationReason.of("LeaseLost"))
+            elif RunStatus(row.status) is RunStatus.CANCELLING or RunStatus(row.status).is_terminal:
+                token.cancel(CancellationReason.of("ParentCancelled"))
+
+    thread = threading.Thread(target=loop, name=f"parent-watch-{task.run_id[-6:]}", daemon=True)
+    thread.start()
+    return stop.set

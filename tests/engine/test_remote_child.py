@@ -1,0 +1,315 @@
+"""Foreach children run by a remote executor (runtime/remote_child.py, docs/scale-out.md), here
+with an executor that runs each `ChildTask` on a thread of this process against its own workspace
+and store connection — the worker's side exactly as a Ray task runs it, without a cluster. The
+cluster itself is tested in tests/cluster/."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runkon_flow.cancellation import CancellationReason, EngineCancelled
+from runkon_flow.event_log import read_envelopes
+from runkon_flow.persistence import SqliteStore
+from runkon_flow.persistence.models import NewRun, RunStatus
+from runkon_flow.runtime.remote_child import ChildTask, WorkerLost
+from runkon_flow.workspace import RAN_ON, Workspace
+
+FAN = """workflow fan {
+  foreach each {
+    over         = static
+    workflow     = item
+    max_parallel = 3
+    scope        = { items = "ITEMS" }
+    inputs       = { n = "{{item.id}}" }
+  }
+}
+"""
+ITEM = """workflow item {
+  inputs {
+    n default = "0"
+  }
+  script work {
+    run = "./work.sh"
+    env = { N = "{{n}}" }
+  }
+}
+"""
+
+
+def make_dir(tmp_path: Path, items: list[str], *, sleep: str = "0") -> Path:
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "fan.wf").write_text(FAN.replace("ITEMS", ",".join(items)))
+    (wf / "item.wf").write_text(ITEM)
+    work = wf / "work.sh"
+    work.write_text(
+        f'#!/bin/sh\nif [ -e "stop-$N" ]; then sleep 30; fi\nsleep {sleep}\n'
+        'echo "$N" >> ran.txt\necho "item $N done"\n'
+    )
+    work.chmod(0o755)
+    return wf
+
+
+class ThreadExecutor:
+    """A RemoteExecutor whose 'worker' is a thread with a workspace of its own (its own store
+    connection), like a Ray worker process. `lose` items make the worker vanish: before the child
+    starts, or (`lose_after`) once its child has completed."""
+
+    def __init__(
+        self, db: Path, wf: Path, *, lose: set[str] = frozenset(), lose_after: set[str] = frozenset()
+    ):
+        self.store_url = str(db)
+        self.worker = Workspace([wf], SqliteStore(db))
+        self.pool = ThreadPoolExecutor(8)
+        self.lose, self.lose_after = set(lose), set(lose_after)
+        self.forced: list[Any] = []
+        self.tasks: list[ChildTask] = []
+
+    def submit(self, task: ChildTask) -> Future:
+        self.tasks.append(task)
+        return self.pool.submit(self._run, task)
+
+    def _run(self, task: ChildTask) -> dict[str, Any] | None:
+        if task.item_id in self.lose:
+            return None
+        outcome = self.worker.run_child_task(task, node="thread-node").to_dict()
+        return None if task.item_id in self.lose_after else outcome
+
+    def wait(self, handle: Future, timeout: float) -> dict[str, Any] | None:
+        try:
+            outcome = handle.result(timeout)
+        except TimeoutError:
+            return None
+        if handle in self.forced:
+            raise EngineCancelled(CancellationReason.user())
+        if outcome is None:
+            raise WorkerLost("WorkerCrashedError: the worker died")
+        return outcome
+
+    def force_cancel(self, handle: Future) -> None:
+        self.forced.append(handle)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.worker.store.close()
+
+
+def driver(db: Path, wf: Path, executor: ThreadExecutor) -> Workspace:
+    from runkon_flow.runtime.remote_child import RemoteChildRunner
+
+    return Workspace(
+        [wf],
+        SqliteStore(db),
+        child_runner=lambda engine, resolver, store: RemoteChildRunner(engine, resolver, store, executor),
+    )
+
+
+def items_of(store: Any, run_id: str) -> dict[str, Any]:
+    steps = [s for s in store.get_steps(run_id) if s.step_name == "foreach:each"]
+    return {row.item_id: row for row in store.get_fan_out_items(steps[-1].id)} if steps else {}
+
+
+def test_every_item_runs_once_on_the_worker_and_its_child_run_records_the_node(tmp_path: Path) -> None:
+    wf = make_dir(tmp_path, [f"i{n}" for n in range(8)])
+    db = tmp_path / "runs.db"
+    executor = ThreadExecutor(db, wf)
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("fan", {})
+        result = ws.execute(run_id)
+        assert result.all_succeeded, result.error
+        assert sorted((wf / "ran.txt").read_text().split()) == sorted(f"i{n}" for n in range(8))
+        rows = items_of(ws.store, run_id)
+        assert {r.status for r in rows.values()} == {"completed"}
+        ran_on = {
+            env.run_id: env.event.message
+            for env in read_envelopes(ws.store, run_id)[0]
+            if env.event.type == "EngineLog" and env.event.message.startswith(RAN_ON)
+        }
+        assert {r.child_run_id for r in rows.values()} == set(ran_on)
+        assert set(ran_on.values()) == {f"{RAN_ON}thread-node"}
+        # The worker ran the definition that travelled with the task, stored with each child.
+        assert {t.workflow_name for t in executor.tasks} == {"item"}
+        child = ws.store.get_run(rows["i0"].child_run_id)
+        assert child.status is RunStatus.COMPLETED and '"item"' in (child.definition_snapshot or "")
+    finally:
+        executor.close()
+        ws.store.close()
+
+
+def test_a_lost_worker_fails_its_item_with_the_reason_and_resume_runs_only_that_item(tmp_path: Path) -> None:
+    wf = make_dir(tmp_path, ["a", "b", "c", "d"])
+    db = tmp_path / "runs.db"
+    executor = ThreadExecutor(db, wf, lose={"c"})
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("fan", {})
+        assert not ws.execute(run_id).all_succeeded
+        rows = items_of(ws.store, run_id)
+        assert {k: r.status for k, r in rows.items()} == {
+            "a": "completed",
+            "b": "completed",
+            "c": "failed",
+            "d": "completed",
+        }
+        lost = ws.store.get_run(rows["c"].child_run_id)
+        assert lost.status is RunStatus.FAILED and "worker running item 'c' was lost" in (lost.error or "")
+        assert lost.owner_token is None  # its lease is let go at once, not after the TTL
+        executor.lose.clear()
+        assert ws.resume(run_id).all_succeeded
+        assert sorted((wf / "ran.txt").read_text().split()) == ["a", "b", "c", "d"]  # nothing twice
+        rows = items_of(ws.store, run_id)
+        assert {r.status for r in rows.values()} == {"completed"}
+        assert rows["c"].attempt == 2 and rows["a"].attempt == 1
+    finally:
+        executor.close()
+        ws.store.close()
+
+
+def test_a_worker_lost_after_its_child_completed_counts_the_item_as_done(tmp_path: Path) -> None:
+    wf = make_dir(tmp_path, ["a", "b"])
+    db = tmp_path / "runs.db"
+    executor = ThreadExecutor(db, wf, lose_after={"b"})
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("fan", {})
+        assert ws.execute(run_id).all_succeeded
+        assert {r.status for r in items_of(ws.store, run_id).values()} == {"completed"}
+        assert sorted((wf / "ran.txt").read_text().split()) == ["a", "b"]
+    finally:
+        executor.close()
+        ws.store.close()
+
+
+def test_a_cancel_reaches_the_workers_through_the_store_and_stops_in_flight_items(tmp_path: Path) -> None:
+    wf = make_dir(tmp_path, ["a", "b", "c", "d"])
+    for n in "abcd":
+        (wf / f"stop-{n}").touch()  # every child sleeps 30 s
+    db = tmp_path / "runs.db"
+    executor = ThreadExecutor(db, wf)
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("fan", {})
+        done: list[Any] = []
+        runner = threading.Thread(target=lambda: done.append(ws.execute(run_id)))
+        runner.start()
+        deadline = time.monotonic() + 30
+        while len([r for r in items_of(ws.store, run_id).values() if r.status == "running"]) < 3:
+            assert time.monotonic() < deadline, "three items never started"
+            time.sleep(0.1)
+        time.sleep(1.0)  # the children are inside their 30 s scripts
+        asked = time.monotonic()
+        ws.cancel(run_id, "enough")
+        runner.join(30)
+        took = time.monotonic() - asked
+        assert done and done[0].status is RunStatus.CANCELLED
+        assert took < 5, f"in-flight items took {took:.1f} s to stop"
+        children = ws.store.list_runs(limit=100, parent_run_id=run_id)
+        assert len(children) == 3 and {c.status for c in children} == {RunStatus.CANCELLED}
+        assert not executor.forced  # they stopped through the store, no force needed
+        assert not (wf / "ran.txt").exists()
+    finally:
+        executor.close()
+        ws.store.close()
+
+
+def test_a_child_whose_parent_was_taken_over_stops_itself(tmp_path: Path) -> None:
+    wf = make_dir(tmp_path, ["a"])
+    (wf / "stop-a").touch()
+    db = tmp_path / "runs.db"
+    store = SqliteStore(db)
+    worker = Workspace([wf], SqliteStore(db))
+    try:
+        parent = store.create_run(NewRun(workflow_name="fan"))
+        generation = store.acquire_lease(parent.id, "engine-1", 30)
+        child = store.create_leased_run(
+            NewRun(workflow_name="item", parent_run_id=parent.id, parent_workflow_run_id=parent.id),
+            "child-token",
+            30,
+        )
+        definition = worker.workflows["item"].to_json()
+        task = ChildTask(
+            store_url=str(db),
+            run_id=child.id,
+            top_run_id=parent.id,
+            parent_run_id=parent.id,
+            parent_generation=generation,
+            workflow_name="item",
+            definitions={"item": json.dumps(definition)},
+            inputs={"n": "a"},
+            depth=1,
+            owner_token="child-token",
+            lease_generation=child.generation,
+            lease_ttl_secs=30,
+            dry_run=False,
+            item_id="a",
+        )
+        outcome: list[Any] = []
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                outcome.append(worker.run_child_task(task))
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        time.sleep(1.0)
+        store.release_lease(parent.id, "engine-1")  # another engine resumes the parent
+        assert store.acquire_lease(parent.id, "engine-2", 30) == generation + 1
+        taken_over = time.monotonic()
+        thread.join(15)
+        assert not thread.is_alive()
+        assert time.monotonic() - taken_over < 5
+        # It stopped as a run that lost its lease: the new engine dispatches the item again.
+        assert failure and isinstance(failure[0], EngineCancelled) and not outcome
+        assert not (wf / "ran.txt").exists()
+    finally:
+        worker.store.close()
+        store.close()
+
+
+def test_call_workflow_children_stay_in_this_process(tmp_path: Path) -> None:
+    wf = make_dir(tmp_path, ["a"])
+    (wf / "caller.wf").write_text(
+        'workflow caller {\n  call workflow item {\n    inputs {\n      n = "x"\n    }\n  }\n}\n'
+    )
+    db = tmp_path / "runs.db"
+    executor = ThreadExecutor(db, wf)
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("caller", {})
+        assert ws.execute(run_id).all_succeeded
+        assert executor.tasks == []
+        assert (wf / "ran.txt").read_text().split() == ["x"]
+    finally:
+        executor.close()
+        ws.store.close()
+
+
+@pytest.mark.parametrize("args", [["--memory"], []])
+def test_executor_ray_refuses_a_store_the_nodes_cannot_share_in_one_line(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runkon_flow.cli import main
+
+    wf = make_dir(tmp_path, ["a"])
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    if not args:  # as without the [ray] extra installed: `import ray` fails
+        monkeypatch.setitem(sys.modules, "ray", None)
+    code = main(["run", "fan", "--dir", str(wf), "--executor", "ray", *args])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1
+    if args:
+        assert "--executor ray needs a run database every node can reach" in err
+    else:
+        assert "pip install 'runkon-tui[ray]'" in err
+    assert not (wf / "ran.txt").exists()

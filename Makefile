@@ -9,18 +9,20 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	touch $(STAMP)
 
 ## Start the dashboard on the sample workflows.
 dashboard: $(STAMP)
 	$(BIN)/runkon-tui sample_workflows
 
-## Run every test: lint, architecture contract, unit, engine, CLI and dashboard tests.
+## Run every test: lint, architecture contract, unit, engine, CLI and dashboard tests, then the
+## Ray cluster tests (tests/cluster: they start their own nodes, so one at a time, without xdist).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 -q -m 'not cluster'
+	$(BIN)/pytest -p no:xdist -q -m cluster tests/cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

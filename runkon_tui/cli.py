@@ -14,9 +14,12 @@ cancelled), 0 otherwise; 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from runkon_tui.config import EXECUTORS
 
 EXIT_USAGE = 2
 
@@ -90,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="open on a run held by any process (e.g. runkon-flow run --detach) and follow it live",
     )
     parser.add_argument("--no-watch", action="store_true", help="do not reload .wf files when they change")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=None,
+        help="where foreach children run: local (this process) or ray (a Ray cluster) "
+        "(default: $RUNKON_EXECUTOR, else the settings file's `executor`, else local)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="the Ray cluster for --executor ray (default: settings `ray_address`, else $RAY_ADDRESS)",
+    )
     return parser
 
 
@@ -112,9 +128,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
     from runkon_tui.app import RunkonApp
+    from runkon_tui.config import load_config
     from runkon_tui.host import open_workspace
 
-    opened = open_workspace(dirs, args.db)
+    settings = load_config()
+    executor = args.executor or os.environ.get("RUNKON_EXECUTOR", "").strip() or settings.executor or "local"
+    if executor not in EXECUTORS:
+        expected = ", ".join(EXECUTORS)
+        print(f"runkon-tui: RUNKON_EXECUTOR={executor!r}: expected one of {expected}", file=sys.stderr)
+        return EXIT_USAGE
+    opened = open_workspace(
+        dirs, args.db, executor=executor, ray_address=args.ray_address or settings.ray_address
+    )
     app = RunkonApp(
         dirs,
         host=opened.host,

@@ -7,6 +7,8 @@ Lives at `$RUNKON_TUI_CONFIG` when set (tests point it into a temp dir), else
     keymap:            # binding id → keys, as shown by `?` help
       cancel: ctrl+x
       approve: a,y
+    executor: ray      # where foreach children run: local (default) or ray (docs/scale-out.md)
+    ray_address: 10.0.0.1:6379   # else $RAY_ADDRESS
 
 A missing file means defaults; a broken one is reported in the dashboard and otherwise ignored.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 import yaml
 
 CONFIG_ENV = "RUNKON_TUI_CONFIG"
+EXECUTORS = ("local", "ray")
 
 
 def config_path() -> Path:
@@ -35,6 +38,8 @@ class TuiConfig:
     path: Path
     theme: str | None = None
     keymap: dict[str, str] = field(default_factory=dict)
+    executor: str | None = None  # "local" | "ray"; None: $RUNKON_EXECUTOR, else local
+    ray_address: str | None = None
     error: str | None = None
 
     def save(self) -> str | None:
@@ -44,6 +49,10 @@ class TuiConfig:
             data["theme"] = self.theme
         if self.keymap:
             data["keymap"] = dict(self.keymap)
+        if self.executor:
+            data["executor"] = self.executor
+        if self.ray_address:
+            data["ray_address"] = self.ray_address
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
@@ -77,6 +86,14 @@ def load_config(path: Path | None = None) -> TuiConfig:
     theme = data.get("theme")
     if theme is not None:
         cfg.theme = str(theme)
+    executor = data.get("executor")
+    if executor is not None:
+        if str(executor) not in EXECUTORS:
+            cfg.error = f"{path}: `executor` must be one of {', '.join(EXECUTORS)}, not {executor!r}"
+        else:
+            cfg.executor = str(executor)
+    if data.get("ray_address") is not None:
+        cfg.ray_address = str(data["ray_address"])
     keymap = data.get("keymap") or {}
     if not isinstance(keymap, dict):
         cfg.error = f"{path}: `keymap` must map binding ids to keys"

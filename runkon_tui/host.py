@@ -71,16 +71,32 @@ def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
 
 
 def open_workspace(
-    dirs: Sequence[Path], db: Path | str | None, working_dir: Path | None = None
+    dirs: Sequence[Path],
+    db: Path | str | None,
+    working_dir: Path | None = None,
+    *,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> OpenedHost:
-    """Build the engine host over `dirs` and the run store; problems are reported, not raised."""
+    """Build the engine host over `dirs` and the run store; problems are reported, not raised.
+
+    `executor="ray"`: foreach children run on a Ray cluster (docs/scale-out.md). If that cannot be
+    set up (Ray missing, cluster unreachable, a store the nodes cannot share) the dashboard opens
+    without an engine, saying why — runs never fall back to this machine unasked."""
     store, store_problem = open_store(db)
     problems = [store_problem] if store_problem else []
     note = "in-memory store: runs are not saved" if store_problem else None
     try:
         from runkon_flow.workspace import Workspace
 
-        host = Workspace(list(dirs), store, working_dir=working_dir)
+        child_runner = None
+        if executor == "ray":
+            from runkon_flow.persistence.location import db_location
+            from runkon_flow.ray_executor import RayExecutor
+
+            location = None if store_problem else db_location(str(db) if db is not None else None)
+            child_runner = RayExecutor(location, dirs, address=ray_address).runner_factory()
+        host = Workspace(list(dirs), store, working_dir=working_dir, child_runner=child_runner)
     except Exception as exc:  # the dashboard still lists workflows and history without an engine
         problems.append(f"engine unavailable: {type(exc).__name__}: {exc}")
         return OpenedHost(None, store, problems, note)

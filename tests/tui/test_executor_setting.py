@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from runkon_tui.config import load_config
 from runkon_tui.host import open_workspace
 

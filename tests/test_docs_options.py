@@ -13,8 +13,19 @@ from runkon_tui.cli import build_parser as tui_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-# Flags of other programs the docs quote: an example agent command, pytest.
+# Flags of other programs the docs quote: an example agent command, pytest, `ray start`.
 OTHER_PROGRAMS = {"--strict", "--print", "--snapshot-update"}
+RAY_START = {
+    "--address",
+    "--head",
+    "--port",
+    "--node-ip-address",
+    "--num-cpus",
+    "--temp-dir",
+    "--ray-client-server-port",
+    "--min-worker-port",
+    "--max-worker-port",
+}
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
@@ -37,7 +48,8 @@ def bench_options() -> set[str]:
 
 
 def test_every_documented_option_is_accepted_by_a_command() -> None:
-    known = parser_options(flow_parser()) | parser_options(tui_parser()) | bench_options() | OTHER_PROGRAMS
+    known = parser_options(flow_parser()) | parser_options(tui_parser()) | bench_options()
+    known |= OTHER_PROGRAMS | RAY_START
     missing = sorted(
         f"{path.relative_to(ROOT)}: {option}"
         for path in DOCS

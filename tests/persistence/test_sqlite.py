@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -469,6 +470,70 @@ def test_writes_queued_while_the_connection_is_busy_share_one_commit(sqlite_stor
     sqlite_store._db.set_trace_callback(None)
     assert sorted(s.id for s in sqlite_store.get_steps(run.id)) == sorted(ids)
     assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+
+
+def test_writers_waiting_for_a_shared_commit_each_get_their_own_result(sqlite_store) -> None:
+    """Followers of a group commit return their own write's result (or error), not another's."""
+    run = sqlite_store.create_leased_run(NewRun(workflow_name="wf"), "t", 30)
+    results: dict[int, object] = {}
+
+    def write(n: int) -> None:
+        try:
+            if n % 4 == 3:  # a write that fails alone: an unknown step
+                sqlite_store.update_step(f"missing-{n}", StepUpdate.completed(1))
+            results[n] = sqlite_store.insert_step(NewStep(run.id, f"s{n}", retry_count=0))
+        except PersistenceError as exc:
+            results[n] = exc
+
+    with sqlite_store._lock:  # the connection is busy: all of them queue behind one leader
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(16)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(sqlite_store._pending) < 12 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    steps = {s.id: s.step_name for s in sqlite_store.get_steps(run.id)}
+    for n, outcome in results.items():
+        if n % 4 == 3:
+            assert str(outcome).endswith(f"step missing-{n} not found")
+        else:
+            assert steps[outcome] == f"s{n}"
+    assert len(results) == 16
+
+
+def test_ctrl_c_while_waiting_for_a_shared_commit_leaves_the_store_usable(sqlite_store) -> None:
+    """A Ctrl-C that lands while the main thread waits for another writer's commit interrupts only
+    that wait: the write is still committed with the queue, and later writers are not stuck."""
+    run = sqlite_store.create_leased_run(NewRun(workflow_name="wf"), "t", 30)
+    leader_ids: list[str] = []
+    with sqlite_store._lock:  # busy connection: the first writer leads, the main thread follows
+        step = NewStep(run.id, "leader", retry_count=0)
+        leader = threading.Thread(target=lambda: leader_ids.append(sqlite_store.insert_step(step)))
+        leader.start()
+        deadline = time.monotonic() + 10
+        while not sqlite_store._pending and time.monotonic() < deadline:
+            time.sleep(0.001)
+        main = threading.get_ident()
+        threading.Timer(0.2, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            sqlite_store.insert_step(NewStep(run.id, "interrupted", retry_count=0))
+    leader.join(timeout=30)
+    assert leader_ids
+    later: list[str] = []
+    threads = [
+        threading.Thread(target=lambda n=n: later.append(sqlite_store.insert_step(NewStep(run.id, f"l{n}"))))
+        for n in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(later) == 4
+    names = sorted(s.step_name for s in sqlite_store.get_steps(run.id))
+    assert names == ["interrupted", "l0", "l1", "l2", "l3", "leader"]
 
 
 HOLD_LOCK = textwrap.dedent(

@@ -132,7 +132,7 @@ _RUN_FINISH = (
 class _Write:
     """One queued write: `fn(conn)` runs inside the batch's transaction (or alone, see `single`)."""
 
-    __slots__ = ("behind", "done", "error", "fn", "result", "single")
+    __slots__ = ("behind", "done", "error", "fn", "lead", "result", "single", "wake")
 
     def __init__(self, fn: Op, single: bool, behind: bool) -> None:
         self.fn = fn
@@ -141,6 +141,8 @@ class _Write:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.wake: threading.Lock | None = None  # held while its writer waits as a follower
+        self.lead = False  # its writer was woken to lead, not because the write is done
 
 
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
@@ -181,6 +183,7 @@ class SqliteStore:
         self._history: list[_Write] = []  # write-behind run and step writes (see _write)
         self._history_keys: set[str] = set()  # the rows they write
         self._foldable: dict[str, list] = {}  # "r:<run id>"/"s:<step id>" → queued insert row
+        self._leading = False  # a durable writer is on its way to commit the queue (see _write)
         self._closed = False
         self._db = self._open()
         self._cursor = self._db.cursor()  # writes reuse one cursor (conn.execute makes one per call)
@@ -281,11 +284,24 @@ class SqliteStore:
         Folding: a queued write-behind INSERT registers its row under `key`; later write-behind
         updates of that row may change the queued row instead of queueing an UPDATE (`_fold`).
         Another write-behind write of the same row ends that, so folding never reorders writes.
+
+        Leader and followers: one durable writer at a time (the leader) takes the connection and
+        commits the queue; the others wait on their own write, not on the connection, and are
+        woken one by one as the batch that holds their write commits — a chain of threads each
+        taking the connection only to find its write done would cost a thread switch apiece.
+        A leader done with its batch hands the lead to the oldest durable write still queued.
         """
         op = _Write(fn, single, not durable)
+        follow = False
         with self._queue_lock:
             if durable:
                 self._pending.append(op)
+                if self._leading:
+                    follow = True
+                    op.wake = wake = threading.Lock()
+                    wake.acquire()
+                else:
+                    self._leading = True
                 history_keys = self._history_keys
                 if (
                     (after_history and history_keys)
@@ -304,12 +320,47 @@ class SqliteStore:
                     self._foldable.pop(key, None)
         if not durable:
             return None  # type: ignore[return-value]
-        with self._lock:
-            if not op.done:
-                self._drain(op, everything=False)
+        if follow:
+            try:
+                wake.acquire()  # released once the write is done, or to lead
+            except BaseException:  # interrupted while waiting: never be chosen to lead, or pass it on
+                with self._queue_lock:
+                    op.wake = None
+                    lead = op.lead
+                if lead:
+                    self._hand_over()
+                raise
+        if not follow or op.lead:
+            try:
+                if not op.done:
+                    with self._lock:
+                        if not op.done:
+                            self._drain(op, everything=False)
+            finally:
+                self._hand_over()
         if op.error is not None:
             raise op.error
         return op.result
+
+    def _hand_over(self) -> None:
+        """The leader is done: wake the oldest queued durable write's writer to lead, or step down."""
+        with self._queue_lock:
+            for queued in self._pending:
+                wake = queued.wake
+                if wake is not None and not queued.done:
+                    queued.wake, queued.lead = None, True
+                    wake.release()
+                    return
+            self._leading = False
+
+    def _wake_done(self, batch: list[_Write]) -> None:
+        """Release the followers whose writes are done (their results are set)."""
+        with self._queue_lock:
+            for op in batch:
+                wake = op.wake
+                if wake is not None and op.done:
+                    op.wake = None
+                    wake.release()
 
     @_translated
     def flush(self) -> None:
@@ -337,18 +388,20 @@ class SqliteStore:
             self._pending_needs_history = False
         if not batch:
             return
-        if self._closed:
-            closed = PersistenceError(f"run database {self.path} is closed")
-            for queued in batch:
-                queued.error, queued.done = closed, True
-            return
         try:
+            if self._closed:
+                closed = PersistenceError(f"run database {self.path} is closed")
+                for queued in batch:
+                    queued.error, queued.done = closed, True
+                return
             self._run_batch(batch)
         except BaseException:  # interrupted (KeyboardInterrupt…): the others' writes go back
             with self._queue_lock:
                 self._pending[:0] = [w for w in batch if not w.done and w is not mine]
                 self._pending_needs_history = True  # conservative: history rows may be among them
             raise
+        finally:
+            self._wake_done(batch)
 
     def _run_batch(self, batch: list[_Write]) -> None:
         if len(batch) == 1:

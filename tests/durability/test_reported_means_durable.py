@@ -12,9 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from runkon_flow.persistence import FanOutItemStatus, RunStatus, SqliteStore, StepRole, StepStatus
+from runkon_flow.persistence import FanOutItemStatus, RunStatus, StepRole, StepStatus
 
 from tests.cli.run_helpers import cli_env, first_line, run_cli_process, spawn, stop, wait_for, write
+from tests.pg import BACKENDS, database, open_db
 
 ITEMS = [f"item-{i:03d}" for i in range(240)]
 
@@ -61,13 +62,14 @@ def reported(events: Path) -> tuple[set[str], set[str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kill_after", [5, 60, 150])
 def test_items_reported_completed_before_a_sigkill_are_completed_and_never_run_again(
-    tmp_path: Path, kill_after: int
+    tmp_path: Path, kill_after: int, backend: str
 ) -> None:
     wf = tmp_path / "wf"
     ran = tmp_path / "ran.txt"
-    db = tmp_path / "runs.db"
+    db = database(backend, tmp_path)
     events = tmp_path / "events.jsonl"
     write(wf / "fast-fan.wf", PARENT)
     write(wf / "fast-item.wf", CHILD % ran)
@@ -83,7 +85,7 @@ def test_items_reported_completed_before_a_sigkill_are_completed_and_never_run_a
             "--dir",
             str(wf),
             "--db",
-            str(db),
+            db,
             "--progress",
             "quiet",
             "--events",
@@ -108,7 +110,7 @@ def test_items_reported_completed_before_a_sigkill_are_completed_and_never_run_a
     items_reported, steps_reported = reported(events)
     assert len(items_reported) >= kill_after
 
-    with SqliteStore(db) as store:
+    with open_db(db) as store:
         [row] = [s for s in store.get_steps(run_id) if s.role == StepRole.FOREACH.value]
         status = {i.item_id: i.status for i in store.get_fan_out_items(row.id)}
         not_durable = {i for i in items_reported if status[i] is not FanOutItemStatus.COMPLETED}
@@ -120,12 +122,12 @@ def test_items_reported_completed_before_a_sigkill_are_completed_and_never_run_a
             )
 
     resumed = run_cli_process(
-        ["resume", run_id, "--dir", str(wf), "--db", str(db), "--wait", "--progress", "quiet"], tmp_path, env
+        ["resume", run_id, "--dir", str(wf), "--db", db, "--wait", "--progress", "quiet"], tmp_path, env
     )
     assert resumed.returncode == 0, resumed.stderr
     runs = Counter(ran.read_text().split())
     assert set(runs) == set(ITEMS), "an item was lost"
     again = sorted(i for i in items_reported if runs[i] != 1)
     assert not again, f"reported completed before the kill, yet ran again: {again}"
-    with SqliteStore(db) as store:
+    with open_db(db) as store:
         assert store.get_run(run_id).status is RunStatus.COMPLETED

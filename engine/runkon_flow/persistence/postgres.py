@@ -38,6 +38,7 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence import postgres_schema as pgs
+from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.models import (
     DeletedRuns,
     FanOutItemRow,
@@ -176,7 +177,19 @@ class _Write:
     `sql`/`params` mark a plain statement whose neighbours with the same SQL may be sent together
     with `executemany` (write-behind rows: no result, no check)."""
 
-    __slots__ = ("behind", "done", "error", "fn", "params", "parts", "result", "single", "sql")
+    __slots__ = (
+        "behind",
+        "done",
+        "error",
+        "fn",
+        "lead",
+        "params",
+        "parts",
+        "result",
+        "single",
+        "sql",
+        "wake",
+    )
 
     def __init__(self, fn: Op | None, single: bool, behind: bool, sql: str | None = None, params: Any = None):
         self.fn = fn
@@ -188,6 +201,8 @@ class _Write:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.wake: threading.Lock | None = None  # held while its writer waits as a follower
+        self.lead = False  # its writer was woken to lead, not because the write is done
 
     def run(self, cur: Any) -> Any:
         if self.fn is not None:
@@ -211,7 +226,7 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class PostgresStore:
+class PostgresStore(Leadership):
     """A `WorkflowPersistence` in a PostgreSQL database (the connection's current schema).
 
     `dsn` is a libpq connection string or `postgresql://` URL. An empty database gets the schema on
@@ -298,12 +313,15 @@ class PostgresStore:
     ) -> Any:
         """Queue a write; unless `durable` is False, return its result once committed.
 
-        The SQLite store's group commit, history queue and folding (docs/persistence.md), with
-        queued plain statements of the same SQL sent together by `executemany`."""
+        The SQLite store's group commit (leader and followers), history queue and folding
+        (docs/persistence.md), with queued plain statements of the same SQL sent together by
+        `executemany`."""
         op = _Write(fn, single, not durable, sql, params)
+        wake = None
         with self._queue_lock:
             if durable:
                 self._pending.append(op)
+                wake = self._enlist(op)
                 history_keys = self._history_keys
                 if (key is not None and key in history_keys) or (needs is not None and needs in history_keys):
                     self._pending_needs_history = True
@@ -318,14 +336,24 @@ class PostgresStore:
                     self._foldable.pop(key, None)
         if not durable:
             return None
-        with self._lock:
-            if not op.done:
-                if not self._closed:
-                    self._reconnect_if_broken()
-                self._drain(op, everything=False)
+        self._commit(op, wake)
         if op.error is not None:
             raise op.error
         return op.result
+
+    def _commit(self, op: _Write, wake: threading.Lock | None) -> None:
+        """Wait as a follower (`wake`) or lead: commit the queue unless `op` is done by then."""
+        if wake is not None and not self._await_turn(op, wake):
+            return
+        try:
+            if not op.done:
+                with self._lock:
+                    if not op.done:
+                        if not self._closed:
+                            self._reconnect_if_broken()
+                        self._drain(op, everything=False)
+        finally:
+            self._hand_over()
 
     @_translated
     def flush(self) -> None:
@@ -352,18 +380,20 @@ class PostgresStore:
             self._pending_needs_history = False
         if not batch:
             return
-        if self._closed:
-            closed = PersistenceError(f"run database {self.where} is closed")
-            for queued in batch:
-                queued.error, queued.done = closed, True
-            return
         try:
+            if self._closed:
+                closed = PersistenceError(f"run database {self.where} is closed")
+                for queued in batch:
+                    queued.error, queued.done = closed, True
+                return
             self._run_batch(batch, synchronous or any(not w.behind for w in batch))
         except BaseException:
             with self._queue_lock:
                 self._pending[:0] = [w for w in batch if not w.done and w is not mine]
                 self._pending_needs_history = True
             raise
+        finally:
+            self._wake_done(batch)
 
     def _run_batch(self, batch: list[_Write], synchronous: bool) -> None:
         if len(batch) == 1 and synchronous:
@@ -958,6 +988,7 @@ class PostgresStore:
             [now] * len(updates),
             durable,
         )
+        wake = None
         with self._queue_lock:
             last = self._pending[-1] if self._pending else None
             if last is not None and last.parts is not None and last.behind:
@@ -971,13 +1002,15 @@ class PostgresStore:
                 op = _Write(lambda cur: _apply_item_parts(cur, parts, self.where), True, not durable)
                 op.parts = parts
                 self._pending.append(op)
+            if durable:
+                wake = self._enlist(op)
+                # A durable item write takes the queued history along: an item reported finished
+                # has its child's run and step rows committed too (as in the SQLite store).
+                if self._history_keys:
+                    self._pending_needs_history = True
         if not durable:
             return
-        with self._lock:
-            if not op.done:
-                if not self._closed:
-                    self._reconnect_if_broken()
-                self._drain(op, everything=False)
+        self._commit(op, wake)
         if op.error is not None:
             raise op.error
 

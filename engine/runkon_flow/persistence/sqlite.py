@@ -26,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
+from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.foreign import check_runkon_file
 from runkon_flow.persistence.models import (
     DeletedRuns,
@@ -160,7 +161,7 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class SqliteStore:
+class SqliteStore(Leadership):
     """A `WorkflowPersistence` in one SQLite file; the schema is created on first open.
 
     `path` defaults to `default_db_path()` ($RUNKON_DB, then the XDG state directory). `clock` is
@@ -183,7 +184,6 @@ class SqliteStore:
         self._history: list[_Write] = []  # write-behind run and step writes (see _write)
         self._history_keys: set[str] = set()  # the rows they write
         self._foldable: dict[str, list] = {}  # "r:<run id>"/"s:<step id>" → queued insert row
-        self._leading = False  # a durable writer is on its way to commit the queue (see _write)
         self._closed = False
         self._db = self._open()
         self._cursor = self._db.cursor()  # writes reuse one cursor (conn.execute makes one per call)
@@ -292,16 +292,11 @@ class SqliteStore:
         A leader done with its batch hands the lead to the oldest durable write still queued.
         """
         op = _Write(fn, single, not durable)
-        follow = False
+        wake = None
         with self._queue_lock:
             if durable:
                 self._pending.append(op)
-                if self._leading:
-                    follow = True
-                    op.wake = wake = threading.Lock()
-                    wake.acquire()
-                else:
-                    self._leading = True
+                wake = self._enlist(op)
                 history_keys = self._history_keys
                 if (
                     (after_history and history_keys)
@@ -320,17 +315,7 @@ class SqliteStore:
                     self._foldable.pop(key, None)
         if not durable:
             return None  # type: ignore[return-value]
-        if follow:
-            try:
-                wake.acquire()  # released once the write is done, or to lead
-            except BaseException:  # interrupted while waiting: never be chosen to lead, or pass it on
-                with self._queue_lock:
-                    op.wake = None
-                    lead = op.lead
-                if lead:
-                    self._hand_over()
-                raise
-        if not follow or op.lead:
+        if wake is None or self._await_turn(op, wake):
             try:
                 if not op.done:
                     with self._lock:
@@ -341,26 +326,6 @@ class SqliteStore:
         if op.error is not None:
             raise op.error
         return op.result
-
-    def _hand_over(self) -> None:
-        """The leader is done: wake the oldest queued durable write's writer to lead, or step down."""
-        with self._queue_lock:
-            for queued in self._pending:
-                wake = queued.wake
-                if wake is not None and not queued.done:
-                    queued.wake, queued.lead = None, True
-                    wake.release()
-                    return
-            self._leading = False
-
-    def _wake_done(self, batch: list[_Write]) -> None:
-        """Release the followers whose writes are done (their results are set)."""
-        with self._queue_lock:
-            for op in batch:
-                wake = op.wake
-                if wake is not None and op.done:
-                    op.wake = None
-                    wake.release()
 
     @_translated
     def flush(self) -> None:

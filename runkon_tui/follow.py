@@ -15,33 +15,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from runkon_flow.event_log import read_envelopes
 from runkon_flow.events import EventSink
-from runkon_flow.persistence.models import RunStatus, WorkflowRun
+from runkon_flow.observe.liveness import lease_is_live
+from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 READ_BATCH = 5000
 END_GRACE_S = 3.0
-
-
-def lease_until(run: WorkflowRun) -> float | None:
-    """The lease's end in Unix seconds. SQLite writes it `YYYY-MM-DD HH:MM:SS.SSS` in UTC without a
-    zone, the in-memory store RFC 3339: both are UTC, whatever this machine's time zone."""
-    if not run.lease_until:
-        return None
-    try:
-        moment = datetime.fromisoformat(run.lease_until.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def lease_is_live(run: WorkflowRun, now: float | None = None) -> bool:
-    """Some engine holds the run right now (an owner and an unexpired lease)."""
-    until = lease_until(run)
-    return bool(run.owner_token) and until is not None and until >= (time.time() if now is None else now)
 
 
 class StoreFollower:

@@ -15,8 +15,7 @@ from collections.abc import Callable
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.event_log import read_envelopes
-from runkon_flow.observe.counts import row_step_counts
-from runkon_flow.observe.loader import load_run, parse_time
+from runkon_flow.observe.loader import load_run, parse_time, settle_interrupted
 from runkon_flow.observe.loader import load_run_state as _load_run_state
 from runkon_flow.persistence.models import WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -32,7 +31,6 @@ __all__ = [
     "load_run_state",
     "parse_time",
     "past_run_view",
-    "run_counts",
     "view_from_store",
 ]
 
@@ -134,9 +132,5 @@ def past_run_view(
     view = RunView.from_events(envelopes, clock) if clock is not None else RunView.from_events(envelopes)
     view.definition = definition_of(run, resolve)
     view.read_only = True
+    settle_interrupted(view, run, store.get_steps(run.id))
     return view
-
-
-def run_counts(store: WorkflowPersistence, run_id: str) -> dict[str, int]:
-    """Steps per status for the runs screen, by the one counting rule (`observe.counts`)."""
-    return row_step_counts(store.get_steps(run_id))

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from runkon_flow.humanize import format_duration, readable_error
+from runkon_flow.observe.counts import row_step_counts
+from runkon_flow.observe.liveness import display_status, lease_end, lease_is_live, run_seconds
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from textual import work
 from textual.app import ComposeResult
@@ -19,8 +21,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from runkon_tui.follow import lease_is_live, lease_until
-from runkon_tui.history import parse_time, run_counts
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, tone_text
 
@@ -36,6 +36,7 @@ REFRESH_S = 1.0  # live status and holders of runs other processes execute
 class RunRow:
     run: WorkflowRun
     counts: dict[str, int]
+    duration: float | None = None  # to now while live, to where it stopped when interrupted
 
 
 LIVE = ("pending", "running", "waiting", "cancelling")
@@ -43,10 +44,7 @@ LIVE = ("pending", "running", "waiting", "cancelling")
 
 def live_status(run: WorkflowRun) -> str:
     """The stored status, or `interrupted` for an unfinished run no engine holds any more."""
-    status = RunStatus(run.status)
-    if status in (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING) and not lease_is_live(run):
-        return "interrupted"
-    return status.value
+    return display_status(run)
 
 
 def holder_text(run: WorkflowRun) -> str:
@@ -56,7 +54,7 @@ def holder_text(run: WorkflowRun) -> str:
     from runkon_flow.runtime.lease import holder_of  # the engine runtime is not needed to start
 
     holder = holder_of(run.owner_token)
-    until = lease_until(run)
+    until = lease_end(run)
     left = f" · lease {max(0, int(until - time.time()))}s" if until else ""
     who = f"{holder.host}:{holder.pid}" if holder is not None else "another engine"
     return who + left
@@ -113,7 +111,10 @@ class RunsScreen(Screen[None]):
         store = self.rapp.store
         try:
             runs = store.list_runs(limit=RUNS_LIMIT)
-            rows = [RunRow(run, run_counts(store, run.id)) for run in runs]
+            rows = []
+            for run in runs:
+                steps = store.get_steps(run.id)
+                rows.append(RunRow(run, row_step_counts(steps), run_seconds(run, steps)))
             error = None
         except Exception as exc:  # an unreadable store is shown, never fatal
             rows, error = [], f"cannot read the run history: {exc}"
@@ -129,9 +130,7 @@ class RunsScreen(Screen[None]):
         for row in rows:
             run = row.run
             status = live_status(run)
-            started = parse_time(run.started_at)
-            ended = parse_time(run.ended_at)
-            duration = format_duration(ended - started) if started and ended else ""
+            duration = format_duration(row.duration) if row.duration is not None else ""
             counts = Text(" ").join(
                 tone_text(self.app, s, f"{glyph(s)}{row.counts[s]}")
                 for s in ("completed", "failed", "skipped", "cancelled", "waiting", "running")

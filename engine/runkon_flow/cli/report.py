@@ -19,6 +19,7 @@ from typing import Any
 
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.humanize import format_duration, gate_decision, readable_error
+from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
 from runkon_flow.observe.loader import fanout_from_rows, row_failure_cause
@@ -60,31 +61,26 @@ def parse_time(text: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _seconds(now: datetime | None) -> float | None:
+    return None if now is None else now.timestamp()
 
 
 def lease_is_live(run: WorkflowRun, now: datetime | None = None) -> bool:
     """Some engine holds this run right now (an owner and an unexpired lease)."""
-    until = parse_time(run.lease_until)
-    return bool(run.owner_token) and until is not None and until >= (now or _now())
+    return liveness.lease_is_live(run, _seconds(now))
 
 
 def display_status(run: WorkflowRun, now: datetime | None = None) -> str:
     """The stored status, except `interrupted` for an unfinished run that no engine holds."""
-    status = RunStatus(run.status)
-    if status in (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING) and not lease_is_live(run, now):
-        return "interrupted"
-    return status.value
+    return liveness.display_status(run, _seconds(now))
 
 
-def run_duration(run: WorkflowRun, now: datetime | None = None) -> float | None:
-    """Seconds from start to end (or to now while it is unfinished)."""
-    start = parse_time(run.started_at)
-    if start is None:
-        return None
-    end = parse_time(run.ended_at) or (None if RunStatus(run.status).is_terminal else (now or _now()))
-    return None if end is None else max(0.0, (end - start).total_seconds())
+def run_duration(
+    run: WorkflowRun, steps: Iterable[WorkflowRunStep] = (), now: datetime | None = None
+) -> float | None:
+    """Seconds from start to end: to now while an engine runs it, to where it stopped when it is
+    interrupted (`observe.liveness.stopped_at`: it never keeps growing)."""
+    return liveness.run_seconds(run, steps, _seconds(now))
 
 
 def _step_duration(step: WorkflowRunStep) -> float | None:
@@ -150,7 +146,7 @@ def runs_table(
                 run.workflow_name,
                 display_status(run, now),
                 _local(run.started_at),
-                _duration_text(run_duration(run, now)),
+                _duration_text(run_duration(run, steps, now)),
                 f"{counts['ok']}/{counts['failed']}/{counts['skipped']}/{counts['cancelled']}",
             ]
         )
@@ -174,7 +170,7 @@ def run_json(
         "live": lease_is_live(run, now),
         "started_at": run.started_at or None,
         "ended_at": run.ended_at,
-        "duration_s": run_duration(run, now),
+        "duration_s": run_duration(run, steps, now),
         "inputs": dict(run.inputs),
         "error": run.error,
         "parent_run_id": run.parent_workflow_run_id or run.parent_run_id or None,
@@ -317,7 +313,11 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
     lines.append(f"started   {_local(run.started_at)}")
     if run.ended_at:
         lines.append(f"ended     {_local(run.ended_at)}")
-    lines.append(f"duration  {_duration_text(run_duration(run, now))}")
+    elif status == liveness.INTERRUPTED:
+        stop = liveness.stopped_at(run, steps)
+        if stop is not None:
+            lines.append(f"stopped   {datetime.fromtimestamp(stop).strftime('%Y-%m-%d %H:%M:%S')}")
+    lines.append(f"duration  {_duration_text(run_duration(run, steps, now))}")
     if run.inputs:
         lines.append("inputs    " + ", ".join(f"{k}={v}" for k, v in sorted(run.inputs.items())))
     if run.error:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from runkon_flow.humanize import gate_decision, readable_error
+from runkon_flow.observe import liveness
 from runkon_flow.observe.counts import row_key
 from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView
 from runkon_flow.observe.reducer import RunModel
@@ -247,8 +248,22 @@ def load_run(
     model.root_run_id = run.id
     model.read_only = True
     load_run_state(store, run, model, legacy=legacy, kinds=kinds)
+    settle_interrupted(model, run, store.get_steps(run.id))
     model.failures = sum(
         1 for r in model.runs.values() for sv in r.steps.values() if sv.status in ("failed", "timed_out")
     ) + sum(f.count("failed") for r in model.runs.values() for f in r.fanouts.values())
     model.take_changes()
     return model
+
+
+INTERRUPTED_NOTE = "no engine holds this run any more (its process went away); resume it to continue"
+
+
+def settle_interrupted(model: RunModel, run: WorkflowRun, steps: Iterable[WorkflowRunStep]) -> bool:
+    """A stored run that lost its engine is shown `interrupted`, its clocks stopped where it
+    stopped (`liveness.stopped_at`), not running on with "now". True when it was."""
+    if liveness.display_status(run) != liveness.INTERRUPTED:
+        return False
+    model.mark_interrupted(INTERRUPTED_NOTE, at=liveness.stopped_at(run, steps))
+    model.take_changes()
+    return True

@@ -265,17 +265,32 @@ class RunModel:
         self._changes.finished = True
         self._log(LogLine(now, f"engine crashed: {message}", "error", self.root_run_id or ""), error=True)
 
-    def mark_interrupted(self, message: str) -> None:
-        """A followed run whose engine went away (no live lease): `interrupted`, resumable."""
+    def mark_interrupted(self, message: str, at: float | None = None) -> None:
+        """A run whose engine went away (no live lease): `interrupted`, resumable. Its clocks stop
+        at `at` (where it stopped, `observe.liveness.stopped_at`; default now): the run's elapsed
+        time and its unfinished steps' and items' no longer grow."""
         root = self.root
+        end = self.clock() if at is None else at
         if root is not None and not root.finished:
             root.status = "interrupted"
             root.error = message
+            for run in self.runs.values():
+                if run.finished:
+                    continue
+                if run.ended_at is None:
+                    run.ended_at = end
+                for sv in run.steps.values():
+                    if sv.status in ("running", "waiting") and sv.ended_at is None:
+                        sv.ended_at = end
+                        self._changes.steps.add((run.run_id, sv.key))
+                for fan in run.fanouts.values():
+                    for idx, code in enumerate(fan.codes):
+                        if code == _RUNNING and idx not in fan.ended:
+                            fan.ended[idx] = end
+                    self._changes.fanouts.add((run.run_id, fan.key))
         self._changes.header = True
         self._changes.finished = True
-        self._log(
-            LogLine(self.clock(), f"run interrupted: {message}", "error", self.root_run_id or ""), error=True
-        )
+        self._log(LogLine(end, f"run interrupted: {message}", "error", self.root_run_id or ""), error=True)
 
     # ------------------------------------------------------------------ folding
 

@@ -1,0 +1,112 @@
+"""Is a stored run held by an engine right now, and when did a run that lost its engine stop?
+
+A run whose row says running/waiting/cancelling but whose lease has lapsed has no engine behind it
+any more (its process died): every renderer shows it as `interrupted` — `runs`, `show`, the
+dashboard's history and a past run opened from it. Its duration stops where the run stopped,
+never at "now", so it does not keep growing (docs/run-model.md, "Interrupted runs"):
+
+* the lease's end when the row has one: the engine renewed the lease (three times per TTL) for as
+  long as it ran, so the run was alive until at most one TTL before that moment, and it is the
+  moment the run became `interrupted` — what a watching dashboard or `watch` saw it end at;
+* else (the lease was let go of and nobody took the run) the last thing the run recorded: the
+  latest start or end of any of its step rows, or its own start.
+
+Times are Unix seconds. Lease times are SQLite's `YYYY-MM-DD HH:MM:SS.SSS` in UTC without a zone,
+step and run times RFC 3339: both read as UTC, whatever this machine's time zone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from runkon_flow.persistence.models import RunStatus, WorkflowRun, WorkflowRunStep
+
+__all__ = [
+    "INTERRUPTED",
+    "display_status",
+    "lease_end",
+    "lease_is_live",
+    "run_end",
+    "run_seconds",
+    "stopped_at",
+    "utc_seconds",
+]
+
+INTERRUPTED = "interrupted"
+
+_HELD = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING)
+
+
+def utc_seconds(text: str | None) -> float | None:
+    """RFC 3339 or SQLite `YYYY-MM-DD HH:MM:SS[.fff]` (UTC when it names no zone) → Unix seconds."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def lease_end(run: WorkflowRun) -> float | None:
+    """When the run's lease runs (or ran) out; None when nobody holds or held it."""
+    return utc_seconds(run.lease_until)
+
+
+def lease_is_live(run: WorkflowRun, now: float | None = None) -> bool:
+    """Some engine holds this run right now (an owner and an unexpired lease)."""
+    until = lease_end(run)
+    return bool(run.owner_token) and until is not None and until >= (time.time() if now is None else now)
+
+
+def display_status(run: WorkflowRun, now: float | None = None) -> str:
+    """The stored status, except `interrupted` for an unfinished run that no engine holds."""
+    status = RunStatus(run.status)
+    if status in _HELD and not lease_is_live(run, now):
+        return INTERRUPTED
+    return status.value
+
+
+def stopped_at(run: WorkflowRun, steps: Iterable[WorkflowRunStep]) -> float | None:
+    """Where an interrupted run's clock stops: its lease's end, else its last recorded activity
+    (the latest step start or end, or the run's start) — whichever is later, as another machine's
+    clock may run ahead of the one that wrote the lease."""
+    latest = utc_seconds(run.started_at)
+    for step in steps:
+        for text in (step.started_at, step.ended_at):
+            moment = utc_seconds(text)
+            if moment is not None and (latest is None or moment > latest):
+                latest = moment
+    until = lease_end(run)
+    if until is None:
+        return latest
+    return until if latest is None else max(until, latest)
+
+
+def run_end(
+    run: WorkflowRun, steps: Iterable[WorkflowRunStep] = (), now: float | None = None
+) -> float | None:
+    """When the run's duration ends: its recorded end; for an interrupted run where it stopped
+    (`stopped_at`); for a run an engine executes, now. None for a finished run with no end."""
+    ended = utc_seconds(run.ended_at)
+    if ended is not None:
+        return ended
+    status = RunStatus(run.status)
+    if status.is_terminal:
+        return None
+    current = time.time() if now is None else now
+    if display_status(run, current) == INTERRUPTED:
+        stop = stopped_at(run, steps)
+        return current if stop is None else min(stop, current)
+    return current
+
+
+def run_seconds(
+    run: WorkflowRun, steps: Iterable[WorkflowRunStep] = (), now: float | None = None
+) -> float | None:
+    """Seconds from start to `run_end`; None when the run has not started."""
+    start = utc_seconds(run.started_at)
+    end = run_end(run, steps, now)
+    return None if start is None or end is None else max(0.0, end - start)

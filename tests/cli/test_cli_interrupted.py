@@ -1,0 +1,102 @@
+"""A run whose engine died (kill -9, lease lapsed) is `interrupted`, and its duration stops where
+the run stopped — in `runs`, `show` and the dashboard's history alike — instead of growing with
+the clock (issue 10 bug 6; docs/run-model.md "Interrupted runs")."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from runkon_flow.observe.liveness import lease_end, stopped_at, utc_seconds
+from runkon_flow.persistence import SqliteStore
+from runkon_tui.history import past_run_view, view_from_store
+
+from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
+
+WAITER = """workflow waiter {
+  script first { run = "echo first" }
+  script hold { run = "echo holding; touch started; while [ ! -f go ]; do sleep 0.05; done" }
+}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    write(tmp_path / "wf" / "waiter.wf", WAITER)
+    return tmp_path
+
+
+def _killed_mid_run(home: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """A real engine process, killed with SIGKILL while its second step runs; returns once the
+    run shows `interrupted` (its 1 s lease lapsed)."""
+    out, err = home / "out.txt", home / "err.txt"
+    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    proc = spawn(["run", "waiter", "--dir", "wf", "--lease-ttl", "1"], home, stdout=out, stderr=err, env=env)
+    try:
+        wait_for((home / "wf" / "started").exists, "the run to reach its long step")
+        run_id = run_id_of(out.read_text())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        stop(proc)
+        (home / "wf" / "go").touch()  # the script, if the orphan watchdog has not stopped it yet
+
+    def interrupted() -> bool:
+        return json.loads(cli(capsys, "runs", "--json")[1])[0]["display_status"] == "interrupted"
+
+    wait_for(interrupted, "the lease to lapse", interval=0.1)
+    return run_id
+
+
+def test_an_interrupted_runs_duration_stops_where_the_run_stopped(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = _killed_mid_run(home, capsys)
+    with SqliteStore(home / "runs.db") as store:
+        run = store.get_run(run_id)
+        steps = store.get_steps(run_id)
+    assert run is not None and run.ended_at is None
+    stop_at = stopped_at(run, steps)
+    assert stop_at == lease_end(run)  # the lease's end: the moment it became interrupted
+    expected = stop_at - utc_seconds(run.started_at)
+
+    [entry] = json.loads(cli(capsys, "runs", "--json")[1])
+    table = cli(capsys, "runs")[1].splitlines()[1]
+    shown = cli(capsys, "show", run_id)[1].splitlines()
+    time.sleep(1.2)  # a growing duration would now be a second longer
+    [later] = json.loads(cli(capsys, "runs", "--json")[1])
+    assert entry["duration_s"] == later["duration_s"] == pytest.approx(expected)
+    assert cli(capsys, "runs")[1].splitlines()[1] == table
+    assert cli(capsys, "show", run_id)[1].splitlines() == shown
+    assert "status    interrupted  (no engine holds it; resume it to continue)" in shown
+    assert any(line.startswith("stopped   ") for line in shown)
+
+
+def test_the_dashboards_view_of_an_interrupted_run_stops_its_clocks(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = _killed_mid_run(home, capsys)
+    now = [time.time()]
+    with SqliteStore(home / "runs.db") as store:
+        run = store.get_run(run_id)
+        stop_at = stopped_at(run, store.get_steps(run_id))
+        views = [
+            past_run_view(store, run_id, clock=lambda: now[0]),
+            view_from_store(store, run_id, clock=lambda: now[0]),
+        ]
+    for view in views:
+        root = view.root
+        assert root is not None and root.status == "interrupted"
+        first = view.elapsed()
+        hold = next(sv for sv in root.steps.values() if sv.name == "hold")
+        held = hold.elapsed(now[0])
+        now[0] += 3600  # an hour later, the picture is the same
+        assert view.elapsed() == first == pytest.approx(stop_at - root.started_at)
+        assert hold.elapsed(now[0]) == held
+        now[0] -= 3600

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from runkon_flow.observe.liveness import lease_end, stopped_at, utc_seconds
 from runkon_flow.persistence import SqliteStore
-from runkon_tui.history import past_run_view, view_from_store
 
+from runkon_tui.history import past_run_view, view_from_store
 from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
 
 WAITER = """workflow waiter {

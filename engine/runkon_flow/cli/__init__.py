@@ -3,7 +3,8 @@
 One module per command group, each with `add_<name>_parser(subparsers)` functions that declare the
 arguments and set `handler=<function(args) -> exit code>`: `validate`, `fmt`, `run` (run, resume,
 cancel; `detach` runs one in the background), `history` (runs, show), `gates` (approve, reject, inbox),
-`replay`, `watch` and `gc`. Registering a command is one line in `SUBCOMMANDS`. Shared pieces:
+`replay`, `watch`, `gc`, `logs` (logs, grep) and `db`. Registering a command is one line in
+`SUBCOMMANDS`. Shared pieces:
 `common` (errors, exit statuses, diagnostics, `.wf` paths), `store` (the run database), `drive`
 (one run in the foreground), `output` and `live` (progress printers), `report` (what `runs` and
 `show` print).
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from runkon_flow import __version__
-from runkon_flow.cli import db, fmt, gates, gc, history, replay, run, validate, watch
+from runkon_flow.cli import db, fmt, gates, gc, history, logs, replay, run, validate, watch
 from runkon_flow.cli.common import PROG, UsageError, as_named, print_line, read_source, render_diagnostic
 from runkon_flow.errors import FlowError
 
@@ -55,6 +56,8 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "cancel": run.add_cancel_parser,
     "runs": history.add_runs_parser,
     "show": history.add_show_parser,
+    "logs": logs.add_logs_parser,
+    "grep": logs.add_grep_parser,
     "approve": gates.add_approve_parser,
     "reject": gates.add_reject_parser,
     "gates": gates.add_gates_parser,

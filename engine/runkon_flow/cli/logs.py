@@ -1,0 +1,167 @@
+"""`runkon-flow logs RUN_ID [STEP|ITEM] [--failed]` and `runkon-flow grep PATTERN RUN_ID`: a run's
+stored output from the shell, like `gh run view --log` / `--log-failed`, and a search through all
+of it.
+
+Both read the store (`observe.outputs`: rows for the structure, the stored event stream for the
+lines), never run anything again: a finished run, a live one, one another process or machine
+executes, one on PostgreSQL. Each step (and each fan-out item's steps) gets a heading with its
+place and status — `==> each[b] › say (failed) <==`, as `tail` heads files — then its output lines
+and its error. `grep` uses the search the dashboard's search mode uses (`observe.search`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err
+from runkon_flow.cli.report import display_status
+from runkon_flow.cli.store import add_db_args, get_run, opened_store
+from runkon_flow.observe.outputs import OutputSource, OutputTree, read_outputs
+from runkon_flow.observe.search import compile_pattern, search_run
+from runkon_flow.persistence import WorkflowRun
+
+__all__ = ["add_grep_parser", "add_logs_parser", "heading"]
+
+#: Names listed when STEP|ITEM names nothing; a 10,000-item run lists the first ones.
+_LISTED_NAMES = 20
+
+
+def heading(source: OutputSource) -> str:
+    return f"==> {source.label} ({source.status}) <=="
+
+
+def _notes(run: WorkflowRun, tree: OutputTree) -> None:
+    """What a reader must know about where the lines come from (stderr: stdout stays the log)."""
+    status = display_status(run)
+    if status in ("running", "waiting", "cancelling", "pending"):
+        print_err(f"run {run.id} is {status}: this is its output so far")
+    if not tree.has_events:
+        print_err(
+            f"run {run.id} has no stored output lines (it ran before runkon kept a run's events, or "
+            "with event storage off): showing its steps' results and errors"
+        )
+
+
+def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
+    if target is None:
+        return tree.sources
+    found = tree.narrowed(target)
+    if not found:
+        names = tree.names()
+        listed = ", ".join(names[:_LISTED_NAMES])
+        if len(names) > _LISTED_NAMES:
+            listed += f", … ({len(names)} in all)"
+        raise UsageError(
+            f"no step or item '{target}' in run {tree.run.id}" + (f" (it has: {listed})" if names else "")
+        )
+    return found
+
+
+def _print_source(source: OutputSource) -> None:
+    out = [heading(source)]
+    for line in source.lines:
+        out.append(f"… {line.text}" if line.stream == "note" else line.text)
+    if not source.lines and not source.error:
+        out.append("(no output)")
+    if source.error:
+        first, *rest = source.error.splitlines() or [""]
+        out.append(f"error: {first}")
+        out.extend(f"       {line}" for line in rest)
+    sys.stdout.write("\n".join(out) + "\n\n")
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    with opened_store(args, must_exist=True) as store:
+        run = get_run(store, args.run_id, args)
+        tree = read_outputs(store, run)
+    _notes(run, tree)
+    sources = _narrowed(tree, args.target)
+    if args.failed:
+        failed = {id(s) for s in tree.failed()}
+        sources = [s for s in sources if id(s) in failed]
+        if not sources:
+            where = f" '{args.target}'" if args.target else ""
+            print_err(f"no failed steps or items{where} in run {run.id} ({display_status(run)})")
+            return EXIT_OK
+    if not sources:
+        print_err(f"run {run.id} has no steps yet ({display_status(run)})")
+    for source in sources:
+        _print_source(source)
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def add_logs_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "logs",
+        help="print a run's stored output, step by step and item by item",
+        description=(
+            "Print RUN_ID's stored output: every step's and fan-out item's output lines and error, in "
+            "the order the run went, each under a heading with its place and status. STEP or ITEM "
+            "(a step name, node path or step id, or a fan-out item id) narrows to that step or item. "
+            "Works for finished, live and interrupted runs, and runs other processes execute."
+        ),
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("target", metavar="STEP|ITEM", nargs="?", help="only this step or fan-out item")
+    p.add_argument(
+        "--failed", action="store_true", help="only failed steps and items (latest attempts), with errors"
+    )
+    add_db_args(p)
+    p.set_defaults(handler=cmd_logs)
+
+
+def cmd_grep(args: argparse.Namespace) -> int:
+    try:
+        regex = compile_pattern(args.pattern, ignore_case=args.ignore_case, fixed=args.fixed_strings)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    with opened_store(args, must_exist=True) as store:
+        run = get_run(store, args.run_id, args)
+        tree = read_outputs(store, run)
+    _notes(run, tree)
+    _narrowed(tree, args.target)  # an unknown STEP|ITEM is a usage error, not "no match"
+    result = search_run(store, run, regex, within=args.target, tree=tree)
+    out = []
+    for group in result.groups:
+        out.append(heading(group.source))
+        for hit in group.hits:
+            where = f"error {hit.number}" if hit.stream == "error" else str(hit.number)
+            out.append(f"{where}:{hit.text}")
+        out.append("")
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.flush()
+    lines, groups = result.hit_count, len(result.groups)
+    searched = f"{result.searched} step{'' if result.searched == 1 else 's'} and items"
+    summary = (
+        f"{lines} matching line{'' if lines == 1 else 's'} in {groups} of {searched}"
+        if lines
+        else f"no match for {args.pattern!r} in {searched} of run {run.id}"
+    )
+    print_err(summary)
+    return EXIT_OK if lines else EXIT_FAILED
+
+
+def add_grep_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "grep",
+        help="search every step's and item's stored output in a run",
+        description=(
+            "Search RUN_ID's stored output — every step's and fan-out item's lines and errors, child "
+            "runs included — for PATTERN (a Python regular expression). Hits are grouped by step or "
+            "item, each line with its number in that step's output (as `logs` prints it). Exit 0 "
+            "when something matched, 1 when nothing did, 2 for a bad pattern."
+        ),
+    )
+    p.add_argument("pattern", metavar="PATTERN")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("target", metavar="STEP|ITEM", nargs="?", help="only this step or fan-out item")
+    p.add_argument("-i", "--ignore-case", action="store_true", help="ignore case")
+    p.add_argument(
+        "-F", "--fixed-strings", action="store_true", help="PATTERN is a plain string, not a regex"
+    )
+    add_db_args(p)
+    p.set_defaults(handler=cmd_grep)

@@ -1,0 +1,286 @@
+"""A run's stored output, step by step and item by item: what `runkon-flow logs` prints, what
+`runkon-flow grep` and the dashboard's search look through (`observe.search`).
+
+Read from the store, never by running anything again, so it works for a finished run, a live one,
+one another process executes and one on PostgreSQL alike:
+
+* the *structure* comes from the rows: the run's step rows in order, a `call workflow` step's
+  child run in its place, a foreach's items (each item's child run, its earlier attempt's child
+  run first when the item was retried) in their order;
+* the *lines* come from the stored event stream of the top-level run (`StepOutput` events, by
+  the step row they name), with the note the stream keeps when a step printed more lines than
+  are stored. A run from before runkon stored events (or run with storage off) has none: its
+  rows' result texts stand in, and `OutputTree.has_events` says so.
+
+Each `OutputSource` is one step row (one attempt of one execution) or one failed fan-out item that
+has no step of its own to show; `label` is its place as people read it: `prep`,
+`each[b] › say`, `check · attempt 2`, `build › compile`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from runkon_flow.event_log import envelope_of, top_level_run
+from runkon_flow.humanize import readable_error
+from runkon_flow.observe.counts import row_key
+from runkon_flow.persistence.models import (
+    FanOutItemRow,
+    FanOutItemStatus,
+    StepRole,
+    WorkflowRun,
+    WorkflowRunStep,
+)
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = ["FAILED_STATUSES", "OutputLine", "OutputSource", "OutputTree", "read_outputs"]
+
+FAILED_STATUSES = frozenset({"failed", "timed_out"})
+_CONTAINERS = frozenset({StepRole.FOREACH.value, StepRole.WORKFLOW.value})
+_READ_BATCH = 5000
+_MAX_DEPTH = 8
+_NO_CHILD = (None, "", "dispatching")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One stored line: `stdout`, `stderr` or `agent` output, or a `note` (lines not stored)."""
+
+    stream: str
+    text: str
+
+
+@dataclass(slots=True)
+class OutputSource:
+    """One step row's (or one failed item's) stored output and error."""
+
+    label: str
+    run_id: str
+    step_id: str | None
+    step_name: str
+    node_path: str | None
+    status: str
+    error: str | None = None
+    lines: list[OutputLine] = field(default_factory=list)
+    #: The fan-out items this source sits inside, outermost first: (foreach step id, item id).
+    items: tuple[tuple[str, str], ...] = ()
+    #: Names this source answers to when a user narrows (`logs RUN each`, `logs RUN b`).
+    names: frozenset[str] = frozenset()
+    #: False for an earlier attempt of a step (or item) that a later attempt replaced.
+    latest: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+    @property
+    def item_id(self) -> str | None:
+        """The innermost fan-out item this source belongs to."""
+        return self.items[-1][1] if self.items else None
+
+    @property
+    def key(self) -> str:
+        """Unique within a run: the step row id, or the item for an item without steps."""
+        return self.step_id or f"{self.run_id}:{'/'.join(i for _, i in self.items)}"
+
+
+@dataclass
+class OutputTree:
+    """Every source of one run, in the order the run went."""
+
+    run: WorkflowRun
+    sources: list[OutputSource]
+    has_events: bool
+
+    def narrowed(self, target: str) -> list[OutputSource]:
+        """The sources a step name, step path, node path, step id or item id names."""
+        return [s for s in self.sources if target in s.names]
+
+    def failed(self) -> list[OutputSource]:
+        """Failed steps and items, latest attempts only (a step that failed and then succeeded on
+        a retry is not a failure)."""
+        return [s for s in self.sources if s.failed and s.latest]
+
+    def names(self) -> list[str]:
+        """Step names and item ids a user can narrow to, in order, for an error message."""
+        seen: dict[str, None] = {}
+        for source in self.sources:
+            seen.setdefault(_short(source.step_name), None)
+            for _, item in source.items:
+                seen.setdefault(item, None)
+        return list(seen)
+
+
+def _short(step_name: str) -> str:
+    """`foreach:each` → `each`: the row's name carries its kind, people use the step's name."""
+    return step_name.split(":", 1)[1] if step_name.startswith(("foreach:", "parallel:")) else step_name
+
+
+def _stored_lines(
+    store: WorkflowPersistence, stream_id: str
+) -> tuple[dict[str, list[OutputLine]], dict[tuple[str, str], list[str]], bool]:
+    """Output lines by step row id, and the stream's `lines not stored` notes by (run, step
+    name), from the top-level run's stored events; and whether the stream has any event."""
+    lines: dict[str, list[OutputLine]] = {}
+    notes: dict[tuple[str, str], list[str]] = {}
+    after, seen = 0, False
+    while True:
+        rows = store.read_events(stream_id, after, _READ_BATCH)
+        if not rows:
+            return lines, notes, seen
+        seen = True
+        after = rows[-1].seq
+        for row in rows:
+            if row.kind not in ("StepOutput", "EngineLog"):
+                continue
+            data = envelope_of(row)
+            if data is None:
+                continue
+            event = data.event
+            if row.kind == "StepOutput":
+                lines.setdefault(event.step_id, []).append(OutputLine(event.stream, event.line))  # type: ignore[union-attr]
+            elif event.step_name and "more lines not stored" in event.message:  # type: ignore[union-attr]
+                notes.setdefault((row.event_run_id, event.step_name), []).append(event.message)  # type: ignore[union-attr]
+
+
+def _error_text(row: WorkflowRunStep) -> str | None:
+    status = str(row.status)
+    if status not in (*FAILED_STATUSES, "cancelled"):
+        return None
+    rejected = f"rejected by {row.gate_approved_by}" if row.gate_approved_by else ""
+    if rejected and row.gate_feedback:
+        rejected += f": {row.gate_feedback}"
+    text = readable_error(row.step_error or rejected or (row.result_text if status != "cancelled" else ""))
+    return text.strip() or None
+
+
+class _Walker:
+    def __init__(
+        self, store: WorkflowPersistence, lines: dict[str, list[OutputLine]], has_events: bool
+    ) -> None:
+        self.store = store
+        self.lines = lines
+        self.has_events = has_events
+        self.notes: dict[tuple[str, str], list[str]] = {}
+
+    def run(
+        self,
+        run: WorkflowRun,
+        prefix: str,
+        items: tuple[tuple[str, str], ...],
+        names: frozenset[str],
+        latest: bool,
+        depth: int = 0,
+    ) -> Iterator[OutputSource]:
+        rows = self.store.get_steps(run.id)
+        newest = {row_key(r): r.id for r in rows}
+        for row in sorted(rows, key=lambda r: (r.started_at or "~", r.position)):
+            newest_row = latest and newest[row_key(row)] == row.id
+            yield from self.step(run, row, prefix, items, names, newest_row, depth)
+
+    def step(
+        self,
+        run: WorkflowRun,
+        row: WorkflowRunStep,
+        prefix: str,
+        items: tuple[tuple[str, str], ...],
+        names: frozenset[str],
+        latest: bool,
+        depth: int,
+    ) -> Iterator[OutputSource]:
+        short = _short(row.step_name)
+        label = prefix + short
+        if row.iteration:
+            label += f" · iteration {row.iteration}"
+        if row.retry_count:
+            label += f" · attempt {row.retry_count + 1}"
+        own = names | {row.step_name, short, row.id, prefix + short}
+        if row.node_path:
+            own |= {row.node_path}
+        lines = list(self.lines.get(row.id, ()))
+        error = _error_text(row)
+        result = readable_error(row.result_text or "").strip()
+        if not self.has_events and result and result != error and row.role not in _CONTAINERS:
+            lines = [OutputLine("result", text) for text in result.splitlines()]
+        lines.extend(OutputLine("note", n) for n in self.notes.get((run.id, row.step_name), ()))
+        if lines or error or row.role not in _CONTAINERS:
+            yield OutputSource(
+                label=label,
+                run_id=run.id,
+                step_id=row.id,
+                step_name=row.step_name,
+                node_path=row.node_path,
+                status=str(row.status),
+                error=error,
+                lines=lines,
+                items=items,
+                names=frozenset(own),
+                latest=latest,
+            )
+        if depth >= _MAX_DEPTH:
+            return
+        if row.role == StepRole.FOREACH.value:
+            yield from self.fan_out(row, short, prefix, items, names | {row.step_name, short}, latest, depth)
+        elif row.child_run_id not in _NO_CHILD:
+            child = self.store.get_run(row.child_run_id)  # type: ignore[arg-type]
+            if child is not None:
+                inside = names | {row.step_name, short}
+                yield from self.run(child, f"{label} › ", items, inside, latest, depth + 1)
+
+    def fan_out(
+        self,
+        row: WorkflowRunStep,
+        short: str,
+        prefix: str,
+        items: tuple[tuple[str, str], ...],
+        names: frozenset[str],
+        latest: bool,
+        depth: int,
+    ) -> Iterator[OutputSource]:
+        for item in self.store.get_fan_out_items(row.id):
+            path = (*items, (row.id, item.item_id))
+            item_names = names | {item.item_id}
+            label = f"{prefix}{short}[{item.item_id}]"
+            if item.previous_child_run_id:
+                earlier = self.store.get_run(item.previous_child_run_id)
+                if earlier is not None:
+                    before = f"{label} · attempt {item.attempt - 1} › "
+                    yield from self.run(earlier, before, path, item_names, False, depth + 1)
+            child = None
+            if item.child_run_id not in _NO_CHILD:
+                child = self.store.get_run(item.child_run_id)  # type: ignore[arg-type]
+            shown = False
+            if child is not None:
+                attempt = f" · attempt {item.attempt}" if item.attempt > 1 else ""
+                for source in self.run(child, f"{label}{attempt} › ", path, item_names, latest, depth + 1):
+                    shown = True
+                    yield source
+            if not shown and _item_failed(item):
+                error = readable_error(child.error).strip() if child is not None and child.error else None
+                yield OutputSource(
+                    label=label,
+                    run_id=child.id if child is not None else row.workflow_run_id,
+                    step_id=None,
+                    step_name=row.step_name,
+                    node_path=row.node_path,
+                    status="failed",
+                    error=error or "failed before any step ran",
+                    items=path,
+                    names=frozenset(item_names),
+                    latest=latest,
+                )
+
+
+def _item_failed(item: FanOutItemRow) -> bool:
+    return FanOutItemStatus(item.status) is FanOutItemStatus.FAILED
+
+
+def read_outputs(store: WorkflowPersistence, run: WorkflowRun) -> OutputTree:
+    """Every step's and item's stored output and error of `run` (a top-level or a child run), in
+    the order the run went."""
+    lines, notes, has_events = _stored_lines(store, top_level_run(store, run.id))
+    walker = _Walker(store, lines, has_events)
+    walker.notes = notes
+    sources = list(walker.run(run, "", (), frozenset(), True))
+    return OutputTree(run, sources, has_events)

@@ -1,0 +1,231 @@
+"""`runkon-flow logs` and `runkon-flow grep`: a run's stored output from the shell — every step's
+and fan-out item's lines and errors, narrowed to a step or item, only the failures, or searched —
+read from the store for finished, live and other processes' runs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests import pg
+from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
+
+FAN = """workflow fan {
+  script prep { run = "echo preparing; echo careful >&2" }
+  foreach each {
+    over         = static
+    scope        = { items = "a,b,c" }
+    max_parallel = 1
+    workflow     = one
+    inputs       = { name = "{{item.id}}" }
+  }
+}
+"""
+ONE = """workflow one {
+  inputs { name default = "" }
+  script say {
+    run = "echo hello {{name}}; echo Also {{name}}; test {{name}} != b || { echo boom {{name}} >&2; exit 3; }"
+  }
+}
+"""
+FLAKY = """workflow flaky {
+  script prepare { run = "echo prepared" }
+  script check { run = "test -f fixed.flag || { echo 'not fixed yet' >&2; exit 4; }; echo fixed" }
+}
+"""
+WAITER = """workflow waiter {
+  script hold { run = "echo holding on; touch started; while [ ! -f go ]; do sleep 0.05; done" }
+}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    for name, text in (("fan", FAN), ("one", ONE), ("flaky", FLAKY), ("waiter", WAITER)):
+        write(tmp_path / "wf" / f"{name}.wf", text)
+    return tmp_path
+
+
+def start(capsys: pytest.CaptureFixture[str], workflow: str, *db: str) -> str:
+    _, out, _ = cli(capsys, "run", workflow, "--dir", "wf", "--progress", "quiet", *db)
+    return run_id_of(out)
+
+
+FAN_LOG = """\
+==> prep (completed) <==
+preparing
+careful
+
+==> each (failed) <==
+error: foreach 'each': 1 of 3 items failed
+
+==> each[a] › say (completed) <==
+hello a
+Also a
+
+==> each[b] › say (failed) <==
+hello b
+Also b
+boom b
+error: Script 'say' exited with code 3
+       boom b
+
+==> each[c] › say (completed) <==
+hello c
+Also c
+
+"""
+
+
+def test_logs_prints_every_step_and_item_in_order_with_its_error(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start(capsys, "fan")
+    assert cli(capsys, "logs", run_id) == (0, FAN_LOG, "")
+
+
+def test_logs_narrows_to_a_step_or_an_item(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = start(capsys, "fan")
+    code, out, _ = cli(capsys, "logs", run_id, "prep")
+    assert (code, out) == (0, "==> prep (completed) <==\npreparing\ncareful\n\n")
+    code, out, _ = cli(capsys, "logs", run_id, "c")
+    assert (code, out) == (0, "==> each[c] › say (completed) <==\nhello c\nAlso c\n\n")
+    code, out, _ = cli(capsys, "logs", run_id, "each")  # a foreach: the step and all its items
+    assert [line for line in out.splitlines() if line.startswith("==>")] == [
+        "==> each (failed) <==",
+        "==> each[a] › say (completed) <==",
+        "==> each[b] › say (failed) <==",
+        "==> each[c] › say (completed) <==",
+    ]
+
+
+def test_logs_failed_shows_only_failures_with_their_errors(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start(capsys, "fan")
+    code, out, _ = cli(capsys, "logs", run_id, "--failed")
+    assert code == 0
+    assert out == (
+        "==> each (failed) <==\nerror: foreach 'each': 1 of 3 items failed\n\n"
+        "==> each[b] › say (failed) <==\nhello b\nAlso b\nboom b\n"
+        "error: Script 'say' exited with code 3\n       boom b\n\n"
+    )
+    assert cli(capsys, "logs", run_id, "a", "--failed") == (
+        0,
+        "",
+        f"no failed steps or items 'a' in run {run_id} (failed)\n",
+    )
+
+
+def test_a_step_that_failed_and_then_succeeded_is_not_a_failure(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start(capsys, "flaky")
+    (home / "wf" / "fixed.flag").touch()
+    assert cli(capsys, "resume", run_id, "--dir", "wf", "--progress", "quiet")[0] == 0
+    code, out, err = cli(capsys, "logs", run_id, "check")
+    assert code == 0, err
+    assert "not fixed yet" in out and "fixed\n" in out  # both attempts' output, in order
+    assert out.index("not fixed yet") < out.index("==> check (completed)")
+    assert cli(capsys, "logs", run_id, "--failed") == (
+        0,
+        "",
+        f"no failed steps or items in run {run_id} (completed)\n",
+    )
+
+
+def test_unknown_run_or_step_is_one_line(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = start(capsys, "fan")
+    code, out, err = cli(capsys, "logs", "NOPE")
+    assert (code, out) == (
+        1,
+        "",
+    ) and err == f"runkon-flow logs: error: no workflow run 'NOPE' in {home / 'runs.db'}\n"
+    code, out, err = cli(capsys, "logs", run_id, "zz")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"runkon-flow logs: error: no step or item 'zz' in run {run_id} (it has: prep, each, say, a, b, c)\n"
+    )
+
+
+def test_logs_of_a_run_another_process_is_running(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file, err_file = home / "out.txt", home / "err.txt"
+    proc = spawn(["run", "waiter", "--dir", "wf"], home, stdout=out_file, stderr=err_file, env=cli_env())
+    try:
+        wait_for((home / "wf" / "started").exists, "the run to reach its long step")
+        run_id = run_id_of(out_file.read_text())
+        wait_for(
+            lambda: "holding on" in cli(capsys, "logs", run_id)[1], "the line to be stored", interval=0.1
+        )
+        code, out, err = cli(capsys, "logs", run_id)
+        assert (code, out) == (0, "==> hold (running) <==\nholding on\n\n")
+        assert err == f"run {run_id} is running: this is its output so far\n"
+    finally:
+        (home / "wf" / "go").touch()
+        proc.wait(timeout=60)
+        stop(proc)
+
+
+def test_a_run_without_stored_events_shows_its_rows_results(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start(capsys, "flaky")
+    with sqlite3.connect(home / "runs.db") as conn:  # as a run from before runkon stored events
+        conn.execute("DELETE FROM workflow_run_events")
+    code, out, err = cli(capsys, "logs", run_id)
+    assert code == 0
+    assert "has no stored output lines" in err
+    assert out == (
+        "==> prepare (completed) <==\nScript 'prepare' completed\n\n"
+        "==> check (failed) <==\nerror: Script 'check' exited with code 4\n       not fixed yet\n\n"
+    )
+
+
+# --------------------------------------------------------------------------- grep
+
+
+def test_grep_groups_hits_by_step_and_item_with_line_numbers(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start(capsys, "fan")
+    code, out, err = cli(capsys, "grep", "also|boom", run_id)
+    assert code == 0, err
+    assert out == "==> each[b] › say (failed) <==\n3:boom b\nerror 2:boom b\n\n"
+    assert err == "2 matching lines in 1 of 5 steps and items\n"
+    code, out, err = cli(capsys, "grep", "-i", "also|boom", run_id)
+    assert out == (
+        "==> each[a] › say (completed) <==\n2:Also a\n\n"
+        "==> each[b] › say (failed) <==\n2:Also b\n3:boom b\nerror 2:boom b\n\n"
+        "==> each[c] › say (completed) <==\n2:Also c\n\n"
+    )
+    assert err == "5 matching lines in 3 of 5 steps and items\n"
+
+
+def test_grep_fixed_strings_narrowing_and_exit_statuses(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start(capsys, "fan")
+    assert cli(capsys, "grep", "-F", "a|b", run_id)[0] == 1  # no line holds the text `a|b`
+    code, out, _ = cli(capsys, "grep", "hello", run_id, "c")
+    assert (code, out) == (0, "==> each[c] › say (completed) <==\n1:hello c\n\n")
+    code, out, err = cli(capsys, "grep", "nowhere", run_id)
+    assert (code, out) == (1, "")
+    assert err == f"no match for 'nowhere' in 5 steps and items of run {run_id}\n"
+    code, out, err = cli(capsys, "grep", "(", run_id)
+    assert (code, out) == (2, "")
+    assert (
+        err == "runkon-flow grep: error: bad pattern '(': missing ), unterminated subpattern at position 0\n"
+    )
+    assert cli(capsys, "grep", "x", "NOPE")[0] == 1
+
+
+def test_logs_and_grep_on_postgresql(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn = pg.fresh_dsn()
+    run_id = start(capsys, "fan", "--db", dsn)
+    assert cli(capsys, "logs", run_id, "--db", dsn) == (0, FAN_LOG, "")
+    code, out, _ = cli(capsys, "grep", "boom", run_id, "--db", dsn)
+    assert (code, out) == (0, "==> each[b] › say (failed) <==\n3:boom b\nerror 2:boom b\n\n")

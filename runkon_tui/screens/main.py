@@ -32,6 +32,7 @@ from runkon_tui.widgets.workflow_list import WorkflowList
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
+    from runkon_tui.screens.search import SearchHit
 
 
 class Pane(Vertical):
@@ -94,6 +95,7 @@ class MainScreen(Screen[None]):
         Binding("n", "next_failure", "Next failure", id="next_failure"),
         Binding("h", "runs", "Runs", id="runs"),
         Binding("i", "gate_inbox", "Gate inbox", id="gate_inbox", show=False),
+        Binding("s", "search", "Search", id="search", show=False),
         Binding("l", "log_mode", "Log", id="log_mode"),
         Binding("z", "zoom", "Zoom", id="zoom"),
         Binding("t", "theme", "Theme", id="theme"),
@@ -421,6 +423,8 @@ class MainScreen(Screen[None]):
             return True if self.grid.fan is not None else None
         if action == "next_failure":
             return True if view.failures else None
+        if action == "search":
+            return True if view.root_run_id else None
         return True
 
     def action_run_workflow(self) -> None:
@@ -503,6 +507,28 @@ class MainScreen(Screen[None]):
 
     def action_runs(self) -> None:
         self.rapp.show_runs()
+
+    def action_search(self) -> None:
+        """Search every step's and item's stored output of the run on screen (screens/search.py)."""
+        from runkon_tui.screens.search import SearchScreen
+
+        def opened(found: SearchHit | None) -> None:
+            if found is not None:
+                self.open_search_hit(found)
+
+        self.app.push_screen(SearchScreen(self.rapp.view.root_run_id), opened)
+
+    def open_search_hit(self, found: SearchHit) -> None:
+        """The hit's step (or item) output in the log pane, scrolled to the hit, which is marked."""
+        from runkon_tui.screens.search import HitSource
+
+        source = HitSource(found)
+        self._child_source = None
+        self.log_pane.set_output(source, f"{found.source.label} · line {found.hit.number}")
+        self.log_pane.mode = "output"
+        view = self.log_pane.view
+        view.focus()
+        self.call_after_refresh(view.scroll_to_line, source.index)
 
     def action_gate_inbox(self) -> None:
         """Every gate waiting in the store, of any run in any process (screens/inbox.py)."""

@@ -246,6 +246,13 @@ class LogView(ScrollView, can_focus=True):
         super().watch_scroll_y(old_value, new_value)
         self._set_following(new_value >= self.max_scroll_y)
 
+    def scroll_to_line(self, index: int) -> None:
+        """Show line `index` of the source (its first screen row) near the top third of the pane
+        and stop following the tail, so it stays in view (a search hit)."""
+        row = bisect_left(self._rows, (index + self._dropped, 0))
+        self._set_following(False)
+        self.scroll_to(y=max(0, row - self.size.height // 3), animate=False, immediate=True, force=True)
+
     def action_follow(self) -> None:
         self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         self._set_following(True)

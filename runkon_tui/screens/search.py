@@ -1,0 +1,203 @@
+"""Search mode: a pattern through every step's and item's stored output of the run on screen
+(fan-out children and called workflows included), hits listed grouped by step or item with their
+line numbers; `enter` on a hit opens that step's or item's output in the log pane at the hit.
+
+The search is the engine's (`runkon_flow.observe.search`, the one `runkon-flow grep` uses) over
+the store's copy of the run (`observe.outputs`): the whole stored output, not only the lines the
+dashboard keeps in memory. It runs on a thread worker, so a 10,000-item run never freezes the UI.
+A pattern in lower case ignores case; one with a capital letter matches case exactly (ripgrep's
+"smart case").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rich.style import Style
+from rich.text import Text
+from runkon_flow.observe.outputs import OutputSource
+from runkon_flow.observe.search import Hit, SearchResult, compile_pattern, search_run
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from runkon_tui.status import glyph, short_id
+from runkon_tui.widgets.log_pane import display_lines
+from runkon_tui.widgets.markup import esc, tone_text
+
+if TYPE_CHECKING:
+    from runkon_tui.app import RunkonApp
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """What `enter` on a hit hands back to the main screen: the step (or item) and the line."""
+
+    source: OutputSource
+    hit: Hit
+
+
+class HitSource:
+    """A step's (or item's) stored output and error lines for the log pane, the hit's line marked.
+    Implements the log pane's `LogSource`."""
+
+    def __init__(self, found: SearchHit) -> None:
+        source = found.source
+        self.lines: list[tuple[str, str]] = [
+            (line.text, "debug" if line.stream == "note" else "info") for line in source.lines
+        ]
+        errors = (source.error or "").splitlines()
+        self.lines.extend((f"error: {text}", "error") for text in errors)
+        hit = found.hit
+        self.index = hit.number - 1 + (len(source.lines) if hit.stream == "error" else 0)
+        if 0 <= self.index < len(self.lines):
+            self.lines[self.index] = (self.lines[self.index][0], "warning")
+
+    @property
+    def total(self) -> int:
+        return len(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def get(self, i: int) -> tuple[str, str]:
+        return self.lines[i]
+
+
+def smart_case(pattern: str) -> bool:
+    """Ignore case unless the pattern has a capital letter."""
+    return pattern == pattern.lower()
+
+
+def _hit_text(app: object, hit: Hit) -> Text:
+    where = f"error {hit.number}" if hit.stream == "error" else str(hit.number)
+    text = Text(f"  {where:>6}  ", style="dim")
+    line = hit.text
+    if line.isprintable():
+        body = Text(line)
+        accent = getattr(app, "theme_variables", {}).get("warning")
+        for start, end in hit.spans:
+            body.stylize(Style(bold=True, color=accent) if accent else Style(bold=True), start, end)
+    else:
+        body = Text(" ⏎ ".join(display_lines(line)))
+    return text + body
+
+
+class SearchScreen(Screen[SearchHit | None]):
+    DEFAULT_CSS = """
+    SearchScreen #search-title { height: 1; background: $panel; padding: 0 1; }
+    SearchScreen #search-input { margin: 0 0; }
+    SearchScreen OptionList { height: 1fr; }
+    SearchScreen #search-status { height: auto; color: $text-muted; padding: 0 1; }
+    """
+
+    BINDINGS = [Binding("escape", "back", "Back", id="search_back")]
+
+    def __init__(self, run_id: str | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.result: SearchResult | None = None
+        self.hits: list[SearchHit] = []
+        self.searching = False
+
+    @property
+    def rapp(self) -> RunkonApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        what = f"run {short_id(self.run_id)}" if self.run_id else "no run"
+        yield Static(f"[b]runkon[/] · search the output of {esc(what)}", id="search-title")
+        box = Input(
+            placeholder="regular expression · enter searches · lower case ignores case", id="search-input"
+        )
+        box.cursor_blink = getattr(self.app, "blink", True)
+        yield box
+        yield OptionList(id="search-results")
+        yield Static("", id="search-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._status(
+            "type a pattern and press enter: every step's and item's stored output is searched"
+            if self.run_id
+            else "no run on screen: run a workflow or open one from the history (h) first"
+        )
+        self.query_one(Input).focus()
+
+    def _status(self, text: str) -> None:
+        self.query_one("#search-status", Static).update(text)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        pattern = event.value
+        if not pattern or self.run_id is None:
+            return
+        try:
+            regex = compile_pattern(pattern, ignore_case=smart_case(pattern))
+        except ValueError as exc:
+            self._status(f"[$error]{esc(str(exc))}[/]")
+            return
+        self.searching = True
+        self._status(f"searching for {esc(pattern)}…")
+        self._search(self.run_id, regex, pattern)
+
+    @work(thread=True, exclusive=True, group="search")
+    def _search(self, run_id: str, regex: object, pattern: str) -> None:
+        store = self.rapp.store
+        try:
+            run = store.get_run(run_id)
+            if run is None:
+                result, error = None, f"run {run_id} is not in the run database (a replayed file?)"
+            else:
+                result, error = search_run(store, run, regex), None  # type: ignore[arg-type]
+        except Exception as exc:  # an unreadable store is shown, never fatal
+            result, error = None, f"cannot search the run: {exc}"
+        self.app.call_from_thread(self._fill, pattern, result, error)
+
+    def _fill(self, pattern: str, result: SearchResult | None, error: str | None) -> None:
+        self.searching = False
+        self.result = result
+        self.hits = []
+        results = self.query_one(OptionList)
+        results.clear_options()
+        if error is not None or result is None:
+            self._status(f"[$error]{esc(error or 'no result')}[/]")
+            return
+        options: list[Option] = []
+        for group in result.groups:
+            source = group.source
+            head = tone_text(self.app, source.status, f"{glyph(source.status)} {source.label}")
+            head.append(f"  ({source.status}, {len(group.hits)} line{'' if len(group.hits) == 1 else 's'})")
+            head.stylize("bold", 0, len(source.label) + 2)
+            options.append(Option(head, disabled=True))
+            for hit in group.hits:
+                options.append(Option(_hit_text(self.app, hit), id=f"hit-{len(self.hits)}"))
+                self.hits.append(SearchHit(source, hit))
+        results.add_options(options)
+        searched = f"{result.searched} step{'' if result.searched == 1 else 's'} and items"
+        if self.hits:
+            groups = len(result.groups)
+            self._status(
+                f"{result.hit_count} matching line{'' if result.hit_count == 1 else 's'} in {groups} of "
+                f"{searched} · enter opens one in the log"
+            )
+            results.highlighted = next(i for i, o in enumerate(options) if not o.disabled)
+            results.focus()
+        else:
+            self._status(f"no match for {esc(pattern)} in {searched}")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        option_id = event.option.id or ""
+        if option_id.startswith("hit-"):
+            self.dismiss(self.hits[int(option_id[4:])])
+
+    def action_back(self) -> None:
+        if self.focused is self.query_one(OptionList):
+            self.query_one(Input).focus()  # back to the pattern first, then out
+            return
+        self.dismiss(None)

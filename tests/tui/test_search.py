@@ -1,0 +1,225 @@
+"""The dashboard's search mode (`s`): a pattern through every step's and item's stored output of
+the run on screen, hits grouped by step or item, `enter` opening the hit in the log pane — the
+same search as `runkon-flow grep` (runkon_flow.observe.search). Plus one 80×24 snapshot."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.models import (
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    NewEvent,
+    NewRun,
+    NewStep,
+    RunStatus,
+    StepUpdate,
+)
+from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.workspace import Workspace
+from textual.pilot import Pilot
+from textual.widgets import Input, OptionList, Static
+
+from runkon_tui.screens.main import MainScreen
+from runkon_tui.screens.search import SearchScreen
+from runkon_tui.widgets.log_pane import LogPane
+from tests.tui import scenarios
+from tests.tui.conftest import make_app, wait_for
+
+FAN = """workflow fan {
+  script prep { run = "echo preparing" }
+  foreach each {
+    over         = static
+    scope        = { items = "a,b,c" }
+    max_parallel = 1
+    workflow     = one
+    inputs       = { name = "{{item.id}}" }
+  }
+}
+"""
+ONE = """workflow one {
+  inputs { name default = "" }
+  script say {
+    run = "echo hello {{name}}; echo more {{name}}; test {{name}} != b || { echo boom {{name}} >&2; exit 3; }"
+  }
+}
+"""
+
+
+@pytest.fixture
+def finished(tmp_path: Path) -> tuple[Path, SqliteStore, str]:
+    """A finished fan-out run (item b failed) in a SQLite store, executed by a real engine."""
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    (folder / "fan.wf").write_text(FAN)
+    (folder / "one.wf").write_text(ONE)
+    store = SqliteStore(tmp_path / "runs.db")
+    ws = Workspace([folder], store)
+    run_id = ws.create_run("fan", {})
+    ws.execute(run_id)
+    return folder, store, run_id
+
+
+def results_text(screen: SearchScreen) -> list[str]:
+    options = screen.query_one(OptionList)
+    return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+
+async def open_run_and_search(pilot: Pilot, run_id: str, pattern: str) -> SearchScreen:
+    app = pilot.app
+    app.open_past_run(run_id)  # type: ignore[attr-defined]
+    await wait_for(pilot, lambda: app.view.root_run_id == run_id, what="the past run")  # type: ignore[attr-defined]
+    await pilot.press("s")
+    await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen), what="the search screen")
+    screen = app.screen
+    assert isinstance(screen, SearchScreen)
+    screen.query_one(Input).value = pattern
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+    return screen
+
+
+async def test_search_lists_hits_grouped_by_item_and_enter_opens_the_hit_in_the_log(
+    finished: tuple[Path, SqliteStore, str],
+) -> None:
+    folder, store, run_id = finished
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_run_and_search(pilot, run_id, "boom|more c")
+        assert results_text(screen) == [
+            "✗ each[b] › say  (failed, 2 lines)",
+            "       3  boom b",
+            "  error 2  boom b",
+            "✓ each[c] › say  (completed, 1 line)",
+            "       2  more c",
+        ]
+        status = str(screen.query_one("#search-status", Static).render())
+        assert status.startswith("3 matching lines in 2 of 5 steps and items")
+        await pilot.press("enter")  # the first hit: line 3 of item b's step
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
+        pane = app.screen.query_one(LogPane)
+        assert pane.mode == "output"
+        assert pane.output_title == "each[b] › say · line 3"
+        source = pane.sources["output"]
+        assert [source.get(i) for i in range(len(source))] == [
+            ("hello b", "info"),
+            ("more b", "info"),
+            ("boom b", "warning"),  # the hit, marked
+            ("error: Script 'say' exited with code 3", "error"),
+            ("error: boom b", "error"),
+        ]
+        assert not pane.view.following  # the view stays at the hit
+
+
+async def test_a_capital_letter_makes_the_search_case_sensitive_and_a_miss_is_said(
+    finished: tuple[Path, SqliteStore, str],
+) -> None:
+    folder, store, run_id = finished
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_run_and_search(pilot, run_id, "HELLO")
+        assert results_text(screen) == []
+        status = str(screen.query_one("#search-status", Static).render())
+        assert status == "no match for HELLO in 5 steps and items"
+        screen.query_one(Input).value = "hello"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.hits, what="the lower-case search")
+        assert [h.source.label for h in screen.hits] == ["each[a] › say", "each[b] › say", "each[c] › say"]
+
+
+async def test_a_bad_pattern_is_explained_and_esc_goes_back(finished: tuple[Path, SqliteStore, str]) -> None:
+    folder, store, run_id = finished
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_past_run(run_id)
+        await wait_for(pilot, lambda: app.view.root_run_id == run_id, what="the past run")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen), what="the search screen")
+        screen = app.screen
+        screen.query_one(Input).value = "("
+        await pilot.press("enter")
+        await pilot.pause()
+        status = str(screen.query_one("#search-status", Static).render())
+        assert status == "bad pattern '(': missing ), unterminated subpattern at position 0"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the main screen again")
+
+
+async def test_search_is_dimmed_before_any_run() -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.screen.check_action("search", ()) is None
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+
+
+# --------------------------------------------------------------------------- snapshot
+
+RUN = "01HZZSEARCH000000000000001"
+
+
+def _stored_fan_out() -> InMemoryStore:
+    """A finished fan-out with stored output, written by hand so the picture never changes."""
+    store = InMemoryStore(clock=lambda: datetime.fromtimestamp(scenarios.T0, UTC))
+    store.create_run(NewRun(workflow_name="review", run_id=RUN))
+    events: list[NewEvent] = []
+
+    def step(run_id: str, name: str, position: int, lines: list[str], error: str | None = None) -> None:
+        step_id = store.insert_step(NewStep(run_id, name, retry_count=0, position=position))
+        if error:
+            store.update_step(step_id, StepUpdate.failed(0, error))
+        else:
+            store.update_step(step_id, StepUpdate.completed(0, result_text="done"))
+        for line in lines:
+            payload = {"step_id": step_id, "step_name": name, "line": line}
+            events.append(NewEvent(scenarios.T0, run_id, "StepOutput", json.dumps(payload)))
+
+    step(RUN, "lint", 0, ["checking 12 files", "warning: unused import os in a.py"])
+    fan = store.insert_step(NewStep(RUN, "foreach:files", role="foreach", retry_count=0, position=1))
+    files = [f"file-{i}" for i in range(4)]
+    item_rows = store.insert_fan_out_items(fan, [("file", f, "", {}) for f in files])
+    for n, (item, row) in enumerate(zip(files, item_rows, strict=True)):
+        child = store.create_run(
+            NewRun(
+                workflow_name="review-file",
+                run_id=f"01HZZSEARCHCHILD0000000000{n}",
+                parent_workflow_run_id=RUN,
+            )
+        ).id
+        if n % 2:
+            step(
+                child,
+                "review",
+                0,
+                [f"reviewing {item}", "warning: line too long (131)"],
+                f"timeout in {item}",
+            )
+            status = FanOutItemStatus.FAILED
+        else:
+            step(child, "review", 0, [f"reviewing {item}", "ok"])
+            status = FanOutItemStatus.COMPLETED
+        store.update_run_status(child, RunStatus.FAILED if n % 2 else RunStatus.COMPLETED, None, None)
+        store.batch_update_fan_out_items([(row, FanOutItemUpdate.terminal(status, child))])
+    store.update_step(fan, StepUpdate.failed(0, "foreach 'files': 2 of 4 items failed"))
+    store.update_run_status(RUN, RunStatus.FAILED, None, "step 'files' failed")
+    store.append_events(RUN, events)
+    return store
+
+
+def test_small_search_results(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        screen = SearchScreen(RUN)
+        await pilot.app.push_screen(screen)
+        screen.query_one(Input).value = "warning"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+        await pilot.pause()
+
+    assert snap_compare(make_app(store=_stored_fan_out()), terminal_size=(80, 24), run_before=run_before)

@@ -48,20 +48,26 @@ class _MillisecondStamp:
     """Epoch milliseconds as text with a strftime `pattern` for the second: the stores stamp several
     rows per child run, so the formatted second is cached and only the milliseconds change."""
 
-    __slots__ = ("_cached", "_pattern", "_suffix")
+    __slots__ = ("_cached", "_last", "_pattern", "_suffix")
 
     def __init__(self, pattern: str, suffix: str) -> None:
         self._pattern = pattern
         self._suffix = suffix
         self._cached: tuple[int, str] = (-1, "")
+        self._last: tuple[int, str] = (-1, "")
 
     def __call__(self, ms: int) -> str:
+        last_ms, text = self._last
+        if ms == last_ms:  # the same string object for the same millisecond: a fan-out stamps
+            return text  # ~10 rows a millisecond, and a store keeps every stamp
         second, prefix = self._cached
         if ms // 1000 != second:
             second = ms // 1000
             prefix = time.strftime(self._pattern, time.gmtime(second))
             self._cached = (second, prefix)  # one tuple, replaced atomically
-        return f"{prefix}{ms % 1000:03d}{self._suffix}"
+        text = f"{prefix}{ms % 1000:03d}{self._suffix}"
+        self._last = (ms, text)
+        return text
 
 
 _rfc3339_stamp = _MillisecondStamp("%Y-%m-%dT%H:%M:%S.", "Z")
@@ -71,6 +77,16 @@ _sqlite_stamp = _MillisecondStamp("%Y-%m-%d %H:%M:%S.", "")
 def rfc3339_now() -> str:
     """`rfc3339(system_clock())`, without building a datetime."""
     return _rfc3339_stamp(time.time_ns() // 1_000_000)
+
+
+_lease_stamp = _MillisecondStamp("%Y-%m-%dT%H:%M:%S.", "Z")  # its own cache: lease ends are not "now"
+
+
+def rfc3339_in(seconds: float) -> tuple[datetime, str]:
+    """`system_clock() + seconds` as a datetime and as `rfc3339` text (a child run takes a lease),
+    the text without going through `datetime.isoformat`."""
+    ms = (time.time_ns() + int(seconds * 1_000_000_000)) // 1_000_000
+    return datetime.fromtimestamp(ms / 1000, UTC), _lease_stamp(ms)
 
 
 def now_function(clock: Clock) -> Callable[[], str]:

@@ -52,6 +52,8 @@ TRANSIENT_INPUTS = frozenset({"workflow_status", "failed_step", "failure_reason"
 
 def child_inputs(parent_inputs: dict[str, str], passed: dict[str, str]) -> dict[str, str]:
     """Parent inputs (minus transient and `item.*` keys) overlaid with `passed`, taken as they are."""
+    if not parent_inputs:
+        return dict(passed)
     merged = {
         k: v for k, v in parent_inputs.items() if k not in TRANSIENT_INPUTS and not k.startswith("item.")
     }
@@ -72,8 +74,7 @@ class InProcessChildRunner:
         self._defs: dict[str, tuple[WorkflowDef, str]] = {}
 
     def _definition(self, name: str) -> tuple[WorkflowDef, str]:
-        with self._lock:
-            cached = self._defs.get(name)
+        cached = self._defs.get(name)  # one dict read (atomic): no lock for every foreach child
         if cached is not None:
             return cached
         if self._resolver is None:
@@ -89,7 +90,9 @@ class InProcessChildRunner:
         definition, snapshot = self._definition(workflow_name)
         # Refuse before a run row exists, so an unrunnable child leaves no orphan `pending` run.
         self._engine.check_runnable(definition, parent_ctx.action_registry, parent_ctx.item_provider_registry)
-        inputs = apply_workflow_input_defaults(definition, child_inputs(parent_ctx.inputs, params.inputs))
+        inputs = child_inputs(parent_ctx.inputs, params.inputs)
+        if definition.inputs:
+            inputs = apply_workflow_input_defaults(definition, inputs)
         # Created running and leased in one write (no window in which another engine could take it).
         token = new_owner_token()
         write_behind = params.write_behind or parent_ctx.write_behind

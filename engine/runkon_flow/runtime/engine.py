@@ -261,8 +261,7 @@ class FlowEngine:
     def cancel_run(self, run_id: str, reason: CancellationReason | None = None) -> None:
         """Cancel a run active in this engine (a child run id works too). It stops within a second
         or two — gates and scripts at once — and ends `cancelled` with RunCancelled(reason)."""
-        with self._lock:
-            st = self._active.get(run_id)
+        st = self._active.get(run_id)
         if st is None:
             raise WorkflowError(f"cancel_run: run '{run_id}' is not active in this engine instance")
         try:
@@ -274,13 +273,11 @@ class FlowEngine:
 
     def active_runs(self) -> list[str]:
         """Ids of the runs (including child runs) executing in this engine right now."""
-        with self._lock:
-            return list(self._active)
+        return list(self._active)
 
     def close(self) -> None:
         """Engine shutdown: every active run is cancelled with EngineShutdown."""
-        with self._lock:
-            states = list(self._active.values())
+        states = list(self._active.values())
         for st in states:
             abort(st, CancellationReason.of("EngineShutdown"))
 
@@ -456,18 +453,20 @@ class FlowEngine:
             st.report_gate = ReportGate()  # shared by this run's descendants (report_gate.py)
         if st.exec_config.shutdown is None:
             st.exec_config.shutdown = threading.Event()
-        with self._lock:
-            self._active[st.workflow_run_id] = st
+        # Single dict operations, atomic in CPython: a foreach's workers start and end thousands
+        # of child runs here, and a lock they all share would make them queue.
+        active = self._active
+        active[st.workflow_run_id] = st
         self.monitor.register(st)
         try:
             if not st.created_leased:  # a run created running and leased just now needs neither
                 self._mark_started(st)
             result = self._core(definition, st)
         finally:
-            self.monitor.unregister(st)
-            with self._lock:
-                if self._active.get(st.workflow_run_id) is st:
-                    del self._active[st.workflow_run_id]
+            if not st.lease_released:  # else _finish let go of it already
+                self.monitor.unregister(st)
+            if active.get(st.workflow_run_id) is st:
+                active.pop(st.workflow_run_id, None)
             if not st.lease_released:
                 self._release(st)
         if result.status is RunStatus.CANCELLED and _is_lease_lost(st.cancellation.reason()):

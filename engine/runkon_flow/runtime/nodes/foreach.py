@@ -495,12 +495,15 @@ class _FanOut:
 
     def _run_child(self, item: _Item) -> tuple[WorkflowResult | None, BaseException | None]:
         node = self.node
-        item_keys = {f"item.{k}": v for k, v in item.context.items()}
+        item_keys = {f"item.{k}": v for k, v in item.context.items()} if item.context else {}
         item_keys["item.id"] = item.item_id
         item_keys["item.ref"] = item.item_ref
-        variables = {**self.variables, **item_keys}
-        inputs = {k: substitute_variables_keep_literal(v, variables) for k, v in node.inputs.items()}
-        inputs.update(item_keys)
+        if node.inputs:
+            variables = {**self.variables, **item_keys}
+            inputs = {k: substitute_variables_keep_literal(v, variables) for k, v in node.inputs.items()}
+            inputs.update(item_keys)
+        else:
+            inputs = item_keys
         assert item.token is not None
         params = ChildWorkflowInput(
             inputs=inputs,

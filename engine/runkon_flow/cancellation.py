@@ -8,7 +8,6 @@ lets a cancel reach a sleeping gate or a script watchdog within milliseconds.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import Literal
 
@@ -143,5 +142,7 @@ class CancellationToken:
         """Forget this token in its parent so finished children do not pile up in long runs."""
         parent = self._parent
         if parent is not None:
-            with parent._lock, contextlib.suppress(ValueError):
-                parent._children.remove(self)
+            with parent._lock:
+                children = parent._children
+                if self in children:  # (no contextlib.suppress: this runs once per foreach item)
+                    children.remove(self)

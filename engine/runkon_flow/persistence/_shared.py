@@ -82,11 +82,11 @@ def rfc3339_now() -> str:
 _lease_stamp = _MillisecondStamp("%Y-%m-%dT%H:%M:%S.", "Z")  # its own cache: lease ends are not "now"
 
 
-def rfc3339_in(seconds: float) -> tuple[datetime, str]:
-    """`system_clock() + seconds` as a datetime and as `rfc3339` text (a child run takes a lease),
-    the text without going through `datetime.isoformat`."""
+def rfc3339_in(seconds: float) -> tuple[float, str]:
+    """`system_clock() + seconds` as Unix seconds and as `rfc3339` text (a child run takes a
+    lease), without building a datetime."""
     ms = (time.time_ns() + int(seconds * 1_000_000_000)) // 1_000_000
-    return datetime.fromtimestamp(ms / 1000, UTC), _lease_stamp(ms)
+    return ms / 1000, _lease_stamp(ms)
 
 
 def now_function(clock: Clock) -> Callable[[], str]:

@@ -15,7 +15,7 @@ import copy
 import dataclasses
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
@@ -52,7 +52,7 @@ class InMemoryStore:
         self._lock = threading.Lock()
         self._runs: dict[str, WorkflowRun] = {}
         self._run_seq: dict[str, int] = {}
-        self._lease_expiry: dict[str, datetime] = {}
+        self._lease_expiry: dict[str, float] = {}  # run id -> lease end, Unix seconds
         self._steps: dict[str, WorkflowRunStep] = {}
         self._steps_by_run: dict[str, list[str]] = {}
         self._items: dict[str, FanOutItemRow] = {}
@@ -73,8 +73,8 @@ class InMemoryStore:
         if self._clock is sh.system_clock:
             until, until_text = sh.rfc3339_in(ttl_seconds)
         else:
-            until = self._clock() + timedelta(seconds=ttl_seconds)
-            until_text = sh.rfc3339(until)
+            moment = self._clock() + timedelta(seconds=ttl_seconds)
+            until, until_text = moment.timestamp(), sh.rfc3339(moment)
         run = sh.new_run_row(
             new_run,
             self._now(),
@@ -85,7 +85,7 @@ class InMemoryStore:
         )
         return self._insert_run(run, until)
 
-    def _insert_run(self, run: WorkflowRun, lease_expiry: datetime | None = None) -> WorkflowRun:
+    def _insert_run(self, run: WorkflowRun, lease_expiry: float | None = None) -> WorkflowRun:
         with self._lock:
             if run.id in self._runs:
                 raise PersistenceError(f"run {run.id} already exists")
@@ -184,14 +184,14 @@ class InMemoryStore:
             if run is None:
                 return None
             expiry = self._lease_expiry.get(run_id)
-            free = run.owner_token is None or expiry is None or expiry < now
+            free = run.owner_token is None or expiry is None or expiry < now.timestamp()
             if not free and run.owner_token != token:
                 return None
             if run.owner_token != token:
                 run.generation += 1
             run.owner_token = token
             until = now + timedelta(seconds=ttl_seconds)
-            self._lease_expiry[run_id] = until
+            self._lease_expiry[run_id] = until.timestamp()
             run.lease_until = sh.rfc3339(until)
             return run.generation
 
@@ -238,7 +238,9 @@ class InMemoryStore:
 
     def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None:
         """Generation-guarded (stale → LeaseLost); a terminal row is never overwritten."""
-        status = StepStatus(update.status)
+        status = update.status
+        if type(status) is not StepStatus:  # the engine passes members: no Enum lookup per write
+            status = StepStatus(status)
         now = self._now()
         with self._lock:
             step = self._step(step_id)
@@ -459,7 +461,9 @@ class InMemoryStore:
 
 
 def _apply_item_update(row: FanOutItemRow, update: FanOutItemUpdate, now: str) -> None:
-    status = FanOutItemStatus(update.status)
+    status = update.status
+    if type(status) is not FanOutItemStatus:
+        status = FanOutItemStatus(status)
     row.status = status
     if status is FanOutItemStatus.RUNNING:
         row.child_run_id = update.child_run_id

@@ -105,44 +105,55 @@ class RunMonitor:
     def poll_now(self, run_id: str) -> None:
         """Check `run_id` for a cancel at the next tick instead of at its next scheduled poll."""
         with self._lock:
-            for watch in self._runs.values():
+            for watch in list(self._runs.values()):
                 if watch.st.workflow_run_id == run_id:
                     watch.next_poll = 0.0
                     self._wake.notify_all()
+
+    # `_runs` is written without the lock — one dict operation each, atomic in CPython — because
+    # every child run of a fan-out registers and unregisters here, from all the workers at once.
+    # The lock guards starting and stopping the thread (see `_ensure_thread` and `_loop`).
 
     def register(self, st: ExecutionState) -> None:
         now = time.monotonic()
         cfg = st.exec_config
         watch = _Watch(st, now + cfg.lease_refresh_interval, now + cfg.cancel_poll_interval, set())
+        self._runs[id(st)] = watch
+        if self._thread is None:
+            self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
         with self._lock:
-            self._runs[id(st)] = watch
-            if self._thread is None:
+            if self._thread is None and self._runs:
                 self._thread = threading.Thread(target=self._loop, name="runkon-run-monitor", daemon=True)
                 self._thread.start()
 
     def unregister(self, st: ExecutionState) -> None:
-        with self._lock:
-            self._runs.pop(id(st), None)
-            if not self._runs:
+        if self._runs.pop(id(st), None) is not None and not self._runs:
+            with self._lock:
                 self._wake.notify_all()
 
     def forward_now(self, st: ExecutionState) -> None:
         """Forward a cancel to `st`'s in-flight executors right away (once each, shared with the loop)."""
-        with self._lock:
-            watch = self._runs.get(id(st))
+        watch = self._runs.get(id(st))
         forward_cancels(st, watch.forwarded if watch is not None else set())
 
     def active(self) -> list[ExecutionState]:
-        with self._lock:
-            return [w.st for w in self._runs.values()]
+        return [w.st for w in list(self._runs.values())]
 
     def _loop(self) -> None:
         while True:
             with self._lock:
-                if not self._runs:
+                stopping = not self._runs
+                if stopping:
                     self._thread = None
-                    return
                 watches = list(self._runs.values())
+            if stopping:
+                # A run registered between the check above and `_thread = None` saw a live
+                # thread and started none: look once more, now that the next register will.
+                if self._runs:
+                    self._ensure_thread()
+                return
             now = time.monotonic()
             stores: dict[int, WorkflowPersistence] = {}
             gates: dict[int, tuple[ReportGate, int]] = {}  # marked before the flush that covers them

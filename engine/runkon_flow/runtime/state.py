@@ -323,7 +323,8 @@ class ExecutionState:
         if row is None:
             self.step_ledger = None  # a row this engine did not see inserted: stop trusting the ledger
         elif not row.status.is_terminal:
-            row.status = StepStatus(update.status)
+            status = update.status
+            row.status = status if type(status) is StepStatus else StepStatus(status)
             if row.status.is_starting:
                 row.started_at = "started"
 

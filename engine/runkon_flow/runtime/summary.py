@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 
 from runkon_flow.persistence.models import StepStatus, WorkflowRunStep
 
@@ -18,10 +19,27 @@ _TAIL = (
 )
 
 
+_POSITION = attrgetter("position")
+# Summaries already built, so equal texts are one string: the thousands of children of a fan-out
+# mostly end alike, and the store keeps every child's summary.
+_KNOWN: dict[str, str] = {}
+_KNOWN_MAX = 512
+
+
 def build_summary(workflow_name: str, steps: Iterable[WorkflowRunStep], succeeded: bool) -> str:
     """`Workflow '<name>': c/t steps completed[, n failed][, n skipped][, n timed out][, n cancelled]`,
     one line per row in position order, then `Status: SUCCESS|FAILED`. Every retry is a row."""
-    rows = sorted(steps, key=lambda s: s.position)
+    text = _build(workflow_name, steps, succeeded)
+    known = _KNOWN.get(text)
+    if known is not None:
+        return known
+    if len(_KNOWN) < _KNOWN_MAX:
+        _KNOWN[text] = text
+    return text
+
+
+def _build(workflow_name: str, steps: Iterable[WorkflowRunStep], succeeded: bool) -> str:
+    rows = sorted(steps, key=_POSITION)
     counts: dict[str, int] = {}
     lines = [""]
     for row in rows:

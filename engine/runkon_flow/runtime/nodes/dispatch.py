@@ -33,7 +33,20 @@ def execute_nodes(
         if respect_fail_fast and not st.all_succeeded and st.exec_config.fail_fast:
             return
         st.cancellation.error_if_cancelled()
-        execute_node(st, node, iteration, f"{prefix}.{index}")
+        execute_node(st, node, iteration, _path(prefix, index))
+
+
+# Node paths (`body.0`) are the same few strings in every child run of a fan-out: built once each.
+_PATHS: dict[tuple[str, int], str] = {}
+
+
+def _path(prefix: str, index: int) -> str:
+    path = _PATHS.get((prefix, index))
+    if path is None:
+        path = f"{prefix}.{index}"
+        if len(_PATHS) < 4096:
+            _PATHS[(prefix, index)] = path
+    return path
 
 
 def _register() -> None:

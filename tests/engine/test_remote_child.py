@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
+from runkon_flow.errors import WorkflowError
 from runkon_flow.event_log import read_envelopes
 from runkon_flow.persistence import SqliteStore
 from runkon_flow.persistence.models import NewRun, RunStatus
@@ -69,6 +70,7 @@ class ThreadExecutor:
         self.worker = Workspace([wf], SqliteStore(db))
         self.pool = ThreadPoolExecutor(8)
         self.lose, self.lose_after = set(lose), set(lose_after)
+        self.refuse: set[str] = set()
         self.forced: list[Any] = []
         self.tasks: list[ChildTask] = []
 
@@ -79,6 +81,8 @@ class ThreadExecutor:
     def _run(self, task: ChildTask) -> dict[str, Any] | None:
         if task.item_id in self.lose:
             return None
+        if task.item_id in self.refuse:
+            return {"status": "refused"}
         outcome = self.worker.run_child_task(task, node="thread-node").to_dict()
         return None if task.item_id in self.lose_after else outcome
 
@@ -91,6 +95,8 @@ class ThreadExecutor:
             raise EngineCancelled(CancellationReason.user())
         if outcome is None:
             raise WorkerLost("WorkerCrashedError: the worker died")
+        if outcome.get("status") == "refused":
+            raise WorkflowError("the worker has no agent 'x'")
         return outcome
 
     def force_cancel(self, handle: Future) -> None:
@@ -168,6 +174,29 @@ def test_a_lost_worker_fails_its_item_with_the_reason_and_resume_runs_only_that_
         rows = items_of(ws.store, run_id)
         assert {r.status for r in rows.values()} == {"completed"}
         assert rows["c"].attempt == 2 and rows["a"].attempt == 1
+    finally:
+        executor.close()
+        ws.store.close()
+
+
+def test_a_worker_that_cannot_run_the_child_fails_the_item_and_its_child_run_with_its_words(
+    tmp_path: Path,
+) -> None:
+    wf = make_dir(tmp_path, ["a", "b"])
+    db = tmp_path / "runs.db"
+    executor = ThreadExecutor(db, wf)
+    executor.refuse = {"b"}
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("fan", {})
+        assert not ws.execute(run_id).all_succeeded
+        rows = items_of(ws.store, run_id)
+        assert (rows["a"].status, rows["b"].status) == ("completed", "failed")
+        child = next(
+            c for c in ws.store.list_runs(limit=10, parent_run_id=run_id) if c.id != rows["a"].child_run_id
+        )
+        assert child.status is RunStatus.FAILED and "the worker has no agent 'x'" in (child.error or "")
+        assert child.owner_token is None
     finally:
         executor.close()
         ws.store.close()

@@ -255,6 +255,9 @@ class RemoteChildRunner:
                 return self._result(run_id, name, RunStatus.CANCELLED, str(EngineCancelled(reason)), started)
             except WorkerLost as exc:
                 return self._lost(run_id, token, name, params, exc, started)
+            except Exception as exc:  # the worker could not run the child (e.g. an agent it lacks)
+                self._close_row(run_id, token, RunStatus.FAILED, str(exc))
+                raise
             if outcome is not None:
                 return self._from_outcome(run_id, name, outcome)
             if cancel.is_cancelled():

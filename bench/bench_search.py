@@ -1,0 +1,108 @@
+"""Run-wide search (`runkon-flow grep`, the dashboard's `s`) over a big fan-out, against a floor.
+
+Builds a finished run with N foreach items in a SQLite file through the store API (each item a
+child run with one step row and three stored output lines), then times, interleaved:
+
+* **search**: `observe.outputs.read_outputs` + `observe.search.search_run` — what `grep` does:
+  the rows for the structure (one `get_run` + `get_steps` per item) and the stored event stream;
+* **floor**: reading the same stream with `store.read_events` and matching the regex against every
+  `StepOutput` line's JSON text, with no structure at all — the least any search must do.
+
+    .venv/bin/python bench/bench_search.py [--items N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import loadavg, mmm
+from runkon_flow.observe.outputs import read_outputs
+from runkon_flow.observe.search import compile_pattern, search_run
+from runkon_flow.persistence import SqliteStore
+from runkon_flow.persistence.models import (
+    FanOutItemStatus,
+    FanOutItemUpdate,
+    NewEvent,
+    NewRun,
+    NewStep,
+    RunStatus,
+    StepUpdate,
+)
+
+
+def build(store: SqliteStore, items: int) -> str:
+    run = store.create_run(NewRun(workflow_name="fan")).id
+    fan = store.insert_step(NewStep(run, "foreach:each", role="foreach", retry_count=0, position=0))
+    rows = store.insert_fan_out_items(fan, [("item", f"i{n}", "", {}) for n in range(items)])
+    events: list[NewEvent] = []
+    updates = []
+    for n, row in enumerate(rows):
+        child = store.create_run(NewRun(workflow_name="one", parent_workflow_run_id=run)).id
+        step = store.insert_step(NewStep(child, "say", retry_count=0, position=0))
+        failed = n % 20 == 0
+        if failed:
+            store.update_step(step, StepUpdate.failed(0, f"rate limited after {n} ms"))
+        else:
+            store.update_step(step, StepUpdate.completed(0, result_text="done"))
+        store.update_run_status(child, RunStatus.FAILED if failed else RunStatus.COMPLETED, None, None)
+        for line in (f"hello i{n}", f"working on i{n} · 42 files", "boom" if failed else "ok"):
+            payload = json.dumps({"step_id": step, "step_name": "say", "line": line})
+            events.append(NewEvent(time.time(), child, "StepOutput", payload))
+        status = FanOutItemStatus.FAILED if failed else FanOutItemStatus.COMPLETED
+        updates.append((row, FanOutItemUpdate.terminal(status, child)))
+    store.batch_update_fan_out_items(updates)
+    store.append_events(run, events)
+    store.update_run_status(run, RunStatus.FAILED, None, None)
+    return run
+
+
+def search(store: SqliteStore, run_id: str, regex: re.Pattern[str]) -> int:
+    run = store.get_run(run_id)
+    assert run is not None
+    return search_run(store, run, regex, tree=read_outputs(store, run)).hit_count
+
+
+def floor(store: SqliteStore, run_id: str, regex: re.Pattern[str]) -> int:
+    hits, after = 0, 0
+    while rows := store.read_events(run_id, after, 5000):
+        after = rows[-1].seq
+        hits += sum(1 for r in rows if r.kind == "StepOutput" and regex.search(json.loads(r.payload)["line"]))
+    return hits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "runs.db")
+        started = time.perf_counter()
+        run_id = build(store, args.items)
+        print(f"built {args.items} items in {time.perf_counter() - started:.1f} s; {loadavg()}")
+        regex = compile_pattern("boom|rate limited")
+        times: dict[str, list[float]] = {"search": [], "floor": []}
+        for _ in range(args.rounds):
+            for name, fn in (("search", search), ("floor", floor)):
+                t0 = time.perf_counter()
+                fn(store, run_id, regex)
+                times[name].append(time.perf_counter() - t0)
+        print(f"{'':8} {'min':>8} {'median':>8} {'max':>8}   (seconds, {args.rounds} rounds interleaved)")
+        for name, values in times.items():
+            print(f"{name:8} {mmm(values, digits=3)}")
+        found, bare = search(store, run_id, regex), floor(store, run_id, regex)
+        print(f"hits: search {found} (lines + errors), floor {bare}")
+        print(loadavg())
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -31,7 +31,7 @@ from runkon_flow.dsl.ast import (
 from runkon_flow.humanize import format_duration
 
 from runkon_tui.run_view import RunState, RunView, StepView
-from runkon_tui.status import FAILED, TERMINAL
+from runkon_tui.status import FAILED, TERMINAL, glyph
 
 MAX_CHILD_DEPTH = 5
 
@@ -241,9 +241,12 @@ def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float)
     elif spec.kind == "foreach":
         fan = run.fanouts.get(spec.path)
         if fan is not None:
-            text = f"{fan.done}/{fan.total}"
-            if fan.count("failed"):
-                text += f" ✗{fan.count('failed')}"
+            # Completed of total (a resume puts cancelled items back to pending: the count of
+            # completed ones never goes backwards), then the items that ended otherwise.
+            text = f"{fan.count('completed')}/{fan.total}"
+            for status in ("failed", "cancelled"):
+                if fan.count(status):
+                    text += f" {glyph(status)}{fan.count(status)}"
             parts.append(text)
     elif spec.kind == "gate":
         gate = next(

@@ -288,7 +288,9 @@ class MainScreen(Screen[None]):
         """Repaint what `changes` touched; `second` marks the once-a-second live-time refresh."""
         app = self.rapp
         view = app.view
-        if changes.header or second or changes.gates:
+        # A called workflow's fan-out is counted in the header too (its item events do not mark
+        # the header as changed: they are not the root run's).
+        if changes.header or second or changes.gates or changes.fanouts:
             self.header.show(view, now, app.idle_text(), app.store_note)
         if changes.gates or changes.structure:
             self.gate_banner.show(view, app.key_for("approve"), app.key_for("reject"))

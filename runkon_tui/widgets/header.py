@@ -8,6 +8,7 @@ from textual.widgets import Static
 from runkon_tui.run_view import RunView
 from runkon_tui.status import format_clock, glyph, short_id
 from runkon_tui.widgets.markup import esc, paint, set_text
+from runkon_tui.widgets.progress import item_glyphs, item_words
 
 COUNT_ORDER = ("completed", "failed", "running", "waiting", "skipped", "cancelled", "timed_out")
 
@@ -20,8 +21,9 @@ class RunHeader(Static):
     def show(self, view: RunView, now: float, idle_text: str, note: str | None = None) -> None:
         """`note` (e.g. "in-memory store: runs are not saved") stays next to the name all session.
 
-        On a narrow terminal the least useful parts go first (the brand, the run id, then the
-        step counts), so the workflow, status, elapsed time and item count always fit."""
+        On a narrow terminal the least useful parts go first (the brand, the run id, then the item counts'
+        words give way to their glyphs, then the step counts go), so the workflow, status,
+        elapsed time and item counts always fit."""
         root = view.root
         brand = "[b]runkon[/]"
         warn = f"[$warning b]⚠ {esc(note)}[/]" if note else ""
@@ -32,7 +34,10 @@ class RunHeader(Static):
         counts = view.step_counts()
         shown = [paint(s, f"{glyph(s)}{counts[s]}") for s in COUNT_ORDER if counts.get(s)]
         fan = view.active_fanout()
-        # (priority, markup, plain width): lower priority numbers are dropped first.
+        words = item_words(fan) if fan is not None else ("", "")
+        glyphs = item_glyphs(fan) if fan is not None else ("", "")
+        # (priority, markup, plain width): lower priority numbers are dropped first; the item
+        # counts (priority 3) are not dropped but said in glyphs instead of words.
         parts: list[tuple[int, str, str]] = [
             (1, brand, "runkon"),
             (9, warn, f"⚠ {note}" if note else ""),
@@ -41,15 +46,18 @@ class RunHeader(Static):
             (9, paint(status, f"{glyph(status)} {status}"), f"{glyph(status)} {status}"),
             (8, format_clock(root.elapsed(now)), format_clock(root.elapsed(now))),
             (9, "[$text-muted]read-only[/]" if view.read_only else "", "read-only" if view.read_only else ""),
-            (3, " ".join(shown), " ".join(f"{glyph(s)}{counts[s]}" for s in COUNT_ORDER if counts.get(s))),
-            (9, f"items {fan.done}/{fan.total}" if fan is not None else "", "items 000/000" if fan else ""),
+            (4, " ".join(shown), " ".join(f"{glyph(s)}{counts[s]}" for s in COUNT_ORDER if counts.get(s))),
+            (3, *words),
         ]
         parts = [p for p in parts if p[1]]
         room = self.size.width - 2 if self.size.width else 1000
-        for level in (1, 2, 3):
+        for level in (1, 2, 3, 4):
             if cell_len(" · ".join(p[2] for p in parts)) <= room:
                 break
-            parts = [p for p in parts if p[0] != level]
+            if level == 3:
+                parts = [(9, *glyphs) if p[0] == 3 else p for p in parts]
+            else:
+                parts = [p for p in parts if p[0] != level]
         set_text(self, " · ".join(p[1] for p in parts), fixed_height=True)
 
     def on_resize(self) -> None:

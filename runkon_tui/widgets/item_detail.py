@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from runkon_flow.humanize import format_duration
 from textual.widgets import Static
 
 from runkon_tui.run_view import FanOutView, RunView
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, paint, set_text
+from runkon_tui.widgets.progress import item_glyphs, item_words
 
 
 class ItemDetail(Static):
@@ -24,25 +26,22 @@ class ItemDetail(Static):
                 text = "[$text-muted]foreach items show here[/]"
             set_text(self, text, fixed_height=True)
             return
-        lines = [self._counters(fan, now)]
+        lines = [self._counters(fan, now, self.size.width)]
         if selected is not None and 0 <= selected < len(fan.ids):
             lines.extend(self._item(view, fan, selected, now))
         set_text(self, "\n".join(lines), fixed_height=True)
 
     @staticmethod
-    def _counters(fan: FanOutView, now: float) -> str:
-        total = fan.total
-        done = fan.done
-        pct = int(100 * done / total) if total else 100
-        parts = [f"{done}/{total} done ({pct}%)"]
-        for status in ("failed", "skipped", "cancelled", "running"):
-            n = fan.count(status)
-            if n:
-                parts.append(paint(status, f"{n} {status}"))
+    def _counters(fan: FanOutView, now: float, width: int) -> str:
+        """Every item status on its own (completed never includes failed or cancelled ones), in
+        words when they fit on two lines, else in the grid's glyphs; then the ETA."""
+        text, plain = item_words(fan)
+        if width and cell_len(plain) > 2 * width:  # two lines of words, else glyphs
+            text, _ = item_glyphs(fan)
         eta = fan.eta(now)
-        if eta is not None and done < total and fan.count("running"):
-            parts.append(f"ETA {format_duration(eta)}")
-        return " · ".join(parts)
+        if eta is not None and fan.done < fan.total and fan.count("running"):
+            text += f" · ETA {format_duration(eta)}"
+        return text
 
     @staticmethod
     def _item(view: RunView, fan: FanOutView, idx: int, now: float) -> list[str]:

@@ -17,6 +17,7 @@ from runkon_flow.events import (
     FanOutItemsCollected,
     FanOutItemStarted,
     RunCompleted,
+    RunResumed,
     RunStarted,
 )
 from textual.widgets import Button, Input
@@ -444,7 +445,7 @@ async def test_at_80x24_the_header_keeps_the_item_count_and_the_footer_its_keys(
         feed(app, scenarios.foreach_mid_run().events)
         await pilot.pause()
         rows = screen_text(app)
-        assert "review-pr" in rows[0] and "items 37/120" in rows[0] and "running" in rows[0]
+        assert "review-pr" in rows[0] and "120 items ✓33 ✗2 ⊘2 ▶4 ·79" in rows[0] and "running" in rows[0]
         footer = rows[-1].rstrip()
         assert footer.endswith("q Quit"), footer  # nothing cut off at the right edge
         for key in ("/ Filter", "f Failed", "n Next", "h Runs", "? Help"):
@@ -492,3 +493,121 @@ async def test_toasts_never_cover_the_log() -> None:
         log = main(app).log_pane.region
         for toast in toasts:
             assert not toast.region.overlaps(log), (toast.region, log)
+
+
+# ------------------------------------------------------------------ a called workflow's fan-out
+
+
+INNER = "01HZZCHILDRUN00000000INNER"
+
+
+def _called_fanout(tmp_path: Path) -> tuple[list[Path], scenarios.Script]:
+    """`outer` calls `inner`, whose foreach runs 60 items: 20 completed, 4 running."""
+    (tmp_path / "outer.wf").write_text(
+        'workflow outer {\n  script prepare { run = "true" }\n  call workflow inner\n}\n'
+    )
+    (tmp_path / "inner.wf").write_text(
+        'workflow inner {\n  foreach lint {\n    over = static\n    scope = { items = "a,b" }\n'
+        '    workflow = leaf\n    inputs = { x = "{{item.id}}" }\n  }\n}\n'
+    )
+    (tmp_path / "leaf.wf").write_text('workflow leaf {\n  inputs { x }\n  script s { run = "true" }\n}\n')
+    s = scenarios.Script()
+    s.emit(RunStarted(workflow_name="outer"))
+    s.step_run("body.0", "prepare", "script")
+    call = s.start("body.1", "workflow:inner", "call_workflow")
+    child = INNER
+    s.emit(
+        ChildRunStarted(
+            child_run_id=child, workflow_name="inner", parent_run_id=scenarios.ROOT, parent_step_id=call
+        )
+    )
+    s.emit(RunStarted(workflow_name="inner", parent_run_id=scenarios.ROOT), child)
+    fan_step = s.start("body.0", "foreach:lint", "foreach", run_id=child)
+    ids = [f"repo-{n:02d}" for n in range(60)]
+    s.emit(
+        FanOutItemsCollected(
+            count=60,
+            step_id=fan_step,
+            foreach_name="lint",
+            node_path="body.0",
+            items=[FanOutItemInfo(item_id=i) for i in ids],
+        ),
+        child,
+    )
+    for n, item in enumerate(ids[:24]):
+        s.emit(FanOutItemStarted(item_id=item, step_id=fan_step), child)
+        if n < 20:
+            s.emit(FanOutItemCompleted(item_id=item, step_id=fan_step, succeeded=True), child)
+    return [tmp_path], s
+
+
+async def test_a_called_workflows_fan_out_is_shown_and_counted(tmp_path: Path) -> None:
+    dirs, script = _called_fanout(tmp_path)
+    app = make_app(dirs=dirs)
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, script.events)
+        await pilot.pause()
+        screen = main(app)
+        fan = screen.grid.fan
+        assert fan is not None and fan.name == "lint" and fan.total == 60
+        assert screen.grid_pane.display
+        rows = screen_text(app)
+        assert "60 items: 20 completed, 4 running, 36 pending" in rows[0]
+        assert not any("no fan-out in this run" in row for row in rows)
+        assert any("foreach lint" in row for row in rows)  # the pane's title names it
+        # The next item event of the called workflow reaches the header at once.
+        more = scenarios.Script(t0=script.now())
+        more.emit(FanOutItemCompleted(item_id="repo-20", step_id=fan.step_id, succeeded=True), INNER)
+        feed(app, more.events)
+        await pilot.pause()
+        assert "21 completed" in screen_text(app)[0]
+
+
+# ------------------------------------------------------------------ item counts, each on its own
+
+
+def _resumed_after_cancel() -> list[EngineEventData]:
+    """The cancelled 20-item run (5 completed, 3 cancelled in flight) resumed: the cancelled items
+    are pending again and two of them start."""
+    s = scenarios.Script(t0=scenarios.cancelled_foreach().now() + 5)
+    s.emit(RunResumed(workflow_name="review-pr", skipped_steps=3))
+    sid = s.start("body.3", "foreach:review-items", "foreach")
+    ids = scenarios.item_ids(20)
+    s.emit(
+        FanOutItemsCollected(
+            count=20,
+            step_id=sid,
+            node_path="body.3",
+            foreach_name="review-items",
+            items=[
+                FanOutItemInfo(item_id=i, status="completed" if n < 5 else "pending")
+                for n, i in enumerate(ids)
+            ],
+        )
+    )
+    for item in ids[5:7]:
+        s.emit(FanOutItemStarted(item_id=item, step_id=sid))
+    return s.events
+
+
+async def test_item_counts_name_each_status_and_completed_never_goes_backwards_on_resume() -> None:
+    app = make_app()
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.cancelled_foreach().events)
+        await pilot.pause()
+        screen = main(app)
+        assert "20 items: 5 completed, 3 cancelled, 12 pending" in screen_text(app)[0]
+        assert "20 items: 5 completed, 3 cancelled, 12 pending" in str(screen.item_detail.render())
+        feed(app, _resumed_after_cancel())
+        await pilot.pause()
+        assert "20 items: 5 completed, 2 running, 13 pending" in screen_text(app)[0]
+        assert any("foreach review-items  5/20" in row for row in screen_text(app))  # the tree too
+
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.cancelled_foreach().events)
+        await pilot.pause()
+        assert "20 items ✓5 ■3 ·12" in screen_text(app)[0]  # narrow: the grid's glyphs, same counts

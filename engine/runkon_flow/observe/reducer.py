@@ -199,22 +199,54 @@ class RunModel:
         root = self.root
         return step_counts(root.steps.values()) if root is not None else {}
 
-    def fanouts(self) -> list[FanOutView]:
+    def called_runs(self) -> list[RunState]:
+        """The root run and the runs of the workflows it calls (`call workflow`, at any depth),
+        depth first in step order — the runs the tree draws. A foreach's item children are not
+        among them: each is one of possibly thousands, shown through its fan-out instead."""
         root = self.root
-        return list(root.fanouts.values()) if root else []
+        if root is None:
+            return []
+        result: list[RunState] = []
+        stack = [root]
+        seen: set[str] = set()
+        while stack:
+            run = stack.pop()
+            if run.run_id in seen:
+                continue
+            seen.add(run.run_id)
+            result.append(run)
+            called = [
+                self.runs[sv.child_run_id]
+                for sv in run.steps.values()
+                if sv.kind == "call_workflow" and sv.child_run_id and sv.child_run_id in self.runs
+            ]
+            stack.extend(reversed(called))
+        return result
+
+    def fanouts(self) -> list[FanOutView]:
+        """Every fan-out of the run's tree: the root run's and those of the workflows it calls
+        (a called workflow's foreach is as much this run's fan-out as one of its own)."""
+        return [fan for run in self.called_runs() for fan in run.fanouts.values()]
 
     def active_fanout(self) -> FanOutView | None:
-        """The fan-out to show by default: a running one, else the most recently collected."""
+        """The fan-out to show by default: a running one wherever it is in the tree (the most
+        recently started when several run), else the one started last (then: collected last)."""
         fans = self.fanouts()
         if not fans:
             return None
-        root = self.root
-        assert root is not None
-        for fan in reversed(fans):
-            sv = root.steps.get(fan.key)
-            if sv is not None and sv.status == "running":
-                return fan
-        return fans[-1]
+
+        def started(pair: tuple[int, FanOutView]) -> tuple[float, int]:
+            run = self.runs.get(pair[1].run_id)
+            sv = run.steps.get(pair[1].key) if run is not None else None
+            return ((sv.started_at or 0.0) if sv is not None else 0.0, pair[0])
+
+        def running(fan: FanOutView) -> bool:
+            run = self.runs.get(fan.run_id)
+            sv = run.steps.get(fan.key) if run is not None else None
+            return sv is not None and sv.status == "running"
+
+        live = [pair for pair in enumerate(fans) if running(pair[1])]
+        return max(live or enumerate(fans), key=started)[1]
 
     def waiting_gates(self) -> list[GateView]:
         return sorted(self.gates.values(), key=lambda g: g.since)

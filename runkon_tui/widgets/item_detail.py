@@ -35,13 +35,14 @@ class ItemDetail(Static):
     def _counters(fan: FanOutView, now: float, width: int) -> str:
         """Every item status on its own (completed never includes failed or cancelled ones), in
         words when they fit on two lines, else in the grid's glyphs; then the ETA."""
-        text, plain = item_words(fan)
-        if width and cell_len(plain) > 2 * width:  # two lines of words, else glyphs
-            text, _ = item_glyphs(fan)
         eta = fan.eta(now)
+        tail = ""
         if eta is not None and fan.done < fan.total and fan.count("running"):
-            text += f" · ETA {format_duration(eta)}"
-        return text
+            tail = f" · ETA {format_duration(eta)}"
+        text, plain = item_words(fan)
+        if width and cell_len(plain + tail) > 2 * width:  # two lines of words, else glyphs
+            text, _ = item_glyphs(fan)
+        return text + tail
 
     @staticmethod
     def _item(view: RunView, fan: FanOutView, idx: int, now: float) -> list[str]:

@@ -13,9 +13,9 @@ from runkon_tui.run_view import FanOutView
 from runkon_tui.status import glyph
 from runkon_tui.widgets.markup import paint
 
-#: The statuses shown, in this order; completed and pending are always named, the others when > 0.
+#: The statuses shown, in this order; completed is always named, the others when there are some.
 SHOWN = ("completed", "failed", "skipped", "cancelled", "running", "pending")
-ALWAYS = ("completed", "pending")
+ALWAYS = ("completed",)
 
 
 def _counted(fan: FanOutView) -> list[tuple[str, int]]:

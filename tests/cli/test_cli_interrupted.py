@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.observe.liveness import lease_end, stopped_at, utc_seconds
-from runkon_flow.persistence import SqliteStore
 
 from runkon_tui.history import past_run_view, view_from_store
+from tests import pg
 from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
 
 WAITER = """workflow waiter {
@@ -23,10 +23,15 @@ WAITER = """workflow waiter {
 """
 
 
+@pytest.fixture(params=pg.BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return pg.database(request.param, tmp_path)
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str) -> Path:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.setenv("RUNKON_DB", db)
     monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
     write(tmp_path / "wf" / "waiter.wf", WAITER)
     return tmp_path
@@ -36,7 +41,7 @@ def _killed_mid_run(home: Path, capsys: pytest.CaptureFixture[str]) -> str:
     """A real engine process, killed with SIGKILL while its second step runs; returns once the
     run shows `interrupted` (its 1 s lease lapsed)."""
     out, err = home / "out.txt", home / "err.txt"
-    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    env = cli_env()
     proc = spawn(["run", "waiter", "--dir", "wf", "--lease-ttl", "1"], home, stdout=out, stderr=err, env=env)
     try:
         wait_for((home / "wf" / "started").exists, "the run to reach its long step")
@@ -55,10 +60,10 @@ def _killed_mid_run(home: Path, capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_an_interrupted_runs_duration_stops_where_the_run_stopped(
-    home: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_id = _killed_mid_run(home, capsys)
-    with SqliteStore(home / "runs.db") as store:
+    with pg.open_db(db) as store:
         run = store.get_run(run_id)
         steps = store.get_steps(run_id)
     assert run is not None and run.ended_at is None
@@ -79,11 +84,11 @@ def test_an_interrupted_runs_duration_stops_where_the_run_stopped(
 
 
 def test_the_dashboards_view_of_an_interrupted_run_stops_its_clocks(
-    home: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_id = _killed_mid_run(home, capsys)
     now = [time.time()]
-    with SqliteStore(home / "runs.db") as store:
+    with pg.open_db(db) as store:
         run = store.get_run(run_id)
         stop_at = stopped_at(run, store.get_steps(run_id))
         views = [

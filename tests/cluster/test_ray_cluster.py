@@ -198,3 +198,48 @@ def _wait_for(check: Any, timeout: float, what: str) -> Any:
             return value
         assert time.monotonic() < deadline, what
         time.sleep(0.1)
+
+
+def test_a_dashboard_on_the_head_machine_follows_a_cluster_run_live(
+    cluster: RayCluster, tmp_path: Path
+) -> None:
+    """The dashboard reads only the store: the run's driver and its children run elsewhere (the
+    driver in the head's namespace, the children on both nodes), and it still sees the items
+    complete one after another while the run goes on."""
+    import asyncio
+
+    from runkon_tui.app import RunkonApp
+    from tests.tui.conftest import make_app, wait_for
+
+    db = fresh_dsn()
+    wf = workflows(tmp_path, 30, sleep=0.4)
+    proc = cluster.start(
+        [*FLOW, "run", "fan", "--dir", str(wf), "--db", db, "--executor", "ray"],
+        cwd=wf,
+        log=tmp_path / "run.log",
+    )
+    seen: list[int] = []
+    try:
+        with open_db(db) as store:
+            run_id = _wait_for(lambda: _top_run(store), 60, "the run never started")
+            app: RunkonApp = make_app(host=None, store=store, dirs=[wf], clock=time.time, attach=run_id)
+
+            def completed() -> int:
+                fan = app.view.active_fanout()
+                return fan.count("completed") if fan is not None else -1
+
+            async def follow() -> None:
+                async with app.run_test(size=(120, 40)) as pilot:
+                    await wait_for(pilot, lambda: app.attached_run_id == run_id, 30, "attached")
+                    while completed() < 30:
+                        seen.append(completed())
+                        await wait_for(pilot, lambda: completed() > seen[-1], 120, f"items after {seen[-1]}")
+                    seen.append(completed())
+
+            asyncio.run(follow())
+        assert proc.wait(60) == 0
+        moving = [n for n in seen if 0 < n < 30]
+        assert len(set(moving)) >= 3, f"the dashboard saw no progress while the run went on: {seen}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

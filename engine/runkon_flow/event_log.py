@@ -23,6 +23,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_LINES = 2000  # the engine's own live cap (WorkflowExecConfig.max_output_lines)
 DEFAULT_MAX_LINE_CHARS = 4000
+# The writer writes as soon as this many events wait (not only every `interval`): a short write
+# holds the store's connection briefly, so the engine's own commits (item ends) are not kept
+# waiting behind a long one, and it shares their group commit.
+BATCH_EVENTS = 512
 OUTPUT_LINES_ENV = "RUNKON_STORED_OUTPUT_LINES"
 _TERMINAL = frozenset({"RunCompleted", "RunCancelled"})
 _EVENT = TypeAdapter(EngineEvent)
@@ -106,8 +111,9 @@ class StoredEventWriter:
         self._thread.start()
 
     def emit(self, data: EngineEventData) -> None:
-        self._queue.append(data)  # atomic; the writer pops from the other end
-        if data.event.type in _TERMINAL and data.run_id == self.run_id:
+        queue = self._queue
+        queue.append(data)  # atomic; the writer pops from the other end
+        if len(queue) == BATCH_EVENTS or (data.event.type in _TERMINAL and data.run_id == self.run_id):
             self._wake.set()
 
     def flush(self) -> None:
@@ -148,6 +154,7 @@ class StoredEventWriter:
         rows: list[NewEvent] = []
         add = rows.append
         cuts = self._cuts
+        dumps = _DUMPS
         for data in batch:
             event = data.event
             kind = event.type
@@ -159,7 +166,9 @@ class StoredEventWriter:
                 cut_note = self._cut_note(cuts.pop(event.step_id))
                 if cut_note is not None:
                     add(NewEvent(data.ts, data.run_id, "EngineLog", _payload(cut_note)))
-            add(NewEvent(data.ts, data.run_id, kind, _payload(event)))
+            dump = dumps.get(type(event)) or _dump_of(type(event))
+            payload = dump(event, exclude_defaults=True).decode()
+            add(_new_tuple(NewEvent, (data.ts, data.run_id, kind, payload)))
         return rows
 
     def _bounded(self, event: StepOutput) -> StepOutput | None:
@@ -194,8 +203,18 @@ class StoredEventWriter:
 def _payload(event: object) -> str:
     """The event's JSON without its `type` (the row's `kind` holds it) and without fields at their
     defaults: a third of the bytes, and `envelope_of` restores both."""
-    # The class's serializer, called directly: a third of model_dump_json's cost per call.
-    return type(event).__pydantic_serializer__.to_json(event, exclude_defaults=True).decode()  # type: ignore[attr-defined]
+    dump = _DUMPS.get(type(event)) or _dump_of(type(event))
+    return dump(event, exclude_defaults=True).decode()
+
+
+# Each event class's serializer, called directly: a third of model_dump_json's cost per call.
+_DUMPS: dict[type, Any] = {}
+_new_tuple = tuple.__new__  # a NewEvent without NamedTuple's Python-level __new__
+
+
+def _dump_of(cls: type) -> Any:
+    dump = _DUMPS[cls] = cls.__pydantic_serializer__.to_json  # type: ignore[attr-defined]
+    return dump
 
 
 def envelope_of(row: StoredEvent) -> EngineEventData | None:

@@ -1048,6 +1048,20 @@ def test_events_are_numbered_per_run_in_append_order_and_read_back_as_written(st
     assert [e.seq for e in store.read_events(other)] == [1]
 
 
+def test_a_large_batch_of_events_keeps_its_order_and_numbering(store) -> None:
+    """A writer's batch of hundreds of events (a busy fan-out between two flushes) reads back
+    whole, in order, numbered on from what the stream held."""
+    run_id = new_run(store)
+    store.append_events(run_id, events("RunStarted", run_id=run_id))
+    kinds = [f"Kind{n}" for n in range(301)]
+    store.append_events(run_id, events(*kinds, run_id="child"))
+    got = store.read_events(run_id)
+    assert [e.seq for e in got] == list(range(1, 303))
+    assert [e.kind for e in got[1:]] == kinds
+    assert [e.payload for e in got[1:]] == [f'{{"n":{n}}}' for n in range(301)]
+    assert {e.event_run_id for e in got[1:]} == {"child"}
+
+
 def test_reading_events_after_a_seq_returns_only_newer_ones_up_to_the_limit(store) -> None:
     run_id = new_run(store)
     store.append_events(run_id, events(*["EngineLog"] * 5))

@@ -110,9 +110,30 @@ _ITEM_INSERT = (
 )
 
 
-_EVENT_INSERT = (
-    "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
-)
+_EVENT_INSERT = "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) VALUES "
+
+
+def _insert_sizes(rows: int) -> Iterator[int]:
+    """Rows per INSERT for `rows` events: 128 at a time (6 parameters each, far below SQLite's
+    limit), the rest in powers of two — at most eight statement texts, so the connection's
+    statement cache keeps them all prepared."""
+    while rows >= 128:
+        yield 128
+        rows -= 128
+    size = 64
+    while rows:
+        if rows >= size:
+            yield size
+            rows -= size
+        size //= 2
+
+
+@functools.lru_cache(maxsize=16)
+def _events_insert(rows: int) -> str:
+    """The INSERT of `rows` events in one statement."""
+    return _EVENT_INSERT + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+
+
 _TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
 
 _RUN_INSERT = (
@@ -969,13 +990,20 @@ class SqliteStore(Leadership):
         def append(conn: sqlite3.Cursor) -> None:
             if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
                 raise PersistenceError(f"run {run_id} not found")
-            last = conn.execute(
+            seq = conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = ?", (run_id,)
             ).fetchone()[0]
-            conn.executemany(
-                _EVENT_INSERT,
-                [(run_id, last + n, e.ts, e.event_run_id, e.kind, e.payload) for n, e in enumerate(batch, 1)],
-            )
+            # Many rows per statement: one statement step (and one release of the GIL) for up to
+            # 128 rows, instead of one per row as executemany does.
+            start = 0
+            for size in _insert_sizes(len(batch)):
+                params: list = []
+                add = params.extend
+                for e in batch[start : start + size]:
+                    seq += 1
+                    add((run_id, seq, *e))
+                conn.execute(_events_insert(size), params)
+                start += size
 
         self._write(append, single=False, durable=durable, needs="r:" + run_id)
 

@@ -369,6 +369,45 @@ def test_queued_item_batches_go_together_and_a_bad_one_fails_alone(store, caplog
     assert {r.id: r.status for r in store.get_fan_out_items(step)}[c] is FanOutItemStatus.PENDING
 
 
+def test_workers_item_writes_share_one_statement_and_a_bad_one_fails_only_its_caller(store, dsn) -> None:
+    """Foreach workers' durable item writes queued behind a busy connection are committed together
+    (one statement for all of them, with the child rows queued before them); a write naming an
+    unknown item fails for its own caller only, and the others land."""
+    from runkon_flow.persistence import FanOutItemStatus, FanOutItemUpdate
+
+    run_id = store.create_run(NewRun(workflow_name="wf")).id
+    step = store.insert_step(NewStep(run_id, "fe", role="foreach", retry_count=0))
+    ids = store.insert_fan_out_items(step, [("t", f"i{n}", "", {}) for n in range(8)])
+    outcome: dict[int, object] = {}
+
+    def worker(n: int) -> None:
+        new_run = NewRun(workflow_name="c", parent_run_id=run_id)
+        child = store.create_leased_run(new_run, "t", 30, durable=False)
+        store.insert_step(NewStep(child.id, "s", retry_count=0), durable=False)
+        target = "nope" if n == 5 else ids[n]
+        try:
+            store.batch_update_fan_out_items([(target, FanOutItemUpdate.running(child.id))])
+            outcome[n] = child.id
+        except PersistenceError as exc:
+            outcome[n] = exc
+
+    with store._lock:  # the connection is busy: all eight queue behind one leader
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(store._pending) < 8 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    for t in threads:
+        t.join(timeout=30)
+    assert "fan-out item nope not found" in str(outcome.pop(5))
+    rows = {r.id: r for r in store.get_fan_out_items(step)}
+    for n, child in outcome.items():
+        assert (rows[ids[n]].status, rows[ids[n]].child_run_id) == (FanOutItemStatus.RUNNING, child)
+    assert rows[ids[5]].status is FanOutItemStatus.PENDING
+    assert sql(dsn, "SELECT count(*) FROM workflow_runs WHERE parent_run_id = %s", (run_id,)) == [(8,)]
+
+
 def test_a_cancel_from_another_machine_reaches_the_engine_before_its_next_poll(dsn, tmp_path) -> None:
     """The engine polls for cancels only every 30 s here; the NOTIFY sent with the cancel request
     makes it look at once, so the run stops within a second or so (plus the step's kill)."""

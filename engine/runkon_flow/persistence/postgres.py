@@ -31,7 +31,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
@@ -400,12 +400,17 @@ class PostgresStore(Leadership):
             self._run_alone(batch[0])
             return
         cur = self._cursor
+        # Queued rows and item updates only (the engine's usual batch): every statement is sent
+        # without waiting for the one before (pipeline mode), one round trip up to the item
+        # update's count and one for the commit, instead of one per statement.
+        pipelined = all(op.fn is None or op.parts is not None for op in batch)
         try:
-            cur.execute("BEGIN")
-            if not synchronous:  # only rebuildable rows: no need to wait for the WAL flush
-                cur.execute("SET LOCAL synchronous_commit TO off")
-            results = self._run_ops(cur, batch)
-            cur.execute("COMMIT")
+            with self._db.pipeline() if pipelined else nullcontext():
+                cur.execute("BEGIN")
+                if not synchronous:  # only rebuildable rows: no need to wait for the WAL flush
+                    cur.execute("SET LOCAL synchronous_commit TO off")
+                results = self._run_ops(cur, batch, self.where)
+                cur.execute("COMMIT")
         except psycopg.OperationalError as exc:  # the connection is gone: nothing was committed
             _rollback(cur)
             for op in batch:
@@ -424,16 +429,36 @@ class PostgresStore(Leadership):
             op.result, op.done = result, True
 
     @staticmethod
-    def _run_ops(cur: Any, batch: list[_Write]) -> list[Any]:
-        """Run the batch in order; consecutive plain statements with the same SQL go together."""
+    def _run_ops(cur: Any, batch: list[_Write], where: str) -> list[Any]:
+        """Run the batch in order; consecutive plain statements with the same SQL go together.
+
+        Queued child rows alternate (run insert, step insert, run insert, …): in a stretch of
+        plain write-behind INSERTs the run rows go first, all in one `executemany`, then the step
+        rows (which only need their run rows before them) — two round trips, not one per row."""
         results: list[Any] = []
-        for sql, group in itertools.groupby(batch, key=lambda w: w.sql if w.fn is None else None):
+        for inserts, group in itertools.groupby(batch, key=_plain_insert):
             ops = list(group)
-            if sql is not None and len(ops) > 1:
-                cur.executemany(sql, [w.params for w in ops])
+            if inserts:
+                for sql in sorted(dict.fromkeys(w.sql for w in ops), key=lambda s: s == _STEP_INSERT):
+                    rows = [w.params for w in ops if w.sql == sql]
+                    if len(rows) > 1:
+                        cur.executemany(sql, rows)
+                    else:
+                        cur.execute(sql, rows[0])
                 results.extend([None] * len(ops))
-            else:
-                results.extend(op.run(cur) for op in ops)
+                continue
+            for sql, same in itertools.groupby(ops, key=_same_statement):
+                plain = list(same)
+                if sql == _ITEM_PARTS and len(plain) > 1:
+                    # Several workers' item writes: one statement. If one names an unknown item it
+                    # raises, the batch is rolled back and each write runs alone (its own error).
+                    _apply_item_parts(cur, [part for w in plain for part in w.parts or ()], where)
+                    results.extend([None] * len(plain))
+                elif sql is not None and sql != _ITEM_PARTS and len(plain) > 1:
+                    cur.executemany(sql, [w.params for w in plain])
+                    results.extend([None] * len(plain))
+                else:
+                    results.extend(op.run(cur) for op in plain)
         return results
 
     def _run_alone(self, op: _Write) -> None:
@@ -1220,6 +1245,21 @@ class _Listener:
 # ---------------------------------------------------------------------- helpers
 
 
+_ITEM_PARTS = "item parts"  # `_same_statement` of a fan-out item write
+
+
+def _same_statement(op: _Write) -> str | None:
+    """What lets consecutive queued writes go as one statement: their SQL, or being item writes."""
+    if op.parts is not None:
+        return _ITEM_PARTS
+    return op.sql if op.fn is None else None
+
+
+def _plain_insert(op: _Write) -> bool:
+    """A queued write-behind row INSERT (a run or step row): no result, no check."""
+    return op.fn is None and op.behind and op.sql is not None and op.sql.startswith("INSERT")
+
+
 def _rollback(cur: Any) -> None:
     with suppress(Exception):
         if cur.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -1262,7 +1302,8 @@ def _apply_items(cur: Any, parts: list[_ItemPart]) -> str | None:
         "children": [x for p in parts for x in p.children],
         "nows": [x for p in parts for x in p.nows],
     }
-    if cur.execute(_ITEMS_UPDATE, params).rowcount == len(set(ids)):
+    # Counted from RETURNING rows, not rowcount: in pipeline mode only a fetch waits for the result.
+    if len(cur.execute(_ITEMS_UPDATE + " RETURNING 1", params).fetchall()) == len(set(ids)):
         return None
     found = {
         r[0] for r in cur.execute("SELECT id FROM workflow_run_step_fan_out_items WHERE id = ANY(%s)", (ids,))

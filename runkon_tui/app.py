@@ -390,7 +390,7 @@ class RunkonApp(App[int]):
             prompt = f": {gate.prompt}" if gate.prompt else ""
             keys = f"{self.key_for('approve')} approve · {self.key_for('reject')} reject"
             self.notify(f"gate {gate.gate_name} waits for approval{prompt}\n{keys}", title="Gate", timeout=10)
-            self.bell()
+            self.alert(f"gate {gate.gate_name} waits", gate.prompt or "approve or reject it")
         self._known_gates = current
 
     def _announce_finish(self) -> None:
@@ -408,7 +408,21 @@ class RunkonApp(App[int]):
             text = f"{root.workflow_name} {status}{reason}"
             self.notify(text, title="Run finished", severity="error", timeout=10)
         self.last_outcome = status
-        self.bell()
+        self.alert(f"run {status}", f"{root.workflow_name} {status} after {took}")
+
+    def alert(self, title: str, body: str) -> None:
+        """The bell plus, where the terminal shows them, a desktop notification (OSC 9 / OSC 777;
+        `$RUNKON_NOTIFY` chooses or turns it off — runkon_flow.hooks.terminal)."""
+        from runkon_flow.hooks.terminal import alert_sequence
+
+        text = alert_sequence(f"runkon: {title}", body)
+        if text:
+            self.write_to_terminal(text)
+
+    def write_to_terminal(self, text: str) -> None:
+        """Raw bytes for the terminal itself (not drawn on screen)."""
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(text)
 
     def workflow_statuses(self) -> dict[str, str]:
         statuses = dict(self._workflow_status)

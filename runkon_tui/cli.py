@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from runkon_tui.config import EXECUTORS
 
@@ -106,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the Ray cluster for --executor ray (default: settings `ray_address`, else $RAY_ADDRESS)",
     )
+    parser.add_argument(
+        "--hooks",
+        metavar="FILE",
+        default=None,
+        help="hooks file (default: $RUNKON_HOOKS, else .runkon/hooks.yaml here; docs/notifications.md)",
+    )
     return parser
 
 
@@ -138,7 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runkon-tui: RUNKON_EXECUTOR={executor!r}: expected one of {expected}", file=sys.stderr)
         return EXIT_USAGE
     opened = open_workspace(
-        dirs, args.db, executor=executor, ray_address=args.ray_address or settings.ray_address
+        dirs,
+        args.db,
+        executor=executor,
+        ray_address=args.ray_address or settings.ray_address,
+        hooks=args.hooks,
     )
     app = RunkonApp(
         dirs,
@@ -152,11 +163,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         attach=args.attach,
         store_note=opened.store_note,
     )
-    code = app.run()
+    if opened.hooks is not None:  # a failing hook is said on screen too (it is also logged)
+        opened.hooks.on_problem = lambda text: _tell(app, text)
+    try:
+        code = app.run()
+    finally:
+        if opened.hooks is not None:
+            opened.hooks.close()  # hooks already due finish (each within its timeout)
     summary = app.summary()
     if summary:
         print(summary)
     return code if isinstance(code, int) else app.exit_code()
+
+
+def _tell(app: Any, text: str) -> None:
+    import contextlib
+
+    with contextlib.suppress(Exception):  # the app is not running (any more): the log has it
+        app.call_from_thread(app.notify, text, severity="warning", timeout=8)
 
 
 if __name__ == "__main__":  # pragma: no cover

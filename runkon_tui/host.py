@@ -55,6 +55,7 @@ class OpenedHost:
     store: WorkflowPersistence
     problems: list[str]
     store_note: str | None = None  # for the header: the session's runs are kept in memory only
+    hooks: Any = None  # runkon_flow.hooks.HookRunner of the hooks file, when there is one
 
 
 def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
@@ -77,15 +78,27 @@ def open_workspace(
     *,
     executor: str = "local",
     ray_address: str | None = None,
+    hooks: str | None = None,
 ) -> OpenedHost:
     """Build the engine host over `dirs` and the run store; problems are reported, not raised.
 
     `executor="ray"`: foreach children run on a Ray cluster (docs/scale-out.md). If that cannot be
     set up (Ray missing, cluster unreachable, a store the nodes cannot share) the dashboard opens
-    without an engine, saying why — runs never fall back to this machine unasked."""
+    without an engine, saying why — runs never fall back to this machine unasked.
+
+    The hooks file (`hooks`, `$RUNKON_HOOKS` or `.runkon/hooks.yaml`) runs for every run started
+    here; a wrong one is reported and the dashboard runs without hooks."""
     store, store_problem = open_store(db)
     problems = [store_problem] if store_problem else []
     note = "in-memory store: runs are not saved" if store_problem else None
+    from runkon_flow.hooks import open_hooks
+    from runkon_flow.hooks.config import ConfigFileError
+
+    runner = None
+    try:
+        runner = open_hooks(hooks, cwd=Path.cwd())
+    except ConfigFileError as exc:
+        problems.append(f"hooks not used: {exc}")
     try:
         from runkon_flow.workspace import Workspace
 
@@ -96,8 +109,16 @@ def open_workspace(
 
             location = None if store_problem else db_location(str(db) if db is not None else None)
             child_runner = RayExecutor(location, dirs, address=ray_address).runner_factory()
-        host = Workspace(list(dirs), store, working_dir=working_dir, child_runner=child_runner)
+        host = Workspace(
+            list(dirs),
+            store,
+            working_dir=working_dir,
+            child_runner=child_runner,
+            sinks=[runner] if runner else (),
+        )
     except Exception as exc:  # the dashboard still lists workflows and history without an engine
         problems.append(f"engine unavailable: {type(exc).__name__}: {exc}")
+        if runner is not None:
+            runner.close()
         return OpenedHost(None, store, problems, note)
-    return OpenedHost(host, store, problems, note)
+    return OpenedHost(host, store, problems, note, runner)

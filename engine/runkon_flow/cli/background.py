@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runkon_flow.cli.common import print_line
-from runkon_flow.cli.drive import execute, open_events_file
+from runkon_flow.cli.drive import execute, open_events_file, prepare_hooks
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.run import exec_config_for
 from runkon_flow.errors import AlreadyOwned
@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda rid: ws.cancel(rid, SIGNAL_MESSAGE),
             events_file=events_file,
             durable=True,
+            hooks=prepare_hooks(args),
         )
     except Exception as exc:
         print_line(sys.stdout, f"runkon-flow (detached): error: {exc}")

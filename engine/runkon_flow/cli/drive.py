@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runkon_flow.cancellation import EngineCancelled
-from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, CommandFailed, plain, print_err
+from runkon_flow.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandFailed,
+    UsageError,
+    plain,
+    print_err,
+)
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_live_view
 from runkon_flow.cli.report import show_lines
@@ -25,6 +33,7 @@ from runkon_flow.cli.store import DeferredStore
 from runkon_flow.errors import (
     FlowError,
 )
+from runkon_flow.hooks import HOOKS_ENV, ConfigFileError, HookRunner, TerminalAlerts, open_hooks
 from runkon_flow.humanize import readable_error
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -41,6 +50,40 @@ def add_progress_args(p: argparse.ArgumentParser, *, events: bool = True) -> Non
     )
     if events:
         p.add_argument("--events", metavar="FILE", help="also write every event as one JSON object per line")
+    p.add_argument(
+        "--hooks",
+        metavar="FILE",
+        help="hooks file: shell commands and HTTP posts on run and gate events "
+        "(default: $RUNKON_HOOKS, else .runkon/hooks.yaml here; docs/notifications.md)",
+    )
+    p.add_argument(
+        "--no-notify",
+        dest="notify",
+        action="store_false",
+        help="no terminal bell or desktop notification when a gate waits or the run ends",
+    )
+
+
+def prepare_hooks(args: argparse.Namespace) -> HookRunner | None:
+    """The hooks of this run, checked before anything is created: a wrong hooks file is a usage
+    error naming file:line. An explicit --hooks is passed on to background runners (env)."""
+    explicit = getattr(args, "hooks", None)
+    try:
+        runner = open_hooks(explicit, on_problem=lambda text: print_err(f"runkon-flow: {text}"))
+    except ConfigFileError as exc:
+        raise UsageError(str(exc)) from None
+    if explicit:
+        os.environ[HOOKS_ENV] = str(Path(explicit).resolve())
+    return runner
+
+
+def _tty() -> TextIO | None:
+    """Where the terminal's bell and notifications go: the terminal the user watches, if any."""
+    for stream in (sys.stderr, sys.stdout):
+        with suppress(AttributeError, ValueError, OSError):
+            if stream.isatty():
+                return stream
+    return None
 
 
 class Interrupted(FlowError):
@@ -81,6 +124,8 @@ class _Session:
     queue: EventQueue
     events_file: TextIO | None
     live: bool
+    alerts: TerminalAlerts | None = None
+    hooks: HookRunner | None = None
 
     stdout_closed: bool = False
 
@@ -104,7 +149,11 @@ class _Session:
         for data in batch:
             if self.events_file is not None:
                 self.events_file.write(data.to_json_line() + "\n")
+            if self.hooks is not None:
+                self.hooks.emit(data)
             self._print(lambda data=data: self.printer.feed(data))
+            if self.alerts is not None:
+                self.alerts.feed(data)
         if batch and self.events_file is not None:
             self.events_file.flush()
         self._print(self.printer.tick)
@@ -114,6 +163,9 @@ class _Session:
         self._print(self.printer.close)
         if self.events_file is not None:
             self.events_file.close()
+        if self.hooks is not None:
+            self.hooks.close()  # hooks already due finish first (each within its timeout)
+            self.hooks = None
 
 
 def make_printer(mode: str, stream: TextIO, run_id: str | None) -> tuple[Printer, bool]:
@@ -168,6 +220,7 @@ def _drive(
             box["error"] = exc
 
     def force() -> None:
+        session.hooks = None  # a forced exit waits for no hook
         with suppress(Exception):
             session.close()
         print_err(
@@ -231,10 +284,14 @@ def execute(
     *,
     events_file: TextIO | None,
     durable: bool,
+    hooks: HookRunner | None = None,
 ) -> int:
-    """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls."""
+    """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls. `hooks` (from
+    `prepare_hooks`) are given every event of the run off the engine's thread."""
     printer, live = make_printer(args.progress, sys.stdout, run_id)
-    session = _Session(printer, EventQueue(), events_file, live)
+    tty = _tty() if getattr(args, "notify", True) else None
+    alerts = TerminalAlerts(tty, run_id) if tty is not None else None
+    session = _Session(printer, EventQueue(), events_file, live, alerts, hooks)
     try:
         result = _drive(session, run_id, lambda: run(session.queue), cancel)
     except Interrupted as exc:

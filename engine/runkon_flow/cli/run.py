@@ -44,6 +44,7 @@ from runkon_flow.cli.drive import (
     execute,
     open_events_file,
     open_events_file_first,
+    prepare_hooks,
 )
 from runkon_flow.cli.executor import add_executor_args, child_runner_for
 from runkon_flow.cli.output import EventQueue
@@ -247,17 +248,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         except FlowError as exc:
             problems = getattr(exc, "problems", None) or [plain(exc)]
             raise UsageError("\n".join(_input_hint(p) for p in problems)) from None
+        hooks = prepare_hooks(args)  # a wrong hooks file stops here, before a run exists
         if args.detach:
+            if hooks is not None:
+                hooks.close()  # the background runner runs them (it finds the same file)
             run_id = ws.create_run(name, inputs)
             return detach.start(
                 store, location_of(args), run_id, name, dirs, lease_ttl=args.lease_ttl, events=args.events
             )
-        events_file = open_events_file_first(args.events, store)
+        try:
+            events_file = open_events_file_first(args.events, store)
+        except BaseException:
+            if hooks is not None:
+                hooks.close()
+            raise
         try:
             run_id = ws.create_run(name, inputs)
         except BaseException:
             if events_file is not None:
                 events_file.close()
+            if hooks is not None:
+                hooks.close()
             raise
         print(f"run_id={run_id} workflow={name} db={db_label(args)}", flush=True)
         return execute(
@@ -268,6 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             lambda rid: ws.cancel(rid, CTRL_C_MESSAGE),
             events_file=events_file,
             durable=not args.memory,
+            hooks=hooks,
         )
 
 
@@ -352,6 +364,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 f"note: workflow '{run.workflow_name}' is not in {', '.join(str(d) for d in ws.dirs)}; "
                 "resuming with the definition stored with the run (use --dir to point at its folder)"
             )
+        hooks = prepare_hooks(args)
         events_file = open_events_file(args.events, append=True)
         give_up = threading.Event()
 
@@ -375,7 +388,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
         print(f"run_id={run.id} workflow={run.workflow_name} db={db_label(args)}", flush=True)
         try:
-            return execute(args, store, run.id, resume, cancel, events_file=events_file, durable=True)
+            return execute(
+                args, store, run.id, resume, cancel, events_file=events_file, durable=True, hooks=hooks
+            )
         except AlreadyOwned:
             raise CommandFailed(_owned_message(store.get_run(run.id) or run)) from None
 
@@ -448,6 +463,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print(f"  {line}")
         print(f"  with the {definition} definition; the steps after the retried fan-out run again")
         _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
+        hooks = prepare_hooks(args)
         events_file = open_events_file(args.events, append=True)
         print(f"run_id={run.id} workflow={run.workflow_name} db={db_label(args)}", flush=True)
         try:
@@ -459,6 +475,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 lambda rid: ws.cancel(rid, CTRL_C_MESSAGE),
                 events_file=events_file,
                 durable=True,
+                hooks=hooks,
             )
         except AlreadyOwned:
             raise CommandFailed(_owned_message(store.get_run(run.id) or run)) from None
@@ -527,7 +544,7 @@ def add_retry_parser(sub: Any) -> None:
         nargs="+",
         default=[],
         metavar="ID",
-        help="retry these items (--item b d, or repeat the option)"
+        help="retry these items (--item b d, or repeat the option)",
     )
     p.add_argument(
         "--cluster",

@@ -1,0 +1,193 @@
+"""Engine events → hook events (`workflow_run.failed`, `gate.waiting`, …), plus the two that are
+about time passing rather than anything happening: `gate.pending_too_long` and
+`workflow_run.stale`.
+
+`HookEvents` is pure: `feed()` an engine event, `tick(now)` for the timers; both return the hook
+events due. It keeps one small record per run it has seen start (child runs point at their
+top-level run, so activity deep in a fan-out keeps the run from looking stale) and forgets a run
+when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from runkon_flow.events import EngineEventData
+
+__all__ = ["HookEvent", "HookEvents"]
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class HookEvent:
+    """What a hook is given: `name` and the run it is about (a gate's own run, which may be a
+    child of `root_run_id`); the other fields are set when they apply."""
+
+    name: str
+    ts: float
+    run_id: str
+    root_run_id: str
+    workflow: str
+    status: str | None = None
+    error: str | None = None
+    gate: str | None = None
+    prompt: str | None = None
+    step_id: str | None = None
+    waited_secs: float | None = None
+    approved: bool | None = None
+    by: str | None = None
+    note: str | None = None
+
+    def payload(self) -> dict[str, object]:
+        """The JSON object a hook reads on stdin (or receives as the POST body)."""
+        data = {k: v for k, v in asdict(self).items() if v is not None and k not in ("name", "ts")}
+        return {"event": self.name, "time": _rfc3339(self.ts), **data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.payload(), ensure_ascii=False)
+
+    def env(self) -> dict[str, str]:
+        """The same fields as `RUNKON_*` environment variables, plus the whole JSON."""
+        out = {"RUNKON_EVENT_JSON": self.to_json()}
+        for key, value in self.payload().items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            out[f"RUNKON_{key.upper()}"] = str(value)
+        return out
+
+
+@dataclass
+class _Run:
+    workflow: str
+    root: str
+    last_activity: float
+    stale_sent: bool = False
+
+
+@dataclass
+class _Gate:
+    event: HookEvent
+    since: float
+    late_sent: bool = False
+
+
+@dataclass
+class HookEvents:
+    """The translation with its state; not thread-safe (one thread feeds and ticks it)."""
+
+    pending_too_long: float = 1800.0
+    stale_after: float = 600.0
+    runs: dict[str, _Run] = field(default_factory=dict)
+    gates: dict[str, _Gate] = field(default_factory=dict)
+
+    def _run(self, run_id: str, ts: float) -> _Run:
+        run = self.runs.get(run_id)
+        if run is None:  # a run whose start this sink did not see: take it as top-level
+            run = self.runs[run_id] = _Run("", run_id, ts)
+        return run
+
+    def activity(self, run_id: str, ts: float) -> None:
+        """Something happened in `run_id` at `ts` (any event, even a line of output)."""
+        run = self.runs.get(run_id)
+        root = self.runs.get(run.root) if run is not None else None
+        if root is not None and ts > root.last_activity:
+            root.last_activity = ts
+            root.stale_sent = False
+
+    def feed(self, data: EngineEventData) -> list[HookEvent]:
+        ev = data.event
+        kind = ev.type
+        ts = data.ts
+        if kind in ("RunStarted", "RunResumed"):
+            parent = getattr(ev, "parent_run_id", None)
+            parent_run = self.runs.get(parent) if parent else None
+            root = parent_run.root if parent_run is not None else (parent or data.run_id)
+            self.runs[data.run_id] = _Run(ev.workflow_name, root, ts)
+        run = self._run(data.run_id, ts)
+        self.activity(data.run_id, ts)
+        base = {"ts": ts, "run_id": data.run_id, "root_run_id": run.root, "workflow": run.workflow}
+        out: list[HookEvent] = []
+        top = run.root == data.run_id
+        if kind == "RunCompleted" or kind == "RunCancelled":
+            if top:
+                if kind == "RunCancelled":
+                    why = getattr(ev, "summary", None) or ev.reason.describe()
+                    out.append(HookEvent("workflow_run.cancelled", status="cancelled", error=why, **base))
+                elif ev.succeeded:
+                    out.append(HookEvent("workflow_run.completed", status="completed", **base))
+                else:
+                    out.append(HookEvent("workflow_run.failed", status="failed", error=ev.error, **base))
+                self._forget(data.run_id)
+            else:
+                self.runs.pop(data.run_id, None)
+        elif kind == "GateWaiting":
+            event = HookEvent(
+                "gate.waiting",
+                gate=ev.gate_name,
+                prompt=ev.prompt,
+                step_id=ev.step_id,
+                status="waiting",
+                **base,
+            )
+            self.gates[ev.step_id or f"{data.run_id}:{ev.gate_name}"] = _Gate(event, ts)
+            out.append(event)
+        elif kind in ("GateResolved", "GateTimedOut"):
+            gate = self.gates.pop(ev.step_id or f"{data.run_id}:{ev.gate_name}", None)
+            waited = ts - gate.since if gate is not None else None
+            common = {"gate": ev.gate_name, "step_id": ev.step_id, "waited_secs": waited, **base}
+            if kind == "GateResolved":
+                out.append(
+                    HookEvent(
+                        "gate.resolved",
+                        approved=ev.approved,
+                        by=ev.resolved_by,
+                        note=ev.feedback,
+                        status="approved" if ev.approved else "rejected",
+                        **common,
+                    )
+                )
+            else:
+                out.append(HookEvent("gate.timed_out", status="timed_out", **common))
+        return out
+
+    def _forget(self, root: str) -> None:
+        for run_id in [r for r, run in self.runs.items() if run.root == root]:
+            del self.runs[run_id]
+        for key in [k for k, g in self.gates.items() if g.event.root_run_id == root]:
+            del self.gates[key]
+
+    def tick(self, now: float) -> list[HookEvent]:
+        """Hook events that time has made due: each gate once when it has waited too long, each
+        top-level run once per quiet spell (a run waiting at a gate is not stale: it waits)."""
+        out: list[HookEvent] = []
+        waiting_roots = {g.event.root_run_id for g in self.gates.values()}
+        for gate in self.gates.values():
+            waited = now - gate.since
+            if not gate.late_sent and waited >= self.pending_too_long:
+                gate.late_sent = True
+                fields = {
+                    k: v for k, v in asdict(gate.event).items() if k not in ("name", "ts", "waited_secs")
+                }
+                out.append(HookEvent("gate.pending_too_long", ts=now, waited_secs=round(waited, 3), **fields))
+        for run_id, run in self.runs.items():
+            if run.root != run_id or run.stale_sent or run_id in waiting_roots:
+                continue
+            if now - run.last_activity >= self.stale_after:
+                run.stale_sent = True
+                out.append(
+                    HookEvent(
+                        "workflow_run.stale",
+                        ts=now,
+                        run_id=run_id,
+                        root_run_id=run_id,
+                        workflow=run.workflow,
+                        status="running",
+                        waited_secs=round(now - run.last_activity, 3),
+                    )
+                )
+        return out

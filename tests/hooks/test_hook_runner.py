@@ -1,0 +1,242 @@
+"""Hooks run for real runs: a shell command gets the event on stdin and in RUNKON_* variables, an
+HTTP hook posts it (to a loopback server the test starts); a slow, hanging or failing hook is
+reported and never holds up or fails the run."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from runkon_flow.events import (
+    EngineEventData,
+    GateResolved,
+    GateWaiting,
+    RunCompleted,
+    RunStarted,
+    StepOutput,
+)
+from runkon_flow.hooks import HookEvents, HookRunner, HooksConfig, HookSpec
+from runkon_flow.persistence import RunStatus
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.workspace import Workspace
+
+
+def env(run_id: str, event: object, ts: float) -> EngineEventData:
+    return EngineEventData(timestamp=int(ts), ts=ts, run_id=run_id, event=event)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the translation
+
+
+def test_events_a_run_and_its_gate_give_and_when() -> None:
+    hooks = HookEvents(pending_too_long=60, stale_after=300)
+    assert hooks.feed(env("R", RunStarted(workflow_name="ship"), 0)) == []
+    assert hooks.feed(env("C", RunStarted(workflow_name="child", parent_run_id="R"), 1)) == []
+    (waiting,) = hooks.feed(env("C", GateWaiting(gate_name="ok", step_id="S", prompt="Go?"), 2))
+    assert (waiting.name, waiting.run_id, waiting.root_run_id, waiting.workflow, waiting.prompt) == (
+        "gate.waiting",
+        "C",
+        "R",
+        "child",
+        "Go?",
+    )
+    assert hooks.tick(61) == []  # waited 59 s
+    (late,) = hooks.tick(62.5)
+    assert (late.name, late.gate, late.waited_secs, late.root_run_id) == (
+        "gate.pending_too_long",
+        "ok",
+        60.5,
+        "R",
+    )
+    assert hooks.tick(1000) == []  # once per gate; a run waiting at a gate is not stale
+    (resolved,) = hooks.feed(
+        env("C", GateResolved(gate_name="ok", step_id="S", approved=True, resolved_by="al"), 70)
+    )
+    assert (resolved.name, resolved.approved, resolved.by, resolved.waited_secs) == (
+        "gate.resolved",
+        True,
+        "al",
+        68,
+    )
+    hooks.feed(
+        env("C", StepOutput(step_name="x", step_id="x", line="still busy"), 400)
+    )  # a child's output is life
+    assert hooks.tick(650) == []
+    (stale,) = hooks.tick(701)
+    assert (stale.name, stale.run_id, stale.waited_secs) == ("workflow_run.stale", "R", 301)
+    assert hooks.tick(800) == []  # once per quiet spell
+    (failed,) = hooks.feed(env("R", RunCompleted(succeeded=False, error="boom"), 900))
+    assert (failed.name, failed.status, failed.error, failed.workflow) == (
+        "workflow_run.failed",
+        "failed",
+        "boom",
+        "ship",
+    )
+    assert hooks.runs == {} and hooks.gates == {}  # forgotten once ended
+    payload = failed.payload()
+    assert payload["event"] == "workflow_run.failed" and payload["time"] == "1970-01-01T00:15:00.000Z"
+    assert failed.env()["RUNKON_ERROR"] == "boom" and json.loads(failed.env()["RUNKON_EVENT_JSON"]) == payload
+
+
+def test_a_child_runs_end_is_not_a_workflow_run_event() -> None:
+    hooks = HookEvents()
+    hooks.feed(env("R", RunStarted(workflow_name="fan"), 0))
+    hooks.feed(env("C", RunStarted(workflow_name="item", parent_run_id="R"), 1))
+    assert hooks.feed(env("C", RunCompleted(succeeded=True), 2)) == []
+    (done,) = hooks.feed(env("R", RunCompleted(succeeded=True), 3))
+    assert (done.name, done.run_id) == ("workflow_run.completed", "R")
+
+
+# --------------------------------------------------------------------------- real runs
+
+
+class Receiver:
+    """A loopback HTTP server recording POSTed JSON bodies; answers with `status`."""
+
+    def __init__(self, status: int = 200) -> None:
+        received: list[dict] = []
+        self.received = received
+        self.arrived = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append({"body": json.loads(body), "token": self.headers.get("X-Token")})
+                self.send_response(status)
+                self.end_headers()
+                outer.arrived.set()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        outer = self
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "good.wf").write_text('workflow good {\n  script a { run = "echo a" }\n}\n')
+    (wf / "bad.wf").write_text('workflow bad {\n  script a { run = "echo broke >&2; exit 3" }\n}\n')
+    return wf
+
+
+def run(folder: Path, runner: HookRunner, name: str):  # type: ignore[no-untyped-def]
+    ws = Workspace([folder], InMemoryStore(), sinks=[runner])
+    run_id = ws.create_run(name, {})
+    return run_id, ws.execute(run_id)
+
+
+def test_a_shell_hook_gets_the_event_on_stdin_and_in_the_environment(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hook.out"
+    hook = HookSpec(
+        events=["workflow_run.*"],
+        run=f'cat > {out}.json; echo "$RUNKON_EVENT $RUNKON_WORKFLOW $RUNKON_STATUS $RUNKON_RUN_ID" > {out}',
+    )
+    runner = HookRunner(HooksConfig(hooks=[hook]), cwd=tmp_path)
+    run_id, result = run(folder, runner, "bad")
+    runner.close()
+    assert result.status is RunStatus.FAILED
+    assert out.read_text() == f"workflow_run.failed bad failed {run_id}\n"
+    event = json.loads(Path(f"{out}.json").read_text())
+    assert (event["event"], event["run_id"], event["workflow"], event["status"]) == (
+        "workflow_run.failed",
+        run_id,
+        "bad",
+        "failed",
+    )
+    assert event["error"] == "workflow error: Step 'a' failed after 1 attempts"
+    assert [(o.event, o.ok) for o in runner.outcomes] == [("workflow_run.failed", True)]
+
+
+def test_an_http_hook_posts_the_event_with_its_headers(folder: Path, receiver: Receiver) -> None:
+    hook = HookSpec(events=["workflow_run.completed"], post=receiver.url, headers={"X-Token": "t0k"})
+    runner = HookRunner(HooksConfig(hooks=[hook]))
+    run_id, result = run(folder, runner, "good")
+    runner.close()
+    assert result.status is RunStatus.COMPLETED
+    (got,) = receiver.received
+    assert got["token"] == "t0k"
+    assert (got["body"]["event"], got["body"]["run_id"], got["body"]["workflow"]) == (
+        "workflow_run.completed",
+        run_id,
+        "good",
+    )
+
+
+def test_a_hook_for_another_workflow_or_event_does_not_run(folder: Path, receiver: Receiver) -> None:
+    hooks = [
+        HookSpec(events=["workflow_run.failed"], post=receiver.url),
+        HookSpec(events=["workflow_run.*"], post=receiver.url, workflows=["release-*"]),
+    ]
+    runner = HookRunner(HooksConfig(hooks=hooks))
+    run(folder, runner, "good")
+    runner.close()
+    assert receiver.received == [] and list(runner.outcomes) == []
+
+
+def test_a_hook_that_hangs_never_holds_up_the_run(folder: Path, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    done = tmp_path / "done"
+    hook = HookSpec(
+        events=["workflow_run.completed"],
+        run=f"while [ ! -e {release} ]; do sleep 0.02; done; touch {done}",
+        timeout=60,
+    )
+    runner = HookRunner(HooksConfig(hooks=[hook]), cwd=tmp_path)
+    _, result = run(folder, runner, "good")
+    assert result.status is RunStatus.COMPLETED  # returned while the hook still waits
+    assert not done.exists()
+    release.touch()
+    runner.close()  # waits for the hook already due
+    assert done.exists()
+    assert [o.ok for o in runner.outcomes] == [True]
+
+
+def test_slow_and_failing_hooks_are_stopped_reported_and_the_run_unaffected(
+    folder: Path, tmp_path: Path
+) -> None:
+    bad = Receiver(status=500)
+    problems: list[str] = []
+    hooks = [
+        HookSpec(name="slow", events=["workflow_run.completed"], run="sleep 30", timeout=0.3),
+        HookSpec(name="broken", events=["workflow_run.completed"], run="echo nope >&2; exit 4"),
+        HookSpec(name="server", events=["workflow_run.completed"], post=bad.url),
+        HookSpec(name="nobody", events=["workflow_run.completed"], post="http://127.0.0.1:9/none", timeout=2),
+    ]
+    try:
+        runner = HookRunner(HooksConfig(hooks=hooks), cwd=tmp_path, on_problem=problems.append)
+        run_id, result = run(folder, runner, "good")
+        assert result.status is RunStatus.COMPLETED
+        runner.close()
+    finally:
+        bad.close()
+    outcomes = {o.hook: o for o in runner.outcomes}
+    assert not any(o.ok for o in outcomes.values())
+    assert outcomes["slow"].detail == "timed out after 0.3s (stopped)"
+    assert outcomes["broken"].detail == "exit 4: nope"
+    assert outcomes["server"].detail == "HTTP 500 Internal Server Error"
+    assert outcomes["nobody"].detail.startswith("cannot reach http://127.0.0.1:9/none")
+    assert sorted(problems) == sorted(
+        f"hook '{o.hook}' on workflow_run.completed (run {run_id}) failed: {o.detail}"
+        for o in outcomes.values()
+    )

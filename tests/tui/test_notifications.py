@@ -1,0 +1,102 @@
+"""The dashboard tells you when the run on screen needs you or is done — the bell plus a desktop
+notification escape — and runs the hooks file for the runs it starts, like the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from runkon_tui.host import open_workspace
+from runkon_tui.screens.gate import GateScreen
+from runkon_tui.screens.inputs import InputsScreen
+from tests.tui.conftest import make_app, select, wait_for
+from tests.tui.test_engine_e2e import E2E, real_app
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "workflows"
+    shutil.copytree(E2E, target)
+    return target
+
+
+async def test_a_waiting_gate_and_the_runs_end_ring_with_a_desktop_notification(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNKON_NOTIFY", "osc9")
+    monkeypatch.delenv("TMUX", raising=False)
+    app = real_app(folder)
+    written: list[str] = []
+    monkeypatch.setattr(app, "write_to_terminal", written.append)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "approval")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="the gate to wait")
+        await wait_for(pilot, lambda: written, what="the gate's alert")
+        assert written == ["\a\x1b]9;runkon: gate human_approval waits: Release it?\x07"]
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+        await pilot.press("ctrl+y")
+        await wait_for(pilot, lambda: not app.run_active and len(written) == 2, what="the run's end")
+        assert written[1].startswith("\a\x1b]9;runkon: run completed: approval completed after ")
+
+
+async def test_notifications_can_be_turned_off(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNKON_NOTIFY", "off")
+    app = real_app(folder)
+    written: list[str] = []
+    monkeypatch.setattr(app, "write_to_terminal", written.append)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "quick")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        app.screen.query_one("#input-0", Input).value = "tester"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+    assert written == []
+
+
+async def test_hooks_run_for_a_run_started_in_the_dashboard(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RUNKON_HOOKS", raising=False)
+    out = tmp_path / "hook.jsonl"
+    hooks = tmp_path / "hooks.yaml"
+    hooks.write_text(
+        f"hooks:\n  - events: ['workflow_run.*', 'gate.waiting']\n    run: cat >> {out}; echo >> {out}\n"
+    )
+    opened = open_workspace([folder], tmp_path / "runs.db", hooks=str(hooks))
+    assert opened.problems == [] and opened.hooks is not None
+    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await select(pilot, app, "quick")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+            app.screen.query_one("#input-0", Input).value = "tester"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+            run_id = app.view.root_run_id
+    finally:
+        opened.hooks.close()
+        opened.store.close()
+    (event,) = [json.loads(line) for line in out.read_text().splitlines() if line]
+    assert (event["event"], event["run_id"], event["workflow"]) == ("workflow_run.completed", run_id, "quick")
+
+
+def test_a_wrong_hooks_file_is_reported_and_the_dashboard_runs_without_hooks(tmp_path: Path) -> None:
+    bad = tmp_path / "hooks.yaml"
+    bad.write_text("hooks:\n  - events: gate.waiting\n")
+    opened = open_workspace([tmp_path], tmp_path / "runs.db", hooks=str(bad))
+    try:
+        assert opened.host is not None and opened.hooks is None
+        assert opened.problems == [
+            f"hooks not used: {bad}:2: hooks.0: give exactly one of 'run' (a shell command) or 'post' (a URL)"
+        ]
+    finally:
+        opened.store.close()

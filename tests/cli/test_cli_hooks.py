@@ -118,7 +118,8 @@ def test_terminal_alerts_on_a_gate_and_on_the_runs_end() -> None:
     ]:
         alerts.feed(EngineEventData.now(run_id, event))
     assert stream.getvalue() == (
-        "\a\x1b]777;notify;runkon: gate go waits;Ship?\x07\a\x1b]777;notify;runkon: run failed;ship R failed\x07"
+        "\a\x1b]777;notify;runkon: gate go waits;Ship?\x07"
+        "\a\x1b]777;notify;runkon: run failed;ship R failed\x07"
     )
 
 

@@ -103,7 +103,7 @@ class Receiver:
         self.arrived = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 received.append({"body": json.loads(body), "token": self.headers.get("X-Token")})
                 self.send_response(status)

@@ -1,0 +1,764 @@
+"""The dashboard's run session: the run on screen and everything a user does to it.
+
+Plain Python, no Textual: it starts, resumes, retries and cancels runs through the engine host
+(`EngineHost`, a `Workspace`), answers gates, follows a run held by another process
+(`StoreFollower`), opens past runs from the store and hands a run over to a background runner. It
+keeps the state that goes with that — which run is in view (`view`, a `RunView`), whether an
+engine runs here (`run_active`, `active_run_id`), which run is followed (`attached_run_id`), how
+the last runs ended — and the bridge the engine's events arrive on.
+
+The app is a shell around it. Work that must not block the UI runs through `Driver.spawn` (a
+thread worker in the app, a plain thread in tests); what such work learns comes back as a
+*report* (`RunCreated`, `EngineDone`, `Notice`, …) through `Driver.post`, and the UI thread hands
+it to `handle()`, which updates the session and returns what to tell the user. A request the
+session refuses (a run is already active, a broken workflow, …) raises `Refused` with the words
+to show.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.event_log import top_level_run
+from runkon_flow.events import EngineEventData
+from runkon_flow.humanize import format_duration
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+from runkon_tui.bridge import EventBridge
+from runkon_tui.catalog import Catalog, WorkflowEntry
+from runkon_tui.follow import StoreFollower
+from runkon_tui.history import definition_of, load_run_state, past_run_view
+from runkon_tui.host import EngineHost
+from runkon_tui.run_view import Changes, Clock, FanOutView, GateView, RunState, RunView
+from runkon_tui.status import short_id
+
+DRAIN_LIMIT = 50_000  # events folded per tick at most; the rest waits one tick
+QUIT_WAIT_S = 10.0
+RESUMABLE = ("failed", "cancelled", "crashed", "needs_resume", "interrupted")
+ENDED_BADLY = ("failed", "crashed", "cancelled", "cancelling")
+
+
+# --------------------------------------------------------------------------- what comes back
+
+
+@dataclass
+class Notice:
+    """Something to tell the user (a toast); `log_error` also writes it to the errors log."""
+
+    text: str
+    severity: str = "information"
+    log_error: bool = False
+    title: str = ""
+    timeout: float | None = None
+
+
+class Refused(Exception):
+    """A request the session turned down, in the words to show the user."""
+
+    def __init__(self, text: str, severity: str = "warning", title: str = "") -> None:
+        super().__init__(text)
+        self.notice = Notice(text, severity, title=title)
+
+
+@dataclass
+class RunCreated:
+    """Engine thread: the run exists (or is about to resume); `ack` once the view knows it."""
+
+    run_id: str
+    name: str
+    resumed: bool
+    ack: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class EngineDone:
+    """The engine job returned (normally, or with an exception to show)."""
+
+    run_id: str | None
+    error: str | None = None
+    detail: str = ""
+    user_error: bool = False  # an error written for users (e.g. "already completed")
+
+
+@dataclass
+class RunRejected:
+    """The run never started: validation problems or a host error, in the user's words."""
+
+    name: str
+    problems: list[str]
+
+
+@dataclass
+class PastRunLoaded:
+    view: RunView | None
+    error: str | None
+    then_resume: bool
+
+
+@dataclass
+class Attached:
+    """The run to follow is known (its top-level id, workflow and definition)."""
+
+    run_id: str
+    name: str
+    definition: WorkflowDef | None
+
+
+@dataclass
+class AttachEnded:
+    """The followed run ended (`completed`/`failed`/`cancelled`) or lost its engine (`interrupted`)."""
+
+    run_id: str
+    status: str
+
+
+@dataclass
+class HandOverFailed:
+    """Quitting with "keep running" failed: the dashboard stays."""
+
+    text: str
+
+
+@dataclass
+class RetryPlan:
+    """Items to retry (foreach step row id → item ids) of a finished run, and the question to ask."""
+
+    question: str
+    run_id: str
+    items: dict[str, list[str]]
+
+
+@dataclass
+class ReadyToLeave:
+    """Quitting: the run was cancelled or handed over and its engine thread let go."""
+
+
+Report = (
+    RunCreated
+    | EngineDone
+    | RunRejected
+    | PastRunLoaded
+    | Attached
+    | AttachEnded
+    | Notice
+    | HandOverFailed
+    | ReadyToLeave
+)
+
+
+class Driver(Protocol):
+    """How the session gets work off the UI thread and hears back on it."""
+
+    def spawn(self, job: Callable[[], None], *, group: str, name: str = "") -> None:
+        """Run `job` on a thread (never the UI thread)."""
+
+    def post(self, report: Report) -> None:
+        """From any thread: deliver `report` to `RunSession.handle` on the UI thread."""
+
+
+# --------------------------------------------------------------------------- the session
+
+
+class RunSession:
+    """The run on screen and the runs this dashboard executes, follows or opens."""
+
+    def __init__(
+        self,
+        *,
+        host: EngineHost | None,
+        store: WorkflowPersistence,
+        catalog: Catalog,
+        driver: Driver,
+        clock: Clock,
+        user: str,
+        on_urgent: Callable[[EngineEventData], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.store = store
+        self.catalog = catalog
+        self.driver = driver
+        self.clock = clock
+        self.user = user
+        self.view = RunView(clock)
+        self.bridge = EventBridge(on_urgent=on_urgent)
+        self.run_active = False  # a run executes in this process
+        self.active_run_id: str | None = None
+        self.attached_run_id: str | None = None  # a run another process executes, followed live
+        self.follower: StoreFollower | None = None
+        self.handed_over: tuple[str, int, Path] | None = None  # (run, runner pid, its log) on quit
+        self.run_definition: WorkflowDef | None = None
+        self.run_workflow_name: str | None = None
+        self.last_outcome: str | None = None  # status of the last run that ended while open
+        self.quitting = False
+        self.gate_drafts: dict[str, str] = {}  # notes typed into a gate dialog, kept until answered
+        self.host_stale = False
+        self.engine_idle = threading.Event()  # no engine thread of ours is running
+        self.engine_idle.set()
+        self._known_gates: set[tuple[str, str]] = set()
+        self._workflow_status: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ the view
+
+    @property
+    def run_in_view(self) -> str | None:
+        """The live run on screen, whichever process executes it (None for a past run)."""
+        return self.active_run_id if self.run_active else self.attached_run_id
+
+    def fold(self, limit: int | None = DRAIN_LIMIT) -> Changes:
+        """Fold the events queued on the bridge into the view; what changed since last time."""
+        events = self.bridge.drain(limit)
+        if events:
+            self.view.apply_all(events)
+        return self.view.take_changes()
+
+    def show(self, view: RunView) -> None:
+        """Put another view on screen (a past run, a replay, a followed run)."""
+        self.view = view
+        self._known_gates = set(view.gates)
+
+    def new_gates(self) -> list[GateView]:
+        """Gates that started waiting since the last call (each announced once)."""
+        current = set(self.view.gates)
+        fresh = [self.view.gates[key] for key in current - self._known_gates]
+        self._known_gates = current
+        return fresh
+
+    def run_finished(self) -> Notice | None:
+        """The run on screen ended: remember how, and say so (None for a read-only view)."""
+        view = self.view
+        root = view.root
+        if root is None or view.read_only:
+            return None
+        status = view.status
+        self._workflow_status[root.workflow_name] = status
+        self.last_outcome = status
+        if status == "completed":
+            took = format_duration(root.elapsed(self.clock()))
+            return Notice(f"{root.workflow_name} completed in {took}", title="Run finished", timeout=6)
+        reason = f": {root.error}" if root.error else ""
+        return Notice(f"{root.workflow_name} {status}{reason}", "error", title="Run finished", timeout=10)
+
+    def workflow_statuses(self) -> dict[str, str]:
+        """The last known outcome per workflow, the run on screen's current status included."""
+        statuses = dict(self._workflow_status)
+        if self.view.root is not None and not self.view.read_only:
+            statuses[self.view.workflow_name] = self.view.status
+        return statuses
+
+    def load_child_run(self, run_id: str) -> RunState | None:
+        """A child run missing from the view (evicted, or a past run): read it from the store."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            return None
+        return load_run_state(self.store, run, self.view, self.catalog.definition)
+
+    # ------------------------------------------------------------------ which definition the tree shows
+
+    def shown_run_definition(self, name: str) -> WorkflowDef | None:
+        """The definition the shown run (live or past) started with, when it is a run of `name`."""
+        view = self.view
+        if view.root is not None and view.workflow_name == name and view.definition is not None:
+            return view.definition
+        if self.run_active and self.run_workflow_name == name:
+            return self.run_definition
+        return None
+
+    def definition_for_tree(self, entry: WorkflowEntry) -> WorkflowDef | None:
+        """The shown run's own definition when it is a run of this workflow (its statuses belong to
+        that tree, even after the file changed or for a file outside the watched folders);
+        otherwise the latest good one."""
+        run_definition = self.shown_run_definition(entry.name)
+        if run_definition is None or same_definition(run_definition, entry.definition):
+            return entry.definition  # the same tree: keep the entry's object (no needless rebuild)
+        return run_definition
+
+    def definition_changed_under_run(self, entry: WorkflowEntry) -> bool:
+        """The tree shows the run's definition and the file on disk now says something else."""
+        run_definition = self.shown_run_definition(entry.name)
+        return run_definition is not None and not same_definition(run_definition, entry.definition)
+
+    def run_entry(self, name: str) -> WorkflowEntry | None:
+        """An entry for the shown run's workflow when the watched folders do not hold it (a run
+        started elsewhere, opened from history): its tree comes from the run's stored definition."""
+        definition = self.shown_run_definition(name)
+        if definition is None or self.catalog.by_name(name) is not None:
+            return None
+        return WorkflowEntry(definition.source_path or f"run:{name}", name, definition)
+
+    # ------------------------------------------------------------------ starting, resuming, retrying
+
+    def check_runnable(self, entry: WorkflowEntry) -> WorkflowDef:
+        """The definition to run `entry` with, or `Refused` saying why it cannot run now."""
+        if self.host is None:
+            raise Refused("no engine available: see the errors log", "error")
+        if self.run_active:
+            raise Refused("a run is already active; cancel it or wait for it to finish")
+        if entry.broken or entry.definition is None:
+            where = entry.location() or entry.path
+            message = entry.error.message if entry.error else "does not parse"
+            raise Refused(f"{where}: {message}", "error", title="Cannot run a broken workflow")
+        return entry.definition
+
+    def prepare_inputs(self, name: str, raw: Mapping[str, str]) -> dict[str, str]:
+        """The inputs a run of `name` starts with (defaults filled; raises on a bad value)."""
+        assert self.host is not None
+        return self.host.prepare_inputs(name, raw)
+
+    def start(self, name: str, definition: WorkflowDef, inputs: Mapping[str, str]) -> None:
+        """Create and execute a run of `name` on an engine thread."""
+        self._begin_engine(name, definition)
+        self.view.note(f"starting {name}…")
+        self._spawn_engine(f"run {name}", name, dict(inputs), None)
+
+    def can_resume(self) -> bool:
+        view = self.view
+        return (
+            not self.run_active
+            and self.attached_run_id is None
+            and view.root is not None
+            and view.status in RESUMABLE
+        )
+
+    def resume(self, run_id: str | None = None) -> bool:
+        """Resume `run_id` (default: the run on screen) here; False when there is nothing to resume."""
+        view = self.view
+        run_id = run_id or view.root_run_id
+        if self.host is None or run_id is None:
+            return False
+        if self.run_active:
+            raise Refused("a run is already active")
+        root = view.runs.get(run_id)
+        name = root.workflow_name if root is not None else ""
+        entry = self.catalog.by_name(name)
+        # The engine resumes with the definition stored with the run, so the tree keeps it too.
+        self._begin_engine(name, view.definition or (entry.definition if entry is not None else None))
+        view.read_only = False
+        view.note(f"resuming run {short_id(run_id)}…")
+        self._spawn_engine(f"resume {run_id}", name, {}, run_id)
+        return True
+
+    def retry_plan(self, fan: FanOutView, item_ids: Sequence[str]) -> RetryPlan | None:
+        """What retrying these items of the run on screen means, to ask before `retry` (None:
+        nothing to retry; `Refused` when this fan-out cannot be retried now)."""
+        view = self.view
+        run_id = view.root_run_id
+        if self.host is None or run_id is None:
+            return None
+        if self.run_active or view.active or view.status not in ("failed", "cancelled", "completed"):
+            raise Refused("only a finished run can be retried")
+        if fan.run_id != run_id or not fan.step_id:
+            raise Refused("this fan-out belongs to a sub-workflow: resume the run instead")
+        shown = ", ".join(item_ids[:5]) + (f" … ({len(item_ids) - 5} more)" if len(item_ids) > 5 else "")
+        kept = fan.count("completed")
+        plural = "s" if len(item_ids) != 1 else ""
+        question = (
+            f"Retry {len(item_ids)} item{plural} of foreach '{fan.name}' ({shown})?\n"
+            f"{kept} completed items are kept; the definition stored with the run is used."
+        )
+        return RetryPlan(question, run_id, {fan.step_id: list(item_ids)})
+
+    def retry(self, plan: RetryPlan) -> None:
+        """Retry items of a finished run (docs/when-things-go-wrong.md): a new attempt for each,
+        completed items kept, with the definition stored with the run (the one the tree shows)."""
+        root = self.view.runs.get(plan.run_id)
+        name = root.workflow_name if root is not None else ""
+        self._begin_engine(name, self.view.definition)
+        self.view.read_only = False
+        count = sum(len(ids) for ids in plan.items.values())
+        self.view.note(f"retrying {count} items of run {short_id(plan.run_id)}…")
+        self._spawn_engine(f"retry {plan.run_id}", name, {}, plan.run_id, plan.items)
+
+    def _begin_engine(self, name: str, definition: WorkflowDef | None) -> None:
+        self.stop_following()
+        self.run_active = True
+        self.run_workflow_name = name
+        self.run_definition = definition
+        self.engine_idle.clear()
+
+    def _spawn_engine(
+        self,
+        label: str,
+        name: str,
+        inputs: dict[str, str],
+        run_id: str | None,
+        retry: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.driver.spawn(lambda: self._engine_job(name, inputs, run_id, retry), group="engine", name=label)
+
+    def _engine_job(
+        self,
+        name: str,
+        inputs: dict[str, str],
+        resume_run_id: str | None,
+        retry: dict[str, list[str]] | None,
+    ) -> None:
+        """Engine thread: validate, create, execute (or resume, or retry); report back only."""
+        host = self.host
+        assert host is not None
+        post = self.driver.post
+        run_id = resume_run_id
+        try:
+            self.reload_host_now()  # edits saved since the last reload apply to this run
+            if resume_run_id is None:
+                # create_run validates first (language + host checks) and writes nothing on failure.
+                run_id = host.create_run(name, inputs)
+            assert run_id is not None
+            self.bridge.watch(run_id)
+            created = RunCreated(run_id, name, resume_run_id is not None)
+            post(created)
+            created.ack.wait(5.0)  # the view must know the run before its first event is folded
+            if resume_run_id is None:
+                host.execute(run_id, sinks=[self.bridge])
+            elif retry is not None:
+                host.retry(run_id, retry, definition="stored", sinks=[self.bridge])
+            else:
+                host.resume(run_id, sinks=[self.bridge])
+            post(EngineDone(run_id))
+        except Exception as exc:
+            user_error = is_user_error(exc)
+            message = str(exc) if user_error else f"{type(exc).__name__}: {exc}"
+            if run_id is None:
+                post(RunRejected(name, problems_of(exc) or [message]))
+            else:
+                post(EngineDone(run_id, message, traceback.format_exc(), user_error=user_error))
+        finally:
+            self.engine_idle.set()
+
+    # ------------------------------------------------------------------ cancel and gates
+
+    def cancel_label(self) -> str | None:
+        """`run 01HZ… of name` for the cancel question (None when no live run is on screen)."""
+        run_id = self.run_in_view
+        if run_id is None:
+            return None
+        name = str(self.run_workflow_name or self.view.workflow_name)
+        return f"run {short_id(run_id)} of {name}"
+
+    def cancel(self, run_id: str | None = None) -> None:
+        """Ask the engine holding the run (here or elsewhere, through the store) to cancel it."""
+        run_id = run_id or self.run_in_view
+        host = self.host
+        if host is None or run_id is None:
+            return
+        self.view.mark_cancelling()
+
+        def job() -> None:
+            try:
+                host.cancel(run_id, "cancelled from the dashboard")
+            except Exception as exc:
+                self.driver.post(Notice(f"cancel failed: {exc}", "error", log_error=True))
+
+        self.driver.spawn(job, group="control", name=f"cancel {run_id}")
+
+    def gate_to_decide(self) -> GateView | None:
+        """The gate the user answers next: the one waiting longest."""
+        gates = self.view.waiting_gates()
+        return gates[0] if gates and self.host is not None else None
+
+    def decide_gate(
+        self, gate: GateView, approved: bool, note: str | None = None, selections: Sequence[str] = ()
+    ) -> None:
+        """Approve or reject `gate` as this user, through the store (the engine waiting on it may
+        be in this process or another); a draft note is dropped once the answer is stored."""
+        host = self.host
+        assert host is not None
+        target = gate.step_id or gate.gate_name
+        by = self.user
+        drafts = self.gate_drafts
+        draft_key = f"{gate.run_id}:{target}"
+
+        def job() -> None:
+            try:
+                if approved:
+                    host.gates.approve(gate.run_id, target, by, note, list(selections) or None)
+                else:
+                    host.gates.reject(gate.run_id, target, by, note)
+            except Exception as exc:
+                self.driver.post(Notice(f"gate {gate.gate_name}: {exc}", "error", log_error=True))
+                return
+            drafts.pop(draft_key, None)  # answered: the note is in the store now
+            verb = "approved" if approved else "rejected"
+            self.driver.post(Notice(f"gate {gate.gate_name} {verb}"))
+
+        self.driver.spawn(job, group="control", name=f"gate {gate.gate_name}")
+
+    # ------------------------------------------------------------------ past runs and runs held elsewhere
+
+    def open_past_run(self, run_id: str, then_resume: bool = False) -> None:
+        """Read a past run from the store (its stored events, else its rows) on a thread."""
+        if self.run_active:
+            raise Refused("a run is active; open past runs when it has finished")
+        self.stop_following()
+        store, resolve, clock = self.store, self.catalog.definition, self.clock
+
+        def job() -> None:
+            try:
+                view = past_run_view(store, run_id, resolve, clock)
+            except Exception as exc:
+                self.driver.post(PastRunLoaded(None, f"cannot open run {run_id}: {exc}", then_resume))
+                return
+            self.driver.post(PastRunLoaded(view, None, then_resume))
+
+        self.driver.spawn(job, group="history", name=f"open {run_id}")
+
+    def attach(self, run_id: str) -> None:
+        """Follow a run another process executes (or any stored run): its stored events feed the
+        bridge as the engine's would, so it is drawn, cancelled and approved like a run started
+        here (docs/dashboard.md, "Runs held elsewhere")."""
+        if self.run_active:
+            raise Refused("a run is active here; attach to another run when it has finished")
+        store, resolve = self.store, self.catalog.definition
+
+        def job() -> None:
+            try:
+                root = top_level_run(store, run_id)
+                run = store.get_run(root)
+                if run is None:
+                    raise LookupError(f"no run {run_id} in the run store")
+                definition = definition_of(run, resolve)
+            except Exception as exc:
+                self.driver.post(Notice(f"cannot attach to run {run_id}: {exc}", "error", log_error=True))
+                return
+            self.driver.post(Attached(root, run.workflow_name, definition))
+
+        self.driver.spawn(job, group="history", name=f"attach {run_id}")
+
+    def _follow(self, report: Attached) -> None:
+        self.stop_following()
+        self.bridge.drain()  # nothing of a previous run may be folded into this one
+        view = RunView(self.clock)
+        view.definition = report.definition
+        self.show(view)
+        run_id = report.run_id
+        self.attached_run_id = run_id
+        self.bridge.watch(run_id)
+        post = self.driver.post
+        follower = StoreFollower(
+            self.store, run_id, self.bridge, lambda status: post(AttachEnded(run_id, status))
+        )
+        self.follower = follower
+        self.driver.spawn(follower.run, group="follow", name=f"follow {run_id}")
+
+    def stop_following(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        self.attached_run_id = None
+
+    # ------------------------------------------------------------------ reports, on the UI thread
+
+    def handle(self, report: Report) -> Notice | None:
+        """Take in what a worker learnt (on the UI thread); what to tell the user, if anything."""
+        if isinstance(report, RunCreated):
+            self.active_run_id = report.run_id
+            self.view.begin(report.run_id, report.name, resumed=report.resumed)
+            if self.view.definition is None:
+                self.view.definition = self.run_definition
+            report.ack.set()
+            return None
+        if isinstance(report, RunRejected):
+            self.run_active = False
+            self.run_definition = None
+            for problem in report.problems:
+                self.view.note(f"{report.name}: {problem}", "error")
+            text = "\n".join(report.problems[:6])
+            return Notice(text, "error", title=f"{report.name} did not start", timeout=12)
+        if isinstance(report, EngineDone):
+            return self._engine_done(report)
+        if isinstance(report, PastRunLoaded):
+            if report.view is None:
+                return Notice(report.error or "cannot open run", "error")
+            self.show(report.view)
+            return None
+        if isinstance(report, Attached):
+            if not self.run_active:
+                self._follow(report)
+            return None
+        if isinstance(report, AttachEnded):
+            return self._attach_ended(report)
+        if isinstance(report, Notice):
+            if report.log_error:
+                self.view.note(report.text, "error")
+            return report
+        if isinstance(report, HandOverFailed):
+            self.quitting = False
+            self.view.note(report.text, "error")
+            return Notice(report.text, "error")
+        return None
+
+    def _engine_done(self, report: EngineDone) -> Notice | None:
+        self.view.apply_all(self.bridge.drain())  # fold the run's last events first
+        notice = None
+        if report.error is not None and report.user_error and not self.view.active:
+            # Refused before anything ran (a resume of a completed run, …): say why, change nothing.
+            self.view.note(report.error, "error")
+            notice = Notice(report.error, "error", title="Nothing to do", timeout=10)
+        elif report.error is not None:
+            self.view.mark_crashed(report.error)
+            for line in report.detail.splitlines()[-15:]:
+                self.view.error_detail(line)
+            notice = Notice(report.error, "error", title="Engine error", timeout=12)
+        elif self.view.root is not None and self.view.active and report.run_id == self.view.root_run_id:
+            # The engine returned without a final event (should not happen): do not show "running".
+            self.view.mark_crashed("the engine returned without reporting how the run ended")
+        self.run_active = False
+        self.active_run_id = None
+        self.run_definition = None
+        self.run_workflow_name = None
+        self.bridge.watch(None)
+        return notice
+
+    def _attach_ended(self, report: AttachEnded) -> Notice | None:
+        if self.follower is None or self.follower.run_id != report.run_id:
+            return None
+        self.view.apply_all(self.bridge.drain())
+        if report.status == "interrupted":
+            self.view.mark_interrupted(
+                "no engine holds this run any more (its process went away); r resumes it here"
+            )
+        self.follower = None
+        self.attached_run_id = None
+        self.bridge.watch(None)
+        return None
+
+    # ------------------------------------------------------------------ the engine host's workflows
+
+    def catalog_changed(self) -> None:
+        """The workflow files changed: the host re-reads them before the next run."""
+        self.host_stale = True
+        self.refresh_host()
+
+    def refresh_host(self) -> None:
+        """Let the host re-read the workflow files on a thread (it parses them again and rebuilds
+        its engine). Never while a run is active: that run keeps its definition; the next run or
+        resume reloads first (`reload_host_now`)."""
+        if self.host is None or not self.host_stale or self.run_active:
+            return
+        self.driver.spawn(self.reload_host_now, group="host-reload", name="reload workflows")
+
+    def reload_host_now(self) -> None:
+        """Any thread: reload the host if the files changed since its last load."""
+        host = self.host
+        if host is None or not self.host_stale:
+            return
+        self.host_stale = False
+        try:
+            host.reload()
+        except Exception as exc:
+            self.host_stale = True
+            text = f"engine could not reload the workflows: {exc}"
+            self.driver.post(Notice(text, "error", log_error=True))
+
+    # ------------------------------------------------------------------ leaving
+
+    def why_no_hand_over(self) -> str | None:
+        """Why the active run could not keep running after the dashboard exits (None: it can)."""
+        if getattr(self.store, "path", None) is None and getattr(self.store, "dsn", None) is None:
+            return "its runs are kept in memory, which no other process can read"
+        if not hasattr(self.host, "hand_over"):
+            return "this engine host cannot hand runs over"
+        return None
+
+    def quit_label(self) -> str:
+        """`Run 01HZ… of name`: the run the quit question is about."""
+        run_id = self.active_run_id
+        name = str(self.run_workflow_name or self.view.workflow_name)
+        return f"Run {short_id(run_id)} of {name}" if run_id else name
+
+    def cancel_and_leave(self) -> None:
+        """Quitting: cancel the active run, then report `ReadyToLeave` once its engine stopped."""
+        self.quitting = True
+        self.cancel(self.active_run_id)
+        self.driver.spawn(self._leave_when_idle, group="quit", name="quit")
+
+    def hand_over_and_leave(self) -> bool:
+        """Quitting: keep the active run going in a background runner (`Workspace.hand_over`),
+        then report `ReadyToLeave`. False when no run is active (leave at once)."""
+        host: Any = self.host
+        run_id = self.active_run_id
+        if run_id is None:
+            return False
+        self.quitting = True
+        # A SQLite file, or a PostgreSQL URL (kept whole: the runner gets it through its environment).
+        db = getattr(self.store, "dsn", None) or Path(self.store.path)  # type: ignore[attr-defined]
+        self.view.note("handing the run over to a background runner…", "warning")
+
+        def job() -> None:
+            try:
+                pid, log = host.hand_over(run_id, db)
+            except Exception as exc:
+                self.driver.post(HandOverFailed(f"cannot keep the run going in the background: {exc}"))
+                return
+            self.handed_over = (run_id, pid, log)
+            self._leave_when_idle()
+
+        self.driver.spawn(job, group="quit", name="hand over")
+        return True
+
+    def _leave_when_idle(self) -> None:
+        self.engine_idle.wait(QUIT_WAIT_S)
+        self.driver.post(ReadyToLeave())
+
+    def exit_code(self) -> int:
+        """0 when no run ended badly here; 1 when the last run failed, crashed or was cancelled."""
+        if self.handed_over is not None:
+            return 0
+        view = self.view
+        live = view.root is not None and not view.read_only
+        status = view.status if live else self.last_outcome
+        return 1 if status in ENDED_BADLY else 0
+
+    def summary(self) -> str:
+        """Plain text printed after the dashboard closes (empty when no run happened)."""
+        if self.handed_over is not None:
+            run_id, pid, log = self.handed_over
+            return (
+                f"run {run_id} keeps running in the background (pid {pid}; log {log})\n"
+                f"  follow it: runkon-tui --attach {run_id}   or   runkon-flow watch {run_id}\n"
+                f"  cancel it: runkon-flow cancel {run_id}"
+            )
+        if self.view.root is None or self.view.read_only:
+            return ""
+        return self.view.summary_text()
+
+    def close(self) -> None:
+        """The dashboard is going away: stop following."""
+        if self.follower is not None:
+            self.follower.stop()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def same_definition(a: WorkflowDef, b: WorkflowDef | None) -> bool:
+    """The same workflow, whatever path it was read through (`wf/x.wf` here, `/abs/wf/x.wf` in the
+    run's snapshot): the source path is not part of what ran. False when `b` is missing."""
+    if b is None:
+        return False
+    return a is b or a == b or a.model_copy(update={"source_path": b.source_path}) == b
+
+
+def _problem_text(problem: Any) -> str:
+    render = getattr(problem, "render", None)
+    return render() if callable(render) else str(problem)
+
+
+def problems_of(exc: BaseException) -> list[str]:
+    """Every finding of a validation/inputs error, with `file:line:col` where known."""
+    problems = getattr(exc, "errors", None) or getattr(exc, "problems", None)
+    if isinstance(problems, list):
+        return [_problem_text(p) for p in problems]
+    return []
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Errors whose text is written for users (bad inputs, validation, unknown workflow)."""
+    from runkon_flow.errors import FlowError
+
+    return isinstance(exc, (FlowError, ValueError, LookupError))

@@ -1,0 +1,360 @@
+"""The dashboard's run session (`runkon_tui.session.RunSession`) without a terminal.
+
+What a user does to runs — start, cancel, resume, answer a gate, follow a run held elsewhere,
+open a past run, retry items — exercised on a real engine (`Workspace`) over a real store. The
+session's workers run on plain threads and their reports are handed back to `handle()` on the
+test's thread, as the app does on its UI thread. No Pilot, no Textual.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from runkon_flow.events import CollectingSink
+from runkon_flow.observe.counts import ItemCounts
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.workspace import Workspace
+
+from runkon_tui.catalog import Catalog
+from runkon_tui.status import short_id
+from runkon_tui.session import (
+    AttachEnded,
+    EngineDone,
+    Notice,
+    PastRunLoaded,
+    Refused,
+    Report,
+    RunRejected,
+    RunSession,
+)
+
+E2E = Path(__file__).parent / "fixtures" / "e2e"
+WAIT_S = 30.0
+
+
+class ThreadDriver:
+    """Workers on plain threads; reports queue up until the test pumps them into the session."""
+
+    def __init__(self) -> None:
+        self.reports: queue.Queue[Report] = queue.Queue()
+        self.handled: list[tuple[Report, Notice | None]] = []
+        self.threads: list[threading.Thread] = []
+
+    def spawn(self, job: Callable[[], None], *, group: str, name: str = "") -> None:
+        thread = threading.Thread(target=job, name=name or group, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def post(self, report: Report) -> None:
+        self.reports.put(report)
+
+
+class Harness:
+    def __init__(self, session: RunSession, driver: ThreadDriver) -> None:
+        self.session = session
+        self.driver = driver
+
+    def pump(self, until: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
+        """Hand reports to the session and fold events (the app's UI thread) until `until()`."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            try:
+                report = self.driver.reports.get(timeout=0.02)
+            except queue.Empty:
+                self.session.fold()
+                continue
+            self.driver.handled.append((report, self.session.handle(report)))
+            self.session.fold()
+
+    def reports_of(self, kind: type) -> list:
+        return [r for r, _ in self.driver.handled if isinstance(r, kind)]
+
+    def notices(self) -> list[str]:
+        return [n.text for _, n in self.driver.handled if n is not None]
+
+    def run_ended(self) -> bool:
+        return not self.session.run_active and bool(self.reports_of(EngineDone))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "workflows"
+    shutil.copytree(E2E, target)
+    (target / "released").mkdir()
+    return target
+
+
+def release(folder: Path, *items: str) -> None:
+    for item in items:
+        (folder / "released" / item).touch()
+
+
+def make_session(folder: Path, store=None, host=None, collector=None) -> Harness:  # type: ignore[no-untyped-def]
+    store = store if store is not None else InMemoryStore()
+    if host is None:
+        host = Workspace([folder], store, sinks=[collector] if collector is not None else ())
+    driver = ThreadDriver()
+    catalog = Catalog([folder])
+    catalog.reload()
+    session = RunSession(
+        host=host, store=store, catalog=catalog, driver=driver, clock=time.time, user="tester"
+    )
+    return Harness(session, driver)
+
+
+def start(h: Harness, name: str, **inputs: str) -> None:
+    entry = h.session.catalog.by_name(name)
+    assert entry is not None
+    definition = h.session.check_runnable(entry)
+    h.session.start(name, definition, h.session.prepare_inputs(name, inputs))
+
+
+# --------------------------------------------------------------------------- starting
+
+
+def test_a_started_run_is_shown_live_and_its_outcome_remembered(folder: Path) -> None:
+    h = make_session(folder)
+    s = h.session
+    start(h, "quick", who="tester")
+    assert s.run_active
+    h.pump(h.run_ended, "the run to end")
+    view = s.view
+    assert view.status == "completed", view.summary_text()
+    assert view.root is not None and view.root.inputs == {"who": "tester"}
+    assert view.root.steps["body.0"].last_output(1) == ["hello tester"]
+    assert ItemCounts.of(view.active_fanout()).completed == 3  # type: ignore[arg-type]
+    assert s.active_run_id is None and s.run_in_view is None
+    assert s.run_finished() is not None  # the app's toast: "quick completed in …"
+    assert s.workflow_statuses()["quick"] == "completed"
+    assert s.exit_code() == 0
+    assert s.summary().startswith(f"runkon: quick · run {view.root_run_id} · completed")
+
+
+def test_only_one_run_at_a_time_and_broken_workflows_are_refused(folder: Path) -> None:
+    (folder / "broken.wf").write_text("workflow broken {\n  script x {\n")
+    h = make_session(folder)
+    s = h.session
+    broken = s.catalog.by_name("broken") or next(e for e in s.catalog if e.broken)
+    with pytest.raises(Refused) as refused:
+        s.check_runnable(broken)
+    assert refused.value.notice.title == "Cannot run a broken workflow"
+    assert "broken.wf" in refused.value.notice.text
+
+    start(h, "fanout")
+    with pytest.raises(Refused, match="already active"):
+        s.check_runnable(s.catalog.by_name("quick"))  # type: ignore[arg-type]
+    with pytest.raises(Refused, match="a run is active"):
+        s.open_past_run("01HZ")
+    release(folder, *"abcdefghij")
+    h.pump(h.run_ended, "the run to end")
+    assert s.view.status == "completed"
+
+
+def test_a_run_that_fails_validation_never_starts_and_says_where(folder: Path) -> None:
+    (folder / "lost.wf").write_text("workflow lost {\n  call nobody-home\n}\n")
+    store = InMemoryStore()
+    h = make_session(folder, store=store)
+    start(h, "lost")
+    h.pump(lambda: h.reports_of(RunRejected), "the rejection")
+    assert not h.session.run_active
+    (notice,) = h.notices()
+    assert "lost.wf:2:" in notice and "nobody-home" in notice, notice
+    assert any("nobody-home" in line.text for line in h.session.view.error_log)
+    assert store.list_runs() == []  # nothing was written
+
+
+# --------------------------------------------------------------------------- cancel and resume
+
+
+def test_resume_after_cancel_runs_only_the_remaining_items(folder: Path, tmp_path: Path) -> None:
+    collector = CollectingSink()
+    store = SqliteStore(tmp_path / "runs.db")
+    h = make_session(folder, store=store, collector=collector)
+    s = h.session
+    release(folder, "a", "b")  # the other items wait for their release: the cancel finds them running
+    start(h, "fanout")
+    fan = lambda: s.view.active_fanout()  # noqa: E731
+    h.pump(lambda: fan() is not None and ItemCounts.of(fan()).completed == 2, "two items done")  # type: ignore[arg-type]
+    h.pump(lambda: ItemCounts.of(fan()).running == 2, "c and d running")  # type: ignore[arg-type]
+    assert s.cancel_label() == f"run {short_id(s.view.root_run_id)} of fanout"
+    s.cancel()
+    assert s.view.status == "cancelling"
+    h.pump(h.run_ended, "the cancel to land")
+    run_id = s.view.root_run_id
+    assert run_id is not None and s.view.status == "cancelled"
+    assert store.get_run(run_id).status is RunStatus.CANCELLED  # type: ignore[union-attr]
+    assert s.can_resume() and s.exit_code() == 1
+
+    before = len(collector.events)
+    h.driver.handled.clear()
+    assert s.resume() is True
+    assert s.run_active and not s.can_resume()
+    release(folder, *"cdefghij")
+    h.pump(h.run_ended, "the resumed run to end")
+    assert s.view.status == "completed", s.view.summary_text()
+    assert ItemCounts.of(fan()).completed == 10  # type: ignore[arg-type]
+    started_again = [
+        d.event.item_id for d in collector.events[before:] if d.event.type == "FanOutItemStarted"
+    ]
+    assert sorted(started_again) == list("cdefghij")
+    assert s.exit_code() == 0
+
+
+def test_resuming_a_completed_run_changes_nothing_and_says_why(folder: Path) -> None:
+    h = make_session(folder)
+    start(h, "quick")
+    h.pump(h.run_ended, "the run to end")
+    h.driver.handled.clear()
+    h.session.resume()
+    h.pump(h.run_ended, "the refusal")
+    assert h.session.view.status == "completed"
+    (_, notice), *_ = [(r, n) for r, n in h.driver.handled if isinstance(r, EngineDone)]
+    assert notice is not None and notice.title == "Nothing to do"
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def test_a_gate_decision_reaches_the_engine_with_the_user_note_and_option(folder: Path) -> None:
+    store = InMemoryStore()
+    h = make_session(folder, store=store)
+    s = h.session
+    start(h, "approval")
+    h.pump(lambda: s.gate_to_decide() is not None, "the gate to wait")
+    assert [g.gate_name for g in s.new_gates()] == ["human_approval"]
+    assert s.new_gates() == []  # announced once
+    gate = s.gate_to_decide()
+    assert gate is not None and gate.prompt == "Release it?"
+    s.gate_drafts[f"{gate.run_id}:{gate.step_id or gate.gate_name}"] = "ship it"
+    s.decide_gate(gate, True, "ship it", ["now"])
+    h.pump(h.run_ended, "the run to end")
+    assert s.view.status == "completed", s.view.summary_text()
+    assert "gate human_approval approved" in h.notices()
+    assert s.gate_drafts == {}  # the note is stored: no draft left
+    decided = [st for st in store.get_steps(s.view.root_run_id) if st.step_name == "human_approval"]  # type: ignore[arg-type]
+    assert decided and decided[-1].gate_approved_by == "tester"
+    assert decided[-1].gate_feedback == "ship it"
+    assert "now" in (decided[-1].gate_selections or "")
+
+
+def test_a_rejected_gate_fails_the_run_with_who_and_why(folder: Path) -> None:
+    h = make_session(folder)
+    s = h.session
+    start(h, "approval")
+    h.pump(lambda: s.gate_to_decide() is not None, "the gate to wait")
+    s.decide_gate(s.gate_to_decide(), False, "not today")  # type: ignore[arg-type]
+    h.pump(h.run_ended, "the run to end")
+    assert s.view.status == "failed"
+    root = s.view.root
+    assert root is not None and "rejected by tester" in (root.error or "") and "not today" in (root.error or "")
+
+
+# --------------------------------------------------------------------------- runs held elsewhere, past runs
+
+
+def test_attaching_to_a_run_held_elsewhere_follows_it_and_answers_its_gate(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    other = Workspace([folder], SqliteStore(db))  # "another process": its own engine and connection
+    run_id = other.create_run("approval", {})
+    worker = threading.Thread(target=other.execute, args=(run_id,), daemon=True)
+    worker.start()
+
+    h = make_session(folder, store=SqliteStore(db))
+    s = h.session
+    s.attach(run_id)
+    h.pump(lambda: s.attached_run_id == run_id, "the attach")
+    assert s.run_in_view == run_id and not s.run_active and not s.can_resume()
+    h.pump(lambda: s.gate_to_decide() is not None, "the gate, read from the stored events")
+    assert s.view.root_run_id == run_id and s.view.workflow_name == "approval"
+    s.decide_gate(s.gate_to_decide(), True, None, ["later"])  # type: ignore[arg-type]
+    h.pump(lambda: h.reports_of(AttachEnded), "the followed run to end")
+    worker.join(WAIT_S)
+    assert h.reports_of(AttachEnded)[0].status == "completed"
+    assert s.view.status == "completed"
+    assert s.attached_run_id is None and s.follower is None
+    assert s.exit_code() == 0  # nothing ran here
+
+
+def test_opening_a_past_run_gives_the_same_picture_as_live(folder: Path, tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    h = make_session(folder, store=store)
+    s = h.session
+    start(h, "quick", who="past")
+    h.pump(h.run_ended, "the run to end")
+    live = s.view
+    run_id = live.root_run_id
+    assert run_id is not None
+
+    s.open_past_run(run_id)
+    h.pump(lambda: h.reports_of(PastRunLoaded), "the past run")
+    past = s.view
+    assert past is not live and past.root_run_id == run_id
+    assert past.status == live.status == "completed"
+    assert past.step_counts() == live.step_counts()
+    assert ItemCounts.of(past.active_fanout()) == ItemCounts.of(live.active_fanout())  # type: ignore[arg-type]
+    assert [line.text for line in past.engine_log] == [
+        line.text for line in live.engine_log if not line.text.startswith("starting ")
+    ]
+    assert past.root is not None and past.root.steps["body.0"].last_output(1) == ["hello past"]
+    assert s.can_resume() is False  # completed: nothing to resume
+
+
+def test_an_unknown_run_cannot_be_opened_or_attached(folder: Path) -> None:
+    h = make_session(folder)
+    s = h.session
+    s.open_past_run("01HZNOSUCHRUN")
+    s.attach("01HZNOSUCHRUN")
+    h.pump(lambda: len(h.driver.handled) == 2, "both answers")
+    assert any(text.startswith("cannot open run 01HZNOSUCHRUN") for text in h.notices())
+    assert any(text.startswith("cannot attach to run 01HZNOSUCHRUN") for text in h.notices())
+    assert s.attached_run_id is None and s.view.root is None
+
+
+# --------------------------------------------------------------------------- retry and leaving
+
+
+def test_retrying_items_asks_first_then_never_reruns_completed_ones(folder: Path, tmp_path: Path) -> None:
+    collector = CollectingSink()
+    store = SqliteStore(tmp_path / "runs.db")
+    h = make_session(folder, store=store, collector=collector)
+    s = h.session
+    release(folder, "a", "b")
+    start(h, "fanout")
+    fan = lambda: s.view.active_fanout()  # noqa: E731
+    h.pump(lambda: fan() is not None and ItemCounts.of(fan()).completed == 2, "a and b done")  # type: ignore[arg-type]
+    h.pump(lambda: ItemCounts.of(fan()).running == 2, "c and d running")  # type: ignore[arg-type]
+    with pytest.raises(Refused, match="only a finished run can be retried"):
+        s.retry_plan(fan(), ["c"])  # type: ignore[arg-type]
+    s.cancel()
+    h.pump(h.run_ended, "the cancel")
+    fanout = fan()
+    assert fanout is not None
+    plan = s.retry_plan(fanout, ["c", "d"])
+    assert plan is not None and plan.question.startswith("Retry 2 items of foreach 'items' (c, d)?")
+    assert "2 completed items are kept" in plan.question
+    before = len(collector.events)
+    release(folder, *"cdefghij")
+    h.driver.handled.clear()
+    s.retry(plan)
+    assert s.run_active
+    h.pump(h.run_ended, "the retry")
+    started = {d.event.item_id for d in collector.events[before:] if d.event.type == "FanOutItemStarted"}
+    assert {"c", "d"} <= started and not started & {"a", "b"}
+    assert ItemCounts.of(fan()).completed >= 4, s.view.summary_text()  # type: ignore[arg-type]
+
+
+def test_a_run_kept_in_memory_cannot_be_handed_over(folder: Path) -> None:
+    h = make_session(folder)
+    assert h.session.why_no_hand_over() == "its runs are kept in memory, which no other process can read"
+    assert h.session.hand_over_and_leave() is False  # no run active: the app just leaves

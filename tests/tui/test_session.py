@@ -24,7 +24,6 @@ from runkon_flow.persistence.sqlite import SqliteStore
 from runkon_flow.workspace import Workspace
 
 from runkon_tui.catalog import Catalog
-from runkon_tui.status import short_id
 from runkon_tui.session import (
     AttachEnded,
     EngineDone,
@@ -35,6 +34,7 @@ from runkon_tui.session import (
     RunRejected,
     RunSession,
 )
+from runkon_tui.status import short_id
 
 E2E = Path(__file__).parent / "fixtures" / "e2e"
 WAIT_S = 30.0
@@ -255,7 +255,8 @@ def test_a_rejected_gate_fails_the_run_with_who_and_why(folder: Path) -> None:
     h.pump(h.run_ended, "the run to end")
     assert s.view.status == "failed"
     root = s.view.root
-    assert root is not None and "rejected by tester" in (root.error or "") and "not today" in (root.error or "")
+    assert root is not None and root.error is not None
+    assert "rejected by tester" in root.error and "not today" in root.error
 
 
 # --------------------------------------------------------------------------- runs held elsewhere, past runs

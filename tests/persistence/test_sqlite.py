@@ -507,19 +507,46 @@ def test_writers_waiting_for_a_shared_commit_each_get_their_own_result(sqlite_st
 def test_ctrl_c_while_waiting_for_a_shared_commit_leaves_the_store_usable(sqlite_store) -> None:
     """A Ctrl-C that lands while the main thread waits for another writer's commit interrupts only
     that wait: the write is still committed with the queue, and later writers are not stuck."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("a Ctrl-C (SIGINT) interrupts only the main thread")
     run = sqlite_store.create_leased_run(NewRun(workflow_name="wf"), "t", 30)
     leader_ids: list[str] = []
-    with sqlite_store._lock:  # busy connection: the first writer leads, the main thread follows
-        step = NewStep(run.id, "leader", retry_count=0)
-        leader = threading.Thread(target=lambda: leader_ids.append(sqlite_store.insert_step(step)))
-        leader.start()
-        deadline = time.monotonic() + 10
-        while not sqlite_store._pending and time.monotonic() < deadline:
-            time.sleep(0.001)
-        main = threading.get_ident()
-        threading.Timer(0.2, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
-        with pytest.raises(KeyboardInterrupt):
-            sqlite_store.insert_step(NewStep(run.id, "interrupted", retry_count=0))
+    main = threading.get_ident()
+    queue = sqlite_store._pending
+
+    def interrupt_once_waiting() -> None:
+        """SIGINT the main thread once its write waits as a follower (never before)."""
+        deadline = time.monotonic() + 20
+        while not any(op.wake is not None for op in list(queue)) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    def unstick() -> None:
+        """Never hang the suite: if the interrupt did not arrive, wake the waiting follower."""
+        with sqlite_store._queue_lock:
+            for op in queue:
+                if op.wake is not None:
+                    wake, op.wake = op.wake, None
+                    wake.release()
+
+    # Test runners (pytest-xdist workers) may ignore SIGINT: a real terminal's Ctrl-C raises.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    watchdog = threading.Timer(30, unstick)
+    try:
+        with sqlite_store._lock:  # busy connection: the first writer leads, the main thread follows
+            step = NewStep(run.id, "leader", retry_count=0)
+            leader = threading.Thread(target=lambda: leader_ids.append(sqlite_store.insert_step(step)))
+            leader.start()
+            deadline = time.monotonic() + 10
+            while not queue and time.monotonic() < deadline:
+                time.sleep(0.001)
+            watchdog.start()
+            threading.Thread(target=interrupt_once_waiting, daemon=True).start()
+            with pytest.raises(KeyboardInterrupt):
+                sqlite_store.insert_step(NewStep(run.id, "interrupted", retry_count=0))
+    finally:
+        watchdog.cancel()
+        signal.signal(signal.SIGINT, previous)
     leader.join(timeout=30)
     assert leader_ids
     later: list[str] = []

@@ -32,11 +32,13 @@ from runkon_flow.persistence.models import NewEvent, StoredEvent
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = [
+    "CUT_NOTE",
     "DEFAULT_MAX_LINE_CHARS",
     "DEFAULT_MAX_OUTPUT_LINES",
     "OUTPUT_LINES_ENV",
     "StoredEventWriter",
     "envelope_of",
+    "is_cut_note",
     "read_envelopes",
     "stored_output_lines",
     "top_level_run",
@@ -52,6 +54,16 @@ DEFAULT_MAX_LINE_CHARS = 4000
 BATCH_EVENTS = 512
 OUTPUT_LINES_ENV = "RUNKON_STORED_OUTPUT_LINES"
 _TERMINAL = frozenset({"RunCompleted", "RunCancelled"})
+#: The words of the stored note that says how much of a step's output was not stored.
+CUT_NOTE = "more lines not stored"
+
+
+def is_cut_note(event: EngineLog) -> bool:
+    """The stored note saying how many of a step's output lines were not stored (a reader shows
+    it with that step's output: `runkon-flow logs`)."""
+    return bool(event.step_name) and CUT_NOTE in event.message
+
+
 _EVENT = TypeAdapter(EngineEvent)
 
 
@@ -193,7 +205,7 @@ class StoredEventWriter:
         return EngineLog(
             level="info",
             message=(
-                f"output of step '{cut.name}': {cut.lines} more lines not stored "
+                f"output of step '{cut.name}': {cut.lines} {CUT_NOTE} "
                 f"(at most {self.max_output_lines} lines are kept per step; {OUTPUT_LINES_ENV})"
             ),
             step_name=cut.name,

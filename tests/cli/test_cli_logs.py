@@ -8,6 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from runkon_flow.persistence import SqliteStore
+from runkon_flow.workspace import Workspace
 
 from tests import pg
 from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
@@ -229,3 +231,16 @@ def test_logs_and_grep_on_postgresql(home: Path, capsys: pytest.CaptureFixture[s
     assert cli(capsys, "logs", run_id, "--db", dsn) == (0, FAN_LOG, "")
     code, out, _ = cli(capsys, "grep", "boom", run_id, "--db", dsn)
     assert (code, out) == (0, "==> each[b] › say (failed) <==\n3:boom b\nerror 2:boom b\n\n")
+
+
+def test_a_step_whose_output_was_cut_says_how_much_was_not_stored(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "wf" / "chatty.wf", 'workflow chatty {\n  script talk { run = "seq 1 5" }\n}\n')
+    with SqliteStore(home / "runs.db") as store:
+        ws = Workspace([home / "wf"], store, stored_output_lines=2)
+        run_id = ws.create_run("chatty", {})
+        ws.execute(run_id)
+    code, out, _ = cli(capsys, "logs", run_id)
+    assert code == 0
+    assert out.startswith("==> talk (completed) <==\n1\n2\n… output of step 'talk': 3 more lines not stored")

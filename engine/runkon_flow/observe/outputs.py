@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from runkon_flow.event_log import envelope_of, top_level_run
+from runkon_flow.event_log import envelope_of, is_cut_note, top_level_run
 from runkon_flow.humanize import readable_error
 from runkon_flow.observe.counts import row_key
 from runkon_flow.persistence.models import (
@@ -78,11 +78,6 @@ class OutputSource:
     def item_id(self) -> str | None:
         """The innermost fan-out item this source belongs to."""
         return self.items[-1][1] if self.items else None
-
-    @property
-    def key(self) -> str:
-        """Unique within a run: the step row id, or the item for an item without steps."""
-        return self.step_id or f"{self.run_id}:{'/'.join(i for _, i in self.items)}"
 
 
 @dataclass
@@ -140,7 +135,7 @@ def _stored_lines(
             event = data.event
             if row.kind == "StepOutput":
                 lines.setdefault(event.step_id, []).append(OutputLine(event.stream, event.line))  # type: ignore[union-attr]
-            elif event.step_name and "more lines not stored" in event.message:  # type: ignore[union-attr]
+            elif is_cut_note(event):  # type: ignore[arg-type]
                 notes.setdefault((row.event_run_id, event.step_name), []).append(event.message)  # type: ignore[union-attr]
 
 

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Input, Label, OptionList, Static, Tree
 from textual.widgets._footer import FooterKey
 
 from runkon_tui.catalog import WorkflowEntry
-from runkon_tui.run_view import Changes, FanOutView, RunState, RunView
+from runkon_tui.run_view import Changes, FanOutView, RunState, RunView, StepView
 from runkon_tui.status import ITEM_CODE, glyph
 from runkon_tui.tree_model import NodeSpec, build_tree, run_for_scope
 from runkon_tui.widgets.cluster_list import ClusterList
@@ -108,6 +108,11 @@ class MainScreen(Screen[None]):
         self.grid_item: int | None = None
         self.filter_target: Widget | None = None
         self._child_source: tuple[str, TextSource] | None = None
+        # What the output log shows: the tree step (and its StepView) or, with neither, an item
+        # or a search hit; and the run it belongs to (the output follows the run on screen).
+        self._output_spec: NodeSpec | None = None
+        self._output_step: StepView | None = None
+        self._output_root: str | None = None
         self._binding_signature: tuple[bool | None, ...] = ()
         # A run's workflow that the list does not hold (started outside the watched folders): the
         # tree shows it until the user highlights another workflow.
@@ -184,6 +189,8 @@ class MainScreen(Screen[None]):
         """Point the log panes at the app's current RunView (after a past run was opened)."""
         view = self.rapp.view
         self._child_source = None
+        self._output_spec = self._output_step = None
+        self._output_root = view.root_run_id
         self.grid_item = None
         self.grid.show(None)
         self.log_pane.output_title = ""  # the step it named belongs to the previous view
@@ -320,6 +327,18 @@ class MainScreen(Screen[None]):
             self.workflow_list.load(app.catalog)
 
     def _refresh_output(self, changes: Changes) -> None:
+        """The output log follows the run on screen: another run there (started here, resumed
+        under a new id, attached) takes the previous run's step or item output away, and the
+        highlighted step's output is shown again as soon as this run has it."""
+        view = self.rapp.view
+        if view.root_run_id != self._output_root:
+            self._output_root = view.root_run_id
+            self._show_cursor_output()
+            return
+        spec = self._output_spec
+        touched = changes.steps or changes.runs or changes.structure
+        if touched and spec is not None and self._step_view_of(spec) is not self._output_step:
+            self._show_cursor_output()  # the step ran (again) in this run: a new StepView
         if self._child_source is not None:
             run_id, source = self._child_source
             if run_id in changes.runs or any(r == run_id for r, _ in changes.output):
@@ -353,9 +372,29 @@ class MainScreen(Screen[None]):
             self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock())
             self.refresh_titles()
 
+    def _step_view_of(self, spec: NodeSpec) -> StepView | None:
+        """The shown run's record of `spec`'s step (None: not run, or the tree shows another
+        workflow than the run on screen)."""
+        view = self.view_for(self.tree_workflow)
+        run = run_for_scope(view, spec.scope) if view is not None else None
+        return run.steps.get(spec.path) if run is not None else None
+
+    def _show_cursor_output(self) -> None:
+        """Output of the tree's highlighted step in the run on screen (nothing highlighted: none)."""
+        node = self.tree.cursor_node
+        spec = node.data if node is not None else None
+        if spec is None:
+            self._child_source = None
+            self._output_spec = self._output_step = None
+            self.log_pane.set_output(None, "")
+            return
+        view = self.view_for(self.tree_workflow)
+        self.show_step_output(run_for_scope(view, spec.scope) if view is not None else None, spec)
+
     def show_step_output(self, run: RunState | None, spec: NodeSpec) -> None:
         self._child_source = None
         sv = run.steps.get(spec.path) if run is not None else None
+        self._output_spec, self._output_step = spec, sv
         if sv is None:
             self.log_pane.set_output(TextSource([f"{spec.label}: no output yet"]), spec.label)
             return
@@ -388,6 +427,7 @@ class MainScreen(Screen[None]):
         lines = child_output_lines(run) if run is not None else [f"{item_id}: not started"]
         source = TextSource(lines, "info")
         self._child_source = (run.run_id, source) if run is not None else None
+        self._output_spec = self._output_step = None
         self.log_pane.set_output(source, f"item {item_id}")
         self.log_pane.mode = "output"
 
@@ -526,6 +566,7 @@ class MainScreen(Screen[None]):
 
         source = HitSource(found)
         self._child_source = None
+        self._output_spec = self._output_step = None
         self.log_pane.set_output(source, f"{found.source.label} · line {found.hit.number}")
         self.log_pane.mode = "output"
         view = self.log_pane.view

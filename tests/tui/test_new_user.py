@@ -19,6 +19,9 @@ from runkon_flow.events import (
     RunCompleted,
     RunResumed,
     RunStarted,
+    StepCompleted,
+    StepOutput,
+    StepStarted,
 )
 from textual.widgets import Button, Input
 
@@ -611,3 +614,66 @@ async def test_item_counts_name_each_status_and_completed_never_goes_backwards_o
         feed(app, scenarios.cancelled_foreach().events)
         await pilot.pause()
         assert "20 items ✓5 ■3 ·12" in screen_text(app)[0]  # narrow: the grid's glyphs, same counts
+
+
+# ------------------------------------------------------------------ bug 4: the output log follows the run
+
+
+async def test_the_output_log_follows_the_run_on_screen() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        screen = main(app)
+        screen.grid.focus()
+        screen.grid.move_to_item(38)
+        await pilot.press("enter")  # the item's child run output, as a user opens it
+        await pilot.pause()
+        assert screen.log_pane.mode == "output" and screen.log_pane.output_title == "item file-038"
+
+        def output() -> list[str]:
+            source = screen.log_pane.sources["output"]
+            return [source.get(i)[0] for i in range(len(source))]
+
+        assert any("reviewing file-038" in line for line in output())
+
+        host.script = lambda run_id: [  # type: ignore[assignment]
+            EngineEventData(
+                timestamp=int(scenarios.T0),
+                ts=scenarios.T0,
+                run_id=run_id,
+                event=RunStarted(workflow_name="nightly"),
+            )
+        ]
+        await select(pilot, app, "nightly")  # another workflow's run
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.workflow_name == "nightly", what="the nightly run")
+        await pilot.pause()
+        assert screen.log_pane.output_title != "item file-038"
+        assert not any("file-038" in line for line in output()), output()
+        assert not any("file-038" in row for row in screen_text(app))
+
+        # Highlight a step that has not run yet: its output shows as soon as it runs.
+        test_node = next(
+            n for n in screen.tree.nodes_by_uid.values() if n.data and n.data.label == "script test"
+        )
+        screen.tree.select_uid(test_node.data.uid)  # type: ignore[union-attr]
+        await pilot.pause()
+        assert screen.log_pane.output_title == "script test"
+        path = test_node.data.path  # type: ignore[union-attr]
+        sid = "step-test"
+        host.finish(
+            StepStarted(step_name="test", step_key="test", kind="script", step_id=sid, node_path=path),
+            StepOutput(step_id=sid, step_name="test", line="ok from the nightly test"),
+            StepCompleted(
+                step_name="test", step_key="test", kind="script", step_id=sid, node_path=path, succeeded=True
+            ),
+            RunCompleted(succeeded=True),
+        )
+        await wait_for(pilot, lambda: not app.run_active, what="the end of the run")
+        await pilot.pause()
+        assert "ok from the nightly test" in output()

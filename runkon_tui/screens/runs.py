@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
+from textual.widgets._toast import ToastRack
 
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, tone_text
@@ -161,6 +162,24 @@ class RunsScreen(Screen[None]):
                 "read-only · r resumes"
             )
         self.refresh_bindings()
+        self.call_after_refresh(self.place_toasts)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.place_toasts)
+
+    def place_toasts(self) -> None:
+        """Toasts stay at the bottom right here (the top rows hold the run names), just above the
+        status line and the footer — however many rows the status takes at this width (two at
+        80 columns, where a fixed margin let a toast cover it)."""
+        if not self.is_mounted:
+            return
+        below = (
+            self.query_one("#runs-status", Static).outer_size.height
+            + self.query_one(Footer).outer_size.height
+        )
+        for rack in self.query(ToastRack):
+            if rack.styles.margin.bottom != below:
+                rack.styles.margin = (0, 0, below, 0)
 
     def selected(self) -> WorkflowRun | None:
         table = self.query_one(DataTable)

@@ -677,3 +677,38 @@ async def test_the_output_log_follows_the_run_on_screen() -> None:
         await wait_for(pilot, lambda: not app.run_active, what="the end of the run")
         await pilot.pause()
         assert "ok from the nightly test" in output()
+
+
+# ------------------------------------------------------------------ toasts in the history at 80×24
+
+
+async def test_at_80x24_a_toast_in_the_history_leaves_the_status_line_readable() -> None:
+    from runkon_flow.persistence.memory import InMemoryStore
+    from runkon_flow.persistence.models import NewRun, RunStatus
+    from textual.widgets import Footer, Static
+    from textual.widgets._toast import Toast
+
+    from runkon_tui.screens.runs import RunsScreen
+
+    store = InMemoryStore()
+    run = store.create_run(
+        NewRun(workflow_name="fan-out-lint", run_id="01HZZHISTORY00000000000001", inputs={})
+    )
+    store.update_run_status(run.id, RunStatus.COMPLETED, None, None)
+    app = make_app(store=store)
+    async with app.run_test(size=SMALL, notifications=True) as pilot:
+        await pilot.pause()
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))
+        status = app.screen.query_one("#runs-status", Static)
+        await wait_for(pilot, lambda: "newest first" in str(status.render()), what="the history")
+        await pilot.pause()
+        assert status.region.height == 2  # 80 columns: the status wraps
+        app.notify("fan-out-lint completed in 12s", title="Run finished", timeout=30)
+        await wait_for(pilot, lambda: list(app.screen.query(Toast)), what="the toast")
+        await pilot.pause()
+        footer = app.screen.query_one(Footer).region
+        for toast in app.screen.query(Toast):
+            assert not toast.region.overlaps(status.region), (toast.region, status.region)
+            assert not toast.region.overlaps(footer)
+        assert any("r resumes" in row for row in screen_text(app))

@@ -54,7 +54,8 @@ class OpenedHost:
     host: EngineHost | None
     store: WorkflowPersistence
     problems: list[str]
-    store_note: str | None = None  # for the header: the session's runs are kept in memory only
+    # For the header, all session: runs kept in memory only, or a folder created for the database.
+    store_note: str | None = None
     hooks: Any = None  # runkon_flow.hooks.HookRunner of the hooks file, when there is one
 
 
@@ -69,6 +70,16 @@ def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
         return db_location(str(db) if db is not None else None).open(), None
     except Exception as exc:  # PersistenceError names the path; anything else must not kill the UI
         return InMemoryStore(), f"run store unusable ({exc}); runs are kept in memory for this session"
+
+
+def _folder_to_create(db: Path | str | None) -> Path | None:
+    """The folder opening the run database at `db` will create, if any."""
+    from runkon_flow.persistence.location import db_location
+
+    try:
+        return db_location(str(db) if db is not None else None).missing_folder()
+    except Exception:  # an unusable location is reported by open_store
+        return None
 
 
 def open_workspace(
@@ -88,9 +99,13 @@ def open_workspace(
 
     The hooks file (`hooks`, `$RUNKON_HOOKS` or `.runkon/hooks.yaml`) runs for every run started
     here; a wrong one is reported and the dashboard runs without hooks."""
+    created = _folder_to_create(db)
     store, store_problem = open_store(db)
     problems = [store_problem] if store_problem else []
     note = "in-memory store: runs are not saved" if store_problem else None
+    if created is not None and not store_problem:
+        # Said all session, as the CLI says it: a typo in --db must not pass for an empty history.
+        note = f"created {created}/ for a new run database"
     from runkon_flow.hooks import open_hooks
     from runkon_flow.hooks.config import ConfigFileError
 

@@ -179,6 +179,8 @@ class MainScreen(Screen[None]):
         self.tree_pane.border_title = "Steps"
         self.grid_pane.border_title = "Fan-out"
         app = self.rapp
+        if app.store_note:  # also in the engine log, whole, where a narrow header shortens it
+            app.view.note(f"⚠ {app.store_note}", "warning")
         self.bind_view()
         self.workflow_list.load(app.catalog, select_path=app.initial_selection())
         self.show_workflow(self.selected_entry())

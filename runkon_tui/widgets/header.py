@@ -15,7 +15,8 @@ COUNT_ORDER = ("completed", "failed", "running", "waiting", "skipped", "cancelle
 
 class RunHeader(Static):
     DEFAULT_CSS = """
-    RunHeader { height: 1; background: $panel; color: $foreground; padding: 0 1; }
+    RunHeader { height: 1; background: $panel; color: $foreground; padding: 0 1;
+                text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def show(self, view: RunView, now: float, idle_text: str, note: str | None = None) -> None:
@@ -26,10 +27,19 @@ class RunHeader(Static):
         elapsed time and item counts always fit."""
         root = view.root
         brand = "[b]runkon[/]"
-        warn = f"[$warning b]⚠ {esc(note)}[/]" if note else ""
+        room = self.size.width - 2 if self.size.width else 1000
         if root is None:
-            set_text(self, " · ".join(p for p in (brand, warn, esc(idle_text)) if p), fixed_height=True)
+            # The note comes before the idle text, which is cut at the edge when room is short (the
+            # brand goes first); a note longer than the line is shortened in its middle.
+            if note:
+                note = _shorten(note, room - 2)
+            warn = f"[$warning b]⚠ {esc(note)}[/]" if note else ""
+            line = [p for p in (brand, warn, esc(idle_text)) if p]
+            if note and cell_len(f"runkon · ⚠ {note} · {idle_text}") > room:
+                line = line[1:]
+            set_text(self, " · ".join(line), fixed_height=True)
             return
+        warn = f"[$warning b]⚠ {esc(note)}[/]" if note else ""
         status = view.status
         counts = view.step_counts()
         shown = [paint(s, f"{glyph(s)}{counts[s]}") for s in COUNT_ORDER if counts.get(s)]
@@ -50,7 +60,6 @@ class RunHeader(Static):
             (3, *words),
         ]
         parts = [p for p in parts if p[1]]
-        room = self.size.width - 2 if self.size.width else 1000
         for level in (1, 2, 3, 4):
             if cell_len(" · ".join(p[2] for p in parts)) <= room:
                 break
@@ -58,6 +67,10 @@ class RunHeader(Static):
                 parts = [(9, *glyphs) if p[0] == 3 else p for p in parts]
             else:
                 parts = [p for p in parts if p[0] != level]
+        over = cell_len(" · ".join(p[2] for p in parts)) - room
+        if note and over > 0:  # a long note (a path) is shortened in its middle, not the run's state
+            short = _shorten(note, cell_len(note) - over)
+            parts = [(9, f"[$warning b]⚠ {esc(short)}[/]", short) if p[1] == warn else p for p in parts]
         set_text(self, " · ".join(p[1] for p in parts), fixed_height=True)
 
     def on_resize(self) -> None:
@@ -68,6 +81,17 @@ class RunHeader(Static):
         refresh = getattr(screen, "refresh_header", None)
         if callable(refresh):
             refresh()
+
+
+def _shorten(text: str, width: int) -> str:
+    """`text` in at most `width` cells (at least 12), cut in the middle: a path keeps its start and
+    the folder name at its end."""
+    width = max(12, width)
+    if cell_len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    tail = width - 1 - head
+    return text[:head] + "…" + text[len(text) - tail :]
 
 
 class GateBanner(Static):

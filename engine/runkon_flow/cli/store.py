@@ -10,7 +10,6 @@ import argparse
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -48,11 +47,10 @@ class DeferredStore:
 
     def open(self) -> WorkflowPersistence:
         if self._store is None:
-            path = self._location.path
-            missing = _missing_dirs(path.parent) if path is not None else []
+            created = self._location.missing_folder()
             self._store = self._location.open()
-            if missing:  # a typo in --db must not silently start a new, empty history
-                print_err(f"{PROG}: created {missing[-1]}/ for the new run database {path}")
+            if created is not None:  # a typo in --db must not silently start a new, empty history
+                print_err(f"{PROG}: created {created}/ for the new run database {self._location.path}")
         return self._store
 
     def close(self) -> None:
@@ -66,15 +64,6 @@ class DeferredStore:
         if callable(value):  # bound methods do not change: later calls skip this lookup
             self.__dict__[name] = value
         return value
-
-
-def _missing_dirs(folder: Path) -> list[Path]:
-    """The folders of `folder`'s path that do not exist yet, deepest first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
 
 
 def open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersistence:

@@ -41,6 +41,16 @@ class DbLocation:
         """A file exists once something ran with it; a server is asked when opened."""
         return self.is_server or self.path.exists()  # type: ignore[union-attr]
 
+    def missing_folder(self) -> Path | None:
+        """The outermost folder of a SQLite file's directory that does not exist yet — opening
+        creates it (None: the directory exists, or a server). Callers say so: a typo in --db must
+        not silently start a new, empty history."""
+        folder = self.path.parent if self.path is not None else None
+        missing = None
+        while folder is not None and not folder.exists() and folder != folder.parent:
+            missing, folder = folder, folder.parent
+        return missing
+
     def open(self, *, upgrade: bool = False) -> WorkflowPersistence:
         """Open (creating a new SQLite file, or the schema in an empty PostgreSQL database)."""
         if self.is_server:

@@ -17,8 +17,17 @@ class ItemDetail(Static):
     ItemDetail { height: 4; background: $surface; color: $foreground; }
     """
 
+    _last: tuple[RunView | None, FanOutView | None, int | None, float] | None = None
+
+    def on_resize(self) -> None:
+        """The counters are said in words or glyphs by the width: say them again when it changes
+        (the first `show` may come before the pane has its size)."""
+        if self._last is not None:
+            self.show(*self._last)
+
     def show(self, view: RunView | None, fan: FanOutView | None, selected: int | None, now: float) -> None:
         """`view` is None when the tree shows another workflow than the run on screen."""
+        self._last = (view, fan, selected, now)
         if fan is None or view is None:
             if view is not None and view.root is not None:
                 text = "[$text-muted]no fan-out in this run[/]"

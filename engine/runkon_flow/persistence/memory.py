@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import copy
 import dataclasses
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -39,6 +40,8 @@ from runkon_flow.persistence.models import (
 )
 
 _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
+_NO_CONTEXT: dict[str, str] = {}  # the context of every item row without one (never changed in place)
+_STARTED_AT = operator.attrgetter("started_at")  # newest first: by start, then by creation (dict order)
 
 
 class InMemoryStore:
@@ -51,10 +54,12 @@ class InMemoryStore:
         self._now = sh.now_function(clock)
         self._lock = threading.Lock()
         self._runs: dict[str, WorkflowRun] = {}
-        self._run_seq: dict[str, int] = {}
         self._lease_expiry: dict[str, float] = {}  # run id -> lease end, Unix seconds
         self._steps: dict[str, WorkflowRunStep] = {}
-        self._steps_by_run: dict[str, list[str]] = {}
+        # run id -> its step ids in insertion order: one id as a plain string (most child runs have
+        # one step; a list per run is ~90 bytes of a 100,000-item fan-out's memory each), a list from
+        # the second on. Read it through `_step_ids`.
+        self._steps_by_run: dict[str, str | list[str]] = {}
         self._items: dict[str, FanOutItemRow] = {}
         self._items_by_step: dict[str, list[str]] = {}
         self._item_keys: dict[tuple[str, str, str], str] = {}
@@ -90,8 +95,6 @@ class InMemoryStore:
             if run.id in self._runs:
                 raise PersistenceError(f"run {run.id} already exists")
             self._runs[run.id] = run
-            self._run_seq[run.id] = len(self._run_seq)
-            self._steps_by_run[run.id] = []
             if lease_expiry is not None:
                 self._lease_expiry[run.id] = lease_expiry
             return _copy_run(run)
@@ -104,20 +107,17 @@ class InMemoryStore:
     def list_runs(self, limit: int = 500, parent_run_id: str | None = "") -> list[WorkflowRun]:
         """Newest first; "" → runs without a parent, None → all runs, an id → that run's children."""
         with self._lock:
-            runs = [r for r in self._runs.values() if _parent_matches(r, parent_run_id)]
-            runs.sort(key=self._newest_first_key, reverse=True)
+            runs = [r for r in reversed(self._runs.values()) if _parent_matches(r, parent_run_id)]
+            runs.sort(key=_STARTED_AT, reverse=True)  # stable: equal times stay newest-created first
             return [_copy_run(r) for r in runs[: max(limit, 0)]]
 
     def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
         """Runs in any of `statuses` (empty list → pending/running/waiting), newest first."""
         wanted = {RunStatus(s) for s in statuses} or set(_ACTIVE)
         with self._lock:
-            runs = [r for r in self._runs.values() if r.status in wanted]
-            runs.sort(key=self._newest_first_key, reverse=True)
+            runs = [r for r in reversed(self._runs.values()) if r.status in wanted]
+            runs.sort(key=_STARTED_AT, reverse=True)
             return [_copy_run(r) for r in runs]
-
-    def _newest_first_key(self, run: WorkflowRun) -> tuple[str, int]:
-        return (run.started_at, self._run_seq[run.id])
 
     def update_run_status(
         self, run_id: str, status: RunStatus, result_summary: str | None, error: str | None
@@ -233,7 +233,13 @@ class InMemoryStore:
         with self._lock:
             self._run(new_step.workflow_run_id)
             self._steps[step.id] = step
-            self._steps_by_run[step.workflow_run_id].append(step.id)
+            known = self._steps_by_run.get(step.workflow_run_id)
+            if known is None:
+                self._steps_by_run[step.workflow_run_id] = step.id
+            elif type(known) is str:
+                self._steps_by_run[step.workflow_run_id] = [known, step.id]
+            else:
+                known.append(step.id)
         return step.id
 
     def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None:
@@ -271,7 +277,7 @@ class InMemoryStore:
     def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
         """Ordered by position; rows at the same position (retries) in insertion order."""
         with self._lock:
-            steps = [self._steps[i] for i in self._steps_by_run.get(run_id, ())]
+            steps = [self._steps[i] for i in self._step_ids(run_id)]
             steps.sort(key=lambda s: s.position)
             return [copy.copy(s) for s in steps]
 
@@ -279,6 +285,10 @@ class InMemoryStore:
         with self._lock:
             step = self._steps.get(step_id)
             return copy.copy(step) if step is not None else None
+
+    def _step_ids(self, run_id: str) -> Sequence[str]:
+        ids = self._steps_by_run.get(run_id, ())
+        return (ids,) if type(ids) is str else ids
 
     def _step(self, step_id: str) -> WorkflowRunStep:
         step = self._steps.get(step_id)
@@ -363,7 +373,7 @@ class InMemoryStore:
                     item_type=item_type,
                     item_id=item_id,
                     item_ref=item_ref,
-                    context=dict(context),
+                    context=dict(context) if context else _NO_CONTEXT,
                     attempt=line.attempt,
                     previous_child_run_id=line.previous_child_run_id,
                 )
@@ -434,7 +444,7 @@ class InMemoryStore:
                 and _parent_matches(r, "")
             ]
             doomed = sh.descendants(roots, self._children_index())
-            steps = [s for run_id in doomed for s in self._steps_by_run.get(run_id, ())]
+            steps = [s for run_id in doomed for s in self._step_ids(run_id)]
             items = [i for s in steps for i in self._items_by_step.get(s, ())]
             events = sum(len(self._events.get(run_id, ())) for run_id in doomed)
             for item_id in items:
@@ -445,7 +455,6 @@ class InMemoryStore:
                 del self._steps[step_id]
             for run_id in doomed:
                 del self._runs[run_id]
-                self._run_seq.pop(run_id, None)
                 self._lease_expiry.pop(run_id, None)
                 self._steps_by_run.pop(run_id, None)
                 self._events.pop(run_id, None)

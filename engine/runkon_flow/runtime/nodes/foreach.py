@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from runkon_flow.cancellation import CancellationToken, EngineCancelled
@@ -63,6 +64,9 @@ _TERMINAL_BAD = (FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
 _RUNNING = FanOutItemUpdate.running()
 _DISPATCHED = (FanOutItemStatus.RUNNING, FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
 _FIRST = ItemLineage()
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ITEM_ID = attrgetter("item_id")
+_NO_CONTEXT: dict[str, str] = {}  # shared by every item without context fields (read only)
 
 
 @dataclass(slots=True, eq=False)
@@ -129,7 +133,7 @@ class _FanOut:
         self.path = path
         self.trace = trace
         self.items: list[_Item] = []
-        self.by_id: dict[str, _Item] = {}
+        self._by_id: dict[str, _Item] | None = None  # see `by_id`
         self.deps: dict[str, set[str]] = {}
         self.dependents: dict[str, list[str]] = {}
         self.lock = threading.Lock()  # the scheduling state below, shared with the workers
@@ -140,6 +144,17 @@ class _FanOut:
         self.cancelled = False
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def by_id(self) -> dict[str, _Item]:
+        """Items by item id (the first of a repeated id), built when dependencies or a retry
+        first need it: a plain fan-out never looks items up by id."""
+        if self._by_id is None:
+            by_id: dict[str, _Item] = {}
+            for item in self.items:
+                by_id.setdefault(item.item_id, item)
+            self._by_id = by_id
+        return self._by_id
 
     def _fail_setup(self, message: str) -> None:
         st = self.st
@@ -226,7 +241,7 @@ class _FanOut:
                     str(item.item_type),
                     item.item_id,
                     str(item.item_ref or ""),
-                    {str(a): str(b) for a, b in (item.context or {}).items()},
+                    {str(a): str(b) for a, b in item.context.items()} if item.context else _NO_CONTEXT,
                     None,
                 )
         entries = list(merged.values())
@@ -237,7 +252,6 @@ class _FanOut:
                 item.child_run_id = prior.child_run_id if item.status.is_terminal else None
                 item.prior = prior
             self.items.append(item)
-            self.by_id.setdefault(item_id, item)
         if node.ordered and _supports_ordered(provider):
             try:
                 edges = provider.dependencies(self.step_id)
@@ -571,7 +585,8 @@ class _FanOut:
                     error=item.error,
                 )
             )
-        self.terminal.add(item.item_id)
+        if self.dependents:  # only dependencies look items up (a set entry per item otherwise)
+            self.terminal.add(item.item_id)
         newly_terminal = [item.item_id]
         if status in _TERMINAL_BAD and not self.cancelled and not st.cancellation.is_cancelled():
             policy = self.node.on_child_fail
@@ -585,7 +600,8 @@ class _FanOut:
         item.status = FanOutItemStatus.SKIPPED
         self.counts[FanOutItemStatus.SKIPPED] += 1
         self.updates.append((item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.SKIPPED)))
-        self.terminal.add(item.item_id)
+        if self.dependents:
+            self.terminal.add(item.item_id)
         self.waiting.pop(item.item_id, None)
         if self.st.event_sinks:
             self.st.emit(FanOutItemSkipped(item_id=item.item_id, step_id=self.step_id, reason=reason))
@@ -643,13 +659,17 @@ class _FanOut:
             return None
 
     def _aggregate(self) -> str | None:
+        """`{"items":[{"item_id":…,"status":…,"output":…},…]}` by item id, written entry by entry
+        (the same text as `json.dumps` of the whole, without a dict per item: at 100,000 items
+        those would be the fan-out's largest allocation, made just when the store is fullest)."""
         try:
-            entries = [
-                {"item_id": i.item_id, "status": i.status.value, "output": self._child_output(i)}
-                for i in sorted(self.items, key=lambda i: i.item_id)
+            parts = [
+                f'{{"item_id":{_encode(i.item_id)},"status":{_encode(i.status.value)},'
+                f'"output":{_encode(self._child_output(i))}}}'
+                for i in sorted(self.items, key=_ITEM_ID)
                 if i.status.is_terminal
             ]
-            return json.dumps({"items": entries}, ensure_ascii=False, separators=(",", ":"))
+            return '{"items":[' + ",".join(parts) + "]}"
         except (TypeError, ValueError) as exc:
             self.st.warn(f"foreach '{self.node.name}': could not build the aggregate output: {exc}")
             return None

@@ -111,7 +111,11 @@ class InProcessChildRunner:
             parent_ctx.exec_config.lease_ttl_secs,
             durable=not write_behind,
         )
-        sinks = dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
+        sinks = (
+            dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
+            if self._engine.event_sinks or parent_ctx.event_sinks
+            else None
+        )
         if sinks:
             gate = parent_ctx.report_gate
             (gate.hold if gate is not None and parent_ctx.write_behind else emit_to)(

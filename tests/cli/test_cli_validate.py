@@ -270,7 +270,7 @@ def test_scripts_get_one_policy_in_scripts_and_ready(
     errors = [line for line in err.splitlines() if ": Script step '" in line and ": warning:" not in line]
     assert errors == [
         f"{path}:4:3: Script step 'local': 'local.sh' is not a command on PATH; the shell does not look in "
-        f'the working directory (hint: write `./local.sh` to run {tmp_path}/local.sh)'
+        f"the working directory (hint: write `./local.sh` to run {tmp_path}/local.sh)"
     ]
     assert (
         f"{path}:6:3: warning: Script step 'odd': 'definitely-not-a-command-xyz' is not a command on PATH "

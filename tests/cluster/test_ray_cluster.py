@@ -243,3 +243,17 @@ def test_a_dashboard_on_the_head_machine_follows_a_cluster_run_live(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_sqlite_file_is_refused_in_one_line_when_a_node_is_on_another_machine(
+    cluster: RayCluster, tmp_path: Path
+) -> None:
+    wf = workflows(tmp_path, 3)
+    db = tmp_path / "runs.db"
+    done = flow(cluster, wf, "run", "fan", "--db", str(db), "--executor", "ray", timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"runkon-flow run: error: --executor ray: the SQLite file {db} cannot be shared with Ray nodes "
+        f"on other machines ({WORKER_IP}); use a postgresql:// URL"
+    ]
+    assert not db.exists() and not (wf / "ran.txt").exists()

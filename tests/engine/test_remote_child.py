@@ -306,6 +306,25 @@ def test_a_child_whose_parent_was_taken_over_stops_itself(tmp_path: Path) -> Non
         store.close()
 
 
+def test_the_worker_runs_the_definition_stored_with_the_run_not_what_its_disk_holds(tmp_path: Path) -> None:
+    wf = make_dir(tmp_path, ["a", "b"])
+    db = tmp_path / "runs.db"
+    executor = ThreadExecutor(db, wf)
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("fan", {})
+        # The worker's checkout changes before the run reaches it: another child workflow.
+        (wf / "item.wf").write_text(ITEM.replace("./work.sh", "./other.sh"))
+        (wf / "other.sh").write_text('#!/bin/sh\necho "other $N" >> ran.txt\n')
+        (wf / "other.sh").chmod(0o755)
+        executor.worker.reload()
+        assert ws.execute(run_id).all_succeeded
+        assert sorted((wf / "ran.txt").read_text().split()) == ["a", "b"]
+    finally:
+        executor.close()
+        ws.store.close()
+
+
 def test_call_workflow_children_stay_in_this_process(tmp_path: Path) -> None:
     wf = make_dir(tmp_path, ["a"])
     (wf / "caller.wf").write_text(

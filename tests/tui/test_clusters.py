@@ -40,9 +40,7 @@ def kind(k: int) -> set[str]:
     return {f"i{n:02d}" for n in range(0, 25, 3) if n // 3 % 3 == k}
 
 
-async def test_a_cluster_is_filtered_to_and_retried_from_the_dashboard(
-    tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+async def test_a_cluster_is_filtered_to_and_retried_from_the_dashboard(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "wf"
     folder.mkdir()
     (folder / "clusters.wf").write_text(FAN)

@@ -182,7 +182,7 @@ def _top_run(store: Any) -> str | None:
 
 
 def _sleeping(cluster: RayCluster, *nodes: Any) -> int:
-    """How many items' `sleep 60` scripts run on `nodes` (default: both)."""
+    """How many `sleep 60` processes (the items' scripts) run on `nodes` (default: both)."""
     return sum(
         "sleep 60" in cmd
         for node in nodes or (cluster.head, cluster.worker)
@@ -257,3 +257,49 @@ def test_a_sqlite_file_is_refused_in_one_line_when_a_node_is_on_another_machine(
         f"on other machines ({WORKER_IP}); use a postgresql:// URL"
     ]
     assert not db.exists() and not (wf / "ran.txt").exists()
+
+
+FORCE = """
+import sys, time
+from runkon_flow.cancellation import EngineCancelled
+from runkon_flow.persistence.location import DbLocation
+from runkon_flow.ray_executor import RayExecutor, _ray
+
+ex = RayExecutor(DbLocation(sys.argv[1]), [sys.argv[2]]).connect()
+ray = _ray()
+
+marker = sys.argv[2] + "/started"
+
+def stuck(task, config):  # a task that never looks at the store (hung in a library call)
+    import pathlib, subprocess
+    pathlib.Path(marker).touch()
+    subprocess.run(["sleep", "60"])
+    return {}
+
+ex._remote = ray.remote(max_retries=0, num_cpus=1)(stuck)
+handle = ex._remote.remote({}, {})
+import pathlib
+while not pathlib.Path(marker).exists():
+    assert ex.wait(handle, 0.1) is None
+time.sleep(0.5)
+asked = time.monotonic()
+ex.force_cancel(handle)
+while True:  # ended: cancelled, or returned early because its subprocess was killed
+    try:
+        if ex.wait(handle, 0.2) is not None:
+            break
+    except EngineCancelled:
+        break
+print(f"stopped {time.monotonic() - asked:.2f}")
+"""
+
+
+def test_a_task_that_ignores_the_store_is_force_cancelled_with_its_subprocesses(
+    cluster: RayCluster, tmp_path: Path
+) -> None:
+    db = fresh_dsn()
+    done = cluster.run([sys.executable, "-c", FORCE, db, str(tmp_path)], timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stopped = float(done.stdout.split()[-1])
+    assert stopped < 5
+    _wait_for(lambda: _sleeping(cluster) == 0, 5, "the task's subprocess outlived the force-cancel")

@@ -266,8 +266,10 @@ class RemoteChildRunner:
                     force_at = now + grace
                     self._request_cancel(run_id)
                 elif now >= force_at:
+                    # Again every grace period until the executor confirms: a cancel that
+                    # reaches a task still being placed on a worker can be lost.
                     self._executor.force_cancel(handle)
-                    force_at = float("inf")  # wait for the executor to confirm
+                    force_at = now + grace
 
     def _lost(
         self,

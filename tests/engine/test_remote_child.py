@@ -361,3 +361,29 @@ def test_executor_ray_refuses_a_store_the_nodes_cannot_share_in_one_line(
     else:
         assert "pip install 'runkon-tui[ray]'" in err
     assert not (wf / "ran.txt").exists()
+
+
+def test_retry_with_executor_ray_and_no_ray_says_so_in_one_line_and_retries_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runkon_flow.cli import main
+
+    wf = make_dir(tmp_path, ["a", "b"])
+    db = tmp_path / "runs.db"
+    executor = ThreadExecutor(db, wf, lose={"b"})
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("fan", {})
+        assert not ws.execute(run_id).all_succeeded
+    finally:
+        executor.close()
+        ws.store.close()
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "ray", None)  # as without the [ray] extra
+    argv = ["retry", run_id, "--failed", "--yes", "--executor", "ray", "--db", str(db), "--dir", str(wf)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'runkon-tui[ray]'" in err[0]
+    with SqliteStore(db) as store:
+        assert items_of(store, run_id)["b"].status == "failed"
+    assert (wf / "ran.txt").read_text().split() == ["a"]

@@ -456,7 +456,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
         choice = choose_items(
             latest_fanouts(store, run), failed=args.failed, item_ids=args.items, per_step=per_step
         )
-        ws = _workspace(_workflow_dirs(args.dirs), store, config, run.workflow_name)
+        dirs = _workflow_dirs(args.dirs)
+        ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
         definition = _retry_definition(args.definition, run, ws)
         print(f"run {run.id} ({run.workflow_name}, {display_status(run)}):")
         for line in choice.lines:
@@ -566,6 +567,7 @@ def add_retry_parser(sub: Any) -> None:
     add_db_args(p)
     add_progress_args(p)
     _add_lease_args(p)
+    add_executor_args(p)
     p.set_defaults(handler=cmd_retry)
 
 

@@ -62,6 +62,20 @@ class Leadership:
                     return
             self._leading = False
 
+    def _ensure_leader(self) -> None:
+        """Writes put back in the queue by an interrupted drain (a reader's or `flush()`'s, which
+        do not lead): if no one leads, the oldest waiting follower does, so none waits forever."""
+        with self._queue_lock:
+            if self._leading:
+                return
+            for queued in self._pending:
+                wake = queued.wake
+                if wake is not None and not queued.done:
+                    self._leading = True
+                    queued.wake, queued.lead = None, True
+                    wake.release()
+                    return
+
     def _wake_done(self, batch: Iterable[Any]) -> None:
         """Release the followers whose writes are done (results and errors are set by then)."""
         with self._queue_lock:

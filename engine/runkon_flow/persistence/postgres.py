@@ -391,6 +391,7 @@ class PostgresStore(Leadership):
             with self._queue_lock:
                 self._pending[:0] = [w for w in batch if not w.done and w is not mine]
                 self._pending_needs_history = True
+            self._ensure_leader()
             raise
         finally:
             self._wake_done(batch)

@@ -256,6 +256,7 @@ def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float)
             parts.append("awaiting approval")
         elif sv is not None and sv.decision:
             parts.append(sv.decision)
+    spent = run.fanouts[spec.path].usage if spec.kind == "foreach" and spec.path in run.fanouts else None
     if sv is not None:
         if sv.attempt:
             parts.append(f"attempt {sv.attempt + 1}")
@@ -264,6 +265,10 @@ def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float)
         elapsed = sv.elapsed(now)
         if elapsed is not None:
             parts.append(format_duration(elapsed))
+        if spec.kind != "foreach":
+            spent = sv.usage
+    if spent:
+        parts.append(spent.short())
     if spec.note:
         parts.append(f"({spec.note})")
     return " ".join(parts)

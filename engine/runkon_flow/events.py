@@ -110,6 +110,9 @@ class StepCompleted(_Event):
     markers: list[str] = Field(default_factory=list)
     duration_ms: int | None = None
     ended_at: float | None = None
+    #: What the step spent (`runkon_flow.usage.Usage.as_dict()`: tokens, turns, cost_usd), when
+    #: reported; a `call workflow` or `foreach` step: its children's sum.
+    usage: dict[str, float] | None = None
 
 
 class StepRetrying(_Event):
@@ -218,6 +221,7 @@ class FanOutItemCompleted(_Event):
     child_run_id: str | None = None
     status: ItemStatus | None = None
     error: str | None = None
+    usage: dict[str, float] | None = None  # what the item's child run spent, when reported
 
 
 class FanOutItemSkipped(_Event):

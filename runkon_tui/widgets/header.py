@@ -46,8 +46,10 @@ class RunHeader(Static):
         fan = view.active_fanout()
         words = item_words(fan) if fan is not None else ("", "")
         glyphs = item_glyphs(fan) if fan is not None else ("", "")
+        usage = view.usage()
         # (priority, markup, plain width): lower priority numbers are dropped first; the item
-        # counts (priority 3) are not dropped but said in glyphs instead of words.
+        # counts (priority 3) are not dropped but said in glyphs instead of words. The usage
+        # (tokens, cost) goes first, with the brand.
         parts: list[tuple[int, str, str]] = [
             (1, brand, "runkon"),
             (9, warn, f"⚠ {note}" if note else ""),
@@ -58,6 +60,7 @@ class RunHeader(Static):
             (9, "[$text-muted]read-only[/]" if view.read_only else "", "read-only" if view.read_only else ""),
             (4, " ".join(shown), " ".join(f"{glyph(s)}{counts[s]}" for s in COUNT_ORDER if counts.get(s))),
             (3, *words),
+            (1, usage.short() if usage else "", usage.short() if usage else ""),
         ]
         parts = [p for p in parts if p[1]]
         for level in (1, 2, 3, 4):

@@ -400,6 +400,27 @@ def test_a_step_keeps_its_node_path_through_every_update(store) -> None:
     assert store.get_step(step_id).node_path == "body.0.body.1"
 
 
+# --------------------------------------------------------------------------- usage (schema v6)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_step_keeps_the_usage_it_ends_with(store, durable) -> None:
+    """What a step spent (tokens, cost) is written with its terminal status, also when the write
+    is queued behind the step's own insert; a later write without usage leaves it; NULL before."""
+    run_id, gen = owned_run(store)
+    spent = '{"input_tokens":1200,"output_tokens":300,"cost_usd":0.0125}'
+    row = NewStep(workflow_run_id=run_id, step_name="s", retry_count=0)
+    step_id = store.insert_step(row, durable=durable)
+    assert store.get_step(step_id).usage is None
+    store.update_step(step_id, StepUpdate.completed(gen, result_text="ok", usage=spent), durable=durable)
+    store.flush()
+    assert store.get_step(step_id).usage == spent
+    assert [s.usage for s in store.get_steps(run_id)] == [spent]
+    plain = new_step(store, run_id, "plain", retry_count=0)
+    store.update_step(plain, StepUpdate.failed(gen, "boom"))
+    assert store.get_step(plain).usage is None
+
+
 @pytest.mark.parametrize("role", ["actor", "reviewer", "script", ""])
 def test_roles_outside_the_canonical_schema_are_refused(store, role) -> None:
     run_id = new_run(store)

@@ -80,6 +80,7 @@ CANONICAL_STEP_COLUMNS = [
     "gate_approved_by", "gate_approved_at", "gate_feedback", "structured_output", "output_file",
     "gate_options", "gate_selections", "fan_out_total", "fan_out_completed", "fan_out_failed",
     "fan_out_skipped", "step_error", "node_path",
+    "usage",  # ours, schema v6
 ]  # fmt: skip
 CANONICAL_ITEM_COLUMNS = [
     "id", "step_run_id", "item_type", "item_id", "item_ref", "child_run_id", "status", "dispatched_at",
@@ -321,7 +322,7 @@ def test_a_version_1_database_gains_node_paths_and_its_old_steps_still_open(db) 
         assert store.get_step(new).node_path == "body.1"
     conn = raw(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
-    assert columns(conn, "workflow_run_steps")[-1] == "node_path"
+    assert columns(conn, "workflow_run_steps")[-2:] == ["node_path", "usage"]  # v2, then v6
     conn.close()
 
 

@@ -283,6 +283,7 @@ class LiveView:
             f"steps {g.ok}{counts.get('completed', 0)} {g.fail}{counts.get('failed', 0)}"
             + (f" {g.cancel}{counts['cancelled']}" if counts.get("cancelled") else "")
             + (f" {g.skip}{counts['skipped']}" if counts.get("skipped") else "")
+            + (f" {g.sep} {usage.short().replace(' · ', f' {g.sep} ')}" if (usage := model.usage()) else "")
         )
 
     def _fan_lines(self) -> list[str]:

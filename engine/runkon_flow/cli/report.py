@@ -34,6 +34,7 @@ from runkon_flow.persistence.models import (
     WorkflowRunStep,
 )
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.usage import Usage
 
 __all__ = [
     "display_status",
@@ -175,6 +176,7 @@ def run_json(
         "error": run.error,
         "parent_run_id": run.parent_workflow_run_id or run.parent_run_id or None,
         "steps": step_counts(steps),
+        "usage": (run_usage(steps) or Usage()).as_dict() or None,
     }
     if with_steps:
         data["step_rows"] = [
@@ -192,6 +194,7 @@ def run_json(
                 "error": s.step_error,
                 "child_run_id": s.child_run_id,
                 "markers": s.markers_out,
+                "usage": (Usage.from_json(s.usage) or Usage()).as_dict() or None,
             }
             for s in steps
         ]
@@ -199,6 +202,12 @@ def run_json(
 
 
 # --------------------------------------------------------------------------- show
+
+
+def run_usage(steps: Iterable[WorkflowRunStep]) -> Usage | None:
+    """What a stored run spent: the sum of its step rows' usage, every attempt (a `call workflow`
+    or finished `foreach` row holds its children's sum, so child runs are not read)."""
+    return Usage.total(Usage.from_json(s.usage) for s in steps)
 
 
 def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[str, list[str]]:
@@ -320,6 +329,9 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
     lines.append(f"duration  {_duration_text(run_duration(run, steps, now))}")
     if run.inputs:
         lines.append("inputs    " + ", ".join(f"{k}={v}" for k, v in sorted(run.inputs.items())))
+    usage = run_usage(steps)
+    if usage:
+        lines.append(f"usage     {usage.long()}")
     if run.error:
         lines.append(f"error     {readable_error(run.error)}")
     children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
@@ -343,6 +355,9 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
             notes.extend(failed_items)
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
+        spent = Usage.from_json(step.usage)
+        if spent:
+            extra = f"{extra} · {spent.short()}" if extra else spent.short()
         table_rows.append(
             [
                 str(step.position),

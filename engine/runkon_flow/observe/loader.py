@@ -24,6 +24,7 @@ from runkon_flow.observe.reducer import RunModel
 from runkon_flow.observe.status import ITEM_CODE
 from runkon_flow.persistence.models import FanOutItemRow, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.usage import Usage
 
 #: Gives rows without a stored node path one (row id → node path), for runs written before
 #: schema v2; rows it leaves out are keyed by step name.
@@ -89,6 +90,8 @@ def step_from_rows(key: str, rows: list[WorkflowRunStep], kind: str | None = Non
         _, iteration, position = row_key(row)
         sv.outcomes[(iteration, position)] = str(row.status)
     sv.status = str(last.status)
+    if last.role != "foreach":  # a foreach's usage is its FanOutView's (set by load_run_state)
+        sv.usage = Usage.total(Usage.from_json(row.usage) for row in rows)  # every execution's
     if last.role == "gate" and last.gate_approved_by:
         sv.decision = gate_decision(
             str(last.status) == "completed",
@@ -208,6 +211,7 @@ def load_run_state(
         last = path_rows[-1]
         if last.role == "foreach":
             fan = fanout_from_rows(key, run.id, last, store.get_fan_out_items(last.id))
+            fan.usage = Usage.total(Usage.from_json(row.usage) for row in path_rows)
             fill_item_errors(store, fan)
             state.fanouts[key] = fan
             state.fanout_steps[last.id] = key

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from runkon_flow.observe.status import ITEM_CODE, ITEM_DONE_CODES, ITEM_STATUSES, TERMINAL
+from runkon_flow.usage import Usage
 
 Clock = Callable[[], float]
 
@@ -96,6 +97,9 @@ class StepView:
     position: int | None = None
     # A gate's answer in words (`approved by alice · note: ok`), from the event or the stored row.
     decision: str | None = None
+    # What the step spent over all its executions and attempts (tokens, cost), when reported; a
+    # `call workflow` step: its child runs' totals. A foreach's is its FanOutView's `usage`.
+    usage: Usage | None = None
     # (iteration, position) → the status of that execution's latest attempt: a step inside a loop
     # runs once per iteration and each run counts; retries do not (a step is counted once, by how
     # its last attempt ended). The same key as `observe.counts.row_key` gives a stored row.
@@ -159,6 +163,7 @@ class FanOutView:
         "run_id",
         "started",
         "step_id",
+        "usage",
         "version",
     )
 
@@ -183,6 +188,7 @@ class FanOutView:
         # Why a failed item's child run failed: its failed step's error (`failure_cause`), which
         # says more than the run's "Step 'x' failed after 1 attempts". Failure clusters use it.
         self.causes: dict[int, str] = {}
+        self.usage: Usage | None = None  # what the items' child runs spent, summed (every attempt)
         self.first_start: float | None = None
         self.version = 0
         self.dirty_lo, self.dirty_hi = 1 << 62, -1

@@ -44,6 +44,7 @@ from runkon_flow.observe.records import (
     step_label,
 )
 from runkon_flow.observe.status import FAILED, ITEM_CODE, glyph
+from runkon_flow.usage import Usage
 
 if TYPE_CHECKING:
     from runkon_flow.dsl.ast import WorkflowDef
@@ -639,6 +640,12 @@ class RunModel:
         sv.markers = tuple(ev.markers)
         if not sv.starts:
             sv.starts = 1
+        if ev.usage and ev.kind != "foreach":  # a foreach's usage is its items' (FanOutView.usage)
+            spent = Usage.from_metadata(ev.usage)
+            if spent:
+                sv.usage = spent if sv.usage is None else sv.usage + spent
+                if self._is_root(run.run_id):
+                    self._changes.header = True
         self._touch(run, sv)
         root = self._is_root(run.run_id)
         took = format_duration(sv.elapsed(sv.ended_at))
@@ -848,6 +855,10 @@ class RunModel:
         status = ev.status or ("completed" if ev.succeeded else "failed")
         error = _readable(ev.error)
         idx = fan.finish(ev.item_id, status, data.ts, error)
+        if ev.usage:
+            spent = Usage.from_metadata(ev.usage)
+            if spent:
+                fan.usage = spent if fan.usage is None else fan.usage + spent
         if ev.child_run_id:
             fan.child_runs[idx] = ev.child_run_id
             if status != "completed":
@@ -914,6 +925,27 @@ class RunModel:
                     idx = fan.add(ev.item_id)
                 fan.child_runs[idx] = ev.child_run_id
                 self._changes.fanouts.add((parent.run_id, fan.key))
+
+    # ------------------------------------------------------------------ usage
+
+    def usage(self, run_id: str | None = None) -> Usage | None:
+        """What a run (default: the root) spent so far, its children included: its steps' usage
+        (a finished `call workflow` step holds its child's total; one still running counts its
+        child run live) plus its fan-outs' items (docs/agents.md "Usage")."""
+        run = self.runs.get(run_id or self.root_run_id or "")
+        return None if run is None else self._run_usage(run, 0)
+
+    def _run_usage(self, run: RunState, depth: int) -> Usage | None:
+        parts: list[Usage | None] = [fan.usage for fan in run.fanouts.values()]
+        for sv in run.steps.values():
+            if sv.kind == "foreach":
+                continue
+            if sv.kind == "call_workflow" and sv.usage is None and sv.child_run_id and depth < 8:
+                child = self.runs.get(sv.child_run_id)
+                parts.append(self._run_usage(child, depth + 1) if child is not None else None)
+            else:
+                parts.append(sv.usage)
+        return Usage.total(parts)
 
     # ------------------------------------------------------------------ exit summary
 

@@ -33,6 +33,9 @@ def exit_summary(model: RunModel, output_lines: int = 10) -> str:
             f"foreach {fan.name}: {fan.count('completed')} completed, {fan.count('failed')} failed,"
             f" {fan.count('skipped')} skipped, {fan.count('cancelled')} cancelled of {fan.total}"
         )
+    usage = model.usage()
+    if usage:
+        lines.append(f"usage: {usage.long()}")
     if root.error:
         lines.append(f"error: {root.error}")
     if root.cancel_reason:

@@ -269,6 +269,8 @@ class InMemoryStore:
                     step.child_run_id = update.child_run_id
                 if update.retry_count is not None:
                     step.retry_count = update.retry_count
+                if update.usage is not None:
+                    step.usage = update.usage
                 if update.fan_out is not None:
                     total, completed, failed, skipped = update.fan_out
                     step.fan_out_total, step.fan_out_completed = total, completed

@@ -184,6 +184,7 @@ class WorkflowRunStep:
     fan_out_skipped: int = 0
     step_error: str | None = None
     node_path: str | None = None  # place in the workflow tree (`body.2`); None on rows before schema v2
+    usage: str | None = None  # JSON `runkon_flow.usage.Usage`: tokens/cost this step spent (schema v6)
 
 
 @dataclass(slots=True)
@@ -216,6 +217,9 @@ class StepUpdate:
     #: A foreach row's final counts (total, completed, failed, skipped): written with a terminal
     #: status into the `fan_out_*` columns; None leaves them as they are.
     fan_out: tuple[int, int, int, int] | None = None
+    #: What the step spent (JSON `runkon_flow.usage.Usage`), written with a terminal status; None
+    #: leaves the column as it is.
+    usage: str | None = None
 
     @classmethod
     def completed(
@@ -228,9 +232,11 @@ class StepUpdate:
         markers_out: str | None = None,
         attempt: int | None = None,
         structured_output: str | None = None,
+        usage: str | None = None,
     ) -> StepUpdate:
         return cls(
             generation=generation,
+            usage=usage,
             status=StepStatus.COMPLETED,
             child_run_id=child_run_id,
             result_text=result_text,

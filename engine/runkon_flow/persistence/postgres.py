@@ -100,7 +100,8 @@ _STEP_TERMINAL = (
     "fan_out_total = COALESCE(%(fan_total)s, fan_out_total), "
     "fan_out_completed = COALESCE(%(fan_completed)s, fan_out_completed), "
     "fan_out_failed = COALESCE(%(fan_failed)s, fan_out_failed), "
-    "fan_out_skipped = COALESCE(%(fan_skipped)s, fan_out_skipped) " + _STEP_GUARD
+    "fan_out_skipped = COALESCE(%(fan_skipped)s, fan_out_skipped), "
+    "usage = COALESCE(%(usage)s, usage) " + _STEP_GUARD
 )
 _STEP_OTHER = _RUN_LOCK + "UPDATE workflow_run_steps SET status = %(status)s " + _STEP_GUARD
 _STEP_INSERT = (
@@ -809,6 +810,7 @@ class PostgresStore(Leadership):
             )
             fan = update.fan_out or (None, None, None, None)
             params.update(fan_total=fan[0], fan_completed=fan[1], fan_failed=fan[2], fan_skipped=fan[3])
+            params["usage"] = update.usage
         else:
             sql = _STEP_OTHER
 
@@ -832,6 +834,8 @@ class PostgresStore(Leadership):
         run_row = self._foldable.get("r:" + row[_S_RUN])
         if run_row is None or run_row[_R_GENERATION] != update.generation or update.fan_out is not None:
             return False  # the queued UPDATE checks (and reports) it, and writes the fan-out counts
+        if update.usage is not None:  # the insert row has no usage column: the queued UPDATE writes it
+            return False
         if StepStatus(row[_S_STATUS]).is_terminal:
             return True
         row[_S_STATUS] = status.value

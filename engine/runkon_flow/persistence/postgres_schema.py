@@ -126,7 +126,13 @@ _V4 = (
     "ALTER TABLE workflow_run_step_fan_out_items ADD COLUMN IF NOT EXISTS previous_child_run_id TEXT",
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
+_V6 = (
+    # Usage (issue 14 item 8): the tokens, turns and cost a step spent, JSON (runkon_flow.usage).
+    "ALTER TABLE workflow_run_steps ADD COLUMN IF NOT EXISTS usage TEXT",
+)
+
+# 5 is reserved for the rerun link.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (6, _V6))
 """(version, statements) in order: applying every step above the database's version brings it to
 SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""
 

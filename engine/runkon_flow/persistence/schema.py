@@ -48,7 +48,7 @@ STEP_COLUMNS = (
     "markers_out, retry_count, gate_type, gate_prompt, gate_timeout, gate_approved_by, gate_approved_at, "
     "gate_feedback, "
     "structured_output, output_file, gate_options, gate_selections, fan_out_total, fan_out_completed, "
-    "fan_out_failed, fan_out_skipped, step_error, node_path"
+    "fan_out_failed, fan_out_skipped, step_error, node_path, usage"
 )
 
 ITEM_COLUMNS = (
@@ -185,11 +185,18 @@ def _v4_retry_lineage(conn: sqlite3.Connection) -> None:
     _add_column(conn, "workflow_run_step_fan_out_items", "previous_child_run_id", "TEXT")
 
 
+def _v6_step_usage(conn: sqlite3.Connection) -> None:
+    """Usage (issue 14 item 8): the tokens, turns and cost a step spent, as JSON
+    (`runkon_flow.usage.Usage`); `call workflow` and `foreach` rows hold their children's sum."""
+    _add_column(conn, "workflow_run_steps", "usage", "TEXT")
+
+
 #: (version, step) in ascending order: the step brings a file from version-1 to version.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _v2_step_node_path),
     (3, _v3_event_log),
     (4, _v4_retry_lineage),
+    (6, _v6_step_usage),  # 5 is reserved for the rerun link
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1

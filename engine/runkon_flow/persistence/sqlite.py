@@ -77,7 +77,8 @@ _STEP_TERMINAL = (
     "retry_count = COALESCE(:retry_count, retry_count), fan_out_total = COALESCE(:fan_total, fan_out_total), "
     "fan_out_completed = COALESCE(:fan_completed, fan_out_completed), "
     "fan_out_failed = COALESCE(:fan_failed, fan_out_failed), "
-    f"fan_out_skipped = COALESCE(:fan_skipped, fan_out_skipped) {_STEP_GUARD}"
+    "fan_out_skipped = COALESCE(:fan_skipped, fan_out_skipped), "
+    f"usage = COALESCE(:usage, usage) {_STEP_GUARD}"
 )
 _STEP_INSERT = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
@@ -751,6 +752,7 @@ class SqliteStore(Leadership):
             )
             fan = update.fan_out or (None, None, None, None)
             params.update(fan_total=fan[0], fan_completed=fan[1], fan_failed=fan[2], fan_skipped=fan[3])
+            params["usage"] = update.usage
         else:
             sql = _STEP_OTHER
 
@@ -777,6 +779,8 @@ class SqliteStore(Leadership):
         run_row = self._foldable.get("r:" + row[_S_RUN])
         if run_row is None or run_row[_R_GENERATION] != update.generation or update.fan_out is not None:
             return False  # the queued UPDATE checks (and reports) it, and writes the fan-out counts
+        if update.usage is not None:
+            return False  # the insert row has no usage column: the queued UPDATE writes it
         if row[_S_STATUS].is_terminal:
             return True  # a terminal row is never overwritten
         row[_S_STATUS] = status
@@ -1141,6 +1145,7 @@ def _step_from_row(row: tuple) -> WorkflowRunStep:
         fan_out_skipped=row[31] or 0,
         step_error=row[32],
         node_path=row[33],
+        usage=row[34],
     )
 
 

@@ -54,6 +54,7 @@ from runkon_flow.plugins.protocols import (
 from runkon_flow.plugins.registries import ActionRegistry
 from runkon_flow.plugins.schemas import schema_instruction
 from runkon_flow.process import run_process
+from runkon_flow.usage import usage_metadata
 
 log = logging.getLogger(__name__)
 
@@ -611,15 +612,17 @@ class AgentExecutor:
             else shown[:_CONTEXT_CHARS]
         )
         structured = None
+        metadata = {"duration_ms": str(int(delay * 1000))}
         if agent.output is not None:
             extras = {str(k): _template_value(v, variables) for k, v in agent.output.items()}
             structured = FlowOutput(markers, context, extras).to_json()
+            metadata.update(usage_metadata(extras))  # `output: {usage: {...}}` as a block's would
         return ActionOutput(
             markers=markers,
             context=context,
             result_text=shown,
             structured_output=structured,
-            metadata={"duration_ms": str(int(delay * 1000))},
+            metadata=metadata,
         )
 
     # ---- command runtime
@@ -669,6 +672,7 @@ class AgentExecutor:
             return ActionOutput(
                 context=stdout[:_CONTEXT_CHARS], result_text=stdout.strip(), metadata=metadata
             )
+        metadata.update(usage_metadata(parsed.extras))  # {"usage": {...}} in the block (docs/agents.md)
         return ActionOutput(
             markers=list(parsed.markers),
             context=parsed.context,

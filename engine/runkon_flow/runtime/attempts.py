@@ -14,6 +14,7 @@ from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUp
 from runkon_flow.runtime.resume import restore_step
 from runkon_flow.runtime.state import ExecutionState, StepResult
 from runkon_flow.runtime.steps import StepTimedOut, StepTrace, handle_on_fail, markers_json
+from runkon_flow.usage import Usage
 
 if TYPE_CHECKING:
     from runkon_flow.dsl.ast import OnFailAgent, OnFailContinue
@@ -108,8 +109,10 @@ class StepAttempt:
         markers: list[str],
         structured_output: str | None = None,
         child_run_id: str | None = None,
+        usage: Usage | None = None,
     ) -> None:
-        """Write the completed row and StepCompleted (recording the result is the caller's)."""
+        """Write the completed row and StepCompleted (recording the result is the caller's); `usage`
+        is what the step spent (docs/agents.md "Usage")."""
         self.st.update_step(
             self.step_id,
             StepUpdate.completed(
@@ -120,9 +123,10 @@ class StepAttempt:
                 markers_out=markers_json(markers),
                 attempt=self.attempt,
                 structured_output=structured_output,
+                usage=usage.to_json() if usage else None,
             ),
         )
-        self.trace.completed(StepStatus.COMPLETED, markers=markers)
+        self.trace.completed(StepStatus.COMPLETED, markers=markers, usage=usage)
 
     def failed(self, message: str, child_run_id: str | None = None) -> str:
         """Write the failed row; returns `message` (what a retry or on_fail sees)."""

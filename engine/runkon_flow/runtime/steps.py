@@ -16,9 +16,11 @@ from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.events import EngineLog, StepCompleted, StepOutput, StepStarted
 from runkon_flow.persistence.models import StepStatus
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
+from runkon_flow.usage import Usage
 
 if TYPE_CHECKING:
     from runkon_flow.dsl.ast import OnFailAgent, OnFailContinue
+    from runkon_flow.runtime.types import WorkflowResult
 
 __all__ = [
     "OutputEmitter",
@@ -93,6 +95,25 @@ def apply_metrics(st: ExecutionState, metadata: Mapping[str, str] | None) -> Non
         parsed = True
     if parsed:
         st.has_llm_metrics = True
+
+
+def result_usage(result: WorkflowResult | None) -> Usage | None:
+    """What a finished child run spent (its `LlmRunMetrics`), as a Usage; None when nothing."""
+    from runkon_flow.runtime.types import LlmRunMetrics
+
+    metrics = result.extensions.get(LlmRunMetrics) if result is not None and result.extensions else None
+    if metrics is None:
+        return None
+    return Usage.from_metadata(
+        {
+            "cost_usd": metrics.total_cost_usd,
+            "num_turns": metrics.total_turns,
+            "input_tokens": metrics.total_input_tokens,
+            "output_tokens": metrics.total_output_tokens,
+            "cache_read_input_tokens": metrics.total_cache_read_input_tokens,
+            "cache_creation_input_tokens": metrics.total_cache_creation_input_tokens,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- recording
@@ -239,6 +260,7 @@ class StepTrace:
         error: str | None = None,
         markers: list[str] | None = None,
         succeeded: bool | None = None,
+        usage: Usage | None = None,
     ) -> None:
         if not self.st.event_sinks:
             return
@@ -258,6 +280,7 @@ class StepTrace:
                 markers=list(markers or ()),
                 duration_ms=int((time.monotonic() - self.t0) * 1000),
                 ended_at=time.time(),
+                usage=usage.as_dict() if usage else None,
             )
         )
 

@@ -30,6 +30,7 @@ from runkon_flow.runtime.state import ExecutionState, StepResult
 from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
 from runkon_flow.runtime.threads import call_with_deadline, fire_and_forget
 from runkon_flow.runtime.variables import build_variable_map
+from runkon_flow.usage import Usage
 
 __all__ = ["execute_call", "merge_plugin_dirs", "resolve_schema"]
 
@@ -189,6 +190,7 @@ def _attempt(
             markers=markers,
             structured_output=output.structured_output,
             child_run_id=output.child_run_id,
+            usage=Usage.from_metadata(output.metadata),
         )
         st.note_output(position, output.structured_output)
         record_step_success(

@@ -25,6 +25,7 @@ from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 from runkon_flow.runtime.steps import describe_exception, handle_on_fail, record_step_success
 from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
 from runkon_flow.runtime.variables import build_variable_map
+from runkon_flow.usage import Usage
 
 __all__ = ["execute_call_workflow", "merge_child_results"]
 
@@ -71,11 +72,13 @@ def _record_child_success(
     last = child_steps[-1] if child_steps else None
     markers = parse_markers(last.markers_out) if last is not None else []
     context = (last.context_out or "") if last is not None else ""
+    metrics = _child_metrics(result)
     step.completed(
         result_text=f"Sub-workflow '{name}' completed",
         context=context,
         markers=markers,
         child_run_id=result.workflow_run_id,
+        usage=Usage.from_metadata(metrics),  # the child's total
     )
     splice_child_contexts(st, child_steps)
     record_step_success(
@@ -87,7 +90,7 @@ def _record_child_success(
         markers=markers,
         context=context,
         child_run_id=result.workflow_run_id,
-        metadata=_child_metrics(result),
+        metadata=metrics,
     )
     merge_child_results(st, child_steps)
 

@@ -51,10 +51,18 @@ from runkon_flow.persistence.models import (
 from runkon_flow.plugins.protocols import ProviderInfo
 from runkon_flow.runtime.resume import restore_step
 from runkon_flow.runtime.state import ExecutionState
-from runkon_flow.runtime.steps import StepTrace, describe_exception, record_step_failure, record_step_success
+from runkon_flow.runtime.steps import (
+    StepTrace,
+    apply_metrics,
+    describe_exception,
+    record_step_failure,
+    record_step_success,
+    result_usage,
+)
 from runkon_flow.runtime.threads import WorkerPool
 from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
 from runkon_flow.runtime.variables import build_variable_map
+from runkon_flow.usage import Usage
 
 __all__ = ["execute_foreach"]
 
@@ -142,6 +150,7 @@ class _FanOut:
         self.counts = {s: 0 for s in FanOutItemStatus}
         self.halted = False
         self.cancelled = False
+        self.usage: Usage | None = None  # what this execution's child runs spent, summed
 
     # ------------------------------------------------------------------ helpers
 
@@ -574,6 +583,9 @@ class _FanOut:
         self.counts[status] += 1
         if committed is None:
             self.updates.append((item.row_id, FanOutItemUpdate.terminal(status, item.child_run_id)))
+        usage = result_usage(result)
+        if usage:
+            self.usage = usage if self.usage is None else self.usage + usage
         if st.event_sinks:
             st.emit(
                 FanOutItemCompleted(
@@ -583,6 +595,7 @@ class _FanOut:
                     child_run_id=item.child_run_id,
                     status=status.value,  # type: ignore[arg-type]
                     error=item.error,
+                    usage=usage.as_dict() if usage else None,
                 )
             )
         if self.dependents:  # only dependencies look items up (a set entry per item otherwise)
@@ -693,6 +706,10 @@ class _FanOut:
         aggregate = self._aggregate()
         st.note_output(self.position, aggregate)
         fan_out = (total, done, failed + cancelled, skipped)  # a cancelled item counts as failed
+        usage = self.usage
+        spent = usage.to_json() if usage else None
+        if usage:  # the children's usage counts in this run's totals too (docs/agents.md "Usage")
+            apply_metrics(st, {k: str(v) for k, v in usage.as_dict().items()})
         if self.cancelled:
             error = st.cancellation.error()
             st.update_step(
@@ -706,9 +723,10 @@ class _FanOut:
                     step_error=str(error),
                     retry_count=0,
                     fan_out=fan_out,
+                    usage=spent,
                 ),
             )
-            self.trace.completed(StepStatus.CANCELLED, str(error))
+            self.trace.completed(StepStatus.CANCELLED, str(error), usage=usage)
             raise error
         bad = failed + cancelled
         if bad:
@@ -724,13 +742,19 @@ class _FanOut:
                     step_error=message,
                     retry_count=0,
                     fan_out=fan_out,
+                    usage=spent,
                 ),
             )
-            self.trace.completed(StepStatus.FAILED, message)
+            self.trace.completed(StepStatus.FAILED, message, usage=usage)
             record_step_failure(st, self.key, node.name, message, 1)
             return
         update = StepUpdate.completed(
-            st.generation, result_text=context, context_out=context, attempt=0, structured_output=aggregate
+            st.generation,
+            result_text=context,
+            context_out=context,
+            attempt=0,
+            structured_output=aggregate,
+            usage=spent,
         )
         update.fan_out = fan_out
         st.update_step(self.step_id, update)
@@ -744,7 +768,7 @@ class _FanOut:
             context=context,
             structured_output=aggregate,
         )
-        self.trace.completed(StepStatus.COMPLETED)
+        self.trace.completed(StepStatus.COMPLETED, usage=usage)
 
 
 def _carried_status(prior: Any, chosen: frozenset[str] | None) -> FanOutItemStatus:

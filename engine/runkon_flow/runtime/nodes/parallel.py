@@ -36,6 +36,7 @@ from runkon_flow.runtime.steps import (
 )
 from runkon_flow.runtime.threads import WorkerPool
 from runkon_flow.runtime.variables import build_variable_map
+from runkon_flow.usage import Usage
 
 __all__ = ["execute_parallel"]
 
@@ -218,6 +219,7 @@ def _record_success(st: ExecutionState, b: _Branch, iteration: int, merged: list
     assert out is not None and b.trace is not None
     markers = list(out.markers or ())
     context = out.context or ""
+    usage = Usage.from_metadata(out.metadata)
     st.update_step(
         b.step_id,
         StepUpdate.completed(
@@ -228,6 +230,7 @@ def _record_success(st: ExecutionState, b: _Branch, iteration: int, merged: list
             markers_out=markers_json(markers),
             attempt=b.attempt,
             structured_output=out.structured_output,
+            usage=usage.to_json() if usage else None,
         ),
     )
     st.note_output(b.position, out.structured_output)
@@ -244,7 +247,7 @@ def _record_success(st: ExecutionState, b: _Branch, iteration: int, merged: list
         metadata=out.metadata,
     )
     merged.extend(m for m in markers if m not in merged)
-    b.trace.completed(StepStatus.COMPLETED, markers=markers)
+    b.trace.completed(StepStatus.COMPLETED, markers=markers, usage=usage)
 
 
 def _record_cancelled(st: ExecutionState, b: _Branch, reason: CancellationReason | None) -> None:

@@ -27,6 +27,7 @@ from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retri
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
 from runkon_flow.runtime.variables import build_variable_map, describe_variable_source
+from runkon_flow.usage import Usage, usage_metadata
 
 __all__ = ["PROTECTED_ENV_NAMES", "build_script_env", "execute_script"]
 
@@ -188,12 +189,20 @@ def _attempt(
 
     if result.exit_code == 0:
         flow = parse_flow_output(result.stdout)
+        metadata = {"duration_ms": str(result.duration_ms)}
         if flow is not None:
             markers, context, structured = flow.markers, flow.context, flow.to_json()
+            metadata.update(usage_metadata(flow.extras))  # a script wrapping an agent may report usage
         else:
             markers, context, structured = [], result.stdout[:_CONTEXT_CHARS], None
         text = f"Script '{name}' completed"
-        step.completed(result_text=text, context=context, markers=markers, structured_output=structured)
+        step.completed(
+            result_text=text,
+            context=context,
+            markers=markers,
+            structured_output=structured,
+            usage=Usage.from_metadata(metadata),
+        )
         st.note_output(position, structured)
         record_step_success(
             st,
@@ -204,7 +213,7 @@ def _attempt(
             markers=markers,
             context=context,
             structured_output=structured,
-            metadata={"duration_ms": str(result.duration_ms)},
+            metadata=metadata,
         )
         return None
 

@@ -1,0 +1,110 @@
+"""Usage through the CLI: tokens and cost agents report (FLOW_OUTPUT `usage`, the echo runtime's
+`output.usage`, a script's block) are kept per step, summed for a foreach's items and for the
+run, and shown by `show` (docs/agents.md "Usage")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence import SqliteStore
+from runkon_flow.usage import Usage
+
+from .run_helpers import cli, run_id_of, write
+
+SPEND = """workflow spend {
+  call plan
+  call review
+  foreach each {
+    over = static
+    scope = { items = "a,b,c" }
+    max_parallel = 3
+    workflow = one
+    inputs = { name = "{{item.id}}" }
+  }
+}
+"""
+ONE = """workflow one {
+  inputs { name default = "" }
+  script work { run = "sh item.sh {{name}}" }
+}
+"""
+PLAN = """---
+runtime: echo
+output: { usage: { input_tokens: 1000, output_tokens: 200, cost_usd: 0.01 } }
+---
+Plan the work.
+"""
+REVIEW = """---
+command: ["sh", "{{workflow_dir}}/review.sh"]
+---
+Review it.
+"""
+REVIEW_SH = """cat > /dev/null
+echo "looked at it"
+echo "<<<FLOW_OUTPUT>>>"
+echo '{"markers": [], "context": "fine",'
+echo ' "usage": {"input_tokens": 500, "output_tokens": 100, "num_turns": 2, "cost_usd": 0.005}}'
+echo "<<<END_FLOW_OUTPUT>>>"
+"""
+ITEM_SH = """echo "<<<FLOW_OUTPUT>>>"
+echo '{"markers": [], "context": "'$1'",'
+echo ' "usage": {"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.001}}'
+echo "<<<END_FLOW_OUTPUT>>>"
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    write(tmp_path / "spend.wf", SPEND)
+    write(tmp_path / "one.wf", ONE)
+    write(tmp_path / "agents" / "plan.md", PLAN)
+    write(tmp_path / "agents" / "review.md", REVIEW)
+    write(tmp_path / "review.sh", REVIEW_SH)
+    write(tmp_path / "item.sh", ITEM_SH)
+    return tmp_path
+
+
+def test_usage_is_kept_per_step_summed_for_items_and_the_run_and_shown(capsys, home: Path) -> None:
+    code, out, err = cli(capsys, "run", "spend", "--dir", str(home), "--progress", "quiet")
+    assert code == 0, err
+    run_id = run_id_of(out)
+
+    store = SqliteStore(home / "runs.db")
+    try:
+        rows = {s.step_name: Usage.from_json(s.usage) for s in store.get_steps(run_id)}
+        children = store.list_runs(parent_run_id=run_id)
+        child_rows = [s for c in children for s in store.get_steps(c.id)]
+    finally:
+        store.close()
+    assert rows["plan"] == Usage(input_tokens=1000, output_tokens=200, cost_usd=0.01)
+    assert rows["review"] == Usage(input_tokens=500, output_tokens=100, num_turns=2, cost_usd=0.005)
+    assert rows["foreach:each"] == Usage(input_tokens=30, output_tokens=15, cost_usd=0.003)  # a + b + c
+    assert [Usage.from_json(s.usage) for s in child_rows] == [Usage(10, 5, cost_usd=0.001)] * 3
+
+    code, out, _ = cli(capsys, "show", run_id)
+    assert code == 0
+    assert "usage     1,845 tokens (1,530 in, 315 out) · 2 turns · $0.0180" in out
+    lines = out.splitlines()
+    assert any(" plan " in ln and ln.endswith("1.2k tok · $0.01") for ln in lines)
+    items = "items 3/3: 3 completed · 45 tok · $0.003"
+    assert any("foreach:each" in ln and ln.endswith(items) for ln in lines)
+
+    data = json.loads(cli(capsys, "show", run_id, "--json")[1])
+    assert data["usage"] == {"input_tokens": 1530, "output_tokens": 315, "num_turns": 2, "cost_usd": 0.018}
+    assert {r["name"]: r["usage"] for r in data["step_rows"]}["review"] == {
+        "input_tokens": 500, "output_tokens": 100, "num_turns": 2, "cost_usd": 0.005,
+    }  # fmt: skip
+
+
+def test_a_run_that_reports_nothing_shows_no_usage(capsys, home: Path) -> None:
+    write(home / "quiet.wf", 'workflow quiet {\n  script s { run = "echo hi" }\n}\n')
+    code, out, _ = cli(capsys, "run", "quiet", "--dir", str(home), "--progress", "quiet")
+    assert code == 0
+    run_id = run_id_of(out)
+    out = cli(capsys, "show", run_id)[1]
+    assert "usage" not in out and " tok" not in out
+    assert json.loads(cli(capsys, "show", run_id, "--json")[1])["usage"] is None

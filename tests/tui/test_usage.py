@@ -44,7 +44,7 @@ async def test_usage_shows_in_the_tree_the_header_and_the_summary(tmp_path: Path
         assert label(app, "body.1").endswith("600 tok · $0.005")
         assert label(app, "body.2").endswith("45 tok · $0.003")  # the items' sum
         header = str(app.main_screen.header.render())
-        assert "items 3/3 · 1.8k tok · $0.018" in header
+        assert header.endswith("3 items: 3 completed · 1.8k tok · $0.018")
         assert "usage: 1,845 tokens (1,530 in, 315 out) · 2 turns · $0.0180" in app.summary()
         run_id = app.view.root_run_id
 

@@ -48,7 +48,8 @@ from runkon_flow.errors import (
     WorkflowError,
     WorkflowNotFound,
 )
-from runkon_flow.event_log import DEFAULT_MAX_OUTPUT_LINES, StoredEventWriter
+from runkon_flow.event_log import StoredEventWriter
+from runkon_flow.event_log import stored_output_lines as output_lines_setting
 from runkon_flow.events import EngineLog, EventSink
 from runkon_flow.persistence.models import NewRun, RetryRequest, RunStatus, WorkflowRun, now_rfc3339
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -213,7 +214,7 @@ class Workspace:
         working_dir: Path | None = None,
         exec_config: WorkflowExecConfig | None = None,
         store_events: bool = True,
-        stored_output_lines: int = DEFAULT_MAX_OUTPUT_LINES,
+        stored_output_lines: int | None = None,
         only: Sequence[str] = (),
         child_runner: ChildRunnerFactory | None = None,
     ) -> None:
@@ -227,9 +228,12 @@ class Workspace:
         self._roots = [str(_abs(r)) if r.endswith(".wf") or os.sep in r or "/" in r else r for r in only]
         #: Keep every run's events in the store (`runkon_flow.event_log`), so any process can watch
         #: the run and a past run shows its logs; output lines are kept up to
-        #: `stored_output_lines` per step.
+        #: `stored_output_lines` per step (None: `$RUNKON_STORED_OUTPUT_LINES`, else the default;
+        #: a bad value there is a ValueError naming the variable).
         self.store_events = store_events
-        self.stored_output_lines = stored_output_lines
+        self.stored_output_lines = (
+            output_lines_setting() if stored_output_lines is None else stored_output_lines
+        )
         self.gates = GateApprovals(store)
         self.exec_config = exec_config or WorkflowExecConfig()
         self._dirs = [_abs(d) for d in dirs]

@@ -244,3 +244,26 @@ def test_a_step_whose_output_was_cut_says_how_much_was_not_stored(
     code, out, _ = cli(capsys, "logs", run_id)
     assert code == 0
     assert out.startswith("==> talk (completed) <==\n1\n2\n… output of step 'talk': 3 more lines not stored")
+
+
+def test_the_stored_output_limit_comes_from_the_environment(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`$RUNKON_STORED_OUTPUT_LINES` (docs/persistence.md) limits what a CLI run keeps per step."""
+    write(home / "wf" / "chatty.wf", 'workflow chatty {\n  script talk { run = "seq 1 5" }\n}\n')
+    monkeypatch.setenv("RUNKON_STORED_OUTPUT_LINES", "2")
+    run_id = start(capsys, "chatty")
+    code, out, _ = cli(capsys, "logs", run_id)
+    assert code == 0
+    assert out.startswith("==> talk (completed) <==\n1\n2\n… output of step 'talk': 3 more lines not stored")
+
+
+def test_a_bad_stored_output_limit_is_one_line_naming_the_variable(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNKON_STORED_OUTPUT_LINES", "lots")
+    code, out, err = cli(capsys, "run", "one", "--dir", "wf", "--progress", "quiet")
+    assert code == 2
+    assert out == ""
+    assert "RUNKON_STORED_OUTPUT_LINES='lots' is not a whole number of lines" in err
+    assert len(err.strip().splitlines()) == 1

@@ -163,7 +163,10 @@ def _workspace(
 ) -> Workspace:
     """Loads only `workflow` (a name or a path) and what it calls: running one workflow never
     parses or checks the other files of its directory. `child_runner`: see cli/executor.py."""
-    return Workspace(dirs, store, exec_config=exec_config, only=[workflow], child_runner=child_runner)
+    try:
+        return Workspace(dirs, store, exec_config=exec_config, only=[workflow], child_runner=child_runner)
+    except ValueError as exc:  # a bad $RUNKON_STORED_OUTPUT_LINES, named in the message
+        raise UsageError(str(exc)) from None
 
 
 def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:

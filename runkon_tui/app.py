@@ -489,6 +489,8 @@ class RunkonApp(App[int]):
         if isinstance(report, EngineDone):
             self.drain()  # fold the run's last events first
         notice = session.handle(report)
+        if self._shutting_down():
+            return  # the session knows; there is no screen left to tell
         if isinstance(report, RunCreated):
             self._select_workflow(report.name)
             self.drain()

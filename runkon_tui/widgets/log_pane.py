@@ -85,6 +85,11 @@ class BufferSource:
     def total(self) -> int:
         return self.buffer.total
 
+    @property
+    def count(self) -> int:
+        """Lines of the run on screen (the buffer's `total` also counts runs shown before)."""
+        return self.buffer.since_clear
+
     def __len__(self) -> int:
         return len(self.buffer.lines)
 
@@ -363,7 +368,8 @@ class LogPane(Vertical):
     def _render_bar(self) -> None:
         if not self.is_mounted:
             return
-        errors = self.sources["errors"].total
+        source = self.sources["errors"]
+        errors = source.count if isinstance(source, BufferSource) else source.total
         names = {
             "engine": "engine",
             "output": f"output: {self.output_title}" if self.output_title else "output",

@@ -45,17 +45,24 @@ class LogLine:
 
 
 class LogBuffer:
-    """A bounded ring of lines plus a monotonic count, so a viewer can tell what is new."""
+    """A bounded ring of lines plus a monotonic count, so a viewer can tell what is new.
 
-    __slots__ = ("lines", "total")
+    `total` only ever grows, across `clear()` too: a viewer that last saw `total` lines knows
+    that everything before the ring's first line is gone (`dropped`), whether the ring dropped
+    it or a new run cleared it. (Resetting it let a viewer that drew a line just before a clear
+    take the next run's first line for one it had already drawn, and draw it twice.)"""
+
+    __slots__ = ("lines", "since_clear", "total")
 
     def __init__(self, maxlen: int) -> None:
         self.lines: deque[LogLine] = deque(maxlen=maxlen)
         self.total = 0
+        self.since_clear = 0  # lines appended since the last clear (dropped ones included)
 
     def append(self, line: LogLine) -> None:
         self.lines.append(line)
         self.total += 1
+        self.since_clear += 1
 
     @property
     def dropped(self) -> int:
@@ -68,8 +75,9 @@ class LogBuffer:
         return iter(self.lines)
 
     def clear(self) -> None:
+        """Forget every line (a new run on screen); `total` keeps counting."""
         self.lines.clear()
-        self.total = 0
+        self.since_clear = 0
 
 
 @dataclass(slots=True)
@@ -331,6 +339,9 @@ class RunState:
     fanout_steps: dict[str, str] = field(default_factory=dict)
     child_runs: dict[str, str] = field(default_factory=dict)  # parent step id → child run id
     resumed: bool = False
+    # Attempts of this run seen so far: 1 for its first start, one more for each resume (0 when
+    # the run was read from rows, which do not say). Its times count from the first attempt.
+    attempts: int = 0
     total_cost: float = 0.0
     total_turns: int = 0
 

@@ -507,8 +507,15 @@ class RunModel:
         return run
 
     def _run_started(self, data: EngineEventData, ev: Any) -> None:
+        known = self.runs.get(data.run_id)
+        if known is not None and known.started_at is not None:
+            # A resume that found no completed step starts the run over (engine.md §10.1): it is
+            # the run's next attempt, not a new run — its times still count from the first start.
+            self._next_attempt(data, ev, 0)
+            return
         run = self._running(data, ev)
         run.started_at = data.ts
+        run.attempts = 1
         run.inputs = dict(ev.inputs)
         self._changes.runs.add(run.run_id)
         if self._is_root(run.run_id):
@@ -516,8 +523,13 @@ class RunModel:
             self._log(LogLine(data.ts, f"run started: {ev.workflow_name}", "info", run.run_id))
 
     def _run_resumed(self, data: EngineEventData, ev: Any) -> None:
+        self._next_attempt(data, ev, ev.skipped_steps)
+
+    def _next_attempt(self, data: EngineEventData, ev: Any, skipped: int) -> None:
+        """The run goes on in a new attempt: one story, its start and its log times kept."""
         run = self._running(data, ev)
         run.resumed = True
+        run.attempts = max(run.attempts, 1) + 1
         if run.started_at is None:
             run.started_at = data.ts
         run.error = None
@@ -526,9 +538,12 @@ class RunModel:
             self.cancelling = False
             self.crash = None
             self._changes.header = True
-            n = ev.skipped_steps
-            skipped = f" (skipping {n} completed step{'' if n == 1 else 's'})" if n else ""
-            self._log(LogLine(data.ts, f"run resumed: {ev.workflow_name}{skipped}", "info", run.run_id))
+            text = f"run resumed: {ev.workflow_name} — attempt {run.attempts}"
+            if skipped:
+                text += f" (skipping {skipped} completed step{'' if skipped == 1 else 's'})"
+            else:
+                text += " (no completed step to skip: it starts over)"
+            self._log(LogLine(data.ts, text, "info", run.run_id))
 
     def _run_completed(self, data: EngineEventData, ev: Any) -> None:
         run = self._run(data.run_id)

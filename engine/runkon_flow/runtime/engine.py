@@ -527,12 +527,17 @@ class FlowEngine:
         elif definition.always:
             st.inputs["workflow_status"] = "completed" if st.all_succeeded else "failed"
             saved = st.all_succeeded
+            # The always list runs again at the end of every attempt, a resumed one included: what
+            # it reports must describe how this attempt ended (docs/engine.md, "Resume").
+            resume_ctx, st.resume_ctx = st.resume_ctx, None
             try:
                 execute_nodes(st, definition.always, 0, "always", respect_fail_fast=False)
             except EngineError as exc:
                 st.warn(f"always block failed: {exc}")
             except Exception as exc:
                 st.warn(f"always block failed: {self._crashed(st, exc)}")
+            finally:
+                st.resume_ctx = resume_ctx
             st.all_succeeded = saved
 
         try:

@@ -1,0 +1,52 @@
+"""The top-level `always` list on resume (docs/engine.md, "Resume and the always list").
+
+A resumed run is a new attempt of the same run; its `always` list runs again at the end of it, so
+a report it writes describes how the run finally ended, not the attempt that failed before.
+Proved on every store kind (memory and SQLite) through the `h` fixture.
+"""
+
+from __future__ import annotations
+
+from runkon_flow.dsl.parser import parse_workflow
+
+from tests.engine.conftest import Harness
+
+REPORTING = "workflow w { call a call b always { call report } }"
+
+
+def resume(h: Harness, text: str, run_id: str):  # type: ignore[no-untyped-def]
+    return h.engine.resume_workflow(parse_workflow(text), h.run_input(run_id))
+
+
+def test_the_always_list_runs_again_after_a_resume_and_sees_the_final_status(h: Harness) -> None:
+    h.agents.fail("b", "first attempt breaks", times=1)
+    first = h.run(REPORTING)
+    assert first.status == "failed"
+    assert h.agents.inputs_of("report")["workflow_status"] == "failed"
+    h.agents.calls.clear()
+
+    result = resume(h, REPORTING, first.workflow_run_id)
+    assert result.all_succeeded
+    assert h.agents.names() == ["b", "report"]  # a is kept; the always list runs again
+    assert h.agents.inputs_of("report")["workflow_status"] == "completed"
+    reports = [s for s in h.steps(first.workflow_run_id) if s.step_name == "report"]
+    assert [str(s.status) for s in reports] == ["completed", "completed"]  # one row per attempt
+
+
+def test_an_always_step_named_like_a_body_step_is_not_taken_for_it_on_resume(h: Harness) -> None:
+    text = "workflow w { call notify call b always { call notify } }"
+    h.agents.fail("b", "first attempt breaks", times=1)
+    first = h.run(text)
+    h.agents.calls.clear()
+    assert resume(h, text, first.workflow_run_id).all_succeeded
+    assert h.agents.names() == ["b", "notify"]  # the body's notify is kept, the always one runs
+
+
+def test_a_call_workflow_in_the_always_list_runs_afresh_on_resume(h: Harness) -> None:
+    h.add_workflow("workflow summary { call collect call write }")
+    text = "workflow w { call b always { call workflow summary } }"
+    h.agents.fail("b", "first attempt breaks", times=1)
+    first = h.run(text)
+    h.agents.calls.clear()
+    assert resume(h, text, first.workflow_run_id).all_succeeded
+    assert h.agents.names() == ["b", "collect", "write"]

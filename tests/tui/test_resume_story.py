@@ -1,0 +1,110 @@
+"""A run's story in the dashboard, from its start through its resumes (issue 10, "resume reports").
+
+One line per thing that happened, in order, with its time; one `run started`; an elapsed time
+that counts the run, not the attempt; attempts marked in the log.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.events import EngineEventData, RunCancelled, RunCompleted, RunStarted
+
+from runkon_tui.app import RunkonApp
+from runkon_tui.widgets.log_pane import LogView
+from tests.tui import scenarios
+from tests.tui.conftest import feed, make_app, wait_for
+from tests.tui.fakes import ScriptedHost
+from tests.tui.test_dashboard import start_review_run
+
+BIG = (140, 42)
+
+
+def log_lines(app: RunkonApp) -> list[str]:
+    """Every line the engine log pane holds, as drawn (time stamp and text; a row whose line is
+    gone is drawn blank)."""
+    screen = app.main_screen
+    assert screen is not None
+    view = screen.query_one(LogView)
+    source = view.source
+    lines = []
+    for seq, part in view._rows:
+        index = seq - view._dropped
+        if part == 0:
+            lines.append(source.get(index)[0] if 0 <= index < len(source) else "")
+    return lines
+
+
+async def test_a_run_log_begins_with_one_run_started_line() -> None:
+    """The UI may draw a tick between the run's creation (a fresh log) and its first event: the
+    line drawn before it (`starting …`) must not leave a stale row that repeats `run started`."""
+    first_event = threading.Event()
+
+    def script(run_id: str) -> list[EngineEventData]:
+        first_event.wait(10)  # the engine holds its first event until the test let a tick pass
+        s = scenarios.Script(run_id=run_id)
+        s.emit(RunStarted(workflow_name="review-one", inputs={"file": "x.py"}))
+        s.step_run("body.0", "review-file", output=["looks fine"])
+        return s.events
+
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = script
+    async with app.run_test(size=BIG) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.view.root_run_id is not None, what="the run to be created")
+        await pilot.pause(0.3)  # ticks with the run's fresh, still empty log
+        first_event.set()
+        await wait_for(pilot, lambda: any("✓ review-file" in line for line in log_lines(app)), what="step")
+        lines = log_lines(app)
+        assert sum("run started: review-one" in line for line in lines) == 1, lines
+        assert "run started: review-one" in lines[0]
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="the run to end")
+
+
+def _cancelled_at_first_step() -> scenarios.Script:
+    """review-one cancelled in its first step: nothing completed, so its resume starts over."""
+    s = scenarios.Script(t0=scenarios.T0)
+    s.emit(RunStarted(workflow_name="review-one", inputs={"file": "x.py"}))
+    s.start("body.0", "review-file")
+    s.emit(RunCancelled(reason=CancellationReason.user("stop")), dt=20)
+    return s
+
+
+def _started_over(after: scenarios.Script, pause: float) -> list[EngineEventData]:
+    """The resume of that run, `pause` seconds later: the engine emits RunStarted again."""
+    s = scenarios.Script(t0=after.now() + pause)
+    s.emit(RunStarted(workflow_name="review-one", inputs={"file": "x.py"}))
+    s.step_run("body.0", "review-file", secs=10)
+    s.emit(RunCompleted(succeeded=True))
+    return s.events
+
+
+async def test_a_resume_that_starts_over_keeps_the_runs_times_and_marks_the_attempt() -> None:
+    first = _cancelled_at_first_step()
+    t_end = first.now() + 60 + 0.5 + 10 + 0.5  # the resume 60 s later, its step 10 s, its end
+    app = make_app(clock=lambda: t_end)
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, first.events)
+        await pilot.pause()
+        app.view.begin(scenarios.ROOT, "review-one", resumed=True)  # as the dashboard's resume does
+        feed(app, _started_over(first, 60))
+        await pilot.pause()
+        lines = [line for line in log_lines(app) if "broken.wf" not in line]  # start-up notes
+        assert not any(line.startswith("--:--") for line in lines), lines
+        assert lines[0] == "00:00 run started: review-one"
+        resumed = [line for line in lines if "run resumed" in line]
+        assert resumed == [
+            "01:21 run resumed: review-one — attempt 2 (no completed step to skip: it starts over)"
+        ], lines
+        assert lines[-1] == "01:32 ✓ run completed in 1m32s"
+        root = app.view.root
+        assert root is not None and root.started_at == scenarios.T0 + 0.5 and root.attempts == 2
+        assert "01:32" in screen_text(app)[0]  # the header's elapsed time counts the whole run
+
+
+def screen_text(app: RunkonApp) -> list[str]:
+    return [strip.text for strip in app.screen._compositor.render_strips()]

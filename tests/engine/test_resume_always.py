@@ -8,10 +8,12 @@ Proved on every store kind (memory and SQLite) through the `h` fixture.
 from __future__ import annotations
 
 from runkon_flow.dsl.parser import parse_workflow
+from runkon_flow.observe import RunModel, load_run
+from runkon_flow.observe.counts import row_step_counts
 
 from tests.engine.conftest import Harness
 
-REPORTING = "workflow w { call a call b always { call report } }"
+REPORTING = "workflow w { call a call b call c always { call report } }"
 
 
 def resume(h: Harness, text: str, run_id: str):  # type: ignore[no-untyped-def]
@@ -27,10 +29,15 @@ def test_the_always_list_runs_again_after_a_resume_and_sees_the_final_status(h: 
 
     result = resume(h, REPORTING, first.workflow_run_id)
     assert result.all_succeeded
-    assert h.agents.names() == ["b", "report"]  # a is kept; the always list runs again
+    assert h.agents.names() == ["b", "c", "report"]  # a is kept; the always list runs again
     assert h.agents.inputs_of("report")["workflow_status"] == "completed"
     reports = [s for s in h.steps(first.workflow_run_id) if s.step_name == "report"]
     assert [str(s.status) for s in reports] == ["completed", "completed"]  # one row per attempt
+    # ...and still one step of the run (at a later position this time, after c): a, b, c and
+    # report, each counted once by its latest attempt, live, from rows and from the model.
+    assert row_step_counts(h.steps(first.workflow_run_id)) == {"completed": 4}
+    assert RunModel.from_events(h.sink.events).step_counts() == {"completed": 4}
+    assert load_run(h.store, first.workflow_run_id).step_counts() == {"completed": 4}
 
 
 def test_an_always_step_named_like_a_body_step_is_not_taken_for_it_on_resume(h: Harness) -> None:

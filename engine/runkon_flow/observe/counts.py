@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from runkon_flow.observe.records import FanOutView, StepView
+from runkon_flow.observe.records import FanOutView, StepView, execution_position
 from runkon_flow.persistence.models import WorkflowRunStep
 
 #: Step statuses in the order renderers list them.
@@ -29,16 +29,21 @@ def step_counts(steps: Iterable[StepView]) -> dict[str, int]:
     return counts
 
 
-def row_key(row: WorkflowRunStep) -> tuple[str, int, int]:
+def row_key(row: WorkflowRunStep) -> tuple[str, int, int | None]:
     """The execution a stored row is an attempt of: its node (the step name for rows written
-    before node paths were stored), its loop iteration and its position in the run."""
-    return (row.node_path or f"name:{row.step_name}", row.iteration, row.position)
+    before node paths were stored), its loop iteration and its position in the run (none for the
+    always list, counted once per run: `execution_position`)."""
+    return (
+        row.node_path or f"name:{row.step_name}",
+        row.iteration,
+        execution_position(row.node_path, row.position),
+    )
 
 
 def latest_attempts(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
     """The latest attempt of each execution, in first-seen order (rows as `get_steps` orders them:
     by position, then insertion)."""
-    latest: dict[tuple[str, int, int], WorkflowRunStep] = {}
+    latest: dict[tuple[str, int, int | None], WorkflowRunStep] = {}
     for row in rows:
         latest[row_key(row)] = row
     return list(latest.values())

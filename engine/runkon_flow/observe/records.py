@@ -80,6 +80,15 @@ class LogBuffer:
         self.since_clear = 0
 
 
+def execution_position(node_path: str | None, position: int | None) -> int | None:
+    """The position part of an execution's key (docs/run-model.md, "Counting steps"): the step's
+    position in the run, except for the top-level always list, which runs once per attempt of the
+    run (a resume runs it again, at a later position) and is counted once, by its latest attempt."""
+    if node_path is not None and node_path.startswith("always."):
+        return None
+    return position
+
+
 @dataclass(slots=True)
 class StepView:
     """The latest attempt/iteration of one step of one run."""
@@ -116,7 +125,7 @@ class StepView:
     def set_status(self, status: str) -> None:
         """The status of the current execution's latest attempt."""
         self.status = status
-        self.outcomes[(self.iteration, self.position)] = status
+        self.outcomes[(self.iteration, execution_position(self.node_path, self.position))] = status
 
     def elapsed(self, now: float) -> float | None:
         """Seconds spent: the reported duration when finished, else the live wall time."""

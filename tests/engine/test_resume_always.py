@@ -49,6 +49,18 @@ def test_an_always_step_named_like_a_body_step_is_not_taken_for_it_on_resume(h: 
     assert h.agents.names() == ["b", "notify"]  # the body's notify is kept, the always one runs
 
 
+def test_a_body_step_is_never_taken_for_an_always_step_that_completed_before_it(h: Harness) -> None:
+    text = "workflow w { call b call notify always { call notify } }"
+    h.agents.fail("b", "first attempt breaks", times=1)
+    first = h.run(text)
+    assert h.agents.names() == ["b", "notify"]  # only the always list's notify ran
+    h.agents.calls.clear()
+    h.sink.events.clear()
+    assert resume(h, text, first.workflow_run_id).all_succeeded
+    assert h.agents.names() == ["b", "notify", "notify"]  # the body's, then the always list's
+    assert h.events()[0].type == "RunStarted"  # nothing of the body was complete: it starts over
+
+
 def test_a_call_workflow_in_the_always_list_runs_afresh_on_resume(h: Harness) -> None:
     h.add_workflow("workflow summary { call collect call write }")
     text = "workflow w { call b always { call workflow summary } }"

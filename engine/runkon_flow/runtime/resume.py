@@ -65,6 +65,8 @@ class ResumeContext:
         rows = list(rows)
         stale_after = _retry_cutoff(rows, retry)
         for row in rows:
+            if row.node_path is not None and row.node_path.startswith("always."):
+                continue  # the always list runs again in every attempt: nothing of it is kept
             key = (row.step_name, row.iteration)
             done = StepStatus(row.status) is StepStatus.COMPLETED
             if done and stale_after is not None and _is_stale(row, stale_after, retry):

@@ -113,6 +113,7 @@ class MainScreen(Screen[None]):
         self._output_spec: NodeSpec | None = None
         self._output_step: StepView | None = None
         self._output_root: str | None = None
+        self._output_stale = False
         self._binding_signature: tuple[bool | None, ...] = ()
         # A run's workflow that the list does not hold (started outside the watched folders): the
         # tree shows it until the user highlights another workflow.
@@ -192,7 +193,7 @@ class MainScreen(Screen[None]):
         view = self.rapp.view
         self._child_source = None
         self._output_spec = self._output_step = None
-        self._output_root = view.root_run_id
+        self._output_stale = True  # the next refresh shows the highlighted step of this view
         self.grid_item = None
         self.grid.show(None)
         self.log_pane.output_title = ""  # the step it named belongs to the previous view
@@ -333,8 +334,9 @@ class MainScreen(Screen[None]):
         under a new id, attached) takes the previous run's step or item output away, and the
         highlighted step's output is shown again as soon as this run has it."""
         view = self.rapp.view
-        if view.root_run_id != self._output_root:
+        if view.root_run_id != self._output_root or self._output_stale:
             self._output_root = view.root_run_id
+            self._output_stale = False
             self._show_cursor_output()
             return
         spec = self._output_spec

@@ -272,3 +272,66 @@ async def test_retry_every_failed_item_from_the_grid_keeps_the_completed_ones(
         rows = {i.item_id: i for i in store.get_fan_out_items(latest.id)}
         for item in "cd":  # the cancelled attempts are kept, and the new rows point at them
             assert (rows[item].attempt, rows[item].previous_child_run_id) == (2, first[item])
+
+
+async def test_a_rejected_gate_reads_the_same_live_and_opened_from_history(
+    folder: Path, tmp_path: Path
+) -> None:
+    """Who rejected, with what note: in the log, the errors, the tree and the gate's own output —
+    the same in the run opened from the history as while it ran (issue 10 bug 5)."""
+    store = SqliteStore(tmp_path / "runs.db")
+    app = real_app(folder, store=store)
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            await select(pilot, app, "approval")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.view.waiting_gates(), what="the gate to wait")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="reject dialog")
+            app.screen.query_one("#note", Input).value = "not before friday"
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: not app.run_active, what="run end")
+            run_id = app.view.root_run_id
+            assert run_id is not None and app.view.status == "failed"
+            screen = main(app)
+
+            def seen() -> dict[str, object]:
+                view = app.view
+                gate_node = next(
+                    n for n in screen.tree.nodes_by_uid.values() if n.data and n.data.kind == "gate"
+                )
+                screen.tree.select_uid(gate_node.data.uid)  # type: ignore[union-attr]
+                return {
+                    "log": [line.text for line in view.engine_log if "human_approval" in line.text],
+                    "errors": [line.text for line in view.error_log if "human_approval" in line.text],
+                    "tree": gate_node.label.plain,
+                    "error": view.root.error if view.root else None,
+                }
+
+            live = seen()
+            await pilot.pause()
+            live_output = [
+                screen.log_pane.sources["output"].get(i)[0]
+                for i in range(len(screen.log_pane.sources["output"]))
+            ]
+            assert any("rejected by tester: not before friday" in line for line in live["log"]), live  # type: ignore[union-attr]
+            assert "rejected by tester" in str(live["tree"]) and "not before friday" in str(live["tree"])
+            assert any("not before friday" in line for line in live_output), live_output
+
+            app.open_past_run(run_id)  # as enter on the run in the history does
+            await wait_for(
+                pilot, lambda: app.view.read_only and app.view.root_run_id == run_id, what="past run"
+            )
+            await pilot.pause()
+            past = seen()
+            await pilot.pause()
+            past_output = [
+                screen.log_pane.sources["output"].get(i)[0]
+                for i in range(len(screen.log_pane.sources["output"]))
+            ]
+            assert past["log"] == live["log"] and past["errors"] == live["errors"]
+            assert past["tree"].split()[:8] == live["tree"].split()[:8]  # type: ignore[union-attr]
+            assert past["error"] == live["error"]
+            assert past_output == live_output
+    finally:
+        store.close()

@@ -129,7 +129,7 @@ class ContextEntry:
             list(markers),
             structured_output,
             output_file,
-            _exports(structured_output),
+            _exports(structured_output) if structured_output else {},
         )
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -134,7 +134,8 @@ def record_step_success(
     output_file: str | None = None,
 ) -> StepResult:
     """Store a completed result under `key` and append a context entry (engine.md §7.3)."""
-    apply_metrics(st, metadata)
+    if metadata:
+        apply_metrics(st, metadata)
     result = StepResult(
         step_name=step_name,
         status=StepStatus.COMPLETED,

@@ -20,26 +20,33 @@ _TAIL = (
 
 
 _POSITION = attrgetter("position")
-# Summaries already built, so equal texts are one string: the thousands of children of a fan-out
-# mostly end alike, and the store keeps every child's summary.
-_KNOWN: dict[str, str] = {}
+# Summaries of small runs already built, by what the text depends on: the thousands of children of
+# a fan-out mostly end alike, so each is a lookup, and the store keeps one string for all of them.
+_KNOWN: dict[tuple, str] = {}
 _KNOWN_MAX = 512
+_KNOWN_ROWS = 4  # larger runs are rarely alike: built every time
 
 
 def build_summary(workflow_name: str, steps: Iterable[WorkflowRunStep], succeeded: bool) -> str:
     """`Workflow '<name>': c/t steps completed[, n failed][, n skipped][, n timed out][, n cancelled]`,
     one line per row in position order, then `Status: SUCCESS|FAILED`. Every retry is a row."""
-    text = _build(workflow_name, steps, succeeded)
-    known = _KNOWN.get(text)
-    if known is not None:
-        return known
-    if len(_KNOWN) < _KNOWN_MAX:
-        _KNOWN[text] = text
+    rows = sorted(steps, key=_POSITION)
+    if len(rows) > _KNOWN_ROWS:
+        return _build(workflow_name, rows, succeeded)
+    key = (
+        workflow_name,
+        succeeded,
+        tuple((str(r.status), r.step_name, r.iteration, bool(r.started_at)) for r in rows),
+    )
+    text = _KNOWN.get(key)
+    if text is None:
+        text = _build(workflow_name, rows, succeeded)
+        if len(_KNOWN) < _KNOWN_MAX:
+            _KNOWN[key] = text
     return text
 
 
-def _build(workflow_name: str, steps: Iterable[WorkflowRunStep], succeeded: bool) -> str:
-    rows = sorted(steps, key=_POSITION)
+def _build(workflow_name: str, rows: list[WorkflowRunStep], succeeded: bool) -> str:
     counts: dict[str, int] = {}
     lines = [""]
     for row in rows:

@@ -29,6 +29,7 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.humanize import format_duration
+from runkon_flow.observe.estimates import Estimates
 
 from runkon_tui.run_view import RunState, RunView, StepView
 from runkon_tui.status import FAILED, TERMINAL, glyph
@@ -222,8 +223,11 @@ def _parallel_outcome(spec: NodeSpec, statuses: list[str]) -> str:
     return "completed" if succeeded >= required else "failed"
 
 
-def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float) -> str:
-    """The live text after a node's label: counts, iterations, elapsed time."""
+def node_detail(
+    spec: NodeSpec, view: RunView, run: RunState | None, now: float, estimates: Estimates | None = None
+) -> str:
+    """The live text after a node's label: counts, iterations, elapsed time, usage, and for a
+    running step its ETA band from past runs or `⚠ over p95` (`observe.estimates`)."""
     if run is None:
         return spec.note or ""
     sv: StepView | None = run.steps.get(spec.path)
@@ -269,6 +273,10 @@ def node_detail(spec: NodeSpec, view: RunView, run: RunState | None, now: float)
             spent = sv.usage
     if spent:
         parts.append(spent.short())
+    if estimates is not None and sv is not None and sv.status in ("running", "waiting"):
+        note = estimates.running_note(sv, now, run.fanouts.get(spec.path) if spec.kind == "foreach" else None)
+        if note:
+            parts.append(note)
     if spec.note:
         parts.append(f"({spec.note})")
     return " ".join(parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from runkon_flow.observe.estimates import history_of
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -115,6 +116,7 @@ class MainScreen(Screen[None]):
         self._output_root: str | None = None
         self._output_stale = False
         self._binding_signature: tuple[bool | None, ...] = ()
+        self._estimates_key: tuple[str | None, str | None] = (None, None)
         # A run's workflow that the list does not hold (started outside the watched folders): the
         # tree shows it until the user highlights another workflow.
         self.pinned: WorkflowEntry | None = None
@@ -304,6 +306,7 @@ class MainScreen(Screen[None]):
             self.header.show(view, now, app.idle_text(), app.store_note)
         if changes.gates or changes.structure:
             self.gate_banner.show(view, app.key_for("approve"), app.key_for("reject"))
+        self._load_estimates(view)
         tree_view = self.view_for(self.tree_workflow)
         touched = changes.steps or changes.runs or changes.fanouts or changes.gates or second
         if (touched and tree_view is not None) or changes.structure:
@@ -328,6 +331,22 @@ class MainScreen(Screen[None]):
             # rebuilds the options only when a status or the catalog actually changed.
             self.workflow_list.statuses = app.workflow_statuses()
             self.workflow_list.load(app.catalog)
+
+    def _load_estimates(self, view: RunView) -> None:
+        """Past runs of the workflow on screen, read once per run shown (docs/run-model.md
+        "Estimates"): the tree's and the fan-out's ETA bands and `over p95` marks."""
+        key = (view.workflow_name, view.root_run_id)
+        if key == self._estimates_key:
+            return
+        self._estimates_key = key
+        estimates = None
+        if view.workflow_name and view.root_run_id and not view.read_only:
+            try:
+                estimates = history_of(self.rapp.store, view.workflow_name, exclude=view.root_run_id)
+            except Exception as exc:  # a store that cannot answer must not take the screen down
+                self.rapp.log.warning(f"estimates unavailable: {exc}")
+        self.tree.estimates = estimates if estimates is not None and estimates.runs else None
+        self.item_detail.estimates = self.tree.estimates
 
     def _refresh_output(self, changes: Changes) -> None:
         """The output log follows the run on screen: another run there (started here, resumed

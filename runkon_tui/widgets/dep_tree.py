@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+from runkon_flow.observe.estimates import Estimates
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -44,6 +45,7 @@ class DependencyTree(Tree[NodeSpec]):
         self.workflow = ""
         self._expanded: dict[str, set[str]] = {}
         self._labels: dict[str, str] = {}
+        self.estimates: Estimates | None = None  # past runs (the screen sets it): ETA bands
         self._tone_styles: dict[str, Style] | None = None
 
     # ------------------------------------------------------------------ building
@@ -130,7 +132,11 @@ class DependencyTree(Tree[NodeSpec]):
                     runs[spec.scope] = run_for_scope(view, spec.scope)
                 run = runs[spec.scope]
             status = node_status(spec, run, finished)  # type: ignore[arg-type]
-            detail = node_detail(spec, view, run, now) if view is not None else (spec.note or "")  # type: ignore[arg-type]
+            detail = (
+                node_detail(spec, view, run, now, self.estimates)  # type: ignore[arg-type]
+                if view is not None
+                else (spec.note or "")
+            )
             key = f"{status}|{detail}"
             if self._labels.get(uid) == key:
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.cells import cell_len
 from runkon_flow.humanize import format_duration
+from runkon_flow.observe.estimates import Estimates
 from textual.widgets import Static
 
 from runkon_tui.run_view import FanOutView, RunView
@@ -40,14 +41,21 @@ class ItemDetail(Static):
             lines.extend(self._item(view, fan, selected, now))
         set_text(self, "\n".join(lines), fixed_height=True)
 
-    @staticmethod
-    def _counters(fan: FanOutView, now: float, width: int) -> str:
+    #: Past runs of the workflow on screen (the screen sets it): the ETA becomes a p50–p95 band.
+    estimates: Estimates | None = None
+
+    def _counters(self, fan: FanOutView, now: float, width: int) -> str:
         """Every item status on its own (completed never includes failed or cancelled ones), in
-        words when they fit on two lines, else in the grid's glyphs; then the ETA."""
-        eta = fan.eta(now)
+        words when they fit on two lines, else in the grid's glyphs; then the ETA: a band from
+        past runs narrowed by the live rate (`observe.estimates`), else the average rate so far."""
         tail = ""
-        if eta is not None and fan.done < fan.total and fan.count("running"):
-            tail = f" · ETA {format_duration(eta)}"
+        if fan.done < fan.total and fan.count("running"):
+            band = self.estimates.fanout_eta(fan, now) if self.estimates is not None else None
+            eta = fan.eta(now)
+            if band is not None:
+                tail = f" · ETA {band.text()}"
+            elif eta is not None:
+                tail = f" · ETA {format_duration(eta)}"
         text, plain = item_words(fan)
         if width and cell_len(plain + tail) > 2 * width:  # two lines of words, else glyphs
             text, _ = item_glyphs(fan)

@@ -35,6 +35,7 @@ from runkon_flow.errors import (
 )
 from runkon_flow.hooks import HOOKS_ENV, ConfigFileError, HookRunner, TerminalAlerts, open_hooks
 from runkon_flow.humanize import readable_error
+from runkon_flow.observe.estimates import history_of
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowResult
@@ -289,6 +290,10 @@ def execute(
     """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls. `hooks` (from
     `prepare_hooks`) are given every event of the run off the engine's thread."""
     printer, live = make_printer(args.progress, sys.stdout, run_id)
+    if isinstance(printer, LiveView):
+        run_row = store.get_run(run_id)
+        if run_row is not None:
+            printer.estimates = history_of(store, run_row.workflow_name, exclude=run_id)
     tty = _tty() if getattr(args, "notify", True) else None
     alerts = TerminalAlerts(tty, run_id) if tty is not None else None
     session = _Session(printer, EventQueue(), events_file, live, alerts, hooks)

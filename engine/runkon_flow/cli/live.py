@@ -20,7 +20,8 @@ from typing import Any, TextIO
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration, readable_error
-from runkon_flow.observe import ItemCounts, RunModel, RunState, StepView
+from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
+from runkon_flow.observe.estimates import Estimates
 from runkon_flow.observe.status import ASCII_GLYPH, GLYPH, TERMINAL, outcome
 
 
@@ -118,6 +119,9 @@ class LiveView:
         # before each frame, so their running steps are on screen.
         self.model = RunModel(now)
         self.model.root_run_id = top_run_id
+        #: Past runs of the workflow (`observe.estimates`), set by whoever knows the store: running
+        #: steps and fan-outs of the top run then show an ETA band, or `over p95`.
+        self.estimates: Estimates | None = None
         self._outcome = RunOutcome(self.model)
         self._status_note: str | None = None
         self._drawn = 0
@@ -286,7 +290,18 @@ class LiveView:
             + (f" {g.sep} {usage.short().replace(' · ', f' {g.sep} ')}" if (usage := model.usage()) else "")
         )
 
-    def _fan_lines(self) -> list[str]:
+    def _eta(self, run: RunState, sv: StepView | None, now: float, fan: FanOutView | None = None) -> str:
+        """`  · ETA 20s–45s` / `  · ⚠ over p95 (1m10s)` for the top run's running steps."""
+        if self.estimates is None or sv is None or run.run_id != self._top:
+            return ""
+        note = self.estimates.running_note(sv, now, fan)
+        if not note:
+            return ""
+        if self._g is _ASCII:
+            note = note.replace("⚠", "!").replace("–", "-")
+        return f" {self._g.sep} {note}"
+
+    def _fan_lines(self, now: float) -> list[str]:
         g, lines = self._g, []
         for run in self._runs():
             for fan in run.fanouts.values():
@@ -303,6 +318,7 @@ class LiveView:
                     f"{g.ok}{items.completed} {g.fail}{items.failed} {g.skip}{items.skipped}"
                     + (f" {g.cancel}{items.cancelled}" if items.cancelled else "")
                     + f" {g.run}{items.running}"
+                    + self._eta(run, step, now, fan)
                 )
         return lines
 
@@ -321,7 +337,7 @@ class LiveView:
         width, height = self._size()
         now = self._now()
         self.model.unfold_running_children()
-        lines = [self._header(now), *self._fan_lines()]
+        lines = [self._header(now), *self._fan_lines(now)]
         for gate in self.model.waiting_gates():
             lines.append(f"  {g.wait} gate {gate.gate_name} waiting for approval")
         room = max(3, height - len(lines) - 2)
@@ -331,7 +347,8 @@ class LiveView:
             last = last_line_worth_showing(sv.output)
             tail = f"  {g.sep} {last}" if last else ""
             took = format_duration(now - sv.started_at) if sv.started_at is not None else ""
-            lines.append(f"  {g.run} {self._label(run.run_id, sv.step_key or sv.name)}  {took}{tail}")
+            eta = self._eta(run, sv, now)
+            lines.append(f"  {g.run} {self._label(run.run_id, sv.step_key or sv.name)}  {took}{eta}{tail}")
         if len(shown) < len(active):
             lines.append(f"  {g.ellipsis} {len(active) - len(shown)} more running")
         return [self._fit(line, width) for line in lines]

@@ -22,7 +22,9 @@ from runkon_flow.humanize import format_duration, gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
+from runkon_flow.observe.estimates import Estimates, history_of
 from runkon_flow.observe.loader import fanout_from_rows, row_failure_cause
+from runkon_flow.observe.records import StepView
 from runkon_flow.observe.status import outcome
 from runkon_flow.persistence.models import (
     FanOutItemRow,
@@ -204,6 +206,29 @@ def run_json(
 # --------------------------------------------------------------------------- show
 
 
+def _timing_note(store: WorkflowPersistence, step: WorkflowRunStep, est: Estimates, now: float) -> str:
+    """A running step's ETA band from past runs (`ETA 20s–45s`) or `⚠ over p95 (…)`; a finished
+    step that took longer than its p95 in past runs: `slow: over p95 (…)` (docs/run-model.md)."""
+    status = StepStatus(step.status)
+    foreach = step.role == StepRole.FOREACH.value
+    if status in (StepStatus.RUNNING, StepStatus.WAITING):
+        sv = StepView(key=step.node_path or step.id, name=step.step_name, node_path=step.node_path)
+        started = parse_time(step.started_at)
+        sv.status, sv.started_at = status.value, started.timestamp() if started is not None else None
+        fan = None
+        if foreach:
+            items = store.get_fan_out_items(step.id)
+            fan = fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items)
+        return est.running_note(sv, now, fan)
+    took = _step_duration(step)
+    if status is not StepStatus.COMPLETED or took is None:
+        return ""
+    band = (
+        est.fanout_band(step.node_path, step.fan_out_total or 0) if foreach else est.step_band(step.node_path)
+    )
+    return f"slow: over p95 ({format_duration(band.p95)})" if band is not None and took > band.p95 else ""
+
+
 def run_usage(steps: Iterable[WorkflowRunStep]) -> Usage | None:
     """What a stored run spent: the sum of its step rows' usage, every attempt (a `call workflow`
     or finished `foreach` row holds its children's sum, so child runs are not read)."""
@@ -348,16 +373,20 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
         lines.append("no steps recorded")
         return lines
     table_rows, notes = [], []
+    estimates = history_of(store, run.workflow_name, exclude=run.id)
+    moment = (now or datetime.now(UTC)).timestamp()
     for step in steps:
         extra = ""
+        timing = _timing_note(store, step, estimates, moment) if estimates.runs else ""
         if step.role == StepRole.FOREACH.value:
             extra, failed_items = _item_summary(store, step)
             notes.extend(failed_items)
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
         spent = Usage.from_json(step.usage)
-        if spent:
-            extra = f"{extra} · {spent.short()}" if extra else spent.short()
+        for note in (spent.short() if spent else "", timing):
+            if note:
+                extra = f"{extra} · {note}" if extra else note
         table_rows.append(
             [
                 str(step.position),

@@ -1,0 +1,171 @@
+"""Estimates: how long each step and fan-out of a run should take, from past runs of the same
+workflow, narrowed by the live item rate (docs/run-model.md "Estimates").
+
+* **History.** The last `runs` completed top-level runs of the workflow (not this one). For each
+  step (by node path) the duration of its latest completed attempt in each run; for a foreach
+  the seconds per item (its duration divided by its item count), so a past run of 100 items still
+  says something about one of 10,000.
+* **Band.** p50–p95 of those durations (nearest rank; with one past run both are that run). A
+  foreach's band is its items now × the p50 / p95 seconds per item.
+* **Live.** Once items have finished, the rate so far (`elapsed × total / done`) is blended in with
+  the weight of the fraction done: at 10 % done the band is mostly history, near the end it is
+  the live rate and the band narrows to it. Without history the live rate alone gives the p50 and
+  the p95 starts at twice it, narrowing the same way.
+* **Over p95.** A running step whose elapsed time is past its p95 is *overdue*; renderers mark it.
+
+Pure reading: `history_of(store, …)` reads rows once; `Estimates` answers from memory, so a
+renderer may ask every frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from runkon_flow.humanize import format_duration
+from runkon_flow.observe.loader import parse_time
+from runkon_flow.observe.records import FanOutView, StepView
+from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = ["Band", "Estimates", "history_of", "quantile"]
+
+#: How many past runs the history reads (the most recent completed ones).
+HISTORY_RUNS = 20
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank quantile `q` (0–1) of `values` (not empty)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Seconds: the typical (p50) and the slow-but-normal (p95) case."""
+
+    p50: float
+    p95: float
+
+    def minus(self, elapsed: float) -> Band:
+        """What is left of the band after `elapsed` seconds (never below zero)."""
+        return Band(max(0.0, self.p50 - elapsed), max(0.0, self.p95 - elapsed))
+
+    def text(self) -> str:
+        """`20s–45s` (`20s` when both ends read the same)."""
+        low, high = format_duration(self.p50), format_duration(self.p95)
+        return low if low == high else f"{low}–{high}"
+
+
+@dataclass
+class Estimates:
+    """Past durations of one workflow's steps, by node path."""
+
+    workflow: str
+    runs: int = 0  # how many past runs the figures come from
+    steps: dict[str, list[float]] = field(default_factory=dict)  # node path → seconds, one per run
+    per_item: dict[str, list[float]] = field(default_factory=dict)  # foreach node path → s/item
+
+    def step_band(self, node_path: str | None) -> Band | None:
+        """The p50–p95 duration of a (non-foreach) step; None without history."""
+        values = self.steps.get(node_path or "")
+        if not values:
+            return None
+        return Band(quantile(values, 0.5), quantile(values, 0.95))
+
+    def fanout_band(self, node_path: str | None, items: int) -> Band | None:
+        """A foreach of `items` items from history alone: items × p50/p95 seconds per item."""
+        values = self.per_item.get(node_path or "")
+        if not values or items <= 0:
+            return None
+        return Band(items * quantile(values, 0.5), items * quantile(values, 0.95))
+
+    def fanout_total(self, fan: FanOutView, now: float) -> Band | None:
+        """The fan-out's whole duration, history narrowed by the live rate; None before anything
+        is known (no history and no finished item)."""
+        prior = self.fanout_band(fan.node_path, fan.total)
+        done, total = fan.done, fan.total
+        if fan.first_start is None or done == 0 or total == 0:
+            return prior
+        elapsed = max(now - fan.first_start, 1e-6)
+        live = elapsed * total / done
+        w = min(1.0, done / total)
+        if prior is None:
+            return Band(live, live * (2 - w))
+        p50 = (1 - w) * prior.p50 + w * live
+        return Band(p50, p50 + (1 - w) * max(0.0, prior.p95 - prior.p50))
+
+    def fanout_eta(self, fan: FanOutView, now: float) -> Band | None:
+        """Seconds left of the fan-out: its total band minus the time it has run."""
+        band = self.fanout_total(fan, now)
+        if band is None:
+            return None
+        started = fan.first_start if fan.first_start is not None else now
+        return band.minus(max(0.0, now - started))
+
+    def running_note(self, sv: StepView, now: float, fan: FanOutView | None = None) -> str:
+        """What a renderer writes after a running step: `ETA 20s–45s`, or `⚠ over p95 (1m10s)`
+        once it has run past its p95; "" without history (or when not running)."""
+        late = self.overdue(sv, now, fan)
+        if late is not None:
+            return f"⚠ over p95 ({format_duration(late.p95)})"
+        if sv.status != "running":
+            return ""
+        if fan is not None:
+            eta = self.fanout_eta(fan, now)
+        else:
+            band = self.step_band(sv.node_path)
+            eta = band.minus(sv.elapsed(now) or 0.0) if band is not None else None
+        return f"ETA {eta.text()}" if eta is not None else ""
+
+    def overdue(self, sv: StepView, now: float, fan: FanOutView | None = None) -> Band | None:
+        """The band a running step has outlived (elapsed > p95), else None."""
+        if sv.status not in ("running", "waiting"):
+            return None
+        elapsed = sv.elapsed(now)
+        if elapsed is None:
+            return None
+        band = (
+            self.fanout_band(sv.node_path, fan.total) if fan is not None else self.step_band(sv.node_path)
+        )
+        return band if band is not None and elapsed > band.p95 else None
+
+
+def _seconds(row: WorkflowRunStep) -> float | None:
+    start, end = parse_time(row.started_at), parse_time(row.ended_at)
+    if start is None or end is None:
+        return None
+    return max(0.0, end - start)
+
+
+def history_of(
+    store: WorkflowPersistence, workflow: str, *, exclude: str | None = None, runs: int = HISTORY_RUNS
+) -> Estimates:
+    """The durations of `workflow`'s steps in its last `runs` completed top-level runs (leaving
+    out run `exclude`, the one being estimated). Reads one run list and each run's step rows."""
+    est = Estimates(workflow)
+    past = [
+        r
+        for r in store.list_runs(limit=500)
+        if r.workflow_name == workflow and r.id != exclude and RunStatus(r.status) is RunStatus.COMPLETED
+    ][:runs]
+    for run in past:
+        latest: dict[str, WorkflowRunStep] = {}
+        for row in store.get_steps(run.id):
+            if row.node_path and StepStatus(row.status) is StepStatus.COMPLETED:
+                seen = latest.get(row.node_path)
+                if seen is None or (row.started_at or "") >= (seen.started_at or ""):
+                    latest[row.node_path] = row
+        for path, row in latest.items():
+            took = _seconds(row)
+            if took is None:
+                continue
+            if row.role == StepRole.FOREACH.value:
+                if row.fan_out_total:
+                    est.per_item.setdefault(path, []).append(took / row.fan_out_total)
+            else:
+                est.steps.setdefault(path, []).append(took)
+    est.runs = len(past)
+    return est

@@ -1,0 +1,75 @@
+"""Estimates (`observe.estimates`): bands from past runs, narrowed by the live item rate."""
+
+from __future__ import annotations
+
+from runkon_flow.observe.estimates import Band, Estimates, history_of, quantile
+from runkon_flow.observe.records import FanOutView, StepView
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepUpdate
+
+
+def test_quantiles_are_nearest_rank() -> None:
+    values = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 7.0, 8.0, 9.0]
+    assert (quantile(values, 0.5), quantile(values, 0.95)) == (5.0, 10.0)
+    assert quantile([4.0], 0.95) == 4.0
+
+
+def fan(total: int, done: int, started: float) -> FanOutView:
+    f = FanOutView("body.1", "run", "each", "body.1", "step")
+    for n in range(total):
+        f.add(f"i{n}")
+    for n in range(done):
+        f.start(f"i{n}", started)
+        f.finish(f"i{n}", "completed", started + 1)
+    return f
+
+
+def test_a_fan_out_band_starts_from_history_per_item_and_narrows_to_the_live_rate() -> None:
+    est = Estimates("wf", runs=3, per_item={"body.1": [1.0, 1.0, 2.0]})  # seconds per item
+    assert est.fanout_band("body.1", 100) == Band(100.0, 200.0)  # 100 items now
+    # 10 % done after 20 s: live says 200 s; the band is still mostly history, and wide.
+    early = est.fanout_total(fan(100, 10, 0.0), now=20.0)
+    assert early == Band(0.9 * 100 + 0.1 * 200, 0.9 * 100 + 0.1 * 200 + 0.9 * 100)
+    # 90 % done after 180 s: live says 200 s; the band is almost only that, and narrow.
+    late = est.fanout_total(fan(100, 90, 0.0), now=180.0)
+    assert late is not None and abs(late.p50 - 190.0) < 1e-9 and abs(late.p95 - 200.0) < 1e-9
+    assert est.fanout_eta(fan(100, 90, 0.0), now=180.0) == Band(late.p50 - 180.0, late.p95 - 180.0)
+
+
+def test_without_history_the_live_rate_gives_the_band() -> None:
+    est = Estimates("wf")
+    assert est.fanout_total(fan(10, 0, 0.0), now=5.0) is None  # nothing to go by yet
+    assert est.fanout_total(fan(10, 5, 0.0), now=10.0) == Band(20.0, 30.0)
+
+
+def test_a_running_step_past_its_p95_is_overdue() -> None:
+    est = Estimates("wf", runs=2, steps={"body.0": [10.0, 20.0]})
+    sv = StepView(key="body.0", name="build", node_path="body.0", status="running", started_at=100.0)
+    assert est.running_note(sv, now=105.0) == "ETA 5.0s–15s"
+    assert est.overdue(sv, now=119.0) is None
+    assert est.overdue(sv, now=121.0) == Band(10.0, 20.0)
+    assert est.running_note(sv, now=121.0) == "⚠ over p95 (20s)"
+    sv.status = "completed"
+    assert est.running_note(sv, now=121.0) == ""
+
+
+def test_history_reads_completed_runs_of_the_same_workflow_only() -> None:
+    store = InMemoryStore()
+
+    def run(name: str, status: RunStatus, build_s: float) -> str:
+        r = store.create_run(NewRun(workflow_name=name))
+        gen = store.acquire_lease(r.id, "t", 60)
+        step = store.insert_step(NewStep(r.id, "build", retry_count=0, node_path="body.0"))
+        store.update_step(step, StepUpdate.completed(gen, result_text="ok"))
+        row = store._steps[step]  # the times a real step would have taken
+        row.started_at, row.ended_at = "2026-12-03T10:00:00Z", f"2026-12-03T10:00:{build_s:02.0f}Z"
+        store.finish_run(r.id, status, None, None, "t")
+        return r.id
+
+    run("wf", RunStatus.COMPLETED, 10)
+    run("wf", RunStatus.COMPLETED, 30)
+    run("wf", RunStatus.FAILED, 50)
+    run("other", RunStatus.COMPLETED, 59)
+    est = history_of(store, "wf")
+    assert est.runs == 2
+    assert est.step_band("body.0") == Band(10.0, 30.0)

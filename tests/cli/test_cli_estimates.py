@@ -40,12 +40,10 @@ def test_show_marks_a_step_slower_than_its_p95_in_past_runs(capsys, home: Path) 
     out = cli(capsys, "show", first)[1]
     assert "over p95" not in out  # no past run to compare with
     run(capsys, home, "0")
-    slow = run(capsys, home, "1.5")
+    slow = run(capsys, home, "2")
     lines = cli(capsys, "show", slow)[1].splitlines()
     [build] = [ln for ln in lines if " build " in ln]
     assert "slow: over p95 (" in build
-    [ship] = [ln for ln in lines if " ship " in ln]
-    assert "over p95" not in ship
 
 
 def test_the_live_view_gives_running_steps_an_eta_band_then_over_p95() -> None:

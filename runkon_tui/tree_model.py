@@ -273,7 +273,9 @@ def node_detail(
             spent = sv.usage
     if spent:
         parts.append(spent.short())
-    if estimates is not None and sv is not None and sv.status in ("running", "waiting"):
+    # History is keyed by the top-level run's node paths: a called workflow's steps have their own.
+    top = run.run_id == view.root_run_id
+    if estimates is not None and top and sv is not None and sv.status in ("running", "waiting"):
         note = estimates.running_note(sv, now, run.fanouts.get(spec.path) if spec.kind == "foreach" else None)
         if note:
             parts.append(note)

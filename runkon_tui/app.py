@@ -482,6 +482,22 @@ class RunkonApp(App[int]):
 
         self.push_screen(ConfirmScreen(plan.question, yes="Retry"), answered)
 
+    def request_rerun(self, node_path: str, label: str) -> None:
+        """Rerun the finished run on screen from the step at `node_path` (docs/when-things-go-
+        wrong.md): its inputs in a form to change, then a new run, linked to it, that reuses the
+        steps before that step — with the definition the tree shows (stored with the run)."""
+        check = self._ask(self.session.rerun_check)
+        if check is None:
+            return
+        run_id, definition, old_inputs = check
+
+        def submitted(inputs: dict[str, str] | None) -> None:
+            if inputs is not None:
+                self.session.rerun(run_id, node_path, label, inputs)
+
+        heading = f"Rerun {definition.name} from {label} (the steps before it are reused)"
+        self.push_screen(InputsScreen(definition, dict, initial=old_inputs, heading=heading), submitted)
+
     def on_session_report(self, message: SessionReport) -> None:
         """A worker's report: the session takes it in, then the screens follow."""
         report = message.report

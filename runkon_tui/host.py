@@ -48,6 +48,10 @@ class EngineHost(Protocol):
 
     def cancel(self, run_id: str, message: str | None = None) -> None: ...
 
+    def prepare_rerun(
+        self, run_id: str, step: str, inputs: Mapping[str, str] | None = None, *, definition: str = ...
+    ) -> tuple[str, Any]: ...
+
 
 @dataclass
 class OpenedHost:

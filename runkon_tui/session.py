@@ -374,6 +374,36 @@ class RunSession:
         self.view.note(f"retrying {count} items of run {short_id(plan.run_id)}…")
         self._spawn_engine(f"retry {plan.run_id}", name, {}, plan.run_id, plan.items)
 
+    def rerun_check(self) -> tuple[str, WorkflowDef, dict[str, str]] | None:
+        """Can the run on screen be rerun from a step? (its id, the definition its tree shows, its
+        inputs); None without an engine; `Refused` while it is not finished."""
+        view = self.view
+        run_id = view.root_run_id
+        if self.host is None or run_id is None or view.definition is None:
+            return None
+        if self.run_active or view.active or view.status not in ("failed", "cancelled", "completed"):
+            raise Refused("only a finished run can be rerun")
+        return run_id, view.definition, dict(view.root.inputs) if view.root is not None else {}
+
+    def rerun(self, run_id: str, node_path: str, label: str, inputs: dict[str, str]) -> None:
+        """Create the rerun of `run_id` from the step at `node_path` (Workspace.prepare_rerun, with
+        the stored definition the tree shows), then open it and resume it like a past run."""
+        host, store, resolve, clock = self.host, self.store, self.catalog.definition, self.clock
+        assert host is not None
+
+        def job() -> None:
+            try:
+                new_id, plan = host.prepare_rerun(run_id, node_path, inputs, definition="stored")
+                view = past_run_view(store, new_id, resolve, clock)
+            except Exception as exc:
+                self.driver.post(Notice(f"rerun from {label}: {exc}", "error", log_error=True))
+                return
+            reused = len(plan.reused_names)
+            self.driver.post(Notice(f"rerun of {short_id(run_id)} from {plan.step}: {reused} steps reused"))
+            self.driver.post(PastRunLoaded(view, None, True))
+
+        self.driver.spawn(job, group="control", name=f"rerun {run_id}")
+
     def _begin_engine(self, name: str, definition: WorkflowDef | None) -> None:
         self.stop_following()
         self.run_active = True

@@ -71,6 +71,7 @@ from runkon_flow.runner import spawn_runner
 from runkon_flow.runtime.child_runner import InProcessChildRunner
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
 from runkon_flow.runtime.remote_child import ChildOutcome, ChildTask, watch_parent
+from runkon_flow.runtime.rerun import RerunPlan, plan_rerun
 from runkon_flow.runtime.state import emit_to
 from runkon_flow.runtime.types import (
     ChildRunInput,
@@ -461,7 +462,9 @@ class Workspace:
         """The inputs a run of `name` gets: declared defaults filled, booleans normalised to
         "true"/"false" (yes/no/1/0/on/off accepted), unknown names and missing required inputs
         rejected — every problem at once, as an `InputsError`."""
-        wf = self.find(name)
+        return self._prepare_inputs(self.find(name), raw)
+
+    def _prepare_inputs(self, wf: WorkflowDef, raw: Mapping[str, str]) -> dict[str, str]:
         declared = {d.name: d for d in wf.inputs}
         problems: list[str] = []
         for key in raw:
@@ -558,6 +561,8 @@ class Workspace:
             error = run.error or str(EngineCancelled(CancellationReason.user()))
             cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING)
         snap = self._snapshot()
+        if run.rerun_of:  # a rerun runs the definition chosen when it was prepared (its snapshot)
+            return self._drive(self._plan_from_row(run), run, sinks, None, resume=True)
         try:
             wf = self._lookup(snap, run.workflow_name)
             directory = snap.workflow_dirs[wf.name]
@@ -605,6 +610,49 @@ class Workspace:
         finally:
             self.store.release_lease(run_id, token)
         return self._drive(plan, self._run_row(run_id), sinks, None, resume=True)
+
+    def prepare_rerun(
+        self,
+        run_id: str,
+        step: str,
+        inputs: Mapping[str, str] | None = None,
+        *,
+        definition: str = "current",
+    ) -> tuple[str, RerunPlan]:
+        """Create a run that reruns the finished run `run_id` from `step` (docs/when-things-go-
+        wrong.md): a `pending` run of the `current` file or the `stored` definition, linked to the
+        old run, holding copies of the old run's completed steps before `step`, with the old run's
+        inputs (those the definition still declares) updated by `inputs`. Start it with
+        `resume(new_id)`: the copied steps are restored, `step` and what follows run. Nothing is
+        written when the step, the inputs or the definition are wrong."""
+        if definition not in ("stored", "current"):
+            raise WorkflowError(f"rerun: definition must be 'stored' or 'current', not '{definition}'")
+        old = self._run_row(run_id)
+        if old.parent_run_id or old.parent_workflow_run_id:
+            top = old.parent_run_id or old.parent_workflow_run_id
+            raise WorkflowError(f"run '{run_id}' is a child run; rerun its top-level run {top}")
+        if not old.status.is_terminal:
+            raise WorkflowError(
+                f"run '{run_id}' is {old.status.value}; only a finished run can be rerun (cancel it first)"
+            )
+        plan = self._plan_from_row(old) if definition == "stored" else self._current_plan(old)
+        wf = plan.definition
+        rerun = plan_rerun(wf, self.store.get_steps(run_id), step)
+        declared = {d.name for d in wf.inputs}
+        kept = {k: v for k, v in old.inputs.items() if k in declared}
+        prepared = self._prepare_inputs(wf, {**kept, **(inputs or {})})
+        new = self.store.create_run(
+            NewRun(
+                workflow_name=wf.name,
+                dry_run=old.dry_run,
+                trigger=wf.trigger,
+                definition_snapshot=json.dumps(wf.to_json(), ensure_ascii=False),
+                inputs=prepared,
+            )
+        )
+        self.store.set_rerun_link(new.id, run_id, rerun.step)
+        self.store.copy_steps(run_id, new.id, [row.id for row in rerun.reused])
+        return new.id, rerun
 
     def _current_plan(self, run: WorkflowRun) -> _Plan:
         """Today's file for the run's workflow (an error when it is gone or broken)."""

@@ -42,18 +42,23 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
     ]
 
     def __init__(
-        self, workflow: WorkflowDef, prepare: Prepare, initial: Mapping[str, str] | None = None
+        self,
+        workflow: WorkflowDef,
+        prepare: Prepare,
+        initial: Mapping[str, str] | None = None,
+        heading: str | None = None,
     ) -> None:
         super().__init__()
         self.workflow = workflow
         self.prepare = prepare
         self.initial = dict(initial or {})
+        self.heading = heading  # e.g. "Rerun ship from deploy"; default "Run <workflow>"
 
     def compose(self) -> ComposeResult:
         wf = self.workflow
         with Vertical():
             with VerticalScroll():  # the fields scroll; the buttons below never do
-                yield Label(f"[b]Run {esc(wf.title or wf.name)}[/]")
+                yield Label(f"[b]{esc(self.heading or 'Run ' + (wf.title or wf.name))}[/]")
                 if wf.description:
                     yield Static(esc(wf.description), classes="field-help")
                 for i, decl in enumerate(wf.inputs):

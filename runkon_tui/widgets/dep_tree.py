@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.style import Style
 from rich.text import Text
 from runkon_flow.observe.estimates import Estimates
+from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -22,6 +23,7 @@ class DependencyTree(Tree[NodeSpec]):
     # Not ▶/▼: ▶ is the "running" glyph right next to it.
     ICON_NODE = "▸ "
     ICON_NODE_EXPANDED = "▾ "
+    BINDINGS = [Binding("R", "rerun_from", "Rerun from here", id="rerun_from", show=False)]
     COMPONENT_CLASSES = Tree.COMPONENT_CLASSES | {f"dep-tree--{t}" for t in TONES} | {"dep-tree--detail"}
 
     DEFAULT_CSS = """
@@ -149,6 +151,18 @@ class DependencyTree(Tree[NodeSpec]):
             if detail:
                 text.append("  " + detail, styles["detail"])
             node.set_label(text)
+
+    def action_rerun_from(self) -> None:
+        """Rerun the finished run on screen from the step under the cursor (a new run that reuses
+        the steps before it; the app asks for the inputs first)."""
+        node = self.cursor_node
+        spec = node.data if node is not None else None
+        if spec is None:
+            return
+        if spec.scope:
+            self.notify("rerun from a step of the top-level workflow", severity="warning")
+            return
+        self.app.request_rerun(spec.path, spec.label)  # type: ignore[attr-defined]
 
     def first_failed(self) -> TreeNode[NodeSpec] | None:
         """The first node in tree order whose label shows a failure."""

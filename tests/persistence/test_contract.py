@@ -1183,3 +1183,64 @@ def test_a_run_keeps_the_retry_asked_of_it(store) -> None:
     assert RetryRequest.from_json(store.get_run(run_id).retry_request) == request
     with pytest.raises(PersistenceError):
         store.set_retry_request("no-such-run", request)
+
+
+# ---------------------------------------------------------------------- rerun link (schema v5)
+
+
+def test_a_run_records_which_run_it_reruns_and_from_where(store) -> None:
+    old, new = new_run(store), new_run(store)
+    assert (store.get_run(new).rerun_of, store.get_run(new).rerun_from) == (None, None)
+    store.set_rerun_link(new, old, "deploy")
+    assert (store.get_run(new).rerun_of, store.get_run(new).rerun_from) == (old, "deploy")
+    assert [r.rerun_of for r in store.list_runs() if r.id == new] == [old]
+    with pytest.raises(PersistenceError):
+        store.set_rerun_link("no-such-run", old, "deploy")
+
+
+def test_copied_steps_keep_everything_but_their_id_and_run(store) -> None:
+    old, gen = owned_run(store)
+    build = new_step(store, old, "build", position=0, retry_count=0, node_path="body.0")
+    store.update_step(
+        build,
+        StepUpdate.completed(
+            gen, result_text="built", context_out="ctx", markers_out='["m"]', structured_output='{"a": "1"}'
+        ),
+    )
+    gate = new_step(store, old, "ok", role="gate", position=1, gate_type="human_approval", node_path="body.1")
+    store.update_step(gate, StepUpdate(generation=gen, status=StepStatus.WAITING))
+    store.approve_gate(gate, "alice", "fine", None)
+    later = new_step(store, old, "later", position=2, retry_count=0)
+    new = new_run(store)
+    copies = store.copy_steps(old, new, [build, gate])
+    assert len(copies) == 2 and not set(copies) & {build, gate}
+    originals = {s.id: s for s in store.get_steps(old)}
+    copied = store.get_steps(new)
+    assert [s.id for s in copied] == copies
+    for original_id, copy in zip((build, gate), copied, strict=True):
+        original = originals[original_id]
+        assert copy.workflow_run_id == new
+        for field in (
+            "step_name",
+            "role",
+            "status",
+            "position",
+            "started_at",
+            "ended_at",
+            "result_text",
+            "context_out",
+            "markers_out",
+            "structured_output",
+            "node_path",
+            "gate_approved_by",
+            "gate_feedback",
+            "gate_type",
+            "retry_count",
+        ):
+            assert getattr(copy, field) == getattr(original, field), field
+    assert copied[1].gate_approved_by == "alice" and copied[0].structured_output == '{"a": "1"}'
+    assert len(store.get_steps(old)) == 3  # the earlier run keeps its rows
+    with pytest.raises(PersistenceError):
+        store.copy_steps(new, old, [later])  # not a step of that run
+    with pytest.raises(PersistenceError):
+        store.copy_steps(old, "no-such-run", [later])

@@ -53,6 +53,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
     "run": run.add_run_parser,
     "resume": run.add_resume_parser,
     "retry": run.add_retry_parser,
+    "rerun": run.add_rerun_parser,
     "cancel": run.add_cancel_parser,
     "runs": history.add_runs_parser,
     "show": history.add_show_parser,

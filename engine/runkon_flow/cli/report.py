@@ -177,6 +177,8 @@ def run_json(
         "inputs": dict(run.inputs),
         "error": run.error,
         "parent_run_id": run.parent_workflow_run_id or run.parent_run_id or None,
+        "rerun_of": run.rerun_of,
+        "rerun_from": run.rerun_from,
         "steps": step_counts(steps),
         "usage": (run_usage(steps) or Usage()).as_dict() or None,
     }
@@ -344,6 +346,13 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
     parent = run.parent_workflow_run_id or run.parent_run_id
     if parent:
         lines.append(f"parent    {parent}")
+    if run.rerun_of:
+        # Reused rows are copies: they started before this run did.
+        reused = sum(1 for s in steps if s.started_at and run.started_at and s.started_at < run.started_at)
+        lines.append(
+            f"rerun of  {run.rerun_of} from step {run.rerun_from} "
+            f"({reused} step{'' if reused == 1 else 's'} reused)"
+        )
     lines.append(f"started   {_local(run.started_at)}")
     if run.ended_at:
         lines.append(f"ended     {_local(run.ended_at)}")

@@ -65,7 +65,7 @@ from runkon_flow.humanize import format_duration
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
-from runkon_flow.workspace import ChildRunnerFactory, Workspace, cancel_unowned_run
+from runkon_flow.workspace import ChildRunnerFactory, InputsError, Workspace, cancel_unowned_run
 
 __all__ = ["LEASE_TTL_ENV", "exec_config_for", "parse_inputs"]
 
@@ -524,6 +524,96 @@ def _confirm(yes: bool, question: str) -> None:
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
         raise CommandFailed("nothing retried")
+
+
+# --------------------------------------------------------------------------- rerun
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    if not args.from_step:
+        raise UsageError(
+            "say where to rerun from: --from STEP (a step name as `show` lists it, or a node path)"
+        )
+    overrides = parse_inputs(args.input)
+    config = exec_config_for(args.lease_ttl)
+    with opened_store(args, must_exist=True) as store:
+        old = get_run(store, args.run_id, args)
+        dirs = _workflow_dirs(args.dirs)
+        ws = _workspace(dirs, store, config, old.workflow_name, child_runner_for(args, dirs))
+        definition = args.definition or ("current" if old.workflow_name in ws.workflows else "stored")
+        if definition == "stored" and not args.definition:
+            print_err(
+                f"note: workflow '{old.workflow_name}' is not in {', '.join(str(d) for d in ws.dirs)}; "
+                "rerunning the definition stored with the run (use --dir to point at its folder)"
+            )
+        hooks = prepare_hooks(args)
+        try:
+            new_id, plan = ws.prepare_rerun(old.id, args.from_step, overrides, definition=definition)
+        except InputsError as exc:
+            if hooks is not None:
+                hooks.close()
+            raise UsageError("\n".join(_input_hint(p) for p in exc.problems)) from None
+        except BaseException:
+            if hooks is not None:
+                hooks.close()
+            raise
+        events_file = open_events_file(args.events, append=False)
+        print(f"run_id={new_id} workflow={old.workflow_name} db={db_label(args)}", flush=True)
+        names = plan.reused_names
+        reused = (
+            f"reusing {len(names)} step{'' if len(names) == 1 else 's'} ({', '.join(names)})"
+            if names
+            else "reusing no steps"
+        )
+        print(f"rerun of {old.id} from {plan.step}: {reused}; {definition} definition", flush=True)
+        return execute(
+            args,
+            store,
+            new_id,
+            lambda queue: ws.resume(new_id, sinks=[queue]),
+            lambda rid: ws.cancel(rid, CTRL_C_MESSAGE),
+            events_file=events_file,
+            durable=True,
+            hooks=hooks,
+        )
+
+
+def add_rerun_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "rerun",
+        help="rerun a finished run from one of its steps, reusing the results before it",
+        description=(
+            "Start a new run that reruns the finished run RUN_ID from STEP: the steps before STEP are "
+            "not run again — their results (outputs, exported variables, gate answers) are copied from "
+            "RUN_ID and feed the later steps — and STEP and everything after it runs. The new run "
+            "keeps RUN_ID's inputs unless --input changes them, and records which run it reruns and "
+            "from where (`show`). Runs today's file by default (--definition stored: the definition "
+            "RUN_ID ran)."
+        ),
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument(
+        "--from", dest="from_step", metavar="STEP", help="the step to rerun from: its name or node path"
+    )
+    p.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change an input of the run (repeatable); the others keep their values",
+    )
+    p.add_argument(
+        "--definition",
+        choices=("stored", "current"),
+        help="current (default when the file is found): today's .wf file; stored: what RUN_ID ran",
+    )
+    _add_dir_args(p)
+    add_db_args(p)
+    add_progress_args(p)
+    _add_lease_args(p)
+    add_executor_args(p)
+    p.set_defaults(handler=cmd_rerun)
 
 
 def add_retry_parser(sub: Any) -> None:

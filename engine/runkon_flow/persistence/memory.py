@@ -150,6 +150,27 @@ class InMemoryStore:
         with self._lock:
             self._run(run_id).retry_request = request.to_json()
 
+    def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
+        with self._lock:
+            run = self._run(run_id)
+            run.rerun_of, run.rerun_from = rerun_of, rerun_from
+
+    def copy_steps(self, source_run_id: str, target_run_id: str, step_ids: Sequence[str]) -> list[str]:
+        with self._lock:
+            self._run(target_run_id)
+            rows = [self._steps.get(step_id) for step_id in step_ids]
+            for step_id, row in zip(step_ids, rows, strict=True):
+                if row is None or row.workflow_run_id != source_run_id:
+                    raise PersistenceError(f"step {step_id} is not a step of run {source_run_id}")
+            copies = [
+                dataclasses.replace(row, id=sh.new_ordered_id(), workflow_run_id=target_run_id)  # type: ignore[arg-type]
+                for row in rows
+            ]
+            for copy_ in copies:
+                self._steps[copy_.id] = copy_
+                self._steps_by_run[target_run_id].append(copy_.id)
+        return [c.id for c in copies]
+
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
         """The only way into `waiting`: status and what the run waits for change together."""
         snapshot = copy.deepcopy(blocked_on)

@@ -59,7 +59,13 @@ from runkon_flow.persistence.models import (
 )
 from runkon_flow.persistence.notify import cancel_requested, gate_decided
 from runkon_flow.persistence.pg_connect import connect, display_dsn, error_line
-from runkon_flow.persistence.schema import EVENT_COLUMNS, ITEM_COLUMNS, RUN_COLUMNS, STEP_COLUMNS
+from runkon_flow.persistence.schema import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    STEP_COPY_COLUMNS,
+)
 
 # Row mapping is the SQLite store's: both return the same columns in the same order.
 from runkon_flow.persistence.sqlite import _item_from_row, _run_from_row, _step_from_row
@@ -104,6 +110,10 @@ _STEP_TERMINAL = (
     "usage = COALESCE(%(usage)s, usage) " + _STEP_GUARD
 )
 _STEP_OTHER = _RUN_LOCK + "UPDATE workflow_run_steps SET status = %(status)s " + _STEP_GUARD
+_STEP_COPY = (
+    f"INSERT INTO workflow_run_steps (id, workflow_run_id, {STEP_COPY_COLUMNS}) "
+    f"SELECT %s, %s, {STEP_COPY_COLUMNS} FROM workflow_run_steps WHERE id = %s AND workflow_run_id = %s"
+)
 _STEP_INSERT = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
     "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
@@ -664,6 +674,26 @@ class PostgresStore(Leadership):
         self._update_run(
             _RUN_FINISH, (status.value, result_summary, error, now, token, token, run_id), durable=durable
         )
+
+    @_translated
+    def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
+        sql = "UPDATE workflow_runs SET rerun_of = %s, rerun_from = %s WHERE id = %s"
+        self._update_run(sql, (rerun_of, rerun_from, run_id))
+
+    @_translated
+    def copy_steps(self, source_run_id: str, target_run_id: str, step_ids: Sequence[str]) -> list[str]:
+        new_ids = [sh.new_ordered_id() for _ in step_ids]
+
+        def copy(cur: Any) -> None:
+            if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (target_run_id,)).fetchone() is None:
+                raise PersistenceError(f"run {target_run_id} not found")
+            for new_id, step_id in zip(new_ids, step_ids, strict=True):
+                cur.execute(_STEP_COPY, (new_id, target_run_id, step_id, source_run_id))
+                if cur.rowcount != 1:
+                    raise PersistenceError(f"step {step_id} is not a step of run {source_run_id}")
+
+        self._write(copy)
+        return new_ids
 
     @_translated
     def set_retry_request(self, run_id: str, request: RetryRequest) -> None:

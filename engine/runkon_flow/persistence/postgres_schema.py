@@ -131,8 +131,21 @@ _V6 = (
     "ALTER TABLE workflow_run_steps ADD COLUMN IF NOT EXISTS usage TEXT",
 )
 
-# 5 is reserved for the rerun link.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (6, _V6))
+_V7 = (
+    # Rerun from a step (docs/when-things-go-wrong.md): which run a run reruns, from which step.
+    "ALTER TABLE workflow_runs ADD COLUMN IF NOT EXISTS rerun_of TEXT",
+    "ALTER TABLE workflow_runs ADD COLUMN IF NOT EXISTS rerun_from TEXT",
+)
+
+# 5 was reserved for the rerun link, which landed after 6 (databases at 6 exist without it): it is 7.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+    (4, _V4),
+    (6, _V6),
+    (7, _V7),
+)
 """(version, statements) in order: applying every step above the database's version brings it to
 SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""
 

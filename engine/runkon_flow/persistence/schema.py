@@ -39,7 +39,7 @@ def _in_list(values: tuple[str, ...]) -> str:
 RUN_COLUMNS = (
     'id, workflow_name, parent_run_id, status, dry_run, "trigger", started_at, ended_at, result_summary, '
     "definition_snapshot, inputs, parent_workflow_run_id, iteration, blocked_on, total_duration_ms, error, "
-    "dismissed, workflow_title, owner_token, lease_until, generation, retry_request"
+    "dismissed, workflow_title, owner_token, lease_until, generation, retry_request, rerun_of, rerun_from"
 )
 
 STEP_COLUMNS = (
@@ -50,6 +50,9 @@ STEP_COLUMNS = (
     "structured_output, output_file, gate_options, gate_selections, fan_out_total, fan_out_completed, "
     "fan_out_failed, fan_out_skipped, step_error, node_path, usage"
 )
+
+#: Every step column but the two a copy replaces (its id and its run), for `copy_steps`.
+STEP_COPY_COLUMNS = STEP_COLUMNS.removeprefix("id, workflow_run_id, ")
 
 ITEM_COLUMNS = (
     "id, step_run_id, item_type, item_id, item_ref, child_run_id, status, dispatched_at, completed_at, "
@@ -191,12 +194,21 @@ def _v6_step_usage(conn: sqlite3.Connection) -> None:
     _add_column(conn, "workflow_run_steps", "usage", "TEXT")
 
 
+def _v7_rerun_link(conn: sqlite3.Connection) -> None:
+    """Rerun from a step (docs/when-things-go-wrong.md): a run says which run it reruns and from
+    which step; the steps before that step were copied from the earlier run and reused."""
+    _add_column(conn, "workflow_runs", "rerun_of", "TEXT")
+    _add_column(conn, "workflow_runs", "rerun_from", "TEXT")
+
+
 #: (version, step) in ascending order: the step brings a file from version-1 to version.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _v2_step_node_path),
     (3, _v3_event_log),
     (4, _v4_retry_lineage),
-    (6, _v6_step_usage),  # 5 is reserved for the rerun link
+    # 5 was reserved for the rerun link, which landed after 6: files at 6 exist without it, so it is 7.
+    (6, _v6_step_usage),
+    (7, _v7_rerun_link),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1

@@ -52,6 +52,7 @@ from runkon_flow.persistence.schema import (
     ITEM_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
+    STEP_COPY_COLUMNS,
     ensure_schema,
 )
 
@@ -79,6 +80,10 @@ _STEP_TERMINAL = (
     "fan_out_failed = COALESCE(:fan_failed, fan_out_failed), "
     "fan_out_skipped = COALESCE(:fan_skipped, fan_out_skipped), "
     f"usage = COALESCE(:usage, usage) {_STEP_GUARD}"
+)
+_STEP_COPY = (
+    f"INSERT INTO workflow_run_steps (id, workflow_run_id, {STEP_COPY_COLUMNS}) "
+    f"SELECT ?, ?, {STEP_COPY_COLUMNS} FROM workflow_run_steps WHERE id = ? AND workflow_run_id = ?"
 )
 _STEP_INSERT = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
@@ -608,6 +613,28 @@ class SqliteStore(Leadership):
         self._update_run(_RUN_FINISH, (status, result_summary, error, now, token, token, run_id), durable)
 
     @_translated
+    def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
+        self._update_run(
+            "UPDATE workflow_runs SET rerun_of = ?, rerun_from = ? WHERE id = ?",
+            (rerun_of, rerun_from, run_id),
+        )
+
+    @_translated
+    def copy_steps(self, source_run_id: str, target_run_id: str, step_ids: Sequence[str]) -> list[str]:
+        new_ids = [sh.new_ordered_id() for _ in step_ids]
+
+        def copy(conn: sqlite3.Cursor) -> None:
+            if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (target_run_id,)).fetchone() is None:
+                raise PersistenceError(f"run {target_run_id} not found")
+            for new_id, step_id in zip(new_ids, step_ids, strict=True):
+                done = conn.execute(_STEP_COPY, (new_id, target_run_id, step_id, source_run_id))
+                if done.rowcount != 1:
+                    raise PersistenceError(f"step {step_id} is not a step of run {source_run_id}")
+
+        self._write(copy, single=False, key="r:" + target_run_id)
+        return new_ids
+
+    @_translated
     def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
         self._update_run(
             "UPDATE workflow_runs SET retry_request = ? WHERE id = ?", (request.to_json(), run_id)
@@ -1106,6 +1133,8 @@ def _run_from_row(row: tuple) -> WorkflowRun:
         lease_until=row[19],
         generation=row[20],
         retry_request=row[21],
+        rerun_of=row[22],
+        rerun_from=row[23],
     )
 
 

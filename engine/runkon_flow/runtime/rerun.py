@@ -1,0 +1,112 @@
+"""Rerun from a step: which step `--from` names, and which rows of the earlier run a new run reuses.
+
+A rerun is a new run, linked to the one it reruns (`workflow_runs.rerun_of`, `rerun_from`), that
+starts with copies of the earlier run's completed step rows that came before the chosen step, and
+is then resumed: every copied step is skipped with its result restored (so outputs of earlier
+steps feed the later ones, exactly as on `resume`), and the chosen step and everything after it
+runs. "Before" is execution order — the row position — up to the first execution of the chosen
+step in the earlier run; when that run never reached the step, every completed row is reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runkon_flow.dsl.ast import (
+    AgentRef,
+    CallNode,
+    CallWorkflowNode,
+    ForEachNode,
+    GateNode,
+    ParallelNode,
+    ScriptNode,
+    WorkflowDef,
+    node_paths,
+    walk,
+)
+from runkon_flow.errors import WorkflowError
+from runkon_flow.persistence.models import StepStatus, WorkflowRunStep
+from runkon_flow.runtime.resume import leaf_skip_keys
+
+__all__ = ["RerunPlan", "plan_rerun", "step_names"]
+
+
+@dataclass(frozen=True)
+class RerunPlan:
+    """`step`: the name `--from` resolved to; `node_path`: its place in the definition;
+    `reused`: the earlier run's rows to copy, in execution order."""
+
+    step: str
+    node_path: str
+    reused: tuple[WorkflowRunStep, ...]
+
+    @property
+    def reused_names(self) -> list[str]:
+        return list(dict.fromkeys(row.step_name for row in self.reused))
+
+
+def _named(wf: WorkflowDef) -> Iterator[tuple[str, Any, list[str]]]:
+    """(name a user writes, node, the skip keys its rows are stored under) for every step."""
+    for node in walk([*wf.body, *wf.always]):
+        if isinstance(node, ScriptNode | GateNode):
+            yield node.name, node, [node.name]
+        elif isinstance(node, CallNode):
+            yield node.agent.label(), node, [node.agent.label()]
+        elif isinstance(node, ForEachNode):
+            yield node.name, node, [f"foreach:{node.name}"]
+        elif isinstance(node, CallWorkflowNode):
+            yield node.workflow, node, [f"workflow:{node.workflow}"]
+        elif isinstance(node, ParallelNode):
+            for ref in node.calls:
+                yield ref.label(), ref, [ref.label()]
+
+
+def step_names(wf: WorkflowDef) -> list[str]:
+    """Every name `--from` accepts, in tree order (for error messages and completion)."""
+    return list(dict.fromkeys(name for name, _, _ in _named(wf)))
+
+
+def _resolve(wf: WorkflowDef, step: str) -> tuple[str, str, list[str]]:
+    paths = node_paths(wf)
+    by_path = {paths.get(id(node)): (name, node, keys) for name, node, keys in _named(wf)}
+    if step in by_path:
+        name, node, keys = by_path[step]
+        return name, step, keys
+    block = next((n for n in walk([*wf.body, *wf.always]) if paths.get(id(n)) == step), None)
+    if block is not None:  # a block (if, while, do, parallel …): rerun from its first step
+        keys = leaf_skip_keys([block])
+        if not keys:
+            raise WorkflowError(f"node {step} of '{wf.name}' holds no step to rerun from")
+        return f"{block.type} block at {step}", step, keys
+    matches = [(name, node, keys) for name, node, keys in _named(wf) if name == step or step in keys]
+    if not matches:
+        known = ", ".join(step_names(wf)) or "none"
+        raise WorkflowError(f"workflow '{wf.name}' has no step '{step}' (steps: {known})")
+    if len(matches) > 1:
+        where = ", ".join(paths.get(id(node), "?") for _, node, _ in matches)
+        raise WorkflowError(
+            f"step '{step}' appears {len(matches)} times in '{wf.name}'; name it by node path ({where})"
+        )
+    name, node, keys = matches[0]
+    if not isinstance(node, AgentRef):
+        keys = leaf_skip_keys([node]) or keys
+    return name, paths.get(id(node), ""), keys
+
+
+def plan_rerun(wf: WorkflowDef, rows: Sequence[WorkflowRunStep], step: str) -> RerunPlan:
+    """Which of the earlier run's `rows` a rerun of `wf` from `step` reuses (see the module doc).
+    `step` is a step's name as the tree shows it, or its node path (`body.2`)."""
+    name, path, keys = _resolve(wf, step)
+    starts = [row.position for row in rows if row.step_name in keys or (path and row.node_path == path)]
+    cutoff = min(starts) if starts else None
+    reused = sorted(
+        (
+            row
+            for row in rows
+            if StepStatus(row.status) is StepStatus.COMPLETED and (cutoff is None or row.position < cutoff)
+        ),
+        key=lambda r: (r.position, r.started_at or "", r.id),
+    )
+    return RerunPlan(name, path, tuple(reused))

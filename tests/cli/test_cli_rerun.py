@@ -1,0 +1,127 @@
+"""`runkon-flow rerun RUN_ID --from STEP`: a new run, linked to the old one, that reuses the
+results of the steps before STEP (their outputs feed the later steps, nothing before STEP runs
+again) and runs STEP and what follows, with inputs that can be changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence import RunStatus, SqliteStore
+
+from tests.cli.run_helpers import cli, run_id_of, write
+
+CHAIN = """workflow chain {
+  inputs {
+    target default = "staging"
+  }
+  script build { run = "sh build.sh" }
+  script deploy { run = "sh deploy.sh {{artifact}} {{target}}" }
+  script verify { run = "sh verify.sh {{target}}" }
+}
+"""
+
+BUILD = """n=$(($(cat trace.log 2>/dev/null | wc -l) + 1))
+echo "build $n" >> trace.log
+printf '<<<FLOW_OUTPUT>>>\\n{"artifact": "app-%s.tar"}\\n<<<END_FLOW_OUTPUT>>>\\n' "$n"
+"""
+
+DEPLOY = """if [ -e broken ]; then echo "deploy broke" >&2; exit 1; fi
+echo "deploy $1 $2" >> trace.log
+"""
+
+VERIFY = """echo "verify $1" >> trace.log
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.delenv("RUNKON_HOOKS", raising=False)
+    wf = tmp_path / "wf"
+    write(wf / "chain.wf", CHAIN)
+    write(wf / "build.sh", BUILD)
+    write(wf / "deploy.sh", DEPLOY)
+    write(wf / "verify.sh", VERIFY)
+    return tmp_path
+
+
+def trace(home: Path) -> list[str]:
+    return (home / "wf" / "trace.log").read_text().splitlines()
+
+
+def failed_run(home: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    (home / "wf" / "broken").touch()
+    code, out, _ = cli(capsys, "run", "chain", "--dir", "wf", "--progress", "quiet")
+    assert code == 1
+    (home / "wf" / "broken").unlink()
+    return run_id_of(out)
+
+
+def test_rerun_from_a_step_reuses_what_came_before_and_feeds_its_outputs_on(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = failed_run(home, capsys)
+    assert trace(home) == ["build 1"]
+    code, out, err = cli(
+        capsys, "rerun", old, "--from", "deploy", "--dir", "wf", "--progress", "quiet", "-i", "target=prod"
+    )
+    assert code == 0, err
+    new = run_id_of(out)
+    assert new != old
+    assert f"rerun of {old} from deploy: reusing 1 step (build)" in out
+    assert trace(home) == ["build 1", "deploy app-1.tar prod", "verify prod"]  # build did not run again
+    store = SqliteStore(home / "runs.db")
+    try:
+        run = store.get_run(new)
+        assert run is not None and run.status is RunStatus.COMPLETED
+        assert (run.rerun_of, run.rerun_from, run.inputs) == (old, "deploy", {"target": "prod"})
+        steps = {s.step_name: s for s in store.get_steps(new)}
+        assert set(steps) == {"build", "deploy", "verify"}
+        assert all(s.status is RunStatus.COMPLETED.value or s.status == "completed" for s in steps.values())
+        old_run = store.get_run(old)
+        assert old_run is not None and old_run.status is RunStatus.FAILED  # the old run is untouched
+    finally:
+        store.close()
+    shown = cli(capsys, "show", new)[1]
+    assert f"rerun of  {old} from step deploy (1 step reused)" in shown
+    listed = json.loads(cli(capsys, "show", new, "--json")[1])
+    assert (listed["rerun_of"], listed["rerun_from"]) == (old, "deploy")
+
+
+def test_rerun_from_the_first_step_runs_everything_again_with_the_old_inputs(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = failed_run(home, capsys)
+    code, out, err = cli(capsys, "rerun", old, "--from", "build", "--dir", "wf", "--progress", "quiet")
+    assert code == 0, err
+    assert "reusing no steps" in out
+    assert trace(home) == ["build 1", "build 2", "deploy app-2.tar staging", "verify staging"]
+
+
+def test_rerun_of_a_completed_run_from_a_later_step(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "run", "chain", "--dir", "wf", "--progress", "quiet")
+    assert code == 0
+    old = run_id_of(out)
+    assert cli(capsys, "rerun", old, "--from", "verify", "--dir", "wf", "--progress", "quiet")[0] == 0
+    assert trace(home) == ["build 1", "deploy app-1.tar staging", "verify staging", "verify staging"]
+
+
+def test_an_unknown_step_or_input_is_refused_and_nothing_is_created(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = failed_run(home, capsys)
+    code, out, err = cli(capsys, "rerun", old, "--from", "deplyo", "--dir", "wf")
+    assert (code, out) == (1, "")
+    assert "workflow 'chain' has no step 'deplyo' (steps: build, deploy, verify)" in err
+    code, _, err = cli(capsys, "rerun", old, "--from", "deploy", "--dir", "wf", "-i", "region=eu")
+    assert code == 2 and "Unknown input 'region'" in err
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert [r.id for r in store.list_runs()] == [old]
+    finally:
+        store.close()
+    code, _, err = cli(capsys, "rerun", old, "--dir", "wf")
+    assert code == 2 and "--from" in err

@@ -1,0 +1,90 @@
+"""Rerun from a step in the dashboard: `R` on a node of a finished run's tree asks for the inputs
+(prefilled, editable), then runs a new run linked to the old one that reuses the steps before it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Label
+
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.screens.inputs import InputsScreen
+from tests.tui.conftest import select, wait_for
+from tests.tui.test_engine_e2e import E2E, main, real_app
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "workflows"
+    shutil.copytree(E2E, target)
+    return target
+
+
+async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(folder: Path) -> None:
+    store = InMemoryStore()
+    app = real_app(folder, store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "quick")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        app.screen.query_one("#input-0", Input).value = "tester"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="first run")
+        old = app.view.root_run_id
+        assert app.view.status == "completed"
+        tree = main(app).tree
+        tree.focus()
+        tree.select_uid("body.2")  # call finish
+        await pilot.pause()
+        await wait_for(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data.path == "body.2")  # type: ignore[union-attr]
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="the rerun form")
+        heading = str(app.screen.query(Label).first().render())
+        assert heading == "Rerun quick from finish (the steps before it are reused)"
+        box = app.screen.query_one("#input-0", Input)
+        assert box.value == "tester"  # the old run's inputs, editable
+        box.value = "bob"
+        await pilot.press("ctrl+s")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.view.root_run_id not in (None, old)
+                and not app.run_active
+                and app.view.status == "completed"
+            ),
+            timeout=30,
+            what="the rerun to finish",
+        )
+        new = app.view.root_run_id
+        run = store.get_run(new or "")
+        assert run is not None and (run.rerun_of, run.rerun_from, run.inputs) == (
+            old,
+            "finish",
+            {"who": "bob"},
+        )
+        steps = {s.step_name: s for s in store.get_steps(new or "")}
+        assert (steps["hello"].context_out or "").strip() == "hello tester"  # reused, not run again with bob
+        assert steps["foreach:items"].status == "completed"
+        assert steps["finish"].status == "completed"
+        labels = {n.data.path: n.label.plain for n in tree.nodes_by_uid.values() if n.data is not None}
+        assert labels["body.0"].startswith("✓") and labels["body.2"].startswith("✓")
+
+
+async def test_a_running_run_cannot_be_rerun(folder: Path) -> None:
+    app = real_app(folder)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "approval")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="the gate to wait")
+        tree = main(app).tree
+        tree.focus()
+        await pilot.press("R")
+        await pilot.pause()
+        assert not isinstance(app.screen, InputsScreen)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.run_active, what="run to stop")

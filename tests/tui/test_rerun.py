@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from runkon_flow.persistence.memory import InMemoryStore
 from textual.widgets import Input, Label
 
-from runkon_flow.persistence.memory import InMemoryStore
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.inputs import InputsScreen
 from tests.tui.conftest import select, wait_for

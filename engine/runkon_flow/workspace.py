@@ -637,6 +637,10 @@ class Workspace:
             )
         plan = self._plan_from_row(old) if definition == "stored" else self._current_plan(old)
         wf = plan.definition
+        if definition == "current":
+            problems = self.validate(wf.name)
+            if problems:
+                raise ValidationErrors(problems)
         rerun = plan_rerun(wf, self.store.get_steps(run_id), step)
         declared = {d.name for d in wf.inputs}
         kept = {k: v for k, v in old.inputs.items() if k in declared}

@@ -125,3 +125,37 @@ def test_an_unknown_step_or_input_is_refused_and_nothing_is_created(
         store.close()
     code, _, err = cli(capsys, "rerun", old, "--dir", "wf")
     assert code == 2 and "--from" in err
+
+
+def test_a_broken_file_is_refused_and_the_stored_definition_still_works(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = failed_run(home, capsys)
+    write(
+        home / "wf" / "chain.wf",
+        CHAIN.replace('script verify { run = "sh verify.sh {{target}}" }', "call nosuchagent"),
+    )
+    code, out, err = cli(capsys, "rerun", old, "--from", "deploy", "--dir", "wf", "--progress", "quiet")
+    assert code == 1 and out == ""
+    assert "nosuchagent" in err
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert [r.id for r in store.list_runs()] == [old]  # nothing created
+    finally:
+        store.close()
+    code, out, err = cli(
+        capsys,
+        "rerun",
+        old,
+        "--from",
+        "deploy",
+        "--definition",
+        "stored",
+        "--dir",
+        "wf",
+        "--progress",
+        "quiet",
+    )
+    assert code == 0, err
+    assert "stored definition" in out
+    assert trace(home) == ["build 1", "deploy app-1.tar staging", "verify staging"]

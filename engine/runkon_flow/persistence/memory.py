@@ -168,7 +168,7 @@ class InMemoryStore:
             ]
             for copy_ in copies:
                 self._steps[copy_.id] = copy_
-                self._steps_by_run[target_run_id].append(copy_.id)
+                self._index_step(target_run_id, copy_.id)
         return [c.id for c in copies]
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
@@ -254,14 +254,18 @@ class InMemoryStore:
         with self._lock:
             self._run(new_step.workflow_run_id)
             self._steps[step.id] = step
-            known = self._steps_by_run.get(step.workflow_run_id)
-            if known is None:
-                self._steps_by_run[step.workflow_run_id] = step.id
-            elif type(known) is str:
-                self._steps_by_run[step.workflow_run_id] = [known, step.id]
-            else:
-                known.append(step.id)
+            self._index_step(step.workflow_run_id, step.id)
         return step.id
+
+    def _index_step(self, run_id: str, step_id: str) -> None:
+        """Record `step_id` under its run (a run with one step keeps the bare id: no list)."""
+        known = self._steps_by_run.get(run_id)
+        if known is None:
+            self._steps_by_run[run_id] = step_id
+        elif type(known) is str:
+            self._steps_by_run[run_id] = [known, step_id]
+        else:
+            known.append(step_id)
 
     def update_step(self, step_id: str, update: StepUpdate, *, durable: bool = True) -> None:
         """Generation-guarded (stale → LeaseLost); a terminal row is never overwritten."""

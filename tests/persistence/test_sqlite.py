@@ -726,3 +726,27 @@ def test_another_process_reads_the_events_a_run_appends(tmp_path: Path) -> None:
         assert [e.seq for e in reader.read_events(run_id)] == [1]
         writer.append_events(run_id, [NewEvent(2.0, run_id, "RunCompleted", '{"succeeded":true}')])
         assert [e.kind for e in reader.read_events(run_id, after_seq=1)] == ["RunCompleted"]
+
+
+def test_a_file_made_at_version_6_gains_the_rerun_link_of_version_7(tmp_path: Path) -> None:
+    """Version 5 was reserved for the rerun link, which landed after 6: a file made at 6 has no
+    rerun columns and must still be read (and rerun) after the upgrade."""
+    db = tmp_path / "v6.db"
+    SqliteStore(db).close()
+    conn = raw(db)
+    conn.execute("ALTER TABLE workflow_runs DROP COLUMN rerun_of")
+    conn.execute("ALTER TABLE workflow_runs DROP COLUMN rerun_from")
+    conn.execute("PRAGMA user_version = 6")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    try:
+        old = store.create_run(NewRun(workflow_name="wf")).id
+        new = store.create_run(NewRun(workflow_name="wf")).id
+        store.set_rerun_link(new, old, "deploy")
+        assert (store.get_run(new).rerun_of, store.get_run(new).rerun_from) == (old, "deploy")
+    finally:
+        store.close()
+    conn = raw(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    conn.close()

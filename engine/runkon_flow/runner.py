@@ -41,9 +41,11 @@ def spawn_runner(
     resume: bool = False,
     lease_ttl: int | None = None,
     events: str | None = None,
+    hooks: str | None = None,
 ) -> tuple[subprocess.Popen, Path]:
     """Start the background runner for `run_id`; returns the process and its log file. Raises
-    OSError when the log file cannot be written."""
+    OSError when the log file cannot be written. `hooks`: a hooks file given with --hooks, passed
+    on as $RUNKON_HOOKS (without it the runner looks where it was started, as the command did)."""
     log = log_path(db, run_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     location = _location(db)
@@ -59,6 +61,8 @@ def spawn_runner(
         argv += ["--lease-ttl", str(lease_ttl)]
     if events:
         argv += ["--events", str(Path(events).resolve())]
+    if hooks:
+        env = {**(env or os.environ), "RUNKON_HOOKS": str(Path(hooks).resolve())}
     if resume:
         argv.append("--resume")
     with open(log, "ab") as handle:

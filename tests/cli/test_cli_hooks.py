@@ -165,3 +165,22 @@ def test_a_run_on_a_terminal_notifies_when_it_ends_unless_told_not_to(home: Path
     assert "\a\x1b]777;notify;runkon: run completed;good " in shown
     quiet = _run_on_a_tty(home, "--no-notify")
     assert "\x1b]777" not in quiet and "\a" not in quiet
+
+
+def test_a_detached_run_runs_the_hooks_given_with_the_command(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os as _os
+
+    out = home / "detached.jsonl"
+    option = hooks_file(home / "elsewhere" / "hooks.yaml", out)
+    code, printed, err = cli(capsys, "run", "good", "--dir", "wf", "--detach", "--hooks", str(option))
+    assert code == 0, err
+    run_id = run_id_of(printed)
+    assert "RUNKON_HOOKS" not in _os.environ  # nothing leaks into this process
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_text().strip()):
+        assert time.monotonic() < deadline, "the detached run's hook did not run"
+        time.sleep(0.05)
+    (event,) = events_in(out)
+    assert (event["event"], event["run_id"]) == ("workflow_run.completed", run_id)

@@ -36,10 +36,11 @@ def start(
     *,
     lease_ttl: int | None,
     events: str | None,
+    hooks: str | None = None,
 ) -> int:
     """Start the background process for the pending run `run_id` and report how to follow it."""
     try:
-        proc, log = spawn_runner(db, run_id, dirs, lease_ttl=lease_ttl, events=events)
+        proc, log = spawn_runner(db, run_id, dirs, lease_ttl=lease_ttl, events=events, hooks=hooks)
     except OSError as exc:
         raise CommandFailed(
             f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"

@@ -33,7 +33,7 @@ from runkon_flow.cli.store import DeferredStore
 from runkon_flow.errors import (
     FlowError,
 )
-from runkon_flow.hooks import HOOKS_ENV, ConfigFileError, HookRunner, TerminalAlerts, open_hooks
+from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, open_hooks
 from runkon_flow.humanize import readable_error
 from runkon_flow.observe.estimates import history_of
 from runkon_flow.persistence import RunStatus
@@ -67,15 +67,13 @@ def add_progress_args(p: argparse.ArgumentParser, *, events: bool = True) -> Non
 
 def prepare_hooks(args: argparse.Namespace) -> HookRunner | None:
     """The hooks of this run, checked before anything is created: a wrong hooks file is a usage
-    error naming file:line. An explicit --hooks is passed on to background runners (env)."""
-    explicit = getattr(args, "hooks", None)
+    error naming file:line."""
     try:
-        runner = open_hooks(explicit, on_problem=lambda text: print_err(f"runkon-flow: {text}"))
+        return open_hooks(
+            getattr(args, "hooks", None), on_problem=lambda text: print_err(f"runkon-flow: {text}")
+        )
     except ConfigFileError as exc:
         raise UsageError(str(exc)) from None
-    if explicit:
-        os.environ[HOOKS_ENV] = str(Path(explicit).resolve())
-    return runner
 
 
 def _tty() -> TextIO | None:

@@ -257,7 +257,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 hooks.close()  # the background runner runs them (it finds the same file)
             run_id = ws.create_run(name, inputs)
             return detach.start(
-                store, location_of(args), run_id, name, dirs, lease_ttl=args.lease_ttl, events=args.events
+                store,
+                location_of(args),
+                run_id,
+                name,
+                dirs,
+                lease_ttl=args.lease_ttl,
+                events=args.events,
+                hooks=args.hooks,
             )
         try:
             events_file = open_events_file_first(args.events, store)

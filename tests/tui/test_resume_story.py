@@ -108,3 +108,25 @@ async def test_a_resume_that_starts_over_keeps_the_runs_times_and_marks_the_atte
 
 def screen_text(app: RunkonApp) -> list[str]:
     return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def test_a_child_announced_by_its_parent_starts_once_with_its_inputs() -> None:
+    """ChildRunStarted (from the parent) comes before the child's own RunStarted: that is its first
+    attempt, not a resume."""
+    from runkon_flow.events import ChildRunStarted
+
+    from runkon_tui.run_view import RunView
+
+    s = scenarios.Script()
+    s.emit(RunStarted(workflow_name="parent", inputs={}))
+    sid = s.start("body.0", "workflow:child", "call_workflow")
+    s.emit(
+        ChildRunStarted(
+            child_run_id="CHILD", workflow_name="child", parent_run_id=s.run_id, parent_step_id=sid
+        )
+    )
+    s.emit(RunStarted(workflow_name="child", parent_run_id=s.run_id, inputs={"who": "me"}), "CHILD")
+    view = RunView.from_events(s.events)
+    child = view.run("CHILD")
+    assert child is not None and child.inputs == {"who": "me"}
+    assert child.attempts == 1 and not child.resumed

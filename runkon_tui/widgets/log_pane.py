@@ -238,6 +238,12 @@ class LogView(ScrollView, can_focus=True):
         self._set_following(at_end)
         self.refresh()
 
+    def watch_show_horizontal_scrollbar(self, shown: bool) -> None:
+        # The scrollbar can appear a layout pass after `sync` (a busy app): the row it takes
+        # must not hide the last line of a log that follows its tail.
+        if shown and self.following:
+            self.call_after_refresh(self._keep_following)
+
     def _keep_following(self) -> None:
         if self.following and self.scroll_offset.y < self.max_scroll_y:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)

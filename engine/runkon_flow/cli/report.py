@@ -54,14 +54,9 @@ _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """RFC 3339 or SQLite `YYYY-MM-DD HH:MM:SS[.fff]` text (UTC when no offset) → aware datetime."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    """Stored time text as an aware datetime (zone-less text is UTC: `liveness.utc_seconds`)."""
+    seconds = liveness.utc_seconds(text)
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def _seconds(now: datetime | None) -> float | None:

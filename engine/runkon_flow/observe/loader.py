@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime
 
 from runkon_flow.humanize import gate_decision, readable_error
 from runkon_flow.observe import liveness
@@ -35,14 +34,9 @@ _MAX_DEPTH = 5
 _OUTPUT_LINES = 200
 
 
-def parse_time(text: str | None) -> float | None:
-    """RFC 3339 (as the stores write it) → Unix seconds; None when absent or unreadable."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+#: Stored time text → Unix seconds (None when absent or unreadable); zone-less text is UTC, as
+#: the stores write it — one rule with the liveness module's.
+parse_time = liveness.utc_seconds
 
 
 def _row_order(row: WorkflowRunStep) -> tuple:

@@ -267,3 +267,23 @@ def test_a_bad_stored_output_limit_is_one_line_naming_the_variable(
     assert out == ""
     assert "RUNKON_STORED_OUTPUT_LINES='lots' is not a whole number of lines" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_resumed_fan_out_lists_each_item_run_once(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The resumed foreach keeps a and c from the first attempt: their output is listed once,
+    under the attempt that ran them; b's second attempt is listed as such."""
+    run_id = start(capsys, "fan")
+    assert cli(capsys, "resume", run_id, "--dir", "wf", "--progress", "quiet")[0] == 1
+    code, out, _ = cli(capsys, "logs", run_id)
+    assert code == 0
+    headings = [line for line in out.splitlines() if line.startswith("==> each")]
+    assert headings == [
+        "==> each (failed) <==",
+        "==> each[a] › say (completed) <==",
+        "==> each[b] › say (failed) <==",
+        "==> each[c] › say (completed) <==",
+        "==> each (failed) <==",
+        "==> each[b] · attempt 2 › say (failed) <==",
+    ]
+    code, out, _ = cli(capsys, "grep", "hello a", run_id)
+    assert (code, out.count("==> each[a]")) == (0, 1)

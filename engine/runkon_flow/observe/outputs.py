@@ -159,6 +159,9 @@ class _Walker:
         self.has_events = has_events
         self.notes: dict[tuple[str, str], list[str]] = {}
         self._children: dict[str, dict[str, WorkflowRun]] = {}
+        #: Item child runs already listed: a resumed foreach's new row names the items it kept
+        #: from the earlier attempt (and earlier attempts of retried ones) again.
+        self._walked: set[str] = set()
 
     def child(self, parent_id: str, child_id: str | None) -> WorkflowRun | None:
         """A child run of `parent_id`, from one read of all its children (a 10,000-item fan-out
@@ -250,11 +253,16 @@ class _Walker:
             path = (*items, (row.id, item.item_id))
             item_names = names | {item.item_id}
             label = f"{prefix}{short}[{item.item_id}]"
-            if item.previous_child_run_id:
+            if item.previous_child_run_id and item.previous_child_run_id not in self._walked:
+                self._walked.add(item.previous_child_run_id)
                 earlier = self.child(row.workflow_run_id, item.previous_child_run_id)
                 if earlier is not None:
                     before = f"{label} · attempt {item.attempt - 1} › "
                     yield from self.run(earlier, before, path, item_names, False, depth + 1)
+            if item.child_run_id and item.child_run_id in self._walked:
+                continue  # listed under the foreach execution that ran it
+            if item.child_run_id:
+                self._walked.add(item.child_run_id)
             child = self.child(row.workflow_run_id, item.child_run_id)
             shown = False
             if child is not None:

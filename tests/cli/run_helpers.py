@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +70,12 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: a test run started in the background (`make test &`,
+    a CI runner) hands its children an ignored SIGINT, which Python then keeps ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(args: list[str], cwd: Path, *, stdout: Path, stderr: Path, env: dict[str, str]) -> subprocess.Popen:
     """Start `runkon-flow ARGS` as a real process writing to files (pipes could fill and stall it)."""
     return subprocess.Popen(
@@ -78,6 +85,7 @@ def spawn(args: list[str], cwd: Path, *, stdout: Path, stderr: Path, env: dict[s
         stderr=stderr.open("w"),
         stdin=subprocess.DEVNULL,
         env=env,
+        preexec_fn=_as_from_a_terminal,
     )
 
 

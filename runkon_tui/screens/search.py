@@ -26,7 +26,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from runkon_tui.status import glyph, short_id
-from runkon_tui.widgets.log_pane import display_lines
+from runkon_tui.widgets.log_pane import TextSource, display_lines
 from runkon_tui.widgets.markup import esc, tone_text
 
 if TYPE_CHECKING:
@@ -41,31 +41,22 @@ class SearchHit:
     hit: Hit
 
 
-class HitSource:
-    """A step's (or item's) stored output and error lines for the log pane, the hit's line marked.
-    Implements the log pane's `LogSource`."""
+class HitSource(TextSource):
+    """A step's (or item's) stored output and error lines for the log pane, the hit's line marked."""
 
     def __init__(self, found: SearchHit) -> None:
         source = found.source
-        self.lines: list[tuple[str, str]] = [
-            (line.text, "debug" if line.stream == "note" else "info") for line in source.lines
-        ]
         errors = (source.error or "").splitlines()
-        self.lines.extend((f"error: {text}", "error") for text in errors)
+        super().__init__([line.text for line in source.lines] + [f"error: {text}" for text in errors])
+        self.levels = ["debug" if line.stream == "note" else "info" for line in source.lines]
+        self.levels += ["error"] * len(errors)
         hit = found.hit
         self.index = hit.number - 1 + (len(source.lines) if hit.stream == "error" else 0)
-        if 0 <= self.index < len(self.lines):
-            self.lines[self.index] = (self.lines[self.index][0], "warning")
-
-    @property
-    def total(self) -> int:
-        return len(self.lines)
-
-    def __len__(self) -> int:
-        return len(self.lines)
+        if 0 <= self.index < len(self.levels):
+            self.levels[self.index] = "warning"
 
     def get(self, i: int) -> tuple[str, str]:
-        return self.lines[i]
+        return self.lines[i], self.levels[i]
 
 
 def smart_case(pattern: str) -> bool:

@@ -61,6 +61,19 @@ def child_inputs(parent_inputs: dict[str, str], passed: dict[str, str]) -> dict[
     return merged
 
 
+def child_run_started(
+    run_id: str, workflow_name: str, parent_ctx: ChildWorkflowContext, params: ChildWorkflowInput
+) -> ChildRunStarted:
+    """The parent's announcement of a child run, the same wherever the child runs."""
+    return ChildRunStarted(
+        child_run_id=run_id,
+        workflow_name=workflow_name,
+        parent_run_id=parent_ctx.workflow_run_id,
+        parent_step_id=params.parent_step_id,
+        item_id=params.item_id,
+    )
+
+
 class InProcessChildRunner:
     """A ChildWorkflowRunner that runs children in this process, on the calling thread."""
 
@@ -121,13 +134,7 @@ class InProcessChildRunner:
             (gate.hold if gate is not None and parent_ctx.write_behind else emit_to)(
                 sinks,
                 parent_ctx.workflow_run_id,
-                ChildRunStarted(
-                    child_run_id=run.id,
-                    workflow_name=definition.name,
-                    parent_run_id=parent_ctx.workflow_run_id,
-                    parent_step_id=params.parent_step_id,
-                    item_id=params.item_id,
-                ),
+                child_run_started(run.id, definition.name, parent_ctx, params),
             )
         return self._engine.run_child(
             definition,

@@ -34,11 +34,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import CallWorkflowNode, ForEachNode, WorkflowDef, walk
 from runkon_flow.errors import EngineError, WorkflowError
-from runkon_flow.events import ChildRunStarted
 from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import WorkflowResolver
-from runkon_flow.runtime.child_runner import InProcessChildRunner, child_inputs
+from runkon_flow.runtime.child_runner import InProcessChildRunner, child_inputs, child_run_started
 from runkon_flow.runtime.lease import new_owner_token
 from runkon_flow.runtime.state import emit_to
 from runkon_flow.runtime.types import (
@@ -199,13 +198,7 @@ class RemoteChildRunner:
             emit_to(
                 sinks,
                 parent_ctx.workflow_run_id,
-                ChildRunStarted(
-                    child_run_id=run.id,
-                    workflow_name=definition.name,
-                    parent_run_id=parent_ctx.workflow_run_id,
-                    parent_step_id=params.parent_step_id,
-                    item_id=params.item_id,
-                ),
+                child_run_started(run.id, definition.name, parent_ctx, params),
             )
         task = ChildTask(
             store_url=self._executor.store_url,

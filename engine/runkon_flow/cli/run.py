@@ -50,7 +50,7 @@ from runkon_flow.cli.executor import add_executor_args, child_runner_for
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.report import display_status, lease_is_live, parse_time
 from runkon_flow.cli.retry_plan import choose_items, cluster_items, definition_diff, latest_fanouts
-from runkon_flow.cli.store import add_db_args, db_label, get_run, location_of, opened_store
+from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store, print_run_header
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
 from runkon_flow.errors import (
@@ -280,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if hooks is not None:
                 hooks.close()
             raise
-        print(f"run_id={run_id} workflow={name} db={db_label(args)}", flush=True)
+        print_run_header(run_id, name, args)
         return execute(
             args,
             store,
@@ -330,6 +330,10 @@ def add_run_parser(sub: Any) -> None:
 # --------------------------------------------------------------------------- resume
 
 
+def _not_found(workflow: str, ws: Workspace) -> str:
+    return f"workflow '{workflow}' is not in {', '.join(str(d) for d in ws.dirs)}"
+
+
 def _check_resumable(run: WorkflowRun) -> None:
     parent = run.parent_workflow_run_id or run.parent_run_id
     if parent:
@@ -371,7 +375,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
         if run.workflow_name not in ws.workflows:
             print_err(
-                f"note: workflow '{run.workflow_name}' is not in {', '.join(str(d) for d in ws.dirs)}; "
+                f"note: {_not_found(run.workflow_name, ws)}; "
                 "resuming with the definition stored with the run (use --dir to point at its folder)"
             )
         hooks = prepare_hooks(args)
@@ -396,7 +400,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             else:
                 give_up.set()
 
-        print(f"run_id={run.id} workflow={run.workflow_name} db={db_label(args)}", flush=True)
+        print_run_header(run.id, run.workflow_name, args)
         try:
             return execute(
                 args, store, run.id, resume, cancel, events_file=events_file, durable=True, hooks=hooks
@@ -476,7 +480,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
         hooks = prepare_hooks(args)
         events_file = open_events_file(args.events, append=True)
-        print(f"run_id={run.id} workflow={run.workflow_name} db={db_label(args)}", flush=True)
+        print_run_header(run.id, run.workflow_name, args)
         try:
             return execute(
                 args,
@@ -499,7 +503,7 @@ def _retry_definition(wanted: str | None, run: WorkflowRun, ws: Workspace) -> st
     if current is None:
         if wanted == "current":
             raise CommandFailed(
-                f"workflow '{run.workflow_name}' is not in {', '.join(str(d) for d in ws.dirs)}; "
+                f"{_not_found(run.workflow_name, ws)}; "
                 "retry with --definition stored, or point --dir at its folder"
             )
         return "stored"
@@ -550,7 +554,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         definition = args.definition or ("current" if old.workflow_name in ws.workflows else "stored")
         if definition == "stored" and not args.definition:
             print_err(
-                f"note: workflow '{old.workflow_name}' is not in {', '.join(str(d) for d in ws.dirs)}; "
+                f"note: {_not_found(old.workflow_name, ws)}; "
                 "rerunning the definition stored with the run (use --dir to point at its folder)"
             )
         hooks = prepare_hooks(args)
@@ -565,7 +569,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 hooks.close()
             raise
         events_file = open_events_file(args.events, append=False)
-        print(f"run_id={new_id} workflow={old.workflow_name} db={db_label(args)}", flush=True)
+        print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names
         reused = (
             f"reusing {len(names)} step{'' if len(names) == 1 else 's'} ({', '.join(names)})"

@@ -107,6 +107,11 @@ def db_label(args: argparse.Namespace) -> str:
     return location_of(args).label
 
 
+def print_run_header(run_id: str, workflow: str, args: argparse.Namespace) -> None:
+    """The first line of run/resume/retry/rerun/watch, the one scripts parse for the run id."""
+    print(f"run_id={run_id} workflow={workflow} db={db_label(args)}", flush=True)
+
+
 def get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -> WorkflowRun:
     run = store.get_run(run_id)
     if run is None:

@@ -22,7 +22,7 @@ from runkon_flow.cli.drive import add_progress_args, make_printer
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.cli.report import lease_is_live, show_lines
-from runkon_flow.cli.store import add_db_args, db_label, get_run, opened_store
+from runkon_flow.cli.store import add_db_args, get_run, opened_store, print_run_header
 from runkon_flow.event_log import read_envelopes, top_level_run
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -50,7 +50,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             printer = None
         else:
             printer, _live = make_printer(args.progress, sys.stdout, run_id)
-            print(f"run_id={run_id} workflow={run.workflow_name} db={db_label(args)}", flush=True)
+            print_run_header(run_id, run.workflow_name, args)
         outcome = RunOutcome()
         last_seq = 0
         ended_since: float | None = None

@@ -54,3 +54,17 @@ def test_a_db_in_a_missing_folder_says_the_folder_was_created(
     assert "created typo/ for the new run database typo/runs.db" in err
     code, _, err = cli(capsys, "run", "hello", "--dir", "wf", "--db", "typo/runs.db")
     assert code == 0 and "created" not in err  # said once, when it happened
+
+
+def test_the_default_database_folder_is_created_without_a_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first run on a new machine creates ~/.local/state/runkon/: expected, not a typo to flag."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNKON_DB", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "fresh-home" / "state"))
+    write(tmp_path / "wf" / "hello.wf", 'workflow hello { script s { run = "echo hi" } }\n')
+    code, _, err = cli(capsys, "run", "hello", "--dir", "wf")
+    assert code == 0, err
+    assert (tmp_path / "fresh-home" / "state" / "runkon" / "runs.db").exists()
+    assert "created" not in err

@@ -22,6 +22,9 @@ class DbLocation:
     password — show `label`, never `target`)."""
 
     target: str
+    #: Named by the user (`--db`, `$RUNKON_DB`), not the default state-directory file: only a
+    #: named location can be a typo worth a word when its folder is created.
+    chosen: bool = True
 
     @property
     def is_server(self) -> bool:
@@ -43,9 +46,10 @@ class DbLocation:
 
     def missing_folder(self) -> Path | None:
         """The outermost folder of a SQLite file's directory that does not exist yet — opening
-        creates it (None: the directory exists, or a server). Callers say so: a typo in --db must
-        not silently start a new, empty history."""
-        folder = self.path.parent if self.path is not None else None
+        creates it (None: the directory exists, a server, or the default location, whose folder a
+        first run is expected to create). Callers say so: a typo in --db must not silently start a
+        new, empty history."""
+        folder = self.path.parent if self.path is not None and self.chosen else None
         missing = None
         while folder is not None and not folder.exists() and folder != folder.parent:
             missing, folder = folder, folder.parent
@@ -78,4 +82,4 @@ def db_location(given: str | None = None, env: Mapping[str, str] | None = None) 
     explicit = env.get(DB_ENV, "").strip()
     if is_postgres_url(explicit):
         return DbLocation(explicit)
-    return DbLocation(str(default_db_path(env)))
+    return DbLocation(str(default_db_path(env)), chosen=bool(explicit))

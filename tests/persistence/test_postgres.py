@@ -25,6 +25,7 @@ from runkon_flow.persistence.pg_connect import display_dsn, is_postgres_url
 from tests import pg
 
 REPO = Path(__file__).resolve().parents[2]
+STEP_COLUMN_NAMES = [c.strip() for c in sqlite_schema.STEP_COLUMNS.split(",")]
 
 
 @pytest.fixture
@@ -335,6 +336,76 @@ def test_write_behind_child_rows_are_batched_and_folded_into_two_inserts(store, 
     rows = sql(dsn, "SELECT status, owner_token, lease_until FROM workflow_runs")
     assert rows == [("completed", None, None)] * 20
     assert sql(dsn, "SELECT count(*) FROM workflow_run_steps WHERE status = 'completed'") == [(20,)]
+
+
+@pytest.mark.parametrize("injected_clock", [False, True], ids=["server clock", "injected clock"])
+def test_child_rows_sent_with_an_item_write_keep_every_column(dsn, injected_clock: bool) -> None:
+    """The engine's usual batch (queued child run and step rows, then a durable item write) goes as
+    one statement with its rows as JSON: every column lands as the durable path writes it, the
+    lease ends at the server's now + ttl (or the injected clock's estimate)."""
+    from datetime import UTC, datetime
+
+    from runkon_flow.persistence import FanOutItemUpdate
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    from tests.persistence.conftest import FakeClock
+
+    clock = FakeClock() if injected_clock else None
+    with PostgresStore(dsn, clock=clock) as store:
+        parent = store.create_run(NewRun(workflow_name="wf"))
+        fe = store.insert_step(NewStep(parent.id, "fe", role="foreach", retry_count=0))
+        (item,) = store.insert_fan_out_items(fe, [("t", "a", "", {})])
+        pairs = []
+        for durable in (True, False):
+            run = store.create_leased_run(
+                NewRun(
+                    workflow_name="child",
+                    parent_run_id=parent.id,
+                    definition_snapshot='{"title": "Chïld \\n \'q\'"}',
+                    inputs={"k": "v é", "n": "1"},
+                    iteration=3,
+                    dry_run=True,
+                    trigger="manual",
+                ),
+                "tok",
+                600,
+                durable=durable,
+            )
+            step = NewStep(
+                run.id,
+                "s",
+                role="gate",
+                can_commit=True,
+                position=4,
+                iteration=2,
+                retry_count=None,
+                gate_type="human",
+                gate_prompt="ok?",
+                gate_timeout="5m",
+                gate_options='["a"]',
+                node_path="body.1",
+            )
+            pairs.append((run.id, store.insert_step(step, durable=durable)))
+        store.batch_update_fan_out_items([(item, FanOutItemUpdate.running(pairs[1][0]))])
+        # Written: nothing is queued any more, another connection sees the rows.
+        assert not store._history and not store._pending
+        (durable_run, durable_step), (queued_run, queued_step) = pairs
+        columns = (
+            'status, dry_run, "trigger", definition_snapshot, inputs, iteration, workflow_title, '
+            "owner_token, generation, parent_run_id"
+        )
+        select = f"SELECT {columns} FROM workflow_runs WHERE id = %s"
+        assert sql(dsn, select, (queued_run,)) == sql(dsn, select, (durable_run,))
+        step_columns = ", ".join(c for c in STEP_COLUMN_NAMES if c not in ("id", "workflow_run_id"))
+        select = f"SELECT {step_columns} FROM workflow_run_steps WHERE id = %s"
+        assert sql(dsn, select, (queued_step,)) == sql(dsn, select, (durable_step,))
+        (lease,) = sql(dsn, "SELECT lease_until FROM workflow_runs WHERE id = %s", (queued_run,))[0]
+        if injected_clock:
+            assert lease == datetime(2026, 1, 1, 12, 10, tzinfo=UTC)
+        else:
+            (delta,) = sql(dsn, "SELECT extract(epoch FROM %s - clock_timestamp())", (lease,))[0]
+            assert 590 < float(delta) <= 600
+        assert store.get_fan_out_items(fe)[0].child_run_id == queued_run
 
 
 def test_reads_from_other_threads_see_queued_writes(store) -> None:

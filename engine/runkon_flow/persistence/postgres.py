@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -182,6 +183,61 @@ _ITEMS_UPDATE = (
 )
 
 
+# A batch of only queued child rows and item writes (the engine's usual batch) is ONE statement:
+# each table's rows in a data-modifying WITH (run rows as JSON, step rows as JSON, item writes as
+# arrays), run alone in autocommit — one round trip, one transaction, one synchronous commit, and
+# little Python per row (the C JSON encoder, not a parameter adapter per value). Step rows need
+# their run rows: foreign keys are checked at the end of the statement, when both are in.
+_ROWS = "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(e, o) ORDER BY o"
+_RUN_ROWS_HEAD = (
+    "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
+    '"trigger", started_at, definition_snapshot, inputs, parent_workflow_run_id, iteration, '
+    "workflow_title, owner_token, lease_until, generation, result_summary, error, ended_at) "
+    "SELECT e->>0, e->>1, e->>2, e->>3, (e->>4)::int, e->>5, e->>6, e->>7, e->>8, e->>9, "
+    "(e->>10)::int, e->>11, e->>12, "
+)
+_RUN_ROWS_TAIL = ", (e->>14)::bigint, e->>15, e->>16, e->>17 " + _ROWS
+_STEP_ROWS = (
+    "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
+    "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
+    "gate_timeout, gate_options, ended_at, result_text, context_out, markers_out, structured_output, "
+    "step_error, child_run_id, node_path) "
+    "SELECT e->>0, e->>1, e->>2, e->>3, (e->>4)::int, e->>5, (e->>6)::int, (e->>7)::int, e->>8, "
+    "(e->>9)::int, e->>10, e->>11, e->>12, e->>13, e->>14, e->>15, e->>16, e->>17, e->>18, e->>19, "
+    "e->>20, e->>21 " + _ROWS
+)
+# The item writes (`_ITEMS_UPDATE`'s rules) and a final check that FAILS the statement — so nothing
+# of the batch stays — when an item is unknown: the caller then retries write by write, and the
+# write that names the unknown item gets the error.
+_ITEM_ROWS = (
+    "u AS (SELECT DISTINCT ON (i) i, s, c, n FROM unnest(%s::text[], %s::text[], %s::text[], "
+    "%s::text[]) WITH ORDINALITY AS x(i, s, c, n, o) ORDER BY i, o DESC), "
+    "w AS (UPDATE workflow_run_step_fan_out_items t SET status = u.s, "
+    "child_run_id = CASE u.s WHEN 'running' THEN u.c WHEN 'pending' THEN NULL "
+    "ELSE COALESCE(u.c, t.child_run_id) END, "
+    "dispatched_at = CASE u.s WHEN 'running' THEN u.n WHEN 'pending' THEN NULL ELSE t.dispatched_at END, "
+    "completed_at = CASE WHEN u.s IN ('running', 'pending') THEN NULL ELSE u.n END "
+    "FROM u WHERE t.id = u.i RETURNING 1) "
+    "SELECT CASE WHEN (SELECT count(*) FROM w) = (SELECT count(*) FROM u) THEN 0 "
+    "ELSE ('runkon: fan-out items not found: ' || (SELECT count(*) FROM u) - (SELECT count(*) FROM w))::int "
+    "END"
+)
+
+
+@functools.cache
+def _batch_statement(run_rows: str | None, steps: bool, items: bool) -> str:
+    """The one statement for a batch with run rows (`run_rows`: the store's INSERT), step rows,
+    item writes — whichever it has."""
+    parts = []
+    if run_rows is not None:
+        parts.append(f"r AS ({run_rows})")
+    if steps:
+        parts.append(f"s AS ({_STEP_ROWS})")
+    if items:
+        return "WITH " + ", ".join([*parts, _ITEM_ROWS])
+    return "WITH " + ", ".join(parts) + " SELECT 0"
+
+
 class _Write:
     """One queued write: `fn(cursor)` runs inside the batch's transaction (or alone, see `single`).
 
@@ -286,6 +342,12 @@ class PostgresStore(Leadership):
         self._now_sql = now_sql
         lease_value = "clock_timestamp() + %s * interval '1 second'" if self._server_clock else "%s"
         self._run_insert = _RUN_INSERT_HEAD + lease_value + _RUN_INSERT_TAIL
+        lease_row = (
+            "clock_timestamp() + (e->>13)::float8 * interval '1 second'"
+            if self._server_clock
+            else "(e->>13)::timestamptz"
+        )
+        self._run_rows = _RUN_ROWS_HEAD + lease_row + _RUN_ROWS_TAIL
         self._listen = listen
         self._listener: _Listener | None = None  # started by the first gate read (a waiter)
 
@@ -412,17 +474,22 @@ class PostgresStore(Leadership):
             self._run_alone(batch[0])
             return
         cur = self._cursor
-        # Queued rows and item updates only (the engine's usual batch): every statement is sent
-        # without waiting for the one before (pipeline mode), one round trip up to the item
-        # update's count and one for the commit, instead of one per statement.
-        pipelined = all(op.fn is None or op.parts is not None for op in batch)
+        one = self._row_statement(batch) if synchronous else None
+        # Queued rows and item updates only (the engine's usual batch): one statement, one round
+        # trip. Other plain statements: sent without waiting for the one before (pipeline mode),
+        # one round trip up to the item update's count and one for the commit.
+        pipelined = one is None and all(op.fn is None or op.parts is not None for op in batch)
         try:
-            with self._db.pipeline() if pipelined else nullcontext():
-                cur.execute("BEGIN")
-                if not synchronous:  # only rebuildable rows: no need to wait for the WAL flush
-                    cur.execute("SET LOCAL synchronous_commit TO off")
-                results = self._run_ops(cur, batch, self.where)
-                cur.execute("COMMIT")
+            if one is not None:
+                cur.execute(*one)  # autocommit: its own transaction, committed synchronously
+                results = [None] * len(batch)
+            else:
+                with self._db.pipeline() if pipelined else nullcontext():
+                    cur.execute("BEGIN")
+                    if not synchronous:  # only rebuildable rows: no need to wait for the WAL flush
+                        cur.execute("SET LOCAL synchronous_commit TO off")
+                    results = self._run_ops(cur, batch, self.where)
+                    cur.execute("COMMIT")
         except psycopg.OperationalError as exc:  # the connection is gone: nothing was committed
             _rollback(cur)
             for op in batch:
@@ -439,6 +506,34 @@ class PostgresStore(Leadership):
             raise
         for op, result in zip(batch, results, strict=True):
             op.result, op.done = result, True
+
+    def _row_statement(self, batch: list[_Write]) -> tuple[str, list] | None:
+        """The batch as one statement (`_batch_statement`) and its parameters, or None unless it
+        holds only queued run and step inserts and item writes."""
+        runs: list[list] = []
+        steps: list[list] = []
+        items: list[_ItemPart] = []
+        run_insert = self._run_insert
+        for op in batch:
+            parts = op.parts
+            if parts is not None:
+                items.extend(parts)
+            elif op.fn is not None or not op.behind:
+                return None
+            elif op.sql is run_insert:
+                runs.append(op.params)
+            elif op.sql is _STEP_INSERT:
+                steps.append(op.params)
+            else:
+                return None
+        params: list = []
+        if runs:
+            params.append(_rows_json(runs))
+        if steps:
+            params.append(_rows_json(steps))
+        if items:
+            params.extend(_item_columns(items))
+        return _batch_statement(self._run_rows if runs else None, bool(steps), bool(items)), params
 
     @staticmethod
     def _run_ops(cur: Any, batch: list[_Write], where: str) -> list[Any]:
@@ -1295,6 +1390,17 @@ def _plain_insert(op: _Write) -> bool:
     return op.fn is None and op.behind and op.sql is not None and op.sql.startswith("INSERT")
 
 
+def _json_value(value: object) -> str:
+    """A run row's lease end under an injected clock (a datetime) as JSON: ISO 8601."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+_ROWS_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_value)
+_rows_json = _ROWS_ENCODER.encode
+
+
 def _rollback(cur: Any) -> None:
     with suppress(Exception):
         if cur.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -1328,15 +1434,23 @@ def _apply_item_parts(cur: Any, parts: list[_ItemPart], where: str) -> None:
         log.warning("run database %s: a write-behind write failed: fan-out item %s not found", where, missing)
 
 
+def _item_columns(parts: list[_ItemPart]) -> tuple[list, list, list, list]:
+    """The parts' updates as columns: ids, statuses, child run ids, times."""
+    if len(parts) == 1:
+        part = parts[0]
+        return part.ids, part.statuses, part.children, part.nows
+    return (
+        [x for p in parts for x in p.ids],
+        [x for p in parts for x in p.statuses],
+        [x for p in parts for x in p.children],
+        [x for p in parts for x in p.nows],
+    )
+
+
 def _apply_items(cur: Any, parts: list[_ItemPart]) -> str | None:
     """Apply the parts' updates, all or nothing; None when applied, else an unknown item id."""
-    ids = [i for p in parts for i in p.ids]
-    params = {
-        "ids": ids,
-        "statuses": [x for p in parts for x in p.statuses],
-        "children": [x for p in parts for x in p.children],
-        "nows": [x for p in parts for x in p.nows],
-    }
+    ids, statuses, children, nows = _item_columns(parts)
+    params = {"ids": ids, "statuses": statuses, "children": children, "nows": nows}
     # Counted from RETURNING rows, not rowcount: in pipeline mode only a fetch waits for the result.
     if len(cur.execute(_ITEMS_UPDATE + " RETURNING 1", params).fetchall()) == len(set(ids)):
         return None

@@ -432,7 +432,57 @@ def test_write_behind_updates_folded_into_queued_inserts_leave_the_same_rows(db,
         store._db.set_trace_callback(None)
     assert folded == separate
     writes = [s.split()[0] + " " + s.split()[2] for s in statements if s.startswith(("INSERT", "UPDATE"))]
-    assert writes == ["INSERT workflow_runs", "INSERT workflow_run_steps", "INSERT workflow_run_steps"]
+    # Each row is inserted once, in its final state; the two step rows in one statement.
+    assert writes == ["INSERT workflow_runs", "INSERT workflow_run_steps"]
+
+
+def test_item_writes_of_several_writers_share_statements_and_keep_their_own_errors(
+    sqlite_store, caplog
+) -> None:
+    """Fan-out item writes committed together run as one UPDATE per kind (ended, started), and the
+    rows end exactly as written one by one; an unknown item among them fails only its own write."""
+    run_id = sqlite_store.create_run(NewRun(workflow_name="wf")).id
+    step_id = sqlite_store.insert_step(NewStep(workflow_run_id=run_id, step_name="fe", role="foreach"))
+    ids = sqlite_store.insert_fan_out_items(step_id, [("t", str(i), "", {}) for i in range(9)])
+    sqlite_store.batch_update_fan_out_items([(ids[0], FanOutItemUpdate.running("c0"))])
+    sqlite_store.batch_update_fan_out_items([(ids[1], FanOutItemUpdate.running("c1"))])
+    statements: list[str] = []
+    sqlite_store._db.set_trace_callback(statements.append)
+    for n in (0, 1):  # as two workers do: this item ended, the next one starts
+        sqlite_store.batch_update_fan_out_items(
+            [
+                (
+                    ids[n],
+                    FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED if n else FanOutItemStatus.FAILED),
+                ),
+                (ids[n + 2], FanOutItemUpdate.running(f"c{n + 2}")),
+            ],
+            durable=False,
+        )
+    sqlite_store.flush()
+    sqlite_store._db.set_trace_callback(None)
+    assert [s[:60] for s in statements if s.startswith("UPDATE")] == [
+        "UPDATE workflow_run_step_fan_out_items AS t SET status = v.c",
+        "UPDATE workflow_run_step_fan_out_items AS t SET status = 'ru",
+    ]
+    rows = {r.id: r for r in sqlite_store.get_fan_out_items(step_id)}
+    assert [(rows[i].status, rows[i].child_run_id) for i in ids[:4]] == [
+        (FanOutItemStatus.FAILED, "c0"),
+        (FanOutItemStatus.COMPLETED, "c1"),
+        (FanOutItemStatus.RUNNING, "c2"),
+        (FanOutItemStatus.RUNNING, "c3"),
+    ]
+    assert rows[ids[0]].completed_at and rows[ids[2]].dispatched_at and rows[ids[2]].completed_at is None
+    with caplog.at_level(logging.WARNING, logger="runkon_flow.persistence"):
+        sqlite_store.batch_update_fan_out_items([(ids[4], FanOutItemUpdate.running("c4"))], durable=False)
+        sqlite_store.batch_update_fan_out_items(
+            [("no-such-item", FanOutItemUpdate.running("x"))], durable=False
+        )
+        sqlite_store.batch_update_fan_out_items([(ids[5], FanOutItemUpdate.running("c5"))], durable=False)
+        sqlite_store.flush()
+    rows = {r.id: r for r in sqlite_store.get_fan_out_items(step_id)}
+    assert (rows[ids[4]].child_run_id, rows[ids[5]].child_run_id) == ("c4", "c5")
+    assert "write-behind write failed: persistence error: fan-out item no-such-item not found" in caplog.text
 
 
 def test_a_failing_write_behind_write_is_logged_and_spares_the_others(sqlite_store, caplog) -> None:

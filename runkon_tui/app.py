@@ -18,7 +18,7 @@ import getpass
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import LoadResult
@@ -36,16 +36,9 @@ from runkon_tui.bridge import EventBridge
 from runkon_tui.catalog import Catalog, WorkflowEntry
 from runkon_tui.commands import DashboardCommands
 from runkon_tui.config import TuiConfig, load_config
-from runkon_tui.follow import StoreFollower
-from runkon_tui.host import EngineHost
+from runkon_tui.host import DeferredHost, EngineHost
 from runkon_tui.run_view import Changes, FanOutView, RunState, RunView
-from runkon_tui.screens.confirm import ConfirmScreen
-from runkon_tui.screens.gate import GateDecision, GateScreen
-from runkon_tui.screens.help import HelpScreen
-from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
-from runkon_tui.screens.quit import QuitScreen
-from runkon_tui.screens.runs import RunsScreen
 from runkon_tui.session import (
     Attached,
     AttachEnded,
@@ -61,7 +54,11 @@ from runkon_tui.session import (
     RunSession,
 )
 from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
-from runkon_tui.watcher import WorkflowWatcher
+
+if TYPE_CHECKING:  # the first frame needs only the main screen: the others load when shown
+    from runkon_tui.follow import StoreFollower
+    from runkon_tui.screens.gate import GateDecision
+    from runkon_tui.watcher import WorkflowWatcher
 
 Clock = Callable[[], float]
 
@@ -86,6 +83,14 @@ class SessionReport(Message):
     def __init__(self, report: Report) -> None:
         super().__init__()
         self.report = report
+
+
+class EngineBuilt(Message):
+    """The engine host the app started with (a `DeferredHost`) is built, or failed to be."""
+
+    def __init__(self, deferred: DeferredHost) -> None:
+        super().__init__()
+        self.deferred = deferred
 
 
 class CatalogLoaded(Message):
@@ -199,12 +204,42 @@ class RunkonApp(App[int]):
         self.set_interval(1 / self.tick_hz, self.drain, name="drain")
         self.set_interval(1.0, self._every_second, name="clock")
         if self.watch_files:
-            self._start_watcher()
+            self.call_after_refresh(self._start_watcher)  # after the first frame
         if self.replay_path is not None:
             self.call_after_refresh(self.replay, self.replay_path)
         elif self.attach_to is not None:
             self.call_after_refresh(self.attach_run, self.attach_to)
         self.call_after_refresh(self._freeze_startup_heap)
+        if isinstance(self.session.host, DeferredHost):
+            self.call_after_refresh(self._build_engine, self.session.host)
+
+    def _build_engine(self, deferred: DeferredHost) -> None:
+        """After the first frame: build the engine host on a worker (runs need it, the first
+        frame does not). A key that needs the engine before then builds it itself (and waits)."""
+
+        def build() -> None:
+            try:
+                deferred.build()
+            finally:
+                self.post_message(EngineBuilt(deferred))
+
+        self.run_worker(build, thread=True, group="engine", name="build the engine", exit_on_error=False)
+
+    def on_engine_built(self, message: EngineBuilt) -> None:
+        deferred = message.deferred
+        if self.session.host is not deferred:
+            return
+        self.session.host = deferred.host  # None: browse-only, the problems say why
+        if self._shutting_down():
+            return
+        problems = deferred.problems if deferred.built else ["engine unavailable: it failed to start"]
+        for problem in problems:
+            self.view.note(problem, "error")
+            self.notify(problem, severity="error", timeout=8)
+        screen = self.main_screen
+        if problems and screen is not None and screen.is_mounted:
+            self.drain()
+            screen.update_bindings()
 
     @staticmethod
     def _freeze_startup_heap() -> None:
@@ -263,10 +298,14 @@ class RunkonApp(App[int]):
         return rows
 
     def show_help(self) -> None:
+        from runkon_tui.screens.help import HelpScreen
+
         keys = [(k, i, d) for k, i, d, _ in self.key_table()]
         self.push_screen(HelpScreen(keys, str(self.config.path)))
 
     def show_runs(self) -> None:
+        from runkon_tui.screens.runs import RunsScreen
+
         self.push_screen(RunsScreen())
 
     # ------------------------------------------------------------------ the session's state, read by screens
@@ -432,6 +471,8 @@ class RunkonApp(App[int]):
     # ------------------------------------------------------------------ running
 
     def request_run(self, entry: WorkflowEntry) -> None:
+        from runkon_tui.screens.inputs import InputsScreen
+
         session = self.session
         definition = self._ask(lambda: session.check_runnable(entry))
         if definition is None:
@@ -470,6 +511,8 @@ class RunkonApp(App[int]):
 
     def request_retry(self, fan: FanOutView, item_ids: list[str]) -> None:
         """Retry items of a finished run's fan-out, after a yes (RunSession.retry)."""
+        from runkon_tui.screens.confirm import ConfirmScreen
+
         plan = self._ask(lambda: self.session.retry_plan(fan, item_ids))
         if plan is None:
             return
@@ -486,6 +529,8 @@ class RunkonApp(App[int]):
         """Rerun the finished run on screen from the step at `node_path` (docs/when-things-go-
         wrong.md): its inputs in a form to change, then a new run, linked to it, that reuses the
         steps before that step — with the definition the tree shows (stored with the run)."""
+        from runkon_tui.screens.inputs import InputsScreen
+
         check = self._ask(self.session.rerun_check)
         if check is None:
             return
@@ -500,6 +545,9 @@ class RunkonApp(App[int]):
 
     def on_session_report(self, message: SessionReport) -> None:
         """A worker's report: the session takes it in, then the screens follow."""
+        from runkon_tui.screens.confirm import ConfirmScreen
+        from runkon_tui.screens.quit import QuitScreen
+
         report = message.report
         session = self.session
         if isinstance(report, EngineDone):
@@ -547,6 +595,8 @@ class RunkonApp(App[int]):
             self._leave()
 
     def request_cancel(self) -> None:
+        from runkon_tui.screens.confirm import ConfirmScreen
+
         label = self.session.cancel_label()
         if label is None:
             return
@@ -571,6 +621,8 @@ class RunkonApp(App[int]):
     # ------------------------------------------------------------------ gates
 
     def request_gate(self, intent: str) -> None:
+        from runkon_tui.screens.gate import GateScreen
+
         gate = self.session.gate_to_decide()
         if gate is None:
             return
@@ -628,6 +680,8 @@ class RunkonApp(App[int]):
     # ------------------------------------------------------------------ hot reload
 
     def _start_watcher(self) -> None:
+        from runkon_tui.watcher import WorkflowWatcher
+
         def changed(paths: set[Path]) -> None:
             result = catalog_mod.load(self.dirs)  # parse off the UI thread
             self.post_message(CatalogLoaded(result, paths))
@@ -700,6 +754,8 @@ class RunkonApp(App[int]):
                     self.drain()
                 else:
                     self._leave()
+
+        from runkon_tui.screens.quit import QuitScreen
 
         label = session.quit_label()
         self.push_screen(QuitScreen(label, can_keep=why_not is None, why_not=why_not or ""), answered)

@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from runkon_tui.app import RunkonApp
     from runkon_tui.config import load_config
-    from runkon_tui.host import open_workspace
+    from runkon_tui.host import DeferredHost, open_workspace
 
     settings = load_config()
     executor = args.executor or os.environ.get("RUNKON_EXECUTOR", "").strip() or settings.executor or "local"
@@ -152,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         executor=executor,
         ray_address=args.ray_address or settings.ray_address,
         hooks=args.hooks,
+        deferred=True,  # the engine is built right after the first frame
     )
     app = RunkonApp(
         dirs,
@@ -165,13 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         attach=args.attach,
         store_note=opened.store_note,
     )
-    if opened.hooks is not None:  # a failing hook is said on screen too (it is also logged)
-        opened.hooks.on_problem = lambda text: _tell(app, text)
+    deferred = opened.host
+    assert isinstance(deferred, DeferredHost)
+    deferred.on_hook_problem = lambda text: _tell(app, text)  # said on screen too (it is also logged)
     try:
         code = app.run()
     finally:
-        if opened.hooks is not None:
-            opened.hooks.close()  # hooks already due finish (each within its timeout)
+        deferred.close()  # hooks already due finish (each within its timeout)
     summary = app.summary()
     if summary:
         print(summary)

@@ -7,7 +7,8 @@ and tools can hand the app any object with this shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,6 +95,7 @@ def open_workspace(
     executor: str = "local",
     ray_address: str | None = None,
     hooks: str | None = None,
+    deferred: bool = False,
 ) -> OpenedHost:
     """Build the engine host over `dirs` and the run store; problems are reported, not raised.
 
@@ -102,7 +104,11 @@ def open_workspace(
     without an engine, saying why — runs never fall back to this machine unasked.
 
     The hooks file (`hooks`, `$RUNKON_HOOKS` or `.runkon/hooks.yaml`) runs for every run started
-    here; a wrong one is reported and the dashboard runs without hooks."""
+    here; a wrong one is reported and the dashboard runs without hooks.
+
+    `deferred`: only the store is opened now; the host is a `DeferredHost` that builds the engine
+    (and opens the hooks file) on first use — the dashboard builds it on a worker right after its
+    first frame, so start-up does not wait for the engine's runtime, plug-ins and approvals."""
     created = _folder_to_create(db)
     store, store_problem = open_store(db)
     problems = [store_problem] if store_problem else []
@@ -110,9 +116,42 @@ def open_workspace(
     if created is not None and not store_problem:
         # Said all session, as the CLI says it: a typo in --db must not pass for an empty history.
         note = f"created {created}/ for a new run database"
+
+    def build() -> tuple[EngineHost | None, list[str], Any]:
+        return _build_engine(
+            dirs,
+            db,
+            store,
+            store_usable=store_problem is None,
+            working_dir=working_dir,
+            executor=executor,
+            ray_address=ray_address,
+            hooks=hooks,
+        )
+
+    if deferred:
+        return OpenedHost(DeferredHost(build), store, problems, note)
+    host, engine_problems, runner = build()
+    return OpenedHost(host, store, problems + engine_problems, note, runner)
+
+
+def _build_engine(
+    dirs: Sequence[Path],
+    db: Path | str | None,
+    store: WorkflowPersistence,
+    *,
+    store_usable: bool,
+    working_dir: Path | None,
+    executor: str,
+    ray_address: str | None,
+    hooks: str | None,
+) -> tuple[EngineHost | None, list[str], Any]:
+    """(the Workspace or None, problems, the hooks runner or None). `store_usable` False: `store`
+    is an in-memory stand-in for the unusable database at `db` (Ray nodes cannot share it)."""
     from runkon_flow.hooks import open_hooks
     from runkon_flow.hooks.config import ConfigFileError
 
+    problems: list[str] = []
     runner = None
     try:
         runner = open_hooks(hooks, cwd=Path.cwd())
@@ -126,7 +165,7 @@ def open_workspace(
             from runkon_flow.persistence.location import db_location
             from runkon_flow.ray_executor import RayExecutor
 
-            location = None if store_problem else db_location(str(db) if db is not None else None)
+            location = db_location(str(db) if db is not None else None) if store_usable else None
             child_runner = RayExecutor(location, dirs, address=ray_address).runner_factory()
         host = Workspace(
             list(dirs),
@@ -139,5 +178,48 @@ def open_workspace(
         problems.append(f"engine unavailable: {type(exc).__name__}: {exc}")
         if runner is not None:
             runner.close()
-        return OpenedHost(None, store, problems, note)
-    return OpenedHost(host, store, problems, note, runner)
+        return None, problems, None
+    return host, problems, runner
+
+
+class DeferredHost:
+    """The engine host, built on first use (or by `build()` on a worker): any `EngineHost`
+    attribute builds it. Until then the dashboard can draw its first frame without the engine's
+    runtime, plug-ins, approvals and hooks. Thread-safe: whoever comes first builds, others wait.
+
+    The dashboard swaps it for the built host (`host`, None when the engine is unavailable) and
+    shows `problems` as start-up problems; `hooks` is the hooks runner to close at exit."""
+
+    def __init__(self, build: Callable[[], tuple[EngineHost | None, list[str], Any]]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self.built = False
+        self.host: EngineHost | None = None
+        self.problems: list[str] = []
+        self.hooks: Any = None
+        # Told about a hook that failed (set before the first use: the runner is made with it).
+        self.on_hook_problem: Callable[[str], None] | None = None
+
+    def build(self) -> EngineHost | None:
+        with self._lock:
+            if not self.built:
+                self.host, self.problems, self.hooks = self._build()
+                if self.hooks is not None and self.on_hook_problem is not None:
+                    self.hooks.on_problem = self.on_hook_problem
+                self.built = True
+        return self.host
+
+    def close(self) -> None:
+        """At exit: hooks already due finish (each within its timeout)."""
+        with self._lock:  # a build under way finishes first (its hooks runner is closed too)
+            pass
+        if self.hooks is not None:
+            self.hooks.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        host = self.build()
+        if host is None:
+            raise RuntimeError("; ".join(self.problems) or "engine unavailable")
+        return getattr(host, name)

@@ -5,6 +5,7 @@ start, a broken engine is reported, hooks run and their problems are shown."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sys
 import threading
@@ -129,3 +130,22 @@ def test_hooks_are_opened_with_the_engine_and_their_problems_reach_the_screen(tm
         ]
     finally:
         opened.store.close()
+
+
+async def test_the_collector_is_off_until_the_first_frame_then_on(tmp_path: Path) -> None:
+    """`runkon-tui` starts with the garbage collector off (cli.main); the app turns it back on
+    once its first frame is drawn, so a long session does not leak cycles."""
+    gc.disable()  # as cli.main does
+    try:
+        app = make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, gc.isenabled, what="the collector to be turned on")
+    finally:
+        gc.enable()
+
+
+def test_the_collector_is_on_again_when_runkon_tui_returns(tmp_path: Path) -> None:
+    from runkon_tui.cli import main
+
+    assert main([str(tmp_path / "missing")]) == 2  # any way out of main
+    assert gc.isenabled()

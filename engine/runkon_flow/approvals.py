@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 
+#: Run statuses in which a gate may be waiting (a `running` run too: see `GateApprovals.inbox`).
+_MAY_WAIT = (RunStatus.RUNNING, RunStatus.WAITING)
+
+
 class GateApprovalError(FlowError, ValueError):
     """An approval request that cannot be honoured (unknown run, no such waiting gate, bad selection)."""
 
@@ -171,7 +175,7 @@ class GateApprovals:
             raise GateApprovalError(f"no workflow run '{run_id}'")
         gates = self._own_gates(run_id)
         if include_children:
-            for run in self._store.list_active_runs([RunStatus.WAITING]):
+            for run in self._store.list_active_runs(list(_MAY_WAIT)):
                 if run.id != run_id and self._descends_from(run.parent_workflow_run_id, run_id):
                     gates.extend(self._own_gates(run.id))
         return gates
@@ -179,14 +183,14 @@ class GateApprovals:
     def inbox(self) -> list[WaitingGate]:
         """Every gate waiting in the store, of any run held by any process, oldest first.
 
-        A run whose gate waits is in status `waiting` (the gate sets it). Per (run, gate name) only
-        the newest row counts: an older `waiting` row of the same gate belongs to an engine that
-        died before a resume inserted the gate again. `workflow_name` is filled in.
+        A gate sets its run `waiting`, but the run's status does not say every gate that waits: a
+        resumed run is marked `running` first, and a decision sets the run `running` again. So the
+        gates of `running` runs are read too (see `_own_gates` for which rows count).
+        `workflow_name` is filled in.
         """
         gates: list[WaitingGate] = []
-        for run in self._store.list_active_runs([RunStatus.WAITING]):
-            newest = {g.gate_name: g for g in self._own_gates(run.id)}
-            gates.extend(replace(g, workflow_name=run.workflow_name) for g in newest.values())
+        for run in self._store.list_active_runs(list(_MAY_WAIT)):
+            gates.extend(replace(g, workflow_name=run.workflow_name) for g in self._own_gates(run.id))
         gates.sort(key=lambda g: (_unix(g.since) or 0.0, g.step_id))
         return gates
 
@@ -252,11 +256,16 @@ class GateApprovals:
             )
 
     def _own_gates(self, run_id: str) -> list[WaitingGate]:
-        return [
-            _to_waiting(row)
-            for row in self._store.get_steps(run_id)
-            if StepStatus(row.status) is StepStatus.WAITING and row.role == StepRole.GATE.value
-        ]
+        """The run's waiting gates, in row order. Only the newest row of each gate execution (node,
+        loop iteration) counts: an older `waiting` row belongs to an engine that died before a
+        resume inserted the gate again (and perhaps had it answered)."""
+        newest: dict[tuple[str, int], WorkflowRunStep] = {}
+        for row in self._store.get_steps(run_id):
+            if row.role == StepRole.GATE.value:
+                key = (row.node_path or row.step_name, row.iteration)
+                newest.pop(key, None)  # re-inserted: keep row order
+                newest[key] = row
+        return [_to_waiting(row) for row in newest.values() if StepStatus(row.status) is StepStatus.WAITING]
 
     def _descends_from(self, parent_id: str | None, ancestor: str) -> bool:
         seen: set[str] = set()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.persistence import RunStatus, SqliteStore
+from runkon_flow.persistence.models import NewRun, NewStep, StepStatus, StepUpdate
 
 from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
 from tests.cli.test_cli_gates import SHIP, GateRun
@@ -33,6 +34,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write(tmp_path / "wf" / "ship.wf", SHIP)
     write(tmp_path / "wf" / "check.wf", CHECK)
     return tmp_path
+
+
+@pytest.fixture
+def waiting_ship(home: Path) -> Iterator[GateRun]:
+    run = GateRun(home)
+    yield run
+    run.close()
 
 
 @pytest.fixture
@@ -188,3 +196,39 @@ def test_the_inbox_shows_a_gate_of_another_process_and_its_approval_reaches_that
     assert (
         'GateResolved gate=human_approval approved=true by=alice feedback="from the inbox"' in out.read_text()
     )
+
+
+def test_a_gate_waiting_in_a_run_marked_running_is_listed_and_can_be_answered(
+    waiting_ship: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's status does not say every gate that waits: an engine resuming a run marks it
+    `running` before its gate waits again, and a decision sets it `running`. The inbox reads the
+    gate rows themselves, so the gate is listed and its approval reaches the engine."""
+    waiting_ship.store.update_run_status(waiting_ship.run_id, RunStatus.RUNNING, None, None)
+    listed = [json.loads(line) for line in cli(capsys, "gates", "--json")[1].splitlines()]
+    assert [(g["run_id"], g["gate"]) for g in listed] == [(waiting_ship.run_id, "human_approval")]
+    code, out, _ = cli(capsys, "gates")
+    assert code == 0 and out.splitlines()[0] == "1 gate waiting (oldest first)"
+    assert cli(capsys, "gates", "approve", "--all", "--note", "ok")[0] == 0
+    assert waiting_ship.finish().status is RunStatus.COMPLETED
+    assert cli(capsys, "gates")[1] == "no gate is waiting\n"
+
+
+def test_a_gate_answered_after_a_resume_is_not_listed_for_its_dead_engines_row(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An engine died with its gate waiting; the resume inserted the gate again and it was
+    approved. The dead engine's `waiting` row is history, not a gate to answer."""
+    store = SqliteStore(home / "runs.db")
+    try:
+        run = store.create_run(NewRun(workflow_name="ship"))
+        dead = store.insert_step(NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1"))
+        store.update_step(dead, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        again = store.insert_step(NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1"))
+        store.update_step(again, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        store.update_run_status(run.id, RunStatus.RUNNING, None, None)
+        assert [g["step_id"] for g in map(json.loads, cli(capsys, "gates", "--json")[1].splitlines())] == [again]
+        store.approve_gate(again, "alice", None, None)
+        assert cli(capsys, "gates")[1] == "no gate is waiting\n"
+    finally:
+        store.close()

@@ -318,10 +318,11 @@ class MainScreen(Screen[None]):
             self.fit_grid_pane()
         elif changes.fanouts:
             self.grid.update()
-        self.refresh_titles()
         if changes.fanouts or changes.runs or second or changes.structure:
             self.item_detail.show(tree_view, fan, self.grid_item, now)
             self.cluster_list.show(fan)
+            self._drop_vanished_cluster()
+        self.refresh_titles()
         self._refresh_output(changes)
         if changes.engine_log or changes.error_log or changes.output or changes.structure:
             self.log_pane.sync()
@@ -431,6 +432,14 @@ class MainScreen(Screen[None]):
 
     def on_fan_out_grid_retry_requested(self, event: FanOutGrid.RetryRequested) -> None:
         self.rapp.request_retry(event.fan, event.item_ids)
+
+    def _drop_vanished_cluster(self) -> None:
+        """A cluster whose items were retried is gone: the grid shows every item again rather
+        than an empty filter."""
+        cluster = self.grid.cluster
+        if cluster is not None and all(c.signature != cluster for c in self.cluster_list.clusters):
+            self.grid.set_cluster(None)
+            self.cluster_list.unpick()
 
     def on_cluster_list_picked(self, event: ClusterList.Picked) -> None:
         """Filter the grid to a failure cluster's items (or show every item again)."""

@@ -73,6 +73,9 @@ class ItemDetail(Static):
         if child_id:
             head += f" · run {short_id(child_id)}"
         lines = [head]
+        attempt = fan.attempts.get(idx)
+        if attempt:
+            lines.append(f"  attempt {attempt}{ItemDetail._earlier(view, fan.earlier.get(idx))}")
         if fan.refs[idx] and fan.refs[idx] != item_id:
             lines.append(f"  ref: {esc(fan.refs[idx])}")
         waits = fan.waits_on(idx)
@@ -92,3 +95,13 @@ class ItemDetail(Static):
                     line += f"  [$text-muted]{esc(last[0][:120])}[/]"
                 lines.append(line)
         return lines
+
+    @staticmethod
+    def _earlier(view: RunView, run_id: str | None) -> str:
+        """`· earlier: run …ABCD ✗ failed` — the attempt before is kept, never replaced."""
+        if not run_id:
+            return ""
+        earlier = view.run(run_id)
+        status = earlier.status if earlier is not None and earlier.status != "pending" else ""
+        shown = f" {paint(status, glyph(status) + ' ' + status)}" if status else ""
+        return f" · earlier: run {short_id(run_id)}{shown}"

@@ -222,12 +222,18 @@ def test_a_gate_answered_after_a_resume_is_not_listed_for_its_dead_engines_row(
     store = SqliteStore(home / "runs.db")
     try:
         run = store.create_run(NewRun(workflow_name="ship"))
-        dead = store.insert_step(NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1"))
+        dead = store.insert_step(
+            NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1")
+        )
         store.update_step(dead, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
-        again = store.insert_step(NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1"))
+        again = store.insert_step(
+            NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1")
+        )
         store.update_step(again, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
         store.update_run_status(run.id, RunStatus.RUNNING, None, None)
-        assert [g["step_id"] for g in map(json.loads, cli(capsys, "gates", "--json")[1].splitlines())] == [again]
+        assert [g["step_id"] for g in map(json.loads, cli(capsys, "gates", "--json")[1].splitlines())] == [
+            again
+        ]
         store.approve_gate(again, "alice", None, None)
         assert cli(capsys, "gates")[1] == "no gate is waiting\n"
     finally:

@@ -90,3 +90,23 @@ def test_a_resume_that_skips_one_step_says_step_not_steps() -> None:
             )
         )
         assert list(model.engine_log)[-1].text.endswith(expected)
+
+
+def test_a_retried_item_read_back_from_rows_keeps_its_attempt_and_earlier_child_run() -> None:
+    """A run without a stored event stream opens from rows: a retried item says it is on attempt
+    2 and names the child run of its failed first attempt, as the live model does."""
+    from runkon_flow.observe.loader import fanout_from_rows
+    from runkon_flow.persistence.models import FanOutItemRow, FanOutItemStatus, WorkflowRunStep
+
+    step = WorkflowRunStep(
+        id="s2", workflow_run_id="r", step_name="foreach:each", role="foreach", node_path="body.0"
+    )
+    done = FanOutItemStatus.COMPLETED
+    rows = [
+        FanOutItemRow("1", "s2", "item", "a", child_run_id="c-a", status=done),
+        FanOutItemRow(
+            "2", "s2", "item", "b", child_run_id="c-b2", status=done, attempt=2, previous_child_run_id="c-b1"
+        ),
+    ]
+    fan = fanout_from_rows("body.0", "r", step, rows)
+    assert (fan.attempts, fan.earlier) == ({1: 2}, {1: "c-b1"})

@@ -394,3 +394,68 @@ def foreach_failure_clusters(n: int = 240) -> Script:
     s.finish("body.3", "foreach:review-items", "foreach", ok=False, error=error)
     s.emit(RunCompleted(succeeded=False, error="workflow error: Step 'review-items' failed after 1 attempts"))
     return s
+
+
+def foreach_cluster_retried(n: int = 240) -> Script:
+    """`foreach_failure_clusters`, then its second cluster (12 schema mismatches) retried after a
+    fix: a second attempt of the run whose foreach runs those items again, each in a new child
+    run (the failed first attempt kept). 24 items in two clusters still fail, so the run does."""
+    s = foreach_failure_clusters(n)
+    ids = item_ids(n)
+    retried = [item for k, item in enumerate(ids) if k % 6 == 3 and k < 216 and (k // 6 % 6) in (1, 5)]
+    s.emit(RunStarted(workflow_name="review-pr", inputs={"pr": "42"}), dt=600)
+    sid = f"step-{s.run_id}-body.3-retry"
+    s.emit(
+        StepStarted(
+            step_name="foreach:review-items",
+            step_key="foreach:review-items",
+            kind="foreach",
+            step_id=sid,
+            node_path="body.3",
+        )
+    )
+    infos = [
+        FanOutItemInfo(item_id=i, item_ref=f"src/{i}.py", status="pending" if i in retried else status)
+        for k, i in enumerate(ids)
+        for status in ["failed" if k % 6 == 3 and k < 216 else "completed"]
+    ]
+    s.emit(
+        FanOutItemsCollected(
+            count=n, step_id=sid, foreach_name="review-items", node_path="body.3", max_parallel=8, items=infos
+        )
+    )
+    for item in retried:
+        child = f"child-{item}-2"
+        s.emit(FanOutItemStarted(item_id=item, step_id=sid), dt=0.05)
+        s.emit(
+            ChildRunStarted(
+                child_run_id=child,
+                workflow_name="review-one",
+                parent_run_id=ROOT,
+                parent_step_id=sid,
+                item_id=item,
+            ),
+            dt=0.0,
+        )
+        s.emit(
+            RunStarted(workflow_name="review-one", parent_run_id=ROOT, inputs={"file": item}), child, dt=0.0
+        )
+        s.step_run("body.0", "review-file", run_id=child, secs=0.4, output=[f"reviewed {item}: ok"])
+        s.emit(RunCompleted(succeeded=True), child, dt=0.0)
+        s.emit(FanOutItemCompleted(item_id=item, step_id=sid, succeeded=True, child_run_id=child), dt=0.0)
+    error = "foreach 'review-items': 24 of 240 items failed"
+    s.emit(
+        StepCompleted(
+            step_name="foreach:review-items",
+            step_key="foreach:review-items",
+            kind="foreach",
+            step_id=sid,
+            node_path="body.3",
+            succeeded=False,
+            status="failed",
+            error=error,
+            duration_ms=6000,
+        )
+    )
+    s.emit(RunCompleted(succeeded=False, error="workflow error: Step 'review-items' failed after 1 attempts"))
+    return s

@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from runkon_flow.persistence.models import FanOutItemStatus
+from runkon_flow.persistence.models import FanOutItemStatus, RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
 from runkon_flow.workspace import Workspace
 
 from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.status import short_id
 from runkon_tui.widgets.cluster_list import ClusterList
 from tests.tui.conftest import make_app, select, wait_for
 
@@ -85,13 +86,58 @@ async def test_a_cluster_is_filtered_to_and_retried_from_the_dashboard(tmp_path:
         assert app.view.status == "failed"  # the other two kinds still fail
         await wait_for(pilot, lambda: len(clusters.clusters) == 2, what="two clusters left")
         assert [set(c.item_ids) for c in clusters.clusters] == [kind(0), kind(2)]
+        # A retried item says which attempt it is on and keeps its earlier, failed one.
+        grid.focus()
+        # The retried cluster is gone, and so is the grid's filter to it: every item shows again.
+        assert grid.cluster is None and grid.visible_count == len(ITEMS)
+        assert "cluster" not in str(screen.grid_pane.border_title)
+        grid.move_to_item(grid.fan.index["i12"])  # type: ignore[union-attr]
+        await pilot.pause()
+        detail = str(screen.item_detail.render())
+        earlier = first["i12"].child_run_id or ""
+        assert "selected: i12 ✓ completed" in detail
+        assert f"attempt 2 · earlier: run {short_id(earlier)} ✗ failed" in detail
 
-    latest = max((s for s in store.get_steps(run_id) if s.role == "foreach"), key=lambda s: s.started_at)  # type: ignore[arg-type]
+        # Fix the other two kinds and retry what is left: the run ends completed.
+        (folder / "fixed-0").touch()
+        (folder / "fixed-2").touch()
+        await pilot.press("E")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="second confirmation")
+        assert "Retry 6 items of foreach 'each'" in app.screen.question  # type: ignore[attr-defined]
+        await pilot.press("y")
+        await wait_for(pilot, lambda: attempts() == 3 and not app.run_active, what="last retry", timeout=60)
+        assert app.view.status == "completed"
+        await wait_for(pilot, lambda: not clusters.clusters, what="no cluster left")
+        assert not clusters.display
+        assert grid.fan is not None and grid.fan.count("completed") == len(ITEMS)
+        grid.move_to_item(grid.fan.index["i00"])
+        await pilot.pause()
+        earlier = first["i00"].child_run_id or ""
+        assert f"attempt 2 · earlier: run {short_id(earlier)} ✗ failed" in str(
+            screen.item_detail.render()
+        )
+
+        # The same run opened from the history (read back from rows) says the same.
+        live = app.view
+        app.open_past_run(run_id)  # type: ignore[arg-type]
+        reopened = lambda: app.view is not live and app.view.root_run_id == run_id and app.view.fanouts()  # noqa: E731
+        await wait_for(pilot, reopened, what="the past run")
+        await pilot.pause()
+        fan = screen.grid.fan
+        assert fan is not None and fan.count("completed") == len(ITEMS)
+        screen.grid.move_to_item(fan.index["i21"])
+        await pilot.pause()
+        earlier = first["i21"].child_run_id or ""
+        assert f"attempt 2 · earlier: run {short_id(earlier)}" in str(screen.item_detail.render())
+
+    assert store.get_run(run_id).status is RunStatus.COMPLETED  # type: ignore[union-attr]
+    latest = max(
+        (s for s in store.get_steps(run_id) if s.role == "foreach"), key=lambda s: (s.started_at, s.id)
+    )  # type: ignore[arg-type]
     rows = {i.item_id: i for i in store.get_fan_out_items(latest.id)}
-    for item in kind(1):
-        assert rows[item].status is FanOutItemStatus.COMPLETED
+    assert all(row.status is FanOutItemStatus.COMPLETED for row in rows.values())
+    for item in kind(0) | kind(1) | kind(2):
         assert (rows[item].attempt, rows[item].previous_child_run_id) == (2, first[item].child_run_id)
         assert first[item].status is FanOutItemStatus.FAILED  # the earlier attempt is kept
-    for item in kind(0) | kind(2):
-        assert rows[item].attempt == 1 and rows[item].status is FanOutItemStatus.FAILED
+        assert store.get_run(first[item].child_run_id).status is RunStatus.FAILED  # type: ignore[arg-type,union-attr]
     store.close()

@@ -18,6 +18,7 @@ from runkon_flow.persistence.models import (
     NewRun,
     NewStep,
     RunStatus,
+    StepStatus,
     StepUpdate,
 )
 from textual.pilot import Pilot
@@ -231,3 +232,75 @@ def test_fan_out_filtered_to_one_failure_cluster(snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=WIDE, run_before=run_before)
+
+
+# ---- docs/when-things-go-wrong.md shows these two: the gate inbox and a retried cluster.
+
+
+def _inbox_store() -> InMemoryStore:
+    """Four gates waiting in four runs, started at fixed times before the app's frozen clock: one
+    overdue, one due in a minute (in a run a resume marked `running`), one a fan-out's child."""
+    at = [scenarios.T0]
+    store = InMemoryStore(clock=lambda: datetime.fromtimestamp(at[0], UTC))
+    now = scenarios.T0 + 60  # the app's clock (conftest.NOW)
+    gates = [
+        ("release", "01JEXR4M7Q2W9T3KX5B8N6PDA1", "human_approval", 7800, "2h", "Release 4.2 to production?"),
+        ("ship", "01JEXRB2C4D6F8G0H2J4K6M8NP", "human_approval", 2820, "1h", "Ship the build?"),
+        ("review-one", "01JEXRQ7W3E5R7T9Y1U3I5O7PQ", "sign-off", 720, "24h", "Sign off src/app/models.py?"),
+        ("nightly", "01JEXS0A2S4D6F8G1H3J5K7L9Z", "go-live", 180, "4m", "Switch traffic to the new cluster?"),
+    ]
+    for workflow, run_id, gate, waited, timeout, prompt in gates:
+        at[0] = now - waited - 5
+        run = store.create_run(NewRun(workflow_name=workflow, run_id=run_id))
+        at[0] = now - waited
+        step = store.insert_step(
+            NewStep(
+                run.id,
+                gate,
+                role="gate",
+                position=1,
+                node_path="body.1",
+                gate_type="human_approval",
+                gate_prompt=prompt,
+                gate_timeout=str({"2h": 7200, "1h": 3600, "24h": 86400, "4m": 240}[timeout]),
+            )
+        )
+        store.update_step(step, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        if workflow == "nightly":
+            store.update_run_status(run.id, RunStatus.RUNNING, None, None)  # a resumed run
+        else:
+            store.set_waiting_blocked_on(run.id, {"type": "human_approval", "gate_name": gate})
+    return store
+
+
+def test_gate_inbox(snap_compare) -> None:
+    """`i`: every waiting gate, oldest first, with its wait and countdown; two marked."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.pause()
+        await pilot.press("i")
+        screen = pilot.app.screen
+        for _ in range(100):
+            if getattr(screen, "loaded", False):
+                break
+            await pilot.pause(0.02)
+        await pilot.press("space", "space")  # marks the first two
+        await pilot.pause()
+
+    assert snap_compare(make_app(store=_inbox_store()), terminal_size=WIDE, run_before=run_before)
+
+
+def test_fan_out_after_retrying_one_failure_cluster(snap_compare) -> None:
+    """The second cluster retried after a fix: its 12 items completed on attempt 2, two clusters
+    left; the selected retried item names the child run of its failed first attempt."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _fed(scenarios.foreach_cluster_retried)(pilot)
+        pilot.app.clear_notifications()
+        screen = pilot.app.screen
+        grid = screen.query_one("#grid")
+        grid.focus()
+        grid.move_to_item(9)  # file-009: a schema mismatch, retried
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(160, 45), run_before=run_before)

@@ -121,6 +121,10 @@ def fanout_from_rows(key: str, run_id: str, step: WorkflowRunStep, items: list[F
         idx = fan.add(row.item_id, row.item_ref, str(row.status))
         if row.child_run_id and row.child_run_id != "dispatching":
             fan.child_runs[idx] = row.child_run_id
+        if row.attempt > 1:
+            fan.attempts[idx] = row.attempt
+            if row.previous_child_run_id:
+                fan.earlier[idx] = row.previous_child_run_id
         started = parse_time(row.dispatched_at)
         if started is not None:
             fan.started[idx] = started

@@ -159,6 +159,7 @@ class FanOutView:
     """One foreach step's items: one status byte per item, so 10,000 items cost kilobytes."""
 
     __slots__ = (
+        "attempts",
         "causes",
         "child_runs",
         "codes",
@@ -167,6 +168,7 @@ class FanOutView:
         "deps",
         "dirty_hi",
         "dirty_lo",
+        "earlier",
         "ended",
         "errors",
         "first_start",
@@ -199,6 +201,10 @@ class FanOutView:
         self.counts = [0] * len(ITEM_STATUSES)
         self.deps: dict[int, tuple[str, ...]] = {}
         self.child_runs: dict[int, str] = {}
+        # Items run more than once (a retry, or a resume re-running an unfinished item): the
+        # attempt on screen (2, 3 …) and the child run of the attempt before it, which is kept.
+        self.attempts: dict[int, int] = {}
+        self.earlier: dict[int, str] = {}
         self.started: dict[int, float] = {}
         self.ended: dict[int, float] = {}
         self.errors: dict[int, str] = {}  # the item's error as reported (its child run's error)
@@ -249,6 +255,14 @@ class FanOutView:
         span = (self.dirty_lo, self.dirty_hi)
         self.dirty_lo, self.dirty_hi = 1 << 62, -1
         return span
+
+    def set_child(self, idx: int, child_run_id: str) -> None:
+        """The item now runs as `child_run_id`; another child run than before is its next attempt."""
+        before = self.child_runs.get(idx)
+        if before is not None and before != child_run_id:
+            self.earlier[idx] = before
+            self.attempts[idx] = self.attempts.get(idx, 1) + 1
+        self.child_runs[idx] = child_run_id
 
     def start(self, item_id: str, ts: float) -> int:
         idx = self.add(item_id) if item_id not in self.index else self.index[item_id]

@@ -877,7 +877,7 @@ class RunModel:
             if spent:
                 fan.usage = spent if fan.usage is None else fan.usage + spent
         if ev.child_run_id:
-            fan.child_runs[idx] = ev.child_run_id
+            fan.set_child(idx, ev.child_run_id)
             if status != "completed":
                 child = self.runs.get(ev.child_run_id)  # failed children are folded by now
                 cause = failure_cause(child.steps.values()) if child is not None else None
@@ -940,7 +940,7 @@ class RunModel:
                 idx = fan.index.get(ev.item_id)
                 if idx is None:
                     idx = fan.add(ev.item_id)
-                fan.child_runs[idx] = ev.child_run_id
+                fan.set_child(idx, ev.child_run_id)
                 self._changes.fanouts.add((parent.run_id, fan.key))
 
     # ------------------------------------------------------------------ usage

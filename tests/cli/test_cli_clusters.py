@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from runkon_flow.persistence import FanOutItemStatus, SqliteStore
+from runkon_flow.persistence import FanOutItemStatus, RunStatus, SqliteStore
 
 from .run_helpers import cli, run_id_of, write
 
@@ -117,6 +117,40 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
     for item in failing(1):
         earlier = before[item].child_run_id
         assert f"{item}: attempt 2 completed (earlier attempt: child run {earlier} failed)" in out
+
+    # Fix the other two kinds and retry cluster by cluster: the run ends completed.
+    (home / "fixed-0").touch()
+    (home / "fixed-2").touch()
+    code, out, err = cli(
+        capsys, "retry", run_id, "--cluster", "1", "--yes", "--dir", str(home), "--progress", "quiet"
+    )
+    assert code == 1, err  # connection resets are still failed items
+    code, out, _ = cli(capsys, "show", run_id)
+    assert (
+        "1. 5 × Script 'work' exited with code <n> · connection reset" in out[out.index("failure clusters") :]
+    )
+    code, out, err = cli(
+        capsys, "retry", run_id, "--cluster", "1", "--yes", "--dir", str(home), "--progress", "quiet"
+    )
+    assert code == 0, err
+    code, out, _ = cli(capsys, "show", run_id)
+    assert code == 0
+    assert "\nstatus    completed\n" in out
+    assert "failure clusters" not in out
+    assert "attempt 2 completed (earlier attempt: child run " in out  # show lists the retried items
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert store.get_run(run_id).status is RunStatus.COMPLETED  # type: ignore[union-attr]
+        last = max(
+            (s for s in store.get_steps(run_id) if s.role == "foreach"), key=lambda s: (s.started_at, s.id)
+        )
+        rows = {i.item_id: i for i in store.get_fan_out_items(last.id)}
+        assert all(row.status is FanOutItemStatus.COMPLETED for row in rows.values())
+        for item in failing(0) | failing(1) | failing(2):  # every retried item keeps its first attempt
+            assert (rows[item].attempt, rows[item].previous_child_run_id) == (2, before[item].child_run_id)
+            assert store.get_run(before[item].child_run_id).status is RunStatus.FAILED  # type: ignore[arg-type,union-attr]
+    finally:
+        store.close()
 
 
 def test_retry_an_unknown_cluster_says_which_clusters_there_are(capsys, home: Path) -> None:

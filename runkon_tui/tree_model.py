@@ -282,3 +282,50 @@ def node_detail(
     if spec.note:
         parts.append(f"({spec.note})")
     return " ".join(parts)
+
+
+def _scoped_runs(view: RunView) -> list[tuple[tuple[str, ...], RunState]]:
+    """The root run and its `call workflow` children (as the tree nests them), each with the
+    scope its nodes have in the tree; fan-out children are not tree nodes and are left out."""
+    out: list[tuple[tuple[str, ...], RunState]] = []
+    todo: list[tuple[tuple[str, ...], RunState]] = [((), view.root)] if view.root is not None else []
+    while todo:
+        scope, run = todo.pop(0)
+        out.append((scope, run))
+        if len(scope) >= MAX_CHILD_DEPTH:
+            continue
+        for path, sv in run.steps.items():
+            if path in run.fanouts:
+                continue
+            child_id = sv.child_run_id or (run.child_runs.get(sv.step_id) if sv.step_id else None)
+            child = view.run(child_id) if child_id else None
+            if child is not None and child is not run:
+                todo.append(((*scope, path), child))
+    return out
+
+
+def hit_target(
+    view: RunView, run_id: str, node_path: str | None, items: tuple[tuple[str, str], ...]
+) -> tuple[str | None, str | None]:
+    """Where a search hit lives on screen: the tree node's uid and, for a hit inside a fan-out
+    item, that item's id (the grid shows it). `items` are the hit's (foreach step id, item id)
+    pairs, outermost first: the outermost foreach is the tree node, since the tree does not go
+    into items. (None, None) when the tree has no node for it."""
+    scoped = _scoped_runs(view)
+    if items:
+        step_id, item_id = items[0]
+        for scope, run in scoped:
+            key = run.fanout_steps.get(step_id)
+            if key is not None:
+                fan = run.fanouts.get(key)
+                path = (fan.node_path if fan is not None else None) or key
+                return "/".join((*scope, path)), item_id
+        for scope, run in scoped:  # a step row the model does not know (an older attempt, read back)
+            for key, fan in run.fanouts.items():
+                if item_id in fan.index:
+                    return "/".join((*scope, fan.node_path or key)), item_id
+        return None, None
+    for scope, run in scoped:
+        if run.run_id == run_id and node_path:
+            return "/".join((*scope, node_path)), None
+    return None, None

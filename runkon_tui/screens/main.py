@@ -21,7 +21,7 @@ from textual.widgets._footer import FooterKey
 from runkon_tui.catalog import WorkflowEntry
 from runkon_tui.run_view import Changes, FanOutView, RunState, RunView, StepView
 from runkon_tui.status import ITEM_CODE, glyph
-from runkon_tui.tree_model import NodeSpec, build_tree, run_for_scope
+from runkon_tui.tree_model import NodeSpec, build_tree, hit_target, run_for_scope
 from runkon_tui.widgets.cluster_list import ClusterList
 from runkon_tui.widgets.dep_tree import DependencyTree
 from runkon_tui.widgets.fanout_grid import FanOutGrid
@@ -115,6 +115,8 @@ class MainScreen(Screen[None]):
         self._output_step: StepView | None = None
         self._output_root: str | None = None
         self._output_stale = False
+        # A search hit waiting for the tree to reach its node: (node uid, item id, hit).
+        self._pending_hit: tuple[str, str | None, SearchHit] | None = None
         self._binding_signature: tuple[bool | None, ...] = ()
         self._estimates_key: tuple[str | None, str | None] = (None, None)
         # A run's workflow that the list does not hold (started outside the watched folders): the
@@ -395,6 +397,9 @@ class MainScreen(Screen[None]):
             self.cluster_list.show(fan)
             self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock())
             self.refresh_titles()
+        pending, self._pending_hit = self._pending_hit, None
+        if pending is not None and pending[0] == spec.uid:
+            self._show_hit(pending[1], pending[2])
 
     def _step_view_of(self, spec: NodeSpec) -> StepView | None:
         """The shown run's record of `spec`'s step (None: not run, or the tree shows another
@@ -593,9 +598,28 @@ class MainScreen(Screen[None]):
         self.app.push_screen(SearchScreen(self.rapp.view.root_run_id), opened)
 
     def open_search_hit(self, found: SearchHit) -> None:
-        """The hit's step (or item) output in the log pane, scrolled to the hit, which is marked."""
+        """Go to the hit: the tree on its step (for a hit inside a fan-out item: the foreach, and
+        the grid on the item), then its output in the log pane, scrolled to the hit, marked."""
+        self._pending_hit = None
+        view = self.view_for(self.tree_workflow)
+        uid, item_id = (None, None)
+        if view is not None:
+            source = found.source
+            uid, item_id = hit_target(view, source.run_id, source.node_path, source.items)
+        node = self.tree.nodes_by_uid.get(uid) if uid is not None else None
+        if node is not None and node is not self.tree.cursor_node:
+            # The tree's highlight shows that step's output: the hit is shown after it, there.
+            self._pending_hit = (uid, item_id, found)
+            self.tree.select_uid(uid)  # type: ignore[arg-type]
+            return
+        self._show_hit(item_id, found)
+
+    def _show_hit(self, item_id: str | None, found: SearchHit) -> None:
         from runkon_tui.screens.search import HitSource
 
+        fan = self.grid.fan
+        if item_id is not None and fan is not None and item_id in fan.index:
+            self.grid.highlight_item(fan.index[item_id])
         source = HitSource(found)
         self._child_source = None
         self._output_spec = self._output_step = None

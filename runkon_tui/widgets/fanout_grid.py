@@ -204,6 +204,19 @@ class FanOutGrid(ScrollView, can_focus=True):
         if position >= 0:
             self._set_cursor(position, select=True)
 
+    def highlight_item(self, idx: int) -> None:
+        """Put the cursor on item `idx` without opening its output (a search hit shows its own),
+        dropping filters that hide it."""
+        self._refresh_visible()
+        if self._visible is not None and idx not in self._visible:
+            self.failed_only, self.text_filter, self.cluster = False, "", None
+            self._visible_version = -1
+            self.update()
+        visible = self._visible
+        position = idx if visible is None else visible.index(idx)
+        self._picked = True
+        self._set_cursor(position)
+
     # ------------------------------------------------------------------ geometry
 
     def _resize(self) -> None:

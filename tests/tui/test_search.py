@@ -115,6 +115,38 @@ async def test_search_lists_hits_grouped_by_item_and_enter_opens_the_hit_in_the_
         assert not pane.view.following  # the view stays at the hit
 
 
+async def test_enter_on_a_hit_moves_the_tree_and_the_grid_to_where_it_is(
+    finished: tuple[Path, SqliteStore, str],
+) -> None:
+    """A hit inside an item: the tree goes to the foreach, the grid to the item (its detail under
+    the grid), the log to the hit. A hit in a top-level step: the tree goes to that step."""
+    folder, store, run_id = finished
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        main = app.main_screen
+        assert main is not None
+        screen = await open_run_and_search(pilot, run_id, "more c")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
+        pane = main.query_one(LogPane)
+        await wait_for(
+            pilot, lambda: pane.output_title == "each[c] › say · line 2", what="the hit in the log"
+        )
+        assert main.tree.cursor_node is not None and main.tree.cursor_node.data.path == "body.1"
+        grid = main.grid
+        assert grid.fan is not None and grid.fan.ids[grid.cursor_item] == "c"  # type: ignore[index]
+        assert "selected: c ✓ completed" in str(main.item_detail.render())
+        assert pane.mode == "output" and pane.sources["output"].get(1) == ("more c", "warning")
+
+        screen = await open_run_and_search(pilot, run_id, "preparing")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
+        await wait_for(pilot, lambda: pane.output_title == "prep · line 1", what="the hit in the log")
+        assert main.tree.cursor_node.data.path == "body.0"  # type: ignore[union-attr]
+        assert pane.sources["output"].get(0) == ("preparing", "warning")
+        assert screen is not app.screen
+
+
 async def test_a_capital_letter_makes_the_search_case_sensitive_and_a_miss_is_said(
     finished: tuple[Path, SqliteStore, str],
 ) -> None:

@@ -180,6 +180,8 @@ class MonotonicUlids:
         self._ms = -1
         self._random = 0
         self._prefix = ""
+        self._high = -1  # the random part's bits above its last two digits, and their text
+        self._high_text = ""
 
     def __call__(self) -> str:
         ms = time.time_ns() // 1_000_000
@@ -193,9 +195,14 @@ class MonotonicUlids:
             if ms != self._ms:
                 self._prefix = _crockford_time(ms)
                 self._ms = ms
+                self._high = -1
             self._random = random_part
-            prefix = self._prefix
-        return prefix + _crockford_random(random_part)
+            high = random_part >> 10
+            if high != self._high:  # ids made in one millisecond share all but the last digits
+                self._high = high
+                self._high_text = self._prefix + _crockford_random(random_part)[:14]
+            head = self._high_text
+        return head + _PAIRS[random_part & 1023]
 
 
 new_ordered_id = MonotonicUlids()

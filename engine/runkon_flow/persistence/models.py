@@ -38,11 +38,17 @@ class RunStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+        return self in _RUN_TERMINAL
 
     @property
     def is_active(self) -> bool:
-        return self in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
+        return self in _RUN_ACTIVE
+
+
+# Sets, not tuples of members looked up on every call: the engine asks these several times per
+# foreach item (run rows, step rows, item rows).
+_RUN_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+_RUN_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
 
 
 class StepStatus(StrEnum):
@@ -58,22 +64,21 @@ class StepStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (
-            StepStatus.COMPLETED,
-            StepStatus.FAILED,
-            StepStatus.SKIPPED,
-            StepStatus.TIMED_OUT,
-            StepStatus.CANCELLED,
-        )
+        return self in _STEP_TERMINAL
 
     @property
     def is_starting(self) -> bool:
-        return self in (StepStatus.RUNNING, StepStatus.WAITING)
+        return self in _STEP_STARTING
 
     @property
     def short_label(self) -> str:
         return _SHORT[self]
 
+
+_STEP_TERMINAL = frozenset(
+    {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.TIMED_OUT, StepStatus.CANCELLED}
+)
+_STEP_STARTING = frozenset({StepStatus.RUNNING, StepStatus.WAITING})
 
 _SHORT = {
     StepStatus.COMPLETED: "ok",
@@ -97,7 +102,10 @@ class FanOutItemStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (FanOutItemStatus.PENDING, FanOutItemStatus.RUNNING)
+        return self not in _ITEM_UNFINISHED
+
+
+_ITEM_UNFINISHED = frozenset({FanOutItemStatus.PENDING, FanOutItemStatus.RUNNING})
 
 
 class StepRole(StrEnum):
@@ -323,9 +331,9 @@ class RetryRequest:
             return None
 
 
-@dataclass(frozen=True)
-class FanOutItemUpdate:
-    """`Running(child_run_id)` or `Terminal(status)`; a terminal update may also carry the child id."""
+class FanOutItemUpdate(NamedTuple):
+    """`Running(child_run_id)` or `Terminal(status)`; a terminal update may also carry the child id.
+    (Immutable; a named tuple because the engine makes one per finished foreach item.)"""
 
     status: FanOutItemStatus
     child_run_id: str | None = None

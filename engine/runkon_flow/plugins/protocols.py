@@ -22,7 +22,7 @@ class Extensions:
     """A type-keyed bag (`insert` replaces a value of the same type; `get(Type)` or None)."""
 
     def __init__(self, values: Mapping[type, Any] | None = None) -> None:
-        self._values: dict[type, Any] = dict(values or {})
+        self._values: dict[type, Any] = dict(values) if values else {}
 
     def insert(self, value: Any) -> None:
         self._values[type(value)] = value

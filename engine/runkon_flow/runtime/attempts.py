@@ -98,8 +98,11 @@ class StepAttempt:
             node_path=path,
         )
         self.step_id = st.insert_step(row)
-        self.trace = StepTrace(st, kind, label, key, path, iteration, position, attempt)
-        self.trace.started(self.step_id)
+        # Without sinks there is nothing to trace: no StepTrace per attempt (every foreach child).
+        self.trace: StepTrace | None = None
+        if st.event_sinks:
+            self.trace = StepTrace(st, kind, label, key, path, iteration, position, attempt)
+            self.trace.started(self.step_id)
 
     def completed(
         self,
@@ -126,13 +129,15 @@ class StepAttempt:
                 usage=usage.to_json() if usage else None,
             ),
         )
-        self.trace.completed(StepStatus.COMPLETED, markers=markers, usage=usage)
+        if self.trace is not None:
+            self.trace.completed(StepStatus.COMPLETED, markers=markers, usage=usage)
 
     def failed(self, message: str, child_run_id: str | None = None) -> str:
         """Write the failed row; returns `message` (what a retry or on_fail sees)."""
         update = StepUpdate.failed(self.st.generation, message, self.attempt, child_run_id)
         self.st.update_step(self.step_id, update)
-        self.trace.completed(StepStatus.FAILED, message)
+        if self.trace is not None:
+            self.trace.completed(StepStatus.FAILED, message)
         return message
 
     def cancelled(
@@ -150,7 +155,8 @@ class StepAttempt:
                 retry_count=self.attempt,
             ),
         )
-        self.trace.completed(StepStatus.CANCELLED, str(cancelled))
+        if self.trace is not None:
+            self.trace.completed(StepStatus.CANCELLED, str(cancelled))
         return cancelled
 
     def timed_out(self, result_text: str, text: str) -> StepTimedOut:
@@ -166,7 +172,8 @@ class StepAttempt:
                 retry_count=self.attempt,
             ),
         )
-        self.trace.completed(StepStatus.TIMED_OUT, text)
+        if self.trace is not None:
+            self.trace.completed(StepStatus.TIMED_OUT, text)
         st.all_succeeded = False
         st.step_results[self.key] = StepResult(self.label, StepStatus.TIMED_OUT, text)
         return StepTimedOut(text)

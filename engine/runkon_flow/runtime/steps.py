@@ -16,6 +16,7 @@ from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.events import EngineLog, StepCompleted, StepOutput, StepStarted
 from runkon_flow.persistence.models import StepStatus
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
+from runkon_flow.runtime.types import LlmRunMetrics
 from runkon_flow.usage import Usage
 
 if TYPE_CHECKING:
@@ -98,9 +99,8 @@ def apply_metrics(st: ExecutionState, metadata: Mapping[str, str] | None) -> Non
 
 
 def result_usage(result: WorkflowResult | None) -> Usage | None:
-    """What a finished child run spent (its `LlmRunMetrics`), as a Usage; None when nothing."""
-    from runkon_flow.runtime.types import LlmRunMetrics
-
+    """What a finished child run spent (its `LlmRunMetrics`), as a Usage; None when nothing.
+    (Called once per foreach item: the import is at the top, not here.)"""
     metrics = result.extensions.get(LlmRunMetrics) if result is not None and result.extensions else None
     if metrics is None:
         return None

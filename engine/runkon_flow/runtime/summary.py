@@ -30,14 +30,20 @@ _KNOWN_ROWS = 4  # larger runs are rarely alike: built every time
 def build_summary(workflow_name: str, steps: Iterable[WorkflowRunStep], succeeded: bool) -> str:
     """`Workflow '<name>': c/t steps completed[, n failed][, n skipped][, n timed out][, n cancelled]`,
     one line per row in position order, then `Status: SUCCESS|FAILED`. Every retry is a row."""
-    rows = sorted(steps, key=_POSITION)
+    rows = list(steps)
     if len(rows) > _KNOWN_ROWS:
+        rows.sort(key=_POSITION)
         return _build(workflow_name, rows, succeeded)
-    key = (
-        workflow_name,
-        succeeded,
-        tuple((str(r.status), r.step_name, r.iteration, bool(r.started_at)) for r in rows),
-    )
+    if len(rows) == 1:  # most fan-out children: no sort, no tuple of tuples
+        r = rows[0]
+        key: tuple = (workflow_name, succeeded, str(r.status), r.step_name, r.iteration, bool(r.started_at))
+    else:
+        rows.sort(key=_POSITION)
+        key = (
+            workflow_name,
+            succeeded,
+            tuple((str(r.status), r.step_name, r.iteration, bool(r.started_at)) for r in rows),
+        )
     text = _KNOWN.get(key)
     if text is None:
         text = _build(workflow_name, rows, succeeded)

@@ -75,10 +75,14 @@ class CancellationToken:
         self._cancelled = False
         self._event: threading.Event | None = None
         self._reason: CancellationReason | None = None
-        self._children: list[CancellationToken] = []
+        # Made with the first child: a foreach makes a token per item, and items have no children.
+        self._children: list[CancellationToken] | None = None
         if parent is not None:
             with parent._lock:
-                parent._children.append(self)
+                if parent._children is None:
+                    parent._children = [self]
+                else:
+                    parent._children.append(self)
                 self._cancelled = parent._cancelled
 
     def child(self) -> CancellationToken:
@@ -90,7 +94,7 @@ class CancellationToken:
                 self._reason = reason
             self._cancelled = True
             event = self._event
-            children = list(self._children)
+            children = list(self._children) if self._children else ()
         if event is not None:
             event.set()
         for c in children:
@@ -103,7 +107,7 @@ class CancellationToken:
         with self._lock:
             self._cancelled = True
             event = self._event
-            children = list(self._children)
+            children = list(self._children) if self._children else ()
         if event is not None:
             event.set()
         for c in children:
@@ -144,5 +148,6 @@ class CancellationToken:
         if parent is not None:
             with parent._lock:
                 children = parent._children
-                if self in children:  # (no contextlib.suppress: this runs once per foreach item)
+                # (no contextlib.suppress: this runs once per foreach item)
+                if children is not None and self in children:
                     children.remove(self)

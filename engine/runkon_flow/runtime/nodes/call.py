@@ -27,7 +27,7 @@ from runkon_flow.plugins.protocols import (
 )
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retried_step
 from runkon_flow.runtime.state import ExecutionState, StepResult
-from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
+from runkon_flow.runtime.steps import OutputEmitter, describe_exception, handle_on_fail, record_step_success
 from runkon_flow.runtime.threads import call_with_deadline, fire_and_forget
 from runkon_flow.runtime.variables import build_variable_map
 from runkon_flow.usage import Usage
@@ -70,6 +70,14 @@ def execute_call(
     schema_name = node.output or (st.block_output if inherit_block else None)
     snippets = [*st.block_with, *node.with_] if inherit_block else list(node.with_)
     schema: OutputSchema | None = None
+    if node.retries == 0 and schema_name is None and st.resume_ctx is None:
+        # One attempt, nothing to restore, no schema to load (most fan-out children): what
+        # run_retried_step would do, without its closure and loop.
+        position = st.take_position()
+        error = _attempt(st, node, label, key, path, iteration, position, 0, 1, None, None, snippets)
+        if error is not None:
+            handle_on_fail(st, key, label, node.on_fail, error, 0, iteration, 1, path)
+        return
 
     def attempt(position: int, n: int, last_error: str | None) -> str | None:
         nonlocal schema

@@ -901,6 +901,24 @@ def test_batch_update_applies_every_update(store) -> None:
     store.batch_update_fan_out_items([])
 
 
+def test_an_item_named_twice_in_a_batch_ends_as_its_last_update(store) -> None:
+    step_id = foreach_step(store)
+    a, b = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])
+    store.batch_update_fan_out_items(
+        [
+            (a, FanOutItemUpdate.running("child-1")),
+            (b, FanOutItemUpdate.running("child-b")),
+            (a, FanOutItemUpdate.terminal(FanOutItemStatus.FAILED)),
+            (a, FanOutItemUpdate.running("child-2")),
+        ]
+    )
+    rows = store.get_fan_out_items(step_id)
+    assert [(r.status, r.child_run_id, r.completed_at) for r in rows] == [
+        ("running", "child-2", None),
+        ("running", "child-b", None),
+    ]
+
+
 def test_a_batch_with_an_unknown_item_changes_nothing(store) -> None:
     step_id = foreach_step(store)
     a, b = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])

@@ -354,7 +354,7 @@ def test_child_rows_sent_with_an_item_write_keep_every_column(dsn, injected_cloc
     with PostgresStore(dsn, clock=clock) as store:
         parent = store.create_run(NewRun(workflow_name="wf"))
         fe = store.insert_step(NewStep(parent.id, "fe", role="foreach", retry_count=0))
-        (item,) = store.insert_fan_out_items(fe, [("t", "a", "", {})])
+        item, other = store.insert_fan_out_items(fe, [("t", "a", "", {}), ("t", "b", "", {})])
         pairs = []
         for durable in (True, False):
             run = store.create_leased_run(
@@ -386,7 +386,14 @@ def test_child_rows_sent_with_an_item_write_keep_every_column(dsn, injected_cloc
                 node_path="body.1",
             )
             pairs.append((run.id, store.insert_step(step, durable=durable)))
-        store.batch_update_fan_out_items([(item, FanOutItemUpdate.running(pairs[1][0]))])
+        odd = 'a "quoted\\" {x,y} NULL, é'  # any text survives the batch's array literal
+        store.batch_update_fan_out_items(
+            [
+                (other, FanOutItemUpdate.running("first")),
+                (item, FanOutItemUpdate.running(pairs[1][0])),
+                (other, FanOutItemUpdate.running(odd)),  # named twice: the last update stays
+            ]
+        )
         # Written: nothing is queued any more, another connection sees the rows.
         assert not store._history and not store._pending
         (durable_run, durable_step), (queued_run, queued_step) = pairs
@@ -405,7 +412,16 @@ def test_child_rows_sent_with_an_item_write_keep_every_column(dsn, injected_cloc
         else:
             (delta,) = sql(dsn, "SELECT extract(epoch FROM %s - clock_timestamp())", (lease,))[0]
             assert 590 < float(delta) <= 600
-        assert store.get_fan_out_items(fe)[0].child_run_id == queued_run
+        assert [i.child_run_id for i in store.get_fan_out_items(fe)] == [queued_run, odd]
+        # One transaction wrote the child's rows and the item write that reports it.
+        xmins = sql(
+            dsn,
+            "SELECT (SELECT xmin::text FROM workflow_runs WHERE id = %s), "
+            "(SELECT xmin::text FROM workflow_run_steps WHERE id = %s), "
+            "(SELECT xmin::text FROM workflow_run_step_fan_out_items WHERE id = %s)",
+            (queued_run, queued_step, item),
+        )[0]
+        assert len(set(xmins)) == 1
 
 
 def test_reads_from_other_threads_see_queued_writes(store) -> None:

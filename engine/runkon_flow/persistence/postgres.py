@@ -206,21 +206,20 @@ _STEP_ROWS = (
     "(e->>9)::int, e->>10, e->>11, e->>12, e->>13, e->>14, e->>15, e->>16, e->>17, e->>18, e->>19, "
     "e->>20, e->>21 " + _ROWS
 )
-# The item writes (`_ITEMS_UPDATE`'s rules) and a final check that FAILS the statement — so nothing
-# of the batch stays — when an item is unknown: the caller then retries write by write, and the
-# write that names the unknown item gets the error.
+# The item writes (`_ITEMS_UPDATE`'s rules; each item named once, the last update kept — see
+# `_item_columns`) and a final check that FAILS the statement — so nothing of the batch stays —
+# when an item is unknown: the caller then retries write by write, and the write that names the
+# unknown item gets the error.
 _ITEM_ROWS = (
-    "u AS (SELECT DISTINCT ON (i) i, s, c, n FROM unnest(%s::text[], %s::text[], %s::text[], "
-    "%s::text[]) WITH ORDINALITY AS x(i, s, c, n, o) ORDER BY i, o DESC), "
     "w AS (UPDATE workflow_run_step_fan_out_items t SET status = u.s, "
     "child_run_id = CASE u.s WHEN 'running' THEN u.c WHEN 'pending' THEN NULL "
     "ELSE COALESCE(u.c, t.child_run_id) END, "
     "dispatched_at = CASE u.s WHEN 'running' THEN u.n WHEN 'pending' THEN NULL ELSE t.dispatched_at END, "
     "completed_at = CASE WHEN u.s IN ('running', 'pending') THEN NULL ELSE u.n END "
-    "FROM u WHERE t.id = u.i RETURNING 1) "
-    "SELECT CASE WHEN (SELECT count(*) FROM w) = (SELECT count(*) FROM u) THEN 0 "
-    "ELSE ('runkon: fan-out items not found: ' || (SELECT count(*) FROM u) - (SELECT count(*) FROM w))::int "
-    "END"
+    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS u(i, s, c, n) "
+    "WHERE t.id = u.i RETURNING 1) "
+    "SELECT CASE WHEN count(*) = %s::int THEN 0 "
+    "ELSE ('runkon: fan-out items not found: ' || %s::int - count(*))::int END FROM w"
 )
 
 
@@ -337,7 +336,7 @@ class PostgresStore(Leadership):
             self._db.close()
             raise
         self.schema_version = pgs_version
-        self._cursor = self._db.cursor()
+        self._cursor = _store_cursor(self._db)
         now_sql = "clock_timestamp()" if self._server_clock else "%(now)s::timestamptz"
         self._now_sql = now_sql
         lease_value = "clock_timestamp() + %s * interval '1 second'" if self._server_clock else "%s"
@@ -359,7 +358,7 @@ class PostgresStore(Leadership):
             with suppress(Exception):
                 self._db.close()
             self._db = connect(self.dsn, self.where)
-            self._cursor = self._db.cursor()
+            self._cursor = _store_cursor(self._db)
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
@@ -532,7 +531,9 @@ class PostgresStore(Leadership):
         if steps:
             params.append(_rows_json(steps))
         if items:
-            params.extend(_item_columns(items))
+            columns = _item_columns(items, unique=True)
+            params.extend(map(_text_array, columns))
+            params.extend((len(columns[0]),) * 2)
         return _batch_statement(self._run_rows if runs else None, bool(steps), bool(items)), params
 
     @staticmethod
@@ -1401,6 +1402,18 @@ _ROWS_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), defa
 _rows_json = _ROWS_ENCODER.encode
 
 
+def _store_cursor(conn: Any) -> Any:
+    """The store's cursor, its connection set to reuse one plan per prepared statement: psycopg
+    prepares a statement run five times, and PostgreSQL would otherwise keep planning the batch
+    statement anew for each batch (its plan for the parameters at hand looks cheaper than the
+    generic one, but planning it costs more than running it). Every statement of the store is a
+    lookup by key or a short list, for which the generic plan is the plan. (A server before 12
+    has no such setting: it plans as before.)"""
+    with suppress(psycopg.Error):
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+    return conn.cursor()
+
+
 def _rollback(cur: Any) -> None:
     with suppress(Exception):
         if cur.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -1434,17 +1447,33 @@ def _apply_item_parts(cur: Any, parts: list[_ItemPart], where: str) -> None:
         log.warning("run database %s: a write-behind write failed: fan-out item %s not found", where, missing)
 
 
-def _item_columns(parts: list[_ItemPart]) -> tuple[list, list, list, list]:
-    """The parts' updates as columns: ids, statuses, child run ids, times."""
+def _item_columns(parts: list[_ItemPart], *, unique: bool = False) -> tuple[list, list, list, list]:
+    """The parts' updates as columns: ids, statuses, child run ids, times. `unique`: an item named
+    more than once keeps only its last update (as if they were applied in order)."""
     if len(parts) == 1:
         part = parts[0]
-        return part.ids, part.statuses, part.children, part.nows
-    return (
-        [x for p in parts for x in p.ids],
-        [x for p in parts for x in p.statuses],
-        [x for p in parts for x in p.children],
-        [x for p in parts for x in p.nows],
-    )
+        columns = (part.ids, part.statuses, part.children, part.nows)
+    else:
+        columns = (
+            [x for p in parts for x in p.ids],
+            [x for p in parts for x in p.statuses],
+            [x for p in parts for x in p.children],
+            [x for p in parts for x in p.nows],
+        )
+    ids = columns[0]
+    if unique and len(set(ids)) < len(ids):
+        keep = sorted({item: k for k, item in enumerate(ids)}.values())
+        return tuple([column[k] for k in keep] for column in columns)  # type: ignore[return-value]
+    return columns
+
+
+def _text_array(values: list[str | None]) -> str:
+    """A `text[]` literal (`{"a","b",NULL}`): built by str methods in C, where psycopg's list
+    adapter spends Python per element — this runs for every batch of item writes."""
+    quoted = [
+        "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
+    ]
+    return "{" + ",".join(quoted) + "}"
 
 
 def _apply_items(cur: Any, parts: list[_ItemPart]) -> str | None:

@@ -424,6 +424,33 @@ def test_child_rows_sent_with_an_item_write_keep_every_column(dsn, injected_cloc
         assert len(set(xmins)) == 1
 
 
+def test_the_batch_statement_is_planned_once_not_per_batch(store) -> None:
+    """Batches of different sizes reuse one plan of the (prepared) batch statement: planning it
+    anew for every batch cost the server more than running it."""
+    from runkon_flow.persistence import FanOutItemUpdate
+
+    parent = store.create_run(NewRun(workflow_name="wf"))
+    fe = store.insert_step(NewStep(parent.id, "fe", role="foreach", retry_count=0))
+    # Enough items that a plan for one or two of them differs from the plan for any number.
+    items = iter(store.insert_fan_out_items(fe, [("t", str(n), "", {}) for n in range(3000)]))
+    for size in [1, 2, 1, 1, 2, 1] * 4:  # psycopg prepares the statement at its 6th run
+        updates = []
+        for _ in range(size):
+            child = store.create_leased_run(
+                NewRun(workflow_name="c", parent_run_id=parent.id), "t", 30, durable=False
+            )
+            store.insert_step(NewStep(child.id, "s", retry_count=0), durable=False)
+            updates.append((next(items), FanOutItemUpdate.running(child.id)))
+        store.batch_update_fan_out_items(updates)
+    with store._lock:
+        plans = store._cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH r AS%'"
+        ).fetchall()
+    assert len(plans) == 1
+    generic, custom = plans[0]
+    assert generic >= 10 and custom <= 5
+
+
 def test_reads_from_other_threads_see_queued_writes(store) -> None:
     run = store.create_leased_run(NewRun(workflow_name="c"), "t", 30, durable=False)
     seen = []

@@ -182,6 +182,31 @@ def test_list_active_runs_filters_by_status_newest_first(store, clock: FakeClock
     assert [r.id for r in both] == [resumable, done]
 
 
+def test_active_runs_are_found_among_many_finished_children(store, clock: FakeClock) -> None:
+    """Schema version 8: the status index holds only unfinished runs; asking for active runs, for
+    one active status or for finished ones still finds exactly those, however many children
+    finished beside them."""
+    parent = new_run(store)
+    store.update_run_status(parent, RunStatus.RUNNING, None, None)
+    finished = []
+    for n in range(60):
+        child = store.create_leased_run(
+            NewRun(workflow_name="child", parent_workflow_run_id=parent, iteration=n), "t", 30, durable=False
+        )
+        store.finish_run(
+            child.id, RunStatus.FAILED if n % 3 else RunStatus.COMPLETED, None, None, "t", durable=False
+        )
+        finished.append(child.id)
+    clock.advance(1)
+    waiting = new_run(store)
+    store.set_waiting_blocked_on(waiting, {"type": "pr_checks", "gate_name": "g"})
+    store.flush()
+    assert {r.id for r in store.list_active_runs([])} == {parent, waiting}
+    assert [r.id for r in store.list_active_runs([RunStatus.WAITING])] == [waiting]
+    assert {r.id for r in store.list_active_runs([RunStatus.COMPLETED])} == set(finished[::3])
+    assert len(store.list_active_runs([RunStatus.FAILED, RunStatus.RUNNING])) == 41
+
+
 def test_update_run_status_refuses_waiting(store) -> None:
     run_id = new_run(store)
     with pytest.raises(PersistenceError, match=r"Use set_waiting_blocked_on\(\)"):

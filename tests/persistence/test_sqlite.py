@@ -29,7 +29,7 @@ from runkon_flow.persistence import (
     StepUpdate,
     schema,
 )
-from runkon_flow.persistence.schema import DDL, SCHEMA_VERSION
+from runkon_flow.persistence.schema import DDL, RUN_UNFINISHED, SCHEMA_VERSION
 
 from .conftest import FakeClock
 
@@ -798,5 +798,69 @@ def test_a_file_made_at_version_6_gains_the_rerun_link_of_version_7(tmp_path: Pa
     finally:
         store.close()
     conn = raw(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+def test_a_file_made_at_version_7_gets_the_partial_indexes_of_version_8(tmp_path: Path) -> None:
+    """Version 8 narrows three canonical indexes to the rows looked up through them; a file made
+    before keeps its runs, and active runs are still found through the (now partial) index."""
+    db = tmp_path / "v7.db"
+    with SqliteStore(db) as store:
+        waiting = store.create_run(NewRun(workflow_name="wf")).id
+        store.set_waiting_blocked_on(waiting, {"type": "pr_checks", "gate_name": "g"})
+        done = store.create_run(NewRun(workflow_name="wf")).id
+        store.update_run_status(done, RunStatus.COMPLETED, "ok", None)
+    conn = raw(db)
+    for name, create in INDEXES_V1.items():
+        conn.execute(f"DROP INDEX {name}")
+        conn.execute(create)
+    conn.execute("PRAGMA user_version = 7")
+    conn.commit()
+    conn.close()
+    with SqliteStore(db) as store:
+        assert [r.id for r in store.list_active_runs([])] == [waiting]
+        assert [r.id for r in store.list_active_runs([RunStatus.COMPLETED])] == [done]
+    conn = raw(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    definitions = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
+    plan = conn.execute(
+        f"EXPLAIN QUERY PLAN SELECT id FROM workflow_runs WHERE status IN (?) AND {RUN_UNFINISHED}",
+        ("waiting",),
+    ).fetchall()
+    conn.close()
+    for name in INDEXES_V1:
+        assert " WHERE " in definitions[name]
+    assert "idx_workflow_runs_status" in plan[0][-1]
+
+
+INDEXES_V1 = {
+    "idx_workflow_runs_status": "CREATE INDEX idx_workflow_runs_status ON workflow_runs(status)",
+    "idx_steps_status_gate": "CREATE INDEX idx_steps_status_gate ON workflow_run_steps(status, gate_type)",
+    "idx_workflow_run_steps_child_run_id": (
+        "CREATE INDEX idx_workflow_run_steps_child_run_id ON workflow_run_steps(child_run_id)"
+    ),
+}
+
+
+def test_a_finished_foreach_child_is_in_none_of_the_partial_indexes(sqlite_store, db) -> None:
+    """What version 8 saves per child: its run row and step row touch 6 b-trees, not 9."""
+    parent = sqlite_store.create_run(NewRun(workflow_name="fan")).id
+    child = sqlite_store.create_leased_run(
+        NewRun(workflow_name="child", parent_workflow_run_id=parent), "t", 30, durable=False
+    )
+    step = sqlite_store.insert_step(NewStep(child.id, "noop", retry_count=0), durable=False)
+    sqlite_store.update_step(step, StepUpdate.completed(1, result_text="ok"), durable=False)
+    sqlite_store.finish_run(child.id, RunStatus.COMPLETED, "1 step", None, "t", durable=False)
+    sqlite_store.flush()
+    conn = raw(db)
+    counts = [
+        conn.execute(f"SELECT count(*) FROM {table} INDEXED BY {name} WHERE {where}").fetchone()[0]
+        for table, name, where in (
+            ("workflow_runs", "idx_workflow_runs_status", RUN_UNFINISHED),
+            ("workflow_run_steps", "idx_steps_status_gate", "gate_type IS NOT NULL"),
+            ("workflow_run_steps", "idx_workflow_run_steps_child_run_id", "child_run_id IS NOT NULL"),
+        )
+    ]
+    conn.close()
+    assert counts == [1, 0, 0]  # only the parent, still pending, is in the status index

@@ -1,7 +1,8 @@
 """The canonical SQLite schema (engine.md §6.3) and its versioning.
 
-One deliberate deviation: the step-status CHECK also allows `cancelled` (design.md §5 — a step
-stopped by a cancel is recorded `cancelled`). Everything else — tables, columns, defaults, CHECKs,
+Deliberate deviations: the step-status CHECK also allows `cancelled` (design.md §5 — a step
+stopped by a cancel is recorded `cancelled`), and from version 8 three of the indexes are partial
+(`PARTIAL_INDEXES`). Everything else — tables, columns, defaults, CHECKs,
 the UNIQUE fan-out key and the six indexes — is the canonical DDL, created "if not exists" so an
 existing file is reused as is. `PRAGMA user_version` records the schema version.
 
@@ -201,6 +202,40 @@ def _v7_rerun_link(conn: sqlite3.Connection) -> None:
     _add_column(conn, "workflow_runs", "rerun_from", "TEXT")
 
 
+#: The runs `idx_workflow_runs_status` holds from version 8 on: those not finished. A query that
+#: should use the index carries this very term (SQLite uses a partial index only then).
+RUN_UNFINISHED = "status NOT IN ('completed', 'failed', 'cancelled')"
+
+#: Version 8's partial indexes (name, definition): the canonical ones, less the rows no query
+#: looks for through them.
+PARTIAL_INDEXES: tuple[tuple[str, str], ...] = (
+    (
+        "idx_workflow_runs_status",
+        f"CREATE INDEX idx_workflow_runs_status ON workflow_runs(status) WHERE {RUN_UNFINISHED}",
+    ),
+    (
+        "idx_steps_status_gate",
+        "CREATE INDEX idx_steps_status_gate ON workflow_run_steps(status, gate_type) "
+        "WHERE gate_type IS NOT NULL",
+    ),
+    (
+        "idx_workflow_run_steps_child_run_id",
+        "CREATE INDEX idx_workflow_run_steps_child_run_id ON workflow_run_steps(child_run_id) "
+        "WHERE child_run_id IS NOT NULL",
+    ),
+)
+
+
+def _v8_partial_indexes(conn: sqlite3.Connection) -> None:
+    """Issue 15 (docs/persistence.md "What it costs on SQLite"): three canonical indexes become
+    partial, so a finished foreach child's run and step rows go into 6 b-trees instead of 9 — the
+    status index keeps the runs a query asks for by status (unfinished ones: waiting gates, active
+    runs), the gate index the gate steps, the child-run index the steps that have a child run."""
+    for name, create in PARTIAL_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+        conn.execute(create)
+
+
 #: (version, step) in ascending order: the step brings a file from version-1 to version.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _v2_step_node_path),
@@ -209,6 +244,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     # 5 was reserved for the rerun link, which landed after 6: files at 6 exist without it, so it is 7.
     (6, _v6_step_usage),
     (7, _v7_rerun_link),
+    (8, _v8_partial_indexes),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1

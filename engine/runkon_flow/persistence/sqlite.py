@@ -51,6 +51,7 @@ from runkon_flow.persistence.schema import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     RUN_COLUMNS,
+    RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
     ensure_schema,
@@ -691,8 +692,10 @@ class SqliteStore(Leadership):
         """Runs in any of `statuses` (empty list → pending/running/waiting), newest first."""
         wanted = [RunStatus(s).value for s in statuses] or [s.value for s in RunStatus if s.is_active]
         marks = ", ".join("?" * len(wanted))
+        # Unfinished statuses only: the status index holds just those runs (schema version 8).
+        unfinished = "" if any(RunStatus(s).is_terminal for s in wanted) else f" AND {RUN_UNFINISHED}"
         sql = (
-            f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE status IN ({marks}) "
+            f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE status IN ({marks}){unfinished} "
             "ORDER BY started_at DESC, rowid DESC"
         )
         with self._conn() as conn:

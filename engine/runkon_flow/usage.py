@@ -86,6 +86,12 @@ class Usage:
                 result = part if result is None else result + part
         return result
 
+    @classmethod
+    def of_rows(cls, rows: Iterable[Any]) -> Usage | None:
+        """What a stored run spent: the sum of its step rows' `usage` (JSON), every attempt. A
+        `call workflow` or `foreach` row holds its children's sum, so a run's own rows are all."""
+        return cls.total(cls.from_json(row.usage) for row in rows)
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.input_tokens + other.input_tokens,

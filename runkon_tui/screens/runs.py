@@ -15,6 +15,7 @@ from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.observe.counts import row_step_counts
 from runkon_flow.observe.liveness import display_status, lease_end, lease_is_live, run_seconds
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
+from runkon_flow.usage import Usage
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
 
 RUNS_LIMIT = 200
+COLUMNS = ("", "workflow", "run id", "started", "duration", "steps", "held by", "error")
+WIDE = 120  # narrower: short run ids and dates, and no usage column (the first to go)
 RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.NEEDS_RESUME)
 REFRESH_S = 1.0  # live status and holders of runs other processes execute
 
@@ -38,6 +41,7 @@ class RunRow:
     run: WorkflowRun
     counts: dict[str, int]
     duration: float | None = None  # to now while live, to where it stopped when interrupted
+    usage: Usage | None = None  # what the run and its children spent (tokens, cost), if reported
 
 
 LIVE = ("pending", "running", "waiting", "cancelling")
@@ -79,6 +83,7 @@ class RunsScreen(Screen[None]):
         super().__init__()
         self.rows: list[RunRow] = []
         self.error: str | None = None
+        self._columns: tuple[str, ...] = ()
 
     @property
     def rapp(self) -> RunkonApp:
@@ -93,7 +98,8 @@ class RunsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("", "workflow", "run id", "started", "duration", "steps", "held by", "error")
+        self._columns = COLUMNS
+        table.add_columns(*COLUMNS)
         table.focus()
         self.action_reload()
         self.set_interval(REFRESH_S, self._refresh_live, name="runs-live")
@@ -115,7 +121,9 @@ class RunsScreen(Screen[None]):
             rows = []
             for run in runs:
                 steps = store.get_steps(run.id)
-                rows.append(RunRow(run, row_step_counts(steps), run_seconds(run, steps)))
+                rows.append(
+                    RunRow(run, row_step_counts(steps), run_seconds(run, steps), Usage.of_rows(steps))
+                )
             error = None
         except Exception as exc:  # an unreadable store is shown, never fatal
             rows, error = [], f"cannot read the run history: {exc}"
@@ -125,9 +133,16 @@ class RunsScreen(Screen[None]):
         self.rows = rows
         self.error = error
         table = self.query_one(DataTable)
-        table.clear()
         keep = table.cursor_row
-        narrow = self.size.width < 120  # 80 columns: the run id's tail and a short date keep room for names
+        narrow = self.size.width < WIDE  # 80 columns: the run id's tail and a short date keep room for names
+        columns = self._wanted_columns()
+        if columns != self._columns:
+            self._columns = columns
+            table.clear(columns=True)
+            table.add_columns(*columns)
+        else:
+            table.clear()
+        with_usage = "usage" in columns
         for row in rows:
             run = row.run
             status = live_status(run)
@@ -137,17 +152,18 @@ class RunsScreen(Screen[None]):
                 for s in ("completed", "failed", "skipped", "cancelled", "waiting", "running")
                 if row.counts.get(s)
             )
-            table.add_row(
+            cells = [
                 tone_text(self.app, status, f"{glyph(status)} {status}"),
                 Text(run.workflow_name),
                 Text(short_id(run.id) if narrow else run.id),
                 Text((run.started_at or "")[5 if narrow else 0 : 16 if narrow else 19].replace("T", " ")),
                 Text(duration),
                 counts,
-                Text(holder_text(run)),
-                Text(readable_error(run.error)[:60]),
-                key=run.id,
-            )
+            ]
+            if with_usage:
+                cells.append(Text(row.usage.short() if row.usage else ""))
+            cells += [Text(holder_text(run)), Text(readable_error(run.error)[:60])]
+            table.add_row(*cells, key=run.id)
         if keep is not None and rows:
             table.move_cursor(row=min(keep, len(rows) - 1))
         status = self.query_one("#runs-status", Static)
@@ -164,7 +180,16 @@ class RunsScreen(Screen[None]):
         self.refresh_bindings()
         self.call_after_refresh(self.place_toasts)
 
+    def _wanted_columns(self) -> tuple[str, ...]:
+        """The usage column when some run reported usage and the screen is wide enough: at
+        narrow widths it is the first column to go (names, status and counts matter more)."""
+        if self.size.width >= WIDE and any(row.usage for row in self.rows):
+            return (*COLUMNS[:6], "usage", *COLUMNS[6:])
+        return COLUMNS
+
     def on_resize(self) -> None:
+        if self.rows and self._wanted_columns() != self._columns:
+            self._fill(self.rows, self.error)
         self.call_after_refresh(self.place_toasts)
 
     def place_toasts(self) -> None:

@@ -108,3 +108,35 @@ def test_a_run_that_reports_nothing_shows_no_usage(capsys, home: Path) -> None:
     out = cli(capsys, "show", run_id)[1]
     assert "usage" not in out and " tok" not in out
     assert json.loads(cli(capsys, "show", run_id, "--json")[1])["usage"] is None
+
+
+def test_runs_lists_what_each_run_spent_and_drops_the_column_first_on_a_narrow_terminal(
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(home / "quiet.wf", 'workflow quiet {\n  script s { run = "echo hi" }\n}\n')
+    assert cli(capsys, "run", "spend", "--dir", str(home), "--progress", "quiet")[0] == 0
+    assert cli(capsys, "run", "quiet", "--dir", str(home), "--progress", "quiet")[0] == 0
+
+    code, out, _ = cli(capsys, "runs")  # piped: every column
+    assert code == 0
+    header, quiet, spend = out.splitlines()
+    assert header.split()[-1] == "USAGE"
+    assert spend.endswith("1.8k tok · $0.018")  # plan + review + three items
+    assert quiet.split()[-1] == "1/0/0/0"  # reported nothing: an empty cell
+    assert json.loads(cli(capsys, "runs", "--json")[1])[1]["usage"]["cost_usd"] == 0.018
+
+    # On a terminal narrower than the table, USAGE goes first; the other columns stay.
+    import runkon_flow.cli.history as history
+
+    width = max(len(line) for line in out.splitlines()) - 1
+    monkeypatch.setattr(history, "terminal_width", lambda: width)
+    header = cli(capsys, "runs")[1].splitlines()[0]
+    assert "USAGE" not in header and header.split()[-1] == "OK/FAILED/SKIPPED/CANCELLED"
+    monkeypatch.setattr(history, "terminal_width", lambda: width + 1)
+    assert cli(capsys, "runs")[1].splitlines()[0].split()[-1] == "USAGE"
+
+
+def test_runs_has_no_usage_column_when_no_run_reported_any(capsys, home: Path) -> None:
+    write(home / "quiet.wf", 'workflow quiet {\n  script s { run = "echo hi" }\n}\n')
+    assert cli(capsys, "run", "quiet", "--dir", str(home), "--progress", "quiet")[0] == 0
+    assert "USAGE" not in cli(capsys, "runs")[1]

@@ -54,3 +54,60 @@ async def test_usage_shows_in_the_tree_the_header_and_the_summary(tmp_path: Path
         assert app.view.usage() is not None and app.view.usage().tokens == 1845  # type: ignore[union-attr]
         assert label(app, "body.2").endswith("45 tok · $0.003")
     store.close()
+
+
+async def test_the_runs_screen_shows_what_each_run_spent_and_drops_it_first_when_narrow(
+    tmp_path: Path,
+) -> None:
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepUpdate
+    from runkon_flow.usage import Usage
+    from textual.widgets import DataTable
+
+    from runkon_tui.screens.runs import RunsScreen
+
+    store = SqliteStore(tmp_path / "runs.db")
+    for name, usage in (("quiet", None), ("spend", Usage(1530, 315, num_turns=2, cost_usd=0.018))):
+        run = store.create_run(NewRun(workflow_name=name))
+        step = store.insert_step(NewStep(run.id, "plan", retry_count=0, position=0))
+        store.update_step(
+            step,
+            StepUpdate(
+                generation=run.generation, status="completed", usage=usage.to_json() if usage else None
+            ),
+        )
+        store.update_run_status(run.id, RunStatus.COMPLETED, None, None)
+    app = make_app(store=store)
+
+    def columns() -> list[str]:
+        table = app.screen.query_one(DataTable)
+        return [str(c.label) for c in table.columns.values()]
+
+    def cell(workflow: str, column: str) -> str:
+        table = app.screen.query_one(DataTable)
+        row = next(
+            table.get_row_at(i) for i in range(table.row_count) if str(table.get_row_at(i)[1]) == workflow
+        )
+        return str(row[columns().index(column)])
+
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.rows, what="the runs")
+        await pilot.pause()
+        assert columns() == [
+            "",
+            "workflow",
+            "run id",
+            "started",
+            "duration",
+            "steps",
+            "usage",
+            "held by",
+            "error",
+        ]
+        assert cell("spend", "usage") == "1.8k tok · $0.018"
+        assert cell("quiet", "usage") == ""
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: "usage" not in columns(), what="the usage column to go at 80 columns")
+        assert columns() == ["", "workflow", "run id", "started", "duration", "steps", "held by", "error"]
+        assert cell("spend", "steps").strip() == "✓1"
+    store.close()

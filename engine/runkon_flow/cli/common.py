@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,6 +125,12 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def terminal_width() -> int | None:
+    """The terminal's width when stdout is one (a table may drop a column to fit); None when
+    piped: scripts and files get every column."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def print_err(text: str) -> None:

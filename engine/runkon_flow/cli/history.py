@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from runkon_flow.cli.common import EXIT_OK, positive_int, print_err
+from runkon_flow.cli.common import EXIT_OK, positive_int, print_err, terminal_width
 from runkon_flow.cli.report import clusters_json, run_json, runs_table, show_lines
 from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store
 from runkon_flow.observe.clusters import run_clusters
@@ -28,7 +28,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     elif not rows:
         print_err("no runs yet")
     else:
-        print("\n".join(runs_table(rows)))
+        print("\n".join(runs_table(rows, width=terminal_width())))
     return EXIT_OK
 
 

@@ -132,10 +132,15 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "
 
 
 def runs_table(
-    runs: Sequence[tuple[WorkflowRun, Sequence[WorkflowRunStep]]], now: datetime | None = None
+    runs: Sequence[tuple[WorkflowRun, Sequence[WorkflowRunStep]]],
+    now: datetime | None = None,
+    width: int | None = None,
 ) -> list[str]:
-    """One aligned line per run: id, workflow, status, started, duration, steps ok/failed/skipped."""
+    """One aligned line per run: id, workflow, status, started, duration, steps ok/failed/skipped,
+    then USAGE (tokens · cost) when some run reported any — the column dropped first when the
+    table is wider than `width` (the terminal's; None: never dropped)."""
     rows = []
+    usages = []
     for run, steps in runs:
         counts = step_counts(steps)
         rows.append(
@@ -148,7 +153,14 @@ def runs_table(
                 f"{counts['ok']}/{counts['failed']}/{counts['skipped']}/{counts['cancelled']}",
             ]
         )
-    return _table(["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED/CANCELLED"], rows)
+        usages.append(Usage.of_rows(steps))
+    header = ["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED/CANCELLED"]
+    if any(usages):
+        cells = [[*r, u.short() if u else ""] for r, u in zip(rows, usages, strict=True)]
+        with_usage = _table([*header, "USAGE"], cells)
+        if width is None or max(len(line) for line in with_usage) <= width:
+            return with_usage
+    return _table(header, rows)
 
 
 def run_json(
@@ -175,7 +187,7 @@ def run_json(
         "rerun_of": run.rerun_of,
         "rerun_from": run.rerun_from,
         "steps": step_counts(steps),
-        "usage": (run_usage(steps) or Usage()).as_dict() or None,
+        "usage": (Usage.of_rows(steps) or Usage()).as_dict() or None,
     }
     if with_steps:
         data["step_rows"] = [
@@ -224,12 +236,6 @@ def _timing_note(store: WorkflowPersistence, step: WorkflowRunStep, est: Estimat
         est.fanout_band(step.node_path, step.fan_out_total or 0) if foreach else est.step_band(step.node_path)
     )
     return f"slow: over p95 ({format_duration(band.p95)})" if band is not None and took > band.p95 else ""
-
-
-def run_usage(steps: Iterable[WorkflowRunStep]) -> Usage | None:
-    """What a stored run spent: the sum of its step rows' usage, every attempt (a `call workflow`
-    or finished `foreach` row holds its children's sum, so child runs are not read)."""
-    return Usage.total(Usage.from_json(s.usage) for s in steps)
 
 
 def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[str, list[str]]:
@@ -358,7 +364,7 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
     lines.append(f"duration  {_duration_text(run_duration(run, steps, now))}")
     if run.inputs:
         lines.append("inputs    " + ", ".join(f"{k}={v}" for k, v in sorted(run.inputs.items())))
-    usage = run_usage(steps)
+    usage = Usage.of_rows(steps)
     if usage:
         lines.append(f"usage     {usage.long()}")
     if run.error:

@@ -273,10 +273,10 @@ def node_detail(
             spent = sv.usage
     if spent:
         parts.append(spent.short())
-    # History is keyed by the top-level run's node paths: a called workflow's steps have their own.
-    top = run.run_id == view.root_run_id
-    if estimates is not None and top and sv is not None and sv.status in ("running", "waiting"):
-        note = estimates.running_note(sv, now, run.fanouts.get(spec.path) if spec.kind == "foreach" else None)
+    # History keys a called workflow's steps by the call's node path, as the node uid does.
+    if estimates is not None and sv is not None and sv.status in ("running", "waiting"):
+        fan = run.fanouts.get(spec.path) if spec.kind == "foreach" else None
+        note = estimates.running_note(sv, now, fan, spec.uid)
         if note:
             parts.append(note)
     if spec.note:
@@ -329,3 +329,13 @@ def hit_target(
         if run.run_id == run_id and node_path:
             return "/".join((*scope, node_path)), None
     return None, None
+
+
+def history_key(view: RunView, run_id: str, node_path: str | None) -> str | None:
+    """The key `observe.estimates` keeps a step's past durations under: its node path, prefixed
+    by the `call workflow` node paths leading to its run (the tree node's uid); None when the run
+    is not the root or one of its called workflows."""
+    for scope, run in _scoped_runs(view):
+        if run.run_id == run_id:
+            return "/".join((*scope, node_path or ""))
+    return None

@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from runkon_tui.run_view import FanOutView, RunView
 from runkon_tui.status import glyph, short_id
+from runkon_tui.tree_model import history_key
 from runkon_tui.widgets.markup import esc, paint, set_text
 from runkon_tui.widgets.progress import item_glyphs, item_words
 
@@ -36,7 +37,7 @@ class ItemDetail(Static):
                 text = "[$text-muted]foreach items show here[/]"
             set_text(self, text, fixed_height=True)
             return
-        lines = [self._counters(fan, now, self.size.width)]
+        lines = [self._counters(view, fan, now, self.size.width)]
         if selected is not None and 0 <= selected < len(fan.ids):
             lines.extend(self._item(view, fan, selected, now))
         set_text(self, "\n".join(lines), fixed_height=True)
@@ -44,13 +45,16 @@ class ItemDetail(Static):
     #: Past runs of the workflow on screen (the screen sets it): the ETA becomes a p50–p95 band.
     estimates: Estimates | None = None
 
-    def _counters(self, fan: FanOutView, now: float, width: int) -> str:
+    def _counters(self, view: RunView | None, fan: FanOutView, now: float, width: int) -> str:
         """Every item status on its own (completed never includes failed or cancelled ones), in
         words when they fit on two lines, else in the grid's glyphs; then the ETA: a band from
         past runs narrowed by the live rate (`observe.estimates`), else the average rate so far."""
         tail = ""
         if fan.done < fan.total and fan.count("running"):
-            band = self.estimates.fanout_eta(fan, now) if self.estimates is not None else None
+            band = None
+            if self.estimates is not None and view is not None:
+                key = history_key(view, fan.run_id, fan.node_path)
+                band = self.estimates.fanout_eta(fan, now, key) if key is not None else None
             eta = fan.eta(now)
             if band is not None:
                 tail = f" · ETA {band.text()}"

@@ -73,3 +73,35 @@ def test_history_reads_completed_runs_of_the_same_workflow_only() -> None:
     est = history_of(store, "wf")
     assert est.runs == 2
     assert est.step_band("body.0") == Band(10.0, 30.0)
+
+
+def test_a_called_workflows_steps_are_kept_under_the_call_node_path() -> None:
+    store = InMemoryStore()
+    r = store.create_run(NewRun(workflow_name="outer"))
+    gen = store.acquire_lease(r.id, "t", 60)
+    child = store.create_run(NewRun(workflow_name="inner", parent_workflow_run_id=r.id))
+    cgen = store.acquire_lease(child.id, "c", 60)
+
+    def step(
+        run_id: str,
+        gen: int,
+        name: str,
+        path: str,
+        secs: int,
+        role: str = "agent",
+        child_id: str | None = None,
+    ) -> None:
+        sid = store.insert_step(NewStep(run_id, name, role=role, retry_count=0, node_path=path))
+        store.update_step(sid, StepUpdate.completed(gen, result_text="ok", child_run_id=child_id))
+        row = store._steps[sid]
+        row.started_at, row.ended_at = "2026-12-03T10:00:00Z", f"2026-12-03T10:00:{secs:02d}Z"
+
+    step(r.id, gen, "prep", "body.0", 1)
+    step(child.id, cgen, "build", "body.0", 40)
+    step(r.id, gen, "workflow:inner", "body.1", 41, role="workflow", child_id=child.id)
+    store.finish_run(child.id, RunStatus.COMPLETED, None, None, "c")
+    store.finish_run(r.id, RunStatus.COMPLETED, None, None, "t")
+    est = history_of(store, "outer")
+    assert est.step_band("body.0") == Band(1.0, 1.0)  # the caller's prep, not the callee's build
+    assert est.step_band("body.1/body.0") == Band(40.0, 40.0)
+    assert est.step_band("body.1") == Band(41.0, 41.0)

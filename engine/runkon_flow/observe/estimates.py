@@ -33,6 +33,8 @@ __all__ = ["Band", "Estimates", "history_of", "quantile"]
 
 #: How many past runs the history reads (the most recent completed ones).
 HISTORY_RUNS = 20
+#: How deep into `call workflow` children the history goes (the dashboard tree's own limit).
+_MAX_CALL_DEPTH = 5
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -82,10 +84,10 @@ class Estimates:
             return None
         return Band(items * quantile(values, 0.5), items * quantile(values, 0.95))
 
-    def fanout_total(self, fan: FanOutView, now: float) -> Band | None:
+    def fanout_total(self, fan: FanOutView, now: float, key: str | None = None) -> Band | None:
         """The fan-out's whole duration, history narrowed by the live rate; None before anything
-        is known (no history and no finished item)."""
-        prior = self.fanout_band(fan.node_path, fan.total)
+        is known (no history and no finished item). `key`: as in `running_note`."""
+        prior = self.fanout_band(key or fan.node_path, fan.total)
         done, total = fan.done, fan.total
         if fan.first_start is None or done == 0 or total == 0:
             return prior
@@ -97,39 +99,45 @@ class Estimates:
         p50 = (1 - w) * prior.p50 + w * live
         return Band(p50, p50 + (1 - w) * max(0.0, prior.p95 - prior.p50))
 
-    def fanout_eta(self, fan: FanOutView, now: float) -> Band | None:
+    def fanout_eta(self, fan: FanOutView, now: float, key: str | None = None) -> Band | None:
         """Seconds left of the fan-out: its total band minus the time it has run."""
-        band = self.fanout_total(fan, now)
+        band = self.fanout_total(fan, now, key)
         if band is None:
             return None
         started = fan.first_start if fan.first_start is not None else now
         return band.minus(max(0.0, now - started))
 
-    def running_note(self, sv: StepView, now: float, fan: FanOutView | None = None) -> str:
+    def running_note(
+        self, sv: StepView, now: float, fan: FanOutView | None = None, key: str | None = None
+    ) -> str:
         """What a renderer writes after a running step: `ETA 20s–45s`, or `⚠ over p95 (1m10s)`
-        once it has run past its p95; "" without history (or when not running)."""
-        late = self.overdue(sv, now, fan)
+        once it has run past its p95; "" without history (or when not running). `key` is the
+        step's key in the history when it is not its node path (a called workflow's step:
+        `<call node path>/<node path>`)."""
+        key = key or sv.node_path
+        late = self.overdue(sv, now, fan, key)
         if late is not None:
             return f"⚠ over p95 ({format_duration(late.p95)})"
         if sv.status != "running":
             return ""
         if fan is not None:
-            eta = self.fanout_eta(fan, now)
+            eta = self.fanout_eta(fan, now, key)
         else:
-            band = self.step_band(sv.node_path)
+            band = self.step_band(key)
             eta = band.minus(sv.elapsed(now) or 0.0) if band is not None else None
         return f"ETA {eta.text()}" if eta is not None else ""
 
-    def overdue(self, sv: StepView, now: float, fan: FanOutView | None = None) -> Band | None:
+    def overdue(
+        self, sv: StepView, now: float, fan: FanOutView | None = None, key: str | None = None
+    ) -> Band | None:
         """The band a running step has outlived (elapsed > p95), else None."""
+        key = key or sv.node_path
         if sv.status not in ("running", "waiting"):
             return None
         elapsed = sv.elapsed(now)
         if elapsed is None:
             return None
-        band = (
-            self.fanout_band(sv.node_path, fan.total) if fan is not None else self.step_band(sv.node_path)
-        )
+        band = self.fanout_band(key, fan.total) if fan is not None else self.step_band(key)
         return band if band is not None and elapsed > band.p95 else None
 
 
@@ -152,20 +160,29 @@ def history_of(
         if r.workflow_name == workflow and r.id != exclude and RunStatus(r.status) is RunStatus.COMPLETED
     ][:runs]
     for run in past:
-        latest: dict[str, WorkflowRunStep] = {}
-        for row in store.get_steps(run.id):
-            if row.node_path and StepStatus(row.status) is StepStatus.COMPLETED:
-                seen = latest.get(row.node_path)
-                if seen is None or (row.started_at or "") >= (seen.started_at or ""):
-                    latest[row.node_path] = row
-        for path, row in latest.items():
-            took = _seconds(row)
-            if took is None:
-                continue
-            if row.role == StepRole.FOREACH.value:
-                if row.fan_out_total:
-                    est.per_item.setdefault(path, []).append(took / row.fan_out_total)
-            else:
-                est.steps.setdefault(path, []).append(took)
+        _add_run(store, est, run.id, "", 0)
     est.runs = len(past)
     return est
+
+
+def _add_run(store: WorkflowPersistence, est: Estimates, run_id: str, prefix: str, depth: int) -> None:
+    """One past run's completed steps into `est`, keyed by node path; the steps of a workflow it
+    called under `<call step's node path>/` (the dashboard tree's node uid), so a called
+    workflow's `body.0` is never taken for the caller's."""
+    latest: dict[str, WorkflowRunStep] = {}
+    for row in store.get_steps(run_id):
+        if row.node_path and StepStatus(row.status) is StepStatus.COMPLETED:
+            seen = latest.get(row.node_path)
+            if seen is None or (row.started_at or "") >= (seen.started_at or ""):
+                latest[row.node_path] = row
+    for path, row in latest.items():
+        key = prefix + path
+        took = _seconds(row)
+        if took is not None:
+            if row.role == StepRole.FOREACH.value:
+                if row.fan_out_total:
+                    est.per_item.setdefault(key, []).append(took / row.fan_out_total)
+            else:
+                est.steps.setdefault(key, []).append(took)
+        if row.role == StepRole.WORKFLOW.value and row.child_run_id and depth < _MAX_CALL_DEPTH:
+            _add_run(store, est, row.child_run_id, f"{key}/", depth + 1)

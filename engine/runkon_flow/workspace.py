@@ -51,7 +51,15 @@ from runkon_flow.errors import (
 from runkon_flow.event_log import StoredEventWriter
 from runkon_flow.event_log import stored_output_lines as output_lines_setting
 from runkon_flow.events import EngineLog, EventSink
-from runkon_flow.persistence.models import NewRun, RetryRequest, RunStatus, WorkflowRun, now_rfc3339
+from runkon_flow.persistence.models import (
+    NewRun,
+    RetryRequest,
+    RunStatus,
+    StepRole,
+    WorkflowRun,
+    WorkflowRunStep,
+    now_rfc3339,
+)
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.agents import (
     AGENTS_DIR,
@@ -611,6 +619,26 @@ class Workspace:
             self.store.release_lease(run_id, token)
         return self._drive(plan, self._run_row(run_id), sinks, None, resume=True)
 
+    def _called_step(self, rows: list[WorkflowRunStep], step: str) -> tuple[str, str] | None:
+        """(called workflow, node path of its `call workflow` step) when `step` names a step of a
+        workflow the run called (at any depth below a top-level call), else None."""
+        names = {step, f"foreach:{step}", f"workflow:{step}"}
+        for row in rows:
+            if row.role != StepRole.WORKFLOW.value or not row.child_run_id:
+                continue
+            todo, seen = [row.child_run_id], set()
+            while todo:
+                child = todo.pop()
+                if child in seen or len(seen) > 50:
+                    continue
+                seen.add(child)
+                for inner in self.store.get_steps(child):
+                    if inner.step_name in names:
+                        return row.step_name.removeprefix("workflow:"), row.node_path or ""
+                    if inner.role == StepRole.WORKFLOW.value and inner.child_run_id:
+                        todo.append(inner.child_run_id)
+        return None
+
     def prepare_rerun(
         self,
         run_id: str,
@@ -641,7 +669,19 @@ class Workspace:
             problems = self.validate(wf.name)
             if problems:
                 raise ValidationErrors(problems)
-        rerun = plan_rerun(wf, self.store.get_steps(run_id), step)
+        rows = self.store.get_steps(run_id)
+        try:
+            rerun = plan_rerun(wf, rows, step)
+        except WorkflowError as exc:
+            called = self._called_step(rows, step)
+            if called is None:
+                raise
+            call, path = called
+            raise WorkflowError(
+                f"step '{step}' is inside the workflow '{call}' that '{wf.name}' calls (at {path}); "
+                f"rerun names only the steps of '{wf.name}' itself: rerun from the call, "
+                f"--from {call} (or --from {path})"
+            ) from exc
         declared = {d.name for d in wf.inputs}
         kept = {k: v for k, v in old.inputs.items() if k in declared}
         prepared = self._prepare_inputs(wf, {**kept, **(inputs or {})})

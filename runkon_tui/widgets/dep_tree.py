@@ -159,8 +159,13 @@ class DependencyTree(Tree[NodeSpec]):
         spec = node.data if node is not None else None
         if spec is None:
             return
-        if spec.scope:
-            self.notify("rerun from a step of the top-level workflow", severity="warning")
+        if spec.scope:  # a called workflow's step: its `call workflow` node reruns it
+            call = self.nodes_by_uid.get(spec.scope[0])
+            name = call.data.label if call is not None and call.data is not None else spec.scope[0]
+            self.notify(
+                f"only the top-level workflow's steps can be rerun from: rerun from {name} (the call)",
+                severity="warning",
+            )
             return
         self.app.request_rerun(spec.path, spec.label)  # type: ignore[attr-defined]
 

@@ -159,3 +159,25 @@ def test_a_broken_file_is_refused_and_the_stored_definition_still_works(
     assert code == 0, err
     assert "stored definition" in out
     assert trace(home) == ["build 1", "deploy app-1.tar staging", "verify staging"]
+
+
+def test_a_step_of_a_called_workflow_is_refused_with_the_call_to_rerun_from(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--from` names the top-level workflow's steps only (docs/when-things-go-wrong.md); a step
+    of a called workflow is refused with the `call workflow` step that reruns it."""
+    write(
+        home / "wf" / "outer.wf",
+        'workflow outer {\n  script prep { run = "true" }\n  call workflow inner\n}\n',
+    )
+    write(home / "wf" / "inner.wf", 'workflow inner {\n  script compile { run = "true" }\n}\n')
+    code, out, _ = cli(capsys, "run", "outer", "--dir", "wf", "--progress", "quiet")
+    assert code == 0
+    old = run_id_of(out)
+    code, out, err = cli(capsys, "rerun", old, "--from", "compile", "--dir", "wf")
+    assert (code, out) == (1, "")
+    assert (
+        "step 'compile' is inside the workflow 'inner' that 'outer' calls (at body.1); rerun names only "
+        "the steps of 'outer' itself: rerun from the call, --from inner (or --from body.1)"
+    ) in err
+    assert cli(capsys, "rerun", old, "--from", "inner", "--dir", "wf", "--progress", "quiet")[0] == 0

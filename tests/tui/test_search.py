@@ -255,3 +255,30 @@ def test_small_search_results(snap_compare) -> None:  # type: ignore[no-untyped-
         await pilot.pause()
 
     assert snap_compare(make_app(store=_stored_fan_out()), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_enter_on_a_hit_in_a_called_workflow_moves_the_tree_into_the_call(tmp_path: Path) -> None:
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    (folder / "outer.wf").write_text(
+        'workflow outer {\n  script prep { run = "echo prep" }\n  call workflow inner\n}\n'
+    )
+    (folder / "inner.wf").write_text('workflow inner {\n  script compile { run = "echo compiled it" }\n}\n')
+    store = SqliteStore(tmp_path / "runs.db")
+    ws = Workspace([folder], store)
+    run_id = ws.create_run("outer", {})
+    ws.execute(run_id)
+    app = make_app(host=ws, store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        main = app.main_screen
+        assert main is not None
+        await open_run_and_search(pilot, run_id, "compiled")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
+        pane = main.query_one(LogPane)
+        await wait_for(
+            pilot, lambda: pane.output_title.endswith("compile · line 1"), what="the hit in the log"
+        )
+        node = main.tree.cursor_node
+        assert node is not None and node.data is not None and node.data.uid == "body.1/body.0"
+    store.close()

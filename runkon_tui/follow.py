@@ -6,8 +6,9 @@ by exactly the code that draws a run started here (docs/dashboard.md, "Runs held
 `interval` seconds, at once again while there is more), emit each event into the sink, and judge
 the run from its row when caught up: ended (its final event read, or the row ended a few seconds
 ago), or interrupted (its lease lapsed, or was let go of and nobody took it within `grace`). It then calls
-`on_end(status)` once — `completed`, `failed`, `cancelled` or `interrupted` — and stops. Pure: no
-Textual.
+`on_end(status)` once — `completed`, `failed`, `cancelled` or `interrupted` — and stops; for an
+interrupted run `stopped_at` then holds where its clock stopped (`liveness.stopped_at`, the time
+`runs` and `show` give it). Pure: no Textual.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 from runkon_flow.event_log import read_envelopes
 from runkon_flow.events import EventSink
-from runkon_flow.observe.liveness import lease_is_live
+from runkon_flow.observe.liveness import lease_is_live, stopped_at
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -48,6 +49,7 @@ class StoreFollower:
         self.last_seq = 0
         self._stop = threading.Event()
         self._final_seen = False
+        self.stopped_at: float | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -85,6 +87,7 @@ class StoreFollower:
                 # a background runner, which takes the run within a moment — wait `grace` for it.
                 released_since = released_since or now
                 if run.owner_token is not None or now - released_since > self.grace:
+                    self.stopped_at = stopped_at(run, self.store.get_steps(self.run_id))
                     return self._end("interrupted")
             else:
                 released_since = None

@@ -112,10 +112,12 @@ class Attached:
 
 @dataclass
 class AttachEnded:
-    """The followed run ended (`completed`/`failed`/`cancelled`) or lost its engine (`interrupted`)."""
+    """The followed run ended (`completed`/`failed`/`cancelled`) or lost its engine (`interrupted`,
+    its clock stopped at `stopped_at`: the stop time `runs` and `show` give it)."""
 
     run_id: str
     status: str
+    stopped_at: float | None = None
 
 
 @dataclass
@@ -569,9 +571,11 @@ class RunSession:
         self.attached_run_id = run_id
         self.bridge.watch(run_id)
         post = self.driver.post
-        follower = StoreFollower(
-            self.store, run_id, self.bridge, lambda status: post(AttachEnded(run_id, status))
-        )
+
+        def ended(status: str) -> None:
+            post(AttachEnded(run_id, status, follower.stopped_at))
+
+        follower = StoreFollower(self.store, run_id, self.bridge, ended)
         self.follower = follower
         self.driver.spawn(follower.run, group="follow", name=f"follow {run_id}")
 
@@ -650,7 +654,8 @@ class RunSession:
         self.view.apply_all(self.bridge.drain())
         if report.status == "interrupted":
             self.view.mark_interrupted(
-                "no engine holds this run any more (its process went away); r resumes it here"
+                "no engine holds this run any more (its process went away); r resumes it here",
+                at=report.stopped_at,
             )
         self.follower = None
         self.attached_run_id = None

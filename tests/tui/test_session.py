@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import queue
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from runkon_flow.events import CollectingSink
 from runkon_flow.observe.counts import ItemCounts
+from runkon_flow.observe.liveness import stopped_at
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
@@ -285,6 +288,42 @@ def test_attaching_to_a_run_held_elsewhere_follows_it_and_answers_its_gate(
     assert s.view.status == "completed"
     assert s.attached_run_id is None and s.follower is None
     assert s.exit_code() == 0  # nothing ran here
+
+
+def test_a_followed_run_whose_holder_dies_stops_its_clock_where_runs_and_show_do(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "runkon_flow.cli", "run", "approval", "--dir", str(folder),
+         "--db", str(db), "--lease-ttl", "1", "--progress", "plain"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        run_id = holder.stdout.readline().split()[0].removeprefix("run_id=")
+        store = SqliteStore(db)
+        h = make_session(folder, store=store)
+        s = h.session
+        s.attach(run_id)
+        h.pump(lambda: s.gate_to_decide() is not None, "the gate, read from the stored events")
+        holder.kill()  # the holder dies: no final status, its lease lapses within a second
+        holder.wait(timeout=WAIT_S)
+        time.sleep(1.5)  # the dashboard notices a while after the lease ended
+        h.pump(lambda: h.reports_of(AttachEnded), "the followed run to end")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=WAIT_S)
+    assert s.view.status == "interrupted"
+    run = store.get_run(run_id)
+    assert run is not None
+    stopped = stopped_at(run, store.get_steps(run_id))
+    root = s.view.root
+    assert stopped is not None and root is not None
+    assert root.ended_at == pytest.approx(stopped, abs=0.001)  # as `runs` and `show` have it
+    gate = next(sv for sv in root.steps.values() if sv.name == "human_approval")
+    assert gate.ended_at == pytest.approx(stopped, abs=0.001)
 
 
 def test_opening_a_past_run_gives_the_same_picture_as_live(folder: Path, tmp_path: Path) -> None:

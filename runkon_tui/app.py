@@ -29,7 +29,8 @@ from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.screen import Screen
+from textual.notifications import SeverityLevel
+from textual.screen import ModalScreen, Screen
 
 from runkon_tui import catalog as catalog_mod
 from runkon_tui.bridge import EventBridge
@@ -37,7 +38,7 @@ from runkon_tui.catalog import Catalog, WorkflowEntry
 from runkon_tui.commands import DashboardCommands
 from runkon_tui.config import TuiConfig, load_config
 from runkon_tui.host import DeferredHost, EngineHost
-from runkon_tui.run_view import Changes, FanOutView, RunState, RunView
+from runkon_tui.run_view import Changes, FanOutView, GateView, RunState, RunView
 from runkon_tui.screens.main import MainScreen
 from runkon_tui.session import (
     Attached,
@@ -54,6 +55,7 @@ from runkon_tui.session import (
     RunSession,
 )
 from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
+from runkon_tui.toasts import Toast, ToastHold
 
 if TYPE_CHECKING:  # the first frame needs only the main screen: the others load when shown
     from runkon_tui.follow import StoreFollower
@@ -165,6 +167,8 @@ class RunkonApp(App[int]):
         self._shown_workflow: str | None = None  # workflow of the run on screen (filters belong to it)
         self._start_theme = ""
         self._exiting = False
+        self.toasts = ToastHold()
+        self._gates_seen: set[tuple[str, str, str | None]] = set()  # gates whose dialog was opened
 
     # ------------------------------------------------------------------ startup
 
@@ -190,6 +194,7 @@ class RunkonApp(App[int]):
         self.theme = wanted
         self._start_theme = wanted
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         config_errors = [self.config.error] if self.config.error else []
@@ -278,6 +283,52 @@ class RunkonApp(App[int]):
             error = self.config.save()
             if error:
                 self.notify(error, severity="warning")
+
+    # ------------------------------------------------------------------ toasts never cover a dialog
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+        relevant: Callable[[], bool] | None = None,
+    ) -> None:
+        """A toast, held while a dialog is up (runkon_tui/toasts.py); `relevant` drops a held one
+        that no longer says anything true when the dialog closes."""
+        wait = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
+        toast = self.toasts.raise_now(Toast(message, title, severity, wait, markup, relevant))
+        if toast is not None:
+            super().notify(message, title=title, severity=severity, timeout=wait, markup=markup)
+
+    def _gate_unseen(self, gate: GateView) -> bool:
+        """A held "Gate" toast comes back only for a gate that still waits and whose dialog the
+        user has not opened (the dialog said all the toast says)."""
+        seen = (gate.run_id, gate.gate_name, gate.step_id) in self._gates_seen
+        return not seen and gate in self.view.gates.values()
+
+    def clear_notifications(self) -> None:
+        self.toasts.clear()
+        super().clear_notifications()
+
+    def _screen_changed(self, screen: Screen[Any]) -> None:
+        modal = isinstance(screen, ModalScreen)
+        if modal and not self.toasts.modal:
+            if self.toasts.dialog_opened():
+                super().clear_notifications()
+        elif not modal and self.toasts.modal:
+            for toast in self.toasts.dialog_closed():
+                severity: Any = toast.severity
+                self.notify(
+                    toast.message,
+                    title=toast.title,
+                    severity=severity,
+                    timeout=toast.timeout,
+                    markup=toast.markup,
+                    relevant=toast.relevant,
+                )
 
     # ------------------------------------------------------------------ keys (help, palette, banners)
 
@@ -424,7 +475,12 @@ class RunkonApp(App[int]):
         for gate in self.session.new_gates():
             prompt = f": {gate.prompt}" if gate.prompt else ""
             keys = f"{self.key_for('approve')} approve · {self.key_for('reject')} reject"
-            self.notify(f"gate {gate.gate_name} waits for approval{prompt}\n{keys}", title="Gate", timeout=10)
+            self.notify(
+                f"gate {gate.gate_name} waits for approval{prompt}\n{keys}",
+                title="Gate",
+                timeout=10,
+                relevant=lambda gate=gate: self._gate_unseen(gate),  # type: ignore[misc]
+            )
             self.alert(f"gate {gate.gate_name} waits", gate.prompt or "approve or reject it")
 
     def _show(self, notice: Notice | None) -> None:
@@ -634,6 +690,7 @@ class RunkonApp(App[int]):
             if decision is not None:
                 self.session.decide_gate(gate, decision.approved, decision.note, decision.selections)
 
+        self._gates_seen.add((gate.run_id, gate.gate_name, gate.step_id))  # its toast is moot now
         self.push_screen(GateScreen(gate, intent, self.session.gate_drafts), decided)
 
     # ------------------------------------------------------------------ history and runs held elsewhere

@@ -157,6 +157,58 @@ async def test_approve_a_waiting_gate(folder: Path) -> None:
         assert gate_row.gate_feedback == "looks good"
 
 
+def toasts_on_screen(app: RunkonApp) -> list[str]:
+    """The titles (else first lines) of the toasts drawn on the screen on top."""
+    from textual.widgets._toast import Toast
+
+    shown = []
+    for toast in app.screen.query(Toast):
+        note = toast._notification
+        shown.append(note.title or note.message.splitlines()[0])
+    return shown
+
+
+async def test_at_80x24_no_toast_covers_the_gate_dialog_and_toasts_wait_for_it_to_close(
+    folder: Path,
+) -> None:
+    from textual.containers import Vertical
+    from textual.widgets._toast import Toast
+
+    app = real_app(folder)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        try:
+            await select(pilot, app, "approval")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.view.waiting_gates(), what="the gate to wait")
+            await wait_for(pilot, lambda: "Gate" in toasts_on_screen(app), what="the Gate toast")
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+            app.notify("raised while the dialog is up", timeout=30)
+            await pilot.pause()
+            await pilot.pause()
+            dialog = app.screen.query_one(Vertical).region
+            for toast in app.screen.query(Toast):
+                assert not toast.region.overlaps(dialog), (toast._notification.title, toast.region, dialog)
+            assert toasts_on_screen(app) == []
+            # Back: the toast raised meanwhile comes up now; the Gate toast does not come back (its
+            # dialog said all it says, and the banner still shows the waiting gate).
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the main screen")
+            await wait_for(pilot, lambda: toasts_on_screen(app), what="the held toast")
+            await pilot.pause()
+            assert toasts_on_screen(app) == ["raised while the dialog is up"]
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+            app.screen.query_one("#choices").toggle("now")  # type: ignore[attr-defined]
+            await pilot.press("ctrl+y")
+            await wait_for(pilot, lambda: not app.run_active, what="run end")
+            await pilot.pause()
+            assert "Gate" not in toasts_on_screen(app)
+        finally:
+            for gate in app.view.waiting_gates():  # never leave the engine thread waiting
+                app.session.decide_gate(gate, False, "test ended")
+
+
 async def test_editing_a_wf_file_changes_the_tree_and_the_next_run(folder: Path) -> None:
     app = real_app(folder, watch=True)
     async with app.run_test(size=(120, 40)) as pilot:

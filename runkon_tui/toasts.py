@@ -1,0 +1,79 @@
+"""Toasts never cover a dialog: while a modal screen is up (the gate dialog, a confirmation, the
+run form) toasts wait, and those already on screen are taken down; when the dialog closes they
+come back for the time they had left (docs/dashboard.md, "Toasts and dialogs").
+
+At 80×24 a dialog fills nearly the whole screen, so there is no free corner to move a toast to:
+holding it is the only way both stay readable. A toast that no longer says anything true when the
+dialog closes (the "Gate" toast of a gate just decided in that dialog) is dropped: it carries a
+`relevant` check. Pure: no Textual; the app (runkon_tui/app.py) raises what `release` returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+__all__ = ["MIN_SHOWN_S", "Toast", "ToastHold"]
+
+MIN_SHOWN_S = 3.0
+"""A toast taken down by a dialog comes back for at least this long: long enough to read a line."""
+
+
+@dataclass(frozen=True)
+class Toast:
+    """What `App.notify` is asked to show, plus when it went up and whether it still holds."""
+
+    message: str
+    title: str = ""
+    severity: str = "information"
+    timeout: float = 5.0
+    markup: bool = True
+    relevant: Callable[[], bool] | None = None
+    shown_at: float | None = None
+
+
+class ToastHold:
+    """The toasts on screen and the ones waiting for a dialog to close."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.modal = False
+        self.on_screen: list[Toast] = []
+        self.held: list[Toast] = []
+
+    def raise_now(self, toast: Toast) -> Toast | None:
+        """The toast to show at once (stamped), or None when a dialog is up and it waits."""
+        if self.modal:
+            self.held.append(toast)
+            return None
+        now = self.clock()
+        shown = replace(toast, shown_at=now)
+        self.on_screen = [t for t in self.on_screen if not self._expired(t, now)] + [shown]
+        return shown
+
+    def dialog_opened(self) -> bool:
+        """A modal screen came up: toasts on screen wait with the rest. True when the screen's
+        toasts must be cleared."""
+        self.modal = True
+        now = self.clock()
+        waiting = [t for t in self.on_screen if not self._expired(t, now)]
+        self.on_screen = []
+        for toast in waiting:
+            shown_for = now - (toast.shown_at or now)
+            left = max(toast.timeout - shown_for, MIN_SHOWN_S)
+            self.held.append(replace(toast, timeout=left, shown_at=None))
+        return bool(waiting)
+
+    def dialog_closed(self) -> list[Toast]:
+        """No modal screen any more: the held toasts still worth showing, oldest first."""
+        self.modal = False
+        held, self.held = self.held, []
+        return [t for t in held if t.relevant is None or t.relevant()]
+
+    def clear(self) -> None:
+        self.on_screen = []
+        self.held = []
+
+    def _expired(self, toast: Toast, now: float) -> bool:
+        return toast.shown_at is not None and now - toast.shown_at >= toast.timeout

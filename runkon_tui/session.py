@@ -325,6 +325,7 @@ class RunSession:
             and self.attached_run_id is None
             and view.root is not None
             and view.status in RESUMABLE
+            and view.rejected_gate() is None
         )
 
     def resume(self, run_id: str | None = None) -> bool:
@@ -335,6 +336,14 @@ class RunSession:
             return False
         if self.run_active:
             raise Refused("a run is already active")
+        rejected = view.rejected_gate() if run_id == view.root_run_id else None
+        if rejected is not None:
+            raise Refused(
+                f"gate {rejected.name} was {rejected.decision}: a rejection is final for its run, "
+                "so it is not resumed (that would only ask again). To ask again, rerun from the "
+                "gate (R on it in the tree): a new run that reuses the steps before it.",
+                title="Not resumed",
+            )
         root = view.runs.get(run_id)
         name = root.workflow_name if root is not None else ""
         entry = self.catalog.by_name(name)

@@ -80,6 +80,7 @@ from runkon_flow.runtime.child_runner import InProcessChildRunner
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
 from runkon_flow.runtime.remote_child import ChildOutcome, ChildTask, watch_parent
 from runkon_flow.runtime.rerun import RerunPlan, plan_rerun
+from runkon_flow.runtime.resume import final_rejection, rejection_refusal
 from runkon_flow.runtime.state import emit_to
 from runkon_flow.runtime.types import (
     ChildRunInput,
@@ -565,6 +566,9 @@ class Workspace:
         with self._lock:
             if run_id in self._active:
                 raise WorkflowError(f"run '{run_id}' is still running")
+        rejected = final_rejection(self.store.get_steps(run_id))
+        if rejected is not None:
+            raise WorkflowError(rejection_refusal(run_id, rejected))
         if run.status is RunStatus.CANCELLING:  # its engine may be gone: then the cancel is over
             error = run.error or str(EngineCancelled(CancellationReason.user()))
             cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING)

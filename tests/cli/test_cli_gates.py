@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from runkon_flow.errors import WorkflowError
 from runkon_flow.persistence import RunStatus, SqliteStore, StepStatus
 from runkon_flow.workspace import Workspace
 
@@ -121,6 +122,27 @@ def test_reject_fails_the_run_with_the_note(waiting: GateRun, capsys: pytest.Cap
     row = waiting.gate_row()
     assert (row.status, row.gate_approved_by) == (StepStatus.FAILED, "alice")
     assert not any(s.step_name == "deploy" for s in waiting.store.get_steps(waiting.run_id))
+
+
+def test_a_run_ended_by_a_rejected_gate_is_not_resumed_and_a_rerun_from_the_gate_is_offered(
+    waiting: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "reject", waiting.run_id, "human_approval", "--note", "not on a Friday")[0] == 0
+    assert waiting.finish().status is RunStatus.FAILED
+    steps_before = len(waiting.store.get_steps(waiting.run_id))
+    code, out, err = cli(capsys, "resume", waiting.run_id)
+    assert code == 1 and out == ""
+    assert (
+        f"run {waiting.run_id} ended when gate 'human_approval' was rejected by alice (not on a Friday); "
+        "a rejection is final for its run, so it is not resumed (that would only ask again)." in err
+    )
+    assert f"runkon-flow rerun {waiting.run_id} --from human_approval" in err
+    # Nothing was asked again: no new gate row, the run stays failed.
+    assert len(waiting.store.get_steps(waiting.run_id)) == steps_before
+    assert waiting.store.get_run(waiting.run_id).status is RunStatus.FAILED
+    # The same answer through the engine's API (what the dashboard's engine thread calls).
+    with pytest.raises(WorkflowError, match="a rejection is final for its run"):
+        waiting.ws.resume(waiting.run_id)
 
 
 def test_show_lists_the_waiting_gate_with_the_commands_to_resolve_it(

@@ -262,6 +262,22 @@ def test_a_rejected_gate_fails_the_run_with_who_and_why(folder: Path) -> None:
     assert "rejected by tester" in root.error and "not today" in root.error
 
 
+def test_a_run_ended_by_a_rejected_gate_offers_no_resume_but_a_rerun_from_the_gate(folder: Path) -> None:
+    h = make_session(folder)
+    s = h.session
+    start(h, "approval")
+    h.pump(lambda: s.gate_to_decide() is not None, "the gate to wait")
+    s.decide_gate(s.gate_to_decide(), False, "not today")  # type: ignore[arg-type]
+    h.pump(h.run_ended, "the run to end")
+    assert s.view.status == "failed"
+    assert not s.can_resume()  # the footer's `r Resume` is gone
+    with pytest.raises(Refused, match="a rejection is final for its run") as refused:
+        s.resume()
+    assert "gate human_approval was rejected by tester · note: not today" in refused.value.notice.text
+    assert "rerun from the gate" in refused.value.notice.text
+    assert not s.run_active
+
+
 # --------------------------------------------------------------------------- runs held elsewhere, past runs
 
 

@@ -64,6 +64,7 @@ from runkon_flow.errors import (
 from runkon_flow.humanize import format_duration
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runtime.resume import final_rejection, rejection_refusal
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
 from runkon_flow.workspace import ChildRunnerFactory, InputsError, Workspace, cancel_unowned_run
 
@@ -334,12 +335,15 @@ def _not_found(workflow: str, ws: Workspace) -> str:
     return f"workflow '{workflow}' is not in {', '.join(str(d) for d in ws.dirs)}"
 
 
-def _check_resumable(run: WorkflowRun) -> None:
+def _check_resumable(run: WorkflowRun, store: WorkflowPersistence) -> None:
     parent = run.parent_workflow_run_id or run.parent_run_id
     if parent:
         raise CommandFailed(f"run {run.id} is a child of run {parent}; resume that run instead")
     if RunStatus(run.status) is RunStatus.COMPLETED:
         raise CommandFailed(f"run {run.id} already completed; there is nothing to resume")
+    rejected = final_rejection(store.get_steps(run.id))
+    if rejected is not None:
+        raise CommandFailed(rejection_refusal(run.id, rejected))
 
 
 def _owned_message(run: WorkflowRun) -> str:
@@ -359,7 +363,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config = exec_config_for(args.lease_ttl)
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
-        _check_resumable(run)
+        _check_resumable(run, store)
         if lease_is_live(run) and not args.wait:
             raise CommandFailed(_owned_message(run))
         if lease_is_live(run):
@@ -370,7 +374,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 print_err(f"runkon-flow: stopped waiting for run {run.id}")
                 return EXIT_CANCELLED
             run = waited
-            _check_resumable(run)
+            _check_resumable(run, store)
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
         if run.workflow_name not in ws.workflows:

@@ -252,6 +252,17 @@ class RunModel:
     def waiting_gates(self) -> list[GateView]:
         return sorted(self.gates.values(), key=lambda g: g.since)
 
+    def rejected_gate(self) -> StepView | None:
+        """The top-level run's gate whose latest answer was a rejection: the run is not resumed
+        (a rejection is final for its run; runtime.resume.final_rejection, docs/engine.md)."""
+        root = self.root
+        if root is None or root.status != "failed":
+            return None
+        for sv in root.steps.values():
+            if sv.kind == "gate" and sv.status == "failed" and (sv.decision or "").startswith("rejected"):
+                return sv
+        return None
+
     def failed_steps(self) -> list[tuple[RunState, StepView]]:
         """Failed steps of the root run and of its child runs (root first, in start order)."""
         result: list[tuple[RunState, StepView]] = []

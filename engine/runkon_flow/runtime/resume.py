@@ -40,10 +40,18 @@ from runkon_flow.dsl.ast import (
     UnlessNode,
     WhileNode,
 )
-from runkon_flow.persistence.models import RetryRequest, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.models import RetryRequest, StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 
-__all__ = ["ResumeContext", "fast_forward_start", "leaf_skip_keys", "parse_markers", "restore_step"]
+__all__ = [
+    "ResumeContext",
+    "fast_forward_start",
+    "final_rejection",
+    "leaf_skip_keys",
+    "parse_markers",
+    "rejection_refusal",
+    "restore_step",
+]
 
 log = logging.getLogger("runkon_flow.engine")
 
@@ -79,9 +87,7 @@ class ResumeContext:
             rows_.sort(key=_order)
 
     @classmethod
-    def from_steps(
-        cls, rows: Sequence[WorkflowRunStep], retry: RetryRequest | None = None
-    ) -> ResumeContext:
+    def from_steps(cls, rows: Sequence[WorkflowRunStep], retry: RetryRequest | None = None) -> ResumeContext:
         """Always a context on resume: even with nothing completed, unfinished child runs and
         foreach items are continued. (A run with nothing completed still emits RunStarted.)"""
         return cls(rows, retry)
@@ -214,3 +220,33 @@ def fast_forward_start(resume: ResumeContext | None, body: Sequence[Any], limit:
     while iteration < limit and all(resume.is_completed(k, iteration) for k in keys):
         iteration += 1
     return iteration
+
+
+def final_rejection(rows: Iterable[WorkflowRunStep]) -> WorkflowRunStep | None:
+    """The gate row whose rejection stands in a run (the latest answer to that gate was "no"), or
+    None. A rejection is a person's answer for the run: resuming would only ask the same gate again,
+    so a resume is refused and a rerun from the gate offered (docs/engine.md, "A rejected gate
+    is final")."""
+    latest: dict[Key, WorkflowRunStep] = {}
+    for row in rows:
+        if row.role != StepRole.GATE.value:
+            continue
+        key = (row.step_name, row.iteration)
+        known = latest.get(key)
+        if known is None or (row.started_at or "", row.id) >= (known.started_at or "", known.id):
+            latest[key] = row
+    for row in latest.values():
+        if StepStatus(row.status) is StepStatus.FAILED and row.gate_approved_by:
+            return row  # reject_gate records who answered in gate_approved_by, status failed
+    return None
+
+
+def rejection_refusal(run_id: str, row: WorkflowRunStep) -> str:
+    """Why a run ended by a rejected gate is not resumed, and what to do instead (CLI, API)."""
+    note = f" ({row.gate_feedback})" if row.gate_feedback else ""
+    return (
+        f"run {run_id} ended when gate '{row.step_name}' was rejected by {row.gate_approved_by}{note}; "
+        "a rejection is final for its run, so it is not resumed (that would only ask again). "
+        f"To ask again in a new run that reuses the steps before the gate: "
+        f"runkon-flow rerun {run_id} --from {row.step_name}"
+    )

@@ -42,10 +42,14 @@ def spawn_runner(
     lease_ttl: int | None = None,
     events: str | None = None,
     hooks: str | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> tuple[subprocess.Popen, Path]:
     """Start the background runner for `run_id`; returns the process and its log file. Raises
     OSError when the log file cannot be written. `hooks`: a hooks file given with --hooks, passed
-    on as $RUNKON_HOOKS (without it the runner looks where it was started, as the command did)."""
+    on as $RUNKON_HOOKS (without it the runner looks where it was started, as the command did).
+    `executor`/`ray_address`: --executor/--ray-address for the runner (where foreach children
+    run; docs/scale-out.md)."""
     log = log_path(db, run_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     location = _location(db)
@@ -63,6 +67,10 @@ def spawn_runner(
         argv += ["--events", str(Path(events).resolve())]
     if hooks:
         env = {**(env or os.environ), "RUNKON_HOOKS": str(Path(hooks).resolve())}
+    if executor:
+        argv += ["--executor", executor]
+    if ray_address:
+        argv += ["--ray-address", ray_address]
     if resume:
         argv.append("--resume")
     with open(log, "ab") as handle:

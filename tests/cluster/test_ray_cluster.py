@@ -200,6 +200,32 @@ def _wait_for(check: Any, timeout: float, what: str) -> Any:
         time.sleep(0.1)
 
 
+def test_a_detached_run_with_executor_ray_runs_its_items_on_both_nodes_after_the_command_returns(
+    cluster: RayCluster, tmp_path: Path
+) -> None:
+    db = fresh_dsn()
+    wf = workflows(tmp_path, 40, sleep=0.2)
+    ray = ("--executor", "ray", "--ray-address", cluster.address)
+    started = flow(cluster, wf, "run", "fan", "--db", db, *ray, "--detach")
+    assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+    assert "running in the background" in started.stdout
+    run_id = run_id_of(started.stdout)
+    with open_db(db) as store:
+
+        def finished() -> bool:
+            run = store.get_run(run_id)
+            return run is not None and run.status.is_terminal and run.owner_token is None
+
+        _wait_for(finished, 240, "the detached run never finished")
+        run = store.get_run(run_id)
+        assert run is not None and run.status is RunStatus.COMPLETED, run.error
+        rows = items(store, run_id)
+        assert len(rows) == 40 and {r.status for r in rows.values()} == {"completed"}
+        nodes = ran_on(store, run_id)  # the children ran on the cluster, not in the runner
+        assert {r.child_run_id for r in rows.values()} == set(nodes)
+        assert collections.Counter(nodes.values()).keys() == {HEAD_IP, WORKER_IP}
+
+
 def test_a_dashboard_on_the_head_machine_follows_a_cluster_run_live(
     cluster: RayCluster, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from runkon_flow.cli.common import print_line
 from runkon_flow.cli.drive import execute, open_events_file, prepare_hooks
+from runkon_flow.cli.executor import add_executor_args, child_runner_for
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.run import exec_config_for
 from runkon_flow.errors import AlreadyOwned
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lease-ttl", type=int)
     parser.add_argument("--events")
     parser.add_argument("--resume", action="store_true", help="resume the run once its holder lets go")
+    add_executor_args(parser)
     args = parser.parse_args(argv)
     args.progress = "plain"
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -48,11 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         pending = store.get_run(args.run_id)
+        dirs = [Path(d) for d in args.dirs]
         ws = Workspace(  # only the run's workflow and its callees are read (docs/cli.md)
-            [Path(d) for d in args.dirs],
+            dirs,
             store,
             exec_config=exec_config_for(args.lease_ttl),
             only=[pending.workflow_name] if pending is not None else [],
+            child_runner=child_runner_for(args, dirs),  # --executor ray: joins the cluster here
         )
         events_file = open_events_file(args.events, append=args.resume)
         wait_until = time.monotonic() + ws.exec_config.lease_ttl_secs + TAKE_OVER_SLACK_S

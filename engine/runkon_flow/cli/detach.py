@@ -37,10 +37,21 @@ def start(
     lease_ttl: int | None,
     events: str | None,
     hooks: str | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> int:
     """Start the background process for the pending run `run_id` and report how to follow it."""
     try:
-        proc, log = spawn_runner(db, run_id, dirs, lease_ttl=lease_ttl, events=events, hooks=hooks)
+        proc, log = spawn_runner(
+            db,
+            run_id,
+            dirs,
+            lease_ttl=lease_ttl,
+            events=events,
+            hooks=hooks,
+            executor=executor,
+            ray_address=ray_address,
+        )
     except OSError as exc:
         raise CommandFailed(
             f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"

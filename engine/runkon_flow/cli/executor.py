@@ -17,7 +17,7 @@ from runkon_flow.cli.store import location_of
 from runkon_flow.errors import FlowError
 from runkon_flow.workspace import ChildRunnerFactory
 
-__all__ = ["EXECUTORS", "EXECUTOR_ENV", "add_executor_args", "child_runner_for"]
+__all__ = ["EXECUTORS", "EXECUTOR_ENV", "add_executor_args", "child_runner_for", "detached_executor"]
 
 EXECUTOR_ENV = "RUNKON_EXECUTOR"
 EXECUTORS = ("local", "ray")
@@ -56,7 +56,7 @@ def child_runner_for(args: argparse.Namespace, dirs: Sequence[Path]) -> ChildRun
             "--executor ray needs a run database every node can reach (--db postgresql://…), not --memory"
         )
     if getattr(args, "detach", False):
-        raise UsageError("--executor ray cannot be combined with --detach yet; run it in the foreground")
+        return None  # the background runner joins the cluster (`detached_executor`)
     from runkon_flow.ray_executor import RayExecutor, UnshareableStore
 
     try:
@@ -65,3 +65,12 @@ def child_runner_for(args: argparse.Namespace, dirs: Sequence[Path]) -> ChildRun
         raise UsageError(str(exc)) from None
     except FlowError as exc:  # Ray missing, or the cluster cannot be reached
         raise CommandFailed(str(exc)) from None
+
+
+def detached_executor(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """`run --detach`: the executor and Ray address the background runner is started with (it
+    joins the cluster itself, as a foreground `run` would: a refusal is in its log and the
+    starting command shows it). (None, None) for local."""
+    if chosen_executor(args) != "ray":
+        return None, None
+    return "ray", getattr(args, "ray_address", None)

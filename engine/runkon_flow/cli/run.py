@@ -46,7 +46,7 @@ from runkon_flow.cli.drive import (
     open_events_file_first,
     prepare_hooks,
 )
-from runkon_flow.cli.executor import add_executor_args, child_runner_for
+from runkon_flow.cli.executor import add_executor_args, child_runner_for, detached_executor
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.report import display_status, lease_is_live, parse_time
 from runkon_flow.cli.retry_plan import choose_items, cluster_items, definition_diff, latest_fanouts
@@ -256,6 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.detach:
             if hooks is not None:
                 hooks.close()  # the background runner runs them (it finds the same file)
+            executor, ray_address = detached_executor(args)
             run_id = ws.create_run(name, inputs)
             return detach.start(
                 store,
@@ -266,6 +267,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 lease_ttl=args.lease_ttl,
                 events=args.events,
                 hooks=args.hooks,
+                executor=executor,
+                ray_address=ray_address,
             )
         try:
             events_file = open_events_file_first(args.events, store)

@@ -260,16 +260,7 @@ def test_a_rejected_gate_fails_the_run_with_who_and_why(folder: Path) -> None:
     root = s.view.root
     assert root is not None and root.error is not None
     assert "rejected by tester" in root.error and "not today" in root.error
-
-
-def test_a_run_ended_by_a_rejected_gate_offers_no_resume_but_a_rerun_from_the_gate(folder: Path) -> None:
-    h = make_session(folder)
-    s = h.session
-    start(h, "approval")
-    h.pump(lambda: s.gate_to_decide() is not None, "the gate to wait")
-    s.decide_gate(s.gate_to_decide(), False, "not today")  # type: ignore[arg-type]
-    h.pump(h.run_ended, "the run to end")
-    assert s.view.status == "failed"
+    # A rejection is final for its run: no resume (it would only ask again), a rerun is offered.
     assert not s.can_resume()  # the footer's `r Resume` is gone
     with pytest.raises(Refused, match="a rejection is final for its run") as refused:
         s.resume()

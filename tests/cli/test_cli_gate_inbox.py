@@ -13,8 +13,8 @@ import pytest
 from runkon_flow.persistence import RunStatus, SqliteStore
 from runkon_flow.persistence.models import NewRun, NewStep, StepStatus, StepUpdate
 
-from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
-from tests.cli.test_cli_gates import SHIP, GateRun
+from tests.cli.gate_helpers import GateRun, gate_home, waiting_in_a_process
+from tests.cli.run_helpers import cli
 
 CHECK = """workflow check {
   gate human_approval {
@@ -28,12 +28,7 @@ CHECK = """workflow check {
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
-    monkeypatch.setenv("USER", "alice")
-    write(tmp_path / "wf" / "ship.wf", SHIP)
-    write(tmp_path / "wf" / "check.wf", CHECK)
-    return tmp_path
+    return gate_home(tmp_path, monkeypatch, check=CHECK)
 
 
 @pytest.fixture
@@ -118,18 +113,8 @@ def test_approve_several_gates_at_once_with_one_note(
 def test_reject_all_of_one_workflow_leaves_the_others_waiting(
     home: Path, two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = SqliteStore(home / "runs.db")
-    from runkon_flow.workspace import Workspace
-
-    ws = Workspace([home / "wf"], store)
-    check_run = ws.create_run("check", {})
-    import threading
-
-    result: list = []
-    thread = threading.Thread(target=lambda: result.append(ws.execute(check_run)), daemon=True)
-    thread.start()
+    check = GateRun(home, "check")
     try:
-        wait_for(lambda: bool(ws.gates.waiting_gates(check_run)), "the check gate to wait")
         code, out, _ = cli(capsys, "gates", "reject", "--all", "--workflow", "ship", "--note", "not today")
         assert code == 0 and out.count("rejected by alice") == 2
         for run in two_waiting:
@@ -137,12 +122,9 @@ def test_reject_all_of_one_workflow_leaves_the_others_waiting(
             assert result_ship.status is RunStatus.FAILED
             assert "rejected by alice: not today" in (result_ship.error or "")
         left = [json.loads(line) for line in cli(capsys, "gates", "--json")[1].splitlines()]
-        assert [(g["workflow"], g["run_id"]) for g in left] == [("check", check_run)]
+        assert [(g["workflow"], g["run_id"]) for g in left] == [("check", check.run_id)]
     finally:
-        if thread.is_alive():
-            ws.cancel(check_run)
-            thread.join(timeout=30)
-        store.close()
+        check.close()
 
 
 def test_a_gate_already_answered_is_reported_and_the_others_still_decided(
@@ -173,17 +155,7 @@ def test_answering_needs_gates_named_or_all(home: Path, capsys: pytest.CaptureFi
 def test_the_inbox_shows_a_gate_of_another_process_and_its_approval_reaches_that_engine(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out, err = home / "run.out", home / "run.err"
-    proc = spawn(
-        ["run", "check", "--dir", "wf"],
-        home,
-        stdout=out,
-        stderr=err,
-        env=cli_env(RUNKON_DB=str(home / "runs.db")),
-    )
-    try:
-        wait_for(lambda: "GateWaiting" in out.read_text(), "the gate to wait", timeout=60)
-        run_id = run_id_of(out.read_text())
+    with waiting_in_a_process(home, "check") as (proc, out, run_id):
         time.sleep(1.1)
         listed = [json.loads(line) for line in cli(capsys, "gates", "--json")[1].splitlines()]
         assert [(g["run_id"], g["gate"], g["held"]) for g in listed] == [(run_id, "human_approval", True)]
@@ -191,8 +163,6 @@ def test_the_inbox_shows_a_gate_of_another_process_and_its_approval_reaches_that
         assert listed[0]["time_left_secs"] <= 29.0
         assert cli(capsys, "gates", "approve", listed[0]["step_id"], "--note", "from the inbox")[0] == 0
         assert proc.wait(timeout=30) == 0
-    finally:
-        stop(proc)
     assert (
         'GateResolved gate=human_approval approved=true by=alice feedback="from the inbox"' in out.read_text()
     )

@@ -5,66 +5,20 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from runkon_flow.errors import WorkflowError
-from runkon_flow.persistence import RunStatus, SqliteStore, StepStatus
-from runkon_flow.workspace import Workspace
+from runkon_flow.persistence import RunStatus, StepStatus
 
+from tests.cli.gate_helpers import GateRun, gate_home, waiting_in_a_process
 from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
-
-SHIP = """workflow ship {
-  script build { run = "echo built" }
-  gate human_approval {
-    prompt  = "Ship the build?"
-    timeout = "1h"
-    options = { fast = "Fast lane" careful = "Careful rollout" }
-  }
-  script deploy { run = "echo deployed" }
-}
-"""
-
-
-class GateRun:
-    """A run of `ship` executing on a background thread until its gate is resolved."""
-
-    def __init__(self, home: Path) -> None:
-        self.store = SqliteStore(home / "runs.db")
-        self.ws = Workspace([home / "wf"], self.store)
-        self.run_id = self.ws.create_run("ship", {})
-        self.result = None
-        self.thread = threading.Thread(target=self._execute, daemon=True)
-        self.thread.start()
-        wait_for(lambda: bool(self.ws.gates.waiting_gates(self.run_id)), "the gate to wait")
-
-    def _execute(self) -> None:
-        self.result = self.ws.execute(self.run_id)
-
-    def finish(self):
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "the run did not finish after its gate was resolved"
-        return self.result
-
-    def gate_row(self):
-        return next(s for s in self.store.get_steps(self.run_id) if s.step_name == "human_approval")
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.ws.cancel(self.run_id)
-            self.thread.join(timeout=30)
-        self.store.close()
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
-    monkeypatch.setenv("USER", "alice")
-    write(tmp_path / "wf" / "ship.wf", SHIP)
-    return tmp_path
+    return gate_home(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -188,22 +142,10 @@ def test_a_missing_gate_argument_is_a_usage_error(home: Path, capsys: pytest.Cap
 def test_an_approval_from_another_process_reaches_a_run_waiting_in_a_real_process(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out, err = home / "run.out", home / "run.err"
-    proc = spawn(
-        ["run", "ship", "--dir", "wf"],
-        home,
-        stdout=out,
-        stderr=err,
-        env=cli_env(RUNKON_DB=str(home / "runs.db")),
-    )
-    try:
-        wait_for(lambda: "GateWaiting" in out.read_text(), "the gate to wait", timeout=60)
-        run_id = run_id_of(out.read_text())
+    with waiting_in_a_process(home, "ship") as (proc, out, run_id):
         assert "GateWaiting gate=human_approval" in out.read_text()
         assert cli(capsys, "approve", run_id, "human_approval", "--note", "go")[0] == 0
         assert proc.wait(timeout=30) == 0
-    finally:
-        stop(proc)
     text = out.read_text()
     assert "GateResolved gate=human_approval approved=true by=alice feedback=go" in text
     assert "line=deployed" in text
@@ -241,23 +183,14 @@ def test_a_gate_waiting_in_a_child_run_is_shown_and_approved_through_the_top_lev
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write(home / "wf" / "release.wf", "workflow release {\n  call workflow ship\n}\n")
-    store = SqliteStore(home / "runs.db")
-    ws = Workspace([home / "wf"], store)
-    run_id = ws.create_run("release", {})
-    outcome: list = []
-    thread = threading.Thread(target=lambda: outcome.append(ws.execute(run_id)), daemon=True)
-    thread.start()
+    release = GateRun(home, "release")
     try:
-        wait_for(lambda: bool(ws.gates.waiting_gates(run_id)), "the child's gate to wait")
-        child = ws.gates.waiting_gates(run_id)[0].run_id
+        run_id = release.run_id
+        child = release.ws.gates.waiting_gates(run_id)[0].run_id
         shown = cli(capsys, "show", run_id)[1]
         assert f"  human_approval (in child run {child}): Ship the build?" in shown
         assert f"approve: runkon-flow approve {child} human_approval" in shown
         assert cli(capsys, "approve", run_id, "human_approval")[0] == 0
-        thread.join(timeout=30)
-        assert outcome and outcome[0].status is RunStatus.COMPLETED
+        assert release.finish().status is RunStatus.COMPLETED
     finally:
-        if thread.is_alive():
-            ws.cancel(run_id)
-            thread.join(timeout=30)
-        store.close()
+        release.close()

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from runkon_flow.persistence import RunStatus
 
+from tests.cli.gate_helpers import GateRun
 from tests.cli.run_helpers import cli, run_id_of, write
-from tests.cli.test_cli_gates import GateRun, home, waiting  # noqa: F401  (fixtures)
+from tests.cli.test_cli_gates import home, waiting  # noqa: F401  (fixtures)
 
 
 def test_show_says_who_approved_a_gate_with_which_option_and_note(

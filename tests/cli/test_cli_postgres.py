@@ -141,8 +141,8 @@ def test_the_gate_inbox_on_a_server_lists_and_approves_a_gate_another_process_wa
 ) -> None:
     import json
 
+    from tests.cli.gate_helpers import SHIP
     from tests.cli.run_helpers import cli_env, spawn, stop, wait_for
-    from tests.cli.test_cli_gates import SHIP
 
     write(tmp_path / "wf" / "ship.wf", SHIP)
     out, err = tmp_path / "run.out", tmp_path / "run.err"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,18 @@ from tests.tui.scenarios import T0
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_DIR = Path("tests/tui/fixtures/workflows")  # relative: it is shown in the header
+E2E = Path(__file__).parent / "fixtures" / "e2e"
 NOW = T0 + 60.0
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A copy of the end-to-end workflows (tests/tui/fixtures/e2e) for the real engine, so runs and
+    edits never touch the repository; `released/` is where the `fanout` items wait for their file."""
+    target = tmp_path / "workflows"
+    shutil.copytree(E2E, target)
+    (target / "released").mkdir()
+    return target
 
 
 @pytest.fixture(autouse=True)

@@ -7,11 +7,9 @@ is copied per test, so edits and runs never touch the repository.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
-import pytest
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import RunStatus
@@ -26,16 +24,6 @@ from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
 from tests.tui.conftest import make_app, select, wait_for
 
-E2E = Path(__file__).parent / "fixtures" / "e2e"
-
-
-@pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    target = tmp_path / "workflows"
-    shutil.copytree(E2E, target)
-    (target / "released").mkdir()
-    return target
-
 
 def release(folder: Path, *items: str) -> None:
     """Let the `fanout` fixture's items finish: each one's agent waits for its file here."""
@@ -49,6 +37,16 @@ def real_app(folder: Path, store=None, collector: CollectingSink | None = None, 
     return make_app(host=host, store=store, dirs=[folder], clock=time.time, **kwargs)
 
 
+async def run_quick(pilot, app: RunkonApp, who: str = "tester") -> None:  # type: ignore[no-untyped-def]
+    """Run the `quick` fixture workflow from the dashboard (its form filled in) to its end."""
+    await select(pilot, app, "quick")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+    app.screen.query_one("#input-0", Input).value = who
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+
+
 def main(app: RunkonApp) -> MainScreen:
     screen = app.main_screen
     assert screen is not None
@@ -58,12 +56,7 @@ def main(app: RunkonApp) -> MainScreen:
 async def test_run_a_workflow_to_completion(folder: Path) -> None:
     app = real_app(folder)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "quick")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
-        app.screen.query_one("#input-0", Input).value = "tester"
-        await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+        await run_quick(pilot, app)
         view = app.view
         assert view.status == "completed", view.summary_text()
         root = view.root

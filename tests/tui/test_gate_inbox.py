@@ -16,8 +16,7 @@ from runkon_flow.workspace import Workspace
 from textual.widgets import DataTable, Input
 
 from runkon_tui.screens.inbox import BatchNoteScreen, GateInboxScreen
-from tests.tui.conftest import make_app, wait_for
-from tests.tui.test_engine_e2e import E2E
+from tests.tui.conftest import E2E, make_app, wait_for
 
 
 class Elsewhere:

@@ -4,25 +4,15 @@ notification escape — and runs the hooks file for the runs it starts, like the
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
 
 from runkon_tui.host import open_workspace
 from runkon_tui.screens.gate import GateScreen
-from runkon_tui.screens.inputs import InputsScreen
 from tests.tui.conftest import make_app, select, wait_for
-from tests.tui.test_engine_e2e import E2E, real_app
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    target = tmp_path / "workflows"
-    shutil.copytree(E2E, target)
-    return target
+from tests.tui.test_engine_e2e import real_app, run_quick
 
 
 async def test_a_waiting_gate_and_the_runs_end_ring_with_a_desktop_notification(
@@ -52,12 +42,7 @@ async def test_notifications_can_be_turned_off(folder: Path, monkeypatch: pytest
     written: list[str] = []
     monkeypatch.setattr(app, "write_to_terminal", written.append)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "quick")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
-        app.screen.query_one("#input-0", Input).value = "tester"
-        await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+        await run_quick(pilot, app)
     assert written == []
 
 
@@ -75,12 +60,7 @@ async def test_hooks_run_for_a_run_started_in_the_dashboard(
     app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await select(pilot, app, "quick")
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
-            app.screen.query_one("#input-0", Input).value = "tester"
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+            await run_quick(pilot, app)
             run_id = app.view.root_run_id
     finally:
         opened.hooks.close()

@@ -3,36 +3,22 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
 from runkon_flow.persistence.memory import InMemoryStore
 from textual.widgets import Input, Label
 
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.inputs import InputsScreen
 from tests.tui.conftest import select, wait_for
-from tests.tui.test_engine_e2e import E2E, main, real_app
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    target = tmp_path / "workflows"
-    shutil.copytree(E2E, target)
-    return target
+from tests.tui.test_engine_e2e import main, real_app, run_quick
 
 
 async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(folder: Path) -> None:
     store = InMemoryStore()
     app = real_app(folder, store=store)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "quick")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
-        app.screen.query_one("#input-0", Input).value = "tester"
-        await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="first run")
+        await run_quick(pilot, app)
         old = app.view.root_run_id
         assert app.view.status == "completed"
         tree = main(app).tree

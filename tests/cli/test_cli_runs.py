@@ -380,7 +380,14 @@ def test_ctrl_c_while_waiting_for_another_engine_stops_waiting_and_leaves_its_ru
     hold(home, run_id)
     out, err = home / "resume.out", home / "resume.err"
     env = cli_env(RUNKON_DB=str(home / "runs.db"))
-    proc = spawn(["resume", run_id, "--dir", "wf", "--wait"], home, stdout=out, stderr=err, env=env)
+    # Started as by `make test &` (a non-interactive shell's background job ignores SIGINT, and an
+    # ignored SIGINT is inherited through exec: Python then never raises KeyboardInterrupt): the
+    # helper must still give the CLI a terminal's Ctrl-C. This hung for 30 s before 41cb648.
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = spawn(["resume", run_id, "--dir", "wf", "--wait"], home, stdout=out, stderr=err, env=env)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     try:
         wait_for(lambda: "waiting for its lease to lapse" in err.read_text(), "the resume to wait")
         proc.send_signal(signal.SIGINT)

@@ -69,3 +69,24 @@ def test_a_call_workflow_in_the_always_list_runs_afresh_on_resume(h: Harness) ->
     h.agents.calls.clear()
     assert resume(h, text, first.workflow_run_id).all_succeeded
     assert h.agents.names() == ["b", "collect", "write"]
+
+
+def test_the_resume_line_counts_only_the_steps_it_skips(h: Harness) -> None:
+    """`RunResumed.skipped_steps` (the dashboard's "skipping N completed steps", the CLI's
+    `skipped=N`) is the number of steps this attempt does not run again: not the always list's
+    rows, nor a row of a step the workflow no longer has (renamed since the run failed)."""
+    before = "workflow w { call a call b call c always { call report } }"
+    after = "workflow w { call a2 call b call c always { call report } }"
+    h.agents.fail("c", "first attempt breaks", times=1)
+    first = h.run(before)
+    assert first.status == "failed"
+    h.agents.calls.clear()
+    h.sink.events.clear()
+    assert resume(h, after, first.workflow_run_id).all_succeeded
+    assert h.agents.names() == ["a2", "c", "report"]  # only b is skipped
+    (resumed,) = [d.event for d in h.sink.events if d.event.type == "RunResumed"]
+    assert resumed.skipped_steps == 1
+    assert any(
+        line.text.endswith("(skipping 1 completed step)")
+        for line in RunModel.from_events(h.sink.events).engine_log
+    )

@@ -49,7 +49,7 @@ from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry,
 from runkon_flow.runtime.lease import RunMonitor, abort, new_owner_token
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
 from runkon_flow.runtime.report_gate import ReportGate, needs_gate
-from runkon_flow.runtime.resume import ResumeContext
+from runkon_flow.runtime.resume import ResumeContext, leaf_skip_keys
 from runkon_flow.runtime.state import ExecutionState, LedgerRow
 from runkon_flow.runtime.steps import describe_exception
 from runkon_flow.runtime.summary import build_summary
@@ -502,7 +502,7 @@ class FlowEngine:
                     RunResumed(
                         workflow_name=definition.name,
                         parent_run_id=parent,
-                        skipped_steps=st.resume_ctx.completed_count,
+                        skipped_steps=st.resume_ctx.skippable_count(leaf_skip_keys(definition.body)),
                     )
                 )
             else:

@@ -104,6 +104,14 @@ class ResumeContext:
     def completed_count(self) -> int:
         return sum(len(v) for v in self.completed.values())
 
+    def skippable_count(self, keys: Iterable[str]) -> int:
+        """The completed rows a walk of the workflow can skip: those stored under a name one of
+        its steps still has (`leaf_skip_keys`). `RunResumed.skipped_steps` says this number: a
+        row of a step renamed or removed since, or of an `on_fail` agent (run again, never
+        skipped), is kept as history but not skipped, so it is not counted either."""
+        names = set(keys)
+        return sum(len(rows) for (name, _), rows in self.completed.items() if name in names)
+
     def take(self, name: str, iteration: int) -> WorkflowRunStep | None:
         """The next unconsumed completed row for this key, or None (the step must run)."""
         key = (name, iteration)

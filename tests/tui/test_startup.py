@@ -18,8 +18,7 @@ from textual.widgets import Input
 
 from runkon_tui.host import DeferredHost, open_workspace
 from runkon_tui.screens.inputs import InputsScreen
-from tests.tui.conftest import make_app, select, wait_for
-from tests.tui.test_engine_e2e import E2E
+from tests.tui.conftest import E2E, make_app, select, wait_for
 from tests.tui.test_new_user import screen_text
 
 

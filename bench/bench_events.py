@@ -3,12 +3,18 @@ storage off and on, side by side (interleaved, same process, fresh database each
 
     .venv/bin/python bench/bench_events.py [--n 10000] [--slots 8] [--repeat 5]
 
-Three configurations, each run `--repeat` times in turn (A B C A B C …):
+Three configurations, each run `--repeat` times in turn, each round starting one configuration
+later (A B C, B C A, C A B, …):
 
 * `no sinks`   — the engine with no event sink at all (it then builds no event objects);
 * `host sink`  — a sink like the CLI's progress printer: events are queued and a main-thread loop
                  drains them (10 Hz) and drops them; this is "event storage off" for a real host;
 * `+ stored`   — the same host sink plus `StoredEventWriter` (what `Workspace` adds to every run).
+
+With `--split`, two more configurations say where the extra time of `+ stored` goes:
+
+* `serialise` — the writer turns every event into its row (as `+ stored`) and drops the rows;
+* `rows`      — the writer stores as many rows, with one fixed event's text, without serialising.
 
 Prints run time min/median/max per configuration, the extra time of `+ stored` over each baseline
 (median against median), events per item, and the database size per item (main file + WAL after a
@@ -18,7 +24,6 @@ checkpoint) with and without the event log. The load average is printed: the mac
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import statistics
 import sys
@@ -29,10 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _report import loadavg
 from bench_engine_sqlite import CHILD, PARENT, NoOp, RangeProvider
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.event_log import StoredEventWriter
 from runkon_flow.persistence import NewRun, SqliteStore
+from runkon_flow.persistence.models import NewEvent
 from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
 from runkon_flow.runtime import FlowEngineBuilder, RunInput
 
@@ -55,6 +62,36 @@ class HostSink:
         self.seen += len(items)
 
 
+class SerialiseOnly(StoredEventWriter):
+    """Turns events into rows as the real writer does, then drops them (`--split`)."""
+
+    def _write_batch(self) -> None:
+        queue = self._queue
+        self._rows([queue.popleft() for _ in range(len(queue))])
+
+
+# A typical stored row of the bench's run (a child's StepStarted, 143 bytes of payload).
+_FIXED = (
+    '{"step_name":"noop","step_key":"noop","step_id":"01M8YBTS3PE2SPETXB3QSQ7BJR",'
+    '"node_path":"body.0","position":0,"started_at":1796315374.7108505}'
+)
+
+
+class RowsOnly(StoredEventWriter):
+    """Stores one row per event with a fixed payload, serialising nothing (`--split`)."""
+
+    def _write_batch(self) -> None:
+        queue = self._queue
+        batch = [queue.popleft() for _ in range(len(queue))]
+        if batch:
+            self.store.append_events(
+                self.run_id, [NewEvent(d.ts, d.run_id, "StepStarted", _FIXED) for d in batch]
+            )
+
+
+WRITERS = {"stored": StoredEventWriter, "serialise": SerialiseOnly, "rows": RowsOnly}
+
+
 def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, int, int]:
     """(seconds, events stored, database bytes) for one run of `mode` on a fresh file."""
     resolver = InMemoryWorkflowResolver([parse_workflow(CHILD)])
@@ -65,7 +102,7 @@ def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, int, int]:
     store = SqliteStore(db)
     run_id = store.create_run(NewRun(workflow_name="fan")).id
     host = HostSink() if mode != "none" else None
-    writer = StoredEventWriter(store, run_id) if mode == "stored" else None
+    writer = WRITERS[mode](store, run_id) if mode in WRITERS else None
     sinks = [s for s in (host, writer) if s is not None]
     done = threading.Event()
     result: list = []
@@ -94,7 +131,7 @@ def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, int, int]:
         host.drain()
     if not result or not result[0].all_succeeded:
         raise SystemExit(f"engine run failed: {result[0].error if result else 'no result'}")
-    stored = len(store.read_events(run_id))
+    stored = len(store.read_events(run_id)) if mode == "stored" else 0
     store.close()
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -108,19 +145,30 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--split", action="store_true", help="also measure serialising alone and rows alone")
     args = parser.parse_args()
     n = args.n
-    modes = ("none", "host", "stored")
-    names = {"none": "no sinks", "host": "host sink", "stored": "+ stored"}
+    modes = ("none", "host", "stored") + (("serialise", "rows") if args.split else ())
+    names = {
+        "none": "no sinks",
+        "host": "host sink",
+        "stored": "+ stored",
+        "serialise": "serialise",
+        "rows": "rows",
+    }
     wall: dict[str, list[float]] = {m: [] for m in modes}
     cpu: dict[str, list[float]] = {m: [] for m in modes}
     sizes: dict[str, int] = {}
     events = 0
     print(f"foreach over {n} no-op children, SQLite (WAL), {args.slots} slots, {args.repeat} rounds")
-    print(f"load before: {os.getloadavg()}")
+    print(f"before: {loadavg()}")
     with tempfile.TemporaryDirectory(prefix="runkon-bench-events-") as tmp:
         for round_no in range(args.repeat):
-            for mode in modes:
+            # Each round starts one configuration later: a run's place in the round matters on a
+            # loaded machine (the same configuration measured 3 % and 14 % slower in 2nd and 4th
+            # place), and `+ stored` must not always take the last place.
+            shift = round_no % len(modes)
+            for mode in modes[shift:] + modes[:shift]:
                 db_dir = Path(tmp) / f"{mode}-{round_no}"
                 db_dir.mkdir()
                 cpu_before = time.process_time()
@@ -133,18 +181,19 @@ def main() -> None:
                     f"  round {round_no + 1} {names[mode]:<10} wall {elapsed:6.2f} s  "
                     f"cpu {cpu[mode][-1]:6.2f} s  db {size / n:7.0f} B/item"
                 )
-    print(f"load after:  {os.getloadavg()}")
+    print(f"after:  {loadavg()}")
     for label, series in (("wall", wall), ("process CPU", cpu)):
         print(f"{label}: {'config':<10} {'min s':>7} {'median s':>9} {'max s':>7} {'µs/item (median)':>17}")
         for mode in modes:
             t = series[mode]
             med = statistics.median(t)
             print(f"  {names[mode]:<10} {min(t):7.2f} {med:9.2f} {max(t):7.2f} {med / n * 1e6:17.0f}")
-        for base in ("none", "host"):
-            pairs = [s / b - 1 for s, b in zip(series["stored"], series[base], strict=True)]
-            ratio = statistics.median(series["stored"]) / statistics.median(series[base]) - 1
+        versus = [("stored", "none")] + [(m, "host") for m in modes if m not in ("none", "host")]
+        for mode, base in versus:
+            pairs = [s / b - 1 for s, b in zip(series[mode], series[base], strict=True)]
+            ratio = statistics.median(series[mode]) / statistics.median(series[base]) - 1
             print(
-                f"  + stored vs {names[base]}: medians {100 * ratio:+.1f} %  (per round: min "
+                f"  {names[mode]} vs {names[base]}: medians {100 * ratio:+.1f} %  (per round: min "
                 f"{100 * min(pairs):+.1f} %, median {100 * statistics.median(pairs):+.1f} %, "
                 f"max {100 * max(pairs):+.1f} %)"
             )

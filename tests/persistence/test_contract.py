@@ -1135,6 +1135,31 @@ def test_reading_events_after_a_seq_returns_only_newer_ones_up_to_the_limit(stor
     assert store.read_events("no-such-run") == []
 
 
+def test_every_read_from_any_seq_with_any_limit_is_that_slice_of_the_stream(store) -> None:
+    """A reader that resumes after any seq, with any limit, gets exactly the events after it, as
+    written, across batches — also events with a newline in their JSON, a tab in a run id, or an
+    empty run id (whatever way a store keeps them)."""
+    run_id = new_run(store)
+    odd = [
+        NewEvent(1.5, "child\twith-tab", "EngineLog", '{"a":1}'),
+        NewEvent(2.25, "", "EngineLog", '{"a":2}'),
+        NewEvent(3.125, run_id, "EngineLog", '{\n  "pretty": true\n}'),
+        NewEvent(1e-7, run_id, "StepOutput", '{"line":"tab\\there"}'),
+    ]
+    written = events(*[f"Kind{n}" for n in range(150)], run_id="child-a")[:70]
+    written += odd + events(*[f"Kind{n}" for n in range(80)], run_id="child-b")
+    store.append_events(run_id, written[:3])
+    store.append_events(run_id, written[3:120])
+    store.append_events(run_id, written[120:])
+    whole = store.read_events(run_id)
+    assert [(e.ts, e.event_run_id, e.kind, e.payload) for e in whole] == [tuple(e) for e in written]
+    assert [e.seq for e in whole] == list(range(1, len(written) + 1))
+    for after in (0, 1, 2, 3, 4, 63, 64, 65, 69, 70, 71, 72, 73, 74, 75, 119, 120, 153, len(written)):
+        assert store.read_events(run_id, after_seq=after) == whole[after:]
+        for limit in (0, 1, 2, 5, 64, 65):
+            assert store.read_events(run_id, after_seq=after, limit=limit) == whole[after : after + limit]
+
+
 def test_appending_events_to_an_unknown_run_is_an_error_and_stores_nothing(store) -> None:
     with pytest.raises(PersistenceError, match="run nope not found"):
         store.append_events("nope", events("RunStarted"))

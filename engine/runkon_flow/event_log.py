@@ -22,12 +22,21 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from runkon_flow.events import EVENT_TYPES, EngineEvent, EngineEventData, EngineLog, StepOutput
+from runkon_flow.events import (
+    EVENT_TYPES,
+    EngineEvent,
+    EngineEventData,
+    EngineLog,
+    RunCancelled,
+    RunCompleted,
+    StepCompleted,
+    StepOutput,
+)
 from runkon_flow.persistence.models import NewEvent, StoredEvent
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -53,7 +62,7 @@ DEFAULT_MAX_LINE_CHARS = 4000
 # waiting behind a long one, and it shares their group commit.
 BATCH_EVENTS = 512
 OUTPUT_LINES_ENV = "RUNKON_STORED_OUTPUT_LINES"
-_TERMINAL = frozenset({"RunCompleted", "RunCancelled"})
+_TERMINAL = frozenset({RunCompleted, RunCancelled})
 #: The words of the stored note that says how much of a step's output was not stored.
 CUT_NOTE = "more lines not stored"
 
@@ -125,7 +134,8 @@ class StoredEventWriter:
     def emit(self, data: EngineEventData) -> None:
         queue = self._queue
         queue.append(data)  # atomic; the writer pops from the other end
-        if len(queue) == BATCH_EVENTS or (data.event.type in _TERMINAL and data.run_id == self.run_id):
+        # The run id first: most events are a child's, and then the event is not looked at.
+        if len(queue) == BATCH_EVENTS or (data.run_id == self.run_id and data.event.__class__ in _TERMINAL):
             self._wake.set()
 
     def flush(self) -> None:
@@ -163,25 +173,36 @@ class StoredEventWriter:
             log.warning("run %s: %d events could not be stored: %s", self.run_id, len(rows), exc)
 
     def _rows(self, batch: Iterable[EngineEventData]) -> list[NewEvent]:
+        """The batch's rows. The writer thread holds the GIL while it does this, and the engine's
+        threads wait for it meanwhile: storing the stream costs the run mostly this loop, so the
+        common event takes one dict lookup and its serializer, and only `StepOutput` (bounded)
+        and a `StepCompleted` of a step whose output was cut (a note first) take `_special`."""
         rows: list[NewEvent] = []
         add = rows.append
-        cuts = self._cuts
-        dumps = _DUMPS
+        new = _new_tuple
+        cuts = self._cuts  # changed in place by `_special`
         for data in batch:
             event = data.event
-            kind = event.type
-            if kind == "StepOutput":
-                event = self._bounded(event)
-                if event is None:
-                    continue
-            elif kind == "StepCompleted" and cuts and event.step_id in cuts:
-                cut_note = self._cut_note(cuts.pop(event.step_id))
-                if cut_note is not None:
-                    add(NewEvent(data.ts, data.run_id, "EngineLog", _payload(cut_note)))
-            dump = dumps.get(type(event)) or _dump_of(type(event))
-            payload = dump(event, exclude_defaults=True).decode()
-            add(_new_tuple(NewEvent, (data.ts, data.run_id, kind, payload)))
+            spec = (_PLAIN_WHILE_CUT if cuts else _PLAIN).get(event.__class__)
+            if spec is None:
+                self._special(data, add)
+                continue
+            kind, dump = spec
+            add(new(NewEvent, (data.ts, data.run_id, kind, dump(event, exclude_defaults=True).decode())))
         return rows
+
+    def _special(self, data: EngineEventData, add: Callable[[NewEvent], None]) -> None:
+        event = data.event
+        kind = event.type
+        if kind == "StepOutput":
+            event = self._bounded(event)
+            if event is None:
+                return
+        elif kind == "StepCompleted" and event.step_id in self._cuts:
+            cut_note = self._cut_note(self._cuts.pop(event.step_id))
+            if cut_note is not None:
+                add(NewEvent(data.ts, data.run_id, "EngineLog", _payload(cut_note)))
+        add(_new_tuple(NewEvent, (data.ts, data.run_id, kind, _payload(event))))
 
     def _bounded(self, event: StepOutput) -> StepOutput | None:
         cut = self._cuts.get(event.step_id)
@@ -227,6 +248,20 @@ _new_tuple = tuple.__new__  # a NewEvent without NamedTuple's Python-level __new
 def _dump_of(cls: type) -> Any:
     dump = _DUMPS[cls] = cls.__pydantic_serializer__.to_json  # type: ignore[attr-defined]
     return dump
+
+
+def _kind_and_dump(cls: Any) -> tuple[str, Any]:
+    return cls.model_fields["type"].default, _dump_of(cls)
+
+
+# (kind, serializer) of every event class a row is made of directly: all but StepOutput, and
+# while some step's output has been cut, all but StepCompleted too (`_rows`).
+_PLAIN: dict[type, tuple[str, Any]] = {
+    cls: _kind_and_dump(cls)
+    for cls in EngineEvent.__origin__.__args__  # type: ignore[attr-defined]
+    if cls is not StepOutput
+}
+_PLAIN_WHILE_CUT = {cls: spec for cls, spec in _PLAIN.items() if cls is not StepCompleted}
 
 
 def envelope_of(row: StoredEvent) -> EngineEventData | None:

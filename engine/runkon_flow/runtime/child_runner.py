@@ -5,7 +5,7 @@ For each child it resolves the definition by name (cached for the runner's lifet
 edited mid-run never changes a running run), prepares the inputs, creates the child run row
 (`parent_workflow_run_id` and `iteration` set; already `running` and leased, in one write),
 announces it with `ChildRunStarted` (linking the child to the parent step and foreach item) and
-runs it with `FlowEngine.run_child`.
+runs it with `FlowEngine.run_created_child` (`run_child` without a `ChildRunInput` per child).
 
 Inputs of a child (host policy, docs/engine.md): the parent's inputs (minus engine-transient ones
 and the parent's own `item.*` keys), overlaid with the inputs the engine passes; then the child's
@@ -34,6 +34,7 @@ from runkon_flow.runtime.types import (
     ChildRunInput,
     ChildWorkflowContext,
     ChildWorkflowInput,
+    CreatedChild,
     WorkflowResult,
     dedupe_sinks,
 )
@@ -136,20 +137,21 @@ class InProcessChildRunner:
                 parent_ctx.workflow_run_id,
                 child_run_started(run.id, definition.name, parent_ctx, params),
             )
-        return self._engine.run_child(
+        return self._engine.run_created_child(
             definition,
-            self._run_input(
-                run.id,
-                parent_ctx,
-                inputs,
-                depth=params.depth,
-                cancellation=params.cancellation,
-                as_identity=params.as_identity,
-                owner_token=token,
-                lease_generation=run.generation,
-                write_behind=write_behind,
-            ),
             parent_ctx,
+            CreatedChild(
+                self._store,
+                run.id,
+                inputs,  # the store copied them: from here on they are the child state's own
+                params.depth,
+                params.cancellation,
+                params.as_identity,
+                token,
+                run.generation,
+                write_behind,
+                self,
+            ),
         )
 
     def _run_input(

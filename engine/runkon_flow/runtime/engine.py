@@ -57,6 +57,7 @@ from runkon_flow.runtime.types import (
     ChildRunInput,
     ChildWorkflowContext,
     ChildWorkflowRunner,
+    CreatedChild,
     DefaultRunContext,
     LlmRunMetrics,
     NoOpScriptEnvProvider,
@@ -353,21 +354,52 @@ class FlowEngine:
         )
         self._check_valid(definition, settings.action_registry, settings.item_provider_registry)
         inputs = dict(inp.inputs_override) if inp.inputs_override is not None else dict(parent_ctx.inputs)
-        st = ExecutionState(
-            persistence=inp.persistence,
-            workflow_run_id=inp.workflow_run_id,
-            workflow_name=definition.name,
-            settings=settings,
-            inputs=inputs,
-            parent_run_id=parent_ctx.workflow_run_id,
-            depth=inp.depth,
-            default_as_identity=inp.as_identity,
-            child_runner=inp.child_runner,
-            cancellation=inp.cancellation or CancellationToken(),
+        st = _child_state(
+            definition,
+            inp.persistence,
+            inp.workflow_run_id,
+            settings,
+            inputs,
+            parent_ctx,
+            inp.depth,
+            inp.as_identity,
+            inp.child_runner,
+            inp.cancellation,
         )
         if inp.owner_token is not None and inp.lease_generation is not None:
             _held(st, inp.owner_token, inp.lease_generation)
         return st
+
+    def run_created_child(
+        self,
+        definition: WorkflowDef,
+        parent_ctx: ChildWorkflowContext,
+        created: CreatedChild,
+    ) -> WorkflowResult:
+        """`run_child` for a child the in-process runner has just created running and leased
+        (`create_leased_run`), inheriting every setting but its labels from the parent: the same
+        run, without a `ChildRunInput` per child and validated once (the runner checked the
+        definition against the parent's registries, which the child keeps)."""
+        settings = parent_ctx.settings.for_child(
+            self.event_sinks,
+            target_label=parent_ctx.target_label,
+            triggered_by_hook=parent_ctx.triggered_by_hook,
+            write_behind=created.write_behind,
+        )
+        st = _child_state(
+            definition,
+            created.store,
+            created.run_id,
+            settings,
+            created.inputs,
+            parent_ctx,
+            created.depth,
+            created.as_identity,
+            created.child_runner,
+            created.cancellation,
+        )
+        _held(st, created.owner_token, created.generation)
+        return self._execute(definition, st, validated=True)
 
     def _default_child_runner(self, store: WorkflowPersistence) -> ChildWorkflowRunner | None:
         if self.workflow_resolver is None:
@@ -633,6 +665,33 @@ def _fail_running_steps(st: ExecutionState, message: str) -> None:
         running = [row.id for row in rows if StepStatus(row.status) is StepStatus.RUNNING]
     for step_id in running:
         st.update_step(step_id, StepUpdate.failed(st.generation, message))
+
+
+def _child_state(
+    definition: WorkflowDef,
+    store: WorkflowPersistence,
+    run_id: str,
+    settings: RunSettings,
+    inputs: dict[str, str],
+    parent_ctx: ChildWorkflowContext,
+    depth: int,
+    as_identity: str | None,
+    child_runner: ChildWorkflowRunner | None,
+    cancellation: CancellationToken | None,
+) -> ExecutionState:
+    """The state of a child run of `parent_ctx`'s run (`inputs` become the state's own)."""
+    return ExecutionState(
+        persistence=store,
+        workflow_run_id=run_id,
+        workflow_name=definition.name,
+        settings=settings,
+        inputs=inputs,
+        parent_run_id=parent_ctx.workflow_run_id,
+        depth=depth,
+        default_as_identity=as_identity,
+        child_runner=child_runner,
+        cancellation=cancellation or CancellationToken(),
+    )
 
 
 def _held(st: ExecutionState, token: str, generation: int) -> None:

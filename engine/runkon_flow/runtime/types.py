@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from runkon_flow.cancellation import CancellationToken
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
@@ -35,6 +35,7 @@ __all__ = [
     "ChildWorkflowContext",
     "ChildWorkflowInput",
     "ChildWorkflowRunner",
+    "CreatedChild",
     "DefaultRunContext",
     "LlmRunMetrics",
     "NoOpScriptEnvProvider",
@@ -369,6 +370,22 @@ class ChildRunInput:
     owner_token: str | None = None
     lease_generation: int | None = None
     write_behind: bool = False  # see ChildWorkflowInput.write_behind
+
+
+class CreatedChild(NamedTuple):
+    """A child run `InProcessChildRunner` has just created running and leased, as
+    `FlowEngine.run_created_child` takes it (a tuple: one is made per foreach item)."""
+
+    store: WorkflowPersistence
+    run_id: str
+    inputs: dict[str, str]  # the child's own (the state keeps this dict)
+    depth: int
+    cancellation: CancellationToken | None
+    as_identity: str | None
+    owner_token: str
+    generation: int
+    write_behind: bool
+    child_runner: ChildWorkflowRunner | None
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ repaints only those widgets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runkon_flow.observe.estimates import history_of
 from textual.app import ComposeResult
@@ -55,6 +55,23 @@ class RunFooter(Footer):
 
     NARROW_HIDDEN = frozenset({"screen.theme", "screen.zoom", "screen.log_mode", "theme", "zoom", "log_mode"})
     SHORT = {"Failed only": "Failed", "Next failure": "Next"}
+
+    _recompose_queued = False
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        """Several binding changes before the next refresh rebuild the keys once, not once each
+        (Textual queues a recompose per change; at start-up and when a run starts or ends there
+        are several, and each one mounts every key again)."""
+        self._bindings_ready = True
+        if not screen.app.app_focus:
+            return
+        if self.is_attached and screen is self.screen and not self._recompose_queued:
+            self._recompose_queued = True
+            self.call_after_refresh(self._recompose_once)
+
+    async def _recompose_once(self) -> None:
+        self._recompose_queued = False
+        await self.recompose()
 
     def compose(self) -> ComposeResult:
         narrow = self.screen.size.width < 100

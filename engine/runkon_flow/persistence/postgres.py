@@ -116,12 +116,14 @@ _STEP_COPY = (
     f"INSERT INTO workflow_run_steps (id, workflow_run_id, {STEP_COPY_COLUMNS}) "
     f"SELECT %s, %s, {STEP_COPY_COLUMNS} FROM workflow_run_steps WHERE id = %s AND workflow_run_id = %s"
 )
-_STEP_INSERT = (
+# The columns of a step insert row, in its order (the queued row and the batch's JSON rows alike).
+_STEP_INTO = (
     "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
     "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
     "gate_timeout, gate_options, ended_at, result_text, context_out, markers_out, structured_output, "
-    "step_error, child_run_id, node_path) VALUES (" + ", ".join(["%s"] * 22) + ")"
+    "step_error, child_run_id, node_path) "
 )
+_STEP_INSERT = _STEP_INTO + "VALUES (" + ", ".join(["%s"] * 22) + ")"
 # Positions in a step insert row (what a folded update may change).
 _S_RUN, _S_STATUS, _S_STARTED, _S_RETRY, _S_ENDED, _S_RESULT = 1, 5, 8, 9, 14, 15
 _S_CONTEXT, _S_MARKERS, _S_OUTPUT, _S_ERROR, _S_CHILD = 16, 17, 18, 19, 20
@@ -146,12 +148,13 @@ _ITEM_INSERT = (
     "ON CONFLICT (step_run_id, item_type, item_id) DO NOTHING"
 )
 
-_RUN_INSERT_HEAD = (
+# The columns of a run insert row, in its order (the queued row and the batch's JSON rows alike).
+_RUN_INTO = (
     "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
     '"trigger", started_at, definition_snapshot, inputs, parent_workflow_run_id, iteration, '
     "workflow_title, owner_token, lease_until, generation, result_summary, error, ended_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
 )
+_RUN_INSERT_HEAD = _RUN_INTO + "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
 _RUN_INSERT_TAIL = ", %s, %s, %s, %s)"
 # Positions in a run insert row (what a folded finish may change); _R_LEASE holds the TTL in
 # seconds (server clock) or the lease end (injected clock); None → no lease.
@@ -171,15 +174,19 @@ _TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
 # A whole batch of item updates in one statement (one round trip, atomic on its own): applied only
 # when every named item exists (else nothing changes and the caller names the missing one). An
 # item named twice takes its last update, as if they were applied in order.
-_ITEMS_UPDATE = (
-    "WITH u AS (SELECT DISTINCT ON (i) i, s, c, n FROM unnest(%(ids)s::text[], %(statuses)s::text[], "
-    "%(children)s::text[], %(nows)s::text[]) WITH ORDINALITY AS x(i, s, c, n, o) ORDER BY i, o DESC) "
+# What an item write `u` (id i, status s, child run c, time n) does to its row `t`.
+_ITEM_SET = (
     "UPDATE workflow_run_step_fan_out_items t SET status = u.s, "
     "child_run_id = CASE u.s WHEN 'running' THEN u.c WHEN 'pending' THEN NULL "
     "ELSE COALESCE(u.c, t.child_run_id) END, "
     "dispatched_at = CASE u.s WHEN 'running' THEN u.n WHEN 'pending' THEN NULL ELSE t.dispatched_at END, "
     "completed_at = CASE WHEN u.s IN ('running', 'pending') THEN NULL ELSE u.n END "
-    "FROM u WHERE t.id = u.i AND (SELECT count(*) FROM workflow_run_step_fan_out_items "
+)
+_ITEMS_UPDATE = (
+    "WITH u AS (SELECT DISTINCT ON (i) i, s, c, n FROM unnest(%(ids)s::text[], %(statuses)s::text[], "
+    "%(children)s::text[], %(nows)s::text[]) WITH ORDINALITY AS x(i, s, c, n, o) ORDER BY i, o DESC) "
+    + _ITEM_SET
+    + "FROM u WHERE t.id = u.i AND (SELECT count(*) FROM workflow_run_step_fan_out_items "
     "WHERE id IN (SELECT i FROM u)) = (SELECT count(*) FROM u)"
 )
 
@@ -191,19 +198,12 @@ _ITEMS_UPDATE = (
 # their run rows: foreign keys are checked at the end of the statement, when both are in.
 _ROWS = "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS x(e, o) ORDER BY o"
 _RUN_ROWS_HEAD = (
-    "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
-    '"trigger", started_at, definition_snapshot, inputs, parent_workflow_run_id, iteration, '
-    "workflow_title, owner_token, lease_until, generation, result_summary, error, ended_at) "
-    "SELECT e->>0, e->>1, e->>2, e->>3, (e->>4)::int, e->>5, e->>6, e->>7, e->>8, e->>9, "
+    _RUN_INTO + "SELECT e->>0, e->>1, e->>2, e->>3, (e->>4)::int, e->>5, e->>6, e->>7, e->>8, e->>9, "
     "(e->>10)::int, e->>11, e->>12, "
 )
 _RUN_ROWS_TAIL = ", (e->>14)::bigint, e->>15, e->>16, e->>17 " + _ROWS
 _STEP_ROWS = (
-    "INSERT INTO workflow_run_steps (id, workflow_run_id, step_name, role, can_commit, "
-    "status, position, iteration, started_at, retry_count, gate_type, gate_prompt, "
-    "gate_timeout, gate_options, ended_at, result_text, context_out, markers_out, structured_output, "
-    "step_error, child_run_id, node_path) "
-    "SELECT e->>0, e->>1, e->>2, e->>3, (e->>4)::int, e->>5, (e->>6)::int, (e->>7)::int, e->>8, "
+    _STEP_INTO + "SELECT e->>0, e->>1, e->>2, e->>3, (e->>4)::int, e->>5, (e->>6)::int, (e->>7)::int, e->>8, "
     "(e->>9)::int, e->>10, e->>11, e->>12, e->>13, e->>14, e->>15, e->>16, e->>17, e->>18, e->>19, "
     "e->>20, e->>21 " + _ROWS
 )
@@ -215,12 +215,9 @@ _STEP_ROWS = (
 # general one, and PostgreSQL then planned the statement anew for every batch (~300 µs of server
 # CPU, more than running it); blind to them, it keeps one plan for the prepared statement.
 _ITEM_ROWS = (
-    "w AS (UPDATE workflow_run_step_fan_out_items t SET status = u.s, "
-    "child_run_id = CASE u.s WHEN 'running' THEN u.c WHEN 'pending' THEN NULL "
-    "ELSE COALESCE(u.c, t.child_run_id) END, "
-    "dispatched_at = CASE u.s WHEN 'running' THEN u.n WHEN 'pending' THEN NULL ELSE t.dispatched_at END, "
-    "completed_at = CASE WHEN u.s IN ('running', 'pending') THEN NULL ELSE u.n END "
-    "FROM unnest((SELECT %s::text[]), (SELECT %s::text[]), (SELECT %s::text[]), (SELECT %s::text[])) "
+    "w AS ("
+    + _ITEM_SET
+    + "FROM unnest((SELECT %s::text[]), (SELECT %s::text[]), (SELECT %s::text[]), (SELECT %s::text[])) "
     "AS u(i, s, c, n) "
     "WHERE t.id = u.i RETURNING 1) "
     "SELECT CASE WHEN count(*) = %s::int THEN 0 "

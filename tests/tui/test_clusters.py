@@ -113,9 +113,7 @@ async def test_a_cluster_is_filtered_to_and_retried_from_the_dashboard(tmp_path:
         grid.move_to_item(grid.fan.index["i00"])
         await pilot.pause()
         earlier = first["i00"].child_run_id or ""
-        assert f"attempt 2 · earlier: run {short_id(earlier)} ✗ failed" in str(
-            screen.item_detail.render()
-        )
+        assert f"attempt 2 · earlier: run {short_id(earlier)} ✗ failed" in str(screen.item_detail.render())
 
         # The same run opened from the history (read back from rows) says the same.
         live = app.view

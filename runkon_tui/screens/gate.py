@@ -133,11 +133,13 @@ class GateScreen(ModalScreen[GateDecision | None]):
                 yield Button("Back (esc)", id="close")
 
     def on_mount(self) -> None:
+        # Typing goes straight into the note (Enter in it still decides); with options to pick,
+        # the choices come first (space toggles them).
         choices = self.query(GateChoices)
         if choices:
             choices.first().focus()
         else:
-            self.query_one("#approve" if self.approving else "#reject", Button).focus()
+            self.query_one("#note", Input).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "decide" and parameters:

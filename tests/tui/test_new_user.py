@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from runkon_flow.events import (
     ChildRunStarted,
     EngineEventData,
@@ -264,7 +265,8 @@ async def test_gate_options_come_first_and_space_toggles_a_visible_check() -> No
         assert any("[x] Merge now" in r for r in rows) and any("[ ] Hold for a day" in r for r in rows)
 
 
-async def test_enter_right_after_opening_the_dialog_answers_the_gate() -> None:
+@pytest.mark.parametrize("typed", ["", "not today"])
+async def test_keys_pressed_right_after_x_give_the_reason_and_enter_rejects(typed: str) -> None:
     app = make_app()
     host: ScriptedHost = app.host  # type: ignore[assignment]
     host.script = gate_script
@@ -272,26 +274,12 @@ async def test_enter_right_after_opening_the_dialog_answers_the_gate() -> None:
         await _gate_app(pilot, app)
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: host.gates.decisions, what="the rejection")
-        assert host.gates.decisions[0][0] == "reject"
-        assert host.gates.decisions[0][4] is None
-
-
-async def test_a_reason_typed_as_soon_as_the_reject_dialog_opens_is_kept() -> None:
-    app = make_app()
-    host: ScriptedHost = app.host  # type: ignore[assignment]
-    host.script = gate_script
-    async with app.run_test(size=(120, 40)) as pilot:
-        await _gate_app(pilot, app)
-        await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
-        for ch in "not today":  # no click, no Tab: the reason field has the keys
+        for ch in typed:  # no click, no Tab: the reason field has the keys
             await pilot.press("space" if ch == " " else ch)
         await pilot.press("enter")
         await wait_for(pilot, lambda: host.gates.decisions, what="the rejection")
         assert host.gates.decisions[0][0] == "reject"
-        assert host.gates.decisions[0][4] == "not today"
+        assert host.gates.decisions[0][4] == (typed or None)
 
 
 async def test_a_typed_note_survives_closing_the_dialog() -> None:

@@ -2,15 +2,19 @@
 
 `a` and `x` open two visibly different dialogs — green "Approve gate …" with the options first,
 red "Reject gate …" with the reason — so the answer about to be given is never in doubt. Focus
-starts on the options (space toggles one) or on the answer button, never in the note, so a
-keystroke meant for the dialog is not typed into it. A typed note is kept as a draft when the
-dialog is closed, and shown again when it reopens for the same gate.
+starts on the options when the gate has some (space toggles one), otherwise in the note: a
+reason typed right after `x` is the reason given (it was lost when focus sat on the button),
+and Enter there still answers; the dialog's own keys (esc, ctrl+y, ctrl+r) are not the note's.
+Typing a letter on the options moves to the note with it, so no keystroke is silently dropped.
+A typed note is kept as a draft when the dialog is closed, and shown again when it reopens for
+the same gate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -59,6 +63,15 @@ class GateChoices(OptionList):
             option = self.get_option_at_index(self.highlighted)
             if option.id is not None:
                 self.toggle(option.id)
+
+    def on_key(self, event: events.Key) -> None:
+        """A character other than space is the start of a note: move there with it."""
+        if event.is_printable and event.character and event.character != " ":
+            event.stop()
+            event.prevent_default()
+            note = self.screen.query_one("#note", Input)
+            note.focus()
+            note.insert_text_at_cursor(event.character)
 
     def _on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
@@ -122,7 +135,8 @@ class GateScreen(ModalScreen[GateDecision | None]):
                     yield GateChoices(gate.options, id="choices")
                 yield Label(label)
                 draft = self.drafts.get(self.draft_key, "")
-                note = Input(draft, placeholder="why, or what to do next", id="note")
+                # select_on_focus off: a kept draft is added to, never replaced by the first key
+                note = Input(draft, placeholder="why, or what to do next", id="note", select_on_focus=False)
                 note.cursor_blink = getattr(self.app, "blink", True)
                 yield note
             with Horizontal():

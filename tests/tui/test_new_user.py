@@ -265,6 +265,24 @@ async def test_gate_options_come_first_and_space_toggles_a_visible_check() -> No
         assert any("[x] Merge now" in r for r in rows) and any("[ ] Hold for a day" in r for r in rows)
 
 
+async def test_typing_on_the_gate_options_writes_the_note_instead_of_dropping_it() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _gate_app(pilot, app)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        await pilot.press("space")  # on the options: toggles the first one
+        for ch in "ok by me":
+            await pilot.press("space" if ch == " " else ch)
+        await pilot.press("ctrl+y")
+        await wait_for(pilot, lambda: host.gates.decisions, what="the approval")
+        decision = host.gates.decisions[0]
+        assert decision[0] == "approve" and decision[4] == "ok by me"
+        assert decision[5] == ("merge",)  # the option toggled before typing, no other
+
+
 @pytest.mark.parametrize("typed", ["", "not today"])
 async def test_keys_pressed_right_after_x_give_the_reason_and_enter_rejects(typed: str) -> None:
     app = make_app()

@@ -42,6 +42,7 @@ class GateChoices(OptionList):
     def __init__(self, options: dict[str, str], *, id: str | None = None) -> None:
         self.labels = dict(options)
         self.selected: list[str] = []
+        self._typing = False
         super().__init__(*(Option(self._prompt(v), id=v) for v in self.labels), id=id)
 
     def _prompt(self, value: str) -> str:
@@ -65,13 +66,22 @@ class GateChoices(OptionList):
                 self.toggle(option.id)
 
     def on_key(self, event: events.Key) -> None:
-        """A character other than space is the start of a note: move there with it."""
-        if event.is_printable and event.character and event.character != " ":
-            event.stop()
-            event.prevent_default()
-            note = self.screen.query_one("#note", Input)
-            note.focus()
-            note.insert_text_at_cursor(event.character)
+        """A character other than space is the start of a note: move there with it. Until the
+        focus has moved (keys typed fast arrive first), every character — spaces too — is the
+        note's."""
+        if not (event.is_printable and event.character):
+            return
+        if event.character == " " and not self._typing:
+            return
+        self._typing = True
+        event.stop()
+        event.prevent_default()
+        note = self.screen.query_one("#note", Input)
+        note.focus()
+        note.insert_text_at_cursor(event.character)
+
+    def on_focus(self) -> None:
+        self._typing = False  # back on the options (Tab): space toggles again
 
     def _on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

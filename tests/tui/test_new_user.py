@@ -24,6 +24,7 @@ from runkon_flow.events import (
     StepOutput,
     StepStarted,
 )
+from textual import events
 from textual.widgets import Button, Input
 
 from runkon_tui.app import RunkonApp
@@ -281,6 +282,24 @@ async def test_typing_on_the_gate_options_writes_the_note_instead_of_dropping_it
         decision = host.gates.decisions[0]
         assert decision[0] == "approve" and decision[4] == "ok by me"
         assert decision[5] == ("merge",)  # the option toggled before typing, no other
+
+
+async def test_a_note_typed_fast_on_the_gate_options_keeps_its_spaces() -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _gate_app(pilot, app)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        choices = app.screen.query_one(GateChoices)
+        for ch in "ship it":  # all delivered before the focus moves, as from a fast typist
+            choices.post_message(events.Key("space" if ch == " " else ch, ch))
+        await pilot.pause()
+        await pilot.press("ctrl+y")
+        await wait_for(pilot, lambda: host.gates.decisions, what="the approval")
+        decision = host.gates.decisions[0]
+        assert decision[4] == "ship it" and decision[5] == ()  # no option toggled by the space
 
 
 @pytest.mark.parametrize("typed", ["", "not today"])

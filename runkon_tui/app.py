@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import getpass
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -54,6 +55,7 @@ from runkon_tui.session import (
     RunRejected,
     RunSession,
 )
+from runkon_tui.terminal import hung_up
 from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
 from runkon_tui.toasts import Toast, ToastHold
 
@@ -208,6 +210,8 @@ class RunkonApp(App[int]):
             self.view.note(warning, "warning")
         self.set_interval(1 / self.tick_hz, self.drain, name="drain")
         self.set_interval(1.0, self._every_second, name="clock")
+        if not self.is_headless:
+            self.set_interval(1.0, self._leave_if_terminal_gone, name="terminal")
         if self.watch_files:
             self.call_after_refresh(self._start_watcher)  # after the first frame
         if self.replay_path is not None:
@@ -462,6 +466,14 @@ class RunkonApp(App[int]):
         screen = self.main_screen
         if screen is not None and screen.is_mounted:
             screen.clear_run_filters()
+
+    def _leave_if_terminal_gone(self) -> None:
+        """The terminal hung up (window closed): leave instead of spinning on its EOF. A run this
+        dashboard hosts stops with the process; its lease lapses and it shows as interrupted,
+        resumable (`r`, or `runkon-flow resume`)."""
+        stdin = sys.__stdin__
+        if stdin is not None and hung_up(stdin.fileno()):
+            self.exit(return_code=129)  # as if killed by SIGHUP
 
     def _every_second(self) -> None:
         screen = self.main_screen

@@ -230,6 +230,22 @@ async def _gate_app(pilot, app: RunkonApp) -> None:  # type: ignore[no-untyped-d
     await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
 
 
+def _scripted_gate_app() -> tuple[RunkonApp, ScriptedHost]:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = gate_script
+    return app, host
+
+
+async def _open_gate_dialog(pilot, app: RunkonApp, key: str) -> GateScreen:  # type: ignore[no-untyped-def]
+    """A review run waiting at its gate, and the dialog `key` (a approve, x reject) opens."""
+    await _gate_app(pilot, app)
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+    assert isinstance(app.screen, GateScreen)
+    return app.screen
+
+
 async def test_approve_and_reject_open_different_dialogs() -> None:
     app = make_app()
     app.host.script = gate_script  # type: ignore[union-attr]
@@ -267,13 +283,9 @@ async def test_gate_options_come_first_and_space_toggles_a_visible_check() -> No
 
 
 async def test_typing_on_the_gate_options_writes_the_note_instead_of_dropping_it() -> None:
-    app = make_app()
-    host: ScriptedHost = app.host  # type: ignore[assignment]
-    host.script = gate_script
+    app, host = _scripted_gate_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await _gate_app(pilot, app)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        await _open_gate_dialog(pilot, app, "a")
         await pilot.press("space")  # on the options: toggles the first one
         for ch in "ok by me":
             await pilot.press("space" if ch == " " else ch)
@@ -285,13 +297,9 @@ async def test_typing_on_the_gate_options_writes_the_note_instead_of_dropping_it
 
 
 async def test_a_note_typed_fast_on_the_gate_options_keeps_its_spaces() -> None:
-    app = make_app()
-    host: ScriptedHost = app.host  # type: ignore[assignment]
-    host.script = gate_script
+    app, host = _scripted_gate_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await _gate_app(pilot, app)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        await _open_gate_dialog(pilot, app, "a")
         choices = app.screen.query_one(GateChoices)
         for ch in "ship it":  # all delivered before the focus moves, as from a fast typist
             choices.post_message(events.Key("space" if ch == " " else ch, ch))
@@ -304,13 +312,9 @@ async def test_a_note_typed_fast_on_the_gate_options_keeps_its_spaces() -> None:
 
 @pytest.mark.parametrize("typed", ["", "not today"])
 async def test_keys_pressed_right_after_x_give_the_reason_and_enter_rejects(typed: str) -> None:
-    app = make_app()
-    host: ScriptedHost = app.host  # type: ignore[assignment]
-    host.script = gate_script
+    app, host = _scripted_gate_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await _gate_app(pilot, app)
-        await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        await _open_gate_dialog(pilot, app, "x")
         for ch in typed:  # no click, no Tab: the reason field has the keys
             await pilot.press("space" if ch == " " else ch)
         await pilot.press("enter")
@@ -320,13 +324,9 @@ async def test_keys_pressed_right_after_x_give_the_reason_and_enter_rejects(type
 
 
 async def test_a_typed_note_survives_closing_the_dialog() -> None:
-    app = make_app()
-    host: ScriptedHost = app.host  # type: ignore[assignment]
-    host.script = gate_script
+    app, host = _scripted_gate_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await _gate_app(pilot, app)
-        await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        await _open_gate_dialog(pilot, app, "x")
         app.screen.query_one("#note", Input).focus()
         for ch in "not before friday":
             await pilot.press("space" if ch == " " else ch)

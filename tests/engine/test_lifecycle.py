@@ -132,6 +132,22 @@ def test_cancel_run_reaches_a_running_call_and_the_run_ends_cancelled(h: Harness
     assert h.engine.active_runs() == []
 
 
+def test_cancel_run_for_a_lost_lease_stops_the_engine_without_marking_the_run_cancelling(
+    h: Harness,
+) -> None:
+    # The dashboard's hand-over stops its engine this way while a runner takes the run over: a
+    # `cancelling` row would make that runner cancel the run it was given to finish.
+    h.agents.do("slow", wait_for_cancel)
+    run = h.start("workflow w { call slow call later }")
+    assert wait_until(lambda: bool(h.agents.calls))
+    h.engine.cancel_run(run.run_id, CancellationReason.of("LeaseLost"))
+    assert h.store.get_run(run.run_id).status == "running"
+    with pytest.raises(EngineCancelled, match="LeaseLost"):  # this engine stopped…
+        run.join(5)
+    assert h.store.get_run(run.run_id).status == "running"  # …and left the run to its new owner
+    assert h.agents.names() == ["slow"]
+
+
 def test_cancel_run_of_an_unknown_run_is_a_clear_error(h: Harness) -> None:
     with pytest.raises(WorkflowError, match="cancel_run: run 'nope' is not active in this engine instance"):
         h.build().cancel_run("nope")

@@ -265,10 +265,11 @@ class FlowEngine:
         st = self._active.get(run_id)
         if st is None:
             raise WorkflowError(f"cancel_run: run '{run_id}' is not active in this engine instance")
-        try:
-            st.persistence.update_run_status(run_id, RunStatus.CANCELLING, None, None)
-        except Exception as exc:
-            log.warning("cancel_run: could not mark run %s cancelling: %s", run_id, exc)
+        if not _is_lease_lost(reason):  # a lost lease: the run is another engine's to mark (see _run)
+            try:
+                st.persistence.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+            except Exception as exc:
+                log.warning("cancel_run: could not mark run %s cancelling: %s", run_id, exc)
         abort(st, reason or CancellationReason.user())
         self.monitor.forward_now(st)
 

@@ -32,6 +32,12 @@ def folder(tmp_path: Path) -> Path:
     return target
 
 
+def release(folder: Path, *items: str) -> None:
+    """Let the `fanout` fixture's items finish: each one's agent waits for its file here."""
+    for item in items:
+        (folder / "released" / item).touch()
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Settings never touch the real home directory; relative fixture paths resolve."""

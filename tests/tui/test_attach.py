@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
 from runkon_flow.runtime.lease import holder_of
@@ -27,16 +25,7 @@ from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.screens.runs import RunsScreen
 from tests.tui.conftest import make_app, select, wait_for
 
-E2E = Path(__file__).parent / "fixtures" / "e2e"
 CLI = [sys.executable, "-m", "runkon_flow.cli"]
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    target = tmp_path / "workflows"
-    shutil.copytree(E2E, target)
-    (target / "released").mkdir()
-    return target
 
 
 def detach(folder: Path, db: Path, workflow: str) -> str:

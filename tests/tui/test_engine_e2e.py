@@ -22,13 +22,7 @@ from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
-from tests.tui.conftest import make_app, select, wait_for
-
-
-def release(folder: Path, *items: str) -> None:
-    """Let the `fanout` fixture's items finish: each one's agent waits for its file here."""
-    for item in items:
-        (folder / "released" / item).touch()
+from tests.tui.conftest import make_app, release, select, wait_for
 
 
 def real_app(folder: Path, store=None, collector: CollectingSink | None = None, **kwargs) -> RunkonApp:  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@ answered together with one note; the decision then shows in the tree of the run.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from runkon_flow.workspace import Workspace
 from textual.widgets import DataTable, Input
 
 from runkon_tui.screens.inbox import BatchNoteScreen, GateInboxScreen
-from tests.tui.conftest import E2E, make_app, wait_for
+from tests.tui.conftest import make_app, wait_for
 
 
 class Elsewhere:
@@ -50,13 +49,6 @@ class Elsewhere:
                 self.ws.cancel(run_id)
                 thread.join(timeout=30)
         self.store.close()
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    target = tmp_path / "workflows"
-    shutil.copytree(E2E, target)
-    return target
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ test's thread, as the app does on its UI thread. No Pilot, no Textual.
 from __future__ import annotations
 
 import queue
-import shutil
 import subprocess
 import sys
 import threading
@@ -38,8 +37,8 @@ from runkon_tui.session import (
     RunSession,
 )
 from runkon_tui.status import short_id
+from tests.tui.conftest import release
 
-E2E = Path(__file__).parent / "fixtures" / "e2e"
 WAIT_S = 30.0
 
 
@@ -86,19 +85,6 @@ class Harness:
 
     def run_ended(self) -> bool:
         return not self.session.run_active and bool(self.reports_of(EngineDone))
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    target = tmp_path / "workflows"
-    shutil.copytree(E2E, target)
-    (target / "released").mkdir()
-    return target
-
-
-def release(folder: Path, *items: str) -> None:
-    for item in items:
-        (folder / "released" / item).touch()
 
 
 def make_session(folder: Path, store=None, host=None, collector=None) -> Harness:  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ start, a broken engine is reported, hooks run and their problems are shown."""
 from __future__ import annotations
 
 import gc
-import shutil
 import sys
 import threading
 import time
@@ -18,15 +17,8 @@ from textual.widgets import Input
 
 from runkon_tui.host import DeferredHost, open_workspace
 from runkon_tui.screens.inputs import InputsScreen
-from tests.tui.conftest import E2E, make_app, select, wait_for
+from tests.tui.conftest import make_app, select, wait_for
 from tests.tui.test_new_user import screen_text
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    target = tmp_path / "workflows"
-    shutil.copytree(E2E, target)
-    return target
 
 
 async def test_the_engine_is_built_after_the_first_frame_and_runs_work(folder: Path, tmp_path: Path) -> None:

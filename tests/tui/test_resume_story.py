@@ -17,6 +17,7 @@ from tests.tui import scenarios
 from tests.tui.conftest import feed, make_app, wait_for
 from tests.tui.fakes import ScriptedHost
 from tests.tui.test_dashboard import start_review_run
+from tests.tui.test_new_user import screen_text
 
 BIG = (140, 42)
 
@@ -104,10 +105,6 @@ async def test_a_resume_that_starts_over_keeps_the_runs_times_and_marks_the_atte
         root = app.view.root
         assert root is not None and root.started_at == scenarios.T0 + 0.5 and root.attempts == 2
         assert "01:32" in screen_text(app)[0]  # the header's elapsed time counts the whole run
-
-
-def screen_text(app: RunkonApp) -> list[str]:
-    return [strip.text for strip in app.screen._compositor.render_strips()]
 
 
 def test_a_child_announced_by_its_parent_starts_once_with_its_inputs() -> None:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.workspace import Workspace
-from textual.widgets import Input
 
 from runkon_tui.host import DeferredHost, open_workspace
-from runkon_tui.screens.inputs import InputsScreen
-from tests.tui.conftest import make_app, select, wait_for
+from tests.tui.conftest import make_app, wait_for
+from tests.tui.test_engine_e2e import run_quick
 from tests.tui.test_new_user import screen_text
 
 
@@ -30,12 +29,7 @@ async def test_the_engine_is_built_after_the_first_frame_and_runs_work(folder: P
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
             assert deferred.built and not deferred.problems
-            await select(pilot, app, "quick")
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
-            app.screen.query_one("#input-0", Input).value = "tester"
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+            await run_quick(pilot, app)
             assert app.view.status == "completed", app.view.summary_text()
     finally:
         deferred.close()

@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from runkon_flow.persistence.sqlite import SqliteStore
 from runkon_flow.workspace import Workspace
+from textual.pilot import Pilot
 
+from runkon_tui.app import RunkonApp
 from tests.tui.conftest import make_app, select, wait_for
 
 WF = """workflow est {
@@ -17,23 +20,41 @@ WF = """workflow est {
 """
 
 
-async def test_a_running_step_past_its_p95_is_marked_in_the_tree(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def engine_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **workflows: str
+) -> tuple[Path, SqliteStore, RunkonApp]:
+    """`wf/NAME.wf` for each of `workflows` (the working folder), run by the real engine into a
+    SQLite store."""
     folder = tmp_path / "wf"
     folder.mkdir()
-    (folder / "est.wf").write_text(WF)
+    for name, text in workflows.items():
+        (folder / f"{name}.wf").write_text(text)
     monkeypatch.chdir(folder)
     store = SqliteStore(tmp_path / "runs.db")
     app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "est")
-        (folder / "go").touch()
-        for n in (1, 2):  # two quick past runs: p95 is a fraction of a second
-            await pilot.press("enter")
-            done = lambda n=n: len(store.list_runs()) == n and not app.run_active  # noqa: E731
-            await wait_for(pilot, done, what=f"run {n} to end", timeout=60)
-            assert app.view.status == "completed"
-        (folder / "go").unlink()
+    return folder, store, app
+
+
+async def start_late_after_two_quick_runs(
+    pilot: Pilot, app: RunkonApp, store: SqliteStore, folder: Path, workflow: str
+) -> None:
+    """Two past runs of `workflow` whose build finds `go` at once (p95: a fraction of a second),
+    then a third, left running: its build waits until the test touches `go` again."""
+    await select(pilot, app, workflow)
+    (folder / "go").touch()
+    for n in (1, 2):
         await pilot.press("enter")
+        done = lambda n=n: len(store.list_runs()) == n and not app.run_active  # noqa: E731
+        await wait_for(pilot, done, what=f"run {n} to end", timeout=60)
+        assert app.view.status == "completed"
+    (folder / "go").unlink()
+    await pilot.press("enter")
+
+
+async def test_a_running_step_past_its_p95_is_marked_in_the_tree(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    folder, store, app = engine_app(tmp_path, monkeypatch, est=WF)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_late_after_two_quick_runs(pilot, app, store, folder, "est")
         tree = app.main_screen.tree  # type: ignore[union-attr]
         label = lambda: tree.nodes_by_uid["body.0"].label.plain  # noqa: E731
         await wait_for(pilot, lambda: "over p95" in label(), what="the over-p95 mark", timeout=30)
@@ -59,23 +80,9 @@ INNER = """workflow inner {
 async def test_a_step_of_a_called_workflow_past_its_p95_is_marked_too(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Past runs' durations of a called workflow's steps are kept under the call's node path, so
     its `body.0` is estimated from its own past, not from the caller's `body.0` (a quick `prep`)."""
-    folder = tmp_path / "wf"
-    folder.mkdir()
-    (folder / "outer.wf").write_text(OUTER)
-    (folder / "inner.wf").write_text(INNER)
-    monkeypatch.chdir(folder)
-    store = SqliteStore(tmp_path / "runs.db")
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    folder, store, app = engine_app(tmp_path, monkeypatch, outer=OUTER, inner=INNER)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "outer")
-        (folder / "go").touch()
-        for n in (1, 2):
-            await pilot.press("enter")
-            done = lambda n=n: len(store.list_runs()) == n and not app.run_active  # noqa: E731
-            await wait_for(pilot, done, what=f"run {n} to end", timeout=60)
-            assert app.view.status == "completed"
-        (folder / "go").unlink()
-        await pilot.press("enter")
+        await start_late_after_two_quick_runs(pilot, app, store, folder, "outer")
         tree = app.main_screen.tree  # type: ignore[union-attr]
         label = lambda: tree.nodes_by_uid["body.1/body.0"].label.plain  # noqa: E731
         try:

@@ -122,6 +122,35 @@ class Script:
             dt=secs,
         )
 
+    # ---- fan-out item helpers (review-pr's foreach runs review-one once per item)
+
+    def item_started(self, step_id: str, item: str, child: str, dt: float) -> None:
+        """Item `item` starts `dt` seconds on; its child run `child` of review-one starts with it."""
+        self.emit(FanOutItemStarted(item_id=item, step_id=step_id), dt=dt)
+        self.emit(
+            ChildRunStarted(
+                child_run_id=child,
+                workflow_name="review-one",
+                parent_run_id=self.run_id,
+                parent_step_id=step_id,
+                item_id=item,
+            ),
+            dt=0.0,
+        )
+        self.emit(
+            RunStarted(workflow_name="review-one", parent_run_id=self.run_id, inputs={"file": item}),
+            child,
+            dt=0.0,
+        )
+
+    def item_reviewed(self, step_id: str, item: str, child: str, secs: float) -> None:
+        """The child run of item `item` reviews its file in `secs` seconds; the item completes."""
+        self.step_run("body.0", "review-file", run_id=child, secs=secs, output=[f"reviewed {item}: ok"])
+        self.emit(RunCompleted(succeeded=True), child, dt=0.0)
+        self.emit(
+            FanOutItemCompleted(item_id=item, step_id=step_id, succeeded=True, child_run_id=child), dt=0.0
+        )
+
     def save(self, name: str) -> Path:
         EVENTS.mkdir(parents=True, exist_ok=True)
         path = EVENTS / name
@@ -168,20 +197,7 @@ def foreach_mid_run(n: int = 120) -> Script:
     )
     for k, item in enumerate(ids[:41]):
         child = f"child-{item}"
-        s.emit(FanOutItemStarted(item_id=item, step_id=sid), dt=0.1)
-        s.emit(
-            ChildRunStarted(
-                child_run_id=child,
-                workflow_name="review-one",
-                parent_run_id=ROOT,
-                parent_step_id=sid,
-                item_id=item,
-            ),
-            dt=0.0,
-        )
-        s.emit(
-            RunStarted(workflow_name="review-one", parent_run_id=ROOT, inputs={"file": item}), child, dt=0.0
-        )
+        s.item_started(sid, item, child, dt=0.1)
         if k in (10, 27):
             s.step_run(
                 "body.0",
@@ -211,9 +227,7 @@ def foreach_mid_run(n: int = 120) -> Script:
                 dt=0.0,
             )
         else:
-            s.step_run("body.0", "review-file", run_id=child, secs=0.3, output=[f"reviewed {item}: ok"])
-            s.emit(RunCompleted(succeeded=True), child, dt=0.0)
-            s.emit(FanOutItemCompleted(item_id=item, step_id=sid, succeeded=True, child_run_id=child), dt=0.0)
+            s.item_reviewed(sid, item, child, secs=0.3)
     s.emit(EngineLog(level="warning", message="env key PATH skipped (protected)", step_name="resolve-base"))
     return s
 
@@ -362,25 +376,11 @@ def foreach_failure_clusters(n: int = 240) -> Script:
     )
     for k, item in enumerate(ids):
         child = f"child-{item}"
-        s.emit(FanOutItemStarted(item_id=item, step_id=sid), dt=0.05)
-        s.emit(
-            ChildRunStarted(
-                child_run_id=child,
-                workflow_name="review-one",
-                parent_run_id=ROOT,
-                parent_step_id=sid,
-                item_id=item,
-            ),
-            dt=0.0,
-        )
-        started = RunStarted(workflow_name="review-one", parent_run_id=ROOT, inputs={"file": item})
-        s.emit(started, child, dt=0.0)
+        s.item_started(sid, item, child, dt=0.05)
         # every 6th item (from the 4th) up to 216 fails: 36 items, kinds 0, 1, 0, 2, 0, 1 in turn
         kind = (0, 1, 0, 2, 0, 1)[k // 6 % 6] if k % 6 == 3 and k < 216 else None
         if kind is None:
-            s.step_run("body.0", "review-file", run_id=child, secs=0.3, output=[f"reviewed {item}: ok"])
-            s.emit(RunCompleted(succeeded=True), child, dt=0.0)
-            s.emit(FanOutItemCompleted(item_id=item, step_id=sid, succeeded=True, child_run_id=child), dt=0.0)
+            s.item_reviewed(sid, item, child, secs=0.3)
             continue
         error = CLUSTER_ERRORS[kind](k, item)
         s.step_run("body.0", "review-file", run_id=child, ok=False, error=error, secs=0.3)
@@ -426,23 +426,8 @@ def foreach_cluster_retried(n: int = 240) -> Script:
     )
     for item in retried:
         child = f"child-{item}-2"
-        s.emit(FanOutItemStarted(item_id=item, step_id=sid), dt=0.05)
-        s.emit(
-            ChildRunStarted(
-                child_run_id=child,
-                workflow_name="review-one",
-                parent_run_id=ROOT,
-                parent_step_id=sid,
-                item_id=item,
-            ),
-            dt=0.0,
-        )
-        s.emit(
-            RunStarted(workflow_name="review-one", parent_run_id=ROOT, inputs={"file": item}), child, dt=0.0
-        )
-        s.step_run("body.0", "review-file", run_id=child, secs=0.4, output=[f"reviewed {item}: ok"])
-        s.emit(RunCompleted(succeeded=True), child, dt=0.0)
-        s.emit(FanOutItemCompleted(item_id=item, step_id=sid, succeeded=True, child_run_id=child), dt=0.0)
+        s.item_started(sid, item, child, dt=0.05)
+        s.item_reviewed(sid, item, child, secs=0.4)
     error = "foreach 'review-items': 24 of 240 items failed"
     s.emit(
         StepCompleted(

@@ -24,7 +24,7 @@ from runkon_flow.persistence.models import (
 from textual.pilot import Pilot
 
 from tests.tui import scenarios
-from tests.tui.conftest import feed, make_app
+from tests.tui.conftest import feed, make_app, wait_for
 
 WIDE = (120, 40)
 
@@ -280,10 +280,7 @@ def test_gate_inbox(snap_compare) -> None:
         await pilot.pause()
         await pilot.press("i")
         screen = pilot.app.screen
-        for _ in range(100):
-            if getattr(screen, "loaded", False):
-                break
-            await pilot.pause(0.02)
+        await wait_for(pilot, lambda: getattr(screen, "loaded", False), what="the inbox to load")
         await pilot.press("space", "space")  # marks the first two
         await pilot.pause()
 

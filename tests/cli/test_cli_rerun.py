@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from runkon_flow.persistence import RunStatus, SqliteStore
+from runkon_flow.persistence import RunStatus, SqliteStore, StepStatus
 
 from tests.cli.run_helpers import cli, run_id_of, write
 
@@ -80,7 +80,7 @@ def test_rerun_from_a_step_reuses_what_came_before_and_feeds_its_outputs_on(
         assert (run.rerun_of, run.rerun_from, run.inputs) == (old, "deploy", {"target": "prod"})
         steps = {s.step_name: s for s in store.get_steps(new)}
         assert set(steps) == {"build", "deploy", "verify"}
-        assert all(s.status is RunStatus.COMPLETED.value or s.status == "completed" for s in steps.values())
+        assert all(s.status is StepStatus.COMPLETED for s in steps.values())
         old_run = store.get_run(old)
         assert old_run is not None and old_run.status is RunStatus.FAILED  # the old run is untouched
     finally:

@@ -1253,7 +1253,7 @@ def test_a_run_keeps_the_retry_asked_of_it(store) -> None:
         store.set_retry_request("no-such-run", request)
 
 
-# ---------------------------------------------------------------------- rerun link (schema v5)
+# ---------------------------------------------------------------------- rerun link (schema v7)
 
 
 def test_a_run_records_which_run_it_reruns_and_from_where(store) -> None:

@@ -72,7 +72,7 @@ CANONICAL_RUN_COLUMNS = [
     "result_summary", "definition_snapshot", "inputs", "parent_workflow_run_id", "iteration", "blocked_on",
     "total_duration_ms", "error", "dismissed", "workflow_title", "owner_token", "lease_until", "generation",
     "retry_request",  # ours, schema v4
-    "rerun_of", "rerun_from",  # ours, schema v5
+    "rerun_of", "rerun_from",  # ours, schema v7 (v5 unused)
 ]  # fmt: skip
 CANONICAL_STEP_COLUMNS = [
     "id", "workflow_run_id", "step_name", "role", "can_commit", "condition_expr", "status", "child_run_id",

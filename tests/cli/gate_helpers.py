@@ -72,16 +72,19 @@ def gate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **workflows: str)
 
 
 @contextmanager
-def waiting_in_a_process(home: Path, workflow: str) -> Iterator[tuple[subprocess.Popen, Path, str]]:
-    """`runkon-flow run WORKFLOW` in a process of its own, once it waits at its gate: the process,
-    the file its output goes to, and the run id. The process is stopped on the way out."""
+def waiting_in_a_process(
+    home: Path, workflow: str, db: str | None = None
+) -> Iterator[tuple[subprocess.Popen, Path, str]]:
+    """`runkon-flow run WORKFLOW` in a process of its own (its runs in `db`, else home/runs.db),
+    once it waits at its gate: the process, the file its output goes to, and the run id. The
+    process is stopped on the way out."""
     out, err = home / "run.out", home / "run.err"
     proc = spawn(
         ["run", workflow, "--dir", "wf"],
         home,
         stdout=out,
         stderr=err,
-        env=cli_env(RUNKON_DB=str(home / "runs.db")),
+        env=cli_env(RUNKON_DB=db or str(home / "runs.db")),
     )
     try:
         wait_for(lambda: "GateWaiting" in out.read_text(), "the gate to wait", timeout=60)

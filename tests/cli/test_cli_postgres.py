@@ -141,15 +141,10 @@ def test_the_gate_inbox_on_a_server_lists_and_approves_a_gate_another_process_wa
 ) -> None:
     import json
 
-    from tests.cli.gate_helpers import SHIP
-    from tests.cli.run_helpers import cli_env, spawn, stop, wait_for
+    from tests.cli.gate_helpers import SHIP, waiting_in_a_process
 
     write(tmp_path / "wf" / "ship.wf", SHIP)
-    out, err = tmp_path / "run.out", tmp_path / "run.err"
-    proc = spawn(["run", "ship", "--dir", "wf"], tmp_path, stdout=out, stderr=err, env=cli_env(RUNKON_DB=dsn))
-    try:
-        wait_for(lambda: "GateWaiting" in out.read_text(), "the gate to wait", timeout=60)
-        run_id = run_id_of(out.read_text())
+    with waiting_in_a_process(tmp_path, "ship", db=dsn) as (proc, out, run_id):
         code, listed, _ = cli(capsys, "gates", "--json", "--db", dsn)
         gates = [json.loads(line) for line in listed.splitlines()]
         assert code == 0 and [(g["run_id"], g["gate"], g["held"]) for g in gates] == [
@@ -160,6 +155,4 @@ def test_the_gate_inbox_on_a_server_lists_and_approves_a_gate_another_process_wa
         )
         assert code == 0 and said == f"gate human_approval of run {run_id} (ship) approved by carol\n"
         assert proc.wait(timeout=30) == 0
-    finally:
-        stop(proc)
     assert "GateResolved gate=human_approval approved=true by=carol" in out.read_text()

@@ -120,14 +120,17 @@ _ITEM_INSERT = (
 _EVENT_INSERT = "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) VALUES "
 
 
-def _insert_sizes(rows: int) -> Iterator[int]:
-    """Rows per INSERT for `rows` events: 128 at a time (6 parameters each, far below SQLite's
-    limit), the rest in powers of two — at most eight statement texts, so the connection's
-    statement cache keeps them all prepared."""
-    while rows >= 128:
-        yield 128
-        rows -= 128
-    size = 64
+_EVENTS_PER_INSERT = 128  # 6 parameters each: far below SQLite's limit
+
+
+def _chunk_sizes(rows: int, most: int) -> Iterator[int]:
+    """Rows per statement for `rows` rows: `most` (a power of two) at a time, the rest in powers
+    of two — few distinct statement texts, so the connection's statement cache keeps them all
+    prepared."""
+    while rows >= most:
+        yield most
+        rows -= most
+    size = most // 2
     while rows:
         if rows >= size:
             yield size
@@ -135,10 +138,10 @@ def _insert_sizes(rows: int) -> Iterator[int]:
         size //= 2
 
 
-@functools.lru_cache(maxsize=16)
-def _events_insert(rows: int) -> str:
-    """The INSERT of `rows` events in one statement."""
-    return _EVENT_INSERT + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+@functools.lru_cache(maxsize=64)
+def _multi_row(head: str, width: int, rows: int) -> str:
+    """`head` followed by `rows` groups of `width` placeholders."""
+    return head + ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
 
 
 _TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
@@ -166,8 +169,13 @@ class _Rows(NamedTuple):
     width: int  # parameters per row
 
 
-_RUN_ROWS = _Rows(0, _RUN_INSERT.partition("VALUES")[0] + "VALUES ", 18)
-_STEP_ROWS = _Rows(1, _STEP_INSERT.partition("VALUES")[0] + "VALUES ", 22)
+def _rows_of(rank: int, insert: str) -> _Rows:
+    """The multi-row form of the one-row `insert`."""
+    return _Rows(rank, insert.partition("VALUES")[0] + "VALUES ", insert.count("?"))
+
+
+_RUN_ROWS = _rows_of(0, _RUN_INSERT)
+_STEP_ROWS = _rows_of(1, _STEP_INSERT)
 
 # Fan-out item updates of several writes in one statement each (SQLite 3.33+: UPDATE … FROM).
 _ITEM_FROM = "UPDATE workflow_run_step_fan_out_items AS t SET {} FROM ({}) AS v WHERE t.id = v.column{}"
@@ -184,24 +192,7 @@ _ITEM_MERGED = {
 _CAN_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
-def _row_chunks(rows: int) -> Iterator[int]:
-    """Rows per statement: 32 at a time (≤ 704 parameters: below the 999 of old SQLite builds),
-    the rest in powers of two — few distinct statement texts, all kept prepared."""
-    while rows >= 32:
-        yield 32
-        rows -= 32
-    size = 16
-    while rows:
-        if rows >= size:
-            yield size
-            rows -= size
-        size //= 2
-
-
-@functools.lru_cache(maxsize=64)
-def _multi_row(head: str, width: int, rows: int) -> str:
-    """`head` followed by `rows` groups of `width` placeholders."""
-    return head + ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
+_ROWS_PER_STATEMENT = 32  # ≤ 704 parameters: below the 999 of old SQLite builds
 
 
 @functools.lru_cache(maxsize=64)
@@ -251,7 +242,7 @@ def _run_shared(batch: list[_Write], cur: sqlite3.Cursor) -> list[Any]:
 def _insert_rows(cur: sqlite3.Cursor, table: _Rows, params: list) -> None:
     width = table.width
     start = 0
-    for size in _row_chunks(len(params) // width):
+    for size in _chunk_sizes(len(params) // width, _ROWS_PER_STATEMENT):
         end = start + size * width
         chunk = params if start == 0 and end == len(params) else params[start:end]
         cur.execute(_multi_row(table.head, width, size), chunk)
@@ -275,7 +266,7 @@ def _update_items(cur: sqlite3.Cursor, ops: list[_Write]) -> None:
             changed += cur.executemany(sql, rows).rowcount
             continue
         start = 0
-        for size in _row_chunks(len(rows)):
+        for size in _chunk_sizes(len(rows), _ROWS_PER_STATEMENT):
             params = [p for row in rows[start : start + size] for p in row]
             changed += cur.execute(_items_from(sql, size), params).rowcount
             start += size
@@ -1164,13 +1155,13 @@ class SqliteStore(Leadership):
             # Many rows per statement: one statement step (and one release of the GIL) for up to
             # 128 rows, instead of one per row as executemany does.
             start = 0
-            for size in _insert_sizes(len(batch)):
+            for size in _chunk_sizes(len(batch), _EVENTS_PER_INSERT):
                 params: list = []
                 add = params.extend
                 for e in batch[start : start + size]:
                     seq += 1
                     add((run_id, seq, *e))
-                conn.execute(_events_insert(size), params)
+                conn.execute(_multi_row(_EVENT_INSERT, 6, size), params)
                 start += size
 
         self._write(append, single=False, durable=durable, needs="r:" + run_id)

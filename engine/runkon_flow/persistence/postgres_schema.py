@@ -15,7 +15,7 @@ Version numbers are SQLite's: version N means the same columns in both stores.
 
 from __future__ import annotations
 
-from runkon_flow.persistence.schema import RUN_STATUSES, RUN_UNFINISHED, STEP_ROLES, STEP_STATUSES, _in_list
+from runkon_flow.persistence.schema import PARTIAL_INDEXES, RUN_STATUSES, STEP_ROLES, STEP_STATUSES, _in_list
 
 _V1: tuple[str, ...] = (
     f"""CREATE TABLE workflow_runs (
@@ -137,18 +137,10 @@ _V7 = (
     "ALTER TABLE workflow_runs ADD COLUMN IF NOT EXISTS rerun_from TEXT",
 )
 
-_V8 = (
-    # Issue 15: three canonical indexes become partial (as in schema.py version 8): a finished
-    # foreach child's rows no longer go into the status, gate and child-run indexes, which only
-    # unfinished runs, gate steps and steps with a child run are looked up through.
-    "DROP INDEX IF EXISTS idx_workflow_runs_status",
-    f"CREATE INDEX idx_workflow_runs_status ON workflow_runs(status) WHERE {RUN_UNFINISHED}",
-    "DROP INDEX IF EXISTS idx_steps_status_gate",
-    "CREATE INDEX idx_steps_status_gate ON workflow_run_steps(status, gate_type) WHERE gate_type IS NOT NULL",
-    "DROP INDEX IF EXISTS idx_workflow_run_steps_child_run_id",
-    "CREATE INDEX idx_workflow_run_steps_child_run_id ON workflow_run_steps(child_run_id) "
-    "WHERE child_run_id IS NOT NULL",
-)
+# Issue 15: three canonical indexes become partial — the very definitions of schema.py version 8:
+# a finished foreach child's rows no longer go into the status, gate and child-run indexes, which
+# only unfinished runs, gate steps and steps with a child run are looked up through.
+_V8 = tuple(sql for name, create in PARTIAL_INDEXES for sql in (f"DROP INDEX IF EXISTS {name}", create))
 
 # 5 was reserved for the rerun link, which landed after 6 (databases at 6 exist without it): it is 7.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (

@@ -54,27 +54,25 @@ class Leadership:
     def _hand_over(self) -> None:
         """The leader is done: the oldest queued durable write's writer leads next, or no one."""
         with self._queue_lock:
-            for queued in self._pending:
-                wake = queued.wake
-                if wake is not None and not queued.done:
-                    queued.wake, queued.lead = None, True
-                    wake.release()
-                    return
-            self._leading = False
+            self._leading = self._wake_next_leader()
 
     def _ensure_leader(self) -> None:
         """Writes put back in the queue by an interrupted drain (a reader's or `flush()`'s, which
         do not lead): if no one leads, the oldest waiting follower does, so none waits forever."""
         with self._queue_lock:
-            if self._leading:
-                return
-            for queued in self._pending:
-                wake = queued.wake
-                if wake is not None and not queued.done:
-                    self._leading = True
-                    queued.wake, queued.lead = None, True
-                    wake.release()
-                    return
+            if not self._leading:
+                self._leading = self._wake_next_leader()
+
+    def _wake_next_leader(self) -> bool:
+        """Under `_queue_lock`: make the writer of the oldest queued durable write lead; False when
+        no one waits."""
+        for queued in self._pending:
+            wake = queued.wake
+            if wake is not None and not queued.done:
+                queued.wake, queued.lead = None, True
+                wake.release()
+                return True
+        return False
 
     def _wake_done(self, batch: Iterable[Any]) -> None:
         """Release the followers whose writes are done (results and errors are set by then)."""

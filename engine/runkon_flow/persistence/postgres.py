@@ -64,6 +64,7 @@ from runkon_flow.persistence.schema import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     RUN_COLUMNS,
+    RUN_FINISHED_IN,
     RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
@@ -170,7 +171,6 @@ _EVENT_INSERT = (
     "SELECT %s, %s + o, ts, r, k, p FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[]) "
     "WITH ORDINALITY AS u(ts, r, k, p, o)"
 )
-_TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
 # A whole batch of item updates in one statement (one round trip, atomic on its own): applied only
 # when every named item exists (else nothing changes and the caller names the missing one). An
 # item named twice takes its last update, as if they were applied in order.
@@ -1234,7 +1234,7 @@ class PostgresStore(Leadership):
             roots = [
                 r[0]
                 for r in cur.execute(
-                    f"SELECT id FROM workflow_runs WHERE status IN {_TERMINAL_RUNS_IN} AND ended_at < %s "
+                    f"SELECT id FROM workflow_runs WHERE status IN {RUN_FINISHED_IN} AND ended_at < %s "
                     "AND COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = ''",
                     (ended_before,),
                 ).fetchall()

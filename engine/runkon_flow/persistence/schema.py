@@ -202,9 +202,12 @@ def _v7_rerun_link(conn: sqlite3.Connection) -> None:
     _add_column(conn, "workflow_runs", "rerun_from", "TEXT")
 
 
+#: The finished run statuses as an SQL list, for `status IN …` (both stores' SQL).
+RUN_FINISHED_IN = "('completed', 'failed', 'cancelled')"
+
 #: The runs `idx_workflow_runs_status` holds from version 8 on: those not finished. A query that
 #: should use the index carries this very term (SQLite uses a partial index only then).
-RUN_UNFINISHED = "status NOT IN ('completed', 'failed', 'cancelled')"
+RUN_UNFINISHED = f"status NOT IN {RUN_FINISHED_IN}"
 
 #: Version 8's partial indexes (name, definition): the canonical ones, less the rows no query
 #: looks for through them.

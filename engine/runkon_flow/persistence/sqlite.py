@@ -51,6 +51,7 @@ from runkon_flow.persistence.schema import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     RUN_COLUMNS,
+    RUN_FINISHED_IN,
     RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
@@ -143,8 +144,6 @@ def _multi_row(head: str, width: int, rows: int) -> str:
     """`head` followed by `rows` groups of `width` placeholders."""
     return head + ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
 
-
-_TERMINAL_RUNS_IN = "('completed', 'failed', 'cancelled')"
 
 _RUN_INSERT = (
     "INSERT INTO workflow_runs (id, workflow_name, parent_run_id, status, dry_run, "
@@ -1184,7 +1183,7 @@ class SqliteStore(Leadership):
             roots = [
                 r[0]
                 for r in conn.execute(
-                    f"SELECT id FROM workflow_runs WHERE status IN {_TERMINAL_RUNS_IN} AND ended_at < ? "
+                    f"SELECT id FROM workflow_runs WHERE status IN {RUN_FINISHED_IN} AND ended_at < ? "
                     "AND COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = ''",
                     (ended_before,),
                 )

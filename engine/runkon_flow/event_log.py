@@ -236,30 +236,20 @@ class StoredEventWriter:
 def _payload(event: object) -> str:
     """The event's JSON without its `type` (the row's `kind` holds it) and without fields at their
     defaults: a third of the bytes, and `envelope_of` restores both."""
-    dump = _DUMPS.get(type(event)) or _dump_of(type(event))
+    cls = event.__class__
+    dump = _DUMPS.get(cls) or cls.__pydantic_serializer__.to_json  # type: ignore[attr-defined]
     return dump(event, exclude_defaults=True).decode()
 
 
+_EVENT_CLASSES: tuple[Any, ...] = EngineEvent.__origin__.__args__  # type: ignore[attr-defined]
 # Each event class's serializer, called directly: a third of model_dump_json's cost per call.
-_DUMPS: dict[type, Any] = {}
+_DUMPS: dict[type, Any] = {cls: cls.__pydantic_serializer__.to_json for cls in _EVENT_CLASSES}
 _new_tuple = tuple.__new__  # a NewEvent without NamedTuple's Python-level __new__
 
-
-def _dump_of(cls: type) -> Any:
-    dump = _DUMPS[cls] = cls.__pydantic_serializer__.to_json  # type: ignore[attr-defined]
-    return dump
-
-
-def _kind_and_dump(cls: Any) -> tuple[str, Any]:
-    return cls.model_fields["type"].default, _dump_of(cls)
-
-
 # (kind, serializer) of every event class a row is made of directly: all but StepOutput, and
-# while some step's output has been cut, all but StepCompleted too (`_rows`).
+# while some step's output is being counted (`_cuts`), all but StepCompleted too (`_rows`).
 _PLAIN: dict[type, tuple[str, Any]] = {
-    cls: _kind_and_dump(cls)
-    for cls in EngineEvent.__origin__.__args__  # type: ignore[attr-defined]
-    if cls is not StepOutput
+    cls: (cls.model_fields["type"].default, _DUMPS[cls]) for cls in _EVENT_CLASSES if cls is not StepOutput
 }
 _PLAIN_WHILE_CUT = {cls: spec for cls, spec in _PLAIN.items() if cls is not StepCompleted}
 

@@ -23,6 +23,7 @@ from runkon_flow.persistence.models import (
     StepStatus,
     WorkflowRun,
 )
+from runkon_flow.persistence.schema import RUN_UNFINISHED
 
 log = logging.getLogger("runkon_flow.persistence")
 
@@ -130,6 +131,16 @@ def check_finish_status(status: RunStatus) -> RunStatus:
             f"finish_run needs a terminal status (completed, failed or cancelled), not {status.value}"
         )
     return status
+
+
+def listed_statuses(statuses: list[RunStatus]) -> tuple[list[str], str]:
+    """What `list_active_runs` asks the database for: the status values (none given →
+    pending/running/waiting), and a term to add to its WHERE — `AND RUN_UNFINISHED` when every
+    status asked for is unfinished, so that the status index (partial from schema version 8,
+    where SQLite uses it only for a query carrying its very term) serves the query."""
+    wanted = [RunStatus(s).value for s in statuses] or [s.value for s in RunStatus if s.is_active]
+    unfinished = "" if any(RunStatus(s).is_terminal for s in wanted) else f" AND {RUN_UNFINISHED}"
+    return wanted, unfinished
 
 
 def check_role(role: str) -> None:

@@ -65,7 +65,6 @@ from runkon_flow.persistence.schema import (
     ITEM_COLUMNS,
     RUN_COLUMNS,
     RUN_FINISHED_IN,
-    RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
 )
@@ -717,9 +716,7 @@ class PostgresStore(Leadership):
 
     @_translated
     def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
-        wanted = [RunStatus(s).value for s in statuses] or [s.value for s in RunStatus if s.is_active]
-        # Unfinished statuses only: the status index holds just those runs (schema version 8).
-        unfinished = "" if any(RunStatus(s).is_terminal for s in wanted) else f" AND {RUN_UNFINISHED}"
+        wanted, unfinished = sh.listed_statuses(statuses)
         sql = (
             f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE status = ANY(%s){unfinished} "
             "ORDER BY started_at DESC, seq DESC"

@@ -52,7 +52,6 @@ from runkon_flow.persistence.schema import (
     ITEM_COLUMNS,
     RUN_COLUMNS,
     RUN_FINISHED_IN,
-    RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
     ensure_schema,
@@ -680,10 +679,8 @@ class SqliteStore(Leadership):
     @_translated
     def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
         """Runs in any of `statuses` (empty list → pending/running/waiting), newest first."""
-        wanted = [RunStatus(s).value for s in statuses] or [s.value for s in RunStatus if s.is_active]
+        wanted, unfinished = sh.listed_statuses(statuses)
         marks = ", ".join("?" * len(wanted))
-        # Unfinished statuses only: the status index holds just those runs (schema version 8).
-        unfinished = "" if any(RunStatus(s).is_terminal for s in wanted) else f" AND {RUN_UNFINISHED}"
         sql = (
             f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE status IN ({marks}){unfinished} "
             "ORDER BY started_at DESC, rowid DESC"

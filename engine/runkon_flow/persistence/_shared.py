@@ -10,8 +10,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.errors import PersistenceError
@@ -141,6 +142,24 @@ def listed_statuses(statuses: list[RunStatus]) -> tuple[list[str], str]:
     wanted = [RunStatus(s).value for s in statuses] or [s.value for s in RunStatus if s.is_active]
     unfinished = "" if any(RunStatus(s).is_terminal for s in wanted) else f" AND {RUN_UNFINISHED}"
     return wanted, unfinished
+
+
+def copy_step_rows(
+    cur: Any,
+    run_exists: str,
+    copy_step: str,
+    source_run_id: str,
+    target_run_id: str,
+    pairs: Iterable[tuple[str, str]],
+) -> None:
+    """`copy_steps` inside a store's transaction, with the store's SQL: `run_exists` takes a run
+    id, `copy_step` (new id, target run, step id, source run) and copies one row. Unknown target
+    run, or a step not of the source run → `PersistenceError` (the transaction is rolled back)."""
+    if cur.execute(run_exists, (target_run_id,)).fetchone() is None:
+        raise PersistenceError(f"run {target_run_id} not found")
+    for new_id, step_id in pairs:
+        if cur.execute(copy_step, (new_id, target_run_id, step_id, source_run_id)).rowcount != 1:
+            raise PersistenceError(f"step {step_id} is not a step of run {source_run_id}")
 
 
 def check_role(role: str) -> None:

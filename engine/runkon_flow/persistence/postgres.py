@@ -112,6 +112,7 @@ _STEP_TERMINAL = (
     "usage = COALESCE(%(usage)s, usage) " + _STEP_GUARD
 )
 _STEP_OTHER = _RUN_LOCK + "UPDATE workflow_run_steps SET status = %(status)s " + _STEP_GUARD
+_RUN_EXISTS = "SELECT 1 FROM workflow_runs WHERE id = %s"
 _STEP_COPY = (
     f"INSERT INTO workflow_run_steps (id, workflow_run_id, {STEP_COPY_COLUMNS}) "
     f"SELECT %s, %s, {STEP_COPY_COLUMNS} FROM workflow_run_steps WHERE id = %s AND workflow_run_id = %s"
@@ -782,12 +783,8 @@ class PostgresStore(Leadership):
         new_ids = [sh.new_ordered_id() for _ in step_ids]
 
         def copy(cur: Any) -> None:
-            if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (target_run_id,)).fetchone() is None:
-                raise PersistenceError(f"run {target_run_id} not found")
-            for new_id, step_id in zip(new_ids, step_ids, strict=True):
-                cur.execute(_STEP_COPY, (new_id, target_run_id, step_id, source_run_id))
-                if cur.rowcount != 1:
-                    raise PersistenceError(f"step {step_id} is not a step of run {source_run_id}")
+            pairs = zip(new_ids, step_ids, strict=True)
+            sh.copy_step_rows(cur, _RUN_EXISTS, _STEP_COPY, source_run_id, target_run_id, pairs)
 
         self._write(copy)
         return new_ids
@@ -1204,7 +1201,7 @@ class PostgresStore(Leadership):
 
         def append(cur: Any) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('runkon events'), hashtext(%s))", (run_id,))
-            if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (run_id,)).fetchone() is None:
+            if cur.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
                 raise PersistenceError(f"run {run_id} not found")
             last = cur.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = %s", (run_id,)

@@ -82,6 +82,7 @@ _STEP_TERMINAL = (
     "fan_out_skipped = COALESCE(:fan_skipped, fan_out_skipped), "
     f"usage = COALESCE(:usage, usage) {_STEP_GUARD}"
 )
+_RUN_EXISTS = "SELECT 1 FROM workflow_runs WHERE id = ?"
 _STEP_COPY = (
     f"INSERT INTO workflow_run_steps (id, workflow_run_id, {STEP_COPY_COLUMNS}) "
     f"SELECT ?, ?, {STEP_COPY_COLUMNS} FROM workflow_run_steps WHERE id = ? AND workflow_run_id = ?"
@@ -643,7 +644,7 @@ class SqliteStore(Leadership):
             try:
                 conn.execute(_RUN_INSERT, row)
             except sqlite3.IntegrityError:
-                if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run.id,)).fetchone():
+                if conn.execute(_RUN_EXISTS, (run.id,)).fetchone():
                     raise PersistenceError(f"run {run.id} already exists") from None
                 raise
 
@@ -746,12 +747,8 @@ class SqliteStore(Leadership):
         new_ids = [sh.new_ordered_id() for _ in step_ids]
 
         def copy(conn: sqlite3.Cursor) -> None:
-            if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (target_run_id,)).fetchone() is None:
-                raise PersistenceError(f"run {target_run_id} not found")
-            for new_id, step_id in zip(new_ids, step_ids, strict=True):
-                done = conn.execute(_STEP_COPY, (new_id, target_run_id, step_id, source_run_id))
-                if done.rowcount != 1:
-                    raise PersistenceError(f"step {step_id} is not a step of run {source_run_id}")
+            pairs = zip(new_ids, step_ids, strict=True)
+            sh.copy_step_rows(conn, _RUN_EXISTS, _STEP_COPY, source_run_id, target_run_id, pairs)
 
         self._write(copy, single=False, key="r:" + target_run_id)
         return new_ids
@@ -1143,7 +1140,7 @@ class SqliteStore(Leadership):
         batch = list(events)
 
         def append(conn: sqlite3.Cursor) -> None:
-            if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
+            if conn.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
                 raise PersistenceError(f"run {run_id} not found")
             seq = conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = ?", (run_id,)

@@ -141,7 +141,7 @@ class WorkflowRun:
     lease_until: str | None = None
     generation: int = 0
     retry_request: str | None = None  # JSON of the last `RetryRequest` (schema v4); None = never retried
-    rerun_of: str | None = None  # the run this one reruns (schema v5; docs/when-things-go-wrong.md)
+    rerun_of: str | None = None  # the run this one reruns (schema v7; docs/when-things-go-wrong.md)
     rerun_from: str | None = None  # the step it reruns from; the steps before it were reused
 
 

@@ -89,14 +89,14 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None: ...
 
     def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
-        """Record that `run_id` reruns run `rerun_of` from step `rerun_from` (ours, schema v5).
+        """Record that `run_id` reruns run `rerun_of` from step `rerun_from` (ours, schema v7).
         Unknown run → `PersistenceError`."""
         ...
 
     def copy_steps(self, source_run_id: str, target_run_id: str, step_ids: Sequence[str]) -> list[str]:
         """Copy the step rows `step_ids` of `source_run_id` into `target_run_id` as they are —
         status, outputs, gate decision, times, node path — under new ids (in the given order), in
-        one transaction; returns the new ids. A rerun reuses earlier results this way (schema v5).
+        one transaction; returns the new ids. A rerun reuses earlier results this way (schema v7).
         A row of another run, or an unknown target run → `PersistenceError`."""
         ...
 

@@ -154,36 +154,6 @@ class InProcessChildRunner:
             ),
         )
 
-    def _run_input(
-        self,
-        run_id: str,
-        parent_ctx: ChildWorkflowContext,
-        inputs: dict[str, str],
-        *,
-        depth: int,
-        cancellation: CancellationToken | None,
-        as_identity: str | None = None,
-        owner_token: str | None = None,
-        lease_generation: int | None = None,
-        write_behind: bool = False,
-    ) -> ChildRunInput:
-        """A child run's input: only what is the child's own (depth, cancellation, identity, lease);
-        its settings (registries, providers, labels, sinks) come from `parent_ctx.settings`."""
-        return ChildRunInput(
-            workflow_run_id=run_id,
-            persistence=self._store,
-            child_runner=self,
-            target_label=parent_ctx.target_label,
-            triggered_by_hook=parent_ctx.triggered_by_hook,
-            inputs_override=inputs,
-            depth=depth,
-            cancellation=cancellation,
-            as_identity=as_identity,
-            owner_token=owner_token,
-            lease_generation=lease_generation,
-            write_behind=write_behind,
-        )
-
     def resume_child(
         self, workflow_run_id: str, model: str | None, parent_ctx: ChildWorkflowContext
     ) -> WorkflowResult:
@@ -203,10 +173,15 @@ class InProcessChildRunner:
                 try:
                     return self._engine.resume_child(
                         definition,
-                        self._run_input(
-                            run.id,
-                            parent_ctx,
-                            dict(run.inputs),
+                        # Only what is the child's own (depth, cancellation); its settings
+                        # (registries, providers, labels, sinks) come from `parent_ctx.settings`.
+                        ChildRunInput(
+                            workflow_run_id=run.id,
+                            persistence=self._store,
+                            child_runner=self,
+                            target_label=parent_ctx.target_label,
+                            triggered_by_hook=parent_ctx.triggered_by_hook,
+                            inputs_override=dict(run.inputs),
                             depth=parent_ctx.depth + 1,
                             cancellation=token,
                         ),

@@ -98,22 +98,37 @@ def apply_metrics(st: ExecutionState, metadata: Mapping[str, str] | None) -> Non
         st.has_llm_metrics = True
 
 
+#: metric metadata key → the `LlmRunMetrics` total a finished child run reports it in.
+_RUN_TOTALS = (
+    ("cost_usd", "total_cost_usd"),
+    ("num_turns", "total_turns"),
+    ("input_tokens", "total_input_tokens"),
+    ("output_tokens", "total_output_tokens"),
+    ("cache_read_input_tokens", "total_cache_read_input_tokens"),
+    ("cache_creation_input_tokens", "total_cache_creation_input_tokens"),
+)
+
+
+def child_metadata(result: WorkflowResult) -> dict[str, str]:
+    """A finished child run's totals as metric metadata (what its `call workflow` step reports,
+    so they count in the caller's totals): its duration and what it reported spending."""
+    out: dict[str, str] = {"duration_ms": str(result.total_duration_ms)}
+    metrics = result.extensions.get(LlmRunMetrics) if result.extensions is not None else None
+    if metrics is not None:
+        for key, total in _RUN_TOTALS:
+            value = getattr(metrics, total)
+            if value is not None:
+                out[key] = str(value)
+    return out
+
+
 def result_usage(result: WorkflowResult | None) -> Usage | None:
     """What a finished child run spent (its `LlmRunMetrics`), as a Usage; None when nothing.
     (Called once per foreach item: the import is at the top, not here.)"""
     metrics = result.extensions.get(LlmRunMetrics) if result is not None and result.extensions else None
     if metrics is None:
         return None
-    return Usage.from_metadata(
-        {
-            "cost_usd": metrics.total_cost_usd,
-            "num_turns": metrics.total_turns,
-            "input_tokens": metrics.total_input_tokens,
-            "output_tokens": metrics.total_output_tokens,
-            "cache_read_input_tokens": metrics.total_cache_read_input_tokens,
-            "cache_creation_input_tokens": metrics.total_cache_creation_input_tokens,
-        }
-    )
+    return Usage.from_metadata({key: getattr(metrics, total) for key, total in _RUN_TOTALS})
 
 
 # --------------------------------------------------------------------------- recording

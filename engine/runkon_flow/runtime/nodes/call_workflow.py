@@ -22,10 +22,15 @@ from runkon_flow.persistence.models import StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of
 from runkon_flow.runtime.resume import parse_markers, restore_step
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
-from runkon_flow.runtime.steps import describe_exception, handle_on_fail, record_step_success
+from runkon_flow.runtime.steps import (
+    child_metadata,
+    describe_exception,
+    handle_on_fail,
+    record_step_success,
+    result_usage,
+)
 from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
 from runkon_flow.runtime.variables import build_variable_map
-from runkon_flow.usage import Usage
 
 __all__ = ["execute_call_workflow", "merge_child_results"]
 
@@ -72,13 +77,12 @@ def _record_child_success(
     last = child_steps[-1] if child_steps else None
     markers = parse_markers(last.markers_out) if last is not None else []
     context = (last.context_out or "") if last is not None else ""
-    metrics = _child_metrics(result)
     step.completed(
         result_text=f"Sub-workflow '{name}' completed",
         context=context,
         markers=markers,
         child_run_id=result.workflow_run_id,
-        usage=Usage.from_metadata(metrics),  # the child's total
+        usage=result_usage(result),  # the child's total
     )
     splice_child_contexts(st, child_steps)
     record_step_success(
@@ -90,28 +94,9 @@ def _record_child_success(
         markers=markers,
         context=context,
         child_run_id=result.workflow_run_id,
-        metadata=metrics,
+        metadata=child_metadata(result),
     )
     merge_child_results(st, child_steps)
-
-
-def _child_metrics(result: WorkflowResult) -> dict[str, str]:
-    from runkon_flow.runtime.types import LlmRunMetrics
-
-    out: dict[str, str] = {"duration_ms": str(result.total_duration_ms)}
-    metrics = result.extensions.get(LlmRunMetrics) if result.extensions is not None else None
-    if metrics is not None:
-        for key, value in (
-            ("cost_usd", metrics.total_cost_usd),
-            ("num_turns", metrics.total_turns),
-            ("input_tokens", metrics.total_input_tokens),
-            ("output_tokens", metrics.total_output_tokens),
-            ("cache_read_input_tokens", metrics.total_cache_read_input_tokens),
-            ("cache_creation_input_tokens", metrics.total_cache_creation_input_tokens),
-        ):
-            if value is not None:
-                out[key] = str(value)
-    return out
 
 
 def _restore(

@@ -53,10 +53,8 @@ __all__ = [
 _FAILED = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """Stored time text as an aware datetime (zone-less text is UTC: `liveness.utc_seconds`)."""
-    seconds = liveness.utc_seconds(text)
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+#: Stored time text as an aware datetime (zone-less text is UTC), one rule for every reader.
+parse_time = liveness.utc_moment
 
 
 def _seconds(now: datetime | None) -> float | None:
@@ -79,11 +77,6 @@ def run_duration(
     """Seconds from start to end: to now while an engine runs it, to where it stopped when it is
     interrupted (`observe.liveness.stopped_at`: it never keeps growing)."""
     return liveness.run_seconds(run, steps, _seconds(now))
-
-
-def _step_duration(step: WorkflowRunStep) -> float | None:
-    start, end = parse_time(step.started_at), parse_time(step.ended_at)
-    return None if start is None or end is None else max(0.0, (end - start).total_seconds())
 
 
 def final_steps(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
@@ -201,7 +194,7 @@ def run_json(
                 "status": StepStatus(s.status).value,
                 "started_at": s.started_at,
                 "ended_at": s.ended_at,
-                "duration_s": _step_duration(s),
+                "duration_s": liveness.step_seconds(s),
                 "error": s.step_error,
                 "child_run_id": s.child_run_id,
                 "markers": s.markers_out,
@@ -222,14 +215,13 @@ def _timing_note(store: WorkflowPersistence, step: WorkflowRunStep, est: Estimat
     foreach = step.role == StepRole.FOREACH.value
     if status in (StepStatus.RUNNING, StepStatus.WAITING):
         sv = StepView(key=step.node_path or step.id, name=step.step_name, node_path=step.node_path)
-        started = parse_time(step.started_at)
-        sv.status, sv.started_at = status.value, started.timestamp() if started is not None else None
+        sv.status, sv.started_at = status.value, liveness.utc_seconds(step.started_at)
         fan = None
         if foreach:
             items = store.get_fan_out_items(step.id)
             fan = fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items)
         return est.running_note(sv, now, fan)
-    took = _step_duration(step)
+    took = liveness.step_seconds(step)
     if status is not StepStatus.COMPLETED or took is None:
         return ""
     band = (
@@ -404,7 +396,7 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
                 step.step_name,
                 str(step.iteration) if step.iteration else "",
                 str(step.retry_count) if step.retry_count else "",
-                _duration_text(_step_duration(step)),
+                _duration_text(liveness.step_seconds(step)),
                 extra,
             ]
         )

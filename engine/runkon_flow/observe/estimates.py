@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runkon_flow.humanize import format_duration
-from runkon_flow.observe.loader import parse_time
+from runkon_flow.observe.liveness import step_seconds
 from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -141,13 +141,6 @@ class Estimates:
         return band if band is not None and elapsed > band.p95 else None
 
 
-def _seconds(row: WorkflowRunStep) -> float | None:
-    start, end = parse_time(row.started_at), parse_time(row.ended_at)
-    if start is None or end is None:
-        return None
-    return max(0.0, end - start)
-
-
 def history_of(
     store: WorkflowPersistence, workflow: str, *, exclude: str | None = None, runs: int = HISTORY_RUNS
 ) -> Estimates:
@@ -177,7 +170,7 @@ def _add_run(store: WorkflowPersistence, est: Estimates, run_id: str, prefix: st
                 latest[row.node_path] = row
     for path, row in latest.items():
         key = prefix + path
-        took = _seconds(row)
+        took = step_seconds(row)
         if took is not None:
             if row.role == StepRole.FOREACH.value:
                 if row.fan_out_total:

@@ -30,7 +30,9 @@ __all__ = [
     "lease_is_live",
     "run_end",
     "run_seconds",
+    "step_seconds",
     "stopped_at",
+    "utc_moment",
     "utc_seconds",
 ]
 
@@ -39,15 +41,28 @@ INTERRUPTED = "interrupted"
 _HELD = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.CANCELLING)
 
 
-def utc_seconds(text: str | None) -> float | None:
-    """RFC 3339 or SQLite `YYYY-MM-DD HH:MM:SS[.fff]` (UTC when it names no zone) → Unix seconds."""
+def utc_moment(text: str | None) -> datetime | None:
+    """RFC 3339 or SQLite `YYYY-MM-DD HH:MM:SS[.fff]` (UTC when it names no zone) → an aware
+    datetime; None when absent or unreadable."""
     if not text:
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def utc_seconds(text: str | None) -> float | None:
+    """`utc_moment` as Unix seconds."""
+    moment = utc_moment(text)
+    return None if moment is None else moment.timestamp()
+
+
+def step_seconds(row: WorkflowRunStep) -> float | None:
+    """How long a stored step row ran (start to end); None until it has both."""
+    start, end = utc_moment(row.started_at), utc_moment(row.ended_at)
+    return None if start is None or end is None else max(0.0, (end - start).total_seconds())
 
 
 def lease_end(run: WorkflowRun) -> float | None:

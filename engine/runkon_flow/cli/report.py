@@ -24,7 +24,7 @@ from runkon_flow.observe.clusters import RunCluster, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
 from runkon_flow.observe.estimates import Estimates, history_of
 from runkon_flow.observe.loader import fanout_from_rows, row_failure_cause
-from runkon_flow.observe.records import StepView
+from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.observe.status import outcome
 from runkon_flow.persistence.models import (
     FanOutItemRow,
@@ -208,34 +208,39 @@ def run_json(
 # --------------------------------------------------------------------------- show
 
 
-def _timing_note(store: WorkflowPersistence, step: WorkflowRunStep, est: Estimates, now: float) -> str:
+def _timing_note(step: WorkflowRunStep, fan: FanOutView | None, est: Estimates, now: float) -> str:
     """A running step's ETA band from past runs (`ETA 20s–45s`) or `⚠ over p95 (…)`; a finished
-    step that took longer than its p95 in past runs: `slow: over p95 (…)` (docs/run-model.md)."""
+    step that took longer than its p95 in past runs: `slow: over p95 (…)` (docs/run-model.md).
+    `fan`: a foreach step's items, else None."""
     status = StepStatus(step.status)
-    foreach = step.role == StepRole.FOREACH.value
     if status in (StepStatus.RUNNING, StepStatus.WAITING):
         sv = StepView(key=step.node_path or step.id, name=step.step_name, node_path=step.node_path)
         sv.status, sv.started_at = status.value, liveness.utc_seconds(step.started_at)
-        fan = None
-        if foreach:
-            items = store.get_fan_out_items(step.id)
-            fan = fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items)
         return est.running_note(sv, now, fan)
     took = liveness.step_seconds(step)
     if status is not StepStatus.COMPLETED or took is None:
         return ""
     band = (
-        est.fanout_band(step.node_path, step.fan_out_total or 0) if foreach else est.step_band(step.node_path)
+        est.fanout_band(step.node_path, step.fan_out_total or 0)
+        if fan is not None
+        else est.step_band(step.node_path)
     )
     return f"slow: over p95 ({format_duration(band.p95)})" if band is not None and took > band.p95 else ""
 
 
-def _item_summary(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[str, list[str]]:
-    """`items 58/60: 57 ok, 1 failed, 2 skipped` and lines naming the failed items."""
+def _fan_out(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[list[FanOutItemRow], FanOutView]:
+    """A foreach step's item rows (read once for everything `show` says of them), as a view too."""
     items = store.get_fan_out_items(step.id)
+    return items, fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items)
+
+
+def _item_summary(
+    store: WorkflowPersistence, items: list[FanOutItemRow], fan: FanOutView
+) -> tuple[str, list[str]]:
+    """`items 58/60: 57 ok, 1 failed, 2 skipped` and lines naming the failed items."""
     if not items:
         return "", []
-    counts = ItemCounts.of(fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items))
+    counts = ItemCounts.of(fan)
     shown = ("running", "completed", "failed", "skipped", "cancelled", "pending")
     parts = [f"{getattr(counts, s)} {s}" for s in shown if getattr(counts, s)]
     failed_lines = []
@@ -378,13 +383,14 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
     estimates = history_of(store, run.workflow_name, exclude=run.id)
     moment = (now or datetime.now(UTC)).timestamp()
     for step in steps:
-        extra = ""
-        timing = _timing_note(store, step, estimates, moment) if estimates.runs else ""
+        extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
-            extra, failed_items = _item_summary(store, step)
+            items, fan = _fan_out(store, step)
+            extra, failed_items = _item_summary(store, items, fan)
             notes.extend(failed_items)
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
+        timing = _timing_note(step, fan, estimates, moment) if estimates.runs else ""
         spent = Usage.from_json(step.usage)
         for note in (spent.short() if spent else "", timing):
             if note:

@@ -10,8 +10,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -172,6 +172,19 @@ def make_printer(mode: str, stream: TextIO, run_id: str | None) -> tuple[Printer
     if live:
         return LiveView(stream, top_run_id=run_id), True
     return PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id), False
+
+
+@contextmanager
+def closed_on_error(*opened: HookRunner | TextIO | None) -> Iterator[None]:
+    """Close what was `opened` for a run (hooks, the --events file; None ones skipped, in the
+    order given) when the block raises: the run never reaches `execute`, which would close them."""
+    try:
+        yield
+    except BaseException:
+        for thing in opened:
+            if thing is not None:
+                thing.close()
+        raise
 
 
 def open_events_file(path: str | None, *, append: bool) -> TextIO | None:

@@ -41,6 +41,7 @@ from runkon_flow.cli.common import (
 from runkon_flow.cli.drive import (
     Interrupted,
     add_progress_args,
+    closed_on_error,
     execute,
     open_events_file,
     open_events_file_first,
@@ -270,20 +271,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 executor=executor,
                 ray_address=ray_address,
             )
-        try:
+        with closed_on_error(hooks):
             events_file = open_events_file_first(args.events, store)
-        except BaseException:
-            if hooks is not None:
-                hooks.close()
-            raise
-        try:
+        with closed_on_error(events_file, hooks):
             run_id = ws.create_run(name, inputs)
-        except BaseException:
-            if events_file is not None:
-                events_file.close()
-            if hooks is not None:
-                hooks.close()
-            raise
         print_run_header(run_id, name, args)
         return execute(
             args,
@@ -565,17 +556,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 "rerunning the definition stored with the run (use --dir to point at its folder)"
             )
         hooks = prepare_hooks(args)
-        try:
-            new_id, plan = ws.prepare_rerun(old.id, args.from_step, overrides, definition=definition)
-        except InputsError as exc:
-            if hooks is not None:
-                hooks.close()
-            raise UsageError("\n".join(_input_hint(p) for p in exc.problems)) from None
-        except BaseException:
-            if hooks is not None:
-                hooks.close()
-            raise
-        events_file = open_events_file(args.events, append=False)
+        with closed_on_error(hooks):
+            try:
+                new_id, plan = ws.prepare_rerun(old.id, args.from_step, overrides, definition=definition)
+            except InputsError as exc:
+                raise UsageError("\n".join(_input_hint(p) for p in exc.problems)) from None
+            events_file = open_events_file(args.events, append=False)
         print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names
         reused = (

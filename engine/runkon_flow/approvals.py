@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -30,11 +31,25 @@ __all__ = [
     "GateApprovals",
     "GateOption",
     "WaitingGate",
+    "latest_gate_rows",
 ]
 
 
 #: Run statuses in which a gate may be waiting (a `running` run too: see `GateApprovals.inbox`).
 _MAY_WAIT = (RunStatus.RUNNING, RunStatus.WAITING)
+
+
+def latest_gate_rows(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
+    """The newest row of each gate execution (node, loop iteration) among a run's step `rows` (as
+    `get_steps` orders them), in row order: what the gate is now. A gate has older rows when an
+    engine died while it waited (or after it was answered) and a resume inserted it again."""
+    newest: dict[tuple[str, int], WorkflowRunStep] = {}
+    for row in rows:
+        if row.role == StepRole.GATE.value:
+            key = (row.node_path or row.step_name, row.iteration)
+            newest.pop(key, None)  # re-inserted: keep row order
+            newest[key] = row
+    return list(newest.values())
 
 
 class GateApprovalError(FlowError, ValueError):
@@ -256,16 +271,13 @@ class GateApprovals:
             )
 
     def _own_gates(self, run_id: str) -> list[WaitingGate]:
-        """The run's waiting gates, in row order. Only the newest row of each gate execution (node,
-        loop iteration) counts: an older `waiting` row belongs to an engine that died before a
-        resume inserted the gate again (and perhaps had it answered)."""
-        newest: dict[tuple[str, int], WorkflowRunStep] = {}
-        for row in self._store.get_steps(run_id):
-            if row.role == StepRole.GATE.value:
-                key = (row.node_path or row.step_name, row.iteration)
-                newest.pop(key, None)  # re-inserted: keep row order
-                newest[key] = row
-        return [_to_waiting(row) for row in newest.values() if StepStatus(row.status) is StepStatus.WAITING]
+        """The run's waiting gates, in row order (`latest_gate_rows`: an older `waiting` row of a
+        gate belongs to an engine that died before a resume inserted the gate again)."""
+        return [
+            _to_waiting(row)
+            for row in latest_gate_rows(self._store.get_steps(run_id))
+            if StepStatus(row.status) is StepStatus.WAITING
+        ]
 
     def _descends_from(self, parent_id: str | None, ancestor: str) -> bool:
         seen: set[str] = set()

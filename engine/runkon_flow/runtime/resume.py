@@ -26,6 +26,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from runkon_flow.approvals import latest_gate_rows
 from runkon_flow.dsl.ast import (
     AlwaysNode,
     CallNode,
@@ -40,7 +41,7 @@ from runkon_flow.dsl.ast import (
     UnlessNode,
     WhileNode,
 )
-from runkon_flow.persistence.models import RetryRequest, StepRole, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.models import RetryRequest, StepStatus, WorkflowRunStep
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 
 __all__ = [
@@ -234,16 +235,8 @@ def final_rejection(rows: Iterable[WorkflowRunStep]) -> WorkflowRunStep | None:
     """The gate row whose rejection stands in a run (the latest answer to that gate was "no"), or
     None. A rejection is a person's answer for the run: resuming would only ask the same gate again,
     so a resume is refused and a rerun from the gate offered (docs/engine.md, "A rejected gate
-    is final")."""
-    latest: dict[Key, WorkflowRunStep] = {}
-    for row in rows:
-        if row.role != StepRole.GATE.value:
-            continue
-        key = (row.step_name, row.iteration)
-        known = latest.get(key)
-        if known is None or (row.started_at or "", row.id) >= (known.started_at or "", known.id):
-            latest[key] = row
-    for row in latest.values():
+    is final"). `rows`: the run's step rows as `get_steps` orders them."""
+    for row in latest_gate_rows(rows):
         if StepStatus(row.status) is StepStatus.FAILED and row.gate_approved_by:
             return row  # reject_gate records who answered in gate_approved_by, status failed
     return None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runkon_flow.observe.estimates import history_of
+from runkon_flow.observe.estimates import Estimates, history_of
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Label, OptionList, Static, Tree
@@ -352,21 +353,54 @@ class MainScreen(Screen[None]):
             self.workflow_list.statuses = app.workflow_statuses()
             self.workflow_list.load(app.catalog)
 
+    class EstimatesRead(Message):
+        """Past runs of a workflow, read off the UI thread for the run `key` names."""
+
+        def __init__(self, key: tuple[str, str], estimates: Estimates | None, error: str = "") -> None:
+            super().__init__()
+            self.key = key
+            self.estimates = estimates
+            self.error = error
+
     def _load_estimates(self, view: RunView) -> None:
         """Past runs of the workflow on screen, read once per run shown (docs/run-model.md
-        "Estimates"): the tree's and the fan-out's ETA bands and `over p95` marks."""
+        "Estimates"): the tree's and the fan-out's ETA bands and `over p95` marks. The store is
+        read on a worker (up to 20 past runs' rows: never on the UI thread); until it answers,
+        and for a past run opened read-only, there are none."""
         key = (view.workflow_name, view.root_run_id)
         if key == self._estimates_key:
             return
         self._estimates_key = key
-        estimates = None
-        if view.workflow_name and view.root_run_id and not view.read_only:
+        self.tree.estimates = self.item_detail.estimates = None
+        workflow, run_id = key
+        if not workflow or not run_id or view.read_only:
+            return
+        store = self.rapp.store
+
+        def read() -> None:
+            estimates, error = None, ""
             try:
-                estimates = history_of(self.rapp.store, view.workflow_name, exclude=view.root_run_id)
+                estimates = history_of(store, workflow, exclude=run_id)
             except Exception as exc:  # a store that cannot answer must not take the screen down
-                self.rapp.log.warning(f"estimates unavailable: {exc}")
-        self.tree.estimates = estimates if estimates is not None and estimates.runs else None
-        self.item_detail.estimates = self.tree.estimates
+                error = str(exc)
+            self.post_message(self.EstimatesRead((workflow, run_id), estimates, error))
+
+        self.run_worker(read, thread=True, group="estimates", exclusive=True, exit_on_error=False)
+
+    def on_main_screen_estimates_read(self, message: EstimatesRead) -> None:
+        if message.key != self._estimates_key:
+            return  # another run is on screen by now
+        if message.error:
+            self.rapp.log.warning(f"estimates unavailable: {message.error}")
+        estimates = message.estimates
+        if estimates is None or not estimates.runs:
+            return
+        self.tree.estimates = self.item_detail.estimates = estimates
+        tree_view = self.view_for(self.tree_workflow)
+        if tree_view is not None:  # shown at once, not at the next tick that touches them
+            now = self.rapp.clock()
+            self.tree.update_statuses(tree_view, now)
+            self.item_detail.show(tree_view, self.grid.fan, self.grid_item, now)
 
     def _refresh_output(self, changes: Changes) -> None:
         """The output log follows the run on screen: another run there (started here, resumed

@@ -41,6 +41,7 @@ from runkon_tui.status import short_id
 DRAIN_LIMIT = 50_000  # events folded per tick at most; the rest waits one tick
 QUIT_WAIT_S = 10.0
 RESUMABLE = ("failed", "cancelled", "crashed", "needs_resume", "interrupted")
+FINISHED = ("failed", "cancelled", "completed")  # a retry or a rerun starts from these
 ENDED_BADLY = ("failed", "crashed", "cancelled", "cancelling")
 
 
@@ -354,6 +355,12 @@ class RunSession:
         self._spawn_engine(f"resume {run_id}", name, {}, run_id)
         return True
 
+    def _refuse_unless_finished(self, done: str) -> None:
+        """Retry and rerun start from a finished run on screen: `Refused` while anything runs."""
+        view = self.view
+        if self.run_active or view.active or view.status not in FINISHED:
+            raise Refused(f"only a finished run can be {done}")
+
     def retry_plan(self, fan: FanOutView, item_ids: Sequence[str]) -> RetryPlan | None:
         """What retrying these items of the run on screen means, to ask before `retry` (None:
         nothing to retry; `Refused` when this fan-out cannot be retried now)."""
@@ -361,8 +368,7 @@ class RunSession:
         run_id = view.root_run_id
         if self.host is None or run_id is None:
             return None
-        if self.run_active or view.active or view.status not in ("failed", "cancelled", "completed"):
-            raise Refused("only a finished run can be retried")
+        self._refuse_unless_finished("retried")
         if fan.run_id != run_id or not fan.step_id:
             raise Refused("this fan-out belongs to a sub-workflow: resume the run instead")
         shown = ", ".join(item_ids[:5]) + (f" … ({len(item_ids) - 5} more)" if len(item_ids) > 5 else "")
@@ -392,8 +398,7 @@ class RunSession:
         run_id = view.root_run_id
         if self.host is None or run_id is None or view.definition is None:
             return None
-        if self.run_active or view.active or view.status not in ("failed", "cancelled", "completed"):
-            raise Refused("only a finished run can be rerun")
+        self._refuse_unless_finished("rerun")
         return run_id, view.definition, dict(view.root.inputs) if view.root is not None else {}
 
     def rerun(self, run_id: str, node_path: str, label: str, inputs: dict[str, str]) -> None:

@@ -177,9 +177,15 @@ def run_for_scope(view: RunView, scope: tuple[str, ...]) -> RunState | None:
         sv = run.steps.get(path)
         if sv is None:
             return None
-        child = sv.child_run_id or (run.child_runs.get(sv.step_id) if sv.step_id else None)
-        run = view.run(child) if child else None
+        run = _called_run(view, run, sv)
     return run
+
+
+def _called_run(view: RunView, run: RunState, sv: StepView) -> RunState | None:
+    """The child run `run`'s step `sv` started (a `call workflow`'s), by the step's link or, before
+    its row says so, by the child's own ChildRunStarted."""
+    child_id = sv.child_run_id or (run.child_runs.get(sv.step_id) if sv.step_id else None)
+    return view.run(child_id) if child_id else None
 
 
 def node_status(spec: NodeSpec, run: RunState | None, run_finished: bool = False) -> str:
@@ -297,8 +303,7 @@ def _scoped_runs(view: RunView) -> list[tuple[tuple[str, ...], RunState]]:
         for path, sv in run.steps.items():
             if path in run.fanouts:
                 continue
-            child_id = sv.child_run_id or (run.child_runs.get(sv.step_id) if sv.step_id else None)
-            child = view.run(child_id) if child_id else None
+            child = _called_run(view, run, sv)
             if child is not None and child is not run:
                 todo.append(((*scope, path), child))
     return out

@@ -670,7 +670,11 @@ class MainScreen(Screen[None]):
 
         fan = self.grid.fan
         if item_id is not None and fan is not None and item_id in fan.index:
-            self.grid.highlight_item(fan.index[item_id])
+            idx = fan.index[item_id]
+            if not self.grid.shows_item(idx):
+                self._clear_item_filters()
+                self.refresh_titles()
+            self.grid.highlight_item(idx)
         source = HitSource(found)
         self._child_source = None
         self._output_spec = self._output_step = None
@@ -737,14 +741,19 @@ class MainScreen(Screen[None]):
     def clear_run_filters(self) -> None:
         """A run of another workflow starts unfiltered: the item and log filters were about the
         previous run's items and lines (the workflow list's filter is about files: it stays)."""
+        self._clear_item_filters()
+        if self.log_pane.view.text_filter:
+            self.log_pane.set_filter("")
+        self.refresh_titles()
+
+    def _clear_item_filters(self) -> None:
+        """The grid shows every item again: failed only, its text filter and the picked failure
+        cluster (the cluster list's mark too) are taken off."""
         if self.grid.failed_only or self.grid.text_filter:
             self.grid.set_filter(failed_only=False, text="")
         if self.grid.cluster is not None:
             self.grid.set_cluster(None)
             self.cluster_list.unpick()
-        if self.log_pane.view.text_filter:
-            self.log_pane.set_filter("")
-        self.refresh_titles()
 
     def refresh_titles(self) -> None:
         """Pane titles name every active filter, so a filtered pane never looks like a full one."""

@@ -204,14 +204,14 @@ class FanOutGrid(ScrollView, can_focus=True):
         if position >= 0:
             self._set_cursor(position, select=True)
 
-    def highlight_item(self, idx: int) -> None:
-        """Put the cursor on item `idx` without opening its output (a search hit shows its own),
-        dropping filters that hide it."""
+    def shows_item(self, idx: int) -> bool:
+        """Whether item `idx` passes the filters (failed only, text, cluster)."""
         self._refresh_visible()
-        if self._visible is not None and idx not in self._visible:
-            self.failed_only, self.text_filter, self.cluster = False, "", None
-            self._visible_version = -1
-            self.update()
+        return self._visible is None or idx in self._visible
+
+    def highlight_item(self, idx: int) -> None:
+        """Put the cursor on item `idx` without opening its output (a search hit shows its own).
+        The item must be shown (`shows_item`): the screen takes off filters that hide it."""
         visible = self._visible
         position = idx if visible is None else visible.index(idx)
         self._picked = True

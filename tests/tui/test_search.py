@@ -147,6 +147,43 @@ async def test_enter_on_a_hit_moves_the_tree_and_the_grid_to_where_it_is(
         assert screen is not app.screen
 
 
+async def test_a_hit_on_an_item_the_cluster_filter_hides_takes_the_filter_off_everywhere(
+    finished: tuple[Path, SqliteStore, str],
+) -> None:
+    """The grid filtered to item b's failure cluster, a hit in item c: the grid shows every item
+    again with the cursor on c, and the cluster list and the pane title no longer name a cluster."""
+    folder, store, run_id = finished
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        main = app.main_screen
+        assert main is not None
+        app.open_past_run(run_id)
+        await wait_for(pilot, lambda: app.view.root_run_id == run_id, what="the past run")
+        main.tree.select_uid("body.1")
+        await wait_for(pilot, lambda: main.cluster_list.clusters, what="the failure clusters")
+        main.cluster_list.action_pick()
+        await wait_for(pilot, lambda: main.grid.cluster is not None, what="the cluster filter")
+        assert "cluster 1" in str(main.grid_pane.border_title)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen), what="the search screen")
+        search = app.screen
+        assert isinstance(search, SearchScreen)
+        search.query_one(Input).value = "more c"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: search.result is not None and not search.searching, what="the results")
+        await pilot.press("enter")
+        pane = main.query_one(LogPane)
+        await wait_for(
+            pilot, lambda: pane.output_title == "each[c] › say · line 2", what="the hit in the log"
+        )
+        grid = main.grid
+        assert grid.cluster is None and grid.fan is not None and grid.visible_count == len(grid.fan.ids)
+        assert grid.fan.ids[grid.cursor_item] == "c"  # type: ignore[index]
+        assert main.cluster_list.picked is None
+        await pilot.pause()
+        assert "cluster" not in str(main.grid_pane.border_title)
+
+
 async def test_a_capital_letter_makes_the_search_case_sensitive_and_a_miss_is_said(
     finished: tuple[Path, SqliteStore, str],
 ) -> None:

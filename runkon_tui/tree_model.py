@@ -237,6 +237,7 @@ def node_detail(
     if run is None:
         return spec.note or ""
     sv: StepView | None = run.steps.get(spec.path)
+    fan = run.fanouts.get(spec.path) if spec.kind == "foreach" else None
     parts: list[str] = []
     if spec.kind == "parallel":
         statuses = [node_status(c, run) for c in spec.children]
@@ -248,16 +249,14 @@ def node_detail(
         if iteration is not None:
             cap = f"/{spec.max_iterations}" if spec.max_iterations is not None else ""
             parts.append(f"iter {iteration + 1}{cap}")
-    elif spec.kind == "foreach":
-        fan = run.fanouts.get(spec.path)
-        if fan is not None:
-            # Completed of total (a resume puts cancelled items back to pending: the count of
-            # completed ones never goes backwards), then the items that ended otherwise.
-            text = f"{fan.count('completed')}/{fan.total}"
-            for status in ("failed", "cancelled"):
-                if fan.count(status):
-                    text += f" {glyph(status)}{fan.count(status)}"
-            parts.append(text)
+    elif fan is not None:
+        # Completed of total (a resume puts cancelled items back to pending: the count of
+        # completed ones never goes backwards), then the items that ended otherwise.
+        text = f"{fan.count('completed')}/{fan.total}"
+        for status in ("failed", "cancelled"):
+            if fan.count(status):
+                text += f" {glyph(status)}{fan.count(status)}"
+        parts.append(text)
     elif spec.kind == "gate":
         gate = next(
             (g for g in view.gates.values() if g.run_id == run.run_id and g.node_path == spec.path), None
@@ -266,7 +265,7 @@ def node_detail(
             parts.append("awaiting approval")
         elif sv is not None and sv.decision:
             parts.append(sv.decision)
-    spent = run.fanouts[spec.path].usage if spec.kind == "foreach" and spec.path in run.fanouts else None
+    spent = fan.usage if fan is not None else None
     if sv is not None:
         if sv.attempt:
             parts.append(f"attempt {sv.attempt + 1}")
@@ -281,7 +280,6 @@ def node_detail(
         parts.append(spent.short())
     # History keys a called workflow's steps by the call's node path, as the node uid does.
     if estimates is not None and sv is not None and sv.status in ("running", "waiting"):
-        fan = run.fanouts.get(spec.path) if spec.kind == "foreach" else None
         note = estimates.running_note(sv, now, fan, spec.uid)
         if note:
             parts.append(note)

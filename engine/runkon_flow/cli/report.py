@@ -156,6 +156,11 @@ def runs_table(
     return _table(header, rows)
 
 
+def _usage_json(usage: Usage | None) -> dict[str, int | float] | None:
+    """A usage as `--json` writes it: its non-zero fields, or null when nothing was reported."""
+    return usage.as_dict() if usage else None
+
+
 def run_json(
     run: WorkflowRun,
     steps: Sequence[WorkflowRunStep],
@@ -180,7 +185,7 @@ def run_json(
         "rerun_of": run.rerun_of,
         "rerun_from": run.rerun_from,
         "steps": step_counts(steps),
-        "usage": (Usage.of_rows(steps) or Usage()).as_dict() or None,
+        "usage": _usage_json(Usage.of_rows(steps)),
     }
     if with_steps:
         data["step_rows"] = [
@@ -198,7 +203,7 @@ def run_json(
                 "error": s.step_error,
                 "child_run_id": s.child_run_id,
                 "markers": s.markers_out,
-                "usage": (Usage.from_json(s.usage) or Usage()).as_dict() or None,
+                "usage": _usage_json(Usage.from_json(s.usage)),
             }
             for s in steps
         ]

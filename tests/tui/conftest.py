@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runkon_flow.events import EngineEventData
+from runkon_flow.events import CollectingSink, EngineEventData
 from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.workspace import Workspace
 
 from runkon_tui.app import RunkonApp
 from tests.tui.fakes import ScriptedHost
@@ -77,6 +79,16 @@ def make_app(
     )
     app.animation_level = "none"
     return app
+
+
+def real_app(
+    folder: Path, store: Any = None, collector: CollectingSink | None = None, **kwargs: Any
+) -> RunkonApp:
+    """A dashboard on the real engine over `folder` (its runs in `store`, in memory if none; the
+    engine's events also to `collector`), on the wall clock: runs take real time."""
+    store = store if store is not None else InMemoryStore()
+    host = Workspace([folder], store, sinks=[collector] if collector is not None else ())
+    return make_app(host=host, store=store, dirs=[folder], clock=time.time, **kwargs)
 
 
 def feed(app: RunkonApp, events: Iterable[EngineEventData]) -> None:

@@ -23,7 +23,7 @@ from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.screens.runs import RunsScreen
-from tests.tui.conftest import make_app, select, wait_for
+from tests.tui.conftest import real_app, select, wait_for
 
 CLI = [sys.executable, "-m", "runkon_flow.cli"]
 
@@ -66,8 +66,7 @@ def final_status(db: Path, run_id: str, timeout: float = 30.0) -> RunStatus:
 
 
 def app_on(folder: Path, db: Path) -> RunkonApp:
-    store = SqliteStore(db)
-    return make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    return real_app(folder, SqliteStore(db))
 
 
 async def test_attach_to_runs_of_another_process_see_items_move_approve_its_gate_cancel_another(

@@ -4,17 +4,15 @@ same confirmation as the grid's retry keys) and only its items run again."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from runkon_flow.persistence.models import FanOutItemStatus, RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
-from runkon_flow.workspace import Workspace
 
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.status import short_id
 from runkon_tui.widgets.cluster_list import ClusterList
-from tests.tui.conftest import make_app, select, wait_for
+from tests.tui.conftest import real_app, select, wait_for
 
 ITEMS = [f"i{n:02d}" for n in range(30)]
 FAN = (
@@ -50,7 +48,7 @@ async def test_a_cluster_is_filtered_to_and_retried_from_the_dashboard(tmp_path:
     monkeypatch.chdir(folder)
     monkeypatch.setenv("FIXED", str(folder))
     store = SqliteStore(tmp_path / "runs.db")
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    app = real_app(folder, store)
     async with app.run_test(size=(120, 40)) as pilot:
         await select(pilot, app, "clusters")
         await pilot.press("enter")

@@ -7,14 +7,12 @@ is copied per test, so edits and runs never touch the repository.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
-from runkon_flow.workspace import Workspace
 from textual.widgets import Input
 
 from runkon_tui.app import RunkonApp
@@ -22,13 +20,7 @@ from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
-from tests.tui.conftest import make_app, release, select, wait_for
-
-
-def real_app(folder: Path, store=None, collector: CollectingSink | None = None, **kwargs) -> RunkonApp:  # type: ignore[no-untyped-def]
-    store = store if store is not None else InMemoryStore()
-    host = Workspace([folder], store, sinks=[collector] if collector is not None else ())
-    return make_app(host=host, store=store, dirs=[folder], clock=time.time, **kwargs)
+from tests.tui.conftest import real_app, release, select, wait_for
 
 
 async def run_quick(pilot, app: RunkonApp, who: str = "tester") -> None:  # type: ignore[no-untyped-def]

@@ -3,16 +3,14 @@ that has outlived its p95 is marked `over p95` in the tree."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from runkon_flow.persistence.sqlite import SqliteStore
-from runkon_flow.workspace import Workspace
 from textual.pilot import Pilot
 
 from runkon_tui.app import RunkonApp
-from tests.tui.conftest import make_app, select, wait_for
+from tests.tui.conftest import real_app, select, wait_for
 
 WF = """workflow est {
   script build { run = "while [ ! -f go ]; do sleep 0.05; done" }
@@ -31,7 +29,7 @@ def engine_app(
         (folder / f"{name}.wf").write_text(text)
     monkeypatch.chdir(folder)
     store = SqliteStore(tmp_path / "runs.db")
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    app = real_app(folder, store)
     return folder, store, app
 
 

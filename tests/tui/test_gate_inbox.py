@@ -15,7 +15,7 @@ from runkon_flow.workspace import Workspace
 from textual.widgets import DataTable, Input
 
 from runkon_tui.screens.inbox import BatchNoteScreen, GateInboxScreen
-from tests.tui.conftest import make_app, wait_for
+from tests.tui.conftest import make_app, real_app, wait_for
 
 
 class Elsewhere:
@@ -128,7 +128,7 @@ async def test_reject_the_gate_under_the_cursor_when_nothing_is_marked(
     folder: Path, tmp_path: Path, elsewhere: Elsewhere
 ) -> None:
     store = SqliteStore(tmp_path / "runs.db")
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    app = real_app(folder, store)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("i")

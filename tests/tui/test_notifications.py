@@ -11,8 +11,8 @@ import pytest
 
 from runkon_tui.host import open_workspace
 from runkon_tui.screens.gate import GateScreen
-from tests.tui.conftest import make_app, select, wait_for
-from tests.tui.test_engine_e2e import real_app, run_quick
+from tests.tui.conftest import make_app, real_app, select, wait_for
+from tests.tui.test_engine_e2e import run_quick
 
 
 async def test_a_waiting_gate_and_the_runs_end_ring_with_a_desktop_notification(

@@ -10,8 +10,8 @@ from textual.widgets import Input, Label
 
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.inputs import InputsScreen
-from tests.tui.conftest import select, wait_for
-from tests.tui.test_engine_e2e import main, real_app, run_quick
+from tests.tui.conftest import real_app, select, wait_for
+from tests.tui.test_engine_e2e import main, run_quick
 
 
 async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(folder: Path) -> None:

@@ -4,14 +4,12 @@ summary, and again when the run is opened from the store."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from runkon_flow.persistence.sqlite import SqliteStore
-from runkon_flow.workspace import Workspace
 
 from tests.cli.test_cli_usage import ITEM_SH, ONE, PLAN, REVIEW, REVIEW_SH, SPEND
-from tests.tui.conftest import make_app, select, wait_for
+from tests.tui.conftest import make_app, real_app, select, wait_for
 
 
 def label(app, path: str) -> str:  # type: ignore[no-untyped-def]
@@ -32,7 +30,7 @@ async def test_usage_shows_in_the_tree_the_header_and_the_summary(tmp_path: Path
         (folder / name).write_text(text)
     monkeypatch.chdir(folder)
     store = SqliteStore(tmp_path / "runs.db")
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    app = real_app(folder, store)
     async with app.run_test(size=(160, 40)) as pilot:
         await select(pilot, app, "spend")
         await pilot.press("enter")

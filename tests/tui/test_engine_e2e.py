@@ -339,12 +339,14 @@ async def test_a_rejected_gate_reads_the_same_live_and_opened_from_history(
                     "error": view.root.error if view.root else None,
                 }
 
+            def output() -> list[str]:
+                """The gate's output pane (the highlighted node's), line by line."""
+                source = screen.log_pane.sources["output"]
+                return [source.get(i)[0] for i in range(len(source))]
+
             live = seen()
             await pilot.pause()
-            live_output = [
-                screen.log_pane.sources["output"].get(i)[0]
-                for i in range(len(screen.log_pane.sources["output"]))
-            ]
+            live_output = output()
             assert any("rejected by tester: not before friday" in line for line in live["log"]), live  # type: ignore[union-attr]
             assert "rejected by tester" in str(live["tree"]) and "not before friday" in str(live["tree"])
             assert any("not before friday" in line for line in live_output), live_output
@@ -356,10 +358,7 @@ async def test_a_rejected_gate_reads_the_same_live_and_opened_from_history(
             await pilot.pause()
             past = seen()
             await pilot.pause()
-            past_output = [
-                screen.log_pane.sources["output"].get(i)[0]
-                for i in range(len(screen.log_pane.sources["output"]))
-            ]
+            past_output = output()
             assert past["log"] == live["log"] and past["errors"] == live["errors"]
             assert past["tree"].split()[:8] == live["tree"].split()[:8]  # type: ignore[union-attr]
             assert past["error"] == live["error"]

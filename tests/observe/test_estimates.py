@@ -53,16 +53,30 @@ def test_a_running_step_past_its_p95_is_overdue() -> None:
     assert est.running_note(sv, now=121.0) == ""
 
 
+def finished_step(
+    store: InMemoryStore,
+    run_id: str,
+    gen: int,
+    name: str,
+    path: str,
+    secs: int,
+    role: str = "agent",
+    child_id: str | None = None,
+) -> None:
+    """A completed step of `run_id` at `path` that took `secs` seconds."""
+    sid = store.insert_step(NewStep(run_id, name, role=role, retry_count=0, node_path=path))
+    store.update_step(sid, StepUpdate.completed(gen, result_text="ok", child_run_id=child_id))
+    row = store._steps[sid]  # the times a real step would have taken
+    row.started_at, row.ended_at = "2026-12-03T10:00:00Z", f"2026-12-03T10:00:{secs:02d}Z"
+
+
 def test_history_reads_completed_runs_of_the_same_workflow_only() -> None:
     store = InMemoryStore()
 
-    def run(name: str, status: RunStatus, build_s: float) -> str:
+    def run(name: str, status: RunStatus, build_s: int) -> str:
         r = store.create_run(NewRun(workflow_name=name))
         gen = store.acquire_lease(r.id, "t", 60)
-        step = store.insert_step(NewStep(r.id, "build", retry_count=0, node_path="body.0"))
-        store.update_step(step, StepUpdate.completed(gen, result_text="ok"))
-        row = store._steps[step]  # the times a real step would have taken
-        row.started_at, row.ended_at = "2026-12-03T10:00:00Z", f"2026-12-03T10:00:{build_s:02.0f}Z"
+        finished_step(store, r.id, gen, "build", "body.0", build_s)
         store.finish_run(r.id, status, None, None, "t")
         return r.id
 
@@ -81,24 +95,9 @@ def test_a_called_workflows_steps_are_kept_under_the_call_node_path() -> None:
     gen = store.acquire_lease(r.id, "t", 60)
     child = store.create_run(NewRun(workflow_name="inner", parent_workflow_run_id=r.id))
     cgen = store.acquire_lease(child.id, "c", 60)
-
-    def step(
-        run_id: str,
-        gen: int,
-        name: str,
-        path: str,
-        secs: int,
-        role: str = "agent",
-        child_id: str | None = None,
-    ) -> None:
-        sid = store.insert_step(NewStep(run_id, name, role=role, retry_count=0, node_path=path))
-        store.update_step(sid, StepUpdate.completed(gen, result_text="ok", child_run_id=child_id))
-        row = store._steps[sid]
-        row.started_at, row.ended_at = "2026-12-03T10:00:00Z", f"2026-12-03T10:00:{secs:02d}Z"
-
-    step(r.id, gen, "prep", "body.0", 1)
-    step(child.id, cgen, "build", "body.0", 40)
-    step(r.id, gen, "workflow:inner", "body.1", 41, role="workflow", child_id=child.id)
+    finished_step(store, r.id, gen, "prep", "body.0", 1)
+    finished_step(store, child.id, cgen, "build", "body.0", 40)
+    finished_step(store, r.id, gen, "workflow:inner", "body.1", 41, role="workflow", child_id=child.id)
     store.finish_run(child.id, RunStatus.COMPLETED, None, None, "c")
     store.finish_run(r.id, RunStatus.COMPLETED, None, None, "t")
     est = history_of(store, "outer")

@@ -53,6 +53,18 @@ def cli(home: Path, *args: str) -> tuple[int, str, float]:
     return done.returncode, done.stdout + done.stderr, time.perf_counter() - start
 
 
+def clusters_of(home: Path, run_id: str) -> list[dict]:
+    """The run's failure clusters, as `show --json` lists them."""
+    return json.loads(cli(home, "show", run_id, "--json")[1])["failure_clusters"]
+
+
+def retry_first_cluster(home: Path, run_id: str) -> None:
+    """`retry --cluster 1`, its time and what it planned to run again."""
+    code, out, secs = cli(home, "retry", run_id, "--cluster", "1", "--yes", "--progress", "quiet")
+    plan = next(ln.strip() for ln in out.splitlines() if "foreach 'each'" in ln)
+    print(f"retry -c 1     exit {code}  {secs:7.1f} s  ({plan})")
+
+
 def main(n: int = 10_000) -> None:
     print(f"demo_clusters: {n} items, {n // 20} failing in three kinds; {loadavg()} (shared, noisy machine)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,19 +87,15 @@ def main(n: int = 10_000) -> None:
         code, out, secs = cli(home, "show", run_id)
         section = out[out.index("failure clusters") :].split("\n\nfailed steps")[0]
         print(f"show           exit {code}  {secs:7.1f} s\n{section}")
-        _, js, _ = cli(home, "show", run_id, "--json")
-        clusters = json.loads(js)["failure_clusters"]
+        clusters = clusters_of(home, run_id)
         per_kind = [len(range(k, n // 20, 3)) for k in range(3)]
         assert sorted(c["count"] for c in clusters) == sorted(per_kind), clusters
         first_kind = clusters[0]["signature"]
         kind = 0 if "rate limited" in first_kind else 1 if "schema" in first_kind else 2
         (home / f"fixed-{kind}").touch()
 
-        code, out, secs = cli(home, "retry", run_id, "--cluster", "1", "--yes", "--progress", "quiet")
-        plan = next(ln.strip() for ln in out.splitlines() if "foreach 'each'" in ln)
-        print(f"retry -c 1     exit {code}  {secs:7.1f} s  ({plan})")
-        _, js, _ = cli(home, "show", run_id, "--json")
-        left = json.loads(js)["failure_clusters"]
+        retry_first_cluster(home, run_id)
+        left = clusters_of(home, run_id)
         assert all(c["signature"] != first_kind for c in left) and len(left) == 2, left
         print(f"clusters left  {[(c['number'], c['count'], c['signature'].splitlines()[-1]) for c in left]}")
 
@@ -95,11 +103,8 @@ def main(n: int = 10_000) -> None:
         for k in range(3):
             (home / f"fixed-{k}").touch()
         for left_n in (2, 1):
-            code, out, secs = cli(home, "retry", run_id, "--cluster", "1", "--yes", "--progress", "quiet")
-            plan = next(ln.strip() for ln in out.splitlines() if "foreach 'each'" in ln)
-            print(f"retry -c 1     exit {code}  {secs:7.1f} s  ({plan})")
-            _, js, _ = cli(home, "show", run_id, "--json")
-            assert len(json.loads(js)["failure_clusters"]) == left_n - 1
+            retry_first_cluster(home, run_id)
+            assert len(clusters_of(home, run_id)) == left_n - 1
 
         store = SqliteStore(home / "runs.db")
         try:

@@ -76,14 +76,21 @@ class CancellationToken:
         self._event: threading.Event | None = None
         self._reason: CancellationReason | None = None
         # Made with the first child: a foreach makes a token per item, and items have no children.
-        self._children: list[CancellationToken] | None = None
+        self._children: dict[int, CancellationToken] | None = None
         if parent is not None:
-            with parent._lock:
-                if parent._children is None:
-                    parent._children = [self]
-                else:
-                    parent._children.append(self)
-                self._cancelled = parent._cancelled
+            # No lock of the parent's: every worker of a fan-out makes and drops item tokens of
+            # one parent, and a lock they all take turns into GIL hand-overs between them. One
+            # dict write registers the child; its flag is read after that, and `cancel` sets the
+            # flag before it reads the children, so a cancel racing this sees the child or the
+            # child sees the cancel.
+            children = parent._children
+            if children is None:
+                with parent._lock:
+                    children = parent._children
+                    if children is None:
+                        children = parent._children = {}
+            children[id(self)] = self
+            self._cancelled = parent._cancelled
 
     def child(self) -> CancellationToken:
         return CancellationToken(self)
@@ -94,7 +101,7 @@ class CancellationToken:
                 self._reason = reason
             self._cancelled = True
             event = self._event
-            children = list(self._children) if self._children else ()
+            children = list(self._children.values()) if self._children else ()
         if event is not None:
             event.set()
         for c in children:
@@ -107,7 +114,7 @@ class CancellationToken:
         with self._lock:
             self._cancelled = True
             event = self._event
-            children = list(self._children) if self._children else ()
+            children = list(self._children.values()) if self._children else ()
         if event is not None:
             event.set()
         for c in children:
@@ -145,9 +152,5 @@ class CancellationToken:
     def detach(self) -> None:
         """Forget this token in its parent so finished children do not pile up in long runs."""
         parent = self._parent
-        if parent is not None:
-            with parent._lock:
-                children = parent._children
-                # (no contextlib.suppress: this runs once per foreach item)
-                if children is not None and self in children:
-                    children.remove(self)
+        if parent is not None and parent._children is not None:
+            parent._children.pop(id(self), None)  # one dict operation: no lock (see __init__)

@@ -358,3 +358,60 @@ def test_an_empty_foreach_records_zero_counts(h: Harness) -> None:
     h.providers.append(ListProvider("tickets", []))
     row = h.steps(h.run(fan()).workflow_run_id)[0]
     assert (row.fan_out_total, row.fan_out_completed, row.fan_out_failed, row.fan_out_skipped) == (0, 0, 0, 0)
+
+
+class _StubbornChildren:
+    """A child runner whose children ignore their cancel token until `release` is set, then
+    report success — the case the foreach's cancel grace exists for."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = 0
+        self.returned = 0
+
+    def execute_child(self, workflow_name, parent_ctx, params):
+        from runkon_flow.runtime.types import WorkflowResult
+
+        self.started += 1
+        self.release.wait(10)
+        self.returned += 1
+        return WorkflowResult(f"child-of-{params.item_id}", workflow_name, True, status="completed")
+
+    def resume_child(self, *args, **kwargs):  # pragma: no cover - no resume in this test
+        raise AssertionError("not resumed")
+
+    def find_resumable_child(self, parent_run_id, workflow_name):  # pragma: no cover
+        return None
+
+
+def test_children_that_ignore_a_cancel_are_recorded_cancelled_once_and_stay_so(h: Harness) -> None:
+    from runkon_flow.runtime.types import WorkflowExecConfig
+
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a", "b", "c", "d"]))
+    stubborn = _StubbornChildren()
+    run = h.start(
+        fan(),
+        child_runner=stubborn,
+        exec_config=WorkflowExecConfig(poll_interval=0.05, cancel_grace=0.1),
+    )
+    try:
+        assert wait_until(lambda: stubborn.started == 2)
+        h.engine.cancel_run(run.run_id)
+        result = run.join(5)
+    finally:
+        stubborn.release.set()  # now they come back, claiming success
+    assert result.status == "cancelled"
+    assert wait_until(lambda: stubborn.returned == 2)
+    row = h.steps(run.run_id)[0]
+    assert row.status == "cancelled"
+    assert row.context_out.startswith("foreach fan: 0 completed, 0 failed, 0 skipped, 2 cancelled of 4")
+    # Their late success changes nothing: each in-flight item was finished once, as cancelled.
+    assert sorted(items_of(h, row.id)) == [
+        ("a", "cancelled"),
+        ("b", "cancelled"),
+        ("c", "pending"),
+        ("d", "pending"),
+    ]
+    finished = [(e.item_id, e.status) for e in h.events("FanOutItemCompleted")]
+    assert sorted(finished) == [("a", "cancelled"), ("b", "cancelled")]

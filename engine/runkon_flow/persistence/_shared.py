@@ -5,10 +5,11 @@ derivation and selection validation, and tolerant JSON decoding of stored column
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
+import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -196,43 +197,43 @@ def _crockford_random(r: int) -> str:
 
 
 class MonotonicUlids:
-    """ULIDs that strictly increase within this process.
+    """ULIDs that strictly increase within this process, made without a lock.
 
     Plain ULIDs are random inside one millisecond, so `ORDER BY id` would shuffle fan-out items
-    inserted in the same millisecond. Within one millisecond each id is the previous one plus one,
-    which keeps insertion order and the ULID format (26 Crockford base32 characters: 10 for the
-    millisecond timestamp, 16 for 80 random bits). The timestamp part is encoded once per
-    millisecond; digits come two at a time from a table (a third of base64.b32encode's cost).
+    inserted in the same millisecond. Here the 80-bit "random" part is a random base drawn once
+    (again in a forked child) plus a process-wide counter, so within one millisecond every id is
+    above the ones made before it, and ids stay unique without any lock: `next()` on an
+    `itertools.count` is one atomic step under the GIL. (A lock here was taken three times per
+    fan-out item by all the workers at once, and a contended lock makes them hand the GIL to
+    each other through the kernel: docs/engine.md, "Why the fan-out takes no shared lock".)
+    A clock that steps back keeps the last millisecond. The timestamp and the high random digits
+    are encoded once per millisecond and 1,024 ids; digits come two at a time from a table.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ms = -1
-        self._random = 0
-        self._prefix = ""
-        self._high = -1  # the random part's bits above its last two digits, and their text
-        self._high_text = ""
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        # Room above the base for 2**60 ids, so the sum never wraps past 80 bits.
+        self._base = _random_bits(80) % (_RANDOM_LIMIT - (1 << 60))
+        self._counter = itertools.count()
+        self._last_ms = -1
+        self._head: tuple[int, int, str] = (-1, -1, "")  # (ms, random part >> 10, its first 24 digits)
 
     def __call__(self) -> str:
         ms = time.time_ns() // 1_000_000
-        with self._lock:
-            if ms > self._ms:
-                random_part = _random_bits(80)
-            else:  # same millisecond (or the clock stepped back): continue after the last id
-                ms, random_part = self._ms, self._random + 1
-                if random_part >= _RANDOM_LIMIT:
-                    ms, random_part = ms + 1, 0
-            if ms != self._ms:
-                self._prefix = _crockford_time(ms)
-                self._ms = ms
-                self._high = -1
-            self._random = random_part
-            high = random_part >> 10
-            if high != self._high:  # ids made in one millisecond share all but the last digits
-                self._high = high
-                self._high_text = self._prefix + _crockford_random(random_part)[:14]
-            head = self._high_text
-        return head + _PAIRS[random_part & 1023]
+        if ms > self._last_ms:
+            self._last_ms = ms
+        else:
+            ms = self._last_ms
+        random_part = self._base + next(self._counter)
+        high = random_part >> 10
+        head = self._head
+        if head[0] != ms or head[1] != high:  # replaced whole: a reader sees an old or new tuple
+            head = (ms, high, _crockford_time(ms) + _crockford_random(random_part)[:14])
+            self._head = head
+        return head[2] + _PAIRS[random_part & 1023]
 
 
 new_ordered_id = MonotonicUlids()

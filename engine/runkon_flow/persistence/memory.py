@@ -3,9 +3,22 @@
 Every write is applied before the call returns (`durable=False` changes nothing here).
 
 It follows the same rules as the SQLite store (engine.md §6.2, docs/persistence.md) so behaviour
-tests written against one hold for the other. One lock guards every table: operations are short,
-so a single lock is both the simplest correct choice and fast under the engine's many threads.
-Rows are copied on the way in and out, so callers can never mutate stored state by accident.
+tests written against one hold for the other. Rows are copied on the way in and out, so callers
+can never mutate stored state by accident.
+
+Locking: there is no lock over the whole store. A fan-out's workers write rows of different child
+runs all at once, and one lock taken by all of them (five times per item) turned into a queue of
+GIL hand-overs between two cores — most of the fan-out's time (docs/engine.md, "Why the fan-out
+takes no shared lock"). Instead:
+
+* a run's rows — the run, its steps, their index, its events, its lease — change under that
+  run's lock, one of `_STRIPES` locks chosen by the run id (runs of one fan-out rarely share one);
+  a fan-out item row under the lock its own id picks (the workers of one fan-out write items of
+  one step at once);
+* the tables themselves are dicts changed by single operations, which the GIL makes atomic, and
+  read whole only through a copy made in one step (`list(d.values())`), never by iterating them
+  while another thread may insert;
+* a row is copied out under its lock, so a reader never sees half of a write.
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ from runkon_flow.persistence.models import (
 _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
 _NO_CONTEXT: dict[str, str] = {}  # the context of every item row without one (never changed in place)
 _STARTED_AT = operator.attrgetter("started_at")  # newest first: by start, then by creation (dict order)
+_STRIPES = 64  # row locks; with 8 workers two rarely want the same one at once
 
 
 class InMemoryStore:
@@ -52,7 +66,8 @@ class InMemoryStore:
     def __init__(self, *, clock: sh.Clock = sh.system_clock) -> None:
         self._clock = clock
         self._now = sh.now_function(clock)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # operations over many runs (deleting) among themselves
+        self._stripes = tuple(threading.Lock() for _ in range(_STRIPES))
         self._runs: dict[str, WorkflowRun] = {}
         self._lease_expiry: dict[str, float] = {}  # run id -> lease end, Unix seconds
         self._steps: dict[str, WorkflowRunStep] = {}
@@ -64,6 +79,14 @@ class InMemoryStore:
         self._items_by_step: dict[str, list[str]] = {}
         self._item_keys: dict[tuple[str, str, str], str] = {}
         self._events: dict[str, list[StoredEvent]] = {}
+
+    def _guard(self, key: str) -> threading.Lock:
+        """The lock of a run's rows (key: the run id) or of one fan-out item row (its id)."""
+        return self._stripes[hash(key) % _STRIPES]
+
+    def _copied_run(self, run: WorkflowRun) -> WorkflowRun:
+        with self._guard(run.id):
+            return _copy_run(run)
 
     # ------------------------------------------------------------------ runs
 
@@ -91,33 +114,30 @@ class InMemoryStore:
         return self._insert_run(run, until)
 
     def _insert_run(self, run: WorkflowRun, lease_expiry: float | None = None) -> WorkflowRun:
-        with self._lock:
-            if run.id in self._runs:
+        with self._guard(run.id):
+            if self._runs.setdefault(run.id, run) is not run:
                 raise PersistenceError(f"run {run.id} already exists")
-            self._runs[run.id] = run
             if lease_expiry is not None:
                 self._lease_expiry[run.id] = lease_expiry
             return _copy_run(run)
 
     def get_run(self, run_id: str) -> WorkflowRun | None:
-        with self._lock:
-            run = self._runs.get(run_id)
-            return _copy_run(run) if run is not None else None
+        run = self._runs.get(run_id)
+        return self._copied_run(run) if run is not None else None
 
     def list_runs(self, limit: int = 500, parent_run_id: str | None = "") -> list[WorkflowRun]:
         """Newest first; "" → runs without a parent, None → all runs, an id → that run's children."""
-        with self._lock:
-            runs = [r for r in reversed(self._runs.values()) if _parent_matches(r, parent_run_id)]
-            runs.sort(key=_STARTED_AT, reverse=True)  # stable: equal times stay newest-created first
-            return [_copy_run(r) for r in runs[: max(limit, 0)]]
+        runs = [r for r in reversed(list(self._runs.values())) if _parent_matches(r, parent_run_id)]
+        runs.sort(key=_STARTED_AT, reverse=True)  # stable: equal times stay newest-created first
+        return [self._copied_run(r) for r in runs[: max(limit, 0)]]
 
     def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
         """Runs in any of `statuses` (empty list → pending/running/waiting), newest first."""
         wanted = {RunStatus(s) for s in statuses} or set(_ACTIVE)
-        with self._lock:
-            runs = [r for r in reversed(self._runs.values()) if r.status in wanted]
-            runs.sort(key=_STARTED_AT, reverse=True)
-            return [_copy_run(r) for r in runs]
+        runs = [self._copied_run(r) for r in reversed(list(self._runs.values())) if r.status in wanted]
+        runs = [r for r in runs if r.status in wanted]  # as copied: a status may have moved meanwhile
+        runs.sort(key=_STARTED_AT, reverse=True)
+        return runs
 
     def update_run_status(
         self, run_id: str, status: RunStatus, result_summary: str | None, error: str | None
@@ -126,7 +146,7 @@ class InMemoryStore:
         if status is RunStatus.WAITING:
             raise PersistenceError(sh.WAITING_REJECTED)
         ended_at = self._now() if status.is_terminal else None
-        with self._lock:
+        with self._guard(run_id):
             _record_status(self._run(run_id), status, result_summary, error, ended_at)
 
     def finish_run(
@@ -142,22 +162,21 @@ class InMemoryStore:
         """The final status and the lease release in one step (terminal statuses only)."""
         status = sh.check_finish_status(status)
         now = self._now()
-        with self._lock:
+        with self._guard(run_id):
             _record_status(self._run(run_id), status, result_summary, error, now)
             self._release(run_id, token)
 
     def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
-        with self._lock:
+        with self._guard(run_id):
             self._run(run_id).retry_request = request.to_json()
 
     def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
-        with self._lock:
+        with self._guard(run_id):
             run = self._run(run_id)
             run.rerun_of, run.rerun_from = rerun_of, rerun_from
 
     def copy_steps(self, source_run_id: str, target_run_id: str, step_ids: Sequence[str]) -> list[str]:
-        with self._lock:
-            self._run(target_run_id)
+        with self._guard(source_run_id):  # the source rows, read whole
             rows = [self._steps.get(step_id) for step_id in step_ids]
             for step_id, row in zip(step_ids, rows, strict=True):
                 if row is None or row.workflow_run_id != source_run_id:
@@ -166,6 +185,8 @@ class InMemoryStore:
                 dataclasses.replace(row, id=sh.new_ordered_id(), workflow_run_id=target_run_id)  # type: ignore[arg-type]
                 for row in rows
             ]
+        with self._guard(target_run_id):
+            self._run(target_run_id)
             for copy_ in copies:
                 self._steps[copy_.id] = copy_
                 self._index_step(target_run_id, copy_.id)
@@ -174,16 +195,15 @@ class InMemoryStore:
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None:
         """The only way into `waiting`: status and what the run waits for change together."""
         snapshot = copy.deepcopy(blocked_on)
-        with self._lock:
+        with self._guard(run_id):
             run = self._run(run_id)
             run.status = RunStatus.WAITING
             run.blocked_on = snapshot
             run.ended_at = None
 
     def is_run_cancelled(self, run_id: str) -> bool:
-        with self._lock:
-            run = self._runs.get(run_id)
-            return run is not None and run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING)
+        run = self._runs.get(run_id)
+        return run is not None and run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING)
 
     def flush(self) -> None:
         """Nothing to do: every write, `durable=False` included, is applied before the call returns."""
@@ -200,7 +220,7 @@ class InMemoryStore:
         """Take or renew the run's lease; the generation moves only when the owner changes."""
         sh.check_ttl(ttl_seconds)
         now = self._clock()
-        with self._lock:
+        with self._guard(run_id):
             run = self._runs.get(run_id)
             if run is None:
                 return None
@@ -218,11 +238,11 @@ class InMemoryStore:
 
     def release_lease(self, run_id: str, token: str) -> None:
         """Hand the run back (clean shutdown) so another engine can take it without waiting."""
-        with self._lock:
+        with self._guard(run_id):
             self._release(run_id, token)
 
     def _release(self, run_id: str, token: str) -> None:
-        """Under the lock: clear the lease if `token` still holds it."""
+        """Under the run's lock: clear the lease if `token` still holds it."""
         run = self._runs.get(run_id)
         if run is not None and run.owner_token == token:
             run.owner_token = None
@@ -251,8 +271,8 @@ class InMemoryStore:
             gate_options=new_step.gate_options,
             node_path=new_step.node_path,
         )
-        with self._lock:
-            self._run(new_step.workflow_run_id)
+        with self._guard(step.workflow_run_id):
+            self._run(step.workflow_run_id)
             self._steps[step.id] = step
             self._index_step(step.workflow_run_id, step.id)
         return step.id
@@ -273,8 +293,8 @@ class InMemoryStore:
         if type(status) is not StepStatus:  # the engine passes members: no Enum lookup per write
             status = StepStatus(status)
         now = self._now()
-        with self._lock:
-            step = self._step(step_id)
+        step = self._step(step_id)
+        with self._guard(step.workflow_run_id):
             if self._runs[step.workflow_run_id].generation != update.generation:
                 raise sh.lease_cancelled()
             if step.status.is_terminal:
@@ -303,15 +323,17 @@ class InMemoryStore:
 
     def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
         """Ordered by position; rows at the same position (retries) in insertion order."""
-        with self._lock:
-            steps = [self._steps[i] for i in self._step_ids(run_id)]
-            steps.sort(key=lambda s: s.position)
-            return [copy.copy(s) for s in steps]
+        with self._guard(run_id):
+            steps = [copy.copy(self._steps[i]) for i in self._step_ids(run_id)]
+        steps.sort(key=lambda s: s.position)
+        return steps
 
     def get_step(self, step_id: str) -> WorkflowRunStep | None:
-        with self._lock:
-            step = self._steps.get(step_id)
-            return copy.copy(step) if step is not None else None
+        step = self._steps.get(step_id)
+        if step is None:
+            return None
+        with self._guard(step.workflow_run_id):
+            return copy.copy(step)
 
     def _step_ids(self, run_id: str) -> Sequence[str]:
         ids = self._steps_by_run.get(run_id, ())
@@ -326,10 +348,10 @@ class InMemoryStore:
     # ------------------------------------------------------------------ gates
 
     def get_gate_approval(self, step_id: str) -> GateApprovalState:
-        with self._lock:
-            step = self._steps.get(step_id)
-            if step is None:
-                return GateApprovalState.pending()
+        step = self._steps.get(step_id)
+        if step is None:
+            return GateApprovalState.pending()
+        with self._guard(step.workflow_run_id):
             return sh.approval_state(
                 step.gate_approved_at,
                 step.status,
@@ -342,8 +364,8 @@ class InMemoryStore:
         self, step_id: str, approved_by: str, feedback: str | None, selections: list[str] | None
     ) -> None:
         now = self._now()
-        with self._lock:
-            step = self._step(step_id)
+        step = self._step(step_id)
+        with self._guard(step.workflow_run_id):
             if step.status.is_terminal:
                 raise sh.gate_already_resolved(step_id, step.status)
             sh.validate_gate_selections(step_id, step.gate_options, selections or [])
@@ -358,8 +380,8 @@ class InMemoryStore:
 
     def reject_gate(self, step_id: str, rejected_by: str, feedback: str | None) -> None:
         now = self._now()
-        with self._lock:
-            step = self._step(step_id)
+        step = self._step(step_id)
+        with self._guard(step.workflow_run_id):
             if step.status.is_terminal:
                 raise sh.gate_already_resolved(step_id, step.status)
             step.gate_approved_by = rejected_by
@@ -385,8 +407,7 @@ class InMemoryStore:
         lines = lineage if lineage is not None else [ItemLineage()] * len(items)
         if len(lines) != len(items):
             raise ValueError("insert_fan_out_items: one lineage per item")
-        with self._lock:
-            self._step(step_run_id)
+        with self._guard(self._step(step_run_id).workflow_run_id):
             order = self._items_by_step.setdefault(step_run_id, [])
             for (item_type, item_id, item_ref, context), line in zip(items, lines, strict=True):
                 key = (step_run_id, item_type, item_id)
@@ -412,10 +433,10 @@ class InMemoryStore:
 
     def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None:
         now = self._now()
-        with self._lock:
-            row = self._items.get(item_id)
-            if row is None:
-                raise PersistenceError(f"fan-out item {item_id} not found")
+        row = self._items.get(item_id)
+        if row is None:
+            raise PersistenceError(f"fan-out item {item_id} not found")
+        with self._guard(item_id):
             _apply_item_update(row, update, now)
 
     def batch_update_fan_out_items(
@@ -423,29 +444,36 @@ class InMemoryStore:
     ) -> None:
         """All or nothing: an unknown item id fails the batch before any row changes."""
         now = self._now()
-        with self._lock:
-            for item_id, _ in updates:
-                if item_id not in self._items:
-                    raise PersistenceError(f"fan-out item {item_id} not found")
-            for item_id, update in updates:
-                _apply_item_update(self._items[item_id], update, now)
+        items = self._items
+        rows = [items.get(item_id) for item_id, _ in updates]
+        for (item_id, _), row in zip(updates, rows, strict=True):
+            if row is None:
+                raise PersistenceError(f"fan-out item {item_id} not found")
+        for (item_id, update), row in zip(updates, rows, strict=True):
+            with self._guard(item_id):
+                _apply_item_update(row, update, now)  # type: ignore[arg-type]
 
     def get_fan_out_items(
         self, step_run_id: str, status_filter: FanOutItemStatus | None = None
     ) -> list[FanOutItemRow]:
         """Insertion order; optionally only items in `status_filter`."""
-        with self._lock:
-            rows = (self._items[i] for i in self._items_by_step.get(step_run_id, ()))
-            if status_filter is not None:
-                wanted = FanOutItemStatus(status_filter)
-                rows = (r for r in rows if r.status == wanted)
-            return [_copy_item(r) for r in rows]
+        wanted = FanOutItemStatus(status_filter) if status_filter is not None else None
+        out: list[FanOutItemRow] = []
+        items = self._items
+        for item_id in list(self._items_by_step.get(step_run_id, ())):
+            row = items.get(item_id)
+            if row is None:
+                continue  # deleted meanwhile
+            with self._guard(item_id):
+                if wanted is None or row.status == wanted:
+                    out.append(_copy_item(row))
+        return out
 
     # ------------------------------------------------------------------ event log
 
     def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
         """Numbered on from the stream's last `seq`; an unknown run is an error."""
-        with self._lock:
+        with self._guard(run_id):
             self._run(run_id)
             stream = self._events.setdefault(run_id, [])
             seq = stream[-1].seq if stream else 0
@@ -453,7 +481,7 @@ class InMemoryStore:
                 stream.append(StoredEvent(run_id, seq + offset, e.ts, e.event_run_id, e.kind, e.payload))
 
     def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
-        with self._lock:
+        with self._guard(run_id):
             stream = self._events.get(run_id, [])
             start = bisect.bisect_right(stream, after_seq, key=lambda e: e.seq)
             end = len(stream) if limit is None else start + max(limit, 0)
@@ -464,7 +492,7 @@ class InMemoryStore:
         with self._lock:
             roots = [
                 r.id
-                for r in self._runs.values()
+                for r in list(self._runs.values())
                 if r.status.is_terminal
                 and r.ended_at is not None
                 and r.ended_at < ended_before
@@ -488,9 +516,9 @@ class InMemoryStore:
             return DeletedRuns(len(roots), len(doomed) - len(roots), len(steps), len(items), events)
 
     def _children_index(self) -> dict[str, list[str]]:
-        """Parent run id → child run ids (either parent column), under the lock."""
+        """Parent run id → child run ids (either parent column)."""
         children: dict[str, list[str]] = {}
-        for run in self._runs.values():
+        for run in list(self._runs.values()):
             for parent in {run.parent_run_id, run.parent_workflow_run_id} - {"", None}:
                 children.setdefault(parent, []).append(run.id)  # type: ignore[arg-type]
         return children

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -91,6 +91,7 @@ class _Item:
     output_known: bool = False
     error: str | None = None
     token: CancellationToken | None = None
+    usage: Usage | None = None  # what its child run spent (summed once the fan-out is done)
     prior: Any = None  # the item's row in the previous attempt of this fan-out (resume, retry)
 
 
@@ -147,10 +148,8 @@ class _FanOut:
         self.lock = threading.Lock()  # the scheduling state below, shared with the workers
         self.changed = threading.Condition(self.lock)  # a slot freed up or an item became ready
         self.updates: list[tuple[str, FanOutItemUpdate]] = []
-        self.counts = {s: 0 for s in FanOutItemStatus}
         self.halted = False
         self.cancelled = False
-        self.usage: Usage | None = None  # what this execution's child runs spent, summed
 
     # ------------------------------------------------------------------ helpers
 
@@ -282,7 +281,6 @@ class _FanOut:
             item.row_id = row_id
             if item.status.is_terminal:
                 carried.append((row_id, FanOutItemUpdate.terminal(item.status, item.child_run_id)))
-                self.counts[item.status] += 1
         if carried:
             st.persistence.batch_update_fan_out_items(carried)
         if st.event_sinks:
@@ -399,7 +397,10 @@ class _FanOut:
             else:
                 waiting[item.item_id] = item
         self.terminal, self.ready, self.waiting = terminal, ready, waiting
-        self.in_flight: dict[str, _Item] = {}
+        self.in_flight: dict[str, _Item] = {}  # taken, not yet finished (row id → item)
+        # The same items until someone finishes them: `_claim` pops here, so a worker and the
+        # parent giving up on a worker never both finish one item (see `_run_children`).
+        self.unclaimed: dict[str, _Item] = {}
         self.parent_ctx = st.child_workflow_context()
         # Placeholders in `inputs` are expanded here, once per item, from the parent's variables
         # and the item's keys; the values they bring in are data, never expanded again.
@@ -418,8 +419,9 @@ class _FanOut:
                             break
                         if give_up_at is not None and time.monotonic() >= give_up_at:
                             for item in list(self.in_flight.values()):  # they ignored their token
-                                del self.in_flight[item.row_id]
-                                self._finish(item, None, st.cancellation.error())
+                                if self._claim(item):
+                                    self._finish(item, None, st.cancellation.error())
+                                    self._settle(item)
                             self._queue_updates()
                             break
                         self.changed.wait(_RECEIVE_TICK)
@@ -438,18 +440,33 @@ class _FanOut:
         return not (self.halted or self.cancelled or self.st.cancellation.is_cancelled())
 
     def _take(self, free: int) -> list[_Item]:
-        """Under the lock: up to `free` ready items, now in flight (none once halted/cancelled)."""
+        """Up to `free` ready items, now in flight (none once halted/cancelled). Safe without the
+        lock: each step is one atomic operation (a worker of a plain fan-out calls it so)."""
         if free <= 0 or not self.ready or not self._may_start():
             return []
         taken: list[_Item] = []
         cancellation = self.st.cancellation
-        while len(taken) < free and self.ready:
-            item = self.ready.popleft()
+        while len(taken) < free:
+            try:
+                item = self.ready.popleft()
+            except IndexError:  # another worker took the last one
+                break
             item.status = FanOutItemStatus.RUNNING
             item.token = cancellation.child()
             self.in_flight[item.row_id] = item
+            self.unclaimed[item.row_id] = item
             taken.append(item)
         return taken
+
+    def _claim(self, item: _Item) -> bool:
+        """Whether the caller is the one to finish `item` (one atomic pop: a worker, or the parent
+        abandoning it after the cancel grace — never both)."""
+        return self.unclaimed.pop(item.row_id, None) is not None
+
+    def _settle(self, item: _Item) -> None:
+        """`item` is finished: its slot is free (after `_finish`, so a parent that sees no item in
+        flight sees every item's end)."""
+        self.in_flight.pop(item.row_id, None)
 
     def _queue_updates(self) -> None:
         """Under the lock: hand the collected updates (skipped items, items abandoned after the
@@ -481,8 +498,9 @@ class _FanOut:
             with self.lock:
                 self.updates.extend(updates[: len(finished)])
                 for item in starting:
-                    if self.in_flight.pop(item.row_id, None) is not None:
+                    if self._claim(item):
                         self._finish(item, None, exc)
+                        self._settle(item)
                 self.changed.notify()
             return False
         if gate is not None:  # the finished children's events: their rows are committed now
@@ -494,27 +512,72 @@ class _FanOut:
 
     def _run_children(self, item: _Item | None) -> None:
         """Worker thread: run `item`'s child; commit its end together with the start of the next
-        ready item, which the worker then runs itself. Never raises."""
+        ready item, which the worker then runs itself. Never raises.
+
+        A plain fan-out (no dependencies between items) records a completed item without the
+        lock: every worker would take it twice per item, and on two cores a lock that all the
+        workers take becomes a queue of GIL hand-overs through the kernel (a convoy: ~8 context
+        switches per item, twice the engine's own time). Taking the next item, claiming and
+        settling one are single atomic operations; a failure (policies, dependents) takes the
+        lock as before. docs/engine.md, "Why the fan-out takes no shared lock"."""
+        plain = not self.dependents
         while item is not None:
             result, error = self._run_child(item)
             status = self._outcome(item, result, error)
+            if plain and status is FanOutItemStatus.COMPLETED:
+                item = self._record_completed(item, result)
+            else:
+                item = self._record_locked(item, result, error, status)
+
+    def _record_completed(self, item: _Item, result: WorkflowResult | None) -> _Item | None:
+        """A plain fan-out's completed item, without the lock; returns the next item to run."""
+        if item.row_id not in self.unclaimed:
+            return None  # abandoned after the cancel grace: already recorded as cancelled
+        following = self._take(1)
+        committed = self._commit([(item, FanOutItemStatus.COMPLETED)], following)
+        if not self._claim(item):  # abandoned meanwhile
             with self.lock:
-                if item.row_id not in self.in_flight:
-                    return  # abandoned after the cancel grace: already recorded as cancelled
-                halts = status in _TERMINAL_BAD and self.node.on_child_fail == "halt"
-                following = self._take(1) if not halts else []
-            committed = self._commit([(item, status)], following)
+                self._drop(following)
+            return None
+        self._finish(item, result, None, FanOutItemStatus.COMPLETED)
+        self._settle(item)
+        if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
             with self.lock:
-                if self.in_flight.pop(item.row_id, None) is None:  # abandoned meanwhile
-                    for late in following:
-                        if self.in_flight.pop(late.row_id, None) is not None:
-                            self._finish(late, None, self.st.cancellation.error())
-                    self._queue_updates()
-                    return
-                self._finish(item, result, error, status)
-                if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
-                    self.changed.notify()  # the parent has slots to fill, or the step is done
-            item = following[0] if following and committed else None
+                self.changed.notify()  # the parent has slots to fill, or the step is done
+        return following[0] if following and committed else None
+
+    def _record_locked(
+        self,
+        item: _Item,
+        result: WorkflowResult | None,
+        error: BaseException | None,
+        status: FanOutItemStatus,
+    ) -> _Item | None:
+        """Any other finished item, under the lock (failure policies, dependents); returns the
+        next item to run."""
+        with self.lock:
+            if item.row_id not in self.unclaimed:
+                return None  # abandoned after the cancel grace: already recorded as cancelled
+            halts = status in _TERMINAL_BAD and self.node.on_child_fail == "halt"
+            following = self._take(1) if not halts else []
+        committed = self._commit([(item, status)], following)
+        with self.lock:
+            if not self._claim(item):  # abandoned meanwhile
+                self._drop(following)
+                return None
+            self._finish(item, result, error, status)
+            self._settle(item)
+            if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
+                self.changed.notify()  # the parent has slots to fill, or the step is done
+        return following[0] if following and committed else None
+
+    def _drop(self, following: list[_Item]) -> None:
+        """Under the lock: a worker whose item was abandoned does not run the item it took."""
+        for late in following:
+            if self._claim(late):
+                self._finish(late, None, self.st.cancellation.error())
+                self._settle(late)
+        self._queue_updates()
 
     def _run_child(self, item: _Item) -> tuple[WorkflowResult | None, BaseException | None]:
         node = self.node
@@ -569,9 +632,10 @@ class _FanOut:
         error: BaseException | None,
         committed: FanOutItemStatus | None = None,
     ) -> None:
-        """Under the lock: record a finished item — its event, the counts, the failure policy and
-        the dependents it frees. `committed` is its status when its row is already committed;
-        otherwise the row is queued (see `_queue_updates`)."""
+        """Record a finished item — its status, usage and event, the failure policy and the
+        dependents it frees. Under the lock, except for a plain fan-out's completed item, which
+        touches nothing another thread writes. `committed` is its status when its row is already
+        committed; otherwise the row is queued (see `_queue_updates`)."""
         st = self.st
         if item.token is not None:
             item.token.detach()
@@ -580,12 +644,9 @@ class _FanOut:
         if result is None and status is FanOutItemStatus.FAILED:
             st.warn(f"foreach '{self.node.name}': item '{item.item_id}' could not run: {item.error}")
         item.status = status
-        self.counts[status] += 1
         if committed is None:
             self.updates.append((item.row_id, FanOutItemUpdate.terminal(status, item.child_run_id)))
-        usage = result_usage(result)
-        if usage:
-            self.usage = usage if self.usage is None else self.usage + usage
+        usage = item.usage = result_usage(result)
         if st.event_sinks:
             st.emit(
                 FanOutItemCompleted(
@@ -611,7 +672,6 @@ class _FanOut:
 
     def _skip(self, item: _Item, reason: str) -> None:
         item.status = FanOutItemStatus.SKIPPED
-        self.counts[FanOutItemStatus.SKIPPED] += 1
         self.updates.append((item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.SKIPPED)))
         if self.dependents:
             self.terminal.add(item.item_id)
@@ -695,7 +755,7 @@ class _FanOut:
         st.persistence.flush()
         if gate is not None:
             gate.release(mark)
-        c = self.counts
+        c = Counter(i.status for i in self.items)
         total = len(self.items)
         done, failed = c[FanOutItemStatus.COMPLETED], c[FanOutItemStatus.FAILED]
         skipped, cancelled = c[FanOutItemStatus.SKIPPED], c[FanOutItemStatus.CANCELLED]
@@ -706,7 +766,7 @@ class _FanOut:
         aggregate = self._aggregate()
         st.note_output(self.position, aggregate)
         fan_out = (total, done, failed + cancelled, skipped)  # a cancelled item counts as failed
-        usage = self.usage
+        usage = Usage.total(i.usage for i in self.items)  # what this execution's children spent
         spent = usage.to_json() if usage else None
         if usage:  # the children's usage counts in this run's totals too (docs/agents.md "Usage")
             apply_metrics(st, {k: str(v) for k, v in usage.as_dict().items()})

@@ -1,0 +1,60 @@
+"""A cancel reaches every child token, also one made by another thread at that very moment
+(item tokens are made and dropped by a fan-out's workers without a lock)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from runkon_flow.cancellation import CancellationReason, CancellationToken
+
+
+def _race_a_cancel_with_child_tokens(makers: int = 4, per_maker: int = 500) -> list[CancellationToken]:
+    """`makers` threads make child tokens (and drop some, as finished items do) while another
+    cancels their parent; returns the ones kept."""
+    parent = CancellationToken()
+    made: list[CancellationToken] = []
+    go = threading.Barrier(makers + 1)
+
+    def make() -> None:
+        go.wait()
+        for n in range(per_maker):
+            child = parent.child()
+            if n % 3 == 0:
+                child.detach()  # a finished item lets go of its token: a cancel need not reach it
+            else:
+                made.append(child)
+
+    def cancel() -> None:
+        go.wait()
+        parent.cancel(CancellationReason.user())
+
+    threads = [threading.Thread(target=make) for _ in range(makers)] + [threading.Thread(target=cancel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return made
+
+
+def test_a_cancel_racing_child_tokens_made_on_other_threads_reaches_every_one_of_them() -> None:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads swap every microsecond: the race happens, not just may
+    try:
+        for _ in range(20):
+            made = _race_a_cancel_with_child_tokens()
+            assert len(made) == 4 * 333
+            assert all(c.is_cancelled() for c in made)
+            assert all(c.error().reason.kind == "UserRequested" for c in made[:10])
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_a_detached_child_is_no_longer_held_by_its_parent() -> None:
+    parent = CancellationToken()
+    kept, dropped = parent.child(), parent.child()
+    dropped.detach()
+    dropped.detach()  # twice is harmless
+    parent.cancel(CancellationReason.user())
+    assert kept.is_cancelled()
+    assert not dropped.is_cancelled()

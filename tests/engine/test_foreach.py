@@ -415,3 +415,23 @@ def test_children_that_ignore_a_cancel_are_recorded_cancelled_once_and_stay_so(h
     ]
     finished = [(e.item_id, e.status) for e in h.events("FanOutItemCompleted")]
     assert sorted(finished) == [("a", "cancelled"), ("b", "cancelled")]
+
+
+def test_only_children_that_spent_something_send_metrics(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["free", "paid"]))
+
+    def behave(info, params):
+        if params.inputs["item.id"] == "paid":
+            return ActionOutput(context="ok", metadata={"cost_usd": "0.25", "num_turns": "2"})
+        return ActionOutput(context="ok")
+
+    h.agents.do("work", behave)
+    result = h.run(fan())
+    fan_out = h.steps(result.workflow_run_id)[0]
+    paid = {i.item_id: i.child_run_id for i in h.store.get_fan_out_items(fan_out.id)}
+    by_run = {e.run_id: e.event for e in h.sink.events if e.event.type == "MetricsUpdated"}
+    # The parent always reports (spec engine.md §4.2); of the children only the one with a cost does.
+    assert set(by_run) == {result.workflow_run_id, paid["paid"]}
+    assert (by_run[paid["paid"]].total_cost, by_run[paid["paid"]].total_turns) == (0.25, 2)
+    assert by_run[result.workflow_run_id].total_cost == 0.25

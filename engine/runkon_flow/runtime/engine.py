@@ -585,7 +585,12 @@ class FlowEngine:
             summary = f"Workflow '{st.workflow_name}'\nStatus: {'SUCCESS' if st.all_succeeded else 'FAILED'}"
         if body_error is not None:
             summary += f"\nError: {body_error}"
-        if st.event_sinks:
+        # A fan-out child that spent nothing (no cost, turns or agent time) sends no MetricsUpdated:
+        # it would say nothing, once per item, to every sink and into the stored stream (an eighth
+        # of a no-op fan-out's events). Every other run sends it, as the spec (engine.md §4.2) says.
+        if st.event_sinks and not (
+            st.write_behind and not (st.total_cost or st.total_turns or st.total_duration_ms)
+        ):
             st.emit(
                 MetricsUpdated(
                     total_cost=st.total_cost,

@@ -14,6 +14,7 @@ at once (`applies_writes_at_once`, the in-memory store) needs no gate.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections import deque
@@ -33,49 +34,69 @@ def needs_gate(store: object) -> bool:
 
 
 class ReportGate:
-    """Events held until a commit covers them, delivered in the order they were held."""
+    """Events held until a commit covers them, delivered in the order they were held.
 
-    __slots__ = ("_deliver", "_held", "_lock", "_next")
+    No lock is taken to hold an event or to note a commit: every worker of a fan-out does both
+    several times per item, and a lock they all take becomes a queue of GIL hand-overs between
+    them (docs/engine.md, "Why the fan-out takes no shared lock"). An event gets its sequence
+    number from an atomic counter *after* the rows it reports were queued, so a mark taken later
+    (a higher number) belongs to a commit that takes those rows along.
+    """
+
+    __slots__ = ("_deliver", "_held", "_seq", "_wanted")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # `_held`, `_next`
-        self._deliver = threading.Lock()  # one releaser at a time, so delivery keeps the order
+        self._deliver = threading.Lock()  # one deliverer at a time, so delivery keeps the order
         self._held: deque[tuple[int, Sequence[Any], EngineEventData]] = deque()
-        self._next = 0  # sequence number of the next held event
+        self._seq = itertools.count()  # event numbers and marks, from one atomic counter
+        self._wanted = 0  # the highest mark a release asked for
 
     def hold(self, sinks: Sequence[Any], run_id: str, event: Any) -> None:
         """Keep `event` (timestamped now) for `sinks` until a commit that starts later returns."""
         if not sinks:
             return
         data = EngineEventData.now(run_id, event)
-        with self._lock:
-            self._held.append((self._next, sinks, data))
-            self._next += 1
+        self._held.append((next(self._seq), sinks, data))
 
     def mark(self) -> int:
         """Call before a commit: everything held so far is covered by it."""
-        return self._next
+        return next(self._seq)
 
-    def release(self, mark: int) -> None:
-        """Call after that commit returned: deliver every event held before `mark`."""
+    def release(self, mark: int, *, wait: bool = True) -> None:
+        """Call after that commit returned: deliver every event held before `mark`.
+
+        `wait=False` (a fan-out worker after its item's commit): when another thread is
+        delivering, leave the events to it — it delivers up to the highest mark asked for before
+        it stops — instead of queueing behind it. If two such calls race, an event can wait for
+        the next release (the next item's, the step's end, or the run monitor's tick)."""
         if not self._held:
             return
-        with self._deliver:
-            with self._lock:
+        if mark > self._wanted:
+            self._wanted = mark
+        if not self._deliver.acquire(blocking=wait):
+            return
+        try:
+            held = self._held
+            while True:
+                upto = max(self._wanted, mark)
                 batch = []
-                while self._held and self._held[0][0] < mark:
-                    batch.append(self._held.popleft())
-            for _, sinks, data in batch:
-                for sink in sinks:
-                    try:
-                        sink.emit(data)
-                    except Exception:
-                        log.exception(
-                            "event sink %r raised on %s; continuing with remaining sinks",
-                            sink,
-                            data.event.type,
-                        )
+                while held and held[0][0] < upto:
+                    batch.append(held.popleft())
+                if not batch:
+                    return
+                for _, sinks, data in batch:
+                    for sink in sinks:
+                        try:
+                            sink.emit(data)
+                        except Exception:
+                            log.exception(
+                                "event sink %r raised on %s; continuing with remaining sinks",
+                                sink,
+                                data.event.type,
+                            )
+        finally:
+            self._deliver.release()
 
     def release_all(self) -> None:
         """Deliver everything held (after a flush of the store)."""
-        self.release(self._next)
+        self.release(self.mark())

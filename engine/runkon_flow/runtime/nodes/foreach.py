@@ -504,7 +504,7 @@ class _FanOut:
                 self.changed.notify()
             return False
         if gate is not None:  # the finished children's events: their rows are committed now
-            gate.release(mark)
+            gate.release(mark, wait=False)
         if st.event_sinks:
             for item in starting:
                 st.emit(FanOutItemStarted(item_id=item.item_id, step_id=self.step_id))

@@ -157,8 +157,6 @@ def _main(argv: Sequence[str] | None) -> int:
         expected = ", ".join(EXECUTORS)
         print(f"runkon-tui: RUNKON_EXECUTOR={executor!r}: expected one of {expected}", file=sys.stderr)
         return EXIT_USAGE
-    if args.hooks:  # runners the dashboard hands runs over to use the same hooks
-        os.environ["RUNKON_HOOKS"] = str(Path(args.hooks).resolve())
     opened = open_workspace(
         dirs,
         args.db,

@@ -149,12 +149,15 @@ def _build_engine(
     """(the Workspace or None, problems, the hooks runner or None). `store_usable` False: `store`
     is an in-memory stand-in for the unusable database at `db` (Ray nodes cannot share it)."""
     from runkon_flow.hooks import open_hooks
-    from runkon_flow.hooks.config import ConfigFileError
+    from runkon_flow.hooks.config import ConfigFileError, find_hooks_file
+    from runkon_flow.runner import RunnerSettings
 
     problems: list[str] = []
     runner = None
+    hooks_file = None
     try:
         runner = open_hooks(hooks, cwd=Path.cwd())
+        hooks_file = find_hooks_file(hooks, cwd=Path.cwd())
     except ConfigFileError as exc:
         problems.append(f"hooks not used: {exc}")
     try:
@@ -173,6 +176,12 @@ def _build_engine(
             working_dir=working_dir,
             child_runner=child_runner,
             sinks=[runner] if runner else (),
+            # A run handed over when the dashboard quits goes on with these hooks, on this executor.
+            runner_settings=RunnerSettings(
+                hooks=str(hooks_file.resolve()) if hooks_file is not None else None,
+                executor=executor,
+                ray_address=ray_address,
+            ),
         )
     except Exception as exc:  # the dashboard still lists workflows and history without an engine
         problems.append(f"engine unavailable: {type(exc).__name__}: {exc}")

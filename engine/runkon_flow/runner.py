@@ -16,12 +16,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.paths import DB_ENV
 
-__all__ = ["log_path", "spawn_runner"]
+__all__ = ["RunnerSettings", "log_path", "spawn_runner"]
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """What a runner started for a host gets besides the run, so a run handed over keeps running
+    as it started: the hooks file and where foreach children run (None: the runner's defaults)."""
+
+    hooks: str | None = None
+    executor: str | None = None
+    ray_address: str | None = None
 
 
 def log_path(db: Path | str | DbLocation, run_id: str) -> Path:

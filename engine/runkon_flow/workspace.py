@@ -75,7 +75,7 @@ from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 from runkon_flow.plugins.schemas import SchemaResolver
 from runkon_flow.plugins.script_env import IDENTITIES_FILE, DefaultScriptEnvProvider
-from runkon_flow.runner import spawn_runner
+from runkon_flow.runner import RunnerSettings, spawn_runner
 from runkon_flow.runtime.child_runner import InProcessChildRunner
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
 from runkon_flow.runtime.remote_child import ChildOutcome, ChildTask, watch_parent
@@ -227,8 +227,12 @@ class Workspace:
         stored_output_lines: int | None = None,
         only: Sequence[str] = (),
         child_runner: ChildRunnerFactory | None = None,
+        runner_settings: RunnerSettings | None = None,
     ) -> None:
         self.store = store
+        #: Given to the background runner a run is handed over to (`hand_over`): the host's hooks
+        #: file and executor, so the run goes on with the same hooks and on the same cluster.
+        self.runner_settings = runner_settings or RunnerSettings()
         #: Builds the runner of each run's foreach children (None: in this process). The Ray
         #: executor (runkon_flow.ray_executor) passes one that sends them to a cluster.
         self._child_runner = child_runner
@@ -752,8 +756,16 @@ class Workspace:
         if own is None:
             raise WorkflowError(f"run '{run_id}' is not running in this workspace")
         run = self._run_row(run_id)
+        settings = self.runner_settings
         proc, log_file = spawn_runner(
-            db, run_id, self.dirs, resume=True, lease_ttl=int(self.exec_config.lease_ttl_secs)
+            db,
+            run_id,
+            self.dirs,
+            resume=True,
+            lease_ttl=int(self.exec_config.lease_ttl_secs),
+            hooks=settings.hooks,
+            executor=settings.executor,
+            ray_address=settings.ray_address,
         )
         with self._lock:
             self._handed_over[run_id] = run.owner_token or ""

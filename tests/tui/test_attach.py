@@ -5,6 +5,7 @@ the store as the CLI does (docs/dashboard.md, "Runs held elsewhere")."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -280,3 +281,43 @@ def main_screen_of(app: RunkonApp):  # type: ignore[no-untyped-def]
     screen = app.main_screen
     assert screen is not None
     return screen
+
+
+async def test_a_run_kept_going_in_the_background_runs_the_dashboards_hooks_to_its_end(
+    folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from runkon_tui.host import open_workspace
+    from tests.tui.conftest import make_app
+
+    monkeypatch.delenv("RUNKON_HOOKS", raising=False)  # only the file given to the dashboard
+    out = tmp_path / "hook.jsonl"
+    hooks = tmp_path / "hooks.yaml"
+    hooks.write_text(
+        f"hooks:\n  - events: ['workflow_run.completed']\n    run: cat >> {out}; echo >> {out}\n"
+    )
+    db = tmp_path / "runs.db"
+    opened = open_workspace([folder], db, hooks=str(hooks))
+    assert opened.problems == []
+    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await select(pilot, app, "fanout")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected")
+            run_id = app.view.root_run_id
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+            await pilot.press("b")
+            await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+    finally:
+        opened.hooks.close()
+    assert f"run {run_id} keeps running in the background" in app.summary()
+    assert not out.exists() or not out.read_text().strip()  # the dashboard did not finish it
+    for item in "abcdefghij":
+        (folder / "released" / item).touch()
+    assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
+    deadline = time.monotonic() + 30
+    while not (out.exists() and out.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the runner's hook runs just after the run's end
+    (event,) = [json.loads(line) for line in out.read_text().splitlines() if line]
+    assert (event["event"], event["run_id"]) == ("workflow_run.completed", run_id)

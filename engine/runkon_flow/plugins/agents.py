@@ -488,7 +488,6 @@ class AgentRuntime:
     counter: _CallCounter = field(default_factory=_CallCounter)
     sleep: Callable[[float], None] | None = None  # test hook for echo delays without a token
     _active: dict[str, CancellationToken] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def speed(self) -> float:
         raw = (self.base_env if self.base_env is not None else os.environ).get(SPEED_ENV)
@@ -513,15 +512,17 @@ class AgentExecutor:
 
     def cancel(self, execution_id: str) -> None:
         """Stop the attempt running under `execution_id` (the step id); no-op if none."""
-        with self._rt._lock:
-            token = self._rt._active.get(execution_id)
+        token = self._rt._active.get(execution_id)
         if token is not None:
             token.cancel(CancellationReason.user("agent cancelled by the engine"))
 
     def execute(self, ctx: RunContext, info: StepInfo, params: ActionParams) -> ActionOutput:
         token = CancellationToken(info.cancellation) if info.cancellation is not None else CancellationToken()
-        with self._rt._lock:
-            self._rt._active[info.step_id] = token
+        # `_active` is changed by single dict operations (atomic under the GIL), not under a lock
+        # all the workers of a fan-out would take twice per item (docs/engine.md, "Why the fan-out
+        # takes no shared lock"); a step id belongs to one attempt, so no two calls share a key.
+        active = self._rt._active
+        active[info.step_id] = token
         try:
             token.error_if_cancelled()
             prompt = self.render_prompt(params)
@@ -533,9 +534,8 @@ class AgentExecutor:
                 return self._echo(ctx, info, params, token)
             return self._command(ctx, info, params, prompt, token)
         finally:
-            with self._rt._lock:
-                if self._rt._active.get(info.step_id) is token:
-                    del self._rt._active[info.step_id]
+            if active.get(info.step_id) is token:
+                active.pop(info.step_id, None)
             token.detach()
 
     # ---- prompt
@@ -589,7 +589,10 @@ class AgentExecutor:
         self, ctx: RunContext, info: StepInfo, params: ActionParams, token: CancellationToken
     ) -> ActionOutput:
         agent = self.agent
-        call_no = self._rt.counter.next(info.run_id or ctx.run_id(), agent.name)
+        # Counted only for an agent whose behaviour depends on it: the counter is shared by every
+        # worker of a fan-out, and a lock they all take costs more than the echo itself.
+        counted = agent.fail != 0 or agent.markers_for is not None
+        call_no = self._rt.counter.next(info.run_id or ctx.run_id(), agent.name) if counted else 0
         variables = self.variables(params)
         shown = self.render_task(params)
         if info.emit_output is not None:  # first, so a watcher sees the task while the agent "works"

@@ -70,6 +70,17 @@ def app_on(folder: Path, db: Path) -> RunkonApp:
     return real_app(folder, SqliteStore(db))
 
 
+async def start_fanout(pilot, app: RunkonApp) -> str:  # type: ignore[no-untyped-def]
+    """Start the `fanout` workflow from the list; its run id once its items are collected (they
+    wait for files under `released/`)."""
+    await select(pilot, app, "fanout")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected")
+    run_id = app.view.root_run_id
+    assert run_id is not None
+    return run_id
+
+
 async def test_attach_to_runs_of_another_process_see_items_move_approve_its_gate_cancel_another(
     folder: Path, tmp_path: Path
 ) -> None:
@@ -175,11 +186,7 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
     watcher: subprocess.Popen | None = None
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await select(pilot, app, "fanout")
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected")
-            run_id = app.view.root_run_id
-            assert run_id is not None
+            run_id = await start_fanout(pilot, app)
             (folder / "released" / "a").touch()
             await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 1, what="item a")
             watcher = subprocess.Popen(  # a `watch` in another terminal sees the run through the hand-over
@@ -301,10 +308,7 @@ async def test_a_run_kept_going_in_the_background_runs_the_dashboards_hooks_to_i
     app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await select(pilot, app, "fanout")
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected")
-            run_id = app.view.root_run_id
+            run_id = await start_fanout(pilot, app)
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
             await pilot.press("b")

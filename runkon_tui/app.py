@@ -169,6 +169,7 @@ class RunkonApp(App[int]):
         self._shown_workflow: str | None = None  # workflow of the run on screen (filters belong to it)
         self._start_theme = ""
         self._exiting = False
+        self._terminal_gone = False  # the terminal hung up: leave with 129 whatever happens
         self.toasts = ToastHold()
         self._gates_seen: set[tuple[str, str, str | None]] = set()  # gates whose dialog was opened
 
@@ -468,12 +469,25 @@ class RunkonApp(App[int]):
             screen.clear_run_filters()
 
     def _leave_if_terminal_gone(self) -> None:
-        """The terminal hung up (window closed): leave instead of spinning on its EOF. A run this
-        dashboard hosts stops with the process; its lease lapses and it shows as interrupted,
-        resumable (`r`, or `runkon-flow resume`)."""
+        """The terminal hung up (window closed, laptop lid shut over ssh): leave instead of
+        spinning on its EOF. No one is left to ask what to do with a run this dashboard hosts, so
+        it does what "keep running in the background" on quit does: the run goes on in a
+        background runner, to be attached again (docs/dashboard.md, "Closing the terminal"). Where
+        that cannot be (runs kept in memory, or the hand-over fails) the run stops with the
+        process; its lease lapses and it shows as interrupted, resumable."""
         stdin = sys.__stdin__
-        if stdin is not None and hung_up(stdin.fileno()):
-            self.exit(return_code=129)  # as if killed by SIGHUP
+        if self._terminal_gone or stdin is None or not hung_up(stdin.fileno()):
+            return
+        self._terminal_gone = True
+        session = self.session
+        if (
+            session.active_run_id is not None
+            and not session.quitting
+            and session.why_no_hand_over() is None
+            and session.hand_over_and_leave()
+        ):
+            return  # `ReadyToLeave` (or `HandOverFailed`) follows, then the app leaves with 129
+        self.exit(return_code=129)  # as if killed by SIGHUP
 
     def _every_second(self) -> None:
         screen = self.main_screen
@@ -662,6 +676,8 @@ class RunkonApp(App[int]):
         elif isinstance(report, (Notice, HandOverFailed)):
             self._show(notice)
             self.drain()
+            if isinstance(report, HandOverFailed) and self._terminal_gone:
+                self.exit(return_code=129)  # no one to tell: the run stops with the process
         elif isinstance(report, ReadyToLeave):
             self._leave()
 
@@ -835,7 +851,7 @@ class RunkonApp(App[int]):
     def _leave(self) -> None:
         self.drain()
         self._exiting = True
-        code = self.exit_code()
+        code = 129 if self._terminal_gone else self.exit_code()  # 129: as if killed by SIGHUP
         self.exit(code, return_code=code)
 
     def on_unmount(self) -> None:

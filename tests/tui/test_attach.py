@@ -325,3 +325,22 @@ async def test_a_run_kept_going_in_the_background_runs_the_dashboards_hooks_to_i
         time.sleep(0.05)  # the runner's hook runs just after the run's end
     (event,) = [json.loads(line) for line in out.read_text().splitlines() if line]
     assert (event["event"], event["run_id"]) == ("workflow_run.completed", run_id)
+
+
+async def test_closing_the_terminal_keeps_a_hosted_run_going_in_the_background(
+    folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import runkon_tui.app as app_module
+
+    db = tmp_path / "runs.db"
+    app = app_on(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        run_id = await start_fanout(pilot, app)
+        monkeypatch.setattr(app_module, "hung_up", lambda fd: True)  # the window was closed
+        app._leave_if_terminal_gone()  # what its once-a-second check does
+        await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+    assert app.return_code == 129  # as if killed by SIGHUP
+    assert f"run {run_id} keeps running in the background" in app.summary()
+    for item in "abcdefghij":
+        (folder / "released" / item).touch()
+    assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED

@@ -418,10 +418,8 @@ class _FanOut:
                         if not self.in_flight:
                             break
                         if give_up_at is not None and time.monotonic() >= give_up_at:
-                            for item in list(self.in_flight.values()):  # they ignored their token
-                                if self._claim(item):
-                                    self._finish(item, None, st.cancellation.error())
-                                    self._settle(item)
+                            # they ignored their token
+                            self._abandon(list(self.in_flight.values()), st.cancellation.error())
                             self._queue_updates()
                             break
                         self.changed.wait(_RECEIVE_TICK)
@@ -497,10 +495,7 @@ class _FanOut:
             st.warn(f"foreach '{self.node.name}': could not record item progress: {describe_exception(exc)}")
             with self.lock:
                 self.updates.extend(updates[: len(finished)])
-                for item in starting:
-                    if self._claim(item):
-                        self._finish(item, None, exc)
-                        self._settle(item)
+                self._abandon(starting, exc)
                 self.changed.notify()
             return False
         if gate is not None:  # the finished children's events: their rows are committed now
@@ -573,11 +568,16 @@ class _FanOut:
 
     def _drop(self, following: list[_Item]) -> None:
         """Under the lock: a worker whose item was abandoned does not run the item it took."""
-        for late in following:
-            if self._claim(late):
-                self._finish(late, None, self.st.cancellation.error())
-                self._settle(late)
+        self._abandon(following, self.st.cancellation.error())
         self._queue_updates()
+
+    def _abandon(self, items: list[_Item], error: BaseException) -> None:
+        """Under the lock: end each of `items` no one else has claimed with `error`, without its
+        child's result (after the cancel grace, or when its start could not be recorded)."""
+        for item in items:
+            if self._claim(item):
+                self._finish(item, None, error)
+                self._settle(item)
 
     def _run_child(self, item: _Item) -> tuple[WorkflowResult | None, BaseException | None]:
         node = self.node

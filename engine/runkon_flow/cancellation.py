@@ -96,8 +96,13 @@ class CancellationToken:
         return CancellationToken(self)
 
     def cancel(self, reason: CancellationReason) -> None:
+        self._cancel(reason)
+
+    def _cancel(self, reason: CancellationReason | None) -> None:
+        """Set the flag (and `reason`, unless this token has one: the first cancel's stands),
+        wake a waiter, then do the same for every child (None: cancelled by the parent)."""
         with self._lock:
-            if self._reason is None and not self._own_cancelled():
+            if self._reason is None:
                 self._reason = reason
             self._cancelled = True
             event = self._event
@@ -105,20 +110,7 @@ class CancellationToken:
         if event is not None:
             event.set()
         for c in children:
-            c._propagate()
-
-    def _own_cancelled(self) -> bool:
-        return self._reason is not None
-
-    def _propagate(self) -> None:
-        with self._lock:
-            self._cancelled = True
-            event = self._event
-            children = list(self._children.values()) if self._children else ()
-        if event is not None:
-            event.set()
-        for c in children:
-            c._propagate()
+            c._cancel(None)
 
     def is_cancelled(self) -> bool:
         return self._cancelled

@@ -88,8 +88,9 @@ class Usage:
 
     @classmethod
     def of_rows(cls, rows: Iterable[Any]) -> Usage | None:
-        """What a stored run spent: the sum of its step rows' `usage` (JSON), every attempt. A
-        `call workflow` or `foreach` row holds its children's sum, so a run's own rows are all."""
+        """What stored step rows spent: the sum of their `usage` (JSON), every attempt — of a run
+        or of one step. A `call workflow` or `foreach` row holds its children's sum, so a run's own
+        rows are all."""
         return cls.total(cls.from_json(row.usage) for row in rows)
 
     def __add__(self, other: Usage) -> Usage:

@@ -85,7 +85,7 @@ def step_from_rows(key: str, rows: list[WorkflowRunStep], kind: str | None = Non
         sv.outcomes[(iteration, position)] = str(row.status)
     sv.status = str(last.status)
     if last.role != "foreach":  # a foreach's usage is its FanOutView's (set by load_run_state)
-        sv.usage = Usage.total(Usage.from_json(row.usage) for row in rows)  # every execution's
+        sv.usage = Usage.of_rows(rows)  # every execution's
     if last.role == "gate" and last.gate_approved_by:
         sv.decision = gate_decision(
             str(last.status) == "completed",
@@ -209,7 +209,7 @@ def load_run_state(
         last = path_rows[-1]
         if last.role == "foreach":
             fan = fanout_from_rows(key, run.id, last, store.get_fan_out_items(last.id))
-            fan.usage = Usage.total(Usage.from_json(row.usage) for row in path_rows)
+            fan.usage = Usage.of_rows(path_rows)
             fill_item_errors(store, fan)
             state.fanouts[key] = fan
             state.fanout_steps[last.id] = key

@@ -225,11 +225,6 @@ async def test_every_log_line_is_drawn_inside_its_pane() -> None:
 # ------------------------------------------------------------------ the gate dialog
 
 
-async def _gate_app(pilot, app: RunkonApp) -> None:  # type: ignore[no-untyped-def]
-    await start_review_run(pilot, app)
-    await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
-
-
 def _scripted_gate_app() -> tuple[RunkonApp, ScriptedHost]:
     app = make_app()
     host: ScriptedHost = app.host  # type: ignore[assignment]
@@ -239,7 +234,8 @@ def _scripted_gate_app() -> tuple[RunkonApp, ScriptedHost]:
 
 async def _open_gate_dialog(pilot, app: RunkonApp, key: str) -> GateScreen:  # type: ignore[no-untyped-def]
     """A review run waiting at its gate, and the dialog `key` (a approve, x reject) opens."""
-    await _gate_app(pilot, app)
+    await start_review_run(pilot, app)
+    await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
     await pilot.press(key)
     await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
     assert isinstance(app.screen, GateScreen)
@@ -247,12 +243,9 @@ async def _open_gate_dialog(pilot, app: RunkonApp, key: str) -> GateScreen:  # t
 
 
 async def test_approve_and_reject_open_different_dialogs() -> None:
-    app = make_app()
-    app.host.script = gate_script  # type: ignore[union-attr]
+    app, _ = _scripted_gate_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await _gate_app(pilot, app)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
+        await _open_gate_dialog(pilot, app, "a")
         approve_rows = screen_text(app)
         assert any("Approve gate human_approval" in r for r in approve_rows)
         assert not app.screen.query("#reject") and app.screen.query("#choices")
@@ -266,13 +259,9 @@ async def test_approve_and_reject_open_different_dialogs() -> None:
 
 
 async def test_gate_options_come_first_and_space_toggles_a_visible_check() -> None:
-    app = make_app()
-    app.host.script = gate_script  # type: ignore[union-attr]
+    app, _ = _scripted_gate_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await _gate_app(pilot, app)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen))
-        dialog = app.screen
+        dialog = await _open_gate_dialog(pilot, app, "a")
         assert isinstance(dialog.focused, GateChoices)
         assert any("[ ] Merge now" in r for r in screen_text(app))
         await pilot.press("space")

@@ -24,7 +24,7 @@ from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.screens.runs import RunsScreen
-from tests.tui.conftest import real_app, select, wait_for
+from tests.tui.conftest import make_app, real_app, release, select, wait_for
 
 CLI = [sys.executable, "-m", "runkon_flow.cli"]
 
@@ -108,10 +108,9 @@ async def test_attach_to_runs_of_another_process_see_items_move_approve_its_gate
             fan = app.view.active_fanout()
             assert fan is not None
             assert fan.count("completed") == 0
-            (folder / "released" / "a").touch()
-            (folder / "released" / "b").touch()
+            release(folder, "a", "b")
             await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="2 items")
-            (folder / "released" / "c").touch()
+            release(folder, "c")
             await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 3, what="3 items")
             assert app.main_screen is not None
             assert "3/10" in app.main_screen.tree.nodes_by_uid["body.1"].label.plain
@@ -140,8 +139,7 @@ async def test_attach_to_runs_of_another_process_see_items_move_approve_its_gate
                 gate = next(s for s in store.get_steps(approval) if s.step_name == "human_approval")
                 assert gate.gate_approved_by == "tester" and gate.gate_feedback == "from the dashboard"
     finally:
-        for item in "abcdefghij":
-            (folder / "released" / item).touch()
+        release(folder, *"abcdefghij")
         stop_holders(db, fanout, approval)  # a failed test must not leave a gate waiting for an hour
 
 
@@ -187,7 +185,7 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             run_id = await start_fanout(pilot, app)
-            (folder / "released" / "a").touch()
+            release(folder, "a")
             await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 1, what="item a")
             watcher = subprocess.Popen(  # a `watch` in another terminal sees the run through the hand-over
                 [*CLI, "watch", run_id, "--db", str(db), "--progress", "plain"],
@@ -202,8 +200,7 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
         assert app.return_code == 0
         assert f"run {run_id} keeps running in the background" in app.summary()
         assert f"runkon-tui --attach {run_id}" in app.summary()
-        for item in "bcdefghij":
-            (folder / "released" / item).touch()
+        release(folder, *"bcdefghij")
         assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
         assert watcher.wait(timeout=60) == 0  # followed to the end, never "interrupted" or "cancelled"
         with SqliteStore(db) as store:
@@ -224,8 +221,7 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
             )
             assert again.view.status == "completed"
     finally:
-        for item in "abcdefghij":
-            (folder / "released" / item).touch()
+        release(folder, *"abcdefghij")
         if watcher is not None and watcher.poll() is None:
             watcher.kill()
             watcher.wait(timeout=30)
@@ -261,15 +257,14 @@ async def test_a_holder_that_dies_shows_interrupted_and_resume_here_takes_the_ru
         async with app.run_test(size=(120, 40)) as pilot:
             app.attach_run(run_id)
             await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected")
-            (folder / "released" / "a").touch()
+            release(folder, "a")
             await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 1, what="item a")
             runner.kill()  # the holder dies: no final status, its lease lapses within a second
             runner.wait(timeout=30)
             await wait_for(pilot, lambda: app.view.status == "interrupted", what="interrupted", timeout=30)
             assert app.attached_run_id is None
             assert main_screen_of(app).check_action("resume_run", ()) is True
-            for item in "bcdefghij":
-                (folder / "released" / item).touch()
+            release(folder, *"bcdefghij")
             await pilot.press("r")  # this dashboard takes the run over
             # The final event is drawn a moment before the engine thread returns (run_active).
             await wait_for(pilot, lambda: not app.run_active, what="the engine to return", timeout=60)
@@ -280,8 +275,7 @@ async def test_a_holder_that_dies_shows_interrupted_and_resume_here_takes_the_ru
         if runner.poll() is None:
             runner.kill()
             runner.wait(timeout=30)
-        for item in "abcdefghij":
-            (folder / "released" / item).touch()
+        release(folder, *"abcdefghij")
 
 
 def main_screen_of(app: RunkonApp):  # type: ignore[no-untyped-def]
@@ -294,7 +288,6 @@ async def test_a_run_kept_going_in_the_background_runs_the_dashboards_hooks_to_i
     folder: Path, tmp_path: Path, monkeypatch
 ) -> None:
     from runkon_tui.host import open_workspace
-    from tests.tui.conftest import make_app
 
     monkeypatch.delenv("RUNKON_HOOKS", raising=False)  # only the file given to the dashboard
     out = tmp_path / "hook.jsonl"
@@ -317,8 +310,7 @@ async def test_a_run_kept_going_in_the_background_runs_the_dashboards_hooks_to_i
         opened.hooks.close()
     assert f"run {run_id} keeps running in the background" in app.summary()
     assert not out.exists() or not out.read_text().strip()  # the dashboard did not finish it
-    for item in "abcdefghij":
-        (folder / "released" / item).touch()
+    release(folder, *"abcdefghij")
     assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
     deadline = time.monotonic() + 30
     while not (out.exists() and out.read_text().strip()) and time.monotonic() < deadline:
@@ -341,6 +333,5 @@ async def test_closing_the_terminal_keeps_a_hosted_run_going_in_the_background(
         await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
     assert app.return_code == 129  # as if killed by SIGHUP
     assert f"run {run_id} keeps running in the background" in app.summary()
-    for item in "abcdefghij":
-        (folder / "released" / item).touch()
+    release(folder, *"abcdefghij")
     assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED

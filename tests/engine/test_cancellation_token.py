@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-
 from runkon_flow.cancellation import CancellationReason, CancellationToken
+
+from tests.threads import switching_often, together
 
 
 def _race_a_cancel_with_child_tokens(makers: int = 4, per_maker: int = 500) -> list[CancellationToken]:
@@ -14,10 +13,11 @@ def _race_a_cancel_with_child_tokens(makers: int = 4, per_maker: int = 500) -> l
     cancels their parent; returns the ones kept."""
     parent = CancellationToken()
     made: list[CancellationToken] = []
-    go = threading.Barrier(makers + 1)
 
-    def make() -> None:
-        go.wait()
+    def make_or_cancel(i: int) -> None:
+        if i == makers:
+            parent.cancel(CancellationReason.user())
+            return
         for n in range(per_maker):
             child = parent.child()
             if n % 3 == 0:
@@ -25,29 +25,17 @@ def _race_a_cancel_with_child_tokens(makers: int = 4, per_maker: int = 500) -> l
             else:
                 made.append(child)
 
-    def cancel() -> None:
-        go.wait()
-        parent.cancel(CancellationReason.user())
-
-    threads = [threading.Thread(target=make) for _ in range(makers)] + [threading.Thread(target=cancel)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(make_or_cancel, makers + 1)
     return made
 
 
 def test_a_cancel_racing_child_tokens_made_on_other_threads_reaches_every_one_of_them() -> None:
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads swap every microsecond: the race happens, not just may
-    try:
+    with switching_often():
         for _ in range(20):
             made = _race_a_cancel_with_child_tokens()
             assert len(made) == 4 * 333
             assert all(c.is_cancelled() for c in made)
             assert all(c.error().reason.kind == "UserRequested" for c in made[:10])
-    finally:
-        sys.setswitchinterval(before)
 
 
 def test_a_detached_child_is_no_longer_held_by_its_parent() -> None:

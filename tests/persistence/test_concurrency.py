@@ -4,7 +4,6 @@ refused, and readers never trip over writers (the in-memory store has no store-w
 from __future__ import annotations
 
 import os
-import sys
 import threading
 
 import pytest
@@ -20,38 +19,16 @@ from runkon_flow.persistence.models import (
     StepUpdate,
 )
 
+from tests.threads import switching_often, together
+
 WORKERS = 8
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 @pytest.fixture(autouse=True)
 def _switch_often():
-    """Threads swap the GIL every microsecond, not every 5 ms, so races show up in a short test."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(before)
-
-
-def _together(target, count: int = WORKERS) -> None:
-    """Run `target(i)` on `count` threads started at once; re-raise the first error."""
-    start = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        start.wait()
-        try:
-            target(i)
-        except BaseException as exc:  # reported below, on the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    with switching_often():
+        yield
 
 
 def test_ids_made_by_many_threads_are_unique_and_each_threads_ids_increase() -> None:
@@ -60,7 +37,7 @@ def test_ids_made_by_many_threads_are_unique_and_each_threads_ids_increase() -> 
     def make(i: int) -> None:
         made[i].extend(new_ordered_id() for _ in range(20_000))
 
-    _together(make)
+    together(make, WORKERS)
     every = [i for ids in made for i in ids]
     assert len(set(every)) == len(every)
     for ids in made:
@@ -128,7 +105,7 @@ def test_a_fan_outs_worth_of_child_runs_written_at_once_are_all_there_whole() ->
     reader = threading.Thread(target=read_all_the_time)
     reader.start()
     try:
-        _together(work)
+        together(work, WORKERS)
     finally:
         stop.set()
         reader.join()
@@ -156,5 +133,5 @@ def test_two_writers_of_one_run_name_one_new_run_and_one_refusal() -> None:
         except Exception as exc:
             outcomes.append(type(exc).__name__)
 
-    _together(create, 2)
+    together(create, 2)
     assert sorted(outcomes) == ["PersistenceError", "created"]

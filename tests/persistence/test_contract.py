@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 import pytest
 from runkon_flow.cancellation import EngineCancelled
@@ -28,6 +27,8 @@ from runkon_flow.persistence import (
     StoredEvent,
     WorkflowPersistence,
 )
+
+from tests.threads import together
 
 from .conftest import FakeClock
 
@@ -979,35 +980,23 @@ def test_many_threads_writing_at_once_lose_nothing(store) -> None:
     run_id, gen = owned_run(store, "engine")
     step_id = new_step(store, run_id, "fe", role="foreach", retry_count=0)
     threads_n, per_thread = 8, 40
-    errors: list[BaseException] = []
-    start = threading.Barrier(threads_n + 1)
 
     def worker(w: int) -> None:
-        try:
-            start.wait()
-            ids = store.insert_fan_out_items(
-                step_id, [("t", f"{w}-{i}", "", {"w": str(w)}) for i in range(per_thread)]
-            )
-            again = [store.insert_fan_out_item(step_id, "t", f"{w}-{i}", "", {}) for i in range(per_thread)]
-            assert again == ids
-            for n, item in enumerate(ids):
-                store.update_fan_out_item(item, FanOutItemUpdate.running(f"child-{w}-{n}"))
-                status = FanOutItemStatus.FAILED if n % 10 == 0 else FanOutItemStatus.COMPLETED
-                store.batch_update_fan_out_items([(item, FanOutItemUpdate.terminal(status))])
-            branch = new_step(store, run_id, f"branch-{w}", position=w, retry_count=0)
-            store.update_step(branch, StepUpdate.completed(gen, result_text=str(w)))
-            assert store.acquire_lease(run_id, "engine", 60) == gen
-            assert store.acquire_lease(run_id, f"intruder-{w}", 60) is None
-        except BaseException as exc:
-            errors.append(exc)
+        ids = store.insert_fan_out_items(
+            step_id, [("t", f"{w}-{i}", "", {"w": str(w)}) for i in range(per_thread)]
+        )
+        again = [store.insert_fan_out_item(step_id, "t", f"{w}-{i}", "", {}) for i in range(per_thread)]
+        assert again == ids
+        for n, item in enumerate(ids):
+            store.update_fan_out_item(item, FanOutItemUpdate.running(f"child-{w}-{n}"))
+            status = FanOutItemStatus.FAILED if n % 10 == 0 else FanOutItemStatus.COMPLETED
+            store.batch_update_fan_out_items([(item, FanOutItemUpdate.terminal(status))])
+        branch = new_step(store, run_id, f"branch-{w}", position=w, retry_count=0)
+        store.update_step(branch, StepUpdate.completed(gen, result_text=str(w)))
+        assert store.acquire_lease(run_id, "engine", 60) == gen
+        assert store.acquire_lease(run_id, f"intruder-{w}", 60) is None
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(threads_n)]
-    for t in threads:
-        t.start()
-    start.wait()
-    for t in threads:
-        t.join()
-    assert errors == []
+    together(worker, threads_n)  # re-raises the first error of a worker
     rows = store.get_fan_out_items(step_id)
     assert len(rows) == threads_n * per_thread
     assert len({r.id for r in rows}) == threads_n * per_thread
@@ -1027,41 +1016,30 @@ def test_a_failing_write_among_concurrent_writes_fails_only_its_own_caller(store
     step_id = foreach_step(store)
     [item] = store.insert_fan_out_items(step_id, [("t", "a", "", {})])
     threads_n, rounds = 8, 30
-    start = threading.Barrier(threads_n)
     failures: list[str] = []
-    unexpected: list[BaseException] = []
 
     def worker(w: int) -> None:
-        try:
-            start.wait()
-            for n in range(rounds):
-                if w % 2:
-                    s_id = new_step(store, run_id, f"w{w}-{n}", retry_count=0)
-                    store.update_step(s_id, StepUpdate.completed(gen, result_text="ok"))
-                    continue
-                try:
-                    if n % 3 == 0:
-                        store.update_run_status(f"missing-{w}-{n}", RunStatus.RUNNING, None, None)
-                    elif n % 3 == 1:
-                        store.batch_update_fan_out_items(
-                            [
-                                (item, FanOutItemUpdate.running("c")),
-                                (f"missing-{w}-{n}", FanOutItemUpdate.running("c")),
-                            ]
-                        )
-                    else:
-                        store.create_run(NewRun(workflow_name="dup", run_id=run_id))
-                except PersistenceError as exc:
-                    failures.append(str(exc))
-        except BaseException as exc:
-            unexpected.append(exc)
+        for n in range(rounds):
+            if w % 2:
+                s_id = new_step(store, run_id, f"w{w}-{n}", retry_count=0)
+                store.update_step(s_id, StepUpdate.completed(gen, result_text="ok"))
+                continue
+            try:
+                if n % 3 == 0:
+                    store.update_run_status(f"missing-{w}-{n}", RunStatus.RUNNING, None, None)
+                elif n % 3 == 1:
+                    store.batch_update_fan_out_items(
+                        [
+                            (item, FanOutItemUpdate.running("c")),
+                            (f"missing-{w}-{n}", FanOutItemUpdate.running("c")),
+                        ]
+                    )
+                else:
+                    store.create_run(NewRun(workflow_name="dup", run_id=run_id))
+            except PersistenceError as exc:
+                failures.append(str(exc))
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert unexpected == []
+    together(worker, threads_n)  # re-raises any other error of a worker
     assert len(failures) == threads_n // 2 * rounds
     done = [s for s in store.get_steps(run_id) if s.step_name.startswith("w")]
     assert len(done) == threads_n // 2 * rounds
@@ -1073,17 +1051,11 @@ def test_a_failing_write_among_concurrent_writes_fails_only_its_own_caller(store
 def test_racing_owners_get_exactly_one_lease(store) -> None:
     run_id = new_run(store)
     results: list[int | None] = []
-    start = threading.Barrier(16)
 
     def contender(n: int) -> None:
-        start.wait()
         results.append(store.acquire_lease(run_id, f"token-{n}", 60))
 
-    threads = [threading.Thread(target=contender, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(contender, 16)
     assert sorted(results, key=lambda r: r is None) == [1] + [None] * 15
 
 
@@ -1179,11 +1151,7 @@ def test_concurrent_appenders_never_reuse_a_seq(store) -> None:
         for _ in range(20):
             store.append_events(run_id, events("EngineLog", "EngineLog"))
 
-    threads = [threading.Thread(target=append) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(lambda _: append(), 4)
     assert [e.seq for e in store.read_events(run_id)] == list(range(1, 161))
 
 

@@ -487,7 +487,7 @@ class RunkonApp(App[int]):
             and session.hand_over_and_leave()
         ):
             return  # `ReadyToLeave` (or `HandOverFailed`) follows, then the app leaves with 129
-        self.exit(return_code=129)  # as if killed by SIGHUP
+        self._leave()  # with 129, as if killed by SIGHUP
 
     def _every_second(self) -> None:
         screen = self.main_screen
@@ -677,7 +677,7 @@ class RunkonApp(App[int]):
             self._show(notice)
             self.drain()
             if isinstance(report, HandOverFailed) and self._terminal_gone:
-                self.exit(return_code=129)  # no one to tell: the run stops with the process
+                self._leave()  # no one to tell: the run stops with the process
         elif isinstance(report, ReadyToLeave):
             self._leave()
 
@@ -849,6 +849,8 @@ class RunkonApp(App[int]):
         self.push_screen(QuitScreen(label, can_keep=why_not is None, why_not=why_not or ""), answered)
 
     def _leave(self) -> None:
+        """Every way out goes through here: `app.run()` returns the result, not `return_code`,
+        and the command's exit status is that result."""
         self.drain()
         self._exiting = True
         code = 129 if self._terminal_gone else self.exit_code()  # 129: as if killed by SIGHUP

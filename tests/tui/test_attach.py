@@ -319,6 +319,20 @@ async def test_a_run_kept_going_in_the_background_runs_the_dashboards_hooks_to_i
     assert (event["event"], event["run_id"]) == ("workflow_run.completed", run_id)
 
 
+async def test_closing_the_terminal_with_nothing_running_exits_with_129(
+    folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import runkon_tui.app as app_module
+
+    app = app_on(folder, tmp_path / "runs.db")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        monkeypatch.setattr(app_module, "hung_up", lambda fd: True)  # the window was closed
+        app._leave_if_terminal_gone()  # what its once-a-second check does
+        await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+    assert app.return_value == 129  # what `runkon-tui` exits with: as if killed by SIGHUP
+
+
 async def test_closing_the_terminal_keeps_a_hosted_run_going_in_the_background(
     folder: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -331,7 +345,7 @@ async def test_closing_the_terminal_keeps_a_hosted_run_going_in_the_background(
         monkeypatch.setattr(app_module, "hung_up", lambda fd: True)  # the window was closed
         app._leave_if_terminal_gone()  # what its once-a-second check does
         await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
-    assert app.return_code == 129  # as if killed by SIGHUP
+    assert app.return_value == app.return_code == 129  # the command's exit status, as if SIGHUP
     assert f"run {run_id} keeps running in the background" in app.summary()
     release(folder, *"abcdefghij")
     assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED

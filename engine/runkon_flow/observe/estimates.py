@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from runkon_flow.humanize import format_duration
 from runkon_flow.observe.liveness import step_seconds
+from runkon_flow.observe.loader import MAX_CALL_DEPTH
 from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -33,8 +34,6 @@ __all__ = ["Band", "Estimates", "history_of", "quantile"]
 
 #: How many past runs the history reads (the most recent completed ones).
 HISTORY_RUNS = 20
-#: How deep into `call workflow` children the history goes (the dashboard tree's own limit).
-_MAX_CALL_DEPTH = 5
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -177,5 +176,5 @@ def _add_run(store: WorkflowPersistence, est: Estimates, run_id: str, prefix: st
                     est.per_item.setdefault(key, []).append(took / row.fan_out_total)
             else:
                 est.steps.setdefault(key, []).append(took)
-        if row.role == StepRole.WORKFLOW.value and row.child_run_id and depth < _MAX_CALL_DEPTH:
+        if row.role == StepRole.WORKFLOW.value and row.child_run_id and depth < MAX_CALL_DEPTH:
             _add_run(store, est, row.child_run_id, f"{key}/", depth + 1)

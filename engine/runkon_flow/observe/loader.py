@@ -30,7 +30,8 @@ from runkon_flow.usage import Usage
 LegacyPlacer = Callable[[WorkflowRun, list[WorkflowRunStep]], dict[str, str]]
 
 _ROLE_KIND = {"gate": "gate", "foreach": "foreach", "workflow": "call_workflow"}
-_MAX_DEPTH = 5
+#: How deep into `call workflow` children a run's tree goes (the history's estimates too).
+MAX_CALL_DEPTH = 5
 _OUTPUT_LINES = 200
 
 
@@ -226,7 +227,7 @@ def load_run_state(
             )
         if sv.child_run_id:
             state.child_runs[last.id] = sv.child_run_id
-            if sv.kind == "call_workflow" and depth < _MAX_DEPTH:
+            if sv.kind == "call_workflow" and depth < MAX_CALL_DEPTH:
                 child = store.get_run(sv.child_run_id)
                 if child is not None:
                     load_run_state(store, child, model, legacy=legacy, kinds=kinds, depth=depth + 1)

@@ -8,15 +8,26 @@ The UI drains the deque on a timer and folds the batch into the RunView. The few
 must see *now* (a gate waiting, the watched run finishing, the engine crashing) additionally call
 `on_urgent`, which the app wires to a thread-safe `post_message`, so they do not wait for the
 next tick.
+
+A fan-out child's quiet events (its start, steps, output and metrics, its successful ends: five
+of the eight events an item sends) are held here instead of queued. Nobody looks at them unless
+the child fails, warns, waits at a gate or is selected, and at 10,000 items queuing and folding
+them was a third of what the dashboard cost the run. A child that ends well is then only
+`CHILD_SETTLED` to the UI; the bridge keeps the events of the last `SETTLED_KEPT` such children
+for a look, and the UI reads older ones from the store. Any other event of a child sends its held
+backlog first and ends the holding; the UI can ask for a child's backlog (`release`), and a
+running child's later events are then sent as they come.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable
 
-from runkon_flow.events import EngineEventData
+from runkon_flow.events import ChildRunStarted, EngineEventData
+from runkon_flow.observe.compact import CHILD_SETTLED, quiet
 
 from runkon_tui.run_view import compact
 
@@ -25,6 +36,21 @@ UrgentCallback = Callable[[EngineEventData], None]
 #: Event types that wake the UI immediately when they concern the watched run (gates: any run).
 URGENT_RUN_EVENTS = frozenset({"RunCompleted", "RunCancelled"})
 URGENT_ANY_RUN = frozenset({"GateWaiting", "Panicked"})
+#: Settled fan-out children whose events the bridge keeps for a look (as the run model keeps
+#: its last `limits.child_runs` finished children).
+SETTLED_KEPT = 200
+
+
+class _HeldChild:
+    """A running fan-out child's quiet events, not sent yet. The lock is the child's own: only its
+    engine thread and a UI `release` of this child ever take it, so workers never queue on it."""
+
+    __slots__ = ("events", "lock", "open")
+
+    def __init__(self) -> None:
+        self.events: list[EngineEventData] = []
+        self.lock = threading.Lock()
+        self.open = True
 
 
 class EventBridge:
@@ -34,6 +60,9 @@ class EventBridge:
         self._queue: deque[EngineEventData | tuple] = deque()
         self._append = self._queue.append
         self._on_urgent = on_urgent
+        self._held: dict[str, _HeldChild] = {}
+        self._settled: dict[str, list[EngineEventData]] = {}
+        self._settled_order: deque[str] = deque()
         self.watched_run_id: str | None = None
 
     def watch(self, run_id: str | None) -> None:
@@ -43,14 +72,76 @@ class EventBridge:
     # ---- engine side (any thread)
 
     def emit(self, data: EngineEventData) -> None:
+        ev = data.event
+        held = self._held
+        if held:
+            child = held.get(data.run_id)
+            if child is not None and self._hold(child, data):
+                return
+        if ev.__class__ is ChildRunStarted and ev.item_id is not None:
+            held[ev.child_run_id] = _HeldChild()  # before the child's own events: it starts after this
         self._append(compact(data))
-        if self._on_urgent is None:
-            return
+        if self._on_urgent is not None:
+            self._nudge(data)
+
+    def _nudge(self, data: EngineEventData) -> None:
         kind = data.event.type
         if kind in URGENT_ANY_RUN or (kind in URGENT_RUN_EVENTS and data.run_id == self.watched_run_id):
             # A sink must never raise into the engine (a closed app just drops the nudge).
             with contextlib.suppress(Exception):
-                self._on_urgent(data)
+                self._on_urgent(data)  # type: ignore[misc]
+
+    def _hold(self, child: _HeldChild, data: EngineEventData) -> bool:
+        """A held child's event: kept if quiet; if it ended well, only `CHILD_SETTLED` is sent;
+        any other event sends the backlog, then itself, and ends the holding. False: the child
+        is not held any more (released), so the event goes as any other."""
+        kind = data.event.type
+        with child.lock:
+            if not child.open:
+                return False
+            if quiet(kind, data):
+                events = child.events
+                events.append(data)
+                if kind != "RunCompleted":
+                    return True
+                child.open = False
+                child.events = []
+                self._keep_settled(data.run_id, events)  # before it stops being held: see release
+                self._held.pop(data.run_id, None)
+                self._append((CHILD_SETTLED, data.ts, data.run_id))
+                return True
+            child.open = False
+            self._held.pop(data.run_id, None)
+            for event in child.events:
+                self._append(compact(event))
+            child.events = []
+            self._append(compact(data))  # under the lock: a release cannot slip in between
+        if self._on_urgent is not None:
+            self._nudge(data)
+        return True
+
+    def _keep_settled(self, run_id: str, events: list[EngineEventData]) -> None:
+        """The last `SETTLED_KEPT` settled children's events, for a look at a just-finished item
+        (older ones: the store). Deque appends and pops are atomic: no lock between workers."""
+        self._settled[run_id] = events
+        order = self._settled_order
+        order.append(run_id)
+        if len(order) > SETTLED_KEPT:
+            with contextlib.suppress(IndexError):  # another worker trimmed it meanwhile
+                self._settled.pop(order.popleft(), None)
+
+    def release(self, run_id: str) -> list[EngineEventData]:
+        """UI side: the held events of child `run_id` (someone looks at it). A running child's
+        later events are then sent as they come; a settled child's are all here while it is one of
+        the last `SETTLED_KEPT`. Empty when the bridge has nothing of it (any more)."""
+        child = self._held.pop(run_id, None)
+        if child is not None:
+            with child.lock:
+                if child.open:
+                    child.open = False
+                    events, child.events = child.events, []
+                    return events
+        return self._settled.pop(run_id, None) or []
 
     # ---- UI side
 

@@ -188,8 +188,9 @@ class RunSession:
         self.driver = driver
         self.clock = clock
         self.user = user
-        self.view = RunView(clock)
         self.bridge = EventBridge(on_urgent=on_urgent)
+        self.view = RunView(clock)
+        self.view.upstream = self.bridge.release
         self.run_active = False  # a run executes in this process
         self.active_run_id: str | None = None
         self.attached_run_id: str | None = None  # a run another process executes, followed live
@@ -223,6 +224,7 @@ class RunSession:
     def show(self, view: RunView) -> None:
         """Put another view on screen (a past run, a replay, a followed run)."""
         self.view = view
+        view.upstream = self.bridge.release
         self._known_gates = set(view.gates)
 
     def new_gates(self) -> list[GateView]:

@@ -506,12 +506,12 @@ class MainScreen(Screen[None]):
 
     def on_fan_out_grid_item_selected(self, event: FanOutGrid.ItemSelected) -> None:
         self.grid_item = event.index
-        self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())
         item_id = event.fan.ids[event.index]
         child_id = event.fan.child_runs.get(event.index)
         run = self.rapp.view.run(child_id) if child_id else None
-        if run is None and child_id:
+        if run is None and child_id:  # a child that ended well is not kept live: the store has it
             run = self.rapp.load_child_run(child_id)
+        self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())
         lines = child_output_lines(run) if run is not None else [f"{item_id}: not started"]
         source = TextSource(lines, "info")
         self._child_source = (run.run_id, source) if run is not None else None

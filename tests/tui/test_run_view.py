@@ -17,11 +17,12 @@ from runkon_flow.events import (
     RunCompleted,
     RunResumed,
     RunStarted,
+    StepCompleted,
     StepOutput,
     StepStarted,
 )
 
-from runkon_tui.bridge import EventBridge
+from runkon_tui.bridge import SETTLED_KEPT, EventBridge
 from runkon_tui.run_view import RunView, ViewLimits
 from tests.tui.scenarios import EVENTS, ROOT, T0, Script, foreach_mid_run
 from tests.tui.scenarios import failed_run as scenarios_failed_run
@@ -314,7 +315,8 @@ def test_bridge_queues_from_many_threads_and_nudges_only_for_urgent_events() -> 
     nudged: list[str] = []
     bridge = EventBridge(on_urgent=lambda d: nudged.append(d.event.type))
     bridge.watch(ROOT)
-    events = foreach_mid_run().events
+    # Without the children's announcements nothing is held back (holding: the tests below).
+    events = [e for e in foreach_mid_run().events if not isinstance(e.event, ChildRunStarted)]
 
     def pump(chunk: list[EngineEventData]) -> None:
         for e in chunk:
@@ -332,6 +334,109 @@ def test_bridge_queues_from_many_threads_and_nudges_only_for_urgent_events() -> 
     bridge.emit(EngineEventData.now("child-x", RunCompleted(succeeded=True)))
     bridge.emit(EngineEventData.now(ROOT, RunCompleted(succeeded=True)))
     assert nudged == ["RunCompleted"]
+
+
+def _one_item(bridge: EventBridge, s: Script, child: str, *, ok: bool, end: bool = True) -> None:
+    """A fan-out item whose child run has one step with output, through `bridge`."""
+    start = len(s.events)
+    s.emit(
+        ChildRunStarted(
+            child_run_id=child, workflow_name="c", parent_run_id=ROOT, parent_step_id="fan", item_id=child
+        )
+    )
+    s.emit(RunStarted(workflow_name="c"), child)
+    s.emit(StepStarted(step_id=f"{child}-s", step_name="work", node_path="body.0"), child)
+    s.emit(StepOutput(step_id=f"{child}-s", step_name="work", line=f"working on {child}"), child)
+    if end:
+        s.emit(StepCompleted(step_id=f"{child}-s", step_name="work", node_path="body.0", succeeded=ok), child)
+        s.emit(RunCompleted(succeeded=ok, error=None if ok else "work failed"), child)
+    for data in s.events[start:]:
+        bridge.emit(data)
+
+
+def test_a_fan_out_child_that_ends_well_reaches_the_ui_as_one_announcement_and_one_settled_mark() -> None:
+    bridge, s = EventBridge(), Script()
+    _one_item(bridge, s, "kid-1", ok=True)
+    queued = bridge.drain()
+    assert [d[0] if isinstance(d, tuple) else d.event.type for d in queued] == [
+        "ChildRunStarted",
+        "ChildSettled",
+    ]
+    view = RunView(clock=lambda: FROZEN)
+    view.upstream = bridge.release
+    view.apply_all(queued)
+    assert "kid-1" not in view.runs  # nothing folded until someone looks
+    child = view.run("kid-1")  # selected: one of the last settled children, the bridge has it
+    assert child is not None and child.status == "completed"
+    assert child.steps["body.0"].last_output(1) == ["working on kid-1"]
+
+
+def test_an_older_settled_child_is_left_to_the_store() -> None:
+    bridge, s = EventBridge(), Script()
+    for n in range(SETTLED_KEPT + 1):
+        _one_item(bridge, s, f"kid-{n}", ok=True)
+    view = RunView(clock=lambda: FROZEN)
+    view.upstream = bridge.release
+    view.apply_all(bridge.drain())
+    assert view.run("kid-0") is None  # the dashboard then reads it from the store
+    newest = view.run(f"kid-{SETTLED_KEPT}")
+    assert newest is not None and newest.status == "completed"
+
+
+def test_a_failing_fan_out_child_sends_what_was_held_first_and_folds_like_the_originals() -> None:
+    bridge, s = EventBridge(), Script()
+    _one_item(bridge, s, "kid-2", ok=False)
+    queued = bridge.drain()
+    assert len(queued) == len(s.events)  # nothing dropped, in order
+    via_bridge, direct = RunView(clock=lambda: FROZEN), RunView.from_events(s.events, clock=lambda: FROZEN)
+    via_bridge.apply_all(queued)
+    child, expected = via_bridge.run("kid-2"), direct.run("kid-2")
+    assert child is not None and expected is not None
+    assert child.status == expected.status == "failed"
+    assert child.steps["body.0"].last_output(1) == ["working on kid-2"]
+
+
+def test_looking_at_a_running_child_hands_over_what_the_bridge_held_and_later_events_follow() -> None:
+    bridge, s = EventBridge(), Script()
+    _one_item(bridge, s, "kid-3", ok=True, end=False)
+    view = RunView(clock=lambda: FROZEN)
+    view.upstream = bridge.release
+    view.apply_all(bridge.drain())
+    child = view.run("kid-3")  # selected in the grid
+    assert child is not None and child.steps["body.0"].status == "running"
+    assert child.steps["body.0"].last_output(1) == ["working on kid-3"]
+    bridge.emit(s.emit(StepOutput(step_id="kid-3-s", step_name="work", line="half way"), "kid-3"))
+    bridge.emit(
+        s.emit(
+            StepCompleted(step_id="kid-3-s", step_name="work", node_path="body.0", succeeded=True), "kid-3"
+        )
+    )
+    bridge.emit(s.emit(RunCompleted(succeeded=True), "kid-3"))
+    view.apply_all(bridge.drain())
+    child = view.run("kid-3")
+    assert child is not None and child.status == "completed"
+    assert child.steps["body.0"].last_output(2) == ["working on kid-3", "half way"]
+
+
+def test_a_child_asked_for_while_it_settles_shows_its_end() -> None:
+    bridge, s = EventBridge(), Script()
+    _one_item(bridge, s, "kid-4", ok=True, end=False)
+    view = RunView(clock=lambda: FROZEN)
+    view.upstream = bridge.release
+    view.apply_all(bridge.drain())
+    # The child ends well between the UI's tick and its look: the settled mark is still queued.
+    bridge.emit(
+        s.emit(
+            StepCompleted(step_id="kid-4-s", step_name="work", node_path="body.0", succeeded=True), "kid-4"
+        )
+    )
+    bridge.emit(s.emit(RunCompleted(succeeded=True), "kid-4"))
+    child = view.run("kid-4")
+    assert child is not None and child.status == "completed"
+    view.apply_all(bridge.drain())
+    child = view.run("kid-4")
+    assert child is not None and child.status == "completed"
+    assert child.steps["body.0"].last_output(1) == ["working on kid-4"]
 
 
 def test_a_raising_nudge_never_reaches_the_engine() -> None:

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 from runkon_flow.events import EngineEventData, FanOutItemInfo, parse_event_line
 from runkon_flow.humanize import format_duration, gate_decision, readable_error
 from runkon_flow.observe.compact import (
+    CHILD_SETTLED,
     COMPACT_CLASSES,
-    QUIET_CHILD_EVENTS,
-    SUCCESS_FIELD,
     Envelope,
-    succeeded,
+    quiet,
 )
 from runkon_flow.observe.counts import step_counts
 from runkon_flow.observe.records import (
@@ -77,6 +76,10 @@ class RunModel:
         self._deferred: dict[str, list[Any]] = {}  # running fan-out children, not folded yet
         self._parked: dict[str, list[Any]] = {}  # finished fine, not folded, most recent last
         self._materializing: str | None = None
+        #: Where a running fan-out child's quiet events wait when they were not sent (the
+        #: dashboard's bridge holds them): called with the child's run id, it hands them over
+        #: and sends the child's later events as they come. None: every event is sent.
+        self.upstream: Callable[[str], list[Any]] | None = None
         self._changes = Changes()
         self._handlers: dict[str, Callable[[EngineEventData, Any], None]] = {
             "RunStarted": self._run_started,
@@ -388,17 +391,23 @@ class RunModel:
     def _defer(self, run_id: str, kind: str, data: Any) -> bool:
         """Hold a quiet event of a lazily folded child; False = fold it (and its backlog) now."""
         pending = self._deferred[run_id]
-        if kind in QUIET_CHILD_EVENTS or (kind in SUCCESS_FIELD and succeeded(kind, data)):
+        if kind == CHILD_SETTLED:  # its quiet events stayed upstream, which may still have them
+            pending.append(data)
+            self._park(run_id, self._deferred.pop(run_id))
+            return True
+        if quiet(kind, data):
             pending.append(data)
             if kind == "RunCompleted":
-                del self._deferred[run_id]
-                parked = self._parked
-                parked[run_id] = pending
-                while len(parked) > self.limits.child_runs:
-                    del parked[next(iter(parked))]
+                self._park(run_id, self._deferred.pop(run_id))
             return True
         self._materialize(run_id)
         return False
+
+    def _park(self, run_id: str, events: list[Any]) -> None:
+        parked = self._parked
+        parked[run_id] = events
+        while len(parked) > self.limits.child_runs:
+            del parked[next(iter(parked))]
 
     def _materialize(self, run_id: str) -> None:
         events = self._deferred.pop(run_id, None)
@@ -406,6 +415,14 @@ class RunModel:
             events = self._parked.pop(run_id, None)
         if events is None:
             return
+        if self.upstream is not None:
+            more = self.upstream(run_id)
+            last = events[-1]
+            if last.__class__ is tuple and last[0] == CHILD_SETTLED:
+                events.pop()
+                if not more:  # upstream let it go too: only the store has the child now
+                    return
+            events.extend(more)
         self._materializing = run_id
         try:
             self.apply_all(events)

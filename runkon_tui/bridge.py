@@ -12,11 +12,11 @@ next tick.
 A fan-out child's quiet events (its start, steps, output and metrics, its successful ends: five
 of the eight events an item sends) are held here instead of queued. Nobody looks at them unless
 the child fails, warns, waits at a gate or is selected, and at 10,000 items queuing and folding
-them was a third of what the dashboard cost the run. A child that ends well is then only
-`CHILD_SETTLED` to the UI; the bridge keeps the events of the last `SETTLED_KEPT` such children
-for a look, and the UI reads older ones from the store. Any other event of a child sends its held
-backlog first and ends the holding; the UI can ask for a child's backlog (`release`), and a
-running child's later events are then sent as they come.
+them was a third of what the dashboard cost the run. Of a child that ends well the UI gets only
+its announcement (`ChildRunStarted`) and its item's events; the bridge keeps the events of the
+last `SETTLED_KEPT` such children for a look, and the UI reads older ones from the store. Any
+other event of a child sends its held backlog first and ends the holding; the UI can ask for a
+child's backlog (`release`), and a running child's later events are then sent as they come.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-from runkon_flow.events import ChildRunStarted, EngineEventData
-from runkon_flow.observe.compact import CHILD_SETTLED, quiet
+from runkon_flow import events as engine_events
+from runkon_flow.events import ChildRunStarted, EngineEventData, RunCompleted
+from runkon_flow.observe.compact import QUIET_CHILD_EVENTS, SUCCESS_FIELD
 
 from runkon_tui.run_view import compact
 
@@ -36,6 +38,15 @@ UrgentCallback = Callable[[EngineEventData], None]
 #: Event types that wake the UI immediately when they concern the watched run (gates: any run).
 URGENT_RUN_EVENTS = frozenset({"RunCompleted", "RunCancelled"})
 URGENT_ANY_RUN = frozenset({"GateWaiting", "Panicked"})
+#: The same by event class (emit runs for every event: a class lookup is the cheapest test):
+#: True when urgent for any run, False when only for the watched one.
+_URGENT: dict[type, bool] = {
+    **{getattr(engine_events, kind): False for kind in URGENT_RUN_EVENTS},
+    **{getattr(engine_events, kind): True for kind in URGENT_ANY_RUN},
+}
+#: A fan-out child's quiet events (`observe.compact.quiet`), by class.
+_QUIET = frozenset(getattr(engine_events, kind) for kind in QUIET_CHILD_EVENTS)
+_QUIET_IF_OK = frozenset(getattr(engine_events, kind) for kind in SUCCESS_FIELD)
 #: Settled fan-out children whose events the bridge keeps for a look (as the run model keeps
 #: its last `limits.child_runs` finished children).
 SETTLED_KEPT = 200
@@ -73,51 +84,50 @@ class EventBridge:
 
     def emit(self, data: EngineEventData) -> None:
         ev = data.event
+        cls = ev.__class__
         held = self._held
         if held:
             child = held.get(data.run_id)
-            if child is not None and self._hold(child, data):
+            if child is not None and self._hold(child, data, cls, ev):
                 return
-        if ev.__class__ is ChildRunStarted and ev.item_id is not None:
+        if cls is ChildRunStarted and ev.item_id is not None:
             held[ev.child_run_id] = _HeldChild()  # before the child's own events: it starts after this
         self._append(compact(data))
-        if self._on_urgent is not None:
-            self._nudge(data)
+        if self._on_urgent is not None and cls in _URGENT:
+            self._nudge(data, cls)
 
-    def _nudge(self, data: EngineEventData) -> None:
-        kind = data.event.type
-        if kind in URGENT_ANY_RUN or (kind in URGENT_RUN_EVENTS and data.run_id == self.watched_run_id):
+    def _nudge(self, data: EngineEventData, cls: type) -> None:
+        if _URGENT[cls] or data.run_id == self.watched_run_id:
             # A sink must never raise into the engine (a closed app just drops the nudge).
             with contextlib.suppress(Exception):
                 self._on_urgent(data)  # type: ignore[misc]
 
-    def _hold(self, child: _HeldChild, data: EngineEventData) -> bool:
-        """A held child's event: kept if quiet; if it ended well, only `CHILD_SETTLED` is sent;
+    def _hold(self, child: _HeldChild, data: EngineEventData, cls: type, ev: Any) -> bool:
+        """A held child's event: kept if quiet (its successful end too: nothing of it is sent);
         any other event sends the backlog, then itself, and ends the holding. False: the child
         is not held any more (released), so the event goes as any other."""
-        kind = data.event.type
+        quiet = cls in _QUIET or (cls in _QUIET_IF_OK and ev.succeeded)
         with child.lock:
             if not child.open:
                 return False
-            if quiet(kind, data):
+            if quiet:
                 events = child.events
                 events.append(data)
-                if kind != "RunCompleted":
+                if cls is not RunCompleted:
                     return True
                 child.open = False
                 child.events = []
                 self._keep_settled(data.run_id, events)  # before it stops being held: see release
                 self._held.pop(data.run_id, None)
-                self._append((CHILD_SETTLED, data.ts, data.run_id))
-                return True
+                return True  # its item's FanOutItemCompleted tells the UI
             child.open = False
             self._held.pop(data.run_id, None)
             for event in child.events:
                 self._append(compact(event))
             child.events = []
             self._append(compact(data))  # under the lock: a release cannot slip in between
-        if self._on_urgent is not None:
-            self._nudge(data)
+        if self._on_urgent is not None and cls in _URGENT:
+            self._nudge(data, cls)
         return True
 
     def _keep_settled(self, run_id: str, events: list[EngineEventData]) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from runkon_flow.observe.estimates import Estimates, history_of
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.compose import compose
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -72,7 +73,37 @@ class RunFooter(Footer):
 
     async def _recompose_once(self) -> None:
         self._recompose_queued = False
-        await self.recompose()
+        if not self._restyle_in_place():
+            await self.recompose()
+
+    def _restyle_in_place(self) -> bool:
+        """When the same keys stay shown and only which are available changed (a run starts or
+        ends), dim or light the keys on screen instead of mounting them all again, which costs a
+        layout pass of the whole screen. False: the keys themselves changed, recompose."""
+        if not self.is_attached:
+            return False
+        fresh = compose(self)
+        shown = list(self.children)
+        if len(fresh) != len(shown):
+            return False
+        pairs = list(zip(fresh, shown, strict=True))
+        for new, old in pairs:
+            if not (isinstance(new, FooterKey) and isinstance(old, FooterKey)):
+                return False
+            if (new.key, new.key_display, new.description, new.action) != (
+                old.key,
+                old.key_display,
+                old.description,
+                old.action,
+            ):
+                return False
+        for new, old in pairs:
+            if old._disabled != new._disabled:
+                old._disabled = new._disabled
+                old.set_class(new._disabled, "-disabled")
+            if old.tooltip != new.tooltip:
+                old.tooltip = new.tooltip
+        return True
 
     def compose(self) -> ComposeResult:
         narrow = self.screen.size.width < 100

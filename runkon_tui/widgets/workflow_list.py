@@ -48,7 +48,14 @@ class WorkflowList(OptionList):
         )
         if signature == self._signature and select_path is None:
             return
-        self._signature = signature
+        previous, self._signature = self._signature, signature
+        if select_path is None and self._same_rows(previous, signature):
+            # Only a status or an error changed (a run started or ended): new prompts in place,
+            # without emptying the list, which would cost a layout pass of the whole screen.
+            for index, (entry, old, new) in enumerate(zip(entries, previous[1:], signature[1:], strict=True)):
+                if old != new:
+                    self.replace_option_prompt_at_index(index, self._prompt(entry))
+            return
         current = select_path or self.highlighted_path
         self.clear_options()
         self.add_options(Option(self._prompt(e), id=e.path) for e in entries)
@@ -58,6 +65,15 @@ class WorkflowList(OptionList):
         elif paths:
             # Start on the first workflow that can run, not on a broken file.
             self.highlighted = next((i for i, e in enumerate(entries) if not e.broken), 0)
+
+    def _same_rows(self, previous: tuple, signature: tuple) -> bool:
+        """The same width and the same files in the same order as the options on screen."""
+        return (
+            bool(previous)
+            and previous[0] == signature[0]
+            and len(previous) == len(signature) == self.option_count + 1
+            and all(a[0] == b[0] for a, b in zip(previous[1:], signature[1:], strict=True))
+        )
 
     def _matches(self, entry: WorkflowEntry) -> bool:
         needle = self.text_filter.lower()

@@ -110,3 +110,25 @@ def test_a_retried_item_read_back_from_rows_keeps_its_attempt_and_earlier_child_
     ]
     fan = fanout_from_rows("body.0", "r", step, rows)
     assert (fan.attempts, fan.earlier) == ({1: 2}, {1: "c-b1"})
+
+
+def test_a_collected_list_fills_a_fan_out_as_item_by_item_would() -> None:
+    from runkon_flow.events import FanOutItemInfo
+    from runkon_flow.observe.records import FanOutView
+
+    plain = [FanOutItemInfo(item_id=f"i{n}", item_ref=f"ref {n}") for n in range(5)]
+    mixed = [*plain[:2], FanOutItemInfo(item_id="i9", status="completed", depends_on=["i0"]), plain[0]]
+    for items in (plain, mixed, []):
+        bulk, one_by_one = (FanOutView("k", "run", "each", "body.0", "fo") for _ in range(2))
+        bulk.add_all(items)
+        for item in items:
+            one_by_one.add(item.item_id, item.item_ref, item.status, item.depends_on)
+        assert (bulk.ids, bulk.refs, bulk.index, bytes(bulk.codes), bulk.counts, bulk.deps) == (
+            one_by_one.ids,
+            one_by_one.refs,
+            one_by_one.index,
+            bytes(one_by_one.codes),
+            one_by_one.counts,
+            one_by_one.deps,
+        )
+        assert bulk.take_dirty() == one_by_one.take_dirty()

@@ -337,35 +337,60 @@ def test_bridge_queues_from_many_threads_and_nudges_only_for_urgent_events() -> 
 
 
 def _one_item(bridge: EventBridge, s: Script, child: str, *, ok: bool, end: bool = True) -> None:
-    """A fan-out item whose child run has one step with output, through `bridge`."""
+    """A fan-out item whose child run has one step with output, through `bridge`, as the engine
+    sends it: the child's announcement, the item's start, the child's events, the item's end."""
     start = len(s.events)
     s.emit(
         ChildRunStarted(
             child_run_id=child, workflow_name="c", parent_run_id=ROOT, parent_step_id="fan", item_id=child
         )
     )
+    s.emit(FanOutItemStarted(item_id=child, step_id="fan"))
     s.emit(RunStarted(workflow_name="c"), child)
     s.emit(StepStarted(step_id=f"{child}-s", step_name="work", node_path="body.0"), child)
     s.emit(StepOutput(step_id=f"{child}-s", step_name="work", line=f"working on {child}"), child)
     if end:
-        s.emit(StepCompleted(step_id=f"{child}-s", step_name="work", node_path="body.0", succeeded=ok), child)
-        s.emit(RunCompleted(succeeded=ok, error=None if ok else "work failed"), child)
+        _end_item(bridge, s, child, ok=ok, start=start)
+        return
     for data in s.events[start:]:
         bridge.emit(data)
 
 
-def test_a_fan_out_child_that_ends_well_reaches_the_ui_as_one_announcement_and_one_settled_mark() -> None:
+def _end_item(bridge: EventBridge, s: Script, child: str, *, ok: bool, start: int | None = None) -> None:
+    first = len(s.events) if start is None else start
+    s.emit(StepCompleted(step_id=f"{child}-s", step_name="work", node_path="body.0", succeeded=ok), child)
+    s.emit(RunCompleted(succeeded=ok, error=None if ok else "work failed"), child)
+    status = "completed" if ok else "failed"
+    s.emit(FanOutItemCompleted(item_id=child, step_id="fan", succeeded=ok, child_run_id=child, status=status))
+    for data in s.events[first:]:
+        bridge.emit(data)
+
+
+def _fan_out_view(bridge: EventBridge | None, s: Script) -> RunView:
+    """A view of a run with a fan-out whose items the tests send, fed by `bridge` if given."""
+    s.emit(RunStarted(workflow_name="p"))
+    s.emit(StepStarted(step_name="foreach:items", kind="foreach", step_id="fan", node_path="body.0"))
+    s.emit(FanOutItemsCollected(count=0, step_id="fan", node_path="body.0"))
+    view = RunView.from_events(s.events, clock=lambda: FROZEN)
+    if bridge is not None:
+        view.upstream = bridge.release
+    return view
+
+
+def _kinds(queued: list) -> list[str]:
+    return [d[0] if isinstance(d, tuple) else d.event.type for d in queued]
+
+
+def test_a_fan_out_child_that_ends_well_reaches_the_ui_only_as_its_items_events() -> None:
     bridge, s = EventBridge(), Script()
+    view = _fan_out_view(bridge, s)
     _one_item(bridge, s, "kid-1", ok=True)
     queued = bridge.drain()
-    assert [d[0] if isinstance(d, tuple) else d.event.type for d in queued] == [
-        "ChildRunStarted",
-        "ChildSettled",
-    ]
-    view = RunView(clock=lambda: FROZEN)
-    view.upstream = bridge.release
+    assert _kinds(queued) == ["ChildRunStarted", "FanOutItemStarted", "FanOutItemCompleted"]
     view.apply_all(queued)
-    assert "kid-1" not in view.runs  # nothing folded until someone looks
+    fan = view.active_fanout()
+    assert fan is not None and fan.count("completed") == 1
+    assert "kid-1" not in view.runs  # nothing of the child folded until someone looks
     child = view.run("kid-1")  # selected: one of the last settled children, the bridge has it
     assert child is not None and child.status == "completed"
     assert child.steps["body.0"].last_output(1) == ["working on kid-1"]
@@ -373,10 +398,9 @@ def test_a_fan_out_child_that_ends_well_reaches_the_ui_as_one_announcement_and_o
 
 def test_an_older_settled_child_is_left_to_the_store() -> None:
     bridge, s = EventBridge(), Script()
+    view = _fan_out_view(bridge, s)
     for n in range(SETTLED_KEPT + 1):
         _one_item(bridge, s, f"kid-{n}", ok=True)
-    view = RunView(clock=lambda: FROZEN)
-    view.upstream = bridge.release
     view.apply_all(bridge.drain())
     assert view.run("kid-0") is None  # the dashboard then reads it from the store
     newest = view.run(f"kid-{SETTLED_KEPT}")
@@ -385,33 +409,30 @@ def test_an_older_settled_child_is_left_to_the_store() -> None:
 
 def test_a_failing_fan_out_child_sends_what_was_held_first_and_folds_like_the_originals() -> None:
     bridge, s = EventBridge(), Script()
+    view = _fan_out_view(bridge, s)
+    head = len(s.events)
     _one_item(bridge, s, "kid-2", ok=False)
     queued = bridge.drain()
-    assert len(queued) == len(s.events)  # nothing dropped, in order
-    via_bridge, direct = RunView(clock=lambda: FROZEN), RunView.from_events(s.events, clock=lambda: FROZEN)
-    via_bridge.apply_all(queued)
-    child, expected = via_bridge.run("kid-2"), direct.run("kid-2")
+    assert _kinds(queued) == [d.event.type for d in s.events[head:]]  # nothing held back, in order
+    view.apply_all(queued)
+    direct = RunView.from_events(s.events, clock=lambda: FROZEN)
+    child, expected = view.run("kid-2"), direct.run("kid-2")
     assert child is not None and expected is not None
     assert child.status == expected.status == "failed"
     assert child.steps["body.0"].last_output(1) == ["working on kid-2"]
+    assert view.active_fanout().causes == direct.active_fanout().causes  # type: ignore[union-attr]
 
 
 def test_looking_at_a_running_child_hands_over_what_the_bridge_held_and_later_events_follow() -> None:
     bridge, s = EventBridge(), Script()
+    view = _fan_out_view(bridge, s)
     _one_item(bridge, s, "kid-3", ok=True, end=False)
-    view = RunView(clock=lambda: FROZEN)
-    view.upstream = bridge.release
     view.apply_all(bridge.drain())
     child = view.run("kid-3")  # selected in the grid
     assert child is not None and child.steps["body.0"].status == "running"
     assert child.steps["body.0"].last_output(1) == ["working on kid-3"]
     bridge.emit(s.emit(StepOutput(step_id="kid-3-s", step_name="work", line="half way"), "kid-3"))
-    bridge.emit(
-        s.emit(
-            StepCompleted(step_id="kid-3-s", step_name="work", node_path="body.0", succeeded=True), "kid-3"
-        )
-    )
-    bridge.emit(s.emit(RunCompleted(succeeded=True), "kid-3"))
+    _end_item(bridge, s, "kid-3", ok=True)
     view.apply_all(bridge.drain())
     child = view.run("kid-3")
     assert child is not None and child.status == "completed"
@@ -420,17 +441,10 @@ def test_looking_at_a_running_child_hands_over_what_the_bridge_held_and_later_ev
 
 def test_a_child_asked_for_while_it_settles_shows_its_end() -> None:
     bridge, s = EventBridge(), Script()
+    view = _fan_out_view(bridge, s)
     _one_item(bridge, s, "kid-4", ok=True, end=False)
-    view = RunView(clock=lambda: FROZEN)
-    view.upstream = bridge.release
     view.apply_all(bridge.drain())
-    # The child ends well between the UI's tick and its look: the settled mark is still queued.
-    bridge.emit(
-        s.emit(
-            StepCompleted(step_id="kid-4-s", step_name="work", node_path="body.0", succeeded=True), "kid-4"
-        )
-    )
-    bridge.emit(s.emit(RunCompleted(succeeded=True), "kid-4"))
+    _end_item(bridge, s, "kid-4", ok=True)  # between the UI's tick and its look
     child = view.run("kid-4")
     assert child is not None and child.status == "completed"
     view.apply_all(bridge.drain())
@@ -522,7 +536,7 @@ def test_events_queued_in_compact_form_fold_exactly_like_the_originals() -> None
     for data in events:
         bridge.emit(data)
     queued = bridge.drain()
-    assert sum(1 for d in queued if isinstance(d, tuple)) > len(events) // 2
+    assert sum(1 for d in queued if isinstance(d, tuple)) > len(queued) // 2
     via_bridge = RunView(clock=lambda: FROZEN)
     via_bridge.apply_all(queued)
     assert via_bridge.summary_text() == direct.summary_text()

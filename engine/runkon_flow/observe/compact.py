@@ -61,16 +61,10 @@ def quiet(kind: str, data: Any) -> bool:
     return kind in QUIET_CHILD_EVENTS or (kind in SUCCESS_FIELD and succeeded(kind, data))
 
 
-#: A fan-out child ended well and its quiet events were never sent (the dashboard's bridge drops
-#: them): the reducer forgets the child, and whoever looks at it reads it from the store.
-CHILD_SETTLED = "ChildSettled"
-
-
 COMPACT_CLASSES = {
     kind: namedtuple(f"Compact{kind}", (*fields, "type"), defaults=(kind,))
     for kind, fields in _COMPACT_FIELDS.items()
 }
-COMPACT_CLASSES[CHILD_SETTLED] = namedtuple("CompactChildSettled", ("type",), defaults=(CHILD_SETTLED,))
 Envelope = namedtuple("Envelope", "ts run_id event")
 
 

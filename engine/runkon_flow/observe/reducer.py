@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runkon_flow.events import EngineEventData, FanOutItemInfo, parse_event_line
+from runkon_flow.events import EngineEventData, parse_event_line
 from runkon_flow.humanize import format_duration, gate_decision, readable_error
 from runkon_flow.observe.compact import (
-    CHILD_SETTLED,
     COMPACT_CLASSES,
     Envelope,
     quiet,
@@ -49,6 +48,8 @@ if TYPE_CHECKING:
     from runkon_flow.dsl.ast import WorkflowDef
 
 _RUNNING = ITEM_CODE["running"]
+#: Ends a parked child's events when the child's own events stayed `upstream` (see `_materialize`).
+_SETTLED_UPSTREAM: Any = object()
 
 
 class RunModel:
@@ -76,9 +77,10 @@ class RunModel:
         self._deferred: dict[str, list[Any]] = {}  # running fan-out children, not folded yet
         self._parked: dict[str, list[Any]] = {}  # finished fine, not folded, most recent last
         self._materializing: str | None = None
-        #: Where a running fan-out child's quiet events wait when they were not sent (the
-        #: dashboard's bridge holds them): called with the child's run id, it hands them over
-        #: and sends the child's later events as they come. None: every event is sent.
+        #: Where a fan-out child's quiet events wait when they were not sent (the dashboard's
+        #: bridge holds them): called with the child's run id, it hands them over (a running
+        #: child's later events are then sent as they come). A child that ended well upstream
+        #: is known here only by its item's `FanOutItemCompleted`. None: every event is sent.
         self.upstream: Callable[[str], list[Any]] | None = None
         self._changes = Changes()
         self._handlers: dict[str, Callable[[EngineEventData, Any], None]] = {
@@ -391,10 +393,6 @@ class RunModel:
     def _defer(self, run_id: str, kind: str, data: Any) -> bool:
         """Hold a quiet event of a lazily folded child; False = fold it (and its backlog) now."""
         pending = self._deferred[run_id]
-        if kind == CHILD_SETTLED:  # its quiet events stayed upstream, which may still have them
-            pending.append(data)
-            self._park(run_id, self._deferred.pop(run_id))
-            return True
         if quiet(kind, data):
             pending.append(data)
             if kind == "RunCompleted":
@@ -417,8 +415,7 @@ class RunModel:
             return
         if self.upstream is not None:
             more = self.upstream(run_id)
-            last = events[-1]
-            if last.__class__ is tuple and last[0] == CHILD_SETTLED:
+            if events[-1] is _SETTLED_UPSTREAM:
                 events.pop()
                 if not more:  # upstream let it go too: only the store has the child now
                     return
@@ -872,9 +869,7 @@ class RunModel:
             run.fanout_steps[ev.step_id] = key
         fan.max_parallel = ev.max_parallel
         fan.declared = ev.count
-        item: FanOutItemInfo
-        for item in ev.items:
-            fan.add(item.item_id, item.item_ref, item.status, item.depends_on)
+        fan.add_all(ev.items)
         self._changes.fanouts.add((run.run_id, key))
         if self._is_root(run.run_id):
             self._changes.header = True
@@ -893,11 +888,16 @@ class RunModel:
             self._changes.header = True
 
     def _item_completed(self, data: EngineEventData, ev: Any) -> None:
+        status = ev.status or ("completed" if ev.succeeded else "failed")
+        if self.upstream is not None and ev.child_run_id and status == "completed":
+            pending = self._deferred.pop(ev.child_run_id, None)
+            if pending is not None:  # it ended well upstream, which held its events: park it
+                pending.append(_SETTLED_UPSTREAM)
+                self._park(ev.child_run_id, pending)
         run = self._run(data.run_id)
         fan = self._fanout(run, ev.step_id)
         if fan is None:
             return
-        status = ev.status or ("completed" if ev.succeeded else "failed")
         error = _readable(ev.error)
         idx = fan.finish(ev.item_id, status, data.ts, error)
         if ev.usage:

@@ -477,8 +477,10 @@ class InMemoryStore:
             self._run(run_id)
             stream = self._events.setdefault(run_id, [])
             seq = stream[-1].seq if stream else 0
-            for offset, e in enumerate(events, 1):
-                stream.append(StoredEvent(run_id, seq + offset, e.ts, e.event_run_id, e.kind, e.payload))
+            stream.extend(
+                _new_tuple(StoredEvent, (run_id, seq + offset, e.ts, e.event_run_id, e.kind, e.payload))
+                for offset, e in enumerate(events, 1)
+            )
 
     def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
         with self._guard(run_id):
@@ -588,3 +590,6 @@ def _copy_item(row: FanOutItemRow) -> FanOutItemRow:
     out = copy.copy(row)
     out.context = dict(row.context)
     return out
+
+
+_new_tuple = tuple.__new__  # a StoredEvent without NamedTuple's Python-level __new__

@@ -386,9 +386,9 @@ class NewEvent(NamedTuple):
     payload: str
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as read back: `seq` counts 1, 2, 3 … within `run_id`'s stream, in append order."""
+class StoredEvent(NamedTuple):
+    """An event as read back: `seq` counts 1, 2, 3 … within `run_id`'s stream, in append order.
+    A tuple, as `NewEvent`: the in-memory store keeps one per event, readers build thousands."""
 
     run_id: str
     seq: int

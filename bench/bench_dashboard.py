@@ -341,6 +341,12 @@ def main() -> None:
             )
         ratio = secs["dashboard"] / secs["null-sink"]
         print(f"  ratio dashboard / null-sink  {ratio:5.2f}   (target 7: ≤ 1.10)  {verdict(ratio <= 1.10)}")
+        rounds = zip(runs["dashboard"], runs["null-sink"], strict=True)
+        pairs = [d["seconds"] / n["seconds"] for d, n in rounds]
+        print(
+            f"  ratio per round (run next to each other)  min/median/max {mmm(pairs, digits=2)}"
+            f"   {verdict(statistics.median(pairs) <= 1.10)}"
+        )
         for mode in ("engine", "null-sink", "dashboard"):
             print(f"  {mode:<10} seconds min/median/max {mmm([r['seconds'] for r in runs[mode]], digits=2)}")
         cpu = {m: statistics.median(r["cpu_seconds"] for r in rs) for m, rs in runs.items()}

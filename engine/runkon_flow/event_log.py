@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from runkon_flow.events import (
+    EVENT_CLASSES,
     EVENT_TYPES,
     EngineEvent,
     EngineEventData,
@@ -241,15 +242,14 @@ def _payload(event: object) -> str:
     return dump(event, exclude_defaults=True).decode()
 
 
-_EVENT_CLASSES: tuple[Any, ...] = EngineEvent.__origin__.__args__  # type: ignore[attr-defined]
 # Each event class's serializer, called directly: a third of model_dump_json's cost per call.
-_DUMPS: dict[type, Any] = {cls: cls.__pydantic_serializer__.to_json for cls in _EVENT_CLASSES}
+_DUMPS: dict[type, Any] = {cls: cls.__pydantic_serializer__.to_json for cls in EVENT_CLASSES}
 _new_tuple = tuple.__new__  # a NewEvent without NamedTuple's Python-level __new__
 
 # (kind, serializer) of every event class a row is made of directly: all but StepOutput, and
 # while some step's output is being counted (`_cuts`), all but StepCompleted too (`_rows`).
 _PLAIN: dict[type, tuple[str, Any]] = {
-    cls: (cls.model_fields["type"].default, _DUMPS[cls]) for cls in _EVENT_CLASSES if cls is not StepOutput
+    cls: (cls.model_fields["type"].default, _DUMPS[cls]) for cls in EVENT_CLASSES if cls is not StepOutput
 }
 _PLAIN_WHILE_CUT = {cls: spec for cls, spec in _PLAIN.items() if cls is not StepCompleted}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, get_args, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -268,10 +268,9 @@ EngineEvent = Annotated[
     Field(discriminator="type"),
 ]
 
-EVENT_TYPES: frozenset[str] = frozenset(
-    t.model_fields["type"].default
-    for t in EngineEvent.__origin__.__args__  # type: ignore[attr-defined]
-)
+#: Every event class, in the union's order (the union inside `Annotated`).
+EVENT_CLASSES: tuple[type[_Event], ...] = get_args(get_args(EngineEvent)[0])
+EVENT_TYPES: frozenset[str] = frozenset(t.model_fields["type"].default for t in EVENT_CLASSES)
 
 
 class EngineEventData(BaseModel):

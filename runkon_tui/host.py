@@ -148,16 +148,15 @@ def _build_engine(
 ) -> tuple[EngineHost | None, list[str], Any]:
     """(the Workspace or None, problems, the hooks runner or None). `store_usable` False: `store`
     is an in-memory stand-in for the unusable database at `db` (Ray nodes cannot share it)."""
-    from runkon_flow.hooks import open_hooks
-    from runkon_flow.hooks.config import ConfigFileError, find_hooks_file
+    from runkon_flow.hooks import ConfigFileError, find_hooks_file, hooks_from
     from runkon_flow.runner import RunnerSettings
 
     problems: list[str] = []
     runner = None
     hooks_file = None
     try:
-        runner = open_hooks(hooks, cwd=Path.cwd())
         hooks_file = find_hooks_file(hooks, cwd=Path.cwd())
+        runner = hooks_from(hooks_file, cwd=Path.cwd())
     except ConfigFileError as exc:
         problems.append(f"hooks not used: {exc}")
     try:

@@ -12,7 +12,7 @@ from runkon_flow.hooks.config import (
     load_hooks,
 )
 from runkon_flow.hooks.events import HookEvent, HookEvents
-from runkon_flow.hooks.runner import HookOutcome, HookRunner, open_hooks
+from runkon_flow.hooks.runner import HookOutcome, HookRunner, hooks_from, open_hooks
 from runkon_flow.hooks.terminal import TerminalAlerts, alert_sequence
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "TerminalAlerts",
     "alert_sequence",
     "find_hooks_file",
+    "hooks_from",
     "load_hooks",
     "open_hooks",
 ]

@@ -214,7 +214,17 @@ def open_hooks(
     """The hook runner for the hooks file that applies (`--hooks`, `$RUNKON_HOOKS`,
     `.runkon/hooks.yaml`), or None when there is none or it has no hooks. A wrong file raises
     `ConfigFileError` (file:line)."""
-    path = find_hooks_file(explicit, cwd)
+    return hooks_from(find_hooks_file(explicit, cwd), cwd=cwd, on_problem=on_problem)
+
+
+def hooks_from(
+    path: Path | None,
+    *,
+    cwd: Path | None = None,
+    on_problem: Callable[[str], None] | None = None,
+) -> HookRunner | None:
+    """The hook runner for the hooks file at `path` (found by `find_hooks_file`), or None when
+    there is none or it has no hooks. A wrong file raises `ConfigFileError` (file:line)."""
     if path is None:
         return None
     config = load_hooks(path)

@@ -734,3 +734,50 @@ async def test_a_past_run_read_through_another_path_is_not_called_changed_on_dis
         screen = main_screen(app)
         assert screen.tree_workflow == "review-one"
         assert "changed on disk" not in str(screen.query_one("#tree-note").render())
+
+
+async def test_the_footer_dims_exactly_the_keys_that_would_do_nothing_as_a_run_starts_and_ends() -> None:
+    from textual.widgets._footer import FooterKey
+
+    from runkon_tui.screens.main import RunFooter
+
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+
+    def dimmed() -> dict[str, bool]:
+        return {
+            key.action: key.has_class("-disabled") for key in app.screen.query_one(RunFooter).query(FooterKey)
+        }
+
+    def expected() -> dict[str, bool]:
+        screen = main_screen(app)
+        return {
+            action: screen.check_action(action.removeprefix("screen."), ()) is None for action in dimmed()
+        }
+
+    async with app.run_test(size=(160, 45)) as pilot:
+        await select(pilot, app, "review-pr")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        app.screen.query_one("#input-0", Input).value = "42"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.run_active, what="run started")
+        await pilot.pause()
+        await wait_for(pilot, lambda: dimmed() == expected(), what="the footer to follow the run")
+        assert dimmed()["screen.run_workflow"] is True  # one run at a time
+
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="run end")
+        await pilot.pause()
+        await wait_for(pilot, lambda: dimmed() == expected(), what="the footer to follow the run")
+        assert dimmed()["screen.run_workflow"] is False
+
+        # Only a key's availability changes (as when a run is asked for, before it starts): the
+        # keys on screen are dimmed in place, not unmounted and mounted again.
+        keys = list(app.screen.query_one(RunFooter).query(FooterKey))
+        app.session.run_active = True
+        main_screen(app).refresh_bindings()
+        await wait_for(pilot, lambda: dimmed()["screen.run_workflow"], what="Run to dim")
+        assert list(app.screen.query_one(RunFooter).query(FooterKey)) == keys
+        assert dimmed() == expected()
+        app.session.run_active = False

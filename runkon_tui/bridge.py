@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
 from runkon_flow import events as engine_events
 from runkon_flow.events import ChildRunStarted, EngineEventData, RunCompleted
-from runkon_flow.observe.compact import QUIET_CHILD_EVENTS, SUCCESS_FIELD
+from runkon_flow.observe.compact import QUIET_CHILD_CLASSES, QUIET_IF_OK_CLASSES
 
-from runkon_tui.run_view import compact
+from runkon_tui.run_view import ViewLimits, compact
 
 UrgentCallback = Callable[[EngineEventData], None]
 
@@ -44,12 +44,9 @@ _URGENT: dict[type, bool] = {
     **{getattr(engine_events, kind): False for kind in URGENT_RUN_EVENTS},
     **{getattr(engine_events, kind): True for kind in URGENT_ANY_RUN},
 }
-#: A fan-out child's quiet events (`observe.compact.quiet`), by class.
-_QUIET = frozenset(getattr(engine_events, kind) for kind in QUIET_CHILD_EVENTS)
-_QUIET_IF_OK = frozenset(getattr(engine_events, kind) for kind in SUCCESS_FIELD)
-#: Settled fan-out children whose events the bridge keeps for a look (as the run model keeps
-#: its last `limits.child_runs` finished children).
-SETTLED_KEPT = 200
+#: Settled fan-out children whose events the bridge keeps for a look: as many as the run model
+#: keeps finished children (`ViewLimits.child_runs`).
+SETTLED_KEPT = ViewLimits().child_runs
 
 
 class _HeldChild:
@@ -72,8 +69,7 @@ class EventBridge:
         self._append = self._queue.append
         self._on_urgent = on_urgent
         self._held: dict[str, _HeldChild] = {}
-        self._settled: dict[str, list[EngineEventData]] = {}
-        self._settled_order: deque[str] = deque()
+        self._settled: OrderedDict[str, list[EngineEventData]] = OrderedDict()  # oldest first
         self.watched_run_id: str | None = None
 
     def watch(self, run_id: str | None) -> None:
@@ -93,20 +89,23 @@ class EventBridge:
         if cls is ChildRunStarted and ev.item_id is not None:
             held[ev.child_run_id] = _HeldChild()  # before the child's own events: it starts after this
         self._append(compact(data))
-        if self._on_urgent is not None and cls in _URGENT:
-            self._nudge(data, cls)
+        self._nudge(data, cls)
 
     def _nudge(self, data: EngineEventData, cls: type) -> None:
-        if _URGENT[cls] or data.run_id == self.watched_run_id:
+        """Wake the UI now for an urgent event."""
+        any_run = _URGENT.get(cls)
+        if self._on_urgent is None or any_run is None:
+            return
+        if any_run or data.run_id == self.watched_run_id:
             # A sink must never raise into the engine (a closed app just drops the nudge).
             with contextlib.suppress(Exception):
-                self._on_urgent(data)  # type: ignore[misc]
+                self._on_urgent(data)
 
     def _hold(self, child: _HeldChild, data: EngineEventData, cls: type, ev: Any) -> bool:
         """A held child's event: kept if quiet (its successful end too: nothing of it is sent);
         any other event sends the backlog, then itself, and ends the holding. False: the child
         is not held any more (released), so the event goes as any other."""
-        quiet = cls in _QUIET or (cls in _QUIET_IF_OK and ev.succeeded)
+        quiet = cls in QUIET_CHILD_CLASSES or (cls in QUIET_IF_OK_CLASSES and ev.succeeded)
         with child.lock:
             if not child.open:
                 return False
@@ -126,19 +125,18 @@ class EventBridge:
                 self._append(compact(event))
             child.events = []
             self._append(compact(data))  # under the lock: a release cannot slip in between
-        if self._on_urgent is not None and cls in _URGENT:
-            self._nudge(data, cls)
+        self._nudge(data, cls)
         return True
 
     def _keep_settled(self, run_id: str, events: list[EngineEventData]) -> None:
         """The last `SETTLED_KEPT` settled children's events, for a look at a just-finished item
-        (older ones: the store). Deque appends and pops are atomic: no lock between workers."""
-        self._settled[run_id] = events
-        order = self._settled_order
-        order.append(run_id)
-        if len(order) > SETTLED_KEPT:
-            with contextlib.suppress(IndexError):  # another worker trimmed it meanwhile
-                self._settled.pop(order.popleft(), None)
+        (older ones: the store). OrderedDict's methods are single C calls, atomic under the GIL:
+        no lock between workers."""
+        settled = self._settled
+        settled[run_id] = events
+        if len(settled) > SETTLED_KEPT:
+            with contextlib.suppress(KeyError):  # another worker trimmed it to empty meanwhile
+                settled.popitem(last=False)
 
     def release(self, run_id: str) -> list[EngineEventData]:
         """UI side: the held events of child `run_id` (someone looks at it). A running child's

@@ -82,21 +82,15 @@ class RunFooter(Footer):
         layout pass of the whole screen. False: the keys themselves changed, recompose."""
         if not self.is_attached:
             return False
-        fresh = compose(self)
-        shown = list(self.children)
+        fresh, shown = compose(self), list(self.children)
         if len(fresh) != len(shown):
             return False
         pairs = list(zip(fresh, shown, strict=True))
-        for new, old in pairs:
-            if not (isinstance(new, FooterKey) and isinstance(old, FooterKey)):
-                return False
-            if (new.key, new.key_display, new.description, new.action) != (
-                old.key,
-                old.key_display,
-                old.description,
-                old.action,
-            ):
-                return False
+        if not all(
+            isinstance(new, FooterKey) and isinstance(old, FooterKey) and _same_key(new, old)
+            for new, old in pairs
+        ):
+            return False
         for new, old in pairs:
             if old._disabled != new._disabled:
                 old._disabled = new._disabled
@@ -113,6 +107,10 @@ class RunFooter(Footer):
                     continue
                 item.description = self.SHORT.get(item.description, item.description)
             yield item
+
+
+def _same_key(a: FooterKey, b: FooterKey) -> bool:
+    return (a.key, a.key_display, a.description, a.action) == (b.key, b.key_display, b.description, b.action)
 
 
 class MainScreen(Screen[None]):
@@ -540,7 +538,7 @@ class MainScreen(Screen[None]):
         item_id = event.fan.ids[event.index]
         child_id = event.fan.child_runs.get(event.index)
         run = self.rapp.view.run(child_id) if child_id else None
-        if run is None and child_id:  # a child that ended well is not kept live: the store has it
+        if run is None and child_id:  # an older child that ended well is not kept live: the store has it
             run = self.rapp.load_child_run(child_id)
         self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())
         lines = child_output_lines(run) if run is not None else [f"{item_id}: not started"]

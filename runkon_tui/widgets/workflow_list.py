@@ -49,20 +49,19 @@ class WorkflowList(OptionList):
         if signature == self._signature and select_path is None:
             return
         previous, self._signature = self._signature, signature
+        paths = [e.path for e in entries]
         if self._same_rows(previous, signature):
             # Only a status or an error changed (a run started or ended): new prompts in place,
             # without emptying the list, which would cost a layout pass of the whole screen.
             for index, (entry, old, new) in enumerate(zip(entries, previous[1:], signature[1:], strict=True)):
                 if old != new:
                     self.replace_option_prompt_at_index(index, self._prompt(entry))
-            paths = [e.path for e in entries]
             if select_path in paths and self.highlighted != paths.index(select_path):
                 self.highlighted = paths.index(select_path)
             return
         current = select_path or self.highlighted_path
         self.clear_options()
         self.add_options(Option(self._prompt(e), id=e.path) for e in entries)
-        paths = [e.path for e in entries]
         if current in paths:
             self.highlighted = paths.index(current)
         elif paths:

@@ -55,6 +55,12 @@ def succeeded(kind: str, data: Any) -> bool:
     return bool(data.event.succeeded)
 
 
+#: The same two sets by event class, for whoever tests the pydantic events themselves (the
+#: dashboard's bridge, once per event on the engine threads: a class lookup is the cheapest test).
+QUIET_CHILD_CLASSES = frozenset(getattr(engine_events, kind) for kind in QUIET_CHILD_EVENTS)
+QUIET_IF_OK_CLASSES = frozenset(getattr(engine_events, kind) for kind in SUCCESS_FIELD)
+
+
 def quiet(kind: str, data: Any) -> bool:
     """An event of a fan-out child that nobody needs to see unless the child is looked at (its
     start, steps, output and metrics, and its steps' and its own successful ends)."""

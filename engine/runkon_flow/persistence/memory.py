@@ -55,6 +55,7 @@ from runkon_flow.persistence.models import (
 _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
 _NO_CONTEXT: dict[str, str] = {}  # the context of every item row without one (never changed in place)
 _STARTED_AT = operator.attrgetter("started_at")  # newest first: by start, then by creation (dict order)
+_new_tuple = tuple.__new__  # a StoredEvent without NamedTuple's Python-level __new__
 _STRIPES = 64  # row locks; with 8 workers two rarely want the same one at once
 
 
@@ -590,6 +591,3 @@ def _copy_item(row: FanOutItemRow) -> FanOutItemRow:
     out = copy.copy(row)
     out.context = dict(row.context)
     return out
-
-
-_new_tuple = tuple.__new__  # a StoredEvent without NamedTuple's Python-level __new__

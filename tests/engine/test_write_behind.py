@@ -94,3 +94,41 @@ def test_a_gate_in_a_child_can_be_approved_from_another_connection(tmp_path: Pat
         assert h.agents.names() == ["work"]
     finally:
         h.store.close()
+
+
+class CheckingSink:
+    """Looks each reported item up through another connection at the moment it is reported."""
+
+    def __init__(self, db: Path) -> None:
+        self.other = SqliteStore(db)
+        self.fan_step: str | None = None
+        self.seen: list[tuple[str, str, str]] = []  # (event, item id, committed status)
+
+    def emit(self, data) -> None:
+        event = data.event
+        if event.type == "FanOutItemsCollected":
+            self.fan_step = event.step_id
+        if event.type in ("FanOutItemStarted", "FanOutItemCompleted"):
+            rows = {r.item_id: r.status.value for r in self.other.get_fan_out_items(event.step_id)}
+            self.seen.append((event.type, event.item_id, rows[event.item_id]))
+
+
+def test_an_item_is_reported_started_and_completed_only_once_that_is_committed(tmp_path: Path) -> None:
+    """Workers queue their items' ends without waiting for a commit (docs/persistence.md): what
+    the sinks hear must still be in the database already, for every item, in order."""
+    items = [f"t{i:03d}" for i in range(300)]
+    h = harness(tmp_path, items)
+    checking = CheckingSink(tmp_path / "runs.db")
+    h.sink = checking  # type: ignore[assignment]
+    try:
+        result = h.build().run_workflow(parse_workflow(FAN.format(slots=8)), h.run_input(None))
+        assert result.all_succeeded
+    finally:
+        h.store.close()
+        checking.other.close()
+    completed = {i: s for kind, i, s in checking.seen if kind == "FanOutItemCompleted"}
+    started = {i: s for kind, i, s in checking.seen if kind == "FanOutItemStarted"}
+    assert sorted(completed) == items and set(completed.values()) == {"completed"}
+    assert sorted(started) == items and set(started.values()) <= {"running", "completed"}
+    order = [(kind, i) for kind, i, _ in checking.seen]
+    assert all(order.index(("FanOutItemStarted", i)) < order.index(("FanOutItemCompleted", i)) for i in items)

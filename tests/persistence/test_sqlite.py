@@ -864,3 +864,123 @@ def test_a_finished_foreach_child_is_in_none_of_the_partial_indexes(sqlite_store
     ]
     conn.close()
     assert counts == [1, 0, 0]  # only the parent, still pending, is in the status index
+
+
+# --------------------------------------------------------------------------- lock-free write-behind
+
+
+def test_write_behind_lives_of_many_threads_racing_drains_end_in_their_final_rows(db) -> None:
+    """A fan-out's workers queue their children's rows and fold updates into them without a lock
+    while other threads commit the queue: every run, step and item ends as its last write left it."""
+    threads, children = 8, 150
+    with SqliteStore(db) as store:
+        parent = store.create_run(NewRun(workflow_name="fan")).id
+        fan = store.insert_step(NewStep(workflow_run_id=parent, step_name="fe", role="foreach"))
+        items = store.insert_fan_out_items(
+            fan, [("t", f"{w}-{i}", "", {}) for w in range(threads) for i in range(children)]
+        )
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def worker(w: int) -> None:
+            try:
+                for i in range(children):
+                    run = store.create_leased_run(NewRun(workflow_name="child"), f"tok{w}", 30, durable=False)
+                    step = store.insert_step(NewStep(run.id, "work", retry_count=0), durable=False)
+                    store.update_step(
+                        step, StepUpdate(generation=1, status=StepStatus.RUNNING), durable=False
+                    )
+                    store.update_step(step, StepUpdate.completed(1, result_text=run.id), durable=False)
+                    store.finish_run(run.id, RunStatus.COMPLETED, run.id, None, f"tok{w}", durable=False)
+                    store.batch_update_fan_out_items(
+                        [
+                            (
+                                items[w * children + i],
+                                FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, run.id),
+                            )
+                        ],
+                        durable=False,
+                    )
+                    store.try_flush()
+            except BaseException as exc:
+                errors.append(exc)
+
+        def drainer() -> None:
+            while not done.is_set():
+                store.flush()
+
+        switching = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible: the races happen
+        try:
+            workers = [threading.Thread(target=worker, args=(w,)) for w in range(threads)]
+            helper = threading.Thread(target=drainer)
+            helper.start()
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+            done.set()
+            helper.join()
+        finally:
+            sys.setswitchinterval(switching)
+        assert errors == []
+    with SqliteStore(db) as other:
+        runs = other.list_runs(limit=10_000, parent_run_id=None)
+        kids = [r for r in runs if r.workflow_name == "child"]
+        assert len(kids) == threads * children
+        assert {(r.status, r.owner_token, r.lease_until) for r in kids} == {(RunStatus.COMPLETED, None, None)}
+        assert all(r.result_summary == r.id for r in kids)
+        for r in kids:
+            [step] = other.get_steps(r.id)
+            assert (step.status, step.result_text) == (StepStatus.COMPLETED, r.id)
+        rows = other.get_fan_out_items(fan)
+        assert {i.status for i in rows} == {FanOutItemStatus.COMPLETED}
+        assert {i.child_run_id for i in rows} == {r.id for r in kids}
+
+
+def test_try_flush_leaves_the_queue_to_the_thread_holding_the_connection(db) -> None:
+    with SqliteStore(db) as store, SqliteStore(db) as other:
+        run = store.create_leased_run(NewRun(workflow_name="child"), "t", 30, durable=False)
+        holding, let_go = threading.Event(), threading.Event()
+
+        def reader() -> None:
+            with store._conn():  # a read in another thread holds the connection
+                holding.set()
+                let_go.wait(10)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            assert holding.wait(10)
+            assert other.get_run(run.id) is not None  # the read committed what was queued
+            queued = store.create_leased_run(NewRun(workflow_name="later"), "t", 30, durable=False)
+            started = time.monotonic()
+            assert store.try_flush() is False  # without waiting for the reader
+            assert time.monotonic() - started < 1.0
+            assert other.get_run(queued.id) is None  # still queued: nobody has committed it
+        finally:
+            let_go.set()
+            thread.join()
+        assert store.try_flush() is True
+        assert other.get_run(queued.id) is not None
+
+
+def test_a_fold_overtaken_by_a_drain_answers_no_so_the_update_is_queued_instead(db) -> None:
+    """The one interleaving the lock-free fold must survive, made to happen: a drain takes the
+    queued insert while an update is being folded into it."""
+    with SqliteStore(db) as store, SqliteStore(db) as other:
+        run = store.create_leased_run(NewRun(workflow_name="child"), "t", 30, durable=False)
+
+        def change_while_a_drain_runs(row: list) -> bool:
+            drain = threading.Thread(target=store.flush)
+            drain.start()
+            drain.join()
+            row[3] = RunStatus.COMPLETED  # too late: the insert is already committed
+            return True
+
+        assert store._fold("r:" + run.id, change_while_a_drain_runs) is False
+        assert other.get_run(run.id).status is RunStatus.RUNNING
+        # The public path: a finish whose fold is refused queues its UPDATE, which is not lost.
+        store.finish_run(run.id, RunStatus.COMPLETED, "done", None, "t", durable=False)
+        store.flush()
+        assert other.get_run(run.id).status is RunStatus.COMPLETED

@@ -14,6 +14,7 @@ queued writes, oldest first); its queued writes have `wake`, `lead` and `done` a
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,7 +25,7 @@ class Leadership:
     """The leader/follower protocol around a store's write queue (see the module doc)."""
 
     _queue_lock: threading.Lock
-    _pending: list[Any]
+    _pending: list[Any] | deque[Any]
     _leading: bool = False
 
     def _enlist(self, op: Any) -> threading.Lock | None:
@@ -66,7 +67,7 @@ class Leadership:
     def _wake_next_leader(self) -> bool:
         """Under `_queue_lock`: make the writer of the oldest queued durable write lead; False when
         no one waits."""
-        for queued in self._pending:
+        for queued in tuple(self._pending):  # one step: a write-behind write may append meanwhile
             wake = queued.wake
             if wake is not None and not queued.done:
                 queued.wake, queued.lead = None, True

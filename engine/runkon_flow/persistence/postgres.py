@@ -431,12 +431,14 @@ class PostgresStore(Leadership):
 
     @_translated
     def flush(self) -> None:
-        """Commit every queued write-behind write now, synchronously."""
-        if self._pending or self._history:
-            with self._lock:
-                if not self._closed:
-                    self._reconnect_if_broken()
-                self._drain(None, everything=True, synchronous=True)
+        """Commit every queued write-behind write now, synchronously. Also when nothing is queued,
+        it waits for the connection: another thread may be committing writes it took from the
+        queue, and a caller that reports what it queued (the report gate) must not report it
+        before that."""
+        with self._lock:
+            if not self._closed and (self._pending or self._history):
+                self._reconnect_if_broken()
+            self._drain(None, everything=True, synchronous=True)
 
     def _fold(self, key: str, change: Callable[[list], bool]) -> bool:
         with self._queue_lock:

@@ -5,10 +5,14 @@ Ours, beyond the spec (docs/persistence.md): `create_leased_run` and `finish_run
 costs two run writes instead of six), and write-behind — `durable=False` on the writes the engine
 makes for rows nothing recovers from, plus `flush()`. A write-behind write may be queued instead of
 committed before the call returns; queued writes are committed in call order, and before any read,
-`flush()`, `close()`, or durable write of a row they write or depend on (fan-out item updates stay
-in order with durable writes). Its failure is logged instead of raised (a store that writes at
-once may raise it). SQLite uses this for group commit; a PostgreSQL store would pipeline such
-writes into a later transaction.
+`flush()`, `close()`, or durable write of a row they write or depend on (a fan-out item update
+also takes the queued run and step rows along). Its failure is logged instead of raised (a store
+that writes at once may raise it). SQLite uses this for group commit; a PostgreSQL store would
+pipeline such writes into a later transaction.
+
+Optional, outside the protocol: `try_flush() -> bool` — commit the queue unless another thread is
+at the connection, never waiting; True once everything queued before the call is committed. A
+store that has it lets a foreach worker queue its item's end and go on (SqliteStore).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import itertools
 import os
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import timedelta
@@ -273,10 +274,24 @@ def _update_items(cur: sqlite3.Cursor, ops: list[_Write]) -> None:
         raise _MergedMismatch
 
 
+def _take_all(queue: deque[_Write]) -> list[_Write]:
+    """Every write in `queue`, oldest first, each sealed as it is taken (one atomic `popleft`
+    each: a writer may append meanwhile, and its write is either taken or left queued)."""
+    taken: list[_Write] = []
+    pop = queue.popleft
+    while True:
+        try:
+            op = pop()
+        except IndexError:
+            return taken
+        op.sealed = True
+        taken.append(op)
+
+
 class _Write:
     """One queued write: `fn(conn)` runs inside the batch's transaction (or alone, see `single`)."""
 
-    __slots__ = ("behind", "done", "error", "fn", "lead", "result", "shared", "single", "wake")
+    __slots__ = ("behind", "done", "error", "fn", "lead", "result", "sealed", "shared", "single", "wake")
 
     def __init__(self, fn: Op, single: bool, behind: bool, shared: Any = None) -> None:
         self.fn = fn
@@ -290,6 +305,7 @@ class _Write:
         self.error: BaseException | None = None
         self.wake: threading.Lock | None = None  # held while its writer waits as a follower
         self.lead = False  # its writer was woken to lead, not because the write is done
+        self.sealed = False  # taken by a drain: its row can no longer be folded into (`_fold`)
 
 
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
@@ -324,12 +340,15 @@ class SqliteStore(Leadership):
         self._clock = clock
         self._now = sh.now_function(clock)
         self._lock = threading.Lock()  # the connection
-        self._queue_lock = threading.Lock()  # `_pending` only; never held while waiting for `_lock`
-        self._pending: list[_Write] = []  # durable writes and ordered write-behind ones
+        # Durable writers' turns and the drain; never held while waiting for `_lock`, never taken
+        # by a write-behind write (see `_write`).
+        self._queue_lock = threading.Lock()
+        self._pending: deque[_Write] = deque()  # durable writes and ordered write-behind ones
         self._pending_needs_history = False  # one of them touches a row the history queue writes
-        self._history: list[_Write] = []  # write-behind run and step writes (see _write)
-        self._history_keys: set[str] = set()  # the rows they write
-        self._foldable: dict[str, list] = {}  # "r:<run id>"/"s:<step id>" → queued insert row
+        self._history: deque[_Write] = deque()  # write-behind run, step and item writes (see _write)
+        self._history_keys: set[str] = set()  # the rows they write (may name rows already drained)
+        # "r:<run id>"/"s:<step id>" → (queued insert, its row): what `_fold` may still change
+        self._foldable: dict[str, tuple[_Write, list]] = {}
         self._closed = False
         self._db = self._open()
         self._cursor = self._db.cursor()  # writes reuse one cursor (conn.execute makes one per call)
@@ -419,14 +438,23 @@ class SqliteStore(Leadership):
         a failure belongs to its own caller only.
 
         Write-behind (`durable=False`) writes are only queued. Those of run and step rows (`key`
-        = "r:<run id>"/"s:<step id>") wait in a history queue, committed in call order with the
-        next read, `flush()`, `close()`, or durable write once enough have gathered (larger
-        transactions are cheaper) — and always before a durable write of a row they wrote or
-        insert (`key`, `needs`: a row the durable write depends on). Other write-behind writes
-        (fan-out items) stay in call order with the durable ones.
+        = "r:<run id>"/"s:<step id>") and fan-out item writes (`after_history`) wait in a history
+        queue, committed in call order with the next read, `flush()`, `try_flush()`, `close()`,
+        or durable write once enough have gathered (larger transactions are cheaper) — and always
+        before a durable write of a row they wrote or insert (`key`, `needs`: a row the durable
+        write depends on). Other write-behind writes (the event log) stay in call order with the
+        durable ones.
 
-        `after_history`: a durable write that takes every queued history write along (a fan-out
-        item's end: the child run's own rows are committed with it, never after it).
+        A write-behind write takes no lock: it is one `deque.append` (and a dict and a set entry
+        for a row), atomic under the GIL, because a fan-out's workers make several per item and
+        a lock they all take becomes a convoy of GIL hand-overs between the cores (docs/engine.md,
+        "Why the fan-out takes no shared lock"). A drain takes the queues with `popleft` until
+        they are empty — never by swapping them, which could lose a write appended meanwhile —
+        the pending queue first, so every history write queued before a durable write it took
+        is taken too; and it marks each write `sealed` before running it (see `_fold`).
+
+        `after_history`: a write that takes every queued history write along (a fan-out item's
+        end: the child run's own rows are committed with it, never after it).
 
         Folding: a queued write-behind INSERT registers its row under `key`; later write-behind
         updates of that row may change the queued row instead of queueing an UPDATE (`_fold`).
@@ -442,29 +470,31 @@ class SqliteStore(Leadership):
         fewer statements per commit, and fewer releases of the GIL by the thread that commits.
         """
         op = _Write(fn, single, not durable, shared)
-        wake = None
-        with self._queue_lock:
-            if durable:
-                self._pending.append(op)
-                wake = self._enlist(op)
-                history_keys = self._history_keys
-                if (
-                    (after_history and history_keys)
-                    or (key is not None and key in history_keys)
-                    or (needs is not None and needs in history_keys)
-                ):
-                    self._pending_needs_history = True
-            elif key is None:
-                self._pending.append(op)
-            else:
-                self._history.append(op)
-                self._history_keys.add(key)
-                if foldable_row is not None:
-                    self._foldable[key] = foldable_row
-                else:
-                    self._foldable.pop(key, None)
         if not durable:
+            if key is None and not after_history:
+                self._pending.append(op)
+                return None  # type: ignore[return-value]
+            # In this order: a drain swaps the dict and the set before it takes the queue, so a
+            # queued write's key is always in the set, and its row is foldable only until taken.
+            if key is not None:
+                if foldable_row is not None:
+                    self._foldable[key] = (op, foldable_row)
+                else:
+                    self._foldable.pop(key, None)  # later changes of the row queue after this one
+            self._history.append(op)
+            if key is not None:
+                self._history_keys.add(key)
             return None  # type: ignore[return-value]
+        with self._queue_lock:
+            self._pending.append(op)
+            wake = self._enlist(op)
+            history_keys = self._history_keys
+            if (
+                (after_history and self._history)
+                or (key is not None and key in history_keys)
+                or (needs is not None and needs in history_keys)
+            ):
+                self._pending_needs_history = True
         if wake is None or self._await_turn(op, wake):
             try:
                 if not op.done:
@@ -479,27 +509,50 @@ class SqliteStore(Leadership):
 
     @_translated
     def flush(self) -> None:
-        """Commit every queued write-behind write now (cheap when nothing is queued)."""
-        if self._pending or self._history:
-            with self._lock:
-                self._drain(None, everything=True)
+        """Commit every queued write-behind write now. Also when nothing is queued, it waits for
+        the connection: another thread may be committing writes it took from the queue, and a
+        caller that reports what it queued (the report gate) must not report it before that."""
+        with self._lock:
+            self._drain(None, everything=True)
+
+    @_translated
+    def try_flush(self) -> bool:
+        """Commit every queued write now, unless another thread is using the connection: then
+        that thread (or the next caller) commits them, and this returns False without waiting.
+
+        A fan-out worker calls it after queueing its item's end instead of waiting for a durable
+        write: workers never queue on the connection, and whichever finds it free commits
+        everyone's ends in one transaction (docs/persistence.md, "What completed guarantees").
+        True means every write queued before the call is committed: even with nothing queued,
+        the connection is taken, because another thread may still be committing writes it took."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._drain(None, everything=True)
+        finally:
+            self._lock.release()
+        return True
 
     def _fold(self, key: str, change: Callable[[list], bool]) -> bool:
-        """Apply `change` to the queued insert row of `key` if it is still queued; True when done."""
-        with self._queue_lock:
-            row = self._foldable.get(key)
-            return row is not None and change(row)
+        """Apply `change` to the queued insert row of `key` if no drain has taken it; True when done.
+
+        Without a lock: a drain seals each write before it runs any. If the insert was sealed
+        while `change` ran, the drain may have read the row before or after it, so this answers
+        False and the caller queues its UPDATE too — the same values written twice, never lost."""
+        entry = self._foldable.get(key)
+        if entry is None or entry[0].sealed:
+            return False
+        return change(entry[1]) and not entry[0].sealed
 
     def _drain(self, mine: _Write | None, *, everything: bool) -> None:
         """Run the queue as one batch (history first when it goes too); the caller holds the
         connection."""
         with self._queue_lock:
-            batch, self._pending = self._pending, []
+            batch = _take_all(self._pending)
             if everything or self._pending_needs_history or len(self._history) >= _HISTORY_BATCH:
-                batch = self._history + batch
-                self._history = []
                 self._history_keys = set()
-                self._foldable.clear()
+                self._foldable = {}
+                batch[:0] = _take_all(self._history)
             self._pending_needs_history = False
         if not batch:
             return
@@ -512,7 +565,7 @@ class SqliteStore(Leadership):
             self._run_batch(batch)
         except BaseException:  # interrupted (KeyboardInterrupt…): the others' writes go back
             with self._queue_lock:
-                self._pending[:0] = [w for w in batch if not w.done and w is not mine]
+                self._pending.extendleft(reversed([w for w in batch if not w.done and w is not mine]))
                 self._pending_needs_history = True  # conservative: history rows may be among them
             self._ensure_leader()
             raise
@@ -922,9 +975,14 @@ class SqliteStore(Leadership):
 
     def _fold_step(self, row: list, status: StepStatus, update: StepUpdate, now: str) -> bool:
         """A step update applied to the queued insert row, with `update_step`'s rules — only while its
-        run's insert is queued too, so the generation to match is known (under the queue lock)."""
-        run_row = self._foldable.get("r:" + row[_S_RUN])
-        if run_row is None or run_row[_R_GENERATION] != update.generation or update.fan_out is not None:
+        run's insert is queued too, so the generation to match is known."""
+        run_entry = self._foldable.get("r:" + row[_S_RUN])
+        if (
+            run_entry is None
+            or run_entry[0].sealed
+            or run_entry[1][_R_GENERATION] != update.generation
+            or update.fan_out is not None
+        ):
             return False  # the queued UPDATE checks (and reports) it, and writes the fan-out counts
         if update.usage is not None:
             return False  # the insert row has no usage column: the queued UPDATE writes it
@@ -1111,9 +1169,9 @@ class SqliteStore(Leadership):
                 missing = next((i for i in ids if i not in found), ids[0])
                 raise PersistenceError(f"fan-out item {missing} not found")
 
-        # A durable item write takes the queued history along: an item reported finished has its
-        # child's run and step rows committed too.
-        self._write(update_items, single=False, durable=durable, after_history=durable, shared=prepared)
+        # An item write takes the queued history along: an item committed finished has its child's
+        # run and step rows committed too.
+        self._write(update_items, single=False, durable=durable, after_history=True, shared=prepared)
 
     @_translated
     def get_fan_out_items(

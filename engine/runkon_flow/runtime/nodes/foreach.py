@@ -150,6 +150,11 @@ class _FanOut:
         self.updates: list[tuple[str, FanOutItemUpdate]] = []
         self.halted = False
         self.cancelled = False
+        # A store that commits in groups lets a worker queue its item's end and go on
+        # (`_queue_end`); then every item's end is reported through the report gate, so that it
+        # never overtakes the item's start, which waits there for its commit.
+        self.try_flush = getattr(st.persistence, "try_flush", None)
+        self.queue_ends = st.report_gate is not None and self.try_flush is not None
 
     # ------------------------------------------------------------------ helpers
 
@@ -370,16 +375,19 @@ class _FanOut:
         halts or is cancelled).
 
         The parent starts the first wave (one durable write for its `running` rows); after that
-        each worker takes its next ready item itself. A worker that finishes a child commits, in
-        one durable write, its item's terminal row and the next item's `running` row — the
-        store's group commit lets the workers share commits — and only then reports the finished
-        item (FanOutItemCompleted) and records it (dependents become ready). So:
+        each worker takes its next ready item itself. A worker that finishes a child writes, in
+        one write, its item's terminal row and the next item's `running` row, and records the
+        item (dependents become ready). On a store that commits in groups (`try_flush`: SQLite)
+        a completed item's write is queued and the worker goes on at once — committing the queue
+        itself when no other thread is at the connection — while FanOutItemStarted and
+        FanOutItemCompleted wait in the report gate for the commit; otherwise (and for a failed
+        item) the write is durable and the events follow it. So:
 
         * reported means durable: an item is reported completed only once that is committed, and
           a resume never runs it again (docs/persistence.md, "What completed guarantees");
-        * an item's child starts only once its `running` row is committed, and a slot passes
-          from one item to the next in one transaction, so the store never shows more than
-          `max_parallel` items running, and an item whose end a crash lost is `running`.
+        * a slot passes from one item to the next in one transaction, so the store never shows
+          more than `max_parallel` items running; an item whose end a crash lost is `running`
+          (or, if its start was lost too, `pending`), and runs again.
 
         The parent only refills slots a worker left (no ready item at that moment, then a
         dependency finished) and watches for a cancel. The scheduling state is under `self.lock`.
@@ -505,6 +513,20 @@ class _FanOut:
                 st.emit(FanOutItemStarted(item_id=item.item_id, step_id=self.step_id))
         return True
 
+    def _queue_end(self, item: _Item, following: list[_Item]) -> None:
+        """A plain fan-out's completed item on a store that commits in groups: queue its end and
+        the `running` row of the next item in one write, without waiting for the commit; the
+        events that report them wait in the report gate until a commit covers them."""
+        st = self.st
+        updates = [(item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, item.child_run_id))]
+        updates.extend((i.row_id, _RUNNING) for i in following)
+        st.persistence.batch_update_fan_out_items(updates, durable=False)
+        sinks = st.event_sinks
+        if sinks:
+            gate, run_id = st.report_gate, st.workflow_run_id
+            for i in following:
+                gate.hold(sinks, run_id, FanOutItemStarted(item_id=i.item_id, step_id=self.step_id))  # type: ignore[union-attr]
+
     def _run_children(self, item: _Item | None) -> None:
         """Worker thread: run `item`'s child; commit its end together with the start of the next
         ready item, which the worker then runs itself. Never raises.
@@ -529,13 +551,19 @@ class _FanOut:
         if item.row_id not in self.unclaimed:
             return None  # abandoned after the cancel grace: already recorded as cancelled
         following = self._take(1)
-        committed = self._commit([(item, FanOutItemStatus.COMPLETED)], following)
+        if self.queue_ends:
+            self._queue_end(item, following)
+            committed = True
+        else:
+            committed = self._commit([(item, FanOutItemStatus.COMPLETED)], following)
         if not self._claim(item):  # abandoned meanwhile
             with self.lock:
                 self._drop(following)
             return None
         self._finish(item, result, None, FanOutItemStatus.COMPLETED)
         self._settle(item)
+        if self.queue_ends:
+            self._release_reports()
         if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
             with self.lock:
                 self.changed.notify()  # the parent has slots to fill, or the step is done
@@ -564,6 +592,8 @@ class _FanOut:
             self._settle(item)
             if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
                 self.changed.notify()  # the parent has slots to fill, or the step is done
+        if self.queue_ends:
+            self._release_reports()
         return following[0] if following and committed else None
 
     def _drop(self, following: list[_Item]) -> None:
@@ -648,7 +678,7 @@ class _FanOut:
             self.updates.append((item.row_id, FanOutItemUpdate.terminal(status, item.child_run_id)))
         usage = item.usage = result_usage(result)
         if st.event_sinks:
-            st.emit(
+            (self._hold if self.queue_ends else st.emit)(
                 FanOutItemCompleted(
                     item_id=item.item_id,
                     succeeded=status is FanOutItemStatus.COMPLETED,
@@ -670,6 +700,20 @@ class _FanOut:
                 newly_terminal.extend(self._skip_dependents(item.item_id))
         self._promote(newly_terminal)
 
+    def _hold(self, event: Any) -> None:
+        """Keep `event` in the report gate until a commit covers what it reports (`_queue_end`)."""
+        st = self.st
+        st.report_gate.hold(st.event_sinks, st.workflow_run_id, event)  # type: ignore[union-attr]
+
+    def _release_reports(self) -> None:
+        """Commit the queue if no other thread is at the connection, then deliver what that commit
+        covers; otherwise the thread committing (or the next item's worker, the step's end, or
+        the run monitor's tick) delivers it."""
+        gate = self.st.report_gate
+        mark = gate.mark()  # type: ignore[union-attr]
+        if self.try_flush():  # type: ignore[misc]
+            gate.release(mark, wait=False)  # type: ignore[union-attr]
+
     def _skip(self, item: _Item, reason: str) -> None:
         item.status = FanOutItemStatus.SKIPPED
         self.updates.append((item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.SKIPPED)))
@@ -677,7 +721,8 @@ class _FanOut:
             self.terminal.add(item.item_id)
         self.waiting.pop(item.item_id, None)
         if self.st.event_sinks:
-            self.st.emit(FanOutItemSkipped(item_id=item.item_id, step_id=self.step_id, reason=reason))
+            event = FanOutItemSkipped(item_id=item.item_id, step_id=self.step_id, reason=reason)
+            (self._hold if self.queue_ends else self.st.emit)(event)
 
     def _skip_dependents(self, failed_id: str) -> list[str]:
         skipped: list[str] = []

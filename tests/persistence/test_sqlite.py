@@ -29,6 +29,7 @@ from runkon_flow.persistence import (
     StepUpdate,
     schema,
 )
+from runkon_flow.persistence import sqlite as sqlite_module
 from runkon_flow.persistence.schema import DDL, RUN_UNFINISHED, SCHEMA_VERSION
 
 from .conftest import FakeClock
@@ -984,3 +985,35 @@ def test_a_fold_overtaken_by_a_drain_answers_no_so_the_update_is_queued_instead(
         store.finish_run(run.id, RunStatus.COMPLETED, "done", None, "t", durable=False)
         store.flush()
         assert other.get_run(run.id).status is RunStatus.COMPLETED
+
+
+def test_try_flush_waits_for_the_connection_once_too_many_writes_are_queued(db) -> None:
+    """Back-pressure: a fan-out's workers stop running ahead of the commits (and the ends a crash
+    could lose stay few) once ~20 items' writes wait."""
+    with SqliteStore(db) as store, SqliteStore(db) as other:
+        holding, let_go = threading.Event(), threading.Event()
+
+        def reader() -> None:
+            with store._conn():
+                holding.set()
+                let_go.wait(10)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            assert holding.wait(10)
+            runs = [
+                store.create_leased_run(NewRun(workflow_name=f"w{i}"), "t", 30, durable=False).id
+                for i in range(sqlite_module._QUEUE_LIMIT + 1)
+            ]
+            answer: list[bool] = []
+            flusher = threading.Thread(target=lambda: answer.append(store.try_flush()))
+            flusher.start()
+            flusher.join(0.3)
+            assert flusher.is_alive()  # waiting for the reader
+        finally:
+            let_go.set()
+            thread.join()
+        flusher.join(10)
+        assert answer == [True]
+        assert all(other.get_run(r) is not None for r in runs)

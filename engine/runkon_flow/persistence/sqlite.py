@@ -58,6 +58,10 @@ from runkon_flow.persistence.schema import (
     ensure_schema,
 )
 
+# Queued writes past which `try_flush` waits for the connection after all (about 20 fan-out items'
+# ends): without it one thread ends up committing ever larger batches while the others queue,
+# reports lag, a crash loses more ends, and the garbage collector walks thousands of queued rows.
+_QUEUE_LIMIT = 64
 _HISTORY_BATCH = 128  # queued history writes that a durable write takes along (one transaction)
 
 P = ParamSpec("P")
@@ -521,12 +525,15 @@ class SqliteStore(Leadership):
         that thread (or the next caller) commits them, and this returns False without waiting.
 
         A fan-out worker calls it after queueing its item's end instead of waiting for a durable
-        write: workers never queue on the connection, and whichever finds it free commits
+        write: workers do not queue on the connection, and whichever finds it free commits
         everyone's ends in one transaction (docs/persistence.md, "What completed guarantees").
+        Past `_QUEUE_LIMIT` queued writes it waits for the connection instead (back-pressure).
         True means every write queued before the call is committed: even with nothing queued,
         the connection is taken, because another thread may still be committing writes it took."""
         if not self._lock.acquire(blocking=False):
-            return False
+            if len(self._history) + len(self._pending) <= _QUEUE_LIMIT:
+                return False
+            self._lock.acquire()
         try:
             self._drain(None, everything=True)
         finally:
@@ -536,13 +543,20 @@ class SqliteStore(Leadership):
     def _fold(self, key: str, change: Callable[[list], bool]) -> bool:
         """Apply `change` to the queued insert row of `key` if no drain has taken it; True when done.
 
-        Without a lock: a drain seals each write before it runs any. If the insert was sealed
-        while `change` ran, the drain may have read the row before or after it, so this answers
-        False and the caller queues its UPDATE too — the same values written twice, never lost."""
+        Without a lock: `change` edits a copy, which replaces the row's contents in one step, so
+        a drain reads the row whole, before or after. A drain seals each write before it runs
+        any: if the insert was sealed meanwhile, the drain may have read it either way, so this
+        answers False and the caller queues its UPDATE too — which writes the same values again,
+        or finds them there (a terminal step is never overwritten), and nothing is lost."""
         entry = self._foldable.get(key)
         if entry is None or entry[0].sealed:
             return False
-        return change(entry[1]) and not entry[0].sealed
+        op, row = entry
+        changed = row.copy()
+        if not change(changed):
+            return False
+        row[:] = changed
+        return not op.sealed
 
     def _drain(self, mine: _Write | None, *, everything: bool) -> None:
         """Run the queue as one batch (history first when it goes too); the caller holds the

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import getpass
+import importlib
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -64,9 +65,13 @@ if TYPE_CHECKING:  # the first frame needs only the main screen: the others load
     from runkon_tui.screens.gate import GateDecision
     from runkon_tui.watcher import WorkflowWatcher
 
+#: Modules a run needs but the first frame does not (see `RunkonApp._freeze_startup_heap`).
+_NEEDED_LATER = ("runkon_flow.hooks.terminal", "textual.scrollbar")
+
 Clock = Callable[[], float]
 
 TICK_HZ = 10.0
+BUSY_TICK_EVENTS = 500  # events folded in one tick from which the screen is repainted every other tick
 
 
 # --------------------------------------------------------------------------- messages
@@ -166,6 +171,7 @@ class RunkonApp(App[int]):
         )
         self._watcher: WorkflowWatcher | None = None
         self._shown_root: str | None = None
+        self._tick_count = 0  # drain ticks so far (see `drain`)
         self._shown_workflow: str | None = None  # workflow of the run on screen (filters belong to it)
         self._start_theme = ""
         self._exiting = False
@@ -258,7 +264,14 @@ class RunkonApp(App[int]):
         app; without this, every full collection during a big fan-out re-scans them, and that is
         paid by the engine threads too (it measurably slowed a 10,000-item run).
 
+        First the modules a run needs later are imported, off the first frame: the scroll bar a
+        long fan-out grid gains, and the run's end alert (the hooks package, with its YAML and
+        HTTP modules, ~20 ms on a quiet machine). Imported during a run instead, they hold the
+        interpreter while the engine's threads work.
+
         `runkon-tui` starts with the collector off (cli.main); it is turned on here."""
+        for module in _NEEDED_LATER:
+            importlib.import_module(module)
         gc.collect()
         gc.freeze()
         gc.enable()
@@ -433,8 +446,19 @@ class RunkonApp(App[int]):
         self.drain()
 
     def drain(self) -> None:
-        """Fold queued events into the RunView and repaint what changed (one UI tick)."""
-        changes = self.session.fold()
+        """Fold queued events into the RunView and repaint what changed (one UI tick).
+
+        The fold runs every tick. While a large fan-out streams events (`BUSY_TICK_EVENTS` or more
+        in one tick) the screen is repainted every other tick — 5 Hz: each repaint of the header,
+        the counters and the grid costs the interpreter the engine's threads need, and twice a
+        second less is not seen — except when a gate, a run's end, a new run or fan-out or an
+        error is among the changes, which are shown at once."""
+        session = self.session
+        folded = session.fold_only()
+        self._tick_count += 1
+        if folded >= BUSY_TICK_EVENTS and self._tick_count % 2 and not session.must_show_now():
+            return
+        changes = session.take_changes()
         if changes:
             self._apply_changes(changes)
 

@@ -216,10 +216,26 @@ class RunSession:
 
     def fold(self, limit: int | None = DRAIN_LIMIT) -> Changes:
         """Fold the events queued on the bridge into the view; what changed since last time."""
+        self.fold_only(limit)
+        return self.view.take_changes()
+
+    def fold_only(self, limit: int | None = DRAIN_LIMIT) -> int:
+        """Fold the queued events into the view, leaving what changed for `take_changes`; how
+        many were folded."""
         events = self.bridge.drain(limit)
         if events:
             self.view.apply_all(events)
+        return len(events)
+
+    def take_changes(self) -> Changes:
+        """What changed in the view since the last take."""
         return self.view.take_changes()
+
+    def must_show_now(self) -> bool:
+        """Whether what changed includes something a person must see at once: a gate waiting, a
+        run's end, a new run or fan-out, an error."""
+        pending = self.view.pending_changes()
+        return pending.gates or pending.finished or pending.structure or pending.error_log
 
     def show(self, view: RunView) -> None:
         """Put another view on screen (a past run, a replay, a followed run)."""

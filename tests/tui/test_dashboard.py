@@ -7,6 +7,7 @@ real engine end-to-end tests are in test_engine_e2e.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -781,3 +782,59 @@ async def test_the_footer_dims_exactly_the_keys_that_would_do_nothing_as_a_run_s
         assert list(app.screen.query_one(RunFooter).query(FooterKey)) == keys
         assert dimmed() == expected()
         app.session.run_active = False
+
+
+async def test_a_busy_fan_out_is_repainted_every_other_tick_and_its_end_at_once() -> None:
+    """A fan-out streaming thousands of events a second is folded every tick but drawn at 5 Hz
+    (each repaint costs the engine's threads interpreter time); its end is drawn at once."""
+    s = scenarios.Script()
+    sid = scenarios.review_pr_until_foreach(s)
+    ids = scenarios.item_ids(9 * 250)
+    s.emit(
+        FanOutItemsCollected(
+            count=len(ids),
+            step_id=sid,
+            foreach_name="review-items",
+            node_path="body.3",
+            max_parallel=8,
+            items=[FanOutItemInfo(item_id=i) for i in ids],
+        )
+    )
+    setup, s.events = s.events, []
+    batches = []
+    for start in range(0, len(ids), 250):  # 750 events a tick (a child's quiet ones stay in the bridge)
+        for item in ids[start : start + 250]:
+            s.item_started(sid, item, f"child-{item}", dt=0.01)
+            s.item_reviewed(sid, item, f"child-{item}", secs=0.01)
+        batches.append(s.events)
+        s.events = []
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        feed(app, setup)
+        screen = main_screen(app)
+        painted: list[int] = []  # items shown done at each repaint
+        paint = screen.refresh_view
+
+        def counting(changes, now):  # type: ignore[no-untyped-def]
+            painted.append(app.view.active_fanout().done)
+            return paint(changes, now)
+
+        screen.refresh_view = counting  # type: ignore[method-assign]
+
+        def tick(events: list) -> bool:
+            """One UI tick with `events` queued (no await: no timer tick in between); drawn?"""
+            before = len(painted)
+            feed(app, events)
+            return len(painted) > before
+
+        drawn = [tick(batch) for batch in batches[:6]]
+        assert drawn.count(True) == 3 and all(a != b for a, b in itertools.pairwise(drawn))
+        if not drawn[-1]:
+            assert tick([])  # a quiet tick draws what a skipped one folded
+        assert painted[-1] == 1500
+        if not tick(batches[6]):
+            assert tick(batches[7])
+        # The next busy tick would not be drawn, but the run's end is in it.
+        assert tick(batches[8] + [s.emit(RunCompleted(succeeded=True))])
+        assert painted[-1] == app.view.active_fanout().done and app.view.status == "completed"

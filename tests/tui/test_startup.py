@@ -134,3 +134,25 @@ def test_the_collector_is_on_again_when_runkon_tui_returns(tmp_path: Path) -> No
 
     assert main([str(tmp_path / "missing")]) == 2  # any way out of main
     assert gc.isenabled()
+
+
+async def test_a_run_imports_nothing_the_app_did_not_load_right_after_its_first_frame(
+    folder: Path, tmp_path: Path
+) -> None:
+    """A run's end rings the bell through the hooks package (YAML, HTTP): imported then, it held
+    the interpreter while the engine's threads were finishing the run. It is loaded after the
+    first frame instead, with whatever else a run needs."""
+    opened = open_workspace([folder], tmp_path / "runs.db", deferred=True)
+    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
+            await wait_for(pilot, lambda: gc.isenabled(), what="the start-up heap to be frozen")
+            before = set(sys.modules)
+            await run_quick(pilot, app)
+            assert app.view.status == "completed", app.view.summary_text()
+            await pilot.pause()
+            assert sorted(set(sys.modules) - before) == []
+    finally:
+        opened.host.close()
+        opened.store.close()

@@ -284,6 +284,10 @@ class RunModel:
         changes, self._changes = self._changes, Changes()
         return changes
 
+    def pending_changes(self) -> Changes:
+        """What changed since the last `take_changes`, left for it (a look, not a take)."""
+        return self._changes
+
     # ------------------------------------------------------------------ notes from the viewer
 
     def note(self, text: str, level: str = "info") -> None:

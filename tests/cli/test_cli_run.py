@@ -3,6 +3,7 @@ what is (and is not) written to the run database, Ctrl-C, and the progress print
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -616,3 +617,30 @@ def test_on_a_terminal_the_live_view_is_chosen_by_itself(home: Path) -> None:
     assert "\x1b[?25l" in text and "\x1b[?25h" in text  # the block was drawn and the cursor given back
     assert "run_id=" in text and "completed" in text
     assert "RunStarted workflow=build" not in text  # not the plain line format
+
+
+def test_a_run_from_the_command_line_takes_its_start_up_heap_out_of_full_collections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runkon-flow run` owns its process: before the run it freezes what start-up built, so the
+    garbage collector's full collections during a big fan-out do not re-scan it. Called from
+    another program (`main([...])`) it leaves that program's collector alone."""
+    write(tmp_path / "hello.wf", 'workflow hello { script s { run = "true" } }')
+    probe = (
+        "import gc, sys\n"
+        "from runkon_flow.cli import main\n"
+        f"sys.argv = ['runkon-flow', 'run', 'hello', '--dir', {str(tmp_path)!r}, '--memory',\n"
+        "            '--progress', 'quiet']\n"
+        "code = main()\n"
+        "print('frozen', gc.get_freeze_count())\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=cli_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split("frozen")[-1]) > 10_000
+    before = gc.get_freeze_count()
+    code, _, err = cli(capsys, "run", "hello", "--dir", str(tmp_path), "--memory", "--progress", "quiet")
+    assert code == 0, err
+    assert gc.get_freeze_count() == before

@@ -101,7 +101,11 @@ def _options_before_command(argv: list[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `runkon-flow` console script; returns the exit status."""
+    """Entry point of the `runkon-flow` console script; returns the exit status.
+
+    With `argv` None (the process's own command line), `runkon-flow` owns the process, and a
+    run freezes the start-up heap first (drive.freeze_startup_heap); called with arguments (from
+    tests or another program) it leaves the host process's garbage collector alone."""
     parser = build_parser()
     try:
         _options_before_command(list(sys.argv[1:] if argv is None else argv))
@@ -111,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0
+    args.owns_process = argv is None
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

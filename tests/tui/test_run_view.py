@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
+import sys
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
@@ -614,3 +619,93 @@ def test_a_multi_line_step_error_is_indented_under_its_step_and_not_repeated_as_
     lines = RunView.from_events(s.events, clock=lambda: FROZEN).summary_text().splitlines()
     at = lines.index("  ✗ script boom: Script 'boom' exited with code 3")
     assert lines[at + 1 :] == ["      some stderr", "      | building"]
+
+
+def test_many_workers_and_a_ui_looking_at_children_lose_and_repeat_no_event() -> None:
+    """Eight engine threads send 60 children each (one in seven fails) while the UI thread drains
+    and asks for children at random, with threads switching as often as they can. What the UI
+    gets of a child — from its looks and from the queue, in the order it got them — is the
+    child's own sequence: every event once, in order; all of it for a child that failed or was
+    looked at while it ran, and for the last settled ones a look afterwards still has them all."""
+    workers, per_worker = 8, 60
+    emitted: dict[str, list[tuple]] = {}  # child → (type, ts) in the order its thread sent them
+    seen: dict[str, list[tuple]] = {}  # child → (type, ts) in the order the UI got them
+    running: list[str] = []
+    done = threading.Event()
+    bridge = EventBridge()
+
+    def key(data: object) -> tuple:
+        if isinstance(data, tuple):
+            return data[0], data[1]
+        return data.event.type, data.ts  # type: ignore[attr-defined]
+
+    def run_of(data: object) -> str:
+        return data[2] if isinstance(data, tuple) else data.run_id  # type: ignore[attr-defined]
+
+    def send(clock: Iterator[int], child: str, event: Any, run_id: str | None = None) -> None:
+        data = EngineEventData(timestamp=0, ts=float(next(clock)), run_id=run_id or child, event=event)
+        if run_id is None:
+            emitted[child].append((event.type, data.ts))
+        bridge.emit(data)
+
+    def worker(w: int) -> None:
+        clock = itertools.count(w * 1_000_000)
+        for n in range(per_worker):
+            child = f"kid-{w}-{n}"
+            ok = n % 7 != 3
+            emitted[child] = []
+            announce = ChildRunStarted(
+                child_run_id=child, workflow_name="c", parent_run_id=ROOT, item_id=child
+            )
+            send(clock, child, announce, ROOT)
+            running.append(child)
+            send(clock, child, RunStarted(workflow_name="c"))
+            for step in range(2):
+                send(clock, child, StepStarted(step_id=f"{child}-{step}", step_name="work"))
+                for line in range(3):
+                    output = StepOutput(step_id=f"{child}-{step}", step_name="work", line=str(line))
+                    send(clock, child, output)
+                ended = StepCompleted(step_id=f"{child}-{step}", step_name="work", succeeded=ok or step == 0)
+                send(clock, child, ended)
+            send(clock, child, RunCompleted(succeeded=ok))
+            send(clock, child, FanOutItemCompleted(item_id=child, succeeded=ok, child_run_id=child), ROOT)
+
+    def ui() -> None:
+        chooser = random.Random(7)
+        while True:
+            finished = done.is_set()
+            for data in bridge.drain():
+                seen.setdefault(run_of(data), []).append(key(data))
+            if finished:
+                return
+            for _ in range(20):  # mostly children that are running now (the last ones started)
+                if running:
+                    child = running[-1 - chooser.randrange(min(len(running), 12))]
+                    seen.setdefault(child, []).extend(key(d) for d in bridge.release(child))
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+        looker = threading.Thread(target=ui)
+        looker.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        looker.join()
+    finally:
+        sys.setswitchinterval(switching)
+
+    whole = 0
+    for child, sent in emitted.items():
+        got = seen.get(child, [])
+        # Nothing of it (an ok child nobody looked at, or one looked at after it left the
+        # bridge), or all of it, in order, once.
+        assert got in ([], sent), child
+        whole += got == sent
+        if int(child.rsplit("-", 1)[1]) % 7 == 3:
+            assert got == sent, f"failed child {child} must reach the UI whole"
+    failed = sum(int(c.rsplit("-", 1)[1]) % 7 == 3 for c in emitted)
+    assert whole > failed  # and children looked at arrived whole too

@@ -7,6 +7,8 @@ Measures, in one run:
 * a foreach over N no-op child workflows (each child: one `echo` agent call, max_parallel 8,
   in-memory store) executed through `Workspace` three ways, each in its own subprocess so peak
   RSS is per variant:
+    - (the two headless variants settle the garbage collector as `runkon-flow run` does, and the
+      dashboard as it does after its first frame: `runkon_flow.heap.settle_for_runs`)
     - `engine`:    no event sink at all (the engine skips building events),
     - `null-sink`: an EventSink that drops every event (what any consumer costs the engine),
     - `dashboard`: the real app, headless (`App.run_test`), running the workflow from its engine
@@ -80,6 +82,11 @@ def run_variant(mode: str, folder: Path) -> dict:
                 pass
 
         sinks = [NullSink()] if mode == "null-sink" else []
+        # As `runkon-flow run` does before a run (the dashboard does the same after its first
+        # frame): both sides of the ratio get the same garbage-collector settings.
+        from runkon_flow.heap import settle_for_runs
+
+        settle_for_runs()
         started, cpu = time.perf_counter(), time.process_time()
         run_id = ws.create_run("fanout", {})
         result = ws.execute(run_id, sinks=sinks)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import LoadResult
 from runkon_flow.events import EngineEventData
+from runkon_flow.heap import settle_for_runs
 from runkon_flow.humanize import format_duration
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from textual.app import App
@@ -272,8 +273,7 @@ class RunkonApp(App[int]):
         `runkon-tui` starts with the collector off (cli.main); it is turned on here."""
         for module in _NEEDED_LATER:
             importlib.import_module(module)
-        gc.collect()
-        gc.freeze()
+        settle_for_runs()  # freeze, and young collections less often (runkon_flow.heap)
         gc.enable()
 
     def initial_selection(self) -> str | None:

@@ -6,7 +6,6 @@ Ctrl-C into a clean cancel and the second into a forced exit, and picks the exit
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import signal
 import sys
@@ -34,6 +33,7 @@ from runkon_flow.cli.store import DeferredStore
 from runkon_flow.errors import (
     FlowError,
 )
+from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, open_hooks
 from runkon_flow.humanize import readable_error
 from runkon_flow.observe.estimates import history_of
@@ -288,16 +288,6 @@ def _finish(
     return EXIT_CANCELLED if status is RunStatus.CANCELLED else EXIT_FAILED
 
 
-def freeze_startup_heap() -> None:
-    """Move what start-up built (the engine's modules, pydantic's schemas, the parsed workflows,
-    the store) out of the garbage collector's full scans, as `runkon-tui` does after its first
-    frame. Those objects live as long as the process; without this, each of the ~9 full
-    collections a 10,000-item fan-out triggers re-scans all of them (`runkon-flow run` of such a
-    fan-out, 4 interleaved pairs: 3.6-4.9 s against 4.0-5.8 s wall, every pair faster)."""
-    gc.collect()
-    gc.freeze()
-
-
 def execute(
     args: argparse.Namespace,
     store: WorkflowPersistence,
@@ -312,7 +302,7 @@ def execute(
     """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls. `hooks` (from
     `prepare_hooks`) are given every event of the run off the engine's thread."""
     if getattr(args, "owns_process", False):
-        freeze_startup_heap()
+        settle_for_runs()  # runkon_flow.heap: a process-wide choice, made only when we own it
     printer, live = make_printer(args.progress, sys.stdout, run_id)
     if isinstance(printer, LiveView):
         run_row = store.get_run(run_id)

@@ -39,3 +39,19 @@ def switching_often() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(before)
+
+
+def together_beside(
+    target: Callable[[int], object], count: int, beside: Callable[[threading.Event], object]
+) -> None:
+    """`together(target, count)`, threads switching often, while `beside(done)` runs on one more
+    thread (a drainer, a UI) until `done` is set once the others have ended."""
+    done = threading.Event()
+    other = threading.Thread(target=beside, args=(done,))
+    with switching_often():
+        other.start()
+        try:
+            together(target, count)
+        finally:
+            done.set()
+            other.join()

@@ -12,6 +12,8 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from runkon_flow.persistence import (
 )
 from runkon_flow.persistence import sqlite as sqlite_module
 from runkon_flow.persistence.schema import DDL, RUN_UNFINISHED, SCHEMA_VERSION
+
+from tests.threads import together_beside
 
 from .conftest import FakeClock
 
@@ -880,51 +884,30 @@ def test_write_behind_lives_of_many_threads_racing_drains_end_in_their_final_row
         items = store.insert_fan_out_items(
             fan, [("t", f"{w}-{i}", "", {}) for w in range(threads) for i in range(children)]
         )
-        errors: list[BaseException] = []
-        done = threading.Event()
 
         def worker(w: int) -> None:
-            try:
-                for i in range(children):
-                    run = store.create_leased_run(NewRun(workflow_name="child"), f"tok{w}", 30, durable=False)
-                    step = store.insert_step(NewStep(run.id, "work", retry_count=0), durable=False)
-                    store.update_step(
-                        step, StepUpdate(generation=1, status=StepStatus.RUNNING), durable=False
-                    )
-                    store.update_step(step, StepUpdate.completed(1, result_text=run.id), durable=False)
-                    store.finish_run(run.id, RunStatus.COMPLETED, run.id, None, f"tok{w}", durable=False)
-                    store.batch_update_fan_out_items(
-                        [
-                            (
-                                items[w * children + i],
-                                FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, run.id),
-                            )
-                        ],
-                        durable=False,
-                    )
-                    store.try_flush()
-            except BaseException as exc:
-                errors.append(exc)
+            for i in range(children):
+                run = store.create_leased_run(NewRun(workflow_name="child"), f"tok{w}", 30, durable=False)
+                step = store.insert_step(NewStep(run.id, "work", retry_count=0), durable=False)
+                store.update_step(step, StepUpdate(generation=1, status=StepStatus.RUNNING), durable=False)
+                store.update_step(step, StepUpdate.completed(1, result_text=run.id), durable=False)
+                store.finish_run(run.id, RunStatus.COMPLETED, run.id, None, f"tok{w}", durable=False)
+                store.batch_update_fan_out_items(
+                    [
+                        (
+                            items[w * children + i],
+                            FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, run.id),
+                        )
+                    ],
+                    durable=False,
+                )
+                store.try_flush()
 
-        def drainer() -> None:
+        def drainer(done: threading.Event) -> None:
             while not done.is_set():
                 store.flush()
 
-        switching = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)  # switch threads as often as possible: the races happen
-        try:
-            workers = [threading.Thread(target=worker, args=(w,)) for w in range(threads)]
-            helper = threading.Thread(target=drainer)
-            helper.start()
-            for t in workers:
-                t.start()
-            for t in workers:
-                t.join()
-            done.set()
-            helper.join()
-        finally:
-            sys.setswitchinterval(switching)
-        assert errors == []
+        together_beside(worker, threads, drainer)
     with SqliteStore(db) as other:
         runs = other.list_runs(limit=10_000, parent_run_id=None)
         kids = [r for r in runs if r.workflow_name == "child"]
@@ -939,29 +922,36 @@ def test_write_behind_lives_of_many_threads_racing_drains_end_in_their_final_row
         assert {i.child_run_id for i in rows} == {r.id for r in kids}
 
 
+@contextmanager
+def connection_taken(store: SqliteStore) -> Iterator[None]:
+    """Another thread holds `store`'s connection (as a long read does) until the block ends."""
+    holding, let_go = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with store._conn():
+            holding.set()
+            let_go.wait(10)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        yield
+    finally:
+        let_go.set()
+        thread.join()
+
+
 def test_try_flush_leaves_the_queue_to_the_thread_holding_the_connection(db) -> None:
     with SqliteStore(db) as store, SqliteStore(db) as other:
         run = store.create_leased_run(NewRun(workflow_name="child"), "t", 30, durable=False)
-        holding, let_go = threading.Event(), threading.Event()
-
-        def reader() -> None:
-            with store._conn():  # a read in another thread holds the connection
-                holding.set()
-                let_go.wait(10)
-
-        thread = threading.Thread(target=reader)
-        thread.start()
-        try:
-            assert holding.wait(10)
+        with connection_taken(store):
             assert other.get_run(run.id) is not None  # the read committed what was queued
             queued = store.create_leased_run(NewRun(workflow_name="later"), "t", 30, durable=False)
             started = time.monotonic()
             assert store.try_flush() is False  # without waiting for the reader
             assert time.monotonic() - started < 1.0
             assert other.get_run(queued.id) is None  # still queued: nobody has committed it
-        finally:
-            let_go.set()
-            thread.join()
         assert store.try_flush() is True
         assert other.get_run(queued.id) is not None
 
@@ -991,17 +981,7 @@ def test_try_flush_waits_for_the_connection_once_too_many_writes_are_queued(db) 
     """Back-pressure: a fan-out's workers stop running ahead of the commits (and the ends a crash
     could lose stay few) once ~20 items' writes wait."""
     with SqliteStore(db) as store, SqliteStore(db) as other:
-        holding, let_go = threading.Event(), threading.Event()
-
-        def reader() -> None:
-            with store._conn():
-                holding.set()
-                let_go.wait(10)
-
-        thread = threading.Thread(target=reader)
-        thread.start()
-        try:
-            assert holding.wait(10)
+        with connection_taken(store):
             runs = [
                 store.create_leased_run(NewRun(workflow_name=f"w{i}"), "t", 30, durable=False).id
                 for i in range(sqlite_module._QUEUE_LIMIT + 1)
@@ -1011,9 +991,6 @@ def test_try_flush_waits_for_the_connection_once_too_many_writes_are_queued(db) 
             flusher.start()
             flusher.join(0.3)
             assert flusher.is_alive()  # waiting for the reader
-        finally:
-            let_go.set()
-            thread.join()
         flusher.join(10)
         assert answer == [True]
         assert all(other.get_run(r) is not None for r in runs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +28,7 @@ from runkon_flow.events import (
 
 from runkon_tui.bridge import SETTLED_KEPT, EventBridge
 from runkon_tui.run_view import RunView, ViewLimits
+from tests.threads import together_beside
 from tests.tui.scenarios import EVENTS, ROOT, T0, Script, foreach_mid_run
 from tests.tui.scenarios import failed_run as scenarios_failed_run
 
@@ -631,7 +631,6 @@ def test_many_workers_and_a_ui_looking_at_children_lose_and_repeat_no_event() ->
     emitted: dict[str, list[tuple]] = {}  # child → (type, ts) in the order its thread sent them
     seen: dict[str, list[tuple]] = {}  # child → (type, ts) in the order the UI got them
     running: list[str] = []
-    done = threading.Event()
     bridge = EventBridge()
 
     def key(data: object) -> tuple:
@@ -670,7 +669,7 @@ def test_many_workers_and_a_ui_looking_at_children_lose_and_repeat_no_event() ->
             send(clock, child, RunCompleted(succeeded=ok))
             send(clock, child, FanOutItemCompleted(item_id=child, succeeded=ok, child_run_id=child), ROOT)
 
-    def ui() -> None:
+    def ui(done: threading.Event) -> None:
         chooser = random.Random(7)
         while True:
             finished = done.is_set()
@@ -683,20 +682,7 @@ def test_many_workers_and_a_ui_looking_at_children_lose_and_repeat_no_event() ->
                     child = running[-1 - chooser.randrange(min(len(running), 12))]
                     seen.setdefault(child, []).extend(key(d) for d in bridge.release(child))
 
-    switching = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
-        looker = threading.Thread(target=ui)
-        looker.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done.set()
-        looker.join()
-    finally:
-        sys.setswitchinterval(switching)
+    together_beside(worker, workers, ui)
 
     whole = 0
     for child, sent in emitted.items():

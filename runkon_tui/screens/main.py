@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
     from runkon_tui.screens.search import SearchHit
 
+#: The output view when no step is highlighted in the tree (a fresh tree, another workflow's run).
+NO_STEP_HIGHLIGHTED = "no step highlighted: pick a step in the tree or an item in the grid to see its output"
+
 
 class Pane(Vertical):
     """A bordered, titled, zoomable section of the screen."""
@@ -492,10 +495,10 @@ class MainScreen(Screen[None]):
         """Output of the tree's highlighted step in the run on screen (nothing highlighted: none)."""
         node = self.tree.cursor_node
         spec = node.data if node is not None else None
-        if spec is None:
+        if spec is None:  # say how to get some, rather than show an empty pane
             self._child_source = None
             self._output_spec = self._output_step = None
-            self.log_pane.set_output(None, "")
+            self.log_pane.set_output(TextSource([NO_STEP_HIGHLIGHTED]), "")
             return
         view = self.view_for(self.tree_workflow)
         self.show_step_output(run_for_scope(view, spec.scope) if view is not None else None, spec)

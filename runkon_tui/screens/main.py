@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from runkon_tui.screens.search import SearchHit
 
 #: The output view when no step is highlighted in the tree (a fresh tree, another workflow's run).
-NO_STEP_HIGHLIGHTED = "no step highlighted: pick a step in the tree or an item in the grid to see its output"
+NO_STEP_HIGHLIGHTED = "pick a step in the tree, or an item in the grid, to see its output"  # fits 80 columns
 
 
 class Pane(Vertical):

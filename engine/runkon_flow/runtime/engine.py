@@ -48,7 +48,7 @@ from runkon_flow.plugins.protocols import (
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
 from runkon_flow.runtime.lease import RunMonitor, abort, new_owner_token
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
-from runkon_flow.runtime.report_gate import ReportGate, needs_gate
+from runkon_flow.runtime.report_gate import ReportGate, commit_and_deliver, needs_gate
 from runkon_flow.runtime.resume import ResumeContext, leaf_skip_keys
 from runkon_flow.runtime.state import ExecutionState, LedgerRow
 from runkon_flow.runtime.steps import describe_exception
@@ -640,11 +640,7 @@ class FlowEngine:
         run first, so no late refresh can take the released lease again."""
         self.monitor.unregister(st)
         if not st.write_behind:  # what this run's children wrote behind is committed before its end
-            gate = st.report_gate
-            mark = gate.mark() if gate is not None else 0
-            st.persistence.flush()
-            if gate is not None:
-                gate.release(mark)
+            commit_and_deliver(st.report_gate, st.persistence.flush)
         st.persistence.finish_run(
             st.workflow_run_id, status, summary, error, st.owner_token or "", durable=not st.write_behind
         )

@@ -4,12 +4,13 @@ A foreach child's rows are written behind (queued, committed in groups). Its eve
 `StepCompleted` — must not reach a sink (live view, dashboard, `--events` file) before the rows
 they describe are committed: "reported means durable" (docs/persistence.md). So a write-behind
 run hands its events to the gate of its top-level run, in order, and they are delivered once a
-commit that covers them has returned: the foreach worker's durable item write (which takes every
-queued row along), a foreach step's end, a run's end, or the run monitor's flush (every 0.1 s).
+commit that covers them has returned: a foreach worker's item write (which takes every queued
+row along), a foreach step's end, a run's end, or the run monitor's flush (every 0.1 s).
 
 Protocol: `mark()` before the commit, `release(mark)` after it returns — everything held before
-the commit began is then delivered, in the order it was held. A store that applies every write
-at once (`applies_writes_at_once`, the in-memory store) needs no gate.
+the commit began is then delivered, in the order it was held; `commit_and_deliver` does both
+around a store's `flush` or `try_flush`. A store that applies every write at once
+(`applies_writes_at_once`, the in-memory store) needs no gate.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from runkon_flow.events import EngineEventData
 
-__all__ = ["ReportGate", "needs_gate"]
+__all__ = ["ReportGate", "commit_and_deliver", "needs_gate"]
 
 log = logging.getLogger("runkon_flow.engine")
 
@@ -97,6 +98,14 @@ class ReportGate:
         finally:
             self._deliver.release()
 
-    def release_all(self) -> None:
-        """Deliver everything held (after a flush of the store)."""
-        self.release(self.mark())
+
+def commit_and_deliver(gate: ReportGate | None, commit: Callable[[], object], *, wait: bool = True) -> None:
+    """Run `commit` (a store's `flush`, or `try_flush`), then deliver from `gate` what it covered
+    — unless it answers False: `try_flush` left the queue to the thread at the connection, and
+    that thread's caller (or the next one) delivers it. No gate: nothing is held, only commit."""
+    if gate is None:
+        commit()
+        return
+    mark = gate.mark()
+    if commit() is not False:
+        gate.release(mark, wait=wait)

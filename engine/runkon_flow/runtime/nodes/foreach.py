@@ -49,6 +49,7 @@ from runkon_flow.persistence.models import (
     StepUpdate,
 )
 from runkon_flow.plugins.protocols import ProviderInfo
+from runkon_flow.runtime.report_gate import commit_and_deliver
 from runkon_flow.runtime.resume import restore_step
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import (
@@ -521,11 +522,9 @@ class _FanOut:
         updates = [(item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, item.child_run_id))]
         updates.extend((i.row_id, _RUNNING) for i in following)
         st.persistence.batch_update_fan_out_items(updates, durable=False)
-        sinks = st.event_sinks
-        if sinks:
-            gate, run_id = st.report_gate, st.workflow_run_id
+        if st.event_sinks:
             for i in following:
-                gate.hold(sinks, run_id, FanOutItemStarted(item_id=i.item_id, step_id=self.step_id))  # type: ignore[union-attr]
+                self._report(FanOutItemStarted(item_id=i.item_id, step_id=self.step_id))
 
     def _run_children(self, item: _Item | None) -> None:
         """Worker thread: run `item`'s child; commit its end together with the start of the next
@@ -563,7 +562,7 @@ class _FanOut:
         self._finish(item, result, None, FanOutItemStatus.COMPLETED)
         self._settle(item)
         if self.queue_ends:
-            self._release_reports()
+            commit_and_deliver(self.st.report_gate, self.try_flush, wait=False)  # type: ignore[arg-type]
         if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
             with self.lock:
                 self.changed.notify()  # the parent has slots to fill, or the step is done
@@ -593,7 +592,7 @@ class _FanOut:
             if not self.in_flight or (self.ready and len(self.in_flight) < self.max_slots):
                 self.changed.notify()  # the parent has slots to fill, or the step is done
         if self.queue_ends:
-            self._release_reports()
+            commit_and_deliver(self.st.report_gate, self.try_flush, wait=False)  # type: ignore[arg-type]
         return following[0] if following and committed else None
 
     def _drop(self, following: list[_Item]) -> None:
@@ -678,7 +677,7 @@ class _FanOut:
             self.updates.append((item.row_id, FanOutItemUpdate.terminal(status, item.child_run_id)))
         usage = item.usage = result_usage(result)
         if st.event_sinks:
-            (self._hold if self.queue_ends else st.emit)(
+            self._report(
                 FanOutItemCompleted(
                     item_id=item.item_id,
                     succeeded=status is FanOutItemStatus.COMPLETED,
@@ -700,19 +699,15 @@ class _FanOut:
                 newly_terminal.extend(self._skip_dependents(item.item_id))
         self._promote(newly_terminal)
 
-    def _hold(self, event: Any) -> None:
-        """Keep `event` in the report gate until a commit covers what it reports (`_queue_end`)."""
+    def _report(self, event: Any) -> None:
+        """An item event to the sinks. When item ends are queued (`_queue_end`) every item event
+        waits in the report gate for the commit that covers it — also one whose row is already
+        committed, so that none overtakes an item's start still waiting there."""
         st = self.st
-        st.report_gate.hold(st.event_sinks, st.workflow_run_id, event)  # type: ignore[union-attr]
-
-    def _release_reports(self) -> None:
-        """Commit the queue if no other thread is at the connection, then deliver what that commit
-        covers; otherwise the thread committing (or the next item's worker, the step's end, or
-        the run monitor's tick) delivers it."""
-        gate = self.st.report_gate
-        mark = gate.mark()  # type: ignore[union-attr]
-        if self.try_flush():  # type: ignore[misc]
-            gate.release(mark, wait=False)  # type: ignore[union-attr]
+        if self.queue_ends:
+            st.report_gate.hold(st.event_sinks, st.workflow_run_id, event)  # type: ignore[union-attr]
+        else:
+            st.emit(event)
 
     def _skip(self, item: _Item, reason: str) -> None:
         item.status = FanOutItemStatus.SKIPPED
@@ -721,8 +716,7 @@ class _FanOut:
             self.terminal.add(item.item_id)
         self.waiting.pop(item.item_id, None)
         if self.st.event_sinks:
-            event = FanOutItemSkipped(item_id=item.item_id, step_id=self.step_id, reason=reason)
-            (self._hold if self.queue_ends else self.st.emit)(event)
+            self._report(FanOutItemSkipped(item_id=item.item_id, step_id=self.step_id, reason=reason))
 
     def _skip_dependents(self, failed_id: str) -> list[str]:
         skipped: list[str] = []
@@ -795,11 +789,7 @@ class _FanOut:
     def _complete(self) -> None:
         st, node = self.st, self.node
         # The children's rows were written behind: commit them before the step is recorded done.
-        gate = st.report_gate
-        mark = gate.mark() if gate is not None else 0
-        st.persistence.flush()
-        if gate is not None:
-            gate.release(mark)
+        commit_and_deliver(st.report_gate, st.persistence.flush)
         c = Counter(i.status for i in self.items)
         total = len(self.items)
         done, failed = c[FanOutItemStatus.COMPLETED], c[FanOutItemStatus.FAILED]

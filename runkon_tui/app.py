@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # the first frame needs only the main screen: the others load
     from runkon_tui.screens.gate import GateDecision
     from runkon_tui.watcher import WorkflowWatcher
 
-#: Modules a run needs but the first frame does not (see `RunkonApp._freeze_startup_heap`).
+#: Modules a run needs but the first frame does not (see `RunkonApp._settle_after_first_frame`).
 _NEEDED_LATER = ("runkon_flow.hooks.terminal", "textual.scrollbar")
 
 Clock = Callable[[], float]
@@ -226,7 +226,7 @@ class RunkonApp(App[int]):
             self.call_after_refresh(self.replay, self.replay_path)
         elif self.attach_to is not None:
             self.call_after_refresh(self.attach_run, self.attach_to)
-        self.call_after_refresh(self._freeze_startup_heap)
+        self.call_after_refresh(self._settle_after_first_frame)
         if isinstance(self.session.host, DeferredHost):
             self.call_after_refresh(self._build_engine, self.session.host)
 
@@ -259,16 +259,17 @@ class RunkonApp(App[int]):
             screen.update_bindings()
 
     @staticmethod
-    def _freeze_startup_heap() -> None:
-        """Move everything built at start-up (Textual's widgets and stylesheets, the catalog, the
-        engine host) out of the garbage collector's full scans. Those objects live as long as the
-        app; without this, every full collection during a big fan-out re-scans them, and that is
-        paid by the engine threads too (it measurably slowed a 10,000-item run).
+    def _settle_after_first_frame() -> None:
+        """Import what a run needs later, then move everything built at start-up (Textual's
+        widgets and stylesheets, the catalog, the engine host) out of the garbage collector's full
+        scans. Those objects live as long as the app; without this, every full collection during a
+        big fan-out re-scans them, and that is paid by the engine threads too (it measurably
+        slowed a 10,000-item run).
 
-        First the modules a run needs later are imported, off the first frame: the scroll bar a
-        long fan-out grid gains, and the run's end alert (the hooks package, with its YAML and
-        HTTP modules, ~20 ms on a quiet machine). Imported during a run instead, they hold the
-        interpreter while the engine's threads work.
+        The modules are imported off the first frame: the scroll bar a long fan-out grid gains,
+        and the run's end alert (the hooks package, with its YAML and HTTP modules, ~20 ms on a
+        quiet machine). Imported during a run instead, they hold the interpreter while the
+        engine's threads work.
 
         `runkon-tui` starts with the collector off (cli.main); it is turned on here."""
         for module in _NEEDED_LATER:

@@ -27,23 +27,23 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from runkon_flow import events as engine_events
-from runkon_flow.events import ChildRunStarted, EngineEventData, RunCompleted
+from runkon_flow.events import (
+    ChildRunStarted,
+    EngineEventData,
+    GateWaiting,
+    Panicked,
+    RunCancelled,
+    RunCompleted,
+)
 from runkon_flow.observe.compact import QUIET_CHILD_CLASSES, QUIET_IF_OK_CLASSES
 
 from runkon_tui.run_view import ViewLimits, compact
 
 UrgentCallback = Callable[[EngineEventData], None]
 
-#: Event types that wake the UI immediately when they concern the watched run (gates: any run).
-URGENT_RUN_EVENTS = frozenset({"RunCompleted", "RunCancelled"})
-URGENT_ANY_RUN = frozenset({"GateWaiting", "Panicked"})
-#: The same by event class (emit runs for every event: a class lookup is the cheapest test):
-#: True when urgent for any run, False when only for the watched one.
-_URGENT: dict[type, bool] = {
-    **{getattr(engine_events, kind): False for kind in URGENT_RUN_EVENTS},
-    **{getattr(engine_events, kind): True for kind in URGENT_ANY_RUN},
-}
+#: Events that wake the UI at once, by class (emit runs for every event: a class lookup is the
+#: cheapest test): True when urgent for any run (gates, crashes), False only for the watched run.
+_URGENT: dict[type, bool] = {RunCompleted: False, RunCancelled: False, GateWaiting: True, Panicked: True}
 #: Settled fan-out children whose events the bridge keeps for a look: as many as the run model
 #: keeps finished children (`ViewLimits.child_runs`).
 SETTLED_KEPT = ViewLimits().child_runs

@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Start-up allocates a few hundred thousand long-lived objects (Textual, the models, the
     # catalog) and almost no garbage, yet the collector would scan them ~180 times before the first
     # frame (~20 % of start-up). It is off until the app has drawn that frame; the app then
-    # collects once, freezes what start-up built and turns it back on (_freeze_startup_heap).
+    # collects once, freezes what start-up built and turns it back on (_settle_after_first_frame).
     gc.disable()
     try:
         return _main(argv)

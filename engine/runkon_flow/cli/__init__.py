@@ -104,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `runkon-flow` console script; returns the exit status.
 
     With `argv` None (the process's own command line), `runkon-flow` owns the process, and a
-    run freezes the start-up heap first (drive.freeze_startup_heap); called with arguments (from
-    tests or another program) it leaves the host process's garbage collector alone."""
+    run settles the garbage collector first (`runkon_flow.heap.settle_for_runs`, in `drive.execute`);
+    called with arguments (from tests or another program) it leaves that program's collector alone."""
     parser = build_parser()
     try:
         _options_before_command(list(sys.argv[1:] if argv is None else argv))

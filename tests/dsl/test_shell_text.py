@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
 
@@ -134,6 +134,7 @@ PIECES = [*"ab $(){}`'\"\\<-#\n;|&", "{{v}}", "{{", "}}", "$((", "${", "<<EOF\n"
 
 @settings(max_examples=3000, deadline=None)
 @given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
+@example("<<{{v}}<<EOF\n{{v}}")  # the line ending a body whose delimiter holds a placeholder
 def test_the_scanner_finds_exactly_the_placeholders_the_language_defines(text: str) -> None:
     """Whatever shell syntax surrounds them (even broken), every placeholder is found once — so a
     known one is never left in the command unreplaced — and rendering either works or refuses."""

@@ -358,15 +358,7 @@ class _Scanner:
             end = self.placeholder_end(j)
             if end < 0:
                 break
-            key = text[j + 2 : end - 2]
-            self.add(
-                key,
-                j,
-                end,
-                PLAIN,
-                f"{_shown(key)} is part of a here-document delimiter in `run`",
-                "write the delimiter as plain text (<<EOF)",
-            )
+            self.delimiter_use(j, end)
             i = max(i, end)
             j = text.find("{{", end, i)
         if i > start:
@@ -383,6 +375,9 @@ class _Scanner:
                 stop = n if stop < 0 else stop
                 line = text[i:stop]
                 if (line.lstrip("\t") if strip else line) == delimiter:
+                    # A delimiter with a placeholder was refused at its `<<`; the line that ends
+                    # the body holds the same placeholder text, and it is found here too.
+                    self.delimiter_placeholders(i, stop)
                     i = stop + 1
                     break
                 j = text.find("{{", i, stop)
@@ -398,6 +393,28 @@ class _Scanner:
                 i = stop + 1
         self.pending.clear()
         return min(i, n)
+
+    def delimiter_placeholders(self, start: int, stop: int) -> None:
+        """Placeholders written in a here-document's delimiter (refused: a value cannot be one)."""
+        text = self.text
+        j = text.find("{{", start, stop)
+        while j >= 0:
+            end = self.placeholder_end(j)
+            if end < 0:
+                return
+            self.delimiter_use(j, end)
+            j = text.find("{{", end, stop)
+
+    def delimiter_use(self, j: int, end: int) -> None:
+        key = self.text[j + 2 : end - 2]
+        self.add(
+            key,
+            j,
+            end,
+            PLAIN,
+            f"{_shown(key)} is part of a here-document delimiter in `run`",
+            "write the delimiter as plain text (<<EOF)",
+        )
 
     def heredoc_placeholder(self, line_start: int, j: int, end: int, quoted: bool) -> None:
         text = self.text

@@ -13,8 +13,9 @@ later (A B C, B C A, C A B, …):
 
 With `--split`, two more configurations say where the extra time of `+ stored` goes:
 
-* `serialise` — the writer turns every event into its row (as `+ stored`) and drops the rows;
-* `rows`      — the writer stores as many rows, with one fixed event's text, without serialising.
+* `serialise` — the writer turns every event into its packed rows (as `+ stored`) and drops them;
+* `rows`      — the writer stores as many packed rows, with one fixed event's text, without
+                serialising.
 
 Prints run time min/median/max per configuration, the extra time of `+ stored` over each baseline
 (median against median), events per item, and the database size per item (main file + WAL after a
@@ -37,9 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import loadavg
 from bench_engine_sqlite import CHILD, PARENT, NoOp, RangeProvider
 from runkon_flow.dsl.parser import parse_workflow
-from runkon_flow.event_log import StoredEventWriter
+from runkon_flow.event_log import StoredEventWriter, line_of, pack_lines, unpack
 from runkon_flow.persistence import NewRun, SqliteStore
-from runkon_flow.persistence.models import NewEvent
 from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
 from runkon_flow.runtime import FlowEngineBuilder, RunInput
 
@@ -67,7 +67,7 @@ class SerialiseOnly(StoredEventWriter):
 
     def _write_batch(self) -> None:
         queue = self._queue
-        self._rows([queue.popleft() for _ in range(len(queue))])
+        pack_lines(self._lines([queue.popleft() for _ in range(len(queue))]))
 
 
 # A typical stored row of the bench's run (a child's StepStarted, 143 bytes of payload).
@@ -78,15 +78,10 @@ _FIXED = (
 
 
 class RowsOnly(StoredEventWriter):
-    """Stores one row per event with a fixed payload, serialising nothing (`--split`)."""
+    """Stores the rows of as many events with a fixed payload, serialising nothing (`--split`)."""
 
-    def _write_batch(self) -> None:
-        queue = self._queue
-        batch = [queue.popleft() for _ in range(len(queue))]
-        if batch:
-            self.store.append_events(
-                self.run_id, [NewEvent(d.ts, d.run_id, "StepStarted", _FIXED) for d in batch]
-            )
+    def emit(self, data) -> None:
+        self._queue.append(line_of(data.ts, data.run_id, "StepStarted", _FIXED))
 
 
 WRITERS = {"stored": StoredEventWriter, "serialise": SerialiseOnly, "rows": RowsOnly}
@@ -132,7 +127,7 @@ def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, float, int,
         host.drain()
     if not result or not result[0].all_succeeded:
         raise SystemExit(f"engine run failed: {result[0].error if result else 'no result'}")
-    stored = len(store.read_events(run_id)) if mode == "stored" else 0
+    stored = sum(len(unpack(row)) for row in store.read_events(run_id)) if mode == "stored" else 0
     store.close()
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

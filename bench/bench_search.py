@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import loadavg, mmm
+from runkon_flow.event_log import unpack
 from runkon_flow.observe.outputs import read_outputs
 from runkon_flow.observe.search import compile_pattern, search_run
 from runkon_flow.persistence import SqliteStore
@@ -74,7 +75,10 @@ def floor(store: SqliteStore, run_id: str, regex: re.Pattern[str]) -> int:
     hits, after = 0, 0
     while rows := store.read_events(run_id, after, 5000):
         after = rows[-1].seq
-        hits += sum(1 for r in rows if r.kind == "StepOutput" and regex.search(json.loads(r.payload)["line"]))
+        events = (e for row in rows for e in unpack(row))
+        hits += sum(
+            1 for e in events if e.kind == "StepOutput" and regex.search(json.loads(e.payload)["line"])
+        )
     return hits
 
 

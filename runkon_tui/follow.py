@@ -17,13 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from runkon_flow.event_log import read_envelopes
+from runkon_flow.event_log import READ_ROWS, read_envelopes
 from runkon_flow.events import EventSink
 from runkon_flow.observe.liveness import lease_is_live, stopped_at
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-READ_BATCH = 5000
 END_GRACE_S = 3.0
 
 
@@ -62,7 +61,7 @@ class StoreFollower:
         ended_since: float | None = None
         released_since: float | None = None
         while not self._stop.is_set():
-            events, self.last_seq = read_envelopes(self.store, self.run_id, self.last_seq, READ_BATCH)
+            events, self.last_seq = read_envelopes(self.store, self.run_id, self.last_seq, READ_ROWS)
             for data in events:
                 if data.run_id == self.run_id:
                     kind = data.event.type

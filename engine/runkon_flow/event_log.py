@@ -11,6 +11,10 @@ Output lines are bounded per step: at most `max_output_lines` `StepOutput` event
 stored, each line at most `max_line_chars` characters; when a step ends, one stored `EngineLog`
 says how many lines (and characters) of it were not stored, so a reader knows what was cut.
 
+A batch is stored packed: one row of kind `events` holds up to `PACK_EVENTS` events, one per line
+(`ts`, `event_run_id`, `kind`, payload, tab-separated), so a 10,000-item fan-out writes a few
+hundred rows, not 70,000 (docs/persistence.md "Event log"). `unpack` gives a row's events.
+
 `read_envelopes` turns stored rows back into the `EngineEventData` envelopes the engine emitted
 (same run id, time and event), so whatever consumes live events — the CLI's printers, a run
 model's reducer — consumes stored ones unchanged.
@@ -22,7 +26,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -38,7 +42,7 @@ from runkon_flow.events import (
     StepCompleted,
     StepOutput,
 )
-from runkon_flow.persistence.models import NewEvent, StoredEvent
+from runkon_flow.persistence.models import PACKED_EVENTS, NewEvent, StoredEvent
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = [
@@ -46,12 +50,20 @@ __all__ = [
     "DEFAULT_MAX_LINE_CHARS",
     "DEFAULT_MAX_OUTPUT_LINES",
     "OUTPUT_LINES_ENV",
+    "PACKED",
+    "PACK_CHARS",
+    "PACK_EVENTS",
+    "READ_ROWS",
     "StoredEventWriter",
     "envelope_of",
     "is_cut_note",
+    "line_of",
+    "pack",
+    "pack_lines",
     "read_envelopes",
     "stored_output_lines",
     "top_level_run",
+    "unpack",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +76,14 @@ DEFAULT_MAX_LINE_CHARS = 4000
 BATCH_EVENTS = 512
 OUTPUT_LINES_ENV = "RUNKON_STORED_OUTPUT_LINES"
 _TERMINAL = frozenset({RunCompleted, RunCancelled})
+PACKED = PACKED_EVENTS  # the `kind` of a row that packs many events
+#: At most this many events, and about this many characters, go into one packed row: a reader
+#: reads rows, so a row stays a bounded piece of memory.
+PACK_EVENTS = 512
+PACK_CHARS = 256 * 1024
+#: Rows per read for a reader that handles a long stream piece by piece (`watch`, the dashboard's
+#: follower): up to about 5,000 events of packed rows, 10 events of older one-event rows.
+READ_ROWS = 10
 #: The words of the stored note that says how much of a step's output was not stored.
 CUT_NOTE = "more lines not stored"
 
@@ -106,9 +126,17 @@ class _StepCut:
 class StoredEventWriter:
     """Appends a top-level run's events (its children's too) to the store's stream of `run_id`.
 
-    `emit` is called on engine threads and only queues; `close()` writes what is left and stops
-    the writer thread (call it when the run has returned). A store failure is logged, never
-    raised into the run: the run matters more than its history."""
+    `emit` is called on engine threads: it turns the event into its stored line (one serializer
+    call, about a microsecond) and queues the line. `close()` writes what is left and stops the
+    writer thread (call it when the run has returned). A store failure is logged, never raised
+    into the run: the run matters more than its history.
+
+    Why the engine's threads serialise: a queued event object lives until the next write (up to
+    `interval`), long enough to survive the garbage collector's young generation, and thousands of
+    such survivors made full collections far more frequent — that, not the serializing, was most
+    of what storing the stream cost a fan-out. A queued line is a `str`, which the collector never
+    looks at. Only `StepOutput` (bounded per step, in order) and the `StepCompleted` of a step that
+    had output (its cut note goes first) are queued as events, for the writer to handle."""
 
     def __init__(
         self,
@@ -124,19 +152,31 @@ class StoredEventWriter:
         self.interval = interval
         self.max_output_lines = max_output_lines
         self.max_line_chars = max_line_chars
-        self._queue: deque[EngineEventData] = deque()
+        self._queue: deque[str | EngineEventData] = deque()
         self._wake = threading.Event()
         self._closed = False
         self._write_lock = threading.Lock()  # one batch at a time, in order
-        self._cuts: dict[str, _StepCut] = {}
+        self._cuts: dict[str, _StepCut] = {}  # the writer thread's: output counted per step
+        self._had_output: set[str] = set()  # steps with queued output (engine threads add)
         self._thread = threading.Thread(target=self._loop, name=f"events-{run_id[-6:]}", daemon=True)
         self._thread.start()
 
     def emit(self, data: EngineEventData) -> None:
+        event = data.event
+        cls = event.__class__
+        spec = _PLAIN.get(cls)
+        if spec is None or (cls is StepCompleted and event.step_id in self._had_output):  # type: ignore[attr-defined]
+            if cls is StepOutput:
+                # Before its StepCompleted is emitted: both come from the step's own thread.
+                self._had_output.add(event.step_id)  # type: ignore[attr-defined]
+            item: str | EngineEventData = data
+        else:
+            kind, dump = spec
+            item = f"{data.ts!r}\t{data.run_id}\t{kind}\t{dump(event, exclude_defaults=True).decode()}"
         queue = self._queue
-        queue.append(data)  # atomic; the writer pops from the other end
+        queue.append(item)  # atomic; the writer pops from the other end
         # The run id first: most events are a child's, and then the event is not looked at.
-        if len(queue) == BATCH_EVENTS or (data.run_id == self.run_id and data.event.__class__ in _TERMINAL):
+        if len(queue) == BATCH_EVENTS or (data.run_id == self.run_id and cls in _TERMINAL):
             self._wake.set()
 
     def flush(self) -> None:
@@ -164,46 +204,39 @@ class StoredEventWriter:
         if not self._queue:
             return
         queue = self._queue
-        batch = [queue.popleft() for _ in range(len(queue))]
-        rows = self._rows(batch)
-        if not rows:
+        lines = self._lines([queue.popleft() for _ in range(len(queue))])
+        if not lines:
             return
         try:
-            self.store.append_events(self.run_id, rows)
+            self.store.append_events(self.run_id, pack_lines(lines))
         except Exception as exc:  # the store is gone or full: the run carries on without history
-            log.warning("run %s: %d events could not be stored: %s", self.run_id, len(rows), exc)
+            log.warning("run %s: %d events could not be stored: %s", self.run_id, len(lines), exc)
 
-    def _rows(self, batch: Iterable[EngineEventData]) -> list[NewEvent]:
-        """The batch's rows. The writer thread holds the GIL while it does this, and the engine's
-        threads wait for it meanwhile: storing the stream costs the run mostly this loop, so the
-        common event takes one dict lookup and its serializer, and only `StepOutput` (bounded)
-        and a `StepCompleted` of a step whose output was cut (a note first) take `_special`."""
-        rows: list[NewEvent] = []
-        add = rows.append
-        new = _new_tuple
-        cuts = self._cuts  # changed in place by `_special`
-        for data in batch:
-            event = data.event
-            spec = (_PLAIN_WHILE_CUT if cuts else _PLAIN).get(event.__class__)
-            if spec is None:
-                self._special(data, add)
-                continue
-            kind, dump = spec
-            add(new(NewEvent, (data.ts, data.run_id, kind, dump(event, exclude_defaults=True).decode())))
-        return rows
+    def _lines(self, batch: list[str | EngineEventData]) -> list[str]:
+        """The batch's stored lines, in order: queued lines as they are, queued events bounded."""
+        lines: list[str] = []
+        add = lines.append
+        for item in batch:
+            if item.__class__ is str:
+                add(item)  # type: ignore[arg-type]
+            else:
+                self._special(item, add)  # type: ignore[arg-type]
+        return lines
 
-    def _special(self, data: EngineEventData, add: Callable[[NewEvent], None]) -> None:
+    def _special(self, data: EngineEventData, add: Callable[[str], None]) -> None:
         event = data.event
         kind = event.type
         if kind == "StepOutput":
             event = self._bounded(event)
             if event is None:
                 return
-        elif kind == "StepCompleted" and event.step_id in self._cuts:
-            cut_note = self._cut_note(self._cuts.pop(event.step_id))
+        elif kind == "StepCompleted":
+            self._had_output.discard(event.step_id)
+            cut = self._cuts.pop(event.step_id, None)
+            cut_note = self._cut_note(cut) if cut is not None else None
             if cut_note is not None:
-                add(NewEvent(data.ts, data.run_id, "EngineLog", _payload(cut_note)))
-        add(_new_tuple(NewEvent, (data.ts, data.run_id, kind, _payload(event))))
+                add(line_of(data.ts, data.run_id, "EngineLog", _payload(cut_note)))
+        add(line_of(data.ts, data.run_id, kind, _payload(event)))
 
     def _bounded(self, event: StepOutput) -> StepOutput | None:
         cut = self._cuts.get(event.step_id)
@@ -234,6 +267,59 @@ class StoredEventWriter:
         )
 
 
+def line_of(ts: float, event_run_id: str, kind: str, payload: str) -> str:
+    """An event's line in a packed row (the payload's JSON never holds a raw tab or newline)."""
+    return f"{ts!r}\t{event_run_id}\t{kind}\t{payload}"
+
+
+def pack(events: list[NewEvent]) -> list[NewEvent]:
+    """The rows that store `events` (see `pack_lines`)."""
+    return pack_lines([line_of(*e) for e in events])
+
+
+def pack_lines(lines: list[str]) -> list[NewEvent]:
+    """The rows that store these event lines: a lone event as its own row, more as packed rows
+    (`PACKED`). One row per batch instead of one per event: the rows' SQL, their b-tree entries
+    and the key repeated in each were most of what writing the stream cost."""
+    if len(lines) == 1:
+        ts, event_run_id, kind, payload = lines[0].split("\t", 3)
+        return [NewEvent(float(ts), event_run_id, kind, payload)]
+    rows: list[NewEvent] = []
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        if chunk and (len(chunk) == PACK_EVENTS or size + len(line) > PACK_CHARS):
+            rows.append(_packed_row(chunk))
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line) + 1
+    if chunk:
+        rows.append(_packed_row(chunk))
+    return rows
+
+
+def _packed_row(lines: list[str]) -> NewEvent:
+    return NewEvent(float(lines[0].split("\t", 1)[0]), "", PACKED, "\n".join(lines))
+
+
+def unpack(row: StoredEvent) -> list[StoredEvent]:
+    """The events a stored row holds, each as its own `StoredEvent` (with the row's `seq`): the
+    row itself unless it is packed. A line that does not parse is logged and left out."""
+    if row.kind != PACKED:
+        return [row]
+    out: list[StoredEvent] = []
+    for line in row.payload.split("\n"):
+        parts = line.split("\t", 3)
+        try:
+            ts = float(parts[0])
+            _, event_run_id, kind, payload = parts
+        except ValueError:
+            log.warning("run %s: stored row %d holds an unreadable event: %.80s", row.run_id, row.seq, line)
+            continue
+        out.append(_new_tuple(StoredEvent, (row.run_id, row.seq, ts, event_run_id, kind, payload)))
+    return out
+
+
 def _payload(event: object) -> str:
     """The event's JSON without its `type` (the row's `kind` holds it) and without fields at their
     defaults: a third of the bytes, and `envelope_of` restores both."""
@@ -246,12 +332,11 @@ def _payload(event: object) -> str:
 _DUMPS: dict[type, Any] = {cls: cls.__pydantic_serializer__.to_json for cls in EVENT_CLASSES}
 _new_tuple = tuple.__new__  # a NewEvent without NamedTuple's Python-level __new__
 
-# (kind, serializer) of every event class a row is made of directly: all but StepOutput, and
-# while some step's output is being counted (`_cuts`), all but StepCompleted too (`_rows`).
+# (kind, serializer) of every event class `emit` turns into its line at once: all but StepOutput
+# (and a StepCompleted whose step had output, `emit` checks).
 _PLAIN: dict[type, tuple[str, Any]] = {
     cls: (cls.model_fields["type"].default, _DUMPS[cls]) for cls in EVENT_CLASSES if cls is not StepOutput
 }
-_PLAIN_WHILE_CUT = {cls: spec for cls, spec in _PLAIN.items() if cls is not StepCompleted}
 
 
 def envelope_of(row: StoredEvent) -> EngineEventData | None:
@@ -273,9 +358,10 @@ def read_envelopes(
     store: WorkflowPersistence, run_id: str, after_seq: int = 0, limit: int | None = None
 ) -> tuple[list[EngineEventData], int]:
     """The stream's events after `after_seq` as envelopes, and the last `seq` read (to continue
-    from); unreadable rows are skipped but still counted as read."""
+    from); unreadable rows are skipped but still counted as read. `limit` counts rows (a packed
+    row holds up to `PACK_EVENTS` events)."""
     rows = store.read_events(run_id, after_seq, limit)
-    out = [e for e in map(envelope_of, rows) if e is not None]
+    out = [e for row in rows for e in map(envelope_of, unpack(row)) if e is not None]
     return out, rows[-1].seq if rows else after_seq
 
 

@@ -27,6 +27,7 @@ from runkon_flow.persistence import (
     StoredEvent,
     WorkflowPersistence,
 )
+from runkon_flow.persistence.models import PACKED_EVENTS
 
 from tests.threads import together
 
@@ -1166,6 +1167,9 @@ def finished_tree(store, status: RunStatus = RunStatus.COMPLETED) -> tuple[str, 
     new_step(store, child, "c", retry_count=0)
     store.insert_fan_out_items(step, [("t", "i1", "", {})])
     store.append_events(root, events("RunStarted", "RunStarted", "RunCompleted"))
+    # A row packing two events (event_log.pack): gc counts the events, not the rows.
+    packed = f"1.5\t{child}\tStepStarted\t{{}}\n1.6\t{child}\tStepCompleted\t{{}}"
+    store.append_events(root, [NewEvent(1.5, "", PACKED_EVENTS, packed)])
     store.update_run_status(child, RunStatus.COMPLETED, None, None)
     store.update_run_status(root, status, None, None)
     return root, child
@@ -1177,7 +1181,7 @@ def test_gc_deletes_runs_that_ended_before_the_cutoff_with_children_rows_and_eve
     active = new_run(store)
     store.update_run_status(active, RunStatus.RUNNING, None, None)
     deleted = store.delete_finished_runs(cutoff)
-    assert deleted == DeletedRuns(runs=1, child_runs=1, steps=2, items=1, events=3)
+    assert deleted == DeletedRuns(runs=1, child_runs=1, steps=2, items=1, events=5)
     assert store.get_run(old) is None and store.get_run(old_child) is None
     assert store.read_events(old) == [] and store.get_steps(old_child) == []
     assert store.get_run(active) is not None

@@ -7,9 +7,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-from runkon_flow.event_log import StoredEventWriter, read_envelopes, stored_output_lines
+from runkon_flow.event_log import (
+    PACK_CHARS,
+    PACK_EVENTS,
+    PACKED,
+    StoredEventWriter,
+    pack,
+    read_envelopes,
+    stored_output_lines,
+    unpack,
+)
 from runkon_flow.events import CollectingSink, EngineEventData, StepOutput
-from runkon_flow.persistence.models import NewRun
+from runkon_flow.persistence.models import NewEvent, NewRun, StoredEvent
 
 from tests.persistence.conftest import STORE_KINDS, close_store, make_store
 
@@ -66,7 +75,10 @@ def test_a_fan_out_runs_stored_events_are_exactly_the_events_shown_live(store, t
     assert _streams(kept) == _streams(live.events)
     children = {e.run_id for e in kept} - {run_id}
     assert len(children) == 60  # every child run's events are in the top-level run's stream
-    assert [e.seq for e in store.read_events(run_id)] == list(range(1, len(kept) + 1))
+    rows = store.read_events(run_id)
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    # Batches are stored packed: a fan-out of 60 items writes a handful of rows, not 1,000.
+    assert sum(len(unpack(r)) for r in rows) == len(kept) and len(rows) < len(kept) / 20
 
 
 def test_a_resumed_run_appends_to_the_same_stream(store, tmp_path: Path) -> None:
@@ -140,3 +152,39 @@ def test_the_stored_output_limit_comes_from_the_environment() -> None:
     assert stored_output_lines({"RUNKON_STORED_OUTPUT_LINES": "50"}) == 50
     with pytest.raises(ValueError, match="RUNKON_STORED_OUTPUT_LINES='lots' is not a whole number"):
         stored_output_lines({"RUNKON_STORED_OUTPUT_LINES": "lots"})
+
+
+def test_a_batch_is_stored_packed_and_reads_back_event_for_event(store) -> None:
+    run_id = store.create_run(NewRun(workflow_name="w")).id
+    lines = ["plain", "a\ttab and a\nnewline", "ünïcødé ✓", '{"json": "inside"}', "\\ backslash", ""]
+    sent = [
+        EngineEventData.now(run_id if n % 2 else "child-1", StepOutput(step_id="s", step_name="s", line=line))
+        for n, line in enumerate(lines * 200)
+    ]
+    writer = StoredEventWriter(store, run_id, interval=60)
+    for data in sent:
+        writer.emit(data)
+    writer.close()
+    rows = store.read_events(run_id)
+    assert {r.kind for r in rows} == {PACKED} and 1 < len(rows) <= 6  # 1,200 events, ≤ 512 a row
+    assert [_dumped(e) for e in stored(store, run_id)] == [_dumped(e) for e in sent]
+
+
+def test_a_packed_row_holds_at_most_its_share_of_events_and_characters() -> None:
+    many = [NewEvent(1.0 + n, "r", "EngineLog", "{}") for n in range(PACK_EVENTS * 2 + 1)]
+    assert [len(unpack(_stored(row))) for row in pack(many)] == [PACK_EVENTS, PACK_EVENTS, 1]
+    big = [NewEvent(1.0, "r", "StepOutput", "x" * (PACK_CHARS // 3)) for _ in range(7)]
+    rows = pack(big)
+    assert len(rows) == 4 and all(len(r.payload) <= PACK_CHARS for r in rows)
+    assert [e.payload for row in rows for e in unpack(_stored(row))] == [e.payload for e in big]
+    assert pack(many[:1]) == many[:1]  # a lone event keeps its own row
+
+
+def test_an_unreadable_packed_line_is_skipped_and_said(caplog: pytest.LogCaptureFixture) -> None:
+    row = StoredEvent("r", 7, 1.0, "", PACKED, "1.0\tc\tRunStarted\t{}\ngarbage\n2.0\tc\tRunCompleted\t{}")
+    assert [e.kind for e in unpack(row)] == ["RunStarted", "RunCompleted"]
+    assert "stored row 7 holds an unreadable event: garbage" in caplog.text
+
+
+def _stored(row: NewEvent, seq: int = 1) -> StoredEvent:
+    return StoredEvent("r", seq, *row)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from runkon_flow.event_log import read_envelopes
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
 from runkon_flow.runtime.lease import holder_of
@@ -204,7 +205,7 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
         assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
         assert watcher.wait(timeout=60) == 0  # followed to the end, never "interrupted" or "cancelled"
         with SqliteStore(db) as store:
-            kinds = [e.kind for e in store.read_events(run_id) if e.event_run_id == run_id]
+            kinds = [e.event.type for e in read_envelopes(store, run_id)[0] if e.run_id == run_id]
             items = store.get_fan_out_items(
                 next(s.id for s in store.get_steps(run_id) if s.role == "foreach" and s.status == "completed")
             )

@@ -23,12 +23,11 @@ from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.cli.report import lease_is_live, show_lines
 from runkon_flow.cli.store import add_db_args, get_run, opened_store, print_run_header
-from runkon_flow.event_log import read_envelopes, top_level_run
+from runkon_flow.event_log import READ_ROWS, read_envelopes, top_level_run
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 POLL_SECONDS = 0.2
-READ_BATCH = 5000  # events per read: a long history is printed as it is read
 #: After the run row says it ended, how long to wait for its final events (the writer stores them
 #: a moment after the row is written) before going by the row alone.
 END_GRACE_SECONDS = 3.0
@@ -58,7 +57,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         released_since: float | None = None
         try:
             while True:
-                events, last_seq = read_envelopes(store, run_id, last_seq, READ_BATCH)
+                events, last_seq = read_envelopes(store, run_id, last_seq, READ_ROWS)
                 for data in events:
                     outcome.observe(data)
                     if printer is None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from runkon_flow.event_log import envelope_of, is_cut_note, top_level_run
+from runkon_flow.event_log import READ_ROWS, envelope_of, is_cut_note, top_level_run, unpack
 from runkon_flow.humanize import readable_error
 from runkon_flow.observe.counts import row_key
 from runkon_flow.persistence.models import (
@@ -38,7 +38,6 @@ __all__ = ["FAILED_STATUSES", "OutputLine", "OutputSource", "OutputTree", "read_
 
 FAILED_STATUSES = frozenset({"failed", "timed_out"})
 _CONTAINERS = frozenset({StepRole.FOREACH.value, StepRole.WORKFLOW.value})
-_READ_BATCH = 5000
 _MAX_DEPTH = 8
 _NO_CHILD = (None, "", "dispatching")
 
@@ -121,12 +120,12 @@ def _stored_lines(
     notes: dict[tuple[str, str], list[str]] = {}
     after, seen = 0, False
     while True:
-        rows = store.read_events(stream_id, after, _READ_BATCH)
+        rows = store.read_events(stream_id, after, READ_ROWS)
         if not rows:
             return lines, notes, seen
         seen = True
         after = rows[-1].seq
-        for row in rows:
+        for row in (event for packed in rows for event in unpack(packed)):
             if row.kind not in ("StepOutput", "EngineLog"):
                 continue
             data = envelope_of(row)

@@ -50,6 +50,7 @@ from runkon_flow.persistence.models import (
     StoredEvent,
     WorkflowRun,
     WorkflowRunStep,
+    events_in_row,
 )
 
 _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
@@ -504,7 +505,9 @@ class InMemoryStore:
             doomed = sh.descendants(roots, self._children_index())
             steps = [s for run_id in doomed for s in self._step_ids(run_id)]
             items = [i for s in steps for i in self._items_by_step.get(s, ())]
-            events = sum(len(self._events.get(run_id, ())) for run_id in doomed)
+            events = sum(
+                events_in_row(e.kind, e.payload) for run_id in doomed for e in self._events.get(run_id, ())
+            )
             for item_id in items:
                 row = self._items.pop(item_id)
                 self._item_keys.pop((row.step_run_id, row.item_type, row.item_id), None)

@@ -386,6 +386,16 @@ class NewEvent(NamedTuple):
     payload: str
 
 
+#: The `kind` of a stored row that packs many events, one per line (`runkon_flow.event_log.pack`;
+#: event kinds are CamelCase, so it names no event). The stores count its lines as events.
+PACKED_EVENTS = "events"
+
+
+def events_in_row(kind: str, payload: str) -> int:
+    """How many events a stored row holds."""
+    return payload.count("\n") + 1 if kind == PACKED_EVENTS else 1
+
+
 class StoredEvent(NamedTuple):
     """An event as read back: `seq` counts 1, 2, 3 … within `run_id`'s stream, in append order.
     A tuple, as `NewEvent`: the in-memory store keeps one per event, readers build thousands."""

@@ -41,6 +41,7 @@ from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.models import (
+    PACKED_EVENTS,
     DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
@@ -166,6 +167,11 @@ _RUN_FINISH = (
     "lease_until = CASE WHEN owner_token = %s THEN NULL ELSE lease_until END WHERE id = %s"
 )
 _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
+#: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines.
+_EVENTS_IN_ROW = (
+    f"CASE kind WHEN '{PACKED_EVENTS}' "
+    "THEN length(payload) - length(replace(payload, chr(10), '')) + 1 ELSE 1 END"
+)
 _EVENT_INSERT = (
     "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) "
     "SELECT %s, %s + o, ts, r, k, p FROM unnest(%s::float8[], %s::text[], %s::text[], %s::text[]) "
@@ -1245,7 +1251,11 @@ class PostgresStore(Leadership):
                 for parent in set(parents) - {"", None}:
                     children.setdefault(parent, []).append(child)
             doomed = sh.descendants(roots, children)
-            events = cur.execute("DELETE FROM workflow_run_events WHERE run_id = ANY(%s)", (doomed,)).rowcount
+            events = cur.execute(
+                f"SELECT COALESCE(SUM({_EVENTS_IN_ROW}), 0) FROM workflow_run_events WHERE run_id = ANY(%s)",
+                (doomed,),
+            ).fetchone()[0]
+            cur.execute("DELETE FROM workflow_run_events WHERE run_id = ANY(%s)", (doomed,))
             items = cur.execute(
                 "DELETE FROM workflow_run_step_fan_out_items WHERE step_run_id IN (SELECT s.id FROM "
                 "workflow_run_steps s WHERE s.workflow_run_id = ANY(%s))",

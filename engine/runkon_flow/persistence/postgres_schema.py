@@ -142,6 +142,10 @@ _V7 = (
 # only unfinished runs, gate steps and steps with a child run are looked up through.
 _V8 = tuple(sql for name, create in PARTIAL_INDEXES for sql in (f"DROP INDEX IF EXISTS {name}", create))
 
+# Issue 11: an event row may pack many events (`kind = 'events'`, one per line). No DDL: the
+# version says it, so a runkon from before refuses the database instead of showing no history.
+_V9: tuple[str, ...] = ()
+
 # 5 was reserved for the rerun link, which landed after 6 (databases at 6 exist without it): it is 7.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _V1),
@@ -151,6 +155,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (6, _V6),
     (7, _V7),
     (8, _V8),
+    (9, _V9),
 )
 """(version, statements) in order: applying every step above the database's version brings it to
 SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""

@@ -239,6 +239,12 @@ def _v8_partial_indexes(conn: sqlite3.Connection) -> None:
         conn.execute(create)
 
 
+def _v9_packed_events(conn: sqlite3.Connection) -> None:
+    """Issue 11 (docs/persistence.md "Event log"): a `workflow_run_events` row may pack many
+    events (`kind = 'events'`, one per line). No table changes; the version says it, so a runkon
+    from before refuses the file instead of showing a run's history as empty."""
+
+
 #: (version, step) in ascending order: the step brings a file from version-1 to version.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _v2_step_node_path),
@@ -248,6 +254,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (6, _v6_step_usage),
     (7, _v7_rerun_link),
     (8, _v8_partial_indexes),
+    (9, _v9_packed_events),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1

@@ -30,6 +30,7 @@ from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.foreign import check_runkon_file
 from runkon_flow.persistence.models import (
+    PACKED_EVENTS,
     DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
@@ -123,6 +124,11 @@ _ITEM_INSERT = (
 )
 
 
+#: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines.
+_EVENTS_IN_ROW = (
+    f"CASE kind WHEN '{PACKED_EVENTS}' "
+    "THEN length(payload) - length(replace(payload, char(10), '')) + 1 ELSE 1 END"
+)
 _EVENT_INSERT = "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) VALUES "
 
 
@@ -1268,8 +1274,10 @@ class SqliteStore(Leadership):
             conn.execute("DELETE FROM temp.gc_runs")
             conn.executemany("INSERT INTO temp.gc_runs (id) VALUES (?)", [(r,) for r in doomed])
             events = conn.execute(
-                "DELETE FROM workflow_run_events WHERE run_id IN (SELECT id FROM temp.gc_runs)"
-            ).rowcount
+                f"SELECT COALESCE(SUM({_EVENTS_IN_ROW}), 0) FROM workflow_run_events "
+                "WHERE run_id IN (SELECT id FROM temp.gc_runs)"
+            ).fetchone()[0]
+            conn.execute("DELETE FROM workflow_run_events WHERE run_id IN (SELECT id FROM temp.gc_runs)")
             items = conn.execute(
                 "DELETE FROM workflow_run_step_fan_out_items WHERE step_run_id IN (SELECT s.id FROM "
                 "workflow_run_steps s WHERE s.workflow_run_id IN (SELECT id FROM temp.gc_runs))"

@@ -72,7 +72,11 @@ _NEEDED_LATER = ("runkon_flow.hooks.terminal", "textual.scrollbar")
 Clock = Callable[[], float]
 
 TICK_HZ = 10.0
-BUSY_TICK_EVENTS = 500  # events folded in one tick from which the screen is repainted every other tick
+BUSY_TICK_EVENTS = 500  # events folded in one tick from which repaints keep to the UI's budget
+#: While a fan-out is busy, the share of a core the UI thread may use (folding, repainting,
+#: Textual's rendering): a repaint waits while the UI thread has used more since the last one.
+UI_BUSY_SHARE = 0.05
+MAX_PAINT_GAP_S = 1.0  # however busy, the screen is repainted at least this often
 
 
 # --------------------------------------------------------------------------- messages
@@ -172,7 +176,8 @@ class RunkonApp(App[int]):
         )
         self._watcher: WorkflowWatcher | None = None
         self._shown_root: str | None = None
-        self._tick_count = 0  # drain ticks so far (see `drain`)
+        # The last repaint, by the wall clock and the UI thread's CPU clock (see `drain`).
+        self._painted_wall = self._painted_cpu = 0.0
         self._shown_workflow: str | None = None  # workflow of the run on screen (filters belong to it)
         self._start_theme = ""
         self._exiting = False
@@ -439,6 +444,10 @@ class RunkonApp(App[int]):
 
     # ------------------------------------------------------------------ the drain tick
 
+    # The repaint budget's clocks (`drain`); a test replaces them.
+    _wall_clock = staticmethod(time.monotonic)
+    _ui_cpu_clock = staticmethod(time.thread_time)
+
     def _urgent(self, data: EngineEventData) -> None:
         """Engine thread: nudge the UI (thread-safe post), never touch widgets here."""
         self.post_message(EngineAttention(data))
@@ -450,17 +459,21 @@ class RunkonApp(App[int]):
         """Fold queued events into the RunView and repaint what changed (one UI tick).
 
         The fold runs every tick. While a large fan-out streams events (`BUSY_TICK_EVENTS` or more
-        in one tick) the screen is repainted every other tick — 5 Hz: each repaint of the header,
-        the counters and the grid costs the interpreter the engine's threads need, and twice a
-        second less is not seen — except when a gate, a run's end, a new run or fan-out or an
-        error is among the changes, which are shown at once."""
+        in one tick) a repaint waits until the UI thread's CPU since the last one is within
+        `UI_BUSY_SHARE` of the time passed (at most `MAX_PAINT_GAP_S`): every repaint costs the
+        interpreter the engine's threads need, and on a slow machine the same repaint costs more,
+        so the screen is drawn less often there instead of slowing the run more. A gate, a run's
+        end, a new run or fan-out or an error among the changes is drawn at once."""
         session = self.session
         folded = session.fold_only()
-        self._tick_count += 1
-        if folded >= BUSY_TICK_EVENTS and self._tick_count % 2 and not session.must_show_now():
-            return
+        wall, cpu = self._wall_clock(), self._ui_cpu_clock()
+        if folded >= BUSY_TICK_EVENTS and not session.must_show_now():
+            since = wall - self._painted_wall
+            if since < MAX_PAINT_GAP_S and cpu - self._painted_cpu > UI_BUSY_SHARE * since:
+                return
         changes = session.take_changes()
         if changes:
+            self._painted_wall, self._painted_cpu = wall, cpu
             self._apply_changes(changes)
 
     def _shutting_down(self) -> bool:

@@ -4,7 +4,8 @@ storage off and on, side by side (interleaved, same process, fresh database each
     .venv/bin/python bench/bench_events.py [--n 10000] [--slots 8] [--repeat 5]
 
 Three configurations, each run `--repeat` times in turn, each round starting one configuration
-later (A B C, B C A, C A B, …):
+later (A B C, B C A, C A B, …), every run in a fresh interpreter (`--same-process` for all in
+this one):
 
 * `no sinks`   — the engine with no event sink at all (it then builds no event objects);
 * `host sink`  — a sink like the CLI's progress printer: events are queued and a main-thread loop
@@ -25,8 +26,10 @@ checkpoint) with and without the event log. The load average is printed: the mac
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -136,13 +139,35 @@ def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, float, int,
     return elapsed, cpu, stored, size
 
 
+def one_run_in_subprocess(n: int, slots: int, db: Path, mode: str) -> tuple[float, float, int, int]:
+    """`one_run` in a fresh interpreter: 36 runs in one process each inherit the heap the runs
+    before them left, and a run's time then depends on its place in the sequence too."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--n", str(n), "--slots", str(slots), "--one", mode, str(db)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{proc.stdout}\n{proc.stderr}")
+    elapsed, cpu, stored, size = json.loads(proc.stdout.strip().splitlines()[-1])
+    return elapsed, cpu, stored, size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--split", action="store_true", help="also measure serialising alone and rows alone")
+    parser.add_argument(
+        "--same-process", action="store_true", help="every run in this process (the old way; see below)"
+    )
+    parser.add_argument("--one", nargs=2, metavar=("MODE", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:  # one run in this (fresh) process, for the parent to read
+        print(json.dumps(one_run(args.n, args.slots, Path(args.one[1]), args.one[0])))
+        return
+    run = one_run if args.same_process else one_run_in_subprocess
     n = args.n
     modes = ("none", "host", "stored") + (("serialise", "rows") if args.split else ())
     names = {
@@ -167,7 +192,7 @@ def main() -> None:
             for mode in modes[shift:] + modes[:shift]:
                 db_dir = Path(tmp) / f"{mode}-{round_no}"
                 db_dir.mkdir()
-                elapsed, used, stored, size = one_run(n, args.slots, db_dir / "runs.db", mode)
+                elapsed, used, stored, size = run(n, args.slots, db_dir / "runs.db", mode)
                 cpu[mode].append(used)
                 wall[mode].append(elapsed)
                 sizes[mode] = size

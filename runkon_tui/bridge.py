@@ -163,7 +163,10 @@ class EventBridge:
                 events = backlog[:]
                 backlog.append(_TAKEN)
                 return events
-        return self._settled.pop(run_id, None) or []
+        settled = self._settled.pop(run_id, None) or []
+        # A child that ended while the UI took it is briefly both taken and settled (its engine
+        # thread un-settles it a moment later): what was taken is not given twice.
+        return [] if any(event is _TAKEN for event in settled) else settled
 
     # ---- UI side
 

@@ -401,6 +401,39 @@ def test_a_fan_out_child_that_ends_well_reaches_the_ui_only_as_its_items_events(
     assert child.steps["body.0"].last_output(1) == ["working on kid-1"]
 
 
+def test_a_child_taken_twice_while_its_end_is_recorded_is_given_once() -> None:
+    """The UI asks for a child (selected, then selected again) exactly while its engine thread
+    records the child's successful end: the first ask gets every event, the second nothing — not
+    the same events again with the bridge's own bookkeeping in them."""
+    bridge, s = EventBridge(), Script()
+    _one_item(bridge, s, "kid-1", ok=True, end=False)
+    asks: list[list] = []
+
+    class UiAsksMidway(dict):
+        """The held children, where the engine's un-holding of kid-1 lets the UI in first."""
+
+        def pop(self, key, *default):  # type: ignore[no-untyped-def]
+            if key == "kid-1" and not asks:
+                asks.append([])  # (re-entered by the first ask's own pop)
+                asks[0] = bridge.release("kid-1")
+                asks.append(bridge.release("kid-1"))
+            return super().pop(key, *default)
+
+    bridge._held = UiAsksMidway(bridge._held)
+    _end_item(bridge, s, "kid-1", ok=True)
+    first, second = asks
+    assert [d.event.type for d in first] == [
+        "RunStarted",
+        "StepStarted",
+        "StepOutput",
+        "StepCompleted",
+        "RunCompleted",
+    ]
+    assert second == []
+    assert _kinds(bridge.drain()) == ["ChildRunStarted", "FanOutItemStarted", "FanOutItemCompleted"]
+    assert bridge.release("kid-1") == []
+
+
 def test_an_older_settled_child_is_left_to_the_store() -> None:
     bridge, s = EventBridge(), Script()
     view = _fan_out_view(bridge, s)

@@ -163,6 +163,8 @@ class MainScreen(Screen[None]):
         # or a search hit; and the run it belongs to (the output follows the run on screen).
         self._output_spec: NodeSpec | None = None
         self._output_step: StepView | None = None
+        # No step highlighted: the output view follows the run's latest step (`_followed_step`).
+        self._following = False
         self._output_root: str | None = None
         self._output_stale = False
         # A search hit waiting for the tree to reach its node: (node uid, item id, hit).
@@ -247,6 +249,7 @@ class MainScreen(Screen[None]):
         view = self.rapp.view
         self._child_source = None
         self._output_spec = self._output_step = None
+        self._following = False
         self._output_stale = True  # the next refresh shows the highlighted step of this view
         self.grid_item = None
         self.grid.show(None)
@@ -448,6 +451,10 @@ class MainScreen(Screen[None]):
         touched = changes.steps or changes.runs or changes.structure
         if touched and spec is not None and self._step_view_of(spec) is not self._output_step:
             self._show_cursor_output()  # the step ran (again) in this run: a new StepView
+        elif touched and self._following and self.tree.cursor_node is None:
+            followed = self._followed_step()
+            if followed is not None and followed[1] is not spec:
+                self._show_cursor_output()  # another step started: follow it
         if self._child_source is not None:
             run_id, source = self._child_source
             if run_id in changes.runs or any(r == run_id for r, _ in changes.output):
@@ -492,18 +499,48 @@ class MainScreen(Screen[None]):
         return run.steps.get(spec.path) if run is not None else None
 
     def _show_cursor_output(self) -> None:
-        """Output of the tree's highlighted step in the run on screen (nothing highlighted: none)."""
+        """Output of the tree's highlighted step in the run on screen; nothing highlighted: of the
+        step that run started last (followed as the run goes on), else a word on how to see some."""
         node = self.tree.cursor_node
         spec = node.data if node is not None else None
-        if spec is None:  # say how to get some, rather than show an empty pane
+        if spec is None:
+            followed = self._followed_step()
+            if followed is not None:
+                self.show_step_output(*followed, following=True)
+                return
             self._child_source = None
             self._output_spec = self._output_step = None
+            self._following = True  # a step that starts later is shown
             self.log_pane.set_output(TextSource([NO_STEP_HIGHLIGHTED]), "")
             return
         view = self.view_for(self.tree_workflow)
         self.show_step_output(run_for_scope(view, spec.scope) if view is not None else None, spec)
 
-    def show_step_output(self, run: RunState | None, spec: NodeSpec) -> None:
+    def _followed_step(self) -> tuple[RunState, NodeSpec] | None:
+        """The step of the run on screen the output view follows when none is highlighted: the one
+        it started last — in a called workflow too — of those with output of their own (not a
+        block, a `call workflow` or a foreach, whose items' output is in the grid). Running or
+        ended: at a run's end it is its last step, what a person who was watching reads on."""
+        view = self.view_for(self.tree_workflow)
+        if view is None or view.root is None:
+            return None
+        runs: dict[tuple[str, ...], RunState | None] = {}
+        latest: tuple[RunState, NodeSpec] | None = None
+        latest_at = float("-inf")
+        for node in self.tree.nodes_by_uid.values():
+            spec = node.data
+            if spec is None or spec.children or spec.kind in ("foreach", "call_workflow"):
+                continue
+            if spec.scope not in runs:
+                runs[spec.scope] = run_for_scope(view, spec.scope)
+            run = runs[spec.scope]
+            sv = run.steps.get(spec.path) if run is not None else None
+            if sv is not None and sv.started_at is not None and sv.started_at >= latest_at:
+                latest, latest_at = (run, spec), sv.started_at  # type: ignore[assignment]
+        return latest
+
+    def show_step_output(self, run: RunState | None, spec: NodeSpec, *, following: bool = False) -> None:
+        self._following = following
         self._child_source = None
         sv = run.steps.get(spec.path) if run is not None else None
         self._output_spec, self._output_step = spec, sv
@@ -548,6 +585,7 @@ class MainScreen(Screen[None]):
         source = TextSource(lines, "info")
         self._child_source = (run.run_id, source) if run is not None else None
         self._output_spec = self._output_step = None
+        self._following = False
         self.log_pane.set_output(source, f"item {item_id}")
         self.log_pane.mode = "output"
 
@@ -710,6 +748,7 @@ class MainScreen(Screen[None]):
         source = HitSource(found)
         self._child_source = None
         self._output_spec = self._output_step = None
+        self._following = False
         self.log_pane.set_output(source, f"{found.source.label} · line {found.hit.number}")
         self.log_pane.mode = "output"
         view = self.log_pane.view

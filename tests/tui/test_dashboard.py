@@ -21,6 +21,7 @@ from runkon_flow.events import (
     RunCompleted,
     RunResumed,
     RunStarted,
+    StepOutput,
     StepStarted,
 )
 from runkon_flow.persistence.memory import InMemoryStore
@@ -605,6 +606,46 @@ def _outside_run_store(name: str = "fail") -> InMemoryStore:
 OUTSIDE_RUN = "01HZZOUTSIDE00000000000001"
 
 
+async def test_with_no_step_highlighted_the_output_view_follows_the_step_that_started_last() -> None:
+    """Nothing highlighted in the tree (a run just appeared): the output view shows the step the
+    run started last, names it in the pane's title, and moves on with the run; once the user
+    highlights a step, that step stays shown while the run moves on."""
+    s = scenarios.Script()
+    s.emit(RunStarted(workflow_name="review-pr", inputs={"pr": "42"}))
+    base = s.start("body.0", "resolve-base", "script")
+    s.emit(StepOutput(step_id=base, step_name="resolve-base", line="fetching origin"), dt=0.0)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = main_screen(app)
+
+        async def step(events: list) -> None:
+            feed(app, events)
+            await pilot.pause()
+
+        def shown() -> tuple[str, list[str]]:
+            output = screen.log_pane.sources["output"]
+            return screen.log_pane.output_title, [output.get(i)[0] for i in range(output.total)]
+
+        await step(s.events)
+        assert screen.tree.cursor_node is None
+        assert shown() == ("script resolve-base", ["fetching origin"])
+        s.events = []
+        s.finish("body.0", "resolve-base", "script")
+        detect = s.start("body.1", "detect-file-types")
+        s.emit(StepOutput(step_id=detect, step_name="detect-file-types", line="python: 12 files"), dt=0.0)
+        await step(s.events)
+        assert shown() == ("detect-file-types", ["python: 12 files"])
+        screen.tree.cursor_line = 0  # the user picks resolve-base
+        await pilot.pause()
+        s.events = []
+        s.finish("body.1", "detect-file-types")
+        s.start("body.2", "parallel", "parallel")
+        s.start("body.2.calls.0", "review-security", "parallel_branch")
+        await step(s.events)
+        assert shown() == ("script resolve-base", ["fetching origin"])
+
+
 async def test_a_past_run_of_a_workflow_outside_the_watched_folders_shows_its_own_tree() -> None:
     app = make_app(store=_outside_run_store())
     host: ScriptedHost = app.host  # type: ignore[assignment]
@@ -624,7 +665,8 @@ async def test_a_past_run_of_a_workflow_outside_the_watched_folders_shows_its_ow
         assert screen.tree_workflow == "fail"
         assert shown() == [("script first", "completed"), ("script boom", "failed")]
         assert "not in the watched folders" in str(screen.query_one("#tree-note").render())
-        assert screen.log_pane.output_title == ""
+        # Not the earlier workflow's step: nothing highlighted, the run's last step (which failed).
+        assert screen.log_pane.output_title == "script boom"
 
         await pilot.press("r")  # resume: the engine keeps the stored definition, so does the tree
         await wait_for(pilot, lambda: ("resume", OUTSIDE_RUN) in host.calls, what="resume call")

@@ -19,7 +19,7 @@ from runkon_tui.app import RunkonApp
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
-from runkon_tui.screens.main import NO_STEP_HIGHLIGHTED, MainScreen
+from runkon_tui.screens.main import MainScreen
 from tests.tui.conftest import real_app, release, select, wait_for
 
 
@@ -367,18 +367,23 @@ async def test_a_rejected_gate_reads_the_same_live_and_opened_from_history(
         store.close()
 
 
-async def test_the_output_view_says_how_to_see_output_when_no_step_is_highlighted(folder: Path) -> None:
+async def test_with_no_step_highlighted_the_output_view_follows_the_run(folder: Path) -> None:
     """A run started from the list leaves its freshly built tree without a highlighted step: the
-    output view says what to do instead of showing an empty pane, and shows a step's output once
-    one is highlighted."""
+    output view shows the step the run started last (at its end: its last step) and names it,
+    and a highlighted step's output replaces it."""
     app = real_app(folder)
     async with app.run_test(size=(120, 40)) as pilot:
         await run_quick(pilot, app)
+        await pilot.pause()
         screen = main(app)
         assert screen.tree.cursor_node is None
-        output = screen.log_pane.sources["output"]
-        assert [output.get(i)[0] for i in range(output.total)] == [NO_STEP_HIGHLIGHTED]
-        screen.tree.cursor_line = 0  # the first step, `say hello`
+
+        def shown() -> list[str]:
+            output = screen.log_pane.sources["output"]
+            return [output.get(i)[0] for i in range(output.total)]
+
+        assert screen.log_pane.output_title == "finish"
+        assert any("Finish" in line for line in shown())
+        screen.tree.cursor_line = 0  # the first step, `script hello`
         await pilot.pause()
-        output = screen.log_pane.sources["output"]
-        assert "hello tester" in [output.get(i)[0] for i in range(output.total)]
+        assert screen.log_pane.output_title == "script hello" and "hello tester" in shown()

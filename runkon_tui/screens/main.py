@@ -326,6 +326,10 @@ class MainScreen(Screen[None]):
         else:
             self.tree.load(build_tree(definition, app.catalog.definition), key, workflow=entry.path)
         self.tree.update_statuses(self.view_for(entry.name), app.clock())
+        if self._output_spec is not None or self._following:
+            # The output view showed a step of the tree that was replaced: show the new tree's
+            # (an item's or a search hit's output stays).
+            self._show_cursor_output()
         self.fit_grid_pane()
 
     def fit_grid_pane(self) -> None:

@@ -79,11 +79,11 @@ class DependencyTree(Tree[NodeSpec]):
             self.root.add_leaf(Text(placeholder, style="italic"))
         for spec in specs:
             self._add(self.root, spec, expanded, first_load)
+        # A rebuilt tree knows its nodes' lines only once laid out: lay it out now, or the cursor
+        # would land on the first line (a reload at the end of a run lost the step whose output
+        # the user was reading), and `cursor_node` would still be a node of the old tree.
+        _ = self._tree_lines
         if cursor_uid and cursor_uid in self.nodes_by_uid:
-            # A rebuilt tree knows its nodes' lines only once laid out: lay it out now, or the
-            # cursor would land on the first line (a reload at the end of a run lost the step
-            # whose output the user was reading).
-            _ = self._tree_lines
             self.move_cursor(self.nodes_by_uid[cursor_uid])
 
     def _add(self, parent: TreeNode[NodeSpec], spec: NodeSpec, expanded: set[str], first_load: bool) -> None:

@@ -370,7 +370,7 @@ async def test_a_rejected_gate_reads_the_same_live_and_opened_from_history(
 async def test_with_no_step_highlighted_the_output_view_follows_the_run(folder: Path) -> None:
     """A run started from the list leaves its freshly built tree without a highlighted step: the
     output view shows the step the run started last (at its end: its last step) and names it,
-    and a highlighted step's output replaces it."""
+    and a highlighted step's output replaces it (in another workflow's tree: that tree's step)."""
     app = real_app(folder)
     async with app.run_test(size=(120, 40)) as pilot:
         await run_quick(pilot, app)
@@ -387,3 +387,7 @@ async def test_with_no_step_highlighted_the_output_view_follows_the_run(folder: 
         screen.tree.cursor_line = 0  # the first step, `script hello`
         await pilot.pause()
         assert screen.log_pane.output_title == "script hello" and "hello tester" in shown()
+        await select(pilot, app, "approval")  # another tree: its own highlighted step, not run
+        await pilot.pause()
+        assert screen.log_pane.output_title == "prepare-release"
+        assert shown() == ["prepare-release: no output yet"]

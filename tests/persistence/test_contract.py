@@ -12,6 +12,7 @@ import re
 import pytest
 from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.errors import PersistenceError
+from runkon_flow.event_log import ZIP_EVENTS, pack
 from runkon_flow.persistence import (
     DeletedRuns,
     FanOutItemStatus,
@@ -1170,6 +1171,8 @@ def finished_tree(store, status: RunStatus = RunStatus.COMPLETED) -> tuple[str, 
     # A row packing two events (event_log.pack): gc counts the events, not the rows.
     packed = f"1.5\t{child}\tStepStarted\t{{}}\n1.6\t{child}\tStepCompleted\t{{}}"
     store.append_events(root, [NewEvent(1.5, "", PACKED_EVENTS, packed)])
+    # And a zipped row of ZIP_EVENTS events: counted from the number it carries.
+    store.append_events(root, pack([NewEvent(2.0 + n, child, "EngineLog", "{}") for n in range(ZIP_EVENTS)]))
     store.update_run_status(child, RunStatus.COMPLETED, None, None)
     store.update_run_status(root, status, None, None)
     return root, child
@@ -1181,7 +1184,7 @@ def test_gc_deletes_runs_that_ended_before_the_cutoff_with_children_rows_and_eve
     active = new_run(store)
     store.update_run_status(active, RunStatus.RUNNING, None, None)
     deleted = store.delete_finished_runs(cutoff)
-    assert deleted == DeletedRuns(runs=1, child_runs=1, steps=2, items=1, events=5)
+    assert deleted == DeletedRuns(runs=1, child_runs=1, steps=2, items=1, events=5 + ZIP_EVENTS)
     assert store.get_run(old) is None and store.get_run(old_child) is None
     assert store.read_events(old) == [] and store.get_steps(old_child) == []
     assert store.get_run(active) is not None

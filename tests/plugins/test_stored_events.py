@@ -11,6 +11,8 @@ from runkon_flow.event_log import (
     PACK_CHARS,
     PACK_EVENTS,
     PACKED,
+    ZIP_EVENTS,
+    ZIPPED,
     StoredEventWriter,
     pack,
     read_envelopes,
@@ -166,7 +168,7 @@ def test_a_batch_is_stored_packed_and_reads_back_event_for_event(store) -> None:
         writer.emit(data)
     writer.close()
     rows = store.read_events(run_id)
-    assert {r.kind for r in rows} == {PACKED} and 1 < len(rows) <= 6  # 1,200 events, ≤ 512 a row
+    assert {r.kind for r in rows} == {ZIPPED} and 1 < len(rows) <= 6  # 1,200 events, ≤ 512 a row
     assert [_dumped(e) for e in stored(store, run_id)] == [_dumped(e) for e in sent]
 
 
@@ -184,6 +186,29 @@ def test_an_unreadable_packed_line_is_skipped_and_said(caplog: pytest.LogCapture
     row = StoredEvent("r", 7, 1.0, "", PACKED, "1.0\tc\tRunStarted\t{}\ngarbage\n2.0\tc\tRunCompleted\t{}")
     assert [e.kind for e in unpack(row)] == ["RunStarted", "RunCompleted"]
     assert "stored row 7 holds an unreadable event: garbage" in caplog.text
+
+
+def test_a_large_packed_row_is_stored_compressed_and_a_small_one_as_text() -> None:
+    events = [
+        NewEvent(1.0 + n / 7, f"child-{n // 7:05d}", "StepStarted", f'{{"step_name":"a","step_id":"s{n}"}}')
+        for n in range(PACK_EVENTS)
+    ]
+    (zipped,) = pack(events)
+    text_size = sum(len("\t".join(map(str, e))) + 1 for e in events)
+    assert zipped.kind == ZIPPED and zipped.event_run_id == str(PACK_EVENTS)
+    assert len(zipped.payload) < text_size / 4  # ids, kinds and field names repeat line after line
+    back = [tuple(e[2:]) for e in unpack(_stored(zipped))]
+    assert back == [(e.ts, e.event_run_id, e.kind, e.payload) for e in events]
+    (small,) = pack(events[: ZIP_EVENTS - 1])
+    assert small.kind == PACKED and small.payload.count("\n") == ZIP_EVENTS - 2  # readable as is
+
+
+def test_a_zipped_row_that_does_not_inflate_is_skipped_and_said(caplog: pytest.LogCaptureFixture) -> None:
+    (good,) = pack([NewEvent(1.0, "c", "EngineLog", "{}")] * ZIP_EVENTS)
+    damaged = _stored(good._replace(payload=good.payload[:-12] + "AAAAAAAAAAAA"), seq=4)
+    assert unpack(damaged) == []
+    assert unpack(_stored(good._replace(payload="not base64!"), seq=5)) == []
+    assert "stored row 4 cannot be read" in caplog.text and "stored row 5 cannot be read" in caplog.text
 
 
 def _stored(row: NewEvent, seq: int = 1) -> StoredEvent:

@@ -506,7 +506,9 @@ class InMemoryStore:
             steps = [s for run_id in doomed for s in self._step_ids(run_id)]
             items = [i for s in steps for i in self._items_by_step.get(s, ())]
             events = sum(
-                events_in_row(e.kind, e.payload) for run_id in doomed for e in self._events.get(run_id, ())
+                events_in_row(e.kind, e.event_run_id, e.payload)
+                for run_id in doomed
+                for e in self._events.get(run_id, ())
             )
             for item_id in items:
                 row = self._items.pop(item_id)

@@ -389,11 +389,18 @@ class NewEvent(NamedTuple):
 #: The `kind` of a stored row that packs many events, one per line (`runkon_flow.event_log.pack`;
 #: event kinds are CamelCase, so it names no event). The stores count its lines as events.
 PACKED_EVENTS = "events"
+#: A packed row whose text is compressed (zlib, then base64 so that a TEXT column holds it). Its
+#: `event_run_id` says how many events it packs, so the stores count them without inflating it.
+ZIPPED_EVENTS = "events.z"
 
 
-def events_in_row(kind: str, payload: str) -> int:
+def events_in_row(kind: str, event_run_id: str, payload: str) -> int:
     """How many events a stored row holds."""
-    return payload.count("\n") + 1 if kind == PACKED_EVENTS else 1
+    if kind == PACKED_EVENTS:
+        return payload.count("\n") + 1
+    if kind == ZIPPED_EVENTS:
+        return int(event_run_id) if event_run_id.isdigit() else 1
+    return 1
 
 
 class StoredEvent(NamedTuple):

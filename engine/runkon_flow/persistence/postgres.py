@@ -42,6 +42,7 @@ from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.models import (
     PACKED_EVENTS,
+    ZIPPED_EVENTS,
     DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
@@ -167,10 +168,12 @@ _RUN_FINISH = (
     "lease_until = CASE WHEN owner_token = %s THEN NULL ELSE lease_until END WHERE id = %s"
 )
 _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
-#: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines.
+#: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines, a zipped
+#: row's count (kept in its `event_run_id`).
 _EVENTS_IN_ROW = (
     f"CASE kind WHEN '{PACKED_EVENTS}' "
-    "THEN length(payload) - length(replace(payload, chr(10), '')) + 1 ELSE 1 END"
+    "THEN length(payload) - length(replace(payload, chr(10), '')) + 1 "
+    f"WHEN '{ZIPPED_EVENTS}' THEN COALESCE(CAST(NULLIF(event_run_id, '') AS INTEGER), 1) ELSE 1 END"
 )
 _EVENT_INSERT = (
     "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) "

@@ -146,6 +146,9 @@ _V8 = tuple(sql for name, create in PARTIAL_INDEXES for sql in (f"DROP INDEX IF 
 # version says it, so a runkon from before refuses the database instead of showing no history.
 _V9: tuple[str, ...] = ()
 
+# Issue 11: a packed row may be compressed (`kind = 'events.z'`). No DDL, as for 9.
+_V10: tuple[str, ...] = ()
+
 # 5 was reserved for the rerun link, which landed after 6 (databases at 6 exist without it): it is 7.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _V1),
@@ -156,6 +159,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (7, _V7),
     (8, _V8),
     (9, _V9),
+    (10, _V10),
 )
 """(version, statements) in order: applying every step above the database's version brings it to
 SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""

@@ -245,6 +245,11 @@ def _v9_packed_events(conn: sqlite3.Connection) -> None:
     from before refuses the file instead of showing a run's history as empty."""
 
 
+def _v10_zipped_events(conn: sqlite3.Connection) -> None:
+    """Issue 11: a packed row may be compressed (`kind = 'events.z'`). No table changes; the version
+    says it, so a runkon from before refuses the file instead of skipping those rows' events."""
+
+
 #: (version, step) in ascending order: the step brings a file from version-1 to version.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _v2_step_node_path),
@@ -255,6 +260,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (7, _v7_rerun_link),
     (8, _v8_partial_indexes),
     (9, _v9_packed_events),
+    (10, _v10_zipped_events),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1

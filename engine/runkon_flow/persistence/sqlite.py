@@ -31,6 +31,7 @@ from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.foreign import check_runkon_file
 from runkon_flow.persistence.models import (
     PACKED_EVENTS,
+    ZIPPED_EVENTS,
     DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
@@ -124,10 +125,12 @@ _ITEM_INSERT = (
 )
 
 
-#: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines.
+#: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines, a zipped
+#: row's count (kept in its `event_run_id`).
 _EVENTS_IN_ROW = (
     f"CASE kind WHEN '{PACKED_EVENTS}' "
-    "THEN length(payload) - length(replace(payload, char(10), '')) + 1 ELSE 1 END"
+    "THEN length(payload) - length(replace(payload, char(10), '')) + 1 "
+    f"WHEN '{ZIPPED_EVENTS}' THEN CAST(event_run_id AS INTEGER) ELSE 1 END"
 )
 _EVENT_INSERT = "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) VALUES "
 

@@ -19,6 +19,7 @@ from runkon_flow.observe.loader import load_run, parse_time, settle_interrupted
 from runkon_flow.observe.loader import load_run_state as _load_run_state
 from runkon_flow.persistence.models import WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.persistence.snapshots import definition_snapshot
 
 from runkon_tui.run_view import Clock, RunState, RunView
 from runkon_tui.tree_model import NodeSpec, build_tree
@@ -46,31 +47,36 @@ def db_name(spec: NodeSpec) -> str | None:
     return None
 
 
-def definition_of(run: WorkflowRun, resolve: Resolver | None) -> WorkflowDef | None:
-    """The definition the run was started with (its snapshot), else today's by name."""
-    if run.definition_snapshot:
+def definition_of(
+    store: WorkflowPersistence, run: WorkflowRun, resolve: Resolver | None
+) -> WorkflowDef | None:
+    """The definition the run was started with (its snapshot, or the sibling's it shares), else
+    today's by name."""
+    snapshot = definition_snapshot(store, run)
+    if snapshot:
         try:
-            return WorkflowDef.from_json(json.loads(run.definition_snapshot))
-        except (ValueError, TypeError):
+            return WorkflowDef.from_json(json.loads(snapshot))
+        except (ValueError, TypeError, KeyError):
             pass
     return resolve(run.workflow_name) if resolve is not None else None
 
 
-def _specs(run: WorkflowRun, resolve: Resolver | None) -> list[NodeSpec]:
-    definition = definition_of(run, resolve)
+def _specs(store: WorkflowPersistence, run: WorkflowRun, resolve: Resolver | None) -> list[NodeSpec]:
+    definition = definition_of(store, run, resolve)
     return [s for top in build_tree(definition, None) for s in top.walk()] if definition else []
 
 
 class _Tree:
     """Node kinds and legacy placement for the runs being loaded (one tree per run)."""
 
-    def __init__(self, resolve: Resolver | None) -> None:
+    def __init__(self, store: WorkflowPersistence, resolve: Resolver | None) -> None:
+        self.store = store
         self.resolve = resolve
         self._specs: dict[str, list[NodeSpec]] = {}
 
     def specs(self, run: WorkflowRun) -> list[NodeSpec]:
         if run.id not in self._specs:
-            self._specs[run.id] = _specs(run, self.resolve)
+            self._specs[run.id] = _specs(self.store, run, self.resolve)
         return self._specs[run.id]
 
     def kinds(self, run: WorkflowRun) -> dict[str, str]:
@@ -101,7 +107,7 @@ def load_run_state(
     store: WorkflowPersistence, run: WorkflowRun, view: RunView, resolve: Resolver | None = None
 ) -> RunState:
     """One run (and its `call workflow` children) into `view.runs`, e.g. an evicted child run."""
-    tree = _Tree(resolve)
+    tree = _Tree(store, resolve)
     return _load_run_state(store, run, view, legacy=tree.place_legacy, kinds=tree.kinds)
 
 
@@ -109,10 +115,10 @@ def view_from_store(
     store: WorkflowPersistence, run_id: str, resolve: Resolver | None = None, clock: Clock | None = None
 ) -> RunView:
     """A read-only RunView of a stored run. Raises LookupError for an unknown run id."""
-    tree = _Tree(resolve)
+    tree = _Tree(store, resolve)
     view = load_run(store, run_id, clock=clock, legacy=tree.place_legacy, kinds=tree.kinds)
     run = store.get_run(run_id)
-    view.definition = definition_of(run, resolve) if run is not None else None
+    view.definition = definition_of(store, run, resolve) if run is not None else None
     return view
 
 
@@ -130,7 +136,7 @@ def past_run_view(
     if not envelopes:
         return view_from_store(store, run_id, resolve, clock)
     view = RunView.from_events(envelopes, clock) if clock is not None else RunView.from_events(envelopes)
-    view.definition = definition_of(run, resolve)
+    view.definition = definition_of(store, run, resolve)
     view.read_only = True
     settle_interrupted(view, run, store.get_steps(run.id))
     return view

@@ -585,7 +585,7 @@ class RunSession:
                 run = store.get_run(root)
                 if run is None:
                     raise LookupError(f"no run {run_id} in the run store")
-                definition = definition_of(run, resolve)
+                definition = definition_of(store, run, resolve)
             except Exception as exc:
                 self.driver.post(Notice(f"cannot attach to run {run_id}: {exc}", "error", log_error=True))
                 return

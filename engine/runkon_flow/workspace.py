@@ -61,6 +61,7 @@ from runkon_flow.persistence.models import (
     now_rfc3339,
 )
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.persistence.snapshots import definition_snapshot
 from runkon_flow.plugins.agents import (
     AGENTS_DIR,
     AgentCatalog,
@@ -862,10 +863,11 @@ class Workspace:
     def _plan_from_row(self, run: WorkflowRun) -> _Plan:
         """A run created elsewhere: use the definition it was created with, else the current one."""
         snap = self._snapshot()
-        if run.definition_snapshot:
+        stored = definition_snapshot(self.store, run)
+        if stored:
             try:
-                wf = WorkflowDef.from_json(json.loads(run.definition_snapshot))
-            except (ValueError, TypeError) as exc:
+                wf = WorkflowDef.from_json(json.loads(stored))
+            except (ValueError, TypeError, KeyError) as exc:
                 log.warning(
                     "run %s: unreadable definition snapshot (%s); using the current file", run.id, exc
                 )

@@ -316,7 +316,7 @@ def new_run_row(
         inputs=dict(new_run.inputs),
         parent_workflow_run_id=new_run.parent_workflow_run_id,
         iteration=new_run.iteration,
-        workflow_title=workflow_title(new_run.definition_snapshot),
+        workflow_title=new_run.workflow_title or workflow_title(new_run.definition_snapshot),
         owner_token=owner_token,
         lease_until=lease_until,
         generation=generation,

@@ -156,6 +156,8 @@ class NewRun:
     inputs: dict[str, str] = field(default_factory=dict)
     iteration: int = 0
     run_id: str | None = None  # a caller-chosen id; None → a fresh ULID
+    #: The title when the snapshot does not say it (a sibling's reference: `persistence.snapshots`).
+    workflow_title: str | None = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,87 @@
+"""A foreach's children share one stored definition snapshot: the first child row holds it, its
+siblings refer to it (runkon_flow.persistence.snapshots), and every reader still gets the
+definition each child ran."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.persistence.models import NewRun
+from runkon_flow.persistence.snapshots import definition_snapshot, referenced_run, snapshot_reference
+from runkon_flow.workspace import Workspace
+
+from runkon_tui.history import definition_of
+from tests.persistence.conftest import STORE_KINDS, close_store, make_store
+
+CHILD = """workflow item {
+  meta {
+    title = "One item"
+  }
+  inputs { name }
+  script note { run = "echo {{name}}" }
+  script again { run = "echo {{name}} again" }
+}
+"""
+
+PARENT = """workflow fan {
+  foreach all {
+    over = static
+    scope = { file = "items.json" }
+    max_parallel = 3
+    workflow = item
+    inputs = { name = "{{item.id}}" }
+  }
+  call workflow item {
+    inputs {
+      name = "called"
+    }
+  }
+}
+"""
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    s = make_store(request.param, tmp_path)
+    yield s
+    close_store(s)
+
+
+def test_a_fan_outs_children_store_their_definition_once_and_each_reads_it_back(
+    store, tmp_path: Path
+) -> None:
+    home = tmp_path / "wf"
+    home.mkdir()
+    (home / "item.wf").write_text(CHILD)
+    (home / "fan.wf").write_text(PARENT)
+    (home / "items.json").write_text(json.dumps(list("abcdefghijkl")))
+    ws = Workspace([home], store)
+    run_id = ws.create_run("fan", {})
+    assert ws.execute(run_id).status == "completed"
+    children = store.list_runs(limit=100, parent_run_id=run_id)
+    assert len(children) == 13  # 12 items and the called workflow
+    whole = [c for c in children if referenced_run(c.definition_snapshot) is None]
+    # Children that start at the same moment may each write it; the rest refer to one of them.
+    assert 1 <= len(whole) <= 3
+    holders = {referenced_run(c.definition_snapshot) for c in children} - {None}
+    assert holders <= {c.id for c in whole}
+    expected = json.dumps(WorkflowDef.from_json(json.loads(whole[0].definition_snapshot)).to_json())
+    for child in children:
+        assert child.workflow_title == "One item"
+        stored = definition_snapshot(store, child)
+        assert (
+            stored is not None and json.dumps(WorkflowDef.from_json(json.loads(stored)).to_json()) == expected
+        )
+        # The dashboard draws a past item's tree from it.
+        definition = definition_of(store, child, None)
+        assert definition is not None and definition.name == "item" and len(definition.body) == 2
+
+
+def test_a_reference_whose_row_is_gone_reads_as_no_snapshot(store) -> None:
+    orphan = store.create_run(NewRun(workflow_name="item", definition_snapshot=snapshot_reference("01NOPE")))
+    run = store.get_run(orphan.id)
+    assert definition_snapshot(store, run) is None
+    assert definition_of(store, run, lambda name: None) is None  # falls back to today's: none here

@@ -127,6 +127,18 @@ def test_workflow_title_is_absent_unless_the_snapshot_has_a_string_title(store, 
     assert store.get_run(run.id).workflow_title is None
 
 
+def test_a_title_given_with_a_snapshot_reference_is_kept(store) -> None:
+    """A child row that refers to a sibling's snapshot (persistence.snapshots) keeps its title."""
+    reference = '{"same_as_run": "01SIBLING"}'
+    run = store.create_run(NewRun(workflow_name="wf", definition_snapshot=reference, workflow_title="Item"))
+    leased = store.create_leased_run(
+        NewRun(workflow_name="wf", definition_snapshot=reference, workflow_title="Item"), "token", 60
+    )
+    for run_id in (run.id, leased.id):
+        row = store.get_run(run_id)
+        assert (row.workflow_title, row.definition_snapshot) == ("Item", reference)
+
+
 def test_get_run_of_an_unknown_id_is_none(store) -> None:
     assert store.get_run("nope") is None
 

@@ -94,9 +94,9 @@ class ItemDetail(Static):
         if child is not None:
             for sv in list(child.steps.values())[-2:]:
                 line = f"  {paint(sv.status, glyph(sv.status))} {esc(sv.step_key or sv.name)}"
-                last = sv.last_output(1)
+                last = sv.last_line_worth_showing()
                 if last:
-                    line += f"  [$text-muted]{esc(last[0][:120])}[/]"
+                    line += f"  [$text-muted]{esc(last[:120])}[/]"
                 lines.append(line)
         return lines
 

@@ -280,6 +280,34 @@ async def test_next_failure_jumps_to_the_failed_step_and_shows_its_output() -> N
         assert [view.source.get(i)[0] for i in range(len(view.source))][-1] == "exit 1"
 
 
+async def test_a_selected_items_steps_end_on_what_they_said_not_on_a_flow_output_marker() -> None:
+    s = scenarios.Script()
+    sid = scenarios.review_pr_until_foreach(s)
+    s.emit(
+        FanOutItemsCollected(
+            count=1,
+            step_id=sid,
+            foreach_name="review-items",
+            node_path="body.3",
+            max_parallel=4,
+            items=[FanOutItemInfo(item_id="file-000")],
+        )
+    )
+    s.item_started(sid, "file-000", "child-file-000", dt=0.1)
+    said = ["file-000: clean", "", "<<<FLOW_OUTPUT>>>", '{"markers": []}', "<<<END_FLOW_OUTPUT>>>"]
+    s.step_run("body.0", "review-file", run_id="child-file-000", secs=0.2, output=said)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        feed(app, s.events)
+        screen = main_screen(app)
+        screen.grid.focus()
+        screen.grid.move_to_item(0)
+        await pilot.pause()
+        detail = str(screen.item_detail.render())
+        assert "review-file  file-000: clean" in detail and "FLOW_OUTPUT" not in detail
+
+
 async def test_selecting_an_item_shows_its_child_run_and_what_an_ordered_item_waits_on() -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:

@@ -22,6 +22,7 @@ from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates
+from runkon_flow.observe.records import last_line_worth_showing
 from runkon_flow.observe.status import ASCII_GLYPH, GLYPH, TERMINAL, outcome
 
 
@@ -71,20 +72,6 @@ _GREEN, _RED, _YELLOW, _CYAN, _DIM, _BOLD, _RESET = (
 
 #: Step kinds that have a line of their own in the block instead of an active-step line.
 _NOT_ACTIVE = frozenset({"foreach"})
-
-
-def last_line_worth_showing(lines: Any) -> str:
-    """The last output line that is not blank and not inside a FLOW_OUTPUT block."""
-    last, in_block = "", False
-    for line in lines or ():
-        text = line.strip()
-        if text == "<<<FLOW_OUTPUT>>>":
-            in_block = True
-        elif text == "<<<END_FLOW_OUTPUT>>>":
-            in_block = False
-        elif text and not in_block:
-            last = text
-    return last
 
 
 class LiveView:

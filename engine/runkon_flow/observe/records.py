@@ -142,6 +142,25 @@ class StepView:
             return []
         return list(self.output)[-n:]
 
+    def last_line_worth_showing(self) -> str:
+        """The step's last output line that says something (`last_line_worth_showing`)."""
+        return last_line_worth_showing(self.output)
+
+
+def last_line_worth_showing(lines: Iterable[str] | None) -> str:
+    """The last output line that is not blank and not inside a FLOW_OUTPUT block: what a one-line
+    glimpse of a step shows (its `<<<END_FLOW_OUTPUT>>>` marker says nothing to a person)."""
+    last, in_block = "", False
+    for line in lines or ():
+        text = line.strip()
+        if text == "<<<FLOW_OUTPUT>>>":
+            in_block = True
+        elif text == "<<<END_FLOW_OUTPUT>>>":
+            in_block = False
+        elif text and not in_block:
+            last = text
+    return last
+
 
 @dataclass(slots=True)
 class GateView:

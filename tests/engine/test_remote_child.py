@@ -19,6 +19,7 @@ from runkon_flow.errors import WorkflowError
 from runkon_flow.event_log import read_envelopes
 from runkon_flow.persistence import SqliteStore
 from runkon_flow.persistence.models import NewRun, RunStatus
+from runkon_flow.persistence.snapshots import definition_snapshot, referenced_run
 from runkon_flow.runtime.remote_child import ChildTask, WorkerLost
 from runkon_flow.workspace import RAN_ON, Workspace
 
@@ -143,8 +144,11 @@ def test_every_item_runs_once_on_the_worker_and_its_child_run_records_the_node(t
         assert set(ran_on.values()) == {f"{RAN_ON}thread-node"}
         # The worker ran the definition that travelled with the task, stored with each child.
         assert {t.workflow_name for t in executor.tasks} == {"item"}
-        child = ws.store.get_run(rows["i0"].child_run_id)
-        assert child.status is RunStatus.COMPLETED and '"item"' in (child.definition_snapshot or "")
+        children = [ws.store.get_run(r.child_run_id) for r in rows.values()]
+        assert {c.status for c in children} == {RunStatus.COMPLETED}
+        assert all('"item"' in (definition_snapshot(ws.store, c) or "") for c in children)
+        # Their rows share one stored copy (persistence.snapshots), as in-process children do.
+        assert sum(referenced_run(c.definition_snapshot) is None for c in children) < len(children)
     finally:
         executor.close()
         ws.store.close()

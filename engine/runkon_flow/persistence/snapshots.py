@@ -12,11 +12,13 @@ row a reference names is there as long as the reference is.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 
 from runkon_flow.persistence.models import WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["definition_snapshot", "referenced_run", "snapshot_reference"]
+__all__ = ["SharedSnapshots", "definition_snapshot", "referenced_run", "snapshot_reference"]
 
 _KEY = "same_as_run"
 _PREFIX = '{"' + _KEY + '":'
@@ -49,3 +51,28 @@ def definition_snapshot(store: WorkflowPersistence, run: WorkflowRun) -> str | N
     if holder is None or referenced_run(holder.definition_snapshot) is not None:
         return None  # a reference names a row that holds the snapshot itself, never another one
     return holder.definition_snapshot
+
+
+class SharedSnapshots:
+    """A child runner's memory of which child row holds the snapshot of each family (a parent run
+    and the workflow its children run), for the most recent `kept` parents: a long-lived engine
+    runs many. Children that start together may each store the snapshot once: harmless."""
+
+    def __init__(self, kept: int = 256) -> None:
+        self._holders: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._kept = kept
+
+    def to_store(self, parent_run_id: str, workflow: str, snapshot: str) -> tuple[str, bool]:
+        """What the next child's row stores, and whether it holds the snapshot itself (then say
+        `held_by` once the row exists)."""
+        holder = self._holders.get((parent_run_id, workflow))  # one dict read: no lock per child
+        return (snapshot, True) if holder is None else (snapshot_reference(holder), False)
+
+    def held_by(self, parent_run_id: str, workflow: str, run_id: str) -> None:
+        """`run_id`'s row holds the family's snapshot; siblings created from now on refer to it."""
+        with self._lock:
+            holders = self._holders
+            holders.setdefault((parent_run_id, workflow), run_id)
+            while len(holders) > self._kept:
+                holders.popitem(last=False)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from runkon_flow.cancellation import CancellationToken
@@ -28,7 +27,7 @@ from runkon_flow.errors import AlreadyOwned, WorkflowError
 from runkon_flow.events import ChildRunStarted
 from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.persistence.snapshots import snapshot_reference
+from runkon_flow.persistence.snapshots import SharedSnapshots
 from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.runtime.lease import new_owner_token
 from runkon_flow.runtime.state import emit_to
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["TRANSIENT_INPUTS", "InProcessChildRunner", "child_inputs"]
 
 _LEASE_RETRY = 0.25
-#: Parent runs whose children's snapshot holder is remembered (a long-lived engine runs many).
-_HOLDERS_KEPT = 256
 
 #: Inputs the engine sets for a moment (always block, on_fail agent); never inherited by a child.
 TRANSIENT_INPUTS = frozenset({"workflow_status", "failed_step", "failure_reason", "retry_count"})
@@ -90,9 +87,7 @@ class InProcessChildRunner:
         self._store = store
         self._lock = threading.Lock()
         self._defs: dict[str, tuple[WorkflowDef, str]] = {}
-        # (parent run, workflow) → the child row that holds the snapshot its later siblings refer
-        # to (`persistence.snapshots`); the most recent parents only.
-        self._holders: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._snapshots = SharedSnapshots()  # siblings' rows refer to one stored snapshot
 
     def _definition(self, name: str) -> tuple[WorkflowDef, str]:
         cached = self._defs.get(name)  # one dict read (atomic): no lock for every foreach child
@@ -117,15 +112,14 @@ class InProcessChildRunner:
         # Created running and leased in one write (no window in which another engine could take it).
         token = new_owner_token()
         write_behind = params.write_behind or parent_ctx.write_behind
-        family = (parent_ctx.workflow_run_id, definition.name)
-        holder = self._holders.get(family)
+        stored, holds = self._snapshots.to_store(parent_ctx.workflow_run_id, definition.name, snapshot)
         run = self._store.create_leased_run(
             NewRun(
                 workflow_name=definition.name,
                 parent_run_id=parent_ctx.workflow_run_id,
                 dry_run=parent_ctx.exec_config.dry_run,
                 trigger=definition.trigger,
-                definition_snapshot=snapshot_reference(holder) if holder is not None else snapshot,
+                definition_snapshot=stored,
                 parent_workflow_run_id=parent_ctx.workflow_run_id,
                 inputs=inputs,
                 iteration=params.iteration,
@@ -135,8 +129,8 @@ class InProcessChildRunner:
             parent_ctx.exec_config.lease_ttl_secs,
             durable=not write_behind,
         )
-        if holder is None:
-            self._hold_snapshot(family, run.id)
+        if holds:
+            self._snapshots.held_by(parent_ctx.workflow_run_id, definition.name, run.id)
         sinks = (
             dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
             if self._engine.event_sinks or parent_ctx.event_sinks
@@ -165,15 +159,6 @@ class InProcessChildRunner:
                 self,
             ),
         )
-
-    def _hold_snapshot(self, family: tuple[str, str], run_id: str) -> None:
-        """`run_id`'s row holds the snapshot of its family; siblings created from now on refer to
-        it. Children that start together may each write the snapshot once: harmless."""
-        with self._lock:
-            holders = self._holders
-            holders.setdefault(family, run_id)
-            while len(holders) > _HOLDERS_KEPT:
-                holders.popitem(last=False)
 
     def resume_child(
         self, workflow_run_id: str, model: str | None, parent_ctx: ChildWorkflowContext

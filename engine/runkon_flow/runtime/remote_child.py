@@ -36,6 +36,7 @@ from runkon_flow.dsl.ast import CallWorkflowNode, ForEachNode, WorkflowDef, walk
 from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.persistence.snapshots import SharedSnapshots
 from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.runtime.child_runner import InProcessChildRunner, child_inputs, child_run_started
 from runkon_flow.runtime.lease import new_owner_token
@@ -150,6 +151,7 @@ class RemoteChildRunner:
         self._store = store
         self._executor = executor
         self._local = InProcessChildRunner(engine, resolver, store)
+        self._snapshots = SharedSnapshots()
         self._resolver = resolver if resolver is not None else engine.workflow_resolver
         self._lock = threading.Lock()
         self._closures: dict[str, tuple[WorkflowDef, dict[str, str]]] = {}
@@ -178,6 +180,10 @@ class RemoteChildRunner:
         parent = self._parent(parent_ctx.workflow_run_id)
         token = new_owner_token()
         config = parent_ctx.exec_config
+        # The worker gets the definitions with its task; the row keeps them for readers, shared.
+        stored, holds = self._snapshots.to_store(
+            parent_ctx.workflow_run_id, definition.name, definitions[definition.name]
+        )
         # Durable: the worker is another process and must find the row (and its lease) at once.
         run = self._store.create_leased_run(
             NewRun(
@@ -185,14 +191,17 @@ class RemoteChildRunner:
                 parent_run_id=parent_ctx.workflow_run_id,
                 dry_run=config.dry_run,
                 trigger=definition.trigger,
-                definition_snapshot=definitions[definition.name],
+                definition_snapshot=stored,
                 parent_workflow_run_id=parent_ctx.workflow_run_id,
                 inputs=inputs,
                 iteration=params.iteration,
+                workflow_title=definition.title,
             ),
             token,
             config.lease_ttl_secs,
         )
+        if holds:
+            self._snapshots.held_by(parent_ctx.workflow_run_id, definition.name, run.id)
         sinks = dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
         if sinks:
             emit_to(

@@ -32,7 +32,9 @@ class WorkflowList(OptionList):
         """Rebuild the options when the catalog (or a filter/status) changed; keep the highlight."""
         self._catalog = catalog
         entries = [e for e in catalog if self._matches(e)]
-        width = self._text_width()
+        # Only a broken entry's prompt is laid out to the width: with none, a new width (the first
+        # layout's, at start-up) rebuilds nothing, and costs no second layout of the whole screen.
+        width = self._text_width() if any(e.error is not None for e in entries) else 0
         signature = (
             width,
             *(

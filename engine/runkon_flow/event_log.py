@@ -85,10 +85,10 @@ OUTPUT_LINES_ENV = "RUNKON_STORED_OUTPUT_LINES"
 _TERMINAL = frozenset({RunCompleted, RunCancelled})
 PACKED = PACKED_EVENTS  # the `kind` of a row that packs many events
 ZIPPED = ZIPPED_EVENTS  # … and of one whose text is compressed
-#: A packed row of at least this many events is compressed: a fan-out's rows shrink to about an
-#: eighth (its lines repeat ids, kinds and field names), while the few events a quiet run's writer
-#: finds at each wake stay readable text, where compressing would save next to nothing.
-ZIP_EVENTS = 32
+#: A packed row of at least this many events is compressed, to about a third of its text for a
+#: slow run's batches of 8–30 events and a seventh for a fan-out's full ones (ids, kinds and field
+#: names repeat line after line); smaller rows stay readable text, where compressing saves little.
+ZIP_EVENTS = 8
 #: At most this many events, and about this many characters, go into one packed row: a reader
 #: reads rows, so a row stays a bounded piece of memory.
 PACK_EVENTS = 512

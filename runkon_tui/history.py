@@ -10,7 +10,6 @@ a name, rows go in position order to the nodes in tree order. Pure: no Textual.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from runkon_flow.dsl.ast import WorkflowDef
@@ -19,7 +18,7 @@ from runkon_flow.observe.loader import load_run, parse_time, settle_interrupted
 from runkon_flow.observe.loader import load_run_state as _load_run_state
 from runkon_flow.persistence.models import WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.persistence.snapshots import definition_snapshot
+from runkon_flow.persistence.snapshots import referenced_run, stored_definition
 
 from runkon_tui.run_view import Clock, RunState, RunView
 from runkon_tui.tree_model import NodeSpec, build_tree
@@ -52,12 +51,9 @@ def definition_of(
 ) -> WorkflowDef | None:
     """The definition the run was started with (its snapshot, or the sibling's it shares), else
     today's by name."""
-    snapshot = definition_snapshot(store, run)
-    if snapshot:
-        try:
-            return WorkflowDef.from_json(json.loads(snapshot))
-        except (ValueError, TypeError, KeyError):
-            pass
+    stored = stored_definition(store, run)
+    if stored is not None:
+        return stored
     return resolve(run.workflow_name) if resolve is not None else None
 
 
@@ -75,9 +71,11 @@ class _Tree:
         self._specs: dict[str, list[NodeSpec]] = {}
 
     def specs(self, run: WorkflowRun) -> list[NodeSpec]:
-        if run.id not in self._specs:
-            self._specs[run.id] = _specs(self.store, run, self.resolve)
-        return self._specs[run.id]
+        # Siblings that share one stored snapshot share its tree: read and built once.
+        key = referenced_run(run.definition_snapshot) or run.id
+        if key not in self._specs:
+            self._specs[key] = _specs(self.store, run, self.resolve)
+        return self._specs[key]
 
     def kinds(self, run: WorkflowRun) -> dict[str, str]:
         return {s.path: s.kind for s in self.specs(run)}

@@ -61,7 +61,7 @@ from runkon_flow.persistence.models import (
     now_rfc3339,
 )
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.persistence.snapshots import definition_snapshot
+from runkon_flow.persistence.snapshots import stored_definition
 from runkon_flow.plugins.agents import (
     AGENTS_DIR,
     AgentCatalog,
@@ -863,17 +863,10 @@ class Workspace:
     def _plan_from_row(self, run: WorkflowRun) -> _Plan:
         """A run created elsewhere: use the definition it was created with, else the current one."""
         snap = self._snapshot()
-        stored = definition_snapshot(self.store, run)
-        if stored:
-            try:
-                wf = WorkflowDef.from_json(json.loads(stored))
-            except (ValueError, TypeError, KeyError) as exc:
-                log.warning(
-                    "run %s: unreadable definition snapshot (%s); using the current file", run.id, exc
-                )
-            else:
-                directory = snap.workflow_dirs.get(wf.name) or Path(wf.source_path or ".").absolute().parent
-                return _Plan(wf, directory, snap)
+        wf = stored_definition(self.store, run)
+        if wf is not None:
+            directory = snap.workflow_dirs.get(wf.name) or Path(wf.source_path or ".").absolute().parent
+            return _Plan(wf, directory, snap)
         wf = self._lookup(snap, run.workflow_name)
         return _Plan(wf, snap.workflow_dirs[wf.name], snap)
 

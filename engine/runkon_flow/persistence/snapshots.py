@@ -12,13 +12,23 @@ row a reference names is there as long as the reference is.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 
+from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.persistence.models import WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["SharedSnapshots", "definition_snapshot", "referenced_run", "snapshot_reference"]
+__all__ = [
+    "SharedSnapshots",
+    "definition_snapshot",
+    "referenced_run",
+    "snapshot_reference",
+    "stored_definition",
+]
+
+log = logging.getLogger(__name__)
 
 _KEY = "same_as_run"
 _PREFIX = '{"' + _KEY + '":'
@@ -53,26 +63,40 @@ def definition_snapshot(store: WorkflowPersistence, run: WorkflowRun) -> str | N
     return holder.definition_snapshot
 
 
+def stored_definition(store: WorkflowPersistence, run: WorkflowRun) -> WorkflowDef | None:
+    """The definition `run` was started with; None when it has no snapshot or one that does not
+    read (logged: the caller falls back to today's file)."""
+    snapshot = definition_snapshot(store, run)
+    if not snapshot:
+        return None
+    try:
+        return WorkflowDef.from_json(json.loads(snapshot))
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("run %s: unreadable definition snapshot (%s); using the current file", run.id, exc)
+        return None
+
+
 class SharedSnapshots:
     """A child runner's memory of which child row holds the snapshot of each family (a parent run
     and the workflow its children run), for the most recent `kept` parents: a long-lived engine
     runs many. Children that start together may each store the snapshot once: harmless."""
 
     def __init__(self, kept: int = 256) -> None:
-        self._holders: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # family → the reference its later children store (made once, not once per child)
+        self._references: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = threading.Lock()
         self._kept = kept
 
     def to_store(self, parent_run_id: str, workflow: str, snapshot: str) -> tuple[str, bool]:
         """What the next child's row stores, and whether it holds the snapshot itself (then say
         `held_by` once the row exists)."""
-        holder = self._holders.get((parent_run_id, workflow))  # one dict read: no lock per child
-        return (snapshot, True) if holder is None else (snapshot_reference(holder), False)
+        reference = self._references.get((parent_run_id, workflow))  # one dict read: no lock per child
+        return (snapshot, True) if reference is None else (reference, False)
 
     def held_by(self, parent_run_id: str, workflow: str, run_id: str) -> None:
         """`run_id`'s row holds the family's snapshot; siblings created from now on refer to it."""
         with self._lock:
-            holders = self._holders
-            holders.setdefault((parent_run_id, workflow), run_id)
-            while len(holders) > self._kept:
-                holders.popitem(last=False)
+            references = self._references
+            references.setdefault((parent_run_id, workflow), snapshot_reference(run_id))
+            while len(references) > self._kept:
+                references.popitem(last=False)

@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import loadavg, mmm
 from bench_engine_sqlite import PARENT, NoOp, RangeProvider
+from bench_events import HostSink  # a host's sink: completions are reported (committed first)
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.persistence import NewRun, SqliteStore
 from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
@@ -47,17 +47,9 @@ def one_run(n: int, size: int, db: Path) -> tuple[float, int]:
     )
     store = SqliteStore(db)
     run_id = store.create_run(NewRun(workflow_name="fan")).id
-    sink_events: list = []
-    lock = threading.Lock()
-
-    class Sink:  # a host's sink, so completions are reported (and committed first) as in real use
-        def emit(self, data) -> None:
-            with lock:
-                sink_events.append(data)
-
     started = time.perf_counter()
     result = engine.run_workflow(
-        parent, RunInput(persistence=store, workflow_run_id=run_id, event_sinks=[Sink()])
+        parent, RunInput(persistence=store, workflow_run_id=run_id, event_sinks=[HostSink()])
     )
     elapsed = time.perf_counter() - started
     if not result.all_succeeded:

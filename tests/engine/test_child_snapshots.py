@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.persistence.models import NewRun
 from runkon_flow.persistence.snapshots import definition_snapshot, referenced_run, snapshot_reference
 from runkon_flow.workspace import Workspace
 
 from runkon_tui.history import definition_of
-from tests.persistence.conftest import STORE_KINDS, close_store, make_store
 
 CHILD = """workflow item {
   meta {
@@ -41,13 +39,6 @@ PARENT = """workflow fan {
   }
 }
 """
-
-
-@pytest.fixture(params=STORE_KINDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    s = make_store(request.param, tmp_path)
-    yield s
-    close_store(s)
 
 
 def test_a_fan_outs_children_store_their_definition_once_and_each_reads_it_back(

@@ -12,6 +12,10 @@ this one):
                  drains them (10 Hz) and drops them; this is "event storage off" for a real host;
 * `+ stored`   — the same host sink plus `StoredEventWriter` (what `Workspace` adds to every run).
 
+Every run first settles the garbage collector as both real hosts do before a run
+(`runkon_flow.heap.settle_for_runs`: `runkon-flow run` before it drives one, `runkon-tui` after its
+first frame); `--gc default` keeps Python's defaults instead (what an embedding library may have).
+
 With `--split`, two more configurations say where the extra time of `+ stored` goes:
 
 * `serialise` — the writer turns every event into its packed rows (as `+ stored`) and drops them;
@@ -42,6 +46,7 @@ from _report import loadavg
 from bench_engine_sqlite import CHILD, PARENT, NoOp, RangeProvider
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.event_log import StoredEventWriter, line_of, pack_lines, unpack
+from runkon_flow.heap import settle_for_runs
 from runkon_flow.persistence import NewRun, SqliteStore
 from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
 from runkon_flow.runtime import FlowEngineBuilder, RunInput
@@ -90,7 +95,9 @@ class RowsOnly(StoredEventWriter):
 WRITERS = {"stored": StoredEventWriter, "serialise": SerialiseOnly, "rows": RowsOnly}
 
 
-def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, float, int, int]:
+def one_run(
+    n: int, slots: int, db: Path, mode: str, gc_mode: str = "settled"
+) -> tuple[float, float, int, int]:
     """(wall seconds, process CPU seconds, events stored, database bytes) for one run of `mode` on a
     fresh file. Both times cover the run and the writer's last write, not the read-back after."""
     resolver = InMemoryWorkflowResolver([parse_workflow(CHILD)])
@@ -105,6 +112,8 @@ def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, float, int,
     sinks = [s for s in (host, writer) if s is not None]
     done = threading.Event()
     result: list = []
+    if gc_mode == "settled":
+        settle_for_runs()
 
     def go() -> None:
         try:
@@ -139,11 +148,25 @@ def one_run(n: int, slots: int, db: Path, mode: str) -> tuple[float, float, int,
     return elapsed, cpu, stored, size
 
 
-def one_run_in_subprocess(n: int, slots: int, db: Path, mode: str) -> tuple[float, float, int, int]:
+def one_run_in_subprocess(
+    n: int, slots: int, db: Path, mode: str, gc_mode: str
+) -> tuple[float, float, int, int]:
     """`one_run` in a fresh interpreter: 36 runs in one process each inherit the heap the runs
     before them left, and a run's time then depends on its place in the sequence too."""
     proc = subprocess.run(
-        [sys.executable, __file__, "--n", str(n), "--slots", str(slots), "--one", mode, str(db)],
+        [
+            sys.executable,
+            __file__,
+            "--n",
+            str(n),
+            "--slots",
+            str(slots),
+            "--gc",
+            gc_mode,
+            "--one",
+            mode,
+            str(db),
+        ],
         capture_output=True,
         text=True,
     )
@@ -162,10 +185,16 @@ def main() -> None:
     parser.add_argument(
         "--same-process", action="store_true", help="every run in this process (the old way; see below)"
     )
+    parser.add_argument(
+        "--gc",
+        choices=("settled", "default"),
+        default="settled",
+        help="the collector as the real hosts set it before a run (default), or Python's defaults",
+    )
     parser.add_argument("--one", nargs=2, metavar=("MODE", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # one run in this (fresh) process, for the parent to read
-        print(json.dumps(one_run(args.n, args.slots, Path(args.one[1]), args.one[0])))
+        print(json.dumps(one_run(args.n, args.slots, Path(args.one[1]), args.one[0], args.gc)))
         return
     run = one_run if args.same_process else one_run_in_subprocess
     n = args.n
@@ -181,7 +210,10 @@ def main() -> None:
     cpu: dict[str, list[float]] = {m: [] for m in modes}
     sizes: dict[str, int] = {}
     events = 0
-    print(f"foreach over {n} no-op children, SQLite (WAL), {args.slots} slots, {args.repeat} rounds")
+    print(
+        f"foreach over {n} no-op children, SQLite (WAL), {args.slots} slots, {args.repeat} rounds, "
+        f"garbage collector {args.gc}"
+    )
     print(f"before: {loadavg()}")
     with tempfile.TemporaryDirectory(prefix="runkon-bench-events-") as tmp:
         for round_no in range(args.repeat):
@@ -192,7 +224,7 @@ def main() -> None:
             for mode in modes[shift:] + modes[:shift]:
                 db_dir = Path(tmp) / f"{mode}-{round_no}"
                 db_dir.mkdir()
-                elapsed, used, stored, size = run(n, args.slots, db_dir / "runs.db", mode)
+                elapsed, used, stored, size = run(n, args.slots, db_dir / "runs.db", mode, args.gc)
                 cpu[mode].append(used)
                 wall[mode].append(elapsed)
                 sizes[mode] = size

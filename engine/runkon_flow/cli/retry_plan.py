@@ -18,6 +18,7 @@ from runkon_flow.dsl.formatter import format_workflow
 from runkon_flow.observe.clusters import latest_foreach_rows, run_clusters
 from runkon_flow.persistence import FanOutItemRow, FanOutItemStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.persistence.snapshots import stored_definition
 
 __all__ = ["FanOut", "RetryChoice", "choose_items", "cluster_items", "definition_diff", "latest_fanouts"]
 
@@ -129,14 +130,14 @@ def _text(wf: WorkflowDef) -> str:
     return format_workflow(WorkflowDef.from_json(json.loads(json.dumps(wf.to_json()))))
 
 
-def definition_diff(run: WorkflowRun, current: WorkflowDef | None, current_path: str) -> list[str] | None:
+def definition_diff(
+    store: WorkflowPersistence, run: WorkflowRun, current: WorkflowDef | None, current_path: str
+) -> list[str] | None:
     """A unified diff from the run's stored definition to today's file; [] when they are the
-    same; None when the run has no readable stored definition."""
-    if not run.definition_snapshot:
-        return None
-    try:
-        stored = WorkflowDef.from_json(json.loads(run.definition_snapshot))
-    except (ValueError, TypeError, KeyError):
+    same; None when the run has no readable stored definition (read as a resume or a retry with
+    `--definition stored` reads it)."""
+    stored = stored_definition(store, run)
+    if stored is None:
         return None
     if current is None:
         return []

@@ -470,7 +470,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         )
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
-        definition = _retry_definition(args.definition, run, ws)
+        definition = _retry_definition(args.definition, store, run, ws)
         print(f"run {run.id} ({run.workflow_name}, {display_status(run)}):")
         for line in choice.lines:
             print(f"  {line}")
@@ -494,7 +494,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             raise CommandFailed(_owned_message(store.get_run(run.id) or run)) from None
 
 
-def _retry_definition(wanted: str | None, run: WorkflowRun, ws: Workspace) -> str:
+def _retry_definition(wanted: str | None, store: WorkflowPersistence, run: WorkflowRun, ws: Workspace) -> str:
     """`stored` or `current`, shown and chosen: when today's file differs from what the run
     stored, print the diff and insist on an explicit `--definition`."""
     current = ws.workflows.get(run.workflow_name)
@@ -505,7 +505,7 @@ def _retry_definition(wanted: str | None, run: WorkflowRun, ws: Workspace) -> st
                 "retry with --definition stored, or point --dir at its folder"
             )
         return "stored"
-    diff = definition_diff(run, current, as_named(current.source_path, ws.dirs))
+    diff = definition_diff(store, run, current, as_named(current.source_path, ws.dirs))
     if diff is None:  # nothing stored to compare with: today's file is all there is
         if wanted == "stored":
             raise CommandFailed(f"run {run.id} has no stored definition; retry with --definition current")

@@ -9,10 +9,13 @@ from pathlib import Path
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.persistence.models import NewRun
-from runkon_flow.persistence.snapshots import definition_snapshot, referenced_run, snapshot_reference
+from runkon_flow.persistence.snapshots import (
+    definition_snapshot,
+    referenced_run,
+    snapshot_reference,
+    stored_definition,
+)
 from runkon_flow.workspace import Workspace
-
-from runkon_tui.history import definition_of
 
 CHILD = """workflow item {
   meta {
@@ -66,8 +69,8 @@ def test_a_fan_outs_children_store_their_definition_once_and_each_reads_it_back(
         assert (
             stored is not None and json.dumps(WorkflowDef.from_json(json.loads(stored)).to_json()) == expected
         )
-        # The dashboard draws a past item's tree from it.
-        definition = definition_of(store, child, None)
+        # Resume and the dashboard read it as a definition.
+        definition = stored_definition(store, child)
         assert definition is not None and definition.name == "item" and len(definition.body) == 2
 
 
@@ -75,4 +78,4 @@ def test_a_reference_whose_row_is_gone_reads_as_no_snapshot(store) -> None:
     orphan = store.create_run(NewRun(workflow_name="item", definition_snapshot=snapshot_reference("01NOPE")))
     run = store.get_run(orphan.id)
     assert definition_snapshot(store, run) is None
-    assert definition_of(store, run, lambda name: None) is None  # falls back to today's: none here
+    assert stored_definition(store, run) is None  # its reader falls back to today's file

@@ -28,7 +28,7 @@ from runkon_flow.persistence import (
     StoredEvent,
     WorkflowPersistence,
 )
-from runkon_flow.persistence.models import PACKED_EVENTS
+from runkon_flow.persistence.models import PACKED_EVENTS, ZIPPED_EVENTS
 
 from tests.threads import together
 
@@ -1201,6 +1201,17 @@ def test_gc_deletes_runs_that_ended_before_the_cutoff_with_children_rows_and_eve
     assert store.read_events(old) == [] and store.get_steps(old_child) == []
     assert store.get_run(active) is not None
     assert store.delete_finished_runs(cutoff) == DeletedRuns()
+
+
+def test_gc_counts_a_zipped_row_whose_count_is_not_a_number_as_one_event(store) -> None:
+    """A hand-made or damaged row: gc still deletes the run, and every store counts it alike."""
+    root = new_run(store)
+    # empty, a letter, not whole digits, a non-ASCII digit, more than a 64-bit column holds
+    for count in ("", "x", "1e3", "\u00b2", "9" * 19):
+        store.append_events(root, [NewEvent(1.0, count, ZIPPED_EVENTS, "not base64")])
+    store.update_run_status(root, RunStatus.COMPLETED, None, None)
+    assert store.delete_finished_runs("2999-01-01T00:00:00.000Z") == DeletedRuns(runs=1, events=5)
+    assert store.read_events(root) == []
 
 
 def test_gc_keeps_runs_that_ended_after_the_cutoff_and_runs_that_never_ended(store) -> None:

@@ -396,12 +396,17 @@ PACKED_EVENTS = "events"
 ZIPPED_EVENTS = "events.z"
 
 
+_MAX_COUNT_DIGITS = 18  # what a 64-bit integer column always holds
+
+
 def events_in_row(kind: str, event_run_id: str, payload: str) -> int:
-    """How many events a stored row holds."""
+    """How many events a stored row holds. A zipped row whose count is not 1–18 ASCII digits (made
+    by hand, or damaged) counts as one, in every store's SQL too."""
     if kind == PACKED_EVENTS:
         return payload.count("\n") + 1
     if kind == ZIPPED_EVENTS:
-        return int(event_run_id) if event_run_id.isdigit() else 1
+        digits = event_run_id.isascii() and event_run_id.isdigit() and len(event_run_id) <= _MAX_COUNT_DIGITS
+        return int(event_run_id) if digits else 1
     return 1
 
 

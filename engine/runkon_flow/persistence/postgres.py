@@ -173,7 +173,8 @@ _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
 _EVENTS_IN_ROW = (
     f"CASE kind WHEN '{PACKED_EVENTS}' "
     "THEN length(payload) - length(replace(payload, chr(10), '')) + 1 "
-    f"WHEN '{ZIPPED_EVENTS}' THEN COALESCE(CAST(NULLIF(event_run_id, '') AS INTEGER), 1) ELSE 1 END"
+    f"WHEN '{ZIPPED_EVENTS}' THEN CASE WHEN event_run_id ~ '^[0-9]{{1,18}}$' "
+    "THEN CAST(event_run_id AS BIGINT) ELSE 1 END ELSE 1 END"
 )
 _EVENT_INSERT = (
     "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) "

@@ -130,7 +130,8 @@ _ITEM_INSERT = (
 _EVENTS_IN_ROW = (
     f"CASE kind WHEN '{PACKED_EVENTS}' "
     "THEN length(payload) - length(replace(payload, char(10), '')) + 1 "
-    f"WHEN '{ZIPPED_EVENTS}' THEN CAST(event_run_id AS INTEGER) ELSE 1 END"
+    f"WHEN '{ZIPPED_EVENTS}' THEN CASE WHEN event_run_id GLOB '[0-9]*' AND event_run_id NOT GLOB '*[^0-9]*' "
+    "AND length(event_run_id) <= 18 THEN CAST(event_run_id AS INTEGER) ELSE 1 END ELSE 1 END"
 )
 _EVENT_INSERT = "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) VALUES "
 

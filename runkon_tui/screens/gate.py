@@ -101,7 +101,7 @@ class GateScreen(ModalScreen[GateDecision | None]):
     GateScreen #title { width: 1fr; }
     GateScreen #prompt { margin: 1 0; max-height: 6; }
     GateScreen GateChoices { height: auto; max-height: 6; margin-bottom: 1; }
-    GateScreen Horizontal { height: auto; }
+    GateScreen Horizontal { dock: bottom; height: auto; }  /* on screen however tall the rest */
     GateScreen Button { margin-right: 2; }
     """
 

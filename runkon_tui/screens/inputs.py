@@ -32,7 +32,9 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
     InputsScreen .field-label { margin-top: 1; }
     InputsScreen .field-help { color: $text-muted; }
     InputsScreen #form-error { color: $error; margin-top: 1; height: auto; }
-    InputsScreen Horizontal { height: auto; align-horizontal: right; }
+    /* Docked: laid out first, so a form taller than the terminal scrolls its fields and the
+       buttons stay on screen (at 80x24 a five-input form pushed them below the edge). */
+    InputsScreen Horizontal { dock: bottom; height: auto; align-horizontal: right; }
     InputsScreen Button { margin-left: 2; }
     """
 

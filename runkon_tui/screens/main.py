@@ -106,7 +106,10 @@ class RunFooter(Footer):
         narrow = self.screen.size.width < 100
         for item in super().compose():
             if narrow and isinstance(item, FooterKey):
-                if item.has_class("-command-palette") or item.action in self.NARROW_HIDDEN or item.disabled:
+                # `_disabled`, not `disabled`: a FooterKey keeps "dimmed" there, and its widget
+                # `disabled` stays False (so dimmed keys used to stay in at 80 columns).
+                dimmed = item._disabled
+                if item.has_class("-command-palette") or item.action in self.NARROW_HIDDEN or dimmed:
                     continue
                 item.description = self.SHORT.get(item.description, item.description)
             yield item

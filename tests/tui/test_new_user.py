@@ -486,6 +486,30 @@ async def test_at_80x24_the_header_keeps_the_item_count_and_the_footer_its_keys(
         assert any("review-pr" in row and "▶" in row for row in rows[1:16])  # names in the list
 
 
+@pytest.mark.parametrize("size", [SMALL, (120, 40)])
+async def test_at_80_columns_keys_that_would_do_nothing_are_left_out_and_wider_they_are_dimmed(
+    size: tuple[int, int],
+) -> None:
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    narrow = size == SMALL
+    async with app.run_test(size=size) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.run_active, what="run to start")
+        await pilot.pause()
+        footer = screen_text(app)[-1]
+        assert "Cancel" in footer  # the run can be cancelled
+        assert ("Run" not in footer.replace("Runs", "")) == narrow  # no second run meanwhile: dimmed
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="run to end")
+        await pilot.pause()
+        footer = screen_text(app)[-1]
+        assert "Cancel" not in footer  # nothing to cancel: gone at any width
+        # Nothing failed and no fan-out: "Failed only" and "Next failure" would do nothing.
+        assert ("Failed" not in footer and "Next" not in footer) == narrow, footer
+        assert "q Quit" in footer
+
+
 async def test_at_80x24_the_inputs_form_buttons_are_on_screen() -> None:
     app = make_app()
     async with app.run_test(size=SMALL) as pilot:

@@ -48,9 +48,23 @@ class Pane(Vertical):
 
 
 class RunList(WorkflowList):
-    """The workflow list, where enter means "run this workflow"."""
+    """The workflow list, where enter means "run this workflow".
 
-    BINDINGS = [Binding("enter", "screen.run_workflow", "Run", id="run")]
+    The action is the list's own, handed to its screen: a `screen.` action would be checked
+    against the app's current screen, so with a dialog open the footer underneath lit Run
+    even while a run was active."""
+
+    BINDINGS = [Binding("enter", "run_workflow", "Run", id="run")]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run_workflow":
+            return self.screen.check_action(action, parameters)
+        return super().check_action(action, parameters)
+
+    def action_run_workflow(self) -> None:
+        screen = self.screen
+        if isinstance(screen, MainScreen):
+            screen.action_run_workflow()
 
 
 class RunFooter(Footer):

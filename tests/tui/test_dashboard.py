@@ -834,20 +834,20 @@ async def test_the_footer_dims_exactly_the_keys_that_would_do_nothing_as_a_run_s
         await wait_for(pilot, lambda: app.run_active, what="run started")
         await pilot.pause()
         await wait_for(pilot, lambda: dimmed() == expected(), what="the footer to follow the run")
-        assert dimmed()["screen.run_workflow"] is True  # one run at a time
+        assert dimmed()["run_workflow"] is True  # one run at a time
 
         host.finish(RunCompleted(succeeded=True))
         await wait_for(pilot, lambda: not app.run_active, what="run end")
         await pilot.pause()
         await wait_for(pilot, lambda: dimmed() == expected(), what="the footer to follow the run")
-        assert dimmed()["screen.run_workflow"] is False
+        assert dimmed()["run_workflow"] is False
 
         # Only a key's availability changes (as when a run is asked for, before it starts): the
         # keys on screen are dimmed in place, not unmounted and mounted again.
         keys = list(app.screen.query_one(RunFooter).query(FooterKey))
         app.session.run_active = True
         main_screen(app).refresh_bindings()
-        await wait_for(pilot, lambda: dimmed()["screen.run_workflow"], what="Run to dim")
+        await wait_for(pilot, lambda: dimmed()["run_workflow"], what="Run to dim")
         assert list(app.screen.query_one(RunFooter).query(FooterKey)) == keys
         assert dimmed() == expected()
         app.session.run_active = False

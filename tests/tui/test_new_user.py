@@ -510,6 +510,21 @@ async def test_at_80_columns_keys_that_would_do_nothing_are_left_out_and_wider_t
         assert "q Quit" in footer
 
 
+async def test_with_the_gate_dialog_open_the_footer_underneath_does_not_offer_a_second_run() -> None:
+    app = make_app()
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=SMALL) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+        await pilot.pause()
+        footer = screen_text(app)[-1]
+        assert "a Approve" in footer and "Run" not in footer.replace("Runs", ""), footer
+        app.host.finish(RunCompleted(succeeded=True))  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: not app.run_active, what="run end")
+
+
 async def test_at_80x24_the_inputs_form_buttons_are_on_screen() -> None:
     app = make_app()
     async with app.run_test(size=SMALL) as pilot:

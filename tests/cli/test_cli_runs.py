@@ -105,6 +105,35 @@ def test_runs_lists_history_newest_first_with_status_duration_and_step_counts(
     assert len(cli(capsys, "runs", "--limit", "1")[1].splitlines()) == 2
 
 
+def test_runs_fits_an_80_column_terminal_one_run_a_line_with_whole_run_ids() -> None:
+    from datetime import UTC, datetime
+
+    from runkon_flow.cli.report import runs_table
+    from runkon_flow.persistence import InMemoryStore
+    from runkon_flow.persistence.models import NewRun, RunStatus
+
+    store = InMemoryStore()
+    ids = []
+    for name in ("approve-and-deploy-to-production", "lint"):
+        run = store.create_run(NewRun(workflow_name=name))
+        store.update_run_status(run.id, RunStatus.COMPLETED, None, None)
+        ids.append(run.id)
+    rows = [(store.get_run(i), store.get_steps(i)) for i in reversed(ids)]
+    now = datetime.now(UTC)
+    full = runs_table(rows, now)
+    assert full[0].split()[-1] == "OK/FAILED/SKIPPED/CANCELLED" and len(full[0]) > 80
+    assert runs_table(rows, now, width=200) == full  # a wide terminal gets the piped table
+    narrow = runs_table(rows, now, width=80)
+    assert all(len(line) <= 80 for line in narrow), narrow
+    assert narrow[0].split() == ["RUN", "WORKFLOW", "STATUS", "STARTED", "TOOK", "✓/✗/⊘/■"]
+    assert [line.split()[0] for line in narrow[1:]] == list(reversed(ids))  # ids whole
+    assert narrow[1].split()[1] == "lint" and narrow[2].split()[1].startswith("approve-and")
+    assert narrow[2].split()[1].endswith("…")
+    started = narrow[1].split()[3:5]
+    assert len(started[0]) == 5 and len(started[1]) == 5  # MM-DD HH:MM
+    assert narrow[1].split()[-1] == "0/0/0/0"
+
+
 def test_runs_json_is_machine_readable(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, run_id = start(capsys, "build")
     code, out, _ = cli(capsys, "runs", "--json")

@@ -129,13 +129,22 @@ def runs_table(
     now: datetime | None = None,
     width: int | None = None,
 ) -> list[str]:
-    """One aligned line per run: id, workflow, status, started, duration, steps ok/failed/skipped,
-    then USAGE (tokens · cost) when some run reported any — the column dropped first when the
-    table is wider than `width` (the terminal's; None: never dropped)."""
+    """One aligned line per run: id, workflow, status, started, duration, steps ok/failed/skipped/
+    cancelled, then USAGE (tokens · cost) when some run reported any.
+
+    Wider than `width` (the terminal's; None: piped, every column in full), the table gives way
+    one step at a time until it fits, so that an 80-column terminal does not wrap each run over
+    two lines: USAGE goes, then the start loses its year and seconds, then the headers of the
+    duration and the step counts shorten (TOOK, the dashboard's ✓/✗/⊘/■), then long workflow
+    names are cut with "…". Run ids stay whole:
+    every command takes the full id."""
     rows = []
     usages = []
+    starts = []
     for run, steps in runs:
         counts = step_counts(steps)
+        moment = parse_time(run.started_at)
+        starts.append(moment.astimezone() if moment else None)
         rows.append(
             [
                 run.id,
@@ -151,9 +160,35 @@ def runs_table(
     if any(usages):
         cells = [[*r, u.short() if u else ""] for r, u in zip(rows, usages, strict=True)]
         with_usage = _table([*header, "USAGE"], cells)
-        if width is None or max(len(line) for line in with_usage) <= width:
+        if _fits(with_usage, width):
             return with_usage
-    return _table(header, rows)
+    table = _table(header, rows)
+    if width is None or _fits(table, width):
+        return table
+    for row, start in zip(rows, starts, strict=True):
+        row[3] = start.strftime("%m-%d %H:%M") if start else "-"
+    table = _table(header, rows)
+    if _fits(table, width):
+        return table
+    header[4:6] = ["TOOK", "✓/✗/⊘/■"]  # the step counts as the dashboard shows them
+    table = _table(header, rows)
+    over = max(len(line) for line in table) - width
+    longest = max(len(row[1]) for row in rows)
+    if over > 0:
+        room = max(_MIN_NAME, longest - over, len(header[1]))
+        for row in rows:
+            if len(row[1]) > room:
+                row[1] = row[1][: room - 1] + "…"
+        table = _table(header, rows)
+    return table
+
+
+#: A workflow name is never cut shorter than this (then the terminal wraps the line instead).
+_MIN_NAME = 8
+
+
+def _fits(table: list[str], width: int | None) -> bool:
+    return width is None or max(len(line) for line in table) <= width
 
 
 def _usage_json(usage: Usage | None) -> dict[str, int | float] | None:

@@ -14,6 +14,7 @@ from textual.widget import Widget
 
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
+from tests.tui.conftest import wait_for
 
 # Five inputs, each with a description: taller than 24 rows.
 MANY_INPUTS = parse_workflow(
@@ -58,9 +59,9 @@ async def test_the_inputs_forms_buttons_stay_on_screen_and_its_last_field_can_be
         screen = app.screen
         assert _inside(screen.query_one("#run"), size) and _inside(screen.query_one("#cancel"), size)
         last = screen.query_one("#input-4")
-        last.focus()
-        await pilot.pause()
-        assert screen.query_one(VerticalScroll).region.contains_region(last.region)
+        last.focus()  # scrolled into view (smoothly: wait for it to settle)
+        fields = screen.query_one(VerticalScroll)
+        await wait_for(pilot, lambda: fields.region.contains_region(last.region), what="last field in view")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (80, 16)])
@@ -75,5 +76,5 @@ async def test_the_gate_dialogs_buttons_stay_on_screen_with_a_long_prompt_and_ma
         assert _inside(screen.query_one(f"#{intent}"), size) and _inside(screen.query_one("#close"), size)
         note = screen.query_one("#note")
         note.focus()
-        await pilot.pause()
-        assert screen.query_one(VerticalScroll).region.contains_region(note.region)
+        fields = screen.query_one(VerticalScroll)
+        await wait_for(pilot, lambda: fields.region.contains_region(note.region), what="note in view")

@@ -63,6 +63,24 @@ def test_the_inbox_lists_every_waiting_gate_with_its_wait_and_countdown(
     assert "    Ship the build?  [options: fast (Fast lane), careful (Careful rollout)]" in lines
 
 
+def test_on_an_80_column_terminal_each_gate_is_one_line_with_its_run_below_it(
+    two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runkon_flow.cli import gates
+
+    first, second = two_waiting
+    monkeypatch.setattr(gates, "terminal_width", lambda: 80)
+    code, out, _ = cli(capsys, "gates")
+    lines = out.splitlines()
+    assert code == 0 and all(len(line) <= 80 for line in lines), lines
+    assert lines[1].split()[-1] == "IN"  # no RUN column
+    assert [line.strip() for line in lines if line.startswith("    run ")] == [
+        f"run {first.run_id}",
+        f"run {second.run_id}",
+    ]
+    assert "    Ship the build?  [options: fast (Fast lane), careful (Careful rollout)]" in lines
+
+
 def test_the_inbox_as_json_counts_down_to_the_timeout(
     two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
 ) -> None:

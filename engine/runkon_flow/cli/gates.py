@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals, WaitingGate
-from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err
+from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err, terminal_width
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.humanize import format_duration
@@ -154,16 +154,23 @@ def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namesp
         run = g.run_id + ("" if held[g.run_id] else " (interrupted: resume it first)")
         rows.append((g.step_id, g.workflow_name, g.gate_name, waited, countdown(g, now), run))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    width = terminal_width()
+    # Two whole ids do not fit beside the rest on 80 columns: the run goes under its gate, with
+    # the prompt, instead of every gate wrapping over two lines. Piped output keeps the column.
+    run_below = width is not None and sum(widths) + 2 * 5 + max(len(r[5]) for r in rows) > width
     for i, row in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+        line = "  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True))
+        print(line.rstrip() if run_below else line + "  " + row[5])
         gate = gates[i - 1] if i else None
+        if gate is not None and run_below:
+            print(f"    run {row[5]}")
         if gate is not None and (gate.prompt or gate.options):
             options = ", ".join(
                 o.value if o.label == o.value else f"{o.value} ({o.label})" for o in gate.options
             )
             detail = (gate.prompt or "") + (f"  [options: {options}]" if options else "")
             print(f"    {detail.strip()}")
-    print("answer: runkon-flow gates approve|reject STEP_ID… [--note TEXT]  (or --all with filters)")
+    print("answer: runkon-flow gates approve|reject STEP_ID… [--note TEXT]  (or --all)")
     return EXIT_OK
 
 

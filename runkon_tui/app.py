@@ -477,7 +477,10 @@ class RunkonApp(App[int]):
             self._apply_changes(changes)
 
     def _shutting_down(self) -> bool:
-        return self._exiting or self._closing or self._closed
+        # `_running` goes False first: Textual then prunes the screens (children before their
+        # parents) while queued messages may still be handled — a report then found the log pane
+        # without its log view (seen once at the end of an attached cluster run's test).
+        return self._exiting or self._closing or self._closed or not self._running
 
     def _apply_changes(self, changes: Changes) -> None:
         if self._shutting_down():

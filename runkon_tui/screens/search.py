@@ -27,7 +27,7 @@ from textual.widgets.option_list import Option
 
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.log_pane import TextSource, display_lines
-from runkon_tui.widgets.markup import esc, tone_text
+from runkon_tui.widgets.markup import esc, theme_color, tone_text
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
@@ -70,7 +70,7 @@ def _hit_text(app: object, hit: Hit) -> Text:
     line = hit.text
     if line.isprintable():
         body = Text(line)
-        accent = getattr(app, "theme_variables", {}).get("warning")
+        accent = theme_color(app, "warning")
         for start, end in hit.spans:
             body.stylize(Style(bold=True, color=accent) if accent else Style(bold=True), start, end)
     else:

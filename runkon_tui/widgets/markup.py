@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.color import Color as RichColor
 from rich.style import Style
 from rich.text import Text
+from textual.color import Color, ColorParseError
 
 from runkon_tui.status import tone
 
@@ -47,8 +49,22 @@ def set_text(widget: Any, text: str, *, fixed_height: bool = False) -> bool:
     return True
 
 
+def theme_color(app: Any, variable: str) -> RichColor | None:
+    """The current theme's colour `variable` (`success`, `warning`, …) as a Rich colour, for Rich
+    renderables. Parsed by Textual, not Rich: the ANSI themes' values (`ansi_green`) are not Rich
+    colour names, and Rich refused them (the runs screen never filled under `ansi-dark`). None
+    when the theme has no such colour or one that is not a plain colour."""
+    value = getattr(app, "theme_variables", {}).get(variable)
+    if not value:
+        return None
+    try:
+        return Color.parse(value).rich_color
+    except ColorParseError:
+        return None
+
+
 def tone_text(app: Any, status: str, text: str) -> Text:
     """A Rich Text in the current theme's colour for `status` (for widgets such as DataTable that
     take Rich renderables, where Content's $variables are not available)."""
-    color = getattr(app, "theme_variables", {}).get(TONE_VAR[tone(status)].lstrip("$"))
+    color = theme_color(app, TONE_VAR[tone(status)].lstrip("$"))
     return Text(text, style=Style(color=color) if color else "")

@@ -101,9 +101,9 @@ def step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
     }
 
 
-def _local(text: str | None) -> str:
+def _local(text: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     moment = parse_time(text)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+    return moment.astimezone().strftime(fmt) if moment else "-"
 
 
 def _duration_text(seconds: float | None) -> str:
@@ -136,15 +136,11 @@ def runs_table(
     one step at a time until it fits, so that an 80-column terminal does not wrap each run over
     two lines: USAGE goes, then the start loses its year and seconds, then the headers of the
     duration and the step counts shorten (TOOK, the dashboard's ✓/✗/⊘/■), then long workflow
-    names are cut with "…". Run ids stay whole:
-    every command takes the full id."""
+    names are cut with "…". Run ids stay whole: every command takes the full id."""
     rows = []
     usages = []
-    starts = []
     for run, steps in runs:
         counts = step_counts(steps)
-        moment = parse_time(run.started_at)
-        starts.append(moment.astimezone() if moment else None)
         rows.append(
             [
                 run.id,
@@ -160,22 +156,21 @@ def runs_table(
     if any(usages):
         cells = [[*r, u.short() if u else ""] for r, u in zip(rows, usages, strict=True)]
         with_usage = _table([*header, "USAGE"], cells)
-        if _fits(with_usage, width):
+        if width is None or _fits(with_usage, width):
             return with_usage
     table = _table(header, rows)
     if width is None or _fits(table, width):
         return table
-    for row, start in zip(rows, starts, strict=True):
-        row[3] = start.strftime("%m-%d %H:%M") if start else "-"
+    for row, (run, _) in zip(rows, runs, strict=True):
+        row[3] = _local(run.started_at, "%m-%d %H:%M")
     table = _table(header, rows)
     if _fits(table, width):
         return table
     header[4:6] = ["TOOK", "✓/✗/⊘/■"]  # the step counts as the dashboard shows them
     table = _table(header, rows)
     over = max(len(line) for line in table) - width
-    longest = max(len(row[1]) for row in rows)
     if over > 0:
-        room = max(_MIN_NAME, longest - over, len(header[1]))
+        room = max(_MIN_NAME, max(len(row[1]) for row in rows) - over)
         for row in rows:
             if len(row[1]) > room:
                 row[1] = row[1][: room - 1] + "…"
@@ -187,8 +182,8 @@ def runs_table(
 _MIN_NAME = 8
 
 
-def _fits(table: list[str], width: int | None) -> bool:
-    return width is None or max(len(line) for line in table) <= width
+def _fits(table: list[str], width: int) -> bool:
+    return max(len(line) for line in table) <= width
 
 
 def _usage_json(usage: Usage | None) -> dict[str, int | float] | None:

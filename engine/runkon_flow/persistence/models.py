@@ -396,17 +396,19 @@ PACKED_EVENTS = "events"
 ZIPPED_EVENTS = "events.z"
 
 
-_MAX_COUNT_DIGITS = 18  # what a 64-bit integer column always holds
+#: The most digits a zipped row's event count may have (a 64-bit integer always holds them);
+#: the stores' SQL counts by the same rule (`events_in_row`).
+ZIPPED_COUNT_DIGITS = 18
 
 
 def events_in_row(kind: str, event_run_id: str, payload: str) -> int:
-    """How many events a stored row holds. A zipped row whose count is not 1–18 ASCII digits (made
-    by hand, or damaged) counts as one, in every store's SQL too."""
+    """How many events a stored row holds. A zipped row whose count is not 1 to `ZIPPED_COUNT_DIGITS`
+    ASCII digits (made by hand, or damaged) counts as one, in every store's SQL too."""
     if kind == PACKED_EVENTS:
         return payload.count("\n") + 1
     if kind == ZIPPED_EVENTS:
-        digits = event_run_id.isascii() and event_run_id.isdigit() and len(event_run_id) <= _MAX_COUNT_DIGITS
-        return int(event_run_id) if digits else 1
+        count = event_run_id
+        return int(count) if count.isascii() and count.isdigit() and len(count) <= ZIPPED_COUNT_DIGITS else 1
     return 1
 
 

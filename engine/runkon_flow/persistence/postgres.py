@@ -42,6 +42,7 @@ from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.models import (
     PACKED_EVENTS,
+    ZIPPED_COUNT_DIGITS,
     ZIPPED_EVENTS,
     DeletedRuns,
     FanOutItemRow,
@@ -173,7 +174,7 @@ _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
 _EVENTS_IN_ROW = (
     f"CASE kind WHEN '{PACKED_EVENTS}' "
     "THEN length(payload) - length(replace(payload, chr(10), '')) + 1 "
-    f"WHEN '{ZIPPED_EVENTS}' THEN CASE WHEN event_run_id ~ '^[0-9]{{1,18}}$' "
+    f"WHEN '{ZIPPED_EVENTS}' THEN CASE WHEN event_run_id ~ '^[0-9]{{1,{ZIPPED_COUNT_DIGITS}}}$' "
     "THEN CAST(event_run_id AS BIGINT) ELSE 1 END ELSE 1 END"
 )
 _EVENT_INSERT = (

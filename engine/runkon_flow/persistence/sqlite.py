@@ -31,6 +31,7 @@ from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.foreign import check_runkon_file
 from runkon_flow.persistence.models import (
     PACKED_EVENTS,
+    ZIPPED_COUNT_DIGITS,
     ZIPPED_EVENTS,
     DeletedRuns,
     FanOutItemRow,
@@ -131,7 +132,8 @@ _EVENTS_IN_ROW = (
     f"CASE kind WHEN '{PACKED_EVENTS}' "
     "THEN length(payload) - length(replace(payload, char(10), '')) + 1 "
     f"WHEN '{ZIPPED_EVENTS}' THEN CASE WHEN event_run_id GLOB '[0-9]*' AND event_run_id NOT GLOB '*[^0-9]*' "
-    "AND length(event_run_id) <= 18 THEN CAST(event_run_id AS INTEGER) ELSE 1 END ELSE 1 END"
+    f"AND length(event_run_id) <= {ZIPPED_COUNT_DIGITS} THEN CAST(event_run_id AS INTEGER) ELSE 1 END "
+    "ELSE 1 END"
 )
 _EVENT_INSERT = "INSERT INTO workflow_run_events (run_id, seq, ts, event_run_id, kind, payload) VALUES "
 

@@ -468,9 +468,9 @@ async def test_hot_reload_updates_the_tree_and_keeps_the_last_good_definition(tm
 
 
 async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
-    from tests.tui.test_snapshots import _history_store
+    from tests.tui.history import history_store
 
-    app = make_app(store=_history_store())
+    app = make_app(store=history_store())
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("h")

@@ -8,13 +8,10 @@ checking the new pictures.
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import (
-    FanOutItemStatus,
-    FanOutItemUpdate,
     NewRun,
     NewStep,
     RunStatus,
@@ -25,6 +22,7 @@ from textual.pilot import Pilot
 
 from tests.tui import scenarios
 from tests.tui.conftest import feed, make_app, wait_for
+from tests.tui.history import history_store
 
 WIDE = (120, 40)
 
@@ -85,39 +83,6 @@ def test_failed_run_jump_to_first_failure(snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=WIDE, run_before=run_before)
 
 
-def _history_store() -> InMemoryStore:
-    ticks = itertools.count()
-
-    def clock() -> datetime:
-        return datetime.fromtimestamp(scenarios.T0 + 7 * next(ticks), UTC)
-
-    store = InMemoryStore(clock=clock)
-    for n, (name, status, error) in enumerate(
-        [
-            ("review-pr", RunStatus.COMPLETED, None),
-            ("nightly", RunStatus.FAILED, "step 'workflow:review-one' failed"),
-            ("review-pr", RunStatus.CANCELLED, None),
-        ]
-    ):
-        run = store.create_run(
-            NewRun(workflow_name=name, run_id=f"01HZZHISTORY{n:014d}", inputs={"pr": "42"})
-        )
-        ok = store.insert_step(NewStep(run.id, "resolve-base", retry_count=0, position=0))
-        store.update_step(ok, StepUpdate.completed(0, result_text="done"))
-        if status is RunStatus.FAILED:
-            bad = store.insert_step(NewStep(run.id, "detect-file-types", retry_count=0, position=1))
-            store.update_step(bad, StepUpdate.failed(0, "agent exited with code 2"))
-        if name == "review-pr":
-            fan = store.insert_step(
-                NewStep(run.id, "foreach:review-items", role="foreach", retry_count=0, position=5)
-            )
-            ids = store.insert_fan_out_items(fan, [("item", f"file-{i:03d}", "", {}) for i in range(8)])
-            done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
-            store.batch_update_fan_out_items([(i, done) for i in ids[:5]])
-        store.update_run_status(run.id, status, None, error)
-    return store
-
-
 def test_runs_screen(snap_compare) -> None:
     async def run_before(pilot: Pilot) -> None:
         await pilot.pause()
@@ -126,7 +91,7 @@ def test_runs_screen(snap_compare) -> None:
         await pilot.wait_for_scheduled_animations()
         await pilot.pause()
 
-    app = make_app(store=_history_store())
+    app = make_app(store=history_store())
     assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
 
 
@@ -161,7 +126,7 @@ def test_small_runs_screen(snap_compare) -> None:
         await pilot.wait_for_scheduled_animations()
         await pilot.pause()
 
-    assert snap_compare(make_app(store=_history_store()), terminal_size=SMALL, run_before=run_before)
+    assert snap_compare(make_app(store=history_store()), terminal_size=SMALL, run_before=run_before)
 
 
 def _inputs_form(pilot: Pilot):  # type: ignore[no-untyped-def]

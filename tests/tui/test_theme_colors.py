@@ -9,7 +9,7 @@ from rich.color import Color as RichColor
 from runkon_tui.screens.runs import RunsScreen
 from runkon_tui.widgets.markup import theme_color, tone_text
 from tests.tui.conftest import make_app, wait_for
-from tests.tui.test_snapshots import _history_store
+from tests.tui.history import history_store
 
 
 async def test_every_theme_gives_the_tones_a_rich_colour() -> None:
@@ -27,7 +27,7 @@ async def test_every_theme_gives_the_tones_a_rich_colour() -> None:
 
 @pytest.mark.parametrize("theme", ["ansi-dark", "ansi-light"])
 async def test_the_runs_screen_fills_under_the_ansi_themes(theme: str) -> None:
-    app = make_app(store=_history_store(), theme=theme)
+    app = make_app(store=history_store(), theme=theme)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("h")

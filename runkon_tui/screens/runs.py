@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.observe.counts import row_step_counts
-from runkon_flow.observe.liveness import display_status, lease_end, lease_is_live, run_seconds
+from runkon_flow.observe.liveness import (
+    display_status,
+    lease_end,
+    lease_is_live,
+    local_time,
+    run_seconds,
+)
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from runkon_flow.usage import Usage
 from textual import work
@@ -156,7 +162,7 @@ class RunsScreen(Screen[None]):
                 tone_text(self.app, status, f"{glyph(status)} {status}"),
                 Text(run.workflow_name),
                 Text(short_id(run.id) if narrow else run.id),
-                Text((run.started_at or "")[5 if narrow else 0 : 16 if narrow else 19].replace("T", " ")),
+                Text(local_time(run.started_at, "%m-%d %H:%M" if narrow else "%Y-%m-%d %H:%M:%S", "")),
                 Text(duration),
                 counts,
             ]

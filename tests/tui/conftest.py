@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,26 @@ def release(folder: Path, *items: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings never touch the real home directory; relative fixture paths resolve."""
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Settings never touch the real home directory; relative fixture paths resolve; times show in
+    UTC, so the screens (which show local time) look the same on every developer's machine."""
     monkeypatch.setenv("RUNKON_TUI_CONFIG", str(tmp_path / "settings" / "tui.yaml"))
     monkeypatch.delenv("RUNKON_THEMES_DIR", raising=False)
     monkeypatch.chdir(REPO)
+    had = os.environ.get("TZ")
+    use_zone(monkeypatch, "UTC")
+    yield
+    if had is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = had
+    time.tzset()
+
+
+def use_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    """Show times in `zone` (the C library's local time too) until the test ends."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
 
 
 def fixed_store_clock() -> datetime:

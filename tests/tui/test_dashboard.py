@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 
+import pytest
 import yaml
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
@@ -485,6 +487,34 @@ async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
         assert {sv.status for sv in failed.values()} == {"completed", "failed"}
         assert main_screen(app).check_action("resume_run", ()) is True
         assert app.summary() == ""  # nothing ran in this session
+
+
+@pytest.mark.parametrize(("width", "fmt"), [(120, "%Y-%m-%d %H:%M:%S"), (80, "%m-%d %H:%M")])
+async def test_the_runs_screen_shows_start_times_on_the_readers_clock(
+    monkeypatch: pytest.MonkeyPatch, width: int, fmt: str
+) -> None:
+    """The store keeps UTC; a person in Kolkata (UTC+5:30) reads Kolkata time, as `runkon-flow runs`
+    shows it — not the stored UTC text cut short."""
+    from zoneinfo import ZoneInfo
+
+    from textual.widgets import DataTable
+
+    from tests.tui.conftest import use_zone
+    from tests.tui.history import history_store
+
+    use_zone(monkeypatch, "Asia/Kolkata")
+    store = history_store()
+    app = make_app(store=store)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        table = app.screen.query_one(DataTable)
+        for run in store.list_runs():
+            stored = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))  # type: ignore[union-attr]
+            wanted = stored.astimezone(ZoneInfo("Asia/Kolkata")).strftime(fmt)
+            assert wanted != stored.strftime(fmt)
+            assert str(table.get_row(run.id)[3]) == wanted, run.id
 
 
 async def test_an_unusable_store_is_reported_and_the_dashboard_runs_on(tmp_path: Path) -> None:

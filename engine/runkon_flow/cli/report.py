@@ -101,11 +101,6 @@ def step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
     }
 
 
-def _local(text: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    moment = parse_time(text)
-    return moment.astimezone().strftime(fmt) if moment else "-"
-
-
 def _duration_text(seconds: float | None) -> str:
     return format_duration(seconds) if seconds is not None else "-"
 
@@ -146,7 +141,7 @@ def runs_table(
                 run.id,
                 run.workflow_name,
                 display_status(run, now),
-                _local(run.started_at),
+                liveness.local_time(run.started_at),
                 _duration_text(run_duration(run, steps, now)),
                 f"{counts['ok']}/{counts['failed']}/{counts['skipped']}/{counts['cancelled']}",
             ]
@@ -162,7 +157,7 @@ def runs_table(
     if width is None or _fits(table, width):
         return table
     for row, (run, _) in zip(rows, runs, strict=True):
-        row[3] = _local(run.started_at, "%m-%d %H:%M")
+        row[3] = liveness.local_time(run.started_at, "%m-%d %H:%M")
     table = _table(header, rows)
     if _fits(table, width):
         return table
@@ -358,7 +353,7 @@ def _gate_decisions(steps: list[WorkflowRunStep]) -> list[str]:
             raw = json.loads(step.gate_selections) if step.gate_selections else []
             chosen = [str(c) for c in raw] if isinstance(raw, list) else []
         approved = StepStatus(step.status) is StepStatus.COMPLETED
-        at = _local(step.gate_approved_at) if step.gate_approved_at else None
+        at = liveness.local_time(step.gate_approved_at) if step.gate_approved_at else None
         decision = gate_decision(approved, step.gate_approved_by, chosen, step.gate_feedback, at)
         lines.append(f"  {step.step_name}: {decision}")
     return ["", "gates", *lines] if lines else []
@@ -386,9 +381,9 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
             f"rerun of  {run.rerun_of} from step {run.rerun_from} "
             f"({reused} step{'' if reused == 1 else 's'} reused)"
         )
-    lines.append(f"started   {_local(run.started_at)}")
+    lines.append(f"started   {liveness.local_time(run.started_at)}")
     if run.ended_at:
-        lines.append(f"ended     {_local(run.ended_at)}")
+        lines.append(f"ended     {liveness.local_time(run.ended_at)}")
     elif status == liveness.INTERRUPTED:
         stop = liveness.stopped_at(run, steps)
         if stop is not None:

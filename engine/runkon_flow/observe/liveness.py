@@ -28,6 +28,7 @@ __all__ = [
     "display_status",
     "lease_end",
     "lease_is_live",
+    "local_time",
     "run_end",
     "run_seconds",
     "step_seconds",
@@ -51,6 +52,13 @@ def utc_moment(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def local_time(text: str | None, fmt: str = "%Y-%m-%d %H:%M:%S", missing: str = "-") -> str:
+    """A stored UTC time in the reader's own zone: the CLI and the dashboard show the same clock
+    a person sees on the wall, never the store's UTC; `missing` when absent or unreadable."""
+    moment = utc_moment(text)
+    return moment.astimezone().strftime(fmt) if moment is not None else missing
 
 
 def utc_seconds(text: str | None) -> float | None:

@@ -60,6 +60,7 @@ from runkon_tui.session import (
 from runkon_tui.terminal import hung_up
 from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
 from runkon_tui.toasts import Toast, ToastHold
+from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:  # the first frame needs only the main screen: the others load when shown
     from runkon_tui.follow import StoreFollower
@@ -117,7 +118,7 @@ class CatalogLoaded(Message):
 # --------------------------------------------------------------------------- the app
 
 
-class RunkonApp(App[int]):
+class RunkonApp(ShowsWorkerFailures, App[int]):
     """The dashboard. `host` is the engine host (a Workspace); None means browse-only."""
 
     TITLE = "runkon"
@@ -214,8 +215,7 @@ class RunkonApp(App[int]):
             self.set_keymap(self.config.keymap)
         config_errors = [self.config.error] if self.config.error else []
         for problem in [*self.startup_problems, *theme_errors, *config_errors]:
-            self.view.note(problem, "error")
-            self.notify(problem, severity="error", timeout=8)
+            self.report_problem(problem)
         for entry in self.catalog:
             if entry.error is not None:
                 self.view.note(entry.error.render(), "error")
@@ -256,8 +256,7 @@ class RunkonApp(App[int]):
             return
         problems = deferred.problems if deferred.built else ["engine unavailable: it failed to start"]
         for problem in problems:
-            self.view.note(problem, "error")
-            self.notify(problem, severity="error", timeout=8)
+            self.report_problem(problem)
         screen = self.main_screen
         if problems and screen is not None and screen.is_mounted:
             self.drain()
@@ -475,6 +474,14 @@ class RunkonApp(App[int]):
         if changes:
             self._painted_wall, self._painted_cpu = wall, cpu
             self._apply_changes(changes)
+
+    def report_problem(self, text: str) -> None:
+        """A toast and a line in the errors log: what went wrong, while the dashboard runs on.
+        Also during `on_mount` (startup problems), before Textual counts the app as running."""
+        if self._shutting_down() and self.is_mounted:
+            return
+        self.view.note(text, "error")
+        self.notify(text, severity="error", timeout=8)
 
     def _shutting_down(self) -> bool:
         # `_running` goes False first: Textual then prunes the screens (children before their
@@ -816,7 +823,13 @@ class RunkonApp(App[int]):
             self.post_message(CatalogLoaded(result, paths))
 
         self._watcher = WorkflowWatcher(self.dirs, changed)
-        self.run_worker(self._watcher.run, thread=True, group="watcher", exit_on_error=False)
+        self.run_worker(
+            self._watcher.run,
+            thread=True,
+            group="watcher",
+            name="watch the workflow files",
+            exit_on_error=False,
+        )
 
     def on_catalog_loaded(self, message: CatalogLoaded) -> None:
         diff = self.catalog.merge(message.result)

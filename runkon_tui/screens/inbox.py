@@ -26,6 +26,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 from runkon_tui.screens.gate import GateChoices, GateDecision
 from runkon_tui.status import short_id
 from runkon_tui.widgets.markup import esc, tone_text
+from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
@@ -131,7 +132,7 @@ class BatchNoteScreen(ModalScreen[GateDecision | None]):
         self.dismiss(None)
 
 
-class GateInboxScreen(Screen[None]):
+class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     GateInboxScreen #inbox-title { height: 1; background: $panel; padding: 0 1; }
     GateInboxScreen DataTable { height: 1fr; }
@@ -171,13 +172,17 @@ class GateInboxScreen(Screen[None]):
         self._load()
         self.set_interval(REFRESH_S, self._load, name="inbox-refresh")
 
-    @work(thread=True, exclusive=True, group="inbox")
+    @work(thread=True, exclusive=True, group="inbox", name="read the gate inbox", exit_on_error=False)
     def _load(self) -> None:
         try:
             gates, error = GateApprovals(self.rapp.store).inbox(), None
         except Exception as exc:  # an unreadable store is shown, never fatal
             gates, error = [], f"cannot read the waiting gates: {exc}"
         self.app.call_from_thread(self._fill, gates, error)
+
+    def worker_failed(self, text: str) -> None:
+        super().worker_failed(text)
+        self.query_one("#inbox-status", Static).update(f"[$error]{esc(text)}[/]")
 
     def _fill(self, gates: list[WaitingGate], error: str | None) -> None:
         self.gates = gates
@@ -282,7 +287,7 @@ class GateInboxScreen(Screen[None]):
                 done = [Decision(i, None, str(exc)) for i in ids]
             self.app.call_from_thread(self._decided, done, decision.approved)
 
-        self.run_worker(job, thread=True, group="inbox-decide", exit_on_error=False)
+        self.run_worker(job, thread=True, group="inbox-decide", name="decide the gates", exit_on_error=False)
 
     def _decided(self, decisions: list[Decision], approved: bool) -> None:
         ok = [d for d in decisions if d.gate is not None]

@@ -32,6 +32,7 @@ from runkon_tui.widgets.item_detail import ItemDetail
 from runkon_tui.widgets.log_pane import BufferSource, LogPane, OutputSource, TextSource
 from runkon_tui.widgets.markup import esc, set_text
 from runkon_tui.widgets.workflow_list import WorkflowList
+from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
@@ -133,7 +134,7 @@ def _same_key(a: FooterKey, b: FooterKey) -> bool:
     return (a.key, a.key_display, a.description, a.action) == (b.key, b.key_display, b.description, b.action)
 
 
-class MainScreen(Screen[None]):
+class MainScreen(ShowsWorkerFailures, Screen[None]):
     ALLOW_IN_MAXIMIZED_VIEW = "Footer, #top"
 
     # Structure only; the look (borders, widths) is in themes/runkon.tcss.
@@ -441,7 +442,14 @@ class MainScreen(Screen[None]):
                 error = str(exc)
             self.post_message(self.EstimatesRead((workflow, run_id), estimates, error))
 
-        self.run_worker(read, thread=True, group="estimates", exclusive=True, exit_on_error=False)
+        self.run_worker(
+            read,
+            thread=True,
+            group="estimates",
+            name="read the estimates",
+            exclusive=True,
+            exit_on_error=False,
+        )
 
     def on_main_screen_estimates_read(self, message: EstimatesRead) -> None:
         if message.key != self._estimates_key:

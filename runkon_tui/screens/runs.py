@@ -31,6 +31,7 @@ from textual.widgets._toast import ToastRack
 
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, tone_text
+from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
@@ -71,7 +72,7 @@ def holder_text(run: WorkflowRun) -> str:
     return who + left
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(ShowsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     RunsScreen #runs-title { height: 1; background: $panel; padding: 0 1; }
     RunsScreen DataTable { height: 1fr; }
@@ -119,7 +120,7 @@ class RunsScreen(Screen[None]):
         self.query_one("#runs-status", Static).update("loading…")
         self._load()
 
-    @work(thread=True, exclusive=True, group="runs")
+    @work(thread=True, exclusive=True, group="runs", name="list the runs", exit_on_error=False)
     def _load(self) -> None:
         store = self.rapp.store
         try:
@@ -134,6 +135,10 @@ class RunsScreen(Screen[None]):
         except Exception as exc:  # an unreadable store is shown, never fatal
             rows, error = [], f"cannot read the run history: {exc}"
         self.app.call_from_thread(self._fill, rows, error)
+
+    def worker_failed(self, text: str) -> None:
+        super().worker_failed(text)
+        self.query_one("#runs-status", Static).update(f"[$error]{esc(text)}[/] · g tries again")
 
     def _fill(self, rows: list[RunRow], error: str | None) -> None:
         self.rows = rows

@@ -28,6 +28,7 @@ from textual.widgets.option_list import Option
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.log_pane import TextSource, display_lines
 from runkon_tui.widgets.markup import esc, theme_color, tone_text
+from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
@@ -78,7 +79,7 @@ def _hit_text(app: object, hit: Hit) -> Text:
     return text + body
 
 
-class SearchScreen(Screen[SearchHit | None]):
+class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
     DEFAULT_CSS = """
     SearchScreen #search-title { height: 1; background: $panel; padding: 0 1; }
     SearchScreen #search-input { margin: 0 0; }
@@ -136,7 +137,7 @@ class SearchScreen(Screen[SearchHit | None]):
         self._status(f"searching for {esc(pattern)}…")
         self._search(self.run_id, regex, pattern)
 
-    @work(thread=True, exclusive=True, group="search")
+    @work(thread=True, exclusive=True, group="search", name="search the run", exit_on_error=False)
     def _search(self, run_id: str, regex: object, pattern: str) -> None:
         store = self.rapp.store
         try:
@@ -148,6 +149,11 @@ class SearchScreen(Screen[SearchHit | None]):
         except Exception as exc:  # an unreadable store is shown, never fatal
             result, error = None, f"cannot search the run: {exc}"
         self.app.call_from_thread(self._fill, pattern, result, error)
+
+    def worker_failed(self, text: str) -> None:
+        super().worker_failed(text)
+        self.searching = False
+        self._status(f"[$error]{esc(text)}[/]")
 
     def _fill(self, pattern: str, result: SearchResult | None, error: str | None) -> None:
         self.searching = False

@@ -1,0 +1,38 @@
+"""A worker's unexpected failure is shown, never fatal.
+
+Textual's default for a failed worker is to close the whole app — with a hosted run inside it —
+and to print the traceback only after the terminal is restored. Every worker of the dashboard is
+started with `exit_on_error=False`, so the failure must be reported here instead: a toast and a
+line in the errors log (`e`), naming what failed; the screen that started the job also says it on
+its own status line. Textual's log (`textual console`) still receives the traceback."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from textual.worker import Worker, WorkerState
+
+
+class _ReportsProblems(Protocol):
+    def report_problem(self, text: str) -> None: ...
+
+
+def failure_text(worker: Worker[object]) -> str:
+    """`could not list the runs: ValueError: …` — what the worker was for, then the error."""
+    error = worker.error
+    what = worker.name or worker.group
+    detail = f"{type(error).__name__}: {error}" if error is not None else "it failed"
+    return f"could not {what}: {detail}"
+
+
+class ShowsWorkerFailures:
+    """Mixin for the app and the screens that start workers: reports a failed one."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.worker_failed(failure_text(event.worker))
+
+    def worker_failed(self, text: str) -> None:
+        """Screens extend this to show `text` where the missing result would have been."""
+        app: _ReportsProblems = self.app  # type: ignore[attr-defined]
+        app.report_problem(text)

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.text import Text
 from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.observe.counts import row_step_counts
@@ -37,9 +38,10 @@ if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
 
 RUNS_LIMIT = 200
-COLUMNS = ("", "workflow", "run id", "started", "duration", "steps", "held by", "error")
+COLUMNS = ("", "workflow", "run id", "started", "duration", "steps")  # then those some run fills
 WIDE = 120  # narrower: short run ids and dates, and no usage column (the first to go)
 RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.NEEDS_RESUME)
+MIN_ERROR_WIDTH = 12  # narrower than this, the error scrolls sideways rather than say nothing
 REFRESH_S = 1.0  # live status and holders of runs other processes execute
 
 
@@ -91,6 +93,8 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         self.rows: list[RunRow] = []
         self.error: str | None = None
         self._columns: tuple[str, ...] = ()
+        self._filled: set[str] = set()  # the optional columns some listed run has a value for
+        self._narrow = False  # what the cells were made for
 
     @property
     def rapp(self) -> RunkonApp:
@@ -145,7 +149,10 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         self.error = error
         table = self.query_one(DataTable)
         keep = table.cursor_row
-        narrow = self.size.width < WIDE  # 80 columns: the run id's tail and a short date keep room for names
+        # 80 columns: the run id's tail and a short date keep room for names
+        self._narrow = narrow = self.size.width < WIDE
+        cells = [self._cells(row, narrow) for row in rows]
+        self._filled = {name for row_cells in cells for name, cell in row_cells.items() if cell.plain}
         columns = self._wanted_columns()
         if columns != self._columns:
             self._columns = columns
@@ -153,28 +160,10 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             table.add_columns(*columns)
         else:
             table.clear()
-        with_usage = "usage" in columns
-        for row in rows:
-            run = row.run
-            status = live_status(run)
-            duration = format_duration(row.duration) if row.duration is not None else ""
-            counts = Text(" ").join(
-                tone_text(self.app, s, f"{glyph(s)}{row.counts[s]}")
-                for s in ("completed", "failed", "skipped", "cancelled", "waiting", "running")
-                if row.counts.get(s)
-            )
-            cells = [
-                tone_text(self.app, status, f"{glyph(status)} {status}"),
-                Text(run.workflow_name),
-                Text(short_id(run.id) if narrow else run.id),
-                Text(local_time(run.started_at, "%m-%d %H:%M" if narrow else "%Y-%m-%d %H:%M:%S", "")),
-                Text(duration),
-                counts,
-            ]
-            if with_usage:
-                cells.append(Text(row.usage.short() if row.usage else ""))
-            cells += [Text(holder_text(run)), Text(readable_error(run.error)[:60])]
-            table.add_row(*cells, key=run.id)
+        if "error" in columns:
+            self._fit_errors(cells, columns)
+        for row, row_cells in zip(rows, cells, strict=True):
+            table.add_row(*(row_cells[name] for name in columns), key=row.run.id)
         if keep is not None and rows:
             table.move_cursor(row=min(keep, len(rows) - 1))
         status = self.query_one("#runs-status", Static)
@@ -191,16 +180,52 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         self.refresh_bindings()
         self.call_after_refresh(self.place_toasts)
 
+    def _cells(self, row: RunRow, narrow: bool) -> dict[str, Text]:
+        """One run's cells by column name."""
+        run = row.run
+        status = live_status(run)
+        return {
+            "": tone_text(self.app, status, f"{glyph(status)} {status}"),
+            "workflow": Text(run.workflow_name),
+            "run id": Text(short_id(run.id) if narrow else run.id),
+            "started": Text(local_time(run.started_at, "%m-%d %H:%M" if narrow else "%Y-%m-%d %H:%M:%S", "")),
+            "duration": Text(format_duration(row.duration) if row.duration is not None else ""),
+            "steps": Text(" ").join(
+                tone_text(self.app, s, f"{glyph(s)}{row.counts[s]}")
+                for s in ("completed", "failed", "skipped", "cancelled", "waiting", "running")
+                if row.counts.get(s)
+            ),
+            "usage": Text(row.usage.short() if row.usage else ""),
+            "held by": Text(holder_text(run)),
+            "error": Text(readable_error(run.error)[:60]),
+        }
+
+    def _fit_errors(self, cells: list[dict[str, Text]], columns: tuple[str, ...]) -> None:
+        """Cut the errors (last column) to the room the other columns leave, with `…`, so the
+        table never scrolls sideways: the whole error is one `enter` away, on the run."""
+        used = sum(
+            max(cell_len(name), *(row[name].cell_len for row in cells)) + 2  # a cell's padding
+            for name in columns
+            if name != "error"
+        )
+        room = max(MIN_ERROR_WIDTH, self.size.width - used - 3)  # its padding and the scrollbar
+        for row in cells:
+            row["error"].truncate(room, overflow="ellipsis")
+
     def _wanted_columns(self) -> tuple[str, ...]:
-        """The usage column when some run reported usage and the screen is wide enough: at
-        narrow widths it is the first column to go (names, status and counts matter more)."""
-        if self.size.width >= WIDE and any(row.usage for row in self.rows):
-            return (*COLUMNS[:6], "usage", *COLUMNS[6:])
-        return COLUMNS
+        """The fixed columns, then those some run fills: `held by` while a run is held, `error`
+        when one failed, and `usage` when one reported it and the screen is wide enough (at
+        narrow widths it goes first: names, status and counts matter more). An empty column only
+        pushed the errors off an 80-column screen."""
+        optional = ("usage",) if self.size.width >= WIDE else ()
+        optional += ("held by", "error")
+        return (*COLUMNS, *(name for name in optional if name in self._filled))
 
     def on_resize(self) -> None:
-        if self.rows and self._wanted_columns() != self._columns:
-            self._fill(self.rows, self.error)
+        if self.rows and (
+            self._narrow != (self.size.width < WIDE) or self._wanted_columns() != self._columns
+        ):
+            self._fill(self.rows, self.error)  # short or full run ids and dates, and the usage column
         self.call_after_refresh(self.place_toasts)
 
     def place_toasts(self) -> None:

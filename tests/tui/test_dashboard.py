@@ -517,6 +517,44 @@ async def test_the_runs_screen_shows_start_times_on_the_readers_clock(
             assert str(table.get_row(run.id)[3]) == wanted, run.id
 
 
+async def test_the_runs_screen_shows_held_by_and_error_only_when_some_run_has_them() -> None:
+    """At 80 columns an always-present `held by` column pushed every error off the screen."""
+    from runkon_flow.persistence.models import NewRun, RunStatus
+    from runkon_flow.runtime.lease import new_owner_token
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    done = store.create_run(NewRun(workflow_name="tidy"))
+    store.update_run_status(done.id, RunStatus.COMPLETED, None, None)
+    app = make_app(store=store)
+
+    def columns() -> list[str]:
+        return [str(c.label) for c in app.screen.query_one(DataTable).columns.values()]
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        assert columns() == ["", "workflow", "run id", "started", "duration", "steps"]
+
+        bad = store.create_run(NewRun(workflow_name="deploy"))
+        store.update_run_status(bad.id, RunStatus.FAILED, None, "step 'push' failed")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: len(app.screen.rows) == 2, what="two runs")  # type: ignore[attr-defined]
+        assert columns()[-1] == "error" and "held by" not in columns()
+        table = app.screen.query_one(DataTable)
+        await pilot.pause()
+        error = str(table.get_row(bad.id)[-1])
+        assert table.max_scroll_x == 0, "the table scrolls sideways at 80 columns"
+        assert error.startswith("step 'push'") and error.endswith("…")  # enter opens the run: all of it
+
+        live = store.create_run(NewRun(workflow_name="nightly"))
+        store.update_run_status(live.id, RunStatus.RUNNING, None, None)
+        assert store.acquire_lease(live.id, new_owner_token(), 600) is not None
+        await pilot.press("g")
+        await wait_for(pilot, lambda: "held by" in columns(), what="the held by column")
+        assert ":" in str(app.screen.query_one(DataTable).get_row(live.id)[columns().index("held by")])
+
+
 async def test_an_unusable_store_is_reported_and_the_dashboard_runs_on(tmp_path: Path) -> None:
     from runkon_tui.host import open_store
 

@@ -26,11 +26,13 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 from runkon_tui.screens.gate import GateChoices, GateDecision
 from runkon_tui.status import short_id
 from runkon_tui.widgets.markup import esc, tone_text
+from runkon_tui.widgets.table_fit import fit_last_column
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
 
+COLUMNS = ("", "workflow", "gate", "waited", "times out in", "run", "prompt")  # the prompt is cut to fit
 REFRESH_S = 1.0
 
 
@@ -167,7 +169,7 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("", "workflow", "gate", "waited", "times out in", "run", "prompt")
+        table.add_columns(*COLUMNS)
         table.focus()
         self._load()
         self.set_interval(REFRESH_S, self._load, name="inbox-refresh")
@@ -193,6 +195,7 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
         keep = table.cursor_row
         table.clear()
         now = self.rapp.clock()
+        lines: list[list[Text]] = []
         for gate in gates:
             mark = "[x]" if gate.step_id in self.marked else "[ ]"
             waited = gate.waited(now)
@@ -200,16 +203,20 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
             due = tone_text(
                 self.app, "failed" if left is not None and left < 300 else "waiting", countdown(gate, now)
             )
-            table.add_row(
-                Text(mark, style="bold" if gate.step_id in self.marked else ""),
-                Text(gate.workflow_name),
-                Text(gate.gate_name),
-                Text(format_duration(waited) if waited is not None else ""),
-                due,
-                Text(short_id(gate.run_id)),
-                Text((gate.prompt or "").replace("\n", " ")[:60]),
-                key=gate.step_id,
+            lines.append(
+                [
+                    Text(mark, style="bold" if gate.step_id in self.marked else ""),
+                    Text(gate.workflow_name),
+                    Text(gate.gate_name),
+                    Text(format_duration(waited) if waited is not None else ""),
+                    due,
+                    Text(short_id(gate.run_id)),
+                    Text((gate.prompt or "").replace("\n", " ")[:60]),
+                ]
             )
+        fit_last_column(table, COLUMNS, lines)
+        for gate, line in zip(gates, lines, strict=True):
+            table.add_row(*line, key=gate.step_id)
         if keep is not None and gates:
             table.move_cursor(row=min(keep, len(gates) - 1))
         status = self.query_one("#inbox-status", Static)

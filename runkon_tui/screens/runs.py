@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.cells import cell_len
 from rich.text import Text
 from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.observe.counts import row_step_counts
@@ -32,6 +31,7 @@ from textual.widgets._toast import ToastRack
 
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, tone_text
+from runkon_tui.widgets.table_fit import fit_last_column
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ RUNS_LIMIT = 200
 COLUMNS = ("", "workflow", "run id", "started", "duration", "steps")  # then those some run fills
 WIDE = 120  # narrower: short run ids and dates, and no usage column (the first to go)
 RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.NEEDS_RESUME)
-MIN_ERROR_WIDTH = 12  # narrower than this, the error scrolls sideways rather than say nothing
 REFRESH_S = 1.0  # live status and holders of runs other processes execute
 
 
@@ -160,10 +159,11 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             table.add_columns(*columns)
         else:
             table.clear()
-        if "error" in columns:
-            self._fit_errors(cells, columns)
-        for row, row_cells in zip(rows, cells, strict=True):
-            table.add_row(*(row_cells[name] for name in columns), key=row.run.id)
+        lines = [[row_cells[name] for name in columns] for row_cells in cells]
+        if columns[-1] == "error":
+            fit_last_column(table, columns, lines)
+        for row, line in zip(rows, lines, strict=True):
+            table.add_row(*line, key=row.run.id)
         if keep is not None and rows:
             table.move_cursor(row=min(keep, len(rows) - 1))
         status = self.query_one("#runs-status", Static)
@@ -199,18 +199,6 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             "held by": Text(holder_text(run)),
             "error": Text(readable_error(run.error)[:60]),
         }
-
-    def _fit_errors(self, cells: list[dict[str, Text]], columns: tuple[str, ...]) -> None:
-        """Cut the errors (last column) to the room the other columns leave, with `…`, so the
-        table never scrolls sideways: the whole error is one `enter` away, on the run."""
-        used = sum(
-            max(cell_len(name), *(row[name].cell_len for row in cells)) + 2  # a cell's padding
-            for name in columns
-            if name != "error"
-        )
-        room = max(MIN_ERROR_WIDTH, self.size.width - used - 3)  # its padding and the scrollbar
-        for row in cells:
-            row["error"].truncate(room, overflow="ellipsis")
 
     def _wanted_columns(self) -> tuple[str, ...]:
         """The fixed columns, then those some run fills: `held by` while a run is held, `error`

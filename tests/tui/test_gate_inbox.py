@@ -149,3 +149,27 @@ async def test_reject_the_gate_under_the_cursor_when_nothing_is_marked(
             await wait_for(pilot, lambda: len(screen.gates) == 2, what="inbox re-read")  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+async def test_at_80_columns_a_long_prompt_is_cut_and_the_inbox_does_not_scroll_sideways(
+    folder: Path, tmp_path: Path
+) -> None:
+    wf = folder / "approval.wf"
+    long = "Release 2.4.0 to production now that the canary has held for an hour without errors?"
+    wf.write_text(wf.read_text().replace('"Release it?"', f'"{long}"'))
+    runs = Elsewhere(folder, tmp_path / "runs.db", 2)
+    store = SqliteStore(tmp_path / "runs.db")
+    app = make_app(store=store, clock=time.time)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("i")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
+            await wait_for(pilot, lambda: len(app.screen.gates) == 2, what="two waiting gates")  # type: ignore[attr-defined]
+            await pilot.pause()
+            table = app.screen.query_one(DataTable)
+            assert table.max_scroll_x == 0, "the inbox scrolls sideways at 80 columns"
+            prompt = inbox_rows(app)[0][-1]
+            assert prompt.startswith("Release 2.") and prompt.endswith("…")  # `a` shows all of it
+    finally:
+        runs.close()
+        store.close()

@@ -3,8 +3,9 @@
 Textual's default for a failed worker is to close the whole app — with a hosted run inside it —
 and to print the traceback only after the terminal is restored. Every worker of the dashboard is
 started with `exit_on_error=False`, so the failure must be reported here instead: a toast and a
-line in the errors log (`e`), naming what failed; the screen that started the job also says it on
-its own status line. Textual's log (`textual console`) still receives the traceback."""
+line in the errors log (`l` switches the log pane to it), naming what failed; the screen that
+started the job also says it on its own status line. Textual's log (`textual console`) still
+receives the traceback."""
 
 from __future__ import annotations
 

@@ -16,6 +16,15 @@ def _status(app, selector: str) -> str:  # type: ignore[no-untyped-def]
     return str(app.screen.query_one(selector).render())
 
 
+async def _failure_on(pilot, key: str, selector: str) -> str:  # type: ignore[no-untyped-def]
+    """Open the screen `key` leads to; its status line once it says what failed."""
+    await pilot.pause()
+    await pilot.press(key)
+    await wait_for(pilot, lambda: "could not" in _status(pilot.app, selector), what=f"failure in {selector}")
+    assert pilot.app.is_running and pilot.app.return_code is None
+    return _status(pilot.app, selector)
+
+
 async def test_a_failing_runs_list_is_shown_and_g_tries_again(monkeypatch: pytest.MonkeyPatch) -> None:
     real = runs_module.tone_text
 
@@ -25,13 +34,11 @@ async def test_a_failing_runs_list_is_shown_and_g_tries_again(monkeypatch: pytes
     monkeypatch.setattr(runs_module, "tone_text", broken)
     app = make_app(store=history_store())
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
-        await pilot.press("h")
-        await wait_for(pilot, lambda: "counts went wrong" in _status(app, "#runs-status"), what="status")
-        assert "could not list the runs: ValueError: counts went wrong" in _status(app, "#runs-status")
+        status = await _failure_on(pilot, "h", "#runs-status")
+        assert "could not list the runs: ValueError: counts went wrong" in status
         assert any("could not list the runs" in line.text for line in app.view.error_log)
         assert any("could not list the runs" in str(n.message) for n in app._notifications)
-        assert app.is_running and app.return_code is None and isinstance(app.screen, RunsScreen)
+        assert isinstance(app.screen, RunsScreen)
 
         monkeypatch.setattr(runs_module, "tone_text", real)
         await pilot.press("g")
@@ -44,11 +51,9 @@ async def test_a_failing_gate_inbox_is_shown(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(GateInboxScreen, "_fill", lambda *a: (_ for _ in ()).throw(KeyError("gate")))
     app = make_app(store=history_store())
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
-        await pilot.press("i")
-        await wait_for(pilot, lambda: "could not" in _status(app, "#inbox-status"), what="inbox status")
-        assert "could not read the gate inbox: KeyError: 'gate'" in _status(app, "#inbox-status")
-        assert app.is_running and isinstance(app.screen, GateInboxScreen)
+        status = await _failure_on(pilot, "i", "#inbox-status")
+        assert "could not read the gate inbox: KeyError: 'gate'" in status
+        assert isinstance(app.screen, GateInboxScreen)
 
 
 async def test_a_failing_job_of_the_app_goes_to_the_errors_log() -> None:

@@ -32,3 +32,21 @@ def test_the_readme_says_how_to_reach_the_commands_make_installed() -> None:
     """`make` installs into .venv/, not on PATH: a newcomer must be told how to run the commands."""
     assert ".venv/bin/runkon-tui" in README and ".venv/bin/runkon-flow" in README
     assert "source .venv/bin/activate" in README
+
+
+def test_the_readme_names_every_command_and_only_real_ones() -> None:
+    """A command missing from the README is a feature a newcomer never finds. (Commands are read
+    from code: a line or a `span` starting `runkon-flow`; `approve|reject` names two.)"""
+    import argparse
+
+    from runkon_flow.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = set(sub.choices)
+    named = {
+        command
+        for words in re.findall(r"(?:^|`)runkon-flow ([a-z]+(?:\|[a-z]+)*)", README, flags=re.M)
+        for command in words.split("|")
+    }
+    assert named - commands == set(), f"the README names commands that do not exist: {named - commands}"
+    assert commands - named == set(), f"commands the README never mentions: {commands - named}"

@@ -11,6 +11,10 @@ from pathlib import Path
 from textual.binding import Binding
 
 import runkon_tui
+from runkon_tui.config import TuiConfig
+from runkon_tui.screens.gate import GateScreen
+from tests.tui.conftest import make_app, wait_for
+from tests.tui.test_dashboard import gate_script, start_review_run
 
 DOCS = (Path(__file__).resolve().parents[2] / "docs" / "dashboard.md").read_text(encoding="utf-8")
 
@@ -33,3 +37,19 @@ def test_every_binding_id_is_in_the_dashboard_docs() -> None:
     assert {"run", "approve", "gate_approve", "form_run", "retry_failed"} <= set(bindings)
     missing = {binding_id: where for binding_id, where in bindings.items() if f"`{binding_id}`" not in DOCS}
     assert not missing, f"binding ids docs/dashboard.md does not name: {missing}"
+
+
+async def test_a_dialog_key_is_remapped_by_its_documented_id(tmp_path: Path) -> None:
+    app = make_app(config=TuiConfig(tmp_path / "tui.yaml", keymap={"gate_approve": "ctrl+o"}))
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+        await pilot.press("ctrl+y")  # the default key no longer answers
+        await pilot.pause()
+        assert isinstance(app.screen, GateScreen)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: not app.run_active, what="the approved run to finish")
+        assert app.view.status == "completed"

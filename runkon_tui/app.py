@@ -356,13 +356,17 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     # ------------------------------------------------------------------ keys (help, palette, banners)
 
     def key_for(self, binding_id: str) -> str:
-        keymap = getattr(self, "_keymap", {}) or {}
-        if binding_id in keymap:
-            return keymap[binding_id].split(",")[0]
         for binding in MainScreen.BINDINGS:
             if isinstance(binding, Binding) and binding.id == binding_id:
-                return binding.key_display or _pretty_key(binding.key.split(",")[0])
+                return self.shown_key(binding)
         return "?"
+
+    def shown_key(self, binding: Binding) -> str:
+        """The key that triggers `binding` now: the settings' keymap, else its own first key."""
+        keymap = getattr(self, "_keymap", {}) or {}
+        if binding.id in keymap:
+            return keymap[binding.id].split(",")[0]
+        return binding.key_display or _pretty_key(binding.key.split(",")[0])
 
     def key_table(self) -> list[tuple[str, str, str, str]]:
         """(key shown, binding id, description, action) for every main-screen binding."""
@@ -374,11 +378,26 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             rows.append((key, binding.id, binding.description, binding.action))
         return rows
 
+    def pane_key_table(self) -> list[tuple[str, str, str, str]]:
+        """(pane, key shown, binding id, description) for the keys a pane has while focused:
+        retrying items, rerunning from a step — shown in help, not in the footer."""
+        from runkon_tui.widgets.cluster_list import ClusterList
+        from runkon_tui.widgets.dep_tree import DependencyTree
+        from runkon_tui.widgets.fanout_grid import FanOutGrid
+
+        rows = []
+        for pane, widget in (("grid", FanOutGrid), ("clusters", ClusterList), ("tree", DependencyTree)):
+            for binding in widget.BINDINGS:
+                if isinstance(binding, Binding) and binding.id is not None:
+                    key = _pretty_key(self.shown_key(binding))
+                    rows.append((pane, key, binding.id, binding.description))
+        return rows
+
     def show_help(self) -> None:
         from runkon_tui.screens.help import HelpScreen
 
         keys = [(k, i, d) for k, i, d, _ in self.key_table()]
-        self.push_screen(HelpScreen(keys, str(self.config.path)))
+        self.push_screen(HelpScreen(keys, str(self.config.path), self.pane_key_table()))
 
     def show_runs(self) -> None:
         from runkon_tui.screens.runs import RunsScreen

@@ -25,17 +25,26 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,question_mark,q", "dismiss_help", "Close", id="close_help")]
 
-    def __init__(self, keys: list[tuple[str, str, str]], config_path: str) -> None:
+    def __init__(
+        self,
+        keys: list[tuple[str, str, str]],
+        config_path: str,
+        pane_keys: list[tuple[str, str, str, str]] | None = None,
+    ) -> None:
         super().__init__()
         self.keys = keys
         self.config_path = config_path
+        self.pane_keys = pane_keys or []  # (pane, key, binding id, description)
 
     def compose(self) -> ComposeResult:
-        width = max((len(k) for k, _, _ in self.keys), default=4) + 2
+        width = max((len(k) for _, k, _, _ in self._all_keys()), default=4) + 2
         lines = ["[b]Keys[/]  (remap by id in the settings file)", ""]
         for key, binding_id, description in self.keys:
-            keys = f"[b $accent]{esc(key.ljust(width))}[/]"
-            lines.append(f"  {keys}{esc(description.ljust(28))}[$text-muted]{binding_id}[/]")
+            lines.append(self._line(key, binding_id, description, width))
+        if self.pane_keys:
+            lines += ["", "[b]On a focused pane[/]  (tab moves between panes)", ""]
+            for pane, key, binding_id, description in self.pane_keys:
+                lines.append(self._line(key, binding_id, f"{pane}: {description}", width))
         lines += [
             "",
             "  [b $accent]tab[/]  next pane   [b $accent]ctrl+p[/]  command palette (every action)",
@@ -47,6 +56,14 @@ class HelpScreen(ModalScreen[None]):
         ]
         with VerticalScroll():
             yield Static("\n".join(lines))
+
+    def _all_keys(self) -> list[tuple[str, str, str, str]]:
+        return [("", k, i, d) for k, i, d in self.keys] + self.pane_keys
+
+    @staticmethod
+    def _line(key: str, binding_id: str, description: str, width: int) -> str:
+        keys = f"[b $accent]{esc(key.ljust(width))}[/]"
+        return f"  {keys}{esc(description.ljust(28))}[$text-muted]{binding_id}[/]"
 
     def action_dismiss_help(self) -> None:
         self.dismiss()

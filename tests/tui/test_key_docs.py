@@ -53,3 +53,21 @@ async def test_a_dialog_key_is_remapped_by_its_documented_id(tmp_path: Path) -> 
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: not app.run_active, what="the approved run to finish")
         assert app.view.status == "completed"
+
+
+async def test_help_lists_the_keys_of_the_panes_too_as_remapped(tmp_path: Path) -> None:
+    """Retrying items and rerunning from a step live on the grid and the tree, not in the footer:
+    `?` is where a user finds them."""
+    from runkon_tui.screens.help import HelpScreen
+
+    app = make_app(config=TuiConfig(tmp_path / "tui.yaml", keymap={"retry_failed": "ctrl+e"}))
+    async with app.run_test(size=(120, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        text = str(app.screen.query_one("Static").render())
+        lines = {" ".join(line.split()) for line in text.splitlines()}
+        assert "ctrl+e grid: Retry failed retry_failed" in lines
+        assert "e grid: Retry item retry_item" in lines
+        assert "R tree: Rerun from here rerun_from" in lines
+        assert "e clusters: Retry cluster retry_cluster" in lines

@@ -27,13 +27,21 @@ def failure_text(worker: Worker[object]) -> str:
 
 
 class ShowsWorkerFailures:
-    """Mixin for the app and the screens that start workers: reports a failed one."""
+    """Mixin for the app and the screens that start workers: reports a failed one — once while it
+    keeps failing the same way (the inbox reloads every second: one toast, not one a second)."""
+
+    _reported_failure: str | None = None
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             self.worker_failed(failure_text(event.worker))
+        elif event.state is WorkerState.SUCCESS:
+            self._reported_failure = None
 
     def worker_failed(self, text: str) -> None:
         """Screens extend this to show `text` where the missing result would have been."""
+        if text == self._reported_failure:
+            return
+        self._reported_failure = text
         app: _ReportsProblems = self.app  # type: ignore[attr-defined]
         app.report_problem(text)

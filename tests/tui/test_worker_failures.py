@@ -54,6 +54,9 @@ async def test_a_failing_gate_inbox_is_shown(monkeypatch: pytest.MonkeyPatch) ->
         status = await _failure_on(pilot, "i", "#inbox-status")
         assert "could not read the gate inbox: KeyError: 'gate'" in status
         assert isinstance(app.screen, GateInboxScreen)
+        await pilot.pause(2.5)  # two more reloads fail the same way: reported once, not each second
+        reported = [line for line in app.view.error_log if "could not read the gate inbox" in line.text]
+        assert len(reported) == 1
 
 
 async def test_a_failing_job_of_the_app_goes_to_the_errors_log() -> None:

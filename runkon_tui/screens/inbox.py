@@ -193,7 +193,8 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
         self.marked &= {g.step_id for g in gates}
         table = self.query_one(DataTable)
         keep = table.cursor_row
-        table.clear()
+        table.clear(columns=True)  # a column keeps the widest cell it ever had: widths start over
+        table.add_columns(*COLUMNS)
         now = self.rapp.clock()
         lines: list[list[Text]] = []
         for gate in gates:

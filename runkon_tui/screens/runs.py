@@ -91,9 +91,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         super().__init__()
         self.rows: list[RunRow] = []
         self.error: str | None = None
-        self._columns: tuple[str, ...] = ()
         self._filled: set[str] = set()  # the optional columns some listed run has a value for
-        self._narrow = False  # what the cells were made for
 
     @property
     def rapp(self) -> RunkonApp:
@@ -108,7 +106,6 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        self._columns = COLUMNS
         table.add_columns(*COLUMNS)
         table.focus()
         self.action_reload()
@@ -149,16 +146,12 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         table = self.query_one(DataTable)
         keep = table.cursor_row
         # 80 columns: the run id's tail and a short date keep room for names
-        self._narrow = narrow = self.size.width < WIDE
+        narrow = self.size.width < WIDE
         cells = [self._cells(row, narrow) for row in rows]
         self._filled = {name for row_cells in cells for name, cell in row_cells.items() if cell.plain}
         columns = self._wanted_columns()
-        if columns != self._columns:
-            self._columns = columns
-            table.clear(columns=True)
-            table.add_columns(*columns)
-        else:
-            table.clear()
+        table.clear(columns=True)  # a column keeps the widest cell it ever had: widths start over
+        table.add_columns(*columns)
         lines = [[row_cells[name] for name in columns] for row_cells in cells]
         if columns[-1] == "error":
             fit_last_column(table, columns, lines)
@@ -210,11 +203,14 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         return (*COLUMNS, *(name for name in optional if name in self._filled))
 
     def on_resize(self) -> None:
-        if self.rows and (
-            self._narrow != (self.size.width < WIDE) or self._wanted_columns() != self._columns
-        ):
-            self._fill(self.rows, self.error)  # short or full run ids and dates, and the usage column
+        # After the layout, which gives the table its new width: short or full ids and dates, the
+        # usage column, errors cut to the new room.
+        self.call_after_refresh(self._refill)
         self.call_after_refresh(self.place_toasts)
+
+    def _refill(self) -> None:
+        if self.rows and self.is_mounted:
+            self._fill(self.rows, self.error)
 
     def place_toasts(self) -> None:
         """Toasts stay at the bottom right here (the top rows hold the run names), just above the

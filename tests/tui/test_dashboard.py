@@ -992,3 +992,22 @@ async def test_a_busy_fan_out_is_repainted_within_the_ui_budget_and_its_end_at_o
         # The next busy tick would not be drawn, but the run's end is in it.
         assert tick(batches[41] + [s.emit(RunCompleted(succeeded=True))])
         assert painted[-1] == app.view.active_fanout().done and app.view.status == "completed"
+
+
+async def test_a_run_error_is_cut_again_when_the_terminal_is_resized() -> None:
+    from runkon_flow.persistence.models import NewRun, RunStatus
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    bad = store.create_run(NewRun(workflow_name="deploy"))
+    store.update_run_status(bad.id, RunStatus.FAILED, None, "step 'push' failed: " + "x" * 40)
+    app = make_app(store=store)
+    async with app.run_test(size=(130, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        table = app.screen.query_one(DataTable)
+        wide = str(table.get_row(bad.id)[-1])
+        await pilot.resize_terminal(121, 24)  # still wide: same columns, less room
+        await wait_for(pilot, lambda: str(table.get_row(bad.id)[-1]) != wide, what="the error cut again")
+        await pilot.pause()
+        assert table.max_scroll_x == 0 and str(table.get_row(bad.id)[-1]).endswith("…")

@@ -9,6 +9,7 @@ receives the traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from textual.worker import Worker, WorkerState
@@ -18,10 +19,8 @@ class _ReportsProblems(Protocol):
     def report_problem(self, text: str) -> None: ...
 
 
-def failure_text(worker: Worker[object]) -> str:
-    """`could not list the runs: ValueError: …` — what the worker was for, then the error."""
-    error = worker.error
-    what = worker.name or worker.group
+def failure_text(what: str, error: BaseException | None) -> str:
+    """`could not list the runs: ValueError: …` — what the job was for, then the error."""
     detail = f"{type(error).__name__}: {error}" if error is not None else "it failed"
     return f"could not {what}: {detail}"
 
@@ -34,9 +33,18 @@ class ShowsWorkerFailures:
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
-            self.worker_failed(failure_text(event.worker))
+            worker = event.worker
+            self.worker_failed(failure_text(worker.name or worker.group, worker.error))
         elif event.state is WorkerState.SUCCESS:
             self._reported_failure = None
+
+    def run_guarded(self, what: str, job: Callable[[], object]) -> None:
+        """Run `job` on the UI thread (a re-fill after a resize, say) and report its failure as a
+        worker's: the same code fails the same way wherever it is called from."""
+        try:
+            job()
+        except Exception as exc:
+            self.worker_failed(failure_text(what, exc))
 
     def worker_failed(self, text: str) -> None:
         """Screens extend this to show `text` where the missing result would have been."""

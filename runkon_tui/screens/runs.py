@@ -210,7 +210,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
 
     def _refill(self) -> None:
         if self.rows and self.is_mounted:
-            self._fill(self.rows, self.error)
+            self.run_guarded("list the runs", lambda: self._fill(self.rows, self.error))
 
     def place_toasts(self) -> None:
         """Toasts stay at the bottom right here (the top rows hold the run names), just above the

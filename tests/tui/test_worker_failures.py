@@ -39,6 +39,10 @@ async def test_a_failing_runs_list_is_shown_and_g_tries_again(monkeypatch: pytes
         assert any("could not list the runs" in line.text for line in app.view.error_log)
         assert any("could not list the runs" in str(n.message) for n in app._notifications)
         assert isinstance(app.screen, RunsScreen)
+        await pilot.resize_terminal(100, 30)  # the re-fill for the new width fails the same way
+        await pilot.pause()
+        await pilot.pause()
+        assert app.is_running and "could not list the runs" in _status(app, "#runs-status")
 
         monkeypatch.setattr(runs_module, "tone_text", real)
         await pilot.press("g")

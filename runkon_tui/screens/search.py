@@ -30,7 +30,11 @@ from runkon_tui.widgets.log_pane import TextSource, display_lines
 from runkon_tui.widgets.markup import esc, theme_color, tone_text
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
+MIN_WRAP_WIDTH = 20  # narrower than this, a line just wraps as the list wraps it
+
 if TYPE_CHECKING:
+    from textual.app import App
+
     from runkon_tui.app import RunkonApp
 
 
@@ -65,7 +69,9 @@ def smart_case(pattern: str) -> bool:
     return pattern == pattern.lower()
 
 
-def _hit_text(app: object, hit: Hit) -> Text:
+def _hit_text(app: App[object], hit: Hit, width: int | None = None) -> Text:
+    """`   12  the line, its matches bold` — a long line wraps under itself, not under the line
+    number, when `width` (the list's) is known."""
     where = f"error {hit.number}" if hit.stream == "error" else str(hit.number)
     text = Text(f"  {where:>6}  ", style="dim")
     line = hit.text
@@ -76,7 +82,15 @@ def _hit_text(app: object, hit: Hit) -> Text:
             body.stylize(Style(bold=True, color=accent) if accent else Style(bold=True), start, end)
     else:
         body = Text(" ⏎ ".join(display_lines(line)))
-    return text + body
+    room = (width or 0) - text.cell_len
+    if room < MIN_WRAP_WIDTH or body.cell_len <= room:
+        return text + body
+    indent = " " * text.cell_len
+    for n, part in enumerate(body.wrap(app.console, room)):
+        if n:
+            text.append("\n" + indent)
+        text.append_text(part)
+    return text
 
 
 class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
@@ -95,6 +109,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
         self.result: SearchResult | None = None
         self.hits: list[SearchHit] = []
         self.searching = False
+        self._shown: tuple[str, SearchResult | None, str | None] | None = None  # for a re-wrap
 
     @property
     def rapp(self) -> RunkonApp:
@@ -159,12 +174,14 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
         self.searching = False
         self.result = result
         self.hits = []
+        self._shown = (pattern, result, error)
         results = self.query_one(OptionList)
         results.clear_options()
         if error is not None or result is None:
             self._status(f"[$error]{esc(error or 'no result')}[/]")
             return
         options: list[Option] = []
+        width = self._option_width(len(result.groups) + result.hit_count)
         for group in result.groups:
             source = group.source
             head = tone_text(self.app, source.status, f"{glyph(source.status)} {source.label}")
@@ -172,7 +189,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
             head.stylize("bold", 0, len(source.label) + 2)
             options.append(Option(head, disabled=True))
             for hit in group.hits:
-                options.append(Option(_hit_text(self.app, hit), id=f"hit-{len(self.hits)}"))
+                options.append(Option(_hit_text(self.app, hit, width), id=f"hit-{len(self.hits)}"))
                 self.hits.append(SearchHit(source, hit))
         results.add_options(options)
         searched = f"{result.searched} step{'' if result.searched == 1 else 's'} and items"
@@ -186,6 +203,28 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
             results.focus()
         else:
             self._status(f"no match for {esc(pattern)} in {searched}")
+
+    def _option_width(self, lines: int) -> int:
+        """The width an option gets: the list's, less the scrollbar it will show once `lines`
+        (at least) outgrow its height."""
+        region = self.query_one(OptionList).content_region
+        scrollbar = self.query_one(OptionList).styles.scrollbar_size_vertical if lines > region.height else 0
+        return region.width - scrollbar
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._rewrap)  # after the layout gives the list its new width
+
+    def _rewrap(self) -> None:
+        """Wrap the hits to the new width, the same hit still highlighted (and focus kept)."""
+        if self._shown is None or not self.hits or not self.is_mounted:
+            return
+        results = self.query_one(OptionList)
+        highlighted, focused = results.highlighted, self.focused
+        self.run_guarded("show the hits", lambda: self._fill(*self._shown))  # type: ignore[misc]
+        if highlighted is not None:
+            results.highlighted = highlighted
+        if focused is not None and focused is not results:
+            focused.focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

@@ -231,6 +231,7 @@ async def test_search_is_dimmed_before_any_run() -> None:
 # --------------------------------------------------------------------------- snapshot
 
 RUN = "01HZZSEARCH000000000000001"
+LONG = "warning: the import of os in b.py is unused, and so is the import of sys two lines below it"
 
 
 def _stored_fan_out() -> InMemoryStore:
@@ -249,7 +250,7 @@ def _stored_fan_out() -> InMemoryStore:
             payload = {"step_id": step_id, "step_name": name, "line": line}
             events.append(NewEvent(scenarios.T0, run_id, "StepOutput", json.dumps(payload)))
 
-    step(RUN, "lint", 0, ["checking 12 files", "warning: unused import os in a.py"])
+    step(RUN, "lint", 0, ["checking 12 files", "warning: unused import os in a.py", LONG])
     fan = store.insert_step(NewStep(RUN, "foreach:files", role="foreach", retry_count=0, position=1))
     files = [f"file-{i}" for i in range(4)]
     item_rows = store.insert_fan_out_items(fan, [("file", f, "", {}) for f in files])
@@ -319,3 +320,22 @@ async def test_enter_on_a_hit_in_a_called_workflow_moves_the_tree_into_the_call(
         node = main.tree.cursor_node
         assert node is not None and node.data is not None and node.data.uid == "body.1/body.0"
     store.close()
+
+
+async def test_a_long_hit_wraps_under_itself_and_again_when_the_terminal_is_resized() -> None:
+    app = make_app(store=_stored_fan_out())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = SearchScreen(RUN)
+        await app.push_screen(screen)
+        screen.query_one(Input).value = "sys"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+        hit = results_text(screen)[1].split("\n")
+        assert len(hit) == 2 and hit[0].startswith("       3  warning: the import")
+        assert hit[1].startswith(" " * 10) and not hit[1][10].isspace()  # under the text, not the number
+        assert (hit[0][10:] + " " + hit[1][10:]).split() == LONG.split()
+        await pilot.resize_terminal(140, 24)
+        await wait_for(pilot, lambda: "\n" not in results_text(screen)[1], what="one line at 140 columns")
+        results = screen.query_one(OptionList)
+        assert screen.focused is results and results.highlighted == 1  # the same hit, still in focus

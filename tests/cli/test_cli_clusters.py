@@ -59,9 +59,13 @@ def failing(kind: int) -> set[str]:
 
 
 def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group(capsys, home: Path) -> None:
-    code, out, _ = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "quiet")
+    code, out, err = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "quiet")
     assert code == 1
     run_id = run_id_of(out)
+    # Where the user decides what to do next, the command that runs the failed items again.
+    assert f"retry the 15 failed items: runkon-flow retry {run_id} --failed (or --cluster N" in err
+    code, _, err = cli(capsys, "watch", run_id, "--progress", "plain")
+    assert code == 1 and f"runkon-flow retry {run_id} --failed" in err  # watched from elsewhere too
 
     code, out, _ = cli(capsys, "show", run_id)
     assert code == 0

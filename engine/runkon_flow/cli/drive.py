@@ -29,6 +29,7 @@ from runkon_flow.cli.common import (
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_live_view
 from runkon_flow.cli.report import show_lines
+from runkon_flow.cli.retry_plan import retry_hint
 from runkon_flow.cli.store import DeferredStore
 from runkon_flow.errors import (
     FlowError,
@@ -285,6 +286,10 @@ def _finish(
         return EXIT_OK
     if durable:
         print_err(f"resume with: runkon-flow resume {run_id}")
+        run = store.get_run(run_id) if status is RunStatus.FAILED else None
+        hint = retry_hint(store, run) if run is not None else None
+        if hint:
+            print_err(hint)
     return EXIT_CANCELLED if status is RunStatus.CANCELLED else EXIT_FAILED
 
 

@@ -20,7 +20,15 @@ from runkon_flow.persistence import FanOutItemRow, FanOutItemStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.persistence.snapshots import stored_definition
 
-__all__ = ["FanOut", "RetryChoice", "choose_items", "cluster_items", "definition_diff", "latest_fanouts"]
+__all__ = [
+    "FanOut",
+    "RetryChoice",
+    "choose_items",
+    "cluster_items",
+    "definition_diff",
+    "latest_fanouts",
+    "retry_hint",
+]
 
 #: What `--failed` retries: every item that ran and did not succeed. Items skipped because an
 #: item they depend on failed run again with it (the engine reopens them).
@@ -55,6 +63,24 @@ def latest_fanouts(store: WorkflowPersistence, run: WorkflowRun) -> list[FanOut]
     """The run's foreach steps, the latest attempt of each (name, iteration), in run order."""
     steps = latest_foreach_rows(store.get_steps(run.id))
     return [FanOut(step, store.get_fan_out_items(step.id)) for step in steps]
+
+
+def retry_hint(store: WorkflowPersistence, run: WorkflowRun) -> str | None:
+    """What to type to run a failed run's failed items again — printed when a run fails, where a
+    user decides what to do next; None when it has none (a child run is retried by its parent)."""
+    if run.parent_workflow_run_id:
+        return None
+    count = sum(
+        1
+        for fan in latest_fanouts(store, run)
+        for item in fan.items
+        if FanOutItemStatus(item.status) in _RETRIED_BY_FAILED
+    )
+    if not count:
+        return None
+    items = f"{count} failed item{'' if count == 1 else 's'}"
+    clusters = "or --cluster N, as runkon-flow show lists them"
+    return f"retry the {items}: runkon-flow retry {run.id} --failed ({clusters})"
 
 
 def cluster_items(

@@ -22,6 +22,7 @@ from runkon_flow.cli.drive import add_progress_args, make_printer
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.cli.report import lease_is_live, show_lines
+from runkon_flow.cli.retry_plan import retry_hint
 from runkon_flow.cli.store import add_db_args, get_run, opened_store, print_run_header
 from runkon_flow.event_log import READ_ROWS, read_envelopes, top_level_run
 from runkon_flow.persistence import RunStatus, WorkflowRun
@@ -126,6 +127,9 @@ def _ended(store: WorkflowPersistence, run: WorkflowRun, printer: Any, *, stored
             print("\n".join(tail[failed_at:]))
     if printer is not None:
         print_err(f"resume with: runkon-flow resume {run.id}")
+        hint = retry_hint(store, run) if status is RunStatus.FAILED else None
+        if hint:
+            print_err(hint)
     return _EXIT.get(status, EXIT_FAILED)
 
 

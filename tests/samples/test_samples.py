@@ -291,6 +291,44 @@ def test_docs_check_fixes_only_the_documents_with_typos(ws: Workspace) -> None:
     assert "(as Docs Bot)" in (cleanup.context_out or "")
 
 
+def test_import_records_fails_in_three_clusters_and_retrying_them_completes_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sample a newcomer tries failure clusters and retries on: eight records fail on their
+    first attempt for three reasons; retrying the failed items completes the same run."""
+    import json
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the script remembers first attempts
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    base = ["--dir", str(SAMPLES), "--progress", "quiet"]
+    assert cli_main(["run", "import-records", *base]) == 1
+    out, err = capsys.readouterr()
+    run_id = next(w.split("=", 1)[1] for w in out.split() if w.startswith("run_id="))
+    assert f"retry the 8 failed items: runkon-flow retry {run_id} --failed" in err
+
+    assert cli_main(["show", run_id, "--json"]) == 0
+    clusters = json.loads(capsys.readouterr().out)["failure_clusters"]
+    assert [(c["count"], sorted(c["items"])) for c in clusters] == [
+        (3, ["rec-05", "rec-20", "rec-35"]),  # rate limited: retry after <n>s (request <id>)
+        (3, ["rec-10", "rec-25", "rec-40"]),  # schema mismatch in <path> line <n>: expected int
+        (2, ["rec-15", "rec-30"]),  # connection reset by <n>:<n>
+    ]
+    assert "rate limited" in clusters[0]["signature"] and "schema mismatch" in clusters[1]["signature"]
+
+    assert cli_main(["retry", run_id, "--failed", "--yes", *base]) == 0
+    capsys.readouterr()
+    store = SqliteStore(tmp_path / "runs.db")
+    try:
+        assert store.get_run(run_id).status == RunStatus.COMPLETED  # type: ignore[union-attr]
+        fan_outs = [s for s in store.get_steps(run_id) if s.role == "foreach"]
+        latest = max(fan_outs, key=lambda s: (s.started_at or "", s.id))
+        items = store.get_fan_out_items(latest.id)
+        assert Counter(str(i.status) for i in items) == {"completed": 40}
+        assert sorted(i.item_id for i in items if i.attempt == 2) == [f"rec-{n:02d}" for n in range(5, 41, 5)]
+    finally:
+        store.close()
+
+
 def test_nightly_runs_every_maintenance_workflow(ws: Workspace) -> None:
     result = run(ws, "nightly")
     assert result.status is RunStatus.COMPLETED, result.error
@@ -322,6 +360,6 @@ def test_nightly_can_skip_the_lint(ws: Workspace) -> None:
 
 
 def test_child_samples_also_run_on_their_own(ws: Workspace) -> None:
-    for name in ("lint-repo", "check-doc", "housekeeping-task"):
+    for name in ("lint-repo", "check-doc", "housekeeping-task", "import-record"):
         result = run(ws, name)
         assert result.status is RunStatus.COMPLETED, (name, result.error)

@@ -8,7 +8,7 @@ the cluster's items through the same confirmation as the grid's `e`/`E`. The clu
 
 from __future__ import annotations
 
-from runkon_flow.observe.clusters import FailureCluster, clusters_of
+from runkon_flow.observe.clusters import FailureCluster, clusters_of, distinct_labels
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import OptionList
@@ -73,19 +73,24 @@ class ClusterList(OptionList):
         highlighted = self.highlighted
         self.clear_options()
         if self.clusters:
-            head = f"[$text-muted]failure clusters ({len(self.clusters)}) · enter filters · e retries[/]"
+            common, labels = distinct_labels(self.clusters)
+            shared = f" · all: {esc(common)}" if common else ""
+            count = len(self.clusters)
+            head = f"[$text-muted]failure clusters ({count}) · enter filters · e retries{shared}[/]"
             self.add_option(Option(head, id="head", disabled=True))
             self.add_options(
-                Option(self._prompt(n, c), id=str(n)) for n, c in enumerate(self.clusters, start=1)
+                Option(self._prompt(n, c, label), id=str(n))
+                for n, (c, label) in enumerate(zip(self.clusters, labels, strict=True), start=1)
             )
             self.highlighted = max(1, min(highlighted or 1, len(self.clusters)))
         shown = bool(self.clusters)
         if self.has_class("-shown") != shown:
             self.set_class(shown, "-shown")
 
-    def _prompt(self, number: int, cluster: FailureCluster) -> str:
+    def _prompt(self, number: int, cluster: FailureCluster, label: str) -> str:
+        """`label`: what tells this cluster from the others (the shared start is in the heading)."""
         mark = "[$warning]▸[/]" if cluster.signature == self.picked else " "
-        return f"{mark}{number:>2}. [$error]{cluster.count} ×[/] {esc(cluster.label)}"
+        return f"{mark}{number:>2}. [$error]{cluster.count} ×[/] {esc(label)}"
 
     def number_of(self, signature: str | None) -> int:
         """The 1-based number of the cluster with `signature` (0: none)."""

@@ -79,3 +79,40 @@ def test_the_run_error_is_used_when_no_step_cause_is_known() -> None:
 def test_items_text_shortens_long_lists() -> None:
     fan = fan_with([(f"i{n}", "failed", "x", None) for n in range(8)])
     assert clusters_of(fan)[0].items_text() == "i0, i1, i2, i3, i4, … (3 more)"
+
+
+def test_the_start_every_cluster_shares_is_set_apart_so_a_narrow_list_shows_what_differs() -> None:
+    from runkon_flow.observe.clusters import distinct_labels
+
+    exited = "Script 'import' exited with code 3"
+    fan = fan_with(
+        [
+            ("r05", "failed", None, f"{exited}\nrate limited: retry after 12s"),
+            ("r10", "failed", None, f"{exited}\nschema mismatch in a/b.json: expected int"),
+            ("r15", "failed", None, f"{exited}\nconnection reset by 10.0.15.7:443"),
+            ("r20", "failed", None, f"{exited}\nrate limited: retry after 27s"),
+        ]
+    )
+    common, labels = distinct_labels(clusters_of(fan))
+    assert common == "Script 'import' exited with code <n>"
+    assert labels == [
+        "rate limited: retry after <n>s",
+        "schema mismatch in <path>: expected int",
+        "connection reset by <n>:<n>",
+    ]
+
+
+@pytest.mark.parametrize(
+    "causes",
+    [
+        ["Script 'a' exited with code 3\nboom"],  # one cluster: nothing is shared, all of it shows
+        ["Script 'a' exited with code 3\nboom", "Script 'a' exited with code 3"],  # one would be empty
+        ["disk full", "rate limited"],  # nothing in common
+    ],
+)
+def test_nothing_is_set_apart_when_it_would_leave_a_cluster_without_words(causes: list[str]) -> None:
+    from runkon_flow.observe.clusters import distinct_labels
+
+    clusters = clusters_of(fan_with([(f"i{n}", "failed", None, c) for n, c in enumerate(causes)]))
+    common, labels = distinct_labels(clusters)
+    assert common == "" and labels == [c.label for c in clusters]

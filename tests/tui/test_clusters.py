@@ -63,6 +63,14 @@ async def test_a_cluster_is_filtered_to_and_retried_from_the_dashboard(tmp_path:
         label = "Script 'work' exited with code <n> · schema mismatch in <path> line <n>"
         assert clusters.clusters[1].label == label
         assert clusters.display
+        # The list leads with what tells the clusters apart; the start they share is said once.
+        shown = [str(clusters.get_option_at_index(i).prompt) for i in range(clusters.option_count)]
+        assert shown[0].endswith("· all: Script 'work' exited with code <n>[/]")
+        assert [line.split("×[/] ")[1] for line in shown[1:]] == [
+            "rate limited: retry after <n>s",
+            "schema mismatch in <path> line <n>",
+            "connection reset by <n>:<n>",
+        ]
 
         clusters.focus()
         await pilot.press("down", "enter")  # the second cluster: the grid shows its items only

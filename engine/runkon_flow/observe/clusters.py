@@ -17,7 +17,7 @@ the one way `show` lists them and `retry --cluster N` picks them (docs/when-thin
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,6 +33,7 @@ __all__ = [
     "FailureCluster",
     "RunCluster",
     "clusters_of",
+    "distinct_labels",
     "error_signature",
     "fill_item_errors",
     "latest_foreach_rows",
@@ -111,6 +112,20 @@ class FailureCluster:
         shown = ", ".join(self.item_ids[:limit])
         more = self.count - limit
         return shown + (f", … ({more} more)" if more > 0 else "")
+
+
+def distinct_labels(clusters: Sequence[FailureCluster]) -> tuple[str, list[str]]:
+    """(what every cluster's signature starts with, each cluster's label without it): in a narrow
+    list the part that tells clusters apart comes first. A script's clusters all start with
+    `Script 'x' exited with code <n>`, the line that says least. Whole leading lines only, and
+    only while every cluster keeps a line of its own; with one cluster nothing is shared."""
+    lines = [c.signature.splitlines() for c in clusters]
+    shared = 0
+    if len(lines) > 1:
+        while all(len(ls) > shared + 1 and ls[shared] == lines[0][shared] for ls in lines):
+            shared += 1
+    common = " · ".join(lines[0][:shared]) if shared else ""
+    return common, [" · ".join(ls[shared:]) for ls in lines]
 
 
 def clusters_of(fan: FanOutView) -> list[FailureCluster]:

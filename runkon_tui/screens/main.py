@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from runkon_flow.observe.estimates import Estimates, history_of
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -118,8 +119,15 @@ class RunFooter(Footer):
         return True
 
     def compose(self) -> ComposeResult:
-        narrow = self.screen.size.width < 100
-        for item in super().compose():
+        items = list(super().compose())
+        width = self.screen.size.width
+        narrow = width < 100
+        if not narrow and _keys_width(items) > width:  # a focused pane's keys can tip it over:
+            for item in items:  # shorter names first, then the 80-column footer
+                if isinstance(item, FooterKey):
+                    item.description = self.SHORT.get(item.description, item.description)
+            narrow = _keys_width(items) > width
+        for item in items:
             if narrow and isinstance(item, FooterKey):
                 # `_disabled`, not `disabled`: a FooterKey keeps "dimmed" there, and its widget
                 # `disabled` stays False (so dimmed keys used to stay in at 80 columns).
@@ -128,6 +136,15 @@ class RunFooter(Footer):
                     continue
                 item.description = self.SHORT.get(item.description, item.description)
             yield item
+
+
+PALETTE_HINT_WIDTH = 12  # `▏^p palette`, at the right
+
+
+def _keys_width(items: list[Widget]) -> int:
+    """About how many columns the footer's keys take: `key description ` each, and the hint."""
+    keys = [i for i in items if isinstance(i, FooterKey) and not i.has_class("-command-palette")]
+    return sum(cell_len(k.key_display) + cell_len(k.description) + 2 for k in keys) + PALETTE_HINT_WIDTH
 
 
 def _same_key(a: FooterKey, b: FooterKey) -> bool:
@@ -621,8 +638,14 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
     # ------------------------------------------------------------------ actions
 
     def update_bindings(self) -> None:
-        """Refresh the footer only when some key's availability changed (a refresh recomposes it)."""
-        signature = tuple(self.check_action(b.action, ()) for b in self.BINDINGS if isinstance(b, Binding))
+        """Refresh the footer only when some key's availability changed (a refresh recomposes it);
+        the grid's `E` counts too."""
+        app = self.rapp
+        self.grid.retry_allowed = app.host is not None and app.view.root is not None and not app.view.active
+        signature = (
+            *(self.check_action(b.action, ()) for b in self.BINDINGS if isinstance(b, Binding)),
+            self.grid.check_action("retry", (True,)),
+        )
         if signature != self._binding_signature:
             self._binding_signature = signature
             self.refresh_bindings()

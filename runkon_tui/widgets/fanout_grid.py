@@ -68,7 +68,7 @@ class FanOutGrid(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("enter", "select_item", "Item", id="select_item"),
         Binding("e", "retry(False)", "Retry item", id="retry_item", show=False),
-        Binding("E", "retry(True)", "Retry failed", id="retry_failed", show=False),
+        Binding("E", "retry(True)", "Retry failed", id="retry_failed"),  # in the footer when it applies
     ]
 
     class ItemHighlighted(Message):
@@ -94,6 +94,7 @@ class FanOutGrid(ScrollView, can_focus=True):
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.fan: FanOutView | None = None
+        self.retry_allowed = False  # the run on screen has finished and can be retried (the screen's call)
         self.failed_only = False
         self.text_filter = ""
         self.cluster: str | None = None  # a failure cluster's signature: show only its items
@@ -330,6 +331,15 @@ class FanOutGrid(ScrollView, can_focus=True):
 
     def action_select_item(self) -> None:
         self._set_cursor(self.cursor, select=True)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`E` shows in the footer only when it would do something: the run on screen has
+        finished (the screen sets `retry_allowed`) and this fan-out has failed or cancelled items."""
+        if action == "retry" and parameters == (True,):
+            fan = self.fan
+            failed = fan is not None and any(fan.count(status) for status in _RETRYABLE)
+            return self.retry_allowed and failed
+        return True
 
     def action_retry(self, every_failed: bool) -> None:
         """Ask to retry the item under the cursor, or every failed or cancelled item; the app

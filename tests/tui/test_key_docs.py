@@ -8,6 +8,7 @@ import inspect
 import pkgutil
 from pathlib import Path
 
+import pytest
 from textual.binding import Binding
 
 import runkon_tui
@@ -71,3 +72,37 @@ async def test_help_lists_the_keys_of_the_panes_too_as_remapped(tmp_path: Path) 
         assert "e grid: Retry item retry_item" in lines
         assert "R tree: Rerun from here rerun_from" in lines
         assert "e clusters: Retry cluster retry_cluster" in lines
+
+
+def _footer_keys(app) -> list[str]:  # type: ignore[no-untyped-def]
+    from textual.widgets._footer import FooterKey
+
+    return [f"{k.key_display} {k.description}" for k in app.screen.query(FooterKey)]
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_the_footer_offers_retry_failed_on_the_grid_of_a_failed_fan_out(size: tuple[int, int]) -> None:
+    """`E` was bound but in no footer: after a fan-out failed, focusing its grid says it is there
+    — at 80 columns too, and with every key still fitting the line."""
+    from tests.tui import scenarios
+    from tests.tui.conftest import feed
+
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        grid = app.screen.query_one("#grid")
+        feed(app, scenarios.foreach_mid_run().events)  # running: nothing to retry yet
+        await pilot.pause()
+        grid.focus()
+        await pilot.pause()
+        assert not any("Retry" in k for k in _footer_keys(app))
+
+        feed(app, scenarios.foreach_failure_clusters().events)  # finished, 36 items failed
+        await pilot.pause()
+        grid.focus()
+        await pilot.pause()
+        await pilot.pause()
+        keys = _footer_keys(app)
+        assert "E Retry failed" in keys and "q Quit" in keys
+        footer = app.screen.query_one("Footer")
+        assert footer.virtual_size.width <= footer.size.width  # nothing cut off at the right

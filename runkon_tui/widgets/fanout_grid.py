@@ -333,12 +333,13 @@ class FanOutGrid(ScrollView, can_focus=True):
         self._set_cursor(self.cursor, select=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`E` shows in the footer only when it would do something: the run on screen has
-        finished (the screen sets `retry_allowed`) and this fan-out has failed or cancelled items."""
+        """`E` is in the footer while this fan-out has failed or cancelled items: lit once the run
+        on screen has finished (the screen sets `retry_allowed`), dimmed while it still runs."""
         if action == "retry" and parameters == (True,):
             fan = self.fan
-            failed = fan is not None and any(fan.count(status) for status in _RETRYABLE)
-            return self.retry_allowed and failed
+            if fan is None or not any(fan.count(status) for status in _RETRYABLE):
+                return False
+            return True if self.retry_allowed else None
         return True
 
     def action_retry(self, every_failed: bool) -> None:

@@ -74,10 +74,11 @@ async def test_help_lists_the_keys_of_the_panes_too_as_remapped(tmp_path: Path) 
         assert "e clusters: Retry cluster retry_cluster" in lines
 
 
-def _footer_keys(app) -> list[str]:  # type: ignore[no-untyped-def]
+def _footer_keys(app, lit: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
     from textual.widgets._footer import FooterKey
 
-    return [f"{k.key_display} {k.description}" for k in app.screen.query(FooterKey)]
+    keys = app.screen.query(FooterKey)
+    return [f"{k.key_display} {k.description}" for k in keys if not (lit and k._disabled)]
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
@@ -95,7 +96,7 @@ async def test_the_footer_offers_retry_failed_on_the_grid_of_a_failed_fan_out(si
         await pilot.pause()
         grid.focus()
         await pilot.pause()
-        assert not any("Retry" in k for k in _footer_keys(app))
+        assert not any("Retry" in k for k in _footer_keys(app))  # at most dimmed, until the run ends
 
         feed(app, scenarios.foreach_failure_clusters().events)  # finished, 36 items failed
         await pilot.pause()

@@ -190,7 +190,8 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             ),
             "usage": Text(row.usage.short() if row.usage else ""),
             "held by": Text(holder_text(run)),
-            "error": Text(readable_error(run.error)[:60]),
+            # The engine's `workflow error: ` says nothing in a column headed "error".
+            "error": Text(readable_error(run.error).removeprefix("workflow error: ")[:60]),
         }
 
     def _wanted_columns(self) -> tuple[str, ...]:

@@ -538,7 +538,8 @@ async def test_the_runs_screen_shows_held_by_and_error_only_when_some_run_has_th
 
         for n in range(30):  # more than the screen holds: the vertical scrollbar takes room too
             bad = store.create_run(NewRun(workflow_name="deploy"))
-            store.update_run_status(bad.id, RunStatus.FAILED, None, f"step 'push' failed ({n} retries)")
+            error = f"workflow error: step 'push' failed ({n} retries)"  # the engine's prefix: not shown
+            store.update_run_status(bad.id, RunStatus.FAILED, None, error)
         await pilot.press("g")
         await wait_for(pilot, lambda: len(app.screen.rows) == 31, what="the runs")  # type: ignore[attr-defined]
         assert columns()[-1] == "error" and "held by" not in columns()

@@ -75,7 +75,7 @@ class RunFooter(Footer):
     hint goes (ctrl+p still works); `?` lists every key."""
 
     NARROW_HIDDEN = frozenset({"screen.theme", "screen.zoom", "screen.log_mode", "theme", "zoom", "log_mode"})
-    SHORT = {"Failed only": "Failed", "Next failure": "Next"}
+    SHORT = {"Failed only": "Failed", "Next failure": "Next", "Rerun from here": "Rerun"}
 
     _recompose_queued = False
 
@@ -361,6 +361,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         else:
             self.tree.load(build_tree(definition, app.catalog.definition), key, workflow=entry.path)
         self.tree.update_statuses(self.view_for(entry.name), app.clock())
+        self.update_bindings()  # the tree's R: only on the tree of the run on screen
         if self._output_spec is not None or self._following:
             # The output view showed a step of the tree that was replaced: show the new tree's
             # (an item's or a search hit's output stays).
@@ -641,10 +642,13 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         """Refresh the footer only when some key's availability changed (a refresh recomposes it);
         the grid's `E` counts too."""
         app = self.rapp
-        self.grid.retry_allowed = app.host is not None and app.view.root is not None and not app.view.active
+        finished = app.host is not None and app.view.root is not None and not app.view.active
+        self.grid.retry_allowed = finished
+        self.tree.rerun_allowed = finished and self.tree_workflow == app.view.workflow_name
         signature = (
             *(self.check_action(b.action, ()) for b in self.BINDINGS if isinstance(b, Binding)),
             self.grid.check_action("retry", (True,)),
+            self.tree.check_action("rerun_from", ()),
         )
         if signature != self._binding_signature:
             self._binding_signature = signature

@@ -23,7 +23,8 @@ class DependencyTree(Tree[NodeSpec]):
     # Not ▶/▼: ▶ is the "running" glyph right next to it.
     ICON_NODE = "▸ "
     ICON_NODE_EXPANDED = "▾ "
-    BINDINGS = [Binding("R", "rerun_from", "Rerun from here", id="rerun_from", show=False)]
+    # In the footer while it applies: a finished run of the workflow this tree shows is on screen.
+    BINDINGS = [Binding("R", "rerun_from", "Rerun from here", id="rerun_from")]
     COMPONENT_CLASSES = Tree.COMPONENT_CLASSES | {f"dep-tree--{t}" for t in TONES} | {"dep-tree--detail"}
 
     DEFAULT_CSS = """
@@ -43,6 +44,7 @@ class DependencyTree(Tree[NodeSpec]):
         self.auto_expand = False
         self.specs: list[NodeSpec] = []
         self.nodes_by_uid: dict[str, TreeNode[NodeSpec]] = {}
+        self.rerun_allowed = False  # a finished run of this tree's workflow is on screen (the screen's call)
         self.definition_key: object = None
         self.workflow = ""
         self._expanded: dict[str, set[str]] = {}
@@ -151,6 +153,11 @@ class DependencyTree(Tree[NodeSpec]):
             if detail:
                 text.append("  " + detail, styles["detail"])
             node.set_label(text)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "rerun_from":
+            return self.rerun_allowed
+        return True
 
     def action_rerun_from(self) -> None:
         """Rerun the finished run on screen from the step under the cursor (a new run that reuses

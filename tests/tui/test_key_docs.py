@@ -107,3 +107,24 @@ async def test_the_footer_offers_retry_failed_on_the_grid_of_a_failed_fan_out(si
         assert "E Retry failed" in keys and "q Quit" in keys
         footer = app.screen.query_one("Footer")
         assert footer.virtual_size.width <= footer.size.width  # nothing cut off at the right
+
+
+async def test_the_footer_offers_rerun_from_here_on_the_tree_of_a_finished_run() -> None:
+    from tests.tui import scenarios
+    from tests.tui.conftest import feed
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        tree = app.screen.query_one("#tree")
+        tree.focus()
+        await pilot.pause()
+        assert not any(k.startswith("R ") for k in _footer_keys(app, lit=False))  # nothing ran yet
+        feed(app, scenarios.failed_run().events)
+        await pilot.pause()
+        tree.focus()
+        await pilot.pause()
+        await pilot.pause()
+        assert "R Rerun" in _footer_keys(app)  # shortened at 80 columns
+        footer = app.screen.query_one("Footer")
+        assert footer.virtual_size.width <= footer.size.width

@@ -38,7 +38,7 @@ from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, open_hooks
 from runkon_flow.humanize import readable_error
 from runkon_flow.observe.estimates import history_of
-from runkon_flow.persistence import RunStatus
+from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowResult
 
@@ -275,22 +275,35 @@ def _finish(
     """Close the printers, print what a user needs next, and return the exit status."""
     session.close()
     status = result.status or (RunStatus.COMPLETED if result.all_succeeded else RunStatus.FAILED)
-    if session.live:
-        run = store.get_run(run_id)
-        if run is not None and status is not RunStatus.COMPLETED:
-            tail = show_lines(store, run)
-            failed_at = next((i for i, line in enumerate(tail) if line == "failed steps"), None)
-            if failed_at is not None:
-                print("\n".join(tail[failed_at:]))
     if status is RunStatus.COMPLETED:
         return EXIT_OK
-    if durable:
+    run = store.get_run(run_id) if session.live or durable else None
+    print_what_next(store, run_id, run, status, failed_steps=session.live, next_steps=durable)
+    return EXIT_CANCELLED if status is RunStatus.CANCELLED else EXIT_FAILED
+
+
+def print_what_next(
+    store: WorkflowPersistence,
+    run_id: str,
+    run: WorkflowRun | None,
+    status: RunStatus,
+    *,
+    failed_steps: bool,
+    next_steps: bool,
+) -> None:
+    """After a run that did not complete (`run`, `resume`, `retry`, `watch` alike): its failed
+    steps (`failed_steps`: under a live view, which showed no log lines), then what to type next
+    (`next_steps`: the run is in a database): resume it, and retry its failed fan-out items."""
+    if failed_steps and run is not None:
+        tail = show_lines(store, run)
+        failed_at = next((i for i, line in enumerate(tail) if line == "failed steps"), None)
+        if failed_at is not None:
+            print("\n".join(tail[failed_at:]))
+    if next_steps:
         print_err(f"resume with: runkon-flow resume {run_id}")
-        run = store.get_run(run_id) if status is RunStatus.FAILED else None
-        hint = retry_hint(store, run) if run is not None else None
+        hint = retry_hint(store, run) if run is not None and status is RunStatus.FAILED else None
         if hint:
             print_err(hint)
-    return EXIT_CANCELLED if status is RunStatus.CANCELLED else EXIT_FAILED
 
 
 def execute(

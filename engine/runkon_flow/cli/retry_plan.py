@@ -70,12 +70,7 @@ def retry_hint(store: WorkflowPersistence, run: WorkflowRun) -> str | None:
     user decides what to do next; None when it has none (a child run is retried by its parent)."""
     if run.parent_workflow_run_id:
         return None
-    count = sum(
-        1
-        for fan in latest_fanouts(store, run)
-        for item in fan.items
-        if FanOutItemStatus(item.status) in _RETRIED_BY_FAILED
-    )
+    count = choose_items(latest_fanouts(store, run), failed=True, item_ids=()).count  # as `--failed`
     if not count:
         return None
     items = f"{count} failed item{'' if count == 1 else 's'}"

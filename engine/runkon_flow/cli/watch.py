@@ -18,11 +18,10 @@ import time
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, print_err
-from runkon_flow.cli.drive import add_progress_args, make_printer
+from runkon_flow.cli.drive import add_progress_args, make_printer, print_what_next
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
-from runkon_flow.cli.report import lease_is_live, show_lines
-from runkon_flow.cli.retry_plan import retry_hint
+from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store, print_run_header
 from runkon_flow.event_log import READ_ROWS, read_envelopes, top_level_run
 from runkon_flow.persistence import RunStatus, WorkflowRun
@@ -120,16 +119,9 @@ def _ended(store: WorkflowPersistence, run: WorkflowRun, printer: Any, *, stored
         )
     if status is RunStatus.COMPLETED:
         return EXIT_OK
-    if isinstance(printer, LiveView):
-        tail = show_lines(store, run)
-        failed_at = next((i for i, line in enumerate(tail) if line == "failed steps"), None)
-        if failed_at is not None:
-            print("\n".join(tail[failed_at:]))
-    if printer is not None:
-        print_err(f"resume with: runkon-flow resume {run.id}")
-        hint = retry_hint(store, run) if status is RunStatus.FAILED else None
-        if hint:
-            print_err(hint)
+    print_what_next(
+        store, run.id, run, status, failed_steps=isinstance(printer, LiveView), next_steps=printer is not None
+    )
     return _EXIT.get(status, EXIT_FAILED)
 
 

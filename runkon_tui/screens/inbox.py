@@ -26,7 +26,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 from runkon_tui.screens.gate import GateChoices, GateDecision
 from runkon_tui.status import short_id
 from runkon_tui.widgets.markup import esc, tone_text
-from runkon_tui.widgets.table_fit import fit_last_column
+from runkon_tui.widgets.table_fit import refill
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
@@ -191,10 +191,6 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
         self.error = error
         self.loaded = True
         self.marked &= {g.step_id for g in gates}
-        table = self.query_one(DataTable)
-        keep = table.cursor_row
-        table.clear(columns=True)  # a column keeps the widest cell it ever had: widths start over
-        table.add_columns(*COLUMNS)
         now = self.rapp.clock()
         lines: list[list[Text]] = []
         for gate in gates:
@@ -215,11 +211,7 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                     Text((gate.prompt or "").replace("\n", " ")[:60]),
                 ]
             )
-        fit_last_column(table, COLUMNS, lines)
-        for gate, line in zip(gates, lines, strict=True):
-            table.add_row(*line, key=gate.step_id)
-        if keep is not None and gates:
-            table.move_cursor(row=min(keep, len(gates) - 1))
+        refill(self.query_one(DataTable), COLUMNS, lines, [gate.step_id for gate in gates])
         status = self.query_one("#inbox-status", Static)
         if error:
             status.update(f"[$error]{esc(error)}[/]")

@@ -31,7 +31,7 @@ from textual.widgets._toast import ToastRack
 
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, tone_text
-from runkon_tui.widgets.table_fit import fit_last_column
+from runkon_tui.widgets.table_fit import refill
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
@@ -91,7 +91,6 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         super().__init__()
         self.rows: list[RunRow] = []
         self.error: str | None = None
-        self._filled: set[str] = set()  # the optional columns some listed run has a value for
 
     @property
     def rapp(self) -> RunkonApp:
@@ -143,22 +142,14 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
     def _fill(self, rows: list[RunRow], error: str | None) -> None:
         self.rows = rows
         self.error = error
-        table = self.query_one(DataTable)
-        keep = table.cursor_row
         # 80 columns: the run id's tail and a short date keep room for names
         narrow = self.size.width < WIDE
         cells = [self._cells(row, narrow) for row in rows]
-        self._filled = {name for row_cells in cells for name, cell in row_cells.items() if cell.plain}
-        columns = self._wanted_columns()
-        table.clear(columns=True)  # a column keeps the widest cell it ever had: widths start over
-        table.add_columns(*columns)
+        filled = {name for row_cells in cells for name, cell in row_cells.items() if cell.plain}
+        columns = self._wanted_columns(filled)
         lines = [[row_cells[name] for name in columns] for row_cells in cells]
-        if columns[-1] == "error":
-            fit_last_column(table, columns, lines)
-        for row, line in zip(rows, lines, strict=True):
-            table.add_row(*line, key=row.run.id)
-        if keep is not None and rows:
-            table.move_cursor(row=min(keep, len(rows) - 1))
+        table = self.query_one(DataTable)
+        refill(table, columns, lines, [row.run.id for row in rows], fit_last=columns[-1] == "error")
         status = self.query_one("#runs-status", Static)
         if error:
             status.update(f"[$error]{esc(error)}[/]")
@@ -194,14 +185,14 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             "error": Text(readable_error(run.error).removeprefix("workflow error: ")[:60]),
         }
 
-    def _wanted_columns(self) -> tuple[str, ...]:
-        """The fixed columns, then those some run fills: `held by` while a run is held, `error`
-        when one failed, and `usage` when one reported it and the screen is wide enough (at
-        narrow widths it goes first: names, status and counts matter more). An empty column only
-        pushed the errors off an 80-column screen."""
+    def _wanted_columns(self, filled: set[str]) -> tuple[str, ...]:
+        """The fixed columns, then those some run fills (`filled`): `held by` while a run is held,
+        `error` when one failed, and `usage` when one reported it and the screen is wide enough
+        (at narrow widths it goes first: names, status and counts matter more). An empty column
+        only pushed the errors off an 80-column screen."""
         optional = ("usage",) if self.size.width >= WIDE else ()
         optional += ("held by", "error")
-        return (*COLUMNS, *(name for name in optional if name in self._filled))
+        return (*COLUMNS, *(name for name in optional if name in filled))
 
     def on_resize(self) -> None:
         # After the layout, which gives the table its new width: short or full ids and dates, the

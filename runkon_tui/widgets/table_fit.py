@@ -1,10 +1,11 @@
-"""A table whose last column is free text (a run's error, a gate's prompt) cuts that text to the
-room the other columns leave, with `…`, so the table never scrolls sideways: at 80 columns the
-columns that say which row it is stay in view, and the whole text is one `enter` away."""
+"""Filling a DataTable that re-reads its rows (the runs screen, the gate inbox): columns sized
+afresh, the cursor kept, and a last column of free text (a run's error, a gate's prompt) cut to
+the room the other columns leave, with `…`, so the table never scrolls sideways: at 80 columns
+the columns that say which row it is stay in view, and the whole text is one `enter` away."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -13,7 +14,9 @@ from textual.widgets import DataTable
 MIN_LAST_WIDTH = 12  # narrower than this, the text scrolls sideways rather than say nothing
 
 
-def fit_last_column(table: DataTable[object], headers: Sequence[str], rows: Sequence[Sequence[Text]]) -> None:
+def _fit_last_column(
+    table: DataTable[object], headers: Sequence[str], rows: Sequence[Sequence[Text]]
+) -> None:
     """Truncate each row's last cell in place to what `table`'s width leaves for it (with the
     vertical scrollbar counted, as it appears once the rows outgrow the screen)."""
     if not rows or not headers:
@@ -26,3 +29,25 @@ def fit_last_column(table: DataTable[object], headers: Sequence[str], rows: Sequ
     room = table.size.width - used - padding - table.styles.scrollbar_size_vertical
     for row in rows:
         row[-1].truncate(max(MIN_LAST_WIDTH, room), overflow="ellipsis")
+
+
+def refill(
+    table: DataTable[object],
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Text]],
+    keys: Sequence[Hashable],
+    *,
+    fit_last: bool = True,
+) -> None:
+    """Replace every row (`keys`: one per row), the cursor on the same row number. The columns
+    start over each time: a DataTable column keeps the widest cell it ever held, so clearing only
+    the rows left a once-long error's column as wide as before."""
+    keep = table.cursor_row
+    table.clear(columns=True)
+    table.add_columns(*headers)
+    if fit_last:
+        _fit_last_column(table, headers, rows)
+    for key, row in zip(keys, rows, strict=True):
+        table.add_row(*row, key=str(key))
+    if keep is not None and rows:
+        table.move_cursor(row=min(keep, len(rows) - 1))

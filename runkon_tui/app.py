@@ -60,6 +60,9 @@ from runkon_tui.session import (
 from runkon_tui.terminal import hung_up
 from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
 from runkon_tui.toasts import Toast, ToastHold
+from runkon_tui.widgets.cluster_list import ClusterList
+from runkon_tui.widgets.dep_tree import DependencyTree
+from runkon_tui.widgets.fanout_grid import FanOutGrid
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:  # the first frame needs only the main screen: the others load when shown
@@ -380,11 +383,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
 
     def pane_key_table(self) -> list[tuple[str, str, str, str]]:
         """(pane, key shown, binding id, description) for the keys a pane has while focused:
-        retrying items, rerunning from a step — shown in help, not in the footer."""
-        from runkon_tui.widgets.cluster_list import ClusterList
-        from runkon_tui.widgets.dep_tree import DependencyTree
-        from runkon_tui.widgets.fanout_grid import FanOutGrid
-
+        retrying items, rerunning from a step."""
         rows = []
         for pane, widget in (("grid", FanOutGrid), ("clusters", ClusterList), ("tree", DependencyTree)):
             for binding in widget.BINDINGS:

@@ -120,31 +120,33 @@ class RunFooter(Footer):
 
     def compose(self) -> ComposeResult:
         items = list(super().compose())
+        keys = [item for item in items if isinstance(item, FooterKey)]
         width = self.screen.size.width
+        # Below 100 columns, or when a focused pane's keys would not fit the line: short names
+        # first; then, if still too wide, the 80-column footer.
         narrow = width < 100
-        if not narrow and _keys_width(items) > width:  # a focused pane's keys can tip it over:
-            for item in items:  # shorter names first, then the 80-column footer
-                if isinstance(item, FooterKey):
-                    item.description = self.SHORT.get(item.description, item.description)
-            narrow = _keys_width(items) > width
+        if narrow or _keys_width(keys) > width:
+            for key in keys:
+                key.description = self.SHORT.get(key.description, key.description)
+            narrow = narrow or _keys_width(keys) > width
         for item in items:
-            if narrow and isinstance(item, FooterKey):
-                # `_disabled`, not `disabled`: a FooterKey keeps "dimmed" there, and its widget
-                # `disabled` stays False (so dimmed keys used to stay in at 80 columns).
-                dimmed = item._disabled
-                if item.has_class("-command-palette") or item.action in self.NARROW_HIDDEN or dimmed:
-                    continue
-                item.description = self.SHORT.get(item.description, item.description)
+            # `_disabled`, not `disabled`: a FooterKey keeps "dimmed" there, and its widget
+            # `disabled` stays False (so dimmed keys used to stay in at 80 columns).
+            if narrow and isinstance(item, FooterKey) and self._left_out_when_narrow(item):
+                continue
             yield item
+
+    def _left_out_when_narrow(self, key: FooterKey) -> bool:
+        return key.has_class("-command-palette") or key.action in self.NARROW_HIDDEN or key._disabled
 
 
 PALETTE_HINT_WIDTH = 12  # `▏^p palette`, at the right
 
 
-def _keys_width(items: list[Widget]) -> int:
+def _keys_width(keys: list[FooterKey]) -> int:
     """About how many columns the footer's keys take: `key description ` each, and the hint."""
-    keys = [i for i in items if isinstance(i, FooterKey) and not i.has_class("-command-palette")]
-    return sum(cell_len(k.key_display) + cell_len(k.description) + 2 for k in keys) + PALETTE_HINT_WIDTH
+    shown = [k for k in keys if not k.has_class("-command-palette")]
+    return sum(cell_len(k.key_display) + cell_len(k.description) + 2 for k in shown) + PALETTE_HINT_WIDTH
 
 
 def _same_key(a: FooterKey, b: FooterKey) -> bool:

@@ -207,9 +207,9 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
     def _option_width(self, lines: int) -> int:
         """The width an option gets: the list's, less the scrollbar it will show once `lines`
         (at least) outgrow its height."""
-        region = self.query_one(OptionList).content_region
-        scrollbar = self.query_one(OptionList).styles.scrollbar_size_vertical if lines > region.height else 0
-        return region.width - scrollbar
+        results = self.query_one(OptionList)
+        region = results.content_region
+        return region.width - (results.styles.scrollbar_size_vertical if lines > region.height else 0)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._rewrap)  # after the layout gives the list its new width

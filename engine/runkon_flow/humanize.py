@@ -62,6 +62,16 @@ def readable_error(text: str | None) -> str:
     return _CANCELLED_TEXT.sub(plain, text)
 
 
+def error_headline(text: str | None) -> str:
+    """An error on one line, for lists: its first line and, when there are more, its last one
+    (`Script 'x' exited with code 3 · schema mismatch …`, `… · ValueError: bad`). The first line
+    alone says least — which script exited — and the last is where stderr and tracebacks say why."""
+    lines = [line.strip() for line in readable_error(text).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[0] if len(lines) == 1 else f"{lines[0]} · {lines[-1]}"
+
+
 def gate_decision(
     approved: bool,
     by: str | None,

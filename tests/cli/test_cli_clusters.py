@@ -54,6 +54,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def clusters_section(out: str) -> str:
+    """`show`'s failure clusters, up to the blank line that ends them."""
+    return out[out.index("failure clusters") :].split("\n\n")[0]
+
+
 def failing(kind: int) -> set[str]:
     return {f"i{n:03d}" for n in range(0, 60, 4) if n // 4 < 15 and n // 4 % 3 == kind}
 
@@ -69,15 +74,23 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
 
     code, out, _ = cli(capsys, "show", run_id)
     assert code == 0
-    section = out[out.index("failure clusters") :]
+    section = clusters_section(out)
     assert f"failure clusters (retry one: runkon-flow retry {run_id} --cluster N)" in section
     assert "  foreach 'each'" in section
-    # Three kinds, five items each, told apart despite every message being different.
-    exited = "Script 'work' exited with code <n>"
-    assert f"1. 5 × {exited} · rate limited: retry after <n>s (request <id>)" in section
-    assert f"2. 5 × {exited} · schema mismatch in <path> line <n>: expected int" in section
-    assert f"3. 5 × {exited} · connection reset by <n>:<n> at <time>" in section
-    assert "4." not in section
+    # Three kinds, five items each, told apart despite every message being different; what they
+    # all start with is said once, so each line starts with what sets it apart.
+    assert "    all: Script 'work' exited with code <n>\n" in section
+    assert "1. 5 × rate limited: retry after <n>s (request <id>)" in section
+    assert "2. 5 × schema mismatch in <path> line <n>: expected int" in section
+    assert "3. 5 × connection reset by <n>:<n> at <time>" in section
+    assert "    4. " not in section
+    # Each failed item with its cause: the script's stderr, not only "exited with code 3".
+    assert (
+        "item i004 failed (child run " in out
+        and "): Script 'work' exited with code 3 · schema mismatch in /data/batch-4/i004.json"
+        " line 12: expected int\n"
+        in out
+    )
     assert "items i000, i012, i024, i036, i048" in section
 
     code, out, _ = cli(capsys, "show", run_id, "--json")
@@ -114,9 +127,9 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
         assert after[item].status is FanOutItemStatus.FAILED and after[item].attempt == 1
 
     code, out, _ = cli(capsys, "show", run_id)
-    section = out[out.index("failure clusters") :]
-    assert "1. 5 × Script 'work' exited with code <n> · rate limited" in section
-    assert "2. 5 × Script 'work' exited with code <n> · connection reset" in section
+    section = clusters_section(out)
+    assert "1. 5 × rate limited" in section
+    assert "2. 5 × connection reset" in section
     assert "schema mismatch" not in section
     for item in failing(1):
         earlier = before[item].child_run_id
@@ -130,6 +143,7 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
     )
     assert code == 1, err  # connection resets are still failed items
     code, out, _ = cli(capsys, "show", run_id)
+    # One cluster left: nothing is shared with another, so its line says all of it.
     assert (
         "1. 5 × Script 'work' exited with code <n> · connection reset" in out[out.index("failure clusters") :]
     )
@@ -155,6 +169,26 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
             assert store.get_run(before[item].child_run_id).status is RunStatus.FAILED  # type: ignore[arg-type,union-attr]
     finally:
         store.close()
+
+
+def test_a_failed_run_ends_on_its_clusters_under_the_live_view(capsys, home: Path) -> None:
+    """Where the user decides what to do next, the numbers `--cluster N` takes are on screen —
+    three lines per cluster instead of one per failed item (which `show` lists)."""
+    code, out, err = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "live")
+    assert code == 1
+    run_id = run_id_of(out)
+    tail = out[out.rindex("failure clusters") :]
+    assert tail.startswith(
+        "failure clusters\n  foreach 'each'\n    all: Script 'work' exited with code <n>\n"
+    )
+    assert "    1. 5 × rate limited: retry after <n>s (request <id>)\n       items i000, " in tail
+    assert "    3. 5 × connection reset by <n>:<n> at <time>\n" in tail
+    assert "\nfailed steps\n  foreach:each: foreach 'each': 15 of 60 items failed\n" in tail
+    assert "item i004 failed" not in tail  # the clusters stand for the item list
+    assert f"runkon-flow retry {run_id} --failed (or --cluster N from the list above)" in err
+
+    code, _, err = cli(capsys, "watch", run_id, "--progress", "plain")  # no list printed there
+    assert "--failed (or --cluster N as runkon-flow show lists them)" in err
 
 
 def test_retry_an_unknown_cluster_says_which_clusters_there_are(capsys, home: Path) -> None:

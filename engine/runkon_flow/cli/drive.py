@@ -28,7 +28,7 @@ from runkon_flow.cli.common import (
 )
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_live_view
-from runkon_flow.cli.report import show_lines
+from runkon_flow.cli.report import failure_lines
 from runkon_flow.cli.retry_plan import retry_hint
 from runkon_flow.cli.store import DeferredStore
 from runkon_flow.errors import (
@@ -291,17 +291,19 @@ def print_what_next(
     failed_steps: bool,
     next_steps: bool,
 ) -> None:
-    """After a run that did not complete (`run`, `resume`, `retry`, `watch` alike): its failed
-    steps (`failed_steps`: under a live view, which showed no log lines), then what to type next
-    (`next_steps`: the run is in a database): resume it, and retry its failed fan-out items."""
+    """After a run that did not complete (`run`, `resume`, `retry`, `watch` alike): its failure
+    clusters and failed steps, as `show` lists them (`failed_steps`: under a live view, which
+    showed no log lines), then what to type next (`next_steps`: the run is in a database): resume
+    it, and retry its failed fan-out items — by cluster number from the list just printed."""
+    clusters_shown = False
     if failed_steps and run is not None:
-        tail = show_lines(store, run)
-        failed_at = next((i for i, line in enumerate(tail) if line == "failed steps"), None)
-        if failed_at is not None:
-            print("\n".join(tail[failed_at:]))
+        lines, clusters_shown = failure_lines(store, run)
+        if lines:
+            print("\n".join(lines[1:]))  # the live view ends on its own line: no blank first
     if next_steps:
         print_err(f"resume with: runkon-flow resume {run_id}")
-        hint = retry_hint(store, run) if run is not None and status is RunStatus.FAILED else None
+        failed = run is not None and status is RunStatus.FAILED
+        hint = retry_hint(store, run, clusters_above=clusters_shown) if failed else None
         if hint:
             print_err(hint)
 

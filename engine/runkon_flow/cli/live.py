@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
-from runkon_flow.humanize import format_duration, readable_error
+from runkon_flow.humanize import error_headline, format_duration, readable_error
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates
 from runkon_flow.observe.records import last_line_worth_showing
@@ -234,8 +234,8 @@ class LiveView:
         status = e.status or "failed"
         glyph = {"skipped": g.skip, "cancelled": g.cancel}.get(status, g.fail)
         color = _YELLOW if status in ("skipped", "cancelled") else _RED
-        text = readable_error(e.error).strip()
-        error = f": {text.splitlines()[0]}" if text else ""
+        text = error_headline(e.error)
+        error = f": {text}" if text else ""
         return self._c(color, glyph) + f" {label} {status}{took}{error}"
 
     # ------------------------------------------------------------------ rendering

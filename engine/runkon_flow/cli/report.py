@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals
-from runkon_flow.humanize import format_duration, gate_decision, readable_error
+from runkon_flow.humanize import error_headline, format_duration, gate_decision, readable_error
 from runkon_flow.observe import liveness
-from runkon_flow.observe.clusters import RunCluster, run_clusters
+from runkon_flow.observe.clusters import RunCluster, distinct_labels, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
 from runkon_flow.observe.estimates import Estimates, history_of
 from runkon_flow.observe.loader import fanout_from_rows, row_failure_cause
@@ -280,10 +280,10 @@ def _item_summary(
         error = ""
         if child:
             child_run = store.get_run(child)
-            text = readable_error(child_run.error).strip() if child_run is not None else ""
-            text = (row_failure_cause(store.get_steps(child)) or text).strip()  # why, not just which step
+            text = readable_error(child_run.error) if child_run is not None else ""
+            text = error_headline(row_failure_cause(store.get_steps(child)) or text)  # why, not which step
             if text:
-                error = f": {text.splitlines()[0]}"
+                error = f": {text}"
         where = f" (child run {child})" if child else ""
         failed_lines.append(f"    item {item.item_id} failed{where}{error}")
     if len(failed) > 10:
@@ -316,15 +316,30 @@ def cluster_lines(run: WorkflowRun, clusters: Sequence[RunCluster]) -> list[str]
     if not clusters:
         return []
     lines = ["", f"failure clusters (retry one: runkon-flow retry {run.id} --cluster N)"]
-    last_step = None
-    for rc in clusters:
-        if rc.step.id != last_step:
-            last_step = rc.step.id
-            iteration = f" (iteration {rc.step.iteration})" if rc.step.iteration else ""
-            lines.append(f"  foreach '{rc.foreach}'{iteration}")
-        lines.append(f"    {rc.number}. {rc.cluster.describe()}")
-        lines.append(f"       items {rc.cluster.items_text()}")
+    for group in _by_step(clusters):
+        step = group[0].step
+        iteration = f" (iteration {step.iteration})" if step.iteration else ""
+        lines.append(f"  foreach '{group[0].foreach}'{iteration}")
+        # What every cluster of the fan-out starts with is said once, so each line starts with
+        # what tells it apart (a script's clusters all begin `Script 'x' exited with code <n>`).
+        common, labels = distinct_labels([rc.cluster for rc in group])
+        if common:
+            lines.append(f"    all: {common}")
+        for rc, label in zip(group, labels, strict=True):
+            lines.append(f"    {rc.number}. {rc.cluster.count} × {label}")
+            lines.append(f"       items {rc.cluster.items_text()}")
     return lines
+
+
+def _by_step(clusters: Sequence[RunCluster]) -> list[list[RunCluster]]:
+    """Clusters in runs of the same fan-out step row, in order."""
+    groups: list[list[RunCluster]] = []
+    for rc in clusters:
+        if groups and groups[-1][0].step.id == rc.step.id:
+            groups[-1].append(rc)
+        else:
+            groups.append([rc])
+    return groups
 
 
 def clusters_json(clusters: Sequence[RunCluster]) -> list[dict[str, Any]]:
@@ -357,6 +372,35 @@ def _gate_decisions(steps: list[WorkflowRunStep]) -> list[str]:
         decision = gate_decision(approved, step.gate_approved_by, chosen, step.gate_feedback, at)
         lines.append(f"  {step.step_name}: {decision}")
     return ["", "gates", *lines] if lines else []
+
+
+def failed_step_lines(steps: Sequence[WorkflowRunStep]) -> list[str]:
+    """`failed steps` and each failed step's error (at most 20 lines of it); [] when none failed."""
+    failed = [s for s in final_steps(steps) if StepStatus(s.status) in _FAILED]
+    if not failed:
+        return []
+    lines = ["", "failed steps"]
+    for step in failed:
+        rejected = f"rejected by {step.gate_approved_by}" if step.gate_approved_by else ""
+        if rejected and step.gate_feedback:
+            rejected += f": {step.gate_feedback}"
+        raw = readable_error(step.step_error or step.result_text or rejected or "(no error text)")
+        text = raw.strip().splitlines() or ["(no error text)"]
+        lines.append(f"  {step.step_name}: {text[0]}")
+        lines.extend(f"    {line}" for line in text[1:20])
+        if len(text) > 20:
+            lines.append(f"    … {len(text) - 20} more lines")
+    return lines
+
+
+def failure_lines(store: WorkflowPersistence, run: WorkflowRun) -> tuple[list[str], bool]:
+    """What went wrong in a run, for the end of `run`, `retry` and `watch`: its failure clusters,
+    then its failed steps. The clusters stand for the list of failed items `show` adds (a fan-out
+    of thousands fails in a few ways). Also whether any cluster was listed."""
+    clusters = cluster_lines(run, run_clusters(store, run.id))
+    if clusters:
+        clusters[1] = "failure clusters"  # the retry hint printed under it says how to retry one
+    return clusters + failed_step_lines(store.get_steps(run.id)), bool(clusters)
 
 
 def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> list[str]:
@@ -439,20 +483,8 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
     lines.extend(_table(["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION", ""], table_rows))
     lines.extend(cluster_lines(run, run_clusters(store, run.id)))
 
-    failed = [s for s in final_steps(steps) if StepStatus(s.status) in _FAILED]
-    if failed:
-        lines.append("")
-        lines.append("failed steps")
-        for step in failed:
-            rejected = f"rejected by {step.gate_approved_by}" if step.gate_approved_by else ""
-            if rejected and step.gate_feedback:
-                rejected += f": {step.gate_feedback}"
-            raw = readable_error(step.step_error or step.result_text or rejected or "(no error text)")
-            text = raw.strip().splitlines() or ["(no error text)"]
-            lines.append(f"  {step.step_name}: {text[0]}")
-            lines.extend(f"    {line}" for line in text[1:20])
-            if len(text) > 20:
-                lines.append(f"    … {len(text) - 20} more lines")
+    failed = failed_step_lines(steps)
+    lines.extend(failed)
     if notes:
         if not failed:
             lines.append("")

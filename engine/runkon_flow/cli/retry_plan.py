@@ -65,16 +65,18 @@ def latest_fanouts(store: WorkflowPersistence, run: WorkflowRun) -> list[FanOut]
     return [FanOut(step, store.get_fan_out_items(step.id)) for step in steps]
 
 
-def retry_hint(store: WorkflowPersistence, run: WorkflowRun) -> str | None:
+def retry_hint(store: WorkflowPersistence, run: WorkflowRun, *, clusters_above: bool = False) -> str | None:
     """What to type to run a failed run's failed items again — printed when a run fails, where a
-    user decides what to do next; None when it has none (a child run is retried by its parent)."""
+    user decides what to do next; None when it has none (a child run is retried by its parent).
+    `clusters_above`: the failure clusters were just printed, numbered."""
     if run.parent_workflow_run_id:
         return None
     count = choose_items(latest_fanouts(store, run), failed=True, item_ids=()).count  # as `--failed`
     if not count:
         return None
     items = f"{count} failed item{'' if count == 1 else 's'}"
-    clusters = "or --cluster N, as runkon-flow show lists them"
+    listed = "from the list above" if clusters_above else "as runkon-flow show lists them"
+    clusters = f"or --cluster N {listed}"
     return f"retry the {items}: runkon-flow retry {run.id} --failed ({clusters})"
 
 

@@ -315,8 +315,11 @@ def test_import_records_fails_in_three_clusters_and_retrying_them_completes_the_
     ]
     assert "rate limited" in clusters[0]["signature"] and "schema mismatch" in clusters[1]["signature"]
 
+    notes = tmp_path / "runkon-sample-import" / run_id
+    assert len(list(notes.iterdir())) == 8  # the records that had their first attempt
     assert cli_main(["retry", run_id, "--failed", "--yes", *base]) == 0
     capsys.readouterr()
+    assert not (tmp_path / "runkon-sample-import").exists()  # tidied once the fan-out succeeded
     store = SqliteStore(tmp_path / "runs.db")
     try:
         assert store.get_run(run_id).status == RunStatus.COMPLETED  # type: ignore[union-attr]

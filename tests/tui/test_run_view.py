@@ -461,6 +461,26 @@ def test_a_failing_fan_out_child_sends_what_was_held_first_and_folds_like_the_or
     assert view.active_fanout().causes == direct.active_fanout().causes  # type: ignore[union-attr]
 
 
+def test_a_failed_item_s_log_line_says_why_it_failed_not_only_which_step() -> None:
+    s = Script()
+    view = _fan_out_view(None, s)
+    _one_item(EventBridge(), s, "kid-3", ok=False, end=False)
+    cause = "Script 'work' exited with code 3\nwarming up\nschema mismatch in rec-3.json line 9: expected int"
+    s.emit(
+        StepCompleted(step_id="kid-3-s", step_name="work", node_path="body.0", succeeded=False, error=cause),
+        "kid-3",
+    )
+    which_step = "workflow error: Step 'work' failed after 1 attempts"
+    s.emit(RunCompleted(succeeded=False, error=which_step), "kid-3")
+    s.emit(FanOutItemCompleted(item_id="kid-3", step_id="fan", succeeded=False, child_run_id="kid-3"))
+    view = RunView.from_events(s.events, clock=lambda: FROZEN)
+    errors = [line.text for line in view.engine_log if "item kid-3" in line.text]
+    assert errors == [
+        "✗ body.0 item kid-3 failed: Script 'work' exited with code 3"
+        " · schema mismatch in rec-3.json line 9: expected int"
+    ]
+
+
 def test_looking_at_a_running_child_hands_over_what_the_bridge_held_and_later_events_follow() -> None:
     bridge, s = EventBridge(), Script()
     view = _fan_out_view(bridge, s)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runkon_flow.events import EngineEventData, parse_event_line
-from runkon_flow.humanize import format_duration, gate_decision, readable_error
+from runkon_flow.humanize import error_headline, format_duration, gate_decision, readable_error
 from runkon_flow.observe.compact import (
     COMPACT_CLASSES,
     Envelope,
@@ -912,6 +912,7 @@ class RunModel:
             spent = Usage.from_metadata(ev.usage)
             if spent:
                 fan.usage = spent if fan.usage is None else fan.usage + spent
+        cause = None
         if ev.child_run_id:
             fan.set_child(idx, ev.child_run_id)
             if status != "completed":
@@ -924,8 +925,9 @@ class RunModel:
             self._changes.header = True
         if status == "failed":
             self.failures += 1
-            reason = f": {error}" if error else ""
-            text = f"✗ {fan.name} item {ev.item_id} failed{reason}"
+            # Why, not which step: the child's own error only says `Step 'x' failed`.
+            why = error_headline(cause or error)
+            text = f"✗ {fan.name} item {ev.item_id} failed" + (f": {why}" if why else "")
             self._log(LogLine(data.ts, text, "error", run.run_id, fan.node_path), error=True)
 
     def _item_skipped(self, data: EngineEventData, ev: Any) -> None:

@@ -262,7 +262,8 @@ class RunSession:
         if status == "completed":
             took = format_duration(root.elapsed(self.clock()))
             return Notice(f"{root.workflow_name} completed in {took}", title="Run finished", timeout=6)
-        reason = f": {root.error}" if root.error else ""
+        why = root.why_failed(view.runs) if status == "failed" else root.error
+        reason = f": {why}" if why else ""
         return Notice(f"{root.workflow_name} {status}{reason}", "error", title="Run finished", timeout=10)
 
     def workflow_statuses(self) -> dict[str, str]:

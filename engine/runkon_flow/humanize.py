@@ -62,6 +62,10 @@ def readable_error(text: str | None) -> str:
     return _CANCELLED_TEXT.sub(plain, text)
 
 
+#: How the engine's `WorkflowError` starts its text (`errors.py`): words a reader can do without.
+ENGINE_ERROR_PREFIX = "workflow error: "
+
+
 def error_headline(text: str | None) -> str:
     """An error on one line, for lists: its first line and, when there are more, its last one
     (`Script 'x' exited with code 3 · schema mismatch …`, `… · ValueError: bad`). The first line

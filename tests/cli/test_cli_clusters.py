@@ -10,6 +10,7 @@ untouched.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -171,12 +172,16 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
         store.close()
 
 
-def test_a_failed_run_ends_on_its_clusters_under_the_live_view(capsys, home: Path) -> None:
+def test_a_failed_run_ends_on_its_clusters_under_the_live_view(
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Where the user decides what to do next, the numbers `--cluster N` takes are on screen —
     three lines per cluster instead of one per failed item (which `show` lists)."""
+    monkeypatch.setenv("COLUMNS", "120")  # the live view cuts its lines to the terminal's width
     code, out, err = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "live")
     assert code == 1
     run_id = run_id_of(out)
+    assert re.search(rf"run {run_id} failed after \S+: foreach 'each': 15 of 60 items failed\n", out)
     tail = out[out.rindex("failure clusters") :]
     assert tail.startswith(
         "failure clusters\n  foreach 'each'\n    all: Script 'work' exited with code <n>\n"

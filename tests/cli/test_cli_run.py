@@ -539,8 +539,8 @@ def test_the_live_view_prints_finished_steps_above_the_block_and_a_final_frame()
     view.feed(_data(RunCompleted(succeeded=False, error="workflow error: x"), "TOP", 12.0))
     view.close()
     text = stream.getvalue()
-    assert "✗ a failed  1.5s: boom" in text
-    assert "✗ run TOP failed after 2.0s: workflow error: x" in text
+    assert "✗ a failed  1.5s: boom · more" in text  # its first and last line
+    assert "✗ run TOP failed after 2.0s: boom · more" in text  # why, not only which step
     assert "\x1b[2A\r\x1b[J✗ a failed" in text  # the 2-line block was erased before a permanent line
     assert text.endswith("\x1b[?25h")
     assert view.outcome.exit_code == 1

@@ -481,6 +481,56 @@ def test_a_failed_item_s_log_line_says_why_it_failed_not_only_which_step() -> No
     ]
 
 
+def test_a_failed_run_says_why_in_the_log_not_only_which_step_failed() -> None:
+    s = Script()
+    s.emit(RunStarted(workflow_name="deploy"))
+    error = "Script 'push' exited with code 3\nconnecting…\npermission denied (publickey)"
+    s.step_run("body.0", "push", "script", ok=False, error=error)
+    s.emit(RunCompleted(succeeded=False, error="workflow error: Step 'push' failed after 1 attempts"))
+    view = RunView.from_events(s.events, clock=lambda: FROZEN)
+    assert [line.text for line in view.engine_log][-1] == (
+        "✗ run failed after 2.0s: Script 'push' exited with code 3 · permission denied (publickey)"
+    )
+
+
+def test_a_run_failed_in_a_fan_out_says_how_many_items_failed() -> None:
+    s = Script()
+    view = _fan_out_view(None, s)
+    _one_item(EventBridge(), s, "kid-4", ok=False)
+    s.emit(
+        StepCompleted(
+            step_name="foreach:items",
+            kind="foreach",
+            step_id="fan",
+            node_path="body.0",
+            succeeded=False,
+            error="foreach 'items': 1 of 1 items failed",
+        )
+    )
+    s.emit(RunCompleted(succeeded=False, error="workflow error: Step 'foreach:items' failed"))
+    view = RunView.from_events(s.events, clock=lambda: FROZEN)
+    assert [line.text for line in view.engine_log][-1].endswith(": foreach 'items': 1 of 1 items failed")
+
+
+def test_a_run_failed_in_a_called_workflow_names_it_and_says_why() -> None:
+    s = Script()
+    s.emit(RunStarted(workflow_name="nightly"))
+    sid = s.start("body.0", "workflow:lint", "call_workflow")
+    s.emit(ChildRunStarted(child_run_id="kid", workflow_name="lint", parent_run_id=ROOT, parent_step_id=sid))
+    s.emit(RunStarted(workflow_name="lint", parent_run_id=ROOT), "kid")
+    s.step_run("body.0", "ruff", "script", ok=False, error="Script 'ruff' exited with code 1", run_id="kid")
+    s.emit(RunCompleted(succeeded=False, error="workflow error: Step 'ruff' failed after 1 attempts"), "kid")
+    s.finish("body.0", "workflow:lint", "call_workflow", ok=False, error="Sub-workflow 'lint' failed")
+    s.emit(
+        RunCompleted(succeeded=False, error="workflow error: Step 'workflow:lint' failed after 1 attempts")
+    )
+    view = RunView.from_events(s.events, clock=lambda: FROZEN)
+    assert [line.text for line in view.engine_log][-1].endswith(": lint: Script 'ruff' exited with code 1")
+    root = view.root
+    assert root is not None and root.why_failed(view.runs) == "lint: Script 'ruff' exited with code 1"
+    assert root.why_failed() == "Sub-workflow 'lint' failed"  # the child unknown: its step's words
+
+
 def test_looking_at_a_running_child_hands_over_what_the_bridge_held_and_later_events_follow() -> None:
     bridge, s = EventBridge(), Script()
     view = _fan_out_view(bridge, s)

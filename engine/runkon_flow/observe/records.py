@@ -8,10 +8,11 @@ from store rows; read by every renderer. Everything is bounded so a 10,000-item 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runkon_flow.humanize import ENGINE_ERROR_PREFIX, error_headline
 from runkon_flow.observe.status import ITEM_CODE, ITEM_DONE_CODES, ITEM_STATUSES, TERMINAL
 from runkon_flow.usage import Usage
 
@@ -367,13 +368,21 @@ class FanOutView:
         return None if idx < 0 else idx
 
 
+#: How deep `RunState.why_failed` follows failed `call workflow` steps into their child runs.
+_NESTING_LIMIT = 16
+
+
+def failed_step(steps: Iterable[StepView]) -> StepView | None:
+    """The step that failed last with an error (None when no failed step recorded one)."""
+    failed = [sv for sv in steps if sv.status in ("failed", "timed_out", "cancelled") and sv.error]
+    return max(failed, key=lambda sv: sv.ended_at or 0.0) if failed else None
+
+
 def failure_cause(steps: Iterable[StepView]) -> str | None:
     """Why a run failed, in its own words: the error of the step that failed last (a run's own
     error only says which step failed). None when no failed step recorded an error."""
-    failed = [sv for sv in steps if sv.status in ("failed", "timed_out", "cancelled") and sv.error]
-    if not failed:
-        return None
-    return max(failed, key=lambda sv: sv.ended_at or 0.0).error
+    step = failed_step(steps)
+    return step.error if step is not None else None
 
 
 @dataclass(slots=True)
@@ -414,6 +423,26 @@ class RunState:
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+    def why_failed(self, runs: Mapping[str, RunState] | None = None) -> str:
+        """Why the run failed, on one line: the cause its failed step gave, else the run's own
+        error. That error only says which step failed (`workflow error: Step 'import-all' failed
+        after 1 attempts`); the step says why (`foreach 'import-all': 8 of 40 items failed`). A
+        failed `call workflow` step's child run (from `runs`, when known) is asked in turn:
+        `review-one: Script 'lint' exited with code 3 · …`."""
+        run: RunState = self
+        where = ""
+        for _ in range(_NESTING_LIMIT):
+            step = failed_step(run.steps.values())
+            # Only a `call workflow` step's child tells its story: a fan-out's children are many.
+            child_id = step.child_run_id if step is not None and step.kind == "call_workflow" else None
+            child = runs.get(child_id) if runs is not None and child_id else None
+            if child is None or child.status != "failed":
+                cause = step.error if step is not None else None
+                return where + error_headline(cause or (run.error or "").removeprefix(ENGINE_ERROR_PREFIX))
+            where += f"{child.workflow_name}: "
+            run = child
+        return where.rstrip(": ")
 
 
 @dataclass

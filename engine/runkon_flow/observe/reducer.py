@@ -596,13 +596,13 @@ class RunModel:
             if ev.succeeded:
                 self._log(LogLine(data.ts, f"✓ run completed in {took}", "success", run.run_id))
             else:
-                reason = f": {run.error}" if run.error else ""
-                text = f"✗ run failed after {took}{reason}"
+                why = run.why_failed(self.runs)
+                text = f"✗ run failed after {took}" + (f": {why}" if why else "")
                 self._log(LogLine(data.ts, text, "error", run.run_id), error=True)
         else:
             if not ev.succeeded:
-                reason = f": {run.error}" if run.error else ""
-                text = f"{self.context_prefix(run)}child run failed{reason}"
+                why = run.why_failed(self.runs)
+                text = f"{self.context_prefix(run)}child run failed" + (f": {why}" if why else "")
                 self._error(LogLine(data.ts, text, "error", run.run_id))
             self._forget_child(run)
 

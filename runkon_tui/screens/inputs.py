@@ -60,7 +60,9 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
         wf = self.workflow
         with Vertical():
             with VerticalScroll():  # the fields scroll; the buttons below never do
-                yield Label(f"[b]{esc(self.heading or 'Run ' + (wf.title or wf.name))}[/]")
+                # A Static wraps: a rerun's heading is longer than the form is wide at 80 columns.
+                heading = self.heading or "Run " + (wf.title or wf.name)
+                yield Static(f"[b]{esc(heading)}[/]", id="form-heading")
                 if wf.description:
                     yield Static(esc(wf.description), classes="field-help")
                 for i, decl in enumerate(wf.inputs):

@@ -78,3 +78,14 @@ async def test_the_gate_dialogs_buttons_stay_on_screen_with_a_long_prompt_and_ma
         note.focus()
         fields = screen.query_one(VerticalScroll)
         await wait_for(pilot, lambda: fields.region.contains_region(note.region), what="note in view")
+
+
+async def test_a_long_heading_wraps_instead_of_being_cut_at_80_columns() -> None:
+    heading = "Rerun import-records from foreach import-all (the steps before it are reused)"
+    app = _Host(InputsScreen(MANY_INPUTS, dict, heading=heading))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        shown = app.screen.query_one("#form-heading")
+        assert shown.region.height == 2 and _inside(shown, (80, 24))
+        text = " ".join(line.text.strip() for line in shown.render_lines(shown.region.reset_offset))
+        assert text.endswith("are reused)")

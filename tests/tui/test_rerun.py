@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runkon_flow.persistence.memory import InMemoryStore
-from textual.widgets import Input, Label
+from textual.widgets import Input, Static
 
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.inputs import InputsScreen
@@ -28,7 +28,7 @@ async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(fo
         await wait_for(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data.path == "body.2")  # type: ignore[union-attr]
         await pilot.press("R")
         await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="the rerun form")
-        heading = str(app.screen.query(Label).first().render())
+        heading = str(app.screen.query_one("#form-heading", Static).render())
         assert heading == "Rerun quick from finish (the steps before it are reused)"
         box = app.screen.query_one("#input-0", Input)
         assert box.value == "tester"  # the old run's inputs, editable

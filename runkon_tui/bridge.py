@@ -1,8 +1,13 @@
 """The event bridge: the engine's EventSink on one side, the UI's drain tick on the other.
 
 The engine calls `emit()` synchronously on its own threads, thousands of times a second during a
-fan-out, so `emit()` must never block and never touch Textual: it appends to a deque (atomic in
-CPython, no lock needed) and returns. Frequent events are queued in a compact tuple form
+fan-out, so `emit()` never touches Textual and blocks only for the UI's turn: it appends to a
+deque (atomic in CPython, no lock needed) and returns. The UI's turn (`ui_turn`) is its drain
+tick: an engine thread that emits meanwhile waits for the tick to end (a few milliseconds, at
+most `UI_TURN_MAX_WAIT_S`). Without it a tick that needs 3 ms of CPU took 50–300 ms of wall time
+on a busy fan-out, waiting for the interpreter lock behind eight engine threads, and keys and
+repaints waited with it; with it the run takes no longer (the engine could not run during the
+tick's CPU time anyway), bench/bench_dashboard.py. Frequent events are queued in a compact tuple form
 (`run_view.compact`) that costs the garbage collector nothing while it waits for the next tick.
 The UI drains the deque on a timer and folds the batch into the RunView. The few events a human
 must see *now* (a gate waiting, the watched run finishing, the engine crashing) additionally call
@@ -24,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from runkon_flow.events import (
@@ -57,6 +62,9 @@ _QUIET_KIND: dict[type, int] = {
 #: Appended to a child's backlog once its holding ended and the backlog was taken: an event found
 #: after it was not taken and must be queued by the thread that added it.
 _TAKEN = object()
+#: The longest an engine thread waits for a UI tick to end (a tick is a few milliseconds; the bound
+#: only matters if the UI thread stalls).
+UI_TURN_MAX_WAIT_S = 0.05
 
 
 class EventBridge:
@@ -76,6 +84,9 @@ class EventBridge:
         self._settled: OrderedDict[str, list[EngineEventData]] = OrderedDict()  # oldest first
         self._sealing = threading.Lock()
         self.watched_run_id: str | None = None
+        self._ui_turn = False  # a UI tick is running: emitting engine threads wait for its end
+        self._ui_done = threading.Event()
+        self._ui_done.set()
 
     def watch(self, run_id: str | None) -> None:
         """The run whose end is urgent; child runs end thousands of times and are not."""
@@ -84,6 +95,8 @@ class EventBridge:
     # ---- engine side (any thread)
 
     def emit(self, data: EngineEventData) -> None:
+        if self._ui_turn:
+            self._ui_done.wait(UI_TURN_MAX_WAIT_S)
         ev = data.event
         cls = ev.__class__
         held = self._held
@@ -169,6 +182,22 @@ class EventBridge:
         return [] if any(event is _TAKEN for event in settled) else settled
 
     # ---- UI side
+
+    @property
+    def ui_turn_on(self) -> bool:
+        """Whether the UI's turn is on (engine threads that emit wait)."""
+        return self._ui_turn
+
+    @contextlib.contextmanager
+    def ui_turn(self) -> Iterator[None]:
+        """While the UI thread folds and repaints, engine threads wait at their next event."""
+        self._ui_done.clear()
+        self._ui_turn = True
+        try:
+            yield
+        finally:
+            self._ui_turn = False
+            self._ui_done.set()
 
     def drain(self, limit: int | None = None) -> list[EngineEventData | tuple]:
         """Take up to `limit` queued events (all when None), oldest first."""

@@ -129,15 +129,21 @@ class InputsError(FlowError, ValueError):
 
 
 class UnknownWorkflow(WorkflowNotFound):
-    """`workflow not found: <name> (available: …)`."""
+    """`workflow not found: <name> (available: …)`, or where no workflow was found at all."""
 
-    def __init__(self, name: str, known: Iterable[str]) -> None:
+    def __init__(self, name: str, known: Iterable[str], searched: Iterable[Path] = ()) -> None:
         self.known = sorted(known)
+        self.searched = list(searched)
         super().__init__(name)
 
     def __str__(self) -> str:
         base = super().__str__()
-        return f"{base} (available: {', '.join(self.known)})" if self.known else base
+        if self.known:
+            return f"{base} (available: {', '.join(self.known)})"
+        if self.searched:
+            where = ", ".join(str(d) for d in self.searched)
+            return f"{base} (no .wf files in {where})"
+        return base
 
 
 def cancel_unowned_run(
@@ -407,7 +413,7 @@ class Workspace:
             return found
         if name in snap.broken_by_stem:
             raise WorkflowError(f"workflow '{name}' cannot be loaded: {snap.broken_by_stem[name].render()}")
-        raise UnknownWorkflow(name, snap.workflows)
+        raise UnknownWorkflow(name, snap.workflows, self._dirs)
 
     # ------------------------------------------------------------------ validation
 

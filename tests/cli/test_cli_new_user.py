@@ -69,3 +69,18 @@ def test_the_default_database_folder_is_created_without_a_word(
     assert code == 0, err
     assert (tmp_path / "fresh-home" / "state" / "runkon" / "runs.db").exists()
     assert "created" not in err
+
+
+def test_a_workflow_name_where_there_are_no_workflows_says_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no sample_workflows/ here, no .wf files either
+    code, _, err = cli(capsys, "run", "hello", "--memory")
+    assert code == 2
+    assert err.strip() == (
+        f"runkon-flow run: error: workflow not found: hello (no .wf files in {tmp_path});"
+        " name a .wf file, or its folder with --dir"
+    )
+    write(tmp_path / "greet.wf", 'workflow greet {\n  script s { run = "true" }\n}\n')
+    code, _, err = cli(capsys, "run", "hello", "--memory")
+    assert code == 2 and err.strip().endswith("workflow not found: hello (available: greet)")

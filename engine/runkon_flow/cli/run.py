@@ -67,7 +67,13 @@ from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.resume import final_rejection, rejection_refusal
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
-from runkon_flow.workspace import ChildRunnerFactory, InputsError, Workspace, cancel_unowned_run
+from runkon_flow.workspace import (
+    ChildRunnerFactory,
+    InputsError,
+    UnknownWorkflow,
+    Workspace,
+    cancel_unowned_run,
+)
 
 __all__ = ["LEASE_TTL_ENV", "exec_config_for", "parse_inputs"]
 
@@ -190,7 +196,9 @@ def _find_workflow(ws: Workspace, name_or_path: str, dirs: Sequence[Path]) -> Wo
     try:
         return ws.find(name_or_path)
     except WorkflowNotFound as exc:
-        raise UsageError(str(exc)) from None
+        nothing_there = isinstance(exc, UnknownWorkflow) and not exc.known
+        hint = "; name a .wf file, or its folder with --dir" if nothing_there else ""
+        raise UsageError(f"{exc}{hint}") from None
     except FlowError as exc:
         broken = _load_error_for(ws, name_or_path)
         if broken is None:

@@ -45,11 +45,17 @@ def describe_cancel(kind: str, message: str | None = None) -> str:
     return _CANCEL_KINDS.get(kind, kind)
 
 
+#: How the engine's `WorkflowError` starts its text (`errors.py`): words a reader can do without.
+ENGINE_ERROR_PREFIX = "workflow error: "
+
+
 def readable_error(text: str | None) -> str:
     """An error text as clients show it: the engine's `workflow cancelled: UserRequested(Some("…"))`
-    becomes `cancelled: …`; anything else is returned unchanged ("" for None)."""
+    becomes `cancelled: …`, and the `workflow error: ` the engine starts many errors with (it
+    tells a reader nothing) is left out; anything else is returned unchanged ("" for None)."""
     if not text:
         return ""
+    text = text.removeprefix(ENGINE_ERROR_PREFIX)
 
     def plain(match: re.Match[str]) -> str:
         message, kind = match.group(1), match.group(2)
@@ -60,10 +66,6 @@ def readable_error(text: str | None) -> str:
         return f"cancelled: {describe_cancel('UserRequested', message)}"
 
     return _CANCELLED_TEXT.sub(plain, text)
-
-
-#: How the engine's `WorkflowError` starts its text (`errors.py`): words a reader can do without.
-ENGINE_ERROR_PREFIX = "workflow error: "
 
 
 def error_headline(text: str | None) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from runkon_flow.humanize import ENGINE_ERROR_PREFIX, format_duration, readable_error
+from runkon_flow.humanize import format_duration, readable_error
 from runkon_flow.observe.counts import row_step_counts
 from runkon_flow.observe.liveness import (
     display_status,
@@ -181,8 +181,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             ),
             "usage": Text(row.usage.short() if row.usage else ""),
             "held by": Text(holder_text(run)),
-            # The engine's `workflow error: ` says nothing in a column headed "error".
-            "error": Text(readable_error(run.error).removeprefix(ENGINE_ERROR_PREFIX)[:60]),
+            "error": Text(readable_error(run.error)[:60]),
         }
 
     def _wanted_columns(self, filled: set[str]) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ def test_a_rejection_with_a_note_says_the_gate_was_rejected_and_by_whom(
     assert result.error == "workflow error: Gate 'human_approval' rejected by alice: nope"
     out = cli(capsys, "show", waiting.run_id)[1]
     lines = out.splitlines()
-    assert "error     workflow error: Gate 'human_approval' rejected by alice: nope" in lines
+    assert "error     Gate 'human_approval' rejected by alice: nope" in lines
     assert "  human_approval: rejected by alice: nope" in lines  # under "failed steps"
     assert "  human_approval: rejected by alice · note: nope" in lines  # under "gates"
 

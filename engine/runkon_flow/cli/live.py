@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
-from runkon_flow.humanize import ENGINE_ERROR_PREFIX, error_headline, format_duration, readable_error
+from runkon_flow.humanize import error_headline, format_duration
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates
 from runkon_flow.observe.records import last_line_worth_showing
@@ -223,7 +223,7 @@ class LiveView:
                 return [self._c(_GREEN, g.ok) + f" run {run} completed in {took}"]
             state = self.model.run(run)  # its steps are folded: its failed step says why
             why = state.why_failed(self.model.runs) if state is not None else ""
-            why = why or error_headline(readable_error(e.error).removeprefix(ENGINE_ERROR_PREFIX))
+            why = why or error_headline(e.error)
             return [self._c(_RED, g.fail) + f" run {run} failed after {took}" + (f": {why}" if why else "")]
         return []
 

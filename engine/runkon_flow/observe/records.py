@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runkon_flow.humanize import ENGINE_ERROR_PREFIX, error_headline
+from runkon_flow.humanize import error_headline
 from runkon_flow.observe.status import ITEM_CODE, ITEM_DONE_CODES, ITEM_STATUSES, TERMINAL
 from runkon_flow.usage import Usage
 
@@ -439,7 +439,7 @@ class RunState:
             child = runs.get(child_id) if runs is not None and child_id else None
             if child is None or child.status != "failed":
                 cause = step.error if step is not None else None
-                return where + error_headline(cause or (run.error or "").removeprefix(ENGINE_ERROR_PREFIX))
+                return where + error_headline(cause or run.error)
             where += f"{child.workflow_name}: "
             run = child
         return where.rstrip(": ")

@@ -391,3 +391,58 @@ def test_retry_with_executor_ray_and_no_ray_says_so_in_one_line_and_retries_noth
     with SqliteStore(db) as store:
         assert items_of(store, run_id)["b"].status == "failed"
     assert (wf / "ran.txt").read_text().split() == ["a"]
+
+
+class _WorkerClosesFirst:
+    """A store where the worker's end of the child lands between the parent's read of the row
+    and its `cancelling` write — the interleaving the Ray cluster test met once."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def update_run_status(self, run_id: str, status: RunStatus, summary: Any, error: Any) -> None:
+        if status is RunStatus.CANCELLING:
+            self.inner.update_run_status(run_id, RunStatus.CANCELLED, None, "cancelled by the worker")
+        self.inner.update_run_status(run_id, status, summary, error)
+
+
+class _AnswersSecond:
+    """An executor whose task is still running at the first look and has ended at the second."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def wait(self, handle: Any, timeout: float) -> dict[str, Any] | None:
+        self.looks += 1
+        if self.looks == 1:
+            return None
+        return {"status": "cancelled", "all_succeeded": False, "error": "cancelled by the worker"}
+
+    def force_cancel(self, handle: Any) -> None:
+        raise AssertionError("the worker answered: nothing to force")
+
+
+def test_a_child_the_worker_closed_during_our_cancel_request_stays_closed(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from runkon_flow.cancellation import CancellationToken
+    from runkon_flow.runtime.remote_child import RemoteChildRunner
+
+    inner = SqliteStore(tmp_path / "runs.db")
+    try:
+        child = inner.create_run(NewRun(workflow_name="item"))
+        inner.update_run_status(child.id, RunStatus.RUNNING, None, None)
+        store = _WorkerClosesFirst(inner)
+        runner = RemoteChildRunner(SimpleNamespace(workflow_resolver=None), None, store, _AnswersSecond())  # type: ignore[arg-type]
+        cancellation = CancellationToken()
+        cancellation.cancel(CancellationReason.user())
+        params = SimpleNamespace(cancellation=cancellation, item_id="a")
+        result = runner._await("handle", child.id, "token", "item", params, 10.0, time.monotonic())  # type: ignore[arg-type]
+        assert result.status is RunStatus.CANCELLED
+        row = inner.get_run(child.id)
+        assert row is not None and row.status is RunStatus.CANCELLED  # not left `cancelling`
+    finally:
+        inner.close()

@@ -749,7 +749,7 @@ class Workspace:
                 self._plans.pop(run_id, None)
             self.store.update_run_status(run_id, RunStatus.CANCELLED, None, str(EngineCancelled(reason)))
             return
-        self.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+        self.store.request_cancel(run_id)  # if it ended since the look above, it keeps its end
 
     def hand_over(self, run_id: str, db: Path | str) -> tuple[int, Path]:
         """Keep a run this workspace executes going in a background runner, so this process can

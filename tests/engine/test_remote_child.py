@@ -394,8 +394,8 @@ def test_retry_with_executor_ray_and_no_ray_says_so_in_one_line_and_retries_noth
 
 
 class _WorkerClosesFirst:
-    """A store where the worker's end of the child lands between the parent's read of the row
-    and its `cancelling` write — the interleaving the Ray cluster test met once."""
+    """A store where the worker's end of the child lands just before the parent's cancel request
+    — after the parent last looked at the row: the interleaving the Ray cluster test met once."""
 
     def __init__(self, inner: SqliteStore) -> None:
         self.inner = inner
@@ -403,9 +403,16 @@ class _WorkerClosesFirst:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    def _worker_ends(self, run_id: str) -> None:
+        self.inner.update_run_status(run_id, RunStatus.CANCELLED, None, "cancelled by the worker")
+
+    def request_cancel(self, run_id: str) -> bool:
+        self._worker_ends(run_id)
+        return self.inner.request_cancel(run_id)
+
     def update_run_status(self, run_id: str, status: RunStatus, summary: Any, error: Any) -> None:
-        if status is RunStatus.CANCELLING:
-            self.inner.update_run_status(run_id, RunStatus.CANCELLED, None, "cancelled by the worker")
+        if status is RunStatus.CANCELLING:  # a cancel request written without looking
+            self._worker_ends(run_id)
         self.inner.update_run_status(run_id, status, summary, error)
 
 

@@ -289,6 +289,31 @@ def test_is_run_cancelled_is_true_for_cancelled_and_cancelling(store, status, ca
     assert store.is_run_cancelled(run_id) is cancelled
 
 
+@pytest.mark.parametrize("status", [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.NEEDS_RESUME])
+def test_a_cancel_request_marks_a_run_that_has_not_ended(store, status) -> None:
+    run_id = new_run(store)
+    store.update_run_status(run_id, status, None, None)
+    assert store.request_cancel(run_id) is True
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.CANCELLING and run.ended_at is None
+    assert store.is_run_cancelled(run_id)
+
+
+@pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED])
+def test_a_cancel_request_keeps_the_end_of_a_run_that_ended_first(store, clock, status) -> None:
+    run_id = new_run(store)
+    store.update_run_status(run_id, status, "done", "why")
+    assert store.request_cancel(run_id) is False
+    run = store.get_run(run_id)
+    assert (run.status, run.result_summary, run.error) == (status, "done", "why")
+    assert run.ended_at is not None
+
+
+def test_a_cancel_request_for_an_unknown_run_is_an_error(store) -> None:
+    with pytest.raises(PersistenceError, match="run nope not found"):
+        store.request_cancel("nope")
+
+
 def test_is_run_cancelled_of_an_unknown_run_is_false(store) -> None:
     assert store.is_run_cancelled("nope") is False
 

@@ -700,7 +700,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             raise CommandFailed(
                 f"run {run.id} already finished ({settled.value}); there is nothing to cancel"
             )
-        store.update_run_status(run.id, RunStatus.CANCELLING, None, None)
+        if not store.request_cancel(run.id):  # it ended since our look: its end stands
+            ended = store.get_run(run.id)
+            status = RunStatus(ended.status).value if ended is not None else "finished"
+            raise CommandFailed(f"run {run.id} already finished ({status}); there is nothing to cancel")
         if args.no_wait:
             print(f"run {run.id}: cancel requested; its engine stops it within a second or two")
             return EXIT_OK

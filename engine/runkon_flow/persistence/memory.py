@@ -203,6 +203,14 @@ class InMemoryStore:
             run.blocked_on = snapshot
             run.ended_at = None
 
+    def request_cancel(self, run_id: str) -> bool:
+        with self._guard(run_id):
+            run = self._run(run_id)
+            if run.status.is_terminal:
+                return False
+            _record_status(run, RunStatus.CANCELLING, None, None, None)
+            return True
+
     def is_run_cancelled(self, run_id: str) -> bool:
         run = self._runs.get(run_id)
         return run is not None and run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING)

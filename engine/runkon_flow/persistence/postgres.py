@@ -68,6 +68,7 @@ from runkon_flow.persistence.schema import (
     ITEM_COLUMNS,
     RUN_COLUMNS,
     RUN_FINISHED_IN,
+    RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
 )
@@ -825,6 +826,23 @@ class PostgresStore(Leadership):
                 cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{notify}:{run_id}"))
 
         self._write(update, single=notify is None, durable=durable, key="r:" + run_id)
+
+    @_translated
+    def request_cancel(self, run_id: str) -> bool:
+        def update(cur: Any) -> bool:
+            changed = cur.execute(
+                "UPDATE workflow_runs SET status = 'cancelling', result_summary = NULL, error = NULL, "
+                f"ended_at = NULL, blocked_on = NULL WHERE id = %s AND {RUN_UNFINISHED}",
+                (run_id,),
+            ).rowcount
+            if not changed:
+                if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (run_id,)).fetchone() is None:
+                    raise PersistenceError(f"run {run_id} not found")
+            else:
+                cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"cancel:{run_id}"))
+            return bool(changed)
+
+        return bool(self._write(update, single=False, key="r:" + run_id))
 
     @_translated
     def is_run_cancelled(self, run_id: str) -> bool:

@@ -152,6 +152,12 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def is_run_cancelled(self, run_id: str) -> bool: ...
 
+    def request_cancel(self, run_id: str) -> bool:
+        """Mark the run `cancelling` unless it has ended, in one write (a run that ends between a
+        caller's look and this write keeps its end); whether it was marked. An unknown run is
+        an error."""
+        ...
+
     def flush(self) -> None:
         """Commit every queued write-behind (`durable=False`) write now."""
         ...

@@ -56,6 +56,7 @@ from runkon_flow.persistence.schema import (
     ITEM_COLUMNS,
     RUN_COLUMNS,
     RUN_FINISHED_IN,
+    RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
     ensure_schema,
@@ -853,6 +854,23 @@ class SqliteStore(Leadership):
                 raise PersistenceError(f"run {params[-1]} not found")
 
         self._write(update, durable=durable, key="r:" + params[-1])
+
+    @_translated
+    def request_cancel(self, run_id: str) -> bool:
+        def update(conn: sqlite3.Cursor) -> bool:
+            changed = conn.execute(
+                "UPDATE workflow_runs SET status = 'cancelling', result_summary = NULL, error = NULL, "
+                f"ended_at = NULL, blocked_on = NULL WHERE id = ? AND {RUN_UNFINISHED}",
+                (run_id,),
+            ).rowcount
+            if (
+                not changed
+                and conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None
+            ):
+                raise PersistenceError(f"run {run_id} not found")
+            return bool(changed)
+
+        return bool(self._write(update, key="r:" + run_id))
 
     @_translated
     def is_run_cancelled(self, run_id: str) -> bool:

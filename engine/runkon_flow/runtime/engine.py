@@ -267,7 +267,7 @@ class FlowEngine:
             raise WorkflowError(f"cancel_run: run '{run_id}' is not active in this engine instance")
         if not _is_lease_lost(reason):  # a lost lease: the run is another engine's to mark (see _run)
             try:
-                st.persistence.update_run_status(run_id, RunStatus.CANCELLING, None, None)
+                st.persistence.request_cancel(run_id)  # a run that just ended keeps its end
             except Exception as exc:
                 log.warning("cancel_run: could not mark run %s cancelling: %s", run_id, exc)
         abort(st, reason or CancellationReason.user())

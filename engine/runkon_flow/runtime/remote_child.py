@@ -24,8 +24,8 @@ stops the child and its processes; after `WorkflowExecConfig.cancel_grace` (at l
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -66,8 +66,6 @@ __all__ = [
 
 #: Seconds between a cancel reaching the parent and the remote task being force-cancelled (if it
 #: has not stopped by itself by then). Cancel must stop in-flight items within 5 s.
-log = logging.getLogger(__name__)
-
 FORCE_CANCEL_AFTER = 2.0
 _WAIT_TICK = 0.2
 _PARENT_POLL = 0.5
@@ -264,8 +262,6 @@ class RemoteChildRunner:
                 self._close_row(run_id, token, RunStatus.FAILED, str(exc))
                 raise
             if outcome is not None:
-                if force_at is not None:  # we wrote `cancelling` to its row: see _settle_row
-                    self._settle_row(run_id, outcome)
                 return self._from_outcome(run_id, name, outcome)
             if cancel.is_cancelled():
                 now = time.monotonic()
@@ -327,26 +323,10 @@ class RemoteChildRunner:
         )
 
     def _request_cancel(self, run_id: str) -> None:
-        """Through the store first: the worker's engine sees `cancelling` and stops the child."""
-        try:
-            row = self._store.get_run(run_id)
-            if row is not None and not RunStatus(row.status).is_terminal:
-                self._store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
-        except Exception:  # the force-cancel after the grace period still stops it
-            pass
-
-    def _settle_row(self, run_id: str, outcome: dict[str, Any]) -> None:
-        """The worker has ended the child: its row must say so. Our cancel request reads the row,
-        then writes `cancelling`; a worker that saw the parent cancelled on its own can close the
-        row in between, and the request then overwrote its end with `cancelling` for good (seen
-        once in the Ray cluster test). The worker's outcome closes it again."""
-        try:
-            status = RunStatus(outcome["status"])
-            row = self._store.get_run(run_id)
-            if status.is_terminal and row is not None and not RunStatus(row.status).is_terminal:
-                self._store.update_run_status(run_id, status, row.result_summary, outcome.get("error"))
-        except Exception:  # the row is the worker's record; the parent's result stands regardless
-            log.debug("could not settle child run %s", run_id, exc_info=True)
+        """Through the store first: the worker's engine sees `cancelling` and stops the child. A
+        child the worker has just ended keeps its end (the store's write is conditional)."""
+        with contextlib.suppress(Exception):  # the force-cancel after the grace period still stops it
+            self._store.request_cancel(run_id)
 
     def _close_row(self, run_id: str, token: str, status: RunStatus, error: str) -> None:
         """Record the end of a child whose worker cannot (it died, or was force-cancelled)."""

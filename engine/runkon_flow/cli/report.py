@@ -310,12 +310,15 @@ def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow]) -> li
     return lines
 
 
-def cluster_lines(run: WorkflowRun, clusters: Sequence[RunCluster]) -> list[str]:
+def cluster_lines(
+    run: WorkflowRun, clusters: Sequence[RunCluster], *, how_to_retry: bool = True
+) -> list[str]:
     """Failed items grouped by error signature, per fan-out, numbered for `retry --cluster N`:
     `1. 30 × rate limited after <n> requests  (items a, b, … (28 more))`."""
     if not clusters:
         return []
-    lines = ["", f"failure clusters (retry one: runkon-flow retry {run.id} --cluster N)"]
+    how = f" (retry one: runkon-flow retry {run.id} --cluster N)" if how_to_retry else ""
+    lines = ["", f"failure clusters{how}"]
     for group in _by_step(clusters):
         step = group[0].step
         iteration = f" (iteration {step.iteration})" if step.iteration else ""
@@ -397,10 +400,10 @@ def failure_lines(store: WorkflowPersistence, run: WorkflowRun) -> tuple[list[st
     """What went wrong in a run, for the end of `run`, `retry` and `watch`: its failure clusters,
     then its failed steps. The clusters stand for the list of failed items `show` adds (a fan-out
     of thousands fails in a few ways). Also whether any cluster was listed."""
-    clusters = cluster_lines(run, run_clusters(store, run.id))
-    if clusters:
-        clusters[1] = "failure clusters"  # the retry hint printed under it says how to retry one
-    return clusters + failed_step_lines(store.get_steps(run.id)), bool(clusters)
+    steps = store.get_steps(run.id)
+    # The retry hint printed under them says how to retry one.
+    clusters = cluster_lines(run, run_clusters(store, run.id, steps), how_to_retry=False)
+    return clusters + failed_step_lines(steps), bool(clusters)
 
 
 def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> list[str]:
@@ -481,7 +484,7 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
             ]
         )
     lines.extend(_table(["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION", ""], table_rows))
-    lines.extend(cluster_lines(run, run_clusters(store, run.id)))
+    lines.extend(cluster_lines(run, run_clusters(store, run.id, steps)))
 
     failed = failed_step_lines(steps)
     lines.extend(failed)

@@ -185,11 +185,14 @@ class RunCluster:
         return self.step.step_name.removeprefix("foreach:")
 
 
-def run_clusters(store: WorkflowPersistence, run_id: str) -> list[RunCluster]:
+def run_clusters(
+    store: WorkflowPersistence, run_id: str, steps: Sequence[WorkflowRunStep] | None = None
+) -> list[RunCluster]:
     """Every failure cluster of the run's latest fan-outs, numbered in the order `show` lists
-    them (fan-outs in run order, biggest cluster first)."""
+    them (fan-outs in run order, biggest cluster first). `steps`: the run's step rows, when the
+    caller has read them already."""
     out: list[RunCluster] = []
-    for step in latest_foreach_rows(store.get_steps(run_id)):
+    for step in latest_foreach_rows(store.get_steps(run_id) if steps is None else steps):
         items = store.get_fan_out_items(step.id)
         if not items:
             continue

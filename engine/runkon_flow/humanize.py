@@ -45,7 +45,8 @@ def describe_cancel(kind: str, message: str | None = None) -> str:
     return _CANCEL_KINDS.get(kind, kind)
 
 
-#: How the engine's `WorkflowError` starts its text (`errors.py`): words a reader can do without.
+#: How the engine's `WorkflowError` starts its text (`errors.py`; the two modules are siblings in
+#: the layers and do not import each other): words a reader can do without.
 ENGINE_ERROR_PREFIX = "workflow error: "
 
 
@@ -72,7 +73,7 @@ def error_headline(text: str | None) -> str:
     """An error on one line, for lists: its first line and, when there are more, its last one
     (`Script 'x' exited with code 3 · schema mismatch …`, `… · ValueError: bad`). The first line
     alone says least — which script exited — and the last is where stderr and tracebacks say why."""
-    lines = [line.strip() for line in readable_error(text).strip().splitlines() if line.strip()]
+    lines = [kept for line in readable_error(text).splitlines() if (kept := line.strip())]
     if not lines:
         return ""
     return lines[0] if len(lines) == 1 else f"{lines[0]} · {lines[-1]}"

@@ -43,3 +43,13 @@ def test_durations_are_short() -> None:
         "4m05s",
         "2h03m",
     ]
+
+
+def test_a_workflow_error_is_shown_without_the_engine_s_prefix() -> None:
+    # humanize and errors are sibling layers: the prefix is spelled in both, and this keeps them equal.
+    from runkon_flow.errors import WorkflowError
+
+    assert (
+        readable_error(str(WorkflowError("Step 'x' failed after 1 attempts")))
+        == "Step 'x' failed after 1 attempts"
+    )

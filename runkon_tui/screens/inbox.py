@@ -208,7 +208,7 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                     Text(format_duration(waited) if waited is not None else ""),
                     due,
                     Text(short_id(gate.run_id)),
-                    Text((gate.prompt or "").replace("\n", " ")[:60]),
+                    Text((gate.prompt or "").replace("\n", " ")),  # the last column: refill fits it
                 ]
             )
         refill(self.query_one(DataTable), COLUMNS, lines, [gate.step_id for gate in gates])

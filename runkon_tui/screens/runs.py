@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from runkon_flow.humanize import format_duration, readable_error
+from runkon_flow.humanize import error_headline, format_duration
 from runkon_flow.observe.counts import row_step_counts
 from runkon_flow.observe.liveness import (
     display_status,
@@ -181,7 +181,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             ),
             "usage": Text(row.usage.short() if row.usage else ""),
             "held by": Text(holder_text(run)),
-            "error": Text(readable_error(run.error)[:60]),
+            "error": Text(error_headline(run.error)),  # the last column: refill fits it, with "…"
         }
 
     def _wanted_columns(self, filled: set[str]) -> tuple[str, ...]:

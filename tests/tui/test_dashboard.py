@@ -557,6 +557,27 @@ async def test_the_runs_screen_shows_held_by_and_error_only_when_some_run_has_th
         assert ":" in str(app.screen.query_one(DataTable).get_row(live.id)[columns().index("held by")])
 
 
+async def test_a_wide_runs_screen_shows_a_long_error_whole_on_one_line() -> None:
+    """The error column is the last one, fitted to the room left: on a wide screen nothing of a
+    long error is cut, and a multi-line one reads as its first and last line."""
+    from runkon_flow.persistence.models import NewRun, RunStatus
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    bad = store.create_run(NewRun(workflow_name="deploy"))
+    cause = "Script 'push' exited with code 128 after pushing 3 of 4 branches\nremote: permission denied"
+    store.update_run_status(bad.id, RunStatus.FAILED, None, cause)
+    app = make_app(store=store)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        await pilot.pause()
+        error = str(app.screen.query_one(DataTable).get_row(bad.id)[-1])
+        assert error == (
+            "Script 'push' exited with code 128 after pushing 3 of 4 branches · remote: permission denied"
+        )
+
+
 async def test_an_unusable_store_is_reported_and_the_dashboard_runs_on(tmp_path: Path) -> None:
     from runkon_tui.host import open_store
 

@@ -368,7 +368,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         """The key that triggers `binding` now: the settings' keymap, else its own first key."""
         keymap = getattr(self, "_keymap", {}) or {}
         if binding.id in keymap:
-            return keymap[binding.id].split(",")[0]
+            return _pretty_key(keymap[binding.id].split(",")[0])
         return binding.key_display or _pretty_key(binding.key.split(",")[0])
 
     def key_table(self) -> list[tuple[str, str, str, str]]:
@@ -377,8 +377,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         for binding in MainScreen.BINDINGS:
             if not isinstance(binding, Binding) or binding.id is None:
                 continue
-            key = _pretty_key(self.key_for(binding.id))
-            rows.append((key, binding.id, binding.description, binding.action))
+            rows.append((self.shown_key(binding), binding.id, binding.description, binding.action))
         return rows
 
     def pane_key_table(self) -> list[tuple[str, str, str, str]]:
@@ -388,8 +387,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         for pane, widget in (("grid", FanOutGrid), ("clusters", ClusterList), ("tree", DependencyTree)):
             for binding in widget.BINDINGS:
                 if isinstance(binding, Binding) and binding.id is not None:
-                    key = _pretty_key(self.shown_key(binding))
-                    rows.append((pane, key, binding.id, binding.description))
+                    rows.append((pane, self.shown_key(binding), binding.id, binding.description))
         return rows
 
     def show_help(self) -> None:

@@ -374,10 +374,15 @@ class RunSession:
         self._spawn_engine(f"resume {run_id}", name, {}, run_id)
         return True
 
-    def _refuse_unless_finished(self, done: str) -> None:
-        """Retry and rerun start from a finished run on screen: `Refused` while anything runs."""
+    def finished_on_screen(self) -> bool:
+        """Whether the run on screen has finished (failed, cancelled or completed) and nothing
+        runs here: what retry and rerun start from. The footer lights `E` and `R` by it too."""
         view = self.view
-        if self.run_active or view.active or view.status not in FINISHED:
+        return not self.run_active and not view.active and view.status in FINISHED
+
+    def _refuse_unless_finished(self, done: str) -> None:
+        """Retry and rerun start from a finished run on screen: `Refused` otherwise."""
+        if not self.finished_on_screen():
             raise Refused(f"only a finished run can be {done}")
 
     def retry_plan(self, fan: FanOutView, item_ids: Sequence[str]) -> RetryPlan | None:

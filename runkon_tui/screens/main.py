@@ -644,7 +644,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         """Refresh the footer only when some key's availability changed (a refresh recomposes it);
         the grid's `E` counts too."""
         app = self.rapp
-        finished = app.host is not None and app.view.root is not None and not app.view.active
+        finished = app.host is not None and app.session.finished_on_screen()
         self.grid.retry_allowed = finished
         self.tree.rerun_allowed = finished and self.tree_workflow == app.view.workflow_name
         signature = (

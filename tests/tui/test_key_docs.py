@@ -109,6 +109,30 @@ async def test_the_footer_offers_retry_failed_on_the_grid_of_a_failed_fan_out(si
         assert footer.virtual_size.width <= footer.size.width  # nothing cut off at the right
 
 
+async def test_retry_failed_stays_dimmed_for_a_run_that_crashed() -> None:
+    """A crashed run is not a finished one: retrying its items is refused, so `E` is not lit."""
+    from runkon_flow.events import Panicked
+
+    from tests.tui import scenarios
+    from tests.tui.conftest import feed
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        grid = app.screen.query_one("#grid")
+        script = scenarios.foreach_failure_clusters()
+        events = [e for e in script.events if e.event.type not in ("RunCompleted", "RunCancelled")]
+        feed(app, events)
+        feed(app, [script.emit(Panicked(message="engine bug"))])
+        await pilot.pause()
+        assert app.view.status == "crashed"
+        grid.focus()
+        await pilot.pause()
+        await pilot.pause()
+        assert "E Retry failed" in _footer_keys(app, lit=False)
+        assert "E Retry failed" not in _footer_keys(app)  # dimmed, as the refusal says
+
+
 async def test_the_footer_offers_rerun_from_here_on_the_tree_of_a_finished_run() -> None:
     from tests.tui import scenarios
     from tests.tui.conftest import feed

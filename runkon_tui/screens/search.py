@@ -109,7 +109,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
         self.result: SearchResult | None = None
         self.hits: list[SearchHit] = []
         self.searching = False
-        self._shown: tuple[str, SearchResult | None, str | None] | None = None  # for a re-wrap
+        self._pattern = ""  # of the result on screen, for a re-wrap
 
     @property
     def rapp(self) -> RunkonApp:
@@ -174,7 +174,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
         self.searching = False
         self.result = result
         self.hits = []
-        self._shown = (pattern, result, error)
+        self._pattern = pattern
         results = self.query_one(OptionList)
         results.clear_options()
         if error is not None or result is None:
@@ -216,11 +216,11 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
 
     def _rewrap(self) -> None:
         """Wrap the hits to the new width, the same hit still highlighted (and focus kept)."""
-        if self._shown is None or not self.hits or not self.is_mounted:
+        if self.searching or not self.hits or not self.is_mounted:  # a new search fills it anyway
             return
         results = self.query_one(OptionList)
         highlighted, focused = results.highlighted, self.focused
-        self.run_guarded("show the hits", lambda: self._fill(*self._shown))  # type: ignore[misc]
+        self.run_guarded("show the hits", lambda: self._fill(self._pattern, self.result, None))
         if highlighted is not None:
             results.highlighted = highlighted
         if focused is not None and focused is not results:

@@ -339,3 +339,29 @@ async def test_a_long_hit_wraps_under_itself_and_again_when_the_terminal_is_resi
         await wait_for(pilot, lambda: "\n" not in results_text(screen)[1], what="one line at 140 columns")
         results = screen.query_one(OptionList)
         assert screen.focused is results and results.highlighted == 1  # the same hit, still in focus
+
+
+async def test_a_resize_while_a_new_search_runs_keeps_saying_it_searches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The re-wrap on resize redraws the results on screen; during a new search those are the
+    last search's, and showing them again would end the new search's "searching…" early."""
+    app = make_app(store=_stored_fan_out())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = SearchScreen(RUN)
+        await app.push_screen(screen)
+        screen.query_one(Input).value = "sys"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+        monkeypatch.setattr(screen, "_search", lambda *args: None)  # the new search never ends here
+        box = screen.query_one(Input)
+        box.focus()
+        box.value = "warning"
+        await pilot.press("enter")
+        assert screen.searching
+        await pilot.resize_terminal(140, 24)
+        await pilot.pause()
+        await pilot.pause()
+        status = str(screen.query_one("#search-status", Static).render())
+        assert screen.searching and status.startswith("searching for warning")

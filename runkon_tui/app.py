@@ -499,13 +499,13 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self._painted_wall, self._painted_cpu = wall, cpu
             self._apply_changes(changes)
 
-    def report_problem(self, text: str) -> None:
+    def report_problem(self, text: str, title: str = "") -> None:
         """A toast and a line in the errors log: what went wrong, while the dashboard runs on.
         Also during `on_mount` (startup problems), before Textual counts the app as running."""
         if self._shutting_down() and self.is_mounted:
             return
         self.view.note(text, "error")
-        self.notify(text, severity="error", timeout=8)
+        self.notify(text, title=title, severity="error", timeout=8)
 
     def _shutting_down(self) -> bool:
         # `_running` goes False first: Textual then prunes the screens (children before their
@@ -864,8 +864,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         for path in diff.broken:
             entry = self.catalog.entries[path]
             text = f"{entry.location()}: {entry.error.message if entry.error else ''}"
-            self.view.note(text, "error")
-            self.notify(text, title="Workflow has an error", severity="error", timeout=8)
+            self.report_problem(text, title="Workflow has an error")
         for path in diff.fixed:
             self.notify(f"{Path(path).name} parses again", timeout=3)
         self.drain()

@@ -24,6 +24,7 @@ from runkon_flow.workspace import Workspace
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
+from runkon_tui.app import RunkonApp
 from runkon_tui.screens.main import MainScreen
 from runkon_tui.screens.search import SearchScreen
 from runkon_tui.widgets.log_pane import LogPane
@@ -322,15 +323,21 @@ async def test_enter_on_a_hit_in_a_called_workflow_moves_the_tree_into_the_call(
     store.close()
 
 
+async def _searched_for_sys(app: RunkonApp, pilot: Pilot[int]) -> SearchScreen:
+    """The search screen of the stored fan-out, showing the hits for `sys`."""
+    await pilot.pause()
+    screen = SearchScreen(RUN)
+    await app.push_screen(screen)
+    screen.query_one(Input).value = "sys"
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+    return screen
+
+
 async def test_a_long_hit_wraps_under_itself_and_again_when_the_terminal_is_resized() -> None:
     app = make_app(store=_stored_fan_out())
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        screen = SearchScreen(RUN)
-        await app.push_screen(screen)
-        screen.query_one(Input).value = "sys"
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+        screen = await _searched_for_sys(app, pilot)
         hit = results_text(screen)[1].split("\n")
         assert len(hit) == 2 and hit[0].startswith("       3  warning: the import")
         assert hit[1].startswith(" " * 10) and not hit[1][10].isspace()  # under the text, not the number
@@ -348,12 +355,7 @@ async def test_a_resize_while_a_new_search_runs_keeps_saying_it_searches(
     last search's, and showing them again would end the new search's "searching…" early."""
     app = make_app(store=_stored_fan_out())
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        screen = SearchScreen(RUN)
-        await app.push_screen(screen)
-        screen.query_one(Input).value = "sys"
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+        screen = await _searched_for_sys(app, pilot)
         monkeypatch.setattr(screen, "_search", lambda *args: None)  # the new search never ends here
         box = screen.query_one(Input)
         box.focus()

@@ -17,7 +17,11 @@ Measures, in one run:
 * the p99 duration of one UI drain tick during the dashboard run (target ≤ 50 ms);
 * peak RSS of the dashboard process (target ≤ 300 MB);
 * time from starting `runkon-tui` (a real process on a pseudo-terminal) to its first frame: the
-  workflow list and the first workflow's steps (target ≤ 0.5 s), beside a one-widget Textual app's.
+  workflow list and the first workflow's steps (target ≤ 0.5 s), beside a one-widget Textual app's;
+* (unless `--no-attached`) the same fan-out run by another process (`runkon-flow run --detach`,
+  SQLite, its stored event stream) alone and with a headless dashboard attached to it
+  (`attach_run`, as `runkon-tui --attach` does), interleaved: what watching a run from another
+  process costs it. Run time is the run's own start and end as its runner stored them.
 """
 
 from __future__ import annotations
@@ -291,6 +295,65 @@ def report_frames(folder: Path, base: Path, repeat: int) -> None:
     )
 
 
+# --------------------------------------------------------------------------- attached from elsewhere
+
+
+def detached_run(folder: Path, db: Path) -> str:
+    """Start the fan-out in a background runner (`runkon-flow run --detach`); its run id."""
+    started = subprocess.run(
+        [PYTHON, "-m", "runkon_flow.cli", "run", "fanout", "--dir", str(folder), "--db", str(db), "--detach"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "RUNKON_SAMPLE_SPEED": "0"},
+    )
+    return started.stdout.split()[0].removeprefix("run_id=")
+
+
+def stored_run_seconds(db: Path, run_id: str, timeout: float = 600) -> float:
+    """Wait for the run to end (a look at its row every 0.2 s); its stored start-to-end seconds."""
+    from datetime import datetime
+
+    from runkon_flow.persistence.sqlite import SqliteStore
+
+    store = SqliteStore(db)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = store.get_run(run_id)
+            if run is not None and run.status.is_terminal:
+                if run.status.value != "completed" or not run.ended_at:
+                    raise SystemExit(f"the detached run ended {run.status.value}: {run.error}")
+                ended = datetime.fromisoformat(run.ended_at).timestamp()
+                return ended - datetime.fromisoformat(run.started_at).timestamp()
+            time.sleep(0.2)
+    finally:
+        store.close()
+    raise SystemExit(f"the detached run did not end within {timeout:.0f} s")
+
+
+def report_attached(folder: Path, base: Path, repeat: int) -> None:
+    """A run executed by another process, alone and with a dashboard attached, interleaved."""
+    from bench_attach import follow
+
+    alone: list[float] = []
+    attached: list[float] = []
+    for i in range(repeat):
+        for mode in ("alone", "attached") if i % 2 == 0 else ("attached", "alone"):
+            db = base / f"attached-{mode}-{i}.db"
+            run_id = detached_run(folder, db)
+            if mode == "attached":
+                asyncio.run(follow(folder, db, run_id, timeout=600))
+            (attached if mode == "attached" else alone).append(stored_run_seconds(db, run_id))
+    pairs = [a / b for a, b in zip(attached, alone, strict=True)]
+    print("  the same fan-out run by another process (runkon-flow run --detach, SQLite, events stored):")
+    print(f"  {'':<34} {'min':>8} {'median':>8} {'max':>8}")
+    print(f"  {'run alone, s':<34} {mmm(alone, digits=2)}")
+    print(f"  {'run with a dashboard attached, s':<34} {mmm(attached, digits=2)}")
+    print(f"  {'ratio per round':<34} {mmm(pairs, digits=3)}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -304,6 +367,7 @@ def main() -> None:
     parser.add_argument(
         "--frames", type=int, default=5, help="first-frame repeats (interleaved with the floor)"
     )
+    parser.add_argument("--no-attached", action="store_true", help="skip the run-by-another-process figure")
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.folder)))
@@ -379,6 +443,8 @@ def main() -> None:
         print(f"  events folded per run: {dash[0]['events_folded']:,}")
         print(f"  dashboard peak RSS {rss:.1f} MB   (target ≤ 300 MB)  {verdict(rss <= 300)}")
         report_frames(folder, base, args.frames)
+        if not args.no_attached:
+            report_attached(folder, base, args.repeat)
         print(f"after: {loadavg()}")
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -566,6 +566,30 @@ def test_a_failed_step_of_a_fan_out_child_is_named_by_its_workflow_and_item() ->
     assert "✗ lint-one[repo-a] › lint failed: bad" in stream.getvalue()
 
 
+def test_a_failed_item_step_cut_at_80_columns_still_says_why() -> None:
+    now = [10.0]
+    stream = io.StringIO()
+    view = LiveView(stream, color=False, unicode=True, now=lambda: now[0], width=80, height=12)
+    view.feed(_data(RunStarted(workflow_name="import-records"), "TOP", 10.0))
+    view.feed(_data(FanOutItemsCollected(count=1, step_id="f1", foreach_name="import-all"), "TOP", 10.0))
+    child = ChildRunStarted(
+        child_run_id="KID",
+        workflow_name="import-record",
+        parent_run_id="TOP",
+        parent_step_id="f1",
+        item_id="rec-05",
+    )
+    view.feed(_data(child, "TOP", 10.0))
+    view.feed(_data(RunStarted(workflow_name="import-record", parent_run_id="TOP"), "KID", 10.0))
+    error = "Script 'import' exited with code 3\nstderr:\nrate limited: retry after 30s (request 7f3a9c)"
+    failed = StepCompleted(step_name="import", step_id="k1", succeeded=False, error=error, duration_ms=100)
+    view.feed(_data(failed, "KID", 10.1))
+    line = next(line for line in stream.getvalue().splitlines() if "› import failed" in line)
+    # Before: `… failed  0.1s: Script 'import' exited with cod…`, the cause cut off.
+    assert line == "✗ import-record[rec-05] › import failed  0.1s: rate limited: retry after 30s (…"
+    assert len(line) == 79
+
+
 def test_the_live_view_caps_active_lines_to_the_terminal_and_falls_back_to_ascii() -> None:
     now = [0.0]
     stream = io.StringIO()

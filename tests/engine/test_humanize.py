@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
-from runkon_flow.humanize import format_duration, readable_error
+from runkon_flow.humanize import fit_headline, format_duration, readable_error
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,23 @@ def test_a_workflow_error_is_shown_without_the_engine_s_prefix() -> None:
         readable_error(str(WorkflowError("Step 'x' failed after 1 attempts")))
         == "Step 'x' failed after 1 attempts"
     )
+
+
+_SCRIPT_ERROR = "Script 'import' exited with code 3\nstderr:\nrate limited: retry after 30s (request 7f3a)"
+
+
+def test_a_headline_that_fits_is_the_first_and_last_line() -> None:
+    whole = "Script 'import' exited with code 3 · rate limited: retry after 30s (request 7f3a)"
+    assert fit_headline(_SCRIPT_ERROR, len(whole)) == whole
+
+
+def test_a_headline_too_long_cuts_the_first_line_and_keeps_why() -> None:
+    fitted = fit_headline(_SCRIPT_ERROR, 70)
+    assert fitted == "Script 'import' exited… · rate limited: retry after 30s (request 7f3a)"
+    assert len(fitted) == 70
+
+
+def test_with_no_room_beside_it_the_last_line_is_shown_alone() -> None:
+    assert fit_headline(_SCRIPT_ERROR, 32) == "rate limited: retry after 30s (…"
+    assert fit_headline("one line only that is long", 10) == "one line …"
+    assert fit_headline(None, 10) == ""

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
-from runkon_flow.humanize import error_headline, format_duration
+from runkon_flow.humanize import error_headline, fit_headline, format_duration
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates
 from runkon_flow.observe.records import last_line_worth_showing
@@ -236,7 +236,11 @@ class LiveView:
         status = e.status or "failed"
         glyph = {"skipped": g.skip, "cancelled": g.cancel}.get(status, g.fail)
         color = _YELLOW if status in ("skipped", "cancelled") else _RED
-        text = error_headline(e.error)
+        head = f"{glyph} {label} {status}{took}"
+        # The line is cut at the terminal's edge: the error gives up its first line before its
+        # last, which says why (`Script 'import' exited with code 3 · rate limited …`).
+        width, _ = self._size()
+        text = fit_headline(e.error, width - 1 - len(head) - 2, self._g.ellipsis)
         error = f": {text}" if text else ""
         return self._c(color, glyph) + f" {label} {status}{took}{error}"
 

@@ -38,6 +38,8 @@ class EngineHost(Protocol):
 
     def resume(self, run_id: str, *, sinks: Sequence[EventSink] = ...) -> Any: ...
 
+    def resume_definition(self, run_id: str) -> Any: ...
+
     def retry(
         self,
         run_id: str,

@@ -74,6 +74,7 @@ class RunCreated:
     run_id: str
     name: str
     resumed: bool
+    definition: WorkflowDef | None = None  # what a resume runs (the file as it is now), to draw
     ack: threading.Event = field(default_factory=threading.Event)
 
 
@@ -202,6 +203,7 @@ class RunSession:
         self.quitting = False
         self.gate_drafts: dict[str, str] = {}  # notes typed into a gate dialog, kept until answered
         self.host_stale = False
+        self._reloading = threading.Lock()  # one host reload at a time; a second caller waits
         self.engine_idle = threading.Event()  # no engine thread of ours is running
         self.engine_idle.set()
         self._known_gates: set[tuple[str, str]] = set()
@@ -367,7 +369,8 @@ class RunSession:
         root = view.runs.get(run_id)
         name = root.workflow_name if root is not None else ""
         entry = self.catalog.by_name(name)
-        # The engine resumes with the definition stored with the run, so the tree keeps it too.
+        # The tree keeps the run's definition until the engine says which one it resumes with
+        # (`RunCreated.definition`: the file as it is now, when it parses).
         self._begin_engine(name, view.definition or (entry.definition if entry is not None else None))
         view.read_only = False
         view.note(f"resuming run {short_id(run_id)}…")
@@ -480,7 +483,10 @@ class RunSession:
                 run_id = host.create_run(name, inputs)
             assert run_id is not None
             self.bridge.watch(run_id)
-            created = RunCreated(run_id, name, resume_run_id is not None)
+            # A resume runs the workflow's file as it is now: the tree must show that, not the
+            # definition the run started with (a retry runs the stored one, which is on screen).
+            runs = host.resume_definition(run_id) if resume_run_id is not None and retry is None else None
+            created = RunCreated(run_id, name, resume_run_id is not None, runs)
             post(created)
             created.ack.wait(5.0)  # the view must know the run before its first event is folded
             if resume_run_id is None:
@@ -630,7 +636,9 @@ class RunSession:
         if isinstance(report, RunCreated):
             self.active_run_id = report.run_id
             self.view.begin(report.run_id, report.name, resumed=report.resumed)
-            if self.view.definition is None:
+            if report.definition is not None:
+                self.run_definition = self.view.definition = report.definition
+            elif self.view.definition is None:
                 self.view.definition = self.run_definition
             report.ack.set()
             return None
@@ -716,17 +724,19 @@ class RunSession:
         self.driver.spawn(self.reload_host_now, group="host-reload", name="reload workflows")
 
     def reload_host_now(self) -> None:
-        """Any thread: reload the host if the files changed since its last load."""
+        """Any thread: reload the host if the files changed since its last load. A reload already
+        under way (the watcher's) is waited for, so a run started right after an edit runs it."""
         host = self.host
-        if host is None or not self.host_stale:
-            return
-        self.host_stale = False
-        try:
-            host.reload()
-        except Exception as exc:
-            self.host_stale = True
-            text = f"engine could not reload the workflows: {exc}"
-            self.driver.post(Notice(text, "error", log_error=True))
+        with self._reloading:
+            if host is None or not self.host_stale:
+                return
+            self.host_stale = False
+            try:
+                host.reload()
+            except Exception as exc:
+                self.host_stale = True
+                text = f"engine could not reload the workflows: {exc}"
+                self.driver.post(Notice(text, "error", log_error=True))
 
     # ------------------------------------------------------------------ leaving
 

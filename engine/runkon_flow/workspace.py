@@ -583,17 +583,26 @@ class Workspace:
         if run.status is RunStatus.CANCELLING:  # its engine may be gone: then the cancel is over
             error = run.error or str(EngineCancelled(CancellationReason.user()))
             cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING)
+        return self._drive(self._resume_plan(run), run, sinks, None, resume=True)
+
+    def resume_definition(self, run_id: str) -> WorkflowDef:
+        """The definition `resume` would run now (see `_resume_plan`): what a client draws the
+        resumed run on, so its picture and the engine agree."""
+        return self._resume_plan(self._run_row(run_id)).definition
+
+    def _resume_plan(self, run: WorkflowRun) -> _Plan:
+        """A resume runs the workflow's file as it is now (the fix just made is what you resume
+        with), a rerun the definition chosen when it was prepared, and a run whose workflow is gone
+        or broken the definition stored with it."""
+        if run.rerun_of:
+            return self._plan_from_row(run)
         snap = self._snapshot()
-        if run.rerun_of:  # a rerun runs the definition chosen when it was prepared (its snapshot)
-            return self._drive(self._plan_from_row(run), run, sinks, None, resume=True)
         try:
             wf = self._lookup(snap, run.workflow_name)
             directory = snap.workflow_dirs[wf.name]
         except FlowError:
-            plan = self._plan_from_row(run)
-        else:
-            plan = _Plan(wf, directory, snap)
-        return self._drive(plan, run, sinks, None, resume=True)
+            return self._plan_from_row(run)
+        return _Plan(wf, directory, snap)
 
     def retry(
         self,

@@ -112,6 +112,9 @@ class ScriptedHost:
         self.calls.append(("resume", run_id))
         self._run(run_id, sinks, [])
 
+    def resume_definition(self, run_id: str) -> None:
+        return None  # scripted runs draw the definition they started with
+
     def cancel(self, run_id: str, message: str | None = None) -> None:
         self.calls.append(("cancel", run_id, message))
         self.finish(RunCancelled(reason=CancellationReason.user(message)))

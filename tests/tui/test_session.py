@@ -198,6 +198,28 @@ def test_resume_after_cancel_runs_only_the_remaining_items(folder: Path, tmp_pat
     assert s.exit_code() == 0
 
 
+def test_a_resume_is_drawn_on_the_definition_it_runs_the_file_as_fixed(folder: Path) -> None:
+    """`resume` runs the workflow's file as it is now (docs/workspace.md: the fix you just made is
+    what you resume with), so the tree must show that file, not the one the run started with."""
+    wf = folder / "fixable.wf"
+    wf.write_text('workflow fixable {\n  script check { run = "exit 3" }\n}\n')
+    h = make_session(folder)
+    s = h.session
+    start(h, "fixable")
+    h.pump(h.run_ended, "the run to fail")
+    assert s.view.status == "failed"
+    fixed = 'workflow fixable {\n  script check { run = "true" }\n  script report { run = "echo ok" }\n}\n'
+    wf.write_text(fixed)
+    s.catalog_changed()  # what the file watcher does
+    h.driver.handled.clear()
+    assert s.resume() is True
+    h.pump(h.run_ended, "the resumed run to end")
+    assert s.view.status == "completed", s.view.summary_text()
+    assert s.view.definition is not None
+    assert [step.name for step in s.view.definition.body] == ["check", "report"]
+    assert s.view.root is not None and s.view.root.steps["body.1"].status == "completed"
+
+
 def test_resuming_a_completed_run_changes_nothing_and_says_why(folder: Path) -> None:
     h = make_session(folder)
     start(h, "quick")

@@ -546,41 +546,30 @@ def test_the_live_view_prints_finished_steps_above_the_block_and_a_final_frame()
     assert view.outcome.exit_code == 1
 
 
-def test_a_failed_step_of_a_fan_out_child_is_named_by_its_workflow_and_item() -> None:
-    now = [10.0]
-    view, stream = _live(now)
+def _fan_out_child(view: LiveView, foreach: str, workflow: str, item: str) -> None:
+    """Feed a top-level run `TOP` whose foreach started child run `KID` for `item`."""
     view.feed(_data(RunStarted(workflow_name="w"), "TOP", 10.0))
-    view.feed(_data(FanOutItemsCollected(count=1, step_id="f1", foreach_name="lint"), "TOP", 10.0))
-    view.feed(_data(FanOutItemStarted(item_id="repo-a", step_id="f1"), "TOP", 10.0))
+    view.feed(_data(FanOutItemsCollected(count=1, step_id="f1", foreach_name=foreach), "TOP", 10.0))
+    view.feed(_data(FanOutItemStarted(item_id=item, step_id="f1"), "TOP", 10.0))
     child = ChildRunStarted(
-        child_run_id="KID",
-        workflow_name="lint-one",
-        parent_run_id="TOP",
-        parent_step_id="f1",
-        item_id="repo-a",
+        child_run_id="KID", workflow_name=workflow, parent_run_id="TOP", parent_step_id="f1", item_id=item
     )
     view.feed(_data(child, "TOP", 10.0))
-    view.feed(_data(RunStarted(workflow_name="lint-one", parent_run_id="TOP"), "KID", 10.0))
+    view.feed(_data(RunStarted(workflow_name=workflow, parent_run_id="TOP"), "KID", 10.0))
+
+
+def test_a_failed_step_of_a_fan_out_child_is_named_by_its_workflow_and_item() -> None:
+    view, stream = _live([10.0])
+    _fan_out_child(view, "lint", "lint-one", "repo-a")
     view.feed(_data(StepStarted(step_name="lint", step_id="k1", kind="script"), "KID", 10.0))
     view.feed(_data(StepCompleted(step_name="lint", step_id="k1", succeeded=False, error="bad"), "KID", 11.0))
     assert "✗ lint-one[repo-a] › lint failed: bad" in stream.getvalue()
 
 
 def test_a_failed_item_step_cut_at_80_columns_still_says_why() -> None:
-    now = [10.0]
     stream = io.StringIO()
-    view = LiveView(stream, color=False, unicode=True, now=lambda: now[0], width=80, height=12)
-    view.feed(_data(RunStarted(workflow_name="import-records"), "TOP", 10.0))
-    view.feed(_data(FanOutItemsCollected(count=1, step_id="f1", foreach_name="import-all"), "TOP", 10.0))
-    child = ChildRunStarted(
-        child_run_id="KID",
-        workflow_name="import-record",
-        parent_run_id="TOP",
-        parent_step_id="f1",
-        item_id="rec-05",
-    )
-    view.feed(_data(child, "TOP", 10.0))
-    view.feed(_data(RunStarted(workflow_name="import-record", parent_run_id="TOP"), "KID", 10.0))
+    view = LiveView(stream, color=False, unicode=True, now=lambda: 10.0, width=80, height=12)
+    _fan_out_child(view, "import-all", "import-record", "rec-05")
     error = "Script 'import' exited with code 3\nstderr:\nrate limited: retry after 30s (request 7f3a9c)"
     failed = StepCompleted(step_name="import", step_id="k1", succeeded=False, error=error, duration_ms=100)
     view.feed(_data(failed, "KID", 10.1))

@@ -40,6 +40,13 @@ PARENT = """workflow fan {{
 CHILD = 'workflow item {{\n  script work {{ run = "sleep {seconds}" }}\n}}\n'
 
 
+def start_detached(folder: Path, db: Path, workflow: str, env: dict[str, str] | None = None) -> str:
+    """Start `workflow` in a background runner (`runkon-flow run --detach`); its run id."""
+    argv = [sys.executable, "-m", "runkon_flow.cli", "run", workflow, "--dir", str(folder), "--db", str(db)]
+    started = subprocess.run([*argv, "--detach"], capture_output=True, text=True, check=True, env=env)
+    return started.stdout.split()[0].removeprefix("run_id=")
+
+
 async def follow(folder: Path, db: Path, run_id: str, timeout: float) -> tuple[list[float], float]:
     store = SqliteStore(db)
     app = RunkonApp([folder], host=Workspace([folder], store), store=store, watch=False, user="bench")
@@ -95,24 +102,7 @@ def main() -> None:
         (folder / "item.wf").write_text(CHILD.format(seconds=args.item_seconds))
         db = Path(tmp) / "runs.db"
         print(f"load before: {os.getloadavg()}")
-        started = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "runkon_flow.cli",
-                "run",
-                "fan",
-                "--dir",
-                str(folder),
-                "--db",
-                str(db),
-                "--detach",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        run_id = started.stdout.split()[0].removeprefix("run_id=")
+        run_id = start_detached(folder, db, "fan")
         latencies, _ = asyncio.run(follow(folder, db, run_id, timeout=600))
         print(f"load after:  {os.getloadavg()}")
     if not latencies:

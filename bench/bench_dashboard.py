@@ -298,23 +298,9 @@ def report_frames(folder: Path, base: Path, repeat: int) -> None:
 # --------------------------------------------------------------------------- attached from elsewhere
 
 
-def detached_run(folder: Path, db: Path) -> str:
-    """Start the fan-out in a background runner (`runkon-flow run --detach`); its run id."""
-    started = subprocess.run(
-        [PYTHON, "-m", "runkon_flow.cli", "run", "fanout", "--dir", str(folder), "--db", str(db), "--detach"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "RUNKON_SAMPLE_SPEED": "0"},
-    )
-    return started.stdout.split()[0].removeprefix("run_id=")
-
-
 def stored_run_seconds(db: Path, run_id: str, timeout: float = 600) -> float:
     """Wait for the run to end (a look at its row every 0.2 s); its stored start-to-end seconds."""
-    from datetime import datetime
-
+    from runkon_flow.observe.liveness import run_seconds
     from runkon_flow.persistence.sqlite import SqliteStore
 
     store = SqliteStore(db)
@@ -323,10 +309,10 @@ def stored_run_seconds(db: Path, run_id: str, timeout: float = 600) -> float:
         while time.monotonic() < deadline:
             run = store.get_run(run_id)
             if run is not None and run.status.is_terminal:
-                if run.status.value != "completed" or not run.ended_at:
+                seconds = run_seconds(run)
+                if run.status.value != "completed" or seconds is None:
                     raise SystemExit(f"the detached run ended {run.status.value}: {run.error}")
-                ended = datetime.fromisoformat(run.ended_at).timestamp()
-                return ended - datetime.fromisoformat(run.started_at).timestamp()
+                return seconds
             time.sleep(0.2)
     finally:
         store.close()
@@ -335,14 +321,14 @@ def stored_run_seconds(db: Path, run_id: str, timeout: float = 600) -> float:
 
 def report_attached(folder: Path, base: Path, repeat: int) -> None:
     """A run executed by another process, alone and with a dashboard attached, interleaved."""
-    from bench_attach import follow
+    from bench_attach import follow, start_detached
 
     alone: list[float] = []
     attached: list[float] = []
     for i in range(repeat):
         for mode in ("alone", "attached") if i % 2 == 0 else ("attached", "alone"):
             db = base / f"attached-{mode}-{i}.db"
-            run_id = detached_run(folder, db)
+            run_id = start_detached(folder, db, "fanout", env={**os.environ, "RUNKON_SAMPLE_SPEED": "0"})
             if mode == "attached":
                 asyncio.run(follow(folder, db, run_id, timeout=600))
             (attached if mode == "attached" else alone).append(stored_run_seconds(db, run_id))

@@ -73,10 +73,7 @@ def error_headline(text: str | None) -> str:
     """An error on one line, for lists: its first line and, when there are more, its last one
     (`Script 'x' exited with code 3 · schema mismatch …`, `… · ValueError: bad`). The first line
     alone says least — which script exited — and the last is where stderr and tracebacks say why."""
-    lines = _error_lines(text)
-    if not lines:
-        return ""
-    return lines[0] if len(lines) == 1 else f"{lines[0]} · {lines[-1]}"
+    return _headline(_error_lines(text))
 
 
 #: The fewest characters of an error's first line worth keeping beside its last (`fit_headline`).
@@ -87,9 +84,7 @@ def fit_headline(text: str | None, room: int, ellipsis: str = "…") -> str:
     """`error_headline` in at most `room` characters, cutting the first line before the last: a
     line cut at the terminal's edge kept `Script 'import' exited with cod…` and lost why."""
     lines = _error_lines(text)
-    if not lines:
-        return ""
-    whole = error_headline(text)
+    whole = _headline(lines)
     if len(whole) <= room:
         return whole
     if len(lines) > 1:
@@ -103,6 +98,12 @@ def fit_headline(text: str | None, room: int, ellipsis: str = "…") -> str:
 
 def _error_lines(text: str | None) -> list[str]:
     return [kept for line in readable_error(text).splitlines() if (kept := line.strip())]
+
+
+def _headline(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    return lines[0] if len(lines) == 1 else f"{lines[0]} · {lines[-1]}"
 
 
 def gate_decision(

@@ -236,13 +236,12 @@ class LiveView:
         status = e.status or "failed"
         glyph = {"skipped": g.skip, "cancelled": g.cancel}.get(status, g.fail)
         color = _YELLOW if status in ("skipped", "cancelled") else _RED
-        head = f"{glyph} {label} {status}{took}"
+        line = f" {label} {status}{took}"
         # The line is cut at the terminal's edge: the error gives up its first line before its
         # last, which says why (`Script 'import' exited with code 3 · rate limited …`).
         width, _ = self._size()
-        text = fit_headline(e.error, width - 1 - len(head) - 2, self._g.ellipsis)
-        error = f": {text}" if text else ""
-        return self._c(color, glyph) + f" {label} {status}{took}{error}"
+        text = fit_headline(e.error, width - 1 - len(glyph + line + ": "), self._g.ellipsis)
+        return self._c(color, glyph) + line + (f": {text}" if text else "")
 
     # ------------------------------------------------------------------ rendering
 

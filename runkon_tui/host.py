@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.events import EventSink
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -38,7 +39,7 @@ class EngineHost(Protocol):
 
     def resume(self, run_id: str, *, sinks: Sequence[EventSink] = ...) -> Any: ...
 
-    def resume_definition(self, run_id: str) -> Any: ...
+    def resume_definition(self, run_id: str) -> WorkflowDef | None: ...
 
     def retry(
         self,

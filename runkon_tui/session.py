@@ -485,8 +485,8 @@ class RunSession:
             self.bridge.watch(run_id)
             # A resume runs the workflow's file as it is now: the tree must show that, not the
             # definition the run started with (a retry runs the stored one, which is on screen).
-            runs = host.resume_definition(run_id) if resume_run_id is not None and retry is None else None
-            created = RunCreated(run_id, name, resume_run_id is not None, runs)
+            resumes_with = host.resume_definition(run_id) if resume_run_id and retry is None else None
+            created = RunCreated(run_id, name, resume_run_id is not None, resumes_with)
             post(created)
             created.ack.wait(5.0)  # the view must know the run before its first event is folded
             if resume_run_id is None:

@@ -592,9 +592,10 @@ class Workspace:
 
     def _resume_plan(self, run: WorkflowRun) -> _Plan:
         """A resume runs the workflow's file as it is now (the fix just made is what you resume
-        with), a rerun the definition chosen when it was prepared, and a run whose workflow is gone
-        or broken the definition stored with it."""
-        if run.rerun_of:
+        with), a rerun the definition chosen when it was prepared, a retry cut short (its engine
+        died, or it was handed over) the definition the retry chose, and a run whose workflow is
+        gone or broken the definition stored with it."""
+        if run.rerun_of or _continues_stored_retry(run):
             return self._plan_from_row(run)
         snap = self._snapshot()
         try:
@@ -943,6 +944,16 @@ class Workspace:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _continues_stored_retry(run: WorkflowRun) -> bool:
+    """Whether resuming `run` continues a retry of the stored definition that never ended: its
+    request is on the row and the run has not finished since (a finished retry leaves the run
+    failed, cancelled or completed, and a later resume runs today's file like any other)."""
+    if run.status.is_terminal:
+        return False
+    request = RetryRequest.from_json(run.retry_request)
+    return request is not None and request.definition == "stored"
 
 
 def _abs(path: Path | str) -> Path:

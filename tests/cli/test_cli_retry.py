@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import signal
 from pathlib import Path
 
 import pytest
 from runkon_flow.persistence import FanOutItemStatus, RunStatus, SqliteStore
 
-from .run_helpers import cli, run_id_of, write
+from .run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
 
 FAN = """workflow fan {
   foreach each {
@@ -208,3 +210,53 @@ def test_a_run_another_engine_holds_is_refused(capsys, home: Path) -> None:
     code, _, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
     assert code == 1 and "owned by another engine" in err
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+
+
+# b's second attempt stops until `go` exists, so the retry can be killed while it runs.
+HOLD_ON_RETRY = """echo "$1" >> runs.log
+case "$1" in b|d)
+  test -f "seen-$1" && { touch "retrying-$1"; while [ ! -f go ]; do sleep 0.05; done; exit 0; }
+  touch "seen-$1"; exit 3;; esac
+"""
+
+
+def test_resuming_an_interrupted_retry_keeps_the_definition_the_retry_chose(capsys, home: Path) -> None:
+    """A retry with the stored definition whose engine dies is continued by `resume` with that
+    definition, not with the file as edited since (which a resume of a finished run would use)."""
+    write(home / "work.sh", HOLD_ON_RETRY)
+    run_id = failed_run(capsys, home)
+    write(home / "fan.wf", FAN.replace("echo after >> after.log", "echo after-v2 >> after.log"))
+    out, err = home / "out.txt", home / "err.txt"
+    args = [
+        "retry",
+        run_id,
+        "--failed",
+        "--yes",
+        "--definition",
+        "stored",
+        "--lease-ttl",
+        "1",
+        "--dir",
+        str(home),
+    ]
+    proc = spawn(args, home, stdout=out, stderr=err, env=cli_env())
+    try:
+        wait_for((home / "retrying-b").exists, "the retry to reach item b")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        stop(proc)
+    (home / "go").touch()
+
+    def interrupted() -> bool:
+        return json.loads(cli(capsys, "runs", "--json")[1])[0]["display_status"] == "interrupted"
+
+    wait_for(interrupted, "the killed retry's lease to lapse", interval=0.1)
+    code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    assert (home / "after.log").read_text() == "after\n"  # the stored definition, as the retry chose
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert store.get_run(run_id).status is RunStatus.COMPLETED
+    finally:
+        store.close()

@@ -4,25 +4,32 @@
 a new session (no controlling terminal: closing the terminal, or killing the caller's process
 group, does not reach it), stdin from /dev/null, stdout/stderr appended to
 `<db dir>/logs/<run id>.log` (for a PostgreSQL server: runkon's state directory). It executes a
-pending run (`runkon-flow run --detach`) or resumes one (`resume=True`, waiting for the current
-holder's lease: how the dashboard hands a run over when you quit it and keep the run going).
+pending run (`runkon-flow run --detach`, and every run the dashboard starts on a database), resumes
+one (`resume=True`, waiting for the current holder's lease: also how a run the dashboard hosts is
+handed over when you quit it and keep the run going), or retries items of a finished one
+(`retry=`, with the definition stored with the run).
 UI-free: the CLI and the dashboard both use it. A server URL reaches the runner through
 `$RUNKON_DB`, never its command line (it may hold a password).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.paths import DB_ENV
 
-__all__ = ["RunnerSettings", "log_path", "spawn_runner"]
+__all__ = ["ERROR_PREFIX", "RunnerSettings", "log_path", "runner_error", "spawn_runner"]
+
+#: How a runner's log says it stopped on an error of its own (not the run failing: that is the
+#: run's outcome, in the store).
+ERROR_PREFIX = "runkon-flow (detached): error: "
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,19 @@ def log_path(db: Path | str | DbLocation, run_id: str) -> Path:
     return _location(db).state_dir() / "logs" / f"{run_id}.log"
 
 
+def runner_error(log: Path, start: int = 0) -> str | None:
+    """The last error a runner wrote to `log` after byte `start` (where its own output began; a
+    log is shared by every runner of the run), or None when it stopped without one."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(start)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    errors = [line for line in text.splitlines() if line.startswith(ERROR_PREFIX)]
+    return errors[-1].removeprefix(ERROR_PREFIX).strip() if errors else None
+
+
 def _location(db: Path | str | DbLocation) -> DbLocation:
     return db if isinstance(db, DbLocation) else DbLocation(str(db))
 
@@ -55,10 +75,12 @@ def spawn_runner(
     hooks: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
+    retry: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[subprocess.Popen, Path]:
     """Start the background runner for `run_id`; returns the process and its log file. Raises
     OSError when the log file cannot be written. `hooks`: a hooks file given with --hooks, passed
     on as $RUNKON_HOOKS (without it the runner looks where it was started, as the command did).
+    `retry`: fan-out step row → item ids to run again (`Workspace.retry`, stored definition).
     `executor`/`ray_address`: --executor/--ray-address for the runner (where foreach children
     run; docs/scale-out.md)."""
     log = log_path(db, run_id)
@@ -84,6 +106,8 @@ def spawn_runner(
         argv += ["--ray-address", ray_address]
     if resume:
         argv.append("--resume")
+    if retry:
+        argv += ["--retry", json.dumps({step: list(ids) for step, ids in retry.items()})]
     with open(log, "ab") as handle:
         proc = subprocess.Popen(
             argv,

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -761,6 +762,32 @@ class Workspace:
             return
         self.store.request_cancel(run_id)  # if it ended since the look above, it keeps its end
 
+    def launch(
+        self,
+        run_id: str,
+        db: Path | str,
+        *,
+        resume: bool = False,
+        retry: Mapping[str, Sequence[str]] | None = None,
+    ) -> tuple[subprocess.Popen, Path]:
+        """Execute a pending run of this workspace, resume one (`resume`) or retry items of one
+        (`retry`, with the stored definition) in a background runner: a process of its own
+        (`runkon_flow.runner`) that reads `db`, with this host's hooks and executor. How the
+        dashboard runs on a database — the run never depends on the dashboard's process — and how
+        `hand_over` keeps a run going. Returns the runner process and its log file."""
+        settings = self.runner_settings
+        return spawn_runner(
+            db,
+            run_id,
+            self.dirs,
+            resume=resume,
+            lease_ttl=int(self.exec_config.lease_ttl_secs),
+            hooks=settings.hooks,
+            executor=settings.executor,
+            ray_address=settings.ray_address,
+            retry=retry,
+        )
+
     def hand_over(self, run_id: str, db: Path | str) -> tuple[int, Path]:
         """Keep a run this workspace executes going in a background runner, so this process can
         exit (the dashboard's "keep running in the background"): a runner process is started that
@@ -773,17 +800,7 @@ class Workspace:
         if own is None:
             raise WorkflowError(f"run '{run_id}' is not running in this workspace")
         run = self._run_row(run_id)
-        settings = self.runner_settings
-        proc, log_file = spawn_runner(
-            db,
-            run_id,
-            self.dirs,
-            resume=True,
-            lease_ttl=int(self.exec_config.lease_ttl_secs),
-            hooks=settings.hooks,
-            executor=settings.executor,
-            ray_address=settings.ray_address,
-        )
+        proc, log_file = self.launch(run_id, db, resume=True)
         with self._lock:
             self._handed_over[run_id] = run.owner_token or ""
         engine, token = own

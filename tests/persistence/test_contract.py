@@ -1146,6 +1146,16 @@ def test_reading_events_after_a_seq_returns_only_newer_ones_up_to_the_limit(stor
     assert store.read_events("no-such-run") == []
 
 
+def test_the_last_event_seq_is_where_a_reader_of_only_what_comes_next_starts(store) -> None:
+    run_id = new_run(store)
+    assert store.last_event_seq(run_id) == 0 == store.last_event_seq("no-such-run")
+    store.append_events(run_id, events(*["EngineLog"] * 5))
+    assert store.last_event_seq(run_id) == 5
+    store.append_events(run_id, events("RunResumed"), durable=False)  # write-behind: seen at once
+    assert store.last_event_seq(run_id) == 6
+    assert [e.kind for e in store.read_events(run_id, after_seq=5)] == ["RunResumed"]
+
+
 def test_every_read_from_any_seq_with_any_limit_is_that_slice_of_the_stream(store) -> None:
     """A reader that resumes after any seq, with any limit, gets exactly the events after it, as
     written, across batches — also events with a newline in their JSON, a tab in a run id, or an

@@ -1,5 +1,6 @@
 """The background process of `runkon-flow run --detach` (`python -m runkon_flow.cli.background`):
-executes one pending run, printing plain progress lines to its log file (see `cli.detach`).
+executes one pending run — or resumes it (`--resume`), or retries items of it (`--retry`) —
+printing plain progress lines to its log file (see `cli.detach`, `runkon_flow.runner`).
 
 Kept out of the `runkon_flow.cli` package's imports so `python -m` runs it fresh.
 """
@@ -7,6 +8,7 @@ Kept out of the `runkon_flow.cli` package's imports so `python -m` runs it fresh
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -21,6 +23,7 @@ from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.run import exec_config_for
 from runkon_flow.errors import AlreadyOwned
 from runkon_flow.persistence.location import db_location
+from runkon_flow.runner import ERROR_PREFIX
 from runkon_flow.runtime.types import WorkflowResult
 from runkon_flow.workspace import Workspace
 
@@ -38,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lease-ttl", type=int)
     parser.add_argument("--events")
     parser.add_argument("--resume", action="store_true", help="resume the run once its holder lets go")
+    parser.add_argument("--retry", help="retry these items (JSON: fan-out step row -> item ids)")
     add_executor_args(parser)
     args = parser.parse_args(argv)
     args.progress = "plain"
@@ -46,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = db_location(args.db).open()
     except Exception as exc:
-        print_line(sys.stdout, f"runkon-flow (detached): error: {exc}")
+        print_line(sys.stdout, f"{ERROR_PREFIX}{exc}")
         return 1
     try:
         pending = store.get_run(args.run_id)
@@ -70,18 +74,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         raise
                     time.sleep(0.1)
 
+        def retry(queue: EventQueue) -> WorkflowResult:
+            return ws.retry(args.run_id, json.loads(args.retry), definition="stored", sinks=[queue])
+
+        def start(queue: EventQueue) -> WorkflowResult:
+            return ws.execute(args.run_id, sinks=[queue])
+
+        drive = retry if args.retry else resume if args.resume else start
         return execute(
             args,
             store,
             args.run_id,
-            resume if args.resume else (lambda queue: ws.execute(args.run_id, sinks=[queue])),
+            drive,
             lambda rid: ws.cancel(rid, SIGNAL_MESSAGE),
             events_file=events_file,
             durable=True,
             hooks=prepare_hooks(args),
         )
     except Exception as exc:
-        print_line(sys.stdout, f"runkon-flow (detached): error: {exc}")
+        print_line(sys.stdout, f"{ERROR_PREFIX}{exc}")
         return 1
     finally:
         store.close()

@@ -499,6 +499,11 @@ class InMemoryStore:
             end = len(stream) if limit is None else start + max(limit, 0)
             return stream[start:end]
 
+    def last_event_seq(self, run_id: str) -> int:
+        with self._guard(run_id):
+            stream = self._events.get(run_id)
+            return stream[-1].seq if stream else 0
+
     def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
         """Terminal top-level runs ended before `ended_before`, with every descendant and its rows."""
         with self._lock:

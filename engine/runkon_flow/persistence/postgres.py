@@ -1252,6 +1252,12 @@ class PostgresStore(Leadership):
             return [StoredEvent(*row) for row in cur.execute(sql, params).fetchall()]
 
     @_translated
+    def last_event_seq(self, run_id: str) -> int:
+        sql = "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = %s"
+        with self._conn() as cur:
+            return int(cur.execute(sql, (run_id,)).fetchone()[0])
+
+    @_translated
     def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
         """One transaction: finished top-level runs ended before the cutoff, and everything below."""
 

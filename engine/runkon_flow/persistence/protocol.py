@@ -174,6 +174,11 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         """The stream's events with `seq > after_seq`, oldest first, at most `limit` of them."""
         ...
 
+    def last_event_seq(self, run_id: str) -> int:
+        """The `seq` of the stream's last event (0: none, or no such run): where a reader that
+        wants only what comes next starts (the dashboard following a run it just resumed)."""
+        ...
+
     def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
         """Delete every top-level run that ended (completed, failed, cancelled) before the RFC 3339
         time `ended_before`, with its child runs, steps, fan-out items and events, in one

@@ -1272,6 +1272,12 @@ class SqliteStore(Leadership):
             return [StoredEvent(*row) for row in conn.execute(sql, params).fetchall()]
 
     @_translated
+    def last_event_seq(self, run_id: str) -> int:
+        sql = "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = ?"
+        with self._conn() as conn:
+            return int(conn.execute(sql, (run_id,)).fetchone()[0])
+
+    @_translated
     def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
         """One transaction; the runs to delete are gathered in a temporary table."""
 

@@ -48,12 +48,14 @@ from runkon_tui.session import (
     AttachEnded,
     EngineDone,
     HandOverFailed,
+    Launched,
     Notice,
     PastRunLoaded,
     ReadyToLeave,
     Refused,
     Report,
     RunCreated,
+    RunnerFailed,
     RunRejected,
     RunSession,
 )
@@ -146,6 +148,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         blink: bool = True,
         attach: str | None = None,
         store_note: str | None = None,
+        runs_in_runner: bool = False,
     ) -> None:
         css = stylesheet_path()
         super().__init__(css_path=[css] if css.is_file() else None)
@@ -177,6 +180,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             clock=clock,
             user=self.user,
             on_urgent=self._urgent,
+            runs_in_runner=runs_in_runner,
         )
         self._watcher: WorkflowWatcher | None = None
         self._shown_root: str | None = None
@@ -553,7 +557,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self._terminal_gone = True
         session = self.session
         if (
-            session.active_run_id is not None
+            session.run_to_ask_about() is not None
             and not session.quitting
             and session.why_no_hand_over() is None
             and session.hand_over_and_leave()
@@ -736,13 +740,20 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self._bind_view()
             if report.then_resume:
                 self.request_resume(report.view.root_run_id)
-        elif isinstance(report, Attached):
+        elif isinstance(report, (Attached, Launched)):
             if session.attached_run_id != report.run_id:
                 return
             self._bind_view()
             self._select_workflow(report.name)
             self._refresh_screen()
         elif isinstance(report, AttachEnded):
+            question = self.screen  # quitting over a run of ours that has just ended: nothing to ask
+            if isinstance(question, QuitScreen) and not session.quitting:
+                question.dismiss("stay")
+            self.drain()
+            self._refresh_screen(force_tree=True)
+        elif isinstance(report, RunnerFailed):
+            self._show(notice)
             self.drain()
             self._refresh_screen(force_tree=True)
         elif isinstance(report, (Notice, HandOverFailed)):
@@ -904,7 +915,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         session = self.session
         if session.quitting:
             return
-        if not session.run_active:  # nothing runs here (a followed run goes on in its own process)
+        if session.run_to_ask_about() is None:  # nothing of ours is going (a followed run goes on)
             self._leave()
             return
         why_not = session.why_no_hand_over()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runkon_tui.config import EXECUTORS
+from runkon_tui.config import EXECUTORS, RUN_IN
 
 EXIT_USAGE = 2
 
@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Ray cluster for --executor ray (default: settings `ray_address`, else $RAY_ADDRESS)",
     )
     parser.add_argument(
+        "--run-in",
+        choices=RUN_IN,
+        default=None,
+        help="where runs started here execute: runner (a background process each, so quitting or "
+        "a crash of the dashboard never stops them) or dashboard (this process) (default: the "
+        "settings file's `run_in`, else runner; runs kept in memory always run here)",
+    )
+    parser.add_argument(
         "--hooks",
         metavar="FILE",
         default=None,
@@ -176,6 +184,7 @@ def _main(argv: Sequence[str] | None) -> int:
         replay=args.replay,
         attach=args.attach,
         store_note=opened.store_note,
+        runs_in_runner=(args.run_in or settings.run_in or "runner") == "runner",
     )
     deferred = opened.host
     assert isinstance(deferred, DeferredHost)

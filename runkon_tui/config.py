@@ -9,6 +9,7 @@ Lives at `$RUNKON_TUI_CONFIG` when set (tests point it into a temp dir), else
       approve: a,y
     executor: ray      # where foreach children run: local (default) or ray (docs/scale-out.md)
     ray_address: 10.0.0.1:6379   # else $RAY_ADDRESS
+    run_in: dashboard  # where runs started here execute: runner (default) or dashboard
 
 A missing file means defaults; a broken one is reported in the dashboard and otherwise ignored.
 """
@@ -23,6 +24,7 @@ import yaml
 
 CONFIG_ENV = "RUNKON_TUI_CONFIG"
 EXECUTORS = ("local", "ray")
+RUN_IN = ("runner", "dashboard")  # a background runner process per run, or this process
 
 
 def config_path() -> Path:
@@ -40,6 +42,7 @@ class TuiConfig:
     keymap: dict[str, str] = field(default_factory=dict)
     executor: str | None = None  # "local" | "ray"; None: $RUNKON_EXECUTOR, else local
     ray_address: str | None = None
+    run_in: str | None = None  # "runner" | "dashboard"; None: runner
     error: str | None = None
 
     def save(self) -> str | None:
@@ -53,6 +56,8 @@ class TuiConfig:
             data["executor"] = self.executor
         if self.ray_address:
             data["ray_address"] = self.ray_address
+        if self.run_in:
+            data["run_in"] = self.run_in
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
@@ -94,6 +99,12 @@ def load_config(path: Path | None = None) -> TuiConfig:
             cfg.executor = str(executor)
     if data.get("ray_address") is not None:
         cfg.ray_address = str(data["ray_address"])
+    run_in = data.get("run_in")
+    if run_in is not None:
+        if str(run_in) not in RUN_IN:
+            cfg.error = f"{path}: `run_in` must be one of {', '.join(RUN_IN)}, not {run_in!r}"
+        else:
+            cfg.run_in = str(run_in)
     keymap = data.get("keymap") or {}
     if not isinstance(keymap, dict):
         cfg.error = f"{path}: `keymap` must map binding ids to keys"

@@ -8,7 +8,8 @@ the run from its row when caught up: ended (its final event read, or the row end
 ago), or interrupted (its lease lapsed, or was let go of and nobody took it within `grace`). It then calls
 `on_end(status)` once — `completed`, `failed`, `cancelled` or `interrupted` — and stops; for an
 interrupted run `stopped_at` then holds where its clock stopped (`liveness.stopped_at`, the time
-`runs` and `show` give it). Pure: no Textual.
+`runs` and `show` give it). A run a runner started here is about to resume or retry
+(`runner_alive`) is not judged ended until that runner has taken it. Pure: no Textual.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class StoreFollower:
         *,
         interval: float = 0.25,
         grace: float = 5.0,
+        runner_alive: Callable[[], bool] | None = None,
+        after_seq: int = 0,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -45,10 +48,15 @@ class StoreFollower:
         self.on_end = on_end
         self.interval = interval
         self.grace = grace
-        self.last_seq = 0
+        self.last_seq = after_seq
         self._stop = threading.Event()
         self._final_seen = False
         self.stopped_at: float | None = None
+        #: A run just handed to a runner to resume or retry still reads as ended (its last
+        #: attempt's end) until the runner takes it: not judged ended while the runner is alive
+        #: and has not been seen holding the run.
+        self.runner_alive = runner_alive
+        self._taken = runner_alive is None
 
     def stop(self) -> None:
         self._stop.set()
@@ -77,7 +85,10 @@ class StoreFollower:
                 return self._end("interrupted")
             status = RunStatus(run.status)
             now = time.monotonic()
-            if status.is_terminal:
+            self._taken = self._taken or not status.is_terminal
+            if status.is_terminal and not self._taken and self._runner_going():
+                ended_since = None  # its last attempt's end: the runner has not taken the run yet
+            elif status.is_terminal:
                 ended_since = ended_since or now
                 if self._final_seen or now - ended_since > END_GRACE_S:
                     return self._end(status.value)
@@ -92,6 +103,9 @@ class StoreFollower:
                 released_since = None
             self._stop.wait(self.interval)
         return None
+
+    def _runner_going(self) -> bool:
+        return self.runner_alive is not None and self.runner_alive()
 
     def _end(self, status: str) -> None:
         if not self._stop.is_set():

@@ -52,6 +52,15 @@ class EngineHost(Protocol):
 
     def cancel(self, run_id: str, message: str | None = None) -> None: ...
 
+    def launch(
+        self,
+        run_id: str,
+        db: Path | str,
+        *,
+        resume: bool = ...,
+        retry: Mapping[str, Sequence[str]] | None = ...,
+    ) -> tuple[Any, Path]: ...
+
     def prepare_rerun(
         self, run_id: str, step: str, inputs: Mapping[str, str] | None = None, *, definition: str = ...
     ) -> tuple[str, Any]: ...

@@ -1,8 +1,10 @@
 """The dashboard's run session: the run on screen and everything a user does to it.
 
 Plain Python, no Textual: it starts, resumes, retries and cancels runs through the engine host
-(`EngineHost`, a `Workspace`), answers gates, follows a run held by another process
-(`StoreFollower`), opens past runs from the store and hands a run over to a background runner. It
+(`EngineHost`, a `Workspace`) — on a database in a background runner it then follows
+(`runs_in_runner`, `Launched`), else on an engine thread here — answers gates, follows a run held
+by another process (`StoreFollower`), opens past runs from the store and hands a run hosted here
+over to a background runner. It
 keeps the state that goes with that — which run is in view (`view`, a `RunView`), whether an
 engine runs here (`run_active`, `active_run_id`), which run is followed (`attached_run_id`), how
 the last runs ended — and the bridge the engine's events arrive on.
@@ -17,7 +19,9 @@ to show.
 
 from __future__ import annotations
 
+import subprocess
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from runkon_flow.event_log import top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runner import log_path, runner_error
 
 from runkon_tui.bridge import EventBridge
 from runkon_tui.catalog import Catalog, WorkflowEntry
@@ -123,6 +128,29 @@ class AttachEnded:
 
 
 @dataclass
+class Launched:
+    """A background runner took a run started, resumed or retried here (`runs_in_runner`): the
+    run is followed like any other, drawn on `definition`."""
+
+    run_id: str
+    name: str
+    definition: WorkflowDef | None
+    runner: subprocess.Popen
+    log: Path
+    after_seq: int | None = None  # a resume or retry: the stream's end before the runner started
+
+
+@dataclass
+class RunnerFailed:
+    """A background runner started here stopped on an error of its own (a refused resume, a run
+    it could not open …): `text` is its last error line, `log` its log file."""
+
+    run_id: str
+    text: str
+    log: Path
+
+
+@dataclass
 class HandOverFailed:
     """Quitting with "keep running" failed: the dashboard stays."""
 
@@ -150,6 +178,8 @@ Report = (
     | PastRunLoaded
     | Attached
     | AttachEnded
+    | Launched
+    | RunnerFailed
     | Notice
     | HandOverFailed
     | ReadyToLeave
@@ -182,8 +212,13 @@ class RunSession:
         clock: Clock,
         user: str,
         on_urgent: Callable[[EngineEventData], None] | None = None,
+        runs_in_runner: bool = False,
     ) -> None:
         self.host = host
+        #: Runs started, resumed or retried here execute in a background runner process and are
+        #: followed through the store (docs/dashboard.md, "Where a run runs"); only with a store
+        #: another process can open — an in-memory store keeps them in this process.
+        self.runs_in_runner = runs_in_runner
         self.store = store
         self.catalog = catalog
         self.driver = driver
@@ -196,6 +231,8 @@ class RunSession:
         self.active_run_id: str | None = None
         self.attached_run_id: str | None = None  # a run another process executes, followed live
         self.follower: StoreFollower | None = None
+        self.launched: Launched | None = None  # the followed run, when a runner started here runs it
+        self._following_since = 0.0  # wall time the follower started: older ends are history
         self.handed_over: tuple[str, int, Path] | None = None  # (run, runner pid, its log) on quit
         self.run_definition: WorkflowDef | None = None
         self.run_workflow_name: str | None = None
@@ -261,6 +298,8 @@ class RunSession:
         status = view.status
         self._workflow_status[root.workflow_name] = status
         self.last_outcome = status
+        if self.follower is not None and root.ended_at is not None and root.ended_at < self._following_since:
+            return None  # an end from the followed run's history (the attempt before a resume)
         if status == "completed":
             took = format_duration(root.elapsed(self.clock()))
             return Notice(f"{root.workflow_name} completed in {took}", title="Run finished", timeout=6)
@@ -335,7 +374,11 @@ class RunSession:
         return self.host.prepare_inputs(name, raw)
 
     def start(self, name: str, definition: WorkflowDef, inputs: Mapping[str, str]) -> None:
-        """Create and execute a run of `name` on an engine thread."""
+        """Create and execute a run of `name`: in a background runner (`launches`), else on an
+        engine thread."""
+        if self.launches:
+            self._launch(f"run {name}", name, definition, inputs=dict(inputs))
+            return
         self._begin_engine(name, definition)
         self.view.note(f"starting {name}…")
         self._spawn_engine(f"run {name}", name, dict(inputs), None)
@@ -368,6 +411,9 @@ class RunSession:
             )
         root = view.runs.get(run_id)
         name = root.workflow_name if root is not None else ""
+        if self.launches:
+            self._launch(f"resume {run_id}", name, None, run_id=run_id, resume=True)
+            return True
         entry = self.catalog.by_name(name)
         # The tree keeps the run's definition until the engine says which one it resumes with
         # (`RunCreated.definition`: the file as it is now, when it parses).
@@ -412,6 +458,10 @@ class RunSession:
         completed items kept, with the definition stored with the run (the one the tree shows)."""
         root = self.view.runs.get(plan.run_id)
         name = root.workflow_name if root is not None else ""
+        if self.launches:
+            label = f"retry {plan.run_id}"
+            self._launch(label, name, self.view.definition, run_id=plan.run_id, retry=plan.items)
+            return
         self._begin_engine(name, self.view.definition)
         self.view.read_only = False
         count = sum(len(ids) for ids in plan.items.values())
@@ -446,6 +496,112 @@ class RunSession:
             self.driver.post(PastRunLoaded(view, None, True))
 
         self.driver.spawn(job, group="control", name=f"rerun {run_id}")
+
+    # ------------------------------------------------------------------ runs in a background runner
+
+    def runner_db(self) -> Path | str | None:
+        """Where a background runner finds the runs: the SQLite file, or the server URL (kept
+        whole: the runner gets it through its environment); None for an in-memory store."""
+        dsn = getattr(self.store, "dsn", None)
+        if dsn:
+            return str(dsn)
+        path = getattr(self.store, "path", None)
+        return Path(path) if path is not None else None
+
+    @property
+    def launches(self) -> bool:
+        """Whether runs started here go to a background runner (`runs_in_runner` and a store
+        another process can open)."""
+        return self.runs_in_runner and self.host is not None and self.runner_db() is not None
+
+    def _launch(
+        self,
+        label: str,
+        name: str,
+        definition: WorkflowDef | None,
+        *,
+        inputs: dict[str, str] | None = None,
+        run_id: str | None = None,
+        resume: bool = False,
+        retry: dict[str, list[str]] | None = None,
+    ) -> None:
+        """Create the run (when `inputs` are given) and hand it to a background runner that
+        executes, resumes or retries it; the run is then followed (`Launched`). If the runner
+        stops on an error of its own, `RunnerFailed` says why."""
+        host, db = self.host, self.runner_db()
+        assert host is not None and db is not None
+        going = self.launched_run_going()
+        self.stop_following()
+        if going is not None:
+            self.view.note(f"run {short_id(going)} goes on in its background runner (h lists it)")
+        self.view.note(f"{label}: starting a background runner…")
+        post = self.driver.post
+
+        def job() -> None:
+            target = run_id
+            try:
+                self.reload_host_now()  # edits saved since the last reload apply to this run
+                if target is None:
+                    # create_run validates first (language + host checks) and writes nothing on failure.
+                    target = host.create_run(name, inputs or {})
+                shown = host.resume_definition(target) if resume else definition
+                log = log_path(db, target)
+                seen = log.stat().st_size if log.exists() else 0
+                # A run taken up again is drawn on as it stands; only what the runner adds is read.
+                after = self.store.last_event_seq(target) if inputs is None else None
+                proc, log = host.launch(target, db, resume=resume, retry=retry)
+            except Exception as exc:
+                if target is None:
+                    post(RunRejected(name, problems_of(exc) or [str(exc)]))
+                else:
+                    post(Notice(f"{label}: cannot start a background runner: {exc}", "error", log_error=True))
+                return
+            post(Launched(target, name, shown, proc, log, after))
+
+            def watch_runner() -> None:
+                proc.wait()
+                error = runner_error(log, seen)
+                if error is not None:
+                    post(RunnerFailed(target, error, log))
+
+            # A daemon thread: the dashboard may exit while the run goes on in its runner.
+            threading.Thread(target=watch_runner, name=f"runner {target}", daemon=True).start()
+
+        self.driver.spawn(job, group="launch", name=label)
+
+    def launched_run_going(self) -> str | None:
+        """The run on screen, when a runner started here runs it and it has not ended."""
+        launched = self.launched
+        if launched is None or self.attached_run_id != launched.run_id or not self.view.active:
+            return None
+        return launched.run_id
+
+    def _launched(self, report: Launched) -> None:
+        view = self.view
+        if report.after_seq is not None and view.root_run_id == report.run_id:
+            # Resumed or retried: the run on screen goes on, as a resume in this process does.
+            self.stop_following()
+            self.bridge.drain()
+            view.begin(report.run_id, report.name, resumed=True)
+            if report.definition is not None:
+                view.definition = report.definition
+            self._start_follower(report.run_id, report.after_seq, report.runner)
+        else:
+            self._follow(Attached(report.run_id, report.name, report.definition), report.runner)
+        self.launched = report
+        self.view.note(
+            f"run {short_id(report.run_id)} runs in a background runner (pid {report.runner.pid}; log "
+            f"{report.log}): quitting leaves it running"
+        )
+
+    def _runner_failed(self, report: RunnerFailed) -> Notice:
+        text = f"the background runner of run {short_id(report.run_id)} stopped: {report.text}"
+        if self.launched is not None and self.launched.run_id == report.run_id and self.follower is not None:
+            self.view.apply_all(self.bridge.drain())
+            self.stop_following()
+            self.bridge.watch(None)
+        self.view.note(f"{text} (log {report.log})", "error")
+        return Notice(text, "error", title="Run not started", timeout=12)
 
     def _begin_engine(self, name: str, definition: WorkflowDef | None) -> None:
         self.stop_following()
@@ -605,13 +761,17 @@ class RunSession:
 
         self.driver.spawn(job, group="history", name=f"attach {run_id}")
 
-    def _follow(self, report: Attached) -> None:
+    def _follow(self, report: Attached, runner: subprocess.Popen | None = None) -> None:
         self.stop_following()
         self.bridge.drain()  # nothing of a previous run may be folded into this one
         view = RunView(self.clock)
         view.definition = report.definition
         self.show(view)
-        run_id = report.run_id
+        self._start_follower(report.run_id, 0, runner)
+
+    def _start_follower(self, run_id: str, after_seq: int, runner: subprocess.Popen | None) -> None:
+        """Feed the view on screen with `run_id`'s stored events after `after_seq` (`runner`: the
+        runner started here to take the run up, not judged ended before it has)."""
         self.attached_run_id = run_id
         self.bridge.watch(run_id)
         post = self.driver.post
@@ -619,7 +779,11 @@ class RunSession:
         def ended(status: str) -> None:
             post(AttachEnded(run_id, status, follower.stopped_at))
 
-        follower = StoreFollower(self.store, run_id, self.bridge, ended)
+        alive = (lambda: runner.poll() is None) if runner is not None else None
+        follower = StoreFollower(
+            self.store, run_id, self.bridge, ended, runner_alive=alive, after_seq=after_seq
+        )
+        self._following_since = time.time()
         self.follower = follower
         self.driver.spawn(follower.run, group="follow", name=f"follow {run_id}")
 
@@ -628,6 +792,7 @@ class RunSession:
             self.follower.stop()
             self.follower = None
         self.attached_run_id = None
+        self.launched = None
 
     # ------------------------------------------------------------------ reports, on the UI thread
 
@@ -662,6 +827,12 @@ class RunSession:
             return None
         if isinstance(report, AttachEnded):
             return self._attach_ended(report)
+        if isinstance(report, Launched):
+            if not self.run_active:
+                self._launched(report)
+            return None
+        if isinstance(report, RunnerFailed):
+            return self._runner_failed(report)
         if isinstance(report, Notice):
             if report.log_error:
                 self.view.note(report.text, "error")
@@ -705,6 +876,7 @@ class RunSession:
             )
         self.follower = None
         self.attached_run_id = None
+        self.launched = None
         self.bridge.watch(None)
         return None
 
@@ -748,28 +920,56 @@ class RunSession:
             return "this engine host cannot hand runs over"
         return None
 
+    def run_to_ask_about(self) -> str | None:
+        """The run quitting must ask about: the one this process executes, or the one on screen
+        a runner started here runs (None: leave at once, nothing of ours is going)."""
+        return self.active_run_id if self.run_active else self.launched_run_going()
+
     def quit_label(self) -> str:
         """`Run 01HZ… of name`: the run the quit question is about."""
-        run_id = self.active_run_id
+        run_id = self.run_to_ask_about()
         name = str(self.run_workflow_name or self.view.workflow_name)
         return f"Run {short_id(run_id)} of {name}" if run_id else name
 
     def cancel_and_leave(self) -> None:
-        """Quitting: cancel the active run, then report `ReadyToLeave` once its engine stopped."""
+        """Quitting: cancel the run, then report `ReadyToLeave` once its engine stopped (a run a
+        runner executes: once the request is stored; the runner finishes the cancel)."""
         self.quitting = True
-        self.cancel(self.active_run_id)
-        self.driver.spawn(self._leave_when_idle, group="quit", name="quit")
+        launched = self.launched_run_going()
+        if launched is None:
+            self.cancel(self.active_run_id)
+            self.driver.spawn(self._leave_when_idle, group="quit", name="quit")
+            return
+        host = self.host
+        assert host is not None
+        self.view.mark_cancelling()
+
+        def job() -> None:
+            try:
+                host.cancel(launched, "cancelled from the dashboard")
+            except Exception as exc:  # said on the way out: the dashboard is leaving anyway
+                self.driver.post(Notice(f"cancel failed: {exc}", "error", log_error=True))
+            self.driver.post(ReadyToLeave())
+
+        self.driver.spawn(job, group="quit", name="cancel and quit")
 
     def hand_over_and_leave(self) -> bool:
-        """Quitting: keep the active run going in a background runner (`Workspace.hand_over`),
-        then report `ReadyToLeave`. False when no run is active (leave at once)."""
+        """Quitting: keep the run going in a background runner (`Workspace.hand_over`; a run a
+        runner started here already is in one), then report `ReadyToLeave`. False when no run is
+        going (leave at once)."""
+        launched = self.launched if self.launched_run_going() else None
+        if launched is not None:
+            self.quitting = True
+            self.handed_over = (launched.run_id, launched.runner.pid, launched.log)
+            self.driver.post(ReadyToLeave())
+            return True
         host: Any = self.host
         run_id = self.active_run_id
         if run_id is None:
             return False
         self.quitting = True
-        # A SQLite file, or a PostgreSQL URL (kept whole: the runner gets it through its environment).
-        db = getattr(self.store, "dsn", None) or Path(self.store.path)  # type: ignore[attr-defined]
+        db = self.runner_db()
+        assert db is not None
         self.view.note("handing the run over to a background runner…", "warning")
 
         def job() -> None:

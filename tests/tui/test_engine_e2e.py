@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import RunStatus
@@ -30,7 +31,25 @@ async def run_quick(pilot, app: RunkonApp, who: str = "tester") -> None:  # type
     await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
     app.screen.query_one("#input-0", Input).value = who
     await pilot.press("ctrl+s")
-    await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+    await wait_for(
+        pilot,
+        lambda: (
+            app.view.root is not None
+            and not app.view.active
+            and not app.run_active
+            and app.attached_run_id is None
+        ),  # a run in a background runner: followed to its end
+        what="run end",
+        timeout=30,
+    )
+
+
+def in_process_or_runner(folder: Path, tmp_path: Path, where: str) -> RunkonApp:
+    """The dashboard on the real engine: runs in its process (in memory), or on a database in
+    background runners it follows (what `runkon-tui` does by default)."""
+    if where == "dashboard":
+        return real_app(folder)
+    return real_app(folder, SqliteStore(tmp_path / "runs.db"), runs_in_runner=True)
 
 
 def main(app: RunkonApp) -> MainScreen:
@@ -39,8 +58,9 @@ def main(app: RunkonApp) -> MainScreen:
     return screen
 
 
-async def test_run_a_workflow_to_completion(folder: Path) -> None:
-    app = real_app(folder)
+@pytest.mark.parametrize("where", ["dashboard", "runner"])
+async def test_run_a_workflow_to_completion(folder: Path, tmp_path: Path, where: str) -> None:
+    app = in_process_or_runner(folder, tmp_path, where)
     async with app.run_test(size=(120, 40)) as pilot:
         await run_quick(pilot, app)
         view = app.view
@@ -203,7 +223,17 @@ async def test_editing_a_wf_file_changes_the_tree_and_the_next_run(folder: Path)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.view.root is not None
+                and not app.view.active
+                and not app.run_active
+                and app.attached_run_id is None
+            ),  # a run in a background runner: followed to its end
+            what="run end",
+            timeout=30,
+        )
         assert app.view.status == "completed"
         assert app.view.root.steps["body.0"].last_output(1) == ["hi n"]  # type: ignore[union-attr]
 
@@ -250,7 +280,17 @@ async def test_a_crashing_script_fails_the_run_and_the_summary_shows_its_output(
     async with app.run_test(size=(120, 40)) as pilot:
         await select(pilot, app, "crash")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.view.root is not None and not app.run_active, what="run end")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.view.root is not None
+                and not app.view.active
+                and not app.run_active
+                and app.attached_run_id is None
+            ),  # a run in a background runner: followed to its end
+            what="run end",
+            timeout=30,
+        )
         assert app.view.status == "failed"
         summary = app.summary()
         assert "✗ script boom" in summary and "exited with code 3" in summary

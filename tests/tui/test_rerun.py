@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runkon_flow.persistence.memory import InMemoryStore
+import pytest
 from textual.widgets import Input, Static
 
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.inputs import InputsScreen
 from tests.tui.conftest import real_app, select, wait_for
-from tests.tui.test_engine_e2e import main, run_quick
+from tests.tui.test_engine_e2e import in_process_or_runner, main, run_quick
 
 
-async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(folder: Path) -> None:
-    store = InMemoryStore()
-    app = real_app(folder, store=store)
+@pytest.mark.parametrize("where", ["dashboard", "runner"])
+async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(
+    folder: Path, tmp_path: Path, where: str
+) -> None:
+    app = in_process_or_runner(folder, tmp_path, where)
+    store = app.store
     async with app.run_test(size=(120, 40)) as pilot:
         await run_quick(pilot, app)
         old = app.view.root_run_id
@@ -39,6 +42,7 @@ async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(fo
             lambda: (
                 app.view.root_run_id not in (None, old)
                 and not app.run_active
+                and app.attached_run_id is None
                 and app.view.status == "completed"
             ),
             timeout=30,

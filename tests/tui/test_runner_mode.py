@@ -1,0 +1,304 @@
+"""Runs started from the dashboard on a database execute in a background runner process of their
+own and are followed through the store (docs/dashboard.md, "Where a run runs"): quitting, a
+closed terminal or a crash of the dashboard never stops them, and nothing in flight is run twice
+on the way out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.runtime.lease import holder_of
+
+from runkon_tui.app import RunkonApp, SessionReport
+from runkon_tui.config import load_config
+from runkon_tui.screens.confirm import ConfirmScreen
+from runkon_tui.screens.quit import QuitScreen
+from runkon_tui.session import Launched, RunnerFailed
+from tests.tui.conftest import real_app, release, select, wait_for
+from tests.tui.test_attach import final_status, stop_holders
+
+
+def runner_app(folder: Path, db: Path) -> RunkonApp:
+    return real_app(folder, SqliteStore(db), runs_in_runner=True)
+
+
+def holder_pid(db: Path, run_id: str) -> int | None:
+    with SqliteStore(db) as store:
+        run = store.get_run(run_id)
+    holder = holder_of(run.owner_token) if run is not None else None
+    return holder.pid if holder is not None else None
+
+
+def started_items(db: Path, run_id: str) -> list[str]:
+    """Every item start the run's stored event stream records, in order (resumes included)."""
+    from runkon_flow.event_log import read_envelopes
+
+    with SqliteStore(db) as store:
+        events = read_envelopes(store, run_id)[0]
+    return [e.event.item_id for e in events if e.event.type == "FanOutItemStarted"]
+
+
+async def start_fanout(pilot: Any, app: RunkonApp) -> str:
+    await select(pilot, app, "fanout")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected", timeout=30)
+    run_id = app.view.root_run_id
+    assert run_id is not None
+    return run_id
+
+
+async def test_a_run_started_here_runs_in_its_own_process_and_quitting_leaves_it_running(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    app = runner_app(folder, db)
+    run_id = ""
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            run_id = await start_fanout(pilot, app)
+            assert not app.run_active and app.attached_run_id == run_id  # followed, not hosted
+            pid = holder_pid(db, run_id)
+            assert pid is not None and pid != os.getpid()
+            assert any("runs in a background runner" in line.text for line in app.view.engine_log)
+            release(folder, "a", "b")
+            await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
+            await pilot.press("q")  # the run is ours: the question is asked
+            await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+            await pilot.press("b")
+            await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+        assert app.return_code == 0
+        assert f"run {run_id} keeps running in the background (pid {pid};" in app.summary()
+        assert holder_pid(db, run_id) == pid  # the same process: nothing was handed over
+        release(folder, *"cdefghij")
+        assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
+        assert sorted(started_items(db, run_id)) == list("abcdefghij")  # none ran twice
+    finally:
+        release(folder, *"abcdefghij")
+        if run_id:
+            stop_holders(db, run_id)
+
+
+async def test_cancel_then_resume_both_go_through_a_runner_and_completed_items_stay_done(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    app = runner_app(folder, db)
+    run_id = ""
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            run_id = await start_fanout(pilot, app)
+            release(folder, "a", "b")
+            await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.view.status == "cancelled", what="cancelled", timeout=30)
+            await wait_for(pilot, lambda: app.attached_run_id is None, what="the runner to finish")
+            assert final_status(db, run_id) is RunStatus.CANCELLED
+            await pilot.press("r")
+            await wait_for(
+                pilot, lambda: app.attached_run_id == run_id, what="resumed by a runner", timeout=30
+            )
+            await wait_for(pilot, lambda: holder_pid(db, run_id) is not None, what="the lease", timeout=30)
+            assert holder_pid(db, run_id) != os.getpid() and not app.run_active
+            release(folder, *"cdefghij")
+            await wait_for(pilot, lambda: app.view.status == "completed", what="resumed run", timeout=60)
+            assert app.view.active_fanout().count("completed") == 10
+            # The follower replays the run's history first: its earlier end is not announced again.
+            told = [n.message for n in app._notifications]
+            assert not [t for t in told if "cancelled" in t] and [t for t in told if "completed in" in t]
+        assert final_status(db, run_id) is RunStatus.COMPLETED
+        starts = started_items(db, run_id)
+        assert starts.count("a") == starts.count("b") == 1  # completed before the cancel: not again
+    finally:
+        release(folder, *"abcdefghij")
+        if run_id:
+            stop_holders(db, run_id)
+
+
+async def test_quit_and_cancel_stops_the_runners_run(folder: Path, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    app = runner_app(folder, db)
+    run_id = ""
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            run_id = await start_fanout(pilot, app)
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+        assert app.return_code == 1  # the run was cancelled
+        assert final_status(db, run_id, timeout=30) is RunStatus.CANCELLED
+    finally:
+        release(folder, *"abcdefghij")
+        if run_id:
+            stop_holders(db, run_id)
+
+
+async def test_runs_kept_in_memory_run_in_the_dashboard(folder: Path) -> None:
+    app = real_app(folder, runs_in_runner=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "fanout")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.run_active, what="the run to start here")
+        assert app.attached_run_id is None
+        release(folder, *"abcdefghij")
+        await wait_for(pilot, lambda: not app.run_active, what="the run to end", timeout=30)
+        assert app.view.status == "completed"
+
+
+async def test_a_runner_that_stops_on_an_error_of_its_own_says_why(folder: Path, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    app = runner_app(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = tmp_path / "runner.log"
+        run_id = app.host.create_run("quick", {})  # type: ignore[union-attr]
+        runner = subprocess.Popen(["sleep", "30"])  # stands in for a runner that took the run
+        try:
+            app.post_message(SessionReport(Launched(run_id, "quick", None, runner, log)))
+            await wait_for(pilot, lambda: app.attached_run_id == run_id, what="following")
+            app.post_message(SessionReport(RunnerFailed(run_id, "run '…' is completed", log)))
+            await wait_for(pilot, lambda: app.attached_run_id is None, what="following stops")
+        finally:
+            runner.kill()
+            runner.wait()
+        assert any(
+            "the background runner of run" in line.text and "stopped: run '…' is completed" in line.text
+            for line in app.view.engine_log
+        )
+
+
+def test_the_settings_file_and_the_command_line_choose_where_runs_run(tmp_path: Path) -> None:
+    path = tmp_path / "tui.yaml"
+    path.write_text("run_in: dashboard\n")
+    assert (load_config(path).run_in, load_config(path).error) == ("dashboard", None)
+    path.write_text("run_in: cloud\n")
+    assert load_config(path).error == f"{path}: `run_in` must be one of runner, dashboard, not 'cloud'"
+
+
+def test_a_real_runner_error_reaches_the_dashboard(folder: Path, tmp_path: Path) -> None:
+    """End to end without the UI: a runner asked to resume a completed run stops with the
+    engine's refusal, and the launch job reports it."""
+    from runkon_flow.workspace import Workspace
+
+    from runkon_tui.session import RunSession
+
+    db = tmp_path / "runs.db"
+    store = SqliteStore(db)
+    host = Workspace([folder], store)
+    run_id = host.create_run("quick", {})
+    host.execute(run_id)
+    reports: list[Any] = []
+
+    class Driver:
+        def spawn(self, job: Any, *, group: str, name: str = "") -> None:
+            job()
+
+        def post(self, report: Any) -> None:
+            reports.append(report)
+
+    from runkon_tui.catalog import Catalog
+
+    session = RunSession(
+        host=host, store=store, catalog=Catalog([folder]), driver=Driver(), clock=time.time, user="t",
+        runs_in_runner=True,
+    )  # fmt: skip
+    session._launch("resume", "quick", None, run_id=run_id, resume=True)
+    deadline = time.monotonic() + 30
+    while len(reports) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the runner is watched on a thread of its own
+    kinds = [type(r).__name__ for r in reports]
+    assert kinds == ["Launched", "RunnerFailed"], reports
+    assert "completed" in reports[-1].text
+    store.close()
+
+
+async def test_attaching_to_a_resumed_run_does_not_announce_its_earlier_end(
+    folder: Path, tmp_path: Path
+) -> None:
+    """The follower replays the run's history: the end of the attempt before the resume is drawn,
+    not announced (no toast, no bell) — only an end that happens while following is."""
+    import threading
+
+    from runkon_flow.workspace import Workspace
+
+    db = tmp_path / "runs.db"
+    store = SqliteStore(db)
+    host = Workspace([folder], store)
+    run_id = host.create_run("fanout", {})
+    engine = threading.Thread(target=host.execute, args=(run_id,))
+    engine.start()
+    release(folder, "a")
+    deadline = time.monotonic() + 30
+    while "a" not in started_items(db, run_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    host.cancel(run_id)
+    engine.join(timeout=30)
+    assert store.get_run(run_id).status is RunStatus.CANCELLED  # type: ignore[union-attr]
+    runner, _ = host.launch(run_id, db, resume=True)  # another process takes it up again
+    try:
+        app = runner_app(folder, db)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: holder_pid(db, run_id) == runner.pid, what="the runner", timeout=30)
+            app.attach_run(run_id)
+            await wait_for(
+                pilot, lambda: app.view.status == "running", what="the resumed attempt", timeout=30
+            )
+            release(folder, *"bcdefghij")
+            await wait_for(pilot, lambda: app.view.status == "completed", what="the run's end", timeout=60)
+            await pilot.pause(0.3)
+            told = [n.message for n in app._notifications]
+        assert not [t for t in told if "cancelled" in t], told
+        assert [t for t in told if "completed in" in t], told
+    finally:
+        release(folder, *"abcdefghij")
+        runner.wait(timeout=60)
+        store.close()
+
+
+async def test_retrying_failed_items_from_the_grid_runs_them_in_a_runner(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    app = runner_app(folder, db)
+    run_id = ""
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            release(folder, "a", "b")
+            run_id = await start_fanout(pilot, app)
+            fan = lambda: app.view.active_fanout()  # noqa: E731
+            await wait_for(pilot, lambda: fan().count("completed") == 2, what="a and b", timeout=30)
+            await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start", timeout=30)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
+            assert app.view.status == "cancelled"
+            grid = app.main_screen.grid  # type: ignore[union-attr]
+            grid.focus()
+            await pilot.pause()
+            await pilot.press("E")  # every failed or cancelled item
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="retry confirmation")
+            await pilot.press("y")
+            await wait_for(
+                pilot, lambda: app.attached_run_id == run_id, what="the retry's runner", timeout=30
+            )
+            await wait_for(pilot, lambda: holder_pid(db, run_id) is not None, what="the lease", timeout=30)
+            assert holder_pid(db, run_id) != os.getpid() and not app.run_active
+            release(folder, *"cdefghij")
+            await wait_for(pilot, lambda: app.view.status == "completed", what="the retried run", timeout=60)
+            assert fan().count("completed") == 10
+        assert final_status(db, run_id) is RunStatus.COMPLETED
+        starts = started_items(db, run_id)
+        assert starts.count("a") == starts.count("b") == 1  # completed: never run again
+        assert starts.count("c") == starts.count("d") == 2  # cancelled, then retried
+    finally:
+        release(folder, *"abcdefghij")
+        if run_id:
+            stop_holders(db, run_id)

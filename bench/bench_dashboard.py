@@ -430,7 +430,8 @@ def main() -> None:
 
         print(
             f"foreach over {args.items:,} no-op child workflows, max_parallel 8, in-memory store "
-            f"(median of {args.repeat})"
+            f"(median of {args.repeat}); the dashboard hosts the run in its process (runs kept in "
+            "memory, or run_in: dashboard)"
         )
         for mode in ("engine", "null-sink", "dashboard"):
             per_item = 1e6 * secs[mode] / args.items
@@ -441,7 +442,8 @@ def main() -> None:
                 f"   (runs: {each})"
             )
         ratio = secs["dashboard"] / secs["null-sink"]
-        print(f"  ratio dashboard / null-sink  {ratio:5.2f}   (target 7: ≤ 1.10)  {verdict(ratio <= 1.10)}")
+        hosted = verdict(ratio <= 1.10)
+        print(f"  ratio dashboard / null-sink  {ratio:5.2f}   (target 7 when hosting: ≤ 1.10)  {hosted}")
         rounds = zip(runs["dashboard"], runs["null-sink"], strict=True)
         pairs = [d["seconds"] / n["seconds"] for d, n in rounds]
         print(

@@ -233,7 +233,7 @@ class RunSession:
         self.follower: StoreFollower | None = None
         self.launched: Launched | None = None  # the followed run, when a runner started here runs it
         self._following_since = 0.0  # wall time the follower started: older ends are history
-        self.handed_over: tuple[str, int, Path] | None = None  # (run, runner pid, its log) on quit
+        self.left_running: tuple[str, int, Path] | None = None  # quit, run kept going: (run, runner pid, log)
         self.run_definition: WorkflowDef | None = None
         self.run_workflow_name: str | None = None
         self.last_outcome: str | None = None  # status of the last run that ended while open
@@ -960,7 +960,7 @@ class RunSession:
         launched = self.launched if self.launched_run_going() else None
         if launched is not None:
             self.quitting = True
-            self.handed_over = (launched.run_id, launched.runner.pid, launched.log)
+            self.left_running = (launched.run_id, launched.runner.pid, launched.log)
             self.driver.post(ReadyToLeave())
             return True
         host: Any = self.host
@@ -978,7 +978,7 @@ class RunSession:
             except Exception as exc:
                 self.driver.post(HandOverFailed(f"cannot keep the run going in the background: {exc}"))
                 return
-            self.handed_over = (run_id, pid, log)
+            self.left_running = (run_id, pid, log)
             self._leave_when_idle()
 
         self.driver.spawn(job, group="quit", name="hand over")
@@ -990,7 +990,7 @@ class RunSession:
 
     def exit_code(self) -> int:
         """0 when no run ended badly here; 1 when the last run failed, crashed or was cancelled."""
-        if self.handed_over is not None:
+        if self.left_running is not None:
             return 0
         view = self.view
         live = view.root is not None and not view.read_only
@@ -999,8 +999,8 @@ class RunSession:
 
     def summary(self) -> str:
         """Plain text printed after the dashboard closes (empty when no run happened)."""
-        if self.handed_over is not None:
-            run_id, pid, log = self.handed_over
+        if self.left_running is not None:
+            run_id, pid, log = self.left_running
             return (
                 f"run {run_id} keeps running in the background (pid {pid}; log {log})\n"
                 f"  follow it: runkon-tui --attach {run_id}   or   runkon-flow watch {run_id}\n"

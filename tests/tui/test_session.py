@@ -409,7 +409,7 @@ def test_retrying_items_asks_first_then_never_reruns_completed_ones(folder: Path
     assert ItemCounts.of(fan()).completed >= 4, s.view.summary_text()  # type: ignore[arg-type]
 
 
-def test_a_run_kept_in_memory_cannot_be_handed_over(folder: Path) -> None:
+def test_a_run_kept_in_memory_cannot_be_left_running(folder: Path) -> None:
     h = make_session(folder)
     assert h.session.why_no_hand_over() == "its runs are kept in memory, which no other process can read"
     assert h.session.hand_over_and_leave() is False  # no run active: the app just leaves

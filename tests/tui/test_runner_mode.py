@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
 from runkon_flow.runtime.lease import holder_of
@@ -20,6 +21,7 @@ from runkon_tui.config import load_config
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.session import Launched, RunnerFailed
+from tests import pg
 from tests.tui.conftest import real_app, release, select, wait_for
 from tests.tui.test_attach import final_status, stop_holders
 
@@ -302,3 +304,30 @@ async def test_retrying_failed_items_from_the_grid_runs_them_in_a_runner(
         release(folder, *"abcdefghij")
         if run_id:
             stop_holders(db, run_id)
+
+
+@pytest.mark.parametrize("backend", pg.BACKENDS)
+async def test_on_sqlite_and_postgresql_the_runner_runs_it_to_its_end(
+    folder: Path, tmp_path: Path, backend: str
+) -> None:
+    db = pg.database(backend, tmp_path)
+    store = pg.open_db(db)
+    app = real_app(folder, store, runs_in_runner=True)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            run_id = await start_fanout(pilot, app)
+
+            def holder() -> int | None:
+                run = store.get_run(run_id)
+                token = holder_of(run.owner_token) if run is not None else None
+                return token.pid if token is not None else None
+
+            await wait_for(pilot, lambda: holder() is not None, what="the runner's lease", timeout=30)
+            assert holder() != os.getpid()
+            release(folder, *"abcdefghij")
+            await wait_for(pilot, lambda: app.view.status == "completed", what="the run's end", timeout=60)
+            assert app.view.active_fanout().count("completed") == 10
+        assert store.get_run(run_id).status is RunStatus.COMPLETED  # type: ignore[union-attr]
+    finally:
+        release(folder, *"abcdefghij")
+        store.close()

@@ -32,6 +32,7 @@ from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.event_log import top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration
+from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runner import log_path, runner_error
 
@@ -559,8 +560,10 @@ class RunSession:
             post(Launched(target, name, shown, proc, log, after))
 
             def watch_runner() -> None:
-                proc.wait()
+                code = proc.wait()
                 error = runner_error(log, seen)
+                if error is None and code != 0 and self._still_pending(target):
+                    error = f"it exited with status {code} before starting the run"  # killed, or worse
                 if error is not None:
                     post(RunnerFailed(target, error, log))
 
@@ -568,6 +571,13 @@ class RunSession:
             threading.Thread(target=watch_runner, name=f"runner {target}", daemon=True).start()
 
         self.driver.spawn(job, group="launch", name=label)
+
+    def _still_pending(self, run_id: str) -> bool:
+        try:
+            run = self.store.get_run(run_id)
+        except Exception:  # the store is gone (the dashboard is closing): nothing to tell
+            return False
+        return run is not None and run.status is RunStatus.PENDING
 
     def launched_run_going(self) -> str | None:
         """The run on screen, when a runner started here runs it and it has not ended."""

@@ -331,3 +331,42 @@ async def test_on_sqlite_and_postgresql_the_runner_runs_it_to_its_end(
     finally:
         release(folder, *"abcdefghij")
         store.close()
+
+
+def test_a_runner_killed_before_it_started_the_run_is_reported(folder: Path, tmp_path: Path) -> None:
+    """No error line in its log (SIGKILL, out of memory): the run it was to start is still
+    pending, and the dashboard says so instead of following a run nobody will start."""
+    from runkon_flow.workspace import Workspace
+
+    from runkon_tui.catalog import Catalog
+    from runkon_tui.session import RunSession
+
+    db = tmp_path / "runs.db"
+    store = SqliteStore(db)
+    host = Workspace([folder], store)
+    log = tmp_path / "killed.log"
+
+    def launch(run_id: str, db: Any, **_: Any) -> tuple[subprocess.Popen, Path]:
+        return subprocess.Popen(["sh", "-c", "kill -9 $$"]), log
+
+    host.launch = launch  # type: ignore[method-assign]
+    reports: list[Any] = []
+
+    class Driver:
+        def spawn(self, job: Any, *, group: str, name: str = "") -> None:
+            job()
+
+        def post(self, report: Any) -> None:
+            reports.append(report)
+
+    session = RunSession(
+        host=host, store=store, catalog=Catalog([folder]), driver=Driver(), clock=time.time, user="t",
+        runs_in_runner=True,
+    )  # fmt: skip
+    session._launch("run quick", "quick", None, inputs={})
+    deadline = time.monotonic() + 30
+    while len(reports) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [type(r).__name__ for r in reports] == ["Launched", "RunnerFailed"], reports
+    assert reports[-1].text == "it exited with status -9 before starting the run"
+    store.close()

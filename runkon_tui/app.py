@@ -49,6 +49,7 @@ from runkon_tui.session import (
     EngineDone,
     HandOverFailed,
     Launched,
+    LaunchFailed,
     Notice,
     PastRunLoaded,
     ReadyToLeave,
@@ -747,12 +748,16 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self._select_workflow(report.name)
             self._refresh_screen()
         elif isinstance(report, AttachEnded):
-            question = self.screen  # quitting over a run of ours that has just ended: nothing to ask
-            if isinstance(question, QuitScreen) and not session.quitting:
+            question = self.screen  # the run of ours the quit question is about has ended
+            if (
+                isinstance(question, QuitScreen)
+                and not session.quitting
+                and session.run_to_ask_about() is None
+            ):
                 question.dismiss("stay")
             self.drain()
             self._refresh_screen(force_tree=True)
-        elif isinstance(report, RunnerFailed):
+        elif isinstance(report, (RunnerFailed, LaunchFailed)):
             self._show(notice)
             self.drain()
             self._refresh_screen(force_tree=True)
@@ -914,6 +919,9 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     async def action_quit(self) -> None:
         session = self.session
         if session.quitting:
+            return
+        if session.launching:  # its run id is not known yet: the quit question could not name it
+            self._show(Notice("a run is being started in a background runner: quit in a moment"))
             return
         if session.run_to_ask_about() is None:  # nothing of ours is going (a followed run goes on)
             self._leave()

@@ -9,7 +9,8 @@ ago), or interrupted (its lease lapsed, or was let go of and nobody took it with
 `on_end(status)` once — `completed`, `failed`, `cancelled` or `interrupted` — and stops; for an
 interrupted run `stopped_at` then holds where its clock stopped (`liveness.stopped_at`, the time
 `runs` and `show` give it). A run a runner started here is about to resume or retry
-(`runner_alive`) is not judged ended until that runner has taken it. Pure: no Textual.
+(`runner`) is not judged at all until that runner holds its lease (or has exited). Pure: no
+Textual.
 """
 
 from __future__ import annotations
@@ -17,14 +18,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from runkon_flow.event_log import READ_ROWS, read_envelopes
 from runkon_flow.events import EventSink
 from runkon_flow.observe.liveness import lease_is_live, stopped_at
-from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 END_GRACE_S = 3.0
+
+
+class Runner(Protocol):
+    """The background runner process a run was handed to (a `subprocess.Popen`)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
 
 
 class StoreFollower:
@@ -39,7 +49,7 @@ class StoreFollower:
         *,
         interval: float = 0.25,
         grace: float = 5.0,
-        runner_alive: Callable[[], bool] | None = None,
+        runner: Runner | None = None,
         after_seq: int = 0,
     ) -> None:
         self.store = store
@@ -52,11 +62,11 @@ class StoreFollower:
         self._stop = threading.Event()
         self._final_seen = False
         self.stopped_at: float | None = None
-        #: A run just handed to a runner to resume or retry still reads as ended (its last
-        #: attempt's end) until the runner takes it: not judged ended while the runner is alive
-        #: and has not been seen holding the run.
-        self.runner_alive = runner_alive
-        self._taken = runner_alive is None
+        #: A run just handed to a runner (started, resumed or retried) still reads as it was —
+        #: pending, ended, or held by a dead engine's lapsed lease — until that runner holds its
+        #: lease: nothing is judged while the runner is alive and has not been seen holding it.
+        self.runner = runner
+        self._taken = runner is None
 
     def stop(self) -> None:
         self._stop.set()
@@ -85,9 +95,9 @@ class StoreFollower:
                 return self._end("interrupted")
             status = RunStatus(run.status)
             now = time.monotonic()
-            self._taken = self._taken or not status.is_terminal
-            if status.is_terminal and not self._taken and self._runner_going():
-                ended_since = None  # its last attempt's end: the runner has not taken the run yet
+            self._taken = self._taken or self._runner_holds(run) or self._runner_gone()
+            if not self._taken:
+                ended_since = released_since = None  # as it was before: the runner has not taken it
             elif status.is_terminal:
                 ended_since = ended_since or now
                 if self._final_seen or now - ended_since > END_GRACE_S:
@@ -104,8 +114,19 @@ class StoreFollower:
             self._stop.wait(self.interval)
         return None
 
-    def _runner_going(self) -> bool:
-        return self.runner_alive is not None and self.runner_alive()
+    def _runner_holds(self, run: WorkflowRun) -> bool:
+        from runkon_flow.runtime.lease import holder_of  # the engine runtime is not needed to start
+
+        holder = holder_of(run.owner_token)
+        return (
+            self.runner is not None
+            and holder is not None
+            and holder.pid == self.runner.pid
+            and lease_is_live(run)
+        )
+
+    def _runner_gone(self) -> bool:
+        return self.runner is not None and self.runner.poll() is not None
 
     def _end(self, status: str) -> None:
         if not self._stop.is_set():

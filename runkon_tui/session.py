@@ -143,12 +143,20 @@ class Launched:
 
 @dataclass
 class RunnerFailed:
-    """A background runner started here stopped on an error of its own (a refused resume, a run
-    it could not open …): `text` is its last error line, `log` its log file."""
+    """A background runner started here (process `pid`) stopped on an error of its own (a refused
+    resume, a run it could not open …): `text` is its last error line, `log` its log file."""
 
     run_id: str
     text: str
     log: Path
+    pid: int
+
+
+@dataclass
+class LaunchFailed:
+    """No background runner could be started (nothing runs): `text` says why."""
+
+    text: str
 
 
 @dataclass
@@ -181,6 +189,7 @@ Report = (
     | AttachEnded
     | Launched
     | RunnerFailed
+    | LaunchFailed
     | Notice
     | HandOverFailed
     | ReadyToLeave
@@ -233,6 +242,7 @@ class RunSession:
         self.attached_run_id: str | None = None  # a run another process executes, followed live
         self.follower: StoreFollower | None = None
         self.launched: Launched | None = None  # the followed run, when a runner started here runs it
+        self.launching = False  # a runner is being started: no second start, resume or retry yet
         self._following_since = 0.0  # wall time the follower started: older ends are history
         self.left_running: tuple[str, int, Path] | None = None  # quit, run kept going: (run, runner pid, log)
         self.run_definition: WorkflowDef | None = None
@@ -363,6 +373,7 @@ class RunSession:
             raise Refused("no engine available: see the errors log", "error")
         if self.run_active:
             raise Refused("a run is already active; cancel it or wait for it to finish")
+        self._refuse_while_launching()
         if entry.broken or entry.definition is None:
             where = entry.location() or entry.path
             message = entry.error.message if entry.error else "does not parse"
@@ -388,6 +399,7 @@ class RunSession:
         view = self.view
         return (
             not self.run_active
+            and not self.launching
             and self.attached_run_id is None
             and view.root is not None
             and view.status in RESUMABLE
@@ -395,13 +407,15 @@ class RunSession:
         )
 
     def resume(self, run_id: str | None = None) -> bool:
-        """Resume `run_id` (default: the run on screen) here; False when there is nothing to resume."""
+        """Resume `run_id` (default: the run on screen) in a background runner (`launches`) or on
+        an engine thread here; False when there is nothing to resume."""
         view = self.view
         run_id = run_id or view.root_run_id
         if self.host is None or run_id is None:
             return False
         if self.run_active:
             raise Refused("a run is already active")
+        self._refuse_while_launching()
         rejected = view.rejected_gate() if run_id == view.root_run_id else None
         if rejected is not None:
             raise Refused(
@@ -428,7 +442,7 @@ class RunSession:
         """Whether the run on screen has finished (failed, cancelled or completed) and nothing
         runs here: what retry and rerun start from. The footer lights `E` and `R` by it too."""
         view = self.view
-        return not self.run_active and not view.active and view.status in FINISHED
+        return not self.run_active and not self.launching and not view.active and view.status in FINISHED
 
     def _refuse_unless_finished(self, done: str) -> None:
         """Retry and rerun start from a finished run on screen: `Refused` otherwise."""
@@ -536,6 +550,7 @@ class RunSession:
         if going is not None:
             self.view.note(f"run {short_id(going)} goes on in its background runner (h lists it)")
         self.view.note(f"{label}: starting a background runner…")
+        self.launching = True
         post = self.driver.post
 
         def job() -> None:
@@ -555,38 +570,48 @@ class RunSession:
                 if target is None:
                     post(RunRejected(name, problems_of(exc) or [str(exc)]))
                 else:
-                    post(Notice(f"{label}: cannot start a background runner: {exc}", "error", log_error=True))
+                    post(LaunchFailed(f"{label}: cannot start a background runner: {exc}"))
                 return
             post(Launched(target, name, shown, proc, log, after))
 
             def watch_runner() -> None:
                 code = proc.wait()
                 error = runner_error(log, seen)
-                if error is None and code != 0 and self._still_pending(target):
-                    error = f"it exited with status {code} before starting the run"  # killed, or worse
+                if error is None and code != 0 and not self._started_since(target, after):
+                    error = f"it exited with status {code} before taking the run up"  # killed, or worse
                 if error is not None:
-                    post(RunnerFailed(target, error, log))
+                    post(RunnerFailed(target, error, log, proc.pid))
 
             # A daemon thread: the dashboard may exit while the run goes on in its runner.
             threading.Thread(target=watch_runner, name=f"runner {target}", daemon=True).start()
 
         self.driver.spawn(job, group="launch", name=label)
 
-    def _still_pending(self, run_id: str) -> bool:
+    def _started_since(self, run_id: str, after_seq: int | None) -> bool:
+        """Whether a runner took the run up: a new run left `pending`, a resumed or retried one
+        has events after `after_seq`. True when the store cannot say (nothing to tell then)."""
         try:
+            if after_seq is not None:
+                return self.store.last_event_seq(run_id) > after_seq
             run = self.store.get_run(run_id)
-        except Exception:  # the store is gone (the dashboard is closing): nothing to tell
-            return False
-        return run is not None and run.status is RunStatus.PENDING
+        except Exception:  # the store is gone (the dashboard is closing)
+            return True
+        return run is None or run.status is not RunStatus.PENDING
+
+    def _refuse_while_launching(self) -> None:
+        if self.launching:
+            raise Refused("a run is being started in a background runner: a moment")
 
     def launched_run_going(self) -> str | None:
-        """The run on screen, when a runner started here runs it and it has not ended."""
+        """The run on screen, when a runner started here runs it and its follower has not seen
+        it end (also before its first event is drawn)."""
         launched = self.launched
-        if launched is None or self.attached_run_id != launched.run_id or not self.view.active:
+        if launched is None or self.attached_run_id != launched.run_id:
             return None
         return launched.run_id
 
     def _launched(self, report: Launched) -> None:
+        self.launching = False
         view = self.view
         if report.after_seq is not None and view.root_run_id == report.run_id:
             # Resumed or retried: the run on screen goes on, as a resume in this process does.
@@ -605,13 +630,23 @@ class RunSession:
         )
 
     def _runner_failed(self, report: RunnerFailed) -> Notice:
+        """Its runner stopped on an error: when it never took the run up, stop following (nothing
+        will happen); otherwise the follower judges the run's end as for any holder that died."""
         text = f"the background runner of run {short_id(report.run_id)} stopped: {report.text}"
-        if self.launched is not None and self.launched.run_id == report.run_id and self.follower is not None:
+        launched, follower = self.launched, self.follower
+        never_started = (
+            launched is not None
+            and follower is not None
+            and launched.runner.pid == report.pid
+            and follower.last_seq <= (launched.after_seq or 0)
+        )
+        if never_started:
             self.view.apply_all(self.bridge.drain())
             self.stop_following()
             self.bridge.watch(None)
         self.view.note(f"{text} (log {report.log})", "error")
-        return Notice(text, "error", title="Run not started", timeout=12)
+        title = "Run not started" if never_started else "Background runner"
+        return Notice(text, "error", title=title, timeout=12)
 
     def _begin_engine(self, name: str, definition: WorkflowDef | None) -> None:
         self.stop_following()
@@ -736,6 +771,7 @@ class RunSession:
         """Read a past run from the store (its stored events, else its rows) on a thread."""
         if self.run_active:
             raise Refused("a run is active; open past runs when it has finished")
+        self._refuse_while_launching()
         self.stop_following()
         store, resolve, clock = self.store, self.catalog.definition, self.clock
 
@@ -755,6 +791,7 @@ class RunSession:
         here (docs/dashboard.md, "Runs held elsewhere")."""
         if self.run_active:
             raise Refused("a run is active here; attach to another run when it has finished")
+        self._refuse_while_launching()
         store, resolve = self.store, self.catalog.definition
 
         def job() -> None:
@@ -789,10 +826,7 @@ class RunSession:
         def ended(status: str) -> None:
             post(AttachEnded(run_id, status, follower.stopped_at))
 
-        alive = (lambda: runner.poll() is None) if runner is not None else None
-        follower = StoreFollower(
-            self.store, run_id, self.bridge, ended, runner_alive=alive, after_seq=after_seq
-        )
+        follower = StoreFollower(self.store, run_id, self.bridge, ended, runner=runner, after_seq=after_seq)
         self._following_since = time.time()
         self.follower = follower
         self.driver.spawn(follower.run, group="follow", name=f"follow {run_id}")
@@ -818,6 +852,7 @@ class RunSession:
             report.ack.set()
             return None
         if isinstance(report, RunRejected):
+            self.launching = False
             self.run_active = False
             self.run_definition = None
             for problem in report.problems:
@@ -833,7 +868,10 @@ class RunSession:
             return None
         if isinstance(report, Attached):
             if not self.run_active:
+                launched = self.launched  # our own run, opened again from the runs screen
                 self._follow(report)
+                if launched is not None and launched.run_id == report.run_id:
+                    self.launched = launched
             return None
         if isinstance(report, AttachEnded):
             return self._attach_ended(report)
@@ -843,6 +881,10 @@ class RunSession:
             return None
         if isinstance(report, RunnerFailed):
             return self._runner_failed(report)
+        if isinstance(report, LaunchFailed):
+            self.launching = False
+            self.view.note(report.text, "error")
+            return Notice(report.text, "error", title="Run not started", timeout=12)
         if isinstance(report, Notice):
             if report.log_error:
                 self.view.note(report.text, "error")

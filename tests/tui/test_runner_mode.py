@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from runkon_tui.app import RunkonApp, SessionReport
 from runkon_tui.config import load_config
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.quit import QuitScreen
-from runkon_tui.session import Launched, RunnerFailed
+from runkon_tui.session import Launched, Refused, RunnerFailed
 from tests import pg
 from tests.tui.conftest import real_app, release, select, wait_for
 from tests.tui.test_attach import final_status, stop_holders
@@ -165,7 +166,7 @@ async def test_a_runner_that_stops_on_an_error_of_its_own_says_why(folder: Path,
         try:
             app.post_message(SessionReport(Launched(run_id, "quick", None, runner, log)))
             await wait_for(pilot, lambda: app.attached_run_id == run_id, what="following")
-            app.post_message(SessionReport(RunnerFailed(run_id, "run '…' is completed", log)))
+            app.post_message(SessionReport(RunnerFailed(run_id, "run '…' is completed", log, runner.pid)))
             await wait_for(pilot, lambda: app.attached_run_id is None, what="following stops")
         finally:
             runner.kill()
@@ -333,9 +334,11 @@ async def test_on_sqlite_and_postgresql_the_runner_runs_it_to_its_end(
         store.close()
 
 
-def test_a_runner_killed_before_it_started_the_run_is_reported(folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("to", ["start", "resume"])
+def test_a_runner_killed_before_it_took_the_run_up_is_reported(folder: Path, tmp_path: Path, to: str) -> None:
     """No error line in its log (SIGKILL, out of memory): the run it was to start is still
-    pending, and the dashboard says so instead of following a run nobody will start."""
+    pending, or the run it was to resume has no new event, and the dashboard says so instead of
+    following a run nobody will take up."""
     from runkon_flow.workspace import Workspace
 
     from runkon_tui.catalog import Catalog
@@ -363,10 +366,84 @@ def test_a_runner_killed_before_it_started_the_run_is_reported(folder: Path, tmp
         host=host, store=store, catalog=Catalog([folder]), driver=Driver(), clock=time.time, user="t",
         runs_in_runner=True,
     )  # fmt: skip
-    session._launch("run quick", "quick", None, inputs={})
+    if to == "start":
+        session._launch("run quick", "quick", None, inputs={})
+    else:
+        done = host.create_run("quick", {})
+        host.execute(done)
+        session._launch(f"resume {done}", "quick", None, run_id=done, resume=True)
     deadline = time.monotonic() + 30
     while len(reports) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [type(r).__name__ for r in reports] == ["Launched", "RunnerFailed"], reports
-    assert reports[-1].text == "it exited with status -9 before starting the run"
+    assert reports[-1].text == "it exited with status -9 before taking the run up"
     store.close()
+
+
+async def test_resuming_an_interrupted_run_follows_the_runner_to_the_end(
+    folder: Path, tmp_path: Path
+) -> None:
+    """An interrupted run's row still says `running` under its dead engine's lapsed lease: the
+    follower waits for the new runner to hold the run instead of calling it interrupted at once."""
+    db = tmp_path / "runs.db"
+    cli = [sys.executable, "-m", "runkon_flow.cli", "run", "fanout", "--dir", str(folder), "--db", str(db)]
+    holder = subprocess.Popen(
+        [*cli, "--lease-ttl", "1", "--progress", "plain"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    run_id = ""
+    try:
+        assert holder.stdout is not None
+        run_id = holder.stdout.readline().split()[0].removeprefix("run_id=")
+        app = runner_app(folder, db)
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.attach_run(run_id)
+            await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items", timeout=30)
+            holder.kill()  # its engine dies: no final status, the lease lapses within a second
+            holder.wait(timeout=30)
+            await wait_for(pilot, lambda: app.view.status == "interrupted", what="interrupted", timeout=30)
+            await pilot.press("r")
+            await wait_for(
+                pilot, lambda: holder_pid(db, run_id) not in (None, holder.pid), what="a runner", timeout=30
+            )
+            await wait_for(
+                pilot, lambda: app.view.status == "running", what="the resumed attempt", timeout=30
+            )
+            assert app.attached_run_id == run_id  # still followed: not judged interrupted again
+            release(folder, *"abcdefghij")
+            await wait_for(pilot, lambda: app.view.status == "completed", what="the resumed run", timeout=60)
+        assert final_status(db, run_id) is RunStatus.COMPLETED
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+        release(folder, *"abcdefghij")
+        if run_id:
+            stop_holders(db, run_id)
+
+
+async def test_a_second_resume_while_the_first_runner_starts_is_refused(folder: Path, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    app = runner_app(folder, db)
+    run_id = ""
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            run_id = await start_fanout(pilot, app)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
+            assert app.session.resume() is True
+            assert not app.session.can_resume() and not app.session.finished_on_screen()
+            with pytest.raises(Refused, match="being started in a background runner"):
+                app.session.resume()
+            await wait_for(pilot, lambda: app.attached_run_id == run_id, what="the runner", timeout=30)
+            release(folder, *"abcdefghij")
+            await wait_for(pilot, lambda: app.view.status == "completed", what="the resumed run", timeout=60)
+    finally:
+        release(folder, *"abcdefghij")
+        if run_id:
+            stop_holders(db, run_id)

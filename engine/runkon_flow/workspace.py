@@ -584,7 +584,26 @@ class Workspace:
         if run.status is RunStatus.CANCELLING:  # its engine may be gone: then the cancel is over
             error = run.error or str(EngineCancelled(CancellationReason.user()))
             cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING)
-        return self._drive(self._resume_plan(run), run, sinks, None, resume=True)
+        plan = self._resume_plan(run)
+        if run.status.is_terminal:
+            self._retry_over(run)
+        return self._drive(plan, run, sinks, None, resume=True)
+
+    def _retry_over(self, run: WorkflowRun) -> None:
+        """A finished run resumed with today's file: its last retry (of the stored definition) is
+        over, so a resume of this attempt, if it is cut short, must not go back to that
+        definition (`_continues_stored_retry`). Written under a borrowed lease, as the retry
+        request itself was; an engine holding the run refuses the resume anyway."""
+        request = RetryRequest.from_json(run.retry_request)
+        if request is None or request.definition != "stored":
+            return
+        token = f"resume-{uuid.uuid4().hex}"
+        if self.store.acquire_lease(run.id, token, _CANCEL_LEASE_SECS) is None:
+            return
+        try:
+            self.store.set_retry_request(run.id, dataclasses.replace(request, definition="current"))
+        finally:
+            self.store.release_lease(run.id, token)
 
     def resume_definition(self, run_id: str) -> WorkflowDef:
         """The definition `resume` would run now (see `_resume_plan`): what a client draws the
@@ -966,7 +985,9 @@ class Workspace:
 def _continues_stored_retry(run: WorkflowRun) -> bool:
     """Whether resuming `run` continues a retry of the stored definition that never ended: its
     request is on the row and the run has not finished since (a finished retry leaves the run
-    failed, cancelled or completed, and a later resume runs today's file like any other)."""
+    failed, cancelled or completed, and a later resume runs today's file like any other; that
+    resume marks the request over, `_retry_over`, so its own interruption is not mistaken for
+    the retry's)."""
     if run.status.is_terminal:
         return False
     request = RetryRequest.from_json(run.retry_request)

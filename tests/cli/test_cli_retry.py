@@ -260,3 +260,47 @@ def test_resuming_an_interrupted_retry_keeps_the_definition_the_retry_chose(caps
         assert store.get_run(run_id).status is RunStatus.COMPLETED
     finally:
         store.close()
+
+
+# b fails on its first two attempts and stops on its third until `go` exists.
+FAIL_TWICE_THEN_HOLD = """echo "$1" >> runs.log
+case "$1" in b)
+  test -f seen2-b && { touch resuming-b; while [ ! -f go ]; do sleep 0.05; done; exit 0; }
+  test -f seen-b && { touch seen2-b; exit 3; }
+  touch seen-b; exit 3;; esac
+"""
+
+
+def test_a_resume_cut_short_after_a_finished_retry_runs_the_file_as_it_is_now(capsys, home: Path) -> None:
+    """The stored-definition retry ended (failed again); a plain resume then runs today's file,
+    and when that resume is cut short, resuming it again still runs today's file."""
+    write(home / "work.sh", FAIL_TWICE_THEN_HOLD)
+    run_id = failed_run(capsys, home)
+    write(home / "fan.wf", FAN.replace("echo after >> after.log", "echo after-v2 >> after.log"))
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--definition", "stored", "--dir", str(home)
+    )
+    assert code == 1, err  # b failed again: the retry is over, the run failed
+    out, err_file = home / "out.txt", home / "err.txt"
+    proc = spawn(
+        ["resume", run_id, "--lease-ttl", "1", "--dir", str(home)],
+        home,
+        stdout=out,
+        stderr=err_file,
+        env=cli_env(),
+    )
+    try:
+        wait_for((home / "resuming-b").exists, "the resume to reach item b")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        stop(proc)
+    (home / "go").touch()
+
+    def interrupted() -> bool:
+        return json.loads(cli(capsys, "runs", "--json")[1])[0]["display_status"] == "interrupted"
+
+    wait_for(interrupted, "the killed resume's lease to lapse", interval=0.1)
+    code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    assert (home / "after.log").read_text() == "after-v2\n"  # today's file, as the plain resume ran

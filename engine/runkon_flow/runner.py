@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,11 @@ def spawn_runner(
     if resume:
         argv.append("--resume")
     if retry:
-        argv += ["--retry", json.dumps({step: list(ids) for step, ids in retry.items()})]
+        # In a file beside the log, not on the command line: a cluster of thousands of items
+        # would pass the kernel's 128 KiB limit for one argument. The runner deletes it.
+        request = log.with_name(f"{run_id}.retry-{os.getpid()}-{time.time_ns()}.json")
+        request.write_text(json.dumps({step: list(ids) for step, ids in retry.items()}), encoding="utf-8")
+        argv += ["--retry-file", str(request)]
     with open(log, "ab") as handle:
         proc = subprocess.Popen(
             argv,

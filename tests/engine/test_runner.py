@@ -16,3 +16,18 @@ def test_runner_error_reads_only_what_this_runner_wrote(tmp_path: Path) -> None:
         handle.write("detached runner pid 7 for run R\nrunkon-flow (detached): error: run 'R' is completed\n")
     assert runner_error(log, start) == "run 'R' is completed"
     assert runner_error(tmp_path / "missing.log") is None
+
+
+def test_a_retry_of_thousands_of_items_reaches_the_runner(tmp_path: Path) -> None:
+    """The items go in a file, not on the command line (the kernel refuses one argument over
+    128 KiB): the runner starts, reads and removes the file, and says what it found."""
+    from runkon_flow.persistence.sqlite import SqliteStore
+    from runkon_flow.runner import spawn_runner
+
+    db = tmp_path / "runs.db"
+    SqliteStore(db).close()
+    items = {"step-row": [f"an-item-with-a-rather-long-id-{n:06d}" for n in range(20_000)]}  # ~700 KB
+    proc, log = spawn_runner(db, "no-such-run", [tmp_path], retry=items)
+    assert proc.wait(timeout=60) == 1
+    assert runner_error(log) == "workflow error: no workflow run 'no-such-run'"
+    assert not list(log.parent.glob("*.json"))  # the request file was read and removed

@@ -41,7 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lease-ttl", type=int)
     parser.add_argument("--events")
     parser.add_argument("--resume", action="store_true", help="resume the run once its holder lets go")
-    parser.add_argument("--retry", help="retry these items (JSON: fan-out step row -> item ids)")
+    parser.add_argument(
+        "--retry-file",
+        help="retry these items (a JSON file: fan-out step row -> item ids; deleted once read)",
+    )
     add_executor_args(parser)
     args = parser.parse_args(argv)
     args.progress = "plain"
@@ -74,13 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         raise
                     time.sleep(0.1)
 
+        items = _read_retry_file(args.retry_file) if args.retry_file else None
+
         def retry(queue: EventQueue) -> WorkflowResult:
-            return ws.retry(args.run_id, json.loads(args.retry), definition="stored", sinks=[queue])
+            return ws.retry(args.run_id, items or {}, definition="stored", sinks=[queue])
 
         def start(queue: EventQueue) -> WorkflowResult:
             return ws.execute(args.run_id, sinks=[queue])
 
-        drive = retry if args.retry else resume if args.resume else start
+        drive = retry if items is not None else resume if args.resume else start
         return execute(
             args,
             store,
@@ -96,6 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         store.close()
+
+
+def _read_retry_file(path: str) -> dict[str, list[str]]:
+    """The items to retry, from the file `spawn_runner` wrote; the file is removed once read."""
+    request = Path(path)
+    try:
+        return {
+            str(step): [str(i) for i in ids] for step, ids in json.loads(request.read_text("utf-8")).items()
+        }
+    finally:
+        request.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,8 @@ class RetryPlan:
 
 @dataclass
 class ReadyToLeave:
-    """Quitting: the run was cancelled or handed over and its engine thread let go."""
+    """Quitting: the run was cancelled (its cancel stored, for a run in a runner) or left running
+    (handed over, or already in its runner), and no engine thread of ours holds it."""
 
 
 Report = (
@@ -965,8 +966,9 @@ class RunSession:
     # ------------------------------------------------------------------ leaving
 
     def why_no_hand_over(self) -> str | None:
-        """Why the active run could not keep running after the dashboard exits (None: it can)."""
-        if getattr(self.store, "path", None) is None and getattr(self.store, "dsn", None) is None:
+        """Why the run quitting asks about could not keep running after the dashboard exits (None:
+        it can — a run in its runner always can)."""
+        if self.runner_db() is None:
             return "its runs are kept in memory, which no other process can read"
         if not hasattr(self.host, "hand_over"):
             return "this engine host cannot hand runs over"

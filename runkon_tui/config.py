@@ -91,23 +91,24 @@ def load_config(path: Path | None = None) -> TuiConfig:
     theme = data.get("theme")
     if theme is not None:
         cfg.theme = str(theme)
-    executor = data.get("executor")
-    if executor is not None:
-        if str(executor) not in EXECUTORS:
-            cfg.error = f"{path}: `executor` must be one of {', '.join(EXECUTORS)}, not {executor!r}"
-        else:
-            cfg.executor = str(executor)
+    cfg.executor = _choice(cfg, data, "executor", EXECUTORS)
     if data.get("ray_address") is not None:
         cfg.ray_address = str(data["ray_address"])
-    run_in = data.get("run_in")
-    if run_in is not None:
-        if str(run_in) not in RUN_IN:
-            cfg.error = f"{path}: `run_in` must be one of {', '.join(RUN_IN)}, not {run_in!r}"
-        else:
-            cfg.run_in = str(run_in)
+    cfg.run_in = _choice(cfg, data, "run_in", RUN_IN)
     keymap = data.get("keymap") or {}
     if not isinstance(keymap, dict):
         cfg.error = f"{path}: `keymap` must map binding ids to keys"
     else:
         cfg.keymap = {str(k): str(v) for k, v in keymap.items()}
     return cfg
+
+
+def _choice(cfg: TuiConfig, data: dict, key: str, choices: tuple[str, ...]) -> str | None:
+    """`data[key]` when it is one of `choices`; otherwise None, and a wrong value is `cfg.error`."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if str(value) not in choices:
+        cfg.error = f"{cfg.path}: `{key}` must be one of {', '.join(choices)}, not {value!r}"
+        return None
+    return str(value)

@@ -212,6 +212,25 @@ def test_a_run_another_engine_holds_is_refused(capsys, home: Path) -> None:
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
 
 
+def killed_at(capsys: pytest.CaptureFixture[str], home: Path, args: list[str], reached: Path) -> None:
+    """`runkon-flow ARGS` in a process of its own (1 s lease), SIGKILLed once `reached` exists;
+    returns when its run shows `interrupted`, with `go` written so held items may finish."""
+    out, err = home / "out.txt", home / "err.txt"
+    proc = spawn([*args, "--lease-ttl", "1"], home, stdout=out, stderr=err, env=cli_env())
+    try:
+        wait_for(reached.exists, f"the command to reach {reached.name}")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        stop(proc)
+    (home / "go").touch()
+
+    def interrupted() -> bool:
+        return json.loads(cli(capsys, "runs", "--json")[1])[0]["display_status"] == "interrupted"
+
+    wait_for(interrupted, "the killed command's lease to lapse", interval=0.1)
+
+
 # b's second attempt stops until `go` exists, so the retry can be killed while it runs.
 HOLD_ON_RETRY = """echo "$1" >> runs.log
 case "$1" in b|d)
@@ -226,32 +245,8 @@ def test_resuming_an_interrupted_retry_keeps_the_definition_the_retry_chose(caps
     write(home / "work.sh", HOLD_ON_RETRY)
     run_id = failed_run(capsys, home)
     write(home / "fan.wf", FAN.replace("echo after >> after.log", "echo after-v2 >> after.log"))
-    out, err = home / "out.txt", home / "err.txt"
-    args = [
-        "retry",
-        run_id,
-        "--failed",
-        "--yes",
-        "--definition",
-        "stored",
-        "--lease-ttl",
-        "1",
-        "--dir",
-        str(home),
-    ]
-    proc = spawn(args, home, stdout=out, stderr=err, env=cli_env())
-    try:
-        wait_for((home / "retrying-b").exists, "the retry to reach item b")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        stop(proc)
-    (home / "go").touch()
-
-    def interrupted() -> bool:
-        return json.loads(cli(capsys, "runs", "--json")[1])[0]["display_status"] == "interrupted"
-
-    wait_for(interrupted, "the killed retry's lease to lapse", interval=0.1)
+    args = ["retry", run_id, "--failed", "--yes", "--definition", "stored", "--dir", str(home)]
+    killed_at(capsys, home, args, home / "retrying-b")
     code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
     assert code == 0, err
     assert (home / "after.log").read_text() == "after\n"  # the stored definition, as the retry chose
@@ -281,26 +276,7 @@ def test_a_resume_cut_short_after_a_finished_retry_runs_the_file_as_it_is_now(ca
         capsys, "retry", run_id, "--failed", "--yes", "--definition", "stored", "--dir", str(home)
     )
     assert code == 1, err  # b failed again: the retry is over, the run failed
-    out, err_file = home / "out.txt", home / "err.txt"
-    proc = spawn(
-        ["resume", run_id, "--lease-ttl", "1", "--dir", str(home)],
-        home,
-        stdout=out,
-        stderr=err_file,
-        env=cli_env(),
-    )
-    try:
-        wait_for((home / "resuming-b").exists, "the resume to reach item b")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        stop(proc)
-    (home / "go").touch()
-
-    def interrupted() -> bool:
-        return json.loads(cli(capsys, "runs", "--json")[1])[0]["display_status"] == "interrupted"
-
-    wait_for(interrupted, "the killed resume's lease to lapse", interval=0.1)
+    killed_at(capsys, home, ["resume", run_id, "--dir", str(home)], home / "resuming-b")
     code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
     assert code == 0, err
     assert (home / "after.log").read_text() == "after-v2\n"  # today's file, as the plain resume ran

@@ -31,17 +31,13 @@ async def run_quick(pilot, app: RunkonApp, who: str = "tester") -> None:  # type
     await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
     app.screen.query_one("#input-0", Input).value = who
     await pilot.press("ctrl+s")
-    await wait_for(
-        pilot,
-        lambda: (
-            app.view.root is not None
-            and not app.view.active
-            and not app.run_active
-            and app.attached_run_id is None
-        ),  # a run in a background runner: followed to its end
-        what="run end",
-        timeout=30,
-    )
+    await wait_for(pilot, lambda: run_over(app), what="run end", timeout=30)
+
+
+def run_over(app: RunkonApp) -> bool:
+    """The run on screen has ended, here or in a background runner (then followed to its end)."""
+    view = app.view
+    return view.root is not None and not view.active and not app.run_active and app.attached_run_id is None
 
 
 def in_process_or_runner(folder: Path, tmp_path: Path, where: str) -> RunkonApp:
@@ -223,17 +219,7 @@ async def test_editing_a_wf_file_changes_the_tree_and_the_next_run(folder: Path)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
         await pilot.press("ctrl+s")
-        await wait_for(
-            pilot,
-            lambda: (
-                app.view.root is not None
-                and not app.view.active
-                and not app.run_active
-                and app.attached_run_id is None
-            ),  # a run in a background runner: followed to its end
-            what="run end",
-            timeout=30,
-        )
+        await wait_for(pilot, lambda: run_over(app), what="run end", timeout=30)
         assert app.view.status == "completed"
         assert app.view.root.steps["body.0"].last_output(1) == ["hi n"]  # type: ignore[union-attr]
 
@@ -280,17 +266,7 @@ async def test_a_crashing_script_fails_the_run_and_the_summary_shows_its_output(
     async with app.run_test(size=(120, 40)) as pilot:
         await select(pilot, app, "crash")
         await pilot.press("enter")
-        await wait_for(
-            pilot,
-            lambda: (
-                app.view.root is not None
-                and not app.view.active
-                and not app.run_active
-                and app.attached_run_id is None
-            ),  # a run in a background runner: followed to its end
-            what="run end",
-            timeout=30,
-        )
+        await wait_for(pilot, lambda: run_over(app), what="run end", timeout=30)
         assert app.view.status == "failed"
         summary = app.summary()
         assert "✗ script boom" in summary and "exited with code 3" in summary

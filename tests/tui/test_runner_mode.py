@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,53 @@ from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.session import Launched, Refused, RunnerFailed
 from tests import pg
 from tests.tui.conftest import real_app, release, select, wait_for
-from tests.tui.test_attach import final_status, stop_holders
+from tests.tui.test_attach import final_status, start_fanout, stop_holders
+
+
+@pytest.fixture
+def db(folder: Path, tmp_path: Path) -> Iterator[Path]:
+    """The run database; afterwards every item is released and every runner still holding one
+    of its runs is stopped (a failed test must not leave a runner behind)."""
+    path = tmp_path / "runs.db"
+    yield path
+    release(folder, *"abcdefghij")
+    if path.exists():
+        with SqliteStore(path) as store:
+            run_ids = [run.id for run in store.list_runs()]
+        stop_holders(path, *run_ids)
 
 
 def runner_app(folder: Path, db: Path) -> RunkonApp:
     return real_app(folder, SqliteStore(db), runs_in_runner=True)
+
+
+def headless_session(folder: Path, host: Any, store: Any) -> tuple[Any, list[Any]]:
+    """A RunSession in runner mode without the UI (jobs run inline) and the reports it posts."""
+    from runkon_tui.catalog import Catalog
+    from runkon_tui.session import RunSession
+
+    reports: list[Any] = []
+
+    class Driver:
+        def spawn(self, job: Any, *, group: str, name: str = "") -> None:
+            job()
+
+        def post(self, report: Any) -> None:
+            reports.append(report)
+
+    session = RunSession(
+        host=host, store=store, catalog=Catalog([folder]), driver=Driver(), clock=time.time, user="t",
+        runs_in_runner=True,
+    )  # fmt: skip
+    return session, reports
+
+
+def wait_for_reports(reports: list[Any], count: int) -> list[str]:
+    """The kinds of the reports once `count` have come (the runner is watched on its own thread)."""
+    deadline = time.monotonic() + 30
+    while len(reports) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [type(r).__name__ for r in reports]
 
 
 def holder_pid(db: Path, run_id: str) -> int | None:
@@ -47,101 +90,76 @@ def started_items(db: Path, run_id: str) -> list[str]:
     return [e.event.item_id for e in events if e.event.type == "FanOutItemStarted"]
 
 
-async def start_fanout(pilot: Any, app: RunkonApp) -> str:
-    await select(pilot, app, "fanout")
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: app.view.active_fanout() is not None, what="items collected", timeout=30)
-    run_id = app.view.root_run_id
-    assert run_id is not None
-    return run_id
+async def quit_answering(pilot: Any, app: RunkonApp, key: str) -> None:
+    """`q`, then `key` to the question about the run of ours (b: keep it, c: cancel it)."""
+    await pilot.press("q")
+    await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+    await pilot.press(key)
+    await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+
+
+async def cancel_on_screen(pilot: Any, app: RunkonApp) -> None:
+    """`c`, then yes: the run on screen is asked to cancel (through the store, to its runner)."""
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+    await pilot.press("y")
 
 
 async def test_a_run_started_here_runs_in_its_own_process_and_quitting_leaves_it_running(
-    folder: Path, tmp_path: Path
+    folder: Path, db: Path
 ) -> None:
-    db = tmp_path / "runs.db"
     app = runner_app(folder, db)
-    run_id = ""
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            run_id = await start_fanout(pilot, app)
-            assert not app.run_active and app.attached_run_id == run_id  # followed, not hosted
-            pid = holder_pid(db, run_id)
-            assert pid is not None and pid != os.getpid()
-            assert any("runs in a background runner" in line.text for line in app.view.engine_log)
-            release(folder, "a", "b")
-            await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
-            await pilot.press("q")  # the run is ours: the question is asked
-            await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
-            await pilot.press("b")
-            await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
-        assert app.return_code == 0
-        assert f"run {run_id} keeps running in the background (pid {pid};" in app.summary()
-        assert holder_pid(db, run_id) == pid  # the same process: nothing was handed over
-        release(folder, *"cdefghij")
-        assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
-        assert sorted(started_items(db, run_id)) == list("abcdefghij")  # none ran twice
-    finally:
-        release(folder, *"abcdefghij")
-        if run_id:
-            stop_holders(db, run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        run_id = await start_fanout(pilot, app)
+        assert not app.run_active and app.attached_run_id == run_id  # followed, not hosted
+        pid = holder_pid(db, run_id)
+        assert pid is not None and pid != os.getpid()
+        assert any("runs in a background runner" in line.text for line in app.view.engine_log)
+        release(folder, "a", "b")
+        await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
+        await quit_answering(pilot, app, "b")  # the run is ours: the question is asked
+    assert app.return_code == 0
+    assert f"run {run_id} keeps running in the background (pid {pid};" in app.summary()
+    assert holder_pid(db, run_id) == pid  # the same process: nothing was handed over
+    release(folder, *"cdefghij")
+    assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
+    assert sorted(started_items(db, run_id)) == list("abcdefghij")  # none ran twice
 
 
 async def test_cancel_then_resume_both_go_through_a_runner_and_completed_items_stay_done(
-    folder: Path, tmp_path: Path
+    folder: Path, db: Path
 ) -> None:
-    db = tmp_path / "runs.db"
     app = runner_app(folder, db)
-    run_id = ""
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            run_id = await start_fanout(pilot, app)
-            release(folder, "a", "b")
-            await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
-            await pilot.press("c")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
-            await pilot.press("y")
-            await wait_for(pilot, lambda: app.view.status == "cancelled", what="cancelled", timeout=30)
-            await wait_for(pilot, lambda: app.attached_run_id is None, what="the runner to finish")
-            assert final_status(db, run_id) is RunStatus.CANCELLED
-            await pilot.press("r")
-            await wait_for(
-                pilot, lambda: app.attached_run_id == run_id, what="resumed by a runner", timeout=30
-            )
-            await wait_for(pilot, lambda: holder_pid(db, run_id) is not None, what="the lease", timeout=30)
-            assert holder_pid(db, run_id) != os.getpid() and not app.run_active
-            release(folder, *"cdefghij")
-            await wait_for(pilot, lambda: app.view.status == "completed", what="resumed run", timeout=60)
-            assert app.view.active_fanout().count("completed") == 10
-            # The follower replays the run's history first: its earlier end is not announced again.
-            told = [n.message for n in app._notifications]
-            assert not [t for t in told if "cancelled" in t] and [t for t in told if "completed in" in t]
-        assert final_status(db, run_id) is RunStatus.COMPLETED
-        starts = started_items(db, run_id)
-        assert starts.count("a") == starts.count("b") == 1  # completed before the cancel: not again
-    finally:
-        release(folder, *"abcdefghij")
-        if run_id:
-            stop_holders(db, run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        run_id = await start_fanout(pilot, app)
+        release(folder, "a", "b")
+        await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
+        await cancel_on_screen(pilot, app)
+        await wait_for(pilot, lambda: app.view.status == "cancelled", what="cancelled", timeout=30)
+        await wait_for(pilot, lambda: app.attached_run_id is None, what="the runner to finish")
+        assert final_status(db, run_id) is RunStatus.CANCELLED
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.attached_run_id == run_id, what="resumed by a runner", timeout=30)
+        await wait_for(pilot, lambda: holder_pid(db, run_id) is not None, what="the lease", timeout=30)
+        assert holder_pid(db, run_id) != os.getpid() and not app.run_active
+        release(folder, *"cdefghij")
+        await wait_for(pilot, lambda: app.view.status == "completed", what="resumed run", timeout=60)
+        assert app.view.active_fanout().count("completed") == 10
+        # The follower replays the run's history first: its earlier end is not announced again.
+        told = [n.message for n in app._notifications]
+        assert not [t for t in told if "cancelled" in t] and [t for t in told if "completed in" in t]
+    assert final_status(db, run_id) is RunStatus.COMPLETED
+    starts = started_items(db, run_id)
+    assert starts.count("a") == starts.count("b") == 1  # completed before the cancel: not again
 
 
-async def test_quit_and_cancel_stops_the_runners_run(folder: Path, tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
+async def test_quit_and_cancel_stops_the_runners_run(folder: Path, db: Path) -> None:
     app = runner_app(folder, db)
-    run_id = ""
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            run_id = await start_fanout(pilot, app)
-            await pilot.press("q")
-            await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
-            await pilot.press("c")
-            await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
-        assert app.return_code == 1  # the run was cancelled
-        assert final_status(db, run_id, timeout=30) is RunStatus.CANCELLED
-    finally:
-        release(folder, *"abcdefghij")
-        if run_id:
-            stop_holders(db, run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        run_id = await start_fanout(pilot, app)
+        await quit_answering(pilot, app, "c")  # the run is ours: the question is asked
+    assert app.return_code == 1  # the run was cancelled
+    assert final_status(db, run_id, timeout=30) is RunStatus.CANCELLED
 
 
 async def test_runs_kept_in_memory_run_in_the_dashboard(folder: Path) -> None:
@@ -190,33 +208,14 @@ def test_a_real_runner_error_reaches_the_dashboard(folder: Path, tmp_path: Path)
     engine's refusal, and the launch job reports it."""
     from runkon_flow.workspace import Workspace
 
-    from runkon_tui.session import RunSession
-
     db = tmp_path / "runs.db"
     store = SqliteStore(db)
     host = Workspace([folder], store)
     run_id = host.create_run("quick", {})
     host.execute(run_id)
-    reports: list[Any] = []
-
-    class Driver:
-        def spawn(self, job: Any, *, group: str, name: str = "") -> None:
-            job()
-
-        def post(self, report: Any) -> None:
-            reports.append(report)
-
-    from runkon_tui.catalog import Catalog
-
-    session = RunSession(
-        host=host, store=store, catalog=Catalog([folder]), driver=Driver(), clock=time.time, user="t",
-        runs_in_runner=True,
-    )  # fmt: skip
+    session, reports = headless_session(folder, host, store)
     session._launch("resume", "quick", None, run_id=run_id, resume=True)
-    deadline = time.monotonic() + 30
-    while len(reports) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # the runner is watched on a thread of its own
-    kinds = [type(r).__name__ for r in reports]
+    kinds = wait_for_reports(reports, 2)
     assert kinds == ["Launched", "RunnerFailed"], reports
     assert "completed" in reports[-1].text
     store.close()
@@ -265,46 +264,33 @@ async def test_attaching_to_a_resumed_run_does_not_announce_its_earlier_end(
         store.close()
 
 
-async def test_retrying_failed_items_from_the_grid_runs_them_in_a_runner(
-    folder: Path, tmp_path: Path
-) -> None:
-    db = tmp_path / "runs.db"
+async def test_retrying_failed_items_from_the_grid_runs_them_in_a_runner(folder: Path, db: Path) -> None:
     app = runner_app(folder, db)
-    run_id = ""
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            release(folder, "a", "b")
-            run_id = await start_fanout(pilot, app)
-            fan = lambda: app.view.active_fanout()  # noqa: E731
-            await wait_for(pilot, lambda: fan().count("completed") == 2, what="a and b", timeout=30)
-            await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start", timeout=30)
-            await pilot.press("c")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
-            await pilot.press("y")
-            await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
-            assert app.view.status == "cancelled"
-            grid = app.main_screen.grid  # type: ignore[union-attr]
-            grid.focus()
-            await pilot.pause()
-            await pilot.press("E")  # every failed or cancelled item
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="retry confirmation")
-            await pilot.press("y")
-            await wait_for(
-                pilot, lambda: app.attached_run_id == run_id, what="the retry's runner", timeout=30
-            )
-            await wait_for(pilot, lambda: holder_pid(db, run_id) is not None, what="the lease", timeout=30)
-            assert holder_pid(db, run_id) != os.getpid() and not app.run_active
-            release(folder, *"cdefghij")
-            await wait_for(pilot, lambda: app.view.status == "completed", what="the retried run", timeout=60)
-            assert fan().count("completed") == 10
-        assert final_status(db, run_id) is RunStatus.COMPLETED
-        starts = started_items(db, run_id)
-        assert starts.count("a") == starts.count("b") == 1  # completed: never run again
-        assert starts.count("c") == starts.count("d") == 2  # cancelled, then retried
-    finally:
-        release(folder, *"abcdefghij")
-        if run_id:
-            stop_holders(db, run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        release(folder, "a", "b")
+        run_id = await start_fanout(pilot, app)
+        fan = lambda: app.view.active_fanout()  # noqa: E731
+        await wait_for(pilot, lambda: fan().count("completed") == 2, what="a and b", timeout=30)
+        await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start", timeout=30)
+        await cancel_on_screen(pilot, app)
+        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
+        assert app.view.status == "cancelled"
+        grid = app.main_screen.grid  # type: ignore[union-attr]
+        grid.focus()
+        await pilot.pause()
+        await pilot.press("E")  # every failed or cancelled item
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="retry confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.attached_run_id == run_id, what="the retry's runner", timeout=30)
+        await wait_for(pilot, lambda: holder_pid(db, run_id) is not None, what="the lease", timeout=30)
+        assert holder_pid(db, run_id) != os.getpid() and not app.run_active
+        release(folder, *"cdefghij")
+        await wait_for(pilot, lambda: app.view.status == "completed", what="the retried run", timeout=60)
+        assert fan().count("completed") == 10
+    assert final_status(db, run_id) is RunStatus.COMPLETED
+    starts = started_items(db, run_id)
+    assert starts.count("a") == starts.count("b") == 1  # completed: never run again
+    assert starts.count("c") == starts.count("d") == 2  # cancelled, then retried
 
 
 @pytest.mark.parametrize("backend", pg.BACKENDS)
@@ -341,9 +327,6 @@ def test_a_runner_killed_before_it_took_the_run_up_is_reported(folder: Path, tmp
     following a run nobody will take up."""
     from runkon_flow.workspace import Workspace
 
-    from runkon_tui.catalog import Catalog
-    from runkon_tui.session import RunSession
-
     db = tmp_path / "runs.db"
     store = SqliteStore(db)
     host = Workspace([folder], store)
@@ -353,29 +336,14 @@ def test_a_runner_killed_before_it_took_the_run_up_is_reported(folder: Path, tmp
         return subprocess.Popen(["sh", "-c", "kill -9 $$"]), log
 
     host.launch = launch  # type: ignore[method-assign]
-    reports: list[Any] = []
-
-    class Driver:
-        def spawn(self, job: Any, *, group: str, name: str = "") -> None:
-            job()
-
-        def post(self, report: Any) -> None:
-            reports.append(report)
-
-    session = RunSession(
-        host=host, store=store, catalog=Catalog([folder]), driver=Driver(), clock=time.time, user="t",
-        runs_in_runner=True,
-    )  # fmt: skip
+    session, reports = headless_session(folder, host, store)
     if to == "start":
         session._launch("run quick", "quick", None, inputs={})
     else:
         done = host.create_run("quick", {})
         host.execute(done)
         session._launch(f"resume {done}", "quick", None, run_id=done, resume=True)
-    deadline = time.monotonic() + 30
-    while len(reports) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [type(r).__name__ for r in reports] == ["Launched", "RunnerFailed"], reports
+    assert wait_for_reports(reports, 2) == ["Launched", "RunnerFailed"], reports
     assert reports[-1].text == "it exited with status -9 before taking the run up"
     store.close()
 
@@ -425,25 +393,16 @@ async def test_resuming_an_interrupted_run_follows_the_runner_to_the_end(
             stop_holders(db, run_id)
 
 
-async def test_a_second_resume_while_the_first_runner_starts_is_refused(folder: Path, tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
+async def test_a_second_resume_while_the_first_runner_starts_is_refused(folder: Path, db: Path) -> None:
     app = runner_app(folder, db)
-    run_id = ""
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            run_id = await start_fanout(pilot, app)
-            await pilot.press("c")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
-            await pilot.press("y")
-            await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
-            assert app.session.resume() is True
-            assert not app.session.can_resume() and not app.session.finished_on_screen()
-            with pytest.raises(Refused, match="being started in a background runner"):
-                app.session.resume()
-            await wait_for(pilot, lambda: app.attached_run_id == run_id, what="the runner", timeout=30)
-            release(folder, *"abcdefghij")
-            await wait_for(pilot, lambda: app.view.status == "completed", what="the resumed run", timeout=60)
-    finally:
+    async with app.run_test(size=(120, 40)) as pilot:
+        run_id = await start_fanout(pilot, app)
+        await cancel_on_screen(pilot, app)
+        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
+        assert app.session.resume() is True
+        assert not app.session.can_resume() and not app.session.finished_on_screen()
+        with pytest.raises(Refused, match="being started in a background runner"):
+            app.session.resume()
+        await wait_for(pilot, lambda: app.attached_run_id == run_id, what="the runner", timeout=30)
         release(folder, *"abcdefghij")
-        if run_id:
-            stop_holders(db, run_id)
+        await wait_for(pilot, lambda: app.view.status == "completed", what="the resumed run", timeout=60)

@@ -43,9 +43,12 @@ def release(folder: Path, *items: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Settings never touch the real home directory; relative fixture paths resolve; times show in
-    UTC, so the screens (which show local time) look the same on every developer's machine."""
+    """Settings and runner logs never touch the real home directory; relative fixture paths
+    resolve; times show in UTC, so the screens (which show local time) look the same on every
+    developer's machine."""
     monkeypatch.setenv("RUNKON_TUI_CONFIG", str(tmp_path / "settings" / "tui.yaml"))
+    # Runners of a PostgreSQL run log to runkon's state directory: never the real one.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("RUNKON_THEMES_DIR", raising=False)
     monkeypatch.chdir(REPO)
     had = os.environ.get("TZ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
-from runkon_flow.humanize import fit_headline, format_duration, readable_error
+from runkon_flow.humanize import cause_first, fit_headline, format_duration, readable_error
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,12 @@ def test_with_no_room_beside_it_the_last_line_is_shown_alone() -> None:
     assert fit_headline(_SCRIPT_ERROR, 32) == "rate limited: retry after 30s (…"
     assert fit_headline("one line only that is long", 10) == "one line …"
     assert fit_headline(None, 10) == ""
+
+
+def test_cause_first_puts_the_last_line_before_the_first() -> None:
+    assert (
+        cause_first(_SCRIPT_ERROR)
+        == "rate limited: retry after 30s (request 7f3a) · Script 'import' exited with code 3"
+    )
+    assert cause_first("one line") == "one line"
+    assert cause_first(None) == ""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runkon_flow.events import EngineEventData, parse_event_line
-from runkon_flow.humanize import error_headline, format_duration, gate_decision, readable_error
+from runkon_flow.humanize import cause_first, format_duration, gate_decision, readable_error
 from runkon_flow.observe.compact import (
     COMPACT_CLASSES,
     Envelope,
@@ -925,8 +925,9 @@ class RunModel:
             self._changes.header = True
         if status == "failed":
             self.failures += 1
-            # Why, not which step: the child's own error only says `Step 'x' failed`.
-            why = error_headline(cause or error)
+            # Why, not which step: the child's own error only says `Step 'x' failed`. The line
+            # is cut at the log pane's edge: the cause (the error's last line) comes first.
+            why = cause_first(cause or error)
             text = f"✗ {fan.name} item {ev.item_id} failed" + (f": {why}" if why else "")
             self._log(LogLine(data.ts, text, "error", run.run_id, fan.node_path), error=True)
 

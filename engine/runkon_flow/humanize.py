@@ -80,8 +80,7 @@ def cause_first(text: str | None) -> str:
     """`error_headline` with the last line first (`rate limited: retry after 30s · Script
     'import' exited with code 3`): for a line built once and shown in panes of any width, where
     the right end is what gets cut — it must not be why."""
-    lines = _error_lines(text)
-    return _headline(lines[::-1]) if len(lines) > 1 else _headline(lines)
+    return _headline(_error_lines(text)[::-1])
 
 
 #: The fewest characters of an error's first line worth keeping beside its last (`fit_headline`).

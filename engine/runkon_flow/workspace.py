@@ -22,7 +22,7 @@ import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,10 +155,9 @@ def cancel_unowned_run(
     (it stops the run itself), else the run's status after the call: `cancelled`, or the status
     it was found in under the lease — a finished run (or, with `only_from`, a run in another
     status) is left as it is."""
-    token = f"cancel-{uuid.uuid4().hex}"
-    if store.acquire_lease(run_id, token, _CANCEL_LEASE_SECS) is None:
-        return None
-    try:
+    with borrowed_lease(store, run_id, "cancel") as held:
+        if not held:
+            return None
         current = store.get_run(run_id)
         if current is None:
             raise WorkflowError(f"no workflow run '{run_id}'")
@@ -167,6 +166,19 @@ def cancel_unowned_run(
             return status
         store.update_run_status(run_id, RunStatus.CANCELLED, current.result_summary, error)
         return RunStatus.CANCELLED
+
+
+@contextlib.contextmanager
+def borrowed_lease(store: WorkflowPersistence, run_id: str, purpose: str) -> Iterator[bool]:
+    """Hold the run's lease for one short write from outside its engine (a cancel, a retry
+    request): yields False, holding nothing, when an engine holds the run — a live engine is
+    never overruled — and lets go of it afterwards."""
+    token = f"{purpose}-{uuid.uuid4().hex}"
+    if store.acquire_lease(run_id, token, _CANCEL_LEASE_SECS) is None:
+        yield False
+        return
+    try:
+        yield True
     finally:
         store.release_lease(run_id, token)
 
@@ -594,16 +606,12 @@ class Workspace:
         over, so a resume of this attempt, if it is cut short, must not go back to that
         definition (`_continues_stored_retry`). Written under a borrowed lease, as the retry
         request itself was; an engine holding the run refuses the resume anyway."""
-        request = RetryRequest.from_json(run.retry_request)
-        if request is None or request.definition != "stored":
+        request = _stored_retry(run)
+        if request is None:
             return
-        token = f"resume-{uuid.uuid4().hex}"
-        if self.store.acquire_lease(run.id, token, _CANCEL_LEASE_SECS) is None:
-            return
-        try:
-            self.store.set_retry_request(run.id, dataclasses.replace(request, definition="current"))
-        finally:
-            self.store.release_lease(run.id, token)
+        with borrowed_lease(self.store, run.id, "resume") as held:
+            if held:
+                self.store.set_retry_request(run.id, dataclasses.replace(request, definition="current"))
 
     def resume_definition(self, run_id: str) -> WorkflowDef:
         """The definition `resume` would run now (see `_resume_plan`): what a client draws the
@@ -652,16 +660,13 @@ class Workspace:
             raise WorkflowError(f"run '{run_id}': no items chosen to retry")
         plan = self._plan_from_row(run) if definition == "stored" else self._current_plan(run)
         request = RetryRequest(now_rfc3339(), {k: tuple(v) for k, v in items.items()}, definition)
-        token = f"retry-{uuid.uuid4().hex}"
-        if self.store.acquire_lease(run_id, token, _CANCEL_LEASE_SECS) is None:
-            raise AlreadyOwned(run_id)
-        try:
+        with borrowed_lease(self.store, run_id, "retry") as held:
+            if not held:
+                raise AlreadyOwned(run_id)
             status = self._run_row(run_id).status
             if not status.is_terminal:
                 raise WorkflowError(f"run '{run_id}' is {status.value}; only a finished run can be retried")
             self.store.set_retry_request(run_id, request)
-        finally:
-            self.store.release_lease(run_id, token)
         return self._drive(plan, self._run_row(run_id), sinks, None, resume=True)
 
     def _called_step(self, rows: list[WorkflowRunStep], step: str) -> tuple[str, str] | None:
@@ -794,6 +799,8 @@ class Workspace:
         (`runkon_flow.runner`) that reads `db`, with this host's hooks and executor. How the
         dashboard runs on a database — the run never depends on the dashboard's process — and how
         `hand_over` keeps a run going. Returns the runner process and its log file."""
+        with self._lock:
+            self._plans.pop(run_id, None)  # create_run's plan: the runner reads the run's row
         settings = self.runner_settings
         return spawn_runner(
             db,
@@ -988,10 +995,13 @@ def _continues_stored_retry(run: WorkflowRun) -> bool:
     failed, cancelled or completed, and a later resume runs today's file like any other; that
     resume marks the request over, `_retry_over`, so its own interruption is not mistaken for
     the retry's)."""
-    if run.status.is_terminal:
-        return False
+    return not run.status.is_terminal and _stored_retry(run) is not None
+
+
+def _stored_retry(run: WorkflowRun) -> RetryRequest | None:
+    """The run's last retry request when it chose the stored definition."""
     request = RetryRequest.from_json(run.retry_request)
-    return request is not None and request.definition == "stored"
+    return request if request is not None and request.definition == "stored" else None
 
 
 def _abs(path: Path | str) -> Path:

@@ -31,3 +31,21 @@ def test_a_retry_of_thousands_of_items_reaches_the_runner(tmp_path: Path) -> Non
     assert proc.wait(timeout=60) == 1
     assert runner_error(log) == "workflow error: no workflow run 'no-such-run'"
     assert not list(log.parent.glob("*.json"))  # the request file was read and removed
+
+
+def test_a_run_handed_to_a_runner_leaves_no_cached_plan_in_the_launching_workspace(tmp_path: Path) -> None:
+    """`create_run` keeps the plan for its own `execute`; a run launched elsewhere never comes
+    back for it, so a dashboard started thousands of runs would keep thousands of definitions."""
+    from runkon_flow.persistence.sqlite import SqliteStore
+    from runkon_flow.workspace import Workspace
+
+    (tmp_path / "hello.wf").write_text('workflow hello {\n  script hi { run = "echo hi" }\n}\n')
+    db = tmp_path / "runs.db"
+    with SqliteStore(db) as store:
+        ws = Workspace([tmp_path], store)
+        run_id = ws.create_run("hello", {})
+        assert run_id in ws._plans
+        proc, _ = ws.launch(run_id, db)
+        assert proc.wait(timeout=60) == 0
+        assert ws._plans == {}
+        assert store.get_run(run_id).status.value == "completed"  # type: ignore[union-attr]

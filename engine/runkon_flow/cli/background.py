@@ -79,13 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         items = _read_retry_file(args.retry_file) if args.retry_file else None
 
-        def retry(queue: EventQueue) -> WorkflowResult:
-            return ws.retry(args.run_id, items or {}, definition="stored", sinks=[queue])
+        def drive(queue: EventQueue) -> WorkflowResult:
+            if items is not None:
+                return ws.retry(args.run_id, items, definition="stored", sinks=[queue])
+            return resume(queue) if args.resume else ws.execute(args.run_id, sinks=[queue])
 
-        def start(queue: EventQueue) -> WorkflowResult:
-            return ws.execute(args.run_id, sinks=[queue])
-
-        drive = retry if items is not None else resume if args.resume else start
         return execute(
             args,
             store,

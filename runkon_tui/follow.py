@@ -60,6 +60,7 @@ class StoreFollower:
         self.grace = grace
         self.last_seq = after_seq
         self._stop = threading.Event()
+        self.started_at = time.time()  # wall time: a run's end stamped before it is history
         self._final_seen = False
         self.stopped_at: float | None = None
         #: A run just handed to a runner (started, resumed or retried) still reads as it was —

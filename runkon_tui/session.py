@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,7 +243,6 @@ class RunSession:
         self.follower: StoreFollower | None = None
         self.launched: Launched | None = None  # the followed run, when a runner started here runs it
         self.launching = False  # a runner is being started: no second start, resume or retry yet
-        self._following_since = 0.0  # wall time the follower started: older ends are history
         self.left_running: tuple[str, int, Path] | None = None  # quit, run kept going: (run, runner pid, log)
         self.run_definition: WorkflowDef | None = None
         self.run_workflow_name: str | None = None
@@ -310,7 +308,8 @@ class RunSession:
         status = view.status
         self._workflow_status[root.workflow_name] = status
         self.last_outcome = status
-        if self.follower is not None and root.ended_at is not None and root.ended_at < self._following_since:
+        follower = self.follower
+        if follower is not None and root.ended_at is not None and root.ended_at < follower.started_at:
             return None  # an end from the followed run's history (the attempt before a resume)
         if status == "completed":
             took = format_duration(root.elapsed(self.clock()))
@@ -613,17 +612,7 @@ class RunSession:
 
     def _launched(self, report: Launched) -> None:
         self.launching = False
-        view = self.view
-        if report.after_seq is not None and view.root_run_id == report.run_id:
-            # Resumed or retried: the run on screen goes on, as a resume in this process does.
-            self.stop_following()
-            self.bridge.drain()
-            view.begin(report.run_id, report.name, resumed=True)
-            if report.definition is not None:
-                view.definition = report.definition
-            self._start_follower(report.run_id, report.after_seq, report.runner)
-        else:
-            self._follow(Attached(report.run_id, report.name, report.definition), report.runner)
+        self._follow(Attached(report.run_id, report.name, report.definition), report.runner, report.after_seq)
         self.launched = report
         self.view.note(
             f"run {short_id(report.run_id)} runs in a background runner (pid {report.runner.pid}; log "
@@ -809,17 +798,25 @@ class RunSession:
 
         self.driver.spawn(job, group="history", name=f"attach {run_id}")
 
-    def _follow(self, report: Attached, runner: subprocess.Popen | None = None) -> None:
+    def _follow(
+        self, report: Attached, runner: subprocess.Popen | None = None, after_seq: int | None = None
+    ) -> None:
+        """Follow `report.run_id` through the store from its first event, on a new view — or, for
+        a run on screen a runner resumes or retries (`after_seq`: the stream's end before it
+        started), on the view as it stands, as a resume in this process goes on (`runner`: the
+        runner started here to take the run up, not judged before it has)."""
         self.stop_following()
         self.bridge.drain()  # nothing of a previous run may be folded into this one
-        view = RunView(self.clock)
-        view.definition = report.definition
-        self.show(view)
-        self._start_follower(report.run_id, 0, runner)
-
-    def _start_follower(self, run_id: str, after_seq: int, runner: subprocess.Popen | None) -> None:
-        """Feed the view on screen with `run_id`'s stored events after `after_seq` (`runner`: the
-        runner started here to take the run up, not judged ended before it has)."""
+        run_id = report.run_id
+        if after_seq is not None and self.view.root_run_id == run_id:
+            self.view.begin(run_id, report.name, resumed=True)
+            if report.definition is not None:
+                self.view.definition = report.definition
+        else:
+            view = RunView(self.clock)
+            view.definition = report.definition
+            self.show(view)
+            after_seq = 0
         self.attached_run_id = run_id
         self.bridge.watch(run_id)
         post = self.driver.post
@@ -828,7 +825,6 @@ class RunSession:
             post(AttachEnded(run_id, status, follower.stopped_at))
 
         follower = StoreFollower(self.store, run_id, self.bridge, ended, runner=runner, after_seq=after_seq)
-        self._following_since = time.time()
         self.follower = follower
         self.driver.spawn(follower.run, group="follow", name=f"follow {run_id}")
 

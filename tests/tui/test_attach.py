@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from runkon_flow.event_log import read_envelopes
@@ -228,11 +229,12 @@ async def test_quitting_keeps_the_run_going_in_the_background_and_it_can_be_atta
             watcher.wait(timeout=30)
 
 
-async def test_a_holder_that_dies_shows_interrupted_and_resume_here_takes_the_run_over(
-    folder: Path, tmp_path: Path
-) -> None:
-    db = tmp_path / "runs.db"
-    runner = subprocess.Popen(
+@contextlib.contextmanager
+def foreground_run(folder: Path, db: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`runkon-flow run fanout` in a process of its own with a 1 s lease (kill it, and the run is
+    interrupted a second later): the process and its run id. Killed and every item released at
+    the end."""
+    holder = subprocess.Popen(
         [
             *CLI,
             "run",
@@ -252,8 +254,20 @@ async def test_a_holder_that_dies_shows_interrupted_and_resume_here_takes_the_ru
         text=True,
     )
     try:
-        assert runner.stdout is not None
-        run_id = runner.stdout.readline().split()[0].removeprefix("run_id=")
+        assert holder.stdout is not None
+        yield holder, holder.stdout.readline().split()[0].removeprefix("run_id=")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+        release(folder, *"abcdefghij")
+
+
+async def test_a_holder_that_dies_shows_interrupted_and_resume_here_takes_the_run_over(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    with foreground_run(folder, db) as (runner, run_id):
         app = app_on(folder, db)
         async with app.run_test(size=(120, 40)) as pilot:
             app.attach_run(run_id)
@@ -272,11 +286,6 @@ async def test_a_holder_that_dies_shows_interrupted_and_resume_here_takes_the_ru
             assert any(line.text.startswith("run resumed: fanout") for line in app.view.engine_log)
             assert app.view.status == "completed", app.view.summary_text()
         assert final_status(db, run_id) is RunStatus.COMPLETED
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait(timeout=30)
-        release(folder, *"abcdefghij")
 
 
 def main_screen_of(app: RunkonApp):  # type: ignore[no-untyped-def]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.session import Launched, Refused, RunnerFailed
 from tests import pg
 from tests.tui.conftest import real_app, release, select, wait_for
-from tests.tui.test_attach import final_status, start_fanout, stop_holders
+from tests.tui.test_attach import final_status, foreground_run, start_fanout, stop_holders
 
 
 @pytest.fixture
@@ -98,6 +97,12 @@ async def quit_answering(pilot: Any, app: RunkonApp, key: str) -> None:
     await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
 
 
+async def two_items_done(pilot: Any, app: RunkonApp, folder: Path) -> None:
+    """Let items a and b of the `fanout` run on screen finish; the rest keep waiting."""
+    release(folder, "a", "b")
+    await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
+
+
 async def cancel_on_screen(pilot: Any, app: RunkonApp) -> None:
     """`c`, then yes: the run on screen is asked to cancel (through the store, to its runner)."""
     await pilot.press("c")
@@ -115,8 +120,7 @@ async def test_a_run_started_here_runs_in_its_own_process_and_quitting_leaves_it
         pid = holder_pid(db, run_id)
         assert pid is not None and pid != os.getpid()
         assert any("runs in a background runner" in line.text for line in app.view.engine_log)
-        release(folder, "a", "b")
-        await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
+        await two_items_done(pilot, app, folder)
         await quit_answering(pilot, app, "b")  # the run is ours: the question is asked
     assert app.return_code == 0
     assert f"run {run_id} keeps running in the background (pid {pid};" in app.summary()
@@ -132,8 +136,7 @@ async def test_cancel_then_resume_both_go_through_a_runner_and_completed_items_s
     app = runner_app(folder, db)
     async with app.run_test(size=(120, 40)) as pilot:
         run_id = await start_fanout(pilot, app)
-        release(folder, "a", "b")
-        await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
+        await two_items_done(pilot, app, folder)
         await cancel_on_screen(pilot, app)
         await wait_for(pilot, lambda: app.view.status == "cancelled", what="cancelled", timeout=30)
         await wait_for(pilot, lambda: app.attached_run_id is None, what="the runner to finish")
@@ -348,24 +351,10 @@ def test_a_runner_killed_before_it_took_the_run_up_is_reported(folder: Path, tmp
     store.close()
 
 
-async def test_resuming_an_interrupted_run_follows_the_runner_to_the_end(
-    folder: Path, tmp_path: Path
-) -> None:
+async def test_resuming_an_interrupted_run_follows_the_runner_to_the_end(folder: Path, db: Path) -> None:
     """An interrupted run's row still says `running` under its dead engine's lapsed lease: the
     follower waits for the new runner to hold the run instead of calling it interrupted at once."""
-    db = tmp_path / "runs.db"
-    cli = [sys.executable, "-m", "runkon_flow.cli", "run", "fanout", "--dir", str(folder), "--db", str(db)]
-    holder = subprocess.Popen(
-        [*cli, "--lease-ttl", "1", "--progress", "plain"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    run_id = ""
-    try:
-        assert holder.stdout is not None
-        run_id = holder.stdout.readline().split()[0].removeprefix("run_id=")
+    with foreground_run(folder, db) as (holder, run_id):
         app = runner_app(folder, db)
         async with app.run_test(size=(120, 40)) as pilot:
             app.attach_run(run_id)
@@ -384,13 +373,6 @@ async def test_resuming_an_interrupted_run_follows_the_runner_to_the_end(
             release(folder, *"abcdefghij")
             await wait_for(pilot, lambda: app.view.status == "completed", what="the resumed run", timeout=60)
         assert final_status(db, run_id) is RunStatus.COMPLETED
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=30)
-        release(folder, *"abcdefghij")
-        if run_id:
-            stop_holders(db, run_id)
 
 
 async def test_a_second_resume_while_the_first_runner_starts_is_refused(folder: Path, db: Path) -> None:

@@ -707,8 +707,9 @@ class RunSession:
         name = str(self.run_workflow_name or self.view.workflow_name)
         return f"run {short_id(run_id)} of {name}"
 
-    def cancel(self, run_id: str | None = None) -> None:
-        """Ask the engine holding the run (here or elsewhere, through the store) to cancel it."""
+    def cancel(self, run_id: str | None = None, then: Report | None = None) -> None:
+        """Ask the engine holding the run (here or elsewhere, through the store) to cancel it;
+        `then` is posted once the request is made, whatever came of it."""
         run_id = run_id or self.run_in_view
         host = self.host
         if host is None or run_id is None:
@@ -720,6 +721,8 @@ class RunSession:
                 host.cancel(run_id, "cancelled from the dashboard")
             except Exception as exc:
                 self.driver.post(Notice(f"cancel failed: {exc}", "error", log_error=True))
+            if then is not None:
+                self.driver.post(then)
 
         self.driver.spawn(job, group="control", name=f"cancel {run_id}")
 
@@ -986,22 +989,11 @@ class RunSession:
         runner executes: once the request is stored; the runner finishes the cancel)."""
         self.quitting = True
         launched = self.launched_run_going()
-        if launched is None:
-            self.cancel(self.active_run_id)
-            self.driver.spawn(self._leave_when_idle, group="quit", name="quit")
+        if launched is not None:
+            self.cancel(launched, then=ReadyToLeave())
             return
-        host = self.host
-        assert host is not None
-        self.view.mark_cancelling()
-
-        def job() -> None:
-            try:
-                host.cancel(launched, "cancelled from the dashboard")
-            except Exception as exc:  # said on the way out: the dashboard is leaving anyway
-                self.driver.post(Notice(f"cancel failed: {exc}", "error", log_error=True))
-            self.driver.post(ReadyToLeave())
-
-        self.driver.spawn(job, group="quit", name="cancel and quit")
+        self.cancel(self.active_run_id)
+        self.driver.spawn(self._leave_when_idle, group="quit", name="quit")
 
     def hand_over_and_leave(self) -> bool:
         """Quitting: keep the run going in a background runner (`Workspace.hand_over`; a run a

@@ -143,12 +143,14 @@ class Launched:
 @dataclass
 class RunnerFailed:
     """A background runner started here (process `pid`) stopped on an error of its own (a refused
-    resume, a run it could not open …): `text` is its last error line, `log` its log file."""
+    resume, a run it could not open …): `text` is its last error line, `log` its log file;
+    `started`: whether it had taken the run up (the store has its events or status)."""
 
     run_id: str
     text: str
     log: Path
     pid: int
+    started: bool
 
 
 @dataclass
@@ -577,10 +579,11 @@ class RunSession:
             def watch_runner() -> None:
                 code = proc.wait()
                 error = runner_error(log, seen)
-                if error is None and code != 0 and not self._started_since(target, after):
+                started = self._started_since(target, after)
+                if error is None and code != 0 and not started:
                     error = f"it exited with status {code} before taking the run up"  # killed, or worse
                 if error is not None:
-                    post(RunnerFailed(target, error, log, proc.pid))
+                    post(RunnerFailed(target, error, log, proc.pid, started))
 
             # A daemon thread: the dashboard may exit while the run goes on in its runner.
             threading.Thread(target=watch_runner, name=f"runner {target}", daemon=True).start()
@@ -623,12 +626,12 @@ class RunSession:
         """Its runner stopped on an error: when it never took the run up, stop following (nothing
         will happen); otherwise the follower judges the run's end as for any holder that died."""
         text = f"the background runner of run {short_id(report.run_id)} stopped: {report.text}"
-        launched, follower = self.launched, self.follower
+        launched = self.launched
         never_started = (
-            launched is not None
-            and follower is not None
+            not report.started
+            and launched is not None
+            and self.follower is not None
             and launched.runner.pid == report.pid
-            and follower.last_seq <= (launched.after_seq or 0)
         )
         if never_started:
             self.view.apply_all(self.bridge.drain())

@@ -187,7 +187,9 @@ async def test_a_runner_that_stops_on_an_error_of_its_own_says_why(folder: Path,
         try:
             app.post_message(SessionReport(Launched(run_id, "quick", None, runner, log)))
             await wait_for(pilot, lambda: app.attached_run_id == run_id, what="following")
-            app.post_message(SessionReport(RunnerFailed(run_id, "run '…' is completed", log, runner.pid)))
+            app.post_message(
+                SessionReport(RunnerFailed(run_id, "run '…' is completed", log, runner.pid, False))
+            )
             await wait_for(pilot, lambda: app.attached_run_id is None, what="following stops")
         finally:
             runner.kill()

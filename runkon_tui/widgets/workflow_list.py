@@ -17,8 +17,10 @@ from runkon_tui.widgets.markup import esc, paint
 class WorkflowList(OptionList):
     """Options are keyed by file path; the prompt shows status, name and, when broken, where."""
 
+    # One line per workflow: a name wider than the list ends in "…" instead of wrapping under its
+    # glyph (a broken entry's prompt is laid out to the width by `_broken_prompt`).
     DEFAULT_CSS = """
-    WorkflowList { height: 1fr; max-height: 100%; }
+    WorkflowList { height: 1fr; max-height: 100%; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:

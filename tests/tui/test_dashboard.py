@@ -873,6 +873,22 @@ async def test_a_broken_file_with_a_long_name_keeps_its_position_on_one_line(tmp
             assert message and all(line.startswith("  ") and len(line) <= width for line in message)
 
 
+async def test_a_workflow_name_wider_than_the_list_stays_on_its_line(tmp_path: Path) -> None:
+    # 15 workflows at 80x24: the list scrolls, and its scrollbar leaves 18 columns for
+    # "● housekeeping-task-long", which wrapped its name under the glyph.
+    for i in range(14):
+        (tmp_path / f"wf{i:02}.wf").write_text(f'workflow wf{i:02} {{ script s {{ run = "true" }} }}\n')
+    (tmp_path / "housekeeping-task-long.wf").write_text(
+        'workflow housekeeping-task-long { script s { run = "true" } }\n'
+    )
+    app = make_app(dirs=[tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        listing = main_screen(app).workflow_list
+        assert listing.option_count == 15
+        assert listing.virtual_size.height == 15  # one line per workflow
+
+
 async def test_a_past_run_read_through_another_path_is_not_called_changed_on_disk() -> None:
     from runkon_flow.persistence.models import NewRun, RunStatus
 

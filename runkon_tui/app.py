@@ -558,7 +558,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self._terminal_gone = True
         session = self.session
         if (
-            session.run_to_ask_about() is not None
+            session.runs_going()
             and not session.quitting
             and session.why_no_hand_over() is None
             and session.hand_over_and_leave()
@@ -570,6 +570,9 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         screen = self.main_screen
         if screen is None or not screen.is_mounted or self._shutting_down():
             return
+        if self.session.poll_background():  # a run of ours going elsewhere changed
+            screen.workflow_list.statuses = self.workflow_statuses()
+            screen.workflow_list.load(self.catalog)
         if self.view.active or self.view.gates:
             with self.batch_update(), contextlib.suppress(NoMatches):
                 screen.refresh_view(Changes(), self.clock(), second=True)
@@ -749,11 +752,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self._refresh_screen()
         elif isinstance(report, AttachEnded):
             question = self.screen  # the run of ours the quit question is about has ended
-            if (
-                isinstance(question, QuitScreen)
-                and not session.quitting
-                and session.run_to_ask_about() is None
-            ):
+            if isinstance(question, QuitScreen) and not session.quitting and not session.runs_going():
                 question.dismiss("stay")
             self.drain()
             self._refresh_screen(force_tree=True)
@@ -923,7 +922,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if session.launching:  # its run id is not known yet: the quit question could not name it
             self._show(Notice("a run is being started in a background runner: quit in a moment"))
             return
-        if session.run_to_ask_about() is None:  # nothing of ours is going (a followed run goes on)
+        going = session.runs_going()
+        if not going:  # nothing of ours is going (a followed run goes on)
             self._leave()
             return
         why_not = session.why_no_hand_over()
@@ -942,7 +942,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         from runkon_tui.screens.quit import QuitScreen
 
         label = session.quit_label()
-        self.push_screen(QuitScreen(label, can_keep=why_not is None, why_not=why_not or ""), answered)
+        question = QuitScreen(label, runs=len(going), can_keep=why_not is None, why_not=why_not or "")
+        self.push_screen(question, answered)
 
     def _leave(self) -> None:
         """Every way out goes through here: `app.run()` returns the result, not `return_code`,

@@ -19,8 +19,10 @@ to show.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.event_log import top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration
+from runkon_flow.observe.liveness import display_status
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runner import log_path, runner_error
@@ -41,7 +44,7 @@ from runkon_tui.follow import StoreFollower
 from runkon_tui.history import definition_of, load_run_state, past_run_view
 from runkon_tui.host import EngineHost
 from runkon_tui.run_view import Changes, Clock, FanOutView, GateView, RunState, RunView
-from runkon_tui.status import short_id
+from runkon_tui.status import TERMINAL, short_id
 
 DRAIN_LIMIT = 50_000  # events folded per tick at most; the rest waits one tick
 QUIT_WAIT_S = 10.0
@@ -178,8 +181,8 @@ class RetryPlan:
 
 @dataclass
 class ReadyToLeave:
-    """Quitting: the run was cancelled (its cancel stored, for a run in a runner) or left running
-    (handed over, or already in its runner), and no engine thread of ours holds it."""
+    """Quitting: the runs of ours were cancelled (each stopped, or `QUIT_WAIT_S` passed) or left
+    running (handed over, or already in their runners), and no engine thread of ours holds one."""
 
 
 Report = (
@@ -245,7 +248,15 @@ class RunSession:
         self.follower: StoreFollower | None = None
         self.launched: Launched | None = None  # the followed run, when a runner started here runs it
         self.launching = False  # a runner is being started: no second start, resume or retry yet
-        self.left_running: tuple[str, int, Path] | None = None  # quit, run kept going: (run, runner pid, log)
+        #: Quitting with "keep": the runs of ours left going, each as (run, runner pid, log).
+        self.left_running: list[tuple[str, int, Path]] = []
+        #: Quitting with "cancel": the other runs of ours it cancelled, with how each stood at exit.
+        self.cancelled_on_quit: list[tuple[str, str, str]] = []  # (run, workflow, status)
+        #: Every run a runner started here runs (the latest runner of each): quitting asks about
+        #: those still going, on screen or not, and the workflow list shows how they stand.
+        self._ours: dict[str, Launched] = {}
+        self._background_status: dict[str, str] = {}  # run of ours not on screen → its last status
+        self._ours_ended: set[str] = set()  # runs of ours whose end `poll_background` has seen
         self.run_definition: WorkflowDef | None = None
         self.run_workflow_name: str | None = None
         self.last_outcome: str | None = None  # status of the last run that ended while open
@@ -321,11 +332,43 @@ class RunSession:
         return Notice(f"{root.workflow_name} {status}{reason}", "error", title="Run finished", timeout=10)
 
     def workflow_statuses(self) -> dict[str, str]:
-        """The last known outcome per workflow, the run on screen's current status included."""
+        """The last known outcome per workflow, the current status of the run on screen and of
+        each run of ours going elsewhere included (`poll_background`)."""
         statuses = dict(self._workflow_status)
+        for run_id, status in self._background_status.items():
+            statuses[self._ours[run_id].name] = status
         if self.view.root is not None and not self.view.read_only:
             statuses[self.view.workflow_name] = self.view.status
         return statuses
+
+    def poll_background(self) -> bool:
+        """Read how each run of ours not on screen stands (the UI calls it once a second): a
+        run left going in its runner when another was started or opened still shows in the
+        workflow list — waiting at a gate, running, then how it ended. True when one changed."""
+        changed = False
+        on_screen = self.run_in_view
+        for run_id, launched in self._ours.items():
+            if run_id == on_screen:
+                changed |= self._background_status.pop(run_id, None) is not None
+                continue
+            if run_id in self._ours_ended:
+                continue
+            try:
+                run = self.store.get_run(run_id)
+            except Exception:  # the store is away for a moment: the next second asks again
+                continue
+            if run is None:
+                continue
+            status = display_status(run)
+            if status in TERMINAL or (status == "interrupted" and launched.runner.poll() is not None):
+                self._ours_ended.add(run_id)
+                self._background_status.pop(run_id, None)
+                self._workflow_status[launched.name] = status
+                changed = True
+            elif self._background_status.get(run_id) != status:
+                self._background_status[run_id] = status
+                changed = True
+        return changed
 
     def load_child_run(self, run_id: str) -> RunState | None:
         """A child run missing from the view (evicted, or a past run): read it from the store."""
@@ -615,6 +658,9 @@ class RunSession:
 
     def _launched(self, report: Launched) -> None:
         self.launching = False
+        self._ours.pop(report.run_id, None)
+        self._ours[report.run_id] = report  # last: the latest run of a workflow gives its status
+        self._ours_ended.discard(report.run_id)  # resumed or retried: going again
         self._follow(Attached(report.run_id, report.name, report.definition), report.runner, report.after_seq)
         self.launched = report
         self.view.note(
@@ -717,7 +763,8 @@ class RunSession:
         host = self.host
         if host is None or run_id is None:
             return
-        self.view.mark_cancelling()
+        if run_id == self.run_in_view:
+            self.view.mark_cancelling()
 
         def job() -> None:
             try:
@@ -976,54 +1023,118 @@ class RunSession:
             return "this engine host cannot hand runs over"
         return None
 
-    def run_to_ask_about(self) -> str | None:
-        """The run quitting must ask about: the one this process executes, or the one on screen
-        a runner started here runs (None: leave at once, nothing of ours is going)."""
-        return self.active_run_id if self.run_active else self.launched_run_going()
+    def runs_going(self) -> list[str]:
+        """Every run of ours still going, the one on screen first: the run this process executes,
+        and each run a runner started here runs — on screen or not — until it ended (empty: quit
+        at once; a run merely followed goes on without us)."""
+        here = self.active_run_id if self.run_active else self.launched_run_going()
+        going = [here] if here is not None else []
+        for run_id, launched in self._ours.items():
+            if run_id != here and launched.runner.poll() is None and not self._ended(run_id):
+                going.append(run_id)
+        return going
+
+    def _ended(self, run_id: str) -> bool:
+        try:
+            run = self.store.get_run(run_id)
+        except Exception:  # cannot tell: ask about it rather than leave it unmentioned
+            return False
+        return run is not None and RunStatus(run.status).is_terminal
+
+    def _run_label(self, run_id: str) -> str:
+        """`name …1A2B3C4D` of a run of ours."""
+        launched = self._ours.get(run_id)
+        if launched is not None and run_id != self.run_in_view:
+            name = launched.name
+        else:
+            name = str(self.run_workflow_name or self.view.workflow_name)
+        return f"{name} {short_id(run_id)}"
 
     def quit_label(self) -> str:
-        """`Run 01HZ… of name`: the run the quit question is about."""
-        run_id = self.run_to_ask_about()
-        name = str(self.run_workflow_name or self.view.workflow_name)
-        return f"Run {short_id(run_id)} of {name}" if run_id else name
+        """What the quit question is about: `Run 01HZ… of name`, or `3 runs started here (…)`."""
+        going = self.runs_going()
+        if len(going) == 1:
+            run_id = going[0]
+            name = self._run_label(run_id).rsplit(" ", 1)[0]
+            return f"Run {short_id(run_id)} of {name}"
+        if not going:
+            return str(self.run_workflow_name or self.view.workflow_name)
+        labels = [self._run_label(run_id) for run_id in going[:3]]
+        more = f" and {len(going) - 3} more" if len(going) > 3 else ""
+        return f"{len(going)} runs started here ({', '.join(labels)}{more})"
 
     def cancel_and_leave(self) -> None:
-        """Quitting: cancel the run, then report `ReadyToLeave` once its engine stopped (a run a
-        runner executes: once the request is stored; the runner finishes the cancel)."""
+        """Quitting: cancel every run of ours still going, then report `ReadyToLeave` once each
+        stopped — the engine here idle, each runner exited — or after `QUIT_WAIT_S`, so what is
+        printed on the way out says how they ended, not `cancelling`."""
         self.quitting = True
-        launched = self.launched_run_going()
-        if launched is not None:
-            self.cancel(launched, then=ReadyToLeave())
-            return
-        self.cancel(self.active_run_id)
-        self.driver.spawn(self._leave_when_idle, group="quit", name="quit")
+        going = self.runs_going()
+        here = self.active_run_id if self.run_active else None
+        runners = [self._ours[run_id] for run_id in going if run_id in self._ours and run_id != here]
+        for run_id in going:
+            self.cancel(run_id)
+        if len(going) > 1:
+            self.view.note(f"cancelling {len(going)} runs started here; waiting for them to stop…", "warning")
+        follower = self.follower if self.launched_run_going() else None
+
+        def job() -> None:
+            deadline = time.monotonic() + QUIT_WAIT_S
+            self.engine_idle.wait(QUIT_WAIT_S)
+            for launched in runners:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    launched.runner.wait(max(0.0, deadline - time.monotonic()))
+            # The run on screen: its follower reads the cancel's last events before we go.
+            while follower is not None and not follower.stopped and time.monotonic() < deadline:
+                time.sleep(0.05)
+            on_screen = self.launched_run_going() or here
+            for launched in runners:
+                if launched.run_id != on_screen:
+                    self.cancelled_on_quit.append((launched.run_id, launched.name, self._status_of(launched)))
+            self.driver.post(ReadyToLeave())
+
+        self.driver.spawn(job, group="quit", name="quit")
+
+    def _status_of(self, launched: Launched) -> str:
+        """How a run of ours stands as the dashboard leaves (its runner may still be stopping)."""
+        try:
+            run = self.store.get_run(launched.run_id)
+        except Exception:
+            run = None
+        status = run.status if run is not None else "unknown"
+        if launched.runner.poll() is None and status not in ("completed", "failed", "cancelled"):
+            return f"{status}, still stopping (runner pid {launched.runner.pid})"
+        return str(status)
 
     def hand_over_and_leave(self) -> bool:
-        """Quitting: keep the run going in a background runner (`Workspace.hand_over`; a run a
-        runner started here already is in one), then report `ReadyToLeave`. False when no run is
-        going (leave at once)."""
-        launched = self.launched if self.launched_run_going() else None
-        if launched is not None:
-            self.quitting = True
-            self.left_running = (launched.run_id, launched.runner.pid, launched.log)
+        """Quitting: keep every run of ours going — the one this process executes is handed to a
+        background runner (`Workspace.hand_over`), a run a runner started here already is in
+        one — then report `ReadyToLeave`. False when no run is going (leave at once)."""
+        going = self.runs_going()
+        if not going:
+            return False
+        self.quitting = True
+        here = self.active_run_id if self.run_active else None
+        self.left_running = [
+            (run_id, self._ours[run_id].runner.pid, self._ours[run_id].log)
+            for run_id in going
+            if run_id in self._ours and run_id != here
+        ]
+        if here is None:
             self.driver.post(ReadyToLeave())
             return True
         host: Any = self.host
-        run_id = self.active_run_id
-        if run_id is None:
-            return False
-        self.quitting = True
         db = self.runner_db()
         assert db is not None
         self.view.note("handing the run over to a background runner…", "warning")
 
         def job() -> None:
             try:
-                pid, log = host.hand_over(run_id, db)
+                pid, log = host.hand_over(here, db)
             except Exception as exc:
+                self.left_running = []
                 self.driver.post(HandOverFailed(f"cannot keep the run going in the background: {exc}"))
                 return
-            self.left_running = (run_id, pid, log)
+            self.left_running.insert(0, (here, pid, log))
             self._leave_when_idle()
 
         self.driver.spawn(job, group="quit", name="hand over")
@@ -1035,7 +1146,7 @@ class RunSession:
 
     def exit_code(self) -> int:
         """0 when no run ended badly here; 1 when the last run failed, crashed or was cancelled."""
-        if self.left_running is not None:
+        if self.left_running:
             return 0
         view = self.view
         live = view.root is not None and not view.read_only
@@ -1044,16 +1155,19 @@ class RunSession:
 
     def summary(self) -> str:
         """Plain text printed after the dashboard closes (empty when no run happened)."""
-        if self.left_running is not None:
-            run_id, pid, log = self.left_running
-            return (
+        if self.left_running:
+            return "\n".join(
                 f"run {run_id} keeps running in the background (pid {pid}; log {log})\n"
                 f"  follow it: runkon-tui --attach {run_id}   or   runkon-flow watch {run_id}\n"
                 f"  cancel it: runkon-flow cancel {run_id}"
+                for run_id, pid, log in self.left_running
             )
-        if self.view.root is None or self.view.read_only:
-            return ""
-        return self.view.summary_text()
+        text = "" if self.view.root is None or self.view.read_only else self.view.summary_text()
+        others = [f"run {run_id} of {name}: {status}" for run_id, name, status in self.cancelled_on_quit]
+        if others:
+            lines = [text, "also cancelled on the way out:", *(f"  {line}" for line in others)]
+            text = "\n".join(lines).strip()
+        return text
 
     def close(self) -> None:
         """The dashboard is going away: stop following."""

@@ -1,9 +1,12 @@
-"""Quitting with a run active: keep it running in the background, cancel it, or stay.
+"""Quitting with runs of ours active: keep them running in the background, cancel them, or stay.
 
-"Keep running" hands the run to a background runner process (`Workspace.hand_over`): the run goes
-on after the dashboard closes, and `runkon-tui --attach RUN_ID` or `runkon-flow watch RUN_ID`
-follows it again. Offered only when the runs are kept in a database file another process can
-open (not for an in-memory store). The answer is `"keep"`, `"cancel"` or `"stay"`.
+The question is about every run started here that is still going, on screen or not (a run left
+going in its runner when another was started, waiting at a gate, is asked about too). "Keep
+running" leaves runs in their background runners (a run this process hosts is handed to one,
+`Workspace.hand_over`): they go on after the dashboard closes, and `runkon-tui --attach RUN_ID`
+or `runkon-flow watch RUN_ID` follows them again. Offered only when the runs are kept in a
+database another process can open (not for an in-memory store). The answer is `"keep"`,
+`"cancel"` or `"stay"`.
 """
 
 from __future__ import annotations
@@ -37,21 +40,23 @@ class QuitScreen(ModalScreen[str]):
 
     about_active_run = True  # withdrawn (answered "stay") when the run ends while it is open
 
-    def __init__(self, label: str, *, can_keep: bool, why_not: str = "") -> None:
+    def __init__(self, label: str, *, runs: int = 1, can_keep: bool, why_not: str = "") -> None:
         super().__init__()
         self.label = label
+        self.runs = runs
         self.can_keep = can_keep
         self.why_not = why_not
 
     def compose(self) -> ComposeResult:
-        text = f"{self.label} is active. Quit and"
+        text = f"{self.label} {'is' if self.runs == 1 else 'are'} active. Quit and"
         if not self.can_keep and self.why_not:
             text += f"\n(it cannot keep running here: {self.why_not})"
         with Vertical():
             yield Label(esc(text), id="question")
             with Horizontal():
                 yield Button("Stay (s)", id="stay")
-                yield Button("Cancel run (c)", id="cancel", variant="error")
+                cancel = "Cancel run (c)" if self.runs == 1 else "Cancel runs (c)"
+                yield Button(cancel, id="cancel", variant="error")
                 yield Button(
                     "Keep running in background (b)", id="keep", variant="primary", disabled=not self.can_keep
                 )

@@ -163,6 +163,7 @@ async def test_quit_and_cancel_stops_the_runners_run(folder: Path, db: Path) -> 
         await quit_answering(pilot, app, "c")  # the run is ours: the question is asked
     assert app.return_code == 1  # the run was cancelled
     assert final_status(db, run_id, timeout=30) is RunStatus.CANCELLED
+    assert " · cancelled · " in app.summary().splitlines()[0]  # its end, not `cancelling`
 
 
 async def test_runs_kept_in_memory_run_in_the_dashboard(folder: Path) -> None:
@@ -390,3 +391,70 @@ async def test_a_second_resume_while_the_first_runner_starts_is_refused(folder: 
         await wait_for(pilot, lambda: app.attached_run_id == run_id, what="the runner", timeout=30)
         release(folder, *"abcdefghij")
         await wait_for(pilot, lambda: app.view.status == "completed", what="the resumed run", timeout=60)
+
+
+async def start_approval_then_fanout(pilot: Any, app: RunkonApp) -> tuple[str, str]:
+    """Start `approval` (it waits at its gate), then `fanout` on screen: two runs of ours going,
+    one of them out of sight. Their run ids (approval's first)."""
+    await select(pilot, app, "approval")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.view.waiting_gates(), what="the gate", timeout=30)
+    approval = app.view.root_run_id
+    assert approval is not None
+    fanout = await start_fanout(pilot, app)
+    assert fanout != approval and app.attached_run_id == fanout
+    return approval, fanout
+
+
+async def test_quitting_asks_about_a_run_of_ours_out_of_sight_and_keep_leaves_both_running(
+    folder: Path, db: Path
+) -> None:
+    app = runner_app(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        approval, fanout = await start_approval_then_fanout(pilot, app)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+        question = str(app.screen.query_one("#question").render())
+        assert "2 runs started here" in question and "are active" in question
+        assert "approval" in question and "fanout" in question
+        await pilot.press("b")
+        await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+    assert app.return_code == 0
+    summary = app.summary()
+    for run_id in (fanout, approval):
+        assert f"run {run_id} keeps running in the background" in summary
+        assert holder_pid(db, run_id) not in (None, os.getpid())  # still in its runner
+
+
+async def test_quit_and_cancel_stops_every_run_of_ours_and_says_how_each_ended(
+    folder: Path, db: Path
+) -> None:
+    app = runner_app(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        approval, fanout = await start_approval_then_fanout(pilot, app)
+        await quit_answering(pilot, app, "c")
+    # Left once both runners stopped: the store has both ends, and the summary says them.
+    with SqliteStore(db) as store:
+        assert [store.get_run(r).status for r in (fanout, approval)] == [RunStatus.CANCELLED] * 2  # type: ignore[union-attr]
+    summary = app.summary()
+    assert " · cancelled · " in summary.splitlines()[0]  # the run on screen: its end
+    assert f"run {approval} of approval: cancelled" in summary
+    assert app.return_code == 1
+
+
+async def test_the_workflow_list_shows_a_run_of_ours_going_out_of_sight(folder: Path, db: Path) -> None:
+    app = runner_app(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        approval, _ = await start_approval_then_fanout(pilot, app)
+        entry = app.catalog.by_name("approval")
+        assert entry is not None
+        listing = app.main_screen.workflow_list  # type: ignore[union-attr]
+
+        def mark() -> str:
+            return str(listing.get_option(entry.path).prompt).split("\u00a0")[0]
+
+        await wait_for(pilot, lambda: "◷" in mark(), what="approval shown waiting", timeout=10)
+        app.host.gates.approve(approval, "human_approval", "tester", None, ["now"])  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: "✓" in mark(), what="approval shown completed", timeout=30)
+        await cancel_on_screen(pilot, app)
+        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)

@@ -22,6 +22,9 @@ its announcement (`ChildRunStarted`) and its item's events; the bridge keeps the
 last `SETTLED_KEPT` such children for a look, and the UI reads older ones from the store. Any
 other event of a child sends its held backlog first and ends the holding; the UI can ask for a
 child's backlog (`release`), and a running child's later events are then sent as they come.
+A run followed through the store (`StoreFollower`) hands its events over as stored rows
+(`emit_stored`): a held child's quiet ones are kept as they are and decoded only when the child
+is looked at, which took most of what following a 10,000-item fan-out cost the dashboard.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from runkon_flow.event_log import envelope_of
 from runkon_flow.events import (
     ChildRunStarted,
     EngineEventData,
@@ -40,7 +44,8 @@ from runkon_flow.events import (
     RunCancelled,
     RunCompleted,
 )
-from runkon_flow.observe.compact import QUIET_CHILD_CLASSES, QUIET_IF_OK_CLASSES
+from runkon_flow.observe.compact import QUIET_CHILD_CLASSES, QUIET_IF_OK_CLASSES, quiet_stored
+from runkon_flow.persistence.models import StoredEvent
 
 from runkon_tui.run_view import ViewLimits, compact
 
@@ -105,7 +110,7 @@ class EventBridge:
             if backlog is not None:
                 kind = _QUIET_KIND.get(cls)
                 if kind == 0 or (kind == 1 and ev.succeeded):
-                    self._hold(backlog, data, cls)
+                    self._hold(backlog, data, cls is RunCompleted)
                 else:
                     self._end_holding(backlog, data, cls)
                 return
@@ -113,6 +118,22 @@ class EventBridge:
             held[ev.child_run_id] = []  # before the child's own events: it starts after this
         self._append(compact(data))
         self._nudge(data, cls)
+
+    def emit_stored(self, row: StoredEvent) -> None:
+        """A followed run's stored event (`StoreFollower`): a held child's quiet event is kept as
+        stored and decoded only if someone looks at the child (`release`, `_end_holding`) — at
+        10,000 items decoding those 40,000 events was most of what following a fan-out cost
+        the dashboard. Any other is decoded and emitted; an unreadable one is dropped (logged)."""
+        if self._ui_turn:
+            self._ui_done.wait(UI_TURN_MAX_WAIT_S)
+        held = self._held
+        backlog = held.get(row.event_run_id) if held else None
+        if backlog is not None and quiet_stored(row.kind, row.payload):
+            self._hold(backlog, row, row.kind == "RunCompleted")
+            return
+        data = envelope_of(row)
+        if data is not None:
+            self.emit(data)
 
     def _nudge(self, data: EngineEventData, cls: type) -> None:
         """Wake the UI now for an urgent event."""
@@ -124,13 +145,13 @@ class EventBridge:
             with contextlib.suppress(Exception):
                 self._on_urgent(data)
 
-    def _hold(self, backlog: list[Any], data: EngineEventData, cls: type) -> None:
+    def _hold(self, backlog: list[Any], data: EngineEventData | StoredEvent, completed: bool) -> None:
         """A quiet event of a held child: kept (its successful end too: nothing of it is sent;
-        its item's FanOutItemCompleted tells the UI)."""
-        run_id = data.run_id
+        its item's FanOutItemCompleted tells the UI). `completed`: it is the child's end."""
+        run_id = data.run_id if data.__class__ is not StoredEvent else data.event_run_id  # type: ignore[union-attr]
         backlog.append(data)
         held = self._held
-        if cls is RunCompleted:
+        if completed:
             settled = self._settled
             settled[run_id] = backlog  # before it stops being held: see release
             if held.pop(run_id, None) is backlog:
@@ -151,7 +172,7 @@ class EventBridge:
             for index, held in enumerate(backlog):
                 if held is _TAKEN:
                     if any(later is data for later in backlog[index + 1 :]):
-                        self._append(compact(data))
+                        self._append_decoded(data)
                     return
 
     def _end_holding(self, backlog: list[Any], data: EngineEventData, cls: type) -> None:
@@ -161,10 +182,18 @@ class EventBridge:
             if self._held.get(data.run_id) is backlog:
                 del self._held[data.run_id]
                 for event in backlog:
-                    self._append(compact(event))
+                    self._append_decoded(event)
                 backlog.append(_TAKEN)
             self._append(compact(data))  # under the lock: after the backlog, before late ones
         self._nudge(data, cls)
+
+    def _append_decoded(self, event: EngineEventData | StoredEvent) -> None:
+        if event.__class__ is StoredEvent:
+            decoded = envelope_of(event)  # type: ignore[arg-type]
+            if decoded is None:
+                return
+            event = decoded
+        self._append(compact(event))  # type: ignore[arg-type]
 
     def release(self, run_id: str) -> list[EngineEventData]:
         """UI side: the held events of child `run_id` (someone looks at it). A running child's
@@ -175,11 +204,11 @@ class EventBridge:
             if backlog is not None:
                 events = backlog[:]
                 backlog.append(_TAKEN)
-                return events
+                return _decoded(events)
         settled = self._settled.pop(run_id, None) or []
         # A child that ended while the UI took it is briefly both taken and settled (its engine
         # thread un-settles it a moment later): what was taken is not given twice.
-        return [] if any(event is _TAKEN for event in settled) else settled
+        return [] if any(event is _TAKEN for event in settled) else _decoded(settled)
 
     # ---- UI side
 
@@ -211,3 +240,11 @@ class EventBridge:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+def _decoded(events: list[Any]) -> list[EngineEventData]:
+    """Held events as envelopes (a followed run's are held as stored until looked at)."""
+    if not any(event.__class__ is StoredEvent for event in events):
+        return events
+    out = [envelope_of(e) if e.__class__ is StoredEvent else e for e in events]
+    return [e for e in out if e is not None]

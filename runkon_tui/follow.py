@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from runkon_flow.event_log import READ_ROWS, read_envelopes
+from runkon_flow.event_log import READ_ROWS, envelope_of, read_stored
 from runkon_flow.events import EventSink
 from runkon_flow.observe.liveness import lease_is_live, stopped_at
-from runkon_flow.persistence.models import RunStatus, WorkflowRun
+from runkon_flow.persistence.models import RunStatus, StoredEvent, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 END_GRACE_S = 3.0
@@ -79,17 +79,20 @@ class StoreFollower:
     def run(self) -> None:
         ended_since: float | None = None
         released_since: float | None = None
+        # A sink that takes stored events as they are (the dashboard's bridge) decodes only what
+        # it draws; any other gets every event decoded.
+        emit_stored = getattr(self.sink, "emit_stored", None) or self._emit_decoded
         while not self._stop.is_set():
-            events, self.last_seq = read_envelopes(self.store, self.run_id, self.last_seq, READ_ROWS)
-            for data in events:
-                if data.run_id == self.run_id:
-                    kind = data.event.type
+            rows, self.last_seq = read_stored(self.store, self.run_id, self.last_seq, READ_ROWS)
+            for row in rows:
+                if row.event_run_id == self.run_id:
+                    kind = row.kind
                     if kind in ("RunCompleted", "RunCancelled"):
                         self._final_seen = True
                     elif kind in ("RunStarted", "RunResumed"):
                         self._final_seen = False
-                self.sink.emit(data)
-            if events:
+                emit_stored(row)
+            if rows:
                 continue
             run = self.store.get_run(self.run_id)
             if run is None:
@@ -114,6 +117,11 @@ class StoreFollower:
                 released_since = None
             self._stop.wait(self.interval)
         return None
+
+    def _emit_decoded(self, row: StoredEvent) -> None:
+        data = envelope_of(row)
+        if data is not None:
+            self.sink.emit(data)
 
     def _runner_holds(self, run: WorkflowRun) -> bool:
         from runkon_flow.runtime.lease import holder_of  # the engine runtime is not needed to start

@@ -213,3 +213,16 @@ def test_a_zipped_row_that_does_not_inflate_is_skipped_and_said(caplog: pytest.L
 
 def _stored(row: NewEvent, seq: int = 1) -> StoredEvent:
     return StoredEvent("r", seq, *row)
+
+
+def test_a_stored_success_is_told_from_its_text_whatever_its_error_says() -> None:
+    # A follower keeps a fan-out child's successful ends undecoded (`quiet_stored`): a failure
+    # whose message quotes a success must still read as a failure.
+    from runkon_flow.event_log import _payload
+    from runkon_flow.events import StepCompleted
+    from runkon_flow.observe.compact import quiet_stored
+
+    failed = StepCompleted(step_name="x", succeeded=False, error='the log said "succeeded":true')
+    assert not quiet_stored("StepCompleted", _payload(failed))
+    assert quiet_stored("StepCompleted", _payload(StepCompleted(step_name="x", succeeded=True)))
+    assert quiet_stored("StepStarted", "{}") and not quiet_stored("FanOutItemCompleted", '{"succeeded":true}')

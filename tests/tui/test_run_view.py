@@ -461,6 +461,62 @@ def test_a_failing_fan_out_child_sends_what_was_held_first_and_folds_like_the_or
     assert view.active_fanout().causes == direct.active_fanout().causes  # type: ignore[union-attr]
 
 
+class StoredFeed:
+    """Hands a bridge each event as the dashboard's follower does: as its stored row (written by
+    the real writer's serializer), counting the rows the bridge decodes."""
+
+    def __init__(self, bridge: EventBridge, monkeypatch: Any) -> None:
+        from runkon_flow.event_log import envelope_of
+
+        import runkon_tui.bridge as bridge_module
+
+        self.bridge = bridge
+        self.decoded: list[str] = []
+
+        def counting(row: Any) -> Any:
+            self.decoded.append(row.kind)
+            return envelope_of(row)
+
+        monkeypatch.setattr(bridge_module, "envelope_of", counting)
+
+    def emit(self, data: EngineEventData) -> None:
+        from runkon_flow.event_log import _payload
+        from runkon_flow.persistence.models import StoredEvent
+
+        row = StoredEvent(ROOT, 1, data.ts, data.run_id, data.event.type, _payload(data.event))
+        self.bridge.emit_stored(row)
+
+
+def test_a_followed_child_that_ends_well_is_decoded_only_when_looked_at(monkeypatch: Any) -> None:
+    bridge, s = EventBridge(), Script()
+    view = _fan_out_view(bridge, s)
+    feed = StoredFeed(bridge, monkeypatch)
+    _one_item(feed, s, "kid-1", ok=True)  # type: ignore[arg-type]
+    queued = bridge.drain()
+    assert _kinds(queued) == ["ChildRunStarted", "FanOutItemStarted", "FanOutItemCompleted"]
+    assert feed.decoded == ["ChildRunStarted", "FanOutItemStarted", "FanOutItemCompleted"]
+    view.apply_all(queued)
+    child = view.run("kid-1")  # selected: decoded now, and drawn as the live one is
+    assert child is not None and child.status == "completed"
+    assert child.steps["body.0"].last_output(1) == ["working on kid-1"]
+    assert feed.decoded[3:] == ["RunStarted", "StepStarted", "StepOutput", "StepCompleted", "RunCompleted"]
+
+
+def test_a_followed_child_that_fails_sends_what_was_held_decoded_and_in_order(monkeypatch: Any) -> None:
+    bridge, s = EventBridge(), Script()
+    view = _fan_out_view(bridge, s)
+    head = len(s.events)
+    _one_item(StoredFeed(bridge, monkeypatch), s, "kid-2", ok=False)  # type: ignore[arg-type]
+    queued = bridge.drain()
+    assert _kinds(queued) == [d.event.type for d in s.events[head:]]
+    view.apply_all(queued)
+    direct = RunView.from_events(s.events, clock=lambda: FROZEN)
+    child, expected = view.run("kid-2"), direct.run("kid-2")
+    assert child is not None and expected is not None
+    assert child.status == expected.status == "failed"
+    assert child.steps["body.0"].last_output(1) == ["working on kid-2"]
+
+
 def test_a_failed_item_s_log_line_says_why_it_failed_not_only_which_step() -> None:
     s = Script()
     view = _fan_out_view(None, s)

@@ -67,6 +67,13 @@ def quiet(kind: str, data: Any) -> bool:
     return kind in QUIET_CHILD_EVENTS or (kind in SUCCESS_FIELD and succeeded(kind, data))
 
 
+def quiet_stored(kind: str, payload: str) -> bool:
+    """`quiet` for a stored event not decoded yet (its kind and JSON payload, `event_log`):
+    `succeeded` is a required field, so a success is always written `"succeeded":true` at the
+    top level (a string value holding those words has its quotes escaped)."""
+    return kind in QUIET_CHILD_EVENTS or (kind in SUCCESS_FIELD and '"succeeded":true' in payload)
+
+
 COMPACT_CLASSES = {
     kind: namedtuple(f"Compact{kind}", (*fields, "type"), defaults=(kind,))
     for kind, fields in _COMPACT_FIELDS.items()

@@ -355,17 +355,24 @@ def report_attached(folder: Path, base: Path, repeat: int) -> None:
     from bench_attach import follow, start_detached
 
     times: dict[str, list[float]] = {"alone": [], "attached": [], "started": []}
+    # The dashboard's own CPU while it follows (this process: the headless dashboard; the runner
+    # is another process): what it takes from a 2-core machine beside the run.
+    cpu: dict[str, list[float]] = {"attached": [], "started": []}
     env = {**os.environ, "RUNKON_SAMPLE_SPEED": "0"}
     for i in range(repeat):
         order = list(times)[i % 3 :] + list(times)[: i % 3]
         for mode in order:
             db = base / f"attached-{mode}-{i}.db"
+            began = time.process_time()
             if mode == "started":
                 run_id = asyncio.run(start_in_runner(folder, db))
+                cpu[mode].append(time.process_time() - began)
             else:
                 run_id = start_detached(folder, db, "fanout", env=env)
                 if mode == "attached":
+                    began = time.process_time()
                     asyncio.run(follow(folder, db, run_id, timeout=600))
+                    cpu[mode].append(time.process_time() - began)
             times[mode].append(stored_run_seconds(db, run_id))
     alone = times["alone"]
     print("  the same fan-out run by a runner process (SQLite, events stored):")
@@ -373,6 +380,8 @@ def report_attached(folder: Path, base: Path, repeat: int) -> None:
     print(f"  {'alone (run --detach), s':<34} {mmm(alone, digits=2)}")
     print(f"  {'with a dashboard attached, s':<34} {mmm(times['attached'], digits=2)}")
     print(f"  {'started from the dashboard, s':<34} {mmm(times['started'], digits=2)}")
+    print(f"  {'dashboard CPU, attached, s':<34} {mmm(cpu['attached'], digits=2)}")
+    print(f"  {'dashboard CPU, started from it, s':<34} {mmm(cpu['started'], digits=2)}")
     attached = [a / b for a, b in zip(times["attached"], alone, strict=True)]
     started = [a / b for a, b in zip(times["started"], alone, strict=True)]
     print(f"  {'ratio attached / alone, per round':<34} {mmm(attached, digits=3)}")

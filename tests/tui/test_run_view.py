@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
     ChildRunStarted,
@@ -445,11 +446,15 @@ def test_an_older_settled_child_is_left_to_the_store() -> None:
     assert newest is not None and newest.status == "completed"
 
 
-def test_a_failing_fan_out_child_sends_what_was_held_first_and_folds_like_the_originals() -> None:
+@pytest.mark.parametrize("fed", ["live", "stored"])
+def test_a_failing_fan_out_child_sends_what_was_held_first_and_folds_like_the_originals(
+    fed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `stored`: a followed run's events, held undecoded, are sent decoded and in order.
     bridge, s = EventBridge(), Script()
     view = _fan_out_view(bridge, s)
     head = len(s.events)
-    _one_item(bridge, s, "kid-2", ok=False)
+    _one_item(bridge if fed == "live" else StoredFeed(bridge, monkeypatch), s, "kid-2", ok=False)  # type: ignore[arg-type]
     queued = bridge.drain()
     assert _kinds(queued) == [d.event.type for d in s.events[head:]]  # nothing held back, in order
     view.apply_all(queued)
@@ -500,21 +505,6 @@ def test_a_followed_child_that_ends_well_is_decoded_only_when_looked_at(monkeypa
     assert child is not None and child.status == "completed"
     assert child.steps["body.0"].last_output(1) == ["working on kid-1"]
     assert feed.decoded[3:] == ["RunStarted", "StepStarted", "StepOutput", "StepCompleted", "RunCompleted"]
-
-
-def test_a_followed_child_that_fails_sends_what_was_held_decoded_and_in_order(monkeypatch: Any) -> None:
-    bridge, s = EventBridge(), Script()
-    view = _fan_out_view(bridge, s)
-    head = len(s.events)
-    _one_item(StoredFeed(bridge, monkeypatch), s, "kid-2", ok=False)  # type: ignore[arg-type]
-    queued = bridge.drain()
-    assert _kinds(queued) == [d.event.type for d in s.events[head:]]
-    view.apply_all(queued)
-    direct = RunView.from_events(s.events, clock=lambda: FROZEN)
-    child, expected = view.run("kid-2"), direct.run("kid-2")
-    assert child is not None and expected is not None
-    assert child.status == expected.status == "failed"
-    assert child.steps["body.0"].last_output(1) == ["working on kid-2"]
 
 
 def test_a_failed_item_s_log_line_says_why_it_failed_not_only_which_step() -> None:

@@ -51,6 +51,7 @@ from runkon_tui.session import (
     Launched,
     LaunchFailed,
     Notice,
+    OursRead,
     PastRunLoaded,
     ReadyToLeave,
     Refused,
@@ -570,9 +571,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         screen = self.main_screen
         if screen is None or not screen.is_mounted or self._shutting_down():
             return
-        if self.session.poll_background():  # a run of ours going elsewhere changed
-            screen.workflow_list.statuses = self.workflow_statuses()
-            screen.workflow_list.load(self.catalog)
+        self.session.poll_background()  # runs of ours out of sight: `OursRead` comes back
         if self.view.active or self.view.gates:
             with self.batch_update(), contextlib.suppress(NoMatches):
                 screen.refresh_view(Changes(), self.clock(), second=True)
@@ -765,6 +764,11 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self.drain()
             if isinstance(report, HandOverFailed) and self._terminal_gone:
                 self._leave()  # no one to tell: the run stops with the process
+        elif isinstance(report, OursRead):
+            screen = self.main_screen
+            if report.changed and screen is not None and screen.is_mounted:
+                screen.workflow_list.statuses = self.workflow_statuses()
+                screen.workflow_list.load(self.catalog)
         elif isinstance(report, ReadyToLeave):
             self._leave()
 

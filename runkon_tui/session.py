@@ -180,6 +180,16 @@ class RetryPlan:
 
 
 @dataclass
+class OursRead:
+    """How the runs of ours out of sight stand in the store (`poll_background`): run id →
+    (its display status, whether its runner had exited). `changed`: the workflow list must be
+    drawn again (set by `handle`)."""
+
+    statuses: dict[str, tuple[str, bool]]
+    changed: bool = False
+
+
+@dataclass
 class ReadyToLeave:
     """Quitting: the runs of ours were cancelled (each stopped, or `QUIT_WAIT_S` passed) or left
     running (handed over, or already in their runners), and no engine thread of ours holds one."""
@@ -197,6 +207,7 @@ Report = (
     | LaunchFailed
     | Notice
     | HandOverFailed
+    | OursRead
     | ReadyToLeave
 )
 
@@ -257,6 +268,7 @@ class RunSession:
         self._ours: dict[str, Launched] = {}
         self._background_status: dict[str, str] = {}  # run of ours not on screen → its last status
         self._ours_ended: set[str] = set()  # runs of ours whose end `poll_background` has seen
+        self._polling_ours = False
         self.run_definition: WorkflowDef | None = None
         self.run_workflow_name: str | None = None
         self.last_outcome: str | None = None  # status of the last run that ended while open
@@ -335,40 +347,64 @@ class RunSession:
         """The last known outcome per workflow, the current status of the run on screen and of
         each run of ours going elsewhere included (`poll_background`)."""
         statuses = dict(self._workflow_status)
+        on_screen = self.run_in_view
         for run_id, status in self._background_status.items():
-            statuses[self._ours[run_id].name] = status
+            if run_id != on_screen:
+                statuses[self._ours[run_id].name] = status
         if self.view.root is not None and not self.view.read_only:
             statuses[self.view.workflow_name] = self.view.status
         return statuses
 
-    def poll_background(self) -> bool:
-        """Read how each run of ours not on screen stands (the UI calls it once a second): a
-        run left going in its runner when another was started or opened still shows in the
-        workflow list — waiting at a gate, running, then how it ended. True when one changed."""
-        changed = False
+    def poll_background(self) -> None:
+        """Read, on a worker, how each run of ours out of sight stands (the UI asks once a
+        second): a run left going in its runner when another was started or opened still shows
+        in the workflow list — waiting at a gate, running, then how it ended (`OursRead`)."""
+        if self._polling_ours:
+            return
         on_screen = self.run_in_view
-        for run_id, launched in self._ours.items():
-            if run_id == on_screen:
-                changed |= self._background_status.pop(run_id, None) is not None
-                continue
-            if run_id in self._ours_ended:
-                continue
+        wanted = [
+            (run_id, launched)
+            for run_id, launched in self._ours.items()
+            if run_id != on_screen and run_id not in self._ours_ended
+        ]
+        if not wanted:
+            return
+        self._polling_ours = True
+        store = self.store
+
+        def job() -> None:
+            seen: dict[str, tuple[str, bool]] = {}
             try:
-                run = self.store.get_run(run_id)
+                for run_id, launched in wanted:
+                    gone = launched.runner.poll() is not None  # first: a runner gone is read at its end
+                    run = store.get_run(run_id)
+                    if run is not None:
+                        seen[run_id] = (display_status(run), gone)
             except Exception:  # the store is away for a moment: the next second asks again
+                pass
+            finally:
+                self.driver.post(OursRead(seen))
+
+        self.driver.spawn(job, group="ours", name="runs of ours")
+
+    def _ours_read(self, report: OursRead) -> None:
+        self._polling_ours = False
+        for run_id, (status, runner_gone) in report.statuses.items():
+            launched = self._ours.get(run_id)
+            if launched is None or run_id in self._ours_ended:
                 continue
-            if run is None:
-                continue
-            status = display_status(run)
-            if status in TERMINAL or (status == "interrupted" and launched.runner.poll() is not None):
+            if status in TERMINAL or (runner_gone and status == "interrupted"):
                 self._ours_ended.add(run_id)
                 self._background_status.pop(run_id, None)
                 self._workflow_status[launched.name] = status
-                changed = True
+                report.changed = True
+            elif runner_gone and status in ("pending", "needs_resume"):
+                # Its runner died before running anything (the engine log said why): no outcome.
+                self._ours_ended.add(run_id)
+                report.changed |= self._background_status.pop(run_id, None) is not None
             elif self._background_status.get(run_id) != status:
                 self._background_status[run_id] = status
-                changed = True
-        return changed
+                report.changed = True
 
     def load_child_run(self, run_id: str) -> RunState | None:
         """A child run missing from the view (evicted, or a past run): read it from the store."""
@@ -756,9 +792,8 @@ class RunSession:
         name = str(self.run_workflow_name or self.view.workflow_name)
         return f"run {short_id(run_id)} of {name}"
 
-    def cancel(self, run_id: str | None = None, then: Report | None = None) -> None:
-        """Ask the engine holding the run (here or elsewhere, through the store) to cancel it;
-        `then` is posted once the request is made, whatever came of it."""
+    def cancel(self, run_id: str | None = None) -> None:
+        """Ask the engine holding the run (here or elsewhere, through the store) to cancel it."""
         run_id = run_id or self.run_in_view
         host = self.host
         if host is None or run_id is None:
@@ -771,8 +806,6 @@ class RunSession:
                 host.cancel(run_id, "cancelled from the dashboard")
             except Exception as exc:
                 self.driver.post(Notice(f"cancel failed: {exc}", "error", log_error=True))
-            if then is not None:
-                self.driver.post(then)
 
         self.driver.spawn(job, group="control", name=f"cancel {run_id}")
 
@@ -918,10 +951,9 @@ class RunSession:
             return None
         if isinstance(report, Attached):
             if not self.run_active:
-                launched = self.launched  # our own run, opened again from the runs screen
                 self._follow(report)
-                if launched is not None and launched.run_id == report.run_id:
-                    self.launched = launched
+                # One of ours, opened again from the runs screen (on screen or out of sight before).
+                self.launched = self._ours.get(report.run_id)
             return None
         if isinstance(report, AttachEnded):
             return self._attach_ended(report)
@@ -939,6 +971,9 @@ class RunSession:
             if report.log_error:
                 self.view.note(report.text, "error")
             return report
+        if isinstance(report, OursRead):
+            self._ours_read(report)
+            return None
         if isinstance(report, HandOverFailed):
             self.quitting = False
             self.view.note(report.text, "error")
@@ -1028,6 +1063,10 @@ class RunSession:
         and each run a runner started here runs — on screen or not — until it ended (empty: quit
         at once; a run merely followed goes on without us)."""
         here = self.active_run_id if self.run_active else self.launched_run_going()
+        if here is not None and not self.run_active:
+            runner = self._ours[here].runner
+            if runner.poll() is not None and self._ended(here):  # reopened after it ended
+                here = None
         going = [here] if here is not None else []
         for run_id, launched in self._ours.items():
             if run_id != here and launched.runner.poll() is None and not self._ended(run_id):
@@ -1070,6 +1109,7 @@ class RunSession:
         self.quitting = True
         going = self.runs_going()
         here = self.active_run_id if self.run_active else None
+        on_screen = self.run_in_view  # now: the follower's end clears it while the job waits
         runners = [self._ours[run_id] for run_id in going if run_id in self._ours and run_id != here]
         for run_id in going:
             self.cancel(run_id)
@@ -1086,7 +1126,6 @@ class RunSession:
             # The run on screen: its follower reads the cancel's last events before we go.
             while follower is not None and not follower.stopped and time.monotonic() < deadline:
                 time.sleep(0.05)
-            on_screen = self.launched_run_going() or here
             for launched in runners:
                 if launched.run_id != on_screen:
                     self.cancelled_on_quit.append((launched.run_id, launched.name, self._status_of(launched)))
@@ -1144,9 +1183,13 @@ class RunSession:
         self.engine_idle.wait(QUIT_WAIT_S)
         self.driver.post(ReadyToLeave())
 
+    def _on_screen_left_running(self) -> bool:
+        return any(run_id == self.view.root_run_id for run_id, _, _ in self.left_running)
+
     def exit_code(self) -> int:
-        """0 when no run ended badly here; 1 when the last run failed, crashed or was cancelled."""
-        if self.left_running:
+        """0 when no run ended badly here (the run on screen left running has not); 1 when the
+        last run failed, crashed or was cancelled."""
+        if self._on_screen_left_running():
             return 0
         view = self.view
         live = view.root is not None and not view.read_only
@@ -1155,19 +1198,19 @@ class RunSession:
 
     def summary(self) -> str:
         """Plain text printed after the dashboard closes (empty when no run happened)."""
-        if self.left_running:
-            return "\n".join(
-                f"run {run_id} keeps running in the background (pid {pid}; log {log})\n"
-                f"  follow it: runkon-tui --attach {run_id}   or   runkon-flow watch {run_id}\n"
-                f"  cancel it: runkon-flow cancel {run_id}"
-                for run_id, pid, log in self.left_running
-            )
-        text = "" if self.view.root is None or self.view.read_only else self.view.summary_text()
-        others = [f"run {run_id} of {name}: {status}" for run_id, name, status in self.cancelled_on_quit]
-        if others:
-            lines = [text, "also cancelled on the way out:", *(f"  {line}" for line in others)]
-            text = "\n".join(lines).strip()
-        return text
+        parts: list[str] = []
+        if self.view.root is not None and not self.view.read_only and not self._on_screen_left_running():
+            parts.append(self.view.summary_text())  # how the run on screen ended
+        parts.extend(
+            f"run {run_id} keeps running in the background (pid {pid}; log {log})\n"
+            f"  follow it: runkon-tui --attach {run_id}   or   runkon-flow watch {run_id}\n"
+            f"  cancel it: runkon-flow cancel {run_id}"
+            for run_id, pid, log in self.left_running
+        )
+        if self.cancelled_on_quit:
+            parts.append("also cancelled on the way out:")
+            parts.extend(f"  run {run} of {name}: {status}" for run, name, status in self.cancelled_on_quit)
+        return "\n".join(part for part in parts if part)
 
     def close(self) -> None:
         """The dashboard is going away: stop following."""

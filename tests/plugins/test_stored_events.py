@@ -226,3 +226,25 @@ def test_a_stored_success_is_told_from_its_text_whatever_its_error_says() -> Non
     assert not quiet_stored("StepCompleted", _payload(failed))
     assert quiet_stored("StepCompleted", _payload(StepCompleted(step_name="x", succeeded=True)))
     assert quiet_stored("StepStarted", "{}") and not quiet_stored("FanOutItemCompleted", '{"succeeded":true}')
+
+
+def test_an_envelope_read_back_is_the_envelope_the_engine_emitted_in_every_way() -> None:
+    import copy
+    import pickle
+
+    from runkon_flow.event_log import _payload, envelope_of
+    from runkon_flow.events import StepCompleted
+
+    emitted = EngineEventData(
+        timestamp=1_796_315_374,
+        ts=1_796_315_374.71,
+        run_id="child-1",
+        event=StepCompleted(step_name="work", succeeded=True, duration_ms=3, usage={"tokens": 12.0}),
+    )
+    row = StoredEvent("root", 7, emitted.ts, emitted.run_id, "StepCompleted", _payload(emitted.event))
+    read = envelope_of(row)
+    assert read == emitted
+    assert read.model_dump() == emitted.model_dump() and read.to_json_line() == emitted.to_json_line()
+    assert read.model_fields_set == emitted.model_fields_set
+    assert pickle.loads(pickle.dumps(read)) == emitted and copy.deepcopy(read) == emitted
+    assert read.model_copy(update={"run_id": "other"}).run_id == "other"

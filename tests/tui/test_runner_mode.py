@@ -164,6 +164,7 @@ async def test_quit_and_cancel_stops_the_runners_run(folder: Path, db: Path) -> 
     assert app.return_code == 1  # the run was cancelled
     assert final_status(db, run_id, timeout=30) is RunStatus.CANCELLED
     assert " · cancelled · " in app.summary().splitlines()[0]  # its end, not `cancelling`
+    assert app.summary().count(run_id) == 1
 
 
 async def test_runs_kept_in_memory_run_in_the_dashboard(folder: Path) -> None:
@@ -438,6 +439,7 @@ async def test_quit_and_cancel_stops_every_run_of_ours_and_says_how_each_ended(
         assert [store.get_run(r).status for r in (fanout, approval)] == [RunStatus.CANCELLED] * 2  # type: ignore[union-attr]
     summary = app.summary()
     assert " · cancelled · " in summary.splitlines()[0]  # the run on screen: its end
+    assert summary.count(fanout) == 1  # not also under "also cancelled"
     assert f"run {approval} of approval: cancelled" in summary
     assert app.return_code == 1
 
@@ -458,3 +460,46 @@ async def test_the_workflow_list_shows_a_run_of_ours_going_out_of_sight(folder: 
         await wait_for(pilot, lambda: "✓" in mark(), what="approval shown completed", timeout=30)
         await cancel_on_screen(pilot, app)
         await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
+
+
+async def test_keeping_a_run_out_of_sight_still_says_how_the_run_on_screen_ended(
+    folder: Path, db: Path
+) -> None:
+    app = runner_app(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        approval, fanout = await start_approval_then_fanout(pilot, app)
+        await cancel_on_screen(pilot, app)
+        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
+        await quit_answering(pilot, app, "b")  # asked about approval, still at its gate
+    assert app.return_code == 1  # the run on screen was cancelled
+    lines = app.summary().splitlines()
+    assert fanout in lines[0] and " · cancelled · " in lines[0]
+    assert f"run {approval} keeps running in the background" in app.summary()
+    assert f"run {fanout} keeps running" not in app.summary()
+
+
+def test_a_run_of_ours_whose_runner_died_before_starting_leaves_no_status_behind(
+    folder: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    from runkon_flow.persistence.models import NewRun
+
+    from runkon_tui.session import OursRead
+
+    store = SqliteStore(tmp_path / "runs.db")
+    session, reports = headless_session(folder, host=None, store=store)
+    session.driver.spawn = lambda job, **_: threading.Thread(
+        target=job, daemon=True
+    ).start()  # the follower loops
+    run_id = store.create_run(NewRun(workflow_name="fanout")).id  # pending: never taken up
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    session.handle(Launched(run_id, "fanout", None, dead, tmp_path / "log"))
+    session.stop_following()  # out of sight, as when another run is started
+    session.poll_background()
+    wait_for_reports(reports, len(reports) + 1)
+    session.handle(next(r for r in reversed(reports) if isinstance(r, OursRead)))
+    assert "fanout" not in session.workflow_statuses()  # not `pending` for good
+    assert session.runs_going() == []
+    store.close()

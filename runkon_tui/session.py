@@ -182,10 +182,10 @@ class RetryPlan:
 @dataclass
 class OursRead:
     """How the runs of ours out of sight stand in the store (`poll_background`): run id →
-    (its display status, whether its runner had exited). `changed`: the workflow list must be
-    drawn again (set by `handle`)."""
+    (its display status, whether its runner had exited, the launch it was read for).
+    `changed`: the workflow list must be drawn again (set by `handle`)."""
 
-    statuses: dict[str, tuple[str, bool]]
+    statuses: dict[str, tuple[str, bool, Launched]]
     changed: bool = False
 
 
@@ -373,13 +373,13 @@ class RunSession:
         store = self.store
 
         def job() -> None:
-            seen: dict[str, tuple[str, bool]] = {}
+            seen: dict[str, tuple[str, bool, Launched]] = {}
             try:
                 for run_id, launched in wanted:
                     gone = launched.runner.poll() is not None  # first: a runner gone is read at its end
                     run = store.get_run(run_id)
                     if run is not None:
-                        seen[run_id] = (display_status(run), gone)
+                        seen[run_id] = (display_status(run), gone, launched)
             except Exception:  # the store is away for a moment: the next second asks again
                 pass
             finally:
@@ -389,10 +389,11 @@ class RunSession:
 
     def _ours_read(self, report: OursRead) -> None:
         self._polling_ours = False
-        for run_id, (status, runner_gone) in report.statuses.items():
+        on_screen = self.run_in_view
+        for run_id, (status, runner_gone, read_for) in report.statuses.items():
             launched = self._ours.get(run_id)
-            if launched is None or run_id in self._ours_ended:
-                continue
+            if launched is not read_for or run_id in self._ours_ended or run_id == on_screen:
+                continue  # resumed or retried since the read (a new runner), or on screen now
             if status in TERMINAL or (runner_gone and status == "interrupted"):
                 self._ours_ended.add(run_id)
                 self._background_status.pop(run_id, None)

@@ -89,6 +89,19 @@ def started_items(db: Path, run_id: str) -> list[str]:
     return [e.event.item_id for e in events if e.event.type == "FanOutItemStarted"]
 
 
+def what_the_runner_said(app: RunkonApp, db: Path, run_id: str) -> str:
+    """The dashboard's last engine-log lines and the runner's log, for a failure message."""
+    from runkon_flow.runner import log_path
+
+    log = log_path(db, run_id)
+    said = log.read_text(errors="replace")[-2000:] if log.exists() else "(no runner log)"
+    shown = [line.text for line in app.view.engine_log][-6:]
+    with SqliteStore(db) as store:
+        run = store.get_run(run_id)
+    row = f"{run.status} owner={run.owner_token}" if run is not None else "no row"
+    return f"run row: {row}; engine log: {shown}; runner log: {said}"
+
+
 async def quit_answering(pilot: Any, app: RunkonApp, key: str) -> None:
     """`q`, then `key` to the question about the run of ours (b: keep it, c: cancel it)."""
     await pilot.press("q")
@@ -143,7 +156,10 @@ async def test_cancel_then_resume_both_go_through_a_runner_and_completed_items_s
         assert final_status(db, run_id) is RunStatus.CANCELLED
         await pilot.press("r")
         await wait_for(pilot, lambda: app.attached_run_id == run_id, what="resumed by a runner", timeout=30)
-        await wait_for(pilot, lambda: holder_pid(db, run_id) is not None, what="the lease", timeout=30)
+        try:
+            await wait_for(pilot, lambda: holder_pid(db, run_id) is not None, what="the lease", timeout=30)
+        except AssertionError as exc:  # seen once in CI (session 19): say what the runner said
+            raise AssertionError(f"{exc}; {what_the_runner_said(app, db, run_id)}") from None
         assert holder_pid(db, run_id) != os.getpid() and not app.run_active
         release(folder, *"cdefghij")
         await wait_for(pilot, lambda: app.view.status == "completed", what="resumed run", timeout=60)

@@ -765,6 +765,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             if isinstance(report, HandOverFailed) and self._terminal_gone:
                 self._leave()  # no one to tell: the run stops with the process
         elif isinstance(report, OursRead):
+            self._show(notice)  # one of them ended, or waits at a gate
             screen = self.main_screen
             if report.changed and screen is not None and screen.is_mounted:
                 screen.workflow_list.statuses = self.workflow_statuses()

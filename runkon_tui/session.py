@@ -347,7 +347,7 @@ class RunSession:
         """The last known outcome per workflow, the current status of the run on screen and of
         each run of ours going elsewhere included (`poll_background`)."""
         statuses = dict(self._workflow_status)
-        on_screen = self.run_in_view
+        on_screen = self._shown_run()
         for run_id, status in self._background_status.items():
             if run_id != on_screen:
                 statuses[self._ours[run_id].name] = status
@@ -361,7 +361,7 @@ class RunSession:
         in the workflow list — waiting at a gate, running, then how it ended (`OursRead`)."""
         if self._polling_ours:
             return
-        on_screen = self.run_in_view
+        on_screen = self._shown_run()
         wanted = [
             (run_id, launched)
             for run_id, launched in self._ours.items()
@@ -387,25 +387,40 @@ class RunSession:
 
         self.driver.spawn(job, group="ours", name="runs of ours")
 
-    def _ours_read(self, report: OursRead) -> None:
+    def _ours_read(self, report: OursRead) -> Notice | None:
+        """Take in how the runs of ours out of sight stand; a toast when one of them ended or
+        started waiting at a gate since the last read (the person who started it moved on)."""
         self._polling_ours = False
-        on_screen = self.run_in_view
+        on_screen = self._shown_run()
+        news: list[str] = []
+        bad = False
         for run_id, (status, runner_gone, read_for) in report.statuses.items():
             launched = self._ours.get(run_id)
             if launched is not read_for or run_id in self._ours_ended or run_id == on_screen:
                 continue  # resumed or retried since the read (a new runner), or on screen now
+            before = self._background_status.get(run_id)
+            which = f"{launched.name} (run {short_id(run_id)})"
             if status in TERMINAL or (runner_gone and status == "interrupted"):
                 self._ours_ended.add(run_id)
                 self._background_status.pop(run_id, None)
                 self._workflow_status[launched.name] = status
                 report.changed = True
-            elif runner_gone and status in ("pending", "needs_resume"):
+                news.append(f"{which} {status} — h lists it")
+                bad = bad or status != "completed"
+                continue
+            if runner_gone and status in ("pending", "needs_resume"):
                 # Its runner died before running anything (the engine log said why): no outcome.
                 self._ours_ended.add(run_id)
                 report.changed |= self._background_status.pop(run_id, None) is not None
-            elif self._background_status.get(run_id) != status:
+            elif before != status:
                 self._background_status[run_id] = status
                 report.changed = True
+                if status == "waiting" and before is not None:  # not when it was left waiting
+                    news.append(f"{which} waits at a gate — i opens the gate inbox")
+        if not news:
+            return None
+        severity = "error" if bad else "warning" if any("gate" in n for n in news) else "information"
+        return Notice("\n".join(news), severity, title="Runs started here", timeout=10)
 
     def load_child_run(self, run_id: str) -> RunState | None:
         """A child run missing from the view (evicted, or a past run): read it from the store."""
@@ -915,10 +930,20 @@ class RunSession:
         self.follower = follower
         self.driver.spawn(follower.run, group="follow", name=f"follow {run_id}")
 
+    def _shown_run(self) -> str | None:
+        """The run whose picture is on screen, going or ended (a run of ours there is drawn from
+        its events, not polled: `poll_background`)."""
+        return self.run_in_view or self.view.root_run_id
+
     def stop_following(self) -> None:
         if self.follower is not None:
             self.follower.stop()
             self.follower = None
+        launched = self.launched
+        if launched is not None and self.view.root_run_id == launched.run_id and self.view.active:
+            # Going out of sight: how it stood is where its out-of-sight reads start from (so
+            # that it starting to wait at a gate a moment later is told).
+            self._background_status[launched.run_id] = self.view.status
         self.attached_run_id = None
         self.launched = None
 
@@ -973,8 +998,7 @@ class RunSession:
                 self.view.note(report.text, "error")
             return report
         if isinstance(report, OursRead):
-            self._ours_read(report)
-            return None
+            return self._ours_read(report)
         if isinstance(report, HandOverFailed):
             self.quitting = False
             self.view.note(report.text, "error")
@@ -1016,6 +1040,8 @@ class RunSession:
         self.attached_run_id = None
         self.launched = None
         self.bridge.watch(None)
+        if report.run_id in self._ours:
+            self._ours_ended.add(report.run_id)  # its end was drawn here: nothing to poll or tell
         return None
 
     # ------------------------------------------------------------------ the engine host's workflows

@@ -23,8 +23,9 @@ from runkon_tui.widgets.markup import esc
 class QuitScreen(ModalScreen[str]):
     DEFAULT_CSS = """
     QuitScreen { align: center middle; }
+    /* 76: the three buttons (16 + 16 + 32 columns and their margins) inside the padding at 80 columns */
     QuitScreen > Vertical {
-        width: 72; max-width: 95%; height: auto; padding: 1 2;
+        width: 76; max-width: 95%; height: auto; padding: 1 2;
         background: $panel; border: thick $warning;
     }
     QuitScreen #question { width: 100%; margin-bottom: 1; }
@@ -55,7 +56,7 @@ class QuitScreen(ModalScreen[str]):
             yield Label(esc(text), id="question")
             with Horizontal():
                 yield Button("Stay (s)", id="stay")
-                cancel = "Cancel run (c)" if self.runs == 1 else "Cancel runs (c)"
+                cancel = "Cancel run (c)" if self.runs == 1 else "Cancel all (c)"  # fits 80 columns
                 yield Button(cancel, id="cancel", variant="error")
                 yield Button(
                     "Keep running in background (b)", id="keep", variant="primary", disabled=not self.can_keep

@@ -89,3 +89,20 @@ async def test_a_long_heading_wraps_instead_of_being_cut_at_80_columns() -> None
         assert shown.region.height == 2 and _inside(shown, (80, 24))
         text = " ".join(line.text.strip() for line in shown.render_lines(shown.region.reset_offset))
         assert text.endswith("are reused)")
+
+
+@pytest.mark.parametrize("runs", [1, 3])
+async def test_the_quit_questions_buttons_show_their_whole_labels_at_80_columns(runs: int) -> None:
+    from textual.widgets import Button
+
+    from runkon_tui.screens.quit import QuitScreen
+
+    label = "Run …H80Z80FS of approve-deploy" if runs == 1 else "3 runs started here (a …1, b …2, c …3)"
+    app = _Host(QuitScreen(label, runs=runs, can_keep=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        row = app.screen.query_one("Horizontal")  # what lies past its content area is clipped
+        for button in app.screen.query(Button):
+            text = str(button.label)
+            assert row.content_region.contains_region(button.region), text
+            assert button.region.width >= len(text) + 2, text  # the label is not cut

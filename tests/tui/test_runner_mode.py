@@ -22,6 +22,7 @@ from runkon_tui.config import load_config
 from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.quit import QuitScreen
 from runkon_tui.session import Launched, Refused, RunnerFailed
+from runkon_tui.status import short_id
 from tests import pg
 from tests.tui.conftest import real_app, release, select, wait_for
 from tests.tui.test_attach import final_status, foreground_run, start_fanout, stop_holders
@@ -474,8 +475,15 @@ async def test_the_workflow_list_shows_a_run_of_ours_going_out_of_sight(folder: 
         await wait_for(pilot, lambda: "◷" in mark(), what="approval shown waiting", timeout=10)
         app.host.gates.approve(approval, "human_approval", "tester", None, ["now"])  # type: ignore[union-attr]
         await wait_for(pilot, lambda: "✓" in mark(), what="approval shown completed", timeout=30)
+        told = [n.message for n in app._notifications]
+        assert any(f"approval (run {short_id(approval)}) completed" in t for t in told), told
         await cancel_on_screen(pilot, app)
         await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
+        app.open_past_run(approval)  # fanout, its end drawn here, goes out of sight
+        await wait_for(pilot, lambda: app.view.root_run_id == approval, what="approval opened")
+        await pilot.pause(2.5)  # two reads of runs out of sight: the end drawn here is not told again
+        told = [n.message for n in app._notifications]
+        assert not [t for t in told if "— h lists it" in t and "fanout" in t], told
 
 
 async def test_keeping_a_run_out_of_sight_still_says_how_the_run_on_screen_ended(
@@ -519,3 +527,36 @@ def test_a_run_of_ours_whose_runner_died_before_starting_leaves_no_status_behind
     assert "fanout" not in session.workflow_statuses()  # not `pending` for good
     assert session.runs_going() == []
     store.close()
+
+
+def test_a_run_of_ours_out_of_sight_that_starts_waiting_at_a_gate_is_told(
+    folder: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    from runkon_flow.persistence.models import NewRun
+
+    from runkon_tui.session import OursRead
+
+    store = SqliteStore(tmp_path / "runs.db")
+    session, _ = headless_session(folder, host=None, store=store)
+    session.driver.spawn = lambda job, **_: threading.Thread(
+        target=job, daemon=True
+    ).start()  # the follower loops
+    run_id = store.create_run(NewRun(workflow_name="approval")).id
+    runner = subprocess.Popen(["sleep", "30"])
+    try:
+        launched = Launched(run_id, "approval", None, runner, tmp_path / "log")
+        session.handle(launched)
+        session.stop_following()  # out of sight
+        left_waiting = session.handle(OursRead({run_id: ("waiting", False, launched)}))
+        assert left_waiting is None  # it was left waiting: nothing new
+        assert session.handle(OursRead({run_id: ("running", False, launched)})) is None
+        told = session.handle(OursRead({run_id: ("waiting", False, launched)}))
+        assert told is not None and told.severity == "warning"
+        assert told.text == f"approval (run {short_id(run_id)}) waits at a gate — i opens the gate inbox"
+        assert session.workflow_statuses()["approval"] == "waiting"
+    finally:
+        runner.kill()
+        runner.wait()
+        store.close()

@@ -750,9 +750,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self._select_workflow(report.name)
             self._refresh_screen()
         elif isinstance(report, AttachEnded):
-            question = self.screen  # the run of ours the quit question is about has ended
-            if isinstance(question, QuitScreen) and not session.quitting and not session.runs_going():
-                question.dismiss("stay")
+            self._ask_again_about_runs_going()  # the run on screen ended: one the question names
             self.drain()
             self._refresh_screen(force_tree=True)
         elif isinstance(report, (RunnerFailed, LaunchFailed)):
@@ -766,6 +764,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
                 self._leave()  # no one to tell: the run stops with the process
         elif isinstance(report, OursRead):
             self._show(notice)  # one of them ended, or waits at a gate
+            self._ask_again_about_runs_going()
             screen = self.main_screen
             if report.changed and screen is not None and screen.is_mounted:
                 screen.workflow_list.statuses = self.workflow_statuses()
@@ -949,6 +948,19 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         label = session.quit_label()
         question = QuitScreen(label, runs=len(going), can_keep=why_not is None, why_not=why_not or "")
         self.push_screen(question, answered)
+
+    def _ask_again_about_runs_going(self) -> None:
+        """An open quit question names the runs still going: none left, it is withdrawn."""
+        from runkon_tui.screens.quit import QuitScreen
+
+        question, session = self.screen, self.session
+        if not isinstance(question, QuitScreen) or session.quitting:
+            return
+        going = session.runs_going()
+        if not going:
+            question.dismiss("stay")
+        elif len(going) != question.runs:
+            question.about(session.quit_label(), len(going))
 
     def _leave(self) -> None:
         """Every way out goes through here: `app.run()` returns the result, not `return_code`,

@@ -48,19 +48,30 @@ class QuitScreen(ModalScreen[str]):
         self.can_keep = can_keep
         self.why_not = why_not
 
-    def compose(self) -> ComposeResult:
+    def _question(self) -> str:
         text = f"{self.label} {'is' if self.runs == 1 else 'are'} active. Quit and"
         if not self.can_keep and self.why_not:
             text += f"\n(it cannot keep running here: {self.why_not})"
+        return esc(text)
+
+    def _cancel_label(self) -> str:
+        return "Cancel run (c)" if self.runs == 1 else "Cancel all (c)"  # fits 80 columns
+
+    def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(esc(text), id="question")
+            yield Label(self._question(), id="question")
             with Horizontal():
                 yield Button("Stay (s)", id="stay")
-                cancel = "Cancel run (c)" if self.runs == 1 else "Cancel all (c)"  # fits 80 columns
-                yield Button(cancel, id="cancel", variant="error")
+                yield Button(self._cancel_label(), id="cancel", variant="error")
                 yield Button(
                     "Keep running in background (b)", id="keep", variant="primary", disabled=not self.can_keep
                 )
+
+    def about(self, label: str, runs: int) -> None:
+        """Some of the runs asked about ended while the question was open: ask about the rest."""
+        self.label, self.runs = label, runs
+        self.query_one("#question", Label).update(self._question())
+        self.query_one("#cancel", Button).label = self._cancel_label()
 
     def on_mount(self) -> None:
         self.query_one("#keep" if self.can_keep else "#stay", Button).focus()

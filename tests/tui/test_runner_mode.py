@@ -560,3 +560,25 @@ def test_a_run_of_ours_out_of_sight_that_starts_waiting_at_a_gate_is_told(
         runner.kill()
         runner.wait()
         store.close()
+
+
+async def test_the_quit_question_follows_the_runs_still_going(folder: Path, db: Path) -> None:
+    app = runner_app(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        approval, fanout = await start_approval_then_fanout(pilot, app)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+        question = app.screen
+
+        def asked() -> str:
+            return str(question.query_one("#question").render())
+
+        assert "2 runs started here" in asked()
+        app.host.cancel(approval, "cancelled elsewhere")  # type: ignore[union-attr]
+        await wait_for(
+            pilot, lambda: asked().startswith(f"Run {short_id(fanout)} of fanout is active"), timeout=30
+        )
+        assert str(question.query_one("#cancel").label) == "Cancel run (c)"
+        await pilot.press("c")
+        await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
+    assert final_status(db, fanout) is RunStatus.CANCELLED

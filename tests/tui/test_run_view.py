@@ -844,3 +844,29 @@ def test_many_workers_and_a_ui_looking_at_children_lose_and_repeat_no_event() ->
             assert got == sent, f"failed child {child} must reach the UI whole"
     failed = sum(int(c.rsplit("-", 1)[1]) % 7 == 3 for c in emitted)
     assert whole > failed  # and children looked at arrived whole too
+
+
+def test_an_item_that_failed_then_completed_on_resume_is_not_among_the_failed_steps() -> None:
+    s = Script()
+    _fan_out_view(None, s)
+    _one_item(EventBridge(), s, "kid-1", ok=False)  # item kid-1 fails in child run kid-1
+    s.emit(RunResumed(workflow_name="p", skipped_steps=0))
+    again = ChildRunStarted(
+        child_run_id="kid-1b", workflow_name="c", parent_run_id=ROOT, parent_step_id="fan", item_id="kid-1"
+    )
+    s.emit(again)
+    s.emit(FanOutItemStarted(item_id="kid-1", step_id="fan"))
+    s.emit(RunStarted(workflow_name="c"), "kid-1b")
+    s.emit(StepStarted(step_id="kid-1b-s", step_name="work", node_path="body.0"), "kid-1b")
+    s.emit(StepCompleted(step_id="kid-1b-s", step_name="work", node_path="body.0", succeeded=True), "kid-1b")
+    s.emit(RunCompleted(succeeded=True), "kid-1b")
+    s.emit(FanOutItemCompleted(item_id="kid-1", step_id="fan", succeeded=True, child_run_id="kid-1b"))
+    fan_done = StepCompleted(
+        step_name="foreach:items", kind="foreach", step_id="fan", node_path="body.0", succeeded=True
+    )
+    s.emit(fan_done)
+    s.emit(RunCompleted(succeeded=True))
+    view = RunView.from_events(s.events, clock=lambda: FROZEN)
+    assert view.status == "completed" and view.active_fanout().count("completed") == 1  # type: ignore[union-attr]
+    assert view.failed_steps() == []  # the first attempt's failure is history
+    assert "failed steps" not in view.summary_text()

@@ -271,16 +271,29 @@ class RunModel:
         return None
 
     def failed_steps(self) -> list[tuple[RunState, StepView]]:
-        """Failed steps of the root run and of its child runs (root first, in start order)."""
+        """Failed steps of the root run and of its child runs (root first, in start order). A
+        fan-out item's child run that its item has since run again (a resume, a retry) is left
+        out: the item's latest attempt is what counts, and a run resumed to completion is not
+        summed up with the failures it got past."""
         result: list[tuple[RunState, StepView]] = []
         root = self.root
         ordered = [root] if root else []
-        ordered += [r for r in self.runs.values() if r is not root]
+        ordered += [r for r in self.runs.values() if r is not root and not self._superseded(r)]
         for run in ordered:
             for sv in sorted(run.steps.values(), key=lambda s: s.started_at or 0.0):
                 if sv.status in FAILED:
                     result.append((run, sv))
         return result
+
+    def _superseded(self, run: RunState) -> bool:
+        """A fan-out item's child run whose item has a later attempt's child run."""
+        if run.item_id is None or run.parent_run_id is None:
+            return False
+        parent = self.runs.get(run.parent_run_id)
+        fan = self._fanout(parent, run.parent_step_id) if parent is not None else None
+        index = fan.index.get(run.item_id) if fan is not None else None
+        current = fan.child_runs.get(index) if fan is not None and index is not None else None
+        return current is not None and current != run.run_id
 
     def take_changes(self) -> Changes:
         changes, self._changes = self._changes, Changes()

@@ -502,53 +502,49 @@ async def test_keeping_a_run_out_of_sight_still_says_how_the_run_on_screen_ended
     assert f"run {fanout} keeps running" not in app.summary()
 
 
-def test_a_run_of_ours_whose_runner_died_before_starting_leaves_no_status_behind(
-    folder: Path, tmp_path: Path
-) -> None:
+def out_of_sight(folder: Path, tmp_path: Path, name: str, runner: Any) -> tuple[Any, list[Any], Launched]:
+    """A headless session whose run of `name` (pending in its store) a runner `runner` runs,
+    then out of sight (as when another run is started); its reports; the launch. The store is
+    left open: the stopped follower's thread may still be ending its last read."""
     import threading
 
     from runkon_flow.persistence.models import NewRun
-
-    from runkon_tui.session import OursRead
 
     store = SqliteStore(tmp_path / "runs.db")
     session, reports = headless_session(folder, host=None, store=store)
     session.driver.spawn = lambda job, **_: threading.Thread(
         target=job, daemon=True
-    ).start()  # the follower loops
-    run_id = store.create_run(NewRun(workflow_name="fanout")).id  # pending: never taken up
+    ).start()  # follower loops
+    launched = Launched(store.create_run(NewRun(workflow_name=name)).id, name, None, runner, tmp_path / "log")
+    session.handle(launched)
+    session.stop_following()
+    return session, reports, launched
+
+
+def test_a_run_of_ours_whose_runner_died_before_starting_leaves_no_status_behind(
+    folder: Path, tmp_path: Path
+) -> None:
+    from runkon_tui.session import OursRead
+
     dead = subprocess.Popen(["true"])
     dead.wait()
-    session.handle(Launched(run_id, "fanout", None, dead, tmp_path / "log"))
-    session.stop_following()  # out of sight, as when another run is started
+    session, reports, _ = out_of_sight(folder, tmp_path, "fanout", dead)  # pending: never taken up
     session.poll_background()
     wait_for_reports(reports, len(reports) + 1)
     session.handle(next(r for r in reversed(reports) if isinstance(r, OursRead)))
     assert "fanout" not in session.workflow_statuses()  # not `pending` for good
     assert session.runs_going() == []
-    store.close()
 
 
 def test_a_run_of_ours_out_of_sight_that_starts_waiting_at_a_gate_is_told(
     folder: Path, tmp_path: Path
 ) -> None:
-    import threading
-
-    from runkon_flow.persistence.models import NewRun
-
     from runkon_tui.session import OursRead
 
-    store = SqliteStore(tmp_path / "runs.db")
-    session, _ = headless_session(folder, host=None, store=store)
-    session.driver.spawn = lambda job, **_: threading.Thread(
-        target=job, daemon=True
-    ).start()  # the follower loops
-    run_id = store.create_run(NewRun(workflow_name="approval")).id
     runner = subprocess.Popen(["sleep", "30"])
     try:
-        launched = Launched(run_id, "approval", None, runner, tmp_path / "log")
-        session.handle(launched)
-        session.stop_following()  # out of sight
+        session, _, launched = out_of_sight(folder, tmp_path, "approval", runner)
+        run_id = launched.run_id
         left_waiting = session.handle(OursRead({run_id: ("waiting", False, launched)}))
         assert left_waiting is None  # it was left waiting: nothing new
         assert session.handle(OursRead({run_id: ("running", False, launched)})) is None
@@ -559,7 +555,6 @@ def test_a_run_of_ours_out_of_sight_that_starts_waiting_at_a_gate_is_told(
     finally:
         runner.kill()
         runner.wait()
-        store.close()
 
 
 async def test_the_quit_question_follows_the_runs_still_going(folder: Path, db: Path) -> None:

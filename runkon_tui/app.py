@@ -945,7 +945,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
 
         from runkon_tui.screens.quit import QuitScreen
 
-        label = session.quit_label()
+        label = session.quit_label(going)
         question = QuitScreen(label, runs=len(going), can_keep=why_not is None, why_not=why_not or "")
         self.push_screen(question, answered)
 
@@ -960,7 +960,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if not going:
             question.dismiss("stay")
         elif len(going) != question.runs:
-            question.about(session.quit_label(), len(going))
+            question.about(session.quit_label(going), len(going))
 
     def _leave(self) -> None:
         """Every way out goes through here: `app.run()` returns the result, not `return_code`,

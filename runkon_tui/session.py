@@ -393,7 +393,7 @@ class RunSession:
         self._polling_ours = False
         on_screen = self._shown_run()
         news: list[str] = []
-        bad = False
+        bad = gate = False
         for run_id, (status, runner_gone, read_for) in report.statuses.items():
             launched = self._ours.get(run_id)
             if launched is not read_for or run_id in self._ours_ended or run_id == on_screen:
@@ -417,9 +417,10 @@ class RunSession:
                 report.changed = True
                 if status == "waiting" and before is not None:  # not when it was left waiting
                     news.append(f"{which} waits at a gate — i opens the gate inbox")
+                    gate = True
         if not news:
             return None
-        severity = "error" if bad else "warning" if any("gate" in n for n in news) else "information"
+        severity = "error" if bad else "warning" if gate else "information"
         return Notice("\n".join(news), severity, title="Runs started here", timeout=10)
 
     def load_child_run(self, run_id: str) -> RunState | None:
@@ -1086,18 +1087,14 @@ class RunSession:
         return None
 
     def runs_going(self) -> list[str]:
-        """Every run of ours still going, the one on screen first: the run this process executes,
-        and each run a runner started here runs — on screen or not — until it ended (empty: quit
-        at once; a run merely followed goes on without us)."""
-        here = self.active_run_id if self.run_active else self.launched_run_going()
-        if here is not None and not self.run_active:
-            runner = self._ours[here].runner
-            if runner.poll() is not None and self._ended(here):  # reopened after it ended
-                here = None
-        going = [here] if here is not None else []
-        for run_id, launched in self._ours.items():
-            if run_id != here and launched.runner.poll() is None and not self._ended(run_id):
-                going.append(run_id)
+        """Every run of ours still going, the one on screen first (empty: quit at once; a run
+        merely followed goes on without us). Runs are hosted here or given to runners, never
+        both in one session (`launches`): the run this process executes, or each run a runner
+        started here runs, on screen or not, while its runner is alive and its row has not ended."""
+        if self.run_active:
+            return [self.active_run_id] if self.active_run_id is not None else []
+        going = [r for r, ours in self._ours.items() if ours.runner.poll() is None and not self._ended(r)]
+        going.sort(key=lambda run_id: run_id != self.run_in_view)  # stable: the rest as started
         return going
 
     def _ended(self, run_id: str) -> bool:
@@ -1107,25 +1104,17 @@ class RunSession:
             return False
         return run is not None and RunStatus(run.status).is_terminal
 
-    def _run_label(self, run_id: str) -> str:
-        """`name …1A2B3C4D` of a run of ours."""
-        launched = self._ours.get(run_id)
-        if launched is not None and run_id != self.run_in_view:
-            name = launched.name
-        else:
-            name = str(self.run_workflow_name or self.view.workflow_name)
-        return f"{name} {short_id(run_id)}"
+    def _workflow_of(self, run_id: str) -> str:
+        """The workflow a run of ours runs (the one hosted here: the run on screen's)."""
+        ours = self._ours.get(run_id)
+        return ours.name if ours is not None else str(self.run_workflow_name or self.view.workflow_name)
 
-    def quit_label(self) -> str:
-        """What the quit question is about: `Run 01HZ… of name`, or `3 runs started here (…)`."""
-        going = self.runs_going()
+    def quit_label(self, going: Sequence[str]) -> str:
+        """What the quit question about `going` (`runs_going()`) says: `Run 01HZ… of name`, or
+        `3 runs started here (name …1A2B, …)`."""
         if len(going) == 1:
-            run_id = going[0]
-            name = self._run_label(run_id).rsplit(" ", 1)[0]
-            return f"Run {short_id(run_id)} of {name}"
-        if not going:
-            return str(self.run_workflow_name or self.view.workflow_name)
-        labels = [self._run_label(run_id) for run_id in going[:3]]
+            return f"Run {short_id(going[0])} of {self._workflow_of(going[0])}"
+        labels = [f"{self._workflow_of(run_id)} {short_id(run_id)}" for run_id in going[:3]]
         more = f" and {len(going) - 3} more" if len(going) > 3 else ""
         return f"{len(going)} runs started here ({', '.join(labels)}{more})"
 
@@ -1135,9 +1124,8 @@ class RunSession:
         printed on the way out says how they ended, not `cancelling`."""
         self.quitting = True
         going = self.runs_going()
-        here = self.active_run_id if self.run_active else None
         on_screen = self.run_in_view  # now: the follower's end clears it while the job waits
-        runners = [self._ours[run_id] for run_id in going if run_id in self._ours and run_id != here]
+        runners = [self._ours[run_id] for run_id in going if run_id in self._ours]
         for run_id in going:
             self.cancel(run_id)
         if len(going) > 1:
@@ -1166,10 +1154,11 @@ class RunSession:
             run = self.store.get_run(launched.run_id)
         except Exception:
             run = None
-        status = run.status if run is not None else "unknown"
-        if launched.runner.poll() is None and status not in ("completed", "failed", "cancelled"):
-            return f"{status}, still stopping (runner pid {launched.runner.pid})"
-        return str(status)
+        if run is None:
+            return "unknown"
+        if launched.runner.poll() is None and not RunStatus(run.status).is_terminal:
+            return f"{run.status}, still stopping (runner pid {launched.runner.pid})"
+        return str(run.status)
 
     def hand_over_and_leave(self) -> bool:
         """Quitting: keep every run of ours going — the one this process executes is handed to a
@@ -1180,11 +1169,8 @@ class RunSession:
             return False
         self.quitting = True
         here = self.active_run_id if self.run_active else None
-        self.left_running = [
-            (run_id, self._ours[run_id].runner.pid, self._ours[run_id].log)
-            for run_id in going
-            if run_id in self._ours and run_id != here
-        ]
+        in_runners = [self._ours[run_id] for run_id in going if run_id in self._ours]
+        self.left_running = [(ours.run_id, ours.runner.pid, ours.log) for ours in in_runners]
         if here is None:
             self.driver.post(ReadyToLeave())
             return True

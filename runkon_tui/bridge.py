@@ -188,12 +188,9 @@ class EventBridge:
         self._nudge(data, cls)
 
     def _append_decoded(self, event: EngineEventData | StoredEvent) -> None:
-        if event.__class__ is StoredEvent:
-            decoded = envelope_of(event)  # type: ignore[arg-type]
-            if decoded is None:
-                return
-            event = decoded
-        self._append(compact(event))  # type: ignore[arg-type]
+        decoded = _decoded(event)
+        if decoded is not None:
+            self._append(compact(decoded))
 
     def release(self, run_id: str) -> list[EngineEventData]:
         """UI side: the held events of child `run_id` (someone looks at it). A running child's
@@ -204,11 +201,11 @@ class EventBridge:
             if backlog is not None:
                 events = backlog[:]
                 backlog.append(_TAKEN)
-                return _decoded(events)
+                return _all_decoded(events)
         settled = self._settled.pop(run_id, None) or []
         # A child that ended while the UI took it is briefly both taken and settled (its engine
         # thread un-settles it a moment later): what was taken is not given twice.
-        return [] if any(event is _TAKEN for event in settled) else _decoded(settled)
+        return [] if any(event is _TAKEN for event in settled) else _all_decoded(settled)
 
     # ---- UI side
 
@@ -242,9 +239,11 @@ class EventBridge:
         return len(self._queue)
 
 
-def _decoded(events: list[Any]) -> list[EngineEventData]:
-    """Held events as envelopes (a followed run's are held as stored until looked at)."""
-    if not any(event.__class__ is StoredEvent for event in events):
-        return events
-    out = [envelope_of(e) if e.__class__ is StoredEvent else e for e in events]
-    return [e for e in out if e is not None]
+def _decoded(event: EngineEventData | StoredEvent) -> EngineEventData | None:
+    """A held event as an envelope (a followed run's are held as stored until looked at); None
+    for a stored one that does not read (`envelope_of` logs it)."""
+    return envelope_of(event) if event.__class__ is StoredEvent else event  # type: ignore[arg-type,return-value]
+
+
+def _all_decoded(events: list[Any]) -> list[EngineEventData]:
+    return [decoded for decoded in map(_decoded, events) if decoded is not None]

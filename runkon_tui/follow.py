@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from runkon_flow.event_log import READ_ROWS, envelope_of, read_stored
-from runkon_flow.events import EventSink
+from runkon_flow.event_log import READ_ROWS, read_stored
 from runkon_flow.observe.liveness import lease_is_live, stopped_at
 from runkon_flow.persistence.models import RunStatus, StoredEvent, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -37,6 +36,13 @@ class Runner(Protocol):
     def poll(self) -> int | None: ...
 
 
+class StoredEventSink(Protocol):
+    """Takes a followed run's events as stored (the dashboard's `EventBridge`), so that it decodes
+    only what it draws."""
+
+    def emit_stored(self, row: StoredEvent) -> None: ...
+
+
 class StoreFollower:
     """Feeds `sink` with run `run_id`'s stored events until the run ends or `stop()`."""
 
@@ -44,7 +50,7 @@ class StoreFollower:
         self,
         store: WorkflowPersistence,
         run_id: str,
-        sink: EventSink,
+        sink: StoredEventSink,
         on_end: Callable[[str], None],
         *,
         interval: float = 0.25,
@@ -79,9 +85,7 @@ class StoreFollower:
     def run(self) -> None:
         ended_since: float | None = None
         released_since: float | None = None
-        # A sink that takes stored events as they are (the dashboard's bridge) decodes only what
-        # it draws; any other gets every event decoded.
-        emit_stored = getattr(self.sink, "emit_stored", None) or self._emit_decoded
+        emit_stored = self.sink.emit_stored
         while not self._stop.is_set():
             rows, self.last_seq = read_stored(self.store, self.run_id, self.last_seq, READ_ROWS)
             for row in rows:
@@ -117,11 +121,6 @@ class StoreFollower:
                 released_since = None
             self._stop.wait(self.interval)
         return None
-
-    def _emit_decoded(self, row: StoredEvent) -> None:
-        data = envelope_of(row)
-        if data is not None:
-            self.sink.emit(data)
 
     def _runner_holds(self, run: WorkflowRun) -> bool:
         from runkon_flow.runtime.lease import holder_of  # the engine runtime is not needed to start

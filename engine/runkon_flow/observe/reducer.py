@@ -287,13 +287,11 @@ class RunModel:
 
     def _superseded(self, run: RunState) -> bool:
         """A fan-out item's child run whose item has a later attempt's child run."""
-        if run.item_id is None or run.parent_run_id is None:
-            return False
-        parent = self.runs.get(run.parent_run_id)
+        parent = self.runs.get(run.parent_run_id) if run.item_id and run.parent_run_id else None
         fan = self._fanout(parent, run.parent_step_id) if parent is not None else None
-        index = fan.index.get(run.item_id) if fan is not None else None
-        current = fan.child_runs.get(index) if fan is not None and index is not None else None
-        return current is not None and current != run.run_id
+        if fan is None or run.item_id not in fan.index:
+            return False
+        return fan.child_runs.get(fan.index[run.item_id], run.run_id) != run.run_id
 
     def take_changes(self) -> Changes:
         changes, self._changes = self._changes, Changes()

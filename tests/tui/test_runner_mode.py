@@ -117,11 +117,14 @@ async def two_items_done(pilot: Any, app: RunkonApp, folder: Path) -> None:
     await wait_for(pilot, lambda: app.view.active_fanout().count("completed") == 2, what="a and b")
 
 
-async def cancel_on_screen(pilot: Any, app: RunkonApp) -> None:
-    """`c`, then yes: the run on screen is asked to cancel (through the store, to its runner)."""
+async def cancel_on_screen(pilot: Any, app: RunkonApp, *, until_stopped: bool = True) -> None:
+    """`c`, then yes: the run on screen is asked to cancel (through the store, to its runner);
+    `until_stopped`: then wait until its follower has seen it end."""
     await pilot.press("c")
     await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
     await pilot.press("y")
+    if until_stopped:
+        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
 
 
 async def test_a_run_started_here_runs_in_its_own_process_and_quitting_leaves_it_running(
@@ -151,7 +154,7 @@ async def test_cancel_then_resume_both_go_through_a_runner_and_completed_items_s
     async with app.run_test(size=(120, 40)) as pilot:
         run_id = await start_fanout(pilot, app)
         await two_items_done(pilot, app, folder)
-        await cancel_on_screen(pilot, app)
+        await cancel_on_screen(pilot, app, until_stopped=False)
         await wait_for(pilot, lambda: app.view.status == "cancelled", what="cancelled", timeout=30)
         await wait_for(pilot, lambda: app.attached_run_id is None, what="the runner to finish")
         assert final_status(db, run_id) is RunStatus.CANCELLED
@@ -297,7 +300,6 @@ async def test_retrying_failed_items_from_the_grid_runs_them_in_a_runner(folder:
         await wait_for(pilot, lambda: fan().count("completed") == 2, what="a and b", timeout=30)
         await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start", timeout=30)
         await cancel_on_screen(pilot, app)
-        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
         assert app.view.status == "cancelled"
         grid = app.main_screen.grid  # type: ignore[union-attr]
         grid.focus()
@@ -401,7 +403,6 @@ async def test_a_second_resume_while_the_first_runner_starts_is_refused(folder: 
     async with app.run_test(size=(120, 40)) as pilot:
         run_id = await start_fanout(pilot, app)
         await cancel_on_screen(pilot, app)
-        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
         assert app.session.resume() is True
         assert not app.session.can_resume() and not app.session.finished_on_screen()
         with pytest.raises(Refused, match="being started in a background runner"):
@@ -478,7 +479,6 @@ async def test_the_workflow_list_shows_a_run_of_ours_going_out_of_sight(folder: 
         told = [n.message for n in app._notifications]
         assert any(f"approval (run {short_id(approval)}) completed" in t for t in told), told
         await cancel_on_screen(pilot, app)
-        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
         app.open_past_run(approval)  # fanout, its end drawn here, goes out of sight
         await wait_for(pilot, lambda: app.view.root_run_id == approval, what="approval opened")
         await pilot.pause(2.5)  # two reads of runs out of sight: the end drawn here is not told again
@@ -493,7 +493,6 @@ async def test_keeping_a_run_out_of_sight_still_says_how_the_run_on_screen_ended
     async with app.run_test(size=(120, 40)) as pilot:
         approval, fanout = await start_approval_then_fanout(pilot, app)
         await cancel_on_screen(pilot, app)
-        await wait_for(pilot, lambda: app.attached_run_id is None, what="the cancel", timeout=30)
         await quit_answering(pilot, app, "b")  # asked about approval, still at its gate
     assert app.return_code == 1  # the run on screen was cancelled
     lines = app.summary().splitlines()

@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	touch $(STAMP)
 
-## Start the dashboard on the sample workflows.
+## Start the dashboard on the sample workflows. Its exit status 1 says a run ended badly (the
+## sample import-records fails by design): the session itself went fine, so make says nothing.
 dashboard: $(STAMP)
-	$(BIN)/runkon-tui sample_workflows
+	$(BIN)/runkon-tui sample_workflows || [ $$? -eq 1 ]
 
 ## Run every test: lint, architecture contract, unit, engine, CLI and dashboard tests, then the
 ## Ray cluster tests (tests/cluster: they start their own nodes, so one at a time, without xdist).

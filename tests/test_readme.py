@@ -1,8 +1,11 @@
 """The README is the first thing a newcomer runs: its example and commands must stay true."""
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 from runkon_flow.dsl import parse_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +29,31 @@ def test_the_two_commands_are_make_targets_and_ci_runs_the_test_one() -> None:
     assert re.search(r"^test:", makefile, flags=re.M)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"^make test$", ci, flags=re.M)
+
+
+@pytest.mark.parametrize(("dashboard_status", "make_fails"), [(0, False), (1, False), (2, True), (129, True)])
+def test_make_dashboard_is_quiet_when_a_run_ended_badly_but_not_on_a_real_error(
+    tmp_path: Path, dashboard_status: int, make_fails: bool
+) -> None:
+    """Quitting after the sample run that fails by design must not end in `make: *** Error 1`; a
+    usage error (2) or a hang-up (129) still fails the target."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "runkon-tui"
+    fake.write_text(f"#!/bin/sh\nexit {dashboard_status}\n")
+    fake.chmod(0o755)
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    done = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "dashboard", f"BIN={bin_dir}", f"STAMP={stamp}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode != 0) is make_fails, done.stderr
+    assert ("Error" in done.stderr) is make_fails, done.stderr
 
 
 def test_the_readme_says_how_to_reach_the_commands_make_installed() -> None:

@@ -294,7 +294,7 @@ class LogView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         row = scroll_y + y
-        width = self.size.width
+        width = self.scrollable_content_region.width  # not `size`: that takes in the scrollbar
         styles = self._level_styles()
         base = self._base_style
         source = self.source
@@ -307,8 +307,29 @@ class LogView(ScrollView, can_focus=True):
         text, level = source.get(index)
         parts = display_lines(text)
         text = parts[part] if part < len(parts) else ""
-        strip = Strip([Segment(text, styles.get(level, styles["info"]))], cell_len(text))
+        return _visible(text, styles.get(level, styles["info"]), scroll_x, width, base, styles["debug"])
+
+
+#: Drawn in a line's first or last column when it goes on beyond the pane's left or right edge: a
+#: short pane has no horizontal scrollbar to say so (themes/runkon.tcss), and a long one shows where.
+MORE_LEFT, MORE_RIGHT = "‹", "›"
+
+
+def _visible(text: str, style: Style, scroll_x: int, width: int, base: Style, marker: Style) -> Strip:
+    """The `width` columns of `text` from `scroll_x`, marked at an edge where it goes on."""
+    length = cell_len(text)
+    strip = Strip([Segment(text, style)], length)
+    more_left = scroll_x > 0 and length > 0
+    more_right = length > scroll_x + width
+    if width < 3 or not (more_left or more_right):
         return strip.crop_extend(scroll_x, scroll_x + width, base)
+    start = scroll_x + more_left
+    middle = strip.crop_extend(start, scroll_x + width - more_right, base)
+    parts = [Strip([Segment(MORE_LEFT, marker)], 1)] if more_left else []
+    parts.append(middle)
+    if more_right:
+        parts.append(Strip([Segment(MORE_RIGHT, marker)], 1))
+    return Strip.join(parts)
 
 
 class LogPane(Vertical):

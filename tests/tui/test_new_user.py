@@ -31,12 +31,14 @@ from runkon_tui.app import RunkonApp
 from runkon_tui.screens.gate import GateChoices, GateScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
+from runkon_tui.widgets.log_pane import LogView
 from tests.tui import scenarios
 from tests.tui.conftest import feed, make_app, select, wait_for
 from tests.tui.fakes import ScriptedHost
 from tests.tui.test_dashboard import gate_script, start_review_run
 
 BIG = (140, 42)
+SCROLLBAR = " ▁▂▃▄▅▆▇█▊▋▌▍▎▏"
 
 
 def screen_text(app: RunkonApp) -> list[str]:
@@ -220,6 +222,48 @@ async def test_every_log_line_is_drawn_inside_its_pane() -> None:
         assert "progress 100%" in body  # what a terminal shows after the carriage return
         assert any("bell␇ and nul␀" in r for r in body), body
         assert not any("\x1b" in r or "[31m" in r for r in body)
+
+
+async def test_a_short_log_pane_shows_lines_not_a_scrollbar_and_marks_where_lines_go_on() -> None:
+    """At 80×24 the log has four rows: a horizontal scrollbar took one of them. A line cut at the
+    pane's edge ends in › (begins in ‹ once scrolled right); zoomed, the scrollbar is back."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        feed(app, _item_with_nasty_output().events)
+        await pilot.pause()
+        screen = main(app)
+        screen.grid.focus()
+        screen.grid.move_to_item(7)
+        await pilot.pause()
+        view = screen.log_pane.query_one(LogView)
+
+        def lines() -> list[str]:
+            """The pane's rows under its bar, inside the border and the vertical scrollbar (the
+            pane spans the screen: wide characters make columns and string indices differ)."""
+            region = screen.log_pane.region
+            rows = screen_text(app)[region.y + 2 : region.bottom - 1]
+            return [row[1:].rstrip("│").rstrip(SCROLLBAR) for row in rows]
+
+        await wait_for(pilot, lambda: any("bell" in row for row in lines()), what="the last line")
+        shown = lines()
+        assert view.styles.scrollbar_size_horizontal == 0
+        assert len(shown) == 4 and all(row.strip() for row in shown), shown  # four lines, no scrollbar row
+        wide = next(row for row in shown if "幅" in row)
+        assert wide.rstrip().endswith("›"), wide
+        assert not any(row.startswith("‹") for row in shown)
+
+        view.focus()
+        for _ in range(4):
+            await pilot.press("right")
+        await pilot.pause()
+        assert view.scroll_offset.x == 4
+        assert any(row.startswith("‹") for row in lines()), lines()
+
+        await pilot.press("z")
+        await wait_for(pilot, lambda: screen.log_pane.has_class("-maximized"), what="the zoomed log")
+        await pilot.pause()
+        assert view.styles.scrollbar_size_horizontal == 1 and view.show_horizontal_scrollbar
 
 
 # ------------------------------------------------------------------ the gate dialog

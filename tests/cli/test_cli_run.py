@@ -130,7 +130,8 @@ def test_a_failing_run_exits_1_names_the_error_and_says_how_to_resume(
     assert "exited with code 3" in out
     assert "RunCompleted succeeded=false" in out
     assert f"resume with: runkon-flow resume {run_id}" in err
-    assert "retry the" not in err  # no fan-out items to retry
+    assert "retry the" not in err and "nothing to retry" not in err  # no fan-out items to retry
+    assert "error:" not in err, err  # the command itself went fine
     assert "step=never" not in out
 
 

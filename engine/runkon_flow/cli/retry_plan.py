@@ -71,7 +71,12 @@ def retry_hint(store: WorkflowPersistence, run: WorkflowRun, *, clusters_above: 
     `clusters_above`: the failure clusters were just printed, numbered."""
     if run.parent_workflow_run_id:
         return None
-    count = choose_items(latest_fanouts(store, run), failed=True, item_ids=()).count  # as `--failed`
+    count = sum(  # what `--failed` would pick; none is no hint, not an error
+        1
+        for fan in latest_fanouts(store, run)
+        for item in fan.items
+        if FanOutItemStatus(item.status) in _RETRIED_BY_FAILED
+    )
     if not count:
         return None
     items = f"{count} failed item{'' if count == 1 else 's'}"

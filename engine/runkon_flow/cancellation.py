@@ -9,12 +9,12 @@ lets a cancel reach a sleeping gate or a script watchdog within milliseconds.
 from __future__ import annotations
 
 import threading
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from runkon_flow.errors import EngineError
-from runkon_flow.humanize import describe_cancel
+from runkon_flow.humanize import cancel_of, describe_cancel
 
 ReasonKind = Literal["UserRequested", "Timeout", "FailFast", "ParentCancelled", "EngineShutdown", "LeaseLost"]
 
@@ -34,6 +34,15 @@ class CancellationReason(BaseModel):
     @classmethod
     def of(cls, kind: ReasonKind) -> CancellationReason:
         return cls(kind=kind)
+
+    @classmethod
+    def from_error(cls, text: str | None) -> CancellationReason | None:
+        """The reason an error text in `EngineCancelled`'s spelling gives (what `request_cancel`
+        leaves on a cancelling run's row); None for any other text."""
+        found = cancel_of(text)
+        if found is None or found[0] not in get_args(ReasonKind):
+            return None
+        return cls(kind=found[0], message=found[1])  # type: ignore[arg-type]
 
     def describe(self) -> str:
         """For people: the user's message, else a plain phrase (`timed out`, `by the user`…)."""

@@ -38,6 +38,19 @@ _CANCELLED_TEXT = re.compile(
 )
 
 
+def cancel_of(text: str | None) -> tuple[str, str | None] | None:
+    """(kind, the user's message) of an error text in the engine's cancel spelling, else None."""
+    match = _CANCELLED_TEXT.fullmatch(text or "")
+    return _cancel_parts(match) if match is not None else None
+
+
+def _cancel_parts(match: re.Match[str]) -> tuple[str, str | None]:
+    message, kind = match.group(1), match.group(2)
+    if kind is not None:
+        return kind, None
+    return "UserRequested", re.sub(r"\\(.)", r"\1", message) if message is not None else None
+
+
 def describe_cancel(kind: str, message: str | None = None) -> str:
     """Why a run or step was cancelled, for people: the user's message, else a plain phrase."""
     if kind == "UserRequested":
@@ -58,15 +71,7 @@ def readable_error(text: str | None) -> str:
         return ""
     text = text.removeprefix(ENGINE_ERROR_PREFIX)
 
-    def plain(match: re.Match[str]) -> str:
-        message, kind = match.group(1), match.group(2)
-        if kind is not None:
-            return f"cancelled: {describe_cancel(kind)}"
-        if message is not None:
-            message = re.sub(r"\\(.)", r"\1", message)
-        return f"cancelled: {describe_cancel('UserRequested', message)}"
-
-    return _CANCELLED_TEXT.sub(plain, text)
+    return _CANCELLED_TEXT.sub(lambda match: f"cancelled: {describe_cancel(*_cancel_parts(match))}", text)
 
 
 def error_headline(text: str | None) -> str:

@@ -376,7 +376,9 @@ def test_cancel_of_a_held_run_asks_its_engine_and_reports_when_it_does_not_answe
     assert code == 1 and "still cancelling after 0.3s" in err
 
 
-def test_cancel_from_another_process_stops_a_live_run(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cancel_from_another_process_stops_a_live_run_and_its_message_is_the_reason(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, err = home / "run.out", home / "run.err"
     proc = spawn(
         ["run", "waiter", "--dir", "wf"],
@@ -388,7 +390,7 @@ def test_cancel_from_another_process_stops_a_live_run(home: Path, capsys: pytest
     try:
         wait_for((home / "wf" / "hold.pid").exists, "the run to reach its long step")
         run_id = run_id_of(out.read_text())
-        code, printed, cancel_err = cli(capsys, "cancel", run_id)
+        code, printed, cancel_err = cli(capsys, "cancel", run_id, "--message", "wrong version")
         assert code == 0, cancel_err
         assert printed == f"run {run_id} cancelled\n"
         assert proc.wait(timeout=30) == 130
@@ -399,6 +401,8 @@ def test_cancel_from_another_process_stops_a_live_run(home: Path, capsys: pytest
         (home / "wf" / "go").touch()
     assert status_of(home, run_id) is RunStatus.CANCELLED
     assert "RunCancelled" in out.read_text()
+    code, shown, _ = cli(capsys, "show", run_id)
+    assert code == 0 and "cancelled: wrong version" in shown, shown
 
 
 def test_ctrl_c_while_waiting_for_another_engine_stops_waiting_and_leaves_its_run_alone(

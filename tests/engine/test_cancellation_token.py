@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from runkon_flow.cancellation import CancellationReason, CancellationToken
+import pytest
+from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 
 from tests.threads import switching_often, together
 
@@ -46,3 +47,23 @@ def test_a_detached_child_is_no_longer_held_by_its_parent() -> None:
     parent.cancel(CancellationReason.user())
     assert kept.is_cancelled()
     assert not dropped.is_cancelled()
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        CancellationReason.user(),
+        CancellationReason.user('wrong "2.4" \\ again'),
+        CancellationReason.of("Timeout"),
+    ],
+)
+def test_a_reason_reads_back_from_the_error_text_a_cancelled_run_stores(reason: CancellationReason) -> None:
+    """A cancel from another process reaches the engine as that text on the run's row."""
+    assert CancellationReason.from_error(str(EngineCancelled(reason))) == reason
+
+
+@pytest.mark.parametrize(
+    "text", [None, "", "boom", "workflow cancelled: Nonsense", "workflow cancelled: Timeout and more"]
+)
+def test_any_other_text_gives_no_reason(text: str | None) -> None:
+    assert CancellationReason.from_error(text) is None

@@ -295,8 +295,18 @@ def test_a_cancel_request_marks_a_run_that_has_not_ended(store, status) -> None:
     store.update_run_status(run_id, status, None, None)
     assert store.request_cancel(run_id) is True
     run = store.get_run(run_id)
-    assert run.status is RunStatus.CANCELLING and run.ended_at is None
+    assert run.status is RunStatus.CANCELLING and run.ended_at is None and run.error is None
     assert store.is_run_cancelled(run_id)
+
+
+def test_a_cancel_request_keeps_the_reason_for_the_engine_that_stops_the_run(store) -> None:
+    """`runkon-flow cancel --message` reaches the engine running the run through the row."""
+    run_id = new_run(store)
+    store.update_run_status(run_id, RunStatus.RUNNING, None, "an earlier attempt's error")
+    assert store.request_cancel(run_id, 'workflow cancelled: UserRequested(Some("wrong version"))') is True
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.CANCELLING
+    assert run.error == 'workflow cancelled: UserRequested(Some("wrong version"))'
 
 
 @pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED])

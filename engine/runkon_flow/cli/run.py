@@ -700,7 +700,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             raise CommandFailed(
                 f"run {run.id} already finished ({settled.value}); there is nothing to cancel"
             )
-        if not store.request_cancel(run.id):  # it ended since our look: its end stands
+        if not store.request_cancel(run.id, error):  # it ended since our look: its end stands
             ended = store.get_run(run.id)
             status = RunStatus(ended.status).value if ended is not None else "finished"
             raise CommandFailed(f"run {run.id} already finished ({status}); there is nothing to cancel")

@@ -203,12 +203,12 @@ class InMemoryStore:
             run.blocked_on = snapshot
             run.ended_at = None
 
-    def request_cancel(self, run_id: str) -> bool:
+    def request_cancel(self, run_id: str, error: str | None = None) -> bool:
         with self._guard(run_id):
             run = self._run(run_id)
             if run.status.is_terminal:
                 return False
-            _record_status(run, RunStatus.CANCELLING, None, None, None)
+            _record_status(run, RunStatus.CANCELLING, None, error, None)
             return True
 
     def is_run_cancelled(self, run_id: str) -> bool:

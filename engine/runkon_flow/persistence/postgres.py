@@ -828,12 +828,12 @@ class PostgresStore(Leadership):
         self._write(update, single=notify is None, durable=durable, key="r:" + run_id)
 
     @_translated
-    def request_cancel(self, run_id: str) -> bool:
+    def request_cancel(self, run_id: str, error: str | None = None) -> bool:
         def update(cur: Any) -> bool:
             changed = cur.execute(
-                "UPDATE workflow_runs SET status = 'cancelling', result_summary = NULL, error = NULL, "
+                "UPDATE workflow_runs SET status = 'cancelling', result_summary = NULL, error = %s, "
                 f"ended_at = NULL, blocked_on = NULL WHERE id = %s AND {RUN_UNFINISHED}",
-                (run_id,),
+                (error, run_id),
             ).rowcount
             if not changed:
                 if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (run_id,)).fetchone() is None:

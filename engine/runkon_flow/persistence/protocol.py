@@ -152,10 +152,11 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def is_run_cancelled(self, run_id: str) -> bool: ...
 
-    def request_cancel(self, run_id: str) -> bool:
+    def request_cancel(self, run_id: str, error: str | None = None) -> bool:
         """Mark the run `cancelling` unless it has ended, in one write (a run that ends between a
         caller's look and this write keeps its end); whether it was marked. An unknown run is
-        an error."""
+        an error. `error`: the cancel as the run will read once cancelled (`EngineCancelled`'s
+        text, carrying a user's message), kept on the row for the engine that stops the run."""
         ...
 
     def flush(self) -> None:

@@ -856,12 +856,12 @@ class SqliteStore(Leadership):
         self._write(update, durable=durable, key="r:" + params[-1])
 
     @_translated
-    def request_cancel(self, run_id: str) -> bool:
+    def request_cancel(self, run_id: str, error: str | None = None) -> bool:
         def update(conn: sqlite3.Cursor) -> bool:
             changed = conn.execute(
-                "UPDATE workflow_runs SET status = 'cancelling', result_summary = NULL, error = NULL, "
+                "UPDATE workflow_runs SET status = 'cancelling', result_summary = NULL, error = ?, "
                 f"ended_at = NULL, blocked_on = NULL WHERE id = ? AND {RUN_UNFINISHED}",
-                (run_id,),
+                (error, run_id),
             ).rowcount
             if (
                 not changed

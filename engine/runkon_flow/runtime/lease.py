@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from runkon_flow.cancellation import CancellationReason
-from runkon_flow.persistence.models import new_id
+from runkon_flow.persistence.models import RunStatus, new_id
 from runkon_flow.persistence.notify import on_cancel_requested
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.report_gate import ReportGate
@@ -192,7 +192,7 @@ class RunMonitor:
             try:
                 if st.persistence.is_run_cancelled(st.workflow_run_id):
                     log.info("run %s was cancelled from outside", st.workflow_run_id)
-                    abort(st, CancellationReason.user())
+                    abort(st, _outside_reason(st))
             except Exception as exc:
                 log.warning("is_run_cancelled(%s) failed: %s", st.workflow_run_id, exc)
         if token.is_cancelled():
@@ -209,6 +209,18 @@ class RunMonitor:
         if generation is None:
             log.warning("run %s lost its lease; stopping it", st.workflow_run_id)
             abort(st, CancellationReason.of("LeaseLost"))
+
+
+def _outside_reason(st: ExecutionState) -> CancellationReason:
+    """Why the run was cancelled from outside: what the canceller left on the cancelling row
+    (`runkon-flow cancel --message`), else by the user."""
+    run = st.persistence.get_run(st.workflow_run_id)
+    left = (
+        CancellationReason.from_error(run.error)
+        if run is not None and run.status is RunStatus.CANCELLING
+        else None
+    )
+    return left or CancellationReason.user()
 
 
 def abort(st: ExecutionState, reason: CancellationReason) -> None:

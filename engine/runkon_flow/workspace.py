@@ -213,6 +213,9 @@ class _Snapshot:
     files: dict[str, str | FileError]
     load_errors: list[FileError]
     broken_by_stem: dict[str, FileError]
+    # Workflows whose file is broken now, by name: their last good definition is in `workflows`
+    # (a list entry and a resume still have one), but a new run must not start on it.
+    kept: dict[str, FileError]
     agents: AgentCatalog
     config_errors: list[FileError]
     script_env: DefaultScriptEnvProvider
@@ -346,6 +349,7 @@ class Workspace:
         workflows = dict(result.workflows)
         workflow_dirs = {name: Path(wf.source_path).parent for name, wf in workflows.items()}
         broken_by_stem: dict[str, FileError] = {}
+        kept: dict[str, FileError] = {}
         for path, outcome in result.files.items():
             if not isinstance(outcome, FileError):
                 continue
@@ -356,6 +360,7 @@ class Workspace:
             if isinstance(old_name, str) and old_name not in workflows and previous is not None:
                 workflows[old_name] = previous.workflows[old_name]
                 workflow_dirs[old_name] = previous.workflow_dirs[old_name]
+                kept[old_name] = outcome
         workflows = dict(sorted(workflows.items()))
 
         path_refs = [
@@ -385,6 +390,7 @@ class Workspace:
             files=dict(result.files),
             load_errors=list(result.errors),
             broken_by_stem=broken_by_stem,
+            kept=kept,
             agents=agents,
             config_errors=config_errors,
             script_env=script_env,
@@ -439,7 +445,17 @@ class Workspace:
         directory = snap.workflow_dirs.get(wf.name, Path(wf.source_path).parent)
         providers = ItemProviderRegistry(default_providers(directory))
         problems: list[Problem] = []
-        report = validate_workflow(wf, loader=snap.resolver, providers=providers)
+        if wf.name in snap.kept:
+            broken = snap.kept[wf.name]
+            where = SourceLocation(broken.file, broken.line, broken.column)
+            problems.append(Problem(broken.message, location=where))
+        # As the files are now, as a runner process or `runkon-flow run` would load them: a called
+        # workflow whose file is broken is not stood in for by its last good definition.
+        as_on_disk = _LoadedResolver(
+            {name: w for name, w in snap.workflows.items() if name not in snap.kept},
+            {**snap.broken_by_stem, **snap.kept},
+        )
+        report = validate_workflow(wf, loader=as_on_disk, providers=providers)
         problems.extend(report.errors)
         try:
             snap.engine.validate(wf)

@@ -80,6 +80,30 @@ def test_reload_picks_up_edits_and_keeps_the_last_good_definition(home: Path) ->
     assert [Path(e.file).name for e in ws.load_errors] == ["greet.wf"]
 
 
+def test_no_run_starts_on_a_last_good_definition_of_a_file_broken_now(home: Path) -> None:
+    """A runner process (or `runkon-flow run`) loads the files as they are: a run the dashboard
+    starts after an edit broke a called workflow's file must be refused here with that file's
+    position, not fail later item by item."""
+    write(home, "fan.wf", "workflow fan {\n  call workflow greet\n}\n")
+    ws = ws_for(home)
+    assert ws.validate("fan") == []
+    write(home, "greet.wf", "workflow greet {\n  call\n}\n")
+    os.utime(home / "greet.wf", (time.time() + 5, time.time() + 5))
+    ws.reload()
+    assert "greet" in ws.workflows  # the list and a resume still have its last good definition
+    for name in ("fan", "greet"):
+        problems = ws.validate(name)
+        assert problems, name
+        assert any("greet.wf:3:1" in p.render() for p in problems), [p.render() for p in problems]
+        with pytest.raises(ValidationErrors):
+            ws.create_run(name, {})
+    assert ws.store.list_runs() == []  # nothing was written
+    write(home, "greet.wf", 'workflow greet {\n  inputs {\n    who default = "world"\n  }\n  call hello\n}\n')
+    os.utime(home / "greet.wf", (time.time() + 10, time.time() + 10))
+    ws.reload()
+    assert ws.validate("fan") == []
+
+
 def test_find_by_name_or_path(home: Path, tmp_path: Path) -> None:
     ws = ws_for(home)
     assert ws.find("greet").name == "greet"

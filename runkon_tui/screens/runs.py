@@ -91,6 +91,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         super().__init__()
         self.rows: list[RunRow] = []
         self.error: str | None = None
+        self._drawn_live = False  # some row was drawn with a live status
 
     @property
     def rapp(self) -> RunkonApp:
@@ -111,8 +112,10 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         self.set_interval(REFRESH_S, self._refresh_live, name="runs-live")
 
     def _refresh_live(self) -> None:
-        """Re-read while some run is live, so statuses and holders stay current."""
-        if any(live_status(row.run) in LIVE for row in self.rows):
+        """Re-read while some run is live, or was when the table was drawn, so statuses and
+        holders stay current: a run whose holder died reads `interrupted` once its lease lapses,
+        with nothing written to the store, and its row must say so too."""
+        if self._drawn_live or any(live_status(row.run) in LIVE for row in self.rows):
             self._load()
 
     def action_reload(self) -> None:
@@ -142,6 +145,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
     def _fill(self, rows: list[RunRow], error: str | None) -> None:
         self.rows = rows
         self.error = error
+        self._drawn_live = any(live_status(row.run) in LIVE for row in rows)
         # 80 columns: the run id's tail and a short date keep room for names
         narrow = self.size.width < WIDE
         cells = [self._cells(row, narrow) for row in rows]

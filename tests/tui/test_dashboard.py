@@ -557,6 +557,29 @@ async def test_the_runs_screen_shows_held_by_and_error_only_when_some_run_has_th
         assert ":" in str(app.screen.query_one(DataTable).get_row(live.id)[columns().index("held by")])
 
 
+async def test_a_run_whose_holder_died_turns_interrupted_in_the_runs_screen_by_itself() -> None:
+    """Nothing is written when a holder dies: its lease lapses. The runs screen re-read only while
+    some run *is* live, so the last live run's row kept saying `running` until `g`."""
+    from runkon_flow.persistence.models import NewRun, RunStatus
+    from runkon_flow.runtime.lease import new_owner_token
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    held = store.create_run(NewRun(workflow_name="nightly"))
+    store.update_run_status(held.id, RunStatus.RUNNING, None, None)
+    assert store.acquire_lease(held.id, new_owner_token(), 1.5) is not None  # then its holder dies
+    app = make_app(store=store)
+
+    def status_cell() -> str:
+        return str(app.screen.query_one(DataTable).get_row(held.id)[0])
+
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        assert "running" in status_cell()
+        await wait_for(pilot, lambda: "interrupted" in status_cell(), what="interrupted", timeout=10)
+
+
 async def test_a_wide_runs_screen_shows_a_long_error_whole_on_one_line() -> None:
     """The error column is the last one, fitted to the room left: on a wide screen nothing of a
     long error is cut, and a multi-line one reads as its first and last line."""

@@ -663,6 +663,9 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
 
     def _start(self, name: str, definition: WorkflowDef, inputs: dict[str, str]) -> None:
         self.clear_notifications()  # toasts about the previous run would cover this one's log
+        screen = self.main_screen
+        if screen is not None:
+            screen.follow_the_new_run()
         self.session.start(name, definition, inputs)
         self.drain()
         self._refresh_screen()

@@ -565,6 +565,11 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         view = self.view_for(self.tree_workflow)
         self.show_step_output(run_for_scope(view, spec.scope) if view is not None else None, spec)
 
+    def follow_the_new_run(self) -> None:
+        """A run started from the list is followed from its first step: a step highlighted in the
+        tree while reading an earlier run does not hold the output view through this one."""
+        self.tree.forget_cursor()
+
     def _followed_step(self) -> tuple[RunState, NodeSpec] | None:
         """The step of the run on screen the output view follows when none is highlighted: the one
         it started last — in a called workflow too — of those with output of their own (not a

@@ -185,6 +185,14 @@ class DependencyTree(Tree[NodeSpec]):
                 return node
         return None
 
+    def forget_cursor(self) -> None:
+        """No node highlighted, as in a tree just built. `move_cursor(None)` lands on the first
+        line (`Tree` clamps a cursor line to the lines there are), and `unselect` leaves
+        `cursor_node` set: the line is set past the clamp, then what its watcher does for -1."""
+        previous = self.cursor_line
+        self.set_reactive(Tree.cursor_line, -1)
+        self.watch_cursor_line(previous, -1)
+
     def select_uid(self, uid: str) -> None:
         node = self.nodes_by_uid.get(uid)
         if node is None:

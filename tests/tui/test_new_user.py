@@ -792,6 +792,55 @@ async def test_the_output_log_follows_the_run_on_screen() -> None:
         assert "ok from the nightly test" in output()
 
 
+def _nightly_up_to_its_test(run_id: str) -> list[EngineEventData]:
+    """nightly: `build` ran, then `script test` started and printed."""
+    s = scenarios.Script(run_id)
+    s.emit(RunStarted(workflow_name="nightly"))
+    s.start("body.0.body.0", "build")
+    s.emit(StepOutput(step_id=f"step-{run_id}-body.0.body.0-0", step_name="build", line="building"))
+    s.finish("body.0.body.0", "build")
+    s.start("body.0.body.1", "test", "script")
+    s.emit(StepOutput(step_id=f"step-{run_id}-body.0.body.1-0", step_name="test", line="testing"))
+    return s.events
+
+
+async def test_a_run_started_from_the_list_is_followed_whatever_was_highlighted_for_the_last_one() -> None:
+    """A step highlighted while reading an earlier run held the output view through the next run
+    started from the list: its title stayed `output: build` while that run went on elsewhere."""
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = _nightly_up_to_its_test  # type: ignore[assignment]
+    async with app.run_test(size=BIG) as pilot:
+        screen = main(app)
+
+        async def run_nightly() -> str:
+            before = app.view.root_run_id
+            await select(pilot, app, "nightly")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: app.view.root_run_id not in (None, before), what="the run")
+            await pilot.pause()
+            return app.view.root_run_id  # type: ignore[return-value]
+
+        await run_nightly()
+        assert screen.log_pane.output_title == "script test"
+        build = next(n.data for n in screen.tree.nodes_by_uid.values() if n.data and n.data.label == "build")
+        screen.tree.select_uid(build.uid)
+        await pilot.pause()
+        assert screen.log_pane.output_title != "script test"  # reading build's output
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="the end of the first run")
+
+        await run_nightly()
+        assert screen.tree.cursor_node is None
+        assert screen.log_pane.output_title == "script test"
+        output = screen.log_pane.sources["output"]
+        assert [output.get(i)[0] for i in range(len(output))] == ["testing"]
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="the end of the second run")
+
+
 # ------------------------------------------------------------------ toasts in the history at 80×24
 
 

@@ -29,6 +29,36 @@ def test_what_varies_between_items_is_masked(error: str | None, signature: str) 
     assert error_signature(error, "repo-42") == signature
 
 
+@pytest.mark.parametrize(
+    ("error", "signature"),
+    [
+        ("/tmp/x/wf/lint-repo.wf:21:23: expected a step", "<path>:<n>:<n>: expected a step"),
+        ("lint-repo.wf:21:23: expected a step", "lint-repo.wf:<n>:<n>: expected a step"),
+        ("src/app/main.py:12: invalid syntax", "<path>:<n>: invalid syntax"),
+        ("file:12:34: bad token", "file:<n>:<n>: bad token"),
+        ("connection reset by 10.0.15.7:44", "connection reset by <n>:<n>"),
+        ("retry at 09:41 (lock held since 9:05:30)", "retry at <time> (lock held since <time>)"),
+    ],
+)
+def test_a_file_position_is_not_read_as_a_time(error: str, signature: str) -> None:
+    """`file:21:23` is line and column: masked as numbers, it still reads as a position."""
+    assert error_signature(error) == signature
+
+
+def test_parse_errors_at_different_positions_of_the_child_file_form_one_cluster() -> None:
+    """The report: a fan-out item whose child workflow failed to load was labelled
+    `1 × <path>:<time>: expected a step (call, …`."""
+    fan = fan_with(
+        [
+            ("lib-core", "failed", "/tmp/a/wf/lint-repo.wf:21:23: expected a step (call, if, unless)", None),
+            ("lib-io", "failed", "/tmp/b/wf/lint-repo.wf:9:5: expected a step (call, if, unless)", None),
+        ]
+    )
+    [cluster] = clusters_of(fan)
+    assert cluster.describe() == "2 × <path>:<n>:<n>: expected a step (call, if, unless)"
+    assert "<time>" not in cluster.label
+
+
 def test_words_are_kept_so_different_failures_stay_apart() -> None:
     expected_int, expected_str = "schema mismatch: expected int", "schema mismatch: expected str"
     assert error_signature(expected_int) != error_signature(expected_str)

@@ -3,9 +3,9 @@
 Ten thousand items that failed for three reasons should read as three lines — "30 × rate
 limited, 7 × schema mismatch" — not as ten thousand. Two errors belong together when they are
 the same text once the parts that differ from item to item are masked: numbers, ids (UUIDs,
-ULIDs, hex), paths, URLs, dates and times, and the item's own id. The masked text is the
-cluster's *signature*; it is also what a user reads, so the masks are short words (`<n>`, `<id>`,
-`<path>`, `<time>`, `<url>`, `<item>`).
+ULIDs, hex), paths, URLs, dates and times (not a file position: `a.wf:21:23` is `a.wf:<n>:<n>`),
+and the item's own id. The masked text is the cluster's *signature*; it is also what a user
+reads, so the masks are short words (`<n>`, `<id>`, `<path>`, `<time>`, `<url>`, `<item>`).
 
 Clusters are computed from a `FanOutView` (its item statuses and the cause of each failure: the
 error of the step that failed in the item's child run, else the child run's error), however it
@@ -58,7 +58,9 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "<time>",
     ),
-    (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b"), "<time>"),
+    # Not right after `:` or `.`: `lint-repo.wf:21:23` is a file position, not 21:23 o'clock (its
+    # numbers become `<n>`: `<path>:<n>:<n>`), and `10.0.0.7:44` an address and port.
+    (re.compile(r"(?<![:.])\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b"), "<time>"),
     (re.compile(r"(?<![\w.~/-])(?:~|\.{1,2})?(?:/[\w.@%+=,-]+)+/?|\b[A-Za-z]:\\[\w.\\ -]+"), "<path>"),
     (re.compile(r"\b[\w.-]+(?:/[\w.-]+)+\.\w+\b"), "<path>"),  # a relative path to a file: src/a.py
     (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<id>"),

@@ -203,3 +203,41 @@ def test_retry_an_unknown_cluster_says_which_clusters_there_are(capsys, home: Pa
     assert code == 2
     assert f"no failure cluster 7 in run {run_id} (clusters: 1: 5 × Script 'work' exited" in err
     assert "3: 5 × " in err
+
+
+def test_items_whose_child_workflow_no_longer_loads_say_why_in_show_and_its_clusters(
+    capsys, home: Path
+) -> None:
+    """The report: `1. 1 × (no error recorded)   items lib-core` for an item whose child workflow
+    failed to load. Such an item gets no child run, so its error is only in the event that ended
+    it; `show`, its clusters and the run model a dashboard reopens the run into read it there."""
+    code, out, _ = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "quiet")
+    assert code == 1
+    run_id = run_id_of(out)
+    # One typo in the child file, then retry: every retried item fails before a child run exists.
+    (home / "one.wf").write_text(ONE.replace("script work {", "script work {{"))
+    argv = ("retry", run_id, "--failed", "--yes", "--definition", "stored", "--dir", str(home))
+    code, _, _ = cli(capsys, *argv, "--progress", "quiet")
+    assert code == 1
+    with SqliteStore(home / "runs.db") as store:
+        [step] = [s for s in store.get_steps(run_id) if s.step_name == "foreach:each"][-1:]
+        unrun = [i for i in store.get_fan_out_items(step.id) if i.attempt == 2]
+        assert len(unrun) == 15 and {i.child_run_id for i in unrun} == {"dispatching"}  # never got one
+
+    code, out, _ = cli(capsys, "show", run_id)
+    assert code == 0
+    section = clusters_section(out)
+    assert "(no error recorded)" not in section
+    position = re.search(r"    1\. 15 × <path>:<n>:<n>: expected .*", section)
+    assert position, section
+    assert f"    item i000 failed: {home / 'one.wf'}:3:" in out  # the file position, unmasked
+
+    code, out, _ = cli(capsys, "show", run_id, "--json")
+    [cluster] = json.loads(out)["failure_clusters"]
+    assert cluster["count"] == 15 and cluster["example"].startswith(f"{home / 'one.wf'}:3:")
+
+    from runkon_flow.observe.loader import load_run
+
+    with SqliteStore(home / "runs.db") as store:
+        [fan] = load_run(store, run_id).runs[run_id].fanouts.values()
+    assert fan.errors[fan.index["i000"]].startswith(f"{home / 'one.wf'}:3:")

@@ -23,7 +23,7 @@ from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, distinct_labels, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
 from runkon_flow.observe.estimates import Estimates, history_of
-from runkon_flow.observe.loader import fanout_from_rows, row_failure_cause
+from runkon_flow.observe.loader import fanout_from_rows, fill_unrun_item_errors, row_failure_cause
 from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.observe.status import outcome
 from runkon_flow.persistence.models import (
@@ -275,6 +275,8 @@ def _item_summary(
     parts = [f"{getattr(counts, s)} {s}" for s in shown if getattr(counts, s)]
     failed_lines = []
     failed = [i for i in items if FanOutItemStatus(i.status) is FanOutItemStatus.FAILED]
+    if any(i.child_run_id in (None, "", "dispatching") for i in failed[:10]):
+        fill_unrun_item_errors(store, fan)  # never got a child run: its error is in the events
     for item in failed[:10]:
         child = item.child_run_id if item.child_run_id not in (None, "", "dispatching") else None
         error = ""
@@ -282,8 +284,11 @@ def _item_summary(
             child_run = store.get_run(child)
             text = readable_error(child_run.error) if child_run is not None else ""
             text = error_headline(row_failure_cause(store.get_steps(child)) or text)  # why, not which step
-            if text:
-                error = f": {text}"
+        else:
+            idx = fan.index.get(item.item_id)
+            text = error_headline(fan.errors.get(idx, "")) if idx is not None else ""
+        if text:
+            error = f": {text}"
         where = f" (child run {child})" if child else ""
         failed_lines.append(f"    item {item.item_id} failed{where}{error}")
     if len(failed) > 10:

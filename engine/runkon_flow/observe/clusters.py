@@ -10,8 +10,9 @@ reads, so the masks are short words (`<n>`, `<id>`, `<path>`, `<time>`, `<url>`,
 Clusters are computed from a `FanOutView` (its item statuses and the cause of each failure: the
 error of the step that failed in the item's child run, else the child run's error), however it
 was filled: live events, a stored event stream, or store rows (`loader.fill_item_errors` reads
-failed items' child runs). `run_clusters` numbers the clusters of a stored run's latest fan-outs
-the one way `show` lists them and `retry --cluster N` picks them (docs/when-things-go-wrong.md).
+failed items' child runs, and for an item that never got one the event that ended it).
+`run_clusters` numbers the clusters of a stored run's latest fan-outs the one way `show` lists
+them and `retry --cluster N` picks them (docs/when-things-go-wrong.md).
 """
 
 from __future__ import annotations

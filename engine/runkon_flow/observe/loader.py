@@ -15,6 +15,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from runkon_flow.event_log import READ_ROWS, top_level_run, unpack
 from runkon_flow.humanize import gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.counts import row_key
@@ -143,7 +144,10 @@ _FAILED_ITEM_CODES = frozenset({ITEM_CODE["failed"], ITEM_CODE["cancelled"]})
 def fill_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
     """Give failed and cancelled items loaded from rows their error and its cause, as the reducer
     does live: the error of the child run each ran as (item rows keep none) and the error of that
-    run's failed step (`FanOutView.causes`), so failure clusters work on past runs too."""
+    run's failed step (`FanOutView.causes`), so failure clusters work on past runs too. An item
+    that never got a child run gets the error its `FanOutItemCompleted` said
+    (`fill_unrun_item_errors`)."""
+    fill_unrun_item_errors(store, fan)
     for idx, child_id in fan.child_runs.items():
         if fan.codes[idx] not in _FAILED_ITEM_CODES or idx in fan.causes:
             continue
@@ -155,6 +159,40 @@ def fill_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
         cause = row_failure_cause(store.get_steps(child_id))
         if cause:
             fan.causes[idx] = cause
+
+
+def fill_unrun_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
+    """Failed and cancelled items without a child run — its workflow could not be loaded or
+    started — have their error nowhere in the rows: only the `FanOutItemCompleted` that ended
+    them says it (`lint-repo.wf:21:23: expected a step …`). Read it from the stored event stream,
+    so `show`, the failure clusters and a reopened run say why, not `(no error recorded)`. The
+    stream is read only when such an item exists; the last event of an item wins."""
+    if fan.step_id is None:
+        return
+    missing = {
+        fan.ids[idx]: idx
+        for idx, code in enumerate(fan.codes)
+        if code in _FAILED_ITEM_CODES and idx not in fan.child_runs and idx not in fan.errors
+    }
+    if not missing:
+        return
+    found: dict[int, str] = {}
+    stream, after = top_level_run(store, fan.run_id), 0
+    while rows := store.read_events(stream, after, READ_ROWS):
+        after = rows[-1].seq
+        for row in (event for packed in rows for event in unpack(packed)):
+            if row.kind != "FanOutItemCompleted" or fan.step_id not in row.payload:
+                continue
+            try:
+                event = json.loads(row.payload)
+            except ValueError:
+                continue
+            idx = missing.get(event.get("item_id")) if event.get("step_id") == fan.step_id else None
+            if idx is not None:
+                found[idx] = readable_error(event.get("error"))
+    for idx, error in found.items():
+        if error:
+            fan.errors[idx] = error
 
 
 def row_failure_cause(rows: list[WorkflowRunStep]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from runkon_flow.observe.estimates import Band, Estimates, history_of, quantile
 from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.persistence.memory import InMemoryStore
@@ -104,3 +105,29 @@ def test_a_called_workflows_steps_are_kept_under_the_call_node_path() -> None:
     assert est.step_band("body.0") == Band(1.0, 1.0)  # the caller's prep, not the callee's build
     assert est.step_band("body.1/body.0") == Band(40.0, 40.0)
     assert est.step_band("body.1") == Band(41.0, 41.0)
+
+
+@pytest.mark.parametrize("gate_type", ["human_approval", "human_review", "pr_approval", "pr_checks"])
+def test_a_gate_that_waits_for_an_answer_gets_no_estimate_while_work_keeps_one(gate_type: str) -> None:
+    """How long someone took to answer is not how long the gate should take: no band, so no ETA
+    and no `⚠ over p95` however long this answer takes; steps that work keep theirs."""
+    store = InMemoryStore()
+    for _ in range(2):
+        r = store.create_run(NewRun(workflow_name="wf"))
+        gen = store.acquire_lease(r.id, "t", 60)
+        finished_step(store, r.id, gen, "build", "body.0", 10)
+        sid = store.insert_step(
+            NewStep(r.id, gate_type, role="gate", retry_count=0, node_path="body.1", gate_type=gate_type)
+        )
+        store.update_step(sid, StepUpdate.completed(gen, result_text="approved"))
+        row = store._steps[sid]
+        row.started_at, row.ended_at = "2026-12-03T10:00:00Z", "2026-12-03T10:00:02Z"
+        finished_step(store, r.id, gen, "quality", "body.2", 3, role="gate")
+        store.finish_run(r.id, RunStatus.COMPLETED, None, None, "t")
+    est = history_of(store, "wf")
+    gate = StepView(key="body.1", name=gate_type, node_path="body.1", status="waiting", started_at=100.0)
+    assert est.step_band("body.1") is None
+    assert est.running_note(gate, now=113.0) == ""  # 13 s: the report's `⚠ over p95 (13s)`
+    assert est.overdue(gate, now=113.0) is None
+    assert est.step_band("body.0") == Band(10.0, 10.0)
+    assert est.step_band("body.2") == Band(3.0, 3.0)  # a quality_gate computes: it is timed

@@ -3,6 +3,7 @@ that has outlived its p95 is marked `over p95` in the tree."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -90,5 +91,55 @@ async def test_a_step_of_a_called_workflow_past_its_p95_is_marked_too(tmp_path: 
             assert estimates is not None and estimates.step_band("body.1/body.0") is not None
         finally:
             (folder / "go").touch()  # the run ends whatever happened
+        await wait_for(pilot, lambda: not app.run_active, what="run end", timeout=60)
+    store.close()
+
+
+GATED = """workflow gated {
+  script build { run = "true" }
+  gate human_approval { prompt = "Ship it?" }
+}
+"""
+
+
+async def test_a_gate_waiting_for_a_person_is_never_marked_over_p95(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The report: `⚠ over p95 (13s)` on a human approval gate. Past answers came quickly, this
+    one is slow: that is a person taking their time, not a step running late, so the tree shows
+    the gate waiting with no ETA and no over-p95 mark."""
+    from runkon_flow.observe.liveness import step_seconds
+
+    _, store, app = engine_app(tmp_path, monkeypatch, gated=GATED)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "gated")
+        for n in (1, 2, 3):
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.view.waiting_gates(), what=f"run {n}'s gate", timeout=60)
+            if n == 3:
+                break
+            [gate] = app.view.waiting_gates()
+            store.approve_gate(gate.step_id, "tester", None, None)  # answered at once
+            done = lambda n=n: len(store.list_runs()) == n and not app.run_active  # noqa: E731
+            await wait_for(pilot, done, what=f"run {n} to end", timeout=60)
+            assert app.view.status == "completed"
+        past = [
+            step_seconds(s) or 0.0
+            for r in store.list_runs()
+            if r.status == "completed"
+            for s in store.get_steps(r.id)
+            if s.step_name == "human_approval"
+        ]
+        assert len(past) == 2
+        tree = app.main_screen.tree  # type: ignore[union-attr]
+        label = lambda: tree.nodes_by_uid["body.1"].label.plain  # noqa: E731
+        [gate] = app.view.waiting_gates()
+        try:
+            waited = lambda: time.time() - gate.since > max(past) + 1.0  # noqa: E731
+            await wait_for(pilot, waited, what="the gate to wait longer than any past one", timeout=60)
+            await wait_for(pilot, lambda: tree.estimates is not None, what="the estimates", timeout=30)
+            await pilot.pause(0.6)  # a few ticks of the tree's clock
+            assert "awaiting approval" in label()
+            assert "over p95" not in label() and "ETA" not in label(), label()
+        finally:
+            store.approve_gate(gate.step_id, "tester", None, None)  # the run ends whatever happened
         await wait_for(pilot, lambda: not app.run_active, what="run end", timeout=60)
     store.close()

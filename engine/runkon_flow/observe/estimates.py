@@ -12,6 +12,8 @@ workflow, narrowed by the live item rate (docs/run-model.md "Estimates").
   the live rate and the band narrows to it. Without history the live rate alone gives the p50 and
   the p95 starts at twice it, narrowing the same way.
 * **Over p95.** A running step whose elapsed time is past its p95 is *overdue*; renderers mark it.
+* **Not people.** A gate that waits for someone's answer (`ANSWERED_GATES`) is not timed: how long
+  a person takes is not a slowdown, so it gets no band, no ETA and no over-p95 mark.
 
 Pure reading: `history_of(store, …)` reads rows once; `Estimates` answers from memory, so a
 renderer may ask every frame.
@@ -30,10 +32,14 @@ from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["Band", "Estimates", "history_of", "quantile"]
+__all__ = ["ANSWERED_GATES", "Band", "Estimates", "history_of", "quantile"]
 
 #: How many past runs the history reads (the most recent completed ones).
 HISTORY_RUNS = 20
+
+#: Gate types that wait for an answer (a person, or a PR's reviewers and checks): their duration
+#: is waiting, not work, so history keeps none (a `quality_gate` computes, and is kept).
+ANSWERED_GATES = frozenset({"human_approval", "human_review", "pr_approval", "pr_checks"})
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -168,6 +174,8 @@ def _add_run(store: WorkflowPersistence, est: Estimates, run_id: str, prefix: st
             if seen is None or (row.started_at or "") >= (seen.started_at or ""):
                 latest[row.node_path] = row
     for path, row in latest.items():
+        if row.role == StepRole.GATE.value and row.gate_type in ANSWERED_GATES:
+            continue  # waiting for people: no estimate (a late answer is not a slow step)
         key = prefix + path
         took = step_seconds(row)
         if took is not None:

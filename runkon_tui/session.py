@@ -1201,7 +1201,9 @@ class RunSession:
 
     def exit_code(self) -> int:
         """0 when no run ended badly here (the run on screen left running has not); 1 when the
-        last run failed, crashed or was cancelled."""
+        last run failed, crashed or was cancelled, or quitting cancelled a run out of sight."""
+        if any(status in ENDED_BADLY for _, _, status in self.cancelled_on_quit):
+            return 1
         if self._on_screen_left_running():
             return 0
         view = self.view

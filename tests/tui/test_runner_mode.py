@@ -462,6 +462,21 @@ async def test_quit_and_cancel_stops_every_run_of_ours_and_says_how_each_ended(
     assert app.return_code == 1
 
 
+async def test_a_run_cancelled_on_the_way_out_makes_the_exit_status_1_though_the_one_on_screen_completed(
+    folder: Path, db: Path
+) -> None:
+    """Exit 1 says some run started here did not succeed: one cancelled because you quit counts,
+    on screen or not (docs/dashboard.md, Starting it)."""
+    app = runner_app(folder, db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        approval, _ = await start_approval_then_fanout(pilot, app)
+        release(folder, *"abcdefghij")
+        await wait_for(pilot, lambda: app.view.status == "completed", what="the fanout run", timeout=60)
+        await quit_answering(pilot, app, "c")
+    assert f"run {approval} of approval: cancelled" in app.summary()
+    assert app.return_code == 1
+
+
 async def test_the_workflow_list_shows_a_run_of_ours_going_out_of_sight(folder: Path, db: Path) -> None:
     app = runner_app(folder, db)
     async with app.run_test(size=(120, 40)) as pilot:

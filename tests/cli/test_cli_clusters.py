@@ -69,7 +69,10 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
     assert code == 1
     run_id = run_id_of(out)
     # Where the user decides what to do next, the command that runs the failed items again.
-    assert f"retry the 15 failed items: runkon-flow retry {run_id} --failed (or --cluster N" in err
+    # … with the workflow folder the run was started with, so it can be pasted as it is.
+    assert (
+        f"retry the 15 failed items: runkon-flow retry {run_id} --failed --dir {home} (or --cluster N" in err
+    )
     code, _, err = cli(capsys, "watch", run_id, "--progress", "plain")
     assert code == 1 and f"runkon-flow retry {run_id} --failed" in err  # watched from elsewhere too
 
@@ -190,10 +193,10 @@ def test_a_failed_run_ends_on_its_clusters_under_the_live_view(
     assert "    3. 5 × connection reset by <n>:<n> at <time>\n" in tail
     assert "\nfailed steps\n  foreach:each: foreach 'each': 15 of 60 items failed\n" in tail
     assert "item i004 failed" not in tail  # the clusters stand for the item list
-    assert f"runkon-flow retry {run_id} --failed (or --cluster N from the list above)" in err
+    assert f"runkon-flow retry {run_id} --failed --dir {home} (or --cluster N from the list above)" in err
 
     code, _, err = cli(capsys, "watch", run_id, "--progress", "plain")  # no list printed there
-    assert "--failed (or --cluster N as runkon-flow show lists them)" in err
+    assert f"--failed (or --cluster N as runkon-flow show {run_id} lists them)" in err
 
 
 def test_retry_an_unknown_cluster_says_which_clusters_there_are(capsys, home: Path) -> None:

@@ -19,8 +19,9 @@ from contextlib import suppress
 from pathlib import Path
 
 from runkon_flow.cli.common import EXIT_OK, CommandFailed, print_err
+from runkon_flow.cli.hints import Hints
 from runkon_flow.persistence import RunStatus
-from runkon_flow.persistence.location import DbLocation, db_location
+from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runner import log_path, spawn_runner
 
@@ -34,13 +35,15 @@ def start(
     workflow: str,
     dirs: Sequence[Path],
     *,
+    hints: Hints,
     lease_ttl: int | None,
     events: str | None,
     hooks: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
 ) -> int:
-    """Start the background process for the pending run `run_id` and report how to follow it."""
+    """Start the background process for the pending run `run_id` and report how to follow it
+    (`hints`: the commands carry the `--db` the user gave)."""
     try:
         proc, log = spawn_runner(
             db,
@@ -57,11 +60,10 @@ def start(
             f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"
         ) from None
     _wait_until_taken(store, run_id, proc, log)
-    where = "" if db == db_location() else f" --db {db.label}"
     print(f"run_id={run_id} workflow={workflow} db={db.label}", flush=True)
     print(f"running in the background (pid {proc.pid}); log: {log}")
-    print(f"  watch it:  runkon-flow watch {run_id}{where}")
-    print(f"  cancel it: runkon-flow cancel {run_id}{where}")
+    print(f"  watch it:  {hints.command('watch', run_id)}")
+    print(f"  cancel it: {hints.command('cancel', run_id)}")
     return EXIT_OK
 
 

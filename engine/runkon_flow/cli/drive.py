@@ -26,6 +26,7 @@ from runkon_flow.cli.common import (
     plain,
     print_err,
 )
+from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_live_view
 from runkon_flow.cli.report import failure_lines
@@ -169,10 +170,12 @@ class _Session:
             self.hooks = None
 
 
-def make_printer(mode: str, stream: TextIO, run_id: str | None) -> tuple[Printer, bool]:
+def make_printer(
+    mode: str, stream: TextIO, run_id: str | None, hints: Hints | None = None
+) -> tuple[Printer, bool]:
     live = mode == "live" or (mode == "auto" and supports_live_view(stream))
     if live:
-        return LiveView(stream, top_run_id=run_id), True
+        return LiveView(stream, top_run_id=run_id, hints=hints or Hints()), True
     return PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id), False
 
 
@@ -222,7 +225,11 @@ def open_events_file_first(path: str | None, store: WorkflowPersistence) -> Text
 
 
 def _drive(
-    session: _Session, run_id: str, target: Callable[[], WorkflowResult], cancel: Callable[[str], None]
+    session: _Session,
+    run_id: str,
+    target: Callable[[], WorkflowResult],
+    cancel: Callable[[str], None],
+    hints: Hints,
 ) -> WorkflowResult:
     """Run `target` on a worker thread while this thread prints progress and handles Ctrl-C."""
     box: dict[str, Any] = {}
@@ -239,7 +246,7 @@ def _drive(
             session.close()
         print_err(
             f"runkon-flow: forced exit; run {run_id} is left as it was "
-            f"(resume it with: runkon-flow resume {run_id})"
+            f"(resume it with: {hints.resume(run_id)})"
         )
 
     worker = threading.Thread(target=work, name="runkon-flow-run", daemon=True)
@@ -270,7 +277,12 @@ def _drive(
 
 
 def _finish(
-    session: _Session, store: WorkflowPersistence, run_id: str, result: WorkflowResult, durable: bool
+    session: _Session,
+    store: WorkflowPersistence,
+    run_id: str,
+    result: WorkflowResult,
+    durable: bool,
+    hints: Hints,
 ) -> int:
     """Close the printers, print what a user needs next, and return the exit status."""
     session.close()
@@ -278,7 +290,7 @@ def _finish(
     if status is RunStatus.COMPLETED:
         return EXIT_OK
     run = store.get_run(run_id) if session.live or durable else None
-    print_what_next(store, run_id, run, status, failed_steps=session.live, next_steps=durable)
+    print_what_next(store, run_id, run, status, hints, failed_steps=session.live, next_steps=durable)
     return EXIT_CANCELLED if status is RunStatus.CANCELLED else EXIT_FAILED
 
 
@@ -287,6 +299,7 @@ def print_what_next(
     run_id: str,
     run: WorkflowRun | None,
     status: RunStatus,
+    hints: Hints,
     *,
     failed_steps: bool,
     next_steps: bool,
@@ -297,13 +310,13 @@ def print_what_next(
     it, and retry its failed fan-out items — by cluster number from the list just printed."""
     clusters_shown = False
     if failed_steps and run is not None:
-        lines, clusters_shown = failure_lines(store, run)
+        lines, clusters_shown = failure_lines(store, run, hints)
         if lines:
             print("\n".join(lines[1:]))  # the live view ends on its own line: no blank first
     if next_steps:
-        print_err(f"resume with: runkon-flow resume {run_id}")
+        print_err(f"resume with: {hints.resume(run_id)}")
         failed = run is not None and status is RunStatus.FAILED
-        hint = retry_hint(store, run, clusters_above=clusters_shown) if failed else None
+        hint = retry_hint(store, run, hints, clusters_above=clusters_shown) if failed else None
         if hint:
             print_err(hint)
 
@@ -318,12 +331,15 @@ def execute(
     events_file: TextIO | None,
     durable: bool,
     hooks: HookRunner | None = None,
+    hints: Hints | None = None,
 ) -> int:
     """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls. `hooks` (from
-    `prepare_hooks`) are given every event of the run off the engine's thread."""
+    `prepare_hooks`) are given every event of the run off the engine's thread. `hints`: how the
+    commands it suggests are spelled (default: from `args`)."""
+    hints = hints or Hints.of(args)
     if getattr(args, "owns_process", False):
         settle_for_runs()  # runkon_flow.heap: a process-wide choice, made only when we own it
-    printer, live = make_printer(args.progress, sys.stdout, run_id)
+    printer, live = make_printer(args.progress, sys.stdout, run_id, hints)
     if isinstance(printer, LiveView):
         run_row = store.get_run(run_id)
         if run_row is not None:
@@ -332,7 +348,7 @@ def execute(
     alerts = TerminalAlerts(tty, run_id) if tty is not None else None
     session = _Session(printer, EventQueue(), events_file, live, alerts, hooks)
     try:
-        result = _drive(session, run_id, lambda: run(session.queue), cancel)
+        result = _drive(session, run_id, lambda: run(session.queue), cancel, hints)
     except Interrupted as exc:
         session.close()
         print_err(f"runkon-flow: {exc}")
@@ -342,11 +358,11 @@ def execute(
         if exc.reason.kind == "LeaseLost":
             raise CommandFailed(
                 f"run {run_id} lost its lease to another engine and was stopped; "
-                f"see: runkon-flow show {run_id}"
+                f"see: {hints.command('show', run_id)}"
             ) from None
         print_err(f"runkon-flow: run {run_id} cancelled: {exc.reason.describe()}")
         return EXIT_CANCELLED
     except BaseException:
         session.close()
         raise
-    return _finish(session, store, run_id, result, durable)
+    return _finish(session, store, run_id, result, durable, hints)

@@ -14,6 +14,7 @@ from typing import Any
 
 from runkon_flow.approvals import GateApprovals, WaitingGate
 from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err, terminal_width
+from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.humanize import format_duration
@@ -170,7 +171,8 @@ def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namesp
             )
             detail = (gate.prompt or "") + (f"  [options: {options}]" if options else "")
             print(f"    {detail.strip()}")
-    print("answer: runkon-flow gates approve|reject STEP_ID… [--note TEXT]  (or --all)")
+    answer = Hints.of(args).command("gates", fill="approve|reject STEP_ID…", optional="[--note TEXT]")
+    print(f"answer: {answer}  (or --all)")
     return EXIT_OK
 
 
@@ -178,9 +180,8 @@ def cmd_gates(args: argparse.Namespace) -> int:
     if args.action == "list" and (args.ids or args.all):
         raise UsageError("step ids and --all go with 'gates approve' or 'gates reject'")
     if args.action != "list" and not args.ids and not args.all:
-        raise UsageError(
-            f"name the gates to {args.action} by STEP_ID (see 'runkon-flow gates') or pass --all"
-        )
+        listing = Hints.of(args).command("gates")
+        raise UsageError(f"name the gates to {args.action} by STEP_ID (see: {listing}) or pass --all")
     if args.ids and args.all:
         raise UsageError("give STEP_IDs or --all, not both")
     if args.select and args.action != "approve":

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import error_headline, fit_headline, format_duration
@@ -91,8 +92,10 @@ class LiveView:
         width: int | None = None,
         height: int | None = None,
         redraw_interval: float = 0.1,
+        hints: Hints | None = None,
     ) -> None:
         self._stream = stream
+        self._hints = hints or Hints()  # the approve/reject commands carry the user's --db
         self._top = top_run_id
         self._color = (os.environ.get("NO_COLOR", "") == "") if color is None else color
         if unicode is None:
@@ -197,8 +200,8 @@ class LiveView:
             options = f" (options: {', '.join(e.options)})" if e.options else ""
             return [
                 self._c(_YELLOW, g.wait) + f" gate {e.gate_name} waiting{prompt}{options}",
-                f"  approve: runkon-flow approve {run} {e.gate_name}   "
-                f"reject: runkon-flow reject {run} {e.gate_name}",
+                f"  approve: {self._hints.command('approve', run, e.gate_name)}   "
+                f"reject: {self._hints.command('reject', run, e.gate_name)}",
             ]
         if kind == "GateTimedOut":
             what = "timed out, continuing" if e.continued else "timed out"

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals
+from runkon_flow.cli.hints import Hints
 from runkon_flow.humanize import error_headline, format_duration, gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, distinct_labels, run_clusters
@@ -315,14 +316,14 @@ def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow]) -> li
     return lines
 
 
-def cluster_lines(
-    run: WorkflowRun, clusters: Sequence[RunCluster], *, how_to_retry: bool = True
-) -> list[str]:
+def cluster_lines(run: WorkflowRun, clusters: Sequence[RunCluster], hints: Hints | None = None) -> list[str]:
     """Failed items grouped by error signature, per fan-out, numbered for `retry --cluster N`:
-    `1. 30 × rate limited after <n> requests  (items a, b, … (28 more))`."""
+    `1. 30 × rate limited after <n> requests  (items a, b, … (28 more))`. With `hints`, the
+    heading says how to retry one."""
     if not clusters:
         return []
-    how = f" (retry one: runkon-flow retry {run.id} --cluster N)" if how_to_retry else ""
+    retry_one = hints.command("retry", run.id, "--cluster", fill="N", definitions=True) if hints else ""
+    how = f" (retry one: {retry_one})" if hints else ""
     lines = ["", f"failure clusters{how}"]
     for group in _by_step(clusters):
         step = group[0].step
@@ -401,18 +402,22 @@ def failed_step_lines(steps: Sequence[WorkflowRunStep]) -> list[str]:
     return lines
 
 
-def failure_lines(store: WorkflowPersistence, run: WorkflowRun) -> tuple[list[str], bool]:
+def failure_lines(store: WorkflowPersistence, run: WorkflowRun, hints: Hints) -> tuple[list[str], bool]:
     """What went wrong in a run, for the end of `run`, `retry` and `watch`: its failure clusters,
     then its failed steps. The clusters stand for the list of failed items `show` adds (a fan-out
     of thousands fails in a few ways). Also whether any cluster was listed."""
     steps = store.get_steps(run.id)
     # The retry hint printed under them says how to retry one.
-    clusters = cluster_lines(run, run_clusters(store, run.id, steps), how_to_retry=False)
+    clusters = cluster_lines(run, run_clusters(store, run.id, steps))
     return clusters + failed_step_lines(steps), bool(clusters)
 
 
-def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> list[str]:
-    """The full report of one run: header, every step row, failed steps' errors, waiting gates."""
+def show_lines(
+    store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None, hints: Hints | None = None
+) -> list[str]:
+    """The full report of one run: header, every step row, failed steps' errors, waiting gates.
+    `hints`: how the commands it suggests are spelled (the `--db` the user gave)."""
+    hints = hints or Hints()
     steps = store.get_steps(run.id)
     lines = [
         f"run       {run.id}",
@@ -489,7 +494,7 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
             ]
         )
     lines.extend(_table(["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION", ""], table_rows))
-    lines.extend(cluster_lines(run, run_clusters(store, run.id, steps)))
+    lines.extend(cluster_lines(run, run_clusters(store, run.id, steps), hints))
 
     failed = failed_step_lines(steps)
     lines.extend(failed)
@@ -520,9 +525,9 @@ def show_lines(store: WorkflowPersistence, run: WorkflowRun, now: datetime | Non
                             for o in gate.options
                         )
                     )
-                select = f" [--select {'|'.join(o.value for o in gate.options)}]"
-            lines.append(
-                f"    approve: runkon-flow approve {gate.run_id} {gate.gate_name}{select} [--note TEXT]"
-            )
-            lines.append(f"    reject:  runkon-flow reject {gate.run_id} {gate.gate_name} [--note TEXT]")
+                select = f"[--select {'|'.join(o.value for o in gate.options)}] "
+            approve = hints.command("approve", gate.run_id, gate.gate_name, optional=f"{select}[--note TEXT]")
+            reject = hints.command("reject", gate.run_id, gate.gate_name, optional="[--note TEXT]")
+            lines.append(f"    approve: {approve}")
+            lines.append(f"    reject:  {reject}")
     return lines

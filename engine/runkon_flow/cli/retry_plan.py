@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runkon_flow.cli.common import CommandFailed, UsageError
+from runkon_flow.cli.hints import Hints
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.formatter import format_workflow
 from runkon_flow.observe.clusters import latest_foreach_rows, run_clusters
@@ -65,7 +66,9 @@ def latest_fanouts(store: WorkflowPersistence, run: WorkflowRun) -> list[FanOut]
     return [FanOut(step, store.get_fan_out_items(step.id)) for step in steps]
 
 
-def retry_hint(store: WorkflowPersistence, run: WorkflowRun, *, clusters_above: bool = False) -> str | None:
+def retry_hint(
+    store: WorkflowPersistence, run: WorkflowRun, hints: Hints, *, clusters_above: bool = False
+) -> str | None:
     """What to type to run a failed run's failed items again — printed when a run fails, where a
     user decides what to do next; None when it has none (a child run is retried by its parent).
     `clusters_above`: the failure clusters were just printed, numbered."""
@@ -80,9 +83,9 @@ def retry_hint(store: WorkflowPersistence, run: WorkflowRun, *, clusters_above: 
     if not count:
         return None
     items = f"{count} failed item{'' if count == 1 else 's'}"
-    listed = "from the list above" if clusters_above else "as runkon-flow show lists them"
+    listed = "from the list above" if clusters_above else f"as {hints.command('show', run.id)} lists them"
     clusters = f"or --cluster N {listed}"
-    return f"retry the {items}: runkon-flow retry {run.id} --failed ({clusters})"
+    return f"retry the {items}: {hints.command('retry', run.id, '--failed', definitions=True)} ({clusters})"
 
 
 def cluster_items(

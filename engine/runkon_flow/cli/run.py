@@ -48,6 +48,7 @@ from runkon_flow.cli.drive import (
     prepare_hooks,
 )
 from runkon_flow.cli.executor import add_executor_args, child_runner_for, detached_executor
+from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.report import display_status, lease_is_live, parse_time
 from runkon_flow.cli.retry_plan import choose_items, cluster_items, definition_diff, latest_fanouts
@@ -247,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.detach and args.memory:
         raise UsageError("--detach needs a run database (a background run cannot live in --memory)")
     child_runner = child_runner_for(args, dirs)
+    hints = Hints.of(args, workflow_file=workflow_path)
     with opened_store(args, must_exist=False) as store:
         target = str(workflow_path) if workflow_path else args.workflow
         ws = _workspace(dirs, store, config, target, child_runner)
@@ -273,6 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 run_id,
                 name,
                 dirs,
+                hints=hints,
                 lease_ttl=args.lease_ttl,
                 events=args.events,
                 hooks=args.hooks,
@@ -293,6 +296,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             events_file=events_file,
             durable=not args.memory,
             hooks=hooks,
+            hints=hints,
         )
 
 
@@ -468,7 +472,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 raise CommandFailed(_owned_message(run))
             raise CommandFailed(
                 f"run {run.id} is {display_status(run)}, not finished; resume it instead "
-                f"(runkon-flow resume {run.id})"
+                f"({Hints.of(args).resume(run.id)})"
             )
         if lease_is_live(run):
             raise CommandFailed(_owned_message(run))

@@ -19,6 +19,7 @@ from typing import Any
 
 from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, print_err
 from runkon_flow.cli.drive import add_progress_args, make_printer, print_what_next
+from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.cli.report import lease_is_live
@@ -39,6 +40,7 @@ _EXIT = {RunStatus.COMPLETED: EXIT_OK, RunStatus.CANCELLED: EXIT_CANCELLED}
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    hints = Hints.of(args)
     with opened_store(args, must_exist=True) as store:
         asked = get_run(store, args.run_id, args)
         run_id = top_level_run(store, asked.id)
@@ -48,7 +50,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if args.json:
             printer = None
         else:
-            printer, _live = make_printer(args.progress, sys.stdout, run_id)
+            printer, _live = make_printer(args.progress, sys.stdout, run_id, hints)
             print_run_header(run_id, run.workflow_name, args)
         outcome = RunOutcome()
         last_seq = 0
@@ -76,7 +78,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if status.is_terminal:
                     ended_since = ended_since or now
                     if outcome.status is not None or now - ended_since > END_GRACE_SECONDS:
-                        return _ended(store, run, printer, stored=last_seq > 0)
+                        return _ended(store, run, printer, hints, stored=last_seq > 0)
                 elif status is RunStatus.PENDING:
                     if not said_waiting:
                         print_err(f"run {run_id} has not started yet; waiting for it…")
@@ -92,13 +94,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     _close(printer)
                     print_err(
                         f"run {run_id} is interrupted: no engine holds it any more "
-                        f"(resume it with: runkon-flow resume {run_id})"
+                        f"(resume it with: {hints.resume(run_id)})"
                     )
                     return EXIT_FAILED
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
             _close(printer)
-            print_err(f"stopped watching; run {run_id} goes on (runkon-flow cancel {run_id} stops it)")
+            print_err(f"stopped watching; run {run_id} goes on ({hints.command('cancel', run_id)} stops it)")
             return EXIT_CANCELLED
 
 
@@ -107,7 +109,7 @@ def _close(printer: Any) -> None:
         printer.close()
 
 
-def _ended(store: WorkflowPersistence, run: WorkflowRun, printer: Any, *, stored: bool) -> int:
+def _ended(store: WorkflowPersistence, run: WorkflowRun, printer: Any, hints: Hints, *, stored: bool) -> int:
     """What `run` prints at the end (failed steps under the live view, the resume hint), and the
     exit status the run's final status gives."""
     _close(printer)
@@ -115,12 +117,18 @@ def _ended(store: WorkflowPersistence, run: WorkflowRun, printer: Any, *, stored
     if not stored:
         print_err(
             f"run {run.id} has no stored events (it ran before runkon kept them, or with event storage "
-            f"off); it ended {status.value} — see: runkon-flow show {run.id}"
+            f"off); it ended {status.value} — see: {hints.command('show', run.id)}"
         )
     if status is RunStatus.COMPLETED:
         return EXIT_OK
     print_what_next(
-        store, run.id, run, status, failed_steps=isinstance(printer, LiveView), next_steps=printer is not None
+        store,
+        run.id,
+        run,
+        status,
+        hints,
+        failed_steps=isinstance(printer, LiveView),
+        next_steps=printer is not None,
     )
     return _EXIT.get(status, EXIT_FAILED)
 

@@ -209,6 +209,9 @@ def test_a_run_another_engine_holds_is_refused(capsys, home: Path) -> None:
         store.close()
     code, _, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
     assert code == 1 and "owned by another engine" in err
+    # What to do about it, in words that fit retry: it has no --wait (resume has).
+    assert "if that process is gone, retry again then)" in err
+    assert "--wait" not in err
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
 
 

@@ -352,16 +352,15 @@ def _check_resumable(run: WorkflowRun, store: WorkflowPersistence) -> None:
         raise CommandFailed(rejection_refusal(run.id, rejected))
 
 
-def _owned_message(run: WorkflowRun) -> str:
-    """The engine's `owned by another engine` text plus what the user can do about it."""
+def _owned_message(run: WorkflowRun, command: str = "resume") -> str:
+    """The engine's `owned by another engine` text plus what the user can do about it with
+    `command`: only `resume` has --wait; `retry` is simply given again once the lease lapsed."""
     text = str(AlreadyOwned(run.id))
     until = parse_time(run.lease_until)
     if until is not None:
         left = max(0.0, (until - datetime.now(UTC)).total_seconds())
-        text += (
-            f" (its lease runs {format_duration(left)} more; if that process is gone, resume again "
-            "then, or pass --wait)"
-        )
+        then = "resume again then, or pass --wait" if command == "resume" else f"{command} again then"
+        text += f" (its lease runs {format_duration(left)} more; if that process is gone, {then})"
     return text
 
 
@@ -469,13 +468,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
             raise CommandFailed(f"run {run.id} is a child of run {parent}; retry that run instead")
         if not RunStatus(run.status).is_terminal:
             if lease_is_live(run):
-                raise CommandFailed(_owned_message(run))
+                raise CommandFailed(_owned_message(run, "retry"))
             raise CommandFailed(
                 f"run {run.id} is {display_status(run)}, not finished; resume it instead "
                 f"({Hints.of(args).resume(run.id)})"
             )
         if lease_is_live(run):
-            raise CommandFailed(_owned_message(run))
+            raise CommandFailed(_owned_message(run, "retry"))
         per_step = cluster_items(store, run, args.clusters) if args.clusters else None
         choice = choose_items(
             latest_fanouts(store, run), failed=args.failed, item_ids=args.items, per_step=per_step
@@ -503,7 +502,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 hooks=hooks,
             )
         except AlreadyOwned:
-            raise CommandFailed(_owned_message(store.get_run(run.id) or run)) from None
+            raise CommandFailed(_owned_message(store.get_run(run.id) or run, "retry")) from None
 
 
 def _retry_definition(wanted: str | None, store: WorkflowPersistence, run: WorkflowRun, ws: Workspace) -> str:

@@ -112,7 +112,7 @@ def test_show_groups_failed_items_into_clusters_and_retry_cluster_runs_one_group
         capsys, "retry", run_id, "--cluster", "2", "--yes", "--dir", str(home), "--progress", "quiet"
     )
     assert code == 1, err  # the other two kinds still fail: the run stays failed
-    assert "foreach 'each': retry 5 of 60 items (i004, i016, i028, i040, i052); 45 completed kept" in out
+    assert "foreach 'each': retry 5 of 60 items (i004, i016, i028, i040, i052); 45 completed kept" in err
 
     store = SqliteStore(home / "runs.db")
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from runkon_flow.persistence import FanOutItemStatus, RunStatus, SqliteStore
 
-from .run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
+from .run_helpers import cli, cli_env, events_of, run_id_of, spawn, stop, wait_for, write
 
 FAN = """workflow fan {
   foreach each {
@@ -93,7 +93,7 @@ def test_retry_failed_runs_only_the_failed_items_again_and_the_run_completes(cap
         capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--progress", "plain"
     )
     assert code == 0, err
-    assert "foreach 'each': retry 2 of 5 items (b, d); 3 completed kept" in out
+    assert "foreach 'each': retry 2 of 5 items (b, d); 3 completed kept" in err
     # Completed items did not run again; failed ones ran exactly once more; the step after ran.
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
     assert (home / "after.log").read_text() == "after\n"
@@ -138,13 +138,29 @@ def test_retry_one_item_keeps_the_other_failures(capsys, home: Path) -> None:
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
 
 
-def test_several_items_in_one_option(capsys, home: Path) -> None:
+def test_in_plain_mode_stdout_is_the_run_id_line_and_events_and_the_plan_goes_to_stderr(
+    capsys, home: Path
+) -> None:
+    """`retry … | awk 'NR==1'` gets the run id, as for `run`: the plan is a note for the person
+    deciding, shown on stderr, never between the header and the events."""
     run_id = failed_run(capsys, home)
     code, out, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 0, err
+    assert run_id_of(out) == run_id  # the first line
+    assert events_of(out)  # every other line is an event line
+    assert f"the definition of 'fan' is unchanged since the run\nrun {run_id} (fan, failed):\n" in err
+    assert "  with the stored definition; the steps after the retried fan-out run again\n" in err
+
+
+def test_several_items_in_one_option(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    code, _, err = cli(
         capsys, "retry", run_id, "--item", "b", "d", "--yes", "--dir", str(home), "--progress", "plain"
     )
     assert code == 0, err
-    assert "retry 2 of 5 items (b, d)" in out
+    assert "retry 2 of 5 items (b, d)" in err
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
 
 
@@ -164,7 +180,7 @@ def test_without_a_terminal_retry_needs_yes(capsys, home: Path, monkeypatch) -> 
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
     code, out, err = cli(capsys, "retry", run_id, "--failed", "--dir", str(home))
     assert code == 2
-    assert "retry 2 of 5 items" in out  # what it would do is shown first
+    assert "retry 2 of 5 items" in err and not out  # what it would do is shown first
     assert "pass --yes to go ahead" in err
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
 
@@ -174,12 +190,12 @@ def test_a_changed_file_is_shown_as_a_diff_and_the_definition_must_be_chosen(cap
     write(home / "fan.wf", FAN.replace("echo after >> after.log", "echo after-v2 >> after.log"))
     code, out, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
     assert code == 2 and "--definition stored or --definition current" in err
-    assert "the workflow file changed since run" in out
+    assert "the workflow file changed since run" in err and not out
     assert any(
-        line.strip().startswith("-") and "echo after >> after.log" in line for line in out.splitlines()
+        line.strip().startswith("-") and "echo after >> after.log" in line for line in err.splitlines()
     )
     assert any(
-        line.strip().startswith("+") and "echo after-v2 >> after.log" in line for line in out.splitlines()
+        line.strip().startswith("+") and "echo after-v2 >> after.log" in line for line in err.splitlines()
     )
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
 

@@ -482,10 +482,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
         definition = _retry_definition(args.definition, store, run, ws)
-        print(f"run {run.id} ({run.workflow_name}, {display_status(run)}):")
+        # The plan is a note for the person deciding (stderr): stdout stays the `run_id=` header
+        # and event lines a script reads.
+        print_err(f"run {run.id} ({run.workflow_name}, {display_status(run)}):")
         for line in choice.lines:
-            print(f"  {line}")
-        print(f"  with the {definition} definition; the steps after the retried fan-out run again")
+            print_err(f"  {line}")
+        print_err(f"  with the {definition} definition; the steps after the retried fan-out run again")
         _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
         hooks = prepare_hooks(args)
         events_file = open_events_file(args.events, append=True)
@@ -522,11 +524,11 @@ def _retry_definition(wanted: str | None, store: WorkflowPersistence, run: Workf
             raise CommandFailed(f"run {run.id} has no stored definition; retry with --definition current")
         return "current"
     if not diff:
-        print(f"the definition of '{run.workflow_name}' is unchanged since the run")
+        print_err(f"the definition of '{run.workflow_name}' is unchanged since the run")
         return wanted or "stored"
-    print(f"the workflow file changed since run {run.id}:")
+    print_err(f"the workflow file changed since run {run.id}:")
     for line in diff:
-        print(f"  {line}")
+        print_err(f"  {line}")
     if wanted is None:
         raise UsageError("choose the definition the retry runs: --definition stored or --definition current")
     return wanted

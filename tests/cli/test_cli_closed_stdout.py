@@ -1,7 +1,8 @@
 """`runkon-flow run … | head -2` (issue 10, bug 6): a reader that goes away must not kill the run.
 
 The run keeps going silently to its end, its lease is released and the exit status says how it
-ended; stderr carries one note and no traceback.
+ended; stderr carries one note and no traceback. `watch` and `replay` follow the same rule: their
+exit status is the run's, never the pipe's.
 """
 
 from __future__ import annotations
@@ -39,3 +40,73 @@ def test_run_piped_into_head_completes_and_releases_its_lease(tmp_path: Path) ->
     (run,) = store.list_runs()
     assert run.status.value == "completed"
     assert run.owner_token is None and run.lease_until is None
+
+
+# More plain output than a pipe holds (64 KiB), so the command is still writing when the reader
+# goes away: each output line is an event line.
+LOUD = 'workflow main {\n  script a { run = "seq 1 1500" }\n  script b { run = "seq 1 1500" }\n}\n'
+
+
+def _first_line_then_close(args: list[str], cwd: Path) -> tuple[int, str]:
+    """`runkon-flow ARGS | head -1`: (exit status, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runkon_flow.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=cli_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=60), err
+
+
+def _completed_run(tmp_path: Path) -> tuple[Path, str]:
+    write(tmp_path / "main.wf", LOUD)
+    db = tmp_path / "runs.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "runkon_flow.cli", "run", "main.wf", "--db", str(db), "--progress", "quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    store = open_store(db)
+    (run,) = store.list_runs()
+    store.close()
+    return db, run.id
+
+
+def test_watch_of_a_completed_run_piped_into_head_exits_0_not_failed(tmp_path: Path) -> None:
+    """`watch ID | head -1; echo ${PIPESTATUS[0]}` says 0 for a completed run: 1 means it failed."""
+    db, run_id = _completed_run(tmp_path)
+    for extra in (["--progress", "plain"], ["--json"]):
+        code, err = _first_line_then_close(["watch", run_id, "--db", str(db), *extra], tmp_path)
+        assert "Traceback" not in err
+        assert code == 0, err
+        assert f"stdout closed; following run {run_id} to its end without printing" in err
+
+
+def test_replay_piped_into_head_exits_with_the_recorded_runs_status(tmp_path: Path) -> None:
+    write(tmp_path / "main.wf", LOUD)
+    events = tmp_path / "events.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "runkon_flow.cli", "run", "main.wf", "--memory", "--events", str(events)],
+        cwd=tmp_path,
+        capture_output=True,
+        env=cli_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0
+    code, err = _first_line_then_close(["replay", str(events), "--progress", "plain"], tmp_path)
+    assert "Traceback" not in err
+    assert code == 0, err

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -118,6 +118,30 @@ class _Interrupts:
             signal.signal(sig, handler)
 
 
+class StdoutGuard:
+    """Printing to a stdout whose reader went away (`run … | head -2`, `watch ID | head -1`): the
+    command's outcome is the run's, not the pipe's. The first BrokenPipeError stops the printing
+    (stdout then points at /dev/null, so Python's exit flush cannot fail either), says `note` once
+    on stderr, and the command goes on to its end and its usual exit status."""
+
+    def __init__(self, note: str) -> None:
+        self.closed = False
+        self._note = note
+
+    def __call__(self, action: Callable[[], object]) -> None:
+        if self.closed:
+            return
+        try:
+            action()
+        except BrokenPipeError:
+            self.closed = True
+            with suppress(OSError, ValueError):
+                devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+                os.dup2(devnull.fileno(), sys.stdout.fileno())
+            with suppress(OSError, ValueError):
+                print_err(f"runkon-flow: {self._note}")
+
+
 @dataclass
 class _Session:
     """Everything one `run`/`resume` prints to: the progress printer and the optional events file."""
@@ -129,22 +153,10 @@ class _Session:
     alerts: TerminalAlerts | None = None
     hooks: HookRunner | None = None
 
-    stdout_closed: bool = False
-
-    def _print(self, action: Callable[[], None]) -> None:
-        """A reader that goes away (`run … | head -2`) must not stop the run: its truth is in the
-        store. Stop printing, say so once on stderr, and let the run finish."""
-        if self.stdout_closed:
-            return
-        try:
-            action()
-        except BrokenPipeError:
-            self.stdout_closed = True
-            with suppress(OSError, ValueError):  # Python's exit flush must not fail on the pipe
-                devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
-                os.dup2(devnull.fileno(), sys.stdout.fileno())
-            with suppress(OSError, ValueError):
-                print_err("runkon-flow: stdout closed; the run goes on, printing nothing more")
+    #: A reader that goes away (`run … | head -2`) must not stop the run: its truth is in the store.
+    _print: StdoutGuard = field(
+        default_factory=lambda: StdoutGuard("stdout closed; the run goes on, printing nothing more")
+    )
 
     def pump(self) -> None:
         batch = self.queue.drain()
@@ -290,7 +302,9 @@ def _finish(
     if status is RunStatus.COMPLETED:
         return EXIT_OK
     run = store.get_run(run_id) if session.live or durable else None
-    print_what_next(store, run_id, run, status, hints, failed_steps=session.live, next_steps=durable)
+    print_what_next(
+        store, run_id, run, status, hints, failed_steps=session.live, next_steps=durable, guard=session._print
+    )
     return EXIT_CANCELLED if status is RunStatus.CANCELLED else EXIT_FAILED
 
 
@@ -303,16 +317,19 @@ def print_what_next(
     *,
     failed_steps: bool,
     next_steps: bool,
+    guard: StdoutGuard | None = None,
 ) -> None:
     """After a run that did not complete (`run`, `resume`, `retry`, `watch` alike): its failure
     clusters and failed steps, as `show` lists them (`failed_steps`: under a live view, which
     showed no log lines), then what to type next (`next_steps`: the run is in a database): resume
-    it, and retry its failed fan-out items — by cluster number from the list just printed."""
+    it, and retry its failed fan-out items — by cluster number from the list just printed. `guard`:
+    the command's stdout guard (a closed stdout does not change the exit status)."""
     clusters_shown = False
     if failed_steps and run is not None:
         lines, clusters_shown = failure_lines(store, run, hints)
         if lines:
-            print("\n".join(lines[1:]))  # the live view ends on its own line: no blank first
+            text = "\n".join(lines[1:])  # the live view ends on its own line: no blank first
+            (guard or StdoutGuard("stdout closed"))(lambda: print(text, flush=True))
     if next_steps:
         print_err(f"resume with: {hints.resume(run_id)}")
         failed = run is not None and status is RunStatus.FAILED

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.cli.common import CommandFailed, UsageError
-from runkon_flow.cli.drive import add_progress_args, make_printer
+from runkon_flow.cli.drive import StdoutGuard, add_progress_args, make_printer
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.events import EngineEventData, parse_event_line
 
@@ -39,21 +39,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
     printer, _live = make_printer(args.progress, sys.stdout, None)
+    # A reader that goes away (`replay FILE | head`) does not change the exit status: the file is
+    # read to its end (without pauses) and the recorded run's status is the answer.
+    out = StdoutGuard("stdout closed; reading the rest of the file without printing")
     outcome = RunOutcome()
     previous: float | None = None
     seen = 0
     try:
         with handle:
             for data in _replay_records(path, handle):
-                if args.speed is not None and previous is not None:
+                if args.speed is not None and previous is not None and not out.closed:
                     time.sleep(min(1.0, max(0.0, data.ts - previous) / args.speed))
                 previous = data.ts
                 seen += 1
                 outcome.observe(data)
-                printer.feed(data)
-                printer.tick()
+                out(lambda data=data: printer.feed(data))
+                out(printer.tick)
     finally:
-        printer.close()
+        out(printer.close)
     if not seen:
         raise CommandFailed(f"{path}: no events")
     return outcome.exit_code

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, print_err
-from runkon_flow.cli.drive import add_progress_args, make_printer, print_what_next
+from runkon_flow.cli.drive import StdoutGuard, add_progress_args, make_printer, print_what_next
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
@@ -47,11 +47,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if run_id != asked.id:
             print_err(f"run {asked.id} is a child of run {run_id}; watching {run_id}")
         run = get_run(store, run_id, args)
+        # A reader that goes away (`watch ID | head -1`) changes nothing the exit status says: the
+        # watch goes on silently to the run's end and exits with how it ended.
+        out = StdoutGuard(f"stdout closed; following run {run_id} to its end without printing")
         if args.json:
             printer = None
         else:
             printer, _live = make_printer(args.progress, sys.stdout, run_id, hints)
-            print_run_header(run_id, run.workflow_name, args)
+            out(lambda: print_run_header(run_id, run.workflow_name, args))
         outcome = RunOutcome()
         last_seq = 0
         ended_since: float | None = None
@@ -63,13 +66,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 for data in events:
                     outcome.observe(data)
                     if printer is None:
-                        sys.stdout.write(data.to_json_line() + "\n")
+                        out(lambda data=data: sys.stdout.write(data.to_json_line() + "\n"))
                     else:
-                        printer.feed(data)
-                if printer is None:
-                    sys.stdout.flush()
-                else:
-                    printer.tick()
+                        out(lambda data=data: printer.feed(data))
+                out(sys.stdout.flush if printer is None else printer.tick)
                 if events:
                     continue  # catch up before judging whether the run is over
                 run = store.get_run(run_id) or run
@@ -78,7 +78,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if status.is_terminal:
                     ended_since = ended_since or now
                     if outcome.status is not None or now - ended_since > END_GRACE_SECONDS:
-                        return _ended(store, run, printer, hints, stored=last_seq > 0)
+                        return _ended(store, run, printer, hints, out, stored=last_seq > 0)
                 elif status is RunStatus.PENDING:
                     if not said_waiting:
                         print_err(f"run {run_id} has not started yet; waiting for it…")
@@ -91,7 +91,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 ):
                     pass  # let go of, not lapsed: a hand-over to a background runner takes a moment
                 else:
-                    _close(printer)
+                    _close(printer, out)
                     print_err(
                         f"run {run_id} is interrupted: no engine holds it any more "
                         f"(resume it with: {hints.resume(run_id)})"
@@ -99,20 +99,28 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     return EXIT_FAILED
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
-            _close(printer)
+            _close(printer, out)
             print_err(f"stopped watching; run {run_id} goes on ({hints.command('cancel', run_id)} stops it)")
             return EXIT_CANCELLED
 
 
-def _close(printer: Any) -> None:
+def _close(printer: Any, out: StdoutGuard) -> None:
     if printer is not None:
-        printer.close()
+        out(printer.close)
 
 
-def _ended(store: WorkflowPersistence, run: WorkflowRun, printer: Any, hints: Hints, *, stored: bool) -> int:
+def _ended(
+    store: WorkflowPersistence,
+    run: WorkflowRun,
+    printer: Any,
+    hints: Hints,
+    out: StdoutGuard,
+    *,
+    stored: bool,
+) -> int:
     """What `run` prints at the end (failed steps under the live view, the resume hint), and the
     exit status the run's final status gives."""
-    _close(printer)
+    _close(printer, out)
     status = RunStatus(run.status)
     if not stored:
         print_err(
@@ -129,6 +137,7 @@ def _ended(store: WorkflowPersistence, run: WorkflowRun, printer: Any, hints: Hi
         hints,
         failed_steps=isinstance(printer, LiveView),
         next_steps=printer is not None,
+        guard=out,
     )
     return _EXIT.get(status, EXIT_FAILED)
 

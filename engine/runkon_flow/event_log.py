@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from runkon_flow.events import (
     EVENT_CLASSES,
+    OUTPUT_CUT_NOTE,
     EngineEvent,
     EngineEventData,
     EngineLog,
@@ -97,7 +98,7 @@ PACK_CHARS = 256 * 1024
 #: follower): up to about 5,000 events of packed rows, 10 events of older one-event rows.
 READ_ROWS = 10
 #: The words of the stored note that says how much of a step's output was not stored.
-CUT_NOTE = "more lines not stored"
+CUT_NOTE = OUTPUT_CUT_NOTE
 
 
 def is_cut_note(event: EngineLog) -> bool:

@@ -144,6 +144,11 @@ class LoopIteration(_Event):
     iteration: int
 
 
+#: The words of an `EngineLog` saying how many of a step's output lines were not stored (by the
+#: engine's per-step cap or the stored stream's): `runkon-flow logs` shows it with that step's output.
+OUTPUT_CUT_NOTE = "more lines not stored"
+
+
 class EngineLog(_Event):
     """A warning or note the engine wants a human to see (e.g. a skipped env key)."""
 

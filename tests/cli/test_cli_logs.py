@@ -246,6 +246,30 @@ def test_a_step_whose_output_was_cut_says_how_much_was_not_stored(
     assert out.startswith("==> talk (completed) <==\n1\n2\n… output of step 'talk': 3 more lines not stored")
 
 
+def test_output_longer_than_the_engines_cap_ends_with_how_many_lines_were_not_stored(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`seq 1 20000` with the default limits: the engine passes on 2,000 lines per step. `logs`
+    must not stop there silently — it ends with the documented `… N more lines not stored` — and
+    `grep` says the rest was not searched, so "no match" does not read as "not in the output"."""
+    write(home / "wf" / "big.wf", 'workflow big {\n  script numbers { run = "seq 1 20000" }\n}\n')
+    run_id = start(capsys, "big")
+    code, out, _ = cli(capsys, "logs", run_id, "numbers")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:2] == ["==> numbers (completed) <==", "1"]
+    assert lines[2000] == "2000"
+    assert lines[2001].startswith("… output of step 'numbers': 18000 more lines not stored")
+    assert lines[2002:] == [""]  # the blank line between steps
+
+    code, out, err = cli(capsys, "grep", "^19999$", run_id)
+    assert (code, out) == (1, "")
+    assert (
+        "note: numbers: lines after line 2000 were not stored, so not searched (18000 more lines not stored)"
+        in err
+    )
+
+
 def test_the_stored_output_limit_comes_from_the_environment(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,18 +12,22 @@ and its error. `grep` uses the search the dashboard's search mode uses (`observe
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err
 from runkon_flow.cli.report import display_status
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
+from runkon_flow.event_log import CUT_NOTE
 from runkon_flow.observe.outputs import OutputSource, OutputTree, read_outputs
 from runkon_flow.observe.search import compile_pattern, search_run
 from runkon_flow.persistence import WorkflowRun
 
 __all__ = ["add_grep_parser", "add_logs_parser", "heading"]
 
+#: The count in a stored `… N more lines not stored` note (event_log.CUT_NOTE).
+_CUT_COUNT = re.compile(rf"(\d+) {re.escape(CUT_NOTE)}")
 #: Names listed when STEP|ITEM names nothing; a 10,000-item run lists the first ones.
 _LISTED_NAMES = 20
 
@@ -142,7 +146,20 @@ def cmd_grep(args: argparse.Namespace) -> int:
         else f"no match for {args.pattern!r} in {searched} of run {run.id}"
     )
     print_err(summary)
+    _cut_notes(tree.narrowed(args.target) if args.target else tree.sources)
     return EXIT_OK if lines else EXIT_FAILED
+
+
+def _cut_notes(sources: list[OutputSource]) -> None:
+    """A step whose output went on past what is stored was searched only up to there: say so, or
+    "no match" would read as "not in the output"."""
+    for source in sources:
+        notes = [line.text for line in source.lines if line.stream == "note"]
+        if notes:
+            kept = sum(1 for line in source.lines if line.stream != "note")
+            cut = sum(int(n) for note in notes for n in _CUT_COUNT.findall(note))
+            more = f" ({cut} more lines not stored)" if cut else ""
+            print_err(f"note: {source.label}: lines after line {kept} were not stored, so not searched{more}")
 
 
 def add_grep_parser(sub: Any) -> None:

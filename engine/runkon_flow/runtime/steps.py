@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.errors import EngineError, WorkflowError
-from runkon_flow.events import EngineLog, StepCompleted, StepOutput, StepStarted
+from runkon_flow.events import OUTPUT_CUT_NOTE, EngineLog, StepCompleted, StepOutput, StepStarted
 from runkon_flow.persistence.models import StepStatus
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 from runkon_flow.runtime.types import LlmRunMetrics
@@ -304,7 +304,7 @@ class StepTrace:
 class OutputEmitter:
     """Turns output lines into StepOutput events, at most `limit` per step (then one notice)."""
 
-    __slots__ = ("_count", "_limit", "_lock", "st", "step_id", "step_name")
+    __slots__ = ("_count", "_finished", "_limit", "_lock", "st", "step_id", "step_name")
 
     def __init__(self, st: ExecutionState, step_id: str, step_name: str, limit: int) -> None:
         self.st = st
@@ -312,6 +312,7 @@ class OutputEmitter:
         self.step_name = step_name
         self._limit = limit
         self._count = 0
+        self._finished = False
         self._lock = threading.Lock()
 
     def __call__(self, line: str, stream: str = "stdout") -> None:
@@ -329,6 +330,25 @@ class OutputEmitter:
                 EngineLog(
                     level="info",
                     message=f"output of step '{self.step_name}' truncated after {self._limit} lines",
+                    step_name=self.step_name,
+                )
+            )
+
+    def finish(self) -> None:
+        """Once the step's output has ended: say how many lines the cap dropped. Only emitted lines
+        reach the stored stream, so without this count a reader (`runkon-flow logs`) could not
+        tell that the output went on past the cap."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            dropped = self._count - self._limit
+        if dropped > 0 and self.st.event_sinks:
+            self.st.emit(
+                EngineLog(
+                    level="info",
+                    message=f"output of step '{self.step_name}': {dropped} {OUTPUT_CUT_NOTE} "
+                    f"(the engine passes on at most {self._limit} lines per step)",
                     step_name=self.step_name,
                 )
             )

@@ -142,13 +142,12 @@ def _attempt(
     # A step token of its own only when a timeout can cancel the step alone; otherwise the run's
     # token is the step's (no per-call allocation on the hot path).
     token = st.cancellation.child() if timeout_s is not None else st.cancellation
+    emitter = OutputEmitter(st, step_id, label, st.exec_config.max_output_lines) if st.event_sinks else None
     info = StepInfo(
         step_id=step_id,
         step_timeout=st.exec_config.step_timeout,
         cancellation=token,
-        emit_output=OutputEmitter(st, step_id, label, st.exec_config.max_output_lines)
-        if st.event_sinks
-        else None,
+        emit_output=emitter,
         run_id=st.workflow_run_id,
     )
     registry = st.action_registry
@@ -180,6 +179,8 @@ def _attempt(
         st.current_executions.pop(step_id, None)
         if token is not st.cancellation:
             token.detach()
+        if emitter is not None:
+            emitter.finish()
 
     if timed_out:
         text = f"step '{label}' timed out after {node.timeout}"

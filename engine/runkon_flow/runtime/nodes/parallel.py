@@ -306,13 +306,16 @@ def _run_branch(
                 as_identity=st.default_as_identity,
                 plugin_dirs=list(st.extra_plugin_dirs),
             )
+            emitter = (
+                OutputEmitter(st, b.step_id, b.label, st.exec_config.max_output_lines)
+                if st.event_sinks
+                else None
+            )
             info = StepInfo(
                 step_id=b.step_id,
                 step_timeout=st.exec_config.step_timeout,
                 cancellation=token,
-                emit_output=OutputEmitter(st, b.step_id, b.label, st.exec_config.max_output_lines)
-                if st.event_sinks
-                else None,
+                emit_output=emitter,
                 run_id=st.workflow_run_id,
             )
             st.current_executions[b.step_id] = b.label
@@ -333,6 +336,8 @@ def _run_branch(
                 last_error = f"executor '{b.label}' raised {describe_exception(exc)}"
             finally:
                 st.current_executions.pop(b.step_id, None)
+                if emitter is not None:
+                    emitter.finish()
             if token.is_cancelled():
                 b.outcome, b.reason = "cancelled", token.reason()
                 return

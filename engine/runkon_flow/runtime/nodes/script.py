@@ -178,6 +178,8 @@ def _attempt(
         )
     finally:
         token.detach()
+        if emitter is not None:
+            emitter.finish()
 
     if result.timed_out:
         text = f"Script '{name}' timed out after {node.timeout}s"

@@ -127,3 +127,19 @@ def test_fmt_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_the_sample_workflows_are_canonically_formatted(capsys: pytest.CaptureFixture[str]) -> None:
     samples = Path(__file__).resolve().parents[2] / "sample_workflows"
     assert run(capsys, "fmt", "--check", str(samples)) == (0, "", "")
+
+
+def test_options_written_on_one_line_are_separated_by_one_space(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Short option blocks stay on one line, spaced like any other code: one space, not two."""
+    text = (
+        "workflow s {\n  call a {retries=2 on_fail=continue}\n"
+        '  parallel {\n    call b { if = "a.ok" retries = 1 }\n  }\n}\n'
+    )
+    path = write(tmp_path / "s.wf", text)
+    assert run(capsys, "fmt", str(path))[0] == 0
+    formatted = path.read_text()
+    assert "  call a { retries = 2 on_fail = continue }\n" in formatted
+    assert '    call b { retries = 1 if = "a.ok" }\n' in formatted
+    assert all("  " not in line.strip() for line in formatted.splitlines())

@@ -281,8 +281,8 @@ def test_parallel_per_call_options_including_if() -> None:
         call_retries={"0": 0},
     )
     text = round_trip(wf_with(node))
-    assert '    call "agents/b.md" { output = "o"  if = "scan.has.dots" }\n' in text
-    assert "    call a             { with = []  retries = 0 }\n" in text
+    assert '    call "agents/b.md" { output = "o" if = "scan.has.dots" }\n' in text
+    assert "    call a             { with = [] retries = 0 }\n" in text
 
 
 LOOP: dict[str, Any] = {"step": "a", "marker": "b", "max_iterations": 2}

@@ -133,7 +133,7 @@ class _Formatter:
         if not items:
             return "{}"
         pairs = [(self.key(k, what, node), quote(v)) for k, v in items.items()]
-        one_line = "{ " + "  ".join(f"{k} = {v}" for k, v in pairs) + " }"
+        one_line = "{ " + " ".join(f"{k} = {v}" for k, v in pairs) + " }"
         if len(pairs) == 1 and len(one_line) <= 80:
             return one_line
         width = max(len(k) for k, _ in pairs)
@@ -192,7 +192,7 @@ class _Formatter:
             self.emit(depth, f"{head} {{}}" if braces else head)
             return
         if len(pairs) <= compact and all(isinstance(v, str) for _, v in pairs):
-            line = f"{head} {{ " + "  ".join(f"{k} = {v}" for k, v in pairs) + " }"
+            line = f"{head} {{ " + " ".join(f"{k} = {v}" for k, v in pairs) + " }"
             if len(INDENT * depth + line) <= _LINE_WIDTH:
                 self.emit(depth, line)
                 return

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.cli import main
-from runkon_flow.dsl.formatter import format_workflow
+from runkon_flow.dsl.formatter import format_source, format_workflow
+from runkon_flow.dsl.lexer import comments
 from runkon_flow.dsl.parser import parse_workflow
+
+from tests.corpus import CONFORMANCE_DIR, require_corpus
 
 
 def write(path: Path, text: str) -> Path:
@@ -143,3 +146,139 @@ def test_options_written_on_one_line_are_separated_by_one_space(
     assert "  call a { retries = 2 on_fail = continue }\n" in formatted
     assert '    call b { retries = 1 if = "a.ok" }\n' in formatted
     assert all("  " not in line.strip() for line in formatted.splitlines())
+
+
+def readme_example() -> str:
+    """The README's annotated `workflow release-notes` example: the first fenced block opening with `//`."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = readme.split("```")[1::2]
+    return next(b.split("\n", 1)[1] for b in blocks if b.split("\n", 1)[1].startswith("//"))
+
+
+def block_of(lines: list[str], index: int) -> str:
+    """The head of the block that holds line `index` (the nearest less-indented line above it)."""
+    indent = len(lines[index]) - len(lines[index].lstrip())
+    for line in reversed(lines[:index]):
+        if line.strip() and len(line) - len(line.lstrip()) < indent:
+            return line.strip()
+    return ""
+
+
+README_COMMENTS = {  # formatted line → the head of the block it must stay in
+    "// Comments start with two slashes. Newlines are insignificant.": "",
+    "trigger     = manual  // manual | pr | scheduled": "meta {",
+    'version required description = "Version to release"  // a bare name is required too': "inputs {",
+    "dry     boolean  // booleans are never required": "inputs {",
+    "script collect {  // sh -c; {{vars}} are inserted shell-quoted": "workflow release-notes {",
+    'env     = { SINCE = "{{version}}" }  // env values are inserted raw': "script collect {  // sh -c;",
+    "timeout = 60  // seconds, integer": "script collect {  // sh -c;",
+    "do {  // a sequential group with shared options": "workflow release-notes {",
+    'output = "notes"  // structured-output schema for inner calls': "do {  // a sequential group",
+    'with   = ["house-style"]  // prompt snippets for inner calls': "do {  // a sequential group",
+    'call "agents/review-notes.md"  // an agent by path; its step key is `review-notes`': "do {  // a seq",
+    "parallel {  // agents side by side": "workflow release-notes {",
+    "do {  // do-while: the body runs at least once": "workflow release-notes {",
+    "on_max_iter    = continue  // fail | continue": "do {  // do-while",
+    "foreach announce {  // fan a child workflow out over items": "workflow release-notes {",
+    "ordered       = true  // respect declared dependencies": "foreach announce {",
+    "on_child_fail = skip_dependents  // halt | continue | skip_dependents": "foreach announce {",
+    "always {  // runs after the body, success or failure": "workflow release-notes {",
+}
+
+
+def test_the_readme_example_keeps_every_comment_on_its_line_in_its_block(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fmt reorders options and moves blocks; each comment must travel with the line it was written on."""
+    source = readme_example()
+    path = write(tmp_path / "release-notes.wf", source)
+    assert run(capsys, "fmt", str(path))[0] == 0
+    formatted = path.read_text()
+    lines = formatted.splitlines()
+    found = {line.strip(): block_of(lines, i) for i, line in enumerate(lines) if "//" in line}
+    assert set(found) == set(README_COMMENTS)
+    for line, block in README_COMMENTS.items():
+        assert found[line].startswith(block), (line, found[line])
+    assert parse_workflow(formatted) == parse_workflow(source)
+    assert run(capsys, "fmt", "--check", str(path)) == (0, "", "")
+
+
+def test_an_end_of_line_comment_in_a_step_does_not_move_into_the_inputs_block(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`inputs` are written above the steps: a comment that followed a script option stays on that option."""
+    text = 'workflow w {\n  script a {run="echo hi" // trailing\n  }\n  inputs { x default = "y" }\n}\n'
+    path = write(tmp_path / "w.wf", text)
+    assert run(capsys, "fmt", str(path))[0] == 0
+    assert path.read_text() == (
+        "workflow w {\n"
+        "  inputs {\n"
+        '    x default = "y"\n'
+        "  }\n"
+        "\n"
+        "  script a {\n"
+        '    run = "echo hi"  // trailing\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def test_comments_on_their_own_lines_stay_before_the_option_or_step_below_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Canonical option order moves `env` after `timeout`; its comment moves with it, and a comment
+    closing a block stays inside that block."""
+    text = (
+        "workflow w {\n"
+        "  script s {\n"
+        "    // what the script sees\n"
+        '    env = { A = "1" }\n'
+        "    // whole seconds\n"
+        "    timeout = 5\n"
+        '    run = "true"\n'
+        "    // nothing else\n"
+        "  }\n"
+        "  // then the agent\n"
+        "  call a { retries = 1 }\n"
+        "}\n"
+    )
+    path = write(tmp_path / "w.wf", text)
+    assert run(capsys, "fmt", str(path))[0] == 0
+    assert path.read_text() == (
+        "workflow w {\n"
+        "  script s {\n"
+        '    run     = "true"\n'
+        "    // whole seconds\n"
+        "    timeout = 5\n"
+        "    // what the script sees\n"
+        '    env     = { A = "1" }\n'
+        "    // nothing else\n"
+        "  }\n"
+        "\n"
+        "  // then the agent\n"
+        "  call a { retries = 1 }\n"
+        "}\n"
+    )
+
+
+def end_of_line_comments(text: str) -> list[str]:
+    return sorted(c.text for c in comments(text) if text.splitlines()[c.line - 1][: c.column - 1].strip())
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [Path(__file__).resolve().parents[2] / "sample_workflows", CONFORMANCE_DIR],
+    ids=["sample_workflows", "conformance"],
+)
+def test_formatting_twice_changes_nothing_more_and_keeps_comments_where_they_were(folder: Path) -> None:
+    """Idempotence with comments on every file we have plus the README example: the meaning is kept,
+    no comment is lost, and an end-of-line comment is still at the end of a line of code."""
+    if not folder.is_dir():
+        require_corpus()
+    sources = [readme_example(), *(p.read_text() for p in sorted(folder.glob("*.wf")))]
+    for source in sources:
+        once = format_source(source)
+        assert format_source(once) == once
+        assert parse_workflow(once) == parse_workflow(source)
+        assert sorted(c.text for c in comments(once)) == sorted(c.text for c in comments(source))
+        assert end_of_line_comments(once) == end_of_line_comments(source)

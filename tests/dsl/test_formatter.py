@@ -494,21 +494,21 @@ workflow w {
 """
 
 
-def test_format_source_keeps_every_comment_in_order_before_what_followed_it() -> None:
+def test_format_source_keeps_every_comment_next_to_what_it_was_written_about() -> None:
     text = format_source(COMMENTED)
-    assert [line.strip() for line in text.splitlines() if line.strip().startswith("//")] == [
+    assert [line.strip() for line in text.splitlines() if "// " in line and "echo" not in line] == [
         "// header",
         "// why a",
-        "// trailing note",
+        "a required  // trailing note",
         "// first step",
-        "// same line",
+        "call x { retries = 1 }  // same line",
         "// the first call",
         "// the second call",
         "// inside if",
         "// the end",
     ]
     assert text.startswith("// header\nworkflow w {\n")
-    assert "    // why a\n    a required\n    // trailing note\n    b boolean\n" in text
+    assert "    // why a\n    a required  // trailing note\n    b boolean\n" in text
     assert "    // the second call\n    call p2 { retries = 1 }\n" in text
     assert "    // inside if\n    call y\n" in text
     assert text.endswith("  }\n\n  // the end\n}\n")

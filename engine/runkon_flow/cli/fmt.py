@@ -11,8 +11,7 @@ from typing import Any
 
 from runkon_flow.cli.common import expand_paths, print_line, read_source, render_diagnostic
 from runkon_flow.dsl.formatter import format_workflow
-from runkon_flow.dsl.lexer import comments
-from runkon_flow.dsl.parser import parse_workflow
+from runkon_flow.dsl.parser import parse_with_comments, parse_workflow
 from runkon_flow.errors import (
     SourceLocation,
     WfError,
@@ -43,8 +42,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         source: str | None = None
         try:
             source = read_source(path)
-            wf = parse_workflow(source, str(path))
-            formatted = format_workflow(wf, comments(source))
+            wf, comments = parse_with_comments(source, str(path))
+            formatted = format_workflow(wf, comments)
         except WfError as exc:
             failed = True
             location = SourceLocation(str(path), exc.line, exc.column)
@@ -77,7 +76,8 @@ def add_fmt_parser(sub: Any) -> None:
         help="rewrite .wf files in the canonical layout",
         description=(
             "Rewrite .wf files in the canonical layout (only files whose text changes are touched). "
-            "Comments are kept, each on its own line before the item that followed it. "
+            "Comments are kept with what they were written next to: an end-of-line comment stays at "
+            "the end of its line, a comment on its own line stays before the item below it. "
             "A file that does not parse is reported and left alone."
         ),
     )

@@ -5,8 +5,10 @@ Guarantee: for every workflow the language can express, `parse_workflow(format_w
 directly followed by a `while` loop, a boolean input marked required … — and for those the formatter
 raises `UnformattableError` naming the node instead of writing text that would parse differently.
 
-Comments are not part of the AST; `format_source` (or `format_workflow(wf, comments)`) keeps them,
-each attached to the item that follows it.
+Comments are not part of the AST; `format_source` (or `format_workflow(wf, comments)` with the comments of
+`parser.parse_with_comments`) keeps each one with the item it was written next to: an end-of-line comment
+stays at the end of its item's line, a comment on its own line stays before the item below it, in the
+same block, wherever the canonical order moves that item (rule in `runkon_flow.dsl.layout`).
 
 Style: 2-space indent, one option per line with aligned `=`, short per-call options on one line,
 defaults omitted unless the source wrote them (a formatter keeps what was written: `written` on each
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from runkon_flow.dsl.ast import (
@@ -41,8 +44,9 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.durations import U32_MAX, U64_MAX
-from runkon_flow.dsl.lexer import KEYWORDS, Comment, comments
-from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS, parse_workflow
+from runkon_flow.dsl.layout import Anchor, AttachedComments, Note
+from runkon_flow.dsl.lexer import KEYWORDS
+from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS, parse_with_comments
 from runkon_flow.errors import WfError
 
 __all__ = ["UnformattableError", "format_source", "format_workflow", "quote"]
@@ -52,6 +56,15 @@ _LINE_WIDTH = 100
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*\Z")
 _MODIFIERS = ("required", "boolean", "default", "description")
 _DEFAULT_GATE_TIMEOUT = 86400
+_WF: Anchor = ("wf",)
+_META: Anchor = ("meta",)
+_INPUTS: Anchor = ("inputs",)
+_ALWAYS: Anchor = ("always",)
+
+
+def _at(node: Any) -> Anchor:
+    """The comment anchor of a step, an input declaration or a parallel call (see `layout`)."""
+    return ("node", id(node))
 
 
 class UnformattableError(WfError):
@@ -94,11 +107,10 @@ Pair = tuple[str, str | list[str]]  # key, rendered value (one line, or the line
 
 
 class _Formatter:
-    def __init__(self, wf: WorkflowDef, comments: Sequence[Comment] = ()) -> None:
+    def __init__(self, wf: WorkflowDef, comments: AttachedComments | None = None) -> None:
         self.wf = wf
         self.lines: list[str] = []
-        self.comments = sorted(comments)
-        self.next_comment = 0
+        self.notes = comments or AttachedComments()
 
     # ---- errors and checked pieces
 
@@ -175,34 +187,83 @@ class _Formatter:
     def emit(self, depth: int, text: str) -> None:
         self.lines.append(INDENT * depth + text)
 
-    def comments_before(self, depth: int, line: int | None) -> None:
-        """Emit the kept comments that start before source line `line` (all of them when None) on their
-        own lines: each comment travels with the item that follows it in the source."""
-        comments = self.comments
-        while self.next_comment < len(comments) and (line is None or comments[self.next_comment].line < line):
-            self.emit(depth, comments[self.next_comment].text)
-            self.next_comment += 1
+    # ---- comments (attached to items by `layout`; each is written once)
+
+    def has_comments(self, anchor: Anchor) -> bool:
+        notes = self.notes
+        return any(anchor in table for table in (notes.leading, notes.trailing, notes.dangling)) or bool(
+            notes.option_keys.get(anchor)
+        )
+
+    def lead(self, depth: int, anchor: Anchor | None) -> None:
+        """The comments written on their own lines right before the item."""
+        if anchor is not None:
+            for note in self.notes.leading.pop(anchor, ()):
+                self.emit(depth, note.text)
+
+    def trail(self, anchor: Anchor | None, start: int) -> None:
+        """The item's end-of-line comments, back at the end of its first line (`start`) or its last."""
+        notes = self.notes.trailing.pop(anchor, ()) if anchor is not None else ()
+        first = [note.text for note in notes if note.on_first_line]
+        last = [note.text for note in notes if not note.on_first_line]
+        if first:
+            self.lines[start] += "  " + "  ".join(first)
+        if last:
+            self.lines[-1] += "  " + "  ".join(last)
+
+    def inner(self, anchor: Anchor | None, keys: Iterable[str]) -> tuple[bool, list[Note]]:
+        """Whether options about to be written carry comments, and the comments that end the block:
+        its own closing comments plus those of options that are not written (unknown or ignored keys)."""
+        if anchor is None:
+            return False, []
+        commented = self.notes.option_keys.pop(anchor, set())
+        written = set(keys)
+        closing = list(self.notes.dangling.pop(anchor, ()))
+        for key in commented - written:
+            option = ("opt", anchor, key)
+            closing.extend(self.notes.leading.pop(option, ()))
+            closing.extend(Note(t.offset, t.text) for t in self.notes.trailing.pop(option, ()))
+        return bool(commented & written), sorted(closing)
+
+    def closing(self, depth: int, notes: Sequence[Note]) -> None:
+        for note in notes:
+            self.emit(depth, note.text)
+
+    # ---- blocks
 
     def block(
-        self, depth: int, head: str, pairs: Sequence[Pair], compact: int = 0, braces: bool = False
+        self,
+        depth: int,
+        head: str,
+        pairs: Sequence[Pair],
+        compact: int = 0,
+        braces: bool = False,
+        anchor: Anchor | None = None,
     ) -> None:
         """`head { pairs }`: on one line when there are at most `compact` short pairs, else aligned.
-        Without pairs the braces are left out unless the construct requires them (`braces`)."""
-        if not pairs:
+        Without pairs the braces are left out unless the construct requires them (`braces`). A block
+        holding comments is never written on one line (they would leave their options)."""
+        commented, closing = self.inner(anchor, (k for k, _ in pairs))
+        if not pairs and not closing:
             self.emit(depth, f"{head} {{}}" if braces else head)
             return
-        if len(pairs) <= compact and all(isinstance(v, str) for _, v in pairs):
+        one_line = not commented and not closing and len(pairs) <= compact
+        if one_line and all(isinstance(v, str) for _, v in pairs):
             line = f"{head} {{ " + " ".join(f"{k} = {v}" for k, v in pairs) + " }"
             if len(INDENT * depth + line) <= _LINE_WIDTH:
                 self.emit(depth, line)
                 return
-        self.emit(depth, f"{head} {{")
-        self.pairs(depth + 1, pairs)
+        self.emit(depth, f"{head.rstrip()} {{")
+        self.pairs(depth + 1, pairs, anchor)
+        self.closing(depth + 1, closing)
         self.emit(depth, "}")
 
-    def pairs(self, depth: int, pairs: Sequence[Pair]) -> None:
+    def pairs(self, depth: int, pairs: Sequence[Pair], owner: Anchor | None = None) -> None:
         width = max((len(k) for k, _ in pairs), default=0)
         for key, value in pairs:
+            anchor = None if owner is None else ("opt", owner, key)
+            self.lead(depth, anchor)
+            start = len(self.lines)
             if isinstance(value, str):
                 self.emit(depth, f"{key.ljust(width)} = {value}")
             else:
@@ -210,6 +271,7 @@ class _Formatter:
                 for line in value[1:-1]:
                     self.emit(depth, line)
                 self.emit(depth, value[-1])
+            self.trail(anchor, start)
 
     def body(self, depth: int, nodes: Sequence[Any]) -> None:
         """Nodes one after another; a blank line separates any multi-line node from its neighbours."""
@@ -223,8 +285,10 @@ class _Formatter:
                     "adds to the workflow's always list",
                 )
             start = len(self.lines)
-            self.comments_before(depth, node.line)
+            self.lead(depth, _at(node))
+            node_start = len(self.lines)
             self.node(depth, node)
+            self.trail(_at(node), node_start)
             if (
                 isinstance(node, DoNode)
                 and index + 1 < len(nodes)
@@ -246,31 +310,43 @@ class _Formatter:
             previous_multiline = multiline
 
     def nested(
-        self, depth: int, head: str, pairs: Sequence[Pair], nodes: Sequence[Any], tail: str = ""
+        self,
+        depth: int,
+        head: str,
+        pairs: Sequence[Pair],
+        nodes: Sequence[Any],
+        tail: str = "",
+        anchor: Anchor | None = None,
     ) -> None:
         """A block with options and child nodes."""
-        if not pairs and not nodes:
+        _commented, closing = self.inner(anchor, (k for k, _ in pairs))
+        if not pairs and not nodes and not closing:
             self.emit(depth, f"{head} {{}}{tail}")
             return
         self.emit(depth, f"{head} {{")
-        self.pairs(depth + 1, pairs)
+        self.pairs(depth + 1, pairs, anchor)
         if pairs and nodes:
             self.lines.append("")
         self.body(depth + 1, nodes)
+        self.closing(depth + 1, closing)
         self.emit(depth, f"}}{tail}")
 
     # ---- workflow
 
     def workflow(self) -> str:
         wf = self.wf
-        self.comments_before(0, wf.line)
+        self.lead(0, _WF)
+        header = len(self.lines)
         self.emit(0, f"workflow {self.name(wf.name, 'workflow name', wf)} {{")
         sections = 0
         meta = self.meta_pairs()
-        if meta:
-            self.block(1, "meta", meta)
+        if meta or self.has_comments(_META):
+            self.lead(1, _META)
+            start = len(self.lines)
+            self.block(1, "meta", meta, braces=True, anchor=_META)
+            self.trail(_META, start)
             sections += 1
-        if wf.inputs:
+        if wf.inputs or self.has_comments(_INPUTS):
             if sections:
                 self.lines.append("")
             self.inputs(wf.inputs)
@@ -280,15 +356,27 @@ class _Formatter:
                 self.lines.append("")
             self.body(1, wf.body)
             sections += 1
-        if wf.always:
+        if wf.always or self.has_comments(_ALWAYS):
             if sections:
                 self.lines.append("")
-            self.nested(1, "always", (), wf.always)
-        if self.next_comment < len(self.comments):
+            self.lead(1, _ALWAYS)
+            start = len(self.lines)
+            self.nested(1, "always", (), wf.always, anchor=_ALWAYS)
+            self.trail(_ALWAYS, start)
+        # The workflow's own closing comments, and (never expected) any comment no item took.
+        _commented, closing = self.inner(_WF, ())
+        notes = self.notes
+        wf_trailing = notes.trailing.pop(_WF, [])
+        unplaced = chain(notes.leading.values(), notes.trailing.values(), notes.dangling.values())
+        closing = sorted([*closing, *(Note(n.offset, n.text) for n in chain.from_iterable(unplaced))])
+        if closing:
             if len(self.lines) > 1:
                 self.lines.append("")
-            self.comments_before(1, None)
+            self.closing(1, closing)
         self.emit(0, "}")
+        notes.trailing[_WF] = wf_trailing
+        self.trail(_WF, header)
+        self.closing(0, notes.after)
         return "\n".join(self.lines) + "\n"
 
     def meta_pairs(self) -> list[Pair]:
@@ -314,15 +402,22 @@ class _Formatter:
             if decl.name in _MODIFIERS and groups[-1]:
                 groups.append([])
             groups[-1].append(decl)
+        self.lead(1, _INPUTS)
+        first = len(self.lines)
         for index, group in enumerate(groups):
             if index:
                 self.lines.append("")
-            width = max(len(decl.name) for decl in group)
+            width = max((len(decl.name) for decl in group), default=0)
             self.emit(1, "inputs {")
             for decl in group:
-                self.comments_before(2, decl.line)
+                self.lead(2, _at(decl))
+                start = len(self.lines)
                 self.emit(2, self.input_decl(decl, width).rstrip())
+                self.trail(_at(decl), start)
+            if index == len(groups) - 1:
+                self.closing(2, self.inner(_INPUTS, ())[1])
             self.emit(1, "}")
+        self.trail(_INPUTS, first)
 
     def input_decl(self, decl: InputDecl, width: int) -> str:
         parts = [self.name(decl.name, "input name", decl).ljust(width)]
@@ -348,38 +443,39 @@ class _Formatter:
     # ---- nodes
 
     def node(self, depth: int, node: Any) -> None:
+        at = _at(node)
         if isinstance(node, CallNode):
-            self.block(depth, f"call {self.agent(node.agent, node)}", self.call_pairs(node), compact=2)
+            head = f"call {self.agent(node.agent, node)}"
+            self.block(depth, head, self.call_pairs(node), compact=2, anchor=at)
         elif isinstance(node, CallWorkflowNode):
             self.call_workflow(depth, node)
         elif isinstance(node, (IfNode, UnlessNode)):
-            self.nested(depth, f"{node.type} {self.condition(node)}", (), node.body)
+            self.nested(depth, f"{node.type} {self.condition(node)}", (), node.body, anchor=at)
         elif isinstance(node, WhileNode):
             head = f"while {self.step_marker(node)}"
-            self.nested(depth, head, self.loop_pairs(node), node.body)
+            self.nested(depth, head, self.loop_pairs(node), node.body, anchor=at)
         elif isinstance(node, DoWhileNode):
             tail = f" while {self.step_marker(node)}"
-            self.nested(depth, "do", self.loop_pairs(node), node.body, tail=tail)
+            self.nested(depth, "do", self.loop_pairs(node), node.body, tail=tail, anchor=at)
         elif isinstance(node, DoNode):
             pairs: list[Pair] = []
             if node.output is not None:
                 pairs.append(("output", quote(node.output)))
             if node.with_ or "with" in node.written:
                 pairs.append(("with", _list(node.with_)))
-            self.nested(depth, "do", pairs, node.body)
+            self.nested(depth, "do", pairs, node.body, anchor=at)
         elif isinstance(node, ParallelNode):
             self.parallel(depth, node)
         elif isinstance(node, GateNode):
             self.gate(depth, node)
         elif isinstance(node, AlwaysNode):
-            self.nested(depth, "always", (), node.body)
+            self.nested(depth, "always", (), node.body, anchor=at)
         elif isinstance(node, ScriptNode):
             head = f"script {self.name(node.name, 'script name', node)}"
-            self.block(depth, head, self.script_pairs(node), braces=True)
+            self.block(depth, head, self.script_pairs(node), braces=True, anchor=at)
         elif isinstance(node, ForEachNode):
-            self.block(
-                depth, f"foreach {self.name(node.name, 'foreach name', node)}", self.foreach_pairs(node)
-            )
+            head = f"foreach {self.name(node.name, 'foreach name', node)}"
+            self.block(depth, head, self.foreach_pairs(node), anchor=at)
         else:  # pragma: no cover - the AST's node union is closed
             raise self.fail(node, f"unknown node {type(node).__name__}")
 
@@ -412,16 +508,22 @@ class _Formatter:
             pairs.append(("as", quote(node.as_identity)))
         if node.on_fail is not None:
             pairs.append(("on_fail", self.on_fail(node.on_fail, node)))
+        at = _at(node)
         if not node.inputs and "inputs" not in node.written:
-            self.block(depth, head, pairs, compact=2)
+            self.block(depth, head, pairs, compact=2, anchor=at)
             return
+        _commented, closing = self.inner(at, ["inputs", *(k for k, _ in pairs)])
         self.emit(depth, f"{head} {{")
         inputs = self.string_map(node.inputs, "call workflow input", node)
+        self.lead(depth + 1, ("opt", at, "inputs"))
+        start = len(self.lines)
         self.emit(depth + 1, "inputs " + (inputs if isinstance(inputs, str) else inputs[0]))
         if not isinstance(inputs, str):
             for line in inputs[1:]:
                 self.emit(depth + 1, line)
-        self.pairs(depth + 1, pairs)
+        self.trail(("opt", at, "inputs"), start)
+        self.pairs(depth + 1, pairs, at)
+        self.closing(depth + 1, closing)
         self.emit(depth, "}")
 
     def condition(self, node: IfNode | UnlessNode) -> str:
@@ -464,14 +566,20 @@ class _Formatter:
             pairs.append(("output", quote(node.output)))
         if node.with_ or "with" in node.written:
             pairs.append(("with", _list(node.with_)))
+        at = _at(node)
+        _commented, closing = self.inner(at, (k for k, _ in pairs))
         self.emit(depth, "parallel {")
-        self.pairs(depth + 1, pairs)
+        self.pairs(depth + 1, pairs, at)
         heads = [f"call {self.agent(ref, node)}" for ref in node.calls]
         per_call = [self.parallel_call_pairs(node, str(i)) for i in range(len(node.calls))]
         width = max((len(h) for h, p in zip(heads, per_call, strict=True) if p), default=0)
         for ref, head, call_pairs in zip(node.calls, heads, per_call, strict=True):
-            self.comments_before(depth + 1, ref.line)
-            self.block(depth + 1, head.ljust(width) if call_pairs else head, call_pairs, compact=4)
+            self.lead(depth + 1, _at(ref))
+            start = len(self.lines)
+            padded = head.ljust(width) if call_pairs else head
+            self.block(depth + 1, padded, call_pairs, compact=4, anchor=_at(ref))
+            self.trail(_at(ref), start)
+        self.closing(depth + 1, closing)
         self.emit(depth, "}")
 
     def parallel_call_pairs(self, node: ParallelNode, index: str) -> list[Pair]:
@@ -494,7 +602,7 @@ class _Formatter:
             raise self.fail(node, f"gate `{node.name}` of type `{node.gate_type}`: a gate's name is its type")
         head = f"gate {self.name(node.name, 'gate type', node)}"
         pairs = self.quality_gate_pairs(node) if node.is_quality_gate else self.gate_pairs(node)
-        self.block(depth, head, pairs, braces=True)
+        self.block(depth, head, pairs, braces=True, anchor=_at(node))
 
     def gate_pairs(self, node: GateNode) -> list[Pair]:
         pairs: list[Pair] = []
@@ -587,12 +695,11 @@ class _Formatter:
         return pairs
 
 
-def format_workflow(wf: WorkflowDef, comments: Sequence[Comment] = ()) -> str:
+def format_workflow(wf: WorkflowDef, comments: AttachedComments | None = None) -> str:
     """Canonical `.wf` text for `wf`; raises `UnformattableError` for ASTs the language cannot express.
 
-    `comments` (from `lexer.comments` of the text `wf` was parsed from) are kept: each one is written on
-    its own line before the step, input or header that followed it in the source; comments after the last
-    step end the workflow. Without them the output has no comments.
+    `comments` (from `parser.parse_with_comments`, which parsed `wf`) are kept, each with the item it was
+    written next to (rule in `runkon_flow.dsl.layout`). Without them the output has no comments.
     """
     return _Formatter(wf, comments).workflow()
 
@@ -603,5 +710,5 @@ def format_source(text: str, source_path: str = "") -> str:
     Raises `WfLexError`/`WfParseError` if the text does not parse, `UnformattableError` never for parsed
     text (everything the parser produces can be written back).
     """
-    wf = parse_workflow(text, source_path)
-    return format_workflow(wf, comments(text))
+    wf, comments = parse_with_comments(text, source_path)
+    return format_workflow(wf, comments)

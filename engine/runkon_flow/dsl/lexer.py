@@ -84,6 +84,12 @@ class LineIndex:
         line = bisect_right(starts, offset)
         return line, offset - starts[line - 1] + 1
 
+    def offset(self, line: int, column: int) -> int:
+        """The character offset of a 1-based (line, column): the inverse of `position`."""
+        self.position(0)
+        assert self._starts is not None
+        return self._starts[line - 1] + column - 1
+
 
 # The 17 hard keywords of §2.6 (case-sensitive).
 KEYWORDS: frozenset[str] = frozenset(

@@ -35,6 +35,7 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.durations import U32_MAX, U64_MAX, DurationError, parse_gate_timeout, unsigned_error
+from runkon_flow.dsl.layout import Anchor, AttachedComments, LayoutRecorder, OptionSpan
 from runkon_flow.dsl.lexer import (
     COMMA,
     DOT,
@@ -60,6 +61,7 @@ __all__ = [
     "MAX_NESTING_DEPTH",
     "SOFT_KEYWORDS",
     "parse_file",
+    "parse_with_comments",
     "parse_workflow",
 ]
 
@@ -235,6 +237,9 @@ class _Parser:
         self.i = 0
         self.file = source_path or None
         self.depth = 0
+        # Only when parsing for the formatter: item spans, and the options of the item being parsed.
+        self.layout: LayoutRecorder | None = None
+        self.frame: list[OptionSpan] | None = None
 
     # ---- errors and token helpers
 
@@ -286,16 +291,20 @@ class _Parser:
         toks = self.toks
         values: dict[str, _Value] = {}
         keys: dict[str, RawToken] = {}
+        frame = self.frame
         while True:
             tok = toks[self.i]
             if not (tok[0] is IDENT or (tok[0] is KEYWORD and tok[1] in KEY_KEYWORDS)):
                 break
             if toks[self.i + 1][0] is not EQUALS:
                 break
+            first = self.i
             self.i += 2
             values.pop(tok[1], None)  # a repeated key moves to its latest position
             values[tok[1]] = self.value(tok[1])
             keys[tok[1]] = tok
+            if frame is not None:
+                frame.append((tok[1], first, self.i - 1))
         return _Options(self, values, keys, prefix)
 
     def value(self, key: str) -> _Value:
@@ -407,26 +416,33 @@ class _Parser:
                 break
             if tok[0] is KEYWORD:
                 word = tok[1]
+                first = self.i
                 if word == "meta":
+                    outer = self.begin_item()
                     meta_written |= self.parse_meta(meta)
+                    self.end_item(outer, ("meta",), first)
                     continue
                 if word == "inputs":
                     self.parse_inputs(inputs)
+                    self.end_item(None, ("inputs",), first)
                     continue
                 if word == "always":
                     self.i += 1
                     self.expect(LBRACE, "`{` after `always`")
                     always.extend(self.parse_body(tok))
+                    self.end_item(None, ("always",), first)
                     continue
                 parser = parsers.get(word)
                 if parser is not None:
-                    body.append(parser(self, tok))
+                    body.append(parser(self, tok) if self.layout is None else self.recorded(parser, tok))
                     continue
             self.unexpected(
                 "`meta`, `inputs`, `always`, a step (call, if, unless, while, do, parallel, gate, script, "
                 f"foreach) or `}}` closing workflow `{name[1]}`",
                 tok,
             )
+        if self.layout is not None:
+            self.layout.add(("wf",), 0, self.i - 1)
         warnings: list[str] = []
         trigger = meta.get("trigger", "manual")
         if trigger != "manual":
@@ -480,6 +496,7 @@ class _Parser:
         self.expect(LBRACE, "`{` after `inputs`")
         toks = self.toks
         while toks[self.i][0] is not RBRACE:
+            first = self.i
             name = self.expect_name("an input name or `}` in the inputs block")
             required = boolean = False
             default: str | None = None
@@ -515,6 +532,8 @@ class _Parser:
                     **self.at(name[2]),
                 )
             )
+            if self.layout is not None:
+                self.layout.add(("node", id(inputs[-1])), first, self.i - 1)
         self.i += 1
 
     # ---- bodies
@@ -535,7 +554,7 @@ class _Parser:
             if tok[0] is KEYWORD:
                 parser = parsers.get(tok[1])
                 if parser is not None:
-                    nodes.append(parser(self, tok))
+                    nodes.append(parser(self, tok) if self.layout is None else self.recorded(parser, tok))
                     continue
                 if tok[1] in ("meta", "inputs"):
                     raise self.error_at(
@@ -551,6 +570,29 @@ class _Parser:
                 f"closing `{opener[1]}`",
                 tok,
             )
+
+    # ---- item spans for the formatter (only while `self.layout` is set)
+
+    def begin_item(self) -> list[OptionSpan] | None:
+        """Start collecting the options of a new item; returns the enclosing item's collection."""
+        outer = self.frame
+        if self.layout is not None:
+            self.frame = []
+        return outer
+
+    def end_item(self, outer: list[OptionSpan] | None, anchor: Anchor, first: int) -> None:
+        """The item that started at token `first` ended at the previous token."""
+        if self.layout is not None:
+            self.layout.add(anchor, first, self.i - 1, self.frame)
+            self.frame = outer
+
+    def recorded(self, parser: Callable[[_Parser, RawToken], Any], tok: RawToken) -> Any:
+        """Parse one step as `parser` does, noting its span and its options' spans for the formatter."""
+        first = self.i
+        outer = self.begin_item()
+        node = parser(self, tok)
+        self.end_item(outer, ("node", id(node)), first)
+        return node
 
     # ---- nodes (§6)
 
@@ -611,9 +653,12 @@ class _Parser:
         tok = self.toks[self.i]
         written: set[str] = set()
         if tok[0] is KEYWORD and tok[1] == "inputs" and self.toks[self.i + 1][0] is LBRACE:
+            first = self.i
             self.i += 1
             inputs = self.map_value("inputs").items
             written.add("inputs")
+            if self.frame is not None:
+                self.frame.append(("inputs", first, self.i - 1))
             more = self.kv_list()
             for key, value in more.values.items():
                 opts.values.pop(key, None)
@@ -751,11 +796,14 @@ class _Parser:
         call_retries: dict[str, int] = {}
         toks = self.toks
         while toks[self.i][0] is KEYWORD and toks[self.i][1] == "call":
+            first = self.i
             self.i += 1
             index = str(len(calls))
             agent = self.agent_ref()
             calls.append(agent)
+            outer = self.begin_item()
             per_call = self.optional_block(f"parallel call {index}: ", f"`call {agent.value}`")
+            self.end_item(outer, ("node", id(agent)), first)
             if per_call is None:
                 continue
             if "output" in per_call:
@@ -1003,6 +1051,16 @@ def parse_workflow(text: str, source_path: str = "") -> WorkflowDef:
     """
     tokens = lex(text, source_path or None)
     return _Parser(tokens, LineIndex(text), source_path).parse_workflow()
+
+
+def parse_with_comments(text: str, source_path: str = "") -> tuple[WorkflowDef, AttachedComments]:
+    """`parse_workflow`, plus the text's comments attached to the items they were written next to
+    (what the formatter needs to keep them in place; see `runkon_flow.dsl.layout`)."""
+    tokens = lex(text, source_path or None)
+    parser = _Parser(tokens, LineIndex(text), source_path)
+    layout = parser.layout = LayoutRecorder()
+    wf = parser.parse_workflow()
+    return wf, layout.attach(text, tokens)
 
 
 def parse_file(path: str | os.PathLike[str]) -> WorkflowDef:

@@ -10,7 +10,16 @@ from runkon_tui.status import format_clock, glyph, short_id
 from runkon_tui.widgets.markup import esc, paint, set_text
 from runkon_tui.widgets.progress import item_glyphs, item_words
 
-COUNT_ORDER = ("completed", "failed", "running", "waiting", "skipped", "cancelled", "timed_out")
+COUNT_ORDER = (
+    "completed",
+    "failed",
+    "running",
+    "waiting",
+    "skipped",
+    "cancelled",
+    "interrupted",
+    "timed_out",
+)
 
 
 class RunHeader(Static):

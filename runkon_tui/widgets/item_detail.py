@@ -50,7 +50,7 @@ class ItemDetail(Static):
         words when they fit on two lines, else in the grid's glyphs; then the ETA: a band from
         past runs narrowed by the live rate (`observe.estimates`), else the average rate so far."""
         tail = ""
-        if fan.done < fan.total and fan.count("running"):
+        if fan.done < fan.total and fan.count("running") and (view is None or view.active):
             band = None
             if self.estimates is not None and view is not None:
                 key = history_key(view, fan.run_id, fan.node_path)

@@ -278,6 +278,13 @@ async def test_a_holder_that_dies_shows_interrupted_and_resume_here_takes_the_ru
             runner.wait(timeout=30)
             await wait_for(pilot, lambda: app.view.status == "interrupted", what="interrupted", timeout=30)
             assert app.attached_run_id is None
+            # Nothing runs any more: the foreach it was in reads interrupted, and no ETA is given.
+            root = app.view.root
+            assert root is not None and root.steps["body.1"].status == "interrupted"
+            await pilot.pause()
+            screen = main_screen_of(app)
+            assert "ETA" not in str(screen.item_detail.render())
+            assert "■1" in str(screen.header.render()) and "▶" not in str(screen.header.render())
             assert main_screen_of(app).check_action("resume_run", ()) is True
             release(folder, *"bcdefghij")
             await pilot.press("r")  # this dashboard takes the run over

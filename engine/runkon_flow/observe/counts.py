@@ -15,7 +15,17 @@ from runkon_flow.observe.records import FanOutView, StepView, execution_position
 from runkon_flow.persistence.models import WorkflowRunStep
 
 #: Step statuses in the order renderers list them.
-STEP_ORDER = ("completed", "failed", "timed_out", "running", "waiting", "skipped", "cancelled", "pending")
+STEP_ORDER = (
+    "completed",
+    "failed",
+    "timed_out",
+    "running",
+    "waiting",
+    "skipped",
+    "cancelled",
+    "interrupted",
+    "pending",
+)
 
 
 def step_counts(steps: Iterable[StepView]) -> dict[str, int]:

@@ -334,7 +334,8 @@ class RunModel:
     def mark_interrupted(self, message: str, at: float | None = None) -> None:
         """A run whose engine went away (no live lease): `interrupted`, resumable. Its clocks stop
         at `at` (where it stopped, `observe.liveness.stopped_at`; default now): the run's elapsed
-        time and its unfinished steps' and items' no longer grow."""
+        time and its unfinished steps' and items' no longer grow, and a step that was running or
+        waiting reads `interrupted` — nothing runs it any more (a resume starts it again)."""
         root = self.root
         end = self.clock() if at is None else at
         if root is not None and not root.finished:
@@ -348,6 +349,7 @@ class RunModel:
                 for sv in run.steps.values():
                     if sv.status in ("running", "waiting") and sv.ended_at is None:
                         sv.ended_at = end
+                        sv.set_status("interrupted")
                         self._changes.steps.add((run.run_id, sv.key))
                 for fan in run.fanouts.values():
                     for idx, code in enumerate(fan.codes):

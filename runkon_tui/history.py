@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.event_log import read_envelopes
-from runkon_flow.observe.loader import load_run, parse_time, settle_interrupted
+from runkon_flow.observe.loader import load_run, parse_time, settle_decided_gates, settle_interrupted
 from runkon_flow.observe.loader import load_run_state as _load_run_state
 from runkon_flow.persistence.models import WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -136,5 +136,6 @@ def past_run_view(
     view = RunView.from_events(envelopes, clock) if clock is not None else RunView.from_events(envelopes)
     view.definition = definition_of(store, run, resolve)
     view.read_only = True
+    settle_decided_gates(view, store)
     settle_interrupted(view, run, store.get_steps(run.id))
     return view

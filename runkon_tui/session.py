@@ -109,6 +109,8 @@ class PastRunLoaded:
     view: RunView | None
     error: str | None
     then_resume: bool
+    #: Shown only if this run is still the one on screen (a redraw after an answer; None: always).
+    only_if_shown: str | None = None
 
 
 @dataclass
@@ -842,6 +844,11 @@ class RunSession:
         by = self.user
         drafts = self.gate_drafts
         draft_key = f"{gate.run_id}:{target}"
+        # No engine runs the run on screen (it is interrupted): none will tell the answer, so the
+        # run is drawn again from the store, where it is (`settle_decided_gates`).
+        view = self.view
+        redraw = view.root_run_id if view.root is not None and not view.active else None
+        store, resolve, clock = self.store, self.catalog.definition, self.clock
 
         def job() -> None:
             try:
@@ -855,6 +862,13 @@ class RunSession:
             drafts.pop(draft_key, None)  # answered: the note is in the store now
             verb = "approved" if approved else "rejected"
             self.driver.post(Notice(f"gate {gate.gate_name} {verb}"))
+            if redraw is not None:
+                try:
+                    drawn = past_run_view(store, redraw, resolve, clock)
+                except Exception as exc:
+                    self.driver.post(Notice(f"cannot redraw run {redraw}: {exc}", "error", log_error=True))
+                    return
+                self.driver.post(PastRunLoaded(drawn, None, False, only_if_shown=redraw))
 
         self.driver.spawn(job, group="control", name=f"gate {gate.gate_name}")
 
@@ -972,6 +986,8 @@ class RunSession:
         if isinstance(report, EngineDone):
             return self._engine_done(report)
         if isinstance(report, PastRunLoaded):
+            if report.only_if_shown is not None and report.only_if_shown != self.view.root_run_id:
+                return None
             if report.view is None:
                 return Notice(report.error or "cannot open run", "error")
             self.show(report.view)

@@ -16,13 +16,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from runkon_flow.event_log import READ_ROWS, top_level_run, unpack
+from runkon_flow.events import EngineEventData, GateResolved
 from runkon_flow.humanize import gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.counts import row_key
 from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView
 from runkon_flow.observe.reducer import RunModel
 from runkon_flow.observe.status import ITEM_CODE
-from runkon_flow.persistence.models import FanOutItemRow, WorkflowRun, WorkflowRunStep
+from runkon_flow.persistence.models import FanOutItemRow, StepStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.usage import Usage
 
@@ -298,6 +299,37 @@ def load_run(
 
 
 INTERRUPTED_NOTE = "no engine holds this run any more (its process went away); resume it to continue"
+
+
+def settle_decided_gates(model: RunModel, store: WorkflowPersistence) -> bool:
+    """A gate answered while no engine held its run (the dashboard or `runkon-flow approve` on an
+    interrupted run) has its answer in its step row and in no event: the engine that would have
+    told it is gone. Draw it as that engine would have (a `GateResolved`), so it reads approved
+    or rejected, not still waiting — and a resume, which skips it, leaves it so. True when one was."""
+    settled = False
+    for gate in model.waiting_gates():
+        row = store.get_step(gate.step_id) if gate.step_id else None
+        if row is None or row.gate_approved_by is None:
+            continue
+        status = StepStatus(row.status)
+        if status not in (StepStatus.COMPLETED, StepStatus.FAILED):
+            continue
+        at = parse_time(row.gate_approved_at or row.ended_at)
+        resolved = GateResolved(
+            gate_name=gate.gate_name,
+            approved=status is StepStatus.COMPLETED,
+            step_id=gate.step_id,
+            resolved_by=row.gate_approved_by,
+            feedback=row.gate_feedback,
+            resolved_at=at,
+            selections=_selections(row.gate_selections),
+        )
+        ts = at if at is not None else model.clock()
+        model.apply(EngineEventData(timestamp=int(ts), ts=ts, run_id=gate.run_id, event=resolved))
+        settled = True
+    if settled:
+        model.take_changes()
+    return settled
 
 
 def settle_interrupted(model: RunModel, run: WorkflowRun, steps: Iterable[WorkflowRunStep]) -> bool:

@@ -351,16 +351,26 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             if self.toasts.dialog_opened():
                 super().clear_notifications()
         elif not modal and self.toasts.modal:
-            for toast in self.toasts.dialog_closed():
-                severity: Any = toast.severity
-                self.notify(
-                    toast.message,
-                    title=toast.title,
-                    severity=severity,
-                    timeout=toast.timeout,
-                    markup=toast.markup,
-                    relevant=toast.relevant,
-                )
+            self._raise_again(self.toasts.dialog_closed())
+
+    def _withdraw_stale_toasts(self) -> None:
+        """A gate answered (here, in the inbox, by another process) takes its "Gate" toast down."""
+        kept = self.toasts.withdraw_stale()
+        if kept is not None:
+            super().clear_notifications()
+            self._raise_again(kept)
+
+    def _raise_again(self, toasts: list[Toast]) -> None:
+        for toast in toasts:
+            severity: Any = toast.severity
+            self.notify(
+                toast.message,
+                title=toast.title,
+                severity=severity,
+                timeout=toast.timeout,
+                markup=toast.markup,
+                relevant=toast.relevant,
+            )
 
     # ------------------------------------------------------------------ keys (help, palette, banners)
 
@@ -534,6 +544,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
                 screen.refresh_view(changes, self.clock())
         if changes.gates:
             self._announce_gates()
+            self._withdraw_stale_toasts()
         if changes.finished:
             self._announce_finish()
 

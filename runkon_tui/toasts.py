@@ -71,6 +71,24 @@ class ToastHold:
         held, self.held = self.held, []
         return [t for t in held if t.relevant is None or t.relevant()]
 
+    def withdraw_stale(self) -> list[Toast] | None:
+        """Something changed that may make a toast untrue (a gate was answered, in the inbox or
+        elsewhere): None when every toast still holds; else the toasts to put back, each for the
+        time it had left, after the screen's toasts are cleared (Textual takes down all or none)."""
+        now = self.clock()
+        live = [t for t in self.on_screen if not self._expired(t, now)]
+        self.held = [t for t in self.held if t.relevant is None or t.relevant()]
+        stale = [t for t in live if t.relevant is not None and not t.relevant()]
+        if not stale:
+            self.on_screen = live
+            return None
+        self.on_screen = []
+        return [
+            replace(t, timeout=t.timeout - (now - (t.shown_at or now)), shown_at=None)
+            for t in live
+            if t not in stale
+        ]
+
     def clear(self) -> None:
         self.on_screen = []
         self.held = []

@@ -204,6 +204,32 @@ async def test_at_80x24_no_toast_covers_the_gate_dialog_and_toasts_wait_for_it_t
                 app.session.decide_gate(gate, False, "test ended")
 
 
+async def test_a_gate_answered_outside_its_dialog_takes_its_gate_toast_down_and_no_other(
+    folder: Path,
+) -> None:
+    """Answered in the gate inbox (or by `runkon-flow approve`), the gate no longer waits: its
+    "waits for approval · a approve" toast stayed up beside "1 gate approved"."""
+    app = real_app(folder)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        try:
+            await select(pilot, app, "approval")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.view.waiting_gates(), what="the gate to wait")
+            await wait_for(pilot, lambda: "Gate" in toasts_on_screen(app), what="the Gate toast")
+            app.notify("another toast", timeout=30)
+            [gate] = app.view.waiting_gates()
+            app.host.gates.approve(gate.run_id, gate.gate_name, "someone else", None, ["now"])  # type: ignore[union-attr]
+            await wait_for(pilot, lambda: not app.view.waiting_gates(), what="the answer", timeout=30)
+            # The Gate toast had 10 s to go: it is taken down now, and only it.
+            await wait_for(
+                pilot, lambda: "Gate" not in toasts_on_screen(app), what="the toast to go", timeout=3
+            )
+            assert "another toast" in toasts_on_screen(app)
+        finally:
+            for gate in app.view.waiting_gates():  # never leave the engine thread waiting
+                app.session.decide_gate(gate, False, "test ended")
+
+
 async def test_editing_a_wf_file_changes_the_tree_and_the_next_run(folder: Path) -> None:
     app = real_app(folder, watch=True)
     async with app.run_test(size=(120, 40)) as pilot:

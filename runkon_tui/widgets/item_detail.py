@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.cells import cell_len
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import cause_first, format_duration
 from runkon_flow.observe.estimates import Estimates
 from textual.widgets import Static
 
@@ -37,7 +37,10 @@ class ItemDetail(Static):
                 text = "[$text-muted]foreach items show here[/]"
             set_text(self, text, fixed_height=True)
             return
-        lines = [self._counters(view, fan, now, self.size.width)]
+        # A short pane (80×24: three rows) has room for the counters on one line, the selected
+        # item, and why it failed: words there only when they fit one line.
+        rows = 1 if selected is not None and self.size.height <= 3 else 2
+        lines = [self._counters(view, fan, now, self.size.width, rows)]
         if selected is not None and 0 <= selected < len(fan.ids):
             lines.extend(self._item(view, fan, selected, now))
         set_text(self, "\n".join(lines), fixed_height=True)
@@ -45,9 +48,9 @@ class ItemDetail(Static):
     #: Past runs of the workflow on screen (the screen sets it): the ETA becomes a p50–p95 band.
     estimates: Estimates | None = None
 
-    def _counters(self, view: RunView | None, fan: FanOutView, now: float, width: int) -> str:
+    def _counters(self, view: RunView | None, fan: FanOutView, now: float, width: int, rows: int = 2) -> str:
         """Every item status on its own (completed never includes failed or cancelled ones), in
-        words when they fit on two lines, else in the grid's glyphs; then the ETA: a band from
+        words when they fit on `rows` lines, else in the grid's glyphs; then the ETA: a band from
         past runs narrowed by the live rate (`observe.estimates`), else the average rate so far."""
         tail = ""
         if fan.done < fan.total and fan.count("running") and (view is None or view.active):
@@ -61,7 +64,7 @@ class ItemDetail(Static):
             elif eta is not None:
                 tail = f" · ETA {format_duration(eta)}"
         text, plain = item_words(fan)
-        if width and cell_len(plain + tail) > 2 * width:  # two lines of words, else glyphs
+        if width and cell_len(plain + tail) > rows * width:  # words on `rows` lines, else glyphs
             text, _ = item_glyphs(fan)
         return text + tail
 
@@ -77,6 +80,12 @@ class ItemDetail(Static):
         if child_id:
             head += f" · run {short_id(child_id)}"
         lines = [head]
+        # Why, not which step: the failed step's error (`rate limited …`) before the run's own
+        # (`Step 'import' failed after 1 attempts`), its last line first, as the pane cuts the end;
+        # right under the item, where a short pane (80×24) still shows it.
+        error = fan.errors.get(idx)
+        if error and status in ("failed", "cancelled"):  # not an earlier attempt's, once retried
+            lines.append(f"  [$error]{esc(cause_first(fan.causes.get(idx) or error))}[/]")
         attempt = fan.attempts.get(idx)
         if attempt:
             lines.append(f"  attempt {attempt}{ItemDetail._earlier(view, fan.earlier.get(idx))}")
@@ -87,9 +96,6 @@ class ItemDetail(Static):
             shown = ", ".join(f"{esc(d)} ({s})" for d, s in waits[:5])
             more = f" +{len(waits) - 5}" if len(waits) > 5 else ""
             lines.append(f"  waits on: {shown}{more}")
-        error = fan.errors.get(idx)
-        if error:
-            lines.append(f"  [$error]{esc(error)}[/]")
         child = view.run(child_id) if child_id else None
         if child is not None:
             for sv in list(child.steps.values())[-2:]:

@@ -310,6 +310,23 @@ async def test_a_selected_items_steps_end_on_what_they_said_not_on_a_flow_output
         assert "review-file  file-000: clean" in detail and "FLOW_OUTPUT" not in detail
 
 
+async def test_at_80x24_a_selected_failed_item_shows_why_it_failed_within_the_pane() -> None:
+    """The counters took two of the pane's three rows: only `selected: rec-05 ✗` was left, and
+    the line under it said which step failed, not why."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_mid_run().events)
+        screen = main_screen(app)
+        screen.grid.focus()
+        screen.grid.move_to_item(27)
+        await pilot.pause()
+        detail = screen.item_detail
+        rows = str(detail.render()).split("\n")[: detail.size.height]  # what the pane shows
+        assert any(row.startswith("selected: file-027") for row in rows), rows
+        assert any("review-file: timeout" in row for row in rows), rows
+
+
 async def test_selecting_an_item_shows_its_child_run_and_what_an_ordered_item_waits_on() -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -324,7 +341,8 @@ async def test_selecting_an_item_shows_its_child_run_and_what_an_ordered_item_wa
         assert lines[0].startswith("run child-file-027 · review-one · failed")
         assert "agent gave up" in lines
         detail = str(screen.query_one("#item-detail").render())
-        assert "selected: file-027" in detail and "review-file failed" in detail
+        assert "selected: file-027" in detail
+        assert "review-file: timeout" in detail  # why: the failed step's error, not the run's
 
         s = scenarios.Script(run_id="01HZZORDERED00000000000000")
         s.emit(RunStarted(workflow_name="review-pr"))

@@ -69,9 +69,11 @@ class BatchNoteScreen(ModalScreen[GateDecision | None]):
     BatchNoteScreen Button { margin-right: 2; }
     """
 
+    # The gate dialog's answer keys: ctrl+y approves, ctrl+r rejects, each only in its own face.
     BINDINGS = [
         Binding("escape", "close", "Close", id="inbox_note_close"),
-        Binding("ctrl+y", "decide", "Answer", id="inbox_note_answer"),
+        Binding("ctrl+y", "decide(True)", "Approve", id="inbox_note_approve"),
+        Binding("ctrl+r", "decide(False)", "Reject", id="inbox_note_reject"),
     ]
 
     def __init__(self, gates: list[WaitingGate], approve: bool) -> None:
@@ -100,31 +102,40 @@ class BatchNoteScreen(ModalScreen[GateDecision | None]):
                     yield Label("Options ([b]space[/] toggles):")
                     yield GateChoices(options, id="choices")
                 yield Label(label)
-                note = Input(placeholder="why, or what to do next", id="note")
+                note = Input(placeholder="why, or what to do next", id="note", select_on_focus=False)
                 note.cursor_blink = getattr(self.app, "blink", True)
                 yield note
             with Horizontal():
-                verb = "Approve" if self.approve else "Reject"
-                yield Button(
-                    f"{verb} {what} (ctrl+y)", id="answer", variant="success" if self.approve else "error"
-                )
+                if self.approve:
+                    yield Button(f"Approve {what} (ctrl+y)", id="answer", variant="success")
+                else:
+                    yield Button(f"Reject {what} (ctrl+r)", id="answer", variant="error")
                 yield Button("Back (esc)", id="close")
 
     def on_mount(self) -> None:
+        # As in the gate dialog: typing goes straight into the note, so a reason typed right
+        # after `x` is the reason given (on the button it was dropped); options come first.
         choices = self.query(GateChoices)
-        (choices.first() if choices else self.query_one("#answer", Button)).focus()
+        (choices.first() if choices else self.query_one("#note", Input)).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "decide" and parameters:
+            return bool(parameters[0]) == self.approve  # only the answer this dialog gives
+        return True
 
     def on_input_submitted(self, _: Input.Submitted) -> None:
-        self.action_decide()
+        self.action_decide(self.approve)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "close":
             self.action_close()
         else:
-            self.action_decide()
+            self.action_decide(self.approve)
 
-    def action_decide(self) -> None:
+    def action_decide(self, approved: bool) -> None:
+        if approved != self.approve:
+            return
         note = self.query_one("#note", Input).value.strip() or None
         choices = self.query(GateChoices)
         selections = list(choices.first().selected) if self.approve and choices else []

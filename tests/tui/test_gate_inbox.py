@@ -141,12 +141,48 @@ async def test_reject_the_gate_under_the_cursor_when_nothing_is_marked(
             await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
             assert "Reject 1 gate" in str(app.screen.query_one("#title").render())
             app.screen.query_one("#note", Input).value = "wrong branch"
-            await pilot.press("ctrl+y")
+            await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: rejected in elsewhere.results, timeout=30, what="the rejected run")
             result = elsewhere.results[rejected]
             assert result.status is RunStatus.FAILED  # type: ignore[attr-defined]
             assert "rejected by tester: wrong branch" in (result.error or "")  # type: ignore[attr-defined]
             await wait_for(pilot, lambda: len(screen.gates) == 2, what="inbox re-read")  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+async def test_a_reason_typed_right_after_x_is_the_reason_given_and_ctrl_r_rejects(
+    folder: Path, tmp_path: Path, elsewhere: Elsewhere
+) -> None:
+    """`i`, `x`, then typing: the text lands in the reason field (it was dropped on the Reject
+    button), and the reject key is the gate dialog's `ctrl+r`; `ctrl+y` (approve) does not
+    reject there."""
+    store = SqliteStore(tmp_path / "runs.db")
+    app = real_app(folder, store)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("i")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
+            screen = app.screen
+            await wait_for(pilot, lambda: len(screen.gates) == 3, what="three waiting gates")  # type: ignore[attr-defined]
+            rejected = screen.gates[0].run_id  # type: ignore[attr-defined]
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+            dialog = app.screen
+            await pilot.press(*"not today")
+            await pilot.pause()
+            assert dialog.query_one("#note", Input).value == "not today"
+            assert "Reject 1 gate (ctrl+r)" in str(dialog.query_one("#answer").render())
+            await pilot.press("ctrl+y")  # the approve key: not this dialog's answer
+            await pilot.pause()
+            assert app.screen is dialog and rejected not in elsewhere.results
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: rejected in elsewhere.results, timeout=30, what="the rejected run")
+            result = elsewhere.results[rejected]
+            assert result.status is RunStatus.FAILED  # type: ignore[attr-defined]
+            assert "rejected by tester: not today" in (result.error or "")  # type: ignore[attr-defined]
+            gate = next(s for s in store.get_steps(rejected) if s.step_name == "human_approval")
+            assert gate.gate_feedback == "not today"
     finally:
         store.close()
 

@@ -1,8 +1,9 @@
 """The inputs form shown before running a workflow that declares inputs.
 
 Values are checked with the host's `prepare_inputs` (defaults, required inputs, booleans) before
-the form closes, so a run never starts with inputs the engine would reject; the error is shown
-in the form, next to the fields.
+the form closes, so a run never starts with inputs the engine would reject. The error is shown
+just above the buttons, which never scroll away (at the end of the fields it was out of view at
+80x24, so ctrl+s seemed to do nothing), and focus moves to the field it names.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from runkon_tui.widgets.markup import esc
@@ -31,10 +33,12 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
     InputsScreen VerticalScroll { height: auto; max-height: 1fr; }
     InputsScreen .field-label { margin-top: 1; }
     InputsScreen .field-help { color: $text-muted; }
-    InputsScreen #form-error { color: $error; margin-top: 1; height: auto; }
     /* Docked: laid out first, so a form taller than the terminal scrolls its fields and the
-       buttons stay on screen (at 80x24 a five-input form pushed them below the edge). */
-    InputsScreen Horizontal { dock: bottom; height: auto; align-horizontal: right; }
+       error and the buttons stay on screen (at 80x24 a five-input form pushed them below the edge). */
+    InputsScreen #form-foot { dock: bottom; height: auto; }
+    InputsScreen #form-error { color: $error; margin-top: 1; height: auto; max-height: 5; display: none; }
+    InputsScreen #form-error.-shown { display: block; }
+    InputsScreen #form-buttons { height: auto; align-horizontal: right; }
     InputsScreen Button { margin-left: 2; }
     """
 
@@ -79,10 +83,11 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
                         yield box
                     if decl.description:
                         yield Static(esc(decl.description), classes="field-help")
+            with Vertical(id="form-foot"):
                 yield Static("", id="form-error")
-            with Horizontal():
-                yield Button("Cancel (esc)", id="cancel")
-                yield Button("Run (ctrl+s)", id="run", variant="primary")
+                with Horizontal(id="form-buttons"):
+                    yield Button("Cancel (esc)", id="cancel")
+                    yield Button("Run (ctrl+s)", id="run", variant="primary")
 
     def on_mount(self) -> None:
         fields = self.query("Input, Checkbox")
@@ -118,9 +123,33 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
         try:
             prepared = self.prepare(self.raw_values())
         except Exception as exc:  # the host's message is meant for the user (missing input, …)
-            self.query_one("#form-error", Static).update(esc(str(exc)))
+            self.show_error(str(exc))
             return
         self.dismiss(prepared)
+
+    def show_error(self, message: str) -> None:
+        """Show `message` above the buttons and move to the field it names (focus scrolls it
+        into view), else to the first required field left empty."""
+        error = self.query_one("#form-error", Static)
+        error.update(esc(message))
+        error.add_class("-shown")
+        field = self._field_named_in(message) or self._first_empty_required()
+        if field is not None:
+            field.focus()
+
+    def _field_named_in(self, message: str) -> Widget | None:
+        for line in message.splitlines():  # one problem a line, each naming its input 'so'
+            for i, decl in enumerate(self.workflow.inputs):
+                if f"'{decl.name}'" in line:
+                    return self.query_one(f"#input-{i}")
+        return None
+
+    def _first_empty_required(self) -> Widget | None:
+        for i, decl in enumerate(self.workflow.inputs):
+            widget = self.query_one(f"#input-{i}")
+            if decl.required and decl.default is None and isinstance(widget, Input) and not widget.value:
+                return widget
+        return None
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -581,6 +581,37 @@ async def test_at_80x24_the_inputs_form_buttons_are_on_screen() -> None:
         assert any("Run (ctrl+s)" in row for row in screen_text(app))
 
 
+async def test_at_80x24_a_missing_required_input_is_said_on_screen_and_its_field_focused() -> None:
+    """release-notes (sample_workflows), `enter`, `ctrl+s` with `version` empty: the error is on
+    screen at once (it was under the last field, scrolled out of view, so nothing seemed to
+    happen) and the cursor is back in `version`."""
+    from runkon_flow.persistence.memory import InMemoryStore
+    from runkon_flow.workspace import Workspace
+
+    samples = Path("sample_workflows")
+    store = InMemoryStore()
+    app = make_app(host=Workspace([samples], store), store=store, dirs=[samples])
+    async with app.run_test(size=SMALL) as pilot:
+        await select(pilot, app, "release-notes")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="the inputs form")
+        form = app.screen
+        await pilot.press("tab", "tab")  # away from `version`, as a user filling the form may be
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, InputsScreen), "the run started without its required input"
+        rows = screen_text(app)
+        assert any("Missing required input: 'version'" in row for row in rows), "\n".join(rows)
+        assert any("Run (ctrl+s)" in row for row in rows)
+        version = form.query_one("#input-0", Input)
+        assert form.focused is version
+        shown = lambda: version.region.height > 0 and version.region.bottom <= 24  # noqa: E731
+        await wait_for(pilot, shown, what="the version field in view")
+        await pilot.press(*"2.4.0")
+        assert version.value == "2.4.0"
+
+
 async def test_at_80x24_the_gate_dialog_buttons_are_on_screen() -> None:
     app = make_app()
     async with app.run_test(size=SMALL) as pilot:

@@ -62,7 +62,7 @@ from runkon_tui.session import (
     RunSession,
 )
 from runkon_tui.terminal import hung_up
-from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path
+from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path, theme_variable_defaults
 from runkon_tui.toasts import Toast, ToastHold
 from runkon_tui.widgets.cluster_list import ClusterList
 from runkon_tui.widgets.dep_tree import DependencyTree
@@ -199,6 +199,10 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
 
     def get_default_screen(self) -> Screen[Any]:
         return MainScreen()
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """runkon.tcss's own variables (`$pane-border`) for themes that do not set them."""
+        return theme_variable_defaults(self.current_theme)
 
     @property
     def main_screen(self) -> MainScreen | None:

@@ -50,6 +50,19 @@ def themes_dir() -> Path:
     return Path(str(bundled))
 
 
+#: Our theme variables, which runkon.tcss uses; a theme may set them under `variables`, else
+#: `theme_variable_defaults` derives them.
+PANE_BORDER = "pane-border"
+
+
+def theme_variable_defaults(theme: Theme) -> dict[str, str]:
+    """`$pane-border`, the unfocused panes' border, for a theme that does not set it (Textual's):
+    the panel lightened on a dark background, darkened on a light one, where a lightened panel
+    turns near-white and the border vanishes."""
+    colors = theme.to_color_system().generate()
+    return {PANE_BORDER: colors["panel-lighten-2" if theme.dark else "panel-darken-2"]}
+
+
 def stylesheet_path() -> Path:
     return themes_dir() / STYLESHEET
 

@@ -70,6 +70,9 @@ from runkon_tui.widgets.fanout_grid import FanOutGrid
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:  # the first frame needs only the main screen: the others load when shown
+    from textual.actions import ActionParseResult
+    from textual.dom import DOMNode
+
     from runkon_tui.follow import StoreFollower
     from runkon_tui.screens.gate import GateDecision
     from runkon_tui.watcher import WorkflowWatcher
@@ -199,6 +202,24 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
 
     def get_default_screen(self) -> Screen[Any]:
         return MainScreen()
+
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Textual's, but a dimmed key pressed anyway says why it does nothing (a screen that
+        can tell has `unavailable_reason(action)`), instead of nothing happening at all."""
+        if await super().run_action(action, default_namespace, namespaces):
+            return True
+        explain = getattr(default_namespace, "unavailable_reason", None)
+        if isinstance(action, str) and callable(explain):
+            name = action.split("(", 1)[0].rsplit(".", 1)[-1]
+            reason = explain(name)
+            if reason:
+                self.notify(reason, timeout=3)
+        return False
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """runkon.tcss's own variables (`$pane-border`) for themes that do not set them."""

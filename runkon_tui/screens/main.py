@@ -36,6 +36,10 @@ from runkon_tui.widgets.workflow_list import WorkflowList
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from textual.widgets.tree import TreeNode
+
     from runkon_tui.app import RunkonApp
     from runkon_tui.screens.search import SearchHit
 
@@ -429,6 +433,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             # rebuilds the options only when a status or the catalog actually changed.
             self.workflow_list.statuses = app.workflow_statuses()
             self.workflow_list.load(app.catalog)
+        elif changes.fanouts:
+            self.update_bindings()  # f / n: an item failed, or a retried one no longer is
 
     class EstimatesRead(Message):
         """Past runs of a workflow, read off the UI thread for the run `key` names."""
@@ -536,6 +542,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             self.cluster_list.show(fan)
             self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock())
             self.refresh_titles()
+            self.update_bindings()  # f / n follow the fan-out on screen
         pending, self._pending_hit = self._pending_hit, None
         if pending is not None and pending[0] == spec.uid:
             self._show_hit(pending[1], pending[2])
@@ -682,13 +689,26 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             return app.host is not None and bool(view.waiting_gates())
         if action in ("failed_only", "next_failure") and view.root is None:
             return False  # nothing ran: hide rather than dim (the footer is short at 80 columns)
-        if action == "failed_only":
-            return True if self.grid.fan is not None else None
-        if action == "next_failure":
-            return True if view.failures else None
+        if action in ("failed_only", "next_failure"):
+            return True if self.unavailable_reason(action) is None else None
         if action == "search":
             return True if view.root_run_id else None
         return True
+
+    def unavailable_reason(self, action: str) -> str | None:
+        """Why `failed_only` / `next_failure` would do nothing now — they are dimmed then, and the
+        app says this when one is pressed anyway — else None. What counts is what is on screen
+        now: failures later retried successfully are not failures to show."""
+        fan = self.grid.fan
+        failed_item = fan is not None and fan.first_failed() is not None
+        if action == "failed_only":
+            if fan is None:
+                return "no fan-out on screen: nothing to show failed items of"
+            if not failed_item and not self.grid.failed_only:  # on: it can always be turned off
+                return "no failed items to show in this fan-out"
+        if action == "next_failure" and not failed_item and not any(self._failed_nodes()):
+            return "no failure to jump to: no step or item on screen has failed"
+        return None
 
     def action_run_workflow(self) -> None:
         entry = self.selected_entry()
@@ -728,11 +748,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
                 grid.focus()
                 grid.move_to_item(idx)
                 return
-        failed = [
-            node
-            for node in self.tree.nodes_by_uid.values()
-            if node.data is not None and not node.data.children and self._failed(node.data, view)
-        ]
+        failed = list(self._failed_nodes())
         if failed:
             after_nodes = [n for n in failed if cursor is None or n.line > cursor.line]
             target = after_nodes[0] if after_nodes else failed[0]
@@ -746,6 +762,15 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             if idx is not None:
                 grid.focus()
                 grid.move_to_item(idx)
+
+    def _failed_nodes(self) -> Iterator[TreeNode[NodeSpec]]:
+        """The tree's failed steps (leaves: a block fails through one of them), in tree order."""
+        if self.view_for(self.tree_workflow) is None:
+            return
+        view = self.rapp.view
+        for node in self.tree.nodes_by_uid.values():
+            if node.data is not None and not node.data.children and self._failed(node.data, view):
+                yield node
 
     def _failed(self, spec: NodeSpec, view: RunView) -> bool:
         tree_view = self.view_for(self.tree_workflow)

@@ -509,6 +509,88 @@ async def test_next_failure_walks_the_failed_items_of_a_failed_foreach() -> None
         assert visited[5] == "review-style"  # wraps round
 
 
+def _failed_items_retried_to_success() -> scenarios.Script:
+    """review-pr with no failed step whose foreach failed on item i1, then a second attempt ran
+    i1 again, it succeeded, and the run completed: nothing on screen has failed any more."""
+    s = scenarios.Script()
+    s.emit(RunStarted(workflow_name="review-pr", inputs={"pr": "42"}))
+    s.step_run("body.0", "resolve-base", "script", secs=0.4)
+    s.step_run("body.1", "detect-file-types", secs=1.2)
+    s.start("body.2", "parallel", "parallel")
+    for n, name in enumerate(("review-security", "review-style", "review-tests")):
+        s.step_run(f"body.2.calls.{n}", name, "parallel_branch", secs=1)
+    s.finish("body.2", "parallel", "parallel", ok=True)
+    sid = s.start("body.3", "foreach:review-items", "foreach")
+    ids = [f"i{n}" for n in range(4)]
+    s.emit(
+        FanOutItemsCollected(
+            count=4,
+            step_id=sid,
+            foreach_name="review-items",
+            node_path="body.3",
+            items=[FanOutItemInfo(item_id=i) for i in ids],
+        )
+    )
+    for item in ids:
+        s.emit(FanOutItemStarted(item_id=item, step_id=sid))
+        failed = item == "i1"
+        s.emit(
+            FanOutItemCompleted(
+                item_id=item, step_id=sid, succeeded=not failed, error="boom" if failed else None
+            )
+        )
+    s.finish("body.3", "foreach:review-items", "foreach", ok=False, error="1 item failed")
+    s.emit(RunCompleted(succeeded=False, error="step 'foreach:review-items' failed"))
+    # The retry: a second attempt of the run that runs i1 again.
+    s.emit(RunStarted(workflow_name="review-pr", inputs={"pr": "42"}), dt=600)
+    sid = s.start("body.3", "foreach:review-items", "foreach")
+    infos = [FanOutItemInfo(item_id=i, status="pending" if i == "i1" else "completed") for i in ids]
+    s.emit(
+        FanOutItemsCollected(
+            count=4, step_id=sid, foreach_name="review-items", node_path="body.3", items=infos
+        )
+    )
+    s.emit(FanOutItemStarted(item_id="i1", step_id=sid))
+    s.emit(FanOutItemCompleted(item_id="i1", step_id=sid, succeeded=True))
+    s.finish("body.3", "foreach:review-items", "foreach", ok=True)
+    s.emit(RunCompleted(succeeded=True))
+    return s
+
+
+@pytest.mark.parametrize("size", [(80, 24), BIG])
+async def test_failed_only_and_next_failure_are_dimmed_when_nothing_failed_is_left_and_say_why(
+    size: tuple[int, int],
+) -> None:
+    """A run whose failed items were retried successfully: `f` showed an empty grid and `n` did
+    nothing, both lit. Now they are dimmed (left out at 80 columns), and pressed anyway they
+    say why in a notice and change nothing."""
+    from tests.tui.test_key_docs import _footer_keys
+
+    app = make_app()
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        feed(app, _failed_items_retried_to_success().events)
+        await pilot.pause()
+        screen = main(app)
+        assert app.view.status == "completed" and screen.grid.fan is not None
+        await pilot.pause()
+        lit = " ".join(_footer_keys(app))
+        assert "Failed" not in lit and "Next" not in lit, lit
+        if size == BIG:  # wide enough for dimmed keys: still there, dimmed
+            dimmed = _footer_keys(app, lit=False)
+            assert "f Failed only" in dimmed and "n Next failure" in dimmed, dimmed
+        cursor = screen.tree.cursor_node
+        await pilot.press("f")
+        await pilot.pause()
+        assert not screen.grid.failed_only and screen.grid.visible_count == 4  # not an empty grid
+        await pilot.press("n")
+        await pilot.pause()
+        assert screen.tree.cursor_node is cursor
+        said = [n.message for n in app._notifications]
+        assert "no failed items to show in this fan-out" in said, said
+        assert "no failure to jump to: no step or item on screen has failed" in said, said
+
+
 # ------------------------------------------------------------------ 80×24
 
 

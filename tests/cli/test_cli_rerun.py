@@ -91,6 +91,25 @@ def test_rerun_from_a_step_reuses_what_came_before_and_feeds_its_outputs_on(
     assert (listed["rerun_of"], listed["rerun_from"]) == (old, "deploy")
 
 
+def test_the_always_block_is_not_reused_by_a_rerun_from_a_step_of_the_body(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old run failed before reaching STEP (verify), and its always block ran: it comes after
+    every body step, so the rerun runs it again at its end (it was reused, and drawn done from the
+    start)."""
+    write(
+        home / "wf" / "chain.wf",
+        CHAIN.rstrip().removesuffix("}") + '  always { script report { run = "sh report.sh" } }\n}\n',
+    )
+    write(home / "wf" / "report.sh", 'echo "report" >> trace.log\n')
+    old = failed_run(home, capsys)
+    assert trace(home) == ["build 1", "report"]
+    code, out, err = cli(capsys, "rerun", old, "--from", "verify", "--dir", "wf", "--progress", "quiet")
+    assert code == 0, err
+    assert "reusing 1 step (build)" in out
+    assert trace(home) == ["build 1", "report", "deploy app-1.tar staging", "verify staging", "report"]
+
+
 def test_rerun_from_the_first_step_runs_everything_again_with_the_old_inputs(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

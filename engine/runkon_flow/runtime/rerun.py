@@ -5,7 +5,8 @@ starts with copies of the earlier run's completed step rows that came before the
 is then resumed: every copied step is skipped with its result restored (so outputs of earlier
 steps feed the later ones, exactly as on `resume`), and the chosen step and everything after it
 runs. "Before" is execution order — the row position — up to the first execution of the chosen
-step in the earlier run; when that run never reached the step, every completed row is reused.
+step in the earlier run; when that run never reached the step, every completed row is reused —
+except the `always` block's, which comes after every body step.
 """
 
 from __future__ import annotations
@@ -101,11 +102,16 @@ def plan_rerun(wf: WorkflowDef, rows: Sequence[WorkflowRunStep], step: str) -> R
     name, path, keys = _resolve(wf, step)
     starts = [row.position for row in rows if row.step_name in keys or (path and row.node_path == path)]
     cutoff = min(starts) if starts else None
+    # The `always` block runs after the body, so after any body step: an earlier run that failed
+    # before reaching STEP ran it, but a rerun from a body step runs it again at its end.
+    from_body = not path.startswith("always")
     reused = sorted(
         (
             row
             for row in rows
-            if StepStatus(row.status) is StepStatus.COMPLETED and (cutoff is None or row.position < cutoff)
+            if StepStatus(row.status) is StepStatus.COMPLETED
+            and (cutoff is None or row.position < cutoff)
+            and not (from_body and (row.node_path or "").startswith("always"))
         ),
         key=lambda r: (r.position, r.started_at or "", r.id),
     )

@@ -161,6 +161,8 @@ class _Walker:
         #: Item child runs already listed: a resumed foreach's new row names the items it kept
         #: from the earlier attempt (and earlier attempts of retried ones) again.
         self._walked: set[str] = set()
+        #: An item's child run that a later attempt replaced → the attempt it was.
+        self._attempt_of: dict[str, int] = {}
 
     def child(self, parent_id: str, child_id: str | None) -> WorkflowRun | None:
         """A child run of `parent_id`, from one read of all its children (a 10,000-item fan-out
@@ -184,10 +186,21 @@ class _Walker:
         depth: int = 0,
     ) -> Iterator[OutputSource]:
         rows = self.store.get_steps(run.id)
-        newest = {row_key(r): r.id for r in rows}
+        newest = {row_key(r): r for r in rows}
         for row in sorted(rows, key=lambda r: (r.started_at or "~", r.position)):
-            newest_row = latest and newest[row_key(row)] == row.id
+            replaced_by = newest[row_key(row)]
+            newest_row = latest and replaced_by.id == row.id
+            if replaced_by.id != row.id and row.role == StepRole.FOREACH.value:
+                self._note_later_attempts(replaced_by)
             yield from self.step(run, row, prefix, items, names, newest_row, depth)
+
+    def _note_later_attempts(self, newer: WorkflowRunStep) -> None:
+        """A resumed foreach's new row runs some items again: their earlier attempt, listed under
+        the row that ran it, is labelled `· attempt N` as the later one is, so a failure that a
+        later attempt replaced never reads as the item's current state."""
+        for item in self.store.get_fan_out_items(newer.id):
+            if item.previous_child_run_id and item.attempt > 1:
+                self._attempt_of[item.previous_child_run_id] = item.attempt - 1
 
     def step(
         self,
@@ -265,7 +278,8 @@ class _Walker:
             child = self.child(row.workflow_run_id, item.child_run_id)
             shown = False
             if child is not None:
-                attempt = f" · attempt {item.attempt}" if item.attempt > 1 else ""
+                number = self._attempt_of.get(child.id, item.attempt)
+                attempt = f" · attempt {number}" if number > 1 or child.id in self._attempt_of else ""
                 for source in self.run(child, f"{label}{attempt} › ", path, item_names, latest, depth + 1):
                     shown = True
                     yield source

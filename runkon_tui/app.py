@@ -46,6 +46,7 @@ from runkon_tui.screens.main import MainScreen
 from runkon_tui.session import (
     Attached,
     AttachEnded,
+    Checked,
     EngineDone,
     HandOverFailed,
     Launched,
@@ -196,6 +197,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self._exiting = False
         self._terminal_gone = False  # the terminal hung up: leave with 129 whatever happens
         self.toasts = ToastHold()
+        # A run whose inputs form opens once `check_before_inputs` finds nothing stopping it.
+        self._form_waiting: tuple[str, WorkflowDef] | None = None
         self._gates_seen: set[tuple[str, str, str | None]] = set()  # gates whose dialog was opened
 
     # ------------------------------------------------------------------ startup
@@ -671,31 +674,35 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     # ------------------------------------------------------------------ running
 
     def request_run(self, entry: WorkflowEntry) -> None:
-        from runkon_tui.screens.inputs import InputsScreen
-
         session = self.session
         definition = self._ask(lambda: session.check_runnable(entry))
         if definition is None:
             return
         name = entry.name
-
-        def prepare(raw: Mapping[str, str]) -> dict[str, str]:
-            return session.prepare_inputs(name, raw)
-
-        if definition.inputs:
-
-            def submitted(inputs: dict[str, str] | None) -> None:
-                if inputs is not None:
-                    self._start(name, definition, inputs)
-
-            self.push_screen(InputsScreen(definition, prepare), submitted)
+        if definition.inputs:  # the form opens once the check finds nothing stopping the run
+            self._form_waiting = (name, definition)
+            session.check_before_inputs(name)
             return
         try:
-            inputs = prepare({})
+            inputs = session.prepare_inputs(name, {})
         except Exception as exc:
             self.notify(str(exc), title=f"Cannot run {name}", severity="error")
             return
         self._start(name, definition, inputs)
+
+    def _open_inputs_form(self, name: str, definition: WorkflowDef) -> None:
+        from runkon_tui.screens.inputs import InputsScreen
+
+        session = self.session
+
+        def prepare(raw: Mapping[str, str]) -> dict[str, str]:
+            return session.prepare_inputs(name, raw)
+
+        def submitted(inputs: dict[str, str] | None) -> None:
+            if inputs is not None:
+                self._start(name, definition, inputs)
+
+        self.push_screen(InputsScreen(definition, prepare), submitted)
 
     def _start(self, name: str, definition: WorkflowDef, inputs: dict[str, str]) -> None:
         self.clear_notifications()  # toasts about the previous run would cover this one's log
@@ -761,7 +768,12 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if isinstance(report, RunCreated):
             self._select_workflow(report.name)
             self.drain()
+        elif isinstance(report, Checked):
+            waiting, self._form_waiting = self._form_waiting, None
+            if waiting is not None and waiting[0] == report.name and self.screen is self.main_screen:
+                self._open_inputs_form(*waiting)
         elif isinstance(report, RunRejected):
+            self._form_waiting = None
             self._show(notice)
             self.drain()
             self._refresh_screen()

@@ -105,6 +105,13 @@ class RunRejected:
 
 
 @dataclass
+class Checked:
+    """`check_before_inputs` found nothing that would stop a run of `name`: its form may open."""
+
+    name: str
+
+
+@dataclass
 class PastRunLoaded:
     view: RunView | None
     error: str | None
@@ -201,6 +208,7 @@ Report = (
     RunCreated
     | EngineDone
     | RunRejected
+    | Checked
     | PastRunLoaded
     | Attached
     | AttachEnded
@@ -479,6 +487,23 @@ class RunSession:
             message = entry.error.message if entry.error else "does not parse"
             raise Refused(f"{where}: {message}", "error", title="Cannot run a broken workflow")
         return entry.definition
+
+    def check_before_inputs(self, name: str) -> None:
+        """Check `name` as its run would be checked (agents, sub-workflows, schemas …) before its
+        inputs form opens, off the UI thread: a missing agent said only after the form was
+        filled in wasted the typing. Posts `Checked`, or `RunRejected` with the problems."""
+        host = self.host
+        assert host is not None
+
+        def job() -> None:
+            try:
+                self.reload_host_now()  # edits saved since the last reload count
+                problems = [_problem_text(p) for p in host.validate(name)]
+            except Exception:  # the run's own check, when it starts, says what is wrong
+                problems = []
+            self.driver.post(RunRejected(name, problems) if problems else Checked(name))
+
+        self.driver.spawn(job, group="check", name=f"check {name}")
 
     def prepare_inputs(self, name: str, raw: Mapping[str, str]) -> dict[str, str]:
         """The inputs a run of `name` starts with (defaults filled; raises on a bad value)."""
@@ -985,6 +1010,8 @@ class RunSession:
             return Notice(text, "error", title=f"{report.name} did not start", timeout=12)
         if isinstance(report, EngineDone):
             return self._engine_done(report)
+        if isinstance(report, Checked):
+            return None
         if isinstance(report, PastRunLoaded):
             if report.only_if_shown is not None and report.only_if_shown != self.view.root_run_id:
                 return None

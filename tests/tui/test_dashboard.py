@@ -181,21 +181,25 @@ async def test_rejecting_a_gate_fails_the_run() -> None:
         assert app.exit_code() == 1
 
 
-async def test_validation_problems_are_shown_and_nothing_runs() -> None:
+async def test_validation_problems_are_shown_before_the_inputs_form_and_nothing_runs() -> None:
+    """A missing agent was said only after the form was filled in and submitted."""
     app = make_app()
     host: ScriptedHost = app.host  # type: ignore[assignment]
     host.problems["nightly"] = ["call 'build': no registered ActionExecutor for 'build'"]
     async with app.run_test(size=(120, 40)) as pilot:
         await select(pilot, app, "nightly")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen))
-        await pilot.press("ctrl+s")  # `dry` is a boolean: nothing required
         await wait_for(
             pilot,
             lambda: not app.run_active and any("no registered" in line.text for line in app.view.error_log),
         )
+        await pilot.pause()
+        assert not isinstance(app.screen, InputsScreen)  # nothing to fill in for a run that cannot start
         assert not [c for c in host.calls if c[0] in ("create_run", "execute")]
         assert app.view.root is None
+        host.problems.clear()  # fixed: the form opens
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="the inputs form")
 
 
 async def test_an_engine_crash_is_shown_and_the_dashboard_stays_up() -> None:
@@ -585,7 +589,7 @@ async def test_a_run_whose_holder_died_turns_interrupted_in_the_runs_screen_by_i
     store = InMemoryStore()
     held = store.create_run(NewRun(workflow_name="nightly"))
     store.update_run_status(held.id, RunStatus.RUNNING, None, None)
-    assert store.acquire_lease(held.id, new_owner_token(), 1.5) is not None  # then its holder dies
+    assert store.acquire_lease(held.id, new_owner_token(), 4) is not None  # then its holder dies
     app = make_app(store=store)
 
     def status_cell() -> str:
@@ -595,7 +599,7 @@ async def test_a_run_whose_holder_died_turns_interrupted_in_the_runs_screen_by_i
         await pilot.press("h")
         await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
         assert "running" in status_cell()
-        await wait_for(pilot, lambda: "interrupted" in status_cell(), what="interrupted", timeout=10)
+        await wait_for(pilot, lambda: "interrupted" in status_cell(), what="interrupted", timeout=20)
 
 
 async def test_a_wide_runs_screen_shows_a_long_error_whole_on_one_line() -> None:

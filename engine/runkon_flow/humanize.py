@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 
 def format_duration(seconds: float | None) -> str:
@@ -135,3 +136,44 @@ def gate_decision(
     if note:
         text += f" · note: {note}"
     return text
+
+
+# Output of a script or agent is untrusted text: printed raw, its escape sequences would recolour,
+# retitle or rewrite the reader's terminal. Every client shows it through `display_lines`.
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles, links
+    r"|\x1b[@-Z\\-_]"  # two-character escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+# Other control characters are shown as their Unicode control pictures (␀, ␇, ␡, ␛ of an
+# escape the patterns above do not know), so nothing a line holds can move the cursor or ring.
+_CONTROLS = {c: chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}
+_CONTROLS[0x7F] = "\u2421"
+_CONTROLS.update({c: "\ufffd" for c in range(0x80, 0xA0)})
+_CONTROLS.update({0x2028: " ", 0x2029: " "})
+
+
+@lru_cache(maxsize=512)
+def display_lines(text: str, tab_size: int | None = 4) -> tuple[str, ...]:
+    """The screen rows of one line of untrusted output: ANSI escapes removed, control characters
+    made visible, one row per embedded line (a carriage return keeps what a terminal would show:
+    the text after it). Tabs are expanded to `tab_size` columns (a pane measures cells), or kept
+    (`None`: harmless on a terminal, and a piped TSV line stays TSV). Newline and tab are the only
+    control characters a row can hold, so printing rows never sends the terminal an escape."""
+    if text.isprintable():
+        return (text,)
+    text = _ANSI.sub("", text)
+    rows = []
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        if "\r" in raw:
+            raw = raw.rstrip("\r").rsplit("\r", 1)[-1]
+        if tab_size is not None:
+            raw = raw.expandtabs(tab_size)
+        rows.append(raw.translate(_CONTROLS))
+    return tuple(rows)
+
+
+def display_line(text: str, tab_size: int | None = 4) -> str:
+    """`display_lines` on one row: embedded line breaks shown as ` ⏎ ` (a search hit, a name)."""
+    return " ⏎ ".join(display_lines(text, tab_size))

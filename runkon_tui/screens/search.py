@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from rich.style import Style
 from rich.text import Text
+from runkon_flow.humanize import display_line
 from runkon_flow.observe.outputs import OutputSource
 from runkon_flow.observe.search import Hit, SearchResult, compile_pattern, search_run
 from textual import work
@@ -26,7 +27,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from runkon_tui.status import glyph, short_id
-from runkon_tui.widgets.log_pane import TextSource, display_lines
+from runkon_tui.widgets.log_pane import TextSource
 from runkon_tui.widgets.markup import esc, theme_color, tone_text
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
@@ -81,7 +82,7 @@ def _hit_text(app: App[object], hit: Hit, width: int | None = None) -> Text:
         for start, end in hit.spans:
             body.stylize(Style(bold=True, color=accent) if accent else Style(bold=True), start, end)
     else:
-        body = Text(" ⏎ ".join(display_lines(line)))
+        body = Text(display_line(line))
     room = (width or 0) - text.cell_len
     if room < MIN_WRAP_WIDTH or body.cell_len <= room:
         return text + body

@@ -8,15 +8,14 @@ the ring drops old lines; `end` resumes. A text filter shows matching lines only
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Protocol
 
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
+from runkon_flow.humanize import display_lines
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.geometry import Size
@@ -31,36 +30,6 @@ from runkon_tui.status import format_clock
 from runkon_tui.widgets.markup import esc, set_text
 
 LEVELS = ("debug", "info", "success", "warning", "error")
-
-# Escape sequences a script may print (colours, cursor moves, window titles): never drawn raw.
-_ANSI = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles, links
-    r"|\x1b[@-Z\\-_]"  # two-character escapes
-    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
-)
-# Other control characters are shown as their Unicode control pictures (␀, ␇, ␡), so nothing
-# a line holds can move the terminal's cursor out of the pane.
-_CONTROLS = {c: chr(0x2400 + c) for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}
-_CONTROLS[0x7F] = "\u2421"
-_CONTROLS.update({c: "\ufffd" for c in range(0x80, 0xA0)})
-_CONTROLS.update({0x2028: " ", 0x2029: " "})
-
-
-@lru_cache(maxsize=512)
-def display_lines(text: str) -> tuple[str, ...]:
-    """The screen rows of one log line: ANSI escapes removed, tabs expanded, control characters
-    made visible, one row per embedded line (a carriage return keeps what a terminal would show:
-    the text after it). Wide characters are measured by cells when the row is cropped."""
-    if text.isprintable():
-        return (text,)
-    text = _ANSI.sub("", text)
-    rows = []
-    for raw in text.replace("\r\n", "\n").split("\n"):
-        if "\r" in raw:
-            raw = raw.rstrip("\r").rsplit("\r", 1)[-1]
-        rows.append(raw.expandtabs(4).translate(_CONTROLS))
-    return tuple(rows)
 
 
 class LogSource(Protocol):

@@ -5,6 +5,7 @@ read from the store for finished, live and other processes' runs, on SQLite and 
 from __future__ import annotations
 
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,40 @@ def test_a_resumed_fan_out_lists_each_item_run_once(home: Path, capsys: pytest.C
     ]
     code, out, _ = cli(capsys, "grep", "hello a", run_id)
     assert (code, out.count("==> each[a]")) == (0, 1)
+
+
+# A step's output is untrusted: these bytes would recolour the terminal, retitle its window, hide
+# what came before a carriage return and ring its bell if printed as they are.
+SHOUT = (
+    r"printf '\\033[31mred\\033[0m\\n\\033]0;owned\\007title\\nhidden\\rshown\\n"
+    r"bell\\007 nul\\001 tab\\tkept\\n'; printf 'bad\\033[2J\\n' >&2; exit 5"
+)
+NOISY = f'workflow noisy {{\n  script shout {{ run = "{SHOUT}" }}\n}}\n'
+
+
+def test_logs_and_grep_never_send_a_steps_escape_sequences_to_the_terminal(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(home / "wf" / "noisy.wf", NOISY)
+    run_id = start(capsys, "noisy")
+    code, out, _ = cli(capsys, "logs", run_id)
+    assert code == 0
+    assert out == (
+        "==> shout (failed) <==\nred\ntitle\nshown\nbell␇ nul␁ tab\tkept\nbad\n"
+        "error: Script 'shout' exited with code 5\n       bad\n\n"
+    )
+    code, out, _ = cli(capsys, "grep", "red|title|shown|bell|bad", run_id)
+    assert code == 0
+    assert out == (
+        "==> shout (failed) <==\n1:red\n2:title\n3:shown\n4:bell␇ nul␁ tab\tkept\n5:bad\nerror 2:bad\n\n"
+    )
+    # --raw keeps the stored bytes for a pipe or a file, and refuses a terminal
+    code, out, _ = cli(capsys, "logs", run_id, "--raw")
+    assert code == 0 and "\x1b[31mred\x1b[0m\n\x1b]0;owned\x07title\nhidden\rshown\n" in out
+    code, out, _ = cli(capsys, "grep", "red", run_id, "--raw")
+    assert out == "==> shout (failed) <==\n1:\x1b[31mred\x1b[0m\n\n"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    for argv in (("logs", run_id, "--raw"), ("grep", "red", run_id, "--raw")):
+        code, out, err = cli(capsys, *argv)
+        assert (code, out) == (2, "")
+        assert "--raw prints stored output with its escape sequences" in err and "not a terminal" in err

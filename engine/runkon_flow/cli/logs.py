@@ -7,6 +7,11 @@ lines), never run anything again: a finished run, a live one, one another proces
 executes, one on PostgreSQL. Each step (and each fan-out item's steps) gets a heading with its
 place and status — `==> each[b] › say (failed) <==`, as `tail` heads files — then its output lines
 and its error. `grep` uses the search the dashboard's search mode uses (`observe.search`).
+
+Stored output is untrusted (any script or agent wrote it), so it is printed as the dashboard shows
+it (`humanize.display_lines`): escape sequences removed, other control characters as control
+pictures — on a terminal, in a pipe and in a file alike, since a saved log is read with `cat` or
+`less -R` later. `--raw` prints the stored text unchanged, and only into a pipe or a file.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err
 from runkon_flow.cli.report import display_status
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.event_log import CUT_NOTE
+from runkon_flow.humanize import display_line, display_lines
 from runkon_flow.observe.outputs import OutputSource, OutputTree, read_outputs
 from runkon_flow.observe.search import compile_pattern, search_run
 from runkon_flow.persistence import WorkflowRun
@@ -33,7 +39,22 @@ _LISTED_NAMES = 20
 
 
 def heading(source: OutputSource) -> str:
-    return f"==> {source.label} ({source.status}) <=="
+    """Always sanitised: a label holds item ids, which come from data (file names, API answers)."""
+    return f"==> {display_line(source.label, None)} ({source.status}) <=="
+
+
+def _shown(text: str, raw: bool) -> list[str]:
+    """One stored line as printed: its safe rows (tabs kept), or the stored text for `--raw`."""
+    return [text] if raw else list(display_lines(text, None))
+
+
+def _check_raw(args: argparse.Namespace) -> None:
+    """`--raw` sends a step's bytes as stored — escape sequences included — so never to a terminal."""
+    if args.raw and sys.stdout.isatty():
+        raise UsageError(
+            "--raw prints stored output with its escape sequences and control characters unchanged, "
+            "so only into a pipe or a file, not a terminal (without --raw they are shown safely)"
+        )
 
 
 def _notes(run: WorkflowRun, tree: OutputTree) -> None:
@@ -54,7 +75,7 @@ def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
     found = tree.narrowed(target)
     if not found:
         names = tree.names()
-        listed = ", ".join(names[:_LISTED_NAMES])
+        listed = ", ".join(display_line(name, None) for name in names[:_LISTED_NAMES])
         if len(names) > _LISTED_NAMES:
             listed += f", … ({len(names)} in all)"
         raise UsageError(
@@ -63,20 +84,21 @@ def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
     return found
 
 
-def _print_source(source: OutputSource) -> None:
+def _print_source(source: OutputSource, raw: bool) -> None:
     out = [heading(source)]
     for line in source.lines:
-        out.append(f"… {line.text}" if line.stream == "note" else line.text)
+        out.extend(_shown(f"… {line.text}" if line.stream == "note" else line.text, raw))
     if not source.lines and not source.error:
         out.append("(no output)")
     if source.error:
-        first, *rest = source.error.splitlines() or [""]
+        first, *rest = [row for line in source.error.splitlines() for row in _shown(line, raw)] or [""]
         out.append(f"error: {first}")
         out.extend(f"       {line}" for line in rest)
     sys.stdout.write("\n".join(out) + "\n\n")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    _check_raw(args)
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
         tree = read_outputs(store, run)
@@ -92,7 +114,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not sources:
         print_err(f"run {run.id} has no steps yet ({display_status(run)})")
     for source in sources:
-        _print_source(source)
+        _print_source(source, args.raw)
     sys.stdout.flush()
     return EXIT_OK
 
@@ -113,8 +135,18 @@ def add_logs_parser(sub: Any) -> None:
     p.add_argument(
         "--failed", action="store_true", help="only failed steps and items (latest attempts), with errors"
     )
+    _add_raw_arg(p)
     add_db_args(p)
     p.set_defaults(handler=cmd_logs)
+
+
+def _add_raw_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="print stored output unchanged, escape sequences and control characters included "
+        "(only into a pipe or a file; by default they are removed or shown as ␛ ␇ ␀ pictures)",
+    )
 
 
 def cmd_grep(args: argparse.Namespace) -> int:
@@ -122,6 +154,7 @@ def cmd_grep(args: argparse.Namespace) -> int:
         regex = compile_pattern(args.pattern, ignore_case=args.ignore_case, fixed=args.fixed_strings)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    _check_raw(args)
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
         tree = read_outputs(store, run)
@@ -133,7 +166,7 @@ def cmd_grep(args: argparse.Namespace) -> int:
         out.append(heading(group.source))
         for hit in group.hits:
             where = f"error {hit.number}" if hit.stream == "error" else str(hit.number)
-            out.append(f"{where}:{hit.text}")
+            out.append(f"{where}:{hit.text if args.raw else display_line(hit.text, None)}")
         out.append("")
     if out:
         sys.stdout.write("\n".join(out) + "\n")
@@ -180,5 +213,6 @@ def add_grep_parser(sub: Any) -> None:
     p.add_argument(
         "-F", "--fixed-strings", action="store_true", help="PATTERN is a plain string, not a regex"
     )
+    _add_raw_arg(p)
     add_db_args(p)
     p.set_defaults(handler=cmd_grep)

@@ -336,6 +336,38 @@ def test_replay_skips_unknown_events_and_names_the_line_of_a_broken_record(
     assert cli(capsys, "replay", "absent.jsonl")[0] == 2
 
 
+def test_replay_of_a_cut_off_file_says_the_run_did_not_end_there(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "run", "build", "--dir", "wf", "--events", "e.jsonl")[0] == 0
+    write(home / "t.jsonl", "".join((home / "e.jsonl").read_text().splitlines(keepends=True)[:3]))
+    code, out, err = cli(capsys, "replay", "t.jsonl")
+    assert code == 1 and len(out.splitlines()) == 3
+    assert err.startswith("t.jsonl ends before the run did (no RunCompleted or RunCancelled): ")
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ('{"a":1}', "it has no timestamp, ts, run_id or event"),
+        ("[1, 2]", "an array in JSON, not an event object"),
+        ("{oops", "not JSON: Expecting property name enclosed in double quotes at column 2"),
+        (
+            '{"timestamp": 1, "ts": "soon", "run_id": "R1", "event": {"type": "StepStarted"}}',
+            "its StepStarted event has no step_name; ts should be a valid number, unable to parse "
+            "string as a number",
+        ),
+    ],
+)
+def test_replay_says_in_words_why_a_line_is_not_an_event(
+    home: Path, capsys: pytest.CaptureFixture[str], line: str, why: str
+) -> None:
+    write(home / "bad.jsonl", line + "\n")
+    code, out, err = cli(capsys, "replay", "bad.jsonl")
+    assert (code, out) == (1, "")
+    assert err == f"runkon-flow replay: error: bad.jsonl:1: not a runkon event record ({why})\n"
+
+
 def test_live_replay_draws_the_status_block(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "run", "build", "--dir", "wf", "--events", "e.jsonl")[0] == 0
     code, out, _ = cli(capsys, "replay", "e.jsonl", "--progress", "live")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runkon_flow.cli.common import CommandFailed, UsageError
+from pydantic import ValidationError
+
+from runkon_flow.cli.common import CommandFailed, UsageError, print_err
 from runkon_flow.cli.drive import StdoutGuard, add_progress_args, make_printer
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.events import EngineEventData, parse_event_line
@@ -26,10 +29,42 @@ def _replay_records(path: Path, handle: Any) -> Iterator[EngineEventData]:
         try:
             data = parse_event_line(line)
         except ValueError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "not an event"
-            raise CommandFailed(f"{path}:{number}: not a runkon event record ({first})") from None
+            raise CommandFailed(f"{path}:{number}: not a runkon event record ({_why(exc)})") from None
         if data is not None:
             yield data
+
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+
+
+def _why(exc: ValueError) -> str:
+    """Why a line is not an event, in words (pydantic's `4 validation errors for EngineEventData`
+    names its own internals): not JSON, not an object, which fields are missing or wrong."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg} at column {exc.colno}"
+    if not isinstance(exc, ValidationError):
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "not an event"
+    missing: dict[str, list[str]] = {}
+    wrong: list[str] = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        if not loc:  # the line itself
+            return f"{_JSON_TYPES.get(type(error.get('input')), 'a value')} in JSON, not an event object"
+        if len(loc) > 2 and loc[0] == "event":  # ('event', 'StepStarted', 'step_name')
+            owner, field = f"its {loc[1]} event", ".".join(loc[2:])
+        else:
+            owner, field = "", ".".join(loc)
+        if error["type"] == "missing":
+            missing.setdefault(owner, []).append(field)
+        else:
+            whose = f"{owner}'s {field}" if owner else field
+            wrong.append(f"{whose} should {error['msg'].removeprefix('Input should ')}")
+    said = [f"{owner or 'it'} has no {_and(fields)}" for owner, fields in missing.items()]
+    return "; ".join(said + wrong) or "not an event"
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -59,6 +94,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         out(printer.close)
     if not seen:
         raise CommandFailed(f"{path}: no events")
+    if outcome.status is None:  # otherwise exit 1 with nothing said reads like "the run failed"
+        print_err(
+            f"{path} ends before the run did (no RunCompleted or RunCancelled): the file was cut off, "
+            "or recorded while the run was still going or when its process died"
+        )
     return outcome.exit_code
 
 

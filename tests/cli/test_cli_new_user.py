@@ -71,6 +71,25 @@ def test_the_default_database_folder_is_created_without_a_word(
     assert "created" not in err
 
 
+def test_db_upgrade_of_a_database_that_does_not_exist_refuses_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`db upgrade` upgrades existing databases: a mistyped --db must not become a folder and an
+    empty database without a word."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "db", "upgrade", "--db", "nodir/x.db")
+    assert (code, out) == (1, "")
+    assert err == (
+        "runkon-flow db: error: no run database at nodir/x.db: db upgrade upgrades an existing one (a "
+        "new one is created by the first `runkon-flow run` with it; check --db / $RUNKON_DB)\n"
+    )
+    assert not (tmp_path / "nodir").exists()
+    write(tmp_path / "wf" / "hello.wf", 'workflow hello { script s { run = "echo hi" } }\n')
+    assert cli(capsys, "run", "hello", "--dir", "wf", "--db", "runs.db")[0] == 0
+    code, out, _ = cli(capsys, "db", "upgrade", "--db", "runs.db")
+    assert code == 0 and out.startswith("run database runs.db is at schema version ")
+
+
 def test_a_workflow_name_where_there_are_no_workflows_says_where_it_looked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

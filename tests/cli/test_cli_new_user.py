@@ -90,6 +90,53 @@ def test_db_upgrade_of_a_database_that_does_not_exist_refuses_and_creates_nothin
     assert code == 0 and out.startswith("run database runs.db is at schema version ")
 
 
+@pytest.mark.parametrize(
+    ("argv", "first_line", "usage"),
+    [
+        (
+            ("runs", "--limit", "0"),
+            "runkon-flow runs: error: argument --limit/-n: must be at least 1, got 0",
+            "usage: runkon-flow runs ",
+        ),
+        (
+            ("runs", "extra"),
+            "runkon-flow runs: error: unrecognized arguments: extra",
+            "usage: runkon-flow runs ",
+        ),
+        (
+            ("show",),
+            "runkon-flow show: error: the following arguments are required: RUN_ID",
+            "usage: runkon-flow show ",
+        ),
+        (
+            ("db", "upgrade", "--bogus"),
+            "runkon-flow db: error: unrecognized arguments: --bogus",
+            "usage: runkon-flow db upgrade ",
+        ),
+        (
+            ("nope",),
+            "runkon-flow: error: argument COMMAND: invalid choice: 'nope' (choose from",
+            "usage: runkon-flow ",
+        ),
+    ],
+)
+def test_a_usage_error_names_its_command_as_every_other_error_does(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: tuple[str, ...],
+    first_line: str,
+    usage: str,
+) -> None:
+    """`runkon-flow runs: error: …` as `runkon-flow runs: error: no run database …` is, not a bare
+    `runkon-flow: error: …` that leaves the reader to find which command complained."""
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    code, out, err = cli(capsys, *argv)
+    assert (code, out) == (2, "")
+    first, second, *_ = err.splitlines()
+    assert first.startswith(first_line) and second.startswith(usage)
+
+
 def test_a_workflow_name_where_there_are_no_workflows_says_where_it_looked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,7 +44,16 @@ class _ArgumentParser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so `main()` always returns a status."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
+        raise _ParseError(f"{message}\n{self.format_usage().rstrip()}", who=" ".join(self.prog.split()[:2]))
+
+
+class _ParseError(UsageError):
+    """A usage error argparse found: `who` is `runkon-flow runs` (a subcommand's parser; `runkon-flow
+    db` for `db upgrade`), so it is laid out as a handler's errors are, or `runkon-flow`."""
+
+    def __init__(self, message: str, *, who: str) -> None:
+        super().__init__(message)
+        self.who = who
 
 
 SUBCOMMANDS: dict[str, Callable[[Any], None]] = {
@@ -90,6 +99,15 @@ def _silence_stdout() -> None:
         pass
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command the arguments chose: `runs`' parser, `db upgrade`'s."""
+    for action in parser._actions:  # argparse has no public way to walk its subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            return _command_parser(chosen, args) if chosen is not None else parser
+    return parser
+
+
 def _options_before_command(argv: list[str]) -> None:
     """`runkon-flow --db X runs` reads `X` as the command; say where options go instead."""
     at = next((i for i, word in enumerate(argv) if word in SUBCOMMANDS), None)
@@ -109,9 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         _options_before_command(list(sys.argv[1:] if argv is None else argv))
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # argparse reports these from the top parser, without the command's name
+            _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     except UsageError as exc:
-        print_line(sys.stderr, f"{PROG}: error: {exc}")
+        print_line(sys.stderr, f"{exc.who if isinstance(exc, _ParseError) else PROG}: error: {exc}")
         return 2
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0

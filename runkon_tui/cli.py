@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runkon_flow.persistence.paths import DEFAULT_DB_HELP
+
 from runkon_tui.config import EXECUTORS, RUN_IN
 
 EXIT_USAGE = 2
@@ -84,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="workflow directories or .wf files")
     parser.add_argument(
-        "--db", default=None, help="run store: a SQLite file or a postgresql:// URL (default: $RUNKON_DB)"
+        "--db",
+        default=None,
+        help=f"run store: a SQLite file or a postgresql:// URL (default: {DEFAULT_DB_HELP})",
     )
     parser.add_argument("--theme", default=None, help="theme name (see the theme picker, key t)")
     parser.add_argument("--replay", type=Path, default=None, help="show a recorded JSON-lines event log")

@@ -1,11 +1,14 @@
 """The CLI as a new user meets it (issue 10): who answered a gate and why, a rejection's reason,
-and a `--db` typo that would silently start a new history."""
+a `--db` typo that would silently start a new history (or an empty database for `db upgrade`),
+usage errors that name their command, and help texts that say all there is."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
+from runkon_flow.cli import build_parser
 from runkon_flow.persistence import RunStatus
 
 from tests.cli.gate_helpers import GateRun
@@ -150,3 +153,31 @@ def test_a_workflow_name_where_there_are_no_workflows_says_where_it_looked(
     write(tmp_path / "greet.wf", 'workflow greet {\n  script s { run = "true" }\n}\n')
     code, _, err = cli(capsys, "run", "hello", "--memory")
     assert code == 2 and err.strip().endswith("workflow not found: hello (available: greet)")
+
+
+def test_help_texts_say_what_the_commands_do(capsys: pytest.CaptureFixture[str]) -> None:
+    """`runs -h` names all four step counts, `db -h` says what `db` is for, and every `--db` help
+    spells out the whole default, down to the ~/.local/state fallback most machines use."""
+    code, out, _ = cli(capsys, "runs", "-h")
+    assert code == 0 and "(ok/failed/skipped/cancelled)" in " ".join(out.split())
+    code, out, _ = cli(capsys, "db", "-h")
+    assert code == 0 and "Manage the run database." in out
+    db_helps = {
+        f"{command} {sub}".strip(): action.help
+        for command, parser in _subparsers(build_parser()).items()
+        for sub, subparser in ({"": parser} | _subparsers(parser)).items()
+        for action in subparser._actions
+        if "--db" in action.option_strings
+    }
+    assert len(db_helps) >= 15  # every command that opens the run database
+    default = "$RUNKON_DB, else $XDG_STATE_HOME/runkon/runs.db, else ~/.local/state/runkon/runs.db"
+    assert [where for where, text in db_helps.items() if default not in str(text)] == []
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return {
+        name: sub
+        for action in parser._actions  # argparse has no public walk of its subcommands
+        if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+    }

@@ -37,7 +37,8 @@ def add_runs_parser(sub: Any) -> None:
     p = sub.add_parser(
         "runs",
         help="list past and current runs, newest first",
-        description="Run history: id, workflow, status, start, duration and step counts (ok/failed/skipped).",
+        description="Run history, newest first: id, workflow, status, start, duration and step counts "
+        "(ok/failed/skipped/cancelled), then what the runs spent when any reported usage.",
     )
     add_db_args(p)
     p.add_argument(

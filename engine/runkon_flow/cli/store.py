@@ -16,6 +16,7 @@ from urllib.parse import quote
 from runkon_flow.cli.common import PROG, CommandFailed, print_err
 from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun
 from runkon_flow.persistence.location import DbLocation, db_location
+from runkon_flow.persistence.paths import DEFAULT_DB_HELP
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 
@@ -24,8 +25,7 @@ def add_db_args(p: argparse.ArgumentParser, *, memory: bool = False) -> None:
     group.add_argument(
         "--db",
         metavar="PATH|URL",
-        help="run database: a SQLite file or a postgresql:// URL "
-        "(default: $RUNKON_DB, else $XDG_STATE_HOME/runkon/runs.db)",
+        help=f"run database: a SQLite file or a postgresql:// URL (default: {DEFAULT_DB_HELP})",
     )
     if memory:
         group.add_argument(

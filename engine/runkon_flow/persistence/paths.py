@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 DB_ENV = "RUNKON_DB"
+#: The default, as `--db` help texts spell it (every step of `default_db_path`, so a user without
+#: XDG_STATE_HOME knows where to look).
+DEFAULT_DB_HELP = f"${DB_ENV}, else $XDG_STATE_HOME/runkon/runs.db, else ~/.local/state/runkon/runs.db"
 
 
 def default_db_path(env: Mapping[str, str] | None = None) -> Path:

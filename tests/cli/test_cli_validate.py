@@ -405,3 +405,16 @@ def test_options_before_the_command_get_a_hint_where_they_go(capsys: pytest.Capt
     code, _out, err = run(capsys, "--db", "/tmp/x.db", "runs", "--all")
     assert code == 2
     assert "options go after the command: runkon-flow runs --db /tmp/x.db --all" in err
+
+
+# --------------------------------------------------------------------------- newcomer findings
+
+
+def test_a_negative_number_is_named_once_at_its_position(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "t.wf", "workflow t {\n  call a\n\n  call b { retries = -1 }\n}\n")
+    code, out, err = run(capsys, "validate", str(path))
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == f"{path}:4:22: negative numbers are not allowed: retries must be 0 or more"
+    assert "line 4, col 22" not in err

@@ -254,9 +254,35 @@ def _raise_bad_char(text: str, start: int, source_path: str | None) -> NoReturn:
         message = "Unterminated string escape" if text.endswith("\\", end) else "Unterminated string literal"
         _raise_at(text, start, message, source_path)
     line, column = LineIndex(text).position(start)
+    negative = _negative_number_message(text, start) if char == "-" else None
     raise WfLexError(
-        f"Unexpected character '{describe_char(char)}' at line {line}, col {column}",
+        negative or f"Unexpected character '{describe_char(char)}' at line {line}, col {column}",
         file=source_path or None,
         line=line,
         column=column,
     )
+
+
+# Options whose value is a count or a number of seconds (dsl.md §6): a `-` in front of their number is
+# a person writing a negative number, not a stray character.
+_NUMBER_KEYS = frozenset(
+    {"retries", "max_turns", "max_iterations", "stuck_after", "min_success", "min_approvals", "max_parallel",
+     "threshold", "timeout"}
+)  # fmt: skip
+_NEGATIVE_RE = re.compile(r"-([0-9]+)")
+_KEY_BEFORE_RE = re.compile(rf"([A-Za-z_][A-Za-z0-9_\-]*){_WS_CLASS}*={_WS_CLASS}*\Z")
+
+
+def _negative_number_message(text: str, start: int) -> str | None:
+    """`key = -1`: the language has no negative numbers (§2.3), so the `-` is refused as every stray
+    character is, but with the reason a person can act on instead of `Unexpected character '-'`."""
+    number = _NEGATIVE_RE.match(text, start)
+    key = _KEY_BEFORE_RE.search(text, max(0, start - 200), start)
+    if number is None or key is None:
+        return None
+    name = key.group(1)
+    if name == "threshold":
+        return "negative numbers are not allowed: threshold must be 0-100"
+    if name in _NUMBER_KEYS:
+        return f"negative numbers are not allowed: {name} must be 0 or more"
+    return f'negative numbers are not allowed: write "-{number.group(1)}" in quotes if `{name}` is text'

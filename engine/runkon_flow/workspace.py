@@ -38,6 +38,7 @@ from runkon_flow.dsl.ast import (
     walk,
 )
 from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workflow_dir
+from runkon_flow.dsl.parser import CALL_TIMEOUT
 from runkon_flow.dsl.script_commands import check_script_commands
 from runkon_flow.dsl.validation import validate_workflow
 from runkon_flow.errors import (
@@ -503,6 +504,12 @@ class Workspace:
                     Problem(f"on_fail agent '{label}' not found", snap.agents.why_missing(label), where, path)
                 )
         problems.extend(check_script_commands(wf, self._working_dir or directory).errors)
+        # The language accepts any call `timeout` text and the engine fails the step when it cannot
+        # read it (dsl.md §3.5); a run that is bound to fail there is refused before it starts.
+        for note in wf.notes:
+            if note.code == CALL_TIMEOUT:
+                where = SourceLocation(file, note.line, note.column)
+                problems.append(Problem(note.message, note.hint, where, paths.get(id(note.node))))
         return problems
 
     # ------------------------------------------------------------------ inputs

@@ -418,3 +418,105 @@ def test_a_negative_number_is_named_once_at_its_position(
     assert (code, out) == (1, "")
     assert err.splitlines()[0] == f"{path}:4:22: negative numbers are not allowed: retries must be 0 or more"
     assert "line 4, col 22" not in err
+
+
+AGENT = "---\nruntime: echo\n---\nDraft it.\n"
+BAD_CALL_TIMEOUT = 'workflow t {\n  call draft-notes { timeout = "5 parsecs" }\n}\n'
+CALL_TIMEOUT_SAYS = (
+    "2:32: {label}invalid timeout '5 parsecs': expected a whole number of seconds or a duration like "
+    '"500ms", "30s", "5m", "1h"'
+)
+
+
+def test_a_call_timeout_the_engine_cannot_read_is_a_warning_of_validate_at_the_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The language stores a call timeout as text and the engine refuses it when the step runs
+    (dsl.md §3.5), so the language check warns; `--ready` and `run` refuse it (next test)."""
+    path = write(tmp_path / "t.wf", BAD_CALL_TIMEOUT)
+    code, out, err = run(capsys, "validate", str(path))
+    assert (code, out) == (0, f"{path}: ok\n")
+    assert f"{path}:{CALL_TIMEOUT_SAYS.format(label='warning: ')}" in err
+    assert "invalid digit found in string" not in err
+
+
+def test_ready_and_run_refuse_a_call_timeout_the_engine_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "t.wf", BAD_CALL_TIMEOUT)
+    write(tmp_path / "agents" / "draft-notes.md", AGENT)
+    code, out, err = run(capsys, "validate", "--ready", str(path))
+    assert (code, out) == (1, "")
+    assert err.count("invalid timeout '5 parsecs'") == 1  # the error only, not also the warning
+    assert f"{path}:{CALL_TIMEOUT_SAYS.format(label='')}" in err
+    code, out, err = run(capsys, "run", "--memory", str(path))
+    assert code == 1
+    assert f"{path}:{CALL_TIMEOUT_SAYS.format(label='')}" in err
+    assert "RunStarted" not in out + err
+
+
+@pytest.mark.parametrize("value", ['"500ms"', '"30s"', '"5m"', '"1h"', '"90"', "90"])
+def test_every_call_timeout_the_engine_reads_passes_ready_quietly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    path = write(tmp_path / "t.wf", f"workflow t {{\n  call draft-notes {{ timeout = {value} }}\n}}\n")
+    write(tmp_path / "agents" / "draft-notes.md", AGENT)
+    assert run(capsys, "validate", "--ready", str(path)) == (0, f"{path}: ok\n", "")
+
+
+def test_a_bad_gate_timeout_says_what_to_write_at_the_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "t.wf", 'workflow t {\n  gate human_approval { timeout = "forever" }\n}\n')
+    code, _out, err = run(capsys, "validate", str(path))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"{path}:2:35: Invalid duration 'forever': invalid digit found in string (hint: a gate timeout is "
+        'a whole number of seconds or one number with h, m or s: "30s", "5m", "8h")'
+    )
+
+
+TYPOS = (
+    "workflow t {\n"
+    "  inputs { x x }\n"
+    "  call draft-notes { timout = 1 }\n"
+    "  parallel { fail_fast = maybe call a call b }\n"
+    '  call workflow crash { inputs { name = "a" nmae = "1" } }\n'
+    '  script build { run = "true" }\n'
+    '  script build { run = "true" }\n'
+    "}\n"
+)
+
+
+def test_typos_are_warnings_at_their_position_and_do_not_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "t.wf", TYPOS)
+    write(tmp_path / "crash.wf", "workflow crash {\n  inputs { name }\n  call a\n}\n")
+    code, out, err = run(capsys, "validate", str(path))
+    assert (code, out) == (0, f"{path}: ok\n")
+    said = [line for line in err.splitlines() if line.startswith(str(path))]
+    assert said == [
+        f"{path}:2:14: warning: input `x` is declared twice (first at line 2, column 12) "
+        "(hint: remove one of them)",
+        f"{path}:3:22: warning: `timout` is not an option of `call draft-notes`; it is ignored "
+        "(hint: did you mean `timeout`?)",
+        f"{path}:4:26: warning: `fail_fast = maybe` counts as false: only `true` turns it on "
+        "(hint: write `fail_fast = true` or `fail_fast = false`)",
+        f"{path}:5:3: warning: Sub-workflow 'crash' declares no input 'nmae' (hint: did you mean `name`?)",
+        f"{path}:7:3: warning: step name `build` is used twice (first at line 6, column 3): the later "
+        "step's result replaces the earlier one's (hint: give one of them another name)",
+    ]
+
+
+def test_an_unknown_key_far_from_any_option_lists_the_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "t.wf", "workflow t {\n  call draft-notes { frob = 1 }\n}\n")
+    code, _out, err = run(capsys, "validate", str(path))
+    assert code == 0
+    assert err.splitlines()[0] == (
+        f"{path}:2:22: warning: `frob` is not an option of `call draft-notes`; it is ignored (hint: the "
+        "options of `call draft-notes` are `retries`, `on_fail`, `as`, `output`, `with`, `plugin_dirs`, "
+        "`timeout`, `max_turns`)"
+    )

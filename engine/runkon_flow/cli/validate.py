@@ -89,7 +89,11 @@ def _validate_one(
         said = {_subject(p) for p in errors}
         ready = _readiness_problems(target, wf, workspaces, args)
         errors.extend(p for p in ready if _subject(p) not in said)
+        # a warning `run` makes an error of (a call timeout it cannot read) is said once, as the error
+        said = {_subject(p) for p in errors}
+        warnings = [p for p in warnings if _subject(p) not in said]
     errors.sort(key=lambda p: (p.location.line or 0, p.location.column or 0))
+    warnings.sort(key=lambda p: (p.location.line or 0, p.location.column or 0))
     parser_warnings = [
         Problem(w, None, SourceLocation(str(target.path), wf.line, wf.column)) for w in wf.warnings
     ]

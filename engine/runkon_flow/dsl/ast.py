@@ -8,6 +8,7 @@ and from equality, so `parse(format(ast)) == ast` holds even though formatting m
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -284,6 +285,24 @@ Node = Annotated[
 BLOCK_NODE_TYPES = (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode)
 
 
+@dataclass
+class ParseNote:
+    """Something the parser accepted, as the spec says it must, but that is most likely a mistake
+    (an option key that does nothing, `fail_fast = maybe`, a call `timeout` that will fail its step).
+
+    The parser is the only place that still knows where the key or value was written, so it records
+    the position; validation turns each note into a warning (`code` lets a stricter check, such as
+    `Workspace.validate`, make an error of it). `node` is the step it belongs to, when there is one.
+    """
+
+    code: str
+    message: str
+    hint: str | None
+    line: int
+    column: int
+    node: Any = None
+
+
 class WorkflowDef(AstModel):
     name: str
     title: str | None = None
@@ -296,6 +315,8 @@ class WorkflowDef(AstModel):
     always: list[Node] = Field(default_factory=list)
     source_path: str = ""
     warnings: list[str] = Field(default_factory=list, exclude=True, repr=False)
+    # Positioned findings of the parser (see ParseNote); not part of the JSON form or of equality.
+    notes: list[ParseNote] = Field(default_factory=list, exclude=True, repr=False)
 
     # ---- derived facts (dsl.md §12, used by EXPECTED.md and the UI)
 

@@ -13,6 +13,8 @@ __all__ = [
     "U32_MAX",
     "U64_MAX",
     "DurationError",
+    "call_timeout_problem",
+    "gate_timeout_hint",
     "parse_call_timeout",
     "parse_gate_timeout",
     "parse_unsigned",
@@ -94,3 +96,38 @@ def parse_call_timeout(text: str) -> float:
     if reason is not None:
         raise DurationError(f"invalid timeout '{text}': {reason}")
     return int(number) * scale
+
+
+def call_timeout_problem(text: str) -> str | None:
+    """Why a call `timeout` will fail its step when it runs, worded for the person who wrote it; None
+    if it is fine. Accepts exactly what `parse_call_timeout` accepts: the engine (and engine.md) keep
+    their run-time text, this is what `validate` says before the run gets there."""
+    try:
+        parse_call_timeout(text)
+    except DurationError:
+        pass
+    else:
+        return None
+    number = text
+    for suffix in ("ms", "h", "m", "s"):
+        if text.endswith(suffix):
+            number = text[: -len(suffix)]
+            break
+    if unsigned_error(number, U64_MAX) == _TOO_LARGE:
+        return f"invalid timeout '{text}': the number is too large"
+    return (
+        f"invalid timeout '{text}': expected a whole number of seconds or a duration like "
+        '"500ms", "30s", "5m", "1h" (one number, one unit, no spaces)'
+    )
+
+
+def gate_timeout_hint(text: str) -> str | None:
+    """A hint for a gate `timeout` that `parse_gate_timeout` refused: the spec's message names Rust's
+    reason (`invalid digit found in string`), which does not say what to write instead."""
+    try:
+        parse_gate_timeout(text)
+    except DurationError as exc:
+        if str(exc).startswith("Duration overflow") or str(exc).endswith(_TOO_LARGE):
+            return None
+        return 'a gate timeout is a whole number of seconds or one number with h, m or s: "30s", "5m", "8h"'
+    return None

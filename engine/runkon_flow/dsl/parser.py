@@ -8,6 +8,7 @@ values are checked while parsing, with the spec's option-level wording, and ever
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,13 +29,22 @@ from runkon_flow.dsl.ast import (
     OnFailAgent,
     OnFailContinue,
     ParallelNode,
+    ParseNote,
     ScriptNode,
     StepMarkerCondition,
     UnlessNode,
     WhileNode,
     WorkflowDef,
 )
-from runkon_flow.dsl.durations import U32_MAX, U64_MAX, DurationError, parse_gate_timeout, unsigned_error
+from runkon_flow.dsl.durations import (
+    U32_MAX,
+    U64_MAX,
+    DurationError,
+    call_timeout_problem,
+    gate_timeout_hint,
+    parse_gate_timeout,
+    unsigned_error,
+)
 from runkon_flow.dsl.layout import Anchor, AttachedComments, LayoutRecorder, OptionSpan
 from runkon_flow.dsl.lexer import (
     COMMA,
@@ -57,6 +67,7 @@ from runkon_flow.errors import WfParseError
 
 __all__ = [
     "AGENT_KEYWORDS",
+    "CALL_TIMEOUT",
     "KEY_KEYWORDS",
     "MAX_NESTING_DEPTH",
     "SOFT_KEYWORDS",
@@ -77,12 +88,31 @@ KEY_KEYWORDS: frozenset[str] = frozenset({"required", "default", "description", 
 # … and as agent names after `call`.
 AGENT_KEYWORDS: frozenset[str] = frozenset({"required", "default", "description"})
 
+# `ParseNote.code` of a call `timeout` the engine will refuse when the step runs (dsl.md §3.5).
+CALL_TIMEOUT = "call-timeout"
+
 # Blocks nested deeper than this are refused with a clear error instead of exhausting Python's stack.
 MAX_NESTING_DEPTH = 200
 
 
 _TRIGGERS = ("manual", "pr", "scheduled")
 _PLAIN_DO_KEYS = ("output", "with")
+
+# The option keys each construct reads (dsl.md §5.2, §6). Any other key is accepted and ignored, as
+# §3.6 says; the parser notes it so `validate` can warn (a typo such as `retires = 2` does nothing).
+_META_KEYS = ("title", "description", "trigger", "targets", "group")
+_SHARED_KEYS = ("retries", "on_fail", "as")
+_CALL_KEYS = (*_SHARED_KEYS, "output", "with", "plugin_dirs", "timeout", "max_turns")
+_CALL_WORKFLOW_KEYS = _SHARED_KEYS
+_LOOP_KEYS = ("max_iterations", "stuck_after", "on_max_iter")
+_PARALLEL_KEYS = ("fail_fast", "min_success", "output", "with")
+_PARALLEL_CALL_KEYS = ("output", "with", "if", "retries")
+_GATE_KEYS = ("prompt", "min_approvals", "mode", "timeout", "on_timeout", "as", "options")
+_QUALITY_GATE_KEYS = ("source", "threshold", "on_fail", "as")
+_SCRIPT_KEYS = ("run", "env", "timeout", *_SHARED_KEYS)
+_FOREACH_KEYS = (
+    "over", "max_parallel", "workflow", "scope", "filter", "inputs", "ordered", "on_cycle", "on_child_fail",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- option values (§3.2)
@@ -240,6 +270,7 @@ class _Parser:
         # Only when parsing for the formatter: item spans, and the options of the item being parsed.
         self.layout: LayoutRecorder | None = None
         self.frame: list[OptionSpan] | None = None
+        self.notes: list[ParseNote] = []
 
     # ---- errors and token helpers
 
@@ -279,6 +310,36 @@ class _Parser:
     def at_keyword(self, word: str) -> bool:
         tok = self.toks[self.i]
         return tok[0] is KEYWORD and tok[1] == word
+
+    def note(self, code: str, message: str, hint: str | None, offset: int, node: Any = None) -> None:
+        """Record something accepted but most likely a mistake (see `ParseNote`)."""
+        line, column = self.lines.position(offset)
+        self.notes.append(ParseNote(code, message, hint, line, column, node))
+
+    def unused_keys(self, opts: _Options, known: tuple[str, ...], where: str, node: Any = None) -> None:
+        """Note every key of `opts` that `where` does not read: the spec ignores it silently (§3.6)."""
+        for key, tok in opts.keys.items():
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean `{close[0]}`?"
+            elif known:
+                hint = "the options of " + where + " are " + ", ".join(f"`{k}`" for k in known)
+            else:
+                hint = None
+            message = f"`{key}` is not an option of {where}; it is ignored"
+            self.note("unknown-option", message, hint, tok[2], node)
+
+    def node(self, parser: Callable[[_Parser, RawToken], Any], tok: RawToken) -> Any:
+        """Parse one step; the notes made while parsing its own options now know their step."""
+        mark = len(self.notes)
+        node = parser(self, tok) if self.layout is None else self.recorded(parser, tok)
+        if len(self.notes) > mark:
+            for note in self.notes[mark:]:
+                if note.node is None:
+                    note.node = node
+        return node
 
     def check_agent_path(self, path: str, offset: int) -> None:
         if ".." in path.split("/"):
@@ -434,7 +495,7 @@ class _Parser:
                     continue
                 parser = parsers.get(word)
                 if parser is not None:
-                    body.append(parser(self, tok) if self.layout is None else self.recorded(parser, tok))
+                    body.append(self.node(parser, tok))
                     continue
             self.unexpected(
                 "`meta`, `inputs`, `always`, a step (call, if, unless, while, do, parallel, gate, script, "
@@ -466,6 +527,7 @@ class _Parser:
             always=always,
             source_path=self.file or "",
             warnings=warnings,
+            notes=self.notes,
             written=frozenset(meta_written),
             **self.at(start[2]),
         )
@@ -478,6 +540,7 @@ class _Parser:
         self.expect(LBRACE, "`{` after `meta`")
         opts = self.kv_list("In meta block: ")
         self.expect(RBRACE, "`key = value` or `}` in the meta block")
+        self.unused_keys(opts, _META_KEYS, "`meta`")
         if "title" in opts:
             meta["title"] = opts.text("title")
         if "description" in opts:
@@ -554,7 +617,7 @@ class _Parser:
             if tok[0] is KEYWORD:
                 parser = parsers.get(tok[1])
                 if parser is not None:
-                    nodes.append(parser(self, tok) if self.layout is None else self.recorded(parser, tok))
+                    nodes.append(self.node(parser, tok))
                     continue
                 if tok[1] in ("meta", "inputs"):
                     raise self.error_at(
@@ -627,6 +690,12 @@ class _Parser:
         opts = self.optional_block("", f"`call {agent.value}`")
         if opts is None:
             return CallNode(agent=agent, **self.at(start[2]))
+        self.unused_keys(opts, _CALL_KEYS, f"`call {agent.value}`")
+        timeout = opts.scalar("timeout")
+        if timeout is not None:
+            problem = call_timeout_problem(timeout.text)
+            if problem is not None:
+                self.note(CALL_TIMEOUT, problem, None, timeout.offset)
         return CallNode(
             agent=agent,
             retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
@@ -671,6 +740,14 @@ class _Parser:
                     tok[2],
                 )
         self.expect(RBRACE, f"`key = value`, `inputs {{ … }}` or `}}` in `call workflow {name[1]}`")
+        if "inputs" in opts.keys:  # §4 rule 5: `inputs = { … }` is read as an ordinary key and dropped
+            self.note(
+                "unknown-option",
+                f"`inputs = {{ … }}` in `call workflow {name[1]}` is ignored: the inputs are not passed",
+                "write `inputs { … }` without `=`",
+                opts.keys.pop("inputs")[2],
+            )
+        self.unused_keys(opts, _CALL_WORKFLOW_KEYS, f"`call workflow {name[1]}`")
         return CallWorkflowNode(
             workflow=name[1],
             inputs=inputs,
@@ -700,7 +777,7 @@ class _Parser:
         else:
             condition = StepMarkerCondition(step=step[1], marker=marker[1], **self.at(step[2]))
         self.expect(LBRACE, f"`{{` after the `{start[1]}` condition")
-        self.kv_list()
+        self.unused_keys(self.kv_list(), (), f"`{start[1]}` (it takes none)")
         body = self.parse_body(start)
         cls = IfNode if start[1] == "if" else UnlessNode
         return cls(condition=condition, body=body, **self.at(start[2]))
@@ -734,6 +811,7 @@ class _Parser:
         self.expect(LBRACE, "`{` after the `while` condition")
         opts = self.kv_list()
         options = self.loop_options(opts, "while loop requires max_iterations", start)
+        self.unused_keys(opts, _LOOP_KEYS, "`while`")
         body = self.parse_body(start)
         return WhileNode(step=step[1], marker=marker[1], body=body, **self.at(start[2]), **options)
 
@@ -762,6 +840,7 @@ class _Parser:
                     "between them if a separate `while` loop was meant)"
                 )
             options = self.loop_options(opts, missing, start)
+            self.unused_keys(opts, _LOOP_KEYS, "a do-while loop")
             return DoWhileNode(
                 step=step[1],
                 marker=marker[1],
@@ -806,6 +885,7 @@ class _Parser:
             self.end_item(outer, ("node", id(agent)), first)
             if per_call is None:
                 continue
+            self.unused_keys(per_call, _PARALLEL_CALL_KEYS, "a call inside `parallel`", agent)
             if "output" in per_call:
                 call_outputs[index] = per_call.text("output")  # type: ignore[assignment]
             if "with" in per_call:
@@ -829,7 +909,15 @@ class _Parser:
         if not calls:
             raise self.error_at("parallel block must contain at least one call", start[2])
         self.i += 1
+        self.unused_keys(opts, _PARALLEL_KEYS, "`parallel`")
         fail_fast = opts.scalar("fail_fast")
+        if fail_fast is not None and fail_fast.text not in ("true", "false"):  # §3.4: a truthy flag
+            self.note(
+                "flag",
+                f"`fail_fast = {fail_fast.text}` counts as false: only `true` turns it on",
+                "write `fail_fast = true` or `fail_fast = false`",
+                fail_fast.offset,
+            )
         return ParallelNode(
             fail_fast=True if fail_fast is None else fail_fast.text == "true",
             min_success=min_success,
@@ -852,7 +940,9 @@ class _Parser:
         opts = self.kv_list()
         self.expect(RBRACE, f"`key = value` or `}}` in `gate {name[1]}`")
         if name[1] == "quality_gate":
-            return self.quality_gate(start, name, opts)
+            node = self.quality_gate(start, name, opts)
+            self.unused_keys(opts, _QUALITY_GATE_KEYS, "`gate quality_gate`")
+            return node
         min_approvals = opts.unsigned("min_approvals", "Invalid min_approvals: {reason}")
         mode = opts.word("mode", ("min_approvals", "review_decision"), "Invalid mode for pr_approval: {word}")
         if mode == "review_decision" and min_approvals is not None:
@@ -866,8 +956,12 @@ class _Parser:
             try:
                 timeout_secs = parse_gate_timeout(timeout.text)
             except DurationError as exc:
-                raise self.error_at(str(exc), timeout.offset) from None
+                hint = gate_timeout_hint(timeout.text)
+                message = str(exc) if hint is None else f"{exc} (hint: {hint})"
+                raise self.error_at(message, timeout.offset) from None
         on_timeout = opts.word("on_timeout", ("fail", "continue"), "Invalid on_timeout: {word}")
+        gate_options = self.gate_options(opts)
+        self.unused_keys(opts, _GATE_KEYS, f"`gate {name[1]}`")
         return GateNode(
             name=name[1],
             gate_type=name[1],
@@ -877,7 +971,7 @@ class _Parser:
             timeout_secs=timeout_secs,
             on_timeout=on_timeout or "fail",
             as_identity=opts.text("as"),
-            options=self.gate_options(opts),
+            options=gate_options,
             written=frozenset(opts.values),
             **self.at(start[2]),
         )
@@ -946,13 +1040,16 @@ class _Parser:
             raise self.error_at(f"script '{name[1]}' is missing required `run` field", start[2])
         env = opts.string_map("env", '`env` must be a map `{ KEY = "value" }`')
         timeout = opts.unsigned("timeout", "invalid timeout: {reason}" + _seconds_hint(opts), U64_MAX)
+        retries = opts.unsigned("retries", "invalid retries: {reason}") or 0
+        on_fail = opts.on_fail()
+        self.unused_keys(opts, _SCRIPT_KEYS, f"`script {name[1]}`")
         return ScriptNode(
             name=name[1],
             run=run,
             env=env or {},
             timeout=timeout,
-            retries=opts.unsigned("retries", "invalid retries: {reason}") or 0,
-            on_fail=opts.on_fail(),
+            retries=retries,
+            on_fail=on_fail,
             as_identity=opts.text("as"),
             written=frozenset(opts.values),
             **self.at(start[2]),
@@ -993,6 +1090,7 @@ class _Parser:
             ("halt", "continue", "skip_dependents"),
             "invalid on_child_fail value '{word}' (expected: halt, continue, skip_dependents)",
         )
+        self.unused_keys(opts, _FOREACH_KEYS, f"`foreach {name[1]}`")
         return ForEachNode(
             name=name[1],
             over=over,

@@ -9,6 +9,7 @@ wants the whole list at once — and each carries the file, line and column of t
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -266,6 +267,9 @@ class _SemanticValidator:
     # ---- the walk
 
     def run(self) -> ValidationReport:
+        self._parse_notes()
+        self._duplicate_inputs()
+        self._duplicate_step_names()
         produced: set[str] = set()
         self._walk(self.wf.body, produced)
         self._walk(self.wf.always, produced)  # the spec's copy of P: nothing reads P afterwards
@@ -316,6 +320,67 @@ class _SemanticValidator:
             self._foreach(node)
             produced.add(node.step_key())
 
+    # ---- accepted, but most likely mistakes: warnings, never errors (the spec accepts all of them)
+
+    def _parse_notes(self) -> None:
+        """What the parser accepted but noted (unknown option keys, `fail_fast = maybe`, a call
+        `timeout` the engine will refuse), at the key or value it is about."""
+        file = self.wf.source_path or None
+        for note in self.wf.notes:
+            where = SourceLocation(file, note.line, note.column)
+            path = self.paths.get(id(note.node)) if note.node is not None else None
+            self.report.warning_problems.append(Problem(note.message, note.hint, where, path))
+
+    def _duplicate_inputs(self) -> None:
+        """dsl.md §5.3: duplicate input names are not detected by the language; one is a slip."""
+        first: dict[str, Any] = {}
+        for decl in self.wf.inputs:
+            earlier = first.setdefault(decl.name, decl)
+            if earlier is not decl:
+                self._warn_hint(
+                    f"input `{decl.name}` is declared twice (first at line {earlier.line}, column "
+                    f"{earlier.column})",
+                    "remove one of them",
+                    decl,
+                )
+
+    def _duplicate_step_names(self) -> None:
+        """Two steps with one step key overwrite each other's result (dsl.md §6.0). Calling one agent
+        twice is how a workflow repeats work, and a gate cannot be renamed (§13.10), so only a name
+        the author chose (a script or foreach) sharing its key with another step is warned about."""
+        first: dict[str, Any] = {}
+        for node in _steps(list(self.wf.body) + list(self.wf.always)):
+            key = node.step_key()
+            earlier = first.setdefault(key, node)
+            if earlier is node or not (isinstance(earlier, _NAMED_STEPS) or isinstance(node, _NAMED_STEPS)):
+                continue
+            self._warn_hint(
+                f"step name `{key}` is used twice (first at line {earlier.line}, column {earlier.column}): "
+                "the later step's result replaces the earlier one's",
+                "give one of them another name",
+                node,
+            )
+
+    def _unknown_child_inputs(
+        self, given: Mapping[str, str], child: WorkflowDef, what: str, node: Any
+    ) -> None:
+        """An input the child does not declare is most likely a misspelt one (the language passes it on)."""
+        declared = [decl.name for decl in child.inputs]
+        for key in given:
+            if key in declared:
+                continue
+            close = difflib.get_close_matches(key, declared, n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean `{close[0]}`?"
+            elif declared:
+                hint = f"'{child.name}' declares " + ", ".join(f"`{name}`" for name in declared)
+            else:
+                hint = f"'{child.name}' declares no inputs"
+            self._warn_hint(f"{what} '{child.name}' declares no input '{key}'", hint, node)
+
+    def _warn_hint(self, message: str, hint: str | None, *nodes: Any) -> None:
+        self.report.warning_problems.append(Problem(message, hint, self._where(*nodes), self._path(*nodes)))
+
     def _step_not_produced(self, step: str, *nodes: Any) -> None:
         self._error(
             f"Condition references step '{step}' which has not been produced at this point in the workflow",
@@ -347,6 +412,7 @@ class _SemanticValidator:
                             "but it was not provided at the call site",
                             node,
                         )
+                self._unknown_child_inputs(node.inputs, child, "Sub-workflow", node)
                 produced.update(top_level_step_keys(child))
         produced.add(node.workflow)
 
@@ -387,6 +453,7 @@ class _SemanticValidator:
                                 "value, or a literal) to the foreach `inputs` map"
                             ),
                         )
+                self._unknown_child_inputs(node.inputs, child, f"foreach '{name}': child workflow", node)
         if self.providers is None:
             self._skip_dependents_check(node)
             return
@@ -572,6 +639,19 @@ class ScriptResolver:
             except OSError:
                 continue
         raise ScriptNotFound(run, searched)
+
+
+_NAMED_STEPS = (ScriptNode, ForEachNode)
+
+
+def _steps(nodes: Iterable[Any]) -> Iterable[Any]:
+    """Every node with a step key, in source order, through block bodies (not parallel calls: they
+    are agent calls, which may repeat)."""
+    for node in nodes:
+        if isinstance(node, (CallNode, CallWorkflowNode, ScriptNode, ForEachNode)):
+            yield node
+        elif isinstance(node, (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode)):
+            yield from _steps(node.body)
 
 
 def _scripts(nodes: Iterable[Any]) -> Iterable[ScriptNode]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 
@@ -172,6 +173,12 @@ def display_lines(text: str, tab_size: int | None = 4) -> tuple[str, ...]:
             raw = raw.expandtabs(tab_size)
         rows.append(raw.translate(_CONTROLS))
     return tuple(rows)
+
+
+def safe_text(lines: Iterable[str]) -> str:
+    """Report lines that quote untrusted text (errors, stderr, gate notes) as one text a terminal
+    may be given: `display_lines` row by row, so no escape sequence from a script reaches it."""
+    return "\n".join(row for line in lines for row in display_lines(line, None))
 
 
 def display_line(text: str, tab_size: int | None = 4) -> str:

@@ -17,8 +17,10 @@ from runkon_flow.events import (
     FanOutItemsCollected,
     FanOutItemStarted,
     RunCancelled,
+    RunCompleted,
     RunStarted,
     StepCompleted,
+    StepOutput,
     StepStarted,
 )
 from runkon_flow.persistence import InMemoryStore, SqliteStore
@@ -130,6 +132,51 @@ def test_the_live_view_gives_cancel_reasons_in_words() -> None:
     assert "hold cancelled" in text and ": cancelled: interrupted (Ctrl-C)" in text
     assert f"run {RUN} cancelled after 1.1s (interrupted (Ctrl-C))" in text
     assert "UserRequested" not in text
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred\x00 bell\x07"
+
+
+def test_the_live_view_sends_no_escape_sequence_from_a_steps_output_or_error_to_the_terminal() -> None:
+    """A script's output and error are untrusted: the live view showed the running step's last
+    line and a failed step's error raw, so a script could retitle, clear or recolour the terminal."""
+    stream = io.StringIO()
+    view = LiveView(stream, top_run_id=RUN, color=True, unicode=True, now=lambda: 3.0, width=120, height=30)
+    for record in [
+        _record(1.0, RunStarted(workflow_name="hostile")),
+        _record(1.1, StepStarted(step_name="noisy", kind="script", step_id="S1")),
+        _record(1.2, StepOutput(step_id="S1", step_name="noisy", line=HOSTILE)),
+        _record(1.3, StepStarted(step_name="bad", kind="script", step_id="S2")),
+    ]:
+        view.feed(record)
+    view.tick()
+    view.feed(
+        _record(
+            2.0, StepCompleted(step_name="bad", kind="script", step_id="S2", succeeded=False, error=HOSTILE)
+        )
+    )
+    view.feed(_record(2.1, RunCompleted(succeeded=False, error=HOSTILE)))
+    view.close()
+    text = stream.getvalue()
+    assert "red" in text and "␇" in text  # shown, made visible
+    for sequence in ("\x1b]", "\x07", "\x1b[2J", "\x1b[31mred", "\x00"):
+        assert sequence not in text, sequence
+
+
+def test_show_and_the_end_of_run_send_no_escape_sequence_from_a_steps_error(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed script's stderr is in its error: `show` and the failed steps `run` prints at its
+    end quoted it raw."""
+    write(home / "wf" / "hostile.wf", 'workflow hostile {\n  script bad { run = "sh bad.sh" }\n}\n')
+    write(home / "wf" / "bad.sh", "printf '\\033]0;pwned\\007\\033[2Jgone\\n' >&2\nexit 3\n")
+    code, out, err = cli(capsys, "run", "hostile", "--dir", "wf", "--progress", "plain")
+    assert code == 1
+    run_id = out.split("run_id=")[1].split()[0]
+    _, shown, _ = cli(capsys, "show", run_id)
+    for text in (out, err, shown):
+        assert "\x1b]" not in text and "\x07" not in text and "\x1b[2J" not in text, text
+    assert "gone" in shown
 
 
 def test_show_gives_cancel_reasons_in_words_and_the_store_keeps_the_engine_text(

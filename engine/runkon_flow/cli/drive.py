@@ -37,7 +37,7 @@ from runkon_flow.errors import (
 )
 from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, open_hooks
-from runkon_flow.humanize import readable_error
+from runkon_flow.humanize import readable_error, safe_text
 from runkon_flow.observe.estimates import history_of
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -328,7 +328,7 @@ def print_what_next(
     if failed_steps and run is not None:
         lines, clusters_shown = failure_lines(store, run, hints)
         if lines:
-            text = "\n".join(lines[1:])  # the live view ends on its own line: no blank first
+            text = safe_text(lines[1:])  # the live view ends on its own line: no blank first
             (guard or StdoutGuard("stdout closed"))(lambda: print(text, flush=True))
     if next_steps:
         print_err(f"resume with: {hints.resume(run_id)}")

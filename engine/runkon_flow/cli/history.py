@@ -10,6 +10,7 @@ from runkon_flow.cli.common import EXIT_OK, positive_int, print_err, terminal_wi
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import clusters_json, run_json, runs_table, show_lines
 from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store
+from runkon_flow.humanize import safe_text
 from runkon_flow.observe.clusters import run_clusters
 
 
@@ -57,7 +58,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             data["failure_clusters"] = clusters_json(run_clusters(store, run.id))
             print(json.dumps(data, indent=2, ensure_ascii=False))
         else:
-            print("\n".join(show_lines(store, run, hints=Hints.of(args))))
+            print(safe_text(show_lines(store, run, hints=Hints.of(args))))
     return EXIT_OK
 
 

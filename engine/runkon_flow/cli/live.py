@@ -20,11 +20,17 @@ from typing import Any, TextIO
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
-from runkon_flow.humanize import error_headline, fit_headline, format_duration
+from runkon_flow.humanize import display_line, error_headline, fit_headline, format_duration
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates
 from runkon_flow.observe.records import last_line_worth_showing
 from runkon_flow.observe.status import ASCII_GLYPH, GLYPH, TERMINAL, outcome
+
+
+def safe(text: str | None) -> str:
+    """Untrusted text (a step's output, an error, a gate note) as the terminal may be given it:
+    no escape sequence from a script reaches it (`humanize.display_line`)."""
+    return display_line(text or "", None)
 
 
 @dataclass
@@ -207,16 +213,16 @@ class LiveView:
             what = "timed out, continuing" if e.continued else "timed out"
             return [self._c(_YELLOW, g.wait) + f" gate {e.gate_name} {what}"]
         if kind == "GateResolved":
-            by = f" by {e.resolved_by}" if e.resolved_by else ""
-            note = f": {e.feedback}" if e.feedback else ""
+            by = f" by {safe(e.resolved_by)}" if e.resolved_by else ""
+            note = f": {safe(e.feedback)}" if e.feedback else ""
             if e.approved:
                 return [self._c(_GREEN, g.ok) + f" gate {e.gate_name} approved{by}{note}"]
             return [self._c(_RED, g.fail) + f" gate {e.gate_name} rejected{by}{note}"]
         if kind == "EngineLog" and e.level in ("warning", "error"):
             where = f" {e.step_name}:" if e.step_name else ""
-            return [self._c(_YELLOW, "!") + f"{where} {e.message}"]
+            return [self._c(_YELLOW, "!") + f"{where} {safe(e.message)}"]
         if kind == "Panicked":
-            return [self._c(_RED, g.fail) + f" engine crashed: {e.message}"]
+            return [self._c(_RED, g.fail) + f" engine crashed: {safe(e.message)}"]
         if kind in ("RunCompleted", "RunCancelled") and top:
             took = format_duration(data.ts - self._started_at())
             if kind == "RunCancelled":
@@ -226,7 +232,7 @@ class LiveView:
                 return [self._c(_GREEN, g.ok) + f" run {run} completed in {took}"]
             state = self.model.run(run)  # its steps are folded: its failed step says why
             why = state.why_failed(self.model.runs) if state is not None else ""
-            why = why or error_headline(e.error)
+            why = safe(why or error_headline(e.error))
             return [self._c(_RED, g.fail) + f" run {run} failed after {took}" + (f": {why}" if why else "")]
         return []
 
@@ -243,7 +249,7 @@ class LiveView:
         # The line is cut at the terminal's edge: the error gives up its first line before its
         # last, which says why (`Script 'import' exited with code 3 · rate limited …`).
         width, _ = self._size()
-        text = fit_headline(e.error, width - 1 - len(glyph + line + ": "), self._g.ellipsis)
+        text = safe(fit_headline(e.error, width - 1 - len(glyph + line + ": "), self._g.ellipsis))
         return self._c(color, glyph) + line + (f": {text}" if text else "")
 
     # ------------------------------------------------------------------ rendering
@@ -340,7 +346,7 @@ class LiveView:
         shown = active if len(active) <= room else active[: room - 1]
         for run, sv in shown:
             last = last_line_worth_showing(sv.output)
-            tail = f"  {g.sep} {last}" if last else ""
+            tail = f"  {g.sep} {safe(last)}" if last else ""
             took = format_duration(now - sv.started_at) if sv.started_at is not None else ""
             eta = self._eta(run, sv, now)
             lines.append(f"  {g.run} {self._label(run.run_id, sv.step_key or sv.name)}  {took}{eta}{tail}")

@@ -325,14 +325,31 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
                 return entry.path
         return None
 
-    def idle_text(self) -> str:
+    def idle_parts(self) -> list[tuple[int, str]]:
+        """The header with no run on screen, as (priority, text): a narrow line leaves out the
+        lowest first (docs/dashboard.md "80×24"). Runs of ours going out of sight are said there,
+        or "idle" would pass for nothing going."""
         n = sum(1 for e in self.catalog if not e.broken)
         broken = sum(1 for e in self.catalog if e.broken)
         where = ", ".join(str(d) for d in self.dirs)
-        text = f"{n} workflows in {where}"
+        parts = [(2, f"{n} workflows in {where}")]
         if broken:
-            text += f" · {broken} broken"
-        return text + " · idle"
+            parts.append((3, f"{broken} broken"))
+        going = self.ours_going_text()
+        parts.append((9, f"idle here · {going}" if going else "idle"))
+        return parts
+
+    def ours_going_text(self, *, beside_a_run: bool = False) -> str:
+        """`1 run of ours going (1 at a gate) — h lists it` ("" with none out of sight); beside
+        a run on screen, where room is short, `+1 run of ours going (1 at a gate)`."""
+        going, at_gate = self.session.ours_out_of_sight()
+        if not going:
+            return ""
+        runs = "1 run" if going == 1 else f"{going} runs"
+        gate = f" ({at_gate} at a gate)" if at_gate else ""
+        if beside_a_run:
+            return f"+{runs} of ours going{gate}"
+        return f"{runs} of ours going{gate} — {self.key_for('runs')} lists it"
 
     def _theme_changed(self, theme: Any) -> None:
         """Remember a theme the user picked (not the one we started with)."""
@@ -820,6 +837,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             if report.changed and screen is not None and screen.is_mounted:
                 screen.workflow_list.statuses = self.workflow_statuses()
                 screen.workflow_list.load(self.catalog)
+                screen.refresh_header()  # `idle here · 1 run of ours going …` follows them
         elif isinstance(report, ReadyToLeave):
             self._leave()
 

@@ -365,6 +365,18 @@ class RunSession:
             statuses[self.view.workflow_name] = self.view.status
         return statuses
 
+    def ours_out_of_sight(self) -> tuple[int, int]:
+        """How many runs of ours go on out of sight, and how many of those wait at a gate (as
+        `poll_background` last read them): the header says so, or "idle" would pass for nothing
+        going."""
+        on_screen = self._shown_run()
+        going = [
+            status
+            for run_id, status in self._background_status.items()
+            if run_id != on_screen and run_id not in self._ours_ended
+        ]
+        return len(going), sum(1 for status in going if status == "waiting")
+
     def poll_background(self) -> None:
         """Read, on a worker, how each run of ours out of sight stands (the UI asks once a
         second): a run left going in its runner when another was started or opened still shows

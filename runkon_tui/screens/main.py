@@ -270,7 +270,9 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
 
     def refresh_header(self) -> None:
         app = self.rapp
-        self.header.show(app.view, app.clock(), app.idle_text(), app.store_note)
+        self.header.show(
+            app.view, app.clock(), app.idle_parts(), app.store_note, app.ours_going_text(beside_a_run=True)
+        )
 
     def on_mount(self) -> None:
         self.workflows_pane.border_title = "Workflows"
@@ -404,7 +406,9 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         # A called workflow's fan-out is counted in the header too (its item events do not mark
         # the header as changed: they are not the root run's).
         if changes.header or second or changes.gates or changes.fanouts:
-            self.header.show(view, now, app.idle_text(), app.store_note)
+            self.header.show(
+                view, now, app.idle_parts(), app.store_note, app.ours_going_text(beside_a_run=True)
+            )
         if changes.gates or changes.structure:
             self.gate_banner.show(view, app.key_for("approve"), app.key_for("reject"))
         self._load_estimates(view)

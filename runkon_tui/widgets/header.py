@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.cells import cell_len
 from textual.widgets import Static
 
@@ -9,6 +11,8 @@ from runkon_tui.run_view import RunView
 from runkon_tui.status import format_clock, glyph, short_id
 from runkon_tui.widgets.markup import esc, paint, set_text
 from runkon_tui.widgets.progress import item_glyphs, item_words
+
+MIN_SHORTENED = 20  # an idle part shortened to fit keeps at least this many cells, else it goes
 
 COUNT_ORDER = (
     "completed",
@@ -28,25 +32,51 @@ class RunHeader(Static):
                 text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def show(self, view: RunView, now: float, idle_text: str, note: str | None = None) -> None:
-        """`note` (e.g. "in-memory store: runs are not saved") stays next to the name all session.
+    def show(
+        self,
+        view: RunView,
+        now: float,
+        idle: Sequence[tuple[int, str]],
+        note: str | None = None,
+        elsewhere: str = "",
+    ) -> None:
+        """`note` (e.g. "in-memory store: runs are not saved") stays next to the name all session;
+        `idle` is the line with no run on screen, as (priority, text) parts; `elsewhere` says what
+        else of ours is going out of sight (`+1 run of ours going (1 at a gate)`).
 
         On a narrow terminal the least useful parts go first (the brand, the run id, then the item counts'
-        words give way to their glyphs, then the step counts go), so the workflow, status,
+        words give way to their glyphs, then the step counts go, then `elsewhere`), so the workflow, status,
         elapsed time and item counts always fit."""
         root = view.root
         brand = "[b]runkon[/]"
         room = self.size.width - 2 if self.size.width else 1000
         if root is None:
-            # The note comes before the idle text, which is cut at the edge when room is short (the
-            # brand goes first); a note longer than the line is shortened in its middle.
+            # The note comes before the idle text; the brand goes first, then the idle parts of
+            # lowest priority are shortened in their middle (a folder keeps its start and its
+            # name), or left out when that is not enough; a note longer than the line is
+            # shortened in its middle too, and what still does not fit is cut at the edge.
             if note:
                 note = _shorten(note, room - 2)
-            warn = f"[$warning b]⚠ {esc(note)}[/]" if note else ""
-            line = [p for p in (brand, warn, esc(idle_text)) if p]
-            if note and cell_len(f"runkon · ⚠ {note} · {idle_text}") > room:
-                line = line[1:]
-            set_text(self, " · ".join(line), fixed_height=True)
+            idle_line: list[tuple[int, str, str]] = [(1, brand, "runkon")]
+            if note:
+                idle_line.append((9, f"[$warning b]⚠ {esc(note)}[/]", f"⚠ {note}"))
+            idle_line += [(priority, esc(text), text) for priority, text in idle]
+            for level in sorted({p[0] for p in idle_line if p[0] < 9}):
+                over = cell_len(" · ".join(p[2] for p in idle_line)) - room
+                if over <= 0:
+                    break
+                fitted = []
+                for part in idle_line:
+                    if part[0] != level or over <= 0:
+                        fitted.append(part)
+                    elif cell_len(part[2]) - over >= MIN_SHORTENED:
+                        short = _shorten(part[2], cell_len(part[2]) - over)
+                        fitted.append((level, esc(short), short))
+                        over = 0
+                    else:
+                        over -= cell_len(part[2]) + 3  # left out, with its ` · `
+                idle_line = fitted
+            set_text(self, " · ".join(p[1] for p in idle_line), fixed_height=True)
             return
         warn = f"[$warning b]⚠ {esc(note)}[/]" if note else ""
         status = view.status
@@ -70,9 +100,10 @@ class RunHeader(Static):
             (4, " ".join(shown), " ".join(f"{glyph(s)}{counts[s]}" for s in COUNT_ORDER if counts.get(s))),
             (3, *words),
             (1, usage.short() if usage else "", usage.short() if usage else ""),
+            (5, f"[$warning]{esc(elsewhere)}[/]" if elsewhere else "", elsewhere),
         ]
         parts = [p for p in parts if p[1]]
-        for level in (1, 2, 3, 4):
+        for level in (1, 2, 3, 4, 5):
             if cell_len(" · ".join(p[2] for p in parts)) <= room:
                 break
             if level == 3:

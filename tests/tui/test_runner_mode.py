@@ -591,3 +591,45 @@ async def test_the_quit_question_follows_the_runs_still_going(folder: Path, db: 
         await pilot.press("c")
         await wait_for(pilot, lambda: not app.is_running, what="exit", timeout=30)
     assert final_status(db, fanout) is RunStatus.CANCELLED
+
+
+async def test_the_header_says_runs_of_ours_go_on_out_of_sight_instead_of_idle(tmp_path: Path) -> None:
+    """A run started here waits at its gate out of sight (another run was started over it): the
+    header no longer says plain `idle` as if nothing went on (docs/dashboard.md, "80×24")."""
+    from runkon_flow.persistence.memory import InMemoryStore
+    from runkon_flow.persistence.models import NewRun
+
+    from runkon_tui.session import OursRead
+    from tests.tui import scenarios
+    from tests.tui.conftest import feed, make_app
+
+    store = InMemoryStore()
+    app = make_app(store=store)
+    runner = subprocess.Popen(["sleep", "30"])
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            screen = app.main_screen
+            assert screen is not None
+
+            def header() -> str:
+                return str(screen.header.render())
+
+            assert header().endswith(" · idle")
+            app.session.poll_background = lambda: None  # type: ignore[method-assign]  # the test reads for it
+            run_id = store.create_run(NewRun(workflow_name="review-pr")).id
+            launched = Launched(run_id, "review-pr", None, runner, tmp_path / "log")
+            app.session.handle(launched)
+            app.session.stop_following()  # out of sight: a run started over it, not yet drawn
+            for status in ("running", "waiting"):
+                app.post_message(SessionReport(OursRead({run_id: (status, False, launched)})))
+                await pilot.pause()
+            assert header() == "1 broken · idle here · 1 run of ours going (1 at a gate) — h lists it"
+
+            app.session.bridge.watch(None)
+            feed(app, scenarios.failed_run().events)  # another run, ended, on screen
+            await pilot.pause()
+            assert "✗ failed" in header() and header().endswith(" · +1 run of ours going (1 at a gate)")
+    finally:
+        runner.kill()
+        runner.wait()

@@ -18,7 +18,7 @@ import getpass
 import importlib
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from runkon_flow.events import EngineEventData
 from runkon_flow.heap import settle_for_runs
 from runkon_flow.humanize import format_duration
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
@@ -38,7 +38,7 @@ from textual.screen import ModalScreen, Screen
 from runkon_tui import catalog as catalog_mod
 from runkon_tui.bridge import EventBridge
 from runkon_tui.catalog import Catalog, WorkflowEntry
-from runkon_tui.commands import DashboardCommands
+from runkon_tui.commands import DUPLICATED_SYSTEM_COMMANDS, DashboardCommands, ThemeCommands
 from runkon_tui.config import TuiConfig, load_config
 from runkon_tui.host import DeferredHost, EngineHost
 from runkon_tui.run_view import Changes, FanOutView, GateView, RunState, RunView
@@ -223,6 +223,18 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             if reason:
                 self.notify(reason, timeout=3)
         return False
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's palette commands, less those a key of ours does (runkon_tui/commands.py)."""
+        for command in super().get_system_commands(screen):
+            if command.title not in DUPLICATED_SYSTEM_COMMANDS:
+                yield command
+
+    def search_themes(self) -> None:
+        """The theme picker (`t`), with the theme in use marked."""
+        from textual.command import CommandPalette
+
+        self.push_screen(CommandPalette(providers=[ThemeCommands], placeholder="Search for themes…"))
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """runkon.tcss's own variables (`$pane-border`) for themes that do not set them."""

@@ -7,6 +7,8 @@ repaints only those widgets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
@@ -671,6 +673,35 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if signature != self._binding_signature:
             self._binding_signature = signature
             self.refresh_bindings()
+
+    def pane_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        """The panes' own actions that apply now, for the command palette, as (title, binding id,
+        what it does): each about what its pane's cursor is on, as its key would be — rerun from
+        the tree's step, retry the fan-out's failed items (the grid's item, when the grid has the
+        focus), retry the highlighted failure cluster."""
+        out: list[tuple[str, str, Callable[[], object]]] = []
+        tree, grid, clusters = self.tree, self.grid, self.cluster_list
+        node = tree.cursor_node
+        if tree.check_action("rerun_from", ()) is True and node is not None and node.data is not None:
+            out.append((f"Rerun from {node.data.label}", "rerun_from", tree.action_rerun_from))
+        fan = grid.fan
+        if fan is not None and grid.check_action("retry", (True,)) is True:
+            which = f"cluster {clusters.number_of(grid.cluster)}" if grid.cluster is not None else "items"
+            out.append(
+                (
+                    f"Retry failed {which} of foreach {fan.name}",
+                    "retry_failed",
+                    partial(grid.action_retry, True),
+                )
+            )
+            idx = grid.cursor_item
+            if self.focused is grid and idx is not None and fan.status_of(idx) in ("failed", "cancelled"):
+                out.append((f"Retry item {fan.ids[idx]}", "retry_item", partial(grid.action_retry, False)))
+        cluster = clusters.current
+        if cluster is not None and clusters.has_class("-shown") and grid.retry_allowed:
+            number = clusters.number_of(cluster.signature)
+            out.append((f"Retry failure cluster {number}", "retry_cluster", clusters.action_retry_cluster))
+        return out
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """True shows a key, None dims it, False hides it. The keys that act on the run — cancel,

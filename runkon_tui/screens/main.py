@@ -81,7 +81,13 @@ class RunFooter(Footer):
     hint goes (ctrl+p still works); `?` lists every key."""
 
     NARROW_HIDDEN = frozenset({"screen.theme", "screen.zoom", "screen.log_mode", "theme", "zoom", "log_mode"})
-    SHORT = {"Failed only": "Failed", "Next failure": "Next", "Rerun from here": "Rerun"}
+    SHORT = {
+        "Failed only": "Failed",
+        "Next failure": "Next",
+        "Rerun from here": "Rerun",
+        "Show cluster": "Show",
+        "Retry cluster": "Retry",
+    }
 
     _recompose_queued = False
 
@@ -663,11 +669,12 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         the grid's `E` counts too."""
         app = self.rapp
         finished = app.host is not None and app.session.finished_on_screen()
-        self.grid.retry_allowed = finished
+        self.grid.retry_allowed = self.cluster_list.retry_allowed = finished
         self.tree.rerun_allowed = finished and self.tree_workflow == app.view.workflow_name
         signature = (
             *(self.check_action(b.action, ()) for b in self.BINDINGS if isinstance(b, Binding)),
             self.grid.check_action("retry", (True,)),
+            self.cluster_list.check_action("retry_cluster", ()),
             self.tree.check_action("rerun_from", ()),
         )
         if signature != self._binding_signature:
@@ -698,7 +705,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             if self.focused is grid and idx is not None and fan.status_of(idx) in ("failed", "cancelled"):
                 out.append((f"Retry item {fan.ids[idx]}", "retry_item", partial(grid.action_retry, False)))
         cluster = clusters.current
-        if cluster is not None and clusters.has_class("-shown") and grid.retry_allowed:
+        retryable = clusters.check_action("retry_cluster", ()) is True
+        if cluster is not None and clusters.has_class("-shown") and retryable:
             number = clusters.number_of(cluster.signature)
             out.append((f"Retry failure cluster {number}", "retry_cluster", clusters.action_retry_cluster))
         return out

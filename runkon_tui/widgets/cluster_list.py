@@ -34,8 +34,12 @@ class ClusterList(OptionList):
     ClusterList.-shown { display: block; }
     """
 
-    # enter (OptionList's own select) or a click picks a cluster: see on_option_list_option_selected
-    BINDINGS = [Binding("e", "retry_cluster", "Retry cluster", id="retry_cluster", show=False)]
+    # In the footer while the list has the focus (its heading's hint is cut in a narrow pane); a
+    # click picks a cluster too (on_option_list_option_selected).
+    BINDINGS = [
+        Binding("enter", "pick", "Show cluster", id="show_cluster"),
+        Binding("e", "retry_cluster", "Retry cluster", id="retry_cluster"),
+    ]
 
     class Picked(Message):
         """A cluster was chosen (None: the filter was taken off)."""
@@ -51,6 +55,7 @@ class ClusterList(OptionList):
         self.fan: FanOutView | None = None
         self.clusters: list[FailureCluster] = []
         self.picked: str | None = None  # the signature the grid is filtered to
+        self.retry_allowed = False  # the run on screen has finished (the screen's call, as the grid's)
         self._version = -1
         self._signature: tuple = ()
 
@@ -119,6 +124,21 @@ class ClusterList(OptionList):
             self.picked = None
             self._signature = ()
             self.show(self.fan)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`e` is lit once the run on screen has finished, dimmed while it still runs (as the
+        grid's `E`); `enter` while a cluster is highlighted."""
+        if action == "retry_cluster":
+            return None if self.current is None or not self.retry_allowed else True
+        if action == "pick":
+            return None if self.current is None else True
+        return super().check_action(action, parameters)
+
+    def unavailable_reason(self, action: str) -> str | None:
+        """Why a dimmed `e` does nothing (the app says it when it is pressed anyway)."""
+        if action == "retry_cluster" and self.current is not None and not self.retry_allowed:
+            return "a cluster is retried once the run has finished"
+        return None
 
     def action_retry_cluster(self) -> None:
         cluster = self.current

@@ -152,3 +152,28 @@ async def test_the_footer_offers_rerun_from_here_on_the_tree_of_a_finished_run()
         assert "R Rerun" in _footer_keys(app)  # shortened at 80 columns
         footer = app.screen.query_one("Footer")
         assert footer.virtual_size.width <= footer.size.width
+
+
+async def test_the_footer_offers_the_failure_clusters_keys_when_the_list_is_focused_at_80_columns() -> None:
+    """The clusters' heading hint is cut to `failure clusters (3) …` in a narrow pane, and the
+    footer had neither `enter` nor `e`: a focused list now says its keys there, and they work."""
+    from runkon_tui.widgets.cluster_list import ClusterList
+    from tests.tui import scenarios
+    from tests.tui.conftest import feed
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_failure_clusters().events)  # finished, 36 items in 3 clusters
+        await pilot.pause()
+        clusters = app.screen.query_one("#clusters", ClusterList)
+        clusters.focus()
+        await pilot.pause()
+        await pilot.pause()
+        keys = _footer_keys(app)
+        assert "⏎ Show" in keys and "e Retry" in keys, keys
+        footer = app.screen.query_one("Footer")
+        assert footer.virtual_size.width <= footer.size.width  # nothing cut off at the right
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.main_screen.grid.cluster == clusters.clusters[0].signature  # type: ignore[union-attr]

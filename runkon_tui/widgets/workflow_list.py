@@ -64,10 +64,17 @@ class WorkflowList(OptionList):
                 self.highlighted = paths.index(select_path)
             return
         current = select_path or self.highlighted_path
+        place = self.highlighted
         self.clear_options()
         self.add_options(Option(self._prompt(e), id=e.path) for e in entries)
         if current in paths:
             self.highlighted = paths.index(current)
+        elif current is not None and place is not None and current not in catalog.entries:
+            # The highlighted file was deleted: stay where the cursor was — on another file that
+            # declares the same workflow, else on the entry that took its place — not at the top.
+            name = next((row[1] for row in previous[1:] if row[0] == current), None)
+            same = [i for i, e in enumerate(entries) if e.name == name]
+            self.highlighted = same[0] if same else min(place, len(paths) - 1) if paths else None
         elif paths:
             # Start on the first workflow that can run, not on a broken file.
             self.highlighted = next((i for i, e in enumerate(entries) if not e.broken), 0)

@@ -1094,3 +1094,36 @@ async def test_a_run_error_is_cut_again_when_the_terminal_is_resized() -> None:
         await wait_for(pilot, lambda: str(table.get_row(bad.id)[-1]) != wide, what="the error cut again")
         await pilot.pause()
         assert table.max_scroll_x == 0 and str(table.get_row(bad.id)[-1]).endswith("…")
+
+
+async def test_deleting_the_highlighted_file_keeps_the_cursor_in_its_place(tmp_path: Path) -> None:
+    """The list's cursor went to the top when the highlighted `.wf` was deleted: it stays on another
+    file that declares the same workflow, else on the entry that took the deleted one's place."""
+    folder = tmp_path / "wf"
+    shutil.copytree(FIXTURE_DIR, folder)
+    (folder / "review-one-copy.wf").write_text((folder / "review-one.wf").read_text())
+    app = make_app(dirs=[folder], watch=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        listing = main_screen(app).workflow_list
+
+        def shown() -> list[str]:
+            return [Path(listing.get_option_at_index(i).id or "").name for i in range(listing.option_count)]
+
+        def highlighted() -> str:
+            return Path(listing.highlighted_path or "").name
+
+        assert shown() == ["broken.wf", "nightly.wf", "review-one-copy.wf", "review-one.wf", "review-pr.wf"]
+        listing.highlighted = 3
+        listing.focus()
+        await pilot.pause()
+        (folder / "review-one.wf").unlink()  # review-one-copy.wf still declares review-one
+        await wait_for(pilot, lambda: "review-one.wf" not in shown(), what="the list without it")
+        await pilot.pause()
+        assert highlighted() == "review-one-copy.wf"
+        assert main_screen(app).tree_workflow == "review-one"
+
+        (folder / "review-one-copy.wf").unlink()  # no other file declares it: the next entry
+        await wait_for(pilot, lambda: "review-one-copy.wf" not in shown(), what="the list without it")
+        await pilot.pause()
+        assert highlighted() == "review-pr.wf"
+        assert main_screen(app).tree_workflow == "review-pr"

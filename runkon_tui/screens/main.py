@@ -555,6 +555,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock())
             self.refresh_titles()
             self.update_bindings()  # f / n follow the fan-out on screen
+        self.update_bindings()  # the tree's R: lit once a step is under the cursor
         pending, self._pending_hit = self._pending_hit, None
         if pending is not None and pending[0] == spec.uid:
             self._show_hit(pending[1], pending[2])

@@ -155,9 +155,17 @@ class DependencyTree(Tree[NodeSpec]):
             node.set_label(text)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "rerun_from":
-            return self.rerun_allowed
+        if action == "rerun_from":  # dimmed with no step under the cursor: nothing to rerun from
+            if not self.rerun_allowed:
+                return False
+            return True if self.cursor_node is not None and self.cursor_node.data is not None else None
         return True
+
+    def unavailable_reason(self, action: str) -> str | None:
+        """Why a dimmed `R` does nothing (the app says it when it is pressed anyway)."""
+        if action == "rerun_from" and self.rerun_allowed:
+            return "move the tree's cursor to the step to rerun from (↑/↓), then R"
+        return None
 
     def action_rerun_from(self) -> None:
         """Rerun the finished run on screen from the step under the cursor (a new run that reuses

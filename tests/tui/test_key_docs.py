@@ -147,6 +147,7 @@ async def test_the_footer_offers_rerun_from_here_on_the_tree_of_a_finished_run()
         feed(app, scenarios.failed_run().events)
         await pilot.pause()
         tree.focus()
+        await pilot.press("down")  # a step under the cursor: what R reruns from
         await pilot.pause()
         await pilot.pause()
         assert "R Rerun" in _footer_keys(app)  # shortened at 80 columns

@@ -75,3 +75,31 @@ async def test_the_theme_picker_marks_the_theme_in_use() -> None:
         app.theme = "runkon-light"
         await pilot.pause()
         assert "runkon-light  ✓ current" in await palette(pilot, app, "light", key="t")
+
+
+async def test_with_no_step_under_the_tree_cursor_rerun_is_dimmed_and_says_why() -> None:
+    """A run started from the list leaves no step highlighted: the footer lit `R Rerun` though
+    `R` did nothing and the palette had no rerun. Now both wait for a step under the cursor."""
+    from tests.tui.test_key_docs import _footer_keys
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.failed_run().events)
+        screen = app.main_screen
+        assert screen is not None
+        screen.tree.forget_cursor()  # as starting a run from the list does
+        screen.tree.focus()
+        screen.update_bindings()
+        await pilot.pause()
+        await pilot.pause()
+        assert "R Rerun" not in _footer_keys(app, lit=False)  # dimmed: left out at 80 columns
+        assert not [t for t in await palette(pilot, app, "rerun") if t.startswith("Rerun")]
+        await pilot.press("R")
+        await pilot.pause()
+        assert any("step to rerun from" in n.message for n in app._notifications)
+        await pilot.press("down")
+        await pilot.pause()
+        await pilot.pause()
+        assert "R Rerun" in _footer_keys(app)
+        assert any(t.startswith("Rerun from ") for t in await palette(pilot, app, "rerun"))

@@ -42,7 +42,7 @@ class ItemDetail(Static):
         rows = 1 if selected is not None and self.size.height <= 3 else 2
         lines = [self._counters(view, fan, now, self.size.width, rows)]
         if selected is not None and 0 <= selected < len(fan.ids):
-            lines.extend(self._item(view, fan, selected, now))
+            lines.extend(self._item(view, fan, selected, now, self.size.width))
         set_text(self, "\n".join(lines), fixed_height=True)
 
     #: Past runs of the workflow on screen (the screen sets it): the ETA becomes a p50–p95 band.
@@ -69,17 +69,26 @@ class ItemDetail(Static):
         return text + tail
 
     @staticmethod
-    def _item(view: RunView, fan: FanOutView, idx: int, now: float) -> list[str]:
+    def _item(view: RunView, fan: FanOutView, idx: int, now: float, width: int = 0) -> list[str]:
         status = fan.status_of(idx)
         item_id = fan.ids[idx]
-        head = f"selected: [b]{esc(item_id)}[/] {paint(status, glyph(status) + ' ' + status)}"
         elapsed = fan.elapsed(idx, now)
-        if elapsed is not None:
-            head += f" {format_duration(elapsed)}"
+        took = f" {format_duration(elapsed)}" if elapsed is not None else ""
         child_id = fan.child_runs.get(idx)
-        if child_id:
-            head += f" · run {short_id(child_id)}"
-        lines = [head]
+        run = f" · run {short_id(child_id)}" if child_id else ""
+        # One row, so the error under it stays in a short pane (80×24: the grid pane is ~22
+        # columns): the run id, then "selected:", then the status word give way, in that order.
+        for lead, word, tail in (
+            ("selected: ", True, run),
+            ("selected: ", True, ""),
+            ("", True, ""),
+            ("", False, ""),
+        ):
+            plain = f"{lead}{item_id} {glyph(status)}{' ' + status if word else ''}{took}{tail}"
+            if not width or cell_len(plain) <= width:
+                break
+        shown = paint(status, glyph(status) + (" " + status if word else ""))
+        lines = [f"{lead}[b]{esc(item_id)}[/] {shown}{took}{tail}"]
         # Why, not which step: the failed step's error (`rate limited …`) before the run's own
         # (`Step 'import' failed after 1 attempts`), its last line first, as the pane cuts the end;
         # right under the item, where a short pane (80×24) still shows it.

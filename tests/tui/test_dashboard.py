@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.cells import cell_len
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
     EngineEventData,
@@ -326,9 +327,11 @@ async def test_at_80x24_a_selected_failed_item_shows_why_it_failed_within_the_pa
         screen.grid.move_to_item(27)
         await pilot.pause()
         detail = screen.item_detail
-        rows = str(detail.render()).split("\n")[: detail.size.height]  # what the pane shows
-        assert any(row.startswith("selected: file-027") for row in rows), rows
-        assert any("review-file: timeout" in row for row in rows), rows
+        lines = str(detail.render()).split("\n")
+        head = next(line for line in lines if "file-027" in line)
+        assert cell_len(head) <= detail.size.width, head  # one row: a wrapped one pushed the error out
+        rows = lines[: detail.size.height]  # what the pane shows (each line one row)
+        assert head in rows and any("review-file: timeout" in row for row in rows), rows
 
 
 async def test_selecting_an_item_shows_its_child_run_and_what_an_ordered_item_waits_on() -> None:

@@ -64,8 +64,12 @@ def _first_line_then_close(args: list[str], cwd: Path) -> tuple[int, str]:
     return proc.wait(timeout=60), err
 
 
-def _completed_run(tmp_path: Path) -> tuple[Path, str]:
-    write(tmp_path / "main.wf", LOUD)
+# Lines long enough that `logs` and `grep` outgrow a pipe (64 KiB) too.
+WIDE = LOUD.replace("seq 1 1500", "seq -f 'line %g, with padding to make it long enough' 1 1500")
+
+
+def _completed_run(tmp_path: Path, workflow: str = LOUD) -> tuple[Path, str]:
+    write(tmp_path / "main.wf", workflow)
     db = tmp_path / "runs.db"
     done = subprocess.run(
         [sys.executable, "-m", "runkon_flow.cli", "run", "main.wf", "--db", str(db), "--progress", "quiet"],
@@ -110,3 +114,14 @@ def test_replay_piped_into_head_exits_with_the_recorded_runs_status(tmp_path: Pa
     code, err = _first_line_then_close(["replay", str(events), "--progress", "plain"], tmp_path)
     assert "Traceback" not in err
     assert code == 0, err
+
+
+def test_logs_and_grep_piped_into_head_exit_by_what_they_found(tmp_path: Path) -> None:
+    """`grep PATTERN ID | head -1` said 1 ("no match") for a pattern with 3,000 matches, and
+    `logs ID | head -1` 1 for a run whose output was all there."""
+    db, run_id = _completed_run(tmp_path, WIDE)
+    for args in (["logs", run_id], ["grep", "padding", run_id]):
+        code, err = _first_line_then_close([*args, "--db", str(db)], tmp_path)
+        assert "Traceback" not in err
+        assert code == 0, (args, err)
+        assert "stdout closed" in err or args[0] == "grep"  # grep writes its hits in one go

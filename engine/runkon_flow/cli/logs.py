@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err
+from runkon_flow.cli.drive import StdoutGuard
 from runkon_flow.cli.report import display_status
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.event_log import CUT_NOTE
@@ -113,9 +114,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
             return EXIT_OK
     if not sources:
         print_err(f"run {run.id} has no steps yet ({display_status(run)})")
-    for source in sources:
-        _print_source(source, args.raw)
-    sys.stdout.flush()
+    guard = StdoutGuard("stdout closed; the rest of the output is not printed")  # `logs … | head`
+
+    def print_all() -> None:
+        for source in sources:
+            _print_source(source, args.raw)
+        sys.stdout.flush()
+
+    guard(print_all)
     return EXIT_OK
 
 
@@ -169,8 +175,9 @@ def cmd_grep(args: argparse.Namespace) -> int:
             out.append(f"{where}:{hit.text if args.raw else display_line(hit.text, None)}")
         out.append("")
     if out:
-        sys.stdout.write("\n".join(out) + "\n")
-        sys.stdout.flush()
+        # `grep … | head -1`: the exit status still says whether something matched (1 is "no match").
+        guard = StdoutGuard("stdout closed; the rest of the matches are not printed")
+        guard(lambda: (sys.stdout.write("\n".join(out) + "\n"), sys.stdout.flush()))
     lines, groups = result.hit_count, len(result.groups)
     searched = f"{result.searched} step{'' if result.searched == 1 else 's'} and items"
     summary = (

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 
@@ -173,6 +174,12 @@ def display_lines(text: str, tab_size: int | None = 4) -> tuple[str, ...]:
             raw = raw.expandtabs(tab_size)
         rows.append(raw.translate(_CONTROLS))
     return tuple(rows)
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
+    """`did you mean `x`?` for the choice closest to a misspelt `word`, else None."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
 
 
 def safe_text(lines: Iterable[str]) -> str:

@@ -8,7 +8,6 @@ values are checked while parsing, with the spec's option-level wording, and ever
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +63,7 @@ from runkon_flow.dsl.lexer import (
     lex,
 )
 from runkon_flow.errors import WfParseError
+from runkon_flow.humanize import did_you_mean
 
 __all__ = [
     "AGENT_KEYWORDS",
@@ -321,13 +321,9 @@ class _Parser:
         for key, tok in opts.keys.items():
             if key in known:
                 continue
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            if close:
-                hint = f"did you mean `{close[0]}`?"
-            elif known:
-                hint = "the options of " + where + " are " + ", ".join(f"`{k}`" for k in known)
-            else:
-                hint = None
+            hint = did_you_mean(key, known) or (
+                "the options of " + where + " are " + ", ".join(f"`{k}`" for k in known) if known else None
+            )
             message = f"`{key}` is not an option of {where}; it is ignored"
             self.note("unknown-option", message, hint, tok[2], node)
 

@@ -9,7 +9,6 @@ wants the whole list at once — and each carries the file, line and column of t
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +36,7 @@ from runkon_flow.dsl.ast import (
 )
 from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.errors import FlowError, Problem, SourceLocation, WfValidationError, WorkflowNotFound
+from runkon_flow.humanize import did_you_mean
 
 __all__ = [
     "ItemProviderLike",
@@ -369,13 +369,11 @@ class _SemanticValidator:
         for key in given:
             if key in declared:
                 continue
-            close = difflib.get_close_matches(key, declared, n=1, cutoff=0.6)
-            if close:
-                hint = f"did you mean `{close[0]}`?"
-            elif declared:
-                hint = f"'{child.name}' declares " + ", ".join(f"`{name}`" for name in declared)
-            else:
-                hint = f"'{child.name}' declares no inputs"
+            hint = did_you_mean(key, declared) or (
+                f"'{child.name}' declares " + ", ".join(f"`{name}`" for name in declared)
+                if declared
+                else f"'{child.name}' declares no inputs"
+            )
             self._warn_hint(f"{what} '{child.name}' declares no input '{key}'", hint, node)
 
     def _warn_hint(self, message: str, hint: str | None, *nodes: Any) -> None:

@@ -112,10 +112,10 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         self.set_interval(REFRESH_S, self._refresh_live, name="runs-live")
 
     def _refresh_live(self) -> None:
-        """Re-read while some run is live, or was when the table was drawn, so statuses and
-        holders stay current: a run whose holder died reads `interrupted` once its lease lapses,
-        with nothing written to the store, and its row must say so too."""
-        if self._drawn_live or any(live_status(row.run) in LIVE for row in self.rows):
+        """Re-read while some row was drawn live, so statuses and holders stay current: a run
+        whose holder died reads `interrupted` once its lease lapses, with nothing written to the
+        store, and its row must say so too (a row drawn not live cannot turn live by itself)."""
+        if self._drawn_live:
             self._load()
 
     def action_reload(self) -> None:

@@ -163,6 +163,7 @@ class _Walker:
         self._walked: set[str] = set()
         #: An item's child run that a later attempt replaced → the attempt it was.
         self._attempt_of: dict[str, int] = {}
+        self._items_read: dict[str, list[FanOutItemRow]] = {}  # step row id → its items, once
 
     def child(self, parent_id: str, child_id: str | None) -> WorkflowRun | None:
         """A child run of `parent_id`, from one read of all its children (a 10,000-item fan-out
@@ -198,7 +199,8 @@ class _Walker:
         """A resumed foreach's new row runs some items again: their earlier attempt, listed under
         the row that ran it, is labelled `· attempt N` as the later one is, so a failure that a
         later attempt replaced never reads as the item's current state."""
-        for item in self.store.get_fan_out_items(newer.id):
+        items = self._items_read[newer.id] = self.store.get_fan_out_items(newer.id)
+        for item in items:
             if item.previous_child_run_id and item.attempt > 1:
                 self._attempt_of[item.previous_child_run_id] = item.attempt - 1
 
@@ -261,7 +263,8 @@ class _Walker:
         latest: bool,
         depth: int,
     ) -> Iterator[OutputSource]:
-        for item in self.store.get_fan_out_items(row.id):
+        read = self._items_read.pop(row.id, None)  # the newer row's, read once for its labels
+        for item in read if read is not None else self.store.get_fan_out_items(row.id):
             path = (*items, (row.id, item.item_id))
             item_names = names | {item.item_id}
             label = f"{prefix}{short}[{item.item_id}]"

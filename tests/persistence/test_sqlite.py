@@ -994,3 +994,29 @@ def test_try_flush_waits_for_the_connection_once_too_many_writes_are_queued(db) 
         flusher.join(10)
         assert answer == [True]
         assert all(other.get_run(r) is not None for r in runs)
+
+
+def test_a_second_store_in_the_same_process_keeps_the_first_ones_writes_visible(tmp_path: Path) -> None:
+    """Closing any descriptor of the file drops every POSIX lock this process holds on it, and
+    SQLite's lock is what tells another process closing its last connection that the WAL is
+    still in use. Opening a second store here (a poll, the dashboard beside its workspace) once
+    did that: the other process then checkpointed and deleted the WAL under the first store,
+    whose later writes went to a deleted file nobody else could read (a resumed run's row stayed
+    `cancelled` and unowned while its runner ran), and readers could see a malformed database."""
+    path = tmp_path / "runs.db"
+    first = SqliteStore(path)
+    first.create_run(NewRun(workflow_name="wf", run_id="before"))
+    SqliteStore(path).close()  # a second store opened and closed beside the first
+
+    def runs_seen_elsewhere() -> str:  # another process opens, reads and closes the database
+        reader = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        reader += "print(sorted(r[0] for r in c.execute('SELECT id FROM workflow_runs'))); c.close()"
+        done = subprocess.run([sys.executable, "-c", reader, str(path)], check=True, capture_output=True)
+        return done.stdout.decode().strip()
+
+    assert runs_seen_elsewhere() == "['before']"
+    first.create_run(NewRun(workflow_name="wf", run_id="after"))
+    try:
+        assert runs_seen_elsewhere() == "['after', 'before']"
+    finally:
+        first.close()

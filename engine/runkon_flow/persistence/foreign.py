@@ -19,24 +19,18 @@ from runkon_flow.persistence.schema import SCHEMA_VERSION
 
 __all__ = ["check_runkon_file"]
 
-_HEADER = b"SQLite format 3\x00"
 _OURS = "workflow_run"
 _ADVICE = "it was left untouched — move it aside or choose another --db or RUNKON_DB"
 
 
 def check_runkon_file(path: Path) -> None:
-    """Raise `PersistenceError` unless `path` (an existing file) may be opened as the store."""
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(_HEADER))
-    except OSError as exc:
-        raise PersistenceError(f"cannot read run database {path}: {exc.strerror or exc}") from None
-    if not header:
-        return  # an empty file: nothing to damage, it becomes a new database
-    if header != _HEADER:
-        raise PersistenceError(
-            f"cannot open run database {path}: file is not a database (not an SQLite file); {_ADVICE}"
-        )
+    """Raise `PersistenceError` unless `path` (an existing file) may be opened as the store.
+
+    The file is read through SQLite only, never through a descriptor of our own: closing any
+    descriptor of a file drops every POSIX lock this process holds on it, SQLite's included, and
+    another process closing its last connection would then take the WAL from under this
+    process's open stores (their later writes lost to a deleted file; tests/persistence/
+    test_sqlite.py). SQLite keeps the locks of its connections to one file together."""
     try:
         conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error as exc:
@@ -45,6 +39,10 @@ def check_runkon_file(path: Path) -> None:
         objects = conn.execute("SELECT type, name, tbl_name FROM sqlite_master").fetchall()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.Error as exc:
+        if str(exc) == "file is not a database":
+            raise PersistenceError(
+                f"cannot open run database {path}: file is not a database (not an SQLite file); {_ADVICE}"
+            ) from None
         raise PersistenceError(
             f"cannot read run database {path}: {exc} (is it damaged, or not a runkon database?); {_ADVICE}"
         ) from None

@@ -273,7 +273,12 @@ class Workspace:
             output_lines_setting() if stored_output_lines is None else stored_output_lines
         )
         self.gates = GateApprovals(store)
-        self.exec_config = exec_config or WorkflowExecConfig()
+        config = exec_config or WorkflowExecConfig()
+        #: The engine passes on at least as many lines per step as are stored: a stored limit
+        #: above the engine's own cap (2,000) would otherwise store no more than the cap.
+        self.exec_config = dataclasses.replace(
+            config, max_output_lines=max(config.max_output_lines, self.stored_output_lines)
+        )
         self._dirs = [_abs(d) for d in dirs]
         self._sinks = list(sinks)
         self._working_dir = _abs(working_dir) if working_dir is not None else None

@@ -283,6 +283,21 @@ def test_the_stored_output_limit_comes_from_the_environment(
     assert out.startswith("==> talk (completed) <==\n1\n2\n… output of step 'talk': 3 more lines not stored")
 
 
+def test_a_stored_output_limit_above_the_engines_cap_keeps_that_many_lines(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`RUNKON_STORED_OUTPUT_LINES=2500` keeps 2,500 lines: the engine's own 2,000-line cap follows
+    the setting, it does not silently cut the output first."""
+    write(home / "wf" / "big.wf", 'workflow big {\n  script numbers { run = "seq 1 3000" }\n}\n')
+    monkeypatch.setenv("RUNKON_STORED_OUTPUT_LINES", "2500")
+    run_id = start(capsys, "big")
+    code, out, _ = cli(capsys, "logs", run_id, "numbers")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2500] == "2500"
+    assert lines[2501].startswith("… output of step 'numbers': 500 more lines not stored")
+
+
 def test_a_bad_stored_output_limit_is_one_line_naming_the_variable(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -125,3 +125,52 @@ def test_logs_and_grep_piped_into_head_exit_by_what_they_found(tmp_path: Path) -
         assert "Traceback" not in err
         assert code == 0, (args, err)
         assert "stdout closed" in err or args[0] == "grep"  # grep writes its hits in one go
+
+
+def _reader_gone_at_once(args: list[str], cwd: Path) -> tuple[int, str]:
+    """`runkon-flow ARGS | true`: the reader is gone before the first line (exit status, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runkon_flow.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=cli_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=60), err
+
+
+def test_validate_runs_show_and_gates_into_a_closed_pipe_exit_by_what_they_found(tmp_path: Path) -> None:
+    """`validate DIR | head -1` said 1 ("invalid") for valid files, and `runs`, `show`, `gates`
+    1 for a database they read without trouble: the exit status is the command's, not the pipe's."""
+    db, run_id = _completed_run(tmp_path)
+    write(tmp_path / "other.wf", 'workflow other {\n  script a { run = "true" }\n}\n')
+    for args in (
+        ["validate", "."],
+        ["validate", ".", "--json"],
+        ["runs", "--db", str(db)],
+        ["show", run_id, "--db", str(db)],
+        ["gates", "--db", str(db)],
+    ):
+        code, err = _reader_gone_at_once(args, tmp_path)
+        assert "Traceback" not in err
+        assert code == 0, (args, err)
+        assert "runkon-flow: stdout closed; the rest of the output is not printed" in err, args
+    write(tmp_path / "broken.wf", "workflow broken {\n")
+    code, err = _reader_gone_at_once(["validate", "."], tmp_path)
+    assert code == 1  # still what the check found
+    assert "broken.wf:2:1" in err
+
+
+def test_fmt_into_a_closed_pipe_still_formats_every_file(tmp_path: Path) -> None:
+    """`fmt DIR | head -1` stopped at the first `reformatted` line, leaving the other files as
+    they were, and exited 1."""
+    for name in ("a", "b"):
+        write(tmp_path / f"{name}.wf", f'workflow {name} {{ script s {{ run = "true" }} }}\n')
+    code, err = _reader_gone_at_once(["fmt", "."], tmp_path)
+    assert (code, "Traceback" in err) == (0, False), err
+    for name in ("a", "b"):
+        assert (tmp_path / f"{name}.wf").read_text() != f'workflow {name} {{ script s {{ run = "true" }} }}\n'

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -136,6 +137,35 @@ def terminal_width() -> int | None:
 def print_err(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+class StdoutGuard:
+    """Printing to a stdout whose reader went away (`run … | head -2`, `validate DIR | head -1`):
+    the command's outcome is its own, not the pipe's. The first BrokenPipeError stops the printing
+    (stdout then points at /dev/null, so Python's exit flush cannot fail either), says `note` once
+    on stderr, and the command goes on to its end and its usual exit status. Every command that
+    prints to stdout prints through one."""
+
+    def __init__(self, note: str = "stdout closed; the rest of the output is not printed") -> None:
+        self.closed = False
+        self._note = note
+
+    def __call__(self, action: Callable[[], object]) -> None:
+        if self.closed:
+            return
+        try:
+            action()
+        except BrokenPipeError:
+            self.closed = True
+            with contextlib.suppress(OSError, ValueError):
+                devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+                os.dup2(devnull.fileno(), sys.stdout.fileno())
+            with contextlib.suppress(OSError, ValueError):
+                print_err(f"{PROG}: {self._note}")
+
+    def print(self, text: str) -> None:
+        """`text` and a newline, flushed at once: a closed pipe shows here, not at exit."""
+        self(lambda: print(text, flush=True))
 
 
 def plain(exc: BaseException) -> str:

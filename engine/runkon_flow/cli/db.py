@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from runkon_flow.cli.common import EXIT_OK, CommandFailed
+from runkon_flow.cli.common import EXIT_OK, CommandFailed, StdoutGuard
 from runkon_flow.cli.store import add_db_args, close_store, location_of
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    out = StdoutGuard()
     location = location_of(args)
     if not location.exists():  # a SQLite path: a typo must not silently create a folder and a database
         raise CommandFailed(
@@ -36,14 +37,14 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         close_store(store)
     if location.is_server:
         if before == version:
-            print(f"run database {location.label} is up to date (schema version {version})")
+            out.print(f"run database {location.label} is up to date (schema version {version})")
         else:
             was = "had no runkon schema" if before is None else f"was at schema version {before}"
-            print(f"run database {location.label} upgraded to schema version {version} ({was})")
+            out.print(f"run database {location.label} upgraded to schema version {version} ({was})")
     else:
         from runkon_flow.persistence.schema import SCHEMA_VERSION
 
-        print(f"run database {location.label} is at schema version {SCHEMA_VERSION}")
+        out.print(f"run database {location.label} is at schema version {SCHEMA_VERSION}")
     return EXIT_OK
 
 

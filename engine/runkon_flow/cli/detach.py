@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from runkon_flow.cli.common import EXIT_OK, CommandFailed, print_err
+from runkon_flow.cli.common import EXIT_OK, CommandFailed, StdoutGuard, print_err
 from runkon_flow.cli.hints import Hints
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.location import DbLocation
@@ -60,10 +60,11 @@ def start(
             f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"
         ) from None
     _wait_until_taken(store, run_id, proc, log)
-    print(f"run_id={run_id} workflow={workflow} db={db.label}", flush=True)
-    print(f"running in the background (pid {proc.pid}); log: {log}")
-    print(f"  watch it:  {hints.command('watch', run_id)}")
-    print(f"  cancel it: {hints.command('cancel', run_id)}")
+    out = StdoutGuard("stdout closed; the run goes on in the background")  # `run --detach | head -1`
+    out.print(f"run_id={run_id} workflow={workflow} db={db.label}")
+    out.print(f"running in the background (pid {proc.pid}); log: {log}")
+    out.print(f"  watch it:  {hints.command('watch', run_id)}")
+    out.print(f"  cancel it: {hints.command('cancel', run_id)}")
     return EXIT_OK
 
 

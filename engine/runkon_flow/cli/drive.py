@@ -22,6 +22,7 @@ from runkon_flow.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CommandFailed,
+    StdoutGuard,
     UsageError,
     plain,
     print_err,
@@ -116,30 +117,6 @@ class _Interrupts:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
-
-
-class StdoutGuard:
-    """Printing to a stdout whose reader went away (`run … | head -2`, `watch ID | head -1`): the
-    command's outcome is the run's, not the pipe's. The first BrokenPipeError stops the printing
-    (stdout then points at /dev/null, so Python's exit flush cannot fail either), says `note` once
-    on stderr, and the command goes on to its end and its usual exit status."""
-
-    def __init__(self, note: str) -> None:
-        self.closed = False
-        self._note = note
-
-    def __call__(self, action: Callable[[], object]) -> None:
-        if self.closed:
-            return
-        try:
-            action()
-        except BrokenPipeError:
-            self.closed = True
-            with suppress(OSError, ValueError):
-                devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
-                os.dup2(devnull.fileno(), sys.stdout.fileno())
-            with suppress(OSError, ValueError):
-                print_err(f"runkon-flow: {self._note}")
 
 
 @dataclass
@@ -329,7 +306,7 @@ def print_what_next(
         lines, clusters_shown = failure_lines(store, run, hints)
         if lines:
             text = safe_text(lines[1:])  # the live view ends on its own line: no blank first
-            (guard or StdoutGuard("stdout closed"))(lambda: print(text, flush=True))
+            (guard or StdoutGuard()).print(text)
     if next_steps:
         print_err(f"resume with: {hints.resume(run_id)}")
         failed = run is not None and status is RunStatus.FAILED

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runkon_flow.cli.common import expand_paths, print_line, read_source, render_diagnostic
+from runkon_flow.cli.common import StdoutGuard, expand_paths, print_line, read_source, render_diagnostic
 from runkon_flow.dsl.formatter import format_workflow
 from runkon_flow.dsl.parser import parse_with_comments, parse_workflow
 from runkon_flow.errors import (
@@ -35,7 +35,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def cmd_fmt(args: argparse.Namespace) -> int:
     targets = expand_paths(args.paths)
-    out, err = sys.stdout, sys.stderr
+    out, err = StdoutGuard(), sys.stderr  # `fmt DIR | head -1` still formats every file
     failed = changed = False
     for target in targets:
         path = target.path
@@ -58,7 +58,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             continue
         changed = True
         if args.check:
-            print_line(out, f"would reformat {path}")
+            out.print(f"would reformat {path}")
             continue
         try:
             _write_atomically(path, formatted)
@@ -66,7 +66,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             failed = True
             print_line(err, f"{path}: cannot write: {exc.strerror or exc}")
             continue
-        print_line(out, f"reformatted {path}")
+        out.print(f"reformatted {path}")
     return 1 if failed or (args.check and changed) else 0
 
 

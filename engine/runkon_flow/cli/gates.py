@@ -8,12 +8,11 @@ import argparse
 import getpass
 import json
 import os
-import sys
 import time
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals, WaitingGate
-from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err, terminal_width
+from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, StdoutGuard, UsageError, print_err, terminal_width
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
@@ -34,6 +33,7 @@ def _user(explicit: str | None) -> str:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    out = StdoutGuard()
     with opened_store(args, must_exist=True) as store:
         get_run(store, args.run_id, args)
         gates = GateApprovals(store)
@@ -44,7 +44,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         else:
             gate = gates.reject(args.run_id, args.gate, by, args.note)
             verb = "rejected"
-    print(f"gate {gate.gate_name} of run {args.run_id} {verb} by {by}")
+    out.print(f"gate {gate.gate_name} of run {args.run_id} {verb} by {by}")
     return EXIT_OK
 
 
@@ -140,15 +140,16 @@ def _gate_json(gate: WaitingGate, now: float, held: bool) -> dict[str, Any]:
 
 
 def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namespace) -> int:
+    out = StdoutGuard()
     now = time.time()
     if args.json:
         for gate in gates:
-            print(json.dumps(_gate_json(gate, now, held[gate.run_id])))
+            out.print(json.dumps(_gate_json(gate, now, held[gate.run_id])))
         return EXIT_OK
     if not gates:
-        print("no gate is waiting")
+        out.print("no gate is waiting")
         return EXIT_OK
-    print(f"{len(gates)} gate{'' if len(gates) == 1 else 's'} waiting (oldest first)")
+    out.print(f"{len(gates)} gate{'' if len(gates) == 1 else 's'} waiting (oldest first)")
     rows = [("STEP ID", "WORKFLOW", "GATE", "WAITED", "TIMES OUT IN", "RUN")]
     for g in gates:
         waited = format_duration(g.waited(now)) if g.since else ""
@@ -161,22 +162,23 @@ def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namesp
     run_below = width is not None and sum(widths) + 2 * 5 + max(len(r[5]) for r in rows) > width
     for i, row in enumerate(rows):
         line = "  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True))
-        print(line.rstrip() if run_below else line + "  " + row[5])
+        out.print(line.rstrip() if run_below else line + "  " + row[5])
         gate = gates[i - 1] if i else None
         if gate is not None and run_below:
-            print(f"    run {row[5]}")
+            out.print(f"    run {row[5]}")
         if gate is not None and (gate.prompt or gate.options):
             options = ", ".join(
                 o.value if o.label == o.value else f"{o.value} ({o.label})" for o in gate.options
             )
             detail = (gate.prompt or "") + (f"  [options: {options}]" if options else "")
-            print(f"    {detail.strip()}")
+            out.print(f"    {detail.strip()}")
     answer = Hints.of(args).command("gates", fill="approve|reject STEP_ID…", optional="[--note TEXT]")
-    print(f"answer: {answer}  (or --all)")
+    out.print(f"answer: {answer}  (or --all)")
     return EXIT_OK
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
+    out = StdoutGuard()
     if args.action == "list" and (args.ids or args.all):
         raise UsageError("step ids and --all go with 'gates approve' or 'gates reject'")
     if args.action != "list" and not args.ids and not args.all:
@@ -194,7 +196,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
             return _list(gates, _held(store, gates), args)
         ids = args.ids or [g.step_id for g in _selected(store, args)]
         if not ids:
-            print("no gate is waiting that matches")
+            out.print("no gate is waiting that matches")
             return EXIT_OK
         by = _user(args.by)
         approve = args.action == "approve"
@@ -207,8 +209,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
             print_err(f"runkon-flow gates {args.action}: {decision.step_id}: {decision.error}")
             continue
         g = decision.gate
-        print(f"gate {g.gate_name} of run {g.run_id} ({g.workflow_name}) {verb} by {by}")
-    sys.stdout.flush()
+        out.print(f"gate {g.gate_name} of run {g.run_id} ({g.workflow_name}) {verb} by {by}")
     return EXIT_FAILED if failed else EXIT_OK
 
 

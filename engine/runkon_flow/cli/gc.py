@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runkon_flow.cli.common import EXIT_OK
+from runkon_flow.cli.common import EXIT_OK, StdoutGuard
 from runkon_flow.cli.store import add_db_args, db_label, opened_store
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence._shared import rfc3339
@@ -47,6 +47,7 @@ def _runs(n: int) -> str:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    out = StdoutGuard()
     cutoff = rfc3339(datetime.now(UTC) - args.older_than)
     with opened_store(args, must_exist=True) as store:
         doomed = [
@@ -55,14 +56,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
             if RunStatus(r.status).is_terminal and r.ended_at is not None and r.ended_at < cutoff
         ]
         if args.dry_run:
-            print(
+            out.print(
                 f"would delete {_runs(len(doomed))} that ended before {cutoff} (and their child runs) "
                 f"from {db_label(args)}"
             )
             return EXIT_OK
         deleted = store.delete_finished_runs(cutoff)
         logs = _delete_logs(Path(db_label(args)), [r for r in doomed if store.get_run(r) is None])
-    print(
+    out.print(
         f"deleted {_runs(deleted.runs)} that ended before {cutoff} from {db_label(args)}: "
         f"{deleted.child_runs} child runs, {deleted.steps} steps, {deleted.items} fan-out items, "
         f"{deleted.events} events" + (f", {logs} background-run logs" if logs else "")

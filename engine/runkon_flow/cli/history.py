@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from runkon_flow.cli.common import EXIT_OK, positive_int, print_err, terminal_width
+from runkon_flow.cli.common import EXIT_OK, StdoutGuard, positive_int, print_err, terminal_width
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import clusters_json, run_json, runs_table, show_lines
 from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store
@@ -15,10 +15,11 @@ from runkon_flow.observe.clusters import run_clusters
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    out = StdoutGuard()
     db = location_of(args)
     if not db.exists():
         if args.json:
-            print("[]")
+            out.print("[]")
         else:
             print_err(f"no runs yet ({db.label} does not exist)")
         return EXIT_OK
@@ -26,11 +27,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         runs = store.list_runs(limit=args.limit, parent_run_id=None if args.all else "")
         rows = [(run, store.get_steps(run.id)) for run in runs]
     if args.json:
-        print(json.dumps([run_json(run, steps) for run, steps in rows], indent=2, ensure_ascii=False))
+        out.print(json.dumps([run_json(run, steps) for run, steps in rows], indent=2, ensure_ascii=False))
     elif not rows:
         print_err("no runs yet")
     else:
-        print("\n".join(runs_table(rows, width=terminal_width())))
+        out.print("\n".join(runs_table(rows, width=terminal_width())))
     return EXIT_OK
 
 
@@ -51,14 +52,15 @@ def add_runs_parser(sub: Any) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    out = StdoutGuard()
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
         if args.json:
             data = run_json(run, store.get_steps(run.id), with_steps=True)
             data["failure_clusters"] = clusters_json(run_clusters(store, run.id))
-            print(json.dumps(data, indent=2, ensure_ascii=False))
+            out.print(json.dumps(data, indent=2, ensure_ascii=False))
         else:
-            print(safe_text(show_lines(store, run, hints=Hints.of(args))))
+            out.print(safe_text(show_lines(store, run, hints=Hints.of(args))))
     return EXIT_OK
 
 

@@ -21,8 +21,7 @@ import re
 import sys
 from typing import Any
 
-from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, UsageError, print_err
-from runkon_flow.cli.drive import StdoutGuard
+from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, StdoutGuard, UsageError, print_err
 from runkon_flow.cli.report import display_status
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.event_log import CUT_NOTE
@@ -114,7 +113,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             return EXIT_OK
     if not sources:
         print_err(f"run {run.id} has no steps yet ({display_status(run)})")
-    guard = StdoutGuard("stdout closed; the rest of the output is not printed")  # `logs … | head`
+    guard = StdoutGuard()  # `logs … | head`
 
     def print_all() -> None:
         for source in sources:

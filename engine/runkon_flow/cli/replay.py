@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runkon_flow.cli.common import CommandFailed, UsageError, print_err
-from runkon_flow.cli.drive import StdoutGuard, add_progress_args, make_printer
+from runkon_flow.cli.common import CommandFailed, StdoutGuard, UsageError, print_err
+from runkon_flow.cli.drive import add_progress_args, make_printer
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.events import EngineEventData, parse_event_line
 

@@ -30,6 +30,7 @@ from runkon_flow.cli.common import (
     EXIT_CANCELLED,
     EXIT_OK,
     CommandFailed,
+    StdoutGuard,
     UsageError,
     as_named,
     plain,
@@ -685,18 +686,19 @@ def add_retry_parser(sub: Any) -> None:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    out = StdoutGuard()
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
         status = RunStatus(run.status)
         if status is RunStatus.CANCELLED:
-            print(f"run {run.id} is already cancelled")
+            out.print(f"run {run.id} is already cancelled")
             return EXIT_OK
         if status.is_terminal:
             raise CommandFailed(f"run {run.id} already finished ({status.value}); there is nothing to cancel")
         error = str(EngineCancelled(CancellationReason.user(args.message)))
         settled = cancel_unowned_run(store, run.id, error)  # no live engine: marked here
         if settled is RunStatus.CANCELLED:
-            print(
+            out.print(
                 f"run {run.id} was not running (no engine holds it); marked cancelled — "
                 "it can still be resumed"
             )
@@ -710,7 +712,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             status = RunStatus(ended.status).value if ended is not None else "finished"
             raise CommandFailed(f"run {run.id} already finished ({status}); there is nothing to cancel")
         if args.no_wait:
-            print(f"run {run.id}: cancel requested; its engine stops it within a second or two")
+            out.print(f"run {run.id}: cancel requested; its engine stops it within a second or two")
             return EXIT_OK
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
@@ -720,7 +722,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
                 break
             now_status = RunStatus(current.status)
             if now_status is RunStatus.CANCELLED:
-                print(f"run {run.id} cancelled")
+                out.print(f"run {run.id} cancelled")
                 return EXIT_OK
             if now_status.is_terminal:
                 raise CommandFailed(

@@ -11,7 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runkon_flow.cli.common import Target, as_named, expand_paths, print_line, read_source, render_diagnostic
+from runkon_flow.cli.common import (
+    StdoutGuard,
+    Target,
+    as_named,
+    expand_paths,
+    print_line,
+    read_source,
+    render_diagnostic,
+)
 from runkon_flow.dsl.ast import WorkflowDef, node_paths
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
@@ -134,7 +142,7 @@ def _readiness_problems(
 
 def cmd_validate(args: argparse.Namespace) -> int:
     targets = expand_paths(args.paths)
-    out, err = sys.stdout, sys.stderr
+    out, err = StdoutGuard(), sys.stderr  # `validate DIR | head -1`: the status is still the check's
     loaders: dict[Path, _CachingLoader] = {}
     registries: dict[Path, Any] = {}
     workspaces: dict[Path, Any] = {}
@@ -159,12 +167,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if args.json:
             documents.append(wf.to_json())
         elif not errors:
-            print_line(out, f"{target.path}: ok")
+            out.print(f"{target.path}: ok")
     if args.json:
         single = len(targets) == 1 and targets[0].explicit_file
         payload = (documents[0] if documents else None) if single else documents
         if payload is not None:
-            print_line(out, json.dumps(payload, indent=2, ensure_ascii=False))
+            out.print(json.dumps(payload, indent=2, ensure_ascii=False))
     return 1 if failed else 0
 
 

@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Any
 
-from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, print_err
-from runkon_flow.cli.drive import StdoutGuard, add_progress_args, make_printer, print_what_next
+from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, StdoutGuard, print_err
+from runkon_flow.cli.drive import add_progress_args, make_printer, print_what_next
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome

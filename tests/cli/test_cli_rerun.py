@@ -71,7 +71,9 @@ def test_rerun_from_a_step_reuses_what_came_before_and_feeds_its_outputs_on(
     assert code == 0, err
     new = run_id_of(out)
     assert new != old
-    assert f"rerun of {old} from deploy: reusing 1 step (build)" in out
+    # The plan is a note (stderr): stdout is the `run_id=` line and events, as for run and retry.
+    assert f"rerun of {old} from deploy: reusing 1 step (build)" in err
+    assert "rerun of" not in out
     assert trace(home) == ["build 1", "deploy app-1.tar prod", "verify prod"]  # build did not run again
     store = SqliteStore(home / "runs.db")
     try:
@@ -106,7 +108,7 @@ def test_the_always_block_is_not_reused_by_a_rerun_from_a_step_of_the_body(
     assert trace(home) == ["build 1", "report"]
     code, out, err = cli(capsys, "rerun", old, "--from", "verify", "--dir", "wf", "--progress", "quiet")
     assert code == 0, err
-    assert "reusing 1 step (build)" in out
+    assert "reusing 1 step (build)" in err and "reusing" not in out
     assert trace(home) == ["build 1", "report", "deploy app-1.tar staging", "verify staging", "report"]
 
 
@@ -116,7 +118,7 @@ def test_rerun_from_the_first_step_runs_everything_again_with_the_old_inputs(
     old = failed_run(home, capsys)
     code, out, err = cli(capsys, "rerun", old, "--from", "build", "--dir", "wf", "--progress", "quiet")
     assert code == 0, err
-    assert "reusing no steps" in out
+    assert "reusing no steps" in err and "reusing" not in out
     assert trace(home) == ["build 1", "build 2", "deploy app-2.tar staging", "verify staging"]
 
 
@@ -176,7 +178,7 @@ def test_a_broken_file_is_refused_and_the_stored_definition_still_works(
         "quiet",
     )
     assert code == 0, err
-    assert "stored definition" in out
+    assert "stored definition" in err
     assert trace(home) == ["build 1", "deploy app-1.tar staging", "verify staging"]
 
 

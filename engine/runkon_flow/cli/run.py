@@ -583,7 +583,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             if names
             else "reusing no steps"
         )
-        print(f"rerun of {old.id} from {plan.step}: {reused}; {definition} definition", flush=True)
+        # A note for the person (stderr), as retry's plan: stdout stays the `run_id=` header and events.
+        print_err(f"rerun of {old.id} from {plan.step}: {reused}; {definition} definition")
         return execute(
             args,
             store,

@@ -82,7 +82,7 @@ from runkon_flow.runner import RunnerSettings, spawn_runner
 from runkon_flow.runtime.child_runner import InProcessChildRunner
 from runkon_flow.runtime.engine import FlowEngine, FlowEngineBuilder
 from runkon_flow.runtime.remote_child import ChildOutcome, ChildTask, watch_parent
-from runkon_flow.runtime.rerun import RerunPlan, plan_rerun
+from runkon_flow.runtime.rerun import NoStepToRerunFrom, RerunPlan, plan_rerun
 from runkon_flow.runtime.resume import final_rejection, rejection_refusal
 from runkon_flow.runtime.state import emit_to
 from runkon_flow.runtime.types import (
@@ -755,7 +755,7 @@ class Workspace:
             if called is None:
                 raise
             call, path = called
-            raise WorkflowError(
+            raise NoStepToRerunFrom(
                 f"step '{step}' is inside the workflow '{call}' that '{wf.name}' calls (at {path}); "
                 f"rerun names only the steps of '{wf.name}' itself: rerun from the call, "
                 f"--from {call} (or --from {path})"

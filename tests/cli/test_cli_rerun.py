@@ -135,8 +135,11 @@ def test_an_unknown_step_or_input_is_refused_and_nothing_is_created(
 ) -> None:
     old = failed_run(home, capsys)
     code, out, err = cli(capsys, "rerun", old, "--from", "deplyo", "--dir", "wf")
-    assert (code, out) == (1, "")
-    assert "workflow 'chain' has no step 'deplyo' (steps: build, deploy, verify)" in err
+    # A usage error (exit 2), worded as `logs RUN deplyo` words an unknown step.
+    assert (code, out) == (2, "")
+    assert err == (
+        "runkon-flow rerun: error: no step 'deplyo' in workflow 'chain' (it has: build, deploy, verify)\n"
+    )
     code, _, err = cli(capsys, "rerun", old, "--from", "deploy", "--dir", "wf", "-i", "region=eu")
     assert code == 2 and "Unknown input 'region'" in err
     store = SqliteStore(home / "runs.db")
@@ -196,9 +199,19 @@ def test_a_step_of_a_called_workflow_is_refused_with_the_call_to_rerun_from(
     assert code == 0
     old = run_id_of(out)
     code, out, err = cli(capsys, "rerun", old, "--from", "compile", "--dir", "wf")
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert (
         "step 'compile' is inside the workflow 'inner' that 'outer' calls (at body.1); rerun names only "
         "the steps of 'outer' itself: rerun from the call, --from inner (or --from body.1)"
     ) in err
     assert cli(capsys, "rerun", old, "--from", "inner", "--dir", "wf", "--progress", "quiet")[0] == 0
+
+
+def test_from_is_shown_as_required(capsys: pytest.CaptureFixture[str]) -> None:
+    """`rerun -h` showed `[--from STEP]` although a rerun without it is refused."""
+    code, out, _ = cli(capsys, "rerun", "-h")
+    assert code == 0
+    assert "usage: runkon-flow rerun [-h] --from STEP " in out
+    code, out, err = cli(capsys, "rerun", "01ABC")
+    assert (code, out) == (2, "")
+    assert "the following arguments are required: --from" in err

@@ -67,6 +67,7 @@ from runkon_flow.errors import (
 from runkon_flow.humanize import format_duration
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runtime.rerun import NoStepToRerunFrom
 from runkon_flow.runtime.resume import final_rejection, rejection_refusal
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
 from runkon_flow.workspace import (
@@ -553,10 +554,6 @@ def _confirm(yes: bool, question: str) -> None:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    if not args.from_step:
-        raise UsageError(
-            "say where to rerun from: --from STEP (a step name as `show` lists it, or a node path)"
-        )
     overrides = parse_inputs(args.input)
     config = exec_config_for(args.lease_ttl)
     with opened_store(args, must_exist=True) as store:
@@ -575,6 +572,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 new_id, plan = ws.prepare_rerun(old.id, args.from_step, overrides, definition=definition)
             except InputsError as exc:
                 raise UsageError("\n".join(_input_hint(p) for p in exc.problems)) from None
+            except NoStepToRerunFrom as exc:  # `--from nosuch`: a usage error, as `logs RUN nosuch`
+                raise UsageError(exc.message) from None
             events_file = open_events_file(args.events, append=False)
         print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names
@@ -612,7 +611,11 @@ def add_rerun_parser(sub: Any) -> None:
     )
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument(
-        "--from", dest="from_step", metavar="STEP", help="the step to rerun from: its name or node path"
+        "--from",
+        dest="from_step",
+        metavar="STEP",
+        required=True,
+        help="the step to rerun from (required): its name as `show` lists it, or its node path",
     )
     p.add_argument(
         "--input",

@@ -31,7 +31,7 @@ from runkon_flow.errors import WorkflowError
 from runkon_flow.persistence.models import StepStatus, WorkflowRunStep
 from runkon_flow.runtime.resume import leaf_skip_keys
 
-__all__ = ["RerunPlan", "plan_rerun", "step_names"]
+__all__ = ["NoStepToRerunFrom", "RerunPlan", "plan_rerun", "step_names"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,12 @@ def _named(wf: WorkflowDef) -> Iterator[tuple[str, Any, list[str]]]:
                 yield ref.label(), ref, [ref.label()]
 
 
+class NoStepToRerunFrom(WorkflowError):
+    """The step to rerun from names no step of the workflow (or more than one): the caller's
+    mistake, which `runkon-flow rerun --from` reports as a usage error (exit 2), as `logs` does an
+    unknown step."""
+
+
 def step_names(wf: WorkflowDef) -> list[str]:
     """Every name `--from` accepts, in tree order (for error messages and completion)."""
     return list(dict.fromkeys(name for name, _, _ in _named(wf)))
@@ -79,15 +85,15 @@ def _resolve(wf: WorkflowDef, step: str) -> tuple[str, str, list[str]]:
     if block is not None:  # a block (if, while, do, parallel …): rerun from its first step
         keys = leaf_skip_keys([block])
         if not keys:
-            raise WorkflowError(f"node {step} of '{wf.name}' holds no step to rerun from")
+            raise NoStepToRerunFrom(f"node {step} of '{wf.name}' holds no step to rerun from")
         return f"{block.type} block at {step}", step, keys
     matches = [(name, node, keys) for name, node, keys in _named(wf) if name == step or step in keys]
     if not matches:
         known = ", ".join(step_names(wf)) or "none"
-        raise WorkflowError(f"workflow '{wf.name}' has no step '{step}' (steps: {known})")
+        raise NoStepToRerunFrom(f"no step '{step}' in workflow '{wf.name}' (it has: {known})")
     if len(matches) > 1:
         where = ", ".join(paths.get(id(node), "?") for _, node, _ in matches)
-        raise WorkflowError(
+        raise NoStepToRerunFrom(
             f"step '{step}' appears {len(matches)} times in '{wf.name}'; name it by node path ({where})"
         )
     name, node, keys = matches[0]

@@ -218,6 +218,11 @@ def test_grep_fixed_strings_narrowing_and_exit_statuses(
     code, out, err = cli(capsys, "grep", "nowhere", run_id)
     assert (code, out) == (1, "")
     assert err == f"no match for 'nowhere' in 5 steps and items of run {run_id}\n"
+    # One step searched reads as such, not "1 of 1 step and items".
+    code, _, err = cli(capsys, "grep", "preparing", run_id, "prep")
+    assert (code, err) == (0, "1 matching line in 1 of 1 step or item\n")
+    code, _, err = cli(capsys, "grep", "nowhere", run_id, "prep")
+    assert (code, err) == (1, f"no match for 'nowhere' in 1 step or item of run {run_id}\n")
     code, out, err = cli(capsys, "grep", "(", run_id)
     assert (code, out) == (2, "")
     assert (

@@ -178,7 +178,7 @@ def cmd_grep(args: argparse.Namespace) -> int:
         guard = StdoutGuard("stdout closed; the rest of the matches are not printed")
         guard(lambda: (sys.stdout.write("\n".join(out) + "\n"), sys.stdout.flush()))
     lines, groups = result.hit_count, len(result.groups)
-    searched = f"{result.searched} step{'' if result.searched == 1 else 's'} and items"
+    searched = result.searched_text
     summary = (
         f"{lines} matching line{'' if lines == 1 else 's'} in {groups} of {searched}"
         if lines

@@ -50,6 +50,14 @@ class SearchResult:
     def hit_count(self) -> int:
         return sum(len(g.hits) for g in self.groups)
 
+    @property
+    def searched_text(self) -> str:
+        """How many steps and items were searched, in words that read right for any count:
+        `1 step or item`, `5 steps and items` (`grep`'s and the dashboard's search summary)."""
+        if self.searched == 0:
+            return "no steps or items"
+        return "1 step or item" if self.searched == 1 else f"{self.searched} steps and items"
+
 
 def compile_pattern(pattern: str, *, ignore_case: bool = False, fixed: bool = False) -> re.Pattern[str]:
     """The pattern as a compiled regex. Raises ValueError with the regex's own complaint (and the

@@ -81,6 +81,41 @@ def test_on_an_80_column_terminal_each_gate_is_one_line_with_its_run_below_it(
     assert "    Ship the build?  [options: fast (Fast lane), careful (Careful rollout)]" in lines
 
 
+LONG_PROMPT = """workflow release {
+  gate human_approval {
+    prompt  = "Deploy 2.4.0 to staging? The plan is in the log of plan-deploy."
+    timeout = "2h"
+    options = { ship = "Ship it" canary = "Canary first" }
+  }
+}
+"""
+
+
+def test_a_long_prompt_is_wrapped_to_an_80_column_terminal(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt and its options made a 117-column line on an 80-column terminal; there the
+    options go on their own line. Piped output keeps them on one line, for grep."""
+    from runkon_flow.cli import gates
+
+    (home / "wf" / "release.wf").write_text(LONG_PROMPT)
+    run = GateRun(home, "release")
+    try:
+        monkeypatch.setattr(gates, "terminal_width", lambda: 80)
+        code, out, _ = cli(capsys, "gates")
+        lines = out.splitlines()
+        assert code == 0 and all(len(line) <= 80 for line in lines), lines
+        assert "    Deploy 2.4.0 to staging? The plan is in the log of plan-deploy." in lines
+        assert "    [options: ship (Ship it), canary (Canary first)]" in lines
+        monkeypatch.setattr(gates, "terminal_width", lambda: None)
+        assert (
+            "    Deploy 2.4.0 to staging? The plan is in the log of plan-deploy.  "
+            "[options: ship (Ship it), canary (Canary first)]"
+        ) in cli(capsys, "gates")[1].splitlines()
+    finally:
+        run.close()
+
+
 def test_the_inbox_as_json_counts_down_to_the_timeout(
     two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
 ) -> None:

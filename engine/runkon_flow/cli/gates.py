@@ -8,6 +8,7 @@ import argparse
 import getpass
 import json
 import os
+import textwrap
 import time
 from typing import Any
 
@@ -166,15 +167,31 @@ def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namesp
         gate = gates[i - 1] if i else None
         if gate is not None and run_below:
             out.print(f"    run {row[5]}")
-        if gate is not None and (gate.prompt or gate.options):
-            options = ", ".join(
-                o.value if o.label == o.value else f"{o.value} ({o.label})" for o in gate.options
-            )
-            detail = (gate.prompt or "") + (f"  [options: {options}]" if options else "")
-            out.print(f"    {detail.strip()}")
+        if gate is not None:
+            for detail in _detail_lines(gate, width):
+                out.print(detail)
     answer = Hints.of(args).command("gates", fill="approve|reject STEP_ID…", optional="[--note TEXT]")
     out.print(f"answer: {answer}  (or --all)")
     return EXIT_OK
+
+
+def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:
+    """The gate's prompt and options, indented under its row: one line, unless a terminal is too
+    narrow for it (an 80-column one for a long prompt) — then the prompt is wrapped to the width
+    and the options go on a line of their own. Piped output keeps the one line."""
+    options = ", ".join(o.value if o.label == o.value else f"{o.value} ({o.label})" for o in gate.options)
+    prompt = (gate.prompt or "").strip()
+    tail = f"[options: {options}]" if options else ""
+    if not prompt and not tail:
+        return []
+    line = "    " + "  ".join(p for p in (prompt, tail) if p)
+    if width is None or max(len(part) for part in line.splitlines()) <= width:
+        return [line]
+    return [
+        wrapped
+        for piece in (*prompt.splitlines(), tail)
+        for wrapped in textwrap.wrap(piece, width, initial_indent="    ", subsequent_indent="    ")
+    ]
 
 
 def cmd_gates(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from runkon_flow.approvals import GateApprovals
 from runkon_flow.cli.hints import Hints
 from runkon_flow.humanize import error_headline, format_duration, gate_decision, readable_error
 from runkon_flow.observe import liveness
-from runkon_flow.observe.clusters import RunCluster, distinct_labels, run_clusters
+from runkon_flow.observe.clusters import RunCluster, by_fan_out, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
 from runkon_flow.observe.estimates import Estimates, history_of
 from runkon_flow.observe.loader import fanout_from_rows, fill_unrun_item_errors, row_failure_cause
@@ -325,30 +325,18 @@ def cluster_lines(run: WorkflowRun, clusters: Sequence[RunCluster], hints: Hints
     retry_one = hints.command("retry", run.id, "--cluster", fill="N", definitions=True) if hints else ""
     how = f" (retry one: {retry_one})" if hints else ""
     lines = ["", f"failure clusters{how}"]
-    for group in _by_step(clusters):
-        step = group[0].step
+    for group in by_fan_out(clusters):
+        step = group.clusters[0].step
         iteration = f" (iteration {step.iteration})" if step.iteration else ""
-        lines.append(f"  foreach '{group[0].foreach}'{iteration}")
+        lines.append(f"  foreach '{group.clusters[0].foreach}'{iteration}")
         # What every cluster of the fan-out starts with is said once, so each line starts with
         # what tells it apart (a script's clusters all begin `Script 'x' exited with code <n>`).
-        common, labels = distinct_labels([rc.cluster for rc in group])
-        if common:
-            lines.append(f"    all: {common}")
-        for rc, label in zip(group, labels, strict=True):
+        if group.common:
+            lines.append(f"    all: {group.common}")
+        for rc, label in zip(group.clusters, group.labels, strict=True):
             lines.append(f"    {rc.number}. {rc.cluster.count} × {label}")
             lines.append(f"       items {rc.cluster.items_text()}")
     return lines
-
-
-def _by_step(clusters: Sequence[RunCluster]) -> list[list[RunCluster]]:
-    """Clusters in runs of the same fan-out step row, in order."""
-    groups: list[list[RunCluster]] = []
-    for rc in clusters:
-        if groups and groups[-1][0].step.id == rc.step.id:
-            groups[-1].append(rc)
-        else:
-            groups.append([rc])
-    return groups
 
 
 def clusters_json(clusters: Sequence[RunCluster]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from runkon_flow.cli.common import CommandFailed, UsageError
 from runkon_flow.cli.hints import Hints
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.formatter import format_workflow
-from runkon_flow.observe.clusters import latest_foreach_rows, run_clusters
+from runkon_flow.observe.clusters import by_fan_out, latest_foreach_rows, run_clusters
 from runkon_flow.persistence import FanOutItemRow, FanOutItemStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.persistence.snapshots import stored_definition
@@ -34,6 +34,8 @@ __all__ = [
 #: What `--failed` retries: every item that ran and did not succeed. Items skipped because an
 #: item they depend on failed run again with it (the engine reopens them).
 _RETRIED_BY_FAILED = (FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
+#: A cluster's label in `retry --cluster`'s list of the clusters there are is cut to this length.
+_LABEL_CHARS = 60
 
 
 @dataclass
@@ -88,16 +90,26 @@ def retry_hint(
     return f"retry the {items}: {hints.command('retry', run.id, '--failed', definitions=True)} ({clusters})"
 
 
+def _short(label: str) -> str:
+    return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
+
+
 def cluster_items(
     store: WorkflowPersistence, run: WorkflowRun, numbers: Sequence[int]
 ) -> dict[str, set[str]]:
     """The items of the failure clusters `numbers` (as `show` numbers them), per step row id. An
     unknown number is an error that lists the clusters there are."""
-    clusters = {rc.number: rc for rc in run_clusters(store, run.id)}
+    every = run_clusters(store, run.id)
+    clusters = {rc.number: rc for rc in every}
     unknown = [n for n in numbers if n not in clusters]
     if unknown:
+        # Each cluster by what tells it apart, as `show` lists it (not the start they all share).
         listed = (
-            "; ".join(f"{n}: {rc.cluster.count} × {rc.cluster.label[:60]}" for n, rc in clusters.items())
+            "; ".join(
+                f"{rc.number}: {rc.cluster.count} × {_short(label)}"
+                for group in by_fan_out(every)
+                for rc, label in zip(group.clusters, group.labels, strict=True)
+            )
             or "none: no failed or cancelled items"
         )
         wanted = ", ".join(map(str, unknown))

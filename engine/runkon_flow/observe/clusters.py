@@ -33,6 +33,7 @@ __all__ = [
     "NO_ERROR",
     "FailureCluster",
     "RunCluster",
+    "by_fan_out",
     "clusters_of",
     "distinct_labels",
     "error_signature",
@@ -186,6 +187,28 @@ class RunCluster:
     @property
     def foreach(self) -> str:
         return self.step.step_name.removeprefix("foreach:")
+
+
+@dataclass(frozen=True)
+class FanOutClusters:
+    """One fan-out's clusters of a run, as `show` lists them: what every cluster's signature
+    starts with (`common`, said once) and each cluster's label without it (`labels`, in order)."""
+
+    clusters: list[RunCluster]
+    common: str
+    labels: list[str]
+
+
+def by_fan_out(clusters: Sequence[RunCluster]) -> list[FanOutClusters]:
+    """`run_clusters` grouped by fan-out step row, in order, each group's labels without their
+    shared start (`distinct_labels`): `show` lists them so, and `retry --cluster` names them so."""
+    groups: list[list[RunCluster]] = []
+    for rc in clusters:
+        if groups and groups[-1][0].step.id == rc.step.id:
+            groups[-1].append(rc)
+        else:
+            groups.append([rc])
+    return [FanOutClusters(g, *distinct_labels([rc.cluster for rc in g])) for g in groups]
 
 
 def run_clusters(

@@ -174,3 +174,19 @@ def test_fmt_into_a_closed_pipe_still_formats_every_file(tmp_path: Path) -> None
     assert (code, "Traceback" in err) == (0, False), err
     for name in ("a", "b"):
         assert (tmp_path / f"{name}.wf").read_text() != f'workflow {name} {{ script s {{ run = "true" }} }}\n'
+
+
+def test_run_into_a_reader_gone_before_its_first_line_still_runs(tmp_path: Path) -> None:
+    """`run WF | true`: the `run_id=` line itself met the closed pipe, and the command exited 1
+    leaving its run `pending` for good. The run goes on, unprinted, and ends completed."""
+    write(tmp_path / "main.wf", LOUD)
+    db = tmp_path / "runs.db"
+    code, err = _reader_gone_at_once(["run", "main.wf", "--db", str(db), "--progress", "plain"], tmp_path)
+    assert "Traceback" not in err
+    assert code == 0, err
+    assert err.count("stdout closed") == 1
+    store = open_store(db)
+    (run,) = store.list_runs()
+    assert run.status.value == "completed"
+    assert run.owner_token is None and run.lease_until is None
+    store.close()

@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, cast
 from urllib.parse import quote
 
-from runkon_flow.cli.common import PROG, CommandFailed, print_err
+from runkon_flow.cli.common import PROG, CommandFailed, StdoutGuard, print_err
 from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun
 from runkon_flow.persistence.location import DbLocation, db_location
 from runkon_flow.persistence.paths import DEFAULT_DB_HELP
@@ -107,9 +107,14 @@ def db_label(args: argparse.Namespace) -> str:
     return location_of(args).label
 
 
-def print_run_header(run_id: str, workflow: str, args: argparse.Namespace) -> None:
-    """The first line of run/resume/retry/rerun/watch, the one scripts parse for the run id."""
-    print(f"run_id={run_id} workflow={workflow} db={db_label(args)}", flush=True)
+def print_run_header(
+    run_id: str, workflow: str, args: argparse.Namespace, guard: StdoutGuard | None = None
+) -> None:
+    """The first line of run/resume/retry/rerun/watch, the one scripts parse for the run id. A
+    reader already gone (`run WF | true`) does not stop the run it heads: it runs, unprinted."""
+    (guard or StdoutGuard("stdout closed; the run goes on, printing nothing more")).print(
+        f"run_id={run_id} workflow={workflow} db={db_label(args)}"
+    )
 
 
 def get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -> WorkflowRun:

@@ -54,7 +54,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             printer = None
         else:
             printer, _live = make_printer(args.progress, sys.stdout, run_id, hints)
-            out(lambda: print_run_header(run_id, run.workflow_name, args))
+            print_run_header(run_id, run.workflow_name, args, out)
         outcome = RunOutcome()
         last_seq = 0
         ended_since: float | None = None

@@ -200,6 +200,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         # A run whose inputs form opens once `check_before_inputs` finds nothing stopping it.
         self._form_waiting: tuple[str, WorkflowDef] | None = None
         self._gates_seen: set[tuple[str, str, str | None]] = set()  # gates whose dialog was opened
+        # The errors-log line of each file's open parse error: withdrawn when the file parses again.
+        self._parse_errors: dict[str, str] = {}
 
     # ------------------------------------------------------------------ startup
 
@@ -267,6 +269,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self.report_problem(problem)
         for entry in self.catalog:
             if entry.error is not None:
+                self._parse_errors[entry.path] = entry.error.render()
                 self.view.note(entry.error.render(), "error")
         for warning in self.catalog.warnings:
             self.view.note(warning, "warning")
@@ -961,14 +964,30 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             return
         self.catalog_version += 1
         self.session.catalog_changed()
-        for path in diff.broken:
-            entry = self.catalog.entries[path]
+        for path in [*diff.fixed, *diff.removed, *diff.broken]:
+            self._withdraw_parse_error(path)
+        entries = self.catalog.entries
+        for path in [*diff.broken, *(p for p in diff.added if entries[p].broken)]:
+            entry = entries[path]
             text = f"{entry.location()}: {entry.error.message if entry.error else ''}"
+            self._parse_errors[path] = text
             self.report_problem(text, title="Workflow has an error")
         for path in diff.fixed:
             self.notify(f"{Path(path).name} parses again", timeout=3)
         self.drain()
         self._refresh_screen(force_tree=True)
+
+    def _withdraw_parse_error(self, path: str) -> None:
+        """The errors log counts open problems: a file's parse error leaves it once the file
+        parses again (or is gone, or has another error), so `errors (N)` is not stuck at a fixed one."""
+        text = self._parse_errors.pop(path, None)
+        log = self.view.error_log
+        kept = [line for line in log if line.text != text]
+        if text is None or len(kept) == len(log):
+            return
+        log.clear()  # the log's count goes on across a clear: a viewer redraws what is kept
+        for line in kept:
+            log.append(line)
 
     # ------------------------------------------------------------------ screen helpers
 

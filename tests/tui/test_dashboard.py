@@ -494,6 +494,28 @@ async def test_hot_reload_updates_the_tree_and_keeps_the_last_good_definition(tm
         assert any("review-one.wf:" in line.text for line in app.view.error_log)
 
 
+async def test_a_fixed_file_s_parse_error_leaves_the_errors_log(tmp_path: Path) -> None:
+    """The errors bar counts open problems: an edit that breaks a file adds one, the edit that
+    fixes it takes it away again (it used to stay until a run started)."""
+    folder = tmp_path / "wf"
+    shutil.copytree(FIXTURE_DIR, folder)
+    good = (folder / "review-one.wf").read_text()
+    app = make_app(dirs=[folder], watch=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        bar = lambda: str(main_screen(app).query_one("#log-bar").render())  # noqa: E731
+        errors_at_start = len(app.view.error_log)
+        (folder / "review-one.wf").write_text("workflow review-one {\n  call \n")
+        await wait_for(pilot, lambda: app.catalog.by_name("review-one").broken, what="broken edit")  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: f"errors ({errors_at_start + 1})" in bar(), what="error counted")
+        (folder / "review-one.wf").write_text(good)
+        await wait_for(pilot, lambda: not app.catalog.by_name("review-one").broken, what="fixed edit")  # type: ignore[union-attr]
+        await pilot.pause()
+        assert not any("review-one.wf" in line.text for line in app.view.error_log)
+        assert len(app.view.error_log) == errors_at_start
+        assert f"errors ({errors_at_start + 1})" not in bar()
+
+
 async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
     from tests.tui.history import history_store
 

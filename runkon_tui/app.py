@@ -61,6 +61,7 @@ from runkon_tui.session import (
     RunnerFailed,
     RunRejected,
     RunSession,
+    WorkflowsChecked,
 )
 from runkon_tui.terminal import hung_up
 from runkon_tui.themes import DEFAULT_THEME, load_themes, stylesheet_path, theme_variable_defaults
@@ -286,6 +287,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self.call_after_refresh(self._settle_after_first_frame)
         if isinstance(self.session.host, DeferredHost):
             self.call_after_refresh(self._build_engine, self.session.host)
+        else:
+            self.call_after_refresh(self.session.check_workflows)
 
     def _build_engine(self, deferred: DeferredHost) -> None:
         """After the first frame: build the engine host on a worker (runs need it, the first
@@ -306,6 +309,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self.session.host = deferred.host  # None: browse-only, the problems say why
         if self._shutting_down():
             return
+        self.session.check_workflows()
         problems = deferred.problems if deferred.built else ["engine unavailable: it failed to start"]
         for problem in problems:
             self.report_problem(problem)
@@ -800,6 +804,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if isinstance(report, RunCreated):
             self._select_workflow(report.name)
             self.drain()
+        elif isinstance(report, WorkflowsChecked):
+            self._refresh_screen()
         elif isinstance(report, Checked):
             waiting, self._form_waiting = self._form_waiting, None
             if waiting is not None and waiting[0] == report.name and self.screen is self.main_screen:

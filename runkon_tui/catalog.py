@@ -24,10 +24,18 @@ class WorkflowEntry:
     name: str
     definition: WorkflowDef | None = None
     error: FileError | None = None
+    #: What would stop a run of a file that parses (a missing agent or sub-workflow …): the host's
+    #: checks, run on a worker after each load (`Catalog.set_problems`); empty until then.
+    problems: tuple[FileError, ...] = ()
 
     @property
     def broken(self) -> bool:
         return self.error is not None
+
+    @property
+    def trouble(self) -> FileError | None:
+        """What the list flags: the parse error, else the first problem the checks found."""
+        return self.error if self.error is not None else next(iter(self.problems), None)
 
     @property
     def title(self) -> str:
@@ -36,14 +44,15 @@ class WorkflowEntry:
         return self.name
 
     def location(self) -> str:
-        """`broken.wf:3:14` — the file name with the error position (empty when fine)."""
-        if self.error is None:
+        """`broken.wf:3:14` — the file name with the position of its trouble (empty when fine)."""
+        trouble = self.trouble
+        if trouble is None:
             return ""
         where = Path(self.path).name
-        if self.error.line is not None:
-            where += f":{self.error.line}"
-            if self.error.column is not None:
-                where += f":{self.error.column}"
+        if trouble.line is not None:
+            where += f":{trouble.line}"
+            if trouble.column is not None:
+                where += f":{trouble.column}"
         return where
 
 
@@ -99,7 +108,9 @@ class Catalog:
                     (wf for wf in result.workflows.values() if wf.source_path == path),
                     old.definition if old is not None else None,
                 )
-            entries[path] = WorkflowEntry(path, outcome, definition)
+            # The last check's findings hold until the next check (run after every load) says.
+            problems = old.problems if old is not None and old.name == outcome else ()
+            entries[path] = WorkflowEntry(path, outcome, definition, problems=problems)
             if old is None:
                 diff.added.append(path)
             elif old.error is not None:
@@ -114,6 +125,17 @@ class Catalog:
         self.entries = dict(sorted(entries.items(), key=lambda kv: _sort_key(kv[1])))
         self.warnings = list(result.warnings)
         return diff
+
+    def set_problems(self, found: dict[str, list[FileError]]) -> bool:
+        """The host's checks of every workflow (name → what would stop its run); True when that
+        changed what the list shows. A file that does not parse keeps only its parse error."""
+        changed = False
+        for entry in self.entries.values():
+            problems = () if entry.broken else tuple(found.get(entry.name, ()))
+            if problems != entry.problems:
+                entry.problems = problems
+                changed = True
+        return changed
 
     # ---- lookups
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.dsl.loading import FileError
 from runkon_flow.event_log import top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration
@@ -109,6 +110,14 @@ class Checked:
     """`check_before_inputs` found nothing that would stop a run of `name`: its form may open."""
 
     name: str
+
+
+@dataclass
+class WorkflowsChecked:
+    """`check_workflows` ran the host's checks: workflow name → what would stop its run."""
+
+    generation: int
+    problems: dict[str, list[FileError]]
 
 
 @dataclass
@@ -209,6 +218,7 @@ Report = (
     | EngineDone
     | RunRejected
     | Checked
+    | WorkflowsChecked
     | PastRunLoaded
     | Attached
     | AttachEnded
@@ -285,6 +295,8 @@ class RunSession:
         self.quitting = False
         self.gate_drafts: dict[str, str] = {}  # notes typed into a gate dialog, kept until answered
         self.host_stale = False
+        self._check_generation = 0  # of `check_workflows`: an older check's findings are dropped
+        self._check_due = False  # the files changed during a run: check them once it ends
         self._reloading = threading.Lock()  # one host reload at a time; a second caller waits
         self.engine_idle = threading.Event()  # no engine thread of ours is running
         self.engine_idle.set()
@@ -516,6 +528,35 @@ class RunSession:
             self.driver.post(RunRejected(name, problems) if problems else Checked(name))
 
         self.driver.spawn(job, group="check", name=f"check {name}")
+
+    def check_workflows(self) -> None:
+        """Check every workflow that parses as its run would be checked, on a worker, so the list
+        flags a missing agent or sub-workflow before Enter is pressed. Not while a run is active
+        (the host is not reloaded under a run): then once it ends (`refresh_host`)."""
+        host = self.host
+        if host is None:
+            return
+        if self.run_active:
+            self._check_due = True
+            return
+        self._check_due = False
+        self._check_generation += 1
+        generation = self._check_generation
+        names = sorted({e.name for e in self.catalog if not e.broken and e.definition is not None})
+
+        def job() -> None:
+            found: dict[str, list[FileError]] = {}
+            try:
+                self.reload_host_now()  # the files as they are now
+                for name in names:
+                    problems = [_file_error(p) for p in host.validate(name)]
+                    if problems:
+                        found[name] = problems
+            except Exception:  # no engine: Enter says why; nothing to flag in the list
+                return
+            self.driver.post(WorkflowsChecked(generation, found))
+
+        self.driver.spawn(job, group="check-workflows", name="check the workflows")
 
     def prepare_inputs(self, name: str, raw: Mapping[str, str]) -> dict[str, str]:
         """The inputs a run of `name` starts with (defaults filled; raises on a bad value)."""
@@ -1024,6 +1065,10 @@ class RunSession:
             return self._engine_done(report)
         if isinstance(report, Checked):
             return None
+        if isinstance(report, WorkflowsChecked):
+            if report.generation == self._check_generation:
+                self.catalog.set_problems(report.problems)
+            return None
         if isinstance(report, PastRunLoaded):
             if report.only_if_shown is not None and report.only_if_shown != self.view.root_run_id:
                 return None
@@ -1106,11 +1151,14 @@ class RunSession:
         """The workflow files changed: the host re-reads them before the next run."""
         self.host_stale = True
         self.refresh_host()
+        self.check_workflows()
 
     def refresh_host(self) -> None:
         """Let the host re-read the workflow files on a thread (it parses them again and rebuilds
         its engine). Never while a run is active: that run keeps its definition; the next run or
         resume reloads first (`reload_host_now`)."""
+        if self._check_due and not self.run_active:
+            self.check_workflows()
         if self.host is None or not self.host_stale or self.run_active:
             return
         self.driver.spawn(self.reload_host_now, group="host-reload", name="reload workflows")
@@ -1297,6 +1345,15 @@ def same_definition(a: WorkflowDef, b: WorkflowDef | None) -> bool:
     if b is None:
         return False
     return a is b or a == b or a.model_copy(update={"source_path": b.source_path}) == b
+
+
+def _file_error(problem: Any) -> FileError:
+    """A host's finding as the list shows it: where (when known) and what."""
+    location = getattr(problem, "location", None)
+    text = getattr(problem, "text", None)
+    if location is None or not callable(text):
+        return FileError("", str(problem))
+    return FileError(location.file or "", text(), location.line, location.column)
 
 
 def _problem_text(problem: Any) -> str:

@@ -360,6 +360,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             notes.append(f"{glyph('failed')} {esc(entry.location())}: {esc(entry.error.message)}")
             if definition is not None:
                 notes.append("showing the last good definition")
+        for problem in entry.problems:  # what the host's checks say would stop a run
+            notes.append(f"{glyph('failed')} {esc(problem.render())}")
         if entry is self.pinned:
             notes.append("not in the watched folders: the definition stored with this run")
         elif app.definition_changed_under_run(entry):

@@ -1,4 +1,5 @@
-"""The workflows list: every `.wf` file, broken ones kept with `file:line:col` and their error."""
+"""The workflows list: every `.wf` file, broken ones kept with `file:line:col` and their error, and
+ones the host's checks refuse (a missing agent or sub-workflow) flagged the same way."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class WorkflowList(OptionList):
         entries = [e for e in catalog if self._matches(e)]
         # Only a broken entry's prompt is laid out to the width: with none, a new width (the first
         # layout's, at start-up) rebuilds nothing, and costs no second layout of the whole screen.
-        width = self._text_width() if any(e.error is not None for e in entries) else 0
+        width = self._text_width() if any(e.trouble is not None for e in entries) else 0
         signature = (
             width,
             *(
@@ -44,7 +45,7 @@ class WorkflowList(OptionList):
                     e.path,
                     e.name,
                     e.location(),
-                    e.error.message if e.error else "",
+                    e.trouble.message if e.trouble else "",
                     self.statuses.get(e.name, ""),
                 )
                 for e in entries
@@ -106,7 +107,7 @@ class WorkflowList(OptionList):
             self.load(self._catalog)
 
     def _prompt(self, entry: WorkflowEntry) -> str:
-        if entry.error is not None:
+        if entry.trouble is not None:
             return self._broken_prompt(entry)
         status = self.statuses.get(entry.name)
         if status:
@@ -127,7 +128,7 @@ class WorkflowList(OptionList):
             keep = max(1, room - len(position) - 1)
             location = name[:keep] + "…" + position
             location = location if len(location) <= room else location[: room - 1] + "…"
-        message = entry.error.message if entry.error else ""
+        message = entry.trouble.message if entry.trouble else ""
         lines = textwrap.wrap(message, max(8, width - 2)) or [""]
         if len(lines) > 2:
             lines = [lines[0], textwrap.shorten(" ".join(lines[1:]), max(8, width - 2), placeholder="…")]

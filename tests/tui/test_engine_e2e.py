@@ -287,6 +287,30 @@ async def test_a_missing_agent_is_reported_before_anything_runs(folder: Path) ->
         assert app.is_running
 
 
+async def test_the_list_flags_a_missing_agent_or_sub_workflow_without_enter(folder: Path) -> None:
+    """The engine's checks run on a worker after each load: a workflow that cannot run is marked
+    in the list like a file that does not parse, not shown fine until Enter is pressed."""
+    (folder / "typo.wf").write_text("workflow typo {\n  call finsh\n}\n")
+    app = real_app(folder, watch=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        listing = main(app).workflow_list
+        entry = lambda name: app.catalog.by_name(name)  # noqa: E731
+        listed = lambda name: str(listing.get_option(entry(name).path).prompt)  # type: ignore[union-attr]  # noqa: E731
+        await wait_for(pilot, lambda: "typo.wf:2:" in listed("typo"), what="typo flagged")
+        assert "finsh" in listed("typo") and listed("typo").startswith("[$error]")
+        assert "[$text-muted]●" in listed("quick-item")  # fine stays fine
+        assert app.run_active is False and app.view.root is None  # nothing ran to find it out
+
+        (folder / "quick-item.wf").write_text("workflow quick-item {\n  call workflow nowhere\n}\n")
+        await wait_for(pilot, lambda: "quick-item.wf:2:" in listed("quick-item"), what="edit flagged")
+        assert "nowhere" in listed("quick-item")
+        await select(pilot, app, "quick-item")
+        assert "nowhere" in str(main(app).query_one("#tree-note").render())
+
+        (folder / "quick-item.wf").write_text("workflow quick-item {\n  call finish\n}\n")
+        await wait_for(pilot, lambda: "[$text-muted]●" in listed("quick-item"), what="the fix seen")
+
+
 async def test_a_crashing_script_fails_the_run_and_the_summary_shows_its_output(folder: Path) -> None:
     (folder / "crash.wf").write_text(
         'workflow crash {\n  script boom { run = "echo about to fail; echo oops >&2; exit 3" }\n}\n'

@@ -965,9 +965,14 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         )
 
     def on_catalog_loaded(self, message: CatalogLoaded) -> None:
+        said = set(self.catalog.warnings)
         diff = self.catalog.merge(message.result)
         if not diff:
             return
+        for warning in self.catalog.warnings:  # a new clash is said as at start-up, and shown
+            if warning not in said:
+                self.view.note(warning, "warning")
+                self.notify(warning, title="Workflow files", severity="warning", timeout=8)
         self.catalog_version += 1
         self.session.catalog_changed()
         for path in [*diff.fixed, *diff.removed, *diff.broken]:

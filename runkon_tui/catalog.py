@@ -8,6 +8,7 @@ the previous state and is cheap enough for the UI thread.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,9 @@ class Catalog:
         self.dirs = [Path(d) for d in dirs]
         self.entries: dict[str, WorkflowEntry] = {}
         self.warnings: list[str] = []
+        #: Declared name → the file a run of that name uses (the loader's pick when files clash).
+        self.used: dict[str, str] = {}
+        self._declared: Counter[str] = Counter()  # name → files that parse and declare it
 
     def reload(self) -> CatalogDiff:
         """Synchronous load + merge (used at start-up, before the first frame)."""
@@ -124,6 +128,8 @@ class Catalog:
         diff.removed = [p for p in self.entries if p not in entries]
         self.entries = dict(sorted(entries.items(), key=lambda kv: _sort_key(kv[1])))
         self.warnings = list(result.warnings)
+        self.used = {name: wf.source_path for name, wf in result.workflows.items() if wf.source_path}
+        self._declared = Counter(e.name for e in self.entries.values() if not e.broken)
         return diff
 
     def set_problems(self, found: dict[str, list[FileError]]) -> bool:
@@ -144,6 +150,30 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def twins(self, entry: WorkflowEntry) -> list[WorkflowEntry]:
+        """The other files that parse and declare `entry`'s workflow name (a clash: one name,
+        several files; a run of the name uses one of them, `used`)."""
+        if entry.broken or self._declared[entry.name] < 2:  # the list asks for every row, often
+            return []
+        return [e for e in self.entries.values() if e.name == entry.name and e is not entry and not e.broken]
+
+    def label(self, entry: WorkflowEntry) -> str:
+        """The list's text for `entry`: its workflow name, led by its file name when another
+        file declares the same name (two identical rows told nothing apart)."""
+        if self.twins(entry):
+            return f"{Path(entry.path).name} · {entry.name}"
+        return entry.name
+
+    def clash(self, entry: WorkflowEntry) -> str:
+        """What to say about a name `entry` shares with other files (empty when it does not)."""
+        twins = self.twins(entry)
+        if not twins:
+            return ""
+        others = ", ".join(Path(e.path).name for e in twins)
+        used = self.used.get(entry.name)
+        runs = f"; a run of {entry.name} uses {Path(used).name}" if used else ""
+        return f"{entry.name} is also declared in {others}{runs}"
 
     def by_name(self, name: str) -> WorkflowEntry | None:
         return next((e for e in self.entries.values() if e.name == name), None)

@@ -362,6 +362,9 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
                 notes.append("showing the last good definition")
         for problem in entry.problems:  # what the host's checks say would stop a run
             notes.append(f"{glyph('failed')} {esc(problem.render())}")
+        clash = app.catalog.clash(entry)
+        if clash:
+            notes.append(f"[$warning]⚠[/] {esc(clash)}")
         if entry is self.pinned:
             notes.append("not in the watched folders: the definition stored with this run")
         elif app.definition_changed_under_run(entry):
@@ -375,7 +378,9 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             return
         self.tree_workflow = entry.name
         if definition is None:
-            self.tree.load([], key, placeholder="this file does not parse yet", workflow=entry.path)
+            # A file that parses but lost its name to another file is not loaded: not a parse error.
+            why = "another file's definition of the name is used" if clash else "this file does not parse yet"
+            self.tree.load([], key, placeholder=why, workflow=entry.path)
         else:
             self.tree.load(build_tree(definition, app.catalog.definition), key, workflow=entry.path)
         self.tree.update_statuses(self.view_for(entry.name), app.clock())

@@ -44,6 +44,7 @@ class WorkflowList(OptionList):
                 (
                     e.path,
                     e.name,
+                    catalog.label(e),
                     e.location(),
                     e.trouble.message if e.trouble else "",
                     self.statuses.get(e.name, ""),
@@ -114,7 +115,8 @@ class WorkflowList(OptionList):
             mark = paint(status, glyph(status))
         else:
             mark = "[$text-muted]●[/]"
-        return f"{mark}\u00a0{esc(entry.name)}"  # no line break between the glyph and the name
+        label = self._catalog.label(entry) if self._catalog is not None else entry.name
+        return f"{mark}\u00a0{esc(label)}"  # no line break between the glyph and the name
 
     def _broken_prompt(self, entry: WorkflowEntry) -> str:
         """`✗ name.wf:12:64` on one line (the name shortened, never the position), then the

@@ -516,6 +516,39 @@ async def test_a_fixed_file_s_parse_error_leaves_the_errors_log(tmp_path: Path) 
         assert f"errors ({errors_at_start + 1})" not in bar()
 
 
+async def test_two_files_declaring_one_workflow_are_told_apart_and_the_warning_kept_current(
+    tmp_path: Path,
+) -> None:
+    """Two files declaring one name were two identical rows, and the clash was said only at
+    start-up: each row now leads with its file, the tree says which file a run uses, and a clash
+    made by an edit is said when the reload finds it."""
+    folder = tmp_path / "wf"
+    shutil.copytree(FIXTURE_DIR, folder)
+    (folder / "review-copy.wf").write_text((folder / "review-one.wf").read_text())
+    app = make_app(dirs=[folder], watch=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        listing = main_screen(app).workflow_list
+        rows = lambda: [str(listing.get_option_at_index(i).prompt) for i in range(listing.option_count)]  # noqa: E731
+        twins = [row for row in rows() if "review-one" in row]
+        assert len(twins) == 2 and len(set(twins)) == 2
+        assert any("review-copy.wf · review-one" in row for row in twins)
+        assert any("review-one.wf · review-one" in row for row in twins)
+        await select(pilot, app, "review-one")
+        note = str(main_screen(app).query_one("#tree-note").render())
+        assert "also declared in" in note and "uses review-one.wf" in note
+
+        (folder / "nightly-2.wf").write_text((folder / "nightly.wf").read_text())
+        await wait_for(pilot, lambda: any("nightly-2.wf · nightly" in row for row in rows()), what="new twin")
+        clash = "Workflow 'nightly' is declared in both"
+        assert any(clash in line.text for line in app.view.engine_log)
+        assert any(clash in n.message for n in app._notifications)
+
+        (folder / "nightly-2.wf").unlink()
+        await wait_for(pilot, lambda: not any("nightly-2.wf" in row for row in rows()), what="twin gone")
+        assert any(row.endswith("\u00a0nightly") for row in rows())
+
+
 async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
     from tests.tui.history import history_store
 

@@ -231,12 +231,32 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         if action == "open_run":
             return self.selected() is not None or None
         if action == "resume_run":
-            run = self.selected()
-            if run is None or self.rapp.host is None:
-                return None
-            resumable = RunStatus(run.status) in RESUMABLE or live_status(run) == "interrupted"
-            return True if resumable and not self.rapp.run_active else None
+            return True if self.unavailable_reason(action) is None else None
         return True
+
+    def unavailable_reason(self, action: str) -> str | None:
+        """Why `r` would not resume the highlighted run — it is dimmed then, and the app says this
+        when it is pressed anyway (it used to do nothing, silently) — else None."""
+        if action != "resume_run":
+            return None
+        run = self.selected()
+        if run is None:
+            return "no run to resume"
+        if self.rapp.host is None:
+            return "no engine available: see the errors log"
+        status = live_status(run)
+        name = f"run {short_id(run.id)} of {run.workflow_name}"
+        if status == "completed":
+            return f"{name} completed: there is nothing to resume"
+        if status == "waiting":
+            return f"{name} waits at a gate: enter opens it to answer the gate"
+        if status in LIVE:
+            return f"{name} is {status}: enter follows it"
+        if RunStatus(run.status) not in RESUMABLE and status != "interrupted":
+            return f"{name} is {status}: only a failed, cancelled or interrupted run resumes"
+        if self.rapp.run_active:
+            return "a run is already active; cancel it or wait for it to finish"
+        return None
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self.refresh_bindings()

@@ -569,6 +569,28 @@ async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
         assert app.summary() == ""  # nothing ran in this session
 
 
+async def test_r_on_a_completed_run_in_the_history_says_why_it_does_not_resume() -> None:
+    """`r` on a run that cannot resume did nothing and said nothing: it now says why."""
+    from runkon_tui.screens.runs import RunsScreen
+    from tests.tui.history import history_store
+
+    app = make_app(store=history_store())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        await pilot.press("down", "down")  # newest first: cancelled, failed, completed
+        assert app.screen.selected().status == "completed"  # type: ignore[attr-defined]
+        await pilot.press("r")
+        await pilot.pause()
+        said = [n.message for n in app._notifications]
+        assert any("completed: there is nothing to resume" in text for text in said), said
+        assert isinstance(app.screen, RunsScreen) and app.view.root is None  # nothing opened
+
+        await pilot.press("up")  # the failed run resumes: no reason given, the key is live
+        assert app.screen.unavailable_reason("resume_run") is None  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(("width", "fmt"), [(120, "%Y-%m-%d %H:%M:%S"), (80, "%m-%d %H:%M")])
 async def test_the_runs_screen_shows_start_times_on_the_readers_clock(
     monkeypatch: pytest.MonkeyPatch, width: int, fmt: str

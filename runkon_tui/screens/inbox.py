@@ -26,13 +26,17 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 from runkon_tui.screens.gate import GateChoices, GateDecision
 from runkon_tui.status import short_id
 from runkon_tui.widgets.markup import esc, tone_text
-from runkon_tui.widgets.table_fit import refill
+from runkon_tui.widgets.table_fit import fit_columns, refill
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
 
 COLUMNS = ("", "workflow", "gate", "waited", "times out in", "run", "prompt")  # the prompt is cut to fit
+# Too narrow for every column (80 columns, long names): these go, in this order, before the
+# workflow and gate names are cut (the note dialog lists each chosen gate with its run and prompt).
+DROPPED_FIRST = ("run", "waited", "prompt", "times out in")
+NAMES = ("workflow", "gate")  # cut with "…" only when they do not fit even then
 REFRESH_S = 1.0
 
 
@@ -84,10 +88,12 @@ class BatchNoteScreen(ModalScreen[GateDecision | None]):
     def compose(self) -> ComposeResult:
         n = len(self.gates)
         what = f"{n} gate{'' if n == 1 else 's'}"
+        for_all = " for all" if n > 1 else ""
         if self.approve:
-            title, label = f"[b $success]✓ Approve[/] {what}", "Note for all (optional):"
+            title, label = f"[b $success]✓ Approve[/] {what}", f"Note{for_all} (optional):"
         else:
-            title, label = f"[b $error]✗ Reject[/] {what} — fails their runs", "Reason for all (optional):"
+            fails = "fails its run" if n == 1 else "fails their runs"
+            title, label = f"[b $error]✗ Reject[/] {what} — {fails}", f"Reason{for_all} (optional):"
         listed = "\n".join(
             f"• {esc(g.workflow_name)} · {esc(g.gate_name)} · run {short_id(g.run_id)}"
             + (f" — {esc(g.prompt)}" if g.prompt else "")
@@ -222,7 +228,9 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                     Text((gate.prompt or "").replace("\n", " ")),  # the last column: refill fits it
                 ]
             )
-        refill(self.query_one(DataTable), COLUMNS, lines, [gate.step_id for gate in gates])
+        table = self.query_one(DataTable)
+        names, cells = fit_columns(table, COLUMNS, lines, droppable=DROPPED_FIRST, cuttable=NAMES)
+        refill(table, names, cells, [gate.step_id for gate in gates], fit_last=names[-1] == "prompt")
         status = self.query_one("#inbox-status", Static)
         if error:
             status.update(f"[$error]{esc(error)}[/]")
@@ -235,6 +243,14 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                 "space marks · A marks all · a approves · x rejects (the marked ones, else the one here)"
             )
         self.refresh_bindings()
+
+    def on_resize(self) -> None:
+        # After the layout, which gives the table its new width: the columns that fit it.
+        self.call_after_refresh(self._refill)
+
+    def _refill(self) -> None:
+        if self.loaded and self.is_mounted:
+            self._fill(self.gates, self.error)
 
     def cursor_gate(self) -> WaitingGate | None:
         table = self.query_one(DataTable)

@@ -31,6 +31,59 @@ def _fit_last_column(
         row[-1].truncate(max(MIN_LAST_WIDTH, room), overflow="ellipsis")
 
 
+MIN_CUT_WIDTH = 8  # a name cut to fit keeps at least this many columns
+
+
+def fit_columns(
+    table: DataTable[object],
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Text]],
+    *,
+    droppable: Sequence[str] = (),
+    cuttable: Sequence[str] = (),
+) -> tuple[list[str], list[list[Text]]]:
+    """The columns of `rows` that fit `table`'s width, so the columns that matter most stay in
+    view at 80 columns instead of being pushed off the right edge: while they do not fit (a free
+    text last column counted at `MIN_LAST_WIDTH`), the columns of `droppable` go, in that order;
+    when even then too wide, the cells of `cuttable` are cut with `…`, the widest first.
+    Before the first layout (no width yet) everything is kept."""
+    names, kept = list(headers), [list(row) for row in rows]
+    width = table.size.width
+    if not rows or width <= 0:
+        return names, kept
+    padding = 2 * table.cell_padding
+    room = width - table.styles.scrollbar_size_vertical
+
+    def widths() -> list[int]:
+        return [max(cell_len(h), *(row[i].cell_len for row in kept)) for i, h in enumerate(names)]
+
+    def needed(ws: list[int]) -> int:
+        last = min(ws[-1], MIN_LAST_WIDTH) if names[-1] not in cuttable else ws[-1]
+        return sum(ws[:-1]) + last + padding * len(ws)
+
+    for name in droppable:
+        if needed(widths()) <= room:
+            break
+        if name in names and len(names) > 1:
+            index = names.index(name)
+            del names[index]
+            for row in kept:
+                del row[index]
+    ws = widths()
+    excess = needed(ws) - room
+    cut = [names.index(n) for n in cuttable if n in names]
+    while excess > 0:
+        index = max(cut, key=lambda i: ws[i], default=None)
+        if index is None or ws[index] <= max(MIN_CUT_WIDTH, cell_len(names[index])):
+            break
+        ws[index] -= 1
+        excess -= 1
+    for index in cut:
+        for row in kept:
+            row[index].truncate(ws[index], overflow="ellipsis")
+    return names, kept
+
+
 def refill(
     table: DataTable[object],
     headers: Sequence[str],

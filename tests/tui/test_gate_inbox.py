@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
 from runkon_flow.persistence.sqlite import SqliteStore
 from runkon_flow.workspace import Workspace
 from textual.widgets import DataTable, Input
@@ -209,3 +210,50 @@ async def test_at_80_columns_a_long_prompt_is_cut_and_the_inbox_does_not_scroll_
     finally:
         runs.close()
         store.close()
+
+
+def _long_named_gates() -> InMemoryStore:
+    """Two gates waiting in runs of a workflow and at a gate whose names are long."""
+    store = InMemoryStore()
+    for _ in range(2):
+        run = store.create_run(NewRun(workflow_name="release-payments-service-to-production"))
+        step = store.insert_step(
+            NewStep(
+                run.id,
+                "security_sign_off_by_oncall",
+                role="gate",
+                position=1,
+                node_path="body.1",
+                gate_type="human_approval",
+                gate_prompt="Ship it?",
+                gate_timeout="3600",
+            )
+        )
+        store.update_step(step, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        store.set_waiting_blocked_on(run.id, {"type": "human_approval", "gate_name": step})
+    return store
+
+
+async def test_at_80_columns_long_workflow_and_gate_names_stay_whole() -> None:
+    """Long names pushed the columns after them off an 80-column screen, and the table scrolled
+    sideways: the less useful columns go first now, so the names stay whole and in view."""
+    app = make_app(store=_long_named_gates(), clock=time.time)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "loaded", False), what="the inbox")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        assert table.max_scroll_x == 0, "the inbox scrolls sideways at 80 columns"
+        headers = [str(c.label) for c in table.columns.values()]
+        assert headers == ["", "workflow", "gate"]
+        row = inbox_rows(app)[0]
+        assert "release-payments-service-to-production" in row
+        assert "security_sign_off_by_oncall" in row
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+        title = str(app.screen.query_one("#title").render())
+        assert "Reject 1 gate — fails its run" in title and "their runs" not in title
+        await pilot.press("escape")
+        await pilot.press("A", "x")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+        assert "Reject 2 gates — fails their runs" in str(app.screen.query_one("#title").render())

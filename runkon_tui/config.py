@@ -25,6 +25,11 @@ import yaml
 CONFIG_ENV = "RUNKON_TUI_CONFIG"
 EXECUTORS = ("local", "ray")
 RUN_IN = ("runner", "dashboard")  # a background runner process per run, or this process
+#: Binding ids a release renamed or split → the ids that do their work now: a keymap that still
+#: names an old id is warned about (its mapping would otherwise be dropped without a word).
+RENAMED_KEY_IDS: dict[str, tuple[str, ...]] = {
+    "inbox_note_answer": ("inbox_note_approve", "inbox_note_reject"),
+}
 
 
 def config_path() -> Path:
@@ -97,10 +102,22 @@ def load_config(path: Path | None = None) -> TuiConfig:
     cfg.run_in = _choice(cfg, data, "run_in", RUN_IN)
     keymap = data.get("keymap") or {}
     if not isinstance(keymap, dict):
-        cfg.error = f"{path}: `keymap` must map binding ids to keys"
+        _add_error(cfg, f"{path}: `keymap` must map binding ids to keys")
     else:
         cfg.keymap = {str(k): str(v) for k, v in keymap.items()}
+        for old, new in RENAMED_KEY_IDS.items():
+            if old in cfg.keymap:
+                _add_error(
+                    cfg,
+                    f"{path}: keymap id `{old}` is no longer used (its keys {cfg.keymap[old]!r} do "
+                    f"nothing): map {' and '.join(f'`{n}`' for n in new)} instead",
+                )
     return cfg
+
+
+def _add_error(cfg: TuiConfig, text: str) -> None:
+    """One more problem with the settings file (each on its own line; none hides another)."""
+    cfg.error = f"{cfg.error}\n{text}" if cfg.error else text
 
 
 def _choice(cfg: TuiConfig, data: dict, key: str, choices: tuple[str, ...]) -> str | None:
@@ -109,6 +126,6 @@ def _choice(cfg: TuiConfig, data: dict, key: str, choices: tuple[str, ...]) -> s
     if value is None:
         return None
     if str(value) not in choices:
-        cfg.error = f"{cfg.path}: `{key}` must be one of {', '.join(choices)}, not {value!r}"
+        _add_error(cfg, f"{cfg.path}: `{key}` must be one of {', '.join(choices)}, not {value!r}")
         return None
     return str(value)

@@ -465,6 +465,27 @@ async def test_theme_choice_is_remembered_but_start_up_writes_nothing(tmp_path: 
     assert yaml.safe_load(path.read_text()) == {"theme": "runkon-light"}
 
 
+async def test_a_keymap_naming_the_old_inbox_note_answer_id_is_warned_about(tmp_path: Path) -> None:
+    """`inbox_note_answer` became `inbox_note_approve` / `inbox_note_reject`: a settings file that
+    still remaps it lost that mapping without a word; it is warned about like any bad setting,
+    naming the new ids, and does not hide another problem of the file."""
+    from runkon_tui.config import load_config
+
+    path = tmp_path / "cfg" / "tui.yaml"
+    path.parent.mkdir()
+    path.write_text("executor: dask\nkeymap:\n  inbox_note_answer: ctrl+s\n  cancel: ctrl+x\n")
+    app = make_app(config=load_config(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        errors = [line.text for line in app.view.error_log]
+        renamed = [t for t in errors if "inbox_note_answer" in t]
+        assert renamed and "inbox_note_approve" in renamed[0] and "inbox_note_reject" in renamed[0]
+        assert "ctrl+s" in renamed[0] and str(path) in renamed[0]
+        assert any("`executor` must be one of" in t for t in errors)
+        assert any("inbox_note_answer" in n.message for n in app._notifications)
+        assert app.key_for("cancel") == "ctrl+x"  # the rest of the keymap still applies
+
+
 async def test_hot_reload_updates_the_tree_and_keeps_the_last_good_definition(tmp_path: Path) -> None:
     folder = tmp_path / "wf"
     shutil.copytree(FIXTURE_DIR, folder)

@@ -24,8 +24,9 @@ Command = tuple[str, str, Callable[[], object]]
 
 
 class DashboardCommands(Provider):
-    """Mirrors the main screen's key bindings (same ids, same check_action), and the panes' own
-    (rerun from the tree's step, retry items or a failure cluster) while they apply."""
+    """Mirrors the main screen's key bindings (same ids, same check_action, and only those the
+    focused pane does not take over), and the panes' own (rerun from the tree's step, retry items
+    or a failure cluster) while they apply."""
 
     def _commands(self) -> list[Command]:
         app: RunkonApp = self.app  # type: ignore[assignment]
@@ -33,8 +34,11 @@ class DashboardCommands(Provider):
         if screen is None:
             return []
         out: list[Command] = []
+        # The main screen's keys the focused pane leaves to it, as the footer shows them: the
+        # tree's enter opens a node, so Run (enter) is not offered while the tree has the focus.
+        live = {active.binding.id for active in screen.active_bindings.values()}
         for key, binding_id, description, action in app.key_table():
-            if screen.check_action(action, ()) is not True:
+            if binding_id not in live or screen.check_action(action, ()) is not True:
                 continue
             title = f"{description}  ({key})"
             out.append((title, f"binding id: {binding_id}", partial(screen.run_action, action)))

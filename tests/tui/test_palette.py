@@ -39,6 +39,25 @@ async def test_the_palette_has_each_of_our_keys_once_and_textual_s_duplicates_ar
         assert "Screenshot" in titles  # nothing of ours saves a picture of the screen
 
 
+async def test_run_is_offered_only_where_its_key_runs_the_workflow() -> None:
+    """With the tree focused its enter opens a node, and the footer has no Run: the palette
+    offered `Run  (enter)` there all the same. It offers what the focused pane leaves to it."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.main_screen
+        assert screen is not None
+        assert "Run  (enter)" in await palette(pilot, app)  # the list has the focus
+        screen.tree.focus()
+        await pilot.pause()
+        titles = await palette(pilot, app)
+        assert "Run  (enter)" not in titles, titles
+        assert "Help  (?)" in titles and "Runs  (h)" in titles  # the rest still applies
+        screen.workflow_list.focus()
+        await pilot.pause()
+        assert "Run  (enter)" in await palette(pilot, app)
+
+
 async def test_rerun_and_retries_are_in_the_palette_while_they_apply() -> None:
     """`rerun` found "No matches found" though the tree's footer said `R Rerun`."""
     app = make_app()

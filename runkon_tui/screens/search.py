@@ -193,7 +193,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
                 options.append(Option(_hit_text(self.app, hit, width), id=f"hit-{len(self.hits)}"))
                 self.hits.append(SearchHit(source, hit))
         results.add_options(options)
-        searched = f"{result.searched} step{'' if result.searched == 1 else 's'} and items"
+        searched = result.searched_text
         if self.hits:
             groups = len(result.groups)
             self._status(

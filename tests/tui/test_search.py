@@ -367,3 +367,22 @@ async def test_a_resize_while_a_new_search_runs_keeps_saying_it_searches(
         await pilot.pause()
         status = str(screen.query_one("#search-status", Static).render())
         assert screen.searching and status.startswith("searching for warning")
+
+
+async def test_a_run_of_one_step_is_counted_in_words_that_read_right(
+    finished: tuple[Path, SqliteStore, str],
+) -> None:
+    folder, store, _ = finished
+    ws = Workspace([folder], store)
+    run_id = ws.create_run("one", {"name": "x"})
+    ws.execute(run_id)
+    app = make_app(host=ws, store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_run_and_search(pilot, run_id, "nothing like it")
+        status = str(screen.query_one("#search-status", Static).render())
+        assert status == "no match for nothing like it in 1 step or item"
+        screen.query_one(Input).value = "hello"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.hits, what="the hit")
+        status = str(screen.query_one("#search-status", Static).render())
+        assert status.startswith("1 matching line in 1 of 1 step or item ·"), status

@@ -133,6 +133,10 @@ def test_the_inbox_as_json_counts_down_to_the_timeout(
     )
     assert gate["timeout_secs"] == 3600
     assert 0 <= gate["waited_secs"] < 60
+    short = "…" + first.run_id[-8:]  # as the dashboard shows it
+    assert [
+        json.loads(line)["run_id"] for line in cli(capsys, "gates", "--json", "--run", short)[1].splitlines()
+    ] == [first.run_id]
     assert gate["time_left_secs"] == pytest.approx(3600 - gate["waited_secs"], abs=0.01)
     assert gate["options"] == {"fast": "Fast lane", "careful": "Careful rollout"}
 

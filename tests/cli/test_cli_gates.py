@@ -54,6 +54,15 @@ def test_approve_by_step_id_with_an_explicit_decider(
     assert waiting.gate_row().gate_approved_by == "release-bot"
 
 
+def test_approve_takes_the_short_run_id_the_dashboard_shows(
+    waiting: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "approve", "…" + waiting.run_id[-8:], "human_approval")
+    assert (code, err) == (0, "")
+    assert out == f"gate human_approval of run {waiting.run_id} approved by alice\n"
+    assert waiting.finish().status is RunStatus.COMPLETED
+
+
 def test_approve_with_a_selection_of_the_gates_options(
     waiting: GateRun, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.cli import run as cli_run
-from runkon_flow.persistence import RunStatus, SqliteStore
+from runkon_flow.persistence import NewRun, RunStatus, SqliteStore
 
 from tests.cli.run_helpers import cli, cli_env, events_of, run_id_of, spawn, stop, wait_for, write
 
@@ -258,6 +258,38 @@ def test_resume_continues_an_interrupted_run(home: Path, capsys: pytest.CaptureF
     (home / "wf" / "fixed.flag").touch()
     assert cli(capsys, "resume", run_id, "--dir", "wf")[0] == 0
     assert status_of(home, run_id) is RunStatus.COMPLETED
+
+
+def test_a_run_is_found_by_its_id_in_any_case_or_by_a_unique_part_copied_from_the_dashboard(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, run_id = start(capsys, "build")
+    for given in (run_id.lower(), "…" + run_id[-8:], run_id[-8:].lower(), run_id[:10], "…" + run_id[-6:]):
+        code, out, err = cli(capsys, "show", given)
+        assert (code, err) == (0, ""), given
+        assert out.startswith(f"run       {run_id}\n"), given
+    code, _, err = cli(capsys, "show", run_id[-5:])  # too short to be told from other runs' parts
+    assert code == 1
+    assert f"no workflow run '{run_id[-5:]}'" in err
+
+
+def test_a_part_of_an_id_that_several_runs_share_is_refused_with_the_runs_it_matches(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start(capsys, "build")
+    same_end = [f"01JV{n}ABCDEFGHJKMNPQRSTVWXYZ" for n in range(7)]
+    with SqliteStore(home / "runs.db") as store:
+        for run_id in same_end:
+            store.create_run(NewRun(workflow_name="build", run_id=run_id))
+    code, out, err = cli(capsys, "cancel", "…TVWXYZ")
+    assert (code, out) == (2, "")
+    [message] = err.splitlines()
+    assert message.startswith("runkon-flow cancel: error: run id '…TVWXYZ' matches 7 runs: ")
+    assert message.endswith(" and 2 more; give more of the id")
+    assert sum(run_id in message for run_id in same_end) == 5
+    assert {status_of(home, run_id) for run_id in same_end} == {RunStatus.PENDING}  # nothing guessed
+    assert cli(capsys, "cancel", "01JV3ABC")[0] == 0
+    assert status_of(home, same_end[3]) is RunStatus.CANCELLED
 
 
 def test_a_run_abandoned_while_cancelling_resumes_instead_of_cancelling_again(

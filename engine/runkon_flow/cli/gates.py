@@ -36,16 +36,16 @@ def _user(explicit: str | None) -> str:
 def cmd_gate(args: argparse.Namespace) -> int:
     out = StdoutGuard()
     with opened_store(args, must_exist=True) as store:
-        get_run(store, args.run_id, args)
+        run_id = get_run(store, args.run_id, args).id
         gates = GateApprovals(store)
         by = _user(args.by)
         if args.command == "approve":
-            gate = gates.approve(args.run_id, args.gate, by, args.note, args.select or None)
+            gate = gates.approve(run_id, args.gate, by, args.note, args.select or None)
             verb = "approved"
         else:
-            gate = gates.reject(args.run_id, args.gate, by, args.note)
+            gate = gates.reject(run_id, args.gate, by, args.note)
             verb = "rejected"
-    out.print(f"gate {gate.gate_name} of run {args.run_id} {verb} by {by}")
+    out.print(f"gate {gate.gate_name} of run {run_id} {verb} by {by}")
     return EXIT_OK
 
 
@@ -207,7 +207,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
         raise UsageError("--select goes with 'gates approve'")
     with opened_store(args, must_exist=True) as store:
         if args.run:
-            get_run(store, args.run, args)
+            args.run = get_run(store, args.run, args).id
         if args.action == "list":
             gates = _selected(store, args)
             return _list(gates, _held(store, gates), args)

@@ -4,13 +4,22 @@ the same workflow, and the live view gives a running step its ETA band or `over 
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
 from runkon_flow.cli.live import LiveView
-from runkon_flow.events import EngineEventData, RunStarted, StepStarted
+from runkon_flow.events import (
+    ChildRunStarted,
+    EngineEventData,
+    GateResolved,
+    GateWaiting,
+    RunStarted,
+    StepStarted,
+)
 from runkon_flow.observe.estimates import Estimates
 
+from .gate_helpers import GateRun, gate_home
 from .run_helpers import cli, run_id_of, write
 
 WF = """workflow est {
@@ -61,3 +70,76 @@ def test_the_live_view_gives_running_steps_an_eta_band_then_over_p95() -> None:
     clock[0] = 1025.0
     [line] = [ln for ln in view.render() if "build" in ln]
     assert "⚠ over p95 (20s)" in line
+
+
+def test_a_call_step_is_not_late_while_its_called_workflow_waits_for_a_person() -> None:
+    """The called workflow's gate waits for someone: the call step has no ETA and no over-p95
+    while it waits, and after the answer only the time it worked is held against its band."""
+    clock = [1000.0]
+    view = LiveView(io.StringIO(), top_run_id="R", now=lambda: clock[0], width=120, height=20, unicode=True)
+    view.estimates = Estimates("outer", runs=2, steps={"body.0": [10.0, 20.0]})  # the call step
+    for run_id, ts, event in (
+        ("R", 1000.0, RunStarted(workflow_name="outer")),
+        (
+            "R",
+            1000.0,
+            StepStarted(
+                step_name="deploy", step_key="deploy", kind="call_workflow", step_id="s1", node_path="body.0"
+            ),
+        ),
+        (
+            "R",
+            1000.0,
+            ChildRunStarted(child_run_id="C", workflow_name="inner", parent_run_id="R", parent_step_id="s1"),
+        ),
+        ("C", 1000.0, RunStarted(workflow_name="inner", parent_run_id="R")),
+        (
+            "C",
+            1002.0,
+            GateWaiting(gate_name="ok", step_id="g1", gate_type="human_approval", node_path="body.0"),
+        ),
+    ):
+        view.feed(EngineEventData(timestamp=int(ts), ts=ts, run_id=run_id, event=event))
+    clock[0] = 1600.0  # ten minutes with nobody answering
+    [line] = [ln for ln in view.render() if "deploy" in ln]
+    assert "over p95" not in line and "ETA" not in line
+    answered = GateResolved(
+        gate_name="ok", step_id="g1", approved=True, resolved_by="bob", resolved_at=1600.0
+    )
+    view.feed(EngineEventData(timestamp=1600, ts=1600.0, run_id="C", event=answered))
+    clock[0] = 1605.0  # 7 s of work: 2 before the gate, 5 after
+    [line] = [ln for ln in view.render() if "deploy" in ln]
+    assert "ETA 3.0s–13s" in line
+    clock[0] = 1620.0  # 22 s of work
+    [line] = [ln for ln in view.render() if "deploy" in ln]
+    assert "⚠ over p95 (20s)" in line
+
+
+RELEASE = """workflow release {
+  call workflow ship
+}
+"""
+
+
+def test_show_holds_no_persons_wait_against_the_call_step_that_waits(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past releases were approved at once; this one waits for its approver: `show` gives its
+    call step no `⚠ over p95` while it waits, and no `slow: over p95` once answered."""
+    home = gate_home(tmp_path, monkeypatch, release=RELEASE)
+    for _ in range(2):
+        past = GateRun(home, "release")
+        assert cli(capsys, "approve", past.run_id, "human_approval")[0] == 0
+        past.finish()
+        past.close()
+    waiting = GateRun(home, "release")
+    try:
+        time.sleep(1.5)  # far past the call step's p95 (its past runs took a fraction of this)
+        [line] = [ln for ln in cli(capsys, "show", waiting.run_id)[1].splitlines() if "workflow:ship" in ln]
+        assert "over p95" not in line and "ETA" not in line
+        assert cli(capsys, "approve", waiting.run_id, "human_approval")[0] == 0
+        waiting.finish()
+    finally:
+        waiting.close()
+    [line] = [ln for ln in cli(capsys, "show", waiting.run_id)[1].splitlines() if "workflow:ship" in ln]
+    assert "over p95" not in line

@@ -63,12 +63,15 @@ def finished_step(
     secs: int,
     role: str = "agent",
     child_id: str | None = None,
+    gate_type: str | None = None,
 ) -> None:
     """A completed step of `run_id` at `path` that took `secs` seconds."""
-    sid = store.insert_step(NewStep(run_id, name, role=role, retry_count=0, node_path=path))
+    sid = store.insert_step(
+        NewStep(run_id, name, role=role, retry_count=0, node_path=path, gate_type=gate_type)
+    )
     store.update_step(sid, StepUpdate.completed(gen, result_text="ok", child_run_id=child_id))
     row = store._steps[sid]  # the times a real step would have taken
-    row.started_at, row.ended_at = "2026-12-03T10:00:00Z", f"2026-12-03T10:00:{secs:02d}Z"
+    row.started_at, row.ended_at = "2026-12-03T10:00:00Z", f"2026-12-03T10:{secs // 60:02d}:{secs % 60:02d}Z"
 
 
 def test_history_reads_completed_runs_of_the_same_workflow_only() -> None:
@@ -131,3 +134,28 @@ def test_a_gate_that_waits_for_an_answer_gets_no_estimate_while_work_keeps_one(g
     assert est.overdue(gate, now=113.0) is None
     assert est.step_band("body.0") == Band(10.0, 10.0)
     assert est.step_band("body.2") == Band(3.0, 3.0)  # a quality_gate computes: it is timed
+
+
+def test_a_call_steps_history_leaves_out_what_its_called_workflows_waited_for_people() -> None:
+    """A person's 30 s answer inside the called workflow (and inside one it calls) is not the
+    call step's work: its band is the 11 s it worked, not the 71 s it took."""
+    store = InMemoryStore()
+    r = store.create_run(NewRun(workflow_name="outer"))
+    gen = store.acquire_lease(r.id, "t", 60)
+    child = store.create_run(NewRun(workflow_name="inner", parent_workflow_run_id=r.id))
+    cgen = store.acquire_lease(child.id, "c", 60)
+    grandchild = store.create_run(NewRun(workflow_name="sign", parent_workflow_run_id=child.id))
+    ggen = store.acquire_lease(grandchild.id, "g", 60)
+    finished_step(store, child.id, cgen, "build", "body.0", 5)
+    finished_step(store, child.id, cgen, "ok", "body.1", 30, role="gate", gate_type="human_approval")
+    finished_step(store, grandchild.id, ggen, "sign", "body.0", 30, role="gate", gate_type="pr_approval")
+    finished_step(
+        store, child.id, cgen, "workflow:sign", "body.2", 31, role="workflow", child_id=grandchild.id
+    )
+    finished_step(store, r.id, gen, "workflow:inner", "body.0", 71, role="workflow", child_id=child.id)
+    for run_id, token in ((grandchild.id, "g"), (child.id, "c"), (r.id, "t")):
+        store.finish_run(run_id, RunStatus.COMPLETED, None, None, token)
+    est = history_of(store, "outer")
+    assert est.step_band("body.0") == Band(11.0, 11.0)
+    assert est.step_band("body.0/body.2") == Band(1.0, 1.0)
+    assert est.step_band("body.0/body.1") is None  # the gate itself: not timed at all

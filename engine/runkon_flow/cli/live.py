@@ -22,7 +22,7 @@ from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import display_line, error_headline, fit_headline, format_duration
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
-from runkon_flow.observe.estimates import Estimates
+from runkon_flow.observe.estimates import Estimates, people_wait
 from runkon_flow.observe.records import last_line_worth_showing
 from runkon_flow.observe.status import ASCII_GLYPH, GLYPH, TERMINAL, outcome
 
@@ -295,7 +295,7 @@ class LiveView:
         """`  · ETA 20s–45s` / `  · ⚠ over p95 (1m10s)` for the top run's running steps."""
         if self.estimates is None or sv is None or run.run_id != self._top:
             return ""
-        note = self.estimates.running_note(sv, now, fan)
+        note = self.estimates.running_note(sv, now, fan, waited=people_wait(sv, now, self.model.runs.get))
         if not note:
             return ""
         if self._g is _ASCII:

@@ -23,7 +23,7 @@ from runkon_flow.humanize import error_headline, format_duration, gate_decision,
 from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, by_fan_out, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
-from runkon_flow.observe.estimates import Estimates, history_of
+from runkon_flow.observe.estimates import Estimates, history_of, people_wait_in_rows
 from runkon_flow.observe.loader import fanout_from_rows, fill_unrun_item_errors, row_failure_cause
 from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.observe.status import outcome
@@ -239,18 +239,23 @@ def run_json(
 # --------------------------------------------------------------------------- show
 
 
-def _timing_note(step: WorkflowRunStep, fan: FanOutView | None, est: Estimates, now: float) -> str:
+def _timing_note(
+    store: WorkflowPersistence, step: WorkflowRunStep, fan: FanOutView | None, est: Estimates, now: float
+) -> str:
     """A running step's ETA band from past runs (`ETA 20s–45s`) or `⚠ over p95 (…)`; a finished
     step that took longer than its p95 in past runs: `slow: over p95 (…)` (docs/run-model.md).
-    `fan`: a foreach step's items, else None."""
+    `fan`: a foreach step's items, else None. A call step's time leaves out its children's waits
+    for people."""
     status = StepStatus(step.status)
+    waited = people_wait_in_rows(store, step)
     if status in (StepStatus.RUNNING, StepStatus.WAITING):
         sv = StepView(key=step.node_path or step.id, name=step.step_name, node_path=step.node_path)
         sv.status, sv.started_at = status.value, liveness.utc_seconds(step.started_at)
-        return est.running_note(sv, now, fan)
+        return est.running_note(sv, now, fan, waited=waited)
     took = liveness.step_seconds(step)
     if status is not StepStatus.COMPLETED or took is None:
         return ""
+    took -= waited or 0.0
     band = (
         est.fanout_band(step.node_path, step.fan_out_total or 0)
         if fan is not None
@@ -465,7 +470,7 @@ def show_lines(
             notes.extend(failed_items)
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
-        timing = _timing_note(step, fan, estimates, moment) if estimates.runs else ""
+        timing = _timing_note(store, step, fan, estimates, moment) if estimates.runs else ""
         spent = Usage.from_json(step.usage)
         for note in (spent.short() if spent else "", timing):
             if note:

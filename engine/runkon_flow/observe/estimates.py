@@ -13,7 +13,10 @@ workflow, narrowed by the live item rate (docs/run-model.md "Estimates").
   the p95 starts at twice it, narrowing the same way.
 * **Over p95.** A running step whose elapsed time is past its p95 is *overdue*; renderers mark it.
 * **Not people.** A gate that waits for someone's answer (`ANSWERED_GATES`) is not timed: how long
-  a person takes is not a slowdown, so it gets no band, no ETA and no over-p95 mark.
+  a person takes is not a slowdown, so it gets no band, no ETA and no over-p95 mark. Nor is that
+  wait counted in a `call workflow` step that contains it: the step's time, in history and live,
+  is its duration minus what the workflows it calls (at any depth) waited at such gates, and
+  while one of them waits the step gets no ETA and no over-p95 mark (`people_wait`).
 
 Pure reading: `history_of(store, …)` reads rows once; `Estimates` answers from memory, so a
 renderer may ask every frame.
@@ -22,17 +25,25 @@ renderer may ask every frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from runkon_flow.humanize import format_duration
 from runkon_flow.observe.liveness import step_seconds
 from runkon_flow.observe.loader import MAX_CALL_DEPTH
-from runkon_flow.observe.records import FanOutView, StepView
+from runkon_flow.observe.records import FanOutView, RunState, StepView
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["ANSWERED_GATES", "Band", "Estimates", "history_of", "quantile"]
+__all__ = [
+    "ANSWERED_GATES",
+    "Band",
+    "Estimates",
+    "history_of",
+    "people_wait",
+    "people_wait_in_rows",
+    "quantile",
+]
 
 #: How many past runs the history reads (the most recent completed ones).
 HISTORY_RUNS = 20
@@ -113,14 +124,22 @@ class Estimates:
         return band.minus(max(0.0, now - started))
 
     def running_note(
-        self, sv: StepView, now: float, fan: FanOutView | None = None, key: str | None = None
+        self,
+        sv: StepView,
+        now: float,
+        fan: FanOutView | None = None,
+        key: str | None = None,
+        waited: float | None = 0.0,
     ) -> str:
         """What a renderer writes after a running step: `ETA 20s–45s`, or `⚠ over p95 (1m10s)`
         once it has run past its p95; "" without history (or when not running). `key` is the
         step's key in the history when it is not its node path (a called workflow's step:
-        `<call node path>/<node path>`)."""
+        `<call node path>/<node path>`). `waited`: a call step's seconds spent waiting for people
+        in the workflows it calls, None while it waits for one (`people_wait`): no note then."""
+        if waited is None:
+            return ""
         key = key or sv.node_path
-        late = self.overdue(sv, now, fan, key)
+        late = self.overdue(sv, now, fan, key, waited)
         if late is not None:
             return f"⚠ over p95 ({format_duration(late.p95)})"
         if sv.status != "running":
@@ -129,13 +148,18 @@ class Estimates:
             eta = self.fanout_eta(fan, now, key)
         else:
             band = self.step_band(key)
-            eta = band.minus(sv.elapsed(now) or 0.0) if band is not None else None
+            eta = band.minus(max(0.0, (sv.elapsed(now) or 0.0) - waited)) if band is not None else None
         return f"ETA {eta.text()}" if eta is not None else ""
 
     def overdue(
-        self, sv: StepView, now: float, fan: FanOutView | None = None, key: str | None = None
+        self,
+        sv: StepView,
+        now: float,
+        fan: FanOutView | None = None,
+        key: str | None = None,
+        waited: float = 0.0,
     ) -> Band | None:
-        """The band a running step has outlived (elapsed > p95), else None."""
+        """The band a running step has outlived (elapsed, less `waited`, > p95), else None."""
         key = key or sv.node_path
         if sv.status not in ("running", "waiting"):
             return None
@@ -143,7 +167,72 @@ class Estimates:
         if elapsed is None:
             return None
         band = self.fanout_band(key, fan.total) if fan is not None else self.step_band(key)
-        return band if band is not None and elapsed > band.p95 else None
+        return band if band is not None and elapsed - waited > band.p95 else None
+
+
+def _waits_for_people(kind: str | None, gate_type: str | None) -> bool:
+    """A gate step (its view's kind or its row's role: both "gate") that waits for an answer."""
+    return kind == StepRole.GATE.value and gate_type in ANSWERED_GATES
+
+
+def people_wait(
+    sv: StepView, now: float, run_of: Callable[[str], RunState | None], depth: int = 0
+) -> float | None:
+    """Seconds of a live `call workflow` step's time that the workflows it calls (at any depth)
+    spent waiting at gates for people, by each such gate's latest execution; None while one of
+    them waits now. 0 for any other step. `run_of`: the model's run by id (`RunModel.runs.get`)."""
+    child = run_of(sv.child_run_id) if sv.kind == "call_workflow" and sv.child_run_id else None
+    if child is None:
+        return 0.0
+    total = 0.0
+    for step in child.steps.values():
+        if _waits_for_people(step.kind, step.gate_type):
+            if step.status == "waiting":
+                return None
+            total += step.elapsed(now) or 0.0
+        elif step.kind == "call_workflow" and depth < MAX_CALL_DEPTH:
+            inner = people_wait(step, now, run_of, depth + 1)
+            if inner is None:
+                return None
+            total += inner
+    return total
+
+
+def people_wait_in_rows(store: WorkflowPersistence, row: WorkflowRunStep, depth: int = 0) -> float | None:
+    """`people_wait` from stored rows: what a `call workflow` row's child run waited for people
+    (every execution counted, at any depth); None while a gate of theirs waits."""
+    child_id = _called_run(store, row)
+    if child_id is None:
+        return 0.0
+    total = 0.0
+    for inner in store.get_steps(child_id):
+        if _waits_for_people(inner.role, inner.gate_type):
+            took = step_seconds(inner)
+            if took is None:  # still waiting
+                return None
+            total += took
+        elif inner.role == StepRole.WORKFLOW.value and depth < MAX_CALL_DEPTH:
+            waited = people_wait_in_rows(store, inner, depth + 1)
+            if waited is None:
+                return None
+            total += waited
+    return total
+
+
+def _called_run(store: WorkflowPersistence, row: WorkflowRunStep) -> str | None:
+    """The child run of a `call workflow` row. A running call's row does not name it yet: it is
+    then its run's newest unfinished child of the called workflow, as a resume finds it."""
+    if row.role != StepRole.WORKFLOW.value or row.child_run_id == "dispatching":
+        return None
+    if row.child_run_id:
+        return row.child_run_id
+    if StepStatus(row.status) not in (StepStatus.RUNNING, StepStatus.WAITING):
+        return None
+    called = row.step_name.removeprefix("workflow:")
+    for child in store.list_runs(limit=1000, parent_run_id=row.workflow_run_id):
+        if child.workflow_name == called and not RunStatus(child.status).is_terminal:
+            return child.id
+    return None
 
 
 def history_of(
@@ -166,7 +255,8 @@ def history_of(
 def _add_run(store: WorkflowPersistence, est: Estimates, run_id: str, prefix: str, depth: int) -> None:
     """One past run's completed steps into `est`, keyed by node path; the steps of a workflow it
     called under `<call step's node path>/` (the dashboard tree's node uid), so a called
-    workflow's `body.0` is never taken for the caller's."""
+    workflow's `body.0` is never taken for the caller's. A call step's time leaves out what its
+    children waited for people (`people_wait_in_rows`)."""
     latest: dict[str, WorkflowRunStep] = {}
     for row in store.get_steps(run_id):
         if row.node_path and StepStatus(row.status) is StepStatus.COMPLETED:
@@ -178,6 +268,8 @@ def _add_run(store: WorkflowPersistence, est: Estimates, run_id: str, prefix: st
             continue  # waiting for people: no estimate (a late answer is not a slow step)
         key = prefix + path
         took = step_seconds(row)
+        if took is not None and row.role == StepRole.WORKFLOW.value:
+            took = max(0.0, took - (people_wait_in_rows(store, row) or 0.0))
         if took is not None:
             if row.role == StepRole.FOREACH.value:
                 if row.fan_out_total:

@@ -83,6 +83,7 @@ def step_from_rows(key: str, rows: list[WorkflowRunStep], kind: str | None = Non
     sv.ended_at = parse_time(last.ended_at)
     sv.error = readable_error(last.step_error) or None
     sv.child_run_id = last.child_run_id if last.child_run_id not in (None, "dispatching") else None
+    sv.gate_type = last.gate_type
     for row in rows:  # oldest first: the latest attempt of each execution wins
         _, iteration, position = row_key(row)
         sv.outcomes[(iteration, position)] = str(row.status)

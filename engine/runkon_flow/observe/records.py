@@ -116,6 +116,7 @@ class StepView:
     position: int | None = None
     # A gate's answer in words (`approved by alice · note: ok`), from the event or the stored row.
     decision: str | None = None
+    gate_type: str | None = None  # a gate's type (`human_approval`): whether it waits for people
     # What the step spent over all its executions and attempts (tokens, cost), when reported; a
     # `call workflow` step: its child runs' totals. A foreach's is its FanOutView's `usage`.
     usage: Usage | None = None

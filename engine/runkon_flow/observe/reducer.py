@@ -796,6 +796,7 @@ class RunModel:
             sv = StepView(key=key, name=ev.gate_name, kind="gate", node_path=ev.node_path)
             run.steps[key] = sv
         sv.kind = "gate"
+        sv.gate_type = ev.gate_type
         sv.set_status("waiting")
         sv.step_id = ev.step_id or sv.step_id
         if ev.step_id:

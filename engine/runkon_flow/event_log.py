@@ -123,12 +123,13 @@ def stored_output_lines(env: dict[str, str] | None = None) -> int:
 
 
 class _StepCut:
-    """What one step's stored output has lost so far."""
+    """What one step execution's stored output has lost so far."""
 
-    __slots__ = ("kept", "lines", "name")
+    __slots__ = ("kept", "lines", "name", "step_id")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, step_id: str) -> None:
         self.name = name
+        self.step_id = step_id
         self.kept = 0
         self.lines = 0  # lines not stored
 
@@ -251,7 +252,7 @@ class StoredEventWriter:
     def _bounded(self, event: StepOutput) -> StepOutput | None:
         cut = self._cuts.get(event.step_id)
         if cut is None:
-            cut = self._cuts[event.step_id] = _StepCut(event.step_name)
+            cut = self._cuts[event.step_id] = _StepCut(event.step_name, event.step_id)
         if cut.kept >= self.max_output_lines:
             cut.lines += 1
             return None
@@ -274,6 +275,7 @@ class StoredEventWriter:
                 f"(at most {self.max_output_lines} lines are kept per step; {OUTPUT_LINES_ENV})"
             ),
             step_name=cut.name,
+            step_id=cut.step_id,
         )
 
 

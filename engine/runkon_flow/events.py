@@ -156,6 +156,9 @@ class EngineLog(_Event):
     level: Literal["debug", "info", "warning", "error"] = "info"
     message: str
     step_name: str | None = None
+    #: The step execution (row id) the note is about, when one: a step inside a loop runs once
+    #: per iteration under one name, and a note about one iteration's output is that one's.
+    step_id: str | None = None
 
 
 # ---------------------------------------------------------------- gates

@@ -288,6 +288,62 @@ def test_the_stored_output_limit_comes_from_the_environment(
     assert out.startswith("==> talk (completed) <==\n1\n2\n… output of step 'talk': 3 more lines not stored")
 
 
+LOOPY = """workflow loopy {
+  script prep { run = "echo 0 > n" }
+  do {
+    max_iterations = 5
+    script spam { run = "sh spam.sh" }
+  } while spam.again
+}
+"""
+SPAM = """n=$(($(cat n) + 1)); echo $n > n
+seq 1 $((BASE + n * 10))
+[ $n -lt 3 ] && printf '<<<FLOW_OUTPUT>>>\\n{"markers": ["again"]}\\n<<<END_FLOW_OUTPUT>>>\\n'
+true
+"""
+
+
+def test_each_iteration_of_a_step_in_a_loop_says_only_its_own_lines_not_stored(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three passes print 10, 20 and 30 lines (the first two also their 3-line marker block):
+    each iteration's output ends with how many of *its* lines were cut, and grep says the same."""
+    write(home / "wf" / "loopy.wf", LOOPY)
+    write(home / "wf" / "spam.sh", "BASE=0\n" + SPAM)
+    monkeypatch.setenv("RUNKON_STORED_OUTPUT_LINES", "5")
+    run_id = start(capsys, "loopy")
+    code, out, _ = cli(capsys, "logs", run_id, "spam")
+    assert code == 0
+    notes = [
+        (n, line.split(": ")[1]) for n, line in enumerate(out.splitlines()) if line.startswith("… output")
+    ]
+    heads = [n for n, line in enumerate(out.splitlines()) if line.startswith("==> spam")]
+    assert [cut for _, cut in notes] == [
+        "8 more lines not stored (at most 5 lines are kept per step; RUNKON_STORED_OUTPUT_LINES)",
+        "18 more lines not stored (at most 5 lines are kept per step; RUNKON_STORED_OUTPUT_LINES)",
+        "25 more lines not stored (at most 5 lines are kept per step; RUNKON_STORED_OUTPUT_LINES)",
+    ]
+    assert [head + 6 for head in heads] == [n for n, _ in notes]  # each under its own iteration
+    err = cli(capsys, "grep", "^1$", run_id)[2]
+    assert "note: spam: lines after line 5 were not stored, so not searched (8 more lines not stored)" in err
+    assert "note: spam · iteration 2: lines after line 5 were not stored, so not searched (25 more" in err
+    assert err.count("note: ") == 3
+
+
+def test_each_iteration_past_the_engines_own_cap_says_only_its_own_lines_not_passed_on(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(home / "wf" / "loopy.wf", LOOPY)
+    write(home / "wf" / "spam.sh", "BASE=2000\n" + SPAM)
+    run_id = start(capsys, "loopy")
+    out = cli(capsys, "logs", run_id, "spam")[1]
+    assert [line.split(" (")[0] for line in out.splitlines() if line.startswith("… output")] == [
+        "… output of step 'spam': 13 more lines not stored",
+        "… output of step 'spam': 23 more lines not stored",
+        "… output of step 'spam': 30 more lines not stored",
+    ]
+
+
 def test_a_stored_output_limit_above_the_engines_cap_keeps_that_many_lines(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -113,11 +113,12 @@ def _short(step_name: str) -> str:
 
 def _stored_lines(
     store: WorkflowPersistence, stream_id: str
-) -> tuple[dict[str, list[OutputLine]], dict[tuple[str, str], list[str]], bool]:
-    """Output lines by step row id, and the stream's `lines not stored` notes by (run, step
-    name), from the top-level run's stored events; and whether the stream has any event."""
+) -> tuple[dict[str, list[OutputLine]], dict[str | tuple[str, str], list[str]], bool]:
+    """Output lines by step row id, and the stream's `lines not stored` notes by step row id
+    (by (run, step name) in streams stored before notes named their execution), from the
+    top-level run's stored events; and whether the stream has any event."""
     lines: dict[str, list[OutputLine]] = {}
-    notes: dict[tuple[str, str], list[str]] = {}
+    notes: dict[str | tuple[str, str], list[str]] = {}
     after, seen = 0, False
     while True:
         rows = store.read_events(stream_id, after, READ_ROWS)
@@ -135,7 +136,8 @@ def _stored_lines(
             if row.kind == "StepOutput":
                 lines.setdefault(event.step_id, []).append(OutputLine(event.stream, event.line))  # type: ignore[union-attr]
             elif is_cut_note(event):  # type: ignore[arg-type]
-                notes.setdefault((row.event_run_id, event.step_name), []).append(event.message)  # type: ignore[union-attr]
+                key = event.step_id or (row.event_run_id, event.step_name)  # type: ignore[union-attr]
+                notes.setdefault(key, []).append(event.message)  # type: ignore[union-attr]
 
 
 def _error_text(row: WorkflowRunStep) -> str | None:
@@ -156,7 +158,7 @@ class _Walker:
         self.store = store
         self.lines = lines
         self.has_events = has_events
-        self.notes: dict[tuple[str, str], list[str]] = {}
+        self.notes: dict[str | tuple[str, str], list[str]] = {}
         self._children: dict[str, dict[str, WorkflowRun]] = {}
         #: Item child runs already listed: a resumed foreach's new row names the items it kept
         #: from the earlier attempt (and earlier attempts of retried ones) again.
@@ -228,7 +230,8 @@ class _Walker:
         result = readable_error(row.result_text or "").strip()
         if not self.has_events and result and result != error and row.role not in _CONTAINERS:
             lines = [OutputLine("result", text) for text in result.splitlines()]
-        lines.extend(OutputLine("note", n) for n in self.notes.get((run.id, row.step_name), ()))
+        for key in (row.id, (run.id, row.step_name)):
+            lines.extend(OutputLine("note", n) for n in self.notes.get(key, ()))
         if lines or error or row.role not in _CONTAINERS:
             yield OutputSource(
                 label=label,

@@ -350,5 +350,6 @@ class OutputEmitter:
                     message=f"output of step '{self.step_name}': {dropped} {OUTPUT_CUT_NOTE} "
                     f"(the engine passes on at most {self._limit} lines per step)",
                     step_name=self.step_name,
+                    step_id=self.step_id,
                 )
             )

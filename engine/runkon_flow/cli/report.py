@@ -299,15 +299,19 @@ def _item_summary(
         failed_lines.append(f"    item {item.item_id} failed{where}{error}")
     if len(failed) > 10:
         failed_lines.append(f"    … and {len(failed) - 10} more failed items")
-    failed_lines.extend(_attempt_lines(store, items))
+    failed_lines.extend(_attempt_lines(store, items, fan.name))
     return f"items {counts.finished}/{counts.total}: {', '.join(parts)}", failed_lines
 
 
-def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow]) -> list[str]:
-    """Retried items with their earlier attempt: `b: attempt 2 completed (earlier attempt: child
-    run X failed)` — the failed child run is kept, so `show X` still tells why it failed."""
+def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow], foreach: str) -> list[str]:
+    """Retried items with their earlier attempt, under a heading naming the foreach: `b: attempt 2
+    completed (earlier attempt: child run X failed)` — the failed child run is kept, so `show X`
+    still tells why it failed."""
     retried = [i for i in items if i.attempt > 1]
-    lines = []
+    if not retried:
+        return []
+    name = foreach.removeprefix("foreach:")
+    lines = ["", f"items of foreach '{name}' run again by a resume or retry"]
     for item in retried[:10]:
         earlier = ""
         if item.previous_child_run_id:
@@ -315,9 +319,9 @@ def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow]) -> li
             state = f" {display_status(previous)}" if previous is not None else ""
             earlier = f" (earlier attempt: child run {item.previous_child_run_id}{state})"
         status = FanOutItemStatus(item.status).value
-        lines.append(f"    {item.item_id}: attempt {item.attempt} {status}{earlier}")
+        lines.append(f"  {item.item_id}: attempt {item.attempt} {status}{earlier}")
     if len(retried) > 10:
-        lines.append(f"    … and {len(retried) - 10} more retried items")
+        lines.append(f"  … and {len(retried) - 10} more retried items")
     return lines
 
 
@@ -492,7 +496,7 @@ def show_lines(
     failed = failed_step_lines(steps)
     lines.extend(failed)
     if notes:
-        if not failed:
+        if not failed and notes[0]:
             lines.append("")
         lines.extend(notes)
 

@@ -225,7 +225,11 @@ def test_targets_are_only_checked_when_given(tmp_path: Path, capsys: pytest.Capt
     assert run(capsys, "validate", str(path))[0] == 0
     code, _out, err = run(capsys, "validate", "--targets", "worktree,repo", str(path))
     assert code == 1
-    assert "Unknown target 'branch' in workflow 't'. Valid targets: worktree, repo" in err
+    # At the value that names it, not at the workflow's first line.
+    assert err.startswith(
+        f"{path}:2:20: Unknown target 'branch' in workflow 't'. Valid targets: worktree, repo"
+    )
+    assert err.splitlines()[1:3] == [' 2 |   meta { targets = ["branch"] }', "   |                    ^"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="execute bits are POSIX")

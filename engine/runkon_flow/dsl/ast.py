@@ -309,6 +309,9 @@ class WorkflowDef(AstModel):
     description: str = ""
     trigger: Literal["manual", "pr", "scheduled"] = "manual"
     targets: list[str] = Field(default_factory=list)
+    # Where the `targets` value was written, as (line, column), so a problem with a target is
+    # reported there; not part of the JSON form or of equality.
+    targets_at: tuple[int, int] | None = Field(default=None, exclude=True, repr=False)
     group: str | None = None
     inputs: list[InputDecl] = Field(default_factory=list)
     body: list[Node] = Field(default_factory=list)

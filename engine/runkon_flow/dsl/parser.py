@@ -517,6 +517,7 @@ class _Parser:
             description=meta.get("description", ""),
             trigger=trigger,
             targets=meta.get("targets", []),
+            targets_at=meta.get("targets_at"),
             group=meta.get("group"),
             inputs=inputs,
             body=body,
@@ -545,6 +546,7 @@ class _Parser:
             meta["trigger"] = opts.word("trigger", _TRIGGERS, "unknown trigger: {word}")
         if "targets" in opts:
             meta["targets"] = opts.string_list("targets")
+            meta["targets_at"] = self.lines.position(opts.values["targets"].offset)
         if "group" in opts:
             meta["group"] = opts.text("group")
         return set(opts.values)

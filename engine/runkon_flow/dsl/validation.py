@@ -273,16 +273,21 @@ class _SemanticValidator:
         produced: set[str] = set()
         self._walk(self.wf.body, produced)
         self._walk(self.wf.always, produced)  # the spec's copy of P: nothing reads P afterwards
-        if self.valid_targets:
-            valid = ", ".join(self.valid_targets)
-            for target in self.wf.targets:
-                if target not in self.valid_targets:
-                    self._error(
-                        f"Unknown target '{target}' in workflow '{self.wf.name}'. Valid targets: {valid}",
-                        self.wf,
-                        hint=f"Change '{target}' to one of: {valid}",
-                    )
+        self._targets()
         return self.report
+
+    def _targets(self) -> None:
+        """`meta.targets` words outside `valid_targets`, at the value that lists them."""
+        if not self.valid_targets:
+            return
+        valid = ", ".join(self.valid_targets)
+        at = self.wf.targets_at
+        where = SourceLocation(self.wf.source_path or None, *at) if at is not None else self._where(self.wf)
+        for target in self.wf.targets:
+            if target not in self.valid_targets:
+                message = f"Unknown target '{target}' in workflow '{self.wf.name}'. Valid targets: {valid}"
+                hint = f"Change '{target}' to one of: {valid}"
+                self.report.errors.append(Problem(message, hint, where, None))
 
     def _walk(self, nodes: Iterable[Any], produced: set[str]) -> None:
         for node in nodes:

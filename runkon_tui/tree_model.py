@@ -29,7 +29,7 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.humanize import format_duration
-from runkon_flow.observe.estimates import Estimates
+from runkon_flow.observe.estimates import Estimates, people_wait
 
 from runkon_tui.run_view import RunState, RunView, StepView
 from runkon_tui.status import FAILED, TERMINAL, glyph
@@ -280,7 +280,7 @@ def node_detail(
         parts.append(spent.short())
     # History keys a called workflow's steps by the call's node path, as the node uid does.
     if estimates is not None and sv is not None and sv.status in ("running", "waiting"):
-        note = estimates.running_note(sv, now, fan, spec.uid)
+        note = estimates.running_note(sv, now, fan, spec.uid, waited=people_wait(sv, now, view.runs.get))
         if note:
             parts.append(note)
     if spec.note:

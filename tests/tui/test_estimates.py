@@ -143,3 +143,40 @@ async def test_a_gate_waiting_for_a_person_is_never_marked_over_p95(tmp_path: Pa
             store.approve_gate(gate.step_id, "tester", None, None)  # the run ends whatever happened
         await wait_for(pilot, lambda: not app.run_active, what="run end", timeout=60)
     store.close()
+
+
+CALLS_GATED = """workflow outer {
+  call workflow gated
+}
+"""
+
+
+async def test_a_call_whose_workflow_waits_for_a_person_is_not_over_p95(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same person taking their time, one workflow down: the call step holds the wait in its
+    elapsed time, but its band and its mark leave the person's wait out."""
+    _, store, app = engine_app(tmp_path, monkeypatch, gated=GATED, outer=CALLS_GATED)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "outer")
+        for n in (1, 2, 3):
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.view.waiting_gates(), what=f"run {n}'s gate", timeout=60)
+            if n == 3:
+                break
+            [gate] = app.view.waiting_gates()
+            store.approve_gate(gate.step_id, "tester", None, None)  # answered at once
+            done = lambda n=n: len(store.list_runs()) == n and not app.run_active  # noqa: E731
+            await wait_for(pilot, done, what=f"run {n} to end", timeout=60)
+            assert app.view.status == "completed"
+        tree = app.main_screen.tree  # type: ignore[union-attr]
+        label = lambda: tree.nodes_by_uid["body.0"].label.plain  # noqa: E731
+        [gate] = app.view.waiting_gates()
+        try:
+            await wait_for(pilot, lambda: tree.estimates is not None, what="the estimates", timeout=30)
+            await pilot.pause(2.0)  # longer than both past calls took, gate and all
+            assert "over p95" not in label() and "ETA" not in label(), label()
+        finally:
+            store.approve_gate(gate.step_id, "tester", None, None)
+        await wait_for(pilot, lambda: not app.run_active, what="run end", timeout=60)
+    store.close()

@@ -35,6 +35,7 @@ from runkon_flow.event_log import top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration
 from runkon_flow.observe.liveness import display_status
+from runkon_flow.observe.run_ids import find_run
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runner import log_path, runner_error
@@ -981,10 +982,13 @@ class RunSession:
 
         def job() -> None:
             try:
-                root = top_level_run(store, run_id)
-                run = store.get_run(root)
-                if run is None:
+                named = find_run(store, run_id)  # the short id the dashboard shows works too
+                if named is None:
                     raise LookupError(f"no run {run_id} in the run store")
+                root = top_level_run(store, named.id)
+                run = named if root == named.id else store.get_run(root)
+                if run is None:
+                    raise LookupError(f"no run {root} in the run store")
                 definition = definition_of(store, run, resolve)
             except Exception as exc:
                 self.driver.post(Notice(f"cannot attach to run {run_id}: {exc}", "error", log_error=True))

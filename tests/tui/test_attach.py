@@ -366,3 +366,23 @@ async def test_closing_the_terminal_keeps_a_hosted_run_going_in_the_background(
     assert f"run {run_id} keeps running in the background" in app.summary()
     release(folder, *"abcdefghij")
     assert final_status(db, run_id, timeout=60) is RunStatus.COMPLETED
+
+
+async def test_attach_takes_the_short_id_the_dashboard_shows_and_refuses_an_ambiguous_one(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    first, second = detach(folder, db, "quick"), detach(folder, db, "quick")
+    final_status(db, first), final_status(db, second)
+    shared = next(first[:n] for n in range(len(first), 0, -1) if second.startswith(first[:n]))  # time
+    assert len(shared) >= 6
+    app = real_app(folder, SqliteStore(db), attach="…" + second[-8:].lower())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.view.root_run_id == second, what="the run by its short id")
+        assert app.view.status == "completed"
+        app.attach_run(shared)
+        told = lambda: [n.message for n in app._notifications if "runs: " in n.message]  # noqa: E731
+        await wait_for(pilot, told, what="the ambiguity said")
+        assert told()[0].startswith(f"cannot attach to run {shared}: run id '{shared}' matches ")
+        assert told()[0].endswith("; give more of the id")
+        assert app.view.root_run_id == second  # nothing guessed

@@ -14,6 +14,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from runkon_flow.cli.common import PROG, CommandFailed, StdoutGuard, UsageError, print_err
+from runkon_flow.observe.run_ids import AmbiguousRunId, find_run
 from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun
 from runkon_flow.persistence.location import DbLocation, db_location
 from runkon_flow.persistence.paths import DEFAULT_DB_HELP
@@ -117,18 +118,14 @@ def print_run_header(
     )
 
 
-#: The fewest characters of a run id that `get_run` matches as a prefix or suffix: the dashboard
-#: shows the last 8 (`…C0DVAD3M`), and fewer would make most short ids ambiguous.
-SHORT_ID_MIN = 6
-_EVERY_RUN = 2**62  # list_runs' limit that lists them all (SQLite and PostgreSQL take a 64-bit LIMIT)
-_LISTED_MATCHES = 5
-
-
 def get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -> WorkflowRun:
     """The run RUN_ID names: its full id in any case, or a unique prefix or suffix of at least
-    SHORT_ID_MIN characters, with or without the dashboard's leading `…`. An ambiguous part is a
-    usage error listing the runs it matches: a command never acts on a guessed run."""
-    run = store.get_run(run_id) or _by_part(store, run_id)
+    `SHORT_ID_MIN` characters, with or without the dashboard's leading `…` (`observe.run_ids`). An
+    ambiguous part is a usage error listing the runs it matches: a command never acts on a guessed run."""
+    try:
+        run = find_run(store, run_id)
+    except AmbiguousRunId as exc:
+        raise UsageError(str(exc)) from None
     if run is None:
         damage = _damage(store) if isinstance(store, SqliteStore) else None
         if damage is not None:
@@ -138,31 +135,6 @@ def get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -
             )
         raise CommandFailed(f"no workflow run '{run_id}' in {db_label(args)}")
     return run
-
-
-def _by_part(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
-    """The one run whose id `given` spells in another case, or begins or ends. Full ids (ULIDs, upper
-    case) are looked up directly; only a shorter part reads the run list, once."""
-    part = given.strip().removeprefix("…").removeprefix("...").upper()
-    if len(part) < SHORT_ID_MIN:
-        return None
-    if part != given and (run := store.get_run(part)) is not None:
-        return run
-    # An id the lookups above missed is not there, or hidden by a damaged index: not matched here.
-    matches = [
-        run
-        for run in store.list_runs(limit=_EVERY_RUN, parent_run_id=None)
-        if run.id not in (given, part) and (run.id.upper().startswith(part) or run.id.upper().endswith(part))
-    ]
-    if len(matches) > 1:
-        listed = ", ".join(run.id for run in matches[:_LISTED_MATCHES])
-        more = len(matches) - _LISTED_MATCHES
-        raise UsageError(
-            f"run id '{given}' matches {len(matches)} runs: {listed}"
-            + (f" and {more} more" if more > 0 else "")
-            + "; give more of the id"
-        )
-    return matches[0] if matches else None
 
 
 def _damage(store: SqliteStore) -> str | None:

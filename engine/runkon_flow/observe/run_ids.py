@@ -1,0 +1,48 @@
+"""Which run a person means by the id they typed or pasted: the full id in any case, or the
+short form the dashboard shows (`…C0DVAD3M`: ULIDs of one session share their time prefix, so
+the end tells runs apart) — one rule for the CLI's RUN_ID arguments and `runkon-tui --attach`."""
+
+from __future__ import annotations
+
+from runkon_flow.persistence.models import WorkflowRun
+from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = ["SHORT_ID_MIN", "AmbiguousRunId", "find_run"]
+
+#: The fewest characters matched as a prefix or suffix: fewer would make most short ids ambiguous.
+SHORT_ID_MIN = 6
+_EVERY_RUN = 2**62  # list_runs' limit that lists them all (SQLite and PostgreSQL take a 64-bit LIMIT)
+_LISTED_MATCHES = 5
+
+
+class AmbiguousRunId(LookupError):
+    """More than one run matches: nothing is ever done to a guessed run. `str()` lists them."""
+
+
+def find_run(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
+    """The run `given` names: its id, that id in another case, or a unique prefix or suffix of at
+    least SHORT_ID_MIN characters (with or without a leading `…`); None when no run matches.
+    Full ids are looked up directly; only a shorter part reads the run list, once."""
+    run = store.get_run(given)
+    if run is not None:
+        return run
+    part = given.strip().removeprefix("…").removeprefix("...").upper()
+    if len(part) < SHORT_ID_MIN:
+        return None
+    if part != given and (run := store.get_run(part)) is not None:
+        return run
+    # An id the lookups above missed is not there, or hidden by a damaged index: not matched here.
+    matches = [
+        run
+        for run in store.list_runs(limit=_EVERY_RUN, parent_run_id=None)
+        if run.id not in (given, part) and (run.id.upper().startswith(part) or run.id.upper().endswith(part))
+    ]
+    if len(matches) > 1:
+        listed = ", ".join(run.id for run in matches[:_LISTED_MATCHES])
+        more = len(matches) - _LISTED_MATCHES
+        raise AmbiguousRunId(
+            f"run id '{given}' matches {len(matches)} runs: {listed}"
+            + (f" and {more} more" if more > 0 else "")
+            + "; give more of the id"
+        )
+    return matches[0] if matches else None

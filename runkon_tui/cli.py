@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db",
         default=None,
+        metavar="PATH|URL",
         help=f"run store: a SQLite file or a postgresql:// URL (default: {DEFAULT_DB_HELP})",
     )
     parser.add_argument("--theme", default=None, help="theme name (see the theme picker, key t)")

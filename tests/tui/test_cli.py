@@ -108,3 +108,9 @@ def test_the_installed_command_draws_a_frame_and_quits_cleanly(tmp_path: Path, b
     assert b"Traceback" not in seen
     assert b"unusable" not in seen  # the store opened (no in-memory fallback)
     assert (tmp_path / "tui.yaml").exists() is False  # starting and quitting writes no settings
+
+
+def test_help_names_the_db_value_as_runkon_flow_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["-h"])
+    assert "--db PATH|URL" in capsys.readouterr().out

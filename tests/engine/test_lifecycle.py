@@ -15,6 +15,7 @@ from runkon_flow.persistence.models import RunStatus
 from runkon_flow.plugins.protocols import ActionOutput
 from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
 from runkon_flow.runtime import FlowEngineBuilder, RunInput, WorkflowExecConfig
+from runkon_flow.workspace import cancel_unowned_run
 
 from tests.engine.conftest import Agents, Harness, ListProvider, wait_for_cancel, wait_until
 from tests.persistence.conftest import FakeClock, close_store, make_store
@@ -169,6 +170,20 @@ def test_a_run_already_marked_cancelling_stops_before_its_first_step(h: Harness)
     h.store.update_run_status(run_id, RunStatus.CANCELLING, None, None)
     result = h.run(wf, run_id=run_id)
     assert result.status == "cancelled" and h.agents.names() == []
+
+
+def test_a_pending_run_cancelled_before_its_engine_takes_it_never_runs(h: Harness) -> None:
+    # A background runner read the run `pending`; `runkon-flow cancel` (or the dashboard) marked it
+    # cancelled before the runner took its lease. The runner must not start it after all.
+    wf = parse_workflow("workflow w { call a }")
+    run_id = h.new_run(wf)
+    error = str(EngineCancelled(CancellationReason.user("not today")))
+    assert cancel_unowned_run(h.store, run_id, error) is RunStatus.CANCELLED
+    result = h.run(wf, run_id=run_id)
+    assert result.status == "cancelled" and h.agents.names() == []
+    run = h.store.get_run(run_id)
+    assert (run.status, run.owner_token) == ("cancelled", None)
+    assert "not today" in run.error
 
 
 def test_cancelling_a_parent_reaches_a_call_workflow_child(h: Harness) -> None:

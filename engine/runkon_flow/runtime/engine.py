@@ -513,14 +513,16 @@ class FlowEngine:
             log.warning("could not release the lease of run %s: %s", st.workflow_run_id, exc)
 
     def _mark_started(self, st: ExecutionState) -> None:
-        """Honour a `cancelling` status written before we started; otherwise mark the run `running`
-        (a `cancelled` run being resumed becomes `running` again)."""
+        """Honour a cancel written before we started: a `cancelling` run, and a `cancelled` one
+        that is started rather than resumed (its runner read it `pending`, then it was cancelled
+        before the runner took its lease). Otherwise mark the run `running` (a `cancelled` run
+        being resumed becomes `running` again)."""
         store = st.persistence
         try:
             if store.is_run_cancelled(st.workflow_run_id):
                 run = store.get_run(st.workflow_run_id)
-                if run is not None and run.status is RunStatus.CANCELLING:
-                    abort(st, CancellationReason.user())
+                if run is not None and (run.status is RunStatus.CANCELLING or st.resume_ctx is None):
+                    abort(st, CancellationReason.from_error(run.error) or CancellationReason.user())
                     return
             store.update_run_status(st.workflow_run_id, RunStatus.RUNNING, None, None)
         except Exception as exc:

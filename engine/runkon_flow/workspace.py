@@ -621,25 +621,30 @@ class Workspace:
         rejected = final_rejection(self.store.get_steps(run_id))
         if rejected is not None:
             raise WorkflowError(rejection_refusal(run_id, rejected))
+        # The generation this resume decided on: a borrowed lease below moves it (by one each).
+        seen = run.generation
         if run.status is RunStatus.CANCELLING:  # its engine may be gone: then the cancel is over
             error = run.error or str(EngineCancelled(CancellationReason.user()))
-            cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING)
+            if cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING) is not None:
+                seen += 1
         plan = self._resume_plan(run)
-        if run.status.is_terminal:
-            self._retry_over(run)
-        return self._drive(plan, run, sinks, None, resume=True)
+        if run.status.is_terminal and self._retry_over(run):
+            seen += 1
+        return self._drive(plan, run, sinks, None, resume=True, seen_generation=seen)
 
-    def _retry_over(self, run: WorkflowRun) -> None:
+    def _retry_over(self, run: WorkflowRun) -> bool:
         """A finished run resumed with today's file: its last retry (of the stored definition) is
         over, so a resume of this attempt, if it is cut short, must not go back to that
         definition (`_continues_stored_retry`). Written under a borrowed lease, as the retry
-        request itself was; an engine holding the run refuses the resume anyway."""
+        request itself was; an engine holding the run refuses the resume anyway. Whether the
+        lease was borrowed."""
         request = _stored_retry(run)
         if request is None:
-            return
+            return False
         with borrowed_lease(self.store, run.id, "resume") as held:
             if held:
                 self.store.set_retry_request(run.id, dataclasses.replace(request, definition="current"))
+        return held
 
     def resume_definition(self, run_id: str) -> WorkflowDef:
         """The definition `resume` would run now (see `_resume_plan`): what a client draws the
@@ -965,6 +970,7 @@ class Workspace:
         cancellation: CancellationToken | None,
         *,
         resume: bool,
+        seen_generation: int | None = None,
     ) -> WorkflowResult:
         snap = plan.snapshot
         token = cancellation or CancellationToken()
@@ -997,6 +1003,7 @@ class Workspace:
                 inputs=dict(run.inputs),
                 schema_resolver=snap.schemas,
                 event_sinks=[*self._sinks, *sinks, *([writer] if writer is not None else [])],
+                seen_generation=seen_generation,
             )
             if resume:
                 return snap.engine.resume_workflow(plan.definition, inp)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runkon_flow.errors import AlreadyOwned, ValidationErrors, WorkflowError, WorkflowNotFound
@@ -323,6 +325,47 @@ def test_resume_leaves_a_cancelling_run_to_the_engine_still_holding_it(home: Pat
         ws.resume(run_id)
     row = ws.store.get_run(run_id)
     assert (row.status, row.owner_token) == (RunStatus.CANCELLING, "live-engine")
+
+
+class _OvertakenBy:
+    """The store of a resume (say the CLI's) that another resume (the dashboard's) overtakes: the
+    other one takes the run and finishes it after this one looked at the run, before this one
+    takes its lease."""
+
+    def __init__(self, inner: InMemoryStore, other: Callable[[], object]) -> None:
+        self.inner = inner
+        self.other: Callable[[], object] | None = other
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def acquire_lease(self, run_id: str, token: str, ttl_seconds: float) -> int | None:
+        other, self.other = self.other, None
+        if other is not None:
+            other()
+        return self.inner.acquire_lease(run_id, token, ttl_seconds)
+
+
+def test_of_two_resumes_at_once_the_slower_one_does_not_run_the_finished_run_again(home: Path) -> None:
+    write(
+        home,
+        "w.wf",
+        'workflow w {\n  call hello\n  script check { run = "test -f fixed" }\n'
+        '  always {\n    script tidy { run = "echo tidied >> tidy.log" }\n  }\n}\n',
+    )
+    store = InMemoryStore()
+    run_id = ws_for(home, store).create_run("w", {})
+    assert ws_for(home, store).execute(run_id).status is RunStatus.FAILED
+    (home / "fixed").touch()
+    first = ws_for(home, store)
+    second = ws_for(home, _OvertakenBy(store, lambda: first.resume(run_id)))  # type: ignore[arg-type]
+    with pytest.raises(AlreadyOwned):
+        second.resume(run_id)
+    assert (home / "tidy.log").read_text() == "tidied\n" * 2  # the first run's, the first resume's
+    row = store.get_run(run_id)
+    assert (row.status, row.owner_token) == (RunStatus.COMPLETED, None)
+    with pytest.raises(WorkflowError, match="already completed"):  # what it says when given again
+        second.resume(run_id)
 
 
 def _start(ws: Workspace, run_id: str) -> tuple[threading.Thread, list[WorkflowResult]]:

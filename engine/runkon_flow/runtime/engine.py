@@ -233,7 +233,7 @@ class FlowEngine:
         if not inp.workflow_run_id:
             raise WorkflowError("resume_workflow: RunInput.workflow_run_id is required")
         st = self._state_for_run(definition, inp)
-        return self._resume(definition, st)
+        return self._resume(definition, st, inp.seen_generation)
 
     def run_child(
         self, definition: WorkflowDef, inp: ChildRunInput, parent_ctx: ChildWorkflowContext
@@ -411,7 +411,9 @@ class FlowEngine:
 
     # ------------------------------------------------------------------ execution
 
-    def _resume(self, definition: WorkflowDef, st: ExecutionState) -> WorkflowResult:
+    def _resume(
+        self, definition: WorkflowDef, st: ExecutionState, seen_generation: int | None = None
+    ) -> WorkflowResult:
         if st.resume_ctx is not None:
             raise WorkflowError("resume() requires resume_ctx to be None on entry")
         self._check_valid(definition, st.action_registry, st.item_provider_registry)
@@ -420,6 +422,11 @@ class FlowEngine:
         if generation is None:
             raise AlreadyOwned(st.workflow_run_id)
         st.owner_token, st.lease_generation = token, generation
+        if seen_generation is not None and generation != seen_generation + 1:
+            # Each new holder moves the generation by one: another engine held the run since the
+            # caller looked at it (two resumes at once, the other one quicker).
+            self._release(st)
+            raise AlreadyOwned(st.workflow_run_id)
         try:
             steps = st.persistence.get_steps(st.workflow_run_id)
         except Exception as exc:

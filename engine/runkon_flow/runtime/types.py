@@ -171,6 +171,10 @@ class RunInput:
     schema_resolver: SchemaResolver | None = None
     child_runner: ChildWorkflowRunner | None = None
     event_sinks: list[EventSink] = field(default_factory=list)
+    # `resume_workflow` only: the run's `generation` when the caller looked at it and chose to
+    # resume it. If another engine has taken the run since (and maybe resumed and finished it),
+    # the resume is refused with `AlreadyOwned` instead of running the run once more.
+    seen_generation: int | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -283,6 +283,21 @@ def test_an_unwritable_events_file_is_reported_before_the_run_is_created(
     assert stored_runs(home) == []
 
 
+@pytest.mark.parametrize("events", ["runs.db", "./runs.db-wal"])
+def test_an_events_file_naming_the_run_database_is_refused_and_the_history_kept(
+    home: Path, capsys: pytest.CaptureFixture[str], events: str
+) -> None:
+    assert cli(capsys, "run", "failing", "--dir", "wf")[0] == 1
+    before = (home / "runs.db").read_bytes()
+    code, out, err = cli(capsys, "run", "build", "--dir", "wf", "--events", events)
+    assert code == 1 and out == ""
+    assert f"--events {events}: that is the run database" in err
+    code, _, err = cli(capsys, "resume", stored_runs(home)[0].id, "--dir", "wf", "--events", events)
+    assert code == 1 and f"--events {events}: that is the run database" in err
+    assert (home / "runs.db").read_bytes() == before
+    assert [r.status for r in stored_runs(home)] == ["failed"]
+
+
 # --------------------------------------------------------------------------- events file and replay
 
 

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             only=[pending.workflow_name] if pending is not None else [],
             child_runner=child_runner_for(args, dirs),  # --executor ray: joins the cluster here
         )
-        events_file = open_events_file(args.events, append=args.resume)
+        events_file = open_events_file(args.events, append=args.resume, database=db_location(args.db))
         wait_until = time.monotonic() + ws.exec_config.lease_ttl_secs + TAKE_OVER_SLACK_S
 
         def resume(queue: EventQueue) -> WorkflowResult:

@@ -41,6 +41,7 @@ from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, open_
 from runkon_flow.humanize import readable_error, safe_text
 from runkon_flow.observe.estimates import history_of
 from runkon_flow.persistence import RunStatus, WorkflowRun
+from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.types import WorkflowResult
 
@@ -181,21 +182,52 @@ def closed_on_error(*opened: HookRunner | TextIO | None) -> Iterator[None]:
         raise
 
 
-def open_events_file(path: str | None, *, append: bool) -> TextIO | None:
+#: The run database's own files: SQLite keeps a WAL and its index beside it (a rollback journal
+#: while a file is converted).
+_SQLITE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
+
+
+def refuse_database_as_events(path: str | None, database: DbLocation) -> None:
+    """An --events file that is the run database (or one of SQLite's files beside it) would be
+    truncated or appended to: every run's history lost. Refused before anything is opened."""
+    db = database.path
+    if not path or db is None:
+        return
+    target = Path(path).expanduser()
+    for suffix in _SQLITE_FILES:
+        if _same_file(target, db.with_name(db.name + suffix)):
+            raise CommandFailed(
+                f"--events {path}: that is the run database{f' ({suffix[1:]} file)' if suffix else ''} "
+                f"{db}; choose another file for the events"
+            )
+
+
+def open_events_file(path: str | None, *, append: bool, database: DbLocation) -> TextIO | None:
+    """The --events file (None without one), after `refuse_database_as_events`."""
     if not path:
         return None
+    refuse_database_as_events(path, database)
     try:
         return open(path, "a" if append else "w", encoding="utf-8")  # closed by _Session.close()
     except OSError as exc:
         raise CommandFailed(f"--events {path}: cannot write: {exc.strerror or exc}") from None
 
 
-def open_events_file_first(path: str | None, store: WorkflowPersistence) -> TextIO | None:
+def open_events_file_first(
+    path: str | None, store: WorkflowPersistence, database: DbLocation
+) -> TextIO | None:
     """`run`'s --events file and its database, both checked before either is written: the file is
     opened without truncating it, then the database is opened (created); only when both work is
     the old content dropped. A failure leaves no new file behind and an existing one untouched."""
     existed = bool(path) and Path(path or "").exists()
-    events_file = open_events_file(path, append=True)
+    events_file = open_events_file(path, append=True, database=database)
     try:
         if isinstance(store, DeferredStore):
             store.open()

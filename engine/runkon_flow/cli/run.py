@@ -47,6 +47,7 @@ from runkon_flow.cli.drive import (
     open_events_file,
     open_events_file_first,
     prepare_hooks,
+    refuse_database_as_events,
 )
 from runkon_flow.cli.executor import add_executor_args, child_runner_for, detached_executor
 from runkon_flow.cli.hints import Hints
@@ -270,6 +271,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if hooks is not None:
                 hooks.close()  # the background runner runs them (it finds the same file)
             executor, ray_address = detached_executor(args)
+            refuse_database_as_events(args.events, location_of(args))  # (the runner opens it)
             run_id = ws.create_run(name, inputs)
             return detach.start(
                 store,
@@ -285,7 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 ray_address=ray_address,
             )
         with closed_on_error(hooks):
-            events_file = open_events_file_first(args.events, store)
+            events_file = open_events_file_first(args.events, store, location_of(args))
         with closed_on_error(events_file, hooks):
             run_id = ws.create_run(name, inputs)
         print_run_header(run_id, name, args)
@@ -390,7 +392,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 "resuming with the definition stored with the run (use --dir to point at its folder)"
             )
         hooks = prepare_hooks(args)
-        events_file = open_events_file(args.events, append=True)
+        events_file = open_events_file(args.events, append=True, database=location_of(args))
         give_up = threading.Event()
 
         def resume(queue: EventQueue) -> WorkflowResult:
@@ -492,7 +494,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         print_err(f"  with the {definition} definition; the steps after the retried fan-out run again")
         _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
         hooks = prepare_hooks(args)
-        events_file = open_events_file(args.events, append=True)
+        events_file = open_events_file(args.events, append=True, database=location_of(args))
         print_run_header(run.id, run.workflow_name, args)
         try:
             return execute(
@@ -574,7 +576,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 raise UsageError("\n".join(_input_hint(p) for p in exc.problems)) from None
             except NoStepToRerunFrom as exc:  # `--from nosuch`: a usage error, as `logs RUN nosuch`
                 raise UsageError(exc.message) from None
-            events_file = open_events_file(args.events, append=False)
+            events_file = open_events_file(args.events, append=False, database=location_of(args))
         print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names
         reused = (

@@ -1020,3 +1020,52 @@ def test_a_second_store_in_the_same_process_keeps_the_first_ones_writes_visible(
         assert runs_seen_elsewhere() == "['after', 'before']"
     finally:
         first.close()
+
+
+FIRST_OPEN_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from runkon_flow.persistence import NewRun, SqliteStore
+    folder, rounds, start, me = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+    errors = []
+    for n in range(rounds):
+        at = start + n * 0.25
+        time.sleep(max(0.0, at - time.time() - 0.005))
+        while time.time() < at:  # every process opens the new file in the same millisecond
+            pass
+        try:
+            with SqliteStore(f"{folder}/runs-{n}.db") as store:
+                store.create_run(NewRun(workflow_name="wf", run_id=f"{me}-{n}"))
+        except Exception as exc:
+            errors.append(str(exc))
+    print(json.dumps(errors))
+    """
+)
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_database_at_the_same_moment_all_open_it(tmp_path: Path) -> None:
+    """The first runs on a machine (the dashboard and a `run --detach`, two scripts) create the file
+    together. Switching a new file to WAL, SQLite answers "database is locked" at once instead of
+    waiting when another connection is doing the same: one of them failed to open the database,
+    the message blaming its folder ("does not accept new files")."""
+    rounds, racers = 20, 6
+    start = time.time() + 3.0  # after every process has started
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_OPEN_SCRIPT, str(tmp_path), str(rounds), str(start), f"p{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(racers)
+    ]
+    errors = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        errors += json.loads(out)
+    assert errors == []
+    for n in range(rounds):
+        with SqliteStore(tmp_path / f"runs-{n}.db") as store:
+            assert len(store.list_runs()) == racers

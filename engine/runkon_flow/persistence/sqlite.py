@@ -16,8 +16,10 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -66,6 +68,7 @@ from runkon_flow.persistence.schema import (
 # ends): without it one thread ends up committing ever larger batches while the others queue,
 # reports lag, a crash loses more ends, and the garbage collector walks thousands of queued rows.
 _QUEUE_LIMIT = 64
+_BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another process's lock
 _HISTORY_BATCH = 128  # queued history writes that a durable write takes along (one transaction)
 
 P = ParamSpec("P")
@@ -387,9 +390,11 @@ class SqliteStore(Leadership):
             check_runkon_file(self.path)  # read-only: a foreign file is refused before any change
         conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 5000")
-            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            conn = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            if _switch_to_wal(conn).lower() != "wal":
                 raise PersistenceError(f"run database {self.path} cannot be switched to WAL mode")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -399,7 +404,7 @@ class SqliteStore(Leadership):
                 conn.close()
             if isinstance(exc, PersistenceError):
                 raise
-            if not existed:  # nothing to mistake for a foreign database: the file cannot be made
+            if not existed and not self.path.exists():  # nothing to mistake: the file cannot be made
                 raise PersistenceError(self._cannot_create(exc)) from None
             raise PersistenceError(
                 f"cannot open run database {self.path}: {exc} (is it a runkon database? "
@@ -1323,6 +1328,21 @@ class SqliteStore(Leadership):
 
 
 # ---------------------------------------------------------------------- row mapping
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """`PRAGMA journal_mode = WAL`, tried again while the file is locked, for as long as the busy
+    timeout. Processes creating the file together (the first runs on a machine) each hold the
+    shared lock the others' switch needs: SQLite then answers "database is locked" at once rather
+    than wait, which would deadlock (tests/persistence/test_sqlite.py)."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0.001, 0.02))  # apart, so that one of them goes first
 
 
 def _rollback(conn: sqlite3.Cursor) -> None:

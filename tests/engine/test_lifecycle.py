@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
@@ -184,6 +185,45 @@ def test_a_pending_run_cancelled_before_its_engine_takes_it_never_runs(h: Harnes
     run = h.store.get_run(run_id)
     assert (run.status, run.owner_token) == ("cancelled", None)
     assert "not today" in run.error
+
+
+class _CancelledJustBeforeItRuns:
+    """A store on which another process requests a cancel of the run the moment before the
+    engine records it `running` — after the engine looked for a cancel."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _cancel_first(self, run_id: str) -> None:
+        if self.armed:
+            self.armed = False
+            self.inner.request_cancel(run_id, str(EngineCancelled(CancellationReason.user("stop it"))))
+
+    def update_run_status(self, run_id: str, status: RunStatus, summary: Any, error: Any) -> None:
+        if status is RunStatus.RUNNING:
+            self._cancel_first(run_id)
+        self.inner.update_run_status(run_id, status, summary, error)
+
+    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus:
+        self._cancel_first(run_id)
+        return self.inner.start_run(run_id, resuming=resuming)
+
+
+def test_a_cancel_requested_while_the_engine_starts_the_run_is_not_overwritten(
+    store: Any, tmp_path: Path
+) -> None:
+    h = Harness(_CancelledJustBeforeItRuns(store), tmp_path)
+    wf = parse_workflow("workflow w { call a }")
+    run_id = h.new_run(wf)
+    result = h.run(wf, run_id=run_id, exec_config=WorkflowExecConfig(cancel_poll_interval=0.05))
+    assert result.status == "cancelled" and h.agents.names() == []
+    run = store.get_run(run_id)
+    assert (run.status, run.owner_token) == ("cancelled", None)
+    assert "stop it" in run.error
 
 
 def test_cancelling_a_parent_reaches_a_call_workflow_child(h: Harness) -> None:

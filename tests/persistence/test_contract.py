@@ -324,6 +324,35 @@ def test_a_cancel_request_for_an_unknown_run_is_an_error(store) -> None:
         store.request_cancel("nope")
 
 
+@pytest.mark.parametrize(
+    ("status", "resuming", "after"),
+    [
+        (RunStatus.PENDING, False, RunStatus.RUNNING),
+        (RunStatus.FAILED, True, RunStatus.RUNNING),
+        (RunStatus.CANCELLED, True, RunStatus.RUNNING),  # a cancelled run resumed runs again
+        (RunStatus.CANCELLED, False, RunStatus.CANCELLED),  # cancelled while pending: never started
+        (RunStatus.CANCELLING, False, RunStatus.CANCELLING),  # a cancel requested stands
+        (RunStatus.CANCELLING, True, RunStatus.CANCELLING),
+    ],
+)
+def test_start_run_marks_a_run_running_unless_a_cancel_stands(store, status, resuming, after) -> None:
+    run_id = new_run(store)
+    if status is not RunStatus.PENDING:
+        store.update_run_status(run_id, status, "summary", "why")
+    assert store.start_run(run_id, resuming=resuming) is after
+    run = store.get_run(run_id)
+    assert run.status is after
+    if after is RunStatus.RUNNING:
+        assert (run.result_summary, run.error, run.ended_at) == (None, None, None)
+    else:
+        assert run.error == "why"
+
+
+def test_start_run_of_an_unknown_run_is_an_error(store) -> None:
+    with pytest.raises(PersistenceError, match="run nope not found"):
+        store.start_run("nope", resuming=False)
+
+
 def test_is_run_cancelled_of_an_unknown_run_is_false(store) -> None:
     assert store.is_run_cancelled("nope") is False
 

@@ -135,6 +135,14 @@ def check_finish_status(status: RunStatus) -> RunStatus:
     return status
 
 
+def standing_cancels(resuming: bool) -> tuple[str, ...]:
+    """The statuses `start_run` keeps: a cancel requested, and for a run started rather than
+    resumed also one carried out (it was cancelled while `pending`)."""
+    if resuming:
+        return (RunStatus.CANCELLING.value,)
+    return (RunStatus.CANCELLING.value, RunStatus.CANCELLED.value)
+
+
 def listed_statuses(statuses: list[RunStatus]) -> tuple[list[str], str]:
     """What `list_active_runs` asks the database for: the status values (none given →
     pending/running/waiting), and a term to add to its WHERE — `AND RUN_UNFINISHED` when every

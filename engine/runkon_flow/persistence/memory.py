@@ -211,6 +211,13 @@ class InMemoryStore:
             _record_status(run, RunStatus.CANCELLING, None, error, None)
             return True
 
+    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus:
+        with self._guard(run_id):
+            run = self._run(run_id)
+            if run.status.value not in sh.standing_cancels(resuming):
+                _record_status(run, RunStatus.RUNNING, None, None, None)
+            return run.status
+
     def is_run_cancelled(self, run_id: str) -> bool:
         run = self._runs.get(run_id)
         return run is not None and run.status in (RunStatus.CANCELLED, RunStatus.CANCELLING)

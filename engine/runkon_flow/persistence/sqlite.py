@@ -878,6 +878,25 @@ class SqliteStore(Leadership):
         return bool(self._write(update, key="r:" + run_id))
 
     @_translated
+    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus:
+        kept = sh.standing_cancels(resuming)
+        marks = ", ".join("?" * len(kept))
+        sql = (
+            "UPDATE workflow_runs SET status = 'running', result_summary = NULL, error = NULL, "
+            f"ended_at = NULL, blocked_on = NULL WHERE id = ? AND status NOT IN ({marks})"
+        )
+
+        def start(conn: sqlite3.Cursor) -> RunStatus:
+            if conn.execute(sql, (run_id, *kept)).rowcount:
+                return RunStatus.RUNNING
+            row = conn.execute("SELECT status FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise PersistenceError(f"run {run_id} not found")
+            return RunStatus(row[0])
+
+        return self._write(start, single=False, key="r:" + run_id)
+
+    @_translated
     def is_run_cancelled(self, run_id: str) -> bool:
         with self._conn() as conn:
             row = conn.execute("SELECT status FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()

@@ -526,12 +526,12 @@ class FlowEngine:
         being resumed becomes `running` again)."""
         store = st.persistence
         try:
-            if store.is_run_cancelled(st.workflow_run_id):
+            # One conditional write: a cancel landing between a look and a write would be lost.
+            status = store.start_run(st.workflow_run_id, resuming=st.resume_ctx is not None)
+            if status is not RunStatus.RUNNING:
                 run = store.get_run(st.workflow_run_id)
-                if run is not None and (run.status is RunStatus.CANCELLING or st.resume_ctx is None):
-                    abort(st, CancellationReason.from_error(run.error) or CancellationReason.user())
-                    return
-            store.update_run_status(st.workflow_run_id, RunStatus.RUNNING, None, None)
+                left = CancellationReason.from_error(run.error) if run is not None else None
+                abort(st, left or CancellationReason.user())
         except Exception as exc:
             log.warning("could not mark run %s running: %s", st.workflow_run_id, exc)
 

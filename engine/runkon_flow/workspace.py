@@ -812,12 +812,18 @@ class Workspace:
             raise WorkflowError(f"run '{run_id}' already {run.status.value}")
         if run.status is RunStatus.CANCELLING:
             return
+        error = str(EngineCancelled(reason))
         if run.status is RunStatus.PENDING:
             with self._lock:
                 self._plans.pop(run_id, None)
-            self.store.update_run_status(run_id, RunStatus.CANCELLED, None, str(EngineCancelled(reason)))
-            return
-        self.store.request_cancel(run_id)  # if it ended since the look above, it keeps its end
+            # Under a borrowed lease: a runner that has just taken the run is asked (below), and
+            # a run that ended since the look above keeps its end.
+            settled = cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.PENDING)
+            if settled is RunStatus.CANCELLED:
+                return
+            if settled is not None and settled.is_terminal:
+                raise WorkflowError(f"run '{run_id}' already {settled.value}")
+        self.store.request_cancel(run_id, error)  # if it ended since the look above, it keeps its end
 
     def launch(
         self,

@@ -412,6 +412,16 @@ def test_cancel_from_another_workspace_on_the_same_store(slow_home: Path) -> Non
     assert results[0].status is RunStatus.CANCELLED
 
 
+def test_cancel_of_a_pending_run_a_runner_has_just_taken_is_left_to_that_runner(home: Path) -> None:
+    ws = ws_for(home)
+    run_id = ws.create_run("greet", {})
+    assert ws.store.acquire_lease(run_id, "runner", 60) is not None  # taken, not marked running yet
+    ws.cancel(run_id, "not now")
+    row = ws.store.get_run(run_id)
+    assert (row.status, row.owner_token) == (RunStatus.CANCELLING, "runner")  # the runner stops it
+    assert "not now" in (row.error or "")
+
+
 def test_cancel_a_pending_run_and_finished_runs(home: Path) -> None:
     ws = ws_for(home)
     pending = ws.create_run("greet", {})

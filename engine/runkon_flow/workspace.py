@@ -696,11 +696,15 @@ class Workspace:
         with borrowed_lease(self.store, run_id, "retry") as held:
             if not held:
                 raise AlreadyOwned(run_id)
-            status = self._run_row(run_id).status
-            if not status.is_terminal:
-                raise WorkflowError(f"run '{run_id}' is {status.value}; only a finished run can be retried")
+            under_lease = self._run_row(run_id)
+            if not under_lease.status.is_terminal:
+                status = under_lease.status.value
+                raise WorkflowError(f"run '{run_id}' is {status}; only a finished run can be retried")
             self.store.set_retry_request(run_id, request)
-        return self._drive(plan, self._run_row(run_id), sinks, None, resume=True)
+        # Run by the engine only if nobody took the run after this request: another retry's
+        # request would be the one on the row.
+        seen = under_lease.generation
+        return self._drive(plan, self._run_row(run_id), sinks, None, resume=True, seen_generation=seen)
 
     def _called_step(self, rows: list[WorkflowRunStep], step: str) -> tuple[str, str] | None:
         """(called workflow, node path of its `call workflow` step) when `step` names a step of a

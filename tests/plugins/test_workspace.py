@@ -368,6 +368,51 @@ def test_of_two_resumes_at_once_the_slower_one_does_not_run_the_finished_run_aga
         second.resume(run_id)
 
 
+class _RetriedByAnotherFirst:
+    """The store of a retry that another retry overtakes: the other one writes its own request and
+    runs it after this one wrote its request, before this one's engine takes the run."""
+
+    def __init__(self, inner: InMemoryStore, other: Callable[[], object]) -> None:
+        self.inner = inner
+        self.other: Callable[[], object] | None = other
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def acquire_lease(self, run_id: str, token: str, ttl_seconds: float) -> int | None:
+        if not token.startswith("retry-"):  # the engine's, not the request's borrowed lease
+            other, self.other = self.other, None
+            if other is not None:
+                other()
+        return self.inner.acquire_lease(run_id, token, ttl_seconds)
+
+
+def test_of_two_retries_at_once_neither_runs_the_items_the_other_chose(home: Path) -> None:
+    write(
+        home,
+        "fan.wf",
+        'workflow fan {\n  foreach each {\n    over = static\n    scope = { items = "a,b,c" }\n'
+        "    max_parallel = 1\n    workflow = item\n  }\n}\n",
+    )
+    write(
+        home,
+        "item.wf",
+        'workflow item {\n  script work { run = "echo {{item.id}} >> ran.log; test -f ok-{{item.id}}" }\n}\n',
+    )
+    (home / "ok-a").touch()
+    store = InMemoryStore()
+    run_id = ws_for(home, store).create_run("fan", {})
+    assert ws_for(home, store).execute(run_id).status is RunStatus.FAILED
+    [step] = [s.id for s in store.get_steps(run_id) if s.role == "foreach"]
+    (home / "ok-b").touch()
+    (home / "ok-c").touch()
+    other = ws_for(home, store)
+    mine = ws_for(home, _RetriedByAnotherFirst(store, lambda: other.retry(run_id, {step: ["c"]})))  # type: ignore[arg-type]
+    with pytest.raises(AlreadyOwned):
+        mine.retry(run_id, {step: ["b"]})
+    assert sorted((home / "ran.log").read_text().split()) == ["a", "b", "c", "c"]  # c retried once
+
+
 def _start(ws: Workspace, run_id: str) -> tuple[threading.Thread, list[WorkflowResult]]:
     results: list[WorkflowResult] = []
     worker = threading.Thread(target=lambda: results.append(ws.execute(run_id)), daemon=True)

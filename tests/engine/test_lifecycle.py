@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.dsl.parser import parse_workflow
-from runkon_flow.errors import ValidationErrors, WorkflowError
+from runkon_flow.errors import AlreadyOwned, ValidationErrors, WorkflowError
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.plugins.protocols import ActionOutput
@@ -187,6 +187,19 @@ def test_a_pending_run_cancelled_before_its_engine_takes_it_never_runs(h: Harnes
     assert "not today" in run.error
 
 
+def test_a_run_another_engine_started_and_finished_is_not_started_again(h: Harness) -> None:
+    # Two runners of one pending run (or a runner and `runkon-flow resume`): both saw it `pending`;
+    # the quicker one ran it to its end and let go before the slower one took the lease.
+    wf = parse_workflow("workflow w { call a }")
+    run_id = h.new_run(wf)
+    assert h.run(wf, run_id=run_id).status == "completed"
+    with pytest.raises(AlreadyOwned):
+        h.run(wf, run_id=run_id)
+    assert h.agents.names() == ["a"]
+    run = h.store.get_run(run_id)
+    assert (run.status, run.owner_token) == ("completed", None)
+
+
 class _CancelledJustBeforeItRuns:
     """A store on which another process requests a cancel of the run the moment before the
     engine records it `running` — after the engine looked for a cancel."""
@@ -208,7 +221,7 @@ class _CancelledJustBeforeItRuns:
             self._cancel_first(run_id)
         self.inner.update_run_status(run_id, status, summary, error)
 
-    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus:
+    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus | None:
         self._cancel_first(run_id)
         return self.inner.start_run(run_id, resuming=resuming)
 

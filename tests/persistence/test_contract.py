@@ -325,27 +325,35 @@ def test_a_cancel_request_for_an_unknown_run_is_an_error(store) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "resuming", "after"),
+    ("status", "resuming", "found"),
     [
-        (RunStatus.PENDING, False, RunStatus.RUNNING),
-        (RunStatus.FAILED, True, RunStatus.RUNNING),
-        (RunStatus.CANCELLED, True, RunStatus.RUNNING),  # a cancelled run resumed runs again
+        (RunStatus.PENDING, False, None),  # None: this call marked it running
+        (RunStatus.FAILED, True, None),
+        (RunStatus.CANCELLED, True, None),  # a cancelled run resumed runs again
         (RunStatus.CANCELLED, False, RunStatus.CANCELLED),  # cancelled while pending: never started
         (RunStatus.CANCELLING, False, RunStatus.CANCELLING),  # a cancel requested stands
         (RunStatus.CANCELLING, True, RunStatus.CANCELLING),
+        (RunStatus.RUNNING, False, RunStatus.RUNNING),  # another engine started it meanwhile
+        (RunStatus.COMPLETED, False, RunStatus.COMPLETED),  # … and finished it
     ],
 )
-def test_start_run_marks_a_run_running_unless_a_cancel_stands(store, status, resuming, after) -> None:
+def test_start_run_marks_a_run_running_unless_a_cancel_stands_or_it_was_started(
+    store, status, resuming, found
+) -> None:
     run_id = new_run(store)
     if status is not RunStatus.PENDING:
         store.update_run_status(run_id, status, "summary", "why")
-    assert store.start_run(run_id, resuming=resuming) is after
+    assert store.start_run(run_id, resuming=resuming) is found
     run = store.get_run(run_id)
-    assert run.status is after
-    if after is RunStatus.RUNNING:
-        assert (run.result_summary, run.error, run.ended_at) == (None, None, None)
+    if found is None:
+        assert (run.status, run.result_summary, run.error, run.ended_at) == (
+            RunStatus.RUNNING,
+            None,
+            None,
+            None,
+        )
     else:
-        assert run.error == "why"
+        assert (run.status, run.error) == (status, "why")
 
 
 def test_start_run_of_an_unknown_run_is_an_error(store) -> None:

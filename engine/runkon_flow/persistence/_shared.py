@@ -135,12 +135,13 @@ def check_finish_status(status: RunStatus) -> RunStatus:
     return status
 
 
-def standing_cancels(resuming: bool) -> tuple[str, ...]:
-    """The statuses `start_run` keeps: a cancel requested, and for a run started rather than
-    resumed also one carried out (it was cancelled while `pending`)."""
+def startable(resuming: bool) -> tuple[bool, tuple[str, ...]]:
+    """The statuses `start_run` marks `running`: (True, S) those in S only, (False, S) all but
+    those. A run is started only from `pending` (else it was cancelled, or another engine started
+    it); a run is resumed unless a cancel was requested (`cancelling`)."""
     if resuming:
-        return (RunStatus.CANCELLING.value,)
-    return (RunStatus.CANCELLING.value, RunStatus.CANCELLED.value)
+        return False, (RunStatus.CANCELLING.value,)
+    return True, (RunStatus.PENDING.value,)
 
 
 def listed_statuses(statuses: list[RunStatus]) -> tuple[list[str], str]:

@@ -211,12 +211,14 @@ class InMemoryStore:
             _record_status(run, RunStatus.CANCELLING, None, error, None)
             return True
 
-    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus:
+    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus | None:
         with self._guard(run_id):
             run = self._run(run_id)
-            if run.status.value not in sh.standing_cancels(resuming):
-                _record_status(run, RunStatus.RUNNING, None, None, None)
-            return run.status
+            only, statuses = sh.startable(resuming)
+            if (run.status.value in statuses) != only:
+                return run.status
+            _record_status(run, RunStatus.RUNNING, None, None, None)
+            return None
 
     def is_run_cancelled(self, run_id: str) -> bool:
         run = self._runs.get(run_id)

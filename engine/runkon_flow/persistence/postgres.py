@@ -845,17 +845,18 @@ class PostgresStore(Leadership):
         return bool(self._write(update, single=False, key="r:" + run_id))
 
     @_translated
-    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus:
-        kept = sh.standing_cancels(resuming)
-        marks = ", ".join(["%s"] * len(kept))
+    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus | None:
+        only, statuses = sh.startable(resuming)
+        which = "IN" if only else "NOT IN"
+        marks = ", ".join(["%s"] * len(statuses))
         sql = (
             "UPDATE workflow_runs SET status = 'running', result_summary = NULL, error = NULL, "
-            f"ended_at = NULL, blocked_on = NULL WHERE id = %s AND status NOT IN ({marks})"
+            f"ended_at = NULL, blocked_on = NULL WHERE id = %s AND status {which} ({marks})"
         )
 
-        def start(cur: Any) -> RunStatus:
-            if cur.execute(sql, (run_id, *kept)).rowcount:
-                return RunStatus.RUNNING
+        def start(cur: Any) -> RunStatus | None:
+            if cur.execute(sql, (run_id, *statuses)).rowcount:
+                return None
             row = cur.execute("SELECT status FROM workflow_runs WHERE id = %s", (run_id,)).fetchone()
             if row is None:
                 raise PersistenceError(f"run {run_id} not found")

@@ -152,12 +152,12 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def is_run_cancelled(self, run_id: str) -> bool: ...
 
-    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus:
-        """Mark the run `running` (result, error and end cleared) in one write, unless a cancel
-        stands: the row says `cancelling`, or `cancelled` and the run is started, not resumed
-        (`resuming` False: it was cancelled while `pending`). So a cancel written between an
-        engine's look and this write is never overwritten. Returns the row's status after the
-        call: `running`, or the cancel the engine must honour. An unknown run is an error."""
+    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus | None:
+        """Mark the run `running` (result, error and end cleared) in one conditional write: a run
+        started (`resuming` False) only from `pending`, a resumed one unless it is `cancelling`.
+        So a cancel written between an engine's look and this write is never overwritten, and a
+        run another engine started meanwhile is not started again. None when this call marked
+        it; else the row's status, left as it was. An unknown run is an error."""
         ...
 
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:

@@ -878,17 +878,18 @@ class SqliteStore(Leadership):
         return bool(self._write(update, key="r:" + run_id))
 
     @_translated
-    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus:
-        kept = sh.standing_cancels(resuming)
-        marks = ", ".join("?" * len(kept))
+    def start_run(self, run_id: str, *, resuming: bool) -> RunStatus | None:
+        only, statuses = sh.startable(resuming)
+        which = "IN" if only else "NOT IN"
+        marks = ", ".join("?" * len(statuses))
         sql = (
             "UPDATE workflow_runs SET status = 'running', result_summary = NULL, error = NULL, "
-            f"ended_at = NULL, blocked_on = NULL WHERE id = ? AND status NOT IN ({marks})"
+            f"ended_at = NULL, blocked_on = NULL WHERE id = ? AND status {which} ({marks})"
         )
 
-        def start(conn: sqlite3.Cursor) -> RunStatus:
-            if conn.execute(sql, (run_id, *kept)).rowcount:
-                return RunStatus.RUNNING
+        def start(conn: sqlite3.Cursor) -> RunStatus | None:
+            if conn.execute(sql, (run_id, *statuses)).rowcount:
+                return None
             row = conn.execute("SELECT status FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise PersistenceError(f"run {run_id} not found")

@@ -520,20 +520,29 @@ class FlowEngine:
             log.warning("could not release the lease of run %s: %s", st.workflow_run_id, exc)
 
     def _mark_started(self, st: ExecutionState) -> None:
-        """Honour a cancel written before we started: a `cancelling` run, and a `cancelled` one
-        that is started rather than resumed (its runner read it `pending`, then it was cancelled
-        before the runner took its lease). Otherwise mark the run `running` (a `cancelled` run
-        being resumed becomes `running` again)."""
+        """Mark the run `running` (a `cancelled` run being resumed becomes `running` again), in one
+        conditional write: a look and a write would lose what lands between them. Honour a cancel
+        written before we started — a `cancelling` run, and a `cancelled` one that is started
+        rather than resumed (its runner read it `pending`, then it was cancelled before the runner
+        took its lease). A run to start that is neither pending nor cancelled was started by
+        another engine meanwhile (two runners of one pending run): `AlreadyOwned`, nothing written."""
         store = st.persistence
         try:
-            # One conditional write: a cancel landing between a look and a write would be lost.
             status = store.start_run(st.workflow_run_id, resuming=st.resume_ctx is not None)
-            if status is not RunStatus.RUNNING:
-                run = store.get_run(st.workflow_run_id)
-                left = CancellationReason.from_error(run.error) if run is not None else None
-                abort(st, left or CancellationReason.user())
         except Exception as exc:
             log.warning("could not mark run %s running: %s", st.workflow_run_id, exc)
+            return
+        if status is None:
+            return
+        if status not in (RunStatus.CANCELLING, RunStatus.CANCELLED):
+            raise AlreadyOwned(st.workflow_run_id)
+        try:
+            run = store.get_run(st.workflow_run_id)
+        except Exception as exc:
+            log.warning("could not read why run %s was cancelled: %s", st.workflow_run_id, exc)
+            run = None
+        left = CancellationReason.from_error(run.error) if run is not None else None
+        abort(st, left or CancellationReason.user())
 
     def _core(self, definition: WorkflowDef, st: ExecutionState) -> WorkflowResult:
         """engine.md §7.1: start event, body, always, summary, metrics, final status, final event."""

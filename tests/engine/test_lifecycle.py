@@ -4,6 +4,7 @@ validation (§13) and the Python-friendly entry points."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,47 @@ def test_a_run_another_engine_started_and_finished_is_not_started_again(h: Harne
     assert (run.status, run.owner_token) == ("completed", None)
 
 
+class _RefreshLandsAfterTheEnd:
+    """A store on which the run monitor's lease refresh, begun while the run was still going,
+    lands only after the run has recorded its end (a busy database, a paused process)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.takes = 0
+        self.ended = threading.Event()
+        self.refreshed = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def acquire_lease(self, run_id: str, token: str, ttl_seconds: float) -> int | None:
+        self.takes += 1
+        if self.takes == 1:  # the engine taking the run
+            return self.inner.acquire_lease(run_id, token, ttl_seconds)
+        self.ended.wait(10)
+        try:
+            return self.inner.acquire_lease(run_id, token, ttl_seconds)
+        finally:
+            self.refreshed.set()
+
+    def finish_run(self, *args: Any, **kwargs: Any) -> None:
+        self.inner.finish_run(*args, **kwargs)
+        self.ended.set()
+
+
+def test_a_lease_refresh_landing_after_the_run_ended_leaves_no_owner(store: Any, tmp_path: Path) -> None:
+    slow = _RefreshLandsAfterTheEnd(store)
+    h = Harness(slow, tmp_path)
+    h.agents.do("a", lambda info, params: time.sleep(0.3) or ActionOutput())
+    wf = parse_workflow("workflow w { call a }")
+    run_id = h.new_run(wf)
+    result = h.run(wf, run_id=run_id, exec_config=WorkflowExecConfig(lease_refresh_interval=0.05))
+    assert result.status == "completed"
+    assert slow.refreshed.wait(10)
+    assert wait_until(lambda: store.get_run(run_id).owner_token is None)
+    assert store.get_run(run_id).status == "completed"
+
+
 class _CancelledJustBeforeItRuns:
     """A store on which another process requests a cancel of the run the moment before the
     engine records it `running` — after the engine looked for a cancel."""
@@ -291,6 +333,37 @@ def test_example_g_a_stolen_lease_fences_the_stale_engine(clocked, tmp_path: Pat
     # the stale engine must not overwrite the status of a run another engine now owns
     assert store.get_run(run_id).status == "running"
     assert store.get_run(run_id).owner_token == "engine-b"
+
+
+@pytest.mark.parametrize("clocked", ["memory", "sqlite"], indirect=True)
+def test_a_paused_engine_does_not_take_back_a_run_another_engine_finished(clocked, tmp_path: Path) -> None:
+    # `runkon-flow run` suspended (Ctrl-Z) past its lease; the run is resumed elsewhere and
+    # finished, which lets go of the lease; then `fg`. Its next lease refresh found the lease
+    # free, took it and went on with the fan-out: every item left ran a second time.
+    store, clock = clocked
+    h = Harness(store, tmp_path)
+    h.add_workflow("workflow child { call work }")
+    h.providers.append(ListProvider("tickets", ["a", "b", "c", "d"]))
+    wf = parse_workflow("workflow w { foreach f { over = tickets max_parallel = 1 workflow = child } }")
+    run_id = h.new_run(wf)
+    done: list[str] = []
+
+    def work(info, params):
+        done.append(params.inputs["item.id"])
+        if len(done) == 1:
+            clock.advance(120)  # paused past the lease: another engine resumes the run and finishes it
+            assert store.acquire_lease(run_id, "engine-b", 30) == 2
+            store.finish_run(run_id, RunStatus.COMPLETED, "finished by b", None, "engine-b")
+            info.cancellation.wait(3)  # the lease refresh that follows the pause
+        return ActionOutput()
+
+    h.agents.do("work", work)
+    with pytest.raises(EngineCancelled) as err:
+        h.run(wf, run_id=run_id, exec_config=WorkflowExecConfig(lease_refresh_interval=0.05))
+    assert err.value.reason.kind == "LeaseLost"
+    assert done == ["a"]
+    run = store.get_run(run_id)
+    assert (run.status, run.result_summary, run.owner_token) == ("completed", "finished by b", None)
 
 
 def test_a_failed_lease_refresh_aborts_the_run(tmp_path: Path) -> None:

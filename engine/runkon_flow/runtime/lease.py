@@ -206,6 +206,18 @@ class RunMonitor:
         except Exception as exc:
             log.warning("lease refresh for run %s failed: %s", st.workflow_run_id, exc)
             generation = None
+        if generation is not None and generation != st.lease_generation:
+            # Not a renewal: the lease had been let go of — this run ended meanwhile, or another
+            # engine took the run over while this process stood still (Ctrl-Z, a frozen VM) and
+            # finished it — and the refresh took the free lease again. Let go of it: the run is
+            # not this engine's any more, and a finished run must not be left owned.
+            try:
+                st.persistence.release_lease(st.workflow_run_id, st.owner_token or "")
+            except Exception as exc:
+                log.warning("could not release the lease of run %s: %s", st.workflow_run_id, exc)
+            generation = None
+        if id(st) not in self._runs:
+            return  # ended while the refresh was on its way: nothing left to stop
         if generation is None:
             log.warning("run %s lost its lease; stopping it", st.workflow_run_id)
             abort(st, CancellationReason.of("LeaseLost"))

@@ -261,7 +261,9 @@ def _timing_note(
         if fan is not None
         else est.step_band(step.node_path)
     )
-    return f"slow: over p95 ({format_duration(band.p95)})" if band is not None and took > band.p95 else ""
+    if band is None or not band.outlived_by(took):
+        return ""
+    return f"slow: over p95 ({format_duration(band.p95)})"
 
 
 def _fan_out(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[list[FanOutItemRow], FanOutView]:

@@ -45,6 +45,9 @@ __all__ = [
     "quantile",
 ]
 
+#: Seconds a step must outrun its p95 by before it reads `over p95`.
+OVER_P95_SLACK = 1.0
+
 #: How many past runs the history reads (the most recent completed ones).
 HISTORY_RUNS = 20
 
@@ -66,6 +69,11 @@ class Band:
 
     p50: float
     p95: float
+
+    def outlived_by(self, seconds: float) -> bool:
+        """Past the p95 by more than `OVER_P95_SLACK`: a step of 0.1 s that once took 0.3 s is
+        not news (`over p95 (0.0s)` was all it said), nor is a jitter of the machine."""
+        return seconds > self.p95 + OVER_P95_SLACK
 
     def minus(self, elapsed: float) -> Band:
         """What is left of the band after `elapsed` seconds (never below zero)."""
@@ -167,7 +175,7 @@ class Estimates:
         if elapsed is None:
             return None
         band = self.fanout_band(key, fan.total) if fan is not None else self.step_band(key)
-        return band if band is not None and elapsed - waited > band.p95 else None
+        return band if band is not None and band.outlived_by(elapsed - waited) else None
 
 
 def _waits_for_people(kind: str | None, gate_type: str | None) -> bool:

@@ -88,3 +88,34 @@ def test_runkon_databases_and_empty_files_still_open(tmp_path: Path) -> None:
     blank = tmp_path / "blank.db"
     sqlite3.connect(blank).close()  # an SQLite file with no schema at all
     SqliteStore(blank).close()
+
+
+def test_a_database_another_process_is_creating_is_read_in_one_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check reads the schema, then the schema version. A process creating the database
+    between the two reads once made it look like a file with no tables but a version — refused
+    as foreign (seen with six processes opening a new database at once)."""
+    from runkon_flow.persistence import foreign
+    from runkon_flow.persistence.schema import ensure_schema
+
+    path = tmp_path / "runs.db"
+    creator = sqlite3.connect(path, isolation_level=None)
+    creator.execute("PRAGMA journal_mode = WAL")
+    connect = sqlite3.connect
+
+    def racing_connect(*args, **kwargs):  # type: ignore[no-untyped-def]
+        conn = connect(*args, **kwargs)
+
+        def between_the_reads(statement: str) -> None:
+            if statement.startswith("PRAGMA user_version"):
+                ensure_schema(creator, str(path))  # the other process creates the schema now
+
+        conn.set_trace_callback(between_the_reads)
+        return conn
+
+    monkeypatch.setattr(foreign.sqlite3, "connect", racing_connect)
+    foreign.check_runkon_file(path)  # no error: the schema is read as it was, or as it is now
+    monkeypatch.undo()
+    creator.close()
+    SqliteStore(path).close()

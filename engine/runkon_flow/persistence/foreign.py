@@ -32,12 +32,18 @@ def check_runkon_file(path: Path) -> None:
     process's open stores (their later writes lost to a deleted file; tests/persistence/
     test_sqlite.py). SQLite keeps the locks of its connections to one file together."""
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=5.0)
+        conn = sqlite3.connect(
+            f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=5.0, isolation_level=None
+        )
     except sqlite3.Error as exc:
         raise PersistenceError(f"cannot open run database {path}: {exc}; {_ADVICE}") from None
     try:
+        # One snapshot for both reads: a process creating the schema meanwhile could otherwise
+        # be seen half-way (no tables yet, then its schema version) and refused as foreign.
+        conn.execute("BEGIN")
         objects = conn.execute("SELECT type, name, tbl_name FROM sqlite_master").fetchall()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if str(exc) == "file is not a database":
             raise PersistenceError(

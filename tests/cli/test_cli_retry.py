@@ -123,6 +123,26 @@ def test_retry_failed_runs_only_the_failed_items_again_and_the_run_completes(cap
     ]
 
 
+def test_show_after_a_resume_to_completion_lists_no_failed_items(capsys, home: Path) -> None:
+    """The replaced attempt's failures are history: they appear only under the heading of items
+    run again, not as failed items of a completed run."""
+    run_id = failed_run(capsys, home)
+    first = items_of(home, run_id)[0]
+    code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+
+    code, out, _ = cli(capsys, "show", run_id)
+    assert code == 0
+    assert "status    completed" in out
+    assert " failed (child run " not in out
+    lines = out.splitlines()
+    heading = lines.index("items of foreach 'each' run again by a resume or retry")
+    assert lines[heading + 1 : heading + 3] == [
+        f"  {retried}: attempt 2 completed (earlier attempt: child run {first[retried][3]} failed)"
+        for retried in ("b", "d")
+    ]
+
+
 def test_retry_one_item_keeps_the_other_failures(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _out, err = cli(

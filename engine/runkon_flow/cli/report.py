@@ -468,12 +468,16 @@ def show_lines(
     table_rows, notes = [], []
     estimates = history_of(store, run.workflow_name, exclude=run.id)
     moment = (now or datetime.now(UTC)).timestamp()
+    # A fan-out a resume or retry ran again keeps its earlier row, whose failed items are not
+    # failures any more: only the latest row's are listed (its heading names the earlier attempts).
+    current = {s.id for s in final_steps(steps)}
     for step in steps:
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
             items, fan = _fan_out(store, step)
             extra, failed_items = _item_summary(store, items, fan)
-            notes.extend(failed_items)
+            if step.id in current:
+                notes.extend(failed_items)
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
         timing = _timing_note(store, step, fan, estimates, moment) if estimates.runs else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from runkon_flow.errors import WorkflowError
 from runkon_flow.events import CollectingSink
+from runkon_flow.plugins.protocols import ActionOutput, ActionParams, StepInfo
 from runkon_flow.runtime import FlowEngineBuilder, RunInput
 
 from tests.engine.conftest import Harness
@@ -75,6 +76,25 @@ def test_child_events_carry_the_child_run_id_and_reach_each_sink_once(h: Harness
         ("StepStarted", "workflow:child", "call_workflow"),
         ("StepCompleted", "workflow:child", "call_workflow"),
     ]
+
+
+def test_a_running_call_names_its_child_run_on_its_row_before_the_child_runs_a_step(h: Harness) -> None:
+    """`show`, estimates and the dashboard read the child of a running call from its row."""
+    h.add_workflow(CHILD)
+    seen: list[tuple[str, str | None, str]] = []
+
+    def build(info: StepInfo, params: ActionParams) -> ActionOutput:
+        child = h.store.get_run(info.run_id)
+        [row] = h.steps(child.parent_workflow_run_id)
+        seen.append((row.status, row.child_run_id, child.id))
+        return ActionOutput(context="built")
+
+    h.agents.do("build", build)
+    result = h.run('workflow parent { call workflow child { inputs { version = "1" } } }')
+    assert result.all_succeeded
+    [(status, named, child_id)] = seen
+    assert (status, named) == ("running", child_id)
+    assert h.steps(result.workflow_run_id)[0].child_run_id == child_id
 
 
 def test_a_per_run_sink_that_is_also_an_engine_sink_sees_child_events_once(h: Harness) -> None:

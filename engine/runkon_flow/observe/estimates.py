@@ -209,7 +209,7 @@ def people_wait(
 def people_wait_in_rows(store: WorkflowPersistence, row: WorkflowRunStep, depth: int = 0) -> float | None:
     """`people_wait` from stored rows: what a `call workflow` row's child run waited for people
     (every execution counted, at any depth); None while a gate of theirs waits."""
-    child_id = _called_run(store, row)
+    child_id = _called_run(row)
     if child_id is None:
         return 0.0
     total = 0.0
@@ -227,20 +227,11 @@ def people_wait_in_rows(store: WorkflowPersistence, row: WorkflowRunStep, depth:
     return total
 
 
-def _called_run(store: WorkflowPersistence, row: WorkflowRunStep) -> str | None:
-    """The child run of a `call workflow` row. A running call's row does not name it yet: it is
-    then its run's newest unfinished child of the called workflow, as a resume finds it."""
+def _called_run(row: WorkflowRunStep) -> str | None:
+    """The child run of a `call workflow` row (named on the row from the moment the child exists)."""
     if row.role != StepRole.WORKFLOW.value or row.child_run_id == "dispatching":
         return None
-    if row.child_run_id:
-        return row.child_run_id
-    if StepStatus(row.status) not in (StepStatus.RUNNING, StepStatus.WAITING):
-        return None
-    called = row.step_name.removeprefix("workflow:")
-    for child in store.list_runs(limit=1000, parent_run_id=row.workflow_run_id):
-        if child.workflow_name == called and not RunStatus(child.status).is_terminal:
-            return child.id
-    return None
+    return row.child_run_id or None
 
 
 def history_of(

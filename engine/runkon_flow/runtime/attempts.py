@@ -104,6 +104,13 @@ class StepAttempt:
             self.trace = StepTrace(st, kind, label, key, path, iteration, position, attempt)
             self.trace.started(self.step_id)
 
+    def child_started(self, child_run_id: str) -> None:
+        """Name the child run on the row while it runs (a `call workflow`), so readers find the
+        child by the row, not by its workflow's name."""
+        self.st.update_step(
+            self.step_id, StepUpdate(self.st.generation, StepStatus.RUNNING, child_run_id=child_run_id)
+        )
+
     def completed(
         self,
         *,

@@ -4,6 +4,7 @@
 For each child it resolves the definition by name (cached for the runner's lifetime, so a file
 edited mid-run never changes a running run), prepares the inputs, creates the child run row
 (`parent_workflow_run_id` and `iteration` set; already `running` and leased, in one write),
+tells the caller its id (`ChildWorkflowInput.on_created`: a `call workflow` row names it at once),
 announces it with `ChildRunStarted` (linking the child to the parent step and foreach item) and
 runs it with `FlowEngine.run_created_child` (`run_child` without a `ChildRunInput` per child).
 
@@ -131,6 +132,8 @@ class InProcessChildRunner:
         )
         if holds:
             self._snapshots.held_by(parent_ctx.workflow_run_id, definition.name, run.id)
+        if params.on_created is not None:
+            params.on_created(run.id)
         sinks = (
             dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
             if self._engine.event_sinks or parent_ctx.event_sinks

@@ -335,6 +335,8 @@ class ChildWorkflowInput:
     `write_behind` (ours): the child's rows are history only — nothing recovers from them (a
     foreach re-runs an unfinished item as a new child) — so the runner may write them behind
     (`durable=False`, docs/persistence.md). The child's own children inherit it.
+    `on_created` (ours): called with the child's run id once its row exists, before its first
+    step, so `call workflow` names its child on its step row while the child runs.
     """
 
     inputs: dict[str, str]
@@ -345,6 +347,7 @@ class ChildWorkflowInput:
     cancellation: CancellationToken
     item_id: str | None = None
     write_behind: bool = False
+    on_created: Callable[[str], None] | None = None
 
 
 @dataclass

@@ -166,6 +166,7 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
             depth=child_depth,
             parent_step_id=step.step_id,
             cancellation=token,
+            on_created=step.child_started,
         )
         result: WorkflowResult | None = None
         error: BaseException | None = None
@@ -216,6 +217,7 @@ def _try_resume_child(
     step = StepAttempt(
         st, "call_workflow", f"workflow:{name}", name, path, iteration, position, 0, role=_ROLE
     )
+    step.child_started(prior.id)
     try:
         result = runner.resume_child(prior.id, st.model, st.child_workflow_context())
     except EngineCancelled as exc:

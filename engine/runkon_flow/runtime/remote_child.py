@@ -203,6 +203,8 @@ class RemoteChildRunner:
         )
         if holds:
             self._snapshots.held_by(parent_ctx.workflow_run_id, definition.name, run.id)
+        if params.on_created is not None:
+            params.on_created(run.id)
         sinks = dedupe_sinks(self._engine.event_sinks, parent_ctx.event_sinks)
         if sinks:
             emit_to(

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
@@ -70,7 +71,9 @@ __all__ = ["execute_foreach"]
 _ROLE = StepRole.FOREACH.value
 _RECEIVE_TICK = 0.25
 _TERMINAL_BAD = (FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
-_RUNNING = FanOutItemUpdate.running()
+#: No `dispatching` placeholder (spec §5.3): the row names a child run only once one exists (the
+#: ending update carries it), so an item whose workflow did not load ends with none (NULL).
+_RUNNING = FanOutItemUpdate(FanOutItemStatus.RUNNING)
 _DISPATCHED = (FanOutItemStatus.RUNNING, FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
 _FIRST = ItemLineage()
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -629,6 +632,7 @@ class _FanOut:
             cancellation=item.token,
             item_id=item.item_id,
             write_behind=True,  # an unfinished item re-runs as a new child: its rows are history only
+            on_created=partial(setattr, item, "child_run_id"),  # known even if the runner then fails
         )
         try:
             return self.st.child_runner.execute_child(node.workflow, self.parent_ctx, params), None  # type: ignore[union-attr]

@@ -31,7 +31,9 @@ from runkon_flow.approvals import ApprovalStoreResolver, GateApprovals
 from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import (
     CallNode,
+    CallWorkflowNode,
     DoNode,
+    ForEachNode,
     ParallelNode,
     WorkflowDef,
     node_paths,
@@ -53,11 +55,13 @@ from runkon_flow.errors import (
 from runkon_flow.event_log import StoredEventWriter
 from runkon_flow.event_log import stored_output_lines as output_lines_setting
 from runkon_flow.events import EngineLog, EventSink
+from runkon_flow.observe.counts import latest_attempts
 from runkon_flow.persistence.models import (
     NewRun,
     RetryRequest,
     RunStatus,
     StepRole,
+    StepStatus,
     WorkflowRun,
     WorkflowRunStep,
     now_rfc3339,
@@ -618,16 +622,18 @@ class Workspace:
         with self._lock:
             if run_id in self._active:
                 raise WorkflowError(f"run '{run_id}' is still running")
-        rejected = final_rejection(self.store.get_steps(run_id))
+        rows = self.store.get_steps(run_id)
+        rejected = final_rejection(rows)
         if rejected is not None:
             raise WorkflowError(rejection_refusal(run_id, rejected))
+        plan = self._resume_plan(run)
+        self._refuse_unloadable(plan, rows, set())  # the run stays as it was: resumable once fixed
         # The generation this resume decided on: a borrowed lease below moves it (by one each).
         seen = run.generation
         if run.status is RunStatus.CANCELLING:  # its engine may be gone: then the cancel is over
             error = run.error or str(EngineCancelled(CancellationReason.user()))
             if cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING) is not None:
                 seen += 1
-        plan = self._resume_plan(run)
         if run.status.is_terminal and self._retry_over(run):
             seen += 1
         return self._drive(plan, run, sinks, None, resume=True, seen_generation=seen)
@@ -650,6 +656,62 @@ class Workspace:
         """The definition `resume` would run now (see `_resume_plan`): what a client draws the
         resumed run on, so its picture and the engine agree."""
         return self._resume_plan(self._run_row(run_id)).definition
+
+    def unloadable_workflows(
+        self, run_id: str, *, retried: Iterable[str] = (), definition: str | None = None
+    ) -> list[Problem]:
+        """The workflows a `resume` of run `run_id` (or, with `definition`, a `retry` reopening the
+        fan-out rows `retried`) would start that do not load from today's files: each at its
+        file:line:col, as `run` refuses them. Empty: nothing stops it."""
+        run = self._run_row(run_id)
+        if definition is None:
+            plan = self._resume_plan(run)
+        else:
+            plan = self._plan_from_row(run) if definition == "stored" else self._current_plan(run)
+        return self._unloadable(plan, self.store.get_steps(run_id), set(retried))
+
+    def _unloadable(self, plan: _Plan, rows: Sequence[WorkflowRunStep], reopened: set[str]) -> list[Problem]:
+        """The called and fan-out workflows (and theirs, at any depth) of the `call workflow` and
+        `foreach` steps that will run — those a resume does not restore from a completed row, and
+        the fan-outs in `reopened` — whose file is broken or gone now. A child is loaded by name
+        when it starts, from the file as it is then: a broken one fails every item that runs it."""
+        snap, wf = plan.snapshot, plan.definition
+        done: set[str] = set()
+        unfinished: set[str] = set()
+        for row in latest_attempts(rows):
+            if row.node_path:
+                completed = StepStatus(row.status) is StepStatus.COMPLETED and row.id not in reopened
+                (done if completed else unfinished).add(row.node_path)
+        paths = node_paths(wf)
+        todo = [
+            node.workflow
+            for node in walk(list(wf.body) + list(wf.always))
+            if isinstance(node, (CallWorkflowNode, ForEachNode))
+            and (paths.get(id(node)) in unfinished or paths.get(id(node)) not in done)
+        ]
+        problems: list[Problem] = []
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            broken = snap.kept.get(name) or snap.broken_by_stem.get(name)
+            child = snap.workflows.get(name) if broken is None else None
+            if child is not None:
+                todo.extend(child.workflow_refs())
+            elif broken is not None:
+                where = SourceLocation(broken.file, broken.line, broken.column)
+                problems.append(Problem(f"workflow '{name}' does not load: {broken.message}", location=where))
+            else:
+                problems.append(Problem(f"workflow '{name}' is not in {', '.join(map(str, snap.dirs))}"))
+        return problems
+
+    def _refuse_unloadable(self, plan: _Plan, rows: Sequence[WorkflowRunStep], reopened: set[str]) -> None:
+        """Raise `ValidationErrors` (before anything is written) when `_unloadable` finds any."""
+        problems = self._unloadable(plan, rows, reopened)
+        if problems:
+            raise ValidationErrors(problems)
 
     def _resume_plan(self, run: WorkflowRun) -> _Plan:
         """A resume runs the workflow's file as it is now (the fix just made is what you resume
@@ -692,6 +754,7 @@ class Workspace:
         if not items or not any(items.values()):
             raise WorkflowError(f"run '{run_id}': no items chosen to retry")
         plan = self._plan_from_row(run) if definition == "stored" else self._current_plan(run)
+        self._refuse_unloadable(plan, self.store.get_steps(run_id), set(items))
         request = RetryRequest(now_rfc3339(), {k: tuple(v) for k, v in items.items()}, definition)
         with borrowed_lease(self.store, run_id, "retry") as held:
             if not held:
@@ -769,6 +832,7 @@ class Workspace:
                 f"rerun names only the steps of '{wf.name}' itself: rerun from the call, "
                 f"--from {call} (or --from {path})"
             ) from exc
+        self._refuse_unloadable(plan, rerun.reused, set())
         declared = {d.name for d in wf.inputs}
         kept = {k: v for k, v in old.inputs.items() if k in declared}
         prepared = self._prepare_inputs(wf, {**kept, **(inputs or {})})

@@ -143,6 +143,42 @@ def test_show_after_a_resume_to_completion_lists_no_failed_items(capsys, home: P
     ]
 
 
+@pytest.mark.parametrize("command", ["resume", "retry"])
+def test_a_broken_child_file_refuses_resume_and_retry_up_front_and_the_run_stays_resumable(
+    capsys, home: Path, command: str
+) -> None:
+    """As `run` refuses it: at the child file's line and column, before anything is written; once
+    the file is fixed, the same command runs."""
+    run_id = failed_run(capsys, home)
+    store = SqliteStore(home / "runs.db")
+    try:
+        before = (store.get_run(run_id), store.get_steps(run_id), store.last_event_seq(run_id))
+    finally:
+        store.close()
+    (home / "one.wf").write_text(ONE.replace("script work {", "script work {{"))
+    argv = (command, run_id, "--dir", str(home), "--progress", "plain")
+    argv += ("--failed", "--yes", "--definition", "stored") if command == "retry" else ()
+
+    code, out, err = cli(capsys, *argv)
+    assert code == 1 and out == ""
+    assert f"{home / 'one.wf'}:3:16: workflow 'one' does not load: expected `key = value`" in err
+    assert err.endswith(
+        f"runkon-flow {command}: error: a workflow this {command} would run does not load; "
+        "nothing was changed: fix the file and run the same command again\n"
+    )
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert (store.get_run(run_id), store.get_steps(run_id), store.last_event_seq(run_id)) == before
+    finally:
+        store.close()
+
+    (home / "one.wf").write_text(ONE)
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+
+
 def test_retry_one_item_keeps_the_other_failures(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _out, err = cli(

@@ -62,6 +62,7 @@ from runkon_flow.errors import (
     FlowError,
     Problem,
     SourceLocation,
+    ValidationErrors,
     WfError,
     WorkflowNotFound,
 )
@@ -192,6 +193,17 @@ def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> N
                     source = read_source(Path(location.file))
             location = SourceLocation(as_named(location.file, dirs), location.line, location.column)
         print_err(render_diagnostic(location, problem.text(), source))
+
+
+def _refuse_unloadable(problems: Sequence[Problem], dirs: Sequence[Path], command: str) -> None:
+    """Stop `command` before it writes anything when a workflow it would start does not load
+    (`Workspace.unloadable_workflows`): each at file:line:col, as `run` refuses them."""
+    if problems:
+        _print_problems(problems, dirs)
+        raise CommandFailed(
+            f"a workflow this {command} would run does not load; nothing was changed: "
+            "fix the file and run the same command again"
+        )
 
 
 def _find_workflow(ws: Workspace, name_or_path: str, dirs: Sequence[Path]) -> WorkflowDef:
@@ -391,6 +403,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 f"note: {_not_found(run.workflow_name, ws)}; "
                 "resuming with the definition stored with the run (use --dir to point at its folder)"
             )
+        _refuse_unloadable(ws.unloadable_workflows(run.id), dirs, "resume")
         hooks = prepare_hooks(args)
         events_file = open_events_file(args.events, append=True, database=location_of(args))
         give_up = threading.Event()
@@ -486,6 +499,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
         definition = _retry_definition(args.definition, store, run, ws)
+        _refuse_unloadable(
+            ws.unloadable_workflows(run.id, retried=choice.items, definition=definition), dirs, "retry"
+        )
         # The plan is a note for the person deciding (stderr): stdout stays the `run_id=` header
         # and event lines a script reads.
         print_err(f"run {run.id} ({run.workflow_name}, {display_status(run)}):")
@@ -576,6 +592,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 raise UsageError("\n".join(_input_hint(p) for p in exc.problems)) from None
             except NoStepToRerunFrom as exc:  # `--from nosuch`: a usage error, as `logs RUN nosuch`
                 raise UsageError(exc.message) from None
+            except ValidationErrors as exc:  # today's file, or a workflow it would start, is broken
+                _print_problems(exc.errors, dirs)
+                raise CommandFailed(
+                    f"the rerun of {old.id} cannot start; nothing was changed: "
+                    "fix the file and run the same command again"
+                ) from None
             events_file = open_events_file(args.events, append=False, database=location_of(args))
         print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names

@@ -34,10 +34,15 @@ class _Event(BaseModel):
 
 
 class RunStarted(_Event):
+    """A run's first start. A rerun (docs/when-things-go-wrong.md) is a new run: it starts with
+    this too, naming the run it reruns and the step it reruns from (ours)."""
+
     type: Literal["RunStarted"] = "RunStarted"
     workflow_name: str
     parent_run_id: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
+    rerun_of: str | None = None
+    rerun_from: str | None = None
 
 
 class RunResumed(_Event):

@@ -4,13 +4,16 @@ again) and runs STEP and what follows, with inputs that can be changed."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from runkon_flow.cli.live import LiveView
+from runkon_flow.events import parse_event_line
 from runkon_flow.persistence import RunStatus, SqliteStore, StepStatus
 
-from tests.cli.run_helpers import cli, run_id_of, write
+from tests.cli.run_helpers import cli, events_of, run_id_of, write
 
 CHAIN = """workflow chain {
   inputs {
@@ -91,6 +94,33 @@ def test_rerun_from_a_step_reuses_what_came_before_and_feeds_its_outputs_on(
     assert f"rerun of  {old} from step deploy (1 step reused)" in shown
     listed = json.loads(cli(capsys, "show", new, "--json")[1])
     assert (listed["rerun_of"], listed["rerun_from"]) == (old, "deploy")
+
+
+def test_a_rerun_starts_as_a_new_run_naming_the_run_and_step_it_reruns(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not `resumed`: its first event is RunStarted with `rerun_of` and `rerun_from`, and the live
+    view, `watch` and `replay` say `started (rerun of OLD from STEP)`."""
+    old = failed_run(home, capsys)
+    code, out, err = cli(
+        capsys, "rerun", old, "--from", "deploy", "--dir", "wf", "--progress", "plain", "--events", "ev.jsonl"
+    )
+    assert code == 0, err
+    new = run_id_of(out)
+    [(_, first, fields), *rest] = [e for e in events_of(out) if e[0] == new]
+    assert (first, fields) == ("RunStarted", f"workflow=chain rerun_of={old} rerun_from=deploy")
+    assert "RunResumed" not in {kind for _, kind, _ in rest}
+    watched = cli(capsys, "watch", new, "--progress", "plain")[1]
+    assert f"RunStarted workflow=chain rerun_of={old} rerun_from=deploy" in watched
+
+    stream = io.StringIO()
+    view = LiveView(stream, top_run_id=new, color=False, unicode=True, width=120, height=30)
+    for line in (home / "ev.jsonl").read_text().splitlines():
+        record = parse_event_line(line)
+        assert record is not None
+        view.feed(record)
+    view.close()
+    assert f"run {new} chain started (rerun of {old} from deploy)" in stream.getvalue()
 
 
 def test_the_always_block_is_not_reused_by_a_rerun_from_a_step_of_the_body(

@@ -68,6 +68,26 @@ def test_path_agents_are_found_under_the_name_they_were_stored_under(h: Harness)
     assert h.agents.names() == ["b", "c"]
 
 
+def test_a_rerun_starts_with_run_started_and_a_resume_of_it_later_is_resumed(h: Harness) -> None:
+    """A rerun is a new run (docs/when-things-go-wrong.md): its first start says so, with the run
+    and step it reruns, though its copied rows are restored as a resume's are."""
+    text = "workflow w { call a call b }"
+    fail_once(h, "b")
+    old = h.run(text).workflow_run_id
+    new = h.new_run(parse_workflow(text))
+    h.store.set_rerun_link(new, old, "b")
+    h.store.copy_steps(old, new, [r.id for r in h.steps(old) if r.step_name == "a"])
+    h.agents.calls.clear()
+    assert resume(h, text, new).all_succeeded
+    assert h.agents.names() == ["b"]
+    [start] = [e for e in h.events_of_run(new) if e.type in ("RunStarted", "RunResumed")]
+    assert (start.type, start.rerun_of, start.rerun_from) == ("RunStarted", old, "b")
+
+    h.sink.events.clear()
+    assert resume(h, text, old).all_succeeded  # an ordinary resume: unchanged
+    assert next(e.type for e in h.events_of_run(old)) == "RunResumed"
+
+
 def test_call_workflow_results_and_child_steps_are_restored(h: Harness) -> None:
     h.add_workflow("workflow child { call work }")
     h.agents.on("work", markers=["done"])

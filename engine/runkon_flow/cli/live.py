@@ -192,6 +192,8 @@ class LiveView:
         top = run == self._top
         if kind in ("RunStarted", "RunResumed") and top:
             word = "resumed" if kind == "RunResumed" else "started"
+            if kind == "RunStarted" and e.rerun_of:  # a new run, reusing an earlier run's first steps
+                word += f" (rerun of {e.rerun_of} from {e.rerun_from})"
             return [self._c(_CYAN, g.run) + f" run {run} {e.workflow_name} {word}"]
         if kind == "StepCompleted" and (top or not e.succeeded):
             return [self._step_line(data, e)]

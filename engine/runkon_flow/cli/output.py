@@ -107,7 +107,12 @@ def cancel_reason(event: Any) -> str:
 # so lines stay short; the order is fixed, so lines are stable across runs.
 _FieldSpec = tuple[str, str | Callable[[Any], Any]]
 _FIELDS: dict[str, tuple[_FieldSpec, ...]] = {
-    "RunStarted": (("workflow", "workflow_name"), ("parent", "parent_run_id")),
+    "RunStarted": (
+        ("workflow", "workflow_name"),
+        ("parent", "parent_run_id"),
+        ("rerun_of", "rerun_of"),
+        ("rerun_from", "rerun_from"),
+    ),
     "RunResumed": (("workflow", "workflow_name"), ("parent", "parent_run_id"), ("skipped", "skipped_steps")),
     "RunCompleted": (("succeeded", "succeeded"), ("error", "error")),
     "RunCancelled": (("reason", cancel_reason),),

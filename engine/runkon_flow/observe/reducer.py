@@ -568,7 +568,8 @@ class RunModel:
         self._changes.runs.add(run.run_id)
         if self._is_root(run.run_id):
             self._changes.header = True
-            self._log(LogLine(data.ts, f"run started: {ev.workflow_name}", "info", run.run_id))
+            rerun = f" (rerun of {ev.rerun_of} from {ev.rerun_from})" if ev.rerun_of else ""
+            self._log(LogLine(data.ts, f"run started: {ev.workflow_name}{rerun}", "info", run.run_id))
 
     def _run_resumed(self, data: EngineEventData, ev: Any) -> None:
         self._next_attempt(data, ev, ev.skipped_steps)

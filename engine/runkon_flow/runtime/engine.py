@@ -437,6 +437,8 @@ class FlowEngine:
         run = st.persistence.get_run(st.workflow_run_id) if not st.parent_run_id else None
         retry = RetryRequest.from_json(run.retry_request) if run is not None else None
         st.resume_ctx = ResumeContext.from_steps(steps, retry)
+        if run is not None and run.rerun_of and run.status is RunStatus.PENDING:  # never started
+            st.rerun_start = (run.rerun_of, run.rerun_from or "")
         if not any(row.role == StepRole.GATE.value for row in steps):
             st.step_ledger = {
                 row.id: LedgerRow(
@@ -548,7 +550,18 @@ class FlowEngine:
         """engine.md §7.1: start event, body, always, summary, metrics, final status, final event."""
         if st.event_sinks:
             parent = st.parent_run_id or None
-            if st.resume_ctx is not None and st.resume_ctx.completed_count:
+            if st.rerun_start is not None:
+                rerun_of, rerun_from = st.rerun_start
+                st.emit(
+                    RunStarted(
+                        workflow_name=definition.name,
+                        parent_run_id=parent,
+                        inputs=dict(st.inputs),
+                        rerun_of=rerun_of,
+                        rerun_from=rerun_from,
+                    )
+                )
+            elif st.resume_ctx is not None and st.resume_ctx.completed_count:
                 st.emit(
                     RunResumed(
                         workflow_name=definition.name,

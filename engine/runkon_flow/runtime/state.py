@@ -223,6 +223,9 @@ class ExecutionState:
     block_output: str | None = None
     block_with: list[str] = field(default_factory=list)
     resume_ctx: ResumeContext | None = None
+    #: A rerun's first start (ours): (run it reruns, step it reruns from). Its copied rows are
+    #: restored like a resume's, but it starts with RunStarted: it is a new run.
+    rerun_start: tuple[str, str] | None = None
     owner_token: str | None = None
     lease_generation: int | None = None
 

@@ -11,7 +11,7 @@ __all__ = ["SHORT_ID_MIN", "AmbiguousRunId", "find_run"]
 
 #: The fewest characters matched as a prefix or suffix: fewer would make most short ids ambiguous.
 SHORT_ID_MIN = 6
-_EVERY_RUN = 2**62  # list_runs' limit that lists them all (SQLite and PostgreSQL take a 64-bit LIMIT)
+_EVERY_RUN = 2**62  # find_run_ids' limit that lists them all (SQLite and PostgreSQL take a 64-bit LIMIT)
 _LISTED_MATCHES = 5
 
 
@@ -22,7 +22,7 @@ class AmbiguousRunId(LookupError):
 def find_run(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
     """The run `given` names: its id, that id in another case, or a unique prefix or suffix of at
     least SHORT_ID_MIN characters (with or without a leading `…`); None when no run matches.
-    Full ids are looked up directly; only a shorter part reads the run list, once."""
+    Full ids are looked up directly; a shorter part is matched by the store, reading ids only."""
     run = store.get_run(given)
     if run is not None:
         return run
@@ -32,17 +32,13 @@ def find_run(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
     if part != given and (run := store.get_run(part)) is not None:
         return run
     # An id the lookups above missed is not there, or hidden by a damaged index: not matched here.
-    matches = [
-        run
-        for run in store.list_runs(limit=_EVERY_RUN, parent_run_id=None)
-        if run.id not in (given, part) and (run.id.upper().startswith(part) or run.id.upper().endswith(part))
-    ]
+    matches = [run_id for run_id in store.find_run_ids(part, _EVERY_RUN) if run_id not in (given, part)]
     if len(matches) > 1:
-        listed = ", ".join(run.id for run in matches[:_LISTED_MATCHES])
+        listed = ", ".join(matches[:_LISTED_MATCHES])
         more = len(matches) - _LISTED_MATCHES
         raise AmbiguousRunId(
             f"run id '{given}' matches {len(matches)} runs: {listed}"
             + (f" and {more} more" if more > 0 else "")
             + "; give more of the id"
         )
-    return matches[0] if matches else None
+    return store.get_run(matches[0]) if matches else None

@@ -3,6 +3,7 @@ validation (§13) and the Python-friendly entry points."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -224,9 +225,10 @@ class _RefreshLandsAfterTheEnd:
         finally:
             self.refreshed.set()
 
-    def finish_run(self, *args: Any, **kwargs: Any) -> None:
-        self.inner.finish_run(*args, **kwargs)
+    def finish_run(self, *args: Any, **kwargs: Any) -> bool:
+        finished = self.inner.finish_run(*args, **kwargs)
         self.ended.set()
+        return finished
 
 
 def test_a_lease_refresh_landing_after_the_run_ended_leaves_no_owner(store: Any, tmp_path: Path) -> None:
@@ -240,6 +242,36 @@ def test_a_lease_refresh_landing_after_the_run_ended_leaves_no_owner(store: Any,
     assert slow.refreshed.wait(10)
     assert wait_until(lambda: store.get_run(run_id).owner_token is None)
     assert store.get_run(run_id).status == "completed"
+
+
+class _TakenOverBeforeTheEnd:
+    """A store on which another engine takes the run over and finishes it while this engine is
+    paused just before its final write (SIGSTOP, Ctrl-Z)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def finish_run(self, run_id: str, status: Any, summary: Any, error: Any, token: str, **kw: Any) -> bool:
+        self.inner.release_lease(run_id, token)  # as if it had lapsed: the new owner takes it
+        assert self.inner.acquire_lease(run_id, "new-owner", 60) is not None
+        self.inner.finish_run(run_id, RunStatus.FAILED, "the new owner's end", "stopped", "new-owner")
+        return self.inner.finish_run(run_id, status, summary, error, token, **kw)
+
+
+def test_an_engine_paused_before_its_end_leaves_the_new_owners_end_alone(
+    store: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(_TakenOverBeforeTheEnd(store), tmp_path)
+    wf = parse_workflow("workflow w { call a }")
+    run_id = h.new_run(wf)
+    with caplog.at_level(logging.WARNING, logger="runkon_flow"):
+        h.run(wf, run_id=run_id)
+    run = store.get_run(run_id)
+    assert (run.status, run.result_summary) == ("failed", "the new owner's end")
+    assert f"run {run_id}: lease lost; final status completed not written" in caplog.text
 
 
 class _CancelledJustBeforeItRuns:

@@ -438,10 +438,34 @@ def test_finishing_a_run_records_its_end_and_hands_the_lease_back(store, clock, 
 
 def test_finishing_with_a_token_that_lost_the_lease_leaves_the_new_owner_alone(store) -> None:
     run_id, _ = owned_run(store, "t1")
-    store.finish_run(run_id, RunStatus.FAILED, None, "boom", "someone-else")
+    store.update_run_status(run_id, RunStatus.RUNNING, None, None)
+    assert store.finish_run(run_id, RunStatus.FAILED, None, "boom", "someone-else") is False
     run = store.get_run(run_id)
-    assert (run.status, run.owner_token) == (RunStatus.FAILED, "t1")
+    assert (run.status, run.error, run.ended_at, run.owner_token) == (RunStatus.RUNNING, None, None, "t1")
     assert run.lease_until is not None
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_an_engine_paused_past_its_lease_cannot_overwrite_the_end_the_new_owner_wrote(
+    store, clock, durable
+) -> None:
+    """SIGSTOP before the final write: the run was taken over and finished meanwhile."""
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "paused", 10, durable=durable)
+    store.flush()
+    clock.advance(11)
+    assert store.acquire_lease(run.id, "new-owner", 10) == 2
+    assert store.finish_run(run.id, RunStatus.COMPLETED, "done", None, "new-owner") is True
+    store.finish_run(run.id, RunStatus.FAILED, "stale", "stale", "paused", durable=durable)
+    store.flush()
+    ended = store.get_run(run.id)
+    assert (ended.status, ended.result_summary, ended.error) == (RunStatus.COMPLETED, "done", None)
+
+
+def test_a_lapsed_lease_nobody_took_still_lets_its_owner_finish(store, clock) -> None:
+    run_id, _ = owned_run(store, "t1")
+    clock.advance(61)
+    assert store.finish_run(run_id, RunStatus.COMPLETED, "ok", None, "t1") is True
+    assert (store.get_run(run_id).status, store.get_run(run_id).owner_token) == (RunStatus.COMPLETED, None)
 
 
 @pytest.mark.parametrize(

@@ -122,6 +122,10 @@ def check_ttl(ttl_seconds: float) -> None:
 _FINAL_RUN_STATUSES = {s.value: s for s in RunStatus if s.is_terminal}
 
 
+#: The store's log line for a write-behind `finish_run` fenced when committed (the caller has gone on).
+FINISH_FENCED = "run %s: final status %s not written: another engine owns the run now"
+
+
 def check_finish_status(status: RunStatus) -> RunStatus:
     """`finish_run` ends a run: only completed, failed and cancelled are accepted."""
     final = _FINAL_RUN_STATUSES.get(status)

@@ -171,13 +171,18 @@ class InMemoryStore:
         token: str,
         *,
         durable: bool = True,
-    ) -> None:
-        """The final status and the lease release in one step (terminal statuses only)."""
+    ) -> bool:
+        """The final status and the lease release in one step (terminal statuses only), while
+        `token` owns the run."""
         status = sh.check_finish_status(status)
         now = self._now()
         with self._guard(run_id):
-            _record_status(self._run(run_id), status, result_summary, error, now)
+            run = self._run(run_id)
+            if run.owner_token != token:
+                return False
+            _record_status(run, status, result_summary, error, now)
             self._release(run_id, token)
+            return True
 
     def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
         with self._guard(run_id):

@@ -166,8 +166,7 @@ _RUN_INSERT_TAIL = ", %s, %s, %s, %s)"
 _R_STATUS, _R_TOKEN, _R_LEASE, _R_GENERATION, _R_SUMMARY, _R_ERROR, _R_ENDED = 3, 12, 13, 14, 15, 16, 17
 _RUN_FINISH = (
     "UPDATE workflow_runs SET status = %s, result_summary = %s, error = %s, ended_at = %s, "
-    "blocked_on = NULL, owner_token = CASE WHEN owner_token = %s THEN NULL ELSE owner_token END, "
-    "lease_until = CASE WHEN owner_token = %s THEN NULL ELSE lease_until END WHERE id = %s"
+    "blocked_on = NULL, owner_token = NULL, lease_until = NULL WHERE id = %s AND owner_token = %s"
 )
 _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
 #: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines, a zipped
@@ -777,27 +776,37 @@ class PostgresStore(Leadership):
         token: str,
         *,
         durable: bool = True,
-    ) -> None:
+    ) -> bool:
+        """The final status and the lease release in one UPDATE, while `token` owns the run."""
         status = sh.check_finish_status(status)
         now = self._now()
         if not durable:
 
-            def finish(row: list) -> bool:
+            def fold(row: list) -> bool:
+                if row[_R_TOKEN] != token:
+                    return False  # the queued UPDATE is fenced, and logged
                 row[_R_STATUS], row[_R_SUMMARY], row[_R_ERROR], row[_R_ENDED] = (
                     status.value,
                     result_summary,
                     error,
                     now,
                 )
-                if row[_R_TOKEN] == token:
-                    row[_R_TOKEN] = row[_R_LEASE] = None
+                row[_R_TOKEN] = row[_R_LEASE] = None
                 return True
 
-            if self._fold("r:" + run_id, finish):
-                return
-        self._update_run(
-            _RUN_FINISH, (status.value, result_summary, error, now, token, token, run_id), durable=durable
-        )
+            if self._fold("r:" + run_id, fold):
+                return True
+
+        def finish(cur: Any) -> bool:
+            if cur.execute(_RUN_FINISH, (status.value, result_summary, error, now, run_id, token)).rowcount:
+                return True
+            if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (run_id,)).fetchone() is None:
+                raise PersistenceError(f"run {run_id} not found")
+            if not durable:
+                log.warning(sh.FINISH_FENCED, run_id, status.value)
+            return False
+
+        return self._write(finish, durable=durable, key="r:" + run_id) is not False
 
     @_translated
     def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:

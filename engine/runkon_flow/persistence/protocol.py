@@ -89,10 +89,13 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         token: str,
         *,
         durable: bool = True,
-    ) -> None:
+    ) -> bool:
         """Record a run's end and hand its lease back in one write: `update_run_status` with a
-        terminal status (anything else is refused), then `release_lease(run_id, token)` — the lease
-        is cleared only if `token` still holds it. Not generation-guarded, like every run status."""
+        terminal status (anything else is refused), then `release_lease(run_id, token)`. Fenced:
+        only while `token` still owns the run (a lapsed lease nobody took counts); else nothing is
+        written and False is returned — an engine paused before its end (SIGSTOP, Ctrl-Z) must not
+        overwrite the status of the engine that took the run over. A queued write-behind finish
+        returns True; if it is fenced when committed, the store logs it."""
         ...
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None: ...

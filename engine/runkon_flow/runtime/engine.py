@@ -668,13 +668,20 @@ class FlowEngine:
 
     def _finish(self, st: ExecutionState, status: RunStatus, summary: str, error: str | None) -> None:
         """Write the final status and hand the lease back in one write. The monitor lets go of the
-        run first, so no late refresh can take the released lease again."""
+        run first, so no late refresh can take the released lease again. The write is fenced: an
+        engine paused past its lease (SIGSTOP, Ctrl-Z) whose run another engine took over writes
+        nothing, and says so."""
         self.monitor.unregister(st)
         if not st.write_behind:  # what this run's children wrote behind is committed before its end
             commit_and_deliver(st.report_gate, st.persistence.flush)
-        st.persistence.finish_run(
+        if not st.persistence.finish_run(
             st.workflow_run_id, status, summary, error, st.owner_token or "", durable=not st.write_behind
-        )
+        ):
+            log.warning(
+                "run %s: lease lost; final status %s not written, left to the new owner",
+                st.workflow_run_id,
+                status.value,
+            )
         st.lease_released = True
 
     def _crashed(self, st: ExecutionState, exc: Exception) -> WorkflowError:

@@ -488,3 +488,37 @@ def test_the_low_level_run_api_takes_a_caller_built_state(h: Harness) -> None:
     result = engine.run(wf, state)
     assert result.all_succeeded and h.agents.names() == ["a", "work"]
     assert extra.types()[0] == "RunStarted" and h.sink.types()[0] == "RunStarted"
+
+
+@pytest.mark.parametrize("clocked", ["memory", "sqlite"], indirect=True)
+def test_an_engine_woken_after_another_took_its_run_over_starts_no_more_children(
+    clocked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGSTOP past the lease; another engine resumes the run (it is running there now); SIGCONT.
+    # Before the monitor's next refresh noticed, the fan-out went on starting children here.
+    store, clock = clocked
+    h = Harness(store, tmp_path)
+    h.add_workflow("workflow child { call work }")
+    h.providers.append(ListProvider("tickets", ["a", "b", "c", "d"]))
+    wf = parse_workflow("workflow w { foreach f { over = tickets max_parallel = 1 workflow = child } }")
+    run_id = h.new_run(wf)
+    done: list[str] = []
+    stood_still = [0.0]
+    monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: monotonic() + stood_still[0])
+
+    def work(info, params):
+        done.append(params.inputs["item.id"])
+        if len(done) == 1:  # the process stands still for two minutes, then goes on
+            clock.advance(120)
+            stood_still[0] = 120.0
+            assert store.acquire_lease(run_id, "engine-b", 30) == 2
+        return ActionOutput()
+
+    h.agents.do("work", work)
+    slow_monitor = WorkflowExecConfig(lease_refresh_interval=1000, cancel_poll_interval=1000)
+    with pytest.raises(EngineCancelled) as err:
+        h.run(wf, run_id=run_id, exec_config=slow_monitor)
+    assert err.value.reason.kind == "LeaseLost"
+    assert done == ["a"]
+    assert store.get_run(run_id).owner_token == "engine-b"

@@ -114,6 +114,7 @@ class InProcessChildRunner:
         token = new_owner_token()
         write_behind = params.write_behind or parent_ctx.write_behind
         stored, holds = self._snapshots.to_store(parent_ctx.workflow_run_id, definition.name, snapshot)
+        leased_at = time.monotonic()
         run = self._store.create_leased_run(
             NewRun(
                 workflow_name=definition.name,
@@ -158,6 +159,7 @@ class InProcessChildRunner:
                 params.as_identity,
                 token,
                 run.generation,
+                leased_at,
                 write_behind,
                 self,
             ),

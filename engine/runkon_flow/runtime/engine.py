@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -299,6 +300,7 @@ class FlowEngine:
         token: str | None = None
         if run_id is None:
             token = new_owner_token()
+            leased_at = time.monotonic()
             run = inp.persistence.create_leased_run(
                 NewRun(
                     workflow_name=definition.name,
@@ -337,7 +339,7 @@ class FlowEngine:
             cancellation=inp.cancellation or CancellationToken(),
         )
         if token is not None:
-            _held(st, token, 1)
+            _held(st, token, 1, leased_at)
         return st
 
     def _state_for_child(
@@ -399,7 +401,7 @@ class FlowEngine:
             created.child_runner,
             created.cancellation,
         )
-        _held(st, created.owner_token, created.generation)
+        _held(st, created.owner_token, created.generation, created.leased_at)
         return self._execute(definition, st, validated=True)
 
     def _default_child_runner(self, store: WorkflowPersistence) -> ChildWorkflowRunner | None:
@@ -418,10 +420,12 @@ class FlowEngine:
             raise WorkflowError("resume() requires resume_ctx to be None on entry")
         self._check_valid(definition, st.action_registry, st.item_provider_registry)
         token = new_owner_token()
+        began = time.monotonic()
         generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
         if generation is None:
             raise AlreadyOwned(st.workflow_run_id)
         st.owner_token, st.lease_generation = token, generation
+        st.lease_sure_until = began + st.exec_config.lease_ttl_secs
         if seen_generation is not None and generation != seen_generation + 1:
             # Each new holder moves the generation by one: another engine held the run since the
             # caller looked at it (two resumes at once, the other one quicker).
@@ -485,12 +489,14 @@ class FlowEngine:
             self._check_valid(definition, st.action_registry, st.item_provider_registry)
         if not lease_held and not st.created_leased:
             token = st.owner_token or new_owner_token()
+            began = time.monotonic()
             generation = st.persistence.acquire_lease(
                 st.workflow_run_id, token, st.exec_config.lease_ttl_secs
             )
             if generation is None:
                 raise AlreadyOwned(st.workflow_run_id)
             st.owner_token, st.lease_generation = token, generation
+            st.lease_sure_until = began + st.exec_config.lease_ttl_secs
         if st.report_gate is None and not st.write_behind and needs_gate(st.persistence):
             st.report_gate = ReportGate()  # shared by this run's descendants (report_gate.py)
         if st.exec_config.shutdown is None:
@@ -734,10 +740,13 @@ def _child_state(
     )
 
 
-def _held(st: ExecutionState, token: str, generation: int) -> None:
+def _held(st: ExecutionState, token: str, generation: int, leased_at: float | None = None) -> None:
     """`st`'s run row was created running and leased by `token` (create_leased_run): a new run, so
-    every step row it will have is one this engine writes (the step ledger starts complete)."""
+    every step row it will have is one this engine writes (the step ledger starts complete).
+    `leased_at`: time.monotonic() just before the lease was written (None: not known here)."""
     st.owner_token, st.lease_generation = token, generation
+    if leased_at is not None:
+        st.lease_sure_until = leased_at + st.exec_config.lease_ttl_secs
     st.created_leased = True
     st.step_ledger = {}
 

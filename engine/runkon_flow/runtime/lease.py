@@ -33,7 +33,7 @@ from runkon_flow.runtime.report_gate import ReportGate
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.threads import fire_and_forget
 
-__all__ = ["Holder", "RunMonitor", "abort", "holder_of", "new_owner_token"]
+__all__ = ["Holder", "RunMonitor", "abort", "hold_lease", "holder_of", "new_owner_token", "renew_lease"]
 
 log = logging.getLogger("runkon_flow.engine")
 
@@ -199,28 +199,52 @@ class RunMonitor:
             forward_cancels(st, watch.forwarded)
 
     def _refresh(self, st: ExecutionState) -> None:
-        try:
-            generation = st.persistence.acquire_lease(
-                st.workflow_run_id, st.owner_token or "", st.exec_config.lease_ttl_secs
-            )
-        except Exception as exc:
-            log.warning("lease refresh for run %s failed: %s", st.workflow_run_id, exc)
-            generation = None
-        if generation is not None and generation != st.lease_generation:
-            # Not a renewal: the lease had been let go of — this run ended meanwhile, or another
-            # engine took the run over while this process stood still (Ctrl-Z, a frozen VM) and
-            # finished it — and the refresh took the free lease again. Let go of it: the run is
-            # not this engine's any more, and a finished run must not be left owned.
-            try:
-                st.persistence.release_lease(st.workflow_run_id, st.owner_token or "")
-            except Exception as exc:
-                log.warning("could not release the lease of run %s: %s", st.workflow_run_id, exc)
-            generation = None
+        renewed = renew_lease(st)
         if id(st) not in self._runs:
             return  # ended while the refresh was on its way: nothing left to stop
-        if generation is None:
+        if not renewed:
             log.warning("run %s lost its lease; stopping it", st.workflow_run_id)
             abort(st, CancellationReason.of("LeaseLost"))
+
+
+def renew_lease(st: ExecutionState) -> bool:
+    """Re-acquire `st`'s lease with its owner token; True when it was renewed (and
+    `lease_sure_until` moves on), False when it is lost or could not be renewed."""
+    began = time.monotonic()
+    try:
+        generation = st.persistence.acquire_lease(
+            st.workflow_run_id, st.owner_token or "", st.exec_config.lease_ttl_secs
+        )
+    except Exception as exc:
+        log.warning("lease refresh for run %s failed: %s", st.workflow_run_id, exc)
+        return False
+    if generation is not None and generation != st.lease_generation:
+        # Not a renewal: the lease had been let go of — this run ended meanwhile, or another
+        # engine took the run over while this process stood still (Ctrl-Z, a frozen VM) and
+        # finished it — and the refresh took the free lease again. Let go of it: the run is
+        # not this engine's any more, and a finished run must not be left owned.
+        try:
+            st.persistence.release_lease(st.workflow_run_id, st.owner_token or "")
+        except Exception as exc:
+            log.warning("could not release the lease of run %s: %s", st.workflow_run_id, exc)
+        return False
+    if generation is None:
+        return False
+    st.lease_sure_until = began + st.exec_config.lease_ttl_secs
+    return True
+
+
+def hold_lease(st: ExecutionState) -> None:
+    """Before `st` starts a child: past `lease_sure_until` another engine may have taken the run
+    over while this process stood still (SIGSTOP, Ctrl-Z), before the monitor noticed; confirm the
+    lease first, and stop the run (EngineCancelled(LeaseLost)) when it is lost. Otherwise one
+    clock read: the monitor's renewals keep the time ahead."""
+    if time.monotonic() < st.lease_sure_until:
+        return
+    if not renew_lease(st):
+        log.warning("run %s lost its lease; stopping it before it starts a child", st.workflow_run_id)
+        abort(st, CancellationReason.of("LeaseLost"))
+        raise st.cancellation.error()
 
 
 def _outside_reason(st: ExecutionState) -> CancellationReason:

@@ -391,6 +391,7 @@ class CreatedChild(NamedTuple):
     as_identity: str | None
     owner_token: str
     generation: int
+    leased_at: float  # time.monotonic() just before the lease was written (lease_sure_until)
     write_behind: bool
     child_runner: ChildWorkflowRunner | None
 

@@ -20,6 +20,7 @@ from runkon_flow.dsl.templating import substitute_variables_keep_literal
 from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.persistence.models import StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of
+from runkon_flow.runtime.lease import hold_lease
 from runkon_flow.runtime.resume import parse_markers, restore_step
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 from runkon_flow.runtime.steps import (
@@ -171,6 +172,7 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
         result: WorkflowResult | None = None
         error: BaseException | None = None
         try:
+            hold_lease(st)  # no child is started by a run another engine took over
             result = runner.execute_child(name, st.child_workflow_context(), params)
         except Exception as exc:
             error = exc

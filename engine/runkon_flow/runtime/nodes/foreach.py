@@ -50,6 +50,7 @@ from runkon_flow.persistence.models import (
     StepUpdate,
 )
 from runkon_flow.plugins.protocols import ProviderInfo
+from runkon_flow.runtime.lease import hold_lease
 from runkon_flow.runtime.report_gate import commit_and_deliver
 from runkon_flow.runtime.resume import restore_step
 from runkon_flow.runtime.state import ExecutionState
@@ -635,6 +636,7 @@ class _FanOut:
             on_created=partial(setattr, item, "child_run_id"),  # known even if the runner then fails
         )
         try:
+            hold_lease(self.st)  # no child is started by a run another engine took over
             return self.st.child_runner.execute_child(node.workflow, self.parent_ctx, params), None  # type: ignore[union-attr]
         except BaseException as exc:
             return None, exc

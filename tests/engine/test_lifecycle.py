@@ -522,3 +522,15 @@ def test_an_engine_woken_after_another_took_its_run_over_starts_no_more_children
     assert err.value.reason.kind == "LeaseLost"
     assert done == ["a"]
     assert store.get_run(run_id).owner_token == "engine-b"
+
+
+def test_resuming_a_run_deleted_meanwhile_says_it_is_gone(h: Harness) -> None:
+    # `runkon-flow resume` (or retry) read the old run; `runkon-flow gc` deleted it before the
+    # engine took its lease. It was refused as "already owned by another engine".
+    wf = parse_workflow("workflow w { call a }")
+    run_id = h.new_run(wf)
+    h.run(wf, run_id=run_id)
+    h.store.delete_finished_runs("2999-01-01T00:00:00.000Z")
+    with pytest.raises(WorkflowError, match=f"no workflow run '{run_id}'"):
+        h.build().resume_workflow(wf, h.run_input(run_id))
+    assert h.agents.names() == ["a"]

@@ -1345,6 +1345,18 @@ def test_gc_keeps_runs_that_ended_after_the_cutoff_and_runs_that_never_ended(sto
     assert store.get_run(interrupted) is not None
 
 
+def test_gc_keeps_an_old_run_a_retry_or_resume_has_just_taken(store, clock: FakeClock) -> None:
+    """The engine resuming it holds its lease before it marks it running: gc in between deleted
+    the run under it (its steps gone, the resume failed on `run <id> not found`)."""
+    old, _ = finished_tree(store, RunStatus.FAILED)
+    cutoff = "2999-01-01T00:00:00.000Z"
+    assert store.acquire_lease(old, "resuming-engine", 30) is not None
+    assert store.delete_finished_runs(cutoff) == DeletedRuns()
+    assert len(store.get_steps(old)) == 1
+    clock.advance(31)  # an engine that died before it marked the run running: its lease lapses
+    assert store.delete_finished_runs(cutoff).runs == 1
+
+
 # --------------------------------------------------------------------------- retry lineage (schema v4)
 
 

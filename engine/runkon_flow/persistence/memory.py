@@ -530,7 +530,9 @@ class InMemoryStore:
             return stream[-1].seq if stream else 0
 
     def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
-        """Terminal top-level runs ended before `ended_before`, with every descendant and its rows."""
+        """Terminal top-level runs ended before `ended_before`, with every descendant and its rows;
+        a run whose lease is live is kept (a retry or resume has taken it)."""
+        now = self._clock().timestamp()
         with self._lock:
             roots = [
                 r.id
@@ -539,6 +541,7 @@ class InMemoryStore:
                 and r.ended_at is not None
                 and r.ended_at < ended_before
                 and _parent_matches(r, "")
+                and (r.owner_token is None or self._lease_expiry.get(r.id, now - 1) < now)
             ]
             doomed = sh.descendants(roots, self._children_index())
             steps = [s for run_id in doomed for s in self._step_ids(run_id)]

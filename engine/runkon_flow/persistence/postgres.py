@@ -1300,17 +1300,20 @@ class PostgresStore(Leadership):
 
     @_translated
     def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
-        """One transaction: finished top-level runs ended before the cutoff, and everything below."""
+        """One transaction: finished top-level runs ended before the cutoff, and everything below.
+        A run whose lease is live is kept: a retry or resume has taken it and is about to mark it
+        running. FOR UPDATE: a lease taken while this runs is waited for and then re-checked."""
+        params: dict[str, Any] = {"ended_before": ended_before}
+        if not self._server_clock:
+            params["now"] = self._clock()
+        sql = (
+            f"SELECT id FROM workflow_runs WHERE status IN {RUN_FINISHED_IN} AND ended_at < %(ended_before)s "
+            "AND COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = '' "
+            f"AND (owner_token IS NULL OR lease_until IS NULL OR lease_until < {self._now_sql}) FOR UPDATE"
+        )
 
         def delete(cur: Any) -> DeletedRuns:
-            roots = [
-                r[0]
-                for r in cur.execute(
-                    f"SELECT id FROM workflow_runs WHERE status IN {RUN_FINISHED_IN} AND ended_at < %s "
-                    "AND COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = ''",
-                    (ended_before,),
-                ).fetchall()
-            ]
+            roots = [r[0] for r in cur.execute(sql, params).fetchall()]
             if not roots:
                 return DeletedRuns()
             children: dict[str, list[str]] = {}

@@ -1329,15 +1329,18 @@ class SqliteStore(Leadership):
 
     @_translated
     def delete_finished_runs(self, ended_before: str) -> DeletedRuns:
-        """One transaction; the runs to delete are gathered in a temporary table."""
+        """One transaction; the runs to delete are gathered in a temporary table. A run whose
+        lease is live is kept: a retry or resume has taken it and is about to mark it running."""
+        now = sh.sqlite_lease_time(self._clock())
 
         def delete(conn: sqlite3.Cursor) -> DeletedRuns:
             roots = [
                 r[0]
                 for r in conn.execute(
                     f"SELECT id FROM workflow_runs WHERE status IN {RUN_FINISHED_IN} AND ended_at < ? "
-                    "AND COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = ''",
-                    (ended_before,),
+                    "AND COALESCE(parent_run_id, '') = '' AND COALESCE(parent_workflow_run_id, '') = '' "
+                    "AND (owner_token IS NULL OR lease_until IS NULL OR lease_until < ?)",
+                    (ended_before, now),
                 )
             ]
             if not roots:

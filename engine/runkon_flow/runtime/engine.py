@@ -423,6 +423,8 @@ class FlowEngine:
         began = time.monotonic()
         generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
         if generation is None:
+            if st.persistence.get_run(st.workflow_run_id) is None:  # e.g. `gc` deleted it meanwhile
+                raise WorkflowError(f"no workflow run '{st.workflow_run_id}'")
             raise AlreadyOwned(st.workflow_run_id)
         st.owner_token, st.lease_generation = token, generation
         st.lease_sure_until = began + st.exec_config.lease_ttl_secs

@@ -41,7 +41,8 @@ from runkon_tui.catalog import Catalog, WorkflowEntry
 from runkon_tui.commands import DUPLICATED_SYSTEM_COMMANDS, DashboardCommands, ThemeCommands
 from runkon_tui.config import TuiConfig, load_config
 from runkon_tui.host import DeferredHost, EngineHost
-from runkon_tui.run_view import Changes, FanOutView, GateView, RunState, RunView
+from runkon_tui.problems import OpenProblems, ProblemKey
+from runkon_tui.run_view import Changes, FanOutView, GateView, LogLine, RunState, RunView
 from runkon_tui.screens.main import MainScreen
 from runkon_tui.session import (
     Attached,
@@ -201,8 +202,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         # A run whose inputs form opens once `check_before_inputs` finds nothing stopping it.
         self._form_waiting: tuple[str, WorkflowDef] | None = None
         self._gates_seen: set[tuple[str, str, str | None]] = set()  # gates whose dialog was opened
-        # The errors-log line of each file's open parse error: withdrawn when the file parses again.
-        self._parse_errors: dict[str, str] = {}
+        # Parse errors and loader warnings (a name clash …): listed until a reload mends them.
+        self.problems = OpenProblems()
 
     # ------------------------------------------------------------------ startup
 
@@ -270,10 +271,9 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self.report_problem(problem)
         for entry in self.catalog:
             if entry.error is not None:
-                self._parse_errors[entry.path] = entry.error.render()
-                self.view.note(entry.error.render(), "error")
+                self._open_problem(("parse", entry.path), entry.error.render(), "error")
         for warning in self.catalog.warnings:
-            self.view.note(warning, "warning")
+            self._open_problem(("warning", warning), warning, "warning")
         self.set_interval(1 / self.tick_hz, self.drain, name="drain")
         self.set_interval(1.0, self._every_second, name="clock")
         if not self.is_headless:
@@ -965,40 +965,39 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         )
 
     def on_catalog_loaded(self, message: CatalogLoaded) -> None:
-        said = set(self.catalog.warnings)
         diff = self.catalog.merge(message.result)
         if not diff:
             return
-        for warning in self.catalog.warnings:  # a new clash is said as at start-up, and shown
-            if warning not in said:
-                self.view.note(warning, "warning")
-                self.notify(warning, title="Workflow files", severity="warning", timeout=8)
         self.catalog_version += 1
         self.session.catalog_changed()
+        warnings = self.catalog.warnings
+        for key in self.problems.keys("warning"):
+            if key[1] not in warnings:
+                self.problems.close(key)
+        for warning in warnings:  # a new clash is said as at start-up, and shown
+            self._open_problem(("warning", warning), warning, "warning", title="Workflow files")
         for path in [*diff.fixed, *diff.removed, *diff.broken]:
-            self._withdraw_parse_error(path)
+            self.problems.close(("parse", path))
         entries = self.catalog.entries
         for path in [*diff.broken, *(p for p in diff.added if entries[p].broken)]:
             entry = entries[path]
             text = f"{entry.location()}: {entry.error.message if entry.error else ''}"
-            self._parse_errors[path] = text
-            self.report_problem(text, title="Workflow has an error")
+            self._open_problem(("parse", path), text, "error", title="Workflow has an error")
         for path in diff.fixed:
             self.notify(f"{Path(path).name} parses again", timeout=3)
         self.drain()
         self._refresh_screen(force_tree=True)
 
-    def _withdraw_parse_error(self, path: str) -> None:
-        """The errors log counts open problems: a file's parse error leaves it once the file
-        parses again (or is gone, or has another error), so `errors (N)` is not stuck at a fixed one."""
-        text = self._parse_errors.pop(path, None)
-        log = self.view.error_log
-        kept = [line for line in log if line.text != text]
-        if text is None or len(kept) == len(log):
+    def _open_problem(self, key: ProblemKey, text: str, level: str, title: str | None = None) -> None:
+        """A problem of the workspace: listed in the errors log until a reload mends it (a run
+        start clears only the run's errors), told in the engine log, and in a toast with `title`
+        (none at start-up, where the list and the errors count say it)."""
+        line = LogLine(self.clock(), text, level)
+        if not self.problems.open(key, line):
             return
-        log.clear()  # the log's count goes on across a clear: a viewer redraws what is kept
-        for line in kept:
-            log.append(line)
+        self.view.engine_log.append(line)  # the engine log's story; not the run's errors log
+        if title is not None:
+            self.notify(text, title=title, severity="error" if level == "error" else "warning", timeout=8)
 
     # ------------------------------------------------------------------ screen helpers
 

@@ -32,7 +32,7 @@ from runkon_tui.widgets.dep_tree import DependencyTree
 from runkon_tui.widgets.fanout_grid import FanOutGrid
 from runkon_tui.widgets.header import GateBanner, RunHeader
 from runkon_tui.widgets.item_detail import ItemDetail
-from runkon_tui.widgets.log_pane import BufferSource, LogPane, OutputSource, TextSource
+from runkon_tui.widgets.log_pane import BufferSource, ErrorsSource, LogPane, OutputSource, TextSource
 from runkon_tui.widgets.markup import esc, set_text
 from runkon_tui.widgets.workflow_list import WorkflowList
 from runkon_tui.worker_failures import ShowsWorkerFailures
@@ -307,7 +307,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         self.log_pane.output_title = ""  # the step it named belongs to the previous view
         self.log_pane.set_sources(
             engine=BufferSource(view.engine_log, self._run_start),
-            errors=BufferSource(view.error_log, self._run_start),
+            errors=ErrorsSource(self.rapp.problems, BufferSource(view.error_log, self._run_start)),
             output=None,
         )
 

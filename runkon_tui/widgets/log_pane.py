@@ -25,7 +25,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from runkon_tui.run_view import LogBuffer, StepView
+from runkon_tui.problems import OpenProblems
+from runkon_tui.run_view import LogBuffer, LogLine, StepView
 from runkon_tui.status import format_clock
 from runkon_tui.widgets.markup import esc, set_text
 
@@ -63,10 +64,49 @@ class BufferSource:
         return len(self.buffer.lines)
 
     def get(self, i: int) -> tuple[str, str]:
-        line = self.buffer.lines[i]
+        return self.stamped(self.buffer.lines[i])
+
+    def stamped(self, line: LogLine) -> tuple[str, str]:
+        """`line` as the pane shows it: led by its time since the run's start (`--:--` before it)."""
         t0 = self.start()
         stamp = format_clock(line.ts - t0) if t0 is not None else "--:--"
         return f"{stamp} {line.text}", line.level
+
+
+class ErrorsSource:
+    """The errors log: the workspace's open problems, then the run's own error lines. A run
+    start clears only the run's; a problem opened or withdrawn has every line drawn again."""
+
+    def __init__(self, problems: OpenProblems, run: BufferSource) -> None:
+        self.problems = problems
+        self.run = run
+        self._total = 0
+        self._version = -1  # the first look draws everything
+        self._run_total = self._run_dropped = 0
+
+    @property
+    def total(self) -> int:
+        problems, buffer = self.problems, self.run.buffer
+        if problems.version == self._version and (not problems.lines or buffer.dropped == self._run_dropped):
+            self._total += buffer.total - self._run_total  # the run's lines came (or left its front)
+        else:
+            # Lines left from the middle (a problem, or the run's behind the problems): to the
+            # viewer, every line is new and every line it drew is gone.
+            self._total += len(self) + 1
+        self._version, self._run_total, self._run_dropped = problems.version, buffer.total, buffer.dropped
+        return self._total
+
+    @property
+    def count(self) -> int:
+        """Open problems and the lines of the run on screen."""
+        return len(self.problems) + self.run.count
+
+    def __len__(self) -> int:
+        return len(self.problems.lines) + len(self.run)
+
+    def get(self, i: int) -> tuple[str, str]:
+        lines = self.problems.lines
+        return self.run.stamped(lines[i]) if i < len(lines) else self.run.get(i - len(lines))
 
 
 class OutputSource:
@@ -365,7 +405,7 @@ class LogPane(Vertical):
         if not self.is_mounted:
             return
         source = self.sources["errors"]
-        errors = source.count if isinstance(source, BufferSource) else source.total
+        errors = source.count if isinstance(source, (BufferSource, ErrorsSource)) else source.total
         names = {
             "engine": "engine",
             "output": f"output: {self.output_title}" if self.output_title else "output",

@@ -512,7 +512,7 @@ async def test_hot_reload_updates_the_tree_and_keeps_the_last_good_definition(tm
         note = str(main_screen(app).query_one("#tree-note").render())
         assert "review-one.wf:" in note and "showing the last good definition" in note
         assert main_screen(app).check_action("run_workflow", ()) is None
-        assert any("review-one.wf:" in line.text for line in app.view.error_log)
+        assert any("review-one.wf:" in line.text for line in app.problems.lines)
 
 
 async def test_a_fixed_file_s_parse_error_leaves_the_errors_log(tmp_path: Path) -> None:
@@ -525,15 +525,15 @@ async def test_a_fixed_file_s_parse_error_leaves_the_errors_log(tmp_path: Path) 
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         bar = lambda: str(main_screen(app).query_one("#log-bar").render())  # noqa: E731
-        errors_at_start = len(app.view.error_log)
+        errors_at_start = len(app.problems)
         (folder / "review-one.wf").write_text("workflow review-one {\n  call \n")
         await wait_for(pilot, lambda: app.catalog.by_name("review-one").broken, what="broken edit")  # type: ignore[union-attr]
         await wait_for(pilot, lambda: f"errors ({errors_at_start + 1})" in bar(), what="error counted")
         (folder / "review-one.wf").write_text(good)
         await wait_for(pilot, lambda: not app.catalog.by_name("review-one").broken, what="fixed edit")  # type: ignore[union-attr]
         await pilot.pause()
-        assert not any("review-one.wf" in line.text for line in app.view.error_log)
-        assert len(app.view.error_log) == errors_at_start
+        assert not any("review-one.wf" in line.text for line in app.problems.lines)
+        assert len(app.problems) == errors_at_start
         assert f"errors ({errors_at_start + 1})" not in bar()
 
 
@@ -568,6 +568,30 @@ async def test_two_files_declaring_one_workflow_are_told_apart_and_the_warning_k
         (folder / "nightly-2.wf").unlink()
         await wait_for(pilot, lambda: not any("nightly-2.wf" in row for row in rows()), what="twin gone")
         assert any(row.endswith("\u00a0nightly") for row in rows())
+
+
+async def test_a_run_start_leaves_a_still_broken_file_in_the_errors_log() -> None:
+    """A file that does not parse is a problem of the workspace, not of a run: starting any run
+    cleared its errors-log line and `errors (N)` stopped counting it, though it was still broken."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = main_screen(app)
+        screen.log_pane.mode = "errors"
+        await pilot.pause()
+        drawn = lambda: [screen.log_pane.view.render_line(y).text for y in range(4)]  # noqa: E731
+        bar = lambda: str(screen.query_one("#log-bar").render())  # noqa: E731
+        assert "errors (1)" in bar() and "broken.wf:" in drawn()[0]
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.view.root is not None and app.view.events_applied > 0, what="run")
+        await pilot.pause()
+        assert "errors (1)" in bar()
+        assert "broken.wf:" in drawn()[0]
+        app.view.note("boom", "error")  # the run's own error comes under it, and is counted too
+        app.drain()
+        await pilot.pause()
+        assert "errors (2)" in bar()
+        assert "broken.wf:" in drawn()[0] and "boom" in drawn()[1]
 
 
 async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:

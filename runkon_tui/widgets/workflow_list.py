@@ -61,14 +61,15 @@ class WorkflowList(OptionList):
             # without emptying the list, which would cost a layout pass of the whole screen.
             for index, (entry, old, new) in enumerate(zip(entries, previous[1:], signature[1:], strict=True)):
                 if old != new:
-                    self.replace_option_prompt_at_index(index, self._prompt(entry))
+                    self.replace_option_prompt_at_index(index, self._prompt(entry, width))
             if select_path in paths and self.highlighted != paths.index(select_path):
                 self.highlighted = paths.index(select_path)
             return
         current = select_path or self.highlighted_path
         place = self.highlighted
         self.clear_options()
-        self.add_options(Option(self._prompt(e), id=e.path) for e in entries)
+        # `width` as measured above: emptying the list takes its scrollbar away for a moment.
+        self.add_options(Option(self._prompt(e, width), id=e.path) for e in entries)
         if current in paths:
             self.highlighted = paths.index(current)
         elif current is not None and place is not None and current not in catalog.entries:
@@ -107,9 +108,9 @@ class WorkflowList(OptionList):
         if self._catalog is not None:
             self.load(self._catalog)
 
-    def _prompt(self, entry: WorkflowEntry) -> str:
+    def _prompt(self, entry: WorkflowEntry, width: int) -> str:
         if entry.trouble is not None:
-            return self._broken_prompt(entry)
+            return self._broken_prompt(entry, width)
         status = self.statuses.get(entry.name)
         if status:
             mark = paint(status, glyph(status))
@@ -118,10 +119,10 @@ class WorkflowList(OptionList):
         label = self._catalog.label(entry) if self._catalog is not None else entry.name
         return f"{mark}\u00a0{esc(label)}"  # no line break between the glyph and the name
 
-    def _broken_prompt(self, entry: WorkflowEntry) -> str:
+    def _broken_prompt(self, entry: WorkflowEntry, width: int) -> str:
         """`✗ name.wf:12:64` on one line (the name shortened, never the position), then the
-        message indented under it on at most two lines: readable in a 22-column list."""
-        width = self._text_width()
+        message indented under it on at most two lines, `width` columns in all: readable in a
+        22-column list."""
         location = entry.location()
         room = width - 2  # the glyph and a space
         if len(location) > room:

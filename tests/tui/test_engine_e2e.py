@@ -460,3 +460,24 @@ async def test_with_no_step_highlighted_the_output_view_follows_the_run(folder: 
         await pilot.pause()
         assert screen.log_pane.output_title == "prepare-release"
         assert shown() == ["prepare-release: no output yet"]
+
+
+async def test_a_flagged_row_fits_the_list_once_it_scrolls(folder: Path) -> None:
+    """At 80×24 a list of 14 workflows gains a scrollbar after its rows are laid out: the flagged
+    row was fitted to the width without it and then cut by it (`✗ missing-agent…:…`), losing the
+    line and column it is there to give."""
+    for i in range(8):
+        (folder / f"w{i}.wf").write_text(f'workflow w{i} {{\n  script s {{ run = "echo {i}" }}\n}}\n')
+    (folder / "missing-agent.wf").write_text("workflow missing-agent {\n  call nosuchagent\n}\n")
+    app = real_app(folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        listing = main(app).workflow_list
+        entry = app.catalog.by_name("missing-agent")
+        assert entry is not None
+        flagged = lambda: "nosuchagent" in str(listing.get_option(entry.path).prompt)  # noqa: E731
+        await wait_for(pilot, flagged, what="the missing agent flagged")
+        await pilot.pause()
+        assert listing.show_vertical_scrollbar
+        row = list(app.catalog.entries).index(entry.path)
+        drawn = listing.render_line(row).text.rstrip()
+        assert drawn.endswith(":2:3") and "…" in drawn  # the file name shortened, never the position

@@ -175,6 +175,14 @@ class Catalog:
         runs = f"; a run of {entry.name} uses {Path(used).name}" if used else ""
         return f"{entry.name} is also declared in {others}{runs}"
 
+    def not_run(self, entry: WorkflowEntry) -> str:
+        """Why `entry` cannot run, when it parses but a run of its name uses another file (a
+        clash the loader settled for that file); empty otherwise."""
+        used = self.used.get(entry.name)
+        if entry.broken or used is None or used == entry.path:
+            return ""
+        return f"{Path(entry.path).name} cannot run: a run of {entry.name} uses {Path(used).name}"
+
     def by_name(self, name: str) -> WorkflowEntry | None:
         return next((e for e in self.entries.values() if e.name == name), None)
 

@@ -507,6 +507,9 @@ class RunSession:
         if self.run_active:
             raise Refused("a run is already active; cancel it or wait for it to finish")
         self._refuse_while_launching()
+        unused = self.catalog.not_run(entry)
+        if unused:
+            raise Refused(unused, title="Not the file a run uses")
         if entry.broken or entry.definition is None:
             where = entry.location() or entry.path
             message = entry.error.message if entry.error else "does not parse"

@@ -25,6 +25,7 @@ from textual.widgets._footer import FooterKey
 
 from runkon_tui.catalog import WorkflowEntry
 from runkon_tui.run_view import Changes, FanOutView, RunState, RunView, StepView
+from runkon_tui.session import Refused
 from runkon_tui.status import ITEM_CODE, glyph
 from runkon_tui.tree_model import NodeSpec, build_tree, hit_target, run_for_scope
 from runkon_tui.widgets.cluster_list import ClusterList
@@ -728,10 +729,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if action == "run_workflow":
             if app.host is None:
                 return False
-            entry = self.selected_entry()
-            if entry is None or entry.definition is None or entry.broken or app.run_active:
-                return None
-            return True
+            return True if self.unavailable_reason(action) is None else None
         if action == "cancel_run":
             return app.run_in_view is not None and not view.cancelling
         if action == "resume_run":
@@ -747,9 +745,18 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         return True
 
     def unavailable_reason(self, action: str) -> str | None:
-        """Why `failed_only` / `next_failure` would do nothing now — they are dimmed then, and the
-        app says this when one is pressed anyway — else None. What counts is what is on screen
-        now: failures later retried successfully are not failures to show."""
+        """Why `run_workflow`, `failed_only` or `next_failure` would do nothing now — they are
+        dimmed then, and the app says this when one is pressed anyway — else None. What counts is
+        what is on screen now: failures later retried successfully are not failures to show."""
+        if action == "run_workflow":
+            entry = self.selected_entry()
+            if entry is None:
+                return "no workflow highlighted"
+            try:
+                self.rapp.session.check_runnable(entry)
+            except Refused as refused:
+                return refused.notice.text
+            return None
         fan = self.grid.fan
         failed_item = fan is not None and fan.first_failed() is not None
         if action == "failed_only":

@@ -594,6 +594,35 @@ async def test_a_run_start_leaves_a_still_broken_file_in_the_errors_log() -> Non
         assert "broken.wf:" in drawn()[0] and "boom" in drawn()[1]
 
 
+async def test_the_file_a_run_does_not_use_says_why_it_cannot_run(tmp_path: Path) -> None:
+    """Of two files declaring one name, the one a run does not use had a dimmed Enter that said
+    nothing when pressed, and a refusal calling it a file that does not parse: both now name the
+    file a run of that name uses."""
+    folder = tmp_path / "wf"
+    shutil.copytree(FIXTURE_DIR, folder)
+    (folder / "review-copy.wf").write_text((folder / "review-one.wf").read_text())
+    app = make_app(dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = main_screen(app)
+        unused = app.catalog.entries[str(folder / "review-copy.wf")]
+        assert app.catalog.used["review-one"] == str(folder / "review-one.wf")
+        screen.workflow_list.highlighted = list(app.catalog.entries).index(unused.path)
+        await pilot.pause()
+        assert screen.check_action("run_workflow", ()) is None  # dimmed
+        app.clear_notifications()
+        await pilot.press("enter")
+        await pilot.pause()
+        said = [n.message for n in app._notifications]
+        assert said == ["review-copy.wf cannot run: a run of review-one uses review-one.wf"]
+        app.clear_notifications()
+        app.request_run(unused)  # the palette, or any other way to ask
+        await pilot.pause()
+        said = [n.message for n in app._notifications]
+        assert said == ["review-copy.wf cannot run: a run of review-one uses review-one.wf"]
+        assert app.view.root is None
+
+
 async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
     from tests.tui.history import history_store
 

@@ -38,6 +38,7 @@ from runkon_flow.observe.liveness import display_status
 from runkon_flow.observe.run_ids import find_run
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.persistence.snapshots import stored_definition
 from runkon_flow.runner import log_path, runner_error
 
 from runkon_tui.bridge import EventBridge
@@ -490,6 +491,23 @@ class RunSession:
         run_definition = self.shown_run_definition(entry.name)
         return run_definition is not None and not same_definition(run_definition, entry.definition)
 
+    def resume_source(self, entry: WorkflowEntry) -> str:
+        """What a resume of a run of `entry` runs, as the engine decides (`_resume_plan`,
+        docs/workspace.md): `file`, the file as it is now, when it parses; when it does not,
+        `last good`, the last good definition the engine here still holds — but a background
+        runner loads the files afresh and has none, so it takes the run's `own` definition."""
+        if not entry.broken:
+            return "file"
+        return "last good" if entry.definition is not None and not self.launches else "own"
+
+    def resumes_with(self, entry: WorkflowEntry) -> str:
+        """`resume_source` in words."""
+        return {
+            "file": "the file as it is now",
+            "last good": "the file's last good definition (the file does not parse now)",
+            "own": "its own definition (the file does not parse now)",
+        }[self.resume_source(entry)]
+
     def run_entry(self, name: str) -> WorkflowEntry | None:
         """An entry for the shown run's workflow when the watched folders do not hold it (a run
         started elsewhere, opened from history): its tree comes from the run's stored definition."""
@@ -735,6 +753,10 @@ class RunSession:
         self.launching = True
         post = self.driver.post
 
+        entry = self.catalog.by_name(name)
+        # The host here would resume a broken file's last good definition; the runner has none.
+        runs_own = resume and entry is not None and self.resume_source(entry) == "own"
+
         def job() -> None:
             target = run_id
             try:
@@ -743,6 +765,8 @@ class RunSession:
                     # create_run validates first (language + host checks) and writes nothing on failure.
                     target = host.create_run(name, inputs or {})
                 shown = host.resume_definition(target) if resume else definition
+                if runs_own:
+                    shown = stored_definition(self.store, self.store.get_run(target)) or shown
                 log = log_path(db, target)
                 seen = log.stat().st_size if log.exists() else 0
                 # A run taken up again is drawn on as it stands; only what the runner adds is read.

@@ -359,7 +359,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         notes = []
         if entry.error is not None:
             notes.append(f"{glyph('failed')} {esc(entry.location())}: {esc(entry.error.message)}")
-            if definition is not None:
+            if definition is not None and definition is entry.definition:  # not a run's own
                 notes.append("showing the last good definition")
         for problem in entry.problems:  # what the host's checks say would stop a run
             notes.append(f"{glyph('failed')} {esc(problem.render())}")
@@ -369,7 +369,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if entry is self.pinned:
             notes.append("not in the watched folders: the definition stored with this run")
         elif app.definition_changed_under_run(entry):
-            notes.append("changed on disk: this run keeps its own definition; the next run uses the file")
+            notes.append(self._changed_on_disk(entry))
         set_text(note, "\n".join(notes))
         if note.has_class("-shown") != bool(notes):
             note.set_class(bool(notes), "-shown")
@@ -391,6 +391,15 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             # (an item's or a search hit's output stays).
             self._show_cursor_output()
         self.fit_grid_pane()
+
+    def _changed_on_disk(self, entry: WorkflowEntry) -> str:
+        """The tree's note when the file changed under the run on screen: the tree keeps the
+        run's definition, but a run that can be resumed is not kept to it (`resumes_with`)."""
+        app = self.rapp
+        if not app.can_resume():
+            return "changed on disk: this run keeps its own definition; the next run uses the file"
+        key, what = app.key_for("resume"), esc(app.session.resumes_with(entry))
+        return f"changed on disk: the tree shows this run's own definition; {key} resumes it with {what}"
 
     def fit_grid_pane(self) -> None:
         """The Fan-out pane takes room only when the workflow has a foreach (anywhere in its tree,

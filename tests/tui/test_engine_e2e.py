@@ -481,3 +481,48 @@ async def test_a_flagged_row_fits_the_list_once_it_scrolls(folder: Path) -> None
         row = list(app.catalog.entries).index(entry.path)
         drawn = listing.render_line(row).text.rstrip()
         assert drawn.endswith(":2:3") and "…" in drawn  # the file name shortened, never the position
+
+
+@pytest.mark.parametrize(
+    ("where", "resumed_with", "steps"),
+    [
+        ("dashboard", "the file's last good definition", ["one", "two", "three"]),
+        ("runner", "its own definition", ["one", "two"]),  # a runner never saw the file parse
+    ],
+)
+async def test_the_tree_note_says_what_r_resumes_a_failed_run_with(
+    folder: Path, tmp_path: Path, where: str, resumed_with: str, steps: list[str]
+) -> None:
+    """The note on a failed run whose file changed said 'the next run uses the file', yet `r`
+    resumes with the file as it is now; with the file broken, with whatever the engine then
+    takes — said nowhere. The note now says what `r` will run, and `r` is drawn on it."""
+    flag = tmp_path / "ok"
+    one = 'script one { run = "echo one" }'
+    two = f'script two {{ run = "test -f {flag}" }}'
+    three = 'script three { run = "echo three" }'
+    (folder / "flaky.wf").write_text(f"workflow flaky {{\n  {one}\n  {two}\n}}\n")
+    store = SqliteStore(tmp_path / "runs.db") if where == "runner" else None
+    app = real_app(folder, store, runs_in_runner=where == "runner", watch=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "flaky")
+        await pilot.press("enter")
+        failed = lambda: run_over(app) and app.view.status == "failed"  # noqa: E731
+        await wait_for(pilot, failed, what="failed run", timeout=30)
+        note = lambda: str(main(app).query_one("#tree-note").render()).replace("\n", " ")  # noqa: E731
+        (folder / "flaky.wf").write_text(f"workflow flaky {{\n  {one}\n  {two}\n  {three}\n}}\n")
+        await wait_for(pilot, lambda: "r resumes it with the file as it is now" in note(), what="edit said")
+        assert "the next run uses the file" not in note()
+        run_id = app.view.root_run_id
+        assert run_id is not None
+        loaded = lambda: len(app.session.host.resume_definition(run_id).body) == 3  # type: ignore[union-attr]  # noqa: E731
+        await wait_for(pilot, loaded, what="the engine here to load the edit")
+        (folder / "flaky.wf").write_text(f"workflow flaky {{\n  {one}\n  {two}\n  script four {{\n}}\n")
+        said = f"r resumes it with {resumed_with} (the file does not parse now)"
+        await wait_for(pilot, lambda: said in note(), what="the broken file said")
+        flag.touch()
+        await pilot.press("r")
+        completed = lambda: app.view.status == "completed" and run_over(app)  # noqa: E731
+        await wait_for(pilot, completed, what="resumed run", timeout=30)
+        await pilot.pause()
+        drawn = [node.label.plain.split()[2] for node in main(app).tree.nodes_by_uid.values() if node.data]
+        assert drawn == steps

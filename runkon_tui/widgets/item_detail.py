@@ -19,7 +19,7 @@ class ItemDetail(Static):
     ItemDetail { height: 4; background: $surface; color: $foreground; }
     """
 
-    _last: tuple[RunView | None, FanOutView | None, int | None, float] | None = None
+    _last: tuple[RunView | None, FanOutView | None, int | None, float, bool] | None = None
 
     def on_resize(self) -> None:
         """The counters are said in words or glyphs by the width: say them again when it changes
@@ -27,11 +27,21 @@ class ItemDetail(Static):
         if self._last is not None:
             self.show(*self._last)
 
-    def show(self, view: RunView | None, fan: FanOutView | None, selected: int | None, now: float) -> None:
-        """`view` is None when the tree shows another workflow than the run on screen."""
-        self._last = (view, fan, selected, now)
+    def show(
+        self,
+        view: RunView | None,
+        fan: FanOutView | None,
+        selected: int | None,
+        now: float,
+        has_foreach: bool = False,
+    ) -> None:
+        """`view` is None when the tree shows another workflow than the run on screen;
+        `has_foreach`: the tree has a foreach (the run's own or a called workflow's)."""
+        self._last = (view, fan, selected, now, has_foreach)
         if fan is None or view is None:
-            if view is not None and view.root is not None:
+            if view is not None and view.root is not None and view.active and has_foreach:
+                text = "[$text-muted]the fan-out has not started yet[/]"
+            elif view is not None and view.root is not None:
                 text = "[$text-muted]no fan-out in this run[/]"
             else:  # nothing running: say what this pane is for
                 text = "[$text-muted]foreach items show here[/]"

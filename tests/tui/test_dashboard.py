@@ -623,6 +623,25 @@ async def test_the_file_a_run_does_not_use_says_why_it_cannot_run(tmp_path: Path
         assert app.view.root is None
 
 
+async def test_the_fan_out_pane_says_a_foreach_still_to_come_has_not_started() -> None:
+    """Before review-pr's foreach started, its Fan-out pane said 'no fan-out in this run', as if
+    the run had none: it has one still to come. A run that ended before reaching it has none."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        script = scenarios.Script()
+        script.emit(RunStarted(workflow_name="review-pr", inputs={"pr": "42"}))
+        script.step_run("body.0", "resolve-base", "script", secs=0.4)
+        feed(app, script.events)
+        await pilot.pause()
+        screen = main_screen(app)
+        detail = lambda: str(screen.query_one("#item-detail").render())  # noqa: E731
+        assert screen.grid_pane.display and "the fan-out has not started yet" in detail()
+        feed(app, [script.emit(RunCompleted(succeeded=False, error="stopped"))])
+        await pilot.pause()
+        assert "no fan-out in this run" in detail()
+
+
 async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
     from tests.tui.history import history_store
 

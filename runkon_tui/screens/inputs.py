@@ -59,6 +59,7 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
         self.prepare = prepare
         self.initial = dict(initial or {})
         self.heading = heading  # e.g. "Rerun ship from deploy"; default "Run <workflow>"
+        self._error_lines: list[str] = []  # the error shown, one problem a line
 
     def compose(self) -> ComposeResult:
         wf = self.workflow
@@ -130,12 +131,33 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
     def show_error(self, message: str) -> None:
         """Show `message` above the buttons and move to the field it names (focus scrolls it
         into view), else to the first required field left empty."""
-        error = self.query_one("#form-error", Static)
-        error.update(esc(message))
-        error.add_class("-shown")
+        self._error_lines = message.splitlines()
+        self._show_error_lines()
         field = self._field_named_in(message) or self._first_empty_required()
         if field is not None:
             field.focus()
+
+    def _show_error_lines(self) -> None:
+        error = self.query_one("#form-error", Static)
+        error.update(esc("\n".join(self._error_lines)))
+        error.set_class(bool(self._error_lines), "-shown")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._edited(event.input)
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self._edited(event.checkbox)
+
+    def _edited(self, field: Widget) -> None:
+        """An edit of a field takes away the error's lines about it (one problem a line, each
+        naming its input): they were said about the value just changed. Others wait for Run."""
+        decl = next((d for i, d in enumerate(self.workflow.inputs) if field.id == f"input-{i}"), None)
+        if decl is None or not self._error_lines:
+            return
+        kept = [line for line in self._error_lines if f"'{decl.name}'" not in line]
+        if kept != self._error_lines:
+            self._error_lines = kept
+            self._show_error_lines()
 
     def _field_named_in(self, message: str) -> Widget | None:
         for line in message.splitlines():  # one problem a line, each naming its input 'so'

@@ -642,6 +642,25 @@ async def test_the_fan_out_pane_says_a_foreach_still_to_come_has_not_started() -
         assert "no fan-out in this run" in detail()
 
 
+async def test_an_inputs_form_error_leaves_once_its_field_is_edited() -> None:
+    """The form's error stayed until the next Run, still saying 'pr' was missing while the user
+    typed it: an edit of the field it names takes it away."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-pr")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        form = app.screen
+        await pilot.press("ctrl+s")  # the required `pr` is empty
+        await pilot.pause()
+        error = form.query_one("#form-error")
+        assert error.has_class("-shown") and "Missing required input: 'pr'" in str(error.render())
+        await pilot.press("4")  # the focus went to `pr`
+        await pilot.pause()
+        assert form.query_one("#input-0", Input).value == "4"
+        assert not error.has_class("-shown")
+
+
 async def test_a_past_run_opens_read_only_from_the_runs_screen() -> None:
     from tests.tui.history import history_store
 

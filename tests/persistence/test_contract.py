@@ -1443,3 +1443,18 @@ def test_copied_steps_keep_everything_but_their_id_and_run(store) -> None:
         store.copy_steps(new, old, [later])  # not a step of that run
     with pytest.raises(PersistenceError):
         store.copy_steps(old, "no-such-run", [later])
+
+
+def test_a_run_started_starts_when_its_engine_starts_it_and_a_resume_keeps_its_start(store, clock) -> None:
+    """A dashboard writes a run's row, then its background runner starts the run a second or so
+    later: the run's start (and so its duration in `runs` and the run history) is the runner's."""
+    run_id = new_run(store)
+    written = store.get_run(run_id).started_at
+    clock.advance(2)
+    assert store.start_run(run_id, resuming=False) is None
+    started = store.get_run(run_id).started_at
+    assert started != written and started.startswith(clock().strftime("%Y-%m-%dT%H:%M:%S"))
+    store.update_run_status(run_id, RunStatus.FAILED, None, "why")
+    clock.advance(5)
+    assert store.start_run(run_id, resuming=True) is None
+    assert store.get_run(run_id).started_at == started

@@ -234,6 +234,8 @@ class InMemoryStore:
             if (run.status.value in statuses) != only:
                 return run.status
             _record_status(run, RunStatus.RUNNING, None, None, None)
+            if not resuming:
+                run.started_at = self._now()  # the run starts now, not when its row was written
             return None
 
     def is_run_cancelled(self, run_id: str) -> bool:

@@ -907,13 +907,17 @@ class SqliteStore(Leadership):
         only, statuses = sh.startable(resuming)
         which = "IN" if only else "NOT IN"
         marks = ", ".join("?" * len(statuses))
+        started = "" if resuming else ", started_at = ?"
         sql = (
             "UPDATE workflow_runs SET status = 'running', result_summary = NULL, error = NULL, "
-            f"ended_at = NULL, blocked_on = NULL WHERE id = ? AND status {which} ({marks})"
+            f"ended_at = NULL, blocked_on = NULL{started} WHERE id = ? AND status {which} ({marks})"
         )
+        # A run started (not resumed) starts now, not when its row was written: a dashboard
+        # writes the row before its background runner takes the run, a second or so earlier.
+        params = (run_id, *statuses) if resuming else (self._now(), run_id, *statuses)
 
         def start(conn: sqlite3.Cursor) -> RunStatus | None:
-            if conn.execute(sql, (run_id, *statuses)).rowcount:
+            if conn.execute(sql, params).rowcount:
                 return None
             row = conn.execute("SELECT status FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:

@@ -351,7 +351,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         n = sum(1 for e in self.catalog if not e.broken)
         broken = sum(1 for e in self.catalog if e.broken)
         where = ", ".join(str(d) for d in self.dirs)
-        parts = [(2, f"{n} workflows in {where}")]
+        parts = [(2, f"{n} workflow{'' if n == 1 else 's'} in {where}")]
         if broken:
             parts.append((3, f"{broken} broken"))
         going = self.ours_going_text()

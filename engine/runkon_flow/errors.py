@@ -3,9 +3,10 @@
 Two families share one root, `FlowError`:
 
 * `WfError` and its subclasses are the *language* errors (lexing, parsing, semantic validation).
-  They carry the file, line and column so a user can jump to the mistake, and their `str()` keeps
-  the reference implementation's message prefixes (`Lexer error in …`, `Parse error in …`) because
-  tools grep for them.
+  They carry the file, line and column so a user can jump to the mistake. Their `str()` keeps the
+  reference implementation's message prefixes (`Lexer error in …`, `Parse error in …`; dsl.md §1:
+  tools grep for them) and names the place as `file:line:col`, so wherever the text ends up (a
+  step's error, a log) it still points at the mistake.
 * `EngineError` and its subclasses are the *runtime* errors of engine.md §13. Their `str()` is the
   exact text the engine writes into `step_error`, `result_text` and the run's `error` column.
   (`EngineCancelled` lives in `runkon_flow.cancellation`, with the reason it carries: this module is
@@ -94,7 +95,7 @@ class WfError(FlowError):
         return self.location.column
 
     def __str__(self) -> str:
-        return f"{self.prefix} {self.file or '<input>'}: {self.message}"
+        return f"{self.prefix} {self.location.render()}: {self.message}"
 
 
 class WfLexError(WfError):
@@ -118,6 +119,20 @@ class WfValidationError(WfError):
             file=file or first.location.file,
             line=first.location.line,
             column=first.location.column,
+        )
+
+    def __str__(self) -> str:
+        """Every problem at its own place: the first one's position would mislabel the others."""
+        placed = (
+            Problem(
+                p.message,
+                p.hint,
+                SourceLocation(p.location.file or self.file, p.location.line, p.location.column),
+            )
+            for p in self.problems
+        )
+        return (
+            f"{self.prefix} " + "; ".join(p.render() for p in placed) if self.problems else super().__str__()
         )
 
 

@@ -254,15 +254,15 @@ def test_items_whose_child_workflow_no_longer_loads_say_why_in_show_and_its_clus
     position = re.search(r"    1\. 60 × .*<path>.*: expected .*", section)
     assert position, section
     [item] = [line for line in out.splitlines() if line.startswith("    item i000 failed: ")]
-    assert f"{home / 'one.wf'}: expected" in item  # the file, unmasked
+    assert f"{home / 'one.wf'}:3:16: expected" in item  # the file and the place, unmasked
 
     code, out, _ = cli(capsys, "show", run_id, "--json")
     [cluster] = json.loads(out)["failure_clusters"]
-    assert cluster["count"] == 60 and f"{home / 'one.wf'}: expected" in cluster["example"]
+    assert cluster["count"] == 60 and f"{home / 'one.wf'}:3:16: expected" in cluster["example"]
 
     from runkon_flow.observe.loader import load_run
 
     with SqliteStore(home / "runs.db") as store:
         [fan] = load_run(store, run_id).runs[run_id].fanouts.values()
-    assert f"{home / 'one.wf'}: expected" in fan.errors[fan.index["i000"]]
+    assert f"{home / 'one.wf'}:3:16: expected" in fan.errors[fan.index["i000"]]
     assert fan.index["i000"] not in fan.child_runs  # no child run, not a `dispatching` one

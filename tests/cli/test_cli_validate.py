@@ -169,7 +169,10 @@ def test_a_missing_required_input_and_a_broken_child_are_reported_at_the_call(
         f"{tmp_path / 'parent.wf'}:2:3: Sub-workflow 'child' requires input 'id' but it was not provided "
         "at the call site" in err
     )
-    assert f"{tmp_path / 'parent.wf'}:3:3: Sub-workflow 'broken' could not be loaded: workflow error: " in err
+    assert (
+        f"{tmp_path / 'parent.wf'}:3:3: Sub-workflow 'broken' could not be loaded: workflow error: "
+        f"Parse error in {tmp_path / 'broken.wf'}:1:18: expected " in err
+    )
 
 
 def test_a_cycle_is_reported_at_the_call_that_starts_it(

@@ -462,7 +462,7 @@ def test_a_refusal_names_the_node_position_and_file() -> None:
     with pytest.raises(UnformattableError) as info:
         format_workflow(wf)
     assert (info.value.file, info.value.line, info.value.column) == ("flows/w.wf", 3, 5)
-    assert str(info.value).startswith("Format error in flows/w.wf: cannot format agent name `gate`")
+    assert str(info.value).startswith("Format error in flows/w.wf:3:5: cannot format agent name `gate`")
 
 
 # --------------------------------------------------------------------------- comments

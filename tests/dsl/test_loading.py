@@ -251,7 +251,8 @@ def test_directory_resolver_reports_parse_failures_as_workflow_errors(tmp_path: 
     write(tmp_path / "bad.wf", "workflow bad {\n  call\n}")
     with pytest.raises(WorkflowError) as info:
         DirectoryWorkflowResolver(tmp_path).resolve("bad")
-    assert str(info.value).startswith(f"workflow error: Parse error in {tmp_path / 'bad.wf'}: ")
+    # the text a failed step records: it names the place, so the user can jump to the mistake
+    assert str(info.value).startswith(f"workflow error: Parse error in {tmp_path / 'bad.wf'}:3:1: expected ")
     assert isinstance(info.value.__cause__, WfParseError)
 
 

@@ -59,7 +59,7 @@ def test_a_missing_closing_brace_points_at_the_end_of_the_file() -> None:
     error = parse_error("workflow w {\n  call a\n")
     assert "found end of file" in error.message
     assert (error.line, error.column) == (3, 1)
-    assert str(error).startswith(f"Parse error in {SOURCE}: ")
+    assert str(error).startswith(f"Parse error in {SOURCE}:3:1: expected ")
 
 
 def test_a_second_workflow_in_the_same_file_is_silently_ignored() -> None:
@@ -86,7 +86,7 @@ def test_source_path_is_stored_on_the_result_and_in_errors() -> None:
     assert parse_workflow("workflow w {}").source_path == ""
     with pytest.raises(WfParseError) as info:
         parse_workflow("workflow {}")
-    assert str(info.value).startswith("Parse error in <input>: ")
+    assert str(info.value).startswith("Parse error in <input>:1:10: ")
 
 
 def test_unknown_top_level_items_are_errors() -> None:
@@ -416,7 +416,9 @@ def test_a_file_with_a_byte_order_mark_is_a_lexer_error(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbfworkflow w {}")
     with pytest.raises(WfLexError) as info:
         parse_file(path)
-    assert str(info.value) == f"Lexer error in {path}: Unexpected character '\\u{{FEFF}}' at line 1, col 1"
+    assert (
+        str(info.value) == f"Lexer error in {path}:1:1: Unexpected character '\\u{{FEFF}}' at line 1, col 1"
+    )
 
 
 def test_windows_line_endings_are_whitespace(tmp_path: Path) -> None:

@@ -668,11 +668,18 @@ def test_problems_render_as_file_line_column_message() -> None:
 
 
 def test_check_workflow_raises_with_every_problem_and_returns_the_report_when_ok() -> None:
-    bad = wf(IfNode(condition=on("x"), body=[]), IfNode(condition=on("y"), body=[]))
+    bad = wf(
+        IfNode(condition=on("x"), body=[], line=2, column=3),
+        IfNode(condition=on("y"), body=[], line=5, column=3),
+    )
     with pytest.raises(WfValidationError) as info:
         check_workflow(bad)
     assert [p.message for p in info.value.problems] == [NOT_PRODUCED.format("x"), NOT_PRODUCED.format("y")]
     assert info.value.file == "flows/w.wf"
+    assert str(info.value) == (
+        f"Validation error in flows/w.wf:2:3: {NOT_PRODUCED.format('x')}; "
+        f"flows/w.wf:5:3: {NOT_PRODUCED.format('y')}"
+    )
     good = check_workflow(wf(call("x")))
     assert isinstance(good, ValidationReport) and good.ok
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from runkon_flow.runner import runner_error
 
 
@@ -49,3 +50,54 @@ def test_a_run_handed_to_a_runner_leaves_no_cached_plan_in_the_launching_workspa
         assert proc.wait(timeout=60) == 0
         assert ws._plans == {}
         assert store.get_run(run_id).status.value == "completed"  # type: ignore[union-attr]
+
+
+FAN = """workflow fan {
+  foreach each {
+    over         = static
+    scope        = { items = "a,b" }
+    max_parallel = 2
+    workflow     = one
+    inputs       = { name = "{{item.id}}" }
+  }
+}
+"""
+ONE = """workflow one {
+  inputs { name default = "" }
+  script work { run = "test {{name}} = a" }
+}
+"""
+
+
+@pytest.mark.parametrize("action", ["resume", "retry"])
+def test_a_runner_refusing_a_broken_child_file_says_where_and_what_to_do(tmp_path: Path, action: str) -> None:
+    """The dashboard resumes and retries through a runner and shows `runner_error`: it names the
+    broken file at line and column (the log also has the source line and caret, as `resume`
+    prints them), then the advice, and nothing was written."""
+    from runkon_flow.persistence.sqlite import SqliteStore
+    from runkon_flow.workspace import Workspace
+
+    (tmp_path / "fan.wf").write_text(FAN)
+    (tmp_path / "one.wf").write_text(ONE)
+    db = tmp_path / "runs.db"
+    with SqliteStore(db) as store:
+        ws = Workspace([tmp_path], store)
+        run_id = ws.create_run("fan", {})
+        ws.execute(run_id)
+        assert store.get_run(run_id).status.value == "failed"  # type: ignore[union-attr]
+        (tmp_path / "one.wf").write_text(ONE.replace("script work {", "script work {{"))
+        seq = store.last_event_seq(run_id)
+        fanout = next(s.id for s in store.get_steps(run_id) if s.role == "foreach")
+        retry = {fanout: ["b"]} if action == "retry" else None
+        proc, log = ws.launch(run_id, db, resume=action == "resume", retry=retry)
+        assert proc.wait(timeout=60) == 1
+        place = f"{tmp_path / 'one.wf'}:3:16: workflow 'one' does not load: expected `key = value`"
+        error = runner_error(log)
+        assert error is not None and error.startswith(place), error
+        assert error.endswith(
+            f"; a workflow this {action} would run does not load; nothing was changed: "
+            "fix the file and run the same command again"
+        )
+        assert " 3 |   script work {{" in log.read_text()
+        assert store.last_event_seq(run_id) == seq
+        assert store.get_run(run_id).status.value == "failed"  # type: ignore[union-attr]

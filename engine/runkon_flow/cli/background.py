@@ -20,8 +20,8 @@ from runkon_flow.cli.common import print_line
 from runkon_flow.cli.drive import execute, open_events_file, prepare_hooks
 from runkon_flow.cli.executor import add_executor_args, child_runner_for
 from runkon_flow.cli.output import EventQueue
-from runkon_flow.cli.run import exec_config_for
-from runkon_flow.errors import AlreadyOwned
+from runkon_flow.cli.run import exec_config_for, problem_diagnostics, unloadable_refusal
+from runkon_flow.errors import AlreadyOwned, ValidationErrors
 from runkon_flow.persistence.location import db_location
 from runkon_flow.runner import ERROR_PREFIX
 from runkon_flow.runtime.types import WorkflowResult
@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.progress = "plain"
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     print_line(sys.stdout, f"detached runner pid {os.getpid()} for run {args.run_id}")
+    action = "retry" if args.retry_file else "resume" if args.resume else "run"
     try:
         store = db_location(args.db).open()
     except Exception as exc:
@@ -94,11 +95,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             durable=True,
             hooks=prepare_hooks(args),
         )
+    except ValidationErrors as exc:  # a workflow the resume or retry would start does not load
+        _refuse(exc, action, [Path(d) for d in args.dirs])
+        return 1
     except Exception as exc:
         print_line(sys.stdout, f"{ERROR_PREFIX}{exc}")
         return 1
     finally:
         store.close()
+
+
+def _refuse(exc: ValidationErrors, action: str, dirs: list[Path]) -> None:
+    """Say it as `resume`/`retry` would: each problem with its source line and caret, then the
+    error line `runner_error` gives the dashboard — one line, so every problem is named there at
+    its file:line:col, followed by what to do."""
+    for text in problem_diagnostics(exc.errors, dirs):
+        print_line(sys.stdout, text)
+    places = "; ".join(p.render() if p.location.file else p.text() for p in exc.errors)
+    print_line(sys.stdout, f"{ERROR_PREFIX}{places}; {unloadable_refusal(action)}")
 
 
 def _read_retry_file(path: str) -> dict[str, list[str]]:

@@ -182,8 +182,9 @@ def _workspace(
         raise UsageError(str(exc)) from None
 
 
-def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:
+def problem_diagnostics(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> list[str]:
     """Each problem as `validate` prints it: file:line:col, message, source line and caret."""
+    texts = []
     for problem in problems:
         location = problem.location
         source = None
@@ -192,7 +193,22 @@ def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> N
                 with suppress(WfError):
                     source = read_source(Path(location.file))
             location = SourceLocation(as_named(location.file, dirs), location.line, location.column)
-        print_err(render_diagnostic(location, problem.text(), source))
+        texts.append(render_diagnostic(location, problem.text(), source))
+    return texts
+
+
+def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:
+    for text in problem_diagnostics(problems, dirs):
+        print_err(text)
+
+
+def unloadable_refusal(command: str) -> str:
+    """Why a resume or retry stopped before writing anything (`Workspace.unloadable_workflows`), and
+    what to do: the same words from the command line and from a background runner."""
+    return (
+        f"a workflow this {command} would run does not load; nothing was changed: "
+        "fix the file and run the same command again"
+    )
 
 
 def _refuse_unloadable(problems: Sequence[Problem], dirs: Sequence[Path], command: str) -> None:
@@ -200,10 +216,7 @@ def _refuse_unloadable(problems: Sequence[Problem], dirs: Sequence[Path], comman
     (`Workspace.unloadable_workflows`): each at file:line:col, as `run` refuses them."""
     if problems:
         _print_problems(problems, dirs)
-        raise CommandFailed(
-            f"a workflow this {command} would run does not load; nothing was changed: "
-            "fix the file and run the same command again"
-        )
+        raise CommandFailed(unloadable_refusal(command))
 
 
 def _find_workflow(ws: Workspace, name_or_path: str, dirs: Sequence[Path]) -> WorkflowDef:

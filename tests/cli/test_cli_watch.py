@@ -4,12 +4,15 @@ followed from any process through the events the store keeps."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runkon_flow.events import parse_event_line
@@ -50,6 +53,19 @@ LEAF = """workflow leaf {
   script work { run = "echo item {{item.id}}" }
 }
 """
+# Items i0..i5 each print a line; i3 fails.
+FLAKY_FAN = """workflow flaky_fan {
+  foreach all {
+    over = static workflow = flaky max_parallel = 2 scope = { file = "items.yaml" }
+    inputs = { name = "{{item.id}}" }
+  }
+}
+"""
+FLAKY = """workflow flaky {
+  inputs { name }
+  script work { run = "echo item {{name}}; test {{name}} != i3" }
+}
+"""
 
 
 @pytest.fixture
@@ -63,6 +79,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("waiter", WAITER),
         ("fan", FAN),
         ("leaf", LEAF),
+        ("flaky_fan", FLAKY_FAN),
+        ("flaky", FLAKY),
     ):
         write(tmp_path / "wf" / f"{name}.wf", text)
     write(tmp_path / "wf" / "items.yaml", "".join(f"- id: i{n}\n" for n in range(6)))
@@ -95,6 +113,60 @@ def test_watching_a_finished_run_prints_what_run_printed_and_exits_with_its_stat
     assert code == 1
     assert plain_lines(watched) == plain_lines(out)
     assert f"resume with: runkon-flow resume {run_id_of(out)}" in err
+
+
+def screen(text: str) -> list[str]:
+    """What a terminal shows once `text` is written: blocks the live view erased are gone, colours
+    and cursor codes left out."""
+    lines: list[str] = []
+    for part in re.split(r"(\x1b\[\d+A\r\x1b\[J)", text):
+        erase = re.fullmatch(r"\x1b\[(\d+)A\r\x1b\[J", part)
+        if erase:
+            del lines[len(lines) - int(erase[1]) :]
+        else:
+            lines.extend(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", part).splitlines())
+    return lines
+
+
+@pytest.mark.parametrize("progress", ["live", "quiet"])
+def test_watching_a_finished_fan_out_shows_what_every_event_shows_and_decodes_only_that(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, progress: str
+) -> None:
+    """The live view and `--progress quiet` never show the quiet events (start, steps, output,
+    successful end) of a fan-out child that ended well: `watch` leaves them as stored — on a
+    finished 10,000-item run, 4 of every 7 events — and prints exactly what feeding the printer
+    every event prints (the live view: the same lines and the same last frame), with the run's
+    exit status. A child that failed is shown in full."""
+    from runkon_flow import event_log
+    from runkon_flow.cli.drive import make_printer
+
+    code, out, _ = cli(capsys, "run", "flaky_fan", "--dir", "wf", "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    printer, _ = make_printer(progress, sys.stdout, run_id)
+    with SqliteStore(home / "runs.db") as store:
+        events, _ = event_log.read_envelopes(store, run_id)
+    for data in events:
+        printer.feed(data)
+    printer.close()
+    every_event = capsys.readouterr().out
+
+    decoded: Counter[str] = Counter()
+    for kind, validate in list(event_log._VALIDATORS.items()):
+
+        def counted(payload: str, kind: str = kind, validate: Any = validate) -> Any:
+            decoded[kind] += 1
+            return validate(payload)
+
+        monkeypatch.setitem(event_log._VALIDATORS, kind, counted)
+    code, watched, err = cli(capsys, "watch", run_id, "--progress", progress)
+    assert code == 1
+    assert run_id_of(watched) == run_id
+    shown = screen(every_event)  # then, as after `run`: the failures, read from the store
+    assert screen(watched.split("\n", 1)[1])[: len(shown)] == shown
+    assert f"resume with: runkon-flow resume {run_id}" in err
+    assert sum(1 for data in events if data.event.type == "StepOutput") == 6
+    assert decoded["StepOutput"] == 1  # the failed item's line: the five that ended well stay as stored
 
 
 def test_watch_json_streams_the_events_file_format(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import OrderedDict
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, StdoutGuard, print_err
@@ -24,8 +25,12 @@ from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store, print_run_header
-from runkon_flow.event_log import READ_ROWS, read_envelopes, top_level_run
+from runkon_flow.event_log import READ_ROWS, envelope_of, read_stored, top_level_run
+from runkon_flow.events import EngineEventData
+from runkon_flow.observe import RunModel
+from runkon_flow.observe.compact import quiet_stored
 from runkon_flow.persistence import RunStatus, WorkflowRun
+from runkon_flow.persistence.models import StoredEvent
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 POLL_SECONDS = 0.2
@@ -55,22 +60,36 @@ def cmd_watch(args: argparse.Namespace) -> int:
         else:
             printer, _live = make_printer(args.progress, sys.stdout, run_id, hints)
             print_run_header(run_id, run.workflow_name, args, out)
-        outcome = RunOutcome()
+        # The live view folds every event it is fed into its own model: it says how the run ended.
+        outcome = printer.outcome if isinstance(printer, LiveView) else RunOutcome()
+        fold = None if isinstance(printer, LiveView) else outcome.observe
+        # What the live view and `--progress quiet` print never needs a fan-out child's quiet events.
+        held = (
+            _HeldChildren(outcome.model)
+            if isinstance(printer, LiveView) or args.progress == "quiet"
+            else None
+        )
         last_seq = 0
         ended_since: float | None = None
         said_waiting = False
         released_since: float | None = None
         try:
             while True:
-                events, last_seq = read_envelopes(store, run_id, last_seq, READ_ROWS)
-                for data in events:
-                    outcome.observe(data)
+                rows, last_seq = read_stored(store, run_id, last_seq, READ_ROWS)
+                for row in rows:
+                    if held is not None and held.hold(row):
+                        continue
+                    data = envelope_of(row)
+                    if data is None:
+                        continue
+                    if fold is not None:
+                        fold(data)
                     if printer is None:
                         out(lambda data=data: sys.stdout.write(data.to_json_line() + "\n"))
                     else:
                         out(lambda data=data: printer.feed(data))
                 out(sys.stdout.flush if printer is None else printer.tick)
-                if events:
+                if rows:
                     continue  # catch up before judging whether the run is over
                 run = store.get_run(run_id) or run
                 status = RunStatus(run.status)
@@ -102,6 +121,44 @@ def cmd_watch(args: argparse.Namespace) -> int:
             _close(printer, out)
             print_err(f"stopped watching; run {run_id} goes on ({hints.command('cancel', run_id)} stops it)")
             return EXIT_CANCELLED
+
+
+class _HeldChildren:
+    """The quiet stored events (start, steps, output, successful ends) of the fan-out children
+    `model` folds lazily, kept as stored and decoded only if the model asks for them (its
+    `upstream`: the child failed or warned, is running when a frame is drawn, or a line names
+    it) — as the dashboard's bridge holds them. Neither the live view nor `--progress quiet`
+    prints them, and decoding them was most of a finished 10,000-item run's `watch`."""
+
+    def __init__(self, model: RunModel) -> None:
+        self.model = model
+        self._held: dict[str, list[StoredEvent]] = {}
+        self._settled: OrderedDict[str, list[StoredEvent]] = OrderedDict()  # ended well, latest last
+        model.upstream = self._release
+
+    def hold(self, row: StoredEvent) -> bool:
+        """Keep `row` (True) when it is a quiet event of a child the model folds lazily."""
+        run_id = row.event_run_id
+        if not self.model.folds_lazily(run_id) or not (quiet_stored(row.kind, row.payload) or _a_note(row)):
+            return False
+        self._held.setdefault(run_id, []).append(row)
+        if row.kind == "RunCompleted":  # kept for a look as long as the model keeps such a child
+            self._settled[run_id] = self._held.pop(run_id)
+            if len(self._settled) > self.model.limits.child_runs:
+                self._settled.popitem(last=False)
+        return True
+
+    def _release(self, run_id: str) -> list[EngineEventData]:
+        rows = self._held.pop(run_id, None) or self._settled.pop(run_id, None) or []
+        return [data for data in map(envelope_of, rows) if data is not None]
+
+
+def _a_note(row: StoredEvent) -> bool:
+    """A child's `info`/`debug` EngineLog (a script child of a foreach notes its `item.*` inputs
+    each time): neither printer shows it, and the model does nothing with it but fold the child.
+    A level is written `"level":"…"` at the top level only (quotes in a message are escaped)."""
+    payload = row.payload
+    return row.kind == "EngineLog" and '"level":"warning"' not in payload and '"level":"error"' not in payload
 
 
 def _close(printer: Any, out: StdoutGuard) -> None:

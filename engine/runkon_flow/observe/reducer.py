@@ -406,6 +406,11 @@ class RunModel:
             state = self.runs.get(run_id)
         return state
 
+    def folds_lazily(self, run_id: str) -> bool:
+        """Whether `run_id` is a running fan-out child folded lazily: its quiet events may be
+        kept `upstream` (undecoded, even) until `upstream` is asked for them."""
+        return run_id in self._deferred
+
     def unfold_running_children(self) -> None:
         """Fold every fan-out child that is still running (a view about to show running steps)."""
         for run_id in list(self._deferred):

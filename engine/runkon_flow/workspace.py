@@ -684,7 +684,7 @@ class Workspace:
                 (done if completed else unfinished).add(row.node_path)
         paths = node_paths(wf)
         todo = [
-            node.workflow
+            (node, wf)
             for node in walk(list(wf.body) + list(wf.always))
             if isinstance(node, (CallWorkflowNode, ForEachNode))
             and (paths.get(id(node)) in unfinished or paths.get(id(node)) not in done)
@@ -692,19 +692,31 @@ class Workspace:
         problems: list[Problem] = []
         seen: set[str] = set()
         while todo:
-            name = todo.pop(0)
+            node, owner = todo.pop(0)
+            name = node.workflow
             if name in seen:
                 continue
             seen.add(name)
             broken = snap.kept.get(name) or snap.broken_by_stem.get(name)
             child = snap.workflows.get(name) if broken is None else None
             if child is not None:
-                todo.extend(child.workflow_refs())
+                todo.extend(
+                    (n, child)
+                    for n in walk(list(child.body) + list(child.always))
+                    if isinstance(n, (CallWorkflowNode, ForEachNode))
+                )
             elif broken is not None:
                 where = SourceLocation(broken.file, broken.line, broken.column)
                 problems.append(Problem(f"workflow '{name}' does not load: {broken.message}", location=where))
-            else:
-                problems.append(Problem(f"workflow '{name}' is not in {', '.join(map(str, snap.dirs))}"))
+            else:  # gone: named at the step that would start it (a stored definition may have no file)
+                where = (
+                    SourceLocation(owner.source_path, node.line, node.column)
+                    if owner.source_path
+                    else SourceLocation()
+                )
+                problems.append(
+                    Problem(f"workflow '{name}' is not in {', '.join(map(str, snap.dirs))}", location=where)
+                )
         return problems
 
     def _refuse_unloadable(self, plan: _Plan, rows: Sequence[WorkflowRunStep], reopened: set[str]) -> None:

@@ -179,6 +179,16 @@ def test_a_broken_child_file_refuses_resume_and_retry_up_front_and_the_run_stays
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
 
 
+def test_a_child_file_that_is_gone_is_named_at_the_step_that_would_start_it(capsys, home: Path) -> None:
+    """Not `<input>:`: the foreach that would start it, with its line and caret."""
+    run_id = failed_run(capsys, home)
+    (home / "one.wf").unlink()
+    code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    assert f"{home / 'fan.wf'}:2:3: workflow 'one' is not in {home}\n 2 |   foreach each {{\n" in err
+    assert "<input>" not in err
+
+
 def test_retry_one_item_keeps_the_other_failures(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _out, err = cli(

@@ -435,3 +435,15 @@ def test_only_children_that_spent_something_send_metrics(h: Harness) -> None:
     assert set(by_run) == {result.workflow_run_id, paid["paid"]}
     assert (by_run[paid["paid"]].total_cost, by_run[paid["paid"]].total_turns) == (0.25, 2)
     assert by_run[result.workflow_run_id].total_cost == 0.25
+
+
+def test_a_script_child_says_nothing_about_the_items_own_inputs(h: Harness) -> None:
+    """Every script child of a fan-out logged `inputs not exported as CONDUCTOR_*: item.id,
+    item.ref` — the engine's own inputs, once per item — and the dashboard then unfolded every
+    child for its note. An input the user named so is still noted."""
+    h.add_workflow('workflow child { script s { run = "true" } }')
+    h.providers.append(ListProvider("tickets", [FanOutItem("ticket", "t1", "T-1", {"title": "x"})]))
+    result = h.run(fan(extra='inputs = { odd-name = "{{item.id}}" }'))
+    assert result.all_succeeded
+    notes = [e.message for e in h.events("EngineLog") if "not exported" in e.message]
+    assert len(notes) == 1 and notes[0].endswith(": odd-name"), notes

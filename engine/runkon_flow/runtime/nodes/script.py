@@ -54,12 +54,15 @@ def build_script_env(st: ExecutionState, node: ScriptNode, variables: dict[str, 
     provided = st.script_env_provider.env(st.run_ctx, node.as_identity or st.default_as_identity)  # type: ignore[arg-type]
     env.update({str(k): str(v) for k, v in (provided or {}).items()})
     skipped_inputs: list[str] = []
+    # A foreach child's `item.*` inputs are the engine's own (the item's id, ref and context): noting
+    # that they are not exported would say the same thing once per item of every fan-out.
+    item_child = bool(st.parent_run_id) and "item.ref" in st.inputs
     for key, value in st.inputs.items():
         if "\0" in value:
             st.warn(f"script '{node.name}': input '{key}' contains a NUL byte; not exported", node.name)
         elif _INPUT_NAME.match(key):
             env[f"CONDUCTOR_{key.upper()}"] = value
-        else:
+        elif not (item_child and key.startswith("item.")):
             skipped_inputs.append(key)
     if skipped_inputs:
         st.warn(

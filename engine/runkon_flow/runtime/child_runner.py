@@ -30,7 +30,7 @@ from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.persistence.snapshots import SharedSnapshots
 from runkon_flow.plugins.protocols import WorkflowResolver
-from runkon_flow.runtime.lease import new_owner_token
+from runkon_flow.runtime.lease import lease_clock, new_owner_token
 from runkon_flow.runtime.state import emit_to
 from runkon_flow.runtime.types import (
     ChildRunInput,
@@ -114,7 +114,7 @@ class InProcessChildRunner:
         token = new_owner_token()
         write_behind = params.write_behind or parent_ctx.write_behind
         stored, holds = self._snapshots.to_store(parent_ctx.workflow_run_id, definition.name, snapshot)
-        leased_at = time.monotonic()
+        leased_at = lease_clock()
         run = self._store.create_leased_run(
             NewRun(
                 workflow_name=definition.name,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -47,7 +46,7 @@ from runkon_flow.plugins.protocols import (
     WorkflowResolver,
 )
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
-from runkon_flow.runtime.lease import RunMonitor, abort, new_owner_token
+from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
 from runkon_flow.runtime.report_gate import ReportGate, commit_and_deliver, needs_gate
 from runkon_flow.runtime.resume import ResumeContext, leaf_skip_keys
@@ -300,7 +299,7 @@ class FlowEngine:
         token: str | None = None
         if run_id is None:
             token = new_owner_token()
-            leased_at = time.monotonic()
+            leased_at = lease_clock()
             run = inp.persistence.create_leased_run(
                 NewRun(
                     workflow_name=definition.name,
@@ -420,7 +419,7 @@ class FlowEngine:
             raise WorkflowError("resume() requires resume_ctx to be None on entry")
         self._check_valid(definition, st.action_registry, st.item_provider_registry)
         token = new_owner_token()
-        began = time.monotonic()
+        began = lease_clock()
         generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
         if generation is None:
             if st.persistence.get_run(st.workflow_run_id) is None:  # e.g. `gc` deleted it meanwhile
@@ -491,7 +490,7 @@ class FlowEngine:
             self._check_valid(definition, st.action_registry, st.item_provider_registry)
         if not lease_held and not st.created_leased:
             token = st.owner_token or new_owner_token()
-            began = time.monotonic()
+            began = lease_clock()
             generation = st.persistence.acquire_lease(
                 st.workflow_run_id, token, st.exec_config.lease_ttl_secs
             )
@@ -745,7 +744,7 @@ def _child_state(
 def _held(st: ExecutionState, token: str, generation: int, leased_at: float | None = None) -> None:
     """`st`'s run row was created running and leased by `token` (create_leased_run): a new run, so
     every step row it will have is one this engine writes (the step ledger starts complete).
-    `leased_at`: time.monotonic() just before the lease was written (None: not known here)."""
+    `leased_at`: lease_clock() just before the lease was written (None: not known here)."""
     st.owner_token, st.lease_generation = token, generation
     if leased_at is not None:
         st.lease_sure_until = leased_at + st.exec_config.lease_ttl_secs

@@ -33,7 +33,16 @@ from runkon_flow.runtime.report_gate import ReportGate
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.threads import fire_and_forget
 
-__all__ = ["Holder", "RunMonitor", "abort", "hold_lease", "holder_of", "new_owner_token", "renew_lease"]
+__all__ = [
+    "Holder",
+    "RunMonitor",
+    "abort",
+    "hold_lease",
+    "holder_of",
+    "lease_clock",
+    "new_owner_token",
+    "renew_lease",
+]
 
 log = logging.getLogger("runkon_flow.engine")
 
@@ -61,6 +70,17 @@ def new_owner_token() -> str:
     """A process-unique lease owner token: host, pid and this process's ULID plus a counter
     (cheaper than a ULID per run, which matters when a foreach starts thousands of child runs)."""
     return f"{_TOKEN_PREFIX}-{next(_token_counter)}"
+
+
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def lease_clock() -> float:
+    """The clock of `lease_sure_until`. A lease expires in the store while the machine sleeps, but
+    time.monotonic stops during suspend on Linux: CLOCK_BOOTTIME counts it; monotonic elsewhere."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -210,7 +230,7 @@ class RunMonitor:
 def renew_lease(st: ExecutionState) -> bool:
     """Re-acquire `st`'s lease with its owner token; True when it was renewed (and
     `lease_sure_until` moves on), False when it is lost or could not be renewed."""
-    began = time.monotonic()
+    began = lease_clock()
     try:
         generation = st.persistence.acquire_lease(
             st.workflow_run_id, st.owner_token or "", st.exec_config.lease_ttl_secs
@@ -239,7 +259,7 @@ def hold_lease(st: ExecutionState) -> None:
     over while this process stood still (SIGSTOP, Ctrl-Z), before the monitor noticed; confirm the
     lease first, and stop the run (EngineCancelled(LeaseLost)) when it is lost. Otherwise one
     clock read: the monitor's renewals keep the time ahead."""
-    if time.monotonic() < st.lease_sure_until:
+    if lease_clock() < st.lease_sure_until:
         return
     if not renew_lease(st):
         log.warning("run %s lost its lease; stopping it before it starts a child", st.workflow_run_id)

@@ -228,7 +228,7 @@ class ExecutionState:
     rerun_start: tuple[str, str] | None = None
     owner_token: str | None = None
     lease_generation: int | None = None
-    # time.monotonic() before which no other engine can have taken the run: when the last take or
+    # lease_clock() before which no other engine can have taken the run: when the last take or
     # renewal of its lease began, plus the TTL. Past it (this process stood still: SIGSTOP, Ctrl-Z)
     # a child is started only once the lease is confirmed (lease.hold_lease). 0 = confirm first.
     lease_sure_until: float = 0.0

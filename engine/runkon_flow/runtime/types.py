@@ -391,7 +391,7 @@ class CreatedChild(NamedTuple):
     as_identity: str | None
     owner_token: str
     generation: int
-    leased_at: float  # time.monotonic() just before the lease was written (lease_sure_until)
+    leased_at: float  # lease_clock() just before the lease was written (lease_sure_until)
     write_behind: bool
     child_runner: ChildWorkflowRunner | None
 

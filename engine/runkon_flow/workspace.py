@@ -106,7 +106,7 @@ __all__ = [
     "InputsError",
     "UnknownWorkflow",
     "Workspace",
-    "cancel_unowned_run",
+    "end_unowned_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -152,25 +152,30 @@ class UnknownWorkflow(WorkflowNotFound):
         return base
 
 
-def cancel_unowned_run(
-    store: WorkflowPersistence, run_id: str, error: str, *, only_from: RunStatus | None = None
+def end_unowned_run(
+    store: WorkflowPersistence,
+    run_id: str,
+    error: str,
+    *,
+    status: RunStatus = RunStatus.CANCELLED,
+    only_from: RunStatus | None = None,
 ) -> RunStatus | None:
-    """Record `run_id` as `cancelled` (with `error`) if no engine holds it; the lease is borrowed
+    """Record `run_id` as `status` (with `error`) if no engine holds it; the lease is borrowed
     for the write, so a live engine is never overruled. Returns None when an engine holds the run
-    (it stops the run itself), else the run's status after the call: `cancelled`, or the status
+    (it stops the run itself), else the run's status after the call: `status`, or the status
     it was found in under the lease — a finished run (or, with `only_from`, a run in another
     status) is left as it is."""
-    with borrowed_lease(store, run_id, "cancel") as held:
+    with borrowed_lease(store, run_id, status.value) as held:
         if not held:
             return None
         current = store.get_run(run_id)
         if current is None:
             raise WorkflowError(f"no workflow run '{run_id}'")
-        status = RunStatus(current.status)
-        if status.is_terminal or (only_from is not None and status is not only_from):
-            return status
-        store.update_run_status(run_id, RunStatus.CANCELLED, current.result_summary, error)
-        return RunStatus.CANCELLED
+        found = RunStatus(current.status)
+        if found.is_terminal or (only_from is not None and found is not only_from):
+            return found
+        store.update_run_status(run_id, status, current.result_summary, error)
+        return status
 
 
 @contextlib.contextmanager
@@ -632,7 +637,7 @@ class Workspace:
         seen = run.generation
         if run.status is RunStatus.CANCELLING:  # its engine may be gone: then the cancel is over
             error = run.error or str(EngineCancelled(CancellationReason.user()))
-            if cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING) is not None:
+            if end_unowned_run(self.store, run_id, error, only_from=RunStatus.CANCELLING) is not None:
                 seen += 1
         if run.status.is_terminal and self._retry_over(run):
             seen += 1
@@ -898,7 +903,7 @@ class Workspace:
                 self._plans.pop(run_id, None)
             # Under a borrowed lease: a runner that has just taken the run is asked (below), and
             # a run that ended since the look above keeps its end.
-            settled = cancel_unowned_run(self.store, run_id, error, only_from=RunStatus.PENDING)
+            settled = end_unowned_run(self.store, run_id, error, only_from=RunStatus.PENDING)
             if settled is RunStatus.CANCELLED:
                 return
             if settled is not None and settled.is_terminal:

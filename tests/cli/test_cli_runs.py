@@ -383,13 +383,13 @@ def test_a_run_its_engine_finished_just_before_the_cancel_took_its_lease_stays_f
 ) -> None:
     _, run_id = start(capsys, "flaky")
     interrupt(home, run_id)  # unfinished and unheld when `cancel` looks at it
-    real = cli_run.cancel_unowned_run
+    real = cli_run.end_unowned_run
 
     def finished_meanwhile(store: SqliteStore, rid: str, error: str, **kw: object) -> RunStatus | None:
         store.update_run_status(rid, RunStatus.FAILED, None, "its engine finished it")
         return real(store, rid, error, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli_run, "cancel_unowned_run", finished_meanwhile)
+    monkeypatch.setattr(cli_run, "end_unowned_run", finished_meanwhile)
     code, _, err = cli(capsys, "cancel", run_id)
     assert code == 1 and "already finished (failed); there is nothing to cancel" in err
     assert status_of(home, run_id) is RunStatus.FAILED

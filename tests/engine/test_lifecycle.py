@@ -18,7 +18,7 @@ from runkon_flow.persistence.models import RunStatus
 from runkon_flow.plugins.protocols import ActionOutput
 from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
 from runkon_flow.runtime import FlowEngineBuilder, RunInput, WorkflowExecConfig
-from runkon_flow.workspace import cancel_unowned_run
+from runkon_flow.workspace import end_unowned_run
 
 from tests.engine.conftest import Agents, Harness, ListProvider, wait_for_cancel, wait_until
 from tests.persistence.conftest import FakeClock, close_store, make_store
@@ -181,7 +181,7 @@ def test_a_pending_run_cancelled_before_its_engine_takes_it_never_runs(h: Harnes
     wf = parse_workflow("workflow w { call a }")
     run_id = h.new_run(wf)
     error = str(EngineCancelled(CancellationReason.user("not today")))
-    assert cancel_unowned_run(h.store, run_id, error) is RunStatus.CANCELLED
+    assert end_unowned_run(h.store, run_id, error) is RunStatus.CANCELLED
     result = h.run(wf, run_id=run_id)
     assert result.status == "cancelled" and h.agents.names() == []
     run = h.store.get_run(run_id)

@@ -101,3 +101,36 @@ def test_a_runner_refusing_a_broken_child_file_says_where_and_what_to_do(tmp_pat
         assert " 3 |   script work {{" in log.read_text()
         assert store.last_event_seq(run_id) == seq
         assert store.get_run(run_id).status.value == "failed"  # type: ignore[union-attr]
+
+
+def test_a_detached_run_that_ended_before_its_starter_looked_again_is_not_marked_failed(
+    tmp_path: Path,
+) -> None:
+    """`run --detach` read the run still `pending`, then found its runner gone: the runner had
+    run a quick workflow to its end in between. The completed run was overwritten with `failed`."""
+    import subprocess
+    import sys
+
+    from runkon_flow.cli.detach import _wait_until_taken
+    from runkon_flow.persistence.models import NewRun, RunStatus
+    from runkon_flow.persistence.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "runs.db")
+    run_id = store.create_run(NewRun(workflow_name="w")).id
+    read = store.get_run
+
+    def get_run(run_id: str):
+        seen = read(run_id)
+        if seen is not None and seen.status is RunStatus.PENDING:  # the runner, right after
+            assert store.acquire_lease(run_id, "runner", 30) is not None
+            store.start_run(run_id, resuming=False)
+            store.finish_run(run_id, RunStatus.COMPLETED, "done", None, "runner")
+        return seen
+
+    store.get_run = get_run  # type: ignore[method-assign]
+    runner = subprocess.Popen([sys.executable, "-c", "pass"])
+    runner.wait(timeout=30)
+    _wait_until_taken(store, run_id, runner, tmp_path / "run.log")  # reported as started
+    run = read(run_id)
+    assert run is not None and run.status is RunStatus.COMPLETED and run.error is None
+    store.close()

@@ -24,6 +24,7 @@ from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runner import log_path, spawn_runner
+from runkon_flow.workspace import end_unowned_run
 
 STARTUP_TIMEOUT = 30.0  # seconds the background process has to take the run
 
@@ -79,10 +80,18 @@ def _wait_until_taken(store: WorkflowPersistence, run_id: str, proc: subprocess.
         code = proc.poll()
         if code is not None:
             tail = _tail(log)
-            with suppress(Exception):  # nobody holds the pending run: it must not look startable
-                store.update_run_status(
-                    run_id, RunStatus.FAILED, None, f"the detached runner exited ({code}) before starting"
+            left: RunStatus | None = RunStatus.FAILED
+            with suppress(Exception):  # nobody took the pending run: it must not look startable
+                # Only from `pending`: the runner may have run it to its end since the read above.
+                left = end_unowned_run(
+                    store,
+                    run_id,
+                    f"the detached runner exited ({code}) before starting",
+                    status=RunStatus.FAILED,
+                    only_from=RunStatus.PENDING,
                 )
+            if left is not RunStatus.FAILED:  # taken after all (None: an engine holds it now)
+                return
             raise CommandFailed(
                 f"the background process for run {run_id} exited ({code}) before starting it; "
                 f"log {log}" + (":\n" + tail if tail else "")

@@ -77,7 +77,7 @@ from runkon_flow.workspace import (
     InputsError,
     UnknownWorkflow,
     Workspace,
-    cancel_unowned_run,
+    end_unowned_run,
 )
 
 __all__ = ["LEASE_TTL_ENV", "exec_config_for", "parse_inputs"]
@@ -737,7 +737,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         if status.is_terminal:
             raise CommandFailed(f"run {run.id} already finished ({status.value}); there is nothing to cancel")
         error = str(EngineCancelled(CancellationReason.user(args.message)))
-        settled = cancel_unowned_run(store, run.id, error)  # no live engine: marked here
+        settled = end_unowned_run(store, run.id, error)  # no live engine: marked here
         if settled is RunStatus.CANCELLED:
             out.print(
                 f"run {run.id} was not running (no engine holds it); marked cancelled — "

@@ -1069,3 +1069,37 @@ def test_processes_opening_a_new_database_at_the_same_moment_all_open_it(tmp_pat
     for n in range(rounds):
         with SqliteStore(tmp_path / f"runs-{n}.db") as store:
             assert len(store.list_runs()) == racers
+
+
+def test_a_failed_open_never_deletes_a_database_another_process_just_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Explaining why it could not create the file, a store probed the folder by creating and
+    deleting the database path itself: a process that created the database in that instant (the
+    dashboard and a `run --detach` starting together) lost it, with its first runs."""
+    import os
+
+    path = tmp_path / "runs.db"
+    connect, close = sqlite3.connect, os.close
+    others: list[SqliteStore] = []
+
+    def connect_once_failing(*args, **kwargs):
+        monkeypatch.setattr(sqlite3, "connect", connect)
+        raise sqlite3.OperationalError("unable to open database file")
+
+    def close_then_another_process_opens(fd: int) -> None:
+        close(fd)
+        if not others:  # the probe's file is closed, not yet deleted: the other one opens now
+            monkeypatch.setattr(os, "close", close)
+            others.append(SqliteStore(path))
+            others[0].create_run(NewRun(workflow_name="wf", run_id="theirs"))
+
+    monkeypatch.setattr(sqlite3, "connect", connect_once_failing)
+    monkeypatch.setattr(os, "close", close_then_another_process_opens)
+    with pytest.raises(PersistenceError, match="cannot create run database"):
+        SqliteStore(path)
+    assert others, "the failed open explained itself without probing the folder"
+    others[0].close()
+    with SqliteStore(path) as store:
+        assert [run.id for run in store.list_runs()] == ["theirs"]
+    assert not list(tmp_path.glob(".*.probe"))  # the probe cleaned up after itself

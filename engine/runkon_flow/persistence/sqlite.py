@@ -18,6 +18,7 @@ import itertools
 import os
 import random
 import sqlite3
+import tempfile
 import threading
 import time
 from collections import deque
@@ -412,16 +413,17 @@ class SqliteStore(Leadership):
         return conn
 
     def _cannot_create(self, exc: sqlite3.Error) -> str:
-        """Why a new database file cannot be made here, in the OS's words when it gives them."""
+        """Why a new database file cannot be made here, in the OS's words when it gives them. The
+        probe is a file of its own: another process may create the database itself meanwhile."""
         why = str(exc)
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            fd, probe = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".probe", dir=self.path.parent)
         except OSError as os_exc:
             why = os_exc.strerror or why
         else:
             os.close(fd)
             with suppress(OSError):
-                self.path.unlink()
+                os.unlink(probe)
         return (
             f"cannot create run database {self.path}: {why} (its directory {self.path.parent} does not "
             "accept new files; choose another --db or RUNKON_DB)"

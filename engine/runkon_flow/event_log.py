@@ -175,6 +175,10 @@ class StoredEventWriter:
     def emit(self, data: EngineEventData) -> None:
         event = data.event
         cls = event.__class__
+        if cls is RunCancelled and event.reason.kind == "LeaseLost" and data.run_id == self.run_id:  # type: ignore[attr-defined]
+            # Not the run's end: another engine holds the run (it took it over, or was handed it)
+            # and goes on with this stream, ending it itself. Only this engine's own log says so.
+            return
         spec = _PLAIN.get(cls)
         if spec is None or (cls is StepCompleted and event.step_id in self._had_output):  # type: ignore[attr-defined]
             if cls is StepOutput:

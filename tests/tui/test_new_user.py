@@ -1031,7 +1031,7 @@ async def test_the_header_says_when_a_folder_was_created_for_the_run_database(
 
 
 async def test_the_header_counts_one_workflow_as_one(tmp_path: Path) -> None:
-    (tmp_path / "only.wf").write_text("workflow only {\n  script s { run = \"true\" }\n}\n")
+    (tmp_path / "only.wf").write_text('workflow only {\n  script s { run = "true" }\n}\n')
     (tmp_path / "bad.wf").write_text("workflow bad {\n")
     app = make_app(dirs=[tmp_path])
     async with app.run_test(size=(120, 40)) as pilot:

@@ -268,7 +268,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self.set_keymap(self.config.keymap)
         config_errors = [self.config.error] if self.config.error else []
         for problem in [*self.startup_problems, *theme_errors, *config_errors]:
-            self.report_problem(problem)
+            self._open_problem(("startup", problem), problem, "error", title="")
         for entry in self.catalog:
             if entry.error is not None:
                 self._open_problem(("parse", entry.path), entry.error.render(), "error")
@@ -312,7 +312,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self.session.check_workflows()
         problems = deferred.problems if deferred.built else ["engine unavailable: it failed to start"]
         for problem in problems:
-            self.report_problem(problem)
+            self._open_problem(("startup", problem), problem, "error", title="")
         screen = self.main_screen
         if problems and screen is not None and screen.is_mounted:
             self.drain()
@@ -991,7 +991,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     def _open_problem(self, key: ProblemKey, text: str, level: str, title: str | None = None) -> None:
         """A problem of the workspace: listed in the errors log until a reload mends it (a run
         start clears only the run's errors), told in the engine log, and in a toast with `title`
-        (none at start-up, where the list and the errors count say it)."""
+        (none for the files' problems at start-up, where the list and the errors count say it)."""
         line = LogLine(self.clock(), text, level)
         if not self.problems.open(key, line):
             return

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from runkon_tui.run_view import LogLine
 
-#: What a problem is about: ("parse", a file's path) or ("warning", what the loader warned of:
-#: one workflow name declared by several files, a file named unlike its workflow …).
+#: What a problem is about: ("parse", a file's path), ("warning", what the loader warned of:
+#: one workflow name declared by several files, a file named unlike its workflow …) or
+#: ("startup", what start-up found: bad settings or theme, an unusable store, no engine), which
+#: holds for the session.
 ProblemKey = tuple[str, str]
 
 

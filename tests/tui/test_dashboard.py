@@ -477,7 +477,7 @@ async def test_a_keymap_naming_the_old_inbox_note_answer_id_is_warned_about(tmp_
     app = make_app(config=load_config(path))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        errors = [line.text for line in app.view.error_log]
+        errors = [line.text for line in app.problems.lines]
         renamed = [t for t in errors if "inbox_note_answer" in t]
         assert renamed and "inbox_note_approve" in renamed[0] and "inbox_note_reject" in renamed[0]
         assert "ctrl+s" in renamed[0] and str(path) in renamed[0]
@@ -825,9 +825,26 @@ async def test_an_unusable_store_is_reported_and_the_dashboard_runs_on(tmp_path:
     app = make_app(store=store, problems=[problem])
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        assert any(str(bad) in line.text for line in app.view.error_log)
+        assert any(str(bad) in line.text for line in app.problems.lines)
         await pilot.press("h")
         await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [] and app.screen.error is None)
+
+
+async def test_start_up_problems_stay_in_the_errors_log_when_a_run_starts() -> None:
+    """A bad setting or an unusable store holds for the whole session: a run start (which clears
+    the run's own errors) used to wipe it from the errors log, with the problem still there."""
+    app = make_app(problems=["run database /x/runs.db unusable: file is not a database"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        bar = lambda: str(main_screen(app).query_one("#log-bar").render())  # noqa: E731
+        at_start = bar()
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.run_active, what="run started")
+        await pilot.pause()
+        assert bar() == at_start
+        assert "runs.db unusable" in str(app.problems.lines)
+        app.host.finish()  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: not app.run_active)
 
 
 def test_grid_has_no_fixed_colours() -> None:

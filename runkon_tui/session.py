@@ -825,8 +825,9 @@ class RunSession:
         self._follow(Attached(report.run_id, report.name, report.definition), report.runner, report.after_seq)
         self.launched = report
         self.view.note(
-            f"run {short_id(report.run_id)} runs in a background runner (pid {report.runner.pid}; log "
-            f"{report.log}): quitting leaves it running"
+            # The point first: an 80-column log pane cuts the line after it (the pid and log last).
+            f"run {short_id(report.run_id)} is in a background runner: quitting leaves it running "
+            f"(pid {report.runner.pid}; log {_home_as_tilde(report.log)})"
         )
 
     def _runner_failed(self, report: RunnerFailed) -> Notice:
@@ -844,7 +845,7 @@ class RunSession:
             self.view.apply_all(self.bridge.drain())
             self.stop_following()
             self.bridge.watch(None)
-        self.view.note(f"{text} (log {report.log})", "error")
+        self.view.note(f"{text} (log {_home_as_tilde(report.log)})", "error")
         title = "Run not started" if never_started else "Background runner"
         return Notice(text, "error", title=title, timeout=12)
 
@@ -1405,3 +1406,10 @@ def is_user_error(exc: BaseException) -> bool:
     from runkon_flow.errors import FlowError
 
     return isinstance(exc, (FlowError, ValueError, LookupError))
+
+
+def _home_as_tilde(path: Path) -> str:
+    """`path` with the home folder as `~`: the runner's log sits deep under it (XDG state)."""
+    with contextlib.suppress(ValueError):
+        return f"~/{path.relative_to(Path.home())}"
+    return str(path)

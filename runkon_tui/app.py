@@ -426,15 +426,15 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
 
     def _raise_again(self, toasts: list[Toast]) -> None:
         for toast in toasts:
-            severity: Any = toast.severity
-            self.notify(
-                toast.message,
-                title=toast.title,
-                severity=severity,
-                timeout=toast.timeout,
-                markup=toast.markup,
-                relevant=toast.relevant,
-            )
+            if self.toasts.raise_now(toast) is not None:  # keeps whether it came back already
+                severity: Any = toast.severity
+                super().notify(
+                    toast.message,
+                    title=toast.title,
+                    severity=severity,
+                    timeout=toast.timeout,
+                    markup=toast.markup,
+                )
 
     # ------------------------------------------------------------------ keys (help, palette, banners)
 

@@ -1,6 +1,8 @@
 """Toasts never cover a dialog: while a modal screen is up (the gate dialog, a confirmation, the
 run form) toasts wait, and those already on screen are taken down; when the dialog closes they
-come back for the time they had left (docs/dashboard.md, "Toasts and dialogs").
+come back for the time they had left (docs/dashboard.md, "Toasts and dialogs") — once: a toast
+covered again after it came back is dropped, or a dialog after a dialog would keep bringing it
+back.
 
 At 80×24 a dialog fills nearly the whole screen, so there is no free corner to move a toast to:
 holding it is the only way both stay readable. A toast that no longer says anything true when the
@@ -31,6 +33,7 @@ class Toast:
     markup: bool = True
     relevant: Callable[[], bool] | None = None
     shown_at: float | None = None
+    came_back: bool = False  # a dialog took it down once already: the next one drops it
 
 
 class ToastHold:
@@ -60,9 +63,11 @@ class ToastHold:
         waiting = [t for t in self.on_screen if not self._expired(t, now)]
         self.on_screen = []
         for toast in waiting:
+            if toast.came_back:
+                continue
             shown_for = now - (toast.shown_at or now)
             left = max(toast.timeout - shown_for, MIN_SHOWN_S)
-            self.held.append(replace(toast, timeout=left, shown_at=None))
+            self.held.append(replace(toast, timeout=left, shown_at=None, came_back=True))
         return bool(waiting)
 
     def dialog_closed(self) -> list[Toast]:

@@ -847,6 +847,35 @@ async def test_start_up_problems_stay_in_the_errors_log_when_a_run_starts() -> N
         await wait_for(pilot, lambda: not app.run_active)
 
 
+def toast_texts(app: RunkonApp) -> list[str]:
+    from textual.widgets._toast import Toast
+
+    return [toast._notification.message for toast in app.screen.query(Toast)]
+
+
+async def test_a_toast_a_dialog_covers_comes_back_once_not_after_every_dialog() -> None:
+    """A toast taken down by a dialog comes back when it closes; covered again, it stays down
+    (it used to come back after every dialog, for at least 3 s each time)."""
+    from runkon_tui.screens.help import HelpScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.pause()
+        app.notify("the store answers slowly", timeout=60)
+        await wait_for(pilot, lambda: "the store answers slowly" in toast_texts(app), what="the toast")
+        seen_after = []
+        for _ in range(2):
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+            assert "the store answers slowly" not in toast_texts(app)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="help closed")
+            for _ in range(5):
+                await pilot.pause(0.05)
+            seen_after.append("the store answers slowly" in toast_texts(app))
+        assert seen_after == [True, False]
+
+
 def test_grid_has_no_fixed_colours() -> None:
     css = FanOutGrid.DEFAULT_CSS
     assert "#" not in css.replace("FanOutGrid >", "")

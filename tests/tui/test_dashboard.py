@@ -876,6 +876,24 @@ async def test_a_toast_a_dialog_covers_comes_back_once_not_after_every_dialog() 
         assert seen_after == [True, False]
 
 
+async def test_at_60x20_long_toasts_stay_on_the_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long toast (a start-up problem naming every theme) ran off the bottom of a small screen
+    and hid the toasts under it; each now stops within the screen."""
+    from textual.widgets._toast import Toast
+
+    from runkon_tui.themes import THEMES_ENV
+
+    monkeypatch.setenv(THEMES_ENV, str(Path(__file__).resolve().parents[2] / "themes"))  # this checkout's
+    long = "unknown theme 'nope'; available: " + ", ".join(f"theme-number-{i}" for i in range(40))
+    app = make_app(problems=[long, "settings: `executor` must be one of local, ray, not 'dask'"])
+    async with app.run_test(size=(60, 20), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 2, what="the two toasts")
+        await pilot.pause()
+        toasts = list(app.screen.query(Toast))
+        for toast in toasts:
+            assert toast.region.height > 0 and toast.region.bottom <= 20 - 1, toast.region  # above the footer
+
+
 def test_grid_has_no_fixed_colours() -> None:
     css = FanOutGrid.DEFAULT_CSS
     assert "#" not in css.replace("FanOutGrid >", "")

@@ -371,8 +371,11 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         return f"{runs} of ours going{gate} — {self.key_for('runs')} lists it"
 
     def _theme_changed(self, theme: Any) -> None:
-        """Remember a theme the user picked (not the one we started with)."""
-        if theme.name == self._start_theme and self.config.theme in (None, theme.name):
+        """Remember a theme the user picked (not the one we started with, nor the fallback for
+        a theme the settings name but nobody has: start-up said so, the file stays as written)."""
+        if theme.name == self._start_theme and (
+            self.config.theme in (None, theme.name) or self.config.theme not in self.available_themes
+        ):
             return
         if self.config.theme != theme.name:
             self.config.theme = theme.name

@@ -465,6 +465,23 @@ async def test_theme_choice_is_remembered_but_start_up_writes_nothing(tmp_path: 
     assert yaml.safe_load(path.read_text()) == {"theme": "runkon-light"}
 
 
+async def test_an_unknown_theme_in_the_settings_leaves_the_settings_file_alone(tmp_path: Path) -> None:
+    """The dashboard falls back to its own theme and says why; it used to write that fallback
+    into the settings file, and drop the file's other wrong setting with it, as if picked."""
+    from runkon_tui.config import load_config
+
+    path = tmp_path / "cfg" / "tui.yaml"
+    path.parent.mkdir()
+    written = "theme: no-such-theme\nexecutor: dask\n"
+    path.write_text(written)
+    app = make_app(config=load_config(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert any("unknown theme 'no-such-theme'" in line.text for line in app.problems.lines)
+        await pilot.pause()
+    assert path.read_text() == written
+
+
 async def test_a_keymap_naming_the_old_inbox_note_answer_id_is_warned_about(tmp_path: Path) -> None:
     """`inbox_note_answer` became `inbox_note_approve` / `inbox_note_reject`: a settings file that
     still remaps it lost that mapping without a word; it is warned about like any bad setting,

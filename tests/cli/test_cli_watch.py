@@ -366,6 +366,29 @@ def test_a_detached_run_killed_with_its_starting_group_still_running_is_followed
     assert "exited with code 5" in result.stdout
 
 
+def test_a_detached_run_cancelled_before_its_runner_took_it_says_so_and_exits_130(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cancel` landed while the run was still `pending`: `run --detach` said it was running in
+    the background (pid …) and exited 0, though nothing would ever run."""
+    from runkon_flow.cli import detach
+
+    spawn_runner = detach.spawn_runner
+
+    def cancel_first(db: Any, run_id: str, *args: Any, **kwargs: Any) -> Any:
+        cancelled = run_cli_process(["cancel", run_id], home, cli_env(RUNKON_DB=str(home / "runs.db")))
+        assert cancelled.returncode == 0, cancelled.stderr
+        return spawn_runner(db, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(detach, "spawn_runner", cancel_first)
+    code, out, err = cli(capsys, "run", "build", "--dir", "wf", "--detach")
+    run_id = run_id_of(out)
+    assert code == 130, (out, err)
+    assert "running in the background" not in out
+    assert f"run {run_id} was cancelled before it started" in err
+    assert f"resume with: runkon-flow resume {run_id}" in err
+
+
 def test_detach_refuses_memory_runs(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "run", "build", "--dir", "wf", "--detach", "--memory")
     assert code == 2 and "--detach needs a run database" in err

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from runkon_flow.cli.common import EXIT_OK, CommandFailed, StdoutGuard, print_err
+from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_OK, CommandFailed, StdoutGuard, print_err
 from runkon_flow.cli.hints import Hints
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.location import DbLocation
@@ -60,23 +60,31 @@ def start(
         raise CommandFailed(
             f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"
         ) from None
-    _wait_until_taken(store, run_id, proc, log)
+    status = _wait_until_taken(store, run_id, proc, log)
     out = StdoutGuard("stdout closed; the run goes on in the background")  # `run --detach | head -1`
     out.print(f"run_id={run_id} workflow={workflow} db={db.label}")
+    # A `cancel` while it was still `pending` ends it with no event: nothing runs in the background.
+    if status is RunStatus.CANCELLED and store.last_event_seq(run_id) == 0:
+        print_err(f"run {run_id} was cancelled before it started")
+        print_err(f"resume with: {hints.resume(run_id)}")
+        return EXIT_CANCELLED
     out.print(f"running in the background (pid {proc.pid}); log: {log}")
     out.print(f"  watch it:  {hints.command('watch', run_id)}")
     out.print(f"  cancel it: {hints.command('cancel', run_id)}")
     return EXIT_OK
 
 
-def _wait_until_taken(store: WorkflowPersistence, run_id: str, proc: subprocess.Popen, log: Path) -> None:
-    """Return once the background process has taken the run (it is no longer `pending`); a process
-    that exits first failed to start the run: say why, from its log."""
+def _wait_until_taken(
+    store: WorkflowPersistence, run_id: str, proc: subprocess.Popen, log: Path
+) -> RunStatus | None:
+    """Return the run's status once it is no longer `pending` (the background process took it, or
+    a `cancel` ended it first; None: not known); a process that exits first failed to start the
+    run: say why, from its log."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         run = store.get_run(run_id)
         if run is not None and run.status is not RunStatus.PENDING:
-            return
+            return run.status
         code = proc.poll()
         if code is not None:
             tail = _tail(log)
@@ -91,14 +99,14 @@ def _wait_until_taken(store: WorkflowPersistence, run_id: str, proc: subprocess.
                     only_from=RunStatus.PENDING,
                 )
             if left is not RunStatus.FAILED:  # taken after all (None: an engine holds it now)
-                return
+                return left
             raise CommandFailed(
                 f"the background process for run {run_id} exited ({code}) before starting it; "
                 f"log {log}" + (":\n" + tail if tail else "")
             )
         if time.monotonic() > deadline:
             print_err(f"note: run {run_id} has not started after {STARTUP_TIMEOUT:g}s; see its log {log}")
-            return
+            return None
         time.sleep(0.05)
 
 

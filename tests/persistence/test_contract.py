@@ -339,6 +339,40 @@ def test_a_cancel_request_for_an_unknown_run_is_an_error(store) -> None:
         store.request_cancel("nope")
 
 
+def test_a_take_over_ends_the_unfinished_runs_below_it_but_a_called_child(store, clock) -> None:
+    """A resume ends what the engine before it left in flight (foreach children, at any depth),
+    in one write; a `call workflow` child (a step row names it) is resumed in place instead."""
+    root, gen = owned_run(store)
+
+    def child(parent: str, name: str, status: RunStatus = RunStatus.RUNNING) -> str:
+        run_id = new_run(store, name, parent_run_id=parent, parent_workflow_run_id=parent)
+        store.acquire_lease(run_id, "dead-engine", 60)
+        if status is RunStatus.WAITING:
+            store.set_waiting_blocked_on(run_id, {"gate": "approve"})
+        else:
+            store.update_run_status(run_id, status, None, None)
+        return run_id
+
+    called = child(root, "inner")
+    store.update_step(
+        new_step(store, root, "workflow:inner", role="workflow"),
+        StepUpdate(generation=gen, status=StepStatus.RUNNING, child_run_id=called),
+    )
+    in_flight = [child(called, "leaf"), child(called, "leaf", RunStatus.WAITING), child(root, "leaf")]
+    done = child(called, "leaf", RunStatus.COMPLETED)
+    elsewhere = child(new_run(store), "leaf")
+    clock.advance(2)
+    assert store.end_abandoned_descendants(root, "interrupted") == 3
+    for run_id in in_flight:
+        run = store.get_run(run_id)
+        assert (run.status, run.error, run.owner_token) == (RunStatus.CANCELLED, "interrupted", None)
+        assert run.ended_at == "2026-01-01T12:00:02.000Z"
+    kept = ((called, RunStatus.RUNNING), (done, RunStatus.COMPLETED), (elsewhere, RunStatus.RUNNING))
+    for run_id, status in kept:
+        assert store.get_run(run_id).status is status
+    assert store.end_abandoned_descendants(root, "interrupted") == 0
+
+
 @pytest.mark.parametrize(
     ("status", "resuming", "found"),
     [

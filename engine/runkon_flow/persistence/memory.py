@@ -219,6 +219,23 @@ class InMemoryStore:
             run.blocked_on = snapshot
             run.ended_at = None
 
+    def end_abandoned_descendants(self, run_id: str, error: str) -> int:
+        now = self._now()
+        with self._lock:
+            resumed_in_place = {s.child_run_id for s in list(self._steps.values()) if s.child_run_id}
+            below = sh.descendants([run_id], self._children_index())[1:]
+        ended = 0
+        for child_id in below:
+            with self._guard(child_id):
+                run = self._runs.get(child_id)
+                if run is None or run.status.is_terminal or child_id in resumed_in_place:
+                    continue
+                _record_status(run, RunStatus.CANCELLED, run.result_summary, error, now)
+                run.owner_token = run.lease_until = None
+                self._lease_expiry.pop(child_id, None)
+                ended += 1
+        return ended
+
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:
         with self._guard(run_id):
             run = self._run(run_id)

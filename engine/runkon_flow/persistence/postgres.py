@@ -64,6 +64,7 @@ from runkon_flow.persistence.models import (
 from runkon_flow.persistence.notify import cancel_requested, gate_decided
 from runkon_flow.persistence.pg_connect import connect, display_dsn, error_line
 from runkon_flow.persistence.schema import (
+    ABANDONED_DESCENDANTS,
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     RUN_COLUMNS,
@@ -847,6 +848,12 @@ class PostgresStore(Leadership):
                 cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{notify}:{run_id}"))
 
         self._write(update, single=notify is None, durable=durable, key="r:" + run_id)
+
+    @_translated
+    def end_abandoned_descendants(self, run_id: str, error: str) -> int:
+        params = (error, self._now(), run_id)
+        sql = ABANDONED_DESCENDANTS.format(p="%s")
+        return self._write(lambda cur: cur.execute(sql, params).rowcount, single=False)
 
     @_translated
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:

@@ -168,6 +168,13 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         it; else the row's status, left as it was. An unknown run is an error."""
         ...
 
+    def end_abandoned_descendants(self, run_id: str, error: str) -> int:
+        """Record every unfinished run below `run_id` `cancelled` (with `error`, unowned) in one
+        write — except a run a step row names as its child (`call workflow`: resumed in place);
+        how many. Called by a resume that has taken `run_id` over: the engine that held it is
+        gone, and its in-flight children with it."""
+        ...
+
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:
         """Mark the run `cancelling` unless it has ended, in one write (a run that ends between a
         caller's look and this write keeps its end); whether it was marked. An unknown run is

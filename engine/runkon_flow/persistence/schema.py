@@ -209,6 +209,20 @@ RUN_FINISHED_IN = "('completed', 'failed', 'cancelled')"
 #: should use the index carries this very term (SQLite uses a partial index only then).
 RUN_UNFINISHED = f"status NOT IN {RUN_FINISHED_IN}"
 
+#: `end_abandoned_descendants`, with `{p}` for the driver's placeholder (parameters: the error,
+#: ended_at, the run id). The descendants come from one recursive walk down
+#: `parent_workflow_run_id` (indexed); a run some step row names as its child (`call workflow`)
+#: is left to the engine that resumes it in place; its own descendants are still walked.
+#: (The walk is a subquery, not a leading WITH: Python's sqlite3 counts no rows for the latter.)
+ABANDONED_DESCENDANTS = (
+    "UPDATE workflow_runs SET status = 'cancelled', error = {p}, ended_at = {p}, blocked_on = NULL, "
+    "owner_token = NULL, lease_until = NULL WHERE id IN ("
+    "WITH RECURSIVE tree(id) AS (SELECT id FROM workflow_runs WHERE parent_workflow_run_id = {p} "
+    "UNION SELECT r.id FROM workflow_runs r JOIN tree ON r.parent_workflow_run_id = tree.id) "
+    f"SELECT id FROM tree) AND {RUN_UNFINISHED} "
+    "AND NOT EXISTS (SELECT 1 FROM workflow_run_steps s WHERE s.child_run_id = workflow_runs.id)"
+)
+
 #: Version 8's partial indexes (name, definition): the canonical ones, less the rows no query
 #: looks for through them.
 PARTIAL_INDEXES: tuple[tuple[str, str], ...] = (

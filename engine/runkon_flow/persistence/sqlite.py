@@ -55,6 +55,7 @@ from runkon_flow.persistence.models import (
 )
 from runkon_flow.persistence.paths import default_db_path
 from runkon_flow.persistence.schema import (
+    ABANDONED_DESCENDANTS,
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     RUN_COLUMNS,
@@ -886,6 +887,12 @@ class SqliteStore(Leadership):
                 raise PersistenceError(f"run {params[-1]} not found")
 
         self._write(update, durable=durable, key="r:" + params[-1])
+
+    @_translated
+    def end_abandoned_descendants(self, run_id: str, error: str) -> int:
+        params = (error, self._now(), run_id)
+        sql = ABANDONED_DESCENDANTS.format(p="?")
+        return self._write(lambda conn: conn.execute(sql, params).rowcount, single=False)
 
     @_translated
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:

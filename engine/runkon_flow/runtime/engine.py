@@ -74,6 +74,7 @@ log = logging.getLogger("runkon_flow.engine")
 
 _VALIDATION_CACHE_SIZE = 256
 _UNFINISHED = frozenset({StepStatus.PENDING.value, StepStatus.RUNNING.value, StepStatus.WAITING.value})
+_ABANDONED = "interrupted: the engine running it stopped; the run was resumed"
 
 
 class FlowEngineBuilder:
@@ -452,7 +453,19 @@ class FlowEngine:
                 for row in steps
             }
         self._close_interrupted_steps(st, steps)
+        if not st.parent_run_id:
+            self._end_abandoned_children(st)
         return self._execute(definition, st, lease_held=True, validated=True)
+
+    def _end_abandoned_children(self, st: ExecutionState) -> None:
+        """Child runs the engine that held the run left unfinished (a foreach's in-flight items,
+        a crash) will never finish: fan-outs start such items again as new children. Record them
+        `cancelled`, in one write for the whole tree, or they read `running` under an ended run
+        for good; a `call workflow` child is resumed in place and left alone."""
+        try:
+            st.persistence.end_abandoned_descendants(st.workflow_run_id, _ABANDONED)
+        except Exception as exc:
+            log.warning("resume: could not end run %s's abandoned child runs: %s", st.workflow_run_id, exc)
 
     def _close_interrupted_steps(self, st: ExecutionState, steps: list[Any]) -> None:
         """Rows a dead engine left `pending`/`running`/`waiting` will never finish: record them
@@ -465,7 +478,7 @@ class FlowEngine:
                         StepUpdate(
                             generation=st.generation,
                             status=StepStatus.CANCELLED,
-                            result_text="interrupted: the engine running it stopped; the run was resumed",
+                            result_text=_ABANDONED,
                         ),
                     )
                 except EngineError as exc:

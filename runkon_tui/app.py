@@ -379,7 +379,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             return
         if self.config.theme != theme.name:
             self.config.theme = theme.name
-            error = self.config.save()
+            error = self.config.save("theme")
             if error:
                 self.notify(error, severity="warning")
 

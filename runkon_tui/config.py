@@ -50,27 +50,52 @@ class TuiConfig:
     run_in: str | None = None  # "runner" | "dashboard"; None: runner
     error: str | None = None
 
-    def save(self) -> str | None:
-        """Write the file; returns an error text instead of raising (settings are best effort)."""
-        data: dict[str, object] = {}
-        if self.theme:
-            data["theme"] = self.theme
-        if self.keymap:
-            data["keymap"] = dict(self.keymap)
-        if self.executor:
-            data["executor"] = self.executor
-        if self.ray_address:
-            data["ray_address"] = self.ray_address
-        if self.run_in:
-            data["run_in"] = self.run_in
+    def save(self, key: str) -> str | None:
+        """Write this one setting (a top-level scalar: theme, executor, ray_address, run_in) into
+        the file, keeping every other line as the user wrote it — comments, and values that did
+        not parse, which a whole-file rewrite would drop. Returns an error text instead of
+        raising (settings are best effort)."""
+        value = getattr(self, key)
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        except OSError as exc:
+            return f"cannot save settings to {self.path}: {exc.strerror or exc}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-            tmp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
+            tmp.write_text(_with_setting(text, key, value), encoding="utf-8")
             tmp.replace(self.path)
         except OSError as exc:
             return f"cannot save settings to {self.path}: {exc.strerror or exc}"
         return None
+
+
+def _with_setting(text: str, key: str, value: str | None) -> str:
+    """`text` with the top-level `key:` line (and any indented continuation of its value) set to
+    `value`, appended when absent, removed for None; every other line untouched."""
+    lines = text.splitlines(keepends=True)
+    entry = yaml.safe_dump({key: value}, default_flow_style=False) if value is not None else ""
+    out: list[str] = []
+    placed = False
+    skipping = False
+    for line in lines:
+        if skipping and line[:1] in (" ", "\t") and line.strip() and not line.lstrip().startswith("#"):
+            continue  # the old value's continuation lines
+        skipping = False
+        if line.startswith(f"{key}:") or line.startswith(f"{key} :"):
+            if not placed:
+                out.append(entry)
+                placed = True
+            skipping = True
+            continue
+        out.append(line)
+    if not placed and entry:
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        out.append(entry)
+    return "".join(out)
 
 
 def load_config(path: Path | None = None) -> TuiConfig:

@@ -465,6 +465,28 @@ async def test_theme_choice_is_remembered_but_start_up_writes_nothing(tmp_path: 
     assert yaml.safe_load(path.read_text()) == {"theme": "runkon-light"}
 
 
+async def test_picking_a_theme_keeps_the_rest_of_the_settings_file_as_written(tmp_path: Path) -> None:
+    """Picking a theme used to rewrite the file from what parsed: a wrong `executor: dask` (reported
+    at start, for the user to fix) and every comment vanished. Now only the theme line changes."""
+    from runkon_tui.config import load_config
+
+    path = tmp_path / "cfg" / "tui.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "# my dashboard\ntheme: runkon-dark\nexecutor: dask   # was ray; cluster is down\n"
+        "keymap:\n  cancel: ctrl+x  # muscle memory\nrun_in: dashboard\n"
+    )
+    app = make_app(config=load_config(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.theme = "runkon-light"
+        await pilot.pause()
+    assert path.read_text() == (
+        "# my dashboard\ntheme: runkon-light\nexecutor: dask   # was ray; cluster is down\n"
+        "keymap:\n  cancel: ctrl+x  # muscle memory\nrun_in: dashboard\n"
+    )
+
+
 async def test_an_unknown_theme_in_the_settings_leaves_the_settings_file_alone(tmp_path: Path) -> None:
     """The dashboard falls back to its own theme and says why; it used to write that fallback
     into the settings file, and drop the file's other wrong setting with it, as if picked."""

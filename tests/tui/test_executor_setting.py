@@ -19,7 +19,7 @@ def test_the_settings_file_names_the_executor_and_the_cluster(tmp_path: Path) ->
     cfg = load_config(path)
     assert (cfg.executor, cfg.ray_address, cfg.error) == ("ray", "10.0.0.1:6379", None)
     cfg.theme = "runkon-light"
-    assert cfg.save() is None
+    assert cfg.save("theme") is None
     again = load_config(path)
     assert (again.executor, again.ray_address, again.theme) == ("ray", "10.0.0.1:6379", "runkon-light")
 

@@ -8,7 +8,7 @@ and tools can hand the app any object with this shape.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +44,10 @@ class EngineHost(Protocol):
     def resume(self, run_id: str, *, sinks: Sequence[EventSink] = ...) -> Any: ...
 
     def resume_definition(self, run_id: str) -> WorkflowDef | None: ...
+
+    def unloadable_workflows(
+        self, run_id: str, *, retried: Iterable[str] = ..., definition: str | None = ...
+    ) -> Sequence[Any]: ...
 
     def retry(
         self,

@@ -105,6 +105,7 @@ class RunRejected:
 
     name: str
     problems: list[str]
+    run_id: str | None = None  # a resume or retry refused up front: that run stays as it was
 
 
 @dataclass
@@ -761,6 +762,10 @@ class RunSession:
             target = run_id
             try:
                 self.reload_host_now()  # edits saved since the last reload apply to this run
+                refused = _unloadable(host, target, retry) if target is not None else []
+                if refused:  # no runner started, nothing written: the run stays resumable once fixed
+                    post(RunRejected(name, refused, target))
+                    return
                 if target is None:
                     # create_run validates first (language + host checks) and writes nothing on failure.
                     target = host.create_run(name, inputs or {})
@@ -880,6 +885,10 @@ class RunSession:
         run_id = resume_run_id
         try:
             self.reload_host_now()  # edits saved since the last reload apply to this run
+            refused = _unloadable(host, resume_run_id, retry) if resume_run_id is not None else []
+            if refused:
+                post(RunRejected(name, refused, resume_run_id))
+                return
             if resume_run_id is None:
                 # create_run validates first (language + host checks) and writes nothing on failure.
                 run_id = host.create_run(name, inputs)
@@ -1089,6 +1098,8 @@ class RunSession:
             self.launching = False
             self.run_active = False
             self.run_definition = None
+            if report.run_id is not None and report.run_id == self.view.root_run_id:
+                self.view.read_only = True  # still the past run it was: nothing ran here
             for problem in report.problems:
                 self.view.note(f"{report.name}: {problem}", "error")
             text = "\n".join(report.problems[:6])
@@ -1386,6 +1397,17 @@ def _file_error(problem: Any) -> FileError:
     if location is None or not callable(text):
         return FileError("", str(problem))
     return FileError(location.file or "", text(), location.line, location.column)
+
+
+def _unloadable(host: EngineHost, run_id: str, retry: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """What stops a resume (or a retry of the items `retry`) of `run_id` up front: the called or
+    fan-out workflows it would start that do not load from today's files, at file:line:col.
+    Refused here like a new run's problems, not by a runner or engine after it was started."""
+    if retry is None:
+        found = host.unloadable_workflows(run_id)
+    else:
+        found = host.unloadable_workflows(run_id, retried=list(retry), definition="stored")
+    return [_problem_text(p) for p in found]
 
 
 def _problem_text(problem: Any) -> str:

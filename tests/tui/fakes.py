@@ -115,6 +115,9 @@ class ScriptedHost:
     def resume_definition(self, run_id: str) -> None:
         return None  # scripted runs draw the definition they started with
 
+    def unloadable_workflows(self, run_id: str, **_: object) -> list[object]:
+        return []  # scripted runs call no workflow files
+
     def cancel(self, run_id: str, message: str | None = None) -> None:
         self.calls.append(("cancel", run_id, message))
         self.finish(RunCancelled(reason=CancellationReason.user(message)))

@@ -638,3 +638,40 @@ async def test_the_header_says_runs_of_ours_go_on_out_of_sight_instead_of_idle(t
     finally:
         runner.kill()
         runner.wait()
+
+
+@pytest.mark.parametrize("in_runner", [True, False], ids=["runner", "dashboard"])
+@pytest.mark.parametrize("how", ["resume", "retry"])
+def test_a_run_whose_child_workflow_is_broken_is_refused_before_anything_starts(
+    folder: Path, tmp_path: Path, in_runner: bool, how: str
+) -> None:
+    """Resuming or retrying a run whose fan-out workflow no longer parses used to start a runner
+    (or the engine), which refused it; the dashboard then showed the runner's error line and
+    "Run not started". Now it says what is wrong at file:line:col, as for a new run, and
+    starts nothing and writes nothing."""
+    from runkon_flow.workspace import Workspace
+
+    from runkon_tui.history import past_run_view
+
+    store = SqliteStore(tmp_path / "runs.db")
+    host = Workspace([folder], store)
+    run_id = host.create_run("quick", {})
+    (folder / "quick-item.wf").write_text("workflow quick-item {{\n")  # the typo of the day
+    host.reload()
+    before = (store.get_run(run_id), store.last_event_seq(run_id))
+    session, reports = headless_session(folder, host, store)
+    session.runs_in_runner = in_runner
+    session.show(past_run_view(store, run_id, session.catalog.definition, time.time))
+    if how == "resume":
+        session.resume(run_id)
+    elif in_runner:
+        session._launch("retry", "quick", None, run_id=run_id, retry={"x": ["x"]})
+    else:
+        session._engine_job("quick", {}, run_id, {"x": ["x"]})
+    [report] = reports
+    assert type(report).__name__ == "RunRejected", reports
+    assert any(f"{folder / 'quick-item.wf'}:" in p for p in report.problems), report.problems
+    assert (store.get_run(run_id), store.last_event_seq(run_id)) == before
+    session.handle(report)
+    assert session.view.read_only and not session.run_active  # the past run it was, nothing going
+    store.close()

@@ -14,10 +14,10 @@ must see *now* (a gate waiting, the watched run finishing, the engine crashing) 
 `on_urgent`, which the app wires to a thread-safe `post_message`, so they do not wait for the
 next tick.
 
-A fan-out child's quiet events (its start, steps, output and metrics, its successful ends: five
-of the eight events an item sends) are held here instead of queued. Nobody looks at them unless
-the child fails, warns, waits at a gate or is selected, and at 10,000 items queuing and folding
-them was a third of what the dashboard cost the run. Of a child that ends well the UI gets only
+A fan-out child's quiet events (its start, steps, output, metrics and notes, its successful
+ends: five of the eight events an item sends) are held here instead of queued. Nobody looks at
+them unless the child fails, warns, waits at a gate or is selected, and at 10,000 items queuing
+and folding them was a third of what the dashboard cost the run. Of a child that ends well the UI gets only
 its announcement (`ChildRunStarted`) and its item's events; the bridge keeps the events of the
 last `SETTLED_KEPT` such children for a look, and the UI reads older ones from the store. Any
 other event of a child sends its held backlog first and ends the holding; the UI can ask for a
@@ -44,7 +44,13 @@ from runkon_flow.events import (
     RunCancelled,
     RunCompleted,
 )
-from runkon_flow.observe.compact import QUIET_CHILD_CLASSES, QUIET_IF_OK_CLASSES, quiet_stored
+from runkon_flow.observe.compact import (
+    NOTE_LEVELS,
+    QUIET_CHILD_CLASSES,
+    QUIET_IF_NOTE_CLASSES,
+    QUIET_IF_OK_CLASSES,
+    quiet_stored,
+)
 from runkon_flow.persistence.models import StoredEvent
 
 from runkon_tui.run_view import ViewLimits, compact
@@ -58,11 +64,13 @@ _URGENT: dict[type, bool] = {RunCompleted: False, RunCancelled: False, GateWaiti
 #: keeps finished children (`ViewLimits.child_runs`).
 SETTLED_KEPT = ViewLimits().child_runs
 
-#: How a held child's event is treated, by class: 0 quiet, 1 quiet when it reports success;
-#: missing: never quiet (it ends the holding). One dict lookup per event on the engine threads.
+#: How a held child's event is treated, by class: 0 quiet, 1 quiet when it reports success,
+#: 2 quiet when it is a note (`NOTE_LEVELS`, not a warning); missing: never quiet (it ends the
+#: holding). One dict lookup per event on the engine threads.
 _QUIET_KIND: dict[type, int] = {
     **{cls: 0 for cls in QUIET_CHILD_CLASSES},
     **{cls: 1 for cls in QUIET_IF_OK_CLASSES},
+    **{cls: 2 for cls in QUIET_IF_NOTE_CLASSES},
 }
 #: Appended to a child's backlog once its holding ended and the backlog was taken: an event found
 #: after it was not taken and must be queued by the thread that added it.
@@ -109,7 +117,7 @@ class EventBridge:
             backlog = held.get(data.run_id)
             if backlog is not None:
                 kind = _QUIET_KIND.get(cls)
-                if kind == 0 or (kind == 1 and ev.succeeded):
+                if kind == 0 or (kind == 1 and ev.succeeded) or (kind == 2 and ev.level in NOTE_LEVELS):
                     self._hold(backlog, data, cls is RunCompleted)
                 else:
                     self._end_holding(backlog, data, cls)

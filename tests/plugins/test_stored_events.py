@@ -228,6 +228,19 @@ def test_a_stored_success_is_told_from_its_text_whatever_its_error_says() -> Non
     assert quiet_stored("StepStarted", "{}") and not quiet_stored("FanOutItemCompleted", '{"succeeded":true}')
 
 
+def test_a_stored_note_is_told_from_a_warning_whatever_its_message_says() -> None:
+    # A child's info/debug note stays undecoded with its quiet events; a warning or error unfolds it.
+    from runkon_flow.event_log import _payload
+    from runkon_flow.events import EngineLog
+    from runkon_flow.observe.compact import quiet_stored
+
+    for level in ("debug", "info"):
+        note = EngineLog(level=level, message='the tool said "level":"warning"')  # type: ignore[arg-type]
+        assert quiet_stored("EngineLog", _payload(note))
+    for level in ("warning", "error"):
+        assert not quiet_stored("EngineLog", _payload(EngineLog(level=level, message="x")))  # type: ignore[arg-type]
+
+
 def test_an_envelope_read_back_is_the_envelope_the_engine_emitted_in_every_way() -> None:
     import copy
     import pickle

@@ -14,6 +14,7 @@ from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
     ChildRunStarted,
     EngineEventData,
+    EngineLog,
     FanOutItemCompleted,
     FanOutItemInfo,
     FanOutItemsCollected,
@@ -505,6 +506,39 @@ def test_a_followed_child_that_ends_well_is_decoded_only_when_looked_at(monkeypa
     assert child is not None and child.status == "completed"
     assert child.steps["body.0"].last_output(1) == ["working on kid-1"]
     assert feed.decoded[3:] == ["RunStarted", "StepStarted", "StepOutput", "StepCompleted", "RunCompleted"]
+
+
+@pytest.mark.parametrize("fed", ["live", "stored"])
+def test_a_child_s_note_keeps_it_folded_and_its_warning_unfolds_it(fed: str, monkeypatch: Any) -> None:
+    """An `info` note of a fan-out child (a foreach's script child notes its `item.*` inputs) is
+    held with its quiet events — undecoded when followed — and folded when the child is looked at,
+    where the engine's own fold shows it; a warning is someone's business now: the child unfolds."""
+    bridge, s = EventBridge(), Script()
+    view = _fan_out_view(bridge, s)
+    feed = StoredFeed(bridge, monkeypatch) if fed == "stored" else bridge
+    for child, level in (("kid-n", "info"), ("kid-w", "warning")):
+        _one_item(feed, s, child, ok=True, end=False)  # type: ignore[arg-type]
+        note = len(s.events)
+        s.emit(EngineLog(level=level, message=f"{level} about {child}", step_name="work"), child)  # type: ignore[arg-type]
+        _end_item(feed, s, child, ok=True, start=note)  # type: ignore[arg-type]
+    items = ["ChildRunStarted", "FanOutItemStarted", "FanOutItemCompleted"]
+    queued = bridge.drain()
+    assert _kinds(queued)[:3] == items  # the noted child: only its item's events
+    assert _kinds(queued)[3:] == [d.event.type for d in s.events[-9:]]  # the warned one: everything
+    if fed == "stored":
+        assert feed.decoded[:3] == items  # type: ignore[union-attr]
+    view.apply_all(queued)
+    assert "kid-n" not in view.runs and "kid-w" in view.runs
+    assert [line.text for line in view.error_log] == ["[kid-w] work: warning about kid-w"]
+    child = view.run("kid-n")  # selected: its held events, the note among them, folded now
+    assert child is not None and child.status == "completed"
+    if fed == "stored":
+        assert "EngineLog" in feed.decoded[3:]  # type: ignore[union-attr]
+    direct = RunView.from_events(s.events, clock=lambda: FROZEN)  # the engine's fold: the same rule
+    assert "kid-n" not in direct.runs and "kid-w" in direct.runs
+    direct.run("kid-n")
+    assert [line.text for line in view.engine_log] == [line.text for line in direct.engine_log]
+    assert [line.text for line in view.error_log] == [line.text for line in direct.error_log]
 
 
 def test_a_failed_item_s_log_line_says_why_it_failed_not_only_which_step() -> None:

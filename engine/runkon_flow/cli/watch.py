@@ -124,7 +124,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 class _HeldChildren:
-    """The quiet stored events (start, steps, output, successful ends) of the fan-out children
+    """The quiet stored events (start, steps, output, notes, successful ends) of the fan-out children
     `model` folds lazily, kept as stored and decoded only if the model asks for them (its
     `upstream`: the child failed or warned, is running when a frame is drawn, or a line names
     it) — as the dashboard's bridge holds them. Neither the live view nor `--progress quiet`
@@ -139,7 +139,7 @@ class _HeldChildren:
     def hold(self, row: StoredEvent) -> bool:
         """Keep `row` (True) when it is a quiet event of a child the model folds lazily."""
         run_id = row.event_run_id
-        if not self.model.folds_lazily(run_id) or not (quiet_stored(row.kind, row.payload) or _a_note(row)):
+        if not self.model.folds_lazily(run_id) or not quiet_stored(row.kind, row.payload):
             return False
         self._held.setdefault(run_id, []).append(row)
         if row.kind == "RunCompleted":  # kept for a look as long as the model keeps such a child
@@ -151,14 +151,6 @@ class _HeldChildren:
     def _release(self, run_id: str) -> list[EngineEventData]:
         rows = self._held.pop(run_id, None) or self._settled.pop(run_id, None) or []
         return [data for data in map(envelope_of, rows) if data is not None]
-
-
-def _a_note(row: StoredEvent) -> bool:
-    """A child's `info`/`debug` EngineLog (a script child of a foreach notes its `item.*` inputs
-    each time): neither printer shows it, and the model does nothing with it but fold the child.
-    A level is written `"level":"…"` at the top level only (quotes in a message are escaped)."""
-    payload = row.payload
-    return row.kind == "EngineLog" and '"level":"warning"' not in payload and '"level":"error"' not in payload
 
 
 def _close(printer: Any, out: StdoutGuard) -> None:

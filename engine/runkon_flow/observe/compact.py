@@ -49,6 +49,12 @@ SUCCESS_FIELD = {
 }
 
 
+#: A child's `EngineLog` is quiet at these levels (a note: a foreach's script child notes its
+#: `item.*` inputs each time); a warning or an error unfolds the child. Index of `level` in tuples.
+NOTE_LEVELS = frozenset({"debug", "info"})
+LEVEL_FIELD = 3 + _COMPACT_FIELDS["EngineLog"].index("level")
+
+
 def succeeded(kind: str, data: Any) -> bool:
     if data.__class__ is tuple:
         return bool(data[SUCCESS_FIELD[kind]])
@@ -59,19 +65,29 @@ def succeeded(kind: str, data: Any) -> bool:
 #: dashboard's bridge, once per event on the engine threads: a class lookup is the cheapest test).
 QUIET_CHILD_CLASSES = frozenset(getattr(engine_events, kind) for kind in QUIET_CHILD_EVENTS)
 QUIET_IF_OK_CLASSES = frozenset(getattr(engine_events, kind) for kind in SUCCESS_FIELD)
+QUIET_IF_NOTE_CLASSES = frozenset({engine_events.EngineLog})
 
 
 def quiet(kind: str, data: Any) -> bool:
     """An event of a fan-out child that nobody needs to see unless the child is looked at (its
-    start, steps, output and metrics, and its steps' and its own successful ends)."""
-    return kind in QUIET_CHILD_EVENTS or (kind in SUCCESS_FIELD and succeeded(kind, data))
+    start, steps, output, metrics and notes, and its steps' and its own successful ends)."""
+    if kind in QUIET_CHILD_EVENTS:
+        return True
+    if kind == "EngineLog":
+        return (data[LEVEL_FIELD] if data.__class__ is tuple else data.event.level) in NOTE_LEVELS
+    return kind in SUCCESS_FIELD and succeeded(kind, data)
 
 
 def quiet_stored(kind: str, payload: str) -> bool:
     """`quiet` for a stored event not decoded yet (its kind and JSON payload, `event_log`):
     `succeeded` is a required field, so a success is always written `"succeeded":true` at the
-    top level (a string value holding those words has its quotes escaped)."""
-    return kind in QUIET_CHILD_EVENTS or (kind in SUCCESS_FIELD and '"succeeded":true' in payload)
+    top level (a string value holding those words has its quotes escaped); likewise a level,
+    `"level":"…"`, left out when it is the default (`info`)."""
+    if kind in QUIET_CHILD_EVENTS:
+        return True
+    if kind == "EngineLog":
+        return '"level":"warning"' not in payload and '"level":"error"' not in payload
+    return kind in SUCCESS_FIELD and '"succeeded":true' in payload
 
 
 COMPACT_CLASSES = {

@@ -102,6 +102,23 @@ GATED = """workflow gated {
 """
 
 
+async def third_run_waiting_after_two_quick_answers(
+    pilot: Pilot, app: RunkonApp, store: SqliteStore, workflow: str
+) -> None:
+    """Two past runs of `workflow` whose gate was approved at once, then a third left waiting at it."""
+    await select(pilot, app, workflow)
+    for n in (1, 2, 3):
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what=f"run {n}'s gate", timeout=60)
+        if n == 3:
+            break
+        [gate] = app.view.waiting_gates()
+        store.approve_gate(gate.step_id, "tester", None, None)  # answered at once
+        done = lambda n=n: len(store.list_runs()) == n and not app.run_active  # noqa: E731
+        await wait_for(pilot, done, what=f"run {n} to end", timeout=60)
+        assert app.view.status == "completed"
+
+
 async def test_a_gate_waiting_for_a_person_is_never_marked_over_p95(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The report: `⚠ over p95 (13s)` on a human approval gate. Past answers came quickly, this
     one is slow: that is a person taking their time, not a step running late, so the tree shows
@@ -110,17 +127,7 @@ async def test_a_gate_waiting_for_a_person_is_never_marked_over_p95(tmp_path: Pa
 
     _, store, app = engine_app(tmp_path, monkeypatch, gated=GATED)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "gated")
-        for n in (1, 2, 3):
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: app.view.waiting_gates(), what=f"run {n}'s gate", timeout=60)
-            if n == 3:
-                break
-            [gate] = app.view.waiting_gates()
-            store.approve_gate(gate.step_id, "tester", None, None)  # answered at once
-            done = lambda n=n: len(store.list_runs()) == n and not app.run_active  # noqa: E731
-            await wait_for(pilot, done, what=f"run {n} to end", timeout=60)
-            assert app.view.status == "completed"
+        await third_run_waiting_after_two_quick_answers(pilot, app, store, "gated")
         past = [
             step_seconds(s) or 0.0
             for r in store.list_runs()
@@ -158,17 +165,7 @@ async def test_a_call_whose_workflow_waits_for_a_person_is_not_over_p95(
     elapsed time, but its band and its mark leave the person's wait out."""
     _, store, app = engine_app(tmp_path, monkeypatch, gated=GATED, outer=CALLS_GATED)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "outer")
-        for n in (1, 2, 3):
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: app.view.waiting_gates(), what=f"run {n}'s gate", timeout=60)
-            if n == 3:
-                break
-            [gate] = app.view.waiting_gates()
-            store.approve_gate(gate.step_id, "tester", None, None)  # answered at once
-            done = lambda n=n: len(store.list_runs()) == n and not app.run_active  # noqa: E731
-            await wait_for(pilot, done, what=f"run {n} to end", timeout=60)
-            assert app.view.status == "completed"
+        await third_run_waiting_after_two_quick_answers(pilot, app, store, "outer")
         tree = app.main_screen.tree  # type: ignore[union-attr]
         label = lambda: tree.nodes_by_uid["body.0"].label.plain  # noqa: E731
         [gate] = app.view.waiting_gates()

@@ -340,10 +340,15 @@ class _OvertakenBy:
         return getattr(self.inner, name)
 
     def acquire_lease(self, run_id: str, token: str, ttl_seconds: float) -> int | None:
-        other, self.other = self.other, None
-        if other is not None:
-            other()
+        if self.overtaken_at(token):
+            other, self.other = self.other, None
+            if other is not None:
+                other()
         return self.inner.acquire_lease(run_id, token, ttl_seconds)
+
+    def overtaken_at(self, token: str) -> bool:
+        """Whether the other one goes first when this lease is taken (the first taken: yes)."""
+        return True
 
 
 def test_of_two_resumes_at_once_the_slower_one_does_not_run_the_finished_run_again(home: Path) -> None:
@@ -368,23 +373,12 @@ def test_of_two_resumes_at_once_the_slower_one_does_not_run_the_finished_run_aga
         second.resume(run_id)
 
 
-class _RetriedByAnotherFirst:
+class _RetriedByAnotherFirst(_OvertakenBy):
     """The store of a retry that another retry overtakes: the other one writes its own request and
     runs it after this one wrote its request, before this one's engine takes the run."""
 
-    def __init__(self, inner: InMemoryStore, other: Callable[[], object]) -> None:
-        self.inner = inner
-        self.other: Callable[[], object] | None = other
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def acquire_lease(self, run_id: str, token: str, ttl_seconds: float) -> int | None:
-        if not token.startswith("retry-"):  # the engine's, not the request's borrowed lease
-            other, self.other = self.other, None
-            if other is not None:
-                other()
-        return self.inner.acquire_lease(run_id, token, ttl_seconds)
+    def overtaken_at(self, token: str) -> bool:
+        return not token.startswith("retry-")  # the engine's, not the request's borrowed lease
 
 
 def test_of_two_retries_at_once_neither_runs_the_items_the_other_chose(home: Path) -> None:

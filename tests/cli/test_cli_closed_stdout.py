@@ -47,8 +47,9 @@ def test_run_piped_into_head_completes_and_releases_its_lease(tmp_path: Path) ->
 LOUD = 'workflow main {\n  script a { run = "seq 1 1500" }\n  script b { run = "seq 1 1500" }\n}\n'
 
 
-def _first_line_then_close(args: list[str], cwd: Path) -> tuple[int, str]:
-    """`runkon-flow ARGS | head -1`: (exit status, stderr)."""
+def _first_line_then_close(args: list[str], cwd: Path, *, lines: int = 1) -> tuple[int, str]:
+    """`runkon-flow ARGS | head -1` (`lines=0`: `| true`, gone before the first line): (exit
+    status, stderr)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "runkon_flow.cli", *args],
         cwd=cwd,
@@ -58,7 +59,8 @@ def _first_line_then_close(args: list[str], cwd: Path) -> tuple[int, str]:
         env=cli_env(),
     )
     assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.readline()
+    for _ in range(lines):
+        proc.stdout.readline()
     proc.stdout.close()
     err = proc.stderr.read().decode()
     return proc.wait(timeout=60), err
@@ -129,18 +131,7 @@ def test_logs_and_grep_piped_into_head_exit_by_what_they_found(tmp_path: Path) -
 
 def _reader_gone_at_once(args: list[str], cwd: Path) -> tuple[int, str]:
     """`runkon-flow ARGS | true`: the reader is gone before the first line (exit status, stderr)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runkon_flow.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=cli_env(),
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()
-    err = proc.stderr.read().decode()
-    return proc.wait(timeout=60), err
+    return _first_line_then_close(args, cwd, lines=0)
 
 
 def test_validate_runs_show_and_gates_into_a_closed_pipe_exit_by_what_they_found(tmp_path: Path) -> None:

@@ -178,12 +178,12 @@ def test_runs_are_found_by_the_start_or_end_of_their_id_in_any_case(store, clock
     child = new_run(store, "child", parent_workflow_run_id=old, run_id="01AAAAAAAAAAAAAAAAXYZC0DVA")
     clock.advance(1)
     mixed = new_run(store, run_id="01bbbbbbbbbbbbbbbbc0dvad3m")
-    assert store.find_run_ids("C0DVAD3M", 10) == [mixed, old]
-    assert store.find_run_ids("c0dvad3M", 1) == [mixed]
-    assert store.find_run_ids("01aaaaaaaaaaaaaaaa", 10) == [child, old]  # children too
-    assert store.find_run_ids("01BBBBBBBBBBBBBBBBC0DVAD3M", 10) == [mixed]
-    assert store.find_run_ids("AAAAAAAC0DVA", 10) == []  # only at either end
-    assert store.find_run_ids("%", 10) == store.find_run_ids("_", 10) == []
+    assert store.find_run_ids("C0DVAD3M") == [mixed, old]
+    assert store.find_run_ids("c0dvad3M") == [mixed, old]  # any case
+    assert store.find_run_ids("01aaaaaaaaaaaaaaaa") == [child, old]  # children too
+    assert store.find_run_ids("01BBBBBBBBBBBBBBBBC0DVAD3M") == [mixed]
+    assert store.find_run_ids("AAAAAAAC0DVA") == []  # only at either end
+    assert store.find_run_ids("%") == store.find_run_ids("_") == []
 
 
 def test_runs_created_in_the_same_millisecond_still_list_newest_first(store) -> None:

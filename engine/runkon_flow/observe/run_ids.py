@@ -11,7 +11,6 @@ __all__ = ["SHORT_ID_MIN", "AmbiguousRunId", "find_run"]
 
 #: The fewest characters matched as a prefix or suffix: fewer would make most short ids ambiguous.
 SHORT_ID_MIN = 6
-_EVERY_RUN = 2**62  # find_run_ids' limit that lists them all (SQLite and PostgreSQL take a 64-bit LIMIT)
 _LISTED_MATCHES = 5
 
 
@@ -32,7 +31,7 @@ def find_run(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
     if part != given and (run := store.get_run(part)) is not None:
         return run
     # An id the lookups above missed is not there, or hidden by a damaged index: not matched here.
-    matches = [run_id for run_id in store.find_run_ids(part, _EVERY_RUN) if run_id not in (given, part)]
+    matches = [run_id for run_id in store.find_run_ids(part) if run_id not in (given, part)]
     if len(matches) > 1:
         listed = ", ".join(matches[:_LISTED_MATCHES])
         more = len(matches) - _LISTED_MATCHES

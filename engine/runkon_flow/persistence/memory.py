@@ -133,7 +133,7 @@ class InMemoryStore:
         runs.sort(key=_STARTED_AT, reverse=True)  # stable: equal times stay newest-created first
         return [self._copied_run(r) for r in runs[: max(limit, 0)]]
 
-    def find_run_ids(self, part: str, limit: int) -> list[str]:
+    def find_run_ids(self, part: str) -> list[str]:
         """Ids beginning or ending with `part` in any case, newest first (see the protocol)."""
         part = part.upper()
         runs = [
@@ -142,7 +142,7 @@ class InMemoryStore:
             if r.id.upper().startswith(part) or r.id.upper().endswith(part)
         ]
         runs.sort(key=_STARTED_AT, reverse=True)
-        return [r.id for r in runs[: max(limit, 0)]]
+        return [r.id for r in runs]
 
     def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
         """Runs in any of `statuses` (empty list → pending/running/waiting), newest first."""

@@ -730,15 +730,15 @@ class PostgresStore(Leadership):
         return [_run(r) for r in rows]
 
     @_translated
-    def find_run_ids(self, part: str, limit: int) -> list[str]:
+    def find_run_ids(self, part: str) -> list[str]:
         """Ids beginning or ending with `part` in any case, newest first (see the protocol)."""
         part = part.upper()
         sql = (
             "SELECT id FROM workflow_runs WHERE upper(left(id, %s)) = %s OR upper(right(id, %s)) = %s "
-            "ORDER BY started_at DESC, seq DESC LIMIT %s"
+            "ORDER BY started_at DESC, seq DESC"
         )
         with self._conn() as cur:
-            rows = cur.execute(sql, (len(part), part, len(part), part, max(limit, 0))).fetchall()
+            rows = cur.execute(sql, (len(part), part, len(part), part)).fetchall()
         return [r[0] for r in rows]
 
     @_translated

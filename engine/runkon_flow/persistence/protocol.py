@@ -69,9 +69,9 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         """Newest first. `parent_run_id=""` → top-level runs only; None → all runs."""
         ...
 
-    def find_run_ids(self, part: str, limit: int) -> list[str]:
+    def find_run_ids(self, part: str) -> list[str]:
         """The ids (of all runs, children too) that begin or end with `part` in any case, newest
-        first, at most `limit`: a short id resolved without reading every run row."""
+        first: a short id resolved without reading every run row."""
         ...
 
     def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]: ...

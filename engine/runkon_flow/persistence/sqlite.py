@@ -765,17 +765,17 @@ class SqliteStore(Leadership):
         return [_run_from_row(r) for r in rows]
 
     @_translated
-    def find_run_ids(self, part: str, limit: int) -> list[str]:
+    def find_run_ids(self, part: str) -> list[str]:
         """Ids beginning or ending with `part` in any case, newest first. The match scans the id
         index alone; only the matching rows (each with its snapshot) are read, to order them."""
         part = part.upper()
         sql = (
             "SELECT id FROM workflow_runs WHERE id IN (SELECT id FROM workflow_runs "
             "WHERE upper(substr(id, 1, ?)) = ? OR upper(substr(id, -?)) = ?) "
-            "ORDER BY started_at DESC, rowid DESC LIMIT ?"
+            "ORDER BY started_at DESC, rowid DESC"
         )
         with self._conn() as conn:
-            rows = conn.execute(sql, (len(part), part, len(part), part, max(limit, 0))).fetchall()
+            rows = conn.execute(sql, (len(part), part, len(part), part)).fetchall()
         return [r[0] for r in rows]
 
     @_translated

@@ -223,7 +223,8 @@ class InMemoryStore:
         now = self._now()
         with self._lock:
             resumed_in_place = {s.child_run_id for s in list(self._steps.values()) if s.child_run_id}
-            below = sh.descendants([run_id], self._children_index())[1:]
+            # Only `parent_workflow_run_id`, as the SQL backends' ABANDONED_DESCENDANTS follows.
+            below = sh.descendants([run_id], self._children_index(workflow_parent_only=True))[1:]
         ended = 0
         for child_id in below:
             with self._guard(child_id):
@@ -231,8 +232,7 @@ class InMemoryStore:
                 if run is None or run.status.is_terminal or child_id in resumed_in_place:
                     continue
                 _record_status(run, RunStatus.CANCELLED, run.result_summary, error, now)
-                run.owner_token = run.lease_until = None
-                self._lease_expiry.pop(child_id, None)
+                self._release(child_id, run.owner_token)
                 ended += 1
         return ended
 
@@ -295,7 +295,7 @@ class InMemoryStore:
         with self._guard(run_id):
             self._release(run_id, token)
 
-    def _release(self, run_id: str, token: str) -> None:
+    def _release(self, run_id: str, token: str | None) -> None:
         """Under the run's lock: clear the lease if `token` still holds it."""
         run = self._runs.get(run_id)
         if run is not None and run.owner_token == token:
@@ -583,11 +583,14 @@ class InMemoryStore:
                 self._events.pop(run_id, None)
             return DeletedRuns(len(roots), len(doomed) - len(roots), len(steps), len(items), events)
 
-    def _children_index(self) -> dict[str, list[str]]:
-        """Parent run id → child run ids (either parent column)."""
+    def _children_index(self, *, workflow_parent_only: bool = False) -> dict[str, list[str]]:
+        """Parent run id → child run ids (either parent column, or `parent_workflow_run_id` only)."""
         children: dict[str, list[str]] = {}
         for run in list(self._runs.values()):
-            for parent in {run.parent_run_id, run.parent_workflow_run_id} - {"", None}:
+            parents = {run.parent_workflow_run_id}
+            if not workflow_parent_only:
+                parents.add(run.parent_run_id)
+            for parent in parents - {"", None}:
                 children.setdefault(parent, []).append(run.id)  # type: ignore[arg-type]
         return children
 

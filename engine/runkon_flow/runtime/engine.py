@@ -46,7 +46,7 @@ from runkon_flow.plugins.protocols import (
     WorkflowResolver,
 )
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
-from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token
+from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token, take_lease
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
 from runkon_flow.runtime.report_gate import ReportGate, commit_and_deliver, needs_gate
 from runkon_flow.runtime.resume import ResumeContext, leaf_skip_keys
@@ -419,15 +419,11 @@ class FlowEngine:
         if st.resume_ctx is not None:
             raise WorkflowError("resume() requires resume_ctx to be None on entry")
         self._check_valid(definition, st.action_registry, st.item_provider_registry)
-        token = new_owner_token()
-        began = lease_clock()
-        generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
+        generation = take_lease(st, new_owner_token())
         if generation is None:
             if st.persistence.get_run(st.workflow_run_id) is None:  # e.g. `gc` deleted it meanwhile
                 raise WorkflowError(f"no workflow run '{st.workflow_run_id}'")
             raise AlreadyOwned(st.workflow_run_id)
-        st.owner_token, st.lease_generation = token, generation
-        st.lease_sure_until = began + st.exec_config.lease_ttl_secs
         if seen_generation is not None and generation != seen_generation + 1:
             # Each new holder moves the generation by one: another engine held the run since the
             # caller looked at it (two resumes at once, the other one quicker).
@@ -501,16 +497,9 @@ class FlowEngine:
             st.workflow_name = definition.name
         if not validated:
             self._check_valid(definition, st.action_registry, st.item_provider_registry)
-        if not lease_held and not st.created_leased:
-            token = st.owner_token or new_owner_token()
-            began = lease_clock()
-            generation = st.persistence.acquire_lease(
-                st.workflow_run_id, token, st.exec_config.lease_ttl_secs
-            )
-            if generation is None:
-                raise AlreadyOwned(st.workflow_run_id)
-            st.owner_token, st.lease_generation = token, generation
-            st.lease_sure_until = began + st.exec_config.lease_ttl_secs
+        no_lease = not lease_held and not st.created_leased
+        if no_lease and take_lease(st, st.owner_token or new_owner_token()) is None:
+            raise AlreadyOwned(st.workflow_run_id)
         if st.report_gate is None and not st.write_behind and needs_gate(st.persistence):
             st.report_gate = ReportGate()  # shared by this run's descendants (report_gate.py)
         if st.exec_config.shutdown is None:

@@ -42,6 +42,7 @@ __all__ = [
     "lease_clock",
     "new_owner_token",
     "renew_lease",
+    "take_lease",
 ]
 
 log = logging.getLogger("runkon_flow.engine")
@@ -225,6 +226,17 @@ class RunMonitor:
         if not renewed:
             log.warning("run %s lost its lease; stopping it", st.workflow_run_id)
             abort(st, CancellationReason.of("LeaseLost"))
+
+
+def take_lease(st: ExecutionState, token: str) -> int | None:
+    """Acquire `st`'s run lease for `token`; on success `st` holds it (owner token, generation,
+    `lease_sure_until` from just before the write) and the generation is returned, else None."""
+    began = lease_clock()
+    generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
+    if generation is not None:
+        st.owner_token, st.lease_generation = token, generation
+        st.lease_sure_until = began + st.exec_config.lease_ttl_secs
+    return generation
 
 
 def renew_lease(st: ExecutionState) -> bool:

@@ -41,6 +41,7 @@ from runkon_flow.dsl.ast import (
 )
 from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workflow_dir
 from runkon_flow.dsl.parser import CALL_TIMEOUT
+from runkon_flow.dsl.references import reference_node
 from runkon_flow.dsl.script_commands import check_script_commands
 from runkon_flow.dsl.validation import validate_workflow
 from runkon_flow.errors import (
@@ -688,8 +689,9 @@ class Workspace:
                 completed = StepStatus(row.status) is StepStatus.COMPLETED and row.id not in reopened
                 (done if completed else unfinished).add(row.node_path)
         paths = node_paths(wf)
-        todo = [
-            (node, wf)
+        # (workflow name, the workflow naming it, the step naming it when already known)
+        todo: list[tuple[str, WorkflowDef, CallWorkflowNode | ForEachNode | None]] = [
+            (node.workflow, wf, node)
             for node in walk(list(wf.body) + list(wf.always))
             if isinstance(node, (CallWorkflowNode, ForEachNode))
             and (paths.get(id(node)) in unfinished or paths.get(id(node)) not in done)
@@ -697,26 +699,22 @@ class Workspace:
         problems: list[Problem] = []
         seen: set[str] = set()
         while todo:
-            node, owner = todo.pop(0)
-            name = node.workflow
+            name, owner, node = todo.pop(0)
             if name in seen:
                 continue
             seen.add(name)
             broken = snap.kept.get(name) or snap.broken_by_stem.get(name)
             child = snap.workflows.get(name) if broken is None else None
             if child is not None:
-                todo.extend(
-                    (n, child)
-                    for n in walk(list(child.body) + list(child.always))
-                    if isinstance(n, (CallWorkflowNode, ForEachNode))
-                )
+                todo.extend((ref, child, None) for ref in child.workflow_refs())
             elif broken is not None:
                 where = SourceLocation(broken.file, broken.line, broken.column)
                 problems.append(Problem(f"workflow '{name}' does not load: {broken.message}", location=where))
             else:  # gone: named at the step that would start it (a stored definition may have no file)
+                node = node or reference_node(owner, name)
                 where = (
                     SourceLocation(owner.source_path, node.line, node.column)
-                    if owner.source_path
+                    if owner.source_path and node is not None
                     else SourceLocation()
                 )
                 problems.append(

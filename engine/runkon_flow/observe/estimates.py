@@ -251,29 +251,39 @@ def history_of(
     return est
 
 
-def _add_run(store: WorkflowPersistence, est: Estimates, run_id: str, prefix: str, depth: int) -> None:
+def _add_run(
+    store: WorkflowPersistence, est: Estimates, run_id: str, prefix: str, depth: int
+) -> float | None:
     """One past run's completed steps into `est`, keyed by node path; the steps of a workflow it
     called under `<call step's node path>/` (the dashboard tree's node uid), so a called
-    workflow's `body.0` is never taken for the caller's. A call step's time leaves out what its
-    children waited for people (`people_wait_in_rows`)."""
+    workflow's `body.0` is never taken for the caller's. Returns what the run (at any depth)
+    waited for people, from the rows it reads anyway (every execution counted; None while a gate
+    of theirs waits), so a call step's time leaves out what its children waited for people."""
     latest: dict[str, WorkflowRunStep] = {}
+    waited: float | None = 0.0
     for row in store.get_steps(run_id):
+        if _waits_for_people(row.role, row.gate_type) and waited is not None:
+            took = step_seconds(row)
+            waited = None if took is None else waited + took
         if row.node_path and StepStatus(row.status) is StepStatus.COMPLETED:
             seen = latest.get(row.node_path)
             if seen is None or (row.started_at or "") >= (seen.started_at or ""):
                 latest[row.node_path] = row
     for path, row in latest.items():
-        if row.role == StepRole.GATE.value and row.gate_type in ANSWERED_GATES:
+        if _waits_for_people(row.role, row.gate_type):
             continue  # waiting for people: no estimate (a late answer is not a slow step)
         key = prefix + path
         took = step_seconds(row)
-        if took is not None and row.role == StepRole.WORKFLOW.value:
-            took = max(0.0, took - (people_wait_in_rows(store, row) or 0.0))
+        if row.role == StepRole.WORKFLOW.value and row.child_run_id and depth < MAX_CALL_DEPTH:
+            inner = _add_run(store, est, row.child_run_id, f"{key}/", depth + 1)
+            if took is not None:
+                took = max(0.0, took - (inner or 0.0))
+            if waited is not None:
+                waited = None if inner is None else waited + inner
         if took is not None:
             if row.role == StepRole.FOREACH.value:
                 if row.fan_out_total:
                     est.per_item.setdefault(key, []).append(took / row.fan_out_total)
             else:
                 est.steps.setdefault(key, []).append(took)
-        if row.role == StepRole.WORKFLOW.value and row.child_run_id and depth < MAX_CALL_DEPTH:
-            _add_run(store, est, row.child_run_id, f"{key}/", depth + 1)
+    return waited

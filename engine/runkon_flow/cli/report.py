@@ -247,15 +247,14 @@ def _timing_note(
     `fan`: a foreach step's items, else None. A call step's time leaves out its children's waits
     for people."""
     status = StepStatus(step.status)
-    waited = people_wait_in_rows(store, step)
     if status in (StepStatus.RUNNING, StepStatus.WAITING):
         sv = StepView(key=step.node_path or step.id, name=step.step_name, node_path=step.node_path)
         sv.status, sv.started_at = status.value, liveness.utc_seconds(step.started_at)
-        return est.running_note(sv, now, fan, waited=waited)
+        return est.running_note(sv, now, fan, waited=people_wait_in_rows(store, step))
     took = liveness.step_seconds(step)
     if status is not StepStatus.COMPLETED or took is None:
         return ""
-    took -= waited or 0.0
+    took -= people_wait_in_rows(store, step) or 0.0
     band = (
         est.fanout_band(step.node_path, step.fan_out_total or 0)
         if fan is not None
@@ -272,15 +271,20 @@ def _fan_out(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[list[Fa
     return items, fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items)
 
 
-def _item_summary(
-    store: WorkflowPersistence, items: list[FanOutItemRow], fan: FanOutView
-) -> tuple[str, list[str]]:
-    """`items 58/60: 57 ok, 1 failed, 2 skipped` and lines naming the failed items."""
+def _item_summary(items: list[FanOutItemRow], fan: FanOutView) -> str:
+    """`items 58/60: 57 ok, 1 failed, 2 skipped`."""
     if not items:
-        return "", []
+        return ""
     counts = ItemCounts.of(fan)
     shown = ("running", "completed", "failed", "skipped", "cancelled", "pending")
     parts = [f"{getattr(counts, s)} {s}" for s in shown if getattr(counts, s)]
+    return f"items {counts.finished}/{counts.total}: {', '.join(parts)}"
+
+
+def _item_detail_lines(store: WorkflowPersistence, items: list[FanOutItemRow], fan: FanOutView) -> list[str]:
+    """Lines naming a foreach's failed items and its retried ones (reads their child runs)."""
+    if not items:
+        return []
     failed_lines = []
     failed = [i for i in items if FanOutItemStatus(i.status) is FanOutItemStatus.FAILED]
     if any(i.child_run_id in (None, "", "dispatching") for i in failed[:10]):
@@ -302,7 +306,7 @@ def _item_summary(
     if len(failed) > 10:
         failed_lines.append(f"    … and {len(failed) - 10} more failed items")
     failed_lines.extend(_attempt_lines(store, items, fan.name))
-    return f"items {counts.finished}/{counts.total}: {', '.join(parts)}", failed_lines
+    return failed_lines
 
 
 def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow], foreach: str) -> list[str]:
@@ -475,9 +479,9 @@ def show_lines(
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
             items, fan = _fan_out(store, step)
-            extra, failed_items = _item_summary(store, items, fan)
+            extra = _item_summary(items, fan)
             if step.id in current:
-                notes.extend(failed_items)
+                notes.extend(_item_detail_lines(store, items, fan))
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
         timing = _timing_note(store, step, fan, estimates, moment) if estimates.runs else ""

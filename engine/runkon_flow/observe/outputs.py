@@ -200,7 +200,10 @@ class _Walker:
     def _note_later_attempts(self, newer: WorkflowRunStep) -> None:
         """A resumed foreach's new row runs some items again: their earlier attempt, listed under
         the row that ran it, is labelled `· attempt N` as the later one is, so a failure that a
-        later attempt replaced never reads as the item's current state."""
+        later attempt replaced never reads as the item's current state. Several older rows share
+        one newer row: its items are read (and noted) once."""
+        if newer.id in self._items_read:
+            return
         items = self._items_read[newer.id] = self.store.get_fan_out_items(newer.id)
         for item in items:
             if item.previous_child_run_id and item.attempt > 1:

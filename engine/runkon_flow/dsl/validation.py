@@ -33,6 +33,7 @@ from runkon_flow.dsl.ast import (
     WhileNode,
     WorkflowDef,
     node_paths,
+    walk,
 )
 from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.errors import FlowError, Problem, SourceLocation, WfValidationError, WorkflowNotFound
@@ -251,8 +252,8 @@ class _SemanticValidator:
     def _error(self, message: str, *nodes: Any, hint: str | None = None) -> None:
         self.report.errors.append(Problem(message, hint, self._where(*nodes), self._path(*nodes)))
 
-    def _warn(self, message: str, *nodes: Any) -> None:
-        self.report.warning_problems.append(Problem(message, None, self._where(*nodes), self._path(*nodes)))
+    def _warn(self, message: str, *nodes: Any, hint: str | None = None) -> None:
+        self.report.warning_problems.append(Problem(message, hint, self._where(*nodes), self._path(*nodes)))
 
     def _load(self, name: str) -> WorkflowDef | BaseException:
         """Load once per validation; the failure is remembered and reported at each use."""
@@ -342,11 +343,11 @@ class _SemanticValidator:
         for decl in self.wf.inputs:
             earlier = first.setdefault(decl.name, decl)
             if earlier is not decl:
-                self._warn_hint(
+                self._warn(
                     f"input `{decl.name}` is declared twice (first at line {earlier.line}, column "
                     f"{earlier.column})",
-                    "remove one of them",
                     decl,
+                    hint="remove one of them",
                 )
 
     def _duplicate_step_names(self) -> None:
@@ -359,11 +360,11 @@ class _SemanticValidator:
             earlier = first.setdefault(key, node)
             if earlier is node or not (isinstance(earlier, _NAMED_STEPS) or isinstance(node, _NAMED_STEPS)):
                 continue
-            self._warn_hint(
+            self._warn(
                 f"step name `{key}` is used twice (first at line {earlier.line}, column {earlier.column}): "
                 "the later step's result replaces the earlier one's",
-                "give one of them another name",
                 node,
+                hint="give one of them another name",
             )
 
     def _unknown_child_inputs(
@@ -379,10 +380,7 @@ class _SemanticValidator:
                 if declared
                 else f"'{child.name}' declares no inputs"
             )
-            self._warn_hint(f"{what} '{child.name}' declares no input '{key}'", hint, node)
-
-    def _warn_hint(self, message: str, hint: str | None, *nodes: Any) -> None:
-        self.report.warning_problems.append(Problem(message, hint, self._where(*nodes), self._path(*nodes)))
+            self._warn(f"{what} '{child.name}' declares no input '{key}'", node, hint=hint)
 
     def _step_not_produced(self, step: str, *nodes: Any) -> None:
         self._error(
@@ -645,16 +643,13 @@ class ScriptResolver:
 
 
 _NAMED_STEPS = (ScriptNode, ForEachNode)
+_STEP_NODES = (CallNode, CallWorkflowNode, ScriptNode, ForEachNode)
 
 
 def _steps(nodes: Iterable[Any]) -> Iterable[Any]:
     """Every node with a step key, in source order, through block bodies (not parallel calls: they
     are agent calls, which may repeat)."""
-    for node in nodes:
-        if isinstance(node, (CallNode, CallWorkflowNode, ScriptNode, ForEachNode)):
-            yield node
-        elif isinstance(node, (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode)):
-            yield from _steps(node.body)
+    return (node for node in walk(list(nodes)) if isinstance(node, _STEP_NODES))
 
 
 def _scripts(nodes: Iterable[Any]) -> Iterable[ScriptNode]:

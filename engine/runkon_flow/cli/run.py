@@ -606,11 +606,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             except NoStepToRerunFrom as exc:  # `--from nosuch`: a usage error, as `logs RUN nosuch`
                 raise UsageError(exc.message) from None
             except ValidationErrors as exc:  # today's file, or a workflow it would start, is broken
-                _print_problems(exc.errors, dirs)
-                raise CommandFailed(
-                    f"the rerun of {old.id} cannot start; nothing was changed: "
-                    "fix the file and run the same command again"
-                ) from None
+                _refuse_unloadable(exc.errors, dirs, "rerun")
+                raise
             events_file = open_events_file(args.events, append=False, database=location_of(args))
         print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names

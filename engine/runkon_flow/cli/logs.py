@@ -84,7 +84,8 @@ def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
     return found
 
 
-def _print_source(source: OutputSource, raw: bool) -> None:
+def _source_text(source: OutputSource, raw: bool) -> str:
+    """One source's heading, lines and error, and the blank line after it."""
     out = [heading(source)]
     for line in source.lines:
         out.extend(_shown(f"… {line.text}" if line.stream == "note" else line.text, raw))
@@ -94,7 +95,7 @@ def _print_source(source: OutputSource, raw: bool) -> None:
         first, *rest = [row for line in source.error.splitlines() for row in _shown(line, raw)] or [""]
         out.append(f"error: {first}")
         out.extend(f"       {line}" for line in rest)
-    sys.stdout.write("\n".join(out) + "\n\n")
+    return "\n".join(out) + "\n"
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -114,13 +115,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not sources:
         print_err(f"run {run.id} has no steps yet ({display_status(run)})")
     guard = StdoutGuard()  # `logs … | head`
-
-    def print_all() -> None:
-        for source in sources:
-            _print_source(source, args.raw)
-        sys.stdout.flush()
-
-    guard(print_all)
+    for source in sources:
+        guard.print(_source_text(source, args.raw))
     return EXIT_OK
 
 
@@ -176,7 +172,7 @@ def cmd_grep(args: argparse.Namespace) -> int:
     if out:
         # `grep … | head -1`: the exit status still says whether something matched (1 is "no match").
         guard = StdoutGuard("stdout closed; the rest of the matches are not printed")
-        guard(lambda: (sys.stdout.write("\n".join(out) + "\n"), sys.stdout.flush()))
+        guard.print("\n".join(out))
     lines, groups = result.hit_count, len(result.groups)
     searched = result.searched_text
     summary = (

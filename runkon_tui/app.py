@@ -808,7 +808,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self._select_workflow(report.name)
             self.drain()
         elif isinstance(report, WorkflowsChecked):
-            self._refresh_screen()
+            if session.problems_changed:  # most checks find what the list already shows
+                self._refresh_screen()
         elif isinstance(report, Checked):
             waiting, self._form_waiting = self._form_waiting, None
             if waiting is not None and waiting[0] == report.name and self.screen is self.main_screen:

@@ -300,6 +300,7 @@ class RunSession:
         self.host_stale = False
         self._check_generation = 0  # of `check_workflows`: an older check's findings are dropped
         self._check_due = False  # the files changed during a run: check them once it ends
+        self.problems_changed = False  # the last `WorkflowsChecked` changed what the list shows
         self._reloading = threading.Lock()  # one host reload at a time; a second caller waits
         self.engine_idle = threading.Event()  # no engine thread of ours is running
         self.engine_idle.set()
@@ -1109,8 +1110,9 @@ class RunSession:
         if isinstance(report, Checked):
             return None
         if isinstance(report, WorkflowsChecked):
-            if report.generation == self._check_generation:
-                self.catalog.set_problems(report.problems)
+            # An outdated check's findings are dropped: they change nothing on screen.
+            current = report.generation == self._check_generation
+            self.problems_changed = current and self.catalog.set_problems(report.problems)
             return None
         if isinstance(report, PastRunLoaded):
             if report.only_if_shown is not None and report.only_if_shown != self.view.root_run_id:

@@ -404,13 +404,9 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
     def fit_grid_pane(self) -> None:
         """The Fan-out pane takes room only when the workflow has a foreach (anywhere in its tree,
         called workflows included) or a fan-out is on screen; otherwise the tree gets the width."""
-        wanted = self.grid.fan is not None or self.tree_has_foreach()
+        wanted = self.grid.fan is not None or self.tree.has_foreach
         if self.grid_pane.display != wanted:
             self.grid_pane.display = wanted
-
-    def tree_has_foreach(self) -> bool:
-        """The tree on screen has a foreach, its workflow's own or a called workflow's."""
-        return any(spec.kind == "foreach" for top in self.tree.specs for spec in top.walk())
 
     def current_fanout(self) -> FanOutView | None:
         view = self.view_for(self.tree_workflow)
@@ -451,7 +447,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         elif changes.fanouts:
             self.grid.update()
         if changes.fanouts or changes.runs or second or changes.structure:
-            self.item_detail.show(tree_view, fan, self.grid_item, now, self.tree_has_foreach())
+            self.item_detail.show(tree_view, fan, self.grid_item, now, self.tree.has_foreach)
             self.cluster_list.show(fan)
             self._drop_vanished_cluster()
         self.refresh_titles()
@@ -521,7 +517,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if tree_view is not None:  # shown at once, not at the next tick that touches them
             now = self.rapp.clock()
             self.tree.update_statuses(tree_view, now)
-            self.item_detail.show(tree_view, self.grid.fan, self.grid_item, now, self.tree_has_foreach())
+            self.item_detail.show(tree_view, self.grid.fan, self.grid_item, now, self.tree.has_foreach)
 
     def _refresh_output(self, changes: Changes) -> None:
         """The output log follows the run on screen: another run there (started here, resumed
@@ -571,7 +567,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             self.grid_item = None
             self.grid.show(fan)
             self.cluster_list.show(fan)
-            self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock(), self.tree_has_foreach())
+            self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock(), self.tree.has_foreach)
             self.refresh_titles()
             self.update_bindings()  # f / n follow the fan-out on screen
         self.update_bindings()  # the tree's R: lit once a step is under the cursor

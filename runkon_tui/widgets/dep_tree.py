@@ -43,6 +43,8 @@ class DependencyTree(Tree[NodeSpec]):
         self.guide_depth = 2
         self.auto_expand = False
         self.specs: list[NodeSpec] = []
+        #: the tree has a foreach, its workflow's own or a called workflow's (found once, at `load`)
+        self.has_foreach = False
         self.nodes_by_uid: dict[str, TreeNode[NodeSpec]] = {}
         self.rerun_allowed = False  # a finished run of this tree's workflow is on screen (the screen's call)
         self.definition_key: object = None
@@ -76,6 +78,7 @@ class DependencyTree(Tree[NodeSpec]):
         self.nodes_by_uid = {}
         self._labels = {}
         self.specs = specs
+        self.has_foreach = any(spec.kind == "foreach" for top in specs for spec in top.walk())
         self.definition_key = key
         if placeholder:
             self.root.add_leaf(Text(placeholder, style="italic"))

@@ -801,7 +801,6 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
     def action_next_failure(self) -> None:
         """Walk the failures in tree order: each failed step, and after a failed foreach its
         failed items (one per press), then the next failed step; wraps to the first."""
-        view = self.rapp.view
         grid = self.grid
         fan = grid.fan
         cursor = self.tree.cursor_node
@@ -809,7 +808,9 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if fan is not None and (self.focused is grid or on_foreach):
             after = grid.cursor_item if self.focused is grid and grid.cursor_item is not None else -1
             idx = _next_failed_item(fan, after)
-            if idx is not None and (self.focused is grid or self._failed(cursor.data, view)):  # type: ignore[union-attr]
+            tree_view = self.view_for(self.tree_workflow)
+            failed_here = on_foreach and tree_view is not None and _failed(tree_view, cursor.data)  # type: ignore[union-attr,arg-type]
+            if idx is not None and (self.focused is grid or failed_here):
                 grid.focus()
                 grid.move_to_item(idx)
                 return
@@ -830,20 +831,12 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
 
     def _failed_nodes(self) -> Iterator[TreeNode[NodeSpec]]:
         """The tree's failed steps (leaves: a block fails through one of them), in tree order."""
-        if self.view_for(self.tree_workflow) is None:
-            return
-        view = self.rapp.view
-        for node in self.tree.nodes_by_uid.values():
-            if node.data is not None and not node.data.children and self._failed(node.data, view):
-                yield node
-
-    def _failed(self, spec: NodeSpec, view: RunView) -> bool:
         tree_view = self.view_for(self.tree_workflow)
-        if tree_view is None:
-            return False
-        run = run_for_scope(tree_view, spec.scope)
-        sv = run.steps.get(spec.path) if run is not None else None
-        return sv is not None and sv.status in ("failed", "timed_out")
+        if tree_view is None or not tree_view.failures:  # none failed yet: no step to look at
+            return
+        for node in self.tree.nodes_by_uid.values():
+            if node.data is not None and not node.data.children and _failed(tree_view, node.data):
+                yield node
 
     def action_zoom(self) -> None:
         """Zoom the pane holding the focus (its border and title come along) to the full screen."""
@@ -1022,6 +1015,13 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         self.query_one("#filter-bar").remove_class("-shown")
         if self.filter_target is not None:
             self.filter_target.focus()
+
+
+def _failed(tree_view: RunView, spec: NodeSpec) -> bool:
+    """`spec`'s step failed (or timed out) in the run drawn on the tree."""
+    run = run_for_scope(tree_view, spec.scope)
+    sv = run.steps.get(spec.path) if run is not None else None
+    return sv is not None and sv.status in ("failed", "timed_out")
 
 
 def _next_failed_item(fan: FanOutView, after: int) -> int | None:

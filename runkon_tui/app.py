@@ -398,9 +398,19 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         """A toast, held while a dialog is up (runkon_tui/toasts.py); `relevant` drops a held one
         that no longer says anything true when the dialog closes."""
         wait = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
-        toast = self.toasts.raise_now(Toast(message, title, severity, wait, markup, relevant))
-        if toast is not None:
-            super().notify(message, title=title, severity=severity, timeout=wait, markup=markup)
+        self._raise(Toast(message, title, severity, wait, markup, relevant))
+
+    def _raise(self, toast: Toast) -> None:
+        """Show `toast` now, or hold it while a dialog is up (it keeps whether it came back already)."""
+        if self.toasts.raise_now(toast) is not None:
+            severity: Any = toast.severity
+            super().notify(
+                toast.message,
+                title=toast.title,
+                severity=severity,
+                timeout=toast.timeout,
+                markup=toast.markup,
+            )
 
     def _gate_unseen(self, gate: GateView) -> bool:
         """A held "Gate" toast comes back only for a gate that still waits and whose dialog the
@@ -418,26 +428,16 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             if self.toasts.dialog_opened():
                 super().clear_notifications()
         elif not modal and self.toasts.modal:
-            self._raise_again(self.toasts.dialog_closed())
+            for toast in self.toasts.dialog_closed():
+                self._raise(toast)
 
     def _withdraw_stale_toasts(self) -> None:
         """A gate answered (here, in the inbox, by another process) takes its "Gate" toast down."""
         kept = self.toasts.withdraw_stale()
         if kept is not None:
             super().clear_notifications()
-            self._raise_again(kept)
-
-    def _raise_again(self, toasts: list[Toast]) -> None:
-        for toast in toasts:
-            if self.toasts.raise_now(toast) is not None:  # keeps whether it came back already
-                severity: Any = toast.severity
-                super().notify(
-                    toast.message,
-                    title=toast.title,
-                    severity=severity,
-                    timeout=toast.timeout,
-                    markup=toast.markup,
-                )
+            for toast in kept:
+                self._raise(toast)
 
     # ------------------------------------------------------------------ keys (help, palette, banners)
 

@@ -569,8 +569,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             self.cluster_list.show(fan)
             self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock(), self.tree.has_foreach)
             self.refresh_titles()
-            self.update_bindings()  # f / n follow the fan-out on screen
-        self.update_bindings()  # the tree's R: lit once a step is under the cursor
+        self.update_bindings()  # the tree's R: lit once a step is under the cursor; f / n follow the fan-out
         pending, self._pending_hit = self._pending_hit, None
         if pending is not None and pending[0] == spec.uid:
             self._show_hit(pending[1], pending[2])

@@ -1193,18 +1193,21 @@ class RunSession:
     # ------------------------------------------------------------------ the engine host's workflows
 
     def catalog_changed(self) -> None:
-        """The workflow files changed: the host re-reads them before the next run."""
+        """The workflow files changed: the host re-reads them before the next run — the check of
+        the workflows does it first (during a run: once it ends, `refresh_host`)."""
         self.host_stale = True
-        self.refresh_host()
         self.check_workflows()
 
     def refresh_host(self) -> None:
         """Let the host re-read the workflow files on a thread (it parses them again and rebuilds
         its engine). Never while a run is active: that run keeps its definition; the next run or
-        resume reloads first (`reload_host_now`)."""
-        if self._check_due and not self.run_active:
+        resume reloads first (`reload_host_now`). A check put off by the run reloads first too."""
+        if self.run_active:
+            return
+        if self._check_due:
             self.check_workflows()
-        if self.host is None or not self.host_stale or self.run_active:
+            return
+        if self.host is None or not self.host_stale:
             return
         self.driver.spawn(self.reload_host_now, group="host-reload", name="reload workflows")
 

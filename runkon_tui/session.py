@@ -522,11 +522,7 @@ class RunSession:
 
     def check_runnable(self, entry: WorkflowEntry) -> WorkflowDef:
         """The definition to run `entry` with, or `Refused` saying why it cannot run now."""
-        if self.host is None:
-            raise Refused("no engine available: see the errors log", "error")
-        if self.run_active:
-            raise Refused("a run is already active; cancel it or wait for it to finish")
-        self._refuse_while_launching()
+        self.refuse_if_busy()
         unused = self.catalog.not_run(entry)
         if unused:
             raise Refused(unused, title="Not the file a run uses")
@@ -615,9 +611,7 @@ class RunSession:
         run_id = run_id or view.root_run_id
         if self.host is None or run_id is None:
             return False
-        if self.run_active:
-            raise Refused("a run is already active")
-        self._refuse_while_launching()
+        self.refuse_if_busy()
         rejected = view.rejected_gate() if run_id == view.root_run_id else None
         if rejected is not None:
             raise Refused(
@@ -810,6 +804,15 @@ class RunSession:
         except Exception:  # the store is gone (the dashboard is closing)
             return True
         return run is None or run.status is not RunStatus.PENDING
+
+    def refuse_if_busy(self) -> None:
+        """`Refused` when no run can start or resume now: no engine, a run already active, or one
+        being started in a background runner (running and resuming, here and on the runs screen)."""
+        if self.host is None:
+            raise Refused("no engine available: see the errors log", "error")
+        if self.run_active:
+            raise Refused("a run is already active; cancel it or wait for it to finish")
+        self._refuse_while_launching()
 
     def _refuse_while_launching(self) -> None:
         if self.launching:

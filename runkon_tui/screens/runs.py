@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets._toast import ToastRack
 
+from runkon_tui.session import Refused
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, tone_text
 from runkon_tui.widgets.table_fit import refill
@@ -242,8 +243,6 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         run = self.selected()
         if run is None:
             return "no run to resume"
-        if self.rapp.host is None:
-            return "no engine available: see the errors log"
         status = live_status(run)
         name = f"run {short_id(run.id)} of {run.workflow_name}"
         if status == "completed":
@@ -254,8 +253,10 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             return f"{name} is {status}: enter follows it"
         if RunStatus(run.status) not in RESUMABLE and status != "interrupted":
             return f"{name} is {status}: only a failed, cancelled or interrupted run resumes"
-        if self.rapp.run_active:
-            return "a run is already active; cancel it or wait for it to finish"
+        try:
+            self.rapp.session.refuse_if_busy()
+        except Refused as refused:
+            return refused.notice.text
         return None
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:

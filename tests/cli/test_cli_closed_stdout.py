@@ -97,7 +97,7 @@ def test_watch_of_a_completed_run_piped_into_head_exits_0_not_failed(tmp_path: P
         code, err = _first_line_then_close(["watch", run_id, "--db", str(db), *extra], tmp_path)
         assert "Traceback" not in err
         assert code == 0, err
-        assert f"stdout closed; following run {run_id} to its end without printing" in err
+        assert f"stdout closed; stopped watching run {run_id} (the run is not affected)" in err
 
 
 def test_replay_piped_into_head_exits_with_the_recorded_runs_status(tmp_path: Path) -> None:

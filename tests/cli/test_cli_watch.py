@@ -252,6 +252,49 @@ def test_watch_follows_a_run_executed_by_another_process_to_its_end(home: Path) 
     assert plain_lines((home / "watch.out").read_text()) == plain_lines((home / "run.out").read_text())
 
 
+def test_a_reader_gone_while_the_run_waits_ends_the_watch_at_once(home: Path) -> None:
+    """`watch ID | grep -m1 X`: grep found its line and left, but watch noticed only at its next
+    write — after the run's next event, which may be minutes away — so the pipeline hung on. The
+    pipe is asked between reads: the watch stops (exit 0) while the run still waits, unharmed."""
+    env = cli_env(RUNKON_DB=str(home / "runs.db"))
+    runner = spawn(
+        ["run", "waiter", "--dir", "wf", "--progress", "plain"],
+        home,
+        stdout=home / "run.out",
+        stderr=home / "run.err",
+        env=env,
+    )
+    try:
+        wait_for(lambda: "StepStarted step=hold" in (home / "run.out").read_text(), "the hold step")
+        run_id = run_id_of((home / "run.out").read_text())
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "runkon_flow.cli", "watch", run_id, "--progress", "plain"],
+            cwd=home,
+            stdout=subprocess.PIPE,
+            stderr=(home / "watch.err").open("w"),
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            assert watcher.stdout is not None
+            for line in watcher.stdout:
+                if b"StepStarted step=hold" in line:
+                    break
+            watcher.stdout.close()  # what grep -m1 does: nothing more is written to the pipe
+            assert watcher.wait(timeout=30) == 0
+        finally:
+            stop(watcher)
+        assert runner.poll() is None  # the run still waits for `go`
+        err = (home / "watch.err").read_text()
+        assert f"stdout closed; stopped watching run {run_id} (the run is not affected)" in err
+        assert "Traceback" not in err
+        (home / "wf" / "go").touch()
+        assert runner.wait(timeout=60) == 0
+    finally:
+        (home / "wf" / "go").touch()
+        stop(runner)
+
+
 def test_a_run_cancelled_while_watched_exits_130(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env = cli_env(RUNKON_DB=str(home / "runs.db"))
     runner = spawn(

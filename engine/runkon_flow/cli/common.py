@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import shutil
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -156,16 +158,43 @@ class StdoutGuard:
         try:
             action()
         except BrokenPipeError:
-            self.closed = True
-            with contextlib.suppress(OSError, ValueError):
-                devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
-                os.dup2(devnull.fileno(), sys.stdout.fileno())
-            with contextlib.suppress(OSError, ValueError):
-                print_err(f"{PROG}: {self._note}")
+            self._gone()
+
+    def reader_gone(self) -> bool:
+        """Whether stdout's reader has gone away, asked of the pipe without writing to it: a command
+        that waits between its lines (`watch ID | grep -m1 X`) learns it now, not at its next
+        line minutes later. Once gone, it is handled as a failed write is (the note said once)."""
+        if not self.closed and _reader_closed(sys.stdout):
+            self._gone()
+        return self.closed
+
+    def _gone(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):
+            print_err(f"{PROG}: {self._note}")
 
     def print(self, text: str) -> None:
         """`text` and a newline, flushed at once: a closed pipe shows here, not at exit."""
         self(lambda: print(text, flush=True))
+
+
+def _reader_closed(stream: TextIO) -> bool:
+    """True when `stream` is a pipe or socket whose reading end is closed, asked without writing
+    and without waiting. Linux reports a closed reader as POLLERR, macOS as POLLHUP (its poll
+    says so only when POLLOUT is asked for too); a terminal, a file or no poll() is never closed."""
+    poll = getattr(select, "poll", None)
+    try:
+        fd = stream.fileno()
+        if poll is None or not (stat.S_ISFIFO(mode := os.fstat(fd).st_mode) or stat.S_ISSOCK(mode)):
+            return False
+        poller = poll()
+        poller.register(fd, select.POLLOUT)
+        return any(revents & (select.POLLERR | select.POLLHUP) for _, revents in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def plain(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ CI) or by the dashboard; all of them store the run's events (runkon_flow.event_l
 prints the stored events with the same printers `run` uses — live view on a terminal, plain lines
 otherwise — then keeps reading new ones (every 0.2 s) until the run ends, and exits as `run`
 would have: 0 completed, 1 failed (or interrupted: no engine holds it any more), 130 cancelled.
+A reader that goes away while the run goes on (`watch ID | grep -m1 X`) ends the watch with 0.
 A finished run is printed and the command exits at once. `--json` prints every event as one JSON
 object per line (the `--events` file format, so `replay` reads it back). Ctrl-C stops watching;
 the run goes on.
@@ -52,9 +53,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if run_id != asked.id:
             print_err(f"run {asked.id} is a child of run {run_id}; watching {run_id}")
         run = get_run(store, run_id, args)
-        # A reader that goes away (`watch ID | head -1`) changes nothing the exit status says: the
-        # watch goes on silently to the run's end and exits with how it ended.
-        out = StdoutGuard(f"stdout closed; following run {run_id} to its end without printing")
+        # A reader that goes away (`watch ID | grep -m1 X`) ends the watch as soon as it goes (the
+        # pipe is asked between reads, not only at the next line); an ended run still exits with how
+        # it ended, a run still going goes on unwatched and the watch exits 0.
+        out = StdoutGuard(f"stdout closed; stopped watching run {run_id} (the run is not affected)")
         if args.json:
             printer = None
         else:
@@ -98,6 +100,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     ended_since = ended_since or now
                     if outcome.status is not None or now - ended_since > END_GRACE_SECONDS:
                         return _ended(store, run, printer, hints, out, stored=last_seq > 0)
+                elif out.reader_gone():
+                    return EXIT_OK  # the reader has what it wanted; the run is none of its business
                 elif status is RunStatus.PENDING:
                     if not said_waiting:
                         print_err(f"run {run_id} has not started yet; waiting for it…")

@@ -81,6 +81,30 @@ def test_on_an_80_column_terminal_each_gate_is_one_line_with_its_run_below_it(
     assert "    Ship the build?  [options: fast (Fast lane), careful (Careful rollout)]" in lines
 
 
+def test_on_an_80_column_terminal_the_answer_with_a_db_keeps_its_command_whole_on_one_line(
+    waiting_ship: GateRun, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gates --db PATH`'s answer line was 104 columns on an 80-column terminal, wrapped mid-command:
+    the command goes on a line of its own there, still pasteable. Piped output keeps one line."""
+    from runkon_flow.cli import gates
+
+    (home / "ci-shared-state").symlink_to(home)
+    db = "ci-shared-state/runs.db"
+    command = f"runkon-flow gates approve|reject STEP_ID… --db {db}"
+    monkeypatch.setattr(gates, "terminal_width", lambda: 80)
+    code, out, _ = cli(capsys, "gates", "--db", db)
+    lines = out.splitlines()
+    assert code == 0 and all(len(line) <= 80 for line in lines), lines
+    assert lines[-2:] == ["answer (--all for every gate listed, --note TEXT to say why):", f"  {command}"]
+    monkeypatch.setattr(gates, "terminal_width", lambda: None)
+    piped = cli(capsys, "gates", "--db", db)[1].splitlines()
+    assert piped[-1] == f"answer: {command} [--note TEXT]  (or --all)"
+    pasted = lines[-1].replace("approve|reject STEP_ID…", f"approve {lines[2].split()[0]}")
+    code, out, err = cli(capsys, *pasted.split()[1:])
+    assert (code, err) == (0, ""), out
+    assert waiting_ship.finish().status is RunStatus.COMPLETED
+
+
 LONG_PROMPT = """workflow release {
   gate human_approval {
     prompt  = "Deploy 2.4.0 to staging? The plan is in the log of plan-deploy."

@@ -170,9 +170,20 @@ def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namesp
         if gate is not None:
             for detail in _detail_lines(gate, width):
                 out.print(detail)
-    answer = Hints.of(args).command("gates", fill="approve|reject STEP_ID…", optional="[--note TEXT]")
-    out.print(f"answer: {answer}  (or --all)")
+    for line in _answer_lines(Hints.of(args), width):
+        out.print(line)
     return EXIT_OK
+
+
+def _answer_lines(hints: Hints, width: int | None) -> list[str]:
+    """How to answer: one line, unless a terminal is too narrow for it (`--db PATH` made it 98
+    columns on an 80-column one) — then the pasteable command goes on a line of its own, the
+    options it may take on the line above. Piped output keeps the one line."""
+    command = hints.command("gates", fill="approve|reject STEP_ID…")
+    line = f"answer: {command} [--note TEXT]  (or --all)"
+    if width is None or len(line) <= width:
+        return [line]
+    return ["answer (--all for every gate listed, --note TEXT to say why):", f"  {command}"]
 
 
 def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:

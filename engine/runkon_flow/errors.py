@@ -77,8 +77,13 @@ class WfError(FlowError):
         file: str | None = None,
         line: int | None = None,
         column: int | None = None,
+        detail: str | None = None,
     ) -> None:
         self.message = message
+        #: The message as printed after `file:line:col:` (validate, the dashboard's problems): the
+        #: message itself, or, for the spec's `Unexpected character '#' at line 3, col 5`, that
+        #: message without the position the prefix already gives (`Unexpected character '#'`).
+        self.detail = detail or message
         self.location = SourceLocation(file, line, column)
         super().__init__(str(self))
 
@@ -95,6 +100,8 @@ class WfError(FlowError):
         return self.location.column
 
     def __str__(self) -> str:
+        if self.detail != self.message:  # the message names its own place: the spec's form, as is
+            return f"{self.prefix} {self.location.file or '<input>'}: {self.message}"
         return f"{self.prefix} {self.location.render()}: {self.message}"
 
 

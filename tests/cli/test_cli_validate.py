@@ -90,6 +90,18 @@ def test_a_syntax_error_is_printed_with_a_caret_and_fails(
     assert lines[2] == "   | " + " " * (column - 1) + "^"
 
 
+def test_a_stray_character_is_placed_once_by_validate_and_fmt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`test.wf:3:5: Unexpected character '#' at line 3, col 5` said the place twice."""
+    path = write(tmp_path / "test.wf", "workflow w {\n  call a\n    # nope\n}\n")
+    for command in ("validate", "fmt"):
+        code, _, err = run(capsys, command, str(path))
+        assert code == 1
+        placed = [f"{path}:3:5: Unexpected character '#'", " 3 |     # nope", "   |     ^"]
+        assert err.splitlines()[:3] == placed
+
+
 def test_good_and_bad_files_are_all_reported_in_one_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

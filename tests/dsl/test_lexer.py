@@ -107,11 +107,15 @@ def test_a_single_slash_is_an_error() -> None:
     assert lex_fail("a / b").message == "Unexpected character '/' at line 1, col 3"
 
 
-def test_hash_is_not_a_comment_and_the_error_names_line_and_column() -> None:
+def test_hash_is_not_a_comment_and_the_error_names_line_and_column_once() -> None:
+    """The spec's message names the place, so `str()` is the spec's `Lexer error in <path>: <message>`
+    as is, and the `file:line:col:` renderings take `detail`: the position was said twice
+    (`flows/test.wf:3:5: Unexpected character '#' at line 3, col 5`)."""
     error = lex_error("workflow w {\n  call a\n    # nope\n}")
     assert error.message == "Unexpected character '#' at line 3, col 5"
     assert (error.file, error.line, error.column) == ("flows/test.wf", 3, 5)
-    assert str(error) == "Lexer error in flows/test.wf:3:5: Unexpected character '#' at line 3, col 5"
+    assert str(error) == "Lexer error in flows/test.wf: Unexpected character '#' at line 3, col 5"
+    assert error.detail == "Unexpected character '#'"
 
 
 @pytest.mark.parametrize("char", ["-", "+", ":", ";", "(", ")", "'", "*", "@", "$", "!", "<", "|"])
@@ -247,4 +251,4 @@ def test_valid_tokens_after_the_workflow_are_ignored() -> None:
 def test_errors_without_a_source_path_say_input() -> None:
     with pytest.raises(WfLexError) as info:
         tokenize("#")
-    assert str(info.value) == "Lexer error in <input>:1:1: Unexpected character '#' at line 1, col 1"
+    assert str(info.value) == "Lexer error in <input>: Unexpected character '#' at line 1, col 1"

@@ -416,9 +416,7 @@ def test_a_file_with_a_byte_order_mark_is_a_lexer_error(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbfworkflow w {}")
     with pytest.raises(WfLexError) as info:
         parse_file(path)
-    assert (
-        str(info.value) == f"Lexer error in {path}:1:1: Unexpected character '\\u{{FEFF}}' at line 1, col 1"
-    )
+    assert str(info.value) == f"Lexer error in {path}: Unexpected character '\\u{{FEFF}}' at line 1, col 1"
 
 
 def test_windows_line_endings_are_whitespace(tmp_path: Path) -> None:

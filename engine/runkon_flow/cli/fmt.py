@@ -47,7 +47,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         except WfError as exc:
             failed = True
             location = SourceLocation(str(path), exc.line, exc.column)
-            print_line(err, render_diagnostic(location, exc.message, source))
+            print_line(err, render_diagnostic(location, exc.detail, source))
             print_line(err, f"{path}: left unchanged")
             continue
         if formatted == source:

@@ -156,7 +156,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except WfError as exc:
             failed = True
             location = SourceLocation(str(target.path), exc.line, exc.column)
-            print_line(err, render_diagnostic(location, exc.message, source))
+            print_line(err, render_diagnostic(location, exc.detail, source))
             continue
         errors, warnings = _validate_one(target, wf, args, loaders, registries, workspaces)
         for problem in errors:

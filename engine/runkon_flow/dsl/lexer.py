@@ -255,11 +255,13 @@ def _raise_bad_char(text: str, start: int, source_path: str | None) -> NoReturn:
         _raise_at(text, start, message, source_path)
     line, column = LineIndex(text).position(start)
     negative = _negative_number_message(text, start) if char == "-" else None
+    unexpected = f"Unexpected character '{describe_char(char)}'"
     raise WfLexError(
-        negative or f"Unexpected character '{describe_char(char)}' at line {line}, col {column}",
+        negative or f"{unexpected} at line {line}, col {column}",  # the spec's words (§2.3)
         file=source_path or None,
         line=line,
         column=column,
+        detail=negative or unexpected,  # after `file:line:col:`, the place is not said twice
     )
 
 

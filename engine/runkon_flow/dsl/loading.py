@@ -193,7 +193,7 @@ def load_workflow_file(path: str | os.PathLike[str]) -> WorkflowDef | FileError:
     try:
         return parse_file(path)
     except WfError as exc:
-        return FileError(str(path), exc.message, exc.line, exc.column)
+        return FileError(str(path), exc.detail, exc.line, exc.column)
     except OSError as exc:
         return FileError(str(path), f"Failed to read {path}: {exc.strerror or exc}")
     except Exception as exc:  # a parser bug must not hide the other files from the user

@@ -495,6 +495,26 @@ def test_a_bad_gate_timeout_says_what_to_write_at_the_value(
     )
 
 
+def test_a_comma_separated_target_string_is_one_target_and_a_warning_at_its_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The spec reads a single string as a one-element list, so `"linux, plan9"` was silently one
+    target named `linux, plan9`: it still is (the file is valid), but `validate` says so, where."""
+    path = write(tmp_path / "t.wf", 'workflow t {\n  meta { targets = "linux, plan9" }\n  call a\n}\n')
+    code, out, err = run(capsys, "validate", str(path))
+    assert (code, out) == (0, f"{path}: ok\n")
+    assert err.splitlines()[:3] == [
+        f"{path}:2:20: warning: target 'linux, plan9' is one target with a comma in its name: "
+        'a string is never split (hint: write targets = ["linux", "plan9"])',
+        ' 2 |   meta { targets = "linux, plan9" }',
+        "   |                    ^",
+    ]
+    code, _, err = run(capsys, "validate", str(path), "--targets", "linux,plan9")
+    assert code == 1 and "Unknown target 'linux, plan9' in workflow 't'" in err
+    path.write_text('workflow t {\n  meta { targets = ["linux", "plan9"] }\n  call a\n}\n')
+    assert run(capsys, "validate", str(path), "--targets", "linux,plan9")[:3] == (0, f"{path}: ok\n", "")
+
+
 TYPOS = (
     "workflow t {\n"
     "  inputs { x x }\n"

@@ -638,6 +638,19 @@ def test_an_empty_target_list_skips_the_target_check() -> None:
     assert validate_workflow(wf(targets=["anything"])).ok
 
 
+def test_a_target_with_a_comma_or_space_in_it_is_a_warning_naming_the_list_it_meant() -> None:
+    report = validate_workflow(wf(targets=["linux, plan9", "repo", "a b", "pr,"]))
+    assert report.ok
+    assert [p.text() for p in report.warning_problems] == [
+        "target 'linux, plan9' is one target with a comma in its name: a string is never split "
+        '(hint: write targets = ["linux", "plan9"])',
+        "target 'a b' is one target with a space in its name: a string is never split "
+        '(hint: write targets = ["a", "b"])',
+        "target 'pr,' is one target with a comma in its name: a string is never split "
+        '(hint: write targets = "pr")',
+    ]
+
+
 # --------------------------------------------------------------------------- reporting
 
 

@@ -10,6 +10,7 @@ wants the whole list at once — and each carries the file, line and column of t
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -278,12 +279,22 @@ class _SemanticValidator:
         return self.report
 
     def _targets(self) -> None:
-        """`meta.targets` words outside `valid_targets`, at the value that lists them."""
+        """`meta.targets` words outside `valid_targets`, at the value that lists them; and, host list
+        or not, a word that reads as several (`targets = "linux, plan9"`: the spec's one-element
+        list, one target named `linux, plan9`) is a warning naming the list it meant."""
+        at = self.wf.targets_at
+        where = SourceLocation(self.wf.source_path or None, *at) if at is not None else self._where(self.wf)
+        for target in self.wf.targets:
+            words = [w for w in _TARGET_SEPARATORS.split(target) if w]
+            if words and words != [target]:
+                what = "a comma" if "," in target else "a space"
+                listed = ", ".join(f'"{w}"' for w in words)
+                message = f"target '{target}' is one target with {what} in its name: a string is never split"
+                hint = f"write targets = [{listed}]" if len(words) > 1 else f'write targets = "{words[0]}"'
+                self.report.warning_problems.append(Problem(message, hint, where, None))
         if not self.valid_targets:
             return
         valid = ", ".join(self.valid_targets)
-        at = self.wf.targets_at
-        where = SourceLocation(self.wf.source_path or None, *at) if at is not None else self._where(self.wf)
         for target in self.wf.targets:
             if target not in self.valid_targets:
                 message = f"Unknown target '{target}' in workflow '{self.wf.name}'. Valid targets: {valid}"
@@ -643,6 +654,8 @@ class ScriptResolver:
 
 
 _NAMED_STEPS = (ScriptNode, ForEachNode)
+#: What separates words a person meant as several targets inside one string.
+_TARGET_SEPARATORS = re.compile(r"[,\s]+")
 _STEP_NODES = (CallNode, CallWorkflowNode, ScriptNode, ForEachNode)
 
 

@@ -219,12 +219,13 @@ def test_retry_an_unknown_cluster_says_which_clusters_there_are(capsys, home: Pa
     )
 
 
-def test_items_whose_child_workflow_no_longer_loads_say_why_in_show_and_its_clusters(
+def test_items_whose_child_workflow_no_longer_loads_say_why_in_show_logs_and_its_clusters(
     capsys, home: Path
 ) -> None:
     """The report: `1. 1 × (no error recorded)   items lib-core` for an item whose child workflow
     failed to load. Such an item gets no child run, so its error is only in the event that ended
-    it; `show`, its clusters and the run model a dashboard reopens the run into read it there.
+    it; `show`, its clusters, `logs`, `grep` and the run model a dashboard reopens the run into
+    read it there (`logs` said `error: failed before any step ran`).
     (`run`, `resume` and `retry` refuse a broken child file up front; a program embedding the
     engine with a resolver that reads the files as children start meets it at run time.)"""
     (home / "one.wf").write_text(ONE.replace("script work {", "script work {{"))  # one typo
@@ -255,6 +256,16 @@ def test_items_whose_child_workflow_no_longer_loads_say_why_in_show_and_its_clus
     assert position, section
     [item] = [line for line in out.splitlines() if line.startswith("    item i000 failed: ")]
     assert f"{home / 'one.wf'}:3:16: expected" in item  # the file and the place, unmasked
+
+    code, out, _ = cli(capsys, "logs", run_id, "i007", "--failed")
+    assert code == 0
+    assert out.splitlines()[:2] == [
+        "==> each[i007] (failed) <==",
+        f"error: Parse error in {home / 'one.wf'}:3:16: "
+        "expected `key = value` or `}` in `script work`, found `{`",
+    ]
+    code, out, _ = cli(capsys, "grep", "one.wf:3:16", run_id)
+    assert code == 0 and out.count("==> each[") == 60, out
 
     code, out, _ = cli(capsys, "show", run_id, "--json")
     [cluster] = json.loads(out)["failure_clusters"]

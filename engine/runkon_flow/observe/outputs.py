@@ -19,6 +19,7 @@ has no step of its own to show; `label` is its place as people read it: `prep`,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -111,22 +112,37 @@ def _short(step_name: str) -> str:
     return step_name.split(":", 1)[1] if step_name.startswith(("foreach:", "parallel:")) else step_name
 
 
-def _stored_lines(
-    store: WorkflowPersistence, stream_id: str
-) -> tuple[dict[str, list[OutputLine]], dict[str | tuple[str, str], list[str]], bool]:
-    """Output lines by step row id, and the stream's `lines not stored` notes by step row id
-    (by (run, step name) in streams stored before notes named their execution), from the
-    top-level run's stored events; and whether the stream has any event."""
-    lines: dict[str, list[OutputLine]] = {}
-    notes: dict[str | tuple[str, str], list[str]] = {}
-    after, seen = 0, False
+@dataclass
+class _Stored:
+    """What the walk takes from the top-level run's stored events."""
+
+    #: Output lines by step row id.
+    lines: dict[str, list[OutputLine]] = field(default_factory=dict)
+    #: `lines not stored` notes by step row id (by (run, step name) in streams stored before notes
+    #: named their execution).
+    notes: dict[str | tuple[str, str], list[str]] = field(default_factory=dict)
+    #: The error a failed item's `FanOutItemCompleted` said, by (foreach step row id, item id): an
+    #: item whose child workflow did not load has no child run, and no row keeps its error.
+    item_errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Whether the stream has any event.
+    seen: bool = False
+
+
+def _stored_lines(store: WorkflowPersistence, stream_id: str) -> _Stored:
+    """The output lines, notes and failed items' errors of the top-level run's stored events."""
+    stored = _Stored()
+    lines, notes, after = stored.lines, stored.notes, 0
     while True:
         rows = store.read_events(stream_id, after, READ_ROWS)
         if not rows:
-            return lines, notes, seen
-        seen = True
+            return stored
+        stored.seen = True
         after = rows[-1].seq
         for row in (event for packed in rows for event in unpack(packed)):
+            if row.kind == "FanOutItemCompleted":
+                if '"error"' in row.payload:  # only a failed or cancelled item's end says one
+                    _note_item_error(stored.item_errors, row.payload)
+                continue
             if row.kind not in ("StepOutput", "EngineLog"):
                 continue
             data = envelope_of(row)
@@ -138,6 +154,16 @@ def _stored_lines(
             elif is_cut_note(event):  # type: ignore[arg-type]
                 key = event.step_id or (row.event_run_id, event.step_name)  # type: ignore[union-attr]
                 notes.setdefault(key, []).append(event.message)  # type: ignore[union-attr]
+
+
+def _note_item_error(errors: dict[tuple[str, str], str], payload: str) -> None:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return
+    step_id, item_id, error = event.get("step_id"), event.get("item_id"), event.get("error")
+    if isinstance(step_id, str) and isinstance(item_id, str) and isinstance(error, str):
+        errors[(step_id, item_id)] = error  # the item's last end wins
 
 
 def _error_text(row: WorkflowRunStep) -> str | None:
@@ -152,13 +178,12 @@ def _error_text(row: WorkflowRunStep) -> str | None:
 
 
 class _Walker:
-    def __init__(
-        self, store: WorkflowPersistence, lines: dict[str, list[OutputLine]], has_events: bool
-    ) -> None:
+    def __init__(self, store: WorkflowPersistence, stored: _Stored) -> None:
         self.store = store
-        self.lines = lines
-        self.has_events = has_events
-        self.notes: dict[str | tuple[str, str], list[str]] = {}
+        self.lines = stored.lines
+        self.has_events = stored.seen
+        self.notes = stored.notes
+        self.item_errors = stored.item_errors
         self._children: dict[str, dict[str, WorkflowRun]] = {}
         #: Item child runs already listed: a resumed foreach's new row names the items it kept
         #: from the earlier attempt (and earlier attempts of retried ones) again.
@@ -293,7 +318,8 @@ class _Walker:
                     shown = True
                     yield source
             if not shown and _item_failed(item):
-                error = readable_error(child.error).strip() if child is not None and child.error else None
+                error = child.error if child is not None else None
+                error = readable_error(error or self.item_errors.get((row.id, item.item_id))).strip()
                 yield OutputSource(
                     label=label,
                     run_id=child.id if child is not None else row.workflow_run_id,
@@ -315,8 +341,7 @@ def _item_failed(item: FanOutItemRow) -> bool:
 def read_outputs(store: WorkflowPersistence, run: WorkflowRun) -> OutputTree:
     """Every step's and item's stored output and error of `run` (a top-level or a child run), in
     the order the run went."""
-    lines, notes, has_events = _stored_lines(store, top_level_run(store, run.id))
-    walker = _Walker(store, lines, has_events)
-    walker.notes = notes
+    stored = _stored_lines(store, top_level_run(store, run.id))
+    walker = _Walker(store, stored)
     sources = list(walker.run(run, "", (), frozenset(), True))
-    return OutputTree(run, sources, has_events)
+    return OutputTree(run, sources, stored.seen)

@@ -267,8 +267,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         config_errors = [self.config.error] if self.config.error else []
-        for problem in [*self.startup_problems, *theme_errors, *config_errors]:
-            self._open_problem(("startup", problem), problem, "error", title="")
+        self._open_startup_problems([*self.startup_problems, *theme_errors, *config_errors])
         for entry in self.catalog:
             if entry.error is not None:
                 self._open_problem(("parse", entry.path), entry.error.render(), "error")
@@ -311,8 +310,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             return
         self.session.check_workflows()
         problems = deferred.problems if deferred.built else ["engine unavailable: it failed to start"]
-        for problem in problems:
-            self._open_problem(("startup", problem), problem, "error", title="")
+        self._open_startup_problems(problems)
         screen = self.main_screen
         if problems and screen is not None and screen.is_mounted:
             self.drain()
@@ -992,16 +990,28 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self.drain()
         self._refresh_screen(force_tree=True)
 
-    def _open_problem(self, key: ProblemKey, text: str, level: str, title: str | None = None) -> None:
+    def _open_problem(self, key: ProblemKey, text: str, level: str, title: str | None = None) -> bool:
         """A problem of the workspace: listed in the errors log until a reload mends it (a run
         start clears only the run's errors), told in the engine log, and in a toast with `title`
-        (none for the files' problems at start-up, where the list and the errors count say it)."""
+        (none for the files' problems at start-up, where the list and the errors count say it).
+        False when it was open already."""
         line = LogLine(self.clock(), text, level)
         if not self.problems.open(key, line):
-            return
+            return False
         self.view.engine_log.append(line)  # the engine log's story; not the run's errors log
         if title is not None:
             self.notify(text, title=title, severity="error" if level == "error" else "warning", timeout=8)
+        return True
+
+    def _open_startup_problems(self, problems: list[str]) -> None:
+        """Start-up problems (settings, theme, store, hooks, engine): each in the errors log, and
+        one toast with the first, its title saying how many there are. A toast each ran off a
+        60×20 screen from the third on (toasts stop at a quarter of the height each)."""
+        opened = [p for p in problems if self._open_problem(("startup", p), p, "error")]
+        if not opened:
+            return
+        title = f"1 of {len(opened)} start-up problems (all in the errors log)" if len(opened) > 1 else ""
+        self.notify(opened[0], title=title, severity="error", timeout=8)
 
     # ------------------------------------------------------------------ screen helpers
 

@@ -924,13 +924,42 @@ async def test_at_60x20_long_toasts_stay_on_the_screen(monkeypatch: pytest.Monke
 
     monkeypatch.setenv(THEMES_ENV, str(Path(__file__).resolve().parents[2] / "themes"))  # this checkout's
     long = "unknown theme 'nope'; available: " + ", ".join(f"theme-number-{i}" for i in range(40))
-    app = make_app(problems=[long, "settings: `executor` must be one of local, ray, not 'dask'"])
+    app = make_app(problems=[long])
     async with app.run_test(size=(60, 20), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 1, what="the toast")
+        app.notify("settings: `executor` must be one of local, ray, not 'dask'", timeout=60)
         await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 2, what="the two toasts")
         await pilot.pause()
         toasts = list(app.screen.query(Toast))
         for toast in toasts:
             assert toast.region.height > 0 and toast.region.bottom <= 20 - 1, toast.region  # above the footer
+
+
+async def test_at_60x20_three_start_up_problems_are_one_toast_and_all_in_the_errors_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A toast each: the third ran off a 60×20 screen (toasts stop at a quarter of its height). One
+    toast says the first and how many there are; the errors log lists them all."""
+    from textual.widgets._toast import Toast
+
+    from runkon_tui.themes import THEMES_ENV
+
+    monkeypatch.setenv(THEMES_ENV, str(Path(__file__).resolve().parents[2] / "themes"))  # this checkout's
+    problems = [
+        "runs.db unusable: database disk image is malformed",
+        "settings: `executor` must be one of local, ray, not 'dask'",
+        "hooks not used: bad-hooks.yaml:2: 'events' is required",
+    ]
+    app = make_app(problems=problems)
+    async with app.run_test(size=(60, 20), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 1, what="the toast")
+        for _ in range(3):
+            await pilot.pause()
+        [toast] = app.screen.query(Toast)
+        said = toast._notification
+        assert (said.title, said.message) == ("1 of 3 start-up problems (all in the errors log)", problems[0])
+        assert toast.region.height > 0 and toast.region.bottom <= 20 - 1, toast.region
+        assert [line.text for line in app.problems.lines][:3] == problems
 
 
 def test_grid_has_no_fixed_colours() -> None:

@@ -183,8 +183,9 @@ class StdoutGuard:
 
 def _reader_closed(stream: TextIO) -> bool:
     """True when `stream` is a pipe or socket whose reading end is closed, asked without writing
-    and without waiting. Linux reports a closed reader as POLLERR, macOS as POLLHUP (its poll
-    says so only when POLLOUT is asked for too); a terminal, a file or no poll() is never closed."""
+    and without waiting. Linux reports a closed reader as POLLERR (checked here); BSDs and macOS
+    may say POLLHUP instead, and only for the events asked for, hence POLLOUT (not checked on
+    those systems). A terminal, a file, or a system without poll() is never taken as closed."""
     poll = getattr(select, "poll", None)
     try:
         fd = stream.fileno()

@@ -122,6 +122,52 @@ def test_show_lists_the_waiting_gate_with_the_commands_to_resolve_it(
     ]
 
 
+LONG_PROMPT = """workflow release {
+  gate human_approval {
+    prompt  = "Deploy 2.4.0 to staging? The plan is in the log of plan-deploy."
+    options = { ship = "Ship it" canary = "Canary first" }
+  }
+}
+"""
+
+
+def test_on_an_80_column_terminal_show_fits_the_waiting_gate_and_keeps_its_commands_whole(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt ran one column over 80 (the terminal broke `plan-deploy` from its `.`) and the
+    approve line was 107: the prompt is wrapped at words, each command goes whole on a line of its
+    own with its options said above it. Piped output keeps one line each."""
+    from runkon_flow.cli import history
+
+    write(home / "wf" / "release.wf", LONG_PROMPT)
+    run = GateRun(home, "release")
+    try:
+        monkeypatch.setattr(history, "terminal_width", lambda: 80)
+        out = cli(capsys, "show", run.run_id)[1].splitlines()
+        assert all(len(line) <= 80 for line in out), out
+        at = out.index("waiting gates")
+        assert out[at + 1 :] == [
+            "  human_approval: Deploy 2.4.0 to staging? The plan is in the log of",
+            "    plan-deploy.",
+            "    options: ship (Ship it), canary (Canary first)",
+            "    approve (optional: --select ship|canary --note TEXT):",
+            f"      runkon-flow approve {run.run_id} human_approval",
+            "    reject (optional: --note TEXT):",
+            f"      runkon-flow reject {run.run_id} human_approval",
+        ]
+        monkeypatch.setattr(history, "terminal_width", lambda: None)
+        piped = cli(capsys, "show", run.run_id)[1].splitlines()
+        assert piped[piped.index("waiting gates") + 3] == (
+            f"    approve: runkon-flow approve {run.run_id} human_approval "
+            "[--select ship|canary] [--note TEXT]"
+        )
+        code, _, err = cli(capsys, *out[at + 5].split()[1:], "--select", "ship")
+        assert (code, err) == (0, "")
+        assert run.finish().all_succeeded
+    finally:
+        run.close()
+
+
 def test_an_unknown_gate_names_the_gates_that_do_wait(
     waiting: GateRun, capsys: pytest.CaptureFixture[str]
 ) -> None:

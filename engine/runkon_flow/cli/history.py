@@ -60,7 +60,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             data["failure_clusters"] = clusters_json(run_clusters(store, run.id))
             out.print(json.dumps(data, indent=2, ensure_ascii=False))
         else:
-            out.print(safe_text(show_lines(store, run, hints=Hints.of(args))))
+            out.print(safe_text(show_lines(store, run, hints=Hints.of(args), width=terminal_width())))
     return EXIT_OK
 
 

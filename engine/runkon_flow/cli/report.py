@@ -11,6 +11,7 @@ to decide to resume it.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
@@ -416,10 +417,15 @@ def failure_lines(store: WorkflowPersistence, run: WorkflowRun, hints: Hints) ->
 
 
 def show_lines(
-    store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None, hints: Hints | None = None
+    store: WorkflowPersistence,
+    run: WorkflowRun,
+    now: datetime | None = None,
+    hints: Hints | None = None,
+    width: int | None = None,
 ) -> list[str]:
     """The full report of one run: header, every step row, failed steps' errors, waiting gates.
-    `hints`: how the commands it suggests are spelled (the `--db` the user gave)."""
+    `hints`: how the commands it suggests are spelled (the `--db` the user gave). `width`: the
+    terminal's, which the waiting gates' lines are fitted to (None: piped, one line each)."""
     hints = hints or Hints()
     steps = store.get_steps(run.id)
     lines = [
@@ -521,20 +527,31 @@ def show_lines(
             lines.append("waiting gates")
         for gate in gates.values():
             where = f" (in child run {gate.run_id})" if gate.run_id != run.id else ""
-            lines.append(f"  {gate.gate_name}{where}" + (f": {gate.prompt}" if gate.prompt else ""))
+            lines.extend(
+                _fitted(f"  {gate.gate_name}{where}" + (f": {gate.prompt}" if gate.prompt else ""), width)
+            )
             select = ""
             if gate.options:
                 if any(o.label and o.label != o.value for o in gate.options):
-                    lines.append(
-                        "    options: "
-                        + ", ".join(
-                            f"{o.value} ({o.label})" if o.label and o.label != o.value else o.value
-                            for o in gate.options
-                        )
+                    labelled = (
+                        f"{o.value} ({o.label})" if o.label and o.label != o.value else o.value
+                        for o in gate.options
                     )
-                select = f"[--select {'|'.join(o.value for o in gate.options)}] "
-            approve = hints.command("approve", gate.run_id, gate.gate_name, optional=f"{select}[--note TEXT]")
-            reject = hints.command("reject", gate.run_id, gate.gate_name, optional="[--note TEXT]")
-            lines.append(f"    approve: {approve}")
-            lines.append(f"    reject:  {reject}")
+                    lines.extend(_fitted("    options: " + ", ".join(labelled), width))
+                select = f"--select {'|'.join(o.value for o in gate.options)} "
+            for verb, optional in (("approve", f"{select}--note TEXT"), ("reject", "--note TEXT")):
+                command = hints.command(verb, gate.run_id, gate.gate_name)
+                line = f"    {verb}:{' ' * (8 - len(verb))}{command} [{optional.replace(' --', '] [--')}]"
+                if width is None or len(line) <= width:
+                    lines.append(line)
+                else:  # the command whole on a line of its own, never broken by the terminal mid-way
+                    lines += [f"    {verb} (optional: {optional}):", f"      {command}"]
     return lines
+
+
+def _fitted(line: str, width: int | None) -> list[str]:
+    """`line` wrapped at words to a terminal's `width`, the rest indented under it (a gate's prompt
+    ran one character over 80 columns and the terminal broke it there); piped: as it is."""
+    if width is None or len(line) <= width:
+        return [line]
+    return textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False) or [line]

@@ -13,8 +13,9 @@ import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.errors import AlreadyOwned, ValidationErrors, WorkflowError
+from runkon_flow.event_log import StoredEventWriter, unpack
 from runkon_flow.events import CollectingSink
-from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.models import NewRun, RunStatus
 from runkon_flow.plugins.protocols import ActionOutput
 from runkon_flow.plugins.resolvers import InMemoryWorkflowResolver
 from runkon_flow.runtime import FlowEngineBuilder, RunInput, WorkflowExecConfig
@@ -261,17 +262,80 @@ class _TakenOverBeforeTheEnd:
         return self.inner.finish_run(run_id, status, summary, error, token, **kw)
 
 
+@pytest.mark.parametrize("ending", ["completed", "failed", "cancelled"])
 def test_an_engine_paused_before_its_end_leaves_the_new_owners_end_alone(
-    store: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, ending: str
 ) -> None:
+    # Before: the refused finish was logged, but the engine still emitted (and the stored stream
+    # kept) its own RunCompleted after the new owner's end: `watch` showed the run ending twice.
     h = Harness(_TakenOverBeforeTheEnd(store), tmp_path)
+    if ending == "failed":
+        h.agents.fail("a")
+    elif ending == "cancelled":
+
+        def cancel(info: Any, params: Any) -> ActionOutput:
+            h.engine.cancel_run(info.run_id)  # type: ignore[union-attr]
+            return wait_for_cancel(info, params)
+
+        h.agents.do("a", cancel)
     wf = parse_workflow("workflow w { call a }")
     run_id = h.new_run(wf)
-    with caplog.at_level(logging.WARNING, logger="runkon_flow"):
-        h.run(wf, run_id=run_id)
+    writer = StoredEventWriter(store, run_id)
+    with caplog.at_level(logging.WARNING, logger="runkon_flow"), pytest.raises(EngineCancelled) as err:
+        h.run(wf, run_id=run_id, event_sinks=[writer])
+    writer.close()
+    assert err.value.reason.kind == "LeaseLost"  # it stopped as an engine that lost its lease
     run = store.get_run(run_id)
     assert (run.status, run.result_summary) == ("failed", "the new owner's end")
-    assert f"run {run_id}: lease lost; final status completed not written" in caplog.text
+    assert f"run {run_id}: lease lost; final status {ending} not written" in caplog.text
+    ends = h.events_of_run(run_id, "RunCompleted", "RunCancelled")
+    assert [(e.type, e.reason.kind) for e in ends] == [("RunCancelled", "LeaseLost")]
+    stored = [e.kind for row in store.read_events(run_id) for e in unpack(row)]
+    assert "RunStarted" in stored
+    assert "RunCompleted" not in stored and "RunCancelled" not in stored  # the new owner's to store
+
+
+class _TreeTakenOverAtAChildsEnd:
+    """A store on which another engine resumes the top run just as a foreach child (written
+    behind) records its end: the resume ends the unfinished runs below it (unowned), so the
+    child's queued finish is refused when it is committed — after the child has returned."""
+
+    def __init__(self, inner: Any, parent_id: str) -> None:
+        self.inner, self.parent_id = inner, parent_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def finish_run(self, run_id: str, *args: Any, **kw: Any) -> bool:
+        if run_id != self.parent_id:
+            self.inner.flush()  # the child's queued rows first, as the other process sees them
+            self.inner.release_lease(self.parent_id, self.inner.get_run(self.parent_id).owner_token)
+            assert self.inner.acquire_lease(self.parent_id, "new-owner", 60) is not None
+            assert self.inner.end_abandoned_descendants(self.parent_id, "taken over") == 1
+        return self.inner.finish_run(run_id, *args, **kw)
+
+
+def test_a_child_whose_queued_end_is_refused_reports_a_lost_lease_and_stops_its_parent(
+    store: Any, tmp_path: Path
+) -> None:
+    # Before: a write-behind finish refused at its commit was only logged by the store; the
+    # engine delivered the child's RunCompleted although the child's row says cancelled.
+    wf = parse_workflow(
+        "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child } call after }"
+    )
+    parent_id = store.create_run(NewRun(workflow_name="parent")).id
+    h = Harness(_TreeTakenOverAtAChildsEnd(store, parent_id), tmp_path)
+    h.add_workflow("workflow child { call work }")
+    h.providers.append(ListProvider("tickets", ["a"]))
+    with pytest.raises(EngineCancelled) as err:
+        h.run(wf, run_id=parent_id)
+    assert err.value.reason.kind == "LeaseLost"
+    (child,) = [r for r in store.list_runs(parent_run_id=parent_id) if r.workflow_name == "child"]
+    assert (store.get_run(child.id).status, store.get_run(child.id).error) == ("cancelled", "taken over")
+    ends = h.events_of_run(child.id, "RunCompleted", "RunCancelled")
+    assert [(e.type, e.reason.kind) for e in ends] == [("RunCancelled", "LeaseLost")]
+    assert "after" not in h.agents.names()
+    assert store.get_run(parent_id).owner_token == "new-owner"
 
 
 class _CancelledJustBeforeItRuns:

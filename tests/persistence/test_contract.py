@@ -495,6 +495,43 @@ def test_an_engine_paused_past_its_lease_cannot_overwrite_the_end_the_new_owner_
     assert (ended.status, ended.result_summary, ended.error) == (RunStatus.COMPLETED, "done", None)
 
 
+def test_a_write_behind_finish_refused_when_committed_tells_its_caller(store, clock) -> None:
+    """The engine must learn that a child's end it queued was not written (another engine owns
+    the child): a store that queues it calls `on_refused` when the commit refuses it; one that
+    writes at once returns False. Never both, never neither."""
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "paused", 10)
+    clock.advance(11)
+    assert store.acquire_lease(run.id, "new-owner", 10) == 2
+    refused: list[str] = []
+    queued = store.finish_run(
+        run.id,
+        RunStatus.COMPLETED,
+        "stale",
+        None,
+        "paused",
+        durable=False,
+        on_refused=lambda: refused.append("x"),
+    )
+    store.flush()
+    assert (queued, refused) in ((False, []), (True, ["x"]))
+    assert (store.get_run(run.id).status, store.get_run(run.id).owner_token) == (
+        RunStatus.RUNNING,
+        "new-owner",
+    )
+    accepted: list[str] = []
+    assert store.finish_run(
+        run.id,
+        RunStatus.COMPLETED,
+        "ok",
+        None,
+        "new-owner",
+        durable=False,
+        on_refused=lambda: accepted.append("x"),
+    )
+    store.flush()
+    assert accepted == [] and store.get_run(run.id).status is RunStatus.COMPLETED
+
+
 def test_a_lapsed_lease_nobody_took_still_lets_its_owner_finish(store, clock) -> None:
     run_id, _ = owned_run(store, "t1")
     clock.advance(61)

@@ -126,6 +126,19 @@ _FINAL_RUN_STATUSES = {s.value: s for s in RunStatus if s.is_terminal}
 FINISH_FENCED = "run %s: final status %s not written: another engine owns the run now"
 
 
+def finish_refused_behind(run_id: str, status: str, on_refused: Callable[[], object] | None) -> None:
+    """A queued write-behind `finish_run` was fenced when committed: log it and tell the caller
+    through `on_refused` (it runs on the committing thread, which holds the store's connection:
+    it must not use the store; what it raises is logged, never raised into the commit)."""
+    log.warning(FINISH_FENCED, run_id, status)
+    if on_refused is None:
+        return
+    try:
+        on_refused()
+    except Exception:
+        log.exception("run %s: on_refused of a fenced finish raised", run_id)
+
+
 def check_finish_status(status: RunStatus) -> RunStatus:
     """`finish_run` ends a run: only completed, failed and cancelled are accepted."""
     final = _FINAL_RUN_STATUSES.get(status)

@@ -171,9 +171,11 @@ class InMemoryStore:
         token: str,
         *,
         durable: bool = True,
+        on_refused: Callable[[], object] | None = None,
     ) -> bool:
         """The final status and the lease release in one step (terminal statuses only), while
-        `token` owns the run."""
+        `token` owns the run. Every write applies at once: a refused finish returns False, and
+        `on_refused` is never called."""
         status = sh.check_finish_status(status)
         now = self._now()
         with self._guard(run_id):

@@ -777,6 +777,7 @@ class PostgresStore(Leadership):
         token: str,
         *,
         durable: bool = True,
+        on_refused: Callable[[], object] | None = None,
     ) -> bool:
         """The final status and the lease release in one UPDATE, while `token` owns the run."""
         status = sh.check_finish_status(status)
@@ -804,7 +805,7 @@ class PostgresStore(Leadership):
             if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (run_id,)).fetchone() is None:
                 raise PersistenceError(f"run {run_id} not found")
             if not durable:
-                log.warning(sh.FINISH_FENCED, run_id, status.value)
+                sh.finish_refused_behind(run_id, status.value, on_refused)
             return False
 
         return self._write(finish, durable=durable, key="r:" + run_id) is not False

@@ -17,7 +17,7 @@ store that has it lets a foreach worker queue its item's end and go on (SqliteSt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from runkon_flow.persistence.models import (
@@ -89,13 +89,15 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         token: str,
         *,
         durable: bool = True,
+        on_refused: Callable[[], object] | None = None,
     ) -> bool:
         """Record a run's end and hand its lease back in one write: `update_run_status` with a
         terminal status (anything else is refused), then `release_lease(run_id, token)`. Fenced:
         only while `token` still owns the run (a lapsed lease nobody took counts); else nothing is
         written and False is returned — an engine paused before its end (SIGSTOP, Ctrl-Z) must not
         overwrite the status of the engine that took the run over. A queued write-behind finish
-        returns True; if it is fenced when committed, the store logs it."""
+        returns True; if it is fenced when committed, the store logs it and calls `on_refused()`
+        on the committing thread (which must not use the store from it), so the caller learns it."""
         ...
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None: ...

@@ -815,6 +815,7 @@ class SqliteStore(Leadership):
         token: str,
         *,
         durable: bool = True,
+        on_refused: Callable[[], object] | None = None,
     ) -> bool:
         """The final status and the lease release in one UPDATE (terminal statuses only), while
         `token` owns the run."""
@@ -843,7 +844,7 @@ class SqliteStore(Leadership):
             if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
                 raise PersistenceError(f"run {run_id} not found")
             if not durable:
-                sh.log.warning(sh.FINISH_FENCED, run_id, status)
+                sh.finish_refused_behind(run_id, status, on_refused)
             return False
 
         return self._write(finish, durable=durable, key="r:" + run_id) is not False

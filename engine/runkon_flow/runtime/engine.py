@@ -15,6 +15,7 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 from os import PathLike
 from typing import Any
 
@@ -520,7 +521,7 @@ class FlowEngine:
                 active.pop(st.workflow_run_id, None)
             if not st.lease_released:
                 self._release(st)
-        if result.status is RunStatus.CANCELLED and _is_lease_lost(st.cancellation.reason()):
+        if st.lease_lost:
             raise EngineCancelled(CancellationReason.of("LeaseLost"))
         return result
 
@@ -640,11 +641,16 @@ class FlowEngine:
             )
 
         error_text = str(body_error) if body_error is not None else None
+        # The final event follows the final write: an engine whose fenced finish was refused (it
+        # stood still past its lease and another engine took the run over and ended it) did not
+        # end the run, so it says RunCompleted to nobody and stops as having lost its lease.
         if st.all_succeeded:
             status = RunStatus.COMPLETED
-            self._finish(st, status, summary, None)
-            if st.event_sinks:
-                st.emit(RunCompleted(succeeded=True, summary=summary))
+            if self._finish(st, status, summary, None):
+                if st.event_sinks:
+                    st.emit(RunCompleted(succeeded=True, summary=summary))
+            else:
+                status = self._lost(st, summary)
         elif isinstance(body_error, EngineCancelled) or st.cancellation.is_cancelled():
             status = RunStatus.CANCELLED
             reason = st.cancellation.reason()
@@ -654,15 +660,21 @@ class FlowEngine:
                 # Another engine owns the run now: writing its status would clobber (and, through
                 # its cancel poll, stop) the live run. The stale engine only reports.
                 log.warning("run %s: lease lost; final status left to the new owner", st.workflow_run_id)
+                st.lease_lost = True
+                if st.event_sinks:
+                    st.emit(RunCancelled(reason=reason, summary=summary))  # type: ignore[arg-type]
+            elif self._finish(st, status, summary, error_text):
+                if st.event_sinks:
+                    st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
             else:
-                self._finish(st, status, summary, error_text)
-            if st.event_sinks:
-                st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
+                self._lost(st, summary)
         else:
             status = RunStatus.FAILED
-            self._finish(st, status, summary, error_text)
-            if st.event_sinks:
-                st.emit(RunCompleted(succeeded=False, error=error_text, summary=summary))
+            if self._finish(st, status, summary, error_text):
+                if st.event_sinks:
+                    st.emit(RunCompleted(succeeded=False, error=error_text, summary=summary))
+            else:
+                status = self._lost(st, summary)
         return WorkflowResult(
             workflow_run_id=st.workflow_run_id,
             workflow_name=definition.name,
@@ -675,23 +687,72 @@ class FlowEngine:
             output_known=True,
         )
 
-    def _finish(self, st: ExecutionState, status: RunStatus, summary: str, error: str | None) -> None:
-        """Write the final status and hand the lease back in one write. The monitor lets go of the
-        run first, so no late refresh can take the released lease again. The write is fenced: an
-        engine paused past its lease (SIGSTOP, Ctrl-Z) whose run another engine took over writes
-        nothing, and says so."""
+    def _finish(self, st: ExecutionState, status: RunStatus, summary: str, error: str | None) -> bool:
+        """Write the final status and hand the lease back in one write; whether it was written.
+        The monitor lets go of the run first, so no late refresh can take the released lease
+        again. The write is fenced: an engine paused past its lease (SIGSTOP, Ctrl-Z) whose run
+        another engine took over writes nothing, and says so."""
         self.monitor.unregister(st)
         if not st.write_behind:  # what this run's children wrote behind is committed before its end
             commit_and_deliver(st.report_gate, st.persistence.flush)
-        if not st.persistence.finish_run(
-            st.workflow_run_id, status, summary, error, st.owner_token or "", durable=not st.write_behind
-        ):
+        token = st.owner_token or ""
+        if st.write_behind:
+            # Queued: a refusal is known only when it is committed, after this run has returned.
+            written = st.persistence.finish_run(
+                st.workflow_run_id,
+                status,
+                summary,
+                error,
+                token,
+                durable=False,
+                on_refused=partial(self._refused_behind, st),
+            )
+        else:
+            written = st.persistence.finish_run(st.workflow_run_id, status, summary, error, token)
+        st.lease_released = True
+        if not written:
             log.warning(
                 "run %s: lease lost; final status %s not written, left to the new owner",
                 st.workflow_run_id,
                 status.value,
             )
-        st.lease_released = True
+        return written
+
+    def _lost(self, st: ExecutionState, summary: str) -> RunStatus:
+        """The run's final write was refused: another engine owns the run and ends it. This engine
+        stops as one that lost its lease (`RunCancelled(LeaseLost)`, which the stored stream
+        leaves out; the caller gets `EngineCancelled(LeaseLost)`), and so do the runs above it
+        that run here: they are the other engine's too (`_lose_ancestors`)."""
+        st.lease_lost = True
+        st.cancellation.cancel(CancellationReason.of("LeaseLost"))
+        if st.event_sinks:
+            st.emit(RunCancelled(reason=CancellationReason.of("LeaseLost"), summary=summary))
+        self._lose_ancestors(st)
+        return RunStatus.CANCELLED
+
+    def _refused_behind(self, st: ExecutionState) -> None:
+        """A write-behind run's queued final write was refused when committed (on the committing
+        thread: no store calls here). The run had returned as ended: its held end event is
+        delivered as `RunCancelled(LeaseLost)` instead (report_gate.py), and the runs above it
+        stop as having lost their lease — the engine that owns this run owns them now."""
+        log.warning("run %s: lease lost; its final status was not written", st.workflow_run_id)
+        if st.report_gate is not None:
+            st.report_gate.refuse(st.workflow_run_id)
+        self._lose_ancestors(st)
+
+    def _lose_ancestors(self, st: ExecutionState) -> None:
+        """Stop every run above `st`'s that this engine runs, as one that lost its lease: a run's
+        end is refused only when another engine has taken its tree over (a resume of the top run
+        ends the runs below it, `end_abandoned_descendants`)."""
+        seen = {st.workflow_run_id}
+        parent_id = st.parent_run_id
+        while parent_id and parent_id not in seen:
+            seen.add(parent_id)
+            parent = self._active.get(parent_id)
+            if parent is None:
+                return
+            abort(parent, CancellationReason.of("LeaseLost"))  # the monitor stops its steps
+            parent_id = parent.parent_run_id
 
     def _crashed(self, st: ExecutionState, exc: Exception) -> WorkflowError:
         """An unexpected exception: log it, tell the sinks (Panicked), and fail the run with its text."""

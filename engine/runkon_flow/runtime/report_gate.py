@@ -9,8 +9,10 @@ row along), a foreach step's end, a run's end, or the run monitor's flush (every
 
 Protocol: `mark()` before the commit, `release(mark)` after it returns — everything held before
 the commit began is then delivered, in the order it was held; `commit_and_deliver` does both
-around a store's `flush` or `try_flush`. A store that applies every write at once
-(`applies_writes_at_once`, the in-memory store) needs no gate.
+around a store's `flush` or `try_flush`. A run whose queued final write was refused when it was
+committed (another engine owns the run now) is `refuse`d: its held `RunCompleted` is delivered as
+`RunCancelled(LeaseLost)` instead — the end it reported is not the one the store holds. A store
+that applies every write at once (`applies_writes_at_once`, the in-memory store) needs no gate.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runkon_flow.events import EngineEventData
+from runkon_flow.cancellation import CancellationReason
+from runkon_flow.events import EngineEventData, RunCancelled, RunCompleted
 
 __all__ = ["ReportGate", "commit_and_deliver", "needs_gate"]
 
@@ -44,13 +47,20 @@ class ReportGate:
     (a higher number) belongs to a commit that takes those rows along.
     """
 
-    __slots__ = ("_deliver", "_held", "_seq", "_wanted")
+    __slots__ = ("_deliver", "_held", "_refused", "_seq", "_wanted")
 
     def __init__(self) -> None:
         self._deliver = threading.Lock()  # one deliverer at a time, so delivery keeps the order
         self._held: deque[tuple[int, Sequence[Any], EngineEventData]] = deque()
         self._seq = itertools.count()  # event numbers and marks, from one atomic counter
         self._wanted = 0  # the highest mark a release asked for
+        self._refused: set[str] = set()  # runs whose final write was refused (see `refuse`)
+
+    def refuse(self, run_id: str) -> None:
+        """The final write of `run_id` was refused when committed: its `RunCompleted`, held or
+        still to come, is delivered as `RunCancelled(LeaseLost)`. Called from the commit that
+        refused it, before that commit's release, so the event cannot have been delivered yet."""
+        self._refused.add(run_id)
 
     def hold(self, sinks: Sequence[Any], run_id: str, event: Any) -> None:
         """Keep `event` (timestamped now) for `sinks` until a commit that starts later returns."""
@@ -86,6 +96,8 @@ class ReportGate:
                 if not batch:
                     return
                 for _, sinks, data in batch:
+                    if self._refused and data.run_id in self._refused:
+                        data = self._as_lost(data)
                     for sink in sinks:
                         try:
                             sink.emit(data)
@@ -97,6 +109,15 @@ class ReportGate:
                             )
         finally:
             self._deliver.release()
+
+    def _as_lost(self, data: EngineEventData) -> EngineEventData:
+        """A refused run's end as what it is: the run was lost to another engine."""
+        event = data.event
+        if not isinstance(event, RunCompleted | RunCancelled):
+            return data
+        self._refused.discard(data.run_id)
+        lost = RunCancelled(reason=CancellationReason.of("LeaseLost"), summary=event.summary)
+        return data.model_copy(update={"event": lost})
 
 
 def commit_and_deliver(gate: ReportGate | None, commit: Callable[[], object], *, wait: bool = True) -> None:

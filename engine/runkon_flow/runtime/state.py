@@ -243,6 +243,7 @@ class ExecutionState:
     # nothing to acquire, nothing to mark started.
     created_leased: bool = False
     lease_released: bool = False  # finish_run handed the lease back
+    lease_lost: bool = False  # another engine took the run over: it ends the run, not this one
     # Every step row of this run as (summary fields), kept as the engine writes them, so the run
     # summary needs no query. None = not known completely (a run that existed before this engine
     # took it, or one with gates, whose rows are also written by approvers): read the store.

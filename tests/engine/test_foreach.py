@@ -380,9 +380,6 @@ class _StubbornChildren:
     def resume_child(self, *args, **kwargs):  # pragma: no cover - no resume in this test
         raise AssertionError("not resumed")
 
-    def find_resumable_child(self, parent_run_id, workflow_name):  # pragma: no cover
-        return None
-
 
 def test_children_that_ignore_a_cancel_are_recorded_cancelled_once_and_stay_so(h: Harness) -> None:
     from runkon_flow.runtime.types import WorkflowExecConfig

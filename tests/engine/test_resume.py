@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runkon_flow.dsl.parser import parse_workflow
@@ -111,6 +112,33 @@ def test_an_unfinished_child_run_is_resumed_rather_than_restarted(h: Harness) ->
     rows = h.steps(first.workflow_run_id)
     assert [(r.status, r.child_run_id) for r in rows] == [("failed", child_id), ("completed", child_id)]
     assert h.store.get_run(child_id).status == "completed"
+
+
+def test_a_resumed_call_continues_its_own_child_not_a_foreach_items_of_the_same_workflow(h: Harness) -> None:
+    # Before: the child to resume was the newest unfinished child run of that workflow under the
+    # parent — here foreach item a's failed child, which the call then "resumed" as its own.
+    h.add_workflow("workflow child { call work }")
+    h.providers.append(ListProvider("tickets", ["a", "b"]))
+    first_attempt = [True]
+
+    def work(info: Any, params: Any) -> ActionOutput:
+        if first_attempt[0] and params.inputs.get("item.id", "call") in ("call", "a"):
+            raise WorkflowError("first attempt breaks")
+        return ActionOutput()
+
+    h.agents.do("work", work)
+    text = """workflow parent {
+      call workflow child { on_fail = continue }
+      foreach fan { over = tickets max_parallel = 1 workflow = child }
+    }"""
+    first = h.run(text)
+    assert not first.all_succeeded
+    call_child = h.steps(first.workflow_run_id)[0].child_run_id
+    first_attempt[0] = False
+    assert resume(h, text, first.workflow_run_id).all_succeeded
+    calls = [r for r in h.steps(first.workflow_run_id) if r.step_name == "workflow:child"]
+    assert [(r.status, r.child_run_id) for r in calls] == [("failed", call_child), ("completed", call_child)]
+    assert h.store.get_run(call_child).status == "completed"
 
 
 def test_example_d_while_resume_replays_finished_iterations_silently(h: Harness) -> None:

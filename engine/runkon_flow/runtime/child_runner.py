@@ -26,7 +26,7 @@ from runkon_flow.cancellation import CancellationToken
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.errors import AlreadyOwned, WorkflowError
 from runkon_flow.events import ChildRunStarted
-from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
+from runkon_flow.persistence.models import NewRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.persistence.snapshots import SharedSnapshots
 from runkon_flow.plugins.protocols import WorkflowResolver
@@ -203,10 +203,3 @@ class InProcessChildRunner:
                         raise
         finally:
             token.detach()
-
-    def find_resumable_child(self, parent_run_id: str, workflow_name: str) -> WorkflowRun | None:
-        """The newest child of `parent_run_id` running `workflow_name` that did not complete."""
-        for run in self._store.list_runs(limit=1_000_000, parent_run_id=parent_run_id):
-            if run.workflow_name == workflow_name and RunStatus(run.status) is not RunStatus.COMPLETED:
-                return run
-        return None

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import CallWorkflowNode, ForEachNode, WorkflowDef, walk
 from runkon_flow.errors import EngineError, WorkflowError
-from runkon_flow.persistence.models import NewRun, RunStatus, WorkflowRun
+from runkon_flow.persistence.models import NewRun, RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.persistence.snapshots import SharedSnapshots
 from runkon_flow.plugins.protocols import WorkflowResolver
@@ -164,9 +164,6 @@ class RemoteChildRunner:
         self, workflow_run_id: str, model: str | None, parent_ctx: ChildWorkflowContext
     ) -> WorkflowResult:
         return self._local.resume_child(workflow_run_id, model, parent_ctx)
-
-    def find_resumable_child(self, parent_run_id: str, workflow_name: str) -> WorkflowRun | None:
-        return self._local.find_resumable_child(parent_run_id, workflow_name)
 
     def execute_child(
         self, workflow_name: str, parent_ctx: ChildWorkflowContext, params: ChildWorkflowInput

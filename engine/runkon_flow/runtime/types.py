@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from runkon_flow.cancellation import CancellationToken
-from runkon_flow.persistence.models import RunStatus, WorkflowRun
+from runkon_flow.persistence.models import RunStatus
 from runkon_flow.plugins.context import LocalRunContext
 from runkon_flow.plugins.protocols import (
     Extensions,
@@ -398,7 +398,10 @@ class CreatedChild(NamedTuple):
 
 @runtime_checkable
 class ChildWorkflowRunner(Protocol):
-    """Runs nested workflows for `call workflow` and `foreach` (engine.md §3.7)."""
+    """Runs nested workflows for `call workflow` and `foreach` (engine.md §3.7). Ours: no
+    `find_resumable_child` — a resumed `call workflow` continues the child its own step row
+    names (docs/engine.md, "Resume"), which a lookup by workflow name could not tell apart from a
+    foreach item's child of the same workflow."""
 
     def execute_child(
         self, workflow_name: str, parent_ctx: ChildWorkflowContext, params: ChildWorkflowInput
@@ -407,8 +410,6 @@ class ChildWorkflowRunner(Protocol):
     def resume_child(
         self, workflow_run_id: str, model: str | None, parent_ctx: ChildWorkflowContext
     ) -> WorkflowResult: ...
-
-    def find_resumable_child(self, parent_run_id: str, workflow_name: str) -> WorkflowRun | None: ...
 
 
 def dedupe_sinks(*groups: Sequence[Any]) -> list[Any]:

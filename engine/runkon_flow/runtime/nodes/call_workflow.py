@@ -7,9 +7,11 @@ completed steps into its context history, and merges the child's step results in
 `if <child-step>.<marker>` works in the parent.
 
 Ours: the result is stored under `<name>` whether fresh or restored on resume (upstream used
-`workflow:<name>` when restored); `find_resumable_child` is asked only when the run is a resume,
-and never returns a child this run already created or resumed; a cancelled child is recorded
-`cancelled`; StepStarted/StepCompleted are emitted for every attempt.
+`workflow:<name>` when restored); a resume continues the unfinished child its own step row names
+(`_resumable_child`: this node's latest row, by node path and iteration — not the newest child
+run of that workflow, which could be a `foreach … workflow = <name>` item's), never one this run
+already created or resumed; a cancelled child is recorded `cancelled`; StepStarted/StepCompleted
+are emitted for every attempt.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.dsl.ast import MAX_WORKFLOW_DEPTH, CallWorkflowNode
 from runkon_flow.dsl.templating import substitute_variables_keep_literal
 from runkon_flow.errors import EngineError, WorkflowError
-from runkon_flow.persistence.models import StepRole, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of
 from runkon_flow.runtime.lease import hold_lease
 from runkon_flow.runtime.resume import parse_markers, restore_step
@@ -197,6 +199,23 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
     handle_on_fail(st, name, name, node.on_fail, last_error, node.retries, iteration, max_attempts, path)
 
 
+def _resumable_child(st: ExecutionState, key: str, iteration: int, path: str) -> WorkflowRun | None:
+    """The child run this node's latest unfinished row (same node path and iteration; a row from
+    before node paths by its name) names, when that run is this run's own and did not complete.
+    By the row, not by workflow name: a `foreach … workflow = <name>` beside the call makes
+    children of the same workflow under the same parent."""
+    assert st.resume_ctx is not None
+    rows = st.resume_ctx.unfinished.get((key, iteration), ())
+    for row in reversed(rows):  # position order: the latest execution last
+        if row.node_path not in (path, None) or not row.child_run_id:
+            continue
+        run = st.persistence.get_run(row.child_run_id)
+        if run is None or run.parent_workflow_run_id != st.workflow_run_id:
+            return None  # gone (gc), or a copied row's (a rerun's): another run's child
+        return run if RunStatus(run.status) is not RunStatus.COMPLETED else None
+    return None
+
+
 def _try_resume_child(
     st: ExecutionState, node: CallWorkflowNode, iteration: int, position: int, path: str
 ) -> tuple[str, str]:
@@ -210,7 +229,7 @@ def _try_resume_child(
     runner = st.child_runner
     assert runner is not None
     try:
-        prior = runner.find_resumable_child(st.workflow_run_id, name)
+        prior = _resumable_child(st, f"workflow:{name}", iteration, path)
     except Exception as exc:
         return "none", f"failed to find resumable child run: {describe_exception(exc)}"
     if prior is None or prior.id in st.children_touched:

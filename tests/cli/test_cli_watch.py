@@ -3,6 +3,7 @@ followed from any process through the events the store keeps."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -430,6 +431,65 @@ def test_a_detached_run_cancelled_before_its_runner_took_it_says_so_and_exits_13
     assert "running in the background" not in out
     assert f"run {run_id} was cancelled before it started" in err
     assert f"resume with: runkon-flow resume {run_id}" in err
+
+
+@pytest.mark.parametrize(
+    ("workflow", "status", "code"), [("build", "completed", 0), ("failing", "failed", 1)]
+)
+def test_a_detached_run_that_ended_before_the_first_look_reports_its_outcome(
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    workflow: str,
+    status: str,
+    code: int,
+) -> None:
+    """The runner took the run and finished it between two looks of `run --detach` (here: before
+    the first): it said "running in the background", and a failed run was even reported as a
+    runner that exited before starting it."""
+    from runkon_flow.cli import detach
+
+    spawn_runner = detach.spawn_runner
+
+    def run_to_the_end(*args: Any, **kwargs: Any) -> Any:
+        proc, log = spawn_runner(*args, **kwargs)
+        proc.wait(60)
+        return proc, log
+
+    monkeypatch.setattr(detach, "spawn_runner", run_to_the_end)
+    got, out, err = cli(capsys, "run", workflow, "--dir", "wf", "--detach")
+    run_id = run_id_of(out)
+    assert got == code, (out, err)
+    assert "running in the background" not in out and "before starting" not in err
+    assert f"{status} in the background (pid " in out
+    assert f"see it:    runkon-flow show {run_id}" in out
+
+
+def test_the_detach_wait_looks_at_the_run_once_more_when_its_runner_has_exited(tmp_path: Path) -> None:
+    """Pending at the last look, the runner exited since: it ran the run to its end meanwhile."""
+    from runkon_flow.cli.detach import _wait_until_taken
+
+    with SqliteStore(tmp_path / "runs.db") as store:
+        run_id = store.create_run(NewRun(workflow_name="failing")).id
+        store.update_run_status(run_id, RunStatus.FAILED, None, "script compile failed")
+        looks = iter([RunStatus.PENDING])
+
+        class LookedTooEarly:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(store, name)
+
+            def get_run(self, wanted: str) -> Any:
+                run = store.get_run(wanted)
+                status = next(looks, None)
+                return dataclasses.replace(run, status=status) if status is not None else run
+
+        class Exited:
+            def poll(self) -> int:
+                return 0
+
+        status = _wait_until_taken(LookedTooEarly(), run_id, Exited(), tmp_path / "no.log")  # type: ignore[arg-type]
+        assert status is RunStatus.FAILED
+        assert store.get_run(run_id).error == "script compile failed"
 
 
 def test_detach_refuses_memory_runs(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

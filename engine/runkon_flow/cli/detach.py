@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_OK, CommandFailed, StdoutGuard, print_err
+from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, CommandFailed, StdoutGuard, print_err
 from runkon_flow.cli.hints import Hints
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.location import DbLocation
@@ -27,6 +27,7 @@ from runkon_flow.runner import log_path, spawn_runner
 from runkon_flow.workspace import end_unowned_run
 
 STARTUP_TIMEOUT = 30.0  # seconds the background process has to take the run
+_EXIT_OF = {RunStatus.FAILED: EXIT_FAILED, RunStatus.CANCELLED: EXIT_CANCELLED}  # as `run` exits
 
 
 def start(
@@ -68,6 +69,11 @@ def start(
         print_err(f"run {run_id} was cancelled before it started")
         print_err(f"resume with: {hints.resume(run_id)}")
         return EXIT_CANCELLED
+    if status is not None and status.is_terminal:
+        # The runner took the run and ended it between two looks: its outcome, not "running".
+        out.print(f"{status.value} in the background (pid {proc.pid}); log: {log}")
+        out.print(f"  see it:    {hints.command('show', run_id)}")
+        return _EXIT_OF.get(status, EXIT_OK)
     out.print(f"running in the background (pid {proc.pid}); log: {log}")
     out.print(f"  watch it:  {hints.command('watch', run_id)}")
     out.print(f"  cancel it: {hints.command('cancel', run_id)}")
@@ -87,6 +93,11 @@ def _wait_until_taken(
             return run.status
         code = proc.poll()
         if code is not None:
+            # It may have taken the run and ended it since the look above: look once more, now
+            # that it can write nothing else.
+            run = store.get_run(run_id)
+            if run is not None and run.status is not RunStatus.PENDING:
+                return run.status
             tail = _tail(log)
             left: RunStatus | None = RunStatus.FAILED
             with suppress(Exception):  # nobody took the pending run: it must not look startable

@@ -141,6 +141,34 @@ def test_a_resumed_call_continues_its_own_child_not_a_foreach_items_of_the_same_
     assert h.store.get_run(call_child).status == "completed"
 
 
+def test_a_called_child_a_resume_does_not_reach_again_ends_with_the_run(h: Harness) -> None:
+    # Before: the take-over leaves a called child alone (it is resumed in place), but this
+    # resume took the other branch: the child read `running`, owned by a dead engine, for good.
+    from runkon_flow.persistence.models import NewRun, NewStep, StepStatus, StepUpdate
+
+    text = "workflow parent { call decide if decide.go { call workflow child } }"
+    wf = parse_workflow(text)
+    run_id = h.new_run(wf)
+    # What a crashed engine leaves behind: the call running, its child running under it.
+    generation = h.store.acquire_lease(run_id, "dead", 60)
+    child = h.store.create_leased_run(
+        NewRun(workflow_name="child", parent_run_id=run_id, parent_workflow_run_id=run_id), "dead-child", 0
+    )
+    h.store.insert_step(NewStep(run_id, "decide", position=0, retry_count=0, node_path="body.0"))
+    step = h.store.insert_step(
+        NewStep(run_id, "workflow:child", "workflow", position=1, retry_count=0, node_path="body.1.then.0")
+    )
+    h.store.update_step(step, StepUpdate(generation, StepStatus.RUNNING, child_run_id=child.id))
+    h.store.release_lease(run_id, "dead")
+    h.add_workflow("workflow child { call work }")
+    h.build()
+    assert resume(h, wf, run_id).all_succeeded  # decide says no "go" this time
+    assert "work" not in h.agents.names()
+    ended = h.store.get_run(child.id)
+    assert (ended.status, ended.owner_token) == ("cancelled", None)
+    assert ended.error == "not resumed: the run it belongs to ended without reaching it again"
+
+
 def test_example_d_while_resume_replays_finished_iterations_silently(h: Harness) -> None:
     text = "workflow w { call cond while cond.continue { max_iterations = 3 call a call b } }"
     h.agents.on("cond", markers=["continue"])

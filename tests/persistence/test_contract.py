@@ -373,6 +373,43 @@ def test_a_take_over_ends_the_unfinished_runs_below_it_but_a_called_child(store,
     assert store.end_abandoned_descendants(root, "interrupted") == 0
 
 
+@pytest.mark.parametrize("accepted", [True, False])
+def test_a_finish_with_abandoned_ends_every_unfinished_run_below_called_ones_too(
+    store, clock, accepted
+) -> None:
+    """A resumed run that ends: a called child it did not reach again (another branch) would
+    read `running` for good. Ended in the finish's own write — and only if the finish is written:
+    a refused one (another engine owns the run) leaves the tree to that engine."""
+    root, gen = owned_run(store, "t1")
+
+    def child(parent: str, name: str, status: RunStatus = RunStatus.RUNNING) -> str:
+        run_id = new_run(store, name, parent_run_id=parent, parent_workflow_run_id=parent)
+        store.acquire_lease(run_id, "dead-engine", 60)
+        store.update_run_status(run_id, status, None, None)
+        return run_id
+
+    called = child(root, "inner")
+    store.update_step(
+        new_step(store, root, "workflow:inner", role="workflow"),
+        StepUpdate(generation=gen, status=StepStatus.CANCELLED, child_run_id=called),
+    )
+    below = [called, child(called, "leaf"), child(root, "leaf")]
+    done = child(called, "leaf", RunStatus.FAILED)
+    elsewhere = child(new_run(store), "leaf")
+    clock.advance(2)
+    token = "t1" if accepted else "someone-else"
+    assert store.finish_run(root, RunStatus.COMPLETED, "ok", None, token, abandoned="not reached") is accepted
+    for run_id in below:
+        run = store.get_run(run_id)
+        if accepted:
+            assert (run.status, run.error, run.owner_token) == (RunStatus.CANCELLED, "not reached", None)
+            assert run.ended_at == "2026-01-01T12:00:02.000Z"
+        else:
+            assert (run.status, run.owner_token) == (RunStatus.RUNNING, "dead-engine")
+    assert store.get_run(done).status is RunStatus.FAILED
+    assert store.get_run(elsewhere).status is RunStatus.RUNNING
+
+
 @pytest.mark.parametrize(
     ("status", "resuming", "found"),
     [

@@ -172,10 +172,12 @@ class InMemoryStore:
         *,
         durable: bool = True,
         on_refused: Callable[[], object] | None = None,
+        abandoned: str | None = None,
     ) -> bool:
         """The final status and the lease release in one step (terminal statuses only), while
         `token` owns the run. Every write applies at once: a refused finish returns False, and
-        `on_refused` is never called."""
+        `on_refused` is never called. `abandoned`: the runs below are ended right after, each
+        under its own guard."""
         status = sh.check_finish_status(status)
         now = self._now()
         with self._guard(run_id):
@@ -184,7 +186,9 @@ class InMemoryStore:
                 return False
             _record_status(run, status, result_summary, error, now)
             self._release(run_id, token)
-            return True
+        if abandoned is not None:
+            self._end_below(run_id, abandoned, now, called_too=True)
+        return True
 
     def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
         with self._guard(run_id):
@@ -222,9 +226,14 @@ class InMemoryStore:
             run.ended_at = None
 
     def end_abandoned_descendants(self, run_id: str, error: str) -> int:
-        now = self._now()
+        return self._end_below(run_id, error, self._now(), called_too=False)
+
+    def _end_below(self, run_id: str, error: str, now: str, *, called_too: bool) -> int:
+        """Record the unfinished runs below `run_id` cancelled (unowned) — those a step row names
+        as its child (`call workflow`) only when `called_too`; how many."""
         with self._lock:
-            resumed_in_place = {s.child_run_id for s in list(self._steps.values()) if s.child_run_id}
+            steps = [] if called_too else list(self._steps.values())
+            resumed_in_place = {s.child_run_id for s in steps if s.child_run_id}
             # Only `parent_workflow_run_id`, as the SQL backends' ABANDONED_DESCENDANTS follows.
             below = sh.descendants([run_id], self._children_index(workflow_parent_only=True))[1:]
         ended = 0

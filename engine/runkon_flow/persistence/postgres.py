@@ -72,6 +72,7 @@ from runkon_flow.persistence.schema import (
     RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
+    UNFINISHED_DESCENDANTS,
 )
 
 # Row mapping is the SQLite store's: both return the same columns in the same order.
@@ -169,6 +170,7 @@ _RUN_FINISH = (
     "UPDATE workflow_runs SET status = %s, result_summary = %s, error = %s, ended_at = %s, "
     "blocked_on = NULL, owner_token = NULL, lease_until = NULL WHERE id = %s AND owner_token = %s"
 )
+_UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="%s")
 _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
 #: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines, a zipped
 #: row's count (kept in its `event_run_id`).
@@ -778,11 +780,12 @@ class PostgresStore(Leadership):
         *,
         durable: bool = True,
         on_refused: Callable[[], object] | None = None,
+        abandoned: str | None = None,
     ) -> bool:
         """The final status and the lease release in one UPDATE, while `token` owns the run."""
         status = sh.check_finish_status(status)
         now = self._now()
-        if not durable:
+        if not durable and abandoned is None:
 
             def fold(row: list) -> bool:
                 if row[_R_TOKEN] != token:
@@ -801,6 +804,8 @@ class PostgresStore(Leadership):
 
         def finish(cur: Any) -> bool:
             if cur.execute(_RUN_FINISH, (status.value, result_summary, error, now, run_id, token)).rowcount:
+                if abandoned is not None:
+                    cur.execute(_UNFINISHED_BELOW, (abandoned, now, run_id))
                 return True
             if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (run_id,)).fetchone() is None:
                 raise PersistenceError(f"run {run_id} not found")
@@ -808,7 +813,8 @@ class PostgresStore(Leadership):
                 sh.finish_refused_behind(run_id, status.value, on_refused)
             return False
 
-        return self._write(finish, durable=durable, key="r:" + run_id) is not False
+        single = abandoned is None  # else two statements, in one transaction
+        return self._write(finish, single=single, durable=durable, key="r:" + run_id) is not False
 
     @_translated
     def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:

@@ -90,6 +90,7 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         *,
         durable: bool = True,
         on_refused: Callable[[], object] | None = None,
+        abandoned: str | None = None,
     ) -> bool:
         """Record a run's end and hand its lease back in one write: `update_run_status` with a
         terminal status (anything else is refused), then `release_lease(run_id, token)`. Fenced:
@@ -97,7 +98,11 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         written and False is returned — an engine paused before its end (SIGSTOP, Ctrl-Z) must not
         overwrite the status of the engine that took the run over. A queued write-behind finish
         returns True; if it is fenced when committed, the store logs it and calls `on_refused()`
-        on the committing thread (which must not use the store from it), so the caller learns it."""
+        on the committing thread (which must not use the store from it), so the caller learns it.
+        `abandoned`: when the finish is written, every unfinished run below this one (following
+        `parent_workflow_run_id`, `call workflow` children included) is recorded `cancelled`
+        with this error, unowned, in the same write — a resumed run ending leaves none of the
+        children it did not reach again `running` for good."""
         ...
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None: ...

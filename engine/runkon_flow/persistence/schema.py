@@ -214,13 +214,20 @@ RUN_UNFINISHED = f"status NOT IN {RUN_FINISHED_IN}"
 #: `parent_workflow_run_id` (indexed); a run some step row names as its child (`call workflow`)
 #: is left to the engine that resumes it in place; its own descendants are still walked.
 #: (The walk is a subquery, not a leading WITH: Python's sqlite3 counts no rows for the latter.)
-ABANDONED_DESCENDANTS = (
+#: Every unfinished run below run {p} (third parameter), by `parent_workflow_run_id`, recorded
+#: `cancelled` with error {p} and end {p}, unowned (`finish_run(…, abandoned=…)`).
+UNFINISHED_DESCENDANTS = (
     "UPDATE workflow_runs SET status = 'cancelled', error = {p}, ended_at = {p}, blocked_on = NULL, "
     "owner_token = NULL, lease_until = NULL WHERE id IN ("
     "WITH RECURSIVE tree(id) AS (SELECT id FROM workflow_runs WHERE parent_workflow_run_id = {p} "
     "UNION SELECT r.id FROM workflow_runs r JOIN tree ON r.parent_workflow_run_id = tree.id) "
-    f"SELECT id FROM tree) AND {RUN_UNFINISHED} "
-    "AND NOT EXISTS (SELECT 1 FROM workflow_run_steps s WHERE s.child_run_id = workflow_runs.id)"
+    f"SELECT id FROM tree) AND {RUN_UNFINISHED}"
+)
+#: … except a run a step row names as its child (`call workflow`: resumed in place);
+#: `end_abandoned_descendants`.
+ABANDONED_DESCENDANTS = (
+    UNFINISHED_DESCENDANTS
+    + " AND NOT EXISTS (SELECT 1 FROM workflow_run_steps s WHERE s.child_run_id = workflow_runs.id)"
 )
 
 #: Version 8's partial indexes (name, definition): the canonical ones, less the rows no query

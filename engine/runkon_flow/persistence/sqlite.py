@@ -63,6 +63,7 @@ from runkon_flow.persistence.schema import (
     RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
+    UNFINISHED_DESCENDANTS,
     ensure_schema,
 )
 
@@ -180,6 +181,7 @@ _RUN_FINISH = (
     "UPDATE workflow_runs SET status = ?, result_summary = ?, error = ?, ended_at = ?, blocked_on = NULL, "
     "owner_token = NULL, lease_until = NULL WHERE id = ? AND owner_token = ?"
 )
+_UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="?")
 
 
 class _Rows(NamedTuple):
@@ -816,12 +818,13 @@ class SqliteStore(Leadership):
         *,
         durable: bool = True,
         on_refused: Callable[[], object] | None = None,
+        abandoned: str | None = None,
     ) -> bool:
         """The final status and the lease release in one UPDATE (terminal statuses only), while
         `token` owns the run."""
         status = sh.check_finish_status(status)
         now = self._now()
-        if not durable:
+        if not durable and abandoned is None:
 
             def fold(row: list) -> bool:
                 if row[_R_TOKEN] != token:
@@ -840,6 +843,8 @@ class SqliteStore(Leadership):
 
         def finish(conn: sqlite3.Cursor) -> bool:
             if conn.execute(_RUN_FINISH, (status, result_summary, error, now, run_id, token)).rowcount:
+                if abandoned is not None:
+                    conn.execute(_UNFINISHED_BELOW, (abandoned, now, run_id))
                 return True
             if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
                 raise PersistenceError(f"run {run_id} not found")
@@ -847,7 +852,8 @@ class SqliteStore(Leadership):
                 sh.finish_refused_behind(run_id, status, on_refused)
             return False
 
-        return self._write(finish, durable=durable, key="r:" + run_id) is not False
+        single = abandoned is None  # else two statements, in one transaction
+        return self._write(finish, single=single, durable=durable, key="r:" + run_id) is not False
 
     @_translated
     def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:

@@ -76,6 +76,8 @@ log = logging.getLogger("runkon_flow.engine")
 _VALIDATION_CACHE_SIZE = 256
 _UNFINISHED = frozenset({StepStatus.PENDING.value, StepStatus.RUNNING.value, StepStatus.WAITING.value})
 _ABANDONED = "interrupted: the engine running it stopped; the run was resumed"
+# A called child a resumed run did not reach again (it took another branch, or failed first).
+_UNREACHED = "not resumed: the run it belongs to ended without reaching it again"
 
 
 class FlowEngineBuilder:
@@ -706,6 +708,13 @@ class FlowEngine:
                 token,
                 durable=False,
                 on_refused=partial(self._refused_behind, st),
+            )
+        elif st.resume_ctx is not None:
+            # Resumed: a child an earlier attempt left unfinished and this one did not reach
+            # again would read `running` for good. Ended with the run, in its (fenced) write;
+            # a later resume still continues a called one in place.
+            written = st.persistence.finish_run(
+                st.workflow_run_id, status, summary, error, token, abandoned=_UNREACHED
             )
         else:
             written = st.persistence.finish_run(st.workflow_run_id, status, summary, error, token)

@@ -95,8 +95,9 @@ class ReportGate:
                     batch.append(held.popleft())
                 if not batch:
                     return
+                refused = self._refused
                 for _, sinks, data in batch:
-                    if self._refused and data.run_id in self._refused:
+                    if refused and data.run_id in refused:
                         data = self._as_lost(data)
                     for sink in sinks:
                         try:

@@ -338,6 +338,56 @@ def test_a_child_whose_queued_end_is_refused_reports_a_lost_lease_and_stops_its_
     assert store.get_run(parent_id).owner_token == "new-owner"
 
 
+class _ChildCancelledWhilePaused:
+    """A store on which this process stands still past its leases just as a foreach child records
+    its end, and meanwhile `runkon-flow cancel <child>` ends that child (borrowing its lapsed
+    lease): the child's end is refused, but nobody took the parent — it is still this engine's."""
+
+    def __init__(self, inner: Any, clock: FakeClock, parent_id: str) -> None:
+        self.inner, self.clock, self.parent_id = inner, clock, parent_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def finish_run(self, run_id: str, *args: Any, **kw: Any) -> bool:
+        if run_id != self.parent_id:
+            self.inner.flush()
+            self.clock.advance(31)  # past every lease of this engine
+            assert self.inner.acquire_lease(run_id, "cancel-1", 5) is not None
+            self.inner.update_run_status(run_id, RunStatus.CANCELLED, None, "cancelled by a user")
+            self.inner.release_lease(run_id, "cancel-1")
+        return self.inner.finish_run(run_id, *args, **kw)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_child_ended_from_outside_does_not_stop_a_parent_whose_lease_is_still_its_own(
+    tmp_path: Path, kind: str
+) -> None:
+    clock = FakeClock()
+    store = make_store(kind, tmp_path, clock)
+    try:
+        wf = parse_workflow(
+            "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child } call after }"
+        )
+        parent_id = store.create_run(NewRun(workflow_name="parent")).id
+        h = Harness(_ChildCancelledWhilePaused(store, clock, parent_id), tmp_path)
+        h.add_workflow("workflow child { call work }")
+        h.providers.append(ListProvider("tickets", ["a"]))
+        config = WorkflowExecConfig(poll_interval=0.05, lease_ttl_secs=30)
+        h.run(wf, run_id=parent_id, exec_config=config)  # no EngineCancelled: the parent was not taken
+        parent = store.get_run(parent_id)
+        assert parent.status.is_terminal and parent.owner_token is None
+        (child,) = [r for r in store.list_runs(parent_run_id=parent_id) if r.workflow_name == "child"]
+        assert (store.get_run(child.id).status, store.get_run(child.id).error) == (
+            "cancelled",
+            "cancelled by a user",
+        )
+        ends = h.events_of_run(child.id, "RunCompleted", "RunCancelled")
+        assert [(e.type, e.reason.kind) for e in ends] == [("RunCancelled", "LeaseLost")]
+    finally:
+        close_store(store)
+
+
 class _CancelledJustBeforeItRuns:
     """A store on which another process requests a cancel of the run the moment before the
     engine records it `running` — after the engine looked for a cancel."""

@@ -730,29 +730,32 @@ class FlowEngine:
     def _lost(self, st: ExecutionState, summary: str) -> RunStatus:
         """The run's final write was refused: another engine owns the run and ends it. This engine
         stops as one that lost its lease (`RunCancelled(LeaseLost)`, which the stored stream
-        leaves out; the caller gets `EngineCancelled(LeaseLost)`), and so do the runs above it
-        that run here: they are the other engine's too (`_lose_ancestors`)."""
+        leaves out; the caller gets `EngineCancelled(LeaseLost)`), and the runs above it that
+        run here confirm their own leases at once (`_doubt_ancestors`)."""
         st.lease_lost = True
         st.cancellation.cancel(CancellationReason.of("LeaseLost"))
         if st.event_sinks:
             st.emit(RunCancelled(reason=CancellationReason.of("LeaseLost"), summary=summary))
-        self._lose_ancestors(st)
+        self._doubt_ancestors(st)
         return RunStatus.CANCELLED
 
     def _refused_behind(self, st: ExecutionState) -> None:
         """A write-behind run's queued final write was refused when committed (on the committing
         thread: no store calls here). The run had returned as ended: its held end event is
         delivered as `RunCancelled(LeaseLost)` instead (report_gate.py), and the runs above it
-        stop as having lost their lease — the engine that owns this run owns them now."""
+        confirm their own leases at once (`_doubt_ancestors`)."""
         log.warning("run %s: lease lost; its final status was not written", st.workflow_run_id)
         if st.report_gate is not None:
             st.report_gate.refuse(st.workflow_run_id)
-        self._lose_ancestors(st)
+        self._doubt_ancestors(st)
 
-    def _lose_ancestors(self, st: ExecutionState) -> None:
-        """Stop every run above `st`'s that this engine runs, as one that lost its lease: a run's
-        end is refused only when another engine has taken its tree over (a resume of the top run
-        ends the runs below it, `end_abandoned_descendants`)."""
+    def _doubt_ancestors(self, st: ExecutionState) -> None:
+        """A run's end was refused: mostly because another engine took its tree over (a resume
+        of the top run ends the runs below it, `end_abandoned_descendants`) — or only this run
+        was ended from outside (a cancel while this process stood still). So every run above it
+        that this engine runs confirms its lease before it starts another child, and at the
+        monitor's next tick: stopped with `LeaseLost` if it is gone, going on if it is still its
+        own. No store call here (this may run inside a store's commit)."""
         seen = {st.workflow_run_id}
         parent_id = st.parent_run_id
         while parent_id and parent_id not in seen:
@@ -760,7 +763,8 @@ class FlowEngine:
             parent = self._active.get(parent_id)
             if parent is None:
                 return
-            abort(parent, CancellationReason.of("LeaseLost"))  # the monitor stops its steps
+            parent.lease_sure_until = 0.0  # lease.hold_lease: confirm before the next child
+            self.monitor.refresh_now(parent)
             parent_id = parent.parent_run_id
 
     def _crashed(self, st: ExecutionState, exc: Exception) -> WorkflowError:

@@ -131,6 +131,16 @@ class RunMonitor:
                     watch.next_poll = 0.0
                     self._wake.notify_all()
 
+    def refresh_now(self, st: ExecutionState) -> None:
+        """Confirm `st`'s lease at the next tick instead of at its next scheduled refresh (a run
+        below it found its own run taken: this one may have been taken too). Takes no store
+        call, so a store's commit may call it."""
+        watch = self._runs.get(id(st))
+        if watch is not None:
+            watch.next_refresh = 0.0
+            with self._lock:
+                self._wake.notify_all()
+
     # `_runs` is written without the lock — one dict operation each, atomic in CPython — because
     # every child run of a fan-out registers and unregisters here, from all the workers at once.
     # The lock guards starting and stopping the thread (see `_ensure_thread` and `_loop`).

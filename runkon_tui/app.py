@@ -58,6 +58,7 @@ from runkon_tui.session import (
     ReadyToLeave,
     Refused,
     Report,
+    ResumeKnown,
     RunCreated,
     RunnerFailed,
     RunRejected,
@@ -805,6 +806,10 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if isinstance(report, RunCreated):
             self._select_workflow(report.name)
             self.drain()
+        elif isinstance(report, ResumeKnown):
+            screen = self.main_screen
+            if session.resume_answered(report) and screen is not None and screen.is_mounted:
+                screen.show_workflow(screen.shown_entry())  # its note says what r resumes with
         elif isinstance(report, WorkflowsChecked):
             if session.problems_changed:  # most checks find what the list already shows
                 self._refresh_screen()

@@ -11,11 +11,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.events import EventSink
 from runkon_flow.persistence.protocol import WorkflowPersistence
+
+if TYPE_CHECKING:  # imported when the engine is built, not to start
+    from runkon_flow.workspace import ResumePlan
 
 
 class GateApi(Protocol):
@@ -43,7 +45,9 @@ class EngineHost(Protocol):
 
     def resume(self, run_id: str, *, sinks: Sequence[EventSink] = ...) -> Any: ...
 
-    def resume_definition(self, run_id: str) -> WorkflowDef | None: ...
+    def resume_plan(self, run_id: str, *, afresh: bool = ...) -> ResumePlan:
+        """What a resume of `run_id` runs, and which definition that is (`afresh`: in a runner)."""
+        ...
 
     def unloadable_workflows(
         self, run_id: str, *, retried: Iterable[str] = ..., definition: str | None = ...

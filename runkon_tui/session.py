@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
@@ -38,7 +38,6 @@ from runkon_flow.observe.liveness import display_status
 from runkon_flow.observe.run_ids import find_run
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.persistence.snapshots import stored_definition
 from runkon_flow.runner import log_path, runner_error
 
 from runkon_tui.bridge import EventBridge
@@ -48,6 +47,9 @@ from runkon_tui.history import definition_of, load_run_state, past_run_view
 from runkon_tui.host import EngineHost
 from runkon_tui.run_view import Changes, Clock, FanOutView, GateView, RunState, RunView
 from runkon_tui.status import TERMINAL, short_id
+
+if TYPE_CHECKING:  # the engine is imported once it is built (`DeferredHost`), not to start
+    from runkon_flow.workspace import ResumeSource
 
 DRAIN_LIMIT = 50_000  # events folded per tick at most; the rest waits one tick
 QUIT_WAIT_S = 10.0
@@ -121,6 +123,15 @@ class WorkflowsChecked:
 
     generation: int
     problems: dict[str, list[FileError]]
+
+
+@dataclass
+class ResumeKnown:
+    """The host said which definition a resume of a run runs (`resume_source`): `key` is what it
+    was asked about; `source` None when it could not say (the resume itself then says why)."""
+
+    key: tuple[object, ...]
+    source: ResumeSource | None
 
 
 @dataclass
@@ -222,6 +233,7 @@ Report = (
     | RunRejected
     | Checked
     | WorkflowsChecked
+    | ResumeKnown
     | PastRunLoaded
     | Attached
     | AttachEnded
@@ -301,6 +313,11 @@ class RunSession:
         self._check_generation = 0  # of `check_workflows`: an older check's findings are dropped
         self._check_due = False  # the files changed during a run: check them once it ends
         self.problems_changed = False  # the last `WorkflowsChecked` changed what the list shows
+        self._files_version = 0  # counts the changes of the workflow files (`catalog_changed`)
+        #: What the host said a resume of the run on screen runs (`resume_source`): what it was
+        #: asked about and its answer; and the last question put to it.
+        self._resume_known: tuple[tuple[object, ...], ResumeSource | None] | None = None
+        self._resume_asked: tuple[object, ...] | None = None
         self._reloading = threading.Lock()  # one host reload at a time; a second caller waits
         self.engine_idle = threading.Event()  # no engine thread of ours is running
         self.engine_idle.set()
@@ -493,22 +510,52 @@ class RunSession:
         run_definition = self.shown_run_definition(entry.name)
         return run_definition is not None and not same_definition(run_definition, entry.definition)
 
-    def resume_source(self, entry: WorkflowEntry) -> str:
-        """What a resume of a run of `entry` runs, as the engine decides (`_resume_plan`,
-        docs/workspace.md): `file`, the file as it is now, when it parses; when it does not,
-        `last good`, the last good definition the engine here still holds — but a background
-        runner loads the files afresh and has none, so it takes the run's `own` definition."""
-        if not entry.broken:
-            return "file"
-        return "last good" if entry.definition is not None and not self.launches else "own"
+    def resume_source(self) -> ResumeSource | None:
+        """Which definition `r` resumes the run on screen with, as the engine decides
+        (`Workspace.resume_plan`): asked of the host on a worker, for the files as they are now
+        and where the resume would run (a background runner loads the files afresh). None until
+        the answer comes (`ResumeKnown`: then the screen draws again), or when there is none."""
+        view, host = self.view, self.host
+        run_id = view.root_run_id
+        if run_id is None or host is None:
+            return None
+        afresh = self.launches
+        key: tuple[object, ...] = (run_id, view.status, self._files_version, afresh)
+        if self._resume_known is not None and self._resume_known[0] == key:
+            return self._resume_known[1]
+        if self._resume_asked == key:
+            return None
+        self._resume_asked = key
 
-    def resumes_with(self, entry: WorkflowEntry) -> str:
-        """`resume_source` in words."""
+        def job() -> None:
+            source = None
+            with contextlib.suppress(Exception):  # the resume itself says what stops it
+                if not self.run_active:  # the host is not reloaded under a run
+                    self.reload_host_now()
+                source = host.resume_plan(run_id, afresh=afresh).source
+            self.driver.post(ResumeKnown(key, source))
+
+        self.driver.spawn(job, group="resume-plan", name=f"what a resume of {run_id} runs")
+        return None
+
+    def resume_answered(self, report: ResumeKnown) -> bool:
+        """Whether `report` answers the question the screen last asked (draw it again then)."""
+        return report.key == self._resume_asked
+
+    def resumes_with(self) -> str | None:
+        """`resume_source` in words (None until it is known)."""
+        from runkon_flow.workspace import ResumeSource  # built by now: it answered
+
+        source = self.resume_source()
+        if source is None:
+            return None
         return {
-            "file": "the file as it is now",
-            "last good": "the file's last good definition (the file does not parse now)",
-            "own": "its own definition (the file does not parse now)",
-        }[self.resume_source(entry)]
+            ResumeSource.FILE: "the file as it is now",
+            ResumeSource.LAST_GOOD: "the file's last good definition (the file does not parse now)",
+            ResumeSource.STORED: "its own definition (the file does not parse now)",
+            ResumeSource.RERUN: "its own definition (a rerun keeps the one it was made with)",
+            ResumeSource.RETRY: "its own definition (it goes on with a retry of that definition)",
+        }[source]
 
     def run_entry(self, name: str) -> WorkflowEntry | None:
         """An entry for the shown run's workflow when the watched folders do not hold it (a run
@@ -749,10 +796,6 @@ class RunSession:
         self.launching = True
         post = self.driver.post
 
-        entry = self.catalog.by_name(name)
-        # The host here would resume a broken file's last good definition; the runner has none.
-        runs_own = resume and entry is not None and self.resume_source(entry) == "own"
-
         def job() -> None:
             target = run_id
             try:
@@ -764,9 +807,8 @@ class RunSession:
                 if target is None:
                     # create_run validates first (language + host checks) and writes nothing on failure.
                     target = host.create_run(name, inputs or {})
-                shown = host.resume_definition(target) if resume else definition
-                if runs_own:
-                    shown = stored_definition(self.store, self.store.get_run(target)) or shown
+                # What the runner resumes with: it loads the files afresh (no last good definition).
+                shown = host.resume_plan(target, afresh=True).definition if resume else definition
                 log = log_path(db, target)
                 seen = log.stat().st_size if log.exists() else 0
                 # A run taken up again is drawn on as it stands; only what the runner adds is read.
@@ -900,7 +942,7 @@ class RunSession:
             self.bridge.watch(run_id)
             # A resume runs the workflow's file as it is now: the tree must show that, not the
             # definition the run started with (a retry runs the stored one, which is on screen).
-            resumes_with = host.resume_definition(run_id) if resume_run_id and retry is None else None
+            resumes_with = host.resume_plan(run_id).definition if resume_run_id and retry is None else None
             created = RunCreated(run_id, name, resume_run_id is not None, resumes_with)
             post(created)
             created.ack.wait(5.0)  # the view must know the run before its first event is folded
@@ -1112,6 +1154,9 @@ class RunSession:
             return self._engine_done(report)
         if isinstance(report, Checked):
             return None
+        if isinstance(report, ResumeKnown):
+            self._resume_known = (report.key, report.source)
+            return None
         if isinstance(report, WorkflowsChecked):
             # An outdated check's findings are dropped: they change nothing on screen.
             current = report.generation == self._check_generation
@@ -1199,6 +1244,7 @@ class RunSession:
         """The workflow files changed: the host re-reads them before the next run — the check of
         the workflows does it first (during a run: once it ends, `refresh_host`)."""
         self.host_stale = True
+        self._files_version += 1
         self.check_workflows()
 
     def refresh_host(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import json
 import logging
 import os
@@ -105,6 +106,8 @@ __all__ = [
     "REFERENCE_GATE_TYPES",
     "ChildRunnerFactory",
     "InputsError",
+    "ResumePlan",
+    "ResumeSource",
     "UnknownWorkflow",
     "Workspace",
     "end_unowned_run",
@@ -235,6 +238,29 @@ class _Snapshot:
     resolver: _LoadedResolver
     engine: FlowEngine
     warnings: list[str] = field(default_factory=list)
+
+
+class ResumeSource(enum.Enum):
+    """Which definition a `resume` runs, and why (`Workspace.resume_plan`)."""
+
+    FILE = "file"  # the workflow's file as it is now: the fix just made is what you resume with
+    LAST_GOOD = "last good"  # the file does not parse now: the last good definition held here
+    RERUN = "rerun"  # a rerun: the definition chosen when it was prepared, stored with it
+    RETRY = "retry"  # a retry of the stored definition cut short: that definition
+    STORED = "stored"  # the file is gone or does not load: the definition stored with the run
+
+    @property
+    def stored(self) -> bool:
+        """Whether the run's own (stored) definition is what runs."""
+        return self in (ResumeSource.RERUN, ResumeSource.RETRY, ResumeSource.STORED)
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a `resume` of a run would run now: the definition, and which one that is."""
+
+    source: ResumeSource
+    definition: WorkflowDef
 
 
 @dataclass
@@ -632,7 +658,7 @@ class Workspace:
         rejected = final_rejection(rows)
         if rejected is not None:
             raise WorkflowError(rejection_refusal(run_id, rejected))
-        plan = self._resume_plan(run)
+        _, plan = self._resume_plan(run)
         self._refuse_unloadable(plan, rows, set())  # the run stays as it was: resumable once fixed
         # The generation this resume decided on: a borrowed lease below moves it (by one each).
         seen = run.generation
@@ -658,10 +684,13 @@ class Workspace:
                 self.store.set_retry_request(run.id, dataclasses.replace(request, definition="current"))
         return held
 
-    def resume_definition(self, run_id: str) -> WorkflowDef:
-        """The definition `resume` would run now (see `_resume_plan`): what a client draws the
-        resumed run on, so its picture and the engine agree."""
-        return self._resume_plan(self._run_row(run_id)).definition
+    def resume_plan(self, run_id: str, *, afresh: bool = False) -> ResumePlan:
+        """What `resume` would run now and why (see `_resume_plan`): what a client draws the
+        resumed run on and says a resume runs, so its picture and the engine agree. `afresh`: as
+        a process that loads the files afresh decides (a runner, `launch`): it holds no last good
+        definition, so for a file that does not parse now it takes the run's stored one."""
+        source, plan = self._resume_plan(self._run_row(run_id), afresh=afresh)
+        return ResumePlan(source, plan.definition)
 
     def unloadable_workflows(
         self, run_id: str, *, retried: Iterable[str] = (), definition: str | None = None
@@ -671,7 +700,7 @@ class Workspace:
         file:line:col, as `run` refuses them. Empty: nothing stops it."""
         run = self._run_row(run_id)
         if definition is None:
-            plan = self._resume_plan(run)
+            _, plan = self._resume_plan(run)
         else:
             plan = self._plan_from_row(run) if definition == "stored" else self._current_plan(run)
         return self._unloadable(plan, self.store.get_steps(run_id), set(retried))
@@ -728,20 +757,23 @@ class Workspace:
         if problems:
             raise ValidationErrors(problems)
 
-    def _resume_plan(self, run: WorkflowRun) -> _Plan:
+    def _resume_plan(self, run: WorkflowRun, *, afresh: bool = False) -> tuple[ResumeSource, _Plan]:
         """A resume runs the workflow's file as it is now (the fix just made is what you resume
         with), a rerun the definition chosen when it was prepared, a retry cut short (its engine
         died, or it was handed over) the definition the retry chose, and a run whose workflow is
-        gone or broken the definition stored with it."""
-        if run.rerun_of or _continues_stored_retry(run):
-            return self._plan_from_row(run)
+        gone or broken the definition stored with it — but a file that parsed before and does not
+        now, its last good definition held here (none when loaded `afresh`)."""
+        if run.rerun_of:
+            return ResumeSource.RERUN, self._plan_from_row(run)
+        if _continues_stored_retry(run):
+            return ResumeSource.RETRY, self._plan_from_row(run)
         snap = self._snapshot()
-        try:
-            wf = self._lookup(snap, run.workflow_name)
-            directory = snap.workflow_dirs[wf.name]
-        except FlowError:
-            return self._plan_from_row(run)
-        return _Plan(wf, directory, snap)
+        wf = snap.workflows.get(run.workflow_name)
+        kept = run.workflow_name in snap.kept
+        if wf is None or (kept and afresh):
+            return ResumeSource.STORED, self._plan_from_row(run)
+        source = ResumeSource.LAST_GOOD if kept else ResumeSource.FILE
+        return source, _Plan(wf, snap.workflow_dirs[wf.name], snap)
 
     def retry(
         self,

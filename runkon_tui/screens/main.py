@@ -369,7 +369,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if entry is self.pinned:
             notes.append("not in the watched folders: the definition stored with this run")
         elif app.definition_changed_under_run(entry):
-            notes.append(self._changed_on_disk(entry))
+            notes.append(self._changed_on_disk())
         set_text(note, "\n".join(notes))
         if note.has_class("-shown") != bool(notes):
             note.set_class(bool(notes), "-shown")
@@ -392,14 +392,16 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             self._show_cursor_output()
         self.fit_grid_pane()
 
-    def _changed_on_disk(self, entry: WorkflowEntry) -> str:
+    def _changed_on_disk(self) -> str:
         """The tree's note when the file changed under the run on screen: the tree keeps the
-        run's definition, but a run that can be resumed is not kept to it (`resumes_with`)."""
+        run's definition, but a run that can be resumed is not kept to it (`resumes_with`: what
+        the engine says; said once it has answered)."""
         app = self.rapp
         if not app.can_resume():
             return "changed on disk: this run keeps its own definition; the next run uses the file"
-        key, what = app.key_for("resume"), esc(app.session.resumes_with(entry))
-        return f"changed on disk: the tree shows this run's own definition; {key} resumes it with {what}"
+        shown = "changed on disk: the tree shows this run's own definition"
+        what = app.session.resumes_with()
+        return shown if what is None else f"{shown}; {app.key_for('resume')} resumes it with {esc(what)}"
 
     def fit_grid_pane(self) -> None:
         """The Fan-out pane takes room only when the workflow has a foreach (anywhere in its tree,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -13,9 +14,9 @@ import pytest
 from runkon_flow.errors import AlreadyOwned, ValidationErrors, WorkflowError, WorkflowNotFound
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.memory import InMemoryStore
-from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.models import NewRun, RetryRequest, RunStatus
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
-from runkon_flow.workspace import InputsError, UnknownWorkflow, Workspace
+from runkon_flow.workspace import InputsError, ResumeSource, UnknownWorkflow, Workspace
 
 
 @pytest.fixture(autouse=True)
@@ -299,6 +300,47 @@ def test_resume_continues_a_failed_run_without_redoing_completed_steps(home: Pat
     ]
     with pytest.raises(WorkflowError, match="already completed"):
         ws.resume(run_id)
+
+
+def test_resume_plan_says_which_definition_a_resume_runs_and_why(home: Path) -> None:
+    """One rule, `resume_plan`, for what `resume` runs and what a client says it runs: the file as
+    it is now; a broken file's last good definition (none for a process loading the files afresh,
+    which takes the run's own); the stored one for a rerun, a stored retry cut short, a gone file."""
+    ws = ws_for(home)
+    run_id = ws.create_run("greet", {})
+    ws.execute(run_id)
+    plan = ws.resume_plan(run_id)
+    assert (plan.source, plan.definition) == (ResumeSource.FILE, ws.workflows["greet"])
+    write(home, "greet.wf", "workflow greet {\n  call hello\n  call hello\n}\n")
+    os.utime(home / "greet.wf", (time.time() + 5, time.time() + 5))
+    ws.reload()
+    plan = ws.resume_plan(run_id)
+    assert plan.source is ResumeSource.FILE and len(plan.definition.body) == 2
+    write(home, "greet.wf", "workflow greet {\n  call\n}\n")
+    os.utime(home / "greet.wf", (time.time() + 10, time.time() + 10))
+    ws.reload()
+    plan = ws.resume_plan(run_id)
+    assert plan.source is ResumeSource.LAST_GOOD and len(plan.definition.body) == 2
+    plan = ws.resume_plan(run_id, afresh=True)
+    assert plan.source is ResumeSource.STORED and plan.source.stored and len(plan.definition.body) == 1
+
+    write(home, "greet.wf", "workflow greet {\n  call hello\n  call hello\n  call hello\n}\n")
+    os.utime(home / "greet.wf", (time.time() + 15, time.time() + 15))
+    ws.reload()
+    ws.store.set_retry_request(run_id, RetryRequest("2026-01-01T00:00:00Z", {"s": ("a",)}, "stored"))
+    assert ws.resume_plan(run_id).source is ResumeSource.FILE  # the retry is over: the run finished
+    ws.store.update_run_status(run_id, RunStatus.RUNNING, None, None)  # its engine died mid-retry
+    plan = ws.resume_plan(run_id)
+    assert plan.source is ResumeSource.RETRY and len(plan.definition.body) == 1
+    ws.store.update_run_status(run_id, RunStatus.FAILED, None, None)
+
+    ws.store.set_rerun_link(run_id, "01HZZSOMEOLDERRUN000000000", "hello")
+    plan = ws.resume_plan(run_id)
+    assert plan.source is ResumeSource.RERUN and len(plan.definition.body) == 1
+    (home / "greet.wf").unlink()
+    ws.reload()
+    other = ws.store.create_run(NewRun("greet", definition_snapshot=json.dumps(plan.definition.to_json())))
+    assert ws.resume_plan(other.id).source is ResumeSource.STORED  # the file is gone
 
 
 def test_resume_of_a_run_abandoned_while_cancelling_runs_it_instead_of_cancelling_it_again(

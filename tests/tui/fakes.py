@@ -16,6 +16,7 @@ from runkon_flow.dsl.loading import load_workflow_dir
 from runkon_flow.errors import Problem, ValidationErrors
 from runkon_flow.events import EngineEventData, GateResolved, RunCancelled, RunCompleted, RunStarted
 from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.workspace import ResumePlan, ResumeSource
 
 from tests.tui.scenarios import T0
 
@@ -112,8 +113,9 @@ class ScriptedHost:
         self.calls.append(("resume", run_id))
         self._run(run_id, sinks, [])
 
-    def resume_definition(self, run_id: str) -> None:
-        return None  # scripted runs draw the definition they started with
+    def resume_plan(self, run_id: str, *, afresh: bool = False) -> ResumePlan:
+        # The file as it is now; scripted runs draw the definition they started with.
+        return ResumePlan(ResumeSource.FILE, None)  # type: ignore[arg-type]
 
     def unloadable_workflows(self, run_id: str, **_: object) -> list[object]:
         return []  # scripted runs call no workflow files

@@ -1179,8 +1179,9 @@ async def test_a_past_run_whose_file_changed_since_shows_the_definition_it_ran()
         await pilot.pause()
         assert screen.tree_workflow == "review-one"
         assert [n.data.label for n in screen.tree.nodes_by_uid.values()] == ["script first", "script boom"]  # type: ignore[union-attr]
-        note = str(screen.query_one("#tree-note").render()).replace("\n", " ")
-        assert "the tree shows this run's own definition; r resumes it with the file as it is now" in note
+        note = lambda: str(screen.query_one("#tree-note").render()).replace("\n", " ")  # noqa: E731
+        said = "the tree shows this run's own definition; r resumes it with the file as it is now"
+        await wait_for(pilot, lambda: said in note(), what="what r resumes with")  # the host's answer
 
 
 async def test_the_workflow_list_glyph_follows_the_live_run() -> None:

@@ -514,7 +514,7 @@ async def test_the_tree_note_says_what_r_resumes_a_failed_run_with(
         assert "the next run uses the file" not in note()
         run_id = app.view.root_run_id
         assert run_id is not None
-        loaded = lambda: len(app.session.host.resume_definition(run_id).body) == 3  # type: ignore[union-attr]  # noqa: E731
+        loaded = lambda: len(app.session.host.resume_plan(run_id).definition.body) == 3  # type: ignore[union-attr]  # noqa: E731
         await wait_for(pilot, loaded, what="the engine here to load the edit")
         (folder / "flaky.wf").write_text(f"workflow flaky {{\n  {one}\n  {two}\n  script four {{\n}}\n")
         said = f"r resumes it with {resumed_with} (the file does not parse now)"
@@ -526,3 +526,38 @@ async def test_the_tree_note_says_what_r_resumes_a_failed_run_with(
         await pilot.pause()
         drawn = [node.label.plain.split()[2] for node in main(app).tree.nodes_by_uid.values() if node.data]
         assert drawn == steps
+
+
+@pytest.mark.parametrize("kind", ["rerun", "retry"])
+async def test_the_tree_note_says_a_rerun_or_an_interrupted_retry_resumes_with_its_own_definition(
+    folder: Path, kind: str
+) -> None:
+    """The engine resumes a rerun, and a retry of the stored definition cut short, with the
+    run's own definition whatever the file says now; the note said "the file as it is now". It
+    now draws the engine's answer (`Workspace.resume_plan`)."""
+    from runkon_flow.persistence.models import RetryRequest
+    from runkon_flow.workspace import Workspace
+
+    one, two = 'script one { run = "echo one" }', 'script two { run = "exit 3" }'
+    (folder / "flaky.wf").write_text(f"workflow flaky {{\n  {one}\n  {two}\n}}\n")
+    store = InMemoryStore()
+    ws = Workspace([folder], store)
+    run_id = ws.create_run("flaky", {})
+    assert ws.execute(run_id).status is RunStatus.FAILED
+    if kind == "rerun":
+        run_id, _ = ws.prepare_rerun(run_id, "two", definition="stored")
+        assert ws.resume(run_id).status is RunStatus.FAILED
+    else:  # its engine died while it retried: `interrupted`
+        store.set_retry_request(run_id, RetryRequest("2026-01-01T00:00:00Z", {"s": ("a",)}, "stored"))
+        store.update_run_status(run_id, RunStatus.RUNNING, None, None)
+    three = 'script three { run = "echo three" }'
+    (folder / "flaky.wf").write_text(f"workflow flaky {{\n  {one}\n  {two}\n  {three}\n}}\n")
+    app = real_app(folder, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_past_run(run_id)
+        await wait_for(pilot, lambda: app.view.root_run_id == run_id and app.can_resume(), what="past run")
+        note = lambda: str(main(app).query_one("#tree-note").render()).replace("\n", " ")  # noqa: E731
+        why = "a rerun keeps the one it was made with" if kind == "rerun" else "it goes on with a retry"
+        said = f"the tree shows this run's own definition; r resumes it with its own definition ({why}"
+        await wait_for(pilot, lambda: said in note(), what="the run's own definition said")
+        assert "the file as it is now" not in note()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runkon_flow.errors import Problem
 from runkon_flow.events import EventSink
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -33,7 +34,7 @@ class EngineHost(Protocol):
 
     def reload(self) -> None: ...
 
-    def validate(self, name: str) -> Sequence[Any]:
+    def validate(self, name: str) -> Sequence[Problem]:
         """What would stop a run of `name` (problems with `file:line:col` where known)."""
         ...
 
@@ -51,7 +52,7 @@ class EngineHost(Protocol):
 
     def unloadable_workflows(
         self, run_id: str, *, retried: Iterable[str] = ..., definition: str | None = ...
-    ) -> Sequence[Any]: ...
+    ) -> Sequence[Problem]: ...
 
     def retry(
         self,

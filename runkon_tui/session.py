@@ -589,7 +589,7 @@ class RunSession:
         def job() -> None:
             try:
                 self.reload_host_now()  # edits saved since the last reload count
-                problems = [_problem_text(p) for p in host.validate(name)]
+                problems = [p.render() for p in host.validate(name)]
             except Exception:  # the run's own check, when it starts, says what is wrong
                 problems = []
             self.driver.post(RunRejected(name, problems) if problems else Checked(name))
@@ -616,7 +616,7 @@ class RunSession:
             try:
                 self.reload_host_now()  # the files as they are now
                 for name in names:
-                    problems = [_file_error(p) for p in host.validate(name)]
+                    problems = [FileError.of(p) for p in host.validate(name)]
                     if problems:
                         found[name] = problems
             except Exception:  # no engine: Enter says why; nothing to flag in the list
@@ -1444,15 +1444,6 @@ def same_definition(a: WorkflowDef, b: WorkflowDef | None) -> bool:
     return a is b or a == b or a.model_copy(update={"source_path": b.source_path}) == b
 
 
-def _file_error(problem: Any) -> FileError:
-    """A host's finding as the list shows it: where (when known) and what."""
-    location = getattr(problem, "location", None)
-    text = getattr(problem, "text", None)
-    if location is None or not callable(text):
-        return FileError("", str(problem))
-    return FileError(location.file or "", text(), location.line, location.column)
-
-
 def _unloadable(host: EngineHost, run_id: str, retry: Mapping[str, Sequence[str]] | None) -> list[str]:
     """What stops a resume (or a retry of the items `retry`) of `run_id` up front: the called or
     fan-out workflows it would start that do not load from today's files, at file:line:col.
@@ -1461,7 +1452,7 @@ def _unloadable(host: EngineHost, run_id: str, retry: Mapping[str, Sequence[str]
         found = host.unloadable_workflows(run_id)
     else:
         found = host.unloadable_workflows(run_id, retried=list(retry), definition="stored")
-    return [_problem_text(p) for p in found]
+    return [p.render() for p in found]
 
 
 def _problem_text(problem: Any) -> str:

@@ -410,7 +410,7 @@ class Workspace:
         ]
         agents = load_agents(dirs, path_refs=path_refs)
         script_env, identity_problems = DefaultScriptEnvProvider.from_dirs(dirs)
-        config_errors = [_file_error(p) for p in [*agents.errors, *identity_problems]]
+        config_errors = [FileError.of(p) for p in [*agents.errors, *identity_problems]]
         schemas = SchemaResolver(dirs)
         actions = build_action_registry(agents, script_env=script_env)
         resolver = _LoadedResolver(workflows, broken_by_stem)
@@ -1230,8 +1230,3 @@ def _snippets_of(node: Any) -> list[str]:
     if isinstance(node, ParallelNode):
         return sorted({*node.with_, *(s for extra in node.call_with.values() for s in extra)})
     return []
-
-
-def _file_error(problem: Problem) -> FileError:
-    loc = problem.location
-    return FileError(loc.file or "", problem.text(), loc.line, loc.column)

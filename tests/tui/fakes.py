@@ -70,9 +70,9 @@ class ScriptedHost:
         self.calls.append(("reload",))
         self.workflows = load_workflow_dir(self.dirs, strict=False).workflows
 
-    def validate(self, name: str) -> list[str]:
+    def validate(self, name: str) -> list[Problem]:
         self.calls.append(("validate", name))
-        return self.problems.get(name, [])
+        return [Problem(p) for p in self.problems.get(name, [])]
 
     def prepare_inputs(self, name: str, raw: Mapping[str, str]) -> dict[str, str]:
         wf = self.workflows[name]
@@ -91,7 +91,7 @@ class ScriptedHost:
     def create_run(self, name: str, inputs: Mapping[str, str]) -> str:
         problems = self.validate(name)
         if problems:
-            raise ValidationErrors([Problem(p) for p in problems])
+            raise ValidationErrors(problems)
         self._seq += 1
         run_id = f"01HZZSCRIPTED{self._seq:013d}"
         self.calls.append(("create_run", name, dict(inputs), run_id))
@@ -117,7 +117,7 @@ class ScriptedHost:
         # The file as it is now; scripted runs draw the definition they started with.
         return ResumePlan(ResumeSource.FILE, None)  # type: ignore[arg-type]
 
-    def unloadable_workflows(self, run_id: str, **_: object) -> list[object]:
+    def unloadable_workflows(self, run_id: str, **_: object) -> list[Problem]:
         return []  # scripted runs call no workflow files
 
     def cancel(self, run_id: str, message: str | None = None) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.parser import parse_file, parse_workflow
-from runkon_flow.errors import FlowError, WfError
+from runkon_flow.errors import FlowError, Problem, WfError
 
 __all__ = [
     "CONDUCTOR_WORKFLOWS",
@@ -133,6 +133,12 @@ class FileError:
 
     def __str__(self) -> str:
         return self.render()
+
+    @classmethod
+    def of(cls, problem: Problem) -> FileError:
+        """A finding (a host's check, an agent file's error) as a file's error: where, and what."""
+        where = problem.location
+        return cls(where.file or "", problem.text(), where.line, where.column)
 
 
 @dataclass

@@ -416,6 +416,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 f"note: {_not_found(run.workflow_name, ws)}; "
                 "resuming with the definition stored with the run (use --dir to point at its folder)"
             )
+        # Workspace.resume refuses this too (for every caller, and a file broken in between), but
+        # only once `execute` has printed the run_id= header: said here first, with each position.
         _refuse_unloadable(ws.unloadable_workflows(run.id), dirs, "resume")
         hooks = prepare_hooks(args)
         events_file = open_events_file(args.events, append=True, database=location_of(args))

@@ -370,7 +370,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             notes.append("not in the watched folders: the definition stored with this run")
         elif app.definition_changed_under_run(entry):
             notes.append(self._changed_on_disk())
-        set_text(note, "\n".join(notes))
+        set_text(note, "\n".join(notes), wraps=True)  # what r resumes with comes a moment later
         if note.has_class("-shown") != bool(notes):
             note.set_class(bool(notes), "-shown")
         tree_pane.border_title = f"Steps · {esc(entry.name)}"

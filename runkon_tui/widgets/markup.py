@@ -34,16 +34,17 @@ def paint(status: str, text: str) -> str:
     return f"[{TONE_VAR[tone(status)]}]{text}[/]"
 
 
-def set_text(widget: Any, text: str, *, fixed_height: bool = False) -> bool:
+def set_text(widget: Any, text: str, *, fixed_height: bool = False, wraps: bool = False) -> bool:
     """`Static.update` only when the text changed, and without a layout pass when the widget's
-    height cannot change (header lines) or did not (same number of lines). Returns whether it did.
+    height cannot change (header lines) or did not (same number of lines; not known for text that
+    `wraps`: a longer line may take more rows). Returns whether it did.
 
     A layout pass repaints the whole screen; at 15 ticks a second during a 10,000-item fan-out that
     would cost more than everything else the dashboard does."""
     previous = getattr(widget, "_shown_text", None)
     if previous == text:
         return False
-    same_height = previous is not None and previous.count("\n") == text.count("\n")
+    same_height = not wraps and previous is not None and previous.count("\n") == text.count("\n")
     widget._shown_text = text
     widget.update(text, layout=not (fixed_height or same_height))
     return True

@@ -553,11 +553,17 @@ async def test_the_tree_note_says_a_rerun_or_an_interrupted_retry_resumes_with_i
     three = 'script three { run = "echo three" }'
     (folder / "flaky.wf").write_text(f"workflow flaky {{\n  {one}\n  {two}\n  {three}\n}}\n")
     app = real_app(folder, store)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         app.open_past_run(run_id)
         await wait_for(pilot, lambda: app.view.root_run_id == run_id and app.can_resume(), what="past run")
-        note = lambda: str(main(app).query_one("#tree-note").render()).replace("\n", " ")  # noqa: E731
+        widget = main(app).tree_note
+        note = lambda: str(widget.render()).replace("\n", " ")  # noqa: E731
         why = "a rerun keeps the one it was made with" if kind == "rerun" else "it goes on with a retry"
         said = f"the tree shows this run's own definition; r resumes it with its own definition ({why}"
         await wait_for(pilot, lambda: said in note(), what="the run's own definition said")
         assert "the file as it is now" not in note()
+        await pilot.pause()
+        # The answer came after the note was first drawn: its wrapped lines all have room.
+        width = widget.content_size.width
+        assert widget.content_size.height == widget.get_content_height(widget.size, app.size, width) > 2
+

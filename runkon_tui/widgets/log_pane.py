@@ -75,7 +75,8 @@ class BufferSource:
 
 class ErrorsSource:
     """The errors log: the workspace's open problems, then the run's own error lines. A run
-    start clears only the run's; a problem opened or withdrawn has every line drawn again."""
+    start clears only the run's; a problem opened or withdrawn has every line drawn again. The
+    lines of an attempt a resume replaced stay, dimmed, and are not counted (docs/dashboard.md)."""
 
     def __init__(self, problems: OpenProblems, run: BufferSource) -> None:
         self.problems = problems
@@ -98,15 +99,19 @@ class ErrorsSource:
 
     @property
     def count(self) -> int:
-        """Open problems and the lines of the run on screen."""
-        return len(self.problems) + self.run.count
+        """Open problems and the lines of the run's current attempt."""
+        return len(self.problems) + self.run.buffer.since_mark
 
     def __len__(self) -> int:
         return len(self.problems.lines) + len(self.run)
 
     def get(self, i: int) -> tuple[str, str]:
         lines = self.problems.lines
-        return self.run.stamped(lines[i]) if i < len(lines) else self.run.get(i - len(lines))
+        if i < len(lines):
+            return self.run.stamped(lines[i])
+        i -= len(lines)
+        text, level = self.run.get(i)
+        return (text, "debug") if i < self.run.buffer.replaced else (text, level)
 
 
 class OutputSource:

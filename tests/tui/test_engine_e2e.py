@@ -567,3 +567,35 @@ async def test_the_tree_note_says_a_rerun_or_an_interrupted_retry_resumes_with_i
         width = widget.content_size.width
         assert widget.content_size.height == widget.get_content_height(widget.size, app.size, width) > 2
 
+
+async def test_a_resume_to_completion_leaves_no_open_error_and_marks_the_replaced_attempt_s(
+    folder: Path, tmp_path: Path
+) -> None:
+    """After `r` resumed a failed run to completion the errors tab still said `errors (2)`: the
+    first attempt's lines. They stay in the log, dimmed under a line naming the attempt that
+    replaced them; the count is the current attempt's open errors."""
+    flag = tmp_path / "ok"
+    two = f'script two {{ run = "test -f {flag}" }}'
+    (folder / "flaky.wf").write_text(f'workflow flaky {{\n  script one {{ run = "echo one" }}\n  {two}\n}}\n')
+    app = real_app(folder)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "flaky")
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: run_over(app) and app.view.status == "failed", what="failed run", timeout=30
+        )
+        pane = main(app).log_pane
+        bar = lambda: str(pane.query_one("#log-bar").render())  # noqa: E731
+        first = len(app.view.error_log)
+        assert first and f"errors ({first})" in bar()
+        flag.touch()
+        await pilot.press("r")
+        completed = lambda: app.view.status == "completed" and run_over(app)  # noqa: E731
+        await wait_for(pilot, completed, what="resumed run", timeout=30)
+        await pilot.pause()
+        assert "errors (" not in bar()  # nothing open now
+        source = pane.sources["errors"]
+        drawn = [source.get(i) for i in range(len(source))]
+        assert len(drawn) == first + 1  # the first attempt's lines and the line that says so
+        assert all(level == "debug" for _, level in drawn)  # drawn dimmed
+        assert drawn[-1][0].endswith("▲ above: attempt 1's errors (attempt 2 replaced it)")

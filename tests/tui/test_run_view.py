@@ -168,6 +168,30 @@ def test_a_cancelled_run_resumed_to_completion_no_longer_reports_its_cancel() ->
     assert not any(line.startswith("cancelled:") for line in summary.splitlines())
 
 
+def test_a_resume_leaves_the_replaced_attempt_s_errors_in_the_log_but_not_open() -> None:
+    """The errors log counts the current attempt's lines (`since_mark`); the ones a resume
+    replaced stay in front (`replaced`, fewer once the ring drops them) under a line saying so."""
+    limits = ViewLimits(error_log=4)
+    view = RunView(clock=lambda: FROZEN, limits=limits)
+    s = Script()
+    s.emit(RunStarted(workflow_name="p"))
+    s.emit(RunCompleted(succeeded=False, error="first"))
+    s.emit(RunResumed(workflow_name="p", skipped_steps=0))
+    view.apply_all(s.events)
+    errors = view.error_log
+    assert (len(errors), errors.since_mark, errors.replaced) == (2, 0, 2)
+    assert errors.lines[-1].text == "▲ above: attempt 1's errors (attempt 2 replaced it)"
+    s.events.clear()
+    s.emit(RunCompleted(succeeded=False, error="second"))
+    s.emit(RunResumed(workflow_name="p", skipped_steps=0))
+    s.emit(RunCompleted(succeeded=False, error="third"))
+    view.apply_all(s.events)
+    assert errors.since_mark == 1 and "third" in errors.lines[-1].text
+    assert errors.replaced == 3 and errors.lines[-2].text.startswith("▲ above: attempt 2's errors")
+    view.begin("other", "p")  # another run on screen: nothing of it was replaced
+    assert (errors.since_mark, errors.replaced) == (0, 0)
+
+
 def test_unknown_event_types_and_blank_lines_are_ignored() -> None:
     lines = (EVENTS / "gate_waiting.jsonl").read_text().splitlines()
     future = '{"timestamp": 1, "ts": 1.0, "run_id": "x", "event": {"type": "SomethingNew", "a": 1}}'

@@ -54,12 +54,13 @@ class LogBuffer:
     it or a new run cleared it. (Resetting it let a viewer that drew a line just before a clear
     take the next run's first line for one it had already drawn, and draw it twice.)"""
 
-    __slots__ = ("lines", "since_clear", "total")
+    __slots__ = ("lines", "marked", "since_clear", "total")
 
     def __init__(self, maxlen: int) -> None:
         self.lines: deque[LogLine] = deque(maxlen=maxlen)
         self.total = 0
         self.since_clear = 0  # lines appended since the last clear (dropped ones included)
+        self.marked = 0  # `total` at the last `mark` (or clear): the lines before it are replaced
 
     def append(self, line: LogLine) -> None:
         self.lines.append(line)
@@ -69,6 +70,20 @@ class LogBuffer:
     @property
     def dropped(self) -> int:
         return self.total - len(self.lines)
+
+    def mark(self) -> None:
+        """The lines so far belong to what a newer attempt of the run replaces (a resume)."""
+        self.marked = self.total
+
+    @property
+    def since_mark(self) -> int:
+        """Lines appended since the last `mark` or clear (dropped ones included)."""
+        return self.total - self.marked
+
+    @property
+    def replaced(self) -> int:
+        """How many of `lines`, from the front, came before the last `mark`."""
+        return max(0, self.marked - self.dropped)
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -80,6 +95,7 @@ class LogBuffer:
         """Forget every line (a new run on screen); `total` keeps counting."""
         self.lines.clear()
         self.since_clear = 0
+        self.marked = self.total
 
 
 def execution_position(node_path: str | None, position: int | None) -> int | None:

@@ -598,6 +598,17 @@ class RunModel:
             else:
                 text += " (no completed step to skip: it starts over)"
             self._log(LogLine(data.ts, text, "info", run.run_id))
+            self._replace_errors(data.ts, run)
+
+    def _replace_errors(self, ts: float, run: RunState) -> None:
+        """A new attempt of the root run: the error lines so far are the attempt it replaces.
+        They stay in the errors log under a line saying so, and are no longer counted as open
+        (`LogBuffer.mark`: a resume to completion leaves no open error)."""
+        errors = self.error_log
+        if errors.since_mark:
+            text = f"▲ above: attempt {run.attempts - 1}'s errors (attempt {run.attempts} replaced it)"
+            self._error(LogLine(ts, text, "info", run.run_id))
+        errors.mark()
 
     def _run_completed(self, data: EngineEventData, ev: Any) -> None:
         run = self._run(data.run_id)

@@ -800,7 +800,8 @@ class RunSession:
             target = run_id
             try:
                 self.reload_host_now()  # edits saved since the last reload apply to this run
-                refused = _unloadable(host, target, retry) if target is not None else []
+                # As the runner will see them: it loads the files afresh (`resume_plan`).
+                refused = _unloadable(host, target, retry, afresh=True) if target is not None else []
                 if refused:  # no runner started, nothing written: the run stays resumable once fixed
                     post(RunRejected(name, refused, target))
                     return
@@ -1444,12 +1445,15 @@ def same_definition(a: WorkflowDef, b: WorkflowDef | None) -> bool:
     return a is b or a == b or a.model_copy(update={"source_path": b.source_path}) == b
 
 
-def _unloadable(host: EngineHost, run_id: str, retry: Mapping[str, Sequence[str]] | None) -> list[str]:
+def _unloadable(
+    host: EngineHost, run_id: str, retry: Mapping[str, Sequence[str]] | None, *, afresh: bool = False
+) -> list[str]:
     """What stops a resume (or a retry of the items `retry`) of `run_id` up front: the called or
     fan-out workflows it would start that do not load from today's files, at file:line:col.
-    Refused here like a new run's problems, not by a runner or engine after it was started."""
+    Refused here like a new run's problems, not by a runner or engine after it was started.
+    `afresh`: it goes to a background runner, which loads the files afresh."""
     if retry is None:
-        found = host.unloadable_workflows(run_id)
+        found = host.unloadable_workflows(run_id, afresh=afresh)
     else:
         found = host.unloadable_workflows(run_id, retried=list(retry), definition="stored")
     return [p.render() for p in found]

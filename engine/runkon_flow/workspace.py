@@ -693,14 +693,15 @@ class Workspace:
         return ResumePlan(source, plan.definition)
 
     def unloadable_workflows(
-        self, run_id: str, *, retried: Iterable[str] = (), definition: str | None = None
+        self, run_id: str, *, retried: Iterable[str] = (), definition: str | None = None, afresh: bool = False
     ) -> list[Problem]:
         """The workflows a `resume` of run `run_id` (or, with `definition`, a `retry` reopening the
         fan-out rows `retried`) would start that do not load from today's files: each at its
-        file:line:col, as `run` refuses them. Empty: nothing stops it."""
+        file:line:col, as `run` refuses them. Empty: nothing stops it. `afresh`: for a resume in
+        a process that loads the files afresh, as `resume_plan` says."""
         run = self._run_row(run_id)
         if definition is None:
-            _, plan = self._resume_plan(run)
+            _, plan = self._resume_plan(run, afresh=afresh)
         else:
             plan = self._plan_from_row(run) if definition == "stored" else self._current_plan(run)
         return self._unloadable(plan, self.store.get_steps(run_id), set(retried))

@@ -675,3 +675,39 @@ def test_a_run_whose_child_workflow_is_broken_is_refused_before_anything_starts(
     session.handle(report)
     assert session.view.read_only and not session.run_active  # the past run it was, nothing going
     store.close()
+
+
+def test_a_resume_in_a_runner_is_checked_on_the_definition_the_runner_resumes_with(
+    folder: Path, tmp_path: Path
+) -> None:
+    """The run's file is broken now: the engine here would resume its last good definition,
+    but a runner loads the files afresh and resumes the run's own. Checked on the last good one,
+    the dashboard refused a resume for a workflow only that definition calls."""
+    from runkon_flow.workspace import Workspace
+
+    from runkon_tui.history import past_run_view
+
+    def save(text: str, moment: int) -> None:
+        (folder / "outer.wf").write_text(text)
+        os.utime(folder / "outer.wf", (time.time() + moment, time.time() + moment))
+        host.reload()
+
+    (folder / "kid.wf").write_text('workflow kid {\n  script s { run = "true" }\n}\n')
+    store = SqliteStore(tmp_path / "runs.db")
+    host = Workspace([folder], store)
+    save("workflow outer {\n  call workflow kid\n}\n", 5)
+    run_id = host.create_run("outer", {})  # stored: it calls kid
+    save("workflow outer {\n  call workflow gone\n}\n", 10)  # the last good definition
+    save("workflow outer {\n  call workflow\n", 15)  # broken now
+
+    def no_runner(*_: object, **__: object) -> None:
+        raise RuntimeError("no runner in this test")
+
+    host.launch = no_runner  # type: ignore[method-assign]
+    session, reports = headless_session(folder, host, store)
+    session.show(past_run_view(store, run_id, session.catalog.definition, time.time))
+    session.resume(run_id)
+    [report] = reports
+    assert type(report).__name__ == "LaunchFailed", reports  # past the check: kid loads
+    assert "no runner in this test" in report.text
+    store.close()

@@ -544,11 +544,11 @@ class RunSession:
 
     def resumes_with(self) -> str | None:
         """`resume_source` in words (None until it is known)."""
-        from runkon_flow.workspace import ResumeSource  # built by now: it answered
-
         source = self.resume_source()
         if source is None:
             return None
+        from runkon_flow.workspace import ResumeSource  # imported by now: the engine answered
+
         return {
             ResumeSource.FILE: "the file as it is now",
             ResumeSource.LAST_GOOD: "the file's last good definition (the file does not parse now)",

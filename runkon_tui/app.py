@@ -40,7 +40,7 @@ from runkon_tui.bridge import EventBridge
 from runkon_tui.catalog import Catalog, WorkflowEntry
 from runkon_tui.commands import DUPLICATED_SYSTEM_COMMANDS, DashboardCommands, ThemeCommands
 from runkon_tui.config import TuiConfig, load_config
-from runkon_tui.host import DeferredHost, EngineHost
+from runkon_tui.host import DeferredHost, DeferredStore, EngineHost
 from runkon_tui.problems import OpenProblems, ProblemKey
 from runkon_tui.run_view import Changes, FanOutView, GateView, LogLine, RunState, RunView
 from runkon_tui.screens.main import MainScreen
@@ -114,6 +114,14 @@ class SessionReport(Message):
         self.report = report
 
 
+class StoreOpened(Message):
+    """The run store the app started with (a `DeferredStore`) is open (or fell back to memory)."""
+
+    def __init__(self, deferred: DeferredStore) -> None:
+        super().__init__()
+        self.deferred = deferred
+
+
 class EngineBuilt(Message):
     """The engine host the app started with (a `DeferredHost`) is built, or failed to be."""
 
@@ -161,10 +169,13 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     ) -> None:
         css = stylesheet_path()
         super().__init__(css_path=[css] if css.is_file() else None)
-        from runkon_flow.persistence.memory import InMemoryStore
+        if store is None:
+            from runkon_flow.persistence.memory import InMemoryStore
 
+            store = InMemoryStore()
         self.dirs = [Path(d) for d in dirs]
-        self.store: WorkflowPersistence = store if store is not None else InMemoryStore()
+        # A `DeferredStore` (runkon-tui) until it is opened right after the first frame.
+        self.store: WorkflowPersistence = store
         self.startup_problems = list(problems or [])
         self.requested_theme = theme
         self.clock = clock
@@ -285,22 +296,53 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         elif self.attach_to is not None:
             self.call_after_refresh(self.attach_run, self.attach_to)
         self.call_after_refresh(self._settle_after_first_frame)
-        if isinstance(self.session.host, DeferredHost):
-            self.call_after_refresh(self._build_engine, self.session.host)
-        else:
+        store = self.store if isinstance(self.store, DeferredStore) else None
+        host = self.session.host if isinstance(self.session.host, DeferredHost) else None
+        if store is not None or host is not None:
+            self.call_after_refresh(self._open_after_first_frame, store, host)
+        if host is None:
             self.call_after_refresh(self.session.check_workflows)
 
-    def _build_engine(self, deferred: DeferredHost) -> None:
-        """After the first frame: build the engine host on a worker (runs need it, the first
-        frame does not). A key that needs the engine before then builds it itself (and waits)."""
+    def _open_after_first_frame(self, store: DeferredStore | None, host: DeferredHost | None) -> None:
+        """After the first frame: open the run store, then build the engine host, on a worker
+        (runs and past runs need them, the first frame does not). A key that needs either before
+        then opens or builds it itself (and waits)."""
 
-        def build() -> None:
+        def open_then_build() -> None:
             try:
-                deferred.build()
+                if store is not None:
+                    try:
+                        store.open()
+                    finally:
+                        self.post_message(StoreOpened(store))
             finally:
-                self.post_message(EngineBuilt(deferred))
+                if host is not None:
+                    try:
+                        host.build()
+                    finally:
+                        self.post_message(EngineBuilt(host))
 
-        self.run_worker(build, thread=True, group="engine", name="build the engine", exit_on_error=False)
+        name = "open the store and the engine"
+        self.run_worker(open_then_build, thread=True, group="engine", name=name, exit_on_error=False)
+
+    def on_store_opened(self, message: StoreOpened) -> None:
+        """The store is open: the app and session use it directly from now on, and what opening
+        it found (an unusable database, a folder created for it) is said as at start-up."""
+        deferred = message.deferred
+        if self.store is not deferred or not deferred.opened:  # not opened: its next use says why
+            return
+        self.store = self.session.store = deferred.store
+        if self._shutting_down():
+            return
+        if deferred.problem:
+            self._open_problem(("startup", deferred.problem), deferred.problem, "error", title="")
+        if deferred.note:
+            self.store_note = deferred.note
+            self.view.note(f"⚠ {deferred.note}", "warning")  # also in the engine log, whole
+        screen = self.main_screen
+        if (deferred.problem or deferred.note) and screen is not None and screen.is_mounted:
+            self.drain()
+            screen.refresh_header()
 
     def on_engine_built(self, message: EngineBuilt) -> None:
         deferred = message.deferred

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from runkon_flow.errors import Problem
 from runkon_flow.events import EventSink
@@ -131,33 +131,99 @@ def open_workspace(
     The hooks file (`hooks`, `$RUNKON_HOOKS` or `.runkon/hooks.yaml`) runs for every run started
     here; a wrong one is reported and the dashboard runs without hooks.
 
-    `deferred`: only the store is opened now; the host is a `DeferredHost` that builds the engine
-    (and opens the hooks file) on first use — the dashboard builds it on a worker right after its
-    first frame, so start-up does not wait for the engine's runtime, plug-ins and approvals."""
-    created = _folder_to_create(db)
-    store, store_problem = open_store(db)
+    `deferred`: nothing is opened now. The store is a `DeferredStore` and the host a `DeferredHost`
+    (it opens the store, then builds the engine and opens the hooks file) — the dashboard opens
+    both on a worker right after its first frame, and reports their problems then, so start-up
+    waits neither for the store (its code, `sqlite3`, the file) nor for the engine's runtime,
+    plug-ins and approvals. `problems` and `store_note` are then the store's, known once open."""
+    if deferred:
+        lazy = DeferredStore(db)
+
+        def build_deferred() -> tuple[EngineHost | None, list[str], Any]:
+            store = lazy.open()
+            return _build_engine(
+                dirs,
+                db,
+                store,
+                store_usable=lazy.problem is None,
+                working_dir=working_dir,
+                executor=executor,
+                ray_address=ray_address,
+                hooks=hooks,
+            )
+
+        return OpenedHost(DeferredHost(build_deferred), cast(WorkflowPersistence, lazy), [])
+    store, store_problem, note = _open_noting(db)
+    host, engine_problems, runner = _build_engine(
+        dirs,
+        db,
+        store,
+        store_usable=store_problem is None,
+        working_dir=working_dir,
+        executor=executor,
+        ray_address=ray_address,
+        hooks=hooks,
+    )
     problems = [store_problem] if store_problem else []
-    note = "in-memory store: runs are not saved" if store_problem else None
-    if created is not None and not store_problem:
+    return OpenedHost(host, store, problems + engine_problems, note, runner)
+
+
+def _open_noting(db: Path | str | None) -> tuple[WorkflowPersistence, str | None, str | None]:
+    """(the store at `db`, its problem, the note for the header): `open_store`, and whether it
+    fell back to memory or created a folder for the database."""
+    created = _folder_to_create(db)
+    store, problem = open_store(db)
+    note = "in-memory store: runs are not saved" if problem else None
+    if created is not None and not problem:
         # Said all session, as the CLI says it: a typo in --db must not pass for an empty history.
         note = f"created {created}/ for a new run database"
+    return store, problem, note
 
-    def build() -> tuple[EngineHost | None, list[str], Any]:
-        return _build_engine(
-            dirs,
-            db,
-            store,
-            store_usable=store_problem is None,
-            working_dir=working_dir,
-            executor=executor,
-            ray_address=ray_address,
-            hooks=hooks,
-        )
 
-    if deferred:
-        return OpenedHost(DeferredHost(build), store, problems, note)
-    host, engine_problems, runner = build()
-    return OpenedHost(host, store, problems + engine_problems, note, runner)
+class DeferredStore:
+    """The run store at `db`, opened on first use or by `open()` on a worker: any store attribute
+    opens it. Until then the dashboard draws its first frame without the store's code, `sqlite3`
+    and the database file. Thread-safe: whoever comes first opens, others wait.
+
+    Once open, `store` is the store (an in-memory one when `db` is unusable), `problem` why it is
+    unusable and `note` what the header says all session (see `open_store`); the dashboard swaps
+    this for `store` and shows `problem` as a start-up problem."""
+
+    def __init__(self, db: Path | str | None) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self._store: WorkflowPersistence | None = None
+        self.problem: str | None = None
+        self.note: str | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._store is not None
+
+    @property
+    def store(self) -> WorkflowPersistence:
+        return self.open()
+
+    def open(self) -> WorkflowPersistence:
+        with self._lock:
+            if self._store is None:
+                store, self.problem, self.note = _open_noting(self._db)
+                self._store = store
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            close = getattr(self._store, "close", None)  # an in-memory store has nothing to close
+            if close is not None:
+                close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = getattr(self.open(), name)
+        if callable(value):  # a bound method of the opened store: later calls skip this lookup
+            self.__dict__[name] = value
+        return value
 
 
 def _build_engine(

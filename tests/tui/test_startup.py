@@ -156,3 +156,112 @@ async def test_a_run_imports_nothing_the_app_did_not_load_right_after_its_first_
     finally:
         opened.host.close()
         opened.store.close()
+
+
+# ------------------------------------------------------------------ the store, opened after the first frame
+
+
+def test_runkon_tui_starts_without_the_stores_code_or_opening_the_database(
+    folder: Path, tmp_path: Path
+) -> None:
+    """What `runkon-tui` has imported and done when the app can draw: the store's code, `sqlite3`
+    and `ulid` are not loaded and the database is not opened (nor created) yet. A fresh process:
+    this one has them all already."""
+    import subprocess
+
+    db = tmp_path / "runs.db"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from runkon_tui.host import open_workspace\n"
+        "import runkon_tui.app\n"
+        "opened = open_workspace([Path(sys.argv[1])], sys.argv[2], deferred=True)\n"
+        "heavy = ('sqlite3', 'ulid', 'runkon_flow.persistence.sqlite', 'runkon_flow.persistence.memory')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), Path(sys.argv[2]).exists())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder), str(db)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[] False"
+
+
+async def test_the_store_is_opened_right_after_the_first_frame_and_used_directly(
+    folder: Path, tmp_path: Path
+) -> None:
+    from runkon_flow.persistence.sqlite import SqliteStore
+
+    from runkon_tui.host import DeferredStore
+
+    db = tmp_path / "runs.db"
+    opened = open_workspace([folder], db, deferred=True)
+    lazy = opened.store
+    assert isinstance(lazy, DeferredStore) and not lazy.opened and not db.exists()
+    app = make_app(host=opened.host, store=lazy, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.store is not lazy, what="the store to be opened")
+            assert isinstance(app.store, SqliteStore) and app.session.store is app.store and db.exists()
+            await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
+            await run_quick(pilot, app)
+            assert app.view.status == "completed", app.view.summary_text()
+            assert app.store.get_run(app.view.root_run_id) is not None  # the run went to the file
+    finally:
+        opened.host.close()
+        lazy.close()
+
+
+async def test_an_unusable_store_is_reported_after_the_first_frame_in_the_same_words(tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-db.db"
+    bad.write_text("this is not sqlite")
+    workflows = Path("tests/tui/fixtures/workflows")
+    said = open_workspace([workflows], bad)  # opened at once: what it has always said
+    (problem,) = said.problems
+    assert problem.startswith("run store unusable (")
+    assert said.store_note == "in-memory store: runs are not saved"
+    opened = open_workspace([workflows], bad, deferred=True)
+    assert opened.problems == [] and opened.store_note is None  # known once it is opened
+    app = make_app(host=opened.host, store=opened.store, dirs=[workflows])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app._notifications, what="the store's problem")
+        assert [n.message for n in app._notifications] == [problem]
+        assert problem in [line.text for line in app.view.engine_log]
+        assert f"⚠ {said.store_note}" in [line.text for line in app.view.engine_log]
+        await pilot.pause()
+        assert "in-memory store" in screen_text(app)[0]  # the header, all session
+        assert problem in [line.text for line in app.problems.lines]  # the errors log
+
+
+async def test_a_folder_created_for_the_database_is_said_after_the_first_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflows = Path("tests/tui/fixtures/workflows").resolve()
+    monkeypatch.chdir(tmp_path)
+    opened = open_workspace([workflows], Path("typo/deeper/runs.db"), deferred=True)  # as typed
+    assert not (tmp_path / "typo").exists()
+    app = make_app(host=opened.host, store=opened.store, dirs=[workflows])
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.store_note, what="the store to be opened")
+            await pilot.pause()
+            assert "⚠ created typo/ for a new run database" in screen_text(app)[0]
+            assert (tmp_path / "typo" / "deeper" / "runs.db").exists()
+    finally:
+        opened.store.close()
+
+
+async def test_attach_waits_for_the_store_opened_after_the_first_frame(folder: Path, tmp_path: Path) -> None:
+    from tests.tui.test_attach import detach, final_status
+
+    db = tmp_path / "runs.db"
+    run_id = detach(folder, db, "quick")
+    final_status(db, run_id)
+    opened = open_workspace([folder], db, deferred=True)
+    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time, attach=run_id)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.view.root_run_id == run_id, what="the attached run")
+            await wait_for(pilot, lambda: app.view.status == "completed", what="its stored end")
+    finally:
+        opened.host.close()
+        opened.store.close()

@@ -14,11 +14,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
-from ulid import ULID
-
 
 def new_id() -> str:
     """A 26-character Crockford base32 ULID."""
+    # Imported here: `ulid` asks the installed packages for its version when imported (~10 ms),
+    # and the row models are imported by every reader of runs (the dashboard before its first
+    # frame) that never makes an id.
+    from ulid import ULID
+
     return str(ULID())
 
 

@@ -250,10 +250,21 @@ def first_frame_seconds(folder: Path, db: Path, floor: bool = False) -> tuple[fl
                 cpu = process_cpu_seconds(proc.pid)
                 break
     os.write(master, b"\x11")  # ctrl+q
+    # Keep reading while it quits: a full pseudo-terminal would block its next paint, and it
+    # would never see the key (each sample then waited the whole 10 s before the kill).
+    quit_by = time.perf_counter() + 10
+    while proc.poll() is None and time.perf_counter() < quit_by:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                os.read(master, 65536)
+            except OSError:
+                break
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=max(0.0, quit_by - time.perf_counter()))
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
     os.close(master)
     if frame_at is None:
         raise SystemExit("runkon-tui never drew its first frame")

@@ -82,7 +82,7 @@ if TYPE_CHECKING:  # the first frame needs only the main screen: the others load
     from runkon_tui.watcher import WorkflowWatcher
 
 #: Modules a run needs but the first frame does not (see `RunkonApp._settle_after_first_frame`).
-_NEEDED_LATER = ("runkon_flow.hooks.terminal", "textual.scrollbar")
+_NEEDED_LATER = ("runkon_flow.hooks.terminal", "textual.scrollbar", "runkon_flow.observe.clusters")
 
 Clock = Callable[[], float]
 
@@ -368,9 +368,9 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         slowed a 10,000-item run).
 
         The modules are imported off the first frame: the scroll bar a long fan-out grid gains,
-        and the run's end alert (the hooks package, with its YAML and HTTP modules, ~20 ms on a
-        quiet machine). Imported during a run instead, they hold the interpreter while the
-        engine's threads work.
+        the failure clusters under it, and the run's end alert (the hooks package, with its YAML
+        and HTTP modules, ~20 ms on a quiet machine). Imported during a run instead, they hold
+        the interpreter while the engine's threads work.
 
         `runkon-tui` starts with the collector off (cli.main); it is turned on here."""
         for module in _NEEDED_LATER:

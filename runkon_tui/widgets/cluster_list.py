@@ -8,7 +8,8 @@ the cluster's items through the same confirmation as the grid's `e`/`E`. The clu
 
 from __future__ import annotations
 
-from runkon_flow.observe.clusters import FailureCluster, clusters_of, distinct_labels
+from typing import TYPE_CHECKING
+
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import OptionList
@@ -17,6 +18,9 @@ from textual.widgets.option_list import Option
 from runkon_tui.run_view import FanOutView
 from runkon_tui.widgets.fanout_grid import FanOutGrid
 from runkon_tui.widgets.markup import esc
+
+if TYPE_CHECKING:
+    from runkon_flow.observe.clusters import FailureCluster
 
 
 class ClusterList(OptionList):
@@ -69,6 +73,10 @@ class ClusterList(OptionList):
         if fan is None:
             self.clusters = []
         elif fan.version != self._version:
+            # Imported here, not before the first frame, which has no fan-out to group (~3 ms of
+            # regular expressions; the app imports it right after that frame: _NEEDED_LATER).
+            from runkon_flow.observe.clusters import clusters_of
+
             self._version = fan.version
             self.clusters = clusters_of(fan)
         signature = (*((c.signature, c.count) for c in self.clusters), self.picked)
@@ -78,6 +86,8 @@ class ClusterList(OptionList):
         highlighted = self.highlighted
         self.clear_options()
         if self.clusters:
+            from runkon_flow.observe.clusters import distinct_labels
+
             common, labels = distinct_labels(self.clusters)
             shared = f" · all: {esc(common)}" if common else ""
             count = len(self.clusters)

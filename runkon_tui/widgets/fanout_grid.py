@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from rich.segment import Segment
 from rich.style import Style
-from runkon_flow.observe.clusters import clusters_of
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
@@ -169,6 +168,8 @@ class FanOutGrid(ScrollView, can_focus=True):
         codes = fan.codes
         members: set[int] | None = None
         if self.cluster is not None:
+            from runkon_flow.observe.clusters import clusters_of  # see ClusterList.show
+
             picked = [c for c in clusters_of(fan) if c.signature == self.cluster]
             members = set(picked[0].indices) if picked else set()
         visible = []

@@ -161,12 +161,10 @@ async def test_a_run_imports_nothing_the_app_did_not_load_right_after_its_first_
 # ------------------------------------------------------------------ the store, opened after the first frame
 
 
-def test_runkon_tui_starts_without_the_stores_code_or_opening_the_database(
-    folder: Path, tmp_path: Path
-) -> None:
+def test_runkon_tui_starts_without_what_its_first_frame_does_not_use(folder: Path, tmp_path: Path) -> None:
     """What `runkon-tui` has imported and done when the app can draw: the store's code, `sqlite3`
-    and `ulid` are not loaded and the database is not opened (nor created) yet. A fresh process:
-    this one has them all already."""
+    and `ulid` are not loaded and the database is not opened (nor created) yet, nor are the
+    failure clusters (no fan-out on a first frame) loaded. A fresh process: this one has them all."""
     import subprocess
 
     db = tmp_path / "runs.db"
@@ -176,7 +174,8 @@ def test_runkon_tui_starts_without_the_stores_code_or_opening_the_database(
         "from runkon_tui.host import open_workspace\n"
         "import runkon_tui.app\n"
         "opened = open_workspace([Path(sys.argv[1])], sys.argv[2], deferred=True)\n"
-        "heavy = ('sqlite3', 'ulid', 'runkon_flow.persistence.sqlite', 'runkon_flow.persistence.memory')\n"
+        "heavy = ('sqlite3', 'ulid', 'runkon_flow.persistence.sqlite', 'runkon_flow.persistence.memory',\n"
+        "         'runkon_flow.observe.clusters')\n"
         "print(sorted(m for m in heavy if m in sys.modules), Path(sys.argv[2]).exists())\n"
     )
     done = subprocess.run(

@@ -8,9 +8,13 @@ the run from its row when caught up: ended (its final event read, or the row end
 ago), or interrupted (its lease lapsed, or was let go of and nobody took it within `grace`). It then calls
 `on_end(status)` once — `completed`, `failed`, `cancelled` or `interrupted` — and stops; for an
 interrupted run `stopped_at` then holds where its clock stopped (`liveness.stopped_at`, the time
-`runs` and `show` give it). A run a runner started here is about to resume or retry
-(`runner`) is not judged at all until that runner holds its lease (or has exited). Pure: no
-Textual.
+`runs` and `show` give it). A read the store refuses (a PostgreSQL server restarted or out of
+reach) does not end the following: `on_problem(text)` is told once, the reads are tried again
+every `RETRY_S` seconds, and `on_problem(None)` once they succeed again — the run is then judged
+from its row as ever (its runner may have died meanwhile: interrupted). Before, the follower's
+thread died on the first such error and the run stayed "running" on screen for good.
+A run a runner started here is about to resume or retry (`runner`) is not judged at all until
+that runner holds its lease (or has exited). Pure: no Textual.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from runkon_flow.errors import PersistenceError
 from runkon_flow.event_log import READ_ROWS, read_stored
 from runkon_flow.observe.liveness import lease_is_live, stopped_at
 from runkon_flow.persistence.models import RunStatus, StoredEvent, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 END_GRACE_S = 3.0
+RETRY_S = 1.0
 
 
 class Runner(Protocol):
@@ -57,6 +63,7 @@ class StoreFollower:
         grace: float = 5.0,
         runner: Runner | None = None,
         after_seq: int = 0,
+        on_problem: Callable[[str | None], None] | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -74,6 +81,8 @@ class StoreFollower:
         #: lease: nothing is judged while the runner is alive and has not been seen holding it.
         self.runner = runner
         self._taken = runner is None
+        self.on_problem = on_problem
+        self._failing = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -83,11 +92,29 @@ class StoreFollower:
         return self._stop.is_set()
 
     def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                return self._follow()
+            except PersistenceError as exc:
+                if not self._failing:
+                    self._failing = True
+                    self._tell(f"cannot read run {self.run_id} from the store, trying again: {exc}")
+                self._stop.wait(RETRY_S)
+        return None
+
+    def _tell(self, text: str | None) -> None:
+        if self.on_problem is not None and not self._stop.is_set():
+            self.on_problem(text)
+
+    def _follow(self) -> None:
         ended_since: float | None = None
         released_since: float | None = None
         emit_stored = self.sink.emit_stored
         while not self._stop.is_set():
             rows, self.last_seq = read_stored(self.store, self.run_id, self.last_seq, READ_ROWS)
+            if self._failing:
+                self._failing = False
+                self._tell(None)
             for row in rows:
                 if row.event_run_id == self.run_id:
                     kind = row.kind

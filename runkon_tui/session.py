@@ -1107,7 +1107,16 @@ class RunSession:
         def ended(status: str) -> None:
             post(AttachEnded(run_id, status, follower.stopped_at))
 
-        follower = StoreFollower(self.store, run_id, self.bridge, ended, runner=runner, after_seq=after_seq)
+        def problem(text: str | None) -> None:
+            # The store out of reach (a PostgreSQL restart): said once, and once when it is back.
+            if text is None:
+                post(Notice(f"reading run {short_id(run_id)} from the store again", log_error=False))
+            else:
+                post(Notice(text, "warning", log_error=True, title="Run store"))
+
+        follower = StoreFollower(
+            self.store, run_id, self.bridge, ended, runner=runner, after_seq=after_seq, on_problem=problem
+        )
         self.follower = follower
         self.driver.spawn(follower.run, group="follow", name=f"follow {run_id}")
 

@@ -243,6 +243,32 @@ def test_a_database_made_by_another_tool_is_refused_by_name(dsn) -> None:
     assert "\n" not in message and display_dsn(dsn) in message
 
 
+def test_a_schema_holding_other_programs_tables_is_refused_untouched(dsn) -> None:
+    # As a SQLite file with other tables is: runkon's tables are not slipped in beside them by a
+    # mere `runkon-flow runs`; `db upgrade` (upgrade=True) puts them there on purpose.
+    sql(dsn, "CREATE TABLE notes (body TEXT)")
+    sql(dsn, "CREATE VIEW recent_notes AS SELECT body FROM notes")
+    with pytest.raises(PersistenceError) as caught:
+        open_store(dsn)
+    message = str(caught.value)
+    assert "is not a runkon database" in message and "table notes, view recent_notes" in message
+    assert "left untouched" in message and "runkon-flow db upgrade" in message and "\n" not in message
+    tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    assert sorted(row[0] for row in sql(dsn, tables)) == ["notes", "recent_notes"]
+    open_store(dsn, upgrade=True).close()
+    assert sql(dsn, "SELECT version FROM runkon_schema") == [(pgs.SCHEMA_VERSION,)]
+    assert sql(dsn, "SELECT count(*) FROM notes") == [(0,)]
+
+
+def test_a_search_path_naming_no_schema_says_what_to_do(dsn) -> None:
+    missing = pg.with_search_path(pg.base_dsn(), "no_such_schema_here")
+    with pytest.raises(PersistenceError) as caught:
+        open_store(missing)
+    message = str(caught.value)
+    assert "no schema to create runkon's tables in" in message and "no_such_schema_here" in message
+    assert "CREATE SCHEMA" in message and "\n" not in message
+
+
 def test_a_newer_schema_is_refused_with_a_clear_message(dsn) -> None:
     open_store(dsn).close()
     sql(dsn, "UPDATE runkon_schema SET version = 99")

@@ -1389,6 +1389,7 @@ def ensure_schema(conn: Any, where: str, *, upgrade: bool) -> int:
                     f"{where} is not a runkon database: it has a {found[0]} table that runkon did not make "
                     "(no runkon_schema table); point --db / RUNKON_DB at a database of runkon's own"
                 )
+            _refuse_a_schema_not_ours(conn, where, upgrade=upgrade)
             conn.execute(pgs.VERSION_TABLE)
             version = 0
             upgrade = True  # an empty database: nobody else uses it yet
@@ -1413,6 +1414,42 @@ def ensure_schema(conn: Any, where: str, *, upgrade: bool) -> int:
             "INSERT INTO runkon_schema (version, upgraded_at) VALUES (%s, now())", (pgs.SCHEMA_VERSION,)
         )
         return pgs.SCHEMA_VERSION
+
+
+def _refuse_a_schema_not_ours(conn: Any, where: str, *, upgrade: bool) -> None:
+    """Before runkon's tables go into a schema without them: refuse one that holds other
+    programs' tables (unless `upgrade`: `runkon-flow db upgrade` puts them beside those on
+    purpose), as a SQLite file holding other tables is refused, and say what to do when the
+    `search_path` names no schema that exists (PostgreSQL's own words are "no schema has been
+    selected to create in"). Nothing is written either way."""
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    if schema is None:
+        path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+        raise PersistenceError(
+            f"run database {where}: no schema to create runkon's tables in — the search_path ({path}) "
+            "names no schema that exists; create it (CREATE SCHEMA …) or fix the URL's search_path"
+        )
+    if upgrade:
+        return
+    names = [
+        f"{_RELKINDS.get(kind, 'table')} {name}"
+        for name, kind in conn.execute(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+            "ORDER BY c.relname LIMIT 4"
+        ).fetchall()
+    ]
+    if names:
+        shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        raise PersistenceError(
+            f"{where} is not a runkon database: its schema {schema} holds {shown}; it was left untouched — "
+            "point --db / RUNKON_DB at a database of runkon's own (or a schema: "
+            "?options=-csearch_path%3Drunkon), or run `runkon-flow db upgrade --db <url>` to add "
+            "runkon's tables beside them"
+        )
+
+
+_RELKINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "f": "foreign table"}
 
 
 def schema_version(dsn: str) -> tuple[int | None, int]:

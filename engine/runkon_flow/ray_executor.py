@@ -82,6 +82,10 @@ class RayExecutor:
             )
         ray = _ray()
         if not ray.is_initialized():
+            where = self.address or f"${RAY_ADDRESS_ENV} / a local cluster"
+            silent = _nothing_answers(self.address)
+            if silent is not None:
+                raise RayUnavailable(f"cannot join the Ray cluster at {where}: {silent}")
             try:
                 ray.init(
                     address=self.address or "auto",
@@ -91,8 +95,13 @@ class RayExecutor:
                     configure_logging=False,
                 )
             except Exception as exc:
-                where = self.address or f"${RAY_ADDRESS_ENV} / a local cluster"
-                raise RayUnavailable(f"cannot join the Ray cluster at {where}: {_first_line(exc)}") from None
+                why = _first_line(exc)
+                if "Could not find any running Ray instance" in why:  # Ray's words name its own flags
+                    why = (
+                        "no Ray cluster runs on this machine; start one (ray start --head) or give its "
+                        f"address (--ray-address HOST:PORT or ${RAY_ADDRESS_ENV})"
+                    )
+                raise RayUnavailable(f"cannot join the Ray cluster at {where}: {why}") from None
         if not self.location.is_server:
             foreign = [ip for ip in self.node_addresses() if not _is_local_address(ip)]
             if foreign:
@@ -209,6 +218,34 @@ def _is_local_address(ip: str) -> bool:
     except OSError:
         return False
     return True
+
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def _nothing_answers(address: str | None) -> str | None:
+    """Why nothing can be joined at `address` (HOST:PORT, or ray://HOST:PORT), or None when
+    something answers there or the address is not one to probe (none, `auto`, `local`).
+
+    `ray.init` at an address where nothing listens does not fail: Ray's GCS client retries each
+    connection for ~40 s, 20 times (over 13 minutes), printing warnings meanwhile; one TCP
+    connect first turns that into one line at once."""
+    if not address or address in ("auto", "local"):
+        return None
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port_text = hostport.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit():
+        return None  # not HOST:PORT: Ray judges it
+    try:
+        socket.create_connection((host, int(port_text)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        return (
+            f"nothing answers at {host}:{port_text} ({why}); start the head there "
+            f"(ray start --head --port={port_text}) or fix --ray-address / ${RAY_ADDRESS_ENV}"
+        )
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -453,3 +453,42 @@ def test_a_child_the_worker_closed_during_our_cancel_request_stays_closed(tmp_pa
         assert row is not None and row.status is RunStatus.CANCELLED  # not left `cancelling`
     finally:
         inner.close()
+
+
+class _RayThatHangs:
+    """Stands in for `ray`: its `init` is what joining an address where nothing listens does —
+    Ray retries for over 13 minutes — so the test fails at once instead of hanging."""
+
+    def __init__(self) -> None:
+        self.inits = 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs: Any) -> None:
+        self.inits += 1
+        raise TimeoutError("ray.init was called: it would retry for 13 minutes")
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from runkon_flow.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fake = _RayThatHangs()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    wf = make_dir(tmp_path, ["a"])
+    address = f"127.0.0.1:{port}"
+    argv = ["run", "fan", "--dir", str(wf), "--db", str(tmp_path / "runs.db"), "--executor", "ray"]
+    code = main([*argv, "--ray-address", address])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert f"cannot join the Ray cluster at {address}: nothing answers at {address}" in err
+    assert f"ray start --head --port={port}" in err
+    assert fake.inits == 0
+    assert not (wf / "ran.txt").exists()

@@ -116,6 +116,34 @@ def test_watching_a_finished_run_prints_what_run_printed_and_exits_with_its_stat
     assert f"resume with: runkon-flow resume {run_id_of(out)}" in err
 
 
+def test_a_store_out_of_reach_for_a_while_does_not_end_the_watch(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a PostgreSQL server restarted while a run is watched: the first reads fail, then the
+    # server answers again. The watch exited 1 at once (as for a failed run) while the run went on.
+    from runkon_flow.cli import watch
+    from runkon_flow.errors import PersistenceError
+
+    code, out, _ = cli(capsys, "run", "build", "--dir", "wf", "--progress", "plain")
+    assert code == 0
+    run_id = run_id_of(out)
+    real = watch.read_stored
+    failures = iter(range(2))
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if next(failures, None) is not None:
+            raise PersistenceError("run database postgresql://db/runkon: terminating connection")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(watch, "read_stored", flaky)
+    monkeypatch.setattr(watch, "STORE_RETRY_SECONDS", 0.0, raising=False)
+    code, watched, err = cli(capsys, "watch", run_id, "--progress", "plain")
+    assert code == 0, err
+    assert plain_lines(watched) == plain_lines(out)
+    assert err.count("cannot read run") == 1 and "terminating connection" in err
+    assert f"reading run {run_id} again" in err
+
+
 def screen(text: str) -> list[str]:
     """What a terminal shows once `text` is written: blocks the live view erased are gone, colours
     and cursor codes left out."""

@@ -8,7 +8,10 @@ would have: 0 completed, 1 failed (or interrupted: no engine holds it any more),
 A reader that goes away while the run goes on (`watch ID | grep -m1 X`) ends the watch with 0.
 A finished run is printed and the command exits at once. `--json` prints every event as one JSON
 object per line (the `--events` file format, so `replay` reads it back). Ctrl-C stops watching;
-the run goes on.
+the run goes on. A read the store refuses (a PostgreSQL server restarted or out of reach) is
+said once on stderr and tried again every second, for up to `STORE_OUTAGE_SECONDS`: a restart
+of the server does not end the watch of a run that goes on (it exited 1 at once, as for a
+failed run).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store, print_run_header
+from runkon_flow.errors import PersistenceError
 from runkon_flow.event_log import READ_ROWS, envelope_of, read_stored, top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.observe import RunModel
@@ -43,6 +47,10 @@ END_GRACE_SECONDS = 3.0
 #: running") is unheld for a fraction of a second. A lapsed lease is interrupted at once.
 RELEASED_GRACE_SECONDS = 5.0
 _EXIT = {RunStatus.COMPLETED: EXIT_OK, RunStatus.CANCELLED: EXIT_CANCELLED}
+#: How long reads the store refuses are tried again (every `STORE_RETRY_SECONDS`) before the
+#: watch gives up with the store's error.
+STORE_OUTAGE_SECONDS = 300.0
+STORE_RETRY_SECONDS = 1.0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -75,9 +83,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
         ended_since: float | None = None
         said_waiting = False
         released_since: float | None = None
+        outage = _Outage(run_id)
         try:
             while True:
-                rows, last_seq = read_stored(store, run_id, last_seq, READ_ROWS)
+                try:
+                    rows, last_seq = read_stored(store, run_id, last_seq, READ_ROWS)
+                    latest = None if rows else store.get_run(run_id)
+                except PersistenceError as exc:
+                    outage.failed(exc)
+                    time.sleep(STORE_RETRY_SECONDS)
+                    continue
+                outage.over()
                 for row in rows:
                     if held is not None and held.hold(row):
                         continue
@@ -93,7 +109,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 out(sys.stdout.flush if printer is None else printer.tick)
                 if rows:
                     continue  # catch up before judging whether the run is over
-                run = store.get_run(run_id) or run
+                run = latest or run
                 status = RunStatus(run.status)
                 now = time.monotonic()
                 if status.is_terminal:
@@ -125,6 +141,30 @@ def cmd_watch(args: argparse.Namespace) -> int:
             _close(printer, out)
             print_err(f"stopped watching; run {run_id} goes on ({hints.command('cancel', run_id)} stops it)")
             return EXIT_CANCELLED
+
+
+class _Outage:
+    """Reads of the store failing in a row: said once, given up on after `STORE_OUTAGE_SECONDS`."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.since: float | None = None
+
+    def failed(self, exc: PersistenceError) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            print_err(
+                f"cannot read run {self.run_id} from the store ({exc}); trying again every second "
+                f"for up to {STORE_OUTAGE_SECONDS:.0f} s (Ctrl-C stops watching; the run is not affected)"
+            )
+        elif now - self.since > STORE_OUTAGE_SECONDS:
+            raise exc
+
+    def over(self) -> None:
+        if self.since is not None:
+            self.since = None
+            print_err(f"reading run {self.run_id} again")
 
 
 class _HeldChildren:

@@ -303,6 +303,34 @@ def test_an_unreachable_server_is_one_line_naming_the_database(tmp_path) -> None
     assert "s3cret" not in message and "\n" not in message
 
 
+def test_a_missing_database_says_how_to_create_it() -> None:
+    from urllib.parse import urlsplit
+
+    base = pg.base_dsn()
+    parts = urlsplit(base)
+    missing = base.replace(parts.path, "/no_such_runkon_db", 1)
+    with pytest.raises(PersistenceError) as caught:
+        open_store(missing)
+    message = str(caught.value)
+    assert 'database "no_such_runkon_db" does not exist; create it (createdb no_such_runkon_db' in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("libpq", "hint"),
+    [
+        ('FATAL:  password authentication failed for user "alice"', "check the user name and the password"),
+        ("fe_sendauth: no password supplied", "give the password in the URL, in PGPASSWORD or in ~/.pgpass"),
+        ("Connection refused Is the server running on that host", ""),
+    ],
+)
+def test_a_refused_connection_says_what_to_do(libpq: str, hint: str) -> None:
+    from runkon_flow.persistence.pg_connect import connect_hint
+
+    said = connect_hint(libpq)
+    assert said.startswith(f"; {hint}") if hint else said == ""
+
+
 def test_wrong_credentials_are_one_line_without_the_password() -> None:
     base = pg.base_dsn()
     bad = base.replace("user=postgres", "user=nobody_here") + "&password=hunter2"

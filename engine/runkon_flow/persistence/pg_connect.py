@@ -53,6 +53,24 @@ def error_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+_DB_MISSING = re.compile(r'database "([^"]+)" does not exist')
+
+
+def connect_hint(line: str) -> str:
+    """What to do about a refused connection libpq words as it sees it (`; …`), or ''."""
+    if "no password supplied" in line:
+        return "; give the password in the URL, in PGPASSWORD or in ~/.pgpass"
+    if "password authentication failed" in line:
+        return "; check the user name and the password (the URL, PGPASSWORD or ~/.pgpass)"
+    missing = _DB_MISSING.search(line)
+    if missing:
+        return (
+            f"; create it (createdb {missing[1]}, or CREATE DATABASE as a user who may) — runkon "
+            "adds its tables on first use — or fix the URL's database name"
+        )
+    return ""
+
+
 def connect(dsn: str, where: str) -> Any:
     """An autocommit connection, or a PersistenceError that says why not in one line."""
     try:
@@ -65,6 +83,9 @@ def connect(dsn: str, where: str) -> Any:
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="runkon")
     except psycopg.Error as exc:
-        raise PersistenceError(f"cannot connect to run database {where}: {error_line(exc)}") from None
+        line = error_line(exc)
+        raise PersistenceError(
+            f"cannot connect to run database {where}: {line}{connect_hint(line)}"
+        ) from None
     except (ValueError, TypeError) as exc:  # a malformed URL or option
         raise PersistenceError(f"cannot connect to run database {where}: {exc}") from None

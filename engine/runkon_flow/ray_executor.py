@@ -14,9 +14,12 @@ slot in the parent).
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,6 +89,7 @@ class RayExecutor:
             silent = _nothing_answers(self.address)
             if silent is not None:
                 raise RayUnavailable(f"cannot join the Ray cluster at {where}: {silent}")
+            _enable_faulthandler_for_ray()
             try:
                 ray.init(
                     address=self.address or "auto",
@@ -221,6 +225,22 @@ def _is_local_address(ip: str) -> bool:
 
 
 PROBE_TIMEOUT_S = 5.0
+
+
+def _enable_faulthandler_for_ray() -> None:
+    """`ray.init` enables `faulthandler` on `sys.stderr` and fails when that has no file
+    descriptor — as under the dashboard, whose Textual app replaces `sys.stderr` with a capture
+    whose `fileno()` is -1: every `runkon-tui --executor ray` said `engine unavailable: … file.fileno()
+    is not a valid file descriptor`. Enabled here first, on the process's own stderr, Ray leaves it."""
+    if faulthandler.is_enabled():
+        return
+    try:
+        if sys.stderr is not None and sys.stderr.fileno() >= 0:
+            return  # Ray enables it itself
+    except (AttributeError, OSError, ValueError):
+        return  # io.UnsupportedOperation (a ValueError): Ray ignores it
+    with contextlib.suppress(AttributeError, OSError, ValueError, RuntimeError):
+        faulthandler.enable(file=sys.__stderr__, all_threads=False)  # type: ignore[arg-type]
 
 
 def _nothing_answers(address: str | None) -> str | None:

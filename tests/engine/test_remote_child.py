@@ -492,3 +492,47 @@ def test_a_ray_address_where_nothing_listens_is_one_line_at_once(
     assert f"ray start --head --port={port}" in err
     assert fake.inits == 0
     assert not (wf / "ran.txt").exists()
+
+
+_UNDER_A_STDERR_WITHOUT_FD = r"""
+import faulthandler, sys, types
+from runkon_flow.persistence.location import db_location
+from runkon_flow.ray_executor import RayExecutor
+
+class Capture:  # as Textual's app replaces sys.stderr while the dashboard runs
+    def write(self, text): return len(text)
+    def flush(self): pass
+    def fileno(self): return -1
+
+ray = types.ModuleType("ray")
+ray.is_initialized = lambda: False
+def init(**kwargs):  # what ray.init does first (ray/_private/worker.py connect)
+    if not faulthandler.is_enabled():
+        faulthandler.enable(all_threads=False)
+ray.init = init
+ray.nodes = lambda: []
+ray.remote = lambda **kwargs: (lambda fn: fn)
+sys.modules["ray"] = ray
+faulthandler.disable()
+sys.stderr = Capture()
+try:
+    RayExecutor(db_location(sys.argv[1]), []).connect()
+except Exception as exc:
+    print(f"refused: {exc}")
+    raise SystemExit(1) from None
+print("joined")
+"""
+
+
+def test_ray_joins_under_a_stderr_without_a_file_descriptor(tmp_path: Path) -> None:
+    # The dashboard's `--executor ray` said `engine unavailable: … file.fileno() is not a valid
+    # file descriptor` whatever the cluster: Ray's faulthandler.enable() met Textual's capture.
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDER_A_STDERR_WITHOUT_FD, str(tmp_path / "runs.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "joined", done.stdout + done.stderr

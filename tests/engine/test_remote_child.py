@@ -536,3 +536,50 @@ def test_ray_joins_under_a_stderr_without_a_file_descriptor(tmp_path: Path) -> N
         timeout=60,
     )
     assert done.stdout.strip() == "joined", done.stdout + done.stderr
+
+
+class _IgnoresTheStore(ThreadExecutor):
+    """Tasks that never look at the store (stuck in a subprocess): only the force-cancel stops
+    them, as Ray's does."""
+
+    def __init__(self, db: Path, wf: Path) -> None:
+        super().__init__(db, wf)
+        self.released = threading.Event()
+
+    def _run(self, task: ChildTask) -> dict[str, Any] | None:
+        self.released.wait(60)
+        return None
+
+    def force_cancel(self, handle: Future) -> None:
+        super().force_cancel(handle)
+        self.released.set()
+
+
+def test_a_cancelled_foreach_waits_for_the_force_cancel_of_its_remote_children(tmp_path: Path) -> None:
+    # The foreach gave up on in-flight children after the engine's 1 s grace, before the remote
+    # runner force-cancelled them (2 s): the run ended with the tasks still running and, in a
+    # process about to exit, their child rows left `running`.
+    wf = make_dir(tmp_path, ["a"])
+    db = tmp_path / "runs.db"
+    executor = _IgnoresTheStore(db, wf)
+    ws = driver(db, wf, executor)
+    try:
+        run_id = ws.create_run("fan", {})
+        done: list[Any] = []
+        runner = threading.Thread(target=lambda: done.append(ws.execute(run_id)))
+        runner.start()
+        deadline = time.monotonic() + 30
+        while not any(r.status == "running" for r in items_of(ws.store, run_id).values()):
+            assert time.monotonic() < deadline, "the item never started"
+            time.sleep(0.05)
+        ws.cancel(run_id, "enough")
+        runner.join(30)
+        assert done and done[0].status is RunStatus.CANCELLED
+        assert executor.forced, "the run ended before its remote child was force-cancelled"
+        children = ws.store.list_runs(limit=10, parent_run_id=run_id)
+        assert [c.status for c in children] == [RunStatus.CANCELLED]
+        assert items_of(ws.store, run_id)["a"].status == "cancelled"
+    finally:
+        executor.released.set()
+        executor.close()
+        ws.store.close()

@@ -67,6 +67,13 @@ __all__ = [
 #: Seconds between a cancel reaching the parent and the remote task being force-cancelled (if it
 #: has not stopped by itself by then). Cancel must stop in-flight items within 5 s.
 FORCE_CANCEL_AFTER = 2.0
+#: How long a foreach waits, after a cancel, for its in-flight remote children before it gives
+#: up on them (`RemoteChildRunner.cancel_grace`, read by the foreach): the force-cancel, and a
+#: moment for the executor to confirm it, must fit inside. With the engine's own 1 s grace the
+#: foreach gave up first — items recorded `cancelled` while their tasks still ran (a child that
+#: then completed was run again by `resume`), the run ended, and a process about to exit (a
+#: detached runner) left force-cancelled children's rows `running` for good.
+REMOTE_CANCEL_GRACE = FORCE_CANCEL_AFTER + 3.0
 _WAIT_TICK = 0.2
 _PARENT_POLL = 0.5
 
@@ -140,6 +147,9 @@ class _Parent:
 
 class RemoteChildRunner:
     """A ChildWorkflowRunner that sends foreach children to a `RemoteExecutor`."""
+
+    #: After a cancel, how long a foreach waits for the children this runner has in flight.
+    cancel_grace = REMOTE_CANCEL_GRACE
 
     def __init__(
         self,

@@ -425,7 +425,11 @@ class _FanOut:
                 with self.lock:
                     if not self.cancelled and st.cancellation.is_cancelled():
                         self.cancelled = True
-                        give_up_at = time.monotonic() + st.exec_config.cancel_grace
+                        # A remote child runner needs longer: it force-cancels its tasks first.
+                        grace = max(
+                            st.exec_config.cancel_grace, getattr(st.child_runner, "cancel_grace", 0.0)
+                        )
+                        give_up_at = time.monotonic() + grace
                     starting = self._take(max_slots - len(self.in_flight))
                     if not starting:
                         if not self.in_flight:

@@ -303,6 +303,20 @@ def test_a_run_abandoned_while_cancelling_resumes_instead_of_cancelling_again(
     assert "RunCompleted succeeded=true" in out
 
 
+def test_resume_of_a_run_held_elsewhere_says_which_process_holds_it(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Engines' lease tokens carry host and pid: on a shared PostgreSQL store the holder may be on
+    # another machine, and its lease is renewed while it lives.
+    _, run_id = start(capsys, "flaky")
+    interrupt(home, run_id)
+    with SqliteStore(home / "runs.db") as store:
+        assert store.acquire_lease(run_id, "build-7:4242:0123abcd", 600) is not None
+    code, _, err = cli(capsys, "resume", run_id, "--dir", "wf")
+    assert code == 1
+    assert "more, renewed while pid 4242 on build-7 runs it; if that process is gone" in err
+
+
 def test_resume_refuses_a_run_another_engine_holds(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, run_id = start(capsys, "flaky")
     interrupt(home, run_id)

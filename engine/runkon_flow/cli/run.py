@@ -69,6 +69,7 @@ from runkon_flow.errors import (
 from runkon_flow.humanize import format_duration
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runtime.lease import holder_of
 from runkon_flow.runtime.rerun import NoStepToRerunFrom
 from runkon_flow.runtime.resume import final_rejection, rejection_refusal
 from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
@@ -389,7 +390,11 @@ def _owned_message(run: WorkflowRun, command: str = "resume") -> str:
     if until is not None:
         left = max(0.0, (until - datetime.now(UTC)).total_seconds())
         then = "resume again then, or pass --wait" if command == "resume" else f"{command} again then"
-        text += f" (its lease runs {format_duration(left)} more; if that process is gone, {then})"
+        # Who: on a shared PostgreSQL store the holder may be on another machine, and its lease
+        # is renewed while it lives (the time left alone read as a countdown to a takeover).
+        holder = holder_of(run.owner_token)
+        who = f", renewed while pid {holder.pid} on {holder.host} runs it" if holder is not None else ""
+        text += f" (its lease runs {format_duration(left)} more{who}; if that process is gone, {then})"
     return text
 
 

@@ -3,6 +3,7 @@ including runs whose process died and runs another engine still holds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -205,6 +206,27 @@ def test_show_summarises_fan_out_items_and_names_failed_ones(
     [failed_item] = [line for line in out.splitlines() if "item b failed" in line]
     # Why the item failed (its failed step's error), not only which step of the child failed.
     assert "(child run " in failed_item and failed_item.endswith("Script 'say' exited with code 1")
+
+
+def test_show_calls_the_running_items_of_an_ended_foreach_interrupted(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An attempt a resume replaced (its engine was killed mid-item) keeps item rows that say
+    # running; nothing runs them any more, and `show` said "8 running" of a cancelled step.
+    _, run_id = start(capsys, "fan")
+    with contextlib.closing(sqlite3.connect(home / "runs.db")) as db, db:
+        [step_id] = db.execute(
+            "SELECT id FROM workflow_run_steps WHERE workflow_run_id = ? AND role = 'foreach'", (run_id,)
+        ).fetchone()
+        db.execute("UPDATE workflow_run_steps SET status = 'cancelled' WHERE id = ?", (step_id,))
+        db.execute(
+            "UPDATE workflow_run_step_fan_out_items SET status = 'running' "
+            "WHERE step_run_id = ? AND status = 'completed'",
+            (step_id,),
+        )
+    out = cli(capsys, "show", run_id)[1]
+    assert "items 1/3: 2 interrupted, 1 failed" in out
+    assert "running" not in out.split("POS", 1)[1]
 
 
 def test_show_json_has_every_step_row(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -272,13 +272,19 @@ def _fan_out(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[list[Fa
     return items, fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items)
 
 
-def _item_summary(items: list[FanOutItemRow], fan: FanOutView) -> str:
-    """`items 58/60: 57 ok, 1 failed, 2 skipped`."""
+def _item_summary(items: list[FanOutItemRow], fan: FanOutView, *, ended: bool = False) -> str:
+    """`items 58/60: 57 ok, 1 failed, 2 skipped`. `ended`: the step is over (an attempt a resume
+    replaced, its engine killed mid-item), so items whose rows still say running are
+    `interrupted` — nothing runs them any more."""
     if not items:
         return ""
     counts = ItemCounts.of(fan)
     shown = ("running", "completed", "failed", "skipped", "cancelled", "pending")
-    parts = [f"{getattr(counts, s)} {s}" for s in shown if getattr(counts, s)]
+    parts = [
+        f"{getattr(counts, s)} {'interrupted' if ended and s == 'running' else s}"
+        for s in shown
+        if getattr(counts, s)
+    ]
     return f"items {counts.finished}/{counts.total}: {', '.join(parts)}"
 
 
@@ -485,7 +491,7 @@ def show_lines(
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
             items, fan = _fan_out(store, step)
-            extra = _item_summary(items, fan)
+            extra = _item_summary(items, fan, ended=StepStatus(step.status).is_terminal)
             if step.id in current:
                 notes.extend(_item_detail_lines(store, items, fan))
         elif step.child_run_id and step.child_run_id != "dispatching":

@@ -338,6 +338,34 @@ def test_a_child_whose_queued_end_is_refused_reports_a_lost_lease_and_stops_its_
     assert store.get_run(parent_id).owner_token == "new-owner"
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_a_woken_engine_writes_no_item_end_into_a_fan_out_taken_over(tmp_path: Path, kind: str) -> None:
+    # Before: the stale engine's item end (written behind on SQLite, durable elsewhere) was still
+    # committed after the takeover: the item read `completed` while its child run read
+    # `cancelled`, and it could overwrite an item the new owner had dispatched again.
+    store = make_store(kind, tmp_path)
+    try:
+        wf = parse_workflow(
+            "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child } call after }"
+        )
+        parent_id = store.create_run(NewRun(workflow_name="parent")).id
+        h = Harness(_TreeTakenOverAtAChildsEnd(store, parent_id), tmp_path)
+        h.add_workflow("workflow child { call work }")
+        h.providers.append(ListProvider("tickets", ["a", "b"]))
+        with pytest.raises(EngineCancelled) as err:
+            h.run(wf, run_id=parent_id)
+        assert err.value.reason.kind == "LeaseLost"
+        (fan,) = [s for s in store.get_steps(parent_id) if s.step_name == "foreach:fan"]
+        items = store.get_fan_out_items(fan.id)
+        (child,) = [r for r in store.list_runs(parent_run_id=parent_id) if r.workflow_name == "child"]
+        assert store.get_run(child.id).status == "cancelled"
+        # As the engine left them when it lost the run: the new owner's resume records them.
+        assert [(i.item_id, i.status) for i in items] == [("a", "running"), ("b", "pending")]
+        assert "after" not in h.agents.names()
+    finally:
+        close_store(store)
+
+
 class _ChildCancelledWhilePaused:
     """A store on which this process stands still past its leases just as a foreach child records
     its end, and meanwhile `runkon-flow cancel <child>` ends that child (borrowing its lapsed

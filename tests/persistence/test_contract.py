@@ -17,6 +17,7 @@ from runkon_flow.persistence import (
     DeletedRuns,
     FanOutItemStatus,
     FanOutItemUpdate,
+    Fence,
     ItemLineage,
     NewEvent,
     NewRun,
@@ -1192,6 +1193,93 @@ def test_a_batch_with_an_unknown_item_changes_nothing(store) -> None:
     assert [r.status for r in store.get_fan_out_items(step_id)] == ["pending", "pending"]
     with pytest.raises(PersistenceError, match="fan-out item nope not found"):
         store.update_fan_out_item("nope", FanOutItemUpdate.running())
+
+
+def _taken_over_fan_out(store, clock) -> tuple[str, str, list[str]]:
+    """A foreach step of a run leased by "paused", two items running; then another engine takes
+    the run over (the lease lapsed while "paused" stood still)."""
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "paused", 10)
+    step_id = new_step(store, run.id, "fe", role="foreach", retry_count=0)
+    ids = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])
+    assert store.batch_update_fan_out_items(
+        [(i, FanOutItemUpdate.running("child-" + i)) for i in ids], fence=Fence(run.id, "paused")
+    )
+    clock.advance(11)
+    assert store.acquire_lease(run.id, "new-owner", 10) == 2
+    return run.id, step_id, ids
+
+
+def test_a_fenced_item_write_of_an_engine_that_lost_its_run_changes_nothing(store, clock) -> None:
+    """A woken stale engine's item end must not mark an item completed in a run another engine
+    owns now (its child was ended by the takeover, or is being run again)."""
+    run_id, step_id, ids = _taken_over_fan_out(store, clock)
+    done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
+    assert store.batch_update_fan_out_items([(ids[0], done)], fence=Fence(run_id, "paused")) is False
+    assert [r.status for r in store.get_fan_out_items(step_id)] == ["running", "running"]
+    # the owner's own writes, and unfenced ones, apply
+    assert store.batch_update_fan_out_items([(ids[0], done)], fence=Fence(run_id, "new-owner")) is True
+    assert store.batch_update_fan_out_items([(ids[1], done)]) is True
+    assert [r.status for r in store.get_fan_out_items(step_id)] == ["completed", "completed"]
+
+
+def test_a_write_behind_item_write_refused_when_committed_tells_its_caller(store, clock) -> None:
+    """As a write-behind finish: a store that queues the batch drops it at the commit and calls
+    `on_refused`; one that writes at once returns False. Never both, never neither; the writes
+    queued beside it (another engine's, unfenced) still apply."""
+    run_id, step_id, ids = _taken_over_fan_out(store, clock)
+    done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
+    refused: list[str] = []
+    queued = store.batch_update_fan_out_items(
+        [(ids[0], done)], durable=False, fence=Fence(run_id, "paused", lambda: refused.append("x"))
+    )
+    accepted: list[str] = []
+    assert store.batch_update_fan_out_items(
+        [(ids[1], done)], durable=False, fence=Fence(run_id, "new-owner", lambda: accepted.append("x"))
+    )
+    store.flush()
+    assert (queued, refused) in ((False, []), (True, ["x"]))
+    assert accepted == []
+    assert [r.status for r in store.get_fan_out_items(step_id)] == ["running", "completed"]
+
+
+def test_a_fenced_item_write_takes_the_queued_child_rows_along_written_or_refused(store, clock) -> None:
+    """A foreach worker's item write commits the child rows queued before it (one statement on
+    PostgreSQL): fenced, it applies while its engine owns the run, and when refused the queued
+    rows are still committed — only the item write is dropped."""
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "paused", 10)
+    step_id = new_step(store, run.id, "fe", role="foreach", retry_count=0)
+    ids = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])
+    fence = Fence(run.id, "paused")
+    children = []
+    for i in ids:
+        child = store.create_leased_run(
+            NewRun(workflow_name="child", parent_run_id=run.id), "c-" + i, 10, durable=False
+        )
+        store.insert_step(NewStep(child.id, "s", retry_count=0), durable=False)
+        children.append(child.id)
+        if i == ids[1]:
+            clock.advance(11)
+            assert store.acquire_lease(run.id, "new-owner", 10) == 2
+        written = store.batch_update_fan_out_items([(i, FanOutItemUpdate.running(child.id))], fence=fence)
+        assert written is (i == ids[0])
+    assert [(r.status, r.child_run_id) for r in store.get_fan_out_items(step_id)] == [
+        ("running", children[0]),
+        ("pending", None),
+    ]
+    assert [len(store.get_steps(c)) for c in children] == [1, 1]
+
+
+def test_an_item_write_fenced_on_an_ended_run_changes_nothing(store) -> None:
+    """A run ended (its lease handed back, or ended by a resume of the run above it) is no
+    writer's any more: an item write that still names its old token is refused."""
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 10)
+    step_id = new_step(store, run.id, "fe", role="foreach", retry_count=0)
+    (item,) = store.insert_fan_out_items(step_id, [("t", "a", "", {})])
+    assert store.finish_run(run.id, RunStatus.CANCELLED, None, None, "t1")
+    update = [(item, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED))]
+    assert store.batch_update_fan_out_items(update, fence=Fence(run.id, "t1")) is False
+    assert store.get_fan_out_items(step_id)[0].status is FanOutItemStatus.PENDING
+    assert store.batch_update_fan_out_items(update, fence=Fence("no-such-run", "t1")) is False
 
 
 def test_item_rows_read_back_are_copies(store) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence.models import (
+    Fence,
     GateApprovalState,
     NewRun,
     RunStatus,
@@ -137,6 +138,23 @@ def finish_refused_behind(run_id: str, status: str, on_refused: Callable[[], obj
         on_refused()
     except Exception:
         log.exception("run %s: on_refused of a fenced finish raised", run_id)
+
+
+ITEMS_FENCED = "run %s: %d fan-out item update(s) not written: another engine owns the run now"
+
+
+def items_refused_behind(fence: Fence, count: int) -> None:
+    """A queued write-behind item batch was fenced when committed: it is dropped; log it and tell
+    the writer through `fence.on_refused` (on the committing thread, which holds the store's
+    connection: it must not use the store; what it raises is logged, never raised into the
+    commit)."""
+    log.warning(ITEMS_FENCED, fence.run_id, count)
+    if fence.on_refused is None:
+        return
+    try:
+        fence.on_refused()
+    except Exception:
+        log.exception("run %s: on_refused of a fenced item write raised", fence.run_id)
 
 
 def check_finish_status(status: RunStatus) -> RunStatus:

@@ -38,6 +38,7 @@ from runkon_flow.persistence.models import (
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
+    Fence,
     GateApprovalState,
     ItemLineage,
     NewEvent,
@@ -505,9 +506,23 @@ class InMemoryStore:
             _apply_item_update(row, update, now)
 
     def batch_update_fan_out_items(
-        self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
-    ) -> None:
-        """All or nothing: an unknown item id fails the batch before any row changes."""
+        self,
+        updates: list[tuple[str, FanOutItemUpdate]],
+        *,
+        durable: bool = True,
+        fence: Fence | None = None,
+    ) -> bool:
+        """All or nothing: an unknown item id fails the batch before any row changes. Every write
+        applies at once: a fenced batch is refused with False (`on_refused` is never called).
+        The owner is checked, then the rows written: one run's guard is not held across the
+        items' (two batches of two runs could wait for each other's stripes), and nothing but
+        this process can take a run over between the two."""
+        if fence is not None:
+            with self._guard(fence.run_id):
+                run = self._runs.get(fence.run_id)
+                if run is None or run.owner_token != fence.token:
+                    sh.log.warning(sh.ITEMS_FENCED, fence.run_id, len(updates))
+                    return False
         now = self._now()
         items = self._items
         rows = [items.get(item_id) for item_id, _ in updates]
@@ -517,6 +532,7 @@ class InMemoryStore:
         for (item_id, update), row in zip(updates, rows, strict=True):
             with self._guard(item_id):
                 _apply_item_update(row, update, now)  # type: ignore[arg-type]
+        return True
 
     def get_fan_out_items(
         self, step_run_id: str, status_filter: FanOutItemStatus | None = None

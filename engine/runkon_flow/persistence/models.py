@@ -9,6 +9,7 @@ strings, identifiers ULIDs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -350,6 +351,18 @@ class FanOutItemUpdate(NamedTuple):
     @classmethod
     def terminal(cls, status: FanOutItemStatus, child_run_id: str | None = None) -> FanOutItemUpdate:
         return cls(status, child_run_id)
+
+
+class Fence(NamedTuple):
+    """Who writes: a write carrying it applies only while `token` owns the run `run_id` (the run
+    whose step the written rows belong to). An engine paused past its lease (SIGSTOP, Ctrl-Z)
+    whose run another engine took over must not write over the new owner's rows. `on_refused` is
+    called when a write-behind write is dropped at its commit (on the committing thread, which
+    holds the store: it must not use the store)."""
+
+    run_id: str
+    token: str
+    on_refused: Callable[[], object] | None = None
 
 
 @dataclass(frozen=True)

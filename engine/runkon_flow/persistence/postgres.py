@@ -31,7 +31,7 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, ParamSpec, TypeVar
@@ -48,6 +48,7 @@ from runkon_flow.persistence.models import (
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
+    Fence,
     GateApprovalState,
     ItemLineage,
     NewEvent,
@@ -233,23 +234,28 @@ _ITEM_ROWS = (
     + _ITEM_SET
     + "FROM unnest((SELECT %s::text[]), (SELECT %s::text[]), (SELECT %s::text[]), (SELECT %s::text[])) "
     "AS u(i, s, c, n) "
-    "WHERE t.id = u.i RETURNING 1) "
+    "WHERE t.id = u.i{} RETURNING 1) "
     "SELECT CASE WHEN count(*) = %s::int THEN 0 "
     "ELSE ('runkon: fan-out items not found: ' || %s::int - count(*))::int END FROM w"
 )
+# A fenced batch's condition: its writer's token still owns its run, the run row locked (FOR
+# SHARE) until the commit, so a takeover waits for the batch or the batch sees the takeover. A
+# refused batch updates nothing, the check above fails it, and its writes run alone (`_fenced`).
+_FENCE_HOLDS = " AND EXISTS (SELECT 1 FROM workflow_runs WHERE id = %s AND owner_token = %s FOR SHARE)"
+_RUN_OWNERS = "SELECT id, owner_token FROM workflow_runs WHERE id = ANY(%s) ORDER BY id FOR SHARE"
 
 
 @functools.cache
-def _batch_statement(run_rows: str | None, steps: bool, items: bool) -> str:
+def _batch_statement(run_rows: str | None, steps: bool, items: bool, fenced: bool = False) -> str:
     """The one statement for a batch with run rows (`run_rows`: the store's INSERT), step rows,
-    item writes — whichever it has."""
+    item writes (`fenced`: under one fence) — whichever it has."""
     parts = []
     if run_rows is not None:
         parts.append(f"r AS ({run_rows})")
     if steps:
         parts.append(f"s AS ({_STEP_ROWS})")
     if items:
-        return "WITH " + ", ".join([*parts, _ITEM_ROWS])
+        return "WITH " + ", ".join([*parts, _ITEM_ROWS.format(_FENCE_HOLDS if fenced else "")])
     return "WITH " + ", ".join(parts) + " SELECT 0"
 
 
@@ -548,11 +554,19 @@ class PostgresStore(Leadership):
             params.append(_rows_json(runs))
         if steps:
             params.append(_rows_json(steps))
+        fence = items[0].fence if items else None
         if items:
+            # One fence for every item write, or none: else the writes go one by one (`_fenced`).
+            if any(part.fence != fence for part in items):
+                return None
             columns = _item_columns(items, unique=True)
             params.extend(map(_text_array, columns))
+            if fence is not None:
+                params.extend((fence.run_id, fence.token))
             params.extend((len(columns[0]),) * 2)
-        return _batch_statement(self._run_rows if runs else None, bool(steps), bool(items)), params
+        run_rows = self._run_rows if runs else None
+        statement = _batch_statement(run_rows, bool(steps), bool(items), fence is not None)
+        return statement, params
 
     @staticmethod
     def _run_ops(cur: Any, batch: list[_Write], where: str) -> list[Any]:
@@ -578,8 +592,8 @@ class PostgresStore(Leadership):
                 if sql == _ITEM_PARTS and len(plain) > 1:
                     # Several workers' item writes: one statement. If one names an unknown item it
                     # raises, the batch is rolled back and each write runs alone (its own error).
-                    _apply_item_parts(cur, [part for w in plain for part in w.parts or ()], where)
-                    results.extend([None] * len(plain))
+                    refused = _apply_item_parts(cur, [part for w in plain for part in w.parts or ()], where)
+                    results.extend(_refused_result(w.parts or (), refused) for w in plain)
                 elif sql is not None and sql != _ITEM_PARTS and len(plain) > 1:
                     cur.executemany(sql, [w.params for w in plain])
                     results.extend([None] * len(plain))
@@ -1219,11 +1233,16 @@ class PostgresStore(Leadership):
 
     @_translated
     def batch_update_fan_out_items(
-        self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
-    ) -> None:
-        """One transaction, all or nothing: an unknown item id rolls the whole batch back."""
+        self,
+        updates: list[tuple[str, FanOutItemUpdate]],
+        *,
+        durable: bool = True,
+        fence: Fence | None = None,
+    ) -> bool:
+        """One transaction, all or nothing: an unknown item id rolls the whole batch back. With a
+        `fence`, applied only while its token owns its run (checked in the same transaction)."""
         if not updates:
-            return
+            return True
         now = self._now()
         part = _ItemPart(
             [item_id for item_id, _ in updates],
@@ -1231,6 +1250,7 @@ class PostgresStore(Leadership):
             [update.child_run_id for _, update in updates],
             [now] * len(updates),
             durable,
+            fence,
         )
         wake = None
         with self._queue_lock:
@@ -1243,7 +1263,11 @@ class PostgresStore(Leadership):
                     op.behind = False
             else:
                 parts = [part]
-                op = _Write(lambda cur: _apply_item_parts(cur, parts, self.where), True, not durable)
+                op = _Write(
+                    lambda cur: _refused_result(parts, _apply_item_parts(cur, parts, self.where)),
+                    True,
+                    not durable,
+                )
                 op.parts = parts
                 self._pending.append(op)
             if durable:
@@ -1253,10 +1277,11 @@ class PostgresStore(Leadership):
                 if self._history_keys:
                     self._pending_needs_history = True
         if not durable:
-            return
+            return True
         self._commit(op, wake)
         if op.error is not None:
             raise op.error
+        return op.result is not False
 
     @_translated
     def get_fan_out_items(
@@ -1554,14 +1579,45 @@ class _ItemPart(NamedTuple):
     children: list[str | None]
     nows: list[str]
     durable: bool
+    fence: Fence | None = None
 
 
-def _apply_item_parts(cur: Any, parts: list[_ItemPart], where: str) -> None:
+def _fenced(cur: Any, parts: list[_ItemPart]) -> set[int]:
+    """The parts whose fence fails (by `id`), each write-behind one reported: one look-up of the
+    owners of the fenced runs, their rows locked until the commit (a takeover waits for it)."""
+    runs = sorted({part.fence.run_id for part in parts if part.fence is not None})
+    if not runs:
+        return set()
+    owners = dict(cur.execute(_RUN_OWNERS, (runs,)).fetchall())
+    refused: set[int] = set()
+    for part in parts:
+        fence = part.fence
+        if fence is not None and owners.get(fence.run_id) != fence.token:
+            refused.add(id(part))
+            if not part.durable:
+                sh.items_refused_behind(fence, len(part.ids))
+    return refused
+
+
+def _refused_result(parts: Iterable[_ItemPart], refused: set[int]) -> bool | None:
+    """A queued write's result: False when its durable part was refused by its fence."""
+    if refused and any(part.durable and id(part) in refused for part in parts):
+        return False
+    return None
+
+
+def _apply_item_parts(cur: Any, parts: list[_ItemPart], where: str) -> set[int]:
     """Every part in one statement; if an item is unknown (then nothing changed), part by part, so
-    the part that names it — and only that one — fails (a write-behind part's failure is logged)."""
+    the part that names it — and only that one — fails (a write-behind part's failure is logged).
+    Parts whose fence fails are left out; returned (by `id`)."""
+    refused = _fenced(cur, parts)
+    if refused:
+        parts = [part for part in parts if id(part) not in refused]
+        if not parts:
+            return refused
     missing = _apply_items(cur, parts)
     if missing is None:
-        return
+        return refused
     if len(parts) == 1:
         raise PersistenceError(f"fan-out item {missing} not found")
     for part in parts:
@@ -1571,6 +1627,7 @@ def _apply_item_parts(cur: Any, parts: list[_ItemPart], where: str) -> None:
         if part.durable:
             raise PersistenceError(f"fan-out item {missing} not found")
         log.warning("run database %s: a write-behind write failed: fan-out item %s not found", where, missing)
+    return refused
 
 
 def _item_columns(parts: list[_ItemPart], *, unique: bool = False) -> tuple[list, list, list, list]:

@@ -25,6 +25,7 @@ from runkon_flow.persistence.models import (
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
+    Fence,
     GateApprovalState,
     ItemLineage,
     NewEvent,
@@ -150,11 +151,21 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
     def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None: ...
 
     def batch_update_fan_out_items(
-        self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
-    ) -> None:
+        self,
+        updates: list[tuple[str, FanOutItemUpdate]],
+        *,
+        durable: bool = True,
+        fence: Fence | None = None,
+    ) -> bool:
         """Durable (the default): returns once committed, together with every write-behind write
         queued before it — the engine reports an item finished right after this returns
-        (docs/persistence.md, "What completed guarantees after a crash")."""
+        (docs/persistence.md, "What completed guarantees after a crash").
+
+        `fence`: the batch applies only while `fence.token` owns `fence.run_id`, checked in the
+        transaction that writes it (one look-up per batch, not per item). A refused durable batch
+        writes nothing and returns False; a write-behind one returns True at once and, if it is
+        refused when committed, is dropped, logged, and `fence.on_refused()` is called. Without
+        a fence (or when written) True."""
         ...
 
     def get_fan_out_items(

@@ -40,6 +40,7 @@ from runkon_flow.persistence.models import (
     FanOutItemRow,
     FanOutItemStatus,
     FanOutItemUpdate,
+    Fence,
     GateApprovalState,
     ItemLineage,
     NewEvent,
@@ -98,6 +99,8 @@ _STEP_TERMINAL = (
     f"usage = COALESCE(:usage, usage) {_STEP_GUARD}"
 )
 _RUN_EXISTS = "SELECT 1 FROM workflow_runs WHERE id = ?"
+_ITEMS_TABLE = "workflow_run_step_fan_out_items"
+_RUN_OWNER = "SELECT owner_token FROM workflow_runs WHERE id = ?"
 _STEP_COPY = (
     f"INSERT INTO workflow_run_steps (id, workflow_run_id, {STEP_COPY_COLUMNS}) "
     f"SELECT ?, ?, {STEP_COPY_COLUMNS} FROM workflow_run_steps WHERE id = ? AND workflow_run_id = ?"
@@ -257,7 +260,11 @@ def _run_shared(batch: list[_Write], cur: sqlite3.Cursor) -> list[Any]:
         else:  # fan-out item updates
             while j < n and type(batch[j].shared) is list:
                 j += 1
-            _update_items(cur, batch[i:j])
+            refused = _update_items(cur, batch[i:j])
+            if refused:
+                for k in range(i, j):
+                    if id(batch[k]) in refused:
+                        results[k] = False
         i = j
     return results
 
@@ -272,13 +279,57 @@ def _insert_rows(cur: sqlite3.Cursor, table: _Rows, params: list) -> None:
         start = end
 
 
-def _update_items(cur: sqlite3.Cursor, ops: list[_Write]) -> None:
+def _fenced(cur: sqlite3.Cursor, ops: list[_Write]) -> set[int]:
+    """The item writes of `ops` whose fence fails (by `id`), each dropped and reported: one
+    look-up of the owner per fenced run in the group (a fan-out's workers share one), made in the
+    batch's transaction, after the writes before it (a nested fan-out's run row may be among them)."""
+    owners: dict[str, str | None] = {}
+    refused: set[int] = set()
+    for op in ops:
+        fence = op.fence
+        if fence is None:
+            continue
+        run_id = fence.run_id
+        if run_id not in owners:
+            row = cur.execute(_RUN_OWNER, (run_id,)).fetchone()
+            owners[run_id] = row[0] if row is not None else None
+        if owners[run_id] != fence.token:
+            refused.add(id(op))
+            if op.behind:
+                sh.items_refused_behind(fence, len(op.shared))
+    return refused
+
+
+def _apply_items(cur: sqlite3.Cursor, prepared: list[tuple[str, tuple]]) -> None:
+    """One `batch_update_fan_out_items` call's statements; an unknown item fails it (by name)."""
+    changed = 0
+    for sql, group in itertools.groupby(prepared, key=lambda p: p[0]):
+        changed += cur.executemany(sql, [params for _, params in group]).rowcount
+    if changed != len(prepared):
+        ids = [params[-1] for _, params in prepared]
+        found = set()
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            marks = ", ".join("?" * len(part))
+            found.update(
+                r[0] for r in cur.execute(f"SELECT id FROM {_ITEMS_TABLE} WHERE id IN ({marks})", part)
+            )
+        missing = next((i for i in ids if i not in found), ids[0])
+        raise PersistenceError(f"fan-out item {missing} not found")
+
+
+def _update_items(cur: sqlite3.Cursor, ops: list[_Write]) -> set[int]:
+    """Run a group of item writes (merged when it changes nothing but the statement count);
+    the writes refused by their fence are left out and returned (by `id`)."""
+    refused = _fenced(cur, ops)
+    if refused:
+        ops = [op for op in ops if id(op) not in refused]
     updates = [u for op in ops for u in op.shared]
     ids = [params[-1] for _, params in updates]
-    if len(ops) == 1 or not _CAN_UPDATE_FROM or len(set(ids)) != len(ids):
+    if len(ops) <= 1 or not _CAN_UPDATE_FROM or len(set(ids)) != len(ids):
         for op in ops:
-            op.fn(cur)
-        return
+            _apply_items(cur, op.shared)
+        return refused
     by_kind: dict[str, list] = {}
     for sql, params in updates:
         by_kind.setdefault(sql, []).append(params)
@@ -295,6 +346,7 @@ def _update_items(cur: sqlite3.Cursor, ops: list[_Write]) -> None:
             start += size
     if changed != len(updates):
         raise _MergedMismatch
+    return refused
 
 
 def _take_all(queue: deque[_Write]) -> list[_Write]:
@@ -314,13 +366,28 @@ def _take_all(queue: deque[_Write]) -> list[_Write]:
 class _Write:
     """One queued write: `fn(conn)` runs inside the batch's transaction (or alone, see `single`)."""
 
-    __slots__ = ("behind", "done", "error", "fn", "lead", "result", "sealed", "shared", "single", "wake")
+    __slots__ = (
+        "behind",
+        "done",
+        "error",
+        "fence",
+        "fn",
+        "lead",
+        "result",
+        "sealed",
+        "shared",
+        "single",
+        "wake",
+    )
 
-    def __init__(self, fn: Op, single: bool, behind: bool, shared: Any = None) -> None:
+    def __init__(
+        self, fn: Op, single: bool, behind: bool, shared: Any = None, fence: Fence | None = None
+    ) -> None:
         self.fn = fn
         # What a batch may run together with its neighbours' writes instead of `fn` (see
         # `_run_shared`): (`_Rows`, row) for a plain row insert, or the prepared item updates.
         self.shared = shared
+        self.fence = fence  # an item write's: applied only while its token owns its run
         self.single = single  # one write statement: atomic on its own in autocommit
         self.behind = behind  # durable=False: nobody waits for it; a failure is logged
         self.done = False
@@ -454,6 +521,7 @@ class SqliteStore(Leadership):
         needs: str | None = None,
         after_history: bool = False,
         shared: Any = None,
+        fence: Fence | None = None,
     ) -> R:
         """Queue the write `fn(cursor)`; unless `durable` is False, return its result once committed.
 
@@ -495,7 +563,7 @@ class SqliteStore(Leadership):
         `shared`: the write is also data a batch can merge with its neighbours' (`_run_shared`):
         fewer statements per commit, and fewer releases of the GIL by the thread that commits.
         """
-        op = _Write(fn, single, not durable, shared)
+        op = _Write(fn, single, not durable, shared, fence)
         if not durable:
             if key is None and not after_history:
                 self._pending.append(op)
@@ -1256,36 +1324,35 @@ class SqliteStore(Leadership):
 
     @_translated
     def batch_update_fan_out_items(
-        self, updates: list[tuple[str, FanOutItemUpdate]], *, durable: bool = True
-    ) -> None:
-        """One transaction, all or nothing: an unknown item id rolls the whole batch back."""
+        self,
+        updates: list[tuple[str, FanOutItemUpdate]],
+        *,
+        durable: bool = True,
+        fence: Fence | None = None,
+    ) -> bool:
+        """One transaction, all or nothing: an unknown item id rolls the whole batch back. With a
+        `fence`, applied only while its token owns its run (checked in the same transaction)."""
         if not updates:
-            return
+            return True
         now = self._now()
         prepared = [_item_update(item_id, update, now) for item_id, update in updates]
 
-        def update_items(conn: sqlite3.Cursor) -> None:
-            changed = 0
-            for sql, group in itertools.groupby(prepared, key=lambda p: p[0]):
-                changed += conn.executemany(sql, [params for _, params in group]).rowcount
-            if changed != len(prepared):
-                ids = [item_id for item_id, _ in updates]
-                found = set()
-                for chunk in range(0, len(ids), 500):
-                    part = ids[chunk : chunk + 500]
-                    marks = ", ".join("?" * len(part))
-                    found.update(
-                        r[0]
-                        for r in conn.execute(
-                            f"SELECT id FROM workflow_run_step_fan_out_items WHERE id IN ({marks})", part
-                        )
-                    )
-                missing = next((i for i in ids if i not in found), ids[0])
-                raise PersistenceError(f"fan-out item {missing} not found")
+        def update_items(conn: sqlite3.Cursor) -> bool:
+            if fence is not None:
+                row = conn.execute(_RUN_OWNER, (fence.run_id,)).fetchone()
+                if row is None or row[0] != fence.token:
+                    if not durable:
+                        sh.items_refused_behind(fence, len(prepared))
+                    return False
+            _apply_items(conn, prepared)
+            return True
 
         # An item write takes the queued history along: an item committed finished has its child's
         # run and step rows committed too.
-        self._write(update_items, single=False, durable=durable, after_history=True, shared=prepared)
+        written = self._write(
+            update_items, single=False, durable=durable, after_history=True, shared=prepared, fence=fence
+        )
+        return written is not False
 
     @_translated
     def get_fan_out_items(

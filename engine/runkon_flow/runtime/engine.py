@@ -763,9 +763,15 @@ class FlowEngine:
             parent = self._active.get(parent_id)
             if parent is None:
                 return
-            parent.lease_sure_until = 0.0  # lease.hold_lease: confirm before the next child
-            self.monitor.refresh_now(parent)
+            self.doubt_lease(parent)
             parent_id = parent.parent_run_id
+
+    def doubt_lease(self, st: ExecutionState) -> None:
+        """`st`'s lease may be gone (a write of its was refused by the store's fence): confirm it
+        before the run starts another child (`lease.hold_lease`) and at the monitor's next tick,
+        which stops the run with `LeaseLost` if it is. No store call (may run inside a commit)."""
+        st.lease_sure_until = 0.0
+        self.monitor.refresh_now(st)
 
     def _crashed(self, st: ExecutionState, exc: Exception) -> WorkflowError:
         """An unexpected exception: log it, tell the sinks (Panicked), and fail the run with its text."""

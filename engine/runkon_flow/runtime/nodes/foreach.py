@@ -28,7 +28,7 @@ from functools import partial
 from operator import attrgetter
 from typing import Any
 
-from runkon_flow.cancellation import CancellationToken, EngineCancelled
+from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import ForEachNode
 from runkon_flow.dsl.templating import substitute_variables_keep_literal
 from runkon_flow.errors import EngineError, WorkflowError
@@ -42,6 +42,7 @@ from runkon_flow.events import (
 from runkon_flow.persistence.models import (
     FanOutItemStatus,
     FanOutItemUpdate,
+    Fence,
     ItemLineage,
     NewStep,
     RunStatus,
@@ -50,7 +51,7 @@ from runkon_flow.persistence.models import (
     StepUpdate,
 )
 from runkon_flow.plugins.protocols import ProviderInfo
-from runkon_flow.runtime.lease import hold_lease
+from runkon_flow.runtime.lease import abort, hold_lease
 from runkon_flow.runtime.report_gate import commit_and_deliver
 from runkon_flow.runtime.resume import restore_step
 from runkon_flow.runtime.state import ExecutionState
@@ -160,6 +161,10 @@ class _FanOut:
         # never overtakes the item's start, which waits there for its commit.
         self.try_flush = getattr(st.persistence, "try_flush", None)
         self.queue_ends = st.report_gate is not None and self.try_flush is not None
+        # Every item write is fenced by this engine's lease on the run: one woken after another
+        # engine took the run over (SIGSTOP, Ctrl-Z) writes no item row of it (docs/persistence.md).
+        token = st.owner_token
+        self.fence = Fence(st.workflow_run_id, token, self._refused_behind) if token else None
 
     # ------------------------------------------------------------------ helpers
 
@@ -173,6 +178,21 @@ class _FanOut:
                 by_id.setdefault(item.item_id, item)
             self._by_id = by_id
         return self._by_id
+
+    def _refused_behind(self) -> None:
+        """A queued item write was refused at its commit: the run is another engine's now. Its
+        lease is confirmed at once (no store call here: this runs inside the commit), and the run
+        stops with `LeaseLost`; until then, no child is started unconfirmed (`hold_lease`)."""
+        engine = self.st.engine
+        if engine is not None:
+            engine.doubt_lease(self.st)
+        else:
+            self.st.lease_sure_until = 0.0
+
+    def _lost(self) -> None:
+        """A durable item write was refused: another engine owns the run; stop it as `LeaseLost`."""
+        self.st.warn(f"foreach '{self.node.name}': another engine took the run over; item not recorded")
+        abort(self.st, CancellationReason.of("LeaseLost"))
 
     def _fail_setup(self, message: str) -> None:
         st = self.st
@@ -291,8 +311,9 @@ class _FanOut:
             item.row_id = row_id
             if item.status.is_terminal:
                 carried.append((row_id, FanOutItemUpdate.terminal(item.status, item.child_run_id)))
-        if carried:
-            st.persistence.batch_update_fan_out_items(carried)
+        if carried and not st.persistence.batch_update_fan_out_items(carried, fence=self.fence):
+            self._lost()
+            raise st.cancellation.error()
         if st.event_sinks:
             st.emit(
                 FanOutItemsCollected(
@@ -488,7 +509,8 @@ class _FanOut:
         cancel grace) to the store, write-behind; `_complete` commits them before the step ends."""
         if self.updates:
             updates, self.updates = self.updates, []
-            self.st.persistence.batch_update_fan_out_items(updates, durable=False)
+            if not self.st.persistence.batch_update_fan_out_items(updates, durable=False, fence=self.fence):
+                self._refused_behind()
 
     def _start(self, starting: list[_Item]) -> None:
         """Commit `running` for `starting`, then hand them to the pool (outside the lock)."""
@@ -507,12 +529,18 @@ class _FanOut:
         gate = st.report_gate
         mark = gate.mark() if gate is not None else 0
         try:
-            st.persistence.batch_update_fan_out_items(updates)
+            written = st.persistence.batch_update_fan_out_items(updates, fence=self.fence)
         except Exception as exc:
             st.warn(f"foreach '{self.node.name}': could not record item progress: {describe_exception(exc)}")
             with self.lock:
                 self.updates.extend(updates[: len(finished)])
                 self._abandon(starting, exc)
+                self.changed.notify()
+            return False
+        if not written:  # another engine owns the run: nothing of it was written, nor will be
+            self._lost()
+            with self.lock:
+                self._abandon(starting, st.cancellation.error())
                 self.changed.notify()
             return False
         if gate is not None:  # the finished children's events: their rows are committed now
@@ -529,7 +557,8 @@ class _FanOut:
         st = self.st
         updates = [(item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, item.child_run_id))]
         updates.extend((i.row_id, _RUNNING) for i in following)
-        st.persistence.batch_update_fan_out_items(updates, durable=False)
+        if not st.persistence.batch_update_fan_out_items(updates, durable=False, fence=self.fence):
+            self._refused_behind()
         if st.event_sinks:
             for i in following:
                 self._report(FanOutItemStarted(item_id=i.item_id, step_id=self.step_id))

@@ -169,6 +169,12 @@ class StoredEventWriter:
         self._write_lock = threading.Lock()  # one batch at a time, in order
         self._cuts: dict[str, _StepCut] = {}  # the writer thread's: output counted per step
         self._had_output: set[str] = set()  # steps with queued output (engine threads add)
+        # The lease generation of the run when this writer's engine took it (`lease_taken`):
+        # appends are fenced by it, so an engine woken after another took the run over (SIGSTOP, Ctrl-Z)
+        # stores nothing more in the new owner's stream. None: not told (appends unfenced).
+        self._generation: int | None = None
+        self._on_refused: Callable[[], object] | None = None
+        self._refused = 0  # event lines not stored because the run was taken over
         self._thread = threading.Thread(target=self._loop, name=f"events-{run_id[-6:]}", daemon=True)
         self._thread.start()
 
@@ -193,6 +199,16 @@ class StoredEventWriter:
         # The run id first: most events are a child's, and then the event is not looked at.
         if len(queue) == BATCH_EVENTS or (data.run_id == self.run_id and cls in _TERMINAL):
             self._wake.set()
+
+    def lease_taken(
+        self, run_id: str, generation: int, on_refused: Callable[[], object] | None = None
+    ) -> None:
+        """The engine took `run_id`'s lease at `generation` (called for every run it starts that
+        has this sink; only this writer's own run counts): from now on a batch is appended only
+        while the run is still at that generation, else dropped, logged and `on_refused()`
+        called (the engine confirms its lease and stops with LeaseLost)."""
+        if run_id == self.run_id:
+            self._generation, self._on_refused = generation, on_refused
 
     def flush(self) -> None:
         """Write every queued event now (on the calling thread)."""
@@ -223,9 +239,29 @@ class StoredEventWriter:
         if not lines:
             return
         try:
-            self.store.append_events(self.run_id, pack_lines(lines))
+            generation = self._generation
+            if generation is None:
+                self.store.append_events(self.run_id, pack_lines(lines))
+                return
+            if self.store.append_events(self.run_id, pack_lines(lines), generation=generation):
+                return
         except Exception as exc:  # the store is gone or full: the run carries on without history
             log.warning("run %s: %d events could not be stored: %s", self.run_id, len(lines), exc)
+            return
+        # Refused: another engine took the run over and goes on with this stream.
+        if not self._refused:
+            log.warning(
+                "run %s: lease lost; %d events of this engine not stored (another engine took the run over)",
+                self.run_id,
+                len(lines),
+            )
+        self._refused += len(lines)
+        on_refused = self._on_refused
+        if on_refused is not None:
+            try:
+                on_refused()
+            except Exception:
+                log.exception("run %s: on_refused of a fenced event append raised", self.run_id)
 
     def _lines(self, batch: list[str | EngineEventData]) -> list[str]:
         """The batch's stored lines, in order: queued lines as they are, queued events bounded."""

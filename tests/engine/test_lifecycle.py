@@ -251,11 +251,14 @@ class _TakenOverBeforeTheEnd:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
+        self.writer: Any = None  # the engine's stored-event writer: its queue is stored first
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def finish_run(self, run_id: str, status: Any, summary: Any, error: Any, token: str, **kw: Any) -> bool:
+        if self.writer is not None:
+            self.writer.flush()  # what the engine did before it stood still is in its stream
         self.inner.release_lease(run_id, token)  # as if it had lapsed: the new owner takes it
         assert self.inner.acquire_lease(run_id, "new-owner", 60) is not None
         self.inner.finish_run(run_id, RunStatus.FAILED, "the new owner's end", "stopped", "new-owner")
@@ -268,7 +271,8 @@ def test_an_engine_paused_before_its_end_leaves_the_new_owners_end_alone(
 ) -> None:
     # Before: the refused finish was logged, but the engine still emitted (and the stored stream
     # kept) its own RunCompleted after the new owner's end: `watch` showed the run ending twice.
-    h = Harness(_TakenOverBeforeTheEnd(store), tmp_path)
+    wrapped = _TakenOverBeforeTheEnd(store)
+    h = Harness(wrapped, tmp_path)
     if ending == "failed":
         h.agents.fail("a")
     elif ending == "cancelled":
@@ -280,7 +284,7 @@ def test_an_engine_paused_before_its_end_leaves_the_new_owners_end_alone(
         h.agents.do("a", cancel)
     wf = parse_workflow("workflow w { call a }")
     run_id = h.new_run(wf)
-    writer = StoredEventWriter(store, run_id)
+    writer = wrapped.writer = StoredEventWriter(store, run_id)
     with caplog.at_level(logging.WARNING, logger="runkon_flow"), pytest.raises(EngineCancelled) as err:
         h.run(wf, run_id=run_id, event_sinks=[writer])
     writer.close()
@@ -362,6 +366,50 @@ def test_a_woken_engine_writes_no_item_end_into_a_fan_out_taken_over(tmp_path: P
         # As the engine left them when it lost the run: the new owner's resume records them.
         assert [(i.item_id, i.status) for i in items] == [("a", "running"), ("b", "pending")]
         assert "after" not in h.agents.names()
+    finally:
+        close_store(store)
+
+
+class _TreeTakenOverWithItsStream(_TreeTakenOverAtAChildsEnd):
+    """As above, and what the engine's stored-event writer had queued is stored just before the
+    takeover (as if it wrote its batch the moment before this process stood still)."""
+
+    writer: Any = None
+    mark = 0
+
+    def finish_run(self, run_id: str, *args: Any, **kw: Any) -> bool:
+        if run_id != self.parent_id and not self.mark:
+            self.writer.flush()
+            self.mark = self.inner.last_event_seq(self.parent_id)
+        return super().finish_run(run_id, *args, **kw)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_a_woken_engine_stores_no_events_in_the_stream_of_a_run_taken_over(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: the stale engine's events (its item's end, its child's end, its foreach step's end)
+    # went on into the new owner's stream after the takeover.
+    store = make_store(kind, tmp_path)
+    try:
+        wf = parse_workflow(
+            "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child } call after }"
+        )
+        parent_id = store.create_run(NewRun(workflow_name="parent")).id
+        wrapped = _TreeTakenOverWithItsStream(store, parent_id)
+        wrapped.writer = writer = StoredEventWriter(store, parent_id)
+        h = Harness(wrapped, tmp_path)
+        h.add_workflow("workflow child { call work }")
+        h.providers.append(ListProvider("tickets", ["a", "b"]))
+        with caplog.at_level(logging.WARNING, logger="runkon_flow"), pytest.raises(EngineCancelled) as err:
+            h.run(wf, run_id=parent_id, event_sinks=[writer])
+        writer.close()
+        assert err.value.reason.kind == "LeaseLost"
+        assert wrapped.mark > 0  # the events before the takeover were stored …
+        assert "StepStarted" in [e.kind for row in store.read_events(parent_id) for e in unpack(row)]
+        # … and none after it: the stream is the new owner's
+        assert store.read_events(parent_id, after_seq=wrapped.mark) == []
+        assert "events of this engine not stored (another engine took the run over)" in caplog.text
     finally:
         close_store(store)
 

@@ -1463,6 +1463,29 @@ def test_every_read_from_any_seq_with_any_limit_is_that_slice_of_the_stream(stor
             assert store.read_events(run_id, after_seq=after, limit=limit) == whole[after : after + limit]
 
 
+def test_an_append_fenced_by_a_generation_another_engine_replaced_stores_nothing(store, clock) -> None:
+    """An engine woken after another took its run over (SIGSTOP, Ctrl-Z) must not append to the
+    new owner's stream: an append fenced by the generation its engine took the run at applies
+    while the run is still at it — after that engine's own end too — and is refused after a
+    takeover."""
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "paused", 10)
+    gen = store.get_run(run.id).generation
+    assert store.append_events(run.id, events("RunStarted"), generation=gen) is True
+    clock.advance(11)
+    assert store.acquire_lease(run.id, "new-owner", 10) == gen + 1
+    assert store.append_events(run.id, events("StepStarted", "StepCompleted"), generation=gen) is False
+    assert store.append_events(run.id, events("RunResumed"), generation=gen + 1) is True
+    assert store.finish_run(run.id, RunStatus.COMPLETED, None, None, "new-owner")
+    assert store.append_events(run.id, events("RunCompleted"), generation=gen + 1) is True
+    assert store.append_events(run.id, events("StepOutput")) is True  # unfenced: as before
+    assert [e.kind for e in store.read_events(run.id)] == [
+        "RunStarted",
+        "RunResumed",
+        "RunCompleted",
+        "StepOutput",
+    ]
+
+
 def test_appending_events_to_an_unknown_run_is_an_error_and_stores_nothing(store) -> None:
     with pytest.raises(PersistenceError, match="run nope not found"):
         store.append_events("nope", events("RunStarted"))

@@ -140,6 +140,7 @@ def finish_refused_behind(run_id: str, status: str, on_refused: Callable[[], obj
         log.exception("run %s: on_refused of a fenced finish raised", run_id)
 
 
+EVENTS_FENCED = "run %s: %d event rows not stored: another engine took the run over"
 ITEMS_FENCED = "run %s: %d fan-out item update(s) not written: another engine owns the run now"
 
 

@@ -552,16 +552,28 @@ class InMemoryStore:
 
     # ------------------------------------------------------------------ event log
 
-    def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
-        """Numbered on from the stream's last `seq`; an unknown run is an error."""
+    def append_events(
+        self,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        durable: bool = True,
+        generation: int | None = None,
+    ) -> bool:
+        """Numbered on from the stream's last `seq`; an unknown run is an error; with a
+        `generation`, appended only while the run's is that one."""
         with self._guard(run_id):
-            self._run(run_id)
+            run = self._run(run_id)
+            if generation is not None and run.generation != generation:
+                sh.log.warning(sh.EVENTS_FENCED, run_id, len(events))
+                return False
             stream = self._events.setdefault(run_id, [])
             seq = stream[-1].seq if stream else 0
             stream.extend(
                 _new_tuple(StoredEvent, (run_id, seq + offset, e.ts, e.event_run_id, e.kind, e.payload))
                 for offset, e in enumerate(events, 1)
             )
+        return True
 
     def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
         with self._guard(run_id):

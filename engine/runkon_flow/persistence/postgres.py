@@ -242,6 +242,7 @@ _ITEM_ROWS = (
 # SHARE) until the commit, so a takeover waits for the batch or the batch sees the takeover. A
 # refused batch updates nothing, the check above fails it, and its writes run alone (`_fenced`).
 _FENCE_HOLDS = " AND EXISTS (SELECT 1 FROM workflow_runs WHERE id = %s AND owner_token = %s FOR SHARE)"
+_RUN_GENERATION = "SELECT generation FROM workflow_runs WHERE id = %s FOR SHARE"
 _RUN_OWNERS = "SELECT id, owner_token FROM workflow_runs WHERE id = ANY(%s) ORDER BY id FOR SHARE"
 
 
@@ -1299,13 +1300,22 @@ class PostgresStore(Leadership):
     # ------------------------------------------------------------------ event log
 
     @_translated
-    def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
+    def append_events(
+        self,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        durable: bool = True,
+        generation: int | None = None,
+    ) -> bool:
         """One statement for the batch, numbered on from the stream's last `seq`. Writers of one
         stream (an engine that lost its lease, the one that took over; any machine) take a
         transaction-scoped advisory lock on the stream first: they never collide, and a batch
-        becomes visible whole and after the batches numbered before it."""
+        becomes visible whole and after the batches numbered before it. With a `generation`, only
+        while the run's is that one: the run row is read `FOR SHARE`, so a takeover waits for the
+        append or the append sees the takeover."""
         if not events:
-            return
+            return True
         batch = list(events)
         columns = (
             [e.ts for e in batch],
@@ -1314,16 +1324,25 @@ class PostgresStore(Leadership):
             [e.payload for e in batch],
         )
 
-        def append(cur: Any) -> None:
+        def append(cur: Any) -> bool:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('runkon events'), hashtext(%s))", (run_id,))
-            if cur.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
-                raise PersistenceError(f"run {run_id} not found")
+            if generation is None:
+                if cur.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
+                    raise PersistenceError(f"run {run_id} not found")
+            else:
+                row = cur.execute(_RUN_GENERATION, (run_id,)).fetchone()
+                if row is None:
+                    raise PersistenceError(f"run {run_id} not found")
+                if row[0] != generation:
+                    sh.log.warning(sh.EVENTS_FENCED, run_id, len(batch))
+                    return False
             last = cur.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = %s", (run_id,)
             ).fetchone()[0]
             cur.execute(_EVENT_INSERT, (run_id, last, *columns))
+            return True
 
-        self._write(append, single=False, durable=durable, needs="r:" + run_id)
+        return self._write(append, single=False, durable=durable, needs="r:" + run_id) is not False
 
     @_translated
     def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:

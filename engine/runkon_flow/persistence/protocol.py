@@ -206,10 +206,21 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     # ------------------------------------------------------------------ event log (ours)
 
-    def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
+    def append_events(
+        self,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        durable: bool = True,
+        generation: int | None = None,
+    ) -> bool:
         """Append `events` to the stored stream of the top-level run `run_id`, in order, in one
         write; the store numbers them on from the stream's last `seq` (so a resumed run's events
-        follow the earlier ones). Unknown run → `PersistenceError`. Write-behind like the others."""
+        follow the earlier ones). Unknown run → `PersistenceError`. Write-behind like the others.
+        `generation`: appended only while the run's lease generation is still that one (no other
+        engine took the run over since the writer's engine took it; its own end keeps it), checked
+        in the append's transaction; else nothing is appended and False is returned (a write-
+        behind append refused at its commit is dropped and logged)."""
         ...
 
     def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:

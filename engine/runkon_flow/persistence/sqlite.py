@@ -100,6 +100,7 @@ _STEP_TERMINAL = (
 )
 _RUN_EXISTS = "SELECT 1 FROM workflow_runs WHERE id = ?"
 _ITEMS_TABLE = "workflow_run_step_fan_out_items"
+_RUN_GENERATION = "SELECT generation FROM workflow_runs WHERE id = ?"
 _RUN_OWNER = "SELECT owner_token FROM workflow_runs WHERE id = ?"
 _STEP_COPY = (
     f"INSERT INTO workflow_run_steps (id, workflow_run_id, {STEP_COPY_COLUMNS}) "
@@ -1371,16 +1372,28 @@ class SqliteStore(Leadership):
     # ------------------------------------------------------------------ event log
 
     @_translated
-    def append_events(self, run_id: str, events: Sequence[NewEvent], *, durable: bool = True) -> None:
+    def append_events(
+        self,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        durable: bool = True,
+        generation: int | None = None,
+    ) -> bool:
         """One write for the batch, numbered on from the stream's last `seq` inside the transaction
-        (so two writers of one stream can never collide)."""
+        (so two writers of one stream can never collide); with a `generation`, only while the
+        run's is that one (the same look-up as the run's existence)."""
         if not events:
-            return
+            return True
         batch = list(events)
 
-        def append(conn: sqlite3.Cursor) -> None:
-            if conn.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
+        def append(conn: sqlite3.Cursor) -> bool:
+            row = conn.execute(_RUN_GENERATION, (run_id,)).fetchone()
+            if row is None:
                 raise PersistenceError(f"run {run_id} not found")
+            if generation is not None and row[0] != generation:
+                sh.log.warning(sh.EVENTS_FENCED, run_id, len(batch))
+                return False
             seq = conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = ?", (run_id,)
             ).fetchone()[0]
@@ -1395,8 +1408,9 @@ class SqliteStore(Leadership):
                     add((run_id, seq, *e))
                 conn.execute(_multi_row(_EVENT_INSERT, 6, size), params)
                 start += size
+            return True
 
-        self._write(append, single=False, durable=durable, needs="r:" + run_id)
+        return self._write(append, single=False, durable=durable, needs="r:" + run_id) is not False
 
     @_translated
     def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:

@@ -503,6 +503,12 @@ class FlowEngine:
         no_lease = not lease_held and not st.created_leased
         if no_lease and take_lease(st, st.owner_token or new_owner_token()) is None:
             raise AlreadyOwned(st.workflow_run_id)
+        if st.depth == 0 and st.lease_generation is not None:
+            # A stored event stream is fenced by this lease (event_log.StoredEventWriter.lease_taken).
+            for sink in st.event_sinks:
+                lease_taken = getattr(sink, "lease_taken", None)
+                if lease_taken is not None:
+                    lease_taken(st.workflow_run_id, st.lease_generation, partial(self.doubt_lease, st))
         if st.report_gate is None and not st.write_behind and needs_gate(st.persistence):
             st.report_gate = ReportGate()  # shared by this run's descendants (report_gate.py)
         if st.exec_config.shutdown is None:

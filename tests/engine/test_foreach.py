@@ -444,3 +444,24 @@ def test_a_script_child_says_nothing_about_the_items_own_inputs(h: Harness) -> N
     assert result.all_succeeded
     notes = [e.message for e in h.events("EngineLog") if "not exported" in e.message]
     assert len(notes) == 1 and notes[0].endswith(": odd-name"), notes
+
+
+def test_a_fan_out_inside_a_fan_out_child_records_every_item_under_its_own_runs_fence(h: Harness) -> None:
+    # Item writes are fenced by the owner token of the run that holds the foreach: an inner
+    # foreach's run is a child written behind, whose row may still be queued when its first item
+    # write is committed (in the same transaction, after it) — it must not be refused.
+    h.add_workflow("workflow middle { foreach inner { over = parts max_parallel = 2 workflow = child } }")
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["a", "b", "c"]))
+    h.providers.append(ListProvider("parts", ["x", "y"]))
+    result = h.run("workflow parent { foreach fan { over = tickets max_parallel = 2 workflow = middle } }")
+    assert result.all_succeeded
+    fans = [
+        s
+        for r in h.store.list_runs(parent_run_id=None)
+        for s in h.store.get_steps(r.id)
+        if s.role == "foreach"
+    ]
+    assert len(fans) == 4  # the outer one, one inner one per ticket
+    assert {status for s in fans for _, status in items_of(h, s.id)} == {"completed"}
+    assert sum(len(items_of(h, s.id)) for s in fans) == 3 + 3 * 2

@@ -240,12 +240,18 @@ def _run_shared(batch: list[_Write], cur: sqlite3.Cursor) -> list[Any]:
     per table (runs first), consecutive fan-out item writes one UPDATE per kind of update (when
     no item is updated twice). A failure anywhere fails the batch, which then runs write by write."""
     results: list[Any] = [None] * len(batch)
+    # The owners of the runs fencing item writes, looked up once per batch: between two item
+    # groups only row inserts run (a queued child's run and step rows), which change no owner of
+    # a run already looked up; any other write may (a finish, a lease) and empties it.
+    owners: dict[str, str | None] = {}
     i, n = 0, len(batch)
     while i < n:
         shared = batch[i].shared
         j = i + 1
         if shared is None:
             results[i] = batch[i].fn(cur)
+            if owners:
+                owners.clear()
         elif type(shared) is tuple:  # row inserts
             tables: dict[_Rows, list] = {shared[0]: list(shared[1])}
             while j < n and type(batch[j].shared) is tuple:
@@ -261,7 +267,7 @@ def _run_shared(batch: list[_Write], cur: sqlite3.Cursor) -> list[Any]:
         else:  # fan-out item updates
             while j < n and type(batch[j].shared) is list:
                 j += 1
-            refused = _update_items(cur, batch[i:j])
+            refused = _update_items(cur, batch[i:j], owners)
             if refused:
                 for k in range(i, j):
                     if id(batch[k]) in refused:
@@ -280,11 +286,11 @@ def _insert_rows(cur: sqlite3.Cursor, table: _Rows, params: list) -> None:
         start = end
 
 
-def _fenced(cur: sqlite3.Cursor, ops: list[_Write]) -> set[int]:
+def _fenced(cur: sqlite3.Cursor, ops: list[_Write], owners: dict[str, str | None]) -> set[int]:
     """The item writes of `ops` whose fence fails (by `id`), each dropped and reported: one
-    look-up of the owner per fenced run in the group (a fan-out's workers share one), made in the
-    batch's transaction, after the writes before it (a nested fan-out's run row may be among them)."""
-    owners: dict[str, str | None] = {}
+    look-up of the owner per fenced run, kept in `owners` for the rest of the batch (a fan-out's
+    workers share one), made in the batch's transaction after the writes before it (a nested
+    fan-out's run row may be among them; its end comes only after its items were flushed)."""
     refused: set[int] = set()
     for op in ops:
         fence = op.fence
@@ -319,10 +325,10 @@ def _apply_items(cur: sqlite3.Cursor, prepared: list[tuple[str, tuple]]) -> None
         raise PersistenceError(f"fan-out item {missing} not found")
 
 
-def _update_items(cur: sqlite3.Cursor, ops: list[_Write]) -> set[int]:
+def _update_items(cur: sqlite3.Cursor, ops: list[_Write], owners: dict[str, str | None]) -> set[int]:
     """Run a group of item writes (merged when it changes nothing but the statement count);
     the writes refused by their fence are left out and returned (by `id`)."""
-    refused = _fenced(cur, ops)
+    refused = _fenced(cur, ops, owners)
     if refused:
         ops = [op for op in ops if id(op) not in refused]
     updates = [u for op in ops for u in op.shared]

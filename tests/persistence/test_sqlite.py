@@ -22,6 +22,7 @@ from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import (
     FanOutItemStatus,
     FanOutItemUpdate,
+    Fence,
     NewEvent,
     NewRun,
     NewStep,
@@ -1103,3 +1104,20 @@ def test_a_failed_open_never_deletes_a_database_another_process_just_created(
     with SqliteStore(path) as store:
         assert [run.id for run in store.list_runs()] == ["theirs"]
     assert not list(tmp_path.glob(".*.probe"))  # the probe cleaned up after itself
+
+
+def test_an_item_write_queued_after_its_runs_end_in_the_same_batch_is_refused(sqlite_store) -> None:
+    """The owners fencing item writes are looked up once per batch; a write between two item
+    groups that may change an owner (here the run's queued end) makes the next group look again."""
+    store = sqlite_store
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 10)
+    step_id = store.insert_step(NewStep(run.id, "fe", role="foreach", retry_count=0))
+    a, b = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])
+    fence = Fence(run.id, "t1")
+    done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
+    store.batch_update_fan_out_items([(a, done)], durable=False, fence=fence)
+    store.finish_run(run.id, RunStatus.COMPLETED, None, None, "t1", durable=False)
+    store.batch_update_fan_out_items([(b, done)], durable=False, fence=fence)
+    store.flush()
+    assert [r.status for r in store.get_fan_out_items(step_id)] == ["completed", "pending"]
+    assert store.get_run(run.id).status is RunStatus.COMPLETED

@@ -602,3 +602,51 @@ def test_a_cancel_from_another_machine_reaches_the_engine_before_its_next_poll(d
         assert done.wait(10), "the run did not stop"
         assert time.monotonic() - asked < 5.0, time.monotonic() - asked  # without the notification: 30 s
         assert dashboard.get_run(run_id).status is RunStatus.CANCELLED
+
+
+# --------------------------------------------------------------------------- item fence
+
+
+def test_a_fenced_item_write_does_not_deadlock_with_a_resumes_end(store, dsn) -> None:
+    """A stale engine's group commit holds a child's queued end and its fenced item write; a
+    resume ending the run locks the run row and then the runs below it (`finish_run(…,
+    abandoned=…)`). The commit locks the fencing run first, so the two queue instead of each
+    holding what the other waits for (before: the child's row, then the run's — a deadlock, one
+    of them aborted; here the resume's, as it gives up first)."""
+    import psycopg
+    from runkon_flow.persistence import FanOutItemStatus, FanOutItemUpdate, Fence
+
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "stale", 60)
+    step_id = store.insert_step(NewStep(run.id, "fe", role="foreach", retry_count=0))
+    (item,) = store.insert_fan_out_items(step_id, [("t", "a", "", {})])
+    child = store.create_leased_run(NewRun(workflow_name="child", parent_run_id=run.id), "c", 60)
+    store.batch_update_fan_out_items([(item, FanOutItemUpdate.running(child.id))])
+    store.finish_run(child.id, RunStatus.COMPLETED, None, None, "c", durable=False)  # queued
+    with psycopg.connect(dsn) as resume, psycopg.connect(dsn, autocommit=True) as look:
+        resume.execute("SET deadlock_timeout = '10ms'")  # it is the one to notice a deadlock
+        resume.execute(
+            "UPDATE workflow_runs SET owner_token = 'new-owner', generation = 2 WHERE id = %s", (run.id,)
+        )
+        written: list[bool] = []
+        done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, child.id)
+        commit = threading.Thread(
+            target=lambda: written.append(
+                store.batch_update_fan_out_items([(item, done)], fence=Fence(run.id, "stale"))
+            )
+        )
+        commit.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        deadline = time.monotonic() + 10
+        while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)  # until the stale engine's commit waits for the run's row
+        resume.execute(
+            "UPDATE workflow_runs SET status = 'cancelled', owner_token = NULL WHERE id = %s", (child.id,)
+        )  # before: DeadlockDetected
+        resume.commit()
+        commit.join()
+    assert written == [False]
+    assert store.get_fan_out_items(step_id)[0].status is FanOutItemStatus.RUNNING
+    assert store.get_run(child.id).status is RunStatus.CANCELLED  # the resume's end of it, not the stale one

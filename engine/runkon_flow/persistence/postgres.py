@@ -243,6 +243,7 @@ _ITEM_ROWS = (
 # refused batch updates nothing, the check above fails it, and its writes run alone (`_fenced`).
 _FENCE_HOLDS = " AND EXISTS (SELECT 1 FROM workflow_runs WHERE id = %s AND owner_token = %s FOR SHARE)"
 _RUN_GENERATION = "SELECT generation FROM workflow_runs WHERE id = %s FOR SHARE"
+_RUNS_LOCK = "SELECT 1 FROM workflow_runs WHERE id = ANY(%s) ORDER BY id FOR SHARE"
 _RUN_OWNERS = "SELECT id, owner_token FROM workflow_runs WHERE id = ANY(%s) ORDER BY id FOR SHARE"
 
 
@@ -494,7 +495,9 @@ class PostgresStore(Leadership):
             self._wake_done(batch)
 
     def _run_batch(self, batch: list[_Write], synchronous: bool) -> None:
-        if len(batch) == 1 and synchronous:
+        if len(batch) == 1 and synchronous and batch[0].parts is None:
+            # (An item write alone goes as the one statement below: its fence check and its
+            # update in one transaction, as in a batch.)
             self._run_alone(batch[0])
             return
         cur = self._cursor
@@ -512,6 +515,12 @@ class PostgresStore(Leadership):
                     cur.execute("BEGIN")
                     if not synchronous:  # only rebuildable rows: no need to wait for the WAL flush
                         cur.execute("SET LOCAL synchronous_commit TO off")
+                    fenced = _fenced_runs(batch)
+                    if fenced:
+                        # The runs fencing item writes are locked first, before any other row of
+                        # the batch (a child's end): a resume's end locks such a run and then the
+                        # runs below it, and the other order could deadlock with it.
+                        cur.execute(_RUNS_LOCK, (fenced,))
                     results = self._run_ops(cur, batch, self.where)
                     cur.execute("COMMIT")
         except psycopg.OperationalError as exc:  # the connection is gone: nothing was committed
@@ -1260,13 +1269,16 @@ class PostgresStore(Leadership):
                 # Still queued: this batch joins it (one statement for both, order kept).
                 last.parts.append(part)
                 op = last
+                if fence is not None:
+                    op.single = False
                 if durable:
                     op.behind = False
             else:
                 parts = [part]
+                # Fenced: the owner's look-up and the update in one transaction, not one each.
                 op = _Write(
                     lambda cur: _refused_result(parts, _apply_item_parts(cur, parts, self.where)),
-                    True,
+                    fence is None,
                     not durable,
                 )
                 op.parts = parts
@@ -1616,6 +1628,12 @@ def _fenced(cur: Any, parts: list[_ItemPart]) -> set[int]:
             if not part.durable:
                 sh.items_refused_behind(fence, len(part.ids))
     return refused
+
+
+def _fenced_runs(batch: list[_Write]) -> list[str]:
+    """The runs fencing the batch's item writes, sorted (locks always taken in one order)."""
+    runs = {part.fence.run_id for op in batch if op.parts for part in op.parts if part.fence is not None}
+    return sorted(runs) if runs else []
 
 
 def _refused_result(parts: Iterable[_ItemPart], refused: set[int]) -> bool | None:

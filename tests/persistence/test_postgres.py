@@ -607,14 +607,16 @@ def test_a_cancel_from_another_machine_reaches_the_engine_before_its_next_poll(d
 # --------------------------------------------------------------------------- item fence
 
 
-def test_a_fenced_item_write_does_not_deadlock_with_a_resumes_end(store, dsn) -> None:
-    """A stale engine's group commit holds a child's queued end and its fenced item write; a
+@pytest.mark.parametrize("write", ["item", "events"])
+def test_a_fenced_write_does_not_deadlock_with_a_resumes_end(store, dsn, write: str) -> None:
+    """A stale engine's group commit holds a child's queued end and its fenced item write (or
+    event append); a
     resume ending the run locks the run row and then the runs below it (`finish_run(…,
     abandoned=…)`). The commit locks the fencing run first, so the two queue instead of each
     holding what the other waits for (before: the child's row, then the run's — a deadlock, one
     of them aborted; here the resume's, as it gives up first)."""
     import psycopg
-    from runkon_flow.persistence import FanOutItemStatus, FanOutItemUpdate, Fence
+    from runkon_flow.persistence import FanOutItemStatus, FanOutItemUpdate, Fence, NewEvent
 
     run = store.create_leased_run(NewRun(workflow_name="wf"), "stale", 60)
     step_id = store.insert_step(NewStep(run.id, "fe", role="foreach", retry_count=0))
@@ -629,11 +631,17 @@ def test_a_fenced_item_write_does_not_deadlock_with_a_resumes_end(store, dsn) ->
         )
         written: list[bool] = []
         done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, child.id)
-        commit = threading.Thread(
-            target=lambda: written.append(
-                store.batch_update_fan_out_items([(item, done)], fence=Fence(run.id, "stale"))
-            )
-        )
+        event = NewEvent(ts=1.0, event_run_id=child.id, kind="RunCompleted", payload="{}")
+
+        def stale_commit() -> None:
+            if write == "item":
+                written.append(store.batch_update_fan_out_items([(item, done)], fence=Fence(run.id, "stale")))
+            else:  # queued, then committed with the child's end by a flush (the monitor's tick)
+                store.append_events(run.id, [event], durable=False, generation=1)
+                store.flush()
+                written.append(False)
+
+        commit = threading.Thread(target=stale_commit)
         commit.start()
         waiting = (
             "SELECT count(*) FROM pg_stat_activity "
@@ -649,4 +657,5 @@ def test_a_fenced_item_write_does_not_deadlock_with_a_resumes_end(store, dsn) ->
         commit.join()
     assert written == [False]
     assert store.get_fan_out_items(step_id)[0].status is FanOutItemStatus.RUNNING
+    assert store.read_events(run.id) == []
     assert store.get_run(child.id).status is RunStatus.CANCELLED  # the resume's end of it, not the stale one

@@ -271,6 +271,7 @@ class _Write:
         "behind",
         "done",
         "error",
+        "fenced_by",
         "fn",
         "lead",
         "params",
@@ -288,6 +289,7 @@ class _Write:
         self.sql = sql
         self.params = params
         self.parts: list[_ItemPart] | None = None  # fan-out item batches sent as one statement
+        self.fenced_by: str | None = None  # a run whose row it reads FOR SHARE (`_fenced_runs`)
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -406,13 +408,16 @@ class PostgresStore(Leadership):
         needs: str | None = None,
         sql: str | None = None,
         params: Any = None,
+        fenced_by: str | None = None,
     ) -> Any:
         """Queue a write; unless `durable` is False, return its result once committed.
 
         The SQLite store's group commit (leader and followers), history queue and folding
         (docs/persistence.md), with queued plain statements of the same SQL sent together by
-        `executemany`."""
+        `executemany`. `fenced_by`: a run whose row the write reads `FOR SHARE` (a fence), locked
+        at the start of its batch (`_fenced_runs`)."""
         op = _Write(fn, single, not durable, sql, params)
+        op.fenced_by = fenced_by
         wake = None
         with self._queue_lock:
             if durable:
@@ -1354,7 +1359,9 @@ class PostgresStore(Leadership):
             cur.execute(_EVENT_INSERT, (run_id, last, *columns))
             return True
 
-        return self._write(append, single=False, durable=durable, needs="r:" + run_id) is not False
+        fenced_by = run_id if generation is not None else None
+        written = self._write(append, single=False, durable=durable, needs="r:" + run_id, fenced_by=fenced_by)
+        return written is not False
 
     @_translated
     def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
@@ -1631,8 +1638,10 @@ def _fenced(cur: Any, parts: list[_ItemPart]) -> set[int]:
 
 
 def _fenced_runs(batch: list[_Write]) -> list[str]:
-    """The runs fencing the batch's item writes, sorted (locks always taken in one order)."""
+    """The runs fencing the batch's writes (item writes, event appends), sorted (locks always
+    taken in one order)."""
     runs = {part.fence.run_id for op in batch if op.parts for part in op.parts if part.fence is not None}
+    runs.update(op.fenced_by for op in batch if op.fenced_by is not None)
     return sorted(runs) if runs else []
 
 

@@ -1014,6 +1014,12 @@ class Workspace:
         if node:
             emit_to(every_sink, task.run_id, EngineLog(level="info", message=f"{RAN_ON}{node}"))
         cancellation = CancellationToken()
+        if writer is not None and task.parent_run_id == task.top_run_id:
+            # The stream is the parent's, held at the generation the task names: fenced by it, so
+            # a child still running after another engine took the parent over stores nothing more
+            # in that engine's stream (and stops). Deeper down the top run's generation is unknown.
+            lost = CancellationReason.of("LeaseLost")
+            writer.lease_taken(task.top_run_id, task.parent_generation, lambda: cancellation.cancel(lost))
         stop_watching = watch_parent(self.store, task, cancellation)
         config = dataclasses.replace(
             self.exec_config, shutdown=None, lease_ttl_secs=task.lease_ttl_secs, dry_run=task.dry_run

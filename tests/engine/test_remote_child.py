@@ -5,6 +5,7 @@ cluster itself is tested in tests/cluster/."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -17,7 +18,7 @@ import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.errors import WorkflowError
 from runkon_flow.event_log import read_envelopes
-from runkon_flow.persistence import SqliteStore
+from runkon_flow.persistence import NewEvent, SqliteStore
 from runkon_flow.persistence.models import NewRun, RunStatus
 from runkon_flow.persistence.snapshots import definition_snapshot, referenced_run
 from runkon_flow.runtime.remote_child import ChildTask, WorkerLost
@@ -583,3 +584,47 @@ def test_a_cancelled_foreach_waits_for_the_force_cancel_of_its_remote_children(t
         executor.released.set()
         executor.close()
         ws.store.close()
+
+
+def test_a_worker_stores_no_events_in_the_stream_of_a_parent_taken_over(tmp_path: Path) -> None:
+    # Before: a worker's child stored its events into the top-level run's stream whoever held
+    # that run: after another engine took the parent over, they went into its stream.
+    wf = make_dir(tmp_path, ["a"])
+    db = tmp_path / "runs.db"
+    store = SqliteStore(db)
+    worker = Workspace([wf], SqliteStore(db))
+    try:
+        parent = store.create_run(NewRun(workflow_name="fan"))
+        generation = store.acquire_lease(parent.id, "engine-1", 30)
+        child = store.create_leased_run(
+            NewRun(workflow_name="item", parent_run_id=parent.id, parent_workflow_run_id=parent.id),
+            "child-token",
+            30,
+        )
+        task = ChildTask(
+            store_url=str(db),
+            run_id=child.id,
+            top_run_id=parent.id,
+            parent_run_id=parent.id,
+            parent_generation=generation,
+            workflow_name="item",
+            definitions={"item": json.dumps(worker.workflows["item"].to_json())},
+            inputs={"n": "a"},
+            depth=1,
+            owner_token="child-token",
+            lease_generation=child.generation,
+            lease_ttl_secs=30,
+            dry_run=False,
+            item_id="a",
+        )
+        store.release_lease(parent.id, "engine-1")  # another engine resumes the parent …
+        assert store.acquire_lease(parent.id, "engine-2", 30) == generation + 1
+        with contextlib.suppress(EngineCancelled):  # … while this worker, which had the task, runs it
+            worker.run_child_task(task)
+        assert store.read_events(parent.id) == []
+        # the parent's own engine still writes its stream
+        resumed = [NewEvent(1.0, parent.id, "RunResumed", "{}")]
+        assert store.append_events(parent.id, resumed, generation=generation + 1)
+    finally:
+        worker.store.close()
+        store.close()

@@ -572,7 +572,8 @@ class PostgresStore(Leadership):
         fence = items[0].fence if items else None
         if items:
             # One fence for every item write, or none: else the writes go one by one (`_fenced`).
-            if any(part.fence != fence for part in items):
+            held = _holder(fence)
+            if any(_holder(part.fence) != held for part in items):
                 return None
             columns = _item_columns(items, unique=True)
             params.extend(map(_text_array, columns))
@@ -1635,6 +1636,11 @@ def _fenced(cur: Any, parts: list[_ItemPart]) -> set[int]:
             if not part.durable:
                 sh.items_refused_behind(fence, len(part.ids))
     return refused
+
+
+def _holder(fence: Fence | None) -> tuple[str, str] | None:
+    """What a fence checks (two fan-outs of one run and token check the same)."""
+    return None if fence is None else (fence.run_id, fence.token)
 
 
 def _fenced_runs(batch: list[_Write]) -> list[str]:

@@ -233,6 +233,28 @@ def test_several_items_in_one_option(capsys, home: Path) -> None:
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
 
 
+def test_the_run_id_may_follow_the_items_or_clusters(capsys, home: Path) -> None:
+    """`--item`/`--cluster` take several values, so argparse read a RUN_ID after them as one more
+    item (`the following arguments are required: RUN_ID`, or `--cluster: expected a whole number,
+    got '01J…'`): options first is how many people type commands."""
+    run_id = failed_run(capsys, home)
+    code, _, err = cli(
+        capsys, "retry", "--item", "b", run_id, "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 1, err  # d is still failed
+    assert "retry 1 of 5 items (b)" in err
+    code, _, err = cli(
+        capsys, "retry", "--cluster", "1", run_id, "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 0, err
+    assert "retry 1 of 5 items (d)" in err
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+    code, _, err = cli(capsys, "retry", "--failed", "--dir", str(home))
+    assert code == 2 and "the following arguments are required: RUN_ID" in err
+    code, _, err = cli(capsys, "retry", run_id, "--cluster", "x", "--dir", str(home))
+    assert code == 2 and "argument --cluster: expected a whole number, got 'x'" in err
+
+
 def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))

@@ -492,7 +492,33 @@ def add_resume_parser(sub: Any) -> None:
 # --------------------------------------------------------------------------- retry
 
 
+class _ExtendNoting(argparse._ExtendAction):
+    """`--item`/`--cluster` take several values (`--item b d`), so argparse gives them every word
+    up to the next option — `retry --item b RUN_ID` too, RUN_ID included. Notes which list was
+    extended last, so `_settle_retry_args` can give that word back to RUN_ID."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        namespace.last_list = self.dest
+
+
+def _settle_retry_args(args: argparse.Namespace) -> None:
+    """RUN_ID after `--item ID…` or `--cluster N…` (`retry --item b 01J…`) is the run's id, not one
+    more item: argparse read it into the list given last, so it is taken back from there. Then
+    the cluster numbers are read (as strings until now: RUN_ID may have been among them)."""
+    if args.run_id is None:
+        taken = getattr(args, getattr(args, "last_list", None) or "items")
+        if not taken:
+            raise UsageError("the following arguments are required: RUN_ID")
+        args.run_id = taken.pop()
+    try:
+        args.clusters = [positive_int(text) for text in args.clusters]
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"argument --cluster: {exc}") from None
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
+    _settle_retry_args(args)
     if not args.failed and not args.items and not args.clusters:
         raise UsageError(
             "say what to retry: --failed, or --item ID (repeatable), or --cluster N (numbered by show)"
@@ -692,12 +718,14 @@ def add_retry_parser(sub: Any) -> None:
             "definition stored with the run) and asks; --yes skips the question."
         ),
     )
-    p.add_argument("run_id", metavar="RUN_ID")
+    # Optional only for argparse: given before the options or after them, `_settle_retry_args`
+    # finds it (the usage line below still says it is required).
+    p.add_argument("run_id", metavar="RUN_ID", nargs="?")
     p.add_argument("--failed", action="store_true", help="retry every failed or cancelled item")
     p.add_argument(
         "--item",
         dest="items",
-        action="extend",
+        action=_ExtendNoting,
         nargs="+",
         default=[],
         metavar="ID",
@@ -706,9 +734,8 @@ def add_retry_parser(sub: Any) -> None:
     p.add_argument(
         "--cluster",
         dest="clusters",
-        action="extend",
+        action=_ExtendNoting,
         nargs="+",
-        type=positive_int,
         default=[],
         metavar="N",
         help="retry the failed items of these failure clusters (numbered by show RUN_ID)",
@@ -724,6 +751,7 @@ def add_retry_parser(sub: Any) -> None:
     add_progress_args(p)
     _add_lease_args(p)
     add_executor_args(p)
+    p.usage = p.format_usage().removeprefix("usage: ").rstrip().replace("[RUN_ID]", "RUN_ID")
     p.set_defaults(handler=cmd_retry)
 
 

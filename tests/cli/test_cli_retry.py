@@ -260,10 +260,24 @@ def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys
     code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))
     assert code == 2 and "item 'a' of foreach 'each' completed; completed items are never retried" in err
     code, _, err = cli(capsys, "retry", run_id, "--item", "zz", "--yes", "--dir", str(home))
-    assert code == 2 and "no item 'zz' in this run (items: a, b, c, d, e)" in err
+    assert code == 2 and "no item 'zz' in this run (failed or cancelled items: b, d)" in err
     code, _, err = cli(capsys, "retry", run_id, "--dir", str(home))
     assert code == 2 and "--failed, or --item ID" in err
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}  # nothing ran
+
+
+def test_a_failed_run_without_a_fan_out_is_pointed_to_resume_and_rerun(capsys, home: Path) -> None:
+    """`nothing to retry: no failed or cancelled items` for a run whose script failed read as
+    "nothing failed": retry is for fan-out items, and the message says what runs a step again."""
+    write(home / "plain.wf", 'workflow plain {\n  script boom { run = "exit 3" }\n}\n')
+    code, out, _ = cli(capsys, "run", "plain", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    code, _, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
+    assert code == 1
+    assert f"nothing to retry: run {run_id} (plain) has no fan-out; retry runs failed foreach items" in err
+    assert f"To run its failed steps again: runkon-flow resume {run_id} --dir {home}" in err
+    assert f"(or runkon-flow rerun {run_id} --from STEP --dir {home})" in err
 
 
 def test_without_a_terminal_retry_needs_yes(capsys, home: Path, monkeypatch) -> None:

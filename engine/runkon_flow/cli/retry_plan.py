@@ -159,9 +159,20 @@ def choose_items(
             )
     missing = [i for i in item_ids if i not in found]
     if missing:
-        known = sorted({i.item_id for fan in fanouts for i in fan.items})
+        # The items one can retry are what a mistyped id was meant to be; of 10,000 items, the
+        # first 20 of every one would name completed items, which are refused anyway.
+        retryable = sorted(
+            {
+                i.item_id
+                for fan in fanouts
+                for i in fan.items
+                if FanOutItemStatus(i.status) in _RETRIED_BY_FAILED
+            }
+        )
+        known = retryable or sorted({i.item_id for fan in fanouts for i in fan.items})
+        what = "failed or cancelled items" if retryable else "items"
         listed = ", ".join(known[:20]) + (" …" if len(known) > 20 else "") if known else "none"
-        raise UsageError(f"no item {', '.join(repr(m) for m in missing)} in this run (items: {listed})")
+        raise UsageError(f"no item {', '.join(repr(m) for m in missing)} in this run ({what}: {listed})")
     if not choice.items:
         raise CommandFailed("nothing to retry: no failed or cancelled items in this run")
     return choice

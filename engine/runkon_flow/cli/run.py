@@ -517,6 +517,19 @@ def _settle_retry_args(args: argparse.Namespace) -> None:
         raise UsageError(f"argument --cluster: {exc}") from None
 
 
+def _no_fanout_message(run: WorkflowRun, hints: Hints) -> str:
+    """`retry` of a run that has no foreach: say what retry is for, and what runs a failed step
+    again instead."""
+    text = (
+        f"nothing to retry: run {run.id} ({run.workflow_name}) has no fan-out; "
+        "retry runs failed foreach items again"
+    )
+    if RunStatus(run.status) in (RunStatus.FAILED, RunStatus.CANCELLED):
+        rerun = hints.command("rerun", run.id, "--from", fill="STEP", definitions=True)
+        text += f". To run its failed steps again: {hints.resume(run.id)} (or {rerun})"
+    return text
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     _settle_retry_args(args)
     if not args.failed and not args.items and not args.clusters:
@@ -538,10 +551,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
             )
         if lease_is_live(run):
             raise CommandFailed(_owned_message(run, "retry"))
+        fanouts = latest_fanouts(store, run)
+        if not fanouts:  # a failed script or agent step: "no failed items" read as "nothing failed"
+            raise CommandFailed(_no_fanout_message(run, Hints.of(args)))
         per_step = cluster_items(store, run, args.clusters) if args.clusters else None
-        choice = choose_items(
-            latest_fanouts(store, run), failed=args.failed, item_ids=args.items, per_step=per_step
-        )
+        choice = choose_items(fanouts, failed=args.failed, item_ids=args.items, per_step=per_step)
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
         definition = _retry_definition(args.definition, store, run, ws)

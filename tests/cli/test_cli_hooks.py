@@ -17,7 +17,7 @@ import pytest
 from runkon_flow.hooks import TerminalAlerts, alert_sequence
 from runkon_flow.persistence import SqliteStore
 
-from tests.cli.run_helpers import cli, cli_env, run_id_of, wait_for, write
+from tests.cli.run_helpers import cli, cli_env, run_cli_process, run_id_of, wait_for, write
 
 GOOD = 'workflow good {\n  script a { run = "echo a" }\n}\n'
 
@@ -91,6 +91,21 @@ def test_a_failing_hook_is_reported_and_the_run_still_succeeds(
     run_id = run_id_of(out)
     assert code == 0
     assert err == f"runkon-flow: hook 'pager' on workflow_run.completed (run {run_id}) failed: exit 4: down\n"
+
+
+def test_a_failing_hook_is_reported_once_by_the_real_command(home: Path) -> None:
+    """The CLI reports a failed hook itself; the hook runner's log warning also reached stderr
+    (logging's last resort, with nothing configured), so every failure was printed twice. Only a
+    real process shows it: pytest's log capture takes the warning."""
+    write(
+        home / ".runkon" / "hooks.yaml",
+        "hooks:\n  - name: pager\n    events: workflow_run.completed\n    run: exit 4\n",
+    )
+    done = run_cli_process(["run", "good", "--dir", "wf", "--progress", "quiet"], home, cli_env())
+    assert done.returncode == 0, done.stderr
+    run_id = run_id_of(done.stdout)
+    line = f"runkon-flow: hook 'pager' on workflow_run.completed (run {run_id}) failed: exit 4\n"
+    assert done.stderr == line
 
 
 def test_alert_sequences_for_each_terminal() -> None:

@@ -141,7 +141,9 @@ class HookRunner:
             self.outcomes.append(outcome)
         if detail is not None:
             text = f"hook '{hook.label}' on {event.name} (run {event.run_id}) failed: {detail}"
-            log.warning("%s", text)
+            # A warning only when nobody reports it: the CLI prints it itself, and a warning with
+            # no logging set up reaches stderr too (logging's last resort) — the line came twice.
+            log.log(logging.WARNING if self.on_problem is None else logging.INFO, "%s", text)
             if self.on_problem is not None:
                 try:
                     self.on_problem(text)

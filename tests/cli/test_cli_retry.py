@@ -255,6 +255,28 @@ def test_the_run_id_may_follow_the_items_or_clusters(capsys, home: Path) -> None
     assert code == 2 and "argument --cluster: expected a whole number, got 'x'" in err
 
 
+def test_the_log_of_a_retry_says_the_completed_items_are_kept_not_that_it_starts_over(
+    capsys, home: Path
+) -> None:
+    """No step of the run had completed (the fan-out failed), so the run model's log said the new
+    attempt "starts over" — read as every item running again, where 3 of 5 items are kept."""
+    from runkon_flow.observe.reducer import RunModel
+
+    events = home / "events.jsonl"
+    code, out, _ = cli(
+        capsys, "run", "fan", "--dir", str(home), "--progress", "plain", "--events", str(events)
+    )
+    assert code == 1
+    run_id = run_id_of(out)
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--events", str(events)
+    )
+    assert code == 0, err
+    log = [line.text for line in RunModel.from_jsonl(events).engine_log]
+    assert "run resumed: fan — attempt 2 (no completed step to skip; 3 completed fan-out items kept)" in log
+    assert not any("starts over" in line for line in log)
+
+
 def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from runkon_flow.dsl.ast import WorkflowDef
 
 _RUNNING = ITEM_CODE["running"]
+_COMPLETED = ITEM_CODE["completed"]
 #: Ends a parked child's events when the child's own events stayed `upstream` (see `_materialize`).
 _SETTLED_UPSTREAM: Any = object()
 
@@ -593,8 +594,14 @@ class RunModel:
             self.crash = None
             self._changes.header = True
             text = f"run resumed: {ev.workflow_name} — attempt {run.attempts}"
+            # Items a fan-out completed are kept even when no step is (a retry of a failed
+            # foreach, or a resume of one): "it starts over" read as "every item runs again".
+            kept = sum(fan.counts[_COMPLETED] for fan in self.fanouts())
             if skipped:
                 text += f" (skipping {skipped} completed step{'' if skipped == 1 else 's'})"
+            elif kept:
+                items = f"{kept} completed fan-out item{'' if kept == 1 else 's'}"
+                text += f" (no completed step to skip; {items} kept)"
             else:
                 text += " (no completed step to skip: it starts over)"
             self._log(LogLine(data.ts, text, "info", run.run_id))

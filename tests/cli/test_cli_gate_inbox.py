@@ -191,6 +191,36 @@ def test_approve_several_gates_at_once_with_one_note(
     assert decided.endswith(" · options: fast · note: batch ok")
 
 
+def test_gates_are_named_by_a_short_step_id_as_runs_are(
+    two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RUN_ID takes the end of an id (`…C0DVAD3M`); a step id had to be whole, and a short one
+    said `no gate with step id '…'` of a gate that waits."""
+    first, second = two_waiting
+    first_id = first.gate_row().id
+    code, out, err = cli(capsys, "gates", "approve", "…" + first_id[-8:].lower(), "--select", "fast")
+    assert (code, err) == (0, "")
+    assert out == f"gate human_approval of run {first.run_id} (ship) approved by alice\n"
+    assert first.finish().status is RunStatus.COMPLETED
+    assert second.gate_row().status == StepStatus.WAITING.value
+    code, _, err = cli(capsys, "gates", "reject", "ZZZZZZ")  # no such gate: said, as before
+    assert code == 1 and "ZZZZZZ: no gate with step id 'ZZZZZZ'" in err
+
+
+def test_a_short_step_id_several_gates_share_is_refused() -> None:
+    from runkon_flow.approvals import WaitingGate
+    from runkon_flow.cli.common import UsageError
+    from runkon_flow.cli.gates import _full_ids
+
+    gates = [WaitingGate("r", step_id, "g", None, None) for step_id in ("01ABCDEFGH11", "01ABCDEFGH22")]
+    typed = ["…efgh22", "gh22", "01ABCDEFGH11", "nopenope"]  # gh22: too short to be matched
+    assert _full_ids(typed, gates) == ["01ABCDEFGH22", "gh22", "01ABCDEFGH11", "nopenope"]
+    with pytest.raises(
+        UsageError, match="step id '01abcd' matches 2 waiting gates: 01ABCDEFGH11, 01ABCDEFGH22"
+    ):
+        _full_ids(["01abcd"], gates)
+
+
 def test_reject_all_of_one_workflow_leaves_the_others_waiting(
     home: Path, two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,6 +18,7 @@ from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.humanize import format_duration
+from runkon_flow.observe.run_ids import SHORT_ID_MIN
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 
@@ -205,6 +206,29 @@ def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:
     ]
 
 
+def _full_ids(given: list[str], waiting: list[WaitingGate]) -> list[str]:
+    """The step ids `given` names, as RUN_ID is read: a whole id, or a part of at least
+    SHORT_ID_MIN characters (with or without a leading `…`) that begins or ends exactly one
+    waiting gate's step id. A part several gates share is refused, never guessed; one that
+    matches none is passed on as typed (and reported as no gate)."""
+    ids = {g.step_id for g in waiting}
+    out = []
+    for typed in given:
+        part = typed.strip().removeprefix("…").removeprefix("...").upper()
+        if typed in ids or part in ids or len(part) < SHORT_ID_MIN:
+            out.append(part if part in ids else typed)
+            continue
+        matches = sorted(i for i in ids if i.startswith(part) or i.endswith(part))
+        if len(matches) > 1:
+            raise UsageError(
+                f"step id '{typed}' matches {len(matches)} waiting gates: {', '.join(matches[:5])}"
+                + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+                + "; give more of the id"
+            )
+        out.append(matches[0] if matches else typed)
+    return out
+
+
 def cmd_gates(args: argparse.Namespace) -> int:
     out = StdoutGuard()
     if args.action == "list" and (args.ids or args.all):
@@ -222,7 +246,8 @@ def cmd_gates(args: argparse.Namespace) -> int:
         if args.action == "list":
             gates = _selected(store, args)
             return _list(gates, _held(store, gates), args)
-        ids = args.ids or [g.step_id for g in _selected(store, args)]
+        ids = _full_ids(args.ids, GateApprovals(store).inbox()) if args.ids else []
+        ids = ids or [g.step_id for g in _selected(store, args)]
         if not ids:
             out.print("no gate is waiting that matches")
             return EXIT_OK

@@ -38,7 +38,7 @@ from runkon_flow.observe.liveness import display_status
 from runkon_flow.observe.run_ids import find_run
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.runner import log_path, runner_error
+from runkon_flow.runner import hook_problems, log_path, runner_error
 
 from runkon_tui.bridge import EventBridge
 from runkon_tui.catalog import Catalog, WorkflowEntry
@@ -825,6 +825,13 @@ class RunSession:
 
             def watch_runner() -> None:
                 code = proc.wait()
+                failed_hooks = hook_problems(log, seen)  # the runner ran the hooks: said in its log
+                if failed_hooks:
+                    more = len(failed_hooks) - 1
+                    text = failed_hooks[0] + (
+                        f" (and {more} more: log {_home_as_tilde(log)})" if more else ""
+                    )
+                    post(Notice(text, "warning", title="Hook failed", timeout=12))
                 error = runner_error(log, seen)
                 started = self._started_since(target, after)
                 if error is None and code != 0 and not started:

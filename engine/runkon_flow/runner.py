@@ -26,7 +26,7 @@ from pathlib import Path
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.paths import DB_ENV
 
-__all__ = ["ERROR_PREFIX", "RunnerSettings", "log_path", "runner_error", "spawn_runner"]
+__all__ = ["ERROR_PREFIX", "RunnerSettings", "hook_problems", "log_path", "runner_error", "spawn_runner"]
 
 #: How a runner's log says it stopped on an error of its own (not the run failing: that is the
 #: run's outcome, in the store).
@@ -59,6 +59,24 @@ def runner_error(log: Path, start: int = 0) -> str | None:
         return None
     errors = [line for line in text.splitlines() if line.startswith(ERROR_PREFIX)]
     return errors[-1].removeprefix(ERROR_PREFIX).strip() if errors else None
+
+
+#: How a runner's log says a hook failed (the CLI's report of it, `cli.drive.prepare_hooks`).
+_HOOK_PROBLEM_PREFIX = "runkon-flow: hook '"
+
+
+def hook_problems(log: Path, start: int = 0) -> list[str]:
+    """The hooks that failed in a runner, as its log after byte `start` says them (`hook 'chat' on
+    gate.waiting (run 01J…) failed: exit 3`): the runner runs the hooks of the runs it executes,
+    so only its log knows."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(start)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    lines = text.splitlines()
+    return [line.removeprefix("runkon-flow: ") for line in lines if line.startswith(_HOOK_PROBLEM_PREFIX)]
 
 
 def _location(db: Path | str | DbLocation) -> DbLocation:

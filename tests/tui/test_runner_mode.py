@@ -253,6 +253,32 @@ def test_a_real_runner_error_reaches_the_dashboard(folder: Path, tmp_path: Path)
     store.close()
 
 
+def test_a_hook_that_fails_in_the_runner_is_told_in_the_dashboard(folder: Path, tmp_path: Path) -> None:
+    """A run started here runs its hooks in its runner, whose stderr is the runner's log: a hook
+    that failed was said nowhere on screen (docs/notifications.md promises a warning toast)."""
+    from runkon_flow.runner import RunnerSettings
+    from runkon_flow.workspace import Workspace
+
+    from runkon_tui.session import Notice
+
+    hooks = tmp_path / "hooks.yaml"
+    hooks.write_text("hooks:\n  - name: pager\n    events: workflow_run.*\n    run: exit 4\n")
+    db = tmp_path / "runs.db"
+    store = SqliteStore(db)
+    host = Workspace([folder], store, runner_settings=RunnerSettings(hooks=str(hooks)))
+    run_id = host.create_run("quick", {})
+    session, reports = headless_session(folder, host, store)
+    session._launch("run", "quick", None, run_id=run_id)
+    wait_for_reports(reports, 2)
+    deadline = time.monotonic() + 30
+    while not any(isinstance(r, Notice) for r in reports) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the runner is watched on its own thread
+    (notice,) = [r for r in reports if isinstance(r, Notice)]
+    assert (notice.severity, notice.title) == ("warning", "Hook failed")
+    assert notice.text == f"hook 'pager' on workflow_run.completed (run {run_id}) failed: exit 4"
+    store.close()
+
+
 async def test_attaching_to_a_resumed_run_does_not_announce_its_earlier_end(
     folder: Path, tmp_path: Path
 ) -> None:

@@ -206,6 +206,22 @@ def test_an_approval_from_another_process_reaches_a_run_waiting_in_a_real_proces
     assert "line=deployed" in text
 
 
+def test_a_run_ended_by_a_rejection_offers_a_rerun_from_the_gate_not_a_resume(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` ended with `resume with: runkon-flow resume …`, a command that is refused for a run a
+    rejection ended (docs/engine.md, "A rejected gate is final")."""
+    with waiting_in_a_process(home, "ship") as (proc, _out, run_id):
+        assert cli(capsys, "reject", run_id, "human_approval", "--note", "no")[0] == 0
+        assert proc.wait(timeout=30) == 1
+    err = (home / "run.err").read_text()
+    assert "resume with:" not in err
+    assert (
+        f"gate 'human_approval' was rejected; to ask again in a new run: "
+        f"runkon-flow rerun {run_id} --from human_approval --dir wf\n"
+    ) in err
+
+
 def test_the_gate_of_a_resumed_run_is_approved_even_with_the_dead_engines_row_still_waiting(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -43,6 +43,7 @@ from runkon_flow.observe.estimates import history_of
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runtime.resume import final_rejection
 from runkon_flow.runtime.types import WorkflowResult
 
 
@@ -340,8 +341,13 @@ def print_what_next(
             text = safe_text(lines[1:])  # the live view ends on its own line: no blank first
             (guard or StdoutGuard()).print(text)
     if next_steps:
-        print_err(f"resume with: {hints.resume(run_id)}")
         failed = run is not None and status is RunStatus.FAILED
+        rejected = final_rejection(store.get_steps(run_id)) if failed else None
+        if rejected is not None:  # `resume` refuses it: a rejection is final for its run
+            rerun = hints.command("rerun", run_id, "--from", rejected.step_name, definitions=True)
+            print_err(f"gate '{rejected.step_name}' was rejected; to ask again in a new run: {rerun}")
+        else:
+            print_err(f"resume with: {hints.resume(run_id)}")
         hint = retry_hint(store, run, hints, clusters_above=clusters_shown) if failed else None
         if hint:
             print_err(hint)

@@ -132,3 +132,18 @@ def test_a_collected_list_fills_a_fan_out_as_item_by_item_would() -> None:
             one_by_one.deps,
         )
         assert bulk.take_dirty() == one_by_one.take_dirty()
+
+
+def test_a_glimpse_of_a_step_hides_a_flow_output_block_written_on_one_line() -> None:
+    """The README writes the block on one line (`<<<FLOW_OUTPUT>>> {…} <<<END_FLOW_OUTPUT>>>`), and
+    the engine reads it so: the live view and the dashboard's item pane showed it raw, usage and
+    all, as the step's last line."""
+    from runkon_flow.observe.records import last_line_worth_showing
+
+    block = '<<<FLOW_OUTPUT>>> {"markers": [], "usage": {"cost_usd": 0.01}} <<<END_FLOW_OUTPUT>>>'
+    assert last_line_worth_showing(["working a", block]) == "working a"
+    assert last_line_worth_showing(["done: " + block + " bye"]) == "done: bye"
+    opened_mid_line = ["x", '<<<FLOW_OUTPUT>>> {"markers":', "[]}", "<<<END_FLOW_OUTPUT>>>"]
+    assert last_line_worth_showing(opened_mid_line) == "x"
+    assert last_line_worth_showing(["<<<FLOW_OUTPUT>>>", "{}", "<<<END_FLOW_OUTPUT>>>", "after"]) == "after"
+    assert last_line_worth_showing(["  spaced   out  "]) == "spaced   out"

@@ -170,14 +170,22 @@ def last_line_worth_showing(lines: Iterable[str] | None) -> str:
     glimpse of a step shows (its `<<<END_FLOW_OUTPUT>>>` marker says nothing to a person)."""
     last, in_block = "", False
     for line in lines or ():
-        text = line.strip()
-        if text == "<<<FLOW_OUTPUT>>>":
-            in_block = True
-        elif text == "<<<END_FLOW_OUTPUT>>>":
-            in_block = False
-        elif text and not in_block:
+        rest, kept = line.strip(), []
+        while rest:  # a block may open and close mid-line: `<<<FLOW_OUTPUT>>> {…} <<<END_FLOW_OUTPUT>>>`
+            if in_block:
+                _, end, rest = rest.partition(_BLOCK_END)
+                in_block = not end
+            else:
+                before, start, rest = rest.partition(_BLOCK_START)
+                kept.append(before.strip())
+                in_block = bool(start)
+        text = " ".join(part for part in kept if part)
+        if text:
             last = text
     return last
+
+
+_BLOCK_START, _BLOCK_END = "<<<FLOW_OUTPUT>>>", "<<<END_FLOW_OUTPUT>>>"
 
 
 @dataclass(slots=True)

@@ -119,6 +119,8 @@ class ItemDetail(Static):
         if child is not None:
             for sv in list(child.steps.values())[-2:]:
                 line = f"  {paint(sv.status, glyph(sv.status))} {esc(sv.step_key or sv.name)}"
+                if sv.usage:  # what this item spent, step by step (the tree says the fan-out's sum)
+                    line += f" [$text-muted]· {esc(sv.usage.short())}[/]"
                 last = sv.last_line_worth_showing()
                 if last:
                     line += f"  [$text-muted]{esc(last[:120])}[/]"

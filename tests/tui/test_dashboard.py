@@ -24,6 +24,7 @@ from runkon_flow.events import (
     RunCompleted,
     RunResumed,
     RunStarted,
+    StepCompleted,
     StepOutput,
     StepStarted,
 )
@@ -313,6 +314,51 @@ async def test_a_selected_items_steps_end_on_what_they_said_not_on_a_flow_output
         await pilot.pause()
         detail = str(screen.item_detail.render())
         assert "review-file  file-000: clean" in detail and "FLOW_OUTPUT" not in detail
+
+
+async def test_a_selected_items_steps_say_what_each_spent() -> None:
+    """The tree and `show` say a fan-out's sum; which item cost what was said nowhere (short of
+    `show` of each child run): the item pane's step lines carry each step's usage."""
+    s = scenarios.Script()
+    sid = scenarios.review_pr_until_foreach(s)
+    s.emit(
+        FanOutItemsCollected(
+            count=1,
+            step_id=sid,
+            foreach_name="review-items",
+            node_path="body.3",
+            max_parallel=4,
+            items=[FanOutItemInfo(item_id="file-000")],
+        )
+    )
+    s.item_started(sid, "file-000", "child-file-000", dt=0.1)
+    step_id = s.start("body.0", "review-file", run_id="child-file-000")
+    s.emit(StepOutput(step_id=step_id, step_name="review-file", line="file-000: clean"), "child-file-000")
+    spent = {"input_tokens": 1000, "output_tokens": 250, "cost_usd": 0.0125}
+    s.emit(
+        StepCompleted(
+            step_name="review-file",
+            step_key="review-file",
+            kind="call",
+            step_id=step_id,
+            node_path="body.0",
+            succeeded=True,
+            status="completed",
+            duration_ms=200,
+            usage=spent,
+        ),
+        "child-file-000",
+    )
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        feed(app, s.events)
+        screen = main_screen(app)
+        screen.grid.focus()
+        screen.grid.move_to_item(0)
+        await pilot.pause()
+        detail = str(screen.item_detail.render())
+        assert "review-file · 1.2k tok · $0.0125  file-000: clean" in detail
 
 
 async def test_at_80x24_a_selected_failed_item_shows_why_it_failed_within_the_pane() -> None:

@@ -62,6 +62,13 @@ def test_a_full_file_is_read_with_durations_and_globs(tmp_path: Path) -> None:
         ),
         ("hooks: [\n", ":", "invalid YAML"),
         ("- just a list\n", ":1:", "a hooks file is a mapping"),
+        # YAML 1.1 reads a bare `on` as true: "Keys should be strings" / "'events' is required".
+        (
+            "hooks:\n  - events: gate.*\n    run: x\n  - on: gate.*\n    run: x\n",
+            ":4:",
+            "a bare on or yes is read by YAML as true, not as a key: name a hook's events with 'events:'",
+        ),
+        ("off: 1\nhooks: []\n", ":1:", "a bare off or no is read by YAML as false, not as a key"),
     ],
 )
 def test_mistakes_name_file_and_line(tmp_path: Path, text: str, where: str, message: str) -> None:

@@ -167,10 +167,33 @@ def load_hooks(path: Path) -> HooksConfig:
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise doc.error("a hooks file is a mapping with a 'hooks' list")
+    _no_boolean_keys(doc, data)
     try:
         return HooksConfig.model_validate({**data, "file": str(path)})
     except ValidationError as exc:
         raise _located(doc, exc) from None
+
+
+def _no_boolean_keys(doc: YamlDoc, data: dict[Any, Any]) -> None:
+    """YAML 1.1 reads a bare `on` (also `yes`, `off`, `no`) as a boolean: `on: gate.*`, the way CI
+    files name events, reached the check as key `True` ("Keys should be strings", or "'events' is
+    required"). Say what happened and what to write instead."""
+    hooks = data.get("hooks")
+    entries = [((), data)] + [
+        (("hooks", i), entry) for i, entry in enumerate(hooks if isinstance(hooks, list) else [])
+    ]
+    for path, mapping in entries:
+        if not isinstance(mapping, dict):
+            continue
+        for key in mapping:
+            if isinstance(key, bool):
+                words = "on or yes" if key else "off or no"
+                raise doc.error(
+                    f"a bare {words} is read by YAML as {str(key).lower()}, not as a key: "
+                    "name a hook's events with 'events:'",
+                    *path,
+                    key,
+                )
 
 
 def _located(doc: YamlDoc, exc: ValidationError) -> ConfigFileError:

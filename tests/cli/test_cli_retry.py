@@ -249,8 +249,9 @@ def test_the_run_id_may_follow_the_items_or_clusters(capsys, home: Path) -> None
     assert code == 0, err
     assert "retry 1 of 5 items (d)" in err
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
-    code, _, err = cli(capsys, "retry", "--failed", "--dir", str(home))
-    assert code == 2 and "the following arguments are required: RUN_ID" in err
+    for forgot in (["--failed"], ["--cluster", "2"], ["--cluster", "1", "2"], ["--item", "b"]):
+        code, _, err = cli(capsys, "retry", *forgot, "--dir", str(home))
+        assert code == 2 and "the following arguments are required: RUN_ID" in err, forgot
     code, _, err = cli(capsys, "retry", run_id, "--cluster", "x", "--dir", str(home))
     assert code == 2 and "argument --cluster: expected a whole number, got 'x'" in err
 

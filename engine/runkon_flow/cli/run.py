@@ -507,8 +507,11 @@ def _settle_retry_args(args: argparse.Namespace) -> None:
     more item: argparse read it into the list given last, so it is taken back from there. Then
     the cluster numbers are read (as strings until now: RUN_ID may have been among them)."""
     if args.run_id is None:
-        taken = getattr(args, getattr(args, "last_list", None) or "items")
-        if not taken:
+        last = getattr(args, "last_list", None) or "items"
+        taken = getattr(args, last)
+        # Only a word after at least one value, and for --cluster one that is not a number: a
+        # command that names no run at all (`retry --cluster 2`) is told RUN_ID is missing.
+        if len(taken) < 2 or (last == "clusters" and taken[-1].strip().isdigit()):
             raise UsageError("the following arguments are required: RUN_ID")
         args.run_id = taken.pop()
     try:

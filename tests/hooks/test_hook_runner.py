@@ -14,6 +14,7 @@ import pytest
 from runkon_flow.events import (
     EngineEventData,
     GateResolved,
+    GateTimedOut,
     GateWaiting,
     RunCompleted,
     RunStarted,
@@ -77,6 +78,11 @@ def test_events_a_run_and_its_gate_give_and_when() -> None:
         "ship",
     )
     assert hooks.runs == {} and hooks.gates == {}  # forgotten once ended
+    # A gate's wait is said to the millisecond everywhere: `gate.resolved` said 7.009727478027344.
+    hooks.feed(env("R", RunStarted(workflow_name="ship"), 1000.0))
+    hooks.feed(env("R", GateWaiting(gate_name="ok", step_id="T", prompt="Go?"), 1000.1))
+    (timed_out,) = hooks.feed(env("R", GateTimedOut(gate_name="ok", step_id="T"), 1007.1097274))
+    assert (timed_out.name, timed_out.waited_secs) == ("gate.timed_out", 7.01)
     payload = failed.payload()
     assert payload["event"] == "workflow_run.failed" and payload["time"] == "1970-01-01T00:15:00.000Z"
     assert failed.env()["RUNKON_ERROR"] == "boom" and json.loads(failed.env()["RUNKON_EVENT_JSON"]) == payload

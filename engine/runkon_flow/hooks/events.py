@@ -138,7 +138,7 @@ class HookEvents:
             out.append(event)
         elif kind in ("GateResolved", "GateTimedOut"):
             gate = self.gates.pop(ev.step_id or f"{data.run_id}:{ev.gate_name}", None)
-            waited = ts - gate.since if gate is not None else None
+            waited = round(ts - gate.since, 3) if gate is not None else None
             common = {"gate": ev.gate_name, "step_id": ev.step_id, "waited_secs": waited, **base}
             if kind == "GateResolved":
                 out.append(

@@ -18,6 +18,7 @@ from runkon_flow.events import (
     GateWaiting,
     RunCompleted,
     RunStarted,
+    StepCompleted,
     StepOutput,
 )
 from runkon_flow.hooks import HookEvents, HookRunner, HooksConfig, HookSpec
@@ -86,6 +87,32 @@ def test_events_a_run_and_its_gate_give_and_when() -> None:
     payload = failed.payload()
     assert payload["event"] == "workflow_run.failed" and payload["time"] == "1970-01-01T00:15:00.000Z"
     assert failed.env()["RUNKON_ERROR"] == "boom" and json.loads(failed.env()["RUNKON_EVENT_JSON"]) == payload
+
+
+def test_a_failed_runs_error_is_why_it_failed_not_which_step() -> None:
+    """`notify-send "$RUNKON_WORKFLOW failed: $RUNKON_ERROR"` said `workflow error: Step 'import-all'
+    failed after 1 attempts`: the failed step's error says why, as the live view's last line does.
+    A step retried to success is not the cause."""
+    hooks = HookEvents(pending_too_long=60, stale_after=300)
+    hooks.feed(env("R", RunStarted(workflow_name="ship"), 0))
+
+    def step(name: str, error: str | None, ts: float) -> None:
+        done = StepCompleted(step_name=name, step_key=name, step_id=name, node_path=name, succeeded=not error)
+        hooks.feed(env("R", done.model_copy(update={"error": error}), ts))
+
+    step("flaky", "timed out", 1)
+    step("flaky", None, 2)  # its retry passed
+    step("import-all", "foreach 'import-all': 8 of 40 items failed", 3)
+    run_error = "workflow error: Step 'import-all' failed after 1 attempts"
+    (failed,) = hooks.feed(env("R", RunCompleted(succeeded=False, error=run_error), 4))
+    assert failed.error == "foreach 'import-all': 8 of 40 items failed"
+    hooks.feed(env("Q", RunStarted(workflow_name="ship"), 5))
+    (failed,) = hooks.feed(env("Q", RunCompleted(succeeded=False, error="lease lost\nby another"), 6))
+    assert failed.error == "lease lost · by another"  # no failed step: the run's error, on one line
+    hooks.feed(env("P", RunStarted(workflow_name="ship"), 7))
+    hooks.feed(env("P", StepCompleted(step_name="a", step_id="a", succeeded=False, error="went on"), 8))
+    (failed,) = hooks.feed(env("P", RunCompleted(succeeded=False, error="engine crashed"), 9))
+    assert failed.error == "engine crashed"  # not the error of a step the run went on after
 
 
 def test_a_child_runs_end_is_not_a_workflow_run_event() -> None:
@@ -170,7 +197,7 @@ def test_a_shell_hook_gets_the_event_on_stdin_and_in_the_environment(folder: Pat
         "bad",
         "failed",
     )
-    assert event["error"] == "workflow error: Step 'a' failed after 1 attempts"
+    assert event["error"] == "Script 'a' exited with code 3 · broke"  # why, not which step
     assert [(o.event, o.ok) for o in runner.outcomes] == [("workflow_run.failed", True)]
 
 

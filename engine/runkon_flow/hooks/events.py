@@ -11,10 +11,12 @@ when it ends.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from runkon_flow.events import EngineEventData
+from runkon_flow.humanize import error_headline
 
 __all__ = ["HookEvent", "HookEvents"]
 
@@ -67,6 +69,24 @@ class _Run:
     root: str
     last_activity: float
     stale_sent: bool = False
+    # Why the run failed: its failed step's error (`foreach 'each': 8 of 40 items failed`), which
+    # says more than the run's own (`workflow error: Step 'each' failed after 1 attempts`).
+    # Per step name and key, its last failure's error.
+    failed_steps: dict[str, str] = field(default_factory=dict)
+
+
+#: The engine's error for a run a step failed (`workflow error: Step 'each' failed after 1 attempts`).
+_STEP_FAILED = re.compile(r"\bStep '([^']+)' failed after")
+
+
+def _cause(run: _Run, error: str | None) -> str | None:
+    """Why a run failed: when its error only names the step that failed, that step's own error
+    (`foreach 'each': 8 of 40 items failed`), as the live view's last line says it; otherwise (a
+    lost lease, a crash) the run's error."""
+    named = _STEP_FAILED.search(error or "")
+    if named is None:
+        return error
+    return run.failed_steps.get(named.group(1)) or next(reversed(run.failed_steps.values()), None) or error
 
 
 @dataclass
@@ -121,10 +141,15 @@ class HookEvents:
                 elif ev.succeeded:
                     out.append(HookEvent("workflow_run.completed", status="completed", **base))
                 else:
-                    out.append(HookEvent("workflow_run.failed", status="failed", error=ev.error, **base))
+                    why = error_headline(_cause(run, ev.error)) or ev.error
+                    out.append(HookEvent("workflow_run.failed", status="failed", error=why, **base))
                 self._forget(data.run_id)
             else:
                 self.runs.pop(data.run_id, None)
+        elif kind == "StepCompleted" and not ev.succeeded and ev.error:
+            for name in {ev.step_name, ev.step_key or ev.step_name}:
+                run.failed_steps.pop(name, None)
+                run.failed_steps[name] = ev.error
         elif kind == "GateWaiting":
             event = HookEvent(
                 "gate.waiting",

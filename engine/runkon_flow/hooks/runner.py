@@ -91,8 +91,9 @@ class HookRunner:
     # ------------------------------------------------------------------ the sink (engine thread)
 
     def emit(self, data: EngineEventData) -> None:
-        if data.event.type in _TRANSLATED:
-            self._queue.put(data)
+        event = data.event
+        if event.type in _TRANSLATED or (event.type == "StepCompleted" and not event.succeeded):
+            self._queue.put(data)  # a failed step: why its run failed, if it does (few, unlike steps)
         else:
             self._seen[data.run_id] = data.ts
 

@@ -319,3 +319,26 @@ def test_a_gate_answered_after_a_resume_is_not_listed_for_its_dead_engines_row(
         assert cli(capsys, "gates")[1] == "no gate is waiting\n"
     finally:
         store.close()
+
+
+def test_answering_a_gate_of_an_interrupted_run_says_it_waits_for_a_resume(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The inbox marks such a gate `(interrupted: resume it first)`, but answering it said only
+    `approved by alice`, which reads as "the run goes on": nothing wakes until it is resumed."""
+    store = SqliteStore(home / "runs.db")
+    try:
+        run = store.create_run(NewRun(workflow_name="ship"))
+        gate = store.insert_step(
+            NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1")
+        )
+        store.update_step(gate, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        store.update_run_status(run.id, RunStatus.RUNNING, None, None)  # its engine died
+        code, out, err = cli(capsys, "gates", "approve", gate, "--note", "ok")
+        assert (code, out) == (0, f"gate human_approval of run {run.id} (ship) approved by alice\n")
+        assert err == (
+            f"run {run.id} is interrupted (no engine holds it): the decision takes effect when it is "
+            f"resumed: runkon-flow resume {run.id}\n"
+        )
+    finally:
+        store.close()

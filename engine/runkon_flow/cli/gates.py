@@ -46,8 +46,39 @@ def cmd_gate(args: argparse.Namespace) -> int:
         else:
             gate = gates.reject(run_id, args.gate, by, args.note)
             verb = "rejected"
+        _note_unheld(store, [gate], args)
     out.print(f"gate {gate.gate_name} of run {run_id} {verb} by {by}")
     return EXIT_OK
+
+
+def _note_unheld(store: WorkflowPersistence, decided: list[WaitingGate], args: argparse.Namespace) -> None:
+    """A decision for a run no engine holds (its process died) wakes nobody until the run is
+    resumed: say so, with the command, instead of a bare "approved" that reads as "it goes on"."""
+    held = _held(store, decided)
+    roots: list[str] = []
+    for gate in decided:
+        if not held[gate.run_id]:
+            root = _root(store, gate.run_id)
+            if root not in roots:
+                roots.append(root)
+    for root in roots:
+        print_err(
+            f"run {root} is interrupted (no engine holds it): the decision takes effect when it is "
+            f"resumed: {Hints.of(args).resume(root)}"
+        )
+
+
+def _root(store: WorkflowPersistence, run_id: str) -> str:
+    """The top-level run of `run_id` (a gate may wait in a child run), the one to resume."""
+    current, seen = run_id, set()
+    while current not in seen:
+        seen.add(current)
+        run = store.get_run(current)
+        parent = run.parent_workflow_run_id if run is not None else None
+        if not parent:
+            break
+        current = parent
+    return current
 
 
 def _add_gate_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -254,6 +285,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
         by = _user(args.by)
         approve = args.action == "approve"
         decisions = GateApprovals(store).decide_many(ids, approve, by, args.note, args.select or None)
+        _note_unheld(store, [d.gate for d in decisions if d.gate is not None], args)
     verb = "approved" if approve else "rejected"
     failed = 0
     for decision in decisions:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from runkon_flow.approvals import Decision, GateApprovals, WaitingGate
 from runkon_flow.humanize import format_duration
+from runkon_flow.observe.liveness import lease_is_live
+from runkon_flow.persistence.protocol import WorkflowPersistence
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -312,15 +314,25 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                 )
             except Exception as exc:
                 done = [Decision(i, None, str(exc)) for i in ids]
-            self.app.call_from_thread(self._decided, done, decision.approved)
+            self.app.call_from_thread(self._decided, done, decision.approved, _unheld(store, done))
 
         self.run_worker(job, thread=True, group="inbox-decide", name="decide the gates", exit_on_error=False)
 
-    def _decided(self, decisions: list[Decision], approved: bool) -> None:
+    def _decided(self, decisions: list[Decision], approved: bool, unheld: list[str] | None = None) -> None:
         ok = [d for d in decisions if d.gate is not None]
         verb = "approved" if approved else "rejected"
         if ok:
             self.notify(f"{len(ok)} gate{'' if len(ok) == 1 else 's'} {verb}", timeout=4)
+        if unheld:  # a decision for a run no engine holds wakes nobody until it is resumed
+            more = f" +{len(unheld) - 3}" if len(unheld) > 3 else ""
+            runs = ", ".join(short_id(r) for r in unheld[:3]) + more
+            self.notify(
+                f"run {runs} {'is' if len(unheld) == 1 else 'are'} interrupted (no engine holds "
+                f"{'it' if len(unheld) == 1 else 'them'}): the decision takes effect on a resume "
+                "(h lists the runs, r resumes)",
+                severity="warning",
+                timeout=10,
+            )
         for failed in (d for d in decisions if d.gate is None):
             self.notify(f"{failed.step_id}: {failed.error}", severity="error", timeout=8)
         self.marked -= {d.step_id for d in decisions}
@@ -328,3 +340,19 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
 
     def action_back(self) -> None:
         self.dismiss()
+
+
+def _unheld(store: WorkflowPersistence, decisions: list[Decision]) -> list[str]:
+    """The top-level runs of the decided gates that no engine holds (their process died)."""
+    roots: list[str] = []
+    for decision in decisions:
+        if decision.gate is None:
+            continue
+        run = store.get_run(decision.gate.run_id)
+        if run is None or lease_is_live(run):
+            continue
+        while run.parent_workflow_run_id and (parent := store.get_run(run.parent_workflow_run_id)):
+            run = parent
+        if run.id not in roots:
+            roots.append(run.id)
+    return roots

@@ -257,3 +257,24 @@ async def test_at_80_columns_long_workflow_and_gate_names_stay_whole() -> None:
         await pilot.press("A", "x")
         await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
         assert "Reject 2 gates — fails their runs" in str(app.screen.query_one("#title").render())
+
+
+async def test_approving_a_gate_of_an_interrupted_run_says_it_waits_for_a_resume() -> None:
+    """No engine holds these runs (their process died): "1 gate approved" alone read as "the run
+    goes on", where nothing wakes until the run is resumed."""
+    store = _long_named_gates()
+    app = make_app(store=store, clock=time.time)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "loaded", False), what="the inbox")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+        await pilot.press("ctrl+y")
+        said = lambda: [n.message for n in app._notifications]  # noqa: E731
+        await wait_for(pilot, lambda: any("interrupted" in m for m in said()), what="the warning")
+        (warning,) = [m for m in said() if "interrupted" in m]
+        assert warning.startswith("run …") and warning.endswith(
+            "is interrupted (no engine holds it): the decision takes effect on a resume "
+            "(h lists the runs, r resumes)"
+        )
+        assert "1 gate approved" in said()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from runkon_flow.humanize import display_line
@@ -32,6 +33,9 @@ from runkon_tui.widgets.markup import esc, theme_color, tone_text
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 MIN_WRAP_WIDTH = 20  # narrower than this, a line just wraps as the list wraps it
+#: A hit's line takes at most this many rows: a 4,000-character line (a minified file, a base64
+#: blob) filled the screen with one hit. Longer lines show the part around their first match.
+MAX_HIT_ROWS = 4
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -86,12 +90,43 @@ def _hit_text(app: App[object], hit: Hit, width: int | None = None) -> Text:
     room = (width or 0) - text.cell_len
     if room < MIN_WRAP_WIDTH or body.cell_len <= room:
         return text + body
+    body = _around_match(body, hit, room * MAX_HIT_ROWS)
     indent = " " * text.cell_len
-    for n, part in enumerate(body.wrap(app.console, room)):
+    parts = list(body.wrap(app.console, room))
+    if len(parts) > MAX_HIT_ROWS:  # words wrapped short of the cells `_around_match` kept
+        parts = parts[:MAX_HIT_ROWS]
+        parts[-1] = parts[-1][: max(0, len(parts[-1].plain) - 1)] + Text("…")
+    for n, part in enumerate(parts):
         if n:
             text.append("\n" + indent)
         text.append_text(part)
     return text
+
+
+def _around_match(body: Text, hit: Hit, cells: int) -> Text:
+    """`body` cut to about `cells` cells (`…` where it is cut), from a little before the first
+    match, so the match is in view however long the line."""
+    if body.cell_len <= cells:
+        return body
+    first = hit.spans[0][0] if hit.spans and body.plain == hit.text else 0
+    start = max(0, first - cells // 4)
+    keep = cells - 2  # room for the two `…`
+    while True:  # by characters, so a line of wide characters is cut to its cells too
+        part = body[start : start + keep]
+        if part.cell_len <= cells - 2 or keep <= 1:
+            break
+        keep -= max(1, (part.cell_len - (cells - 2)) // 2)
+    cut = Text("…" if start else "") + part
+    if start + keep < len(body.plain):
+        cut.append("…")
+    return cut
+
+
+def _hit_rows(hit: Hit, room: int) -> int:
+    """How many rows `_hit_text` gives a hit at a list width leaving `room` for the line."""
+    if room < MIN_WRAP_WIDTH:
+        return 1
+    return min(MAX_HIT_ROWS, max(1, -(-cell_len(hit.text) // room)))
 
 
 class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
@@ -182,7 +217,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
             self._status(f"[$error]{esc(error or 'no result')}[/]")
             return
         options: list[Option] = []
-        width = self._option_width(len(result.groups) + result.hit_count)
+        width = self._option_width(result)
         for group in result.groups:
             source = group.source
             head = tone_text(self.app, source.status, f"{glyph(source.status)} {source.label}")
@@ -205,12 +240,15 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
         else:
             self._status(f"no match for {esc(pattern)} in {searched}")
 
-    def _option_width(self, lines: int) -> int:
-        """The width an option gets: the list's, less the scrollbar it will show once `lines`
-        (at least) outgrow its height."""
+    def _option_width(self, result: SearchResult) -> int:
+        """The width an option gets: the list's, less the scrollbar it will show once the rows
+        (long hits wrap over several) outgrow its height — a scrollbar the list found only after
+        the wrap made it wrap every long hit again, two cells narrower, a stub under each row."""
         results = self.query_one(OptionList)
         region = results.content_region
-        return region.width - (results.styles.scrollbar_size_vertical if lines > region.height else 0)
+        room = region.width - len(f"  {'error 0':>6}  ")
+        rows = len(result.groups) + sum(_hit_rows(hit, room) for group in result.groups for hit in group.hits)
+        return region.width - (results.styles.scrollbar_size_vertical if rows > region.height else 0)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._rewrap)  # after the layout gives the list its new width

@@ -386,3 +386,43 @@ async def test_a_run_of_one_step_is_counted_in_words_that_read_right(
         await wait_for(pilot, lambda: screen.hits, what="the hit")
         status = str(screen.query_one("#search-status", Static).render())
         assert status.startswith("1 matching line in 1 of 1 step or item ·"), status
+
+
+async def test_a_very_long_hit_shows_a_few_rows_around_its_match() -> None:
+    """A 4,000-character line (a minified file, a blob) took ~60 rows: one hit filled the screen,
+    the match somewhere out of sight, and the scrollbar it brought made every row wrap again (a
+    two-cell stub under each). It is cut to a few rows around the first match now."""
+    max_rows = 4  # screens.search.MAX_HIT_ROWS
+    store = InMemoryStore(clock=lambda: datetime.fromtimestamp(scenarios.T0, UTC))
+    store.create_run(NewRun(workflow_name="blob", run_id=RUN))
+    step_id = store.insert_step(NewStep(RUN, "dump", retry_count=0, position=0))
+    store.update_step(step_id, StepUpdate.completed(0, result_text="done"))
+    lines = ["a" * 2000 + f" needle{n} " + "b" * 2000 for n in range(5)]
+    events = [
+        NewEvent(
+            scenarios.T0,
+            RUN,
+            "StepOutput",
+            json.dumps({"step_id": step_id, "step_name": "dump", "line": line}),
+        )
+        for line in lines
+    ]
+    store.append_events(RUN, events)
+    store.update_run_status(RUN, RunStatus.COMPLETED, None, None)
+    app = make_app(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = SearchScreen(RUN)
+        await app.push_screen(screen)
+        screen.query_one(Input).value = "needle"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+        hits = results_text(screen)[1:]
+        assert len(hits) == 5
+        width = screen.query_one(OptionList).content_region.width - 2  # the scrollbar it shows
+        for n, hit in enumerate(hits):
+            rows = hit.split("\n")
+            assert len(rows) <= max_rows, len(rows)
+            assert f"needle{n}" in hit.replace("\n", "")
+            assert all(len(row) <= width for row in rows), [len(row) for row in rows]
+            assert rows[0].startswith(f"{n + 1:>8}  …") and rows[-1].endswith("…")

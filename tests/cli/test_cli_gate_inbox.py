@@ -342,3 +342,20 @@ def test_answering_a_gate_of_an_interrupted_run_says_it_waits_for_a_resume(
         )
     finally:
         store.close()
+
+
+def test_the_answer_hint_keeps_the_filters_the_list_was_made_with(
+    home: Path, two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gates --workflow check` listed one gate and ended with `(or --all)`: pasted, that answers
+    every gate in the database, the two `ship` gates too."""
+    check = GateRun(home, "check")
+    try:
+        code, out, _ = cli(capsys, "gates", "--workflow", "check")
+        assert code == 0 and out.splitlines()[0] == "1 gate waiting (oldest first)"
+        assert out.splitlines()[-1].endswith("[--note TEXT]  (or --all --workflow check)")
+        code, out, _ = cli(capsys, "gates", "--run", check.run_id[-8:], "--gate", "human_approval")
+        assert out.splitlines()[-1].endswith(f"(or --all --gate human_approval --run {check.run_id})")
+        assert cli(capsys, "gates")[1].splitlines()[-1].endswith("[--note TEXT]  (or --all)")
+    finally:
+        check.close()

@@ -8,6 +8,7 @@ import argparse
 import getpass
 import json
 import os
+import shlex
 import textwrap
 import time
 from typing import Any
@@ -202,20 +203,30 @@ def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namesp
         if gate is not None:
             for detail in _detail_lines(gate, width):
                 out.print(detail)
-    for line in _answer_lines(Hints.of(args), width):
+    for line in _answer_lines(Hints.of(args), width, _all_of_these(args)):
         out.print(line)
     return EXIT_OK
 
 
-def _answer_lines(hints: Hints, width: int | None) -> list[str]:
+def _all_of_these(args: argparse.Namespace) -> str:
+    """`--all` with the filters the list was made with: a bare `--all` answers every gate in the
+    database, not only the listed ones (`gates --run R` listed 3, `--all` would answer 30)."""
+    words = ["--all"]
+    for option, values in (("--workflow", args.workflow), ("--gate", args.gate), ("--run", [args.run])):
+        words += [part for value in values or () if value for part in (option, shlex.quote(value))]
+    return " ".join(words)
+
+
+def _answer_lines(hints: Hints, width: int | None, every: str = "--all") -> list[str]:
     """How to answer: one line, unless a terminal is too narrow for it (`--db PATH` made it 98
     columns on an 80-column one) — then the pasteable command goes on a line of its own, the
-    options it may take on the line above. Piped output keeps the one line."""
+    options it may take on the line above. Piped output keeps the one line. `every`: `--all`
+    with the list's filters (`_all_of_these`)."""
     command = hints.command("gates", fill="approve|reject STEP_ID…")
-    line = f"answer: {command} [--note TEXT]  (or --all)"
+    line = f"answer: {command} [--note TEXT]  (or {every})"
     if width is None or len(line) <= width:
         return [line]
-    return ["answer (--all for every gate listed, --note TEXT to say why):", f"  {command}"]
+    return [f"answer ({every} for every gate listed, --note TEXT to say why):", f"  {command}"]
 
 
 def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:

@@ -301,6 +301,15 @@ def test_a_failed_run_without_a_fan_out_is_pointed_to_resume_and_rerun(capsys, h
     assert f"nothing to retry: run {run_id} (plain) has no fan-out; retry runs failed foreach items" in err
     assert f"To run its failed steps again: runkon-flow resume {run_id} --dir {home}" in err
     assert f"(or runkon-flow rerun {run_id} --from STEP --dir {home})" in err
+    # A fan-out inside a called workflow is there, but retry does not reach it (yet): said so.
+    write(home / "outer.wf", "workflow outer {\n  call workflow fan\n}\n")
+    code, out, _ = cli(capsys, "run", "outer", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    outer = run_id_of(out)
+    code, _, err = cli(capsys, "retry", outer, "--failed", "--yes", "--dir", str(home))
+    assert code == 1
+    assert f"run {outer} (outer) has no fan-out of its own; a fan-out in a workflow it calls is not" in err
+    assert f"To run its failed steps again: runkon-flow resume {outer} --dir {home}" in err
 
 
 def test_without_a_terminal_retry_needs_yes(capsys, home: Path, monkeypatch) -> None:

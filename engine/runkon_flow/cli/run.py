@@ -520,13 +520,19 @@ def _settle_retry_args(args: argparse.Namespace) -> None:
         raise UsageError(f"argument --cluster: {exc}") from None
 
 
-def _no_fanout_message(run: WorkflowRun, hints: Hints) -> str:
+def _no_fanout_message(run: WorkflowRun, hints: Hints, calls: bool) -> str:
     """`retry` of a run that has no foreach: say what retry is for, and what runs a failed step
-    again instead."""
-    text = (
-        f"nothing to retry: run {run.id} ({run.workflow_name}) has no fan-out; "
-        "retry runs failed foreach items again"
-    )
+    again instead. `calls`: the run has `call workflow` steps, whose fan-outs retry does not reach."""
+    if calls:
+        text = (
+            f"nothing to retry: run {run.id} ({run.workflow_name}) has no fan-out of its own; "
+            "a fan-out in a workflow it calls is not offered by retry yet"
+        )
+    else:
+        text = (
+            f"nothing to retry: run {run.id} ({run.workflow_name}) has no fan-out; "
+            "retry runs failed foreach items again"
+        )
     if RunStatus(run.status) in (RunStatus.FAILED, RunStatus.CANCELLED):
         rerun = hints.command("rerun", run.id, "--from", fill="STEP", definitions=True)
         text += f". To run its failed steps again: {hints.resume(run.id)} (or {rerun})"
@@ -556,7 +562,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
             raise CommandFailed(_owned_message(run, "retry"))
         fanouts = latest_fanouts(store, run)
         if not fanouts:  # a failed script or agent step: "no failed items" read as "nothing failed"
-            raise CommandFailed(_no_fanout_message(run, Hints.of(args)))
+            calls = any(step.role == "workflow" for step in store.get_steps(run.id))
+            raise CommandFailed(_no_fanout_message(run, Hints.of(args), calls))
         per_step = cluster_items(store, run, args.clusters) if args.clusters else None
         choice = choose_items(fanouts, failed=args.failed, item_ids=args.items, per_step=per_step)
         dirs = _workflow_dirs(args.dirs)

@@ -245,11 +245,13 @@ def _build_engine(
     problems: list[str] = []
     runner = None
     hooks_file = None
+    hooks_broken = False
     try:
         hooks_file = find_hooks_file(hooks, cwd=Path.cwd())
         runner = hooks_from(hooks_file, cwd=Path.cwd())
     except ConfigFileError as exc:
         problems.append(f"hooks not used: {exc}")
+        hooks_broken = True  # runs started here run without hooks, in a runner too
     try:
         from runkon_flow.workspace import Workspace
 
@@ -268,9 +270,10 @@ def _build_engine(
             sinks=[runner] if runner else (),
             # A run handed over when the dashboard quits goes on with these hooks, on this executor.
             runner_settings=RunnerSettings(
-                hooks=str(hooks_file.resolve()) if hooks_file is not None else None,
+                hooks=str(hooks_file.resolve()) if hooks_file is not None and not hooks_broken else None,
                 executor=executor,
                 ray_address=ray_address,
+                no_hooks=hooks_broken,
             ),
         )
     except Exception as exc:  # the dashboard still lists workflows and history without an engine

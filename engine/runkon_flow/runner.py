@@ -41,6 +41,9 @@ class RunnerSettings:
     hooks: str | None = None
     executor: str | None = None
     ray_address: str | None = None
+    #: The host runs without hooks (its hooks file is wrong): so does the runner, which would
+    #: otherwise find the same file and refuse to run at all.
+    no_hooks: bool = False
 
 
 def log_path(db: Path | str | DbLocation, run_id: str) -> Path:
@@ -95,10 +98,12 @@ def spawn_runner(
     executor: str | None = None,
     ray_address: str | None = None,
     retry: Mapping[str, Sequence[str]] | None = None,
+    no_hooks: bool = False,
 ) -> tuple[subprocess.Popen, Path]:
     """Start the background runner for `run_id`; returns the process and its log file. Raises
     OSError when the log file cannot be written. `hooks`: a hooks file given with --hooks, passed
     on as $RUNKON_HOOKS (without it the runner looks where it was started, as the command did).
+    `no_hooks`: the runner runs no hooks, whatever $RUNKON_HOOKS or .runkon/hooks.yaml say.
     `retry`: fan-out step row → item ids to run again (`Workspace.retry`, stored definition).
     `executor`/`ray_address`: --executor/--ray-address for the runner (where foreach children
     run; docs/scale-out.md)."""
@@ -117,7 +122,9 @@ def spawn_runner(
         argv += ["--lease-ttl", str(lease_ttl)]
     if events:
         argv += ["--events", str(Path(events).resolve())]
-    if hooks:
+    if no_hooks:
+        argv.append("--no-hooks")
+    elif hooks:
         env = {**(env or os.environ), "RUNKON_HOOKS": str(Path(hooks).resolve())}
     if executor:
         argv += ["--executor", executor]

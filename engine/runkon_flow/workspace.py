@@ -967,6 +967,7 @@ class Workspace:
             executor=settings.executor,
             ray_address=settings.ray_address,
             retry=retry,
+            no_hooks=settings.no_hooks,
         )
 
     def hand_over(self, run_id: str, db: Path | str) -> tuple[int, Path]:

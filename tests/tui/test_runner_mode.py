@@ -279,6 +279,32 @@ def test_a_hook_that_fails_in_the_runner_is_told_in_the_dashboard(folder: Path, 
     store.close()
 
 
+def test_with_a_wrong_hooks_file_a_run_started_here_runs_without_hooks_in_its_runner_too(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard said `hooks not used: …` and went on without hooks (docs/notifications.md),
+    but the runner of a run started here found the same file and refused: "Run not started"."""
+    from runkon_tui.host import open_workspace
+
+    bad = tmp_path / "hooks.yaml"
+    bad.write_text("hooks:\n  - on: gate.*\n    run: echo\n")
+    monkeypatch.setenv("RUNKON_HOOKS", str(bad))
+    db = tmp_path / "runs.db"
+    opened = open_workspace([folder], db)
+    assert any(p.startswith("hooks not used: ") for p in opened.problems), opened.problems
+    host, store = opened.host, opened.store
+    run_id = host.create_run("quick", {})  # type: ignore[union-attr]
+    session, reports = headless_session(folder, host, store)
+    session._launch("run", "quick", None, run_id=run_id)
+    wait_for_reports(reports, 1)
+    deadline = time.monotonic() + 60
+    while store.get_run(run_id).status is not RunStatus.COMPLETED and time.monotonic() < deadline:
+        time.sleep(0.05)  # the runner runs it
+    assert store.get_run(run_id).status is RunStatus.COMPLETED, reports
+    assert not [r for r in reports if isinstance(r, RunnerFailed)], reports
+    store.close()
+
+
 async def test_attaching_to_a_resumed_run_does_not_announce_its_earlier_end(
     folder: Path, tmp_path: Path
 ) -> None:

@@ -196,6 +196,14 @@ def test_retry_one_item_keeps_the_other_failures(capsys, home: Path) -> None:
     )
     assert code == 1, err  # d is still failed, so the run still fails
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 1, "e": 1}
+    # d's failure is still its latest attempt (the retry kept it): `logs --failed` lists it, as
+    # `show` does — it had listed only the fan-out's own line, its items under the earlier row.
+    code, out, _ = cli(capsys, "logs", run_id, "--failed")
+    assert code == 0
+    assert [line for line in out.splitlines() if line.startswith("==>")] == [
+        "==> each[d] › work (failed) <==",
+        "==> each (failed) <==",
+    ]
     after = items_of(home, run_id)[-1]
     assert {k: v[0] for k, v in after.items()} == {
         "a": "completed", "b": "completed", "c": "completed", "d": "failed", "e": "completed",

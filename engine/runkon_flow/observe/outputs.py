@@ -191,6 +191,9 @@ class _Walker:
         #: An item's child run that a later attempt replaced → the attempt it was.
         self._attempt_of: dict[str, int] = {}
         self._items_read: dict[str, list[FanOutItemRow]] = {}  # step row id → its items, once
+        #: The child runs the newest foreach rows name: an item a resume or retry did not run
+        #: again is listed under the older row that ran it, and is still its item's latest attempt.
+        self._current: set[str] = set()
 
     def child(self, parent_id: str, child_id: str | None) -> WorkflowRun | None:
         """A child run of `parent_id`, from one read of all its children (a 10,000-item fan-out
@@ -230,6 +233,7 @@ class _Walker:
         if newer.id in self._items_read:
             return
         items = self._items_read[newer.id] = self.store.get_fan_out_items(newer.id)
+        self._current.update(item.child_run_id for item in items if item.child_run_id)
         for item in items:
             if item.previous_child_run_id and item.attempt > 1:
                 self._attempt_of[item.previous_child_run_id] = item.attempt - 1
@@ -310,11 +314,12 @@ class _Walker:
             if item.child_run_id:
                 self._walked.add(item.child_run_id)
             child = self.child(row.workflow_run_id, item.child_run_id)
+            current = latest or item.child_run_id in self._current  # kept by a later attempt: still latest
             shown = False
             if child is not None:
                 number = self._attempt_of.get(child.id, item.attempt)
                 attempt = f" · attempt {number}" if number > 1 or child.id in self._attempt_of else ""
-                for source in self.run(child, f"{label}{attempt} › ", path, item_names, latest, depth + 1):
+                for source in self.run(child, f"{label}{attempt} › ", path, item_names, current, depth + 1):
                     shown = True
                     yield source
             if not shown and _item_failed(item):
@@ -330,7 +335,7 @@ class _Walker:
                     error=error or "failed before any step ran",
                     items=path,
                     names=frozenset(item_names),
-                    latest=latest,
+                    latest=current,
                 )
 
 

@@ -359,3 +359,25 @@ def test_the_answer_hint_keeps_the_filters_the_list_was_made_with(
         assert cli(capsys, "gates")[1].splitlines()[-1].endswith("[--note TEXT]  (or --all)")
     finally:
         check.close()
+
+
+def test_a_prompt_with_escape_sequences_is_listed_safely(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A prompt quotes inputs and earlier steps' output (`{{prior_context}}`): `gates` printed it
+    raw, so a colour or a window title in it reached the terminal (`show` already cleaned it)."""
+    store = SqliteStore(home / "runs.db")
+    try:
+        run = store.create_run(NewRun(workflow_name="ship"))
+        prompt = "Deploy v1\x1b[31mRED\x1b]0;pwned\x07 now?\nsecond line\x07"
+        gate = store.insert_step(
+            NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1", gate_prompt=prompt)
+        )
+        store.update_step(gate, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        store.update_run_status(run.id, RunStatus.RUNNING, None, None)
+        code, out, _ = cli(capsys, "gates")
+        assert code == 0
+        assert "\x1b" not in out and "\x07" not in out
+        assert "    Deploy v1RED now?\nsecond line␇\n" in out  # as `show` prints it
+    finally:
+        store.close()

@@ -16,6 +16,7 @@ from runkon_flow.events import (
     FanOutItemCompleted,
     FanOutItemsCollected,
     FanOutItemStarted,
+    GateWaiting,
     RunCancelled,
     RunCompleted,
     RunStarted,
@@ -159,6 +160,21 @@ def test_the_live_view_sends_no_escape_sequence_from_a_steps_output_or_error_to_
     view.close()
     text = stream.getvalue()
     assert "red" in text and "␇" in text  # shown, made visible
+    for sequence in ("\x1b]", "\x07", "\x1b[2J", "\x1b[31mred", "\x00"):
+        assert sequence not in text, sequence
+
+
+def test_the_live_view_sends_no_escape_sequence_from_a_gate_prompt_to_the_terminal() -> None:
+    """A gate's prompt quotes inputs and earlier steps' output (`{{prior_context}}`): the live
+    view's `gate … waiting: <prompt>` line printed it raw."""
+    stream = io.StringIO()
+    view = LiveView(stream, top_run_id=RUN, color=True, unicode=True, now=lambda: 3.0, width=120, height=30)
+    view.feed(_record(1.0, RunStarted(workflow_name="hostile")))
+    view.feed(_record(1.1, GateWaiting(gate_name="ship", step_id="G1", prompt=HOSTILE)))
+    view.tick()
+    view.close()
+    text = stream.getvalue()
+    assert "gate ship waiting: " in text and "red" in text and "␇" in text
     for sequence in ("\x1b]", "\x07", "\x1b[2J", "\x1b[31mred", "\x00"):
         assert sequence not in text, sequence
 

@@ -18,7 +18,7 @@ from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, StdoutGuard, UsageError
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import format_duration, safe_text
 from runkon_flow.observe.run_ids import SHORT_ID_MIN
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -234,7 +234,9 @@ def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:
     narrow for it (an 80-column one for a long prompt) — then the prompt is wrapped to the width
     and the options go on a line of their own. Piped output keeps the one line."""
     options = ", ".join(o.value if o.label == o.value else f"{o.value} ({o.label})" for o in gate.options)
-    prompt = (gate.prompt or "").strip()
+    # Untrusted: a prompt quotes inputs and earlier steps' output (`{{prior_context}}`), so it is
+    # shown as `show` shows it, no escape sequence reaching the terminal (docs/cli.md).
+    prompt = safe_text((gate.prompt or "").strip().splitlines())
     tail = f"[options: {options}]" if options else ""
     if not prompt and not tail:
         return []

@@ -204,7 +204,7 @@ class LiveView:
             child = f" (child run {e.child_run_id})" if e.child_run_id else ""
             return [self._c(_RED, g.fail) + f" item {e.item_id} failed{child}"]
         if kind == "GateWaiting":
-            prompt = f": {e.prompt}" if e.prompt else ""
+            prompt = f": {safe(e.prompt)}" if e.prompt else ""  # quotes inputs and step output
             options = f" (options: {', '.join(e.options)})" if e.options else ""
             return [
                 self._c(_YELLOW, g.wait) + f" gate {e.gate_name} waiting{prompt}{options}",

@@ -26,7 +26,7 @@ from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import LoadResult
 from runkon_flow.events import EngineEventData
 from runkon_flow.heap import settle_for_runs
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import display_line, format_duration
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -71,6 +71,7 @@ from runkon_tui.toasts import Toast, ToastHold
 from runkon_tui.widgets.cluster_list import ClusterList
 from runkon_tui.widgets.dep_tree import DependencyTree
 from runkon_tui.widgets.fanout_grid import FanOutGrid
+from runkon_tui.widgets.markup import esc
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:  # the first frame needs only the main screen: the others load when shown
@@ -697,7 +698,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
 
     def _announce_gates(self) -> None:
         for gate in self.session.new_gates():
-            prompt = f": {gate.prompt}" if gate.prompt else ""
+            prompt = f": {esc(display_line(gate.prompt))}" if gate.prompt else ""  # untrusted text
             keys = f"{self.key_for('approve')} approve · {self.key_for('reject')} reject"
             self.notify(
                 f"gate {gate.gate_name} waits for approval{prompt}\n{keys}",

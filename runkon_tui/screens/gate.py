@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runkon_flow.humanize import safe_text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -135,7 +136,10 @@ class GateScreen(ModalScreen[GateDecision | None]):
         else:
             title = f"[b $error]✗ Reject[/] {name} — fails the run"
             label = "Reason (optional, kept with the rejection):"
-        prompt = gate.prompt or "Approve to continue the run, reject to fail it."
+        # Untrusted: a prompt quotes inputs and earlier steps' output; its escape sequences must
+        # not reach the terminal (line breaks are kept).
+        prompt = safe_text((gate.prompt or "").splitlines())
+        prompt = prompt or "Approve to continue the run, reject to fail it."
         with Vertical():
             with VerticalScroll():  # a long prompt scrolls; the buttons stay in view
                 yield Label(title, id="title")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from runkon_flow.approvals import Decision, GateApprovals, WaitingGate
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import display_line, format_duration
 from runkon_flow.observe.liveness import lease_is_live
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from textual import work
@@ -98,7 +98,7 @@ class BatchNoteScreen(ModalScreen[GateDecision | None]):
             title, label = f"[b $error]✗ Reject[/] {what} — {fails}", f"Reason{for_all} (optional):"
         listed = "\n".join(
             f"• {esc(g.workflow_name)} · {esc(g.gate_name)} · run {short_id(g.run_id)}"
-            + (f" — {esc(g.prompt)}" if g.prompt else "")
+            + (f" — {esc(display_line(g.prompt))}" if g.prompt else "")
             for g in self.gates
         )
         options = shared_options(self.gates) if self.approve else {}
@@ -227,7 +227,9 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                     Text(format_duration(waited) if waited is not None else ""),
                     due,
                     Text(short_id(gate.run_id)),
-                    Text((gate.prompt or "").replace("\n", " ")),  # the last column: refill fits it
+                    # Untrusted (it quotes inputs and step output): no escape sequence reaches the
+                    # terminal. The last column: refill fits it.
+                    Text(display_line(gate.prompt or "")),
                 ]
             )
         table = self.query_one(DataTable)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.cells import cell_len
+from runkon_flow.humanize import display_line
 from textual.widgets import Static
 
 from runkon_tui.run_view import RunView
@@ -153,7 +154,7 @@ class GateBanner(Static):
         if not gates:
             return
         gate = gates[0]
-        prompt = f": {esc(gate.prompt)}" if gate.prompt else ""
+        prompt = f": {esc(display_line(gate.prompt))}" if gate.prompt else ""  # untrusted text
         more = f" (+{len(gates) - 1} more)" if len(gates) > 1 else ""
         set_text(
             self,

@@ -166,6 +166,36 @@ async def test_approving_a_gate_with_a_note_and_an_option() -> None:
         assert app.exit_code() == 0
 
 
+async def test_a_gate_prompt_never_sends_its_escape_sequences_to_the_terminal() -> None:
+    """A prompt quotes inputs and earlier steps' output: the banner, the toast and the gate dialog
+    drew it raw, and a window-title sequence in it retitled the terminal (seen in tmux)."""
+    hostile = "v1\x1b[31mRED\x1b]0;pwned\x07 ship?"
+
+    def script(run_id: str) -> list[EngineEventData]:
+        return [
+            e.model_copy(update={"event": e.event.model_copy(update={"prompt": hostile})})
+            if e.event.type == "GateWaiting"
+            else e
+            for e in gate_script(run_id)
+        ]
+
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.script = script
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
+        await pilot.pause()
+        banner = str(main_screen(app).query_one("#gate-banner").render())
+        toasts = [n.message for n in app._notifications if "waits for approval" in n.message]
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+        dialog = str(app.screen.query_one("#prompt").render())
+        for shown in (banner, *toasts, dialog):
+            assert "v1RED" in shown and "\x1b" not in shown and "\x07" not in shown, repr(shown)
+        assert toasts
+
+
 async def test_rejecting_a_gate_fails_the_run() -> None:
     app = make_app()
     host: ScriptedHost = app.host  # type: ignore[assignment]

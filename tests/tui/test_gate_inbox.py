@@ -278,3 +278,34 @@ async def test_approving_a_gate_of_an_interrupted_run_says_it_waits_for_a_resume
             "(h lists the runs, r resumes)"
         )
         assert "1 gate approved" in said()
+
+
+async def test_a_prompt_in_the_inbox_never_sends_its_escape_sequences_to_the_terminal() -> None:
+    """The inbox's prompt column and its note dialog drew a prompt raw: a window-title sequence in
+    it (an input, an agent's context) retitled the terminal."""
+    store = InMemoryStore()
+    run = store.create_run(NewRun(workflow_name="ship"))
+    step = store.insert_step(
+        NewStep(
+            run.id,
+            "human_approval",
+            role="gate",
+            position=1,
+            node_path="body.1",
+            gate_type="human_approval",
+            gate_prompt="v1\x1b[31mRED\x1b]0;pwned\x07 ship?",
+            gate_timeout="3600",
+        )
+    )
+    store.update_step(step, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+    store.set_waiting_blocked_on(run.id, {"type": "human_approval", "gate_name": step})
+    app = make_app(store=store, clock=time.time)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "loaded", False), what="the inbox")
+        (row,) = inbox_rows(app)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+        listed = "".join(str(w.render()) for w in app.screen.query("Static, Label"))
+        for shown in (row[-1], listed):
+            assert "v1RED" in shown and "\x1b" not in shown and "\x07" not in shown, repr(shown)

@@ -310,13 +310,19 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
 
         def job() -> None:
             approvals = GateApprovals(store)
+            try:  # before deciding: a decision may end its run, and its lease, at once
+                unheld = _unheld(store, gates)
+            except Exception:  # only a warning depends on it
+                unheld = []
             try:
                 done = approvals.decide_many(
                     ids, decision.approved, by, decision.note, decision.selections or None
                 )
             except Exception as exc:
                 done = [Decision(i, None, str(exc)) for i in ids]
-            self.app.call_from_thread(self._decided, done, decision.approved, _unheld(store, done))
+            decided = {d.gate.run_id for d in done if d.gate is not None}
+            roots = list(dict.fromkeys(root for root, gate_run in unheld if gate_run in decided))
+            self.app.call_from_thread(self._decided, done, decision.approved, roots)
 
         self.run_worker(job, thread=True, group="inbox-decide", name="decide the gates", exit_on_error=False)
 
@@ -344,17 +350,14 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
         self.dismiss()
 
 
-def _unheld(store: WorkflowPersistence, decisions: list[Decision]) -> list[str]:
-    """The top-level runs of the decided gates that no engine holds (their process died)."""
-    roots: list[str] = []
-    for decision in decisions:
-        if decision.gate is None:
-            continue
-        run = store.get_run(decision.gate.run_id)
+def _unheld(store: WorkflowPersistence, gates: list[WaitingGate]) -> list[tuple[str, str]]:
+    """(top-level run, gate's run) for the gates whose run no engine holds (its process died)."""
+    out: list[tuple[str, str]] = []
+    for gate in gates:
+        run = store.get_run(gate.run_id)
         if run is None or lease_is_live(run):
             continue
         while run.parent_workflow_run_id and (parent := store.get_run(run.parent_workflow_run_id)):
             run = parent
-        if run.id not in roots:
-            roots.append(run.id)
-    return roots
+        out.append((run.id, gate.run_id))
+    return out

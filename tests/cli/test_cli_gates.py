@@ -265,3 +265,33 @@ def test_a_gate_waiting_in_a_child_run_is_shown_and_approved_through_the_top_lev
         assert release.finish().status is RunStatus.COMPLETED
     finally:
         release.close()
+
+
+def test_a_run_that_ends_the_moment_its_gate_is_answered_is_not_called_interrupted(
+    home: Path, waiting: GateRun, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether an engine holds the run is read before deciding: the engine acts on a decision at
+    once, and a run that finished (its lease let go) before a look after the decision was said to
+    be interrupted, `resume` and all (seen under load with a run in another process)."""
+    from runkon_flow.approvals import GateApprovals
+
+    def then_finish(original, run: GateRun):  # type: ignore[no-untyped-def]
+        def decide(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            result = original(self, *args, **kwargs)
+            run.finish()  # the engine has ended the run and let go of its lease
+            return result
+
+        return decide
+
+    monkeypatch.setattr(GateApprovals, "approve", then_finish(GateApprovals.approve, waiting))
+    code, _, err = cli(capsys, "approve", waiting.run_id, "human_approval", "--select", "fast")
+    assert (code, err) == (0, "")
+    assert waiting.store.get_run(waiting.run_id).status is RunStatus.COMPLETED
+    other = GateRun(home)
+    try:
+        monkeypatch.setattr(GateApprovals, "decide_many", then_finish(GateApprovals.decide_many, other))
+        code, _, err = cli(capsys, "gates", "approve", "--all", "--select", "fast")
+        assert (code, err) == (0, "")
+        assert other.store.get_run(other.run_id).status is RunStatus.COMPLETED
+    finally:
+        other.close()

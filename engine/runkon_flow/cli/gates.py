@@ -40,6 +40,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     with opened_store(args, must_exist=True) as store:
         run_id = get_run(store, args.run_id, args).id
         gates = GateApprovals(store)
+        held = _held(store, gates.waiting_gates(run_id))  # before: a decision may end the run
         by = _user(args.by)
         if args.command == "approve":
             gate = gates.approve(run_id, args.gate, by, args.note, args.select or None)
@@ -47,18 +48,21 @@ def cmd_gate(args: argparse.Namespace) -> int:
         else:
             gate = gates.reject(run_id, args.gate, by, args.note)
             verb = "rejected"
-        _note_unheld(store, [gate], args)
+        _note_unheld(store, [gate], held, args)
     out.print(f"gate {gate.gate_name} of run {run_id} {verb} by {by}")
     return EXIT_OK
 
 
-def _note_unheld(store: WorkflowPersistence, decided: list[WaitingGate], args: argparse.Namespace) -> None:
+def _note_unheld(
+    store: WorkflowPersistence, decided: list[WaitingGate], held: dict[str, bool], args: argparse.Namespace
+) -> None:
     """A decision for a run no engine holds (its process died) wakes nobody until the run is
-    resumed: say so, with the command, instead of a bare "approved" that reads as "it goes on"."""
-    held = _held(store, decided)
+    resumed: say so, with the command, instead of a bare "approved" that reads as "it goes on".
+    `held` is read before deciding: a decision the engine acts on at once can end its run (and
+    its lease) before a look after it."""
     roots: list[str] = []
     for gate in decided:
-        if not held[gate.run_id]:
+        if not held.get(gate.run_id, True):
             root = _root(store, gate.run_id)
             if root not in roots:
                 roots.append(root)
@@ -297,8 +301,10 @@ def cmd_gates(args: argparse.Namespace) -> int:
             return EXIT_OK
         by = _user(args.by)
         approve = args.action == "approve"
+        waiting = [g for g in GateApprovals(store).inbox() if g.step_id in set(ids)]
+        held = _held(store, waiting)  # before: a decision may end its run
         decisions = GateApprovals(store).decide_many(ids, approve, by, args.note, args.select or None)
-        _note_unheld(store, [d.gate for d in decisions if d.gate is not None], args)
+        _note_unheld(store, [d.gate for d in decisions if d.gate is not None], held, args)
     verb = "approved" if approve else "rejected"
     failed = 0
     for decision in decisions:

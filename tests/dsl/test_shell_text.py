@@ -144,3 +144,47 @@ def test_the_scanner_finds_exactly_the_placeholders_the_language_defines(text: s
     except ShellTemplateError:
         return
     assert "$(touch PWNED)" not in command
+
+
+NESTED = [
+    "sh -c 'echo {{v}}'",
+    'bash -c "echo {{v}}"',
+    "sh -c {{v}}",
+    "eval echo {{v}}",
+    "bash -o pipefail -c 'echo {{v}}'",
+    "bash --norc -c 'echo {{v}}'",
+    "env A=1 sh -c 'echo {{v}}'",
+    "/usr/bin/env bash -euc 'echo {{v}}'",
+    "timeout 30 sh -c 'echo {{v}}'",
+    "xargs -n1 sh -c 'echo {{v}}'",
+    "find . -maxdepth 0 -exec sh -c 'echo {{v}}' \\;",
+    "echo $(sh -c 'echo {{v}}')",
+    'echo "`bash -c "echo {{v}}"`"',
+]
+
+
+@pytest.mark.parametrize("form", NESTED)
+def test_a_placeholder_in_text_a_nested_shell_runs_is_refused(form: str, tmp_path: Path) -> None:
+    """The outer shell would insert the value faithfully, and the inner one run it as code."""
+    (use,) = scan_placeholders(form)
+    assert "runs as shell code" in (use.problem or "") and "pass it through `env`" in (use.hint or "")
+    with pytest.raises(ShellTemplateError):
+        render_shell_command(form, {"v": "x; touch PWNED"})
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "sh -c 'printf %s \"$1\"' sh {{v}}",  # an argument of the script: data
+        "printf %s {{v}} | sh -c 'cat'",
+        "printf %s {{v}} 2>/dev/null | bash -c cat",
+        "cat <<EOF\nsh -c {{v}}\nEOF",
+        "printf '%s ' sh -c {{v}}",
+        "# sh -c {{v}}\nprintf %s {{v}}",
+    ],
+)
+def test_values_handed_to_a_nested_shell_as_data_are_accepted(form: str, tmp_path: Path) -> None:
+    value = "x; touch PWNED"
+    command, env = render_shell_command(form, {"v": value})
+    assert value in _run("sh", command, env, tmp_path)
+    assert not (tmp_path / "PWNED").exists()

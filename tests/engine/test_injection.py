@@ -139,3 +139,13 @@ def test_foreach_item_ids_and_inputs_arrive_once_and_never_run(hm: Harness, form
     assert not (hm.tmp_path / "PWNED").exists()
     for i, value in enumerate(values):
         assert (outs / f"R{i}").read_text() == FORMS[form][1](value), (form, value)
+
+
+def test_a_value_in_a_nested_shell_script_fails_the_step_and_never_runs(hm: Harness) -> None:
+    """`sh -c '… {{v}}'`: the outer shell would hand the value to an inner one as its code."""
+    run = wf_string("sh -c 'echo {{v}}'")
+    result = hm.run(f"workflow w {{ script s {{ run = {run} }} }}", inputs={"v": "x; touch PWNED"})
+    assert not result.all_succeeded
+    (step,) = hm.store.get_steps(result.workflow_run_id)
+    assert "runs as shell code" in (step.result_text or "")
+    assert not (hm.tmp_path / "PWNED").exists()

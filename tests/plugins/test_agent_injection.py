@@ -54,3 +54,30 @@ def test_a_nul_byte_in_a_value_is_a_clear_error(tmp_path: Path) -> None:
     command_agent(tmp_path, ["sh", "-c", "echo {{v}}"])
     with pytest.raises(WorkflowError, match=r"agent 'cmd': the value of \{\{v\}\} contains a NUL byte"):
         run(executor(tmp_path, "cmd"), tmp_path, {"v": "a\0b"})
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        ["bash", "-o", "pipefail", "-c"],
+        ["bash", "--norc", "--noprofile", "-c"],
+        ["env", "LC_ALL=C", "sh", "-c"],
+        ["/usr/bin/env", "sh", "-euc"],
+        ["timeout", "30", "sh", "-c"],
+    ],
+)
+def test_a_shell_behind_options_or_a_wrapper_gets_references_too(tmp_path: Path, prefix: list[str]) -> None:
+    out = tmp_path / "out"
+    command_agent(tmp_path, [*prefix, f"printf %s {{{{v}}}} > {out}; echo done"])
+    ex = executor(tmp_path, "cmd")
+    for value in HOSTILE:
+        run(ex, tmp_path, {"v": value})
+        assert not (tmp_path / "PWNED").exists(), (prefix, value)
+        assert out.read_text() == value, (prefix, value)
+
+
+def test_a_nested_shell_in_the_script_is_refused(tmp_path: Path) -> None:
+    command_agent(tmp_path, ["sh", "-c", "sh -c 'echo {{v}}'"])
+    with pytest.raises(WorkflowError, match="runs as shell code"):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "x; touch PWNED"})
+    assert not (tmp_path / "PWNED").exists()

@@ -13,7 +13,10 @@ value holds (`$(…)`, backticks, quotes, newlines) it arrives byte for byte. Pl
 reference is both safe and faithful are refused (see `PlaceholderUse.problem`): inside `${…}`
 (the word there may be re-expanded), inside arithmetic `$((…))` (bash evaluates a value there as an
 expression, and array subscripts in it run commands), inside `$'…'`, in a here-document whose
-delimiter is quoted, and straight after a backslash.
+delimiter is quoted, and straight after a backslash — and in a word that a command given in `run`
+parses as shell code again: the script of `sh -c`/`bash -c` (through `env`, `xargs`, `timeout` …)
+and the arguments of `eval` (the outer shell inserts the value faithfully; the inner one would run
+it). There the author passes the value through `env` and writes `"$VALUE"` in the inner script.
 
 The scan is one left-to-right pass (linear in the text), with the same placeholder syntax as
 `dsl.templating`: the key is the text up to the next `}}`; an unterminated `{{` is plain text.
@@ -25,7 +28,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-__all__ = ["PlaceholderUse", "ShellTemplateError", "render_shell_command", "scan_placeholders"]
+__all__ = [
+    "PlaceholderUse",
+    "ShellTemplateError",
+    "render_shell_command",
+    "scan_placeholders",
+    "shell_code_arguments",
+]
 
 #: The environment variable names carrying values start with this.
 VALUE_ENV_PREFIX = "RUNKON_V"
@@ -456,7 +465,282 @@ def scan_placeholders(text: str) -> list[PlaceholderUse]:
     """Every placeholder of `text` with its shell context, in text order."""
     if "{{" not in text:
         return []
-    return _Scanner(text).run()
+    uses = _Scanner(text).run()
+    spans = _code_word_spans(text)
+    if spans:
+        uses = [_in_code_word(use, spans) for use in uses]
+    return uses
+
+
+def _in_code_word(use: PlaceholderUse, spans: list[tuple[int, int, str]]) -> PlaceholderUse:
+    if use.problem is not None:
+        return use
+    for start, end, command in spans:
+        if start <= use.start < end:
+            shown = _shown(use.key)
+            return replace(
+                use,
+                problem=f"{shown} is in text that `{command}` runs as shell code in `run`, where its "
+                "value would run as a command",
+                hint=f'pass it through `env` (env = {{ VALUE = "{{{{{use.key}}}}}" }}) and write "$VALUE" '
+                f"in the text `{command}` runs: that shell expands it as data",
+            )
+    return use
+
+
+# ------------------------------------------------------------------ commands that run shell code
+
+#: Programs whose `-c` argument is a shell script.
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "busybox", "fish"})
+#: Shell options that take the next word as their argument (`bash -o pipefail -c …`).
+_SHELL_OPTION_ARGS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
+#: Commands that run the rest of their words as a command: (options taking an argument, and how
+#: many plain words they take before it — `timeout 30 sh -c …`).
+_WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
+    "env": (frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}), 0),
+    "exec": (frozenset({"-a"}), 0),
+    "command": (frozenset(), 0),
+    "builtin": (frozenset(), 0),
+    "nohup": (frozenset(), 0),
+    "time": (frozenset({"-f", "-o"}), 0),
+    "nice": (frozenset({"-n", "--adjustment"}), 0),
+    "setsid": (frozenset(), 0),
+    "stdbuf": (frozenset({"-i", "-o", "-e"}), 0),
+    "timeout": (frozenset({"-s", "--signal", "-k", "--kill-after"}), 1),
+    "sudo": (frozenset({"-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U"}), 0),
+    "doas": (frozenset({"-u", "-C"}), 0),
+    "xargs": (frozenset({"-a", "-d", "-E", "-e", "-I", "-i", "-L", "-l", "-n", "-P", "-s"}), 0),
+    "flock": (frozenset({"-w", "-E"}), 1),
+    "chronic": (frozenset(), 0),
+}
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def shell_code_arguments(words: list[str]) -> tuple[int, int, str] | None:
+    """Which words of the command `words` (unquoted text) are parsed as shell code by it: `(first,
+    end, command)` — the script of `sh -c SCRIPT`, every word after `eval` — else None. Wrappers
+    (`env A=1 …`, `xargs …`, `timeout 30 …`, `sudo …`) are looked through; so are `find`'s `-exec`."""
+    i = 0
+    n = len(words)
+    while i < n and _ASSIGNMENT.match(words[i]):
+        i += 1
+    while i < n:
+        name = words[i].rsplit("/", 1)[-1]
+        if name == "eval":
+            return (i + 1, n, "eval") if i + 1 < n else None
+        if name in _SHELLS:
+            return _shell_script(words, i + 1, name)
+        if name == "find":
+            for j in range(i + 1, n):
+                if words[j] in ("-exec", "-execdir", "-ok", "-okdir"):
+                    found = shell_code_arguments(words[j + 1 :])
+                    return None if found is None else (found[0] + j + 1, found[1] + j + 1, found[2])
+            return None
+        wrapper = _WRAPPERS.get(name)
+        if wrapper is None:
+            return None
+        with_argument, plain = wrapper
+        i += 1
+        while i < n and (words[i].startswith("-") or (name == "env" and _ASSIGNMENT.match(words[i]))):
+            if words[i] == "--":
+                i += 1
+                break
+            i += 2 if words[i] in with_argument else 1
+        i += plain
+    return None
+
+
+def _shell_script(words: list[str], i: int, name: str) -> tuple[int, int, str] | None:
+    if name == "busybox" and i < len(words) and words[i] in _SHELLS:
+        i += 1
+    while i < len(words):
+        word = words[i]
+        if word in _SHELL_OPTION_ARGS:
+            i += 2
+            continue
+        if word.startswith("--") and word != "--":
+            i += 1
+            continue
+        if len(word) > 1 and word[0] in "-+" and word != "--":
+            if "c" in word[1:] and word[0] == "-":
+                return (i + 1, i + 2, f"{name} -c") if i + 1 < len(words) else None
+            i += 1
+            continue
+        return None  # a script file (its arguments are data), or `--`
+    return None
+
+
+def _code_word_spans(text: str) -> list[tuple[int, int, str]]:
+    """Offsets (start, end, command) of the words in `text` that a command there runs as shell
+    code (`shell_code_arguments`), found in every simple command, `$(…)` and backticks included."""
+    spans: list[tuple[int, int, str]] = []
+    for words in _Words(text).commands():
+        found = shell_code_arguments([w for w, _, _ in words])
+        if found is not None:
+            first, end, command = found
+            spans.extend((words[k][1], words[k][2], command) for k in range(first, end))
+    return spans
+
+
+class _Words:
+    """A rough shell word splitter, enough to find command names and options: each simple command
+    as its words (text without quotes, start, end). Quoted text, `${…}`, `$(…)` and backticks stay
+    inside their word; the commands in `$(…)` and backticks are split too."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.found: list[list[tuple[str, int, int]]] = []
+
+    def commands(self) -> list[list[tuple[str, int, int]]]:
+        self.split(0, len(self.text))
+        return self.found
+
+    def split(self, i: int, stop: int) -> None:
+        text = self.text
+        words: list[tuple[str, int, int]] = []
+        heredocs: list[str] = []
+        while i < stop:
+            c = text[i]
+            if c in " \t":
+                i += 1
+                continue
+            if c in ";&|()\n":
+                if words:
+                    self.found.append(words)
+                    words = []
+                if c == "\n" and heredocs:
+                    i = self.skip_heredocs(i + 1, stop, heredocs)
+                    heredocs = []
+                    continue
+                i += 1
+                continue
+            if c == "#":
+                end = text.find("\n", i, stop)
+                i = stop if end < 0 else end
+                continue
+            if c == "<" and text.startswith("<<", i) and not text.startswith("<<<", i):
+                i, delimiter = self.heredoc_delimiter(i + 2, stop)
+                if delimiter:
+                    heredocs.append(delimiter)
+                continue
+            if c in "<>":  # a redirection: its target is no word of the command
+                while i < stop and text[i] in "<>&|":
+                    i += 1
+                while i < stop and text[i] in " \t":
+                    i += 1
+                i, _ = self.word(i, stop)
+                continue
+            start = i
+            i, word = self.word(i, stop)
+            words.append((word, start, i))
+        if words:
+            self.found.append(words)
+
+    def word(self, i: int, stop: int) -> tuple[int, str]:
+        text = self.text
+        out: list[str] = []
+        while i < stop:
+            c = text[i]
+            if c in " \t\n;&|()<>":
+                break
+            if c == "\\":
+                out.append(text[i + 1 : i + 2])
+                i += 2
+            elif c == "'":
+                end = text.find("'", i + 1, stop)
+                end = stop if end < 0 else end
+                out.append(text[i + 1 : end])
+                i = end + 1
+            elif c == '"':
+                end = self.double_end(i + 1, stop)
+                out.append(text[i + 1 : end])
+                i = end + 1
+            elif c == "`":
+                end = text.find("`", i + 1, stop)
+                end = stop if end < 0 else end
+                self.split(i + 1, end)
+                out.append(text[i : end + 1])
+                i = end + 1
+            elif text.startswith("$(", i) or text.startswith("${", i):
+                end = self.closing(i + 2, stop, text[i + 1])
+                if text[i + 1] == "(":
+                    self.split(i + 2, end)
+                out.append(text[i : end + 1])
+                i = end + 1
+            else:
+                out.append(c)
+                i += 1
+        return min(i, stop), "".join(out)
+
+    def double_end(self, i: int, stop: int) -> int:
+        text = self.text
+        while i < stop:
+            c = text[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"':
+                return i
+            if text.startswith("$(", i):
+                end = self.closing(i + 2, stop, "(")
+                self.split(i + 2, end)
+                i = end + 1
+                continue
+            if c == "`":
+                end = text.find("`", i + 1, stop)
+                end = stop if end < 0 else end
+                self.split(i + 1, end)
+                i = end + 1
+                continue
+            i += 1
+        return stop
+
+    def closing(self, i: int, stop: int, opener: str) -> int:
+        """The offset of the bracket closing `$(` or `${` (quotes inside skipped)."""
+        text = self.text
+        close = ")" if opener == "(" else "}"
+        depth = 1
+        while i < stop:
+            c = text[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == "'":
+                end = text.find("'", i + 1, stop)
+                i = stop if end < 0 else end + 1
+                continue
+            if c == '"':
+                i = self.double_end(i + 1, stop) + 1
+                continue
+            if c == opener:
+                depth += 1
+            elif c == close:
+                depth -= 1
+                if depth == 0:
+                    return i
+            i += 1
+        return stop
+
+    def heredoc_delimiter(self, i: int, stop: int) -> tuple[int, str]:
+        text = self.text
+        if i < stop and text[i] == "-":
+            i += 1
+        while i < stop and text[i] in " \t":
+            i += 1
+        i, word = self.word(i, stop)
+        return i, word
+
+    def skip_heredocs(self, i: int, stop: int, delimiters: list[str]) -> int:
+        text = self.text
+        for delimiter in delimiters:
+            while i < stop:
+                end = text.find("\n", i, stop)
+                end = stop if end < 0 else end
+                line = text[i:end]
+                i = end + 1
+                if line.lstrip("\t") == delimiter:
+                    break
+        return min(i, stop)
 
 
 def _odd_backslashes(text: str, index: int) -> bool:

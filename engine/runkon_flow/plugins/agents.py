@@ -36,7 +36,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from runkon_flow.cancellation import CancellationReason, CancellationToken
-from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
+from runkon_flow.dsl.shell_text import (
+    ShellTemplateError,
+    render_shell_command,
+    scan_placeholders,
+    shell_code_arguments,
+)
 from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.errors import Problem, SourceLocation, WorkflowError
 from runkon_flow.plugins._yaml import ConfigFileError, YamlDoc, parse_yaml, scalar_text
@@ -718,21 +723,11 @@ class AgentExecutor:
         return env
 
 
-#: Programs whose `-c` argument is shell code: placeholders there are referenced, never spliced.
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"})
-
-
 def _shell_script_index(command: Sequence[str]) -> int | None:
-    """Index of the script in `sh [options] -c <script> …`, if `command` is such a call."""
-    if not command or Path(command[0]).name not in _SHELLS:
-        return None
-    for index in range(1, len(command)):
-        arg = command[index]
-        if not arg.startswith(("-", "+")) or arg.startswith("--"):
-            return None
-        if "c" in arg[1:]:
-            return index + 1 if index + 1 < len(command) else None
-    return None
+    """Index of the script in `sh [options] -c <script> …` (also behind `env`, `timeout`, …, and
+    after options like `-o pipefail` or `--norc`), if `command` is such a call."""
+    found = shell_code_arguments(list(command))
+    return found[0] if found is not None and found[2].endswith(" -c") else None
 
 
 def _render_command(

@@ -113,6 +113,8 @@ def test_alert_sequences_for_each_terminal() -> None:
     assert alert_sequence("t", "b", {}) == "\a"
     assert alert_sequence("t", "b;x\x1b", {"TERM_PROGRAM": "iTerm.app"}) == "\a\x1b]9;t: b x \x07"
     assert alert_sequence("t", "b", {"VTE_VERSION": "7000"}) == "\a\x1b]777;notify;t;b\x07"
+    # C1 controls end the OSC (U+009C) or start a CSI (U+009B) in VTE: a value in a gate prompt
+    assert alert_sequence("t", "b\x9c\x9b2J\x9d", {"VTE_VERSION": "7000"}) == "\a\x1b]777;notify;t;b  2J \x07"
     assert alert_sequence("t", "b", {"RUNKON_NOTIFY": "osc9", "TMUX": "/tmp/x"}) == (
         "\a\x1bPtmux;\x1b\x1b]9;t: b\x07\x1b\\"
     )

@@ -18,7 +18,9 @@ from runkon_flow.events import EngineEventData
 __all__ = ["NOTIFY_ENV", "TerminalAlerts", "alert_sequence", "alert_style"]
 
 NOTIFY_ENV = "RUNKON_NOTIFY"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f;]")
+# C0, DEL and C1 (U+009C is a string terminator and U+009B a CSI for terminals that read C1 controls
+# in UTF-8, VTE among them: a gate prompt holding one could end the OSC and write its own escapes).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f;\u2028\u2029]")
 
 
 def alert_style(env: Mapping[str, str] | None = None) -> str:

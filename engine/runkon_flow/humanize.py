@@ -188,6 +188,19 @@ def safe_text(lines: Iterable[str]) -> str:
     return "\n".join(row for line in lines for row in display_lines(line, None))
 
 
+#: What JSON keeps raw (`ensure_ascii=False`, pydantic) that a terminal may act on: DEL, the C1
+#: controls (U+009B is a CSI and U+009D an OSC for terminals that read C1 in UTF-8) and the line
+#: separators. Inside a JSON string each may be written `\uXXXX` instead, meaning the same.
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def terminal_json(text: str) -> str:
+    """JSON text (`json.dumps(…, ensure_ascii=False)`, `model_dump_json()`) with every character a
+    terminal could act on escaped as `\\uXXXX`: the same JSON value, safe to print (C0 controls are
+    always escaped by JSON itself)."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def display_line(text: str, tab_size: int | None = 4) -> str:
     """`display_lines` on one row: embedded line breaks shown as ` ⏎ ` (a search hit, a name)."""
     return " ⏎ ".join(display_lines(text, tab_size))

@@ -450,3 +450,29 @@ def test_an_existing_file_that_is_not_a_database_keeps_the_move_it_aside_hint(
     assert code == 1
     assert "cannot open run database junk.db: file is not a database (not an SQLite file)" in err
     assert "left untouched — move it aside or choose another --db or RUNKON_DB" in err
+
+
+def test_json_and_plain_progress_carry_no_raw_c1_control_or_line_separator(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON keeps DEL, C1 controls and U+2028 raw (`ensure_ascii=False`, pydantic): a step printing
+    U+009B (a CSI for terminals reading C1 in UTF-8) reached the terminal through `--progress plain`,
+    `watch --json`, `show --json` and `runs --json`. They are written `\\u009b` now: the same JSON."""
+    write(home / "wf" / "c1.wf", 'workflow c1 {\n  script out { run = "sh out.sh" }\n}\n')
+    write(home / "wf" / "out.sh", "printf 'a\\302\\2332Jb\\342\\200\\250c\\177d\\n'\n")
+    code, out, err = cli(capsys, "run", "c1", "--dir", "wf", "--progress", "plain")
+    assert code == 0, err
+    run_id = out.split("run_id=")[1].split()[0]
+    texts = [out, err]
+    for args in (
+        ["watch", run_id, "--json"],
+        ["watch", run_id],
+        ["show", run_id, "--json"],
+        ["runs", "--json"],
+    ):
+        _, shown, _ = cli(capsys, *args)
+        texts.append(shown)
+    for text in texts:
+        assert not any(0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in text), text
+    assert 'line="a\\u009b2Jb\\u2028c\\u007fd"' in out
+    assert '"line":"a\\u009b2Jb\\u2028c\\u007fd"' in texts[2]

@@ -10,7 +10,7 @@ from runkon_flow.cli.common import EXIT_OK, StdoutGuard, positive_int, print_err
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import clusters_json, run_json, runs_table, show_lines
 from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store
-from runkon_flow.humanize import safe_text
+from runkon_flow.humanize import safe_text, terminal_json
 from runkon_flow.observe.clusters import run_clusters
 
 
@@ -27,7 +27,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         runs = store.list_runs(limit=args.limit, parent_run_id=None if args.all else "")
         rows = [(run, store.get_steps(run.id)) for run in runs]
     if args.json:
-        out.print(json.dumps([run_json(run, steps) for run, steps in rows], indent=2, ensure_ascii=False))
+        data = [run_json(run, steps) for run, steps in rows]
+        out.print(terminal_json(json.dumps(data, indent=2, ensure_ascii=False)))
     elif not rows:
         print_err("no runs yet")
     else:
@@ -58,7 +59,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if args.json:
             data = run_json(run, store.get_steps(run.id), with_steps=True)
             data["failure_clusters"] = clusters_json(run_clusters(store, run.id))
-            out.print(json.dumps(data, indent=2, ensure_ascii=False))
+            out.print(terminal_json(json.dumps(data, indent=2, ensure_ascii=False)))
         else:
             out.print(safe_text(show_lines(store, run, hints=Hints.of(args), width=terminal_width())))
     return EXIT_OK

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from runkon_flow.events import EngineEventData
-from runkon_flow.humanize import readable_error
+from runkon_flow.humanize import readable_error, terminal_json
 from runkon_flow.observe.reducer import RunModel
 
 __all__ = [
@@ -91,7 +91,7 @@ def _value(value: Any) -> str:
     if isinstance(value, (dict, list)):
         value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     text = str(value)
-    return text if _BARE.match(text) else json.dumps(text, ensure_ascii=False)
+    return text if _BARE.match(text) else terminal_json(json.dumps(text, ensure_ascii=False))
 
 
 def cancel_reason(event: Any) -> str:

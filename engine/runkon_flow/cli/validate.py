@@ -30,6 +30,7 @@ from runkon_flow.errors import (
     SourceLocation,
     WfError,
 )
+from runkon_flow.humanize import terminal_json
 from runkon_flow.persistence import InMemoryStore
 from runkon_flow.plugins.item_providers import default_providers
 from runkon_flow.plugins.resolvers import DirectoryWorkflowResolver
@@ -172,7 +173,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         single = len(targets) == 1 and targets[0].explicit_file
         payload = (documents[0] if documents else None) if single else documents
         if payload is not None:
-            out.print(json.dumps(payload, indent=2, ensure_ascii=False))
+            out.print(terminal_json(json.dumps(payload, indent=2, ensure_ascii=False)))
     return 1 if failed else 0
 
 

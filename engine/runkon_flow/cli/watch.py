@@ -32,6 +32,7 @@ from runkon_flow.cli.store import add_db_args, get_run, opened_store, print_run_
 from runkon_flow.errors import PersistenceError
 from runkon_flow.event_log import READ_ROWS, envelope_of, read_stored, top_level_run
 from runkon_flow.events import EngineEventData
+from runkon_flow.humanize import terminal_json
 from runkon_flow.observe import RunModel
 from runkon_flow.observe.compact import quiet_stored
 from runkon_flow.persistence import RunStatus, WorkflowRun
@@ -103,7 +104,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     if fold is not None:
                         fold(data)
                     if printer is None:
-                        out(lambda data=data: sys.stdout.write(data.to_json_line() + "\n"))
+                        out(lambda data=data: sys.stdout.write(terminal_json(data.to_json_line()) + "\n"))
                     else:
                         out(lambda data=data: printer.feed(data))
                 out(sys.stdout.flush if printer is None else printer.tick)

@@ -438,9 +438,13 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         relevant: Callable[[], bool] | None = None,
     ) -> None:
         """A toast, held while a dialog is up (runkon_tui/toasts.py); `relevant` drops a held one
-        that no longer says anything true when the dialog closes."""
+        that no longer says anything true when the dialog closes.
+
+        Always plain text, whatever `markup` says (`Widget.notify` passes True): a toast quotes
+        gate prompts, errors and names that hold values, and Content markup in one (`[/b]`) made
+        Textual raise while drawing it — the dashboard crashed — or (`[@click=app.quit]`) acted."""
         wait = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
-        self._raise(Toast(message, title, severity, wait, markup, relevant))
+        self._raise(Toast(message, title, severity, wait, False, relevant))
 
     def _raise(self, toast: Toast) -> None:
         """Show `toast` now, or hold it while a dialog is up (it keeps whether it came back already)."""

@@ -30,7 +30,7 @@ class Toast:
     title: str = ""
     severity: str = "information"
     timeout: float = 5.0
-    markup: bool = True
+    markup: bool = False
     relevant: Callable[[], bool] | None = None
     shown_at: float | None = None
     came_back: bool = False  # a dialog took it down once already: the next one drops it

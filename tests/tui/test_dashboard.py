@@ -1529,3 +1529,22 @@ async def test_deleting_the_highlighted_file_keeps_the_cursor_in_its_place(tmp_p
         await pilot.pause()
         assert highlighted() == "review-pr.wf"
         assert main_screen(app).tree_workflow == "review-pr"
+
+
+async def test_toasts_are_plain_text_so_markup_in_a_value_neither_crashes_nor_acts() -> None:
+    """A gate prompt or an error holding Content markup went into a toast as markup: `[/bold]`
+    made Textual raise while drawing it (the dashboard crashed), `[@click=…]` made a live link."""
+    from textual.widgets._toast import Toast
+
+    app = make_app()
+    hostile = "gate deploy waits: [/bold] [@click=app.quit]ship[/] [link=file:///etc/passwd]x[/]"
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await pilot.pause()
+        app.notify(hostile, title="Gate", timeout=60)
+        app.screen.notify(hostile + " (widget)", timeout=60)  # Widget.notify passes markup=True
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 2, what="the two toasts")
+        await pilot.pause()
+        shown = [str(toast.render()) for toast in app.screen.query(Toast)]
+        assert any(hostile in text for text in shown), shown
+        assert any(hostile + " (widget)" in text for text in shown), shown
+        assert app.is_running

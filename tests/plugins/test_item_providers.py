@@ -298,3 +298,25 @@ def test_command_provider_failures_are_clear(tmp_path: Path) -> None:
     )
     with pytest.raises(ItemProviderError, match="line 1: invalid JSON"):
         serve(provider, tmp_path, {"run": "echo '{oops'"})
+
+
+def test_yaml_aliases_that_expand_without_bound_or_contain_themselves_are_refused(tmp_path: Path) -> None:
+    """Nine levels of ten aliases ("billion laughs") load as a few objects, but an item's list
+    becomes JSON text expanded: validating the file took all the memory there was. An alias that
+    contains itself loads as a list inside itself. Both are refused; a few aliases still work."""
+    levels = ['x0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"x{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
+    (tmp_path / "laughs.yaml").write_text("\n".join(levels) + "\nitems:\n  - id: one\n    boom: *a8\n")
+    (tmp_path / "self.yaml").write_text("- id: a\n  r: &x [1, *x]\n")
+    (tmp_path / "fine.yaml").write_text("- id: a\n  team: &t [web, api]\n- id: b\n  team: *t\n")
+    provider = StaticProvider(tmp_path)
+    assert "aliases expand to more than 1,000,000 values" in (
+        provider.validate_scope({"file": "laughs.yaml"}) or ""
+    )
+    assert "an alias refers to a list or map that contains it" in (
+        provider.validate_scope({"file": "self.yaml"}) or ""
+    )
+    with pytest.raises(ItemProviderError, match="aliases expand"):
+        serve(provider, tmp_path, {"file": "laughs.yaml"})
+    items = serve(provider, tmp_path, {"file": "fine.yaml"})
+    assert [i.context["team"] for i in items] == ['["web", "api"]', '["web", "api"]']

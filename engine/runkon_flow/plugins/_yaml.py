@@ -19,6 +19,12 @@ Path_ = tuple[str | int, ...]
 # libyaml's loader when PyYAML was built with it (about 10x faster), else the pure one: the same data.
 _FAST_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+#: How many values aliases (`*name`) may add to a document once expanded. An alias is the same
+#: object again, cheap to load; but whatever walks the data (a list in an item's context becomes
+#: JSON text, line numbers are recorded per entry) walks it expanded: nine levels of ten aliases
+#: ("billion laughs") in a few hundred bytes took every byte of memory the machine had.
+MAX_ALIAS_EXPANSION = 1_000_000
+
 
 class ConfigFileError(FlowError):
     """A user's configuration file is wrong; `problem` says where and why."""
@@ -76,6 +82,7 @@ def parse_yaml(text: str, *, file: str, line_offset: int = 0) -> YamlDoc:
         ) from None
     finally:
         loader.dispose()
+    _check_aliases(data, file)
     doc = YamlDoc(data, file)
     if node is not None:
         _record_lines(node, (), doc.lines, line_offset)
@@ -88,9 +95,67 @@ def load_data(text: str, *, file: str) -> Any:
     """The data of one YAML document, fast (libyaml when available), without line numbers; a
     syntax error is reported exactly as `parse_yaml` reports it (file:line:col)."""
     try:
-        return yaml.load(text, Loader=_FAST_LOADER)
+        data = yaml.load(text, Loader=_FAST_LOADER)
     except yaml.YAMLError:
         return parse_yaml(text, file=file).data  # the pure loader locates the error and raises it
+    _check_aliases(data, file)
+    return data
+
+
+def _check_aliases(data: Any, file: str) -> None:
+    """Refuse a document whose aliases refer to themselves (a list inside itself) or, expanded,
+    add more than `MAX_ALIAS_EXPANSION` values. Linear in the distinct values: each container's
+    expanded size is computed once (by identity), whatever number of aliases point at it."""
+    if not isinstance(data, (list, dict)):
+        return
+    sizes: dict[int, int] = {}
+    distinct = 1  # values as written: the document, and each entry, key and value of a distinct container
+    # (container, its children still to size, running total); a container on the stack is open
+    stack: list[tuple[Any, list[Any], int]] = [(data, _children(data), 1)]
+    open_ids = {id(data)}
+    while stack:
+        container, children, total = stack[-1]
+        while children:
+            child = children.pop()
+            if not isinstance(child, (list, dict)):
+                total += 1
+                continue
+            known = sizes.get(id(child))
+            if known is not None:
+                total += known
+                continue
+            if id(child) in open_ids:
+                raise ConfigFileError(
+                    Problem(
+                        "invalid YAML: an alias refers to a list or map that contains it",
+                        None,
+                        SourceLocation(file, None, None),
+                    )
+                )
+            stack[-1] = (container, children, total)
+            stack.append((child, _children(child), 1))
+            open_ids.add(id(child))
+            break
+        else:
+            stack.pop()
+            open_ids.discard(id(container))
+            sizes[id(container)] = total
+            distinct += 2 * len(container) if isinstance(container, dict) else len(container)
+            if total - distinct > MAX_ALIAS_EXPANSION:
+                raise ConfigFileError(
+                    Problem(
+                        f"invalid YAML: its aliases expand to more than {MAX_ALIAS_EXPANSION:,} values",
+                        "write the values out, or use fewer nested aliases",
+                        SourceLocation(file, None, None),
+                    )
+                )
+            if stack:
+                parent, rest, parent_total = stack[-1]
+                stack[-1] = (parent, rest, parent_total + total)
+
+
+def _children(container: Any) -> list[Any]:
+    return [*container.keys(), *container.values()] if isinstance(container, dict) else list(container)
 
 
 def _record_lines(node: yaml.Node, path: Path_, out: dict[Path_, int], offset: int) -> None:

@@ -14,8 +14,10 @@ UI-free: the CLI and the dashboard both use it. A server URL reaches the runner 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,9 +48,21 @@ class RunnerSettings:
     no_hooks: bool = False
 
 
+_FILE_NAME_ID = re.compile(r"[0-9A-Za-z_-]{1,100}")
+
+
 def log_path(db: Path | str | DbLocation, run_id: str) -> Path:
-    """Where a background run's output goes: `logs/<run id>.log` beside the database."""
-    return _location(db).state_dir() / "logs" / f"{run_id}.log"
+    """Where a background run's output goes: `logs/<run id>.log` beside the database. An id that is
+    not a plain name (the engine's never are; a row written into a shared database by other means
+    could be `../../x`) gets `logs/invalid-run-id-<digest>.log`: the path `gc` deletes and a
+    runner appends to stays inside `logs/`."""
+    name = run_id if _FILE_NAME_ID.fullmatch(run_id) else _digest_name(run_id)
+    return _location(db).state_dir() / "logs" / f"{name}.log"
+
+
+def _digest_name(run_id: str) -> str:
+    digest = hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"invalid-run-id-{digest}"
 
 
 def runner_error(log: Path, start: int = 0) -> str | None:
@@ -135,7 +149,7 @@ def spawn_runner(
     if retry:
         # In a file beside the log, not on the command line: a cluster of thousands of items
         # would pass the kernel's 128 KiB limit for one argument. The runner deletes it.
-        request = log.with_name(f"{run_id}.retry-{os.getpid()}-{time.time_ns()}.json")
+        request = log.with_name(f"{log.stem}.retry-{os.getpid()}-{time.time_ns()}.json")
         request.write_text(json.dumps({step: list(ids) for step, ids in retry.items()}), encoding="utf-8")
         argv += ["--retry-file", str(request)]
     with open(log, "ab") as handle:

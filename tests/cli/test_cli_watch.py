@@ -558,3 +558,33 @@ def test_gc_deletes_runs_that_ended_before_the_age_and_keeps_the_rest(
         assert store.get_run(recent) is not None and store.read_events(recent)
     code, _, err = cli(capsys, "gc", "--older-than", "30")
     assert code == 2 and "expected an age like 30d" in err
+
+
+def test_gc_never_deletes_outside_the_logs_folder_for_a_run_id_that_is_a_path(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run row written into a shared database by other means may have any id: `gc` deleted
+    `logs/<id>.log`, so `../victim` deleted a file beside the logs folder (a runner appends to the
+    same path)."""
+    from runkon_flow.runner import log_path
+
+    victim = home / "victim.log"
+    victim.write_text("not a run's log\n")
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    with SqliteStore(home / "runs.db") as store:
+        run = store.create_run(NewRun(workflow_name="w", run_id="../victim"))
+    import sqlite3
+
+    conn = sqlite3.connect(home / "runs.db")
+    stamp = long_ago.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    conn.execute("UPDATE workflow_runs SET status = 'failed', ended_at = ? WHERE id = ?", (stamp, run.id))
+    conn.commit()
+    conn.close()
+    (home / "logs").mkdir()
+    own = log_path(home / "runs.db", run.id)
+    assert own.parent == home / "logs" and own.name.startswith("invalid-run-id-")
+    own.write_text("its log\n")
+    code, out, _ = cli(capsys, "gc", "--older-than", "30d")
+    assert code == 0 and "deleted 1 run" in out, out
+    assert victim.read_text() == "not a run's log\n"
+    assert not own.exists()

@@ -66,6 +66,7 @@ class ProcessResult:
     cancelled: bool = False
     duration_ms: int = 0
     spawn_error: str | None = None
+    stdout_dropped: int = 0  # characters of stdout past `max_capture_chars`, left out of `stdout`
 
     @property
     def ok(self) -> bool:
@@ -116,6 +117,10 @@ class _Capture:
                 self._tail_len -= excess
                 self._dropped += excess
 
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
     def text(self) -> str:
         head = "".join(self._head)
         tail = "".join(self._tail)
@@ -159,6 +164,10 @@ class _Stream:
 
     def text(self) -> str:
         return self._capture.text()
+
+    @property
+    def dropped(self) -> int:
+        return self._capture.dropped
 
 
 #: Put before a shell command's text, on the same line (the shell's line numbers stay right): the
@@ -307,6 +316,7 @@ def _supervise(
         timed_out=timed_out,
         cancelled=cancelled,
         duration_ms=int((time.monotonic() - started) * 1000),
+        stdout_dropped=streams["stdout"].dropped,
     )
 
 

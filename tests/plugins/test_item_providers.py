@@ -281,6 +281,21 @@ def test_command_provider_reads_lines_and_json_objects(tmp_path: Path) -> None:
     assert provider.dependencies("step-1") == [("one", "three")]
 
 
+def test_command_provider_gets_every_line_of_a_long_output_or_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output past 1 MB had its middle left out (as a step's output has): 57,141 of 200,000 items
+    were missing and one, `[… 400000 characters omitted …]`, was made up."""
+    from runkon_flow.plugins import item_providers
+
+    provider = CommandProvider(tmp_path)
+    items = serve(provider, tmp_path, {"run": "seq -w 1 200000"})
+    assert len(items) == 200_000 and all(i.item_id.isdigit() for i in items)
+    monkeypatch.setattr(item_providers, "MAX_COMMAND_OUTPUT", 1000)
+    with pytest.raises(ItemProviderError, match="printed more than 1,000 characters, the most it may"):
+        serve(provider, tmp_path, {"run": "seq -w 1 2000"})
+
+
 def test_command_provider_runs_in_the_run_working_directory(tmp_path: Path) -> None:
     (tmp_path / "marker-file").write_text("")
     assert ids(serve(CommandProvider(tmp_path), tmp_path, {"run": "ls"})) == ["marker-file"]

@@ -43,6 +43,10 @@ __all__ = [
     "matches_filter",
 ]
 
+#: The most output an item command may print (characters): all of it is needed (one item a line),
+#: so more is refused rather than cut (what a step's output gets: its middle left out).
+MAX_COMMAND_OUTPUT = 64_000_000
+
 
 class ItemProviderError(EngineError):
     """A provider cannot produce its items; `str()` is the bare reason (the engine adds `foreach 'x': `)."""
@@ -567,7 +571,14 @@ class CommandProvider(_BaseProvider):
         parsed = scope if isinstance(scope, CommandScope) else self.parse_scope(None)
         cwd = ctx.working_dir()
         env = dict(os.environ if self._env is None else self._env)
-        result = run_process(parsed.run, cwd=cwd, env=env, shell=True, timeout=parsed.timeout)
+        result = run_process(
+            parsed.run,
+            cwd=cwd,
+            env=env,
+            shell=True,
+            timeout=parsed.timeout,
+            max_capture_chars=MAX_COMMAND_OUTPUT,
+        )
         if result.spawn_error:
             raise ItemProviderError(f"item command could not start: {result.spawn_error}")
         if result.timed_out:
@@ -576,6 +587,12 @@ class CommandProvider(_BaseProvider):
             tail = result.stderr_tail(500)
             message = f"item command exited with code {result.exit_code}: {parsed.run}"
             raise ItemProviderError(f"{message}\n{tail}" if tail else message)
+        if result.stdout_dropped:
+            # Its middle was left out to bound memory: items would be missing (and one made up).
+            raise ItemProviderError(
+                f"item command printed more than {MAX_COMMAND_OUTPUT:,} characters, the most it may: "
+                f"{parsed.run}"
+            )
         entries: list[Any] = []
         for number, line in enumerate(result.stdout.splitlines(), start=1):
             value = line.strip()

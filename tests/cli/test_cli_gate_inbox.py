@@ -381,3 +381,24 @@ def test_a_prompt_with_escape_sequences_is_listed_safely(
         assert "    Deploy v1RED now?\nsecond line␇\n" in out  # as `show` prints it
     finally:
         store.close()
+
+
+def test_the_inbox_shows_a_prompt_holding_escape_sequences_safely(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gate's prompt holds values (`prompt = "Deploy {{version}}?"`); `gates` printed it raw,
+    so a value could retitle, clear or recolour the terminal of whoever listed the gates."""
+    store = SqliteStore(home / "runs.db")
+    try:
+        run = store.create_run(NewRun(workflow_name="ship"))
+        prompt = "Deploy x\x1b]0;pwned\x07\x1b[2J\u009b2Jy?"
+        step = store.insert_step(
+            NewStep(run.id, "human_approval", role="gate", position=1, node_path="body.1", gate_prompt=prompt)
+        )
+        store.update_step(step, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        store.update_run_status(run.id, RunStatus.RUNNING, None, None)
+        code, out, _ = cli(capsys, "gates")
+    finally:
+        store.close()
+    assert code == 0 and "Deploy x" in out and "y?" in out
+    assert not any(c in out for c in "\x1b\x07\u009b"), out

@@ -236,8 +236,10 @@ def _answer_lines(hints: Hints, width: int | None, every: str = "--all") -> list
 def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:
     """The gate's prompt and options, indented under its row: one line, unless a terminal is too
     narrow for it (an 80-column one for a long prompt) — then the prompt is wrapped to the width
-    and the options go on a line of their own. Piped output keeps the one line."""
+    and the options go on a line of their own. Piped output keeps the one line. The prompt holds
+    values (`prompt = "Deploy {{version}}?"`): shown safely (`humanize.safe_text`), as `show` does."""
     options = ", ".join(o.value if o.label == o.value else f"{o.value} ({o.label})" for o in gate.options)
+    options = safe_text([options])
     # Untrusted: a prompt quotes inputs and earlier steps' output (`{{prior_context}}`), so it is
     # shown as `show` shows it, no escape sequence reaching the terminal (docs/cli.md).
     prompt = safe_text((gate.prompt or "").strip().splitlines())

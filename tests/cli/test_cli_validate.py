@@ -559,3 +559,15 @@ def test_an_unknown_key_far_from_any_option_lists_the_options(
         "options of `call draft-notes` are `retries`, `on_fail`, `as`, `output`, `with`, `plugin_dirs`, "
         "`timeout`, `max_turns`)"
     )
+
+
+def test_a_diagnostic_never_sends_the_files_escape_sequences_to_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A diagnostic quotes the source line; a `.wf` file from someone else's repository could
+    hide `\\033]0;…\\007` or `\\033[2J` in a comment there, and `validate` printed them raw."""
+    hidden = "\x1b]0;pwned\x07\x1b[2J\x9b1m"
+    path = write(tmp_path / "esc.wf", f"workflow w {{\n  script s {{ run = }} // {hidden}\n}}\n")
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 1 and "expected a value for `run`" in err
+    assert not any(c in err + out for c in "\x1b\x07\x9b"), err

@@ -23,6 +23,7 @@ from runkon_flow.errors import (
     SourceLocation,
     WfError,
 )
+from runkon_flow.humanize import safe_text
 
 PROG = "runkon-flow"
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 130
@@ -62,7 +63,8 @@ def render_diagnostic(
 
 
 def print_line(stream: TextIO, text: str) -> None:
-    stream.write(text + "\n")
+    """A message line (an error, a diagnostic): shown safely, as `print_err`."""
+    stream.write(safe_text([text]) + "\n")
 
 
 def read_source(path: Path) -> str:
@@ -137,7 +139,10 @@ def terminal_width() -> int | None:
 
 
 def print_err(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    """A message on stderr. Shown safely (`humanize.safe_text`: no escape sequence, control
+    characters made visible): messages quote what the CLI did not write — a `.wf` file's source
+    line under a diagnostic, an item command's stderr, an error a plug-in raised."""
+    sys.stderr.write(safe_text([text]) + "\n")
     sys.stderr.flush()
 
 

@@ -160,6 +160,13 @@ NESTED = [
     "find . -maxdepth 0 -exec sh -c 'echo {{v}}' \\;",
     "echo $(sh -c 'echo {{v}}')",
     'echo "`bash -c "echo {{v}}"`"',
+    "python3 -c 'print(\"{{v}}\")'",
+    "python3 -W ignore -Ic \"print('{{v}}')\"",
+    "node -e 'console.log(\"{{v}}\")'",
+    "node --eval='x(\"{{v}}\")'",
+    "perl -ne 'print if /{{v}}/' f",
+    "ruby -e 'puts \"{{v}}\"'",
+    "php -r 'echo \"{{v}}\";'",
 ]
 
 
@@ -167,7 +174,7 @@ NESTED = [
 def test_a_placeholder_in_text_a_nested_shell_runs_is_refused(form: str, tmp_path: Path) -> None:
     """The outer shell would insert the value faithfully, and the inner one run it as code."""
     (use,) = scan_placeholders(form)
-    assert "runs as shell code" in (use.problem or "") and "pass it through `env`" in (use.hint or "")
+    assert "would run as code" in (use.problem or "") and "pass it through `env`" in (use.hint or "")
     with pytest.raises(ShellTemplateError):
         render_shell_command(form, {"v": "x; touch PWNED"})
 
@@ -181,6 +188,8 @@ def test_a_placeholder_in_text_a_nested_shell_runs_is_refused(form: str, tmp_pat
         "cat <<EOF\nsh -c {{v}}\nEOF",
         "printf '%s ' sh -c {{v}}",
         "# sh -c {{v}}\nprintf %s {{v}}",
+        "python3 -c 'import sys; print(sys.argv[1])' {{v}}",
+        "python3 -m json.tool --help >/dev/null; printf %s {{v}}",
     ],
 )
 def test_values_handed_to_a_nested_shell_as_data_are_accepted(form: str, tmp_path: Path) -> None:

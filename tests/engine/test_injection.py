@@ -147,5 +147,5 @@ def test_a_value_in_a_nested_shell_script_fails_the_step_and_never_runs(hm: Harn
     result = hm.run(f"workflow w {{ script s {{ run = {run} }} }}", inputs={"v": "x; touch PWNED"})
     assert not result.all_succeeded
     (step,) = hm.store.get_steps(result.workflow_run_id)
-    assert "runs as shell code" in (step.result_text or "")
+    assert "would run as code" in (step.result_text or "")
     assert not (hm.tmp_path / "PWNED").exists()

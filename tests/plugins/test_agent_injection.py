@@ -78,6 +78,21 @@ def test_a_shell_behind_options_or_a_wrapper_gets_references_too(tmp_path: Path,
 
 def test_a_nested_shell_in_the_script_is_refused(tmp_path: Path) -> None:
     command_agent(tmp_path, ["sh", "-c", "sh -c 'echo {{v}}'"])
-    with pytest.raises(WorkflowError, match="runs as shell code"):
+    with pytest.raises(WorkflowError, match="would run as code"):
         run(executor(tmp_path, "cmd"), tmp_path, {"v": "x; touch PWNED"})
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("program", ["{{python}}", "python3"])
+def test_a_placeholder_in_an_interpreters_program_is_refused_and_arguments_stay_data(
+    tmp_path: Path, program: str
+) -> None:
+    """`["python3", "-c", "print('{{v}}')"]` spliced the value into Python code."""
+    command_agent(tmp_path, [program, "-c", "open('out', 'w').write('{{v}}')"])
+    with pytest.raises(WorkflowError, match=r"`\{\{v\}\}` is in the program python\S* runs"):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "'); open('PWNED', 'w'); ('"})
+    assert not (tmp_path / "PWNED").exists()
+    command_agent(tmp_path, [program, "-c", "import sys; open('out', 'w').write(sys.argv[1])", "{{v}}"])
+    run(executor(tmp_path, "cmd"), tmp_path, {"v": "'); open('PWNED', 'w'); ('"})
+    assert (tmp_path / "out").read_text() == "'); open('PWNED', 'w'); ('"
     assert not (tmp_path / "PWNED").exists()

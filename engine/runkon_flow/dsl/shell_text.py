@@ -32,6 +32,7 @@ __all__ = [
     "PlaceholderUse",
     "ShellTemplateError",
     "render_shell_command",
+    "runs_shell",
     "scan_placeholders",
     "shell_code_arguments",
 ]
@@ -478,13 +479,14 @@ def _in_code_word(use: PlaceholderUse, spans: list[tuple[int, int, str]]) -> Pla
     for start, end, command in spans:
         if start <= use.start < end:
             shown = _shown(use.key)
-            return replace(
-                use,
-                problem=f"{shown} is in text that `{command}` runs as shell code in `run`, where its "
-                "value would run as a command",
-                hint=f'pass it through `env` (env = {{ VALUE = "{{{{{use.key}}}}}" }}) and write "$VALUE" '
-                f"in the text `{command}` runs: that shell expands it as data",
-            )
+            env = f'pass it through `env` (env = {{ VALUE = "{{{{{use.key}}}}}" }})'
+            if runs_shell(command):
+                problem = f"{shown} is in text that `{command}` runs as shell code in `run`"
+                hint = f'{env} and write "$VALUE" in the text `{command}` runs: that shell expands it as data'
+            else:
+                problem = f"{shown} is in the program `{command}` runs in `run`"
+                hint = f"{env} and read the environment variable VALUE in that program"
+            return replace(use, problem=f"{problem}, where its value would run as code", hint=hint)
     return use
 
 
@@ -517,8 +519,9 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def shell_code_arguments(words: list[str]) -> tuple[int, int, str] | None:
-    """Which words of the command `words` (unquoted text) are parsed as shell code by it: `(first,
-    end, command)` — the script of `sh -c SCRIPT`, every word after `eval` — else None. Wrappers
+    """Which words of the command `words` (unquoted text) are parsed as code by it: `(first,
+    end, command)` — the script of `sh -c SCRIPT`, every word after `eval`, the program of
+    `python3 -c`, `node -e`, `perl -e`, `ruby -e`, `php -r` — else None. Wrappers
     (`env A=1 …`, `xargs …`, `timeout 30 …`, `sudo …`) are looked through; so are `find`'s `-exec`."""
     i = 0
     n = len(words)
@@ -530,6 +533,9 @@ def shell_code_arguments(words: list[str]) -> tuple[int, int, str] | None:
             return (i + 1, n, "eval") if i + 1 < n else None
         if name in _SHELLS:
             return _shell_script(words, i + 1, name)
+        interpreter = _interpreter(name)
+        if interpreter is not None:
+            return _program_text(words, i + 1, name, *interpreter)
         if name == "find":
             for j in range(i + 1, n):
                 if words[j] in ("-exec", "-execdir", "-ok", "-okdir"):
@@ -547,6 +553,67 @@ def shell_code_arguments(words: list[str]) -> tuple[int, int, str] | None:
                 break
             i += 2 if words[i] in with_argument else 1
         i += plain
+    return None
+
+
+def runs_shell(command: str) -> bool:
+    """Whether `command` (the third part of `shell_code_arguments`) is a shell: its code may
+    reference environment variables as `"$NAME"` (else: an interpreter's program, or `eval`)."""
+    first = command.split(" ", 1)[0]
+    return first in _SHELLS or first == "eval"
+
+
+#: Interpreters that take a program on the command line: (the short option letters that make the
+#: next word the program, long options that do, options taking the next word as their argument,
+#: options after which the rest is data).
+_INTERPRETERS: dict[str, tuple[str, frozenset[str], frozenset[str], frozenset[str]]] = {
+    "python": ("c", frozenset(), frozenset({"-W", "-X"}), frozenset({"-m", "-"})),
+    "node": ("ep", frozenset({"--eval", "--print"}), frozenset({"-r", "--require"}), frozenset({"-"})),
+    "perl": ("eE", frozenset(), frozenset(), frozenset({"-"})),
+    "ruby": ("e", frozenset(), frozenset(), frozenset({"-"})),
+    "php": ("r", frozenset(), frozenset(), frozenset({"-f"})),
+}
+_PYTHON_NAME = re.compile(r"(?:python|pypy)[0-9.]*")
+
+
+def _interpreter(name: str) -> tuple[str, frozenset[str], frozenset[str], frozenset[str]] | None:
+    if _PYTHON_NAME.fullmatch(name):
+        return _INTERPRETERS["python"]
+    return _INTERPRETERS.get("node" if name == "nodejs" else name)
+
+
+def _program_text(
+    words: list[str],
+    i: int,
+    name: str,
+    letters: str,
+    long_options: frozenset[str],
+    with_argument: frozenset[str],
+    data_after: frozenset[str],
+) -> tuple[int, int, str] | None:
+    """The word an interpreter runs as its program (`python3 -c CODE`, `node --eval=CODE`)."""
+    while i < len(words):
+        word = words[i]
+        if word in data_after or word == "--":
+            return None
+        if word in with_argument:
+            i += 2
+            continue
+        option, equals, _ = word.partition("=")
+        if option in long_options:
+            if equals:
+                return (i, i + 1, f"{name} {option}")
+            return (i + 1, i + 2, f"{name} {option}") if i + 1 < len(words) else None
+        if word.startswith("--"):
+            i += 1
+            continue
+        if len(word) > 1 and word[0] == "-":
+            flag = next((c for c in word[1:] if c in letters), None)
+            if flag is not None:
+                return (i + 1, i + 2, f"{name} -{flag}") if i + 1 < len(words) else None
+            i += 1
+            continue
+        return None  # a program file: its arguments are data
     return None
 
 

@@ -39,6 +39,7 @@ from runkon_flow.cancellation import CancellationReason, CancellationToken
 from runkon_flow.dsl.shell_text import (
     ShellTemplateError,
     render_shell_command,
+    runs_shell,
     scan_placeholders,
     shell_code_arguments,
 )
@@ -723,28 +724,41 @@ class AgentExecutor:
         return env
 
 
-def _shell_script_index(command: Sequence[str]) -> int | None:
-    """Index of the script in `sh [options] -c <script> …` (also behind `env`, `timeout`, …, and
-    after options like `-o pipefail` or `--norc`), if `command` is such a call."""
+def _code_argument(command: Sequence[str]) -> tuple[int, bool] | None:
+    """Index of the argument `command` runs as code, and whether a shell runs it: the script of
+    `sh [options] -c <script> …` (also behind `env`, `timeout`, …, and after options like
+    `-o pipefail` or `--norc`), the program of `python3 -c`, `node -e`, `perl -e` …"""
     found = shell_code_arguments(list(command))
-    return found[0] if found is not None and found[2].endswith(" -c") else None
+    if found is None or found[1] != found[0] + 1:
+        return None
+    return found[0], runs_shell(found[2])
 
 
 def _render_command(
     name: str, command: Sequence[str], variables: Mapping[str, str]
 ) -> tuple[list[str], dict[str, str]]:
     """The argv (values substituted; arguments are data) and, for a shell's `-c` script, the
-    environment variables its placeholders refer to (dsl.shell_text)."""
-    script_at = _shell_script_index(command)
+    environment variables its placeholders refer to (dsl.shell_text). A placeholder in the program
+    of another interpreter (`python3 -c "print('{{v}}')"`) is refused: its value would run."""
+    # The program word may itself be a placeholder (`{{python}}`): look at what it stands for.
+    program = substitute_variables(command[0], variables) if command else ""
+    code = _code_argument([program, *command[1:]]) if command else None
     argv: list[str] = []
     values: dict[str, str] = {}
     for index, part in enumerate(command):
-        if index == script_at:
+        if code is not None and index == code[0] and code[1]:
             try:
                 text, values = render_shell_command(part, variables)
             except ShellTemplateError as exc:
                 raise WorkflowError(f"agent '{name}': in its shell command, {exc}") from None
             argv.append(text)
+        elif code is not None and index == code[0] and scan_placeholders(part):
+            key = scan_placeholders(part)[0].key
+            raise WorkflowError(
+                f"agent '{name}': `{{{{{key}}}}}` is in the program {Path(program).name} runs from "
+                "its command line, where its value would run as code (hint: pass it in the agent's "
+                "`env` and read that environment variable in the program)"
+            )
         else:
             argv.append(substitute_variables(part, variables))
     return argv, values

@@ -197,3 +197,32 @@ def test_values_handed_to_a_nested_shell_as_data_are_accepted(form: str, tmp_pat
     command, env = render_shell_command(form, {"v": value})
     assert value in _run("sh", command, env, tmp_path)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_finding_nested_shells_splits_each_substitution_once_and_deep_nesting_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Looking for the end of `$(…)` split the commands inside a `"…"` in it again: each level
+    doubled the work (18 levels of `echo "$(…)"` took 2.5 s, 30 would take hours). Hundreds of
+    levels are refused (the word splitter recurses) instead of crashing."""
+    from runkon_flow.dsl import shell_text
+
+    calls = 0
+    split = shell_text._Words.split
+
+    def counted(self, i: int, stop: int) -> None:  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        split(self, i, stop)
+
+    monkeypatch.setattr(shell_text._Words, "split", counted)
+    text = "sh -c {{v}}"
+    for _ in range(20):
+        text = f'echo "$({text})"'
+    (use,) = scan_placeholders(text)
+    assert "runs as shell code" in (use.problem or "")
+    assert calls <= 2 * 21, calls
+    for _ in range(400):
+        text = f'echo "$({text})"'
+    (use,) = scan_placeholders(text)
+    assert "nested too deeply to be checked" in (use.problem or "")

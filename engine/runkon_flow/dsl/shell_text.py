@@ -467,7 +467,17 @@ def scan_placeholders(text: str) -> list[PlaceholderUse]:
     if "{{" not in text:
         return []
     uses = _Scanner(text).run()
-    spans = _code_word_spans(text)
+    try:
+        spans = _code_word_spans(text)
+    except RecursionError:  # hundreds of nested `$(…)`: refused rather than left unchecked
+        return [
+            replace(
+                use,
+                problem=use.problem or f"{_shown(use.key)} is in `run` text nested too deeply to be checked",
+                hint=use.hint or "nest fewer `$(…)`",
+            )
+            for use in uses
+        ]
     if spans:
         uses = [_in_code_word(use, spans) for use in uses]
     return uses
@@ -739,7 +749,10 @@ class _Words:
                 i += 1
         return min(i, stop), "".join(out)
 
-    def double_end(self, i: int, stop: int) -> int:
+    def double_end(self, i: int, stop: int, split: bool = True) -> int:
+        """The closing `"` from after the opening one; `split`: the commands in its `$(…)` and
+        backticks are split too (not while only looking for where a `$(…)` ends: each level
+        would split its inner ones again, 2^depth times)."""
         text = self.text
         while i < stop:
             c = text[i]
@@ -750,13 +763,15 @@ class _Words:
                 return i
             if text.startswith("$(", i):
                 end = self.closing(i + 2, stop, "(")
-                self.split(i + 2, end)
+                if split:
+                    self.split(i + 2, end)
                 i = end + 1
                 continue
             if c == "`":
                 end = text.find("`", i + 1, stop)
                 end = stop if end < 0 else end
-                self.split(i + 1, end)
+                if split:
+                    self.split(i + 1, end)
                 i = end + 1
                 continue
             i += 1
@@ -777,7 +792,7 @@ class _Words:
                 i = stop if end < 0 else end + 1
                 continue
             if c == '"':
-                i = self.double_end(i + 1, stop) + 1
+                i = self.double_end(i + 1, stop, split=False) + 1
                 continue
             if c == opener:
                 depth += 1

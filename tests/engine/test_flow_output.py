@@ -80,3 +80,18 @@ def test_no_block_or_no_end_marker_gives_none() -> None:
 def test_the_instruction_shows_the_block_format() -> None:
     assert "<<<FLOW_OUTPUT>>>" in FLOW_OUTPUT_INSTRUCTION
     assert "<<<END_FLOW_OUTPUT>>>" in FLOW_OUTPUT_INSTRUCTION
+
+
+def test_a_block_nested_too_deep_is_malformed_not_an_engine_crash() -> None:
+    """100,000 nested arrays in a step's block made `json.loads` raise RecursionError, and the
+    run ended "internal error" with a traceback; 101 levels parse but would recurse later."""
+    from runkon_flow.plugins.flow_output import FLOW_OUTPUT_END, FLOW_OUTPUT_START
+
+    def nested(depth: int) -> str:
+        body = f'{{"markers": ["m"], "x": {"[" * depth}{"]" * depth}}}'
+        return f"{FLOW_OUTPUT_START}\n{body}\n{FLOW_OUTPUT_END}\n"
+
+    assert parse_flow_output(nested(100_000)) is None
+    assert parse_flow_output(nested(100)) is None  # the object itself is one level
+    parsed = parse_flow_output(nested(99))
+    assert parsed is not None and parsed.markers == ["m"]

@@ -135,6 +135,25 @@ def _repair(body: str) -> str:
     return "".join(out)
 
 
+#: How deep a FLOW_OUTPUT block's JSON may nest: a step's output must not be able to make the engine
+#: raise RecursionError (a run with such a block ended "internal error", with a traceback).
+MAX_NESTING = 100
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether `value` (parsed JSON) nests more than `limit` lists/objects deep (iteratively)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def parse_flow_output(text: str) -> FlowOutput | None:
     """The last well-formed FLOW_OUTPUT block in `text`, or None (malformed blocks are logged)."""
     if not text or FLOW_OUTPUT_START not in text:
@@ -147,6 +166,13 @@ def parse_flow_output(text: str) -> FlowOutput | None:
         value = json.loads(body)
     except ValueError as exc:
         log.warning("FLOW_OUTPUT block is not valid JSON: %s", exc)
+        return None
+    except RecursionError:  # thousands of nested arrays: the step's output, not the engine, is wrong
+        log.warning("FLOW_OUTPUT block nests deeper than JSON can be read")
+        return None
+    if _deeper_than(value, MAX_NESTING):
+        # It would be written back out (`to_json`), copied, compared: each of those recurses.
+        log.warning("FLOW_OUTPUT block nests more than %d levels", MAX_NESTING)
         return None
     if not isinstance(value, dict):
         log.warning("FLOW_OUTPUT block is not a JSON object")

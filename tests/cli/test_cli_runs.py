@@ -540,3 +540,19 @@ def test_show_on_a_damaged_database_says_it_is_damaged_not_that_the_run_is_missi
     assert f"run database {db} is damaged (" in err
     assert f"cannot tell whether run '{ids[0]}' exists" in err
     assert "no workflow run" not in err
+
+
+def test_runs_and_a_run_header_show_a_stored_workflow_name_safely(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `.wf` file's names are plain identifiers, but a row another program wrote into a shared
+    database may hold anything: `runs` and `watch`'s `run_id=… workflow=…` line printed it raw."""
+    db = home / "runs.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with SqliteStore(db) as store:
+        run = store.create_run(NewRun(workflow_name="evil\x1b]0;pwned\x07\x1b[2J\x9b2Jname"))
+        store.update_run_status(run.id, RunStatus.CANCELLED, None, None)
+    texts = [cli(capsys, "runs", "--db", str(db))[1], cli(capsys, "watch", run.id, "--db", str(db))[1]]
+    for text in texts:
+        assert "evil" in text and "name" in text
+        assert not any(c in text for c in "\x1b\x07\x9b"), text

@@ -20,7 +20,7 @@ from typing import Any
 
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.cli.hints import Hints
-from runkon_flow.humanize import error_headline, format_duration, gate_decision, readable_error
+from runkon_flow.humanize import display_line, error_headline, format_duration, gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, by_fan_out, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
@@ -140,8 +140,8 @@ def runs_table(
         counts = step_counts(steps)
         rows.append(
             [
-                run.id,
-                run.workflow_name,
+                display_line(run.id, None),  # a row another program wrote may hold anything
+                display_line(run.workflow_name, None),
                 display_status(run, now),
                 liveness.local_time(run.started_at),
                 _duration_text(run_duration(run, steps, now)),

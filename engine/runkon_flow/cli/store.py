@@ -14,6 +14,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from runkon_flow.cli.common import PROG, CommandFailed, StdoutGuard, UsageError, print_err
+from runkon_flow.humanize import display_line
 from runkon_flow.observe.run_ids import AmbiguousRunId, find_run
 from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun
 from runkon_flow.persistence.location import DbLocation, db_location
@@ -114,7 +115,7 @@ def print_run_header(
     """The first line of run/resume/retry/rerun/watch, the one scripts parse for the run id. A
     reader already gone (`run WF | true`) does not stop the run it heads: it runs, unprinted."""
     (guard or StdoutGuard("stdout closed; the run goes on, printing nothing more")).print(
-        f"run_id={run_id} workflow={workflow} db={db_label(args)}"
+        f"run_id={run_id} workflow={display_line(workflow, None)} db={db_label(args)}"
     )
 
 

@@ -71,7 +71,7 @@ from runkon_tui.toasts import Toast, ToastHold
 from runkon_tui.widgets.cluster_list import ClusterList
 from runkon_tui.widgets.dep_tree import DependencyTree
 from runkon_tui.widgets.fanout_grid import FanOutGrid
-from runkon_tui.widgets.markup import esc
+from runkon_tui.widgets.markup import esc, terminal_safe
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:  # the first frame needs only the main screen: the others load when shown
@@ -444,6 +444,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         gate prompts, errors and names that hold values, and Content markup in one (`[/b]`) made
         Textual raise while drawing it — the dashboard crashed — or (`[@click=app.quit]`) acted."""
         wait = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
+        message, title = terminal_safe(message), terminal_safe(title)
         self._raise(Toast(message, title, severity, wait, False, relevant))
 
     def _raise(self, toast: Toast) -> None:

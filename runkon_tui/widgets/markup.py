@@ -6,11 +6,13 @@ switch recolours everything without the widgets knowing any colour.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.color import Color as RichColor
 from rich.style import Style
 from rich.text import Text
+from runkon_flow.humanize import safe_text
 from textual.color import Color, ColorParseError
 
 from runkon_tui.status import tone
@@ -24,9 +26,23 @@ TONE_VAR = {
 }
 
 
+# What Textual passes to the terminal as it is (it drops only BEL, BS, VT, FF and CR): ESC and the
+# other controls, DEL, C1, and the line separators. Tab and newline are layout, kept.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def terminal_safe(text: str) -> str:
+    """User-supplied text with its escape sequences and control characters shown safely
+    (`humanize.safe_text`, as the log pane does; tabs and newlines kept): Textual writes an ESC in
+    a widget's text to the terminal, so a gate prompt holding `\x1b]0;…\x07` retitled it and
+    `\x1b[2J` cleared it under the dashboard. For plain text (no markup): a toast."""
+    return safe_text([text]) if _CONTROLS.search(text) else text
+
+
 def esc(text: str) -> str:
-    """Escape Content markup in user-supplied text (workflow names, prompts, errors)."""
-    return text.replace("[", r"\[")
+    """Escape Content markup in user-supplied text (workflow names, prompts, errors); its escape
+    sequences and control characters are shown safely too (`terminal_safe`)."""
+    return terminal_safe(text).replace("[", r"\[")
 
 
 def paint(status: str, text: str) -> str:

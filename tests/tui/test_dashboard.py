@@ -1548,3 +1548,19 @@ async def test_toasts_are_plain_text_so_markup_in_a_value_neither_crashes_nor_ac
         assert any(hostile in text for text in shown), shown
         assert any(hostile + " (widget)" in text for text in shown), shown
         assert app.is_running
+        app.notify("title \x1b]0;pwned\x07\x1b[2Jgone \x9b2J", title="Gate \x1b[31m", timeout=60)
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 3, what="the third toast")
+        await pilot.pause()
+        shown = [str(toast.render()) for toast in app.screen.query(Toast)]
+        assert any("title gone" in text for text in shown), shown
+        assert not any(c in text for text in shown for c in "\x1b\x07\x9b"), shown
+
+
+def test_user_text_in_a_widget_keeps_no_escape_sequence_and_no_markup() -> None:
+    """Textual writes an ESC in a widget's text to the terminal (it drops only BEL, BS, VT, FF
+    and CR): a gate prompt `\x1b]0;…\x07` retitled the terminal, `\x1b[2J` cleared it."""
+    from runkon_tui.widgets.markup import esc
+
+    shown = esc("Deploy \x1b]0;pwned\x07\x1b[2J[b]v1[/b]\x9b2J?\nline two\tend")
+    assert shown == "Deploy \\[b]v1\\[/b]?\nline two\tend"
+    assert esc("plain [x]") == "plain \\[x]"

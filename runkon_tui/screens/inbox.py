@@ -27,7 +27,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from runkon_tui.screens.gate import GateChoices, GateDecision
 from runkon_tui.status import short_id
-from runkon_tui.widgets.markup import esc, tone_text
+from runkon_tui.widgets.markup import esc, terminal_safe, tone_text
 from runkon_tui.widgets.table_fit import fit_columns, refill
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
@@ -222,8 +222,8 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
             lines.append(
                 [
                     Text(mark, style="bold" if gate.step_id in self.marked else ""),
-                    Text(gate.workflow_name),
-                    Text(gate.gate_name),
+                    Text(terminal_safe(gate.workflow_name)),
+                    Text(terminal_safe(gate.gate_name)),
                     Text(format_duration(waited) if waited is not None else ""),
                     due,
                     Text(short_id(gate.run_id)),

@@ -31,7 +31,7 @@ from textual.widgets._toast import ToastRack
 
 from runkon_tui.session import Refused
 from runkon_tui.status import glyph, short_id
-from runkon_tui.widgets.markup import esc, tone_text
+from runkon_tui.widgets.markup import esc, terminal_safe, tone_text
 from runkon_tui.widgets.table_fit import refill
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
@@ -175,7 +175,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         status = live_status(run)
         return {
             "": tone_text(self.app, status, f"{glyph(status)} {status}"),
-            "workflow": Text(run.workflow_name),
+            "workflow": Text(terminal_safe(run.workflow_name)),
             "run id": Text(short_id(run.id) if narrow else run.id),
             "started": Text(local_time(run.started_at, "%m-%d %H:%M" if narrow else "%Y-%m-%d %H:%M:%S", "")),
             "duration": Text(format_duration(row.duration) if row.duration is not None else ""),
@@ -186,7 +186,8 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             ),
             "usage": Text(row.usage.short() if row.usage else ""),
             "held by": Text(holder_text(run)),
-            "error": Text(error_headline(run.error)),  # the last column: refill fits it, with "…"
+            # the last column: refill fits it, with "…"
+            "error": Text(terminal_safe(error_headline(run.error))),
         }
 
     def _wanted_columns(self, filled: set[str]) -> tuple[str, ...]:

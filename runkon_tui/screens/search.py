@@ -220,9 +220,10 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
         width = self._option_width(result)
         for group in result.groups:
             source = group.source
-            head = tone_text(self.app, source.status, f"{glyph(source.status)} {source.label}")
+            label = display_line(source.label, None)  # it names the item: any text
+            head = tone_text(self.app, source.status, f"{glyph(source.status)} {label}")
             head.append(f"  ({source.status}, {len(group.hits)} line{'' if len(group.hits) == 1 else 's'})")
-            head.stylize("bold", 0, len(source.label) + 2)
+            head.stylize("bold", 0, len(label) + 2)
             options.append(Option(head, disabled=True))
             for hit in group.hits:
                 options.append(Option(_hit_text(self.app, hit, width), id=f"hit-{len(self.hits)}"))

@@ -28,7 +28,7 @@ from runkon_flow.dsl.ast import (
     WhileNode,
     WorkflowDef,
 )
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import display_line, format_duration
 from runkon_flow.observe.estimates import Estimates, people_wait
 
 from runkon_tui.run_view import RunState, RunView, StepView
@@ -285,7 +285,8 @@ def node_detail(
             parts.append(note)
     if spec.note:
         parts.append(f"({spec.note})")
-    return " ".join(parts)
+    # A gate's decision quotes its note, which anyone answering it may have typed: shown safely.
+    return display_line(" ".join(parts), None)
 
 
 def _scoped_runs(view: RunView) -> list[tuple[tuple[str, ...], RunState]]:

@@ -150,3 +150,19 @@ def test_a_finished_parallel_reads_the_same_live_and_reopened() -> None:
 
     reopened.steps["body.0.calls.1"].status = "failed"  # only 2 of the 3 required succeeded
     assert node_status(par, reopened, True) == "failed"
+
+
+def test_a_gates_decision_in_the_tree_keeps_no_escape_sequence_from_its_note() -> None:
+    """The tree shows who answered a gate and their note (`approved by bob · note: …`); a note
+    given with `runkon-flow approve --note "$(printf '\\033[2J')"` reached the terminal."""
+    import dataclasses
+
+    defs = _defs()
+    view = RunView.from_jsonl(EVENTS / "foreach_mid_run.jsonl", clock=lambda: NOW)
+    nodes = build_tree(defs["review-pr"], defs.get)
+    flat = {n.path: n for top in nodes for n in top.walk()}
+    run = view.root
+    run.steps["body.0"].decision = "approved by bob · note: ship\x1b]0;pwned\x07\x1b[2J it\x9b2J"
+    detail = node_detail(dataclasses.replace(flat["body.0"], kind="gate"), view, run, NOW)
+    assert detail.startswith("approved by bob · note: ship it")
+    assert not any(c in detail for c in "\x1b\x07\x9b"), detail

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -35,7 +36,7 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.formatter import format_source
-from runkon_flow.dsl.lexer import KEYWORDS
+from runkon_flow.dsl.lexer import KEYWORDS, comments
 from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS
 from runkon_flow.errors import WfError
 
@@ -379,3 +380,79 @@ def test_mutated_generated_workflows_only_ever_raise_wf_errors_and_what_parses_r
     wf = parse_or_wf_error(text)
     if wf is not None:
         assert_source_round_trips(text, wf)
+
+
+# --------------------------------------------------------------------------- 3. comments stay in place
+
+
+def _code(line: str) -> str:
+    return " ".join(line.split())
+
+
+@st.composite
+def with_comments(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> tuple[str, dict[str, tuple[str, str]]]:
+    """A formatted text with `//@tN@` comments added at the end of some lines and `//@oN@` comments on
+    lines of their own before others; returns it and, for each marker, where it must stay: (`trail`, the
+    code of its line) or (`lead`, the code of the line below it)."""
+    text = draw(texts.filter(lambda text: text.splitlines() == text.split("\n")[:-1]))  # no CR in strings
+    lines = text.splitlines()
+    out: list[str] = []
+    where: dict[str, tuple[str, str]] = {}
+    for line in lines:
+        code = line.split("//", 1)[0] if line.lstrip().startswith("//") else line
+        if not code.strip() or line.lstrip().startswith("//"):
+            out.append(line)
+            continue
+        if draw(st.integers(0, 3)) == 0:
+            marker = f"@o{len(where)}@"
+            where[marker] = ("lead", _code(line))
+            out.append(" " * (len(line) - len(line.lstrip())) + "//" + marker)
+        if draw(st.integers(0, 3)) == 0:
+            marker = f"@t{len(where)}@"
+            where[marker] = ("trail", _code(line))
+            line += "  //" + marker
+        out.append(line)
+    return "\n".join(out) + "\n", where
+
+
+def assert_comments_stay(source: str, where: dict[str, tuple[str, str]]) -> None:
+    text = format_source(source)
+    assert parse_workflow(text) == parse_workflow(source)
+    assert format_source(text) == text
+    found = comments(text)
+    lines = text.splitlines()
+    code_of = {comment.line: lines[comment.line - 1][: comment.column - 1] for comment in found}
+    seen: list[str] = []
+    for comment in found:
+        markers = re.findall(r"@[to]\d+@", comment.text)
+        assert len(markers) <= 1, f"comments run together: {comment.text}\n{text}"
+        if not markers:
+            continue
+        seen.append(markers[0])
+        kind, code = where[markers[0]]
+        before = lines[comment.line - 1][: comment.column - 1]
+        if kind == "trail":
+            assert _code(before) == code, f"{markers[0]} left `{code}`\n{text}"
+        else:
+            assert not before.strip(), f"{markers[0]} is no longer on a line of its own\n{text}"
+            below = (
+                _code(code_of.get(n, line)) for n, line in enumerate(lines[comment.line :], comment.line + 1)
+            )
+            assert next(c for c in below if c) == code, f"{markers[0]} is no longer above `{code}`\n{text}"
+    assert sorted(seen) == sorted(where), text
+
+
+@SETTINGS
+@given(with_comments(WORKFLOWS.map(format_workflow)))
+def test_comments_added_to_formatted_workflows_stay_where_they_were_written(
+    case: tuple[str, dict[str, tuple[str, str]]],
+) -> None:
+    assert_comments_stay(*case)
+
+
+@SETTINGS
+@given(with_comments(st.sampled_from(SEEDS).map(format_source)))
+def test_comments_added_to_the_corpus_stay_where_they_were_written(
+    case: tuple[str, dict[str, tuple[str, str]]],
+) -> None:
+    assert_comments_stay(*case)

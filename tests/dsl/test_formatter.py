@@ -585,3 +585,62 @@ def test_a_default_that_was_not_written_is_still_left_out() -> None:
     )
     for option in ("on_child_fail", "on_cycle", "ordered", "timeout", "on_timeout", "min_approvals"):
         assert option not in text
+
+
+SPREAD = """\
+workflow w {
+  meta {
+    targets = ["worktree",  // first target
+               // the second
+               "repo"]  // after the list
+  }
+  script s {
+    run = "x.sh"
+    env = {  // env brace
+      A = "1"  // about A
+      // about B
+      B = "2"
+      // before the brace
+    }  // after env
+  }
+  call workflow child {
+    inputs {
+      x = "1"  // about x
+    }
+  }
+  call a {  // opened
+    retries = 1
+  }  // closed
+}
+"""
+
+
+def test_comments_on_the_entries_of_a_list_or_map_stay_beside_them() -> None:
+    text = format_source(SPREAD)
+    assert (
+        '    targets = [\n      "worktree",  // first target\n      // the second\n      "repo",\n'
+        "    ]  // after the list\n" in text
+    )
+    assert (
+        '    env = {  // env brace\n      A = "1"  // about A\n      // about B\n      B = "2"\n'
+        "      // before the brace\n    }  // after env\n" in text
+    )
+    assert '    inputs {\n      x = "1"  // about x\n    }\n' in text
+    assert "  call a {  // opened\n    retries = 1\n  }  // closed\n" in text  # not run together on one line
+    assert format_source(text) == text
+    assert parse_workflow(text) == parse_workflow(SPREAD)
+
+
+def test_lists_and_maps_without_comments_on_their_entries_still_fold() -> None:
+    text = format_source(
+        'workflow w {\n  meta {\n    targets = [\n      "a",\n      "b",\n    ]  // t\n  }\n}\n'
+    )
+    assert '    targets = ["a", "b"]  // t\n' in text
+
+
+def test_comments_of_each_inputs_block_stay_with_it() -> None:
+    source = (
+        "workflow w {\n  inputs {  // first\n    a required\n  }  // one\n\n"
+        "  inputs {  // second\n    required required\n  }  // two\n}\n"
+    )
+    assert format_source(source) == source

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from runkon_flow.dsl.ast import (
     AgentRef,
@@ -58,8 +58,12 @@ _MODIFIERS = ("required", "boolean", "default", "description")
 _DEFAULT_GATE_TIMEOUT = 86400
 _WF: Anchor = ("wf",)
 _META: Anchor = ("meta",)
-_INPUTS: Anchor = ("inputs",)
 _ALWAYS: Anchor = ("always",)
+
+
+def _inputs(block: int) -> Anchor:
+    """The comment anchor of the workflow's `block`-th `inputs { … }` block (from 0)."""
+    return ("inputs", block)
 
 
 def _at(node: Any) -> Anchor:
@@ -99,11 +103,23 @@ def _duration(seconds: int) -> str:
     return quote(f"{seconds}s")
 
 
-def _list(items: Iterable[str]) -> str:
-    return "[" + ", ".join(quote(item) for item in items) + "]"
+class _Compound(NamedTuple):
+    """A list or map value: `fold` on one line (None: it has none), else one entry per line between
+    `opener` and `closer` — also when its entries carry comments, so each stays beside its entry."""
+
+    opener: str
+    closer: str
+    entries: tuple[tuple[int | str, str], ...]  # the entry's comment key (list index, map key), its line
+    fold: str | None
 
 
-Pair = tuple[str, str | list[str]]  # key, rendered value (one line, or the lines of a multi-line map)
+def _list(items: Iterable[str]) -> _Compound:
+    quoted = [quote(item) for item in items]
+    entries = tuple((index, f"{text},") for index, text in enumerate(quoted))
+    return _Compound("[", "]", entries, "[" + ", ".join(quoted) + "]")
+
+
+Pair = tuple[str, str | _Compound]  # key, rendered value
 
 
 class _Formatter:
@@ -140,16 +156,15 @@ class _Formatter:
             raise self.fail(node, f"{what} = {value}: it must be between 0 and {maximum}")
         return str(value) if value <= U32_MAX else quote(str(value))
 
-    def string_map(self, items: dict[str, str], what: str, node: Any) -> str | list[str]:
+    def string_map(self, items: dict[str, str], what: str, node: Any) -> _Compound:
         """`{ K = "v" }` on one line when short, else one pair per line."""
         if not items:
-            return "{}"
+            return _Compound("{", "}", (), "{}")
         pairs = [(self.key(k, what, node), quote(v)) for k, v in items.items()]
         one_line = "{ " + " ".join(f"{k} = {v}" for k, v in pairs) + " }"
-        if len(pairs) == 1 and len(one_line) <= 80:
-            return one_line
         width = max(len(k) for k, _ in pairs)
-        return ["{", *(f"{INDENT}{k.ljust(width)} = {v}" for k, v in pairs), "}"]
+        entries = tuple((k, f"{k.ljust(width)} = {v}") for k, v in pairs)
+        return _Compound("{", "}", entries, one_line if len(pairs) == 1 and len(one_line) <= 80 else None)
 
     def agent(self, ref: AgentRef, node: Any) -> str:
         """The agent after `call`: a name keyword-free identifier, or a quoted path."""
@@ -211,6 +226,22 @@ class _Formatter:
         if last:
             self.lines[-1] += "  " + "  ".join(last)
 
+    def split_trail(self, anchor: Anchor | None) -> bool:
+        """Whether the item has end-of-line comments on its first line and on a later one: folded onto
+        one line they would run together into one comment, so such an item is not folded."""
+        notes = self.notes.trailing.get(anchor, ()) if anchor is not None else ()
+        return len({note.on_first_line for note in notes}) == 2
+
+    def take(self, anchor: Anchor) -> list[Note]:
+        """Every comment of an item, wherever it was, for an item that is not written as such."""
+        notes = self.notes
+        taken = [*notes.leading.pop(anchor, ()), *notes.dangling.pop(anchor, ())]
+        taken.extend(Note(t.offset, t.text) for t in notes.trailing.pop(anchor, ()))
+        if anchor[0] == "opt":
+            for entry in notes.entry_keys.pop(anchor, ()):
+                taken.extend(self.take(("entry", anchor, entry)))
+        return taken
+
     def inner(self, anchor: Anchor | None, keys: Iterable[str]) -> tuple[bool, list[Note]]:
         """Whether options about to be written carry comments, and the comments that end the block:
         its own closing comments plus those of options that are not written (unknown or ignored keys)."""
@@ -220,10 +251,24 @@ class _Formatter:
         written = set(keys)
         closing = list(self.notes.dangling.pop(anchor, ()))
         for key in commented - written:
-            option = ("opt", anchor, key)
-            closing.extend(self.notes.leading.pop(option, ()))
-            closing.extend(Note(t.offset, t.text) for t in self.notes.trailing.pop(option, ()))
+            closing.extend(self.take(("opt", anchor, key)))
         return bool(commented & written), sorted(closing)
+
+    def folded(self, pairs: Sequence[Pair], owner: Anchor | None) -> list[Pair]:
+        """`pairs` with each list or map value that stays on one line replaced by that line: one whose
+        entries carry comments (or with comments before its closing bracket) keeps one entry per line."""
+        result: list[Pair] = []
+        for key, value in pairs:
+            if isinstance(value, _Compound) and value.fold is not None:
+                option = None if owner is None else ("opt", owner, key)
+                if option is None or not (
+                    self.notes.entry_keys.get(option)
+                    or self.notes.dangling.get(option)
+                    or self.split_trail(option)
+                ):
+                    value = value.fold
+            result.append((key, value))
+        return result
 
     def closing(self, depth: int, notes: Sequence[Note]) -> None:
         for note in notes:
@@ -243,11 +288,12 @@ class _Formatter:
         """`head { pairs }`: on one line when there are at most `compact` short pairs, else aligned.
         Without pairs the braces are left out unless the construct requires them (`braces`). A block
         holding comments is never written on one line (they would leave their options)."""
+        pairs = self.folded(pairs, anchor)
         commented, closing = self.inner(anchor, (k for k, _ in pairs))
         if not pairs and not closing:
             self.emit(depth, f"{head} {{}}" if braces else head)
             return
-        one_line = not commented and not closing and len(pairs) <= compact
+        one_line = not commented and not closing and len(pairs) <= compact and not self.split_trail(anchor)
         if one_line and all(isinstance(v, str) for _, v in pairs):
             line = f"{head} {{ " + " ".join(f"{k} = {v}" for k, v in pairs) + " }"
             if len(INDENT * depth + line) <= _LINE_WIDTH:
@@ -259,19 +305,40 @@ class _Formatter:
         self.emit(depth, "}")
 
     def pairs(self, depth: int, pairs: Sequence[Pair], owner: Anchor | None = None) -> None:
+        pairs = self.folded(pairs, owner)
         width = max((len(k) for k, _ in pairs), default=0)
         for key, value in pairs:
-            anchor = None if owner is None else ("opt", owner, key)
-            self.lead(depth, anchor)
-            start = len(self.lines)
-            if isinstance(value, str):
-                self.emit(depth, f"{key.ljust(width)} = {value}")
-            else:
-                self.emit(depth, f"{key.ljust(width)} = {value[0]}")
-                for line in value[1:-1]:
-                    self.emit(depth, line)
-                self.emit(depth, value[-1])
-            self.trail(anchor, start)
+            self.option(
+                depth, f"{key.ljust(width)} = ", value, None if owner is None else ("opt", owner, key)
+            )
+
+    def option(self, depth: int, prefix: str, value: str | _Compound, anchor: Anchor | None) -> None:
+        """One option (`prefix` is its `key = `) with its comments; a list or map value that is not
+        folded has one entry per line, each with its own comments."""
+        self.lead(depth, anchor)
+        start = len(self.lines)
+        if isinstance(value, str):
+            if anchor is not None:  # comments inside the option (`key = // …` value): before it
+                self.closing(depth, self.notes.dangling.pop(anchor, ()))
+                start = len(self.lines)
+            self.emit(depth, prefix + value)
+        else:
+            self.emit(depth, prefix + value.opener)
+            entries = set(self.notes.entry_keys.pop(anchor, ())) if anchor is not None else set()
+            for entry, text in value.entries:
+                at = None if anchor is None else ("entry", anchor, entry)
+                entries.discard(entry)
+                self.lead(depth + 1, at)
+                entry_start = len(self.lines)
+                self.emit(depth + 1, text)
+                self.trail(at, entry_start)
+            if anchor is not None:  # its closing comments, and those of entries it no longer has
+                rest = list(self.notes.dangling.pop(anchor, ()))
+                for entry in entries:
+                    rest.extend(self.take(("entry", anchor, entry)))
+                self.closing(depth + 1, sorted(rest))
+            self.emit(depth, value.closer)
+        self.trail(anchor, start)
 
     def body(self, depth: int, nodes: Sequence[Any]) -> None:
         """Nodes one after another; a blank line separates any multi-line node from its neighbours."""
@@ -303,7 +370,11 @@ class _Formatter:
                         "`do { … } while …` as a do-while loop",
                     )
                 self.lines.append("")
-                self.emit(depth, "always {}")
+                separator = ("separator", index + 1)
+                self.lead(depth, separator)
+                separator_start = len(self.lines)
+                self.nested(depth, "always", (), (), anchor=separator)
+                self.trail(separator, separator_start)
             multiline = len(self.lines) - start > 1
             if index and (multiline or previous_multiline):
                 self.lines.insert(start, "")
@@ -346,7 +417,7 @@ class _Formatter:
             self.block(1, "meta", meta, braces=True, anchor=_META)
             self.trail(_META, start)
             sections += 1
-        if wf.inputs or self.has_comments(_INPUTS):
+        if wf.inputs or self.input_blocks():
             if sections:
                 self.lines.append("")
             self.inputs(wf.inputs)
@@ -356,6 +427,10 @@ class _Formatter:
                 self.lines.append("")
             self.body(1, wf.body)
             sections += 1
+        notes = self.notes
+        for table in (notes.leading, notes.trailing, notes.dangling):  # empty blocks not written as such
+            for anchor in [a for a in table if a[0] == "separator"]:
+                table[_ALWAYS].extend(table.pop(anchor))  # type: ignore[arg-type]
         if wf.always or self.has_comments(_ALWAYS):
             if sections:
                 self.lines.append("")
@@ -365,7 +440,6 @@ class _Formatter:
             self.trail(_ALWAYS, start)
         # The workflow's own closing comments, and (never expected) any comment no item took.
         _commented, closing = self.inner(_WF, ())
-        notes = self.notes
         wf_trailing = notes.trailing.pop(_WF, [])
         unplaced = chain(notes.leading.values(), notes.trailing.values(), notes.dangling.values())
         closing = sorted([*closing, *(Note(n.offset, n.text) for n in chain.from_iterable(unplaced))])
@@ -402,11 +476,15 @@ class _Formatter:
             if decl.name in _MODIFIERS and groups[-1]:
                 groups.append([])
             groups[-1].append(decl)
-        self.lead(1, _INPUTS)
-        first = len(self.lines)
+        # The n-th block written keeps the comments of the n-th block of the source (around `inputs {`
+        # and before its `}`); those of any further source blocks end the last one.
+        extra = sorted(n for n in self.input_blocks() if n >= len(groups))
         for index, group in enumerate(groups):
+            at = _inputs(index)
             if index:
                 self.lines.append("")
+            self.lead(1, at)
+            first = len(self.lines)
             width = max((len(decl.name) for decl in group), default=0)
             self.emit(1, "inputs {")
             for decl in group:
@@ -414,10 +492,18 @@ class _Formatter:
                 start = len(self.lines)
                 self.emit(2, self.input_decl(decl, width).rstrip())
                 self.trail(_at(decl), start)
+            closing = self.inner(at, ())[1]
             if index == len(groups) - 1:
-                self.closing(2, self.inner(_INPUTS, ())[1])
+                closing = sorted(chain(closing, *(self.take(_inputs(n)) for n in extra)))
+            self.closing(2, closing)
             self.emit(1, "}")
-        self.trail(_INPUTS, first)
+            self.trail(at, first)
+
+    def input_blocks(self) -> set[int]:
+        """The source's `inputs` blocks that carry comments (by their order in the file)."""
+        notes = self.notes
+        tables = (notes.leading, notes.trailing, notes.dangling)
+        return {int(a[1]) for table in tables for a in table if a[0] == "inputs"}  # type: ignore[call-overload]
 
     def input_decl(self, decl: InputDecl, width: int) -> str:
         parts = [self.name(decl.name, "input name", decl).ljust(width)]
@@ -514,14 +600,8 @@ class _Formatter:
             return
         _commented, closing = self.inner(at, ["inputs", *(k for k, _ in pairs)])
         self.emit(depth, f"{head} {{")
-        inputs = self.string_map(node.inputs, "call workflow input", node)
-        self.lead(depth + 1, ("opt", at, "inputs"))
-        start = len(self.lines)
-        self.emit(depth + 1, "inputs " + (inputs if isinstance(inputs, str) else inputs[0]))
-        if not isinstance(inputs, str):
-            for line in inputs[1:]:
-                self.emit(depth + 1, line)
-        self.trail(("opt", at, "inputs"), start)
+        inputs = self.folded([("inputs", self.string_map(node.inputs, "call workflow input", node))], at)
+        self.option(depth + 1, "inputs ", inputs[0][1], ("opt", at, "inputs"))
         self.pairs(depth + 1, pairs, at)
         self.closing(depth + 1, closing)
         self.emit(depth, "}")

@@ -10,8 +10,9 @@ item (rule in docs/language-decisions.md, "Comments"):
 1. a comment after code on the same line *trails* the innermost item holding that code; it is written at
    the end of the item's first line when it was on the item's first line, else at the end of its last;
 2. a comment on its own line *leads* the outermost item that starts right after it;
-3. otherwise (before a closing `}` or inside an item) it belongs to the innermost item around it: it
-   leads that item when it is an option, and ends that item's block (before its `}`) when it is a block;
+3. otherwise (before a closing `}` or `]`, or inside an item) it belongs to the innermost item around it:
+   it leads that item when it is an entry of a list or map value, and ends that item's block or value
+   (before its `}`/`]`) otherwise — before the option itself when its value is written on one line;
 4. comments outside the workflow (after its closing `}`) stay after it.
 """
 
@@ -24,12 +25,16 @@ from typing import NamedTuple
 
 from runkon_flow.dsl.lexer import WHITESPACE, LineIndex, RawToken, comments
 
-__all__ = ["Anchor", "AttachedComments", "LayoutRecorder", "Note", "Trailing"]
+__all__ = ["Anchor", "AttachedComments", "EntrySpan", "LayoutRecorder", "Note", "OptionSpan", "Trailing"]
 
-# An item's identity: ("wf",), ("meta",), ("inputs",), ("always",) for the (merged) top-level blocks;
-# ("node", id(obj)) for a step, an input declaration or a parallel call; ("opt", owner, key) for an option.
+# An item's identity: ("wf",), ("meta",), ("always",) for the (merged) top-level blocks; ("inputs", n) for
+# the n-th `inputs` block; ("separator", n) for an empty `always {}` before the n-th step (it may be what
+# keeps a `do` and a `while` apart); ("node", id(obj)) for a step, an input declaration or a parallel
+# call; ("opt", owner, key) for an option; ("entry", option, index or key) for an item of its list or
+# map value.
 Anchor = tuple[object, ...]
-OptionSpan = tuple[str, int, int]  # key, first token, last token
+EntrySpan = tuple[int | str, int, int]  # list index or map key, first token, last token
+OptionSpan = tuple[str, int, int, tuple[EntrySpan, ...]]  # key, first token, last token, value's entries
 
 
 class Note(NamedTuple):
@@ -55,6 +60,8 @@ class AttachedComments:
     # owner block → option keys that carry comments (an option the formatter drops, such as an unknown
     # meta key or the ignored options of `if`, leaves its comments at the end of the owner's block)
     option_keys: dict[Anchor, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # option → the entries of its list or map value that carry comments (list index or map key)
+    entry_keys: dict[Anchor, set[int | str]] = field(default_factory=lambda: defaultdict(set))
     after: list[Note] = field(default_factory=list)
     total: int = 0
 
@@ -73,8 +80,11 @@ class LayoutRecorder:
 
     def add(self, anchor: Anchor, first: int, last: int, options: list[OptionSpan] | None = None) -> None:
         self.items.append(_Item(first, last, anchor))
-        for key, key_first, key_last in options or ():
-            self.items.append(_Item(key_first, key_last, ("opt", anchor, key)))
+        for key, key_first, key_last, entries in options or ():
+            option = ("opt", anchor, key)
+            self.items.append(_Item(key_first, key_last, option))
+            for entry, entry_first, entry_last in entries:
+                self.items.append(_Item(entry_first, entry_last, ("entry", option, entry)))
 
     def attach(self, text: str, tokens: list[RawToken]) -> AttachedComments:
         found = comments(text)
@@ -122,11 +132,14 @@ class LayoutRecorder:
                 k = parent[k]
             if k < 0:
                 result.after.append(note)
-            elif items[k].anchor[0] == "opt":
+            elif items[k].anchor[0] == "entry":
                 result.leading[items[k].anchor].append(note)
             else:
                 result.dangling[items[k].anchor].append(note)
-        for anchor in (*result.leading, *result.trailing):
+        for anchor in (*result.leading, *result.trailing, *result.dangling):
+            if anchor[0] == "entry":
+                result.entry_keys[anchor[1]].add(anchor[2])  # type: ignore[index]
+                anchor = anchor[1]  # type: ignore[assignment]
             if anchor[0] == "opt":
                 result.option_keys[anchor[1]].add(anchor[2])  # type: ignore[arg-type]
         return result

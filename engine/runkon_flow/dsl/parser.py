@@ -44,7 +44,7 @@ from runkon_flow.dsl.durations import (
     parse_gate_timeout,
     unsigned_error,
 )
-from runkon_flow.dsl.layout import Anchor, AttachedComments, LayoutRecorder, OptionSpan
+from runkon_flow.dsl.layout import Anchor, AttachedComments, EntrySpan, LayoutRecorder, OptionSpan
 from runkon_flow.dsl.lexer import (
     COMMA,
     DOT,
@@ -270,6 +270,8 @@ class _Parser:
         # Only when parsing for the formatter: item spans, and the options of the item being parsed.
         self.layout: LayoutRecorder | None = None
         self.frame: list[OptionSpan] | None = None
+        # ... and the entries of the list or map value just parsed (list index or map key, token span).
+        self.entries: list[EntrySpan] = []
         self.notes: list[ParseNote] = []
 
     # ---- errors and token helpers
@@ -361,7 +363,7 @@ class _Parser:
             values[tok[1]] = self.value(tok[1])
             keys[tok[1]] = tok
             if frame is not None:
-                frame.append((tok[1], first, self.i - 1))
+                frame.append((tok[1], first, self.i - 1, self.take_entries()))
         return _Options(self, values, keys, prefix)
 
     def value(self, key: str) -> _Value:
@@ -411,6 +413,7 @@ class _Parser:
         """`[ a, b c, ]`: optional commas, trailing comma allowed, items must be scalars."""
         start = self.advance()
         items: list[str] = []
+        entries = self.entries if self.frame is not None else None
         while True:
             tok = self.toks[self.i]
             if tok[0] is RBRACKET:
@@ -422,21 +425,26 @@ class _Parser:
                     f"`{key}`: list items must be single values, not a {inner}",
                     tok[2],
                 )
+            first = self.i
             items.append(self.scalar_value(f"a list item or `]` in `{key}`").text)
             if self.toks[self.i][0] is COMMA:
                 self.i += 1
+            if entries is not None:  # an item's span takes its comma: `"a",  // …` is about "a"
+                entries.append((len(items) - 1, first, self.i - 1))
 
     def map_value(self, key: str) -> _Map:
         """`{ k = v … }`: key tokens only, single values only."""
         start = self.advance()
         toks = self.toks
         items: dict[str, str] = {}
+        entries = self.entries if self.frame is not None else None
         while True:
             tok = toks[self.i]
             if not (tok[0] is IDENT or (tok[0] is KEYWORD and tok[1] in KEY_KEYWORDS)):
                 break
             if toks[self.i + 1][0] is not EQUALS:
                 break
+            first = self.i
             self.i += 2
             inner = toks[self.i]
             if inner[0] is LBRACKET or inner[0] is LBRACE:
@@ -447,6 +455,8 @@ class _Parser:
                 )
             items.pop(tok[1], None)
             items[tok[1]] = self.scalar_value(f"a value for `{tok[1]}` in `{key}`").text
+            if entries is not None:
+                entries.append((tok[1], first, self.i - 1))
         self.expect(RBRACE, f"`key = value` or `}}` in the `{key}` map")
         return _Map(items, start[2])
 
@@ -465,6 +475,7 @@ class _Parser:
         inputs: list[InputDecl] = []
         body: list[Any] = []
         always: list[Any] = []
+        input_blocks = 0
         parsers = _NODE_PARSERS
         while True:
             tok = toks[self.i]
@@ -481,13 +492,17 @@ class _Parser:
                     continue
                 if word == "inputs":
                     self.parse_inputs(inputs)
-                    self.end_item(None, ("inputs",), first)
+                    self.end_item(None, ("inputs", input_blocks), first)
+                    input_blocks += 1
                     continue
                 if word == "always":
                     self.i += 1
                     self.expect(LBRACE, "`{` after `always`")
-                    always.extend(self.parse_body(tok))
-                    self.end_item(None, ("always",), first)
+                    nodes = self.parse_body(tok)
+                    always.extend(nodes)
+                    # an empty block may be what keeps a `do` and a `while` apart (the formatter writes
+                    # one there): its comments stay with the one written before the step it preceded
+                    self.end_item(None, ("always",) if nodes else ("separator", len(body)), first)
                     continue
                 parser = parsers.get(word)
                 if parser is not None:
@@ -641,6 +656,12 @@ class _Parser:
             self.frame = []
         return outer
 
+    def take_entries(self) -> tuple[EntrySpan, ...]:
+        """The entries the list or map value just parsed recorded (none for a single value)."""
+        entries = tuple(self.entries)
+        self.entries.clear()
+        return entries
+
     def end_item(self, outer: list[OptionSpan] | None, anchor: Anchor, first: int) -> None:
         """The item that started at token `first` ended at the previous token."""
         if self.layout is not None:
@@ -725,7 +746,7 @@ class _Parser:
             inputs = self.map_value("inputs").items
             written.add("inputs")
             if self.frame is not None:
-                self.frame.append(("inputs", first, self.i - 1))
+                self.frame.append(("inputs", first, self.i - 1, self.take_entries()))
             more = self.kv_list()
             for key, value in more.values.items():
                 opts.values.pop(key, None)

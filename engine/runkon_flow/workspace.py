@@ -44,7 +44,7 @@ from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workf
 from runkon_flow.dsl.parser import CALL_TIMEOUT
 from runkon_flow.dsl.references import reference_node
 from runkon_flow.dsl.script_commands import check_script_commands
-from runkon_flow.dsl.validation import validate_workflow
+from runkon_flow.dsl.validation import sub_workflow_notes, validate_workflow
 from runkon_flow.errors import (
     AlreadyOwned,
     FlowError,
@@ -503,7 +503,7 @@ class Workspace:
             snap.engine.validate(wf)
         except ValidationErrors as exc:
             problems.extend(exc.errors)  # a missing agent's hint is the catalog's reason
-        problems.extend(self._extra_checks(snap, wf, directory))
+        problems.extend(self._extra_checks(snap, wf, directory, as_on_disk))
         seen: set[tuple[str, str | None, str]] = set()
         unique: list[Problem] = []
         for problem in problems:
@@ -516,7 +516,9 @@ class Workspace:
                 unique.append(problem)
         return unique
 
-    def _extra_checks(self, snap: _Snapshot, wf: WorkflowDef, directory: Path) -> list[Problem]:
+    def _extra_checks(
+        self, snap: _Snapshot, wf: WorkflowDef, directory: Path, resolver: _LoadedResolver
+    ) -> list[Problem]:
         problems: list[Problem] = []
         file = wf.source_path or None
         paths = node_paths(wf)
@@ -551,6 +553,8 @@ class Workspace:
             if note.code == CALL_TIMEOUT:
                 where = SourceLocation(file, note.line, note.column)
                 problems.append(Problem(note.message, note.hint, where, paths.get(id(note.node))))
+        # ... and in the workflows it calls, which the run reaches too (at their own file:line:col)
+        problems.extend(sub_workflow_notes(wf, resolver, CALL_TIMEOUT))
         return problems
 
     # ------------------------------------------------------------------ inputs

@@ -474,6 +474,34 @@ def test_ready_and_run_refuse_a_call_timeout_the_engine_cannot_read(
     assert "RunStarted" not in out + err
 
 
+def test_a_bad_call_timeout_in_a_sub_workflow_is_found_from_the_parent_at_its_own_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run of the parent reaches the child's step and fails there, so checking the parent says so,
+    at the child's file:line:col with the child's line under it (it said `ok`, and `run` started)."""
+    parent = write(
+        tmp_path / "parent.wf",
+        "workflow parent {\n  foreach f {\n    over = files\n"
+        '    workflow = middle\n    max_parallel = 1\n    scope = { glob = "*.md" }\n  }\n}\n',
+    )
+    write(tmp_path / "middle.wf", "workflow middle {\n  call workflow t\n}\n")
+    child = write(tmp_path / "t.wf", BAD_CALL_TIMEOUT)
+    write(tmp_path / "agents" / "draft-notes.md", AGENT)
+    says = f"{child}:{CALL_TIMEOUT_SAYS.format(label='{label}in sub-workflow ' + repr('t') + ': ')}"
+    code, out, err = run(capsys, "validate", str(parent))
+    assert (code, out) == (0, f"{parent}: ok\n")
+    assert says.format(label="warning: ") in err
+    assert '  call draft-notes { timeout = "5 parsecs" }' in err
+    code, out, err = run(capsys, "validate", "--ready", str(parent))
+    assert (code, out) == (1, "")
+    assert err.count("invalid timeout '5 parsecs'") == 1
+    assert says.format(label="") in err
+    code, out, err = run(capsys, "run", "--memory", str(parent))
+    assert code == 1
+    assert says.format(label="") in err
+    assert "RunStarted" not in out + err
+
+
 @pytest.mark.parametrize("value", ['"500ms"', '"30s"', '"5m"', '"1h"', '"90"', "90"])
 def test_every_call_timeout_the_engine_reads_passes_ready_quietly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str

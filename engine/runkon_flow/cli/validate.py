@@ -21,10 +21,10 @@ from runkon_flow.cli.common import (
     render_diagnostic,
 )
 from runkon_flow.dsl.ast import WorkflowDef, node_paths
-from runkon_flow.dsl.parser import parse_workflow
+from runkon_flow.dsl.parser import CALL_TIMEOUT, parse_workflow
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
 from runkon_flow.dsl.script_commands import check_script_commands
-from runkon_flow.dsl.validation import validate_workflow
+from runkon_flow.dsl.validation import sub_workflow_notes, validate_workflow
 from runkon_flow.errors import (
     Problem,
     SourceLocation,
@@ -83,6 +83,8 @@ def _validate_one(
     )
     errors = list(report.errors)
     warnings = list(report.warning_problems)
+    # a call timeout the engine cannot read in a workflow this one calls fails this run too
+    warnings.extend(sub_workflow_notes(wf, loader, CALL_TIMEOUT))
     if args.scripts or args.ready:  # the one script policy (dsl/script_commands.py), as `run` applies it
         scripts = check_script_commands(wf, _working_dir(args, target))
         if args.scripts:
@@ -107,6 +109,18 @@ def _validate_one(
         Problem(w, None, SourceLocation(str(target.path), wf.line, wf.column)) for w in wf.warnings
     ]
     return errors, parser_warnings + warnings
+
+
+def _source(problem: Problem, target: Target, source: str) -> str | None:
+    """The text of the file a problem is in (a sub-workflow's, for a problem found there), for the
+    line shown under it; None when it cannot be read."""
+    file = problem.location.file
+    if file is None or Path(file) == target.path:
+        return source
+    try:
+        return read_source(Path(file))
+    except WfError:
+        return None
 
 
 def _working_dir(args: argparse.Namespace, target: Target) -> Path:
@@ -161,9 +175,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         errors, warnings = _validate_one(target, wf, args, loaders, registries, workspaces)
         for problem in errors:
-            print_line(err, render_diagnostic(problem.location, problem.text(), source))
+            print_line(
+                err, render_diagnostic(problem.location, problem.text(), _source(problem, target, source))
+            )
         for problem in warnings:
-            print_line(err, render_diagnostic(problem.location, problem.text(), source, severity="warning"))
+            text = _source(problem, target, source)
+            print_line(err, render_diagnostic(problem.location, problem.text(), text, severity="warning"))
         failed = failed or bool(errors)
         if args.json:
             documents.append(wf.to_json())

@@ -17,6 +17,7 @@ from runkon_flow.errors import FlowError
 __all__ = [
     "MAX_WORKFLOW_DEPTH",
     "WorkflowReferenceError",
+    "called_workflows",
     "detect_workflow_cycles",
     "find_workflow_cycle",
     "reference_node",
@@ -45,6 +46,28 @@ class WorkflowReferenceError(FlowError):
 def workflow_references(wf: WorkflowDef) -> list[str]:
     """Targets of every `call workflow` and `foreach … workflow =`, de-duplicated and sorted (§10.1)."""
     return wf.workflow_refs()
+
+
+def called_workflows(root: WorkflowDef, loader: Callable[[str], WorkflowDef] | Any) -> list[WorkflowDef]:
+    """Every workflow `root` runs as a sub-workflow (`call workflow`, `foreach … workflow =`), directly
+    or through others, once each, in the order first reached; `root` itself and the ones that do not
+    load (semantic validation reports those) are left out."""
+    resolve = loader.resolve if hasattr(loader, "resolve") else loader
+    seen = {root.name}
+    found: list[WorkflowDef] = []
+    pending = list(workflow_references(root))
+    while pending:
+        name = pending.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            child = resolve(name)
+        except Exception:  # a load failure is §9.1's business
+            continue
+        found.append(child)
+        pending.extend(workflow_references(child))
+    return found
 
 
 def reference_node(wf: WorkflowDef, name: str) -> CallWorkflowNode | ForEachNode | None:

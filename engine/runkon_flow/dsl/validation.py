@@ -36,6 +36,7 @@ from runkon_flow.dsl.ast import (
     node_paths,
     walk,
 )
+from runkon_flow.dsl.references import called_workflows
 from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.errors import FlowError, Problem, SourceLocation, WfValidationError, WorkflowNotFound
 from runkon_flow.humanize import did_you_mean
@@ -49,6 +50,7 @@ __all__ = [
     "WorkflowLoader",
     "as_loader",
     "check_workflow",
+    "sub_workflow_notes",
     "top_level_step_keys",
     "validate_script_steps",
     "validate_workflow",
@@ -170,6 +172,22 @@ def validate_workflow(
     if script_resolver is not None:
         report.errors.extend(validate_script_steps(wf, script_resolver))
     return report
+
+
+def sub_workflow_notes(wf: WorkflowDef, loader: Any, code: str) -> list[Problem]:
+    """The parser's `code` notes (`parser.CALL_TIMEOUT`, …) in the workflows `wf` runs as sub-workflows,
+    each at its own file:line:col and said as in that file with `in sub-workflow '<name>': ` before it:
+    a run of `wf` reaches those steps too, so checking `wf` alone must not miss them."""
+    problems: list[Problem] = []
+    for child in called_workflows(wf, loader):
+        paths = node_paths(child)
+        for note in child.notes:
+            if note.code != code:
+                continue
+            where = SourceLocation(child.source_path or None, note.line, note.column)
+            message = f"in sub-workflow '{child.name}': {note.message}"
+            problems.append(Problem(message, note.hint, where, paths.get(id(note.node))))
+    return problems
 
 
 def _check_run_placeholders(wf: WorkflowDef, report: ValidationReport) -> None:

@@ -186,7 +186,29 @@ def test_unknown_front_matter_keys_are_ignored(tmp_path: Path) -> None:
 
 def test_missing_agent_explains_where_it_looked(tmp_path: Path) -> None:
     catalog = load_agents([tmp_path])
-    assert catalog.why_missing("ghost") == f"no agent file {tmp_path / 'agents' / 'ghost.md'}"
+    assert catalog.why_missing("ghost") == (
+        f"no agent file {tmp_path / 'agents' / 'ghost.md'}; no agents are defined yet: write the agent's "
+        "prompt in that file (front matter `runtime: echo` runs it without a model; see docs/agents.md)"
+    )
+
+
+def test_missing_agent_names_the_agents_there_are_closest_first(tmp_path: Path) -> None:
+    """The spec's `no registered ActionExecutor for 'x'` says nothing a user can act on: the reason
+    (the validation hint) says which agents exist and which one was probably meant."""
+    for name in ("review", "reviewer", "plan", *(f"a{i:02}" for i in range(12))):
+        agent(tmp_path, name, "runtime: echo\n")
+    reason = load_agents([tmp_path]).why_missing("reveiw")
+    assert reason == (
+        f"no agent file {tmp_path / 'agents' / 'reveiw.md'}; did you mean `review`? the agents defined: "
+        "a00, a01, a02, a03, a04, a05, a06, a07, a08, a09, a10, a11 and 3 more"
+    )
+    assert (
+        load_agents([tmp_path])
+        .why_missing("zzz")
+        .endswith(
+            "; the agents defined: a00, a01, a02, a03, a04, a05, a06, a07, a08, a09, a10, a11 and 3 more"
+        )
+    )
 
 
 @pytest.mark.parametrize(

@@ -143,7 +143,10 @@ def test_validate_explains_missing_and_broken_agents_at_the_call(home: Path) -> 
         "call 'ghost': no registered ActionExecutor for 'ghost'",
         "call 'broken': no registered ActionExecutor for 'broken'",
     ]
-    assert problems[0].hint == f"no agent file {home.absolute() / 'agents' / 'ghost.md'}"
+    assert (
+        problems[0].hint
+        == f"no agent file {home.absolute() / 'agents' / 'ghost.md'}; the agents defined: hello"
+    )
     assert problems[0].location.line == 2
     assert problems[1].hint is not None and "broken.md:2: `fail` must be" in problems[1].hint
     assert problems[1].location.file == str(home.absolute() / "w.wf")
@@ -176,7 +179,7 @@ def test_validate_places_each_problem_on_its_own_node(home: Path) -> None:
         ("body.3", 10, "in sub-workflow 'child': call 'phantom': no registered ActionExecutor for 'phantom'"),
     ]
     assert placed[2][2].startswith("prompt snippet 'missing-snippet' not found")
-    ghost = f"no agent file {home.absolute() / 'agents' / 'ghost.md'}"
+    ghost = f"no agent file {home.absolute() / 'agents' / 'ghost.md'}; the agents defined: hello"
     assert [p.hint for p in problems if "'ghost'" in p.message] == [ghost, ghost]
 
 

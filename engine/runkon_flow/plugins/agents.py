@@ -45,6 +45,7 @@ from runkon_flow.dsl.shell_text import (
 )
 from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.errors import Problem, SourceLocation, WorkflowError
+from runkon_flow.humanize import did_you_mean
 from runkon_flow.plugins._yaml import ConfigFileError, YamlDoc, parse_yaml, scalar_text
 from runkon_flow.plugins.flow_output import FLOW_OUTPUT_INSTRUCTION, FlowOutput, parse_flow_output
 from runkon_flow.plugins.protocols import (
@@ -112,6 +113,9 @@ class AgentDef:
         return self.file.parent
 
 
+_KNOWN_SHOWN = 12  # agent names a missing agent's reason lists
+
+
 @dataclass
 class AgentCatalog:
     """Every agent found: by name (`agents/<name>.md`) and by path label (`call "x/y.md"`).
@@ -140,7 +144,23 @@ class AgentCatalog:
             where = ", ".join(str(d) for d in self.dirs) or "any workflow directory"
             return f"no agent file '{label}' in {where}"
         places = ", ".join(str(d / AGENTS_DIR / f"{label}.md") for d in self.dirs)
-        return f"no agent file {places or f'agents/{label}.md'}"
+        return f"no agent file {places or f'agents/{label}.md'}; {self._known(label)}"
+
+    def _known(self, label: str) -> str:
+        """What the user can call instead (closest first), or how to add one (docs/agents.md)."""
+        names = sorted(self.agents)
+        if not names and self.broken:
+            return f"no agent file loads ({len(self.errors)} with errors)"
+        if not names:
+            return (
+                "no agents are defined yet: write the agent's prompt in that file (front matter "
+                "`runtime: echo` runs it without a model; see docs/agents.md)"
+            )
+        close = did_you_mean(label, names)
+        shown = ", ".join(names[:_KNOWN_SHOWN]) + (
+            f" and {len(names) - _KNOWN_SHOWN} more" if len(names) > _KNOWN_SHOWN else ""
+        )
+        return (f"{close} " if close else "") + f"the agents defined: {shown}"
 
 
 def _looks_like_path(label: str) -> bool:

@@ -227,6 +227,22 @@ def test_an_agent_called_twice_and_a_gate_type_used_twice_are_not_warned_about()
     assert body_warnings("  call verify\n  call verify\n  gate pr_checks {}\n  gate pr_checks {}") == []
 
 
+def test_one_step_key_twice_in_a_parallel_block_is_a_warning_at_the_second_call() -> None:
+    """In sequence the later call's result wins (dsl.md §6.0); in one parallel block both run at once,
+    so which result `a.done` reads depends on which ends last. A path agent's key is its file stem."""
+    found = body_warnings('  parallel {\n    call a\n    call b\n    call "agents/a.md" { retries = 1 }\n  }')
+    assert found == [
+        (
+            5,
+            10,
+            "`a` is called twice in this parallel block (first at line 3, column 10): both run at once and "
+            "whichever ends last replaces the other's result (hint: each call of a parallel block needs its "
+            "own step key: call a copy of the agent under another name, or call it once)",
+        )
+    ]
+    assert body_warnings("  call a\n  parallel {\n    call a\n    call b\n  }\n  call a") == []
+
+
 # --------------------------------------------------------------------------- sub-workflow inputs
 
 

@@ -333,6 +333,7 @@ class _SemanticValidator:
                 if step not in produced:
                     call = node.calls[int(idx)] if int(idx) < len(node.calls) else None
                     self._step_not_produced(step, call, node)
+            self._same_key_in_parallel(node)
             produced.update(call.step_key() for call in node.calls)
         elif isinstance(node, (IfNode, UnlessNode)):
             # The spec walks a branch on a copy and merges everything back; since the set only
@@ -394,6 +395,25 @@ class _SemanticValidator:
                 "the later step's result replaces the earlier one's",
                 node,
                 hint="give one of them another name",
+            )
+
+    def _same_key_in_parallel(self, node: ParallelNode) -> None:
+        """One step key twice in a `parallel` block: unlike a repeated `call verify` in sequence (§6.0,
+        the later result wins), the two run at once and whichever *ends* last wins, so what a later
+        condition or `{{…}}` reads is a matter of timing (and a resumed run cannot tell them apart)."""
+        first: dict[str, Any] = {}
+        for call in node.calls:
+            key = call.step_key()
+            earlier = first.setdefault(key, call)
+            if earlier is call:
+                continue
+            self._warn(
+                f"`{key}` is called twice in this parallel block (first at line {earlier.line}, column "
+                f"{earlier.column}): both run at once and whichever ends last replaces the other's result",
+                call,
+                node,
+                hint="each call of a parallel block needs its own step key: call a copy of the agent under "
+                "another name, or call it once",
             )
 
     def _unknown_child_inputs(

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -36,7 +37,7 @@ from runkon_flow.dsl.ast import (
     WorkflowDef,
 )
 from runkon_flow.dsl.formatter import format_source
-from runkon_flow.dsl.lexer import KEYWORDS, comments
+from runkon_flow.dsl.lexer import KEYWORDS, comments, lex
 from runkon_flow.dsl.parser import AGENT_KEYWORDS, KEY_KEYWORDS, SOFT_KEYWORDS
 from runkon_flow.errors import WfError
 
@@ -456,3 +457,53 @@ def test_comments_added_to_the_corpus_stay_where_they_were_written(
     case: tuple[str, dict[str, tuple[str, str]]],
 ) -> None:
     assert_comments_stay(*case)
+
+
+@st.composite
+def respread(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> tuple[str, int]:
+    """The same tokens laid out anyhow: between two tokens a space, a line break, an end-of-line
+    comment `//@N@` or a comment on a line of its own (`workflow` ⏎ `w  //@0@` ⏎ `{` …); returns the
+    text and how many comments it added."""
+    text = draw(texts.filter(lambda text: text.splitlines() == text.split("\n")[:-1]))
+    tokens = lex(text)
+    out: list[str] = []
+    added = 0
+    for token, following in itertools.pairwise(tokens):
+        between = text[token[2] : following[2]]
+        out.append(between.rstrip(" \t\n"))
+        if "\n" in between and "//" in between:  # the token, then a comment of the text's own
+            out.append("\n")
+            continue
+        choice = draw(st.integers(0, 5))
+        if choice < 2:
+            out.append(f"  //@{added}@\n" if choice == 0 else f"\n//@{added}@\n")
+            added += 1
+        else:
+            out.append("\n" if choice == 2 else " ")
+    return "".join(out) + "\n", added
+
+
+def assert_comments_kept_apart(source: str, added: int) -> None:
+    wf = parse_workflow(source)
+    text = format_source(source)
+    assert parse_workflow(text) == wf
+    assert format_source(text) == text
+    found = [re.findall(r"@\d+@", comment.text) for comment in comments(text)]
+    assert all(len(markers) <= 1 for markers in found), f"comments run together\n{text}"
+    assert sorted(m for markers in found for m in markers) == sorted(f"@{n}@" for n in range(added)), text
+
+
+@SETTINGS
+@given(respread(WORKFLOWS.map(format_workflow)))
+def test_generated_workflows_laid_out_anyhow_with_comments_format_stably_keeping_each_comment(
+    case: tuple[str, int],
+) -> None:
+    assert_comments_kept_apart(*case)
+
+
+@SETTINGS
+@given(respread(st.sampled_from(SEEDS)))
+def test_the_corpus_laid_out_anyhow_with_comments_formats_stably_keeping_each_comment(
+    case: tuple[str, int],
+) -> None:
+    assert_comments_kept_apart(*case)

@@ -644,3 +644,17 @@ def test_comments_of_each_inputs_block_stay_with_it() -> None:
         "  inputs {  // second\n    required required\n  }  // two\n}\n"
     )
     assert format_source(source) == source
+
+
+def test_comments_of_a_head_spread_over_lines_stay_with_it_one_per_line() -> None:
+    """`workflow w` ⏎ `{  // …`: a comment between an item's first and last lines goes with its head
+    (it went to its last line, the workflow's closing `}`); two for one line are not run together
+    into one comment (`// cond  // open` reads back as one)."""
+    source = (
+        "workflow w\n{  // about w\n  if a.b  // cond\n  {  // open\n    call c\n  }\n"
+        "  // about d\n  call d\n  call e { retries = 2 }  // e\n}\n"
+    )
+    assert format_source(source) == (
+        "workflow w {  // about w\n  if a.b {  // cond\n    // open\n    call c\n  }\n\n"
+        "  // about d\n  call d\n  call e { retries = 2 }  // e\n}\n"
+    )

@@ -13,7 +13,7 @@ same block, wherever the canonical order moves that item (rule in `runkon_flow.d
 Style: 2-space indent, one option per line with aligned `=`, short per-call options on one line,
 defaults omitted unless the source wrote them (a formatter keeps what was written: `written` on each
 node), free text always quoted, enum words and numbers bare, gate timeouts as quoted durations
-(`"72h"`), blank lines around multi-line steps.
+(`"72h"`), blank lines around steps of more than one line of code.
 """
 
 from __future__ import annotations
@@ -217,14 +217,30 @@ class _Formatter:
                 self.emit(depth, note.text)
 
     def trail(self, anchor: Anchor | None, start: int) -> None:
-        """The item's end-of-line comments, back at the end of its first line (`start`) or its last."""
-        notes = self.notes.trailing.pop(anchor, ()) if anchor is not None else ()
+        """The item's end-of-line comments, back at the end of its first line (`start`) or its last.
+
+        One comment per line: two on one line would read back as one comment (`// a  // b`). Of several
+        for the first line the first stays and the others follow on their own lines inside the item; of
+        several for the last line the last stays and the others go before it, inside the item; for an
+        item written on one line, one stays and the others go above it."""
+        notes = sorted(self.notes.trailing.pop(anchor, ()) if anchor is not None else ())
+        if not notes:
+            return
         first = [note.text for note in notes if note.on_first_line]
         last = [note.text for note in notes if not note.on_first_line]
-        if first:
-            self.lines[start] += "  " + "  ".join(first)
+        indent = self.lines[start][: len(self.lines[start]) - len(self.lines[start].lstrip())]
+        if len(self.lines) - start == 1:  # one line: the last comment stays on it, the rest above it
+            texts = first + last
+            self.lines[start] += "  " + texts[-1]
+            self.lines[start:start] = [indent + text for text in texts[:-1]]
+            return
+        inner = indent + INDENT
         if last:
-            self.lines[-1] += "  " + "  ".join(last)
+            end = self.lines[-1]
+            self.lines[-1:] = [inner + text for text in last[:-1]] + [end + "  " + last[-1]]
+        if first:
+            self.lines[start] += "  " + first[0]
+            self.lines[start + 1 : start + 1] = [inner + text for text in first[1:]]
 
     def split_trail(self, anchor: Anchor | None) -> bool:
         """Whether the item has end-of-line comments on its first line and on a later one: folded onto
@@ -375,7 +391,9 @@ class _Formatter:
                 separator_start = len(self.lines)
                 self.nested(depth, "always", (), (), anchor=separator)
                 self.trail(separator, separator_start)
-            multiline = len(self.lines) - start > 1
+            # lines of code, not comments: a comment may be written above the step or inside the block
+            # around it (several end-of-line comments), and reads back as leading the step either way
+            multiline = sum(not line.lstrip().startswith("//") for line in self.lines[node_start:]) > 1
             if index and (multiline or previous_multiline):
                 self.lines.insert(start, "")
             previous_multiline = multiline

@@ -8,7 +8,11 @@ top-level `always` block, input, step, parallel call and option — and each com
 item (rule in docs/language-decisions.md, "Comments"):
 
 1. a comment after code on the same line *trails* the innermost item holding that code; it is written at
-   the end of the item's first line when it was on the item's first line, else at the end of its last;
+   the end of the item's first line when it was on the item's first line (or on a line between its first
+   and last that does not end with a closing bracket: `workflow w` ⏎ `{  // …`), else at the end of its
+   last; when several land on one line, only one stays there and the others go on lines of their own
+   next to it (inside the item when it spans lines, above it when it is one line), since two comments on
+   one line would read back as one;
 2. a comment on its own line *leads* the outermost item that starts right after it;
 3. otherwise (before a closing `}` or `]`, or inside an item) it belongs to the innermost item around it:
    it leads that item when it is an entry of a list or map value, and ends that item's block or value
@@ -23,7 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from runkon_flow.dsl.lexer import WHITESPACE, LineIndex, RawToken, comments
+from runkon_flow.dsl.lexer import RBRACE, RBRACKET, WHITESPACE, LineIndex, RawToken, comments
 
 __all__ = ["Anchor", "AttachedComments", "EntrySpan", "LayoutRecorder", "Note", "OptionSpan", "Trailing"]
 
@@ -119,7 +123,11 @@ class LayoutRecorder:
                 k = innermost.get(before, -1)
                 if k >= 0:
                     first_line = lines.position(offsets[items[k].first])[0]
-                    result.trailing[items[k].anchor].append(Trailing(offset, note.text, line == first_line))
+                    last_line = lines.position(offsets[items[k].last])[0]
+                    # in between (`workflow w` ⏎ `{  // …`): with the item's head, unless after a `}`/`]`
+                    closing = tokens[before][0] is RBRACE or tokens[before][0] is RBRACKET
+                    on_first = line == first_line or (line != last_line and not closing)
+                    result.trailing[items[k].anchor].append(Trailing(offset, note.text, on_first))
                     continue
                 result.after.append(note)
                 continue

@@ -487,7 +487,7 @@ def test_a_bad_call_timeout_in_a_sub_workflow_is_found_from_the_parent_at_its_ow
     write(tmp_path / "middle.wf", "workflow middle {\n  call workflow t\n}\n")
     child = write(tmp_path / "t.wf", BAD_CALL_TIMEOUT)
     write(tmp_path / "agents" / "draft-notes.md", AGENT)
-    says = f"{child}:{CALL_TIMEOUT_SAYS.format(label='{label}in sub-workflow ' + repr('t') + ': ')}"
+    says = f"{child}:" + CALL_TIMEOUT_SAYS.format(label="{label}in sub-workflow 't' of 'parent': ")
     code, out, err = run(capsys, "validate", str(parent))
     assert (code, out) == (0, f"{parent}: ok\n")
     assert says.format(label="warning: ") in err
@@ -500,6 +500,11 @@ def test_a_bad_call_timeout_in_a_sub_workflow_is_found_from_the_parent_at_its_ow
     assert code == 1
     assert says.format(label="") in err
     assert "RunStarted" not in out + err
+    # validating the folder: the child's own warning says it; the callers do not say it again
+    code, out, err = run(capsys, "validate", str(tmp_path))
+    assert code == 0
+    assert err.count("invalid timeout '5 parsecs'") == 1
+    assert f"{child}:{CALL_TIMEOUT_SAYS.format(label='warning: ')}" in err
 
 
 @pytest.mark.parametrize("value", ['"500ms"', '"30s"', '"5m"', '"1h"', '"90"', "90"])

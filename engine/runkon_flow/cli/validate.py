@@ -73,8 +73,10 @@ def _validate_one(
     loaders: dict[Path, _CachingLoader],
     registries: dict[Path, Any],
     workspaces: dict[Path, Any],
+    checked: frozenset[Path] = frozenset(),
 ) -> tuple[list[Problem], list[Problem]]:
-    """Errors and warnings for one parsed workflow."""
+    """Errors and warnings for one parsed workflow; `checked` are the files this command checks itself
+    (a sub-workflow's warning is said with that file's own, not again for each caller)."""
     loader = loaders.setdefault(target.workflow_dir, _CachingLoader(target.workflow_dir))
     if target.workflow_dir not in registries:
         registries[target.workflow_dir] = args.provider_registry(target.workflow_dir)
@@ -84,7 +86,10 @@ def _validate_one(
     errors = list(report.errors)
     warnings = list(report.warning_problems)
     # a call timeout the engine cannot read in a workflow this one calls fails this run too
-    warnings.extend(sub_workflow_notes(wf, loader, CALL_TIMEOUT))
+    found = sub_workflow_notes(wf, loader, CALL_TIMEOUT)
+    warnings.extend(
+        p for p in found if p.location.file is None or Path(p.location.file).resolve() not in checked
+    )
     if args.scripts or args.ready:  # the one script policy (dsl/script_commands.py), as `run` applies it
         scripts = check_script_commands(wf, _working_dir(args, target))
         if args.scripts:
@@ -163,6 +168,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     workspaces: dict[Path, Any] = {}
     failed = False
     documents: list[Any] = []
+    checked = frozenset(target.path.resolve() for target in targets)
     for target in targets:
         source: str | None = None
         try:
@@ -173,7 +179,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             location = SourceLocation(str(target.path), exc.line, exc.column)
             print_line(err, render_diagnostic(location, exc.detail, source))
             continue
-        errors, warnings = _validate_one(target, wf, args, loaders, registries, workspaces)
+        errors, warnings = _validate_one(target, wf, args, loaders, registries, workspaces, checked)
         for problem in errors:
             print_line(
                 err, render_diagnostic(problem.location, problem.text(), _source(problem, target, source))

@@ -176,8 +176,8 @@ def validate_workflow(
 
 def sub_workflow_notes(wf: WorkflowDef, loader: Any, code: str) -> list[Problem]:
     """The parser's `code` notes (`parser.CALL_TIMEOUT`, …) in the workflows `wf` runs as sub-workflows,
-    each at its own file:line:col and said as in that file with `in sub-workflow '<name>': ` before it:
-    a run of `wf` reaches those steps too, so checking `wf` alone must not miss them."""
+    each at its own file:line:col, said as in that file after `in sub-workflow '<name>' of '<wf>': `: a
+    run of `wf` reaches those steps too, so checking `wf` alone must not miss them."""
     problems: list[Problem] = []
     for child in called_workflows(wf, loader):
         paths = node_paths(child)
@@ -185,7 +185,7 @@ def sub_workflow_notes(wf: WorkflowDef, loader: Any, code: str) -> list[Problem]
             if note.code != code:
                 continue
             where = SourceLocation(child.source_path or None, note.line, note.column)
-            message = f"in sub-workflow '{child.name}': {note.message}"
+            message = f"in sub-workflow '{child.name}' of '{wf.name}': {note.message}"
             problems.append(Problem(message, note.hint, where, paths.get(id(note.node))))
     return problems
 

@@ -120,6 +120,22 @@ def test_crlf_files_are_normalised(tmp_path: Path, capsys: pytest.CaptureFixture
     assert path.read_bytes() == CANONICAL.encode()
 
 
+def test_a_second_workflow_after_the_first_is_not_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Code after the workflow's closing `}` is ignored by the language (a warning); `fmt` deleted it —
+    a second workflow pasted into the file was gone. It now leaves the file alone and says where."""
+    text = "workflow a {\n  call x\n}\n\nworkflow b {\n  call y\n}\n"
+    path = write(tmp_path / "two.wf", text)
+    code, out, err = run(capsys, "fmt", str(path))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"{path}:5:1: cannot format text after the closing `}}` of workflow `a`")
+    assert path.read_text() == text
+    path.write_text("workflow a {\ncall x }\n// only a comment after it\n")
+    assert run(capsys, "fmt", str(path))[0] == 0
+    assert path.read_text() == "workflow a {\n  call x\n}\n// only a comment after it\n"
+
+
 def test_fmt_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "fmt", str(tmp_path / "missing.wf"))
     assert (code, out) == (2, "")

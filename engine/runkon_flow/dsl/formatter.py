@@ -424,6 +424,15 @@ class _Formatter:
 
     def workflow(self) -> str:
         wf = self.wf
+        if self.notes.ignored_code is not None:
+            line, column = self.notes.ignored_code
+            raise UnformattableError(
+                f"cannot format text after the closing `}}` of workflow `{wf.name}`: the language ignores "
+                "it and formatting would delete it (if it is another workflow, move it to a file of its own)",
+                file=wf.source_path or None,
+                line=line,
+                column=column,
+            )
         self.lead(0, _WF)
         header = len(self.lines)
         self.emit(0, f"workflow {self.name(wf.name, 'workflow name', wf)} {{")
@@ -805,8 +814,9 @@ def format_workflow(wf: WorkflowDef, comments: AttachedComments | None = None) -
 def format_source(text: str, source_path: str = "") -> str:
     """Reformat `.wf` source text, keeping its comments (what `runkon-flow fmt` wants).
 
-    Raises `WfLexError`/`WfParseError` if the text does not parse, `UnformattableError` never for parsed
-    text (everything the parser produces can be written back).
+    Raises `WfLexError`/`WfParseError` if the text does not parse, and `UnformattableError` for parsed
+    text only when code follows the workflow's closing `}` (ignored when parsed; formatting would delete
+    it). Everything else the parser produces can be written back.
     """
     wf, comments = parse_with_comments(text, source_path)
     return format_workflow(wf, comments)

@@ -68,6 +68,9 @@ class AttachedComments:
     entry_keys: dict[Anchor, set[int | str]] = field(default_factory=lambda: defaultdict(set))
     after: list[Note] = field(default_factory=list)
     total: int = 0
+    # (line, column) of code after the workflow's closing `}`: the language ignores it (a warning), and
+    # the formatter refuses the file rather than delete it (it may be a second workflow)
+    ignored_code: tuple[int, int] | None = None
 
 
 class _Item(NamedTuple):
@@ -93,9 +96,12 @@ class LayoutRecorder:
     def attach(self, text: str, tokens: list[RawToken]) -> AttachedComments:
         found = comments(text)
         result = AttachedComments(total=len(found))
+        lines = LineIndex(text)
+        end = max((item.last for item in self.items if item.anchor == ("wf",)), default=len(tokens) - 2)
+        if end + 2 < len(tokens):  # the last token is EOF
+            result.ignored_code = lines.position(tokens[end + 1][2])
         if not found:
             return result
-        lines = LineIndex(text)
         offsets = [tok[2] for tok in tokens]
         items = self.items
         placed: list[tuple[int, int, bool, int]] = []  # offset, previous token, own line, line

@@ -136,6 +136,22 @@ def test_a_second_workflow_after_the_first_is_not_deleted(
     assert path.read_text() == "workflow a {\n  call x\n}\n// only a comment after it\n"
 
 
+def test_an_option_key_the_language_ignores_is_not_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo (`retires`) is an unknown key, which the language ignores (validate warns); `fmt` deleted
+    the line, and with it the only sign of the mistake. It now leaves the file alone and says why."""
+    text = "workflow a {\n  call x { retires = 3 }\n  if x.ok { frob = 1 call y }\n}\n"
+    path = write(tmp_path / "typo.wf", text)
+    code, out, err = run(capsys, "fmt", str(path))
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        f"{path}:2:12: cannot format: `retires` is not an option of `call x`; it is ignored (did you mean "
+        "`retries`?), and formatting would delete it — correct or remove it first (1 more such key below)"
+    )
+    assert path.read_text() == text
+
+
 def test_fmt_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "fmt", str(tmp_path / "missing.wf"))
     assert (code, out) == (2, "")

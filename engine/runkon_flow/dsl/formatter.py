@@ -127,6 +127,9 @@ class _Formatter:
         self.wf = wf
         self.lines: list[str] = []
         self.notes = comments or AttachedComments()
+        # formatting source text (comments given): refuse to delete what the user wrote but the language
+        # ignores (an unknown option key, a typo of a real one); an AST alone just has no such keys
+        self.refuse_loss = comments is not None
 
     # ---- errors and checked pieces
 
@@ -424,6 +427,22 @@ class _Formatter:
 
     def workflow(self) -> str:
         wf = self.wf
+        ignored = [note for note in wf.notes if note.code == "unknown-option"] if self.refuse_loss else []
+        if ignored:
+            note = ignored[0]
+            more = (
+                f" ({len(ignored) - 1} more such key{'s' if len(ignored) > 2 else ''} below)"
+                if len(ignored) > 1
+                else ""
+            )
+            hint = f" ({note.hint})" if note.hint else ""
+            raise UnformattableError(
+                f"cannot format: {note.message}{hint}, and formatting would delete it — correct or remove it "
+                f"first{more}",
+                file=wf.source_path or None,
+                line=note.line,
+                column=note.column,
+            )
         if self.notes.ignored_code is not None:
             line, column = self.notes.ignored_code
             raise UnformattableError(
@@ -815,8 +834,9 @@ def format_source(text: str, source_path: str = "") -> str:
     """Reformat `.wf` source text, keeping its comments (what `runkon-flow fmt` wants).
 
     Raises `WfLexError`/`WfParseError` if the text does not parse, and `UnformattableError` for parsed
-    text only when code follows the workflow's closing `}` (ignored when parsed; formatting would delete
-    it). Everything else the parser produces can be written back.
+    text only when it holds code the language ignores — an option key a construct does not read (a typo
+    such as `retires`), code after the workflow's closing `}` — which formatting would delete.
+    Everything else the parser produces can be written back.
     """
     wf, comments = parse_with_comments(text, source_path)
     return format_workflow(wf, comments)

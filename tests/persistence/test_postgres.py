@@ -659,3 +659,45 @@ def test_a_fenced_write_does_not_deadlock_with_a_resumes_end(store, dsn, write: 
     assert store.get_fan_out_items(step_id)[0].status is FanOutItemStatus.RUNNING
     assert store.read_events(run.id) == []
     assert store.get_run(child.id).status is RunStatus.CANCELLED  # the resume's end of it, not the stale one
+
+
+def test_a_workers_fenced_append_does_not_deadlock_with_the_parents_lease_refresh(store, dsn) -> None:
+    """A remote worker appends to the top run's stream fenced by its generation (the run's row
+    read FOR SHARE); the engine that owns the run commits, in one group commit, its own append
+    (the stream's advisory lock) and then its lease refresh (an UPDATE of that row). A batch takes
+    the streams' locks before the runs' rows, so the worker waits for the stream holding nothing
+    the refresh needs (before: it held the row FOR SHARE while it waited for the stream, the
+    refresh waited for the row — a deadlock; the parent's refresh aborted, and a failed refresh
+    stops the run as LeaseLost)."""
+    import psycopg
+    from runkon_flow.persistence import NewEvent
+
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "owner", 60)
+    event = NewEvent(ts=1.0, event_run_id=run.id, kind="EngineLog", payload="{}")
+    with psycopg.connect(dsn) as parent, psycopg.connect(dsn, autocommit=True) as look:
+        parent.execute("SET deadlock_timeout = '10ms'")  # it is the one to notice a deadlock
+        parent.execute("SELECT pg_advisory_xact_lock(hashtext('runkon events'), hashtext(%s))", (run.id,))
+        written: list[bool] = []
+
+        def worker_commit() -> None:  # the append commits with the worker's queued rows
+            store.append_events(run.id, [event], durable=False)  # queued earlier, unfenced
+            written.append(store.append_events(run.id, [event], generation=1))
+
+        worker = threading.Thread(target=worker_commit)
+        worker.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        deadline = time.monotonic() + 10
+        while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)  # until the worker's append waits for the stream
+        parent.execute(
+            "UPDATE workflow_runs SET lease_until = lease_until + interval '1 second' "
+            "WHERE id = %s AND owner_token = 'owner'",
+            (run.id,),
+        )  # before: DeadlockDetected
+        parent.commit()
+        worker.join()
+    assert written == [True]
+    assert [e.kind for e in store.read_events(run.id)] == ["EngineLog", "EngineLog"]

@@ -244,6 +244,8 @@ _ITEM_ROWS = (
 _FENCE_HOLDS = " AND EXISTS (SELECT 1 FROM workflow_runs WHERE id = %s AND owner_token = %s FOR SHARE)"
 _RUN_GENERATION = "SELECT generation FROM workflow_runs WHERE id = %s FOR SHARE"
 _RUNS_LOCK = "SELECT 1 FROM workflow_runs WHERE id = ANY(%s) ORDER BY id FOR SHARE"
+# A run's event stream: its writers (on any machine) take it for the append's transaction.
+_STREAM_LOCK = "SELECT pg_advisory_xact_lock(hashtext('runkon events'), hashtext(%s))"
 _RUN_OWNERS = "SELECT id, owner_token FROM workflow_runs WHERE id = ANY(%s) ORDER BY id FOR SHARE"
 
 
@@ -279,6 +281,7 @@ class _Write:
         "result",
         "single",
         "sql",
+        "stream",
         "wake",
     )
 
@@ -290,6 +293,7 @@ class _Write:
         self.params = params
         self.parts: list[_ItemPart] | None = None  # fan-out item batches sent as one statement
         self.fenced_by: str | None = None  # a run whose row it reads FOR SHARE (`_fenced_runs`)
+        self.stream: str | None = None  # the event stream it appends to (`_STREAM_LOCK`)
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -409,15 +413,17 @@ class PostgresStore(Leadership):
         sql: str | None = None,
         params: Any = None,
         fenced_by: str | None = None,
+        stream: str | None = None,
     ) -> Any:
         """Queue a write; unless `durable` is False, return its result once committed.
 
         The SQLite store's group commit (leader and followers), history queue and folding
         (docs/persistence.md), with queued plain statements of the same SQL sent together by
         `executemany`. `fenced_by`: a run whose row the write reads `FOR SHARE` (a fence), locked
-        at the start of its batch (`_fenced_runs`)."""
+        at the start of its batch (`_fenced_runs`); `stream`: the event stream it appends to,
+        whose lock its batch takes before that."""
         op = _Write(fn, single, not durable, sql, params)
-        op.fenced_by = fenced_by
+        op.fenced_by, op.stream = fenced_by, stream
         wake = None
         with self._queue_lock:
             if durable:
@@ -520,6 +526,13 @@ class PostgresStore(Leadership):
                     cur.execute("BEGIN")
                     if not synchronous:  # only rebuildable rows: no need to wait for the WAL flush
                         cur.execute("SET LOCAL synchronous_commit TO off")
+                    # Locks in one order, whoever commits: the event streams the batch appends
+                    # to, then the runs fencing its writes, then the rest. A worker's fenced
+                    # append holding the top run's row FOR SHARE while it waited for the stream
+                    # deadlocked with the owning engine's commit of its own append and then its
+                    # lease refresh (an UPDATE of that row).
+                    for stream in sorted({op.stream for op in batch if op.stream is not None}):
+                        cur.execute(_STREAM_LOCK, (stream,))
                     fenced = _fenced_runs(batch)
                     if fenced:
                         # The runs fencing item writes are locked first, before any other row of
@@ -1343,7 +1356,7 @@ class PostgresStore(Leadership):
         )
 
         def append(cur: Any) -> bool:
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext('runkon events'), hashtext(%s))", (run_id,))
+            cur.execute(_STREAM_LOCK, (run_id,))
             if generation is None:
                 if cur.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
                     raise PersistenceError(f"run {run_id} not found")
@@ -1361,7 +1374,9 @@ class PostgresStore(Leadership):
             return True
 
         fenced_by = run_id if generation is not None else None
-        written = self._write(append, single=False, durable=durable, needs="r:" + run_id, fenced_by=fenced_by)
+        written = self._write(
+            append, single=False, durable=durable, needs="r:" + run_id, fenced_by=fenced_by, stream=run_id
+        )
         return written is not False
 
     @_translated

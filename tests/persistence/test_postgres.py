@@ -701,3 +701,34 @@ def test_a_workers_fenced_append_does_not_deadlock_with_the_parents_lease_refres
         worker.join()
     assert written == [True]
     assert [e.kind for e in store.read_events(run.id)] == ["EngineLog", "EngineLog"]
+
+
+def test_a_group_commit_chosen_as_a_deadlocks_victim_runs_its_writes_one_by_one(store, dsn) -> None:
+    """A group commit that PostgreSQL aborts to break a deadlock (another transaction locked its
+    rows in the other order) committed nothing, and its connection is fine: its writes run one by
+    one, as after any failed batch (before: DeadlockDetected is an OperationalError, taken for a
+    lost connection — every write of the batch failed, the write-behind ones dropped: here both
+    runs' ends; a durable one, a lease refresh, stops its run)."""
+    import psycopg
+
+    first = store.create_leased_run(NewRun(workflow_name="a"), "t", 60)
+    second = store.create_leased_run(NewRun(workflow_name="b"), "t", 60)
+    store.finish_run(first.id, RunStatus.COMPLETED, None, None, "t", durable=False)  # queued
+    store.finish_run(second.id, RunStatus.COMPLETED, None, None, "t", durable=False)
+    with psycopg.connect(dsn) as other, psycopg.connect(dsn, autocommit=True) as look:
+        other.execute("SET deadlock_timeout = '10s'")  # the store's commit is the one to notice it
+        other.execute("UPDATE workflow_runs SET trigger = 'x' WHERE id = %s", (second.id,))
+        flush = threading.Thread(target=store.flush)  # locks the first run, then waits for the second
+        flush.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        deadline = time.monotonic() + 10
+        while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        other.execute("UPDATE workflow_runs SET trigger = 'x' WHERE id = %s", (first.id,))  # the cycle
+        other.commit()
+        flush.join()
+    assert store.get_run(first.id).status is RunStatus.COMPLETED
+    assert store.get_run(second.id).status is RunStatus.COMPLETED

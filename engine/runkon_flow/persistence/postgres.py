@@ -541,6 +541,14 @@ class PostgresStore(Leadership):
                         cur.execute(_RUNS_LOCK, (fenced,))
                     results = self._run_ops(cur, batch, self.where)
                     cur.execute("COMMIT")
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            # Chosen to break a deadlock: nothing was committed and the connection is fine — the
+            # writes run one by one, as after any failed batch. (An OperationalError too, taken
+            # before for a lost connection: every write of the batch failed.)
+            _rollback(cur)
+            for op in batch:
+                self._run_alone(op)
+            return
         except psycopg.OperationalError as exc:  # the connection is gone: nothing was committed
             _rollback(cur)
             for op in batch:

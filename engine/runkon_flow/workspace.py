@@ -249,11 +249,6 @@ class ResumeSource(enum.Enum):
     RETRY = "retry"  # a retry of the stored definition cut short: that definition
     STORED = "stored"  # the file is gone or does not load: the definition stored with the run
 
-    @property
-    def stored(self) -> bool:
-        """Whether the run's own (stored) definition is what runs."""
-        return self in (ResumeSource.RERUN, ResumeSource.RETRY, ResumeSource.STORED)
-
 
 @dataclass(frozen=True)
 class ResumePlan:

@@ -464,6 +464,32 @@ def test_a_child_ended_from_outside_does_not_stop_a_parent_whose_lease_is_still_
         close_store(store)
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_called_child_ended_from_outside_fails_its_step_in_a_parent_still_its_own(
+    tmp_path: Path, kind: str
+) -> None:
+    # A called child's end is durable: refused, the child stops as LeaseLost. Its parent, whose
+    # lease nobody took, counts the child failed and ends (before: it took the child's LeaseLost
+    # for its own and stopped, its row left `running` with no owner).
+    clock = FakeClock()
+    store = make_store(kind, tmp_path, clock)
+    try:
+        wf = parse_workflow("workflow parent { call workflow child call after }")
+        parent_id = store.create_run(NewRun(workflow_name="parent")).id
+        h = Harness(_ChildCancelledWhilePaused(store, clock, parent_id), tmp_path)
+        h.add_workflow("workflow child { call work }")
+        config = WorkflowExecConfig(poll_interval=0.05, lease_ttl_secs=30)
+        h.run(wf, run_id=parent_id, exec_config=config)  # no EngineCancelled: the parent was not taken
+        parent = store.get_run(parent_id)
+        assert (parent.status, parent.owner_token) == (RunStatus.FAILED, None)
+        (child,) = store.list_runs(parent_run_id=parent_id)
+        assert (child.status, child.error) == ("cancelled", "cancelled by a user")
+        (row,) = [s for s in store.get_steps(parent_id) if s.step_name == "workflow:child"]
+        assert row.status == "failed" and "ended from outside" in (row.result_text or row.error or "")
+    finally:
+        close_store(store)
+
+
 class _CancelledJustBeforeItRuns:
     """A store on which another process requests a cancel of the run the moment before the
     engine records it `running` — after the engine looked for a cancel."""

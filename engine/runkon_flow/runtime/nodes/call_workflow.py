@@ -16,13 +16,13 @@ are emitted for every attempt.
 
 from __future__ import annotations
 
-from runkon_flow.cancellation import EngineCancelled
+from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.dsl.ast import MAX_WORKFLOW_DEPTH, CallWorkflowNode
 from runkon_flow.dsl.templating import substitute_variables_keep_literal
 from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of
-from runkon_flow.runtime.lease import hold_lease
+from runkon_flow.runtime.lease import abort, hold_lease, renew_lease
 from runkon_flow.runtime.resume import parse_markers, restore_step
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 from runkon_flow.runtime.steps import (
@@ -183,6 +183,8 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
         child_id = result.workflow_run_id if result is not None else None
         if result is not None:
             st.children_touched.add(result.workflow_run_id)
+        if _ended_from_outside(st, error):
+            error = WorkflowError("its run was ended from outside while this engine stood still")
         if result is not None and result.all_succeeded:
             _record_child_success(st, node, step, iteration, result)
             return
@@ -216,6 +218,21 @@ def _resumable_child(st: ExecutionState, key: str, iteration: int, path: str) ->
     return None
 
 
+def _ended_from_outside(st: ExecutionState, error: BaseException | None) -> bool:
+    """Whether the child stopped as `LeaseLost` (its end was refused: another engine or a user
+    ended it while this process stood still) while this run's own lease is still its own — then
+    the child counts as failed and this run goes on, as when a child is cancelled from outside
+    while the engine runs. A run whose own lease is gone too stops with `LeaseLost` (False)."""
+    if not isinstance(error, EngineCancelled) or st.cancellation.is_cancelled():
+        return False
+    if error.reason is None or error.reason.kind != "LeaseLost":
+        return False
+    if renew_lease(st):
+        return True
+    abort(st, CancellationReason.of("LeaseLost"))
+    return False
+
+
 def _try_resume_child(
     st: ExecutionState, node: CallWorkflowNode, iteration: int, position: int, path: str
 ) -> tuple[str, str]:
@@ -242,6 +259,10 @@ def _try_resume_child(
     try:
         result = runner.resume_child(prior.id, st.model, st.child_workflow_context())
     except EngineCancelled as exc:
+        if _ended_from_outside(st, exc):
+            return "failed", step.failed(
+                f"Sub-workflow '{name}' resume error: its run was ended from outside", prior.id
+            )
         step.cancelled(f"Sub-workflow '{name}' cancelled", exc, prior.id)
         raise
     except Exception as exc:

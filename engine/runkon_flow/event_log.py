@@ -175,6 +175,7 @@ class StoredEventWriter:
         self._generation: int | None = None
         self._on_refused: Callable[[], object] | None = None
         self._refused = 0  # event lines not stored because the run was taken over
+        self._lost_at: int | None = None  # the generation a batch was refused at (never comes back)
         self._thread = threading.Thread(target=self._loop, name=f"events-{run_id[-6:]}", daemon=True)
         self._thread.start()
 
@@ -238,8 +239,13 @@ class StoredEventWriter:
         lines = self._lines([queue.popleft() for _ in range(len(queue))])
         if not lines:
             return
+        generation = self._generation
+        if generation is not None and generation == self._lost_at:
+            # Refused before: a run's generation only moves on, so every later batch would be
+            # refused too — dropped here without a store call (nor the store's warning) each.
+            self._refused += len(lines)
+            return
         try:
-            generation = self._generation
             if generation is None:
                 self.store.append_events(self.run_id, pack_lines(lines))
                 return
@@ -249,6 +255,7 @@ class StoredEventWriter:
             log.warning("run %s: %d events could not be stored: %s", self.run_id, len(lines), exc)
             return
         # Refused: another engine took the run over and goes on with this stream.
+        self._lost_at = generation
         if not self._refused:
             log.warning(
                 "run %s: lease lost; %d events of this engine not stored (another engine took the run over)",

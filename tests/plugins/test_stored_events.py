@@ -261,3 +261,26 @@ def test_an_envelope_read_back_is_the_envelope_the_engine_emitted_in_every_way()
     assert read.model_fields_set == emitted.model_fields_set
     assert pickle.loads(pickle.dumps(read)) == emitted and copy.deepcopy(read) == emitted
     assert read.model_copy(update={"run_id": "other"}).run_id == "other"
+
+
+def test_once_a_batch_is_refused_later_batches_are_dropped_without_asking_the_store(store) -> None:
+    # A run's generation only moves on: after one refused append every later one would be refused
+    # too, each a store round trip and a store warning (the writer's own warning is said once).
+    run_id = store.create_run(NewRun(workflow_name="w")).id
+    assert store.acquire_lease(run_id, "other", 60) == 1
+    calls: list[int | None] = []
+    refused: list[bool] = []
+
+    class Counting:
+        def append_events(self, run: str, events, *, durable: bool = True, generation: int | None = None):
+            calls.append(generation)
+            return store.append_events(run, events, durable=durable, generation=generation)
+
+    writer = StoredEventWriter(Counting(), run_id, interval=60)  # type: ignore[arg-type]
+    writer.lease_taken(run_id, 0, lambda: refused.append(True))  # taken at 0: another holds 1 now
+    for line in ("a", "b"):
+        writer.emit(EngineEventData.now(run_id, StepOutput(step_id="s", step_name="s", line=line)))
+        writer.flush()
+    writer.close()
+    assert calls == [0] and refused == [True]
+    assert store.read_events(run_id) == []

@@ -12,6 +12,7 @@ import select
 import shutil
 import stat
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,15 @@ def terminal_width() -> int | None:
     """The terminal's width when stdout is one (a table may drop a column to fit); None when
     piped: scripts and files get every column."""
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def fitted(line: str, width: int | None, indent: str = "    ") -> list[str]:
+    """`line` wrapped at words (not at hyphens) to a terminal's `width`, the lines after the first
+    led by `indent`: a terminal breaks a line one column over its width wherever that falls.
+    Piped (`width` None) or narrow enough: as it is. `show` and `gates` fit prompts with it."""
+    if width is None or len(line) <= width:
+        return [line]
+    return textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [line]
 
 
 def print_err(text: str) -> None:

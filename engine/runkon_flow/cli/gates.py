@@ -9,12 +9,19 @@ import getpass
 import json
 import os
 import shlex
-import textwrap
 import time
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals, WaitingGate
-from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, StdoutGuard, UsageError, print_err, terminal_width
+from runkon_flow.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    StdoutGuard,
+    UsageError,
+    fitted,
+    print_err,
+    terminal_width,
+)
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
@@ -252,7 +259,8 @@ def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:
     return [
         wrapped
         for piece in (*prompt.splitlines(), tail)
-        for wrapped in textwrap.wrap(piece, width, initial_indent="    ", subsequent_indent="    ")
+        if piece.strip()
+        for wrapped in fitted(f"    {piece}", width)
     ]
 
 

@@ -11,7 +11,6 @@ to decide to resume it.
 from __future__ import annotations
 
 import json
-import textwrap
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals
+from runkon_flow.cli.common import fitted
 from runkon_flow.cli.hints import Hints
 from runkon_flow.humanize import display_line, error_headline, format_duration, gate_decision, readable_error
 from runkon_flow.observe import liveness
@@ -534,7 +534,7 @@ def show_lines(
         for gate in gates.values():
             where = f" (in child run {gate.run_id})" if gate.run_id != run.id else ""
             lines.extend(
-                _fitted(f"  {gate.gate_name}{where}" + (f": {gate.prompt}" if gate.prompt else ""), width)
+                fitted(f"  {gate.gate_name}{where}" + (f": {gate.prompt}" if gate.prompt else ""), width)
             )
             select = ""
             if gate.options:
@@ -543,7 +543,7 @@ def show_lines(
                         f"{o.value} ({o.label})" if o.label and o.label != o.value else o.value
                         for o in gate.options
                     )
-                    lines.extend(_fitted("    options: " + ", ".join(labelled), width))
+                    lines.extend(fitted("    options: " + ", ".join(labelled), width))
                 select = f"--select {'|'.join(o.value for o in gate.options)} "
             for verb, optional in (("approve", f"{select}--note TEXT"), ("reject", "--note TEXT")):
                 command = hints.command(verb, gate.run_id, gate.gate_name)
@@ -553,11 +553,3 @@ def show_lines(
                 else:  # the command whole on a line of its own, never broken by the terminal mid-way
                     lines += [f"    {verb} (optional: {optional}):", f"      {command}"]
     return lines
-
-
-def _fitted(line: str, width: int | None) -> list[str]:
-    """`line` wrapped at words to a terminal's `width`, the rest indented under it (a gate's prompt
-    ran one character over 80 columns and the terminal broke it there); piped: as it is."""
-    if width is None or len(line) <= width:
-        return [line]
-    return textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False) or [line]

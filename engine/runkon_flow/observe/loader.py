@@ -15,8 +15,8 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from runkon_flow.event_log import READ_ROWS, top_level_run, unpack
-from runkon_flow.events import EngineEventData, GateResolved
+from runkon_flow.event_log import READ_ROWS, envelope_of, top_level_run, unpack
+from runkon_flow.events import EngineEventData, FanOutItemCompleted, GateResolved
 from runkon_flow.humanize import gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.counts import row_key
@@ -185,13 +185,11 @@ def fill_unrun_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
         for row in (event for packed in rows for event in unpack(packed)):
             if row.kind != "FanOutItemCompleted" or fan.step_id not in row.payload:
                 continue
-            try:
-                event = json.loads(row.payload)
-            except ValueError:
-                continue
-            idx = missing.get(event.get("item_id")) if event.get("step_id") == fan.step_id else None
+            data = envelope_of(row)
+            event: FanOutItemCompleted | None = data.event if data is not None else None  # type: ignore[assignment]
+            idx = missing.get(event.item_id) if event is not None and event.step_id == fan.step_id else None
             if idx is not None:
-                found[idx] = readable_error(event.get("error"))
+                found[idx] = readable_error(event.error)  # type: ignore[union-attr]
     for idx, error in found.items():
         if error:
             fan.errors[idx] = error

@@ -19,7 +19,6 @@ has no step of its own to show; `label` is its place as people read it: `prep`,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -41,6 +40,8 @@ FAILED_STATUSES = frozenset({"failed", "timed_out"})
 _CONTAINERS = frozenset({StepRole.FOREACH.value, StepRole.WORKFLOW.value})
 _MAX_DEPTH = 8
 _NO_CHILD = (None, "", "dispatching")
+#: The stored events the walk reads: output, `lines not stored` notes, and items' ends.
+_READ = frozenset({"StepOutput", "EngineLog", "FanOutItemCompleted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,31 +140,22 @@ def _stored_lines(store: WorkflowPersistence, stream_id: str) -> _Stored:
         stored.seen = True
         after = rows[-1].seq
         for row in (event for packed in rows for event in unpack(packed)):
-            if row.kind == "FanOutItemCompleted":
-                if '"error"' in row.payload:  # only a failed or cancelled item's end says one
-                    _note_item_error(stored.item_errors, row.payload)
-                continue
-            if row.kind not in ("StepOutput", "EngineLog"):
-                continue
+            kind = row.kind
+            if kind not in _READ or (kind == "FanOutItemCompleted" and '"error"' not in row.payload):
+                continue  # only a failed or cancelled item's end says an error
             data = envelope_of(row)
             if data is None:
                 continue
             event = data.event
-            if row.kind == "StepOutput":
+            if kind == "StepOutput":
                 lines.setdefault(event.step_id, []).append(OutputLine(event.stream, event.line))  # type: ignore[union-attr]
+            elif kind == "FanOutItemCompleted":
+                if event.step_id is not None and event.error is not None:  # type: ignore[union-attr]
+                    # An item's last end wins.
+                    stored.item_errors[(event.step_id, event.item_id)] = event.error  # type: ignore[union-attr]
             elif is_cut_note(event):  # type: ignore[arg-type]
                 key = event.step_id or (row.event_run_id, event.step_name)  # type: ignore[union-attr]
                 notes.setdefault(key, []).append(event.message)  # type: ignore[union-attr]
-
-
-def _note_item_error(errors: dict[tuple[str, str], str], payload: str) -> None:
-    try:
-        event = json.loads(payload)
-    except ValueError:
-        return
-    step_id, item_id, error = event.get("step_id"), event.get("item_id"), event.get("error")
-    if isinstance(step_id, str) and isinstance(item_id, str) and isinstance(error, str):
-        errors[(step_id, item_id)] = error  # the item's last end wins
 
 
 def _error_text(row: WorkflowRunStep) -> str | None:

@@ -51,6 +51,8 @@ from runkon_tui.status import TERMINAL, short_id
 if TYPE_CHECKING:  # the engine is imported once it is built (`DeferredHost`), not to start
     from runkon_flow.workspace import ResumeSource
 
+#: A `Notice`'s severity (Textual's) as the engine log's level.
+_LOG_LEVEL = {"error": "error", "warning": "warning"}
 DRAIN_LIMIT = 50_000  # events folded per tick at most; the rest waits one tick
 QUIT_WAIT_S = 10.0
 RESUMABLE = ("failed", "cancelled", "crashed", "needs_resume", "interrupted")
@@ -63,7 +65,9 @@ ENDED_BADLY = ("failed", "crashed", "cancelled", "cancelling")
 
 @dataclass
 class Notice:
-    """Something to tell the user (a toast); `log_error` also writes it to the errors log."""
+    """Something to tell the user (a toast); `log_error` also writes it to the engine log at its
+    severity — an error to the errors log too (a warning, such as a store out of reach for a
+    while, is not one of the run's errors: the errors count would keep it once it is over)."""
 
     text: str
     severity: str = "information"
@@ -1117,7 +1121,7 @@ class RunSession:
         def problem(text: str | None) -> None:
             # The store out of reach (a PostgreSQL restart): said once, and once when it is back.
             if text is None:
-                post(Notice(f"reading run {short_id(run_id)} from the store again", log_error=False))
+                post(Notice(f"reading run {short_id(run_id)} from the store again", log_error=True))
             else:
                 post(Notice(text, "warning", log_error=True, title="Run store"))
 
@@ -1206,7 +1210,7 @@ class RunSession:
             return Notice(report.text, "error", title="Run not started", timeout=12)
         if isinstance(report, Notice):
             if report.log_error:
-                self.view.note(report.text, "error")
+                self.view.note(report.text, _LOG_LEVEL.get(report.severity, "info"))
             return report
         if isinstance(report, OursRead):
             return self._ours_read(report)

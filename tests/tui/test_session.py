@@ -413,3 +413,21 @@ def test_a_run_kept_in_memory_cannot_be_left_running(folder: Path) -> None:
     h = make_session(folder)
     assert h.session.why_no_hand_over() == "its runs are kept in memory, which no other process can read"
     assert h.session.hand_over_and_leave() is False  # no run active: the app just leaves
+
+
+def test_a_store_outage_notice_is_in_the_engine_log_not_counted_among_the_errors(folder: Path) -> None:
+    # A followed run's store out of reach for a while (a PostgreSQL restart) is a warning: an
+    # errors count still saying it once the store is back would point at nothing to mend.
+    h = make_session(folder)
+    view = h.session.view
+    h.session.handle(
+        Notice("cannot read run 01ABC from the store, trying again: …", "warning", log_error=True)
+    )
+    h.session.handle(Notice("reading run 01ABC from the store again", log_error=True))
+    h.session.handle(Notice("cancel failed: gone", "error", log_error=True))
+    assert [(line.text[:14], line.level) for line in view.engine_log.lines] == [
+        ("cannot read ru", "warning"),
+        ("reading run 01", "info"),
+        ("cancel failed:", "error"),
+    ]
+    assert [line.text for line in view.error_log.lines] == ["cancel failed: gone"]

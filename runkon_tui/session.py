@@ -1176,7 +1176,8 @@ class RunSession:
         if isinstance(report, Checked):
             return None
         if isinstance(report, ResumeKnown):
-            self._resume_known = (report.key, report.source)
+            if self.resume_answered(report):  # an earlier question's answer, come last, is dropped
+                self._resume_known = (report.key, report.source)
             return None
         if isinstance(report, WorkflowsChecked):
             # An outdated check's findings are dropped: they change nothing on screen.

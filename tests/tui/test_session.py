@@ -431,3 +431,34 @@ def test_a_store_outage_notice_is_in_the_engine_log_not_counted_among_the_errors
         ("cancel failed:", "error"),
     ]
     assert [line.text for line in view.error_log.lines] == ["cancel failed: gone"]
+
+
+def test_an_outdated_answer_of_what_a_resume_runs_does_not_hide_the_current_one(folder: Path) -> None:
+    """The tree's note asks the host what `r` resumes with, again after each edit of the files;
+    an answer to an earlier question that comes last must not take the current answer's place
+    (the question is not asked again, and the note would never say it)."""
+    from runkon_flow.workspace import ResumeSource
+
+    from runkon_tui.session import ResumeKnown
+
+    wf = folder / "fixable.wf"
+    wf.write_text('workflow fixable {\n  script check { run = "exit 3" }\n}\n')
+    h = make_session(folder)
+    s = h.session
+    start(h, "fixable")
+    h.pump(h.run_ended, "the run to fail")
+    assert s.resume_source() is None  # asked; the answer comes on a worker
+    s.catalog_changed()  # the file was saved: asked again
+    assert s.resume_source() is None
+    answers: list[ResumeKnown] = []
+    while len(answers) < 2:  # kept back, to be handed in the order that shows the fault
+        report = h.driver.reports.get(timeout=WAIT_S)
+        if isinstance(report, ResumeKnown):
+            answers.append(report)
+        else:
+            s.handle(report)
+    first, current = sorted(answers, key=lambda r: s.resume_answered(r))
+    assert not s.resume_answered(first) and s.resume_answered(current)
+    s.handle(current)
+    s.handle(first)  # the earlier question's answer, last
+    assert s.resume_source() is ResumeSource.FILE

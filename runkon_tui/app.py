@@ -336,7 +336,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if self._shutting_down():
             return
         if deferred.problem:
-            self._open_problem(("startup", deferred.problem), deferred.problem, "error", title="")
+            self._open_startup_problems([deferred.problem])
         if deferred.note:
             self.store_note = deferred.note
             self.view.note(f"⚠ {deferred.note}", "warning")  # also in the engine log, whole

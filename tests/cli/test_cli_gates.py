@@ -168,6 +168,55 @@ def test_on_an_80_column_terminal_show_fits_the_waiting_gate_and_keeps_its_comma
         run.close()
 
 
+MULTI_LINE_PROMPT = """workflow release {
+  gate human_approval {
+    prompt  = "Deploy 2.4.0 to staging?
+             The plan is in the log of plan-deploy."
+  }
+}
+"""
+
+
+def test_on_a_terminal_a_prompt_that_spans_lines_keeps_its_breaks_indented_in_show_and_gates(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt may span lines (raw newlines are kept): its second line went out at column 0,
+    or, in `show` on a terminal too narrow for it, was joined to the first."""
+    from runkon_flow.cli import gates, history
+
+    write(home / "wf" / "release.wf", MULTI_LINE_PROMPT)
+    run = GateRun(home, "release")
+    try:
+        for width, expected in (
+            (
+                80,
+                ["  human_approval: Deploy 2.4.0 to staging?", "    The plan is in the log of plan-deploy."],
+            ),
+            (
+                36,
+                [
+                    "  human_approval: Deploy 2.4.0 to",
+                    "    staging?",
+                    "    The plan is in the log of",
+                    "    plan-deploy.",
+                ],
+            ),
+        ):
+            monkeypatch.setattr(history, "terminal_width", lambda width=width: width)
+            shown = cli(capsys, "show", run.run_id)[1].splitlines()
+            at = shown.index("waiting gates")
+            assert shown[at + 1 : at + 1 + len(expected)] == expected, (width, shown)
+        monkeypatch.setattr(gates, "terminal_width", lambda: 80)
+        listed = cli(capsys, "gates")[1].splitlines()
+        at = listed.index("    Deploy 2.4.0 to staging?")
+        assert listed[at + 1] == "    The plan is in the log of plan-deploy."
+        code, _, err = cli(capsys, "approve", run.run_id, "human_approval")
+        assert (code, err) == (0, "")
+        assert run.finish().all_succeeded
+    finally:
+        run.close()
+
+
 def test_an_unknown_gate_names_the_gates_that_do_wait(
     waiting: GateRun, capsys: pytest.CaptureFixture[str]
 ) -> None:

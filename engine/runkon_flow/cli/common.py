@@ -141,11 +141,21 @@ def terminal_width() -> int | None:
 
 def fitted(line: str, width: int | None, indent: str = "    ") -> list[str]:
     """`line` wrapped at words (not at hyphens) to a terminal's `width`, the lines after the first
-    led by `indent`: a terminal breaks a line one column over its width wherever that falls.
-    Piped (`width` None) or narrow enough: as it is. `show` and `gates` fit prompts with it."""
-    if width is None or len(line) <= width:
+    led by `indent`: a terminal breaks a line one column over its width wherever that falls. A
+    text that spans lines (a prompt may) keeps its own breaks, each line after the first led by
+    `indent` too. Piped (`width` None): as it is. `show` and `gates` fit prompts with it."""
+    if width is None:
         return [line]
-    return textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [line]
+    first, *more = line.splitlines() or [line]
+    fitted_lines: list[str] = []
+    for part in (first, *(indent + m.strip() for m in more if m.strip())):
+        if len(part) <= width:
+            fitted_lines.append(part)
+        else:
+            fitted_lines += textwrap.wrap(part, width, subsequent_indent=indent, break_on_hyphens=False) or [
+                part
+            ]
+    return fitted_lines
 
 
 def print_err(text: str) -> None:

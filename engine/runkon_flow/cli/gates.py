@@ -243,8 +243,9 @@ def _answer_lines(hints: Hints, width: int | None, every: str = "--all") -> list
 def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:
     """The gate's prompt and options, indented under its row: one line, unless a terminal is too
     narrow for it (an 80-column one for a long prompt) — then the prompt is wrapped to the width
-    and the options go on a line of their own. Piped output keeps the one line. The prompt holds
-    values (`prompt = "Deploy {{version}}?"`): shown safely (`humanize.safe_text`), as `show` does."""
+    and the options go on a line of their own (a prompt that spans lines keeps its breaks, each
+    line indented: `common.fitted`). Piped output keeps the one line. The prompt holds values
+    (`prompt = "Deploy {{version}}?"`): shown safely (`humanize.safe_text`), as `show` does."""
     options = ", ".join(o.value if o.label == o.value else f"{o.value} ({o.label})" for o in gate.options)
     options = safe_text([options])
     # Untrusted: a prompt quotes inputs and earlier steps' output (`{{prior_context}}`), so it is
@@ -254,14 +255,9 @@ def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:
     if not prompt and not tail:
         return []
     line = "    " + "  ".join(p for p in (prompt, tail) if p)
-    if width is None or max(len(part) for part in line.splitlines()) <= width:
+    if width is None or (len(line) <= width and "\n" not in line):
         return [line]
-    return [
-        wrapped
-        for piece in (*prompt.splitlines(), tail)
-        if piece.strip()
-        for wrapped in fitted(f"    {piece}", width)
-    ]
+    return [wrapped for piece in (prompt, tail) if piece for wrapped in fitted(f"    {piece}", width)]
 
 
 def _full_ids(given: list[str], waiting: list[WaitingGate]) -> list[str]:

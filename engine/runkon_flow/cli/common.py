@@ -158,6 +158,15 @@ def fitted(line: str, width: int | None, indent: str = "    ") -> list[str]:
     return fitted_lines
 
 
+def whole_command(line: str, width: int | None, head: str, command: str, indent: str) -> list[str]:
+    """`line`, which holds a command to paste, as it is when it fits the terminal's `width` (or
+    piped); else `head` (saying what `line` said beside the command) and the command alone on the
+    next line, led by `indent` — a terminal must not break a command where it reaches the edge."""
+    if width is None or len(line) <= width:
+        return [line]
+    return [head, f"{indent}{command}"]
+
+
 def print_err(text: str) -> None:
     """A message on stderr. Shown safely (`humanize.safe_text`: no escape sequence, control
     characters made visible): messages quote what the CLI did not write — a `.wf` file's source

@@ -21,6 +21,7 @@ from runkon_flow.cli.common import (
     fitted,
     print_err,
     terminal_width,
+    whole_command,
 )
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import lease_is_live
@@ -235,9 +236,9 @@ def _answer_lines(hints: Hints, width: int | None, every: str = "--all") -> list
     with the list's filters (`_all_of_these`)."""
     command = hints.command("gates", fill="approve|reject STEP_ID…")
     line = f"answer: {command} [--note TEXT]  (or {every})"
-    if width is None or len(line) <= width:
-        return [line]
-    return [f"answer ({every} for every gate listed, --note TEXT to say why):", f"  {command}"]
+    return whole_command(
+        line, width, f"answer ({every} for every gate listed, --note TEXT to say why):", command, "  "
+    )
 
 
 def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runkon_flow.approvals import GateApprovals
-from runkon_flow.cli.common import fitted
+from runkon_flow.cli.common import fitted, whole_command
 from runkon_flow.cli.hints import Hints
 from runkon_flow.humanize import display_line, error_headline, format_duration, gate_decision, readable_error
 from runkon_flow.observe import liveness
@@ -548,8 +548,5 @@ def show_lines(
             for verb, optional in (("approve", f"{select}--note TEXT"), ("reject", "--note TEXT")):
                 command = hints.command(verb, gate.run_id, gate.gate_name)
                 line = f"    {verb}:{' ' * (8 - len(verb))}{command} [{optional.replace(' --', '] [--')}]"
-                if width is None or len(line) <= width:
-                    lines.append(line)
-                else:  # the command whole on a line of its own, never broken by the terminal mid-way
-                    lines += [f"    {verb} (optional: {optional}):", f"      {command}"]
+                lines += whole_command(line, width, f"    {verb} (optional: {optional}):", command, "      ")
     return lines

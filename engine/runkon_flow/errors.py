@@ -162,6 +162,12 @@ class PersistenceError(EngineError):
         return f"persistence error: {self.message}"
 
 
+class NoRunDatabase(PersistenceError):
+    """A run database opened only to read or continue runs holds none: a PostgreSQL database
+    without runkon's tables (a SQLite file that does not exist is found before opening). Nothing
+    was created — a mistyped URL must not look like an empty history."""
+
+
 class WorkflowError(EngineError):
     def __init__(self, message: str) -> None:
         self.message = message

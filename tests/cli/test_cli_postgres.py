@@ -60,6 +60,39 @@ def test_db_upgrade_creates_then_reports_the_schema(capsys, dsn) -> None:
     assert code == 0 and "is up to date" in out
 
 
+def _runkon_tables(dsn: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def test_commands_that_read_or_continue_runs_create_no_tables_in_an_empty_database(capsys, dsn) -> None:
+    # As with a SQLite file that does not exist (docs/cli.md): a mistyped URL must not be given
+    # runkon's tables and then look like an empty history.
+    nothing = f"no runs yet ({display_dsn(dsn)} has no runkon tables)\n"
+    assert cli(capsys, "runs", "--db", dsn) == (0, "", nothing)
+    assert cli(capsys, "runs", "--db", dsn, "--json") == (0, "[]\n", "")
+    run_id = "01JZZZZZZZZZZZZZZZZZZZZZZZ"
+    for argv in (
+        ("show", run_id),
+        ("logs", run_id),
+        ("grep", "x", run_id),
+        ("gates",),
+        ("watch", run_id),
+        ("cancel", run_id),
+        ("resume", run_id),
+        ("gc", "--older-than", "1d"),
+    ):
+        code, out, err = cli(capsys, *argv, "--db", dsn)
+        assert code == 1, (argv, out, err)
+        assert f"no runkon tables in {display_dsn(dsn)} (nothing has run with it yet" in err, (argv, err)
+    assert _runkon_tables(dsn) == []
+
+
 def test_an_older_schema_is_refused_until_db_upgrade(capsys, dsn, wf) -> None:
     import psycopg
 

@@ -234,6 +234,17 @@ def test_an_empty_database_gets_the_schema_on_first_open(dsn) -> None:
     open_store(dsn).close()  # and is simply used the second time
 
 
+def test_an_empty_database_opened_only_to_read_is_refused_and_left_empty(dsn) -> None:
+    from runkon_flow.errors import NoRunDatabase
+
+    with pytest.raises(NoRunDatabase, match="has no runkon tables"):
+        open_store(dsn, create=False)
+    tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    assert sql(dsn, tables) == []
+    open_store(dsn).close()
+    open_store(dsn, create=False).close()  # once it has them, it opens
+
+
 def test_a_database_made_by_another_tool_is_refused_by_name(dsn) -> None:
     sql(dsn, "CREATE TABLE workflow_runs (id TEXT PRIMARY KEY, something TEXT)")
     with pytest.raises(PersistenceError) as caught:

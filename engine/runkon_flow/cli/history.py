@@ -9,23 +9,23 @@ from typing import Any
 from runkon_flow.cli.common import EXIT_OK, StdoutGuard, positive_int, print_err, terminal_width
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import clusters_json, run_json, runs_table, show_lines
-from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store
+from runkon_flow.cli.store import NoRunsHere, add_db_args, get_run, opened_store
 from runkon_flow.humanize import safe_text, terminal_json
 from runkon_flow.observe.clusters import run_clusters
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     out = StdoutGuard()
-    db = location_of(args)
-    if not db.exists():
+    try:
+        with opened_store(args, must_exist=True) as store:
+            runs = store.list_runs(limit=args.limit, parent_run_id=None if args.all else "")
+            rows = [(run, store.get_steps(run.id)) for run in runs]
+    except NoRunsHere as nothing:
         if args.json:
             out.print("[]")
         else:
-            print_err(f"no runs yet ({db.label} does not exist)")
+            print_err(f"no runs yet ({nothing.why})")
         return EXIT_OK
-    with opened_store(args, must_exist=True) as store:
-        runs = store.list_runs(limit=args.limit, parent_run_id=None if args.all else "")
-        rows = [(run, store.get_steps(run.id)) for run in runs]
     if args.json:
         data = [run_json(run, steps) for run, steps in rows]
         out.print(terminal_json(json.dumps(data, indent=2, ensure_ascii=False)))

@@ -1,7 +1,7 @@
 """The run database a command works on (`--db`, else `$RUNKON_DB`, else the default path; `--memory`
 for `run`): a SQLite file, or a PostgreSQL server given as a `postgresql://` URL
-(persistence/location.py). Commands that only read or continue runs never create one; `run` creates it only
-once the run really starts.
+(persistence/location.py). Commands that only read or continue runs never create one (nor runkon's
+tables in an empty PostgreSQL database); `run` creates it only once the run really starts.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from runkon_flow.cli.common import PROG, CommandFailed, StdoutGuard, UsageError, print_err
+from runkon_flow.errors import NoRunDatabase
 from runkon_flow.humanize import display_line
 from runkon_flow.observe.run_ids import AmbiguousRunId, find_run
 from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun
@@ -68,18 +69,32 @@ class DeferredStore:
         return value
 
 
+class NoRunsHere(CommandFailed):
+    """A command that only reads or continues runs was pointed at a database that holds none — a
+    SQLite file that does not exist, a PostgreSQL database without runkon's tables — and created
+    nothing. `why` says which (`runs` answers "no runs yet (why)")."""
+
+    def __init__(self, location: DbLocation, *, server: bool) -> None:
+        self.why = f"{location.label} has no runkon tables" if server else f"{location.label} does not exist"
+        where = f"no runkon tables in {location.label}" if server else f"no run database at {location.label}"
+        super().__init__(f"{where} (nothing has run with it yet; check --db / $RUNKON_DB)")
+
+
 def open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersistence:
-    """The store the command works on. Commands that only read or continue runs refuse to create a
-    database that does not exist (a typo in --db must not look like an empty history); `run` gets
-    one that is created only once the run is really started."""
+    """The store the command works on. Commands that only read or continue runs never create a
+    database nor its tables (a typo in --db must not look like an empty history): `NoRunsHere`;
+    `run` gets one that is created only once the run is really started."""
     if getattr(args, "memory", False):
         return InMemoryStore()
     location = location_of(args)
-    if must_exist and not location.exists():
-        raise CommandFailed(
-            f"no run database at {location.label} (nothing has run with it yet; check --db / $RUNKON_DB)"
-        )
-    return location.open() if must_exist else cast(WorkflowPersistence, DeferredStore(location))
+    if not must_exist:
+        return cast(WorkflowPersistence, DeferredStore(location))
+    if not location.exists():
+        raise NoRunsHere(location, server=False)
+    try:
+        return location.open(create=False)
+    except NoRunDatabase:
+        raise NoRunsHere(location, server=True) from None
 
 
 def location_of(args: argparse.Namespace) -> DbLocation:

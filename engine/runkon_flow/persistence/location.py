@@ -55,12 +55,15 @@ class DbLocation:
             missing, folder = folder, folder.parent
         return missing
 
-    def open(self, *, upgrade: bool = False) -> WorkflowPersistence:
-        """Open (creating a new SQLite file, or the schema in an empty PostgreSQL database)."""
+    def open(self, *, upgrade: bool = False, create: bool = True) -> WorkflowPersistence:
+        """Open (creating a new SQLite file, or the schema in an empty PostgreSQL database).
+        `create=False` — to read or continue runs — refuses a PostgreSQL database without runkon's
+        tables (`NoRunDatabase`) instead of creating them; such callers check `exists()` first,
+        which is where a SQLite file that does not exist is found."""
         if self.is_server:
             from runkon_flow.persistence.postgres import PostgresStore
 
-            return PostgresStore(self.target, upgrade=upgrade)
+            return PostgresStore(self.target, upgrade=upgrade, create=create)
         from runkon_flow.persistence.sqlite import SqliteStore
 
         return SqliteStore(self.path)

@@ -36,7 +36,7 @@ from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from runkon_flow.errors import PersistenceError
+from runkon_flow.errors import NoRunDatabase, PersistenceError
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence._leader import Leadership
@@ -326,7 +326,9 @@ class PostgresStore(Leadership):
     """A `WorkflowPersistence` in a PostgreSQL database (the connection's current schema).
 
     `dsn` is a libpq connection string or `postgresql://` URL. An empty database gets the schema on
-    first open; an older one must be upgraded first (`runkon-flow db upgrade`, or `upgrade=True`).
+    first open — unless `create` is False (a command that only reads or continues runs): then it is
+    refused with `NoRunDatabase` and left empty. An older one must be upgraded first (`runkon-flow
+    db upgrade`, or `upgrade=True`).
     `clock=None` uses the server's clock for leases; tests inject one. `listen=False` starts no
     notification listener. Use `close()` (or `with`) when done.
     """
@@ -337,6 +339,7 @@ class PostgresStore(Leadership):
         *,
         clock: sh.Clock | None = None,
         upgrade: bool = False,
+        create: bool = True,
         listen: bool = True,
     ) -> None:
         if psycopg is None:
@@ -358,7 +361,7 @@ class PostgresStore(Leadership):
         self._closed = False
         self._db = connect(dsn, self.where)
         try:
-            pgs_version = ensure_schema(self._db, self.where, upgrade=upgrade)
+            pgs_version = ensure_schema(self._db, self.where, upgrade=upgrade, create=create)
         except psycopg.Error as exc:  # e.g. no rights to create tables, no schema selected
             self._db.close()
             raise PersistenceError(f"run database {self.where}: {error_line(exc)}") from None
@@ -1451,13 +1454,15 @@ class PostgresStore(Leadership):
 # ---------------------------------------------------------------------- schema
 
 
-def ensure_schema(conn: Any, where: str, *, upgrade: bool) -> int:
+def ensure_schema(conn: Any, where: str, *, upgrade: bool, create: bool = True) -> int:
     """Create the schema in an empty database, check it in ours, migrate it when `upgrade`.
 
     Returns the version now in place. Serialised by an advisory lock, so two processes opening a
     new database at once do not race. Refuses a database that has runkon's table names but no
     `runkon_schema` (another tool's), one newer than this runkon, and — unless `upgrade` — one
-    older (other machines may still run the older runkon: upgrading is an explicit step).
+    older (other machines may still run the older runkon: upgrading is an explicit step). Unless
+    `create`, a database without runkon's tables is refused too (`NoRunDatabase`), untouched: a
+    command that only reads runs never creates anything, as with a SQLite file.
     """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('runkon schema'))")
@@ -1477,6 +1482,8 @@ def ensure_schema(conn: Any, where: str, *, upgrade: bool) -> int:
                     "(no runkon_schema table); point --db / RUNKON_DB at a database of runkon's own"
                 )
             _refuse_a_schema_not_ours(conn, where, upgrade=upgrade)
+            if not create:
+                raise NoRunDatabase(f"{where} has no runkon tables")
             conn.execute(pgs.VERSION_TABLE)
             version = 0
             upgrade = True  # an empty database: nobody else uses it yet

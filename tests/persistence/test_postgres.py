@@ -6,6 +6,7 @@ test_contract.py; see tests/pg.py for which server these run against."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -263,7 +264,8 @@ def test_a_schema_holding_other_programs_tables_is_refused_untouched(dsn) -> Non
         open_store(dsn)
     message = str(caught.value)
     assert "is not a runkon database" in message and "table notes, view recent_notes" in message
-    assert "left untouched" in message and "runkon-flow db upgrade" in message and "\n" not in message
+    assert "left untouched" in message and "\n" not in message
+    assert f"runkon-flow db upgrade --db {shlex.quote(display_dsn(dsn))}`" in message
     tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
     assert sorted(row[0] for row in sql(dsn, tables)) == ["notes", "recent_notes"]
     open_store(dsn, upgrade=True).close()

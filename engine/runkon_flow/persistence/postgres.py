@@ -30,6 +30,7 @@ import functools
 import itertools
 import json
 import logging
+import shlex
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -1497,7 +1498,7 @@ def ensure_schema(conn: Any, where: str, *, upgrade: bool, create: bool = True) 
         if not upgrade:
             raise PersistenceError(
                 f"{where} uses schema version {version}, older than this runkon's ({pgs.SCHEMA_VERSION}); "
-                f"run `runkon-flow db upgrade --db <url>` once (stop older runkons that use it first)"
+                f"run `{_upgrade_command(where)}` once (stop older runkons that use it first)"
             )
         for step_version, statements in pgs.MIGRATIONS:
             if step_version > version:
@@ -1538,9 +1539,15 @@ def _refuse_a_schema_not_ours(conn: Any, where: str, *, upgrade: bool) -> None:
         raise PersistenceError(
             f"{where} is not a runkon database: its schema {schema} holds {shown}; it was left untouched — "
             "point --db / RUNKON_DB at a database of runkon's own (or a schema: "
-            "?options=-csearch_path%3Drunkon), or run `runkon-flow db upgrade --db <url>` to add "
+            f"?options=-csearch_path%3Drunkon), or run `{_upgrade_command(where)}` to add "
             "runkon's tables beside them"
         )
+
+
+def _upgrade_command(where: str) -> str:
+    """The `db upgrade` command for the database shown as `where` (its password left out: libpq
+    finds it in PGPASSWORD or ~/.pgpass), quoted for a shell."""
+    return f"runkon-flow db upgrade --db {shlex.quote(where)}"
 
 
 _RELKINDS = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "f": "foreign table"}

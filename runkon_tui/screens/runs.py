@@ -62,7 +62,7 @@ def live_status(run: WorkflowRun) -> str:
 
 
 def holder_text(run: WorkflowRun) -> str:
-    """Who executes a live run: `host:pid · lease 24s` (the lease's time left)."""
+    """Who executes a live run: `pid 4242 on build-7 · lease 24s` (the lease's time left)."""
     if not lease_is_live(run):
         return ""
     from runkon_flow.runtime.lease import holder_of  # the engine runtime is not needed to start
@@ -70,7 +70,7 @@ def holder_text(run: WorkflowRun) -> str:
     holder = holder_of(run.owner_token)
     until = lease_end(run)
     left = f" · lease {max(0, int(until - time.time()))}s" if until else ""
-    who = f"{holder.host}:{holder.pid}" if holder is not None else "another engine"
+    who = str(holder) if holder is not None else "another engine"
     return who + left
 
 

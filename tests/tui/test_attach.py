@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,7 +102,7 @@ async def test_attach_to_runs_of_another_process_see_items_move_approve_its_gate
             assert set(held) >= {fanout, approval}
             table = screen.query_one("DataTable")
             holder = str(table.get_row(fanout)[6])  # type: ignore[attr-defined]
-            assert ":" in holder and "lease" in holder  # host:pid · lease Ns
+            assert re.match(r"pid \d+ on \S+ · lease \d+s$", holder), holder
             # Open the fan-out run: it is followed live.
             screen.query_one("DataTable").move_cursor(row=list(held).index(fanout))  # type: ignore[attr-defined]
             await pilot.press("enter")

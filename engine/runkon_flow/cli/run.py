@@ -393,7 +393,7 @@ def _owned_message(run: WorkflowRun, command: str = "resume") -> str:
         # Who: on a shared PostgreSQL store the holder may be on another machine, and its lease
         # is renewed while it lives (the time left alone read as a countdown to a takeover).
         holder = holder_of(run.owner_token)
-        who = f", renewed while pid {holder.pid} on {holder.host} runs it" if holder is not None else ""
+        who = f", renewed while {holder} runs it" if holder is not None else ""
         text += f" (its lease runs {format_duration(left)} more{who}; if that process is gone, {then})"
     return text
 

@@ -86,10 +86,14 @@ def lease_clock() -> float:
 
 @dataclass(frozen=True)
 class Holder:
-    """The process an owner token belongs to."""
+    """The process an owner token belongs to. `str()` is how every message and the dashboard name
+    it: `pid 4242 on build-7` (`build-7:4242` reads as a host and a port)."""
 
     host: str
     pid: int
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} on {self.host}"
 
 
 def holder_of(token: str | None) -> Holder | None:

@@ -9,10 +9,11 @@ ago), or interrupted (its lease lapsed, or was let go of and nobody took it with
 `on_end(status)` once — `completed`, `failed`, `cancelled` or `interrupted` — and stops; for an
 interrupted run `stopped_at` then holds where its clock stopped (`liveness.stopped_at`, the time
 `runs` and `show` give it). A read the store refuses (a PostgreSQL server restarted or out of
-reach) does not end the following: `on_problem(text)` is told once, the reads are tried again
-every `RETRY_S` seconds, and `on_problem(None)` once they succeed again — the run is then judged
-from its row as ever (its runner may have died meanwhile: interrupted). Before, the follower's
-thread died on the first such error and the run stayed "running" on screen for good.
+reach) does not end the following — `watch`'s rule, runkon_flow.observe.outage, without its time
+limit: `on_problem(text)` is told once, the reads are tried again every second, and
+`on_problem(None)` once they succeed again — the run is then judged from its row as ever (its
+runner may have died meanwhile: interrupted). Before, the follower's thread died on the first such
+error and the run stayed "running" on screen for good.
 A run a runner started here is about to resume or retry (`runner`) is not judged at all until
 that runner holds its lease (or has exited). Pure: no Textual.
 """
@@ -24,14 +25,13 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from runkon_flow.errors import PersistenceError
 from runkon_flow.event_log import READ_ROWS, read_stored
 from runkon_flow.observe.liveness import lease_is_live, stopped_at
+from runkon_flow.observe.outage import StoreOutage
 from runkon_flow.persistence.models import RunStatus, StoredEvent, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 END_GRACE_S = 3.0
-RETRY_S = 1.0
 
 
 class Runner(Protocol):
@@ -82,7 +82,7 @@ class StoreFollower:
         self.runner = runner
         self._taken = runner is None
         self.on_problem = on_problem
-        self._failing = False
+        self._outage = StoreOutage(run_id, self._tell)
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,15 +92,8 @@ class StoreFollower:
         return self._stop.is_set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                return self._follow()
-            except PersistenceError as exc:
-                if not self._failing:
-                    self._failing = True
-                    self._tell(f"cannot read run {self.run_id} from the store, trying again: {exc}")
-                self._stop.wait(RETRY_S)
-        return None
+        # A failed read starts the following again from the last event read.
+        self._outage.read(self._follow, wait=self._stop.wait)
 
     def _tell(self, text: str | None) -> None:
         if self.on_problem is not None and not self._stop.is_set():
@@ -112,9 +105,7 @@ class StoreFollower:
         emit_stored = self.sink.emit_stored
         while not self._stop.is_set():
             rows, self.last_seq = read_stored(self.store, self.run_id, self.last_seq, READ_ROWS)
-            if self._failing:
-                self._failing = False
-                self._tell(None)
+            self._outage.over()
             for row in rows:
                 if row.event_run_id == self.run_id:
                     kind = row.kind

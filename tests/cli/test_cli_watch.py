@@ -123,6 +123,7 @@ def test_a_store_out_of_reach_for_a_while_does_not_end_the_watch(
     # server answers again. The watch exited 1 at once (as for a failed run) while the run went on.
     from runkon_flow.cli import watch
     from runkon_flow.errors import PersistenceError
+    from runkon_flow.observe import outage
 
     code, out, _ = cli(capsys, "run", "build", "--dir", "wf", "--progress", "plain")
     assert code == 0
@@ -136,7 +137,7 @@ def test_a_store_out_of_reach_for_a_while_does_not_end_the_watch(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(watch, "read_stored", flaky)
-    monkeypatch.setattr(watch, "STORE_RETRY_SECONDS", 0.0, raising=False)
+    monkeypatch.setattr(outage, "RETRY_SECONDS", 0.0)
     code, watched, err = cli(capsys, "watch", run_id, "--progress", "plain")
     assert code == 0, err
     assert plain_lines(watched) == plain_lines(out)

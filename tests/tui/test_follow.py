@@ -7,10 +7,10 @@ import threading
 import time
 
 from runkon_flow.errors import PersistenceError
+from runkon_flow.observe import outage
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import NewEvent, NewRun, RunStatus, StoredEvent
 
-from runkon_tui import follow
 from runkon_tui.follow import StoreFollower
 
 
@@ -58,7 +58,7 @@ def wait_until(condition, what: str, timeout: float = 20.0) -> None:
 
 
 def test_a_store_out_of_reach_is_waited_out_and_the_run_still_ends_on_screen(monkeypatch) -> None:
-    monkeypatch.setattr(follow, "RETRY_S", 0.01, raising=False)
+    monkeypatch.setattr(outage, "RETRY_SECONDS", 0.01)
     inner = InMemoryStore()
     run = inner.create_leased_run(NewRun(workflow_name="w"), "token", 600)
     inner.append_events(run.id, [NewEvent(time.time(), run.id, "RunStarted", "{}")])

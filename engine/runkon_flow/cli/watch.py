@@ -9,7 +9,8 @@ A reader that goes away while the run goes on (`watch ID | grep -m1 X`) ends the
 A finished run is printed and the command exits at once. `--json` prints every event as one JSON
 object per line (the `--events` file format, so `replay` reads it back). Ctrl-C stops watching;
 the run goes on. A read the store refuses (a PostgreSQL server restarted or out of reach) is
-said once on stderr and tried again every second, for up to `STORE_OUTAGE_SECONDS`: a restart
+said once on stderr and tried again every second, for up to `STORE_OUTAGE_SECONDS`
+(observe/outage.py, the dashboard's rule too): a restart
 of the server does not end the watch of a run that goes on (it exited 1 at once, as for a
 failed run).
 """
@@ -20,6 +21,7 @@ import argparse
 import sys
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, StdoutGuard, print_err
@@ -29,12 +31,12 @@ from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import RunOutcome
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store, print_run_header
-from runkon_flow.errors import PersistenceError
 from runkon_flow.event_log import READ_ROWS, envelope_of, read_stored, top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import terminal_json
 from runkon_flow.observe import RunModel
 from runkon_flow.observe.compact import quiet_stored
+from runkon_flow.observe.outage import StoreOutage
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.models import StoredEvent
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -48,10 +50,9 @@ END_GRACE_SECONDS = 3.0
 #: running") is unheld for a fraction of a second. A lapsed lease is interrupted at once.
 RELEASED_GRACE_SECONDS = 5.0
 _EXIT = {RunStatus.COMPLETED: EXIT_OK, RunStatus.CANCELLED: EXIT_CANCELLED}
-#: How long reads the store refuses are tried again (every `STORE_RETRY_SECONDS`) before the
+#: How long reads the store refuses are tried again (every `outage.RETRY_SECONDS`) before the
 #: watch gives up with the store's error.
 STORE_OUTAGE_SECONDS = 300.0
-STORE_RETRY_SECONDS = 1.0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -84,17 +85,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         ended_since: float | None = None
         said_waiting = False
         released_since: float | None = None
-        outage = _Outage(run_id)
+        outage = _outage(run_id)
         try:
             while True:
-                try:
-                    rows, last_seq = read_stored(store, run_id, last_seq, READ_ROWS)
-                    latest = None if rows else store.get_run(run_id)
-                except PersistenceError as exc:
-                    outage.failed(exc)
-                    time.sleep(STORE_RETRY_SECONDS)
-                    continue
-                outage.over()
+                rows, last_seq, latest = outage.read(partial(_read, store, run_id, last_seq))
                 for row in rows:
                     if held is not None and held.hold(row):
                         continue
@@ -144,28 +138,25 @@ def cmd_watch(args: argparse.Namespace) -> int:
             return EXIT_CANCELLED
 
 
-class _Outage:
-    """Reads of the store failing in a row: said once, given up on after `STORE_OUTAGE_SECONDS`."""
+def _outage(run_id: str) -> StoreOutage:
+    """How this watch waits out a store that refuses its reads: said once on stderr, given up on
+    after `STORE_OUTAGE_SECONDS`."""
 
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        self.since: float | None = None
+    def tell(text: str | None) -> None:
+        if text is None:
+            print_err(f"reading run {run_id} again")
+        else:
+            print_err(f"{text} (Ctrl-C stops watching; the run is not affected)")
 
-    def failed(self, exc: PersistenceError) -> None:
-        now = time.monotonic()
-        if self.since is None:
-            self.since = now
-            print_err(
-                f"cannot read run {self.run_id} from the store ({exc}); trying again every second "
-                f"for up to {STORE_OUTAGE_SECONDS:.0f} s (Ctrl-C stops watching; the run is not affected)"
-            )
-        elif now - self.since > STORE_OUTAGE_SECONDS:
-            raise exc
+    return StoreOutage(run_id, tell, give_up_after=STORE_OUTAGE_SECONDS)
 
-    def over(self) -> None:
-        if self.since is not None:
-            self.since = None
-            print_err(f"reading run {self.run_id} again")
+
+def _read(
+    store: WorkflowPersistence, run_id: str, after: int
+) -> tuple[list[StoredEvent], int, WorkflowRun | None]:
+    """The run's stored events after `after` (and the new last seq); its row when there are none."""
+    rows, last_seq = read_stored(store, run_id, after, READ_ROWS)
+    return rows, last_seq, None if rows else store.get_run(run_id)
 
 
 class _HeldChildren:

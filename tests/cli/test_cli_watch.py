@@ -145,6 +145,36 @@ def test_a_store_out_of_reach_for_a_while_does_not_end_the_watch(
     assert f"reading run {run_id} again" in err
 
 
+def test_a_store_out_of_reach_after_the_run_ended_is_waited_out_too(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reads made once the run has ended (its failed steps, what to type next) go by the same
+    # rule as the others: the watch of a failed run ended with the store's error instead of the
+    # resume hint when the server restarted at that moment.
+    from runkon_flow.errors import PersistenceError
+    from runkon_flow.observe import outage
+
+    code, out, _ = cli(capsys, "run", "failing", "--dir", "wf", "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    real = SqliteStore.get_steps
+    failures = iter(range(2))
+
+    def flaky(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        if next(failures, None) is not None:
+            raise PersistenceError("run database postgresql://db/runkon: terminating connection")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteStore, "get_steps", flaky)
+    monkeypatch.setattr(outage, "RETRY_SECONDS", 0.0)
+    code, watched, err = cli(capsys, "watch", run_id, "--progress", "plain")
+    assert code == 1
+    assert next(failures, None) is None, "the end-of-run reads were not made"
+    assert plain_lines(watched) == plain_lines(out)
+    assert err.count("cannot read run") == 1 and f"reading run {run_id} again" in err
+    assert f"resume with: runkon-flow resume {run_id}" in err and "watch: error" not in err, err
+
+
 def screen(text: str) -> list[str]:
     """What a terminal shows once `text` is written: blocks the live view erased are gone, colours
     and cursor codes left out."""

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -318,6 +319,10 @@ def _finish(
     return EXIT_CANCELLED if status is RunStatus.CANCELLED else EXIT_FAILED
 
 
+WhatNext = tuple[str | None, list[str]]
+"""What `print_what_next` prints: the text for stdout (None: nothing) and the lines for stderr."""
+
+
 def print_what_next(
     store: WorkflowPersistence,
     run_id: str,
@@ -328,29 +333,56 @@ def print_what_next(
     failed_steps: bool,
     next_steps: bool,
     guard: StdoutGuard | None = None,
+    read: Callable[[Callable[[], WhatNext]], WhatNext] | None = None,
 ) -> None:
-    """After a run that did not complete (`run`, `resume`, `retry`, `watch` alike): its failure
+    """After a run that did not complete (`run`, `resume`, `retry`, `watch` alike): `_what_next`,
+    printed. `guard`: the command's stdout guard (a closed stdout does not change the exit status).
+    `read`: how its reads of the store are made (`watch`: through its `StoreOutage`); nothing is
+    printed until all of them succeeded."""
+    gather = partial(
+        _what_next, store, run_id, run, status, hints, failed_steps=failed_steps, next_steps=next_steps
+    )
+    shown, advice = gather() if read is None else read(gather)
+    if shown:
+        (guard or StdoutGuard()).print(shown)
+    for line in advice:
+        print_err(line)
+
+
+def _what_next(
+    store: WorkflowPersistence,
+    run_id: str,
+    run: WorkflowRun | None,
+    status: RunStatus,
+    hints: Hints,
+    *,
+    failed_steps: bool,
+    next_steps: bool,
+) -> WhatNext:
+    """What `print_what_next` prints — (stdout text or None, stderr lines), read and not yet
+    printed, so a caller can read it again when the store refused (`watch`): its failure
     clusters and failed steps, as `show` lists them (`failed_steps`: under a live view, which
     showed no log lines), then what to type next (`next_steps`: the run is in a database): resume
-    it, and retry its failed fan-out items — by cluster number from the list just printed. `guard`:
-    the command's stdout guard (a closed stdout does not change the exit status)."""
+    it, and retry its failed fan-out items — by cluster number from the list just printed."""
+    shown: str | None = None
+    advice: list[str] = []
     clusters_shown = False
     if failed_steps and run is not None:
         lines, clusters_shown = failure_lines(store, run, hints)
         if lines:
-            text = safe_text(lines[1:])  # the live view ends on its own line: no blank first
-            (guard or StdoutGuard()).print(text)
+            shown = safe_text(lines[1:])  # the live view ends on its own line: no blank first
     if next_steps:
         failed = run is not None and status is RunStatus.FAILED
         rejected = final_rejection(store.get_steps(run_id)) if failed else None
         if rejected is not None:  # `resume` refuses it: a rejection is final for its run
             rerun = hints.command("rerun", run_id, "--from", rejected.step_name, definitions=True)
-            print_err(f"gate '{rejected.step_name}' was rejected; to ask again in a new run: {rerun}")
+            advice.append(f"gate '{rejected.step_name}' was rejected; to ask again in a new run: {rerun}")
         else:
-            print_err(f"resume with: {hints.resume(run_id)}")
+            advice.append(f"resume with: {hints.resume(run_id)}")
         hint = retry_hint(store, run, hints, clusters_above=clusters_shown) if failed else None
         if hint:
-            print_err(hint)
+            advice.append(hint)
+    return shown, advice
 
 
 def execute(

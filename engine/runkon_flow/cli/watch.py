@@ -9,10 +9,9 @@ A reader that goes away while the run goes on (`watch ID | grep -m1 X`) ends the
 A finished run is printed and the command exits at once. `--json` prints every event as one JSON
 object per line (the `--events` file format, so `replay` reads it back). Ctrl-C stops watching;
 the run goes on. A read the store refuses (a PostgreSQL server restarted or out of reach) is
-said once on stderr and tried again every second, for up to `STORE_OUTAGE_SECONDS`
-(observe/outage.py, the dashboard's rule too): a restart
-of the server does not end the watch of a run that goes on (it exited 1 at once, as for a
-failed run).
+said once on stderr and tried again every second, for up to `STORE_OUTAGE_SECONDS` — the reads
+after the run ended too (observe/outage.py, the dashboard's rule): a restart of the server does
+not end the watch of a run that goes on (it exited 1 at once, as for a failed run).
 """
 
 from __future__ import annotations
@@ -110,7 +109,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if status.is_terminal:
                     ended_since = ended_since or now
                     if outcome.status is not None or now - ended_since > END_GRACE_SECONDS:
-                        return _ended(store, run, printer, hints, out, stored=last_seq > 0)
+                        return _ended(store, run, printer, hints, out, outage, stored=last_seq > 0)
                 elif out.reader_gone():
                     return EXIT_OK  # the reader has what it wanted; the run is none of its business
                 elif status is RunStatus.PENDING:
@@ -200,11 +199,12 @@ def _ended(
     printer: Any,
     hints: Hints,
     out: StdoutGuard,
+    outage: StoreOutage,
     *,
     stored: bool,
 ) -> int:
-    """What `run` prints at the end (failed steps under the live view, the resume hint), and the
-    exit status the run's final status gives."""
+    """What `run` prints at the end (failed steps under the live view, the resume hint), read
+    through `outage` as every read of the watch, and the exit status the run's final status gives."""
     _close(printer, out)
     status = RunStatus(run.status)
     if not stored:
@@ -223,6 +223,7 @@ def _ended(
         failed_steps=isinstance(printer, LiveView),
         next_steps=printer is not None,
         guard=out,
+        read=outage.read,
     )
     return _EXIT.get(status, EXIT_FAILED)
 

@@ -63,6 +63,10 @@ def sql(dsn: str, statement: str, params: tuple = ()) -> list[tuple]:
             "postgresql://alice@db/runs?sslmode=require",
         ),
         ("postgresql:///runs?host=/tmp/pg&user=bob", "postgresql:///runs?host=/tmp/pg&user=bob"),
+        (  # as given: libpq refuses `options=-csearch_path=team_a`, so it stays encoded
+            "postgresql://alice@db/runs?options=-csearch_path%3Dteam_a&PASSWORD=x",
+            "postgresql://alice@db/runs?options=-csearch_path%3Dteam_a",
+        ),
         ("host=db user=alice password=s3cret dbname=runs", "host=db user=alice password=*** dbname=runs"),
     ],
 )

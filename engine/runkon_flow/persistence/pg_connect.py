@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from runkon_flow.errors import PersistenceError
 
@@ -34,10 +34,14 @@ def display_dsn(dsn: str) -> str:
         userinfo, _, hostport = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}@{hostport}" if user else hostport
-    query = parts.query
-    if query:
-        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() != "password"]
-        query = urlencode(pairs, safe="/:,=")
+    # The other parameters as given, not decoded and encoded again: `options=-csearch_path%3Dx`
+    # decoded is a URL libpq refuses (`extra key/value separator "="`), and the label is pasted
+    # into commands (`db upgrade --db …`).
+    query = "&".join(
+        part
+        for part in parts.query.split("&")
+        if part and unquote(part.partition("=")[0]).lower() != "password"
+    )
     # Not urlunsplit: it drops the `//` of a URL with an empty host (`postgresql:///db?host=/tmp/…`).
     shown = f"{parts.scheme}://{netloc}{parts.path}"
     return f"{shown}?{query}" if query else shown

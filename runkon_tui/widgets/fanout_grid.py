@@ -36,6 +36,7 @@ class FanOutGrid(ScrollView, can_focus=True):
         "fanout-grid--failed",
         "fanout-grid--skipped",
         "fanout-grid--cancelled",
+        "fanout-grid--interrupted",
         "fanout-grid--cursor",
     }
 
@@ -53,6 +54,7 @@ class FanOutGrid(ScrollView, can_focus=True):
     FanOutGrid > .fanout-grid--failed { color: $error; text-style: bold; }
     FanOutGrid > .fanout-grid--skipped { color: $text-muted; }
     FanOutGrid > .fanout-grid--cancelled { color: $warning; }
+    FanOutGrid > .fanout-grid--interrupted { color: $warning; }
     FanOutGrid > .fanout-grid--cursor { text-style: reverse; }
     """
 

@@ -14,7 +14,7 @@ from runkon_tui.status import glyph
 from runkon_tui.widgets.markup import paint
 
 #: The statuses shown, in this order; completed is always named, the others when there are some.
-SHOWN = ("completed", "failed", "skipped", "cancelled", "running", "pending")
+SHOWN = ("completed", "failed", "skipped", "cancelled", "running", "interrupted", "pending")
 ALWAYS = ("completed",)
 
 

@@ -147,3 +147,58 @@ def test_a_glimpse_of_a_step_hides_a_flow_output_block_written_on_one_line() -> 
     assert last_line_worth_showing(opened_mid_line) == "x"
     assert last_line_worth_showing(["<<<FLOW_OUTPUT>>>", "{}", "<<<END_FLOW_OUTPUT>>>", "after"]) == "after"
     assert last_line_worth_showing(["  spaced   out  "]) == "spaced   out"
+
+
+def test_items_still_running_when_their_fan_out_ended_read_interrupted_from_rows_and_live() -> None:
+    """One rule (`FanOutView.stop_running`) for `show`, the dashboard's grid and its counts: an
+    item whose row still says running under a foreach step that ended (an attempt a resume
+    replaced, its engine killed mid-item), or in a run that lost its engine, is `interrupted` —
+    the grid drew it running (▶) while `show` said interrupted."""
+    from runkon_flow.events import (
+        EngineEventData,
+        FanOutItemInfo,
+        FanOutItemsCollected,
+        FanOutItemStarted,
+        RunStarted,
+    )
+    from runkon_flow.observe.counts import ItemCounts
+    from runkon_flow.observe.loader import fanout_from_rows
+    from runkon_flow.persistence.models import FanOutItemRow, FanOutItemStatus, StepStatus, WorkflowRunStep
+
+    from runkon_tui.widgets.progress import item_glyphs
+
+    rows = [
+        FanOutItemRow("1", "s", "item", "a", status=FanOutItemStatus.COMPLETED),
+        FanOutItemRow("2", "s", "item", "b", status=FanOutItemStatus.RUNNING),
+    ]
+
+    def step(status: StepStatus) -> WorkflowRunStep:
+        return WorkflowRunStep(
+            id="s",
+            workflow_run_id="r",
+            step_name="foreach:each",
+            role="foreach",
+            node_path="body.0",
+            status=status,
+        )
+
+    ended = fanout_from_rows("body.0", "r", step(StepStatus.CANCELLED), rows)
+    lost = fanout_from_rows("body.0", "r", step(StepStatus.RUNNING), rows, run_interrupted=True)
+    for fan in (ended, lost):
+        assert fan.status_of(1) == "interrupted"
+        counts = ItemCounts.of(fan)
+        assert (counts.running, counts.interrupted, counts.finished) == (0, 1, 1)
+        assert item_glyphs(fan)[1] == "2 items ✓1 ■1"  # the dashboard's counters, as the grid's cells
+    assert fanout_from_rows("body.0", "r", step(StepStatus.RUNNING), rows).status_of(1) == "running"
+
+    model = RunModel(clock=lambda: 10.0)
+    for event in (
+        RunStarted(workflow_name="w"),
+        FanOutItemsCollected(count=1, step_id="s", node_path="body.0", items=[FanOutItemInfo(item_id="a")]),
+        FanOutItemStarted(item_id="a", step_id="s"),
+    ):
+        model.apply(EngineEventData(timestamp=1, ts=1.0, run_id="r", event=event))
+    [fan] = model.root.fanouts.values()
+    assert fan.status_of(0) == "running"
+    model.mark_interrupted("gone", at=5.0)
+    assert (fan.status_of(0), fan.elapsed(0, now=10.0)) == ("interrupted", 4.0)

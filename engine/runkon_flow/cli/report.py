@@ -266,25 +266,24 @@ def _timing_note(
     return f"slow: over p95 ({format_duration(band.p95)})"
 
 
-def _fan_out(store: WorkflowPersistence, step: WorkflowRunStep) -> tuple[list[FanOutItemRow], FanOutView]:
-    """A foreach step's item rows (read once for everything `show` says of them), as a view too."""
+def _fan_out(
+    store: WorkflowPersistence, step: WorkflowRunStep, *, run_interrupted: bool = False
+) -> tuple[list[FanOutItemRow], FanOutView]:
+    """A foreach step's item rows (read once for everything `show` says of them), as a view too —
+    where items still running when the step or its run ended are `interrupted`, as in the
+    dashboard (`fanout_from_rows`)."""
     items = store.get_fan_out_items(step.id)
-    return items, fanout_from_rows(step.node_path or step.id, step.workflow_run_id, step, items)
+    key = step.node_path or step.id
+    return items, fanout_from_rows(key, step.workflow_run_id, step, items, run_interrupted=run_interrupted)
 
 
-def _item_summary(items: list[FanOutItemRow], fan: FanOutView, *, ended: bool = False) -> str:
-    """`items 58/60: 57 ok, 1 failed, 2 skipped`. `ended`: the step is over (an attempt a resume
-    replaced, its engine killed mid-item), so items whose rows still say running are
-    `interrupted` — nothing runs them any more."""
+def _item_summary(items: list[FanOutItemRow], fan: FanOutView) -> str:
+    """`items 58/60: 57 ok, 1 failed, 2 skipped`."""
     if not items:
         return ""
     counts = ItemCounts.of(fan)
-    shown = ("running", "completed", "failed", "skipped", "cancelled", "pending")
-    parts = [
-        f"{getattr(counts, s)} {'interrupted' if ended and s == 'running' else s}"
-        for s in shown
-        if getattr(counts, s)
-    ]
+    shown = ("running", "interrupted", "completed", "failed", "skipped", "cancelled", "pending")
+    parts = [f"{getattr(counts, s)} {s}" for s in shown if getattr(counts, s)]
     return f"items {counts.finished}/{counts.total}: {', '.join(parts)}"
 
 
@@ -490,8 +489,8 @@ def show_lines(
     for step in steps:
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
-            items, fan = _fan_out(store, step)
-            extra = _item_summary(items, fan, ended=StepStatus(step.status).is_terminal)
+            items, fan = _fan_out(store, step, run_interrupted=status == liveness.INTERRUPTED)
+            extra = _item_summary(items, fan)
             if step.id in current:
                 notes.extend(_item_detail_lines(store, items, fan))
         elif step.child_run_id and step.child_run_id != "dispatching":

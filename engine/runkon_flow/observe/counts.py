@@ -3,7 +3,8 @@
 A *step* is counted once per execution (a step inside a loop once per iteration) by how its
 latest attempt ended: retries and resumed re-runs add attempts, not steps. Parallel blocks are
 containers, not steps. Fan-out *items* are counted separately from steps, each by its own status:
-completed, failed, skipped, cancelled, running and pending are never lumped together.
+completed, failed, skipped, cancelled, running, interrupted and pending are never lumped
+together.
 """
 
 from __future__ import annotations
@@ -79,10 +80,14 @@ class ItemCounts:
     cancelled: int
     running: int
     pending: int
+    #: Still running when their fan-out ended (`FanOutView.stop_running`): not finished — a
+    #: resume runs them again.
+    interrupted: int = 0
 
     @classmethod
     def of(cls, fan: FanOutView) -> ItemCounts:
-        counted = {s: fan.count(s) for s in ("completed", "failed", "skipped", "cancelled", "running")}
+        statuses = ("completed", "failed", "skipped", "cancelled", "running", "interrupted")
+        counted = {s: fan.count(s) for s in statuses}
         # Items declared but not listed yet are pending too.
         return cls(total=fan.total, pending=fan.total - sum(counted.values()), **counted)
 

@@ -118,7 +118,12 @@ def _selections(raw: str | None) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def fanout_from_rows(key: str, run_id: str, step: WorkflowRunStep, items: list[FanOutItemRow]) -> FanOutView:
+def fanout_from_rows(
+    key: str, run_id: str, step: WorkflowRunStep, items: list[FanOutItemRow], *, run_interrupted: bool = False
+) -> FanOutView:
+    """A foreach step's items from its rows. Items whose rows still say running when the step has
+    ended (an attempt a resume replaced, its engine killed mid-item) or its run lost its engine
+    (`run_interrupted`) are `interrupted` (`FanOutView.stop_running`)."""
     fan = FanOutView(key, run_id, step.step_name.removeprefix("foreach:"), step.node_path or key, step.id)
     fan.declared = step.fan_out_total or len(items)
     for row in items:
@@ -137,6 +142,8 @@ def fanout_from_rows(key: str, run_id: str, step: WorkflowRunStep, items: list[F
         ended = parse_time(row.completed_at)
         if ended is not None:
             fan.ended[idx] = ended
+    if run_interrupted or StepStatus(step.status).is_terminal:
+        fan.stop_running(parse_time(step.ended_at))
     return fan
 
 

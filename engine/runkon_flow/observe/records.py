@@ -20,6 +20,7 @@ Clock = Callable[[], float]
 
 _PENDING = ITEM_CODE["pending"]
 _RUNNING = ITEM_CODE["running"]
+_INTERRUPTED = ITEM_CODE["interrupted"]
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,20 @@ class FanOutView:
             if idx > self.dirty_hi:
                 self.dirty_hi = idx
         self.version += 1
+
+    def stop_running(self, at: float | None) -> None:
+        """The fan-out ended (its step ended, or its run lost its engine) with items still
+        running: nothing runs them any more, so they are `interrupted` and their clocks stop at
+        `at` (an item that has its own end keeps it). The one rule for `show`, the dashboard's
+        grid and its counts; a resume starts them again (`start`)."""
+        start = self.codes.find(_RUNNING)
+        if start < 0:
+            return
+        for idx in range(start, len(self.codes)):
+            if self.codes[idx] == _RUNNING:
+                self.set_code(idx, _INTERRUPTED)
+                if at is not None and idx not in self.ended:
+                    self.ended[idx] = at
 
     def take_dirty(self) -> tuple[int, int] | None:
         """The range of item indices whose status changed since the last call (for repainting

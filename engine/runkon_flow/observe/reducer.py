@@ -336,7 +336,8 @@ class RunModel:
         """A run whose engine went away (no live lease): `interrupted`, resumable. Its clocks stop
         at `at` (where it stopped, `observe.liveness.stopped_at`; default now): the run's elapsed
         time and its unfinished steps' and items' no longer grow, and a step that was running or
-        waiting reads `interrupted` — nothing runs it any more (a resume starts it again)."""
+        waiting reads `interrupted`, as does a fan-out item still running — nothing runs them any
+        more (a resume starts them again)."""
         root = self.root
         end = self.clock() if at is None else at
         if root is not None and not root.finished:
@@ -353,9 +354,7 @@ class RunModel:
                         sv.set_status("interrupted")
                         self._changes.steps.add((run.run_id, sv.key))
                 for fan in run.fanouts.values():
-                    for idx, code in enumerate(fan.codes):
-                        if code == _RUNNING and idx not in fan.ended:
-                            fan.ended[idx] = end
+                    fan.stop_running(end)
                     self._changes.fanouts.add((run.run_id, fan.key))
         self._changes.header = True
         self._changes.finished = True

@@ -61,8 +61,10 @@ ASCII_GLYPH: Final[dict[str, str]] = {
 TERMINAL: Final = frozenset({"completed", "failed", "timed_out", "skipped", "cancelled", "crashed"})
 FAILED: Final = frozenset({"failed", "timed_out", "crashed"})
 
-#: Compact codes for fan-out items (one byte per item keeps a 10,000-item grid tiny).
-ITEM_STATUSES: Final = ("pending", "running", "completed", "failed", "skipped", "cancelled")
+#: Compact codes for fan-out items (one byte per item keeps a 10,000-item grid tiny). An item is
+#: `interrupted` when its fan-out ended (its step ended, or its run lost its engine) while it was
+#: still running: nothing runs it any more, and a resume runs it again (`FanOutView.stop_running`).
+ITEM_STATUSES: Final = ("pending", "running", "completed", "failed", "skipped", "cancelled", "interrupted")
 ITEM_CODE: Final[dict[str, int]] = {s: i for i, s in enumerate(ITEM_STATUSES)}
 ITEM_DONE_CODES: Final = frozenset(ITEM_CODE[s] for s in ("completed", "failed", "skipped", "cancelled"))
 

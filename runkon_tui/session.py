@@ -704,8 +704,11 @@ class RunSession:
         if self.host is None or run_id is None:
             return None
         self._refuse_unless_finished("retried")
-        if fan.run_id != run_id or not fan.step_id:
-            raise Refused("this fan-out belongs to a sub-workflow: resume the run instead")
+        refusal = view.retry_refusal(fan)  # the grid does not offer it either: the CLI's rule
+        if refusal is not None:
+            raise Refused(refusal)
+        if not fan.step_id:
+            raise Refused("this fan-out's step is not known: resume the run instead")
         shown = ", ".join(item_ids[:5]) + (f" … ({len(item_ids) - 5} more)" if len(item_ids) > 5 else "")
         kept = fan.count("completed")
         plural = "s" if len(item_ids) != 1 else ""

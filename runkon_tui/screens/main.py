@@ -288,6 +288,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         self.tree_pane.border_title = "Steps"
         self.grid_pane.border_title = "Fan-out"
         app = self.rapp
+        self.grid.reachable = self.cluster_list.reachable = self._retry_reaches
         if app.store_note:  # also in the engine log, whole, where a narrow header shortens it
             app.view.note(f"⚠ {app.store_note}", "warning")
         self.bind_view()
@@ -295,6 +296,11 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         self.show_workflow(self.selected_entry())
         self.workflow_list.focus()
         self.refresh_view(Changes(header=True, structure=True), app.clock())
+
+    def _retry_reaches(self, fan: FanOutView) -> bool:
+        """Retry reaches this fan-out of the run on screen (`RunModel.retry_refusal`, the rule of
+        `runkon-flow retry`): the grid's `E` and the clusters' `e` are offered only then."""
+        return self.rapp.view.retry_refusal(fan) is None
 
     def bind_view(self) -> None:
         """Point the log panes at the app's current RunView (after a past run was opened)."""

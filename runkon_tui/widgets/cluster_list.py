@@ -8,6 +8,7 @@ the cluster's items through the same confirmation as the grid's `e`/`E`. The clu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual.binding import Binding
@@ -60,6 +61,8 @@ class ClusterList(OptionList):
         self.clusters: list[FailureCluster] = []
         self.picked: str | None = None  # the signature the grid is filtered to
         self.retry_allowed = False  # the run on screen has finished (the screen's call, as the grid's)
+        #: Does retry reach this fan-out at all (the screen's call, as the grid's)?
+        self.reachable: Callable[[FanOutView], bool] = lambda fan: True
         self._version = -1
         self._signature: tuple = ()
 
@@ -79,7 +82,8 @@ class ClusterList(OptionList):
 
             self._version = fan.version
             self.clusters = clusters_of(fan)
-        signature = (*((c.signature, c.count) for c in self.clusters), self.picked)
+        retries = fan is not None and self.reachable(fan)
+        signature = (*((c.signature, c.count) for c in self.clusters), self.picked, retries)
         if signature == self._signature:
             return
         self._signature = signature
@@ -91,7 +95,8 @@ class ClusterList(OptionList):
             common, labels = distinct_labels(self.clusters)
             shared = f" · all: {esc(common)}" if common else ""
             count = len(self.clusters)
-            head = f"[$text-muted]failure clusters ({count}) · enter filters · e retries{shared}[/]"
+            hint = " · e retries" if retries else ""
+            head = f"[$text-muted]failure clusters ({count}) · enter filters{hint}{shared}[/]"
             self.add_option(Option(head, id="head", disabled=True))
             self.add_options(
                 Option(self._prompt(n, c, label), id=str(n))
@@ -136,9 +141,12 @@ class ClusterList(OptionList):
             self.show(self.fan)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`e` is lit once the run on screen has finished, dimmed while it still runs (as the
-        grid's `E`); `enter` while a cluster is highlighted."""
+        """`e` is lit once the run on screen has finished, dimmed while it still runs, and not
+        offered where retry does not reach (as the grid's `E`); `enter` while a cluster is
+        highlighted."""
         if action == "retry_cluster":
+            if self.fan is None or not self.reachable(self.fan):
+                return False
             return None if self.current is None or not self.retry_allowed else True
         if action == "pick":
             return None if self.current is None else True

@@ -7,6 +7,8 @@ classes bound to theme variables in CSS ($success, $error, …), never from fixe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -96,6 +98,8 @@ class FanOutGrid(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.fan: FanOutView | None = None
         self.retry_allowed = False  # the run on screen has finished and can be retried (the screen's call)
+        #: Does retry reach this fan-out at all (the screen's call: `RunModel.retry_refusal`)?
+        self.reachable: Callable[[FanOutView], bool] = lambda fan: True
         self.failed_only = False
         self.text_filter = ""
         self.cluster: str | None = None  # a failure cluster's signature: show only its items
@@ -336,13 +340,17 @@ class FanOutGrid(ScrollView, can_focus=True):
         self._set_cursor(self.cursor, select=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`E` is in the footer while this fan-out has failed or cancelled items: lit once the run
-        on screen has finished (the screen sets `retry_allowed`), dimmed while it still runs."""
-        if action == "retry" and parameters == (True,):
+        """`E` is in the footer while this fan-out has failed or cancelled items and retry reaches
+        it (`reachable`: not a called workflow's, as `runkon-flow retry`): lit once the run on
+        screen has finished (the screen sets `retry_allowed`), dimmed while it still runs."""
+        if action == "retry":
             fan = self.fan
-            if fan is None or not any(fan.count(status) for status in _RETRYABLE):
+            if fan is None or not self.reachable(fan):
                 return False
-            return True if self.retry_allowed else None
+            if parameters == (True,):
+                if not any(fan.count(status) for status in _RETRYABLE):
+                    return False
+                return True if self.retry_allowed else None
         return True
 
     def action_retry(self, every_failed: bool) -> None:

@@ -374,6 +374,38 @@ async def test_retry_every_failed_item_from_the_grid_keeps_the_completed_ones(
             assert (rows[item].attempt, rows[item].previous_child_run_id) == (2, first[item])
 
 
+async def test_a_failed_fan_out_in_a_called_workflow_offers_no_retry(folder: Path) -> None:
+    """`runkon-flow retry` refuses a fan-out in a workflow the run calls; the dashboard offered
+    `E Retry failed` (and the clusters' `e`) for it, then refused when pressed. One rule now
+    (`observe.retrying`): not offered, and refused in the same words if asked anyway."""
+    from runkon_flow.observe.retrying import CALLED_FANOUT
+
+    from tests.tui.test_key_docs import _footer_keys
+
+    (folder / "wrap.wf").write_text("workflow wrap {\n  call workflow badfan\n}\n")
+    (folder / "badfan.wf").write_text(
+        "workflow badfan {\n  foreach items {\n    over = static\n"
+        '    scope = { items = "a,b" }\n    max_parallel = 2\n    workflow = boom\n  }\n}\n'
+    )
+    (folder / "boom.wf").write_text('workflow boom {\n  script fail { run = "exit 1" }\n}\n')
+    app = real_app(folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await select(pilot, app, "wrap")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: run_over(app), what="run end", timeout=30)
+        assert app.view.status == "failed"
+        screen = main(app)
+        await wait_for(pilot, lambda: screen.grid.fan is not None, what="the called fan-out on the grid")
+        fan = screen.grid.fan
+        assert fan is not None and fan.count("failed") == 2 and fan.run_id != app.view.root_run_id
+        screen.grid.focus()
+        await pilot.pause()
+        await pilot.pause()
+        assert not any("Retry" in key for key in _footer_keys(app, lit=False))
+        assert screen.cluster_list.check_action("retry_cluster", ()) is False
+        assert app.view.retry_refusal(fan) == CALLED_FANOUT
+
+
 async def test_a_rejected_gate_reads_the_same_live_and_opened_from_history(
     folder: Path, tmp_path: Path
 ) -> None:

@@ -67,6 +67,7 @@ from runkon_flow.errors import (
     WorkflowNotFound,
 )
 from runkon_flow.humanize import format_duration
+from runkon_flow.observe.retrying import CALLED_FANOUT, retry_refusal
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.lease import holder_of
@@ -524,10 +525,8 @@ def _no_fanout_message(run: WorkflowRun, hints: Hints, calls: bool) -> str:
     """`retry` of a run that has no foreach: say what retry is for, and what runs a failed step
     again instead. `calls`: the run has `call workflow` steps, whose fan-outs retry does not reach."""
     if calls:
-        text = (
-            f"nothing to retry: run {run.id} ({run.workflow_name}) has no fan-out of its own; "
-            "a fan-out in a workflow it calls is not offered by retry yet"
-        )
+        own = f"nothing to retry: run {run.id} ({run.workflow_name}) has no fan-out of its own"
+        text = f"{own}; {CALLED_FANOUT}"
     else:
         text = (
             f"nothing to retry: run {run.id} ({run.workflow_name}) has no fan-out; "
@@ -548,9 +547,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     config = exec_config_for(args.lease_ttl)
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
-        parent = run.parent_workflow_run_id or run.parent_run_id
-        if parent:
-            raise CommandFailed(f"run {run.id} is a child of run {parent}; retry that run instead")
+        refusal = retry_refusal(run.id, run.parent_workflow_run_id or run.parent_run_id)
+        if refusal:
+            raise CommandFailed(refusal)
         if not RunStatus(run.status).is_terminal:
             if lease_is_live(run):
                 raise CommandFailed(_owned_message(run, "retry"))

@@ -41,6 +41,7 @@ from runkon_flow.observe.records import (
     failure_cause,
     step_label,
 )
+from runkon_flow.observe.retrying import retry_refusal
 from runkon_flow.observe.status import FAILED, ITEM_CODE, glyph
 from runkon_flow.usage import Usage
 
@@ -163,6 +164,15 @@ class RunModel:
     @property
     def root(self) -> RunState | None:
         return self.runs.get(self.root_run_id) if self.root_run_id else None
+
+    def retry_refusal(self, fan: FanOutView) -> str | None:
+        """Why retrying items of `fan` from the run on screen is refused (`observe.retrying`, the
+        rule `runkon-flow retry` follows); None when it is not."""
+        root = self.root
+        run_id = self.root_run_id
+        if run_id is None:
+            return "no run on screen"
+        return retry_refusal(run_id, root.parent_run_id if root is not None else None, fan.run_id)
 
     @property
     def workflow_name(self) -> str:

@@ -100,7 +100,7 @@ class ItemDetail(Static):
         shown = paint(status, glyph(status) + (" " + status if word else ""))
         lines = [f"{lead}[b]{esc(item_id)}[/] {shown}{took}{tail}"]
         # Why, not which step: the failed step's error (`rate limited …`) before the run's own
-        # (`Step 'import' failed after 1 attempts`), its last line first, as the pane cuts the end;
+        # (`Step 'import' failed after 1 attempt`), its last line first, as the pane cuts the end;
         # right under the item, where a short pane (80×24) still shows it.
         error = fan.errors.get(idx)
         if error and status in ("failed", "cancelled"):  # not an earlier attempt's, once retried

@@ -70,12 +70,12 @@ class _Run:
     last_activity: float
     stale_sent: bool = False
     # Why the run failed: its failed step's error (`foreach 'each': 8 of 40 items failed`), which
-    # says more than the run's own (`workflow error: Step 'each' failed after 1 attempts`).
+    # says more than the run's own (`workflow error: Step 'each' failed after 1 attempt`).
     # Per step name and key, its last failure's error.
     failed_steps: dict[str, str] = field(default_factory=dict)
 
 
-#: The engine's error for a run a step failed (`workflow error: Step 'each' failed after 1 attempts`).
+#: The engine's error for a run a step failed (`workflow error: Step 'each' failed after 1 attempt`).
 _STEP_FAILED = re.compile(r"\bStep '([^']+)' failed after")
 
 

@@ -256,7 +256,7 @@ class FanOutView:
         self.ended: dict[int, float] = {}
         self.errors: dict[int, str] = {}  # the item's error as reported (its child run's error)
         # Why a failed item's child run failed: its failed step's error (`failure_cause`), which
-        # says more than the run's "Step 'x' failed after 1 attempts". Failure clusters use it.
+        # says more than the run's "Step 'x' failed after 1 attempt". Failure clusters use it.
         self.causes: dict[int, str] = {}
         self.usage: Usage | None = None  # what the items' child runs spent, summed (every attempt)
         self.first_start: float | None = None

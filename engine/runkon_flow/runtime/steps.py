@@ -169,13 +169,15 @@ def record_step_success(
 def record_step_failure(
     st: ExecutionState, key: str, label: str, last_error: str, max_attempts: int, started: bool = True
 ) -> None:
-    """Mark the run unsuccessful; with fail_fast raise `Step '<label>' failed after N attempts`."""
+    """Mark the run unsuccessful; with fail_fast raise `Step '<label>' failed after N attempts`
+    (`after 1 attempt` for one)."""
     st.all_succeeded = False
     st.step_results[key] = StepResult(step_name=label, status=StepStatus.FAILED, result_text=last_error)
     if st.exec_config.fail_fast:
         if not started:
             raise WorkflowError(f"Step '{label}' failed to start (never executed)")
-        raise WorkflowError(f"Step '{label}' failed after {max_attempts} attempts")
+        plural = "" if max_attempts == 1 else "s"
+        raise WorkflowError(f"Step '{label}' failed after {max_attempts} attempt{plural}")
 
 
 def record_step_skipped(st: ExecutionState, key: str, label: str) -> None:

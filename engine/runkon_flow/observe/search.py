@@ -3,7 +3,9 @@ children and called workflows included), hits grouped by step or item with line 
 search `runkon-flow grep` and the dashboard's search mode both use (issue 14 item 4).
 
 Lines are numbered within their step's stored output from 1, as `logs` prints them; a step's
-error text is searched too, its lines numbered apart (`stream == "error"`). A pattern is a Python
+error text is searched too, its lines numbered apart (`stream == "error"`) — but not a line its
+output already holds: a failed script's error ends with its stderr, which is in its output too,
+and each such line was found twice. A pattern is a Python
 regular expression (`re`), or a plain string with `fixed=True`; `ignore_case` folds case.
 """
 
@@ -87,9 +89,14 @@ def search_sources(regex: re.Pattern[str], sources: Iterable[OutputSource]) -> l
             hit = _line_hit(regex, number, line.stream, line.text)
             if hit is not None:
                 hits.append(hit)
+        shown: set[str] | None = None
         for number, text in enumerate((source.error or "").splitlines(), start=1):
             hit = _line_hit(regex, number, "error", text)
-            if hit is not None:
+            if hit is None:
+                continue
+            if shown is None:
+                shown = {line.text.strip() for line in source.lines}
+            if text.strip() not in shown:  # a failed script's error repeats its stderr lines
                 hits.append(hit)
         if hits:
             groups.append(SourceHits(source, tuple(hits)))

@@ -35,7 +35,8 @@ class _Event(BaseModel):
 
 class RunStarted(_Event):
     """A run's first start. A rerun (docs/when-things-go-wrong.md) is a new run: it starts with
-    this too, naming the run it reruns and the step it reruns from (ours)."""
+    this too, naming the run it reruns and the step it reruns from (ours). A resume that found no
+    completed step starts with this as well; `retried_items` as for `RunResumed`."""
 
     type: Literal["RunStarted"] = "RunStarted"
     workflow_name: str
@@ -43,13 +44,18 @@ class RunStarted(_Event):
     inputs: dict[str, str] = Field(default_factory=dict)
     rerun_of: str | None = None
     rerun_from: str | None = None
+    retried_items: int = 0
 
 
 class RunResumed(_Event):
+    """`retried_items` (ours): the run goes on to retry that many fan-out items
+    (`Workspace.retry`), so it is announced as a retry, not as a start or a resume; 0 otherwise."""
+
     type: Literal["RunResumed"] = "RunResumed"
     workflow_name: str
     parent_run_id: str | None = None
     skipped_steps: int = 0
+    retried_items: int = 0
 
 
 class RunCancelled(_Event):

@@ -814,7 +814,10 @@ class Workspace:
         # Run by the engine only if nobody took the run after this request: another retry's
         # request would be the one on the row.
         seen = under_lease.generation
-        return self._drive(plan, self._run_row(run_id), sinks, None, resume=True, seen_generation=seen)
+        count = sum(len(ids) for ids in request.items.values())
+        return self._drive(
+            plan, self._run_row(run_id), sinks, None, resume=True, seen_generation=seen, retried_items=count
+        )
 
     def _called_step(self, rows: list[WorkflowRunStep], step: str) -> tuple[str, str] | None:
         """(called workflow, node path of its `call workflow` step) when `step` names a step of a
@@ -1099,6 +1102,7 @@ class Workspace:
         *,
         resume: bool,
         seen_generation: int | None = None,
+        retried_items: int = 0,
     ) -> WorkflowResult:
         snap = plan.snapshot
         token = cancellation or CancellationToken()
@@ -1132,6 +1136,7 @@ class Workspace:
                 schema_resolver=snap.schemas,
                 event_sinks=[*self._sinks, *sinks, *([writer] if writer is not None else [])],
                 seen_generation=seen_generation,
+                retried_items=retried_items,
             )
             if resume:
                 return snap.engine.resume_workflow(plan.definition, inp)

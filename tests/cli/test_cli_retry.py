@@ -268,7 +268,13 @@ def test_the_log_of_a_retry_says_the_completed_items_are_kept_not_that_it_starts
     capsys, home: Path
 ) -> None:
     """No step of the run had completed (the fan-out failed), so the run model's log said the new
-    attempt "starts over" — read as every item running again, where 3 of 5 items are kept."""
+    attempt "starts over" — read as every item running again, where 3 of 5 items are kept. And a
+    retry says it is one: its start event counts the items it retries, and the live view said
+    `▶ run … started` of it, the dashboard's log `run resumed`."""
+    import io
+
+    from runkon_flow.cli.live import LiveView
+    from runkon_flow.events import parse_event_line
     from runkon_flow.observe.reducer import RunModel
 
     events = home / "events.jsonl"
@@ -277,13 +283,29 @@ def test_the_log_of_a_retry_says_the_completed_items_are_kept_not_that_it_starts
     )
     assert code == 1
     run_id = run_id_of(out)
-    code, _, err = cli(
+    code, out, err = cli(
         capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--events", str(events)
     )
     assert code == 0, err
+    assert (run_id, "RunStarted", "workflow=fan retried=2") in events_of(out)
     log = [line.text for line in RunModel.from_jsonl(events).engine_log]
-    assert "run resumed: fan — attempt 2 (no completed step to skip; 3 completed fan-out items kept)" in log
+    expected = (
+        "retrying 2 failed items: fan — attempt 2 (no completed step to skip; 3 completed fan-out items kept)"
+    )
+    assert expected in log
     assert not any("starts over" in line for line in log)
+
+    stream = io.StringIO()
+    view = LiveView(stream, top_run_id=run_id, color=False, unicode=True, width=120, height=30)
+    for line in events.read_text().splitlines():
+        record = parse_event_line(line)
+        assert record is not None
+        view.feed(record)
+    view.close()
+    said = stream.getvalue()
+    assert f"▶ run {run_id} fan started" in said  # the run itself
+    assert f"▶ retrying 2 failed items of run {run_id} fan" in said  # its retry
+    assert said.count("started") == 1
 
 
 def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:

@@ -24,6 +24,7 @@ from runkon_flow.humanize import display_line, error_headline, fit_headline, for
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates, people_wait
 from runkon_flow.observe.records import last_line_worth_showing
+from runkon_flow.observe.retrying import retrying
 from runkon_flow.observe.status import ASCII_GLYPH, GLYPH, TERMINAL, outcome
 
 
@@ -191,6 +192,9 @@ class LiveView:
         kind = e.type
         top = run == self._top
         if kind in ("RunStarted", "RunResumed") and top:
+            if e.retried_items:  # a retry resumes the run, with or without a completed step
+                what = f"{retrying(e.retried_items)} of run {run} {e.workflow_name}"
+                return [self._c(_CYAN, g.run) + f" {what}"]
             word = "resumed" if kind == "RunResumed" else "started"
             if kind == "RunStarted" and e.rerun_of:  # a new run, reusing an earlier run's first steps
                 word += f" (rerun of {e.rerun_of} from {e.rerun_from})"

@@ -112,8 +112,14 @@ _FIELDS: dict[str, tuple[_FieldSpec, ...]] = {
         ("parent", "parent_run_id"),
         ("rerun_of", "rerun_of"),
         ("rerun_from", "rerun_from"),
+        ("retried", "retried_items"),
     ),
-    "RunResumed": (("workflow", "workflow_name"), ("parent", "parent_run_id"), ("skipped", "skipped_steps")),
+    "RunResumed": (
+        ("workflow", "workflow_name"),
+        ("parent", "parent_run_id"),
+        ("skipped", "skipped_steps"),
+        ("retried", "retried_items"),
+    ),
     "RunCompleted": (("succeeded", "succeeded"), ("error", "error")),
     "RunCancelled": (("reason", cancel_reason),),
     "MetricsUpdated": (
@@ -184,7 +190,7 @@ _FIELDS: dict[str, tuple[_FieldSpec, ...]] = {
     ),
 }
 
-_ZERO_IS_EMPTY = {"iteration", "attempt", "skipped", "turns", "cost"}
+_ZERO_IS_EMPTY = {"iteration", "attempt", "skipped", "retried", "turns", "cost"}
 _ALWAYS = {"line"}  # an empty output line is still a line
 
 

@@ -41,7 +41,7 @@ from runkon_flow.observe.records import (
     failure_cause,
     step_label,
 )
-from runkon_flow.observe.retrying import retry_refusal
+from runkon_flow.observe.retrying import retry_refusal, retrying
 from runkon_flow.observe.status import FAILED, ITEM_CODE, glyph
 from runkon_flow.usage import Usage
 
@@ -584,7 +584,10 @@ class RunModel:
         if self._is_root(run.run_id):
             self._changes.header = True
             rerun = f" (rerun of {ev.rerun_of} from {ev.rerun_from})" if ev.rerun_of else ""
-            self._log(LogLine(data.ts, f"run started: {ev.workflow_name}{rerun}", "info", run.run_id))
+            text = f"run started: {ev.workflow_name}{rerun}"
+            if ev.retried_items:  # a retry seen from its start (`watch`): not a new run
+                text = f"{retrying(ev.retried_items)}: {ev.workflow_name}"
+            self._log(LogLine(data.ts, text, "info", run.run_id))
 
     def _run_resumed(self, data: EngineEventData, ev: Any) -> None:
         self._next_attempt(data, ev, ev.skipped_steps)
@@ -602,7 +605,11 @@ class RunModel:
             self.cancelling = False
             self.crash = None
             self._changes.header = True
-            text = f"run resumed: {ev.workflow_name} — attempt {run.attempts}"
+            retried = getattr(ev, "retried_items", 0)
+            if retried:  # a retry: the run goes on to run these items again, not to start over
+                text = f"{retrying(retried)}: {ev.workflow_name} — attempt {run.attempts}"
+            else:
+                text = f"run resumed: {ev.workflow_name} — attempt {run.attempts}"
             # Items a fan-out completed are kept even when no step is (a retry of a failed
             # foreach, or a resume of one): "it starts over" read as "every item runs again".
             kept = sum(fan.counts[_COMPLETED] for fan in self.fanouts())

@@ -12,6 +12,12 @@ from __future__ import annotations
 CALLED_FANOUT = "a fan-out in a workflow it calls is not offered by retry yet"
 
 
+def retrying(items: int) -> str:
+    """How a retry is announced where a run would say it started or resumed (the live view, the
+    dashboard's log): `retrying 8 failed items` (`RunResumed.retried_items`)."""
+    return f"retrying {items} failed item{'' if items == 1 else 's'}"
+
+
 def retry_refusal(run_id: str, parent_run_id: str | None, fan_run_id: str | None = None) -> str | None:
     """Why `retry` of run `run_id` (whose parent is `parent_run_id`) cannot run items of a fan-out
     of run `fan_run_id` (default: the run's own) again; None when it can."""

@@ -237,6 +237,7 @@ class FlowEngine:
         if not inp.workflow_run_id:
             raise WorkflowError("resume_workflow: RunInput.workflow_run_id is required")
         st = self._state_for_run(definition, inp)
+        st.retried_items = inp.retried_items
         return self._resume(definition, st, inp.seen_generation)
 
     def run_child(
@@ -585,11 +586,17 @@ class FlowEngine:
                         workflow_name=definition.name,
                         parent_run_id=parent,
                         skipped_steps=st.resume_ctx.skippable_count(leaf_skip_keys(definition.body)),
+                        retried_items=st.retried_items,
                     )
                 )
             else:
                 st.emit(
-                    RunStarted(workflow_name=definition.name, parent_run_id=parent, inputs=dict(st.inputs))
+                    RunStarted(
+                        workflow_name=definition.name,
+                        parent_run_id=parent,
+                        inputs=dict(st.inputs),
+                        retried_items=st.retried_items,
+                    )
                 )
         body_error: EngineError | None = None
         try:

@@ -226,6 +226,8 @@ class ExecutionState:
     #: A rerun's first start (ours): (run it reruns, step it reruns from). Its copied rows are
     #: restored like a resume's, but it starts with RunStarted: it is a new run.
     rerun_start: tuple[str, str] | None = None
+    #: A retry's resume (ours): how many fan-out items it runs again, said by its start event.
+    retried_items: int = 0
     owner_token: str | None = None
     lease_generation: int | None = None
     # lease_clock() before which no other engine can have taken the run: when the last take or

@@ -175,6 +175,9 @@ class RunInput:
     # resume it. If another engine has taken the run since (and maybe resumed and finished it),
     # the resume is refused with `AlreadyOwned` instead of running the run once more.
     seen_generation: int | None = None
+    # `resume_workflow` only: the resume retries this many fan-out items (`Workspace.retry`); its
+    # start event says so (`RunResumed.retried_items`).
+    retried_items: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)

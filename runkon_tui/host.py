@@ -78,6 +78,10 @@ class EngineHost(Protocol):
         self, run_id: str, step: str, inputs: Mapping[str, str] | None = None, *, definition: str = ...
     ) -> tuple[str, Any]: ...
 
+    def end_unstarted(self, run_id: str, reason: str) -> Any:
+        """A run whose start failed before anything ran it: `failed` with `reason`, not `pending`."""
+        ...
+
 
 @dataclass
 class OpenedHost:

@@ -826,6 +826,7 @@ class RunSession:
                 if target is None:
                     post(RunRejected(name, problems_of(exc) or [str(exc)]))
                 else:
+                    self._end_unstarted(target, f"cannot start a background runner: {exc}")
                     post(LaunchFailed(f"{label}: cannot start a background runner: {exc}"))
                 return
             post(Launched(target, name, shown, proc, log, after))
@@ -844,12 +845,27 @@ class RunSession:
                 if error is None and code != 0 and not started:
                     error = f"it exited with status {code} before taking the run up"  # killed, or worse
                 if error is not None:
+                    if not started:
+                        self._end_unstarted(target, f"its background runner stopped: {error}")
                     post(RunnerFailed(target, error, log, proc.pid, started))
 
             # A daemon thread: the dashboard may exit while the run goes on in its runner.
             threading.Thread(target=watch_runner, name=f"runner {target}", daemon=True).start()
 
         self.driver.spawn(job, group="launch", name=label)
+
+    def _end_unstarted(self, run_id: str, why: str) -> None:
+        """Worker thread: the run was to start in a runner that never took it up ("Run not
+        started"). A new run left `pending` would wait for ever: it is recorded failed with why
+        (`Workspace.end_unstarted`; a resumed or retried run is not pending, and stays as it was)."""
+        host = self.host
+        if host is None:
+            return
+        try:
+            host.end_unstarted(run_id, f"not started: {why}")
+        except Exception as exc:  # the store is gone (the dashboard is closing), or worse: say it
+            note = f"run {short_id(run_id)} stays pending: {exc}"
+            self.driver.post(Notice(note, "warning", log_error=True))
 
     def _started_since(self, run_id: str, after_seq: int | None) -> bool:
         """Whether a runner took the run up: a new run left `pending`, a resumed or retried one

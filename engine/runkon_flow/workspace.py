@@ -182,6 +182,15 @@ def end_unowned_run(
         return status
 
 
+def end_unstarted_run(store: WorkflowPersistence, run_id: str, reason: str) -> RunStatus | None:
+    """A run created to be started whose start failed before anything ran it (its background
+    runner could not be started, or exited before taking the run up): recorded `failed` with
+    `reason` — left `pending`, it read as about to start for ever, its duration growing — and
+    resumable like any failed run. Only from `pending`: a runner that took the run after all is
+    never overruled. The run's status after the call (None: an engine holds it)."""
+    return end_unowned_run(store, run_id, reason, status=RunStatus.FAILED, only_from=RunStatus.PENDING)
+
+
 @contextlib.contextmanager
 def borrowed_lease(store: WorkflowPersistence, run_id: str, purpose: str) -> Iterator[bool]:
     """Hold the run's lease for one short write from outside its engine (a cancel, a retry
@@ -971,6 +980,11 @@ class Workspace:
             retry=retry,
             no_hooks=settings.no_hooks,
         )
+
+    def end_unstarted(self, run_id: str, reason: str) -> RunStatus | None:
+        """`end_unstarted_run` on this workspace's store: a run whose start failed is not left
+        `pending` (the dashboard's "Run not started")."""
+        return end_unstarted_run(self.store, run_id, reason)
 
     def hand_over(self, run_id: str, db: Path | str) -> tuple[int, Path]:
         """Keep a run this workspace executes going in a background runner, so this process can

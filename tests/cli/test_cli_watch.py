@@ -492,6 +492,25 @@ def test_a_detached_run_cancelled_before_its_runner_took_it_says_so_and_exits_13
     assert f"resume with: runkon-flow resume {run_id}" in err
 
 
+def test_a_detached_run_whose_runner_cannot_be_started_is_not_left_pending(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log file could not be written, so no runner started: `run --detach` said so (exit 1),
+    and the run it had created stayed `pending` in `runs` for ever, its duration growing."""
+    from runkon_flow.cli import detach
+
+    def no_log(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(detach, "spawn_runner", no_log)
+    code, _, err = cli(capsys, "run", "build", "--dir", "wf", "--detach")
+    assert code == 1 and "cannot write the log file" in err and "Permission denied" in err
+    with SqliteStore(home / "runs.db") as store:
+        [run] = store.list_runs(limit=10)
+    assert run.status is RunStatus.FAILED and run.ended_at
+    assert run.error is not None and run.error.startswith("not started: cannot write the log file")
+
+
 @pytest.mark.parametrize(
     ("workflow", "status", "code"), [("build", "completed", 0), ("failing", "failed", 1)]
 )

@@ -428,6 +428,38 @@ def test_a_runner_killed_before_it_took_the_run_up_is_reported(folder: Path, tmp
         session._launch(f"resume {done}", "quick", None, run_id=done, resume=True)
     assert wait_for_reports(reports, 2) == ["Launched", "RunnerFailed"], reports
     assert reports[-1].text == "it exited with status -9 before taking the run up"
+    # "Run not started": the new run is not left pending for ever (the resumed one stays as it was).
+    run = store.get_run(reports[-1].run_id)
+    assert run is not None
+    if to == "start":
+        assert run.status is RunStatus.FAILED
+        reason = (
+            "not started: its background runner stopped: it exited with status -9 before taking the run up"
+        )
+        assert run.error == reason
+    else:
+        assert run.status is RunStatus.COMPLETED
+    store.close()
+
+
+def test_a_run_whose_runner_cannot_be_started_is_not_left_pending(folder: Path, tmp_path: Path) -> None:
+    """The runner could not be started at all (its log folder unwritable): the dashboard said
+    "Run not started", and the run it had just created stayed `pending` in the history for ever."""
+    from runkon_flow.workspace import Workspace
+
+    store = SqliteStore(tmp_path / "runs.db")
+    host = Workspace([folder], store)
+
+    def launch(run_id: str, db: Any, **_: Any) -> tuple[subprocess.Popen, Path]:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "logs"))
+
+    host.launch = launch  # type: ignore[method-assign]
+    session, reports = headless_session(folder, host, store)
+    session._launch("run quick", "quick", None, inputs={})
+    assert wait_for_reports(reports, 1) == ["LaunchFailed"], reports
+    [run] = store.list_runs(limit=10)
+    assert run.status is RunStatus.FAILED and run.ended_at
+    assert run.error is not None and run.error.startswith("not started: cannot start a background runner: ")
     store.close()
 
 

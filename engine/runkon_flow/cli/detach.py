@@ -24,7 +24,7 @@ from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runner import log_path, spawn_runner
-from runkon_flow.workspace import end_unowned_run
+from runkon_flow.workspace import end_unstarted_run
 
 STARTUP_TIMEOUT = 30.0  # seconds the background process has to take the run
 _EXIT_OF = {RunStatus.FAILED: EXIT_FAILED, RunStatus.CANCELLED: EXIT_CANCELLED}  # as `run` exits
@@ -58,9 +58,10 @@ def start(
             ray_address=ray_address,
         )
     except OSError as exc:
-        raise CommandFailed(
-            f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"
-        ) from None
+        why = f"cannot write the log file {log_path(db, run_id)}: {exc.strerror or exc}"
+        with suppress(Exception):  # nothing will take the pending run up: it must not look startable
+            end_unstarted_run(store, run_id, f"not started: {why}")
+        raise CommandFailed(why) from None
     status = _wait_until_taken(store, run_id, proc, log)
     out = StdoutGuard("stdout closed; the run goes on in the background")  # `run --detach | head -1`
     out.print(f"run_id={run_id} workflow={workflow} db={db.label}")
@@ -102,13 +103,8 @@ def _wait_until_taken(
             left: RunStatus | None = RunStatus.FAILED
             with suppress(Exception):  # nobody took the pending run: it must not look startable
                 # Only from `pending`: the runner may have run it to its end since the read above.
-                left = end_unowned_run(
-                    store,
-                    run_id,
-                    f"the detached runner exited ({code}) before starting",
-                    status=RunStatus.FAILED,
-                    only_from=RunStatus.PENDING,
-                )
+                why = f"the detached runner exited ({code}) before starting"
+                left = end_unstarted_run(store, run_id, why)
             if left is not RunStatus.FAILED:  # taken after all (None: an engine holds it now)
                 return left
             raise CommandFailed(

@@ -6,7 +6,7 @@ import json
 import threading
 
 from runkon_flow.errors import WorkflowError
-from runkon_flow.plugins.protocols import ActionOutput, FanOutItem
+from runkon_flow.plugins.protocols import MAX_ITEM_ID_CHARS, ActionOutput, FanOutItem
 
 from tests.engine.conftest import Harness, ListProvider, wait_for_cancel, wait_until
 
@@ -465,3 +465,26 @@ def test_a_fan_out_inside_a_fan_out_child_records_every_item_under_its_own_runs_
     assert len(fans) == 4  # the outer one, one inner one per ticket
     assert {status for s in fans for _, status in items_of(h, s.id)} == {"completed"}
     assert sum(len(items_of(h, s.id)) for s in fans) == 3 + 3 * 2
+
+
+def test_an_item_id_over_the_cap_fails_the_step_naming_its_position_not_the_whole_id(h: Harness) -> None:
+    long_id = "x" * (MAX_ITEM_ID_CHARS + 1)
+    h.add_workflow(CHILD)
+    items = [FanOutItem("ticket", "a", "REF-a"), FanOutItem("ticket", long_id, "REF-2")]
+    h.providers.append(ListProvider("tickets", items))
+    result = h.run(fan())
+    row = h.steps(result.workflow_run_id)[0]
+    assert row.status == "failed"
+    assert row.step_error == (
+        f"foreach 'fan': item 2 (ref 'REF-2') from item provider 'tickets' has an id of 513 characters, "
+        f"more than the 512 an item id may have (it starts '{'x' * 40}'…)"
+    )
+    assert long_id not in h.store.get_run(result.workflow_run_id).error
+    assert h.store.get_fan_out_items(row.id) == []  # nothing stored, no child started
+
+
+def test_an_item_id_at_the_cap_runs(h: Harness) -> None:
+    h.add_workflow(CHILD)
+    h.providers.append(ListProvider("tickets", ["y" * MAX_ITEM_ID_CHARS]))
+    result = h.run(fan())
+    assert h.steps(result.workflow_run_id)[0].status == "completed"

@@ -17,7 +17,7 @@ from runkon_flow.plugins.item_providers import (
     default_providers,
     find_cycle,
 )
-from runkon_flow.plugins.protocols import FanOutItem, ItemProvider, ProviderInfo
+from runkon_flow.plugins.protocols import MAX_ITEM_ID_CHARS, FanOutItem, ItemProvider, ProviderInfo
 
 
 def serve(
@@ -335,3 +335,28 @@ def test_yaml_aliases_that_expand_without_bound_or_contain_themselves_are_refuse
         serve(provider, tmp_path, {"file": "laughs.yaml"})
     items = serve(provider, tmp_path, {"file": "fine.yaml"})
     assert [i.context["team"] for i in items] == ['["web", "api"]', '["web", "api"]']
+
+
+def test_an_over_long_item_id_is_refused_where_it_was_written_without_repeating_it(tmp_path: Path) -> None:
+    """An id is a store key shown in the grid and in logs: a multi-megabyte line of an items file
+    or of a command's output was taken as an id, whole."""
+    long_id = "z" * 2_000_000
+    fine = "y" * MAX_ITEM_ID_CHARS
+    start = f"{'z' * 40!r}…"
+    too_long = f"the id is 2,000,000 characters long, more than the {MAX_ITEM_ID_CHARS} an item id may have"
+    (tmp_path / "repos.txt").write_text(f"{fine}\n\n{long_id}\n")
+    error = LinesProvider(tmp_path).validate_scope({"file": "repos.txt"})
+    assert error == f"repos.txt:3: {too_long} (it starts {start})"
+    (tmp_path / "items.yaml").write_text(f"- id: {fine}\n- id: {long_id}\n")
+    error = StaticProvider(tmp_path).validate_scope({"file": "items.yaml"})
+    assert error == f"items.yaml:2: item 2: {too_long} (it starts {start})"
+    error = StaticProvider(tmp_path).validate_scope({"items": f"a, {long_id}"})
+    assert error == f"scope items: item 2: {too_long} (it starts {start})"
+    (tmp_path / "ids.txt").write_text(f"{fine}\n{long_id}\n")
+    with pytest.raises(ItemProviderError) as info:
+        serve(CommandProvider(tmp_path), tmp_path, {"run": "cat ids.txt"})
+    assert str(info.value) == f"item command output line 2: {too_long} (it starts {start})"
+    (tmp_path / "ids.txt").write_text(json.dumps({"id": long_id}) + "\n")
+    with pytest.raises(ItemProviderError) as info:
+        serve(CommandProvider(tmp_path), tmp_path, {"run": "cat ids.txt"})
+    assert str(info.value) == f"item command output: item 1: {too_long} (it starts {start})"

@@ -119,6 +119,12 @@ class ActionExecutor(Protocol):
 
 # --------------------------------------------------------------------------- items (§3.2)
 
+#: The longest item id (characters) a foreach takes from its provider: an id is a store key,
+#: part of the fan-out's unique index (512 characters are at most 2,048 bytes of UTF-8, under
+#: PostgreSQL's ~2,700-byte index entry), and it is shown in the dashboard's grid and in logs.
+#: A longer one fails the step (docs/item-providers.md).
+MAX_ITEM_ID_CHARS = 512
+
 
 @dataclass
 class FanOutItem:

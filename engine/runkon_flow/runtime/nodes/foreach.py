@@ -50,7 +50,7 @@ from runkon_flow.persistence.models import (
     StepStatus,
     StepUpdate,
 )
-from runkon_flow.plugins.protocols import ProviderInfo
+from runkon_flow.plugins.protocols import MAX_ITEM_ID_CHARS, ProviderInfo
 from runkon_flow.runtime.lease import abort, hold_lease
 from runkon_flow.runtime.report_gate import commit_and_deliver
 from runkon_flow.runtime.resume import restore_step
@@ -267,12 +267,14 @@ class _FanOut:
                 (row.item_type, row.item_id),
                 (row.item_type, row.item_id, row.item_ref, dict(row.context), row),
             )
-        for item in fresh or ():
+        for number, item in enumerate(fresh or (), start=1):
             if not isinstance(getattr(item, "item_id", None), str):
                 self._fail_setup(
                     f"foreach '{node.name}': item provider '{node.over}' returned an invalid item "
                     f"{item!r} (expected a FanOutItem)"
                 )
+            if len(item.item_id) > MAX_ITEM_ID_CHARS:
+                self._fail_setup(_long_id(node, number, item))
             k = (str(item.item_type), item.item_id)
             if k not in merged:
                 merged[k] = (
@@ -927,6 +929,19 @@ def _lineage(item: _Item) -> ItemLineage:
     if item.status is FanOutItemStatus.PENDING and ran:
         return ItemLineage(prior.attempt + 1, prior.child_run_id)
     return ItemLineage(prior.attempt, prior.previous_child_run_id)
+
+
+def _long_id(node: ForEachNode, number: int, item: Any) -> str:
+    """Why item `number` (1-based, in the provider's order) is refused: its id is too long. The id
+    itself is not repeated (it may be megabytes): its start (quoted, escapes shown) and, when short,
+    its ref say which item it is."""
+    ref = str(item.item_ref or "")
+    where = f" (ref {ref!r})" if ref and len(ref) <= 200 and ref != item.item_id else ""
+    return (
+        f"foreach '{node.name}': item {number}{where} from item provider '{node.over}' has an id of "
+        f"{len(item.item_id):,} characters, more than the {MAX_ITEM_ID_CHARS} an item id may have "
+        f"(it starts {item.item_id[:40]!r}…)"
+    )
 
 
 def _own_words(exc: EngineError) -> str:

@@ -22,6 +22,7 @@ from runkon_flow.events import (
     StepOutput,
 )
 from runkon_flow.hooks import HookEvents, HookRunner, HooksConfig, HookSpec
+from runkon_flow.hooks.events import MAX_ENV_VALUE_BYTES
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.workspace import Workspace
@@ -273,3 +274,49 @@ def test_slow_and_failing_hooks_are_stopped_reported_and_the_run_unaffected(
         f"hook '{o.hook}' on workflow_run.completed (run {run_id}) failed: {o.detail}"
         for o in outcomes.values()
     )
+
+
+def test_a_shell_hook_starts_with_a_huge_or_nul_value_cut_and_shown_in_its_environment(
+    tmp_path: Path,
+) -> None:
+    """Linux starts no process with an environment variable over 128 KiB, nor with a NUL in one: a
+    run whose error was 300,000 bytes had its hook fail to start ('Argument list too long:
+    /bin/sh'), one with a NUL in it ('contains a NUL byte'). Each value is cut (saying so) and a
+    NUL shown as ␀; stdin has the whole event."""
+    out = tmp_path / "hook"
+    hook = HookSpec(
+        events=["workflow_run.failed"],
+        run=(
+            f'cat > {out}.$RUNKON_RUN_ID.stdin; printf %s "$RUNKON_ERROR" > {out}.$RUNKON_RUN_ID.error; '
+            f'printf %s "$RUNKON_EVENT_JSON" > {out}.$RUNKON_RUN_ID.json'
+        ),
+    )
+    runner = HookRunner(HooksConfig(hooks=[hook]), cwd=tmp_path)
+    error = "é" * 150_000
+    for run_id, text in (("R", error), ("Q", "a\0b")):
+        runner.emit(env(run_id, RunStarted(workflow_name="ship"), 1))
+        runner.emit(env(run_id, RunCompleted(succeeded=False, error=text), 2))
+    runner.close()
+    assert sorted((o.run_id, o.ok, o.detail) for o in runner.outcomes) == [("Q", True, ""), ("R", True, "")]
+    assert json.loads(Path(f"{out}.R.stdin").read_text())["error"] == error  # stdin: the whole event
+    seen = Path(f"{out}.R.error").read_text()
+    assert len(seen.encode()) <= MAX_ENV_VALUE_BYTES
+    assert seen.startswith("é" * 1000)
+    assert seen.endswith(" … [cut by runkon: 300,000 bytes; the whole event is on stdin]")
+    as_json = json.loads(Path(f"{out}.R.json").read_text())  # still JSON, its long string cut
+    assert (as_json["event"], as_json["workflow"], as_json["run_id"]) == ("workflow_run.failed", "ship", "R")
+    assert as_json["error"].startswith("é" * 100) and as_json["error"].endswith("on stdin]")
+    assert Path(f"{out}.Q.error").read_text() == "a\u2400b"
+    assert json.loads(Path(f"{out}.Q.stdin").read_text())["error"] == "a\0b"
+
+
+def test_hook_environment_values_show_a_nul_and_keep_short_values_whole() -> None:
+    from runkon_flow.hooks.events import HookEvent
+
+    event = HookEvent("gate.waiting", 0.0, "R", "R", "ship", prompt="a\0b", note="n" * MAX_ENV_VALUE_BYTES)
+    values = event.env()
+    assert values["RUNKON_PROMPT"] == "a\u2400b"
+    assert values["RUNKON_NOTE"] == "n" * MAX_ENV_VALUE_BYTES  # exactly the limit: whole
+    assert "\0" not in "".join(values.values())
+    short = HookEvent("gate.waiting", 0.0, "R", "R", "ship", prompt="a\0b").env()["RUNKON_EVENT_JSON"]
+    assert json.loads(short)["prompt"] == "a\0b"  # JSON escapes it: kept as it is

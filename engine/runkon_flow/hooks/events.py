@@ -54,13 +54,48 @@ class HookEvent:
         return json.dumps(self.payload(), ensure_ascii=False)
 
     def env(self) -> dict[str, str]:
-        """The same fields as `RUNKON_*` environment variables, plus the whole JSON."""
-        out = {"RUNKON_EVENT_JSON": self.to_json()}
-        for key, value in self.payload().items():
+        """The same fields as `RUNKON_*` environment variables, plus the whole JSON — each value
+        one a process can be started with (see `_env_value`): a long one is cut, saying so, and
+        `RUNKON_EVENT_JSON` stays JSON (its long strings cut). stdin has the whole event."""
+        payload = self.payload()
+        out = {"RUNKON_EVENT_JSON": _env_json(payload)}
+        for key, value in payload.items():
             if isinstance(value, bool):
                 value = "true" if value else "false"
-            out[f"RUNKON_{key.upper()}"] = str(value)
+            out[f"RUNKON_{key.upper()}"] = _env_value(str(value))
         return out
+
+
+#: The most bytes (UTF-8) one hook environment variable's value holds. Linux refuses to start a
+#: process with a single variable over 128 KiB (MAX_ARG_STRLEN), and all of them together count
+#: against ARG_MAX: a run's long error (a script's output) made the hook fail to start, E2BIG.
+MAX_ENV_VALUE_BYTES = 64 * 1024
+#: No process can be given a NUL in its environment: one becomes U+2400 (␀), as a terminal shows it.
+_NUL_SHOWN = "\u2400"
+
+
+def _env_value(text: str, limit: int = MAX_ENV_VALUE_BYTES) -> str:
+    """`text` as an environment value: NUL shown as ␀, and past `limit` bytes cut at a character
+    boundary with a marker saying how long it was (the marker counts in the limit)."""
+    text = text.replace("\0", _NUL_SHOWN)
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    marker = f" … [cut by runkon: {len(data):,} bytes; the whole event is on stdin]"
+    keep = max(0, limit - len(marker.encode()))
+    return data[:keep].decode("utf-8", "ignore") + marker
+
+
+def _env_json(payload: dict[str, object]) -> str:
+    """The event's JSON for `RUNKON_EVENT_JSON`: whole when it fits `MAX_ENV_VALUE_BYTES`, else
+    still valid JSON, with its strings cut (each marked) to smaller shares until it fits."""
+    text = json.dumps(payload, ensure_ascii=False)
+    share = MAX_ENV_VALUE_BYTES // 8
+    while len(text.encode("utf-8", "surrogatepass")) > MAX_ENV_VALUE_BYTES and share >= 64:
+        cut = {k: _env_value(v, share) if isinstance(v, str) else v for k, v in payload.items()}
+        text = json.dumps(cut, ensure_ascii=False)
+        share //= 2
+    return text
 
 
 @dataclass

@@ -185,7 +185,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
                 if row.counts.get(s)
             ),
             "usage": Text(row.usage.short() if row.usage else ""),
-            "held by": Text(holder_text(run)),
+            "held by": Text(terminal_safe(holder_text(run))),  # the host is the token's, as stored
             # the last column: refill fits it, with "…"
             "error": Text(terminal_safe(error_headline(run.error))),
         }

@@ -888,6 +888,28 @@ async def test_the_runs_screen_shows_held_by_and_error_only_when_some_run_has_th
         assert held_by.startswith(f"pid {os.getpid()} on ")  # as the CLI names a holder
 
 
+async def test_the_runs_screen_shows_a_holder_whose_token_holds_escapes_safely() -> None:
+    """`held by` is the host part of the run's lease token, read from the store as any process
+    wrote it: `\x1b]0;…\x07` in it retitled the terminal, `\x1b[2J` cleared it."""
+    from runkon_flow.persistence.models import NewRun, RunStatus
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    live = store.create_run(NewRun(workflow_name="nightly"))
+    store.update_run_status(live.id, RunStatus.RUNNING, None, None)
+    assert store.acquire_lease(live.id, "box\x1b]0;pwned\x07\x1b[2J\x9b2J:4242:abc", 600) is not None
+    app = make_app(store=store)
+
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        table = app.screen.query_one(DataTable)
+        columns = [str(c.label) for c in table.columns.values()]
+        held = str(table.get_row(live.id)[columns.index("held by")])
+        assert held.startswith("box") and ":4242 · lease " in held, held
+        assert not any(c in held for c in "\x1b\x07\x9b"), repr(held)
+
+
 async def test_a_run_whose_holder_died_turns_interrupted_in_the_runs_screen_by_itself() -> None:
     """Nothing is written when a holder dies: its lease lapses. The runs screen re-read only while
     some run *is* live, so the last live run's row kept saying `running` until `g`."""

@@ -425,3 +425,66 @@ def test_logs_and_grep_never_send_a_steps_escape_sequences_to_the_terminal(
         code, out, err = cli(capsys, *argv)
         assert (code, out) == (2, "")
         assert "--raw prints stored output with its escape sequences" in err and "not a terminal" in err
+
+
+def test_logs_and_grep_read_each_steps_lines_from_the_store_as_they_print_them(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both read the run's whole stored output into memory before printing a line (a 200 MB run
+    took 490 MB; `grep .` 1.4 GB): now a source's lines are read from the store as they are
+    printed, once they add up to more than `STREAM_ABOVE` characters (8 MiB; here 1,000), and the
+    output is the same. Three items print side by side, their lines interleaved in the stored
+    rows; one stored row is kept at a time and a piece is 100 characters, so every row is read
+    again and every step printed in many pieces."""
+    from runkon_flow.cli import logs
+    from runkon_flow.observe import outputs
+
+    write(
+        home / "wf" / "side.wf",
+        """workflow side {
+  foreach each {
+    over         = static
+    scope        = { items = "a,b,c" }
+    max_parallel = 3
+    workflow     = count
+    inputs       = { name = "{{item.id}}" }
+  }
+}
+""",
+    )
+    write(
+        home / "wf" / "count.wf",
+        'workflow count {\n  inputs { name default = "" }\n'
+        "  script say { run = \"seq 1 1500 | sed 's/^/{{name}} line /'\" }\n}\n",
+    )
+    run_id = start(capsys, "side")
+    monkeypatch.setattr(outputs, "STREAM_ABOVE", 1000)  # 3 × 1,500 lines are past it
+    monkeypatch.setattr(outputs, "_KEEP_ROWS", 1)
+    monkeypatch.setattr(logs, "_PIECE", 100)
+    with SqliteStore(home / "runs.db") as store:
+        run = store.get_run(run_id)
+        assert run is not None
+        whole = outputs.read_outputs(store, run)
+        streamed = outputs.read_outputs(store, run, stream=True)
+        assert len(store.read_events(run_id)) > 3  # the lines span several stored rows
+        assert [s.label for s in streamed.sources] == [s.label for s in whole.sources]
+        assert not any(s.lines for s in streamed.sources)  # no stored line is held
+        assert [list(s.each_line()) for s in streamed.sources] == [s.lines for s in whole.sources]
+        monkeypatch.setattr(outputs, "STREAM_ABOVE", 100_000)  # under it: read once, lines kept
+        kept = outputs.read_outputs(store, run, stream=True)
+        assert [s.lines for s in kept.sources] == [s.lines for s in whole.sources]
+        monkeypatch.setattr(outputs, "STREAM_ABOVE", 1000)
+    items = "".join(
+        f"==> each[{name}] › say (completed) <==\n"
+        + "".join(f"{name} line {n}\n" for n in range(1, 1501))
+        + "\n"
+        for name in "abc"
+    )
+    assert cli(capsys, "logs", run_id) == (0, items, "")
+    code, out, err = cli(capsys, "grep", "line 1[05]00$", run_id)
+    assert code == 0
+    assert out == "".join(
+        f"==> each[{name}] › say (completed) <==\n1000:{name} line 1000\n1500:{name} line 1500\n\n"
+        for name in "abc"
+    )
+    assert err == "6 matching lines in 3 of 3 steps and items\n"

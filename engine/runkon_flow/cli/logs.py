@@ -17,8 +17,10 @@ pictures — on a terminal, in a pipe and in a file alike, since a saved log is 
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, StdoutGuard, UsageError, print_err
@@ -27,7 +29,7 @@ from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.event_log import CUT_NOTE
 from runkon_flow.humanize import display_line, display_lines
 from runkon_flow.observe.outputs import OutputSource, OutputTree, read_outputs
-from runkon_flow.observe.search import compile_pattern, search_run
+from runkon_flow.observe.search import Hit, compile_pattern, searched_text, source_hits
 from runkon_flow.persistence import WorkflowRun
 
 __all__ = ["add_grep_parser", "add_logs_parser", "heading"]
@@ -36,6 +38,8 @@ __all__ = ["add_grep_parser", "add_logs_parser", "heading"]
 _CUT_COUNT = re.compile(rf"(\d+) {re.escape(CUT_NOTE)}")
 #: Names listed when STEP|ITEM names nothing; a 10,000-item run lists the first ones.
 _LISTED_NAMES = 20
+#: About how many characters are printed at a time (a step's output is printed in such pieces).
+_PIECE = 64 * 1024
 
 
 def heading(source: OutputSource) -> str:
@@ -84,39 +88,59 @@ def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
     return found
 
 
-def _source_text(source: OutputSource, raw: bool) -> str:
-    """One source's heading, lines and error, and the blank line after it."""
-    out = [heading(source)]
-    for line in source.lines:
-        out.extend(_shown(f"… {line.text}" if line.stream == "note" else line.text, raw))
-    if not source.lines and not source.error:
-        out.append("(no output)")
+def _source_rows(source: OutputSource, raw: bool) -> Iterator[str]:
+    """One source's heading, lines and error, row by row (the lines read as they are printed)."""
+    yield heading(source)
+    for line in source.each_line():
+        yield from _shown(f"… {line.text}" if line.stream == "note" else line.text, raw)
+    if not source.has_lines and not source.error:
+        yield "(no output)"
     if source.error:
         first, *rest = [row for line in source.error.splitlines() for row in _shown(line, raw)] or [""]
-        out.append(f"error: {first}")
-        out.extend(f"       {line}" for line in rest)
-    return "\n".join(out) + "\n"
+        yield f"error: {first}"
+        yield from (f"       {line}" for line in rest)
+
+
+def _print_rows(guard: StdoutGuard, rows: Iterable[str]) -> None:
+    """`rows`, each on its line, then a blank line — printed in pieces of about `_PIECE`
+    characters, so a step's output of any length is never one string in memory. Stops reading
+    once stdout's reader has gone away."""
+    piece: list[str] = []
+    size = 0
+    for row in rows:
+        piece.append(row)
+        size += len(row) + 1
+        if size >= _PIECE:
+            guard.print("\n".join(piece))
+            piece, size = [], 0
+            if guard.closed:
+                return
+    if piece:
+        guard.print("\n".join(piece))
+    guard.print("")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     _check_raw(args)
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
-        tree = read_outputs(store, run)
-    _notes(run, tree)
-    sources = _narrowed(tree, args.target)
-    if args.failed:
-        failed = {id(s) for s in tree.failed()}
-        sources = [s for s in sources if id(s) in failed]
+        tree = read_outputs(store, run, stream=True)  # lines read as they are printed: flat memory
+        _notes(run, tree)
+        sources = _narrowed(tree, args.target)
+        if args.failed:
+            failed = {id(s) for s in tree.failed()}
+            sources = [s for s in sources if id(s) in failed]
+            if not sources:
+                where = f" '{args.target}'" if args.target else ""
+                print_err(f"no failed steps or items{where} in run {run.id} ({display_status(run)})")
+                return EXIT_OK
         if not sources:
-            where = f" '{args.target}'" if args.target else ""
-            print_err(f"no failed steps or items{where} in run {run.id} ({display_status(run)})")
-            return EXIT_OK
-    if not sources:
-        print_err(f"run {run.id} has no steps yet ({display_status(run)})")
-    guard = StdoutGuard()  # `logs … | head`
-    for source in sources:
-        guard.print(_source_text(source, args.raw))
+            print_err(f"run {run.id} has no steps yet ({display_status(run)})")
+        guard = StdoutGuard()  # `logs … | head`
+        for source in sources:
+            if guard.closed:
+                break
+            _print_rows(guard, _source_rows(source, args.raw))
     return EXIT_OK
 
 
@@ -156,33 +180,43 @@ def cmd_grep(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     _check_raw(args)
+    # `grep … | head -1`: the exit status still says whether something matched (1 is "no match").
+    guard = StdoutGuard("stdout closed; the rest of the matches are not printed")
+    lines = groups = 0
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
-        tree = read_outputs(store, run)
-    _notes(run, tree)
-    _narrowed(tree, args.target)  # an unknown STEP|ITEM is a usage error, not "no match"
-    result = search_run(store, run, regex, within=args.target, tree=tree)
-    out = []
-    for group in result.groups:
-        out.append(heading(group.source))
-        for hit in group.hits:
-            where = f"error {hit.number}" if hit.stream == "error" else str(hit.number)
-            out.append(f"{where}:{hit.text if args.raw else display_line(hit.text, None)}")
-        out.append("")
-    if out:
-        # `grep … | head -1`: the exit status still says whether something matched (1 is "no match").
-        guard = StdoutGuard("stdout closed; the rest of the matches are not printed")
-        guard.print("\n".join(out))
-    lines, groups = result.hit_count, len(result.groups)
-    searched = result.searched_text
+        tree = read_outputs(store, run, stream=True)  # lines read as they are searched: flat memory
+        _notes(run, tree)
+        sources = _narrowed(tree, args.target)  # an unknown STEP|ITEM is a usage error, not "no match"
+        for source in sources:
+            found = source_hits(regex, source)
+            first = next(found, None)
+            if first is None:
+                continue
+            groups += 1
+            hits, printed = itertools.chain((first,), found), [0]
+            if not guard.closed:
+                _print_rows(guard, _hit_rows(source, hits, args.raw, printed))
+            lines += printed[0] + sum(1 for _ in hits)  # those not printed (stdout closed) count too
+    searched = searched_text(len(sources))
     summary = (
         f"{lines} matching line{'' if lines == 1 else 's'} in {groups} of {searched}"
         if lines
         else f"no match for {args.pattern!r} in {searched} of run {run.id}"
     )
     print_err(summary)
-    _cut_notes(tree.narrowed(args.target) if args.target else tree.sources)
+    _cut_notes(sources)
     return EXIT_OK if lines else EXIT_FAILED
+
+
+def _hit_rows(source: OutputSource, hits: Iterator[Hit], raw: bool, printed: list[int]) -> Iterator[str]:
+    """One source's heading and its hits, `number:text` (`error N:text` in its error), counted in
+    `printed[0]` as they go."""
+    yield heading(source)
+    for hit in hits:
+        printed[0] += 1
+        where = f"error {hit.number}" if hit.stream == "error" else str(hit.number)
+        yield f"{where}:{hit.text if raw else display_line(hit.text, None)}"
 
 
 def _cut_notes(sources: list[OutputSource]) -> None:
@@ -191,7 +225,7 @@ def _cut_notes(sources: list[OutputSource]) -> None:
     for source in sources:
         notes = [line.text for line in source.lines if line.stream == "note"]
         if notes:
-            kept = sum(1 for line in source.lines if line.stream != "note")
+            kept = source.output_line_count
             cut = sum(int(n) for note in notes for n in _CUT_COUNT.findall(note))
             more = f" ({cut} more lines not stored)" if cut else ""
             print_err(f"note: {source.label}: lines after line {kept} were not stored, so not searched{more}")

@@ -15,10 +15,17 @@ one another process executes and one on PostgreSQL alike:
 Each `OutputSource` is one step row (one attempt of one execution) or one failed fan-out item that
 has no step of its own to show; `label` is its place as people read it: `prep`,
 `each[b] › say`, `check · attempt 2`, `build › compile`.
+
+`read_outputs(…, stream=True)` keeps no output line in memory once they add up to more than
+`STREAM_ABOVE` characters: the walk notes, per step row, which stored rows hold its lines and how
+many there are, and `OutputSource.each_line()` reads those rows again as it is iterated, a few at
+a time (`_RowLines`). `logs` and `grep` print a run of any size so, in flat memory; the lines, and
+their order, are the same as a tree read whole.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -29,12 +36,13 @@ from runkon_flow.persistence.models import (
     FanOutItemRow,
     FanOutItemStatus,
     StepRole,
+    StoredEvent,
     WorkflowRun,
     WorkflowRunStep,
 )
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["FAILED_STATUSES", "OutputLine", "OutputSource", "OutputTree", "read_outputs"]
+__all__ = ["FAILED_STATUSES", "STREAM_ABOVE", "OutputLine", "OutputSource", "OutputTree", "read_outputs"]
 
 FAILED_STATUSES = frozenset({"failed", "timed_out"})
 _CONTAINERS = frozenset({StepRole.FOREACH.value, StepRole.WORKFLOW.value})
@@ -70,10 +78,30 @@ class OutputSource:
     names: frozenset[str] = frozenset()
     #: False for an earlier attempt of a step (or item) that a later attempt replaced.
     latest: bool = True
+    #: In a streamed tree (`read_outputs(…, stream=True)`), the stored output lines, read again
+    #: when `each_line()` is iterated; `lines` then holds only what follows them (the notes).
+    stored: _StepLines | None = None
 
     @property
     def failed(self) -> bool:
         return self.status in FAILED_STATUSES
+
+    def each_line(self) -> Iterator[OutputLine]:
+        """Every line of this source's output, notes last — for a streamed tree read from the
+        store as it goes, so only a few stored rows are in memory at a time."""
+        if self.stored is not None:
+            yield from self.stored
+        yield from self.lines
+
+    @property
+    def has_lines(self) -> bool:
+        return bool(self.lines) or (self.stored is not None and self.stored.count > 0)
+
+    @property
+    def output_line_count(self) -> int:
+        """How many output lines (not notes) the source has."""
+        own = sum(1 for line in self.lines if line.stream != "note")
+        return own + (self.stored.count if self.stored is not None else 0)
 
     @property
     def item_id(self) -> str | None:
@@ -117,8 +145,14 @@ def _short(step_name: str) -> str:
 class _Stored:
     """What the walk takes from the top-level run's stored events."""
 
-    #: Output lines by step row id.
+    #: Output lines by step row id (a tree read whole).
     lines: dict[str, list[OutputLine]] = field(default_factory=dict)
+    #: A streamed tree's instead: by step row id, the `seq` of each stored row holding some of
+    #: its lines, and how many lines it has.
+    rows: dict[str, list[int]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    #: Whether the lines are not kept (`_stored_lines`' `keep_chars`): they are read again.
+    streamed: bool = False
     #: `lines not stored` notes by step row id (by (run, step name) in streams stored before notes
     #: named their execution).
     notes: dict[str | tuple[str, str], list[str]] = field(default_factory=dict)
@@ -129,10 +163,14 @@ class _Stored:
     seen: bool = False
 
 
-def _stored_lines(store: WorkflowPersistence, stream_id: str) -> _Stored:
-    """The output lines, notes and failed items' errors of the top-level run's stored events."""
+def _stored_lines(store: WorkflowPersistence, stream_id: str, keep_chars: int | None = None) -> _Stored:
+    """The output lines, notes and failed items' errors of the top-level run's stored events.
+    With `keep_chars`, the lines are kept only while they add up to at most that many characters;
+    past it only where they are (`rows`, `counts`: noted all along), and `streamed` is set."""
     stored = _Stored()
     lines, notes, after = stored.lines, stored.notes, 0
+    where, counts = stored.rows, stored.counts
+    kept = 0
     while True:
         rows = store.read_events(stream_id, after, READ_ROWS)
         if not rows:
@@ -148,7 +186,18 @@ def _stored_lines(store: WorkflowPersistence, stream_id: str) -> _Stored:
                 continue
             event = data.event
             if kind == "StepOutput":
-                lines.setdefault(event.step_id, []).append(OutputLine(event.stream, event.line))  # type: ignore[union-attr]
+                step_id: str = event.step_id  # type: ignore[union-attr]
+                if keep_chars is not None:
+                    seqs = where.setdefault(step_id, [])
+                    if not seqs or seqs[-1] != row.seq:
+                        seqs.append(row.seq)
+                    counts[step_id] = counts.get(step_id, 0) + 1
+                    kept += len(event.line)  # type: ignore[union-attr]
+                    if kept > keep_chars and not stored.streamed:
+                        stored.streamed = True
+                        lines.clear()
+                if not stored.streamed:
+                    lines.setdefault(step_id, []).append(OutputLine(event.stream, event.line))  # type: ignore[union-attr]
             elif kind == "FanOutItemCompleted":
                 if event.step_id is not None and event.error is not None:  # type: ignore[union-attr]
                     # An item's last end wins.
@@ -156,6 +205,62 @@ def _stored_lines(store: WorkflowPersistence, stream_id: str) -> _Stored:
             elif is_cut_note(event):  # type: ignore[arg-type]
                 key = event.step_id or (row.event_run_id, event.step_name)  # type: ignore[union-attr]
                 notes.setdefault(key, []).append(event.message)  # type: ignore[union-attr]
+
+
+#: A streamed tree (`read_outputs(…, stream=True)`) keeps its run's stored lines while they add
+#: up to at most this many characters (read once: the quickest), and past it none of them.
+STREAM_ABOVE = 8 * 1024 * 1024
+#: Stored rows a streamed tree keeps unpacked: each holds at most `PACK_CHARS` of text.
+_KEEP_ROWS = 2 * READ_ROWS
+
+
+class _RowLines:
+    """A streamed tree's reader of stored rows: the output lines of one step row that one stored
+    row holds. The last `_KEEP_ROWS` rows read are kept unpacked (not decoded): a step's lines are in
+    consecutive rows, and a fan-out's items — listed in their order — ran side by side, so their
+    rows are read once, or nearly (items that each printed megabytes side by side: again for each
+    item); of a kept row, only the events naming the step are decoded."""
+
+    def __init__(self, store: WorkflowPersistence, stream_id: str) -> None:
+        self._store = store
+        self._stream_id = stream_id
+        self._keep = _KEEP_ROWS
+        self._rows: OrderedDict[int, list[StoredEvent]] = OrderedDict()
+
+    def lines(self, seq: int, step_id: str) -> Iterator[OutputLine]:
+        events = self._rows.get(seq)
+        if events is None:
+            read = {
+                row.seq: [e for e in unpack(row) if e.kind == "StepOutput"]
+                for row in self._store.read_events(self._stream_id, seq - 1, READ_ROWS)
+            }
+            events = read.get(seq, [])
+            self._rows.update(read)
+            while len(self._rows) > self._keep:
+                self._rows.popitem(last=False)
+        else:
+            self._rows.move_to_end(seq)
+        named = f'"{step_id}"'  # in the payload of each of its events: no need to decode the others
+        for row in events:
+            if named not in row.payload:
+                continue
+            data = envelope_of(row)
+            if data is not None and data.event.step_id == step_id:  # type: ignore[union-attr]
+                yield OutputLine(data.event.stream, data.event.line)  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True, slots=True)
+class _StepLines:
+    """One step row's stored lines in a streamed tree: iterating reads them (`_RowLines`)."""
+
+    reader: _RowLines
+    step_id: str
+    seqs: tuple[int, ...]
+    count: int
+
+    def __iter__(self) -> Iterator[OutputLine]:
+        for seq in self.seqs:
+            yield from self.reader.lines(seq, self.step_id)
 
 
 def _error_text(row: WorkflowRunStep) -> str | None:
@@ -170,9 +275,12 @@ def _error_text(row: WorkflowRunStep) -> str | None:
 
 
 class _Walker:
-    def __init__(self, store: WorkflowPersistence, stored: _Stored) -> None:
+    def __init__(self, store: WorkflowPersistence, stored: _Stored, reader: _RowLines | None = None) -> None:
         self.store = store
         self.lines = stored.lines
+        self.rows = stored.rows
+        self.counts = stored.counts
+        self.reader = reader
         self.has_events = stored.seen
         self.notes = stored.notes
         self.item_errors = stored.item_errors
@@ -250,13 +358,16 @@ class _Walker:
         if row.node_path:
             own |= {row.node_path}
         lines = list(self.lines.get(row.id, ()))
+        stored = None
+        if self.reader is not None and row.id in self.rows:
+            stored = _StepLines(self.reader, row.id, tuple(self.rows[row.id]), self.counts[row.id])
         error = _error_text(row)
         result = readable_error(row.result_text or "").strip()
         if not self.has_events and result and result != error and row.role not in _CONTAINERS:
             lines = [OutputLine("result", text) for text in result.splitlines()]
         for key in (row.id, (run.id, row.step_name)):
             lines.extend(OutputLine("note", n) for n in self.notes.get(key, ()))
-        if lines or error or row.role not in _CONTAINERS:
+        if lines or stored is not None or error or row.role not in _CONTAINERS:
             yield OutputSource(
                 label=label,
                 run_id=run.id,
@@ -269,6 +380,7 @@ class _Walker:
                 items=items,
                 names=frozenset(own),
                 latest=latest,
+                stored=stored,
             )
         if depth >= _MAX_DEPTH:
             return
@@ -335,10 +447,13 @@ def _item_failed(item: FanOutItemRow) -> bool:
     return FanOutItemStatus(item.status) is FanOutItemStatus.FAILED
 
 
-def read_outputs(store: WorkflowPersistence, run: WorkflowRun) -> OutputTree:
+def read_outputs(store: WorkflowPersistence, run: WorkflowRun, *, stream: bool = False) -> OutputTree:
     """Every step's and item's stored output and error of `run` (a top-level or a child run), in
-    the order the run went."""
-    stored = _stored_lines(store, top_level_run(store, run.id))
-    walker = _Walker(store, stored)
+    the order the run went. With `stream`, a run whose stored lines add up to more than
+    `STREAM_ABOVE` characters keeps none of them: each source's `each_line()` reads its lines
+    from `store` again (which must stay open while they are read)."""
+    stream_id = top_level_run(store, run.id)
+    stored = _stored_lines(store, stream_id, STREAM_ABOVE if stream else None)
+    walker = _Walker(store, stored, _RowLines(store, stream_id) if stored.streamed else None)
     sources = list(walker.run(run, "", (), frozenset(), True))
     return OutputTree(run, sources, stored.seen)

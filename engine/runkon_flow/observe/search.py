@@ -12,14 +12,23 @@ regular expression (`re`), or a plain string with `fixed=True`; `ignore_case` fo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from runkon_flow.observe.outputs import OutputSource, OutputTree, read_outputs
 from runkon_flow.persistence.models import WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["Hit", "SearchResult", "SourceHits", "compile_pattern", "search_run", "search_sources"]
+__all__ = [
+    "Hit",
+    "SearchResult",
+    "SourceHits",
+    "compile_pattern",
+    "search_run",
+    "search_sources",
+    "searched_text",
+    "source_hits",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +63,15 @@ class SearchResult:
 
     @property
     def searched_text(self) -> str:
-        """How many steps and items were searched, in words that read right for any count:
-        `1 step or item`, `5 steps and items` (`grep`'s and the dashboard's search summary)."""
-        if self.searched == 0:
-            return "no steps or items"
-        return "1 step or item" if self.searched == 1 else f"{self.searched} steps and items"
+        return searched_text(self.searched)
+
+
+def searched_text(searched: int) -> str:
+    """How many steps and items were searched, in words that read right for any count:
+    `1 step or item`, `5 steps and items` (`grep`'s and the dashboard's search summary)."""
+    if searched == 0:
+        return "no steps or items"
+    return "1 step or item" if searched == 1 else f"{searched} steps and items"
 
 
 def compile_pattern(pattern: str, *, ignore_case: bool = False, fixed: bool = False) -> re.Pattern[str]:
@@ -80,26 +93,34 @@ def _line_hit(regex: re.Pattern[str], number: int, stream: str, text: str) -> Hi
     return Hit(number, stream, text, spans)
 
 
+def source_hits(regex: re.Pattern[str], source: OutputSource) -> Iterator[Hit]:
+    """One source's hits, its output lines' first and then its error's, as they are found (a
+    streamed source's lines are read as they are searched: `grep` prints each hit as it goes)."""
+    errors = (source.error or "").splitlines()
+    # A failed script's error repeats its stderr lines, which its output holds too: one hit each.
+    wanted = {text.strip() for text in errors}
+    shown: set[str] = set()
+    for number, line in enumerate(source.each_line(), start=1):
+        if wanted:
+            text = line.text.strip()
+            if text in wanted:
+                shown.add(text)
+        hit = _line_hit(regex, number, line.stream, line.text)
+        if hit is not None:
+            yield hit
+    for number, text in enumerate(errors, start=1):
+        hit = _line_hit(regex, number, "error", text)
+        if hit is not None and text.strip() not in shown:
+            yield hit
+
+
 def search_sources(regex: re.Pattern[str], sources: Iterable[OutputSource]) -> list[SourceHits]:
     """Hits per source, in the sources' order; sources without a hit are left out."""
     groups = []
     for source in sources:
-        hits = []
-        for number, line in enumerate(source.lines, start=1):
-            hit = _line_hit(regex, number, line.stream, line.text)
-            if hit is not None:
-                hits.append(hit)
-        shown: set[str] | None = None
-        for number, text in enumerate((source.error or "").splitlines(), start=1):
-            hit = _line_hit(regex, number, "error", text)
-            if hit is None:
-                continue
-            if shown is None:
-                shown = {line.text.strip() for line in source.lines}
-            if text.strip() not in shown:  # a failed script's error repeats its stderr lines
-                hits.append(hit)
+        hits = tuple(source_hits(regex, source))
         if hits:
-            groups.append(SourceHits(source, tuple(hits)))
+            groups.append(SourceHits(source, hits))
     return groups
 
 

@@ -486,6 +486,11 @@ class Workspace:
         """Every problem that would stop a run of `name`: the language rules (dsl.md §9.1), the
         engine's host checks (agents, providers, gate types, sub-workflows, cycles), and ours
         (schemas, prompt snippets, on_fail agents, script files). Empty list = ready to run."""
+        return self.check(name)[0]
+
+    def check(self, name: str) -> tuple[list[Problem], list[Problem]]:
+        """`validate`'s problems, and the warnings `runkon-flow validate` says for the workflow's
+        own file (the parser's and the language rules', each at its place): they stop nothing."""
         wf = self.find(name)
         snap = self._snapshot()  # after find(): it may have added a directory
         directory = snap.workflow_dirs.get(wf.name, Path(wf.source_path).parent)
@@ -503,22 +508,16 @@ class Workspace:
         )
         report = validate_workflow(wf, loader=as_on_disk, providers=providers)
         problems.extend(report.errors)
+        here = SourceLocation(wf.source_path or None, wf.line, wf.column)
+        warnings = [Problem(text, None, here) for text in wf.warnings] + sorted(
+            report.warning_problems, key=lambda p: (p.location.line or 0, p.location.column or 0)
+        )
         try:
             snap.engine.validate(wf)
         except ValidationErrors as exc:
             problems.extend(exc.errors)  # a missing agent's hint is the catalog's reason
         problems.extend(self._extra_checks(snap, wf, directory, as_on_disk))
-        seen: set[tuple[str, str | None, str]] = set()
-        unique: list[Problem] = []
-        for problem in problems:
-            if problem.location.file is None:  # the engine knows positions, not files
-                location = dataclasses.replace(problem.location, file=wf.source_path or None)
-                problem = dataclasses.replace(problem, location=location)
-            key = (problem.location.render(), problem.node_path, problem.text())  # one per place
-            if key not in seen:
-                seen.add(key)
-                unique.append(problem)
-        return unique
+        return _unique(problems, wf), _unique(warnings, wf)
 
     def _extra_checks(
         self, snap: _Snapshot, wf: WorkflowDef, directory: Path, resolver: _LoadedResolver
@@ -1256,3 +1255,19 @@ def _snippets_of(node: Any) -> list[str]:
     if isinstance(node, ParallelNode):
         return sorted({*node.with_, *(s for extra in node.call_with.values() for s in extra)})
     return []
+
+
+def _unique(problems: list[Problem], wf: WorkflowDef) -> list[Problem]:
+    """Each problem once per place, in order, located in `wf`'s file when it names no file (the
+    engine knows positions, not files)."""
+    seen: set[tuple[str, str | None, str]] = set()
+    unique: list[Problem] = []
+    for problem in problems:
+        if problem.location.file is None:
+            location = dataclasses.replace(problem.location, file=wf.source_path or None)
+            problem = dataclasses.replace(problem, location=location)
+        key = (problem.location.render(), problem.node_path, problem.text())  # one per place
+        if key not in seen:
+            seen.add(key)
+            unique.append(problem)
+    return unique

@@ -709,3 +709,31 @@ def test_a_run_from_the_command_line_takes_its_start_up_heap_out_of_full_collect
     code, _, err = cli(capsys, "run", "hello", "--dir", str(tmp_path), "--memory", "--progress", "quiet")
     assert code == 0, err
     assert gc.get_freeze_count() == before and gc.get_threshold() == threshold
+
+
+def test_run_says_the_warnings_validate_says_once_on_stderr_before_it_runs(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` checked the workflow as `validate` does but kept only the errors: a typo that made an
+    option be ignored (`timout`), a step name used twice, a trigger v1 ignores — all said by
+    `validate` — ran without a word."""
+    write(
+        home / "wf" / "noisy.wf",
+        "workflow noisy {\n"
+        "  meta { trigger = pr }\n"
+        '  script build { run = "echo one" timout = "5" }\n'
+        '  script build { run = "echo two" }\n'
+        "}\n",
+    )
+    _, _, said = cli(capsys, "validate", "wf/noisy.wf")
+    warnings = [line.split(": ", 1)[1] for line in said.splitlines() if ": warning: " in line]
+    assert len(warnings) == 3, said
+    code, out, err = cli(capsys, "run", "noisy", "--dir", "wf", "--progress", "quiet")
+    assert code == 0, err
+    shown = [line for line in err.splitlines() if ": warning: " in line]
+    assert [line.split(": ", 1)[1] for line in shown] == warnings  # each once, in validate's words
+    assert all(line.startswith("wf/noisy.wf:") for line in shown), shown
+    assert " 3 |   script build" in err  # with the source line, as validate shows it
+    assert run_id_of(out) == stored_runs(home)[0].id
+    code, _, err = cli(capsys, "run", "build", "--dir", "wf", "--progress", "quiet")
+    assert (code, err) == (0, "")  # nothing to say: nothing said

@@ -184,8 +184,11 @@ def _workspace(
         raise UsageError(str(exc)) from None
 
 
-def problem_diagnostics(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> list[str]:
-    """Each problem as `validate` prints it: file:line:col, message, source line and caret."""
+def problem_diagnostics(
+    problems: Sequence[Problem], dirs: Sequence[Path] = (), *, severity: str | None = None
+) -> list[str]:
+    """Each problem as `validate` prints it: file:line:col, message, source line and caret
+    (`severity`: `warning: ` before the message)."""
     texts = []
     for problem in problems:
         location = problem.location
@@ -195,12 +198,14 @@ def problem_diagnostics(problems: Sequence[Problem], dirs: Sequence[Path] = ()) 
                 with suppress(WfError):
                     source = read_source(Path(location.file))
             location = SourceLocation(as_named(location.file, dirs), location.line, location.column)
-        texts.append(render_diagnostic(location, problem.text(), source))
+        texts.append(render_diagnostic(location, problem.text(), source, severity=severity))
     return texts
 
 
-def _print_problems(problems: Sequence[Problem], dirs: Sequence[Path] = ()) -> None:
-    for text in problem_diagnostics(problems, dirs):
+def _print_problems(
+    problems: Sequence[Problem], dirs: Sequence[Path] = (), severity: str | None = None
+) -> None:
+    for text in problem_diagnostics(problems, dirs, severity=severity):
         print_err(text)
 
 
@@ -284,10 +289,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         ws = _workspace(dirs, store, config, target, child_runner)
         definition = _find_workflow(ws, target, dirs)
         name = definition.name
-        problems = ws.validate(name)
+        problems, warnings = ws.check(name)
         if problems:
             _print_problems(problems, dirs)
             raise CommandFailed(f"workflow '{name}' is not valid; nothing was run")
+        _print_problems(warnings, dirs, "warning")  # as `validate` says them; they stop nothing
         try:
             inputs = ws.prepare_inputs(name, raw_inputs)
         except FlowError as exc:

@@ -906,7 +906,7 @@ async def test_the_runs_screen_shows_a_holder_whose_token_holds_escapes_safely()
         table = app.screen.query_one(DataTable)
         columns = [str(c.label) for c in table.columns.values()]
         held = str(table.get_row(live.id)[columns.index("held by")])
-        assert held.startswith("box") and ":4242 · lease " in held, held
+        assert held.startswith("pid 4242 on box") and " · lease " in held, held
         assert not any(c in held for c in "\x1b\x07\x9b"), repr(held)
 
 

@@ -160,6 +160,24 @@ def test_runs_without_a_database_says_so_and_creates_nothing(
     assert not (home / "runs.db").exists()
 
 
+def test_read_commands_leave_an_empty_file_empty_and_run_still_uses_it(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = home / "runs.db"
+    db.touch()  # `touch runs.db`, or a typo'd path another tool created: SQLite would take it as new
+    assert cli(capsys, "runs") == (0, "", f"no runs yet ({db} is empty)\n")
+    assert cli(capsys, "runs", "--json") == (0, "[]\n", "")
+    for argv in (["show", "01ABCDEFGH"], ["logs", "01ABCDEFGH"], ["gates"]):
+        code, out, err = cli(capsys, *argv)
+        assert (code, out) == (1, ""), argv
+        assert f"run database {db} is empty (nothing has run with it yet" in err, argv
+    assert db.stat().st_size == 0
+    assert sorted(p.name for p in home.iterdir()) == ["runs.db", "wf"]
+    code, run_id = start(capsys, "build")
+    assert code == 0 and db.stat().st_size > 0
+    assert run_id in cli(capsys, "runs")[1]
+
+
 def test_a_run_whose_engine_died_is_shown_as_interrupted(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@ tables in an empty PostgreSQL database); `run` creates it only once the run real
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -72,11 +73,17 @@ class DeferredStore:
 class NoRunsHere(CommandFailed):
     """A command that only reads or continues runs was pointed at a database that holds none — a
     SQLite file that does not exist, a PostgreSQL database without runkon's tables — and created
-    nothing. `why` says which (`runs` answers "no runs yet (why)")."""
+    nothing. A SQLite file of 0 bytes (`touch runs.db`, a typo'd path another tool created) is
+    left as it is: `empty`. `why` says which (`runs` answers "no runs yet (why)")."""
 
-    def __init__(self, location: DbLocation, *, server: bool) -> None:
-        self.why = f"{location.label} has no runkon tables" if server else f"{location.label} does not exist"
-        where = f"no runkon tables in {location.label}" if server else f"no run database at {location.label}"
+    def __init__(self, location: DbLocation, *, server: bool, empty: bool = False) -> None:
+        label = location.label
+        if server:
+            self.why, where = f"{label} has no runkon tables", f"no runkon tables in {label}"
+        elif empty:
+            self.why, where = f"{label} is empty", f"run database {label} is empty"
+        else:
+            self.why, where = f"{label} does not exist", f"no run database at {label}"
         super().__init__(f"{where} (nothing has run with it yet; check --db / $RUNKON_DB)")
 
 
@@ -91,10 +98,29 @@ def open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersist
         return cast(WorkflowPersistence, DeferredStore(location))
     if not location.exists():
         raise NoRunsHere(location, server=False)
+    if _empty_file(location):
+        raise NoRunsHere(location, server=False, empty=True)
     try:
         return location.open(create=False)
     except NoRunDatabase:
         raise NoRunsHere(location, server=True) from None
+
+
+def _empty_file(location: DbLocation) -> bool:
+    """A SQLite file of 0 bytes with no write-ahead log holding pages: SQLite would take it for a
+    new database and `SqliteStore` would write runkon's tables into it. Only sizes are asked
+    (os.stat): the file is never opened here — closing a descriptor on it would drop this
+    process's POSIX locks (docs/persistence.md)."""
+    path = location.path
+    if path is None:
+        return False
+    try:
+        if os.stat(path).st_size != 0:
+            return False
+        wal = path.with_name(path.name + "-wal")
+        return not wal.exists() or os.stat(wal).st_size == 0
+    except OSError:
+        return False
 
 
 def location_of(args: argparse.Namespace) -> DbLocation:

@@ -27,6 +27,19 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def run_took(whole: float | None, attempt: float | None = None) -> str:
+    """How long a finished run took, as its last line says it (`completed in …`, `failed after …`):
+    from its first start, and for a resumed or retried run also its last attempt —
+    `19s (this attempt took 0.8s)`, the attempt left out where it reads the same. The CLI and
+    the dashboard say it alike."""
+    if whole is None:
+        return format_duration(attempt)
+    took = format_duration(whole)
+    if attempt is None or format_duration(attempt) == took:
+        return took
+    return f"{took} (this attempt took {format_duration(attempt)})"
+
+
 _CANCEL_KINDS = {
     "Timeout": "timed out",
     "FailFast": "stopped: another step failed (fail_fast)",

@@ -308,6 +308,29 @@ def test_the_log_of_a_retry_says_the_completed_items_are_kept_not_that_it_starts
     assert said.count("started") == 1
 
 
+def test_the_live_views_last_line_after_a_retry_says_the_whole_runs_time_and_the_retrys(
+    capsys, home: Path
+) -> None:
+    """It said `completed in 0.1s` — the retry's time alone — where the dashboard said the whole
+    run's (`run completed in 19s`): now both say `completed in 19s (this attempt took 0.1s)`."""
+    import re
+    import sqlite3
+    from contextlib import closing
+
+    run_id = failed_run(capsys, home)
+    with closing(sqlite3.connect(home / "runs.db")) as conn, conn:  # the run first started years ago
+        conn.execute(
+            "UPDATE workflow_runs SET started_at = ? WHERE id = ?", ("2020-01-01T10:00:00.000Z", run_id)
+        )
+    code, out, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--progress", "live"
+    )
+    assert code == 0, err
+    out = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out)
+    [last] = [line for line in out.splitlines() if f"run {run_id} completed in" in line]
+    assert re.search(rf"✓ run {run_id} completed in \d+h\d\dm \(this attempt took [0-9hms.]+\)$", last), last
+
+
 def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))

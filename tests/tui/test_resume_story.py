@@ -101,7 +101,7 @@ async def test_a_resume_that_starts_over_keeps_the_runs_times_and_marks_the_atte
         assert resumed == [
             "01:21 run resumed: review-one — attempt 2 (no completed step to skip: it starts over)"
         ], lines
-        assert lines[-1] == "01:32 ✓ run completed in 1m32s"
+        assert lines[-1] == "01:32 ✓ run completed in 1m32s (this attempt took 11s)"  # as the CLI says it
         root = app.view.root
         assert root is not None and root.started_at == scenarios.T0 + 0.5 and root.attempts == 2
         assert "01:32" in screen_text(app)[0]  # the header's elapsed time counts the whole run

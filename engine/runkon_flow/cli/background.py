@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events_file=events_file,
             durable=True,
             hooks=None if args.no_hooks else prepare_hooks(args),
+            resumed=bool(args.resume or items is not None),
         )
     except ValidationErrors as exc:  # a workflow the resume or retry would start does not load
         _refuse(exc, action, [Path(d) for d in args.dirs])

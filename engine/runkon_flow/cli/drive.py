@@ -41,6 +41,7 @@ from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, open_hooks
 from runkon_flow.humanize import readable_error, safe_text
 from runkon_flow.observe.estimates import history_of
+from runkon_flow.observe.liveness import utc_seconds
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -396,10 +397,12 @@ def execute(
     durable: bool,
     hooks: HookRunner | None = None,
     hints: Hints | None = None,
+    resumed: bool = False,
 ) -> int:
     """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls. `hooks` (from
     `prepare_hooks`) are given every event of the run off the engine's thread. `hints`: how the
-    commands it suggests are spelled (default: from `args`)."""
+    commands it suggests are spelled (default: from `args`). `resumed`: a resume or retry of a run
+    that started before — the live view's last line then says the whole run's time too."""
     hints = hints or Hints.of(args)
     if getattr(args, "owns_process", False):
         settle_for_runs()  # runkon_flow.heap: a process-wide choice, made only when we own it
@@ -408,6 +411,8 @@ def execute(
         run_row = store.get_run(run_id)
         if run_row is not None:
             printer.estimates = history_of(store, run_row.workflow_name, exclude=run_id)
+            if resumed:
+                printer.first_started = utc_seconds(run_row.started_at)
     tty = _tty() if getattr(args, "notify", True) else None
     alerts = TerminalAlerts(tty, run_id) if tty is not None else None
     session = _Session(printer, EventQueue(), events_file, live, alerts, hooks)

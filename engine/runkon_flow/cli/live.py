@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
-from runkon_flow.humanize import display_line, error_headline, fit_headline, format_duration
+from runkon_flow.humanize import display_line, error_headline, fit_headline, format_duration, run_took
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates, people_wait
 from runkon_flow.observe.records import last_line_worth_showing
@@ -126,6 +126,9 @@ class LiveView:
         self._dirty = True
         self._frame = 0
         self._started = now()
+        #: When a resumed or retried run first started (its stored row), set by whoever resumes it:
+        #: its last line then says the whole run's time and this attempt's, as the dashboard does.
+        self.first_started: float | None = None
         self._cursor_hidden = False
 
     # ------------------------------------------------------------------ public
@@ -230,7 +233,7 @@ class LiveView:
         if kind == "Panicked":
             return [self._c(_RED, g.fail) + f" engine crashed: {safe(e.message)}"]
         if kind in ("RunCompleted", "RunCancelled") and top:
-            took = format_duration(data.ts - self._started_at())
+            took = self._took(data.ts)
             if kind == "RunCancelled":
                 why = cancel_reason(e)
                 return [self._c(_YELLOW, g.cancel) + f" run {run} cancelled after {took} ({why})"]
@@ -241,6 +244,14 @@ class LiveView:
             why = safe(why or error_headline(e.error))
             return [self._c(_RED, g.fail) + f" run {run} failed after {took}" + (f": {why}" if why else "")]
         return []
+
+    def _took(self, end: float) -> str:
+        """The run's time on its last line: this attempt's, or for a resumed or retried run the
+        whole run's first (as the dashboard's log says it) and then this attempt's."""
+        attempt = end - self._started_at()
+        if self.first_started is None or self.first_started >= self._started_at():
+            return run_took(attempt)
+        return run_took(end - self.first_started, attempt)
 
     def _step_line(self, data: EngineEventData, e: Any) -> str:
         g = self._g

@@ -456,7 +456,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print_run_header(run.id, run.workflow_name, args)
         try:
             return execute(
-                args, store, run.id, resume, cancel, events_file=events_file, durable=True, hooks=hooks
+                args,
+                store,
+                run.id,
+                resume,
+                cancel,
+                events_file=events_file,
+                durable=True,
+                hooks=hooks,
+                resumed=True,
             )
         except AlreadyOwned:
             raise CommandFailed(_owned_message(store.get_run(run.id) or run)) from None
@@ -597,6 +605,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 events_file=events_file,
                 durable=True,
                 hooks=hooks,
+                resumed=True,
             )
         except AlreadyOwned:
             raise CommandFailed(_owned_message(store.get_run(run.id) or run, "retry")) from None

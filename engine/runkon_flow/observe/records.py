@@ -451,6 +451,8 @@ class RunState:
     # Attempts of this run seen so far: 1 for its first start, one more for each resume (0 when
     # the run was read from rows, which do not say). Its times count from the first attempt.
     attempts: int = 0
+    #: When the attempt seen last began (a resume or retry seen here; None: the first start).
+    attempt_started_at: float | None = None
     total_cost: float = 0.0
     total_turns: int = 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runkon_flow.events import EngineEventData, parse_event_line
-from runkon_flow.humanize import cause_first, format_duration, gate_decision, readable_error
+from runkon_flow.humanize import cause_first, format_duration, gate_decision, readable_error, run_took
 from runkon_flow.observe.compact import (
     COMPACT_CLASSES,
     Envelope,
@@ -597,6 +597,7 @@ class RunModel:
         run = self._running(data, ev)
         run.resumed = True
         run.attempts = max(run.attempts, 1) + 1
+        run.attempt_started_at = data.ts
         if run.started_at is None:
             run.started_at = data.ts
         run.error = None
@@ -645,7 +646,8 @@ class RunModel:
             self.cancelling = False
             self._changes.header = True
             self._changes.finished = True
-            took = format_duration(run.elapsed(data.ts))
+            attempt = None if run.attempt_started_at is None else data.ts - run.attempt_started_at
+            took = run_took(run.elapsed(data.ts), attempt)  # as the CLI's live view says it
             if ev.succeeded:
                 self._log(LogLine(data.ts, f"✓ run completed in {took}", "success", run.run_id))
             else:

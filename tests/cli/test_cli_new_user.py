@@ -87,6 +87,13 @@ def test_db_upgrade_of_a_database_that_does_not_exist_refuses_and_creates_nothin
         "new one is created by the first `runkon-flow run` with it; check --db / $RUNKON_DB)\n"
     )
     assert not (tmp_path / "nodir").exists()
+    (tmp_path / "runs.db").touch()  # a file of 0 bytes is no database either: it stays as it is
+    code, out, err = cli(capsys, "db", "upgrade", "--db", "runs.db")
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "runkon-flow db: error: run database runs.db is empty: db upgrade upgrades an existing"
+    )
+    assert (tmp_path / "runs.db").stat().st_size == 0
     write(tmp_path / "wf" / "hello.wf", 'workflow hello { script s { run = "echo hi" } }\n')
     assert cli(capsys, "run", "hello", "--dir", "wf", "--db", "runs.db")[0] == 0
     code, out, _ = cli(capsys, "db", "upgrade", "--db", "runs.db")

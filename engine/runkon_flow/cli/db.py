@@ -14,15 +14,21 @@ import argparse
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_OK, CommandFailed, StdoutGuard
-from runkon_flow.cli.store import add_db_args, close_store, location_of
+from runkon_flow.cli.store import add_db_args, close_store, empty_sqlite_file, location_of
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     out = StdoutGuard()
     location = location_of(args)
-    if not location.exists():  # a SQLite path: a typo must not silently create a folder and a database
+    # A SQLite path: a typo must not silently create a folder and a database, nor runkon's tables
+    # in a file of 0 bytes (`touch runs.db`, a path another tool created).
+    missing = not location.exists()
+    if missing or empty_sqlite_file(location):
+        where = (
+            f"no run database at {location.label}" if missing else f"run database {location.label} is empty"
+        )
         raise CommandFailed(
-            f"no run database at {location.label}: db upgrade upgrades an existing one (a new one is "
+            f"{where}: db upgrade upgrades an existing one (a new one is "
             "created by the first `runkon-flow run` with it; check --db / $RUNKON_DB)"
         )
     before = None

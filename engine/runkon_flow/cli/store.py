@@ -98,7 +98,7 @@ def open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersist
         return cast(WorkflowPersistence, DeferredStore(location))
     if not location.exists():
         raise NoRunsHere(location, server=False)
-    if _empty_file(location):
+    if empty_sqlite_file(location):
         raise NoRunsHere(location, server=False, empty=True)
     try:
         return location.open(create=False)
@@ -106,7 +106,7 @@ def open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersist
         raise NoRunsHere(location, server=True) from None
 
 
-def _empty_file(location: DbLocation) -> bool:
+def empty_sqlite_file(location: DbLocation) -> bool:
     """A SQLite file of 0 bytes with no write-ahead log holding pages: SQLite would take it for a
     new database and `SqliteStore` would write runkon's tables into it. Only sizes are asked
     (os.stat): the file is never opened here — closing a descriptor on it would drop this

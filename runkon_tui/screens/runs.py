@@ -132,7 +132,12 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             for run in runs:
                 steps = store.get_steps(run.id)
                 rows.append(
-                    RunRow(run, row_step_counts(steps), run_seconds(run, steps), Usage.of_rows(steps))
+                    RunRow(
+                        run,
+                        row_step_counts(steps, live_status(run) == "interrupted"),
+                        run_seconds(run, steps),
+                        Usage.of_rows(steps),
+                    )
                 )
             error = None
         except Exception as exc:  # an unreadable store is shown, never fatal
@@ -181,7 +186,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             "duration": Text(format_duration(row.duration) if row.duration is not None else ""),
             "steps": Text(" ").join(
                 tone_text(self.app, s, f"{glyph(s)}{row.counts[s]}")
-                for s in ("completed", "failed", "skipped", "cancelled", "waiting", "running")
+                for s in ("completed", "failed", "skipped", "cancelled", "waiting", "running", "interrupted")
                 if row.counts.get(s)
             ),
             "usage": Text(row.usage.short() if row.usage else ""),

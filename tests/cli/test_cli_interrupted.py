@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from runkon_flow.event_log import read_stored
 from runkon_flow.observe.liveness import lease_end, stopped_at, utc_seconds
 
 from runkon_tui.history import past_run_view, view_from_store
@@ -105,3 +106,72 @@ def test_the_dashboards_view_of_an_interrupted_run_stops_its_clocks(
         assert view.elapsed() == first == pytest.approx(stop_at - root.started_at)
         assert hold.elapsed(now[0]) == held
         now[0] -= 3600
+
+
+FAN = """workflow fan {
+  foreach each {
+    over         = static
+    scope        = { items = "a,b,c" }
+    max_parallel = 2
+    workflow     = item
+    inputs       = { name = "{{item.id}}" }
+  }
+}
+"""
+ITEM = """workflow item {
+  inputs { name default = "" }
+  script hold { run = "touch started-{{name}}; while [ ! -f go ]; do sleep 0.05; done" }
+}
+"""
+
+
+def _fan_killed_mid_items(home: Path, db: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """A fan-out run that once completed (so `show` has a p95 to measure against), then one whose
+    engine is killed with SIGKILL while two of its three items run; returns the latter's id once it
+    shows `interrupted`."""
+    wf = home / "wf"
+    write(wf / "fan.wf", FAN)
+    write(wf / "item.wf", ITEM)
+    (wf / "go").touch()
+    assert cli(capsys, "run", "fan", "--dir", "wf", "--progress", "quiet")[0] == 0
+    (wf / "go").unlink()
+    for started in wf.glob("started-*"):
+        started.unlink()
+    out, err = home / "out.txt", home / "err.txt"
+    proc = spawn(
+        ["run", "fan", "--dir", "wf", "--lease-ttl", "1"], home, stdout=out, stderr=err, env=cli_env()
+    )
+    try:
+        wait_for(lambda: len(list(wf.glob("started-*"))) == 2, "two items to run")
+        run_id = run_id_of(out.read_text())
+
+        def stored() -> bool:  # the events saying so, which `watch` reads
+            with pg.open_db(db) as store:
+                return [e.kind for e in read_stored(store, run_id)[0]].count("FanOutItemStarted") == 2
+
+        wait_for(stored, "the items' start to be stored")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        stop(proc)
+        (wf / "go").touch()  # the scripts, if the orphan watchdog has not stopped them yet
+
+    def interrupted() -> bool:
+        runs = json.loads(cli(capsys, "runs", "--json")[1])
+        return any(r["id"] == run_id and r["display_status"] == "interrupted" for r in runs)
+
+    wait_for(interrupted, "the lease to lapse", interval=0.1)
+    return run_id
+
+
+def test_show_calls_the_foreach_step_of_an_interrupted_run_interrupted(
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its row still says running: `show` listed it `running`, with a `⚠ over p95` note measured
+    # against now — nothing runs it any more (the run model's rule, `RunModel.mark_interrupted`).
+    run_id = _fan_killed_mid_items(home, db, capsys)
+    shown = cli(capsys, "show", run_id)[1]
+    [row] = [line for line in shown.splitlines() if "foreach:each" in line]
+    assert row.split()[1] == "interrupted", row
+    assert "items 0/3: 2 interrupted, 1 pending" in row
+    assert "p95" not in shown

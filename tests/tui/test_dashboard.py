@@ -933,6 +933,31 @@ async def test_a_run_whose_holder_died_turns_interrupted_in_the_runs_screen_by_i
         await wait_for(pilot, lambda: "interrupted" in status_cell(), what="interrupted", timeout=20)
 
 
+async def test_the_runs_screen_counts_a_step_still_running_in_an_interrupted_run_interrupted() -> None:
+    """A run that lost its engine keeps the row of the step it was running, saying `running`;
+    nothing runs that step any more (`RunModel.mark_interrupted`), and its steps cell read ✓1 ▶1
+    under ■ interrupted."""
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    run = store.create_run(NewRun(workflow_name="nightly"))
+    store.update_run_status(run.id, RunStatus.RUNNING, None, None)
+    done = store.insert_step(NewStep(run.id, "prep", retry_count=0, node_path="body.0"))
+    store.update_step(done, StepUpdate(generation=0, status=StepStatus.COMPLETED))
+    store.insert_step(NewStep(run.id, "all", role="foreach", position=1, retry_count=0, node_path="body.1"))
+    app = make_app(store=store)  # nobody holds the run: interrupted
+
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        table = app.screen.query_one(DataTable)
+        columns = [str(c.label) for c in table.columns.values()]
+        cells = table.get_row(run.id)
+        assert "interrupted" in str(cells[0])
+        assert str(cells[columns.index("steps")]) == "✓1 ■1"
+
+
 async def test_a_wide_runs_screen_shows_a_long_error_whole_on_one_line() -> None:
     """The error column is the last one, fitted to the room left: on a wide screen nothing of a
     long error is cut, and a multi-line one reads as its first and last line."""

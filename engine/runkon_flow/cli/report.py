@@ -23,7 +23,7 @@ from runkon_flow.cli.hints import Hints
 from runkon_flow.humanize import display_line, error_headline, format_duration, gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, by_fan_out, run_clusters
-from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_step_counts
+from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_status, row_step_counts
 from runkon_flow.observe.estimates import Estimates, history_of, people_wait_in_rows
 from runkon_flow.observe.loader import fanout_from_rows, fill_unrun_item_errors, row_failure_cause
 from runkon_flow.observe.records import FanOutView, StepView
@@ -241,12 +241,20 @@ def run_json(
 
 
 def _timing_note(
-    store: WorkflowPersistence, step: WorkflowRunStep, fan: FanOutView | None, est: Estimates, now: float
+    store: WorkflowPersistence,
+    step: WorkflowRunStep,
+    fan: FanOutView | None,
+    est: Estimates,
+    now: float,
+    run_interrupted: bool = False,
 ) -> str:
     """A running step's ETA band from past runs (`ETA 20s–45s`) or `⚠ over p95 (…)`; a finished
     step that took longer than its p95 in past runs: `slow: over p95 (…)` (docs/run-model.md).
     `fan`: a foreach step's items, else None. A call step's time leaves out its children's waits
-    for people."""
+    for people. `run_interrupted`: no engine holds the run, so a step still running in it is
+    interrupted (`row_status`) and gets no note measured against now."""
+    if row_status(step, run_interrupted) == "interrupted":
+        return ""
     status = StepStatus(step.status)
     if status in (StepStatus.RUNNING, StepStatus.WAITING):
         sv = StepView(key=step.node_path or step.id, name=step.step_name, node_path=step.node_path)
@@ -486,16 +494,17 @@ def show_lines(
     # A fan-out a resume or retry ran again keeps its earlier row, whose failed items are not
     # failures any more: only the latest row's are listed (its heading names the earlier attempts).
     current = {s.id for s in final_steps(steps)}
+    interrupted = status == liveness.INTERRUPTED
     for step in steps:
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
-            items, fan = _fan_out(store, step, run_interrupted=status == liveness.INTERRUPTED)
+            items, fan = _fan_out(store, step, run_interrupted=interrupted)
             extra = _item_summary(items, fan)
             if step.id in current:
                 notes.extend(_item_detail_lines(store, items, fan))
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
-        timing = _timing_note(store, step, fan, estimates, moment) if estimates.runs else ""
+        timing = _timing_note(store, step, fan, estimates, moment, interrupted) if estimates.runs else ""
         spent = Usage.from_json(step.usage)
         for note in (spent.short() if spent else "", timing):
             if note:
@@ -503,7 +512,7 @@ def show_lines(
         table_rows.append(
             [
                 str(step.position),
-                StepStatus(step.status).value,
+                row_status(step, interrupted),
                 step.step_name,
                 str(step.iteration) if step.iteration else "",
                 str(step.retry_count) if step.retry_count else "",

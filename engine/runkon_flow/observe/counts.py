@@ -60,11 +60,22 @@ def latest_attempts(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
     return list(latest.values())
 
 
-def row_step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
-    """`step_counts` straight from store rows (for a list of many runs, without a full model)."""
+def row_status(row: WorkflowRunStep, run_interrupted: bool = False) -> str:
+    """A stored step's status as the run model reads it: in a run no engine holds any more
+    (`interrupted`), a step still running or waiting (and not ended) is `interrupted` — nothing
+    runs it any more, a resume starts it again (`RunModel.mark_interrupted`, the one rule)."""
+    status = str(row.status)
+    if run_interrupted and status in ("running", "waiting") and row.ended_at is None:
+        return "interrupted"
+    return status
+
+
+def row_step_counts(rows: Iterable[WorkflowRunStep], run_interrupted: bool = False) -> dict[str, int]:
+    """`step_counts` straight from store rows (for a list of many runs, without a full model).
+    `run_interrupted`: the run has no engine any more (`row_status`)."""
     counts: dict[str, int] = {}
     for row in latest_attempts(rows):
-        status = str(row.status)
+        status = row_status(row, run_interrupted)
         counts[status] = counts.get(status, 0) + 1
     return counts
 

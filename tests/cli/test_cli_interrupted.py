@@ -175,3 +175,18 @@ def test_show_calls_the_foreach_step_of_an_interrupted_run_interrupted(
     assert row.split()[1] == "interrupted", row
     assert "items 0/3: 2 interrupted, 1 pending" in row
     assert "p95" not in shown
+
+
+def test_watch_of_an_interrupted_run_says_its_running_items_are_interrupted(
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The live view's last frame said `running`, `▶2` and each item's step running on with the clock.
+    run_id = _fan_killed_mid_items(home, db, capsys)
+    code, out, err = cli(capsys, "watch", run_id, "--progress", "live")
+    assert code == 1 and f"run {run_id} is interrupted" in err
+    last = out.rsplit("\x1b[J", 1)[-1]  # the frame `close` prints as plain text
+    [header] = [line for line in last.splitlines() if f"run {run_id}" in line]
+    assert " · interrupted · " in header, header
+    [fan] = [line for line in last.splitlines() if line.startswith("  foreach each")]
+    assert fan.endswith("0/3 ✓0 ✗0 ⊘0 ▶0 ■2 interrupted"), fan
+    assert "› hold" not in last  # no step listed as running

@@ -292,7 +292,8 @@ class LiveView:
     def _header(self, now: float) -> str:
         g, model = self._g, self.model
         root = model.root
-        finished = root is not None and root.finished
+        # An interrupted run (`RunModel.mark_interrupted`) is not over, but its clock has stopped.
+        finished = root is not None and (root.finished or root.status == "interrupted")
         status = root.status if finished else (self._status_note or "running")
         spinner = g.spinner[self._frame % len(g.spinner)] if not finished else " "
         end = root.ended_at if finished and root.ended_at is not None else now
@@ -336,6 +337,7 @@ class LiveView:
                     f"{g.ok}{items.completed} {g.fail}{items.failed} {g.skip}{items.skipped}"
                     + (f" {g.cancel}{items.cancelled}" if items.cancelled else "")
                     + f" {g.run}{items.running}"
+                    + (f" {g.cancel}{items.interrupted} interrupted" if items.interrupted else "")
                     + self._eta(run, step, now, fan)
                 )
         return lines

@@ -35,6 +35,7 @@ from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import terminal_json
 from runkon_flow.observe import RunModel
 from runkon_flow.observe.compact import quiet_stored
+from runkon_flow.observe.loader import settle_interrupted
 from runkon_flow.observe.outage import StoreOutage
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.models import StoredEvent
@@ -124,6 +125,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 ):
                     pass  # let go of, not lapsed: a hand-over to a background runner takes a moment
                 else:
+                    if isinstance(printer, LiveView):
+                        # Its last frame reads as the run model's one rule has it: the run and
+                        # its steps still running are interrupted, and so are its fan-outs'
+                        # items (`RunModel.mark_interrupted`), their clocks stopped where it stopped.
+                        steps = outage.read(partial(store.get_steps, run_id))
+                        settle_interrupted(printer.model, run, steps)
                     _close(printer, out)
                     print_err(
                         f"run {run_id} is interrupted: no engine holds it any more "

@@ -309,7 +309,7 @@ def test_the_log_of_a_retry_says_the_completed_items_are_kept_not_that_it_starts
 
 
 def test_the_live_views_last_line_after_a_retry_says_the_whole_runs_time_and_the_retrys(
-    capsys, home: Path
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It said `completed in 0.1s` — the retry's time alone — where the dashboard said the whole
     run's (`run completed in 19s`): now both say `completed in 19s (this attempt took 0.1s)`."""
@@ -317,6 +317,7 @@ def test_the_live_views_last_line_after_a_retry_says_the_whole_runs_time_and_the
     import sqlite3
     from contextlib import closing
 
+    monkeypatch.setenv("COLUMNS", "200")  # the live view fits its lines to the terminal
     run_id = failed_run(capsys, home)
     with closing(sqlite3.connect(home / "runs.db")) as conn, conn:  # the run first started years ago
         conn.execute(

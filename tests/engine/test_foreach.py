@@ -476,8 +476,8 @@ def test_an_item_id_over_the_cap_fails_the_step_naming_its_position_not_the_whol
     row = h.steps(result.workflow_run_id)[0]
     assert row.status == "failed"
     assert row.step_error == (
-        f"foreach 'fan': item 2 (ref 'REF-2') from item provider 'tickets' has an id of 513 characters, "
-        f"more than the 512 an item id may have (it starts '{'x' * 40}'…)"
+        f"foreach 'fan': item 2 (ref 'REF-2') from item provider 'tickets': the id is 513 characters "
+        f"long, more than the 512 an item id may have (it starts '{'x' * 40}'…)"
     )
     assert long_id not in h.store.get_run(result.workflow_run_id).error
     assert h.store.get_fan_out_items(row.id) == []  # nothing stored, no child started

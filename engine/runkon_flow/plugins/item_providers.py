@@ -30,11 +30,11 @@ from typing import Any
 from runkon_flow.errors import EngineError
 from runkon_flow.plugins._yaml import ConfigFileError, load_data, parse_yaml, scalar_text
 from runkon_flow.plugins.protocols import (
-    MAX_ITEM_ID_CHARS,
     FanOutItem,
     ItemProvider,
     ProviderInfo,
     RunContext,
+    overlong_id,
 )
 from runkon_flow.process import run_process
 
@@ -123,14 +123,6 @@ def _describe(path: Path, base_dir: Path) -> str:
         return str(path.relative_to(base_dir))
     except ValueError:
         return str(path)
-
-
-def _too_long(item_id: str) -> str:
-    """An over-long id described without repeating it (it may be megabytes)."""
-    return (
-        f"the id is {len(item_id):,} characters long, more than the {MAX_ITEM_ID_CHARS} an item id "
-        f"may have (it starts {item_id[:40]!r}…)"
-    )
 
 
 class _BaseProvider:
@@ -270,8 +262,8 @@ def _declared_from_entries(
                     f"{where(index, None)}item {index + 1} must be an id or an object with `id`"
                 )
             ref, context, blockers = item_id, {}, []
-        if len(item_id) > MAX_ITEM_ID_CHARS:
-            raise ItemProviderError(f"{where(index, 'id')}item {index + 1}: {_too_long(item_id)}")
+        if too_long := overlong_id(item_id):
+            raise ItemProviderError(f"{where(index, 'id')}item {index + 1}: {too_long}")
         if item_id in seen:
             raise ItemProviderError(f"{where(index, 'id')}duplicate item id '{item_id}'")
         seen.add(item_id)
@@ -408,8 +400,8 @@ class StaticProvider(_BaseProvider):
             parts = [p.strip() for p in scope["items"].replace("\n", ",").split(",")]
             ids = [p for p in parts if p]
             for number, item_id in enumerate(ids, start=1):
-                if len(item_id) > MAX_ITEM_ID_CHARS:
-                    raise ItemProviderError(f"scope items: item {number}: {_too_long(item_id)}")
+                if too_long := overlong_id(item_id):
+                    raise ItemProviderError(f"scope items: item {number}: {too_long}")
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
             if duplicates:
                 raise ItemProviderError(f"duplicate item id '{duplicates[0]}' in scope items")
@@ -536,8 +528,8 @@ class LinesProvider(_BaseProvider):
             value = line.strip()
             if not value or value.startswith("#") or value in seen:
                 continue
-            if len(value) > MAX_ITEM_ID_CHARS:
-                raise ItemProviderError(f"{scope.label}:{number}: {_too_long(value)}")
+            if too_long := overlong_id(value):
+                raise ItemProviderError(f"{scope.label}:{number}: {too_long}")
             seen.add(value)
             items.append(
                 FanOutItem(self.provider_name, value, f"{scope.label}:{number}", {"line": str(number)})
@@ -627,8 +619,8 @@ class CommandProvider(_BaseProvider):
                         f"item command output line {number}: invalid JSON: {exc.msg}"
                     ) from None
             else:
-                if len(value) > MAX_ITEM_ID_CHARS:
-                    raise ItemProviderError(f"item command output line {number}: {_too_long(value)}")
+                if too_long := overlong_id(value):
+                    raise ItemProviderError(f"item command output line {number}: {too_long}")
                 entries.append(value)
         unique: list[Any] = []
         seen: set[str] = set()

@@ -126,6 +126,18 @@ class ActionExecutor(Protocol):
 MAX_ITEM_ID_CHARS = 512
 
 
+def overlong_id(item_id: str) -> str | None:
+    """Why `item_id` is refused — `the id is 2,000,000 characters long, more than the 512 …` — or
+    None when it is not too long. The id itself is not repeated (it may be megabytes): its start
+    (quoted, escapes shown) says which it is. The engine's check and the providers' say it alike."""
+    if len(item_id) <= MAX_ITEM_ID_CHARS:
+        return None
+    return (
+        f"the id is {len(item_id):,} characters long, more than the {MAX_ITEM_ID_CHARS} an item id "
+        f"may have (it starts {item_id[:40]!r}…)"
+    )
+
+
 @dataclass
 class FanOutItem:
     item_type: str

@@ -50,7 +50,7 @@ from runkon_flow.persistence.models import (
     StepStatus,
     StepUpdate,
 )
-from runkon_flow.plugins.protocols import MAX_ITEM_ID_CHARS, ProviderInfo
+from runkon_flow.plugins.protocols import ProviderInfo, overlong_id
 from runkon_flow.runtime.lease import abort, hold_lease
 from runkon_flow.runtime.report_gate import commit_and_deliver
 from runkon_flow.runtime.resume import restore_step
@@ -273,8 +273,8 @@ class _FanOut:
                     f"foreach '{node.name}': item provider '{node.over}' returned an invalid item "
                     f"{item!r} (expected a FanOutItem)"
                 )
-            if len(item.item_id) > MAX_ITEM_ID_CHARS:
-                self._fail_setup(_long_id(node, number, item))
+            if too_long := overlong_id(item.item_id):
+                self._fail_setup(_long_id(node, number, item, too_long))
             k = (str(item.item_type), item.item_id)
             if k not in merged:
                 merged[k] = (
@@ -931,17 +931,12 @@ def _lineage(item: _Item) -> ItemLineage:
     return ItemLineage(prior.attempt, prior.previous_child_run_id)
 
 
-def _long_id(node: ForEachNode, number: int, item: Any) -> str:
-    """Why item `number` (1-based, in the provider's order) is refused: its id is too long. The id
-    itself is not repeated (it may be megabytes): its start (quoted, escapes shown) and, when short,
-    its ref say which item it is."""
+def _long_id(node: ForEachNode, number: int, item: Any, why: str) -> str:
+    """Why item `number` (1-based, in the provider's order) is refused: its id is too long (`why`,
+    `overlong_id`); when short, its ref says which item it is too."""
     ref = str(item.item_ref or "")
     where = f" (ref {ref!r})" if ref and len(ref) <= 200 and ref != item.item_id else ""
-    return (
-        f"foreach '{node.name}': item {number}{where} from item provider '{node.over}' has an id of "
-        f"{len(item.item_id):,} characters, more than the {MAX_ITEM_ID_CHARS} an item id may have "
-        f"(it starts {item.item_id[:40]!r}…)"
-    )
+    return f"foreach '{node.name}': item {number}{where} from item provider '{node.over}': {why}"
 
 
 def _own_words(exc: EngineError) -> str:

@@ -44,7 +44,7 @@ from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workf
 from runkon_flow.dsl.parser import CALL_TIMEOUT
 from runkon_flow.dsl.references import reference_node
 from runkon_flow.dsl.script_commands import check_script_commands
-from runkon_flow.dsl.validation import sub_workflow_notes, validate_workflow
+from runkon_flow.dsl.validation import file_warnings, sub_workflow_notes, validate_workflow
 from runkon_flow.errors import (
     AlreadyOwned,
     FlowError,
@@ -508,10 +508,7 @@ class Workspace:
         )
         report = validate_workflow(wf, loader=as_on_disk, providers=providers)
         problems.extend(report.errors)
-        here = SourceLocation(wf.source_path or None, wf.line, wf.column)
-        warnings = [Problem(text, None, here) for text in wf.warnings] + sorted(
-            report.warning_problems, key=lambda p: (p.location.line or 0, p.location.column or 0)
-        )
+        warnings = file_warnings(wf, wf.source_path or None, report.warning_problems)
         try:
             snap.engine.validate(wf)
         except ValidationErrors as exc:

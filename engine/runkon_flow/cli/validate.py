@@ -24,7 +24,7 @@ from runkon_flow.dsl.ast import WorkflowDef, node_paths
 from runkon_flow.dsl.parser import CALL_TIMEOUT, parse_workflow
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
 from runkon_flow.dsl.script_commands import check_script_commands
-from runkon_flow.dsl.validation import sub_workflow_notes, validate_workflow
+from runkon_flow.dsl.validation import file_warnings, in_file_order, sub_workflow_notes, validate_workflow
 from runkon_flow.errors import (
     Problem,
     SourceLocation,
@@ -108,12 +108,7 @@ def _validate_one(
         # a warning `run` makes an error of (a call timeout it cannot read) is said once, as the error
         said = {_subject(p) for p in errors}
         warnings = [p for p in warnings if _subject(p) not in said]
-    errors.sort(key=lambda p: (p.location.line or 0, p.location.column or 0))
-    warnings.sort(key=lambda p: (p.location.line or 0, p.location.column or 0))
-    parser_warnings = [
-        Problem(w, None, SourceLocation(str(target.path), wf.line, wf.column)) for w in wf.warnings
-    ]
-    return errors, parser_warnings + warnings
+    return in_file_order(errors), file_warnings(wf, str(target.path), warnings)
 
 
 def _source(problem: Problem, target: Target, source: str) -> str | None:

@@ -138,6 +138,18 @@ class ValidationReport:
         self.warning_problems.extend(other.warning_problems)
 
 
+def in_file_order(problems: Iterable[Problem]) -> list[Problem]:
+    """`problems` by their place in the file (those without one first)."""
+    return sorted(problems, key=lambda p: (p.location.line or 0, p.location.column or 0))
+
+
+def file_warnings(wf: WorkflowDef, file: str | None, warnings: Iterable[Problem]) -> list[Problem]:
+    """What is said as a workflow file's warnings, `validate` and `run` alike: the parser's (at the
+    workflow's place in `file`), then `warnings` in file order."""
+    here = SourceLocation(file, wf.line, wf.column)
+    return [Problem(text, None, here) for text in wf.warnings] + in_file_order(warnings)
+
+
 # --------------------------------------------------------------------------- §9.1
 
 

@@ -116,27 +116,35 @@ def test_watching_a_finished_run_prints_what_run_printed_and_exits_with_its_stat
     assert f"resume with: runkon-flow resume {run_id_of(out)}" in err
 
 
+class FailsTwice:
+    """`real`, refused by the store on its first two calls — a PostgreSQL server restarting —
+    then answering again (`left`: failures not used up yet)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.left = 2
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from runkon_flow.errors import PersistenceError
+
+        if self.left:
+            self.left -= 1
+            raise PersistenceError("run database postgresql://db/runkon: terminating connection")
+        return self.real(*args, **kwargs)
+
+
 def test_a_store_out_of_reach_for_a_while_does_not_end_the_watch(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As a PostgreSQL server restarted while a run is watched: the first reads fail, then the
     # server answers again. The watch exited 1 at once (as for a failed run) while the run went on.
     from runkon_flow.cli import watch
-    from runkon_flow.errors import PersistenceError
     from runkon_flow.observe import outage
 
     code, out, _ = cli(capsys, "run", "build", "--dir", "wf", "--progress", "plain")
     assert code == 0
     run_id = run_id_of(out)
-    real = watch.read_stored
-    failures = iter(range(2))
-
-    def flaky(*args: Any, **kwargs: Any) -> Any:
-        if next(failures, None) is not None:
-            raise PersistenceError("run database postgresql://db/runkon: terminating connection")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(watch, "read_stored", flaky)
+    monkeypatch.setattr(watch, "read_stored", FailsTwice(watch.read_stored))
     monkeypatch.setattr(outage, "RETRY_SECONDS", 0.0)
     code, watched, err = cli(capsys, "watch", run_id, "--progress", "plain")
     assert code == 0, err
@@ -151,25 +159,21 @@ def test_a_store_out_of_reach_after_the_run_ended_is_waited_out_too(
     # The reads made once the run has ended (its failed steps, what to type next) go by the same
     # rule as the others: the watch of a failed run ended with the store's error instead of the
     # resume hint when the server restarted at that moment.
-    from runkon_flow.errors import PersistenceError
     from runkon_flow.observe import outage
 
     code, out, _ = cli(capsys, "run", "failing", "--dir", "wf", "--progress", "plain")
     assert code == 1
     run_id = run_id_of(out)
-    real = SqliteStore.get_steps
-    failures = iter(range(2))
+    flaky = FailsTwice(SqliteStore.get_steps)
 
-    def flaky(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
-        if next(failures, None) is not None:
-            raise PersistenceError("run database postgresql://db/runkon: terminating connection")
-        return real(self, *args, **kwargs)
+    def get_steps(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        return flaky(self, *args, **kwargs)
 
-    monkeypatch.setattr(SqliteStore, "get_steps", flaky)
+    monkeypatch.setattr(SqliteStore, "get_steps", get_steps)
     monkeypatch.setattr(outage, "RETRY_SECONDS", 0.0)
     code, watched, err = cli(capsys, "watch", run_id, "--progress", "plain")
     assert code == 1
-    assert next(failures, None) is None, "the end-of-run reads were not made"
+    assert not flaky.left, "the end-of-run reads were not made"
     assert plain_lines(watched) == plain_lines(out)
     assert err.count("cannot read run") == 1 and f"reading run {run_id} again" in err
     assert f"resume with: runkon-flow resume {run_id}" in err and "watch: error" not in err, err

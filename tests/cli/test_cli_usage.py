@@ -140,3 +140,56 @@ def test_runs_has_no_usage_column_when_no_run_reported_any(capsys, home: Path) -
     write(home / "quiet.wf", 'workflow quiet {\n  script s { run = "echo hi" }\n}\n')
     assert cli(capsys, "run", "quiet", "--dir", str(home), "--progress", "quiet")[0] == 0
     assert "USAGE" not in cli(capsys, "runs")[1]
+
+
+FAILS_ONCE_SH = """cat > /dev/null
+echo "<<<FLOW_OUTPUT>>>"
+echo '{"markers": [], "context": "half done", "usage": {"input_tokens": 700, "cost_usd": 0.007}}'
+echo "<<<END_FLOW_OUTPUT>>>"
+if [ ! -e tried ]; then touch tried; echo "ran out of turns" >&2; exit 1; fi
+"""
+COSTLY = """workflow costly {
+  call flaky { retries = 1 }
+  call workflow broken { on_fail = continue }
+  call bill { on_fail = continue }
+}
+"""
+BROKEN = """workflow broken {
+  script wrapped { run = "sh item.sh x; exit 3" }
+}
+"""
+BILL = """---
+runtime: echo
+fail: true
+output: { usage: { output_tokens: 40, cost_usd: 0.002 } }
+---
+Bill it.
+"""
+
+
+def test_a_failed_attempt_keeps_what_it_spent(capsys, home: Path) -> None:
+    """An agent that reported usage and then failed still spent it: the failed attempt's row, the
+    run's total and `show` count it — a command agent that exits non-zero after its block, an echo
+    agent failing on purpose, and a sub-workflow whose wrapped agent failed (its child's total)."""
+    write(home / "costly.wf", COSTLY)
+    write(home / "broken.wf", BROKEN)
+    write(home / "agents" / "flaky.md", '---\ncommand: ["sh", "{{workflow_dir}}/flaky.sh"]\n---\nGo.\n')
+    write(home / "flaky.sh", FAILS_ONCE_SH)
+    write(home / "agents" / "bill.md", BILL)
+    code, out, err = cli(capsys, "run", "costly", "--dir", str(home), "--progress", "quiet")
+    assert code == 0, err
+    run_id = run_id_of(out)
+
+    store = SqliteStore(home / "runs.db")
+    try:
+        rows = [(s.step_name, s.status, Usage.from_json(s.usage)) for s in store.get_steps(run_id)]
+    finally:
+        store.close()
+    assert rows == [
+        ("flaky", "failed", Usage(input_tokens=700, cost_usd=0.007)),
+        ("flaky", "completed", Usage(input_tokens=700, cost_usd=0.007)),
+        ("workflow:broken", "failed", Usage(input_tokens=10, output_tokens=5, cost_usd=0.001)),
+        ("bill", "failed", Usage(output_tokens=40, cost_usd=0.002)),
+    ]
+    data = json.loads(cli(capsys, "show", run_id, "--json")[1])
+    assert data["usage"] == {"input_tokens": 1410, "output_tokens": 45, "cost_usd": 0.017}

@@ -5,7 +5,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from runkon_flow.plugins.protocols import ActionOutput, ClaudeActionParams, OutputSchema
+from runkon_flow.plugins.protocols import (
+    ActionFailed,
+    ActionOutput,
+    ActionParams,
+    ClaudeActionParams,
+    OutputSchema,
+    StepInfo,
+)
 from runkon_flow.runtime import LlmRunMetrics, WorkflowExecConfig
 
 from tests.engine.conftest import Harness, wait_for_cancel
@@ -181,6 +188,35 @@ def test_metrics_are_summed_into_the_result(h: Harness) -> None:
     assert metrics == LlmRunMetrics(total_input_tokens=20, total_turns=6, total_cost_usd=0.5, model="opus")
     assert result.total_duration_ms == 200
     assert h.events("MetricsUpdated")[0].total_turns == 6
+
+
+def test_an_executor_failing_after_work_reports_what_it_spent_on_the_row_event_and_totals(
+    h: Harness,
+) -> None:
+    """`ActionFailed` carries the attempt's usage: the failed row and StepCompleted keep it and the
+    run's totals count it (a retry that then succeeds adds its own)."""
+    spent = {"input_tokens": "300", "cost_usd": "0.03"}
+    tries = {"n": 0}
+
+    def flaky(info: StepInfo, params: ActionParams) -> ActionOutput:
+        tries["n"] += 1
+        if tries["n"] == 1:
+            raise ActionFailed("ran out of turns", spent)
+        return ActionOutput(context="ok", metadata=spent)
+
+    h.agents.do("a", flaky)
+    result = h.run("workflow w { call a { retries = 1 } }")
+    assert result.all_succeeded
+    rows = h.steps(result.workflow_run_id)
+    assert [(r.status, r.usage) for r in rows] == [
+        ("failed", '{"input_tokens":300,"cost_usd":0.03}'),
+        ("completed", '{"input_tokens":300,"cost_usd":0.03}'),
+    ]
+    assert rows[0].step_error == "workflow error: ran out of turns"
+    failed = h.events("StepCompleted")[0]
+    assert (failed.status, failed.usage) == ("failed", {"input_tokens": 300, "cost_usd": 0.03})
+    metrics = result.extensions.get(LlmRunMetrics)
+    assert metrics is not None and (metrics.total_input_tokens, metrics.total_cost_usd) == (600, 0.06)
 
 
 def test_no_metrics_means_no_llm_extension(h: Harness) -> None:

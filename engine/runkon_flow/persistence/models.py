@@ -264,8 +264,14 @@ class StepUpdate:
 
     @classmethod
     def failed(
-        cls, generation: int, message: str, attempt: int | None = None, child_run_id: str | None = None
+        cls,
+        generation: int,
+        message: str,
+        attempt: int | None = None,
+        child_run_id: str | None = None,
+        usage: str | None = None,
     ) -> StepUpdate:
+        """`usage`: what the failed attempt spent (JSON, as `completed`'s), when it said."""
         return cls(
             generation=generation,
             status=StepStatus.FAILED,
@@ -273,6 +279,7 @@ class StepUpdate:
             step_error=message,
             retry_count=attempt,
             child_run_id=child_run_id,
+            usage=usage,
         )
 
 

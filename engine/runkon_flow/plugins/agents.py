@@ -50,6 +50,7 @@ from runkon_flow.plugins._yaml import ConfigFileError, YamlDoc, parse_yaml, scal
 from runkon_flow.plugins.flow_output import FLOW_OUTPUT_INSTRUCTION, FlowOutput, parse_flow_output
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
+    ActionFailed,
     ActionOutput,
     ActionParams,
     ClaudeActionParams,
@@ -631,7 +632,10 @@ class AgentExecutor:
         token.error_if_cancelled()
         if agent.fail == -1 or (agent.fail > 0 and call_no <= agent.fail):
             message = agent.fail_message or f"agent '{agent.name}' failed on purpose (call {call_no})"
-            raise WorkflowError(substitute_variables(message, variables))
+            # What `output: {usage: …}` says it spent, as a real agent that fails late reports it.
+            output = agent.output or {}
+            spent = usage_metadata({str(k): _template_value(v, variables) for k, v in output.items()})
+            raise ActionFailed(substitute_variables(message, variables), spent)
         markers: list[str] = []
         if agent.markers_for is None or call_no <= agent.markers_for:
             markers = [m for m in (substitute_variables(m, variables) for m in agent.markers) if m]
@@ -691,7 +695,9 @@ class AgentExecutor:
         if result.exit_code != 0:
             message = f"agent '{agent.name}' exited with code {result.exit_code}"
             tail = result.stderr_tail()
-            raise WorkflowError(f"{message}\n{tail}" if tail else message)
+            parsed = parse_flow_output(result.stdout)  # a block written before it failed: its usage
+            spent = usage_metadata(parsed.extras if parsed is not None else None)
+            raise ActionFailed(f"{message}\n{tail}" if tail else message, spent)
         return self.parse_output(result.stdout, result.duration_ms)
 
     def parse_output(self, stdout: str, duration_ms: int = 0) -> ActionOutput:

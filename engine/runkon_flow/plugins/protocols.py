@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from runkon_flow.cancellation import CancellationToken
 from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.errors import WorkflowError
 
 T = TypeVar("T")
 
@@ -76,6 +77,17 @@ class ActionOutput:
     structured_output: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     child_run_id: str | None = None
+
+
+class ActionFailed(WorkflowError):
+    """An executor's failure after its agent did some work: `metadata` is what it reported, as
+    `ActionOutput.metadata` (usage keys, docs/agents.md "Usage") — an attempt that fails has still
+    spent its tokens, so the step row and the run's totals keep them. Raise any other error when
+    there is nothing to report."""
+
+    def __init__(self, message: str, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.metadata: dict[str, str] = dict(metadata or {})
 
 
 @dataclass(frozen=True)

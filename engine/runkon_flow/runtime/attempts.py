@@ -13,7 +13,7 @@ from runkon_flow.events import StepRetrying
 from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
 from runkon_flow.runtime.resume import restore_step
 from runkon_flow.runtime.state import ExecutionState, StepResult
-from runkon_flow.runtime.steps import StepTimedOut, StepTrace, handle_on_fail, markers_json
+from runkon_flow.runtime.steps import StepTimedOut, StepTrace, apply_metrics, handle_on_fail, markers_json
 from runkon_flow.usage import Usage
 
 if TYPE_CHECKING:
@@ -139,12 +139,17 @@ class StepAttempt:
         if self.trace is not None:
             self.trace.completed(StepStatus.COMPLETED, markers=markers, usage=usage)
 
-    def failed(self, message: str, child_run_id: str | None = None) -> str:
-        """Write the failed row; returns `message` (what a retry or on_fail sees)."""
-        update = StepUpdate.failed(self.st.generation, message, self.attempt, child_run_id)
+    def failed(self, message: str, child_run_id: str | None = None, *, usage: Usage | None = None) -> str:
+        """Write the failed row; returns `message` (what a retry or on_fail sees). `usage`: what
+        the attempt spent before it failed — kept on the row and its event and counted in the
+        run's totals, as a completed attempt's is (docs/agents.md "Usage")."""
+        spent = usage.to_json() if usage else None
+        update = StepUpdate.failed(self.st.generation, message, self.attempt, child_run_id, spent)
         self.st.update_step(self.step_id, update)
+        if usage:
+            apply_metrics(self.st, {key: str(value) for key, value in usage.as_dict().items()})
         if self.trace is not None:
-            self.trace.completed(StepStatus.FAILED, message)
+            self.trace.completed(StepStatus.FAILED, message, usage=usage)
         return message
 
     def cancelled(

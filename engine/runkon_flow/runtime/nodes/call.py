@@ -18,6 +18,7 @@ from runkon_flow.dsl.durations import DurationError, parse_call_timeout
 from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.persistence.models import StepStatus
 from runkon_flow.plugins.protocols import (
+    ActionFailed,
     ActionOutput,
     ActionParams,
     ClaudeActionParams,
@@ -219,6 +220,8 @@ def _attempt(
     if isinstance(error, EngineCancelled) or st.cancellation.is_cancelled():
         raise step.cancelled("executor shutdown requested", cancellation_of(st, error))
 
+    if isinstance(error, ActionFailed):  # the agent worked, then failed: what it spent counts
+        return step.failed(str(error), usage=Usage.from_metadata(error.metadata))
     if isinstance(error, EngineError):
         return step.failed(str(error))
     return step.failed(f"executor '{label}' raised {describe_exception(error)}")

@@ -197,7 +197,7 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
         else:
             assert error is not None
             last_error = f"Sub-workflow '{name}' error: {describe_exception(error)}"
-        step.failed(last_error, child_id)
+        step.failed(last_error, child_id, usage=result_usage(result))  # the child's total, as on success
     handle_on_fail(st, name, name, node.on_fail, last_error, node.retries, iteration, max_attempts, path)
 
 
@@ -275,4 +275,6 @@ def _try_resume_child(
     if st.cancellation.is_cancelled():
         cancelled = cancellation_of(st, None)
         raise step.cancelled(f"Sub-workflow '{name}' cancelled", cancelled, result.workflow_run_id)
-    return "failed", step.failed(f"Sub-workflow '{name}' failed (resume)", result.workflow_run_id)
+    return "failed", step.failed(
+        f"Sub-workflow '{name}' failed (resume)", result.workflow_run_id, usage=result_usage(result)
+    )

@@ -227,4 +227,5 @@ def _attempt(
     stderr = result.stderr.strip()
     if stderr:
         message += "\n" + stderr[:_CONTEXT_CHARS]
-    return step.failed(message)
+    flow = parse_flow_output(result.stdout)  # an agent it wraps may have spent before failing
+    return step.failed(message, usage=Usage.from_metadata(usage_metadata(flow.extras)) if flow else None)

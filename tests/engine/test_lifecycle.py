@@ -87,9 +87,11 @@ def test_validate_collects_sub_workflow_problems_and_cycles() -> None:
     engine = FlowEngineBuilder().workflow_resolver(resolver).build()
     with pytest.raises(ValidationErrors) as err:
         engine.validate(parse_workflow("workflow top { call workflow child }"))
+    # No file to point into (an in-memory resolver's sub-workflow): placed at the call.
+    assert {(p.location.line, p.location.column) for p in err.value.errors} == {(1, 16)}
     assert [p.message for p in err.value.errors] == [
-        "in sub-workflow 'child': call 'missing': no registered ActionExecutor for 'missing'",
-        "in sub-workflow 'child': parallel call 'p': no registered ActionExecutor for 'p'",
+        "in sub-workflow 'child' of 'top': call 'missing': no registered ActionExecutor for 'missing'",
+        "in sub-workflow 'child' of 'top': parallel call 'p': no registered ActionExecutor for 'p'",
     ]
     with pytest.raises(ValidationErrors) as err:
         engine.validate(resolver.resolve("loop-a"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runkon_flow.errors import AlreadyOwned, ValidationErrors, WorkflowError, WorkflowNotFound
+from runkon_flow.errors import AlreadyOwned, SourceLocation, ValidationErrors, WorkflowError, WorkflowNotFound
 from runkon_flow.events import CollectingSink
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import NewRun, RetryRequest, RunStatus
@@ -152,6 +152,24 @@ def test_validate_explains_missing_and_broken_agents_at_the_call(home: Path) -> 
     assert problems[1].location.file == str(home.absolute() / "w.wf")
 
 
+def test_a_problem_two_sub_workflows_down_is_placed_in_its_own_file_and_named_by_its_caller(
+    home: Path,
+) -> None:
+    write(home, "grand.wf", 'workflow grand {\n  script s { run = "true" }\n  call phantom\n}\n')
+    write(home, "child.wf", "workflow child {\n  call workflow grand\n}\n")
+    write(home, "w.wf", 'workflow w {\n  script s { run = "true" }\n  call workflow child\n}\n')
+    [problem] = Workspace([home], InMemoryStore()).validate("w")
+    assert problem.location == SourceLocation(str(home / "grand.wf"), 3, 3)
+    assert problem.message == (
+        "in sub-workflow 'grand' of 'child' (called at line 2): "
+        "call 'phantom': no registered ActionExecutor for 'phantom'"
+    )
+    assert problem.node_path == "body.1"  # w's `call workflow child`: the dashboard marks it
+
+
+CHILD_CALLED_AT_10 = "in sub-workflow 'child' of 'w' (called at line 10)"
+
+
 def test_validate_places_each_problem_on_its_own_node(home: Path) -> None:
     write(home, "child.wf", "workflow child {\n  call phantom\n}\n")
     write(
@@ -176,8 +194,10 @@ def test_validate_places_each_problem_on_its_own_node(home: Path) -> None:
         ("body.0", 2, "call 'ghost': no registered ActionExecutor for 'ghost'"),
         ("body.1.calls.1", 5, "parallel call 'ghost': no registered ActionExecutor for 'ghost'"),
         ("body.2.body.0", 8, placed[2][2]),
-        ("body.3", 10, "in sub-workflow 'child': call 'phantom': no registered ActionExecutor for 'phantom'"),
+        ("body.3", 2, f"{CHILD_CALLED_AT_10}: call 'phantom': no registered ActionExecutor for 'phantom'"),
     ]
+    # In the file to edit, at the line that needs it; still the parent's `call workflow` node.
+    assert [p.location.file for p in problems if p.node_path == "body.3"] == [str(home / "child.wf")]
     assert placed[2][2].startswith("prompt snippet 'missing-snippet' not found")
     ghost = f"no agent file {home.absolute() / 'agents' / 'ghost.md'}; the agents defined: hello"
     assert [p.hint for p in problems if "'ghost'" in p.message] == [ghost, ghost]

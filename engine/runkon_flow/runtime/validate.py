@@ -56,8 +56,9 @@ class _HostValidator:
         self.resolver = resolver
         self.seen_workflows: set[str] = set()
 
-    def nodes(self, nodes: Iterable[Any], out: list[Problem], paths: dict[int, str]) -> None:
-        """Problems of `nodes`, each at its node (`paths`: the workflow's `node_paths`)."""
+    def nodes(self, nodes: Iterable[Any], out: list[Problem], paths: dict[int, str], owner: str) -> None:
+        """Problems of `nodes` (of workflow `owner`), each at its node (`paths`: the workflow's
+        `node_paths`)."""
 
         def problem(message: str, hint: str | None, node: Any) -> Problem:
             return Problem(message, hint, _at(node), paths.get(id(node)))
@@ -88,13 +89,16 @@ class _HostValidator:
                     message = f"gate '{node.name}': no registered GateResolver for type '{node.gate_type}'"
                     out.append(problem(message, None, node))
             elif isinstance(node, CallWorkflowNode):
-                self.sub_workflow(node.workflow, out, problem("", None, node))
+                self.sub_workflow(node.workflow, out, problem("", None, node), owner)
             elif isinstance(node, _BLOCKS):
-                self.nodes(node.body, out, paths)
+                self.nodes(node.body, out, paths, owner)
 
-    def sub_workflow(self, name: str, out: list[Problem], at: Problem) -> None:
-        """A sub-workflow's problems are reported at the `call workflow` that brings them in (`at`
-        gives its place and node path)."""
+    def sub_workflow(self, name: str, out: list[Problem], at: Problem, caller: str) -> None:
+        """A sub-workflow's problems belong to the `call workflow` that brings them in (`at`: its
+        place and node path) and are placed where they are written — in the sub-workflow's file,
+        the one to edit, with the call's line named — as the parser's notes of sub-workflows are
+        (`dsl.validation.sub_workflow_notes`). A sub-workflow without a file (an in-memory
+        resolver's) is placed at the call."""
         if self.resolver is None or name in self.seen_workflows:
             return
         self.seen_workflows.add(name)
@@ -105,9 +109,17 @@ class _HostValidator:
             out.append(dataclasses.replace(at, message=message))
             return
         inner: list[Problem] = []
-        self.nodes([*child.body, *child.always], inner, node_paths(child))
+        self.nodes([*child.body, *child.always], inner, node_paths(child), name)
+        called = f" (called at line {at.location.line})" if at.location.line is not None else ""
         for p in inner:
-            out.append(dataclasses.replace(at, message=f"in sub-workflow '{name}': {p.message}", hint=p.hint))
+            if p.location.file is not None:  # a deeper sub-workflow's, already placed in its file
+                where, message = p.location, p.message
+            elif child.source_path:
+                where = dataclasses.replace(p.location, file=child.source_path)
+                message = f"in sub-workflow '{name}' of '{caller}'{called}: {p.message}"
+            else:
+                where, message = at.location, f"in sub-workflow '{name}' of '{caller}': {p.message}"
+            out.append(dataclasses.replace(at, message=message, hint=p.hint, location=where))
 
 
 def validate_workflow_for_host(
@@ -128,5 +140,5 @@ def validate_workflow_for_host(
             problems.append(Problem(str(error), None, at, paths.get(id(node))))
     validator = _HostValidator(actions, providers, gates, resolver)
     validator.seen_workflows.add(definition.name)
-    validator.nodes([*definition.body, *definition.always], problems, paths)
+    validator.nodes([*definition.body, *definition.always], problems, paths, definition.name)
     return problems

@@ -21,7 +21,7 @@ from runkon_flow.errors import FlowError
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.persistence.notify import on_gate_decided
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.plugins.protocols import GateParams, GatePoll, RunContext
+from runkon_flow.plugins.protocols import ITEM_ID_INPUT, GateParams, GatePoll, RunContext
 
 __all__ = [
     "GATE_SIGNALS",
@@ -104,6 +104,9 @@ class WaitingGate:
     since: str | None = None
     timeout_secs: int | None = None
     workflow_name: str = ""
+    #: The foreach item whose child run the gate waits in (or waits under, in a `call workflow`
+    #: of that child): which of many children asks. None for a gate outside any fan-out.
+    item: str | None = None
 
     def waited(self, now: float) -> float | None:
         """Seconds this gate has waited at `now` (unix time); None when its start is unknown."""
@@ -175,6 +178,40 @@ def _to_waiting(row: WorkflowRunStep) -> WaitingGate:
     )
 
 
+class _FanOutItems:
+    """Which foreach item each gate's run belongs to: a foreach child run is given its item as
+    the input `item.id` (stored with the run, so any process reads it while the item runs; the
+    item row names its child only once it ends), and a run below it — a `call workflow` inside
+    the child — belongs to the same item. Each run is read once per listing."""
+
+    def __init__(self, store: WorkflowPersistence) -> None:
+        self._store = store
+        self._item: dict[str, str | None] = {}  # run id → its item (None: not in a fan-out)
+
+    def name(self, gates: list[WaitingGate]) -> list[WaitingGate]:
+        return [replace(g, item=self.item_of(g.run_id)) for g in gates]
+
+    def item_of(self, run_id: str) -> str | None:
+        chain: list[str] = []
+        current: str | None = run_id
+        item: str | None = None
+        while current and current not in chain:
+            if current in self._item:
+                item = self._item[current]
+                break
+            chain.append(current)
+            run = self._store.get_run(current)
+            if run is None:
+                break
+            item = run.inputs.get(ITEM_ID_INPUT)
+            if item is not None:
+                break
+            current = run.parent_workflow_run_id
+        for seen in chain:
+            self._item[seen] = item
+        return item
+
+
 class GateApprovals:
     """The approval API over a store: list waiting gates, approve or reject one."""
 
@@ -193,7 +230,7 @@ class GateApprovals:
             for run in self._store.list_active_runs(list(_MAY_WAIT)):
                 if run.id != run_id and self._descends_from(run.parent_workflow_run_id, run_id):
                     gates.extend(self._own_gates(run.id))
-        return gates
+        return _FanOutItems(self._store).name(gates)
 
     def inbox(self) -> list[WaitingGate]:
         """Every gate waiting in the store, of any run held by any process, oldest first.
@@ -207,7 +244,7 @@ class GateApprovals:
         for run in self._store.list_active_runs(list(_MAY_WAIT)):
             gates.extend(replace(g, workflow_name=run.workflow_name) for g in self._own_gates(run.id))
         gates.sort(key=lambda g: (_unix(g.since) or 0.0, g.step_id))
-        return gates
+        return _FanOutItems(self._store).name(gates)
 
     def decide(
         self,
@@ -303,7 +340,7 @@ class GateApprovals:
         runs = list(dict.fromkeys(g.run_id for g in by_name))
         target_run = run_id if run_id in runs else runs[0]
         if target_run != run_id and len(runs) > 1:
-            steps = ", ".join(g.step_id for g in by_name)
+            steps = ", ".join(f"{g.item}: {g.step_id}" if g.item else g.step_id for g in by_name)
             raise GateApprovalError(
                 f"gate '{gate}' is waiting in {len(runs)} child runs of '{run_id}'; "
                 f"name it by step id ({steps})"

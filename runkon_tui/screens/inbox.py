@@ -34,12 +34,18 @@ from runkon_tui.worker_failures import ShowsWorkerFailures
 if TYPE_CHECKING:
     from runkon_tui.app import RunkonApp
 
-COLUMNS = ("", "workflow", "gate", "waited", "times out in", "run", "prompt")  # the prompt is cut to fit
+# The prompt is cut to fit; `item` (which foreach child asks) only while some gate has one.
+COLUMNS = ("", "workflow", "item", "gate", "waited", "times out in", "run", "prompt")
 # Too narrow for every column (80 columns, long names): these go, in this order, before the
 # workflow and gate names are cut (the note dialog lists each chosen gate with its run and prompt).
 DROPPED_FIRST = ("run", "waited", "prompt", "times out in")
-NAMES = ("workflow", "gate")  # cut with "…" only when they do not fit even then
+NAMES = ("workflow", "item", "gate")  # cut with "…" only when they do not fit even then
 REFRESH_S = 1.0
+
+
+def _of_item(gate: WaitingGate) -> str:
+    """` [rec-05]` for a gate in a foreach child (markup-escaped, one line), else nothing."""
+    return " " + esc(f"[{terminal_safe(gate.item)}]") if gate.item else ""
 
 
 def countdown(gate: WaitingGate, now: float) -> str:
@@ -97,7 +103,7 @@ class BatchNoteScreen(ModalScreen[GateDecision | None]):
             fails = "fails its run" if n == 1 else "fails their runs"
             title, label = f"[b $error]✗ Reject[/] {what} — {fails}", f"Reason{for_all} (optional):"
         listed = "\n".join(
-            f"• {esc(g.workflow_name)} · {esc(g.gate_name)} · run {short_id(g.run_id)}"
+            f"• {esc(g.workflow_name)}{_of_item(g)} · {esc(g.gate_name)} · run {short_id(g.run_id)}"
             + (f" — {esc(display_line(g.prompt))}" if g.prompt else "")
             for g in self.gates
         )
@@ -188,7 +194,7 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns(*COLUMNS)
+        table.add_columns(*(c for c in COLUMNS if c != "item"))
         table.focus()
         self._load()
         self.set_interval(REFRESH_S, self._load, name="inbox-refresh")
@@ -223,6 +229,7 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                 [
                     Text(mark, style="bold" if gate.step_id in self.marked else ""),
                     Text(terminal_safe(gate.workflow_name)),
+                    Text(terminal_safe(gate.item or "")),
                     Text(terminal_safe(gate.gate_name)),
                     Text(format_duration(waited) if waited is not None else ""),
                     due,
@@ -233,7 +240,12 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                 ]
             )
         table = self.query_one(DataTable)
-        names, cells = fit_columns(table, COLUMNS, lines, droppable=DROPPED_FIRST, cuttable=NAMES)
+        columns = COLUMNS
+        if not any(gate.item for gate in gates):
+            at = COLUMNS.index("item")
+            columns = COLUMNS[:at] + COLUMNS[at + 1 :]
+            lines = [line[:at] + line[at + 1 :] for line in lines]
+        names, cells = fit_columns(table, columns, lines, droppable=DROPPED_FIRST, cuttable=NAMES)
         refill(table, names, cells, [gate.step_id for gate in gates], fit_last=names[-1] == "prompt")
         status = self.query_one("#inbox-status", Static)
         if error:

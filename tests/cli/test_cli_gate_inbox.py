@@ -5,6 +5,7 @@ the decision shown by `show` afterwards."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from runkon_flow.persistence import RunStatus, SqliteStore
 from runkon_flow.persistence.models import NewRun, NewStep, StepStatus, StepUpdate
 
 from tests.cli.gate_helpers import GateRun, gate_home, waiting_in_a_process
-from tests.cli.run_helpers import cli
+from tests.cli.run_helpers import cli, wait_for
 
 CHECK = """workflow check {
   gate human_approval {
@@ -402,3 +403,55 @@ def test_the_inbox_shows_a_prompt_holding_escape_sequences_safely(
         store.close()
     assert code == 0 and "Deploy x" in out and "y?" in out
     assert not any(c in out for c in "\x1b\x07\u009b"), out
+
+
+FANNED = """workflow fanned {
+  foreach each {
+    over = static
+    scope = { items = "rec-01,rec-02" }
+    max_parallel = 2
+    workflow = check
+  }
+}
+"""
+
+
+def test_gates_of_foreach_children_name_the_item_each_asks_for(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two children of one fan-out wait at the same gate: the inbox says which item each is for
+    (an ITEM column, `item` in JSON), and `approve RUN GATE`, which cannot choose, names them."""
+    (home / "wf" / "fanned.wf").write_text(FANNED, encoding="utf-8")
+    run = GateRun(home, "fanned")
+    try:
+        wait_for(lambda: len(run.ws.gates.waiting_gates(run.run_id)) == 2, "both children's gates to wait")
+
+        code, out, _ = cli(capsys, "gates")
+        lines = out.splitlines()
+        assert code == 0 and lines[1].split()[:5] == ["STEP", "ID", "WORKFLOW", "ITEM", "GATE"]
+        rows = sorted(line.split()[1:4] for line in lines[2:] if line.split()[1:2] == ["check"])
+        assert rows == [["check", "rec-01", "human_approval"], ["check", "rec-02", "human_approval"]]
+
+        listed = [json.loads(line) for line in cli(capsys, "gates", "--json")[1].splitlines()]
+        assert sorted(g["item"] for g in listed) == ["rec-01", "rec-02"]
+
+        code, _, err = cli(capsys, "approve", run.run_id, "human_approval")
+        assert code == 1
+        by_item = {g["item"]: g["step_id"] for g in listed}
+        assert f"rec-01: {by_item['rec-01']}" in err and f"rec-02: {by_item['rec-02']}" in err
+
+        shown = cli(capsys, "show", run.run_id)[1]
+        assert {g["run_id"]: g["item"] for g in listed} == {
+            child: item
+            for child, item in re.findall(r"human_approval \(in child run (\w+), item (rec-0\d)\)", shown)
+        }
+    finally:
+        run.close()
+
+
+def test_a_gate_outside_any_fan_out_has_no_item_column(
+    waiting_ship: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = cli(capsys, "gates")[1]
+    assert "ITEM" not in out.splitlines()[1]
+    assert json.loads(cli(capsys, "gates", "--json")[1])["item"] is None

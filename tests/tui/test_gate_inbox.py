@@ -309,3 +309,45 @@ async def test_a_prompt_in_the_inbox_never_sends_its_escape_sequences_to_the_ter
         listed = "".join(str(w.render()) for w in app.screen.query("Static, Label"))
         for shown in (row[-1], listed):
             assert "v1RED" in shown and "\x1b" not in shown and "\x07" not in shown, repr(shown)
+
+
+async def test_gates_of_a_fan_out_s_children_name_their_items(folder: Path, tmp_path: Path) -> None:
+    """Children of one foreach waiting at the same gate look alike but for their item: the inbox
+    has an item column while such a gate waits, and the note dialog names the item too."""
+    (folder / "fanned.wf").write_text(
+        'workflow fanned {\n  foreach each {\n    over = static\n    scope = { items = "rec-01,rec-02" }\n'
+        "    max_parallel = 2\n    workflow = approval\n  }\n}\n",
+        encoding="utf-8",
+    )
+    runner = SqliteStore(tmp_path / "runs.db")
+    ws = Workspace([folder], runner)
+    run_id = ws.create_run("fanned", {})
+    thread = threading.Thread(target=ws.execute, args=(run_id,), daemon=True)
+    thread.start()
+    store = SqliteStore(tmp_path / "runs.db")
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("i")
+            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
+            screen = app.screen
+            assert isinstance(screen, GateInboxScreen)
+            await wait_for(pilot, lambda: len(screen.gates) == 2, timeout=30, what="both children's gates")
+            await pilot.pause()
+            table = screen.query_one(DataTable)
+            headers = [str(c.label) for c in table.columns.values()]
+            assert headers[:4] == ["", "workflow", "item", "gate"]
+            assert sorted(r[1:4] for r in map(tuple, inbox_rows(app))) == [
+                ("approval", "rec-01", "human_approval"),
+                ("approval", "rec-02", "human_approval"),
+            ]
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+            listed = str(app.screen.query_one("#gates").render())
+            assert any(f"approval [rec-0{n}] · human_approval" in listed for n in (1, 2))
+            await pilot.press("escape")
+    finally:
+        ws.cancel(run_id)
+        thread.join(timeout=30)
+        runner.close()
+        store.close()

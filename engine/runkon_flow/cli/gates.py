@@ -26,7 +26,7 @@ from runkon_flow.cli.common import (
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import lease_is_live
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
-from runkon_flow.humanize import format_duration, safe_text
+from runkon_flow.humanize import display_line, format_duration, safe_text
 from runkon_flow.observe.run_ids import SHORT_ID_MIN
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -173,6 +173,7 @@ def _gate_json(gate: WaitingGate, now: float, held: bool) -> dict[str, Any]:
         "step_id": gate.step_id,
         "run_id": gate.run_id,
         "workflow": gate.workflow_name,
+        "item": gate.item,
         "gate": gate.gate_name,
         "gate_type": gate.gate_type,
         "prompt": gate.prompt,
@@ -196,22 +197,26 @@ def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namesp
         out.print("no gate is waiting")
         return EXIT_OK
     out.print(f"{len(gates)} gate{'' if len(gates) == 1 else 's'} waiting (oldest first)")
-    rows = [("STEP ID", "WORKFLOW", "GATE", "WAITED", "TIMES OUT IN", "RUN")]
+    # ITEM only when a gate waits in a foreach child: which of the fan-out's children asks.
+    items = any(g.item for g in gates)
+    rows = [("STEP ID", "WORKFLOW", *(("ITEM",) if items else ()), "GATE", "WAITED", "TIMES OUT IN", "RUN")]
     for g in gates:
         waited = format_duration(g.waited(now)) if g.since else ""
         run = g.run_id + ("" if held[g.run_id] else " (interrupted: resume it first)")
-        rows.append((g.step_id, g.workflow_name, g.gate_name, waited, countdown(g, now), run))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        item = (display_line(g.item or ""),) if items else ()
+        rows.append((g.step_id, g.workflow_name, *item, g.gate_name, waited, countdown(g, now), run))
+    shown = len(rows[0]) - 1  # every column but the run's
+    widths = [max(len(r[i]) for r in rows) for i in range(shown)]
     width = terminal_width()
     # Two whole ids do not fit beside the rest on 80 columns: the run goes under its gate, with
     # the prompt, instead of every gate wrapping over two lines. Piped output keeps the column.
-    run_below = width is not None and sum(widths) + 2 * 5 + max(len(r[5]) for r in rows) > width
+    run_below = width is not None and sum(widths) + 2 * shown + max(len(r[-1]) for r in rows) > width
     for i, row in enumerate(rows):
-        line = "  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True))
-        out.print(line.rstrip() if run_below else line + "  " + row[5])
+        line = "  ".join(c.ljust(w) for c, w in zip(row[:shown], widths, strict=True))
+        out.print(line.rstrip() if run_below else line + "  " + row[-1])
         gate = gates[i - 1] if i else None
         if gate is not None and run_below:
-            out.print(f"    run {row[5]}")
+            out.print(f"    run {row[-1]}")
         if gate is not None:
             for detail in _detail_lines(gate, width):
                 out.print(detail)

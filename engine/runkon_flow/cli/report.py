@@ -540,7 +540,8 @@ def show_lines(
             lines.append("")
             lines.append("waiting gates")
         for gate in gates.values():
-            where = f" (in child run {gate.run_id})" if gate.run_id != run.id else ""
+            item = f", item {display_line(gate.item)}" if gate.item else ""  # which of a fan-out's children
+            where = f" (in child run {gate.run_id}{item})" if gate.run_id != run.id else ""
             lines.extend(
                 fitted(f"  {gate.gate_name}{where}" + (f": {gate.prompt}" if gate.prompt else ""), width)
             )

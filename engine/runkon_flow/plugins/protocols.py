@@ -41,6 +41,11 @@ class Extensions:
         return f"Extensions({list(self._values.values())!r})"
 
 
+#: The input a foreach child run is given its item's id under (`{{item.id}}` in the child), and
+#: with its run row, how any process tells which item a child run — or a run below it — is for.
+ITEM_ID_INPUT = "item.id"
+
+
 # --------------------------------------------------------------------------- actions (§3.1)
 
 

@@ -50,7 +50,7 @@ from runkon_flow.persistence.models import (
     StepStatus,
     StepUpdate,
 )
-from runkon_flow.plugins.protocols import ProviderInfo, overlong_id
+from runkon_flow.plugins.protocols import ITEM_ID_INPUT, ProviderInfo, overlong_id
 from runkon_flow.runtime.lease import abort, hold_lease
 from runkon_flow.runtime.report_gate import commit_and_deliver
 from runkon_flow.runtime.resume import restore_step
@@ -650,7 +650,7 @@ class _FanOut:
     def _run_child(self, item: _Item) -> tuple[WorkflowResult | None, BaseException | None]:
         node = self.node
         item_keys = {f"item.{k}": v for k, v in item.context.items()} if item.context else {}
-        item_keys["item.id"] = item.item_id
+        item_keys[ITEM_ID_INPUT] = item.item_id
         item_keys["item.ref"] = item.item_ref
         if node.inputs:
             variables = {**self.variables, **item_keys}

@@ -113,11 +113,19 @@ def test_permissions_are_kept_and_symlinks_are_followed(
     assert [p.name for p in real.parent.iterdir()] == ["tidy.wf"]  # no temp file left behind
 
 
-def test_crlf_files_are_normalised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "tidy.wf"
-    path.write_bytes(CANONICAL.replace("\n", "\r\n").encode())
-    assert run(capsys, "fmt", str(path))[0] == 0
-    assert path.read_bytes() == CANONICAL.encode()
+def test_a_crlf_file_keeps_its_line_endings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Windows checkout is CRLF: laid out already, it is left alone (`--check` passes); laid
+    out anew, it stays CRLF — a string that spans lines included."""
+    canonical = tmp_path / "tidy.wf"
+    canonical.write_bytes(CANONICAL.replace("\n", "\r\n").encode())
+    assert run(capsys, "fmt", "--check", str(canonical)) == (0, "", "")
+    messy = tmp_path / "messy.wf"
+    messy.write_bytes(b'workflow w {\r\n  script s { run = "echo a\r\necho b" }\r\n  call   x\r\n}\r\n')
+    assert run(capsys, "fmt", str(messy))[0] == 0
+    text = messy.read_bytes().decode()
+    assert text.count("\n") == text.count("\r\n") > 3 and "\r\r" not in text
+    same = 'workflow w { script s { run = "echo a\r\necho b" } call x }'
+    assert parse_workflow(text) == parse_workflow(same)
 
 
 def test_a_second_workflow_after_the_first_is_not_deleted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +34,20 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+_BARE_NEWLINE = re.compile(r"(?<!\r)\n")
+
+
+def _line_endings_of(source: str, formatted: str) -> str:
+    """`formatted` with the line endings `source` uses (its first line's): a file written on
+    Windows stays CRLF — the layout is ours to set, its line endings are not (`fmt --check`
+    flagged every CRLF file, and `fmt` rewrote each line of it). A `\r\n` already in the text (a
+    string that spans lines) is kept as it is; the meaning check after this covers the result."""
+    first = source.find("\n")
+    if first <= 0 or source[first - 1] != "\r":
+        return formatted
+    return _BARE_NEWLINE.sub("\r\n", formatted)
+
+
 def cmd_fmt(args: argparse.Namespace) -> int:
     targets = expand_paths(args.paths)
     out, err = StdoutGuard(), sys.stderr  # `fmt DIR | head -1` still formats every file
@@ -43,7 +58,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         try:
             source = read_source(path)
             wf, comments = parse_with_comments(source, str(path))
-            formatted = format_workflow(wf, comments)
+            formatted = _line_endings_of(source, format_workflow(wf, comments))
         except WfError as exc:
             failed = True
             location = SourceLocation(str(path), exc.line, exc.column)

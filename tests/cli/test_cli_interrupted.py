@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.event_log import read_stored
+from runkon_flow.humanize import format_duration
 from runkon_flow.observe.liveness import lease_end, stopped_at, utc_seconds
 
 from runkon_tui.history import past_run_view, view_from_store
@@ -190,3 +191,33 @@ def test_watch_of_an_interrupted_run_says_its_running_items_are_interrupted(
     [fan] = [line for line in last.splitlines() if line.startswith("  foreach each")]
     assert fan.endswith("0/3 ✓0 ✗0 ⊘0 ▶0 ■2 interrupted"), fan
     assert "› hold" not in last  # no step listed as running
+
+
+def test_show_json_and_text_say_the_same_of_an_interrupted_run(
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The text said the foreach step was interrupted with a duration of `-`, and `--json` said
+    # `running` for it, with no duration and nothing of its items.
+    run_id = _fan_killed_mid_items(home, db, capsys)
+    with pg.open_db(db) as store:
+        run = store.get_run(run_id)
+        [step] = store.get_steps(run_id)
+        stop_at = stopped_at(run, [step])
+    took = stop_at - utc_seconds(step.started_at)
+    [row] = [line for line in cli(capsys, "show", run_id)[1].splitlines() if "foreach:each" in line]
+    assert row.split()[1:4] == ["interrupted", "foreach:each", format_duration(took)], row
+    data = json.loads(cli(capsys, "show", run_id, "--json")[1])
+    assert (data["status"], data["display_status"]) == ("running", "interrupted")
+    [shown] = data["step_rows"]
+    assert (shown["status"], shown["display_status"]) == ("running", "interrupted")
+    assert shown["duration_s"] == pytest.approx(took)
+    assert shown["items"] == {
+        "total": 3,
+        "completed": 0,
+        "failed": 0,
+        "skipped": 0,
+        "cancelled": 0,
+        "running": 0,
+        "pending": 1,
+        "interrupted": 2,
+    }

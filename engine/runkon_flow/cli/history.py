@@ -8,10 +8,9 @@ from typing import Any
 
 from runkon_flow.cli.common import EXIT_OK, StdoutGuard, positive_int, print_err, terminal_width
 from runkon_flow.cli.hints import Hints
-from runkon_flow.cli.report import clusters_json, run_json, runs_table, show_lines
+from runkon_flow.cli.report import run_json, runs_table, show_json, show_lines
 from runkon_flow.cli.store import NoRunsHere, add_db_args, get_run, opened_store
 from runkon_flow.humanize import safe_text, terminal_json
-from runkon_flow.observe.clusters import run_clusters
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -57,8 +56,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
         if args.json:
-            data = run_json(run, store.get_steps(run.id), with_steps=True)
-            data["failure_clusters"] = clusters_json(run_clusters(store, run.id))
+            data = show_json(store, run)
             out.print(terminal_json(json.dumps(data, indent=2, ensure_ascii=False)))
         else:
             out.print(safe_text(show_lines(store, run, hints=Hints.of(args), width=terminal_width())))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "run_duration",
     "run_json",
     "runs_table",
+    "show_json",
     "show_lines",
     "step_counts",
 ]
@@ -194,8 +196,14 @@ def run_json(
     now: datetime | None = None,
     *,
     with_steps: bool = False,
+    items: Mapping[str, ItemCounts] | None = None,
 ) -> dict[str, Any]:
-    """A run as plain JSON data (stable keys; times as stored, RFC 3339 UTC)."""
+    """A run as plain JSON data (stable keys; times as stored, RFC 3339 UTC). `status` is the
+    stored status, `display_status` the one the text shows (`interrupted` for an unfinished run no
+    engine holds; its steps still running or waiting likewise, `row_status`), and durations stop
+    where the text's do. `items`: a foreach step row's item counts by its id (`show --json`)."""
+    interrupted = display_status(run, now) == liveness.INTERRUPTED
+    until = liveness.unfinished_until(run, steps, _seconds(now))
     data: dict[str, Any] = {
         "id": run.id,
         "workflow": run.workflow_name,
@@ -224,16 +232,34 @@ def run_json(
                 "iteration": s.iteration,
                 "attempt": s.retry_count,
                 "status": StepStatus(s.status).value,
+                "display_status": row_status(s, interrupted),
                 "started_at": s.started_at,
                 "ended_at": s.ended_at,
-                "duration_s": liveness.step_seconds(s),
+                "duration_s": liveness.step_seconds(s, until),
                 "error": s.step_error,
                 "child_run_id": s.child_run_id,
                 "markers": s.markers_out,
                 "usage": _usage_json(Usage.from_json(s.usage)),
+                **({"items": asdict(items[s.id])} if items and s.id in items else {}),
             }
             for s in steps
         ]
+    return data
+
+
+def show_json(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> dict[str, Any]:
+    """`show --json`: the run with every step row, each foreach row's item counts (items still
+    running in an interrupted run counted `interrupted`, as the text counts them) and the failure
+    clusters."""
+    steps = store.get_steps(run.id)
+    interrupted = display_status(run, now) == liveness.INTERRUPTED
+    items = {
+        s.id: ItemCounts.of(_fan_out(store, s, run_interrupted=interrupted)[1])
+        for s in steps
+        if s.role == StepRole.FOREACH.value
+    }
+    data = run_json(run, steps, now, with_steps=True, items=items)
+    data["failure_clusters"] = clusters_json(run_clusters(store, run.id, steps))
     return data
 
 
@@ -495,6 +521,7 @@ def show_lines(
     # failures any more: only the latest row's are listed (its heading names the earlier attempts).
     current = {s.id for s in final_steps(steps)}
     interrupted = status == liveness.INTERRUPTED
+    until = liveness.unfinished_until(run, steps, _seconds(now))
     for step in steps:
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
@@ -516,7 +543,7 @@ def show_lines(
                 step.step_name,
                 str(step.iteration) if step.iteration else "",
                 str(step.retry_count) if step.retry_count else "",
-                _duration_text(liveness.step_seconds(step)),
+                _duration_text(liveness.step_seconds(step, until)),
                 extra,
             ]
         )

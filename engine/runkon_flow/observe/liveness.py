@@ -33,6 +33,7 @@ __all__ = [
     "run_seconds",
     "step_seconds",
     "stopped_at",
+    "unfinished_until",
     "utc_moment",
     "utc_seconds",
 ]
@@ -67,10 +68,25 @@ def utc_seconds(text: str | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def step_seconds(row: WorkflowRunStep) -> float | None:
-    """How long a stored step row ran (start to end); None until it has both."""
-    start, end = utc_moment(row.started_at), utc_moment(row.ended_at)
-    return None if start is None or end is None else max(0.0, (end - start).total_seconds())
+def step_seconds(row: WorkflowRunStep, until: float | None = None) -> float | None:
+    """How long a stored step row ran (start to end). One that has not ended runs to `until` —
+    its unfinished run's `run_end`: now while an engine runs it, where it stopped once it is
+    interrupted (`unfinished_until`) — and has no duration (None) without it."""
+    start, end = utc_seconds(row.started_at), utc_seconds(row.ended_at)
+    if end is None:
+        end = until
+    return None if start is None or end is None else max(0.0, end - start)
+
+
+def unfinished_until(
+    run: WorkflowRun, steps: Iterable[WorkflowRunStep] = (), now: float | None = None
+) -> float | None:
+    """Where the clocks of a run's steps that have not ended stop (`step_seconds`'s `until`): the
+    run's `run_end` while the run is unfinished (now, or where an interrupted run stopped); None
+    for a finished run, whose unended rows (an attempt a resume replaced) ran no known time."""
+    if RunStatus(run.status).is_terminal:
+        return None
+    return run_end(run, steps, now)
 
 
 def lease_end(run: WorkflowRun) -> float | None:

@@ -221,3 +221,23 @@ def test_show_json_and_text_say_the_same_of_an_interrupted_run(
         "pending": 1,
         "interrupted": 2,
     }
+
+
+def test_runs_counts_the_steps_an_interrupted_run_left_unfinished_apart_from_running_ones(
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its step counts were `1/0/0/0`, as for a run whose engine runs its second step; the runs
+    # screen counts that step ■ interrupted, not ▶ running.
+    run_id = _killed_mid_run(home, capsys)
+    assert cli(capsys, "runs")[1].splitlines()[1].split()[-3:] == ["1/0/0/0", "+1", "interrupted"]
+    [entry] = json.loads(cli(capsys, "runs", "--json")[1])
+    assert {k: entry["steps"][k] for k in ("ok", "running", "interrupted", "other")} == {
+        "ok": 1,
+        "running": 0,
+        "interrupted": 1,
+        "other": 1,
+    }
+    with pg.open_db(db) as store:  # an engine elsewhere takes it up: its step runs again
+        assert store.acquire_lease(run_id, "live-engine", 600) is not None
+    row = cli(capsys, "runs")[1].splitlines()[1].split()
+    assert row[2] == "running" and row[-3:] == ["1/0/0/0", "+1", "running"]

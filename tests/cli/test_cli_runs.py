@@ -141,7 +141,17 @@ def test_runs_json_is_machine_readable(home: Path, capsys: pytest.CaptureFixture
     assert code == 0
     [entry] = json.loads(out)
     assert entry["id"] == run_id and entry["workflow"] == "build" and entry["status"] == "completed"
-    assert entry["steps"] == {"ok": 2, "failed": 0, "skipped": 0, "cancelled": 0, "other": 0}
+    assert entry["steps"] == {
+        "ok": 2,
+        "failed": 0,
+        "skipped": 0,
+        "cancelled": 0,
+        "running": 0,
+        "waiting": 0,
+        "interrupted": 0,
+        "pending": 0,
+        "other": 0,
+    }
     assert entry["duration_s"] >= 0 and entry["live"] is False
 
 

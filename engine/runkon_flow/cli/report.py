@@ -89,10 +89,17 @@ def final_steps(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
     return latest_attempts(rows)
 
 
-def step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
-    """ok / failed / skipped / cancelled / other, by the run model's one counting rule."""
+#: Steps not finished, each counted on its own after the four outcomes (`steps_cell`).
+UNFINISHED = ("running", "waiting", "interrupted", "pending")
+
+
+def step_counts(rows: Iterable[WorkflowRunStep], run_interrupted: bool = False) -> dict[str, int]:
+    """ok / failed / skipped / cancelled, then the steps not finished — running, waiting,
+    interrupted (still running or waiting when the run lost its engine: `run_interrupted`),
+    pending — by the run model's one counting rule (`row_step_counts`, as the runs screen counts
+    them); `other` sums those."""
     counts: Counter[str] = Counter()
-    for status, n in row_step_counts(rows).items():
+    for status, n in row_step_counts(rows, run_interrupted).items():
         counts[outcome(status)] += n
     ok, failed = counts["completed"], counts["failed"]
     skipped, cancelled = counts["skipped"], counts["cancelled"]
@@ -101,8 +108,16 @@ def step_counts(rows: Iterable[WorkflowRunStep]) -> dict[str, int]:
         "failed": failed,
         "skipped": skipped,
         "cancelled": cancelled,
+        **{status: counts[status] for status in UNFINISHED},
         "other": sum(counts.values()) - ok - failed - skipped - cancelled,
     }
+
+
+def steps_cell(counts: dict[str, int]) -> str:
+    """`runs`' step counts: `3/0/0/0`, then the unfinished ones in words — `3/0/0/0 +1 running`,
+    `3/0/0/0 +1 interrupted` — so a run an engine runs and one that lost it read apart there too."""
+    cell = f"{counts['ok']}/{counts['failed']}/{counts['skipped']}/{counts['cancelled']}"
+    return " ".join([cell, *(f"+{counts[s]} {s}" for s in UNFINISHED if counts[s])])
 
 
 def _duration_text(seconds: float | None) -> str:
@@ -139,15 +154,16 @@ def runs_table(
     rows = []
     usages = []
     for run, steps in runs:
-        counts = step_counts(steps)
+        status = display_status(run, now)
+        counts = step_counts(steps, status == liveness.INTERRUPTED)
         rows.append(
             [
                 display_line(run.id, None),  # a row another program wrote may hold anything
                 display_line(run.workflow_name, None),
-                display_status(run, now),
+                status,
                 liveness.local_time(run.started_at),
                 _duration_text(run_duration(run, steps, now)),
-                f"{counts['ok']}/{counts['failed']}/{counts['skipped']}/{counts['cancelled']}",
+                steps_cell(counts),
             ]
         )
         usages.append(Usage.of_rows(steps))
@@ -219,7 +235,7 @@ def run_json(
         "parent_run_id": run.parent_workflow_run_id or run.parent_run_id or None,
         "rerun_of": run.rerun_of,
         "rerun_from": run.rerun_from,
-        "steps": step_counts(steps),
+        "steps": step_counts(steps, interrupted),
         "usage": _usage_json(Usage.of_rows(steps)),
     }
     if with_steps:

@@ -270,6 +270,22 @@ def test_watching_an_interrupted_run_says_so_and_exits_1(
     assert f"runkon-flow resume {run_id}" in err
 
 
+def test_the_live_view_of_a_run_that_died_before_recording_any_event_reads_it_interrupted(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its last frame said `  · run … · running · 0.0s` — no workflow, as if it went on — above
+    # the line saying it is interrupted: the model had no event of it, so nothing to mark.
+    with SqliteStore(home / "runs.db", clock=lambda: datetime.now(UTC) - timedelta(minutes=5)) as store:
+        run_id = store.create_run(NewRun(workflow_name="build")).id
+        store.update_run_status(run_id, RunStatus.RUNNING, None, None)
+        assert store.acquire_lease(run_id, "dead-engine", 0) is not None
+    code, out, err = cli(capsys, "watch", run_id, "--progress", "live")
+    assert code == 1 and f"run {run_id} is interrupted: no engine holds it any more" in err
+    last = out.rsplit("\x1b[J", 1)[-1]  # the frame `close` prints as plain text
+    [header] = [line for line in last.splitlines() if f"run {run_id}" in line]
+    assert header.split(" · ")[:3] == ["  build", f"run {run_id}", "interrupted"], header
+
+
 def test_watch_of_an_unknown_run_or_database_fails_clearly(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -340,9 +340,18 @@ def settle_decided_gates(model: RunModel, store: WorkflowPersistence) -> bool:
 
 def settle_interrupted(model: RunModel, run: WorkflowRun, steps: Iterable[WorkflowRunStep]) -> bool:
     """A stored run that lost its engine is shown `interrupted`, its clocks stopped where it
-    stopped (`liveness.stopped_at`), not running on with "now". True when it was."""
+    stopped (`liveness.stopped_at`), not running on with "now". True when it was. A run that
+    died before it recorded any event (the model has nothing of it) is read from its row: its
+    workflow, its start, then interrupted — not a run of no name `running` for 0 s."""
     if liveness.display_status(run) != liveness.INTERRUPTED:
         return False
+    if run.id not in model.runs:
+        state = RunState(
+            run.id, run.workflow_name, parent_run_id=run.parent_workflow_run_id or run.parent_run_id or None
+        )
+        state.status, state.started_at = "running", parse_time(run.started_at)
+        model.runs[run.id] = state
+        model.root_run_id = model.root_run_id or run.id
     model.mark_interrupted(INTERRUPTED_NOTE, at=liveness.stopped_at(run, steps))
     model.take_changes()
     return True

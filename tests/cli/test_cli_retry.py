@@ -332,6 +332,41 @@ def test_the_live_views_last_line_after_a_retry_says_the_whole_runs_time_and_the
     assert re.search(rf"✓ run {run_id} completed in \d+h\d\dm \(this attempt took [0-9hms.]+\)$", last), last
 
 
+STEPS = """workflow steps {
+  script one   { run = "echo one" }
+  script two   { run = "echo two" }
+  script three { run = "test -f fixed" }
+}
+"""
+
+
+def test_the_live_view_of_a_resume_counts_and_times_the_whole_run(
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its frame counted and timed only the attempt it followed: `completed · 0.1s · steps ✓1`
+    for a run whose two first steps completed before — under `completed in 19s (this attempt
+    took 0.1s)`. The frame now says what the dashboard's does: the whole run."""
+    import re
+    import sqlite3
+    from contextlib import closing
+
+    monkeypatch.setenv("COLUMNS", "200")  # the live view fits its lines to the terminal
+    write(home / "steps.wf", STEPS)
+    code, out, _ = cli(capsys, "run", "steps", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    with closing(sqlite3.connect(home / "runs.db")) as conn, conn:  # the run first started years ago
+        conn.execute(
+            "UPDATE workflow_runs SET started_at = ? WHERE id = ?", ("2020-01-01T10:00:00.000Z", run_id)
+        )
+    (home / "fixed").touch()
+    code, out, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "live")
+    assert code == 0, err
+    last = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out.rsplit("\x1b[J", 1)[-1])
+    [header] = [line for line in last.splitlines() if f"run {run_id}" in line]
+    assert re.search(r" · completed · \d+h\d\dm · steps ✓3 ✗0$", header), header
+
+
 def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))

@@ -37,6 +37,7 @@ from runkon_flow.cli.store import DeferredStore
 from runkon_flow.errors import (
     FlowError,
 )
+from runkon_flow.event_log import read_envelopes
 from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, open_hooks
 from runkon_flow.humanize import readable_error, safe_text
@@ -411,8 +412,9 @@ def execute(
         run_row = store.get_run(run_id)
         if run_row is not None:
             printer.estimates = history_of(store, run_row.workflow_name, exclude=run_id)
-            if resumed:
+            if resumed:  # the frame shows the whole run, not only the attempt it starts
                 printer.first_started = utc_seconds(run_row.started_at)
+                printer.recall(read_envelopes(store, run_id)[0])
     tty = _tty() if getattr(args, "notify", True) else None
     alerts = TerminalAlerts(tty, run_id) if tty is not None else None
     session = _Session(printer, EventQueue(), events_file, live, alerts, hooks)

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -126,8 +126,9 @@ class LiveView:
         self._dirty = True
         self._frame = 0
         self._started = now()
-        #: When a resumed or retried run first started (its stored row), set by whoever resumes it:
-        #: its last line then says the whole run's time and this attempt's, as the dashboard does.
+        #: When a resumed or retried run first started (its stored row), set by whoever resumes it
+        #: (with `recall`): its header times the whole run and its last line says the whole run's
+        #: time and this attempt's, as the dashboard does.
         self.first_started: float | None = None
         self._cursor_hidden = False
 
@@ -150,6 +151,15 @@ class LiveView:
         self.model.apply(data)
         for line in lines:
             self._permanent(line)
+        self._dirty = True
+
+    def recall(self, events: Iterable[EngineEventData]) -> None:
+        """The run's earlier attempts (its stored events, before a resume or retry runs it again):
+        folded into the model, nothing printed — the frame then counts and times the whole run,
+        the steps and items earlier attempts completed too, as the dashboard's view of a resumed
+        run does (`RunModel`'s one story of a run's attempts)."""
+        self.model.apply_all(events)
+        self.model.take_changes()
         self._dirty = True
 
     def note(self, text: str) -> None:
@@ -186,8 +196,10 @@ class LiveView:
         return f"{self._where(run_id)} {'›' if self._g is _UNICODE else '>'} {step}"
 
     def _started_at(self) -> float:
+        """When the run first started: the whole run's clock, over all its attempts."""
         root = self.model.root
-        return root.started_at if root is not None and root.started_at is not None else self._started
+        start = root.started_at if root is not None and root.started_at is not None else self._started
+        return start if self.first_started is None else min(start, self.first_started)
 
     def _lines_for(self, data: EngineEventData) -> list[str]:
         """The permanent lines one event produces (none for most)."""
@@ -248,10 +260,9 @@ class LiveView:
     def _took(self, end: float) -> str:
         """The run's time on its last line: this attempt's, or for a resumed or retried run the
         whole run's first (as the dashboard's log says it) and then this attempt's."""
-        attempt = end - self._started_at()
-        if self.first_started is None or self.first_started >= self._started_at():
-            return run_took(attempt)
-        return run_took(end - self.first_started, attempt)
+        root = self.model.root
+        attempt = root.attempt_started_at if root is not None else None
+        return run_took(end - self._started_at(), None if attempt is None else end - attempt)
 
     def _step_line(self, data: EngineEventData, e: Any) -> str:
         g = self._g

@@ -201,6 +201,26 @@ def test_a_run_whose_engine_died_is_shown_as_interrupted(
     assert cli(capsys, "runs")[1].splitlines()[1].split()[2] == "running"
 
 
+def test_a_run_recorded_but_not_started_has_no_duration_and_one_waiting_at_a_gate_has_its_own(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A pending run's duration ran from when its row was written: `5m00s` for a run that never
+    # ran, growing. A run an engine holds at a gate is taking time: its duration runs to now.
+    five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+    with SqliteStore(home / "runs.db", clock=lambda: five_minutes_ago) as store:
+        waiting = store.create_run(NewRun(workflow_name="gated")).id
+        store.update_run_status(waiting, RunStatus.RUNNING, None, None)
+        store.set_waiting_blocked_on(waiting, {"type": "human_approval", "gate_name": "approve"})
+        assert store.acquire_lease(waiting, "live-engine", 3600) is not None
+        pending = store.create_run(NewRun(workflow_name="queued")).id
+    table = {row.split()[0]: row.split() for row in cli(capsys, "runs")[1].splitlines()[1:]}
+    assert table[pending][2] == "pending" and table[pending][-2:] == ["-", "0/0/0/0"]
+    assert table[waiting][2] == "waiting" and table[waiting][-2].startswith("5m0")
+    durations = {r["id"]: r["duration_s"] for r in json.loads(cli(capsys, "runs", "--json")[1])}
+    assert durations[pending] is None and durations[waiting] >= 300
+    assert "duration  -" in cli(capsys, "show", pending)[1].splitlines()
+
+
 # --------------------------------------------------------------------------- show
 
 

@@ -128,12 +128,14 @@ def run_end(
     run: WorkflowRun, steps: Iterable[WorkflowRunStep] = (), now: float | None = None
 ) -> float | None:
     """When the run's duration ends: its recorded end; for an interrupted run where it stopped
-    (`stopped_at`); for a run an engine executes, now. None for a finished run with no end."""
+    (`stopped_at`); for a run an engine executes (a run waiting at a gate too), now. None for a
+    finished run with no end, and for a run recorded but not started yet (`pending`: its
+    `started_at` is when it was recorded — nothing has run, so no time is taken)."""
     ended = utc_seconds(run.ended_at)
     if ended is not None:
         return ended
     status = RunStatus(run.status)
-    if status.is_terminal:
+    if status.is_terminal or status is RunStatus.PENDING:
         return None
     current = time.time() if now is None else now
     if display_status(run, current) == INTERRUPTED:
@@ -145,7 +147,7 @@ def run_end(
 def run_seconds(
     run: WorkflowRun, steps: Iterable[WorkflowRunStep] = (), now: float | None = None
 ) -> float | None:
-    """Seconds from start to `run_end`; None when the run has not started."""
+    """Seconds from start to `run_end`; None when the run has not started (`pending`)."""
     start = utc_seconds(run.started_at)
     end = run_end(run, steps, now)
     return None if start is None or end is None else max(0.0, end - start)

@@ -147,3 +147,34 @@ def test_the_live_views_gate_commands_carry_the_db() -> None:
         "approve: runkon-flow approve R1 g --db 'a b.db'   reject: runkon-flow reject R1 g --db 'a b.db'"
         in stream.getvalue()
     )
+
+
+def test_the_live_views_gate_commands_are_never_cut_on_a_narrow_terminal() -> None:
+    # At 80 columns the line was cut to the terminal: `approve: runkon-flow approve … --db …`,
+    # which cannot be pasted, and the reject command was lost.
+    db = "/srv/a-rather-long-directory-name/for-the-team-database/shared/runs.db"
+    run_id = "01M98CX1SCJ197QC4J40FZGS8M"
+    stream = io.StringIO()
+    view = LiveView(
+        stream, top_run_id=run_id, color=False, unicode=True, width=80, height=20, hints=Hints(db=db)
+    )
+    view.feed(
+        EngineEventData(timestamp=0, ts=0.0, run_id=run_id, event=GateWaiting(gate_name="ship", step_id="s"))
+    )
+    view.close()
+    lines = stream.getvalue().splitlines()
+    for verb in ("approve", "reject"):
+        command = f"runkon-flow {verb} {run_id} ship --db {db}"
+        at = lines.index(f"  {verb}:")  # the command alone on the next line, whole
+        assert lines[at + 1] == f"    {command}"
+    assert "…" not in stream.getvalue()
+    # Without --db each command fits on a line of its own, after its name.
+    stream = io.StringIO()
+    view = LiveView(stream, top_run_id=run_id, color=False, unicode=True, width=80, height=20, hints=Hints())
+    view.feed(
+        EngineEventData(timestamp=0, ts=0.0, run_id=run_id, event=GateWaiting(gate_name="ship", step_id="s"))
+    )
+    view.close()
+    lines = stream.getvalue().splitlines()
+    assert f"  approve: runkon-flow approve {run_id} ship" in lines
+    assert f"  reject:  runkon-flow reject {run_id} ship" in lines

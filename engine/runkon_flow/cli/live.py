@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from runkon_flow.cli.common import whole_command
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
@@ -80,6 +81,13 @@ _GREEN, _RED, _YELLOW, _CYAN, _DIM, _BOLD, _RESET = (
 
 #: Step kinds that have a line of their own in the block instead of an active-step line.
 _NOT_ACTIVE = frozenset({"foreach"})
+
+
+class _Whole(str):
+    """A permanent line holding a command to paste: printed whole, never cut to the terminal's
+    width (the terminal wraps it; a cut one cannot be pasted)."""
+
+    __slots__ = ()
 
 
 class LiveView:
@@ -227,8 +235,7 @@ class LiveView:
             options = f" (options: {', '.join(e.options)})" if e.options else ""
             return [
                 self._c(_YELLOW, g.wait) + f" gate {e.gate_name} waiting{prompt}{options}",
-                f"  approve: {self._hints.command('approve', run, e.gate_name)}   "
-                f"reject: {self._hints.command('reject', run, e.gate_name)}",
+                *self._answer_lines(run, e.gate_name),
             ]
         if kind == "GateTimedOut":
             what = "timed out, continuing" if e.continued else "timed out"
@@ -256,6 +263,23 @@ class LiveView:
             why = safe(why or error_headline(e.error))
             return [self._c(_RED, g.fail) + f" run {run} failed after {took}" + (f": {why}" if why else "")]
         return []
+
+    def _answer_lines(self, run: str, gate: str) -> list[str]:
+        """How to answer a waiting gate: `  approve: …   reject: …` when it fits the terminal,
+        else each command on a line of its own — alone under its name when even that does not
+        fit (`common.whole_command`, as `show` and `gates` have it). Never cut: a command cut with
+        `…` cannot be pasted (it was, at 80 columns, and the reject command was lost)."""
+        width = self._size()[0] - 1  # a line as long as the terminal is wide wraps on some
+        approve = self._hints.command("approve", run, gate)
+        reject = self._hints.command("reject", run, gate)
+        both = f"  approve: {approve}   reject: {reject}"
+        if len(both) <= width:
+            return [_Whole(both)]
+        lines: list[str] = []
+        for verb, command in (("approve", approve), ("reject", reject)):
+            line = f"  {verb}:{' ' * (8 - len(verb))}{command}"
+            lines += map(_Whole, whole_command(line, width, f"  {verb}:", command, "    "))
+        return lines
 
     def _took(self, end: float) -> str:
         """The run's time on its last line: this attempt's, or for a resumed or retried run the
@@ -393,7 +417,8 @@ class LiveView:
         self._drawn = 0
         width, _ = self._size()
         plain_len = len(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line))
-        if plain_len > width - 1:  # cut without breaking colour codes: only the tail is plain text
+        # cut without breaking colour codes: only the tail is plain text
+        if plain_len > width - 1 and not isinstance(line, _Whole):
             line = line[: len(line) - (plain_len - (width - 1)) - len(self._g.ellipsis)] + self._g.ellipsis
         self._stream.write(line + "\n")
         self._dirty = True

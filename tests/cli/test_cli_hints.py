@@ -178,3 +178,34 @@ def test_the_live_views_gate_commands_are_never_cut_on_a_narrow_terminal() -> No
     lines = stream.getvalue().splitlines()
     assert f"  approve: runkon-flow approve {run_id} ship" in lines
     assert f"  reject:  runkon-flow reject {run_id} ship" in lines
+
+
+def test_a_db_given_that_names_runkon_db_or_the_default_file_is_left_out_of_hints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--db "$RUNKON_DB"` (or the default file's path, spelled out) made every hint carry it: a
+    # long path pushed `approve with: …` and the like past the terminal, for nothing.
+    import argparse
+
+    monkeypatch.chdir(tmp_path)
+    shared = tmp_path / "a-rather-long-directory-name" / "for-the-team-database" / "runs.db"
+    monkeypatch.setenv("RUNKON_DB", str(shared))
+    for given in (str(shared), "a-rather-long-directory-name/for-the-team-database/runs.db"):
+        assert Hints.of(argparse.Namespace(db=given)).resume("R1") == "runkon-flow resume R1"
+    assert Hints.of(argparse.Namespace(db="other.db")).resume("R1") == "runkon-flow resume R1 --db other.db"
+    monkeypatch.delenv("RUNKON_DB")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    default = tmp_path / "state" / "runkon" / "runs.db"
+    assert Hints.of(argparse.Namespace(db=str(default))).resume("R1") == "runkon-flow resume R1"
+    assert Hints.of(argparse.Namespace(db=str(shared))).resume("R1") == f"runkon-flow resume R1 --db {shared}"
+
+
+def test_run_with_db_set_to_runkon_db_suggests_resume_without_it(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "run", "fan", "--dir", "flows", "--db", str(home / "elsewhere.db"))
+    assert code == 1
+    command = hint(err, "resume with:")
+    assert command == f"runkon-flow resume {run_id_of(out)} --dir flows"
+    code, _, err = paste(capsys, command)
+    assert code == 1 and "no workflow run" not in err  # the same database: it ran again

@@ -4,7 +4,8 @@ failed items: …`), spelled so they work when pasted into the same shell.
 A hint that drops the `--db` the user gave points at another database (the default one), where the
 run does not exist; one that drops the `--dir` a run was started with resumes or retries it without
 the workflow's folder. So every hint is rendered here, from the command line the user typed: `--db`
-when it was given (not for `$RUNKON_DB` or the default file: the same shell finds those again),
+when it was given (not for `$RUNKON_DB` or the default file: the same shell finds those again —
+nor when the `--db` given names one of those: a long path only pushed the hint past the terminal),
 and, for commands that load workflow definitions (`resume`, `retry`, `rerun`), the workflow
 directories the user named. Paths are quoted with `shlex.quote`.
 """
@@ -12,6 +13,7 @@ directories the user named. Paths are quoted with `shlex.quote`.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ class Hints:
         """The hints for a command run with `args`. `workflow_file`: `run`'s WORKFLOW given as a
         path, whose folder was a workflow directory of the run (a resume finds it there again)."""
         given = getattr(args, "db", None)
-        db = db_location(given).label if given and not getattr(args, "memory", False) else None
+        db = _needed(given) if given and not getattr(args, "memory", False) else None
         dirs: list[str] = [str(workflow_file.parent)] if workflow_file is not None else []
         dirs.extend(getattr(args, "dirs", None) or ())
         return cls(db, tuple(dict.fromkeys(dirs)))
@@ -61,3 +63,15 @@ class Hints:
 
     def resume(self, run_id: str) -> str:
         return self.command("resume", run_id, definitions=True)
+
+
+def _needed(given: str) -> str | None:
+    """`--db GIVEN` as a hint carries it (its label), or None when the same shell finds that
+    database without it: it is `$RUNKON_DB`'s, or the default file."""
+    named, found = db_location(given), db_location()
+    if named.is_server or found.is_server:
+        same = named.target == found.target
+    else:
+        # The same spelling once made absolute (a symlinked folder is left as the user named it).
+        same = os.path.abspath(named.target) == os.path.abspath(found.target)
+    return None if same else named.label

@@ -95,6 +95,17 @@ def test_commands_that_read_or_continue_runs_create_no_tables_in_an_empty_databa
     assert _runkon_tables(dsn) == []
 
 
+def test_a_search_path_naming_no_schema_is_said_plainly_by_the_read_commands(capsys) -> None:
+    # `?options=-csearch_path%3Dnosuch`: a typo'd schema, not a database without runs — and no
+    # talk of creating tables to a command that only reads.
+    url = pg.with_search_path(pg.base_dsn(), "nosuch").replace("://", "://postgres:hunter2@", 1)
+    for argv in (("runs",), ("show", "01JZZZZZZZZZZZZZZZZZZZZZZZ"), ("gates",)):
+        code, out, err = cli(capsys, *argv, "--db", url)
+        assert (code, out) == (1, ""), (argv, err)
+        assert f"schema nosuch does not exist in {display_dsn(url)}; nothing was created" in err, (argv, err)
+        assert "tables" not in err and "hunter2" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_an_older_schema_is_refused_until_db_upgrade(capsys, dsn, wf) -> None:
     import psycopg
 

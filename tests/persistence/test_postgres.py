@@ -282,8 +282,8 @@ def test_a_search_path_naming_no_schema_says_what_to_do(dsn) -> None:
     with pytest.raises(PersistenceError) as caught:
         open_store(missing)
     message = str(caught.value)
-    assert "no schema to create runkon's tables in" in message and "no_such_schema_here" in message
-    assert "CREATE SCHEMA" in message and "\n" not in message
+    assert f"schema no_such_schema_here does not exist in {display_dsn(missing)}" in message
+    assert "create it (CREATE SCHEMA no_such_schema_here)" in message and "\n" not in message
 
 
 def test_a_newer_schema_is_refused_with_a_clear_message(dsn) -> None:

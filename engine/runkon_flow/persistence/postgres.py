@@ -1482,7 +1482,7 @@ def ensure_schema(conn: Any, where: str, *, upgrade: bool, create: bool = True) 
                     f"{where} is not a runkon database: it has a {found[0]} table that runkon did not make "
                     "(no runkon_schema table); point --db / RUNKON_DB at a database of runkon's own"
                 )
-            _refuse_a_schema_not_ours(conn, where, upgrade=upgrade)
+            _refuse_a_schema_not_ours(conn, where, upgrade=upgrade, create=create)
             if not create:
                 raise NoRunDatabase(f"{where} has no runkon tables")
             conn.execute(pgs.VERSION_TABLE)
@@ -1511,18 +1511,18 @@ def ensure_schema(conn: Any, where: str, *, upgrade: bool, create: bool = True) 
         return pgs.SCHEMA_VERSION
 
 
-def _refuse_a_schema_not_ours(conn: Any, where: str, *, upgrade: bool) -> None:
+def _refuse_a_schema_not_ours(conn: Any, where: str, *, upgrade: bool, create: bool = True) -> None:
     """Before runkon's tables go into a schema without them: refuse one that holds other
     programs' tables (unless `upgrade`: `runkon-flow db upgrade` puts them beside those on
-    purpose), as a SQLite file holding other tables is refused, and say what to do when the
+    purpose), as a SQLite file holding other tables is refused, and say plainly when the
     `search_path` names no schema that exists (PostgreSQL's own words are "no schema has been
-    selected to create in"). Nothing is written either way."""
+    selected to create in") — to a command that only reads (`create` False) too: a typo'd schema
+    is not a database without runs. Nothing is written either way."""
     schema = conn.execute("SELECT current_schema()").fetchone()[0]
     if schema is None:
         path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
         raise PersistenceError(
-            f"run database {where}: no schema to create runkon's tables in — the search_path ({path}) "
-            "names no schema that exists; create it (CREATE SCHEMA …) or fix the URL's search_path"
+            f"{_missing_schemas(path, where)}; {_missing_schema_remedy(path, create=create)}"
         )
     if upgrade:
         return
@@ -1542,6 +1542,33 @@ def _refuse_a_schema_not_ours(conn: Any, where: str, *, upgrade: bool) -> None:
             f"?options=-csearch_path%3Drunkon), or run `{_upgrade_command(where)}` to add "
             "runkon's tables beside them"
         )
+
+
+def _search_path_names(path: str) -> list[str]:
+    """The schema names of a `search_path` setting as written (`"$user", public` → $user, public)."""
+    names = [name.strip() for name in path.split(",")]
+    return [
+        name[1:-1].replace('""', '"') if len(name) > 1 and name[0] == name[-1] == '"' else name
+        for name in names
+        if name
+    ]
+
+
+def _missing_schemas(path: str, where: str) -> str:
+    """`schema nosuch does not exist in postgresql://…` for the search_path `path` of which no
+    schema exists."""
+    names = _search_path_names(path)
+    if len(names) == 1:
+        return f"schema {names[0]} does not exist in {where}"
+    return f"none of the search_path's schemas ({', '.join(names) or 'none given'}) exists in {where}"
+
+
+def _missing_schema_remedy(path: str, *, create: bool) -> str:
+    names = _search_path_names(path)
+    if create:
+        it = f"it (CREATE SCHEMA {names[0]})" if len(names) == 1 else "one (CREATE SCHEMA …)"
+        return f"create {it} or fix the URL's search_path"
+    return "nothing was created; check the URL's search_path (--db / $RUNKON_DB)"
 
 
 def _upgrade_command(where: str) -> str:

@@ -40,7 +40,7 @@ from runkon_tui.bridge import EventBridge
 from runkon_tui.catalog import Catalog, WorkflowEntry
 from runkon_tui.commands import DUPLICATED_SYSTEM_COMMANDS, DashboardCommands, ThemeCommands
 from runkon_tui.config import TuiConfig, load_config
-from runkon_tui.host import DeferredHost, DeferredStore, EngineHost
+from runkon_tui.host import DeferredHost, DeferredStore, EngineHost, UnmadeStore
 from runkon_tui.problems import OpenProblems, ProblemKey
 from runkon_tui.run_view import Changes, FanOutView, GateView, LogLine, RunState, RunView
 from runkon_tui.screens.main import MainScreen
@@ -189,7 +189,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self.attach_to = attach
         self.blink = blink  # text cursors blink; tests turn it off for stable screenshots
         # Said in the header for the whole session: e.g. runs kept in memory after an unusable --db.
-        self.store_note = store_note
+        self._store_note = store_note
         self.catalog = Catalog(self.dirs)
         self.catalog.reload()
         self.catalog_version = 0
@@ -303,6 +303,18 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             self.call_after_refresh(self._open_after_first_frame, store, host)
         if host is None:
             self.call_after_refresh(self.session.check_workflows)
+
+    @property
+    def store_note(self) -> str | None:
+        """What the header says about the run store all session (runs kept in memory, a folder
+        created for the database), or until a run started here makes a database that held no runs
+        one (`UnmadeStore`)."""
+        store = self.store
+        return store.note if isinstance(store, UnmadeStore) else self._store_note
+
+    @store_note.setter
+    def store_note(self, note: str | None) -> None:
+        self._store_note = note
 
     def _open_after_first_frame(self, store: DeferredStore | None, host: DeferredHost | None) -> None:
         """After the first frame: open the run store, then build the engine host, on a worker

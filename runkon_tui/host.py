@@ -8,6 +8,7 @@ and tools can hand the app any object with this shape.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from runkon_flow.events import EventSink
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 if TYPE_CHECKING:  # imported when the engine is built, not to start
+    from runkon_flow.persistence.location import DbLocation
     from runkon_flow.workspace import ResumePlan
 
 
@@ -96,14 +98,133 @@ class OpenedHost:
 def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
     """The store at `db` — a SQLite file or a `postgresql://` URL; when None, `$RUNKON_DB` or the
     default file. An unusable database falls back to an in-memory store for this session and says
-    why, so the dashboard stays up."""
+    why, so the dashboard stays up. One that holds no runs of runkon's yet (a PostgreSQL database
+    without runkon's tables, a SQLite file of 0 bytes) is left as it is until a run is started
+    here: an `UnmadeStore`."""
     from runkon_flow.persistence.location import db_location
     from runkon_flow.persistence.memory import InMemoryStore
 
     try:
-        return db_location(str(db) if db is not None else None).open(), None
+        location = db_location(str(db) if db is not None else None)
+        store, why = _open_existing(location)
+        return (store if store is not None else UnmadeStore(location, why or "")), None
     except Exception as exc:  # PersistenceError names the path; anything else must not kill the UI
         return InMemoryStore(), f"run store unusable ({exc}); runs are kept in memory for this session"
+
+
+def _open_existing(location: DbLocation) -> tuple[WorkflowPersistence | None, str | None]:
+    """(the store at `location`, None), or (None, why it holds no runs: `PATH is empty`, `URL has
+    no runkon tables`) when it holds no runkon tables — then nothing was written, as with the read
+    commands (runkon_flow.cli.store). A SQLite file that does not exist is created, as before."""
+    from runkon_flow.errors import NoRunDatabase
+
+    if location.empty_file():
+        return None, f"{location.label} is empty"
+    try:
+        return location.open(create=False), None
+    except NoRunDatabase as exc:
+        return None, exc.message
+
+
+class UnmadeStore:
+    """The run database at `location` while it holds no runs of runkon's: a PostgreSQL database
+    without runkon's tables, a SQLite file of 0 bytes. Looking must not give a mistyped --db
+    runkon's tables (the read commands leave it alone too), so reads answer from an empty store —
+    "no runs yet" — and the first write (a run started here) makes it a run database, as
+    `runkon-flow run` does; from then on every call goes to it. Reads ask again at most every
+    `look_again` seconds whether another process has made it one meanwhile (`runkon-flow run
+    --db` the same database), and then show its runs.
+
+    `why` says why it holds none (`URL has no runkon tables`, `PATH is empty`), and `note` what
+    the header says until it is made."""
+
+    #: The protocol's methods that only read: answered by an empty store until it is made.
+    READS = frozenset(
+        {
+            "get_gate_approval",
+            "get_run",
+            "list_runs",
+            "find_run_ids",
+            "list_active_runs",
+            "get_steps",
+            "get_step",
+            "get_fan_out_items",
+            "is_run_cancelled",
+            "read_events",
+            "last_event_seq",
+            "flush",
+        }
+    )
+    applies_writes_at_once = False  # the store it becomes never does (runtime/report_gate.py)
+
+    def __init__(self, location: DbLocation, why: str, *, look_again: float = 5.0) -> None:
+        from runkon_flow.persistence.memory import InMemoryStore
+
+        self._location = location
+        self._lock = threading.Lock()
+        self._made: WorkflowPersistence | None = None
+        self._empty = InMemoryStore()
+        self._look_again = look_again
+        self._looked = time.monotonic()
+        self.why = why
+        # Where a runner started here finds the runs (session.runner_db): it makes the database too.
+        if location.is_server:
+            self.dsn = location.target
+        else:
+            self.path = location.path
+
+    @property
+    def made(self) -> bool:
+        return self._made is not None
+
+    @property
+    def note(self) -> str | None:
+        """The header's note until a run makes it a run database."""
+        return None if self.made else f"no runs yet: {self.why}"
+
+    def make(self) -> WorkflowPersistence:
+        """The run database, made now if it is not yet (runkon's tables created)."""
+        with self._lock:
+            if self._made is None:
+                self._made = self._location.open()
+            return self._made
+
+    def close(self) -> None:
+        with self._lock:
+            if self._made is not None:
+                close = getattr(self._made, "close", None)
+                if close is not None:
+                    close()
+
+    def _reader(self) -> WorkflowPersistence:
+        """What answers a read: the made store, else the empty one — having looked again whether
+        another process made the database one, if `look_again` seconds have gone by."""
+        if self._made is None and time.monotonic() - self._looked >= self._look_again:
+            self._looked = time.monotonic()
+            try:
+                store, _ = _open_existing(self._location)
+            except Exception:  # unreachable now: still nothing to show; a write will say why
+                store = None
+            if store is not None:
+                with self._lock:
+                    if self._made is None:
+                        self._made, store = store, None
+                close = getattr(store, "close", None)
+                if close is not None:  # made by a write meanwhile
+                    close()
+        return self._made or self._empty
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self.READS and self._made is None:
+            # Asked which store answers at each call: a caller may keep the method (DeferredStore
+            # does), and the database may be made meanwhile.
+            def read(*args: Any, **kwargs: Any) -> Any:
+                return getattr(self._reader(), name)(*args, **kwargs)
+
+            return read
+        return getattr(self._made or self.make(), name)
 
 
 def _folder_to_create(db: Path | str | None) -> Path | None:
@@ -178,6 +299,8 @@ def _open_noting(db: Path | str | None) -> tuple[WorkflowPersistence, str | None
     created = _folder_to_create(db)
     store, problem = open_store(db)
     note = "in-memory store: runs are not saved" if problem else None
+    if isinstance(store, UnmadeStore):
+        note = store.note
     if created is not None and not problem:
         # Said all session, as the CLI says it: a typo in --db must not pass for an empty history.
         note = f"created {created}/ for a new run database"

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.widgets._toast import ToastRack
 
+from runkon_tui.host import UnmadeStore
 from runkon_tui.session import Refused
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, terminal_safe, tone_text
@@ -164,7 +165,9 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         if error:
             status.update(f"[$error]{esc(error)}[/]")
         elif not rows:
-            status.update("no runs yet — run a workflow from the main screen (enter)")
+            store = self.rapp.store  # a database left as it is until a run makes it one says why
+            why = f" ({esc(store.why)})" if isinstance(store, UnmadeStore) and not store.made else ""
+            status.update(f"no runs yet{why} — run a workflow from the main screen (enter)")
         else:
             status.update(
                 f"{len(rows)} run{'' if len(rows) == 1 else 's'} (newest first) · "

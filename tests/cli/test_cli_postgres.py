@@ -142,6 +142,7 @@ def test_the_dashboard_opens_a_server_store_and_falls_back_when_it_cannot(dsn, t
 
     from runkon_tui.host import open_store
 
+    pg.open_db(dsn).close()  # a database something has run with (an empty one: test_startup.py)
     store, problem = open_store(dsn)
     try:
         assert problem is None and type(store).__name__ == "PostgresStore"

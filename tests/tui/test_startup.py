@@ -264,3 +264,111 @@ async def test_attach_waits_for_the_store_opened_after_the_first_frame(folder: P
     finally:
         opened.host.close()
         opened.store.close()
+
+
+# ------------------------------------------------------------------ a database that holds no runs yet
+
+
+async def _browse_then_run(app, db_label: str, why: str) -> None:  # type: ignore[no-untyped-def]
+    """In `app` on a database that holds no runs: the header and the history say so, and a run
+    started here is kept in it."""
+    async with app.run_test(size=(200, 50)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
+        await pilot.pause()
+        assert f"⚠ no runs yet: {db_label} {why}" in screen_text(app)[0]
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [], what="the history")
+        await pilot.pause()
+        status = " ".join(line.strip() for line in screen_text(app)[-4:])
+        assert f"no runs yet ({db_label} {why}) — run a workflow" in status, status
+        await pilot.press("escape")
+        await run_quick(pilot, app)
+        assert app.view.status == "completed", app.view.summary_text()
+        await pilot.pause()
+        assert "no runs yet" not in screen_text(app)[0]  # it holds one now
+
+
+async def test_a_run_database_of_0_bytes_is_left_as_it_is_until_a_run_starts_here(
+    folder: Path, tmp_path: Path
+) -> None:
+    # `touch runs.db` (or a typo'd path another tool made): looking must not give it runkon's
+    # tables — the read commands leave it alone too — but a run started here makes it a run
+    # database, as `runkon-flow run` does.
+    from runkon_flow.persistence.sqlite import SqliteStore
+
+    db = tmp_path / "runs.db"
+    db.touch()
+    opened = open_workspace([folder], db, deferred=True)
+    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(200, 50)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
+            await pilot.press("h")
+            await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [], what="the history")
+        assert db.stat().st_size == 0
+        app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+        await _browse_then_run(app, str(db), "is empty")
+    finally:
+        opened.host.close()  # type: ignore[union-attr]
+        opened.store.close()
+    with SqliteStore(db) as store:
+        assert [run.workflow_name for run in store.list_runs()] == ["quick"]
+
+
+async def test_an_empty_postgresql_database_gets_runkon_tables_only_when_a_run_starts_here(
+    folder: Path,
+) -> None:
+    from runkon_flow.persistence.pg_connect import display_dsn
+
+    from tests import pg
+    from tests.cli.test_cli_postgres import _runkon_tables
+
+    dsn = pg.fresh_dsn()
+    opened = open_workspace([folder], dsn, deferred=True)
+    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(200, 50)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
+            await pilot.press("h")
+            await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [], what="the history")
+        assert _runkon_tables(dsn) == []
+        app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+        await _browse_then_run(app, display_dsn(dsn), "has no runkon tables")
+    finally:
+        opened.host.close()  # type: ignore[union-attr]
+        opened.store.close()
+    assert "workflow_runs" in _runkon_tables(dsn)
+    with pg.open_db(dsn) as store:
+        assert [run.workflow_name for run in store.list_runs()] == ["quick"]
+
+
+def test_runs_another_process_starts_on_a_database_left_as_it_was_are_shown(tmp_path: Path) -> None:
+    from runkon_flow.persistence import NewRun
+    from runkon_flow.persistence.location import db_location
+    from runkon_flow.persistence.sqlite import SqliteStore
+
+    from runkon_tui.host import UnmadeStore
+
+    db = tmp_path / "runs.db"
+    db.touch()
+    seen = UnmadeStore(db_location(str(db)), f"{db} is empty", look_again=0)
+    assert seen.list_runs() == [] and db.stat().st_size == 0
+    with SqliteStore(db) as elsewhere:  # `runkon-flow run --db runs.db` meanwhile
+        run = elsewhere.create_run(NewRun(workflow_name="hello"))
+    assert [r.id for r in seen.list_runs()] == [run.id] and seen.made and seen.note is None
+    seen.close()
+
+
+def test_a_read_kept_from_before_a_run_made_the_database_reads_the_database(tmp_path: Path) -> None:
+    # The dashboard's DeferredStore keeps the methods it hands out: one kept while the database
+    # held no runs must not go on answering "no runs" once a run started here made it.
+    from runkon_flow.persistence import NewRun
+
+    db = tmp_path / "runs.db"
+    db.touch()
+    store = open_workspace([tmp_path], db, deferred=True).store
+    list_runs = store.list_runs
+    assert list_runs() == []
+    run = store.create_run(NewRun(workflow_name="hello"))
+    assert [r.id for r in list_runs()] == [run.id]
+    store.close()

@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from runkon_flow.cli.common import EXIT_OK, CommandFailed, StdoutGuard
-from runkon_flow.cli.store import add_db_args, close_store, empty_sqlite_file, location_of
+from runkon_flow.cli.store import add_db_args, close_store, location_of
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     # A SQLite path: a typo must not silently create a folder and a database, nor runkon's tables
     # in a file of 0 bytes (`touch runs.db`, a path another tool created).
     missing = not location.exists()
-    if missing or empty_sqlite_file(location):
+    if missing or location.empty_file():
         where = (
             f"no run database at {location.label}" if missing else f"run database {location.label} is empty"
         )

@@ -7,7 +7,6 @@ tables in an empty PostgreSQL database); `run` creates it only once the run real
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -98,29 +97,12 @@ def open_store(args: argparse.Namespace, *, must_exist: bool) -> WorkflowPersist
         return cast(WorkflowPersistence, DeferredStore(location))
     if not location.exists():
         raise NoRunsHere(location, server=False)
-    if empty_sqlite_file(location):
+    if location.empty_file():
         raise NoRunsHere(location, server=False, empty=True)
     try:
         return location.open(create=False)
     except NoRunDatabase:
         raise NoRunsHere(location, server=True) from None
-
-
-def empty_sqlite_file(location: DbLocation) -> bool:
-    """A SQLite file of 0 bytes with no write-ahead log holding pages: SQLite would take it for a
-    new database and `SqliteStore` would write runkon's tables into it. Only sizes are asked
-    (os.stat): the file is never opened here — closing a descriptor on it would drop this
-    process's POSIX locks (docs/persistence.md)."""
-    path = location.path
-    if path is None:
-        return False
-    try:
-        if os.stat(path).st_size != 0:
-            return False
-        wal = path.with_name(path.name + "-wal")
-        return not wal.exists() or os.stat(wal).st_size == 0
-    except OSError:
-        return False
 
 
 def location_of(args: argparse.Namespace) -> DbLocation:

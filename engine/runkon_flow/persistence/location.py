@@ -44,6 +44,23 @@ class DbLocation:
         """A file exists once something ran with it; a server is asked when opened."""
         return self.is_server or self.path.exists()  # type: ignore[union-attr]
 
+    def empty_file(self) -> bool:
+        """A SQLite file of 0 bytes with no write-ahead log holding pages (`touch runs.db`, a path
+        another tool created): SQLite would take it for a new database and `SqliteStore` would
+        write runkon's tables into it, so whatever only reads runs leaves it as it is. Only sizes
+        are asked (os.stat): the file is never opened here — closing a descriptor on it would drop
+        this process's POSIX locks (docs/persistence.md)."""
+        path = self.path
+        if path is None:
+            return False
+        try:
+            if os.stat(path).st_size != 0:
+                return False
+            wal = path.with_name(path.name + "-wal")
+            return not wal.exists() or os.stat(wal).st_size == 0
+        except OSError:
+            return False
+
     def missing_folder(self) -> Path | None:
         """The outermost folder of a SQLite file's directory that does not exist yet — opening
         creates it (None: the directory exists, a server, or the default location, whose folder a

@@ -1075,7 +1075,12 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         opened = [p for p in problems if self._open_problem(("startup", p), p, "error")]
         if not opened:
             return
-        title = f"1 of {len(opened)} start-up problems (all in the errors log)" if len(opened) > 1 else ""
+        # Said where the whole text is: a long one is cut at a quarter of the screen's height.
+        title = (
+            f"1 of {len(opened)} start-up problems (all in the errors log)"
+            if len(opened) > 1
+            else "start-up problem (all in errors log)"
+        )
         self.notify(opened[0], title=title, severity="error", timeout=8)
 
     # ------------------------------------------------------------------ screen helpers

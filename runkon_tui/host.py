@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from runkon_flow.errors import Problem
+from runkon_flow.errors import PersistenceError, Problem
 from runkon_flow.events import EventSink
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -109,7 +109,10 @@ def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
         store, why = _open_existing(location)
         return (store if store is not None else UnmadeStore(location, why or "")), None
     except Exception as exc:  # PersistenceError names the path; anything else must not kill the UI
-        return InMemoryStore(), f"run store unusable ({exc}); runs are kept in memory for this session"
+        # What it means first: at 80×24 the toast shows six lines of 37 columns, and the reason
+        # (a server's own words) runs past them — the errors log keeps it whole.
+        reason = exc.message if isinstance(exc, PersistenceError) else str(exc)
+        return InMemoryStore(), f"run store unusable, runs kept in memory (not saved): {reason}"
 
 
 def _open_existing(location: DbLocation) -> tuple[WorkflowPersistence | None, str | None]:
@@ -293,12 +296,28 @@ def open_workspace(
     return OpenedHost(host, store, problems + engine_problems, note, runner)
 
 
+class StoreNote(str):
+    """A note for the header with a shorter form, said where the line has no room for the whole
+    (80 columns with a run on screen) — instead of cutting the words that matter."""
+
+    short: str
+
+    def __new__(cls, text: str, short: str) -> StoreNote:
+        note = super().__new__(cls, text)
+        note.short = short
+        return note
+
+
+#: The header's note after an unusable --db: `⚠ not saved` where the whole does not fit.
+IN_MEMORY_NOTE = StoreNote("in-memory store: runs are not saved", "not saved")
+
+
 def _open_noting(db: Path | str | None) -> tuple[WorkflowPersistence, str | None, str | None]:
     """(the store at `db`, its problem, the note for the header): `open_store`, and whether it
     fell back to memory or created a folder for the database."""
     created = _folder_to_create(db)
     store, problem = open_store(db)
-    note = "in-memory store: runs are not saved" if problem else None
+    note = IN_MEMORY_NOTE if problem else None
     if isinstance(store, UnmadeStore):
         note = store.note
     if created is not None and not problem:

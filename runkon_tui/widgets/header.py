@@ -112,6 +112,12 @@ class RunHeader(Static):
             else:
                 parts = [p for p in parts if p[0] != level]
         over = cell_len(" · ".join(p[2] for p in parts)) - room
+        short = getattr(note, "short", None)
+        if note and short and over > 0:  # a note with a shorter form says that, not its cut middle
+            shown = f"[$warning b]⚠ {esc(short)}[/]"
+            parts = [(9, shown, f"⚠ {short}") if p[1] == warn else p for p in parts]
+            note, warn = short, shown
+            over = cell_len(" · ".join(p[2] for p in parts)) - room
         if note and over > 0:  # a long note (a path) is shortened in its middle, not the run's state
             short = _shorten(note, cell_len(note) - over)
             parts = [(9, f"[$warning b]⚠ {esc(short)}[/]", short) if p[1] == warn else p for p in parts]

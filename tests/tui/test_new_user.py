@@ -444,6 +444,35 @@ async def test_the_header_says_runs_are_kept_in_memory_after_an_unusable_db(tmp_
         assert "in-memory store" in screen_text(app)[0]
 
 
+async def test_at_80x24_an_unusable_db_says_runs_are_not_saved_and_why(tmp_path: Path) -> None:
+    """The start-up toast led with the database's error and ran off its six lines before "runs are
+    kept in memory"; with a run on screen the header's note was cut to `⚠ in-mem… saved`."""
+    from textual.widgets._toast import Toast
+
+    from runkon_tui.host import open_workspace
+
+    bad = tmp_path / "not-a-db.db"
+    bad.write_text("this is not sqlite")
+    opened = open_workspace([Path("tests/tui/fixtures/workflows")], bad)
+    app = make_app(store=opened.store, problems=opened.problems, store_note=opened.store_note)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 1, what="the toast")
+        for _ in range(3):
+            await pilot.pause()
+        rows = screen_text(app)
+        assert "⚠ in-memory store: runs are not saved" in rows[0]
+        toast = " ".join(row.split("▌", 1)[1].strip(" │") for row in rows[1:10] if "▌" in row)
+        said = "run store unusable, runs kept in memory (not saved): cannot open run database"
+        assert toast.startswith(f"start-up problem (all in errors log) {said}"), toast
+        # the whole reason is in the errors log, which the toast's title names
+        assert opened.problems[0] in [line.text for line in app.problems.lines]
+        assert "file is not a database" in opened.problems[0] and str(bad) in opened.problems[0]
+        feed(app, scenarios.foreach_mid_run().events)
+        await pilot.pause()
+        header = screen_text(app)[0]
+        assert header.startswith(" ⚠ not saved · review-pr · ▶ running"), header
+
+
 async def test_an_unreadable_file_is_described_in_the_clis_words(tmp_path: Path) -> None:
     (tmp_path / "latin.wf").write_bytes(b'workflow latin { meta { title = "caf\xe9" } }')
     (tmp_path / "ok.wf").write_text('workflow ok { script s { run = "true" } }')

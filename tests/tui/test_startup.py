@@ -216,7 +216,7 @@ async def test_an_unusable_store_is_reported_after_the_first_frame_in_the_same_w
     workflows = Path("tests/tui/fixtures/workflows")
     said = open_workspace([workflows], bad)  # opened at once: what it has always said
     (problem,) = said.problems
-    assert problem.startswith("run store unusable (")
+    assert problem.startswith("run store unusable, runs kept in memory (not saved): cannot open run database")
     assert said.store_note == "in-memory store: runs are not saved"
     opened = open_workspace([workflows], bad, deferred=True)
     assert opened.problems == [] and opened.store_note is None  # known once it is opened

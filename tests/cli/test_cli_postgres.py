@@ -153,6 +153,18 @@ def test_the_dashboard_opens_a_server_store_and_falls_back_when_it_cannot(dsn, t
     assert "cannot connect to run database" in problem and "s3cret" not in problem
 
 
+def test_the_dashboard_says_a_search_path_names_no_schema_that_exists(capsys) -> None:
+    from runkon_flow.persistence.memory import InMemoryStore
+
+    from runkon_tui.host import open_store
+
+    url = pg.with_search_path(pg.base_dsn(), "nosuch")
+    store, problem = open_store(url)
+    assert isinstance(store, InMemoryStore)  # runs kept in memory, said so (docs/dashboard.md)
+    assert f"schema nosuch does not exist in {display_dsn(url)}; nothing was created" in problem
+    assert "tables" not in problem
+
+
 def test_a_detached_run_on_a_server_completes_and_never_shows_the_password(tmp_path, wf) -> None:
     """`run --detach` hands a server URL to the background runner through its environment (the URL
     may hold a password; a command line is visible to every user of the machine)."""

@@ -227,7 +227,10 @@ class UnmadeStore:
                 return getattr(self._reader(), name)(*args, **kwargs)
 
             return read
-        return getattr(self._made or self.make(), name)
+        value = getattr(self._made or self.make(), name)
+        if callable(value):  # made: later calls skip this lookup (a run's writes are many)
+            self.__dict__[name] = value
+        return value
 
 
 def _folder_to_create(db: Path | str | None) -> Path | None:

@@ -26,6 +26,7 @@ from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import LoadResult
 from runkon_flow.events import EngineEventData
 from runkon_flow.heap import settle_for_runs
+from runkon_flow.hooks.terminal import notify_setting_problem
 from runkon_flow.humanize import display_line, format_duration
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from textual.app import App, SystemCommand
@@ -280,6 +281,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         config_errors = [self.config.error] if self.config.error else []
+        notify_problem = notify_setting_problem()
+        config_errors += [notify_problem] if notify_problem else []
         self._open_startup_problems([*self.startup_problems, *theme_errors, *config_errors])
         for entry in self.catalog:
             if entry.error is not None:

@@ -184,6 +184,23 @@ def test_a_run_on_a_terminal_notifies_when_it_ends_unless_told_not_to(home: Path
     assert "\x1b]777" not in quiet and "\a" not in quiet
 
 
+def test_an_unknown_notification_style_is_warned_about_once(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`RUNKON_NOTIFY=beep` was ignored without a word; run now says so on stderr, once, with the
+    accepted styles — and not under --no-notify, where no style is used."""
+    monkeypatch.setenv("RUNKON_NOTIFY", "beep")
+    code, _, err = cli(capsys, "run", "good", "--dir", "wf")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "RUNKON_NOTIFY" in line]
+    assert warned == [
+        "runkon-flow: warning: RUNKON_NOTIFY='beep' is not a notification style; it is ignored and the "
+        "style guessed from the terminal (use osc9, osc777, bell or off)"
+    ]
+    code, _, err = cli(capsys, "run", "good", "--dir", "wf", "--no-notify")
+    assert code == 0 and "RUNKON_NOTIFY" not in err
+
+
 def test_a_detached_run_runs_the_hooks_given_with_the_command(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

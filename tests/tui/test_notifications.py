@@ -46,6 +46,20 @@ async def test_notifications_can_be_turned_off(folder: Path, monkeypatch: pytest
     assert written == []
 
 
+async def test_an_unknown_notification_style_is_a_start_up_problem(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`RUNKON_NOTIFY=beep` was ignored without a word (the style was guessed); the dashboard now
+    says so once, naming the styles it accepts."""
+    monkeypatch.setenv("RUNKON_NOTIFY", "beep")
+    app = real_app(folder)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        said = [line.text for line in app.problems.lines if "RUNKON_NOTIFY" in line.text]
+    assert len(said) == 1, said
+    assert "'beep' is not a notification style" in said[0] and "osc9, osc777, bell or off" in said[0]
+
+
 async def test_hooks_run_for_a_run_started_in_the_dashboard(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

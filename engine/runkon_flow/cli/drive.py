@@ -39,7 +39,7 @@ from runkon_flow.errors import (
 )
 from runkon_flow.event_log import read_envelopes
 from runkon_flow.heap import settle_for_runs
-from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, open_hooks
+from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, notify_setting_problem, open_hooks
 from runkon_flow.humanize import readable_error, safe_text
 from runkon_flow.observe.estimates import history_of
 from runkon_flow.observe.liveness import utc_seconds
@@ -415,7 +415,11 @@ def execute(
             if resumed:  # the frame shows the whole run, not only the attempt it starts
                 printer.first_started = utc_seconds(run_row.started_at)
                 printer.recall(read_envelopes(store, run_id)[0])
-    tty = _tty() if getattr(args, "notify", True) else None
+    notify = getattr(args, "notify", True)
+    problem = notify_setting_problem() if notify else None
+    if problem is not None:
+        print_err(f"runkon-flow: warning: {problem}")
+    tty = _tty() if notify else None
     alerts = TerminalAlerts(tty, run_id) if tty is not None else None
     session = _Session(printer, EventQueue(), events_file, live, alerts, hooks)
     try:

@@ -13,7 +13,7 @@ from runkon_flow.hooks.config import (
 )
 from runkon_flow.hooks.events import HookEvent, HookEvents
 from runkon_flow.hooks.runner import HookOutcome, HookRunner, hooks_from, open_hooks
-from runkon_flow.hooks.terminal import TerminalAlerts, alert_sequence
+from runkon_flow.hooks.terminal import TerminalAlerts, alert_sequence, notify_setting_problem
 
 __all__ = [
     "HOOKS_ENV",
@@ -30,5 +30,6 @@ __all__ = [
     "find_hooks_file",
     "hooks_from",
     "load_hooks",
+    "notify_setting_problem",
     "open_hooks",
 ]

@@ -15,9 +15,10 @@ from typing import TextIO
 
 from runkon_flow.events import EngineEventData
 
-__all__ = ["NOTIFY_ENV", "TerminalAlerts", "alert_sequence", "alert_style"]
+__all__ = ["NOTIFY_ENV", "TerminalAlerts", "alert_sequence", "alert_style", "notify_setting_problem"]
 
 NOTIFY_ENV = "RUNKON_NOTIFY"
+NOTIFY_STYLES = ("osc9", "osc777", "bell", "off")
 # C0, DEL and C1 (U+009C is a string terminator and U+009B a CSI for terminals that read C1 controls
 # in UTF-8, VTE among them: a gate prompt holding one could end the OSC and write its own escapes).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f;\u2028\u2029]")
@@ -27,7 +28,7 @@ def alert_style(env: Mapping[str, str] | None = None) -> str:
     """`osc9`, `osc777`, `bell` or `off` for the terminal described by `env`."""
     env = os.environ if env is None else env
     chosen = env.get(NOTIFY_ENV, "").strip().lower()
-    if chosen in ("osc9", "osc777", "bell", "off"):
+    if chosen in NOTIFY_STYLES:
         return chosen
     program = env.get("TERM_PROGRAM", "")
     term = env.get("TERM", "")
@@ -36,6 +37,19 @@ def alert_style(env: Mapping[str, str] | None = None) -> str:
     if env.get("VTE_VERSION") or term.startswith(("rxvt", "foot")):
         return "osc777"
     return "bell"
+
+
+def notify_setting_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """What is wrong with `$RUNKON_NOTIFY` in `env`, if it is set to no style `alert_style` knows
+    (it is then ignored and the style guessed): said once by each client at start."""
+    env = os.environ if env is None else env
+    value = env.get(NOTIFY_ENV, "")
+    if not value.strip() or value.strip().lower() in NOTIFY_STYLES:
+        return None
+    return (
+        f"{NOTIFY_ENV}={value!r} is not a notification style; it is ignored and the style guessed "
+        f"from the terminal (use {', '.join(NOTIFY_STYLES[:-1])} or {NOTIFY_STYLES[-1]})"
+    )
 
 
 def alert_sequence(title: str, body: str, env: Mapping[str, str] | None = None) -> str:

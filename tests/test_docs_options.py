@@ -14,8 +14,18 @@ from runkon_tui.cli import build_parser as tui_parser
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 # Flags of other programs the docs quote: an example agent command, pytest, `ray start`, `gh run view`,
-# `node --eval`.
-OTHER_PROGRAMS = {"--strict", "--print", "--snapshot-update", "--log", "--log-failed", "--eval"}
+# `node --eval`, `jq --arg`, `sed --expression`, `gawk --source`.
+OTHER_PROGRAMS = {
+    "--strict",
+    "--print",
+    "--snapshot-update",
+    "--log",
+    "--log-failed",
+    "--eval",
+    "--arg",
+    "--expression",
+    "--source",
+}
 RAY_START = {
     "--address",
     "--head",

@@ -455,7 +455,7 @@ def test_logs_and_grep_read_each_steps_lines_from_the_store_as_they_print_them(
     write(
         home / "wf" / "count.wf",
         'workflow count {\n  inputs { name default = "" }\n'
-        "  script say { run = \"seq 1 1500 | sed 's/^/{{name}} line /'\" }\n}\n",
+        '  script say { run = "seq 1 1500 | awk -v n={{name}} \'{print n \\" line \\" $0}\'" }\n}\n',
     )
     run_id = start(capsys, "side")
     monkeypatch.setattr(outputs, "STREAM_ABOVE", 1000)  # 3 × 1,500 lines are past it

@@ -167,6 +167,27 @@ NESTED = [
     "perl -ne 'print if /{{v}}/' f",
     "ruby -e 'puts \"{{v}}\"'",
     "php -r 'echo \"{{v}}\";'",
+    # programs awk, sed and jq run (awk has system(), GNU sed `e` and `s///e`)
+    "awk '{print \"{{v}}\"}' f",
+    "gawk -F: -v n=1 '{print \"{{v}}\"}' f",
+    "awk -f lib.awk -e 'BEGIN{x=\"{{v}}\"}' f",
+    'sed "s/x/{{v}}/" f',
+    "sed -n -e 's/a/b/p' -e \"s/x/{{v}}/p\" f",
+    'sed -ne "s/x/{{v}}/p" f',
+    'sed --expression="s/x/{{v}}/" f',
+    'busybox sed "s/x/{{v}}/" f',
+    'jq ".a = {{v}}" f.json',
+    'jq -r --arg a b ".{{v}}"',
+    # a remote command (ssh joins its words and the remote shell parses them), `watch`'s command
+    "ssh -p 22 deploy@host git checkout {{v}}",
+    "watch -n 5 ls {{v}}",
+    # programs a shell or an interpreter reads from a here-document or here-string
+    "sh <<EOF\necho {{v}}\nEOF",
+    "bash -s -- a <<-EOF\n\techo {{v}}\n\tEOF",
+    'bash <<< "echo {{v}}"',
+    "python3 - <<EOF\nprint('{{v}}')\nEOF",
+    "python3 <<EOF\nprint('{{v}}')\nEOF",
+    "cat f | env A=1 sh <<< 'echo {{v}}'",
 ]
 
 
@@ -174,7 +195,8 @@ NESTED = [
 def test_a_placeholder_in_text_a_nested_shell_runs_is_refused(form: str, tmp_path: Path) -> None:
     """The outer shell would insert the value faithfully, and the inner one run it as code."""
     (use,) = scan_placeholders(form)
-    assert "would run as code" in (use.problem or "") and "pass it through `env`" in (use.hint or "")
+    assert "would run as code" in (use.problem or "")
+    assert any(how in (use.hint or "") for how in ("pass it through `env`", "--arg value", "standard input"))
     with pytest.raises(ShellTemplateError):
         render_shell_command(form, {"v": "x; touch PWNED"})
 
@@ -190,13 +212,56 @@ def test_a_placeholder_in_text_a_nested_shell_runs_is_refused(form: str, tmp_pat
         "# sh -c {{v}}\nprintf %s {{v}}",
         "python3 -c 'import sys; print(sys.argv[1])' {{v}}",
         "python3 -m json.tool --help >/dev/null; printf %s {{v}}",
+        # awk's and sed's operands and `-v` are data; so is what a here-string gives a filter
+        "awk -v x=1 '{print x}' /dev/null {{v}}; printf %s {{v}}",
+        "printf %s {{v}} | awk '{printf \"%s\", $0}'",
+        "echo b > {{v}}; sed -i.bak 's/a/b/' {{v}}; printf %s {{v}}",
+        "printf x | sed -e 's/x/y/' - {{v}} 2>/dev/null; printf %s {{v}}",
+        "cat <<< {{v}}",
+        "sh -c 'cat' <<< \"{{v}}\"",
+        "sh /dev/null <<EOF\n{{v}}\nEOF\nprintf %s {{v}}",
     ],
 )
 def test_values_handed_to_a_nested_shell_as_data_are_accepted(form: str, tmp_path: Path) -> None:
     value = "x; touch PWNED"
     command, env = render_shell_command(form, {"v": value})
-    assert value in _run("sh", command, env, tmp_path)
+    shell = "sh"
+    if "<<<" in form:  # here-strings are bash's (dash, Debian's sh, has none)
+        if not shutil.which("bash"):
+            pytest.skip("no bash")
+        shell = "bash"
+    assert value in _run(shell, command, env, tmp_path)
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("form", "hint"),
+    [
+        ("awk '{print \"{{v}}\"}'", 'read ENVIRON["VALUE"] in the awk program'),
+        ("sed 's/x/{{v}}/'", "sed cannot take a value as data"),
+        ("jq '.[{{v}}]'", "pass it as `--arg value {{v}}` and write $value in the filter"),
+        ("ssh host rm {{v}}", "send it on ssh's standard input"),
+        ("sh <<EOF\nrm {{v}}\nEOF", "quote the here-document's delimiter (<<'EOF')"),
+        ("bash <<< 'rm {{v}}'", 'write "$VALUE" inside single quotes in the here-string'),
+        ("python3 - <<EOF\nprint('{{v}}')\nEOF", "read the environment variable VALUE in that program"),
+    ],
+)
+def test_each_refusal_says_how_to_pass_the_value_as_data(form: str, hint: str) -> None:
+    (use,) = scan_placeholders(form)
+    assert hint in (use.hint or ""), use.hint
+
+
+def test_a_value_in_an_awk_or_sed_program_would_run() -> None:
+    """Why awk's and sed's programs are refused: spliced into the program (as a bare `sh` would
+    insert it), a value runs a command."""
+    if not (shutil.which("awk") and shutil.which("sed")):
+        pytest.skip("no awk or sed")
+    awk = subprocess.run(
+        ["awk", 'BEGIN{print "x"; system("echo RAN"); print "y"}'], capture_output=True, text=True
+    )
+    assert "RAN" in awk.stdout
+    sed = subprocess.run(["sed", "s/x/y/\ne echo RAN\ns/a/b/"], input="x\n", capture_output=True, text=True)
+    assert "RAN" in sed.stdout or sed.returncode != 0  # GNU sed runs it; others refuse `e`
 
 
 def test_finding_nested_shells_splits_each_substitution_once_and_deep_nesting_is_refused(

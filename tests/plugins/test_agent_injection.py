@@ -96,3 +96,18 @@ def test_a_placeholder_in_an_interpreters_program_is_refused_and_arguments_stay_
     run(executor(tmp_path, "cmd"), tmp_path, {"v": "'); open('PWNED', 'w'); ('"})
     assert (tmp_path / "out").read_text() == "'); open('PWNED', 'w'); ('"
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_placeholder_in_an_awk_program_or_a_remote_command_is_refused(tmp_path: Path) -> None:
+    """`["awk", "BEGIN{print \"{{v}}\"}"]` spliced the value into awk's program (awk has system())."""
+    command_agent(tmp_path, ["awk", 'BEGIN{print "{{v}}" > "out"}'])
+    with pytest.raises(WorkflowError, match=r"`\{\{v\}\}` is in the program awk runs"):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": 'x"; system("touch PWNED"); print "'})
+    assert not (tmp_path / "PWNED").exists()
+    command_agent(tmp_path, ["ssh", "-p", "2222", "host", "git", "checkout", "{{v}}"])
+    with pytest.raises(WorkflowError, match=r"`\{\{v\}\}` is in the program ssh runs"):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "x; touch PWNED"})
+    command_agent(tmp_path, ["awk", '{printf "%s", $0 > "out"}', "{{v}}"])  # a file operand: data
+    (tmp_path / "in put").write_text("data")
+    run(executor(tmp_path, "cmd"), tmp_path, {"v": "in put"})
+    assert (tmp_path / "out").read_text() == "data"

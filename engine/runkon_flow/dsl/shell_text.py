@@ -16,7 +16,10 @@ expression, and array subscripts in it run commands), inside `$'…'`, in a here
 delimiter is quoted, and straight after a backslash — and in a word that a command given in `run`
 parses as shell code again: the script of `sh -c`/`bash -c` (through `env`, `xargs`, `timeout` …)
 and the arguments of `eval` (the outer shell inserts the value faithfully; the inner one would run
-it). There the author passes the value through `env` and writes `"$VALUE"` in the inner script.
+it), the program of an interpreter (`python3 -c`, `awk`, `sed`, `jq` …), the remote command of
+`ssh`, and a here-document or here-string a shell or an interpreter reads its program from. There
+the author passes the value through `env` and writes `"$VALUE"` in the inner script (or reads the
+variable in the program).
 
 The scan is one left-to-right pass (linear in the text), with the same placeholder syntax as
 `dsl.templating`: the key is the text up to the next `}}`; an unterminated `{{` is plain text.
@@ -31,10 +34,12 @@ from dataclasses import dataclass, replace
 __all__ = [
     "PlaceholderUse",
     "ShellTemplateError",
+    "code_arguments",
     "render_shell_command",
     "runs_shell",
     "scan_placeholders",
     "shell_code_arguments",
+    "stdin_program",
 ]
 
 #: The environment variable names carrying values start with this.
@@ -234,7 +239,9 @@ class _Scanner:
         if c == ")" and kind in ("cmd", "paren"):
             self.stack.pop()
             return i + 1, False
-        if c == "<" and text.startswith("<<", i) and not text.startswith("<<<", i):
+        if c == "<" and text.startswith("<<<", i):  # a here-string: its word is an ordinary one
+            return i + 3, True
+        if c == "<" and text.startswith("<<", i):
             return self.heredoc_operator(i + 2), True
         if c == "\n" and self.pending:
             return self.heredoc_bodies(i + 1), True
@@ -483,24 +490,62 @@ def scan_placeholders(text: str) -> list[PlaceholderUse]:
     return uses
 
 
-def _in_code_word(use: PlaceholderUse, spans: list[tuple[int, int, str]]) -> PlaceholderUse:
+def _in_code_word(use: PlaceholderUse, spans: list[_Span]) -> PlaceholderUse:
     if use.problem is not None:
         return use
-    for start, end, command in spans:
+    for start, end, command, source in spans:
         if start <= use.start < end:
-            shown = _shown(use.key)
-            env = f'pass it through `env` (env = {{ VALUE = "{{{{{use.key}}}}}" }})'
-            if runs_shell(command):
-                problem = f"{shown} is in text that `{command}` runs as shell code in `run`"
-                hint = f'{env} and write "$VALUE" in the text `{command}` runs: that shell expands it as data'
-            else:
-                problem = f"{shown} is in the program `{command}` runs in `run`"
-                hint = f"{env} and read the environment variable VALUE in that program"
+            problem, hint = _code_problem(_shown(use.key), use.key, command, source)
             return replace(use, problem=f"{problem}, where its value would run as code", hint=hint)
     return use
 
 
+def _code_problem(shown: str, key: str, command: str, source: str) -> tuple[str, str]:
+    """What to say about a placeholder in text `command` runs as code (`source`: `ARGUMENT`, or
+    the here-document / here-string `command` reads its program from), and what to do instead."""
+    env = f'pass it through `env` (env = {{ VALUE = "{{{{{key}}}}}" }})'
+    name = command.split(" ", 1)[0]
+    if source == HEREDOC_STDIN:
+        where = f"in a here-document `{command}` reads as its program in `run`"
+    elif source == HERESTRING_STDIN:
+        where = f"in a here-string `{command}` reads as its program in `run`"
+    elif runs_shell(command):
+        where = f"in text that `{command}` runs as shell code in `run`"
+    else:
+        where = f"in the program `{command}` runs in `run`"
+    if runs_shell(command):
+        if source == HEREDOC_STDIN:
+            inner = "quote the here-document's delimiter (<<'EOF') and write \"$VALUE\" in it"
+        elif source == HERESTRING_STDIN:
+            inner = 'write "$VALUE" inside single quotes in the here-string'
+        else:
+            inner = f'write "$VALUE" in the text `{command}` runs'
+        return f"{shown} is {where}", f"{env} and {inner}: that shell expands it as data"
+    if name in _AWKS:
+        return f"{shown} is {where}", f'{env} and read ENVIRON["VALUE"] in the awk program'
+    if name in _SEDS:
+        return f"{shown} is {where}", (
+            "sed cannot take a value as data: use a program that reads it from the environment, "
+            f'e.g. {env} and awk with ENVIRON["VALUE"]'
+        )
+    if name == "jq":
+        return f"{shown} is {where}", f"pass it as `--arg value {{{{{key}}}}}` and write $value in the filter"
+    if name == "ssh":
+        return f"{shown} is in the command `ssh` has the remote shell run in `run`", (
+            f"send it on ssh's standard input: printf '%s\\n' {{{{{key}}}}} | ssh HOST "
+            "'IFS= read -r VALUE; … \"$VALUE\"'"
+        )
+    return f"{shown} is {where}", f"{env} and read the environment variable VALUE in that program"
+
+
 # ------------------------------------------------------------------ commands that run shell code
+
+#: Where a command takes code from: an argument, or its standard input (a here-document or
+#: here-string given to a shell or an interpreter that reads its program there).
+ARGUMENT, HEREDOC_STDIN, HERESTRING_STDIN = "argument", "here-document", "here-string"
+#: (start, end) offsets in `run` of text a command runs as code, the command, and `ARGUMENT` /
+#: `HEREDOC_STDIN` / `HERESTRING_STDIN`.
+_Span = tuple[int, int, str, str]
 
 #: Programs whose `-c` argument is a shell script.
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "busybox", "fish"})
@@ -526,35 +571,73 @@ _WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
     "chronic": (frozenset(), 0),
 }
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+#: awk and sed run their program text: awk has system() and pipes to commands, GNU sed the `e`
+#: command and the `s///e` flag (and `w FILE` writes files). jq's filter is a program too (it can
+#: read the environment, `$ENV`, and any input).
+_AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "busybox awk"})
+_SEDS = frozenset({"sed", "gsed", "busybox sed"})
 
 
 def shell_code_arguments(words: list[str]) -> tuple[int, int, str] | None:
-    """Which words of the command `words` (unquoted text) are parsed as code by it: `(first,
-    end, command)` — the script of `sh -c SCRIPT`, every word after `eval`, the program of
-    `python3 -c`, `node -e`, `perl -e`, `ruby -e`, `php -r` — else None. Wrappers
-    (`env A=1 …`, `xargs …`, `timeout 30 …`, `sudo …`) are looked through; so are `find`'s `-exec`."""
-    i = 0
+    """The first of `code_arguments(words)`, else None."""
+    found = code_arguments(words)
+    return found[0] if found else None
+
+
+def code_arguments(words: list[str]) -> list[tuple[int, int, str]]:
+    """Which words of the command `words` (unquoted text) it parses as code: `(first, end,
+    command)` for each run of them — the script of `sh -c SCRIPT`, every word after `eval`, the
+    program of `python3 -c`, `node -e`, `perl -e`, `ruby -e`, `php -r`, of `awk`, each script of
+    `sed` (`-e`, else its first operand), the filter of `jq`, the remote command of `ssh HOST …`,
+    the command `watch` runs. Wrappers (`env A=1 …`, `xargs …`, `timeout 30 …`, `sudo …`) are
+    looked through; so are `find`'s `-exec`."""
+    i = _command_index(words)
+    if i is None:
+        return []
+    n = len(words)
+    name = words[i].rsplit("/", 1)[-1]
+    if name == "busybox" and i + 1 < n and f"busybox {words[i + 1]}" in _AWKS | _SEDS:
+        name = f"busybox {words[i + 1]}"
+        i += 1
+    if name == "eval":
+        return [(i + 1, n, "eval")] if i + 1 < n else []
+    if name in _SHELLS:
+        return _one(_shell_script(words, i + 1, name))
+    interpreter = _interpreter(name)
+    if interpreter is not None:
+        return _one(_program_text(words, i + 1, name, *interpreter))
+    if name == "find":
+        for j in range(i + 1, n):
+            if words[j] in ("-exec", "-execdir", "-ok", "-okdir"):
+                return [(a + j + 1, b + j + 1, c) for a, b, c in code_arguments(words[j + 1 :])]
+        return []
+    if name in _AWKS:
+        return _awk_program(words, i + 1, name)
+    if name in _SEDS:
+        return _sed_scripts(words, i + 1, name)
+    if name == "jq":
+        return _one(_first_operand(words, i + 1, name, _JQ_OPTION_ARGS))
+    if name == "ssh":
+        return _ssh_command(words, i + 1)
+    if name == "watch":
+        return _watch_command(words, i + 1)
+    return []
+
+
+def _one(found: tuple[int, int, str] | None) -> list[tuple[int, int, str]]:
+    return [] if found is None else [found]
+
+
+def _command_index(words: list[str], i: int = 0) -> int | None:
+    """The index of the command `words` runs, past variable assignments and wrappers."""
     n = len(words)
     while i < n and _ASSIGNMENT.match(words[i]):
         i += 1
     while i < n:
         name = words[i].rsplit("/", 1)[-1]
-        if name == "eval":
-            return (i + 1, n, "eval") if i + 1 < n else None
-        if name in _SHELLS:
-            return _shell_script(words, i + 1, name)
-        interpreter = _interpreter(name)
-        if interpreter is not None:
-            return _program_text(words, i + 1, name, *interpreter)
-        if name == "find":
-            for j in range(i + 1, n):
-                if words[j] in ("-exec", "-execdir", "-ok", "-okdir"):
-                    found = shell_code_arguments(words[j + 1 :])
-                    return None if found is None else (found[0] + j + 1, found[1] + j + 1, found[2])
-            return None
         wrapper = _WRAPPERS.get(name)
         if wrapper is None:
-            return None
+            return i
         with_argument, plain = wrapper
         i += 1
         while i < n and (words[i].startswith("-") or (name == "env" and _ASSIGNMENT.match(words[i]))):
@@ -566,11 +649,246 @@ def shell_code_arguments(words: list[str]) -> tuple[int, int, str] | None:
     return None
 
 
+def stdin_program(words: list[str]) -> str | None:
+    """The command, if `words` is a shell or an interpreter that reads its program from its
+    standard input (`sh`, `bash -s`, `python3`, `python3 -`, `node`, `perl` …: no script named)."""
+    i = _command_index(words)
+    if i is None:
+        return None
+    name = words[i].rsplit("/", 1)[-1]
+    rest = words[i + 1 :]
+    if name in _SHELLS:
+        if name == "busybox":
+            if not rest or rest[0] not in _SHELLS:
+                return None
+            rest = rest[1:]
+        return name if _shell_reads_stdin(rest) else None
+    interpreter = _interpreter(name)
+    if interpreter is None:
+        return None
+    letters, long_options, with_argument, _ = interpreter
+    k = 0
+    while k < len(rest):
+        word = rest[k]
+        if word == "-":
+            return name
+        if word in with_argument:
+            k += 2
+            continue
+        if word.partition("=")[0] in long_options or word == "-m" or word == "-f":
+            return None
+        if word.startswith("--"):
+            k += 1
+            continue
+        if len(word) > 1 and word[0] == "-":
+            if any(c in letters for c in word[1:]):
+                return None
+            k += 1
+            continue
+        return None  # a program file
+    return name
+
+
+def _shell_reads_stdin(rest: list[str]) -> bool:
+    k = 0
+    while k < len(rest):
+        word = rest[k]
+        if word in _SHELL_OPTION_ARGS:
+            k += 2
+            continue
+        if word == "--":
+            return k + 1 >= len(rest)
+        if word.startswith("--"):
+            k += 1
+            continue
+        if len(word) > 1 and word[0] in "-+":
+            if word[0] == "-" and "c" in word[1:]:
+                return False
+            if word[0] == "-" and "s" in word[1:]:
+                return True  # `sh -s ARG …`: the arguments are positional parameters
+            k += 1
+            continue
+        return False  # a script file
+    return True
+
+
+#: awk options taking the next word (or the rest of theirs: `-F:`) as their argument.
+_AWK_OPTION_ARGS = frozenset("Fvfeil")
+#: jq options taking the next word(s) as their arguments, and how many.
+_JQ_OPTION_ARGS = {
+    "--arg": 2,
+    "--argjson": 2,
+    "--slurpfile": 2,
+    "--rawfile": 2,
+    "--indent": 1,
+    "-L": 1,
+    "--from-file": 1,
+    "-f": 1,
+    "--args": 0,
+    "--jsonargs": 0,
+}
+
+
+def _awk_program(words: list[str], i: int, name: str) -> list[tuple[int, int, str]]:
+    """awk's program: the word after gawk's `-e`/`--source`, else its first operand (none when a
+    program file is given with `-f`/`--file`). `-v x=VALUE` and file operands are data."""
+    n = len(words)
+    found: list[tuple[int, int, str]] = []
+    from_file = False
+    while i < n:
+        word = words[i]
+        if word == "--":
+            i += 1
+            break
+        option, equals, _ = word.partition("=")
+        if word.startswith("--"):
+            if option in ("--source", "--file", "--include", "--load", "--assign", "--field-separator"):
+                if option == "--source":
+                    found.append(
+                        (i, i + 1, f"{name} --source") if equals else (i + 1, i + 2, f"{name} --source")
+                    )
+                from_file = from_file or option == "--file"
+                i += 1 if equals else 2
+                continue
+            i += 1
+            continue
+        if len(word) > 1 and word[0] == "-":
+            letter = next((c for c in word[1:] if c in _AWK_OPTION_ARGS), None)
+            if letter is None:
+                i += 1
+                continue
+            attached = word.index(letter) + 1 < len(word)
+            if letter == "e":
+                found.append((i, i + 1, f"{name} -e") if attached else (i + 1, i + 2, f"{name} -e"))
+            from_file = from_file or letter == "f"
+            i += 1 if attached else 2
+            continue
+        break
+    if not found and not from_file and i < n:
+        found.append((i, i + 1, name))
+    return [span for span in found if span[0] < n]
+
+
+def _sed_scripts(words: list[str], i: int, name: str) -> list[tuple[int, int, str]]:
+    """Each script sed runs: every `-e SCRIPT` / `--expression=SCRIPT`, else its first operand
+    (none when a script file is given with `-f`)."""
+    n = len(words)
+    found: list[tuple[int, int, str]] = []
+    given = False
+    first_operand: int | None = None
+    while i < n:
+        word = words[i]
+        if word == "--":
+            if first_operand is None and i + 1 < n:
+                first_operand = i + 1
+            break
+        option, equals, _ = word.partition("=")
+        if word.startswith("--"):
+            if option in ("--expression", "--file", "--line-length"):
+                if option == "--expression":
+                    found.append(
+                        (i, i + 1, f"{name} --expression")
+                        if equals
+                        else (i + 1, i + 2, f"{name} --expression")
+                    )
+                given = given or option != "--line-length"
+                i += 1 if equals else 2
+                continue
+            i += 1
+            continue
+        if len(word) > 1 and word[0] == "-":
+            k = 1
+            step = 1
+            while k < len(word):
+                c = word[k]
+                if c == "i":  # `-i[SUFFIX]`: the rest of the word is the suffix
+                    break
+                if c in "efl":
+                    attached = k + 1 < len(word)
+                    if c == "e":
+                        found.append((i, i + 1, f"{name} -e") if attached else (i + 1, i + 2, f"{name} -e"))
+                    given = given or c != "l"
+                    step = 1 if attached else 2
+                    break
+                k += 1
+            i += step
+            continue
+        if first_operand is None:
+            first_operand = i
+        i += 1
+    if not given and first_operand is not None:
+        found.append((first_operand, first_operand + 1, name))
+    return [span for span in found if span[0] < n]
+
+
+def _first_operand(
+    words: list[str], i: int, name: str, with_arguments: Mapping[str, int]
+) -> tuple[int, int, str] | None:
+    """The first word that is no option nor an option's argument (jq's filter; none with
+    `-f FILE`/`--from-file`)."""
+    n = len(words)
+    while i < n:
+        word = words[i]
+        if word == "--":
+            return (i + 1, i + 2, name) if i + 1 < n else None
+        if word in ("-f", "--from-file"):
+            return None
+        if word in with_arguments:
+            i += 1 + with_arguments[word]
+            continue
+        if len(word) > 1 and word[0] == "-":
+            i += 1
+            continue
+        return (i, i + 1, name)
+    return None
+
+
+#: ssh options taking the next word as their argument.
+_SSH_OPTION_ARGS = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
+
+
+def _ssh_command(words: list[str], i: int) -> list[tuple[int, int, str]]:
+    """The words after ssh's destination: ssh joins them with spaces and the remote shell parses
+    the line."""
+    n = len(words)
+    while i < n:
+        word = words[i]
+        if word == "--":
+            i += 1
+            break
+        if len(word) > 1 and word[0] == "-":
+            last = word[-1]
+            i += 2 if last in _SSH_OPTION_ARGS and len(word) == 2 else 1
+            continue
+        break
+    return [(i + 1, n, "ssh")] if i + 1 < n else []
+
+
+def _watch_command(words: list[str], i: int) -> list[tuple[int, int, str]]:
+    """The command `watch` runs: its words joined and given to `sh -c` (not with `-x`/`--exec`)."""
+    n = len(words)
+    while i < n:
+        word = words[i]
+        if word in ("-x", "--exec"):
+            return []
+        if word == "--":
+            i += 1
+            break
+        if word in ("-n", "--interval", "-q", "--equexit"):
+            i += 2
+            continue
+        if word.startswith("-"):
+            i += 1
+            continue
+        break
+    return [(i, n, "watch")] if i < n else []
+
+
 def runs_shell(command: str) -> bool:
-    """Whether `command` (the third part of `shell_code_arguments`) is a shell: its code may
+    """Whether `command` (the third part of a `code_arguments` span) is a shell: its code may
     reference environment variables as `"$NAME"` (else: an interpreter's program, or `eval`)."""
     first = command.split(" ", 1)[0]
-    return first in _SHELLS or first == "eval"
+    return first in _SHELLS or first in ("eval", "watch")
 
 
 #: Interpreters that take a program on the command line: (the short option letters that make the
@@ -647,35 +965,41 @@ def _shell_script(words: list[str], i: int, name: str) -> tuple[int, int, str] |
     return None
 
 
-def _code_word_spans(text: str) -> list[tuple[int, int, str]]:
-    """Offsets (start, end, command) of the words in `text` that a command there runs as shell
-    code (`shell_code_arguments`), found in every simple command, `$(…)` and backticks included."""
-    spans: list[tuple[int, int, str]] = []
-    for words in _Words(text).commands():
-        found = shell_code_arguments([w for w, _, _ in words])
-        if found is not None:
-            first, end, command = found
-            spans.extend((words[k][1], words[k][2], command) for k in range(first, end))
+def _code_word_spans(text: str) -> list[_Span]:
+    """Offsets of the text in `text` that a command there runs as code (`code_arguments`, and the
+    here-documents and here-strings a shell or an interpreter reads its program from:
+    `stdin_program`), found in every simple command, `$(…)` and backticks included."""
+    spans: list[_Span] = []
+    for words, stdin in _Words(text).commands():
+        plain = [w for w, _, _ in words]
+        for first, end, command in code_arguments(plain):
+            spans.extend((words[k][1], words[k][2], command, ARGUMENT) for k in range(first, end))
+        if stdin:
+            command = stdin_program(plain)
+            if command is not None:
+                spans.extend((start, end, command, source) for start, end, source in stdin)
     return spans
 
 
 class _Words:
     """A rough shell word splitter, enough to find command names and options: each simple command
     as its words (text without quotes, start, end). Quoted text, `${…}`, `$(…)` and backticks stay
-    inside their word; the commands in `$(…)` and backticks are split too."""
+    inside their word; the commands in `$(…)` and backticks are split too. With each command, the
+    text its here-documents and here-strings give it on standard input (start, end, which)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.found: list[list[tuple[str, int, int]]] = []
+        self.found: list[tuple[list[tuple[str, int, int]], list[tuple[int, int, str]]]] = []
 
-    def commands(self) -> list[list[tuple[str, int, int]]]:
+    def commands(self) -> list[tuple[list[tuple[str, int, int]], list[tuple[int, int, str]]]]:
         self.split(0, len(self.text))
         return self.found
 
     def split(self, i: int, stop: int) -> None:
         text = self.text
         words: list[tuple[str, int, int]] = []
-        heredocs: list[str] = []
+        stdin: list[tuple[int, int, str]] = []
+        heredocs: list[tuple[str, list[tuple[int, int, str]]]] = []
         while i < stop:
             c = text[i]
             if c in " \t":
@@ -683,8 +1007,8 @@ class _Words:
                 continue
             if c in ";&|()\n":
                 if words:
-                    self.found.append(words)
-                    words = []
+                    self.found.append((words, stdin))
+                words, stdin = [], []
                 if c == "\n" and heredocs:
                     i = self.skip_heredocs(i + 1, stop, heredocs)
                     heredocs = []
@@ -698,20 +1022,24 @@ class _Words:
             if c == "<" and text.startswith("<<", i) and not text.startswith("<<<", i):
                 i, delimiter = self.heredoc_delimiter(i + 2, stop)
                 if delimiter:
-                    heredocs.append(delimiter)
+                    heredocs.append((delimiter, stdin))
                 continue
             if c in "<>":  # a redirection: its target is no word of the command
+                here_string = text.startswith("<<<", i)
                 while i < stop and text[i] in "<>&|":
                     i += 1
                 while i < stop and text[i] in " \t":
                     i += 1
+                start = i
                 i, _ = self.word(i, stop)
+                if here_string:
+                    stdin.append((start, i, HERESTRING_STDIN))
                 continue
             start = i
             i, word = self.word(i, stop)
             words.append((word, start, i))
         if words:
-            self.found.append(words)
+            self.found.append((words, stdin))
 
     def word(self, i: int, stop: int) -> tuple[int, str]:
         text = self.text
@@ -812,16 +1140,24 @@ class _Words:
         i, word = self.word(i, stop)
         return i, word
 
-    def skip_heredocs(self, i: int, stop: int, delimiters: list[str]) -> int:
+    def skip_heredocs(
+        self, i: int, stop: int, delimiters: list[tuple[str, list[tuple[int, int, str]]]]
+    ) -> int:
+        """Past the here-document bodies starting at `i`; each body's span goes to its command."""
         text = self.text
-        for delimiter in delimiters:
+        for delimiter, stdin in delimiters:
+            body = i
             while i < stop:
                 end = text.find("\n", i, stop)
                 end = stop if end < 0 else end
                 line = text[i:end]
-                i = end + 1
                 if line.lstrip("\t") == delimiter:
+                    stdin.append((body, i, HEREDOC_STDIN))
+                    i = end + 1
                     break
+                i = end + 1
+            else:
+                stdin.append((body, stop, HEREDOC_STDIN))
         return min(i, stop)
 
 

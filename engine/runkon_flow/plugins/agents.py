@@ -38,10 +38,10 @@ from typing import Any, Literal
 from runkon_flow.cancellation import CancellationReason, CancellationToken
 from runkon_flow.dsl.shell_text import (
     ShellTemplateError,
+    code_arguments,
     render_shell_command,
     runs_shell,
     scan_placeholders,
-    shell_code_arguments,
 )
 from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.errors import Problem, SourceLocation, WorkflowError
@@ -750,14 +750,17 @@ class AgentExecutor:
         return env
 
 
-def _code_argument(command: Sequence[str]) -> tuple[int, bool] | None:
-    """Index of the argument `command` runs as code, and whether a shell runs it: the script of
-    `sh [options] -c <script> …` (also behind `env`, `timeout`, …, and after options like
-    `-o pipefail` or `--norc`), the program of `python3 -c`, `node -e`, `perl -e` …"""
-    found = shell_code_arguments(list(command))
-    if found is None or found[1] != found[0] + 1:
-        return None
-    return found[0], runs_shell(found[2])
+def _code_arguments(command: Sequence[str]) -> dict[int, bool]:
+    """The arguments `command` runs as code, each with whether a shell runs it as its whole script
+    (its placeholders then become references, dsl.shell_text): the script of `sh [options] -c
+    <script> …` (also behind `env`, `timeout`, …, and after options like `-o pipefail` or
+    `--norc`); the program of `python3 -c`, `node -e`, `perl -e`, `awk`, `sed`, `jq` …; the words
+    of a remote command (`ssh HOST …`)."""
+    found: dict[int, bool] = {}
+    for first, end, name in code_arguments(list(command)):
+        whole_script = end == first + 1 and runs_shell(name)
+        found.update((index, whole_script) for index in range(first, end))
+    return found
 
 
 def _render_command(
@@ -765,20 +768,21 @@ def _render_command(
 ) -> tuple[list[str], dict[str, str]]:
     """The argv (values substituted; arguments are data) and, for a shell's `-c` script, the
     environment variables its placeholders refer to (dsl.shell_text). A placeholder in the program
-    of another interpreter (`python3 -c "print('{{v}}')"`) is refused: its value would run."""
+    of another interpreter (`python3 -c "print('{{v}}')"`, `awk`, `sed` …) is refused: its value
+    would run."""
     # The program word may itself be a placeholder (`{{python}}`): look at what it stands for.
     program = substitute_variables(command[0], variables) if command else ""
-    code = _code_argument([program, *command[1:]]) if command else None
+    code = _code_arguments([program, *command[1:]]) if command else {}
     argv: list[str] = []
     values: dict[str, str] = {}
     for index, part in enumerate(command):
-        if code is not None and index == code[0] and code[1]:
+        if code.get(index):
             try:
                 text, values = render_shell_command(part, variables)
             except ShellTemplateError as exc:
                 raise WorkflowError(f"agent '{name}': in its shell command, {exc}") from None
             argv.append(text)
-        elif code is not None and index == code[0] and scan_placeholders(part):
+        elif index in code and scan_placeholders(part):
             key = scan_placeholders(part)[0].key
             raise WorkflowError(
                 f"agent '{name}': `{{{{{key}}}}}` is in the program {Path(program).name} runs from "

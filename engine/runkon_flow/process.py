@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import codecs
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -66,6 +67,10 @@ class ProcessResult:
     cancelled: bool = False
     duration_ms: int = 0
     spawn_error: str | None = None
+    #: The command's largest argument or environment variable when it could not start because they
+    #: were too big for a process (E2BIG, "Argument list too long"): (`argument N` /
+    #: `environment variable 'K'`, the environment variable's name or None, bytes).
+    too_big: tuple[str, str | None, int] | None = None
     stdout_dropped: int = 0  # characters of stdout past `max_capture_chars`, left out of `stdout`
 
     @property
@@ -267,7 +272,19 @@ def run_process(
             start_new_session=True,
             close_fds=True,
         )
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            return ProcessResult(None, "", "", duration_ms=elapsed_ms(), spawn_error=str(exc))
+        what, name, size = largest_part(argv, env)
+        return ProcessResult(
+            None,
+            "",
+            "",
+            duration_ms=elapsed_ms(),
+            spawn_error=f"{exc.strerror}: its {what} is {size:,} bytes",
+            too_big=(what, name, size),
+        )
+    except ValueError as exc:
         return ProcessResult(None, "", "", duration_ms=elapsed_ms(), spawn_error=str(exc))
     _GUARD.register(proc.pid)  # at once: until the watchdog knows the group, it is unguarded
     try:
@@ -396,6 +413,34 @@ def _pump(
             # Nothing of the group may outlive the call (pipes can close before every member died).
             _signal_group(proc.pid, signal.SIGKILL)
     return killed if killed in ("timeout", "cancel") else None
+
+
+#: The most bytes one argument or environment entry (`NAME=value` and its NUL) may have on Linux
+#: (MAX_ARG_STRLEN, 32 pages): a longer one fails the command's start with E2BIG.
+MAX_ARG_BYTES = 131072
+
+#: What follows the size of a value too big for a process (`ProcessResult.too_big`) in a message.
+TOO_BIG = (
+    "more than a command can receive (Argument list too long; Linux takes at most 128 KiB in one "
+    "argument or environment variable) — pass a large value in a file: write it to one and pass the "
+    "file's path"
+)
+
+
+def largest_part(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str, str | None, int]:
+    """The largest argument or environment entry (`NAME=value`, as the kernel counts it) of a
+    command, and the size of that argument or value in bytes: what to name when it cannot start
+    for E2BIG (a single one over 128 KiB on Linux, or all of them over ARG_MAX)."""
+    best, most = ("command line", None, 0), -1
+    for index, part in enumerate(argv):
+        size = len(os.fsencode(part))
+        if size > most:
+            best, most = (f"argument {index}", None, size), size
+    for key, value in env.items():
+        size = len(os.fsencode(value))
+        if size + len(os.fsencode(key)) + 1 > most:
+            best, most = (f"environment variable {key!r}", key, size), size + len(os.fsencode(key)) + 1
+    return best
 
 
 def _nul_byte(argv: Sequence[str], env: Mapping[str, str], shell: bool) -> str | None:

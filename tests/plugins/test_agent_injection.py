@@ -7,6 +7,7 @@ the script are referenced like a script step's `run`, so the quoting around them
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,25 @@ def test_a_placeholder_in_an_awk_program_or_a_remote_command_is_refused(tmp_path
     (tmp_path / "in put").write_text("data")
     run(executor(tmp_path, "cmd"), tmp_path, {"v": "in put"})
     assert (tmp_path / "out").read_text() == "data"
+
+
+def test_a_value_too_big_for_a_process_is_named(tmp_path: Path) -> None:
+    """It said `failed to start 'sh': [Errno 7] Argument list too long: 'sh'`."""
+    if sys.platform != "linux":
+        pytest.skip("Linux's per-string limit (MAX_ARG_STRLEN)")
+    command_agent(tmp_path, ["sh", "-c", "printf %s {{v}} | wc -c"])
+    with pytest.raises(WorkflowError) as raised:
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "a" * 300_000})
+    assert (
+        str(raised.value)
+        .removeprefix("workflow error: ")
+        .startswith(
+            "agent 'cmd' could not start: a value in its shell command (the value of {{v}}) is "
+            "300,000 bytes, more than a command can receive"
+        )
+    ), raised.value
+    command_agent(tmp_path, ["printf", "%s", "x{{v}}"])
+    with pytest.raises(
+        WorkflowError, match=r"its command's argument 2 \(the value of \{\{v\}\}\) is 300,001 bytes"
+    ):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "a" * 300_000})

@@ -22,7 +22,7 @@ from runkon_flow.dsl.ast import ScriptNode
 from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
 from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.plugins.flow_output import parse_flow_output
-from runkon_flow.process import run_process
+from runkon_flow.process import MAX_ARG_BYTES, TOO_BIG, run_process
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retried_step
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
@@ -60,6 +60,13 @@ def build_script_env(st: ExecutionState, node: ScriptNode, variables: dict[str, 
     for key, value in st.inputs.items():
         if "\0" in value:
             st.warn(f"script '{node.name}': input '{key}' contains a NUL byte; not exported", node.name)
+        elif _INPUT_NAME.match(key) and len(os.fsencode(value)) + len(key) + 12 > MAX_ARG_BYTES:
+            # CONDUCTOR_<KEY>=value and its NUL: longer, and no command of the step could start
+            st.warn(
+                f"script '{node.name}': input '{key}' is {len(os.fsencode(value)):,} bytes, more than an "
+                f"environment variable can hold; not exported as CONDUCTOR_{key.upper()}",
+                node.name,
+            )
         elif _INPUT_NAME.match(key):
             env[f"CONDUCTOR_{key.upper()}"] = value
         elif not (item_child and key.startswith("item.")):
@@ -111,6 +118,36 @@ def _nul_problem(st: ExecutionState, node: ScriptNode, env: dict[str, str], vari
         f"Script '{name}': environment variable '{key}' (from the script environment provider) "
         "contains a NUL byte"
     )
+
+
+def _too_big_problem(
+    st: ExecutionState,
+    node: ScriptNode,
+    too_big: tuple[str, str | None, int],
+    values: dict[str, str],
+    variables: dict[str, str],
+) -> str:
+    """Why this script could not start when its values were too big for a process (E2BIG): names
+    the largest one — the placeholder and where its value came from, an input, an `env` entry."""
+    what, env_name, size = too_big
+    where = what
+    if env_name is not None and env_name in values:
+        key = next(
+            (u.key for u in scan_placeholders(node.run) if variables.get(u.key) == values[env_name]), None
+        )
+        if key is not None:
+            where = f"the value of {{{{{key}}}}} in `run` ({describe_variable_source(st, key)})"
+    elif env_name is not None and env_name in node.env:
+        where = f"the `env` value of '{env_name}'"
+    elif env_name is not None and env_name.startswith("CONDUCTOR_"):
+        key = next((k for k in st.inputs if f"CONDUCTOR_{k.upper()}" == env_name), None)
+        if key is not None:
+            where = f"input '{key}' (exported as {env_name})"
+    elif what == "argument 2":
+        where = "the `run` text"
+    item = st.inputs.get("item.ref") if st.parent_run_id else None
+    step = f"Script '{node.name}'" + (f" (foreach item '{item}')" if item else "")
+    return f"{step} could not start: {where} is {size:,} bytes, {TOO_BIG}"
 
 
 def execute_script(st: ExecutionState, node: ScriptNode, iteration: int, path: str) -> None:
@@ -189,6 +226,8 @@ def _attempt(
         raise step.timed_out(text, text)
     if result.cancelled:
         raise step.cancelled(f"Script '{name}' cancelled", cancellation_of(st, None))
+    if result.too_big is not None:
+        return step.failed(_too_big_problem(st, node, result.too_big, values, variables))
     if result.spawn_error is not None:
         return step.failed(f"Script '{name}' failed to execute: {result.spawn_error}")
 

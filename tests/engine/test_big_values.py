@@ -1,0 +1,50 @@
+"""A value too big for a process (more than 128 KiB in one argument or environment variable on
+Linux) fails its step with a reason naming the value and where it came from, instead of
+`[Errno 7] Argument list too long: '/bin/sh'`; an input that big is not exported as CONDUCTOR_*,
+so the steps that do not use it still run."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from runkon_flow.plugins.protocols import ActionOutput, FanOutItem
+
+from tests.engine.conftest import Harness, ListProvider
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux's per-string limit (MAX_ARG_STRLEN)")
+
+BIG = "a" * 300_000
+
+
+def test_a_big_item_field_fails_only_the_step_using_it_naming_the_value_and_the_item(h: Harness) -> None:
+    h.providers.append(ListProvider("tickets", [FanOutItem("ticket", "T1", "tickets.txt:1", {"body": BIG})]))
+    h.add_workflow(
+        'workflow child { script a { run = "echo fine" } script b { run = "printf %s {{t}} | wc -c" } }'
+    )
+    result = h.run(
+        "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child "
+        'inputs = { t = "{{item.body}}" } } }'
+    )
+    (child,) = h.store.list_runs(parent_run_id=result.workflow_run_id)
+    rows = {s.step_name: s for s in h.steps(child.id)}
+    assert rows["a"].status == "completed", rows["a"].step_error
+    assert rows["b"].status == "failed"
+    assert rows["b"].step_error.startswith(
+        "Script 'b' (foreach item 'tickets.txt:1') could not start: the value of {{t}} in `run` "
+        "(input 't') is 300,000 bytes, more than a command can receive (Argument list too long"
+    ), rows["b"].step_error
+    assert "pass a large value in a file" in rows["b"].step_error
+
+
+def test_a_big_flow_output_field_names_the_field_and_its_step(h: Harness) -> None:
+    block = json.dumps({"markers": [], "context": "", "notes": BIG})
+    h.agents.do("emit", lambda info, params: ActionOutput(structured_output=block))
+    result = h.run('workflow w { call emit script s { run = "echo \\"{{notes}}\\" | wc -c" } }')
+    assert h.store.get_run(result.workflow_run_id).status == "failed"
+    error = h.steps(result.workflow_run_id)[1].step_error or ""
+    assert error.startswith(
+        "Script 's' could not start: the value of {{notes}} in `run` (FLOW_OUTPUT field 'notes' of step "
+        "'emit') is 300,000 bytes"
+    ), error

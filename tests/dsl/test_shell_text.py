@@ -291,3 +291,42 @@ def test_finding_nested_shells_splits_each_substitution_once_and_deep_nesting_is
         text = f'echo "$({text})"'
     (use,) = scan_placeholders(text)
     assert "nested too deeply to be checked" in (use.problem or "")
+
+
+@pytest.mark.parametrize(
+    ("form", "option_of"),
+    [
+        ("rm {{v}}", "rm"),
+        ('rm -f "{{v}}"', "rm"),
+        ("git checkout '{{v}}'", "git"),
+        ('cp "{{v}}.txt" dst', "cp"),
+        ("A=1 sudo rm {{v}}", "rm"),
+        ("timeout {{v}} make", "timeout"),
+        ("env printf '%s' {{v}}", None),
+        ('x="$(cat {{v}})"', "cat"),
+        ("printf {{v}}", "printf"),
+        ("rm -- {{v}}", None),
+        ("git commit -m{{v}}", None),
+        ("git commit --message={{v}}", None),
+        ("printf '%s' {{v}}", None),
+        ("{{v}} --help", None),
+        ("cat > {{v}}", None),
+        ('[ "{{v}}" = x ]', None),
+        ("for f in {{v}}; do :; done", None),
+        ("cat <<EOF\n{{v}}\nEOF", None),
+        ("echo x{{v}}", None),
+    ],
+)
+def test_a_placeholder_starting_an_argument_is_where_a_value_could_be_an_option(
+    form: str, option_of: str | None
+) -> None:
+    (use,) = scan_placeholders(form)
+    assert use.option_of == option_of
+
+
+def test_only_a_value_its_command_reads_as_an_option_counts() -> None:
+    from runkon_flow.dsl.shell_text import reads_as_option
+
+    assert reads_as_option("rm", "-rf") and reads_as_option("git", "--orphan=x")
+    assert not reads_as_option("rm", "-") and not reads_as_option("rm", "a-b")
+    assert reads_as_option("echo", "-n") and not reads_as_option("echo", "- fix the bug")

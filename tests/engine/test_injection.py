@@ -149,3 +149,24 @@ def test_a_value_in_a_nested_shell_script_fails_the_step_and_never_runs(hm: Harn
     (step,) = hm.store.get_steps(result.workflow_run_id)
     assert "would run as code" in (step.result_text or "")
     assert not (hm.tmp_path / "PWNED").exists()
+
+
+def test_a_value_its_command_would_read_as_an_option_fails_the_step_naming_it(hm: Harness) -> None:
+    """`rm {{file}}` with file=`-rf`, `cat {{f}}` with f=`--version`: a whole-word value that begins
+    with `-` became an option of the command. The step fails naming the value and its source,
+    unless the author wrote `--` before it."""
+    out = hm.tmp_path / "out"
+    run = wf_string(f"cat {{{{f}}}} > {out}")
+    result = hm.run(f"workflow w {{ script s {{ run = {run} }} }}", inputs={"f": "--version"})
+    assert not result.all_succeeded
+    (step,) = hm.store.get_steps(result.workflow_run_id)
+    assert (step.result_text or "").startswith(
+        "Script 's': the value of {{f}} in `run` (input 'f') begins with '-' ('--version'): `cat` would "
+        "read it as an option, not as its argument (hint: write `--` before it"
+    ), step.result_text
+    assert not out.exists() or "GNU" not in out.read_text()
+    (hm.tmp_path / "--version").write_text("the file's text")
+    run = wf_string(f"cat -- {{{{f}}}} > {out}")
+    result = hm.run(f"workflow w {{ script s {{ run = {run} }} }}", inputs={"f": "--version"})
+    assert result.all_succeeded
+    assert out.read_text() == "the file's text"

@@ -134,3 +134,19 @@ def test_a_value_too_big_for_a_process_is_named(tmp_path: Path) -> None:
         WorkflowError, match=r"its command's argument 2 \(the value of \{\{v\}\}\) is 300,001 bytes"
     ):
         run(executor(tmp_path, "cmd"), tmp_path, {"v": "a" * 300_000})
+
+
+def test_a_value_the_program_would_read_as_an_option_is_refused_unless_after_dashdash(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command_agent(tmp_path, ["cp", "{{v}}", str(out)])
+    with pytest.raises(
+        WorkflowError, match=r"the value of \{\{v\}\} in its command's argument 1 begins with '-'"
+    ):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "--help"})
+    (tmp_path / "--help").write_text("copied")
+    command_agent(tmp_path, ["cp", "--", "{{v}}", str(out)])
+    run(executor(tmp_path, "cmd"), tmp_path, {"v": "--help"})
+    assert out.read_text() == "copied"
+    command_agent(tmp_path, ["sh", "-c", "rm {{v}}"])
+    with pytest.raises(WorkflowError, match=r"in its shell command, the value of \{\{v\}\} begins with '-'"):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "-rf"})

@@ -35,6 +35,9 @@ __all__ = [
     "PlaceholderUse",
     "ShellTemplateError",
     "code_arguments",
+    "option_problem",
+    "option_value",
+    "reads_as_option",
     "render_shell_command",
     "runs_shell",
     "scan_placeholders",
@@ -73,6 +76,9 @@ class PlaceholderUse:
     problem: str | None = None
     hint: str | None = None
     redundant_quotes: bool = False
+    #: The command whose arguments this placeholder starts one of (before any `--`): a value
+    #: beginning with `-` would be read as its option (`reads_as_option`).
+    option_of: str | None = None
 
 
 class ShellTemplateError(ValueError):
@@ -475,7 +481,7 @@ def scan_placeholders(text: str) -> list[PlaceholderUse]:
         return []
     uses = _Scanner(text).run()
     try:
-        spans = _code_word_spans(text)
+        commands = _Words(text).commands()
     except RecursionError:  # hundreds of nested `$(…)`: refused rather than left unchecked
         return [
             replace(
@@ -485,9 +491,82 @@ def scan_placeholders(text: str) -> list[PlaceholderUse]:
             )
             for use in uses
         ]
+    spans = _code_word_spans(commands)
     if spans:
         uses = [_in_code_word(use, spans) for use in uses]
+    options = _option_positions(text, commands)
+    if options:
+        uses = [replace(use, option_of=options[use.start]) if use.start in options else use for use in uses]
     return uses
+
+
+#: Commands whose arguments are no options (or whose options a value cannot spell: `echo`'s are
+#: checked by `reads_as_option`): shell keywords, `test`, and `printf` after its format.
+_NO_OPTIONS = frozenset({"for", "case", "select", "in", "[[", "[", "test", ":", "true", "false", "export"})
+
+
+def _option_positions(text: str, commands: list[_Command]) -> dict[int, str]:
+    """Placeholders that start a word among a command's arguments (or a wrapper's: `sudo`,
+    `timeout` …), before any `--` there: a value beginning with `-` would be read as an option of
+    that command. Offset → the command's name."""
+    found: dict[int, str] = {}
+    for words, _ in commands:
+        plain = [w for w, _, _ in words]
+        first = 0
+        while first < len(plain) and _ASSIGNMENT.match(plain[first]):
+            first += 1
+        if first >= len(plain):
+            continue
+        k = _command_index(plain)
+        k = len(plain) if k is None or k < first else k
+        name = plain[k].rsplit("/", 1)[-1] if k < len(plain) else ""
+        candidates = [(w, plain[first].rsplit("/", 1)[-1]) for w in words[first + 1 : k]]
+        if name not in _NO_OPTIONS:
+            rest = words[k + 1 :]
+            if name == "printf":  # options only before the format; its arguments are data
+                rest = rest[:1]
+            candidates += [(w, name) for w in rest]
+        for (word, start, end), command in candidates:
+            if word == "--":
+                break
+            lead = start
+            while lead < end and text[lead] in "'\"":
+                lead += 1
+            if text.startswith("{{", lead):
+                found[lead] = command
+    return found
+
+
+def option_value(
+    uses: list[PlaceholderUse], variables: Mapping[str, str]
+) -> tuple[PlaceholderUse, str] | None:
+    """The first placeholder whose value its command would read as an option, with that value."""
+    for use in uses:
+        value = variables.get(use.key)
+        if use.option_of is not None and value is not None and reads_as_option(use.option_of, value):
+            return use, value
+    return None
+
+
+def option_problem(use: PlaceholderUse, value: str) -> str:
+    """What to say about `use`'s value, which its command would read as an option (after "the value
+    of {{key}} … "), and what to do instead."""
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    key, command = use.key, use.option_of
+    return (
+        f"begins with '-' ({shown!r}): `{command}` would read it as an option, not as its argument "
+        f"(hint: write `--` before it, `{command} … -- {{{{{key}}}}}`, if it is an operand; attach it to "
+        f"its option, `--name={{{{{key}}}}}`, if it is an option's value; if it is meant as options, "
+        f'pass it through `env` (env = {{ OPTS = "{{{{{key}}}}}" }}) and write $OPTS)'
+    )
+
+
+def reads_as_option(command: str, value: str) -> bool:
+    """Whether `command` would read `value`, as the start of one of its arguments, as an option:
+    it begins with `-` (a lone `-` names standard input); for `echo` only its own `-n`/`-e`/`-E`."""
+    if command == "echo":
+        return re.fullmatch(r"-[neE]+", value) is not None
+    return value.startswith("-") and value != "-"
 
 
 def _in_code_word(use: PlaceholderUse, spans: list[_Span]) -> PlaceholderUse:
@@ -546,6 +625,9 @@ ARGUMENT, HEREDOC_STDIN, HERESTRING_STDIN = "argument", "here-document", "here-s
 #: (start, end) offsets in `run` of text a command runs as code, the command, and `ARGUMENT` /
 #: `HEREDOC_STDIN` / `HERESTRING_STDIN`.
 _Span = tuple[int, int, str, str]
+#: A simple command as `_Words` finds it: its words (unquoted text, start, end), and the text its
+#: here-documents and here-strings give it (start, end, which).
+_Command = tuple[list[tuple[str, int, int]], list[tuple[int, int, str]]]
 
 #: Programs whose `-c` argument is a shell script.
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "busybox", "fish"})
@@ -965,12 +1047,12 @@ def _shell_script(words: list[str], i: int, name: str) -> tuple[int, int, str] |
     return None
 
 
-def _code_word_spans(text: str) -> list[_Span]:
-    """Offsets of the text in `text` that a command there runs as code (`code_arguments`, and the
-    here-documents and here-strings a shell or an interpreter reads its program from:
-    `stdin_program`), found in every simple command, `$(…)` and backticks included."""
+def _code_word_spans(commands: list[_Command]) -> list[_Span]:
+    """Offsets of the text a command runs as code (`code_arguments`, and the here-documents and
+    here-strings a shell or an interpreter reads its program from: `stdin_program`), found in every
+    simple command (`_Words`), `$(…)` and backticks included."""
     spans: list[_Span] = []
-    for words, stdin in _Words(text).commands():
+    for words, stdin in commands:
         plain = [w for w, _, _ in words]
         for first, end, command in code_arguments(plain):
             spans.extend((words[k][1], words[k][2], command, ARGUMENT) for k in range(first, end))
@@ -989,9 +1071,9 @@ class _Words:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.found: list[tuple[list[tuple[str, int, int]], list[tuple[int, int, str]]]] = []
+        self.found: list[_Command] = []
 
-    def commands(self) -> list[tuple[list[tuple[str, int, int]], list[tuple[int, int, str]]]]:
+    def commands(self) -> list[_Command]:
         self.split(0, len(self.text))
         return self.found
 

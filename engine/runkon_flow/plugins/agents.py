@@ -31,7 +31,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -39,6 +39,9 @@ from runkon_flow.cancellation import CancellationReason, CancellationToken
 from runkon_flow.dsl.shell_text import (
     ShellTemplateError,
     code_arguments,
+    option_problem,
+    option_value,
+    reads_as_option,
     render_shell_command,
     runs_shell,
     scan_placeholders,
@@ -779,12 +782,20 @@ def _render_command(
     code = _code_arguments([program, *command[1:]]) if command else {}
     argv: list[str] = []
     values: dict[str, str] = {}
+    operands = False  # after a `--` argument
     for index, part in enumerate(command):
         if code.get(index):
             try:
                 text, values = render_shell_command(part, variables)
             except ShellTemplateError as exc:
                 raise WorkflowError(f"agent '{name}': in its shell command, {exc}") from None
+            option = option_value(scan_placeholders(part), variables)
+            if option is not None:
+                use, value = option
+                raise WorkflowError(
+                    f"agent '{name}': in its shell command, the value of {{{{{use.key}}}}} "
+                    f"{option_problem(use, value)}"
+                )
             argv.append(text)
         elif index in code and scan_placeholders(part):
             key = scan_placeholders(part)[0].key
@@ -794,6 +805,15 @@ def _render_command(
                 "`env` and read that environment variable in the program)"
             )
         else:
+            if index > 0 and not operands and part.startswith("{{"):
+                use = replace(scan_placeholders(part)[0], option_of=Path(program).name)
+                value = variables.get(use.key)
+                if value is not None and reads_as_option(use.option_of or "", value):
+                    raise WorkflowError(
+                        f"agent '{name}': the value of {{{{{use.key}}}}} in its command's argument {index} "
+                        f"{option_problem(use, value)}"
+                    )
+            operands = operands or (index > 0 and part == "--")
             argv.append(substitute_variables(part, variables))
     return argv, values
 

@@ -19,7 +19,13 @@ import os
 import re
 
 from runkon_flow.dsl.ast import ScriptNode
-from runkon_flow.dsl.shell_text import ShellTemplateError, render_shell_command, scan_placeholders
+from runkon_flow.dsl.shell_text import (
+    ShellTemplateError,
+    option_problem,
+    option_value,
+    render_shell_command,
+    scan_placeholders,
+)
 from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.plugins.flow_output import parse_flow_output
 from runkon_flow.process import MAX_ARG_BYTES, TOO_BIG, run_process
@@ -190,6 +196,11 @@ def _attempt(
         command, values = render_shell_command(node.run, variables)
     except ShellTemplateError as exc:
         return step.failed(f"Script '{name}': {exc}")
+    option = option_value(scan_placeholders(node.run), variables)
+    if option is not None:
+        use, value = option
+        source, problem = describe_variable_source(st, use.key), option_problem(use, value)
+        return step.failed(f"Script '{name}': the value of {{{{{use.key}}}}} in `run` ({source}) {problem}")
     try:
         env = build_script_env(st, node, variables)
     except Exception as exc:

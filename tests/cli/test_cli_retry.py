@@ -367,6 +367,26 @@ def test_the_live_view_of_a_resume_counts_and_times_the_whole_run(
     assert re.search(r" · completed · \d+h\d\dm · steps ✓3 ✗0$", header), header
 
 
+def test_the_live_view_says_a_resume_that_starts_over_resumed_the_run(
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose first step failed has nothing to skip: the engine starts it over with
+    `RunStarted` (engine.md §10.1), and the live view said `run … started`, as for a new run."""
+    import re
+
+    monkeypatch.setenv("COLUMNS", "200")
+    write(home / "first.wf", 'workflow first {\n  script gate { run = "test -f fixed" }\n}\n')
+    code, out, _ = cli(capsys, "run", "first", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    (home / "fixed").touch()
+    code, out, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "live")
+    assert code == 0, err
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out)
+    assert f"run {run_id} first resumed (no completed step to skip: it starts over)" in plain
+    assert f"run {run_id} first started" not in plain
+
+
 def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:
     run_id = failed_run(capsys, home)
     code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))

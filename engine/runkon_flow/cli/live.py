@@ -219,7 +219,9 @@ class LiveView:
                 what = f"{retrying(e.retried_items)} of run {run} {e.workflow_name}"
                 return [self._c(_CYAN, g.run) + f" {what}"]
             word = "resumed" if kind == "RunResumed" else "started"
-            if kind == "RunStarted" and e.rerun_of:  # a new run, reusing an earlier run's first steps
+            if kind == "RunStarted" and self.model.starts_again(run):  # a resume with nothing to skip
+                word = "resumed (no completed step to skip: it starts over)"
+            elif kind == "RunStarted" and e.rerun_of:  # a new run, reusing an earlier run's first steps
                 word += f" (rerun of {e.rerun_of} from {e.rerun_from})"
             return [self._c(_CYAN, g.run) + f" run {run} {e.workflow_name} {word}"]
         if kind == "StepCompleted" and (top or not e.succeeded):

@@ -567,13 +567,16 @@ class RunModel:
         run.cancel_reason = None
         return run
 
+    def starts_again(self, run_id: str) -> bool:
+        """Whether a `RunStarted` of `run_id` now is its next attempt, not a new run: a resume
+        that found no completed step starts the run over (engine.md §10.1) — its times still count
+        from the first start. (A run read from rows, or one that ended, has a status; a child
+        announced by its parent's ChildRunStarted is `running` and not started yet.)"""
+        known = self.runs.get(run_id)
+        return known is not None and bool(known.attempts or known.status not in ("pending", "running"))
+
     def _run_started(self, data: EngineEventData, ev: Any) -> None:
-        known = self.runs.get(data.run_id)
-        if known is not None and (known.attempts or known.status not in ("pending", "running")):
-            # A resume that found no completed step starts the run over (engine.md §10.1): it is
-            # the run's next attempt, not a new run — its times still count from the first start.
-            # (A run read from rows, or one that ended, has a status; a child announced by its
-            # parent's ChildRunStarted is `running` and not started yet.)
+        if self.starts_again(data.run_id):
             self._next_attempt(data, ev, 0)
             return
         run = self._running(data, ev)

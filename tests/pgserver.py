@@ -75,31 +75,40 @@ def start() -> tuple[Path, str]:
             ],
             "initdb",
         )
-        options = (
-            f"-c listen_addresses='' -k {directory} -c fsync=off -c full_page_writes=off "
-            "-c max_connections=200 -c shared_buffers=32MB"
-        )
-        _run(
-            [
-                str(bindir / "pg_ctl"),
-                "start",
-                "-w",
-                "-t",
-                "30",
-                "-D",
-                str(data),
-                "-l",
-                str(directory / "log"),
-                "-o",
-                options,
-            ],
-            "pg_ctl start",
-        )
+        _start_server(bindir, directory)
         _run([str(bindir / "createdb"), "-h", str(directory), "-U", "postgres", DATABASE], "createdb")
     except BaseException:
         stop(directory)
         raise
     return directory, dsn_for(directory)
+
+
+def _start_server(bindir: Path, directory: Path) -> None:
+    options = (
+        f"-c listen_addresses='' -k {directory} -c fsync=off -c full_page_writes=off "
+        "-c max_connections=200 -c shared_buffers=32MB"
+    )
+    data = directory / "data"
+    argv = [str(bindir / "pg_ctl"), "start", "-w", "-t", "30", "-D", str(data), "-l", str(directory / "log")]
+    _run([*argv, "-o", options], "pg_ctl start")
+
+
+def halt(directory: Path) -> None:
+    """Shut the server in `directory` down (fast: every client connection is cut), keeping its
+    data: `start_again` brings it back — an outage as long as the caller likes."""
+    bindir = server_binaries()
+    assert bindir is not None
+    _run(
+        [str(bindir / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(Path(directory) / "data")],
+        "pg_ctl stop",
+    )
+
+
+def start_again(directory: Path) -> None:
+    """Start the server `halt` shut down."""
+    bindir = server_binaries()
+    assert bindir is not None
+    _start_server(bindir, Path(directory))
 
 
 def stop(directory: Path) -> None:

@@ -371,22 +371,188 @@ def restartable():
             store.close()
 
 
-def test_a_server_restart_fails_the_call_in_flight_then_the_store_reconnects(restartable) -> None:
+OUTAGE_LOG = "runkon_flow.persistence"
+
+
+def outage_lines(caplog) -> tuple[list[str], list[str]]:
+    """The store's 'unreachable' and 'is back' log lines."""
+    said = [r.getMessage() for r in caplog.records if r.name == OUTAGE_LOG]
+    return [m for m in said if " unreachable " in m], [m for m in said if " is back after " in m]
+
+
+def test_a_server_restart_is_ridden_out_and_said_once_when_lost_and_once_when_back(
+    restartable, caplog
+) -> None:
     from tests import pgserver
 
     store, dsn, directory = restartable
     run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
     pgserver.restart(directory)
-    with pytest.raises(PersistenceError) as caught:
-        store.get_run(run.id)
-    assert str(caught.value).startswith(f"persistence error: run database {display_dsn(dsn)}: ")
-    assert "\n" not in str(caught.value)
-    # Nothing was lost, and the next call works on a new connection.
-    assert store.get_run(run.id).owner_token == "t1"
-    step = store.insert_step(NewStep(run.id, "s", retry_count=0))
-    store.update_step(step, StepUpdate.completed(1))
+    with caplog.at_level("WARNING", logger=OUTAGE_LOG):
+        assert store.get_run(run.id).owner_token == "t1"  # the call in flight waited, on a new connection
+        step = store.insert_step(NewStep(run.id, "s", retry_count=0))
+        store.update_step(step, StepUpdate.completed(1))
+    lost, back = outage_lines(caplog)
+    assert len(lost) == 1 and len(back) == 1, (lost, back)
+    assert display_dsn(dsn) in lost[0] and "retry for up to 30 s (RUNKON_PG_OUTAGE_S)" in lost[0]
     with pytest.raises(EngineCancelled):
         store.update_step(step, StepUpdate.completed(7))
+
+
+def test_writes_made_while_the_server_is_down_wait_for_it_and_land_once(restartable, caplog) -> None:
+    from runkon_flow.persistence import NewEvent
+
+    from tests import pgserver
+
+    store, _dsn, directory = restartable
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+    store.append_events(run.id, [NewEvent(1.0, run.id, "RunStarted", "{}")])
+    pgserver.halt(directory)
+    timer = threading.Timer(1.0, pgserver.start_again, (directory,))
+    timer.start()
+    try:
+        with caplog.at_level("WARNING", logger=OUTAGE_LOG):
+            events = [NewEvent(2.0 + i, run.id, "StepCompleted", f'{{"n": {i}}}') for i in range(5)]
+            assert store.append_events(run.id, events, generation=1)
+            assert store.acquire_lease(run.id, "t1", 30) == 1  # its own lease, renewed
+            assert store.finish_run(run.id, RunStatus.COMPLETED, "done", None, "t1")
+    finally:
+        timer.join()
+    assert [e.seq for e in store.read_events(run.id)] == [1, 2, 3, 4, 5, 6]
+    lost, back = outage_lines(caplog)
+    assert len(lost) == 1 and len(back) == 1, (lost, back)
+
+
+def test_an_outage_longer_than_the_window_fails_the_call_saying_how_long_it_waited(caplog) -> None:
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    from tests import pgserver
+
+    with pg.own_server() as (directory, dsn):
+        store = PostgresStore(dsn, outage_s=1)
+        try:
+            run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+            pgserver.halt(directory)
+            with caplog.at_level("WARNING", logger=OUTAGE_LOG):
+                with pytest.raises(PersistenceError) as caught:
+                    store.get_run(run.id)
+                assert (
+                    f"run database {display_dsn(dsn)} unreachable for 1 s (RUNKON_PG_OUTAGE_S), gave up: "
+                    in str(caught.value)
+                )
+                with pytest.raises(PersistenceError):  # the outage goes on: no second wait, no second line
+                    store.get_run(run.id)
+                pgserver.start_again(directory)
+                assert store.get_run(run.id).owner_token == "t1"
+            lost, back = outage_lines(caplog)
+            assert len(lost) == 1 and len(back) == 1, (lost, back)
+        finally:
+            store.close()
+
+
+def test_without_an_outage_window_a_restart_fails_the_call_in_flight_then_the_store_reconnects() -> None:
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    from tests import pgserver
+
+    with pg.own_server() as (directory, dsn):
+        store = PostgresStore(dsn, outage_s=0)
+        try:
+            run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+            pgserver.restart(directory)
+            with pytest.raises(PersistenceError) as caught:
+                store.get_run(run.id)
+            assert str(caught.value).startswith(f"persistence error: run database {display_dsn(dsn)}: ")
+            assert "\n" not in str(caught.value)
+            # Nothing was lost, and the next call works on a new connection.
+            assert store.get_run(run.id).owner_token == "t1"
+        finally:
+            store.close()
+
+
+class LoseTheAnswer:
+    """The store's cursor, except that the first statement `when(query)` picks is run — and
+    committed — and then the connection is lost before its answer arrives (a server gone at
+    that instant)."""
+
+    def __init__(self, store, when) -> None:
+        self._cur = store._cursor
+        self._when = when
+        self.fired = False
+
+    def execute(self, query, params=None, **kwargs):
+        import psycopg
+
+        result = self._cur.execute(query, params, **kwargs)
+        if not self.fired and self._when(str(query)):
+            self.fired = True
+            self._cur.connection.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
+
+
+def lose_the_answer(store, when) -> LoseTheAnswer:
+    store._cursor = lost = LoseTheAnswer(store, when)
+    return lost
+
+
+def test_an_event_append_whose_commit_answer_was_lost_is_in_the_stream_once(store, caplog) -> None:
+    from runkon_flow.persistence import NewEvent
+
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+    store.append_events(run.id, [NewEvent(1.0, run.id, "RunStarted", "{}")])
+    lost = lose_the_answer(store, lambda q: q == "COMMIT")
+    events = [NewEvent(2.0 + i, run.id, "StepCompleted", f'{{"n": {i}}}') for i in range(3)]
+    with caplog.at_level("WARNING", logger=OUTAGE_LOG):
+        assert store.append_events(run.id, events, generation=1)
+    assert lost.fired
+    assert [(e.seq, e.kind) for e in store.read_events(run.id)] == [
+        (1, "RunStarted"),
+        (2, "StepCompleted"),
+        (3, "StepCompleted"),
+        (4, "StepCompleted"),
+    ]
+    assert len(outage_lines(caplog)[0]) == 1
+
+
+def test_a_finish_whose_answer_was_lost_is_not_taken_for_a_refusal(store) -> None:
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+    lost = lose_the_answer(store, lambda q: q.startswith("UPDATE workflow_runs SET status"))
+    assert store.finish_run(run.id, RunStatus.COMPLETED, "done", None, "t1") is True
+    assert lost.fired
+    assert store.get_run(run.id).status is RunStatus.COMPLETED
+
+
+def test_queued_rows_whose_commit_answer_was_lost_are_written_once_without_complaint(
+    store, dsn, caplog
+) -> None:
+    runs = [
+        store.create_leased_run(NewRun(workflow_name=f"c{i}"), f"t{i}", 30, durable=False) for i in range(5)
+    ]
+    for run in runs:
+        store.insert_step(NewStep(run.id, "s", retry_count=0), durable=False)
+    lost = lose_the_answer(store, lambda q: q.startswith("WITH"))
+    with caplog.at_level("WARNING", logger=OUTAGE_LOG):
+        store.flush()
+    assert lost.fired
+    assert sql(dsn, "SELECT count(*) FROM workflow_runs") == [(5,)]
+    assert sql(dsn, "SELECT count(*) FROM workflow_run_steps") == [(5,)]
+    assert not [r for r in caplog.records if "write-behind write failed" in r.getMessage()]
+
+
+def test_a_write_that_cannot_be_run_twice_fails_when_its_commit_answer_was_lost(store) -> None:
+    run = store.create_run(NewRun(workflow_name="wf"))
+    lose_the_answer(store, lambda q: q == "COMMIT")
+    with pytest.raises(
+        PersistenceError, match=r"lost while committing .*; the write may or may not have been made"
+    ):
+        store.start_run(run.id, resuming=False)
+    assert (
+        store.get_run(run.id).status is RunStatus.RUNNING
+    )  # it had committed: resumable as any failed write
 
 
 # --------------------------------------------------------------------------- write-behind

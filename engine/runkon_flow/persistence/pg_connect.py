@@ -85,11 +85,21 @@ def connect(dsn: str, where: str) -> Any:
             "pip install 'runkon-tui[postgres]'"
         ) from None
     try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="runkon")
+        return open_connection(dsn)
     except psycopg.Error as exc:
-        line = error_line(exc)
-        raise PersistenceError(
-            f"cannot connect to run database {where}: {line}{connect_hint(line)}"
-        ) from None
+        raise connect_failure(where, exc) from None
     except (ValueError, TypeError) as exc:  # a malformed URL or option
         raise PersistenceError(f"cannot connect to run database {where}: {exc}") from None
+
+
+def open_connection(dsn: str) -> Any:
+    """psycopg's autocommit connection as the store uses it (psycopg's errors as they are)."""
+    import psycopg
+
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="runkon")
+
+
+def connect_failure(where: str, exc: BaseException) -> PersistenceError:
+    """A refused or failed connection to `where`, said in one line with what to do about it."""
+    line = error_line(exc)
+    return PersistenceError(f"cannot connect to run database {where}: {line}{connect_hint(line)}")

@@ -20,8 +20,11 @@ PostgreSQL's own:
   synchronously.
 * **Notifications.** Gate decisions and cancel requests `NOTIFY runkon` in their transaction; a
   listener thread wakes the engine that waits (gates at once; cancels are also polled, 1 s).
-* **Errors** are one-line `PersistenceError`s naming the DSN without its password. A lost
-  connection (server restart) fails the call in progress; the next call reconnects.
+* **Errors** are one-line `PersistenceError`s naming the DSN without its password.
+* **Outages.** A call whose connection is lost or cannot be made (a server restart, a failover)
+  waits for the server — a new connection tried with backoff — for up to the outage window
+  (`RUNKON_PG_OUTAGE_S`, 30 s; 0: no waiting), said once when it begins and once when it ends,
+  and is then run again where that is safe (`_Write.retry_safe`, docs/persistence.md).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import functools
 import itertools
 import json
 import logging
+import os
 import shlex
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
@@ -64,7 +69,13 @@ from runkon_flow.persistence.models import (
     WorkflowRunStep,
 )
 from runkon_flow.persistence.notify import cancel_requested, gate_decided
-from runkon_flow.persistence.pg_connect import connect, display_dsn, error_line
+from runkon_flow.persistence.pg_connect import (
+    connect,
+    connect_failure,
+    display_dsn,
+    error_line,
+    open_connection,
+)
 from runkon_flow.persistence.schema import (
     ABANDONED_DESCENDANTS,
     EVENT_COLUMNS,
@@ -88,6 +99,12 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 log = logging.getLogger("runkon_flow.persistence")
 
 _HISTORY_BATCH = 128  # queued write-behind run/step writes that a durable write takes along
+OUTAGE_ENV = "RUNKON_PG_OUTAGE_S"
+OUTAGE_SECONDS = 30.0  # how long a store call waits for a server that went away (default)
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0  # seconds between attempts to connect again: doubling
+# Server errors that mean the connection is gone or cannot be made now (the server shutting down
+# or starting up); class 08 is every connection exception.
+_UNREACHABLE_STATES = {"57P01", "57P02", "57P03"}
 CHANNEL = "runkon"
 
 P = ParamSpec("P")
@@ -280,6 +297,7 @@ class _Write:
         "params",
         "parts",
         "result",
+        "retry_safe",
         "single",
         "sql",
         "stream",
@@ -292,6 +310,11 @@ class _Write:
         self.behind = behind
         self.sql = sql
         self.params = params
+        # Run again when the connection was lost with its commit on the way (the answer lost: it
+        # may have committed): the write is idempotent — applied twice it leaves the database and
+        # its result as applied once. Plain statements (row inserts, lease releases) are: an
+        # insert's commit is checked (`_committed`).
+        self.retry_safe = fn is None
         self.parts: list[_ItemPart] | None = None  # fan-out item batches sent as one statement
         self.fenced_by: str | None = None  # a run whose row it reads FOR SHARE (`_fenced_runs`)
         self.stream: str | None = None  # the event stream it appends to (`_STREAM_LOCK`)
@@ -323,6 +346,51 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _reading(method: Callable[P, R]) -> Callable[P, R]:
+    """`_translated`, for a call that only reads (writes it drains go through `_run_batch`): run
+    again, on a new connection, when its connection was lost — within the outage window."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = args[0]
+        assert isinstance(store, PostgresStore)
+        first = None
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except psycopg.Error as exc:
+                if not store._gone(exc):
+                    raise PersistenceError(f"run database {store.where}: {error_line(exc)}") from exc
+                with store._lock:
+                    first = store._lost(exc, first)
+
+    return wrapper
+
+
+class _Lost(Exception):
+    """A batch's connection was lost; `ambiguous`: its commit was on the way (it may have
+    committed)."""
+
+    def __init__(self, exc: BaseException, ambiguous: bool) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+        self.ambiguous = ambiguous
+
+
+def outage_seconds() -> float:
+    """The outage window: `$RUNKON_PG_OUTAGE_S` (seconds, 0: no waiting), else 30 s."""
+    given = os.environ.get(OUTAGE_ENV, "").strip()
+    if not given:
+        return OUTAGE_SECONDS
+    try:
+        seconds = float(given)
+    except ValueError:
+        raise PersistenceError(f"{OUTAGE_ENV}={given!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise PersistenceError(f"{OUTAGE_ENV}={given!r}: give 0 or more seconds")
+    return seconds
+
+
 class PostgresStore(Leadership):
     """A `WorkflowPersistence` in a PostgreSQL database (the connection's current schema).
 
@@ -342,6 +410,7 @@ class PostgresStore(Leadership):
         upgrade: bool = False,
         create: bool = True,
         listen: bool = True,
+        outage_s: float | None = None,
     ) -> None:
         if psycopg is None:
             raise PersistenceError(
@@ -360,6 +429,10 @@ class PostgresStore(Leadership):
         self._history_keys: set[str] = set()
         self._foldable: dict[str, list] = {}
         self._closed = False
+        self._outage_s = outage_seconds() if outage_s is None else outage_s
+        self._outage_since: float | None = None  # monotonic start of the outage under way
+        self._commit_sent = False  # the running batch's commit went out (an answer lost is ambiguous)
+        self._retrying = False  # the running batch is run again after an ambiguous loss
         self._db = connect(dsn, self.where)
         try:
             pgs_version = ensure_schema(self._db, self.where, upgrade=upgrade, create=create)
@@ -389,10 +462,82 @@ class PostgresStore(Leadership):
     def _reconnect_if_broken(self) -> None:
         """After a lost connection (server restart) the next call starts on a new one."""
         if self._db.broken or self._db.closed:
-            with suppress(Exception):
-                self._db.close()
-            self._db = connect(self.dsn, self.where)
-            self._cursor = self._db.cursor()
+            self._reconnect()
+
+    def _gone(self, exc: BaseException) -> bool:
+        """`exc` says the connection is lost or cannot be made now (not a refused statement)."""
+        if not isinstance(exc, psycopg.OperationalError):
+            return False
+        state = getattr(exc, "sqlstate", None)
+        if state is not None:
+            return state.startswith("08") or state in _UNREACHABLE_STATES
+        return bool(self._db.broken or self._db.closed)
+
+    def _lost(self, exc: BaseException, first: float | None) -> float:
+        """Under `_lock`: the connection was lost (`exc`): wait for the server and reconnect, or
+        raise the PersistenceError that ends the call (no window, or the window is over). `first`:
+        when the call first lost its connection (None: now), returned — a call whose connections
+        keep being lost, the server back each time, gives up after the window too."""
+        now = time.monotonic()
+        if first is not None and now - first >= self._outage_s:
+            raise self._gave_up(exc)
+        self._outage_began(exc)
+        self._reconnect()
+        return now if first is None else first
+
+    def _gave_up(self, exc: BaseException) -> PersistenceError:
+        return PersistenceError(
+            f"run database {self.where} unreachable for {self._outage_s:g} s ({OUTAGE_ENV}), "
+            f"gave up: {error_line(exc)}"
+        )
+
+    def _outage_began(self, exc: BaseException) -> None:
+        """Said once per outage; raises once it has lasted longer than the window."""
+        now = time.monotonic()
+        if self._outage_s <= 0:
+            raise PersistenceError(f"run database {self.where}: {error_line(exc)}")
+        if self._outage_since is None:
+            self._outage_since = now
+            log.warning(
+                "run database %s unreachable (%s); its calls wait and retry for up to %g s (%s)",
+                self.where,
+                error_line(exc),
+                self._outage_s,
+                OUTAGE_ENV,
+            )
+        elif now - self._outage_since >= self._outage_s:
+            raise self._gave_up(exc)
+
+    def _reconnect(self) -> None:
+        """A new connection; while the server cannot be reached, tried again with backoff until
+        the outage window is over (`_outage_began`)."""
+        with suppress(Exception):
+            self._db.close()
+        delay = _BACKOFF_FIRST
+        while True:
+            try:
+                db = open_connection(self.dsn)
+                break
+            except psycopg.Error as exc:
+                if not (isinstance(exc, psycopg.OperationalError) and _unreachable(exc)):
+                    raise connect_failure(self.where, exc) from None
+                if self._outage_s <= 0:
+                    raise connect_failure(self.where, exc) from None
+                self._outage_began(exc)
+                assert self._outage_since is not None
+                left = self._outage_since + self._outage_s - time.monotonic()
+                time.sleep(max(0.0, min(delay, left)))
+                delay = min(delay * 2, _BACKOFF_MAX)
+            except (ValueError, TypeError) as exc:
+                raise PersistenceError(f"cannot connect to run database {self.where}: {exc}") from None
+        self._db, self._cursor = db, db.cursor()
+        if self._outage_since is not None:
+            log.warning(
+                "run database %s is back after %.1f s; carrying on",
+                self.where,
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
@@ -418,6 +563,7 @@ class PostgresStore(Leadership):
         params: Any = None,
         fenced_by: str | None = None,
         stream: str | None = None,
+        retry_safe: bool = False,
     ) -> Any:
         """Queue a write; unless `durable` is False, return its result once committed.
 
@@ -425,9 +571,10 @@ class PostgresStore(Leadership):
         (docs/persistence.md), with queued plain statements of the same SQL sent together by
         `executemany`. `fenced_by`: a run whose row the write reads `FOR SHARE` (a fence), locked
         at the start of its batch (`_fenced_runs`); `stream`: the event stream it appends to,
-        whose lock its batch takes before that."""
+        whose lock its batch takes before that. `retry_safe`: see `_Write.retry_safe`."""
         op = _Write(fn, single, not durable, sql, params)
         op.fenced_by, op.stream = fenced_by, stream
+        op.retry_safe = op.retry_safe or retry_safe
         wake = None
         with self._queue_lock:
             if durable:
@@ -510,6 +657,75 @@ class PostgresStore(Leadership):
             self._wake_done(batch)
 
     def _run_batch(self, batch: list[_Write], synchronous: bool) -> None:
+        """Run (and commit) the batch; a lost connection is waited out (`_lost`) and the batch
+        run again — at once when its commit had not gone out (nothing of it happened), else when
+        it turns out not to have committed (`_committed`) or all its writes are `retry_safe`."""
+        first = None
+        try:
+            while True:
+                try:
+                    self._run_batch_once(batch, synchronous)
+                    return
+                except _Lost as lost:
+                    try:
+                        first = self._lost(lost.exc, first)
+                    except PersistenceError as exc:
+                        self._fail(batch, exc)
+                        return
+                    if lost.ambiguous:
+                        committed = self._committed(batch)
+                        if committed:
+                            self._settle(batch, lost.exc)
+                            return
+                        if committed is None and not all(op.retry_safe for op in batch):
+                            self._fail(batch, self._unknown_commit(lost.exc))
+                            return
+                        self._retrying = committed is None
+        finally:
+            self._retrying = False
+
+    def _unknown_commit(self, exc: BaseException) -> PersistenceError:
+        return PersistenceError(
+            f"run database {self.where}: the connection was lost while committing ({error_line(exc)}); "
+            "the write may or may not have been made"
+        )
+
+    def _fail(self, batch: list[_Write], exc: PersistenceError) -> None:
+        for op in batch:
+            if not op.done:
+                op.error, op.done = exc, True
+                self._report(op)
+
+    def _committed(self, batch: list[_Write]) -> bool | None:
+        """Whether a batch (one transaction) whose commit's answer was lost committed: seen by a
+        queued row it inserts (its id chosen here, never reused). None when it inserts none."""
+        for op in batch:
+            if _plain_insert(op):
+                table = "workflow_run_steps" if op.sql is _STEP_INSERT else "workflow_runs"
+                found = self._cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s", (op.params[0],))
+                return found.fetchone() is not None
+        return None
+
+    def _settle(self, batch: list[_Write], exc: BaseException) -> None:
+        """A batch that did commit, its answer lost: its plain statements and item writes are
+        done; its other writes run again, alone, for their results — those that are
+        `retry_safe` (the others fail: their result is unknown)."""
+        retrying = self._retrying
+        self._retrying = True
+        try:
+            for op in batch:
+                if op.fn is None or op.parts is not None:
+                    op.result, op.done = None, True
+                elif op.retry_safe:
+                    self._run_alone(op)
+                else:
+                    op.error, op.done = self._unknown_commit(exc), True
+                    self._report(op)
+        finally:
+            self._retrying = retrying
+
+    def _run_batch_once(self, batch: list[_Write], synchronous: bool) -> None:
+        self._commit_sent = False
         if len(batch) == 1 and synchronous and batch[0].parts is None:
             # (An item write alone goes as the one statement below: its fence check and its
             # update in one transaction, as in a batch.)
@@ -523,6 +739,7 @@ class PostgresStore(Leadership):
         pipelined = one is None and all(op.fn is None or op.parts is not None for op in batch)
         try:
             if one is not None:
+                self._commit_sent = True
                 cur.execute(*one)  # autocommit: its own transaction, committed synchronously
                 results = [None] * len(batch)
             else:
@@ -544,6 +761,7 @@ class PostgresStore(Leadership):
                         # runs below it, and the other order could deadlock with it.
                         cur.execute(_RUNS_LOCK, (fenced,))
                     results = self._run_ops(cur, batch, self.where)
+                    self._commit_sent = True
                     cur.execute("COMMIT")
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
             # Chosen to break a deadlock: nothing was committed and the connection is fine — the
@@ -553,8 +771,10 @@ class PostgresStore(Leadership):
             for op in batch:
                 self._run_alone(op)
             return
-        except psycopg.OperationalError as exc:  # the connection is gone: nothing was committed
+        except psycopg.OperationalError as exc:
             _rollback(cur)
+            if self._gone(exc):  # the connection is gone (`_run_batch` waits for the server)
+                raise _Lost(exc, self._commit_sent) from exc
             for op in batch:
                 op.error, op.done = PersistenceError(f"run database {self.where}: {error_line(exc)}"), True
                 self._report(op)
@@ -643,7 +863,42 @@ class PostgresStore(Leadership):
         return results
 
     def _run_alone(self, op: _Write) -> None:
+        retrying = self._retrying
+        first = None
+        try:
+            self._run_alone_once(op)
+            while op.error is not None and isinstance(op.error.__cause__, psycopg.Error):
+                exc = op.error.__cause__
+                if not self._gone(exc):
+                    return
+                # Autocommit (`single`): each statement commits as it runs.
+                ambiguous = self._commit_sent or op.single
+                try:
+                    first = self._lost(exc, first)
+                except PersistenceError as failed:
+                    op.error = failed
+                    return
+                if ambiguous:
+                    committed = self._committed([op]) if op.fn is None else None
+                    if committed:
+                        op.error, op.result = None, None
+                        return
+                    if committed is None and not op.retry_safe:
+                        op.error = self._unknown_commit(exc)
+                        return
+                    self._retrying = True
+                op.error = None
+                self._run_alone_once(op)
+        finally:
+            self._retrying = retrying
+            op.done = True
+            if op.error is not None:
+                self._report(op)
+
+    def _run_alone_once(self, op: _Write) -> None:
         cur = self._cursor
+        self._commit_sent = False
+        op.error = None
         try:
             if op.single:
                 op.result = op.run(cur)
@@ -651,6 +906,7 @@ class PostgresStore(Leadership):
                 cur.execute("BEGIN")
                 try:
                     op.result = op.run(cur)
+                    self._commit_sent = True
                     cur.execute("COMMIT")
                 except BaseException:
                     _rollback(cur)
@@ -658,10 +914,8 @@ class PostgresStore(Leadership):
         except psycopg.Error as exc:
             op.error = PersistenceError(f"run database {self.where}: {error_line(exc)}")
             op.error.__cause__ = exc
-            self._report(op)
         except Exception as exc:
             op.error = exc
-            self._report(op)
         op.done = True
 
     def _report(self, op: _Write) -> None:
@@ -754,19 +1008,27 @@ class PostgresStore(Leadership):
                 cur.execute("RELEASE SAVEPOINT run_insert")
             except psycopg.errors.UniqueViolation:
                 cur.execute("ROLLBACK TO SAVEPOINT run_insert")
+                if self._retrying:  # this insert, committed before (its answer lost)
+                    mine = cur.execute(
+                        "SELECT lease_until FROM workflow_runs WHERE id = %s AND started_at = %s "
+                        "AND owner_token IS NOT DISTINCT FROM %s",
+                        (run.id, run.started_at, token),
+                    ).fetchone()
+                    if mine is not None:
+                        return sh.rfc3339(mine[0]) if mine[0] is not None else None
                 raise PersistenceError(f"run {run.id} already exists") from None
             return sh.rfc3339(returned) if returned is not None else None
 
-        run.lease_until = self._write(insert, single=False, key="r:" + run.id)
+        run.lease_until = self._write(insert, single=False, key="r:" + run.id, retry_safe=True)
         return run
 
-    @_translated
+    @_reading
     def get_run(self, run_id: str) -> WorkflowRun | None:
         with self._conn() as cur:
             row = cur.execute(f"SELECT {RUN_COLUMNS} FROM workflow_runs WHERE id = %s", (run_id,)).fetchone()
         return _run(row) if row else None
 
-    @_translated
+    @_reading
     def list_runs(self, limit: int = 500, parent_run_id: str | None = "") -> list[WorkflowRun]:
         """Newest first; "" → runs without a parent, None → all runs, an id → that run's children."""
         if parent_run_id is None:
@@ -786,7 +1048,7 @@ class PostgresStore(Leadership):
             rows = cur.execute(sql, (*params, max(limit, 0))).fetchall()
         return [_run(r) for r in rows]
 
-    @_translated
+    @_reading
     def find_run_ids(self, part: str) -> list[str]:
         """Ids beginning or ending with `part` in any case, newest first (see the protocol)."""
         part = part.upper()
@@ -798,7 +1060,7 @@ class PostgresStore(Leadership):
             rows = cur.execute(sql, (len(part), part, len(part), part)).fetchall()
         return [r[0] for r in rows]
 
-    @_translated
+    @_reading
     def list_active_runs(self, statuses: list[RunStatus]) -> list[WorkflowRun]:
         wanted, unfinished = sh.listed_statuses(statuses)
         sql = (
@@ -862,14 +1124,20 @@ class PostgresStore(Leadership):
                 if abandoned is not None:
                     cur.execute(_UNFINISHED_BELOW, (abandoned, now, run_id))
                 return True
-            if cur.execute("SELECT 1 FROM workflow_runs WHERE id = %s", (run_id,)).fetchone() is None:
+            row = cur.execute(
+                "SELECT status, ended_at, owner_token FROM workflow_runs WHERE id = %s", (run_id,)
+            ).fetchone()
+            if row is None:
                 raise PersistenceError(f"run {run_id} not found")
+            if tuple(row) == (status.value, now, None):
+                return True  # this very finish, committed before (its answer lost: run again)
             if not durable:
                 sh.finish_refused_behind(run_id, status.value, on_refused)
             return False
 
         single = abandoned is None  # else two statements, in one transaction
-        return self._write(finish, single=single, durable=durable, key="r:" + run_id) is not False
+        written = self._write(finish, single=single, durable=durable, key="r:" + run_id, retry_safe=True)
+        return written is not False
 
     @_translated
     def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
@@ -909,7 +1177,7 @@ class PostgresStore(Leadership):
             if notify is not None:
                 cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{notify}:{run_id}"))
 
-        self._write(update, single=notify is None, durable=durable, key="r:" + run_id)
+        self._write(update, single=notify is None, durable=durable, key="r:" + run_id, retry_safe=True)
 
     @_translated
     def end_abandoned_descendants(self, run_id: str, error: str) -> int:
@@ -958,7 +1226,7 @@ class PostgresStore(Leadership):
 
         return self._write(start, single=False, key="r:" + run_id)
 
-    @_translated
+    @_reading
     def is_run_cancelled(self, run_id: str) -> bool:
         with self._conn() as cur:
             row = cur.execute("SELECT status FROM workflow_runs WHERE id = %s", (run_id,)).fetchone()
@@ -988,7 +1256,8 @@ class PostgresStore(Leadership):
             row = cur.execute(sql, params).fetchone()
             return None if row is None else row[0]
 
-        return self._write(acquire, key="r:" + run_id)
+        # Run again after a lost answer, it renews the lease it took (same token, same generation).
+        return self._write(acquire, key="r:" + run_id, retry_safe=True)
 
     @_translated
     def release_lease(self, run_id: str, token: str) -> None:
@@ -1046,8 +1315,12 @@ class PostgresStore(Leadership):
             except psycopg.errors.ForeignKeyViolation:
                 cur.execute("ROLLBACK TO SAVEPOINT step_insert")
                 raise PersistenceError(f"run {new_step.workflow_run_id} not found") from None
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT step_insert")
+                if not self._retrying:  # else: this insert (its new id), committed before
+                    raise
 
-        self._write(insert, single=False, key=key, needs=needs)
+        self._write(insert, single=False, key=key, needs=needs, retry_safe=True)
         return step_id
 
     @_translated
@@ -1096,7 +1369,7 @@ class PostgresStore(Leadership):
             if row[1] != update.generation or row[0] not in sh.TERMINAL_STEP_STATUSES:
                 raise sh.lease_cancelled()
 
-        self._write(update_row, durable=durable, key="s:" + step_id)
+        self._write(update_row, durable=durable, key="s:" + step_id, retry_safe=True)
 
     def _fold_step(self, row: list, status: StepStatus, update: StepUpdate, now: str) -> bool:
         """A step update applied to its queued insert row, while its run's insert is queued too."""
@@ -1120,7 +1393,7 @@ class PostgresStore(Leadership):
                 row[_S_RETRY] = update.retry_count
         return True
 
-    @_translated
+    @_reading
     def get_steps(self, run_id: str) -> list[WorkflowRunStep]:
         with self._conn() as cur:
             rows = cur.execute(
@@ -1130,7 +1403,7 @@ class PostgresStore(Leadership):
             ).fetchall()
         return [_step_from_row(r) for r in rows]
 
-    @_translated
+    @_reading
     def get_step(self, step_id: str) -> WorkflowRunStep | None:
         with self._conn() as cur:
             row = cur.execute(
@@ -1147,7 +1420,7 @@ class PostgresStore(Leadership):
                 if self._listener is None:
                     self._listener = _Listener(self.dsn, self.where)
 
-    @_translated
+    @_reading
     def get_gate_approval(self, step_id: str) -> GateApprovalState:
         """Also starts the notification listener: whoever reads a gate's state waits for it."""
         self._start_listening()
@@ -1260,7 +1533,7 @@ class PostgresStore(Leadership):
             }
             return [existing[(t, i)] for t, i, _, _ in items]
 
-        return self._write(insert, single=False, needs="s:" + step_run_id)
+        return self._write(insert, single=False, needs="s:" + step_run_id, retry_safe=True)
 
     @_translated
     def update_fan_out_item(self, item_id: str, update: FanOutItemUpdate) -> None:
@@ -1270,7 +1543,7 @@ class PostgresStore(Leadership):
             if cur.execute(sql, params).rowcount == 0:
                 raise PersistenceError(f"fan-out item {item_id} not found")
 
-        self._write(update_item)
+        self._write(update_item, retry_safe=True)
 
     @_translated
     def batch_update_fan_out_items(
@@ -1313,6 +1586,7 @@ class PostgresStore(Leadership):
                     not durable,
                 )
                 op.parts = parts
+                op.retry_safe = True  # values set, not changed: applied twice as once
                 self._pending.append(op)
             if durable:
                 wake = self._enlist(op)
@@ -1327,7 +1601,7 @@ class PostgresStore(Leadership):
             raise op.error
         return op.result is not False
 
-    @_translated
+    @_reading
     def get_fan_out_items(
         self, step_run_id: str, status_filter: FanOutItemStatus | None = None
     ) -> list[FanOutItemRow]:
@@ -1382,16 +1656,34 @@ class PostgresStore(Leadership):
             last = cur.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = %s", (run_id,)
             ).fetchone()[0]
+            if self._retrying and self._appended(cur, run_id, last, batch):
+                return True
             cur.execute(_EVENT_INSERT, (run_id, last, *columns))
             return True
 
         fenced_by = run_id if generation is not None else None
         written = self._write(
-            append, single=False, durable=durable, needs="r:" + run_id, fenced_by=fenced_by, stream=run_id
+            append,
+            single=False,
+            durable=durable,
+            needs="r:" + run_id,
+            fenced_by=fenced_by,
+            stream=run_id,
+            retry_safe=True,
         )
         return written is not False
 
-    @_translated
+    @staticmethod
+    def _appended(cur: Any, run_id: str, last: int, batch: list[NewEvent]) -> bool:
+        """The stream ends with `batch` already: an append committed before, its answer lost."""
+        tail = cur.execute(
+            "SELECT ts, event_run_id, kind, payload FROM workflow_run_events WHERE run_id = %s "
+            "AND seq > %s ORDER BY seq",
+            (run_id, last - len(batch)),
+        ).fetchall()
+        return [tuple(row) for row in tail] == [(e.ts, e.event_run_id, e.kind, e.payload) for e in batch]
+
+    @_reading
     def read_events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
         sql = f"SELECT {EVENT_COLUMNS} FROM workflow_run_events WHERE run_id = %s AND seq > %s ORDER BY seq"
         params: tuple = (run_id, after_seq)
@@ -1401,7 +1693,7 @@ class PostgresStore(Leadership):
         with self._conn() as cur:
             return [StoredEvent(*row) for row in cur.execute(sql, params).fetchall()]
 
-    @_translated
+    @_reading
     def last_event_seq(self, run_id: str) -> int:
         sql = "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = %s"
         with self._conn() as cur:
@@ -1666,6 +1958,19 @@ def _json_value(value: object) -> str:
 
 _ROWS_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_value)
 _rows_json = _ROWS_ENCODER.encode
+
+
+_REFUSALS = ("password", "authentication", "does not exist", "permission denied", "pg_hba.conf")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failed connection attempt that may succeed a little later: the server down, restarting,
+    shutting down or starting up — not a refusal (a password, a database that does not exist)."""
+    state = getattr(exc, "sqlstate", None)
+    if state is not None:
+        return state.startswith("08") or state in _UNREACHABLE_STATES
+    line = error_line(exc).lower()
+    return not any(word in line for word in _REFUSALS)
 
 
 def _rollback(cur: Any) -> None:

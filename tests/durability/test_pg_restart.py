@@ -1,12 +1,16 @@
-"""A PostgreSQL server restarting in the middle of a run: the engine's calls during the outage fail
-with one line naming the database (never its password), its store reconnects on the next call,
-and the run ends completed — or, if a write was lost, stays resumable to completion; a step that
-completed is never run again. Runs on a throwaway server of its own (restarting a shared one would
-disturb other tests)."""
+"""A PostgreSQL server restarting, or away for a few seconds, in the middle of a run: the engine's
+store calls wait for it (said once on stderr when it goes, once when it is back) and the run goes
+on — a fan-out completes every item exactly once, its event stream without a gap or a repeat; an
+outage longer than the window (RUNKON_PG_OUTAGE_S) fails the run, which a resume completes. A step
+that completed is never run again. Runs on a throwaway server of its own (restarting a shared one
+would disturb other tests)."""
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +69,130 @@ def test_a_server_restart_mid_run_leaves_the_run_finished_or_resumable(tmp_path:
         assert store.get_run(run_id).status is RunStatus.COMPLETED
     ran = (wf / "ran.log").read_text().split()
     assert ran == ["one", "wait", "three"] or re.fullmatch(r"one (wait )+three", " ".join(ran))
+
+
+ITEMS = [f"item-{i:03d}" for i in range(120)]
+FAN = """workflow outage-fan {
+  foreach all {
+    over         = lines
+    scope        = { file = "items.txt" }
+    max_parallel = 8
+    workflow     = outage-item
+  }
+}
+"""
+ITEM = """workflow outage-item {
+  script record {
+    run = "./record.sh"
+    env = { ITEM = "{{item.id}}" OUT = "%s" }
+  }
+}
+"""
+RECORD = """#!/bin/sh
+sleep 0.03
+echo "$ITEM" >> "$OUT"
+"""
+
+
+def lines_in(path: Path) -> int:
+    try:
+        return path.read_text().count("\n")
+    except FileNotFoundError:
+        return 0
+
+
+def fan_out(tmp_path: Path, dsn: str, **env: str):
+    """The 120-item fan-out started on `dsn`: (process, its stdout, its stderr, the items' record)."""
+    wf, ran = tmp_path / "wf", tmp_path / "ran.txt"
+    write(wf / "outage-fan.wf", FAN)
+    write(wf / "outage-item.wf", ITEM % ran)
+    write(wf / "record.sh", RECORD, executable=True)
+    write(wf / "items.txt", "\n".join(ITEMS) + "\n")
+    out, err = tmp_path / "run.out", tmp_path / "run.err"
+    proc = spawn(
+        ["run", "outage-fan", "--dir", str(wf), "--db", dsn, "--progress", "quiet"],
+        tmp_path,
+        stdout=out,
+        stderr=err,
+        env=cli_env(**env),
+    )
+    return proc, out, err, ran
+
+
+def outage_said(err: Path) -> tuple[list[str], list[str]]:
+    lines = err.read_text().splitlines()
+    return [line for line in lines if " unreachable " in line], [
+        line for line in lines if " is back after " in line
+    ]
+
+
+def check_items_once(dsn: str, run_id: str, *, resumed: bool = False) -> None:
+    """Every item once and completed (its row, unless `resumed`: then the last foreach row's
+    aggregate); the run's event stream without a gap or a repeat."""
+    from runkon_flow.persistence import FanOutItemStatus, StepRole
+
+    with open_db(dsn) as store:
+        assert store.get_run(run_id).status is RunStatus.COMPLETED
+        rows = [s for s in store.get_steps(run_id) if s.role == StepRole.FOREACH.value]
+        items = store.get_fan_out_items(rows[-1].id)
+        events = store.read_events(run_id)
+    aggregate = json.loads(rows[-1].structured_output)["items"]
+    assert [entry["item_id"] for entry in aggregate] == ITEMS
+    assert {entry["status"] for entry in aggregate} == {"completed"}
+    if not resumed:
+        assert len(rows) == 1
+        assert sorted(i.item_id for i in items) == ITEMS
+        assert {i.status for i in items} == {FanOutItemStatus.COMPLETED}
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    bodies = [(e.ts, e.event_run_id, e.kind, e.payload) for e in events]
+    assert len(set(bodies)) == len(bodies), "an event was appended twice"
+
+
+@pytest.mark.slow
+def test_a_fan_out_rides_out_a_server_outage_and_completes_every_item_once(
+    tmp_path: Path, own_server
+) -> None:
+    directory, dsn = own_server
+    proc, out, err, ran = fan_out(tmp_path, dsn)
+    try:
+        wait_for(lambda: lines_in(ran) >= 40 or proc.poll() is not None, "40 items to run")
+        assert proc.poll() is None, err.read_text()
+        pgserver.halt(directory)
+        time.sleep(2.0)  # an outage of a few seconds (the halt and the start take about one each)
+        pgserver.start_again(directory)
+        proc.wait(timeout=120)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err.read_text()  # no resume needed
+    run_id = first_line(out).split()[0].removeprefix("run_id=")
+    assert Counter(ran.read_text().split()) == Counter(ITEMS), "an item ran twice or not at all"
+    lost, back = outage_said(err)
+    assert len(lost) == 1 and len(back) == 1, err.read_text()
+    assert "retry for up to 30 s (RUNKON_PG_OUTAGE_S)" in lost[0]
+    assert "failed" not in err.read_text(), err.read_text()  # no failed poll, renewal or write
+    check_items_once(dsn, run_id)
+
+
+@pytest.mark.slow
+def test_an_outage_longer_than_the_window_fails_the_run_resumable(tmp_path: Path, own_server) -> None:
+    directory, dsn = own_server
+    proc, out, err, ran = fan_out(tmp_path, dsn, RUNKON_PG_OUTAGE_S="2", RUNKON_LEASE_TTL="1")
+    try:
+        wait_for(lambda: lines_in(ran) >= 40 or proc.poll() is not None, "40 items to run")
+        assert proc.poll() is None, err.read_text()
+        pgserver.halt(directory)
+        proc.wait(timeout=120)
+    finally:
+        stop(proc)
+        pgserver.start_again(directory)
+    assert proc.returncode != 0
+    assert "unreachable for 2 s (RUNKON_PG_OUTAGE_S), gave up" in err.read_text(), err.read_text()
+    assert len(outage_said(err)[0]) >= 1
+    run_id = first_line(out).split()[0].removeprefix("run_id=")
+    env = cli_env(RUNKON_LEASE_TTL="1")
+    resumed = run_cli_process(
+        ["resume", run_id, "--dir", str(tmp_path / "wf"), "--db", dsn, "--wait"], tmp_path, env
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(ran.read_text().split()) == set(ITEMS)
+    check_items_once(dsn, run_id, resumed=True)

@@ -14,6 +14,7 @@ cancelled), 0 otherwise; 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import sys
@@ -165,48 +166,54 @@ def _main(argv: Sequence[str] | None) -> int:
     from runkon_tui.host import DeferredHost, open_workspace
 
     settings = load_config()
-    executor = args.executor or os.environ.get("RUNKON_EXECUTOR", "").strip() or settings.executor or "local"
-    if executor not in EXECUTORS:
-        expected = ", ".join(EXECUTORS)
-        print(f"runkon-tui: RUNKON_EXECUTOR={executor!r}: expected one of {expected}", file=sys.stderr)
-        return EXIT_USAGE
-    opened = open_workspace(
-        dirs,
-        args.db,
-        executor=executor,
-        ray_address=args.ray_address or settings.ray_address,
-        hooks=args.hooks,
-        deferred=True,  # the engine is built right after the first frame
-    )
-    app = RunkonApp(
-        dirs,
-        host=opened.host,
-        store=opened.store,
-        problems=opened.problems,
-        theme=args.theme,
-        watch=not args.no_watch,
-        select=select,
-        replay=args.replay,
-        attach=args.attach,
-        store_note=opened.store_note,
-        runs_in_runner=(args.run_in or settings.run_in or "runner") == "runner",
-    )
-    deferred = opened.host
-    assert isinstance(deferred, DeferredHost)
-    deferred.on_hook_problem = lambda text: _tell(app, text)  # said on screen too (it is also logged)
-    try:
-        code = app.run()
-    finally:
-        deferred.close()  # hooks already due finish (each within its timeout)
-    summary = app.summary()
-    if summary:
-        print(summary)
-    return code if isinstance(code, int) else app.exit_code()
+    runs_in_runner = (args.run_in or settings.run_in or "runner") == "runner"
+    # A dashboard whose runs go to background runners only reads runs, on its interface thread
+    # too, and waits out a database outage its own way (follow.py): its store must not hold a
+    # read for the outage window (docs/persistence.md).
+    from runkon_flow.persistence.pg_connect import leave_outages_to_the_reader
+
+    with leave_outages_to_the_reader() if runs_in_runner else contextlib.nullcontext():
+        given = args.executor or os.environ.get("RUNKON_EXECUTOR", "").strip()
+        executor = given or settings.executor or "local"
+        if executor not in EXECUTORS:
+            expected = ", ".join(EXECUTORS)
+            print(f"runkon-tui: RUNKON_EXECUTOR={executor!r}: expected one of {expected}", file=sys.stderr)
+            return EXIT_USAGE
+        opened = open_workspace(
+            dirs,
+            args.db,
+            executor=executor,
+            ray_address=args.ray_address or settings.ray_address,
+            hooks=args.hooks,
+            deferred=True,  # the engine is built right after the first frame
+        )
+        app = RunkonApp(
+            dirs,
+            host=opened.host,
+            store=opened.store,
+            problems=opened.problems,
+            theme=args.theme,
+            watch=not args.no_watch,
+            select=select,
+            replay=args.replay,
+            attach=args.attach,
+            store_note=opened.store_note,
+            runs_in_runner=runs_in_runner,
+        )
+        deferred = opened.host
+        assert isinstance(deferred, DeferredHost)
+        deferred.on_hook_problem = lambda text: _tell(app, text)  # said on screen too (it is also logged)
+        try:
+            code = app.run()
+        finally:
+            deferred.close()  # hooks already due finish (each within its timeout)
+        summary = app.summary()
+        if summary:
+            print(summary)
+        return code if isinstance(code, int) else app.exit_code()
 
 
 def _tell(app: Any, text: str) -> None:
-    import contextlib
-
     with contextlib.suppress(Exception):  # the app is not running (any more): the log has it
         app.call_from_thread(app.notify, text, severity="warning", timeout=8)
 

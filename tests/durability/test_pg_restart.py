@@ -196,3 +196,48 @@ def test_an_outage_longer_than_the_window_fails_the_run_resumable(tmp_path: Path
     assert resumed.returncode == 0, resumed.stderr
     assert set(ran.read_text().split()) == set(ITEMS)
     check_items_once(dsn, run_id, resumed=True)
+
+
+@pytest.mark.slow
+def test_watch_waits_out_an_outage_its_own_way_while_the_run_rides_it_out(tmp_path: Path, own_server) -> None:
+    """`watch` says the outage as it always did (observe/outage.py: one line, tried every second)
+    — its store does not also hold its reads for the window — and follows the run to its end."""
+    directory, dsn = own_server
+    wf = tmp_path / "wf"
+    write(wf / "slow.wf", SLOW)
+    env = cli_env()
+    run_out, run_err = tmp_path / "run.out", tmp_path / "run.err"
+    run = spawn(
+        ["run", "slow", "--dir", str(wf), "--db", dsn, "--progress", "quiet"],
+        wf,
+        stdout=run_out,
+        stderr=run_err,
+        env=env,
+    )
+    watch = None
+    try:
+        wait_for(lambda: (wf / "started").exists() or run.poll() is not None, "the second step to start")
+        run_id = first_line(run_out).split()[0].removeprefix("run_id=")
+        out, err = tmp_path / "watch.out", tmp_path / "watch.err"
+        watch = spawn(
+            ["watch", run_id, "--db", dsn, "--progress", "quiet"], wf, stdout=out, stderr=err, env=env
+        )
+        wait_for(lambda: "RunStarted" in out.read_text() or watch.poll() is not None, "the watch to follow")
+        pgserver.halt(directory)
+        wait_for(
+            lambda: "cannot read run" in err.read_text() or watch.poll() is not None, "the watch to say so"
+        )
+        pgserver.start_again(directory)
+        (wf / "go").touch()
+        assert run.wait(timeout=60) == 0, run_err.read_text()
+        assert watch.wait(timeout=60) == 0, err.read_text()
+    finally:
+        stop(run)
+        if watch is not None:
+            stop(watch)
+    said = err.read_text()
+    assert said.count("cannot read run") == 1, said
+    assert " unreachable (" not in said, said  # the store's own outage line is the engine's, not the watch's
+    assert "RunCompleted succeeded=true" in out.read_text()
+    lost, back = outage_said(run_err)
+    assert len(lost) == 1 and len(back) == 1, run_err.read_text()

@@ -470,6 +470,30 @@ def test_without_an_outage_window_a_restart_fails_the_call_in_flight_then_the_st
             store.close()
 
 
+def test_a_store_opened_by_a_reader_that_waits_out_outages_itself_fails_at_once(caplog) -> None:
+    """`watch` and the dashboard (runs in background runners) say an outage their own way and try
+    again every second (observe/outage.py): their store does not hold a read for the window."""
+    from runkon_flow.persistence.pg_connect import leave_outages_to_the_reader
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    from tests import pgserver
+
+    with pg.own_server() as (directory, dsn):
+        with leave_outages_to_the_reader():
+            store = PostgresStore(dsn)
+        try:
+            run = store.create_run(NewRun(workflow_name="wf"))
+            pgserver.halt(directory)
+            with caplog.at_level("WARNING", logger=OUTAGE_LOG), pytest.raises(PersistenceError) as caught:
+                store.get_run(run.id)
+            assert "gave up" not in str(caught.value)
+            assert outage_lines(caplog) == ([], [])
+            pgserver.start_again(directory)
+            assert store.get_run(run.id) is not None
+        finally:
+            store.close()
+
+
 class LoseTheAnswer:
     """The store's cursor, except that the first statement `when(query)` picks is run — and
     committed — and then the connection is lost before its answer arrives (a server gone at

@@ -39,6 +39,7 @@ from runkon_flow.observe.loader import settle_interrupted
 from runkon_flow.observe.outage import StoreOutage
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.models import StoredEvent
+from runkon_flow.persistence.pg_connect import leave_outages_to_the_reader
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 POLL_SECONDS = 0.2
@@ -57,7 +58,8 @@ STORE_OUTAGE_SECONDS = 300.0
 
 def cmd_watch(args: argparse.Namespace) -> int:
     hints = Hints.of(args)
-    with opened_store(args, must_exist=True) as store:
+    # A store outage is waited out by `_outage` (said on stderr, tried every second, for 300 s).
+    with leave_outages_to_the_reader(), opened_store(args, must_exist=True) as store:
         asked = get_run(store, args.run_id, args)
         run_id = top_level_run(store, asked.id)
         if run_id != asked.id:

@@ -7,12 +7,34 @@ psycopg (an optional extra).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from runkon_flow.errors import PersistenceError
 
 URL_SCHEMES = ("postgresql://", "postgres://")
+
+_readers_wait = [0]
+
+
+@contextmanager
+def leave_outages_to_the_reader() -> Iterator[None]:
+    """While it lasts, this process only reads runs and waits out a server outage its own way
+    (`watch`, a dashboard whose runs go to background runners: observe/outage.py): the PostgreSQL
+    stores it opens do not wait for the server (their outage window is 0 whatever
+    `RUNKON_PG_OUTAGE_S` says) — a read on an interface thread fails at once, as before."""
+    _readers_wait[0] += 1
+    try:
+        yield
+    finally:
+        _readers_wait[0] -= 1
+
+
+def outages_left_to_the_reader() -> bool:
+    """Inside `leave_outages_to_the_reader()`."""
+    return _readers_wait[0] > 0
 
 
 def is_postgres_url(value: str | None) -> bool:

@@ -75,6 +75,7 @@ from runkon_flow.persistence.pg_connect import (
     display_dsn,
     error_line,
     open_connection,
+    outages_left_to_the_reader,
 )
 from runkon_flow.persistence.schema import (
     ABANDONED_DESCENDANTS,
@@ -378,7 +379,10 @@ class _Lost(Exception):
 
 
 def outage_seconds() -> float:
-    """The outage window: `$RUNKON_PG_OUTAGE_S` (seconds, 0: no waiting), else 30 s."""
+    """The outage window: `$RUNKON_PG_OUTAGE_S` (seconds, 0: no waiting), else 30 s; 0 in a
+    process that waits out outages itself (`pg_connect.leave_outages_to_the_reader`)."""
+    if outages_left_to_the_reader():
+        return 0.0
     given = os.environ.get(OUTAGE_ENV, "").strip()
     if not given:
         return OUTAGE_SECONDS

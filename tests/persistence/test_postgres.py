@@ -423,6 +423,34 @@ def test_writes_made_while_the_server_is_down_wait_for_it_and_land_once(restarta
     assert len(lost) == 1 and len(back) == 1, (lost, back)
 
 
+def test_after_an_outage_longer_than_its_lease_a_run_another_engine_took_is_fenced(restartable) -> None:
+    """Waiting out the outage does not get round fencing: the lease ran out meanwhile, another
+    engine took the run, and the first engine's renewal and writes are refused once it is back."""
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    from tests import pgserver
+    from tests.cli.run_helpers import wait_for
+
+    store, dsn, directory = restartable
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "a", 1)
+    step = store.insert_step(NewStep(run.id, "s", retry_count=0))
+    pgserver.halt(directory)
+    pgserver.start_again(directory)
+    other = PostgresStore(dsn)
+    try:
+        taken: list[int | None] = []
+        wait_for(
+            lambda: taken.append(other.acquire_lease(run.id, "b", 30)) or taken[-1] is not None,
+            "the lease to run out",
+        )
+        assert taken[-1] == 2
+        assert store.acquire_lease(run.id, "a", 1) is None
+        with pytest.raises(EngineCancelled):
+            store.update_step(step, StepUpdate.completed(1))
+    finally:
+        other.close()
+
+
 def test_an_outage_longer_than_the_window_fails_the_call_saying_how_long_it_waited(caplog) -> None:
     from runkon_flow.persistence.postgres import PostgresStore
 
@@ -548,6 +576,14 @@ def test_a_finish_whose_answer_was_lost_is_not_taken_for_a_refusal(store) -> Non
     assert store.finish_run(run.id, RunStatus.COMPLETED, "done", None, "t1") is True
     assert lost.fired
     assert store.get_run(run.id).status is RunStatus.COMPLETED
+
+
+def test_a_lease_renewal_whose_answer_was_lost_is_the_engines_own_not_a_takeover(store) -> None:
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+    lost = lose_the_answer(store, lambda q: q.startswith("UPDATE workflow_runs SET generation"))
+    assert store.acquire_lease(run.id, "t1", 30) == 1  # renewed: same generation, not refused
+    assert lost.fired
+    assert store.acquire_lease(run.id, "t2", 30) is None  # still held: another engine is refused
 
 
 def test_queued_rows_whose_commit_answer_was_lost_are_written_once_without_complaint(

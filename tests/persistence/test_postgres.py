@@ -478,6 +478,27 @@ def test_an_outage_longer_than_the_window_fails_the_call_saying_how_long_it_wait
             store.close()
 
 
+def test_queued_writes_lost_to_an_outage_given_up_on_are_said_in_one_line(caplog) -> None:
+    from runkon_flow.persistence.postgres import PostgresStore
+
+    from tests import pgserver
+
+    with pg.own_server() as (directory, dsn):
+        store = PostgresStore(dsn, outage_s=0.5)
+        try:
+            for i in range(3):
+                store.create_leased_run(NewRun(workflow_name=f"c{i}"), f"t{i}", 30, durable=False)
+            pgserver.halt(directory)
+            with caplog.at_level("WARNING", logger=OUTAGE_LOG):
+                store.flush()
+            failed = [r.getMessage() for r in caplog.records if "write-behind write" in r.getMessage()]
+            assert len(failed) == 1 and ": 3 write-behind writes failed: " in failed[0], failed
+            assert "unreachable for 0.5 s (RUNKON_PG_OUTAGE_S), gave up" in failed[0]
+        finally:
+            pgserver.start_again(directory)
+            store.close()
+
+
 def test_without_an_outage_window_a_restart_fails_the_call_in_flight_then_the_store_reconnects() -> None:
     from runkon_flow.persistence.postgres import PostgresStore
 

@@ -695,10 +695,17 @@ class PostgresStore(Leadership):
         )
 
     def _fail(self, batch: list[_Write], exc: PersistenceError) -> None:
+        """Every write of the batch not done fails with `exc`; the write-behind ones are said in
+        one line (their callers are gone), not one each."""
+        behind = 0
         for op in batch:
             if not op.done:
                 op.error, op.done = exc, True
-                self._report(op)
+                behind += op.behind
+        if behind == 1:
+            log.warning("run database %s: a write-behind write failed: %s", self.where, exc)
+        elif behind:
+            log.warning("run database %s: %d write-behind writes failed: %s", self.where, behind, exc)
 
     def _committed(self, batch: list[_Write]) -> bool | None:
         """Whether a batch (one transaction) whose commit's answer was lost committed: seen by a
@@ -933,7 +940,7 @@ class PostgresStore(Leadership):
         with self._lock:
             if not self._closed:
                 try:
-                    if not self._db.broken:
+                    if not (self._db.broken or self._db.closed):  # (closed: an outage given up on)
                         self._drain(None, everything=True, synchronous=True)
                 finally:
                     self._closed = True

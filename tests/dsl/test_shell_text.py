@@ -330,3 +330,15 @@ def test_only_a_value_its_command_reads_as_an_option_counts() -> None:
     assert reads_as_option("rm", "-rf") and reads_as_option("git", "--orphan=x")
     assert not reads_as_option("rm", "-") and not reads_as_option("rm", "a-b")
     assert reads_as_option("echo", "-n") and not reads_as_option("echo", "- fix the bug")
+
+
+def test_a_negative_number_is_data_except_to_the_commands_that_take_numbers_as_whom_to_act_on() -> None:
+    """`./shift.sh {{n}}` with -3, `seq {{from}} 3` with -2: an offset, a delta — failing the step
+    over it stopped workflows that handle numbers; `kill {{pid}}` with -1 signals every process."""
+    from runkon_flow.dsl.shell_text import reads_as_option
+
+    for number in ("-3", "-0.25", "-.5", "-1e6", "-12.", "-2E-3"):
+        assert not reads_as_option("seq", number) and not reads_as_option("shift.sh", number), number
+        assert reads_as_option("kill", number) and reads_as_option("pkill", number), number
+    for not_a_number in ("-1x", "-e", "--1", "-1-2", "-1e", "-."):
+        assert reads_as_option("seq", not_a_number), not_a_number

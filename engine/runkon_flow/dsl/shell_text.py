@@ -574,11 +574,21 @@ def option_problem(use: PlaceholderUse, value: str) -> str:
     )
 
 
+#: A negative number (`-3`, `-0.25`, `-1e6`): data to a command, unless it takes numbers as options
+#: that pick whom they act on (`kill -1`: every process the user may signal).
+_NEGATIVE_NUMBER = re.compile(r"-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NUMBERS_ARE_OPTIONS = frozenset({"kill", "pkill", "killall", "skill", "snice", "renice", "nice"})
+
+
 def reads_as_option(command: str, value: str) -> bool:
     """Whether `command` would read `value`, as the start of one of its arguments, as an option:
-    it begins with `-` (a lone `-` names standard input); for `echo` only its own `-n`/`-e`/`-E`."""
+    it begins with `-` (a lone `-` names standard input); for `echo` only its own `-n`/`-e`/`-E`.
+    A negative number is taken for data (an offset, a delta: `./shift.sh {{n}}` with -3), except
+    by the commands of `_NUMBERS_ARE_OPTIONS`."""
     if command == "echo":
         return re.fullmatch(r"-[neE]+", value) is not None
+    if _NEGATIVE_NUMBER.fullmatch(value):
+        return command in _NUMBERS_ARE_OPTIONS
     return value.startswith("-") and value != "-"
 
 

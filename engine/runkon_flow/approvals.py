@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from runkon_flow.errors import FlowError
-from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.notify import on_gate_decided
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import ITEM_ID_INPUT, GateParams, GatePoll, RunContext
@@ -184,9 +184,10 @@ class _FanOutItems:
     item row names its child only once it ends), and a run below it — a `call workflow` inside
     the child — belongs to the same item. Each run is read once per listing."""
 
-    def __init__(self, store: WorkflowPersistence) -> None:
+    def __init__(self, store: WorkflowPersistence, known: Iterable[WorkflowRun] = ()) -> None:
         self._store = store
         self._item: dict[str, str | None] = {}  # run id → its item (None: not in a fan-out)
+        self._known = {run.id: run for run in known}  # rows already read: not read again
 
     def name(self, gates: list[WaitingGate]) -> list[WaitingGate]:
         return [replace(g, item=self.item_of(g.run_id)) for g in gates]
@@ -200,7 +201,7 @@ class _FanOutItems:
                 item = self._item[current]
                 break
             chain.append(current)
-            run = self._store.get_run(current)
+            run = self._known.get(current) or self._store.get_run(current)
             if run is None:
                 break
             item = run.inputs.get(ITEM_ID_INPUT)
@@ -226,11 +227,11 @@ class GateApprovals:
         if self._store.get_run(run_id) is None:
             raise GateApprovalError(f"no workflow run '{run_id}'")
         gates = self._own_gates(run_id)
-        if include_children:
-            for run in self._store.list_active_runs(list(_MAY_WAIT)):
-                if run.id != run_id and self._descends_from(run.parent_workflow_run_id, run_id):
-                    gates.extend(self._own_gates(run.id))
-        return _FanOutItems(self._store).name(gates)
+        active = self._store.list_active_runs(list(_MAY_WAIT)) if include_children else []
+        for run in active:
+            if run.id != run_id and self._descends_from(run.parent_workflow_run_id, run_id):
+                gates.extend(self._own_gates(run.id))
+        return _FanOutItems(self._store, active).name(gates)
 
     def inbox(self) -> list[WaitingGate]:
         """Every gate waiting in the store, of any run held by any process, oldest first.
@@ -241,10 +242,11 @@ class GateApprovals:
         `workflow_name` is filled in.
         """
         gates: list[WaitingGate] = []
-        for run in self._store.list_active_runs(list(_MAY_WAIT)):
+        active = self._store.list_active_runs(list(_MAY_WAIT))
+        for run in active:
             gates.extend(replace(g, workflow_name=run.workflow_name) for g in self._own_gates(run.id))
         gates.sort(key=lambda g: (_unix(g.since) or 0.0, g.step_id))
-        return _FanOutItems(self._store).name(gates)
+        return _FanOutItems(self._store, active).name(gates)
 
     def decide(
         self,

@@ -199,6 +199,7 @@ def _main(argv: Sequence[str] | None) -> int:
             attach=args.attach,
             store_note=opened.store_note,
             runs_in_runner=runs_in_runner,
+            config=settings,  # read once: the app's theme and keys come from the same read
         )
         deferred = opened.host
         assert isinstance(deferred, DeferredHost)

@@ -114,3 +114,35 @@ def test_help_names_the_db_value_as_runkon_flow_does(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit):
         main(["-h"])
     assert "--db PATH|URL" in capsys.readouterr().out
+
+
+def test_the_settings_file_is_read_once_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI reads tui.yaml (executor, run_in, ray_address) and the app used to read it again
+    # (theme, keymap): two parses on the way to the first frame, and a file saved between them
+    # gave one session two different settings.
+    import runkon_tui.app
+    import runkon_tui.config
+    from runkon_tui.app import RunkonApp
+
+    monkeypatch.delenv("RUNKON_TUI_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    settings = runkon_tui.config.config_path()
+    settings.parent.mkdir(parents=True)
+    settings.write_text("theme: runkon-light\nrun_in: dashboard\n")
+    reads: list[Path] = []
+    real = runkon_tui.config.load_config
+
+    def counted(path: Path | None = None) -> runkon_tui.config.TuiConfig:
+        reads.append(path or runkon_tui.config.config_path())
+        return real(path)
+
+    apps: list[RunkonApp] = []
+    monkeypatch.setattr(runkon_tui.config, "load_config", counted)
+    monkeypatch.setattr(runkon_tui.app, "load_config", counted)
+    monkeypatch.setattr(RunkonApp, "run", lambda self: apps.append(self) or 0)
+    (tmp_path / "wf").mkdir()
+    (tmp_path / "wf" / "a.wf").write_text('workflow a { script s { run = "true" } }')
+    assert main([str(tmp_path / "wf"), "--db", str(tmp_path / "runs.db")]) == 0
+    assert reads == [settings]
+    (app,) = apps
+    assert app.config.theme == "runkon-light" and not app.session.runs_in_runner

@@ -36,6 +36,10 @@ MIN_WRAP_WIDTH = 20  # narrower than this, a line just wraps as the list wraps i
 #: A hit's line takes at most this many rows: a 4,000-character line (a minified file, a base64
 #: blob) filled the screen with one hit. Longer lines show the part around their first match.
 MAX_HIT_ROWS = 4
+#: The hits listed: the first this many (as ripgrep's max-count, for the whole run); the rest
+#: are counted, not kept. A pattern matching most lines of a big run held millions of hits and
+#: list rows — seconds to list and hundreds of MB — for a list no one scrolls through.
+SEARCH_LIMIT = 2000
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -196,7 +200,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
             if run is None:
                 result, error = None, f"run {run_id} is not in the run database (a replayed file?)"
             else:
-                result, error = search_run(store, run, regex), None  # type: ignore[arg-type]
+                result, error = search_run(store, run, regex, limit=SEARCH_LIMIT), None  # type: ignore[arg-type]
         except Exception as exc:  # an unreadable store is shown, never fatal
             result, error = None, f"cannot search the run: {exc}"
         self.app.call_from_thread(self._fill, pattern, result, error)
@@ -222,7 +226,8 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
             source = group.source
             label = display_line(source.label, None)  # it names the item: any text
             head = tone_text(self.app, source.status, f"{glyph(source.status)} {label}")
-            head.append(f"  ({source.status}, {len(group.hits)} line{'' if len(group.hits) == 1 else 's'})")
+            lines = group.matching  # all of them: more than its hits listed where the limit was reached
+            head.append(f"  ({source.status}, {lines:,} line{'' if lines == 1 else 's'})")
             head.stylize("bold", 0, len(label) + 2)
             options.append(Option(head, disabled=True))
             for hit in group.hits:
@@ -231,11 +236,11 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
         results.add_options(options)
         searched = result.searched_text
         if self.hits:
-            groups = len(result.groups)
-            self._status(
-                f"{result.hit_count} matching line{'' if result.hit_count == 1 else 's'} in {groups} of "
-                f"{searched} · enter opens one in the log"
-            )
+            count, groups = result.hit_count, result.sources_matched
+            found = f"{count:,} matching line{'' if count == 1 else 's'} in {groups:,} of {searched}"
+            if result.cut:
+                found = f"first {result.kept:,} of {found} — narrow the pattern to see the rest"
+            self._status(f"{found} · enter opens one in the log")
             results.highlighted = next(i for i, o in enumerate(options) if not o.disabled)
             results.focus()
         else:

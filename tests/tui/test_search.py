@@ -425,3 +425,33 @@ async def test_a_very_long_hit_shows_a_few_rows_around_its_match() -> None:
             assert f"needle{n}" in hit.replace("\n", "")
             assert all(len(row) <= width for row in rows), [len(row) for row in rows]
             assert rows[0].startswith(f"{n + 1:>8}  …") and rows[-1].endswith("…")
+
+
+async def test_a_pattern_matching_more_lines_than_are_listed_lists_the_first_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pattern matching most lines of a big run (`.`, `e`) listed every one: millions of rows,
+    seconds to show and hundreds of MB. The first SEARCH_LIMIT are listed, the rest counted."""
+    import runkon_tui.screens.search
+
+    monkeypatch.setattr(runkon_tui.screens.search, "SEARCH_LIMIT", 6, raising=False)
+    app = make_app(store=_stored_fan_out())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = SearchScreen(RUN)
+        await app.push_screen(screen)
+        screen.query_one(Input).value = "i"  # 12 lines, in every step and item
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.result is not None and not screen.searching, what="the results")
+        assert len(screen.hits) == 6
+        heads = [text for text in results_text(screen) if not text.startswith(" ")]
+        assert heads == [
+            "✓ lint  (completed, 3 lines)",
+            "✗ files  (failed, 1 line)",  # the foreach's error
+            "✓ files[file-0] › review  (completed, 1 line)",
+            "✗ files[file-1] › review  (failed, 3 lines)",  # all its lines counted, one listed
+        ]
+        status = str(screen.query_one("#search-status", Static).render())
+        assert status.startswith(
+            "first 6 of 12 matching lines in 6 of 6 steps and items — narrow the pattern to see the rest"
+        ), status

@@ -7,6 +7,10 @@ error text is searched too, its lines numbered apart (`stream == "error"`) — b
 output already holds: a failed script's error ends with its stderr, which is in its output too,
 and each such line was found twice. A pattern is a Python
 regular expression (`re`), or a plain string with `fixed=True`; `ignore_case` folds case.
+
+`search_run(..., limit=N)` keeps the first N hits and only counts the rest (the dashboard's
+search: a pattern matching most lines of a big run would hold millions of hits); `grep` streams
+`source_hits` and keeps none.
 """
 
 from __future__ import annotations
@@ -44,22 +48,35 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class SourceHits:
-    """The hits of one step (or item)."""
+    """The hits of one step (or item) kept, and how many lines of it match (more than the hits
+    kept in the source a search's `limit` was reached in)."""
 
     source: OutputSource
     hits: tuple[Hit, ...]
+    matching: int
 
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
+    """The hits kept (`groups`: the first `limit` of them, grouped by source) and the count of
+    all: `hit_count` matching lines in `sources_matched` sources, of `searched`."""
+
     run: WorkflowRun
     groups: tuple[SourceHits, ...]
     searched: int  # sources looked through
     has_events: bool
+    hit_count: int  # matching lines, kept or not
+    sources_matched: int  # sources with a matching line, kept or not
 
     @property
-    def hit_count(self) -> int:
+    def kept(self) -> int:
+        """The hits kept: all of them unless the search's `limit` was reached."""
         return sum(len(g.hits) for g in self.groups)
+
+    @property
+    def cut(self) -> bool:
+        """Some matching lines were counted, not kept (the search's `limit`)."""
+        return self.kept < self.hit_count
 
     @property
     def searched_text(self) -> str:
@@ -68,10 +85,10 @@ class SearchResult:
 
 def searched_text(searched: int) -> str:
     """How many steps and items were searched, in words that read right for any count:
-    `1 step or item`, `5 steps and items` (`grep`'s and the dashboard's search summary)."""
+    `1 step or item`, `20,000 steps and items` (`grep`'s and the dashboard's search summary)."""
     if searched == 0:
         return "no steps or items"
-    return "1 step or item" if searched == 1 else f"{searched} steps and items"
+    return "1 step or item" if searched == 1 else f"{searched:,} steps and items"
 
 
 def compile_pattern(pattern: str, *, ignore_case: bool = False, fixed: bool = False) -> re.Pattern[str]:
@@ -84,18 +101,24 @@ def compile_pattern(pattern: str, *, ignore_case: bool = False, fixed: bool = Fa
         raise ValueError(f"bad pattern {pattern!r}: {exc}") from exc
 
 
-def _line_hit(regex: re.Pattern[str], number: int, stream: str, text: str) -> Hit | None:
-    spans = tuple(m.span() for m in regex.finditer(text) if m.end() > m.start())
-    if not spans:
-        if regex.search(text) is None:
-            return None
-        spans = ()  # an empty match (`^`, `x*`): the line matches, nothing to highlight
+def _hit(regex: re.Pattern[str], number: int, stream: str, text: str, first: re.Match[str]) -> Hit:
+    """The hit of a line whose first match is `first`; an empty match (`^`, `x*`) is not marked."""
+    spans = tuple(m.span() for m in regex.finditer(text, first.start()) if m.end() > m.start())
     return Hit(number, stream, text, spans)
 
 
 def source_hits(regex: re.Pattern[str], source: OutputSource) -> Iterator[Hit]:
     """One source's hits, its output lines' first and then its error's, as they are found (a
     streamed source's lines are read as they are searched: `grep` prints each hit as it goes)."""
+    for number, stream, text, first in _matching_lines(regex, source):
+        yield _hit(regex, number, stream, text, first)
+
+
+def _matching_lines(
+    regex: re.Pattern[str], source: OutputSource
+) -> Iterator[tuple[int, str, str, re.Match[str]]]:
+    """(number, stream, text, first match) of each matching line of `source`, in `source_hits`'
+    order: the search without the hits (what a search past its `limit` only counts)."""
     errors = (source.error or "").splitlines()
     # A failed script's error repeats its stderr lines, which its output holds too: one hit each.
     wanted = {text.strip() for text in errors}
@@ -105,23 +128,38 @@ def source_hits(regex: re.Pattern[str], source: OutputSource) -> Iterator[Hit]:
             text = line.text.strip()
             if text in wanted:
                 shown.add(text)
-        hit = _line_hit(regex, number, line.stream, line.text)
-        if hit is not None:
-            yield hit
+        first = regex.search(line.text)
+        if first is not None:
+            yield number, line.stream, line.text, first
     for number, text in enumerate(errors, start=1):
-        hit = _line_hit(regex, number, "error", text)
-        if hit is not None and text.strip() not in shown:
-            yield hit
+        first = regex.search(text)
+        if first is not None and text.strip() not in shown:
+            yield number, "error", text, first
 
 
-def search_sources(regex: re.Pattern[str], sources: Iterable[OutputSource]) -> list[SourceHits]:
-    """Hits per source, in the sources' order; sources without a hit are left out."""
-    groups = []
+def search_sources(
+    regex: re.Pattern[str], sources: Iterable[OutputSource], *, limit: int | None = None
+) -> tuple[list[SourceHits], int, int]:
+    """(hits per source, in the sources' order — sources without a hit left out —, matching lines,
+    sources with one). Past `limit` hits, matching lines are counted and not kept: no `Hit` is made
+    for them (their matches are not looked for), and sources past it are not listed."""
+    groups: list[SourceHits] = []
+    total = matched = 0
+    room = limit if limit is not None else -1
     for source in sources:
-        hits = tuple(source_hits(regex, source))
-        if hits:
-            groups.append(SourceHits(source, hits))
-    return groups
+        hits: list[Hit] = []
+        count = 0
+        for number, stream, text, first in _matching_lines(regex, source):
+            count += 1
+            if room != 0:
+                hits.append(_hit(regex, number, stream, text, first))
+                room -= 1
+        if count:
+            matched += 1
+            total += count
+            if hits:
+                groups.append(SourceHits(source, tuple(hits), count))
+    return groups, total, matched
 
 
 def search_run(
@@ -131,9 +169,12 @@ def search_run(
     *,
     within: str | None = None,
     tree: OutputTree | None = None,
+    limit: int | None = None,
 ) -> SearchResult:
     """Search every stored output line of `run` (optionally only the steps or items `within`
-    names, as `logs` narrows). `tree` reuses outputs already read."""
+    names, as `logs` narrows). `tree` reuses outputs already read. `limit`: keep the first that
+    many hits and count the rest (`SearchResult.cut`)."""
     outputs = tree if tree is not None else read_outputs(store, run)
     sources = outputs.narrowed(within) if within else outputs.sources
-    return SearchResult(run, tuple(search_sources(regex, sources)), len(sources), outputs.has_events)
+    groups, total, matched = search_sources(regex, sources, limit=limit)
+    return SearchResult(run, tuple(groups), len(sources), outputs.has_events, total, matched)

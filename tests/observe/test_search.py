@@ -1,0 +1,53 @@
+"""Run-wide search (runkon_flow.observe.search): a search with a `limit` keeps the first hits and
+counts the rest — the dashboard's search of a pattern that matches most lines of a big run held
+every hit (millions, with a list row each); `grep` streams `source_hits` and keeps none."""
+
+from __future__ import annotations
+
+import json
+
+from runkon_flow.observe.outputs import read_outputs
+from runkon_flow.observe.search import compile_pattern, search_run, source_hits
+from runkon_flow.persistence.memory import InMemoryStore
+from runkon_flow.persistence.models import NewEvent, NewRun, NewStep, RunStatus, StepUpdate
+
+
+def _run(store: InMemoryStore) -> str:
+    run_id = store.create_run(NewRun(workflow_name="two")).id
+    events = []
+    for position, (name, lines, error) in enumerate(
+        [("a", ["x 1", "y", "x 2", "x 3"], None), ("b", ["x 4", "x 5"], "code 3\nboom x")]
+    ):
+        step = store.insert_step(NewStep(run_id, name, retry_count=0, position=position))
+        if error:
+            store.update_step(step, StepUpdate.failed(0, error))
+        else:
+            store.update_step(step, StepUpdate.completed(0, result_text="done"))
+        for line in lines:
+            payload = json.dumps({"step_id": step, "step_name": name, "line": line})
+            events.append(NewEvent(0.0, run_id, "StepOutput", payload))
+    store.append_events(run_id, events)
+    store.update_run_status(run_id, RunStatus.FAILED, None, None)
+    return run_id
+
+
+def test_a_search_with_a_limit_keeps_the_first_hits_and_counts_all() -> None:
+    store = InMemoryStore()
+    run = store.get_run(_run(store))
+    assert run is not None
+    regex = compile_pattern("x")
+    whole = search_run(store, run, regex)
+    assert (whole.hit_count, whole.kept, whole.sources_matched, whole.cut) == (6, 6, 2, False)
+    # Unlimited, it is what grep prints: each source's hits in order.
+    tree = read_outputs(store, run)
+    assert [g.hits for g in whole.groups] == [tuple(source_hits(regex, s)) for s in tree.sources]
+
+    cut = search_run(store, run, regex, limit=2)
+    assert (cut.hit_count, cut.kept, cut.sources_matched, cut.cut) == (6, 2, 2, True)
+    (group,) = cut.groups  # step b's hits are counted, not kept
+    assert [(h.number, h.text, h.spans) for h in group.hits] == [(1, "x 1", ((0, 1),)), (3, "x 2", ((0, 1),))]
+    assert group.matching == 3  # all of step a's matching lines, though two are listed
+
+    edge = search_run(store, run, regex, limit=4)  # the limit reached inside step b
+    assert [(g.source.label, len(g.hits), g.matching) for g in edge.groups] == [("a", 3, 3), ("b", 1, 3)]
+    assert edge.hit_count == 6 and edge.cut

@@ -213,6 +213,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self._exiting = False
         self._terminal_gone = False  # the terminal hung up: leave with 129 whatever happens
         self.toasts = ToastHold()
+        self._startup_problems_told = 0  # counted in the start-up toast's title, over all batches
         # A run whose inputs form opens once `check_before_inputs` finds nothing stopping it.
         self._form_waiting: tuple[str, WorkflowDef] | None = None
         self._gates_seen: set[tuple[str, str, str | None]] = set()  # gates whose dialog was opened
@@ -451,16 +452,20 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         timeout: float | None = None,
         markup: bool = True,
         relevant: Callable[[], bool] | None = None,
+        key: str = "",
     ) -> None:
         """A toast, held while a dialog is up (runkon_tui/toasts.py); `relevant` drops a held one
-        that no longer says anything true when the dialog closes.
+        that no longer says anything true when the dialog closes; a toast with a `key` replaces
+        one with the same key still up (the start-up problems').
 
         Always plain text, whatever `markup` says (`Widget.notify` passes True): a toast quotes
         gate prompts, errors and names that hold values, and Content markup in one (`[/b]`) made
         Textual raise while drawing it — the dashboard crashed — or (`[@click=app.quit]`) acted."""
         wait = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
         message, title = terminal_safe(message), terminal_safe(title)
-        self._raise(Toast(message, title, severity, wait, False, relevant))
+        if key:
+            self._withdraw(self.toasts.withdraw(key))
+        self._raise(Toast(message, title, severity, wait, False, relevant, key=key))
 
     def _raise(self, toast: Toast) -> None:
         """Show `toast` now, or hold it while a dialog is up (it keeps whether it came back already)."""
@@ -495,7 +500,11 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
 
     def _withdraw_stale_toasts(self) -> None:
         """A gate answered (here, in the inbox, by another process) takes its "Gate" toast down."""
-        kept = self.toasts.withdraw_stale()
+        self._withdraw(self.toasts.withdraw_stale())
+
+    def _withdraw(self, kept: list[Toast] | None) -> None:
+        """Toasts were taken down (`ToastHold.withdraw…`): Textual takes down all or none, so the
+        screen's are cleared and `kept` put back, each for the time it had left."""
         if kept is not None:
             super().clear_notifications()
             for toast in kept:
@@ -1074,17 +1083,25 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     def _open_startup_problems(self, problems: list[str]) -> None:
         """Start-up problems (settings, theme, store, hooks, engine): each in the errors log, and
         one toast with the first, its title saying how many there are. A toast each ran off a
-        60×20 screen from the third on (toasts stop at a quarter of the height each)."""
+        60×20 screen from the third on (toasts stop at a quarter of the height each).
+
+        They come in batches — the settings' and theme's at mount, the store's and the engine's
+        after the first frame — and each later batch's toast replaces the start-up toast still up,
+        with its own first problem, numbered among all so far: `2 of 2 start-up problems …` after
+        a bad theme and an unusable --db, not two toasts each titled as the only one."""
         opened = [p for p in problems if self._open_problem(("startup", p), p, "error")]
         if not opened:
             return
+        first = self._startup_problems_told + 1
+        self._startup_problems_told += len(opened)
+        total = self._startup_problems_told
         # Said where the whole text is: a long one is cut at a quarter of the screen's height.
         title = (
-            f"1 of {len(opened)} start-up problems (all in the errors log)"
-            if len(opened) > 1
+            f"{first} of {total} start-up problems (all in the errors log)"
+            if total > 1
             else "start-up problem (all in errors log)"
         )
-        self.notify(opened[0], title=title, severity="error", timeout=8)
+        self.notify(opened[0], title=title, severity="error", timeout=8, key="startup")
 
     # ------------------------------------------------------------------ screen helpers
 

@@ -34,6 +34,7 @@ class Toast:
     relevant: Callable[[], bool] | None = None
     shown_at: float | None = None
     came_back: bool = False  # a dialog took it down once already: the next one drops it
+    key: str = ""  # what it is about, for `withdraw` ("startup": the start-up problems' toast)
 
 
 class ToastHold:
@@ -80,18 +81,26 @@ class ToastHold:
         """Something changed that may make a toast untrue (a gate was answered, in the inbox or
         elsewhere): None when every toast still holds; else the toasts to put back, each for the
         time it had left, after the screen's toasts are cleared (Textual takes down all or none)."""
+        self.held = [t for t in self.held if t.relevant is None or t.relevant()]
+        return self._take_down(lambda t: t.relevant is not None and not t.relevant())
+
+    def withdraw(self, key: str) -> list[Toast] | None:
+        """Take the toasts about `key` down, on screen or held (a toast that says the same again
+        replaces them): as `withdraw_stale`, None when none of them is on screen."""
+        self.held = [t for t in self.held if t.key != key]
+        return self._take_down(lambda t: t.key == key)
+
+    def _take_down(self, gone: Callable[[Toast], bool]) -> list[Toast] | None:
         now = self.clock()
         live = [t for t in self.on_screen if not self._expired(t, now)]
-        self.held = [t for t in self.held if t.relevant is None or t.relevant()]
-        stale = [t for t in live if t.relevant is not None and not t.relevant()]
-        if not stale:
+        if not any(gone(t) for t in live):
             self.on_screen = live
             return None
         self.on_screen = []
         return [
             replace(t, timeout=t.timeout - (now - (t.shown_at or now)), shown_at=None)
             for t in live
-            if t not in stale
+            if not gone(t)
         ]
 
     def clear(self) -> None:

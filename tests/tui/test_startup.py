@@ -372,3 +372,29 @@ def test_a_read_kept_from_before_a_run_made_the_database_reads_the_database(tmp_
     run = store.create_run(NewRun(workflow_name="hello"))
     assert [r.id for r in list_runs()] == [run.id]
     store.close()
+
+
+async def test_start_up_problems_found_before_and_after_the_first_frame_are_one_toast_counting_all(
+    tmp_path: Path,
+) -> None:
+    # A bad theme setting is found at mount, an unusable --db once the store is opened after the
+    # first frame: two toasts, each titled `start-up problem` as if it were the only one.
+    bad = tmp_path / "not-a-db.db"
+    bad.write_text("this is not sqlite")
+    workflows = tmp_path / "wf"
+    workflows.mkdir()
+    (workflows / "hello.wf").write_text('workflow hello { script s { run = "true" } }')
+    opened = open_workspace([workflows], bad, deferred=True)
+    app = make_app(host=opened.host, store=opened.store, dirs=[workflows], theme="nosuch")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: len(app.problems.lines) == 2, what="both problems")
+        await pilot.pause()
+        toasts = [(n.title, str(n.message)) for n in app._notifications]
+        (title, message), *others = toasts
+        assert not others, toasts
+        assert title == "2 of 2 start-up problems (all in the errors log)"
+        assert message.startswith("run store unusable, runs kept in memory (not saved)")
+        assert [line.text.split(":")[0] for line in app.problems.lines] == [
+            "unknown theme 'nosuch'; available",
+            "run store unusable, runs kept in memory (not saved)",
+        ]

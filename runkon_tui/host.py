@@ -90,7 +90,7 @@ class OpenedHost:
     host: EngineHost | None
     store: WorkflowPersistence
     problems: list[str]
-    # For the header, all session: runs kept in memory only, or a folder created for the database.
+    # For the header: runs kept in memory only, or no runs yet (the database is not made).
     store_note: str | None = None
     hooks: Any = None  # runkon_flow.hooks.HookRunner of the hooks file, when there is one
 
@@ -98,9 +98,9 @@ class OpenedHost:
 def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
     """The store at `db` — a SQLite file or a `postgresql://` URL; when None, `$RUNKON_DB` or the
     default file. An unusable database falls back to an in-memory store for this session and says
-    why, so the dashboard stays up. One that holds no runs of runkon's yet (a PostgreSQL database
-    without runkon's tables, a SQLite file of 0 bytes) is left as it is until a run is started
-    here: an `UnmadeStore`."""
+    why, so the dashboard stays up. One that holds no runs of runkon's yet (a SQLite file that does
+    not exist or has 0 bytes, a PostgreSQL database without runkon's tables) is left as it is —
+    not created — until a run is started here: an `UnmadeStore`."""
     from runkon_flow.persistence.location import db_location
     from runkon_flow.persistence.memory import InMemoryStore
 
@@ -116,11 +116,16 @@ def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
 
 
 def _open_existing(location: DbLocation) -> tuple[WorkflowPersistence | None, str | None]:
-    """(the store at `location`, None), or (None, why it holds no runs: `PATH is empty`, `URL has
-    no runkon tables`) when it holds no runkon tables — then nothing was written, as with the read
-    commands (runkon_flow.cli.store). A SQLite file that does not exist is created, as before."""
+    """(the store at `location`, None), or (None, why it holds no runs: `PATH does not exist yet`,
+    `PATH is empty`, `URL has no runkon tables`) when it holds no runkon tables — then nothing was
+    written, as with the read commands (runkon_flow.cli.store): a mistyped --db must not become a
+    new, empty database that looks like 'all my runs are gone'."""
     from runkon_flow.errors import NoRunDatabase
 
+    if not location.exists() and _can_be_made(location.path):
+        return None, f"{location.label} does not exist yet"
+    # One that cannot be made (under a file, a folder that takes no files) is refused by opening
+    # it, in the words it always was — nothing can be created there.
     if location.empty_file():
         return None, f"{location.label} is empty"
     try:
@@ -129,17 +134,32 @@ def _open_existing(location: DbLocation) -> tuple[WorkflowPersistence | None, st
         return None, exc.message
 
 
+def _can_be_made(path: Path | None) -> bool:
+    """Whether a SQLite file at `path` could be created: its nearest existing folder takes files."""
+    import os
+
+    if path is None:
+        return False
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
 class UnmadeStore:
-    """The run database at `location` while it holds no runs of runkon's: a PostgreSQL database
-    without runkon's tables, a SQLite file of 0 bytes. Looking must not give a mistyped --db
-    runkon's tables (the read commands leave it alone too), so reads answer from an empty store —
+    """The run database at `location` while it holds no runs of runkon's: a SQLite file that does
+    not exist or has 0 bytes, a PostgreSQL database without runkon's tables. Looking must not
+    create a mistyped --db or give it runkon's tables (the read commands leave it alone too), so
+    reads answer from an empty store —
     "no runs yet" — and the first write (a run started here) makes it a run database, as
     `runkon-flow run` does; from then on every call goes to it. Reads ask again at most every
     `look_again` seconds whether another process has made it one meanwhile (`runkon-flow run
     --db` the same database), and then show its runs.
 
-    `why` says why it holds none (`URL has no runkon tables`, `PATH is empty`), and `note` what
-    the header says until it is made."""
+    `why` says why it holds none (`PATH does not exist yet`, `URL has no runkon tables`, `PATH is
+    empty`), and `note` what the header says: that until it is made (nothing for the default file
+    not made yet — a first start, not a typo), then the folder its making created, if any
+    (`created typo/ for a new run database`, as `runkon-flow run` says it)."""
 
     #: The protocol's methods that only read: answered by an empty store until it is made.
     READS = frozenset(
@@ -170,6 +190,9 @@ class UnmadeStore:
         self._look_again = look_again
         self._looked = time.monotonic()
         self.why = why
+        # The default file (no --db, no $RUNKON_DB) not made yet is a first start: no warning.
+        self._said = location.chosen or location.exists()
+        self.created: Path | None = None  # the folder making it created
         # Where a runner started here finds the runs (session.runner_db): it makes the database too.
         if location.is_server:
             self.dsn = location.target
@@ -182,14 +205,19 @@ class UnmadeStore:
 
     @property
     def note(self) -> str | None:
-        """The header's note until a run makes it a run database."""
-        return None if self.made else f"no runs yet: {self.why}"
+        """The header's note until a run makes it a run database; then the folder that made."""
+        if self.made:
+            return f"created {self.created}/ for a new run database" if self.created is not None else None
+        return f"no runs yet: {self.why}" if self._said else None
 
     def make(self) -> WorkflowPersistence:
-        """The run database, made now if it is not yet (runkon's tables created)."""
+        """The run database, made now if it is not yet (runkon's tables created; a SQLite file's
+        folders too)."""
         with self._lock:
             if self._made is None:
+                created = self._location.missing_folder()
                 self._made = self._location.open()
+                self.created = created
             return self._made
 
     def close(self) -> None:
@@ -231,16 +259,6 @@ class UnmadeStore:
         if callable(value):  # made: later calls skip this lookup (a run's writes are many)
             self.__dict__[name] = value
         return value
-
-
-def _folder_to_create(db: Path | str | None) -> Path | None:
-    """The folder opening the run database at `db` will create, if any."""
-    from runkon_flow.persistence.location import db_location
-
-    try:
-        return db_location(str(db) if db is not None else None).missing_folder()
-    except Exception:  # an unusable location is reported by open_store
-        return None
 
 
 def open_workspace(
@@ -317,15 +335,11 @@ IN_MEMORY_NOTE = StoreNote("in-memory store: runs are not saved", "not saved")
 
 def _open_noting(db: Path | str | None) -> tuple[WorkflowPersistence, str | None, str | None]:
     """(the store at `db`, its problem, the note for the header): `open_store`, and whether it
-    fell back to memory or created a folder for the database."""
-    created = _folder_to_create(db)
+    fell back to memory or holds no runs yet (a typo in --db must not pass for an empty history)."""
     store, problem = open_store(db)
     note = IN_MEMORY_NOTE if problem else None
     if isinstance(store, UnmadeStore):
         note = store.note
-    if created is not None and not problem:
-        # Said all session, as the CLI says it: a typo in --db must not pass for an empty history.
-        note = f"created {created}/ for a new run database"
     return store, problem, note
 
 

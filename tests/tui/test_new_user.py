@@ -1021,32 +1021,35 @@ async def test_at_80x24_a_toast_in_the_history_leaves_the_status_line_readable()
 # ------------------------------------------------------------------ --db into a folder that does not exist
 
 
-async def test_the_header_says_when_a_folder_was_created_for_the_run_database(
-    tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+async def test_the_header_says_when_the_run_database_does_not_exist_yet(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from runkon_flow.persistence.sqlite import SqliteStore
+
     from runkon_tui.host import open_workspace
 
     workflows = Path("tests/tui/fixtures/workflows").resolve()
     monkeypatch.chdir(tmp_path)
     opened = open_workspace([workflows], Path("typo/deeper/runs.db"))  # as typed after --db
-    assert (tmp_path / "typo" / "deeper" / "runs.db").exists() and not opened.problems
+    assert not (tmp_path / "typo").exists() and not opened.problems  # a look makes nothing
+    note = "⚠ no runs yet: typo/deeper/runs.db does not exist yet"
     app = make_app(store=opened.store, store_note=opened.store_note, dirs=[workflows])
     async with app.run_test(size=SMALL) as pilot:
         await pilot.pause()
-        assert "⚠ created typo/ for a new run database" in screen_text(app)[0]
-        assert any("created typo/ for a new run database" in row for row in screen_text(app)[16:])  # the log
+        assert note in screen_text(app)[0]
+        assert any(note[2:] in row for row in screen_text(app)[16:])  # the log
         feed(app, scenarios.foreach_mid_run().events)
         await pilot.pause()
         header = screen_text(app)[0]  # at 80 columns the run's state comes first: the note is shortened
-        assert header.startswith(" ⚠ cr") and "running" in header and "120 items" in header
+        assert header.startswith(" ⚠ no") and "running" in header and "120 items" in header
     app = make_app(store=opened.store, store_note=opened.store_note, dirs=[workflows])
     async with app.run_test(size=BIG) as pilot:
         await pilot.pause()
         feed(app, scenarios.foreach_mid_run().events)  # wide enough: the note whole, all session
         await pilot.pause()
         header = screen_text(app)[0]
-        assert "⚠ created typo/ for a new run database" in header and "running" in header
+        assert note in header and "running" in header
 
+    (tmp_path / "typo" / "deeper").mkdir(parents=True)
+    SqliteStore(tmp_path / "typo" / "deeper" / "runs.db").close()
     again = open_workspace([workflows], tmp_path / "typo" / "deeper" / "runs.db")  # exists now
     assert again.store_note is None
 
@@ -1056,7 +1059,7 @@ async def test_the_header_says_when_a_folder_was_created_for_the_run_database(
     async with app.run_test(size=SMALL) as pilot:
         await pilot.pause()
         header = screen_text(app)[0]
-        assert "…" in header and "/ for a new run database" in header  # shortened in the middle
+        assert "…" in header and "does not exist yet" in header  # shortened in the middle
 
 
 async def test_the_header_counts_one_workflow_as_one(tmp_path: Path) -> None:

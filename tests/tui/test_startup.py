@@ -193,14 +193,15 @@ async def test_the_store_is_opened_right_after_the_first_frame_and_used_directly
     from runkon_tui.host import DeferredStore
 
     db = tmp_path / "runs.db"
+    SqliteStore(db).close()  # a run database (one that does not exist yet is not made by a look)
     opened = open_workspace([folder], db, deferred=True)
     lazy = opened.store
-    assert isinstance(lazy, DeferredStore) and not lazy.opened and not db.exists()
+    assert isinstance(lazy, DeferredStore) and not lazy.opened
     app = make_app(host=opened.host, store=lazy, dirs=[folder], clock=time.time)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: app.store is not lazy, what="the store to be opened")
-            assert isinstance(app.store, SqliteStore) and app.session.store is app.store and db.exists()
+            assert isinstance(app.store, SqliteStore) and app.session.store is app.store
             await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
             await run_quick(pilot, app)
             assert app.view.status == "completed", app.view.summary_text()
@@ -231,7 +232,7 @@ async def test_an_unusable_store_is_reported_after_the_first_frame_in_the_same_w
         assert problem in [line.text for line in app.problems.lines]  # the errors log
 
 
-async def test_a_folder_created_for_the_database_is_said_after_the_first_frame(
+async def test_a_database_that_does_not_exist_is_said_after_the_first_frame_and_not_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workflows = Path("tests/tui/fixtures/workflows").resolve()
@@ -243,8 +244,8 @@ async def test_a_folder_created_for_the_database_is_said_after_the_first_frame(
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_for(pilot, lambda: app.store_note, what="the store to be opened")
             await pilot.pause()
-            assert "⚠ created typo/ for a new run database" in screen_text(app)[0]
-            assert (tmp_path / "typo" / "deeper" / "runs.db").exists()
+            assert "⚠ no runs yet: typo/deeper/runs.db does not exist yet" in screen_text(app)[0]
+            assert not (tmp_path / "typo").exists()  # a look made nothing
     finally:
         opened.store.close()
 
@@ -269,9 +270,9 @@ async def test_attach_waits_for_the_store_opened_after_the_first_frame(folder: P
 # ------------------------------------------------------------------ a database that holds no runs yet
 
 
-async def _browse_then_run(app, db_label: str, why: str) -> None:  # type: ignore[no-untyped-def]
+async def _browse_then_run(app, db_label: str, why: str) -> str:  # type: ignore[no-untyped-def]
     """In `app` on a database that holds no runs: the header and the history say so, and a run
-    started here is kept in it."""
+    started here is kept in it. The header after the run."""
     async with app.run_test(size=(200, 50)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
         await pilot.pause()
@@ -285,7 +286,9 @@ async def _browse_then_run(app, db_label: str, why: str) -> None:  # type: ignor
         await run_quick(pilot, app)
         assert app.view.status == "completed", app.view.summary_text()
         await pilot.pause()
-        assert "no runs yet" not in screen_text(app)[0]  # it holds one now
+        header = screen_text(app)[0]
+        assert "no runs yet" not in header  # it holds one now
+        return header
 
 
 async def test_a_run_database_of_0_bytes_is_left_as_it_is_until_a_run_starts_here(
@@ -398,3 +401,30 @@ async def test_start_up_problems_found_before_and_after_the_first_frame_are_one_
             "unknown theme 'nosuch'; available",
             "run store unusable, runs kept in memory (not saved)",
         ]
+
+
+async def test_a_run_database_that_does_not_exist_is_not_made_until_a_run_starts_here(
+    folder: Path, tmp_path: Path
+) -> None:
+    # `--db ~/runs.bd` for `~/runs.db`: the dashboard made a new, empty database there, and its
+    # empty history looked like "all my runs are gone". Now nothing is made until a run starts
+    # here, as the read commands refuse to make one; a run made in a new folder says so.
+    from runkon_flow.persistence.sqlite import SqliteStore
+
+    db = tmp_path / "typo" / "runs.db"
+    opened = open_workspace([folder], db, deferred=True)
+    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+    try:
+        async with app.run_test(size=(200, 50)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
+            await pilot.press("h")
+            await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [], what="the history")
+        assert not db.parent.exists()
+        app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+        header = await _browse_then_run(app, str(db), "does not exist yet")
+        assert f"⚠ created {db.parent}/ for a new run database" in header, header
+    finally:
+        opened.host.close()  # type: ignore[union-attr]
+        opened.store.close()
+    with SqliteStore(db) as store:
+        assert [run.workflow_name for run in store.list_runs()] == ["quick"]

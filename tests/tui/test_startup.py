@@ -428,3 +428,23 @@ async def test_a_run_database_that_does_not_exist_is_not_made_until_a_run_starts
         opened.store.close()
     with SqliteStore(db) as store:
         assert [run.workflow_name for run in store.list_runs()] == ["quick"]
+
+
+def test_the_default_run_database_not_made_yet_is_a_first_start_not_a_warning(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No --db, no $RUNKON_DB, nothing run yet: a first start, not a typo — the header has no ⚠
+    # (the history still says why it is empty), and nothing is made by looking.
+    from runkon_flow.persistence.paths import default_db_path
+
+    from runkon_tui.host import UnmadeStore
+
+    monkeypatch.delenv("RUNKON_DB", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    opened = open_workspace([folder], None)
+    try:
+        assert isinstance(opened.store, UnmadeStore) and opened.store_note is None
+        assert opened.store.why == f"{default_db_path()} does not exist yet"
+        assert not default_db_path().exists()
+    finally:
+        opened.store.close()

@@ -8,7 +8,11 @@ child run with one step row and three stored output lines), then times, interlea
 * **floor**: reading the same stream with `store.read_events` and matching the regex against every
   `StepOutput` line's JSON text, with no structure at all — the least any search must do.
 
-    .venv/bin/python bench/bench_search.py [--items N] [--rounds R]
+`--screen`: the dashboard's search screen showing a pattern that matches every line (`.`) —
+`enter` to the list drawn, and peak RSS — next to the engine's search with the same limit, each
+round in a fresh process (the list holds the first `SEARCH_LIMIT` hits, docs/dashboard.md).
+
+    .venv/bin/python bench/bench_search.py [--items N] [--rounds R] [--screen]
 """
 
 from __future__ import annotations
@@ -82,16 +86,95 @@ def floor(store: SqliteStore, run_id: str, regex: re.Pattern[str]) -> int:
     return hits
 
 
+# --------------------------------------------------------------------------- the dashboard's list
+
+
+def one_round(kind: str, db: str, run_id: str, pattern: str) -> dict[str, float]:
+    """In this process (a fresh one per round: peak RSS is per process): `screen` — the
+    dashboard's search screen at 200×50, `enter` to the list drawn; `floor` — the engine's search
+    with the same limit and no screen. Seconds and peak RSS (MB)."""
+    import asyncio
+    import resource
+
+    from runkon_tui.screens.search import SEARCH_LIMIT
+
+    def peak_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    store = SqliteStore(Path(db))
+    regex = compile_pattern(pattern)
+    if kind == "floor":
+        run = store.get_run(run_id)
+        assert run is not None
+        t0 = time.perf_counter()
+        search_run(store, run, regex, limit=SEARCH_LIMIT)
+        return {"seconds": time.perf_counter() - t0, "peak_mb": peak_mb()}
+
+    from textual.widgets import Input
+
+    from runkon_tui.app import RunkonApp
+    from runkon_tui.screens.search import SearchScreen
+
+    async def drive() -> float:
+        app = RunkonApp([], store=store, watch=False, blink=False)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await pilot.pause()
+            screen = SearchScreen(run_id)
+            await app.push_screen(screen)
+            await pilot.pause()
+            screen.query_one(Input).value = pattern
+            t0 = time.perf_counter()
+            await pilot.press("enter")
+            while screen.result is None or screen.searching:
+                await asyncio.sleep(0.005)
+            await pilot.pause()  # the list drawn
+            return time.perf_counter() - t0
+
+    seconds = asyncio.run(drive())
+    return {"seconds": seconds, "peak_mb": peak_mb()}
+
+
+def report_screen(store: SqliteStore, path: Path, run_id: str, items: int, rounds: int) -> None:
+    """`--screen`: the dashboard's search of a pattern matching every line (`.`), next to the
+    engine's search alone, each round a fresh process, interleaved."""
+    import subprocess
+
+    store.close()
+    figures: dict[str, list[dict[str, float]]] = {"dashboard": [], "floor": []}
+    for _ in range(rounds):
+        for kind in figures:
+            argv = [sys.executable, __file__, "--one", kind, str(path), run_id, "."]
+            done = subprocess.run(argv, capture_output=True, text=True, check=True)
+            figures[kind].append(json.loads(done.stdout.splitlines()[-1]))
+    print(f"'.' over {items} items, {rounds} rounds interleaved; floor: the engine's search, no screen")
+    print(f"{'':22} {'min':>8} {'median':>8} {'max':>8}")
+    for kind, rows in figures.items():
+        print(f"{kind + ' (s)':22} {mmm([r['seconds'] for r in rows], digits=2)}")
+        print(f"{kind + ' peak RSS (MB)':22} {mmm([r['peak_mb'] for r in rows])}")
+    print(loadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--screen", action="store_true", help="the dashboard's search screen for '.' (try --items 20000)"
+    )
+    parser.add_argument("--one", nargs=4, metavar=("KIND", "DB", "RUN", "PATTERN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_round(*args.one)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(Path(tmp) / "runs.db")
+        path = Path(tmp) / "runs.db"
+        store = SqliteStore(path)
         started = time.perf_counter()
         run_id = build(store, args.items)
         print(f"built {args.items} items in {time.perf_counter() - started:.1f} s; {loadavg()}")
+        if args.screen:
+            report_screen(store, path, run_id, args.items, args.rounds)
+            return
         regex = compile_pattern("boom|rate limited")
         times: dict[str, list[float]] = {"search": [], "floor": []}
         for _ in range(args.rounds):

@@ -9,6 +9,7 @@ lets a cancel reach a sleeping gate or a script watchdog within milliseconds.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
@@ -76,12 +77,13 @@ class CancellationToken:
     per item, and most are never waited on.
     """
 
-    __slots__ = ("_cancelled", "_children", "_event", "_lock", "_parent", "_reason")
+    __slots__ = ("_cancelled", "_cancelled_at", "_children", "_event", "_lock", "_parent", "_reason")
 
     def __init__(self, parent: CancellationToken | None = None) -> None:
         self._parent = parent
         self._lock = threading.Lock()
         self._cancelled = False
+        self._cancelled_at: float | None = None
         self._event: threading.Event | None = None
         self._reason: CancellationReason | None = None
         # Made with the first child: a foreach makes a token per item, and items have no children.
@@ -99,30 +101,43 @@ class CancellationToken:
                     if children is None:
                         children = parent._children = {}
             children[id(self)] = self
+            self._cancelled_at = parent._cancelled_at
             self._cancelled = parent._cancelled
 
     def child(self) -> CancellationToken:
         return CancellationToken(self)
 
     def cancel(self, reason: CancellationReason) -> None:
-        self._cancel(reason)
+        self._cancel(reason, time.monotonic())
 
-    def _cancel(self, reason: CancellationReason | None) -> None:
+    def _cancel(self, reason: CancellationReason | None, at: float) -> None:
         """Set the flag (and `reason`, unless this token has one: the first cancel's stands),
-        wake a waiter, then do the same for every child (None: cancelled by the parent)."""
+        wake a waiter, then do the same for every child (None: cancelled by the parent). `at`:
+        the moment of the cancel that reached this token first (`cancelled_at`)."""
         with self._lock:
             if self._reason is None:
                 self._reason = reason
+            if self._cancelled_at is None:
+                self._cancelled_at = at
             self._cancelled = True
             event = self._event
             children = list(self._children.values()) if self._children else ()
         if event is not None:
             event.set()
         for c in children:
-            c._cancel(None)
+            c._cancel(None, at)
 
     def is_cancelled(self) -> bool:
         return self._cancelled
+
+    def cancelled_at(self) -> float | None:
+        """`time.monotonic()` when the cancel was made (a parent's, for a token cancelled with
+        its parent); None while not cancelled. Everyone waiting out a grace after a cancel
+        measures from this one moment, not from when each noticed it."""
+        at = self._cancelled_at
+        if at is None and self._cancelled:
+            return time.monotonic()  # a child made while its parent was being cancelled
+        return at
 
     def reason(self) -> CancellationReason | None:
         tok: CancellationToken | None = self

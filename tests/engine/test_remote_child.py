@@ -22,6 +22,7 @@ from runkon_flow.persistence import NewEvent, SqliteStore
 from runkon_flow.persistence.models import NewRun, RunStatus
 from runkon_flow.persistence.snapshots import definition_snapshot, referenced_run
 from runkon_flow.runtime.remote_child import ChildTask, WorkerLost
+from runkon_flow.runtime.types import WorkflowExecConfig
 from runkon_flow.workspace import RAN_ON, Workspace
 
 FAN = """workflow fan {
@@ -580,6 +581,54 @@ def test_a_cancelled_foreach_waits_for_the_force_cancel_of_its_remote_children(t
         children = ws.store.list_runs(limit=10, parent_run_id=run_id)
         assert [c.status for c in children] == [RunStatus.CANCELLED]
         assert items_of(ws.store, run_id)["a"].status == "cancelled"
+    finally:
+        executor.released.set()
+        executor.close()
+        ws.store.close()
+
+
+class _SlowToAnswer(_IgnoresTheStore):
+    """An executor slow to answer (`ray.wait` on a loaded machine): each wait takes a second
+    longer than asked."""
+
+    def wait(self, handle: Future, timeout: float) -> dict[str, Any] | None:
+        if not handle.done():
+            time.sleep(timeout + 1.0)
+        return super().wait(handle, timeout)
+
+
+def test_a_long_cancel_grace_still_force_cancels_remote_children_before_the_foreach_gives_up(
+    tmp_path: Path,
+) -> None:
+    # With cancel_grace ≥ 5 s the foreach gave up the moment the runner's force-cancel was due,
+    # each measured from when it noticed the cancel: a runner slow to notice (its executor slow to
+    # answer) force-cancelled after the run had ended with the task still running.
+    wf = make_dir(tmp_path, ["a"])
+    db = tmp_path / "runs.db"
+    executor = _SlowToAnswer(db, wf)
+    from runkon_flow.runtime.remote_child import RemoteChildRunner
+
+    ws = Workspace(
+        [wf],
+        SqliteStore(db),
+        exec_config=WorkflowExecConfig(cancel_grace=5.0),
+        child_runner=lambda engine, resolver, store: RemoteChildRunner(engine, resolver, store, executor),
+    )
+    try:
+        run_id = ws.create_run("fan", {})
+        done: list[Any] = []
+        runner = threading.Thread(target=lambda: done.append(ws.execute(run_id)))
+        runner.start()
+        deadline = time.monotonic() + 30
+        while not any(r.status == "running" for r in items_of(ws.store, run_id).values()):
+            assert time.monotonic() < deadline, "the item never started"
+            time.sleep(0.05)
+        ws.cancel(run_id, "enough")
+        runner.join(30)
+        assert done and done[0].status is RunStatus.CANCELLED
+        assert executor.forced, "the run ended before its remote child was force-cancelled"
+        children = ws.store.list_runs(limit=10, parent_run_id=run_id)
+        assert [c.status for c in children] == [RunStatus.CANCELLED]
     finally:
         executor.released.set()
         executor.close()

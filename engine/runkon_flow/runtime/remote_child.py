@@ -15,9 +15,9 @@ lease (a newer generation) or was cancelled stops itself (see `ChildTask.parent_
 
 Cancelling: the item's token is cancelled (the run was cancelled, or the step halts); the parent
 writes `cancelling` on the child's row, which the worker's engine notices within a second and
-stops the child and its processes; after `WorkflowExecConfig.cancel_grace` (at least
-`FORCE_CANCEL_AFTER`) the parent force-cancels the remote task, and the child's row is recorded
-`cancelled`.
+stops the child and its processes; `WorkflowExecConfig.cancel_grace` (at least
+`FORCE_CANCEL_AFTER`) after the cancel the parent force-cancels the remote task, and the child's
+row is recorded `cancelled`; the foreach gives up on it `CONFIRM_MARGIN` later.
 
 `call workflow` children (no foreach item) run in this process with the in-process runner.
 """
@@ -64,16 +64,25 @@ __all__ = [
     "watch_parent",
 ]
 
-#: Seconds between a cancel reaching the parent and the remote task being force-cancelled (if it
-#: has not stopped by itself by then). Cancel must stop in-flight items within 5 s.
+#: Seconds between a cancel and the remote task being force-cancelled (if it has not stopped by
+#: itself by then), at least: `WorkflowExecConfig.cancel_grace` when longer. Cancel must stop
+#: in-flight items within 5 s.
 FORCE_CANCEL_AFTER = 2.0
-#: How long a foreach waits, after a cancel, for its in-flight remote children before it gives
-#: up on them (`RemoteChildRunner.cancel_grace`, read by the foreach): the force-cancel, and a
-#: moment for the executor to confirm it, must fit inside. With the engine's own 1 s grace the
-#: foreach gave up first — items recorded `cancelled` while their tasks still ran (a child that
-#: then completed was run again by `resume`), the run ended, and a process about to exit (a
-#: detached runner) left force-cancelled children's rows `running` for good.
-REMOTE_CANCEL_GRACE = FORCE_CANCEL_AFTER + 3.0
+#: How much longer than the force-cancel a foreach waits for its in-flight remote children before
+#: it gives up on them: the executor confirms the force-cancel (Ray: the task's `ray.get` raises)
+#: and the parent records the child `cancelled` within it. Both waits are measured from the
+#: cancel's own moment (`CancellationToken.cancelled_at`), not from when each side noticed it.
+#: Had the foreach given up first, items were recorded `cancelled` while their tasks still ran (a
+#: child that then completed was run again by `resume`), the run ended, and a process about to
+#: exit (a detached runner) left force-cancelled children's rows `running` for good.
+CONFIRM_MARGIN = 3.0
+
+
+def force_cancel_after(cancel_grace: float) -> float:
+    """Seconds after the cancel at which a remote child is force-cancelled."""
+    return max(cancel_grace, FORCE_CANCEL_AFTER)
+
+
 _WAIT_TICK = 0.2
 _PARENT_POLL = 0.5
 
@@ -148,8 +157,11 @@ class _Parent:
 class RemoteChildRunner:
     """A ChildWorkflowRunner that sends foreach children to a `RemoteExecutor`."""
 
-    #: After a cancel, how long a foreach waits for the children this runner has in flight.
-    cancel_grace = REMOTE_CANCEL_GRACE
+    @staticmethod
+    def give_up_after(cancel_grace: float) -> float:
+        """After a cancel, how long a foreach waits for the children this runner has in flight:
+        strictly past their force-cancel, by `CONFIRM_MARGIN`, whatever `cancel_grace` is."""
+        return force_cancel_after(cancel_grace) + CONFIRM_MARGIN
 
     def __init__(
         self,
@@ -241,7 +253,7 @@ class RemoteChildRunner:
         except Exception as exc:
             self._close_row(run.id, token, RunStatus.FAILED, f"could not submit the child: {exc}")
             raise WorkflowError(f"item '{params.item_id}': could not submit its child run: {exc}") from exc
-        grace = max(config.cancel_grace, FORCE_CANCEL_AFTER)
+        grace = force_cancel_after(config.cancel_grace)
         return self._await(handle, run.id, token, definition.name, params, grace, started)
 
     # ------------------------------------------------------------------ waiting
@@ -275,9 +287,14 @@ class RemoteChildRunner:
             if cancel.is_cancelled():
                 now = time.monotonic()
                 if force_at is None:
-                    force_at = now + grace
+                    # From the cancel's moment, as the foreach's give-up (`give_up_after`): an
+                    # executor slow to answer must not push the force-cancel past it.
+                    force_at = (cancel.cancelled_at() or now) + grace
                     self._request_cancel(run_id)
-                elif now >= force_at:
+                    now = time.monotonic()
+                    if now < force_at:
+                        continue
+                if now >= force_at:
                     # Again every grace period until the executor confirms: a cancel that
                     # reaches a task still being placed on a worker can be lost.
                     self._executor.force_cancel(handle)

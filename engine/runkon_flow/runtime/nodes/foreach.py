@@ -449,10 +449,12 @@ class _FanOut:
                     if not self.cancelled and st.cancellation.is_cancelled():
                         self.cancelled = True
                         # A remote child runner needs longer: it force-cancels its tasks first.
-                        grace = max(
-                            st.exec_config.cancel_grace, getattr(st.child_runner, "cancel_grace", 0.0)
-                        )
-                        give_up_at = time.monotonic() + grace
+                        grace = st.exec_config.cancel_grace
+                        give_up_after = getattr(st.child_runner, "give_up_after", None)
+                        if give_up_after is not None:
+                            grace = max(grace, give_up_after(grace))
+                        # From the cancel's moment: the remote runner's force-cancel is too.
+                        give_up_at = (st.cancellation.cancelled_at() or time.monotonic()) + grace
                     starting = self._take(max_slots - len(self.in_flight))
                     if not starting:
                         if not self.in_flight:

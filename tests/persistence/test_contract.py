@@ -6,6 +6,7 @@ for the in-memory and the SQLite store alike.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -1240,6 +1241,43 @@ def test_a_write_behind_item_write_refused_when_committed_tells_its_caller(store
     assert (queued, refused) in ((False, []), (True, ["x"]))
     assert accepted == []
     assert [r.status for r in store.get_fan_out_items(step_id)] == ["running", "completed"]
+
+
+def test_a_refused_write_behind_write_tells_its_caller_once_when_its_commit_is_run_again(
+    store, clock
+) -> None:
+    """A commit that fails (here: queued writes naming no item, no run) runs its writes again one
+    by one: a refused item batch or finish among them is told to its caller once, not at the
+    rolled-back attempt and again at the rerun (the engine confirmed its lease twice, the log said
+    'not written' twice)."""
+    run_id, step_id, ids = _taken_over_fan_out(store, clock)
+    done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
+    child = store.create_leased_run(NewRun(workflow_name="child", parent_run_id=run_id), "c1", 10)
+    clock.advance(11)
+    assert store.acquire_lease(child.id, "c2", 10) == 2
+    told: list[str] = []
+    finish_queued = store.finish_run(
+        child.id,
+        RunStatus.COMPLETED,
+        "stale",
+        None,
+        "c1",
+        durable=False,
+        on_refused=lambda: told.append("finish"),
+    )
+    items_queued = store.batch_update_fan_out_items(
+        [(ids[0], done)], durable=False, fence=Fence(run_id, "paused", lambda: told.append("items"))
+    )
+    with contextlib.suppress(PersistenceError):  # a store that writes at once raises at once
+        store.batch_update_fan_out_items([("no-such-item", done)], durable=False)
+    with contextlib.suppress(PersistenceError):
+        store.finish_run("no-such-run", RunStatus.COMPLETED, None, None, "t", durable=False)
+    store.flush()
+    assert sorted(told) == sorted(
+        [name for name, queued in (("finish", finish_queued), ("items", items_queued)) if queued]
+    )
+    assert [r.status for r in store.get_fan_out_items(step_id)] == ["running", "running"]
+    assert store.get_run(child.id).owner_token == "c2"
 
 
 def test_a_fenced_item_write_takes_the_queued_child_rows_along_written_or_refused(store, clock) -> None:

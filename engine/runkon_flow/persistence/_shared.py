@@ -4,14 +4,16 @@ derivation and selection validation, and tolerant JSON decoding of stored column
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
 import logging
 import os
 import random
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,17 +129,51 @@ _FINAL_RUN_STATUSES = {s.value: s for s in RunStatus if s.is_terminal}
 FINISH_FENCED = "run %s: final status %s not written: another engine owns the run now"
 
 
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def refusals_told_on_commit() -> Iterator[None]:
+    """Around one transaction of a committing thread: the refusals of write-behind writes found
+    in it (`finish_refused_behind`, `items_refused_behind`) are logged and told to their callers
+    when the block ends — after its COMMIT — and dropped if it raises (rolled back: the store runs
+    the writes again one by one, and a write still refused is told then). Before, a refusal found
+    in a batch that then failed was told twice, at the rolled-back attempt and again at the rerun."""
+    outer = getattr(_held, "pending", None)
+    pending: list[Callable[[], None]] = []
+    _held.pending = pending
+    try:
+        yield
+    finally:
+        _held.pending = outer
+    for tell in pending:
+        tell()
+
+
+def _tell(tell: Callable[[], None]) -> None:
+    pending = getattr(_held, "pending", None)
+    if pending is None:
+        tell()
+    else:
+        pending.append(tell)
+
+
 def finish_refused_behind(run_id: str, status: str, on_refused: Callable[[], object] | None) -> None:
     """A queued write-behind `finish_run` was fenced when committed: log it and tell the caller
     through `on_refused` (it runs on the committing thread, which holds the store's connection:
-    it must not use the store; what it raises is logged, never raised into the commit)."""
-    log.warning(FINISH_FENCED, run_id, status)
-    if on_refused is None:
-        return
-    try:
-        on_refused()
-    except Exception:
-        log.exception("run %s: on_refused of a fenced finish raised", run_id)
+    it must not use the store; what it raises is logged, never raised into the commit). Once the
+    transaction commits, inside `refusals_told_on_commit`."""
+
+    def tell() -> None:
+        log.warning(FINISH_FENCED, run_id, status)
+        if on_refused is None:
+            return
+        try:
+            on_refused()
+        except Exception:
+            log.exception("run %s: on_refused of a fenced finish raised", run_id)
+
+    _tell(tell)
 
 
 EVENTS_FENCED = "run %s: %d event rows not stored: another engine took the run over"
@@ -148,14 +184,18 @@ def items_refused_behind(fence: Fence, count: int) -> None:
     """A queued write-behind item batch was fenced when committed: it is dropped; log it and tell
     the writer through `fence.on_refused` (on the committing thread, which holds the store's
     connection: it must not use the store; what it raises is logged, never raised into the
-    commit)."""
-    log.warning(ITEMS_FENCED, fence.run_id, count)
-    if fence.on_refused is None:
-        return
-    try:
-        fence.on_refused()
-    except Exception:
-        log.exception("run %s: on_refused of a fenced item write raised", fence.run_id)
+    commit). Once the transaction commits, inside `refusals_told_on_commit`."""
+
+    def tell() -> None:
+        log.warning(ITEMS_FENCED, fence.run_id, count)
+        if fence.on_refused is None:
+            return
+        try:
+            fence.on_refused()
+        except Exception:
+            log.exception("run %s: on_refused of a fenced item write raised", fence.run_id)
+
+    _tell(tell)
 
 
 def check_finish_status(status: RunStatus) -> RunStatus:

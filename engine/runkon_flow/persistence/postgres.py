@@ -751,10 +751,11 @@ class PostgresStore(Leadership):
         try:
             if one is not None:
                 self._commit_sent = True
-                cur.execute(*one)  # autocommit: its own transaction, committed synchronously
+                with sh.refusals_told_on_commit():
+                    cur.execute(*one)  # autocommit: its own transaction, committed synchronously
                 results = [None] * len(batch)
             else:
-                with self._db.pipeline() if pipelined else nullcontext():
+                with sh.refusals_told_on_commit(), self._db.pipeline() if pipelined else nullcontext():
                     cur.execute("BEGIN")
                     if not synchronous:  # only rebuildable rows: no need to wait for the WAL flush
                         cur.execute("SET LOCAL synchronous_commit TO off")
@@ -911,17 +912,18 @@ class PostgresStore(Leadership):
         self._commit_sent = False
         op.error = None
         try:
-            if op.single:
-                op.result = op.run(cur)
-            else:
-                cur.execute("BEGIN")
-                try:
+            with sh.refusals_told_on_commit():
+                if op.single:
                     op.result = op.run(cur)
-                    self._commit_sent = True
-                    cur.execute("COMMIT")
-                except BaseException:
-                    _rollback(cur)
-                    raise
+                else:
+                    cur.execute("BEGIN")
+                    try:
+                        op.result = op.run(cur)
+                        self._commit_sent = True
+                        cur.execute("COMMIT")
+                    except BaseException:
+                        _rollback(cur)
+                        raise
         except psycopg.Error as exc:
             op.error = PersistenceError(f"run database {self.where}: {error_line(exc)}")
             op.error.__cause__ = exc
@@ -2050,8 +2052,9 @@ def _apply_item_parts(cur: Any, parts: list[_ItemPart], where: str) -> set[int]:
     missing = _apply_items(cur, parts)
     if missing is None:
         return refused
-    if len(parts) == 1:
+    if len(parts) == 1 and not refused:
         raise PersistenceError(f"fan-out item {missing} not found")
+    # (Not raised for a write-behind part beside refused ones: the refusals stand, and are told.)
     for part in parts:
         missing = _apply_items(cur, [part])
         if missing is None:

@@ -696,8 +696,9 @@ class SqliteStore(Leadership):
                 self._report(op)
             return
         try:
-            results = _run_shared(batch, conn)
-            conn.execute("COMMIT")
+            with sh.refusals_told_on_commit():
+                results = _run_shared(batch, conn)
+                conn.execute("COMMIT")
         except Exception:
             _rollback(conn)
             for op in batch:  # isolate the failing write; the others succeed on their own
@@ -712,16 +713,17 @@ class SqliteStore(Leadership):
     def _run_alone(self, op: _Write) -> None:
         conn = self._cursor
         try:
-            if op.single:
-                op.result = op.fn(conn)
-            else:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+            with sh.refusals_told_on_commit():
+                if op.single:
                     op.result = op.fn(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(conn)
-                    raise
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        op.result = op.fn(conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        _rollback(conn)
+                        raise
         except Exception as exc:
             op.error = exc
             self._report(op)

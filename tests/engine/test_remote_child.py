@@ -635,6 +635,57 @@ def test_a_long_cancel_grace_still_force_cancels_remote_children_before_the_fore
         ws.store.close()
 
 
+class _OtherVersions(ThreadExecutor):
+    """Each task crosses to the worker as a dict (as Ray sends it), edited by `edit` as a driver
+    of another runkon version would have sent it."""
+
+    def __init__(self, db: Path, wf: Path, edit: Any) -> None:
+        super().__init__(db, wf)
+        self.edit = edit
+
+    def _run(self, task: ChildTask) -> dict[str, Any] | None:
+        received = ChildTask.from_dict(self.edit(task.to_dict()))
+        return self.worker.run_child_task(received, node="thread-node").to_dict()
+
+
+def test_a_worker_runs_the_task_of_a_newer_driver_ignoring_the_fields_it_does_not_know(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: a field a newer driver added (a cluster upgraded node by node) failed every item
+    # with "ChildTask.__init__() got an unexpected keyword argument".
+    wf = make_dir(tmp_path, ["a", "b"])
+    db = tmp_path / "runs.db"
+    executor = _OtherVersions(db, wf, lambda task: {**task, "priority": 3})
+    ws = driver(db, wf, executor)
+    try:
+        result = ws.execute(ws.create_run("fan", {}))
+        assert result.all_succeeded, result.error
+        assert sorted((wf / "ran.txt").read_text().split()) == ["a", "b"]
+        assert "ignoring field(s) priority this runkon does not know" in caplog.text
+    finally:
+        executor.close()
+        ws.store.close()
+
+
+def test_a_task_lacking_a_field_the_worker_needs_fails_its_item_saying_why(tmp_path: Path) -> None:
+    wf = make_dir(tmp_path, ["a"])
+    db = tmp_path / "runs.db"
+    executor = _OtherVersions(
+        db, wf, lambda task: {k: v for k, v in task.items() if k != "parent_generation"}
+    )
+    ws = driver(db, wf, executor)
+    try:
+        result = ws.execute(ws.create_run("fan", {}))
+        assert not result.all_succeeded
+        item = items_of(ws.store, result.workflow_run_id)["a"]
+        assert item.status == "failed"
+        (child,) = ws.store.list_runs(limit=10, parent_run_id=result.workflow_run_id)
+        assert "without parent_generation: it runs an older runkon" in (child.error or "")
+    finally:
+        executor.close()
+        ws.store.close()
+
+
 def test_a_worker_stores_no_events_in_the_stream_of_a_parent_taken_over(tmp_path: Path) -> None:
     # Before: a worker's child stored its events into the top-level run's stream whoever held
     # that run: after another engine took the parent over, they went into its stream.

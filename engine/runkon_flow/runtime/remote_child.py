@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
@@ -84,6 +85,7 @@ def force_cancel_after(cancel_grace: float) -> float:
 
 
 _WAIT_TICK = 0.2
+log = logging.getLogger(__name__)
 _PARENT_POLL = 0.5
 
 
@@ -111,7 +113,27 @@ class ChildTask:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChildTask:
-        return cls(**data)
+        """The task a driver sent, read by a worker whose runkon may be another version (a
+        cluster being upgraded node by node): fields this version does not know (a newer
+        driver's) are ignored, with a log line naming them; a field added later has a default
+        meaning what a worker without it does, so an older driver's task still reads. A task
+        lacking a field this version needs fails its item with a clear reason."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            log.warning(
+                "child task for run %s: ignoring field(s) %s this runkon does not know "
+                "(the driver runs a newer version: deploy the same checkout to every node)",
+                data.get("run_id", "?"),
+                ", ".join(unknown),
+            )
+        missing = sorted(f.name for f in fields(cls) if f.name not in data and f.default is MISSING)
+        if missing:
+            raise WorkflowError(
+                f"the driver sent a child task without {', '.join(missing)}: it runs an older runkon "
+                "than this worker (deploy the same checkout to every node)"
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)

@@ -135,3 +135,33 @@ def test_two_writers_of_one_run_name_one_new_run_and_one_refusal() -> None:
 
     together(create, 2)
     assert sorted(outcomes) == ["PersistenceError", "created"]
+
+
+def test_a_reader_that_sees_a_resumed_runs_end_sees_the_children_it_abandoned_ended() -> None:
+    # `finish_run(…, abandoned=…)` is one write on the SQL stores. In memory the runs below were
+    # ended after the finish, each on its own: a resume that saw the run ended in between could
+    # take a child still `running` over, and then have it cancelled under it.
+    store = InMemoryStore()
+    seen: list[RunStatus] = []
+    for _ in range(20):
+        parent = store.create_leased_run(NewRun(workflow_name="fan"), "engine", 60)
+        children = [
+            store.create_run(
+                NewRun(workflow_name="item", parent_run_id=parent.id, parent_workflow_run_id=parent.id)
+            )
+            for _ in range(300)
+        ]
+        last = children[-1].id
+
+        def work(i: int, parent_id: str = parent.id, last: str = last) -> None:
+            if i == 0:
+                assert store.finish_run(
+                    parent_id, RunStatus.FAILED, None, "x", "engine", abandoned="abandoned"
+                )
+                return
+            while not store.get_run(parent_id).status.is_terminal:
+                pass
+            seen.append(store.get_run(last).status)
+
+        together(work, 2)
+    assert set(seen) == {RunStatus.CANCELLED}

@@ -24,11 +24,12 @@ takes no shared lock"). Instead:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import copy
 import dataclasses
 import operator
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 
 from runkon_flow.errors import PersistenceError
@@ -86,6 +87,16 @@ class InMemoryStore:
     def _guard(self, key: str) -> threading.Lock:
         """The lock of a run's rows (key: the run id) or of one fan-out item row (its id)."""
         return self._stripes[hash(key) % _STRIPES]
+
+    @contextlib.contextmanager
+    def _guards(self, keys: Sequence[str]) -> Iterator[None]:
+        """The locks of several runs' rows at once, taken in one order (no other write holds two
+        stripes, so this cannot deadlock)."""
+        stripes = sorted({hash(key) % _STRIPES for key in keys})
+        with contextlib.ExitStack() as stack:
+            for i in stripes:
+                stack.enter_context(self._stripes[i])
+            yield
 
     def _copied_run(self, run: WorkflowRun) -> WorkflowRun:
         with self._guard(run.id):
@@ -177,18 +188,21 @@ class InMemoryStore:
     ) -> bool:
         """The final status and the lease release in one step (terminal statuses only), while
         `token` owns the run. Every write applies at once: a refused finish returns False, and
-        `on_refused` is never called. `abandoned`: the runs below are ended right after, each
-        under its own guard."""
+        `on_refused` is never called. `abandoned`: the runs below are ended in the same step (under
+        their locks and the run's, taken together), as the SQL stores' one transaction: a reader
+        that sees the run ended sees them ended — before, they were ended after it, and a resume in
+        between could take over a child still running that was then cancelled under it."""
         status = sh.check_finish_status(status)
         now = self._now()
-        with self._guard(run_id):
+        below = self._below(run_id, called_too=True) if abandoned is not None else []
+        with self._guards([run_id, *below]):
             run = self._run(run_id)
             if run.owner_token != token:
                 return False
             _record_status(run, status, result_summary, error, now)
             self._release(run_id, token)
-        if abandoned is not None:
-            self._end_below(run_id, abandoned, now, called_too=True)
+            if abandoned is not None:
+                self._end(below, abandoned, now)
         return True
 
     def set_retry_request(self, run_id: str, request: RetryRequest) -> None:
@@ -227,25 +241,30 @@ class InMemoryStore:
             run.ended_at = None
 
     def end_abandoned_descendants(self, run_id: str, error: str) -> int:
-        return self._end_below(run_id, error, self._now(), called_too=False)
+        below = self._below(run_id, called_too=False)
+        with self._guards(below):
+            return self._end(below, error, self._now())
 
-    def _end_below(self, run_id: str, error: str, now: str, *, called_too: bool) -> int:
-        """Record the unfinished runs below `run_id` cancelled (unowned) — those a step row names
-        as its child (`call workflow`) only when `called_too`; how many."""
+    def _below(self, run_id: str, *, called_too: bool) -> list[str]:
+        """The runs below `run_id` (by `parent_workflow_run_id`, as the SQL backends'
+        ABANDONED_DESCENDANTS follows) — less those a step row names as its child (`call
+        workflow`, resumed in place) unless `called_too`."""
         with self._lock:
             steps = [] if called_too else list(self._steps.values())
             resumed_in_place = {s.child_run_id for s in steps if s.child_run_id}
-            # Only `parent_workflow_run_id`, as the SQL backends' ABANDONED_DESCENDANTS follows.
             below = sh.descendants([run_id], self._children_index(workflow_parent_only=True))[1:]
+        return [child_id for child_id in below if child_id not in resumed_in_place]
+
+    def _end(self, run_ids: list[str], error: str, now: str) -> int:
+        """Under the runs' locks: record the unfinished ones cancelled (unowned); how many."""
         ended = 0
-        for child_id in below:
-            with self._guard(child_id):
-                run = self._runs.get(child_id)
-                if run is None or run.status.is_terminal or child_id in resumed_in_place:
-                    continue
-                _record_status(run, RunStatus.CANCELLED, run.result_summary, error, now)
-                self._release(child_id, run.owner_token)
-                ended += 1
+        for child_id in run_ids:
+            run = self._runs.get(child_id)
+            if run is None or run.status.is_terminal:
+                continue
+            _record_status(run, RunStatus.CANCELLED, run.result_summary, error, now)
+            self._release(child_id, run.owner_token)
+            ended += 1
         return ended
 
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:

@@ -996,3 +996,42 @@ def test_a_group_commit_chosen_as_a_deadlocks_victim_runs_its_writes_one_by_one(
         flush.join()
     assert store.get_run(first.id).status is RunStatus.COMPLETED
     assert store.get_run(second.id).status is RunStatus.COMPLETED
+
+
+def test_a_lone_write_chosen_as_a_deadlocks_victim_is_run_again(store, dsn) -> None:
+    """A write run alone (a durable one, or one of a failed group commit's) that PostgreSQL aborts
+    to break a deadlock committed nothing: the store runs it again, as PostgreSQL recommends
+    (before: it failed — here a resumed run's end that also ends the child it abandoned, which
+    another transaction had locked before locking the run; a write-behind one was dropped)."""
+    import psycopg
+
+    parent = store.create_leased_run(NewRun(workflow_name="fan"), "t", 60)
+    child = store.create_run(
+        NewRun(workflow_name="item", parent_run_id=parent.id, parent_workflow_run_id=parent.id)
+    )
+    written: list[bool] = []
+    with psycopg.connect(dsn) as other, psycopg.connect(dsn, autocommit=True) as look:
+        other.execute("SET deadlock_timeout = '10s'")  # the store's write is the one to notice it
+        other.execute("UPDATE workflow_runs SET trigger = 'x' WHERE id = %s", (child.id,))
+        end = threading.Thread(  # locks the run, then waits for the child
+            target=lambda: written.append(
+                store.finish_run(parent.id, RunStatus.FAILED, None, "x", "t", abandoned="abandoned")
+            )
+        )
+        end.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        deadline = time.monotonic() + 10
+        while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        other.execute("UPDATE workflow_runs SET trigger = 'x' WHERE id = %s", (parent.id,))  # the cycle
+        other.commit()
+        end.join()
+    assert written == [True]
+    assert store.get_run(parent.id).status is RunStatus.FAILED
+    assert (store.get_run(child.id).status, store.get_run(child.id).error) == (
+        RunStatus.CANCELLED,
+        "abandoned",
+    )

@@ -34,6 +34,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import shlex
 import threading
 import time
@@ -106,6 +107,9 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0  # seconds between attempts to connect a
 # Server errors that mean the connection is gone or cannot be made now (the server shutting down
 # or starting up); class 08 is every connection exception.
 _UNREACHABLE_STATES = {"57P01", "57P02", "57P03"}
+#: How many times a write run alone is run again after PostgreSQL aborted it to break a deadlock
+#: (40P01) or a serialization failure (40001): rolled back whole, nothing of it committed.
+_CONFLICT_RETRIES = 3
 CHANNEL = "runkon"
 
 P = ParamSpec("P")
@@ -877,10 +881,23 @@ class PostgresStore(Leadership):
     def _run_alone(self, op: _Write) -> None:
         retrying = self._retrying
         first = None
+        conflicts = 0
         try:
             self._run_alone_once(op)
             while op.error is not None and isinstance(op.error.__cause__, psycopg.Error):
                 exc = op.error.__cause__
+                if (
+                    isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
+                    and conflicts < _CONFLICT_RETRIES
+                ):
+                    # Chosen to break a deadlock with another process's transaction (a resume's end
+                    # locking a run and then the runs below it, against a write that locked a
+                    # child first): rolled back, the connection fine — run it again, as
+                    # PostgreSQL recommends, after a short random pause (the other goes first).
+                    conflicts += 1
+                    time.sleep(random.uniform(0.01, 0.05) * conflicts)
+                    self._run_alone_once(op)
+                    continue
                 if not self._gone(exc):
                     return
                 # Autocommit (`single`): each statement commits as it runs.

@@ -12,7 +12,7 @@ child run with one step row and three stored output lines), then times, interlea
 `enter` to the list drawn, and peak RSS — next to the engine's search with the same limit, each
 round in a fresh process (the list holds the first `SEARCH_LIMIT` hits, docs/dashboard.md).
 
-    .venv/bin/python bench/bench_search.py [--items N] [--rounds R] [--screen]
+    .venv/bin/python bench/bench_search.py [--items N] [--rounds R] [--screen] [--lines L --width W]
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ from runkon_flow.persistence.models import (
 )
 
 
-def build(store: SqliteStore, items: int) -> str:
+def build(store: SqliteStore, items: int, lines: int = 0, width: int = 0) -> str:
+    """The run; with `lines`, each item also prints that many lines of `width` characters (a run
+    with a big output: `--items 25 --lines 2000 --width 4000` stores about 200 MB)."""
     run = store.create_run(NewRun(workflow_name="fan")).id
     fan = store.insert_step(NewStep(run, "foreach:each", role="foreach", retry_count=0, position=0))
     rows = store.insert_fan_out_items(fan, [("item", f"i{n}", "", {}) for n in range(items)])
@@ -58,7 +60,8 @@ def build(store: SqliteStore, items: int) -> str:
         else:
             store.update_step(step, StepUpdate.completed(0, result_text="done"))
         store.update_run_status(child, RunStatus.FAILED if failed else RunStatus.COMPLETED, None, None)
-        for line in (f"hello i{n}", f"working on i{n} · 42 files", "boom" if failed else "ok"):
+        filler = (f"line {k} of i{n} ".ljust(width, "x") for k in range(lines))
+        for line in (f"hello i{n}", f"working on i{n} · 42 files", *filler, "boom" if failed else "ok"):
             payload = json.dumps({"step_id": step, "step_name": "say", "line": line})
             events.append(NewEvent(time.time(), child, "StepOutput", payload))
         status = FanOutItemStatus.FAILED if failed else FanOutItemStatus.COMPLETED
@@ -161,6 +164,8 @@ def main() -> None:
     parser.add_argument(
         "--screen", action="store_true", help="the dashboard's search screen for '.' (try --items 20000)"
     )
+    parser.add_argument("--lines", type=int, default=0, help="more lines each item prints (a big output)")
+    parser.add_argument("--width", type=int, default=100, help="characters in each of those lines")
     parser.add_argument("--one", nargs=4, metavar=("KIND", "DB", "RUN", "PATTERN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -170,8 +175,9 @@ def main() -> None:
         path = Path(tmp) / "runs.db"
         store = SqliteStore(path)
         started = time.perf_counter()
-        run_id = build(store, args.items)
-        print(f"built {args.items} items in {time.perf_counter() - started:.1f} s; {loadavg()}")
+        run_id = build(store, args.items, args.lines, args.width)
+        took, size = time.perf_counter() - started, path.stat().st_size / 1e6
+        print(f"built {args.items} items ({size:,.0f} MB database) in {took:.1f} s; {loadavg()}")
         if args.screen:
             report_screen(store, path, run_id, args.items, args.rounds)
             return

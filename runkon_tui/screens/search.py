@@ -4,7 +4,9 @@ line numbers; `enter` on a hit opens that step's or item's output in the log pan
 
 The search is the engine's (`runkon_flow.observe.search`, the one `runkon-flow grep` uses) over
 the store's copy of the run (`observe.outputs`): the whole stored output, not only the lines the
-dashboard keeps in memory. It runs on a thread worker, so a 10,000-item run never freezes the UI.
+dashboard keeps in memory, read as it is searched — only the first `SEARCH_LIMIT` hits are held,
+and a hit's whole step is read again when it is opened. It runs on a thread worker, so a
+10,000-item run never freezes the UI.
 A pattern in lower case ignores case; one with a capital letter matches case exactly (ripgrep's
 "smart case").
 """
@@ -56,16 +58,18 @@ class SearchHit:
 
 
 class HitSource(TextSource):
-    """A step's (or item's) stored output and error lines for the log pane, the hit's line marked."""
+    """A step's (or item's) stored output and error lines for the log pane, the hit's line marked
+    — a big run's read from the store again (`OutputSource.each_line`: the search kept none)."""
 
     def __init__(self, found: SearchHit) -> None:
         source = found.source
+        lines = list(source.each_line())
         errors = (source.error or "").splitlines()
-        super().__init__([line.text for line in source.lines] + [f"error: {text}" for text in errors])
-        self.levels = ["debug" if line.stream == "note" else "info" for line in source.lines]
+        super().__init__([line.text for line in lines] + [f"error: {text}" for text in errors])
+        self.levels = ["debug" if line.stream == "note" else "info" for line in lines]
         self.levels += ["error"] * len(errors)
         hit = found.hit
-        self.index = hit.number - 1 + (len(source.lines) if hit.stream == "error" else 0)
+        self.index = hit.number - 1 + (len(lines) if hit.stream == "error" else 0)
         if 0 <= self.index < len(self.levels):
             self.levels[self.index] = "warning"
 

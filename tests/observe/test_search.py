@@ -51,3 +51,36 @@ def test_a_search_with_a_limit_keeps_the_first_hits_and_counts_all() -> None:
     edge = search_run(store, run, regex, limit=4)  # the limit reached inside step b
     assert [(g.source.label, len(g.hits), g.matching) for g in edge.groups] == [("a", 3, 3), ("b", 1, 3)]
     assert edge.hit_count == 6 and edge.cut
+
+
+def test_a_search_reads_a_big_run_as_it_goes_and_holds_only_the_sources_it_lists(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The dashboard's search read the whole run's output before searching it: a 200 MB run was
+    held whole for a list of 2,000 hits. Past `STREAM_ABOVE` no stored line is held; the hits,
+    counts and narrowing are the same as a search of the run read whole."""
+    from runkon_flow.observe import outputs
+
+    store = InMemoryStore()
+    run = store.get_run(_run(store))
+    assert run is not None
+    regex = compile_pattern("x")
+    whole = read_outputs(store, run)
+    monkeypatch.setattr(outputs, "STREAM_ABOVE", 4)  # the run's 6 lines are past it
+    for within, limit in ((None, None), (None, 2), ("b", None), ("b", 1)):
+        streamed = search_run(store, run, regex, within=within, limit=limit)
+        read = search_run(store, run, regex, within=within, limit=limit, tree=whole)
+        assert streamed.groups  # a hit in every case
+        assert all(not g.source.lines and g.source.stored is not None for g in streamed.groups)
+        assert [(g.source.label, g.hits, g.matching) for g in streamed.groups] == [
+            (g.source.label, g.hits, g.matching) for g in read.groups
+        ]
+        assert (streamed.searched, streamed.hit_count, streamed.sources_matched, streamed.has_events) == (
+            read.searched,
+            read.hit_count,
+            read.sources_matched,
+            read.has_events,
+        )
+        # A listed hit's step still reads all its lines (the dashboard opens it in the log pane).
+        assert [list(g.source.each_line()) for g in streamed.groups] == [
+            [line for s in whole.sources if s.label == g.source.label for line in s.lines]
+            for g in streamed.groups
+        ]

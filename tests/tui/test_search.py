@@ -115,6 +115,33 @@ async def test_search_lists_hits_grouped_by_item_and_enter_opens_the_hit_in_the_
         assert not pane.view.following  # the view stays at the hit
 
 
+async def test_a_big_run_is_searched_as_it_is_read_and_a_hit_still_opens_its_whole_step(
+    finished: tuple[Path, SqliteStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `STREAM_ABOVE` the search holds no stored line (a 200 MB run was read whole into
+    memory to list 2,000 hits); `enter` on a hit reads its step's lines again for the log pane."""
+    from runkon_flow.observe import outputs
+
+    monkeypatch.setattr(outputs, "STREAM_ABOVE", 10)  # the run's lines are past it
+    folder, store, run_id = finished
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_run_and_search(pilot, run_id, "boom|more c")
+        assert screen.result is not None
+        assert all(not g.source.lines and g.source.stored is not None for g in screen.result.groups)
+        assert results_text(screen)[:2] == ["✗ each[b] › say  (failed, 1 line)", "       3  boom b"]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
+        source = app.screen.query_one(LogPane).sources["output"]
+        assert [source.get(i) for i in range(len(source))] == [
+            ("hello b", "info"),
+            ("more b", "info"),
+            ("boom b", "warning"),  # the hit, marked
+            ("error: Script 'say' exited with code 3", "error"),
+            ("error: boom b", "error"),
+        ]
+
+
 async def test_enter_on_a_hit_moves_the_tree_and_the_grid_to_where_it_is(
     finished: tuple[Path, SqliteStore, str],
 ) -> None:

@@ -42,7 +42,15 @@ from runkon_flow.persistence.models import (
 )
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["FAILED_STATUSES", "STREAM_ABOVE", "OutputLine", "OutputSource", "OutputTree", "read_outputs"]
+__all__ = [
+    "FAILED_STATUSES",
+    "STREAM_ABOVE",
+    "OutputLine",
+    "OutputSource",
+    "OutputTree",
+    "read_outputs",
+    "walk_outputs",
+]
 
 FAILED_STATUSES = frozenset({"failed", "timed_out"})
 _CONTAINERS = frozenset({StepRole.FOREACH.value, StepRole.WORKFLOW.value})
@@ -447,13 +455,21 @@ def _item_failed(item: FanOutItemRow) -> bool:
     return FanOutItemStatus(item.status) is FanOutItemStatus.FAILED
 
 
+def walk_outputs(
+    store: WorkflowPersistence, run: WorkflowRun, *, stream: bool = False
+) -> tuple[Iterator[OutputSource], bool]:
+    """`read_outputs`' sources as they are walked, none kept (the dashboard's search keeps only
+    those with a hit it lists), and whether the run has stored events (`OutputTree.has_events`)."""
+    stream_id = top_level_run(store, run.id)
+    stored = _stored_lines(store, stream_id, STREAM_ABOVE if stream else None)
+    walker = _Walker(store, stored, _RowLines(store, stream_id) if stored.streamed else None)
+    return walker.run(run, "", (), frozenset(), True), stored.seen
+
+
 def read_outputs(store: WorkflowPersistence, run: WorkflowRun, *, stream: bool = False) -> OutputTree:
     """Every step's and item's stored output and error of `run` (a top-level or a child run), in
     the order the run went. With `stream`, a run whose stored lines add up to more than
     `STREAM_ABOVE` characters keeps none of them: each source's `each_line()` reads its lines
     from `store` again (which must stay open while they are read)."""
-    stream_id = top_level_run(store, run.id)
-    stored = _stored_lines(store, stream_id, STREAM_ABOVE if stream else None)
-    walker = _Walker(store, stored, _RowLines(store, stream_id) if stored.streamed else None)
-    sources = list(walker.run(run, "", (), frozenset(), True))
-    return OutputTree(run, sources, stored.seen)
+    sources, has_events = walk_outputs(store, run, stream=stream)
+    return OutputTree(run, list(sources), has_events)

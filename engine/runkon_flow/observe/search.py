@@ -9,7 +9,8 @@ and each such line was found twice. A pattern is a Python
 regular expression (`re`), or a plain string with `fixed=True`; `ignore_case` folds case.
 
 `search_run(..., limit=N)` keeps the first N hits and only counts the rest (the dashboard's
-search: a pattern matching most lines of a big run would hold millions of hits); `grep` streams
+search: a pattern matching most lines of a big run would hold millions of hits), reading the run
+as it searches — memory bounded by the hits kept, not by the run's output; `grep` streams
 `source_hits` and keeps none.
 """
 
@@ -19,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from runkon_flow.observe.outputs import OutputSource, OutputTree, read_outputs
+from runkon_flow.observe.outputs import OutputSource, OutputTree, walk_outputs
 from runkon_flow.persistence.models import WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -172,9 +173,30 @@ def search_run(
     limit: int | None = None,
 ) -> SearchResult:
     """Search every stored output line of `run` (optionally only the steps or items `within`
-    names, as `logs` narrows). `tree` reuses outputs already read. `limit`: keep the first that
-    many hits and count the rest (`SearchResult.cut`)."""
-    outputs = tree if tree is not None else read_outputs(store, run)
-    sources = outputs.narrowed(within) if within else outputs.sources
-    groups, total, matched = search_sources(regex, sources, limit=limit)
-    return SearchResult(run, tuple(groups), len(sources), outputs.has_events, total, matched)
+    names, as `logs` narrows). `tree` reuses outputs already read; without it the run is walked
+    and read as it is searched (`walk_outputs(…, stream=True)`): only the sources with a hit kept
+    are held, and a big run's lines are read from `store` (to stay open while the hits' sources'
+    `each_line()` may be read). `limit`: keep the first that many hits and count the rest
+    (`SearchResult.cut`)."""
+    if tree is not None:
+        sources: Iterable[OutputSource] = tree.narrowed(within) if within else tree.sources
+        has_events = tree.has_events
+    else:  # streamed: only the sources with a hit kept are held, and a few stored rows
+        walked, has_events = walk_outputs(store, run, stream=True)
+        sources = (s for s in walked if within in s.names) if within else walked
+    searched = _Counted(sources)
+    groups, total, matched = search_sources(regex, searched, limit=limit)
+    return SearchResult(run, tuple(groups), searched.count, has_events, total, matched)
+
+
+class _Counted:
+    """The sources a search went through, counted as it goes (a streamed walk keeps none)."""
+
+    def __init__(self, sources: Iterable[OutputSource]) -> None:
+        self._sources = sources
+        self.count = 0
+
+    def __iter__(self) -> Iterator[OutputSource]:
+        for source in self._sources:
+            self.count += 1
+            yield source

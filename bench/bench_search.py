@@ -102,6 +102,13 @@ def one_round(kind: str, db: str, run_id: str, pattern: str) -> dict[str, float]
     from runkon_tui.screens.search import SEARCH_LIMIT
 
     def peak_mb() -> float:
+        # This process's own peak (VmHWM): Linux carries ru_maxrss over fork and exec, so a round
+        # reported at least the RSS of the bench that built the run and started it.
+        status = Path("/proc/self/status")
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     store = SqliteStore(Path(db))

@@ -84,3 +84,20 @@ def test_a_search_reads_a_big_run_as_it_goes_and_holds_only_the_sources_it_lists
             [line for s in whole.sources if s.label == g.source.label for line in s.lines]
             for g in streamed.groups
         ]
+
+
+def test_matches_that_touch_are_one_span() -> None:
+    """`.` marked each character of a hit as a match of its own: 2,000 hits of 4,000-character
+    lines held 8 million spans (a GB) for the dashboard's list, which draws them as one run."""
+    store = InMemoryStore()
+    run = store.get_run(_run(store))
+    assert run is not None
+    dot = search_run(store, run, compile_pattern("."), limit=1)
+    assert [h.spans for g in dot.groups for h in g.hits] == [((0, 3),)]  # `x 1`
+    apart = search_run(store, run, compile_pattern("x|b|o"), within="b")
+    assert [(h.text, h.spans) for g in apart.groups for h in g.hits] == [
+        ("x 4", ((0, 1),)),
+        ("x 5", ((0, 1),)),
+        ("code 3", ((1, 2),)),  # the error's lines
+        ("boom x", ((0, 3), (5, 6))),  # `b`, `o`, `o`: one span; `x` apart
+    ]

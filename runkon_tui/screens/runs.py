@@ -17,8 +17,8 @@ from runkon_flow.observe.liveness import (
     display_status,
     lease_end,
     lease_is_live,
-    local_time,
     run_seconds,
+    started_time,
 )
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from runkon_flow.usage import Usage
@@ -185,7 +185,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             "": tone_text(self.app, status, f"{glyph(status)} {status}"),
             "workflow": Text(terminal_safe(run.workflow_name)),
             "run id": Text(short_id(run.id) if narrow else run.id),
-            "started": Text(local_time(run.started_at, "%m-%d %H:%M" if narrow else "%Y-%m-%d %H:%M:%S", "")),
+            "started": Text(started_time(run, "%m-%d %H:%M" if narrow else "%Y-%m-%d %H:%M:%S", "")),
             "duration": Text(format_duration(row.duration) if row.duration is not None else ""),
             "steps": Text(" ").join(
                 tone_text(self.app, s, f"{glyph(s)}{row.counts[s]}")

@@ -221,6 +221,22 @@ def test_a_run_recorded_but_not_started_has_no_duration_and_one_waiting_at_a_gat
     assert "duration  -" in cli(capsys, "show", pending)[1].splitlines()
 
 
+def test_a_run_recorded_but_not_started_shows_no_start_time_only_when_it_was_recorded(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its stored start is when its row was written: `runs` showed it as STARTED and `show` as
+    # `started`, for a run nothing had run of.
+    five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+    with SqliteStore(home / "runs.db", clock=lambda: five_minutes_ago) as store:
+        pending = store.create_run(NewRun(workflow_name="queued")).id
+    recorded = five_minutes_ago.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    row = cli(capsys, "runs")[1].splitlines()[1]
+    assert row.split()[:4] == [pending, "queued", "pending", "-"] and recorded not in row
+    shown = cli(capsys, "show", pending)[1].splitlines()
+    assert f"recorded  {recorded}  (not started yet)" in shown
+    assert not any(line.startswith("started") for line in shown)
+
+
 # --------------------------------------------------------------------------- show
 
 

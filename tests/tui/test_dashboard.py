@@ -847,6 +847,26 @@ async def test_the_runs_screen_shows_start_times_on_the_readers_clock(
             assert str(table.get_row(run.id)[3]) == wanted, run.id
 
 
+async def test_the_runs_screen_shows_no_start_for_a_run_recorded_but_not_started() -> None:
+    """A `pending` run's stored start is only when it was recorded: nothing has run, so its
+    started cell is empty (as its duration is), as `runkon-flow runs` shows `-`."""
+    from runkon_flow.persistence.models import NewRun
+    from textual.widgets import DataTable
+
+    from tests.tui.history import history_store
+
+    store = history_store()
+    pending = store.create_run(NewRun(workflow_name="queued")).id
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        table = app.screen.query_one(DataTable)
+        assert str(table.get_row(pending)[3]) == ""
+        assert str(table.get_row(store.list_runs()[-1].id)[3]) != ""
+
+
 async def test_the_runs_screen_shows_held_by_and_error_only_when_some_run_has_them() -> None:
     """At 80 columns an always-present `held by` column pushed every error off the screen."""
     from runkon_flow.persistence.models import NewRun, RunStatus

@@ -161,7 +161,7 @@ def runs_table(
                 display_line(run.id, None),  # a row another program wrote may hold anything
                 display_line(run.workflow_name, None),
                 status,
-                liveness.local_time(run.started_at),
+                liveness.started_time(run),
                 _duration_text(run_duration(run, steps, now)),
                 steps_cell(counts),
             ]
@@ -177,7 +177,7 @@ def runs_table(
     if width is None or _fits(table, width):
         return table
     for row, (run, _) in zip(rows, runs, strict=True):
-        row[3] = liveness.local_time(run.started_at, "%m-%d %H:%M")
+        row[3] = liveness.started_time(run, "%m-%d %H:%M")
     table = _table(header, rows)
     if _fits(table, width):
         return table
@@ -502,7 +502,11 @@ def show_lines(
             f"rerun of  {run.rerun_of} from step {run.rerun_from} "
             f"({reused} step{'' if reused == 1 else 's'} reused)"
         )
-    lines.append(f"started   {liveness.local_time(run.started_at)}")
+    if RunStatus(run.status) is RunStatus.PENDING:
+        # Nothing has run: the stored start is when the run was recorded.
+        lines.append(f"recorded  {liveness.local_time(run.started_at)}  (not started yet)")
+    else:
+        lines.append(f"started   {liveness.local_time(run.started_at)}")
     if run.ended_at:
         lines.append(f"ended     {liveness.local_time(run.ended_at)}")
     elif status == liveness.INTERRUPTED:

@@ -31,6 +31,7 @@ __all__ = [
     "local_time",
     "run_end",
     "run_seconds",
+    "started_time",
     "step_seconds",
     "stopped_at",
     "unfinished_until",
@@ -60,6 +61,14 @@ def local_time(text: str | None, fmt: str = "%Y-%m-%d %H:%M:%S", missing: str = 
     a person sees on the wall, never the store's UTC; `missing` when absent or unreadable."""
     moment = utc_moment(text)
     return moment.astimezone().strftime(fmt) if moment is not None else missing
+
+
+def started_time(run: WorkflowRun, fmt: str = "%Y-%m-%d %H:%M:%S", missing: str = "-") -> str:
+    """When the run started, as `local_time` writes it; `missing` for a run recorded but not
+    started yet (`pending`): its stored start is only when it was recorded, and nothing has run."""
+    if RunStatus(run.status) is RunStatus.PENDING:
+        return missing
+    return local_time(run.started_at, fmt, missing)
 
 
 def utc_seconds(text: str | None) -> float | None:

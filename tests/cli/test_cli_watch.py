@@ -286,6 +286,40 @@ def test_the_live_view_of_a_run_that_died_before_recording_any_event_reads_it_in
     assert header.split(" · ")[:3] == ["  build", f"run {run_id}", "interrupted"], header
 
 
+def test_the_live_view_of_a_run_not_started_yet_says_pending_with_its_workflow_and_no_clock(
+    home: Path,
+) -> None:
+    # Before it had read any event of the run, the header said `⠙  · run … · running · 2.4s` — no
+    # workflow, `running` with a clock going for a run nothing had run of — and the stderr line
+    # `has not started yet` was written through the live block.
+    with SqliteStore(home / "runs.db") as store:
+        run_id = store.create_run(NewRun(workflow_name="queued")).id
+    watcher = spawn(
+        ["watch", run_id, "--progress", "live"],
+        home,
+        stdout=home / "watch.out",
+        stderr=home / "watch.err",
+        env=cli_env(RUNKON_DB=str(home / "runs.db")),
+    )
+    try:
+        waiting = f"run {run_id} has not started yet; waiting for it…"
+        # The waiting line, then two frames drawn after it (one every half second at least).
+        wait_for(
+            lambda: (home / "watch.out").read_text().partition(waiting)[2].count(" · steps ") >= 2, "frames"
+        )
+        frames = (home / "watch.out").read_text()
+        headers = [line.rsplit("\x1b[J", 1)[-1] for line in frames.splitlines() if f"run {run_id} ·" in line]
+        assert headers and all(
+            " · ".join(h.split(" · ")[:4]).endswith(f"queued · run {run_id} · pending · -") for h in headers
+        ), headers
+        assert "running" not in frames
+        with SqliteStore(home / "runs.db") as store:
+            store.update_run_status(run_id, RunStatus.CANCELLED, None, "cancelled before it started")
+        assert watcher.wait(timeout=30) != 0
+    finally:
+        stop(watcher)
+
+
 def test_watch_of_an_unknown_run_or_database_fails_clearly(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -129,6 +129,8 @@ class LiveView:
         self.estimates: Estimates | None = None
         self._outcome = RunOutcome(self.model)
         self._status_note: str | None = None
+        #: The workflow and status the header says before the run's first event is folded (`expect`).
+        self._expected: tuple[str, str] = ("", "starting")
         self._drawn = 0
         self._last_draw = 0.0
         self._dirty = True
@@ -149,6 +151,13 @@ class LiveView:
     def set_status(self, text: str | None) -> None:
         """Override the status word in the header (e.g. `cancelling`)."""
         self._status_note = text
+        self._dirty = True
+
+    def expect(self, workflow_name: str, status: str) -> None:
+        """What the header says until the run's first event is read: the run as its stored row has
+        it (`watch` reads the row first) — `pending` for a run recorded but not started yet, with
+        no clock running, not `running` for an unnamed run."""
+        self._expected = (workflow_name, status)
         self._dirty = True
 
     def feed(self, data: EngineEventData) -> None:
@@ -331,15 +340,18 @@ class LiveView:
         root = model.root
         # An interrupted run (`RunModel.mark_interrupted`) is not over, but its clock has stopped.
         finished = root is not None and (root.finished or root.status == "interrupted")
-        status = root.status if finished else (self._status_note or "running")
+        name, before = self._expected
+        status = root.status if finished else (self._status_note or ("running" if root else before))
         spinner = g.spinner[self._frame % len(g.spinner)] if not finished else " "
         end = root.ended_at if finished and root.ended_at is not None else now
+        # Before the run's first event nothing of it has been read: no clock runs yet.
+        took = format_duration(end - self._started_at()) if root is not None else "-"
         counts: dict[str, int] = {}
         for status_name, n in model.step_counts().items():
             counts[outcome(status_name)] = counts.get(outcome(status_name), 0) + n
         return (
-            f"{spinner} {model.workflow_name} {g.sep} run {self._top or '?'} {g.sep} {status} {g.sep} "
-            f"{format_duration(end - self._started_at())} {g.sep} "
+            f"{spinner} {model.workflow_name or name} {g.sep} run {self._top or '?'} {g.sep} "
+            f"{status} {g.sep} {took} {g.sep} "
             f"steps {g.ok}{counts.get('completed', 0)} {g.fail}{counts.get('failed', 0)}"
             + (f" {g.cancel}{counts['cancelled']}" if counts.get("cancelled") else "")
             + (f" {g.skip}{counts['skipped']}" if counts.get("skipped") else "")

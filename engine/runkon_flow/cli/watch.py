@@ -74,6 +74,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         else:
             printer, _live = make_printer(args.progress, sys.stdout, run_id, hints)
             print_run_header(run_id, run.workflow_name, args, out)
+            if isinstance(printer, LiveView):
+                printer.expect(run.workflow_name, RunStatus(run.status).value)
         # The live view folds every event it is fed into its own model: it says how the run ended.
         outcome = printer.outcome if isinstance(printer, LiveView) else RunOutcome()
         fold = None if isinstance(printer, LiveView) else outcome.observe
@@ -117,7 +119,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     return EXIT_OK  # the reader has what it wanted; the run is none of its business
                 elif status is RunStatus.PENDING:
                     if not said_waiting:
-                        print_err(f"run {run_id} has not started yet; waiting for it…")
+                        waiting = f"run {run_id} has not started yet; waiting for it…"
+                        if isinstance(printer, LiveView):
+                            out(partial(printer.note, waiting))  # above the live block, not through it
+                        else:
+                            print_err(waiting)
                         said_waiting = True
                 elif lease_is_live(run):
                     released_since = None

@@ -35,6 +35,43 @@ def test_while_requires_max_iterations_and_points_at_the_loop() -> None:
     assert (error.line, error.column) == (2, 3)
 
 
+@pytest.mark.parametrize(
+    ("source", "message", "at"),
+    [
+        (
+            "  while a.b {\n    max_iteration = 3\n    call fix\n  }",
+            "while loop requires max_iterations (`max_iteration` is written: did you mean `max_iterations`?)",
+            (3, 5),
+        ),
+        (
+            "  foreach f { over = lines  max_paralel = 2  workflow = one }",
+            "foreach 'f': missing required key 'max_parallel' (`max_paralel` is written: did you mean "
+            "`max_parallel`?)",
+            (2, 29),
+        ),
+        (
+            '  script b { rn = "echo hi" }',
+            "script 'b' is missing required `run` field (`rn` is written: did you mean `run`?)",
+            (2, 14),
+        ),
+        (
+            "  gate quality_gate { source = review treshold = 70 }",
+            "quality_gate requires a `threshold` field (0-100) (`treshold` is written: did you mean "
+            "`threshold`?)",
+            (2, 39),
+        ),
+    ],
+)
+def test_a_misspelt_required_key_is_named_where_it_is_written(
+    source: str, message: str, at: tuple[int, int]
+) -> None:
+    # It said only `while loop requires max_iterations` at the loop, over a line that (to the
+    # eye) has it: the misspelling was left to be found.
+    error = body_error(source)
+    assert error.message == message
+    assert (error.line, error.column) == at
+
+
 def test_while_requires_a_step_marker_condition() -> None:
     error = body_error("  while ready { max_iterations = 2 call a }")
     assert error.message == "while condition must be `step.marker`, not a bare identifier `ready`"

@@ -285,6 +285,14 @@ class _Parser:
         line, column = self.lines.position(offset)
         return WfParseError(message, file=self.file, line=line, column=column)
 
+    def missing_key(self, message: str, key: str, opts: _Options, start: RawToken) -> WfParseError:
+        """A required `key` not written: at the step, or — when a written key looks like a
+        misspelling of it (`max_iteration`, `max_paralel`) — at that key, saying so."""
+        for written, tok in opts.keys.items():
+            if written != key and did_you_mean(written, (key,)):
+                return self.error_at(f"{message} (`{written}` is written: did you mean `{key}`?)", tok[2])
+        return self.error_at(message, start[2])
+
     def unexpected(self, expected: str, tok: RawToken | None = None) -> NoReturn:
         tok = tok or self.toks[self.i]
         raise self.error_at(f"expected {expected}, found {describe_token(tok)}", tok[2])
@@ -805,7 +813,7 @@ class _Parser:
         """`max_iterations` (required), `stuck_after`, `on_max_iter` of while / do-while (§6.4, §6.5)."""
         max_iterations = opts.unsigned("max_iterations", "Invalid max_iterations: {reason}")
         if max_iterations is None:
-            raise self.error_at(missing, start[2])
+            raise self.missing_key(missing, "max_iterations", opts, start)
         stuck_after = opts.unsigned("stuck_after", "Invalid stuck_after: {reason}")
         on_max_iter = opts.word("on_max_iter", ("fail", "continue"), "Invalid on_max_iter: {word}")
         return {
@@ -1014,10 +1022,13 @@ class _Parser:
     def quality_gate(self, start: RawToken, name: RawToken, opts: _Options) -> GateNode:
         source = opts.text("source")
         if source is None:
-            raise self.error_at("quality_gate requires a `source` field referencing a prior step", start[2])
+            raise self.missing_key(
+                "quality_gate requires a `source` field referencing a prior step", "source", opts, start
+            )
         threshold_value = opts.scalar("threshold")
         if threshold_value is None:
-            raise self.error_at("quality_gate requires a `threshold` field (0-100)", start[2])
+            message = "quality_gate requires a `threshold` field (0-100)"
+            raise self.missing_key(message, "threshold", opts, start)
         threshold = opts.unsigned("threshold", "Invalid threshold: {reason}")
         if threshold is not None and threshold > 100:
             raise self.error_at(
@@ -1056,7 +1067,7 @@ class _Parser:
         self.expect(RBRACE, f"`key = value` or `}}` in `script {name[1]}`")
         run = opts.text("run")
         if run is None:
-            raise self.error_at(f"script '{name[1]}' is missing required `run` field", start[2])
+            raise self.missing_key(f"script '{name[1]}' is missing required `run` field", "run", opts, start)
         env = opts.string_map("env", '`env` must be a map `{ KEY = "value" }`')
         timeout = opts.unsigned("timeout", "invalid timeout: {reason}" + _seconds_hint(opts), U64_MAX)
         retries = opts.unsigned("retries", "invalid retries: {reason}") or 0
@@ -1084,7 +1095,7 @@ class _Parser:
         self.expect(RBRACE, f"`key = value` or `}}` in `foreach {name[1]}`")
 
         def missing(key: str) -> NoReturn:
-            raise self.error_at(f"{prefix}missing required key '{key}'", start[2])
+            raise self.missing_key(f"{prefix}missing required key '{key}'", key, opts, start)
 
         over = opts.text("over")
         if over is None:

@@ -412,6 +412,10 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         parts = [(2, f"{n} workflow{'' if n == 1 else 's'} in {where}")]
         if broken:
             parts.append((3, f"{broken} broken"))
+        # Files that parse but whose run the checks refuse (a missing agent …) are ✗ in the list too.
+        stopped = sum(1 for e in self.catalog if not e.broken and e.problems)
+        if stopped:
+            parts.append((3, f"{stopped} cannot run"))
         going = self.ours_going_text()
         parts.append((9, f"idle here · {going}" if going else "idle"))
         return parts

@@ -311,6 +311,22 @@ async def test_the_list_flags_a_missing_agent_or_sub_workflow_without_enter(fold
         await wait_for(pilot, lambda: "[$text-muted]●" in listed("quick-item"), what="the fix seen")
 
 
+async def test_the_header_counts_the_workflows_the_list_marks_as_unable_to_run(folder: Path) -> None:
+    """A workflow calling an agent that has no file is ✗ in the list like a file that does not
+    parse, but the header counted only the latter: `… · 1 broken` beside two ✗ rows."""
+    (folder / "typo.wf").write_text("workflow typo {\n  call finsh\n}\n")
+    (folder / "bad.wf").write_text("workflow bad {\n")
+    app = real_app(folder, watch=True)
+    async with app.run_test(size=(160, 40)) as pilot:
+        listing = main(app).workflow_list
+        typo = app.catalog.by_name("typo")
+        flagged = lambda: "typo.wf:2:" in str(listing.get_option(typo.path).prompt)  # noqa: E731
+        await wait_for(pilot, flagged, what="typo flagged")
+        await pilot.pause()
+        header = str(main(app).header.render())
+        assert " · 1 broken · 1 cannot run · " in header, header
+
+
 async def test_a_crashing_script_fails_the_run_and_the_summary_shows_its_output(folder: Path) -> None:
     (folder / "crash.wf").write_text(
         'workflow crash {\n  script boom { run = "echo about to fail; echo oops >&2; exit 3" }\n}\n'

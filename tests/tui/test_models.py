@@ -89,7 +89,7 @@ def test_catalog_lists_broken_files_with_their_position(tmp_path: Path) -> None:
     assert names == ["broken", "nightly", "review-one", "review-pr"]
     broken = catalog.by_name("broken")
     assert broken is not None and broken.broken
-    assert broken.location() == "broken.wf:3:3"
+    assert broken.location() == "broken.wf:3:14"
     assert "missing required `run` field" in broken.error.message  # type: ignore[union-attr]
 
 

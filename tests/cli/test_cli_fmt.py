@@ -58,6 +58,45 @@ def test_check_reports_files_that_would_change_and_touches_nothing(
     assert run(capsys, "fmt", "--check", str(tmp_path / "b.wf")) == (0, "", "")
 
 
+def test_diff_shows_what_would_change_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check` said only `would reformat PATH`; `--diff` shows the change, as `black --diff`."""
+    path = write(tmp_path / "w.wf", "workflow w {\n  call   x\n  call y\n}\n")
+    write(tmp_path / "b.wf", CANONICAL.replace("tidy", "b"))
+    code, out, err = run(capsys, "fmt", "--diff", str(tmp_path))
+    assert (code, err) == (1, "")
+    assert out.splitlines() == [
+        f"--- {path}\t(original)",
+        f"+++ {path}\t(formatted)",
+        "@@ -1,4 +1,4 @@",
+        " workflow w {",
+        "-  call   x",
+        "+  call x",
+        "   call y",
+        " }",
+    ]
+    assert path.read_text() == "workflow w {\n  call   x\n  call y\n}\n"
+    assert run(capsys, "fmt", "--diff", str(tmp_path / "b.wf")) == (0, "", "")
+
+
+def test_diff_of_a_crlf_file_shows_its_lines_without_carriage_returns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file stays CRLF when formatted; its diff is read on a terminal, so no `^M` in it. A file
+    whose only change would be its line endings says so."""
+    path = tmp_path / "w.wf"
+    path.write_bytes(b"workflow w {\r\n  call   x\r\n}\r\n")
+    code, out, _ = run(capsys, "fmt", "--diff", str(path))
+    assert code == 1 and "\r" not in out
+    assert out.splitlines()[-3:] == ["-  call   x", "+  call x", " }"]
+    mixed = tmp_path / "m.wf"
+    mixed.write_bytes(b"workflow m {\r\n  call x\n}\r\n")
+    code, out, _ = run(capsys, "fmt", "--diff", str(mixed))
+    assert (code, out) == (1, f"{mixed}: only its line endings would change (to CRLF, as its first line's)\n")
+    assert mixed.read_bytes() == b"workflow m {\r\n  call x\n}\r\n"
+
+
 def test_a_file_that_does_not_parse_is_reported_and_left_alone_while_others_are_formatted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import sys
@@ -48,6 +49,36 @@ def _line_endings_of(source: str, formatted: str) -> str:
     return _BARE_NEWLINE.sub("\r\n", formatted)
 
 
+_LINE = re.compile(r"[^\n]*\n|[^\n]+$")  # split at `\n` only (not at `\f` or U+2028, as splitlines)
+
+
+def _diff_lines(text: str) -> list[str]:
+    """`text`'s lines for a diff, each ending in `\n` (a CRLF line's `\r` is not shown: the diff
+    is read on a terminal, where a `\r` is at best a `^M`); a last line without a newline says so
+    as `diff -u` does."""
+    lines = [line[:-2] + "\n" if line.endswith("\r\n") else line for line in _LINE.findall(text)]
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def unified_diff(path: Path, source: str, formatted: str) -> str:
+    """What `fmt` would change in `path`, as a unified diff (`--- PATH (original)` / `+++ PATH
+    (formatted)`, as `black --diff`). Line endings are not shown; a file whose only change is its
+    line endings (a CRLF file with some LF lines, all made CRLF) gets a one-line note instead."""
+    diff = "".join(
+        difflib.unified_diff(
+            _diff_lines(source),
+            _diff_lines(formatted),
+            fromfile=str(path),
+            tofile=str(path),
+            fromfiledate="(original)",
+            tofiledate="(formatted)",
+        )
+    )
+    return diff or f"{path}: only its line endings would change (to CRLF, as its first line's)\n"
+
+
 def cmd_fmt(args: argparse.Namespace) -> int:
     targets = expand_paths(args.paths)
     out, err = StdoutGuard(), sys.stderr  # `fmt DIR | head -1` still formats every file
@@ -72,6 +103,9 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             print_line(err, f"{path}: left unchanged: formatting would change its meaning (a formatter bug)")
             continue
         changed = True
+        if args.diff:
+            out.print(unified_diff(path, source, formatted).removesuffix("\n"))
+            continue
         if args.check:
             out.print(f"would reformat {path}")
             continue
@@ -82,7 +116,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             print_line(err, f"{path}: cannot write: {exc.strerror or exc}")
             continue
         out.print(f"reformatted {path}")
-    return 1 if failed or (args.check and changed) else 0
+    return 1 if failed or ((args.check or args.diff) and changed) else 0
 
 
 def add_fmt_parser(sub: Any) -> None:
@@ -98,4 +132,9 @@ def add_fmt_parser(sub: Any) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help=".wf files or directories of them")
     p.add_argument("--check", action="store_true", help="only report files that would change (exit 1 if any)")
+    p.add_argument(
+        "--diff",
+        action="store_true",
+        help="print a unified diff of what would change, touching nothing (exit 1 if any file would change)",
+    )
     p.set_defaults(handler=cmd_fmt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,20 @@ def test_diff_of_a_crlf_file_shows_its_lines_without_carriage_returns(
     code, out, _ = run(capsys, "fmt", "--diff", str(mixed))
     assert (code, out) == (1, f"{mixed}: only its line endings would change (to CRLF, as its first line's)\n")
     assert mixed.read_bytes() == b"workflow m {\r\n  call x\n}\r\n"
+
+
+def test_diff_on_a_terminal_does_not_send_a_strings_escape_sequence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A string holding an escape sequence is shown, not acted on, on a terminal; piped, the diff is
+    exact (it may be given to `patch`)."""
+    path = write(tmp_path / "w.wf", 'workflow w {\n  script s { run = "echo \x1b[31mred" }\n}\n')
+    code, piped, _ = run(capsys, "fmt", "--diff", str(path))
+    assert code == 1 and '-  script s { run = "echo \x1b[31mred" }' in piped.splitlines()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, shown, _ = run(capsys, "fmt", "--diff", str(path))
+    assert code == 1 and "\x1b" not in shown
+    assert '+    run = "echo red"' in shown.splitlines()
 
 
 def test_a_file_that_does_not_parse_is_reported_and_left_alone_while_others_are_formatted(

@@ -18,6 +18,7 @@ from runkon_flow.errors import (
     SourceLocation,
     WfError,
 )
+from runkon_flow.humanize import safe_text
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -104,7 +105,10 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             continue
         changed = True
         if args.diff:
-            out.print(unified_diff(path, source, formatted).removesuffix("\n"))
+            diff = unified_diff(path, source, formatted).removesuffix("\n")
+            # On a terminal, a string's escape sequence is shown as `validate` shows source lines
+            # (not acted on); piped, the diff is exact, for `patch`/`git apply`.
+            out.print(safe_text(diff.split("\n")) if sys.stdout.isatty() else diff)
             continue
         if args.check:
             out.print(f"would reformat {path}")

@@ -14,41 +14,14 @@ import pytest
 from runkon_flow.persistence import FanOutItemStatus, RunStatus, StepRole, StepStatus
 from runkon_flow.persistence import sqlite as sqlite_store
 
-from tests.cli.run_helpers import cli_env, first_line, run_cli_process, spawn, stop, wait_for, write
+from tests.cli.run_helpers import cli_env, first_line, run_cli_process, spawn, stop, wait_for
+from tests.durability.recording_fan import lines_in, write_recording_fan
 from tests.pg import BACKENDS, database, open_db
 
 ITEMS = [f"item-{i:03d}" for i in range(200)]
 #: Items whose ends a SQLite store may hold queued at once: its back-pressure limit counts writes,
 #: and a script child's item makes three (its run, its step, its item row).
 QUEUED_ITEMS = sqlite_store._QUEUE_LIMIT // 3 + 1
-
-PARENT = """workflow crash-fan {
-  foreach all {
-    over         = lines
-    scope        = { file = "items.txt" }
-    max_parallel = 8
-    workflow     = crash-item
-  }
-}
-"""
-CHILD = """workflow crash-item {
-  script record {
-    run = "./record.sh"
-    env = { ITEM = "{{item.id}}" OUT = "%s" }
-  }
-}
-"""
-RECORD = """#!/bin/sh
-sleep 0.03
-echo "$ITEM" >> "$OUT"
-"""
-
-
-def lines_in(path: Path) -> int:
-    try:
-        return path.read_text().count("\n")
-    except FileNotFoundError:
-        return 0
 
 
 def foreach_rows(store, run_id: str):
@@ -64,10 +37,7 @@ def test_a_killed_fan_out_resumes_without_losing_or_repeating_finished_items(
     wf = tmp_path / "wf"
     ran = tmp_path / "ran.txt"
     db = database(backend, tmp_path)
-    write(wf / "crash-fan.wf", PARENT)
-    write(wf / "crash-item.wf", CHILD % ran)
-    write(wf / "record.sh", RECORD, executable=True)
-    write(wf / "items.txt", "\n".join(ITEMS) + "\n")
+    write_recording_fan(wf, "crash", ITEMS, ran)
     env = cli_env(RUNKON_LEASE_TTL="1")
 
     out, err = tmp_path / "run.out", tmp_path / "run.err"

@@ -412,6 +412,28 @@ def _spawn_run(home: Path, workflow: str, **env: str):
     return proc, out, err
 
 
+def test_sigterm_is_recorded_as_sigterm_not_ctrl_c_and_the_run_stays_resumable(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `timeout 5 runkon-flow run …` or `kill -TERM`: the run says it was terminated, not Ctrl-C.
+    write(home / "wf" / "waiter.wf", WAITER)
+    proc, out, err = _spawn_run(home, "waiter")
+    try:
+        wait_for(lambda: (home / "wf" / "hold.pid").exists(), "the hold step to start")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        stop(proc)
+    text = out.read_text()
+    run_id = run_id_of(text)
+    assert "terminated (SIGTERM)" in text and "Ctrl-C" not in text
+    assert f"resume with: runkon-flow resume {run_id}" in err.read_text()
+    with SqliteStore(home / "runs.db") as store:
+        assert store.get_run(run_id).status is RunStatus.CANCELLED
+    _, shown, _ = cli(capsys, "show", run_id, "--db", str(home / "runs.db"))
+    assert "cancelled: terminated (SIGTERM)" in shown
+
+
 def test_ctrl_c_cancels_the_run_cleanly_exit_130_and_the_run_stays_resumable(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             store,
             args.run_id,
             drive,
-            lambda rid: ws.cancel(rid, SIGNAL_MESSAGE),
+            lambda rid, _signal: ws.cancel(rid, SIGNAL_MESSAGE),
             events_file=events_file,
             durable=True,
             hooks=None if args.no_hooks else prepare_hooks(args),

@@ -98,17 +98,30 @@ class Interrupted(FlowError):
     """Ctrl-C arrived before the engine had the run (e.g. while waiting for a lease): exit 130."""
 
 
+#: The cancel message a run gets from the signal that stopped it (what `show` and the events say).
+CTRL_C_MESSAGE = "interrupted (Ctrl-C)"
+SIGTERM_MESSAGE = "terminated (SIGTERM)"
+
+
+def interrupt_message(signum: int | None) -> str:
+    """Why the run was cancelled, by the first signal the command got: Ctrl-C or SIGTERM."""
+    return SIGTERM_MESSAGE if signum == signal.SIGTERM else CTRL_C_MESSAGE
+
+
 class _Interrupts:
     """SIGINT/SIGTERM while a run executes: the first asks for a clean cancel, the second forces
     the process out (the run row stays as it is; resume it once its lease lapses)."""
 
     def __init__(self, on_force: Callable[[], None]) -> None:
         self.count = 0
+        self.first: int | None = None  # the signal that asked for the cancel
         self._on_force = on_force
         self._saved: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.count += 1
+        if self.first is None:
+            self.first = signum
         if self.count >= 2:
             self._on_force()
             os._exit(EXIT_CANCELLED)
@@ -253,7 +266,7 @@ def _drive(
     session: _Session,
     run_id: str,
     target: Callable[[], WorkflowResult],
-    cancel: Callable[[str], None],
+    cancel: Callable[[str, str], None],
     hints: Hints,
 ) -> WorkflowResult:
     """Run `target` on a worker thread while this thread prints progress and handles Ctrl-C."""
@@ -286,7 +299,7 @@ def _drive(
                     session.printer.set_status("cancelling")
                 session.printer.note("cancelling the run… (press Ctrl-C again to force exit)")
                 try:
-                    cancel(run_id)
+                    cancel(run_id, interrupt_message(interrupts.first))
                 except FlowError as exc:
                     session.printer.note(f"could not cancel: {exc}")
             session.pump()
@@ -392,7 +405,7 @@ def execute(
     store: WorkflowPersistence,
     run_id: str,
     run: Callable[[EventQueue], WorkflowResult],
-    cancel: Callable[[str], None],
+    cancel: Callable[[str, str], None],
     *,
     events_file: TextIO | None,
     durable: bool,
@@ -400,7 +413,8 @@ def execute(
     hints: Hints | None = None,
     resumed: bool = False,
 ) -> int:
-    """Drive one run in the foreground; `cancel` is what the first Ctrl-C calls. `hooks` (from
+    """Drive one run in the foreground; `cancel(run_id, message)` is what the first Ctrl-C
+    (or SIGTERM) calls, with the message the run is cancelled with. `hooks` (from
     `prepare_hooks`) are given every event of the run off the engine's thread. `hints`: how the
     commands it suggests are spelled (default: from `args`). `resumed`: a resume or retry of a run
     that started before — the live view's last line then says the whole run's time too."""

@@ -89,7 +89,6 @@ LEASE_TTL_ENV = "RUNKON_LEASE_TTL"
 """Seconds a run's lease lasts without a refresh (default 30): how long a crashed run stays locked."""
 
 DEFAULT_LEASE_TTL = 30
-CTRL_C_MESSAGE = "interrupted (Ctrl-C)"
 
 
 def _add_dir_args(p: argparse.ArgumentParser) -> None:
@@ -329,7 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             store,
             run_id,
             lambda queue: ws.execute(run_id, sinks=[queue]),
-            lambda rid: ws.cancel(rid, CTRL_C_MESSAGE),
+            ws.cancel,
             events_file=events_file,
             durable=not args.memory,
             hooks=hooks,
@@ -446,10 +445,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
                     if give_up.wait(0.2):
                         raise Interrupted(f"stopped waiting for run {run.id}") from None
 
-        def cancel(run_id: str) -> None:
+        def cancel(run_id: str, message: str) -> None:
             # Cancel only what runs here: while waiting, the run belongs to another engine.
             if run_id in ws.active_runs():
-                ws.cancel(run_id, CTRL_C_MESSAGE)
+                ws.cancel(run_id, message)
             else:
                 give_up.set()
 
@@ -601,7 +600,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 store,
                 run.id,
                 lambda queue: ws.retry(run.id, choice.items, definition=definition, sinks=[queue]),
-                lambda rid: ws.cancel(rid, CTRL_C_MESSAGE),
+                ws.cancel,
                 events_file=events_file,
                 durable=True,
                 hooks=hooks,
@@ -694,7 +693,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             store,
             new_id,
             lambda queue: ws.resume(new_id, sinks=[queue]),
-            lambda rid: ws.cancel(rid, CTRL_C_MESSAGE),
+            ws.cancel,
             events_file=events_file,
             durable=True,
             hooks=hooks,

@@ -172,6 +172,7 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
         Binding("a", "answer(True)", "Approve", id="gate_inbox_approve"),
         Binding("x", "answer(False)", "Reject", id="gate_inbox_reject"),
         Binding("escape,i", "back", "Back", id="gate_inbox_back"),
+        Binding("q", "app.quit", "Quit", id="gate_inbox_quit"),
     ]
 
     def __init__(self) -> None:

@@ -87,6 +87,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         Binding("r", "resume_run", "Resume", id="resume"),
         Binding("g", "reload", "Refresh", id="reload_runs"),
         Binding("escape,h", "back", "Back", id="back"),
+        Binding("q", "app.quit", "Quit", id="runs_quit"),
     ]
 
     def __init__(self) -> None:

@@ -145,7 +145,11 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
     SearchScreen #search-status { height: auto; color: $text-muted; padding: 0 1; }
     """
 
-    BINDINGS = [Binding("escape", "back", "Back", id="search_back")]
+    #: `q` quits from the results; in the pattern box it is a letter of the pattern.
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="search_back"),
+        Binding("q", "app.quit", "Quit", id="search_quit"),
+    ]
 
     def __init__(self, run_id: str | None) -> None:
         super().__init__()

@@ -1633,3 +1633,18 @@ def test_user_text_in_a_widget_keeps_no_escape_sequence_and_no_markup() -> None:
     shown = esc("Deploy \x1b]0;pwned\x07\x1b[2J[b]v1[/b]\x9b2J?\nline two\tend")
     assert shown == "Deploy \\[b]v1\\[/b]?\nline two\tend"
     assert esc("plain [x]") == "plain \\[x]"
+
+
+@pytest.mark.parametrize(("key", "screen_name"), [("h", "RunsScreen"), ("i", "GateInboxScreen")])
+async def test_q_quits_from_the_run_history_and_the_gate_inbox(key: str, screen_name: str) -> None:
+    """`q` did nothing in the history (`h`) and the inbox (`i`): the user had to press esc, then q."""
+    from tests.tui.history import history_store
+
+    app = make_app(store=history_store())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press(key)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == screen_name, what=screen_name)
+        assert "Quit" in str(app.screen.active_bindings.get("q"))  # in the footer
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")

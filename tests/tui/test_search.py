@@ -482,3 +482,18 @@ async def test_a_pattern_matching_more_lines_than_are_listed_lists_the_first_and
         assert status.startswith(
             "first 6 of 12 matching lines in 6 of 6 steps and items — narrow the pattern to see the rest"
         ), status
+
+
+async def test_q_is_a_letter_in_the_pattern_and_quits_from_the_results(
+    finished: tuple[Path, SqliteStore, str],
+) -> None:
+    folder, store, run_id = finished
+    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_run_and_search(pilot, run_id, "boom")
+        screen.query_one(Input).focus()
+        await pilot.press("q")
+        assert screen.query_one(Input).value.endswith("q") and app.is_running  # typed, not quit
+        screen.query_one(OptionList).focus()
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")

@@ -209,3 +209,29 @@ def test_run_with_db_set_to_runkon_db_suggests_resume_without_it(
     assert command == f"runkon-flow resume {run_id_of(out)} --dir flows"
     code, _, err = paste(capsys, command)
     assert code == 1 and "no workflow run" not in err  # the same database: it ran again
+
+
+GREET = """workflow greet {
+  inputs { name required }
+  script hi { run = "echo {{name}} is here" }
+}
+"""
+
+
+def test_an_input_the_run_refused_is_met_by_a_rerun_hint_not_a_resume_that_refuses_it_again(
+    capsys, home: Path
+) -> None:
+    """`-i name=-n` is refused when the step runs (`echo` would read it as its option); it is stored
+    with the run, so `resume` failed the same way: the hint says to rerun with another value."""
+    write(home / "flows" / "greet.wf", GREET)
+    code, out, err = cli(
+        capsys, "run", "greet", "-i", "name=-n", "--dir", "flows", "--db", DB, "--progress", "plain"
+    )
+    run_id = run_id_of(out)
+    assert code == 1 and "(input 'name') begins with '-'" in out
+    assert "resume with:" not in err
+    command = hint(err, "input 'name' was refused; rerun with other inputs: ")
+    assert command == f"runkon-flow rerun {run_id} --from hi -i name=… --dir flows --db 'my runs.db'"
+
+    code, out, _ = paste(capsys, command.replace("name=…", "name=Ann"), "--progress", "plain")
+    assert code == 0 and "RunCompleted succeeded=true" in out  # the new value is taken

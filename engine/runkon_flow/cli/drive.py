@@ -46,6 +46,7 @@ from runkon_flow.observe.liveness import utc_seconds
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.runtime.nodes.script import refused_input
 from runkon_flow.runtime.resume import final_rejection
 from runkon_flow.runtime.types import WorkflowResult
 
@@ -388,10 +389,18 @@ def _what_next(
             shown = safe_text(lines[1:])  # the live view ends on its own line: no blank first
     if next_steps:
         failed = run is not None and status is RunStatus.FAILED
-        rejected = final_rejection(store.get_steps(run_id)) if failed else None
+        rows = store.get_steps(run_id) if failed else []
+        rejected = final_rejection(rows)
+        refused = next(((row, key) for row in rows if (key := refused_input(row.step_error))), None)
         if rejected is not None:  # `resume` refuses it: a rejection is final for its run
             rerun = hints.command("rerun", run_id, "--from", rejected.step_name, definitions=True)
             advice.append(f"gate '{rejected.step_name}' was rejected; to ask again in a new run: {rerun}")
+        elif refused is not None:  # the input is stored with the run: a resume refuses it again
+            row, key = refused
+            rerun = hints.command(
+                "rerun", run_id, "--from", row.step_name, "-i", fill=f"{key}=…", definitions=True
+            )
+            advice.append(f"input '{key}' was refused; rerun with other inputs: {rerun}")
         else:
             advice.append(f"resume with: {hints.resume(run_id)}")
         hint = retry_hint(store, run, hints, clusters_above=clusters_shown) if failed else None

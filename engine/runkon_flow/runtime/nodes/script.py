@@ -35,7 +35,21 @@ from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_
 from runkon_flow.runtime.variables import build_variable_map, describe_variable_source
 from runkon_flow.usage import Usage, usage_metadata
 
-__all__ = ["PROTECTED_ENV_NAMES", "build_script_env", "execute_script"]
+__all__ = ["PROTECTED_ENV_NAMES", "build_script_env", "execute_script", "refused_input"]
+
+#: A step's error when the value of one of the run's inputs would be read as an option
+#: (`execute_script`): the input is stored with the run, so a resume would refuse it again.
+_INPUT_REFUSED = re.compile(
+    r"Script '[^']*': the value of \{\{(?P<key>[^}]+)\}\} in `run` \(input '(?P=key)'\) begins"
+)
+
+
+def refused_input(error: str | None) -> str | None:
+    """The input whose value a script step refused (its error, as `execute_script` words it), or
+    None for any other error: what to change in a new run (CLI hints)."""
+    found = _INPUT_REFUSED.match(error or "")
+    return found["key"] if found else None
+
 
 PROTECTED_ENV_NAMES = frozenset(
     {

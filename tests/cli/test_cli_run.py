@@ -426,7 +426,8 @@ def test_sigterm_is_recorded_as_sigterm_not_ctrl_c_and_the_run_stays_resumable(
         stop(proc)
     text = out.read_text()
     run_id = run_id_of(text)
-    assert "terminated (SIGTERM)" in text and "Ctrl-C" not in text
+    assert "terminated (SIGTERM)" in text and "Ctrl-C again" not in text + err.read_text()
+    assert "cancelling the run… (a second SIGTERM or Ctrl-C forces exit)" in text + err.read_text()
     assert f"resume with: runkon-flow resume {run_id}" in err.read_text()
     with SqliteStore(home / "runs.db") as store:
         assert store.get_run(run_id).status is RunStatus.CANCELLED

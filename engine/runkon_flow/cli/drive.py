@@ -298,7 +298,8 @@ def _drive(
                 cancelled = True
                 if isinstance(session.printer, LiveView):
                     session.printer.set_status("cancelling")
-                session.printer.note("cancelling the run… (press Ctrl-C again to force exit)")
+                again = "a second SIGTERM or Ctrl-C" if interrupts.first == signal.SIGTERM else "Ctrl-C again"
+                session.printer.note(f"cancelling the run… ({again} forces exit)")
                 try:
                     cancel(run_id, interrupt_message(interrupts.first))
                 except FlowError as exc:

@@ -5,7 +5,9 @@ figures mean little on a loaded machine, so the output says how loaded it was)."
 from __future__ import annotations
 
 import os
+import resource
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,3 +26,16 @@ def mmm(values: Sequence[float], width: int = 8, digits: int = 1) -> str:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT MET"
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS in MB: `VmHWM` where /proc has it — Linux carries `ru_maxrss`
+    over fork and exec, so a round run in a fresh process reported at least the RSS of the bench
+    that started it — else `ru_maxrss` (kilobytes; bytes on macOS)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / (1024 * 1024)

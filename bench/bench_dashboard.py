@@ -33,7 +33,6 @@ import asyncio
 import json
 import os
 import pty
-import resource
 import select
 import shutil
 import statistics
@@ -45,7 +44,7 @@ import termios
 import time
 from pathlib import Path
 
-from _report import loadavg, mmm
+from _report import loadavg, mmm, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -66,10 +65,6 @@ def make_workspace_dir(base: Path, items: int) -> Path:
 
 def verdict(ok: bool) -> str:
     return "OK" if ok else "MISSED"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------- one variant (subprocess)

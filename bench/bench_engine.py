@@ -21,7 +21,6 @@ import cProfile
 import gc
 import io
 import pstats
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from _report import loadavg, mmm, verdict
+from _report import loadavg, mmm, peak_rss_mb, verdict
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.plugins.protocols import ActionOutput, ActionParams, FanOutItem, StepInfo
@@ -81,11 +80,6 @@ class CountingSink:
     def emit(self, data: object) -> None:
         with self._lock:
             self.count += 1
-
-
-def peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 if sys.platform != "darwin" else kb / (1024 * 1024)
 
 
 def floor_us(n: int, slots: int) -> tuple[float, float]:

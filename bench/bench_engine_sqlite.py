@@ -22,7 +22,6 @@ import argparse
 import cProfile
 import io
 import pstats
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _report import loadavg, mmm, verdict
+from _report import loadavg, mmm, peak_rss_mb, verdict
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.persistence import SqliteStore
 from runkon_flow.plugins.protocols import ActionOutput, FanOutItem
@@ -202,11 +201,6 @@ def floor_run(n: int, slots: int, db: Path) -> float:
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed
-
-
-def peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 if sys.platform != "darwin" else kb / (1024 * 1024)
 
 
 def in_subprocess(what: str, n: int, slots: int) -> tuple[float, float]:

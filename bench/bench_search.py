@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import loadavg, mmm
+from _report import loadavg, mmm, peak_rss_mb
 from runkon_flow.event_log import unpack
 from runkon_flow.observe.outputs import read_outputs
 from runkon_flow.observe.search import compile_pattern, search_run
@@ -97,19 +97,8 @@ def one_round(kind: str, db: str, run_id: str, pattern: str) -> dict[str, float]
     dashboard's search screen at 200×50, `enter` to the list drawn; `floor` — the engine's search
     with the same limit and no screen. Seconds and peak RSS (MB)."""
     import asyncio
-    import resource
 
     from runkon_tui.screens.search import SEARCH_LIMIT
-
-    def peak_mb() -> float:
-        # This process's own peak (VmHWM): Linux carries ru_maxrss over fork and exec, so a round
-        # reported at least the RSS of the bench that built the run and started it.
-        status = Path("/proc/self/status")
-        if status.exists():
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     store = SqliteStore(Path(db))
     regex = compile_pattern(pattern)
@@ -118,7 +107,7 @@ def one_round(kind: str, db: str, run_id: str, pattern: str) -> dict[str, float]
         assert run is not None
         t0 = time.perf_counter()
         search_run(store, run, regex, limit=SEARCH_LIMIT)
-        return {"seconds": time.perf_counter() - t0, "peak_mb": peak_mb()}
+        return {"seconds": time.perf_counter() - t0, "peak_mb": peak_rss_mb()}
 
     from textual.widgets import Input
 
@@ -141,7 +130,7 @@ def one_round(kind: str, db: str, run_id: str, pattern: str) -> dict[str, float]
             return time.perf_counter() - t0
 
     seconds = asyncio.run(drive())
-    return {"seconds": seconds, "peak_mb": peak_mb()}
+    return {"seconds": seconds, "peak_mb": peak_rss_mb()}
 
 
 def report_screen(store: SqliteStore, path: Path, run_id: str, items: int, rounds: int) -> None:

@@ -270,9 +270,23 @@ async def test_attach_waits_for_the_store_opened_after_the_first_frame(folder: P
 # ------------------------------------------------------------------ a database that holds no runs yet
 
 
-async def _browse_then_run(app, db_label: str, why: str) -> str:  # type: ignore[no-untyped-def]
-    """In `app` on a database that holds no runs: the header and the history say so, and a run
-    started here is kept in it. The header after the run."""
+def _app_on(opened, folder: Path):  # type: ignore[no-untyped-def]
+    return make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
+
+
+async def _look_only(opened, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    """A session on `opened` that only looks: the engine built, the history opened, nothing run."""
+    app = _app_on(opened, folder)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [], what="the history")
+
+
+async def _browse_then_run(opened, folder: Path, db_label: str, why: str) -> str:  # type: ignore[no-untyped-def]
+    """A session on `opened`, a database that holds no runs: the header and the history say so,
+    and a run started here is kept in it. The header after the run."""
+    app = _app_on(opened, folder)
     async with app.run_test(size=(200, 50)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
         await pilot.pause()
@@ -302,15 +316,10 @@ async def test_a_run_database_of_0_bytes_is_left_as_it_is_until_a_run_starts_her
     db = tmp_path / "runs.db"
     db.touch()
     opened = open_workspace([folder], db, deferred=True)
-    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
     try:
-        async with app.run_test(size=(200, 50)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
-            await pilot.press("h")
-            await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [], what="the history")
+        await _look_only(opened, folder)
         assert db.stat().st_size == 0
-        app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
-        await _browse_then_run(app, str(db), "is empty")
+        await _browse_then_run(opened, folder, str(db), "is empty")
     finally:
         opened.host.close()  # type: ignore[union-attr]
         opened.store.close()
@@ -328,15 +337,10 @@ async def test_an_empty_postgresql_database_gets_runkon_tables_only_when_a_run_s
 
     dsn = pg.fresh_dsn()
     opened = open_workspace([folder], dsn, deferred=True)
-    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
     try:
-        async with app.run_test(size=(200, 50)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
-            await pilot.press("h")
-            await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [], what="the history")
+        await _look_only(opened, folder)
         assert _runkon_tables(dsn) == []
-        app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
-        await _browse_then_run(app, display_dsn(dsn), "has no runkon tables")
+        await _browse_then_run(opened, folder, display_dsn(dsn), "has no runkon tables")
     finally:
         opened.host.close()  # type: ignore[union-attr]
         opened.store.close()
@@ -413,15 +417,10 @@ async def test_a_run_database_that_does_not_exist_is_not_made_until_a_run_starts
 
     db = tmp_path / "typo" / "runs.db"
     opened = open_workspace([folder], db, deferred=True)
-    app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
     try:
-        async with app.run_test(size=(200, 50)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.host, Workspace), what="the engine to be built")
-            await pilot.press("h")
-            await wait_for(pilot, lambda: getattr(app.screen, "rows", None) == [], what="the history")
+        await _look_only(opened, folder)
         assert not db.parent.exists()
-        app = make_app(host=opened.host, store=opened.store, dirs=[folder], clock=time.time)
-        header = await _browse_then_run(app, str(db), "does not exist yet")
+        header = await _browse_then_run(opened, folder, str(db), "does not exist yet")
         assert f"⚠ created {db.parent}/ for a new run database" in header, header
     finally:
         opened.host.close()  # type: ignore[union-attr]

@@ -64,6 +64,16 @@ def inbox_rows(app) -> list[list[str]]:  # type: ignore[no-untyped-def]
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
+async def open_inbox(pilot, app, gates: int, timeout: float = 15.0) -> GateInboxScreen:  # type: ignore[no-untyped-def]
+    """`i`: the gate inbox, once it lists `gates` waiting gates."""
+    await pilot.press("i")
+    await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
+    screen = app.screen
+    assert isinstance(screen, GateInboxScreen)
+    await wait_for(pilot, lambda: len(screen.gates) == gates, timeout=timeout, what=f"{gates} waiting gates")
+    return screen
+
+
 async def test_mark_two_of_three_waiting_gates_and_approve_them_with_one_note(
     folder: Path, tmp_path: Path, elsewhere: Elsewhere
 ) -> None:
@@ -72,11 +82,7 @@ async def test_mark_two_of_three_waiting_gates_and_approve_them_with_one_note(
     app = make_app(host=host, store=store, dirs=[folder], clock=time.time)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.press("i")
-            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
-            screen = app.screen
-            assert isinstance(screen, GateInboxScreen)
-            await wait_for(pilot, lambda: len(screen.gates) == 3, what="three waiting gates")
+            screen = await open_inbox(pilot, app, 3)
             rows = inbox_rows(app)
             assert [r[0] for r in rows] == ["[ ]"] * 3
             assert all(r[1:3] == ["approval", "human_approval"] for r in rows)
@@ -132,12 +138,9 @@ async def test_reject_the_gate_under_the_cursor_when_nothing_is_marked(
     app = real_app(folder, store)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("i")
-            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
-            screen = app.screen
-            await wait_for(pilot, lambda: len(screen.gates) == 3, what="three waiting gates")  # type: ignore[attr-defined]
+            screen = await open_inbox(pilot, app, 3)
             await pilot.press("down")
-            rejected = screen.gates[1].run_id  # type: ignore[attr-defined]
+            rejected = screen.gates[1].run_id
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
             assert "Reject 1 gate" in str(app.screen.query_one("#title").render())
@@ -147,7 +150,7 @@ async def test_reject_the_gate_under_the_cursor_when_nothing_is_marked(
             result = elsewhere.results[rejected]
             assert result.status is RunStatus.FAILED  # type: ignore[attr-defined]
             assert "rejected by tester: wrong branch" in (result.error or "")  # type: ignore[attr-defined]
-            await wait_for(pilot, lambda: len(screen.gates) == 2, what="inbox re-read")  # type: ignore[attr-defined]
+            await wait_for(pilot, lambda: len(screen.gates) == 2, what="inbox re-read")
     finally:
         store.close()
 
@@ -162,11 +165,8 @@ async def test_a_reason_typed_right_after_x_is_the_reason_given_and_ctrl_r_rejec
     app = real_app(folder, store)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("i")
-            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
-            screen = app.screen
-            await wait_for(pilot, lambda: len(screen.gates) == 3, what="three waiting gates")  # type: ignore[attr-defined]
-            rejected = screen.gates[0].run_id  # type: ignore[attr-defined]
+            screen = await open_inbox(pilot, app, 3)
+            rejected = screen.gates[0].run_id
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
             dialog = app.screen
@@ -199,9 +199,7 @@ async def test_at_80_columns_a_long_prompt_is_cut_and_the_inbox_does_not_scroll_
     app = make_app(store=store, clock=time.time)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("i")
-            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
-            await wait_for(pilot, lambda: len(app.screen.gates) == 2, what="two waiting gates")  # type: ignore[attr-defined]
+            await open_inbox(pilot, app, 2)
             await pilot.pause()
             table = app.screen.query_one(DataTable)
             assert table.max_scroll_x == 0, "the inbox scrolls sideways at 80 columns"
@@ -328,11 +326,7 @@ async def test_gates_of_a_fan_out_s_children_name_their_items(folder: Path, tmp_
     app = make_app(host=Workspace([folder], store), store=store, dirs=[folder], clock=time.time)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.press("i")
-            await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
-            screen = app.screen
-            assert isinstance(screen, GateInboxScreen)
-            await wait_for(pilot, lambda: len(screen.gates) == 2, timeout=30, what="both children's gates")
+            screen = await open_inbox(pilot, app, 2, timeout=30)
             await pilot.pause()
             table = screen.query_one(DataTable)
             headers = [str(c.label) for c in table.columns.values()]

@@ -65,6 +65,12 @@ def finished(tmp_path: Path) -> tuple[Path, SqliteStore, str]:
     return folder, store, run_id
 
 
+def app_over(finished: tuple[Path, SqliteStore, str]) -> tuple[RunkonApp, str]:
+    """The dashboard over the `finished` run's folder and store, and the run's id."""
+    folder, store, run_id = finished
+    return make_app(host=Workspace([folder], store), store=store, dirs=[folder]), run_id
+
+
 def results_text(screen: SearchScreen) -> list[str]:
     options = screen.query_one(OptionList)
     return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
@@ -87,8 +93,7 @@ async def open_run_and_search(pilot: Pilot, run_id: str, pattern: str) -> Search
 async def test_search_lists_hits_grouped_by_item_and_enter_opens_the_hit_in_the_log(
     finished: tuple[Path, SqliteStore, str],
 ) -> None:
-    folder, store, run_id = finished
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    app, run_id = app_over(finished)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_run_and_search(pilot, run_id, "boom|more c")
         assert results_text(screen) == [
@@ -123,8 +128,7 @@ async def test_a_big_run_is_searched_as_it_is_read_and_a_hit_still_opens_its_who
     from runkon_flow.observe import outputs
 
     monkeypatch.setattr(outputs, "STREAM_ABOVE", 10)  # the run's lines are past it
-    folder, store, run_id = finished
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    app, run_id = app_over(finished)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_run_and_search(pilot, run_id, "boom|more c")
         assert screen.result is not None
@@ -147,8 +151,7 @@ async def test_enter_on_a_hit_moves_the_tree_and_the_grid_to_where_it_is(
 ) -> None:
     """A hit inside an item: the tree goes to the foreach, the grid to the item (its detail under
     the grid), the log to the hit. A hit in a top-level step: the tree goes to that step."""
-    folder, store, run_id = finished
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    app, run_id = app_over(finished)
     async with app.run_test(size=(120, 40)) as pilot:
         main = app.main_screen
         assert main is not None
@@ -179,8 +182,7 @@ async def test_a_hit_on_an_item_the_cluster_filter_hides_takes_the_filter_off_ev
 ) -> None:
     """The grid filtered to item b's failure cluster, a hit in item c: the grid shows every item
     again with the cursor on c, and the cluster list and the pane title no longer name a cluster."""
-    folder, store, run_id = finished
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    app, run_id = app_over(finished)
     async with app.run_test(size=(120, 40)) as pilot:
         main = app.main_screen
         assert main is not None
@@ -214,8 +216,7 @@ async def test_a_hit_on_an_item_the_cluster_filter_hides_takes_the_filter_off_ev
 async def test_a_capital_letter_makes_the_search_case_sensitive_and_a_miss_is_said(
     finished: tuple[Path, SqliteStore, str],
 ) -> None:
-    folder, store, run_id = finished
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    app, run_id = app_over(finished)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_run_and_search(pilot, run_id, "HELLO")
         assert results_text(screen) == []
@@ -228,8 +229,7 @@ async def test_a_capital_letter_makes_the_search_case_sensitive_and_a_miss_is_sa
 
 
 async def test_a_bad_pattern_is_explained_and_esc_goes_back(finished: tuple[Path, SqliteStore, str]) -> None:
-    folder, store, run_id = finished
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    app, run_id = app_over(finished)
     async with app.run_test(size=(120, 40)) as pilot:
         app.open_past_run(run_id)
         await wait_for(pilot, lambda: app.view.root_run_id == run_id, what="the past run")
@@ -487,8 +487,7 @@ async def test_a_pattern_matching_more_lines_than_are_listed_lists_the_first_and
 async def test_q_is_a_letter_in_the_pattern_and_quits_from_the_results(
     finished: tuple[Path, SqliteStore, str],
 ) -> None:
-    folder, store, run_id = finished
-    app = make_app(host=Workspace([folder], store), store=store, dirs=[folder])
+    app, run_id = app_over(finished)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_run_and_search(pilot, run_id, "boom")
         screen.query_one(Input).focus()

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from textual.widgets.tree import TreeNode
 
     from runkon_tui.app import RunkonApp
-    from runkon_tui.screens.search import SearchHit
+    from runkon_tui.screens.search import HitSource, SearchHit
 
 #: The output view when no step is highlighted in the tree (a fresh tree, another workflow's run).
 NO_STEP_HIGHLIGHTED = "pick a step in the tree, or an item in the grid, to see its output"  # fits 80 columns
@@ -219,6 +219,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         self._output_stale = False
         # A search hit waiting for the tree to reach its node: (node uid, item id, hit).
         self._pending_hit: tuple[str, str | None, SearchHit] | None = None
+        self._hit_reading: SearchHit | None = None  # the hit whose output a worker reads
         self._binding_signature: tuple[bool | None, ...] = ()
         self._estimates_key: tuple[str | None, str | None] = (None, None)
         # A run's workflow that the list does not hold (started outside the watched folders): the
@@ -898,7 +899,20 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
                 self._clear_item_filters()
                 self.refresh_titles()
             self.grid.highlight_item(idx)
-        source = HitSource(found)
+        self._hit_reading = found
+
+        def read() -> None:  # a big run's step is read from the store again: not on the UI thread
+            source = HitSource(found)
+            self.app.call_from_thread(self._open_hit, found, source)
+
+        self.run_worker(
+            read, thread=True, group="hit", name="read the hit's output", exclusive=True, exit_on_error=False
+        )
+
+    def _open_hit(self, found: SearchHit, source: HitSource) -> None:
+        if self._hit_reading is not found:
+            return  # another hit was opened meanwhile
+        self._hit_reading = None
         self._child_source = None
         self._output_spec = self._output_step = None
         self._following = False

@@ -107,8 +107,8 @@ async def test_search_lists_hits_grouped_by_item_and_enter_opens_the_hit_in_the_
         await pilot.press("enter")  # the first hit: line 3 of item b's step
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
         pane = app.screen.query_one(LogPane)
+        await wait_for(pilot, lambda: pane.output_title == "each[b] › say · line 3", what="the hit read")
         assert pane.mode == "output"
-        assert pane.output_title == "each[b] › say · line 3"
         source = pane.sources["output"]
         assert [source.get(i) for i in range(len(source))] == [
             ("hello b", "info"),
@@ -136,7 +136,9 @@ async def test_a_big_run_is_searched_as_it_is_read_and_a_hit_still_opens_its_who
         assert results_text(screen)[:2] == ["✗ each[b] › say  (failed, 1 line)", "       3  boom b"]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
-        source = app.screen.query_one(LogPane).sources["output"]
+        pane = app.screen.query_one(LogPane)
+        await wait_for(pilot, lambda: pane.output_title == "each[b] › say · line 3", what="the hit read")
+        source = pane.sources["output"]
         assert [source.get(i) for i in range(len(source))] == [
             ("hello b", "info"),
             ("more b", "info"),

@@ -412,23 +412,28 @@ def _spawn_run(home: Path, workflow: str, **env: str):
     return proc, out, err
 
 
-def test_sigterm_is_recorded_as_sigterm_not_ctrl_c_and_the_run_stays_resumable(
-    home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # `timeout 5 runkon-flow run …` or `kill -TERM`: the run says it was terminated, not Ctrl-C.
+def _signal_waiter(home: Path, sig: signal.Signals) -> tuple[str, str, str]:
+    """Run `waiter`, send `sig` while its hold step runs, expect exit 130: (stdout, stderr, run id)."""
     write(home / "wf" / "waiter.wf", WAITER)
     proc, out, err = _spawn_run(home, "waiter")
     try:
-        wait_for(lambda: (home / "wf" / "hold.pid").exists(), "the hold step to start")
-        proc.send_signal(signal.SIGTERM)
+        wait_for((home / "wf" / "hold.pid").exists, "the hold step to start")
+        proc.send_signal(sig)
         assert proc.wait(timeout=30) == 130
     finally:
         stop(proc)
     text = out.read_text()
-    run_id = run_id_of(text)
-    assert "terminated (SIGTERM)" in text and "Ctrl-C again" not in text + err.read_text()
-    assert "cancelling the run… (a second SIGTERM or Ctrl-C forces exit)" in text + err.read_text()
-    assert f"resume with: runkon-flow resume {run_id}" in err.read_text()
+    return text, err.read_text(), run_id_of(text)
+
+
+def test_sigterm_is_recorded_as_sigterm_not_ctrl_c_and_the_run_stays_resumable(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `timeout 5 runkon-flow run …` or `kill -TERM`: the run says it was terminated, not Ctrl-C.
+    text, err_text, run_id = _signal_waiter(home, signal.SIGTERM)
+    assert "terminated (SIGTERM)" in text and "Ctrl-C again" not in text + err_text
+    assert "cancelling the run… (a second SIGTERM or Ctrl-C forces exit)" in text + err_text
+    assert f"resume with: runkon-flow resume {run_id}" in err_text
     with SqliteStore(home / "runs.db") as store:
         assert store.get_run(run_id).status is RunStatus.CANCELLED
     _, shown, _ = cli(capsys, "show", run_id, "--db", str(home / "runs.db"))
@@ -438,20 +443,11 @@ def test_sigterm_is_recorded_as_sigterm_not_ctrl_c_and_the_run_stays_resumable(
 def test_ctrl_c_cancels_the_run_cleanly_exit_130_and_the_run_stays_resumable(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write(home / "wf" / "waiter.wf", WAITER)
-    proc, out, err = _spawn_run(home, "waiter")
-    try:
-        wait_for(lambda: (home / "wf" / "hold.pid").exists(), "the hold step to start")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
-    finally:
-        stop(proc)
-    text = out.read_text()
-    run_id = run_id_of(text)
+    text, err_text, run_id = _signal_waiter(home, signal.SIGINT)
     assert "StepCompleted step=hold kind=script status=cancelled" in text
     assert "RunCancelled reason=" in text and "interrupted (Ctrl-C)" in text
-    assert "cancelling the run" in err.read_text()
-    assert f"resume with: runkon-flow resume {run_id}" in err.read_text()
+    assert "cancelling the run" in err_text
+    assert f"resume with: runkon-flow resume {run_id}" in err_text
     with SqliteStore(home / "runs.db") as store:
         assert store.get_run(run_id).status is RunStatus.CANCELLED
 

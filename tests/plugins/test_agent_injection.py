@@ -150,3 +150,11 @@ def test_a_value_the_program_would_read_as_an_option_is_refused_unless_after_das
     command_agent(tmp_path, ["sh", "-c", "rm {{v}}"])
     with pytest.raises(WorkflowError, match=r"in its shell command, the value of \{\{v\}\} begins with '-'"):
         run(executor(tmp_path, "cmd"), tmp_path, {"v": "-rf"})
+
+
+def test_an_argument_opening_with_an_unterminated_placeholder_is_plain_text(tmp_path: Path) -> None:
+    # `{{v` has no `}}`: no placeholder, so no option check (it raised IndexError) and passed as is.
+    out = tmp_path / "out"
+    command_agent(tmp_path, ["sh", "-c", 'printf %s "$1" > "$0"', str(out), "{{v"])
+    run(executor(tmp_path, "cmd"), tmp_path, {"v": "-rf"})
+    assert out.read_text() == "{{v"

@@ -784,12 +784,13 @@ def _render_command(
     values: dict[str, str] = {}
     operands = False  # after a `--` argument
     for index, part in enumerate(command):
+        uses = scan_placeholders(part)
         if code.get(index):
             try:
                 text, values = render_shell_command(part, variables)
             except ShellTemplateError as exc:
                 raise WorkflowError(f"agent '{name}': in its shell command, {exc}") from None
-            option = option_value(scan_placeholders(part), variables)
+            option = option_value(uses, variables)
             if option is not None:
                 use, value = option
                 raise WorkflowError(
@@ -797,16 +798,17 @@ def _render_command(
                     f"{option_problem(use, value)}"
                 )
             argv.append(text)
-        elif index in code and scan_placeholders(part):
-            key = scan_placeholders(part)[0].key
+        elif index in code and uses:
+            key = uses[0].key
             raise WorkflowError(
                 f"agent '{name}': `{{{{{key}}}}}` is in the program {Path(program).name} runs from "
                 "its command line, where its value would run as code (hint: pass it in the agent's "
                 "`env` and read that environment variable in the program)"
             )
         else:
-            if index > 0 and not operands and part.startswith("{{"):
-                use = replace(scan_placeholders(part)[0], option_of=Path(program).name)
+            # (an argument opening with an unterminated `{{` is plain text: no placeholder)
+            if index > 0 and not operands and uses and uses[0].start == 0:
+                use = replace(uses[0], option_of=Path(program).name)
                 value = variables.get(use.key)
                 if value is not None and reads_as_option(use.option_of or "", value):
                     raise WorkflowError(

@@ -42,7 +42,6 @@ __all__ = [
     "render_shell_command",
     "runs_shell",
     "scan_placeholders",
-    "shell_code_arguments",
     "stdin_program",
 ]
 
@@ -681,12 +680,6 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 #: read the environment, `$ENV`, and any input).
 _AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "busybox awk"})
 _SEDS = frozenset({"sed", "gsed", "busybox sed"})
-
-
-def shell_code_arguments(words: list[str]) -> tuple[int, int, str] | None:
-    """The first of `code_arguments(words)`, else None."""
-    found = code_arguments(words)
-    return found[0] if found else None
 
 
 def code_arguments(words: list[str]) -> list[tuple[int, int, str]]:

@@ -827,6 +827,12 @@ _JQ_OPTION_ARGS = {
 }
 
 
+def _option_argument(i: int, attached: bool, label: str) -> tuple[int, int, str]:
+    """The span of the argument of the option at word `i`: in that word (`-eTEXT`, `--source=TEXT`)
+    when `attached`, else the next word."""
+    return (i, i + 1, label) if attached else (i + 1, i + 2, label)
+
+
 def _awk_program(words: list[str], i: int, name: str) -> list[tuple[int, int, str]]:
     """awk's program: the word after gawk's `-e`/`--source`, else its first operand (none when a
     program file is given with `-f`/`--file`). `-v x=VALUE` and file operands are data."""
@@ -842,9 +848,7 @@ def _awk_program(words: list[str], i: int, name: str) -> list[tuple[int, int, st
         if word.startswith("--"):
             if option in ("--source", "--file", "--include", "--load", "--assign", "--field-separator"):
                 if option == "--source":
-                    found.append(
-                        (i, i + 1, f"{name} --source") if equals else (i + 1, i + 2, f"{name} --source")
-                    )
+                    found.append(_option_argument(i, bool(equals), f"{name} --source"))
                 from_file = from_file or option == "--file"
                 i += 1 if equals else 2
                 continue
@@ -857,7 +861,7 @@ def _awk_program(words: list[str], i: int, name: str) -> list[tuple[int, int, st
                 continue
             attached = word.index(letter) + 1 < len(word)
             if letter == "e":
-                found.append((i, i + 1, f"{name} -e") if attached else (i + 1, i + 2, f"{name} -e"))
+                found.append(_option_argument(i, attached, f"{name} -e"))
             from_file = from_file or letter == "f"
             i += 1 if attached else 2
             continue
@@ -884,11 +888,7 @@ def _sed_scripts(words: list[str], i: int, name: str) -> list[tuple[int, int, st
         if word.startswith("--"):
             if option in ("--expression", "--file", "--line-length"):
                 if option == "--expression":
-                    found.append(
-                        (i, i + 1, f"{name} --expression")
-                        if equals
-                        else (i + 1, i + 2, f"{name} --expression")
-                    )
+                    found.append(_option_argument(i, bool(equals), f"{name} --expression"))
                 given = given or option != "--line-length"
                 i += 1 if equals else 2
                 continue
@@ -904,7 +904,7 @@ def _sed_scripts(words: list[str], i: int, name: str) -> list[tuple[int, int, st
                 if c in "efl":
                     attached = k + 1 < len(word)
                     if c == "e":
-                        found.append((i, i + 1, f"{name} -e") if attached else (i + 1, i + 2, f"{name} -e"))
+                        found.append(_option_argument(i, attached, f"{name} -e"))
                     given = given or c != "l"
                     step = 1 if attached else 2
                     break

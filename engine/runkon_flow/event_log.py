@@ -31,7 +31,7 @@ import os
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -62,6 +62,7 @@ __all__ = [
     "ZIPPED",
     "ZIP_EVENTS",
     "StoredEventWriter",
+    "each_envelope",
     "envelope_of",
     "is_cut_note",
     "line_of",
@@ -462,6 +463,17 @@ def read_envelopes(
     row holds up to `PACK_EVENTS` events)."""
     stored, last_seq = read_stored(store, run_id, after_seq, limit)
     return [e for e in map(envelope_of, stored) if e is not None], last_seq
+
+
+def each_envelope(store: WorkflowPersistence, run_id: str, after_seq: int = 0) -> Iterator[EngineEventData]:
+    """`read_envelopes`, `READ_ROWS` rows at a time: a run's whole stream in flat memory (the
+    store stays open while it is iterated)."""
+    while True:
+        envelopes, last_seq = read_envelopes(store, run_id, after_seq, READ_ROWS)
+        if last_seq == after_seq:
+            return
+        yield from envelopes
+        after_seq = last_seq
 
 
 def read_stored(

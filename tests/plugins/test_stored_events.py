@@ -11,9 +11,11 @@ from runkon_flow.event_log import (
     PACK_CHARS,
     PACK_EVENTS,
     PACKED,
+    READ_ROWS,
     ZIP_EVENTS,
     ZIPPED,
     StoredEventWriter,
+    each_envelope,
     pack,
     read_envelopes,
     stored_output_lines,
@@ -170,6 +172,18 @@ def test_a_batch_is_stored_packed_and_reads_back_event_for_event(store) -> None:
     rows = store.read_events(run_id)
     assert {r.kind for r in rows} == {ZIPPED} and 1 < len(rows) <= 6  # 1,200 events, ≤ 512 a row
     assert [_dumped(e) for e in stored(store, run_id)] == [_dumped(e) for e in sent]
+
+
+def test_each_envelope_reads_the_whole_stream_page_by_page_as_read_envelopes_does(store) -> None:
+    run_id = store.create_run(NewRun(workflow_name="w")).id
+    writer = StoredEventWriter(store, run_id, interval=60)
+    for n in range(3 * READ_ROWS + 1):
+        writer.emit(EngineEventData.now(run_id, StepOutput(step_id="s", step_name="s", line=f"line {n}")))
+        writer.flush()  # a row each: more rows than one page holds
+    writer.close()
+    assert len(store.read_events(run_id)) > 3 * READ_ROWS
+    assert [_dumped(e) for e in each_envelope(store, run_id)] == [_dumped(e) for e in stored(store, run_id)]
+    assert [e.event.line for e in each_envelope(store, run_id)] == [f"line {n}" for n in range(31)]  # type: ignore[union-attr]
 
 
 def test_a_packed_row_holds_at_most_its_share_of_events_and_characters() -> None:

@@ -37,7 +37,7 @@ from runkon_flow.cli.store import DeferredStore
 from runkon_flow.errors import (
     FlowError,
 )
-from runkon_flow.event_log import read_envelopes
+from runkon_flow.event_log import each_envelope
 from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, notify_setting_problem, open_hooks
 from runkon_flow.humanize import readable_error, safe_text
@@ -438,7 +438,7 @@ def execute(
             printer.estimates = history_of(store, run_row.workflow_name, exclude=run_id)
             if resumed:  # the frame shows the whole run, not only the attempt it starts
                 printer.first_started = utc_seconds(run_row.started_at)
-                printer.recall(read_envelopes(store, run_id)[0])
+                printer.recall(each_envelope(store, run_id))  # page by page: flat memory
     notify = getattr(args, "notify", True)
     problem = notify_setting_problem() if notify else None
     if problem is not None:

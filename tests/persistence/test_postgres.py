@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -358,17 +359,25 @@ def test_wrong_credentials_are_one_line_without_the_password() -> None:
     assert "hunter2" not in message and "\n" not in message
 
 
-@pytest.fixture
-def restartable():
-    """A store on a server of its own (this test restarts it), its URL and the server's directory."""
+@contextmanager
+def own_store(**options):
+    """A store on a server of its own (the test halts or restarts it), its URL and the server's
+    directory; `options`: the store's (`outage_s`)."""
     from runkon_flow.persistence.postgres import PostgresStore
 
     with pg.own_server() as (directory, dsn):
-        store = PostgresStore(dsn)
+        store = PostgresStore(dsn, **options)
         try:
             yield store, dsn, directory
         finally:
             store.close()
+
+
+@pytest.fixture
+def restartable():
+    """A store on a server of its own (this test restarts it), its URL and the server's directory."""
+    with own_store() as it:
+        yield it
 
 
 OUTAGE_LOG = "runkon_flow.persistence"
@@ -452,39 +461,30 @@ def test_after_an_outage_longer_than_its_lease_a_run_another_engine_took_is_fenc
 
 
 def test_an_outage_longer_than_the_window_fails_the_call_saying_how_long_it_waited(caplog) -> None:
-    from runkon_flow.persistence.postgres import PostgresStore
-
     from tests import pgserver
 
-    with pg.own_server() as (directory, dsn):
-        store = PostgresStore(dsn, outage_s=1)
-        try:
-            run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
-            pgserver.halt(directory)
-            with caplog.at_level("WARNING", logger=OUTAGE_LOG):
-                with pytest.raises(PersistenceError) as caught:
-                    store.get_run(run.id)
-                assert (
-                    f"run database {display_dsn(dsn)} unreachable for 1 s (RUNKON_PG_OUTAGE_S), gave up: "
-                    in str(caught.value)
-                )
-                with pytest.raises(PersistenceError):  # the outage goes on: no second wait, no second line
-                    store.get_run(run.id)
-                pgserver.start_again(directory)
-                assert store.get_run(run.id).owner_token == "t1"
-            lost, back = outage_lines(caplog)
-            assert len(lost) == 1 and len(back) == 1, (lost, back)
-        finally:
-            store.close()
+    with own_store(outage_s=1) as (store, dsn, directory):
+        run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+        pgserver.halt(directory)
+        with caplog.at_level("WARNING", logger=OUTAGE_LOG):
+            with pytest.raises(PersistenceError) as caught:
+                store.get_run(run.id)
+            assert (
+                f"run database {display_dsn(dsn)} unreachable for 1 s (RUNKON_PG_OUTAGE_S), gave up: "
+                in str(caught.value)
+            )
+            with pytest.raises(PersistenceError):  # the outage goes on: no second wait, no second line
+                store.get_run(run.id)
+            pgserver.start_again(directory)
+            assert store.get_run(run.id).owner_token == "t1"
+        lost, back = outage_lines(caplog)
+        assert len(lost) == 1 and len(back) == 1, (lost, back)
 
 
 def test_queued_writes_lost_to_an_outage_given_up_on_are_said_in_one_line(caplog) -> None:
-    from runkon_flow.persistence.postgres import PostgresStore
-
     from tests import pgserver
 
-    with pg.own_server() as (directory, dsn):
-        store = PostgresStore(dsn, outage_s=0.5)
+    with own_store(outage_s=0.5) as (store, _, directory):
         try:
             for i in range(3):
                 store.create_leased_run(NewRun(workflow_name=f"c{i}"), f"t{i}", 30, durable=False)
@@ -496,27 +496,20 @@ def test_queued_writes_lost_to_an_outage_given_up_on_are_said_in_one_line(caplog
             assert "unreachable for 0.5 s (RUNKON_PG_OUTAGE_S), gave up" in failed[0]
         finally:
             pgserver.start_again(directory)
-            store.close()
 
 
 def test_without_an_outage_window_a_restart_fails_the_call_in_flight_then_the_store_reconnects() -> None:
-    from runkon_flow.persistence.postgres import PostgresStore
-
     from tests import pgserver
 
-    with pg.own_server() as (directory, dsn):
-        store = PostgresStore(dsn, outage_s=0)
-        try:
-            run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
-            pgserver.restart(directory)
-            with pytest.raises(PersistenceError) as caught:
-                store.get_run(run.id)
-            assert str(caught.value).startswith(f"persistence error: run database {display_dsn(dsn)}: ")
-            assert "\n" not in str(caught.value)
-            # Nothing was lost, and the next call works on a new connection.
-            assert store.get_run(run.id).owner_token == "t1"
-        finally:
-            store.close()
+    with own_store(outage_s=0) as (store, dsn, directory):
+        run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+        pgserver.restart(directory)
+        with pytest.raises(PersistenceError) as caught:
+            store.get_run(run.id)
+        assert str(caught.value).startswith(f"persistence error: run database {display_dsn(dsn)}: ")
+        assert "\n" not in str(caught.value)
+        # Nothing was lost, and the next call works on a new connection.
+        assert store.get_run(run.id).owner_token == "t1"
 
 
 def test_a_store_opened_by_a_reader_that_waits_out_outages_itself_fails_at_once(caplog) -> None:

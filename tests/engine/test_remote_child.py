@@ -557,6 +557,26 @@ class _IgnoresTheStore(ThreadExecutor):
         self.released.set()
 
 
+def _cancel_once_an_item_runs(ws: Workspace, executor: _IgnoresTheStore) -> str:
+    """Run the fan, cancel it once an item runs; the run ends cancelled, its remote child
+    force-cancelled first. Returns the run's id."""
+    run_id = ws.create_run("fan", {})
+    done: list[Any] = []
+    runner = threading.Thread(target=lambda: done.append(ws.execute(run_id)))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not any(r.status == "running" for r in items_of(ws.store, run_id).values()):
+        assert time.monotonic() < deadline, "the item never started"
+        time.sleep(0.05)
+    ws.cancel(run_id, "enough")
+    runner.join(30)
+    assert done and done[0].status is RunStatus.CANCELLED
+    assert executor.forced, "the run ended before its remote child was force-cancelled"
+    children = ws.store.list_runs(limit=10, parent_run_id=run_id)
+    assert [c.status for c in children] == [RunStatus.CANCELLED]
+    return run_id
+
+
 def test_a_cancelled_foreach_waits_for_the_force_cancel_of_its_remote_children(tmp_path: Path) -> None:
     # The foreach gave up on in-flight children after the engine's 1 s grace, before the remote
     # runner force-cancelled them (2 s): the run ended with the tasks still running and, in a
@@ -566,20 +586,7 @@ def test_a_cancelled_foreach_waits_for_the_force_cancel_of_its_remote_children(t
     executor = _IgnoresTheStore(db, wf)
     ws = driver(db, wf, executor)
     try:
-        run_id = ws.create_run("fan", {})
-        done: list[Any] = []
-        runner = threading.Thread(target=lambda: done.append(ws.execute(run_id)))
-        runner.start()
-        deadline = time.monotonic() + 30
-        while not any(r.status == "running" for r in items_of(ws.store, run_id).values()):
-            assert time.monotonic() < deadline, "the item never started"
-            time.sleep(0.05)
-        ws.cancel(run_id, "enough")
-        runner.join(30)
-        assert done and done[0].status is RunStatus.CANCELLED
-        assert executor.forced, "the run ended before its remote child was force-cancelled"
-        children = ws.store.list_runs(limit=10, parent_run_id=run_id)
-        assert [c.status for c in children] == [RunStatus.CANCELLED]
+        run_id = _cancel_once_an_item_runs(ws, executor)
         assert items_of(ws.store, run_id)["a"].status == "cancelled"
     finally:
         executor.released.set()
@@ -615,20 +622,7 @@ def test_a_long_cancel_grace_still_force_cancels_remote_children_before_the_fore
         child_runner=lambda engine, resolver, store: RemoteChildRunner(engine, resolver, store, executor),
     )
     try:
-        run_id = ws.create_run("fan", {})
-        done: list[Any] = []
-        runner = threading.Thread(target=lambda: done.append(ws.execute(run_id)))
-        runner.start()
-        deadline = time.monotonic() + 30
-        while not any(r.status == "running" for r in items_of(ws.store, run_id).values()):
-            assert time.monotonic() < deadline, "the item never started"
-            time.sleep(0.05)
-        ws.cancel(run_id, "enough")
-        runner.join(30)
-        assert done and done[0].status is RunStatus.CANCELLED
-        assert executor.forced, "the run ended before its remote child was force-cancelled"
-        children = ws.store.list_runs(limit=10, parent_run_id=run_id)
-        assert [c.status for c in children] == [RunStatus.CANCELLED]
+        _cancel_once_an_item_runs(ws, executor)
     finally:
         executor.released.set()
         executor.close()

@@ -478,7 +478,7 @@ class PostgresStore(Leadership):
             return False
         state = getattr(exc, "sqlstate", None)
         if state is not None:
-            return state.startswith("08") or state in _UNREACHABLE_STATES
+            return _unreachable_state(state)
         return bool(self._db.broken or self._db.closed)
 
     def _lost(self, exc: BaseException, first: float | None) -> float:
@@ -1993,12 +1993,18 @@ _rows_json = _ROWS_ENCODER.encode
 _REFUSALS = ("password", "authentication", "does not exist", "permission denied", "pg_hba.conf")
 
 
+def _unreachable_state(state: str) -> bool:
+    """A SQLSTATE saying the connection is lost or cannot be made now: class 08, or the server
+    shutting down or starting up."""
+    return state.startswith("08") or state in _UNREACHABLE_STATES
+
+
 def _unreachable(exc: BaseException) -> bool:
     """A failed connection attempt that may succeed a little later: the server down, restarting,
     shutting down or starting up — not a refusal (a password, a database that does not exist)."""
     state = getattr(exc, "sqlstate", None)
     if state is not None:
-        return state.startswith("08") or state in _UNREACHABLE_STATES
+        return _unreachable_state(state)
     line = error_line(exc).lower()
     return not any(word in line for word in _REFUSALS)
 

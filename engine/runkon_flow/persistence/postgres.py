@@ -527,9 +527,9 @@ class PostgresStore(Leadership):
                 db = open_connection(self.dsn)
                 break
             except psycopg.Error as exc:
-                if not (isinstance(exc, psycopg.OperationalError) and _unreachable(exc)):
-                    raise connect_failure(self.where, exc) from None
-                if self._outage_s <= 0:
+                if self._outage_s <= 0 or not (
+                    isinstance(exc, psycopg.OperationalError) and _unreachable(exc)
+                ):
                     raise connect_failure(self.where, exc) from None
                 self._outage_began(exc)
                 assert self._outage_since is not None
@@ -908,7 +908,7 @@ class PostgresStore(Leadership):
                     op.error = failed
                     return
                 if ambiguous:
-                    committed = self._committed([op]) if op.fn is None else None
+                    committed = self._committed([op])
                     if committed:
                         op.error, op.result = None, None
                         return
@@ -946,7 +946,6 @@ class PostgresStore(Leadership):
             op.error.__cause__ = exc
         except Exception as exc:
             op.error = exc
-        op.done = True
 
     def _report(self, op: _Write) -> None:
         if op.behind:

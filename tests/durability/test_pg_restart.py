@@ -30,6 +30,22 @@ SLOW = """workflow slow {
 """
 
 
+def slow_run(tmp_path: Path, dsn: str, env: dict[str, str]):
+    """`SLOW` started on `dsn` in `tmp_path/wf`: (process, the workflow folder, its stdout, its
+    stderr). Its second step waits for `go` in that folder."""
+    wf = tmp_path / "wf"
+    write(wf / "slow.wf", SLOW)
+    out, err = tmp_path / "run.out", tmp_path / "run.err"
+    proc = spawn(
+        ["run", "slow", "--dir", str(wf), "--db", dsn, "--progress", "quiet"],
+        wf,
+        stdout=out,
+        stderr=err,
+        env=env,
+    )
+    return proc, wf, out, err
+
+
 @pytest.fixture
 def own_server() -> Iterator[tuple[Path, str]]:
     """A server of this test's own, and its URL with a password (trust auth ignores it)."""
@@ -41,17 +57,8 @@ def own_server() -> Iterator[tuple[Path, str]]:
 @pytest.mark.slow
 def test_a_server_restart_mid_run_leaves_the_run_finished_or_resumable(tmp_path: Path, own_server) -> None:
     directory, dsn = own_server
-    wf = tmp_path / "wf"
-    write(wf / "slow.wf", SLOW)
     env = cli_env()
-    out, err = tmp_path / "run.out", tmp_path / "run.err"
-    proc = spawn(
-        ["run", "slow", "--dir", str(wf), "--db", dsn, "--progress", "quiet"],
-        wf,
-        stdout=out,
-        stderr=err,
-        env=env,
-    )
+    proc, wf, out, err = slow_run(tmp_path, dsn, env)
     try:
         wait_for(lambda: (wf / "started").exists() or proc.poll() is not None, "the second step to start")
         pgserver.restart(directory)
@@ -177,17 +184,8 @@ def test_watch_waits_out_an_outage_its_own_way_while_the_run_rides_it_out(tmp_pa
     """`watch` says the outage as it always did (observe/outage.py: one line, tried every second)
     — its store does not also hold its reads for the window — and follows the run to its end."""
     directory, dsn = own_server
-    wf = tmp_path / "wf"
-    write(wf / "slow.wf", SLOW)
     env = cli_env()
-    run_out, run_err = tmp_path / "run.out", tmp_path / "run.err"
-    run = spawn(
-        ["run", "slow", "--dir", str(wf), "--db", dsn, "--progress", "quiet"],
-        wf,
-        stdout=run_out,
-        stderr=run_err,
-        env=env,
-    )
+    run, wf, run_out, run_err = slow_run(tmp_path, dsn, env)
     watch = None
     try:
         wait_for(lambda: (wf / "started").exists() or run.poll() is not None, "the second step to start")

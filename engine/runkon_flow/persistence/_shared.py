@@ -150,7 +150,22 @@ def refusals_told_on_commit() -> Iterator[None]:
         tell()
 
 
-def _tell(tell: Callable[[], None]) -> None:
+def _tell_refused(
+    on_refused: Callable[[], object] | None, run_id: str, what: str, warning: str, *args: object
+) -> None:
+    """Log a write-behind write's refusal (`warning % args`) and call its `on_refused` (what it
+    raises is logged: a refused `what` of run `run_id`) — now, or when the transaction in
+    `refusals_told_on_commit` commits."""
+
+    def tell() -> None:
+        log.warning(warning, *args)
+        if on_refused is None:
+            return
+        try:
+            on_refused()
+        except Exception:
+            log.exception("run %s: on_refused of a fenced %s raised", run_id, what)
+
     pending = getattr(_held, "pending", None)
     if pending is None:
         tell()
@@ -163,17 +178,7 @@ def finish_refused_behind(run_id: str, status: str, on_refused: Callable[[], obj
     through `on_refused` (it runs on the committing thread, which holds the store's connection:
     it must not use the store; what it raises is logged, never raised into the commit). Once the
     transaction commits, inside `refusals_told_on_commit`."""
-
-    def tell() -> None:
-        log.warning(FINISH_FENCED, run_id, status)
-        if on_refused is None:
-            return
-        try:
-            on_refused()
-        except Exception:
-            log.exception("run %s: on_refused of a fenced finish raised", run_id)
-
-    _tell(tell)
+    _tell_refused(on_refused, run_id, "finish", FINISH_FENCED, run_id, status)
 
 
 EVENTS_FENCED = "run %s: %d event rows not stored: another engine took the run over"
@@ -185,17 +190,7 @@ def items_refused_behind(fence: Fence, count: int) -> None:
     the writer through `fence.on_refused` (on the committing thread, which holds the store's
     connection: it must not use the store; what it raises is logged, never raised into the
     commit). Once the transaction commits, inside `refusals_told_on_commit`."""
-
-    def tell() -> None:
-        log.warning(ITEMS_FENCED, fence.run_id, count)
-        if fence.on_refused is None:
-            return
-        try:
-            fence.on_refused()
-        except Exception:
-            log.exception("run %s: on_refused of a fenced item write raised", fence.run_id)
-
-    _tell(tell)
+    _tell_refused(fence.on_refused, fence.run_id, "item write", ITEMS_FENCED, fence.run_id, count)
 
 
 def check_finish_status(status: RunStatus) -> RunStatus:

@@ -346,7 +346,7 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
         except psycopg.Error as exc:
             store = args[0]
             assert isinstance(store, PostgresStore)
-            raise PersistenceError(f"run database {store.where}: {error_line(exc)}") from exc
+            raise _failure(store.where, exc) from exc
 
     return wrapper
 
@@ -365,7 +365,7 @@ def _reading(method: Callable[P, R]) -> Callable[P, R]:
                 return method(*args, **kwargs)
             except psycopg.Error as exc:
                 if not store._gone(exc):
-                    raise PersistenceError(f"run database {store.where}: {error_line(exc)}") from exc
+                    raise _failure(store.where, exc) from exc
                 with store._lock:
                     first = store._lost(exc, first)
 
@@ -446,7 +446,7 @@ class PostgresStore(Leadership):
             pgs_version = ensure_schema(self._db, self.where, upgrade=upgrade, create=create)
         except psycopg.Error as exc:  # e.g. no rights to create tables, no schema selected
             self._db.close()
-            raise PersistenceError(f"run database {self.where}: {error_line(exc)}") from None
+            raise _failure(self.where, exc) from None
         except BaseException:
             self._db.close()
             raise
@@ -503,7 +503,7 @@ class PostgresStore(Leadership):
         """Said once per outage; raises once it has lasted longer than the window."""
         now = time.monotonic()
         if self._outage_s <= 0:
-            raise PersistenceError(f"run database {self.where}: {error_line(exc)}")
+            raise _failure(self.where, exc)
         if self._outage_since is None:
             self._outage_since = now
             log.warning(
@@ -792,7 +792,7 @@ class PostgresStore(Leadership):
             if self._gone(exc):  # the connection is gone (`_run_batch` waits for the server)
                 raise _Lost(exc, self._commit_sent) from exc
             for op in batch:
-                op.error, op.done = PersistenceError(f"run database {self.where}: {error_line(exc)}"), True
+                op.error, op.done = _failure(self.where, exc), True
                 self._report(op)
             return
         except Exception:
@@ -942,7 +942,7 @@ class PostgresStore(Leadership):
                         _rollback(cur)
                         raise
         except psycopg.Error as exc:
-            op.error = PersistenceError(f"run database {self.where}: {error_line(exc)}")
+            op.error = _failure(self.where, exc)
             op.error.__cause__ = exc
         except Exception as exc:
             op.error = exc
@@ -1911,7 +1911,7 @@ def schema_version(dsn: str) -> tuple[int | None, int]:
                 return None, pgs.SCHEMA_VERSION
             return conn.execute("SELECT max(version) FROM runkon_schema").fetchone()[0], pgs.SCHEMA_VERSION
         except psycopg.Error as exc:
-            raise PersistenceError(f"run database {where}: {error_line(exc)}") from None
+            raise _failure(where, exc) from None
     finally:
         conn.close()
 
@@ -1990,6 +1990,11 @@ _rows_json = _ROWS_ENCODER.encode
 
 
 _REFUSALS = ("password", "authentication", "does not exist", "permission denied", "pg_hba.conf")
+
+
+def _failure(where: str, exc: BaseException) -> PersistenceError:
+    """A failed statement or a lost connection to `where`, in one line."""
+    return PersistenceError(f"run database {where}: {error_line(exc)}")
 
 
 def _unreachable_state(state: str) -> bool:

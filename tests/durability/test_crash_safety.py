@@ -14,8 +14,8 @@ import pytest
 from runkon_flow.persistence import FanOutItemStatus, RunStatus, StepRole, StepStatus
 from runkon_flow.persistence import sqlite as sqlite_store
 
-from tests.cli.run_helpers import cli_env, first_line, run_cli_process, spawn, stop, wait_for
-from tests.durability.recording_fan import lines_in, write_recording_fan
+from tests.cli.run_helpers import cli_env, first_line, run_cli_process, stop, wait_for
+from tests.durability.recording_fan import lines_in, start_recording_fan
 from tests.pg import BACKENDS, database, open_db
 
 ITEMS = [f"item-{i:03d}" for i in range(200)]
@@ -35,19 +35,9 @@ def test_a_killed_fan_out_resumes_without_losing_or_repeating_finished_items(
     tmp_path: Path, kill_after: int, backend: str
 ) -> None:
     wf = tmp_path / "wf"
-    ran = tmp_path / "ran.txt"
     db = database(backend, tmp_path)
-    write_recording_fan(wf, "crash", ITEMS, ran)
     env = cli_env(RUNKON_LEASE_TTL="1")
-
-    out, err = tmp_path / "run.out", tmp_path / "run.err"
-    proc = spawn(
-        ["run", "crash-fan", "--dir", str(wf), "--db", db, "--progress", "quiet"],
-        tmp_path,
-        stdout=out,
-        stderr=err,
-        env=env,
-    )
+    proc, out, err, ran = start_recording_fan(tmp_path, "crash", ITEMS, db, env)
     try:
         wait_for(lambda: lines_in(ran) >= kill_after or proc.poll() is not None, f"{kill_after} items to run")
         assert proc.poll() is None, f"the run ended before the kill: {err.read_text()}"

@@ -19,7 +19,7 @@ from runkon_flow.persistence import RunStatus
 
 from tests import pg, pgserver
 from tests.cli.run_helpers import cli_env, first_line, run_cli_process, spawn, stop, wait_for, write
-from tests.durability.recording_fan import lines_in, write_recording_fan
+from tests.durability.recording_fan import lines_in, start_recording_fan
 from tests.pg import open_db
 
 SLOW = """workflow slow {
@@ -84,17 +84,7 @@ ITEMS = [f"item-{i:03d}" for i in range(120)]
 
 def fan_out(tmp_path: Path, dsn: str, **env: str):
     """The 120-item fan-out started on `dsn`: (process, its stdout, its stderr, the items' record)."""
-    wf, ran = tmp_path / "wf", tmp_path / "ran.txt"
-    write_recording_fan(wf, "outage", ITEMS, ran)
-    out, err = tmp_path / "run.out", tmp_path / "run.err"
-    proc = spawn(
-        ["run", "outage-fan", "--dir", str(wf), "--db", dsn, "--progress", "quiet"],
-        tmp_path,
-        stdout=out,
-        stderr=err,
-        env=cli_env(**env),
-    )
-    return proc, out, err, ran
+    return start_recording_fan(tmp_path, "outage", ITEMS, dsn, cli_env(**env))
 
 
 def outage_said(err: Path) -> tuple[list[str], list[str]]:

@@ -536,8 +536,6 @@ class PostgresStore(Leadership):
                 left = self._outage_since + self._outage_s - time.monotonic()
                 time.sleep(max(0.0, min(delay, left)))
                 delay = min(delay * 2, _BACKOFF_MAX)
-            except (ValueError, TypeError) as exc:
-                raise PersistenceError(f"cannot connect to run database {self.where}: {exc}") from None
         self._db, self._cursor = db, db.cursor()
         if self._outage_since is not None:
             log.warning(

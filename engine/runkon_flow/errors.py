@@ -162,6 +162,12 @@ class PersistenceError(EngineError):
         return f"persistence error: {self.message}"
 
 
+class StoreUnreachable(PersistenceError):
+    """The run database could not be reached — lost for longer than its outage window, or at
+    once when it has none. Nothing more of a run can be recorded until it is back; what was
+    stored stays, so the run is resumed then rather than failed now (docs/persistence.md)."""
+
+
 class NoRunDatabase(PersistenceError):
     """A run database opened only to read or continue runs holds none: a PostgreSQL database
     without runkon's tables (a SQLite file that does not exist is found before opening). Nothing

@@ -157,9 +157,14 @@ def test_an_outage_longer_than_the_window_fails_the_run_resumable(tmp_path: Path
         stop(proc)
         pgserver.start_again(directory)
     assert proc.returncode != 0
-    assert "unreachable for 2 s (RUNKON_PG_OUTAGE_S), gave up" in err.read_text(), err.read_text()
+    said = err.read_text()
+    assert "unreachable for 2 s (RUNKON_PG_OUTAGE_S), gave up" in said, said
     assert len(outage_said(err)[0]) >= 1
     run_id = first_line(out).split()[0].removeprefix("run_id=")
+    # The items not started did not fail: one line for the step, not one per item.
+    assert "could not run" not in said and said.count("no further item starts") == 1, said
+    last = said.splitlines()[-1]
+    assert f"run {run_id} stays as it was stored" in last and f"runkon-flow resume {run_id}" in last, said
     env = cli_env(RUNKON_LEASE_TTL="1")
     resumed = run_cli_process(
         ["resume", run_id, "--dir", str(tmp_path / "wf"), "--db", dsn, "--wait"], tmp_path, env

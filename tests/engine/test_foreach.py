@@ -488,3 +488,41 @@ def test_an_item_id_at_the_cap_runs(h: Harness) -> None:
     h.providers.append(ListProvider("tickets", ["y" * MAX_ITEM_ID_CHARS]))
     result = h.run(fan())
     assert h.steps(result.workflow_run_id)[0].status == "completed"
+
+
+def test_a_store_lost_for_good_stops_new_items_says_so_once_and_the_rest_run_on_resume(hm: Harness) -> None:
+    """A run database unreachable past its outage window: the items not yet started did not fail
+    (one line says why none starts, not one line each); they stay pending, and a resume runs them."""
+    from runkon_flow.errors import StoreUnreachable
+
+    hm.add_workflow(CHILD)
+    ids = [f"i{n}" for n in range(8)]
+    hm.providers.append(ListProvider("tickets", ids))
+    work_by_item(hm)
+    store = hm.store
+    real = store.batch_update_fan_out_items
+    calls = iter(range(100))
+
+    def flaky(updates, **kwargs):
+        # The first wave's starts are written; the server is away for the two children's ends,
+        # and back by the time the step records what it has.
+        if next(calls) in (1, 2):
+            raise StoreUnreachable("run database db unreachable for 3 s (RUNKON_PG_OUTAGE_S), gave up")
+        return real(updates, **kwargs)
+
+    store.batch_update_fan_out_items = flaky
+    wf = hm.add_workflow(fan())
+    result = hm.run(wf)
+    assert not result.all_succeeded and "gave up" in str(result.error)
+    said = [e.message for e in hm.events("EngineLog") if "foreach 'fan'" in e.message]
+    assert len(said) == 1, said
+    assert "no further item starts" in said[0] and "6 items stay pending, to run on resume" in said[0]
+    row = hm.steps(result.workflow_run_id)[0]
+    assert row.status != "completed"  # 6 items never ran, though the store is back
+    assert [s for _, s in items_of(hm, row.id)].count("pending") == 6
+
+    store.batch_update_fan_out_items = real  # the server is back
+    resumed = hm.engine.resume_workflow(wf, hm.run_input(result.workflow_run_id))
+    assert resumed.all_succeeded
+    last = hm.steps(result.workflow_run_id)[-2]
+    assert sorted(items_of(hm, last.id)) == [(i, "completed") for i in ids]

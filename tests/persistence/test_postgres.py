@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from runkon_flow.approvals import GATE_SIGNALS
 from runkon_flow.cancellation import EngineCancelled
-from runkon_flow.errors import PersistenceError
+from runkon_flow.errors import PersistenceError, StoreUnreachable
 from runkon_flow.persistence import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
 from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence import schema as sqlite_schema
@@ -349,6 +349,20 @@ def test_a_refused_connection_says_what_to_do(libpq: str, hint: str) -> None:
     assert said.startswith(f"; {hint}") if hint else said == ""
 
 
+def test_libpq_lines_read_as_sentences_on_one_line() -> None:
+    from runkon_flow.persistence.pg_connect import error_line
+
+    libpq = (
+        'connection is bad: connection to server on socket "/tmp/.s.PGSQL.5432" failed: No such file or '
+        "directory\n\tIs the server running locally and accepting connections on that socket?\n"
+    )
+    assert error_line(Exception(libpq)) == (
+        'connection is bad: connection to server on socket "/tmp/.s.PGSQL.5432" failed: No such file or '
+        "directory. Is the server running locally and accepting connections on that socket?"
+    )
+    assert error_line(Exception("first line:\n  second")) == "first line: second"
+
+
 def test_wrong_credentials_are_one_line_without_the_password() -> None:
     base = pg.base_dsn()
     bad = base.replace("user=postgres", "user=nobody_here") + "&password=hunter2"
@@ -473,8 +487,12 @@ def test_an_outage_longer_than_the_window_fails_the_call_saying_how_long_it_wait
                 f"run database {display_dsn(dsn)} unreachable for 1 s (RUNKON_PG_OUTAGE_S), gave up: "
                 in str(caught.value)
             )
-            with pytest.raises(PersistenceError):  # the outage goes on: no second wait, no second line
+            assert isinstance(caught.value, StoreUnreachable)
+            # The outage goes on: no second wait, no second line.
+            with pytest.raises(StoreUnreachable) as again:
                 store.get_run(run.id)
+            # libpq's words were given once; the calls that fail after it do not repeat them.
+            assert str(again.value).endswith("unreachable for 1 s (RUNKON_PG_OUTAGE_S), gave up")
             pgserver.start_again(directory)
             assert store.get_run(run.id).owner_token == "t1"
         lost, back = outage_lines(caplog)

@@ -6,6 +6,7 @@ psycopg (an optional extra).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,7 +76,12 @@ def error_line(exc: BaseException) -> str:
     primary = getattr(diag, "message_primary", None) if diag is not None else None
     if primary:  # the server's message, without the statement and caret psycopg adds
         return primary
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # libpq's lines are sentences without a full stop ('… failed: No such file or directory',
+    # 'Is the server running …?'): joined bare they read as one garbled sentence.
+    text = lines[0] if lines else ""
+    for before, line in itertools.pairwise(lines):
+        text += (" " if before[-1] in ".?!:;," else ". ") + line
     return text or type(exc).__name__
 
 

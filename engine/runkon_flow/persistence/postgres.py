@@ -43,7 +43,7 @@ from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from runkon_flow.errors import NoRunDatabase, PersistenceError
+from runkon_flow.errors import NoRunDatabase, PersistenceError, StoreUnreachable
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence._leader import Leadership
@@ -439,6 +439,7 @@ class PostgresStore(Leadership):
         self._closed = False
         self._outage_s = outage_seconds() if outage_s is None else outage_s
         self._outage_since: float | None = None  # monotonic start of the outage under way
+        self._gave_up_told: str | None = None  # libpq's words in the last `_gave_up` (said once)
         self._commit_sent = False  # the running batch's commit went out (an answer lost is ambiguous)
         self._retrying = False  # the running batch is run again after an ambiguous loss
         self._db = connect(dsn, self.where)
@@ -493,17 +494,21 @@ class PostgresStore(Leadership):
         self._reconnect()
         return now if first is None else first
 
-    def _gave_up(self, exc: BaseException) -> PersistenceError:
-        return PersistenceError(
+    def _gave_up(self, exc: BaseException) -> StoreUnreachable:
+        """Every call after the window fails at once with this; libpq's words are given once
+        per outage (the first), not again in each of the lines that then report a failed call."""
+        line = error_line(exc)
+        told, self._gave_up_told = self._gave_up_told, line
+        return StoreUnreachable(
             f"run database {self.where} unreachable for {self._outage_s:g} s ({OUTAGE_ENV}), "
-            f"gave up: {error_line(exc)}"
+            + ("gave up" if line == told else f"gave up: {line}")
         )
 
     def _outage_began(self, exc: BaseException) -> None:
         """Said once per outage; raises once it has lasted longer than the window."""
         now = time.monotonic()
         if self._outage_s <= 0:
-            raise _failure(self.where, exc)
+            raise StoreUnreachable(f"run database {self.where}: {error_line(exc)}")
         if self._outage_since is None:
             self._outage_since = now
             log.warning(
@@ -543,7 +548,7 @@ class PostgresStore(Leadership):
                 self.where,
                 time.monotonic() - self._outage_since,
             )
-            self._outage_since = None
+            self._outage_since = self._gave_up_told = None
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:

@@ -31,7 +31,7 @@ from typing import Any
 from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import ForEachNode
 from runkon_flow.dsl.templating import substitute_variables_keep_literal
-from runkon_flow.errors import EngineError, WorkflowError
+from runkon_flow.errors import EngineError, StoreUnreachable, WorkflowError
 from runkon_flow.events import (
     FanOutItemCompleted,
     FanOutItemInfo,
@@ -155,6 +155,7 @@ class _FanOut:
         self.changed = threading.Condition(self.lock)  # a slot freed up or an item became ready
         self.updates: list[tuple[str, FanOutItemUpdate]] = []
         self.halted = False
+        self.store_gone: StoreUnreachable | None = None  # the run database is away: `_store_gone`
         self.cancelled = False
         # A store that commits in groups lets a worker queue its item's end and go on
         # (`_queue_end`); then every item's end is reported through the report gate, so that it
@@ -534,6 +535,12 @@ class _FanOut:
         mark = gate.mark() if gate is not None else 0
         try:
             written = st.persistence.batch_update_fan_out_items(updates, fence=self.fence)
+        except StoreUnreachable as exc:
+            with self.lock:
+                self.updates.extend(updates[: len(finished)])
+                self._store_gone(starting, exc)
+                self.changed.notify()
+            return False
         except Exception as exc:
             st.warn(f"foreach '{self.node.name}': could not record item progress: {describe_exception(exc)}")
             with self.lock:
@@ -641,6 +648,27 @@ class _FanOut:
         self._abandon(following, self.st.cancellation.error())
         self._queue_updates()
 
+    def _store_gone(self, starting: list[_Item], exc: StoreUnreachable) -> None:
+        """Under the lock: the run database cannot be reached, so no item's start can be
+        recorded. No further item starts (`halted`), and `starting` goes back to pending,
+        unstarted — as the store has them; each runs when the run is resumed. Said once, not
+        once per item: the items did not fail, the store is away."""
+        first = self.store_gone is None
+        self.store_gone, self.halted = exc, True
+        for item in starting:
+            if self._claim(item):
+                if item.token is not None:
+                    item.token.detach()
+                    item.token = None
+                item.status = FanOutItemStatus.PENDING
+                self._settle(item)
+        if first:
+            left = sum(1 for i in self.items if i.status is FanOutItemStatus.PENDING)
+            self.st.warn(
+                f"foreach '{self.node.name}': no further item starts — {describe_exception(exc)}; "
+                f"{left} {'item stays' if left == 1 else 'items stay'} pending, to run on resume"
+            )
+
     def _abandon(self, items: list[_Item], error: BaseException) -> None:
         """Under the lock: end each of `items` no one else has claimed with `error`, without its
         child's result (after the cancel grace, or when its start could not be recorded)."""
@@ -713,7 +741,9 @@ class _FanOut:
             item.token.detach()
             item.token = None
         status = committed if committed is not None else self._outcome(item, result, error)
-        if result is None and status is FanOutItemStatus.FAILED:
+        if isinstance(error, StoreUnreachable):
+            self._store_gone([], error)  # said once for the step, not once per item in flight
+        elif result is None and status is FanOutItemStatus.FAILED:
             st.warn(f"foreach '{self.node.name}': item '{item.item_id}' could not run: {item.error}")
         item.status = status
         if committed is None:
@@ -833,6 +863,8 @@ class _FanOut:
         st, node = self.st, self.node
         # The children's rows were written behind: commit them before the step is recorded done.
         commit_and_deliver(st.report_gate, st.persistence.flush)
+        if self.store_gone is not None:  # items left pending: the step is not done, even if the
+            raise self.store_gone  # store is back by now — the run stops, to be resumed
         c = Counter(i.status for i in self.items)
         total = len(self.items)
         done, failed = c[FanOutItemStatus.COMPLETED], c[FanOutItemStatus.FAILED]

@@ -162,9 +162,10 @@ class PersistenceError(EngineError):
         return f"persistence error: {self.message}"
 
 
-class StoreUnreachable(PersistenceError):
-    """The run database could not be reached — lost for longer than its outage window, or at
-    once when it has none. Nothing more of a run can be recorded until it is back; what was
+class StoreUnavailable(PersistenceError):
+    """The run database cannot record anything now: a server lost for longer than its outage
+    window (at once when it has none), or a SQLite file that takes no writes (its disk full,
+    read-only, an I/O error). Until it can, nothing more of a run can be recorded; what was
     stored stays, so the run is resumed then rather than failed now (docs/persistence.md)."""
 
 

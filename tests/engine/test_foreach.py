@@ -493,7 +493,7 @@ def test_an_item_id_at_the_cap_runs(h: Harness) -> None:
 def test_a_store_lost_for_good_stops_new_items_says_so_once_and_the_rest_run_on_resume(hm: Harness) -> None:
     """A run database unreachable past its outage window: the items not yet started did not fail
     (one line says why none starts, not one line each); they stay pending, and a resume runs them."""
-    from runkon_flow.errors import StoreUnreachable
+    from runkon_flow.errors import StoreUnavailable
 
     hm.add_workflow(CHILD)
     ids = [f"i{n}" for n in range(8)]
@@ -507,7 +507,7 @@ def test_a_store_lost_for_good_stops_new_items_says_so_once_and_the_rest_run_on_
         # The first wave's starts are written; the server is away for the two children's ends,
         # and back by the time the step records what it has.
         if next(calls) in (1, 2):
-            raise StoreUnreachable("run database db unreachable for 3 s (RUNKON_PG_OUTAGE_S), gave up")
+            raise StoreUnavailable("run database db unreachable for 3 s (RUNKON_PG_OUTAGE_S), gave up")
         return real(updates, **kwargs)
 
     store.batch_update_fan_out_items = flaky
@@ -525,4 +525,40 @@ def test_a_store_lost_for_good_stops_new_items_says_so_once_and_the_rest_run_on_
     resumed = hm.engine.resume_workflow(wf, hm.run_input(result.workflow_run_id))
     assert resumed.all_succeeded
     last = hm.steps(result.workflow_run_id)[-2]
+    assert sorted(items_of(hm, last.id)) == [(i, "completed") for i in ids]
+
+
+def test_a_store_that_takes_no_writes_stops_a_fan_out_whose_writes_are_queued(hm: Harness) -> None:
+    """A store whose item writes are queued behind the workers (SQLite's, on a full disk) fails
+    none of the engine's calls: the fan-out asks it (`unavailable()`) before each item it starts,
+    so it stops there (before, all 400 items of a run on a full disk ran, recorded nowhere)."""
+    from runkon_flow.errors import StoreUnavailable
+
+    hm.add_workflow(CHILD)
+    ids = [f"i{n:02d}" for n in range(30)]
+    hm.providers.append(ListProvider("tickets", ids))
+    full: list[StoreUnavailable] = []
+    hm.store.unavailable = lambda: full[0] if full else None
+    ran: list[str] = []
+
+    def behave(info, params):
+        ran.append(params.inputs["item.id"])
+        if len(ran) == 3:
+            full.append(StoreUnavailable("run database runs.db: database or disk is full"))
+        return ActionOutput(context="done")
+
+    hm.agents.do("work", behave)
+    wf = hm.add_workflow(fan())
+    result = hm.run(wf)
+    assert not result.all_succeeded and "database or disk is full" in str(result.error)
+    said = [e.message for e in hm.events("EngineLog") if "foreach 'fan'" in e.message]
+    assert len(said) == 1 and "no further item starts" in said[0], said
+    assert len(ran) <= 4, ran  # the items in flight when it filled (2 slots), none after
+    row = hm.steps(result.workflow_run_id)[0]
+    assert [s for _, s in items_of(hm, row.id)].count("pending") == len(ids) - len(ran)
+
+    full.clear()  # room made
+    resumed = hm.engine.resume_workflow(wf, hm.run_input(result.workflow_run_id))
+    assert resumed.all_succeeded
+    last = [s for s in hm.steps(result.workflow_run_id) if s.step_name == "foreach:fan"][-1]
     assert sorted(items_of(hm, last.id)) == [(i, "completed") for i in ids]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from runkon_flow.approvals import GATE_SIGNALS
 from runkon_flow.cancellation import EngineCancelled
-from runkon_flow.errors import PersistenceError, StoreUnreachable
+from runkon_flow.errors import PersistenceError, StoreUnavailable
 from runkon_flow.persistence import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
 from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence import schema as sqlite_schema
@@ -487,9 +487,9 @@ def test_an_outage_longer_than_the_window_fails_the_call_saying_how_long_it_wait
                 f"run database {display_dsn(dsn)} unreachable for 1 s (RUNKON_PG_OUTAGE_S), gave up: "
                 in str(caught.value)
             )
-            assert isinstance(caught.value, StoreUnreachable)
+            assert isinstance(caught.value, StoreUnavailable)
             # The outage goes on: no second wait, no second line.
-            with pytest.raises(StoreUnreachable) as again:
+            with pytest.raises(StoreUnavailable) as again:
                 store.get_run(run.id)
             # libpq's words were given once; the calls that fail after it do not repeat them.
             assert str(again.value).endswith("unreachable for 1 s (RUNKON_PG_OUTAGE_S), gave up")

@@ -1121,3 +1121,46 @@ def test_an_item_write_queued_after_its_runs_end_in_the_same_batch_is_refused(sq
     store.flush()
     assert [r.status for r in store.get_fan_out_items(step_id)] == ["completed", "pending"]
     assert store.get_run(run.id).status is RunStatus.COMPLETED
+
+
+def _room_for(store: SqliteStore, pages: int) -> None:
+    """Let the file grow to `pages` pages at most: past them a write fails as on a full disk
+    (SQLITE_FULL, "database or disk is full")."""
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def test_a_full_disk_is_said_once_and_the_store_says_it_takes_no_writes_until_it_does(
+    tmp_path: Path, caplog
+) -> None:
+    """A fan-out's write-behind writes on a full disk: one line, not one per failed write (a
+    400-item fan-out logged 1,924), and `unavailable()` tells the engine to start nothing more."""
+    from runkon_flow.errors import StoreUnavailable
+
+    store = SqliteStore(tmp_path / "runs.db")
+    try:
+        store.create_run(NewRun(workflow_name="p"))
+        used = store._db.execute("PRAGMA page_count").fetchone()[0]
+        _room_for(store, used)
+        assert store.unavailable() is None
+        with caplog.at_level(logging.WARNING, logger="runkon_flow.persistence"):
+            for i in range(200):  # each flush a batch that cannot commit, then each write alone
+                store.create_leased_run(NewRun(workflow_name=f"c{i}" * 100), "t", 30, durable=False)
+                if i % 20 == 0:
+                    store.flush()
+            store.flush()
+            said = [r.getMessage() for r in caplog.records]
+            assert len(said) == 1, said
+            assert "takes no writes (database or disk is full)" in said[0] and "resume the run" in said[0]
+            assert isinstance(store.unavailable(), StoreUnavailable)
+            with pytest.raises(StoreUnavailable, match="database or disk is full"):
+                store.create_run(NewRun(workflow_name="durable" * 2000))
+            _room_for(store, 100_000)  # room made
+            for i in range(2):
+                store.create_leased_run(NewRun(workflow_name=f"d{i}"), "t", 30, durable=False)
+            store.flush()
+        assert store.unavailable() is None
+        back = [r.getMessage() for r in caplog.records][1:]
+        assert len(back) == 1 and "takes writes again (" in back[0], back
+        assert "write-behind writes failed meanwhile)" in back[0]
+    finally:
+        store.close()

@@ -34,7 +34,7 @@ from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_l
 from runkon_flow.cli.report import failure_lines
 from runkon_flow.cli.retry_plan import retry_hint
 from runkon_flow.cli.store import DeferredStore
-from runkon_flow.errors import FlowError, StoreUnreachable
+from runkon_flow.errors import FlowError, StoreUnavailable
 from runkon_flow.event_log import each_envelope
 from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, notify_setting_problem, open_hooks
@@ -310,9 +310,9 @@ def _drive(
         if cancelled and isinstance(error, FlowError) and not isinstance(error, EngineCancelled):
             why = readable_error(plain(error))
             raise Interrupted(f"interrupted before run {run_id} started: {why}") from error
-        if isinstance(error, StoreUnreachable):  # nothing is lost: say how to go on
-            raise StoreUnreachable(
-                f"{error.message}; run {run_id} stays as it was stored — once the database is back, "
+        if isinstance(error, StoreUnavailable):  # nothing is lost: say how to go on
+            raise StoreUnavailable(
+                f"{error.message}; run {run_id} stays as it was stored — when the database works again, "
                 f"resume it with: {hints.resume(run_id)}"
             ) from error
         raise error

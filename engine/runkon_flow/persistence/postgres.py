@@ -43,7 +43,7 @@ from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from runkon_flow.errors import NoRunDatabase, PersistenceError, StoreUnreachable
+from runkon_flow.errors import NoRunDatabase, PersistenceError, StoreUnavailable
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence import postgres_schema as pgs
 from runkon_flow.persistence._leader import Leadership
@@ -440,6 +440,7 @@ class PostgresStore(Leadership):
         self._outage_s = outage_seconds() if outage_s is None else outage_s
         self._outage_since: float | None = None  # monotonic start of the outage under way
         self._gave_up_told: str | None = None  # libpq's words in the last `_gave_up` (said once)
+        self._unavailable: StoreUnavailable | None = None  # see `unavailable`
         self._commit_sent = False  # the running batch's commit went out (an answer lost is ambiguous)
         self._retrying = False  # the running batch is run again after an ambiguous loss
         self._db = connect(dsn, self.where)
@@ -494,21 +495,28 @@ class PostgresStore(Leadership):
         self._reconnect()
         return now if first is None else first
 
-    def _gave_up(self, exc: BaseException) -> StoreUnreachable:
+    def _gave_up(self, exc: BaseException) -> StoreUnavailable:
         """Every call after the window fails at once with this; libpq's words are given once
         per outage (the first), not again in each of the lines that then report a failed call."""
         line = error_line(exc)
         told, self._gave_up_told = self._gave_up_told, line
-        return StoreUnreachable(
+        gone = self._unavailable = StoreUnavailable(
             f"run database {self.where} unreachable for {self._outage_s:g} s ({OUTAGE_ENV}), "
             + ("gave up" if line == told else f"gave up: {line}")
         )
+        return gone
+
+    def unavailable(self) -> StoreUnavailable | None:
+        """Why nothing can be recorded now (an outage given up on, until a call finds the server
+        back), or None. A fan-out asks before each item it starts."""
+        return self._unavailable
 
     def _outage_began(self, exc: BaseException) -> None:
         """Said once per outage; raises once it has lasted longer than the window."""
         now = time.monotonic()
         if self._outage_s <= 0:
-            raise StoreUnreachable(f"run database {self.where}: {error_line(exc)}")
+            self._unavailable = StoreUnavailable(f"run database {self.where}: {error_line(exc)}")
+            raise self._unavailable
         if self._outage_since is None:
             self._outage_since = now
             log.warning(
@@ -542,6 +550,7 @@ class PostgresStore(Leadership):
                 time.sleep(max(0.0, min(delay, left)))
                 delay = min(delay * 2, _BACKOFF_MAX)
         self._db, self._cursor = db, db.cursor()
+        self._unavailable = None
         if self._outage_since is not None:
             log.warning(
                 "run database %s is back after %.1f s; carrying on",

@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from runkon_flow.errors import PersistenceError
+from runkon_flow.errors import PersistenceError, StoreUnavailable
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence._leader import Leadership
 from runkon_flow.persistence.foreign import check_runkon_file
@@ -415,9 +415,20 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
         except sqlite3.Error as exc:
             store = args[0]
             assert isinstance(store, SqliteStore)
-            raise PersistenceError(f"run database {store.path}: {exc}") from exc
+            kind = StoreUnavailable if _takes_no_writes(exc) else PersistenceError
+            raise kind(f"run database {store.path}: {exc}") from exc
 
     return wrapper
+
+
+# SQLite's primary result codes (the low byte) saying the file takes no writes now, whatever the
+# write: its disk is full, it became read-only, the disk failed.
+_NO_WRITES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR})
+
+
+def _takes_no_writes(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _NO_WRITES
 
 
 class SqliteStore(Leadership):
@@ -447,6 +458,10 @@ class SqliteStore(Leadership):
         # "r:<run id>"/"s:<step id>" → (queued insert, its row): what `_fold` may still change
         self._foldable: dict[str, tuple[_Write, list]] = {}
         self._closed = False
+        # Set while the file takes no writes (`_takes_no_writes`): said once, with the write-behind
+        # failures meanwhile counted, not each logged (`_no_writes`, `_writes_again`).
+        self._unavailable: StoreUnavailable | None = None
+        self._failed_meanwhile = 0
         self._db = self._open()
         self._cursor = self._db.cursor()  # writes reuse one cursor (conn.execute makes one per call)
 
@@ -691,6 +706,7 @@ class SqliteStore(Leadership):
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:  # e.g. locked by another process for longer than the timeout
+            self._failed(exc)
             for op in batch:
                 op.error, op.done = exc, True
                 self._report(op)
@@ -709,6 +725,8 @@ class SqliteStore(Leadership):
             raise
         for op, result in zip(batch, results, strict=True):
             op.result, op.done = result, True
+        if self._unavailable is not None:  # a transaction of several writes, not a lone write:
+            self._writes_again()  # on a full disk an update in place may succeed, an insert not
 
     def _run_alone(self, op: _Write) -> None:
         conn = self._cursor
@@ -726,12 +744,42 @@ class SqliteStore(Leadership):
                         raise
         except Exception as exc:
             op.error = exc
+            self._failed(exc)
             self._report(op)
         op.done = True
 
     def _report(self, op: _Write) -> None:
-        if op.behind:  # nobody waits for it: say so in the log
-            sh.log.warning("run database %s: a write-behind write failed: %s", self.path, op.error)
+        if not op.behind:
+            return
+        if self._unavailable is not None:  # said once: a fan-out's thousand writes are one cause
+            self._failed_meanwhile += 1
+            return
+        sh.log.warning("run database %s: a write-behind write failed: %s", self.path, op.error)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A write failed (the caller holds the connection): if the file takes no writes now,
+        the store is unavailable until one succeeds — said once."""
+        if self._unavailable is None and _takes_no_writes(exc):
+            self._unavailable = StoreUnavailable(f"run database {self.path}: {exc}")
+            sh.log.warning(
+                "run database %s takes no writes (%s): nothing more of a run is recorded until it "
+                "does — a fan-out starts no further item; make room, then resume the run",
+                self.path,
+                exc,
+            )
+
+    def _writes_again(self) -> None:
+        sh.log.warning(
+            "run database %s takes writes again (%d write-behind writes failed meanwhile)",
+            self.path,
+            self._failed_meanwhile,
+        )
+        self._unavailable, self._failed_meanwhile = None, 0
+
+    def unavailable(self) -> StoreUnavailable | None:
+        """Why nothing can be recorded now (the file takes no writes), or None. A fan-out asks
+        before each item it starts: its items' writes are queued, so no call of its fails."""
+        return self._unavailable
 
     def close(self) -> None:
         """Close the connection; later calls raise PersistenceError. Closing twice is harmless."""

@@ -31,7 +31,7 @@ from typing import Any
 from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import ForEachNode
 from runkon_flow.dsl.templating import substitute_variables_keep_literal
-from runkon_flow.errors import EngineError, StoreUnreachable, WorkflowError
+from runkon_flow.errors import EngineError, StoreUnavailable, WorkflowError
 from runkon_flow.events import (
     FanOutItemCompleted,
     FanOutItemInfo,
@@ -155,7 +155,10 @@ class _FanOut:
         self.changed = threading.Condition(self.lock)  # a slot freed up or an item became ready
         self.updates: list[tuple[str, FanOutItemUpdate]] = []
         self.halted = False
-        self.store_gone: StoreUnreachable | None = None  # the run database is away: `_store_gone`
+        self.store_gone: StoreUnavailable | None = None  # the run database is away: `_store_gone`
+        self._gone_once = threading.Lock()  # `_say_store_gone` says it once, from any thread
+        # A store that can say it records nothing now (its writes behind us fail unseen).
+        self.unavailable = getattr(st.persistence, "unavailable", None)
         self.cancelled = False
         # A store that commits in groups lets a worker queue its item's end and go on
         # (`_queue_end`); then every item's end is reported through the report gate, so that it
@@ -478,7 +481,12 @@ class _FanOut:
             self._queue_updates()
 
     def _may_start(self) -> bool:
-        return not (self.halted or self.cancelled or self.st.cancellation.is_cancelled())
+        if self.halted or self.cancelled or self.st.cancellation.is_cancelled():
+            return False
+        if self.unavailable is not None and (gone := self.unavailable()) is not None:
+            self._say_store_gone(gone)
+            return False
+        return True
 
     def _take(self, free: int) -> list[_Item]:
         """Up to `free` ready items, now in flight (none once halted/cancelled). Safe without the
@@ -535,7 +543,7 @@ class _FanOut:
         mark = gate.mark() if gate is not None else 0
         try:
             written = st.persistence.batch_update_fan_out_items(updates, fence=self.fence)
-        except StoreUnreachable as exc:
+        except StoreUnavailable as exc:
             with self.lock:
                 self.updates.extend(updates[: len(finished)])
                 self._store_gone(starting, exc)
@@ -648,13 +656,11 @@ class _FanOut:
         self._abandon(following, self.st.cancellation.error())
         self._queue_updates()
 
-    def _store_gone(self, starting: list[_Item], exc: StoreUnreachable) -> None:
+    def _store_gone(self, starting: list[_Item], exc: StoreUnavailable) -> None:
         """Under the lock: the run database cannot be reached, so no item's start can be
         recorded. No further item starts (`halted`), and `starting` goes back to pending,
         unstarted — as the store has them; each runs when the run is resumed. Said once, not
         once per item: the items did not fail, the store is away."""
-        first = self.store_gone is None
-        self.store_gone, self.halted = exc, True
         for item in starting:
             if self._claim(item):
                 if item.token is not None:
@@ -662,12 +668,19 @@ class _FanOut:
                     item.token = None
                 item.status = FanOutItemStatus.PENDING
                 self._settle(item)
-        if first:
-            left = sum(1 for i in self.items if i.status is FanOutItemStatus.PENDING)
-            self.st.warn(
-                f"foreach '{self.node.name}': no further item starts — {describe_exception(exc)}; "
-                f"{left} {'item stays' if left == 1 else 'items stay'} pending, to run on resume"
-            )
+        self._say_store_gone(exc)
+
+    def _say_store_gone(self, exc: StoreUnavailable) -> None:
+        """Stop starting items, and say why once (any thread, with or without the lock)."""
+        with self._gone_once:
+            if self.store_gone is not None:
+                return
+            self.store_gone, self.halted = exc, True
+        left = sum(1 for i in self.items if i.status is FanOutItemStatus.PENDING)
+        self.st.warn(
+            f"foreach '{self.node.name}': no further item starts — {describe_exception(exc)}; "
+            f"{left} {'item stays' if left == 1 else 'items stay'} pending, to run on resume"
+        )
 
     def _abandon(self, items: list[_Item], error: BaseException) -> None:
         """Under the lock: end each of `items` no one else has claimed with `error`, without its
@@ -741,8 +754,8 @@ class _FanOut:
             item.token.detach()
             item.token = None
         status = committed if committed is not None else self._outcome(item, result, error)
-        if isinstance(error, StoreUnreachable):
-            self._store_gone([], error)  # said once for the step, not once per item in flight
+        if isinstance(error, StoreUnavailable):
+            self._say_store_gone(error)  # once for the step, not once per item in flight
         elif result is None and status is FanOutItemStatus.FAILED:
             st.warn(f"foreach '{self.node.name}': item '{item.item_id}' could not run: {item.error}")
         item.status = status

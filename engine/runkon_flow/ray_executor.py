@@ -258,14 +258,48 @@ def _nothing_answers(address: str | None) -> str | None:
     if not sep or not host or not port_text.isdigit():
         return None  # not HOST:PORT: Ray judges it
     try:
-        socket.create_connection((host, int(port_text)), timeout=PROBE_TIMEOUT_S).close()
+        conn = socket.create_connection((host, int(port_text)), timeout=PROBE_TIMEOUT_S)
     except OSError as exc:
         why = exc.strerror or str(exc) or type(exc).__name__
         return (
             f"nothing answers at {host}:{port_text} ({why}); start the head there "
             f"(ray start --head --port={port_text}) or fix --ray-address / ${RAY_ADDRESS_ENV}"
         )
-    return None
+    with conn:
+        other = _not_grpc(conn)
+    if other is None:
+        return None
+    return (
+        f"what answers at {host}:{port_text} is not a Ray head ({other}); give the port the head "
+        f"was started with (ray start --head --port=…, 6379 by default) in --ray-address / ${RAY_ADDRESS_ENV}"
+    )
+
+
+# An HTTP/2 client's first bytes: the connection preface and an empty SETTINGS frame.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _not_grpc(conn: socket.socket) -> str | None:
+    """Why the server on `conn` is not a gRPC one (Ray's GCS and its client server are), or None.
+
+    Something else listening there (a web server, another database) accepts the TCP connection,
+    and then `ray.init` retries for over 13 minutes, printing warnings: an HTTP/2 server answers
+    the client's preface with a SETTINGS frame of its own (RFC 9113 §3.4), anything else does not."""
+    try:
+        conn.sendall(_HTTP2_HELLO)
+        head = b""
+        while len(head) < 9:
+            got = conn.recv(9 - len(head))
+            if not got:
+                return "it closed the connection" if not head else "it answers, but not in HTTP/2"
+            head += got
+    except TimeoutError:
+        return f"no answer to an HTTP/2 greeting within {PROBE_TIMEOUT_S:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    if head[3] == 0x04 and head[5:9] == b"\x00\x00\x00\x00":  # a SETTINGS frame, stream 0
+        return None
+    return "it answers, but not in HTTP/2 as Ray's gRPC servers do"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -496,6 +496,54 @@ def test_a_ray_address_where_nothing_listens_is_one_line_at_once(
     assert not (wf / "ran.txt").exists()
 
 
+@pytest.mark.parametrize("server", ["http", "silent"])
+def test_a_ray_address_where_something_else_listens_is_one_line_without_joining(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: str
+) -> None:
+    """A web server on the port (or one that accepts and never answers): `ray.init` would retry
+    for over 13 minutes; the probe's HTTP/2 greeting gets no gRPC answer, so it is one line."""
+    import socket
+    import threading
+
+    from runkon_flow import ray_executor
+    from runkon_flow.cli import main
+
+    monkeypatch.setattr(ray_executor, "PROBE_TIMEOUT_S", 0.5)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if server == "http":
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    fake = _RayThatHangs()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    wf = make_dir(tmp_path, ["a"])
+    address = f"127.0.0.1:{port}"
+    argv = ["run", "fan", "--dir", str(wf), "--db", str(tmp_path / "runs.db"), "--executor", "ray"]
+    try:
+        code = main([*argv, "--ray-address", address])
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert f"cannot join the Ray cluster at {address}: what answers at {address} is not a Ray head (" in err
+    assert ("not in HTTP/2" if server == "http" else "no answer to an HTTP/2 greeting") in err
+    assert fake.inits == 0
+    assert not (wf / "ran.txt").exists()
+
+
 _UNDER_A_STDERR_WITHOUT_FD = r"""
 import faulthandler, sys, types
 from runkon_flow.persistence.location import db_location

@@ -43,7 +43,7 @@ from runkon_flow.persistence.models import (
 )
 
 
-def build(store: SqliteStore, items: int, lines: int = 0, width: int = 0) -> str:
+def build(store: SqliteStore, items: int, lines: int = 0, width: int = 0, filler: str = "x") -> str:
     """The run; with `lines`, each item also prints that many lines of `width` characters (a run
     with a big output: `--items 25 --lines 2000 --width 4000` stores about 200 MB)."""
     run = store.create_run(NewRun(workflow_name="fan")).id
@@ -60,8 +60,8 @@ def build(store: SqliteStore, items: int, lines: int = 0, width: int = 0) -> str
         else:
             store.update_step(step, StepUpdate.completed(0, result_text="done"))
         store.update_run_status(child, RunStatus.FAILED if failed else RunStatus.COMPLETED, None, None)
-        filler = (f"line {k} of i{n} ".ljust(width, "x") for k in range(lines))
-        for line in (f"hello i{n}", f"working on i{n} · 42 files", *filler, "boom" if failed else "ok"):
+        more = ((f"line {k} of i{n} " + filler * width)[:width] for k in range(lines))
+        for line in (f"hello i{n}", f"working on i{n} · 42 files", *more, "boom" if failed else "ok"):
             payload = json.dumps({"step_id": step, "step_name": "say", "line": line})
             events.append(NewEvent(time.time(), child, "StepOutput", payload))
         status = FanOutItemStatus.FAILED if failed else FanOutItemStatus.COMPLETED
@@ -133,7 +133,7 @@ def one_round(kind: str, db: str, run_id: str, pattern: str) -> dict[str, float]
     return {"seconds": seconds, "peak_mb": peak_rss_mb()}
 
 
-def report_screen(store: SqliteStore, path: Path, run_id: str, items: int, rounds: int) -> None:
+def report_screen(store: SqliteStore, path: Path, run_id: str, items: int, rounds: int, pattern: str) -> None:
     """`--screen`: the dashboard's search of a pattern matching every line (`.`), next to the
     engine's search alone, each round a fresh process, interleaved."""
     import subprocess
@@ -142,10 +142,10 @@ def report_screen(store: SqliteStore, path: Path, run_id: str, items: int, round
     figures: dict[str, list[dict[str, float]]] = {"dashboard": [], "floor": []}
     for _ in range(rounds):
         for kind in figures:
-            argv = [sys.executable, __file__, "--one", kind, str(path), run_id, "."]
+            argv = [sys.executable, __file__, "--one", kind, str(path), run_id, pattern]
             done = subprocess.run(argv, capture_output=True, text=True, check=True)
             figures[kind].append(json.loads(done.stdout.splitlines()[-1]))
-    print(f"'.' over {items} items, {rounds} rounds interleaved; floor: the engine's search, no screen")
+    print(f"{pattern!r} over {items} items, {rounds} rounds interleaved; floor: the engine's search alone")
     print(f"{'':22} {'min':>8} {'median':>8} {'max':>8}")
     for kind, rows in figures.items():
         print(f"{kind + ' (s)':22} {mmm([r['seconds'] for r in rows], digits=2)}")
@@ -162,6 +162,10 @@ def main() -> None:
     )
     parser.add_argument("--lines", type=int, default=0, help="more lines each item prints (a big output)")
     parser.add_argument("--width", type=int, default=100, help="characters in each of those lines")
+    parser.add_argument(
+        "--filler", default="x", help="what those lines repeat ('e ': `--pattern e` matches every other one)"
+    )
+    parser.add_argument("--pattern", default=".", help="the --screen search's pattern")
     parser.add_argument("--one", nargs=4, metavar=("KIND", "DB", "RUN", "PATTERN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -171,11 +175,11 @@ def main() -> None:
         path = Path(tmp) / "runs.db"
         store = SqliteStore(path)
         started = time.perf_counter()
-        run_id = build(store, args.items, args.lines, args.width)
+        run_id = build(store, args.items, args.lines, args.width, args.filler)
         took, size = time.perf_counter() - started, path.stat().st_size / 1e6
         print(f"built {args.items} items ({size:,.0f} MB database) in {took:.1f} s; {loadavg()}")
         if args.screen:
-            report_screen(store, path, run_id, args.items, args.rounds)
+            report_screen(store, path, run_id, args.items, args.rounds, args.pattern)
             return
         regex = compile_pattern("boom|rate limited")
         times: dict[str, list[float]] = {"search": [], "floor": []}

@@ -101,3 +101,25 @@ def test_matches_that_touch_are_one_span() -> None:
         ("code 3", ((1, 2),)),  # the error's lines
         ("boom x", ((0, 3), (5, 6))),  # `b`, `o`, `o`: one span; `x` apart
     ]
+
+
+def test_a_kept_hit_marks_its_first_matches_only_and_grep_marks_them_all() -> None:
+    """`e` over a stored line of 4,000 characters is 2,000 matches apart: 2,000 such hits kept
+    for the dashboard's list held about 800 MB of spans (38 MB marking the first 100 of each)."""
+    from runkon_flow.observe.search import MARKED_PER_HIT
+
+    store = InMemoryStore()
+    run_id = store.create_run(NewRun(workflow_name="long")).id
+    step = store.insert_step(NewStep(run_id, "a", retry_count=0, position=0))
+    store.update_step(step, StepUpdate.completed(0, result_text="done"))
+    line = "e " * 300
+    payload = json.dumps({"step_id": step, "step_name": "a", "line": line})
+    store.append_events(run_id, [NewEvent(0.0, run_id, "StepOutput", payload)])
+    run = store.get_run(run_id)
+    assert run is not None
+    regex = compile_pattern("e")
+    (hit,) = search_run(store, run, regex, limit=10).groups[0].hits
+    assert hit.spans == tuple((2 * i, 2 * i + 1) for i in range(MARKED_PER_HIT))
+    (source,) = read_outputs(store, run).sources
+    (streamed,) = source_hits(regex, source)
+    assert len(streamed.spans) == 300  # grep keeps no hit: it marks every match it prints

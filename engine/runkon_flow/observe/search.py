@@ -102,10 +102,18 @@ def compile_pattern(pattern: str, *, ignore_case: bool = False, fixed: bool = Fa
         raise ValueError(f"bad pattern {pattern!r}: {exc}") from exc
 
 
-def _hit(regex: re.Pattern[str], number: int, stream: str, text: str, first: re.Match[str]) -> Hit:
+#: The matches marked in a hit kept by a search (`search_sources`): `e` over a stored line of
+#: 4,000 characters is 2,000 matches apart, and 2,000 such hits kept held about 800 MB of spans in
+#: the dashboard's list. The first this many are marked, past the line's first screens anyway.
+MARKED_PER_HIT = 100
+
+
+def _hit(
+    regex: re.Pattern[str], number: int, stream: str, text: str, first: re.Match[str], most: int | None = None
+) -> Hit:
     """The hit of a line whose first match is `first`; an empty match (`^`, `x*`) is not marked,
     and matches that touch are one span: `.` over a 4,000-character line is one span, not 4,000
-    (2,000 such hits held a GB of spans in the dashboard's list)."""
+    (2,000 such hits held a GB of spans in the dashboard's list). `most`: mark no more spans."""
     spans: list[tuple[int, int]] = []
     for match in regex.finditer(text, first.start()):
         start, end = match.span()
@@ -113,6 +121,8 @@ def _hit(regex: re.Pattern[str], number: int, stream: str, text: str, first: re.
             continue
         if spans and spans[-1][1] >= start:
             spans[-1] = (spans[-1][0], end)
+        elif most is not None and len(spans) >= most:
+            break
         else:
             spans.append((start, end))
     return Hit(number, stream, text, tuple(spans))
@@ -163,7 +173,7 @@ def search_sources(
         for number, stream, text, first in _matching_lines(regex, source):
             count += 1
             if room != 0:
-                hits.append(_hit(regex, number, stream, text, first))
+                hits.append(_hit(regex, number, stream, text, first, MARKED_PER_HIT))
                 room -= 1
         if count:
             matched += 1

@@ -47,3 +47,20 @@ def test_a_nul_byte_in_the_file_is_rejected_at_its_position() -> None:
         parse_workflow('workflow w {\n  script s { run = "echo a\0b" }\n}\n', "w.wf")
     assert (info.value.line, info.value.column) == (2, 27)
     assert "NUL byte" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("run", "says"),
+    [
+        ("printf '%s\\\\n' {{v}} | sh", "is in what `sh` reads from a pipe as its program"),
+        ("docker exec web sh -c 'rm {{v}}'", "is in text that `docker exec … sh -c` runs as shell code"),
+        ("su - deploy -c 'rm {{v}}'", "is in text that `su -c` runs as shell code"),
+    ],
+)
+def test_a_value_a_shell_elsewhere_would_parse_is_an_error_at_its_step_and_position(
+    run: str, says: str
+) -> None:
+    (problem,) = report(run).errors
+    assert (problem.location.file, problem.location.line, problem.location.column) == ("w.wf", 3, 3)
+    assert problem.message.startswith(f"Script step 's': `{{{{v}}}}` {says}"), problem.message
+    assert "where its value would run as code" in problem.message

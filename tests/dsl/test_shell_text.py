@@ -188,7 +188,59 @@ NESTED = [
     "python3 - <<EOF\nprint('{{v}}')\nEOF",
     "python3 <<EOF\nprint('{{v}}')\nEOF",
     "cat f | env A=1 sh <<< 'echo {{v}}'",
+    # commands that hand a command line to a shell: su/runuser/script/sg, in a container or a pod
+    "su -c 'echo {{v}}'",
+    "su - deploy -c 'echo {{v}}'",
+    "runuser -l deploy -c 'echo {{v}}'",
+    "runuser -u deploy -- sh -c 'echo {{v}}'",
+    "script -qc 'echo {{v}}' /dev/null",
+    "script --command='echo {{v}}' /dev/null",
+    "sg staff -c 'echo {{v}}'",
+    "docker exec web sh -c 'echo {{v}}'",
+    "docker exec -it -u root -e A=1 web bash -c 'echo {{v}}'",
+    "docker compose exec web sh -c 'echo {{v}}'",
+    "podman exec web python3 -c 'print(\"{{v}}\")'",
+    "kubectl exec -n prod web-0 -c app -- sh -c 'echo {{v}}'",
+    "kubectl -n prod exec web-0 -- bash -c 'echo {{v}}'",
+    "sudo -- sh -c 'echo {{v}}'",
+    "sudo -u deploy bash -c 'echo {{v}}'",
+    "env VAR=1 sh -c 'echo {{v}}'",
+    "nice -n 5 timeout 30 sh -c 'echo {{v}}'",
+    # a shell after a reserved word or in a group; a program attached to its option
+    "if sh -c 'test {{v}}'; then :; fi",
+    "while sh -c 'echo {{v}}'; do :; done",
+    "{ sh -c 'echo {{v}}'; }",
+    "! bash -c 'echo {{v}}'",
+    "python3 -c'print(\"{{v}}\")'",
+    # a value piped into a shell or an interpreter that reads its program from the pipe
+    "echo {{v}} | sh",
+    "printf '%s\\n' {{v}} | bash",
+    "echo {{v}} | python3 -",
+    "echo {{v}} | sudo sh",
+    "echo {{v}} | tr a b | bash -s",
+    "(echo {{v}}) | sh",
+    "{ echo set -e; echo {{v}}; } | sh",
+    "echo {{v}} |\n  sh",
+    "echo {{v}} | sh /dev/stdin",
+    "cat <<EOF | sh\necho {{v}}\nEOF",
+    "echo {{v}} | xargs sh -c",
+    "echo {{v}} | xargs -I{} sh -c 'echo {}'",
+    "echo {{v}} | docker exec -i web sh",
 ]
+
+# Forms of NESTED this machine can run: the value, inserted the way it would be without the
+# refusal (as a reference to its environment variable), runs as code.
+RUNNABLE = {
+    "script -qc 'echo {{v}}' /dev/null": "script -qc 'echo '\"$V\"'' /dev/null",
+    "if sh -c 'test {{v}}'; then :; fi": "if sh -c 'test '\"$V\"''; then :; fi",
+    "{ sh -c 'echo {{v}}'; }": "{ sh -c 'echo '\"$V\"''; }",
+    "python3 -c'print(\"{{v}}\")'": "python3 -c'print(\"'\"$V\"'\")'",
+    "echo {{v}} | sh": 'echo "$V" | sh',
+    "(echo {{v}}) | sh": '(echo "$V") | sh',
+    "echo {{v}} | sh /dev/stdin": 'echo "$V" | sh /dev/stdin',
+    "echo {{v}} | xargs sh -c": 'echo "$V" | xargs sh -c',
+    "echo {{v}} | xargs -I{} sh -c 'echo {}'": "echo \"$V\" | xargs -I{} sh -c 'echo {}'",
+}
 
 
 @pytest.mark.parametrize("form", NESTED)
@@ -199,6 +251,72 @@ def test_a_placeholder_in_text_a_nested_shell_runs_is_refused(form: str, tmp_pat
     assert any(how in (use.hint or "") for how in ("pass it through `env`", "--arg value", "standard input"))
     with pytest.raises(ShellTemplateError):
         render_shell_command(form, {"v": "x; touch PWNED"})
+
+
+@pytest.mark.parametrize("form", sorted(RUNNABLE))
+def test_the_newly_refused_forms_run_a_value_as_code(form: str, tmp_path: Path) -> None:
+    """Why each of them is refused: the value, handed over as data the way other placeholders
+    are, reaches a shell or an interpreter that parses it."""
+    value = {"python3": '"); import os; os.system("touch PWNED"); ("'}.get(form[:7], "x; touch PWNED")
+    if form.startswith("script") and not shutil.which("script"):
+        pytest.skip("no script(1)")
+    if form.startswith("if"):
+        value = "x; touch PWNED; :"
+    if form.endswith("xargs sh -c"):  # xargs splits lines at blanks, unless quoted
+        value = "'touch PWNED'"
+    subprocess.run(
+        ["sh", "-c", RUNNABLE[form]], cwd=tmp_path, env={**os.environ, "V": value}, capture_output=True
+    )
+    assert (tmp_path / "PWNED").exists(), form
+    (use,) = scan_placeholders(form)
+    assert "would run as code" in (use.problem or "")
+
+
+@pytest.mark.parametrize(
+    ("form", "says", "hint"),
+    [
+        (
+            "docker exec web sh -c 'rm {{v}}'",
+            "`docker exec … sh -c` runs as shell code",
+            'docker exec -e VALUE="$VALUE"',
+        ),
+        (
+            "kubectl exec web-0 -- sh -c 'rm {{v}}'",
+            "`kubectl exec … sh -c`",
+            "| kubectl exec -i POD -- sh -c",
+        ),
+        ("su - deploy -c 'rm {{v}}'", "`su -c` runs as shell code", "keeps it with `-w VALUE`"),
+        ("echo {{v}} | sh", "what `sh` reads from a pipe as its program", "in the text piped to `sh`"),
+        ("echo {{v}} | python3 -", "what `python3` reads from a pipe", "read the environment variable VALUE"),
+    ],
+)
+def test_refusals_of_commands_run_elsewhere_or_read_from_a_pipe_say_how_to_pass_the_value(
+    form: str, says: str, hint: str
+) -> None:
+    (use,) = scan_placeholders(form)
+    assert says in (use.problem or ""), use.problem
+    assert hint in (use.hint or ""), use.hint
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "docker exec web ls {{v}}",
+        "docker exec -e V={{v}} web sh -c 'ls \"$V\"'",
+        "kubectl exec web-0 -- ls {{v}}",
+        "su deploy -c 'ls \"$1\"' -- {{v}}",
+        "script -q {{v}}",
+        "echo {{v}} | grep x | sh -c 'cat'",
+        "echo {{v}} | sh script.sh",
+        "echo {{v}} | python3 tool.py",
+        "echo {{v}} | xargs sh -c 'echo \"$1\"' sh",
+        "echo {{v}} || sh",
+        "echo {{v}}; cat f | sh",
+        "echo {{v}} && cat f | sh",
+    ],
+)
+def test_values_given_as_data_to_those_commands_are_accepted(form: str) -> None:
+    assert [use.problem for use in scan_placeholders(form)] == [None]
 
 
 @pytest.mark.parametrize(

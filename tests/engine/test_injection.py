@@ -170,3 +170,14 @@ def test_a_value_its_command_would_read_as_an_option_fails_the_step_naming_it(hm
     result = hm.run(f"workflow w {{ script s {{ run = {run} }} }}", inputs={"f": "--version"})
     assert result.all_succeeded
     assert out.read_text() == "the file's text"
+
+
+def test_a_value_piped_into_a_shell_fails_the_step_and_never_runs(hm: Harness) -> None:
+    """`printf '%s\\n' {{v}} | sh`: the value was handed over as data, and the shell at the end of
+    the pipe read it as its script."""
+    run = wf_string("printf '%s\\n' {{v}} | sh")
+    result = hm.run(f"workflow w {{ script s {{ run = {run} }} }}", inputs={"v": "touch PWNED"})
+    assert not result.all_succeeded
+    (step,) = hm.store.get_steps(result.workflow_run_id)
+    assert "`{{v}}` is in what `sh` reads from a pipe as its program" in (step.result_text or "")
+    assert not (hm.tmp_path / "PWNED").exists()

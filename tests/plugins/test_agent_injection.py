@@ -158,3 +158,32 @@ def test_an_argument_opening_with_an_unterminated_placeholder_is_plain_text(tmp_
     command_agent(tmp_path, ["sh", "-c", 'printf %s "$1" > "$0"', str(out), "{{v"])
     run(executor(tmp_path, "cmd"), tmp_path, {"v": "-rf"})
     assert out.read_text() == "{{v"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["script", "-qc", "echo {{v}}", "/dev/null"],
+        ["su", "-", "deploy", "-c", "echo {{v}}"],
+        ["docker", "exec", "web", "sh", "-c", "echo {{v}}"],
+        ["kubectl", "exec", "web-0", "--", "sh", "-c", "echo {{v}}"],
+        ["sh", "-c", "printf '%s\\n' {{v}} | sh"],
+    ],
+)
+def test_a_command_line_handed_to_a_shell_elsewhere_is_refused(tmp_path: Path, command: list[str]) -> None:
+    """`script -c`, `su -c`, a shell in a container: the value would be parsed as shell code there
+    (a container does not see the agent's environment, so no reference can stand in for it)."""
+    command_agent(tmp_path, command)
+    with pytest.raises(WorkflowError, match="would run as code"):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "x; touch PWNED"})
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_value_as_a_plain_argument_of_docker_exec_is_data(tmp_path: Path) -> None:
+    docker = tmp_path / "docker"  # stands in for docker: writes the argument it would run `ls` on
+    docker.write_text('#!/bin/sh\nprintf %s "$4" > out\n')
+    docker.chmod(0o755)
+    command_agent(tmp_path, [str(docker), "exec", "web", "ls", "{{v}}"])
+    run(executor(tmp_path, "cmd"), tmp_path, {"v": "x; touch PWNED"})
+    assert (tmp_path / "out").read_text() == "x; touch PWNED"
+    assert not (tmp_path / "PWNED").exists()

@@ -16,8 +16,10 @@ expression, and array subscripts in it run commands), inside `$'…'`, in a here
 delimiter is quoted, and straight after a backslash — and in a word that a command given in `run`
 parses as shell code again: the script of `sh -c`/`bash -c` (through `env`, `xargs`, `timeout` …)
 and the arguments of `eval` (the outer shell inserts the value faithfully; the inner one would run
-it), the program of an interpreter (`python3 -c`, `awk`, `sed`, `jq` …), the remote command of
-`ssh`, and a here-document or here-string a shell or an interpreter reads its program from. There
+it), the command line of `su -c`/`script -c`, what a shell in a container runs (`docker exec CTR
+sh -c`, `kubectl exec POD -- …`), the program of an interpreter (`python3 -c`, `awk`, `sed`, `jq`
+…), the remote command of `ssh`, and a here-document, here-string or pipe a shell or an
+interpreter reads its program from (`printf '%s\n' {{v}} | sh`). There
 the author passes the value through `env` and writes `"$VALUE"` in the inner script (or reads the
 variable in the program).
 
@@ -492,8 +494,9 @@ def _scanned(text: str) -> tuple[PlaceholderUse, ...]:
 
 def _scan(text: str) -> list[PlaceholderUse]:
     uses = _Scanner(text).run()
+    words = _Words(text)
     try:
-        commands = _Words(text).commands()
+        commands = words.commands()
     except RecursionError:  # hundreds of nested `$(…)`: refused rather than left unchecked
         return [
             replace(
@@ -503,7 +506,7 @@ def _scan(text: str) -> list[PlaceholderUse]:
             )
             for use in uses
         ]
-    spans = _code_word_spans(commands)
+    spans = _code_word_spans(commands) + _piped_program_spans(commands, words.pipes)
     if spans:
         uses = [_in_code_word(use, spans) for use in uses]
     options = _option_positions(text, commands)
@@ -603,40 +606,65 @@ def _in_code_word(use: PlaceholderUse, spans: list[_Span]) -> PlaceholderUse:
 
 def _code_problem(shown: str, key: str, command: str, source: str) -> tuple[str, str]:
     """What to say about a placeholder in text `command` runs as code (`source`: `ARGUMENT`, or
-    the here-document / here-string `command` reads its program from), and what to do instead."""
+    the here-document / here-string / pipe `command` reads its program from), and what to do
+    instead. `command` may name where it runs: `docker exec … sh -c` (in a container)."""
     env = f'pass it through `env` (env = {{ VALUE = "{{{{{key}}}}}" }})'
-    name = command.split(" ", 1)[0]
+    outer, _, inner = command.rpartition(" … ")
+    name = inner.split(" ", 1)[0]
+    shell = runs_shell(inner) or name in _COMMAND_OPTIONS or name in ("xargs", ".", "source")
     if source == HEREDOC_STDIN:
         where = f"in a here-document `{command}` reads as its program in `run`"
     elif source == HERESTRING_STDIN:
         where = f"in a here-string `{command}` reads as its program in `run`"
-    elif runs_shell(command):
+    elif source == PIPE_STDIN:
+        where = f"in what `{command}` reads from a pipe as its program in `run`"
+    elif shell:
         where = f"in text that `{command}` runs as shell code in `run`"
     else:
         where = f"in the program `{command}` runs in `run`"
-    if runs_shell(command):
+    problem = f"{shown} is {where}"
+    use = (
+        f'write "$VALUE" in the text `{inner}` runs'
+        if shell
+        else "read the environment variable VALUE in that program"
+    )
+    if outer.split(" ", 1)[0] in ("kubectl", "oc"):  # the pod's environment is not ours
+        return problem, (
+            f"send it on standard input: printf '%s\\n' {{{{{key}}}}} | {outer} -i POD -- sh -c "
+            "'IFS= read -r VALUE; … \"$VALUE\"'"
+        )
+    if outer:  # a container's environment is its own: hand the variable on
+        return problem, f'{env}, hand it to the container ({outer} -e VALUE="$VALUE" …) and {use}'
+    if name in ("su", "runuser"):
+        return problem, f"{env} and {use} (a login shell, `{name} -l`, keeps it with `-w VALUE`)"
+    if source == PIPE_STDIN:
+        if shell:
+            piped = f"write '\"$VALUE\"' in the text piped to `{command}`"
+            return problem, f"{env} and {piped}: that shell expands it as data"
+        return problem, f"{env} and {use}"
+    if shell:
         if source == HEREDOC_STDIN:
             inner = "quote the here-document's delimiter (<<'EOF') and write \"$VALUE\" in it"
         elif source == HERESTRING_STDIN:
             inner = 'write "$VALUE" inside single quotes in the here-string'
         else:
-            inner = f'write "$VALUE" in the text `{command}` runs'
-        return f"{shown} is {where}", f"{env} and {inner}: that shell expands it as data"
+            inner = use
+        return problem, f"{env} and {inner}: that shell expands it as data"
     if name in _AWKS:
-        return f"{shown} is {where}", f'{env} and read ENVIRON["VALUE"] in the awk program'
+        return problem, f'{env} and read ENVIRON["VALUE"] in the awk program'
     if name in _SEDS:
-        return f"{shown} is {where}", (
+        return problem, (
             "sed cannot take a value as data: use a program that reads it from the environment, "
             f'e.g. {env} and awk with ENVIRON["VALUE"]'
         )
     if name == "jq":
-        return f"{shown} is {where}", f"pass it as `--arg value {{{{{key}}}}}` and write $value in the filter"
+        return problem, f"pass it as `--arg value {{{{{key}}}}}` and write $value in the filter"
     if name == "ssh":
         return f"{shown} is in the command `ssh` has the remote shell run in `run`", (
             f"send it on ssh's standard input: printf '%s\\n' {{{{{key}}}}} | ssh HOST "
             "'IFS= read -r VALUE; … \"$VALUE\"'"
         )
-    return f"{shown} is {where}", f"{env} and read the environment variable VALUE in that program"
+    return problem, f"{env} and {use}"
 
 
 # ------------------------------------------------------------------ commands that run shell code
@@ -644,6 +672,8 @@ def _code_problem(shown: str, key: str, command: str, source: str) -> tuple[str,
 #: Where a command takes code from: an argument, or its standard input (a here-document or
 #: here-string given to a shell or an interpreter that reads its program there).
 ARGUMENT, HEREDOC_STDIN, HERESTRING_STDIN = "argument", "here-document", "here-string"
+#: ... or what the commands before a `|` write into the pipe that the command reads its program from.
+PIPE_STDIN = "pipe"
 #: (start, end) offsets in `run` of text a command runs as code, the command, and `ARGUMENT` /
 #: `HEREDOC_STDIN` / `HERESTRING_STDIN`.
 _Span = tuple[int, int, str, str]
@@ -675,6 +705,52 @@ _WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
     "chronic": (frozenset(), 0),
 }
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+#: Reserved words a command may follow (`if sh -c …; then …`, `while …; do …`, `! …`).
+_RESERVED = frozenset({"!", "if", "then", "elif", "else", "while", "until", "do"})
+#: Commands whose option (short letter, long names) takes a command line that a shell runs
+#: (`su -c`, `script -c`), with the options taking the next word as their argument (short letters,
+#: long names); `runuser -u USER` runs the command after its options itself (as a wrapper does).
+_COMMAND_OPTIONS: dict[str, tuple[str, frozenset[str], str, frozenset[str]]] = {
+    "su": (
+        "c",
+        frozenset({"--command", "--session-command"}),
+        "gGsw",
+        frozenset({"--group", "--supp-group", "--shell", "--whitelist-environment"}),
+    ),
+    "runuser": (
+        "c",
+        frozenset({"--command", "--session-command"}),
+        "gGswu",
+        frozenset({"--group", "--supp-group", "--shell", "--whitelist-environment", "--user"}),
+    ),
+    "script": (
+        "c",
+        frozenset({"--command"}),
+        "EIOBTmo",
+        frozenset({"--echo", "--log-in", "--log-out", "--log-io", "--log-timing", "--logging-format"}),
+    ),
+    "sg": ("c", frozenset(), "", frozenset()),
+}
+#: Tools that run a command inside a container or a pod: the words naming the subcommand, the
+#: options taking the next word as their argument, and whether the container is named before the
+#: command (`docker exec CTR CMD …`; kubectl's command follows `--`). The container has its own
+#: environment, so a value passed through `env` must be handed on (`docker exec -e VALUE …`).
+_CONTAINER_EXEC: dict[str, tuple[tuple[str, ...], frozenset[str], bool]] = {
+    name: (
+        ("exec", "container exec", "compose exec"),
+        frozenset(
+            {"-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir", "--detach-keys", "--index"}
+        ),
+        True,
+    )
+    for name in ("docker", "podman", "nerdctl")
+}
+_CONTAINER_EXEC["docker-compose"] = _CONTAINER_EXEC["podman-compose"] = (
+    ("exec",),
+    frozenset({"-e", "--env", "-u", "--user", "-w", "--workdir", "--index"}),
+    True,
+)
+_CONTAINER_EXEC["kubectl"] = _CONTAINER_EXEC["oc"] = (("exec",), frozenset(), False)
 #: awk and sed run their program text: awk has system() and pipes to commands, GNU sed the `e`
 #: command and the `s///e` flag (and `w FILE` writes files). jq's filter is a program too (it can
 #: read the environment, `$ENV`, and any input).
@@ -704,6 +780,14 @@ def code_arguments(words: list[str]) -> list[tuple[int, int, str]]:
     interpreter = _interpreter(name)
     if interpreter is not None:
         return _one(_program_text(words, i + 1, name, *interpreter))
+    if name in _COMMAND_OPTIONS:
+        return _command_option(words, i + 1, name)
+    if name in _CONTAINER_EXEC:
+        inner = _container_command(words, i + 1, name)
+        if inner is None:
+            return []
+        j, outer = inner
+        return [(a + j, b + j, f"{outer} … {c}") for a, b, c in code_arguments(words[j:])]
     if name == "find":
         for j in range(i + 1, n):
             if words[j] in ("-exec", "-execdir", "-ok", "-okdir"):
@@ -722,6 +806,79 @@ def code_arguments(words: list[str]) -> list[tuple[int, int, str]]:
     return []
 
 
+def _command_option(words: list[str], i: int, name: str) -> list[tuple[int, int, str]]:
+    """The command line given to `su -c`, `runuser -c`, `script -c`, `sg GROUP -c` (anywhere among
+    their arguments, before `--`), or the command `runuser -u USER` runs after its options."""
+    letter, long_options, short_args, long_args = _COMMAND_OPTIONS[name]
+    n = len(words)
+    as_user = False
+    while i < n:
+        word = words[i]
+        if word == "--":
+            i += 1
+            break
+        option, equals, _ = word.partition("=")
+        if option in long_options:
+            if equals:
+                return [(i, i + 1, f"{name} {option}")]
+            return [(i + 1, i + 2, f"{name} {option}")] if i + 1 < n else []
+        if word.startswith("--"):
+            as_user = as_user or option == "--user"
+            i += 1 if equals or option not in long_args else 2
+            continue
+        if len(word) > 1 and word[0] == "-":
+            step = 1
+            for k, c in enumerate(word[1:], 1):
+                if c == letter:
+                    attached = k + 1 < len(word)
+                    if not attached and i + 1 >= n:
+                        return []
+                    return [_option_argument(i, attached, f"{name} -{letter}")]
+                if c in short_args:
+                    as_user = as_user or c == "u"
+                    step = 1 if k + 1 < len(word) else 2
+                    break
+            i += step
+            continue
+        if as_user:  # `runuser -u USER CMD …`: the command, run as it is
+            return [(a + i, b + i, c) for a, b, c in code_arguments(words[i:])]
+        i += 1
+    if as_user and i < n:
+        return [(a + i, b + i, c) for a, b, c in code_arguments(words[i:])]
+    return []
+
+
+def _container_command(words: list[str], i: int, name: str) -> tuple[int, str] | None:
+    """Where the command that `docker exec [OPTIONS] CONTAINER …` (podman, nerdctl, `docker compose
+    exec`, `kubectl exec POD -- …`) runs in the container starts, and `docker exec` (the label)."""
+    subcommands, with_argument, container_first = _CONTAINER_EXEC[name]
+    n = len(words)
+    rest = " ".join(words[i : i + 2])
+    sub = next((s for s in subcommands if f"{rest} ".startswith(f"{s} ")), None)
+    if sub is None and name in ("kubectl", "oc"):  # global options before it: `kubectl -n ns exec`
+        j = next((k for k in range(i, n) if words[k] == "exec"), None)
+        if j is None:
+            return None
+        i, sub = j, "exec"
+    if sub is None:
+        return None
+    i += len(sub.split())
+    label = f"{name} {sub}"
+    if not container_first:  # the command follows `--`
+        j = next((k for k in range(i, n) if words[k] == "--"), None)
+        return (j + 1, label) if j is not None and j + 1 < n else None
+    while i < n:
+        word = words[i]
+        if word == "--":
+            i += 1
+            continue
+        if len(word) > 1 and word[0] == "-":
+            i += 2 if word in with_argument else 1
+            continue
+        break
+    return (i + 1, label) if i + 1 < n else None  # past the container
+
+
 def _one(found: tuple[int, int, str] | None) -> list[tuple[int, int, str]]:
     return [] if found is None else [found]
 
@@ -729,7 +886,7 @@ def _one(found: tuple[int, int, str] | None) -> list[tuple[int, int, str]]:
 def _command_index(words: list[str], i: int = 0) -> int | None:
     """The index of the command `words` runs, past variable assignments and wrappers."""
     n = len(words)
-    while i < n and _ASSIGNMENT.match(words[i]):
+    while i < n and (_ASSIGNMENT.match(words[i]) or words[i] in _RESERVED):
         i += 1
     while i < n:
         name = words[i].rsplit("/", 1)[-1]
@@ -755,12 +912,18 @@ def stdin_program(words: list[str]) -> str | None:
         return None
     name = words[i].rsplit("/", 1)[-1]
     rest = words[i + 1 :]
+    if name in _CONTAINER_EXEC:  # `… | docker exec -i CTR sh`: the shell in the container reads it
+        inner = _container_command(words, i + 1, name)
+        command = None if inner is None else stdin_program(words[inner[0] :])
+        return None if inner is None or command is None else f"{inner[1]} … {command}"
     if name in _SHELLS:
         if name == "busybox":
             if not rest or rest[0] not in _SHELLS:
                 return None
             rest = rest[1:]
         return name if _shell_reads_stdin(rest) else None
+    if name in (".", "source"):  # `… | . /dev/stdin`
+        return name if rest[:1] and rest[0] in _STDIN_FILES else None
     interpreter = _interpreter(name)
     if interpreter is None:
         return None
@@ -783,7 +946,7 @@ def stdin_program(words: list[str]) -> str | None:
                 return None
             k += 1
             continue
-        return None  # a program file
+        return name if word in _STDIN_FILES else None  # a program file
     return name
 
 
@@ -806,8 +969,12 @@ def _shell_reads_stdin(rest: list[str]) -> bool:
                 return True  # `sh -s ARG …`: the arguments are positional parameters
             k += 1
             continue
-        return False  # a script file
+        return word in _STDIN_FILES  # a script file
     return True
+
+
+#: Files that are the standard input: a script read from one is read from the pipe.
+_STDIN_FILES = frozenset({"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 
 
 #: awk options taking the next word (or the rest of theirs: `-F:`) as their argument.
@@ -1034,9 +1201,13 @@ def _program_text(
             i += 1
             continue
         if len(word) > 1 and word[0] == "-":
-            flag = next((c for c in word[1:] if c in letters), None)
-            if flag is not None:
-                return (i + 1, i + 2, f"{name} -{flag}") if i + 1 < len(words) else None
+            for k, c in enumerate(word[1:], 1):
+                if c in letters:  # the program: the rest of this word (`-cCODE`), else the next one
+                    if k + 1 < len(word):
+                        return (i, i + 1, f"{name} -{c}")
+                    return (i + 1, i + 2, f"{name} -{c}") if i + 1 < len(words) else None
+                if f"-{c}" in with_argument:  # `-Wignore`: the rest is that option's argument
+                    break
             i += 1
             continue
         return None  # a program file: its arguments are data
@@ -1079,6 +1250,42 @@ def _code_word_spans(commands: list[_Command]) -> list[_Span]:
     return spans
 
 
+def _piped_program_spans(commands: list[_Command], pipes: list[tuple[int, int, int]]) -> list[_Span]:
+    """The words (and here-documents) of the commands that write into a pipe a shell or an
+    interpreter reads its program from (`printf %s {{v}} | sh`, `… | python3 -`), and into a pipe
+    whose lines `xargs` makes part of code (`… | xargs sh -c`, `… | xargs -I{} sh -c '… {}'`)."""
+    spans: list[_Span] = []
+    for first, end, reader in pipes:
+        words, stdin = commands[reader]
+        if stdin:  # its standard input is its here-document or here-string, not the pipe
+            continue
+        plain = [w for w, _, _ in words]
+        command = stdin_program(plain) or _xargs_program(plain)
+        if command is None:
+            continue
+        for k in range(first, end):
+            upstream, given = commands[k]
+            spans.extend((start, stop, command, PIPE_STDIN) for _, start, stop in upstream)
+            spans.extend((start, stop, command, PIPE_STDIN) for start, stop, _ in given)
+    return spans
+
+
+def _xargs_program(words: list[str]) -> str | None:
+    """`xargs …` (as `words`' command) when the lines it reads become code: the script of the shell
+    it runs (`xargs sh -c`: the first line is the script), or are put into code (`-I{}`/`-i`)."""
+    i = _command_index(words)
+    j = next((k for k in range(i or 0) if words[k].rsplit("/", 1)[-1] == "xargs"), None)
+    if i is None or j is None:
+        return None
+    name = words[i].rsplit("/", 1)[-1]
+    if any(w.startswith(("-I", "-i", "--replace")) for w in words[j:i]) and code_arguments(words[i:]):
+        return f"xargs {name}"
+    script = _shell_script([*words, "LINE"], i + 1, name) if name in _SHELLS else None
+    if script is not None and script[0] == len(words):  # `xargs sh -c`: no script but the line
+        return f"xargs {name} -c"
+    return None
+
+
 class _Words:
     """A rough shell word splitter, enough to find command names and options: each simple command
     as its words (text without quotes, start, end). Quoted text, `${…}`, `$(…)` and backticks stay
@@ -1088,6 +1295,9 @@ class _Words:
     def __init__(self, text: str) -> None:
         self.text = text
         self.found: list[_Command] = []
+        #: Pipes: (first, end, reader) — the commands `found[first:end]` write into the pipe that
+        #: `found[reader]` reads as its standard input (`a | b | sh`: a and b, then sh).
+        self.pipes: list[tuple[int, int, int]] = []
 
     def commands(self) -> list[_Command]:
         self.split(0, len(self.text))
@@ -1098,6 +1308,9 @@ class _Words:
         words: list[tuple[str, int, int]] = []
         stdin: list[tuple[int, int, str]] = []
         heredocs: list[tuple[str, list[tuple[int, int, str]]]] = []
+        first = len(self.found)  # the first command of the current pipeline
+        upstream: tuple[int, int] | None = None  # the commands writing into the pipe read next
+        groups: list[int] = []  # pipeline starts outside the open `(…)` / `{ …; }` groups
         while i < stop:
             c = text[i]
             if c in " \t":
@@ -1105,13 +1318,25 @@ class _Words:
                 continue
             if c in ";&|()\n":
                 if words:
-                    self.found.append((words, stdin))
+                    self.command(words, stdin, upstream)
+                piped = not words and upstream is not None and len(self.found) == upstream[1]
                 words, stdin = [], []
+                if c == "|" and not text.startswith("||", i):  # `|` or `|&`
+                    upstream = (first, len(self.found))
+                    i += 2 if text.startswith("|&", i) else 1
+                    continue
+                if c == "(":
+                    groups.append(first)
+                    first = len(self.found)
+                elif c == ")":
+                    first = groups.pop() if groups else first
+                elif not (c == "\n" and piped):  # a line may go on after a `|`
+                    first, upstream = len(self.found), None
                 if c == "\n" and heredocs:
                     i = self.skip_heredocs(i + 1, stop, heredocs)
                     heredocs = []
                     continue
-                i += 1
+                i += 2 if text.startswith(("&&", "||"), i) else 1
                 continue
             if c == "#":
                 end = text.find("\n", i, stop)
@@ -1135,9 +1360,26 @@ class _Words:
                 continue
             start = i
             i, word = self.word(i, stop)
+            if not words and word in ("{", "}") and i - start == 1:  # a `{ …; }` group
+                if word == "{":
+                    groups.append(first)
+                    first = len(self.found)
+                else:
+                    first = groups.pop() if groups else first
+                continue
             words.append((word, start, i))
         if words:
-            self.found.append((words, stdin))
+            self.command(words, stdin, upstream)
+
+    def command(
+        self,
+        words: list[tuple[str, int, int]],
+        stdin: list[tuple[int, int, str]],
+        upstream: tuple[int, int] | None,
+    ) -> None:
+        if upstream is not None and upstream[0] < upstream[1]:
+            self.pipes.append((*upstream, len(self.found)))
+        self.found.append((words, stdin))
 
     def word(self, i: int, stop: int) -> tuple[int, str]:
         text = self.text

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runkon_flow.cancellation import CancellationToken
+from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.orphan_guard import OrphanGuard
 
 log = logging.getLogger(__name__)
@@ -425,6 +426,33 @@ TOO_BIG = (
     "argument or environment variable) — pass a large value in a file: write it to one and pass the "
     "file's path"
 )
+
+
+#: For each place of a command a value may be too big in (`argument N`, or an environment
+#: variable's name): what to call it when a placeholder's value made it so (`in `run``), what to
+#: call it otherwise (`the `run` text`), and the templates its text came from.
+TooBigPlaces = Mapping[str, tuple[str, str, Sequence[str]]]
+
+
+def too_big_problem(
+    who: str,
+    too_big: tuple[str, str | None, int],
+    places: TooBigPlaces,
+    variables: Mapping[str, str],
+    source: Callable[[str], str] | None = None,
+) -> str:
+    """Why `who` (`Script 'b'`, `agent 'x'`) could not start when a value was too big for a process
+    (E2BIG, `ProcessResult.too_big`): the largest argument or environment variable — by the
+    placeholder whose value made it so (the largest one in its templates) and, given `source`,
+    where that value came from — its size, and what to do (`TOO_BIG`). Scripts and command agents
+    say it alike."""
+    what, env_name, size = too_big
+    in_label, label, templates = places.get(env_name if env_name is not None else what, ("", what, ()))
+    keys = [u.key for t in templates for u in scan_placeholders(t) if u.key in variables]
+    key = max(keys, key=lambda k: len(variables[k]), default=None)
+    if key is not None:
+        label = f"the value of {{{{{key}}}}} in {in_label}" + (f" ({source(key)})" if source else "")
+    return f"{who} could not start: {label} is {size:,} bytes, {TOO_BIG}"
 
 
 def largest_part(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str, str | None, int]:

@@ -48,3 +48,17 @@ def test_a_big_flow_output_field_names_the_field_and_its_step(h: Harness) -> Non
         "Script 's' could not start: the value of {{notes}} in `run` (FLOW_OUTPUT field 'notes' of step "
         "'emit') is 300,000 bytes"
     ), error
+
+
+def test_a_big_value_in_a_scripts_env_names_the_placeholder_and_its_source(h: Harness) -> None:
+    """Scripts and command agents name a too-big value alike (`process.too_big_problem`): the
+    placeholder and the place it went to — here an `env` entry — and, for a script, its source."""
+    result = h.run(
+        'workflow w { inputs { x } script s { run = "echo $BIG | wc -c" env = { BIG = "<{{x}}>" } } }',
+        inputs={"x": BIG},
+    )
+    (step,) = h.steps(result.workflow_run_id)
+    assert (step.step_error or "").startswith(
+        "Script 's' could not start: the value of {{x}} in `env` 'BIG' (input 'x') is 300,002 bytes, "
+        "more than a command can receive (Argument list too long"
+    ), step.step_error

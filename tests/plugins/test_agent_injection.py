@@ -125,13 +125,20 @@ def test_a_value_too_big_for_a_process_is_named(tmp_path: Path) -> None:
         str(raised.value)
         .removeprefix("workflow error: ")
         .startswith(
-            "agent 'cmd' could not start: a value in its shell command (the value of {{v}}) is "
+            "agent 'cmd' could not start: the value of {{v}} in its shell command is "
             "300,000 bytes, more than a command can receive"
         )
     ), raised.value
     command_agent(tmp_path, ["printf", "%s", "x{{v}}"])
     with pytest.raises(
-        WorkflowError, match=r"its command's argument 2 \(the value of \{\{v\}\}\) is 300,001 bytes"
+        WorkflowError, match=r"the value of \{\{v\}\} in its command's argument 2 is 300,001 bytes"
+    ):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "a" * 300_000})
+    command_agent(tmp_path, ["true"], env='env:\n  BIG: "<{{v}}>"\n')
+    with pytest.raises(
+        WorkflowError,
+        match=r"agent 'cmd' could not start: the value of \{\{v\}\} in its `env` 'BIG' is 300,002 bytes, "
+        r"more than a command can receive",
     ):
         run(executor(tmp_path, "cmd"), tmp_path, {"v": "a" * 300_000})
 

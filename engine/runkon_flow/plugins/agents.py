@@ -64,7 +64,7 @@ from runkon_flow.plugins.protocols import (
 )
 from runkon_flow.plugins.registries import ActionRegistry
 from runkon_flow.plugins.schemas import schema_instruction
-from runkon_flow.process import TOO_BIG, run_process
+from runkon_flow.process import TooBigPlaces, run_process, too_big_problem
 from runkon_flow.usage import usage_metadata
 
 log = logging.getLogger(__name__)
@@ -692,9 +692,8 @@ class AgentExecutor:
         if result.cancelled:
             raise token.error()
         if result.too_big is not None:
-            raise WorkflowError(
-                _too_big_problem(agent.name, agent.command, agent.env, result.too_big, values, variables)
-            )
+            places = _too_big_places(agent.command, agent.env, values)
+            raise WorkflowError(too_big_problem(f"agent '{agent.name}'", result.too_big, places, variables))
         if result.spawn_error is not None:
             raise WorkflowError(f"agent '{agent.name}' failed to start {argv[0]!r}: {result.spawn_error}")
         if result.timed_out:
@@ -820,34 +819,21 @@ def _render_command(
     return argv, values
 
 
-def _too_big_problem(
-    name: str,
-    command: Sequence[str],
-    env: Mapping[str, str],
-    too_big: tuple[str, str | None, int],
-    values: Mapping[str, str],
-    variables: Mapping[str, str],
-) -> str:
-    """Why the agent's command could not start when its values were too big for a process (E2BIG):
-    the largest argument or environment variable, and the placeholder whose value made it so."""
-    what, env_name, size = too_big
-    templates: Sequence[str] = ()
-    if env_name is not None and env_name in values:
-        templates = [
-            t for t in command if any(variables.get(u.key) == values[env_name] for u in scan_placeholders(t))
-        ]
-        templates = templates[:1]
-        what = "a value in its shell command"
-    elif env_name is not None and env_name in env:
-        templates, what = [env[env_name]], f"its `env` value of '{env_name}'"
-    elif what.startswith("argument "):
-        index = int(what.split()[1])
-        templates = command[index : index + 1]
-        what = f"its command's argument {index}"
-    keys = [u.key for t in templates for u in scan_placeholders(t) if u.key in variables]
-    biggest = max(keys, key=lambda k: len(variables[k]), default=None)
-    source = f" (the value of {{{{{biggest}}}}})" if biggest is not None else ""
-    return f"agent '{name}' could not start: {what}{source} is {size:,} bytes, {TOO_BIG}"
+def _too_big_places(
+    command: Sequence[str], env: Mapping[str, str], values: Mapping[str, str]
+) -> TooBigPlaces:
+    """Where an agent's values go (`too_big_problem`): its shell command (its placeholders are the
+    variables `values`), each of its command's arguments, each `env` entry."""
+    places: dict[str, tuple[str, str, Sequence[str]]] = {}
+    for index, template in enumerate(command):
+        label = f"its command's argument {index}"
+        places[f"argument {index}"] = (label, label, (template,))
+    for key, template in env.items():
+        places[key] = (f"its `env` '{key}'", f"its `env` value of '{key}'", (template,))
+    scripts = [t for t in command if scan_placeholders(t)]
+    for name in values:
+        places[name] = ("its shell command", "a value in its shell command", scripts)
+    return places
 
 
 def _nul_placeholder(templates: Sequence[str], variables: Mapping[str, str]) -> str | None:

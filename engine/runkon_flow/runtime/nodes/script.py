@@ -15,8 +15,10 @@ StepOutput events.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Sequence
 
 from runkon_flow.dsl.ast import ScriptNode
 from runkon_flow.dsl.shell_text import (
@@ -28,7 +30,7 @@ from runkon_flow.dsl.shell_text import (
 )
 from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.plugins.flow_output import parse_flow_output
-from runkon_flow.process import MAX_ARG_BYTES, TOO_BIG, run_process
+from runkon_flow.process import MAX_ARG_BYTES, TooBigPlaces, run_process, too_big_problem
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retried_step
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
@@ -140,34 +142,18 @@ def _nul_problem(st: ExecutionState, node: ScriptNode, env: dict[str, str], vari
     )
 
 
-def _too_big_problem(
-    st: ExecutionState,
-    node: ScriptNode,
-    too_big: tuple[str, str | None, int],
-    values: dict[str, str],
-    variables: dict[str, str],
-) -> str:
-    """Why this script could not start when its values were too big for a process (E2BIG): names
-    the largest one — the placeholder and where its value came from, an input, an `env` entry."""
-    what, env_name, size = too_big
-    where = what
-    if env_name is not None and env_name in values:
-        key = next(
-            (u.key for u in scan_placeholders(node.run) if variables.get(u.key) == values[env_name]), None
-        )
-        if key is not None:
-            where = f"the value of {{{{{key}}}}} in `run` ({describe_variable_source(st, key)})"
-    elif env_name is not None and env_name in node.env:
-        where = f"the `env` value of '{env_name}'"
-    elif env_name is not None and env_name.startswith("CONDUCTOR_"):
-        key = next((k for k in st.inputs if f"CONDUCTOR_{k.upper()}" == env_name), None)
-        if key is not None:
-            where = f"input '{key}' (exported as {env_name})"
-    elif what == "argument 2":
-        where = "the `run` text"
-    item = st.inputs.get("item.ref") if st.parent_run_id else None
-    step = f"Script '{node.name}'" + (f" (foreach item '{item}')" if item else "")
-    return f"{step} could not start: {where} is {size:,} bytes, {TOO_BIG}"
+def _too_big_places(st: ExecutionState, node: ScriptNode, values: dict[str, str]) -> TooBigPlaces:
+    """Where a script's values go (`too_big_problem`): `run` (its placeholders are the variables
+    `values`), each `env` entry, each input exported as CONDUCTOR_*, the `run` text itself."""
+    places: dict[str, tuple[str, str, Sequence[str]]] = {"argument 2": ("`run`", "the `run` text", ())}
+    for key in st.inputs:
+        name = f"CONDUCTOR_{key.upper()}"
+        places[name] = ("", f"input '{key}' (exported as {name})", ())
+    for key, template in node.env.items():
+        places[key] = (f"`env` '{key}'", f"the `env` value of '{key}'", (template,))
+    for name in values:
+        places[name] = ("`run`", "a value in `run`", (node.run,))
+    return places
 
 
 def execute_script(st: ExecutionState, node: ScriptNode, iteration: int, path: str) -> None:
@@ -252,7 +238,11 @@ def _attempt(
     if result.cancelled:
         raise step.cancelled(f"Script '{name}' cancelled", cancellation_of(st, None))
     if result.too_big is not None:
-        return step.failed(_too_big_problem(st, node, result.too_big, values, variables))
+        item = st.inputs.get("item.ref") if st.parent_run_id else None
+        who = f"Script '{name}'" + (f" (foreach item '{item}')" if item else "")
+        places = _too_big_places(st, node, values)
+        source = functools.partial(describe_variable_source, st)
+        return step.failed(too_big_problem(who, result.too_big, places, variables, source))
     if result.spawn_error is not None:
         return step.failed(f"Script '{name}' failed to execute: {result.spawn_error}")
 

@@ -107,6 +107,30 @@ def test_static_file_mistakes_name_the_line(tmp_path: Path, content: str, messag
         serve(provider, tmp_path, {"file": "items.yaml"})
 
 
+def test_every_duplicated_id_is_named_with_the_lines_of_its_entries(tmp_path: Path) -> None:
+    """It stopped at the first duplicate and named only the line of its second entry; inline items
+    named one id, and finding it took 30 s for 50,000 items (`ids.count` for each)."""
+    (tmp_path / "items.yaml").write_text("- id: a\n- id: b\n- c\n- id: a\n- b\n- id: a\n")
+    provider = StaticProvider(tmp_path)
+    assert provider.validate_scope({"file": "items.yaml"}) == (
+        "items.yaml:4: duplicate item ids 'a' (items.yaml:1, items.yaml:4, items.yaml:6), "
+        "'b' (items.yaml:2, items.yaml:5)"
+    )
+    assert provider.validate_scope({"items": "x,y,x,z,y"}) == (
+        "duplicate item ids in scope items: 'x' (item 1, item 3), 'y' (item 2, item 5)"
+    )
+    many = ",".join(f"i{n % 12}" for n in range(100))
+    assert provider.validate_scope({"items": many}) == (
+        "duplicate item ids in scope items: "
+        + ", ".join(
+            f"'i{n}' (item {n + 1}, item {n + 13}, item {n + 25}, item {n + 37}, item {n + 49}, "
+            f"… ({9 if n < 4 else 8} in all))"
+            for n in range(10)
+        )
+        + " and 2 more"
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -176,7 +200,10 @@ def test_static_scope_errors(tmp_path: Path) -> None:
     assert provider.validate_scope({"items": "a", "file": "x.yaml"}) == need
     assert provider.validate_scope({"file": "nope.yaml"}) == f"items file not found: {tmp_path / 'nope.yaml'}"
     assert provider.validate_scope({"file": "x.txt"}) == "items file must end in .yaml, .yml or .json: x.txt"
-    assert provider.validate_scope({"items": "a,b,a"}) == "duplicate item id 'a' in scope items"
+    assert (
+        provider.validate_scope({"items": "a,b,a"})
+        == "duplicate item id in scope items: 'a' (item 1, item 3)"
+    )
     (tmp_path / "bad.json").write_text('[{"id": "a",}]')
     assert provider.validate_scope({"file": "bad.json"}) == (
         "bad.json:1:13: invalid JSON: Expecting property name enclosed in double quotes"

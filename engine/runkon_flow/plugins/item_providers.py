@@ -236,7 +236,8 @@ def _declared_from_entries(
     gives a "file:line: " prefix for messages."""
     items: list[FanOutItem] = []
     deps: dict[str, list[str]] = {}
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # id -> index of its entry
+    repeats: dict[str, list[int]] = {}  # a duplicated id -> the indexes of all its entries
     for index, entry in enumerate(entries):
         if isinstance(entry, dict):
             raw_id = entry.get("id")
@@ -265,11 +266,21 @@ def _declared_from_entries(
         if too_long := overlong_id(item_id):
             raise ItemProviderError(f"{where(index, 'id')}item {index + 1}: {too_long}")
         if item_id in seen:
-            raise ItemProviderError(f"{where(index, 'id')}duplicate item id '{item_id}'")
-        seen.add(item_id)
+            repeats.setdefault(item_id, [seen[item_id]]).append(index)
+            continue
+        seen[item_id] = index
         items.append(FanOutItem(item_type, item_id, ref, context))
         if blockers:
             deps[item_id] = blockers
+    if repeats:
+
+        def at(index: int) -> str:
+            located = where(index, "id").rstrip(": ")
+            return located if located[-1:].isdigit() else f"item {index + 1}"
+
+        first = min(indexes[1] for indexes in repeats.values())
+        s = "s" if len(repeats) > 1 else ""
+        raise ItemProviderError(f"{where(first, 'id')}duplicate item id{s} {_duplicates(repeats, at)}")
     if check_unknown_deps:
         for index, item in enumerate(items):
             for blocker in deps.get(item.item_id, []):
@@ -279,6 +290,19 @@ def _declared_from_entries(
                         f"{prefix}item '{item.item_id}' depends on unknown item '{blocker}'"
                     )
     return _Declared(items, deps)
+
+
+def _duplicates(repeats: Mapping[str, list[int]], at: Callable[[int], str]) -> str:
+    """`'a' (items.yaml:1, items.yaml:4), 'b' (…)`: each duplicated id (the first ten) and where
+    its entries are (`at`; the first five of each)."""
+    shown = []
+    for item_id, indexes in list(repeats.items())[:10]:
+        places = ", ".join(at(index) for index in indexes[:5])
+        if len(indexes) > 5:
+            places += f", … ({len(indexes)} in all)"
+        shown.append(f"'{item_id}' ({places})")
+    more = f" and {len(repeats) - 10} more" if len(repeats) > 10 else ""
+    return ", ".join(shown) + more
 
 
 def _load_item_file(path: Path, label: str, item_type: str) -> _Declared:
@@ -402,9 +426,14 @@ class StaticProvider(_BaseProvider):
             for number, item_id in enumerate(ids, start=1):
                 if too_long := overlong_id(item_id):
                     raise ItemProviderError(f"scope items: item {number}: {too_long}")
-            duplicates = sorted({i for i in ids if ids.count(i) > 1})
-            if duplicates:
-                raise ItemProviderError(f"duplicate item id '{duplicates[0]}' in scope items")
+            numbers: dict[str, list[int]] = {}  # one pass: `ids.count` per id took 30 s for 50,000
+            for index, item_id in enumerate(ids):
+                numbers.setdefault(item_id, []).append(index)
+            repeats = {i: indexes for i, indexes in numbers.items() if len(indexes) > 1}
+            if repeats:
+                s = "s" if len(repeats) > 1 else ""
+                listed = _duplicates(repeats, lambda index: f"item {index + 1}")
+                raise ItemProviderError(f"duplicate item id{s} in scope items: {listed}")
             return StaticScope(inline=tuple(ids))
         file_text = scope["file"].strip()
         path = self._path(file_text)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from runkon_flow.plugins.protocols import ActionOutput, FanOutItem
+from runkon_flow.process import TOO_BIG
 
 from tests.engine.conftest import Harness, ListProvider
 
@@ -18,10 +19,39 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux's per-str
 BIG = "a" * 300_000
 
 
-def test_a_big_item_field_fails_only_the_step_using_it_naming_the_value_and_the_item(h: Harness) -> None:
-    h.providers.append(ListProvider("tickets", [FanOutItem("ticket", "T1", "tickets.txt:1", {"body": BIG})]))
+@pytest.mark.parametrize(
+    ("item", "says"),
+    [
+        (FanOutItem("ticket", "T2", "tickets.txt:2", {"title": "t", "body": BIG}), "its field 'body'"),
+        (FanOutItem("ticket", "T2", BIG, {}), "its ref"),
+    ],
+    ids=["field", "ref"],
+)
+def test_an_item_whose_field_or_ref_is_too_big_for_a_command_fails_the_foreach_naming_it(
+    h: Harness, item: FanOutItem, says: str
+) -> None:
+    """An item's ref and fields are capped like the values a command can receive (`MAX_ARG_BYTES`):
+    such an item ran a child run whose every use of it failed, and its ref was repeated whole in
+    each message (600 KB of step error for a 300 KB ref)."""
+    h.add_workflow('workflow child { script a { run = "echo {{item.body}}" } }')
+    h.providers.append(ListProvider("tickets", [FanOutItem("ticket", "T1", "tickets.txt:1", {}), item]))
+    result = h.run("workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child } }")
+    assert h.store.list_runs(parent_run_id=result.workflow_run_id) == []
+    (step,) = h.steps(result.workflow_run_id)
+    assert step.status == "failed"
+    assert step.step_error == (
+        f"foreach 'fan': item 2 ('T2') from item provider 'tickets': {says} is 300,000 bytes, {TOO_BIG}"
+    ), step.step_error
+
+
+def test_a_value_made_too_big_from_an_item_field_fails_only_the_step_using_it_naming_the_item(
+    h: Harness,
+) -> None:
+    body = "a" * 100_000  # within the cap; twice in one environment variable it is not
+    h.providers.append(ListProvider("tickets", [FanOutItem("ticket", "T1", "tickets.txt:1", {"body": body})]))
     h.add_workflow(
-        'workflow child { script a { run = "echo fine" } script b { run = "printf %s {{t}} | wc -c" } }'
+        'workflow child { script a { run = "echo fine" } '
+        'script b { run = "printf %s \\"$T\\" | wc -c" env = { T = "{{t}}{{t}}" } } }'
     )
     result = h.run(
         "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child "
@@ -32,8 +62,8 @@ def test_a_big_item_field_fails_only_the_step_using_it_naming_the_value_and_the_
     assert rows["a"].status == "completed", rows["a"].step_error
     assert rows["b"].status == "failed"
     assert rows["b"].step_error.startswith(
-        "Script 'b' (foreach item 'tickets.txt:1') could not start: the value of {{t}} in `run` "
-        "(input 't') is 300,000 bytes, more than a command can receive (Argument list too long"
+        "Script 'b' (foreach item 'tickets.txt:1') could not start: the value of {{t}} in `env` 'T' "
+        "(input 't') is 200,000 bytes, more than a command can receive (Argument list too long"
     ), rows["b"].step_error
     assert "pass a large value in a file" in rows["b"].step_error
 

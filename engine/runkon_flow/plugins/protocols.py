@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from runkon_flow.cancellation import CancellationToken
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.errors import WorkflowError
+from runkon_flow.process import MAX_ARG_BYTES, TOO_BIG
 
 T = TypeVar("T")
 
@@ -153,6 +154,25 @@ def overlong_id(item_id: str) -> str | None:
         f"the id is {len(item_id):,} characters long, more than the {MAX_ITEM_ID_CHARS} an item id "
         f"may have (it starts {item_id[:40]!r}…)"
     )
+
+
+def oversized_value(item_ref: str, context: Mapping[str, str] | None) -> tuple[str, str] | None:
+    """Why an item is refused for its ref or a field of its context (`{{item.<field>}}`): the first
+    one over `MAX_ARG_BYTES`, the most a value may hold and still reach a command, as `("body", "its
+    field 'body' is 300,000 bytes, more than a command can receive (…) — pass a large value in a
+    file …")` (`"ref"` for the ref) — or None. Such a value could reach no script and no command's
+    argument, and every item's fields are held, stored and shown with its row. The engine's check
+    and the providers' say it alike."""
+    for key, value, what in (
+        ("ref", item_ref, "ref"),
+        *((str(k), v, f"field '{k}'") for k, v in (context or {}).items()),
+    ):
+        if len(value) * 4 <= MAX_ARG_BYTES:  # at most 4 bytes a character: no need to count them
+            continue
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_ARG_BYTES:
+            return key, f"its {what} is {size:,} bytes, {TOO_BIG}"
+    return None
 
 
 @dataclass

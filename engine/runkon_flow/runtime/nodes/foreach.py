@@ -50,7 +50,7 @@ from runkon_flow.persistence.models import (
     StepStatus,
     StepUpdate,
 )
-from runkon_flow.plugins.protocols import ITEM_ID_INPUT, ProviderInfo, overlong_id
+from runkon_flow.plugins.protocols import ITEM_ID_INPUT, ProviderInfo, overlong_id, oversized_value
 from runkon_flow.runtime.lease import abort, hold_lease
 from runkon_flow.runtime.report_gate import commit_and_deliver
 from runkon_flow.runtime.resume import restore_step
@@ -281,13 +281,11 @@ class _FanOut:
                 self._fail_setup(_long_id(node, number, item, too_long))
             k = (str(item.item_type), item.item_id)
             if k not in merged:
-                merged[k] = (
-                    str(item.item_type),
-                    item.item_id,
-                    str(item.item_ref or ""),
-                    {str(a): str(b) for a, b in item.context.items()} if item.context else _NO_CONTEXT,
-                    None,
-                )
+                ref = str(item.item_ref or "")
+                context = {str(a): str(b) for a, b in item.context.items()} if item.context else _NO_CONTEXT
+                if too_big := oversized_value(ref, context):
+                    self._fail_setup(_item_problem(node, number, item, too_big[1]))
+                merged[k] = (str(item.item_type), item.item_id, ref, context, None)
         entries = list(merged.values())
         for index, (item_type, item_id, item_ref, context, prior) in enumerate(entries):
             item = _Item(index, "", item_type, item_id, item_ref, context)
@@ -984,6 +982,12 @@ def _long_id(node: ForEachNode, number: int, item: Any, why: str) -> str:
     ref = str(item.item_ref or "")
     where = f" (ref {ref!r})" if ref and len(ref) <= 200 and ref != item.item_id else ""
     return f"foreach '{node.name}': item {number}{where} from item provider '{node.over}': {why}"
+
+
+def _item_problem(node: ForEachNode, number: int, item: Any, why: str) -> str:
+    """Why item `number` (1-based, in the provider's order), whose id is fine, is refused (`why`,
+    `oversized_value`): named by its id."""
+    return f"foreach '{node.name}': item {number} ('{item.item_id}') from item provider '{node.over}': {why}"
 
 
 def _own_words(exc: EngineError) -> str:

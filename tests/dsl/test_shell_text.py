@@ -226,6 +226,15 @@ NESTED = [
     "echo {{v}} | xargs sh -c",
     "echo {{v}} | xargs -I{} sh -c 'echo {}'",
     "echo {{v}} | docker exec -i web sh",
+    "echo {{v}} | ssh deploy@host",
+    "echo {{v}} | ssh -T host 'cd /srv && bash -s'",
+    # a container started for the command; a program read from a process substitution
+    "docker run --rm -it -e A=1 -v a:b --name x img sh -c 'echo {{v}}'",
+    "docker compose run --rm web sh -c 'echo {{v}}'",
+    "kubectl run tmp --image=busybox --rm -it -- sh -c 'echo {{v}}'",
+    "bash <(echo {{v}})",
+    "source <(printf '%s\\n' {{v}})",
+    "python3 <(echo {{v}})",
 ]
 
 # Forms of NESTED this machine can run: the value, inserted the way it would be without the
@@ -240,6 +249,7 @@ RUNNABLE = {
     "echo {{v}} | sh /dev/stdin": 'echo "$V" | sh /dev/stdin',
     "echo {{v}} | xargs sh -c": 'echo "$V" | xargs sh -c',
     "echo {{v}} | xargs -I{} sh -c 'echo {}'": "echo \"$V\" | xargs -I{} sh -c 'echo {}'",
+    "bash <(echo {{v}})": "bash -c 'bash <(echo \"$V\")'",
 }
 
 
@@ -288,6 +298,8 @@ def test_the_newly_refused_forms_run_a_value_as_code(form: str, tmp_path: Path) 
         ("su - deploy -c 'rm {{v}}'", "`su -c` runs as shell code", "keeps it with `-w VALUE`"),
         ("echo {{v}} | sh", "what `sh` reads from a pipe as its program", "in the text piped to `sh`"),
         ("echo {{v}} | python3 -", "what `python3` reads from a pipe", "read the environment variable VALUE"),
+        ("echo {{v}} | ssh host", "what `ssh` reads from a pipe", "send it on ssh's standard input"),
+        ("docker run img sh -c 'rm {{v}}'", "`docker run … sh -c`", 'docker run -e VALUE="$VALUE"'),
     ],
 )
 def test_refusals_of_commands_run_elsewhere_or_read_from_a_pipe_say_how_to_pass_the_value(
@@ -313,6 +325,11 @@ def test_refusals_of_commands_run_elsewhere_or_read_from_a_pipe_say_how_to_pass_
         "echo {{v}} || sh",
         "echo {{v}}; cat f | sh",
         "echo {{v}} && cat f | sh",
+        "docker run --rm -e V=1 img ls {{v}}",
+        "printf '%s\\n' {{v}} | ssh host 'IFS= read -r VALUE; ls \"$VALUE\"'",
+        "echo {{v}} | ssh host cat",
+        "diff <(echo {{v}}) f",
+        "cat <(printf %s {{v}})",
     ],
 )
 def test_values_given_as_data_to_those_commands_are_accepted(form: str) -> None:

@@ -623,6 +623,13 @@ def _code_problem(shown: str, key: str, command: str, source: str) -> tuple[str,
     else:
         where = f"in the program `{command}` runs in `run`"
     problem = f"{shown} is {where}"
+    if command.split(" ", 1)[0] == "ssh":  # the remote side sees none of our environment
+        if source == ARGUMENT and name == "ssh":
+            problem = f"{shown} is in the command `ssh` has the remote shell run in `run`"
+        return problem, (
+            f"send it on ssh's standard input: printf '%s\\n' {{{{{key}}}}} | ssh HOST "
+            "'IFS= read -r VALUE; … \"$VALUE\"'"
+        )
     use = (
         f'write "$VALUE" in the text `{inner}` runs'
         if shell
@@ -659,11 +666,6 @@ def _code_problem(shown: str, key: str, command: str, source: str) -> tuple[str,
         )
     if name == "jq":
         return problem, f"pass it as `--arg value {{{{{key}}}}}` and write $value in the filter"
-    if name == "ssh":
-        return f"{shown} is in the command `ssh` has the remote shell run in `run`", (
-            f"send it on ssh's standard input: printf '%s\\n' {{{{{key}}}}} | ssh HOST "
-            "'IFS= read -r VALUE; … \"$VALUE\"'"
-        )
     return problem, f"{env} and {use}"
 
 
@@ -737,7 +739,7 @@ _COMMAND_OPTIONS: dict[str, tuple[str, frozenset[str], str, frozenset[str]]] = {
 #: environment, so a value passed through `env` must be handed on (`docker exec -e VALUE …`).
 _CONTAINER_EXEC: dict[str, tuple[tuple[str, ...], frozenset[str], bool]] = {
     name: (
-        ("exec", "container exec", "compose exec"),
+        ("exec", "container exec", "compose exec", "run", "container run", "compose run"),
         frozenset(
             {"-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir", "--detach-keys", "--index"}
         ),
@@ -746,11 +748,33 @@ _CONTAINER_EXEC: dict[str, tuple[tuple[str, ...], frozenset[str], bool]] = {
     for name in ("docker", "podman", "nerdctl")
 }
 _CONTAINER_EXEC["docker-compose"] = _CONTAINER_EXEC["podman-compose"] = (
-    ("exec",),
+    ("exec", "run"),
     frozenset({"-e", "--env", "-u", "--user", "-w", "--workdir", "--index"}),
     True,
 )
-_CONTAINER_EXEC["kubectl"] = _CONTAINER_EXEC["oc"] = (("exec",), frozenset(), False)
+_CONTAINER_EXEC["kubectl"] = _CONTAINER_EXEC["oc"] = (("exec", "run", "debug"), frozenset(), False)
+#: `docker run`'s options that take no value (the others do: `-e A=1`, `--name x`, `-v a:b` …).
+_RUN_FLAGS = frozenset(
+    {
+        "--rm",
+        "--init",
+        "--privileged",
+        "--read-only",
+        "--detach",
+        "--interactive",
+        "--tty",
+        "--publish-all",
+        "--no-healthcheck",
+        "--oom-kill-disable",
+        "--quiet",
+        "--no-deps",
+        "--service-ports",
+        "--use-aliases",
+        "--build",
+        "--remove-orphans",
+        "--sig-proxy",
+    }
+)
 #: awk and sed run their program text: awk has system() and pipes to commands, GNU sed the `e`
 #: command and the `s///e` flag (and `w FILE` writes files). jq's filter is a program too (it can
 #: read the environment, `$ENV`, and any input).
@@ -775,6 +799,8 @@ def code_arguments(words: list[str]) -> list[tuple[int, int, str]]:
         i += 1
     if name == "eval":
         return [(i + 1, n, "eval")] if i + 1 < n else []
+    if name in (".", "source"):
+        return _one(_substituted_file(words[i + 1], i + 1, name)) if i + 1 < n else []
     if name in _SHELLS:
         return _one(_shell_script(words, i + 1, name))
     interpreter = _interpreter(name)
@@ -856,12 +882,13 @@ def _container_command(words: list[str], i: int, name: str) -> tuple[int, str] |
     rest = " ".join(words[i : i + 2])
     sub = next((s for s in subcommands if f"{rest} ".startswith(f"{s} ")), None)
     if sub is None and name in ("kubectl", "oc"):  # global options before it: `kubectl -n ns exec`
-        j = next((k for k in range(i, n) if words[k] == "exec"), None)
+        j = next((k for k in range(i, n) if words[k] in subcommands), None)
         if j is None:
             return None
-        i, sub = j, "exec"
+        i, sub = j, words[j]
     if sub is None:
         return None
+    runs_image = sub.endswith("run")  # `docker run [OPTIONS] IMAGE CMD …`: most options take a value
     i += len(sub.split())
     label = f"{name} {sub}"
     if not container_first:  # the command follows `--`
@@ -873,10 +900,16 @@ def _container_command(words: list[str], i: int, name: str) -> tuple[int, str] |
             i += 1
             continue
         if len(word) > 1 and word[0] == "-":
-            i += 2 if word in with_argument else 1
+            if runs_image:
+                flag = (
+                    word in _RUN_FLAGS or "=" in word or (word[1] != "-" and set(word[1:]) <= set("ditPqT"))
+                )
+                i += 1 if flag else 2
+            else:
+                i += 2 if word in with_argument else 1
             continue
         break
-    return (i + 1, label) if i + 1 < n else None  # past the container
+    return (i + 1, label) if i + 1 < n else None  # past the container (the image)
 
 
 def _one(found: tuple[int, int, str] | None) -> list[tuple[int, int, str]]:
@@ -912,6 +945,8 @@ def stdin_program(words: list[str]) -> str | None:
         return None
     name = words[i].rsplit("/", 1)[-1]
     rest = words[i + 1 :]
+    if name == "ssh":
+        return _ssh_stdin_program(words, i + 1)
     if name in _CONTAINER_EXEC:  # `… | docker exec -i CTR sh`: the shell in the container reads it
         inner = _container_command(words, i + 1, name)
         command = None if inner is None else stdin_program(words[inner[0] :])
@@ -1115,18 +1150,37 @@ _SSH_OPTION_ARGS = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
 def _ssh_command(words: list[str], i: int) -> list[tuple[int, int, str]]:
     """The words after ssh's destination: ssh joins them with spaces and the remote shell parses
     the line."""
+    i = _ssh_destination(words, i)
+    return [(i + 1, len(words), "ssh")] if i + 1 < len(words) else []
+
+
+def _ssh_destination(words: list[str], i: int) -> int:
+    """The index of ssh's destination (past its options)."""
     n = len(words)
     while i < n:
         word = words[i]
         if word == "--":
-            i += 1
-            break
+            return i + 1
         if len(word) > 1 and word[0] == "-":
             last = word[-1]
             i += 2 if last in _SSH_OPTION_ARGS and len(word) == 2 else 1
             continue
         break
-    return [(i + 1, n, "ssh")] if i + 1 < n else []
+    return i
+
+
+def _ssh_stdin_program(words: list[str], i: int) -> str | None:
+    """`ssh HOST` with no command (the remote login shell reads its commands from standard input), or
+    whose remote command line has a shell or an interpreter read its program there (`ssh HOST bash
+    -s`)."""
+    i = _ssh_destination(words, i)
+    if i + 1 >= len(words):
+        return "ssh" if i < len(words) else None
+    for remote, given in _Words(" ".join(words[i + 1 :])).commands():
+        command = None if given else stdin_program([w for w, _, _ in remote])
+        if command is not None:
+            return f"ssh … {command}"
+    return None
 
 
 def _watch_command(words: list[str], i: int) -> list[tuple[int, int, str]]:
@@ -1210,7 +1264,7 @@ def _program_text(
                     break
             i += 1
             continue
-        return None  # a program file: its arguments are data
+        return _substituted_file(word, i, name)  # a program file: its arguments are data
     return None
 
 
@@ -1230,8 +1284,16 @@ def _shell_script(words: list[str], i: int, name: str) -> tuple[int, int, str] |
                 return (i + 1, i + 2, f"{name} -c") if i + 1 < len(words) else None
             i += 1
             continue
-        return None  # a script file (its arguments are data), or `--`
+        if word == "--" and i + 1 < len(words):
+            i += 1
+        return _substituted_file(words[i], i, name)  # a script file (its arguments are data)
     return None
+
+
+def _substituted_file(word: str, i: int, name: str) -> tuple[int, int, str] | None:
+    """A program file that is a process substitution (`bash <(…)`, `. <(…)`): what the commands
+    in it write is the program."""
+    return (i, i + 1, f"{name} <(…)") if word.startswith("<(") else None
 
 
 def _code_word_spans(commands: list[_Command]) -> list[_Span]:
@@ -1347,6 +1409,11 @@ class _Words:
                 if delimiter:
                     heredocs.append((delimiter, stdin))
                 continue
+            if c in "<>" and text.startswith("(", i + 1):  # a process substitution: a word
+                start = i
+                i, word = self.word(i, stop)
+                words.append((word, start, i))
+                continue
             if c in "<>":  # a redirection: its target is no word of the command
                 here_string = text.startswith("<<<", i)
                 while i < stop and text[i] in "<>&|":
@@ -1386,7 +1453,7 @@ class _Words:
         out: list[str] = []
         while i < stop:
             c = text[i]
-            if c in " \t\n;&|()<>":
+            if c in " \t\n;&|()<>" and not (c in "<>" and not out and text.startswith("(", i + 1)):
                 break
             if c == "\\":
                 out.append(text[i + 1 : i + 2])
@@ -1404,6 +1471,11 @@ class _Words:
                 end = text.find("`", i + 1, stop)
                 end = stop if end < 0 else end
                 self.split(i + 1, end)
+                out.append(text[i : end + 1])
+                i = end + 1
+            elif text.startswith(("<(", ">("), i) and not out:
+                end = self.closing(i + 2, stop, "(")
+                self.split(i + 2, end)
                 out.append(text[i : end + 1])
                 i = end + 1
             elif text.startswith("$(", i) or text.startswith("${", i):

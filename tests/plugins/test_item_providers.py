@@ -116,6 +116,11 @@ def test_every_duplicated_id_is_named_with_the_lines_of_its_entries(tmp_path: Pa
         "items.yaml:4: duplicate item ids 'a' (items.yaml:1, items.yaml:4, items.yaml:6), "
         "'b' (items.yaml:2, items.yaml:5)"
     )
+    (tmp_path / "items.json").write_text('[{"id": "a"}, {"id": "b"}, {"id": "a"}]')
+    assert (
+        provider.validate_scope({"file": "items.json"})
+        == "items.json:1: duplicate item id 'a' (item 1, item 3)"
+    )
     assert provider.validate_scope({"items": "x,y,x,z,y"}) == (
         "duplicate item ids in scope items: 'x' (item 1, item 3), 'y' (item 2, item 5)"
     )

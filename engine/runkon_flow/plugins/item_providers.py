@@ -298,10 +298,13 @@ def _declared_from_entries(
 
 def _duplicates(repeats: Mapping[str, list[int]], at: Callable[[int], str]) -> str:
     """`'a' (items.yaml:1, items.yaml:4), 'b' (…)`: each duplicated id (the first ten) and where
-    its entries are (`at`; the first five of each)."""
+    its entries are (`at`; the first five of each; their positions when they share a line)."""
     shown = []
     for item_id, indexes in list(repeats.items())[:10]:
-        places = ", ".join(at(index) for index in indexes[:5])
+        located = [at(index) for index in indexes[:5]]
+        if len(set(located)) < len(located):  # a JSON file on one line
+            located = [f"item {index + 1}" for index in indexes[:5]]
+        places = ", ".join(located)
         if len(indexes) > 5:
             places += f", … ({len(indexes)} in all)"
         shown.append(f"'{item_id}' ({places})")

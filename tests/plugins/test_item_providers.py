@@ -394,16 +394,18 @@ def test_an_over_long_item_id_is_refused_where_it_was_written_without_repeating_
     assert str(info.value) == f"item command output: item 1: {too_long} (it starts {start})"
 
 
-def test_an_item_field_or_ref_too_big_for_a_command_is_refused_at_its_line(tmp_path: Path) -> None:
-    """The same cap and words as the engine's check (`oversized_value`), with the file's line."""
+def test_an_item_ref_too_big_for_a_command_is_refused_at_its_line_a_big_field_not(tmp_path: Path) -> None:
+    """The same cap and words as the engine's check (`oversized_ref`), with the file's line."""
     from runkon_flow.process import TOO_BIG
 
     big = "é" * 70_000  # 140,000 bytes of UTF-8: the cap counts bytes, as the kernel does
-    (tmp_path / "items.yaml").write_text(f"- id: a\n- id: b\n  team: web\n  body: {big}\n")
+    (tmp_path / "items.yaml").write_text(f"- id: a\n- id: b\n  team: web\n  ref: {big}\n")
     error = StaticProvider(tmp_path).validate_scope({"file": "items.yaml"})
-    assert error == f"items.yaml:4: item 2 ('b'): its field 'body' is 140,000 bytes, {TOO_BIG}"
+    assert error == f"items.yaml:4: item 2 ('b'): its ref is 140,000 bytes, {TOO_BIG}"
     (tmp_path / "items.json").write_text(json.dumps([{"id": "a", "ref": "x" * 200_000}]))
     error = StaticProvider(tmp_path).validate_scope({"file": "items.json"})
     assert error == f"items.json:1: item 1 ('a'): its ref is 200,000 bytes, {TOO_BIG}"
-    (tmp_path / "items.yaml").write_text(f"- id: a\n  body: {'é' * 60_000}\n")  # 120,000 bytes: fits
+    (tmp_path / "items.yaml").write_text(f"- id: a\n  ref: {'é' * 60_000}\n")  # 120,000 bytes: fits
+    assert StaticProvider(tmp_path).validate_scope({"file": "items.yaml"}) is None
+    (tmp_path / "items.yaml").write_text(f"- id: a\n  body: {big}\n")  # a field: a prompt's document
     assert StaticProvider(tmp_path).validate_scope({"file": "items.yaml"}) is None

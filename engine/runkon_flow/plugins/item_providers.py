@@ -35,7 +35,7 @@ from runkon_flow.plugins.protocols import (
     ProviderInfo,
     RunContext,
     overlong_id,
-    oversized_value,
+    oversized_ref,
 )
 from runkon_flow.process import run_process
 
@@ -266,9 +266,8 @@ def _declared_from_entries(
             ref, context, blockers = item_id, {}, []
         if too_long := overlong_id(item_id):
             raise ItemProviderError(f"{where(index, 'id')}item {index + 1}: {too_long}")
-        if too_big := oversized_value(ref, context):
-            key, why = too_big
-            raise ItemProviderError(f"{where(index, key)}item {index + 1} ('{item_id}'): {why}")
+        if too_big := oversized_ref(ref):
+            raise ItemProviderError(f"{where(index, 'ref')}item {index + 1} ('{item_id}'): {too_big}")
         if item_id in seen:
             repeats.setdefault(item_id, [seen[item_id]]).append(index)
             continue

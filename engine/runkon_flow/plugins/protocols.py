@@ -156,23 +156,20 @@ def overlong_id(item_id: str) -> str | None:
     )
 
 
-def oversized_value(item_ref: str, context: Mapping[str, str] | None) -> tuple[str, str] | None:
-    """Why an item is refused for its ref or a field of its context (`{{item.<field>}}`): the first
-    one over `MAX_ARG_BYTES`, the most a value may hold and still reach a command, as `("body", "its
-    field 'body' is 300,000 bytes, more than a command can receive (…) — pass a large value in a
-    file …")` (`"ref"` for the ref) — or None. Such a value could reach no script and no command's
-    argument, and every item's fields are held, stored and shown with its row. The engine's check
-    and the providers' say it alike."""
-    for key, value, what in (
-        ("ref", item_ref, "ref"),
-        *((str(k), v, f"field '{k}'") for k, v in (context or {}).items()),
-    ):
-        if len(value) * 4 <= MAX_ARG_BYTES:  # at most 4 bytes a character: no need to count them
-            continue
-        size = len(value.encode("utf-8", "surrogatepass"))
-        if size > MAX_ARG_BYTES:
-            return key, f"its {what} is {size:,} bytes, {TOO_BIG}"
-    return None
+def oversized_ref(item_ref: str) -> str | None:
+    """Why an item is refused for its ref — over `MAX_ARG_BYTES`, the most a value may hold and
+    still reach a command: `its ref is 300,000 bytes, more than a command can receive (…) — pass a
+    large value in a file …` — or None. A ref names where an item comes from; it is shown in every
+    list and message about the item (a 300 KB ref made 600 KB step errors) and can reach no command.
+    The engine's check and the providers' say it alike.
+
+    An item's fields are not capped (decision, docs/item-providers.md): a field may be a document
+    for an agent's prompt, which goes on stdin; a field too big for the command or `env` entry a
+    step puts it in fails that step, naming the value and the item."""
+    if len(item_ref) * 4 <= MAX_ARG_BYTES:  # at most 4 bytes a character: no need to count them
+        return None
+    size = len(item_ref.encode("utf-8", "surrogatepass"))
+    return f"its ref is {size:,} bytes, {TOO_BIG}" if size > MAX_ARG_BYTES else None
 
 
 @dataclass

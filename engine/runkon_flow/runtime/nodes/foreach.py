@@ -50,7 +50,7 @@ from runkon_flow.persistence.models import (
     StepStatus,
     StepUpdate,
 )
-from runkon_flow.plugins.protocols import ITEM_ID_INPUT, ProviderInfo, overlong_id, oversized_value
+from runkon_flow.plugins.protocols import ITEM_ID_INPUT, ProviderInfo, overlong_id, oversized_ref
 from runkon_flow.runtime.lease import abort, hold_lease
 from runkon_flow.runtime.report_gate import commit_and_deliver
 from runkon_flow.runtime.resume import restore_step
@@ -283,8 +283,8 @@ class _FanOut:
             if k not in merged:
                 ref = str(item.item_ref or "")
                 context = {str(a): str(b) for a, b in item.context.items()} if item.context else _NO_CONTEXT
-                if too_big := oversized_value(ref, context):
-                    self._fail_setup(_item_problem(node, number, item, too_big[1]))
+                if too_big := oversized_ref(ref):
+                    self._fail_setup(_item_problem(node, number, item, too_big))
                 merged[k] = (str(item.item_type), item.item_id, ref, context, None)
         entries = list(merged.values())
         for index, (item_type, item_id, item_ref, context, prior) in enumerate(entries):
@@ -986,7 +986,7 @@ def _long_id(node: ForEachNode, number: int, item: Any, why: str) -> str:
 
 def _item_problem(node: ForEachNode, number: int, item: Any, why: str) -> str:
     """Why item `number` (1-based, in the provider's order), whose id is fine, is refused (`why`,
-    `oversized_value`): named by its id."""
+    `oversized_ref`): named by its id."""
     return f"foreach '{node.name}': item {number} ('{item.item_id}') from item provider '{node.over}': {why}"
 
 

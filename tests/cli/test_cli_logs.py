@@ -488,3 +488,79 @@ def test_logs_and_grep_read_each_steps_lines_from_the_store_as_they_print_them(
         for name in "abc"
     )
     assert err == "6 matching lines in 3 of 3 steps and items\n"
+
+
+def _side_by_side_run(path: Path, items: int, per_row: int) -> tuple[str, int]:
+    """A finished fan-out of `items` items, built through the store API, whose output lines sit in
+    the stored rows in the opposite order to the items' (`per_row` items' lines a row, the last
+    items' first): items that ran side by side finish, and store their lines, in any order."""
+    import json
+
+    from runkon_flow.event_log import line_of, pack_lines
+    from runkon_flow.persistence.models import (
+        FanOutItemStatus,
+        FanOutItemUpdate,
+        NewRun,
+        NewStep,
+        RunStatus,
+        StepUpdate,
+    )
+
+    with SqliteStore(path) as store:
+        run = store.create_run(NewRun(workflow_name="fan")).id
+        fan = store.insert_step(NewStep(run, "foreach:each", role="foreach", retry_count=0, position=0))
+        rows = store.insert_fan_out_items(fan, [("item", f"i{n:03}", "", {}) for n in range(items)])
+        lines: dict[int, list[str]] = {}
+        updates = []
+        for n, row in enumerate(rows):
+            child = store.create_run(NewRun(workflow_name="one", parent_workflow_run_id=run)).id
+            step = store.insert_step(NewStep(child, "say", retry_count=0, position=0))
+            store.update_step(step, StepUpdate.completed(0, result_text="done"))
+            store.update_run_status(child, RunStatus.COMPLETED, None, None)
+            said = (
+                {"step_id": step, "step_name": "say", "line": f"{word} i{n:03}"} for word in ("hello", "bye")
+            )
+            lines[n] = [line_of(1.0, child, "StepOutput", json.dumps(payload)) for payload in said]
+            updates.append((row, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, child)))
+        store.batch_update_fan_out_items(updates)
+        for first in reversed(range(0, items, per_row)):
+            batch = [line for n in range(first, min(first + per_row, items)) for line in lines[n]]
+            store.append_events(run, pack_lines(batch))
+        store.update_run_status(run, RunStatus.COMPLETED, None, None)
+        return run, len(store.read_events(run))
+
+
+def test_logs_of_a_big_fan_out_reads_each_stored_row_once_as_it_prints(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A streamed `logs` (output past `STREAM_ABOVE`) reads a source's rows again as it prints
+    it. Items that ran side by side store their lines in an order other than the items', and the
+    reader read on from each row it missed: a row per item or so, most of them not the ones
+    needed next (a 2,000-item run: 193 reads of 1,911 rows for a stream of 589). Told the order
+    it prints in, it reads the rows the next items need a set at a time, each once — and prints
+    the same bytes."""
+    from runkon_flow.observe import outputs
+
+    run_id, stored_rows = _side_by_side_run(home / "runs.db", items=120, per_row=3)
+    assert stored_rows == 40
+    code, whole, _ = cli(capsys, "logs", run_id)  # under STREAM_ABOVE: the lines read once, kept
+    assert code == 0 and whole.count("==> each[") == 120
+    assert whole.index("hello i000") < whole.index("hello i001") < whole.index("hello i119")
+
+    reads: list[int] = []
+    for name in ("read_events", "read_events_at"):
+        read = getattr(SqliteStore, name)
+
+        def counted(self: SqliteStore, *args: object, _read=read, **kwargs: object) -> list:
+            rows = _read(self, *args, **kwargs)
+            reads.append(len(rows))
+            return rows
+
+        monkeypatch.setattr(SqliteStore, name, counted)
+    monkeypatch.setattr(outputs, "STREAM_ABOVE", 100)
+    assert cli(capsys, "logs", run_id) == (0, whole, "")
+    walk = -(-stored_rows // 10) + 1  # the structure: the stream in reads of READ_ROWS, and the empty end
+    printing = reads[walk:]
+    assert sum(reads[:walk]) == stored_rows
+    assert sum(printing) == stored_rows  # every row read once more, to print its lines
+    assert len(printing) == stored_rows // outputs._KEEP_ROWS  # a set of _KEEP_ROWS rows a read

@@ -1466,6 +1466,18 @@ def test_reading_events_after_a_seq_returns_only_newer_ones_up_to_the_limit(stor
     assert store.read_events("no-such-run") == []
 
 
+def test_reading_events_at_seqs_returns_those_rows_oldest_first(store) -> None:
+    """A reader that knows which rows it needs next (`logs` of a big run) reads them in one call,
+    in any order asked, each once; a seq the stream does not hold is left out."""
+    run_id = new_run(store)
+    store.append_events(run_id, events(*[f"Kind{n}" for n in range(1, 8)]))
+    got = store.read_events_at(run_id, [6, 2, 6, 4, 99])
+    assert [(e.seq, e.kind) for e in got] == [(2, "Kind2"), (4, "Kind4"), (6, "Kind6")]
+    assert got == [e for e in store.read_events(run_id) if e.seq in (2, 4, 6)]
+    assert store.read_events_at(run_id, []) == []
+    assert store.read_events_at("no-such-run", [1]) == []
+
+
 def test_the_last_event_seq_is_where_a_reader_of_only_what_comes_next_starts(store) -> None:
     run_id = new_run(store)
     assert store.last_event_seq(run_id) == 0 == store.last_event_seq("no-such-run")

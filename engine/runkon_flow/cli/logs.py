@@ -28,7 +28,7 @@ from runkon_flow.cli.report import display_status
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.event_log import CUT_NOTE
 from runkon_flow.humanize import display_line, display_lines
-from runkon_flow.observe.outputs import OutputSource, OutputTree, read_outputs
+from runkon_flow.observe.outputs import OutputSource, OutputTree, plan_reads, read_outputs
 from runkon_flow.observe.search import Hit, compile_pattern, searched_text, source_hits
 from runkon_flow.persistence import WorkflowRun
 
@@ -137,6 +137,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         if not sources:
             print_err(f"run {run.id} has no steps yet ({display_status(run)})")
         guard = StdoutGuard()  # `logs … | head`
+        plan_reads(sources)  # the rows their lines are in, read a set at a time
         for source in sources:
             if guard.closed:
                 break
@@ -188,6 +189,7 @@ def cmd_grep(args: argparse.Namespace) -> int:
         tree = read_outputs(store, run, stream=True)  # lines read as they are searched: flat memory
         _notes(run, tree)
         sources = _narrowed(tree, args.target)  # an unknown STEP|ITEM is a usage error, not "no match"
+        plan_reads(sources)
         for source in sources:
             found = source_hits(regex, source)
             first = next(found, None)

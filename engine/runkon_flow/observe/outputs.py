@@ -25,8 +25,9 @@ their order, are the same as a tree read whole.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from runkon_flow.event_log import READ_ROWS, envelope_of, is_cut_note, top_level_run, unpack
@@ -48,6 +49,7 @@ __all__ = [
     "OutputLine",
     "OutputSource",
     "OutputTree",
+    "plan_reads",
     "read_outputs",
     "walk_outputs",
 ]
@@ -224,28 +226,34 @@ _KEEP_ROWS = 2 * READ_ROWS
 
 class _RowLines:
     """A streamed tree's reader of stored rows: the output lines of one step row that one stored
-    row holds. The last `_KEEP_ROWS` rows read are kept unpacked (not decoded): a step's lines are in
-    consecutive rows, and a fan-out's items — listed in their order — ran side by side, so their
-    rows are read once, or nearly (items that each printed megabytes side by side: again for each
-    item); of a kept row, only the events naming the step are decoded."""
+    row holds. At most `_KEEP_ROWS` rows are kept unpacked (not decoded), and of a kept row only
+    the events naming the step are decoded.
+
+    Told the order its rows will be read in (`plan_reads`: `logs` and `grep` print their sources
+    in an order known before the first line), a reader that misses a row reads it and the next
+    rows the plan needs — up to `_KEEP_ROWS` in all, those kept already not again — in one store
+    call (`read_events_at`), and keeps exactly those. A fan-out's items ran side by side, so their
+    lines share rows in an order other than the items': reading on from the missed row (all a
+    reader without a plan can do) read rows no item named next and dropped rows it did (2,000
+    items: 193 reads of 1,911 rows for a stream of 589)."""
 
     def __init__(self, store: WorkflowPersistence, stream_id: str) -> None:
         self._store = store
         self._stream_id = stream_id
         self._keep = _KEEP_ROWS
         self._rows: OrderedDict[int, list[StoredEvent]] = OrderedDict()
+        self._plan: list[int] = []  # the rows' seqs in the order they will be read
+        self._at = 0  # where in the plan the reading is
+
+    def plan(self, seqs: Iterable[int]) -> None:
+        self._plan = [seq for seq, _ in itertools.groupby(seqs)]
+        self._at = 0
 
     def lines(self, seq: int, step_id: str) -> Iterator[OutputLine]:
+        planned = self._follow(seq)
         events = self._rows.get(seq)
         if events is None:
-            read = {
-                row.seq: [e for e in unpack(row) if e.kind == "StepOutput"]
-                for row in self._store.read_events(self._stream_id, seq - 1, READ_ROWS)
-            }
-            events = read.get(seq, [])
-            self._rows.update(read)
-            while len(self._rows) > self._keep:
-                self._rows.popitem(last=False)
+            events = self._read_planned(seq) if planned else self._read_on(seq)
         else:
             self._rows.move_to_end(seq)
         named = f'"{step_id}"'  # in the payload of each of its events: no need to decode the others
@@ -255,6 +263,42 @@ class _RowLines:
             data = envelope_of(row)
             if data is not None and data.event.step_id == step_id:  # type: ignore[union-attr]
                 yield OutputLine(data.event.stream, data.event.line)  # type: ignore[union-attr]
+
+    def _follow(self, seq: int) -> bool:
+        """Move the plan's place on to `seq`; whether the plan has it there (or further on)."""
+        plan, at = self._plan, self._at
+        if at < len(plan) and plan[at] == seq:
+            return True
+        try:
+            self._at = plan.index(seq, at + 1 if at < len(plan) else at)
+        except ValueError:
+            return False
+        return True
+
+    def _read_planned(self, seq: int) -> list[StoredEvent]:
+        wanted: dict[int, None] = {}
+        for next_seq in itertools.islice(self._plan, self._at, None):
+            wanted.setdefault(next_seq, None)
+            if len(wanted) == self._keep:
+                break
+        kept = self._rows
+        missing = [s for s in wanted if s not in kept]
+        read = self._unpacked(self._store.read_events_at(self._stream_id, missing))
+        self._rows = OrderedDict((s, kept[s] if s in kept else read.get(s, [])) for s in wanted)
+        return self._rows[seq]
+
+    def _read_on(self, seq: int) -> list[StoredEvent]:
+        """Without a plan: `seq`'s row and the rows after it (a step's lines are in consecutive
+        rows); the oldest kept rows make room."""
+        read = self._unpacked(self._store.read_events(self._stream_id, seq - 1, READ_ROWS))
+        self._rows.update(read)
+        while len(self._rows) > self._keep:
+            self._rows.popitem(last=False)
+        return read.get(seq, [])
+
+    @staticmethod
+    def _unpacked(rows: list[StoredEvent]) -> dict[int, list[StoredEvent]]:
+        return {row.seq: [e for e in unpack(row) if e.kind == "StepOutput"] for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,6 +497,19 @@ class _Walker:
 
 def _item_failed(item: FanOutItemRow) -> bool:
     return FanOutItemStatus(item.status) is FanOutItemStatus.FAILED
+
+
+def plan_reads(sources: Iterable[OutputSource]) -> None:
+    """Tell a streamed tree's reader that `sources`' lines will be read in this order (each
+    source's `each_line()` in turn), so it reads the rows they need a set at a time, each once or
+    nearly (`_RowLines`). Sources read in another order still read right, only with more reads."""
+    readers: dict[int, tuple[_RowLines, list[int]]] = {}
+    for source in sources:
+        if source.stored is not None:
+            reader = source.stored.reader
+            readers.setdefault(id(reader), (reader, []))[1].extend(source.stored.seqs)
+    for reader, seqs in readers.values():
+        reader.plan(seqs)
 
 
 def walk_outputs(

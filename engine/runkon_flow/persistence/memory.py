@@ -601,6 +601,16 @@ class InMemoryStore:
             end = len(stream) if limit is None else start + max(limit, 0)
             return stream[start:end]
 
+    def read_events_at(self, run_id: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        with self._guard(run_id):
+            stream = self._events.get(run_id, [])
+            out = []
+            for seq in sorted(set(seqs)):
+                at = bisect.bisect_left(stream, seq, key=lambda e: e.seq)
+                if at < len(stream) and stream[at].seq == seq:
+                    out.append(stream[at])
+            return out
+
     def last_event_seq(self, run_id: str) -> int:
         with self._guard(run_id):
             stream = self._events.get(run_id)

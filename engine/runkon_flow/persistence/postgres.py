@@ -1735,6 +1735,16 @@ class PostgresStore(Leadership):
             return [StoredEvent(*row) for row in cur.execute(sql, params).fetchall()]
 
     @_reading
+    def read_events_at(self, run_id: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return []
+        where = "run_id = %s AND seq = ANY(%s)"
+        sql = f"SELECT {EVENT_COLUMNS} FROM workflow_run_events WHERE {where} ORDER BY seq"
+        with self._conn() as cur:
+            return [StoredEvent(*row) for row in cur.execute(sql, (run_id, wanted)).fetchall()]
+
+    @_reading
     def last_event_seq(self, run_id: str) -> int:
         sql = "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = %s"
         with self._conn() as cur:

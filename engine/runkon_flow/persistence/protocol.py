@@ -227,6 +227,12 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         """The stream's events with `seq > after_seq`, oldest first, at most `limit` of them."""
         ...
 
+    def read_events_at(self, run_id: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        """The stream's rows whose `seq` is one of `seqs`, oldest first (a seq the stream does not
+        hold is left out), in one read: a reader that knows which rows it needs next (`logs` of a
+        big run, `observe.outputs`) reads them together, not a run of rows from each one."""
+        ...
+
     def last_event_seq(self, run_id: str) -> int:
         """The `seq` of the stream's last event (0: none, or no such run): where a reader that
         wants only what comes next starts (the dashboard following a run it just resumed)."""

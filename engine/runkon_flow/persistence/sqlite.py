@@ -1479,6 +1479,17 @@ class SqliteStore(Leadership):
             return [StoredEvent(*row) for row in conn.execute(sql, params).fetchall()]
 
     @_translated
+    def read_events_at(self, run_id: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        where = f"run_id = ? AND seq IN ({marks})"
+        sql = f"SELECT {EVENT_COLUMNS} FROM workflow_run_events WHERE {where} ORDER BY seq"
+        with self._conn() as conn:
+            return [StoredEvent(*row) for row in conn.execute(sql, (run_id, *wanted)).fetchall()]
+
+    @_translated
     def last_event_seq(self, run_id: str) -> int:
         sql = "SELECT COALESCE(MAX(seq), 0) FROM workflow_run_events WHERE run_id = ?"
         with self._conn() as conn:

@@ -10,10 +10,11 @@ a name, rows go in position order to the nodes in tree order. Pure: no Textual.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from runkon_flow.dsl.ast import WorkflowDef
-from runkon_flow.event_log import read_envelopes
+from runkon_flow.event_log import each_envelope
 from runkon_flow.observe.loader import load_run, parse_time, settle_decided_gates, settle_interrupted
 from runkon_flow.observe.loader import load_run_state as _load_run_state
 from runkon_flow.persistence.models import WorkflowRun, WorkflowRunStep
@@ -124,15 +125,18 @@ def past_run_view(
     store: WorkflowPersistence, run_id: str, resolve: Resolver | None = None, clock: Clock | None = None
 ) -> RunView:
     """A read-only view of a stored run: from its stored events when it has them — the engine,
-    output and error logs exactly as they were shown live — else from its rows."""
+    output and error logs exactly as they were shown live — else from its rows. The events are
+    read and folded a page (`READ_ROWS` stored rows) at a time, so a big run's stream is never in
+    memory whole."""
     run = store.get_run(run_id)
     if run is None:
         raise LookupError(f"no run {run_id}")
-    envelopes = (
-        read_envelopes(store, run_id)[0] if not (run.parent_run_id or run.parent_workflow_run_id) else []
-    )
-    if not envelopes:
+    top_level = not (run.parent_run_id or run.parent_workflow_run_id)
+    pages = each_envelope(store, run_id) if top_level else iter(())
+    first = next(pages, None)
+    if first is None:
         return view_from_store(store, run_id, resolve, clock)
+    envelopes = itertools.chain((first,), pages)
     view = RunView.from_events(envelopes, clock) if clock is not None else RunView.from_events(envelopes)
     view.definition = definition_of(store, run, resolve)
     view.read_only = True

@@ -1021,13 +1021,30 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
                 self._select_workflow(view.workflow_name)
             screen.refresh_view(Changes(header=True, structure=True, gates=True), self.clock())
 
-    def load_child_run(self, run_id: str) -> RunState | None:
-        """A child run missing from the live view (evicted, or a past run): read it from the store."""
-        try:
-            return self.session.load_child_run(run_id)
-        except Exception as exc:
-            self.notify(f"cannot read child run {run_id}: {exc}", severity="error")
-            return None
+    def open_child_run(self, run_id: str, then: Callable[[RunState | None], object]) -> None:
+        """A child run missing from the live view (evicted, or a past run): read it from the store
+        on a worker (a slow or unreachable store never freezes the screen), then — on the UI
+        thread — put it into the view and call `then` with it (None: no such run, or the read
+        failed, which is told). Only the view the read began on takes it."""
+        session = self.session
+        view = session.view
+
+        def read() -> None:
+            try:
+                found, error = session.read_child_run(run_id), None
+            except Exception as exc:
+                found, error = None, exc
+            self.call_from_thread(done, found, error)
+
+        def done(found: RunView | None, error: Exception | None) -> None:
+            if error is not None:
+                self.notify(f"cannot read child run {run_id}: {error}", severity="error")
+            if session.view is not view:
+                return  # another run is on screen by now
+            then(session.adopt_child_run(found, run_id) if found is not None else None)
+
+        name = f"read child run {run_id}"
+        self.run_worker(read, thread=True, group="child-run", name=name, exit_on_error=False)
 
     # ------------------------------------------------------------------ hot reload
 

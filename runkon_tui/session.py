@@ -482,12 +482,28 @@ class RunSession:
         severity = "error" if bad else "warning" if gate else "information"
         return Notice("\n".join(news), severity, title="Runs started here", timeout=10)
 
-    def load_child_run(self, run_id: str) -> RunState | None:
-        """A child run missing from the view (evicted, or a past run): read it from the store."""
+    def read_child_run(self, run_id: str) -> RunView | None:
+        """A child run missing from the view (evicted, or a past run), read from the store into a
+        model of its own (its `call workflow` children with it) — on a worker: it reads the store,
+        and never touches the view on screen (`adopt_child_run` puts it there, on the UI thread).
+        None: no such run."""
         run = self.store.get_run(run_id)
         if run is None:
             return None
-        return load_run_state(self.store, run, self.view, self.catalog.definition)
+        read = RunView(self.view.clock)
+        load_run_state(self.store, run, read, self.catalog.definition)
+        return read
+
+    def adopt_child_run(self, read: RunView, run_id: str) -> RunState | None:
+        """`read_child_run`'s runs and waiting gates into the view on screen (the UI thread); a run
+        the view came to hold meanwhile (its events arrived) is kept as the view has it."""
+        view = self.view
+        for key, state in read.runs.items():
+            if view.run(key) is None:
+                view.runs[key] = state
+        for key, gate in read.gates.items():
+            view.gates.setdefault(key, gate)
+        return view.run(run_id)
 
     # ------------------------------------------------------------------ which definition the tree shows
 

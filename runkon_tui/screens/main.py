@@ -675,16 +675,36 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         item_id = event.fan.ids[event.index]
         child_id = event.fan.child_runs.get(event.index)
         run = self.rapp.view.run(child_id) if child_id else None
-        if run is None and child_id:  # an older child that ended well is not kept live: the store has it
-            run = self.rapp.load_child_run(child_id)
         self.item_detail.show(self.rapp.view, event.fan, event.index, self.rapp.clock())
-        lines = child_output_lines(run) if run is not None else [f"{item_id}: not started"]
+        if run is None and child_id:
+            # An older child that ended well is not kept live: the store has it, read on a worker.
+            reading = self._show_item_output(item_id, None, child_id)
+
+            def opened(found: RunState | None) -> None:
+                if self._child_source is not None and self._child_source[1] is reading:  # still shown
+                    self._show_item_output(item_id, found)
+
+            self.rapp.open_child_run(child_id, opened)
+            return
+        self._show_item_output(item_id, run)
+
+    def _show_item_output(self, item_id: str, run: RunState | None, reading: str | None = None) -> TextSource:
+        """A fan-out item's child run in the output log; `reading`: its run id, while it is read
+        from the store."""
+        if run is not None:
+            lines = child_output_lines(run)
+        elif reading:
+            lines = [f"{item_id}: reading run {reading} from the store…"]
+        else:
+            lines = [f"{item_id}: not started"]
         source = TextSource(lines, "info")
-        self._child_source = (run.run_id, source) if run is not None else None
+        shown_run = run.run_id if run is not None else reading
+        self._child_source = (shown_run, source) if shown_run is not None else None
         self._output_spec = self._output_step = None
         self._following = False
         self.log_pane.set_output(source, f"item {item_id}")
         self.log_pane.mode = "output"
+        return source
 
     # ------------------------------------------------------------------ actions
 

@@ -124,8 +124,10 @@ def view_from_store(
 def past_run_view(
     store: WorkflowPersistence, run_id: str, resolve: Resolver | None = None, clock: Clock | None = None
 ) -> RunView:
-    """A read-only view of a stored run: from its stored events when it has them — the engine,
-    output and error logs exactly as they were shown live — else from its rows. The events are
+    """A read-only view of a stored run: from its stored events when they tell its story — the
+    engine, output and error logs exactly as they were shown live — else from its rows (a run
+    from before the event log, or one whose stream never says it started: written through the
+    store API by a test or a tool, or by an older runkon; the engine log says so). The events are
     read and folded a page (`READ_ROWS` stored rows) at a time, so a big run's stream is never in
     memory whole."""
     run = store.get_run(run_id)
@@ -138,6 +140,10 @@ def past_run_view(
         return view_from_store(store, run_id, resolve, clock)
     envelopes = itertools.chain((first,), pages)
     view = RunView.from_events(envelopes, clock) if clock is not None else RunView.from_events(envelopes)
+    if view.root_run_id != run.id:  # the stream holds no start of this run: nothing to draw it on
+        view = view_from_store(store, run_id, resolve, clock)
+        view.note(f"run {run_id}: its stored events do not include its start, so it is drawn from its rows")
+        return view
     view.definition = definition_of(store, run, resolve)
     view.read_only = True
     settle_decided_gates(view, store)

@@ -579,10 +579,17 @@ class RunSession:
 
     def run_entry(self, name: str) -> WorkflowEntry | None:
         """An entry for the shown run's workflow when the watched folders do not hold it (a run
-        started elsewhere, opened from history): its tree comes from the run's stored definition."""
-        definition = self.shown_run_definition(name)
-        if definition is None or self.catalog.by_name(name) is not None:
+        started elsewhere, opened from history): its tree comes from the run's stored definition.
+        A run with none (its row holds no snapshot: written through the store API, or by an older
+        runkon) gets an entry without a definition, so the tree says so instead of showing
+        another workflow's."""
+        if self.catalog.by_name(name) is not None:
             return None
+        definition = self.shown_run_definition(name)
+        if definition is None:
+            view = self.view
+            shown = view.root is not None and view.workflow_name == name
+            return WorkflowEntry(f"run:{name}", name) if shown else None
         return WorkflowEntry(definition.source_path or f"run:{name}", name, definition)
 
     # ------------------------------------------------------------------ starting, resuming, retrying

@@ -374,7 +374,12 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if clash:
             notes.append(f"[$warning]⚠[/] {esc(clash)}")
         if entry is self.pinned:
-            notes.append("not in the watched folders: the definition stored with this run")
+            notes.append(
+                "not in the watched folders: the definition stored with this run"
+                if definition is not None
+                else "not in the watched folders, and no definition is stored with this run: its "
+                "steps cannot be drawn as a tree (the header, the logs and its fan-out show the run)"
+            )
         elif app.definition_changed_under_run(entry):
             notes.append(self._changed_on_disk())
         set_text(note, "\n".join(notes), wraps=True)  # what r resumes with comes a moment later
@@ -388,6 +393,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if definition is None:
             # A file that parses but lost its name to another file is not loaded: not a parse error.
             why = "another file's definition of the name is used" if clash else "this file does not parse yet"
+            if entry is self.pinned:
+                why = f"no definition of {entry.name} to draw"
             self.tree.load([], key, placeholder=why, workflow=entry.path)
         else:
             self.tree.load(build_tree(definition, app.catalog.definition), key, workflow=entry.path)

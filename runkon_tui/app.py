@@ -28,6 +28,7 @@ from runkon_flow.events import EngineEventData
 from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks.terminal import notify_setting_problem
 from runkon_flow.humanize import display_line, format_duration
+from runkon_flow.persistence.pg_connect import tell_outages
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -211,6 +212,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self._shown_workflow: str | None = None  # workflow of the run on screen (filters belong to it)
         self._start_theme = ""
         self._exiting = False
+        self._outage_news = contextlib.ExitStack()  # the store's outage news, while mounted
         self._terminal_gone = False  # the terminal hung up: leave with 129 whatever happens
         self.toasts = ToastHold()
         self._startup_problems_told = 0  # counted in the start-up toast's title, over all batches
@@ -290,6 +292,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
                 self._open_problem(("parse", entry.path), entry.error.render(), "error")
         for warning in self.catalog.warnings:
             self._open_problem(("warning", warning), warning, "warning")
+        # A run here whose store calls wait out a database outage: shown while they wait.
+        self._outage_news.enter_context(tell_outages(self.session.store_outage))
         self.set_interval(1 / self.tick_hz, self.drain, name="drain")
         self.set_interval(1.0, self._every_second, name="clock")
         if not self.is_headless:
@@ -1206,6 +1210,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self.exit(code, return_code=code)
 
     def on_unmount(self) -> None:
+        self._outage_news.close()
         self._exiting = True
         self.session.close()
         if self._watcher is not None:

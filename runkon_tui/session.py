@@ -1178,6 +1178,13 @@ class RunSession:
         its events, not polled: `poll_background`)."""
         return self.run_in_view or self.view.root_run_id
 
+    def store_outage(self, text: str, back: bool) -> None:
+        """A store call of this process waits out a run database outage, or the database is back
+        (`pg_connect.tell_outages`: on the thread whose call waits, so only posted from here) —
+        told as a followed run's outage is: a toast and the engine log, not the errors log."""
+        severity = "information" if back else "warning"
+        self.driver.post(Notice(text, severity, log_error=True, title="Run store"))
+
     def stop_following(self) -> None:
         if self.follower is not None:
             self.follower.stop()

@@ -7,8 +7,9 @@ psycopg (an optional extra).
 from __future__ import annotations
 
 import itertools
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -18,6 +19,12 @@ from runkon_flow.errors import PersistenceError
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 _readers_wait = [0]
+log = logging.getLogger(__name__)
+
+#: `listener(text, back)`: told when a store of this process starts waiting out an outage, and
+#: when the server is back (`tell_outages`).
+OutageListener = Callable[[str, bool], object]
+_outage_listeners: list[OutageListener] = []
 
 
 @contextmanager
@@ -36,6 +43,30 @@ def leave_outages_to_the_reader() -> Iterator[None]:
 def outages_left_to_the_reader() -> bool:
     """Inside `leave_outages_to_the_reader()`."""
     return _readers_wait[0] > 0
+
+
+@contextmanager
+def tell_outages(listener: OutageListener) -> Iterator[None]:
+    """While it lasts, `listener(text, False)` is told when a PostgreSQL store of this process
+    begins to wait out an outage (`RUNKON_PG_OUTAGE_S`), and `listener(text, True)` when the
+    server is back — the words the store's log has. An interface whose own runs' calls wait (the
+    dashboard running runs in its process) shows the outage so, instead of nothing until the run
+    fails. Called on the thread whose store call waits, with the store's connection held: the
+    listener must not use the store, only hand the news on (and not block)."""
+    _outage_listeners.append(listener)
+    try:
+        yield
+    finally:
+        _outage_listeners.remove(listener)
+
+
+def tell_outage(text: str, back: bool) -> None:
+    """The store's news of an outage to every `tell_outages` listener (one that raises is logged)."""
+    for listener in list(_outage_listeners):
+        try:
+            listener(text, back)
+        except Exception:
+            log.exception("an outage listener raised")
 
 
 def is_postgres_url(value: str | None) -> bool:

@@ -77,6 +77,7 @@ from runkon_flow.persistence.pg_connect import (
     error_line,
     open_connection,
     outages_left_to_the_reader,
+    tell_outage,
 )
 from runkon_flow.persistence.schema import (
     ABANDONED_DESCENDANTS,
@@ -519,13 +520,12 @@ class PostgresStore(Leadership):
             raise self._unavailable
         if self._outage_since is None:
             self._outage_since = now
-            log.warning(
-                "run database %s unreachable (%s); its calls wait and retry for up to %g s (%s)",
-                self.where,
-                error_line(exc),
-                self._outage_s,
-                OUTAGE_ENV,
+            text = (
+                f"run database {self.where} unreachable ({error_line(exc)}); its calls wait and "
+                f"retry for up to {self._outage_s:g} s ({OUTAGE_ENV})"
             )
+            log.warning("%s", text)
+            tell_outage(text, back=False)
         elif now - self._outage_since >= self._outage_s:
             raise self._gave_up(exc)
 
@@ -552,11 +552,10 @@ class PostgresStore(Leadership):
         self._db, self._cursor = db, db.cursor()
         self._unavailable = None
         if self._outage_since is not None:
-            log.warning(
-                "run database %s is back after %.1f s; carrying on",
-                self.where,
-                time.monotonic() - self._outage_since,
-            )
+            lasted = time.monotonic() - self._outage_since
+            text = f"run database {self.where} is back after {lasted:.1f} s; carrying on"
+            log.warning("%s", text)
+            tell_outage(text, back=True)
             self._outage_since = self._gave_up_told = None
 
     @contextmanager

@@ -318,19 +318,22 @@ def open_workspace(
 
 
 class StoreNote(str):
-    """A note for the header with a shorter form, said where the line has no room for the whole
-    (80 columns with a run on screen) — instead of cutting the words that matter."""
+    """A note for the header with shorter forms, longest first: the first that fits is said where
+    the line has no room for the whole (80 columns with a run on screen) — instead of cutting the
+    words that matter."""
 
-    short: str
+    shorter: tuple[str, ...]
 
-    def __new__(cls, text: str, short: str) -> StoreNote:
+    def __new__(cls, text: str, *shorter: str) -> StoreNote:
         note = super().__new__(cls, text)
-        note.short = short
+        note.shorter = shorter
         return note
 
 
-#: The header's note after an unusable --db: `⚠ not saved` where the whole does not fit.
-IN_MEMORY_NOTE = StoreNote("in-memory store: runs are not saved", "not saved")
+#: The header's note after an unusable --db: `⚠ runs not saved` where the whole does not fit (80
+#: columns with a run on screen), `⚠ not saved` where that does not either (a long workflow name,
+#: many item counts).
+IN_MEMORY_NOTE = StoreNote("in-memory store: runs are not saved", "runs not saved", "not saved")
 
 
 def _open_noting(db: Path | str | None) -> tuple[WorkflowPersistence, str | None, str | None]:

@@ -112,8 +112,10 @@ class RunHeader(Static):
             else:
                 parts = [p for p in parts if p[0] != level]
         over = cell_len(" · ".join(p[2] for p in parts)) - room
-        short = getattr(note, "short", None)
-        if note and short and over > 0:  # a note with a shorter form says that, not its cut middle
+        for short in getattr(note, "shorter", ()) if note else ():
+            if over <= 0:
+                break
+            # A note with shorter forms says the longest that fits, not its cut middle.
             shown = f"[$warning b]⚠ {esc(short)}[/]"
             parts = [(9, shown, f"⚠ {short}") if p[1] == warn else p for p in parts]
             note, warn = short, shown

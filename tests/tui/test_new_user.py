@@ -446,7 +446,8 @@ async def test_the_header_says_runs_are_kept_in_memory_after_an_unusable_db(tmp_
 
 async def test_at_80x24_an_unusable_db_says_runs_are_not_saved_and_why(tmp_path: Path) -> None:
     """The start-up toast led with the database's error and ran off its six lines before "runs are
-    kept in memory"; with a run on screen the header's note was cut to `⚠ in-mem… saved`."""
+    kept in memory"; with a run on screen the header's note was cut to `⚠ in-mem… saved`. It says
+    `⚠ runs not saved` where that fits, `⚠ not saved` only where the run's state needs the room."""
     from textual.widgets._toast import Toast
 
     from runkon_tui.host import open_workspace
@@ -467,7 +468,13 @@ async def test_at_80x24_an_unusable_db_says_runs_are_not_saved_and_why(tmp_path:
         # the whole reason is in the errors log, which the toast's title names
         assert opened.problems[0] in [line.text for line in app.problems.lines]
         assert "file is not a database" in opened.problems[0] and str(bad) in opened.problems[0]
-        feed(app, scenarios.foreach_mid_run().events)
+        events = scenarios.foreach_mid_run().events
+        started = next(n for n, data in enumerate(events) if data.event.type == "FanOutItemsCollected")
+        feed(app, events[: started + 1])  # the fan-out collected, no item started: room for the words
+        await pilot.pause()
+        header = screen_text(app)[0]
+        assert header.startswith(" ⚠ runs not saved · review-pr · ▶ running"), header
+        feed(app, events[started + 1 :])  # five kinds of item counts: the shortest form
         await pilot.pause()
         header = screen_text(app)[0]
         assert header.startswith(" ⚠ not saved · review-pr · ▶ running"), header

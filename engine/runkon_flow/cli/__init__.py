@@ -19,14 +19,22 @@ handler is printed as one line with exit 1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from runkon_flow import __version__
 from runkon_flow.cli import db, fmt, gates, gc, history, logs, replay, run, validate, watch
-from runkon_flow.cli.common import PROG, UsageError, as_named, print_line, read_source, render_diagnostic
+from runkon_flow.cli.common import (
+    PROG,
+    UsageError,
+    as_named,
+    print_line,
+    read_source,
+    reader_gone_error,
+    render_diagnostic,
+    silence,
+)
 from runkon_flow.errors import FlowError
 
 __all__ = [
@@ -88,17 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _silence_stdout() -> None:
-    """After the reader went away, point stdout at /dev/null so the interpreter's final flush
-    does not print a second BrokenPipeError."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
     """The parser of the (sub)command the arguments chose: `runs`' parser, `db upgrade`'s."""
     for action in parser._actions:  # argparse has no public way to walk its subcommands
@@ -151,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print_line(sys.stderr, f"{PROG}: interrupted")
         return 130
-    except BrokenPipeError:  # e.g. `runkon-flow validate dir | head -1`
-        _silence_stdout()
+    except OSError as exc:  # e.g. `runkon-flow validate dir | head -1`, or the terminal closed
+        if not reader_gone_error(exc):
+            raise
+        silence(sys.stdout)  # the interpreter's final flush must not fail a second time
         return 1

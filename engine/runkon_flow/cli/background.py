@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_executor_args(parser)
     args = parser.parse_args(argv)
     args.progress = "plain"
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; `execute` keeps it ignored
     print_line(sys.stdout, f"detached runner pid {os.getpid()} for run {args.run_id}")
     action = "retry" if args.retry_file else "resume" if args.resume else "run"
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import select
 import shutil
@@ -64,8 +65,9 @@ def render_diagnostic(
 
 
 def print_line(stream: TextIO, text: str) -> None:
-    """A message line (an error, a diagnostic): shown safely, as `print_err`."""
-    stream.write(safe_text([text]) + "\n")
+    """A message line (an error, a diagnostic): shown safely, as `print_err`, and dropped as
+    quietly when no one reads `stream` any more."""
+    write_or_silence(stream, safe_text([text]) + "\n")
 
 
 def read_source(path: Path) -> str:
@@ -170,14 +172,41 @@ def whole_command(line: str, width: int | None, head: str, command: str, indent:
 def print_err(text: str) -> None:
     """A message on stderr. Shown safely (`humanize.safe_text`: no escape sequence, control
     characters made visible): messages quote what the CLI did not write — a `.wf` file's source
-    line under a diagnostic, an item command's stderr, an error a plug-in raised."""
-    sys.stderr.write(safe_text([text]) + "\n")
-    sys.stderr.flush()
+    line under a diagnostic, an item command's stderr, an error a plug-in raised. A stderr no one
+    reads any more (`reader_gone_error`) takes this and every later message quietly."""
+    write_or_silence(sys.stderr, safe_text([text]) + "\n")
+
+
+def reader_gone_error(exc: BaseException) -> bool:
+    """Whether a failed write means no one reads the stream any more: a closed pipe (EPIPE) or a
+    terminal that hung up (EIO: its window was closed, its SSH connection dropped)."""
+    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EIO)
+
+
+def silence(stream: TextIO) -> None:
+    """Point `stream`'s file descriptor at /dev/null: what is still buffered, and Python's flush
+    at exit, then go nowhere instead of failing again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+        os.dup2(devnull.fileno(), stream.fileno())
+
+
+def write_or_silence(stream: TextIO, text: str) -> None:
+    """`text` written to `stream` and flushed; if its reader is gone (`reader_gone_error`), the
+    stream is silenced and the text dropped — a message is no reason to stop a command."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError as exc:
+        if not reader_gone_error(exc):
+            raise
+        silence(stream)
 
 
 class StdoutGuard:
-    """Printing to a stdout whose reader went away (`run … | head -2`, `validate DIR | head -1`):
-    the command's outcome is its own, not the pipe's. The first BrokenPipeError stops the printing
+    """Printing to a stdout whose reader went away (`run … | head -2`, `validate DIR | head -1`, a
+    terminal closed under it): the command's outcome is its own, not the pipe's. The first write
+    that fails so (`reader_gone_error`: EPIPE, or EIO from a hung-up terminal) stops the printing
     (stdout then points at /dev/null, so Python's exit flush cannot fail either), says `note` once
     on stderr, and the command goes on to its end and its usual exit status. Every command that
     prints to stdout prints through one."""
@@ -191,7 +220,9 @@ class StdoutGuard:
             return
         try:
             action()
-        except BrokenPipeError:
+        except OSError as exc:
+            if not reader_gone_error(exc):
+                raise
             self._gone()
 
     def reader_gone(self) -> bool:
@@ -204,9 +235,7 @@ class StdoutGuard:
 
     def _gone(self) -> None:
         self.closed = True
-        with contextlib.suppress(OSError, ValueError):
-            devnull = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
-            os.dup2(devnull.fileno(), sys.stdout.fileno())
+        silence(sys.stdout)
         with contextlib.suppress(OSError, ValueError):
             print_err(f"{PROG}: {self._note}")
 

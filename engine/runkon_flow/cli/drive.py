@@ -100,16 +100,35 @@ class Interrupted(FlowError):
 #: The cancel message a run gets from the signal that stopped it (what `show` and the events say).
 CTRL_C_MESSAGE = "interrupted (Ctrl-C)"
 SIGTERM_MESSAGE = "terminated (SIGTERM)"
+SIGHUP_MESSAGE = "terminal closed (SIGHUP)"
+
+#: SIGHUP where the system has one (not on Windows).
+_SIGHUP: int | None = getattr(signal, "SIGHUP", None)
 
 
 def interrupt_message(signum: int | None) -> str:
-    """Why the run was cancelled, by the first signal the command got: Ctrl-C or SIGTERM."""
-    return SIGTERM_MESSAGE if signum == signal.SIGTERM else CTRL_C_MESSAGE
+    """Why the run was cancelled, by the first signal the command got: Ctrl-C, SIGTERM, or
+    SIGHUP (its terminal closed)."""
+    if signum == signal.SIGTERM:
+        return SIGTERM_MESSAGE
+    return SIGHUP_MESSAGE if _SIGHUP is not None and signum == _SIGHUP else CTRL_C_MESSAGE
+
+
+def _force_hint(signum: int | None) -> str:
+    """What forces the exit while the run cancels, said in `cancelling the run… (…)`."""
+    if signum == signal.SIGTERM:
+        return "a second SIGTERM or Ctrl-C forces exit"
+    if _SIGHUP is not None and signum == _SIGHUP:
+        return "SIGTERM forces exit"
+    return "Ctrl-C again forces exit"
 
 
 class _Interrupts:
-    """SIGINT/SIGTERM while a run executes: the first asks for a clean cancel, the second forces
-    the process out (the run row stays as it is; resume it once its lease lapses)."""
+    """SIGINT/SIGTERM/SIGHUP while a run executes: the first asks for a clean cancel, a second
+    SIGINT or SIGTERM forces the process out (the run row stays as it is; resume it once its lease
+    lapses). A SIGHUP never forces: a hang-up comes twice as often as not (the kernel's to the
+    terminal's process group, the shell's to its jobs) and no one is left to want it sooner. An
+    ignored SIGHUP (`nohup`, the detached runner) stays ignored."""
 
     def __init__(self, on_force: Callable[[], None]) -> None:
         self.count = 0
@@ -118,6 +137,8 @@ class _Interrupts:
         self._saved: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == _SIGHUP and self.first is not None:
+            return  # the cancel is under way; a hang-up only repeats it
         self.count += 1
         if self.first is None:
             self.first = signum
@@ -129,6 +150,8 @@ class _Interrupts:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._saved[sig] = signal.signal(sig, self._handler)
+            if _SIGHUP is not None and signal.getsignal(_SIGHUP) is not signal.SIG_IGN:
+                self._saved[_SIGHUP] = signal.signal(_SIGHUP, self._handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -296,12 +319,12 @@ def _drive(
                 cancelled = True
                 if isinstance(session.printer, LiveView):
                     session.printer.set_status("cancelling")
-                again = "a second SIGTERM or Ctrl-C" if interrupts.first == signal.SIGTERM else "Ctrl-C again"
-                session.printer.note(f"cancelling the run… ({again} forces exit)")
+                note = f"cancelling the run… ({_force_hint(interrupts.first)})"
+                session._print(lambda note=note: session.printer.note(note))
                 try:
                     cancel(run_id, interrupt_message(interrupts.first))
                 except FlowError as exc:
-                    session.printer.note(f"could not cancel: {exc}")
+                    session._print(lambda exc=exc: session.printer.note(f"could not cancel: {exc}"))
             session.pump()
         worker.join()
     session.pump()

@@ -489,8 +489,9 @@ class Workspace:
         return self.check(name)[0]
 
     def check(self, name: str) -> tuple[list[Problem], list[Problem]]:
-        """`validate`'s problems, and the warnings `runkon-flow validate` says for the workflow's
-        own file (the parser's and the language rules', each at its place): they stop nothing."""
+        """`validate`'s problems, and the warnings `runkon-flow validate --scripts` says for the
+        workflow's own file (the parser's, the language rules' and the script check's, each at its
+        place): they stop nothing. `run`, `resume`, `retry` and `rerun` say them before a run."""
         wf = self.find(name)
         snap = self._snapshot()  # after find(): it may have added a directory
         directory = snap.workflow_dirs.get(wf.name, Path(wf.source_path).parent)
@@ -508,16 +509,22 @@ class Workspace:
         )
         report = validate_workflow(wf, loader=as_on_disk, providers=providers)
         problems.extend(report.errors)
-        warnings = file_warnings(wf, wf.source_path or None, report.warning_problems)
+        scripts = check_script_commands(wf, self._working_dir or directory)
+        warnings = file_warnings(wf, wf.source_path or None, [*report.warning_problems, *scripts.warnings])
         try:
             snap.engine.validate(wf)
         except ValidationErrors as exc:
             problems.extend(exc.errors)  # a missing agent's hint is the catalog's reason
-        problems.extend(self._extra_checks(snap, wf, directory, as_on_disk))
+        problems.extend(self._extra_checks(snap, wf, directory, as_on_disk, scripts.errors))
         return _unique(problems, wf), _unique(warnings, wf)
 
     def _extra_checks(
-        self, snap: _Snapshot, wf: WorkflowDef, directory: Path, resolver: _LoadedResolver
+        self,
+        snap: _Snapshot,
+        wf: WorkflowDef,
+        directory: Path,
+        resolver: _LoadedResolver,
+        script_errors: list[Problem],
     ) -> list[Problem]:
         problems: list[Problem] = []
         file = wf.source_path or None
@@ -546,7 +553,7 @@ class Workspace:
                 problems.append(
                     Problem(f"on_fail agent '{label}' not found", snap.agents.why_missing(label), where, path)
                 )
-        problems.extend(check_script_commands(wf, self._working_dir or directory).errors)
+        problems.extend(script_errors)
         # The language accepts any call `timeout` text and the engine fails the step when it cannot
         # read it (dsl.md §3.5); a run that is bound to fail there is refused before it starts.
         for note in wf.notes:

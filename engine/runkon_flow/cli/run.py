@@ -77,6 +77,7 @@ from runkon_flow.runtime.types import WorkflowExecConfig, WorkflowResult
 from runkon_flow.workspace import (
     ChildRunnerFactory,
     InputsError,
+    ResumeSource,
     UnknownWorkflow,
     Workspace,
     end_unowned_run,
@@ -208,6 +209,12 @@ def _print_problems(
         print_err(text)
 
 
+def _say_warnings(ws: Workspace, name: str, dirs: Sequence[Path]) -> None:
+    """The warnings `validate --scripts` says for the workflow's file (`Workspace.check`), once on
+    stderr before a run of it starts or goes on: they stop nothing."""
+    _print_problems(ws.check(name)[1], dirs, "warning")
+
+
 def unloadable_refusal(command: str) -> str:
     """Why a resume or retry stopped before writing anything (`Workspace.unloadable_workflows`), and
     what to do: the same words from the command line and from a background runner."""
@@ -292,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problems:
             _print_problems(problems, dirs)
             raise CommandFailed(f"workflow '{name}' is not valid; nothing was run")
-        _print_problems(warnings, dirs, "warning")  # as `validate` says them; they stop nothing
+        _print_problems(warnings, dirs, "warning")  # as `_say_warnings` says them
         try:
             inputs = ws.prepare_inputs(name, raw_inputs)
         except FlowError as exc:
@@ -430,6 +437,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         # Workspace.resume refuses this too (for every caller, and a file broken in between), but
         # only once `execute` has printed the run_id= header: said here first, with each position.
         _refuse_unloadable(ws.unloadable_workflows(run.id), dirs, "resume")
+        if ws.resume_plan(run.id).source is ResumeSource.FILE:  # (a stored one has no file to show)
+            _say_warnings(ws, run.workflow_name, dirs)
         hooks = prepare_hooks(args)
         events_file = open_events_file(args.events, append=True, database=location_of(args))
         give_up = threading.Event()
@@ -590,6 +599,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
         for line in choice.lines:
             print_err(f"  {line}")
         print_err(f"  with the {definition} definition; the steps after the retried fan-out run again")
+        if definition == "current":
+            _say_warnings(ws, run.workflow_name, dirs)
         _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
         hooks = prepare_hooks(args)
         events_file = open_events_file(args.events, append=True, database=location_of(args))
@@ -679,6 +690,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 _refuse_unloadable(exc.errors, dirs, "rerun")
                 raise
             events_file = open_events_file(args.events, append=False, database=location_of(args))
+        if definition == "current":
+            _say_warnings(ws, old.workflow_name, dirs)
         print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names
         reused = (

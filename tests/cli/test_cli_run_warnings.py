@@ -1,0 +1,82 @@
+"""The warnings `validate --scripts` says of a workflow, said once on stderr before a run of it
+starts or goes on: by `run`, `resume`, `retry` and `rerun` alike (docs/cli.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.run_helpers import cli, run_id_of, write
+
+# `probe` starts with a command not on PATH (the script check's warning, which only
+# `validate --scripts` said) and misspells an option (a language warning `run` said already).
+NOISY = """workflow noisy {
+  script probe { run = "no-such-command-xyz --version" on_fail = continue timout = "5" }
+  foreach each {
+    over = static
+    scope = { items = "a,b" }
+    max_parallel = 1
+    workflow = item
+    inputs = { name = "{{item.id}}" }
+  }
+}
+"""
+ITEM = """workflow item {
+  inputs { name default = "" }
+  script work { run = "test -f ok-{{name}}" }
+}
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    write(tmp_path / "wf" / "noisy.wf", NOISY)
+    write(tmp_path / "wf" / "item.wf", ITEM)
+    (tmp_path / "wf" / "ok-a").touch()  # item a completes, item b fails until ok-b exists
+    return tmp_path
+
+
+def _warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if ": warning: " in line]
+
+
+def test_run_resume_retry_and_rerun_say_the_warnings_validate_scripts_says_once(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, _, said = cli(capsys, "validate", "--scripts", "wf/noisy.wf")
+    expected = _warnings(said)
+    assert len(expected) == 2 and "'no-such-command-xyz' is not a command on PATH" in said
+
+    code, out, err = cli(capsys, "run", "noisy", "--dir", "wf", "--progress", "quiet")
+    assert code == 1, err  # item b failed
+    assert _warnings(err) == expected  # before: the script check's warning was missing
+    run_id = run_id_of(out)
+
+    code, _, err = cli(capsys, "resume", run_id, "--dir", "wf", "--progress", "quiet")
+    assert code == 1, err
+    assert _warnings(err) == expected  # before: none
+
+    (home / "wf" / "ok-b").touch()
+    code, _, err = cli(
+        capsys,
+        "retry",
+        run_id,
+        "--failed",
+        "--yes",
+        "--definition",
+        "current",
+        "--dir",
+        "wf",
+        "--progress",
+        "quiet",
+    )
+    assert code == 0, err
+    assert _warnings(err) == expected  # before: none
+
+    code, _, err = cli(capsys, "rerun", run_id, "--from", "each", "--dir", "wf", "--progress", "quiet")
+    assert code == 0, err
+    assert _warnings(err) == expected  # before: none

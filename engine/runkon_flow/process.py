@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runkon_flow.cancellation import CancellationToken
-from runkon_flow.dsl.shell_text import scan_placeholders
+from runkon_flow.dsl.shell_text import scan_placeholders, the_value_of
 from runkon_flow.orphan_guard import OrphanGuard
 
 log = logging.getLogger(__name__)
@@ -439,7 +439,7 @@ def too_big_problem(
     too_big: tuple[str, str | None, int],
     places: TooBigPlaces,
     variables: Mapping[str, str],
-    source: Callable[[str], str] | None = None,
+    source: Callable[[str], str | None] | None = None,
 ) -> str:
     """Why `who` (`Script 'b'`, `agent 'x'`) could not start when a value was too big for a process
     (E2BIG, `ProcessResult.too_big`): the largest argument or environment variable — by the
@@ -451,7 +451,7 @@ def too_big_problem(
     keys = [u.key for t in templates for u in scan_placeholders(t) if u.key in variables]
     key = max(keys, key=lambda k: len(variables[k]), default=None)
     if key is not None:
-        label = f"the value of {{{{{key}}}}} in {in_label}" + (f" ({source(key)})" if source else "")
+        label = the_value_of(key, f" in {in_label}", source(key) if source else None)
     return f"{who} could not start: {label} is {size:,} bytes, {TOO_BIG}"
 
 

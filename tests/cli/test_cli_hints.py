@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,56 @@ def test_an_input_the_run_refused_is_met_by_a_rerun_hint_not_a_resume_that_refus
     assert "resume with:" not in err
     command = hint(err, "input 'name' was refused; rerun with other inputs: ")
     assert command == f"runkon-flow rerun {run_id} --from hi -i name=… --dir flows --db 'my runs.db'"
+
+    code, out, _ = paste(capsys, command.replace("name=…", "name=Ann"), "--progress", "plain")
+    assert code == 0 and "RunCompleted succeeded=true" in out  # the new value is taken
+
+
+GREET_BY_AGENT = """workflow greet-by-agent {
+  inputs { name required }
+  call announcer
+}
+"""
+ANNOUNCER = '---\nruntime: command\ncommand: ["echo", "{{name}}"]\n---\nAnnounce.\n'
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        pytest.param("-n", "(input 'name') begins with '-'", id="option"),  # echo would read it so
+        pytest.param(
+            "a" * 300_000,
+            "(input 'name') is 300,000 bytes",  # more than a process can receive
+            marks=pytest.mark.skipif(sys.platform != "linux", reason="Linux's per-string limit"),
+            id="too-big",  # (not the value: pytest puts the test's id in the environment)
+        ),
+    ],
+)
+def test_an_input_an_agent_refused_is_named_and_met_by_the_same_rerun_hint_as_a_scripts(
+    capsys, home: Path, value: str, why: str
+) -> None:
+    """An agent's command refused the value too, but its error said only `{{name}}` — not that it
+    was the run's input — so the hint was `resume`, which refuses the stored value again."""
+    write(home / "flows" / "greet-by-agent.wf", GREET_BY_AGENT)
+    write(home / "flows" / "agents" / "announcer.md", ANNOUNCER)
+    code, out, err = cli(
+        capsys,
+        "run",
+        "greet-by-agent",
+        "-i",
+        f"name={value}",
+        "--dir",
+        "flows",
+        "--db",
+        DB,
+        "--progress",
+        "plain",
+    )
+    run_id = run_id_of(out)
+    assert code == 1 and f"the value of {{{{name}}}} in its command's argument 1 {why}" in out
+    assert "resume with:" not in err
+    command = hint(err, "input 'name' was refused; rerun with other inputs: ")
+    assert command == f"runkon-flow rerun {run_id} --from announcer -i name=… --dir flows --db 'my runs.db'"
 
     code, out, _ = paste(capsys, command.replace("name=…", "name=Ann"), "--progress", "plain")
     assert code == 0 and "RunCompleted succeeded=true" in out  # the new value is taken

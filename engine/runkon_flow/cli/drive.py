@@ -34,6 +34,7 @@ from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_l
 from runkon_flow.cli.report import failure_lines
 from runkon_flow.cli.retry_plan import retry_hint
 from runkon_flow.cli.store import DeferredStore
+from runkon_flow.dsl.shell_text import refused_input
 from runkon_flow.errors import FlowError, StoreUnavailable
 from runkon_flow.event_log import each_envelope
 from runkon_flow.heap import settle_for_runs
@@ -44,7 +45,6 @@ from runkon_flow.observe.liveness import utc_seconds
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.runtime.nodes.script import refused_input
 from runkon_flow.runtime.resume import final_rejection
 from runkon_flow.runtime.types import WorkflowResult
 

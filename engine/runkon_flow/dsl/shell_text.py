@@ -41,10 +41,12 @@ __all__ = [
     "option_problem",
     "option_value",
     "reads_as_option",
+    "refused_input",
     "render_shell_command",
     "runs_shell",
     "scan_placeholders",
     "stdin_program",
+    "the_value_of",
 ]
 
 #: The environment variable names carrying values start with this.
@@ -561,6 +563,30 @@ def option_value(
         if use.option_of is not None and value is not None and reads_as_option(use.option_of, value):
             return use, value
     return None
+
+
+def the_value_of(key: str, where: str = "", source: str | None = None) -> str:
+    """How a step's error names the value of `{{key}}` it refused: `where` it was (` in `run``,
+    ` in its command's argument 1`), then where the value came from when that is known (`input
+    'key'`, `FLOW_OUTPUT field 'x' of step 's'`). Script steps and agents both say it so, and
+    `refused_input` reads it back."""
+    return f"the value of {{{{{key}}}}}{where}" + (f" ({source})" if source else "")
+
+
+#: A step's error for a value of one of the run's inputs that it refused (`the_value_of`, then
+#: why): read as an option, too big for a process, holding a NUL byte. The input is stored with
+#: the run, so a resume would refuse it again: a new run with another value is what helps.
+_INPUT_REFUSED = re.compile(
+    r"the value of \{\{(?P<key>[^}]+)\}\}[^\n(]* \(input '(?P=key)'\) "
+    r"(?:begins with '-'|is [\d,]+ bytes|contains a NUL byte)"
+)
+
+
+def refused_input(error: str | None) -> str | None:
+    """The input whose value a step — a script's or an agent's — refused (its error, as
+    `the_value_of` words it), or None for any other error: what to change in a new run (CLI hints)."""
+    found = _INPUT_REFUSED.search(error or "")
+    return found["key"] if found else None
 
 
 def option_problem(use: PlaceholderUse, value: str) -> str:

@@ -45,6 +45,7 @@ from runkon_flow.dsl.shell_text import (
     render_shell_command,
     runs_shell,
     scan_placeholders,
+    the_value_of,
 )
 from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.errors import Problem, SourceLocation, WorkflowError
@@ -61,6 +62,7 @@ from runkon_flow.plugins.protocols import (
     RunContext,
     ScriptEnvProvider,
     StepInfo,
+    VariableSources,
 )
 from runkon_flow.plugins.registries import ActionRegistry
 from runkon_flow.plugins.schemas import schema_instruction
@@ -572,13 +574,27 @@ class AgentExecutor:
 
     def variables(self, params: ActionParams) -> dict[str, str]:
         """The step's variable map plus what an agent file may refer to about itself."""
+        return {**params.inputs, **self._own_variables()}
+
+    def _own_variables(self) -> dict[str, str]:
         return {
-            **params.inputs,
             "agent_name": self.agent.name,
             "agent_dir": str(self.agent.agent_dir),
             "workflow_dir": str(self.agent.base_dir),
             "python": sys.executable,
         }
+
+    def source_of(self, params: ActionParams) -> Callable[[str], str | None]:
+        """Where the value of `{{key}}` came from (`input 'key'`), as the engine says it
+        (`VariableSources`); None for the agent's own variables and without an engine."""
+        sources = params.extensions.get(VariableSources)
+
+        def describe(key: str) -> str | None:
+            if sources is None or key not in params.inputs or key in self._own_variables():
+                return None
+            return sources.describe(key)
+
+        return describe
 
     def render_prompt(self, params: ActionParams) -> str:
         """The full prompt: the task (see `render_task`) plus the output instruction."""
@@ -669,13 +685,14 @@ class AgentExecutor:
         agent = self.agent
         assert agent.command is not None
         variables = self.variables(params)
+        source_of = self.source_of(params)
         nul = _nul_placeholder([*agent.command, *agent.env.values()], variables)
         if nul is not None:
             raise WorkflowError(
-                f"agent '{agent.name}': the value of {{{{{nul}}}}} contains a NUL byte, which a command "
-                "cannot receive"
+                f"agent '{agent.name}': {the_value_of(nul, '', source_of(nul))} contains a NUL byte, which "
+                "a command cannot receive"
             )
-        argv, values = _render_command(agent.name, agent.command, variables)
+        argv, values = _render_command(agent.name, agent.command, variables, source_of)
         env = self._environment(ctx, info, params, variables)
         env.update(values)
         limit = info.step_timeout.total_seconds() if info.step_timeout else None
@@ -693,7 +710,9 @@ class AgentExecutor:
             raise token.error()
         if result.too_big is not None:
             places = _too_big_places(agent.command, agent.env, values)
-            raise WorkflowError(too_big_problem(f"agent '{agent.name}'", result.too_big, places, variables))
+            raise WorkflowError(
+                too_big_problem(f"agent '{agent.name}'", result.too_big, places, variables, source_of)
+            )
         if result.spawn_error is not None:
             raise WorkflowError(f"agent '{agent.name}' failed to start {argv[0]!r}: {result.spawn_error}")
         if result.timed_out:
@@ -770,12 +789,15 @@ def _code_arguments(command: Sequence[str]) -> dict[int, bool]:
 
 
 def _render_command(
-    name: str, command: Sequence[str], variables: Mapping[str, str]
+    name: str,
+    command: Sequence[str],
+    variables: Mapping[str, str],
+    source_of: Callable[[str], str | None] = lambda key: None,
 ) -> tuple[list[str], dict[str, str]]:
     """The argv (values substituted; arguments are data) and, for a shell's `-c` script, the
     environment variables its placeholders refer to (dsl.shell_text). A placeholder in the program
     of another interpreter (`python3 -c "print('{{v}}')"`, `awk`, `sed` …) is refused: its value
-    would run."""
+    would run. A refused value is named with `source_of` its placeholder (`input 'v'`)."""
     # The program word may itself be a placeholder (`{{python}}`): look at what it stands for.
     program = substitute_variables(command[0], variables) if command else ""
     code = _code_arguments([program, *command[1:]]) if command else {}
@@ -793,14 +815,16 @@ def _render_command(
             if option is not None:
                 use, value = option
                 raise WorkflowError(
-                    f"agent '{name}': in its shell command, the value of {{{{{use.key}}}}} "
+                    f"agent '{name}': in its shell command, {the_value_of(use.key, '', source_of(use.key))} "
                     f"{option_problem(use, value)}"
                 )
             argv.append(text)
         elif index in code and uses:
             key = uses[0].key
+            source = source_of(key)
             raise WorkflowError(
-                f"agent '{name}': `{{{{{key}}}}}` is in the program {Path(program).name} runs from "
+                f"agent '{name}': `{{{{{key}}}}}`{f' ({source})' if source else ''} is in the program "
+                f"{Path(program).name} runs from "
                 "its command line, where its value would run as code (hint: pass it in the agent's "
                 "`env` and read that environment variable in the program)"
             )
@@ -810,8 +834,9 @@ def _render_command(
                 use = replace(uses[0], option_of=Path(program).name)
                 value = variables.get(use.key)
                 if value is not None and reads_as_option(use.option_of or "", value):
+                    where = f" in its command's argument {index}"
                     raise WorkflowError(
-                        f"agent '{name}': the value of {{{{{use.key}}}}} in its command's argument {index} "
+                        f"agent '{name}': {the_value_of(use.key, where, source_of(use.key))} "
                         f"{option_problem(use, value)}"
                     )
             operands = operands or (index > 0 and part == "--")

@@ -75,6 +75,17 @@ class ActionParams:
     plugin_dirs: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class VariableSources:
+    """In `ActionParams.extensions`, from the engine: where the value of `{{key}}` in
+    `ActionParams.inputs` came from (`input 'key'`, `FLOW_OUTPUT field 'x' of step 's'`), for an
+    executor's message about a value it refused — worded as a script step's (`dsl.shell_text.
+    the_value_of`), so the CLI's rerun hint names the input either way. Ask only on an error: it
+    may walk the run's history."""
+
+    describe: Callable[[str], str]
+
+
 @dataclass
 class ActionOutput:
     markers: list[str] = field(default_factory=list)

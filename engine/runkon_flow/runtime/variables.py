@@ -11,9 +11,15 @@ from collections.abc import Mapping
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.errors import WorkflowError
+from runkon_flow.plugins.protocols import VariableSources
 from runkon_flow.runtime.state import ExecutionState
 
-__all__ = ["apply_workflow_input_defaults", "build_variable_map", "describe_variable_source"]
+__all__ = [
+    "apply_workflow_input_defaults",
+    "build_variable_map",
+    "describe_variable_source",
+    "variable_sources",
+]
 
 
 def _prior_contexts_json(st: ExecutionState) -> str:
@@ -83,6 +89,11 @@ def describe_variable_source(st: ExecutionState, key: str) -> str:
         ref = st.inputs.get("item.ref")
         return f"field '{key[5:]}' of this run's foreach item" + (f" '{ref}'" if ref else "")
     return f"input '{key}'"
+
+
+def variable_sources(st: ExecutionState) -> VariableSources:
+    """`describe_variable_source` for an action executor (`ActionParams.extensions`)."""
+    return VariableSources(lambda key: describe_variable_source(st, key))
 
 
 def apply_workflow_input_defaults(definition: WorkflowDef, inputs: Mapping[str, str]) -> dict[str, str]:

@@ -30,7 +30,7 @@ from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retri
 from runkon_flow.runtime.state import ExecutionState, StepResult
 from runkon_flow.runtime.steps import OutputEmitter, describe_exception, handle_on_fail, record_step_success
 from runkon_flow.runtime.threads import call_with_deadline, fire_and_forget
-from runkon_flow.runtime.variables import build_variable_map
+from runkon_flow.runtime.variables import build_variable_map, variable_sources
 from runkon_flow.usage import Usage
 
 __all__ = ["execute_call", "merge_plugin_dirs", "resolve_schema"]
@@ -123,6 +123,7 @@ def _attempt(
             raise WorkflowError(message) from None
 
     extensions = Extensions()
+    extensions.insert(variable_sources(st))
     if schema is not None:
         extensions.insert(schema)
     if node.max_turns is not None:

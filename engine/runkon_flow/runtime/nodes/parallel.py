@@ -35,7 +35,7 @@ from runkon_flow.runtime.steps import (
     record_step_success,
 )
 from runkon_flow.runtime.threads import WorkerPool
-from runkon_flow.runtime.variables import build_variable_map
+from runkon_flow.runtime.variables import build_variable_map, variable_sources
 from runkon_flow.usage import Usage
 
 __all__ = ["execute_parallel"]
@@ -291,6 +291,7 @@ def _run_branch(
                     )
                 )
             extensions = Extensions()
+            extensions.insert(variable_sources(st))
             if b.schema is not None:
                 extensions.insert(b.schema)
             params = ActionParams(

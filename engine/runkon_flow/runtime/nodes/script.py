@@ -27,6 +27,7 @@ from runkon_flow.dsl.shell_text import (
     option_value,
     render_shell_command,
     scan_placeholders,
+    the_value_of,
 )
 from runkon_flow.dsl.templating import substitute_variables
 from runkon_flow.plugins.flow_output import parse_flow_output
@@ -37,21 +38,7 @@ from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_
 from runkon_flow.runtime.variables import build_variable_map, describe_variable_source
 from runkon_flow.usage import Usage, usage_metadata
 
-__all__ = ["PROTECTED_ENV_NAMES", "build_script_env", "execute_script", "refused_input"]
-
-#: A step's error when the value of one of the run's inputs would be read as an option
-#: (`execute_script`): the input is stored with the run, so a resume would refuse it again.
-_INPUT_REFUSED = re.compile(
-    r"Script '[^']*': the value of \{\{(?P<key>[^}]+)\}\} in `run` \(input '(?P=key)'\) begins"
-)
-
-
-def refused_input(error: str | None) -> str | None:
-    """The input whose value a script step refused (its error, as `execute_script` words it), or
-    None for any other error: what to change in a new run (CLI hints)."""
-    found = _INPUT_REFUSED.match(error or "")
-    return found["key"] if found else None
-
+__all__ = ["PROTECTED_ENV_NAMES", "build_script_env", "execute_script"]
 
 PROTECTED_ENV_NAMES = frozenset(
     {
@@ -119,21 +106,19 @@ def _nul_problem(st: ExecutionState, node: ScriptNode, env: dict[str, str], vari
     name = node.name
     for use in scan_placeholders(node.run):
         if "\0" in variables.get(use.key, ""):
+            source = describe_variable_source(st, use.key)
             return (
-                f"Script '{name}': the value of {{{{{use.key}}}}} in `run` "
-                f"({describe_variable_source(st, use.key)}) contains a NUL byte, which a command "
-                "cannot receive"
+                f"Script '{name}': {the_value_of(use.key, ' in `run`', source)} contains a NUL byte, "
+                "which a command cannot receive"
             )
     for key, template in node.env.items():
         if "\0" not in env.get(key, ""):
             continue
         for use in scan_placeholders(template):
             if "\0" in variables.get(use.key, ""):
-                return (
-                    f"Script '{name}': the value of {{{{{use.key}}}}} in `env` '{key}' "
-                    f"({describe_variable_source(st, use.key)}) contains a NUL byte, which a command cannot "
-                    "receive"
-                )
+                where = " in `env` '" + key + "'"
+                value = the_value_of(use.key, where, describe_variable_source(st, use.key))
+                return f"Script '{name}': {value} contains a NUL byte, which a command cannot receive"
         return f"Script '{name}': the `env` value of '{key}' contains a NUL byte"
     key = next(k for k, v in env.items() if "\0" in v)
     return (
@@ -200,7 +185,7 @@ def _attempt(
     if option is not None:
         use, value = option
         source, problem = describe_variable_source(st, use.key), option_problem(use, value)
-        return step.failed(f"Script '{name}': the value of {{{{{use.key}}}}} in `run` ({source}) {problem}")
+        return step.failed(f"Script '{name}': {the_value_of(use.key, ' in `run`', source)} {problem}")
     try:
         env = build_script_env(st, node, variables)
     except Exception as exc:

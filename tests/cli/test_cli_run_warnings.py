@@ -80,3 +80,37 @@ def test_run_resume_retry_and_rerun_say_the_warnings_validate_scripts_says_once(
     code, _, err = cli(capsys, "rerun", run_id, "--from", "each", "--dir", "wf", "--progress", "quiet")
     assert code == 0, err
     assert _warnings(err) == expected  # before: none
+
+
+TYPO = """workflow typo {
+  inputs { branch default = "main" }
+  script build {
+    run     = "echo building {{brnach}}/{{branch}}; test -f built || { touch built; exit 1; }"
+    retries = 1
+  }
+  call reviewer
+  gate human_approval { prompt = "Ship {{brnach}}?" timeout = "1s" on_timeout = continue }
+}
+"""
+REVIEWER = "---\nruntime: echo\n---\nReview {{ branch }} as {{agent_name}}.\n"
+
+
+def test_a_placeholder_with_no_value_is_warned_of_once_per_step_with_a_did_you_mean(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`{{brnach}}` rendered empty and the run went on without a word (dsl.md §8.1 keeps it
+    empty): now each step says so once on its log, naming the closest known name."""
+    write(home / "wf" / "typo.wf", TYPO)
+    write(home / "wf" / "agents" / "reviewer.md", REVIEWER)
+    code, out, err = cli(capsys, "run", "typo", "--dir", "wf", "--memory", "--progress", "plain")
+    assert code == 0, err
+    said = [line.split(" EngineLog ", 1)[1] for line in out.splitlines() if " EngineLog " in line]
+    hint = "has no value here, so it is left empty (hint: did you mean `branch`?)"
+    assert said == [  # once per step and placeholder: the script's second attempt says nothing more
+        f"level=warning step=build message=\"script 'build': `{{{{brnach}}}}` {hint}\"",
+        f"level=warning step=reviewer message=\"call 'reviewer': `{{{{ branch }}}}` {hint}\"",
+        f"level=warning step=human_approval message=\"gate 'human_approval': `{{{{brnach}}}}` {hint}\"",
+    ]
+    assert "StepRetrying step=build" in out
+    assert 'line="building /main"' in out  # still rendered empty
+    assert 'prompt="Ship ?"' in out

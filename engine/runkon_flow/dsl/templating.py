@@ -17,6 +17,7 @@ __all__ = [
     "shell_quote",
     "substitute_variables",
     "substitute_variables_keep_literal",
+    "unknown_placeholders",
 ]
 
 
@@ -52,6 +53,19 @@ def _substitute(
         pos = end + 2
     out.append(text[pos:])
     return "".join(out)
+
+
+def unknown_placeholders(text: str, variables: Mapping[str, str]) -> list[str]:
+    """The keys of `text`'s placeholders that `variables` has no value for — what
+    `substitute_variables` removes — each once, in text order (the same scan)."""
+    unknown: list[str] = []
+    pos = 0
+    while (start := text.find("{{", pos)) >= 0 and (end := text.find("}}", start + 2)) >= 0:
+        key = text[start + 2 : end]
+        if key not in variables and key not in unknown:
+            unknown.append(key)
+        pos = end + 2
+    return unknown
 
 
 def substitute_variables(text: str, variables: Mapping[str, str]) -> str:

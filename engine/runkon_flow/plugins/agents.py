@@ -596,6 +596,14 @@ class AgentExecutor:
 
         return describe
 
+    @staticmethod
+    def _say_unknown(params: ActionParams, templates: Sequence[str], variables: Mapping[str, str]) -> None:
+        """Placeholders of `templates` with no value render empty: the engine warns of each on the
+        step's log (`VariableSources.unknown`)."""
+        sources = params.extensions.get(VariableSources)
+        if sources is not None:
+            sources.unknown(templates, variables)
+
     def render_prompt(self, params: ActionParams) -> str:
         """The full prompt: the task (see `render_task`) plus the output instruction."""
         schema = params.extensions.get(OutputSchema)
@@ -605,9 +613,9 @@ class AgentExecutor:
     def render_task(self, params: ActionParams) -> str:
         """Body, snippets, gate feedback and the previous error — what the agent is asked to do."""
         variables = self.variables(params)
-        parts = [substitute_variables(self.agent.prompt, variables).strip("\n")]
-        for snippet in params.snippets:
-            parts.append(substitute_variables(self._snippet(snippet), variables).strip("\n"))
+        templates = [self.agent.prompt, *(self._snippet(snippet) for snippet in params.snippets)]
+        self._say_unknown(params, templates, variables)
+        parts = [substitute_variables(template, variables).strip("\n") for template in templates]
         if params.gate_feedback:
             parts.append(f"Reviewer feedback from the last gate: {params.gate_feedback}")
         if params.retry_error:
@@ -685,6 +693,7 @@ class AgentExecutor:
         agent = self.agent
         assert agent.command is not None
         variables = self.variables(params)
+        self._say_unknown(params, [*agent.command, *agent.env.values()], variables)
         source_of = self.source_of(params)
         nul = _nul_placeholder([*agent.command, *agent.env.values()], variables)
         if nul is not None:

@@ -6,7 +6,7 @@ signalled by raising `runkon_flow.errors.EngineError` subclasses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -77,13 +77,19 @@ class ActionParams:
 
 @dataclass(frozen=True)
 class VariableSources:
-    """In `ActionParams.extensions`, from the engine: where the value of `{{key}}` in
-    `ActionParams.inputs` came from (`input 'key'`, `FLOW_OUTPUT field 'x' of step 's'`), for an
-    executor's message about a value it refused — worded as a script step's (`dsl.shell_text.
-    the_value_of`), so the CLI's rerun hint names the input either way. Ask only on an error: it
-    may walk the run's history."""
+    """In `ActionParams.extensions`, from the engine, about the variable map `ActionParams.inputs`.
+
+    `describe(key)`: where the value of `{{key}}` came from (`input 'key'`, `FLOW_OUTPUT field 'x'
+    of step 's'`), for an executor's message about a value it refused — worded as a script step's
+    (`dsl.shell_text.the_value_of`), so the CLI's rerun hint names the input either way. Ask only
+    on an error: it may walk the run's history.
+
+    `unknown(templates, variables)`: the executor's templates (a prompt, its command, its `env`)
+    as it renders them with `variables` (the inputs and its own): each placeholder with no value,
+    which renders empty, is warned about on the step's log (once per step and placeholder)."""
 
     describe: Callable[[str], str]
+    unknown: Callable[[Iterable[str], Mapping[str, str]], None] = lambda templates, variables: None
 
 
 @dataclass

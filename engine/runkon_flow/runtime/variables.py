@@ -7,10 +7,12 @@ reflects the latest context history. Later sources override earlier ones.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from runkon_flow.dsl.ast import WorkflowDef
+from runkon_flow.dsl.templating import unknown_placeholders
 from runkon_flow.errors import WorkflowError
+from runkon_flow.humanize import did_you_mean
 from runkon_flow.plugins.protocols import VariableSources
 from runkon_flow.runtime.state import ExecutionState
 
@@ -19,6 +21,7 @@ __all__ = [
     "build_variable_map",
     "describe_variable_source",
     "variable_sources",
+    "warn_unknown_placeholders",
 ]
 
 
@@ -91,9 +94,38 @@ def describe_variable_source(st: ExecutionState, key: str) -> str:
     return f"input '{key}'"
 
 
-def variable_sources(st: ExecutionState) -> VariableSources:
-    """`describe_variable_source` for an action executor (`ActionParams.extensions`)."""
-    return VariableSources(lambda key: describe_variable_source(st, key))
+def variable_sources(st: ExecutionState, step: str) -> VariableSources:
+    """`describe_variable_source` and `warn_unknown_placeholders` for the action executor of
+    `step` (`call <step>`; `ActionParams.extensions`)."""
+    return VariableSources(
+        lambda key: describe_variable_source(st, key),
+        lambda templates, variables: warn_unknown_placeholders(
+            st, f"call '{step}'", step, templates, variables
+        ),
+    )
+
+
+def warn_unknown_placeholders(
+    st: ExecutionState, what: str, step: str, templates: Iterable[str], variables: Mapping[str, str]
+) -> None:
+    """A placeholder with no value renders empty (dsl.md §8.1) — a typo (`{{brnach}}`) runs on
+    with an empty value. Each such `{{key}}` of `templates` is said as a warning on `step`'s log
+    (an EngineLog event: the CLI's progress, the dashboard's log, `runkon-flow logs`), once per
+    step and placeholder in a run, with the closest known name. `what`: the step as its messages
+    name it (`script 'build'`)."""
+    for template in templates:
+        if "{{" not in template:
+            continue
+        for key in unknown_placeholders(template, variables):
+            if (step, key) in st.warned_placeholders:
+                continue
+            st.warned_placeholders.add((step, key))
+            hint = did_you_mean(key, list(variables))
+            st.warn(
+                f"{what}: `{{{{{key}}}}}` has no value here, so it is left empty"
+                + (f" (hint: {hint})" if hint else ""),
+                step,
+            )
 
 
 def apply_workflow_input_defaults(definition: WorkflowDef, inputs: Mapping[str, str]) -> dict[str, str]:

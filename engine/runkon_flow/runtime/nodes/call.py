@@ -123,7 +123,7 @@ def _attempt(
             raise WorkflowError(message) from None
 
     extensions = Extensions()
-    extensions.insert(variable_sources(st))
+    extensions.insert(variable_sources(st, label))
     if schema is not None:
         extensions.insert(schema)
     if node.max_turns is not None:

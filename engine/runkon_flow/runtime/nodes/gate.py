@@ -31,7 +31,7 @@ from runkon_flow.persistence.models import (
 from runkon_flow.plugins.protocols import GateParams
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import StepTrace, describe_exception
-from runkon_flow.runtime.variables import build_variable_map
+from runkon_flow.runtime.variables import build_variable_map, warn_unknown_placeholders
 
 __all__ = ["execute_gate", "resolve_gate_options"]
 
@@ -142,7 +142,11 @@ def _set_running(st: ExecutionState) -> None:
 def _human_gate(st: ExecutionState, node: GateNode, iteration: int, position: int, path: str) -> None:
     store = st.persistence
     name = node.name
-    prompt = substitute_variables(node.prompt, build_variable_map(st)) if node.prompt else None
+    prompt = None
+    if node.prompt:
+        variables = build_variable_map(st)
+        warn_unknown_placeholders(st, f"gate '{name}'", name, [node.prompt], variables)
+        prompt = substitute_variables(node.prompt, variables)
     options: dict[str, str] = {}
     options_error: WorkflowError | None = None
     try:

@@ -291,7 +291,7 @@ def _run_branch(
                     )
                 )
             extensions = Extensions()
-            extensions.insert(variable_sources(st))
+            extensions.insert(variable_sources(st, b.label))
             if b.schema is not None:
                 extensions.insert(b.schema)
             params = ActionParams(

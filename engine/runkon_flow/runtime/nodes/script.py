@@ -35,7 +35,11 @@ from runkon_flow.process import MAX_ARG_BYTES, TooBigPlaces, run_process, too_bi
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of, run_retried_step
 from runkon_flow.runtime.state import ExecutionState
 from runkon_flow.runtime.steps import OutputEmitter, describe_exception, record_step_success
-from runkon_flow.runtime.variables import build_variable_map, describe_variable_source
+from runkon_flow.runtime.variables import (
+    build_variable_map,
+    describe_variable_source,
+    warn_unknown_placeholders,
+)
 from runkon_flow.usage import Usage, usage_metadata
 
 __all__ = ["PROTECTED_ENV_NAMES", "build_script_env", "execute_script"]
@@ -177,6 +181,7 @@ def _attempt(
     if "\0" in node.run:
         return step.failed(f"Script '{name}': the `run` text contains a NUL byte")
     variables = build_variable_map(st)
+    warn_unknown_placeholders(st, f"script '{name}'", name, [node.run, *node.env.values()], variables)
     try:
         command, values = render_shell_command(node.run, variables)
     except ShellTemplateError as exc:

@@ -562,3 +562,14 @@ def test_a_store_that_takes_no_writes_stops_a_fan_out_whose_writes_are_queued(hm
     assert resumed.all_succeeded
     last = [s for s in hm.steps(result.workflow_run_id) if s.step_name == "foreach:fan"][-1]
     assert sorted(items_of(hm, last.id)) == [(i, "completed") for i in ids]
+
+
+def test_a_placeholder_with_no_value_in_a_fan_out_child_is_said_once_for_all_its_items(hm: Harness) -> None:
+    """Each foreach item is a run of its own: a typo in the child warned once per item (10,000
+    lines for 10,000 items). The run and its children share what was said."""
+    hm.add_workflow('workflow child { script s { run = "echo {{item.nmae}}" } }')
+    hm.providers.append(ListProvider("tickets", [f"t{n}" for n in range(12)]))
+    hm.run(fan())
+    said = [e.message for e in hm.events("EngineLog") if "has no value here" in e.message]
+    assert len(said) == 1, said
+    assert "`{{item.nmae}}`" in said[0]

@@ -240,7 +240,6 @@ class ExecutionState:
     current_executions: dict[str, str] = field(default_factory=dict)  # step_id -> executor label
     last_output: tuple[int, str] | None = None  # (position, structured_output) of the latest such step
     children_touched: set[str] = field(default_factory=set)  # child run ids created/resumed by this run
-    warned_placeholders: set[tuple[str, str]] = field(default_factory=set)  # (step, key) said unknown
     prior_contexts_json: str | None = None  # cache, invalidated when `contexts` grows
     # The run row was created already `running` and leased by this engine (create_leased_run):
     # nothing to acquire, nothing to mark started.

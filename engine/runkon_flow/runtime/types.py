@@ -206,6 +206,10 @@ class RunSettings:
     event_sinks: tuple[EventSink, ...] = ()
     write_behind: bool = False
     report_gate: ReportGate | None = None  # where write-behind runs' events wait (report_gate.py)
+    # (workflow, step, key) of each placeholder said to have no value (variables.py
+    # `warn_unknown_placeholders`): shared down the tree, so 10,000 foreach children with one typo
+    # say it once, not once each. A child's settings share the parent's set (`replace` keeps it).
+    warned_placeholders: set[tuple[str, str, str]] = field(default_factory=set, repr=False, compare=False)
     # for_child's answers for children that override nothing (every foreach child): built once
     _children: dict[tuple, RunSettings] = field(default_factory=dict, init=False, repr=False, compare=False)
 

@@ -111,15 +111,17 @@ def warn_unknown_placeholders(
     """A placeholder with no value renders empty (dsl.md §8.1) — a typo (`{{brnach}}`) runs on
     with an empty value. Each such `{{key}}` of `templates` is said as a warning on `step`'s log
     (an EngineLog event: the CLI's progress, the dashboard's log, `runkon-flow logs`), once per
-    step and placeholder in a run, with the closest known name. `what`: the step as its messages
-    name it (`script 'build'`)."""
+    step and placeholder in a run and its children (a fan-out's thousands of items say it once),
+    with the closest known name. `what`: the step as its messages name it (`script 'build'`)."""
+    warned = st.settings.warned_placeholders
     for template in templates:
         if "{{" not in template:
             continue
         for key in unknown_placeholders(template, variables):
-            if (step, key) in st.warned_placeholders:
+            said = (st.workflow_name, step, key)
+            if said in warned:
                 continue
-            st.warned_placeholders.add((step, key))
+            warned.add(said)
             hint = did_you_mean(key, list(variables))
             st.warn(
                 f"{what}: `{{{{{key}}}}}` has no value here, so it is left empty"

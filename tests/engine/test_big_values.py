@@ -35,36 +35,25 @@ def test_an_item_whose_ref_is_too_big_for_a_command_fails_the_foreach_naming_it(
     ), step.step_error
 
 
-def test_a_big_item_field_fails_only_the_step_using_it_naming_the_value_and_the_item(h: Harness) -> None:
-    """Fields are not capped (a document for an agent's prompt, on stdin, may be any size): the
-    step that puts one in a command fails, naming it; the others run."""
-    h.providers.append(ListProvider("tickets", [FanOutItem("ticket", "T1", "tickets.txt:1", {"body": BIG})]))
-    h.add_workflow(
-        'workflow child { script a { run = "echo fine" } script b { run = "printf %s {{t}} | wc -c" } }'
-    )
-    result = h.run(
-        "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child "
-        'inputs = { t = "{{item.body}}" } } }'
-    )
-    (child,) = h.store.list_runs(parent_run_id=result.workflow_run_id)
-    rows = {s.step_name: s for s in h.steps(child.id)}
-    assert rows["a"].status == "completed", rows["a"].step_error
-    assert rows["b"].status == "failed"
-    assert rows["b"].step_error.startswith(
-        "Script 'b' (foreach item 'tickets.txt:1') could not start: the value of {{t}} in `run` "
-        "(input 't') is 300,000 bytes, more than a command can receive (Argument list too long"
-    ), rows["b"].step_error
-
-
-def test_a_value_made_too_big_from_an_item_field_fails_only_the_step_using_it_naming_the_item(
-    h: Harness,
+@pytest.mark.parametrize(
+    ("body", "script_b", "says"),
+    [
+        # Fields are not capped (a document for an agent's prompt, on stdin, may be any size).
+        (BIG, 'run = "printf %s {{t}} | wc -c"', "in `run` (input 't') is 300,000 bytes"),
+        # Within 128 KiB, twice in one environment variable it is not.
+        (
+            "a" * 100_000,
+            'run = "printf %s \\"$T\\" | wc -c" env = { T = "{{t}}{{t}}" }',
+            "in `env` 'T' (input 't') is 200,000 bytes",
+        ),
+    ],
+    ids=["big-field", "made-too-big"],
+)
+def test_a_value_too_big_from_an_item_field_fails_only_the_step_using_it_naming_it_and_the_item(
+    h: Harness, body: str, script_b: str, says: str
 ) -> None:
-    body = "a" * 100_000  # within the cap; twice in one environment variable it is not
     h.providers.append(ListProvider("tickets", [FanOutItem("ticket", "T1", "tickets.txt:1", {"body": body})]))
-    h.add_workflow(
-        'workflow child { script a { run = "echo fine" } '
-        'script b { run = "printf %s \\"$T\\" | wc -c" env = { T = "{{t}}{{t}}" } } }'
-    )
+    h.add_workflow(f'workflow child {{ script a {{ run = "echo fine" }} script b {{ {script_b} }} }}')
     result = h.run(
         "workflow parent { foreach fan { over = tickets max_parallel = 1 workflow = child "
         'inputs = { t = "{{item.body}}" } } }'
@@ -74,8 +63,8 @@ def test_a_value_made_too_big_from_an_item_field_fails_only_the_step_using_it_na
     assert rows["a"].status == "completed", rows["a"].step_error
     assert rows["b"].status == "failed"
     assert rows["b"].step_error.startswith(
-        "Script 'b' (foreach item 'tickets.txt:1') could not start: the value of {{t}} in `env` 'T' "
-        "(input 't') is 200,000 bytes, more than a command can receive (Argument list too long"
+        f"Script 'b' (foreach item 'tickets.txt:1') could not start: the value of {{{{t}}}} {says}, more "
+        "than a command can receive (Argument list too long"
     ), rows["b"].step_error
     assert "pass a large value in a file" in rows["b"].step_error
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
+from runkon_flow.errors import StoreUnavailable
 from runkon_flow.event_log import top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration
@@ -103,6 +104,7 @@ class EngineDone:
     error: str | None = None
     detail: str = ""
     user_error: bool = False  # an error written for users (e.g. "already completed")
+    store_unavailable: bool = False  # the run database could record nothing more: the run stopped
 
 
 @dataclass
@@ -1013,7 +1015,9 @@ class RunSession:
             if run_id is None:
                 post(RunRejected(name, problems_of(exc) or [message]))
             else:
-                post(EngineDone(run_id, message, traceback.format_exc(), user_error=user_error))
+                gone = isinstance(exc, StoreUnavailable)  # said without "persistence error: "
+                said = exc.message if isinstance(exc, StoreUnavailable) else message
+                post(EngineDone(run_id, said, traceback.format_exc(), user_error, store_unavailable=gone))
         finally:
             self.engine_idle.set()
 
@@ -1277,6 +1281,14 @@ class RunSession:
             # Refused before anything ran (a resume of a completed run, …): say why, change nothing.
             self.view.note(report.error, "error")
             notice = Notice(report.error, "error", title="Nothing to do", timeout=10)
+        elif report.error is not None and report.store_unavailable:
+            # Not a crash: the engine stopped the run, which stays as it was stored (its lease
+            # lapses) — resumable once the database works again (docs/persistence.md).
+            self.view.mark_interrupted(
+                f"the run database can record nothing more ({report.error}); the run stays as it was "
+                "stored — when the database works again, r resumes it (once its lease has lapsed)",
+                said="run stopped",
+            )
         elif report.error is not None:
             self.view.mark_crashed(report.error)
             for line in report.detail.splitlines()[-15:]:

@@ -342,12 +342,13 @@ class RunModel:
         self._changes.finished = True
         self._log(LogLine(now, f"engine crashed: {message}", "error", self.root_run_id or ""), error=True)
 
-    def mark_interrupted(self, message: str, at: float | None = None) -> None:
+    def mark_interrupted(self, message: str, at: float | None = None, said: str = "run interrupted") -> None:
         """A run whose engine went away (no live lease): `interrupted`, resumable. Its clocks stop
         at `at` (where it stopped, `observe.liveness.stopped_at`; default now): the run's elapsed
         time and its unfinished steps' and items' no longer grow, and a step that was running or
         waiting reads `interrupted`, as does a fan-out item still running — nothing runs them any
-        more (a resume starts them again)."""
+        more (a resume starts them again). The engine log says `said: message` — `run stopped`
+        for a run its engine stopped and left as stored (its run database took no writes)."""
         root = self.root
         end = self.clock() if at is None else at
         if root is not None and not root.finished:
@@ -368,7 +369,7 @@ class RunModel:
                     self._changes.fanouts.add((run.run_id, fan.key))
         self._changes.header = True
         self._changes.finished = True
-        self._log(LogLine(end, f"run interrupted: {message}", "error", self.root_run_id or ""), error=True)
+        self._log(LogLine(end, f"{said}: {message}", "error", self.root_run_id or ""), error=True)
 
     # ------------------------------------------------------------------ folding
 

@@ -1,0 +1,52 @@
+"""A run the dashboard hosts (`--run-in dashboard`) whose run database stops taking writes (its
+disk full, read-only, an I/O error — `StoreUnavailable`) is stopped by the engine and left as it
+was stored, to be resumed once the database works again. The dashboard says that — not "engine
+crashed" with an "Engine error" toast, as it did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.sqlite import SqliteStore
+
+from runkon_tui.app import RunkonApp
+from tests.tui.conftest import real_app, release, select, wait_for
+
+
+def toasts(app: RunkonApp) -> list[tuple[str, str]]:
+    return [(n.title, n.message) for n in app._notifications]
+
+
+async def test_a_run_whose_database_takes_no_writes_reads_stopped_and_resumable(
+    folder: Path, tmp_path: Path
+) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    app = real_app(folder, store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "fanout")
+        release(folder, "a", "b")
+        await pilot.press("enter")
+        fan = lambda: app.view.active_fanout()  # noqa: E731
+        await wait_for(pilot, lambda: fan() is not None and fan().count("completed") == 2, what="two items")  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start")  # type: ignore[union-attr]
+        store._db.execute("PRAGMA query_only = 1")  # the file becomes read-only: SQLITE_READONLY
+        release(folder, *"cdefghij")
+        await wait_for(pilot, lambda: not app.run_active, what="run to stop", timeout=30)
+
+        view = app.view
+        run_id = view.root_run_id
+        assert run_id is not None
+        log = [line.text for line in view.engine_log]
+        assert not [line for line in log if "crash" in line], log
+        (stopped,) = [line for line in log if line.startswith("run stopped: ")]
+        assert "the run database can record nothing more (run database " in stopped
+        assert "attempt to write a readonly database" in stopped
+        assert "stays as it was stored — when the database works again, r resumes it (once its" in stopped
+        assert view.status == "interrupted"
+        assert [title for title, _ in toasts(app)] == ["Run finished"], toasts(app)
+        assert "Engine error" not in str(toasts(app))
+        assert app.main_screen is not None and app.main_screen.check_action("resume_run", ()) is True
+
+        store._db.execute("PRAGMA query_only = 0")  # the database works again
+        assert store.get_run(run_id).status is RunStatus.RUNNING  # type: ignore[union-attr]

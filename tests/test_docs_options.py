@@ -14,7 +14,7 @@ from runkon_tui.cli import build_parser as tui_parser
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 # Flags of other programs the docs quote: an example agent command, pytest, `ray start`, `gh run view`,
-# `node --eval`, `jq --arg`, `sed --expression`, `gawk --source`.
+# `node --eval`, `jq --arg`, `sed --expression`, `gawk --source`, `docker run --entrypoint`.
 OTHER_PROGRAMS = {
     "--strict",
     "--print",
@@ -25,6 +25,7 @@ OTHER_PROGRAMS = {
     "--arg",
     "--expression",
     "--source",
+    "--entrypoint",
 }
 RAY_START = {
     "--address",

@@ -196,6 +196,10 @@ NESTED = [
     "script -qc 'echo {{v}}' /dev/null",
     "script --command='echo {{v}}' /dev/null",
     "sg staff -c 'echo {{v}}'",
+    "su root -- -c 'echo {{v}}'",  # after `--`, su's words go to the user's shell: its `-c`
+    "su -- deploy -c 'echo {{v}}'",
+    "su - deploy -s /bin/bash -- -lc 'echo {{v}}'",
+    "runuser deploy -- -c 'echo {{v}}'",
     "docker exec web sh -c 'echo {{v}}'",
     "docker exec -it -u root -e A=1 web bash -c 'echo {{v}}'",
     "docker compose exec web sh -c 'echo {{v}}'",
@@ -231,6 +235,10 @@ NESTED = [
     # a container started for the command; a program read from a process substitution
     "docker run --rm -it -e A=1 -v a:b --name x img sh -c 'echo {{v}}'",
     "docker compose run --rm web sh -c 'echo {{v}}'",
+    "docker run --entrypoint sh img -c 'echo {{v}}'",  # the entrypoint's arguments follow the image
+    "docker run --rm --entrypoint=/bin/bash img -c 'echo {{v}}'",
+    "podman run -it --entrypoint python3 img -c 'print(\"{{v}}\")'",
+    "echo {{v}} | docker run -i --entrypoint sh img",
     "kubectl run tmp --image=busybox --rm -it -- sh -c 'echo {{v}}'",
     "bash <(echo {{v}})",
     "source <(printf '%s\\n' {{v}})",
@@ -241,6 +249,7 @@ NESTED = [
 # refusal (as a reference to its environment variable), runs as code.
 RUNNABLE = {
     "script -qc 'echo {{v}}' /dev/null": "script -qc 'echo '\"$V\"'' /dev/null",
+    "su root -- -c 'echo {{v}}'": "su root -- -c 'echo '\"$V\"''",
     "if sh -c 'test {{v}}'; then :; fi": "if sh -c 'test '\"$V\"''; then :; fi",
     "{ sh -c 'echo {{v}}'; }": "{ sh -c 'echo '\"$V\"''; }",
     "python3 -c'print(\"{{v}}\")'": "python3 -c'print(\"'\"$V\"'\")'",
@@ -270,6 +279,8 @@ def test_the_newly_refused_forms_run_a_value_as_code(form: str, tmp_path: Path) 
     value = {"python3": '"); import os; os.system("touch PWNED"); ("'}.get(form[:7], "x; touch PWNED")
     if form.startswith("script") and not shutil.which("script"):
         pytest.skip("no script(1)")
+    if form.startswith("su ") and (os.geteuid() != 0 or not shutil.which("su")):
+        pytest.skip("su to root without a password: as root only")
     if form.startswith("if"):
         value = "x; touch PWNED; :"
     if form.endswith("xargs sh -c"):  # xargs splits lines at blanks, unless quoted
@@ -300,6 +311,12 @@ def test_the_newly_refused_forms_run_a_value_as_code(form: str, tmp_path: Path) 
         ("echo {{v}} | python3 -", "what `python3` reads from a pipe", "read the environment variable VALUE"),
         ("echo {{v}} | ssh host", "what `ssh` reads from a pipe", "send it on ssh's standard input"),
         ("docker run img sh -c 'rm {{v}}'", "`docker run … sh -c`", 'docker run -e VALUE="$VALUE"'),
+        (
+            "docker run --entrypoint sh img -c 'rm {{v}}'",
+            "`docker run … sh -c`",
+            'docker run -e VALUE="$VALUE"',
+        ),
+        ("su deploy -- -c 'rm {{v}}'", "`su -- -c` runs as shell code", "keeps it with `-w VALUE`"),
     ],
 )
 def test_refusals_of_commands_run_elsewhere_or_read_from_a_pipe_say_how_to_pass_the_value(
@@ -317,6 +334,11 @@ def test_refusals_of_commands_run_elsewhere_or_read_from_a_pipe_say_how_to_pass_
         "docker exec -e V={{v}} web sh -c 'ls \"$V\"'",
         "kubectl exec web-0 -- ls {{v}}",
         "su deploy -c 'ls \"$1\"' -- {{v}}",
+        "su deploy -- -c 'ls \"$1\"' sh {{v}}",
+        "runuser -u deploy -- ls {{v}}",
+        "docker run --entrypoint sh img -c 'ls \"$1\"' sh {{v}}",
+        "docker run --entrypoint ls img {{v}}",
+        "docker run --entrypoint=cat img {{v}}",
         "script -q {{v}}",
         "echo {{v}} | grep x | sh -c 'cat'",
         "echo {{v}} | sh script.sh",

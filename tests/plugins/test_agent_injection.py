@@ -172,6 +172,8 @@ def test_an_argument_opening_with_an_unterminated_placeholder_is_plain_text(tmp_
     [
         ["script", "-qc", "echo {{v}}", "/dev/null"],
         ["su", "-", "deploy", "-c", "echo {{v}}"],
+        ["su", "root", "--", "-c", "echo {{v}}"],  # (as root, su runs it: the value ran, before)
+        ["docker", "run", "--entrypoint", "sh", "img", "-c", "echo {{v}}"],
         ["docker", "exec", "web", "sh", "-c", "echo {{v}}"],
         ["kubectl", "exec", "web-0", "--", "sh", "-c", "echo {{v}}"],
         ["sh", "-c", "printf '%s\\n' {{v}} | sh"],

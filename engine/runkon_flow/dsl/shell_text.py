@@ -838,7 +838,10 @@ def code_arguments(words: list[str]) -> list[tuple[int, int, str]]:
         inner = _container_command(words, i + 1, name)
         if inner is None:
             return []
-        j, outer = inner
+        j, outer, entrypoint = inner
+        if entrypoint is not None:  # `docker run --entrypoint sh IMG -c …`: its words follow the image
+            found = code_arguments([entrypoint, *words[j:]])
+            return [(a - 1 + j, b - 1 + j, f"{outer} … {c}") for a, b, c in found if a > 0]
         return [(a + j, b + j, f"{outer} … {c}") for a, b, c in code_arguments(words[j:])]
     if name == "find":
         for j in range(i + 1, n):
@@ -860,14 +863,20 @@ def code_arguments(words: list[str]) -> list[tuple[int, int, str]]:
 
 def _command_option(words: list[str], i: int, name: str) -> list[tuple[int, int, str]]:
     """The command line given to `su -c`, `runuser -c`, `script -c`, `sg GROUP -c` (anywhere among
-    their arguments, before `--`), or the command `runuser -u USER` runs after its options."""
+    their arguments, before `--`), or the command `runuser -u USER` runs after its options. The
+    words after `su USER --` (runuser's too) are the arguments of the user's shell: its `-c`
+    takes a command line as well (`su deploy -- -c '…'`)."""
     letter, long_options, short_args, long_args = _COMMAND_OPTIONS[name]
     n = len(words)
     as_user = False
+    user = False  # su's USER operand was given
     while i < n:
         word = words[i]
         if word == "--":
             i += 1
+            if name in ("su", "runuser") and not as_user:
+                i += 0 if user else 1  # `su -- USER …`
+                return _one(_shell_script(words, i, f"{name} --")) if i < n else []
             break
         option, equals, _ = word.partition("=")
         if option in long_options:
@@ -894,15 +903,18 @@ def _command_option(words: list[str], i: int, name: str) -> list[tuple[int, int,
             continue
         if as_user:  # `runuser -u USER CMD …`: the command, run as it is
             return [(a + i, b + i, c) for a, b, c in code_arguments(words[i:])]
+        user = user or word != "-"  # `su - USER`: `-` is `--login`
         i += 1
     if as_user and i < n:
         return [(a + i, b + i, c) for a, b, c in code_arguments(words[i:])]
     return []
 
 
-def _container_command(words: list[str], i: int, name: str) -> tuple[int, str] | None:
+def _container_command(words: list[str], i: int, name: str) -> tuple[int, str, str | None] | None:
     """Where the command that `docker exec [OPTIONS] CONTAINER …` (podman, nerdctl, `docker compose
-    exec`, `kubectl exec POD -- …`) runs in the container starts, and `docker exec` (the label)."""
+    exec`, `kubectl exec POD -- …`) runs in the container starts, `docker exec` (the label), and
+    the program `docker run --entrypoint PROGRAM` gives (the words after the image are then its
+    arguments), else None."""
     subcommands, with_argument, container_first = _CONTAINER_EXEC[name]
     n = len(words)
     rest = " ".join(words[i : i + 2])
@@ -919,13 +931,17 @@ def _container_command(words: list[str], i: int, name: str) -> tuple[int, str] |
     label = f"{name} {sub}"
     if not container_first:  # the command follows `--`
         j = next((k for k in range(i, n) if words[k] == "--"), None)
-        return (j + 1, label) if j is not None and j + 1 < n else None
+        return (j + 1, label, None) if j is not None and j + 1 < n else None
+    entrypoint: str | None = None
     while i < n:
         word = words[i]
         if word == "--":
             i += 1
             continue
         if len(word) > 1 and word[0] == "-":
+            option, equals, value = word.partition("=")
+            if runs_image and option == "--entrypoint":
+                entrypoint = value if equals else words[i + 1] if i + 1 < n else None
             if runs_image:
                 flag = (
                     word in _RUN_FLAGS or "=" in word or (word[1] != "-" and set(word[1:]) <= set("ditPqT"))
@@ -935,7 +951,9 @@ def _container_command(words: list[str], i: int, name: str) -> tuple[int, str] |
                 i += 2 if word in with_argument else 1
             continue
         break
-    return (i + 1, label) if i + 1 < n else None  # past the container (the image)
+    if entrypoint:  # `--entrypoint ''` resets it: the image's command runs
+        return (i + 1, label, entrypoint) if i < n else None
+    return (i + 1, label, None) if i + 1 < n else None  # past the container (the image)
 
 
 def _one(found: tuple[int, int, str] | None) -> list[tuple[int, int, str]]:
@@ -975,8 +993,11 @@ def stdin_program(words: list[str]) -> str | None:
         return _ssh_stdin_program(words, i + 1)
     if name in _CONTAINER_EXEC:  # `… | docker exec -i CTR sh`: the shell in the container reads it
         inner = _container_command(words, i + 1, name)
-        command = None if inner is None else stdin_program(words[inner[0] :])
-        return None if inner is None or command is None else f"{inner[1]} … {command}"
+        if inner is None:
+            return None
+        j, outer, entrypoint = inner
+        command = stdin_program(words[j:] if entrypoint is None else [entrypoint, *words[j:]])
+        return None if command is None else f"{outer} … {command}"
     if name in _SHELLS:
         if name == "busybox":
             if not rest or rest[0] not in _SHELLS:

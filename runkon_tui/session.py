@@ -680,6 +680,26 @@ class RunSession:
             and view.rejected_gate() is None
         )
 
+    def nothing_to_resume_with(self, name: str, has_definition: bool) -> str | None:
+        """Why a run of `name` cannot be resumed, when nothing can define it: a resume runs the
+        workflow's file as it is now, else the definition stored with the run
+        (`Workspace.resume_plan`) — a run with neither (its workflow in no watched folder, no
+        definition on its row: written through the store API, or by an older runkon) would only
+        fail with `workflow not found`. None when one of them is there. No store call."""
+        if has_definition or self.catalog.by_name(name) is not None:
+            return None
+        return (
+            f"{name} is in no watched folder and no definition is stored with this run: nothing "
+            f"to resume it with — put {name}'s .wf file in a watched folder to resume it"
+        )
+
+    def why_not_resumable(self) -> str | None:
+        """`nothing_to_resume_with` for the run on screen (None when there is none)."""
+        view = self.view
+        if view.root is None:
+            return None
+        return self.nothing_to_resume_with(view.workflow_name, view.definition is not None)
+
     def resume(self, run_id: str | None = None) -> bool:
         """Resume `run_id` (default: the run on screen) in a background runner (`launches`) or on
         an engine thread here; False when there is nothing to resume."""
@@ -688,6 +708,9 @@ class RunSession:
         if self.host is None or run_id is None:
             return False
         self.refuse_if_busy()
+        why = self.why_not_resumable() if run_id == view.root_run_id else None
+        if why is not None:
+            raise Refused(why, title="Not resumed")
         rejected = view.rejected_gate() if run_id == view.root_run_id else None
         if rejected is not None:
             raise Refused(

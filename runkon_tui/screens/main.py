@@ -775,7 +775,9 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if action == "cancel_run":
             return app.run_in_view is not None and not view.cancelling
         if action == "resume_run":
-            return app.host is not None and not view.active and app.can_resume()
+            if not (app.host is not None and not view.active and app.can_resume()):
+                return False
+            return True if self.unavailable_reason(action) is None else None
         if action in ("approve_gate", "reject_gate"):
             return app.host is not None and bool(view.waiting_gates())
         if action in ("failed_only", "next_failure") and view.root is None:
@@ -787,7 +789,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         return True
 
     def unavailable_reason(self, action: str) -> str | None:
-        """Why `run_workflow`, `failed_only` or `next_failure` would do nothing now — they are
+        """Why `run_workflow`, `resume_run`, `failed_only` or `next_failure` would do nothing now — they are
         dimmed then, and the app says this when one is pressed anyway — else None. What counts is
         what is on screen now: failures later retried successfully are not failures to show."""
         if action == "run_workflow":
@@ -799,6 +801,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             except Refused as refused:
                 return refused.notice.text
             return None
+        if action == "resume_run":  # a resumable run with nothing to resume it with: dimmed
+            return self.rapp.session.why_not_resumable() if self.rapp.can_resume() else None
         fan = self.grid.fan
         failed_item = fan is not None and fan.first_failed() is not None
         if action == "failed_only":

@@ -263,6 +263,9 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             return f"{name} is {status}: enter follows it"
         if RunStatus(run.status) not in RESUMABLE and status != "interrupted":
             return f"{name} is {status}: only a failed, cancelled or interrupted run resumes"
+        nothing = self.rapp.session.nothing_to_resume_with(run.workflow_name, bool(run.definition_snapshot))
+        if nothing is not None:
+            return f"{name} cannot be resumed: {nothing}"
         try:
             self.rapp.session.refuse_if_busy()
         except Refused as refused:

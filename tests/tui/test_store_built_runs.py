@@ -19,7 +19,7 @@ from runkon_flow.persistence.models import (
 )
 
 from runkon_tui.history import past_run_view
-from tests.tui.conftest import fixed_store_clock, make_app, wait_for
+from tests.tui.conftest import FIXTURE_DIR, fixed_store_clock, make_app, wait_for
 
 ROOT = "01HZZSTOREBUILT00000000001"
 
@@ -79,3 +79,38 @@ async def test_it_opens_from_the_history_with_its_fan_out_and_a_tree_pane_that_s
         note = str(screen.query_one("#tree-note").render()).replace("\n", " ")
         assert "no definition is stored with this run" in note
         assert screen.grid.fan is not None and screen.grid.fan.total == 3
+
+
+async def test_with_no_definition_to_resume_it_with_r_is_dimmed_and_says_why() -> None:
+    """`bulk` is in no watched folder and its row stores no definition: a resume has nothing to
+    run (it failed with `workflow not found: bulk`). `r` is dimmed, in the history and on the
+    run, and pressed anyway it says why; no resume starts."""
+    from runkon_flow.workspace import Workspace
+
+    store = _store_built_run()
+    app = make_app(host=Workspace([FIXTURE_DIR], store), store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("h")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the run history")
+        await pilot.pause()
+        history = app.screen
+        assert history.check_action("resume_run", ()) is None  # dimmed
+        assert "no definition is stored with this run" in (history.unavailable_reason("resume_run") or "")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.view.root_run_id == ROOT, what="the run opened")
+        await pilot.pause()
+        screen = app.main_screen
+        assert screen is not None and app.view.status == "failed"
+        assert screen.check_action("resume_run", ()) is None  # dimmed, not offered
+        await pilot.press("r")
+        await pilot.pause()
+        said = [n.message for n in app._notifications]
+        assert any(
+            "bulk is in no watched folder and no definition is stored with this run: nothing to resume"
+            in text
+            and "put bulk's .wf file in a watched folder" in text
+            for text in said
+        ), said
+        assert not app.run_active and not [n for n in said if "workflow not found" in n]
+        assert store.get_run(ROOT).status is RunStatus.FAILED  # type: ignore[union-attr]

@@ -763,3 +763,44 @@ def test_resuming_a_run_deleted_meanwhile_says_it_is_gone(h: Harness) -> None:
     with pytest.raises(WorkflowError, match=f"no workflow run '{run_id}'"):
         h.build().resume_workflow(wf, h.run_input(run_id))
     assert h.agents.names() == ["a"]
+
+
+def test_a_lease_the_run_database_cannot_renew_stops_the_run_as_store_unavailable(tmp_path: Path) -> None:
+    """The run database stops taking writes (here: read-only) while a step runs: the lease
+    renewal fails and the run stops as after a lost lease (its lease may lapse and another
+    engine resume it) — but no engine took it over, so it ends with the store's error, not
+    `EngineCancelled(LeaseLost)` ("another engine took the run over"), and sends no
+    `RunCancelled(LeaseLost)`; its row stays as it was stored, to be resumed."""
+    from runkon_flow.errors import StoreUnavailable
+    from runkon_flow.persistence.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "runs.db")
+    agents = Agents().do("slow", wait_for_cancel)
+    sink = CollectingSink()
+    engine = FlowEngineBuilder().action_fallback(agents).event_sink(sink).build()
+    wf = parse_workflow("workflow w { call slow }")
+    config = WorkflowExecConfig(lease_refresh_interval=0.05)
+    result: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            engine.run_workflow(wf, RunInput(persistence=store, exec_config=config))
+        except Exception as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    try:
+        assert wait_until(lambda: bool(agents.calls))
+        store._db.execute("PRAGMA query_only = 1")  # the file takes no writes (SQLITE_READONLY)
+        thread.join(10)
+        assert not thread.is_alive()
+        [error] = result
+        assert isinstance(error, StoreUnavailable), repr(error)
+        assert "readonly database" in str(error)
+        assert not [e for e in sink.events if e.event.type == "RunCancelled"]
+        store._db.execute("PRAGMA query_only = 0")
+        assert store.get_run(agents.calls[0].info.run_id).status is RunStatus.RUNNING
+    finally:
+        thread.join(10)
+        store.close()

@@ -530,6 +530,8 @@ class FlowEngine:
                 active.pop(st.workflow_run_id, None)
             if not st.lease_released:
                 self._release(st)
+        if st.lease_lost and st.depth == 0 and st.lease_store_gone is not None:
+            raise st.lease_store_gone  # stopped, left as stored: to resume once the database works
         if st.lease_lost:
             raise EngineCancelled(CancellationReason.of("LeaseLost"))
         return result
@@ -673,11 +675,14 @@ class FlowEngine:
                 reason = body_error.reason
             if _is_lease_lost(reason):
                 # Another engine owns the run now: writing its status would clobber (and, through
-                # its cancel poll, stop) the live run. The stale engine only reports.
-                log.warning("run %s: lease lost; final status left to the new owner", st.workflow_run_id)
+                # its cancel poll, stop) the live run. The stale engine only reports. A lease the
+                # run database could not renew (`lease_store_gone`): no one took the run over; it
+                # ends with that error (`_run`), as when its final write fails — no end event.
                 st.lease_lost = True
-                if st.event_sinks:
-                    st.emit(RunCancelled(reason=reason, summary=summary))  # type: ignore[arg-type]
+                if st.depth > 0 or st.lease_store_gone is None:
+                    log.warning("run %s: lease lost; final status left to the new owner", st.workflow_run_id)
+                    if st.event_sinks:
+                        st.emit(RunCancelled(reason=reason, summary=summary))  # type: ignore[arg-type]
             elif self._finish(st, status, summary, error_text):
                 if st.event_sinks:
                     st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))

@@ -7,7 +7,8 @@ all runs is cheaper (a foreach can start thousands of child runs) and stricter: 
 
 Per run, on each tick (every 100 ms):
 * every `lease_refresh_interval`: re-acquire the lease with the run's owner token; a refusal or an
-  error aborts the run (shutdown flag, token cancelled with LeaseLost);
+  error aborts the run (shutdown flag, token cancelled with LeaseLost) — an unavailable run
+  database (`StoreUnavailable`) is kept on the run, which then ends saying so (engine.py);
 * every `cancel_poll_interval`: `is_run_cancelled`; true → token cancelled with UserRequested;
 * once the token is cancelled: `ActionRegistry.cancel(label, step_id)` for each in-flight call,
   on a background thread (executors' cancel is advisory and may block).
@@ -26,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from runkon_flow.cancellation import CancellationReason
+from runkon_flow.errors import StoreUnavailable
 from runkon_flow.persistence.models import RunStatus, new_id
 from runkon_flow.persistence.notify import on_cancel_requested
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -238,7 +240,7 @@ class RunMonitor:
         if id(st) not in self._runs:
             return  # ended while the refresh was on its way: nothing left to stop
         if not renewed:
-            log.warning("run %s lost its lease; stopping it", st.workflow_run_id)
+            log.warning("run %s %s; stopping it", st.workflow_run_id, _lost_words(st))
             abort(st, CancellationReason.of("LeaseLost"))
 
 
@@ -263,6 +265,8 @@ def renew_lease(st: ExecutionState) -> bool:
         )
     except Exception as exc:
         log.warning("lease refresh for run %s failed: %s", st.workflow_run_id, exc)
+        if isinstance(exc, StoreUnavailable) and st.lease_store_gone is None:
+            st.lease_store_gone = exc  # the database was away: no one took the run over
         return False
     if generation is not None and generation != st.lease_generation:
         # Not a renewal: the lease had been let go of — this run ended meanwhile, or another
@@ -280,6 +284,13 @@ def renew_lease(st: ExecutionState) -> bool:
     return True
 
 
+def _lost_words(st: ExecutionState) -> str:
+    """How a run lost its lease, for the log: taken over, or not renewed for want of a database."""
+    if st.lease_store_gone is not None:
+        return "could not renew its lease (the run database can record nothing now)"
+    return "lost its lease"
+
+
 def hold_lease(st: ExecutionState) -> None:
     """Before `st` starts a child: past `lease_sure_until` another engine may have taken the run
     over while this process stood still (SIGSTOP, Ctrl-Z), before the monitor noticed; confirm the
@@ -288,7 +299,7 @@ def hold_lease(st: ExecutionState) -> None:
     if lease_clock() < st.lease_sure_until:
         return
     if not renew_lease(st):
-        log.warning("run %s lost its lease; stopping it before it starts a child", st.workflow_run_id)
+        log.warning("run %s %s; stopping it before it starts a child", st.workflow_run_id, _lost_words(st))
         abort(st, CancellationReason.of("LeaseLost"))
         raise st.cancellation.error()
 

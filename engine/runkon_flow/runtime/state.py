@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runkon_flow.cancellation import CancellationToken
+from runkon_flow.errors import StoreUnavailable
 from runkon_flow.events import EngineEventData, EngineLog
 from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
 from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
@@ -246,6 +247,10 @@ class ExecutionState:
     created_leased: bool = False
     lease_released: bool = False  # finish_run handed the lease back
     lease_lost: bool = False  # another engine took the run over: it ends the run, not this one
+    # Its lease could not be renewed because the run database can record nothing now: the run
+    # stopped as after a lost lease (another engine may resume it once the lease lapses), and a
+    # top-level run ends with this error, not `EngineCancelled(LeaseLost)` (no one took it over).
+    lease_store_gone: StoreUnavailable | None = None
     # Every step row of this run as (summary fields), kept as the engine writes them, so the run
     # summary needs no query. None = not known completely (a run that existed before this engine
     # took it, or one with gates, whose rows are also written by approvers): read the store.

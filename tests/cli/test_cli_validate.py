@@ -166,6 +166,36 @@ def test_sub_workflows_resolve_in_the_files_own_directory(
     assert "Sub-workflow 'child' could not be loaded: workflow not found: child" in err
 
 
+def test_a_callee_in_a_differently_named_file_is_found_as_run_finds_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # fruit.wf declares `fruit-one`: `run` and the dashboard read every file to find it, so a
+    # workflow calling it runs; validate used to say "workflow not found: fruit-one" and exit 1
+    child = 'workflow fruit-one {\n  inputs { fruit }\n  script say { run = "echo {{fruit}}" }\n}\n'
+    write(tmp_path / "fruit.wf", child)
+    parent = write(
+        tmp_path / "hello.wf",
+        "workflow hello {\n"
+        '  foreach fruits { over = static scope = { items = "a,b" } max_parallel = 2\n'
+        '    workflow = fruit-one inputs = { fruit = "{{item.id}}" } }\n'
+        '  call workflow fruit-one { inputs { fruit = "kiwi" } }\n'
+        "}\n",
+    )
+    code, out, err = run(capsys, "validate", str(parent))
+    assert (code, err) == (0, "")
+    assert out == f"{parent}: ok\n"
+    # what the callee requires is still checked against the file that declares it
+    parent.write_text(parent.read_text().replace('{ fruit = "kiwi" }', "{ }"))
+    code, _out, err = run(capsys, "validate", str(parent))
+    assert code == 1
+    assert "Sub-workflow 'fruit-one' requires input 'fruit'" in err
+    # a name no file declares is still missing
+    parent.write_text(parent.read_text().replace("call workflow fruit-one", "call workflow fruit-two"))
+    code, _out, err = run(capsys, "validate", str(parent))
+    assert code == 1
+    assert "Sub-workflow 'fruit-two' could not be loaded: workflow not found: fruit-two" in err
+
+
 def test_a_missing_required_input_and_a_broken_child_are_reported_at_the_call(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

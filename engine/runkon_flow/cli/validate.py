@@ -21,6 +21,7 @@ from runkon_flow.cli.common import (
     render_diagnostic,
 )
 from runkon_flow.dsl.ast import WorkflowDef, node_paths
+from runkon_flow.dsl.loading import load_workflow_dir
 from runkon_flow.dsl.parser import CALL_TIMEOUT, parse_workflow
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
 from runkon_flow.dsl.script_commands import check_script_commands
@@ -29,6 +30,7 @@ from runkon_flow.errors import (
     Problem,
     SourceLocation,
     WfError,
+    WorkflowNotFound,
 )
 from runkon_flow.humanize import terminal_json
 from runkon_flow.persistence import InMemoryStore
@@ -48,16 +50,30 @@ def default_provider_registry(base_dir: Path) -> dict[str, Any]:
 
 
 class _CachingLoader:
-    """One directory resolver per workflow directory; each child is parsed once per command."""
+    """One directory resolver per workflow directory; each child is parsed once per command.
+
+    A name with no `<name>.wf` is looked for in every `.wf` file of the directory, as `run` and the
+    dashboard do (`load_workflow_closure` falls back to `load_workflow_dir`): a callee whose file is
+    named differently runs, so `validate` must not call it missing.
+    """
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.resolver = DirectoryWorkflowResolver(directory)
         self._cache: dict[str, WorkflowDef | Exception] = {}
+        self._scanned: dict[str, WorkflowDef] | None = None
+
+    def _declared_elsewhere(self, name: str) -> WorkflowDef | None:
+        if self._scanned is None:
+            self._scanned = load_workflow_dir([self.directory], strict=False).workflows
+        return self._scanned.get(name)
 
     def __call__(self, name: str) -> WorkflowDef:
         if name not in self._cache:
             try:
                 self._cache[name] = self.resolver.resolve(name)
+            except WorkflowNotFound as exc:
+                self._cache[name] = self._declared_elsewhere(name) or exc
             except Exception as exc:
                 self._cache[name] = exc
         found = self._cache[name]

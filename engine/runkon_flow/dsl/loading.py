@@ -235,7 +235,8 @@ def load_workflow_dir(dirs: Sequence[str | os.PathLike[str]], *, strict: bool = 
             if path.stem != loaded.name:
                 result.warnings.append(
                     f"{path}: declares workflow '{loaded.name}' but is named '{path.name}'; "
-                    f"`call workflow {loaded.name}` looks for '{loaded.name}.wf'"
+                    f"name it '{loaded.name}.wf' so `call workflow {loaded.name}` finds it "
+                    "without reading every file"
                 )
             previous = found.get(loaded.name)
             if previous is not None:

@@ -57,6 +57,7 @@ from runkon_flow.errors import (
 from runkon_flow.event_log import StoredEventWriter
 from runkon_flow.event_log import stored_output_lines as output_lines_setting
 from runkon_flow.events import EngineLog, EventSink
+from runkon_flow.humanize import did_you_mean
 from runkon_flow.observe.counts import latest_attempts
 from runkon_flow.persistence.models import (
     NewRun,
@@ -578,7 +579,11 @@ class Workspace:
         for key in raw:
             if key not in declared:
                 known = ", ".join(declared) or "no inputs"
-                problems.append(f"Unknown input '{key}' for workflow '{wf.name}' (it declares: {known}).")
+                hint = did_you_mean(key, list(declared))
+                problems.append(
+                    f"Unknown input '{key}' for workflow '{wf.name}' (it declares: {known})"
+                    + (f"; {hint}" if hint else ".")
+                )
         prepared: dict[str, str] = {}
         for decl in wf.inputs:
             value = raw.get(decl.name)

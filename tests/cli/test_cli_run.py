@@ -206,6 +206,10 @@ def test_auto_progress_is_plain_when_stdout_is_not_a_terminal(
             ["run", "deploy", "--dir", "wf", "-i", "env=a", "-i", "zone=b"],
             "Unknown input 'zone' for workflow 'deploy' (it declares: env, region).",
         ),
+        (
+            ["run", "deploy", "--dir", "wf", "-i", "env=a", "-i", "regoin=b"],
+            "Unknown input 'regoin' for workflow 'deploy' (it declares: env, region); did you mean `region`?",
+        ),
         (["run", "build", "--dir", "wf", "-i", "verbose=maybe"], "Input 'verbose' is boolean"),
         (["run", "build", "--dir", "missing"], "--dir missing: no such directory"),
         (["run", "wf/absent.wf"], "no such workflow file: wf/absent.wf"),

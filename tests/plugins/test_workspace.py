@@ -248,7 +248,7 @@ def test_prepare_inputs_reports_every_problem(home: Path) -> None:
     with pytest.raises(InputsError) as info:
         ws_for(home).prepare_inputs("need", {"dry": "maybe", "tickt": "1"})
     assert info.value.problems == [
-        "Unknown input 'tickt' for workflow 'need' (it declares: ticket, dry).",
+        "Unknown input 'tickt' for workflow 'need' (it declares: ticket, dry); did you mean `ticket`?",
         "Missing required input: 'ticket'.",
         "Input 'dry' is boolean: expected true or false, got 'maybe'.",
     ]

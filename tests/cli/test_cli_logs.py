@@ -147,7 +147,10 @@ def test_unknown_run_or_step_is_one_line(home: Path, capsys: pytest.CaptureFixtu
     assert (code, out) == (
         1,
         "",
-    ) and err == f"runkon-flow logs: error: no workflow run 'NOPE' in {home / 'runs.db'}\n"
+    ) and err == (
+        f"runkon-flow logs: error: no workflow run 'NOPE' in {home / 'runs.db'}: "
+        "a part of a run id needs at least 6 characters (`runkon-flow runs` lists the ids)\n"
+    )
     code, out, err = cli(capsys, "logs", run_id, "zz")
     assert (code, out) == (2, "")
     assert err == (

@@ -356,7 +356,13 @@ def test_a_run_is_found_by_its_id_in_any_case_or_by_a_unique_part_copied_from_th
         assert out.startswith(f"run       {run_id}\n"), given
     code, _, err = cli(capsys, "show", run_id[-5:])  # too short to be told from other runs' parts
     assert code == 1
-    assert f"no workflow run '{run_id[-5:]}'" in err
+    # ... and the message says so, rather than leave the user to think the id was mistyped
+    assert err == (
+        f"runkon-flow show: error: no workflow run '{run_id[-5:]}' in {home / 'runs.db'}: a part of a "
+        "run id needs at least 6 characters (`runkon-flow runs` lists the ids)\n"
+    )
+    code, _, err = cli(capsys, "show", "01NOSUCHRUN")  # long enough: simply not there
+    assert err == f"runkon-flow show: error: no workflow run '01NOSUCHRUN' in {home / 'runs.db'}\n"
 
 
 def test_a_part_of_an_id_that_several_runs_share_is_refused_with_the_runs_it_matches(

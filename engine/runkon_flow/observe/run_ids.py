@@ -7,7 +7,7 @@ from __future__ import annotations
 from runkon_flow.persistence.models import WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["SHORT_ID_MIN", "AmbiguousRunId", "find_run"]
+__all__ = ["SHORT_ID_MIN", "AmbiguousRunId", "find_run", "too_short"]
 
 #: The fewest characters matched as a prefix or suffix: fewer would make most short ids ambiguous.
 SHORT_ID_MIN = 6
@@ -18,6 +18,16 @@ class AmbiguousRunId(LookupError):
     """More than one run matches: nothing is ever done to a guessed run. `str()` lists them."""
 
 
+def _part(given: str) -> str:
+    return given.strip().removeprefix("…").removeprefix("...").upper()
+
+
+def too_short(given: str) -> bool:
+    """`given` is not a run id and too short a part of one to be matched: why `find_run` found
+    nothing, which a "no such run" message must say (`2NVCN` looked like a mistyped id)."""
+    return len(_part(given)) < SHORT_ID_MIN
+
+
 def find_run(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
     """The run `given` names: its id, that id in another case, or a unique prefix or suffix of at
     least SHORT_ID_MIN characters (with or without a leading `…`); None when no run matches.
@@ -25,8 +35,8 @@ def find_run(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
     run = store.get_run(given)
     if run is not None:
         return run
-    part = given.strip().removeprefix("…").removeprefix("...").upper()
-    if len(part) < SHORT_ID_MIN:
+    part = _part(given)
+    if too_short(given):
         return None
     if part != given and (run := store.get_run(part)) is not None:
         return run

@@ -376,6 +376,16 @@ def test_an_unknown_run_cannot_be_opened_or_attached(folder: Path) -> None:
     assert s.attached_run_id is None and s.view.root is None
 
 
+def test_attaching_by_too_short_a_part_of_an_id_says_why_nothing_matched(folder: Path) -> None:
+    h = make_session(folder)
+    h.session.attach("…NVCN")  # `runkon-tui --attach` with four characters copied
+    h.pump(lambda: len(h.driver.handled) == 1, "the answer")
+    assert h.notices() == [
+        "cannot attach to run …NVCN: no run …NVCN in the run store: "
+        "a part of a run id needs at least 6 characters"
+    ]
+
+
 # --------------------------------------------------------------------------- retry and leaving
 
 

@@ -13,7 +13,7 @@ from runkon_flow.errors import WorkflowError
 from runkon_flow.persistence import RunStatus, StepStatus
 
 from tests.cli.gate_helpers import GateRun, gate_home, waiting_in_a_process
-from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
+from tests.cli.run_helpers import cli, cli_env, run_cli_process, run_id_of, spawn, stop, wait_for, write
 
 
 @pytest.fixture
@@ -344,3 +344,24 @@ def test_a_run_that_ends_the_moment_its_gate_is_answered_is_not_called_interrupt
         assert other.store.get_run(other.run_id).status is RunStatus.COMPLETED
     finally:
         other.close()
+
+
+def test_a_run_printing_plain_lines_says_how_to_answer_its_waiting_gate(home: Path) -> None:
+    """Piped (CI, `| tee`), `run` printed the gate's event line and then sat at it without a word
+    of how to answer it — the live view prints the commands; now plain output says them on stderr,
+    and they work."""
+    with waiting_in_a_process(home, "ship") as (proc, out, run_id):
+        err = home / "run.err"
+        wait_for(lambda: "reject:" in err.read_text(), "the answer lines")
+        said = err.read_text().splitlines()
+        approve = next(line for line in said if "approve:" in line)
+        reject = next(line for line in said if "reject:" in line)
+        assert approve == f"gate human_approval waits — approve: runkon-flow approve {run_id} human_approval"
+        assert reject.endswith(f"reject:  runkon-flow reject {run_id} human_approval")
+        assert reject.index("reject:") == approve.index("approve:")
+        assert "approve" not in out.read_text().split("GateWaiting", 1)[1]  # stdout: event lines only
+        words = approve.split("approve: ", 1)[1].split()[1:]
+        done = run_cli_process(words, home, cli_env(RUNKON_DB=str(home / "runs.db")))
+        assert done.returncode == 0, done.stderr
+        proc.wait(timeout=60)
+        assert proc.returncode == 0, err.read_text()

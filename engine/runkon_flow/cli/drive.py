@@ -205,7 +205,13 @@ def make_printer(
     live = mode == "live" or (mode == "auto" and supports_live_view(stream))
     if live:
         return LiveView(stream, top_run_id=run_id, hints=hints or Hints()), True
-    return PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id), False
+    answers = None
+    if hints is not None:  # a live run (not a replay): say how to answer its gates
+
+        def answers(run: str, gate: str) -> tuple[str, str]:
+            return hints.command("approve", run, gate), hints.command("reject", run, gate)
+
+    return PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id, answers=answers), False
 
 
 @contextmanager

@@ -272,11 +272,16 @@ class PlainPrinter:
         quiet: bool = False,
         top_run_id: str | None = None,
         notes: TextIO | None = None,
+        answers: Callable[[str, str], tuple[str, str]] | None = None,
     ) -> None:
         self._stream = stream
         self._notes = notes  # None: sys.stderr at the time of the note (stdout stays event lines only)
         self._quiet = quiet
         self._top = top_run_id
+        # (run id, gate) → the approve and reject commands, said on stderr under a waiting gate:
+        # a run piped or in CI sat at its gate without a word of how to answer it (the live view
+        # prints them). None (a replay): nothing to answer.
+        self._answers = answers
 
     def _wanted(self, data: EngineEventData) -> bool:
         if self._top is None:
@@ -296,6 +301,13 @@ class PlainPrinter:
     def feed(self, data: EngineEventData) -> None:
         if self._wanted(data):
             self._stream.write(format_event_line(data) + "\n")
+            if self._answers is not None and data.event.type == "GateWaiting":
+                gate = data.event.gate_name  # type: ignore[union-attr]
+                approve, reject = self._answers(data.run_id, gate)
+                self._stream.flush()  # the gate's line first, then how to answer it
+                said = f"gate {gate} waits — "
+                self.note(f"{said}approve: {approve}")
+                self.note(f"{' ' * len(said)}reject:  {reject}")
 
     def tick(self) -> None:
         self._stream.flush()

@@ -90,7 +90,9 @@ def test_a_placeholder_in_an_interpreters_program_is_refused_and_arguments_stay_
 ) -> None:
     """`["python3", "-c", "print('{{v}}')"]` spliced the value into Python code."""
     command_agent(tmp_path, [program, "-c", "open('out', 'w').write('{{v}}')"])
-    with pytest.raises(WorkflowError, match=r"`\{\{v\}\}` is in the program python\S* runs"):
+    with pytest.raises(
+        WorkflowError, match=r"`\{\{v\}\}` is in the program `python\S* -c` runs in its `command`"
+    ):
         run(executor(tmp_path, "cmd"), tmp_path, {"v": "'); open('PWNED', 'w'); ('"})
     assert not (tmp_path / "PWNED").exists()
     command_agent(tmp_path, [program, "-c", "import sys; open('out', 'w').write(sys.argv[1])", "{{v}}"])
@@ -102,11 +104,13 @@ def test_a_placeholder_in_an_interpreters_program_is_refused_and_arguments_stay_
 def test_a_placeholder_in_an_awk_program_or_a_remote_command_is_refused(tmp_path: Path) -> None:
     """`["awk", "BEGIN{print \"{{v}}\"}"]` spliced the value into awk's program (awk has system())."""
     command_agent(tmp_path, ["awk", 'BEGIN{print "{{v}}" > "out"}'])
-    with pytest.raises(WorkflowError, match=r"`\{\{v\}\}` is in the program awk runs"):
+    with pytest.raises(WorkflowError, match=r"`\{\{v\}\}` is in the program `awk` runs in its `command`"):
         run(executor(tmp_path, "cmd"), tmp_path, {"v": 'x"; system("touch PWNED"); print "'})
     assert not (tmp_path / "PWNED").exists()
     command_agent(tmp_path, ["ssh", "-p", "2222", "host", "git", "checkout", "{{v}}"])
-    with pytest.raises(WorkflowError, match=r"`\{\{v\}\}` is in the program ssh runs"):
+    with pytest.raises(
+        WorkflowError, match=r"`\{\{v\}\}` is in the command `ssh` has the remote shell run in its `command`"
+    ):
         run(executor(tmp_path, "cmd"), tmp_path, {"v": "x; touch PWNED"})
     command_agent(tmp_path, ["awk", '{printf "%s", $0 > "out"}', "{{v}}"])  # a file operand: data
     (tmp_path / "in put").write_text("data")
@@ -196,3 +200,56 @@ def test_a_value_as_a_plain_argument_of_docker_exec_is_data(tmp_path: Path) -> N
     run(executor(tmp_path, "cmd"), tmp_path, {"v": "x; touch PWNED"})
     assert (tmp_path / "out").read_text() == "x; touch PWNED"
     assert not (tmp_path / "PWNED").exists()
+
+
+AGENT_ENV = 'declare it in the agent\'s `env` (env: { VALUE: "{{v}}" })'
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        # the container, the pod, the remote host do not see the agent's environment
+        (["docker", "exec", "web", "sh", "-c", "echo {{v}}"], [AGENT_ENV, "(docker exec -e VALUE …)"]),
+        (
+            ["kubectl", "exec", "web-0", "--", "sh", "-c", "echo {{v}}"],
+            ['make its command a shell script (command: [sh, -c, "…"])', "| kubectl exec -i POD -- sh -c"],
+        ),
+        (["ssh", "host", "git", "checkout", "{{v}}"], ["| ssh HOST 'IFS= read -r VALUE"]),
+        (["su", "-", "deploy", "-c", "echo {{v}}"], [AGENT_ENV, "keeps it with `-w VALUE`"]),
+        (["python3", "-c", "print('{{v}}')"], [AGENT_ENV, "read the environment variable VALUE"]),
+        # in an agent's shell script: the same hints, worded for the agent file
+        (
+            ["sh", "-c", "docker exec web sh -c 'echo {{v}}'"],
+            ["in its shell script", AGENT_ENV, '(docker exec -e VALUE="$VALUE" …)'],
+        ),
+        (
+            ["sh", "-c", "kubectl exec web-0 -- sh -c 'echo {{v}}'"],
+            ["in its shell script", "| kubectl exec -i POD"],
+        ),
+        (
+            ["sh", "-c", "echo ${x:-{{v}}}"],
+            ["in its shell script", f'{AGENT_ENV} and write "$VALUE" in the script'],
+        ),
+    ],
+)
+def test_a_refused_placeholder_gets_a_hint_worded_for_the_agent_file(
+    tmp_path: Path, command: list[str], said: list[str]
+) -> None:
+    """An agent declares `env` in its front matter (a YAML mapping), not as a step's `env = {…}`, and
+    has no `run`; a container or a remote host does not see the agent's environment."""
+    command_agent(tmp_path, command)
+    with pytest.raises(WorkflowError) as refused:
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "x; touch PWNED"})
+    message = str(refused.value)
+    for words in said:
+        assert words in message, (words, message)
+    assert "`run`" not in message and "env = {" not in message and "agent's `env` and read" not in message
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_an_option_value_in_an_agents_shell_script_is_worded_for_the_agent_file(tmp_path: Path) -> None:
+    command_agent(tmp_path, ["sh", "-c", "ls {{v}}"])
+    with pytest.raises(
+        WorkflowError, match=r"declare it in the agent's `env` \(env: \{ OPTS: \"\{\{v\}\}\" \}\)"
+    ):
+        run(executor(tmp_path, "cmd"), tmp_path, {"v": "-la"})

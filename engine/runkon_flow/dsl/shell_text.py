@@ -61,7 +61,6 @@ _INSERT = {
     SINGLE: "'\"${{{0}}}\"'",
 }
 
-_ENV_HINT = 'pass it through `env` (env = {{ VALUE = "{{{{{key}}}}}" }}) and write "$VALUE" in `run`'
 
 _DELIM_END = re.compile(r"[\s;&|<>()]")
 
@@ -83,6 +82,34 @@ class PlaceholderUse:
     #: The command whose arguments this placeholder starts one of (before any `--`): a value
     #: beginning with `-` would be read as its option (`reads_as_option`).
     option_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How refusals word the text whose placeholders are checked: `where` it is (after a
+    placeholder's place: "in `run`"), what it is called in a hint (`text`), how its author passes
+    a value through the environment instead (`env`, formatted with `name` and `key`), and whether
+    a shell runs it (`shell`: a hint may then use `"$VALUE"`, pipes; else the words are a
+    program's arguments, as in an agent's `command` list)."""
+
+    where: str
+    text: str
+    env: str
+    shell: bool = True
+
+    def pass_env(self, key: str, name: str = "VALUE") -> str:
+        return self.env.format(name=name, key=f"{{{{{key}}}}}")
+
+
+#: A script step's `run`: its `env` is a table in the `.wf` file.
+SCRIPT = Wording("in `run`", "`run`", 'pass it through `env` (env = {{ {name} = "{key}" }})')
+#: An agent's shell script (`command: [sh, -c, SCRIPT]`): its `env` is a mapping in the agent
+#: file's front matter.
+AGENT_SCRIPT = Wording(
+    "in its shell script", "the script", 'declare it in the agent\'s `env` (env: {{ {name}: "{key}" }})'
+)
+#: An argument of an agent's `command` list, which no shell reads.
+AGENT_ARGUMENT = replace(AGENT_SCRIPT, where="in its `command`", text="its `command`", shell=False)
 
 
 class ShellTemplateError(ValueError):
@@ -109,8 +136,9 @@ def _shown(key: str) -> str:
 class _Scanner:
     """One pass over `run`; `uses` collects the placeholders in text order."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, wording: Wording = SCRIPT) -> None:
         self.text = text
+        self.wording = wording
         self.n = len(text)
         self.uses: list[PlaceholderUse] = []
         self.stack: list[_Frame] = [_Frame("top")]
@@ -162,13 +190,17 @@ class _Scanner:
         text = self.text
         key = text[i + 2 : end - 2]
         shown = _shown(key)
+        where, env = (
+            self.wording.where,
+            f'{self.wording.pass_env(key)} and write "$VALUE" in {self.wording.text}',
+        )
         if i > 0 and text[i - 1] == "\\" and _odd_backslashes(text, i - 1):
             self.add(
                 key,
                 i,
                 end,
                 PLAIN,
-                f"{shown} follows a backslash in `run`",
+                f"{shown} follows a backslash {where}",
                 "remove the backslash: values are quoted for you",
             )
         elif frame.kind == "param":
@@ -177,8 +209,8 @@ class _Scanner:
                 i,
                 end,
                 PLAIN,
-                f"{shown} is inside a `${{…}}` expansion in `run`, where a value cannot be inserted safely",
-                _ENV_HINT.format(key=key),
+                f"{shown} is inside a `${{…}}` expansion {where}, where a value cannot be inserted safely",
+                env,
             )
         elif frame.kind == "arith":
             self.add(
@@ -186,9 +218,9 @@ class _Scanner:
                 i,
                 end,
                 PLAIN,
-                f"{shown} is inside an arithmetic expansion `$((…))` in `run`, "
+                f"{shown} is inside an arithmetic expansion `$((…))` {where}, "
                 "where a value would be evaluated as an expression",
-                _ENV_HINT.format(key=key),
+                env,
             )
         elif frame.kind == "dq":
             frame.uses.append(len(self.uses))
@@ -330,7 +362,7 @@ class _Scanner:
                         i,
                         end,
                         SINGLE,
-                        f"{_shown(key)} is inside `$'…'` quotes in `run`",
+                        f"{_shown(key)} is inside `$'…'` quotes {self.wording.where}",
                         "remove the quotes: values are quoted for you",
                     )
                     i = end
@@ -439,7 +471,7 @@ class _Scanner:
             j,
             end,
             PLAIN,
-            f"{_shown(key)} is part of a here-document delimiter in `run`",
+            f"{_shown(key)} is part of a here-document delimiter {self.wording.where}",
             "write the delimiter as plain text (<<EOF)",
         )
 
@@ -453,8 +485,8 @@ class _Scanner:
                 j,
                 end,
                 HEREDOC,
-                f"{shown} is in a here-document with a quoted delimiter in `run`, where the shell "
-                "expands nothing",
+                f"{shown} is in a here-document with a quoted delimiter {self.wording.where}, "
+                "where the shell expands nothing",
                 "write the delimiter unquoted (<<EOF) or pass the value through `env`",
             )
         elif j > line_start and text[j - 1] == "\\" and _odd_backslashes(text, j - 1):
@@ -463,7 +495,7 @@ class _Scanner:
                 j,
                 end,
                 HEREDOC,
-                f"{shown} follows a backslash in `run`",
+                f"{shown} follows a backslash {self.wording.where}",
                 "remove the backslash: values are quoted for you",
             )
         else:
@@ -479,23 +511,24 @@ class _Scanner:
             self.uses[k] = replace(use, line=line)
 
 
-def scan_placeholders(text: str) -> list[PlaceholderUse]:
-    """Every placeholder of `text` with its shell context, in text order."""
+def scan_placeholders(text: str, wording: Wording = SCRIPT) -> list[PlaceholderUse]:
+    """Every placeholder of `text` with its shell context, in text order (refusals worded for
+    where `text` is: `wording`)."""
     if "{{" not in text:
         return []
-    return list(_scanned(text))
+    return list(_scanned(text, wording))
 
 
 @functools.lru_cache(maxsize=512)
-def _scanned(text: str) -> tuple[PlaceholderUse, ...]:
+def _scanned(text: str, wording: Wording) -> tuple[PlaceholderUse, ...]:
     """`scan_placeholders`, once per text: a script step's `run` is scanned at every execution
     (each foreach item's, twice: to render it and to check its values), ~0.2 ms a time for a
     one-line script, the same answer each time."""
-    return tuple(_scan(text))
+    return tuple(_scan(text, wording))
 
 
-def _scan(text: str) -> list[PlaceholderUse]:
-    uses = _Scanner(text).run()
+def _scan(text: str, wording: Wording) -> list[PlaceholderUse]:
+    uses = _Scanner(text, wording).run()
     words = _Words(text)
     try:
         commands = words.commands()
@@ -503,14 +536,15 @@ def _scan(text: str) -> list[PlaceholderUse]:
         return [
             replace(
                 use,
-                problem=use.problem or f"{_shown(use.key)} is in `run` text nested too deeply to be checked",
+                problem=use.problem
+                or f"{_shown(use.key)} is in {wording.text} text nested too deeply to be checked",
                 hint=use.hint or "nest fewer `$(…)`",
             )
             for use in uses
         ]
     spans = _code_word_spans(commands) + _piped_program_spans(commands, words.pipes)
     if spans:
-        uses = [_in_code_word(use, spans) for use in uses]
+        uses = [_in_code_word(use, spans, wording) for use in uses]
     options = _option_positions(text, commands)
     if options:
         uses = [replace(use, option_of=options[use.start]) if use.start in options else use for use in uses]
@@ -589,7 +623,7 @@ def refused_input(error: str | None) -> str | None:
     return found["key"] if found else None
 
 
-def option_problem(use: PlaceholderUse, value: str) -> str:
+def option_problem(use: PlaceholderUse, value: str, wording: Wording = SCRIPT) -> str:
     """What to say about `use`'s value, which its command would read as an option (after "the value
     of {{key}} … "), and what to do instead."""
     shown = value if len(value) <= 40 else value[:40] + "…"
@@ -598,7 +632,7 @@ def option_problem(use: PlaceholderUse, value: str) -> str:
         f"begins with '-' ({shown!r}): `{command}` would read it as an option, not as its argument "
         f"(hint: write `--` before it, `{command} … -- {{{{{key}}}}}`, if it is an operand; attach it to "
         f"its option, `--name={{{{{key}}}}}`, if it is an option's value; if it is meant as options, "
-        f'pass it through `env` (env = {{ OPTS = "{{{{{key}}}}}" }}) and write $OPTS)'
+        f"{wording.pass_env(key, 'OPTS')} and write $OPTS)"
     )
 
 
@@ -620,40 +654,46 @@ def reads_as_option(command: str, value: str) -> bool:
     return value.startswith("-") and value != "-"
 
 
-def _in_code_word(use: PlaceholderUse, spans: list[_Span]) -> PlaceholderUse:
+def _in_code_word(use: PlaceholderUse, spans: list[_Span], wording: Wording) -> PlaceholderUse:
     if use.problem is not None:
         return use
     for start, end, command, source in spans:
         if start <= use.start < end:
-            problem, hint = _code_problem(_shown(use.key), use.key, command, source)
+            problem, hint = code_problem(_shown(use.key), use.key, command, source, wording)
             return replace(use, problem=f"{problem}, where its value would run as code", hint=hint)
     return use
 
 
-def _code_problem(shown: str, key: str, command: str, source: str) -> tuple[str, str]:
+def code_problem(
+    shown: str, key: str, command: str, source: str, wording: Wording = SCRIPT
+) -> tuple[str, str]:
     """What to say about a placeholder in text `command` runs as code (`source`: `ARGUMENT`, or
     the here-document / here-string / pipe `command` reads its program from), and what to do
-    instead. `command` may name where it runs: `docker exec … sh -c` (in a container)."""
-    env = f'pass it through `env` (env = {{ VALUE = "{{{{{key}}}}}" }})'
+    instead, worded for where that text is (`wording`: a script step's `run`, an agent's shell
+    script or `command` list). `command` may name where it runs: `docker exec … sh -c` (in a
+    container)."""
+    env = wording.pass_env(key)
+    # a pipe needs a shell: an agent's `command` list gets one first
+    piping = "" if wording.shell else 'make its command a shell script (command: [sh, -c, "…"]) and '
     outer, _, inner = command.rpartition(" … ")
     name = inner.split(" ", 1)[0]
     shell = runs_shell(inner) or name in _COMMAND_OPTIONS or name in ("xargs", ".", "source")
     if source == HEREDOC_STDIN:
-        where = f"in a here-document `{command}` reads as its program in `run`"
+        where = f"in a here-document `{command}` reads as its program {wording.where}"
     elif source == HERESTRING_STDIN:
-        where = f"in a here-string `{command}` reads as its program in `run`"
+        where = f"in a here-string `{command}` reads as its program {wording.where}"
     elif source == PIPE_STDIN:
-        where = f"in what `{command}` reads from a pipe as its program in `run`"
+        where = f"in what `{command}` reads from a pipe as its program {wording.where}"
     elif shell:
-        where = f"in text that `{command}` runs as shell code in `run`"
+        where = f"in text that `{command}` runs as shell code {wording.where}"
     else:
-        where = f"in the program `{command}` runs in `run`"
+        where = f"in the program `{command}` runs {wording.where}"
     problem = f"{shown} is {where}"
     if command.split(" ", 1)[0] == "ssh":  # the remote side sees none of our environment
         if source == ARGUMENT and name == "ssh":
-            problem = f"{shown} is in the command `ssh` has the remote shell run in `run`"
+            problem = f"{shown} is in the command `ssh` has the remote shell run {wording.where}"
         return problem, (
-            f"send it on ssh's standard input: printf '%s\\n' {{{{{key}}}}} | ssh HOST "
+            f"{piping}send it on ssh's standard input: printf '%s\\n' {{{{{key}}}}} | ssh HOST "
             "'IFS= read -r VALUE; … \"$VALUE\"'"
         )
     use = (
@@ -663,11 +703,12 @@ def _code_problem(shown: str, key: str, command: str, source: str) -> tuple[str,
     )
     if outer.split(" ", 1)[0] in ("kubectl", "oc"):  # the pod's environment is not ours
         return problem, (
-            f"send it on standard input: printf '%s\\n' {{{{{key}}}}} | {outer} -i POD -- sh -c "
+            f"{piping}send it on standard input: printf '%s\\n' {{{{{key}}}}} | {outer} -i POD -- sh -c "
             "'IFS= read -r VALUE; … \"$VALUE\"'"
         )
     if outer:  # a container's environment is its own: hand the variable on
-        return problem, f'{env}, hand it to the container ({outer} -e VALUE="$VALUE" …) and {use}'
+        given = '-e VALUE="$VALUE"' if wording.shell else "-e VALUE"
+        return problem, f"{env}, hand it to the container ({outer} {given} …) and {use}"
     if name in ("su", "runuser"):
         return problem, f"{env} and {use} (a login shell, `{name} -l`, keeps it with `-w VALUE`)"
     if source == PIPE_STDIN:
@@ -1630,12 +1671,12 @@ def _odd_backslashes(text: str, index: int) -> bool:
 
 
 def render_shell_command(
-    text: str, variables: Mapping[str, str], *, prefix: str = VALUE_ENV_PREFIX
+    text: str, variables: Mapping[str, str], *, prefix: str = VALUE_ENV_PREFIX, wording: Wording = SCRIPT
 ) -> tuple[str, dict[str, str]]:
     """`run` text with every known placeholder replaced by a reference to an environment variable,
     and those variables. Unknown placeholders are removed (engine.md §9.9). Raises
-    `ShellTemplateError` for a placeholder with no safe insertion."""
-    uses = scan_placeholders(text)
+    `ShellTemplateError` for a placeholder with no safe insertion (worded by `wording`)."""
+    uses = scan_placeholders(text, wording)
     if not uses:
         return text, {}
     out: list[str] = []

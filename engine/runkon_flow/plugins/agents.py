@@ -37,8 +37,12 @@ from typing import Any, Literal
 
 from runkon_flow.cancellation import CancellationReason, CancellationToken
 from runkon_flow.dsl.shell_text import (
+    AGENT_ARGUMENT,
+    AGENT_SCRIPT,
+    ARGUMENT,
     ShellTemplateError,
     code_arguments,
+    code_problem,
     option_problem,
     option_value,
     reads_as_option,
@@ -784,16 +788,17 @@ class AgentExecutor:
         return env
 
 
-def _code_arguments(command: Sequence[str]) -> dict[int, bool]:
+def _code_arguments(command: Sequence[str]) -> dict[int, tuple[bool, str]]:
     """The arguments `command` runs as code, each with whether a shell runs it as its whole script
-    (its placeholders then become references, dsl.shell_text): the script of `sh [options] -c
+    (its placeholders then become references, dsl.shell_text) and what runs it (`sh -c`,
+    `docker exec … sh -c`, `ssh`): the script of `sh [options] -c
     <script> …` (also behind `env`, `timeout`, …, and after options like `-o pipefail` or
     `--norc`); the program of `python3 -c`, `node -e`, `perl -e`, `awk`, `sed`, `jq` …; the words
     of a remote command (`ssh HOST …`)."""
-    found: dict[int, bool] = {}
+    found: dict[int, tuple[bool, str]] = {}
     for first, end, name in code_arguments(list(command)):
         whole_script = end == first + 1 and runs_shell(name)
-        found.update((index, whole_script) for index in range(first, end))
+        found.update((index, (whole_script, name)) for index in range(first, end))
     return found
 
 
@@ -815,27 +820,27 @@ def _render_command(
     operands = False  # after a `--` argument
     for index, part in enumerate(command):
         uses = scan_placeholders(part)
-        if code.get(index):
+        whole_script, runs = code.get(index, (False, ""))
+        if whole_script:
             try:
-                text, values = render_shell_command(part, variables)
+                text, values = render_shell_command(part, variables, wording=AGENT_SCRIPT)
             except ShellTemplateError as exc:
-                raise WorkflowError(f"agent '{name}': in its shell command, {exc}") from None
+                raise WorkflowError(f"agent '{name}': {exc}") from None
             option = option_value(uses, variables)
             if option is not None:
                 use, value = option
                 raise WorkflowError(
                     f"agent '{name}': in its shell command, {the_value_of(use.key, '', source_of(use.key))} "
-                    f"{option_problem(use, value)}"
+                    f"{option_problem(use, value, AGENT_SCRIPT)}"
                 )
             argv.append(text)
         elif index in code and uses:
             key = uses[0].key
             source = source_of(key)
+            shown = f"`{{{{{key}}}}}`" + (f" ({source})" if source else "")
+            problem, hint = code_problem(shown, key, runs, ARGUMENT, AGENT_ARGUMENT)
             raise WorkflowError(
-                f"agent '{name}': `{{{{{key}}}}}`{f' ({source})' if source else ''} is in the program "
-                f"{Path(program).name} runs from "
-                "its command line, where its value would run as code (hint: pass it in the agent's "
-                "`env` and read that environment variable in the program)"
+                f"agent '{name}': {problem}, where its value would run as code (hint: {hint})"
             )
         else:
             # (an argument opening with an unterminated `{{` is plain text: no placeholder)
@@ -846,7 +851,7 @@ def _render_command(
                     where = f" in its command's argument {index}"
                     raise WorkflowError(
                         f"agent '{name}': {the_value_of(use.key, where, source_of(use.key))} "
-                        f"{option_problem(use, value)}"
+                        f"{option_problem(use, value, AGENT_ARGUMENT)}"
                     )
             operands = operands or (index > 0 and part == "--")
             argv.append(substitute_variables(part, variables))

@@ -634,3 +634,22 @@ def test_a_diagnostic_never_sends_the_files_escape_sequences_to_the_terminal(
     code, out, err = run(capsys, "validate", str(path))
     assert code == 1 and "expected a value for `run`" in err
     assert not any(c in err + out for c in "\x1b\x07\x9b"), err
+
+
+def test_a_missing_items_file_is_named_alike_and_placed_at_its_file_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`validate flows/fan.wf` and a run (an absolute folder) name the file the same way, relative
+    to the workflow's folder, at the `file = …` value rather than at the `foreach` line."""
+    write(
+        tmp_path / "flows" / "fan.wf",
+        "workflow fan {\n  foreach each {\n    over = static\n    scope = {\n"
+        '      file = "nope.yaml"\n    }\n    max_parallel = 1\n    workflow = child\n  }\n}\n',
+    )
+    write(tmp_path / "flows" / "child.wf", "workflow child {\n  call work\n}\n")
+    monkeypatch.chdir(tmp_path)
+    for given in ("flows/fan.wf", str(tmp_path / "flows" / "fan.wf")):
+        code, _out, err = run(capsys, "validate", given)
+        assert code == 1
+        assert f"{given}:5:14: foreach 'each': items file not found: nope.yaml\n" in err, err
+        assert ' 5 |       file = "nope.yaml"' in err

@@ -203,7 +203,7 @@ def test_static_scope_errors(tmp_path: Path) -> None:
     need = 'over = static needs exactly one of scope { items = "a,b,c" } or { file = "items.yaml" }'
     assert provider.validate_scope(None) == need
     assert provider.validate_scope({"items": "a", "file": "x.yaml"}) == need
-    assert provider.validate_scope({"file": "nope.yaml"}) == f"items file not found: {tmp_path / 'nope.yaml'}"
+    assert provider.validate_scope({"file": "nope.yaml"}) == "items file not found: nope.yaml"
     assert provider.validate_scope({"file": "x.txt"}) == "items file must end in .yaml, .yml or .json: x.txt"
     assert (
         provider.validate_scope({"items": "a,b,a"})
@@ -267,10 +267,7 @@ def test_files_provider_lists_matching_files_relative_to_root(tmp_path: Path) ->
 def test_files_provider_checks_its_scope_and_filter(tmp_path: Path) -> None:
     provider = FilesProvider(tmp_path)
     assert provider.validate_scope(None) == "over = files needs scope { glob = \"…\" } (missing 'glob')"
-    assert (
-        provider.validate_scope({"glob": "*", "root": "nope"})
-        == f"root directory not found: {tmp_path / 'nope'}"
-    )
+    assert provider.validate_scope({"glob": "*", "root": "nope"}) == "root directory not found: nope"
     assert (
         provider.validate_scope({"glob": "../*"}) == "glob must be relative to root and stay inside it: ../*"
     )
@@ -295,7 +292,7 @@ def test_lines_provider_skips_blanks_comments_and_duplicates(tmp_path: Path) -> 
 
 def test_lines_provider_reports_a_missing_file(tmp_path: Path) -> None:
     provider = LinesProvider(tmp_path)
-    assert provider.validate_scope({"file": "x.txt"}) == f"lines file not found: {tmp_path / 'x.txt'}"
+    assert provider.validate_scope({"file": "x.txt"}) == "lines file not found: x.txt"
     assert provider.validate_scope({}) == "over = lines needs scope { file = \"…\" } (missing 'file')"
 
 

@@ -254,6 +254,9 @@ class ForEachNode(AstModel):
     name: str
     over: str
     scope: dict[str, str] | None = None
+    # Where each scope value was written, as (line, column), so a problem with one (a missing
+    # items file) is reported there; not part of the JSON form or of equality.
+    scope_at: dict[str, tuple[int, int]] | None = Field(default=None, exclude=True, repr=False)
     filter: dict[str, str] = Field(default_factory=dict)
     ordered: bool = False
     on_cycle: Literal["fail", "warn"] = "fail"

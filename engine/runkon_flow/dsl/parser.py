@@ -139,11 +139,12 @@ class _List:
 
 
 class _Map:
-    __slots__ = ("items", "offset")
+    __slots__ = ("items", "offset", "value_offsets")
 
-    def __init__(self, items: dict[str, str], offset: int) -> None:
+    def __init__(self, items: dict[str, str], offset: int, value_offsets: dict[str, int]) -> None:
         self.items = items
         self.offset = offset
+        self.value_offsets = value_offsets  # where each key's value was written
 
 
 _Value = _Scalar | _List | _Map
@@ -445,6 +446,7 @@ class _Parser:
         start = self.advance()
         toks = self.toks
         items: dict[str, str] = {}
+        value_offsets: dict[str, int] = {}
         entries = self.entries if self.frame is not None else None
         while True:
             tok = toks[self.i]
@@ -462,11 +464,12 @@ class _Parser:
                     inner[2],
                 )
             items.pop(tok[1], None)
+            value_offsets[tok[1]] = inner[2]
             items[tok[1]] = self.scalar_value(f"a value for `{tok[1]}` in `{key}`").text
             if entries is not None:
                 entries.append((tok[1], first, self.i - 1))
         self.expect(RBRACE, f"`key = value` or `}}` in the `{key}` map")
-        return _Map(items, start[2])
+        return _Map(items, start[2], value_offsets)
 
     # ---- workflow (§5)
 
@@ -1107,6 +1110,12 @@ class _Parser:
         if workflow is None:
             missing("workflow")
         scope = opts.string_map("scope", "scope must be a map")
+        scope_value = opts.values.get("scope")
+        scope_at = (
+            {key: self.lines.position(offset) for key, offset in scope_value.value_offsets.items()}
+            if isinstance(scope_value, _Map)
+            else None
+        )
         filter_ = opts.string_map("filter", 'filter must be a map { key = "value" }')
         inputs = opts.string_map("inputs", 'inputs must be a map { key = "value" }')
         ordered = opts.word(
@@ -1125,6 +1134,7 @@ class _Parser:
             name=name[1],
             over=over,
             scope=scope,
+            scope_at=scope_at,
             filter=filter_ or {},
             ordered=ordered == "true",
             on_cycle=on_cycle or "fail",

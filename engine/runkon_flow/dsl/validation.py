@@ -72,6 +72,7 @@ class ItemProviderLike(Protocol):
 
     * `validate_scope(raw_scope: dict[str, str] | None) -> str | None` — an error text, or None
       when the scope is acceptable [call `parse_scope(raw_scope)`; an exception's text is the error].
+      A text (or exception) with a `scope_key` attribute is placed at that scope key's value.
     * `scope_warnings(raw_scope: dict[str, str] | None) -> list[str]` [no warnings].
     * `requires_filter() -> bool` [False].
     * `validate_filter(filter: dict[str, str]) -> str | None` [every filter is accepted].
@@ -532,7 +533,12 @@ class _SemanticValidator:
         if scope_error is _NO_HOOK:
             scope_error = _scope_error_from_parse(provider, node.scope)
         if scope_error:
-            self._error(f"foreach '{name}': {scope_error}", node)
+            # at the scope value it is about (`file = "nope.yaml"`), when the provider names one
+            at = (node.scope_at or {}).get(getattr(scope_error, "scope_key", None) or "")
+            where = SourceLocation(self.wf.source_path or None, *at) if at else self._where(node)
+            self.report.errors.append(
+                Problem(f"foreach '{name}': {scope_error}", None, where, self._path(node))
+            )
         warnings = _ask(provider, "scope_warnings", raw_scope, default=[])
         if isinstance(warnings, _HookFailure):
             self._error(f"foreach '{name}': {warnings}", node)
@@ -583,7 +589,10 @@ def _is_required(decl: Any) -> bool:
 
 
 class _HookFailure(str):
-    """The text of an exception raised by a provider hook, reported as that foreach's error."""
+    """The text of an exception raised by a provider hook, reported as that foreach's error (at
+    the value of its `scope_key` attribute, when it has one)."""
+
+    scope_key: str | None = None
 
 
 _NO_HOOK: Any = object()
@@ -599,7 +608,9 @@ def _ask(provider: Any, hook: str, *args: Any, default: Any) -> Any:
     try:
         return method(*args)
     except Exception as exc:
-        return _HookFailure(str(exc) or type(exc).__name__)
+        failure = _HookFailure(str(exc) or type(exc).__name__)
+        failure.scope_key = getattr(exc, "scope_key", None)
+        return failure
 
 
 def _truthy(value: Any) -> bool:

@@ -56,11 +56,33 @@ MAX_COMMAND_OUTPUT = 64_000_000
 
 
 class ItemProviderError(EngineError):
-    """A provider cannot produce its items; `str()` is the bare reason (the engine adds `foreach 'x': `)."""
+    """A provider cannot produce its items; `str()` is the bare reason (the engine adds `foreach 'x': `).
+    `scope_key`: the scope key whose value is wrong (`file` of a missing items file), when one is:
+    validation places the error at that value."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, scope_key: str | None = None) -> None:
         self.message = message
+        self.scope_key = scope_key
         super().__init__(message)
+
+
+class ScopeError(str):
+    """`validate_scope`'s error text, with the scope key it is about (`ItemProviderError.scope_key`)."""
+
+    scope_key: str | None = None
+
+    @classmethod
+    def of(cls, error: ItemProviderError) -> ScopeError:
+        text = cls(error.message)
+        text.scope_key = error.scope_key
+        return text
+
+
+def _about(key: str, error: ItemProviderError) -> ItemProviderError:
+    """`error`, said about the scope key `key` (unless it names one already)."""
+    if error.scope_key is None:
+        error.scope_key = key
+    return error
 
     def __str__(self) -> str:
         return self.message
@@ -120,10 +142,13 @@ def _context_value(value: Any) -> str:
 
 
 def _describe(path: Path, base_dir: Path) -> str:
+    """How messages name a scope's file: relative to the workflow's folder when it is in it (the
+    same words whether that folder was given relative, to `validate`, or absolute, to a run and
+    the dashboard), else its absolute path."""
     try:
         return str(path.relative_to(base_dir))
     except ValueError:
-        return str(path)
+        return str(path.absolute())
 
 
 class _BaseProvider:
@@ -165,7 +190,7 @@ class _BaseProvider:
         try:
             self.parse_scope(dict(raw_scope) if raw_scope is not None else None)
         except ItemProviderError as exc:
-            return exc.message
+            return ScopeError.of(exc)
         return None
 
     def scope_warnings(self, raw_scope: Mapping[str, str] | None) -> list[str]:
@@ -320,10 +345,10 @@ def _load_item_file(path: Path, label: str, item_type: str) -> _Declared:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ItemProviderError(f"items file not found: {path}") from None
+        raise ItemProviderError(f"items file not found: {label}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ItemProviderError(
-            f"cannot read items file {path}: {getattr(exc, 'strerror', None) or exc}"
+            f"cannot read items file {label}: {getattr(exc, 'strerror', None) or exc}"
         ) from None
     try:
         if path.suffix.lower() == ".json":
@@ -431,7 +456,7 @@ class StaticProvider(_BaseProvider):
             ids = [p for p in parts if p]
             for number, item_id in enumerate(ids, start=1):
                 if too_long := overlong_id(item_id):
-                    raise ItemProviderError(f"scope items: item {number}: {too_long}")
+                    raise ItemProviderError(f"scope items: item {number}: {too_long}", "items")
             numbers: dict[str, list[int]] = {}  # one pass: `ids.count` per id took 30 s for 50,000
             for index, item_id in enumerate(ids):
                 numbers.setdefault(item_id, []).append(index)
@@ -439,14 +464,17 @@ class StaticProvider(_BaseProvider):
             if repeats:
                 s = "s" if len(repeats) > 1 else ""
                 listed = _duplicates(repeats, lambda index: f"item {index + 1}")
-                raise ItemProviderError(f"duplicate item id{s} in scope items: {listed}")
+                raise ItemProviderError(f"duplicate item id{s} in scope items: {listed}", "items")
             return StaticScope(inline=tuple(ids))
         file_text = scope["file"].strip()
         path = self._path(file_text)
         if path.suffix.lower() not in (".yaml", ".yml", ".json"):
-            raise ItemProviderError(f"items file must end in .yaml, .yml or .json: {file_text}")
+            raise ItemProviderError(f"items file must end in .yaml, .yml or .json: {file_text}", "file")
         parsed = StaticScope(file=path, label=_describe(path, self.base_dir))
-        self._read(parsed)  # a broken file is a scope error, reported before the run
+        try:
+            self._read(parsed)  # a broken file is a scope error, reported before the run
+        except ItemProviderError as exc:
+            raise _about("file", exc) from None
         return parsed
 
     def scope_warnings(self, raw_scope: Mapping[str, str] | None) -> list[str]:
@@ -496,10 +524,10 @@ class FilesProvider(_BaseProvider):
         scope = self._require(raw_scope, "glob")
         pattern = scope["glob"].strip()
         if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-            raise ItemProviderError(f"glob must be relative to root and stay inside it: {pattern}")
+            raise ItemProviderError(f"glob must be relative to root and stay inside it: {pattern}", "glob")
         root = self._path(scope.get("root", "").strip() or ".")
         if not root.is_dir():
-            raise ItemProviderError(f"root directory not found: {root}")
+            raise ItemProviderError(f"root directory not found: {_describe(root, self.base_dir)}", "root")
         return FilesScope(pattern, root)
 
     def items(
@@ -542,7 +570,10 @@ class LinesProvider(_BaseProvider):
         scope = self._require(raw_scope, "file")
         path = self._path(scope["file"].strip())
         parsed = LinesScope(path, _describe(path, self.base_dir))
-        self._read(parsed)
+        try:
+            self._read(parsed)
+        except ItemProviderError as exc:
+            raise _about("file", exc) from None
         return parsed
 
     def _read(self, scope: LinesScope) -> list[FanOutItem]:
@@ -552,10 +583,10 @@ class LinesProvider(_BaseProvider):
         try:
             text = scope.file.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ItemProviderError(f"lines file not found: {scope.file}") from None
+            raise ItemProviderError(f"lines file not found: {scope.label}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ItemProviderError(
-                f"cannot read lines file {scope.file}: {getattr(exc, 'strerror', None) or exc}"
+                f"cannot read lines file {scope.label}: {getattr(exc, 'strerror', None) or exc}"
             ) from None
         items: list[FanOutItem] = []
         seen: set[str] = set()
@@ -610,7 +641,9 @@ class CommandProvider(_BaseProvider):
             except ValueError:
                 timeout = -1.0
             if timeout <= 0:
-                raise ItemProviderError(f"timeout must be a positive number of seconds, got '{timeout_text}'")
+                raise ItemProviderError(
+                    f"timeout must be a positive number of seconds, got '{timeout_text}'", "timeout"
+                )
         return CommandScope(scope["run"], timeout)
 
     def items(

@@ -295,6 +295,21 @@ def test_scripts_are_checked_on_request(tmp_path: Path, capsys: pytest.CaptureFi
     assert run(capsys, "validate", "--scripts", "--working-dir", str(other), str(path))[0] == 1
 
 
+def test_a_missing_script_is_named_alike_by_validate_and_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`validate --scripts s.wf` in the workflow's folder said `looked for scripts/missing.sh`, a run
+    `looked for /tmp/…/scripts/missing.sh`: both now give the absolute path."""
+    write(tmp_path / "s.wf", 'workflow s {\n  script go { run = "scripts/missing.sh" }\n}\n')
+    monkeypatch.chdir(tmp_path)
+    looked = f"(looked for {tmp_path}/scripts/missing.sh)"
+    said = f"s.wf:2:3: Script step 'go': 'scripts/missing.sh' not found {looked}"
+    code, _out, err = run(capsys, "validate", "--scripts", "s.wf")
+    assert code == 1 and err.splitlines()[0] == said, err
+    code, _out, err = run(capsys, "run", "--memory", "s.wf")
+    assert code != 0 and err.splitlines()[0] == said, err
+
+
 SCRIPTS = """workflow s {
   script lint   { run = "make lint" }
   script check  { run = "./tools/check.sh --fast" }

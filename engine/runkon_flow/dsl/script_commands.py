@@ -71,10 +71,12 @@ def first_command_word(run: str) -> str | None:
 
 
 def check_script_commands(wf: WorkflowDef, working_dir: str | os.PathLike[str]) -> ScriptCheck:
-    """Every `script` step of `wf` (at any depth, `always` too), checked as described above."""
+    """Every `script` step of `wf` (at any depth, `always` too), checked as described above. Paths
+    in the messages are absolute, whether `working_dir` was given relative (`validate --scripts`
+    in the workflow's folder) or absolute (a run): the same words for the same file."""
     result = ScriptCheck()
     paths = node_paths(wf)
-    wd = Path(working_dir)
+    wd = Path(working_dir).absolute()
     for node in walk([*wf.body, *wf.always]):
         if not isinstance(node, ScriptNode):
             continue

@@ -668,3 +668,20 @@ def test_a_missing_items_file_is_named_alike_and_placed_at_its_file_value(
         assert code == 1
         assert f"{given}:5:14: foreach 'each': items file not found: nope.yaml\n" in err, err
         assert ' 5 |       file = "nope.yaml"' in err
+
+
+def test_a_file_that_is_not_a_workflow_is_named_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate items.yaml` parsed YAML as a workflow ("Unexpected character '-'"); a `.wf` file and
+    a file with no suffix (a pipe, `/dev/stdin`) are still read as workflows."""
+    write(tmp_path / "items.yaml", "- a\n- b\n")
+    for command in ("validate", "fmt"):
+        code, out, err = run(capsys, command, str(tmp_path / "items.yaml"))
+        assert code == 2 and out == ""
+        assert f"{tmp_path / 'items.yaml'} is not a workflow file (its name does not end in .wf)" in err
+        assert "Unexpected character" not in err
+    good = write(tmp_path / "flow.wf", GOOD)
+    assert run(capsys, "validate", str(good))[0] == 0
+    plain = write(tmp_path / "flow", GOOD)
+    assert run(capsys, "validate", str(plain)) == (0, f"{plain}: ok\n", "")

@@ -103,7 +103,9 @@ class Target:
 
 def expand_paths(raw_paths: Sequence[str]) -> list[Target]:
     """Files stay files; a directory means every `.wf` in it; duplicates are dropped.
-    Raises `UsageError` for bad paths."""
+    Raises `UsageError` for bad paths, and for a file whose name ends in another suffix than
+    `.wf` (`items.yaml`: not parsed as a workflow to fail on its first character). A file with no
+    suffix is taken as a workflow: `/dev/stdin`, `<(git show HEAD:flow.wf)`."""
     targets: list[Target] = []
     for raw in raw_paths:
         path = Path(raw)
@@ -116,6 +118,11 @@ def expand_paths(raw_paths: Sequence[str]) -> list[Target]:
                 raise UsageError(f"no .wf files in directory {raw}")
             targets.extend(Target(f, path, False) for f in files)
         elif path.exists():
+            if path.suffix and path.suffix != ".wf":
+                raise UsageError(
+                    f"{raw} is not a workflow file (its name does not end in .wf); "
+                    "a directory checks every .wf file in it"
+                )
             targets.append(Target(path, path.parent, True))
         else:
             raise UsageError(f"no such file or directory: {raw}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from runkon_flow.dsl import parse_workflow
+from runkon_flow.errors import WfError
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -78,3 +79,28 @@ def test_the_readme_names_every_command_and_only_real_ones() -> None:
     }
     assert named - commands == set(), f"the README names commands that do not exist: {named - commands}"
     assert commands - named == set(), f"commands the README never mentions: {commands - named}"
+
+
+def test_the_readme_says_which_foreach_keys_are_required() -> None:
+    """`max_parallel` is required on `foreach`, and a newcomer copying the example must not drop it
+    unwarned: every key the parser requires (found by leaving each out of the example) is named as
+    required in the Fan-out line."""
+    fences = re.findall(r"^```(\w*)\n(.*?)^```", README, flags=re.S | re.M)
+    example = next(body for lang, body in fences if not lang and body.lstrip().startswith("//"))
+    foreach = re.search(r"^  foreach .*?^  \}\n", example, flags=re.S | re.M)
+    assert foreach is not None
+    keys = re.findall(r"^\s+(\w+)\s*=", foreach.group(0), flags=re.M)
+    required = []
+    for key in keys:
+        without = re.sub(rf"^\s+{key}\s*=.*\n", "", foreach.group(0), flags=re.M)
+        try:
+            parse_workflow(example.replace(foreach.group(0), without), "README.md")
+        except WfError:
+            required.append(key)
+    assert "max_parallel" in required
+    line = re.search(r"^- \*\*Fan-out:\*\*(.*?)(?=^- |\Z)", README, flags=re.S | re.M)
+    assert line is not None, "the README has a Fan-out line"
+    said = " ".join(line.group(1).split())
+    named = re.search(r"((?:`\w+`(?:, | and )?)+) are required", said)
+    assert named is not None, said
+    assert sorted(re.findall(r"`(\w+)`", named.group(1))) == sorted(required)

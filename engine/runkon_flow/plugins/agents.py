@@ -819,8 +819,8 @@ def _render_command(
     values: dict[str, str] = {}
     operands = False  # after a `--` argument
     for index, part in enumerate(command):
-        uses = scan_placeholders(part)
         whole_script, runs = code.get(index, (False, ""))
+        uses = scan_placeholders(part, AGENT_SCRIPT if whole_script else AGENT_ARGUMENT)
         if whole_script:
             try:
                 text, values = render_shell_command(part, variables, wording=AGENT_SCRIPT)

@@ -272,7 +272,9 @@ def node_detail(
         if sv.iteration and spec.kind in LEAF_KINDS:
             parts.append(f"#{sv.iteration + 1}")
         elapsed = sv.elapsed(now)
-        if elapsed is not None:
+        if sv.reused_from:  # a rerun's reused step did not run here (docs/run-model.md)
+            parts.append("reused")
+        elif elapsed is not None:
             parts.append(format_duration(elapsed))
         if spec.kind != "foreach":
             spent = sv.usage

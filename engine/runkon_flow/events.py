@@ -105,7 +105,11 @@ class StepStarted(_Event):
 
 
 class StepCompleted(_Event):
-    """Emitted for success *and* failure (`succeeded=False`), with the final step status."""
+    """Emitted for success *and* failure (`succeeded=False`), with the final step status.
+
+    A rerun (docs/when-things-go-wrong.md) emits one, right after its `RunStarted`, for every step
+    it reuses from the run it reruns, in that run's order, with no `StepStarted`: `reused_from`
+    names that run and `position` the step's place in it (ours; `duration_ms` is None, nothing ran)."""
 
     type: Literal["StepCompleted"] = "StepCompleted"
     step_name: str
@@ -124,6 +128,8 @@ class StepCompleted(_Event):
     #: What the step spent (`runkon_flow.usage.Usage.as_dict()`: tokens, turns, cost_usd), when
     #: reported; a `call workflow` or `foreach` step: its children's sum.
     usage: dict[str, float] | None = None
+    reused_from: str | None = None
+    position: int | None = None
 
 
 class StepRetrying(_Event):

@@ -245,3 +245,26 @@ def test_from_is_shown_as_required(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "rerun", "01ABC")
     assert (code, out) == (2, "")
     assert "the following arguments are required: --from" in err
+
+
+def test_watch_and_show_say_which_steps_a_rerun_reused(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reused steps are drawn completed, marked reused from the old run, and counted: the last
+    frame of `watch` says ✓3 like `show`, and both name the run that holds their output."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    old = failed_run(home, capsys)
+    code, out, err = cli(capsys, "rerun", old, "--from", "deploy", "--dir", "wf", "--progress", "quiet")
+    assert code == 0, err
+    new = run_id_of(out)
+    watched = cli(capsys, "watch", new, "--progress", "live")[1]
+    assert f"✓ build  reused from run {old}" in watched
+    assert "steps ✓3 ✗0" in watched
+    shown = cli(capsys, "show", new)[1]
+    assert "(1 step reused)" in shown
+    [build] = [line for line in shown.splitlines() if " build " in line]
+    assert build.split()[1] == "completed" and build.endswith(f"reused from run {old}")
+    # Its output is the old run's, and `logs` says where rather than `(no output)`.
+    logged = cli(capsys, "logs", new, "build")[1]
+    assert f"… reused from run {old}: its output is there (runkon-flow logs {old} build)" in logged
+    assert "(no output)" not in logged

@@ -61,6 +61,11 @@ async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(
         assert steps["finish"].status == "completed"
         labels = {n.data.path: n.label.plain for n in tree.nodes_by_uid.values() if n.data is not None}
         assert labels["body.0"].startswith("✓") and labels["body.2"].startswith("✓")
+        # The steps before `finish` did not run here: marked reused (no duration), and counted as
+        # `show` counts them — the header's ✓ is every step of the run, not only those that ran.
+        assert "reused" in labels["body.0"] and "reused" in labels["body.1"]
+        assert "reused" not in labels["body.2"]
+        assert app.view.step_counts()["completed"] == 3
 
 
 async def test_a_running_run_cannot_be_rerun(folder: Path) -> None:

@@ -303,6 +303,8 @@ class LiveView:
         g = self._g
         label = self._label(data.run_id, e.step_key or e.step_name)
         took = f"  {format_duration(e.duration_ms / 1000)}" if e.duration_ms is not None else ""
+        if e.reused_from:  # a rerun's reused step: done in the run it reruns, not here
+            took = f"  reused from run {e.reused_from}"
         if e.succeeded:
             return self._c(_GREEN, g.ok) + f" {label}{took}"
         status = e.status or "failed"

@@ -144,6 +144,7 @@ _FIELDS: dict[str, tuple[_FieldSpec, ...]] = {
         ("duration_ms", "duration_ms"),
         ("markers", lambda e: ",".join(e.markers)),
         ("error", "error"),
+        ("reused_from", "reused_from"),
     ),
     "StepRetrying": (
         ("step", lambda e: e.step_key or e.step_name),

@@ -26,7 +26,12 @@ from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, by_fan_out, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_status, row_step_counts
 from runkon_flow.observe.estimates import Estimates, history_of, people_wait_in_rows
-from runkon_flow.observe.loader import fanout_from_rows, fill_unrun_item_errors, row_failure_cause
+from runkon_flow.observe.loader import (
+    fanout_from_rows,
+    fill_unrun_item_errors,
+    reused_row_ids,
+    row_failure_cause,
+)
 from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.observe.status import outcome
 from runkon_flow.persistence.models import (
@@ -496,8 +501,7 @@ def show_lines(
     if parent:
         lines.append(f"parent    {parent}")
     if run.rerun_of:
-        # Reused rows are copies: they started before this run did.
-        reused = sum(1 for s in steps if s.started_at and run.started_at and s.started_at < run.started_at)
+        reused = len(reused_row_ids(run, steps))
         lines.append(
             f"rerun of  {run.rerun_of} from step {run.rerun_from} "
             f"({reused} step{'' if reused == 1 else 's'} reused)"
@@ -542,6 +546,7 @@ def show_lines(
     current = {s.id for s in final_steps(steps)}
     interrupted = status == liveness.INTERRUPTED
     until = liveness.unfinished_until(run, steps, _seconds(now))
+    reused = reused_row_ids(run, steps)
     for step in steps:
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
@@ -553,7 +558,9 @@ def show_lines(
             extra = f"child run {step.child_run_id}"
         timing = _timing_note(store, step, fan, estimates, moment, interrupted) if estimates.runs else ""
         spent = Usage.from_json(step.usage)
-        for note in (spent.short() if spent else "", timing):
+        # A reused step did not run here: its output is the earlier run's (`logs` reads it there).
+        reuse = f"reused from run {run.rerun_of}" if step.id in reused else ""
+        for note in (reuse, spent.short() if spent else "", timing):
             if note:
                 extra = f"{extra} · {note}" if extra else note
         table_rows.append(

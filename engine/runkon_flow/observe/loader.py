@@ -53,6 +53,16 @@ def _kind(row: WorkflowRunStep) -> str:
     return "parallel_branch" if ".calls." in path else "call"
 
 
+def reused_row_ids(run: WorkflowRun, rows: list[WorkflowRunStep]) -> set[str]:
+    """The rows of a rerun that it reused (copied from the run it reruns) rather than ran: they
+    started before the rerun was created (the copy keeps their times, and the rerun's steps start
+    after its row exists; a later resume keeps the run's start). Empty for any other run."""
+    created = parse_time(run.started_at) if run.rerun_of else None
+    if created is None:
+        return set()
+    return {row.id for row in rows if (start := parse_time(row.started_at)) is not None and start < created}
+
+
 def place_rows(
     run: WorkflowRun, rows: list[WorkflowRunStep], legacy: LegacyPlacer | None
 ) -> dict[str, list[WorkflowRunStep]]:
@@ -247,8 +257,12 @@ def load_run_state(
     state.summary = readable_error(run.result_summary) or None
     state.inputs = dict(run.inputs)
     node_kinds = kinds(run) if kinds is not None else {}
-    for key, path_rows in place_rows(run, store.get_steps(run.id), legacy).items():
+    rows = store.get_steps(run.id)
+    reused = reused_row_ids(run, rows)
+    for key, path_rows in place_rows(run, rows, legacy).items():
         sv = step_from_rows(key, path_rows, node_kinds.get(key))
+        if path_rows[-1].id in reused:
+            sv.reused_from = run.rerun_of
         state.steps[key] = sv
         for row in path_rows:
             state.step_ids[row.id] = key

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from runkon_flow.event_log import READ_ROWS, envelope_of, is_cut_note, top_level_run, unpack
 from runkon_flow.humanize import readable_error
 from runkon_flow.observe.counts import row_key
+from runkon_flow.observe.loader import reused_row_ids
 from runkon_flow.persistence.models import (
     FanOutItemRow,
     FanOutItemStatus,
@@ -346,6 +347,8 @@ class _Walker:
         #: The child runs the newest foreach rows name: an item a resume or retry did not run
         #: again is listed under the older row that ran it, and is still its item's latest attempt.
         self._current: set[str] = set()
+        #: A rerun's rows copied from the run it reruns: their output is that run's.
+        self._reused: set[str] = set()
 
     def child(self, parent_id: str, child_id: str | None) -> WorkflowRun | None:
         """A child run of `parent_id`, from one read of all its children (a 10,000-item fan-out
@@ -369,6 +372,7 @@ class _Walker:
         depth: int = 0,
     ) -> Iterator[OutputSource]:
         rows = self.store.get_steps(run.id)
+        self._reused.update(reused_row_ids(run, rows))
         newest = {row_key(r): r for r in rows}
         for row in sorted(rows, key=lambda r: (r.started_at or "~", r.position)):
             replaced_by = newest[row_key(row)]
@@ -419,6 +423,9 @@ class _Walker:
             lines = [OutputLine("result", text) for text in result.splitlines()]
         for key in (row.id, (run.id, row.step_name)):
             lines.extend(OutputLine("note", n) for n in self.notes.get(key, ()))
+        if row.id in self._reused:  # did not run here (docs/run-model.md, "Reused steps")
+            where = f"runkon-flow logs {run.rerun_of} {short}"
+            lines.append(OutputLine("note", f"reused from run {run.rerun_of}: its output is there ({where})"))
         if lines or stored is not None or error or row.role not in _CONTAINERS:
             yield OutputSource(
                 label=label,

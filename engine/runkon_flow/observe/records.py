@@ -131,6 +131,9 @@ class StepView:
     output: deque[str] | None = None
     output_total: int = 0
     position: int | None = None
+    # The run whose result this step reuses (a rerun's steps before the one it reruns from): it
+    # did not run here, its output and duration are that run's (docs/run-model.md, "Reused steps").
+    reused_from: str | None = None
     # A gate's answer in words (`approved by alice · note: ok`), from the event or the stored row.
     decision: str | None = None
     gate_type: str | None = None  # a gate's type (`human_approval`): whether it waits for people
@@ -515,6 +518,12 @@ class Changes:
             or self.finished
             or self.structure
         )
+
+
+def reused_note(sv: StepView) -> str:
+    """What a rerun's reused step says where a finished step says its duration (log lines, the
+    live view and `watch`): it did not run here, and which run holds its output."""
+    return f"reused from run {sv.reused_from}" if sv.reused_from else ""
 
 
 def step_label(sv: StepView) -> str:

@@ -39,6 +39,7 @@ from runkon_flow.observe.records import (
     StepView,
     ViewLimits,
     failure_cause,
+    reused_note,
     step_label,
 )
 from runkon_flow.observe.retrying import retry_refusal, retrying
@@ -742,6 +743,9 @@ class RunModel:
             sv.step_id = ev.step_id
             run.step_ids[ev.step_id] = sv.key
         status = ev.status or ("completed" if ev.succeeded else "failed")
+        if ev.reused_from:  # a rerun's reused step: completed in the run it reruns, not here
+            sv.name, sv.step_key, sv.iteration = ev.step_name, ev.step_key, ev.iteration
+            sv.position, sv.attempt, sv.reused_from = ev.position, ev.attempt, ev.reused_from
         sv.set_status(status)
         sv.ended_at = ev.ended_at or data.ts
         sv.duration_ms = ev.duration_ms
@@ -770,6 +774,8 @@ class RunModel:
         elif root:
             level = "success" if status == "completed" else "warning"
             text = f"{glyph(status)} {step_label(sv)} {took}".rstrip()
+            if ev.reused_from:
+                text = f"{glyph(status)} {step_label(sv)} {reused_note(sv)}"
             self._log(LogLine(data.ts, text, level, run.run_id, sv.node_path))
 
     def _step_retrying(self, data: EngineEventData, ev: Any) -> None:

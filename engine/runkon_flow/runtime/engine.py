@@ -50,6 +50,7 @@ from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry,
 from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token, take_lease
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
 from runkon_flow.runtime.report_gate import ReportGate, commit_and_deliver, needs_gate
+from runkon_flow.runtime.rerun import reused_events
 from runkon_flow.runtime.resume import ResumeContext, leaf_skip_keys
 from runkon_flow.runtime.state import ExecutionState, LedgerRow
 from runkon_flow.runtime.steps import describe_exception
@@ -444,7 +445,7 @@ class FlowEngine:
         retry = RetryRequest.from_json(run.retry_request) if run is not None else None
         st.resume_ctx = ResumeContext.from_steps(steps, retry)
         if run is not None and run.rerun_of and run.status is RunStatus.PENDING:  # never started
-            st.rerun_start = (run.rerun_of, run.rerun_from or "")
+            st.rerun_start = (run.rerun_of, run.rerun_from or "", tuple(steps))
         if not any(row.role == StepRole.GATE.value for row in steps):
             st.step_ledger = {
                 row.id: LedgerRow(
@@ -572,7 +573,7 @@ class FlowEngine:
         if st.event_sinks:
             parent = st.parent_run_id or None
             if st.rerun_start is not None:
-                rerun_of, rerun_from = st.rerun_start
+                rerun_of, rerun_from, reused = st.rerun_start
                 st.emit(
                     RunStarted(
                         workflow_name=definition.name,
@@ -582,6 +583,8 @@ class FlowEngine:
                         rerun_from=rerun_from,
                     )
                 )
+                for event in reused_events(definition, reused, rerun_of):
+                    st.emit(event)
             elif st.resume_ctx is not None and st.resume_ctx.completed_count:
                 st.emit(
                     RunResumed(

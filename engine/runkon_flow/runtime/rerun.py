@@ -28,10 +28,11 @@ from runkon_flow.dsl.ast import (
     walk,
 )
 from runkon_flow.errors import WorkflowError
+from runkon_flow.events import StepCompleted, StepKind
 from runkon_flow.persistence.models import StepStatus, WorkflowRunStep
-from runkon_flow.runtime.resume import leaf_skip_keys
+from runkon_flow.runtime.resume import leaf_skip_keys, parse_markers
 
-__all__ = ["NoStepToRerunFrom", "RerunPlan", "plan_rerun", "step_names"]
+__all__ = ["NoStepToRerunFrom", "RerunPlan", "plan_rerun", "reused_events", "step_names"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,44 @@ def plan_rerun(wf: WorkflowDef, rows: Sequence[WorkflowRunStep], step: str) -> R
         key=lambda r: (r.position, r.started_at or "", r.id),
     )
     return RerunPlan(name, path, tuple(reused))
+
+
+_ROLE_KIND: dict[str, StepKind] = {"gate": "gate", "foreach": "foreach", "workflow": "call_workflow"}
+
+
+def _kind(node: Any, row: WorkflowRunStep) -> StepKind:
+    if isinstance(node, AgentRef):
+        return "parallel_branch"
+    if node is not None:
+        return {"for_each": "foreach"}.get(node.type, node.type)
+    return _ROLE_KIND.get(row.role, "call")
+
+
+def reused_events(wf: WorkflowDef, rows: Sequence[WorkflowRunStep], rerun_of: str) -> list[StepCompleted]:
+    """What a rerun's event stream says of the steps it reuses, right after its `RunStarted`: one
+    `StepCompleted` per copied row (completed, `reused_from` the run it reruns, its position
+    there), in execution order, so whoever folds the stream — the live view, `watch`, `replay`,
+    the dashboard — shows them completed-and-reused, as `show` does from the rows."""
+    paths = node_paths(wf)
+    by_path = {paths[id(node)]: node for _, node, _ in _named(wf) if id(node) in paths}
+    done = sorted(
+        (row for row in rows if StepStatus(row.status) is StepStatus.COMPLETED),
+        key=lambda r: (r.position, r.started_at or "", r.id),
+    )
+    return [
+        StepCompleted(
+            step_name=row.step_name,
+            succeeded=True,
+            step_key=row.step_name,
+            kind=_kind(by_path.get(row.node_path or ""), row),
+            step_id=row.id,
+            node_path=row.node_path,
+            iteration=row.iteration,
+            attempt=row.retry_count,
+            status=StepStatus.COMPLETED,
+            markers=parse_markers(row.markers_out),
+            reused_from=rerun_of,
+            position=row.position,
+        )
+        for row in done
+    ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from runkon_flow.cancellation import CancellationToken
 from runkon_flow.errors import StoreUnavailable
 from runkon_flow.events import EngineEventData, EngineLog
-from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate
+from runkon_flow.persistence.models import NewStep, StepRole, StepStatus, StepUpdate, WorkflowRunStep
 from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 from runkon_flow.runtime.types import (
     ChildWorkflowContext,
@@ -224,9 +224,10 @@ class ExecutionState:
     block_output: str | None = None
     block_with: list[str] = field(default_factory=list)
     resume_ctx: ResumeContext | None = None
-    #: A rerun's first start (ours): (run it reruns, step it reruns from). Its copied rows are
-    #: restored like a resume's, but it starts with RunStarted: it is a new run.
-    rerun_start: tuple[str, str] | None = None
+    #: A rerun's first start (ours): (run it reruns, step it reruns from, the rows it reuses).
+    #: Its copied rows are restored like a resume's, but it starts with RunStarted: it is a new
+    #: run, and says which steps it reuses (`rerun.reused_events`).
+    rerun_start: tuple[str, str, tuple[WorkflowRunStep, ...]] | None = None
     #: A retry's resume (ours): how many fan-out items it runs again, said by its start event.
     retried_items: int = 0
     owner_token: str | None = None

@@ -20,6 +20,7 @@ from runkon_flow.observe.liveness import (
     run_seconds,
     started_time,
 )
+from runkon_flow.observe.loader import row_why_failed
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from runkon_flow.usage import Usage
 from textual import work
@@ -52,6 +53,9 @@ class RunRow:
     counts: dict[str, int]
     duration: float | None = None  # to now while live, to where it stopped when interrupted
     usage: Usage | None = None  # what the run and its children spent (tokens, cost), if reported
+    #: A failed run: why, from its failed step (`observe.loader.row_why_failed`), as `show` and
+    #: the live view say it — its stored error only says which step failed.
+    why: str | None = None
 
 
 LIVE = ("pending", "running", "waiting", "cancelling")
@@ -139,6 +143,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
                         row_step_counts(steps, live_status(run) == "interrupted"),
                         run_seconds(run, steps),
                         Usage.of_rows(steps),
+                        row_why_failed(store, run, steps) if str(run.status) == "failed" else None,
                     )
                 )
             error = None
@@ -196,7 +201,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             "usage": Text(row.usage.short() if row.usage else ""),
             "held by": Text(terminal_safe(holder_text(run))),  # the host is the token's, as stored
             # the last column: refill fits it, with "…"
-            "error": Text(terminal_safe(error_headline(run.error))),
+            "error": Text(terminal_safe(row.why if row.why is not None else error_headline(run.error))),
         }
 
     def _wanted_columns(self, filled: set[str]) -> tuple[str, ...]:

@@ -248,7 +248,9 @@ def test_show_lists_every_step_and_the_errors_of_failed_ones(
     assert code == 0, err
     lines = out.splitlines()
     assert lines[:3] == [f"run       {run_id}", "workflow  flaky", "status    failed"]
-    assert "error     Step 'check' failed after 1 attempt" in lines
+    # Why it failed (its failed step's error on one line), not only which step: the stored error
+    # (`Step 'check' failed after 1 attempt`) is the engine's.
+    assert "error     Script 'check' exited with code 4 · not fixed yet" in lines
     table = lines[lines.index("") + 1 :]
     assert table[0].split() == ["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION"]
     assert [row.split()[:3] for row in table[1:3]] == [

@@ -95,7 +95,8 @@ def fan_line_items(line: str) -> dict[str, int]:
 
 def show_items(lines: list[str]) -> dict[str, int]:
     """`items 5/5: 3 completed, 2 failed` → counts."""
-    line = next(line for line in lines if "items " in line)
+    # (the `error` line above the table may speak of items too: `foreach 'x': 2 of 5 items failed`)
+    line = next(line for line in lines if re.search(r"items \d+/\d+:", line))
     finished, total = map(int, re.search(r"items (\d+)/(\d+):", line).groups())
     found = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", line.split(":", 1)[1])}
     keys = ("completed", "failed", "skipped", "cancelled", "running")

@@ -1648,3 +1648,26 @@ async def test_q_quits_from_the_run_history_and_the_gate_inbox(key: str, screen_
         assert "Quit" in str(app.screen.active_bindings.get("q"))  # in the footer
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+
+async def test_the_runs_screen_says_why_a_run_failed_not_only_which_step() -> None:
+    """The run's stored error only names the step (`Step 'boom' failed after 1 attempt`); the
+    column says why, as `show` and the live view do: its failed step's error on one line."""
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    bad = store.create_run(NewRun(workflow_name="fails"))
+    step = store.insert_step(NewStep(bad.id, "boom", retry_count=0, node_path="body.0"))
+    why = "Script 'boom' exited with code 3\noops"
+    store.update_step(step, StepUpdate(bad.generation, StepStatus.FAILED, step_error=why))
+    store.update_run_status(
+        bad.id, RunStatus.FAILED, None, "workflow error: Step 'boom' failed after 1 attempt"
+    )
+    app = make_app(store=store)
+    async with app.run_test(size=(160, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        await pilot.pause()
+        error = str(app.screen.query_one(DataTable).get_row(bad.id)[-1])
+        assert error == "Script 'boom' exited with code 3 · oops"

@@ -31,6 +31,7 @@ from runkon_flow.observe.loader import (
     fill_unrun_item_errors,
     reused_row_ids,
     row_failure_cause,
+    row_why_failed,
 )
 from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.observe.status import outcome
@@ -523,7 +524,9 @@ def show_lines(
     usage = Usage.of_rows(steps)
     if usage:
         lines.append(f"usage     {usage.long()}")
-    if run.error:
+    if status == "failed":  # why, not only which step (`Step 'x' failed after 1 attempt`)
+        lines.append(f"error     {row_why_failed(store, run, list(steps))}")
+    elif run.error:
         lines.append(f"error     {readable_error(run.error)}")
     children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
     if children:

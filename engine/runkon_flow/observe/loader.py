@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 
 from runkon_flow.event_log import READ_ROWS, envelope_of, top_level_run, unpack
 from runkon_flow.events import EngineEventData, FanOutItemCompleted, GateResolved
-from runkon_flow.humanize import gate_decision, readable_error
+from runkon_flow.humanize import error_headline, gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.counts import row_key
-from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView
+from runkon_flow.observe.records import NESTING_LIMIT, Clock, FanOutView, GateView, RunState, StepView
 from runkon_flow.observe.reducer import RunModel
 from runkon_flow.observe.status import ITEM_CODE
 from runkon_flow.persistence.models import FanOutItemRow, StepStatus, WorkflowRun, WorkflowRunStep
@@ -212,13 +212,36 @@ def fill_unrun_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
             fan.errors[idx] = error
 
 
+def _failed_row(rows: list[WorkflowRunStep]) -> WorkflowRunStep | None:
+    """`records.failed_step` for stored rows: the step row that failed last with an error."""
+    failed = [r for r in rows if str(r.status) in ("failed", "timed_out", "cancelled") and r.step_error]
+    return max(failed, key=lambda r: (r.ended_at or r.started_at or "", r.id)) if failed else None
+
+
 def row_failure_cause(rows: list[WorkflowRunStep]) -> str | None:
     """`records.failure_cause` for stored rows: the error of the step row that failed last."""
-    failed = [r for r in rows if str(r.status) in ("failed", "timed_out", "cancelled") and r.step_error]
-    if not failed:
-        return None
-    last = max(failed, key=lambda r: (r.ended_at or r.started_at or "", r.id))
-    return readable_error(last.step_error) or None
+    last = _failed_row(rows)
+    return (readable_error(last.step_error) or None) if last is not None else None
+
+
+def row_why_failed(store: WorkflowPersistence, run: WorkflowRun, rows: list[WorkflowRunStep]) -> str:
+    """`RunState.why_failed` for a stored run and its step rows, without loading the whole model
+    (the runs list asks it of every failed run): the cause its failed step gave, a failed `call
+    workflow` step's child run asked in turn (`review-one: Script 'lint' exited with code 3 · …`),
+    else the run's own error — which only says which step failed."""
+    where = ""
+    for _ in range(NESTING_LIMIT):
+        step = _failed_row(rows)
+        called = (
+            step is not None and step.role == "workflow" and step.child_run_id not in (None, "dispatching")
+        )
+        child = store.get_run(step.child_run_id) if called else None  # type: ignore[union-attr,arg-type]
+        if child is None or str(child.status) != "failed":
+            cause = readable_error(step.step_error) if step is not None else ""
+            return where + error_headline(cause or readable_error(run.error))
+        where += f"{child.workflow_name}: "
+        run, rows = child, store.get_steps(child.id)
+    return where.rstrip(": ")
 
 
 def gate_options(raw: str | None) -> dict[str, str]:

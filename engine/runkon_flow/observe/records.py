@@ -411,8 +411,9 @@ class FanOutView:
         return None if idx < 0 else idx
 
 
-#: How deep `RunState.why_failed` follows failed `call workflow` steps into their child runs.
-_NESTING_LIMIT = 16
+#: How deep `RunState.why_failed` (and `loader.row_why_failed`) follows failed `call workflow`
+#: steps into their child runs.
+NESTING_LIMIT = 16
 
 
 def failed_step(steps: Iterable[StepView]) -> StepView | None:
@@ -477,7 +478,7 @@ class RunState:
         `review-one: Script 'lint' exited with code 3 · …`."""
         run: RunState = self
         where = ""
-        for _ in range(_NESTING_LIMIT):
+        for _ in range(NESTING_LIMIT):
             step = failed_step(run.steps.values())
             # Only a `call workflow` step's child tells its story: a fan-out's children are many.
             child_id = step.child_run_id if step is not None and step.kind == "call_workflow" else None

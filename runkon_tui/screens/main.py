@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from runkon_flow.observe.estimates import Estimates, history_of
+from runkon_flow.observe.records import reused_note
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.compose import compose
@@ -652,6 +653,11 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             self.log_pane.set_output(TextSource([f"{spec.label}: no output yet"]), spec.label)
             return
         assert run is not None
+        if sv.reused_from:  # a rerun's reused step did not run here: its output is the old run's
+            where = f"runkon-flow logs {sv.reused_from} {sv.step_key or sv.name}"
+            note = [f"{reused_note(sv)}: its output is that run's", f"h opens it; or: {where}"]
+            self.log_pane.set_output(TextSource([*note, *(sv.output or ())]), spec.label)
+            return
         fallback = [sv.error] if sv.error and not sv.output else []
         self.log_pane.set_output(OutputSource(sv, fallback), spec.label)
 

@@ -66,6 +66,16 @@ async def test_rerun_from_a_tree_node_reuses_earlier_steps_with_edited_inputs(
         assert "reused" in labels["body.0"] and "reused" in labels["body.1"]
         assert "reused" not in labels["body.2"]
         assert app.view.step_counts()["completed"] == 3
+        # Its output is the old run's, and the output view of the step says where.
+        tree.select_uid("body.0")
+        await wait_for(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data.path == "body.0")  # type: ignore[union-attr]
+        pane = main(app).log_pane
+        await wait_for(pilot, lambda: pane.output_title == "script hello", what="the output of hello")
+        await pilot.pause()
+        source = pane.sources["output"]
+        shown = [source.get(i)[0] for i in range(len(source))]
+        assert shown[0] == f"reused from run {old}: its output is that run's"
+        assert shown[1] == f"h opens it; or: runkon-flow logs {old} hello"
 
 
 async def test_a_running_run_cannot_be_rerun(folder: Path) -> None:

@@ -79,8 +79,14 @@ class ReportGate:
         `wait=False` (a fan-out worker after its item's commit): when another thread is
         delivering, leave the events to it — it delivers up to the highest mark asked for before
         it stops — instead of queueing behind it. If two such calls race, an event can wait for
-        the next release (the next item's, the step's end, or the run monitor's tick)."""
-        if not self._held:
+        the next release (the next item's, the step's end, or the run monitor's tick).
+
+        `wait=True` returns only once nothing held before `mark` is still being delivered: with
+        nothing left held it still waits for a deliverer that took the last events off (the run
+        monitor's tick, slowed by a loaded machine). A run's end, emitted right after its final
+        release, came before its last child's end — a hooks file saw the child's end as a second
+        top-level `workflow_run.completed`."""
+        if not self._held and not wait:
             return
         if mark > self._wanted:
             self._wanted = mark

@@ -365,3 +365,16 @@ def test_a_run_printing_plain_lines_says_how_to_answer_its_waiting_gate(home: Pa
         assert done.returncode == 0, done.stderr
         proc.wait(timeout=60)
         assert proc.returncode == 0, err.read_text()
+
+
+def test_watching_a_run_whose_gate_was_answered_prints_no_answer_commands(
+    waiting: GateRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`watch` prints a run's stored history: its gate's waiting line is long answered, and the
+    commands that would answer it are not said (they were, for a finished run, once plain `run`
+    said them)."""
+    assert cli(capsys, "approve", waiting.run_id, "human_approval")[0] == 0
+    assert waiting.finish().status is RunStatus.COMPLETED
+    code, out, err = cli(capsys, "watch", waiting.run_id, "--progress", "plain")
+    assert code == 0 and "GateWaiting" in out and "GateResolved" in out
+    assert "approve:" not in err and "reject:" not in err, err

@@ -200,18 +200,22 @@ class _Session:
 
 
 def make_printer(
-    mode: str, stream: TextIO, run_id: str | None, hints: Hints | None = None
+    mode: str, stream: TextIO, run_id: str | None, hints: Hints | None = None, *, answers: bool = True
 ) -> tuple[Printer, bool]:
+    """The live view or the plain printer `mode` asks for. `hints`: how to spell the commands a
+    waiting gate is answered with. `answers=False`: plain lines say none (`watch` feeds a run's
+    stored history, whose gates were mostly answered long ago; the live view draws the gates
+    still waiting)."""
     live = mode == "live" or (mode == "auto" and supports_live_view(stream))
     if live:
         return LiveView(stream, top_run_id=run_id, hints=hints or Hints()), True
-    answers = None
-    if hints is not None:  # a live run (not a replay): say how to answer its gates
+    commands = None
+    if hints is not None and answers:  # a live run (not a replay): say how to answer its gates
 
-        def answers(run: str, gate: str) -> tuple[str, str]:
+        def commands(run: str, gate: str) -> tuple[str, str]:
             return hints.command("approve", run, gate), hints.command("reject", run, gate)
 
-    return PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id, answers=answers), False
+    return PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id, answers=commands), False
 
 
 @contextmanager

@@ -72,7 +72,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if args.json:
             printer = None
         else:
-            printer, _live = make_printer(args.progress, sys.stdout, run_id, hints)
+            printer, _live = make_printer(args.progress, sys.stdout, run_id, hints, answers=False)
             print_run_header(run_id, run.workflow_name, args, out)
             if isinstance(printer, LiveView):
                 printer.expect(run.workflow_name, RunStatus(run.status).value)

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 
 from runkon_flow.event_log import READ_ROWS, envelope_of, top_level_run, unpack
 from runkon_flow.events import EngineEventData, FanOutItemCompleted, GateResolved
-from runkon_flow.humanize import error_headline, gate_decision, readable_error
+from runkon_flow.humanize import gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.counts import row_key
-from runkon_flow.observe.records import NESTING_LIMIT, Clock, FanOutView, GateView, RunState, StepView
+from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView, failure_chain
 from runkon_flow.observe.reducer import RunModel
 from runkon_flow.observe.status import ITEM_CODE
 from runkon_flow.persistence.models import FanOutItemRow, StepStatus, WorkflowRun, WorkflowRunStep
@@ -229,8 +229,11 @@ def row_why_failed(store: WorkflowPersistence, run: WorkflowRun, rows: list[Work
     (the runs list asks it of every failed run): the cause its failed step gave, a failed `call
     workflow` step's child run asked in turn (`review-one: Script 'lint' exited with code 3 · …`),
     else the run's own error — which only says which step failed."""
-    where = ""
-    for _ in range(NESTING_LIMIT):
+
+    def failure(
+        at: tuple[WorkflowRun, list[WorkflowRunStep]],
+    ) -> tuple[str | None, tuple[WorkflowRun, list[WorkflowRunStep]] | None, str]:
+        run, rows = at
         step = _failed_row(rows)
         called = (
             step is not None and step.role == "workflow" and step.child_run_id not in (None, "dispatching")
@@ -238,10 +241,10 @@ def row_why_failed(store: WorkflowPersistence, run: WorkflowRun, rows: list[Work
         child = store.get_run(step.child_run_id) if called else None  # type: ignore[union-attr,arg-type]
         if child is None or str(child.status) != "failed":
             cause = readable_error(step.step_error) if step is not None else ""
-            return where + error_headline(cause or readable_error(run.error))
-        where += f"{child.workflow_name}: "
-        run, rows = child, store.get_steps(child.id)
-    return where.rstrip(": ")
+            return cause or readable_error(run.error), None, ""
+        return None, (child, store.get_steps(child.id)), child.workflow_name
+
+    return failure_chain((run, rows), failure)
 
 
 def gate_options(raw: str | None) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from runkon_flow.humanize import error_headline
 from runkon_flow.observe.status import ITEM_CODE, ITEM_DONE_CODES, ITEM_STATUSES, TERMINAL
@@ -415,6 +415,8 @@ class FanOutView:
 #: steps into their child runs.
 NESTING_LIMIT = 16
 
+T = TypeVar("T")
+
 
 def failed_step(steps: Iterable[StepView]) -> StepView | None:
     """The step that failed last with an error (None when no failed step recorded one)."""
@@ -476,19 +478,32 @@ class RunState:
         after 1 attempts`); the step says why (`foreach 'import-all': 8 of 40 items failed`). A
         failed `call workflow` step's child run (from `runs`, when known) is asked in turn:
         `review-one: Script 'lint' exited with code 3 · …`."""
-        run: RunState = self
-        where = ""
-        for _ in range(NESTING_LIMIT):
+
+        def failure(run: RunState) -> tuple[str | None, RunState | None, str]:
             step = failed_step(run.steps.values())
             # Only a `call workflow` step's child tells its story: a fan-out's children are many.
             child_id = step.child_run_id if step is not None and step.kind == "call_workflow" else None
             child = runs.get(child_id) if runs is not None and child_id else None
             if child is None or child.status != "failed":
-                cause = step.error if step is not None else None
-                return where + error_headline(cause or run.error)
-            where += f"{child.workflow_name}: "
-            run = child
-        return where.rstrip(": ")
+                return (step.error if step is not None else None) or run.error, None, ""
+            return None, child, child.workflow_name
+
+        return failure_chain(self, failure)
+
+
+def failure_chain(run: T, failure: Callable[[T], tuple[str | None, T | None, str]]) -> str:
+    """Why `run` failed, on one line: `failure(run)` gives its cause, or the failed run its failed
+    `call workflow` step called and that run's workflow name, asked in turn — `review-one: Script
+    'lint' exited with code 3 · …`. The run model's `RunState.why_failed` and the stored rows'
+    `loader.row_why_failed` walk the chain alike."""
+    where = ""
+    for _ in range(NESTING_LIMIT):
+        cause, child, name = failure(run)
+        if child is None:
+            return where + error_headline(cause)
+        where += f"{name}: "
+        run = child
+    return where.rstrip(": ")
 
 
 @dataclass

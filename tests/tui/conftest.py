@@ -144,6 +144,17 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+async def start_fanout_two_done(pilot, app, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    """Start the `fanout` fixture from the dashboard with items a and b released: once they are
+    completed and c and d are running (blocked until released)."""
+    await select(pilot, app, "fanout")
+    release(folder, "a", "b")
+    await pilot.press("enter")  # no inputs: starts at once
+    fan = lambda: app.view.active_fanout()  # noqa: E731
+    await wait_for(pilot, lambda: fan() is not None and fan().count("completed") == 2, what="two items")
+    await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start")
+
+
 async def select(pilot, app, name: str) -> None:  # type: ignore[no-untyped-def]
     """Highlight workflow `name` in the list and focus the list, as a user's arrow keys would."""
     entry = app.catalog.by_name(name)

@@ -21,7 +21,7 @@ from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
-from tests.tui.conftest import real_app, release, select, wait_for
+from tests.tui.conftest import real_app, release, select, start_fanout_two_done, wait_for
 
 
 async def run_quick(pilot, app: RunkonApp, who: str = "tester") -> None:  # type: ignore[no-untyped-def]
@@ -85,12 +85,7 @@ async def test_cancel_a_running_foreach_then_resume_only_the_remaining_items(
     store = SqliteStore(tmp_path / "runs.db")
     app = real_app(folder, store=store, collector=collector)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "fanout")
-        release(folder, "a", "b")  # the other items block until released: the cancel finds them running
-        await pilot.press("enter")  # no inputs: starts at once
-        fan = lambda: app.view.active_fanout()  # noqa: E731
-        await wait_for(pilot, lambda: fan() is not None and fan().count("completed") == 2, what="two items")  # type: ignore[union-attr]
-        await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start")  # type: ignore[union-attr]
+        await start_fanout_two_done(pilot, app, folder)
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         await pilot.press("y")
@@ -101,7 +96,7 @@ async def test_cancel_a_running_foreach_then_resume_only_the_remaining_items(
         assert run_id is not None
         assert view.status == "cancelled", view.summary_text()
         assert store.get_run(run_id).status is RunStatus.CANCELLED  # type: ignore[union-attr]
-        items = fan()
+        items = app.view.active_fanout()
         assert items is not None
         done_before = {items.ids[i] for i in range(len(items.ids)) if items.status_of(i) == "completed"}
         assert done_before == {"a", "b"}
@@ -120,7 +115,7 @@ async def test_cancel_a_running_foreach_then_resume_only_the_remaining_items(
         assert isinstance(app.screen, MainScreen)
         await wait_for(pilot, lambda: not app.run_active, what="resumed run to end", timeout=30)
         assert app.view.status == "completed", app.view.summary_text()
-        items = fan()
+        items = app.view.active_fanout()
         assert items is not None and items.count("completed") == 10
         started_again = [
             d.event.item_id for d in collector.events[resumed_from:] if d.event.type == "FanOutItemStarted"
@@ -351,12 +346,7 @@ async def test_retry_every_failed_item_from_the_grid_keeps_the_completed_ones(
     store = SqliteStore(tmp_path / "runs.db")
     app = real_app(folder, store=store, collector=collector)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "fanout")
-        release(folder, "a", "b")
-        await pilot.press("enter")
-        fan = lambda: app.view.active_fanout()  # noqa: E731
-        await wait_for(pilot, lambda: fan() is not None and fan().count("completed") == 2, what="two items")  # type: ignore[union-attr]
-        await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start")  # type: ignore[union-attr]
+        await start_fanout_two_done(pilot, app, folder)
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
         await pilot.press("y")

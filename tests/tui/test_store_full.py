@@ -11,7 +11,7 @@ from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.sqlite import SqliteStore
 
 from runkon_tui.app import RunkonApp
-from tests.tui.conftest import real_app, release, select, wait_for
+from tests.tui.conftest import real_app, release, start_fanout_two_done, wait_for
 
 
 def toasts(app: RunkonApp) -> list[tuple[str, str]]:
@@ -24,12 +24,7 @@ async def test_a_run_whose_database_takes_no_writes_reads_stopped_and_resumable(
     store = SqliteStore(tmp_path / "runs.db")
     app = real_app(folder, store=store)
     async with app.run_test(size=(120, 40)) as pilot:
-        await select(pilot, app, "fanout")
-        release(folder, "a", "b")
-        await pilot.press("enter")
-        fan = lambda: app.view.active_fanout()  # noqa: E731
-        await wait_for(pilot, lambda: fan() is not None and fan().count("completed") == 2, what="two items")  # type: ignore[union-attr]
-        await wait_for(pilot, lambda: fan().count("running") == 2, what="c and d to start")  # type: ignore[union-attr]
+        await start_fanout_two_done(pilot, app, folder)
         store._db.execute("PRAGMA query_only = 1")  # the file becomes read-only: SQLITE_READONLY
         release(folder, *"cdefghij")
         await wait_for(pilot, lambda: not app.run_active, what="run to stop", timeout=30)

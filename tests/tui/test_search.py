@@ -90,6 +90,26 @@ async def open_run_and_search(pilot: Pilot, run_id: str, pattern: str) -> Search
     return screen
 
 
+async def open_hit(pilot: Pilot, title: str, *, title_ends: bool = False) -> LogPane:
+    """`enter` on the highlighted hit: back on the main screen, its log pane showing the hit's
+    step or item output at the hit — its title `title` (or ending so, `title_ends`)."""
+    app = pilot.app
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
+    pane = app.screen.query_one(LogPane)
+
+    def shown() -> bool:
+        return pane.output_title.endswith(title) if title_ends else pane.output_title == title
+
+    await wait_for(pilot, shown, what="the hit in the log")
+    return pane
+
+
+def pane_lines(pane: LogPane) -> list[tuple[str, str]]:
+    source = pane.sources["output"]
+    return [source.get(i) for i in range(len(source))]
+
+
 async def test_search_lists_hits_grouped_by_item_and_enter_opens_the_hit_in_the_log(
     finished: tuple[Path, SqliteStore, str],
 ) -> None:
@@ -104,13 +124,9 @@ async def test_search_lists_hits_grouped_by_item_and_enter_opens_the_hit_in_the_
         ]
         status = str(screen.query_one("#search-status", Static).render())
         assert status.startswith("2 matching lines in 2 of 5 steps and items")
-        await pilot.press("enter")  # the first hit: line 3 of item b's step
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
-        pane = app.screen.query_one(LogPane)
-        await wait_for(pilot, lambda: pane.output_title == "each[b] › say · line 3", what="the hit read")
+        pane = await open_hit(pilot, "each[b] › say · line 3")  # the first hit: line 3 of item b's step
         assert pane.mode == "output"
-        source = pane.sources["output"]
-        assert [source.get(i) for i in range(len(source))] == [
+        assert pane_lines(pane) == [
             ("hello b", "info"),
             ("more b", "info"),
             ("boom b", "warning"),  # the hit, marked
@@ -134,12 +150,8 @@ async def test_a_big_run_is_searched_as_it_is_read_and_a_hit_still_opens_its_who
         assert screen.result is not None
         assert all(not g.source.lines and g.source.stored is not None for g in screen.result.groups)
         assert results_text(screen)[:2] == ["✗ each[b] › say  (failed, 1 line)", "       3  boom b"]
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
-        pane = app.screen.query_one(LogPane)
-        await wait_for(pilot, lambda: pane.output_title == "each[b] › say · line 3", what="the hit read")
-        source = pane.sources["output"]
-        assert [source.get(i) for i in range(len(source))] == [
+        pane = await open_hit(pilot, "each[b] › say · line 3")
+        assert pane_lines(pane) == [
             ("hello b", "info"),
             ("more b", "info"),
             ("boom b", "warning"),  # the hit, marked
@@ -158,12 +170,7 @@ async def test_enter_on_a_hit_moves_the_tree_and_the_grid_to_where_it_is(
         main = app.main_screen
         assert main is not None
         screen = await open_run_and_search(pilot, run_id, "more c")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
-        pane = main.query_one(LogPane)
-        await wait_for(
-            pilot, lambda: pane.output_title == "each[c] › say · line 2", what="the hit in the log"
-        )
+        pane = await open_hit(pilot, "each[c] › say · line 2")
         assert main.tree.cursor_node is not None and main.tree.cursor_node.data.path == "body.1"
         grid = main.grid
         assert grid.fan is not None and grid.fan.ids[grid.cursor_item] == "c"  # type: ignore[index]
@@ -171,9 +178,7 @@ async def test_enter_on_a_hit_moves_the_tree_and_the_grid_to_where_it_is(
         assert pane.mode == "output" and pane.sources["output"].get(1) == ("more c", "warning")
 
         screen = await open_run_and_search(pilot, run_id, "preparing")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
-        await wait_for(pilot, lambda: pane.output_title == "prep · line 1", what="the hit in the log")
+        pane = await open_hit(pilot, "prep · line 1")
         assert main.tree.cursor_node.data.path == "body.0"  # type: ignore[union-attr]
         assert pane.sources["output"].get(0) == ("preparing", "warning")
         assert screen is not app.screen
@@ -340,12 +345,7 @@ async def test_enter_on_a_hit_in_a_called_workflow_moves_the_tree_into_the_call(
         main = app.main_screen
         assert main is not None
         await open_run_and_search(pilot, run_id, "compiled")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back on the main screen")
-        pane = main.query_one(LogPane)
-        await wait_for(
-            pilot, lambda: pane.output_title.endswith("compile · line 1"), what="the hit in the log"
-        )
+        await open_hit(pilot, "compile · line 1", title_ends=True)
         node = main.tree.cursor_node
         assert node is not None and node.data is not None and node.data.uid == "body.1/body.0"
     store.close()

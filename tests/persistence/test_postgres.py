@@ -882,6 +882,18 @@ def test_a_cancel_from_another_machine_reaches_the_engine_before_its_next_poll(d
 # --------------------------------------------------------------------------- item fence
 
 
+def _until_one_waits_for_a_lock(look) -> None:  # type: ignore[no-untyped-def]
+    """Until a session of the test database waits for a lock (the write a test holds back), read
+    on `look` (autocommit); at most 10 s, after which the test's own assertions say what failed."""
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + 10
+    while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 @pytest.mark.parametrize("write", ["item", "events"])
 def test_a_fenced_write_does_not_deadlock_with_a_resumes_end(store, dsn, write: str) -> None:
     """A stale engine's group commit holds a child's queued end and its fenced item write (or
@@ -918,13 +930,7 @@ def test_a_fenced_write_does_not_deadlock_with_a_resumes_end(store, dsn, write: 
 
         commit = threading.Thread(target=stale_commit)
         commit.start()
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        deadline = time.monotonic() + 10
-        while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)  # until the stale engine's commit waits for the run's row
+        _until_one_waits_for_a_lock(look)  # until the stale engine's commit waits for the run's row
         resume.execute(
             "UPDATE workflow_runs SET status = 'cancelled', owner_token = NULL WHERE id = %s", (child.id,)
         )  # before: DeadlockDetected
@@ -960,13 +966,7 @@ def test_a_workers_fenced_append_does_not_deadlock_with_the_parents_lease_refres
 
         worker = threading.Thread(target=worker_commit)
         worker.start()
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        deadline = time.monotonic() + 10
-        while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)  # until the worker's append waits for the stream
+        _until_one_waits_for_a_lock(look)  # until the worker's append waits for the stream
         parent.execute(
             "UPDATE workflow_runs SET lease_until = lease_until + interval '1 second' "
             "WHERE id = %s AND owner_token = 'owner'",
@@ -995,13 +995,7 @@ def test_a_group_commit_chosen_as_a_deadlocks_victim_runs_its_writes_one_by_one(
         other.execute("UPDATE workflow_runs SET trigger = 'x' WHERE id = %s", (second.id,))
         flush = threading.Thread(target=store.flush)  # locks the first run, then waits for the second
         flush.start()
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        deadline = time.monotonic() + 10
-        while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _until_one_waits_for_a_lock(look)
         other.execute("UPDATE workflow_runs SET trigger = 'x' WHERE id = %s", (first.id,))  # the cycle
         other.commit()
         flush.join()
@@ -1030,13 +1024,7 @@ def test_a_lone_write_chosen_as_a_deadlocks_victim_is_run_again(store, dsn) -> N
             )
         )
         end.start()
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        deadline = time.monotonic() + 10
-        while look.execute(waiting).fetchone()[0] == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _until_one_waits_for_a_lock(look)
         other.execute("UPDATE workflow_runs SET trigger = 'x' WHERE id = %s", (parent.id,))  # the cycle
         other.commit()
         end.join()

@@ -36,7 +36,7 @@ from runkon_flow.event_log import top_level_run
 from runkon_flow.events import EngineEventData
 from runkon_flow.humanize import format_duration
 from runkon_flow.observe.liveness import display_status
-from runkon_flow.observe.run_ids import SHORT_ID_MIN, find_run, too_short
+from runkon_flow.observe.run_ids import find_run, why_not_found
 from runkon_flow.persistence.models import RunStatus
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runner import hook_problems, log_path, runner_error
@@ -1148,10 +1148,7 @@ class RunSession:
             try:
                 named = find_run(store, run_id)  # the short id the dashboard shows works too
                 if named is None:
-                    short = f": a part of a run id needs at least {SHORT_ID_MIN} characters"
-                    raise LookupError(
-                        f"no run {run_id} in the run store" + (short if too_short(run_id) else "")
-                    )
+                    raise LookupError(f"no run {run_id} in the run store{why_not_found(run_id)}")
                 root = top_level_run(store, named.id)
                 run = named if root == named.id else store.get_run(root)
                 if run is None:

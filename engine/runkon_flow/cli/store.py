@@ -16,7 +16,7 @@ from urllib.parse import quote
 from runkon_flow.cli.common import PROG, CommandFailed, StdoutGuard, UsageError, print_err
 from runkon_flow.errors import NoRunDatabase
 from runkon_flow.humanize import display_line
-from runkon_flow.observe.run_ids import SHORT_ID_MIN, AmbiguousRunId, find_run, too_short
+from runkon_flow.observe.run_ids import AmbiguousRunId, find_run, why_not_found
 from runkon_flow.persistence import InMemoryStore, SqliteStore, WorkflowRun
 from runkon_flow.persistence.location import DbLocation, db_location
 from runkon_flow.persistence.paths import DEFAULT_DB_HELP
@@ -157,9 +157,8 @@ def get_run(store: WorkflowPersistence, run_id: str, args: argparse.Namespace) -
                 f"run database {db_label(args)} is damaged ({damage}): cannot tell whether run '{run_id}' "
                 "exists; restore the file from a backup, or move it aside and start a new one"
             )
-        why = ""
-        if too_short(run_id):
-            why = f": a part of a run id needs at least {SHORT_ID_MIN} characters"
+        why = why_not_found(run_id)
+        if why:
             why += f" (`{PROG} runs` lists the ids)"
         raise CommandFailed(f"no workflow run '{run_id}' in {db_label(args)}{why}")
     return run

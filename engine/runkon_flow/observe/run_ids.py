@@ -7,7 +7,7 @@ from __future__ import annotations
 from runkon_flow.persistence.models import WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["SHORT_ID_MIN", "AmbiguousRunId", "find_run", "too_short"]
+__all__ = ["SHORT_ID_MIN", "AmbiguousRunId", "find_run", "why_not_found"]
 
 #: The fewest characters matched as a prefix or suffix: fewer would make most short ids ambiguous.
 SHORT_ID_MIN = 6
@@ -22,10 +22,13 @@ def _part(given: str) -> str:
     return given.strip().removeprefix("…").removeprefix("...").upper()
 
 
-def too_short(given: str) -> bool:
-    """`given` is not a run id and too short a part of one to be matched: why `find_run` found
-    nothing, which a "no such run" message must say (`2NVCN` looked like a mistyped id)."""
-    return len(_part(given)) < SHORT_ID_MIN
+def why_not_found(given: str) -> str:
+    """What a "no such run" message adds when `find_run` found nothing for `given` because it is
+    too short a part of an id to be matched (`2NVCN` looked like a mistyped id): `: a part of a run
+    id needs at least 6 characters`; else ''."""
+    if len(_part(given)) >= SHORT_ID_MIN:
+        return ""
+    return f": a part of a run id needs at least {SHORT_ID_MIN} characters"
 
 
 def find_run(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
@@ -36,7 +39,7 @@ def find_run(store: WorkflowPersistence, given: str) -> WorkflowRun | None:
     if run is not None:
         return run
     part = _part(given)
-    if too_short(given):
+    if len(part) < SHORT_ID_MIN:
         return None
     if part != given and (run := store.get_run(part)) is not None:
         return run

@@ -20,7 +20,7 @@ from runkon_flow.observe.liveness import (
     run_seconds,
     started_time,
 )
-from runkon_flow.observe.loader import row_why_failed
+from runkon_flow.observe.loader import row_why_failed, run_spend
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from runkon_flow.usage import Usage
 from textual import work
@@ -142,7 +142,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
                         run,
                         row_step_counts(steps, live_status(run) == "interrupted"),
                         run_seconds(run, steps),
-                        Usage.of_rows(steps),
+                        run_spend(run, steps),
                         row_why_failed(store, run, steps) if str(run.status) == "failed" else None,
                     )
                 )

@@ -193,3 +193,39 @@ def test_a_failed_attempt_keeps_what_it_spent(capsys, home: Path) -> None:
     ]
     data = json.loads(cli(capsys, "show", run_id, "--json")[1])
     assert data["usage"] == {"input_tokens": 1410, "output_tokens": 45, "cost_usd": 0.017}
+
+
+def test_a_rerun_bills_only_what_it_ran_and_every_view_says_the_same(capsys, home: Path) -> None:
+    """A rerun copies the steps before the one it reruns from; what they spent was spent by the
+    run it reruns. `show`, `runs`, `--json` and the run model (folded from the stored stream, as
+    the dashboard's header and `watch` read it, or loaded from the rows, as the history does)
+    all leave it out — before, `show` billed the copied `plan` again while the header did not."""
+    from runkon_flow.event_log import each_envelope
+    from runkon_flow.observe import RunModel
+    from runkon_flow.observe.loader import load_run
+
+    code, out, _ = cli(capsys, "run", "spend", "--dir", str(home), "--progress", "quiet")
+    assert code == 0
+    old = run_id_of(out)
+    code, out, err = cli(capsys, "rerun", old, "--from", "review", "--dir", str(home), "--progress", "quiet")
+    assert code == 0, err
+    new = run_id_of(out)
+    ran = Usage(input_tokens=530, output_tokens=115, num_turns=2, cost_usd=0.008)  # review + 3 items
+
+    out = cli(capsys, "show", new)[1]
+    assert f"usage     {ran.long()}" in out
+    assert f"not counted: 1.2k tok · $0.01 spent on reused steps in run {old}" in out
+    assert Usage.from_metadata(json.loads(cli(capsys, "show", new, "--json")[1])["usage"]) == ran
+    listed = {r["id"]: r["usage"] for r in json.loads(cli(capsys, "runs", "--json")[1])}
+    assert Usage.from_metadata(listed[new]) == ran
+    assert Usage.from_metadata(listed[old]) == ran + Usage(input_tokens=1000, output_tokens=200, cost_usd=0.01)
+
+    store = SqliteStore(home / "runs.db")
+    try:
+        folded = RunModel()
+        folded.root_run_id = new
+        folded.apply_all(each_envelope(store, new))
+        loaded = load_run(store, new)
+    finally:
+        store.close()
+    assert folded.usage() == ran == loaded.usage()

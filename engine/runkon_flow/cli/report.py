@@ -32,6 +32,7 @@ from runkon_flow.observe.loader import (
     reused_row_ids,
     row_failure_cause,
     row_why_failed,
+    run_spend,
 )
 from runkon_flow.observe.records import FanOutView, StepView
 from runkon_flow.observe.status import outcome
@@ -172,7 +173,7 @@ def runs_table(
                 steps_cell(counts),
             ]
         )
-        usages.append(Usage.of_rows(steps))
+        usages.append(run_spend(run, list(steps)))
     header = ["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED/CANCELLED"]
     if any(usages):
         cells = [[*r, u.short() if u else ""] for r, u in zip(rows, usages, strict=True)]
@@ -242,7 +243,7 @@ def run_json(
         "rerun_of": run.rerun_of,
         "rerun_from": run.rerun_from,
         "steps": step_counts(steps, interrupted),
-        "usage": _usage_json(Usage.of_rows(steps)),
+        "usage": _usage_json(run_spend(run, list(steps))),
     }
     if with_steps:
         data["step_rows"] = [
@@ -521,9 +522,15 @@ def show_lines(
     lines.append(f"duration  {_duration_text(run_duration(run, steps, now))}")
     if run.inputs:
         lines.append("inputs    " + ", ".join(f"{k}={v}" for k, v in sorted(run.inputs.items())))
-    usage = Usage.of_rows(steps)
+    usage = run_spend(run, list(steps))
     if usage:
         lines.append(f"usage     {usage.long()}")
+    copied = reused_row_ids(run, list(steps))
+    reused_spend = Usage.of_rows(s for s in steps if s.id in copied)
+    if reused_spend:  # the run it reruns spent that: not this run's, but the user may ask
+        lines.append(
+            f"          not counted: {reused_spend.short()} spent on reused steps in run {run.rerun_of}"
+        )
     if status == "failed":  # why, not only which step (`Step 'x' failed after 1 attempt`)
         lines.append(f"error     {row_why_failed(store, run, list(steps))}")
     elif run.error:

@@ -63,6 +63,14 @@ def reused_row_ids(run: WorkflowRun, rows: list[WorkflowRunStep]) -> set[str]:
     return {row.id for row in rows if (start := parse_time(row.started_at)) is not None and start < created}
 
 
+def run_spend(run: WorkflowRun, rows: list[WorkflowRunStep]) -> Usage | None:
+    """What a run itself spent: its step rows' usage, every attempt, without the steps a rerun
+    reused — the run it reruns spent that, and counting it here too would bill it twice (the
+    engine's own totals and the run model folded from events leave them out as well)."""
+    reused = reused_row_ids(run, rows)
+    return Usage.of_rows(row for row in rows if row.id not in reused)
+
+
 def place_rows(
     run: WorkflowRun, rows: list[WorkflowRunStep], legacy: LegacyPlacer | None
 ) -> dict[str, list[WorkflowRunStep]]:
@@ -287,15 +295,15 @@ def load_run_state(
     reused = reused_row_ids(run, rows)
     for key, path_rows in place_rows(run, rows, legacy).items():
         sv = step_from_rows(key, path_rows, node_kinds.get(key))
-        if path_rows[-1].id in reused:
-            sv.reused_from = run.rerun_of
+        if path_rows[-1].id in reused:  # did not run here: what it spent is the old run's
+            sv.reused_from, sv.usage = run.rerun_of, None
         state.steps[key] = sv
         for row in path_rows:
             state.step_ids[row.id] = key
         last = path_rows[-1]
         if last.role == "foreach":
             fan = fanout_from_rows(key, run.id, last, store.get_fan_out_items(last.id))
-            fan.usage = Usage.of_rows(path_rows)
+            fan.usage = None if sv.reused_from else Usage.of_rows(path_rows)
             fill_item_errors(store, fan)
             state.fanouts[key] = fan
             state.fanout_steps[last.id] = key

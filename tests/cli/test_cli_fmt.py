@@ -376,3 +376,69 @@ def test_formatting_twice_changes_nothing_more_and_keeps_comments_where_they_wer
         assert parse_workflow(once) == parse_workflow(source)
         assert sorted(c.text for c in comments(once)) == sorted(c.text for c in comments(source))
         assert end_of_line_comments(once) == end_of_line_comments(source)
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-8")), encoding="utf-8"))
+
+
+def test_fmt_dash_formats_stdin_to_stdout_for_an_editor(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor pipes its buffer through `fmt -` (as `black -`, `ruff format -`): the whole text
+    comes back on stdout, changed or not. Before, only `fmt /dev/stdin` could read it, and that
+    failed trying to rewrite the pipe (`cannot write: No such file or directory`)."""
+    _stdin(monkeypatch, MESSY)
+    assert run(capsys, "fmt", "-") == (0, CANONICAL, "")
+    _stdin(monkeypatch, CANONICAL)
+    assert run(capsys, "fmt", "-") == (0, CANONICAL, "")  # already canonical: echoed whole
+
+    _stdin(monkeypatch, MESSY)
+    assert run(capsys, "fmt", "--check", "-") == (1, "would reformat <stdin>\n", "")
+    _stdin(monkeypatch, MESSY)
+    code, out, _ = run(capsys, "fmt", "--diff", "-", "--stdin-filename", "flows/tidy.wf")
+    assert code == 1 and out.startswith("--- flows/tidy.wf\t(original)\n+++ flows/tidy.wf\t(formatted)\n")
+    _stdin(monkeypatch, CANONICAL)
+    assert run(capsys, "fmt", "--check", "-") == (0, "", "")
+
+
+def test_fmt_dash_on_a_broken_text_prints_nothing_to_replace_the_buffer_with(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, 'workflow x {\n  script a { run = "echo"\n}\n')
+    code, out, err = run(capsys, "fmt", "-", "--stdin-filename", "flows/x.wf")
+    assert (code, out) == (1, "")
+    assert err.startswith("flows/x.wf:4:1: expected ")
+
+
+def test_fmt_dash_goes_alone_and_stdin_filename_goes_with_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(tmp_path / "tidy.wf", MESSY)
+    code, _, err = run(capsys, "fmt", "-", str(path))
+    assert code == 2 and "`-` (stdin) cannot be given with other paths" in err
+    code, _, err = run(capsys, "fmt", "--stdin-filename", "a.wf", str(path))
+    assert code == 2 and "--stdin-filename goes with `-`" in err
+    assert path.read_text() == MESSY
+
+
+def test_fmt_of_a_pipe_path_says_it_cannot_rewrite_it_and_names_fmt_dash(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`fmt /dev/stdin` (or `<(…)`): a pipe can be read, not rewritten in place."""
+    fifo = tmp_path / "flow"
+    os.mkfifo(fifo)
+    import threading
+
+    def feed() -> None:
+        with open(fifo, "w") as handle:
+            handle.write(MESSY)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    code, out, err = run(capsys, "fmt", str(fifo))
+    writer.join()
+    assert (code, out) == (1, "")
+    assert f"{fifo}: not a regular file" in err and "`runkon-flow fmt -` formats stdin to stdout" in err

@@ -6,12 +6,20 @@ import argparse
 import difflib
 import os
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from runkon_flow.cli.common import StdoutGuard, expand_paths, print_line, read_source, render_diagnostic
+from runkon_flow.cli.common import (
+    StdoutGuard,
+    UsageError,
+    expand_paths,
+    print_line,
+    read_source,
+    render_diagnostic,
+)
 from runkon_flow.dsl.formatter import format_workflow
 from runkon_flow.dsl.parser import parse_with_comments, parse_workflow
 from runkon_flow.errors import (
@@ -80,7 +88,69 @@ def unified_diff(path: Path, source: str, formatted: str) -> str:
     return diff or f"{path}: only its line endings would change (to CRLF, as its first line's)\n"
 
 
+STDIN = "-"
+
+
+def _format_stdin(args: argparse.Namespace) -> int:
+    """`fmt -`: the text on stdin, formatted, on stdout — whole, changed or not, as `black -` and
+    `ruff format -` do, so an editor can pipe its buffer through it. A text that does not parse
+    prints nothing on stdout (the editor keeps its buffer) and its diagnostics on stderr, named
+    `--stdin-filename` when given. `--check` and `--diff` say what would change, as for files."""
+    name = args.stdin_filename or "<stdin>"
+    raw = sys.stdin.buffer.read()
+    try:
+        source = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        print_line(sys.stderr, f"{name}: cannot read: not valid UTF-8 ({exc.reason})")
+        return 1
+    try:
+        wf, comments = parse_with_comments(source, name)
+        formatted = _line_endings_of(source, format_workflow(wf, comments))
+    except WfError as exc:
+        print_line(
+            sys.stderr, render_diagnostic(SourceLocation(name, exc.line, exc.column), exc.detail, source)
+        )
+        return 1
+    if formatted != source and parse_workflow(formatted, name) != wf:
+        print_line(
+            sys.stderr, f"{name}: left unchanged: formatting would change its meaning (a formatter bug)"
+        )
+        formatted = source
+    out = StdoutGuard()
+    changed = formatted != source
+    if args.diff:
+        if changed:
+            out.print(unified_diff(Path(name), source, formatted).removesuffix("\n"))
+    elif args.check:
+        if changed:
+            out.print(f"would reformat {name}")
+    else:
+        out(lambda: (sys.stdout.write(formatted), sys.stdout.flush()))
+        return 0
+    return 1 if changed else 0
+
+
+def _not_rewritable(path: Path) -> str | None:
+    """Why `fmt` cannot rewrite `path` in place, if it cannot: `/dev/stdin` or `<(…)` is a pipe,
+    not a file — validating one works, rewriting it cannot (`fmt -` formats stdin to stdout)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # the write itself says why
+    if stat.S_ISREG(mode):
+        return None
+    return (
+        f"{path}: not a regular file, so not rewritten in place (`runkon-flow fmt -` formats stdin to stdout)"
+    )
+
+
 def cmd_fmt(args: argparse.Namespace) -> int:
+    if STDIN in args.paths:
+        if len(args.paths) > 1:
+            raise UsageError("`-` (stdin) cannot be given with other paths")
+        return _format_stdin(args)
+    if args.stdin_filename:
+        raise UsageError("--stdin-filename goes with `-` (formatting stdin)")
     targets = expand_paths(args.paths)
     out, err = StdoutGuard(), sys.stderr  # `fmt DIR | head -1` still formats every file
     failed = changed = False
@@ -113,6 +183,11 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         if args.check:
             out.print(f"would reformat {path}")
             continue
+        why_not = _not_rewritable(path)
+        if why_not is not None:
+            failed = True
+            print_line(err, why_not)
+            continue
         try:
             _write_atomically(path, formatted)
         except OSError as exc:
@@ -134,11 +209,18 @@ def add_fmt_parser(sub: Any) -> None:
             "A file that does not parse is reported and left alone."
         ),
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help=".wf files or directories of them")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help=".wf files or directories of them; `-`: stdin to stdout"
+    )
     p.add_argument("--check", action="store_true", help="only report files that would change (exit 1 if any)")
     p.add_argument(
         "--diff",
         action="store_true",
         help="print a unified diff of what would change, touching nothing (exit 1 if any file would change)",
+    )
+    p.add_argument(
+        "--stdin-filename",
+        metavar="NAME",
+        help="with `-`: the file name diagnostics give (an editor passes the buffer's file)",
     )
     p.set_defaults(handler=cmd_fmt)

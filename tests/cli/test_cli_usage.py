@@ -218,7 +218,8 @@ def test_a_rerun_bills_only_what_it_ran_and_every_view_says_the_same(capsys, hom
     assert Usage.from_metadata(json.loads(cli(capsys, "show", new, "--json")[1])["usage"]) == ran
     listed = {r["id"]: r["usage"] for r in json.loads(cli(capsys, "runs", "--json")[1])}
     assert Usage.from_metadata(listed[new]) == ran
-    assert Usage.from_metadata(listed[old]) == ran + Usage(input_tokens=1000, output_tokens=200, cost_usd=0.01)
+    plan = Usage(input_tokens=1000, output_tokens=200, cost_usd=0.01)
+    assert Usage.from_metadata(listed[old]) == ran + plan
 
     store = SqliteStore(home / "runs.db")
     try:

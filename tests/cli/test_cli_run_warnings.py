@@ -3,11 +3,13 @@ starts or goes on: by `run`, `resume`, `retry` and `rerun` alike (docs/cli.md)."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.cli.run_helpers import cli, run_id_of, write
+from tests.cli.run_helpers import cli, cli_env, run_cli_process, run_id_of, write
 
 # `probe` starts with a command not on PATH (the script check's warning, which only
 # `validate --scripts` said) and misspells an option (a language warning `run` said already).
@@ -114,3 +116,42 @@ def test_a_placeholder_with_no_value_is_warned_of_once_per_step_with_a_did_you_m
     assert "StepRetrying step=build" in out
     assert 'line="building /main"' in out  # still rendered empty
     assert 'prompt="Ship ?"' in out
+
+
+HELLO = """workflow hello {
+  inputs { name default = "bob" }
+  script hello { run = "echo hi {{nmae}}" }
+}
+"""
+HELLO_WARNING = "script 'hello': `{{nmae}}` has no value here, so it is left empty"
+
+
+@pytest.mark.parametrize("progress", ["plain", "quiet"])
+def test_an_engine_warning_is_said_once_where_stdout_and_stderr_are_one_terminal(
+    home: Path, progress: str
+) -> None:
+    """The progress shows the warning (`EngineLog level=warning …`) and the engine's log said it
+    again on stderr: `2>&1`, or a terminal for both, read the same line twice."""
+    write(home / "wf" / "hello.wf", HELLO)
+    args = ["run", "hello", "--dir", "wf", "--progress", progress]
+    both = subprocess.run(
+        [sys.executable, "-m", "runkon_flow.cli", *args],
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert both.returncode == 0, both.stdout
+    assert both.stdout.count(HELLO_WARNING) == 1, both.stdout  # before: twice
+
+
+def test_an_engine_warning_stays_on_stderr_when_stdout_goes_elsewhere(home: Path) -> None:
+    """`run … > progress.log` (or `| tee`): the terminal, on stderr, still says the warning."""
+    write(home / "wf" / "hello.wf", HELLO)
+    apart = run_cli_process(["run", "hello", "--dir", "wf", "--progress", "plain"], home, cli_env())
+    assert apart.returncode == 0, apart.stderr
+    assert apart.stdout.count(HELLO_WARNING) == 1
+    assert apart.stderr.count(HELLO_WARNING) == 1

@@ -6,6 +6,7 @@ Ctrl-C into a clean cancel and the second into a forced exit, and picks the exit
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -46,6 +47,7 @@ from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.location import DbLocation
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.runtime.resume import final_rejection
+from runkon_flow.runtime.state import SHOWN_AS_EVENT
 from runkon_flow.runtime.types import WorkflowResult
 
 
@@ -82,6 +84,39 @@ def prepare_hooks(args: argparse.Namespace) -> HookRunner | None:
         )
     except ConfigFileError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _same_place(a: TextIO, b: TextIO) -> bool:
+    """Whether two streams write to one file, pipe or terminal (`2>&1`, a terminal for both)."""
+    try:
+        one, other = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (AttributeError, ValueError, OSError):  # no file descriptor (a test's capture): not known
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
+
+
+class _SaidOnStdout(logging.Filter):
+    """While a run's progress prints on stdout: an engine warning the progress shows as an
+    `EngineLog` line (every progress mode does, `quiet` too) is not logged to stderr again when
+    stderr goes where stdout goes — one terminal, `2>&1` — where it read as the same line twice.
+    A stdout elsewhere (piped, `> file`, closed and silenced) leaves the stderr copy, asked again
+    at each record. Docs: docs/cli.md (Warnings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, SHOWN_AS_EVENT, False):
+            return True
+        return not _same_place(sys.stdout, sys.stderr)
+
+
+@contextmanager
+def _warnings_said_once() -> Iterator[None]:
+    engine_log = logging.getLogger("runkon_flow.engine")
+    once = _SaidOnStdout()
+    engine_log.addFilter(once)
+    try:
+        yield
+    finally:
+        engine_log.removeFilter(once)
 
 
 def _tty() -> TextIO | None:
@@ -483,7 +518,8 @@ def execute(
     alerts = TerminalAlerts(tty, run_id) if tty is not None else None
     session = _Session(printer, EventQueue(), events_file, live, alerts, hooks)
     try:
-        result = _drive(session, run_id, lambda: run(session.queue), cancel, hints)
+        with _warnings_said_once():
+            result = _drive(session, run_id, lambda: run(session.queue), cancel, hints)
     except Interrupted as exc:
         session.close()
         print_err(f"runkon-flow: {exc}")

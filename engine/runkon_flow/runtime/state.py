@@ -39,6 +39,10 @@ __all__ = ["RESERVED_EXPORT_NAMES", "ContextEntry", "ExecutionState", "LedgerRow
 
 log = logging.getLogger("runkon_flow.engine")
 
+#: The attribute of a `runkon_flow.engine` log record that says the same words went to the run's
+#: event sinks as an `EngineLog` event (`ExecutionState.warn`).
+SHOWN_AS_EVENT = "runkon_shown_as_event"
+
 # Names a step's FLOW_OUTPUT may not export as variables: the host owns them (engine.md §12.2).
 RESERVED_EXPORT_NAMES = frozenset(
     {
@@ -358,9 +362,15 @@ class ExecutionState:
                 emit_to(settings.event_sinks, self.workflow_run_id, event)
 
     def warn(self, message: str, step_name: str | None = None, level: str = "warning") -> None:
-        """Log a warning and show it to a human as an EngineLog event."""
+        """Log a warning and show it to a human as an EngineLog event. The log record says whether
+        the event carries it too (`SHOWN_AS_EVENT`): a client that prints the events where the log
+        goes (the CLI, stdout and stderr one terminal) leaves the record out, not say it twice."""
         log.log(
-            logging.WARNING if level == "warning" else logging.INFO, "%s: %s", self.workflow_run_id, message
+            logging.WARNING if level == "warning" else logging.INFO,
+            "%s: %s",
+            self.workflow_run_id,
+            message,
+            extra={SHOWN_AS_EVENT: bool(self.event_sinks)},
         )
         if self.event_sinks:
             self.emit(EngineLog(level=level, message=message, step_name=step_name))  # type: ignore[arg-type]

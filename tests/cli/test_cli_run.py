@@ -464,6 +464,41 @@ def test_ctrl_c_cancels_the_run_cleanly_exit_130_and_the_run_stays_resumable(
     assert "line=last" in resumed
 
 
+def test_the_cancelling_note_is_no_write_to_stdout_a_stderr_no_one_reads_leaves_the_events(
+    home: Path,
+) -> None:
+    """`cancelling the run…` is a note for the user, written to stderr — not through the guard of
+    stdout, whose event lines (`run … 2>/dev/null | consumer`, `--events /dev/stdout`) go on: a
+    stderr whose reader went away took the note's failed write for a closed stdout, and the
+    run's last events (its cancelled step, `RunCancelled`) were never printed."""
+    write(home / "wf" / "waiter.wf", WAITER)
+    out = home / "waiter.out"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no one reads stderr
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runkon_flow.cli", "run", "waiter", "--dir", "wf"],
+            cwd=home,
+            stdout=out.open("w"),
+            stderr=write_end,
+            stdin=subprocess.DEVNULL,
+            env=cli_env(),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    finally:
+        os.close(write_end)
+    try:
+        wait_for((home / "wf" / "hold.pid").exists, "the hold step to start")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        stop(proc)
+    text = out.read_text()
+    assert "StepCompleted step=hold kind=script status=cancelled" in text, text
+    assert "RunCancelled reason=" in text, text  # before: stdout silenced at the note
+    assert "cancelling the run" not in text  # stdout holds the header and event lines only
+
+
 def test_a_second_ctrl_c_forces_exit_and_the_run_can_be_resumed_later(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

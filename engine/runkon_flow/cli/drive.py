@@ -224,6 +224,16 @@ class _Session:
             self.events_file.flush()
         self._print(self.printer.tick)
 
+    def note(self, text: str) -> None:
+        """A note for the user (`cancelling the run…`): in the live view, a line above its block
+        (the view is stdout, a terminal: its guard); else on stderr, with the other notes, not
+        through stdout's guard — stdout stays event lines only (`--events /dev/stdout`, a
+        `| jq`-like reader), and a stderr no one reads must not silence the events on stdout."""
+        if self.live:
+            self._print(lambda: self.printer.note(text))
+        else:
+            print_err(text)
+
     def close(self) -> None:
         self.pump()
         self._print(self.printer.close)
@@ -364,12 +374,11 @@ def _drive(
                 cancelled = True
                 if isinstance(session.printer, LiveView):
                     session.printer.set_status("cancelling")
-                note = f"cancelling the run… ({_force_hint(interrupts.first)})"
-                session._print(lambda note=note: session.printer.note(note))
+                session.note(f"cancelling the run… ({_force_hint(interrupts.first)})")
                 try:
                     cancel(run_id, interrupt_message(interrupts.first))
                 except FlowError as exc:
-                    session._print(lambda exc=exc: session.printer.note(f"could not cancel: {exc}"))
+                    session.note(f"could not cancel: {exc}")
             session.pump()
         worker.join()
     session.pump()

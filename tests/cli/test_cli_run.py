@@ -228,6 +228,36 @@ def test_command_line_mistakes_exit_2_with_one_message_and_create_no_run(
     assert stored_runs(home) == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["run", "wf/items.yaml"],
+            "wf/items.yaml is not a workflow file (its name does not end in .wf); "
+            "run takes a workflow name or a path to a .wf file",
+        ),
+        (["run", "items.yaml", "--dir", "wf"], "items.yaml is not a workflow file"),
+        (
+            ["run", "wf/"],
+            "wf/ is a directory; run takes a workflow name (with --dir wf/) or a path to a .wf file",
+        ),
+    ],
+)
+def test_a_file_that_is_not_a_workflow_is_named_as_such_not_called_missing(
+    home: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    """`run items.yaml` (an item list beside the workflows) said `workflow not found: items.yaml
+    (available: …)`, as if the file were not there; `validate` already says what it is."""
+    write(home / "wf" / "items.yaml", "- a\n- b\n")
+    write(home / "items.yaml", "- a\n")
+    code, out, err = cli(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert "not found" not in err
+    assert out == ""
+    assert stored_runs(home) == []
+
+
 def test_a_bad_lease_ttl_in_the_environment_is_a_usage_error(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 import threading
 import time
@@ -165,6 +166,25 @@ def _workflow_dirs(raw_dirs: Sequence[str], workflow_path: Path | None = None) -
     return list(unique.values())
 
 
+def refuse_non_workflow(raw: str, path: Path) -> None:
+    """A WORKFLOW given as a path that is not a workflow file: a usage error saying what it is and
+    what `run` takes — `items.yaml` said `workflow not found: items.yaml (available: …)`, as if the
+    file were not there. A file with no suffix is taken as a workflow (`/dev/stdin`, as `validate`
+    takes it)."""
+    if path.is_dir():
+        raise UsageError(
+            f"{raw} is a directory; run takes a workflow name (with --dir {shlex.quote(raw)}) or a path to "
+            "a .wf file"
+        )
+    if not path.exists():
+        raise UsageError(f"no such workflow file: {raw}")
+    if path.suffix and path.suffix != ".wf":
+        raise UsageError(
+            f"{raw} is not a workflow file (its name does not end in .wf); "
+            "run takes a workflow name or a path to a .wf file"
+        )
+
+
 def _looks_like_path(text: str) -> bool:
     return text.endswith(".wf") or os.sep in text or "/" in text
 
@@ -282,8 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     workflow_path: Path | None = None
     if _looks_like_path(args.workflow) or Path(args.workflow).is_file():
         workflow_path = Path(args.workflow).expanduser()
-        if not workflow_path.is_file():
-            raise UsageError(f"no such workflow file: {args.workflow}")
+        refuse_non_workflow(args.workflow, workflow_path)
     dirs = _workflow_dirs(args.dirs, workflow_path)
     config = exec_config_for(args.lease_ttl)
     if args.detach and args.memory:

@@ -377,7 +377,7 @@ def test_json_for_a_directory_is_a_list_and_broken_files_go_to_stderr(
 def test_a_nonexistent_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(tmp_path / "good.wf", GOOD)
     code, out, err = run(capsys, "validate", str(tmp_path / "good.wf"), str(tmp_path / "nope.wf"))
-    assert (code, out) == (2, "")
+    assert (code, out) == (2, f"{tmp_path / 'good.wf'}: ok\n")  # the other paths are still checked
     assert err == f"runkon-flow validate: error: no such file or directory: {tmp_path / 'nope.wf'}\n"
 
 
@@ -685,3 +685,33 @@ def test_a_file_that_is_not_a_workflow_is_named_so(
     assert run(capsys, "validate", str(good))[0] == 0
     plain = write(tmp_path / "flow", GOOD)
     assert run(capsys, "validate", str(plain)) == (0, f"{plain}: ok\n", "")
+
+
+def test_a_shell_glob_over_a_folder_with_a_readme_checks_every_workflow_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate flows/*` stopped at `flows/README.md` as a usage error and checked nothing after
+    it: every `.wf` given is checked, each argument that is not a workflow named last (exit 2,
+    a command-line mistake a script sees); a workflow with errors still exits 1."""
+    flows = tmp_path / "flows"
+    write(flows / "a.wf", GOOD)
+    write(flows / "README.md", "# flows\n")
+    write(flows / "z.wf", GOOD.replace("workflow ", "workflow z", 1))
+    given = [str(flows / name) for name in ("README.md", "a.wf", "z.wf")]  # as the shell sorts them
+    code, out, err = run(capsys, "validate", *given)
+    assert code == 2
+    assert out == f"{flows / 'a.wf'}: ok\n{flows / 'z.wf'}: ok\n"  # before: nothing checked
+    assert err == (
+        f"runkon-flow validate: error: {flows / 'README.md'} is not a workflow file "
+        "(its name does not end in .wf); a directory checks every .wf file in it\n"
+    )
+
+    write(flows / "z.wf", "workflow z { scirpt s { run = \"true\" } }\n")
+    code, out, err = run(capsys, "validate", *given)
+    assert code == 1  # what the workflows' check found comes first
+    assert out == f"{flows / 'a.wf'}: ok\n"
+    assert f"{flows / 'z.wf'}:1:14: " in err and f"{flows / 'README.md'} is not a workflow file" in err
+
+    code, out, err = run(capsys, "validate", "--json", str(flows / "a.wf"), str(flows / "README.md"))
+    assert code == 2
+    assert isinstance(json.loads(out), list)  # two paths given: a list, as for two workflows

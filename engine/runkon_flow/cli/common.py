@@ -29,6 +29,7 @@ from runkon_flow.humanize import safe_text
 
 PROG = "runkon-flow"
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 130
+EXIT_USAGE = 2  # a `UsageError`: the command line is wrong
 
 
 class UsageError(FlowError):
@@ -101,35 +102,45 @@ class Target:
     explicit_file: bool
 
 
-def expand_paths(raw_paths: Sequence[str]) -> list[Target]:
+def expand_paths(raw_paths: Sequence[str], skipped: list[str] | None = None) -> list[Target]:
     """Files stay files; a directory means every `.wf` in it; duplicates are dropped.
     Raises `UsageError` for bad paths, and for a file whose name ends in another suffix than
     `.wf` (`items.yaml`: not parsed as a workflow to fail on its first character). A file with no
-    suffix is taken as a workflow: `/dev/stdin`, `<(git show HEAD:flow.wf)`."""
+    suffix is taken as a workflow: `/dev/stdin`, `<(git show HEAD:flow.wf)`. `skipped`: such an
+    argument's message is added to it instead and the others are still expanded (`validate
+    flows/*` over a folder with a README.md checks every `.wf` given)."""
     targets: list[Target] = []
     for raw in raw_paths:
-        path = Path(raw)
-        if path.is_dir():
-            try:
-                files = list_workflow_files(path)
-            except WorkflowDirError as exc:
-                raise UsageError(str(exc)) from None
-            if not files:
-                raise UsageError(f"no .wf files in directory {raw}")
-            targets.extend(Target(f, path, False) for f in files)
-        elif path.exists():
-            if path.suffix and path.suffix != ".wf":
-                raise UsageError(
-                    f"{raw} is not a workflow file (its name does not end in .wf); "
-                    "a directory checks every .wf file in it"
-                )
-            targets.append(Target(path, path.parent, True))
-        else:
-            raise UsageError(f"no such file or directory: {raw}")
+        try:
+            targets.extend(_targets_of(raw))
+        except UsageError as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
     unique: dict[Path, Target] = {}
     for target in targets:  # a file named twice (or also through its directory) is handled once
         unique.setdefault(target.path.resolve(), target)
     return list(unique.values())
+
+
+def _targets_of(raw: str) -> list[Target]:
+    path = Path(raw)
+    if path.is_dir():
+        try:
+            files = list_workflow_files(path)
+        except WorkflowDirError as exc:
+            raise UsageError(str(exc)) from None
+        if not files:
+            raise UsageError(f"no .wf files in directory {raw}")
+        return [Target(f, path, False) for f in files]
+    if path.exists():
+        if path.suffix and path.suffix != ".wf":
+            raise UsageError(
+                f"{raw} is not a workflow file (its name does not end in .wf); "
+                "a directory checks every .wf file in it"
+            )
+        return [Target(path, path.parent, True)]
+    raise UsageError(f"no such file or directory: {raw}")
 
 
 def positive_int(text: str) -> int:

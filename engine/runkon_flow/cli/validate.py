@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.cli.common import (
+    EXIT_USAGE,
+    PROG,
     StdoutGuard,
     Target,
     as_named,
@@ -172,7 +174,8 @@ def _readiness_problems(
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    targets = expand_paths(args.paths)
+    skipped: list[str] = []  # arguments that are not workflows: said, after every workflow given
+    targets = expand_paths(args.paths, skipped)
     out, err = StdoutGuard(), sys.stderr  # `validate DIR | head -1`: the status is still the check's
     loaders: dict[Path, _CachingLoader] = {}
     registries: dict[Path, Any] = {}
@@ -204,11 +207,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         elif not errors:
             out.print(f"{target.path}: ok")
     if args.json:
-        single = len(targets) == 1 and targets[0].explicit_file
+        single = len(args.paths) == 1 and bool(targets) and targets[0].explicit_file
         payload = (documents[0] if documents else None) if single else documents
         if payload is not None:
             out.print(terminal_json(json.dumps(payload, indent=2, ensure_ascii=False)))
-    return 1 if failed else 0
+    for problem in skipped:  # last, beside the exit status they explain
+        print_line(err, f"{PROG} validate: error: {problem}")
+    # A workflow with errors is the finding (1); else an argument that is not one is still a
+    # command-line mistake a script must see (2). Docs: docs/cli.md, "validate".
+    return 1 if failed else EXIT_USAGE if skipped else 0
 
 
 def _parse_targets(text: str) -> list[str]:

@@ -706,7 +706,7 @@ def test_a_shell_glob_over_a_folder_with_a_readme_checks_every_workflow_given(
         "(its name does not end in .wf); a directory checks every .wf file in it\n"
     )
 
-    write(flows / "z.wf", "workflow z { scirpt s { run = \"true\" } }\n")
+    write(flows / "z.wf", 'workflow z { scirpt s { run = "true" } }\n')
     code, out, err = run(capsys, "validate", *given)
     assert code == 1  # what the workflows' check found comes first
     assert out == f"{flows / 'a.wf'}: ok\n"

@@ -112,16 +112,38 @@ def fit_headline(text: str | None, room: int, ellipsis: str = "…") -> str:
     """`error_headline` in at most `room` characters, cutting the first line before the last: a
     line cut at the terminal's edge kept `Script 'import' exited with cod…` and lost why."""
     lines = _error_lines(text)
-    whole = _headline(lines)
+    return (
+        _fit_parts(lines[0], lines[-1], room, ellipsis)
+        if len(lines) > 1
+        else _cut(_headline(lines), room, ellipsis)
+    )
+
+
+def fit_cause(line: str | None, room: int, ellipsis: str = "…") -> str:
+    """A one-line error as lists hold it — `error_headline`'s `first · last`, a failure chain's
+    `review-one: Script 'lint' exited with code 3 · rate limited …` — in at most `room`
+    characters, cut as `fit_headline` cuts: the part before its last ` · ` gives way first, since
+    the part after it says why. Cut at its end, an 80-column list kept `Script 'import' exited
+    with cod…` and lost the cause."""
+    line = line or ""
+    if len(line) <= room or " · " not in line:
+        return _cut(line, room, ellipsis)
+    head, tail = line.rsplit(" · ", 1)
+    return _fit_parts(head, tail, room, ellipsis)
+
+
+def _fit_parts(first: str, last: str, room: int, ellipsis: str) -> str:
+    whole = f"{first} · {last}"
     if len(whole) <= room:
         return whole
-    if len(lines) > 1:
-        first, last = lines[0], lines[-1]
-        keep = room - len(last) - len(" · ") - len(ellipsis)
-        if keep >= MIN_FIRST_LINE:
-            return f"{first[:keep]}{ellipsis} · {last}"
-        whole = last
-    return whole if len(whole) <= room else whole[: max(0, room - len(ellipsis))] + ellipsis
+    keep = room - len(last) - len(" · ") - len(ellipsis)
+    if keep >= MIN_FIRST_LINE:
+        return f"{first[:keep]}{ellipsis} · {last}"
+    return _cut(last, room, ellipsis)
+
+
+def _cut(text: str, room: int, ellipsis: str) -> str:
+    return text if len(text) <= room else text[: max(0, room - len(ellipsis))] + ellipsis
 
 
 def _error_lines(text: str | None) -> list[str]:

@@ -100,9 +100,11 @@ def test_runs_lists_history_newest_first_with_status_duration_and_step_counts(
         "STARTED",
         "DURATION",
         "OK/FAILED/SKIPPED/CANCELLED",
+        "WHY",
     ]
     assert [row.split()[:3] for row in rows] == [[second, "flaky", "failed"], [first, "build", "completed"]]
-    assert rows[0].split()[-1] == "1/1/0/0" and rows[1].split()[-1] == "2/0/0/0"
+    assert rows[0].split()[6] == "1/1/0/0" and rows[1].split()[-1] == "2/0/0/0"
+    assert rows[0].endswith("  Script 'check' exited with code 4 · not fixed yet")
     assert len(cli(capsys, "runs", "--limit", "1")[1].splitlines()) == 2
 
 
@@ -628,3 +630,62 @@ def test_runs_and_a_run_header_show_a_stored_workflow_name_safely(
     for text in texts:
         assert "evil" in text and "name" in text
         assert not any(c in text for c in "\x1b\x07\x9b"), text
+
+
+IMPORT = """workflow import-repos {
+  script import {
+    run = "echo 'rate limited: retry after 30s (GitHub API quota exhausted)' >&2; exit 3"
+  }
+}
+"""
+OUTER = """workflow outer {
+  call workflow import-repos
+}
+"""
+CAUSE = "rate limited: retry after 30s (GitHub API quota exhausted)"
+
+
+@pytest.mark.parametrize("width", [None, 80, 120, 250])
+def test_runs_says_why_a_run_failed_as_show_does_at_any_width(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, width: int | None
+) -> None:
+    """`runs` listed a failed run with no word of why (and `--json` only the stored error, which
+    says which step failed): a WHY column gives the cause `show` gives, through a failed `call
+    workflow` too; at 80 columns, where no column has room, on a line of its own under the run."""
+    from runkon_flow.cli import history
+
+    write(home / "wf" / "import-repos.wf", IMPORT)
+    write(home / "wf" / "outer.wf", OUTER)
+    code, run_id = start(capsys, "outer")
+    assert code == 1
+    _, shown, _ = cli(capsys, "show", run_id)
+    why = f"import-repos: Script 'import' exited with code 3 · {CAUSE}"
+    assert f"error     {why}\n" in shown
+
+    monkeypatch.setattr(history, "terminal_width", lambda: width)
+    code, out, _ = cli(capsys, "runs")
+    assert code == 0
+    header, line, *more = out.splitlines()
+    assert all(len(text) <= (width or 1000) for text in out.splitlines()), out
+    assert line.startswith(run_id) and " failed " in line
+    if width == 80:
+        assert header.split()[-1] == "✓/✗/⊘/■" and more == [f"  why: {CAUSE}"]
+    else:
+        assert header.split()[-1] == "WHY" and more == []
+        if width == 120:  # the cause, cut at its end only when even it alone does not fit
+            assert line.split("  ")[-1].startswith(CAUSE[:30]) and line.endswith("…")
+        else:
+            assert line.endswith(why)
+
+    [entry] = json.loads(cli(capsys, "runs", "--json")[1])
+    assert entry["why"] == why
+    assert entry["error"] == "workflow error: Step 'import-repos' failed after 1 attempt"  # as stored
+    assert json.loads(cli(capsys, "show", run_id, "--json")[1])["why"] == why
+
+
+def test_runs_lists_no_why_column_when_no_run_has_one(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    start(capsys, "build")
+    out = cli(capsys, "runs")[1]
+    assert "WHY" not in out
+    [entry] = json.loads(cli(capsys, "runs", "--json")[1])
+    assert entry["why"] is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
-from runkon_flow.humanize import cause_first, fit_headline, format_duration, readable_error
+from runkon_flow.humanize import cause_first, fit_cause, fit_headline, format_duration, readable_error
 
 
 @pytest.mark.parametrize(
@@ -67,6 +67,18 @@ def test_a_headline_too_long_cuts_the_first_line_and_keeps_why() -> None:
     fitted = fit_headline(_SCRIPT_ERROR, 70)
     assert fitted == "Script 'import' exited… · rate limited: retry after 30s (request 7f3a)"
     assert len(fitted) == 70
+
+
+def test_a_one_line_why_too_long_cuts_before_its_last_part_which_says_why() -> None:
+    """A failure chain (`import-repos: Script 'import' exited with code 3 · rate limited …`) cut at
+    its end kept which script exited and lost why (the runs list, the dashboard's runs screen)."""
+    why = "import-repos: Script 'import' exited with code 3 · rate limited: retry after 30s"
+    assert fit_cause(why, len(why)) == why
+    assert fit_cause(why, 60) == "import-repos: Script 'impor… · rate limited: retry after 30s"
+    assert fit_cause(why, 40) == "rate limited: retry after 30s"  # no room beside it: the cause alone
+    assert fit_cause(why, 20) == "rate limited: retry…"
+    assert fit_cause("one line only that is long", 10) == "one line …"
+    assert fit_cause(None, 10) == ""
 
 
 def test_with_no_room_beside_it_the_last_line_is_shown_alone() -> None:

@@ -11,6 +11,7 @@ from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import run_json, runs_table, show_json, show_lines
 from runkon_flow.cli.store import NoRunsHere, add_db_args, get_run, opened_store
 from runkon_flow.humanize import safe_text, terminal_json
+from runkon_flow.observe.loader import row_why
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -19,6 +20,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         with opened_store(args, must_exist=True) as store:
             runs = store.list_runs(limit=args.limit, parent_run_id=None if args.all else "")
             rows = [(run, store.get_steps(run.id)) for run in runs]
+            whys = [row_why(store, run, steps) for run, steps in rows]
     except NoRunsHere as nothing:
         if args.json:
             out.print("[]")
@@ -26,12 +28,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print_err(f"no runs yet ({nothing.why})")
         return EXIT_OK
     if args.json:
-        data = [run_json(run, steps) for run, steps in rows]
+        data = [run_json(run, steps, why=why) for (run, steps), why in zip(rows, whys, strict=True)]
         out.print(terminal_json(json.dumps(data, indent=2, ensure_ascii=False)))
     elif not rows:
         print_err("no runs yet")
     else:
-        out.print("\n".join(runs_table(rows, width=terminal_width())))
+        out.print("\n".join(runs_table(rows, width=terminal_width(), whys=whys)))
     return EXIT_OK
 
 
@@ -40,7 +42,8 @@ def add_runs_parser(sub: Any) -> None:
         "runs",
         help="list past and current runs, newest first",
         description="Run history, newest first: id, workflow, status, start, duration and step counts "
-        "(ok/failed/skipped/cancelled), then what the runs spent when any reported usage.",
+        "(ok/failed/skipped/cancelled), then what the runs spent when any reported usage, then why a "
+        "run failed (the cause, as show says it) or was cancelled.",
     )
     add_db_args(p)
     p.add_argument(

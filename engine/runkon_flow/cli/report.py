@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -21,7 +21,14 @@ from typing import Any
 from runkon_flow.approvals import GateApprovals
 from runkon_flow.cli.common import fitted, whole_command
 from runkon_flow.cli.hints import Hints
-from runkon_flow.humanize import display_line, error_headline, format_duration, gate_decision, readable_error
+from runkon_flow.humanize import (
+    display_line,
+    error_headline,
+    fit_cause,
+    format_duration,
+    gate_decision,
+    readable_error,
+)
 from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, by_fan_out, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_status, row_step_counts
@@ -31,6 +38,7 @@ from runkon_flow.observe.loader import (
     fill_unrun_item_errors,
     reused_row_ids,
     row_failure_cause,
+    row_why,
     row_why_failed,
     run_spend,
 )
@@ -149,15 +157,21 @@ def runs_table(
     runs: Sequence[tuple[WorkflowRun, Sequence[WorkflowRunStep]]],
     now: datetime | None = None,
     width: int | None = None,
+    whys: Sequence[str | None] = (),
 ) -> list[str]:
     """One aligned line per run: id, workflow, status, started, duration, steps ok/failed/skipped/
-    cancelled, then USAGE (tokens · cost) when some run reported any.
+    cancelled, then USAGE (tokens · cost) when some run reported any, then WHY (`whys`, one per
+    run: `loader.row_why`) when some run has one.
 
     Wider than `width` (the terminal's; None: piped, every column in full), the table gives way
     one step at a time until it fits, so that an 80-column terminal does not wrap each run over
     two lines: USAGE goes, then the start loses its year and seconds, then the headers of the
     duration and the step counts shorten (TOOK, the dashboard's ✓/✗/⊘/■), then long workflow
-    names are cut with "…". Run ids stay whole: every command takes the full id."""
+    names are cut with "…". Run ids stay whole: every command takes the full id. WHY, the cause,
+    matters more than the columns that give way: it takes the room of the first of those tables
+    that leaves room for every why whole, else of the narrowest when that leaves it `_MIN_WHY`
+    columns, each cause cut before its headline (`humanize.fit_cause`); else (80 columns) each
+    run's why goes on a line of its own under the run's line (`  why: …`), fitted to the width."""
     rows = []
     usages = []
     for run, steps in runs:
@@ -174,30 +188,68 @@ def runs_table(
             ]
         )
         usages.append(run_spend(run, list(steps)))
+    said = [display_line(why or "", None) for why in whys] or [""] * len(rows)
     header = ["RUN", "WORKFLOW", "STATUS", "STARTED", "DURATION", "OK/FAILED/SKIPPED/CANCELLED"]
+    stages = list(_giving_way(header, rows, usages, runs))
+    if width is None:  # piped: every column in full
+        names, cells = stages[0]
+        if any(said):
+            return _table([*names, "WHY"], [[*c, w] for c, w in zip(cells, said, strict=True)])
+        return _table(names, cells)
+    if not any(said):
+        for names, cells in stages:
+            if _fits(_table(names, cells), width):
+                return _table(names, cells)
+    else:  # the first table with room for every why whole, else the narrowest with room for some
+        longest = max(len(why) for why in said)
+        for index, (names, cells) in enumerate(stages):
+            room = width - max(len(line) for line in _table(names, cells)) - len("  ")
+            if room >= longest or (index == len(stages) - 1 and room >= _MIN_WHY):
+                fitted_whys = [fit_cause(why, room) for why in said]
+                return _table([*names, "WHY"], [[*c, w] for c, w in zip(cells, fitted_whys, strict=True)])
+    table = _cut_names(*stages[-1], width)
+    if not any(said):
+        return table
+    lines = table[:1]
+    for line, why in zip(table[1:], said, strict=True):
+        lines.append(line)
+        if why:
+            lines.append(f"  why: {fit_cause(why, width - len('  why: '))}")
+    return lines
+
+
+def _giving_way(
+    header: list[str],
+    rows: list[list[str]],
+    usages: list[Usage | None],
+    runs: Sequence[tuple[WorkflowRun, Sequence[WorkflowRunStep]]],
+) -> Iterator[tuple[list[str], list[list[str]]]]:
+    """The runs table's columns as a narrow terminal makes them give way, widest first: with
+    USAGE (when some run reported any), without it, the start short, the headers short."""
     if any(usages):
-        cells = [[*r, u.short() if u else ""] for r, u in zip(rows, usages, strict=True)]
-        with_usage = _table([*header, "USAGE"], cells)
-        if width is None or _fits(with_usage, width):
-            return with_usage
-    table = _table(header, rows)
-    if width is None or _fits(table, width):
-        return table
-    for row, (run, _) in zip(rows, runs, strict=True):
-        row[3] = liveness.started_time(run, "%m-%d %H:%M")
-    table = _table(header, rows)
-    if _fits(table, width):
-        return table
-    header[4:6] = ["TOOK", "✓/✗/⊘/■"]  # the step counts as the dashboard shows them
-    table = _table(header, rows)
+        yield [*header, "USAGE"], [[*r, u.short() if u else ""] for r, u in zip(rows, usages, strict=True)]
+    yield header, rows
+    short = [
+        [*r[:3], liveness.started_time(run, "%m-%d %H:%M"), *r[4:]]
+        for r, (run, _) in zip(rows, runs, strict=True)
+    ]
+    yield header, short
+    yield _SHORT_HEADER, short
+
+
+#: The last two headers as the dashboard shows the step counts.
+_SHORT_HEADER = ["RUN", "WORKFLOW", "STATUS", "STARTED", "TOOK", "✓/✗/⊘/■"]
+
+
+def _cut_names(names: list[str], cells: list[list[str]], width: int) -> list[str]:
+    """The narrowest table: long workflow names cut with "…" (never below `_MIN_NAME`) to fit."""
+    table = _table(names, cells)
     over = max(len(line) for line in table) - width
-    if over > 0:
-        room = max(_MIN_NAME, max(len(row[1]) for row in rows) - over)
-        for row in rows:
-            if len(row[1]) > room:
-                row[1] = row[1][: room - 1] + "…"
-        table = _table(header, rows)
-    return table
+    if over <= 0:
+        return table
+    room = max(_MIN_NAME, max(len(row[1]) for row in cells) - over)
+    cut = [[row[0], row[1][: room - 1] + "…" if len(row[1]) > room else row[1], *row[2:]] for row in cells]
+    return _table(names, cut)
 
 
 #: A workflow name is never cut shorter than this (then the terminal wraps the line instead).
@@ -206,6 +258,10 @@ _MIN_NAME = 8
 
 def _fits(table: list[str], width: int) -> bool:
     return max(len(line) for line in table) <= width
+
+
+#: A WHY column narrower than this says too little: the why goes on a line of its own instead.
+_MIN_WHY = 24
 
 
 def _usage_json(usage: Usage | None) -> dict[str, int | float] | None:
@@ -220,11 +276,14 @@ def run_json(
     *,
     with_steps: bool = False,
     items: Mapping[str, ItemCounts] | None = None,
+    why: str | None = None,
 ) -> dict[str, Any]:
     """A run as plain JSON data (stable keys; times as stored, RFC 3339 UTC). `status` is the
     stored status, `display_status` the one the text shows (`interrupted` for an unfinished run no
     engine holds; its steps still running or waiting likewise, `row_status`), and durations stop
-    where the text's do. `items`: a foreach step row's item counts by its id (`show --json`)."""
+    where the text's do. `items`: a foreach step row's item counts by its id (`show --json`).
+    `why`: why it failed or was cancelled, on one line as `runs` and `show` say it
+    (`loader.row_why`); `error` keeps the stored text, which only says which step failed."""
     interrupted = display_status(run, now) == liveness.INTERRUPTED
     until = liveness.unfinished_until(run, steps, _seconds(now))
     data: dict[str, Any] = {
@@ -239,6 +298,7 @@ def run_json(
         "duration_s": run_duration(run, steps, now),
         "inputs": dict(run.inputs),
         "error": run.error,
+        "why": why,
         "parent_run_id": run.parent_workflow_run_id or run.parent_run_id or None,
         "rerun_of": run.rerun_of,
         "rerun_from": run.rerun_from,
@@ -281,7 +341,7 @@ def show_json(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None
         for s in steps
         if s.role == StepRole.FOREACH.value
     }
-    data = run_json(run, steps, now, with_steps=True, items=items)
+    data = run_json(run, steps, now, with_steps=True, items=items, why=row_why(store, run, steps))
     data["failure_clusters"] = clusters_json(run_clusters(store, run.id, steps))
     return data
 

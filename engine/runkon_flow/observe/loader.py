@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 from runkon_flow.event_log import READ_ROWS, envelope_of, top_level_run, unpack
 from runkon_flow.events import EngineEventData, FanOutItemCompleted, GateResolved
-from runkon_flow.humanize import gate_decision, readable_error
+from runkon_flow.humanize import error_headline, gate_decision, readable_error
 from runkon_flow.observe import liveness
 from runkon_flow.observe.counts import row_key
 from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView, failure_chain
@@ -253,6 +253,15 @@ def row_why_failed(store: WorkflowPersistence, run: WorkflowRun, rows: list[Work
         return None, (child, store.get_steps(child.id)), child.workflow_name
 
     return failure_chain((run, rows), failure)
+
+
+def row_why(store: WorkflowPersistence, run: WorkflowRun, rows: list[WorkflowRunStep]) -> str | None:
+    """Why a stored run ended as it did, on one line, for lists (`runs`, the runs screen): a
+    failed run's `row_why_failed`, another run's error in people's words (`cancelled: interrupted
+    (Ctrl-C)`), None when it has none."""
+    if str(run.status) == "failed":
+        return row_why_failed(store, run, rows) or None
+    return error_headline(run.error) or None
 
 
 def gate_options(raw: str | None) -> dict[str, str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from runkon_flow.humanize import error_headline, format_duration
+from runkon_flow.humanize import error_headline, fit_cause, format_duration
 from runkon_flow.observe.counts import row_step_counts
 from runkon_flow.observe.liveness import (
     display_status,
@@ -166,7 +166,10 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         columns = self._wanted_columns(filled)
         lines = [[row_cells[name] for name in columns] for row_cells in cells]
         table = self.query_one(DataTable)
-        refill(table, columns, lines, [row.run.id for row in rows], fit_last=columns[-1] == "error")
+        # The error cut before its last ` · ` part, which says why: cut at its end, 80 columns kept
+        # `import-repos: Script 'import' exited with co…` and lost the cause.
+        keys = [row.run.id for row in rows]
+        refill(table, columns, lines, keys, fit_last=columns[-1] == "error", fit=fit_cause)
         status = self.query_one("#runs-status", Static)
         if error:
             status.update(f"[$error]{esc(error)}[/]")

@@ -5,7 +5,7 @@ the columns that say which row it is stay in view, and the whole text is one `en
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -14,11 +14,16 @@ from textual.widgets import DataTable
 MIN_LAST_WIDTH = 12  # narrower than this, the text scrolls sideways rather than say nothing
 
 
+#: How a last column's text is cut to a room: `fit(text, room)` (e.g. `humanize.fit_cause`, which
+#: keeps an error's cause); without one it is cut at its end with "…".
+Fit = Callable[[str, int], str]
+
+
 def _fit_last_column(
-    table: DataTable[object], headers: Sequence[str], rows: Sequence[Sequence[Text]]
+    table: DataTable[object], headers: Sequence[str], rows: Sequence[Sequence[Text]], fit: Fit | None = None
 ) -> None:
     """Truncate each row's last cell in place to what `table`'s width leaves for it (with the
-    vertical scrollbar counted, as it appears once the rows outgrow the screen)."""
+    vertical scrollbar counted, as it appears once the rows outgrow the screen); `fit`: how."""
     if not rows or not headers:
         return
     padding = 2 * table.cell_padding
@@ -28,7 +33,10 @@ def _fit_last_column(
     )
     room = table.size.width - used - padding - table.styles.scrollbar_size_vertical
     for row in rows:
-        row[-1].truncate(max(MIN_LAST_WIDTH, room), overflow="ellipsis")
+        cell, width = row[-1], max(MIN_LAST_WIDTH, room)
+        if fit is not None and cell.cell_len > width:
+            cell.plain = fit(cell.plain, width)
+        cell.truncate(width, overflow="ellipsis")  # wide characters: `fit` counts characters
 
 
 MIN_CUT_WIDTH = 8  # a name cut to fit keeps at least this many columns
@@ -91,15 +99,17 @@ def refill(
     keys: Sequence[Hashable],
     *,
     fit_last: bool = True,
+    fit: Fit | None = None,
 ) -> None:
     """Replace every row (`keys`: one per row), the cursor on the same row number. The columns
     start over each time: a DataTable column keeps the widest cell it ever held, so clearing only
-    the rows left a once-long error's column as wide as before."""
+    the rows left a once-long error's column as wide as before. `fit`: how the last column is
+    cut (`fit_last`), by default at its end."""
     keep = table.cursor_row
     table.clear(columns=True)
     table.add_columns(*headers)
     if fit_last:
-        _fit_last_column(table, headers, rows)
+        _fit_last_column(table, headers, rows, fit)
     for key, row in zip(keys, rows, strict=True):
         table.add_row(*row, key=str(key))
     if keep is not None and rows:

@@ -1650,6 +1650,38 @@ async def test_q_quits_from_the_run_history_and_the_gate_inbox(key: str, screen_
         await wait_for(pilot, lambda: not app.is_running, what="exit")
 
 
+async def test_at_80_columns_the_runs_screen_cuts_an_error_before_its_cause_not_after() -> None:
+    """The error column is cut to the room left; cut at its end, 80 columns kept `Script 'import'
+    exited with co…` and lost why. Now the part before the last ` · ` gives way first (as the live
+    view's step lines, `humanize.fit_cause`): the cause stays in view, whole on a wider screen."""
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    bad = store.create_run(NewRun(workflow_name="import"))
+    step = store.insert_step(NewStep(bad.id, "import", retry_count=0, node_path="body.0"))
+    why = "Script 'import' exited with code 3\nfetching page 1\nrate limited: retry in 30s"
+    store.update_step(step, StepUpdate(bad.generation, StepStatus.FAILED, step_error=why))
+    store.update_run_status(
+        bad.id, RunStatus.FAILED, None, "workflow error: Step 'import' failed after 1 attempt"
+    )
+    app = make_app(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        error = str(table.get_row(bad.id)[-1])
+        # no room beside the cause for its headline: the cause alone (before: `Script 'import…`)
+        assert error.startswith("rate limited"), error
+        assert sum(column.get_render_width(table) for column in table.columns.values()) <= 80
+        await pilot.resize_terminal(110, 24)
+        await pilot.pause()
+        await pilot.pause()
+        error = str(table.get_row(bad.id)[-1])
+        assert error.endswith("… · rate limited: retry in 30s") and error.startswith("Script"), error
+
+
 async def test_the_runs_screen_says_why_a_run_failed_not_only_which_step() -> None:
     """The run's stored error only names the step (`Step 'boom' failed after 1 attempt`); the
     column says why, as `show` and the live view do: its failed step's error on one line."""

@@ -682,6 +682,25 @@ def test_the_live_view_prints_finished_steps_above_the_block_and_a_final_frame()
     assert view.outcome.exit_code == 1
 
 
+def test_the_live_view_s_last_line_keeps_why_the_run_failed_when_cut_to_the_terminal() -> None:
+    """`✗ run … failed after 0.0s: import-repos: Script 'impo…` at 80 columns: the cause was cut
+    off. The part before its last ` · ` gives way first."""
+    now = [10.0]
+    view, stream = _live(now)
+    view.feed(_data(RunStarted(workflow_name="w"), "TOP", 10.0))
+    view.feed(_data(StepStarted(step_name="import", step_id="s1", kind="script"), "TOP", 10.0))
+    error = "Script 'import' exited with code 3\nrate limited: retry in 30s"
+    view.feed(
+        _data(StepCompleted(step_name="import", step_id="s1", succeeded=False, error=error), "TOP", 11.0)
+    )
+    view.feed(_data(RunCompleted(succeeded=False, error="workflow error: x"), "TOP", 12.0))
+    view.close()
+    [last] = [line for line in stream.getvalue().splitlines() if "run TOP failed" in line]
+    last = last.split("\x1b[J")[-1]
+    assert last == "✗ run TOP failed after 2.0s: rate limited: retry in 30s", last  # the cause alone
+    assert len(last) <= 59
+
+
 def _fan_out_child(view: LiveView, foreach: str, workflow: str, item: str) -> None:
     """Feed a top-level run `TOP` whose foreach started child run `KID` for `item`."""
     view.feed(_data(RunStarted(workflow_name="w"), "TOP", 10.0))

@@ -21,7 +21,14 @@ from runkon_flow.cli.common import whole_command
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import RunOutcome, cancel_reason
 from runkon_flow.events import EngineEventData
-from runkon_flow.humanize import display_line, error_headline, fit_headline, format_duration, run_took
+from runkon_flow.humanize import (
+    display_line,
+    error_headline,
+    fit_cause,
+    fit_headline,
+    format_duration,
+    run_took,
+)
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates, people_wait
 from runkon_flow.observe.records import last_line_worth_showing
@@ -271,8 +278,12 @@ class LiveView:
                 return [self._c(_GREEN, g.ok) + f" run {run} completed in {took}"]
             state = self.model.run(run)  # its steps are folded: its failed step says why
             why = state.why_failed(self.model.runs) if state is not None else ""
-            why = safe(why or error_headline(e.error))
-            return [self._c(_RED, g.fail) + f" run {run} failed after {took}" + (f": {why}" if why else "")]
+            said = f" run {run} failed after {took}"
+            # cut before its last ` · ` part, which says why: cut at the terminal's edge it kept
+            # `import-repos: Script 'impo…` (`humanize.fit_cause`)
+            room = self._size()[0] - 1 - len(g.fail + said + ": ")
+            why = safe(fit_cause(why or error_headline(e.error), room, g.ellipsis))
+            return [self._c(_RED, g.fail) + said + (f": {why}" if why else "")]
         return []
 
     def _answer_lines(self, run: str, gate: str) -> list[str]:

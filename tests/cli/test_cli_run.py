@@ -21,6 +21,7 @@ from runkon_flow.cli.output import PlainPrinter, format_event_line
 from runkon_flow.events import (
     ChildRunStarted,
     EngineEventData,
+    EngineLog,
     FanOutItemCompleted,
     FanOutItemsCollected,
     FanOutItemStarted,
@@ -699,6 +700,17 @@ def test_the_live_view_s_last_line_keeps_why_the_run_failed_when_cut_to_the_term
     last = last.split("\x1b[J")[-1]
     assert last == "✗ run TOP failed after 2.0s: rate limited: retry in 30s", last  # the cause alone
     assert len(last) <= 59
+
+
+def test_the_live_view_says_an_engine_warning_whole_the_terminal_wraps_it() -> None:
+    """A warning is said once, in the view (not again on stderr when both are the terminal): cut
+    to the terminal's width it lost its `(hint: did you mean `name`?)`."""
+    view, stream = _live([10.0])
+    view.feed(_data(RunStarted(workflow_name="w"), "TOP", 10.0))
+    message = "script 'hello': `{{nmae}}` has no value here, so it is left empty (hint: did you mean `name`?)"
+    view.feed(_data(EngineLog(level="warning", message=message, step_name="hello"), "TOP", 10.0))
+    view.close()
+    assert f"! hello: {message}\n" in stream.getvalue()
 
 
 def _fan_out_child(view: LiveView, foreach: str, workflow: str, item: str) -> None:

@@ -265,8 +265,10 @@ class LiveView:
                 return [self._c(_GREEN, g.ok) + f" gate {e.gate_name} approved{by}{note}"]
             return [self._c(_RED, g.fail) + f" gate {e.gate_name} rejected{by}{note}"]
         if kind == "EngineLog" and e.level in ("warning", "error"):
+            # Whole (the terminal wraps it): the view is where a warning is said (not again on
+            # stderr, `drive._SaidOnStdout`), and cut it lost its `(hint: did you mean …?)`.
             where = f" {e.step_name}:" if e.step_name else ""
-            return [self._c(_YELLOW, "!") + f"{where} {safe(e.message)}"]
+            return [_Whole(self._c(_YELLOW, "!") + f"{where} {safe(e.message)}")]
         if kind == "Panicked":
             return [self._c(_RED, g.fail) + f" engine crashed: {safe(e.message)}"]
         if kind in ("RunCompleted", "RunCancelled") and top:

@@ -530,6 +530,36 @@ def test_the_cancelling_note_is_no_write_to_stdout_a_stderr_no_one_reads_leaves_
     assert "cancelling the run" not in text  # stdout holds the header and event lines only
 
 
+def test_a_waiting_gate_s_answer_note_on_a_stderr_no_one_reads_leaves_the_events_on_stdout(
+    home: Path,
+) -> None:
+    """Under a waiting gate's line, plain output says on stderr how to answer it; with stderr's
+    reader gone, that failed write was taken for a closed stdout and the run's later events
+    (the gate timing out, `RunCompleted`) were never printed."""
+    gate = 'gate human_approval { prompt = "Ship?" timeout = "1s" on_timeout = continue }'
+    write(home / "wf" / "asks.wf", f"workflow asks {{\n  {gate}\n}}\n")
+    out = home / "asks.out"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no one reads stderr
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runkon_flow.cli", "run", "asks", "--dir", "wf", "--no-notify"],
+            cwd=home,
+            stdout=out.open("w"),
+            stderr=write_end,
+            stdin=subprocess.DEVNULL,
+            env=cli_env(),
+        )
+    finally:
+        os.close(write_end)
+    try:
+        assert proc.wait(timeout=60) == 0
+    finally:
+        stop(proc)
+    text = out.read_text()
+    assert "GateWaiting" in text and "RunCompleted succeeded=true" in text, text  # before: cut at the gate
+
+
 def test_a_second_ctrl_c_forces_exit_and_the_run_can_be_resumed_later(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

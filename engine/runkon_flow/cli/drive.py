@@ -260,7 +260,8 @@ def make_printer(
         def commands(run: str, gate: str) -> tuple[str, str]:
             return hints.command("approve", run, gate), hints.command("reject", run, gate)
 
-    return PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id, answers=commands), False
+    printer = PlainPrinter(stream, quiet=mode == "quiet", top_run_id=run_id, answers=commands, say=print_err)
+    return printer, False
 
 
 @contextmanager

@@ -274,9 +274,14 @@ class PlainPrinter:
         top_run_id: str | None = None,
         notes: TextIO | None = None,
         answers: Callable[[str, str], tuple[str, str]] | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self._stream = stream
         self._notes = notes  # None: sys.stderr at the time of the note (stdout stays event lines only)
+        # How a note is said, if not written to `notes` (`run`: `common.print_err`, which takes a
+        # stderr no one reads quietly — its failed write, made while stdout's guard watches the
+        # printer, was taken for a closed stdout, and the run's later events were not printed).
+        self._say = say
         self._quiet = quiet
         self._top = top_run_id
         # (run id, gate) → the approve and reject commands, said on stderr under a waiting gate:
@@ -314,6 +319,9 @@ class PlainPrinter:
         self._stream.flush()
 
     def note(self, text: str) -> None:
+        if self._say is not None:
+            self._say(text)
+            return
         notes = self._notes or sys.stderr
         notes.write(text + "\n")
         notes.flush()

@@ -59,6 +59,7 @@ from runkon_flow.event_log import stored_output_lines as output_lines_setting
 from runkon_flow.events import EngineLog, EventSink
 from runkon_flow.humanize import did_you_mean
 from runkon_flow.observe.counts import latest_attempts
+from runkon_flow.persistence.holders import release_if_gone
 from runkon_flow.persistence.models import (
     NewRun,
     RetryRequest,
@@ -198,7 +199,10 @@ def borrowed_lease(store: WorkflowPersistence, run_id: str, purpose: str) -> Ite
     request): yields False, holding nothing, when an engine holds the run — a live engine is
     never overruled — and lets go of it afterwards."""
     token = f"{purpose}-{uuid.uuid4().hex}"
-    if store.acquire_lease(run_id, token, _CANCEL_LEASE_SECS) is None:
+    taken = store.acquire_lease(run_id, token, _CANCEL_LEASE_SECS)
+    if taken is None and release_if_gone(store, run_id) is not None:  # its engine is provably gone
+        taken = store.acquire_lease(run_id, token, _CANCEL_LEASE_SECS)
+    if taken is None:
         yield False
         return
     try:

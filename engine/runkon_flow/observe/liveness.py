@@ -2,7 +2,9 @@
 
 A run whose row says running/waiting/cancelling but whose lease has lapsed has no engine behind it
 any more (its process died): every renderer shows it as `interrupted` — `runs`, `show`, the
-dashboard's history and a past run opened from it. Its duration stops where the run stopped,
+dashboard's history and a past run opened from it. So does one whose lease has not lapsed yet but
+whose holder is provably gone (this host and pid namespace, no such process:
+persistence/holders.py), at once rather than when the lease lapses. Its duration stops where the run stopped,
 never at "now", so it does not keep growing (docs/run-model.md, "Interrupted runs"):
 
 * the lease's end when the row has one: the engine renewed the lease (three times per TTL) for as
@@ -21,6 +23,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from runkon_flow.persistence.holders import holder_is_gone
 from runkon_flow.persistence.models import RunStatus, WorkflowRun, WorkflowRunStep
 
 __all__ = [
@@ -104,9 +107,16 @@ def lease_end(run: WorkflowRun) -> float | None:
 
 
 def lease_is_live(run: WorkflowRun, now: float | None = None) -> bool:
-    """Some engine holds this run right now (an owner and an unexpired lease)."""
+    """Some engine holds this run right now: an owner and an unexpired lease, whose holder is not
+    provably gone (a process of this host and pid namespace that no longer exists, e.g. one that
+    stopped when its run database went away and could not let go of the lease: `holder_is_gone`)."""
     until = lease_end(run)
-    return bool(run.owner_token) and until is not None and until >= (time.time() if now is None else now)
+    return (
+        bool(run.owner_token)
+        and until is not None
+        and until >= (time.time() if now is None else now)
+        and not holder_is_gone(run.owner_token)
+    )
 
 
 def display_status(run: WorkflowRun, now: float | None = None) -> str:

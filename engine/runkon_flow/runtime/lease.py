@@ -21,13 +21,20 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass
 
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.errors import StoreUnavailable
+from runkon_flow.persistence.holders import (
+    Holder,
+    holder_is_gone,
+    holder_of,
+    release_if_gone,
+    this_host,
+    this_place,
+)
 from runkon_flow.persistence.models import RunStatus, new_id
 from runkon_flow.persistence.notify import on_cancel_requested
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -40,6 +47,7 @@ __all__ = [
     "RunMonitor",
     "abort",
     "hold_lease",
+    "holder_is_gone",
     "holder_of",
     "lease_clock",
     "new_owner_token",
@@ -53,8 +61,11 @@ _TICK = 0.1
 
 
 def _token_prefix() -> str:
-    """`<host>:<pid>:<process ULID>`: who holds a run is readable from its lease (`holder_of`)."""
-    return f"{socket.gethostname().replace(':', '_')}:{os.getpid()}:{new_id()}"
+    """`<host>:<pid>:<process ULID>[:<place>]`: who holds a run is readable from its lease
+    (`holder_of`), and whether that process is gone, where the place (its pid namespace on this
+    boot) is known (`holder_is_gone`, persistence/holders.py)."""
+    place = this_place()
+    return f"{this_host()}:{os.getpid()}:{new_id()}" + (f":{place}" if place else "")
 
 
 _TOKEN_PREFIX = _token_prefix()
@@ -84,30 +95,6 @@ def lease_clock() -> float:
     if _BOOTTIME is not None:
         return time.clock_gettime(_BOOTTIME)
     return time.monotonic()
-
-
-@dataclass(frozen=True)
-class Holder:
-    """The process an owner token belongs to. `str()` is how every message and the dashboard name
-    it: `pid 4242 on build-7` (`build-7:4242` reads as a host and a port)."""
-
-    host: str
-    pid: int
-
-    def __str__(self) -> str:
-        return f"pid {self.pid} on {self.host}"
-
-
-def holder_of(token: str | None) -> Holder | None:
-    """Host and pid of the engine that holds a lease, from its token; None for tokens that do not
-    say (other tools, runkon before tokens carried them, a CLI's short cancel lease)."""
-    if not token:
-        return None
-    host, sep, rest = token.partition(":")
-    pid, sep2, _ = rest.partition(":")
-    if not (sep and sep2 and pid.isdigit()):
-        return None
-    return Holder(host, int(pid))
 
 
 @dataclass(eq=False)
@@ -249,10 +236,26 @@ def take_lease(st: ExecutionState, token: str) -> int | None:
     `lease_sure_until` from just before the write) and the generation is returned, else None."""
     began = lease_clock()
     generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
+    if generation is None and _let_go_for_the_dead(st):
+        began = lease_clock()
+        generation = st.persistence.acquire_lease(st.workflow_run_id, token, st.exec_config.lease_ttl_secs)
     if generation is not None:
         st.owner_token, st.lease_generation = token, generation
         st.lease_sure_until = began + st.exec_config.lease_ttl_secs
     return generation
+
+
+def _let_go_for_the_dead(st: ExecutionState) -> bool:
+    """The run's lease was refused: let go of it if its holder is provably gone (an engine that
+    stopped when its run database went away, and could not let go of the lease itself)."""
+    gone = release_if_gone(st.persistence, st.workflow_run_id)
+    if gone is not None:
+        log.info(
+            "run %s: the engine that held it (%s) is gone; taking the run over without waiting for its lease",
+            st.workflow_run_id,
+            gone,
+        )
+    return gone is not None
 
 
 def renew_lease(st: ExecutionState) -> bool:

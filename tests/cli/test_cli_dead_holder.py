@@ -1,0 +1,96 @@
+"""A run whose engine process is gone but whose lease has not lapsed yet — the engine stopped when
+its run database went away and could not let go of the lease, or it was killed — is taken over at
+once when the holder is provably dead: same host, same pid namespace on this boot, no such
+process (persistence/holders.py). Before, `resume`, `retry` and the dashboard's `r` said "already
+owned by another engine" and `runs` said `running` until the lease lapsed (a TTL: 30 s by
+default), although the run's own last words were "resume it". docs/persistence.md, "A dead
+holder's lease"."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from runkon_flow.persistence.holders import holder_is_gone, holder_of, this_host, this_place
+from runkon_flow.runtime.lease import new_owner_token
+
+from tests import pg
+from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
+
+WAITER = """workflow waiter {
+  script first { run = "echo first" }
+  script hold { run = "touch started; while [ ! -f go ]; do sleep 0.05; done" }
+}
+"""
+
+
+@pytest.fixture(params=pg.BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return pg.database(request.param, tmp_path)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNKON_DB", db)
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    write(tmp_path / "wf" / "waiter.wf", WAITER)
+    return tmp_path
+
+
+def test_a_run_whose_engine_is_gone_reads_interrupted_and_resumes_at_once(
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, err = home / "out.txt", home / "err.txt"
+    # A lease of ten minutes: nothing below may wait for it to lapse.
+    proc = spawn(
+        ["run", "waiter", "--dir", "wf", "--lease-ttl", "600"], home, stdout=out, stderr=err, env=cli_env()
+    )
+    try:
+        wait_for((home / "wf" / "started").exists, "the run to reach its long step")
+        run_id = run_id_of(out.read_text())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        stop(proc)
+        (home / "wf" / "go").touch()
+    with pg.open_db(db) as store:
+        run = store.get_run(run_id)
+    assert run is not None and run.owner_token is not None  # its lease was never let go of
+    holder = holder_of(run.owner_token)
+    assert holder is not None and holder.pid == proc.pid and holder.place == this_place()
+
+    [entry] = json.loads(cli(capsys, "runs", "--json")[1])
+    assert entry["display_status"] == "interrupted", entry
+    code, _, errors = cli(capsys, "resume", run_id, "--dir", "wf", "--progress", "quiet")
+    assert code == 0, errors
+    assert "already owned" not in errors
+    with pg.open_db(db) as store:
+        assert store.get_run(run_id).status.value == "completed"  # type: ignore[union-attr]
+
+
+def test_only_a_provably_dead_holder_is_gone(tmp_path: Path) -> None:
+    place = this_place()
+    if place is None:
+        pytest.skip("no /proc here: no holder is ever taken for dead")
+    host = this_host()
+    # A process that has exited and been reaped: its pid exists no more.
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead = f"{host}:{ended.pid}:01J0000000000000000000000:{place}-1"
+    assert holder_is_gone(dead)
+    # The same pid without a place (a token of an older runkon, or of a machine without /proc).
+    assert not holder_is_gone(f"{host}:{ended.pid}:01J0000000000000000000000-1")
+    # Another pid namespace or another machine that shares the host name: never judged from here.
+    assert not holder_is_gone(f"{host}:{ended.pid}:01J0000000000000000000000:0123456789abcdef-1")
+    assert not holder_is_gone(f"other-{host}:{ended.pid}:01J0000000000000000000000:{place}-1")
+    # A live process (this one, and another one: its parent), and a token of this very process.
+    assert not holder_is_gone(f"{host}:{os.getppid()}:01J0000000000000000000000:{place}-1")
+    assert not holder_is_gone(new_owner_token())
+    assert holder_of(new_owner_token()) == holder_of(f"{host}:{os.getpid()}:x:{place}-9")
+    assert not holder_is_gone(None) and not holder_is_gone("cancel-cli")

@@ -169,6 +169,19 @@ class StoreUnavailable(PersistenceError):
     stored stays, so the run is resumed then rather than failed now (docs/persistence.md)."""
 
 
+#: How a run row that stopped for want of a run database begins its `error` (`stopped_for_store`).
+STORE_STOPPED = "stopped: the run database could record nothing more"
+
+
+def stopped_for_store(exc: StoreUnavailable) -> str:
+    """What a run's row says (its `error`, its status left unfinished) when the run stopped because
+    the run database could record nothing more and then took this one write after all."""
+    return (
+        f"{STORE_STOPPED} ({exc.message}); the run stays as it was stored — resume it when the "
+        "database works again"
+    )
+
+
 class NoRunDatabase(PersistenceError):
     """A run database opened only to read or continue runs holds none: a PostgreSQL database
     without runkon's tables (a SQLite file that does not exist is found before opening). Nothing

@@ -24,8 +24,10 @@ from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.errors import (
     AlreadyOwned,
     EngineError,
+    StoreUnavailable,
     ValidationErrors,
     WorkflowError,
+    stopped_for_store,
 )
 from runkon_flow.events import (
     EventSink,
@@ -47,7 +49,7 @@ from runkon_flow.plugins.protocols import (
     WorkflowResolver,
 )
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
-from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token, take_lease
+from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token, renew_lease, take_lease
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
 from runkon_flow.runtime.report_gate import ReportGate, commit_and_deliver, needs_gate
 from runkon_flow.runtime.rerun import reused_events
@@ -531,6 +533,8 @@ class FlowEngine:
                 active.pop(st.workflow_run_id, None)
             if not st.lease_released:
                 self._release(st)
+        if st.store_stopped is not None:
+            raise st.store_stopped  # stopped, left as stored: to resume once the database works
         if st.lease_lost and st.depth == 0 and st.lease_store_gone is not None:
             raise st.lease_store_gone  # stopped, left as stored: to resume once the database works
         if st.lease_lost:
@@ -691,6 +695,11 @@ class FlowEngine:
                     st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
             else:
                 self._lost(st, summary)
+        elif isinstance(body_error, StoreUnavailable) and st.depth == 0:
+            # The run database could record nothing more: the run did not fail. Even if it takes
+            # this write (on a full disk an update in place may fit where an insert does not), the
+            # run is not recorded failed but stays as it was stored, resumable (no end event).
+            status = self._stopped_for_store(st, body_error)
         else:
             status = RunStatus.FAILED
             if self._finish(st, status, summary, error_text):
@@ -747,6 +756,28 @@ class FlowEngine:
                 status.value,
             )
         return written
+
+    def _stopped_for_store(self, st: ExecutionState, exc: StoreUnavailable) -> RunStatus:
+        """A top-level run whose body stopped because the run database could record nothing more
+        (`StoreUnavailable`): no final status is written — the run stays unfinished, as it was
+        stored, so `resume` continues it — and `_execute` raises `exc` once the lease is let go
+        of. What the run wrote behind is committed if it can be, and when the database takes a
+        write still, the row says why the run stopped (`show`, `runs --json`, the dashboard read
+        it; a resume clears it); only while this engine still holds the run (it renews its lease
+        first), so a run another engine took over is never written."""
+        self.monitor.unregister(st)
+        st.store_stopped = exc
+        try:
+            if not st.write_behind:
+                commit_and_deliver(st.report_gate, st.persistence.flush)
+            if renew_lease(st):
+                st.persistence.update_run_status(
+                    st.workflow_run_id, RunStatus.RUNNING, None, stopped_for_store(exc)
+                )
+        except Exception as write_exc:
+            log.warning("run %s: could not record why it stopped: %s", st.workflow_run_id, write_exc)
+        log.warning("run %s stopped: %s; it stays as it was stored, to be resumed", st.workflow_run_id, exc)
+        return RunStatus.RUNNING
 
     def _lost(self, st: ExecutionState, summary: str) -> RunStatus:
         """The run's final write was refused: another engine owns the run and ends it. This engine

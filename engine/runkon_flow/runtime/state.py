@@ -256,6 +256,10 @@ class ExecutionState:
     # stopped as after a lost lease (another engine may resume it once the lease lapses), and a
     # top-level run ends with this error, not `EngineCancelled(LeaseLost)` (no one took it over).
     lease_store_gone: StoreUnavailable | None = None
+    # The run stopped because the run database could record nothing more (its body ended with
+    # `StoreUnavailable`): a top-level run is not recorded failed — it stays as it was stored,
+    # to be resumed — and ends with this error (engine.py, `_stopped_for_store`).
+    store_stopped: StoreUnavailable | None = None
     # Every step row of this run as (summary fields), kept as the engine writes them, so the run
     # summary needs no query. None = not known completely (a run that existed before this engine
     # took it, or one with gates, whose rows are also written by approvers): read the store.

@@ -7,12 +7,17 @@ dashboard, with no word of the database."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from runkon_flow.errors import STORE_STOPPED, StoreUnavailable
 from runkon_flow.observe.liveness import display_status
 from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.sqlite import SqliteStore
+from runkon_flow.plugins.protocols import ActionOutput
 
 from tests.engine.conftest import Harness, ListProvider
 from tests.engine.test_foreach import CHILD, fan, items_of, work_by_item
@@ -63,3 +68,60 @@ def test_a_run_whose_store_went_away_is_not_recorded_failed_when_its_last_write_
     assert run.status is RunStatus.COMPLETED and run.error is None
     last = [s for s in h.steps(run_id) if s.step_name == "foreach:fan"][-1]
     assert sorted(items_of(h, last.id)) == [(i, "completed") for i in ids]
+
+
+def test_an_item_whose_end_could_not_be_recorded_is_never_reported_completed(tmp_path: Path) -> None:
+    """Reported means durable on a database that stops taking writes mid-run: a fan-out item's
+    end is queued (SQLite group commit) and its `FanOutItemCompleted` waits in the report gate for
+    the commit — which fails. Before, the gate delivered it all the same (the live view, the
+    dashboard and the --events file said completed) while the store kept the item `running`."""
+    store = SqliteStore(tmp_path / "runs.db")
+    h = Harness(store, tmp_path)
+    try:
+        h.add_workflow(CHILD)
+        ids = [f"i{n:02d}" for n in range(12)]
+        h.providers.append(ListProvider("tickets", ids))
+        ran: list[str] = []
+        read_only = threading.Event()
+
+        def behave(info, params):
+            item = params.inputs["item.id"]
+            ran.append(item)
+            if len(ran) == 5 and not read_only.is_set():
+                with store._lock:  # the file becomes read-only (SQLITE_READONLY), as a full disk
+                    store._db.execute("PRAGMA query_only = 1")
+                read_only.set()
+            return ActionOutput(context=f"did {item}")
+
+        h.agents.do("work", behave)
+        wf = h.add_workflow(fan())
+        run_id = h.new_run(wf)
+        with pytest.raises(StoreUnavailable, match="readonly"):
+            h.run(wf, run_id=run_id)
+
+        reported = {e.item_id for e in h.events("FanOutItemCompleted") if e.succeeded}
+        # The database works again. (A fresh connection: SQLite keeps refusing statements it
+        # prepared while the file was read-only.)
+        with contextlib.suppress(Exception):
+            store.close()
+        store = h.store = SqliteStore(tmp_path / "runs.db")
+        [row] = [s for s in h.steps(run_id) if s.step_name == "foreach:fan"]
+        recorded = {i for i, status in items_of(h, row.id) if status == "completed"}
+        assert len(ran) > len(recorded)  # some items ran whose ends were not recorded
+        assert reported <= recorded, sorted(reported - recorded)
+        said = [e.message for e in h.events("EngineLog") if "could not be recorded" in e.message]
+        assert len(said) == 1 and "again on resume" in said[0], said
+
+        # Its lease could not be let go of (read-only): in life the engine's process is gone
+        # (test_cli_dead_holder.py); here it is let go of in its name.
+        store.release_lease(run_id, store.get_run(run_id).owner_token or "")
+        before = list(ran)
+        resumed = h.engine.resume_workflow(wf, h.run_input(run_id))
+        assert resumed.all_succeeded
+        again = ran[len(before) :]
+        assert not set(again) & reported  # nothing reported completed runs twice
+        assert set(again) >= set(before) - recorded  # what was not recorded runs again
+        last = [s for s in h.steps(run_id) if s.step_name == "foreach:fan"][-1]
+        assert sorted(items_of(h, last.id)) == [(i, "completed") for i in ids]
+    finally:
+        store.close()

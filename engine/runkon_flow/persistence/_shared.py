@@ -185,6 +185,18 @@ EVENTS_FENCED = "run %s: %d event rows not stored: another engine took the run o
 ITEMS_FENCED = "run %s: %d fan-out item update(s) not written: another engine owns the run now"
 
 
+def tell_failed_behind(fence: Fence, error: BaseException) -> None:
+    """A queued write-behind write carrying `fence` failed at its commit: tell its writer
+    (`fence.on_failed`, on the committing thread); a writer's mistake there is logged, never
+    raised into the commit."""
+    if fence.on_failed is None:
+        return
+    try:
+        fence.on_failed(error)
+    except Exception:
+        log.exception("run database: telling a writer that its write failed raised")
+
+
 def items_refused_behind(fence: Fence, count: int) -> None:
     """A queued write-behind item batch was fenced when committed: it is dropped; log it and tell
     the writer through `fence.on_refused` (on the committing thread, which holds the store's

@@ -365,11 +365,15 @@ class Fence(NamedTuple):
     whose step the written rows belong to). An engine paused past its lease (SIGSTOP, Ctrl-Z)
     whose run another engine took over must not write over the new owner's rows. `on_refused` is
     called when a write-behind write is dropped at its commit (on the committing thread, which
-    holds the store: it must not use the store)."""
+    holds the store: it must not use the store). `on_failed(error)` likewise when a write-behind
+    write carrying this fence failed at its commit (a full disk, a read-only file: `error` is the
+    `StoreUnavailable` or `PersistenceError` its caller would have met): it was not recorded, so
+    what it records must not be reported (a fan-out item's end, runtime/nodes/foreach.py)."""
 
     run_id: str
     token: str
     on_refused: Callable[[], object] | None = None
+    on_failed: Callable[[BaseException], object] | None = None
 
 
 @dataclass(frozen=True)

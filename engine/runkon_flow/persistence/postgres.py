@@ -717,6 +717,8 @@ class PostgresStore(Leadership):
             if not op.done:
                 op.error, op.done = exc, True
                 behind += op.behind
+                if op.behind:
+                    _tell_failed(op, exc)
         if behind == 1:
             log.warning("run database %s: a write-behind write failed: %s", self.where, exc)
         elif behind:
@@ -961,6 +963,11 @@ class PostgresStore(Leadership):
     def _report(self, op: _Write) -> None:
         if op.behind:
             log.warning("run database %s: a write-behind write failed: %s", self.where, op.error)
+            if op.error is not None:
+                error = (
+                    op.error if isinstance(op.error, PersistenceError) else PersistenceError(str(op.error))
+                )
+                _tell_failed(op, error)
 
     def close(self) -> None:
         """Commit queued writes and close; later calls raise PersistenceError. Idempotent."""
@@ -2049,6 +2056,14 @@ class _ItemPart(NamedTuple):
     nows: list[str]
     durable: bool
     fence: Fence | None = None
+
+
+def _tell_failed(op: _Write, error: BaseException) -> None:
+    """A write-behind write failed at its commit: tell the writers of its item parts that asked
+    (`Fence.on_failed`): what they wrote was not recorded."""
+    for part in op.parts or ():
+        if part.fence is not None and part.fence.on_failed is not None:
+            sh.tell_failed_behind(part.fence, error)
 
 
 def _fenced(cur: Any, parts: list[_ItemPart]) -> set[int]:

@@ -751,6 +751,12 @@ class SqliteStore(Leadership):
     def _report(self, op: _Write) -> None:
         if not op.behind:
             return
+        if op.fence is not None and op.fence.on_failed is not None and op.error is not None:
+            error = op.error
+            if not isinstance(error, PersistenceError):
+                kind = StoreUnavailable if _takes_no_writes(error) else PersistenceError
+                error = kind(f"run database {self.path}: {error}")
+            sh.tell_failed_behind(op.fence, error)
         if self._unavailable is not None:  # said once: a fan-out's thousand writes are one cause
             self._failed_meanwhile += 1
             return

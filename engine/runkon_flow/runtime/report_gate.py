@@ -11,7 +11,9 @@ Protocol: `mark()` before the commit, `release(mark)` after it returns — every
 the commit began is then delivered, in the order it was held; `commit_and_deliver` does both
 around a store's `flush` or `try_flush`. A run whose queued final write was refused when it was
 committed (another engine owns the run now) is `refuse`d: its held `RunCompleted` is delivered as
-`RunCancelled(LeaseLost)` instead — the end it reported is not the one the store holds. A store
+`RunCancelled(LeaseLost)` instead — the end it reported is not the one the store holds. A fan-out
+item whose queued end failed at its commit (a full disk, a read-only file) is `unrecorded`: its
+`FanOutItemCompleted` and its child's events are dropped, not delivered. A store
 that applies every write at once (`applies_writes_at_once`, the in-memory store) needs no gate.
 """
 
@@ -25,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from runkon_flow.cancellation import CancellationReason
-from runkon_flow.events import EngineEventData, RunCancelled, RunCompleted
+from runkon_flow.events import EngineEventData, FanOutItemCompleted, RunCancelled, RunCompleted
 
 __all__ = ["ReportGate", "commit_and_deliver", "needs_gate"]
 
@@ -47,7 +49,7 @@ class ReportGate:
     (a higher number) belongs to a commit that takes those rows along.
     """
 
-    __slots__ = ("_deliver", "_held", "_refused", "_seq", "_wanted")
+    __slots__ = ("_deliver", "_held", "_refused", "_seq", "_unrecorded_items", "_unrecorded_runs", "_wanted")
 
     def __init__(self) -> None:
         self._deliver = threading.Lock()  # one deliverer at a time, so delivery keeps the order
@@ -55,12 +57,34 @@ class ReportGate:
         self._seq = itertools.count()  # event numbers and marks, from one atomic counter
         self._wanted = 0  # the highest mark a release asked for
         self._refused: set[str] = set()  # runs whose final write was refused (see `refuse`)
+        # What a failed commit did not record (see `unrecorded`): never delivered.
+        self._unrecorded_items: set[tuple[str, str]] = set()  # (foreach step id, item id)
+        self._unrecorded_runs: set[str] = set()  # the child runs of those items
 
     def refuse(self, run_id: str) -> None:
         """The final write of `run_id` was refused when committed: its `RunCompleted`, held or
         still to come, is delivered as `RunCancelled(LeaseLost)`. Called from the commit that
         refused it, before that commit's release, so the event cannot have been delivered yet."""
         self._refused.add(run_id)
+
+    def unrecorded(self, step_id: str, item_id: str, child_run_id: str | None) -> None:
+        """A fan-out item's queued end failed at its commit (its database took no writes): its
+        `FanOutItemCompleted` and its child run's events, held or still to come, are never
+        delivered — reported means durable, and this was not recorded (the item runs again on
+        resume). Called from that commit, before its release, like `refuse`; no lock: one set
+        entry each, atomic in CPython."""
+        self._unrecorded_items.add((step_id, item_id))
+        if child_run_id:
+            self._unrecorded_runs.add(child_run_id)
+
+    def _recorded(self, data: EngineEventData) -> bool:
+        """Whether `data` reports nothing a failed commit left unrecorded (`unrecorded`)."""
+        if data.run_id in self._unrecorded_runs:
+            return False
+        event = data.event
+        if isinstance(event, FanOutItemCompleted):
+            return (event.step_id, event.item_id) not in self._unrecorded_items
+        return True
 
     def hold(self, sinks: Sequence[Any], run_id: str, event: Any) -> None:
         """Keep `event` (timestamped now) for `sinks` until a commit that starts later returns."""
@@ -102,7 +126,10 @@ class ReportGate:
                 if not batch:
                     return
                 refused = self._refused
+                unrecorded = self._unrecorded_items or self._unrecorded_runs
                 for _, sinks, data in batch:
+                    if unrecorded and not self._recorded(data):
+                        continue
                     if refused and data.run_id in refused:
                         data = self._as_lost(data)
                     for sink in sinks:

@@ -169,6 +169,8 @@ class _FanOut:
         # engine took the run over (SIGSTOP, Ctrl-Z) writes no item row of it (docs/persistence.md).
         token = st.owner_token
         self.fence = Fence(st.workflow_run_id, token, self._refused_behind) if token else None
+        # Items whose queued end failed at its commit, with the error (`_unrecorded`).
+        self.unrecorded: list[tuple[_Item, BaseException]] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -192,6 +194,16 @@ class _FanOut:
             engine.doubt_lease(self.st)
         else:
             self.st.lease_sure_until = 0.0
+
+    def _unrecorded(self, item: _Item, error: BaseException) -> None:
+        """`item`'s queued end failed at its commit (the database took no writes): it was not
+        recorded, so it is never reported completed (the report gate drops its end and its
+        child's events) and the step is not done — the item runs again on resume. On the
+        committing thread, inside the commit: no store call, no event here (`_complete` says it)."""
+        gate = self.st.report_gate
+        if gate is not None:
+            gate.unrecorded(self.step_id, item.item_id, item.child_run_id)
+        self.unrecorded.append((item, error))
 
     def _lost(self) -> None:
         """A durable item write was refused: another engine owns the run; stop it as `LeaseLost`."""
@@ -574,7 +586,8 @@ class _FanOut:
         st = self.st
         updates = [(item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, item.child_run_id))]
         updates.extend((i.row_id, _RUNNING) for i in following)
-        if not st.persistence.batch_update_fan_out_items(updates, durable=False, fence=self.fence):
+        fence = self.fence._replace(on_failed=partial(self._unrecorded, item)) if self.fence else None
+        if not st.persistence.batch_update_fan_out_items(updates, durable=False, fence=fence):
             self._refused_behind()
         if st.event_sinks:
             for i in following:
@@ -834,6 +847,27 @@ class _FanOut:
 
     # ------------------------------------------------------------------ completion
 
+    def _unrecorded_ends(self) -> None:
+        """Some items' queued ends failed at their commit (`_unrecorded`): the step is not done.
+        The database took no writes (`StoreUnavailable`): the run stops, to be resumed, which runs
+        those items again; any other failure fails the step."""
+        count = len(self.unrecorded)
+        error = self.unrecorded[0][1]
+        for item, _ in self.unrecorded:
+            item.status = FanOutItemStatus.RUNNING  # as the store has it
+        words = f"{count} completed {'item' if count == 1 else 'items'}"
+        self.st.warn(
+            f"foreach '{self.node.name}': {words} could not be recorded ({describe_exception(error)}); "
+            f"{'it runs' if count == 1 else 'they run'} again on resume"
+        )
+        if isinstance(error, StoreUnavailable):
+            self._say_store_gone(error)
+            return
+        message = f"foreach '{self.node.name}': {words} could not be recorded: {describe_exception(error)}"
+        self.st.update_step(self.step_id, StepUpdate.failed(self.st.generation, message, 0))
+        self.trace.completed(StepStatus.FAILED, message)
+        raise WorkflowError(message)
+
     def _child_output(self, item: _Item) -> Any:
         if not item.child_run_id:
             return None
@@ -874,6 +908,8 @@ class _FanOut:
         st, node = self.st, self.node
         # The children's rows were written behind: commit them before the step is recorded done.
         commit_and_deliver(st.report_gate, st.persistence.flush)
+        if self.unrecorded:  # ends that were reported nowhere, as they were recorded nowhere
+            self._unrecorded_ends()
         if self.store_gone is not None:  # items left pending: the step is not done, even if the
             raise self.store_gone  # store is back by now — the run stops, to be resumed
         c = Counter(i.status for i in self.items)

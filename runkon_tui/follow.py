@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from runkon_flow.errors import STORE_STOPPED
 from runkon_flow.event_log import READ_ROWS, read_stored
 from runkon_flow.observe.liveness import lease_is_live, stopped_at
 from runkon_flow.observe.outage import StoreOutage
@@ -76,6 +77,9 @@ class StoreFollower:
         self.started_at = time.time()  # wall time: a run's end stamped before it is history
         self._final_seen = False
         self.stopped_at: float | None = None
+        #: Why an interrupted run stopped, when its row says its run database could record nothing
+        #: more (`runkon_flow.errors.stopped_for_store`); None otherwise.
+        self.stopped_why: str | None = None
         #: A run just handed to a runner (started, resumed or retried) still reads as it was —
         #: pending, ended, or held by a dead engine's lapsed lease — until that runner holds its
         #: lease: nothing is judged while the runner is alive and has not been seen holding it.
@@ -134,6 +138,8 @@ class StoreFollower:
                 released_since = released_since or now
                 if run.owner_token is not None or now - released_since > self.grace:
                     self.stopped_at = stopped_at(run, self.store.get_steps(self.run_id))
+                    if run.error and run.error.startswith(STORE_STOPPED):
+                        self.stopped_why = run.error
                     return self._end("interrupted")
             else:
                 released_since = None

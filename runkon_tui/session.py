@@ -166,6 +166,7 @@ class AttachEnded:
     run_id: str
     status: str
     stopped_at: float | None = None
+    why: str | None = None  # an interrupted run's row says its database could record nothing more
 
 
 @dataclass
@@ -1185,7 +1186,7 @@ class RunSession:
         post = self.driver.post
 
         def ended(status: str) -> None:
-            post(AttachEnded(run_id, status, follower.stopped_at))
+            post(AttachEnded(run_id, status, follower.stopped_at, follower.stopped_why))
 
         def problem(text: str | None) -> None:
             # The store out of reach (a PostgreSQL restart): said once, and once when it is back.
@@ -1331,7 +1332,14 @@ class RunSession:
         if self.follower is None or self.follower.run_id != report.run_id:
             return None
         self.view.apply_all(self.bridge.drain())
-        if report.status == "interrupted":
+        if report.status == "interrupted" and report.why is not None:
+            # Its engine stopped it because the run database could record nothing more: said as
+            # for a run this dashboard runs itself (`_engine_done`), not as a vanished process.
+            said = report.why.removeprefix("stopped: ").replace(
+                "resume it when the database works again", "when the database works again, r resumes it"
+            )
+            self.view.mark_interrupted(said, at=report.stopped_at, said="run stopped")
+        elif report.status == "interrupted":
             self.view.mark_interrupted(
                 "no engine holds this run any more (its process went away); r resumes it here",
                 at=report.stopped_at,

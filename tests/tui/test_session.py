@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from runkon_flow.errors import StoreUnavailable, stopped_for_store
 from runkon_flow.events import CollectingSink
 from runkon_flow.observe.counts import ItemCounts
 from runkon_flow.observe.liveness import stopped_at
@@ -339,6 +340,42 @@ def test_a_followed_run_whose_holder_dies_stops_its_clock_where_runs_and_show_do
     assert root.ended_at == pytest.approx(stopped, abs=0.001)  # as `runs` and `show` have it
     gate = next(sv for sv in root.steps.values() if sv.name == "human_approval")
     assert gate.ended_at == pytest.approx(stopped, abs=0.001)
+
+
+def test_a_followed_run_stopped_for_want_of_its_database_says_so(folder: Path, tmp_path: Path) -> None:
+    """A run followed from its runner's process that stopped because its run database could
+    record nothing more (its row says so: `stopped_for_store`) reads as the dashboard says it of
+    a run it runs itself — `run stopped: the run database could record nothing more …` — not
+    as a process that went away."""
+    db = tmp_path / "runs.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "runkon_flow.cli", "run", "approval", "--dir", str(folder),
+         "--db", str(db), "--lease-ttl", "600", "--progress", "plain"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        run_id = holder.stdout.readline().split()[0].removeprefix("run_id=")
+        store = SqliteStore(db)
+        h = make_session(folder, store=store)
+        s = h.session
+        s.attach(run_id)
+        h.pump(lambda: s.gate_to_decide() is not None, "the gate, read from the stored events")
+        full = StoreUnavailable(f"run database {db}: database or disk is full")
+        store.update_run_status(run_id, RunStatus.RUNNING, None, stopped_for_store(full))
+        holder.kill()  # it stopped; its lease is left (a dead holder: read as gone at once)
+        holder.wait(timeout=WAIT_S)
+        h.pump(lambda: h.reports_of(AttachEnded), "the followed run to end")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=WAIT_S)
+    assert s.view.status == "interrupted"
+    log = [line.text for line in s.view.engine_log]
+    (stopped,) = [line for line in log if line.startswith("run stopped: ")]
+    assert "the run database could record nothing more (run database " in stopped
+    assert "when the database works again, r resumes it" in stopped
+    assert not [line for line in log if "its process went away" in line], log
 
 
 def test_opening_a_past_run_gives_the_same_picture_as_live(folder: Path, tmp_path: Path) -> None:

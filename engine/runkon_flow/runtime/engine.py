@@ -49,7 +49,7 @@ from runkon_flow.plugins.protocols import (
     WorkflowResolver,
 )
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
-from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token, renew_lease, take_lease
+from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token, take_lease
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
 from runkon_flow.runtime.report_gate import ReportGate, commit_and_deliver, needs_gate
 from runkon_flow.runtime.rerun import reused_events
@@ -767,16 +767,15 @@ class FlowEngine:
         first), so a run another engine took over is never written."""
         self.monitor.unregister(st)
         st.store_stopped = exc
-        try:
+        store = st.persistence
+        try:  # a failure here is the one the run stops for, said once by its caller: not logged
             if not st.write_behind:
-                commit_and_deliver(st.report_gate, st.persistence.flush)
-            if renew_lease(st):
-                st.persistence.update_run_status(
-                    st.workflow_run_id, RunStatus.RUNNING, None, stopped_for_store(exc)
-                )
+                commit_and_deliver(st.report_gate, store.flush)
+            ttl = st.exec_config.lease_ttl_secs
+            if store.acquire_lease(st.workflow_run_id, st.owner_token or "", ttl) == st.lease_generation:
+                store.update_run_status(st.workflow_run_id, RunStatus.RUNNING, None, stopped_for_store(exc))
         except Exception as write_exc:
-            log.warning("run %s: could not record why it stopped: %s", st.workflow_run_id, write_exc)
-        log.warning("run %s stopped: %s; it stays as it was stored, to be resumed", st.workflow_run_id, exc)
+            log.debug("run %s: could not record why it stopped: %s", st.workflow_run_id, write_exc)
         return RunStatus.RUNNING
 
     def _lost(self, st: ExecutionState, summary: str) -> RunStatus:

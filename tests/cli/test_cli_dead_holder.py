@@ -43,11 +43,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str) -> Path:
     return tmp_path
 
 
-def test_a_run_whose_engine_is_gone_reads_interrupted_and_resumes_at_once(
-    home: Path, db: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _killed_holding_its_lease(home: Path) -> tuple[str, int]:
+    """A real engine process with a ten-minute lease (nothing below may wait for it to lapse),
+    killed with SIGKILL while its second step runs: (the run's id, the dead engine's pid)."""
     out, err = home / "out.txt", home / "err.txt"
-    # A lease of ten minutes: nothing below may wait for it to lapse.
     proc = spawn(
         ["run", "waiter", "--dir", "wf", "--lease-ttl", "600"], home, stdout=out, stderr=err, env=cli_env()
     )
@@ -59,11 +58,18 @@ def test_a_run_whose_engine_is_gone_reads_interrupted_and_resumes_at_once(
     finally:
         stop(proc)
         (home / "wf" / "go").touch()
+    return run_id, proc.pid
+
+
+def test_a_run_whose_engine_is_gone_reads_interrupted_and_resumes_at_once(
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id, pid = _killed_holding_its_lease(home)
     with pg.open_db(db) as store:
         run = store.get_run(run_id)
     assert run is not None and run.owner_token is not None  # its lease was never let go of
     holder = holder_of(run.owner_token)
-    assert holder is not None and holder.pid == proc.pid and holder.place == this_place()
+    assert holder is not None and holder.pid == pid and holder.place == this_place()
 
     [entry] = json.loads(cli(capsys, "runs", "--json")[1])
     assert entry["display_status"] == "interrupted", entry
@@ -72,6 +78,18 @@ def test_a_run_whose_engine_is_gone_reads_interrupted_and_resumes_at_once(
     assert "already owned" not in errors
     with pg.open_db(db) as store:
         assert store.get_run(run_id).status.value == "completed"  # type: ignore[union-attr]
+
+
+def test_a_run_whose_engine_is_gone_is_cancelled_at_once(
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `cancel` borrows the lease to mark a run no engine holds (workspace.borrowed_lease).
+    run_id, _ = _killed_holding_its_lease(home)
+    code, said, errors = cli(capsys, "cancel", run_id)
+    assert code == 0, errors
+    assert "was not running (no engine holds it); marked cancelled" in said
+    with pg.open_db(db) as store:
+        assert store.get_run(run_id).status.value == "cancelled"  # type: ignore[union-attr]
 
 
 def test_only_a_provably_dead_holder_is_gone(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,10 @@ def test_a_run_whose_engine_is_gone_reads_interrupted_and_resumes_at_once(
 
     [entry] = json.loads(cli(capsys, "runs", "--json")[1])
     assert entry["display_status"] == "interrupted", entry
+    # Its lease ends ten minutes from now; `show` says where it stopped, never a time to come.
+    [stopped] = [line for line in cli(capsys, "show", run_id)[1].splitlines() if line.startswith("stopped ")]
+    when = datetime.strptime(stopped.split(None, 1)[1], "%Y-%m-%d %H:%M:%S")
+    assert when <= datetime.now(), stopped
     code, _, errors = cli(capsys, "resume", run_id, "--dir", "wf", "--progress", "quiet")
     assert code == 0, errors
     assert "already owned" not in errors

@@ -11,6 +11,7 @@ to decide to resume it.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
@@ -578,6 +579,9 @@ def show_lines(
     elif status == liveness.INTERRUPTED:
         stop = liveness.stopped_at(run, steps)
         if stop is not None:
+            # A run read interrupted before its lease's end (its holder provably gone) has not
+            # reached it yet: never a stop in the future (its duration counts to now likewise).
+            stop = min(stop, time.time() if now is None else now.timestamp())
             lines.append(f"stopped   {datetime.fromtimestamp(stop).strftime('%Y-%m-%d %H:%M:%S')}")
     lines.append(f"duration  {_duration_text(run_duration(run, steps, now))}")
     if run.inputs:

@@ -76,6 +76,7 @@ _TERMINAL_BAD = (FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
 #: No `dispatching` placeholder (spec §5.3): the row names a child run only once one exists (the
 #: ending update carries it), so an item whose workflow did not load ends with none (NULL).
 _RUNNING = FanOutItemUpdate(FanOutItemStatus.RUNNING)
+_new_fence = tuple.__new__  # a Fence without NamedTuple's Python-level __new__ (once per item)
 _DISPATCHED = (FanOutItemStatus.RUNNING, FanOutItemStatus.FAILED, FanOutItemStatus.CANCELLED)
 _FIRST = ItemLineage()
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -586,7 +587,11 @@ class _FanOut:
         st = self.st
         updates = [(item.row_id, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, item.child_run_id))]
         updates.extend((i.row_id, _RUNNING) for i in following)
-        fence = self.fence._replace(on_failed=partial(self._unrecorded, item)) if self.fence else None
+        fence = self.fence
+        if fence is not None:  # told if this write fails at its commit (NamedTuple's _replace: 3× slower)
+            fence = _new_fence(
+                Fence, (fence.run_id, fence.token, fence.on_refused, partial(self._unrecorded, item))
+            )
         if not st.persistence.batch_update_fan_out_items(updates, durable=False, fence=fence):
             self._refused_behind()
         if st.event_sinks:

@@ -221,6 +221,38 @@ def test_fmt_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert run(capsys, "fmt")[0] == 2
 
 
+def test_a_shell_glob_over_a_folder_with_a_readme_formats_every_workflow_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fmt flows/*` stopped at `flows/README.md` before rewriting anything: as `validate`, every
+    `.wf` given is formatted, each argument that is not a workflow named last; exit 2 (a
+    command-line mistake a script sees) unless the workflows gave 1."""
+    flows = tmp_path / "flows"
+    a = write(flows / "a.wf", MESSY)
+    readme = write(flows / "README.md", "# flows\n")
+    z = write(flows / "z.wf", MESSY.replace("tidy", "z"))
+    given = [str(flows / name) for name in ("README.md", "a.wf", "z.wf")]  # as the shell sorts them
+    not_a_workflow = (
+        f"runkon-flow fmt: error: {readme} is not a workflow file "
+        "(its name does not end in .wf); a directory checks every .wf file in it\n"
+    )
+    code, out, err = run(capsys, "fmt", "--check", *given)
+    assert (code, out, err) == (1, f"would reformat {a}\nwould reformat {z}\n", not_a_workflow)
+    code, out, err = run(capsys, "fmt", "--diff", *given)
+    assert code == 1 and out.startswith(f"--- {a}\t(original)") and err == not_a_workflow
+    assert a.read_text() == MESSY and readme.read_text() == "# flows\n"
+
+    code, out, err = run(capsys, "fmt", *given)
+    assert (code, out, err) == (2, f"reformatted {a}\nreformatted {z}\n", not_a_workflow)
+    assert a.read_text() == CANONICAL and readme.read_text() == "# flows\n"
+    assert run(capsys, "fmt", "--check", *given) == (2, "", not_a_workflow)  # all canonical: 2, not 0
+
+    write(z, "workflow z {\n")
+    code, out, err = run(capsys, "fmt", *given, str(tmp_path / "missing"))
+    assert (code, out) == (1, "")  # a file left unchanged comes first
+    assert err.index(f"{z}: left unchanged") < err.index(str(readme)) < err.index("no such file")
+
+
 def test_the_sample_workflows_are_canonically_formatted(capsys: pytest.CaptureFixture[str]) -> None:
     samples = Path(__file__).resolve().parents[2] / "sample_workflows"
     assert run(capsys, "fmt", "--check", str(samples)) == (0, "", "")

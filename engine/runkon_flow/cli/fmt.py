@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.cli.common import (
+    EXIT_USAGE,
+    PROG,
     StdoutGuard,
     UsageError,
     expand_paths,
@@ -151,7 +153,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         return _format_stdin(args)
     if args.stdin_filename:
         raise UsageError("--stdin-filename goes with `-` (formatting stdin)")
-    targets = expand_paths(args.paths)
+    skipped: list[str] = []  # arguments that are not workflows: said last, as `validate` does
+    targets = expand_paths(args.paths, skipped)
     out, err = StdoutGuard(), sys.stderr  # `fmt DIR | head -1` still formats every file
     failed = changed = False
     for target in targets:
@@ -195,7 +198,14 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             print_line(err, f"{path}: cannot write: {exc.strerror or exc}")
             continue
         out.print(f"reformatted {path}")
-    return 1 if failed or ((args.check or args.diff) and changed) else 0
+    for problem in skipped:  # last, beside the exit status they explain
+        print_line(err, f"{PROG} fmt: error: {problem}")
+    # As `validate`: what the workflows gave (a file left unchanged, or one that would change
+    # under --check/--diff) comes first (1); else an argument that is not a workflow is still a
+    # command-line mistake a script must see (2). Docs: docs/validation.md, "fmt".
+    if failed or ((args.check or args.diff) and changed):
+        return 1
+    return EXIT_USAGE if skipped else 0
 
 
 def add_fmt_parser(sub: Any) -> None:

@@ -31,7 +31,7 @@ from runkon_flow.humanize import (
 )
 from runkon_flow.observe import FanOutView, ItemCounts, RunModel, RunState, StepView
 from runkon_flow.observe.estimates import Estimates, people_wait
-from runkon_flow.observe.records import last_line_worth_showing
+from runkon_flow.observe.records import called_why, last_line_worth_showing
 from runkon_flow.observe.retrying import retrying
 from runkon_flow.observe.status import ASCII_GLYPH, GLYPH, TERMINAL, outcome
 
@@ -327,8 +327,20 @@ class LiveView:
         # The line is cut at the terminal's edge: the error gives up its first line before its
         # last, which says why (`Script 'import' exited with code 3 · rate limited …`).
         width, _ = self._size()
-        text = safe(fit_headline(e.error, width - 1 - len(glyph + line + ": "), self._g.ellipsis))
+        room = width - 1 - len(glyph + line + ": ")
+        why = self._called_why(data.run_id, e) if e.kind == "call_workflow" else None
+        if why:  # why its child failed (its own error only names the child's failed step)
+            text = safe(fit_cause(why, room, self._g.ellipsis))
+        else:
+            text = safe(fit_headline(e.error, room, self._g.ellipsis))
         return self._c(color, glyph) + line + (f": {text}" if text else "")
+
+    def _called_why(self, run_id: str, e: Any) -> str | None:
+        """`records.called_why` of a failed `call workflow` step (folded with its child run)."""
+        state = self.model.run(run_id)
+        key = state.step_ids.get(e.step_id) if state is not None and e.step_id else None
+        sv = state.steps.get(key) if state is not None and key else None
+        return called_why(sv, self.model.runs) if sv is not None else None
 
     # ------------------------------------------------------------------ rendering
 

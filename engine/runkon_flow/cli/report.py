@@ -38,6 +38,7 @@ from runkon_flow.observe.loader import (
     fanout_from_rows,
     fill_unrun_item_errors,
     reused_row_ids,
+    row_called_why,
     row_failure_cause,
     row_why,
     row_why_failed,
@@ -510,8 +511,10 @@ def _gate_decisions(steps: list[WorkflowRunStep]) -> list[str]:
     return ["", "gates", *lines] if lines else []
 
 
-def failed_step_lines(steps: Sequence[WorkflowRunStep]) -> list[str]:
-    """`failed steps` and each failed step's error (at most 20 lines of it); [] when none failed."""
+def failed_step_lines(store: WorkflowPersistence, steps: Sequence[WorkflowRunStep]) -> list[str]:
+    """`failed steps` and each failed step's error (at most 20 lines of it); [] when none failed.
+    A failed `call workflow` step says why its child run failed, as the run's `error` line does
+    (`loader.row_called_why`): its own error only names the child's failed step."""
     failed = [s for s in final_steps(steps) if StepStatus(s.status) in _FAILED]
     if not failed:
         return []
@@ -520,7 +523,8 @@ def failed_step_lines(steps: Sequence[WorkflowRunStep]) -> list[str]:
         rejected = f"rejected by {step.gate_approved_by}" if step.gate_approved_by else ""
         if rejected and step.gate_feedback:
             rejected += f": {step.gate_feedback}"
-        raw = readable_error(step.step_error or step.result_text or rejected or "(no error text)")
+        called = row_called_why(store, step)
+        raw = called or readable_error(step.step_error or step.result_text or rejected or "(no error text)")
         text = raw.strip().splitlines() or ["(no error text)"]
         lines.append(f"  {step.step_name}: {text[0]}")
         lines.extend(f"    {line}" for line in text[1:20])
@@ -536,7 +540,7 @@ def failure_lines(store: WorkflowPersistence, run: WorkflowRun, hints: Hints) ->
     steps = store.get_steps(run.id)
     # The retry hint printed under them says how to retry one.
     clusters = cluster_lines(run, run_clusters(store, run.id, steps))
-    return clusters + failed_step_lines(steps), bool(clusters)
+    return clusters + failed_step_lines(store, steps), bool(clusters)
 
 
 def show_lines(
@@ -651,7 +655,7 @@ def show_lines(
     lines.extend(_table(["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION", ""], table_rows))
     lines.extend(cluster_lines(run, run_clusters(store, run.id, steps), hints))
 
-    failed = failed_step_lines(steps)
+    failed = failed_step_lines(store, steps)
     lines.extend(failed)
     if notes:
         if not failed and notes[0]:

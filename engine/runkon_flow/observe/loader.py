@@ -243,16 +243,28 @@ def row_why_failed(store: WorkflowPersistence, run: WorkflowRun, rows: list[Work
     ) -> tuple[str | None, tuple[WorkflowRun, list[WorkflowRunStep]] | None, str]:
         run, rows = at
         step = _failed_row(rows)
-        called = (
-            step is not None and step.role == "workflow" and step.child_run_id not in (None, "dispatching")
-        )
-        child = store.get_run(step.child_run_id) if called else None  # type: ignore[union-attr,arg-type]
-        if child is None or str(child.status) != "failed":
+        child = _failed_child_row(store, step)
+        if child is None:
             cause = readable_error(step.step_error) if step is not None else ""
             return cause or readable_error(run.error), None, ""
         return None, (child, store.get_steps(child.id)), child.workflow_name
 
     return failure_chain((run, rows), failure)
+
+
+def _failed_child_row(store: WorkflowPersistence, step: WorkflowRunStep | None) -> WorkflowRun | None:
+    """`records.failed_child` for a step row: the failed run a `call workflow` row called."""
+    called = step is not None and step.role == "workflow" and step.child_run_id not in (None, "dispatching")
+    child = store.get_run(step.child_run_id) if called else None  # type: ignore[union-attr,arg-type]
+    return child if child is not None and str(child.status) == "failed" else None
+
+
+def row_called_why(store: WorkflowPersistence, step: WorkflowRunStep) -> str | None:
+    """`records.called_why` for a step row: why a failed `call workflow` step failed, as its
+    child run's `row_why_failed` (its own error only names the child's failed step); None for
+    another step, or a child that is gone or did not fail."""
+    child = _failed_child_row(store, step)
+    return (row_why_failed(store, child, store.get_steps(child.id)) or None) if child is not None else None
 
 
 def row_why(store: WorkflowPersistence, run: WorkflowRun, rows: list[WorkflowRunStep]) -> str | None:

@@ -481,14 +481,29 @@ class RunState:
 
         def failure(run: RunState) -> tuple[str | None, RunState | None, str]:
             step = failed_step(run.steps.values())
-            # Only a `call workflow` step's child tells its story: a fan-out's children are many.
-            child_id = step.child_run_id if step is not None and step.kind == "call_workflow" else None
-            child = runs.get(child_id) if runs is not None and child_id else None
-            if child is None or child.status != "failed":
+            child = failed_child(step, runs)
+            if child is None:
                 return (step.error if step is not None else None) or run.error, None, ""
             return None, child, child.workflow_name
 
         return failure_chain(self, failure)
+
+
+def failed_child(step: StepView | None, runs: Mapping[str, RunState] | None) -> RunState | None:
+    """The failed run a failed `call workflow` `step` called, when `runs` holds it. Only a `call
+    workflow` step's child tells its story: a fan-out's children are many."""
+    child_id = step.child_run_id if step is not None and step.kind == "call_workflow" else None
+    child = runs.get(child_id) if runs is not None and child_id else None
+    return child if child is not None and child.status == "failed" else None
+
+
+def called_why(step: StepView, runs: Mapping[str, RunState] | None) -> str | None:
+    """Why a failed `call workflow` step failed, on one line: its child run's `why_failed`
+    (`Script 'import' exited with code 3 · schema mismatch …`) — its own error only says that
+    the child failed at some step (`Sub-workflow 'x' failed: workflow error: Step 'import'
+    failed after 1 attempt`). None for another step, or a child not in `runs` or not failed."""
+    child = failed_child(step, runs)
+    return (child.why_failed(runs) or None) if child is not None else None
 
 
 def failure_chain(run: T, failure: Callable[[T], tuple[str | None, T | None, str]]) -> str:

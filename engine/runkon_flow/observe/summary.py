@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runkon_flow.humanize import format_duration
-from runkon_flow.observe.records import RunState, StepView, step_label
+from runkon_flow.observe.records import RunState, StepView, called_why, step_label
 from runkon_flow.observe.status import glyph
 
 if TYPE_CHECKING:
@@ -56,7 +56,9 @@ def _failed_step_lines(model: RunModel, run: RunState, sv: StepView, output_line
     """A failed step for the exit summary: its error's first line after the name, the rest of
     the error indented under it, then its last output lines minus those the error already
     showed (a script's stderr is both in its error and in its output) and minus repeats."""
-    error = [line for line in (sv.error or "").splitlines() if line.strip()]
+    # A failed `call workflow` step: why its child failed, not only at which step.
+    why = called_why(sv, model.runs)
+    error = [why] if why else [line for line in (sv.error or "").splitlines() if line.strip()]
     reason = f": {error[0]}" if error else ""
     lines = [f"  {glyph(sv.status)} {model.context_prefix(run)}{step_label(sv)}{reason}"]
     lines.extend(f"      {line}" for line in error[1:])

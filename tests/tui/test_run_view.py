@@ -123,7 +123,8 @@ def test_failed_run_summary_names_failed_steps_with_their_last_output() -> None:
     lines = text.splitlines()
     assert lines[0].startswith("runkon: nightly · run 01HZZNIGHTLY00000000000000 · failed · ")
     assert "error: step 'workflow:review-one' failed" in lines
-    assert "  ✗ workflow review-one: child workflow failed" in lines
+    # the `call workflow` step says why its child failed (`records.called_why`), not only that it did
+    assert "  ✗ workflow review-one: agent 'review-file' exited with code 1" in lines
     assert "  ✗ [review-one] review-file: agent 'review-file' exited with code 1" in lines
     assert "      | Traceback: boom" in lines and "      | exit 1" in lines
     assert "      | reading README.md" not in lines  # only the last 2 lines were asked for

@@ -34,7 +34,7 @@ from runkon_tui.host import UnmadeStore
 from runkon_tui.session import Refused
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, terminal_safe, tone_text
-from runkon_tui.widgets.table_fit import refill
+from runkon_tui.widgets.table_fit import fit_columns, refill
 from runkon_tui.worker_failures import ShowsWorkerFailures
 
 if TYPE_CHECKING:
@@ -168,8 +168,13 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         table = self.query_one(DataTable)
         # The error cut before its last ` · ` part, which says why: cut at its end, 80 columns kept
         # `import-repos: Script 'import' exited with co…` and lost the cause.
+        # Long workflow names give way first (cut with `…`, never below 8 characters, as `runs`
+        # cuts them), so the error keeps its room on the screen: at 80 columns an
+        # `import-repositories` row left it less than its 12 columns, and the cell ran past the
+        # edge — `schema`, no `…`, the table scrolling sideways.
+        names, fitted = fit_columns(table, columns, lines, cuttable=("workflow",))
         keys = [row.run.id for row in rows]
-        refill(table, columns, lines, keys, fit_last=columns[-1] == "error", fit=fit_cause)
+        refill(table, names, fitted, keys, fit_last=names[-1] == "error", fit=fit_cause)
         status = self.query_one("#runs-status", Static)
         if error:
             status.update(f"[$error]{esc(error)}[/]")

@@ -60,7 +60,11 @@ def fit_columns(
     if not rows or width <= 0:
         return names, kept
     padding = 2 * table.cell_padding
-    room = width - table.styles.scrollbar_size_vertical
+    # The vertical scrollbar only once the rows outgrow the table: counted always, it cut a name
+    # one column short on a screen that had room for it whole (the runs screen's `review-…`).
+    header = table.header_height if table.show_header else 0
+    outgrown = len(rows) + header > table.size.height
+    room = width - (table.styles.scrollbar_size_vertical if outgrown else 0)
 
     def widths() -> list[int]:
         return [max(cell_len(h), *(row[i].cell_len for row in kept)) for i, h in enumerate(names)]

@@ -1682,6 +1682,48 @@ async def test_at_80_columns_the_runs_screen_cuts_an_error_before_its_cause_not_
         assert error.endswith("… · rate limited: retry in 30s") and error.startswith("Script"), error
 
 
+async def test_at_80_columns_a_long_workflow_name_gives_way_so_the_error_keeps_its_room() -> None:
+    """`import-repositories` with `✓2 ✗1` left the error column less than its 12 columns at 80:
+    the cell ran past the screen's edge (`schema`, no `…`) and the table scrolled sideways. The
+    name is cut with `…` first (never below 8 characters, as `runs` cuts it), so the error's cut
+    is on screen and keeps its cause (`humanize.fit_cause`); at 200 columns all is whole."""
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
+    from textual.widgets import DataTable
+
+    store = InMemoryStore()
+    bad = store.create_run(NewRun(workflow_name="import-repositories"))
+    for index, name in enumerate(("fetch", "unpack")):
+        done = store.insert_step(NewStep(bad.id, name, retry_count=0, node_path=f"body.{index}"))
+        store.update_step(done, StepUpdate(bad.generation, StepStatus.COMPLETED))
+    step = store.insert_step(NewStep(bad.id, "import", retry_count=0, node_path="body.2"))
+    why = "Script 'import' exited with code 3\nschema mismatch: column id is text, expected int"
+    store.update_step(step, StepUpdate(bad.generation, StepStatus.FAILED, step_error=why))
+    store.update_run_status(
+        bad.id, RunStatus.FAILED, None, "workflow error: Step 'import' failed after 1 attempt"
+    )
+    app = make_app(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        cells = [str(cell) for cell in table.get_row(bad.id)]
+        assert cells[1] == "import-repos…" and cells[-2] == "✓2 ✗1", cells
+        assert cells[-1].startswith("schema mism") and cells[-1].endswith("…"), cells  # the cause, cut
+        widths = sum(column.get_render_width(table) for column in table.columns.values())
+        assert widths <= table.scrollable_content_region.width, widths  # no cell past the edge
+        assert table.max_scroll_x == 0  # before: the table scrolled sideways
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause()
+        await pilot.pause()
+        cells = [str(cell) for cell in table.get_row(bad.id)]
+        assert cells[1] == "import-repositories"
+        assert (
+            cells[-1]
+            == "Script 'import' exited with code 3 · schema mismatch: column id is text, expected int"
+        )
+
+
 async def test_the_runs_screen_says_why_a_run_failed_not_only_which_step() -> None:
     """The run's stored error only names the step (`Step 'boom' failed after 1 attempt`); the
     column says why, as `show` and the live view do: its failed step's error on one line."""

@@ -98,7 +98,8 @@ def test_a_stray_character_is_placed_once_by_validate_and_fmt(
     for command in ("validate", "fmt"):
         code, _, err = run(capsys, command, str(path))
         assert code == 1
-        placed = [f"{path}:3:5: Unexpected character '#'", " 3 |     # nope", "   |     ^"]
+        hint = "(hint: comments start with `//`)"
+        placed = [f"{path}:3:5: Unexpected character '#' {hint}", " 3 |     # nope", "   |     ^"]
         assert err.splitlines()[:3] == placed
 
 

@@ -115,7 +115,7 @@ def test_hash_is_not_a_comment_and_the_error_names_line_and_column_once() -> Non
     assert error.message == "Unexpected character '#' at line 3, col 5"
     assert (error.file, error.line, error.column) == ("flows/test.wf", 3, 5)
     assert str(error) == "Lexer error in flows/test.wf: Unexpected character '#' at line 3, col 5"
-    assert error.detail == "Unexpected character '#'"
+    assert error.detail == "Unexpected character '#' (hint: comments start with `//`)"
 
 
 @pytest.mark.parametrize("char", ["-", "+", ":", ";", "(", ")", "'", "*", "@", "$", "!", "<", "|"])
@@ -145,6 +145,25 @@ def test_string_escapes(source: str, value: str) -> None:
 
 def test_single_quotes_do_not_delimit_strings() -> None:
     assert lex_fail("'a'").message == "Unexpected character ''' at line 1, col 1"
+
+
+@pytest.mark.parametrize(
+    ("source", "hint"),
+    [
+        ("script s { run = 'echo hi' }", 'strings are written in double quotes: `"…"`'),
+        ("inputs { name: required }", "options are written `key = value`, not `key: value`"),
+        ("call a # note", "comments start with `//`"),
+        ("call a / note", "comments start with `//`"),
+        ("call a; call b", "nothing separates options or steps: remove the `;`"),
+    ],
+)
+def test_a_stray_character_from_another_language_says_what_to_write(source: str, hint: str) -> None:
+    """A newcomer's `'text'`, `key: value`, `# comment` or `;` got only `Unexpected character`; the
+    printed detail now says what the language wants there (the spec's message is unchanged)."""
+    error = lex_fail(source)
+    assert error.message.startswith("Unexpected character")
+    assert error.detail.startswith(f"Unexpected character '{source[error.column - 1]}' (hint: ")
+    assert hint in error.detail
 
 
 def test_triple_quotes_are_not_a_heredoc() -> None:

@@ -103,7 +103,10 @@ def test_good_and_broken_files_load_together_and_every_broken_file_is_named(tmp_
     result = load_workflow_dir([tmp_path])
     assert list(result.workflows) == ["a", "c"]
     assert [(Path(e.file).name, e.line, e.column) for e in result.errors] == [("b.wf", 3, 9), ("d.wf", 2, 3)]
-    assert result.errors[1].render() == f"{tmp_path / 'd.wf'}:2:3: Unexpected character '#'"  # the place once
+    assert (
+        result.errors[1].render()
+        == f"{tmp_path / 'd.wf'}:2:3: Unexpected character '#' (hint: comments start with `//`)"
+    )  # the place once
     assert result.files[str(tmp_path / "a.wf")] == "a"
     assert isinstance(result.files[str(tmp_path / "b.wf")], FileError)
     assert list(result.files) == [str(tmp_path / f"{n}.wf") for n in "abcd"]

@@ -256,13 +256,26 @@ def _raise_bad_char(text: str, start: int, source_path: str | None) -> NoReturn:
     line, column = LineIndex(text).position(start)
     negative = _negative_number_message(text, start) if char == "-" else None
     unexpected = f"Unexpected character '{describe_char(char)}'"
+    hint = _CHAR_HINTS.get(char)
     raise WfLexError(
         negative or f"{unexpected} at line {line}, col {column}",  # the spec's words (§2.3)
         file=source_path or None,
         line=line,
         column=column,
-        detail=negative or unexpected,  # after `file:line:col:`, the place is not said twice
+        # after `file:line:col:`, the place is not said twice; a hint says what to write instead
+        detail=negative or (f"{unexpected} (hint: {hint})" if hint else unexpected),
     )
+
+
+#: What a person most likely meant by a character the language has no use for (§2.3): habits from
+#: YAML, shells and C. Shown after `file:line:col:`; the spec's message itself is unchanged.
+_CHAR_HINTS = {
+    "'": 'strings are written in double quotes: `"…"`',
+    ":": "options are written `key = value`, not `key: value`; text with a `:` goes in double quotes",
+    "#": "comments start with `//`",
+    "/": "comments start with `//`",
+    ";": "nothing separates options or steps: remove the `;`",
+}
 
 
 # Options whose value is a count or a number of seconds (dsl.md §6): a `-` in front of their number is

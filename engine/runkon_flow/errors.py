@@ -198,11 +198,16 @@ class WorkflowError(EngineError):
 
 
 class WorkflowNotFound(EngineError):
-    def __init__(self, name: str) -> None:
+    """`workflow not found: <name>`, with `(did you mean `x`?)` when the resolver knew a close name."""
+
+    def __init__(self, name: str, suggestion: str | None = None) -> None:
         self.name = name
+        self.suggestion = suggestion
         super().__init__(name)
 
     def __str__(self) -> str:
+        if self.suggestion:
+            return f"workflow not found: {self.name} ({self.suggestion})"
         return f"workflow not found: {self.name}"
 
 

@@ -151,7 +151,8 @@ class UnknownWorkflow(WorkflowNotFound):
     def __str__(self) -> str:
         base = super().__str__()
         if self.known:
-            return f"{base} (available: {', '.join(self.known)})"
+            close = did_you_mean(self.name, self.known)
+            return f"{base} ({close + ' ' if close else ''}available: {', '.join(self.known)})"
         if self.searched:
             where = ", ".join(str(d) for d in self.searched)
             return f"{base} (no .wf files in {where})"
@@ -225,7 +226,7 @@ class _LoadedResolver:
             return found
         if name in self._broken:
             raise WorkflowError(self._broken[name].render())
-        raise WorkflowNotFound(name)
+        raise WorkflowNotFound(name, did_you_mean(name, list(self._workflows)))  # as `validate` says it
 
     __call__ = resolve
 
@@ -518,8 +519,8 @@ class Workspace:
         warnings = file_warnings(wf, wf.source_path or None, [*report.warning_problems, *scripts.warnings])
         try:
             snap.engine.validate(wf)
-        except ValidationErrors as exc:
-            problems.extend(exc.errors)  # a missing agent's hint is the catalog's reason
+        except ValidationErrors as exc:  # a missing agent's hint is the catalog's reason
+            problems.extend(_not_said_already(exc.errors, report.errors, wf))
         problems.extend(self._extra_checks(snap, wf, directory, as_on_disk, scripts.errors))
         return _unique(problems, wf), _unique(warnings, wf)
 
@@ -1268,6 +1269,26 @@ def _snippets_of(node: Any) -> list[str]:
     if isinstance(node, ParallelNode):
         return sorted({*node.with_, *(s for extra in node.call_with.values() for s in extra)})
     return []
+
+
+def _not_said_already(host: list[Problem], language: list[Problem], wf: WorkflowDef) -> list[Problem]:
+    """The engine's host problems without those the language rules said already at the same
+    `foreach` or `call workflow`: with a loader and the providers, `validate_workflow` reports an
+    unknown `over` and a sub-workflow that cannot be loaded (with a did-you-mean), and the engine's
+    `no registered ItemProvider` / `sub-workflow could not be loaded` said each a second time, in
+    other words. Problems of other nodes, and a sub-workflow's own (placed in its file), stay."""
+    paths = node_paths(wf)
+    nodes = {path: node for node in walk([*wf.body, *wf.always]) if (path := paths.get(id(node)))}
+    said = {(p.node_path, p.location.line, p.location.column) for p in language}
+    return [
+        p
+        for p in host
+        if not (
+            isinstance(nodes.get(p.node_path or ""), (ForEachNode, CallWorkflowNode))
+            and p.location.file is None  # the engine's own, not one placed in a sub-workflow's file
+            and (p.node_path, p.location.line, p.location.column) in said
+        )
+    ]
 
 
 def _unique(problems: list[Problem], wf: WorkflowDef) -> list[Problem]:

@@ -446,6 +446,33 @@ def test_ready_also_checks_what_run_would_refuse(tmp_path: Path, capsys: pytest.
     assert run(capsys, "validate", "--ready", str(path)) == (0, f"{path}: ok\n", "")
 
 
+def test_ready_says_what_a_misspelt_name_probably_meant_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt gate type got `no registered GateResolver` with no hint; a misspelt `over` and
+    `call workflow` were said twice by `--ready`, in two wordings, without the name meant."""
+    write(tmp_path / "process-item.wf", 'workflow process-item {\n  script s { run = "true" }\n}\n')
+    path = write(
+        tmp_path / "main.wf",
+        "workflow main {\n"
+        '  gate human_aproval { prompt = "ok?" }\n'
+        "  call workflow procss-item\n"
+        "  foreach f { over = statc max_parallel = 1 workflow = process-item }\n"
+        "}\n",
+    )
+    code, out, err = run(capsys, "validate", "--ready", str(path))
+    assert code == 1 and out == ""
+    assert [line for line in err.splitlines() if not line.startswith(" ")] == [
+        f"{path}:2:3: gate 'human_aproval': no registered GateResolver for type 'human_aproval' "
+        "(hint: did you mean `human_approval`? the gate types are: human_approval, human_review, "
+        "pr_approval, pr_checks, quality_gate)",
+        f"{path}:3:3: Sub-workflow 'procss-item' could not be loaded: workflow not found: procss-item "
+        "(did you mean `process-item`?)",
+        f"{path}:4:3: foreach 'f': unknown provider 'statc' — no ItemProvider registered for this name "
+        "(hint: did you mean `static`? `over` is one of: command, files, lines, static)",
+    ]
+
+
 def test_ready_passes_every_sample_workflow(capsys: pytest.CaptureFixture[str]) -> None:
     samples = Path(__file__).resolve().parents[2] / "sample_workflows"
     code, out, err = run(capsys, "validate", "--ready", str(samples))

@@ -237,11 +237,25 @@ def test_directory_resolver_rereads_the_file_on_every_call(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("name", ["ghost", "", "../ship", "sub/ship", "ship.wf", "a b"])
 def test_directory_resolver_raises_not_found_for_unknown_or_unsafe_names(tmp_path: Path, name: str) -> None:
+    """Not found, with the closest workflow the directory has when one is close (`ship.wf` was
+    meant as `ship`)."""
     write(tmp_path / "ship.wf", good("ship"))
     write(tmp_path / "sub" / "ship.wf", good("ship"))
     with pytest.raises(WorkflowNotFound) as info:
         DirectoryWorkflowResolver(tmp_path / "sub" if name == "../ship" else tmp_path).resolve(name)
-    assert str(info.value) == f"workflow not found: {name}"
+    close = " (did you mean `ship`?)" if "ship" in name else ""
+    assert str(info.value) == f"workflow not found: {name}{close}"
+
+
+def test_directory_resolver_names_the_closest_workflow_of_a_misspelt_name(tmp_path: Path) -> None:
+    """`call workflow procss-item` said only `workflow not found: procss-item`."""
+    write(tmp_path / "process-item.wf", good("process-item"))
+    write(tmp_path / "report.wf", good("report"))
+    resolver = DirectoryWorkflowResolver(tmp_path)
+    assert resolver.names() == ["process-item", "report"]
+    with pytest.raises(WorkflowNotFound) as info:
+        resolver.resolve("procss-item")
+    assert str(info.value) == "workflow not found: procss-item (did you mean `process-item`?)"
 
 
 def test_directory_resolver_accepts_unicode_letters_in_names(tmp_path: Path) -> None:

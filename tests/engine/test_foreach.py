@@ -340,7 +340,8 @@ def test_an_unrunnable_child_workflow_fails_each_item_without_leaving_orphan_run
     completed = h.events("FanOutItemCompleted")
     assert completed[0].error == (
         "workflow error: workflow 'child' failed validation:\n"
-        "gate 'unknown_gate_type': no registered GateResolver for type 'unknown_gate_type'"
+        "gate 'unknown_gate_type': no registered GateResolver for type 'unknown_gate_type' (hint: the gate "
+        "types are: human_approval, human_review, pr_approval, pr_checks, quality_gate)"
     )
     assert h.store.list_runs(parent_run_id=result.workflow_run_id) == []
 

@@ -119,7 +119,7 @@ def test_find_by_name_or_path(home: Path, tmp_path: Path) -> None:
     assert ws.validate("solo") == []  # its agents were found too
     with pytest.raises(UnknownWorkflow) as info:
         ws.find("gret")
-    assert str(info.value) == "workflow not found: gret (available: greet, solo)"
+    assert str(info.value) == "workflow not found: gret (did you mean `greet`? available: greet, solo)"
     with pytest.raises(WorkflowNotFound):
         ws.find(str(tmp_path / "missing.wf"))
 
@@ -225,6 +225,37 @@ def test_validate_checks_schemas_snippets_on_fail_agents_providers_and_scripts(h
     assert script.location.line == 3
     assert not any(m.startswith("Script step 't'") for m in problems)  # a command line, not a path
     assert any("unknown provider 'tickets'" in m for m in problems)
+
+
+def test_validate_says_an_unknown_provider_or_sub_workflow_once_with_the_closest_name(home: Path) -> None:
+    """The language rules and the engine's host check each reported a misspelt `over` and a
+    misspelt `call workflow` (the dashboard listed both, in two wordings); now once, at the node,
+    with what was probably meant."""
+    write(
+        home,
+        "w.wf",
+        "workflow w {\n  call workflow gret\n"
+        "  foreach f { over = statc max_parallel = 1 workflow = greet }\n}\n",
+    )
+    problems = [(p.location.line, p.text()) for p in ws_for(home).validate("w")]
+    assert problems == [
+        (2, "Sub-workflow 'gret' could not be loaded: workflow not found: gret (did you mean `greet`?)"),
+        (
+            3,
+            "foreach 'f': unknown provider 'statc' — no ItemProvider registered for this name (hint: did you "
+            "mean `static`? `over` is one of: command, files, lines, static)",
+        ),
+    ]
+
+
+def test_validate_names_the_closest_gate_type_of_a_misspelt_one(home: Path) -> None:
+    write(home, "w.wf", 'workflow w {\n  gate human_aproval { prompt = "ok?" }\n}\n')
+    [problem] = ws_for(home).validate("w")
+    assert problem.message == "gate 'human_aproval': no registered GateResolver for type 'human_aproval'"
+    assert problem.hint == (
+        "did you mean `human_approval`? the gate types are: human_approval, human_review, pr_approval, "
+        "pr_checks, quality_gate"
+    )
 
 
 def test_validate_reports_sub_workflow_cycles(home: Path) -> None:

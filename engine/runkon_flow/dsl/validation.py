@@ -104,7 +104,7 @@ def as_loader(source: Any) -> WorkflowLoader | None:
             try:
                 return mapping[name]
             except KeyError:
-                raise WorkflowNotFound(name) from None
+                raise WorkflowNotFound(name, did_you_mean(name, [str(k) for k in mapping])) from None
 
         return from_mapping
     resolve = getattr(source, "resolve", None)
@@ -526,6 +526,7 @@ class _SemanticValidator:
                 f"foreach '{name}': unknown provider '{node.over}' "
                 "— no ItemProvider registered for this name",
                 node,
+                hint=_choices_hint("`over` is one of", node.over, _registered_names(self.providers)),
             )
             return
         raw_scope = None if node.scope is None else dict(node.scope)
@@ -621,6 +622,16 @@ def _scope_error_from_parse(provider: Any, scope: dict[str, str] | None) -> str 
     """Default scope check: the scope is fine iff `parse_scope` accepts it."""
     result = _ask(provider, "parse_scope", None if scope is None else dict(scope), default=None)
     return result if isinstance(result, _HookFailure) else None
+
+
+def _choices_hint(lead: str, word: str, choices: Sequence[str]) -> str | None:
+    """`did you mean `static`? `over` is one of: command, files, lines, static` (None without
+    choices): what a misspelt name could have been."""
+    if not choices:
+        return None
+    close = did_you_mean(word, choices)
+    listed = f"{lead}: {', '.join(choices)}"
+    return f"{close} {listed}" if close else listed
 
 
 def _registered_names(registry: Any) -> list[str]:

@@ -107,5 +107,9 @@ class GateResolverRegistry:
     def has_type(self, gate_type: str) -> bool:
         return gate_type in self._resolvers
 
+    def types(self) -> list[str]:
+        """The registered gate types, sorted."""
+        return sorted(self._resolvers)
+
     def get(self, gate_type: str) -> GateResolver | None:
         return self._resolvers.get(gate_type)

@@ -6,6 +6,7 @@ be handed straight to semantic validation and cycle detection.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.parser import parse_file
 from runkon_flow.errors import WfError, WorkflowError, WorkflowNotFound
+from runkon_flow.humanize import did_you_mean
 
 __all__ = ["DirectoryWorkflowResolver", "InMemoryWorkflowResolver"]
 
@@ -50,10 +52,18 @@ class DirectoryWorkflowResolver:
                 return path
         return None
 
+    def names(self) -> list[str]:
+        """Every name `resolve` could find (the `.wf` file stems of the roots), sorted."""
+        found: set[str] = set()
+        for root in self.roots:
+            with contextlib.suppress(OSError):
+                found.update(p.stem for p in root.glob("*.wf") if _acceptable_name(p.stem))
+        return sorted(found)
+
     def resolve(self, name: str) -> WorkflowDef:
         path = self.path_for(name)
         if path is None:
-            raise WorkflowNotFound(name)
+            raise WorkflowNotFound(name, did_you_mean(name, self.names()))
         try:
             return parse_file(path)
         except WfError as exc:

@@ -29,6 +29,7 @@ from runkon_flow.dsl.ast import (
 )
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
 from runkon_flow.errors import Problem, SourceLocation
+from runkon_flow.humanize import did_you_mean
 from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
 
@@ -40,6 +41,17 @@ _BLOCKS = (IfNode, UnlessNode, WhileNode, DoWhileNode, DoNode, AlwaysNode)
 def _at(node: Any) -> SourceLocation:
     """Where `node` is (the file is the caller's to fill in: the engine validates definitions)."""
     return SourceLocation(None, node.line, node.column)
+
+
+def _gate_hint(gate_type: str, types: list[str]) -> str | None:
+    """What a misspelt gate type could have been: the closest registered type and every one
+    (`quality_gate` is built in). None when no resolver is registered: nothing to choose from."""
+    if not types:
+        return None
+    known = sorted({*types, "quality_gate"})
+    close = did_you_mean(gate_type, known)
+    listed = f"the gate types are: {', '.join(known)}"
+    return f"{close} {listed}" if close else listed
 
 
 class _HostValidator:
@@ -87,7 +99,7 @@ class _HostValidator:
             elif isinstance(node, GateNode):
                 if not node.is_quality_gate and not self.gates.has_type(node.gate_type):
                     message = f"gate '{node.name}': no registered GateResolver for type '{node.gate_type}'"
-                    out.append(problem(message, None, node))
+                    out.append(problem(message, _gate_hint(node.gate_type, self.gates.types()), node))
             elif isinstance(node, CallWorkflowNode):
                 self.sub_workflow(node.workflow, out, problem("", None, node), owner)
             elif isinstance(node, _BLOCKS):

@@ -121,6 +121,35 @@ def test_malformed_maps(env: str, expected: str) -> None:
     assert body_error(f"  script s {{ run = x env = {env} }}").message == expected
 
 
+@pytest.mark.parametrize(
+    ("step", "expected", "column"),
+    [
+        ("script s { run = {{cmd}} }", '`{{cmd}}` must be inside double quotes: write `run = "{{cmd}}"`', 20),
+        (
+            "script s { run = x env = { A = {{n}} } }",
+            '`{{n}}` must be inside double quotes: write `A = "{{n}}"`',
+            34,
+        ),
+        (
+            "call workflow c { inputs { name = {{item.id}} } }",
+            '`{{item.id}}` must be inside double quotes: write `name = "{{item.id}}"`',
+            37,
+        ),
+        (
+            "foreach f { over = static max_parallel = 1 workflow = c inputs = { who = {{ }} } }",
+            '`{{…}}` must be inside double quotes: write `who = "{{…}}"`',
+            76,
+        ),
+    ],
+)
+def test_a_bare_placeholder_is_told_to_go_in_quotes(step: str, expected: str, column: int) -> None:
+    """`env = { A = {{n}} }` said `map values must be single values, not a map` and `run = {{cmd}}`
+    `expected key = value or } in the run map, found {`: neither said the placeholder needs quotes."""
+    error = body_error(f"  {step}")
+    assert error.message == f"{expected} (a placeholder is text in a string)"
+    assert (error.line, error.column) == (2, column)
+
+
 def test_an_unterminated_map_at_the_end_of_the_file() -> None:
     error = parse_error("workflow w {\n  script s { run = x env = { A = 1")
     assert error.message == "expected `key = value` or `}` in the `env` map, found end of file"

@@ -375,11 +375,30 @@ class _Parser:
                 frame.append((tok[1], first, self.i - 1, self.take_entries()))
         return _Options(self, values, keys, prefix)
 
+    def bare_placeholder(self, key: str) -> None:
+        """Refuse `key = {{name}}` as what it is: a placeholder is text inside a string (§8), but
+        written bare it lexes as two `{` and was refused as a map (`map values must be single values,
+        not a map`, or `expected key = value … found {`), which says nothing about the quotes."""
+        toks = self.toks
+        tok, after = toks[self.i], toks[self.i + 1]
+        if tok[0] is not LBRACE or after[0] is not LBRACE or after[2] != tok[2] + 1:
+            return
+        end = self.i + 2
+        while toks[end][0] in (IDENT, KEYWORD, INT, DOT) and end - self.i < 10:
+            end += 1
+        name = "".join(t[1] for t in toks[self.i + 2 : end]) or "…"
+        raise self.error_at(
+            f'`{{{{{name}}}}}` must be inside double quotes: write `{key} = "{{{{{name}}}}}"` '
+            "(a placeholder is text in a string)",
+            tok[2],
+        )
+
     def value(self, key: str) -> _Value:
         tok = self.toks[self.i]
         if tok[0] is LBRACKET:
             return self.list_value(key)
         if tok[0] is LBRACE:
+            self.bare_placeholder(key)
             return self.map_value(key)
         value = self.scalar_value(f"a value for `{key}`")
         unit = self.toks[self.i]
@@ -457,6 +476,7 @@ class _Parser:
             first = self.i
             self.i += 2
             inner = toks[self.i]
+            self.bare_placeholder(tok[1])
             if inner[0] is LBRACKET or inner[0] is LBRACE:
                 shape = "list" if inner[0] is LBRACKET else "map"
                 raise self.error_at(

@@ -22,6 +22,10 @@ from runkon_flow.dsl.script_commands import check_script_commands, first_command
         ("if true; then x; fi", None),
         ("cd sub && ./x.sh", None),  # a builtin first
         ("{{tool}} run", None),  # known only at run time
+        ("bin/{{tool}} run", None),
+        ("scripts/handle.sh {{item.id}}", "scripts/handle.sh"),  # a value is one quoted word
+        ('./x.sh --name "{{name}}" {{a}}', "./x.sh"),
+        ("A={{a}} make", None),
         ('echo "unbalanced', None),  # the shell reports it
         ("$HOME/bin/x", None),
         ("", None),
@@ -29,6 +33,17 @@ from runkon_flow.dsl.script_commands import check_script_commands, first_command
 )
 def test_the_first_command_word(run: str, word: str | None) -> None:
     assert first_command_word(run) == word
+
+
+def test_a_missing_script_is_found_when_placeholders_follow_it(tmp_path: Path) -> None:
+    """`run = "scripts/handle.sh {{item.id}}"`, the usual per-item script, was never checked
+    (`{{` anywhere skipped the step): a missing file passed `validate --ready` and failed every item
+    at run time with `sh: scripts/handle.sh: not found`."""
+    wf = parse_workflow('workflow w {\n  script s { run = "scripts/handle.sh {{item.id}}" }\n}\n', "w.wf")
+    [problem] = check_script_commands(wf, tmp_path).errors
+    missing = tmp_path / "scripts" / "handle.sh"
+    assert problem.message == f"Script step 's': 'scripts/handle.sh' not found (looked for {missing})"
+    assert (problem.location.line, problem.location.column) == (2, 3)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="execute bits are POSIX")

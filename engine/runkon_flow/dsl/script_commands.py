@@ -5,7 +5,7 @@ not a file path. (dsl.md §9.2's reference check, `validation.validate_script_st
 path and so calls `run = "make lint"` not found; it stays available for hosts that execute `run`
 as a file.) This check predicts what the shell will do with the first word of the first command:
 
-* `{{` anywhere in `run`, unbalanced quotes, or a first word that is shell syntax (an assignment
+* `{{` in the first word, unbalanced quotes, or a first word that is shell syntax (an assignment
   `A=b`, a keyword such as `if`, a `(` or `{` group, a `~`/`$` expansion) → not checked: only the
   run knows.
 * A first word with a `/` (`./tools/lint.sh fix`, `bin/x`, `/usr/bin/env`) is a file, relative
@@ -53,9 +53,11 @@ class ScriptCheck:
 
 
 def first_command_word(run: str) -> str | None:
-    """The program the shell starts first, or None when that cannot be known before the run."""
-    if "{{" in run:
-        return None
+    """The program the shell starts first, or None when that cannot be known before the run.
+
+    A placeholder decides the program only when it is in the first word (`{{tool}} run`): values
+    are inserted shell-quoted, one word each, so `scripts/handle.sh {{item.id}}` starts
+    `scripts/handle.sh` whatever the item is, and that file is checked."""
     try:
         words = shlex.split(run, comments=True, posix=True)
     except ValueError:  # unbalanced quotes: the shell reports it, with its own words
@@ -63,7 +65,7 @@ def first_command_word(run: str) -> str | None:
     if not words:
         return None
     word = words[0]
-    if _ASSIGNMENT.match(word) or word[0] in "(~$`" or word in _SHELL_WORDS:
+    if "{{" in word or _ASSIGNMENT.match(word) or word[0] in "(~$`" or word in _SHELL_WORDS:
         return None
     if any(ch in word for ch in ";&|<>()"):  # `make;ls`, `a&&b`: the shell splits it further
         return None

@@ -41,7 +41,7 @@ from runkon_tui import catalog as catalog_mod
 from runkon_tui.bridge import EventBridge
 from runkon_tui.catalog import Catalog, WorkflowEntry
 from runkon_tui.commands import DUPLICATED_SYSTEM_COMMANDS, DashboardCommands, ThemeCommands
-from runkon_tui.config import TuiConfig, load_config
+from runkon_tui.config import TuiConfig, load_config, unknown_keymap_ids
 from runkon_tui.host import DeferredHost, DeferredStore, EngineHost, UnmadeStore
 from runkon_tui.problems import OpenProblems, ProblemKey
 from runkon_tui.run_view import Changes, FanOutView, GateView, LogLine, RunState, RunView
@@ -284,6 +284,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         config_errors = [self.config.error] if self.config.error else []
+        config_errors += unknown_keymap_ids(self.config, binding_ids())
         notify_problem = notify_setting_problem()
         config_errors += [notify_problem] if notify_problem else []
         self._open_startup_problems([*self.startup_problems, *theme_errors, *config_errors])
@@ -1228,6 +1229,31 @@ class _AppDriver:
 
     def post(self, report: Report) -> None:
         self.app.post_message(SessionReport(report))
+
+
+def binding_ids() -> set[str]:
+    """Every binding id a keymap may name: those of the app, its screens and widgets (screens are
+    imported lazily elsewhere, so they are imported here) and Textual's own."""
+    import pkgutil
+
+    from textual.dom import DOMNode
+
+    from runkon_tui import screens, widgets
+
+    for package in (screens, widgets):
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+    ids: set[str] = set()
+    classes: list[type] = [DOMNode]
+    seen: set[type] = set()
+    while classes:
+        cls = classes.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        classes.extend(cls.__subclasses__())
+        ids.update(b.id for b in cls.__dict__.get("BINDINGS", ()) if isinstance(b, Binding) and b.id)
+    return ids
 
 
 def _pretty_key(key: str) -> str:

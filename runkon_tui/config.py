@@ -16,6 +16,7 @@ A missing file means defaults; a broken one is reported in the dashboard and oth
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +130,13 @@ def load_config(path: Path | None = None) -> TuiConfig:
     if not isinstance(keymap, dict):
         _add_error(cfg, f"{path}: `keymap` must map binding ids to keys")
     else:
-        cfg.keymap = {str(k): str(v) for k, v in keymap.items()}
+        for key, keys in keymap.items():
+            if keys is None or keys == [] or keys == "":
+                _add_error(cfg, f"{path}: keymap `{key}` names no key (write e.g. `{key}: ctrl+x`)")
+            elif isinstance(keys, list):  # `cancel: [ctrl+x, x]` is the YAML way to write `ctrl+x,x`
+                cfg.keymap[str(key)] = ",".join(str(k).strip() for k in keys)
+            else:
+                cfg.keymap[str(key)] = str(keys)
         for old, new in RENAMED_KEY_IDS.items():
             if old in cfg.keymap:
                 _add_error(
@@ -138,6 +145,22 @@ def load_config(path: Path | None = None) -> TuiConfig:
                     f"nothing): map {' and '.join(f'`{n}`' for n in new)} instead",
                 )
     return cfg
+
+
+def unknown_keymap_ids(cfg: TuiConfig, known: set[str]) -> list[str]:
+    """One problem line per keymap id that no binding has (`run_workflw`): such an entry did
+    nothing, without a word. The ids a release renamed are reported by `load_config` already."""
+    problems = []
+    for key in cfg.keymap:
+        if key in known or key in RENAMED_KEY_IDS:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        guess = f"did you mean `{close[0]}`? " if close else ""
+        problems.append(
+            f"{cfg.path}: keymap id `{key}` is not a binding id, so it does nothing ({guess}`?` in the "
+            "dashboard lists every binding id)"
+        )
+    return problems
 
 
 def _add_error(cfg: TuiConfig, text: str) -> None:

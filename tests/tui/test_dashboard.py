@@ -602,6 +602,28 @@ async def test_a_keymap_naming_the_old_inbox_note_answer_id_is_warned_about(tmp_
         assert app.key_for("cancel") == "ctrl+x"  # the rest of the keymap still applies
 
 
+async def test_a_keymap_with_a_list_of_keys_or_an_unknown_id_is_not_silently_wrong(tmp_path: Path) -> None:
+    """`quit: [ctrl+x]` (YAML's list) became the key `['ctrl+x']` (the footer showed `['ctrl+x'] Quit`
+    and the key did nothing), and a misspelt id (`cancl`) did nothing without a word."""
+    from runkon_tui.config import load_config
+
+    path = tmp_path / "cfg" / "tui.yaml"
+    path.parent.mkdir()
+    path.write_text("keymap:\n  quit: [ctrl+x, f10]\n  cancl: ctrl+k\n  help:\n")
+    config = load_config(path)
+    assert config.keymap == {"quit": "ctrl+x,f10", "cancl": "ctrl+k"}
+    app = make_app(config=config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        errors = [line.text for line in app.problems.lines]
+        assert any(
+            "keymap id `cancl` is not a binding id" in t and "did you mean `cancel`?" in t for t in errors
+        )
+        assert any("keymap `help` names no key" in t for t in errors)
+        assert not any("`quit`" in t for t in errors)
+        assert app.key_for("quit") == "ctrl+x"
+
+
 async def test_hot_reload_updates_the_tree_and_keeps_the_last_good_definition(tmp_path: Path) -> None:
     folder = tmp_path / "wf"
     shutil.copytree(FIXTURE_DIR, folder)

@@ -123,6 +123,28 @@ def test_retry_failed_runs_only_the_failed_items_again_and_the_run_completes(cap
     ]
 
 
+def test_the_plan_says_the_skipped_dependents_of_a_retried_item_run_again(capsys, home: Path) -> None:
+    """An ordered fan-out: `c` waits on `b`, which fails first, so `c` is skipped. The plan said
+    only `retry 1 of 3 items (b); 1 completed kept`, and then `c` ran too."""
+    write(home / "items.yaml", "- a\n- b\n- id: c\n  depends_on: [b]\n")
+    ordered = FAN.replace(
+        'scope        = { items = "a,b,c,d,e" }', 'scope        = { file = "items.yaml" }'
+    ).replace("max_parallel = 2", "max_parallel = 2\n    ordered = true\n    on_child_fail = skip_dependents")
+    write(home / "fan.wf", ordered)
+    code, out, _ = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 0, err
+    assert (
+        "foreach 'each': retry 1 of 3 items (b); 1 completed kept; the skipped items that wait on these run "
+        "again too (1 skipped: c)"
+    ) in err
+    assert executions(home) == {"a": 1, "b": 2, "c": 1}
+
+
 def test_show_after_a_resume_to_completion_lists_no_failed_items(capsys, home: Path) -> None:
     """The replaced attempt's failures are history: they appear only under the heading of items
     run again, not as failed items of a completed run."""

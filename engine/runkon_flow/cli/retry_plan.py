@@ -153,9 +153,16 @@ def choose_items(
             choice.items[fan.step.id] = chosen
             kept = sum(1 for i in fan.items if FanOutItemStatus(i.status) is FanOutItemStatus.COMPLETED)
             shown = ", ".join(chosen[:10]) + (f", … ({len(chosen) - 10} more)" if len(chosen) > 10 else "")
+            skipped = [i.item_id for i in fan.items if FanOutItemStatus(i.status) is FanOutItemStatus.SKIPPED]
+            reopened = (  # the engine reopens those that wait on a retried item (foreach.py)
+                f"; the skipped items that wait on these run again too ({len(skipped)} skipped: "
+                f"{', '.join(skipped[:10])}{', …' if len(skipped) > 10 else ''})"
+                if skipped
+                else ""
+            )
             choice.lines.append(
                 f"foreach '{fan.name}': retry {len(chosen)} of {len(fan.items)} items ({shown}); "
-                f"{kept} completed kept"
+                f"{kept} completed kept{reopened}"
             )
     missing = [i for i in item_ids if i not in found]
     if missing:

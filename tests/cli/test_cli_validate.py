@@ -71,7 +71,8 @@ def test_semantic_problems_are_printed_with_the_source_line_and_a_caret(
         " 3 |   if mode { call a }",
         "   |      ^",
         f"{path}:4:3: Condition references step 'fixer' which has not been produced at this point "
-        "in the workflow",
+        "in the workflow (hint: a `while` tests its condition before the first pass, when `fixer` has not "
+        "run yet: run `fixer` once before the loop, or write `do { … } while fixer.again`)",
         " 4 |   while fixer.again {",
         "   |   ^",
     ]

@@ -268,8 +268,31 @@ def test_E3_a_condition_on_a_step_that_has_not_run_yet_is_reported_at_the_condit
     node = IfNode(condition=on("later"), body=[], line=3, column=3)
     report = validate_workflow(wf(node, call("later")))
     assert messages(report) == [NOT_PRODUCED.format("later")]
-    assert report.errors[0].hint is None
+    assert (
+        report.errors[0].hint
+        == "`later` first runs later in the workflow, after this: move the condition below it"
+    )
     assert report.errors[0].location.line == 3
+
+
+def test_E3_says_why_the_step_has_not_run_and_what_to_write() -> None:
+    """The spec gives E3 no hint; the message alone sent people looking for a typo that was an
+    order, a typo, or a `while` that tests before its first pass."""
+    text = """workflow w {
+      if build.ok { call a }
+      call build
+      if biuld.ok { call a }
+      unless nothing.here { call a }
+      while check.pending { max_iterations = 3 call check }
+    }"""
+    hints = [p.hint for p in validate_workflow(parse_workflow(text)).errors]
+    assert hints == [
+        "`build` first runs at line 3, after this: move the condition below it",
+        "did you mean `build`?",
+        "no step is named `nothing`; the steps before this are `a`, `build`",
+        "a `while` tests its condition before the first pass, when `check` has not run yet: run `check` "
+        "once before the loop, or write `do { … } while check.pending`",
+    ]
 
 
 def test_E3_prefers_the_conditions_own_position_when_the_parser_recorded_one() -> None:
@@ -677,7 +700,10 @@ def test_every_problem_is_collected_in_walk_order_as_in_the_spec_example() -> No
 
 def test_problems_render_as_file_line_column_message() -> None:
     report = validate_workflow(wf(IfNode(condition=on("x"), body=[], line=12, column=5)))
-    assert report.errors[0].render() == f"flows/w.wf:12:5: {NOT_PRODUCED.format('x')}"
+    assert (
+        report.errors[0].render()
+        == f"flows/w.wf:12:5: {NOT_PRODUCED.format('x')} (hint: no step is named `x`)"
+    )
 
 
 def test_check_workflow_raises_with_every_problem_and_returns_the_report_when_ok() -> None:
@@ -690,8 +716,8 @@ def test_check_workflow_raises_with_every_problem_and_returns_the_report_when_ok
     assert [p.message for p in info.value.problems] == [NOT_PRODUCED.format("x"), NOT_PRODUCED.format("y")]
     assert info.value.file == "flows/w.wf"
     assert str(info.value) == (
-        f"Validation error in flows/w.wf:2:3: {NOT_PRODUCED.format('x')}; "
-        f"flows/w.wf:5:3: {NOT_PRODUCED.format('y')}"
+        f"Validation error in flows/w.wf:2:3: {NOT_PRODUCED.format('x')} (hint: no step is named `x`); "
+        f"flows/w.wf:5:3: {NOT_PRODUCED.format('y')} (hint: no step is named `y`)"
     )
     good = check_workflow(wf(call("x")))
     assert isinstance(good, ValidationReport) and good.ok

@@ -345,7 +345,7 @@ class _SemanticValidator:
             for idx, (step, _marker) in sorted(node.call_if.items(), key=lambda kv: int(kv[0])):
                 if step not in produced:
                     call = node.calls[int(idx)] if int(idx) < len(node.calls) else None
-                    self._step_not_produced(step, call, node)
+                    self._step_not_produced(step, call, node, produced=produced)
             self._same_key_in_parallel(node)
             produced.update(call.step_key() for call in node.calls)
         elif isinstance(node, (IfNode, UnlessNode)):
@@ -355,12 +355,12 @@ class _SemanticValidator:
             self._walk(node.body, produced)
         elif isinstance(node, WhileNode):
             if node.step not in produced:
-                self._step_not_produced(node.step, node)
+                self._step_not_produced(node.step, node, produced=produced)
             self._walk(node.body, produced)
         elif isinstance(node, DoWhileNode):
             self._walk(node.body, produced)
             if node.step not in produced:
-                self._step_not_produced(node.step, node)
+                self._step_not_produced(node.step, node, produced=produced)
         elif isinstance(node, (DoNode, AlwaysNode)):
             self._walk(node.body, produced)
         elif isinstance(node, GateNode):
@@ -444,16 +444,39 @@ class _SemanticValidator:
             )
             self._warn(f"{what} '{child.name}' declares no input '{key}'", node, hint=hint)
 
-    def _step_not_produced(self, step: str, *nodes: Any) -> None:
+    def _step_not_produced(self, step: str, *nodes: Any, produced: set[str] | None = None) -> None:
         self._error(
             f"Condition references step '{step}' which has not been produced at this point in the workflow",
             *nodes,
+            hint=self._not_produced_hint(step, nodes[-1], produced or set()),
+        )
+
+    def _not_produced_hint(self, step: str, node: Any, produced: set[str]) -> str | None:
+        """Why `step` has not run yet at `node`, and what to write (the spec gives E3 no hint; the
+        message alone sent people looking for a typo that was an order)."""
+        if isinstance(node, WhileNode) and any(_step_key_of(n) == step for n in walk(node.body)):
+            return (
+                f"a `while` tests its condition before the first pass, when `{step}` has not run yet: "
+                f"run `{step}` once before the loop, or write `do {{ … }} while {node.step}.{node.marker}`"
+            )
+        later = next(
+            (n for n in walk([*self.wf.body, *self.wf.always]) if _step_key_of(n) == step),
+            None,
+        )
+        if later is not None:
+            where = f"at line {later.line}" if later.line is not None else "later in the workflow"
+            return f"`{step}` first runs {where}, after this: move the condition below it"
+        close = did_you_mean(step, sorted(produced))
+        if close:
+            return close
+        return f"no step is named `{step}`" + (
+            f"; the steps before this are {', '.join(f'`{k}`' for k in sorted(produced))}" if produced else ""
         )
 
     def _condition(self, condition: Any, node: Any, produced: set[str]) -> None:
         if isinstance(condition, StepMarkerCondition):
             if condition.step not in produced:
-                self._step_not_produced(condition.step, condition, node)
+                self._step_not_produced(condition.step, condition, node, produced=produced)
         elif isinstance(condition, BoolInputCondition) and condition.input not in self.booleans:
             self._error(
                 f"Condition references '{condition.input}' which is not a declared boolean input",
@@ -582,6 +605,14 @@ class _SemanticValidator:
         if ordered:
             return f"Remove `ordered = true`, or change `over` to one of: {', '.join(ordered)}"
         return "Remove `ordered = true` (no registered provider supports ordered dispatch)"
+
+
+def _step_key_of(node: Any) -> str | None:
+    """The key a node's result is kept under, for a condition's `step` (None: the node has none
+    a condition can test)."""
+    if isinstance(node, (CallNode, ScriptNode, CallWorkflowNode)):
+        return node.step_key()
+    return None
 
 
 def _is_required(decl: Any) -> bool:

@@ -180,8 +180,28 @@ def test_plain_prompt_files_use_the_default_command(tmp_path: Path) -> None:
 
 
 def test_unknown_front_matter_keys_are_ignored(tmp_path: Path) -> None:
-    agent(tmp_path, "a", "runtime: echo\ntools: [Read, Write]\ncolor: blue\n")
+    agent(tmp_path, "a", "runtime: echo\ntools: [Read, Write]\ncolor: blue\nallowed-tools: Bash\nhooks: {}\n")
     assert load_agents([tmp_path]).errors == []
+
+
+@pytest.mark.parametrize(
+    ("front", "line", "key", "meant"),
+    [
+        ("runtime: echo\nmarker: [pending]\n", 3, "marker", "markers"),
+        ("runtime: echo\ncontxt: checked\n", 3, "contxt", "context"),
+        ("runtime: command\ncomand: [x]\n", 3, "comand", "command"),
+        ("runtime: echo\nfail_mesage: no\n", 3, "fail_mesage", "fail_message"),
+    ],
+)
+def test_a_misspelt_front_matter_key_is_an_error_not_ignored(
+    tmp_path: Path, front: str, line: int, key: str, meant: str
+) -> None:
+    """`marker: [pending]` was ignored like another tool's key, so the agent never set a marker and
+    the `while checker.pending` loop around it ended at once, without a word."""
+    path = agent(tmp_path, "a", front)
+    [problem] = load_agents([tmp_path]).errors
+    assert (problem.location.file, problem.location.line) == (str(path), line)
+    assert problem.message == f"unknown key `{key}`: did you mean `{meant}`?"
 
 
 def test_missing_agent_explains_where_it_looked(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ and failing on purpose (`fail`) — it exists for demos and tests. See docs/agen
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import random
@@ -90,6 +91,12 @@ _FIRST_N = re.compile(r"^\s*first\s+(\d+)(?:\s+\w+)?\s*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\.\.\s*(\d+(?:\.\d+)?)\s*$")
 _CONTEXT_CHARS = 2000
+#: The front matter keys an agent file may have (docs/agents.md). Other keys are ignored (agent
+#: files written for other tools load unchanged), except a close misspelling of one of these.
+FRONT_MATTER_KEYS = (
+    "name", "description", "runtime", "command", "model", "timeout", "env", "markers", "markers_for",
+    "context", "output", "fail", "fail_message", "delay",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- definitions
@@ -231,6 +238,16 @@ def _build(
             raise doc.error(f"`{key}` must be a single value", key)
         return value
 
+    for key in data:
+        if isinstance(key, str) and key not in FRONT_MATTER_KEYS:
+            close = difflib.get_close_matches(key, FRONT_MATTER_KEYS, n=1, cutoff=0.8)
+            if close and close[0] not in data:
+                raise doc.error(
+                    f"unknown key `{key}`: did you mean `{close[0]}`?",
+                    key,
+                    hint="keys of other tools are ignored, but this one is a misspelling of ours and would "
+                    "silently do nothing",
+                )
     stem = path.stem
     declared = text_key("name")
     if declared is not None and declared != stem:

@@ -91,7 +91,15 @@ def test_filter_matches_values_and_globs_and_drops_edges_to_filtered_items(tmp_p
     ("content", "message"),
     [
         ("- id: a\n- id: a\n", "items.yaml:2: duplicate item id 'a'"),
-        ("- id: a\n- ref: r\n", "items.yaml:2: item 2 has no `id`"),
+        (
+            "- id: a\n- ref: r\n",
+            "items.yaml:2: item 2 has no `id` (it has `ref`; every item needs an `id: …`)",
+        ),
+        (
+            "- name: a\n  team: x\n",
+            "items.yaml:1: item 1 has no `id` (it has `name`, `team`; every item needs an `id: …`)",
+        ),
+        ("- id: a\n- id: ''\n", "items.yaml:2: item 2 has no `id`"),
         ("- id: a\n  depends_on: [zz]\n", "items.yaml:2: item 'a' depends on unknown item 'zz'"),
         ("- id: a\n  depends_on: {x: 1}\n", "items.yaml:2: item 'a': `depends_on` must be a list of ids"),
         ("a: 1\n", "items.yaml:1: expected a list of items (or `items: [...]`)"),
@@ -140,7 +148,10 @@ def test_every_duplicated_id_is_named_with_the_lines_of_its_entries(tmp_path: Pa
     ("content", "message"),
     [
         ('[{"id": "a"},\n {"id": "a"}]', "items.json:2: duplicate item id 'a'"),
-        ('{"items": [\n "a",\n {"ref": "r"}]}', "items.json:3: item 2 has no `id`"),
+        (
+            '{"items": [\n "a",\n {"ref": "r"}]}',
+            "items.json:3: item 2 has no `id` (it has `ref`; every item needs an `id: …`)",
+        ),
         ('[{"id": "a",\n  "depends_on": ["zz"]}]', "items.json:2: item 'a' depends on unknown item 'zz'"),
         ('{"a": 1}', "items.json:1: expected a list of items"),
         ('[\n {"id": "a",}]', "items.json:2:13: invalid JSON"),

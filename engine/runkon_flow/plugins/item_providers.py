@@ -269,7 +269,13 @@ def _declared_from_entries(
             raw_id = entry.get("id")
             item_id = scalar_text(raw_id)
             if item_id is None or not item_id.strip():
-                raise ItemProviderError(f"{where(index, None)}item {index + 1} has no `id`")
+                others = [f"`{k}`" for k in entry if k != "id"][:5]
+                has = (
+                    f" (it has {', '.join(others)}; every item needs an `id: …`)"
+                    if raw_id is None and others
+                    else ""
+                )
+                raise ItemProviderError(f"{where(index, None)}item {index + 1} has no `id`{has}")
             ref = scalar_text(entry.get("ref")) or item_id
             raw_deps = entry.get("depends_on", [])
             if isinstance(raw_deps, str):

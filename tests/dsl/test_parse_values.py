@@ -150,6 +150,42 @@ def test_a_bare_placeholder_is_told_to_go_in_quotes(step: str, expected: str, co
     assert (error.line, error.column) == (2, column)
 
 
+@pytest.mark.parametrize(
+    ("step", "expected", "column"),
+    [
+        (
+            "script s { run = echo hi there }",
+            '`run = echo hi there`: text with spaces must be in double quotes: `run = "echo hi there"`',
+            20,
+        ),
+        (
+            'script s { run = "x" env = { A = b c } }',
+            '`A = b c`: text with spaces must be in double quotes: `A = "b c"`',
+            36,
+        ),
+        (
+            "call workflow c { inputs { who = John Smith } }",
+            '`who = John Smith`: text with spaces must be in double quotes: `who = "John Smith"`',
+            36,
+        ),
+    ],
+)
+def test_unquoted_text_with_spaces_is_told_to_go_in_quotes(step: str, expected: str, column: int) -> None:
+    """`run = echo hi` was refused at `hi` with `expected key = value or } in script s, found
+    identifier hi`, which does not say the quotes are missing; now at the value, saying so."""
+    error = body_error(f"  {step}")
+    assert error.message == expected
+    assert (error.line, error.column) == (2, column)
+
+
+def test_a_bare_value_before_the_next_key_or_line_is_fine() -> None:
+    assert only("script s { run = x retries = 2 }").run == "x"
+    assert [n.run for n in parse("workflow w {\n  script s { run = x }\n  script t { run = y }\n}").body] == [
+        "x",
+        "y",
+    ]
+
+
 def test_an_unterminated_map_at_the_end_of_the_file() -> None:
     error = parse_error("workflow w {\n  script s { run = x env = { A = 1")
     assert error.message == "expected `key = value` or `}` in the `env` map, found end of file"

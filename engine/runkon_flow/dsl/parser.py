@@ -414,7 +414,33 @@ class _Parser:
                 f'e.g. `{key} = "{tok[1]}{unit[1]}"`',
                 tok[2],
             )
+        self.bare_words(key, value)
         return value
+
+    def bare_words(self, key: str, value: _Scalar) -> None:
+        """`run = echo hi`: after a bare value only a key (`name =`), `}` or a step keyword may
+        follow, so a name on the same line that is no key is the second word of text that was
+        meant quoted; it was refused at that word (`expected key = value or }, found identifier
+        hi`), which does not say the quotes are missing."""
+        toks = self.toks
+        after = toks[self.i]
+        line = self.lines.position(value.offset)[0]
+        if value.quoted or after[0] is not IDENT or toks[self.i + 1][0] is EQUALS:
+            return
+        if self.lines.position(after[2])[0] != line:
+            return
+        words = [value.text]
+        j = self.i
+        while toks[j][0] in (IDENT, INT) and toks[j + 1][0] is not EQUALS and len(words) < 6:
+            if self.lines.position(toks[j][2])[0] != line:
+                break
+            words.append(toks[j][1])
+            j += 1
+        text = " ".join(words)
+        raise self.error_at(
+            f'`{key} = {text}`: text with spaces must be in double quotes: `{key} = "{text}"`',
+            value.offset,
+        )
 
     def scalar_value(self, expected: str) -> _Scalar:
         tok = self.toks[self.i]
@@ -485,7 +511,9 @@ class _Parser:
                 )
             items.pop(tok[1], None)
             value_offsets[tok[1]] = inner[2]
-            items[tok[1]] = self.scalar_value(f"a value for `{tok[1]}` in `{key}`").text
+            scalar = self.scalar_value(f"a value for `{tok[1]}` in `{key}`")
+            self.bare_words(tok[1], scalar)
+            items[tok[1]] = scalar.text
             if entries is not None:
                 entries.append((tok[1], first, self.i - 1))
         self.expect(RBRACE, f"`key = value` or `}}` in the `{key}` map")

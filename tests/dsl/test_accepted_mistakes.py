@@ -129,6 +129,16 @@ def test_what_parses_is_unchanged_a_minus_inside_a_name_or_a_string_is_fine() ->
             54,
             "`orderd` is not an option of `foreach f`; it is ignored (hint: did you mean `ordered`?)",
         ),
+        (  # the per-call `if` of a parallel block, written on a plain call: say how it is written
+            "  call a { if = b.ok }",
+            12,
+            "`if` is not an option of `call a`; it is ignored (hint: to run it only when b.ok is set, put it in a block: `if b.ok { … }` (an `if =` option exists only on the calls of a `parallel`))",  # noqa: E501
+        ),
+        (
+            '  script s { run = "x" if = b.ok }',
+            24,
+            "`if` is not an option of `script s`; it is ignored (hint: to run it only when b.ok is set, put it in a block: `if b.ok { … }` (an `if =` option exists only on the calls of a `parallel`))",  # noqa: E501
+        ),
     ],
 )
 def test_an_unknown_option_key_is_a_warning_at_the_key(body: str, column: int, message: str) -> None:

@@ -335,6 +335,14 @@ class _Parser:
             hint = did_you_mean(key, known) or (
                 "the options of " + where + " are " + ", ".join(f"`{k}`" for k in known) if known else None
             )
+            value = opts.values.get(key)
+            if key == "if" and isinstance(value, _Scalar) and "." in value.text:
+                # `call a { if = b.ok }`: only a parallel block's calls take `if`; a step is made
+                # conditional by a block around it, which is what was meant
+                hint = (
+                    f"to run it only when {value.text} is set, put it in a block: "
+                    f"`if {value.text} {{ … }}` (an `if =` option exists only on the calls of a `parallel`)"
+                )
             message = f"`{key}` is not an option of {where}; it is ignored"
             self.note("unknown-option", message, hint, tok[2], node)
 

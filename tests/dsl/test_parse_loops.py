@@ -29,9 +29,17 @@ def test_while_defaults() -> None:
     assert (node.max_iterations, node.stuck_after, node.on_max_iter, node.body) == (0, None, "fail", [])
 
 
+HOW = (
+    " (write `max_iterations = N` first inside the loop's braces: the most times its body may run, a guard "
+    "against a loop that never ends)"
+)
+
+
 def test_while_requires_max_iterations_and_points_at_the_loop() -> None:
+    """The spec's words, then what to write: `while loop requires max_iterations` alone did not say
+    where it goes or what it means."""
     error = body_error("  while a.b {\n    call fix\n  }")
-    assert error.message == "while loop requires max_iterations"
+    assert error.message == "while loop requires max_iterations" + HOW
     assert (error.line, error.column) == (2, 3)
 
 
@@ -123,7 +131,7 @@ def test_the_while_may_follow_on_another_line() -> None:
 
 def test_do_while_requires_max_iterations() -> None:
     error = body_error("  do { call a } while a.b")
-    assert error.message == "do loop requires max_iterations"
+    assert error.message == "do loop requires max_iterations" + HOW
     assert (error.line, error.column) == (2, 3)
 
 

@@ -286,13 +286,16 @@ class _Parser:
         line, column = self.lines.position(offset)
         return WfParseError(message, file=self.file, line=line, column=column)
 
-    def missing_key(self, message: str, key: str, opts: _Options, start: RawToken) -> WfParseError:
-        """A required `key` not written: at the step, or — when a written key looks like a
-        misspelling of it (`max_iteration`, `max_paralel`) — at that key, saying so."""
+    def missing_key(
+        self, message: str, key: str, opts: _Options, start: RawToken, how: str | None = None
+    ) -> WfParseError:
+        """A required `key` not written: at the step (with `how` to write it, if given), or — when a
+        written key looks like a misspelling of it (`max_iteration`, `max_paralel`) — at that key,
+        saying so."""
         for written, tok in opts.keys.items():
             if written != key and did_you_mean(written, (key,)):
                 return self.error_at(f"{message} (`{written}` is written: did you mean `{key}`?)", tok[2])
-        return self.error_at(message, start[2])
+        return self.error_at(f"{message} ({how})" if how else message, start[2])
 
     def unexpected(self, expected: str, tok: RawToken | None = None) -> NoReturn:
         tok = tok or self.toks[self.i]
@@ -872,7 +875,13 @@ class _Parser:
         """`max_iterations` (required), `stuck_after`, `on_max_iter` of while / do-while (§6.4, §6.5)."""
         max_iterations = opts.unsigned("max_iterations", "Invalid max_iterations: {reason}")
         if max_iterations is None:
-            raise self.missing_key(missing, "max_iterations", opts, start)
+            how = (
+                "write `max_iterations = N` first inside the loop's braces: the most times its body may "
+                "run, a guard against a loop that never ends"
+            )
+            raise self.missing_key(
+                missing, "max_iterations", opts, start, how if "(" not in missing else None
+            )
         stuck_after = opts.unsigned("stuck_after", "Invalid stuck_after: {reason}")
         on_max_iter = opts.word("on_max_iter", ("fail", "continue"), "Invalid on_max_iter: {word}")
         return {

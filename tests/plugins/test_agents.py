@@ -172,6 +172,16 @@ def test_unterminated_front_matter_is_an_error(tmp_path: Path) -> None:
     assert problem.render() == f"{path}:1: front matter starts with `---` but never ends"
 
 
+def test_a_file_without_front_matter_and_no_default_command_says_it_has_none(tmp_path: Path) -> None:
+    """Front matter written without the opening `---` made the whole file a prompt, reported as
+    `missing `command`` at line 1 of a file whose line 1 said `runtime: echo`."""
+    path = agent(tmp_path, "a", None, body="runtime: echo\n---\nSay hi.")
+    [problem] = load_agents([tmp_path], default_command=None).errors
+    assert (problem.location.file, problem.location.line) == (str(path), 1)
+    assert problem.message.startswith("no front matter: the file does not start with a `---` line")
+    assert problem.hint is not None and "start the file with `---`" in problem.hint
+
+
 def test_plain_prompt_files_use_the_default_command(tmp_path: Path) -> None:
     agent(tmp_path, "plain", None, body="Just a prompt.")
     assert load_agents([tmp_path], default_command=None).get("plain") is None

@@ -213,6 +213,18 @@ def load_agent_file(path: Path, base_dir: Path, *, default_command: Sequence[str
         raise ConfigFileError(
             Problem(exc.problem.message, None, SourceLocation(file, exc.problem.location.line))
         ) from None
+    if front is None and not default_command:
+        # all of it is the prompt; "missing `command`" at a `runtime` line that is not there (it
+        # may be in the prompt, above a `---` that does not open front matter) did not say why
+        raise ConfigFileError(
+            Problem(
+                "no front matter: the file does not start with a `---` line, so all of it is the prompt "
+                "and nothing says how to run it",
+                "start the file with `---`, then `runtime: echo` (or `command: …`), then `---` and the "
+                f"prompt; or set {DEFAULT_COMMAND_ENV} to run plain prompt files",
+                SourceLocation(file, 1),
+            )
+        )
     doc = parse_yaml(front or "", file=file, line_offset=max(first_line - 1, 0))
     data = doc.data if front is not None else {}
     if data is None:

@@ -186,6 +186,14 @@ def test_a_bare_value_before_the_next_key_or_line_is_fine() -> None:
     ]
 
 
+def test_an_option_name_after_a_bare_value_is_not_taken_for_unquoted_text() -> None:
+    """`over = static ordered`: an option written without its `= value`, not the text `static
+    ordered` — the message names the option, not missing quotes."""
+    error = body_error("  foreach f { over = static ordered workflow = w }")
+    assert "double quotes" not in error.message
+    assert error.message == "expected `key = value` or `}` in `foreach f`, found identifier `ordered`"
+
+
 def test_an_unterminated_map_at_the_end_of_the_file() -> None:
     error = parse_error("workflow w {\n  script s { run = x env = { A = 1")
     assert error.message == "expected `key = value` or `}` in the `env` map, found end of file"

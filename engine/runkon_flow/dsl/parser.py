@@ -113,6 +113,12 @@ _SCRIPT_KEYS = ("run", "env", "timeout", *_SHARED_KEYS)
 _FOREACH_KEYS = (
     "over", "max_parallel", "workflow", "scope", "filter", "inputs", "ordered", "on_cycle", "on_child_fail",
 )  # fmt: skip
+# Every option name: a bare value followed by one (`over = static ordered`) is an option written
+# without its `= value`, not unquoted text (`_Parser.bare_words`).
+_ALL_OPTION_KEYS = frozenset(
+    (*_META_KEYS, *_CALL_KEYS, *_LOOP_KEYS, *_PARALLEL_KEYS, *_PARALLEL_CALL_KEYS, *_GATE_KEYS,
+     *_QUALITY_GATE_KEYS, *_SCRIPT_KEYS, *_FOREACH_KEYS)
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- option values (§3.2)
@@ -436,7 +442,12 @@ class _Parser:
         toks = self.toks
         after = toks[self.i]
         line = self.lines.position(value.offset)[0]
-        if value.quoted or after[0] is not IDENT or toks[self.i + 1][0] is EQUALS:
+        if (
+            value.quoted
+            or after[0] is not IDENT
+            or toks[self.i + 1][0] is EQUALS
+            or after[1] in _ALL_OPTION_KEYS
+        ):
             return
         if self.lines.position(after[2])[0] != line:
             return

@@ -112,13 +112,15 @@ def spawn_runner(
     executor: str | None = None,
     ray_address: str | None = None,
     retry: Mapping[str, Sequence[str]] | None = None,
+    retry_definition: str = "stored",
     no_hooks: bool = False,
 ) -> tuple[subprocess.Popen, Path]:
     """Start the background runner for `run_id`; returns the process and its log file. Raises
     OSError when the log file cannot be written. `hooks`: a hooks file given with --hooks, passed
     on as $RUNKON_HOOKS (without it the runner looks where it was started, as the command did).
     `no_hooks`: the runner runs no hooks, whatever $RUNKON_HOOKS or .runkon/hooks.yaml say.
-    `retry`: fan-out step row → item ids to run again (`Workspace.retry`, stored definition).
+    `retry`: fan-out step row → item ids to run again (`Workspace.retry`, with `retry_definition`:
+    `stored`, or `current` for today's file).
     `executor`/`ray_address`: --executor/--ray-address for the runner (where foreach children
     run; docs/scale-out.md)."""
     log = log_path(db, run_id)
@@ -152,6 +154,8 @@ def spawn_runner(
         request = log.with_name(f"{log.stem}.retry-{os.getpid()}-{time.time_ns()}.json")
         request.write_text(json.dumps({step: list(ids) for step, ids in retry.items()}), encoding="utf-8")
         argv += ["--retry-file", str(request)]
+        if retry_definition != "stored":
+            argv += ["--retry-definition", retry_definition]
     with open(log, "ab") as handle:
         proc = subprocess.Popen(
             argv,

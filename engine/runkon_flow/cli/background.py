@@ -1,5 +1,6 @@
 """The background process of `runkon-flow run --detach` (`python -m runkon_flow.cli.background`):
-executes one pending run — or resumes it (`--resume`), or retries items of it (`--retry`) —
+executes one pending run — or resumes it (`--resume`: also `resume`/`rerun --detach`), or retries
+items of it (`--retry-file`, `retry --detach`) —
 printing plain progress lines to its log file (see `cli.detach`, `runkon_flow.runner`).
 
 Kept out of the `runkon_flow.cli` package's imports so `python -m` runs it fresh.
@@ -22,6 +23,7 @@ from runkon_flow.cli.executor import add_executor_args, child_runner_for
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.run import exec_config_for, problem_diagnostics, unloadable_refusal
 from runkon_flow.errors import AlreadyOwned, ValidationErrors
+from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.location import db_location
 from runkon_flow.runner import ERROR_PREFIX
 from runkon_flow.runtime.types import WorkflowResult
@@ -45,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--retry-file",
         help="retry these items (a JSON file: fan-out step row -> item ids; deleted once read)",
     )
+    parser.add_argument(
+        "--retry-definition", choices=("stored", "current"), default="stored", help="what the retry runs"
+    )
     parser.add_argument("--no-hooks", action="store_true", help="run no hooks (the host's file is wrong)")
     add_executor_args(parser)
     args = parser.parse_args(argv)
@@ -67,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             only=[pending.workflow_name] if pending is not None else [],
             child_runner=child_runner_for(args, dirs),  # --executor ray: joins the cluster here
         )
-        events_file = open_events_file(args.events, append=args.resume, database=db_location(args.db))
+        # A run taken up again (resumed, retried) adds to its events file; a new one — `run`, or
+        # `rerun`'s pending run, started with --resume — begins it, as in the foreground.
+        fresh = pending is not None and pending.status is RunStatus.PENDING
+        continuing = bool(args.resume or args.retry_file) and not fresh
+        events_file = open_events_file(args.events, append=continuing, database=db_location(args.db))
         wait_until = time.monotonic() + ws.exec_config.lease_ttl_secs + TAKE_OVER_SLACK_S
 
         def resume(queue: EventQueue) -> WorkflowResult:
@@ -83,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def drive(queue: EventQueue) -> WorkflowResult:
             if items is not None:
-                return ws.retry(args.run_id, items, definition="stored", sinks=[queue])
+                return ws.retry(args.run_id, items, definition=args.retry_definition, sinks=[queue])
             return resume(queue) if args.resume else ws.execute(args.run_id, sinks=[queue])
 
         return execute(
@@ -95,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events_file=events_file,
             durable=True,
             hooks=None if args.no_hooks else prepare_hooks(args),
-            resumed=bool(args.resume or items is not None),
+            resumed=continuing,
         )
     except ValidationErrors as exc:  # a workflow the resume or retry would start does not load
         _refuse(exc, action, [Path(d) for d in args.dirs])

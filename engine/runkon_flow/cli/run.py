@@ -19,7 +19,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +67,7 @@ from runkon_flow.errors import (
     WfError,
     WorkflowNotFound,
 )
+from runkon_flow.hooks import HookRunner
 from runkon_flow.humanize import format_duration
 from runkon_flow.observe.retrying import CALLED_FANOUT, retry_refusal
 from runkon_flow.persistence import RunStatus, WorkflowRun
@@ -326,24 +327,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("\n".join(_input_hint(p) for p in problems)) from None
         hooks = prepare_hooks(args)  # a wrong hooks file stops here, before a run exists
         if args.detach:
-            if hooks is not None:
-                hooks.close()  # the background runner runs them (it finds the same file)
-            executor, ray_address = detached_executor(args)
-            refuse_database_as_events(args.events, location_of(args))  # (the runner opens it)
-            run_id = ws.create_run(name, inputs)
-            return detach.start(
-                store,
-                location_of(args),
-                run_id,
-                name,
-                dirs,
-                hints=hints,
-                lease_ttl=args.lease_ttl,
-                events=args.events,
-                hooks=args.hooks,
-                executor=executor,
-                ray_address=ray_address,
-            )
+            with closed_on_error(hooks):
+                refuse_database_as_events(args.events, location_of(args))  # (the runner opens it)
+                run_id = ws.create_run(name, inputs)
+            return _start_detached(args, store, run_id, name, dirs, hints=hints, hooks=hooks)
         with closed_on_error(hooks):
             events_file = open_events_file_first(args.events, store, location_of(args))
         with closed_on_error(events_file, hooks):
@@ -360,6 +347,53 @@ def cmd_run(args: argparse.Namespace) -> int:
             hooks=hooks,
             hints=hints,
         )
+
+
+def _start_detached(
+    args: argparse.Namespace,
+    store: WorkflowPersistence,
+    run_id: str,
+    workflow: str,
+    dirs: Sequence[Path],
+    *,
+    hints: Hints,
+    hooks: HookRunner | None,
+    resume: bool = False,
+    retry: Mapping[str, Sequence[str]] | None = None,
+    retry_definition: str = "stored",
+) -> int:
+    """--detach of `run`, `resume`, `retry` and `rerun`, once the command has checked (and asked)
+    everything: hand the run to a background runner (`detach.start`) with this command's
+    settings. Its --events file was refused here if it is the database (the runner opens it)."""
+    if hooks is not None:
+        hooks.close()  # the background runner runs them (it finds the same file)
+    executor, ray_address = detached_executor(args)
+    return detach.start(
+        store,
+        location_of(args),
+        run_id,
+        workflow,
+        dirs,
+        hints=hints,
+        lease_ttl=args.lease_ttl,
+        events=args.events,
+        hooks=args.hooks,
+        executor=executor,
+        ray_address=ray_address,
+        resume=resume,
+        retry=retry,
+        retry_definition=retry_definition,
+    )
+
+
+def _add_detach_arg(p: argparse.ArgumentParser, what: str = "run", note: str = "") -> None:
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help=f"{what} in a background process of its own (survives closing the terminal); print the run "
+        f"id, its log file and the commands to watch and cancel it, then exit (0 once that process has "
+        f"taken the run){note}",
+    )
 
 
 def add_run_parser(sub: Any) -> None:
@@ -387,12 +421,7 @@ def add_run_parser(sub: Any) -> None:
     add_progress_args(p)
     _add_lease_args(p)
     add_executor_args(p)
-    p.add_argument(
-        "--detach",
-        action="store_true",
-        help="run in a background process of its own (survives closing the terminal); print the run id "
-        "and the commands to watch and cancel it, then exit",
-    )
+    _add_detach_arg(p)
     p.set_defaults(handler=cmd_run)
 
 
@@ -459,6 +488,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if ws.resume_plan(run.id).source is ResumeSource.FILE:  # (a stored one has no file to show)
             _say_warnings(ws, run.workflow_name, dirs)
         hooks = prepare_hooks(args)
+        if args.detach:
+            with closed_on_error(hooks):
+                refuse_database_as_events(args.events, location_of(args))  # (the runner opens it)
+            hints = Hints.of(args)
+            return _start_detached(
+                args, store, run.id, run.workflow_name, dirs, hints=hints, hooks=hooks, resume=True
+            )
         events_file = open_events_file(args.events, append=True, database=location_of(args))
         give_up = threading.Event()
 
@@ -526,8 +562,12 @@ def add_resume_parser(sub: Any) -> None:
     _add_lease_args(p)
     add_executor_args(p)
     p.add_argument(
-        "--wait", action="store_true", help="if another engine holds the run, wait until its lease lapses"
+        "--wait",
+        action="store_true",
+        help="if another engine holds the run, wait until its lease lapses (with --detach: here, in the "
+        "foreground, before the background process is started)",
     )
+    _add_detach_arg(p, "resume")
     p.set_defaults(handler=cmd_resume)
 
 
@@ -620,8 +660,23 @@ def cmd_retry(args: argparse.Namespace) -> int:
         print_err(f"  with the {definition} definition; the steps after the retried fan-out run again")
         if definition == "current":
             _say_warnings(ws, run.workflow_name, dirs)
+        # Asked here, with --detach too: the background process has no terminal to ask on.
         _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
         hooks = prepare_hooks(args)
+        if args.detach:
+            with closed_on_error(hooks):
+                refuse_database_as_events(args.events, location_of(args))  # (the runner opens it)
+            return _start_detached(
+                args,
+                store,
+                run.id,
+                run.workflow_name,
+                dirs,
+                hints=Hints.of(args),
+                hooks=hooks,
+                retry=choice.items,
+                retry_definition=definition,
+            )
         events_file = open_events_file(args.events, append=True, database=location_of(args))
         print_run_header(run.id, run.workflow_name, args)
         try:
@@ -699,6 +754,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             )
         hooks = prepare_hooks(args)
         with closed_on_error(hooks):
+            if args.detach:  # before the new run exists (the runner opens the file)
+                refuse_database_as_events(args.events, location_of(args))
             try:
                 new_id, plan = ws.prepare_rerun(old.id, args.from_step, overrides, definition=definition)
             except InputsError as exc:
@@ -708,10 +765,15 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             except ValidationErrors as exc:  # today's file, or a workflow it would start, is broken
                 _refuse_unloadable(exc.errors, dirs, "rerun")
                 raise
-            events_file = open_events_file(args.events, append=False, database=location_of(args))
+            events_file = (
+                None
+                if args.detach
+                else open_events_file(args.events, append=False, database=location_of(args))
+            )
         if definition == "current":
             _say_warnings(ws, old.workflow_name, dirs)
-        print_run_header(new_id, old.workflow_name, args)
+        if not args.detach:
+            print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names
         reused = (
             f"reusing {len(names)} step{'' if len(names) == 1 else 's'} ({', '.join(names)})"
@@ -720,6 +782,11 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         )
         # A note for the person (stderr), as retry's plan: stdout stays the `run_id=` header and events.
         print_err(f"rerun of {old.id} from {plan.step}: {reused}; {definition} definition")
+        if args.detach:  # the new run is pending: the background process resumes it, as below
+            hints = Hints.of(args)
+            return _start_detached(
+                args, store, new_id, old.workflow_name, dirs, hints=hints, hooks=hooks, resume=True
+            )
         return execute(
             args,
             store,
@@ -771,6 +838,7 @@ def add_rerun_parser(sub: Any) -> None:
     add_progress_args(p)
     _add_lease_args(p)
     add_executor_args(p)
+    _add_detach_arg(p, "rerun")
     p.set_defaults(handler=cmd_rerun)
 
 
@@ -820,6 +888,9 @@ def add_retry_parser(sub: Any) -> None:
     add_progress_args(p)
     _add_lease_args(p)
     add_executor_args(p)
+    _add_detach_arg(
+        p, "retry", "; the question is asked here first (without a terminal, only --yes goes ahead)"
+    )
     p.usage = p.format_usage().removeprefix("usage: ").rstrip().replace("[RUN_ID]", "RUN_ID")
     p.set_defaults(handler=cmd_retry)
 

@@ -78,12 +78,17 @@ class WfError(FlowError):
         line: int | None = None,
         column: int | None = None,
         detail: str | None = None,
+        hint: str | None = None,
     ) -> None:
         self.message = message
         #: The message as printed after `file:line:col:` (validate, the dashboard's problems): the
         #: message itself, or, for the spec's `Unexpected character '#' at line 3, col 5`, that
-        #: message without the position the prefix already gives (`Unexpected character '#'`).
+        #: message without the position the prefix already gives (`Unexpected character '#'`);
+        #: then ` (hint: …)` when there is a `hint` (which `str()`, the spec's text, leaves out).
         self.detail = detail or message
+        self._names_place = self.detail != message  # the message says line and column itself
+        if hint:
+            self.detail = f"{self.detail} (hint: {hint})"
         self.location = SourceLocation(file, line, column)
         super().__init__(str(self))
 
@@ -100,7 +105,7 @@ class WfError(FlowError):
         return self.location.column
 
     def __str__(self) -> str:
-        if self.detail != self.message:  # the message names its own place: the spec's form, as is
+        if self._names_place:  # the message names its own place: the spec's form, as is
             return f"{self.prefix} {self.location.file or '<input>'}: {self.message}"
         return f"{self.prefix} {self.location.render()}: {self.message}"
 

@@ -283,6 +283,22 @@ def test_a_broken_workflow_file_is_reported_at_its_line_and_column(
     assert stored_runs(home) == []
 
 
+def test_a_missing_closing_brace_names_the_block_left_open_in_validate_and_run(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both said only `expected … found end of file` at the last line."""
+    write(home / "wf" / "b.wf", 'workflow b {\n  script s { run = "x"\n}\n')
+    hint = (
+        "(hint: the `{` of `script s` at line 2, column 12 is not closed: judging by the indentation, "
+        "its `}` is missing before line 3)"
+    )
+    for command in (("validate", "wf/b.wf"), ("run", "b", "--dir", "wf")):
+        code, _, err = cli(capsys, *command)
+        assert code == 1
+        first = err.splitlines()[0]
+        assert first.startswith("wf/b.wf:4:1: expected ") and first.endswith(f"found end of file {hint}")
+
+
 def test_an_invalid_workflow_is_reported_with_every_problem_and_not_run(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -113,6 +113,16 @@ def test_good_and_broken_files_load_together_and_every_broken_file_is_named(tmp_
     assert not result.ok
 
 
+def test_a_missing_closing_brace_is_named_in_the_problem_of_a_broken_file(tmp_path: Path) -> None:
+    """The dashboard's problems show `FileError.render()`: it names the `{` left open."""
+    write(tmp_path / "b.wf", "workflow b {\n  if x.y {\n    call a\n  call c\n}\n")
+    (error,) = load_workflow_dir([tmp_path]).errors
+    assert error.render().endswith(
+        "found end of file (hint: the `{` of `if x.y` at line 2, column 10 is not closed: judging by the "
+        "indentation, its `}` is missing before line 4)"
+    )
+
+
 def test_workflows_are_keyed_by_declared_name_and_sorted(tmp_path: Path) -> None:
     write(tmp_path / "1.wf", good("zeta"))
     write(tmp_path / "2.wf", good("alpha"))

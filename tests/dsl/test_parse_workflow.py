@@ -62,6 +62,81 @@ def test_a_missing_closing_brace_points_at_the_end_of_the_file() -> None:
     assert str(error).startswith(f"Parse error in {SOURCE}:3:1: expected ")
 
 
+def _hint(error: WfParseError) -> str:
+    """What the printed form adds after the spec's message: ` (hint: …)`."""
+    assert error.detail.startswith(error.message + " (hint: "), error.detail
+    return error.detail[len(error.message) + len(" (hint: ") : -1]
+
+
+def test_a_missing_closing_brace_names_the_brace_left_open() -> None:
+    """`expected … found end of file` at the last line did not say which `{` lost its `}`; the
+    spec's message (and `str()`) stays, the printed detail names the block."""
+    error = parse_error('workflow b {\n  script s { run = "x"\n}\n')
+    assert error.message.endswith("or `}` closing workflow `b`, found end of file")
+    assert (error.line, error.column) == (4, 1)
+    assert str(error) == f"Parse error in {SOURCE}:4:1: {error.message}"
+    assert _hint(error) == (
+        "the `{` of `script s` at line 2, column 12 is not closed: judging by the indentation, "
+        "its `}` is missing before line 3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        # nothing to go by: the innermost `{` still open
+        ("workflow w {\n  call a\n", "the `{` of `workflow w` at line 1, column 12 is not closed"),
+        (
+            "workflow w { if a.b { while c.d { max_iterations = 2 call x }",
+            "the `{` of `if a.b` at line 1, column 21 is not closed (nor is the block around it)",
+        ),
+        (
+            'workflow w {\n  script s { run = x env = { A = "1"',
+            "the `{` of the `env` map at line 2, column 28 is not closed (nor are the 2 blocks around it)",
+        ),
+        # a step keyword back at the workflow's body indent while the `if` is open: the `}` that
+        # closes the workflow closes the `if`, and the workflow's `{` is the one left open
+        (
+            "workflow b {\n  if x.y {\n    call a\n  call c\n}\n",
+            "the `{` of `if x.y` at line 2, column 10 is not closed: judging by the indentation, "
+            "its `}` is missing before line 4",
+        ),
+        # a `}` at the `if`'s indent closes the call's options instead
+        (
+            "workflow b {\n  if x.y {\n    call a {\n      retries = 1\n  }\n}\n",
+            "the `{` of `call a` at line 3, column 12 is not closed: judging by the indentation, "
+            "its `}` is missing before line 5",
+        ),
+        (
+            "workflow b {\n  parallel {\n    call a\n    call b\n  call c\n}\n",
+            "the `{` of `parallel` at line 2, column 12 is not closed: judging by the indentation, "
+            "its `}` is missing before line 5",
+        ),
+        # contents indented unevenly still are inside the block: the workflow lost its `}`
+        (
+            "workflow b {\n  if x.y {\n      call a\n    call c\n  }\n",
+            "the `{` of `workflow b` at line 1, column 12 is not closed",
+        ),
+        # contents not indented at all say nothing
+        (
+            "workflow b {\nif x.y {\ncall a\ncall c\n}\n",
+            "the `{` of `workflow b` at line 1, column 12 is not closed",
+        ),
+    ],
+)
+def test_the_brace_left_open_is_the_one_the_indentation_points_at(text: str, hint: str) -> None:
+    error = parse_error(text)
+    assert error.message.endswith("found end of file")
+    assert _hint(error) == hint
+
+
+def test_an_error_at_the_end_of_the_file_that_is_not_about_a_brace_has_no_hint() -> None:
+    for text in ("workflow w", "workflow w { script"):
+        error = parse_error(text)
+        assert error.message.endswith("found end of file")
+        assert error.detail == error.message
+
+
 def test_a_second_workflow_in_the_same_file_is_silently_ignored() -> None:
     wf = parse("workflow first { call a }\nworkflow second { call b }")
     assert wf.name == "first"

@@ -62,6 +62,7 @@ from runkon_flow.dsl.lexer import (
     RawToken,
     lex,
 )
+from runkon_flow.dsl.unclosed import unclosed_brace_hint
 from runkon_flow.errors import WfParseError
 from runkon_flow.humanize import did_you_mean
 
@@ -305,7 +306,12 @@ class _Parser:
 
     def unexpected(self, expected: str, tok: RawToken | None = None) -> NoReturn:
         tok = tok or self.toks[self.i]
-        raise self.error_at(f"expected {expected}, found {describe_token(tok)}", tok[2])
+        # a `}` missing at the end of the file: the hint says which `{` it would close (shown after
+        # `file:line:col:`; the spec's message, `str(error)`, is unchanged)
+        hint = unclosed_brace_hint(self.toks, self.lines) if tok[0] is EOF and "`}`" in expected else None
+        line, column = self.lines.position(tok[2])
+        message = f"expected {expected}, found {describe_token(tok)}"
+        raise WfParseError(message, file=self.file, line=line, column=column, hint=hint)
 
     def advance(self) -> RawToken:
         tok = self.toks[self.i]

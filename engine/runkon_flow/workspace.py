@@ -43,7 +43,7 @@ from runkon_flow.dsl.ast import (
 from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workflow_dir
 from runkon_flow.dsl.parser import CALL_TIMEOUT
 from runkon_flow.dsl.references import reference_node
-from runkon_flow.dsl.script_commands import check_script_commands
+from runkon_flow.dsl.script_commands import ScriptCheck, check_script_commands
 from runkon_flow.dsl.validation import file_warnings, sub_workflow_notes, validate_workflow
 from runkon_flow.errors import (
     AlreadyOwned,
@@ -77,6 +77,7 @@ from runkon_flow.plugins.agents import (
     AgentCatalog,
     agent_search_dirs,
     build_action_registry,
+    command_problem,
     load_agents,
     snippet_candidates,
 )
@@ -516,12 +517,16 @@ class Workspace:
         report = validate_workflow(wf, loader=as_on_disk, providers=providers)
         problems.extend(report.errors)
         scripts = check_script_commands(wf, self._working_dir or directory)
-        warnings = file_warnings(wf, wf.source_path or None, [*report.warning_problems, *scripts.warnings])
+        programs = _agent_programs(wf, snap.agents, self._working_dir or directory)
+        warnings = file_warnings(
+            wf, wf.source_path or None, [*report.warning_problems, *scripts.warnings, *programs.warnings]
+        )
         try:
             snap.engine.validate(wf)
         except ValidationErrors as exc:  # a missing agent's hint is the catalog's reason
             problems.extend(_not_said_already(exc.errors, report.errors, wf))
         problems.extend(self._extra_checks(snap, wf, directory, as_on_disk, scripts.errors))
+        problems.extend(programs.errors)
         return _unique(problems, wf), _unique(warnings, wf)
 
     def _extra_checks(
@@ -1252,6 +1257,33 @@ def _calls(wf: WorkflowDef, *, include_on_fail: bool = False) -> list[tuple[str,
         on_fail = getattr(node, "on_fail", None)
         if include_on_fail and on_fail is not None and on_fail.kind == "agent":
             found.append((on_fail.value.label(), node.line, node.column))
+    return found
+
+
+def _agent_programs(wf: WorkflowDef, agents: AgentCatalog, working_dir: Path) -> ScriptCheck:
+    """The `command` program of every agent `wf` calls (calls, parallel calls, on_fail agents),
+    checked as a script's first word is (`command_problem`): once per agent file, at its `command`
+    line, belonging to the first step that calls it. An agent that is missing or broken is said
+    elsewhere (the engine's check, with the catalog's reason)."""
+    found = ScriptCheck()
+    paths = node_paths(wf)
+    seen: set[Path] = set()
+    for node in walk(list(wf.body) + list(wf.always)):
+        refs = list(node.calls) if isinstance(node, ParallelNode) else []
+        if isinstance(node, CallNode):
+            refs.append(node.agent)
+        on_fail = getattr(node, "on_fail", None)
+        if on_fail is not None and on_fail.kind == "agent":
+            refs.append(on_fail.value)
+        for ref in refs:
+            agent = agents.get(ref.label())
+            if agent is None or agent.file in seen:
+                continue
+            seen.add(agent.file)
+            problem = command_problem(agent, working_dir)
+            if problem is not None:
+                located = dataclasses.replace(problem[0], node_path=paths.get(id(node)))
+                (found.errors if problem[1] else found.warnings).append(located)
     return found
 
 

@@ -744,3 +744,71 @@ def test_a_shell_glob_over_a_folder_with_a_readme_checks_every_workflow_given(
     code, out, err = run(capsys, "validate", "--json", str(flows / "a.wf"), str(flows / "README.md"))
     assert code == 2
     assert isinstance(json.loads(out), list)  # two paths given: a list, as for two workflows
+
+
+AGENT_PROGRAMS = """workflow p {
+  call gone
+  call missing
+  call shell
+  call unknowable
+  parallel {
+    call local
+    call flat
+  }
+  call fine { on_fail = gone }
+}
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="execute bits are POSIX")
+def test_ready_and_run_check_the_program_of_each_agent_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate --ready` said `ok` for an agent whose program does not exist, and the run failed
+    with `failed to start`: its program gets the script check, at the agent file's `command` line."""
+    path = write(tmp_path / "p.wf", AGENT_PROGRAMS)
+    agents = tmp_path / "agents"
+    write(agents / "gone.md", '---\nruntime: command\ncommand: ["no-such-program-xyz", "--x"]\n---\nHi.\n')
+    write(agents / "missing.md", '---\ncommand: "{{agent_dir}}/review.sh --fast"\n---\nHi.\n')
+    # `sh` is the program; a placeholder in the program itself is only known to the run
+    write(agents / "shell.md", '---\ncommand: ["sh", "{{workflow_dir}}/review.sh"]\n---\nHi.\n')
+    write(agents / "unknowable.md", '---\ncommand: ["{{tool}}", "x"]\n---\nHi.\n')
+    write(agents / "local.md", "---\ndescription: x\ncommand:\n  - tools/run.sh\n---\nHi.\n")
+    write(tmp_path / "tools" / "run.sh", "#!/bin/sh\n").chmod(0o644)
+    write(agents / "flat.md", "---\ncommand: [lint.sh]\n---\nHi.\n")
+    write(tmp_path / "lint.sh", "#!/bin/sh\n").chmod(0o755)
+    write(agents / "fine.md", "---\ncommand: [bin/fine]\n---\nHi.\n")
+    write(tmp_path / "bin" / "fine", "#!/bin/sh\n").chmod(0o755)
+    assert run(capsys, "validate", str(path)) == (0, f"{path}: ok\n", "")  # the language is fine
+    code, out, err = run(capsys, "validate", "--ready", str(path))
+    assert (code, out) == (1, "")
+    said = [line for line in err.splitlines() if "agent '" in line]
+    assert said == [  # by line, as the problems of a sub-workflow's file are
+        f"{agents}/missing.md:2: agent 'missing': '{{{{agent_dir}}}}/review.sh' not found (looked for "
+        f"{agents}/review.sh) (hint: the program is the first word of `command`; a relative path is taken "
+        "from the working directory (the workflow's folder unless --working-dir), `{{agent_dir}}/…` from "
+        "the agent file's folder)",
+        f"{agents}/flat.md:2: agent 'flat': 'lint.sh' is not a command on PATH; a program without a `/` is "
+        f"looked for on PATH only, not in the working directory (hint: write `./lint.sh` to run "
+        f"{tmp_path}/lint.sh)",
+        f"{agents}/local.md:3: agent 'local': '{tmp_path}/tools/run.sh' is not executable (mode 0644) "
+        f"(hint: Run: chmod +x {tmp_path}/tools/run.sh)",
+        # not on PATH here: a warning, as for a script (the run's PATH may differ), said once
+        f"{agents}/gone.md:3: warning: agent 'gone': 'no-such-program-xyz' is not a command on PATH here "
+        "(the run's PATH may differ) (hint: install it or put it on PATH, or give its path: `./x` in the "
+        "working directory, `{{agent_dir}}/x` next to the agent file)",
+    ]
+    assert ' 3 | command: ["no-such-program-xyz", "--x"]' in err
+    # `run` refuses with the same errors before it starts
+    code, out, err = run(capsys, "run", "--memory", str(path))
+    assert code != 0 and "RunStarted" not in out + err
+    assert sorted(line for line in err.splitlines() if "agent '" in line) == sorted(said[:3])
+    # with them fixed, `--ready` passes, saying the warning; `run` says it before it starts
+    for name in ("missing", "local", "flat"):
+        write(agents / f"{name}.md", "---\nruntime: echo\n---\nHi.\n")
+    code, out, err = run(capsys, "validate", "--ready", str(path))
+    assert (code, out) == (0, f"{path}: ok\n")
+    assert [line for line in err.splitlines() if "agent '" in line] == said[3:]
+    code, out, err = run(capsys, "run", "--memory", str(path))
+    assert next(line for line in err.splitlines() if "agent '" in line) == said[3]
+    assert "agent 'gone' failed to start 'no-such-program-xyz'" in out + err

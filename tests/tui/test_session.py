@@ -162,6 +162,19 @@ def test_a_run_that_fails_validation_never_starts_and_says_where(folder: Path) -
     assert store.list_runs() == []  # nothing was written
 
 
+def test_an_agent_program_that_is_not_there_is_a_problem_at_its_command_line(folder: Path) -> None:
+    """It started, and the step failed with `failed to start`; the problem names the agent file."""
+    (folder / "agents" / "ghost.md").write_text('---\ncommand: ["./no-such-tool", "--x"]\n---\nHi.\n')
+    (folder / "haunted.wf").write_text("workflow haunted {\n  call ghost\n}\n")
+    store = InMemoryStore()
+    h = make_session(folder, store=store)
+    start(h, "haunted")
+    h.pump(lambda: h.reports_of(RunRejected), "the rejection")
+    (notice,) = h.notices()
+    assert f"{folder / 'agents' / 'ghost.md'}:2: agent 'ghost': './no-such-tool' not found" in notice, notice
+    assert store.list_runs() == []
+
+
 # --------------------------------------------------------------------------- cancel and resume
 
 

@@ -121,8 +121,14 @@ def _validate_one(
         errors.append(Problem(cycle.message, None, location, node_paths(wf).get(id(node))))
     if args.ready:  # what the language check already said (same node, same words) is not repeated
         said = {_subject(p) for p in errors}
-        ready = _readiness_problems(target, wf, workspaces, args)
+        ready, ready_warnings = _readiness_problems(target, wf, workspaces, args)
         errors.extend(p for p in ready if _subject(p) not in said)
+        # and the warnings `run` says before it starts that the language check has not (an agent
+        # program not on PATH, docs/agents.md)
+        own = target.path.resolve()
+        warnings.extend(
+            p for p in ready_warnings if p.location.file and Path(p.location.file).resolve() != own
+        )
         # a warning `run` makes an error of (a call timeout it cannot read) is said once, as the error
         said = {_subject(p) for p in errors}
         warnings = [p for p in warnings if _subject(p) not in said]
@@ -154,23 +160,29 @@ def _subject(problem: Problem) -> tuple[int | None, int | None, str | None, str]
 
 def _readiness_problems(
     target: Target, wf: WorkflowDef, workspaces: dict[Path, Any], args: argparse.Namespace
-) -> list[Problem]:
-    """`--ready`: what `runkon-flow run` would still refuse — agents, item providers, gate types,
-    schemas, snippets and script files as the workflow's directory provides them."""
+) -> tuple[list[Problem], list[Problem]]:
+    """`--ready`: what `runkon-flow run` would still refuse — agents (and their programs), item
+    providers, gate types, schemas, snippets and script files as the workflow's directory provides
+    them — and the warnings `run` would say before it starts."""
 
     workspace = workspaces.get(target.workflow_dir)
     if workspace is None:
         workspace = workspaces[target.workflow_dir] = Workspace(
             [target.workflow_dir], InMemoryStore(), working_dir=_working_dir(args, target)
         )
-    problems = []
-    for problem in workspace.validate(wf.name):
-        where = problem.location
-        if where.file:
-            named = as_named(where.file, [target.workflow_dir])
-            problem = dataclasses.replace(problem, location=dataclasses.replace(where, file=named))
-        problems.append(problem)
-    return problems
+    found, warned = workspace.check(wf.name)
+
+    def named(problems: list[Problem]) -> list[Problem]:
+        placed = []
+        for problem in problems:
+            where = problem.location
+            if where.file:
+                file = as_named(where.file, [target.workflow_dir])
+                problem = dataclasses.replace(problem, location=dataclasses.replace(where, file=file))
+            placed.append(problem)
+        return placed
+
+    return named(found), named(warned)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 from runkon_flow.dsl.ast import ScriptNode, WorkflowDef, node_paths, walk
 from runkon_flow.errors import Problem, SourceLocation
 
-__all__ = ["ScriptCheck", "check_script_commands", "first_command_word"]
+__all__ = ["ScriptCheck", "check_script_commands", "first_command_word", "program_problem"]
 
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 # POSIX sh reserved words and special built-ins, plus the common regular built-ins a `run` starts with.
@@ -85,7 +85,7 @@ def check_script_commands(wf: WorkflowDef, working_dir: str | os.PathLike[str]) 
         word = first_command_word(node.run)
         if word is None:
             continue
-        finding = _check_word(word, wd)
+        finding = program_problem(word, wd)
         if finding is None:
             continue
         message, hint, is_error = finding
@@ -95,8 +95,13 @@ def check_script_commands(wf: WorkflowDef, working_dir: str | os.PathLike[str]) 
     return result
 
 
-def _check_word(word: str, wd: Path) -> tuple[str, str | None, bool] | None:
-    """(message, hint, is it an error) for a first word the shell would not run, else None."""
+def program_problem(
+    word: str, wd: Path, not_here: str = "the shell does not look in the working directory"
+) -> tuple[str, str | None, bool] | None:
+    """(message, hint, is it an error) for a first word the shell would not run, else None. Also
+    the check of an agent's `command` program (plugins/agents.py), which is started the same way:
+    a word with `/` relative to the working directory, a bare word looked up on PATH. `not_here`
+    says why a file of that name in the working directory is not found."""
     if "/" in word:
         path = Path(word) if os.path.isabs(word) else wd / word
         if not path.exists():
@@ -116,7 +121,7 @@ def _check_word(word: str, wd: Path) -> tuple[str, str | None, bool] | None:
         return None
     if (wd / word).is_file():
         return (
-            f"'{word}' is not a command on PATH; the shell does not look in the working directory",
+            f"'{word}' is not a command on PATH; {not_here}",
             f"write `./{word}` to run {wd / word}",
             True,
         )

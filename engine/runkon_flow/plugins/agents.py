@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from runkon_flow.cancellation import CancellationReason, CancellationToken
+from runkon_flow.dsl.script_commands import program_problem
 from runkon_flow.dsl.shell_text import (
     AGENT_ARGUMENT,
     AGENT_SCRIPT,
@@ -124,10 +125,21 @@ class AgentDef:
     fail: int = 0  # 0 never; N > 0: the first N calls in a run fail; -1 always
     fail_message: str | None = None
     delay: tuple[float, float] = (0.0, 0.0)
+    #: the line of `command` in the front matter (None: not written, the default command is used)
+    command_line: int | None = field(default=None, compare=False)
 
     @property
     def agent_dir(self) -> Path:
         return self.file.parent
+
+    def own_variables(self) -> dict[str, str]:
+        """What its `command`, `env` and prompt may refer to about the agent itself."""
+        return {
+            "agent_name": self.name,
+            "agent_dir": str(self.agent_dir),
+            "workflow_dir": str(self.base_dir),
+            "python": sys.executable,
+        }
 
 
 _KNOWN_SHOWN = 12  # agent names a missing agent's reason lists
@@ -307,7 +319,48 @@ def _build(
         fail=fail,
         fail_message=text_key("fail_message"),
         delay=_delay(doc, data.get("delay")),
+        command_line=doc.line_of("command") if data.get("command") is not None else None,
     )
+
+
+def command_problem(agent: AgentDef, working_dir: Path) -> tuple[Problem, bool] | None:
+    """Will the `command` runtime find the agent's program? (problem, is it an error), else None.
+
+    The program is started as a script's first word is (dsl/script_commands.py, one policy): a word
+    with `/` is a file relative to the run's working directory and must exist, be a file and be
+    executable (errors); a bare word is looked up on PATH — a file of that name in the working
+    directory instead is an error (`./x` is meant), found nowhere a warning (the run's PATH may
+    differ). The agent's own placeholders (`{{agent_dir}}`, `{{workflow_dir}}`, `{{python}}`) are
+    known and substituted; any other placeholder in the program, or a `PATH` in the agent's `env`,
+    leaves it to the run. Reported at the `command` line of the agent file."""
+    if agent.runtime != "command" or not agent.command:
+        return None
+    program = substitute_variables(agent.command[0], agent.own_variables())
+    if not program or "{{" in program or "PATH" in agent.env:
+        return None
+    found = program_problem(
+        program,
+        working_dir,
+        "a program without a `/` is looked for on PATH only, not in the working directory",
+    )
+    if found is None:
+        return None
+    message, hint, is_error = found
+    if program != agent.command[0]:  # as written: `'{{agent_dir}}/x.sh' not found (looked for …)`
+        message = message.replace(f"'{program}' not found", f"'{agent.command[0]}' not found", 1)
+    default = agent.command_line is None
+    origin = f" (the default command, {DEFAULT_COMMAND_ENV})" if default else ""
+    if hint is None:
+        hint = (
+            "the program is the first word of `command`; a relative path is taken from the working "
+            "directory (the workflow's folder unless --working-dir), `{{agent_dir}}/…` from the agent "
+            "file's folder"
+            if "/" in program
+            else "install it or put it on PATH, or give its path: `./x` in the working directory, "
+            "`{{agent_dir}}/x` next to the agent file"
+        )
+    where = SourceLocation(str(agent.file), agent.command_line)
+    return Problem(f"agent '{agent.name}'{origin}: {message}", hint, where), is_error
 
 
 def _command(doc: YamlDoc, raw: Any) -> tuple[str, ...] | None:
@@ -610,12 +663,7 @@ class AgentExecutor:
         return {**params.inputs, **self._own_variables()}
 
     def _own_variables(self) -> dict[str, str]:
-        return {
-            "agent_name": self.agent.name,
-            "agent_dir": str(self.agent.agent_dir),
-            "workflow_dir": str(self.agent.base_dir),
-            "python": sys.executable,
-        }
+        return self.agent.own_variables()
 
     def source_of(self, params: ActionParams) -> Callable[[str], str | None]:
         """Where the value of `{{key}}` came from (`input 'key'`), as the engine says it

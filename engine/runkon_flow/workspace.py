@@ -71,7 +71,7 @@ from runkon_flow.persistence.models import (
     now_rfc3339,
 )
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.persistence.snapshots import stored_definition
+from runkon_flow.persistence.snapshots import stored_children, stored_definition
 from runkon_flow.plugins.agents import (
     AGENTS_DIR,
     AgentCatalog,
@@ -281,6 +281,17 @@ class _Plan:
     definition: WorkflowDef
     directory: Path
     snapshot: _Snapshot
+    #: The workflows it starts that run the definitions stored with the run's children, not
+    #: today's files (a retry or rerun of the stored definition: `stored_children`), by name.
+    children: dict[str, WorkflowDef] = field(default_factory=dict)
+
+    def resolver(self) -> _LoadedResolver:
+        """The children's definitions: those stored with the run's children, else today's files."""
+        if not self.children:
+            return self.snapshot.resolver
+        snap = self.snapshot
+        broken = {k: v for k, v in snap.broken_by_stem.items() if k not in self.children}
+        return _LoadedResolver({**snap.workflows, **self.children}, broken)
 
 
 class Workspace:
@@ -729,7 +740,7 @@ class Workspace:
         if definition is None:
             _, plan = self._resume_plan(run, afresh=afresh)
         else:
-            plan = self._plan_from_row(run) if definition == "stored" else self._current_plan(run)
+            plan = self._stored_plan(run) if definition == "stored" else self._current_plan(run)
         return self._unloadable(plan, self.store.get_steps(run_id), set(retried))
 
     def _unloadable(self, plan: _Plan, rows: Sequence[WorkflowRunStep], reopened: set[str]) -> list[Problem]:
@@ -759,8 +770,9 @@ class Workspace:
             if name in seen:
                 continue
             seen.add(name)
-            broken = snap.kept.get(name) or snap.broken_by_stem.get(name)
-            child = snap.workflows.get(name) if broken is None else None
+            stored = plan.children.get(name)  # runs what it ran before: today's file does not matter
+            broken = None if stored is not None else snap.kept.get(name) or snap.broken_by_stem.get(name)
+            child = stored or (snap.workflows.get(name) if broken is None else None)
             if child is not None:
                 todo.extend((ref, child, None) for ref in child.workflow_refs())
             elif broken is not None:
@@ -793,7 +805,7 @@ class Workspace:
         if run.rerun_of:
             return ResumeSource.RERUN, self._plan_from_row(run)
         if _continues_stored_retry(run):
-            return ResumeSource.RETRY, self._plan_from_row(run)
+            return ResumeSource.RETRY, self._stored_plan(run)
         snap = self._snapshot()
         wf = snap.workflows.get(run.workflow_name)
         kept = run.workflow_name in snap.kept
@@ -827,7 +839,7 @@ class Workspace:
             raise WorkflowError(f"run '{run_id}' is {run.status.value}; only a finished run can be retried")
         if not items or not any(items.values()):
             raise WorkflowError(f"run '{run_id}': no items chosen to retry")
-        plan = self._plan_from_row(run) if definition == "stored" else self._current_plan(run)
+        plan = self._stored_plan(run) if definition == "stored" else self._current_plan(run)
         self._refuse_unloadable(plan, self.store.get_steps(run_id), set(items))
         request = RetryRequest(now_rfc3339(), {k: tuple(v) for k, v in items.items()}, definition)
         with borrowed_lease(self.store, run_id, "retry") as held:
@@ -1125,6 +1137,19 @@ class Workspace:
         wf = self._lookup(snap, run.workflow_name)
         return _Plan(wf, snap.workflow_dirs[wf.name], snap)
 
+    def _stored_plan(self, run: WorkflowRun) -> _Plan:
+        """The definition stored with the run, and for the workflows it starts the definitions
+        stored with its child runs: what ran before runs again (a workflow the run never started
+        has nothing stored and runs today's file)."""
+        plan = self._plan_from_row(run)
+        plan.children = stored_children(self.store, run)
+        return plan
+
+    def stored_children(self, run_id: str) -> dict[str, WorkflowDef]:
+        """The definitions the workflows run `run_id` started ran with, by name: what they run in
+        a retry with the stored definition (`retry` says how each differs from today's file)."""
+        return stored_children(self.store, self._run_row(run_id))
+
     def _drive(
         self,
         plan: _Plan,
@@ -1148,11 +1173,13 @@ class Workspace:
             else None
         )
         try:
-            runner = (
-                self._child_runner(snap.engine, snap.resolver, self.store)
-                if self._child_runner is not None
-                else None
-            )
+            resolver = plan.resolver()
+            if self._child_runner is not None:
+                runner = self._child_runner(snap.engine, resolver, self.store)
+            elif plan.children:  # the engine's own runner would resolve today's files
+                runner = InProcessChildRunner(snap.engine, resolver, self.store)
+            else:
+                runner = None
             inp = RunInput(
                 persistence=self.store,
                 child_runner=runner,

@@ -179,7 +179,8 @@ def test_a_broken_child_file_refuses_resume_and_retry_up_front_and_the_run_stays
         store.close()
     (home / "one.wf").write_text(ONE.replace("script work {", "script work {{"))
     argv = (command, run_id, "--dir", str(home), "--progress", "plain")
-    argv += ("--failed", "--yes", "--definition", "stored") if command == "retry" else ()
+    # (A retry of the stored definition runs the child as it ran: today's file does not matter.)
+    argv += ("--failed", "--yes", "--definition", "current") if command == "retry" else ()
 
     code, out, err = cli(capsys, *argv)
     assert code == 1 and out == ""
@@ -249,7 +250,10 @@ def test_in_plain_mode_stdout_is_the_run_id_line_and_events_and_the_plan_goes_to
     assert code == 0, err
     assert run_id_of(out) == run_id  # the first line
     assert events_of(out)  # every other line is an event line
-    assert f"the definition of 'fan' is unchanged since the run\nrun {run_id} (fan, failed):\n" in err
+    assert (
+        f"the definition of 'fan' and the workflows it started (one) are unchanged since the run\n"
+        f"run {run_id} (fan, failed):\n"
+    ) in err
     assert "  with the stored definition; the steps after the retried fan-out run again\n" in err
 
 
@@ -567,3 +571,102 @@ def test_a_resume_cut_short_after_a_finished_retry_runs_the_file_as_it_is_now(ca
     code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
     assert code == 0, err
     assert (home / "after.log").read_text() == "after-v2\n"  # today's file, as the plain resume ran
+
+
+# The child as edited after the run: it writes a marker instead of running work.sh.
+ONE_V2 = ONE.replace('run = "sh work.sh {{name}}"', 'run = "echo {{name}} >> edited.log"')
+
+
+def test_an_edited_child_file_is_a_change_and_stored_runs_the_child_as_it_ran(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    write(home / "one.wf", ONE_V2)
+    code, out, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
+    assert code == 2 and "--definition stored or --definition current" in err, err
+    assert "unchanged" not in err and not out
+    assert f"the workflow 'one' that run {run_id} started changed since the run:" in err
+    lines = [line.strip() for line in err.splitlines()]
+    assert any(line.startswith("-") and "sh work.sh {{name}}" in line for line in lines)
+    assert any(line.startswith("+") and "edited.log" in line for line in lines)
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
+
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--definition", "stored", "--dir", str(home),
+        "--progress", "plain",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "the workflows it starts (one) run the definitions they ran with" in err
+    # The retried items ran the child as the run ran it, not today's edited file.
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+    assert not (home / "edited.log").exists()
+
+
+def test_an_edited_child_file_with_definition_current_runs_todays_child(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    write(home / "one.wf", ONE_V2)
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--definition", "current", "--dir", str(home),
+        "--progress", "plain",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "the workflows it starts (one) run today's files" in err
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}  # work.sh not run again
+    assert sorted((home / "edited.log").read_text().split()) == ["b", "d"]
+
+
+def test_unchanged_children_are_said_unchanged(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 0, err
+    assert "the definition of 'fan' and the workflows it started (one) are unchanged since the run" in err
+
+
+def test_a_broken_child_file_does_not_stop_a_retry_of_the_stored_definition(capsys, home: Path) -> None:
+    run_id = failed_run(capsys, home)
+    (home / "one.wf").write_text(ONE.replace("script work {", "script work {{"))
+    code, _, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
+    assert code == 2 and f"the workflow 'one' that run {run_id} started does not load now" in err
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--definition", "stored", "--dir", str(home),
+        "--progress", "plain",
+    )  # fmt: skip
+    assert code == 0, err
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+
+
+def test_resuming_an_interrupted_retry_runs_the_children_as_the_run_ran_them(capsys, home: Path) -> None:
+    """The retry chose the stored definition with the child file edited: its resume keeps to it,
+    for the children too."""
+    write(home / "work.sh", HOLD_ON_RETRY)
+    run_id = failed_run(capsys, home)
+    write(home / "one.wf", ONE_V2)
+    args = ["retry", run_id, "--failed", "--yes", "--definition", "stored", "--dir", str(home)]
+    killed_at(capsys, home, args, home / "retrying-b")
+    code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    assert not (home / "edited.log").exists()  # no child ran today's edited file
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert store.get_run(run_id).status is RunStatus.COMPLETED
+    finally:
+        store.close()
+
+
+def test_a_rerun_of_the_stored_definition_names_the_child_it_starts_from_todays_file(
+    capsys, home: Path
+) -> None:
+    """A rerun is a new run: it stores no definitions of the old run's children, so a child edited
+    since is named rather than "stored" passing for "exactly what ran"."""
+    run_id = failed_run(capsys, home)
+    write(home / "one.wf", ONE_V2)
+    code, _, err = cli(
+        capsys, "rerun", run_id, "--from", "each", "--definition", "stored", "--dir", str(home),
+        "--progress", "plain",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (
+        f"note: the workflow 'one' changed since run {run_id} started it; "
+        f"this rerun starts it from today's file ({home / 'one.wf'})"
+    ) in err
+    assert sorted((home / "edited.log").read_text().split()) == ["a", "b", "c", "d", "e"]  # as it says

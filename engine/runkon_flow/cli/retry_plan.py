@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runkon_flow.cli.common import CommandFailed, UsageError
@@ -24,6 +24,7 @@ from runkon_flow.persistence.snapshots import stored_definition
 __all__ = [
     "FanOut",
     "RetryChoice",
+    "children_diffs",
     "choose_items",
     "cluster_items",
     "definition_diff",
@@ -211,3 +212,29 @@ def definition_diff(
             lineterm="",
         )
     )
+
+
+def children_diffs(
+    stored: Mapping[str, WorkflowDef], current: Mapping[str, WorkflowDef], named: Callable[[WorkflowDef], str]
+) -> dict[str, list[str] | None]:
+    """Per workflow the run started (`stored`: as `Workspace.stored_children` reads them) whose
+    file differs today, a unified diff from what it ran to today's file (`named` says the file);
+    None when today it has no file. Unchanged children are not listed."""
+    changed: dict[str, list[str] | None] = {}
+    for name, ran in sorted(stored.items()):
+        now = current.get(name)
+        if now is None:
+            changed[name] = None
+            continue
+        diff = list(
+            difflib.unified_diff(
+                _text(ran).splitlines(),
+                _text(now).splitlines(),
+                f"{name} as the run ran it",
+                named(now),
+                lineterm="",
+            )
+        )
+        if diff:
+            changed[name] = diff
+    return changed

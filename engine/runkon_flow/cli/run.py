@@ -54,7 +54,13 @@ from runkon_flow.cli.executor import add_executor_args, child_runner_for, detach
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.report import display_status, lease_is_live, parse_time
-from runkon_flow.cli.retry_plan import choose_items, cluster_items, definition_diff, latest_fanouts
+from runkon_flow.cli.retry_plan import (
+    children_diffs,
+    choose_items,
+    cluster_items,
+    definition_diff,
+    latest_fanouts,
+)
 from runkon_flow.cli.store import add_db_args, get_run, location_of, opened_store, print_run_header
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.loading import FileError
@@ -658,6 +664,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
         for line in choice.lines:
             print_err(f"  {line}")
         print_err(f"  with the {definition} definition; the steps after the retried fan-out run again")
+        started = sorted(ws.stored_children(run.id))
+        if started:
+            which = "the definitions they ran with" if definition == "stored" else "today's files"
+            print_err(f"  the workflows it starts ({', '.join(started)}) run {which}")
         if definition == "current":
             _say_warnings(ws, run.workflow_name, dirs)
         # Asked here, with --detach too: the background process has no terminal to ask on.
@@ -711,15 +721,47 @@ def _retry_definition(wanted: str | None, store: WorkflowPersistence, run: Workf
         if wanted == "stored":
             raise CommandFailed(f"run {run.id} has no stored definition; retry with --definition current")
         return "current"
-    if not diff:
-        print_err(f"the definition of '{run.workflow_name}' is unchanged since the run")
+    # The workflows it started (`call workflow`, `foreach`) are part of what ran: a retry of the
+    # stored definition runs them as they ran too, so an edit of one is a difference as well.
+    children = ws.stored_children(run.id)
+    changed = children_diffs(children, ws.workflows, lambda wf: as_named(wf.source_path, ws.dirs))
+    if not diff and not changed:
+        started = f" and the workflows it started ({', '.join(sorted(children))}) are" if children else " is"
+        print_err(f"the definition of '{run.workflow_name}'{started} unchanged since the run")
         return wanted or "stored"
-    print_err(f"the workflow file changed since run {run.id}:")
-    for line in diff:
-        print_err(f"  {line}")
+    if diff:
+        print_err(f"the workflow file changed since run {run.id}:")
+        for line in diff:
+            print_err(f"  {line}")
+    for name, child_diff in changed.items():
+        if child_diff is None:
+            print_err(
+                f"the workflow '{name}' that run {run.id} started does not load now "
+                "(stored runs it as it ran)"
+            )
+            continue
+        print_err(f"the workflow '{name}' that run {run.id} started changed since the run:")
+        for line in child_diff:
+            print_err(f"  {line}")
     if wanted is None:
         raise UsageError("choose the definition the retry runs: --definition stored or --definition current")
     return wanted
+
+
+def _say_changed_children(ws: Workspace, run_id: str) -> None:
+    """A rerun of the stored definition starts the workflows it calls from today's files (the
+    new run stores no definitions of the old run's children): each one edited since is named, so
+    "stored" is not read as "exactly what ran" (docs/when-things-go-wrong.md)."""
+    changed = children_diffs(
+        ws.stored_children(run_id), ws.workflows, lambda wf: as_named(wf.source_path, ws.dirs)
+    )
+    for name in changed:
+        file = ws.workflows.get(name)
+        where = f" ({as_named(file.source_path, ws.dirs)})" if file is not None else ""
+        print_err(
+            f"note: the workflow '{name}' changed since run {run_id} started it; "
+            f"this rerun starts it from today's file{where}"
+        )
 
 
 def _confirm(yes: bool, question: str) -> None:
@@ -772,6 +814,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             )
         if definition == "current":
             _say_warnings(ws, old.workflow_name, dirs)
+        else:
+            _say_changed_children(ws, old.id)
         if not args.detach:
             print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names

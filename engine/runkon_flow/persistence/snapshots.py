@@ -25,6 +25,7 @@ __all__ = [
     "definition_snapshot",
     "referenced_run",
     "snapshot_reference",
+    "stored_children",
     "stored_definition",
 ]
 
@@ -74,6 +75,34 @@ def stored_definition(store: WorkflowPersistence, run: WorkflowRun) -> WorkflowD
     except (ValueError, TypeError, KeyError) as exc:
         log.warning("run %s: unreadable definition snapshot (%s); using the current file", run.id, exc)
         return None
+
+
+#: How many child runs `stored_children` reads the children of (one per workflow name and level).
+_CHILD_PARENTS = 200
+#: Every child row of one parent: a foreach of 10,000 items has 10,000.
+_ALL_CHILDREN = 1_000_000
+
+
+def stored_children(store: WorkflowPersistence, run: WorkflowRun) -> dict[str, WorkflowDef]:
+    """The definitions the workflows `run` started ran with, by workflow name: `call workflow`
+    and `foreach` children at any depth, each as stored with its newest child run (a retry with
+    today's file ran the newest). A workflow the run never started is not here: no definition of
+    it was ever stored. Read for a retry with the stored definition, so the children run what
+    they ran before (docs/when-things-go-wrong.md, "Which definition the children run")."""
+    found: dict[str, WorkflowDef] = {}
+    todo = [run.id]
+    read = 0
+    while todo and read < _CHILD_PARENTS:
+        parent = todo.pop(0)
+        read += 1
+        for child in store.list_runs(limit=_ALL_CHILDREN, parent_run_id=parent):  # newest first
+            if child.workflow_name in found:
+                continue
+            definition = stored_definition(store, child)
+            if definition is not None:
+                found[child.workflow_name] = definition
+                todo.append(child.id)  # its own children: one run of each workflow is enough
+    return found
 
 
 class SharedSnapshots:

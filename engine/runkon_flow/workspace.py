@@ -800,8 +800,9 @@ class Workspace:
         """A resume runs the workflow's file as it is now (the fix just made is what you resume
         with), a rerun the definition chosen when it was prepared, a retry cut short (its engine
         died, or it was handed over) the definition the retry chose, and a run whose workflow is
-        gone or broken the definition stored with it — but a file that parsed before and does not
-        now, its last good definition held here (none when loaded `afresh`)."""
+        gone or broken the definition stored with it (when gone, the workflows it starts run as
+        they ran too: `_stored_plan`) — but a file that parsed before and does not now, its last
+        good definition held here (none when loaded `afresh`)."""
         if run.rerun_of:
             return ResumeSource.RERUN, self._plan_from_row(run)
         if _continues_stored_retry(run):
@@ -809,7 +810,9 @@ class Workspace:
         snap = self._snapshot()
         wf = snap.workflows.get(run.workflow_name)
         kept = run.workflow_name in snap.kept
-        if wf is None or (kept and afresh):
+        if wf is None:  # nothing of today's to resume with: the run as it ran, children included
+            return ResumeSource.STORED, self._stored_plan(run)
+        if kept and afresh:
             return ResumeSource.STORED, self._plan_from_row(run)
         source = ResumeSource.LAST_GOOD if kept else ResumeSource.FILE
         return source, _Plan(wf, snap.workflow_dirs[wf.name], snap)

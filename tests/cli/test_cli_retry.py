@@ -670,3 +670,16 @@ def test_a_rerun_of_the_stored_definition_names_the_child_it_starts_from_todays_
         f"this rerun starts it from today's file ({home / 'one.wf'})"
     ) in err
     assert sorted((home / "edited.log").read_text().split()) == ["a", "b", "c", "d", "e"]  # as it says
+
+
+def test_a_resume_of_a_run_whose_file_is_gone_runs_the_children_as_they_ran(capsys, home: Path) -> None:
+    """`resuming with the definition stored with the run` covers the workflows it started too: an
+    edited child file is not mixed into the stored run."""
+    run_id = failed_run(capsys, home)
+    (home / "fan.wf").unlink()
+    write(home / "one.wf", ONE_V2)
+    code, _, err = cli(capsys, "resume", run_id, "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    assert not (home / "edited.log").exists()
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+    assert "resuming with the definition stored with the run, and the workflows it started as they ran" in err

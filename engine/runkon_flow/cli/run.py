@@ -486,7 +486,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if run.workflow_name not in ws.workflows:
             print_err(
                 f"note: {_not_found(run.workflow_name, ws)}; "
-                "resuming with the definition stored with the run (use --dir to point at its folder)"
+                "resuming with the definition stored with the run, and the workflows it started "
+                "as they ran (use --dir to point at its folder)"
             )
         # Workspace.resume refuses this too (for every caller, and a file broken in between), but
         # only once `execute` has printed the run_id= header: said here first, with each position.

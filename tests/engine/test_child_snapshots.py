@@ -79,3 +79,44 @@ def test_a_reference_whose_row_is_gone_reads_as_no_snapshot(store) -> None:
     run = store.get_run(orphan.id)
     assert definition_snapshot(store, run) is None
     assert stored_definition(store, run) is None  # its reader falls back to today's file
+
+
+def test_stored_children_reads_a_nested_child_from_an_item_that_got_as_far_as_its_call(store) -> None:
+    """The newest item child stopped before its `call workflow leaf`; an older one reached it:
+    the leaf's stored definition is still found (and the newest definition of each name wins)."""
+    from runkon_flow.dsl.parser import parse_workflow
+    from runkon_flow.persistence.snapshots import stored_children
+
+    def snap(text: str) -> str:
+        return json.dumps(parse_workflow(text).to_json())
+
+    item = 'workflow item {\n  call workflow leaf\n  script s { run = "true" }\n}\n'
+    leaf = 'workflow leaf {\n  script hi { run = "echo v1" }\n}\n'
+    top = store.create_run(NewRun(workflow_name="fan", definition_snapshot=None))
+    older = store.create_run(
+        NewRun(
+            workflow_name="item",
+            parent_run_id=top.id,
+            parent_workflow_run_id=top.id,
+            definition_snapshot=snap(item),
+        )
+    )
+    store.create_run(
+        NewRun(
+            workflow_name="leaf",
+            parent_run_id=older.id,
+            parent_workflow_run_id=older.id,
+            definition_snapshot=snap(leaf),
+        )
+    )
+    store.create_run(  # newest: a sibling that never reached its call
+        NewRun(
+            workflow_name="item",
+            parent_run_id=top.id,
+            parent_workflow_run_id=top.id,
+            definition_snapshot=snapshot_reference(older.id),
+        )
+    )
+    found = stored_children(store, store.get_run(top.id))
+    assert sorted(found) == ["item", "leaf"]
+    assert found["leaf"].body[0].run == "echo v1"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.persistence.models import WorkflowRun
@@ -77,7 +77,7 @@ def stored_definition(store: WorkflowPersistence, run: WorkflowRun) -> WorkflowD
         return None
 
 
-#: How many child runs `stored_children` reads the children of (one per workflow name and level).
+#: How many child runs `stored_children` reads the children of.
 _CHILD_PARENTS = 200
 #: Every child row of one parent: a foreach of 10,000 items has 10,000.
 _ALL_CHILDREN = 1_000_000
@@ -88,20 +88,27 @@ def stored_children(store: WorkflowPersistence, run: WorkflowRun) -> dict[str, W
     and `foreach` children at any depth, each as stored with its newest child run (a retry with
     today's file ran the newest). A workflow the run never started is not here: no definition of
     it was ever stored. Read for a retry with the stored definition, so the children run what
-    they ran before (docs/when-things-go-wrong.md, "Which definition the children run")."""
+    they ran before (docs/when-things-go-wrong.md, "Which definition the children run").
+
+    A child's own children are read only while a workflow it calls is still unfound: of a
+    10,000-item fan-out, the newest item that got as far as its call, not every item."""
     found: dict[str, WorkflowDef] = {}
-    todo = [run.id]
+    todo: deque[tuple[str, WorkflowDef | None]] = deque([(run.id, None)])
     read = 0
     while todo and read < _CHILD_PARENTS:
-        parent = todo.pop(0)
+        parent, calls = todo.popleft()
+        if calls is not None and all(name in found for name in calls.workflow_refs()):
+            continue
         read += 1
         for child in store.list_runs(limit=_ALL_CHILDREN, parent_run_id=parent):  # newest first
-            if child.workflow_name in found:
-                continue
-            definition = stored_definition(store, child)
-            if definition is not None:
+            definition = found.get(child.workflow_name)
+            if definition is None:
+                definition = stored_definition(store, child)
+                if definition is None:
+                    continue
                 found[child.workflow_name] = definition
-                todo.append(child.id)  # its own children: one run of each workflow is enough
+            if definition.workflow_refs():
+                todo.append((child.id, definition))
     return found
 
 

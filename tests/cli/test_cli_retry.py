@@ -683,3 +683,23 @@ def test_a_resume_of_a_run_whose_file_is_gone_runs_the_children_as_they_ran(caps
     assert not (home / "edited.log").exists()
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
     assert "resuming with the definition stored with the run, and the workflows it started as they ran" in err
+
+
+def test_a_call_workflow_after_the_retried_fan_out_runs_as_it_ran_too(capsys, home: Path) -> None:
+    """The steps after the reopened fan-out run again: a `call workflow` among them starts the
+    called workflow as the run ran it, like the retried items."""
+    write(
+        home / "fan.wf",
+        FAN.replace("  script after {", '  call workflow one { inputs { name = "z" } }\n  script after {'),
+    )
+    code, out, _ = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    write(home / "one.wf", ONE_V2)
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--yes", "--definition", "stored", "--dir", str(home),
+        "--progress", "plain",
+    )  # fmt: skip
+    assert code == 0, err
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1, "z": 1}
+    assert not (home / "edited.log").exists()

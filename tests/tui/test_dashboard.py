@@ -30,6 +30,7 @@ from runkon_flow.events import (
     StepStarted,
 )
 from runkon_flow.persistence.memory import InMemoryStore
+from textual.pilot import Pilot
 from textual.widgets import Input
 
 from runkon_tui.app import RunkonApp
@@ -1672,35 +1673,54 @@ async def test_q_quits_from_the_run_history_and_the_gate_inbox(key: str, screen_
         await wait_for(pilot, lambda: not app.is_running, what="exit")
 
 
+def _failed_run_store(
+    workflow: str, step: str, why: str, done: tuple[str, ...] = ()
+) -> tuple[InMemoryStore, str]:
+    """A store holding one failed run of `workflow`: the steps `done` completed, then `step`
+    failed with `why` (its stored error), and the run's own error naming only the step, as the
+    engine writes it. Returns the store and the run's id."""
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
+
+    store = InMemoryStore()
+    run = store.create_run(NewRun(workflow_name=workflow))
+    for index, name in enumerate(done):
+        ok = store.insert_step(NewStep(run.id, name, retry_count=0, node_path=f"body.{index}"))
+        store.update_step(ok, StepUpdate(run.generation, StepStatus.COMPLETED))
+    bad = store.insert_step(NewStep(run.id, step, retry_count=0, node_path=f"body.{len(done)}"))
+    store.update_step(bad, StepUpdate(run.generation, StepStatus.FAILED, step_error=why))
+    store.update_run_status(
+        run.id, RunStatus.FAILED, None, f"workflow error: Step '{step}' failed after 1 attempt"
+    )
+    return store, run.id
+
+
+async def _open_history(pilot: Pilot[None], app: RunkonApp) -> None:
+    """`h`, then wait until the runs screen has its rows."""
+    await pilot.press("h")
+    await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
+    await pilot.pause()
+
+
 async def test_at_80_columns_the_runs_screen_cuts_an_error_before_its_cause_not_after() -> None:
     """The error column is cut to the room left; cut at its end, 80 columns kept `Script 'import'
     exited with co…` and lost why. Now the part before the last ` · ` gives way first (as the live
     view's step lines, `humanize.fit_cause`): the cause stays in view, whole on a wider screen."""
-    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
     from textual.widgets import DataTable
 
-    store = InMemoryStore()
-    bad = store.create_run(NewRun(workflow_name="import"))
-    step = store.insert_step(NewStep(bad.id, "import", retry_count=0, node_path="body.0"))
     why = "Script 'import' exited with code 3\nfetching page 1\nrate limited: retry in 30s"
-    store.update_step(step, StepUpdate(bad.generation, StepStatus.FAILED, step_error=why))
-    store.update_run_status(
-        bad.id, RunStatus.FAILED, None, "workflow error: Step 'import' failed after 1 attempt"
-    )
+    store, bad = _failed_run_store("import", "import", why)
     app = make_app(store=store)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("h")
-        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
-        await pilot.pause()
+        await _open_history(pilot, app)
         table = app.screen.query_one(DataTable)
-        error = str(table.get_row(bad.id)[-1])
+        error = str(table.get_row(bad)[-1])
         # no room beside the cause for its headline: the cause alone (before: `Script 'import…`)
         assert error.startswith("rate limited"), error
         assert sum(column.get_render_width(table) for column in table.columns.values()) <= 80
         await pilot.resize_terminal(110, 24)
         await pilot.pause()
         await pilot.pause()
-        error = str(table.get_row(bad.id)[-1])
+        error = str(table.get_row(bad)[-1])
         assert error.endswith("… · rate limited: retry in 30s") and error.startswith("Script"), error
 
 
@@ -1709,27 +1729,15 @@ async def test_at_80_columns_a_long_workflow_name_gives_way_so_the_error_keeps_i
     the cell ran past the screen's edge (`schema`, no `…`) and the table scrolled sideways. The
     name is cut with `…` first (never below 8 characters, as `runs` cuts it), so the error's cut
     is on screen and keeps its cause (`humanize.fit_cause`); at 200 columns all is whole."""
-    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
     from textual.widgets import DataTable
 
-    store = InMemoryStore()
-    bad = store.create_run(NewRun(workflow_name="import-repositories"))
-    for index, name in enumerate(("fetch", "unpack")):
-        done = store.insert_step(NewStep(bad.id, name, retry_count=0, node_path=f"body.{index}"))
-        store.update_step(done, StepUpdate(bad.generation, StepStatus.COMPLETED))
-    step = store.insert_step(NewStep(bad.id, "import", retry_count=0, node_path="body.2"))
     why = "Script 'import' exited with code 3\nschema mismatch: column id is text, expected int"
-    store.update_step(step, StepUpdate(bad.generation, StepStatus.FAILED, step_error=why))
-    store.update_run_status(
-        bad.id, RunStatus.FAILED, None, "workflow error: Step 'import' failed after 1 attempt"
-    )
+    store, bad = _failed_run_store("import-repositories", "import", why, done=("fetch", "unpack"))
     app = make_app(store=store)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("h")
-        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
-        await pilot.pause()
+        await _open_history(pilot, app)
         table = app.screen.query_one(DataTable)
-        cells = [str(cell) for cell in table.get_row(bad.id)]
+        cells = [str(cell) for cell in table.get_row(bad)]
         assert cells[1] == "import-repos…" and cells[-2] == "✓2 ✗1", cells
         assert cells[-1].startswith("schema mism") and cells[-1].endswith("…"), cells  # the cause, cut
         widths = sum(column.get_render_width(table) for column in table.columns.values())
@@ -1738,7 +1746,7 @@ async def test_at_80_columns_a_long_workflow_name_gives_way_so_the_error_keeps_i
         await pilot.resize_terminal(200, 50)
         await pilot.pause()
         await pilot.pause()
-        cells = [str(cell) for cell in table.get_row(bad.id)]
+        cells = [str(cell) for cell in table.get_row(bad)]
         assert cells[1] == "import-repositories"
         assert (
             cells[-1]
@@ -1749,21 +1757,11 @@ async def test_at_80_columns_a_long_workflow_name_gives_way_so_the_error_keeps_i
 async def test_the_runs_screen_says_why_a_run_failed_not_only_which_step() -> None:
     """The run's stored error only names the step (`Step 'boom' failed after 1 attempt`); the
     column says why, as `show` and the live view do: its failed step's error on one line."""
-    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
     from textual.widgets import DataTable
 
-    store = InMemoryStore()
-    bad = store.create_run(NewRun(workflow_name="fails"))
-    step = store.insert_step(NewStep(bad.id, "boom", retry_count=0, node_path="body.0"))
-    why = "Script 'boom' exited with code 3\noops"
-    store.update_step(step, StepUpdate(bad.generation, StepStatus.FAILED, step_error=why))
-    store.update_run_status(
-        bad.id, RunStatus.FAILED, None, "workflow error: Step 'boom' failed after 1 attempt"
-    )
+    store, bad = _failed_run_store("fails", "boom", "Script 'boom' exited with code 3\noops")
     app = make_app(store=store)
     async with app.run_test(size=(160, 24)) as pilot:
-        await pilot.press("h")
-        await wait_for(pilot, lambda: getattr(app.screen, "rows", None), what="history rows")
-        await pilot.pause()
-        error = str(app.screen.query_one(DataTable).get_row(bad.id)[-1])
+        await _open_history(pilot, app)
+        error = str(app.screen.query_one(DataTable).get_row(bad)[-1])
         assert error == "Script 'boom' exited with code 3 · oops"

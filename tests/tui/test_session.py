@@ -13,7 +13,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -319,13 +320,15 @@ def test_attaching_to_a_run_held_elsewhere_follows_it_and_answers_its_gate(
     assert s.exit_code() == 0  # nothing ran here
 
 
-def test_a_followed_run_whose_holder_dies_stops_its_clock_where_runs_and_show_do(
-    folder: Path, tmp_path: Path
-) -> None:
-    db = tmp_path / "runs.db"
+@contextmanager
+def _followed_at_its_gate(
+    folder: Path, db: Path, *, lease_ttl: int
+) -> Iterator[tuple[subprocess.Popen[str], str, SqliteStore, Harness]]:
+    """`runkon-flow run approval` in a process of its own (the holder), followed by a session
+    until its gate waits: (holder, run id, store, harness). The holder is killed on the way out."""
     holder = subprocess.Popen(
         [sys.executable, "-m", "runkon_flow.cli", "run", "approval", "--dir", str(folder),
-         "--db", str(db), "--lease-ttl", "1", "--progress", "plain"],
+         "--db", str(db), "--lease-ttl", str(lease_ttl), "--progress", "plain"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
@@ -333,17 +336,25 @@ def test_a_followed_run_whose_holder_dies_stops_its_clock_where_runs_and_show_do
         run_id = holder.stdout.readline().split()[0].removeprefix("run_id=")
         store = SqliteStore(db)
         h = make_session(folder, store=store)
-        s = h.session
-        s.attach(run_id)
-        h.pump(lambda: s.gate_to_decide() is not None, "the gate, read from the stored events")
-        holder.kill()  # the holder dies: no final status, its lease lapses within a second
-        holder.wait(timeout=WAIT_S)
-        time.sleep(1.5)  # the dashboard notices a while after the lease ended
-        h.pump(lambda: h.reports_of(AttachEnded), "the followed run to end")
+        h.session.attach(run_id)
+        h.pump(lambda: h.session.gate_to_decide() is not None, "the gate, read from the stored events")
+        yield holder, run_id, store, h
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait(timeout=WAIT_S)
+
+
+def test_a_followed_run_whose_holder_dies_stops_its_clock_where_runs_and_show_do(
+    folder: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    with _followed_at_its_gate(folder, db, lease_ttl=1) as (holder, run_id, store, h):
+        s = h.session
+        holder.kill()  # the holder dies: no final status, its lease lapses within a second
+        holder.wait(timeout=WAIT_S)
+        time.sleep(1.5)  # the dashboard notices a while after the lease ended
+        h.pump(lambda: h.reports_of(AttachEnded), "the followed run to end")
     assert s.view.status == "interrupted"
     run = store.get_run(run_id)
     assert run is not None
@@ -361,28 +372,13 @@ def test_a_followed_run_stopped_for_want_of_its_database_says_so(folder: Path, t
     a run it runs itself — `run stopped: the run database could record nothing more …` — not
     as a process that went away."""
     db = tmp_path / "runs.db"
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "runkon_flow.cli", "run", "approval", "--dir", str(folder),
-         "--db", str(db), "--lease-ttl", "600", "--progress", "plain"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None
-        run_id = holder.stdout.readline().split()[0].removeprefix("run_id=")
-        store = SqliteStore(db)
-        h = make_session(folder, store=store)
+    with _followed_at_its_gate(folder, db, lease_ttl=600) as (holder, run_id, store, h):
         s = h.session
-        s.attach(run_id)
-        h.pump(lambda: s.gate_to_decide() is not None, "the gate, read from the stored events")
         full = StoreUnavailable(f"run database {db}: database or disk is full")
         store.update_run_status(run_id, RunStatus.RUNNING, None, stopped_for_store(full))
         holder.kill()  # it stopped; its lease is left (a dead holder: read as gone at once)
         holder.wait(timeout=WAIT_S)
         h.pump(lambda: h.reports_of(AttachEnded), "the followed run to end")
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=WAIT_S)
     assert s.view.status == "interrupted"
     log = [line.text for line in s.view.engine_log]
     (stopped,) = [line for line in log if line.startswith("run stopped: ")]

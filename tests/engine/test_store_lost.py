@@ -125,3 +125,50 @@ def test_an_item_whose_end_could_not_be_recorded_is_never_reported_completed(tmp
         assert sorted(items_of(h, last.id)) == [(i, "completed") for i in ids]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("depth", [1, 2], ids=["child", "grandchild"])
+def test_a_called_workflow_that_loses_the_store_stops_its_parents_which_resume_it(
+    h: Harness, depth: int
+) -> None:
+    """A `call workflow` child whose run database can record nothing more stops as its parent
+    does, the parent with it — not failed, the call's row not failed, its child run again on
+    resume. Before, the child ended failed, and so did the call's step and the parent run."""
+    h.add_workflow("workflow leaf { call build call check }")
+    if depth == 2:
+        h.add_workflow("workflow middle { call workflow leaf }")
+    real = h.store.insert_step
+    away = [True]
+
+    def flaky(new_step, **kwargs):
+        if away[0] and new_step.step_name == "check":  # the leaf's second step cannot be recorded
+            raise StoreUnavailable(GAVE_UP)
+        return real(new_step, **kwargs)
+
+    h.store.insert_step = flaky
+    wf = h.add_workflow(f"workflow top {{ call workflow {'middle' if depth == 2 else 'leaf'} }}")
+    run_id = h.new_run(wf)
+    with pytest.raises(StoreUnavailable, match="gave up"):
+        h.run(wf, run_id=run_id)
+
+    chain = [h.store.get_run(run_id)]  # the top run, then each called run below it
+    for _ in range(depth):
+        [row] = h.steps(chain[-1].id)
+        assert row.status == "running" and row.child_run_id, row  # the call is not recorded failed
+        chain.append(h.store.get_run(row.child_run_id))
+    for run in chain:
+        assert run.status is RunStatus.RUNNING, (run.workflow_name, run.status)
+        assert run.ended_at is None and run.owner_token is None
+        assert display_status(run) == "interrupted"
+        assert run.error.startswith(STORE_STOPPED) and GAVE_UP in run.error, run.error
+        assert not h.events_of_run(run.id, "RunCompleted")
+    assert h.statuses(chain[-1].id) == [("build", "completed")]
+
+    away[0] = False  # the database is back
+    resumed = h.engine.resume_workflow(wf, h.run_input(run_id))
+    assert resumed.all_succeeded
+    assert h.agents.names() == ["build", "check"]  # the leaf goes on where it stopped
+    for run in chain:
+        run = h.store.get_run(run.id)
+        assert (run.status, run.error) == (RunStatus.COMPLETED, None), (run.workflow_name, run.status)
+    assert h.statuses(chain[-1].id) == [("build", "completed"), ("check", "completed")]

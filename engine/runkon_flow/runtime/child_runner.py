@@ -162,6 +162,7 @@ class InProcessChildRunner:
                 leased_at,
                 write_behind,
                 self,
+                params.stops_for_store,
             ),
         )
 
@@ -195,6 +196,7 @@ class InProcessChildRunner:
                             inputs_override=dict(run.inputs),
                             depth=parent_ctx.depth + 1,
                             cancellation=token,
+                            stops_for_store=True,  # resumed for `call workflow`, which runs it again
                         ),
                         parent_ctx,
                     )

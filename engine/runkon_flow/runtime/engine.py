@@ -376,6 +376,7 @@ class FlowEngine:
             inp.child_runner,
             inp.cancellation,
         )
+        st.stops_for_store = inp.stops_for_store
         if inp.owner_token is not None and inp.lease_generation is not None:
             _held(st, inp.owner_token, inp.lease_generation)
         return st
@@ -408,6 +409,7 @@ class FlowEngine:
             created.child_runner,
             created.cancellation,
         )
+        st.stops_for_store = created.stops_for_store
         _held(st, created.owner_token, created.generation, created.leased_at)
         return self._execute(definition, st, validated=True)
 
@@ -695,10 +697,11 @@ class FlowEngine:
                     st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
             else:
                 self._lost(st, summary)
-        elif isinstance(body_error, StoreUnavailable) and st.depth == 0:
+        elif isinstance(body_error, StoreUnavailable) and (st.depth == 0 or st.stops_for_store):
             # The run database could record nothing more: the run did not fail. Even if it takes
             # this write (on a full disk an update in place may fit where an insert does not), the
-            # run is not recorded failed but stays as it was stored, resumable (no end event).
+            # run is not recorded failed but stays as it was stored, resumable (no end event). A
+            # `call workflow` child stops so too, and its parent with it (nodes/call_workflow.py).
             status = self._stopped_for_store(st, body_error)
         else:
             status = RunStatus.FAILED

@@ -260,6 +260,9 @@ class ExecutionState:
     # `StoreUnavailable`): a top-level run is not recorded failed — it stays as it was stored,
     # to be resumed — and ends with this error (engine.py, `_stopped_for_store`).
     store_stopped: StoreUnavailable | None = None
+    # A child run that stops so, as a top-level run does, rather than being recorded failed: a
+    # `call workflow` child (ChildWorkflowInput.stops_for_store), whose parent then stops too.
+    stops_for_store: bool = False
     # Every step row of this run as (summary fields), kept as the engine writes them, so the run
     # summary needs no query. None = not known completely (a run that existed before this engine
     # took it, or one with gates, whose rows are also written by approvers): read the store.

@@ -344,6 +344,10 @@ class ChildWorkflowInput:
     (`durable=False`, docs/persistence.md). The child's own children inherit it.
     `on_created` (ours): called with the child's run id once its row exists, before its first
     step, so `call workflow` names its child on its step row while the child runs.
+    `stops_for_store` (ours): when the run database can record nothing more (`StoreUnavailable`)
+    the child is not recorded failed but stops as a top-level run does — left as stored, to be
+    resumed — and the runner raises the error, so its parent stops too (`call workflow`, whose
+    resume continues the child; a foreach item's child is recorded failed, as its item).
     """
 
     inputs: dict[str, str]
@@ -355,6 +359,7 @@ class ChildWorkflowInput:
     item_id: str | None = None
     write_behind: bool = False
     on_created: Callable[[str], None] | None = None
+    stops_for_store: bool = False
 
 
 @dataclass
@@ -384,6 +389,7 @@ class ChildRunInput:
     owner_token: str | None = None
     lease_generation: int | None = None
     write_behind: bool = False  # see ChildWorkflowInput.write_behind
+    stops_for_store: bool = False  # see ChildWorkflowInput.stops_for_store
 
 
 class CreatedChild(NamedTuple):
@@ -401,6 +407,7 @@ class CreatedChild(NamedTuple):
     leased_at: float  # lease_clock() just before the lease was written (lease_sure_until)
     write_behind: bool
     child_runner: ChildWorkflowRunner | None
+    stops_for_store: bool = False  # see ChildWorkflowInput.stops_for_store
 
 
 @runtime_checkable

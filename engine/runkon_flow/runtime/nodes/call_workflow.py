@@ -11,7 +11,11 @@ Ours: the result is stored under `<name>` whether fresh or restored on resume (u
 (`_resumable_child`: this node's latest row, by node path and iteration — not the newest child
 run of that workflow, which could be a `foreach … workflow = <name>` item's), never one this run
 already created or resumed; a cancelled child is recorded `cancelled`; StepStarted/StepCompleted
-are emitted for every attempt.
+are emitted for every attempt. A child that stops because the run database can record nothing
+more (`StoreUnavailable`, `ChildWorkflowInput.stops_for_store`) is not a failed attempt: the
+error goes up unretried, the step row stays `running` naming the child, and the parent stops as
+the child did — a top-level run left as stored (engine.py, `_stopped_for_store`), whose resume
+continues the child (docs/persistence.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.dsl.ast import MAX_WORKFLOW_DEPTH, CallWorkflowNode
 from runkon_flow.dsl.templating import substitute_variables_keep_literal
-from runkon_flow.errors import EngineError, WorkflowError
+from runkon_flow.errors import EngineError, StoreUnavailable, WorkflowError
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.runtime.attempts import StepAttempt, cancellation_of
 from runkon_flow.runtime.lease import abort, hold_lease, renew_lease
@@ -170,6 +174,7 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
             parent_step_id=step.step_id,
             cancellation=token,
             on_created=step.child_started,
+            stops_for_store=True,
         )
         result: WorkflowResult | None = None
         error: BaseException | None = None
@@ -183,6 +188,8 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
         child_id = result.workflow_run_id if result is not None else None
         if result is not None:
             st.children_touched.add(result.workflow_run_id)
+        if isinstance(error, StoreUnavailable):
+            raise error  # not failed: the run stops, as the child did, to be resumed
         if _ended_from_outside(st, error):
             error = WorkflowError("its run was ended from outside while this engine stood still")
         if result is not None and result.all_succeeded:
@@ -265,6 +272,8 @@ def _try_resume_child(
             )
         step.cancelled(f"Sub-workflow '{name}' cancelled", exc, prior.id)
         raise
+    except StoreUnavailable:
+        raise  # not failed: the run stops, as the child did, to be resumed again
     except Exception as exc:
         return "failed", step.failed(
             f"Sub-workflow '{name}' resume error: {describe_exception(exc)}", prior.id

@@ -36,6 +36,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
+from textual.widgets._toast import ToastRack
 
 from runkon_tui import catalog as catalog_mod
 from runkon_tui.bridge import EventBridge
@@ -502,7 +503,10 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         modal = isinstance(screen, ModalScreen)
         if modal and not self.toasts.modal:
             if self.toasts.dialog_opened():
-                super().clear_notifications()
+                super().clear_notifications()  # Textual redraws the rack of the dialog's screen only:
+                for below in self.screen_stack[:-1]:  # the one under it kept them, peeking out beside
+                    with contextlib.suppress(NoMatches):  # a dialog narrower than the screen
+                        below.get_child_by_type(ToastRack).remove_children()
         elif not modal and self.toasts.modal:
             for toast in self.toasts.dialog_closed():
                 self._raise(toast)

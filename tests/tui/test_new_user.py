@@ -462,7 +462,8 @@ async def test_at_80x24_an_unusable_db_says_runs_are_not_saved_and_why(tmp_path:
             await pilot.pause()
         rows = screen_text(app)
         assert "⚠ in-memory store: runs are not saved" in rows[0]
-        toast = " ".join(row.split("▌", 1)[1].strip(" │") for row in rows[1:10] if "▌" in row)
+        # the toast over the Workflows pane: each row's text up to the Steps pane's border
+        toast = " ".join(row.split("▌", 1)[1].split("│", 1)[0].strip() for row in rows[1:10] if "▌" in row)
         said = "run store unusable, runs kept in memory (not saved): cannot open run database"
         assert toast.startswith(f"start-up problem (all in errors log) {said}"), toast
         # the whole reason is in the errors log, which the toast's title names
@@ -758,6 +759,60 @@ async def test_toasts_never_cover_the_log() -> None:
         log = main(app).log_pane.region
         for toast in toasts:
             assert not toast.region.overlaps(log), (toast.region, log)
+
+
+@pytest.mark.parametrize("size", [SMALL, (120, 40), (200, 50)], ids=["80x24", "120x40", "200x50"])
+async def test_the_run_finished_toast_covers_neither_the_steps_nor_the_fan_out(size: tuple[int, int]) -> None:
+    """A run ended with failed items: the "Run finished" toast (and a start-up problem's, the
+    same rack) drops down over the Workflows pane, as wide as it, not over the Steps and Fan-out
+    panes — where the failed step, the grid's ✗ items and the failure clusters are. Before, at the
+    top right, it hid the step's counts and the grid's first rows for ten seconds (at 80×24 the
+    Steps pane's right half too), saying what the header and the log's last line said already."""
+    from textual.widgets._toast import Toast
+
+    app = make_app()
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_failure_clusters().events)
+        await wait_for(pilot, lambda: list(app.screen.query(Toast)), what="the toast")
+        themes = ", ".join(["a-long-theme-name"] * 30)
+        app.notify(f"unknown theme 'x'; available: {themes}", title="start-up problem")
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 2, what="the second toast")
+        await pilot.pause()
+        screen = main(app)
+        toasts = list(app.screen.query(Toast))
+        assert [t._notification.title for t in toasts] == ["Run finished", "start-up problem"]
+        workflows = screen.workflows_pane.region
+        for toast in toasts:
+            region = toast.region
+            assert region.height > 0, region
+            for pane in (screen.tree_pane, screen.grid_pane, screen.log_pane):
+                assert not region.overlaps(pane.region), (toast._notification.title, region, pane.id)
+            assert workflows.x <= region.x and region.right <= workflows.right, (region, workflows)
+
+
+@pytest.mark.parametrize("size", [SMALL, (120, 40)], ids=["80x24", "120x40"])
+async def test_no_toast_peeks_out_from_under_a_dialog(size: tuple[int, int]) -> None:
+    """The gate dialog opens over two toasts: they are taken down from the screen under the
+    dialog too (Textual redraws only the top screen's toasts); the one not about that gate comes
+    back when it closes. Before, they stayed drawn on the main screen, beside the dialog where
+    that is narrower (the gate dialog at 120×40)."""
+    from textual.widgets._toast import Toast
+
+    app = make_app()
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.gate_waiting().events)
+        await wait_for(pilot, lambda: list(main(app).query(Toast)), what="the Gate toast")
+        app.notify("a toast that comes back", timeout=30)
+        await wait_for(pilot, lambda: len(main(app).query(Toast)) == 2, what="the second toast")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="the dialog")
+        await pilot.pause()
+        assert not list(main(app).query(Toast))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: list(main(app).query(Toast)), what="the toast back")
+        assert [t._notification.message for t in main(app).query(Toast)] == ["a toast that comes back"]
 
 
 # ------------------------------------------------------------------ a called workflow's fan-out

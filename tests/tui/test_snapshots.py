@@ -178,7 +178,7 @@ def test_fan_out_with_failure_clusters(snap_compare) -> None:
 
     async def run_before(pilot: Pilot) -> None:
         await _fed(scenarios.foreach_failure_clusters)(pilot)
-        pilot.app.clear_notifications()  # the "run finished" toast would cover the grid's top rows
+        pilot.app.clear_notifications()  # the "run finished" toast would cover the Workflows pane
         pilot.app.screen.query_one("#grid").focus()
         await pilot.pause()
 

@@ -164,6 +164,17 @@ def test_a_called_workflow_that_loses_the_store_stops_its_parents_which_resume_i
         assert not h.events_of_run(run.id, "RunCompleted")
     assert h.statuses(chain[-1].id) == [("build", "completed")]
 
+    # Resumed while the database is still away: the child resumed meets it again, and all stop
+    # again as before — the resumed call is not recorded failed either.
+    with pytest.raises(StoreUnavailable, match="gave up"):
+        h.engine.resume_workflow(wf, h.run_input(run_id))
+    for run in chain:
+        run = h.store.get_run(run.id)
+        assert run.status is RunStatus.RUNNING and run.error.startswith(STORE_STOPPED), run.workflow_name
+    for run in chain[:-1]:
+        # the first attempt's row closed by the resume, its own left running
+        assert [row.status for row in h.steps(run.id)] == ["cancelled", "running"]
+
     away[0] = False  # the database is back
     resumed = h.engine.resume_workflow(wf, h.run_input(run_id))
     assert resumed.all_succeeded

@@ -109,7 +109,7 @@ def open_store(db: Path | str | None) -> tuple[WorkflowPersistence, str | None]:
         store, why = _open_existing(location)
         return (store if store is not None else UnmadeStore(location, why or "")), None
     except Exception as exc:  # PersistenceError names the path; anything else must not kill the UI
-        # What it means first: at 80×24 the toast shows six lines of 37 columns, and the reason
+        # What it means first: at 80×24 the toast shows six lines of 19 columns, and the reason
         # (a server's own words) runs past them — the errors log keeps it whole.
         reason = exc.message if isinstance(exc, PersistenceError) else str(exc)
         return InMemoryStore(), f"run store unusable, runs kept in memory (not saved): {reason}"

@@ -69,11 +69,12 @@ ONE = """workflow one {
 """
 
 
-@pytest.mark.parametrize("action", ["resume", "retry"])
+@pytest.mark.parametrize("action", ["resume"])
 def test_a_runner_refusing_a_broken_child_file_says_where_and_what_to_do(tmp_path: Path, action: str) -> None:
-    """The dashboard resumes and retries through a runner and shows `runner_error`: it names the
-    broken file at line and column (the log also has the source line and caret, as `resume`
-    prints them), then the advice, and nothing was written."""
+    """The dashboard resumes through a runner and shows `runner_error`: it names the broken file at
+    line and column (the log also has the source line and caret, as `resume` prints them), then
+    the advice, and nothing was written. (Its retry runs the children as they ran — the next
+    test —, so a child file broken since does not stop it.)"""
     from runkon_flow.persistence.sqlite import SqliteStore
     from runkon_flow.workspace import Workspace
 
@@ -101,6 +102,32 @@ def test_a_runner_refusing_a_broken_child_file_says_where_and_what_to_do(tmp_pat
         assert " 3 |   script work {{" in log.read_text()
         assert store.last_event_seq(run_id) == seq
         assert store.get_run(run_id).status.value == "failed"  # type: ignore[union-attr]
+
+
+def test_a_runners_retry_runs_the_children_as_they_ran_though_a_child_file_broke_since(
+    tmp_path: Path,
+) -> None:
+    """The dashboard retries with the stored definition, children included
+    (docs/when-things-go-wrong.md, "Which definition the children run"): a child file broken
+    since the run is not read, so the retry goes ahead — item b runs `one` as it ran (and fails
+    again: `test b = a`) — instead of being refused."""
+    from runkon_flow.persistence.sqlite import SqliteStore
+    from runkon_flow.workspace import Workspace
+
+    (tmp_path / "fan.wf").write_text(FAN)
+    (tmp_path / "one.wf").write_text(ONE)
+    db = tmp_path / "runs.db"
+    with SqliteStore(db) as store:
+        ws = Workspace([tmp_path], store)
+        run_id = ws.create_run("fan", {})
+        ws.execute(run_id)
+        (tmp_path / "one.wf").write_text(ONE.replace("script work {", "script work {{"))
+        fanout = next(s.id for s in store.get_steps(run_id) if s.role == "foreach")
+        before = len(store.list_runs(limit=100, parent_run_id=run_id))
+        proc, log = ws.launch(run_id, db, retry={fanout: ["b"]})
+        assert proc.wait(timeout=60) == 1  # item b failed again, as it ran
+        assert "does not load" not in (runner_error(log) or "")
+        assert len(store.list_runs(limit=100, parent_run_id=run_id)) == before + 1  # b ran again
 
 
 def test_a_detached_run_that_ended_before_its_starter_looked_again_is_not_marked_failed(

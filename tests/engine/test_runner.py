@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from runkon_flow.persistence.sqlite import SqliteStore
 from runkon_flow.runner import runner_error
+from runkon_flow.workspace import Workspace
 
 
 def test_runner_error_reads_only_what_this_runner_wrote(tmp_path: Path) -> None:
@@ -69,34 +72,35 @@ ONE = """workflow one {
 """
 
 
-@pytest.mark.parametrize("action", ["resume"])
-def test_a_runner_refusing_a_broken_child_file_says_where_and_what_to_do(tmp_path: Path, action: str) -> None:
-    """The dashboard resumes through a runner and shows `runner_error`: it names the broken file at
-    line and column (the log also has the source line and caret, as `resume` prints them), then
-    the advice, and nothing was written. (Its retry runs the children as they ran — the next
-    test —, so a child file broken since does not stop it.)"""
-    from runkon_flow.persistence.sqlite import SqliteStore
-    from runkon_flow.workspace import Workspace
-
+@contextmanager
+def _failed_fan(tmp_path: Path, db: Path) -> Iterator[tuple[SqliteStore, Workspace, str]]:
+    """`fan` run to its end on SQLite (item b fails: `test b = a`): (store, workspace, run id)."""
     (tmp_path / "fan.wf").write_text(FAN)
     (tmp_path / "one.wf").write_text(ONE)
-    db = tmp_path / "runs.db"
     with SqliteStore(db) as store:
         ws = Workspace([tmp_path], store)
         run_id = ws.create_run("fan", {})
         ws.execute(run_id)
+        yield store, ws, run_id
+
+
+def test_a_runner_refusing_a_broken_child_file_says_where_and_what_to_do(tmp_path: Path) -> None:
+    """The dashboard resumes through a runner and shows `runner_error`: it names the broken file at
+    line and column (the log also has the source line and caret, as `resume` prints them), then
+    the advice, and nothing was written. (Its retry runs the children as they ran — the next
+    test —, so a child file broken since does not stop it.)"""
+    db = tmp_path / "runs.db"
+    with _failed_fan(tmp_path, db) as (store, ws, run_id):
         assert store.get_run(run_id).status.value == "failed"  # type: ignore[union-attr]
         (tmp_path / "one.wf").write_text(ONE.replace("script work {", "script work {{"))
         seq = store.last_event_seq(run_id)
-        fanout = next(s.id for s in store.get_steps(run_id) if s.role == "foreach")
-        retry = {fanout: ["b"]} if action == "retry" else None
-        proc, log = ws.launch(run_id, db, resume=action == "resume", retry=retry)
+        proc, log = ws.launch(run_id, db, resume=True)
         assert proc.wait(timeout=60) == 1
         place = f"{tmp_path / 'one.wf'}:3:16: workflow 'one' does not load: expected `key = value`"
         error = runner_error(log)
         assert error is not None and error.startswith(place), error
         assert error.endswith(
-            f"; a workflow this {action} would run does not load; nothing was changed: "
+            "; a workflow this resume would run does not load; nothing was changed: "
             "fix the file and run the same command again"
         )
         assert " 3 |   script work {{" in log.read_text()
@@ -111,16 +115,8 @@ def test_a_runners_retry_runs_the_children_as_they_ran_though_a_child_file_broke
     (docs/when-things-go-wrong.md, "Which definition the children run"): a child file broken
     since the run is not read, so the retry goes ahead — item b runs `one` as it ran (and fails
     again: `test b = a`) — instead of being refused."""
-    from runkon_flow.persistence.sqlite import SqliteStore
-    from runkon_flow.workspace import Workspace
-
-    (tmp_path / "fan.wf").write_text(FAN)
-    (tmp_path / "one.wf").write_text(ONE)
     db = tmp_path / "runs.db"
-    with SqliteStore(db) as store:
-        ws = Workspace([tmp_path], store)
-        run_id = ws.create_run("fan", {})
-        ws.execute(run_id)
+    with _failed_fan(tmp_path, db) as (store, ws, run_id):
         (tmp_path / "one.wf").write_text(ONE.replace("script work {", "script work {{"))
         fanout = next(s.id for s in store.get_steps(run_id) if s.role == "foreach")
         before = len(store.list_runs(limit=100, parent_run_id=run_id))

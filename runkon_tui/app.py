@@ -285,7 +285,8 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         config_errors = [self.config.error] if self.config.error else []
-        config_errors += unknown_keymap_ids(self.config, binding_ids())
+        if self.config.keymap:  # binding_ids imports every screen and widget: not for a first frame
+            config_errors += unknown_keymap_ids(self.config, binding_ids())
         notify_problem = notify_setting_problem()
         config_errors += [notify_problem] if notify_problem else []
         self._open_startup_problems([*self.startup_problems, *theme_errors, *config_errors])

@@ -625,6 +625,23 @@ async def test_a_keymap_with_a_list_of_keys_or_an_unknown_id_is_not_silently_wro
         assert app.key_for("quit") == "ctrl+x"
 
 
+async def test_without_a_keymap_the_start_does_not_gather_every_binding_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checking keymap ids imports every screen and widget module (~30 ms, before the first frame
+    could be drawn): it is done only when the settings have a keymap to check."""
+    import runkon_tui.app as app_module
+
+    def gathered() -> set[str]:
+        raise AssertionError("binding ids gathered with no keymap to check")
+
+    monkeypatch.setattr(app_module, "binding_ids", gathered)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert not [line.text for line in app.problems.lines if "keymap" in line.text]
+
+
 async def test_hot_reload_updates_the_tree_and_keeps_the_last_good_definition(tmp_path: Path) -> None:
     folder = tmp_path / "wf"
     shutil.copytree(FIXTURE_DIR, folder)

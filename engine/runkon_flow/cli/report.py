@@ -555,6 +555,7 @@ def show_lines(
     terminal's, which the waiting gates' lines are fitted to (None: piped, one line each)."""
     hints = hints or Hints()
     steps = store.get_steps(run.id)
+    reused = reused_row_ids(run, steps)  # the rows a rerun copied rather than ran (empty otherwise)
     lines = [
         f"run       {run.id}",
         f"workflow  {run.workflow_name}" + (f"  ({run.workflow_title})" if run.workflow_title else ""),
@@ -568,10 +569,9 @@ def show_lines(
     if parent:
         lines.append(f"parent    {parent}")
     if run.rerun_of:
-        reused = len(reused_row_ids(run, steps))
         lines.append(
             f"rerun of  {run.rerun_of} from step {run.rerun_from} "
-            f"({reused} step{'' if reused == 1 else 's'} reused)"
+            f"({len(reused)} step{'' if len(reused) == 1 else 's'} reused)"
         )
     if RunStatus(run.status) is RunStatus.PENDING:
         # Nothing has run: the stored start is when the run was recorded.
@@ -593,8 +593,7 @@ def show_lines(
     usage = run_spend(run, list(steps))
     if usage:
         lines.append(f"usage     {usage.long()}")
-    copied = reused_row_ids(run, list(steps))
-    reused_spend = Usage.of_rows(s for s in steps if s.id in copied)
+    reused_spend = Usage.of_rows(s for s in steps if s.id in reused)
     if reused_spend:  # the run it reruns spent that: not this run's, but the user may ask
         lines.append(
             f"          not counted: {reused_spend.short()} spent on reused steps in run {run.rerun_of}"
@@ -624,7 +623,6 @@ def show_lines(
     current = {s.id for s in final_steps(steps)}
     interrupted = status == liveness.INTERRUPTED
     until = liveness.unfinished_until(run, steps, _seconds(now))
-    reused = reused_row_ids(run, steps)
     for step in steps:
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:

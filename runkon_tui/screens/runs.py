@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from runkon_flow.humanize import error_headline, fit_cause, format_duration
+from runkon_flow.humanize import fit_cause, format_duration
 from runkon_flow.observe.counts import row_step_counts
 from runkon_flow.observe.liveness import (
     display_status,
@@ -20,7 +20,7 @@ from runkon_flow.observe.liveness import (
     run_seconds,
     started_time,
 )
-from runkon_flow.observe.loader import row_why_failed, run_spend
+from runkon_flow.observe.loader import row_why, run_spend
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from runkon_flow.usage import Usage
 from textual import work
@@ -53,8 +53,9 @@ class RunRow:
     counts: dict[str, int]
     duration: float | None = None  # to now while live, to where it stopped when interrupted
     usage: Usage | None = None  # what the run and its children spent (tokens, cost), if reported
-    #: A failed run: why, from its failed step (`observe.loader.row_why_failed`), as `show` and
-    #: the live view say it — its stored error only says which step failed.
+    #: Why it ended so (`observe.loader.row_why`, as the `runs` command's WHY): a failed run's
+    #: cause from its failed step, as `show` and the live view say it — its stored error only says
+    #: which step failed; another run's error headline.
     why: str | None = None
 
 
@@ -143,7 +144,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
                         row_step_counts(steps, live_status(run) == "interrupted"),
                         run_seconds(run, steps),
                         run_spend(run, steps),
-                        row_why_failed(store, run, steps) if str(run.status) == "failed" else None,
+                        row_why(store, run, steps),
                     )
                 )
             error = None
@@ -209,7 +210,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
             "usage": Text(row.usage.short() if row.usage else ""),
             "held by": Text(terminal_safe(holder_text(run))),  # the host is the token's, as stored
             # the last column: refill fits it, with "…"
-            "error": Text(terminal_safe(row.why if row.why is not None else error_headline(run.error))),
+            "error": Text(terminal_safe(row.why or "")),
         }
 
     def _wanted_columns(self, filled: set[str]) -> tuple[str, ...]:

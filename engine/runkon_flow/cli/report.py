@@ -305,7 +305,7 @@ def run_json(
         "rerun_of": run.rerun_of,
         "rerun_from": run.rerun_from,
         "steps": step_counts(steps, interrupted),
-        "usage": _usage_json(run_spend(run, list(steps))),
+        "usage": _usage_json(run_spend(run, steps)),
     }
     if with_steps:
         data["step_rows"] = [
@@ -590,7 +590,7 @@ def show_lines(
     lines.append(f"duration  {_duration_text(run_duration(run, steps, now))}")
     if run.inputs:
         lines.append("inputs    " + ", ".join(f"{k}={v}" for k, v in sorted(run.inputs.items())))
-    usage = run_spend(run, list(steps))
+    usage = run_spend(run, steps)
     if usage:
         lines.append(f"usage     {usage.long()}")
     reused_spend = Usage.of_rows(s for s in steps if s.id in reused)
@@ -599,7 +599,7 @@ def show_lines(
             f"          not counted: {reused_spend.short()} spent on reused steps in run {run.rerun_of}"
         )
     if status == "failed":  # why, not only which step (`Step 'x' failed after 1 attempt`)
-        lines.append(f"error     {row_why_failed(store, run, list(steps))}")
+        lines.append(f"error     {row_why_failed(store, run, steps)}")
     elif run.error:
         lines.append(f"error     {readable_error(run.error)}")
     children = store.list_runs(limit=1_000_000, parent_run_id=run.id)

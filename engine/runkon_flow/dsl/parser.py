@@ -289,9 +289,9 @@ class _Parser:
         line, column = self.lines.position(offset)
         return {"line": line, "column": column}
 
-    def error_at(self, message: str, offset: int) -> WfParseError:
+    def error_at(self, message: str, offset: int, hint: str | None = None) -> WfParseError:
         line, column = self.lines.position(offset)
-        return WfParseError(message, file=self.file, line=line, column=column)
+        return WfParseError(message, file=self.file, line=line, column=column, hint=hint)
 
     def missing_key(
         self, message: str, key: str, opts: _Options, start: RawToken, how: str | None = None
@@ -309,9 +309,7 @@ class _Parser:
         # a `}` missing at the end of the file: the hint says which `{` it would close (shown after
         # `file:line:col:`; the spec's message, `str(error)`, is unchanged)
         hint = unclosed_brace_hint(self.toks, self.lines) if tok[0] is EOF and "`}`" in expected else None
-        line, column = self.lines.position(tok[2])
-        message = f"expected {expected}, found {describe_token(tok)}"
-        raise WfParseError(message, file=self.file, line=line, column=column, hint=hint)
+        raise self.error_at(f"expected {expected}, found {describe_token(tok)}", tok[2], hint)
 
     def advance(self) -> RawToken:
         tok = self.toks[self.i]

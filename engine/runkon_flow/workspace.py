@@ -730,17 +730,24 @@ class Workspace:
         return ResumePlan(source, plan.definition)
 
     def unloadable_workflows(
-        self, run_id: str, *, retried: Iterable[str] = (), definition: str | None = None, afresh: bool = False
+        self,
+        run_id: str,
+        *,
+        retried: Iterable[str] = (),
+        definition: str | None = None,
+        afresh: bool = False,
+        children: dict[str, WorkflowDef] | None = None,
     ) -> list[Problem]:
         """The workflows a `resume` of run `run_id` (or, with `definition`, a `retry` reopening the
         fan-out rows `retried`) would start that do not load from today's files: each at its
         file:line:col, as `run` refuses them. Empty: nothing stops it. `afresh`: for a resume in
-        a process that loads the files afresh, as `resume_plan` says."""
+        a process that loads the files afresh, as `resume_plan` says. `children`: the run's
+        `stored_children`, when the caller has read them already (not read a second time)."""
         run = self._run_row(run_id)
         if definition is None:
             _, plan = self._resume_plan(run, afresh=afresh)
         else:
-            plan = self._stored_plan(run) if definition == "stored" else self._current_plan(run)
+            plan = self._stored_plan(run, children) if definition == "stored" else self._current_plan(run)
         return self._unloadable(plan, self.store.get_steps(run_id), set(retried))
 
     def _unloadable(self, plan: _Plan, rows: Sequence[WorkflowRunStep], reopened: set[str]) -> list[Problem]:
@@ -1140,12 +1147,12 @@ class Workspace:
         wf = self._lookup(snap, run.workflow_name)
         return _Plan(wf, snap.workflow_dirs[wf.name], snap)
 
-    def _stored_plan(self, run: WorkflowRun) -> _Plan:
+    def _stored_plan(self, run: WorkflowRun, children: dict[str, WorkflowDef] | None = None) -> _Plan:
         """The definition stored with the run, and for the workflows it starts the definitions
-        stored with its child runs: what ran before runs again (a workflow the run never started
-        has nothing stored and runs today's file)."""
+        stored with its child runs (`children`, when read already): what ran before runs again (a
+        workflow the run never started has nothing stored and runs today's file)."""
         plan = self._plan_from_row(run)
-        plan.children = stored_children(self.store, run)
+        plan.children = stored_children(self.store, run) if children is None else children
         return plan
 
     def stored_children(self, run_id: str) -> dict[str, WorkflowDef]:

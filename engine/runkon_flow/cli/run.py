@@ -655,9 +655,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
         choice = choose_items(fanouts, failed=args.failed, item_ids=args.items, per_step=per_step)
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
-        definition = _retry_definition(args.definition, store, run, ws)
+        children = ws.stored_children(run.id)  # read once: the change check, the refusal, the plan
+        definition = _retry_definition(args.definition, store, run, ws, children)
         _refuse_unloadable(
-            ws.unloadable_workflows(run.id, retried=choice.items, definition=definition), dirs, "retry"
+            ws.unloadable_workflows(run.id, retried=choice.items, definition=definition, children=children),
+            dirs,
+            "retry",
         )
         # The plan is a note for the person deciding (stderr): stdout stays the `run_id=` header
         # and event lines a script reads.
@@ -665,7 +668,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         for line in choice.lines:
             print_err(f"  {line}")
         print_err(f"  with the {definition} definition; the steps after the retried fan-out run again")
-        started = sorted(ws.stored_children(run.id))
+        started = sorted(children)
         if started:
             which = "the definitions they ran with" if definition == "stored" else "today's files"
             print_err(f"  the workflows it starts ({', '.join(started)}) run {which}")
@@ -706,9 +709,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
             raise CommandFailed(_owned_message(store.get_run(run.id) or run, "retry")) from None
 
 
-def _retry_definition(wanted: str | None, store: WorkflowPersistence, run: WorkflowRun, ws: Workspace) -> str:
-    """`stored` or `current`, shown and chosen: when today's file differs from what the run
-    stored, print the diff and insist on an explicit `--definition`."""
+def _retry_definition(
+    wanted: str | None,
+    store: WorkflowPersistence,
+    run: WorkflowRun,
+    ws: Workspace,
+    children: dict[str, WorkflowDef],
+) -> str:
+    """`stored` or `current`, shown and chosen: when today's file (or one of `children`, the
+    run's `Workspace.stored_children`) differs from what the run stored, print the diff and
+    insist on an explicit `--definition`."""
     current = ws.workflows.get(run.workflow_name)
     if current is None:
         if wanted == "current":
@@ -724,7 +734,6 @@ def _retry_definition(wanted: str | None, store: WorkflowPersistence, run: Workf
         return "current"
     # The workflows it started (`call workflow`, `foreach`) are part of what ran: a retry of the
     # stored definition runs them as they ran too, so an edit of one is a difference as well.
-    children = ws.stored_children(run.id)
     changed = children_diffs(children, ws.workflows, lambda wf: as_named(wf.source_path, ws.dirs))
     if not diff and not changed:
         started = f" and the workflows it started ({', '.join(sorted(children))}) are" if children else " is"

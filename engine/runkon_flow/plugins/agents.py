@@ -660,10 +660,7 @@ class AgentExecutor:
 
     def variables(self, params: ActionParams) -> dict[str, str]:
         """The step's variable map plus what an agent file may refer to about itself."""
-        return {**params.inputs, **self._own_variables()}
-
-    def _own_variables(self) -> dict[str, str]:
-        return self.agent.own_variables()
+        return {**params.inputs, **self.agent.own_variables()}
 
     def source_of(self, params: ActionParams) -> Callable[[str], str | None]:
         """Where the value of `{{key}}` came from (`input 'key'`), as the engine says it
@@ -671,7 +668,7 @@ class AgentExecutor:
         sources = params.extensions.get(VariableSources)
 
         def describe(key: str) -> str | None:
-            if sources is None or key not in params.inputs or key in self._own_variables():
+            if sources is None or key not in params.inputs or key in self.agent.own_variables():
                 return None
             return sources.describe(key)
 

@@ -103,6 +103,11 @@ def _resolve(wf: WorkflowDef, step: str) -> tuple[str, str, list[str]]:
     return name, paths.get(id(node), ""), keys
 
 
+def _run_order(row: WorkflowRunStep) -> tuple[int, str, str]:
+    """The order the earlier run executed its rows in: what a rerun reuses, and says it reuses."""
+    return (row.position, row.started_at or "", row.id)
+
+
 def plan_rerun(wf: WorkflowDef, rows: Sequence[WorkflowRunStep], step: str) -> RerunPlan:
     """Which of the earlier run's `rows` a rerun of `wf` from `step` reuses (see the module doc).
     `step` is a step's name as the tree shows it, or its node path (`body.2`)."""
@@ -120,7 +125,7 @@ def plan_rerun(wf: WorkflowDef, rows: Sequence[WorkflowRunStep], step: str) -> R
             and (cutoff is None or row.position < cutoff)
             and not (from_body and (row.node_path or "").startswith("always"))
         ),
-        key=lambda r: (r.position, r.started_at or "", r.id),
+        key=_run_order,
     )
     return RerunPlan(name, path, tuple(reused))
 
@@ -145,7 +150,7 @@ def reused_events(wf: WorkflowDef, rows: Sequence[WorkflowRunStep], rerun_of: st
     by_path = {paths[id(node)]: node for _, node, _ in _named(wf) if id(node) in paths}
     done = sorted(
         (row for row in rows if StepStatus(row.status) is StepStatus.COMPLETED),
-        key=lambda r: (r.position, r.started_at or "", r.id),
+        key=_run_order,
     )
     return [
         StepCompleted(

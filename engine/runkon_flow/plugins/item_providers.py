@@ -65,6 +65,9 @@ class ItemProviderError(EngineError):
         self.scope_key = scope_key
         super().__init__(message)
 
+    def __str__(self) -> str:
+        return self.message
+
 
 class ScopeError(str):
     """`validate_scope`'s error text, with the scope key it is about (`ItemProviderError.scope_key`)."""
@@ -83,9 +86,6 @@ def _about(key: str, error: ItemProviderError) -> ItemProviderError:
     if error.scope_key is None:
         error.scope_key = key
     return error
-
-    def __str__(self) -> str:
-        return self.message
 
 
 # --------------------------------------------------------------------------- shared pieces

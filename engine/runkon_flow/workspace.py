@@ -31,6 +31,7 @@ from typing import Any
 from runkon_flow.approvals import ApprovalStoreResolver, GateApprovals
 from runkon_flow.cancellation import CancellationReason, CancellationToken, EngineCancelled
 from runkon_flow.dsl.ast import (
+    AgentRef,
     CallNode,
     CallWorkflowNode,
     DoNode,
@@ -1277,24 +1278,23 @@ def _signature(dirs: Sequence[Path], extra_files: Iterable[Path]) -> tuple[Any, 
 def _path_labels(wf: WorkflowDef) -> list[str]:
     """Quoted agent paths used by `wf` (calls, parallel calls, on_fail agents)."""
     labels: list[str] = []
-    for label, _line, _col in _calls(wf, include_on_fail=True):
+    for _node, ref in _agent_refs(wf):
+        label = ref.label()
         if "/" in label or label.endswith(".md"):
             labels.append(label)
     return labels
 
 
-def _calls(wf: WorkflowDef, *, include_on_fail: bool = False) -> list[tuple[str, int | None, int | None]]:
-    """(agent label, line, column) of every call in `wf`."""
-    found: list[tuple[str, int | None, int | None]] = []
+def _agent_refs(wf: WorkflowDef) -> Iterator[tuple[Any, AgentRef]]:
+    """(node, agent) of every agent `wf` calls: calls, parallel calls, on_fail agents, in order."""
     for node in walk(list(wf.body) + list(wf.always)):
         if isinstance(node, CallNode):
-            found.append((node.agent.label(), node.line, node.column))
+            yield node, node.agent
         elif isinstance(node, ParallelNode):
-            found.extend((agent.label(), node.line, node.column) for agent in node.calls)
+            yield from ((node, agent) for agent in node.calls)
         on_fail = getattr(node, "on_fail", None)
-        if include_on_fail and on_fail is not None and on_fail.kind == "agent":
-            found.append((on_fail.value.label(), node.line, node.column))
-    return found
+        if on_fail is not None and on_fail.kind == "agent":
+            yield node, on_fail.value
 
 
 def _agent_programs(wf: WorkflowDef, agents: AgentCatalog, working_dir: Path) -> ScriptCheck:
@@ -1305,22 +1305,15 @@ def _agent_programs(wf: WorkflowDef, agents: AgentCatalog, working_dir: Path) ->
     found = ScriptCheck()
     paths = node_paths(wf)
     seen: set[Path] = set()
-    for node in walk(list(wf.body) + list(wf.always)):
-        refs = list(node.calls) if isinstance(node, ParallelNode) else []
-        if isinstance(node, CallNode):
-            refs.append(node.agent)
-        on_fail = getattr(node, "on_fail", None)
-        if on_fail is not None and on_fail.kind == "agent":
-            refs.append(on_fail.value)
-        for ref in refs:
-            agent = agents.get(ref.label())
-            if agent is None or agent.file in seen:
-                continue
-            seen.add(agent.file)
-            problem = command_problem(agent, working_dir)
-            if problem is not None:
-                located = dataclasses.replace(problem[0], node_path=paths.get(id(node)))
-                (found.errors if problem[1] else found.warnings).append(located)
+    for node, ref in _agent_refs(wf):
+        agent = agents.get(ref.label())
+        if agent is None or agent.file in seen:
+            continue
+        seen.add(agent.file)
+        problem = command_problem(agent, working_dir)
+        if problem is not None:
+            located = dataclasses.replace(problem[0], node_path=paths.get(id(node)))
+            (found.errors if problem[1] else found.warnings).append(located)
     return found
 
 

@@ -29,6 +29,7 @@ from runkon_flow.errors import STORE_STOPPED
 from runkon_flow.event_log import READ_ROWS, read_stored
 from runkon_flow.observe.liveness import lease_is_live, stopped_at
 from runkon_flow.observe.outage import StoreOutage
+from runkon_flow.persistence.holders import holder_of
 from runkon_flow.persistence.models import RunStatus, StoredEvent, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
@@ -147,8 +148,6 @@ class StoreFollower:
         return None
 
     def _runner_holds(self, run: WorkflowRun) -> bool:
-        from runkon_flow.runtime.lease import holder_of  # the engine runtime is not needed to start
-
         holder = holder_of(run.owner_token)
         return (
             self.runner is not None

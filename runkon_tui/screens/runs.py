@@ -21,6 +21,7 @@ from runkon_flow.observe.liveness import (
     started_time,
 )
 from runkon_flow.observe.loader import row_why, run_spend
+from runkon_flow.persistence.holders import holder_of
 from runkon_flow.persistence.models import RunStatus, WorkflowRun
 from runkon_flow.usage import Usage
 from textual import work
@@ -71,8 +72,6 @@ def holder_text(run: WorkflowRun) -> str:
     """Who executes a live run: `pid 4242 on build-7 · lease 24s` (the lease's time left)."""
     if not lease_is_live(run):
         return ""
-    from runkon_flow.runtime.lease import holder_of  # the engine runtime is not needed to start
-
     holder = holder_of(run.owner_token)
     until = lease_end(run)
     left = f" · lease {max(0, int(until - time.time()))}s" if until else ""

@@ -29,7 +29,6 @@ from runkon_flow.cancellation import CancellationReason
 from runkon_flow.errors import StoreUnavailable
 from runkon_flow.persistence.holders import (
     Holder,
-    holder_is_gone,
     holder_of,
     release_if_gone,
     this_host,
@@ -47,7 +46,6 @@ __all__ = [
     "RunMonitor",
     "abort",
     "hold_lease",
-    "holder_is_gone",
     "holder_of",
     "lease_clock",
     "new_owner_token",

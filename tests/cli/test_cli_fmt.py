@@ -234,7 +234,7 @@ def test_a_shell_glob_over_a_folder_with_a_readme_formats_every_workflow_given(
     given = [str(flows / name) for name in ("README.md", "a.wf", "z.wf")]  # as the shell sorts them
     not_a_workflow = (
         f"runkon-flow fmt: error: {readme} is not a workflow file "
-        "(its name does not end in .wf); a directory checks every .wf file in it\n"
+        "(its name does not end in .wf); a directory formats every .wf file in it\n"
     )
     code, out, err = run(capsys, "fmt", "--check", *given)
     assert (code, out, err) == (1, f"would reformat {a}\nwould reformat {z}\n", not_a_workflow)

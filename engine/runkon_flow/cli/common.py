@@ -102,17 +102,20 @@ class Target:
     explicit_file: bool
 
 
-def expand_paths(raw_paths: Sequence[str], skipped: list[str] | None = None) -> list[Target]:
+def expand_paths(
+    raw_paths: Sequence[str], skipped: list[str] | None = None, verb: str = "checks"
+) -> list[Target]:
     """Files stay files; a directory means every `.wf` in it; duplicates are dropped.
     Raises `UsageError` for bad paths, and for a file whose name ends in another suffix than
     `.wf` (`items.yaml`: not parsed as a workflow to fail on its first character). A file with no
     suffix is taken as a workflow: `/dev/stdin`, `<(git show HEAD:flow.wf)`. `skipped`: such an
     argument's message is added to it instead and the others are still expanded (`validate
-    flows/*` over a folder with a README.md checks every `.wf` given)."""
+    flows/*` over a folder with a README.md checks every `.wf` given). `verb`: what the command
+    does to a directory's files, for that message (`fmt` formats them)."""
     targets: list[Target] = []
     for raw in raw_paths:
         try:
-            targets.extend(_targets_of(raw))
+            targets.extend(_targets_of(raw, verb))
         except UsageError as exc:
             if skipped is None:
                 raise
@@ -123,7 +126,7 @@ def expand_paths(raw_paths: Sequence[str], skipped: list[str] | None = None) -> 
     return list(unique.values())
 
 
-def _targets_of(raw: str) -> list[Target]:
+def _targets_of(raw: str, verb: str) -> list[Target]:
     path = Path(raw)
     if path.is_dir():
         try:
@@ -137,7 +140,7 @@ def _targets_of(raw: str) -> list[Target]:
         if path.suffix and path.suffix != ".wf":
             raise UsageError(
                 f"{raw} is not a workflow file (its name does not end in .wf); "
-                "a directory checks every .wf file in it"
+                f"a directory {verb} every .wf file in it"
             )
         return [Target(path, path.parent, True)]
     raise UsageError(f"no such file or directory: {raw}")

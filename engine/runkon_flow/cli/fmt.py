@@ -154,7 +154,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     if args.stdin_filename:
         raise UsageError("--stdin-filename goes with `-` (formatting stdin)")
     skipped: list[str] = []  # arguments that are not workflows: said last, as `validate` does
-    targets = expand_paths(args.paths, skipped)
+    targets = expand_paths(args.paths, skipped, verb="formats")
     out, err = StdoutGuard(), sys.stderr  # `fmt DIR | head -1` still formats every file
     failed = changed = False
     for target in targets:

@@ -43,7 +43,7 @@ from runkon_flow.dsl.ast import (
 )
 from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workflow_dir
 from runkon_flow.dsl.parser import CALL_TIMEOUT
-from runkon_flow.dsl.references import reference_node
+from runkon_flow.dsl.references import called_workflows, reference_node
 from runkon_flow.dsl.script_commands import ScriptCheck, check_script_commands
 from runkon_flow.dsl.validation import file_warnings, sub_workflow_notes, validate_workflow
 from runkon_flow.errors import (
@@ -529,7 +529,9 @@ class Workspace:
         report = validate_workflow(wf, loader=as_on_disk, providers=providers)
         problems.extend(report.errors)
         scripts = check_script_commands(wf, self._working_dir or directory)
-        programs = _agent_programs(wf, snap.agents, self._working_dir or directory)
+        programs = _agent_programs(
+            wf, called_workflows(wf, as_on_disk), snap.agents, self._working_dir or directory
+        )
         warnings = file_warnings(
             wf, wf.source_path or None, [*report.warning_problems, *scripts.warnings, *programs.warnings]
         )
@@ -1297,24 +1299,58 @@ def _agent_refs(wf: WorkflowDef) -> Iterator[tuple[Any, AgentRef]]:
             yield node, on_fail.value
 
 
-def _agent_programs(wf: WorkflowDef, agents: AgentCatalog, working_dir: Path) -> ScriptCheck:
-    """The `command` program of every agent `wf` calls (calls, parallel calls, on_fail agents),
-    checked as a script's first word is (`command_problem`): once per agent file, at its `command`
-    line, belonging to the first step that calls it. An agent that is missing or broken is said
-    elsewhere (the engine's check, with the catalog's reason)."""
+def _agent_programs(
+    wf: WorkflowDef, children: Sequence[WorkflowDef], agents: AgentCatalog, working_dir: Path
+) -> ScriptCheck:
+    """The `command` program of every agent `wf` and the workflows it runs as sub-workflows call
+    (calls, parallel calls, on_fail agents), checked as a script's first word is
+    (`command_problem`): once per agent file, at its `command` line, belonging to the first step of
+    `wf` that calls it — a sub-workflow's is said as `in sub-workflow 'c' of 'wf': …`, with no step
+    of `wf` (a run reaches it too, in the parent's working directory). An agent that is missing or
+    broken is said elsewhere (the engine's check, with the catalog's reason)."""
     found = ScriptCheck()
     paths = node_paths(wf)
+    brought_by = _brought_by(wf, children, paths)
     seen: set[Path] = set()
-    for node, ref in _agent_refs(wf):
-        agent = agents.get(ref.label())
-        if agent is None or agent.file in seen:
-            continue
-        seen.add(agent.file)
-        problem = command_problem(agent, working_dir)
-        if problem is not None:
-            located = dataclasses.replace(problem[0], node_path=paths.get(id(node)))
+    for owner in (wf, *children):
+        for node, ref in _agent_refs(owner):
+            agent = agents.get(ref.label())
+            if agent is None or agent.file in seen:
+                continue
+            seen.add(agent.file)
+            problem = command_problem(agent, working_dir)
+            if problem is None:
+                continue
+            if owner is wf:
+                located = dataclasses.replace(problem[0], node_path=paths.get(id(node)))
+            else:
+                said = f"in sub-workflow '{owner.name}' of '{wf.name}': {problem[0].message}"
+                located = dataclasses.replace(problem[0], message=said, node_path=brought_by.get(owner.name))
             (found.errors if problem[1] else found.warnings).append(located)
     return found
+
+
+def _brought_by(wf: WorkflowDef, children: Sequence[WorkflowDef], paths: Mapping[int, str]) -> dict[str, str]:
+    """Each sub-workflow's name → the step of `wf` that brings it in (`call workflow`, `foreach …
+    workflow =`), directly or through others, the first such step in `wf`'s order: a problem found
+    in a sub-workflow belongs to that step (`Problem.node_path`)."""
+    by_name = {child.name: child for child in children}
+    brought: dict[str, str] = {}
+    for node in walk([*wf.body, *wf.always]):
+        target = (
+            getattr(node, "workflow", None) if isinstance(node, (CallWorkflowNode, ForEachNode)) else None
+        )
+        path = paths.get(id(node))
+        if not target or path is None:
+            continue
+        pending = [target]
+        while pending:
+            name = pending.pop(0)
+            if name in brought or name not in by_name:
+                continue
+            brought[name] = path
+            pending.extend(by_name[name].workflow_refs())
+    return brought
 
 
 def _schemas_of(node: Any) -> list[str]:

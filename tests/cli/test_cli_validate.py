@@ -812,3 +812,44 @@ def test_ready_and_run_check_the_program_of_each_agent_command(
     code, out, err = run(capsys, "run", "--memory", str(path))
     assert next(line for line in err.splitlines() if "agent '" in line) == said[3]
     assert "agent 'gone' failed to start 'no-such-program-xyz'" in out + err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="execute bits are POSIX")
+def test_ready_checks_the_programs_of_agents_a_called_workflow_calls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The program check covered only the workflow's own calls: an agent a `call workflow` child or
+    a foreach's child calls (two levels down too) with a program that does not exist passed
+    `--ready`, and the run failed there with `failed to start`. Said once per agent file, with the
+    sub-workflow that calls it."""
+    top = write(tmp_path / "top.wf", "workflow top {\n  call fine\n  call workflow mid\n}\n")
+    write(tmp_path / "mid.wf", "workflow mid {\n  call fine\n  call workflow leaf\n  call broken\n}\n")
+    write(tmp_path / "leaf.wf", "workflow leaf {\n  call gone\n  call broken\n}\n")
+    agents = tmp_path / "agents"
+    write(agents / "fine.md", "---\nruntime: echo\n---\nHi.\n")
+    write(agents / "broken.md", '---\ncommand: "{{agent_dir}}/review.sh"\n---\nHi.\n')
+    write(agents / "gone.md", '---\nruntime: command\ncommand: ["no-such-program-xyz"]\n---\nHi.\n')
+    code, out, err = run(capsys, "validate", "--ready", str(top))
+    assert (code, out) == (1, "")
+    said = [line for line in err.splitlines() if "agent '" in line]
+    assert said == [
+        f"{agents}/broken.md:2: in sub-workflow 'mid' of 'top': agent 'broken': "
+        f"'{{{{agent_dir}}}}/review.sh' not found (looked for {agents}/review.sh) (hint: the program is "
+        "the first word of `command`; a relative path is taken from the working directory (the "
+        "workflow's folder unless --working-dir), `{{agent_dir}}/…` from the agent file's folder)",
+        f"{agents}/gone.md:3: warning: in sub-workflow 'leaf' of 'top': agent 'gone': 'no-such-program-xyz' "
+        "is not a command on PATH here (the run's PATH may differ) (hint: install it or put it on PATH, or "
+        "give its path: `./x` in the working directory, `{{agent_dir}}/x` next to the agent file)",
+    ]
+    # `run` refuses before it starts, naming the sub-workflow's agent
+    code, out, err = run(capsys, "run", "--memory", str(top))
+    assert code != 0 and "RunStarted" not in out + err and said[0] in err.splitlines()
+    # a foreach's child is reached too
+    fan = write(
+        tmp_path / "fan.wf",
+        "workflow fan {\n"
+        '  foreach f { over = static scope = { items = "a,b" } max_parallel = 1 workflow = leaf }\n'
+        "}\n",
+    )
+    code, out, err = run(capsys, "validate", "--ready", str(fan))
+    assert code == 1 and f"{agents}/broken.md:2: in sub-workflow 'leaf' of 'fan': agent 'broken'" in err

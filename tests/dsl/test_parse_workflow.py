@@ -130,6 +130,54 @@ def test_the_brace_left_open_is_the_one_the_indentation_points_at(text: str, hin
     assert _hint(error) == hint
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "hint"),
+    [
+        # the call's options block lost its `}`: `call b` back at the call's indent is an option error
+        (
+            "workflow w {\n  call a {\n    retries = 1\n  call b\n}\n",
+            4,
+            "is the `{` of `call a` at line 2, column 10 closed? Judging by the indentation, its `}` is "
+            "missing before line 4",
+        ),
+        # an `if` that lost its `}` fails far below, where `} while` meets the workflow's `}`: the
+        # `if` is named, not the `do` the error is in
+        (
+            "workflow w {\n  do {\n    max_iterations = 2\n    if a.b {\n      call x\n\n    call y\n"
+            '    script s {\n      run = "true"\n    }\n  } while s.again\n}\n',
+            12,
+            "is the `{` of `if a.b` at line 4, column 12 closed? Judging by the indentation, its `}` is "
+            "missing before line 7",
+        ),
+    ],
+)
+def test_a_brace_lost_in_the_middle_of_the_file_is_named_by_the_indentation(
+    text: str, line: int, hint: str
+) -> None:
+    """A missing `}` that the parser meets before the end of the file (most do: at the next step of
+    the enclosing block, or where a `while` meets a `}`) had no hint at all: the error named a
+    token far from the block that lost it."""
+    error = parse_error(text)
+    assert not error.message.endswith("found end of file") and error.line == line
+    assert _hint(error) == hint
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "workflow w {\n  call a {\n    retries 1\n  }\n}\n",  # a key without `=`
+        "workflow w {\n  calll a\n}\n",
+        "workflow w {\n  if a.b {\n    call x bogus\n  }\n}\n",
+        "workflow w {\n  do {\n    call x\n  } while\n}\n",
+    ],
+)
+def test_an_error_in_the_middle_of_a_well_indented_file_has_no_brace_hint(text: str) -> None:
+    """Only the indentation can tell a lost `}` from another mistake: when every block's contents
+    are indented inside it, nothing is hinted."""
+    error = parse_error(text)
+    assert "closed?" not in error.detail
+
+
 def test_an_error_at_the_end_of_the_file_that_is_not_about_a_brace_has_no_hint() -> None:
     for text in ("workflow w", "workflow w { script"):
         error = parse_error(text)

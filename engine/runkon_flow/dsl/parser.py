@@ -62,7 +62,7 @@ from runkon_flow.dsl.lexer import (
     RawToken,
     lex,
 )
-from runkon_flow.dsl.unclosed import unclosed_brace_hint
+from runkon_flow.dsl.unclosed import open_brace_hint, unclosed_brace_hint
 from runkon_flow.errors import WfParseError
 from runkon_flow.humanize import did_you_mean
 
@@ -309,6 +309,11 @@ class _Parser:
         # a `}` missing at the end of the file: the hint says which `{` it would close (shown after
         # `file:line:col:`; the spec's message, `str(error)`, is unchanged)
         hint = unclosed_brace_hint(self.toks, self.lines) if tok[0] is EOF and "`}`" in expected else None
+        if tok[0] is not EOF and hint is None:  # before the end: a `{` the indentation says was left open
+            at = next(
+                (j for j in range(min(self.i, len(self.toks) - 1), -1, -1) if self.toks[j] is tok), None
+            )
+            hint = open_brace_hint(self.toks, self.lines, at) if at is not None else None
         raise self.error_at(f"expected {expected}, found {describe_token(tok)}", tok[2], hint)
 
     def advance(self) -> RawToken:

@@ -1,9 +1,11 @@
-"""Which `{` a file that ends too early left open (a hint for the parser's end-of-file errors).
+"""Which `{` lost its `}` (a hint for the parser's errors).
 
-A missing `}` is found only when the file ends: the parser's `expected … or `}` …, found end of file`
-is reported at the last line, far from the block that lost its brace. This module looks at the tokens
-again — only then, never while parsing a file that is correct — and names the `{` that is not closed:
-its line and column and what it opens (`script s`, `workflow b`, the `env` map).
+A missing `}` is reported where the parser notices it, far from the block that lost its brace: at
+the last line (`expected … or `}` …, found end of file`), or earlier, at the next step of an enclosing
+block or where a `while` meets a `}`. This module looks at the tokens again — only then, never while
+parsing a file that is correct — and names the `{` that is not closed: its line and column and what it
+opens (`script s`, `workflow b`, the `env` map). Before the end of the file it says something only when
+the indentation does (`open_brace_hint`): there the error is most often about something else.
 
 Braces match by count, so a missing `}` makes the braces after it close the wrong blocks, and the one
 left open at the end is often the outermost (the workflow's). The indentation says more: a line indented
@@ -28,7 +30,7 @@ from runkon_flow.dsl.lexer import (
     RawToken,
 )
 
-__all__ = ["unclosed_brace_hint"]
+__all__ = ["open_brace_hint", "unclosed_brace_hint"]
 
 # The words that begin something written with braces (§4).
 _OPENERS = frozenset(
@@ -56,9 +58,9 @@ def _opener(toks: list[RawToken], brace: int) -> tuple[str, int]:
     return "a block", brace
 
 
-def unclosed_brace_hint(toks: list[RawToken], lines: LineIndex) -> str | None:
-    """The hint for an error at the end of the file: which `{` is not closed, or None if all are."""
-    # the first token of every line (a line inside a multi-line string, or only a comment, has none)
+def _positions(toks: list[RawToken], lines: LineIndex) -> tuple[list[int], list[int], dict[int, int]]:
+    """Each token's line and column, and the first token of every line (a line inside a multi-line
+    string, or only a comment, has none)."""
     first_of_line: dict[int, int] = {}
     line_of: list[int] = []
     column_of: list[int] = []
@@ -67,38 +69,85 @@ def unclosed_brace_hint(toks: list[RawToken], lines: LineIndex) -> str | None:
         line_of.append(line)
         column_of.append(column)
         first_of_line.setdefault(line, index)
-    end = len(toks) - 1  # the EOF token
-    # each `{` with the token that closes it by count (`end` for one never closed)
-    closer: dict[int, int] = {}
-    stack: list[int] = []
-    for index, tok in enumerate(toks):
-        if tok[0] is LBRACE:
-            stack.append(index)
-        elif tok[0] is RBRACE and stack:
-            closer[stack.pop()] = index
+    return line_of, column_of, first_of_line
+
+
+def open_brace_hint(toks: list[RawToken], lines: LineIndex, at: int) -> str | None:
+    """The hint for an error before the end of the file, at token `at`: a `{` whose contents the
+    indentation says ended before its `}` by count — `call a {` with `retries = 1`, then `call b`
+    back at the call's own indent, fails at `call b`; an `if` that lost its `}` fails many lines on,
+    where a `while` meets the `}` meant for the workflow — or None. Only the indentation can say so
+    here (an error in the middle of a file is most often about something else), so when it says
+    nothing, nothing is hinted."""
+    positions = _positions(toks, lines)
+    found = _forgotten(toks, positions, at)
+    if found is None:
+        return None
+    brace, line = found
+    name, _ = _opener(toks, brace)
+    line_of, column_of, _ = positions
+    return (
+        f"is the `{{` of {name} at line {line_of[brace]}, column {column_of[brace]} closed? Judging by "
+        f"the indentation, its `}}` is missing before line {line}"
+    )
+
+
+def unclosed_brace_hint(toks: list[RawToken], lines: LineIndex) -> str | None:
+    """The hint for an error at the end of the file: which `{` is not closed, or None if all are."""
+    positions = _positions(toks, lines)
+    line_of, column_of, _ = positions
+    stack = _open_at(toks, len(toks) - 1)
     if not stack:
         return None
-    for brace in stack:
-        closer[brace] = end
-
-    best: tuple[int, int, int] | None = None  # (line where the `}` is missing, -brace, brace)
-    for brace, close in closer.items():
-        line = _dedent_line(brace, close, toks, line_of, column_of, first_of_line)
-        if line is not None and (best is None or (line, -brace) < best[:2]):
-            best = (line, -brace, brace)
-    if best is not None:
-        brace = best[2]
+    found = _forgotten(toks, positions, len(toks) - 1)  # the EOF token
+    if found is not None:
+        brace, line = found
         name, _ = _opener(toks, brace)
         where = f"line {line_of[brace]}, column {column_of[brace]}"
         return (
             f"the `{{` of {name} at {where} is not closed: judging by the indentation, its `}}` is "
-            f"missing before line {best[0]}"
+            f"missing before line {line}"
         )
     brace = stack[-1]
     name, _ = _opener(toks, brace)
     more = f" (nor are the {len(stack) - 1} blocks around it)" if len(stack) > 2 else ""
     more = " (nor is the block around it)" if len(stack) == 2 else more
     return f"the `{{` of {name} at line {line_of[brace]}, column {column_of[brace]} is not closed{more}"
+
+
+def _open_at(toks: list[RawToken], end: int) -> list[int]:
+    """The `{`s still open, by count, before token `end`, outermost first."""
+    stack: list[int] = []
+    for index in range(end):
+        if toks[index][0] is LBRACE:
+            stack.append(index)
+        elif toks[index][0] is RBRACE and stack:
+            stack.pop()
+    return stack
+
+
+def _forgotten(
+    toks: list[RawToken], positions: tuple[list[int], list[int], dict[int, int]], end: int
+) -> tuple[int, int] | None:
+    """(the `{`, the line before which its `}` is missing) for the block whose contents the
+    indentation says ended earliest, among the `{`s before token `end` — each with the `}` that
+    closes it by count, or `end` if none does — or None when the indentation says nothing."""
+    line_of, column_of, first_of_line = positions
+    closer: dict[int, int] = {}
+    stack: list[int] = []
+    for index in range(end):
+        if toks[index][0] is LBRACE:
+            stack.append(index)
+        elif toks[index][0] is RBRACE and stack:
+            closer[stack.pop()] = index
+    for brace in stack:
+        closer[brace] = end
+    best: tuple[int, int, int] | None = None  # (line where the `}` is missing, -brace, brace)
+    for brace, close in closer.items():
+        line = _dedent_line(brace, close, toks, line_of, column_of, first_of_line)
+        if line is not None and (best is None or (line, -brace) < best[:2]):
+            best = (line, -brace, brace)
+    return None if best is None else (best[2], best[0])
 
 
 def _dedent_line(

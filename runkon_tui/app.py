@@ -890,6 +890,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         if self._shutting_down():
             return  # the session knows; there is no screen left to tell
         if isinstance(report, RunCreated):
+            self._show(notice)  # the check's warnings
             self._select_workflow(report.name)
             self.drain()
         elif isinstance(report, ResumeKnown):
@@ -928,6 +929,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         elif isinstance(report, (Attached, Launched)):
             if session.attached_run_id != report.run_id:
                 return
+            self._show(notice)  # a launched run: the check's warnings
             self._bind_view()
             self._select_workflow(report.name)
             self._refresh_screen()

@@ -94,6 +94,7 @@ class RunCreated:
     resumed: bool
     definition: WorkflowDef | None = None  # what a resume runs (the file as it is now), to draw
     ack: threading.Event = field(default_factory=threading.Event)
+    warnings: tuple[str, ...] = ()  # the check's warnings, said before the run as `run` says them
 
 
 @dataclass
@@ -180,6 +181,7 @@ class Launched:
     runner: subprocess.Popen
     log: Path
     after_seq: int | None = None  # a resume or retry: the stream's end before the runner started
+    warnings: tuple[str, ...] = ()  # the check's warnings, said before the run as `run` says them
 
 
 @dataclass
@@ -861,6 +863,7 @@ class RunSession:
                 if refused:  # no runner started, nothing written: the run stays resumable once fixed
                     post(RunRejected(name, refused, target))
                     return
+                warnings = _warnings(host, name)
                 if target is None:
                     # create_run validates first (language + host checks) and writes nothing on failure.
                     target = host.create_run(name, inputs or {})
@@ -878,7 +881,7 @@ class RunSession:
                     self._end_unstarted(target, f"cannot start a background runner: {exc}")
                     post(LaunchFailed(f"{label}: cannot start a background runner: {exc}"))
                 return
-            post(Launched(target, name, shown, proc, log, after))
+            post(Launched(target, name, shown, proc, log, after, warnings))
 
             def watch_runner() -> None:
                 code = proc.wait()
@@ -961,6 +964,18 @@ class RunSession:
             f"(pid {report.runner.pid}; log {_home_as_tilde(report.log)})"
         )
 
+    def _say_warnings(self, name: str, warnings: Sequence[str]) -> Notice | None:
+        """The check's warnings (a program not on PATH here, a quoted placeholder …), which stop
+        nothing: in the engine log, at the run's start, and in a toast — as `run` prints them
+        before it starts. Unsaid, such a run only showed its step failing later."""
+        for warning in warnings:
+            self.view.note(warning, "warning")
+        if not warnings:
+            return None
+        more = f"\n… and {len(warnings) - 3} more in the engine log" if len(warnings) > 3 else ""
+        title = f"{name}: {len(warnings)} warning{'s' if len(warnings) > 1 else ''}"
+        return Notice("\n".join(warnings[:3]) + more, "warning", title=title, timeout=10)
+
     def _runner_failed(self, report: RunnerFailed) -> Notice:
         """Its runner stopped on an error: when it never took the run up, stop following (nothing
         will happen); otherwise the follower judges the run's end as for any holder that died."""
@@ -1015,6 +1030,7 @@ class RunSession:
             if refused:
                 post(RunRejected(name, refused, resume_run_id))
                 return
+            warnings = _warnings(host, name)
             if resume_run_id is None:
                 # create_run validates first (language + host checks) and writes nothing on failure.
                 run_id = host.create_run(name, inputs)
@@ -1023,7 +1039,7 @@ class RunSession:
             # A resume runs the workflow's file as it is now: the tree must show that, not the
             # definition the run started with (a retry runs the stored one, which is on screen).
             resumes_with = host.resume_plan(run_id).definition if resume_run_id and retry is None else None
-            created = RunCreated(run_id, name, resume_run_id is not None, resumes_with)
+            created = RunCreated(run_id, name, resume_run_id is not None, resumes_with, warnings=warnings)
             post(created)
             created.ack.wait(5.0)  # the view must know the run before its first event is folded
             if resume_run_id is None:
@@ -1237,7 +1253,7 @@ class RunSession:
             elif self.view.definition is None:
                 self.view.definition = self.run_definition
             report.ack.set()
-            return None
+            return self._say_warnings(report.name, report.warnings)
         if isinstance(report, RunRejected):
             self.launching = False
             self.run_active = False
@@ -1279,6 +1295,7 @@ class RunSession:
         if isinstance(report, Launched):
             if not self.run_active:
                 self._launched(report)
+                return self._say_warnings(report.name, report.warnings)
             return None
         if isinstance(report, RunnerFailed):
             return self._runner_failed(report)
@@ -1556,6 +1573,15 @@ def same_definition(a: WorkflowDef, b: WorkflowDef | None) -> bool:
     if b is None:
         return False
     return a is b or a == b or a.model_copy(update={"source_path": b.source_path}) == b
+
+
+def _warnings(host: EngineHost, name: str) -> tuple[str, ...]:
+    """What the check warns of for a run of `name` (stops nothing); none when the check itself
+    cannot run — the run's own check then says what is wrong."""
+    try:
+        return tuple(f"{p.location.render()}: warning: {p.text()}" for p in host.check(name)[1])
+    except Exception:
+        return ()
 
 
 def _unloadable(

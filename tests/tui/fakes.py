@@ -56,6 +56,7 @@ class ScriptedHost:
         self.script = script
         self.calls: list[tuple] = []
         self.problems: dict[str, list[str]] = {}
+        self.warnings: dict[str, list[str]] = {}
         self.gates = ScriptedGates(self)
         self.store = InMemoryStore()
         self._release = threading.Event()
@@ -73,6 +74,12 @@ class ScriptedHost:
     def validate(self, name: str) -> list[Problem]:
         self.calls.append(("validate", name))
         return [Problem(p) for p in self.problems.get(name, [])]
+
+    def check(self, name: str) -> tuple[list[Problem], list[Problem]]:
+        """`validate`'s problems and the warnings (not recorded in `calls`: said, not acted on)."""
+        return [Problem(p) for p in self.problems.get(name, [])], [
+            Problem(w) for w in self.warnings.get(name, [])
+        ]
 
     def prepare_inputs(self, name: str, raw: Mapping[str, str]) -> dict[str, str]:
         wf = self.workflows[name]

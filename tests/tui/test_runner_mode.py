@@ -795,3 +795,32 @@ def test_a_resume_in_a_runner_is_checked_on_the_definition_the_runner_resumes_wi
     assert type(report).__name__ == "LaunchFailed", reports  # past the check: kid loads
     assert "no runner in this test" in report.text
     store.close()
+
+
+def test_a_run_started_in_a_runner_says_the_checks_warnings(folder: Path, db: Path) -> None:
+    """The dashboard's runs go to a background runner by default: the check's warnings (an agent
+    program not on PATH here) were said nowhere there — the runner's log only — and the step just
+    failed. They come with the launch, to the engine log and a toast."""
+    from runkon_flow.workspace import Workspace
+
+    (folder / "agents" / "ghost.md").write_text('---\ncommand: ["no-such-program-xyz"]\n---\nHi.\n')
+    (folder / "haunted.wf").write_text("workflow haunted {\n  call ghost\n}\n")
+    store = SqliteStore(db)
+    host = Workspace([folder], store)
+    session, reports = headless_session(folder, host, store)
+    session.catalog.reload()
+    session._launch("run haunted", "haunted", host.find("haunted"), inputs={})
+    launched = next(r for r in reports if isinstance(r, Launched))
+    launched.runner.wait(timeout=60)
+    warning = (
+        f"{folder / 'agents' / 'ghost.md'}:2: warning: agent 'ghost': 'no-such-program-xyz' is not a "
+        "command on PATH here (the run's PATH may differ)"
+    )
+    assert len(launched.warnings) == 1 and launched.warnings[0].startswith(warning), launched.warnings
+    notice = session.handle(launched)
+    assert notice is not None and notice.severity == "warning" and notice.text.startswith(warning)
+    assert [line.text for line in session.view.engine_log if line.level == "warning"] == list(
+        launched.warnings
+    )
+    session.stop_following()
+    store.close()

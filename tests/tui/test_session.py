@@ -176,6 +176,36 @@ def test_an_agent_program_that_is_not_there_is_a_problem_at_its_command_line(fol
     assert store.list_runs() == []
 
 
+def test_the_checks_warnings_are_said_when_a_run_starts(folder: Path) -> None:
+    """`run` prints the check's warnings before it starts; the dashboard said none, so an agent
+    whose program is not on PATH here only showed later as a failed step. They are said in the
+    engine log at the run's start and in a toast."""
+    (folder / "agents" / "ghost.md").write_text('---\ncommand: ["no-such-program-xyz"]\n---\nHi.\n')
+    (folder / "haunted.wf").write_text("workflow haunted {\n  call ghost\n}\n")
+    h = make_session(folder)
+    s = h.session
+    start(h, "haunted")
+    h.pump(h.run_ended, "the run to end")
+    warning = (
+        f"{folder / 'agents' / 'ghost.md'}:2: warning: agent 'ghost': 'no-such-program-xyz' is not a "
+        "command on PATH here (the run's PATH may differ)"
+    )
+    said = [line.text for line in s.view.engine_log if line.level == "warning"]
+    assert len(said) == 1 and said[0].startswith(warning), said
+    toast = next(n for _, n in h.driver.handled if n is not None and n.severity == "warning")
+    assert toast.title == "haunted: 1 warning" and toast.text.startswith(warning)
+    assert s.view.status == "failed"  # it ran: a warning stops nothing
+    assert not any(line.level == "warning" for line in s.view.error_log)
+
+
+def test_a_run_with_nothing_to_warn_of_starts_without_a_warning(folder: Path) -> None:
+    h = make_session(folder)
+    start(h, "quick")
+    h.pump(h.run_ended, "the run to end")
+    assert not [n for _, n in h.driver.handled if n is not None and n.severity == "warning"]
+    assert not [line for line in h.session.view.engine_log if "warning:" in line.text]
+
+
 # --------------------------------------------------------------------------- cancel and resume
 
 

@@ -783,16 +783,16 @@ def test_ready_and_run_check_the_program_of_each_agent_command(
     code, out, err = run(capsys, "validate", "--ready", str(path))
     assert (code, out) == (1, "")
     said = [line for line in err.splitlines() if "agent '" in line]
-    assert said == [  # by line, as the problems of a sub-workflow's file are
-        f"{agents}/missing.md:2: agent 'missing': '{{{{agent_dir}}}}/review.sh' not found (looked for "
-        f"{agents}/review.sh) (hint: the program is the first word of `command`; a relative path is taken "
-        "from the working directory (the workflow's folder unless --working-dir), `{{agent_dir}}/…` from "
-        "the agent file's folder)",
+    assert said == [  # errors, then the warning; by file (no file's lines among another's), then line
         f"{agents}/flat.md:2: agent 'flat': 'lint.sh' is not a command on PATH; a program without a `/` is "
         f"looked for on PATH only, not in the working directory (hint: write `./lint.sh` to run "
         f"{tmp_path}/lint.sh)",
         f"{agents}/local.md:3: agent 'local': '{tmp_path}/tools/run.sh' is not executable (mode 0644) "
         f"(hint: Run: chmod +x {tmp_path}/tools/run.sh)",
+        f"{agents}/missing.md:2: agent 'missing': '{{{{agent_dir}}}}/review.sh' not found (looked for "
+        f"{agents}/review.sh) (hint: the program is the first word of `command`; a relative path is taken "
+        "from the working directory (the workflow's folder unless --working-dir), `{{agent_dir}}/…` from "
+        "the agent file's folder)",
         # not on PATH here: a warning, as for a script (the run's PATH may differ), said once
         f"{agents}/gone.md:3: warning: agent 'gone': 'no-such-program-xyz' is not a command on PATH here "
         "(the run's PATH may differ) (hint: install it or put it on PATH, or give its path: `./x` in the "

@@ -730,3 +730,23 @@ def test_problem_objects_are_plain_values() -> None:
         report.errors[0]
         == validate_workflow(wf(IfNode(condition=on("x"), body=[], line=1, column=2))).errors[0]
     )
+
+
+def test_problems_are_ordered_by_file_then_line_the_workflows_own_first() -> None:
+    """`validate --ready` put an agent file's problem at line 2 among the workflow's own lines (by
+    line alone, across files): the workflow's own come first, by line, then each other file's."""
+    from runkon_flow.dsl.validation import in_file_order
+    from runkon_flow.errors import Problem, SourceLocation
+
+    def at(file: str | None, line: int | None) -> Problem:
+        return Problem(f"{file}:{line}", location=SourceLocation(file, line, 1))
+
+    problems = [at("agents/z.md", 2), at("flow.wf", 9), at("agents/a.md", 5), at(None, 4), at("flow.wf", 3)]
+    assert [p.message for p in in_file_order(problems, "flow.wf")] == [
+        "flow.wf:3",
+        "None:4",  # no file: the workflow's own (the engine knows positions, not files)
+        "flow.wf:9",
+        "agents/a.md:5",
+        "agents/z.md:2",
+    ]
+    assert [p.location.line for p in in_file_order(problems)] == [2, 3, 4, 5, 9]  # one file: by line

@@ -132,7 +132,7 @@ def _validate_one(
         # a warning `run` makes an error of (a call timeout it cannot read) is said once, as the error
         said = {_subject(p) for p in errors}
         warnings = [p for p in warnings if _subject(p) not in said]
-    return in_file_order(errors), file_warnings(wf, str(target.path), warnings)
+    return in_file_order(errors, str(target.path)), file_warnings(wf, str(target.path), warnings)
 
 
 def _source(problem: Problem, target: Target, source: str) -> str | None:

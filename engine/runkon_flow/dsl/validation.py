@@ -139,16 +139,32 @@ class ValidationReport:
         self.warning_problems.extend(other.warning_problems)
 
 
-def in_file_order(problems: Iterable[Problem]) -> list[Problem]:
-    """`problems` by their place in the file (those without one first)."""
-    return sorted(problems, key=lambda p: (p.location.line or 0, p.location.column or 0))
+def in_file_order(problems: Iterable[Problem], file: str | None = None) -> list[Problem]:
+    """`problems` by their place: those without one first, then the workflow file's (`file`, and
+    those that name no file) by line, then each other file's (an agent file, a sub-workflow's) by
+    its name and line — not one file's lines among another's."""
+    own = _resolved(file) if file else None
+
+    def place(problem: Problem) -> tuple[int, str, int, int]:
+        where = problem.location
+        other = bool(where.file) and own is not None and _resolved(where.file or "") != own
+        return int(other), (where.file or "") if other else "", where.line or 0, where.column or 0
+
+    return sorted(problems, key=place)
+
+
+def _resolved(file: str) -> str:
+    try:
+        return str(Path(file).resolve())
+    except (OSError, RuntimeError):
+        return file
 
 
 def file_warnings(wf: WorkflowDef, file: str | None, warnings: Iterable[Problem]) -> list[Problem]:
     """What is said as a workflow file's warnings, `validate` and `run` alike: the parser's (at the
     workflow's place in `file`), then `warnings` in file order."""
     here = SourceLocation(file, wf.line, wf.column)
-    return [Problem(text, None, here) for text in wf.warnings] + in_file_order(warnings)
+    return [Problem(text, None, here) for text in wf.warnings] + in_file_order(warnings, file)
 
 
 # --------------------------------------------------------------------------- §9.1

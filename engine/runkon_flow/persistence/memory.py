@@ -88,11 +88,16 @@ class InMemoryStore:
         """The lock of a run's rows (key: the run id) or of one fan-out item row (its id)."""
         return self._stripes[hash(key) % _STRIPES]
 
-    @contextlib.contextmanager
-    def _guards(self, keys: Sequence[str]) -> Iterator[None]:
+    def _guards(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[object]:
         """The locks of several runs' rows at once, taken in one order (no other write holds two
-        stripes, so this cannot deadlock)."""
-        stripes = sorted({hash(key) % _STRIPES for key in keys})
+        stripes, so this cannot deadlock). One run's (every fan-out child's `finish_run`) is its
+        stripe's lock itself: no generator and ExitStack per child run."""
+        if len(keys) == 1:
+            return self._guard(keys[0])
+        return self._stripes_held(sorted({hash(key) % _STRIPES for key in keys}))
+
+    @contextlib.contextmanager
+    def _stripes_held(self, stripes: list[int]) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             for i in stripes:
                 stack.enter_context(self._stripes[i])

@@ -81,6 +81,7 @@ _DISPATCHED = (FanOutItemStatus.RUNNING, FanOutItemStatus.FAILED, FanOutItemStat
 _FIRST = ItemLineage()
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _ITEM_ID = attrgetter("item_id")
+_STATUS_JSON = {s: _encode(s.value) for s in FanOutItemStatus}  # an aggregate entry's status, encoded once
 _NO_CONTEXT: dict[str, str] = {}  # shared by every item without context fields (read only)
 
 
@@ -899,8 +900,8 @@ class _FanOut:
         those would be the fan-out's largest allocation, made just when the store is fullest)."""
         try:
             parts = [
-                f'{{"item_id":{_encode(i.item_id)},"status":{_encode(i.status.value)},'
-                f'"output":{_encode(self._child_output(i))}}}'
+                f'{{"item_id":{_encode(i.item_id)},"status":{_STATUS_JSON[i.status]},'
+                f'"output":{_json_or_null(self._child_output(i))}}}'
                 for i in sorted(self.items, key=_ITEM_ID)
                 if i.status.is_terminal
             ]
@@ -991,6 +992,11 @@ class _FanOut:
             structured_output=aggregate,
         )
         self.trace.completed(StepStatus.COMPLETED, usage=usage)
+
+
+def _json_or_null(value: Any) -> str:
+    """`value` as JSON; `null` without the encoder (most children leave no output)."""
+    return "null" if value is None else _encode(value)
 
 
 def _carried_status(prior: Any, chosen: frozenset[str] | None) -> FanOutItemStatus:

@@ -196,6 +196,16 @@ def test_a_packed_row_holds_at_most_its_share_of_events_and_characters() -> None
     assert pack(many[:1]) == many[:1]  # a lone event keeps its own row
 
 
+def test_an_events_time_reads_back_as_the_very_same_float() -> None:
+    import math
+
+    times = [1_796_315_374.7108505, 1_796_315_374.0, 0.1 + 0.2, 1e-5, 1e16, 5e-324, math.inf, -math.inf]
+    events = [NewEvent(ts, "r", "EngineLog", "{}") for ts in [*times, math.nan]]
+    zipped = [e.ts for row in pack(events) for e in unpack(_stored(row))]
+    assert zipped[:-1] == times and math.isnan(zipped[-1])
+    assert [e.ts for row in pack(events[:2]) for e in unpack(_stored(row))] == times[:2]  # plain text
+
+
 def test_an_unreadable_packed_line_is_skipped_and_said(caplog: pytest.LogCaptureFixture) -> None:
     row = StoredEvent("r", 7, 1.0, "", PACKED, "1.0\tc\tRunStarted\t{}\ngarbage\n2.0\tc\tRunCompleted\t{}")
     assert [e.kind for e in unpack(row)] == ["RunStarted", "RunCompleted"]

@@ -183,3 +183,70 @@ def test_a_called_workflow_that_loses_the_store_stops_its_parents_which_resume_i
         run = h.store.get_run(run.id)
         assert (run.status, run.error) == (RunStatus.COMPLETED, None), (run.workflow_name, run.status)
     assert h.statuses(chain[-1].id) == [("build", "completed"), ("check", "completed")]
+
+
+def test_a_foreach_child_that_loses_the_store_stops_the_run_whose_resume_runs_its_item(h: Harness) -> None:
+    """A foreach item's child whose run database can record nothing more stops as a called
+    workflow does: the fan-out starts no further item, no item is recorded failed, the run is left
+    unfinished (resumable), and its resume runs the unfinished items. Before, the child ended
+    failed, its item with it, and the fan-out went on — the step and the run ended failed."""
+    h.add_workflow("workflow child { call work call check }")
+    ids = [f"i{n}" for n in range(6)]
+    h.providers.append(ListProvider("tickets", ids))
+    first, halted = threading.Lock(), threading.Event()
+
+    def behave(info, params):  # the first child goes on; the others wait till the fan-out halted
+        if not first.acquire(blocking=False):
+            halted.wait(30)
+        return ActionOutput(context="did")
+
+    h.agents.do("work", behave)
+    emit = h.sink.emit
+
+    def watch(data):
+        emit(data)
+        if data.event.type == "EngineLog" and "no further item starts" in data.event.message:
+            halted.set()
+
+    h.sink.emit = watch
+    real = h.store.insert_step
+    stopped: list[str] = []  # the child run that could record no more
+
+    def flaky(new_step, **kwargs):
+        if not stopped and new_step.step_name == "check":  # the first child's second step, once
+            stopped.append(new_step.workflow_run_id)
+            raise StoreUnavailable(GAVE_UP)
+        return real(new_step, **kwargs)
+
+    h.store.insert_step = flaky
+    wf = h.add_workflow(fan(extra="on_child_fail = continue"))
+    run_id = h.new_run(wf)
+    with pytest.raises(StoreUnavailable, match="gave up"):
+        h.run(wf, run_id=run_id)
+
+    h.store.flush()
+    run, child = h.store.get_run(run_id), h.store.get_run(stopped[0])
+    for stopped_run in (run, child):
+        assert stopped_run.status is RunStatus.RUNNING, (stopped_run.workflow_name, stopped_run.status)
+        assert stopped_run.ended_at is None and display_status(stopped_run) == "interrupted"
+        assert stopped_run.error.startswith(STORE_STOPPED) and GAVE_UP in stopped_run.error
+        assert not h.events_of_run(stopped_run.id, "RunCompleted")
+    [row] = h.steps(run_id)  # `after` never started
+    assert row.status == "running", row.status  # the fan-out is not recorded failed
+    items = dict(items_of(h, row.id))
+    assert items[child.inputs["item.id"]] == "running"  # its item not failed: it runs on resume
+    # the item in the other slot ended; none started after the stop
+    assert sorted(items.values()) == ["completed", *["pending"] * 4, "running"], items
+    assert not [e for e in h.events("FanOutItemCompleted") if not e.succeeded]
+
+    h.store.insert_step = real  # the database is back
+    unfinished = sorted(i for i, status in items.items() if status != "completed")
+    started_before = len(h.events("FanOutItemStarted"))
+    resumed = h.engine.resume_workflow(wf, h.run_input(run_id))
+    assert resumed.all_succeeded
+    assert h.store.get_run(run_id).status is RunStatus.COMPLETED
+    last = [s for s in h.steps(run_id) if s.step_name == "foreach:fan"][-1]
+    assert sorted(items_of(h, last.id)) == [(i, "completed") for i in ids]
+    again = sorted(e.item_id for e in h.events("FanOutItemStarted")[started_before:])
+    assert again == unfinished  # the unfinished items ran, the stopped one among them; no other
+    assert h.store.get_run(child.id).status is not RunStatus.RUNNING  # closed by the resume's end

@@ -701,7 +701,8 @@ class FlowEngine:
             # The run database could record nothing more: the run did not fail. Even if it takes
             # this write (on a full disk an update in place may fit where an insert does not), the
             # run is not recorded failed but stays as it was stored, resumable (no end event). A
-            # `call workflow` child stops so too, and its parent with it (nodes/call_workflow.py).
+            # `call workflow` or foreach child stops so too, and its parent with it
+            # (nodes/call_workflow.py, nodes/foreach.py).
             status = self._stopped_for_store(st, body_error)
         else:
             status = RunStatus.FAILED

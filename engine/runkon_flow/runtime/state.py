@@ -261,7 +261,7 @@ class ExecutionState:
     # to be resumed — and ends with this error (engine.py, `_stopped_for_store`).
     store_stopped: StoreUnavailable | None = None
     # A child run that stops so, as a top-level run does, rather than being recorded failed: a
-    # `call workflow` child (ChildWorkflowInput.stops_for_store), whose parent then stops too.
+    # `call workflow` or foreach child (ChildWorkflowInput.stops_for_store); its parent stops too.
     stops_for_store: bool = False
     # Every step row of this run as (summary fields), kept as the engine writes them, so the run
     # summary needs no query. None = not known completely (a run that existed before this engine

@@ -347,7 +347,7 @@ class ChildWorkflowInput:
     `stops_for_store` (ours): when the run database can record nothing more (`StoreUnavailable`)
     the child is not recorded failed but stops as a top-level run does — left as stored, to be
     resumed — and the runner raises the error, so its parent stops too (`call workflow`, whose
-    resume continues the child; a foreach item's child is recorded failed, as its item).
+    resume continues the child; a foreach item, left unrecorded, whose resume runs it again).
     """
 
     inputs: dict[str, str]

@@ -612,6 +612,9 @@ class _FanOut:
         plain = not self.dependents
         while item is not None:
             result, error = self._run_child(item)
+            if isinstance(error, StoreUnavailable):
+                self._child_stopped(item, error)
+                return
             status = self._outcome(item, result, error)
             if plain and status is FanOutItemStatus.COMPLETED:
                 item = self._record_completed(item, result)
@@ -687,6 +690,22 @@ class _FanOut:
                 self._settle(item)
         self._say_store_gone(exc)
 
+    def _child_stopped(self, item: _Item, exc: StoreUnavailable) -> None:
+        """Worker: the run database could record nothing more (`StoreUnavailable`) — `item`'s
+        child stopped for it, left as stored (`ChildWorkflowInput.stops_for_store`), or could not
+        be created. The item did not fail: it is not recorded (its row stays `running`, as the
+        store has it; no end event, no failure policy) and runs again on resume, as a new child.
+        No further item starts, and the run stops, to be resumed (`_complete`)."""
+        with self.lock:
+            if not self._claim(item):
+                return  # abandoned after the cancel grace: already recorded as cancelled
+            if item.token is not None:
+                item.token.detach()
+                item.token = None
+            self._say_store_gone(exc)
+            self._settle(item)
+            self.changed.notify()
+
     def _say_store_gone(self, exc: StoreUnavailable) -> None:
         """Stop starting items, and say why once (any thread, with or without the lock)."""
         with self._gone_once:
@@ -729,6 +748,7 @@ class _FanOut:
             item_id=item.item_id,
             write_behind=True,  # an unfinished item re-runs as a new child: its rows are history only
             on_created=partial(setattr, item, "child_run_id"),  # known even if the runner then fails
+            stops_for_store=True,  # a database gone away stops the run, not fails the item
         )
         try:
             hold_lease(self.st)  # no child is started by a run another engine took over
@@ -771,9 +791,7 @@ class _FanOut:
             item.token.detach()
             item.token = None
         status = committed if committed is not None else self._outcome(item, result, error)
-        if isinstance(error, StoreUnavailable):
-            self._say_store_gone(error)  # once for the step, not once per item in flight
-        elif result is None and status is FanOutItemStatus.FAILED:
+        if result is None and status is FanOutItemStatus.FAILED:
             st.warn(f"foreach '{self.node.name}': item '{item.item_id}' could not run: {item.error}")
         item.status = status
         if committed is None:

@@ -813,8 +813,9 @@ class Workspace:
         gone or broken the definition stored with it (when gone, the workflows it starts run as
         they ran too: `_stored_plan`) — but a file that parsed before and does not now, its last
         good definition held here (none when loaded `afresh`)."""
-        if run.rerun_of:
-            return ResumeSource.RERUN, self._plan_from_row(run)
+        if run.rerun_of:  # the definition the rerun chose; with `stored`, its children as they ran
+            stored = run.rerun_definition == "stored" or _continues_stored_retry(run)
+            return ResumeSource.RERUN, self._stored_plan(run) if stored else self._plan_from_row(run)
         if _continues_stored_retry(run):
             return ResumeSource.RETRY, self._stored_plan(run)
         snap = self._snapshot()
@@ -898,13 +899,16 @@ class Workspace:
         inputs: Mapping[str, str] | None = None,
         *,
         definition: str = "current",
+        children: dict[str, WorkflowDef] | None = None,
     ) -> tuple[str, RerunPlan]:
         """Create a run that reruns the finished run `run_id` from `step` (docs/when-things-go-
         wrong.md): a `pending` run of the `current` file or the `stored` definition, linked to the
         old run, holding copies of the old run's completed steps before `step`, with the old run's
         inputs (those the definition still declares) updated by `inputs`. Start it with
         `resume(new_id)`: the copied steps are restored, `step` and what follows run. Nothing is
-        written when the step, the inputs or the definition are wrong."""
+        written when the step, the inputs or the definition are wrong. With `stored`, the
+        workflows it starts run as the old run ran them (`children`: the old run's
+        `stored_children`, when the caller has read them already)."""
         if definition not in ("stored", "current"):
             raise WorkflowError(f"rerun: definition must be 'stored' or 'current', not '{definition}'")
         old = self._run_row(run_id)
@@ -915,7 +919,7 @@ class Workspace:
             raise WorkflowError(
                 f"run '{run_id}' is {old.status.value}; only a finished run can be rerun (cancel it first)"
             )
-        plan = self._plan_from_row(old) if definition == "stored" else self._current_plan(old)
+        plan = self._stored_plan(old, children) if definition == "stored" else self._current_plan(old)
         wf = plan.definition
         if definition == "current":
             problems = self.validate(wf.name)
@@ -947,7 +951,9 @@ class Workspace:
                 inputs=prepared,
             )
         )
-        self.store.set_rerun_link(new.id, run_id, rerun.step)
+        # The choice is kept (`rerun_definition`): with `stored`, the workflows the rerun starts
+        # run as the old run ran them — now, and in a resume or retry of the rerun (`_ran_children`).
+        self.store.set_rerun_link(new.id, run_id, rerun.step, definition)
         self.store.copy_steps(run_id, new.id, [row.id for row in rerun.reused])
         return new.id, rerun
 
@@ -1155,13 +1161,29 @@ class Workspace:
         stored with its child runs (`children`, when read already): what ran before runs again (a
         workflow the run never started has nothing stored and runs today's file)."""
         plan = self._plan_from_row(run)
-        plan.children = stored_children(self.store, run) if children is None else children
+        plan.children = self._ran_children(run) if children is None else children
         return plan
 
     def stored_children(self, run_id: str) -> dict[str, WorkflowDef]:
         """The definitions the workflows run `run_id` started ran with, by name: what they run in
         a retry with the stored definition (`retry` says how each differs from today's file)."""
-        return stored_children(self.store, self._run_row(run_id))
+        return self._ran_children(self._run_row(run_id))
+
+    def _ran_children(self, run: WorkflowRun) -> dict[str, WorkflowDef]:
+        """`stored_children` of `run`; for a rerun of the stored definition, also those of the run
+        it reruns (and so on back), for the workflows the rerun has not started itself yet: a
+        rerun that chose `stored` starts them as the old run ran them, and so does its resume or
+        retry (`rerun_definition`). What the rerun itself started comes first (the newest)."""
+        found = stored_children(self.store, run)
+        seen = {run.id}
+        while run.rerun_of and run.rerun_definition == "stored" and run.rerun_of not in seen:
+            earlier = self.store.get_run(run.rerun_of)
+            if earlier is None:  # deleted since: what the rerun started is all there is
+                break
+            seen.add(earlier.id)
+            found = {**stored_children(self.store, earlier), **found}
+            run = earlier
+        return found
 
     def _drive(
         self,

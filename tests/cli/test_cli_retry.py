@@ -653,23 +653,73 @@ def test_resuming_an_interrupted_retry_runs_the_children_as_the_run_ran_them(cap
         store.close()
 
 
-def test_a_rerun_of_the_stored_definition_names_the_child_it_starts_from_todays_file(
-    capsys, home: Path
-) -> None:
-    """A rerun is a new run: it stores no definitions of the old run's children, so a child edited
-    since is named rather than "stored" passing for "exactly what ran"."""
+def test_a_rerun_of_the_stored_definition_runs_the_children_as_they_ran(capsys, home: Path) -> None:
+    """`rerun --definition stored` starts the workflows the old run started as they ran, as a
+    stored retry does, and names each one edited since. Before, it started them from today's
+    files (the new run stored no definitions of the old run's children)."""
     run_id = failed_run(capsys, home)
     write(home / "one.wf", ONE_V2)
-    code, _, err = cli(
+    code, out, err = cli(
         capsys, "rerun", run_id, "--from", "each", "--definition", "stored", "--dir", str(home),
         "--progress", "plain",
     )  # fmt: skip
     assert code == 0, err
     assert (
         f"note: the workflow 'one' changed since run {run_id} started it; "
-        f"this rerun starts it from today's file ({home / 'one.wf'})"
+        f"this rerun starts it as it ran, not from today's file ({home / 'one.wf'})"
     ) in err
-    assert sorted((home / "edited.log").read_text().split()) == ["a", "b", "c", "d", "e"]  # as it says
+    assert "stored definition, and the workflows it starts (one) as they ran" in err
+    assert not (home / "edited.log").exists()
+    assert executions(home) == {"a": 2, "b": 2, "c": 2, "d": 2, "e": 2}
+    shown = json.loads(cli(capsys, "show", run_id_of(out), "--json")[1])
+    assert shown["rerun_definition"] == "stored"
+
+
+def test_resuming_an_interrupted_stored_rerun_runs_the_children_as_the_old_run_ran_them(
+    capsys, home: Path
+) -> None:
+    """The rerun's choice is kept with it (`rerun_definition`): its resume starts the children as
+    the old run ran them too, not from the file edited since."""
+    write(home / "work.sh", HOLD_ON_RETRY)
+    run_id = failed_run(capsys, home)
+    write(home / "one.wf", ONE_V2)
+    args = ["rerun", run_id, "--from", "each", "--definition", "stored", "--dir", str(home)]
+    killed_at(capsys, home, args, home / "retrying-b")
+    rerun = json.loads(cli(capsys, "runs", "--json")[1])[0]
+    assert rerun["rerun_of"] == run_id
+    code, _, err = cli(capsys, "resume", rerun["id"], "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    assert not (home / "edited.log").exists()  # no child ran today's edited file
+    store = SqliteStore(home / "runs.db")
+    try:
+        assert store.get_run(rerun["id"]).status is RunStatus.COMPLETED
+    finally:
+        store.close()
+
+
+def test_a_stored_rerun_that_failed_before_its_call_resumes_it_as_the_old_run_ran_it(
+    capsys, home: Path
+) -> None:
+    """The rerun never started `two` (it failed before): its resume still starts `two` as the
+    old run ran it — from the definitions the old run stored — not today's edited file."""
+    write(home / "top.wf", 'workflow top {\n  script prep { run = "sh prep.sh" }\n  call workflow two\n}\n')
+    write(home / "two.wf", 'workflow two {\n  script say { run = "echo two-v1 >> two.log" }\n}\n')
+    write(home / "prep.sh", "test ! -f broken\n")
+    code, out, err = cli(capsys, "run", "top", "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    old = run_id_of(out)
+    write(home / "two.wf", 'workflow two {\n  script say { run = "echo two-v2 >> two.log" }\n}\n')
+    (home / "broken").touch()
+    code, out, err = cli(
+        capsys, "rerun", old, "--from", "prep", "--definition", "stored", "--dir", str(home),
+        "--progress", "plain",
+    )  # fmt: skip
+    assert code == 1, err  # prep failed: `two` not started by the rerun
+    rerun = run_id_of(out)
+    (home / "broken").unlink()
+    code, _, err = cli(capsys, "resume", rerun, "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    assert (home / "two.log").read_text() == "two-v1\ntwo-v1\n"
 
 
 def test_a_resume_of_a_run_whose_file_is_gone_runs_the_children_as_they_ran(capsys, home: Path) -> None:

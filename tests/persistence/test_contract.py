@@ -1662,6 +1662,12 @@ def test_a_run_records_which_run_it_reruns_and_from_where(store) -> None:
     store.set_rerun_link(new, old, "deploy")
     assert (store.get_run(new).rerun_of, store.get_run(new).rerun_from) == (old, "deploy")
     assert [r.rerun_of for r in store.list_runs() if r.id == new] == [old]
+    assert store.get_run(new).rerun_definition == "current"  # the default choice
+    stored = new_run(store)  # the choice is kept (schema v11): a resume or retry of it keeps it
+    store.set_rerun_link(stored, old, "deploy", definition="stored")
+    assert store.get_run(stored).rerun_definition == "stored"
+    assert [r.rerun_definition for r in store.list_runs() if r.id == stored] == ["stored"]
+    assert store.get_run(old).rerun_definition is None  # no rerun
     with pytest.raises(PersistenceError):
         store.set_rerun_link("no-such-run", old, "deploy")
 

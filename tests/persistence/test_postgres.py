@@ -310,6 +310,21 @@ def test_an_older_schema_must_be_upgraded_explicitly(dsn) -> None:
         upgraded.close()
 
 
+def test_a_database_at_version_10_gains_the_rerun_definition_of_version_11(dsn) -> None:
+    open_store(dsn).close()
+    sql(dsn, "UPDATE runkon_schema SET version = 10")
+    sql(dsn, "ALTER TABLE workflow_runs DROP COLUMN rerun_definition")
+    upgraded = open_store(dsn, upgrade=True)
+    try:
+        old = upgraded.create_run(NewRun(workflow_name="wf")).id
+        new = upgraded.create_run(NewRun(workflow_name="wf")).id
+        upgraded.set_rerun_link(new, old, "deploy", "stored")
+        assert upgraded.get_run(new).rerun_definition == "stored"
+        assert upgraded.schema_version == pgs.SCHEMA_VERSION >= 11
+    finally:
+        upgraded.close()
+
+
 def test_an_unreachable_server_is_one_line_naming_the_database(tmp_path) -> None:
     dsn = f"postgresql://alice:s3cret@/runs?host={tmp_path}"
     with pytest.raises(PersistenceError) as caught:

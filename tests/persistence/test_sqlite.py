@@ -79,6 +79,7 @@ CANONICAL_RUN_COLUMNS = [
     "total_duration_ms", "error", "dismissed", "workflow_title", "owner_token", "lease_until", "generation",
     "retry_request",  # ours, schema v4
     "rerun_of", "rerun_from",  # ours, schema v7 (v5 unused)
+    "rerun_definition",  # ours, schema v11
 ]  # fmt: skip
 CANONICAL_STEP_COLUMNS = [
     "id", "workflow_run_id", "step_name", "role", "can_commit", "condition_expr", "status", "child_run_id",
@@ -805,6 +806,29 @@ def test_a_file_made_at_version_6_gains_the_rerun_link_of_version_7(tmp_path: Pa
         store.close()
     conn = raw(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_a_file_made_at_version_10_gains_the_rerun_definition_of_version_11(tmp_path: Path) -> None:
+    """A file made before version 11 has no `rerun_definition`: it is opened, its reruns read as
+    before (None: their children started from today's files), and a new rerun records its choice."""
+    db = tmp_path / "v10.db"
+    with SqliteStore(db) as store:
+        old = store.create_run(NewRun(workflow_name="wf")).id
+        before = store.create_run(NewRun(workflow_name="wf")).id
+        store.set_rerun_link(before, old, "deploy")
+    conn = raw(db)
+    conn.execute("ALTER TABLE workflow_runs DROP COLUMN rerun_definition")
+    conn.execute("PRAGMA user_version = 10")
+    conn.commit()
+    conn.close()
+    with SqliteStore(db) as store:
+        assert store.get_run(before).rerun_definition is None
+        new = store.create_run(NewRun(workflow_name="wf")).id
+        store.set_rerun_link(new, old, "deploy", "stored")
+        assert store.get_run(new).rerun_definition == "stored"
+    conn = raw(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 11
     conn.close()
 
 

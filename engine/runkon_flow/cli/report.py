@@ -304,6 +304,7 @@ def run_json(
         "parent_run_id": run.parent_workflow_run_id or run.parent_run_id or None,
         "rerun_of": run.rerun_of,
         "rerun_from": run.rerun_from,
+        "rerun_definition": run.rerun_definition,
         "steps": step_counts(steps, interrupted),
         "usage": _usage_json(run_spend(run, steps)),
     }
@@ -569,9 +570,11 @@ def show_lines(
     if parent:
         lines.append(f"parent    {parent}")
     if run.rerun_of:
+        stored = run.rerun_definition == "stored"
         lines.append(
             f"rerun of  {run.rerun_of} from step {run.rerun_from} "
-            f"({len(reused)} step{'' if len(reused) == 1 else 's'} reused)"
+            f"({len(reused)} step{'' if len(reused) == 1 else 's'} reused"
+            + ("; the stored definition, the workflows it starts as they ran)" if stored else ")")
         )
     if RunStatus(run.status) is RunStatus.PENDING:
         # Nothing has run: the stored start is when the run was recorded.

@@ -758,19 +758,17 @@ def _retry_definition(
     return wanted
 
 
-def _say_changed_children(ws: Workspace, run_id: str) -> None:
-    """A rerun of the stored definition starts the workflows it calls from today's files (the
-    new run stores no definitions of the old run's children): each one edited since is named, so
-    "stored" is not read as "exactly what ran" (docs/when-things-go-wrong.md)."""
-    changed = children_diffs(
-        ws.stored_children(run_id), ws.workflows, lambda wf: as_named(wf.source_path, ws.dirs)
-    )
+def _say_changed_children(ws: Workspace, run_id: str, children: dict[str, WorkflowDef]) -> None:
+    """A rerun of the stored definition starts the workflows the old run started as they ran
+    (`children`, its `Workspace.stored_children`), not from today's files: each one edited (or
+    broken) since is named, so an edit is not expected to show (docs/when-things-go-wrong.md)."""
+    changed = children_diffs(children, ws.workflows, lambda wf: as_named(wf.source_path, ws.dirs))
     for name in changed:
         file = ws.workflows.get(name)
         where = f" ({as_named(file.source_path, ws.dirs)})" if file is not None else ""
         print_err(
             f"note: the workflow '{name}' changed since run {run_id} started it; "
-            f"this rerun starts it from today's file{where}"
+            f"this rerun starts it as it ran, not from today's file{where}"
         )
 
 
@@ -808,8 +806,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         with closed_on_error(hooks):
             if args.detach:  # before the new run exists (the runner opens the file)
                 refuse_database_as_events(args.events, location_of(args))
+            # Read once: the plan, and what is said of them below.
+            children = ws.stored_children(old.id) if definition == "stored" else {}
             try:
-                new_id, plan = ws.prepare_rerun(old.id, args.from_step, overrides, definition=definition)
+                new_id, plan = ws.prepare_rerun(
+                    old.id, args.from_step, overrides, definition=definition, children=children
+                )
             except InputsError as exc:
                 raise UsageError("\n".join(_input_hint(p) for p in exc.problems)) from None
             except NoStepToRerunFrom as exc:  # `--from nosuch`: a usage error, as `logs RUN nosuch`
@@ -825,7 +827,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         if definition == "current":
             _say_warnings(ws, old.workflow_name, dirs)
         else:
-            _say_changed_children(ws, old.id)
+            _say_changed_children(ws, old.id, children)
         if not args.detach:
             print_run_header(new_id, old.workflow_name, args)
         names = plan.reused_names
@@ -835,7 +837,9 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             else "reusing no steps"
         )
         # A note for the person (stderr), as retry's plan: stdout stays the `run_id=` header and events.
-        print_err(f"rerun of {old.id} from {plan.step}: {reused}; {definition} definition")
+        calls = ", ".join(sorted(children))
+        started = f", and the workflows it starts ({calls}) as they ran" if children else ""
+        print_err(f"rerun of {old.id} from {plan.step}: {reused}; {definition} definition{started}")
         if args.detach:  # the new run is pending: the background process resumes it, as below
             hints = Hints.of(args)
             return _start_detached(

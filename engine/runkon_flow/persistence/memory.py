@@ -214,10 +214,12 @@ class InMemoryStore:
         with self._guard(run_id):
             self._run(run_id).retry_request = request.to_json()
 
-    def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
+    def set_rerun_link(
+        self, run_id: str, rerun_of: str, rerun_from: str, definition: str = "current"
+    ) -> None:
         with self._guard(run_id):
             run = self._run(run_id)
-            run.rerun_of, run.rerun_from = rerun_of, rerun_from
+            run.rerun_of, run.rerun_from, run.rerun_definition = rerun_of, rerun_from, definition
 
     def copy_steps(self, source_run_id: str, target_run_id: str, step_ids: Sequence[str]) -> list[str]:
         with self._guard(source_run_id):  # the source rows, read whole

@@ -147,6 +147,10 @@ class WorkflowRun:
     retry_request: str | None = None  # JSON of the last `RetryRequest` (schema v4); None = never retried
     rerun_of: str | None = None  # the run this one reruns (schema v7; docs/when-things-go-wrong.md)
     rerun_from: str | None = None  # the step it reruns from; the steps before it were reused
+    # Which definition the rerun runs (schema v11): "stored" — the old run's, and the workflows it
+    # starts as the old run ran them — or "current"; None for a run that is no rerun (and for a
+    # rerun made before v11, whose children started from today's files).
+    rerun_definition: str | None = None
 
 
 @dataclass(slots=True)

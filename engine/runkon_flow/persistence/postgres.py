@@ -1187,9 +1187,11 @@ class PostgresStore(Leadership):
         return written is not False
 
     @_translated
-    def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
-        sql = "UPDATE workflow_runs SET rerun_of = %s, rerun_from = %s WHERE id = %s"
-        self._update_run(sql, (rerun_of, rerun_from, run_id))
+    def set_rerun_link(
+        self, run_id: str, rerun_of: str, rerun_from: str, definition: str = "current"
+    ) -> None:
+        sql = "UPDATE workflow_runs SET rerun_of = %s, rerun_from = %s, rerun_definition = %s WHERE id = %s"
+        self._update_run(sql, (rerun_of, rerun_from, definition, run_id))
 
     @_translated
     def copy_steps(self, source_run_id: str, target_run_id: str, step_ids: Sequence[str]) -> list[str]:

@@ -149,6 +149,11 @@ _V9: tuple[str, ...] = ()
 # Issue 11: a packed row may be compressed (`kind = 'events.z'`). No DDL, as for 9.
 _V10: tuple[str, ...] = ()
 
+_V11 = (
+    # A rerun's definition choice (`stored` | `current`), kept for its resume and retry.
+    "ALTER TABLE workflow_runs ADD COLUMN IF NOT EXISTS rerun_definition TEXT",
+)
+
 # 5 was reserved for the rerun link, which landed after 6 (databases at 6 exist without it): it is 7.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _V1),
@@ -160,6 +165,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (8, _V8),
     (9, _V9),
     (10, _V10),
+    (11, _V11),
 )
 """(version, statements) in order: applying every step above the database's version brings it to
 SCHEMA_VERSION. A new schema version appends one step (and the same version in schema.py)."""

@@ -108,8 +108,11 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None: ...
 
-    def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
-        """Record that `run_id` reruns run `rerun_of` from step `rerun_from` (ours, schema v7).
+    def set_rerun_link(
+        self, run_id: str, rerun_of: str, rerun_from: str, definition: str = "current"
+    ) -> None:
+        """Record that `run_id` reruns run `rerun_of` from step `rerun_from` (ours, schema v7)
+        with the `definition` chosen, "stored" or "current" (`rerun_definition`, schema v11).
         Unknown run → `PersistenceError`."""
         ...
 

@@ -40,7 +40,8 @@ def _in_list(values: tuple[str, ...]) -> str:
 RUN_COLUMNS = (
     'id, workflow_name, parent_run_id, status, dry_run, "trigger", started_at, ended_at, result_summary, '
     "definition_snapshot, inputs, parent_workflow_run_id, iteration, blocked_on, total_duration_ms, error, "
-    "dismissed, workflow_title, owner_token, lease_until, generation, retry_request, rerun_of, rerun_from"
+    "dismissed, workflow_title, owner_token, lease_until, generation, retry_request, rerun_of, rerun_from, "
+    "rerun_definition"
 )
 
 STEP_COLUMNS = (
@@ -271,6 +272,12 @@ def _v10_zipped_events(conn: sqlite3.Connection) -> None:
     says it, so a runkon from before refuses the file instead of skipping those rows' events."""
 
 
+def _v11_rerun_definition(conn: sqlite3.Connection) -> None:
+    """A rerun records the definition it chose (`stored` or `current`), so a resume or retry of
+    it keeps running the workflows it starts as the old run ran them when it chose `stored`."""
+    _add_column(conn, "workflow_runs", "rerun_definition", "TEXT")
+
+
 #: (version, step) in ascending order: the step brings a file from version-1 to version.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _v2_step_node_path),
@@ -282,6 +289,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (8, _v8_partial_indexes),
     (9, _v9_packed_events),
     (10, _v10_zipped_events),
+    (11, _v11_rerun_definition),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1

@@ -987,10 +987,12 @@ class SqliteStore(Leadership):
         return self._write(finish, single=single, durable=durable, key="r:" + run_id) is not False
 
     @_translated
-    def set_rerun_link(self, run_id: str, rerun_of: str, rerun_from: str) -> None:
+    def set_rerun_link(
+        self, run_id: str, rerun_of: str, rerun_from: str, definition: str = "current"
+    ) -> None:
         self._update_run(
-            "UPDATE workflow_runs SET rerun_of = ?, rerun_from = ? WHERE id = ?",
-            (rerun_of, rerun_from, run_id),
+            "UPDATE workflow_runs SET rerun_of = ?, rerun_from = ?, rerun_definition = ? WHERE id = ?",
+            (rerun_of, rerun_from, definition, run_id),
         )
 
     @_translated
@@ -1607,6 +1609,7 @@ def _run_from_row(row: tuple) -> WorkflowRun:
         retry_request=row[21],
         rerun_of=row[22],
         rerun_from=row[23],
+        rerun_definition=row[24],
     )
 
 

@@ -80,12 +80,16 @@ def detached(home: Path, *argv: str) -> tuple[str, str]:
 
 
 def said_how_to_follow(home: Path, out: str, run_id: str) -> Path:
-    """The run id first, then the log and the commands to watch and cancel it, with the --db given."""
+    """The run id first, then the log and the commands to watch and cancel it, with the --db given
+    — made absolute, so they work from any directory (`--db runs.db` was printed as given, and
+    the log as `logs/…`: from another directory neither was found)."""
     assert run_id_of(out) == run_id
-    log = home / "logs" / f"{run_id}.log"
-    assert "running in the background (pid " in out and f"log: {Path('logs') / log.name}" in out
-    assert f"watch it:  runkon-flow watch {run_id} --db runs.db" in out
-    assert f"cancel it: runkon-flow cancel {run_id} --db runs.db" in out
+    db = home.resolve() / "runs.db"
+    log = db.parent / "logs" / f"{run_id}.log"
+    assert f"db={db}\n" in out
+    assert "running in the background (pid " in out and f"log: {log}\n" in out
+    assert f"watch it:  runkon-flow watch {run_id} --db {db}\n" in out
+    assert f"cancel it: runkon-flow cancel {run_id} --db {db}\n" in out
     return log
 
 
@@ -97,7 +101,10 @@ def held_by_its_runner(home: Path, run_id: str) -> None:
 
 def watched_to_the_end(home: Path, run_id: str) -> str:
     (home / "wf" / "go").touch()
-    result = run_cli_process(["watch", run_id, *DB, "--progress", "plain"], home, cli_env())
+    elsewhere = home / "elsewhere"  # the printed command, from another directory
+    elsewhere.mkdir(exist_ok=True)
+    db = str(home.resolve() / "runs.db")
+    result = run_cli_process(["watch", run_id, "--db", db, "--progress", "plain"], elsewhere, cli_env())
     assert result.returncode == 0, result.stderr
     assert "RunCompleted succeeded=true" in result.stdout
     return result.stdout

@@ -588,17 +588,59 @@ def test_ray_joins_under_a_stderr_without_a_file_descriptor(tmp_path: Path) -> N
     assert done.stdout.strip() == "joined", done.stdout + done.stderr
 
 
+class _Clock:
+    """`time.monotonic` of the cancel, the fan-out and the remote runner in the cancel tests below:
+    it moves only when the executor waits, by as long as that wait took, so their deadlines —
+    the runner's force-cancel, the fan-out's giving up — are compared on one timeline that a
+    loaded machine cannot stretch (before, each side read the wall clock, and under load the
+    runner's confirmation could come after the fan-out had given up)."""
+
+    def __init__(self) -> None:
+        self._now = 1_000.0
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from types import SimpleNamespace
+
+        from runkon_flow import cancellation
+        from runkon_flow.runtime import remote_child
+        from runkon_flow.runtime.nodes import foreach
+
+        for module in (cancellation, remote_child, foreach):  # each reads only time.monotonic
+            monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=self.monotonic))
+
+
 class _IgnoresTheStore(ThreadExecutor):
     """Tasks that never look at the store (stuck in a subprocess): only the force-cancel stops
-    them, as Ray's does."""
+    them, as Ray's does. Each wait takes `timeout + lag` on `clock`; the wait after a
+    force-cancel confirms it (the task ends at once, released)."""
 
-    def __init__(self, db: Path, wf: Path) -> None:
+    lag = 0.0
+
+    def __init__(self, db: Path, wf: Path, clock: _Clock) -> None:
         super().__init__(db, wf)
         self.released = threading.Event()
+        self.started = threading.Event()  # a task runs: its item is recorded running
+        self.clock = clock
 
     def _run(self, task: ChildTask) -> dict[str, Any] | None:
+        self.started.set()
         self.released.wait(60)
         return None
+
+    def wait(self, handle: Future, timeout: float) -> dict[str, Any] | None:
+        self.clock.advance(timeout + self.lag)
+        if handle in self.forced:
+            handle.result(60)  # released by the force-cancel: it ends now, whatever the load
+        return super().wait(handle, timeout)
 
     def force_cancel(self, handle: Future) -> None:
         super().force_cancel(handle)
@@ -612,12 +654,9 @@ def _cancel_once_an_item_runs(ws: Workspace, executor: _IgnoresTheStore) -> str:
     done: list[Any] = []
     runner = threading.Thread(target=lambda: done.append(ws.execute(run_id)))
     runner.start()
-    deadline = time.monotonic() + 30
-    while not any(r.status == "running" for r in items_of(ws.store, run_id).values()):
-        assert time.monotonic() < deadline, "the item never started"
-        time.sleep(0.05)
+    assert executor.started.wait(60), "the item never started"
     ws.cancel(run_id, "enough")
-    runner.join(30)
+    runner.join(60)
     assert done and done[0].status is RunStatus.CANCELLED
     assert executor.forced, "the run ended before its remote child was force-cancelled"
     children = ws.store.list_runs(limit=10, parent_run_id=run_id)
@@ -625,13 +664,17 @@ def _cancel_once_an_item_runs(ws: Workspace, executor: _IgnoresTheStore) -> str:
     return run_id
 
 
-def test_a_cancelled_foreach_waits_for_the_force_cancel_of_its_remote_children(tmp_path: Path) -> None:
+def test_a_cancelled_foreach_waits_for_the_force_cancel_of_its_remote_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The foreach gave up on in-flight children after the engine's 1 s grace, before the remote
     # runner force-cancelled them (2 s): the run ended with the tasks still running and, in a
     # process about to exit, their child rows left `running`.
     wf = make_dir(tmp_path, ["a"])
     db = tmp_path / "runs.db"
-    executor = _IgnoresTheStore(db, wf)
+    clock = _Clock()
+    clock.install(monkeypatch)
+    executor = _IgnoresTheStore(db, wf, clock)
     ws = driver(db, wf, executor)
     try:
         run_id = _cancel_once_an_item_runs(ws, executor)
@@ -646,21 +689,20 @@ class _SlowToAnswer(_IgnoresTheStore):
     """An executor slow to answer (`ray.wait` on a loaded machine): each wait takes a second
     longer than asked."""
 
-    def wait(self, handle: Future, timeout: float) -> dict[str, Any] | None:
-        if not handle.done():
-            time.sleep(timeout + 1.0)
-        return super().wait(handle, timeout)
+    lag = 1.0
 
 
 def test_a_long_cancel_grace_still_force_cancels_remote_children_before_the_foreach_gives_up(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With cancel_grace ≥ 5 s the foreach gave up the moment the runner's force-cancel was due,
     # each measured from when it noticed the cancel: a runner slow to notice (its executor slow to
     # answer) force-cancelled after the run had ended with the task still running.
     wf = make_dir(tmp_path, ["a"])
     db = tmp_path / "runs.db"
-    executor = _SlowToAnswer(db, wf)
+    clock = _Clock()
+    clock.install(monkeypatch)
+    executor = _SlowToAnswer(db, wf, clock)
     from runkon_flow.runtime.remote_child import RemoteChildRunner
 
     ws = Workspace(

@@ -835,6 +835,7 @@ class Workspace:
         *,
         definition: str = "stored",
         sinks: Sequence[EventSink] = (),
+        children: dict[str, WorkflowDef] | None = None,
     ) -> WorkflowResult:
         """Retry chosen fan-out items of a finished run (docs/when-things-go-wrong.md).
 
@@ -843,7 +844,8 @@ class Workspace:
         (refused with `AlreadyOwned` while an engine holds the run), then the run is resumed with
         the `stored` definition or the `current` file: the reopened fan-outs run only the chosen
         items, their aggregate output and the steps after them are brought up to date, and the
-        run's final status follows."""
+        run's final status follows. `children`: the run's `stored_children`, when the caller has
+        read them already (a fan-out's 10,000 child rows are not read a second time)."""
         if definition not in ("stored", "current"):
             raise WorkflowError(f"retry: definition must be 'stored' or 'current', not '{definition}'")
         run = self._run_row(run_id)
@@ -853,7 +855,7 @@ class Workspace:
             raise WorkflowError(f"run '{run_id}' is {run.status.value}; only a finished run can be retried")
         if not items or not any(items.values()):
             raise WorkflowError(f"run '{run_id}': no items chosen to retry")
-        plan = self._stored_plan(run) if definition == "stored" else self._current_plan(run)
+        plan = self._stored_plan(run, children) if definition == "stored" else self._current_plan(run)
         self._refuse_unloadable(plan, self.store.get_steps(run_id), set(items))
         request = RetryRequest(now_rfc3339(), {k: tuple(v) for k, v in items.items()}, definition)
         with borrowed_lease(self.store, run_id, "retry") as held:

@@ -753,3 +753,33 @@ def test_a_call_workflow_after_the_retried_fan_out_runs_as_it_ran_too(capsys, ho
     assert code == 0, err
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1, "z": 1}
     assert not (home / "edited.log").exists()
+
+
+@pytest.mark.parametrize("choose", [["--failed"], ["--cluster", "1"]], ids=["failed", "cluster"])
+def test_a_retry_reads_the_run_s_child_rows_once(
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch, choose: list[str]
+) -> None:
+    """The run's child runs (a fan-out of 10,000 items has 10,000) and its fan-out's item rows
+    are read once by `retry` and passed along — the plan, the clusters, the definition check and
+    the retry itself — and the fan-out's items once more by the engine that continues it. Before:
+    the child runs twice (the change check, then the retry's plan) and, with --cluster, the items
+    three times."""
+    run_id = failed_run(capsys, home)
+    reads: list[str] = []
+    list_runs, get_items = SqliteStore.list_runs, SqliteStore.get_fan_out_items
+
+    def counted_runs(self, *args, **kwargs):
+        if kwargs.get("parent_run_id") == run_id:
+            reads.append("children")
+        return list_runs(self, *args, **kwargs)
+
+    def counted_items(self, step_id):
+        reads.append("items")
+        return get_items(self, step_id)
+
+    monkeypatch.setattr(SqliteStore, "list_runs", counted_runs)
+    monkeypatch.setattr(SqliteStore, "get_fan_out_items", counted_items)
+    code, _, err = cli(capsys, "retry", run_id, *choose, "--yes", "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+    assert sorted(reads) == ["children", "items", "items"], reads  # the CLI's, and the engine's items

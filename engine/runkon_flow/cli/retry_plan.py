@@ -96,11 +96,13 @@ def _short(label: str) -> str:
 
 
 def cluster_items(
-    store: WorkflowPersistence, run: WorkflowRun, numbers: Sequence[int]
+    store: WorkflowPersistence, run: WorkflowRun, numbers: Sequence[int], fanouts: Sequence[FanOut]
 ) -> dict[str, set[str]]:
-    """The items of the failure clusters `numbers` (as `show` numbers them), per step row id. An
-    unknown number is an error that lists the clusters there are."""
-    every = run_clusters(store, run.id)
+    """The items of the failure clusters `numbers` (as `show` numbers them), per step row id, from
+    `fanouts` (`latest_fanouts`: their rows are not read again). An unknown number is an error
+    that lists the clusters there are."""
+    steps = [fan.step for fan in fanouts]
+    every = run_clusters(store, run.id, steps, {fan.step.id: fan.items for fan in fanouts})
     clusters = {rc.number: rc for rc in every}
     unknown = [n for n in numbers if n not in clusters]
     if unknown:

@@ -651,7 +651,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         if not fanouts:  # a failed script or agent step: "no failed items" read as "nothing failed"
             calls = any(step.role == "workflow" for step in store.get_steps(run.id))
             raise CommandFailed(_no_fanout_message(run, Hints.of(args), calls))
-        per_step = cluster_items(store, run, args.clusters) if args.clusters else None
+        per_step = cluster_items(store, run, args.clusters, fanouts) if args.clusters else None
         choice = choose_items(fanouts, failed=args.failed, item_ids=args.items, per_step=per_step)
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
@@ -698,7 +698,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 args,
                 store,
                 run.id,
-                lambda queue: ws.retry(run.id, choice.items, definition=definition, sinks=[queue]),
+                lambda queue: ws.retry(
+                    run.id, choice.items, definition=definition, sinks=[queue], children=children
+                ),
                 ws.cancel,
                 events_file=events_file,
                 durable=True,

@@ -18,7 +18,7 @@ them and `retry --cluster N` picks them (docs/when-things-go-wrong.md).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,7 +26,7 @@ from runkon_flow.humanize import readable_error
 from runkon_flow.observe.loader import fanout_from_rows, fill_item_errors
 from runkon_flow.observe.records import FanOutView
 from runkon_flow.observe.status import ITEM_CODE
-from runkon_flow.persistence.models import StepRole, WorkflowRunStep
+from runkon_flow.persistence.models import FanOutItemRow, StepRole, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = [
@@ -212,14 +212,19 @@ def by_fan_out(clusters: Sequence[RunCluster]) -> list[FanOutClusters]:
 
 
 def run_clusters(
-    store: WorkflowPersistence, run_id: str, steps: Sequence[WorkflowRunStep] | None = None
+    store: WorkflowPersistence,
+    run_id: str,
+    steps: Sequence[WorkflowRunStep] | None = None,
+    items_of: Mapping[str, list[FanOutItemRow]] | None = None,
 ) -> list[RunCluster]:
     """Every failure cluster of the run's latest fan-outs, numbered in the order `show` lists
-    them (fan-outs in run order, biggest cluster first). `steps`: the run's step rows, when the
-    caller has read them already."""
+    them (fan-outs in run order, biggest cluster first). `steps`: the run's step rows, and
+    `items_of`: the item rows of its latest fan-outs by step row id, when the caller has read
+    them already (10,000 items are not read a second time)."""
     out: list[RunCluster] = []
     for step in latest_foreach_rows(store.get_steps(run_id) if steps is None else steps):
-        items = store.get_fan_out_items(step.id)
+        known = items_of.get(step.id) if items_of is not None else None
+        items = known if known is not None else store.get_fan_out_items(step.id)
         if not items:
             continue
         fan = fanout_from_rows(step.node_path or step.id, run_id, step, items)

@@ -126,6 +126,30 @@ def test_resume_detach_resumes_the_run_in_the_background_and_watch_follows_it(
     assert "RunCompleted succeeded=true" in log.read_text()
 
 
+def test_a_relative_runkon_db_is_printed_absolute_too(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`$RUNKON_DB=runs.db`, no --db: the commands printed carry the database absolute, since in
+    another directory the same variable names another file (before: no --db at all)."""
+    monkeypatch.setenv("RUNKON_DB", "runs.db")
+    code, out, _ = cli(capsys, "run", "gated", "--dir", "wf")
+    assert code == 1
+    run_id = run_id_of(out)
+    (home / "wf" / "ready").touch()
+    starter = subprocess.run(
+        [sys.executable, "-m", "runkon_flow.cli", "resume", run_id, "--dir", "wf", "--detach"],
+        cwd=home,
+        env=cli_env(RUNKON_DB="runs.db"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert starter.returncode == 0, starter.stderr
+    said_how_to_follow(home, starter.stdout, run_id)
+    watched_to_the_end(home, run_id)
+
+
 def test_resume_detach_refuses_a_run_another_engine_holds_as_resume_does(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -57,13 +57,13 @@ def start(
     """Start the background process for the run `run_id` and report how to follow it (`hints`:
     the commands carry the `--db` the user gave). A pending run is executed — or, with `resume`,
     resumed (`rerun`'s prepared run) —; a run that is not pending is resumed (`resume`) or has
-    the items `retry` retried with `retry_definition`. A relative `--db` is printed absolute —
-    the log, the `db=` header, the `watch` and `cancel` commands — so they work from any
-    directory: the detached run outlives the shell's working directory."""
+    the items `retry` retried with `retry_definition`. A relative database path (`--db`, or
+    `$RUNKON_DB`) is printed absolute — the log, the `db=` header, and as `--db` in the `watch`
+    and `cancel` commands — so they work from any directory: the detached run outlives the
+    shell's working directory."""
     if not db.is_server and not os.path.isabs(db.target):
         db = DbLocation(os.path.abspath(db.path), chosen=db.chosen)  # type: ignore[arg-type]
-        if hints.db is not None:
-            hints = dataclasses.replace(hints, db=db.label)
+        hints = dataclasses.replace(hints, db=db.label)
     row = store.get_run(run_id)
     # A run taken up again: taken once the runner stored an event after these (None: a new run).
     after = None if row is None or row.status is RunStatus.PENDING else store.last_event_seq(run_id)

@@ -62,6 +62,7 @@ from runkon_flow.humanize import did_you_mean
 from runkon_flow.observe.counts import latest_attempts
 from runkon_flow.persistence.holders import release_if_gone
 from runkon_flow.persistence.models import (
+    FanOutItemRow,
     NewRun,
     RetryRequest,
     RunStatus,
@@ -836,6 +837,7 @@ class Workspace:
         definition: str = "stored",
         sinks: Sequence[EventSink] = (),
         children: dict[str, WorkflowDef] | None = None,
+        known_items: Mapping[str, list[FanOutItemRow]] | None = None,
     ) -> WorkflowResult:
         """Retry chosen fan-out items of a finished run (docs/when-things-go-wrong.md).
 
@@ -844,8 +846,9 @@ class Workspace:
         (refused with `AlreadyOwned` while an engine holds the run), then the run is resumed with
         the `stored` definition or the `current` file: the reopened fan-outs run only the chosen
         items, their aggregate output and the steps after them are brought up to date, and the
-        run's final status follows. `children`: the run's `stored_children`, when the caller has
-        read them already (a fan-out's 10,000 child rows are not read a second time)."""
+        run's final status follows. `children`: the run's `stored_children`, and `known_items`:
+        the item rows of its latest fan-outs by step row id, when the caller has read them already
+        (a fan-out's 10,000 child runs and item rows are not read a second time)."""
         if definition not in ("stored", "current"):
             raise WorkflowError(f"retry: definition must be 'stored' or 'current', not '{definition}'")
         run = self._run_row(run_id)
@@ -871,7 +874,14 @@ class Workspace:
         seen = under_lease.generation
         count = sum(len(ids) for ids in request.items.values())
         return self._drive(
-            plan, self._run_row(run_id), sinks, None, resume=True, seen_generation=seen, retried_items=count
+            plan,
+            self._run_row(run_id),
+            sinks,
+            None,
+            resume=True,
+            seen_generation=seen,
+            retried_items=count,
+            known_items=known_items,
         )
 
     def _called_step(self, rows: list[WorkflowRunStep], step: str) -> tuple[str, str] | None:
@@ -1197,6 +1207,7 @@ class Workspace:
         resume: bool,
         seen_generation: int | None = None,
         retried_items: int = 0,
+        known_items: Mapping[str, list[FanOutItemRow]] | None = None,
     ) -> WorkflowResult:
         snap = plan.snapshot
         token = cancellation or CancellationToken()
@@ -1233,6 +1244,7 @@ class Workspace:
                 event_sinks=[*self._sinks, *sinks, *([writer] if writer is not None else [])],
                 seen_generation=seen_generation,
                 retried_items=retried_items,
+                known_items=known_items,
             )
             if resume:
                 return snap.engine.resume_workflow(plan.definition, inp)

@@ -760,10 +760,10 @@ def test_a_retry_reads_the_run_s_child_rows_once(
     capsys, home: Path, monkeypatch: pytest.MonkeyPatch, choose: list[str]
 ) -> None:
     """The run's child runs (a fan-out of 10,000 items has 10,000) and its fan-out's item rows
-    are read once by `retry` and passed along — the plan, the clusters, the definition check and
-    the retry itself — and the fan-out's items once more by the engine that continues it. Before:
-    the child runs twice (the change check, then the retry's plan) and, with --cluster, the items
-    three times."""
+    are read once by `retry` and passed along — the plan, the clusters, the definition check, the
+    retry's plan and the engine that continues the fan-out. Before: the child runs twice (the
+    change check, then the retry's plan) and the items twice (the plan, the engine), with
+    --cluster three times."""
     run_id = failed_run(capsys, home)
     reads: list[str] = []
     list_runs, get_items = SqliteStore.list_runs, SqliteStore.get_fan_out_items
@@ -782,4 +782,4 @@ def test_a_retry_reads_the_run_s_child_rows_once(
     code, _, err = cli(capsys, "retry", run_id, *choose, "--yes", "--dir", str(home), "--progress", "plain")
     assert code == 0, err
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
-    assert sorted(reads) == ["children", "items", "items"], reads  # the CLI's, and the engine's items
+    assert sorted(reads) == ["children", "items"], reads

@@ -699,7 +699,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 store,
                 run.id,
                 lambda queue: ws.retry(
-                    run.id, choice.items, definition=definition, sinks=[queue], children=children
+                    run.id,
+                    choice.items,
+                    definition=definition,
+                    sinks=[queue],
+                    children=children,
+                    known_items={fan.step.id: fan.items for fan in fanouts},
                 ),
                 ws.cancel,
                 events_file=events_file,

@@ -14,7 +14,7 @@ import logging
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from os import PathLike
 from typing import Any
@@ -38,7 +38,15 @@ from runkon_flow.events import (
     RunResumed,
     RunStarted,
 )
-from runkon_flow.persistence.models import NewRun, RetryRequest, RunStatus, StepRole, StepStatus, StepUpdate
+from runkon_flow.persistence.models import (
+    FanOutItemRow,
+    NewRun,
+    RetryRequest,
+    RunStatus,
+    StepRole,
+    StepStatus,
+    StepUpdate,
+)
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.plugins.protocols import (
     ActionExecutor,
@@ -241,7 +249,7 @@ class FlowEngine:
             raise WorkflowError("resume_workflow: RunInput.workflow_run_id is required")
         st = self._state_for_run(definition, inp)
         st.retried_items = inp.retried_items
-        return self._resume(definition, st, inp.seen_generation)
+        return self._resume(definition, st, inp.seen_generation, inp.known_items)
 
     def run_child(
         self, definition: WorkflowDef, inp: ChildRunInput, parent_ctx: ChildWorkflowContext
@@ -423,7 +431,11 @@ class FlowEngine:
     # ------------------------------------------------------------------ execution
 
     def _resume(
-        self, definition: WorkflowDef, st: ExecutionState, seen_generation: int | None = None
+        self,
+        definition: WorkflowDef,
+        st: ExecutionState,
+        seen_generation: int | None = None,
+        known_items: Mapping[str, list[FanOutItemRow]] | None = None,
     ) -> WorkflowResult:
         if st.resume_ctx is not None:
             raise WorkflowError("resume() requires resume_ctx to be None on entry")
@@ -447,7 +459,7 @@ class FlowEngine:
             ) from exc
         run = st.persistence.get_run(st.workflow_run_id) if not st.parent_run_id else None
         retry = RetryRequest.from_json(run.retry_request) if run is not None else None
-        st.resume_ctx = ResumeContext.from_steps(steps, retry)
+        st.resume_ctx = ResumeContext.from_steps(steps, retry, known_items)
         if run is not None and run.rerun_of and run.status is RunStatus.PENDING:  # never started
             st.rerun_start = (run.rerun_of, run.rerun_from or "", tuple(steps))
         if not any(row.role == StepRole.GATE.value for row in steps):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runkon_flow.approvals import latest_gate_rows
@@ -41,7 +41,7 @@ from runkon_flow.dsl.ast import (
     UnlessNode,
     WhileNode,
 )
-from runkon_flow.persistence.models import RetryRequest, StepStatus, WorkflowRunStep
+from runkon_flow.persistence.models import FanOutItemRow, RetryRequest, StepStatus, WorkflowRunStep
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 
 __all__ = [
@@ -66,11 +66,17 @@ def _order(row: WorkflowRunStep) -> tuple[int, str, str]:
 class ResumeContext:
     """The completed rows of a run, by (step name, iteration), consumed in occurrence order."""
 
-    def __init__(self, rows: Iterable[WorkflowRunStep], retry: RetryRequest | None = None) -> None:
+    def __init__(
+        self,
+        rows: Iterable[WorkflowRunStep],
+        retry: RetryRequest | None = None,
+        known_items: Mapping[str, list[FanOutItemRow]] | None = None,
+    ) -> None:
         self.completed: dict[Key, list[WorkflowRunStep]] = {}
         self.unfinished: dict[Key, list[WorkflowRunStep]] = {}
         self._taken: dict[Key, int] = {}
         self.retry = retry
+        self._known_items = dict(known_items) if known_items else {}
         rows = list(rows)
         stale_after = _retry_cutoff(rows, retry)
         for row in rows:
@@ -88,10 +94,21 @@ class ResumeContext:
             rows_.sort(key=_order)
 
     @classmethod
-    def from_steps(cls, rows: Sequence[WorkflowRunStep], retry: RetryRequest | None = None) -> ResumeContext:
+    def from_steps(
+        cls,
+        rows: Sequence[WorkflowRunStep],
+        retry: RetryRequest | None = None,
+        known_items: Mapping[str, list[FanOutItemRow]] | None = None,
+    ) -> ResumeContext:
         """Always a context on resume: even with nothing completed, unfinished child runs and
-        foreach items are continued. (A run with nothing completed still emits RunStarted.)"""
-        return cls(rows, retry)
+        foreach items are continued. (A run with nothing completed still emits RunStarted.)
+        `known_items`: see `RunInput.known_items`."""
+        return cls(rows, retry, known_items)
+
+    def take_items(self, step_row_id: str) -> list[FanOutItemRow] | None:
+        """The item rows of the fan-out row `step_row_id` when the resume's caller read them
+        already (`RunInput.known_items`), once; None: read them from the store."""
+        return self._known_items.pop(step_row_id, None)
 
     def retry_items(self, step_row_id: str) -> frozenset[str] | None:
         """The item ids a retry chose for the fan-out row `step_row_id`; None when no retry

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from runkon_flow.cancellation import CancellationToken
-from runkon_flow.persistence.models import RunStatus
+from runkon_flow.persistence.models import FanOutItemRow, RunStatus
 from runkon_flow.plugins.context import LocalRunContext
 from runkon_flow.plugins.protocols import (
     Extensions,
@@ -178,6 +178,10 @@ class RunInput:
     # `resume_workflow` only: the resume retries this many fan-out items (`Workspace.retry`); its
     # start event says so (`RunResumed.retried_items`).
     retried_items: int = 0
+    # `resume_workflow` only: the item rows of fan-out step rows the caller has read already, by
+    # step row id (a retry's plan read them): the fan-out that continues one of those rows does
+    # not read its items again — 10,000 rows for a 10,000-item fan-out.
+    known_items: Mapping[str, list[FanOutItemRow]] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

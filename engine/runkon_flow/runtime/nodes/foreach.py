@@ -266,7 +266,8 @@ class _FanOut:
         if st.resume_ctx is not None:
             prior_row = st.resume_ctx.previous_attempt(self.key, self.iteration)
             if prior_row is not None:
-                previous = st.persistence.get_fan_out_items(prior_row.id)
+                known = st.resume_ctx.take_items(prior_row.id)  # read by a retry's plan already
+                previous = known if known is not None else st.persistence.get_fan_out_items(prior_row.id)
                 chosen = st.resume_ctx.retry_items(prior_row.id)
         try:
             parse_scope = getattr(provider, "parse_scope", None)

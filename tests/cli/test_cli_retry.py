@@ -697,6 +697,28 @@ def test_resuming_an_interrupted_stored_rerun_runs_the_children_as_the_old_run_r
         store.close()
 
 
+def test_resuming_an_interrupted_stored_retry_of_a_rerun_keeps_the_children_as_they_ran(
+    capsys, home: Path
+) -> None:
+    """A rerun (of today's file) retried with the stored definition, its engine killed: the
+    resume keeps to the retry's choice, children included, as for any run — the rerun's own
+    choice does not override it."""
+    write(home / "work.sh", FAIL_TWICE_THEN_HOLD)
+    run_id = failed_run(capsys, home)
+    code, out, err = cli(
+        capsys, "rerun", run_id, "--from", "each", "--definition", "current", "--dir", str(home),
+        "--progress", "plain",
+    )  # fmt: skip
+    assert code == 1, err  # b failed a second time
+    rerun = run_id_of(out)
+    write(home / "one.wf", ONE_V2)
+    args = ["retry", rerun, "--failed", "--yes", "--definition", "stored", "--dir", str(home)]
+    killed_at(capsys, home, args, home / "resuming-b")
+    code, _, err = cli(capsys, "resume", rerun, "--dir", str(home), "--progress", "plain")
+    assert code == 0, err
+    assert not (home / "edited.log").exists()  # no child ran today's edited file
+
+
 def test_a_stored_rerun_that_failed_before_its_call_resumes_it_as_the_old_run_ran_it(
     capsys, home: Path
 ) -> None:

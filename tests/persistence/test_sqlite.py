@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -981,9 +981,9 @@ def test_try_flush_leaves_the_queue_to_the_thread_holding_the_connection(db) -> 
         assert other.get_run(queued.id) is not None
 
 
-def test_a_fold_overtaken_by_a_drain_answers_no_so_the_update_is_queued_instead(db) -> None:
+def test_a_fold_overtaken_by_a_drain_answers_not_sure_so_the_update_is_queued_too(db) -> None:
     """The one interleaving the lock-free fold must survive, made to happen: a drain takes the
-    queued insert while an update is being folded into it."""
+    queued insert while an update is being folded into it (None: it may or may not have read it)."""
     with SqliteStore(db) as store, SqliteStore(db) as other:
         run = store.create_leased_run(NewRun(workflow_name="child"), "t", 30, durable=False)
 
@@ -994,12 +994,112 @@ def test_a_fold_overtaken_by_a_drain_answers_no_so_the_update_is_queued_instead(
             row[3] = RunStatus.COMPLETED  # too late: the insert is already committed
             return True
 
-        assert store._fold("r:" + run.id, change_while_a_drain_runs) is False
+        assert store._fold("r:" + run.id, change_while_a_drain_runs) is None
         assert other.get_run(run.id).status is RunStatus.RUNNING
         # The public path: a finish whose fold is refused queues its UPDATE, which is not lost.
         store.finish_run(run.id, RunStatus.COMPLETED, "done", None, "t", durable=False)
         store.flush()
         assert other.get_run(run.id).status is RunStatus.COMPLETED
+
+
+class _TokenThatLetsADrainIn(str):
+    """An owner token whose comparison — the finish's fold makes one before it changes the queued
+    row — lets `drain` take the queue first and waits until it has (its transaction begun, the
+    rows not yet read)."""
+
+    drain: Callable[[], None]
+
+    def __ne__(self, other: object) -> bool:
+        self.drain()
+        return str(self) != other
+
+    __hash__ = str.__hash__
+
+
+def test_a_write_behind_finish_a_drain_takes_with_its_insert_is_written_not_refused(db, caplog) -> None:
+    """A fan-out child's end folded into its queued insert while another thread's commit took that
+    insert: the commit wrote the run ended, and the finish's fenced UPDATE, queued in case it had
+    not, found the owner the fold cleared. The run was said lost to another engine ('final status
+    completed not written', 'lease lost') and its end event replaced — though it ended as stored."""
+    with SqliteStore(db) as store, SqliteStore(db) as other:
+        token = _TokenThatLetsADrainIn("t")
+        run = store.create_leased_run(NewRun(workflow_name="child"), token, 30, durable=False)
+        store.insert_step(NewStep(run.id, "work", retry_count=0), durable=False)  # a batch of two
+        began, go = threading.Event(), threading.Event()
+
+        def paused_at_begin(statement: str) -> None:
+            if statement.startswith("BEGIN"):
+                began.set()  # the queue is taken (its writes sealed), no row read yet
+                assert go.wait(10)
+
+        drainer: list[threading.Thread] = []
+
+        def drain() -> None:
+            if drainer:
+                return
+            store._db.set_trace_callback(paused_at_begin)
+            drainer.append(threading.Thread(target=store.flush))
+            drainer[0].start()
+            assert began.wait(10)
+
+        token.drain = drain
+        refused: list[str] = []
+        with caplog.at_level(logging.WARNING):
+            store.finish_run(
+                run.id,
+                RunStatus.COMPLETED,
+                "done",
+                None,
+                token,
+                durable=False,
+                on_refused=lambda: refused.append(run.id),
+            )
+            go.set()
+            drainer[0].join(10)
+            store._db.set_trace_callback(None)
+            assert other.get_run(run.id).status is RunStatus.COMPLETED  # the insert carried the end
+            store.flush()  # the UPDATE queued in case it had not
+        assert refused == []
+        assert "not written" not in caplog.text
+        ended = other.get_run(run.id)
+        assert (ended.status, ended.result_summary, ended.owner_token) == (RunStatus.COMPLETED, "done", None)
+
+
+def test_a_write_behind_finish_a_drain_took_without_it_is_refused_once_another_engine_ended_the_run(
+    db,
+) -> None:
+    """The fence keeps its purpose after such a race: here the commit read the insert before the
+    fold changed it, and another engine then took the run over and ended it otherwise — the
+    queued finish writes nothing and is told refused."""
+    with SqliteStore(db) as store, SqliteStore(db) as other:
+        token = _TokenThatLetsADrainIn("t")
+        run = store.create_leased_run(NewRun(workflow_name="child"), token, 30, durable=False)
+        drained: list[bool] = []
+
+        def drain() -> None:  # the whole commit, before the fold changes the row
+            if not drained:
+                drained.append(True)
+                store.flush()
+
+        token.drain = drain
+        refused: list[str] = []
+        store.finish_run(
+            run.id,
+            RunStatus.COMPLETED,
+            "done",
+            None,
+            token,
+            durable=False,
+            on_refused=lambda: refused.append(run.id),
+        )
+        assert other.get_run(run.id).status is RunStatus.RUNNING  # committed without the finish
+        other.release_lease(run.id, "t")  # as a resume does when the holder is provably gone
+        assert other.acquire_lease(run.id, "t2", 30) == 2
+        other.finish_run(run.id, RunStatus.FAILED, "theirs", "boom", "t2")
+        store.flush()
+        assert refused == [run.id]
+        ended = other.get_run(run.id)
+        assert (ended.status, ended.result_summary, ended.owner_token) == (RunStatus.FAILED, "theirs", None)
 
 
 def test_try_flush_waits_for_the_connection_once_too_many_writes_are_queued(db) -> None:

@@ -185,6 +185,10 @@ _RUN_FINISH = (
     "UPDATE workflow_runs SET status = ?, result_summary = ?, error = ?, ended_at = ?, blocked_on = NULL, "
     "owner_token = NULL, lease_until = NULL WHERE id = ? AND owner_token = ?"
 )
+_RUN_ENDED_SO = (
+    "SELECT 1 FROM workflow_runs WHERE id = ? AND owner_token IS NULL AND lease_until IS NULL "
+    "AND status = ? AND result_summary IS ? AND error IS ? AND ended_at IS ?"
+)
 _UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="?")
 
 
@@ -652,14 +656,16 @@ class SqliteStore(Leadership):
             self._lock.release()
         return True
 
-    def _fold(self, key: str, change: Callable[[list], bool]) -> bool:
-        """Apply `change` to the queued insert row of `key` if no drain has taken it; True when done.
+    def _fold(self, key: str, change: Callable[[list], bool]) -> bool | None:
+        """Apply `change` to the queued insert row of `key` if no drain has taken it; True when done,
+        False when not (the row is unchanged), None when it may or may not have been.
 
         Without a lock: `change` edits a copy, which replaces the row's contents in one step, so
         a drain reads the row whole, before or after. A drain seals each write before it runs
         any: if the insert was sealed meanwhile, the drain may have read it either way, so this
-        answers False and the caller queues its UPDATE too — which writes the same values again,
-        or finds them there (a terminal step is never overwritten), and nothing is lost."""
+        answers None and the caller queues its UPDATE too — which writes the same values again,
+        or finds them there (a terminal step is never overwritten; a finish, fenced on the owner
+        the fold has just cleared, is told `maybe_folded`), and nothing is lost."""
         entry = self._foldable.get(key)
         if entry is None or entry[0].sealed:
             return False
@@ -668,7 +674,7 @@ class SqliteStore(Leadership):
         if not change(changed):
             return False
         row[:] = changed
-        return not op.sealed
+        return None if op.sealed else True
 
     def _drain(self, mine: _Write | None, *, everything: bool) -> None:
         """Run the queue as one batch (history first when it goes too); the caller holds the
@@ -969,13 +975,25 @@ class SqliteStore(Leadership):
                 row[_R_TOKEN] = row[_R_LEASE] = None
                 return True
 
-            if self._fold("r:" + run_id, fold):
+            folded = self._fold("r:" + run_id, fold)
+            if folded:
                 return True
+            maybe_folded = folded is None
+        else:
+            maybe_folded = False
 
         def finish(conn: sqlite3.Cursor) -> bool:
             if conn.execute(_RUN_FINISH, (status, result_summary, error, now, run_id, token)).rowcount:
                 if abandoned is not None:
                     conn.execute(_UNFINISHED_BELOW, (abandoned, now, run_id))
+                return True
+            # A drain took the queued insert while this finish was folded into it and read it with
+            # the finish: the fence finds the owner the fold cleared, but the row ended just as
+            # this finish ends it (the same status, texts and end time to the millisecond) —
+            # written, not refused. Nothing is written here, so a run another engine ended
+            # otherwise is left as it ended, and this finish is refused as before.
+            ended = (run_id, status, result_summary, error, now)
+            if maybe_folded and conn.execute(_RUN_ENDED_SO, ended).fetchone():
                 return True
             if conn.execute("SELECT 1 FROM workflow_runs WHERE id = ?", (run_id,)).fetchone() is None:
                 raise PersistenceError(f"run {run_id} not found")

@@ -155,3 +155,31 @@ def test_an_engine_warning_stays_on_stderr_when_stdout_goes_elsewhere(home: Path
     assert apart.returncode == 0, apart.stderr
     assert apart.stdout.count(HELLO_WARNING) == 1
     assert apart.stderr.count(HELLO_WARNING) == 1
+
+
+STEP_FIELD = """workflow fields {
+  call planner
+  script check { run = "echo risk={{planner.risk}} {{planner.riks}}" }
+}
+"""
+PLANNER = "---\nruntime: echo\noutput: { risk: low, summary: short }\n---\nPlan.\n"
+
+
+def test_a_field_written_with_its_step_name_is_told_to_drop_the_step_name(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Conditions write `planner.needs_checks`, so a newcomer writes `{{planner.risk}}` for the
+    planner's FLOW_OUTPUT field `risk`: it rendered empty with no hint at all (no name is close
+    to `planner.risk`). Now the warning says to write `{{risk}}`, or lists the step's fields."""
+    write(home / "wf" / "fields.wf", STEP_FIELD)
+    write(home / "wf" / "agents" / "planner.md", PLANNER)
+    code, out, err = cli(capsys, "run", "fields", "--dir", "wf", "--memory", "--progress", "plain")
+    assert code == 0, err
+    said = [line.split(" message=", 1)[1] for line in out.splitlines() if " EngineLog " in line]
+    assert said == [
+        "\"script 'check': `{{planner.risk}}` has no value here, so it is left empty (hint: a"
+        " step's FLOW_OUTPUT fields are placeholders without the step's name: write `{{risk}}`)\"",
+        "\"script 'check': `{{planner.riks}}` has no value here, so it is left empty (hint: step"
+        " 'planner' set no FLOW_OUTPUT field `riks` (its fields, each a placeholder without the"
+        " step's name: `{{risk}}`, `{{summary}}`))\"",
+    ]

@@ -122,12 +122,32 @@ def warn_unknown_placeholders(
             if said in warned:
                 continue
             warned.add(said)
-            hint = did_you_mean(key, list(variables))
+            hint = _step_field_hint(st, key, variables) or did_you_mean(key, list(variables))
             st.warn(
                 f"{what}: `{{{{{key}}}}}` has no value here, so it is left empty"
                 + (f" (hint: {hint})" if hint else ""),
                 step,
             )
+
+
+def _step_field_hint(st: ExecutionState, key: str, variables: Mapping[str, str]) -> str | None:
+    """`{{planner.risk}}` — a step's name before its field, as conditions write `planner.marker` —
+    has no value: a FLOW_OUTPUT field is a placeholder of its own, `{{risk}}`. Say so, rather than
+    nothing (no name is close to `planner.risk`)."""
+    prefix, dot, name = key.strip().partition(".")
+    if not dot or prefix == "item":
+        return None
+    steps = {entry.step for entry in st.contexts}
+    if name in variables:
+        return f"a step's FLOW_OUTPUT fields are placeholders without the step's name: write `{{{{{name}}}}}`"
+    if prefix in steps:
+        fields = sorted({f for entry in st.contexts if entry.step == prefix for f in entry.exports})
+        said = ", ".join(f"`{{{{{f}}}}}`" for f in fields) if fields else "none"
+        return (
+            f"step '{prefix}' set no FLOW_OUTPUT field `{name}` (its fields, each a placeholder"
+            f" without the step's name: {said})"
+        )
+    return None
 
 
 def apply_workflow_input_defaults(definition: WorkflowDef, inputs: Mapping[str, str]) -> dict[str, str]:

@@ -302,3 +302,30 @@ def test_bad_call_timeouts(text: str, expected: str) -> None:
     with pytest.raises(DurationError) as info:
         parse_call_timeout(text)
     assert str(info.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "written"),
+    [
+        ('  script s { run "make test" }', 'run = "make test"'),
+        ("  call a { retries 2 }", "retries = 2"),
+        ("  foreach f { over = static max_parallel 2 workflow = c }", "max_parallel = 2"),
+        (
+            '  foreach f { over = static scope { file = "x.yaml" } max_parallel = 2 workflow = c }',
+            "scope = { … }",
+        ),
+        ('  call workflow c { inputs { a = "1" } }\n  script s { env = { A "1" } run = x }', 'A = "1"'),
+    ],
+)
+def test_a_key_without_its_equals_sign_is_told_the_equals_sign_is_missing(line: str, written: str) -> None:
+    """`max_parallel 2` said only `found identifier `max_parallel`` (the spec's message, kept),
+    which reads as if the key were wrong: the hint says what to write."""
+    error = body_error(line)
+    assert error.message.startswith("expected `key = value` or `}` in ")
+    assert error.detail.endswith(f"(hint: a key and its value are joined by `=`: write `{written}`)")
+
+
+def test_a_step_keyword_where_an_option_was_expected_gets_no_equals_sign_hint() -> None:
+    """A `}` missing before the next step is no missing `=`: `call = b` would be wrong advice."""
+    error = body_error("  call a { retries = 1\n  call b\n")
+    assert "joined by `=`" not in error.detail

@@ -314,7 +314,29 @@ class _Parser:
                 (j for j in range(min(self.i, len(self.toks) - 1), -1, -1) if self.toks[j] is tok), None
             )
             hint = open_brace_hint(self.toks, self.lines, at) if at is not None else None
+            if hint is None and at is not None and "`key = value`" in expected:
+                hint = self.missing_equals_hint(tok, self.toks[at + 1])
         raise self.error_at(f"expected {expected}, found {describe_token(tok)}", tok[2], hint)
+
+    @staticmethod
+    def missing_equals_hint(key: RawToken, value: RawToken) -> str | None:
+        """`max_parallel 2` where `key = value` was expected: the spec's message names the key as
+        what was found (`found identifier `max_parallel``), which reads as if the key were wrong;
+        the hint says the `=` is what is missing."""
+        if key[0] is not IDENT:  # a step keyword here is a `}` missing before it, not an `=`
+            return None
+        kind = value[0]
+        if kind is STRING:
+            shown = describe_token(value).removeprefix("string ")
+        elif kind is INT or kind is IDENT:
+            shown = value[1]
+        elif kind is LBRACKET:
+            shown = "[…]"
+        elif kind is LBRACE:
+            shown = "{ … }"
+        else:
+            return None
+        return f"a key and its value are joined by `=`: write `{key[1]} = {shown}`"
 
     def advance(self) -> RawToken:
         tok = self.toks[self.i]

@@ -163,6 +163,38 @@ def test_json_file_mistakes_name_the_line_too(tmp_path: Path, content: str, mess
     assert error is not None and error.startswith(message), error
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        (
+            "items.yaml",
+            "api:\n  team: core\nweb:\n  team: front\n",
+            "it is a map (`api`, `web`) — write a list with one entry per item, its id in `id`:"
+            " `- id: api`, its fields under it",
+        ),
+        (
+            "items.json",
+            '{"api": {"team": "core"}}',
+            'it is a map (`api`) — write a list with one entry per item, its id in `id`: `{"id": "api", …}`',
+        ),
+        (
+            "items.yaml",
+            "services:\n  - id: api\n",
+            "it is a map whose only key is `services` — put the list under `items`, or at the top",
+        ),
+        ("items.yaml", "api web\n", "it is a single string — one `- id` a line"),
+    ],
+)
+def test_an_items_file_that_is_no_list_says_what_it_is_and_how_to_write_it(
+    tmp_path: Path, name: str, content: str, said: str
+) -> None:
+    """A newcomer keys items by id (`api: {team: core}`) or names the list (`services:`); the
+    error said only `expected a list of items`, not what it found nor how to turn it into one."""
+    (tmp_path / name).write_text(content)
+    error = StaticProvider(tmp_path).validate_scope({"file": name})
+    assert error == f"{name}:1: expected a list of items (or `items: [...]`): {said}"
+
+
 @pytest.mark.parametrize("name", ["items.yaml", "items.json"])
 def test_an_items_file_is_read_once_for_validation_and_the_run_and_again_once_edited(
     tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch

@@ -382,6 +382,23 @@ def _load_item_file(path: Path, label: str, item_type: str) -> _Declared:
         raise unlocated from None
 
 
+def _found_instead(data: Any, label: str) -> str:
+    """What an items file holds instead of a list, and how to write it (`: it is a map …`)."""
+    json_file = label.endswith(".json")
+    if isinstance(data, dict) and data:
+        keys = [str(k) for k in data]
+        if len(keys) == 1 and isinstance(data[keys[0]], list):
+            return f": it is a map whose only key is `{keys[0]}` — put the list under `items`, or at the top"
+        named = ", ".join(f"`{k}`" for k in keys[:3]) + (", …" if len(keys) > 3 else "")
+        entry = f'`{{"id": "{keys[0]}", …}}`' if json_file else f"`- id: {keys[0]}`, its fields under it"
+        return f": it is a map ({named}) — write a list with one entry per item, its id in `id`: {entry}"
+    if isinstance(data, str):
+        return ": it is a single string — " + ('write `["a", "b"]`' if json_file else "one `- id` a line")
+    if isinstance(data, dict):
+        return ": it is an empty map"
+    return ": it is " + ("true or false" if isinstance(data, bool) else "a number")
+
+
 def _declared_from_document(
     data: Any, label: str, item_type: str, line_of: Callable[..., int | None]
 ) -> _Declared:
@@ -394,7 +411,8 @@ def _declared_from_document(
     if not isinstance(data, list):
         line = line_of()
         where = f"{label}:{line}:" if line else f"{label}:"
-        raise ItemProviderError(f"{where} expected a list of items (or `items: [...]`)")
+        instead = _found_instead(data, label)
+        raise ItemProviderError(f"{where} expected a list of items (or `items: [...]`){instead}")
 
     def where(index: int, key: str | None) -> str:
         line = line_of(*prefix, index, *((key,) if key else ()))

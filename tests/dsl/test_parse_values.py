@@ -329,3 +329,13 @@ def test_a_step_keyword_where_an_option_was_expected_gets_no_equals_sign_hint() 
     """A `}` missing before the next step is no missing `=`: `call = b` would be wrong advice."""
     error = body_error("  call a { retries = 1\n  call b\n")
     assert "joined by `=`" not in error.detail
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['  call a { retries = 1, timeout = "1m" }', '  script s { run = x env = { A = "1", B = "2" } }'],
+)
+def test_a_comma_between_options_or_map_entries_is_said_to_be_one_too_many(line: str) -> None:
+    """JSON and HCL put commas between entries; `found `,`` alone did not say to drop it."""
+    error = body_error(line)
+    assert error.detail.endswith("found `,` (hint: nothing separates options or map entries: remove the `,`)")

@@ -322,7 +322,10 @@ class _Parser:
     def missing_equals_hint(key: RawToken, value: RawToken) -> str | None:
         """`max_parallel 2` where `key = value` was expected: the spec's message names the key as
         what was found (`found identifier `max_parallel``), which reads as if the key were wrong;
-        the hint says the `=` is what is missing."""
+        the hint says the `=` is what is missing. A `,` between entries (JSON, HCL habits) is said
+        to be one too many."""
+        if key[0] is COMMA:
+            return "nothing separates options or map entries: remove the `,`"
         if key[0] is not IDENT:  # a step keyword here is a `}` missing before it, not an `=`
             return None
         kind = value[0]

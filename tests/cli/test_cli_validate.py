@@ -67,7 +67,8 @@ def test_semantic_problems_are_printed_with_the_source_line_and_a_caret(
     assert out == ""
     assert err.splitlines() == [
         f"{path}:3:6: Condition references 'mode' which is not a declared boolean input "
-        "(hint: Declare it in the workflow inputs block: `mode boolean`)",
+        "(hint: Declare it in the workflow inputs block: `mode boolean` — it is declared as a text input;"
+        " or test a step's marker: `step.marker`)",
         " 3 |   if mode { call a }",
         "   |      ^",
         f"{path}:4:3: Condition references step 'fixer' which has not been produced at this point "

@@ -442,10 +442,13 @@ def test_E4_a_bare_condition_must_name_a_declared_boolean_input() -> None:
         wf(IfNode(condition=cond, body=[], line=3, column=3), inputs=[InputDecl(name="mode", required=True)])
     )
     assert messages(report) == ["Condition references 'mode' which is not a declared boolean input"]
-    assert report.errors[0].hint == "Declare it in the workflow inputs block: `mode boolean`"
+    hint = (
+        "Declare it in the workflow inputs block: `mode boolean` — it is declared as a text input;"
+        " or test a step's marker: `step.marker`"
+    )
+    assert report.errors[0].hint == hint
     assert report.errors[0].text() == (
-        "Condition references 'mode' which is not a declared boolean input "
-        "(hint: Declare it in the workflow inputs block: `mode boolean`)"
+        f"Condition references 'mode' which is not a declared boolean input (hint: {hint})"
     )
 
 
@@ -456,6 +459,22 @@ def test_E4_an_undeclared_name_is_reported_and_a_boolean_input_is_accepted() -> 
     ]
     report = validate_workflow(wf(*body, inputs=[InputDecl(name="dry", input_type="boolean")]))
     assert messages(report) == ["Condition references 'ghost' which is not a declared boolean input"]
+    assert report.errors[0].hint == "Declare it in the workflow inputs block: `ghost boolean`"
+
+
+def test_E4_a_misspelt_boolean_input_or_a_step_without_its_marker_is_named() -> None:
+    """`if dyr` (for `dry`) and `if planner` (for `planner.<marker>`) were told to declare
+    `dyr boolean` / `planner boolean`: advice that turns a typo into a second mistake."""
+    body = [
+        call("planner"),
+        IfNode(condition=BoolInputCondition(input="dyr"), body=[]),
+        IfNode(condition=BoolInputCondition(input="planner"), body=[]),
+    ]
+    report = validate_workflow(wf(*body, inputs=[InputDecl(name="dry", input_type="boolean")]))
+    assert [p.hint for p in report.errors] == [
+        "did you mean `dry`?",
+        "`planner` is a step: a condition on it names one of its markers, `planner.<marker>`",
+    ]
 
 
 # --------------------------------------------------------------------------- E5 / E6 quality gates

@@ -498,8 +498,18 @@ class _SemanticValidator:
                 f"Condition references '{condition.input}' which is not a declared boolean input",
                 condition,
                 node,
-                hint=f"Declare it in the workflow inputs block: `{condition.input} boolean`",
+                hint=self._bool_input_hint(condition.input, produced),
             )
+
+    def _bool_input_hint(self, name: str, produced: set[str]) -> str:
+        """What `if <name>` meant: a boolean input misspelt (`if dyr`), a text input (`if version`) or
+        a step without its marker (`if planner`) — the hint said to declare `<name> boolean` for all."""
+        spec = f"Declare it in the workflow inputs block: `{name} boolean`"  # dsl.md §9.1, E4
+        if any(decl.name == name for decl in self.wf.inputs):
+            return f"{spec} — it is declared as a text input; or test a step's marker: `step.marker`"
+        if name in produced:
+            return f"`{name}` is a step: a condition on it names one of its markers, `{name}.<marker>`"
+        return did_you_mean(name, sorted(self.booleans)) or spec
 
     def _call_workflow(self, node: CallWorkflowNode, produced: set[str]) -> None:
         if self.loader is not None:

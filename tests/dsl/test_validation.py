@@ -769,3 +769,35 @@ def test_problems_are_ordered_by_file_then_line_the_workflows_own_first() -> Non
         "agents/z.md:2",
     ]
     assert [p.location.line for p in in_file_order(problems)] == [2, 3, 4, 5, 9]  # one file: by line
+
+
+def test_a_child_input_whose_placeholder_no_value_can_fill_is_a_warning_with_what_to_write() -> None:
+    """A foreach's or call workflow's inputs keep an unknown placeholder as written (§12.1): the
+    child got the text `{{itme.id}}` for its `service`, and neither `validate` nor the run said a
+    word. The two shapes that cannot be right are warned of; `{{item.id}}` and plain names are not."""
+    child = wf(call("deployer"), inputs=[InputDecl(name="service", required=True)])
+    child.name = "deploy-one"
+    body = [
+        call("planner"),
+        ForEachNode(
+            name="deploy",
+            over="static",
+            max_parallel=1,
+            workflow="deploy-one",
+            inputs={"service": "{{itme.id}}", "extra": "{{item.id}} {{version}}"},
+        ),
+        CallWorkflowNode(workflow="deploy-one", inputs={"service": "{{planner.risk}}"}),
+    ]
+    report = validate_workflow(wf(*body), loader={"deploy-one": child})
+    assert [(p.message, p.hint) for p in report.warning_problems if "no value will fill" in p.message] == [
+        (
+            "foreach 'deploy': input `service` uses `{{itme.id}}`, which no value will fill: the child"
+            " gets that text as it is written",
+            "did you mean `{{item.id}}`?",
+        ),
+        (
+            "`call workflow deploy-one`: input `service` uses `{{planner.risk}}`, which no value will"
+            " fill: the child gets that text as it is written",
+            "a step's FLOW_OUTPUT fields are placeholders without the step's name: write `{{risk}}`",
+        ),
+    ]

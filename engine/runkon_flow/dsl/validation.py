@@ -383,6 +383,7 @@ class _SemanticValidator:
             self._gate(node, produced)
         elif isinstance(node, ForEachNode):
             self._foreach(node)
+            self._child_input_placeholders(node.inputs, f"foreach '{node.name}'", node, produced, True)
             produced.add(node.step_key())
 
     # ---- accepted, but most likely mistakes: warnings, never errors (the spec accepts all of them)
@@ -511,7 +512,39 @@ class _SemanticValidator:
             return f"`{name}` is a step: a condition on it names one of its markers, `{name}.<marker>`"
         return did_you_mean(name, sorted(self.booleans)) or spec
 
+    def _child_input_placeholders(
+        self, inputs: Mapping[str, str], what: str, node: Any, produced: set[str], in_foreach: bool
+    ) -> None:
+        """A child's inputs keep a placeholder with no value as written (§12.1), so `{{itme.id}}`
+        or `{{planner.risk}}` reaches the child as that text and no run-time warning says so
+        (docs/engine.md): warn here of the two shapes that cannot be right — a prefix close to
+        `item`, and a step's name before a FLOW_OUTPUT field."""
+        for key, value in inputs.items():
+            pos = 0
+            while (start := value.find("{{", pos)) >= 0 and (end := value.find("}}", start + 2)) >= 0:
+                pos = end + 2
+                name = value[start + 2 : end]
+                prefix, dot, field = name.strip().partition(".")
+                if not dot or not field or (in_foreach and prefix == "item"):
+                    continue
+                if prefix in produced:
+                    hint = (
+                        "a step's FLOW_OUTPUT fields are placeholders without the step's name:"
+                        f" write `{{{{{field}}}}}`"
+                    )
+                elif in_foreach and did_you_mean(prefix, ["item"]):
+                    hint = f"did you mean `{{{{item.{field}}}}}`?"
+                else:
+                    continue
+                self._warn(
+                    f"{what}: input `{key}` uses `{{{{{name}}}}}`, which no value will fill: the child"
+                    " gets that text as it is written",
+                    node,
+                    hint=hint,
+                )
+
     def _call_workflow(self, node: CallWorkflowNode, produced: set[str]) -> None:
+        self._child_input_placeholders(node.inputs, f"`call workflow {node.workflow}`", node, produced, False)
         if self.loader is not None:
             child = self._load(node.workflow)
             if isinstance(child, BaseException):

@@ -72,6 +72,17 @@ def test_a_missing_run_points_at_the_script() -> None:
     assert (error.line, error.column) == (2, 3)
 
 
+@pytest.mark.parametrize("written", ["command", "cmd", "shell"])
+def test_a_command_written_under_another_tools_name_is_named_at_that_key(written: str) -> None:
+    """`command = "make"` (a GitHub Actions or Docker habit) said only that `run` was missing, at
+    the script's line, over a line that seemed to have it."""
+    error = body_error(f'  script s {{\n    {written} = "make test"\n  }}')
+    assert error.message == (
+        f"script 's' is missing required `run` field (`{written}` is written: here it is called `run`)"
+    )
+    assert (error.line, error.column) == (3, 5)
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [

@@ -111,6 +111,8 @@ _PARALLEL_CALL_KEYS = ("output", "with", "if", "retries")
 _GATE_KEYS = ("prompt", "min_approvals", "mode", "timeout", "on_timeout", "as", "options")
 _QUALITY_GATE_KEYS = ("source", "threshold", "on_fail", "as")
 _SCRIPT_KEYS = ("run", "env", "timeout", *_SHARED_KEYS)
+# what other tools call a required key (GitHub Actions, Make, Docker …): `missing_key` says which
+_OTHER_NAMES = {"run": ("command", "cmd", "exec", "shell", "script", "sh", "bash")}
 _FOREACH_KEYS = (
     "over", "max_parallel", "workflow", "scope", "filter", "inputs", "ordered", "on_cycle", "on_child_fail",
 )  # fmt: skip
@@ -302,6 +304,8 @@ class _Parser:
         for written, tok in opts.keys.items():
             if written != key and did_you_mean(written, (key,)):
                 return self.error_at(f"{message} (`{written}` is written: did you mean `{key}`?)", tok[2])
+            if written in _OTHER_NAMES.get(key, ()):
+                return self.error_at(f"{message} (`{written}` is written: here it is called `{key}`)", tok[2])
         return self.error_at(f"{message} ({how})" if how else message, start[2])
 
     def unexpected(self, expected: str, tok: RawToken | None = None) -> NoReturn:

@@ -530,9 +530,8 @@ class Workspace:
         report = validate_workflow(wf, loader=as_on_disk, providers=providers)
         problems.extend(report.errors)
         scripts = check_script_commands(wf, self._working_dir or directory)
-        programs = _agent_programs(
-            wf, called_workflows(wf, as_on_disk), snap.agents, self._working_dir or directory
-        )
+        children = called_workflows(wf, as_on_disk)
+        programs = _agent_programs(wf, children, snap.agents, self._working_dir or directory)
         warnings = file_warnings(
             wf, wf.source_path or None, [*report.warning_problems, *scripts.warnings, *programs.warnings]
         )
@@ -540,6 +539,7 @@ class Workspace:
             snap.engine.validate(wf)
         except ValidationErrors as exc:  # a missing agent's hint is the catalog's reason
             problems.extend(_not_said_already(exc.errors, report.errors, wf))
+        problems.extend(_fan_out_children_host_problems(snap.engine, wf, children))
         problems.extend(self._extra_checks(snap, wf, directory, as_on_disk, scripts.errors))
         problems.extend(programs.errors)
         return _unique(problems, wf), _unique(warnings, wf)
@@ -1364,6 +1364,45 @@ def _agent_programs(
                 located = dataclasses.replace(problem[0], message=said, node_path=brought_by.get(owner.name))
             (found.errors if problem[1] else found.warnings).append(located)
     return found
+
+
+def _fan_out_children_host_problems(
+    engine: Any, wf: WorkflowDef, children: Sequence[WorkflowDef]
+) -> list[Problem]:
+    """The engine's host check (a missing or broken agent, an unknown provider or gate type) of
+    the workflows `wf` runs only through a `foreach`: the engine checks `call workflow` children
+    and, as engine.md §13 says, not foreach children, which it checks as each item starts — so
+    `validate --ready` said ok, the run went on (past its gates) and then every item failed with
+    `workflow 'c' failed validation`. Said as a `call workflow` child's are: in the child's file,
+    `in sub-workflow 'c' of 'wf': …`, belonging to the step that brings it in."""
+    checked = {wf.name}  # what the engine's own check reaches: `call workflow`, at any depth
+    by_name = {child.name: child for child in children}
+    pending = [wf]
+    while pending:
+        owner = pending.pop()
+        for node in walk([*owner.body, *owner.always]):
+            if isinstance(node, CallWorkflowNode) and node.workflow not in checked:
+                checked.add(node.workflow)
+                if node.workflow in by_name:
+                    pending.append(by_name[node.workflow])
+    brought_by = _brought_by(wf, children, node_paths(wf))
+    problems: list[Problem] = []
+    for child in children:
+        if child.name in checked:
+            continue
+        try:
+            engine.validate(child)
+        except ValidationErrors as exc:
+            for p in exc.errors:
+                if p.location.file is None and child.source_path:
+                    where = dataclasses.replace(p.location, file=child.source_path)
+                    p = dataclasses.replace(
+                        p,
+                        message=f"in sub-workflow '{child.name}' of '{wf.name}': {p.message}",
+                        location=where,
+                    )
+                problems.append(dataclasses.replace(p, node_path=brought_by.get(child.name)))
+    return problems
 
 
 def _brought_by(wf: WorkflowDef, children: Sequence[WorkflowDef], paths: Mapping[int, str]) -> dict[str, str]:

@@ -167,6 +167,30 @@ def test_a_problem_two_sub_workflows_down_is_placed_in_its_own_file_and_named_by
     assert problem.node_path == "body.1"  # w's `call workflow child`: the dashboard marks it
 
 
+def test_a_foreach_childs_missing_agent_is_found_before_the_run_in_the_childs_file(home: Path) -> None:
+    """The engine checks `call workflow` children before a run, and foreach children only as each
+    item starts (engine.md §13): `validate --ready` said ok, the run went on past its gate, and
+    every item failed with `workflow 'child' failed validation`. Now the run is refused first."""
+    write(home, "items.yaml", "- a\n- b\n")
+    write(home, "child.wf", "workflow child {\n  call hello\n  call phantom\n}\n")
+    write(
+        home,
+        "w.wf",
+        "workflow w {\n  call hello\n  foreach each {\n    over = static\n"
+        '    scope = { file = "items.yaml" }\n    max_parallel = 2\n    workflow = child\n  }\n}\n',
+    )
+    ws = Workspace([home], InMemoryStore())
+    [problem] = ws.validate("w")
+    assert (
+        problem.message
+        == "in sub-workflow 'child' of 'w': call 'phantom': no registered ActionExecutor for 'phantom'"
+    )
+    assert problem.location == SourceLocation(str(home / "child.wf"), 3, 3)
+    assert problem.node_path == "body.1"  # w's foreach: the dashboard marks it
+    with pytest.raises(ValidationErrors):
+        ws.create_run("w", {})
+
+
 CHILD_CALLED_AT_10 = "in sub-workflow 'child' of 'w' (called at line 10)"
 
 

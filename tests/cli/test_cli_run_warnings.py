@@ -183,3 +183,30 @@ def test_a_field_written_with_its_step_name_is_told_to_drop_the_step_name(
         " 'planner' set no FLOW_OUTPUT field `riks` (its fields, each a placeholder without the"
         " step's name: `{{risk}}`, `{{summary}}`))\"",
     ]
+
+
+FIELD_CONDITION = """workflow branch {
+  call planner
+  if planner.risk { script careful { run = "echo careful" } }
+  if planner.summary { script never { run = "echo never" } }
+}
+"""
+
+
+def test_a_condition_on_a_field_rather_than_a_marker_says_why_it_is_false(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`if planner.risk` where `risk` is a FLOW_OUTPUT field, not a marker: the branch never ran
+    and nothing said why. The warning names the field, its value and what a condition tests."""
+    write(home / "wf" / "branch.wf", FIELD_CONDITION)
+    write(home / "wf" / "agents" / "planner.md", PLANNER)
+    code, out, err = cli(capsys, "run", "branch", "--dir", "wf", "--memory", "--progress", "plain")
+    assert code == 0, err
+    said = [line.split(" message=", 1)[1] for line in out.splitlines() if " EngineLog " in line]
+    assert said == [
+        f"\"condition `planner.{name}` is false: `{name}` is a FLOW_OUTPUT field of step 'planner'"
+        f' (= \\"{value}\\"), not one of its markers; a condition tests the `markers` list (hint: have'
+        f' `planner` emit the marker `{name}`)"'
+        for name, value in (("risk", "low"), ("summary", "short"))
+    ]
+    assert "StepStarted step=careful" not in out  # still false, as the language says

@@ -9,6 +9,7 @@ nodes, so a cancel is never held up by a run of quick steps.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 
 from runkon_flow.dsl.ast import AlwaysNode, DoNode, DoWhileNode, IfNode, UnlessNode, WhileNode
@@ -33,9 +34,38 @@ def eval_condition(st: ExecutionState, condition: object) -> bool:
     """`step.marker` → the step's latest result has the marker; `name` → input equals "true" (any case)."""
     kind = getattr(condition, "kind", None)
     if kind == "step_marker":
-        return st.has_marker(condition.step, condition.marker)  # type: ignore[attr-defined]
+        step, marker = condition.step, condition.marker  # type: ignore[attr-defined]
+        if st.has_marker(step, marker):
+            return True
+        _warn_if_a_field(st, step, marker)
+        return False
     value = st.inputs.get(condition.input)  # type: ignore[attr-defined]
     return value is not None and value.lower() == "true"
+
+
+def _warn_if_a_field(st: ExecutionState, step: str, marker: str) -> None:
+    """`if planner.risk` where `risk` is a FLOW_OUTPUT *field* of `planner` (`"risk": "high"`), not
+    one of its markers: the condition is false whatever the value, and nothing said why. Said
+    once per run, step and name, as a warning on the step's log."""
+    entry = next((e for e in reversed(st.contexts) if e.step == step), None)
+    if entry is None or not entry.structured_output or f'"{marker}"' not in entry.structured_output:
+        return
+    try:
+        fields = json.loads(entry.structured_output)
+    except ValueError:
+        return
+    if not isinstance(fields, dict) or marker in ("markers", "context") or marker not in fields:
+        return
+    said = (st.workflow_name, step, f"{marker} (condition)")
+    if said in st.settings.warned_placeholders:
+        return
+    st.settings.warned_placeholders.add(said)
+    st.warn(
+        f"condition `{step}.{marker}` is false: `{marker}` is a FLOW_OUTPUT field of step '{step}'"
+        f" (= {json.dumps(fields[marker], ensure_ascii=False)[:60]}), not one of its markers; a condition"
+        f" tests the `markers` list (hint: have `{step}` emit the marker `{marker}`)",
+        step,
+    )
 
 
 def execute_if(st: ExecutionState, node: IfNode, iteration: int, path: str) -> None:

@@ -163,6 +163,18 @@ def test_json_file_mistakes_name_the_line_too(tmp_path: Path, content: str, mess
     assert error is not None and error.startswith(message), error
 
 
+def test_a_misspelt_dependency_names_the_item_it_is_close_to(tmp_path: Path) -> None:
+    """`depends_on: apii` said only that 'apii' is unknown, among possibly thousands of ids."""
+    (tmp_path / "items.yaml").write_text("- id: api\n- id: web\n  depends_on: apii\n")
+    assert StaticProvider(tmp_path).validate_scope({"file": "items.yaml"}) == (
+        "items.yaml:3: item 'web' depends on unknown item 'apii' (did you mean `api`?)"
+    )
+    (tmp_path / "items.yaml").write_text("- id: api\n- id: zz\n  depends_on: q\n")
+    assert StaticProvider(tmp_path).validate_scope({"file": "items.yaml"}) == (
+        "items.yaml:3: item 'zz' depends on unknown item 'q'"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "content", "said"),
     [

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runkon_flow.errors import EngineError
+from runkon_flow.humanize import did_you_mean
 from runkon_flow.plugins._yaml import ConfigFileError, load_data, parse_yaml, scalar_text
 from runkon_flow.plugins.protocols import (
     FanOutItem,
@@ -320,8 +321,10 @@ def _declared_from_entries(
             for blocker in deps.get(item.item_id, []):
                 if blocker not in seen:
                     prefix = where(index, "depends_on")
+                    close = did_you_mean(blocker, list(seen))  # only on this error: any number of ids
                     raise ItemProviderError(
                         f"{prefix}item '{item.item_id}' depends on unknown item '{blocker}'"
+                        + (f" ({close})" if close else "")
                     )
     return _Declared(items, deps)
 

@@ -65,6 +65,13 @@ class Problem:
         return f"{self.location.render()}: {self.text()}"
 
 
+def in_sub_workflow(name: str, caller: str, message: str, called_at: int | None = None) -> str:
+    """How a problem found in sub-workflow `name` of `caller` is said (placed in the
+    sub-workflow's file): the engine's host check, the parser's notes, the agent-program check."""
+    called = f" (called at line {called_at})" if called_at is not None else ""
+    return f"in sub-workflow '{name}' of '{caller}'{called}: {message}"
+
+
 class WfError(FlowError):
     """A user's mistake in a `.wf` file. Never shown as a traceback."""
 

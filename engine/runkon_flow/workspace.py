@@ -54,6 +54,7 @@ from runkon_flow.errors import (
     ValidationErrors,
     WorkflowError,
     WorkflowNotFound,
+    in_sub_workflow,
 )
 from runkon_flow.event_log import StoredEventWriter
 from runkon_flow.event_log import stored_output_lines as output_lines_setting
@@ -531,7 +532,8 @@ class Workspace:
         problems.extend(report.errors)
         scripts = check_script_commands(wf, self._working_dir or directory)
         children = called_workflows(wf, as_on_disk)
-        programs = _agent_programs(wf, children, snap.agents, self._working_dir or directory)
+        brought_by = _brought_by(wf, children, node_paths(wf))  # a sub-workflow's problems' steps
+        programs = _agent_programs(wf, children, brought_by, snap.agents, self._working_dir or directory)
         warnings = file_warnings(
             wf, wf.source_path or None, [*report.warning_problems, *scripts.warnings, *programs.warnings]
         )
@@ -539,7 +541,7 @@ class Workspace:
             snap.engine.validate(wf)
         except ValidationErrors as exc:  # a missing agent's hint is the catalog's reason
             problems.extend(_not_said_already(exc.errors, report.errors, wf))
-        problems.extend(_fan_out_children_host_problems(snap.engine, wf, children))
+        problems.extend(_fan_out_children_host_problems(snap.engine, wf, children, brought_by))
         problems.extend(self._extra_checks(snap, wf, directory, as_on_disk, scripts.errors))
         problems.extend(programs.errors)
         return _unique(problems, wf), _unique(warnings, wf)
@@ -1336,7 +1338,11 @@ def _agent_refs(wf: WorkflowDef) -> Iterator[tuple[Any, AgentRef]]:
 
 
 def _agent_programs(
-    wf: WorkflowDef, children: Sequence[WorkflowDef], agents: AgentCatalog, working_dir: Path
+    wf: WorkflowDef,
+    children: Sequence[WorkflowDef],
+    brought_by: Mapping[str, str],
+    agents: AgentCatalog,
+    working_dir: Path,
 ) -> ScriptCheck:
     """The `command` program of every agent `wf` and the workflows it runs as sub-workflows call
     (calls, parallel calls, on_fail agents), checked as a script's first word is
@@ -1346,7 +1352,6 @@ def _agent_programs(
     broken is said elsewhere (the engine's check, with the catalog's reason)."""
     found = ScriptCheck()
     paths = node_paths(wf)
-    brought_by = _brought_by(wf, children, paths)
     seen: set[Path] = set()
     for owner in (wf, *children):
         for node, ref in _agent_refs(owner):
@@ -1360,14 +1365,14 @@ def _agent_programs(
             if owner is wf:
                 located = dataclasses.replace(problem[0], node_path=paths.get(id(node)))
             else:
-                said = f"in sub-workflow '{owner.name}' of '{wf.name}': {problem[0].message}"
+                said = in_sub_workflow(owner.name, wf.name, problem[0].message)
                 located = dataclasses.replace(problem[0], message=said, node_path=brought_by.get(owner.name))
             (found.errors if problem[1] else found.warnings).append(located)
     return found
 
 
 def _fan_out_children_host_problems(
-    engine: Any, wf: WorkflowDef, children: Sequence[WorkflowDef]
+    engine: Any, wf: WorkflowDef, children: Sequence[WorkflowDef], brought_by: Mapping[str, str]
 ) -> list[Problem]:
     """The engine's host check (a missing or broken agent, an unknown provider or gate type) of
     the workflows `wf` runs only through a `foreach`: the engine checks `call workflow` children
@@ -1385,7 +1390,6 @@ def _fan_out_children_host_problems(
                 checked.add(node.workflow)
                 if node.workflow in by_name:
                     pending.append(by_name[node.workflow])
-    brought_by = _brought_by(wf, children, node_paths(wf))
     problems: list[Problem] = []
     for child in children:
         if child.name in checked:
@@ -1398,7 +1402,7 @@ def _fan_out_children_host_problems(
                     where = dataclasses.replace(p.location, file=child.source_path)
                     p = dataclasses.replace(
                         p,
-                        message=f"in sub-workflow '{child.name}' of '{wf.name}': {p.message}",
+                        message=in_sub_workflow(child.name, wf.name, p.message),
                         location=where,
                     )
                 problems.append(dataclasses.replace(p, node_path=brought_by.get(child.name)))

@@ -38,7 +38,14 @@ from runkon_flow.dsl.ast import (
 )
 from runkon_flow.dsl.references import called_workflows
 from runkon_flow.dsl.shell_text import scan_placeholders
-from runkon_flow.errors import FlowError, Problem, SourceLocation, WfValidationError, WorkflowNotFound
+from runkon_flow.errors import (
+    FlowError,
+    Problem,
+    SourceLocation,
+    WfValidationError,
+    WorkflowNotFound,
+    in_sub_workflow,
+)
 from runkon_flow.humanize import did_you_mean
 
 __all__ = [
@@ -214,7 +221,7 @@ def sub_workflow_notes(wf: WorkflowDef, loader: Any, code: str) -> list[Problem]
             if note.code != code:
                 continue
             where = SourceLocation(child.source_path or None, note.line, note.column)
-            message = f"in sub-workflow '{child.name}' of '{wf.name}': {note.message}"
+            message = in_sub_workflow(child.name, wf.name, note.message)
             problems.append(Problem(message, note.hint, where, paths.get(id(note.node))))
     return problems
 

@@ -28,7 +28,7 @@ from runkon_flow.dsl.ast import (
     node_paths,
 )
 from runkon_flow.dsl.references import find_workflow_cycle, reference_node
-from runkon_flow.errors import Problem, SourceLocation
+from runkon_flow.errors import Problem, SourceLocation, in_sub_workflow
 from runkon_flow.humanize import did_you_mean
 from runkon_flow.plugins.protocols import WorkflowResolver
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
@@ -122,15 +122,14 @@ class _HostValidator:
             return
         inner: list[Problem] = []
         self.nodes([*child.body, *child.always], inner, node_paths(child), name)
-        called = f" (called at line {at.location.line})" if at.location.line is not None else ""
         for p in inner:
             if p.location.file is not None:  # a deeper sub-workflow's, already placed in its file
                 where, message = p.location, p.message
             elif child.source_path:
                 where = dataclasses.replace(p.location, file=child.source_path)
-                message = f"in sub-workflow '{name}' of '{caller}'{called}: {p.message}"
+                message = in_sub_workflow(name, caller, p.message, at.location.line)
             else:
-                where, message = at.location, f"in sub-workflow '{name}' of '{caller}': {p.message}"
+                where, message = at.location, in_sub_workflow(name, caller, p.message)
             out.append(dataclasses.replace(at, message=message, hint=p.hint, location=where))
 
 

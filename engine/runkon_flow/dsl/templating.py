@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "field_placeholder_hint",
     "shell_quote",
     "substitute_variables",
     "substitute_variables_keep_literal",
@@ -76,3 +77,10 @@ def substitute_variables(text: str, variables: Mapping[str, str]) -> str:
 def substitute_variables_keep_literal(text: str, variables: Mapping[str, str]) -> str:
     """Replace known placeholders; unknown ones stay literally (call-workflow child inputs)."""
     return _substitute(text, variables, keep_unknown=True)
+
+
+def field_placeholder_hint(field: str) -> str:
+    """What to write for `{{step.field}}` — a step's name before one of its FLOW_OUTPUT fields, as
+    a condition names a marker (`step.marker`): the field is a placeholder of its own. Said by
+    `validate` (a child's inputs) and by the run (a placeholder with no value)."""
+    return f"a step's FLOW_OUTPUT fields are placeholders without the step's name: write `{{{{{field}}}}}`"

@@ -38,6 +38,7 @@ from runkon_flow.dsl.ast import (
 )
 from runkon_flow.dsl.references import called_workflows
 from runkon_flow.dsl.shell_text import scan_placeholders
+from runkon_flow.dsl.templating import field_placeholder_hint, unknown_placeholders
 from runkon_flow.errors import (
     FlowError,
     Problem,
@@ -527,18 +528,12 @@ class _SemanticValidator:
         (docs/engine.md): warn here of the two shapes that cannot be right — a prefix close to
         `item`, and a step's name before a FLOW_OUTPUT field."""
         for key, value in inputs.items():
-            pos = 0
-            while (start := value.find("{{", pos)) >= 0 and (end := value.find("}}", start + 2)) >= 0:
-                pos = end + 2
-                name = value[start + 2 : end]
+            for name in unknown_placeholders(value, {}):  # every placeholder of the value, once
                 prefix, dot, field = name.strip().partition(".")
                 if not dot or not field or (in_foreach and prefix == "item"):
                     continue
                 if prefix in produced:
-                    hint = (
-                        "a step's FLOW_OUTPUT fields are placeholders without the step's name:"
-                        f" write `{{{{{field}}}}}`"
-                    )
+                    hint = field_placeholder_hint(field)
                 elif in_foreach and did_you_mean(prefix, ["item"]):
                     hint = f"did you mean `{{{{item.{field}}}}}`?"
                 else:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 
 from runkon_flow.dsl.ast import WorkflowDef
-from runkon_flow.dsl.templating import unknown_placeholders
+from runkon_flow.dsl.templating import field_placeholder_hint, unknown_placeholders
 from runkon_flow.errors import WorkflowError
 from runkon_flow.humanize import did_you_mean
 from runkon_flow.plugins.protocols import VariableSources
@@ -139,7 +139,7 @@ def _step_field_hint(st: ExecutionState, key: str, variables: Mapping[str, str])
         return None
     steps = {entry.step for entry in st.contexts}
     if name in variables:
-        return f"a step's FLOW_OUTPUT fields are placeholders without the step's name: write `{{{{{name}}}}}`"
+        return field_placeholder_hint(name)
     if prefix in steps:
         fields = sorted({f for entry in st.contexts if entry.step == prefix for f in entry.exports})
         said = ", ".join(f"`{{{{{f}}}}}`" for f in fields) if fields else "none"

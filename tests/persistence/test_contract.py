@@ -12,7 +12,7 @@ import re
 
 import pytest
 from runkon_flow.cancellation import EngineCancelled
-from runkon_flow.errors import PersistenceError
+from runkon_flow.errors import PersistenceError, StoreUnavailable
 from runkon_flow.event_log import ZIP_EVENTS, pack
 from runkon_flow.persistence import (
     DeletedRuns,
@@ -1733,3 +1733,47 @@ def test_a_run_started_starts_when_its_engine_starts_it_and_a_resume_keeps_its_s
     clock.advance(5)
     assert store.start_run(run_id, resuming=True) is None
     assert store.get_run(run_id).started_at == started
+
+
+# What makes each database store refuse writes at a commit, how it is undone, and what the refusal
+# says (a read-only SQLite file: SQLITE_READONLY; a read-only PostgreSQL session).
+_REFUSING = {
+    "sqlite": ("PRAGMA query_only = 1", "PRAGMA query_only = 0", StoreUnavailable, "readonly"),
+    "postgres": (
+        "SET default_transaction_read_only = on",
+        "SET default_transaction_read_only = off",
+        PersistenceError,
+        "read-only",
+    ),
+}
+
+
+def test_a_queued_item_write_that_fails_at_its_commit_tells_its_writer(store, store_kind: str) -> None:
+    """`Fence.on_failed`: a write-behind item write that the database refuses at its commit reaches
+    no caller, so its writer is told — the fan-out then never reports that item completed
+    (tests/engine/test_store_lost.py). A write that commits, or a fence without `on_failed`, tells
+    nothing. (The in-memory store cannot fail a commit.)"""
+    if store_kind not in _REFUSING:
+        pytest.skip("the in-memory store has no commit to fail")
+    refuse, allow, error_type, said = _REFUSING[store_kind]
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+    step_id = store.insert_step(NewStep(run.id, "fe", role="foreach", retry_count=0))
+    a, b = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])
+    told: list[tuple[str, BaseException]] = []
+    done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
+
+    def fence(name: str) -> Fence:
+        return Fence(run.id, "t1", None, lambda error: told.append((name, error)))
+
+    store.batch_update_fan_out_items([(a, done)], durable=False, fence=fence("a"))
+    store.flush()
+    assert told == []
+    store._db.execute(refuse)
+    try:
+        store.batch_update_fan_out_items([(b, done)], durable=False, fence=fence("b"))
+        store.batch_update_fan_out_items([(b, done)], durable=False, fence=Fence(run.id, "t1"))
+        store.flush()
+    finally:
+        store._db.execute(allow)
+    assert [name for name, _ in told] == ["b"]
+    assert isinstance(told[0][1], error_type) and said in str(told[0][1])

@@ -1049,30 +1049,3 @@ def test_a_lone_write_chosen_as_a_deadlocks_victim_is_run_again(store, dsn) -> N
         RunStatus.CANCELLED,
         "abandoned",
     )
-
-
-def test_a_queued_item_write_that_fails_at_its_commit_tells_its_writer(store) -> None:
-    """`Fence.on_failed`, as on SQLite: a write-behind item write the server refuses at its
-    commit (here a read-only session) reaches no caller, so its writer is told."""
-    from runkon_flow.persistence import FanOutItemStatus, FanOutItemUpdate, Fence
-
-    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
-    step_id = store.insert_step(NewStep(run.id, "fe", role="foreach", retry_count=0))
-    a, b = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])
-    told: list[tuple[str, BaseException]] = []
-    done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
-
-    def fence(name: str) -> Fence:
-        return Fence(run.id, "t1", None, lambda error: told.append((name, error)))
-
-    store.batch_update_fan_out_items([(a, done)], durable=False, fence=fence("a"))
-    store.flush()
-    assert told == []
-    store._db.execute("SET default_transaction_read_only = on")
-    try:
-        store.batch_update_fan_out_items([(b, done)], durable=False, fence=fence("b"))
-        store.flush()
-    finally:
-        store._db.execute("SET default_transaction_read_only = off")
-    assert [name for name, _ in told] == ["b"]
-    assert isinstance(told[0][1], PersistenceError) and "read-only" in str(told[0][1])

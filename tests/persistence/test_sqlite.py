@@ -1288,35 +1288,3 @@ def test_a_full_disk_is_said_once_and_the_store_says_it_takes_no_writes_until_it
         assert "write-behind writes failed meanwhile)" in back[0]
     finally:
         store.close()
-
-
-def test_a_queued_item_write_that_fails_at_its_commit_tells_its_writer(tmp_path: Path) -> None:
-    """`Fence.on_failed`: a write-behind item write that the file refuses at its commit (here
-    read-only: SQLITE_READONLY) reaches no caller, so its writer is told — the fan-out then never
-    reports that item completed (tests/engine/test_store_lost.py). A write that commits, or a
-    fence without `on_failed`, tells nothing."""
-    from runkon_flow.errors import StoreUnavailable
-
-    store = SqliteStore(tmp_path / "runs.db")
-    try:
-        run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
-        step_id = store.insert_step(NewStep(run.id, "fe", role="foreach", retry_count=0))
-        a, b = store.insert_fan_out_items(step_id, [("t", "a", "", {}), ("t", "b", "", {})])
-        told: list[tuple[str, BaseException]] = []
-        done = FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED)
-
-        def fence(name: str) -> Fence:
-            return Fence(run.id, "t1", None, lambda error: told.append((name, error)))
-
-        store.batch_update_fan_out_items([(a, done)], durable=False, fence=fence("a"))
-        store.flush()
-        assert told == []
-        store._db.execute("PRAGMA query_only = 1")
-        store.batch_update_fan_out_items([(b, done)], durable=False, fence=fence("b"))
-        store.batch_update_fan_out_items([(b, done)], durable=False, fence=Fence(run.id, "t1"))
-        store.flush()
-        assert [name for name, _ in told] == ["b"]
-        assert isinstance(told[0][1], StoreUnavailable) and "readonly" in str(told[0][1])
-    finally:
-        store._db.execute("PRAGMA query_only = 0")
-        store.close()

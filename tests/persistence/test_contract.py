@@ -1748,13 +1748,12 @@ _REFUSING = {
 }
 
 
+@pytest.mark.parametrize("store_kind", sorted(_REFUSING))  # the in-memory store has no commit to fail
 def test_a_queued_item_write_that_fails_at_its_commit_tells_its_writer(store, store_kind: str) -> None:
     """`Fence.on_failed`: a write-behind item write that the database refuses at its commit reaches
     no caller, so its writer is told — the fan-out then never reports that item completed
     (tests/engine/test_store_lost.py). A write that commits, or a fence without `on_failed`, tells
-    nothing. (The in-memory store cannot fail a commit.)"""
-    if store_kind not in _REFUSING:
-        pytest.skip("the in-memory store has no commit to fail")
+    nothing."""
     refuse, allow, error_type, said = _REFUSING[store_kind]
     run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
     step_id = store.insert_step(NewStep(run.id, "fe", role="foreach", retry_count=0))

@@ -238,6 +238,9 @@ def test_a_foreach_child_that_loses_the_store_stops_the_run_whose_resume_runs_it
     # the item in the other slot ended; none started after the stop
     assert sorted(items.values()) == ["completed", *["pending"] * 4, "running"], items
     assert not [e for e in h.events("FanOutItemCompleted") if not e.succeeded]
+    # the items a resume runs: the 4 never started and the stopped child's (before, "4 items")
+    [said] = [e.message for e in h.events("EngineLog") if "no further item starts" in e.message]
+    assert said.endswith("; 5 items stay pending, to run on resume"), said
 
     h.store.insert_step = real  # the database is back
     unfinished = sorted(i for i, status in items.items() if status != "completed")

@@ -703,17 +703,19 @@ class _FanOut:
             if item.token is not None:
                 item.token.detach()
                 item.token = None
-            self._say_store_gone(exc)
+            self._say_store_gone(exc, stopped=1)
             self._settle(item)
             self.changed.notify()
 
-    def _say_store_gone(self, exc: StoreUnavailable) -> None:
-        """Stop starting items, and say why once (any thread, with or without the lock)."""
+    def _say_store_gone(self, exc: StoreUnavailable, stopped: int = 0) -> None:
+        """Stop starting items, and say why once (any thread, with or without the lock). The
+        count is of the items a resume runs: the pending ones, and the `stopped` ones whose child
+        stopped for the store (`_child_stopped`: their rows stay `running`, and run again)."""
         with self._gone_once:
             if self.store_gone is not None:
                 return
             self.store_gone, self.halted = exc, True
-        left = sum(1 for i in self.items if i.status is FanOutItemStatus.PENDING)
+        left = stopped + sum(1 for i in self.items if i.status is FanOutItemStatus.PENDING)
         self.st.warn(
             f"foreach '{self.node.name}': no further item starts — {describe_exception(exc)}; "
             f"{left} {'item stays' if left == 1 else 'items stay'} pending, to run on resume"

@@ -52,6 +52,7 @@ from runkon_flow.persistence.models import PACKED_EVENTS, ZIPPED_EVENTS, NewEven
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = [
+    "CHILD_LEASE_LOST_NOTE",
     "CUT_NOTE",
     "DEFAULT_MAX_LINE_CHARS",
     "DEFAULT_MAX_OUTPUT_LINES",
@@ -101,6 +102,13 @@ PACK_CHARS = 256 * 1024
 READ_ROWS = 10
 #: The words of the stored note that says how much of a step's output was not stored.
 CUT_NOTE = OUTPUT_CUT_NOTE
+#: What the stream stores, under a child run's id, in place of its `RunCancelled(LeaseLost)`.
+CHILD_LEASE_LOST_NOTE = (
+    "stopped here without an end: the engine running it lost the run's lease (the run was handed "
+    "over or taken over by another engine, or this run was ended from outside); its status is "
+    "what the run database says"
+)
+_CHILD_LEASE_LOST = EngineLog(level="info", message=CHILD_LEASE_LOST_NOTE)
 
 
 def is_cut_note(event: EngineLog) -> bool:
@@ -184,10 +192,17 @@ class StoredEventWriter:
     def emit(self, data: EngineEventData) -> None:
         event = data.event
         cls = event.__class__
-        if cls is RunCancelled and event.reason.kind == "LeaseLost" and data.run_id == self.run_id:  # type: ignore[attr-defined]
-            # Not the run's end: another engine holds the run (it took it over, or was handed it)
-            # and goes on with this stream, ending it itself. Only this engine's own log says so.
-            return
+        if cls is RunCancelled and event.reason.kind == "LeaseLost":  # type: ignore[attr-defined]
+            # Not the run's end: this engine stopped running it, and wrote no status (its row
+            # stays as it was). The root: another engine holds the run (it took it over, or was
+            # handed it) and goes on with this stream, ending it itself; only this engine's own
+            # log says so. A child: its new holder continues it (`call workflow`) or ends it (a
+            # resume ends a foreach's unfinished children), or a `cancel` ended it from outside
+            # — a reader is told it stopped here, not that anyone cancelled it.
+            if data.run_id == self.run_id:
+                return
+            data = data.model_copy(update={"event": _CHILD_LEASE_LOST})
+            event, cls = _CHILD_LEASE_LOST, EngineLog
         spec = _PLAIN.get(cls)
         if spec is None or (cls is StepCompleted and event.step_id in self._had_output):  # type: ignore[attr-defined]
             if cls is StepOutput:

@@ -416,6 +416,53 @@ def test_a_woken_engine_stores_no_events_in_the_stream_of_a_run_taken_over(
         close_store(store)
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize(
+    "body",
+    ["call workflow child", "foreach fan { over = tickets max_parallel = 1 workflow = child }"],
+    ids=["call", "foreach"],
+)
+def test_a_child_this_engine_stopped_for_a_lost_lease_is_not_stored_as_cancelled(
+    tmp_path: Path, kind: str, body: str
+) -> None:
+    """The engine lets go of a run with a child in flight as one that lost its lease — the
+    dashboard's hand-over to a background runner does so (`Workspace.hand_over`): the child is
+    stopped, not ended (its row stays `running`: the runner resumes a called child in place, a
+    resume ends a foreach's). Before, the stored stream held the child's `RunCancelled(LeaseLost)`,
+    so `watch` and a following dashboard showed the child cancelled ("another engine took the
+    run over") while no one had cancelled it; the run's own one was already left out."""
+    from runkon_flow.event_log import CHILD_LEASE_LOST_NOTE, read_envelopes
+    from runkon_flow.observe.reducer import RunModel
+
+    store = make_store(kind, tmp_path)
+    try:
+        h = Harness(store, tmp_path)
+        h.add_workflow("workflow child { call slow }")
+        h.agents.do("slow", wait_for_cancel)
+        h.providers.append(ListProvider("tickets", ["a"]))
+        wf = h.add_workflow(f"workflow parent {{ {body} }}")
+        run_id = h.new_run(wf)
+        writer = StoredEventWriter(store, run_id)
+        bg = h.start(wf, run_id=run_id, event_sinks=[writer])
+        assert wait_until(lambda: bool(h.agents.calls))
+        h.engine.cancel_run(run_id, CancellationReason.of("LeaseLost"))  # as hand_over does
+        with pytest.raises(EngineCancelled, match="LeaseLost"):
+            bg.join()
+        writer.close()
+        (child,) = store.list_runs(parent_run_id=run_id)
+        assert store.get_run(child.id).status is RunStatus.RUNNING  # nobody ended it
+
+        events = read_envelopes(store, run_id)[0]
+        ends = [e.event.type for e in events if e.event.type in ("RunCompleted", "RunCancelled")]
+        assert ends == []  # neither the run's end nor the child's
+        notes = [e.event.message for e in events if e.run_id == child.id and e.event.type == "EngineLog"]
+        assert notes == [CHILD_LEASE_LOST_NOTE]  # the stream says it stopped here, and why
+        view = RunModel.from_events(events)
+        assert view.runs[child.id].status == "running", view.runs[child.id].cancel_reason
+    finally:
+        close_store(store)
+
+
 class _ChildCancelledWhilePaused:
     """A store on which this process stands still past its leases just as a foreach child records
     its end, and meanwhile `runkon-flow cancel <child>` ends that child (borrowing its lapsed

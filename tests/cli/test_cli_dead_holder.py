@@ -13,13 +13,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from runkon_flow.persistence.holders import holder_is_gone, holder_of, this_host, this_place
+from runkon_flow.observe.liveness import last_heartbeat, lease_end, stopped_at, utc_seconds
+from runkon_flow.persistence.holders import holder_is_gone, holder_of, lease_ttl_of, this_host, this_place
 from runkon_flow.runtime.lease import new_owner_token
 
+from runkon_tui.history import past_run_view, view_from_store
 from tests import pg
 from tests.cli.run_helpers import cli, cli_env, run_id_of, spawn, stop, wait_for, write
 
@@ -83,6 +86,47 @@ def test_a_run_whose_engine_is_gone_reads_interrupted_and_resumes_at_once(
     assert "already owned" not in errors
     with pg.open_db(db) as store:
         assert store.get_run(run_id).status.value == "completed"  # type: ignore[union-attr]
+
+
+def test_a_run_whose_engine_is_gone_stops_its_clock_at_its_last_heartbeat(
+    home: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its lease runs ten more minutes, but its engine was last known alive when it last renewed
+    it — the lease's end less the TTL its owner token carries — or recorded a step after that:
+    `runs`, `show` and the dashboard stop its clock there, at once and alike. Before, its duration
+    grew with now (`show`'s `stopped` line said now) until the lease's end, and then stood ten
+    minutes past the engine's death."""
+    run_id, _ = _killed_holding_its_lease(home)
+    killed = time.time()
+    with pg.open_db(db) as store:
+        run = store.get_run(run_id)
+        steps = store.get_steps(run_id)
+        views = [past_run_view(store, run_id), view_from_store(store, run_id)]
+    assert run is not None and lease_ttl_of(run.owner_token) == 600
+    assert last_heartbeat(run) == pytest.approx(lease_end(run) - 600)
+    stop = stopped_at(run, steps)
+    assert stop is not None and stop <= killed  # nothing of the run's after its engine died
+    took = stop - utc_seconds(run.started_at)
+
+    [entry] = json.loads(cli(capsys, "runs", "--json")[1])
+    assert entry["display_status"] == "interrupted"
+    assert entry["duration_s"] == pytest.approx(took, abs=0.001)
+    shown = cli(capsys, "show", run_id)[1].splitlines()
+    assert f"stopped   {datetime.fromtimestamp(stop).strftime('%Y-%m-%d %H:%M:%S')}" in shown
+    for view in views:  # the dashboard's history and a past run opened from it
+        assert view.root is not None and view.root.status == "interrupted"
+        assert view.elapsed() == pytest.approx(took, abs=0.001)
+
+
+def test_an_owner_token_says_its_lease_ttl_and_still_who_holds_it() -> None:
+    token = new_owner_token(600)
+    assert lease_ttl_of(token) == 600 and lease_ttl_of(new_owner_token(0.5)) == 0.5
+    assert holder_of(token) == holder_of(new_owner_token())  # the TTL is no part of the place
+    # Tokens that do not say: an older runkon's, another tool's, a CLI's short cancel lease.
+    assert lease_ttl_of(new_owner_token()) is None
+    assert lease_ttl_of("host:42:01J0000000000000000000000:0123456789abcdef-3") is None
+    assert lease_ttl_of("cancel-cli") is None and lease_ttl_of("engine-b/30") is None
+    assert lease_ttl_of(None) is None
 
 
 def test_a_run_whose_engine_is_gone_is_cancelled_at_once(

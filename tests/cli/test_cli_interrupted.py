@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from runkon_flow.event_log import read_stored
 from runkon_flow.humanize import format_duration
-from runkon_flow.observe.liveness import lease_end, stopped_at, utc_seconds
+from runkon_flow.observe.liveness import last_heartbeat, lease_end, stopped_at, utc_seconds
 
 from runkon_tui.history import past_run_view, view_from_store
 from tests import pg
@@ -84,7 +84,11 @@ def test_an_interrupted_runs_duration_stops_where_the_run_stopped(
         steps = store.get_steps(run_id)
     assert run is not None and run.ended_at is None
     stop_at = stopped_at(run, steps)
-    assert stop_at == lease_end(run)  # the lease's end: the moment it became interrupted
+    # where its engine was last known alive: its last lease renewal (the lease's end less its 1 s
+    # TTL), or a step it recorded after that — not the lease's end, up to a TTL after it died
+    heartbeat = last_heartbeat(run)
+    assert heartbeat == pytest.approx(lease_end(run) - 1)
+    assert stop_at == max(heartbeat, *(utc_seconds(s.started_at) or 0 for s in steps)) < lease_end(run)
     expected = stop_at - utc_seconds(run.started_at)
 
     [entry] = json.loads(cli(capsys, "runs", "--json")[1])

@@ -7,9 +7,11 @@ whose holder is provably gone (this host and pid namespace, no such process:
 persistence/holders.py), at once rather than when the lease lapses. Its duration stops where the run stopped,
 never at "now", so it does not keep growing (docs/run-model.md, "Interrupted runs"):
 
-* the lease's end when the row has one: the engine renewed the lease (three times per TTL) for as
-  long as it ran, so the run was alive until at most one TTL before that moment, and it is the
-  moment the run became `interrupted` — what a watching dashboard or `watch` saw it end at;
+* the holder's last heartbeat when the row has a lease whose owner token carries its TTL: the
+  lease's end less the TTL, when the engine last renewed it (three times per TTL, for as long as
+  it ran) — the last moment it was known alive, at most a renewal interval before it died, where
+  the lease's end is up to a whole TTL after (a `--lease-ttl 600` run's clock ran on ten minutes);
+* else (a token of an older runkon) the lease's end;
 * else (the lease was let go of and nobody took the run) the last thing the run recorded: the
   latest start or end of any of its step rows, or its own start.
 
@@ -23,12 +25,13 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from runkon_flow.persistence.holders import holder_is_gone
+from runkon_flow.persistence.holders import holder_is_gone, lease_ttl_of
 from runkon_flow.persistence.models import RunStatus, WorkflowRun, WorkflowRunStep
 
 __all__ = [
     "INTERRUPTED",
     "display_status",
+    "last_heartbeat",
     "lease_end",
     "lease_is_live",
     "local_time",
@@ -106,6 +109,14 @@ def lease_end(run: WorkflowRun) -> float | None:
     return utc_seconds(run.lease_until)
 
 
+def last_heartbeat(run: WorkflowRun) -> float | None:
+    """When the run's holder last took or renewed its lease: the lease's end less the TTL its owner
+    token carries (`lease_ttl_of`) — on the clock that wrote the lease (PostgreSQL's server's).
+    None when the row has no lease, or its token does not say its TTL (an older runkon's)."""
+    until, ttl = lease_end(run), lease_ttl_of(run.owner_token)
+    return None if until is None or ttl is None else until - ttl
+
+
 def lease_is_live(run: WorkflowRun, now: float | None = None) -> bool:
     """Some engine holds this run right now: an owner and an unexpired lease, whose holder is not
     provably gone (a process of this host and pid namespace that no longer exists, e.g. one that
@@ -128,16 +139,20 @@ def display_status(run: WorkflowRun, now: float | None = None) -> str:
 
 
 def stopped_at(run: WorkflowRun, steps: Iterable[WorkflowRunStep]) -> float | None:
-    """Where an interrupted run's clock stops: its lease's end, else its last recorded activity
-    (the latest step start or end, or the run's start) — whichever is later, as another machine's
-    clock may run ahead of the one that wrote the lease."""
+    """Where an interrupted run's clock stops: its holder's last heartbeat (`last_heartbeat`), else
+    (a token that does not say its TTL) its lease's end, else its last recorded activity (the
+    latest step start or end, or the run's start) — whichever is later, as a step recorded after
+    the last renewal is a later sign of life (and another machine's clock may run ahead of the one
+    that wrote the lease)."""
     latest = utc_seconds(run.started_at)
     for step in steps:
         for text in (step.started_at, step.ended_at):
             moment = utc_seconds(text)
             if moment is not None and (latest is None or moment > latest):
                 latest = moment
-    until = lease_end(run)
+    until = last_heartbeat(run)
+    if until is None:
+        until = lease_end(run)
     if until is None:
         return latest
     return until if latest is None else max(until, latest)

@@ -1,8 +1,11 @@
 """Who holds a run's lease, read from its owner token, and whether that process is provably gone.
 
-An engine's owner token is `<host>:<pid>:<process ULID>[:<place>]-<n>` (runtime/lease.py). The
-place names the pid namespace the pid belongs to — a digest of this boot of the kernel
-(`/proc/sys/kernel/random/boot_id`) and of the process's pid namespace (`/proc/self/ns/pid`):
+An engine's owner token is `<host>:<pid>:<process ULID>[:<place>]-<n>[/<ttl>]` (runtime/lease.py):
+the TTL is the one every take and renewal of the lease with that token uses, so the holder last
+renewed it at the lease's end less the TTL (`lease_ttl_of`; where a dead holder's run stopped,
+observe/liveness.py). The place names the pid namespace the pid belongs to — a digest of this
+boot of the kernel (`/proc/sys/kernel/random/boot_id`) and of the process's pid namespace
+(`/proc/self/ns/pid`):
 
 * two containers or machines may share a host name, and a pid of one means nothing in the other;
 * a pid namespace's inode is unique only within one running kernel (every machine's first pid
@@ -28,7 +31,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from runkon_flow.persistence.protocol import WorkflowPersistence
 
-__all__ = ["Holder", "holder_is_gone", "holder_of", "release_if_gone", "this_host", "this_place"]
+__all__ = [
+    "Holder",
+    "holder_is_gone",
+    "holder_of",
+    "lease_ttl_of",
+    "release_if_gone",
+    "this_host",
+    "this_place",
+]
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _PID_NS = "/proc/self/ns/pid"
@@ -78,6 +89,21 @@ def holder_of(token: str | None) -> Holder | None:
     _ulid, sep3, place = rest.partition(":")
     place = place.partition("-")[0] if sep3 else ""
     return Holder(host, int(pid), place or None)
+
+
+def lease_ttl_of(token: str | None) -> float | None:
+    """The lease TTL, in seconds, an engine's owner token carries (`…-<n>/<ttl>`); None for a token
+    that does not say (an older runkon's, another tool's, a CLI's short cancel lease)."""
+    if not token or holder_of(token) is None:
+        return None
+    number, sep, ttl = token.rpartition("-")[2].partition("/")
+    if not (sep and number.isdigit()):
+        return None
+    try:
+        value = float(ttl)
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
 
 
 _HERE: tuple[str, str | None] | None = None

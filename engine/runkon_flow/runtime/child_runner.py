@@ -111,7 +111,7 @@ class InProcessChildRunner:
         if definition.inputs:
             inputs = apply_workflow_input_defaults(definition, inputs)
         # Created running and leased in one write (no window in which another engine could take it).
-        token = new_owner_token()
+        token = new_owner_token(parent_ctx.exec_config.lease_ttl_secs)
         write_behind = params.write_behind or parent_ctx.write_behind
         stored, holds = self._snapshots.to_store(parent_ctx.workflow_run_id, definition.name, snapshot)
         leased_at = lease_clock()

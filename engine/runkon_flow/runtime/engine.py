@@ -314,7 +314,7 @@ class FlowEngine:
         run_id = inp.workflow_run_id
         token: str | None = None
         if run_id is None:
-            token = new_owner_token()
+            token = new_owner_token(inp.exec_config.lease_ttl_secs)
             leased_at = lease_clock()
             run = inp.persistence.create_leased_run(
                 NewRun(
@@ -440,7 +440,7 @@ class FlowEngine:
         if st.resume_ctx is not None:
             raise WorkflowError("resume() requires resume_ctx to be None on entry")
         self._check_valid(definition, st.action_registry, st.item_provider_registry)
-        generation = take_lease(st, new_owner_token())
+        generation = take_lease(st, new_owner_token(st.exec_config.lease_ttl_secs))
         if generation is None:
             if st.persistence.get_run(st.workflow_run_id) is None:  # e.g. `gc` deleted it meanwhile
                 raise WorkflowError(f"no workflow run '{st.workflow_run_id}'")
@@ -519,7 +519,10 @@ class FlowEngine:
         if not validated:
             self._check_valid(definition, st.action_registry, st.item_provider_registry)
         no_lease = not lease_held and not st.created_leased
-        if no_lease and take_lease(st, st.owner_token or new_owner_token()) is None:
+        if (
+            no_lease
+            and take_lease(st, st.owner_token or new_owner_token(st.exec_config.lease_ttl_secs)) is None
+        ):
             raise AlreadyOwned(st.workflow_run_id)
         if st.depth == 0 and st.lease_generation is not None:
             # A stored event stream is fenced by this lease (event_log.StoredEventWriter.lease_taken).

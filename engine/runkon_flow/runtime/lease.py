@@ -78,10 +78,13 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def new_owner_token() -> str:
+def new_owner_token(ttl: float | None = None) -> str:
     """A process-unique lease owner token: host, pid and this process's ULID plus a counter
-    (cheaper than a ULID per run, which matters when a foreach starts thousands of child runs)."""
-    return f"{_TOKEN_PREFIX}-{next(_token_counter)}"
+    (cheaper than a ULID per run, which matters when a foreach starts thousands of child runs),
+    and `/<ttl>`, the TTL every take and renewal of the lease with this token uses: a reader
+    knows when the holder last renewed it — the lease's end less the TTL (`lease_ttl_of`,
+    `liveness.last_heartbeat`) — where a dead holder's run stopped. No TTL (None): not said."""
+    return f"{_TOKEN_PREFIX}-{next(_token_counter)}" + ("" if ttl is None else f"/{ttl:g}")
 
 
 _BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)

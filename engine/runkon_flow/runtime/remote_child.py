@@ -220,8 +220,8 @@ class RemoteChildRunner:
             raise params.cancellation.error()
         inputs = apply_workflow_input_defaults(definition, child_inputs(parent_ctx.inputs, params.inputs))
         parent = self._parent(parent_ctx.workflow_run_id)
-        token = new_owner_token()
         config = parent_ctx.exec_config
+        token = new_owner_token(config.lease_ttl_secs)
         # The worker gets the definitions with its task; the row keeps them for readers, shared.
         stored, holds = self._snapshots.to_store(
             parent_ctx.workflow_run_id, definition.name, definitions[definition.name]

@@ -136,6 +136,33 @@ def test_a_failing_run_exits_1_names_the_error_and_says_how_to_resume(
     assert "step=never" not in out
 
 
+def test_a_failed_run_s_own_error_says_why_its_step_failed(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's error (the last line a CI log shows, `runs --json`'s `error`, a hook's text) is
+    not only which step failed but why: the step's exit code and the last line of its stderr —
+    bounded, however long the step's error."""
+    script = "echo starting; echo lint: 3 errors in a.py >&2; exit 3"
+    write(home / "wf" / "lint.wf", f'workflow lint {{\n  script check {{ run = "{script}" }}\n}}\n')
+    code, out, _ = cli(capsys, "run", "lint", "--dir", "wf")
+    assert code == 1
+    why = "Script 'check' exited with code 3 · lint: 3 errors in a.py"
+    assert events_of(out)[-1][1:] == (
+        "RunCompleted",
+        f"succeeded=false error=\"Step 'check' failed after 1 attempt: {why}\"",
+    )
+    [entry] = json.loads(cli(capsys, "runs", "--json")[1])
+    assert entry["error"] == f"workflow error: Step 'check' failed after 1 attempt: {why}"
+
+    huge = "x" * 5000
+    script = f"echo {huge} >&2; exit 3"
+    write(home / "wf" / "lint.wf", f'workflow lint {{\n  script check {{ run = "{script}" }}\n}}\n')
+    assert cli(capsys, "run", "lint", "--dir", "wf")[0] == 1
+    error = json.loads(cli(capsys, "runs", "--json")[1])[0]["error"]
+    assert error.startswith("workflow error: Step 'check' failed after 1 attempt: xxx")
+    assert len(error) < 400 and error.endswith("x…")
+
+
 def test_quiet_progress_keeps_the_outcome_and_the_failures_only(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

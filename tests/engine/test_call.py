@@ -70,7 +70,7 @@ def test_example_a_retries_then_on_fail_agent_then_the_run_fails(h: Harness) -> 
     assert notify_inputs["failure_reason"] == "workflow error: compile error"
     assert notify_inputs["retry_count"] == "1"
     run = h.store.get_run(result.workflow_run_id)
-    assert run.error == "workflow error: Step 'build' failed after 2 attempts"
+    assert run.error == "workflow error: Step 'build' failed after 2 attempts: compile error"
     assert [(e.type, getattr(e, "step_name", None)) for e in h.events()] == [
         ("RunStarted", None),
         ("StepStarted", "build"),

@@ -108,7 +108,8 @@ def test_a_partial_failure_fails_the_step_and_keeps_going_by_default(h: Harness)
         ("c", "completed"),
     ]
     assert (
-        h.store.get_run(result.workflow_run_id).error == "workflow error: Step 'fan' failed after 1 attempt"
+        h.store.get_run(result.workflow_run_id).error
+        == "workflow error: Step 'fan' failed after 1 attempt: foreach 'fan': 1 of 3 items failed"
     )
     failed = [e for e in h.events("FanOutItemCompleted") if not e.succeeded]
     assert [(e.item_id, e.status) for e in failed] == [("b", "failed")]

@@ -65,7 +65,10 @@ def test_a_non_zero_exit_fails_with_the_code_and_stderr(h: Harness) -> None:
     result = h.run("""workflow w { script s { run = "echo oops >&2; exit 3" } call after }""")
     row = h.steps(result.workflow_run_id)[0]
     assert row.status == "failed" and row.step_error == "Script 's' exited with code 3\noops"
-    assert h.store.get_run(result.workflow_run_id).error == "workflow error: Step 's' failed after 1 attempt"
+    assert (  # why, on one line: the step's error's first and last line
+        h.store.get_run(result.workflow_run_id).error
+        == "workflow error: Step 's' failed after 1 attempt: Script 's' exited with code 3 · oops"
+    )
     assert h.agents.names() == []
 
 

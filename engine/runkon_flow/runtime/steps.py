@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from runkon_flow.cancellation import EngineCancelled
 from runkon_flow.errors import EngineError, WorkflowError
 from runkon_flow.events import OUTPUT_CUT_NOTE, EngineLog, StepCompleted, StepOutput, StepStarted
+from runkon_flow.humanize import fit_headline
 from runkon_flow.persistence.models import StepStatus
 from runkon_flow.runtime.state import ContextEntry, ExecutionState, StepResult
 from runkon_flow.runtime.types import LlmRunMetrics
@@ -170,14 +171,30 @@ def record_step_failure(
     st: ExecutionState, key: str, label: str, last_error: str, max_attempts: int, started: bool = True
 ) -> None:
     """Mark the run unsuccessful; with fail_fast raise `Step '<label>' failed after N attempts`
-    (`after 1 attempt` for one)."""
+    (`after 1 attempt` for one), followed by why: the step's own error on one line
+    (`: Script 'check' exited with code 3 · lint: 3 errors`, `step_failure_cause`)."""
     st.all_succeeded = False
     st.step_results[key] = StepResult(step_name=label, status=StepStatus.FAILED, result_text=last_error)
     if st.exec_config.fail_fast:
+        cause = step_failure_cause(last_error)
         if not started:
-            raise WorkflowError(f"Step '{label}' failed to start (never executed)")
+            raise WorkflowError(f"Step '{label}' failed to start (never executed){cause}")
         plural = "" if max_attempts == 1 else "s"
-        raise WorkflowError(f"Step '{label}' failed after {max_attempts} attempt{plural}")
+        raise WorkflowError(f"Step '{label}' failed after {max_attempts} attempt{plural}{cause}")
+
+
+#: The most characters of a step's error a run's error repeats (`step_failure_cause`).
+MAX_CAUSE_CHARS = 240
+
+
+def step_failure_cause(step_error: str | None) -> str:
+    """`: <the step's error on one line>` for the run's error, else "": its first line and, when
+    it has more, its last — where a script's stderr or a traceback says why (`Script 'check'
+    exited with code 3 · lint: 3 errors`) — at most `MAX_CAUSE_CHARS` characters, the first line
+    cut before the last (`humanize.fit_headline`). A run's error that only named the step sent
+    every reader (a CI log's last line, `runs --json`, a hook) to look for the cause elsewhere."""
+    cause = fit_headline(step_error, MAX_CAUSE_CHARS)
+    return f": {cause}" if cause else ""
 
 
 def record_step_skipped(st: ExecutionState, key: str, label: str) -> None:

@@ -210,3 +210,49 @@ def test_a_condition_on_a_field_rather_than_a_marker_says_why_it_is_false(
         for name, value in (("risk", "low"), ("summary", "short"))
     ]
     assert "StepStarted step=careful" not in out  # still false, as the language says
+
+
+EMPTY = """workflow empty {
+  foreach each {
+    over = static
+    scope = { file = "items.yaml" }
+    max_parallel = 1
+    workflow = item
+    inputs = { name = "{{item.id}}" }
+  }
+  foreach picked {
+    over = lines
+    scope = { file = "repos.txt" }
+    filter = { id = "svc-*" }
+    max_parallel = 1
+    workflow = item
+    inputs = { name = "{{item.id}}" }
+  }
+}
+"""
+
+
+def test_an_items_file_that_holds_no_items_is_said_not_run_silently(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty items file (or one the filter leaves nothing of) ran 0 items without a word. An
+    empty list may be meant, so the run still completes, but it says so, on the run's output and
+    in its stored events (the dashboard's engine log reads them)."""
+    write(home / "wf" / "empty.wf", EMPTY)
+    write(home / "wf" / "items.yaml", "items: []\n")
+    write(home / "wf" / "repos.txt", "# none yet\nlib-core\n")
+    code, out, err = cli(capsys, "run", "empty", "--dir", "wf", "--progress", "plain")
+    assert code == 0, err
+    expected = [
+        "foreach 'each': items file 'items.yaml' holds no items (0 items run)",
+        "foreach 'picked': no item in items file 'repos.txt' matches the filter (0 items run)",
+    ]
+    said = [line.split(" EngineLog ", 1)[1] for line in out.splitlines() if " EngineLog " in line]
+    assert said == [
+        f'level=warning step=foreach:each message="{expected[0]}"',
+        f'level=warning step=foreach:picked message="{expected[1]}"',
+    ]
+    # The stored events say it too: `watch` of the finished run prints them back.
+    code, watched, _ = cli(capsys, "watch", run_id_of(out), "--progress", "plain")
+    assert code == 0
+    assert [line.split(" EngineLog ", 1)[1] for line in watched.splitlines() if " EngineLog " in line] == said

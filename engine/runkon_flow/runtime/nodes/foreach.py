@@ -236,6 +236,8 @@ class _FanOut:
         self._collect(provider)
         total = len(self.items)
         if total == 0:
+            if empty := _empty_items_file(node):
+                st.warn(empty, self.key)
             text = f"foreach {node.name}: no items to process"
             aggregate = '{"items":[]}'
             update = StepUpdate.completed(
@@ -1013,6 +1015,20 @@ class _FanOut:
             structured_output=aggregate,
         )
         self.trace.completed(StepStatus.COMPLETED, usage=usage)
+
+
+def _empty_items_file(node: ForEachNode) -> str | None:
+    """The warning for a foreach whose items file gave no items, else None: an empty list may be
+    meant (nothing to do today), so the step completes — but a file emptied by mistake, or one
+    whose every item the filter drops, ran nothing without a word (`foreach 'each': items file
+    'items.yaml' holds no items (0 items run)`). Only a scope naming a `file` is said: a glob or a
+    command that finds nothing is the everyday case of those sources."""
+    path = (node.scope or {}).get("file")
+    if not path:
+        return None
+    if node.filter:
+        return f"foreach '{node.name}': no item in items file '{path}' matches the filter (0 items run)"
+    return f"foreach '{node.name}': items file '{path}' holds no items (0 items run)"
 
 
 def _json_or_null(value: Any) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from runkon_flow.errors import FlowError
+from runkon_flow.humanize import did_you_mean
 from runkon_flow.persistence.models import RunStatus, StepRole, StepStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.notify import on_gate_decided
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -337,8 +338,12 @@ class GateApprovals:
             return by_id[0]
         by_name = [g for g in waiting if g.gate_name == gate]
         if not by_name:
-            names = ", ".join(sorted({g.gate_name for g in waiting}))
-            raise GateApprovalError(f"run '{run_id}' has no waiting gate '{gate}' (waiting: {names})")
+            names = sorted({g.gate_name for g in waiting})
+            close = did_you_mean(gate, names)
+            raise GateApprovalError(
+                f"run '{run_id}' has no waiting gate '{gate}' "
+                f"({close + ' ' if close else ''}waiting: {', '.join(names)})"
+            )
         runs = list(dict.fromkeys(g.run_id for g in by_name))
         target_run = run_id if run_id in runs else runs[0]
         if target_run != run_id and len(runs) > 1:

@@ -152,7 +152,7 @@ def test_unknown_run_or_step_is_one_line(home: Path, capsys: pytest.CaptureFixtu
         "a part of a run id needs at least 6 characters (`runkon-flow runs` lists the ids)\n"
     )
     code, out, err = cli(capsys, "logs", run_id, "zz")
-    assert (code, out) == (2, "")
+    assert (code, out) == (1, "")  # an unknown step, as an unknown run
     assert err == (
         f"runkon-flow logs: error: no step or item 'zz' in run {run_id} (it has: prep, each, say, a, b, c)\n"
     )

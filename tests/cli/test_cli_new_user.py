@@ -188,3 +188,40 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
         if isinstance(action, argparse._SubParsersAction)
         for name, sub in action.choices.items()
     }
+
+
+def test_a_run_step_or_gate_that_names_nothing_exits_1_with_the_closest_name(
+    waiting: GateRun,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`show nosuchrun` exited 1 but `logs RUN nosuchstep` 2, and named no step: one convention
+    for the commands that read or answer a run — a run, step, item or gate it does not have is
+    exit 1 — and a misspelt name is told the closest one the run has (docs/cli.md)."""
+    nosuch = "01NOSUCHRUN0000000000000000"
+    for argv in (
+        ("show", nosuch),
+        ("logs", nosuch),
+        ("grep", "x", nosuch),
+        ("watch", nosuch),
+        ("cancel", nosuch),
+        ("approve", nosuch, "human_approval"),
+        ("reject", nosuch, "human_approval"),
+    ):
+        code, _, err = cli(capsys, *argv)
+        unknown = f"no workflow run '{nosuch}' in {waiting.store.path}\n"
+        assert (code, err.split(": error: ", 1)[1]) == (1, unknown)
+
+    run_id = waiting.run_id
+    for argv in (("logs", run_id, "biuld"), ("grep", "x", run_id, "biuld")):
+        code, out, err = cli(capsys, *argv)
+        assert (code, out) == (1, "")
+        assert err.endswith(
+            f"error: no step or item 'biuld' in run {run_id} "
+            "(did you mean `build`? it has: build, human_approval)\n"
+        )
+    code, _, err = cli(capsys, "approve", run_id, "human_aproval")
+    assert code == 1
+    assert err.endswith(
+        f"error: run '{run_id}' has no waiting gate 'human_aproval' "
+        "(did you mean `human_approval`? waiting: human_approval)\n"
+    )

@@ -165,7 +165,7 @@ def test_an_unknown_step_or_input_is_refused_and_nothing_is_created(
 ) -> None:
     old = failed_run(home, capsys)
     code, out, err = cli(capsys, "rerun", old, "--from", "deplyo", "--dir", "wf")
-    # A usage error (exit 2), worded as `logs RUN deplyo` words an unknown step.
+    # A usage error (exit 2): a step of the workflow, as its inputs are (docs/cli.md).
     assert (code, out) == (2, "")
     assert err == (
         "runkon-flow rerun: error: no step 'deplyo' in workflow 'chain' (it has: build, deploy, verify)\n"

@@ -23,11 +23,11 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, StdoutGuard, UsageError, print_err
+from runkon_flow.cli.common import EXIT_FAILED, EXIT_OK, CommandFailed, StdoutGuard, UsageError, print_err
 from runkon_flow.cli.report import display_status
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.event_log import CUT_NOTE
-from runkon_flow.humanize import display_line, display_lines
+from runkon_flow.humanize import did_you_mean, display_line, display_lines
 from runkon_flow.observe.outputs import OutputSource, OutputTree, plan_reads, read_outputs
 from runkon_flow.observe.search import Hit, compile_pattern, searched_text, source_hits
 from runkon_flow.persistence import WorkflowRun
@@ -74,6 +74,8 @@ def _notes(run: WorkflowRun, tree: OutputTree) -> None:
 
 
 def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
+    """The sources STEP|ITEM names. One that names nothing the run has is an unknown thing, exit
+    1 as an unknown run id is (docs/cli.md, "Exit status"), with the closest name the run has."""
     if target is None:
         return tree.sources
     found = tree.narrowed(target)
@@ -82,8 +84,11 @@ def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
         listed = ", ".join(display_line(name, None) for name in names[:_LISTED_NAMES])
         if len(names) > _LISTED_NAMES:
             listed += f", … ({len(names)} in all)"
-        raise UsageError(
-            f"no step or item '{target}' in run {tree.run.id}" + (f" (it has: {listed})" if names else "")
+        close = did_you_mean(target, names)
+        hint = f"{display_line(close, None)} " if close else ""
+        raise CommandFailed(
+            f"no step or item '{display_line(target, None)}' in run {tree.run.id}"
+            + (f" ({hint}it has: {listed})" if names else "")
         )
     return found
 
@@ -188,7 +193,7 @@ def cmd_grep(args: argparse.Namespace) -> int:
         run = get_run(store, args.run_id, args)
         tree = read_outputs(store, run, stream=True)  # lines read as they are searched: flat memory
         _notes(run, tree)
-        sources = _narrowed(tree, args.target)  # an unknown STEP|ITEM is a usage error, not "no match"
+        sources = _narrowed(tree, args.target)  # an unknown STEP|ITEM: exit 1 with why, not "no match"
         plan_reads(sources)
         for source in sources:
             found = source_hits(regex, source)

@@ -821,7 +821,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 )
             except InputsError as exc:
                 raise UsageError("\n".join(_input_hint(p) for p in exc.problems)) from None
-            except NoStepToRerunFrom as exc:  # `--from nosuch`: a usage error, as `logs RUN nosuch`
+            except NoStepToRerunFrom as exc:  # `--from nosuch`: a usage error, as an unknown input
                 raise UsageError(exc.message) from None
             except ValidationErrors as exc:  # today's file, or a workflow it would start, is broken
                 _refuse_unloadable(exc.errors, dirs, "rerun")

@@ -67,8 +67,8 @@ def _named(wf: WorkflowDef) -> Iterator[tuple[str, Any, list[str]]]:
 
 class NoStepToRerunFrom(WorkflowError):
     """The step to rerun from names no step of the workflow (or more than one): the caller's
-    mistake, which `runkon-flow rerun --from` reports as a usage error (exit 2), as `logs` does an
-    unknown step."""
+    mistake, which `runkon-flow rerun --from` reports as a usage error (exit 2), as an unknown input
+    of the workflow (`logs RUN nosuch` is exit 1: a step the run's rows do not hold, docs/cli.md)."""
 
 
 def step_names(wf: WorkflowDef) -> list[str]:

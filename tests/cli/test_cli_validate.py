@@ -475,6 +475,20 @@ def test_ready_says_what_a_misspelt_name_probably_meant_once(
     ]
 
 
+def test_a_misspelt_agent_runtime_is_told_the_runtime_meant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runtime: ech` listed the runtimes without the one meant, where every other misspelt name
+    gets a did-you-mean."""
+    path = write(tmp_path / "greet.wf", "workflow greet {\n  call greeter\n}\n")
+    agent = write(tmp_path / "agents" / "greeter.md", "---\nruntime: ech\n---\nSay hello.\n")
+    code, out, err = run(capsys, "validate", "--ready", str(path))
+    assert code == 1 and out == ""
+    assert f"{agent}:2: unknown runtime 'ech' (did you mean `echo`? expected one of: command, echo)" in err, (
+        err
+    )
+
+
 def test_ready_passes_every_sample_workflow(capsys: pytest.CaptureFixture[str]) -> None:
     samples = Path(__file__).resolve().parents[2] / "sample_workflows"
     code, out, err = run(capsys, "validate", "--ready", str(samples))

@@ -285,7 +285,9 @@ def _build(
     if runtime is None:
         runtime = "command"
     if runtime not in _RUNTIMES:
-        raise doc.error(f"unknown runtime '{runtime}' (expected one of: {', '.join(_RUNTIMES)})", "runtime")
+        close = did_you_mean(runtime, _RUNTIMES)
+        expected = f"{close + ' ' if close else ''}expected one of: {', '.join(_RUNTIMES)}"
+        raise doc.error(f"unknown runtime '{runtime}' ({expected})", "runtime")
     if runtime == "command" and command is None:
         if default_command:
             command = tuple(default_command)

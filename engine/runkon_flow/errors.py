@@ -65,10 +65,21 @@ class Problem:
         return f"{self.location.render()}: {self.text()}"
 
 
-def in_sub_workflow(name: str, caller: str, message: str, called_at: int | None = None) -> str:
+def in_sub_workflow(
+    name: str, caller: str, message: str, called_at: int | None = None, *, by_foreach: bool = False
+) -> str:
     """How a problem found in sub-workflow `name` of `caller` is said (placed in the
-    sub-workflow's file): the engine's host check, the parser's notes, the agent-program check."""
-    called = f" (called at line {called_at})" if called_at is not None else ""
+    sub-workflow's file): the engine's host check, the parser's notes, the agent-program and
+    foreach-children checks. `called_at` is the line of `caller`'s file whose step brings it in —
+    a `call workflow` (`called at line 3`) or, `by_foreach`, a foreach that runs it per item
+    (`run by foreach at line 4`): the file the problem is placed in does not say which step of
+    `caller` reaches it."""
+    if called_at is None:
+        called = ""
+    elif by_foreach:
+        called = f" (run by foreach at line {called_at})"
+    else:
+        called = f" (called at line {called_at})"
     return f"in sub-workflow '{name}' of '{caller}'{called}: {message}"
 
 

@@ -43,7 +43,7 @@ from runkon_flow.dsl.ast import (
 )
 from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workflow_dir
 from runkon_flow.dsl.parser import CALL_TIMEOUT
-from runkon_flow.dsl.references import called_workflows, reference_node
+from runkon_flow.dsl.references import bringing_steps, called_workflows, reference_node
 from runkon_flow.dsl.script_commands import ScriptCheck, check_script_commands
 from runkon_flow.dsl.validation import file_warnings, sub_workflow_notes, validate_workflow
 from runkon_flow.errors import (
@@ -532,7 +532,7 @@ class Workspace:
         problems.extend(report.errors)
         scripts = check_script_commands(wf, self._working_dir or directory)
         children = called_workflows(wf, as_on_disk)
-        brought_by = _brought_by(wf, children, node_paths(wf))  # a sub-workflow's problems' steps
+        brought_by = bringing_steps(wf, children)  # a sub-workflow's problems' steps
         programs = _agent_programs(wf, children, brought_by, snap.agents, self._working_dir or directory)
         warnings = file_warnings(
             wf, wf.source_path or None, [*report.warning_problems, *scripts.warnings, *programs.warnings]
@@ -1340,7 +1340,7 @@ def _agent_refs(wf: WorkflowDef) -> Iterator[tuple[Any, AgentRef]]:
 def _agent_programs(
     wf: WorkflowDef,
     children: Sequence[WorkflowDef],
-    brought_by: Mapping[str, str],
+    brought_by: Mapping[str, CallWorkflowNode | ForEachNode],
     agents: AgentCatalog,
     working_dir: Path,
 ) -> ScriptCheck:
@@ -1365,14 +1365,18 @@ def _agent_programs(
             if owner is wf:
                 located = dataclasses.replace(problem[0], node_path=paths.get(id(node)))
             else:
-                said = in_sub_workflow(owner.name, wf.name, problem[0].message)
-                located = dataclasses.replace(problem[0], message=said, node_path=brought_by.get(owner.name))
+                said = _in_sub_workflow(wf, owner.name, problem[0].message, brought_by)
+                step_path = _step_path(paths, brought_by, owner.name)
+                located = dataclasses.replace(problem[0], message=said, node_path=step_path)
             (found.errors if problem[1] else found.warnings).append(located)
     return found
 
 
 def _fan_out_children_host_problems(
-    engine: Any, wf: WorkflowDef, children: Sequence[WorkflowDef], brought_by: Mapping[str, str]
+    engine: Any,
+    wf: WorkflowDef,
+    children: Sequence[WorkflowDef],
+    brought_by: Mapping[str, CallWorkflowNode | ForEachNode],
 ) -> list[Problem]:
     """The engine's host check (a missing or broken agent, an unknown provider or gate type) of
     the workflows `wf` runs only through a `foreach`: the engine checks `call workflow` children
@@ -1391,6 +1395,7 @@ def _fan_out_children_host_problems(
                 if node.workflow in by_name:
                     pending.append(by_name[node.workflow])
     problems: list[Problem] = []
+    paths = node_paths(wf)
     for child in children:
         if child.name in checked:
             continue
@@ -1402,34 +1407,29 @@ def _fan_out_children_host_problems(
                     where = dataclasses.replace(p.location, file=child.source_path)
                     p = dataclasses.replace(
                         p,
-                        message=in_sub_workflow(child.name, wf.name, p.message),
+                        message=_in_sub_workflow(wf, child.name, p.message, brought_by),
                         location=where,
                     )
-                problems.append(dataclasses.replace(p, node_path=brought_by.get(child.name)))
+                problems.append(dataclasses.replace(p, node_path=_step_path(paths, brought_by, child.name)))
     return problems
 
 
-def _brought_by(wf: WorkflowDef, children: Sequence[WorkflowDef], paths: Mapping[int, str]) -> dict[str, str]:
-    """Each sub-workflow's name → the step of `wf` that brings it in (`call workflow`, `foreach …
-    workflow =`), directly or through others, the first such step in `wf`'s order: a problem found
-    in a sub-workflow belongs to that step (`Problem.node_path`)."""
-    by_name = {child.name: child for child in children}
-    brought: dict[str, str] = {}
-    for node in walk([*wf.body, *wf.always]):
-        target = (
-            getattr(node, "workflow", None) if isinstance(node, (CallWorkflowNode, ForEachNode)) else None
-        )
-        path = paths.get(id(node))
-        if not target or path is None:
-            continue
-        pending = [target]
-        while pending:
-            name = pending.pop(0)
-            if name in brought or name not in by_name:
-                continue
-            brought[name] = path
-            pending.extend(by_name[name].workflow_refs())
-    return brought
+def _in_sub_workflow(
+    wf: WorkflowDef, child: str, message: str, brought_by: Mapping[str, CallWorkflowNode | ForEachNode]
+) -> str:
+    """`errors.in_sub_workflow` for a problem of sub-workflow `child` of `wf`, with the line of the
+    step of `wf` that brings it in: `(called at line 3)`, `(run by foreach at line 4)`."""
+    step = brought_by.get(child)
+    line = step.line if step is not None else None
+    return in_sub_workflow(child, wf.name, message, line, by_foreach=isinstance(step, ForEachNode))
+
+
+def _step_path(
+    paths: Mapping[int, str], brought_by: Mapping[str, CallWorkflowNode | ForEachNode], child: str
+) -> str | None:
+    """The node path of the step that brings sub-workflow `child` in (`Problem.node_path`)."""
+    step = brought_by.get(child)
+    return paths.get(id(step)) if step is not None else None
 
 
 def _schemas_of(node: Any) -> list[str]:

@@ -576,7 +576,9 @@ def test_a_bad_call_timeout_in_a_sub_workflow_is_found_from_the_parent_at_its_ow
     write(tmp_path / "middle.wf", "workflow middle {\n  call workflow t\n}\n")
     child = write(tmp_path / "t.wf", BAD_CALL_TIMEOUT)
     write(tmp_path / "agents" / "draft-notes.md", AGENT)
-    says = f"{child}:" + CALL_TIMEOUT_SAYS.format(label="{label}in sub-workflow 't' of 'parent': ")
+    # said with the step of the parent that reaches it: the foreach at line 2 (through `middle`)
+    where = "in sub-workflow 't' of 'parent' (run by foreach at line 2): "
+    says = f"{child}:" + CALL_TIMEOUT_SAYS.format(label="{label}" + where)
     code, out, err = run(capsys, "validate", str(parent))
     assert (code, out) == (0, f"{parent}: ok\n")
     assert says.format(label="warning: ") in err
@@ -848,13 +850,15 @@ def test_ready_checks_the_programs_of_agents_a_called_workflow_calls(
     assert (code, out) == (1, "")
     said = [line for line in err.splitlines() if "agent '" in line]
     assert said == [
-        f"{agents}/broken.md:2: in sub-workflow 'mid' of 'top': agent 'broken': "
+        f"{agents}/broken.md:2: in sub-workflow 'mid' of 'top' (called at line 3): agent 'broken': "
         f"'{{{{agent_dir}}}}/review.sh' not found (looked for {agents}/review.sh) (hint: the program is "
         "the first word of `command`; a relative path is taken from the working directory (the "
         "workflow's folder unless --working-dir), `{{agent_dir}}/…` from the agent file's folder)",
-        f"{agents}/gone.md:3: warning: in sub-workflow 'leaf' of 'top': agent 'gone': 'no-such-program-xyz' "
-        "is not a command on PATH here (the run's PATH may differ) (hint: install it or put it on PATH, or "
-        "give its path: `./x` in the working directory, `{{agent_dir}}/x` next to the agent file)",
+        # top's line 3 (`call workflow mid`) is the step of top that brings leaf in, through mid
+        f"{agents}/gone.md:3: warning: in sub-workflow 'leaf' of 'top' (called at line 3): agent 'gone': "
+        "'no-such-program-xyz' is not a command on PATH here (the run's PATH may differ) (hint: install it "
+        "or put it on PATH, or give its path: `./x` in the working directory, `{{agent_dir}}/x` next to "
+        "the agent file)",
     ]
     # `run` refuses before it starts, naming the sub-workflow's agent
     code, out, err = run(capsys, "run", "--memory", str(top))
@@ -867,4 +871,5 @@ def test_ready_checks_the_programs_of_agents_a_called_workflow_calls(
         "}\n",
     )
     code, out, err = run(capsys, "validate", "--ready", str(fan))
-    assert code == 1 and f"{agents}/broken.md:2: in sub-workflow 'leaf' of 'fan': agent 'broken'" in err
+    said = f"{agents}/broken.md:2: in sub-workflow 'leaf' of 'fan' (run by foreach at line 2): agent 'broken'"
+    assert code == 1 and said in err

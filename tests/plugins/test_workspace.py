@@ -181,9 +181,9 @@ def test_a_foreach_childs_missing_agent_is_found_before_the_run_in_the_childs_fi
     )
     ws = Workspace([home], InMemoryStore())
     [problem] = ws.validate("w")
-    assert (
-        problem.message
-        == "in sub-workflow 'child' of 'w': call 'phantom': no registered ActionExecutor for 'phantom'"
+    assert problem.message == (  # where the foreach is, as a `call workflow`'s `called at line N`
+        "in sub-workflow 'child' of 'w' (run by foreach at line 3): "
+        "call 'phantom': no registered ActionExecutor for 'phantom'"
     )
     assert problem.location == SourceLocation(str(home / "child.wf"), 3, 3)
     assert problem.node_path == "body.1"  # w's foreach: the dashboard marks it

@@ -17,6 +17,7 @@ from runkon_flow.errors import FlowError
 __all__ = [
     "MAX_WORKFLOW_DEPTH",
     "WorkflowReferenceError",
+    "bringing_steps",
     "called_workflows",
     "detect_workflow_cycles",
     "find_workflow_cycle",
@@ -68,6 +69,26 @@ def called_workflows(root: WorkflowDef, loader: Callable[[str], WorkflowDef] | A
         found.append(child)
         pending.extend(workflow_references(child))
     return found
+
+
+def bringing_steps(wf: WorkflowDef, children: list[WorkflowDef]) -> dict[str, CallWorkflowNode | ForEachNode]:
+    """Each of `children` (`called_workflows(wf, …)`) by name → the step of `wf` that brings it in
+    (`call workflow`, `foreach … workflow =`), directly or through others, the first such step in
+    `wf`'s order: a problem found in a sub-workflow belongs to that step, and is said with its line
+    (`errors.in_sub_workflow`)."""
+    by_name = {child.name: child for child in children}
+    brought: dict[str, CallWorkflowNode | ForEachNode] = {}
+    for node in walk([*wf.body, *wf.always]):
+        if not isinstance(node, (CallWorkflowNode, ForEachNode)) or not node.workflow:
+            continue
+        pending = [node.workflow]
+        while pending:
+            name = pending.pop(0)
+            if name in brought or name not in by_name:
+                continue
+            brought[name] = node
+            pending.extend(by_name[name].workflow_refs())
+    return brought
 
 
 def reference_node(wf: WorkflowDef, name: str) -> CallWorkflowNode | ForEachNode | None:

@@ -36,7 +36,7 @@ from runkon_flow.dsl.ast import (
     node_paths,
     walk,
 )
-from runkon_flow.dsl.references import called_workflows
+from runkon_flow.dsl.references import bringing_steps, called_workflows
 from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.dsl.templating import field_placeholder_hint, unknown_placeholders
 from runkon_flow.errors import (
@@ -216,13 +216,22 @@ def sub_workflow_notes(wf: WorkflowDef, loader: Any, code: str) -> list[Problem]
     each at its own file:line:col, said as in that file after `in sub-workflow '<name>' of '<wf>': `: a
     run of `wf` reaches those steps too, so checking `wf` alone must not miss them."""
     problems: list[Problem] = []
-    for child in called_workflows(wf, loader):
+    children = called_workflows(wf, loader)
+    bringing = bringing_steps(wf, children)
+    for child in children:
         paths = node_paths(child)
+        step = bringing.get(child.name)
         for note in child.notes:
             if note.code != code:
                 continue
             where = SourceLocation(child.source_path or None, note.line, note.column)
-            message = in_sub_workflow(child.name, wf.name, note.message)
+            message = in_sub_workflow(
+                child.name,
+                wf.name,
+                note.message,
+                step.line if step is not None else None,
+                by_foreach=isinstance(step, ForEachNode),
+            )
             problems.append(Problem(message, note.hint, where, paths.get(id(note.node))))
     return problems
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from runkon_flow.cancellation import CancellationReason
-from runkon_flow.events import EngineEventData, RunCancelled, RunCompleted, RunStarted
+from runkon_flow.events import EngineEventData, RunCancelled, RunCompleted, RunResumed, RunStarted
 
 from runkon_tui.app import RunkonApp
 from runkon_tui.widgets.log_pane import LogView
@@ -127,3 +127,49 @@ def test_a_child_announced_by_its_parent_starts_once_with_its_inputs() -> None:
     child = view.run("CHILD")
     assert child is not None and child.inputs == {"who": "me"}
     assert child.attempts == 1 and not child.resumed
+
+
+def _failed_before_the_gate() -> scenarios.Script:
+    """review-pr failed in its second step; its always block ran (✓ notify) as the run ended."""
+    s = scenarios.Script(t0=scenarios.T0)
+    s.emit(RunStarted(workflow_name="review-pr", inputs={"pr": "42"}))
+    s.step_run("body.0", "resolve-base", "script")
+    s.step_run("body.1", "detect-file-types", ok=False, error="agent exited with code 2")
+    s.step_run("always.0", "notify", "script", output=["notified"])
+    s.emit(RunCompleted(succeeded=False, error="step 'detect-file-types' failed"))
+    return s
+
+
+def _row(app: RunkonApp, label: str) -> str:
+    """The tree row that names `label`, from its glyph on (the pane's border left out)."""
+    rows = [line for line in screen_text(app) if label in line]
+    assert rows, f"no row with {label!r} on screen"
+    pane = next(part for part in rows[0].split("│") if label in part)
+    return pane.lstrip(" └├▾▸").strip()
+
+
+async def test_a_resumed_runs_always_block_is_pending_until_it_runs_again() -> None:
+    """The always list runs again at the end of every attempt: from the resume's start its row
+    shows pending, as the steps that run again do — not the ✓ of the attempt the resume replaced
+    — and then the new attempt's own status."""
+    first = _failed_before_the_gate()
+    app = make_app(clock=lambda: first.now() + 5)
+    async with app.run_test(size=BIG) as pilot:
+        await pilot.pause()
+        feed(app, first.events)
+        await pilot.pause()
+        assert _row(app, "script notify").startswith("✓"), screen_text(app)
+        app.view.begin(scenarios.ROOT, "review-pr", resumed=True)  # as the dashboard's resume does
+        again = scenarios.Script(t0=first.now() + 2)
+        again.emit(RunResumed(workflow_name="review-pr", skipped_steps=1))
+        again.start("body.1", "detect-file-types")
+        feed(app, again.events)
+        await pilot.pause()
+        assert _row(app, "script notify").startswith("· script notify"), screen_text(app)
+        assert _row(app, "always").startswith("· always"), screen_text(app)
+        assert "✓1 ▶1" in screen_text(app)[0]  # the header counts this attempt's always, not the last
+        again.finish("body.1", "detect-file-types")
+        again.step_run("always.0", "notify", "script", ok=False, error="exit 1")
+        feed(app, again.events[2:])
+        await pilot.pause()
+        assert _row(app, "script notify").startswith("✗ script notify"), screen_text(app)

@@ -607,6 +607,7 @@ class RunModel:
             run.started_at = data.ts
         run.error = None
         self._changes.runs.add(run.run_id)
+        self._always_again(run)
         if self._is_root(run.run_id):
             self.cancelling = False
             self.crash = None
@@ -628,6 +629,19 @@ class RunModel:
                 text += " (no completed step to skip: it starts over)"
             self._log(LogLine(data.ts, text, "info", run.run_id))
             self._replace_errors(data.ts, run)
+
+    def _always_again(self, run: RunState) -> None:
+        """The top-level always list runs again at the end of every attempt, nothing of it kept
+        (runtime.resume): from the new attempt's start its steps are pending, as the other steps
+        that will run again are — not the ✓ or ✗ of the attempt it replaces. Their output and
+        usage stay (what ran before is still there to read); their count is the new attempt's."""
+        for sv in run.steps.values():
+            if sv.node_path is not None and sv.node_path.startswith("always.") and sv.status != "pending":
+                sv.outcomes.clear()
+                sv.set_status("pending")
+                sv.started_at = sv.ended_at = sv.duration_ms = None
+                sv.error = None
+                self._touch(run, sv)
 
     def _replace_errors(self, ts: float, run: RunState) -> None:
         """A new attempt of the root run: the error lines so far are the attempt it replaces.

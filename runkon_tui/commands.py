@@ -36,14 +36,19 @@ class DashboardCommands(Provider):
         out: list[Command] = []
         # The main screen's keys the focused pane leaves to it, as the footer shows them: the
         # tree's enter opens a node, so Run (enter) is not offered while the tree has the focus.
+        # A pane's command says what it acts on (`Retry failed items of foreach …  (E)`): the
+        # screen's key for the same thing is not listed again.
         live = {active.binding.id for active in screen.active_bindings.values()}
+        panes = screen.pane_commands()
+        covered = {binding_id for _, binding_id, _ in panes}
         for key, binding_id, description, action in app.key_table():
-            if binding_id not in live or screen.check_action(action, ()) is not True:
+            if binding_id not in live or binding_id in covered or screen.check_action(action, ()) is not True:
                 continue
             title = f"{description}  ({key})"
             out.append((title, f"binding id: {binding_id}", partial(screen.run_action, action)))
-        keys = {binding_id: key for _, key, binding_id, _ in app.pane_key_table()}
-        for title, binding_id, callback in screen.pane_commands():
+        keys = {binding_id: key for key, binding_id, _, _ in app.key_table()}
+        keys.update((binding_id, key) for _, key, binding_id, _ in app.pane_key_table())
+        for title, binding_id, callback in panes:
             out.append((f"{title}  ({keys.get(binding_id, '?')})", f"binding id: {binding_id}", callback))
         return out
 

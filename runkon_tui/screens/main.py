@@ -91,6 +91,10 @@ class RunFooter(Footer):
         "Retry cluster": "Retry",
     }
 
+    # Left out at 80 columns only when the line would not hold it otherwise: `E` beside the
+    # failure clusters' own `e Retry` (`?` and the palette still list it).
+    SPARE = frozenset({"screen.retry_failed", "retry_failed"})
+
     _recompose_queued = False
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
@@ -143,12 +147,14 @@ class RunFooter(Footer):
             for key in keys:
                 key.description = self.SHORT.get(key.description, key.description)
             narrow = narrow or _keys_width(keys) > width
-        for item in items:
+        if narrow:
             # `_disabled`, not `disabled`: a FooterKey keeps "dimmed" there, and its widget
             # `disabled` stays False (so dimmed keys used to stay in at 80 columns).
-            if narrow and isinstance(item, FooterKey) and self._left_out_when_narrow(item):
-                continue
-            yield item
+            items = [i for i in items if not (isinstance(i, FooterKey) and self._left_out_when_narrow(i))]
+            shown = [i for i in items if isinstance(i, FooterKey)]
+            if _keys_width(shown) - PALETTE_HINT_WIDTH > width:  # the hint is gone already
+                items = [i for i in items if not (isinstance(i, FooterKey) and i.action in self.SPARE)]
+        yield from items
 
     def _left_out_when_narrow(self, key: FooterKey) -> bool:
         return key.has_class("-command-palette") or key.action in self.NARROW_HIDDEN or key._disabled
@@ -189,6 +195,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         Binding("enter", "run_workflow", "Run", id="run"),
         Binding("c", "cancel_run", "Cancel", id="cancel"),
         Binding("r", "resume_run", "Resume", id="resume"),
+        # The fan-out's failed items, whichever pane has the focus (the grid's `e` retries one).
+        Binding("E", "retry_failed", "Retry failed", id="retry_failed"),
         Binding("a", "approve_gate", "Approve", id="approve"),
         Binding("x", "reject_gate", "Reject", id="reject"),
         Binding("question_mark", "help", "Help", id="help"),
@@ -786,6 +794,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             return True if self.unavailable_reason(action) is None else None
         if action in ("approve_gate", "reject_gate"):
             return app.host is not None and bool(view.waiting_gates())
+        if action == "retry_failed":  # shown while the fan-out on screen has failed items
+            return False if app.host is None else self.grid.check_action("retry", (True,))
         if action in ("failed_only", "next_failure") and view.root is None:
             return False  # nothing ran: hide rather than dim (the footer is short at 80 columns)
         if action in ("failed_only", "next_failure"):
@@ -810,6 +820,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if action == "resume_run":  # a resumable run with nothing to resume it with: dimmed
             return self.rapp.session.why_not_resumable() if self.rapp.can_resume() else None
         fan = self.grid.fan
+        if action == "retry_failed":
+            return self._why_no_retry(fan)
         failed_item = fan is not None and fan.first_failed() is not None
         if action == "failed_only":
             if fan is None:
@@ -819,6 +831,27 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         if action == "next_failure" and not failed_item and not any(self._failed_nodes()):
             return "no failure to jump to: no step or item on screen has failed"
         return None
+
+    def _why_no_retry(self, fan: FanOutView | None) -> str | None:
+        """Why `E` retries nothing now (it is hidden or dimmed then; the app says this when it is
+        pressed anyway), else None."""
+        if self.rapp.host is None:
+            return "nothing to retry: this dashboard runs nothing (read-only)"
+        if fan is None:
+            return "nothing to retry: no fan-out on screen"
+        refusal = self.rapp.view.retry_refusal(fan)
+        if refusal is not None:
+            return f"nothing to retry here: {refusal}"
+        if self.grid.check_action("retry", (True,)) is False:
+            return f"nothing to retry: foreach {fan.name} has no failed or cancelled items"
+        if not self.grid.retry_allowed:
+            return f"only a finished run's items can be retried (this one is {self.rapp.view.status})"
+        return None
+
+    def action_retry_failed(self) -> None:
+        """Every failed or cancelled item of the fan-out on screen (of the failure cluster the
+        grid is filtered to), whichever pane has the focus: the grid asks the app."""
+        self.grid.action_retry(True)
 
     def action_run_workflow(self) -> None:
         entry = self.selected_entry()

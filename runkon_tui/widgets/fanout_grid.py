@@ -71,7 +71,6 @@ class FanOutGrid(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("enter", "select_item", "Item", id="select_item"),
         Binding("e", "retry(False)", "Retry item", id="retry_item", show=False),
-        Binding("E", "retry(True)", "Retry failed", id="retry_failed"),  # in the footer when it applies
     ]
 
     class ItemHighlighted(Message):
@@ -340,7 +339,7 @@ class FanOutGrid(ScrollView, can_focus=True):
         self._set_cursor(self.cursor, select=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`E` is in the footer while this fan-out has failed or cancelled items and retry reaches
+        """`E` (the screen's key) is in the footer while this fan-out has failed or cancelled items and retry reaches
         it (`reachable`: not a called workflow's, as `runkon-flow retry`): lit once the run on
         screen has finished (the screen sets `retry_allowed`), dimmed while it still runs."""
         if action == "retry":

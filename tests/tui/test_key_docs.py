@@ -68,7 +68,7 @@ async def test_help_lists_the_keys_of_the_panes_too_as_remapped(tmp_path: Path) 
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         text = str(app.screen.query_one("Static").render())
         lines = {" ".join(line.split()) for line in text.splitlines()}
-        assert "ctrl+e grid: Retry failed retry_failed" in lines
+        assert "ctrl+e Retry failed retry_failed" in lines  # the screen's key, whatever pane has the focus
         assert "e grid: Retry item retry_item" in lines
         assert "R tree: Rerun from here rerun_from" in lines
         assert "e clusters: Retry cluster retry_cluster" in lines
@@ -178,3 +178,52 @@ async def test_the_footer_offers_the_failure_clusters_keys_when_the_list_is_focu
         await pilot.press("enter")
         await pilot.pause()
         assert app.main_screen.grid.cluster == clusters.clusters[0].signature  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("size", [(200, 50), (80, 24)])
+async def test_retry_failed_works_from_the_run_screen_whatever_pane_has_the_focus(
+    size: tuple[int, int],
+) -> None:
+    """`E` was the grid's alone: looking at a failed run from the tree or the log, the footer did
+    not offer it and pressing it did nothing. It is the screen's now, shown while the fan-out on
+    screen has failed items; with none, pressing it says there is nothing to retry."""
+    from tests.tui import scenarios
+    from tests.tui.conftest import feed
+
+    app = make_app()
+    asked: list[tuple[str, int]] = []
+    app.request_retry = lambda fan, ids: asked.append((fan.name, len(ids)))  # type: ignore[method-assign]
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_failure_clusters().events)  # finished, 36 items failed
+        await pilot.pause()
+        screen = app.main_screen
+        assert screen is not None
+        for pane in (screen.tree, screen.log_pane.query_one("LogView"), screen.workflow_list):
+            pane.focus()
+            await pilot.pause()
+            await pilot.pause()
+            assert "E Retry failed" in _footer_keys(app), (pane, _footer_keys(app))
+            await pilot.press("E")
+            await pilot.pause()
+            assert asked[-1] == ("review-items", 36), pane
+        assert len(asked) == 3
+
+    app = make_app()
+    app.request_retry = lambda fan, ids: asked.append((fan.name, len(ids)))  # type: ignore[method-assign]
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.gate_approved_and_done().events)  # its fan-out: every item completed
+        await pilot.pause()
+        screen = app.main_screen
+        assert screen is not None
+        screen.tree.focus()
+        await pilot.pause()
+        await pilot.pause()
+        assert not any(k.startswith("E ") for k in _footer_keys(app, lit=False))
+        app.clear_notifications()
+        await pilot.press("E")
+        await pilot.pause()
+        said = [n.message for n in app._notifications]
+        assert "nothing to retry: foreach review-items has no failed or cancelled items" in said, said
+        assert len(asked) == 3

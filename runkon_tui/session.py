@@ -57,6 +57,10 @@ _LOG_LEVEL = {"error": "error", "warning": "warning"}
 DRAIN_LIMIT = 50_000  # events folded per tick at most; the rest waits one tick
 QUIT_WAIT_S = 10.0
 RESUMABLE = ("failed", "cancelled", "crashed", "needs_resume", "interrupted")
+WARNING_TOAST_CHARS = 100
+"""The first of a run's check warnings is cut to this in its toast (five rows of its 24 columns on
+a big screen; at 80×24 the toast's quarter of the height cuts it sooner)."""
+
 FINISHED = ("failed", "cancelled", "completed")  # a retry or a rerun starts from these
 ENDED_BADLY = ("failed", "crashed", "cancelled", "cancelling")
 
@@ -972,9 +976,17 @@ class RunSession:
             self.view.note(warning, "warning")
         if not warnings:
             return None
-        more = f"\n… and {len(warnings) - 3} more in the engine log" if len(warnings) > 3 else ""
+        # The toast stays short (three whole warnings with their locations and hints ran off the
+        # toast's rows at 80×24): where they all are first — a quarter of the height cuts a toast's
+        # end, never that —, then the first one's message (its file:line:col is in the log).
+        first = (warnings[0].partition(": warning: ")[2] or warnings[0]).splitlines()[0]
+        text = _cut_at_word(first, WARNING_TOAST_CHARS)
+        if len(warnings) > 1:
+            text = f"all {len(warnings)} in the engine log (l); the first:\n{text}"
+        elif text != first:
+            text = f"all of it in the engine log (l):\n{text}"
         title = f"{name}: {len(warnings)} warning{'s' if len(warnings) > 1 else ''}"
-        return Notice("\n".join(warnings[:3]) + more, "warning", title=title, timeout=10)
+        return Notice(text, "warning", title=title, timeout=10)
 
     def _runner_failed(self, report: RunnerFailed) -> Notice:
         """Its runner stopped on an error: when it never took the run up, stop following (nothing
@@ -1573,6 +1585,16 @@ def same_definition(a: WorkflowDef, b: WorkflowDef | None) -> bool:
     if b is None:
         return False
     return a is b or a == b or a.model_copy(update={"source_path": b.source_path}) == b
+
+
+def _cut_at_word(text: str, room: int) -> str:
+    """`text` in at most `room` characters, cut after a whole word with `…` (a word cut in two
+    reads as a typo)."""
+    if len(text) <= room:
+        return text
+    head = text[: room - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > room // 2 else head).rstrip(" ,;:") + "…"
 
 
 def _warnings(host: EngineHost, name: str) -> tuple[str, ...]:

@@ -1132,3 +1132,37 @@ async def test_the_header_counts_one_workflow_as_one(tmp_path: Path) -> None:
         await pilot.pause()
         head = screen_text(app)[0]
         assert f"1 workflow in {tmp_path} · 1 broken" in head, head
+
+
+@pytest.mark.parametrize("size", [SMALL, (200, 50)], ids=["80x24", "200x50"])
+async def test_a_runs_check_warnings_toast_says_where_they_all_are_in_its_first_rows(
+    size: tuple[int, int],
+) -> None:
+    """The toast a run's check warnings raise listed three whole warnings, each with its file and
+    hint: at 80×24 the quarter of the height a toast has cut it in the first one's path, and
+    `… and 1 more in the engine log` was never seen. It says where they all are first, then the
+    first one's message (its file:line:col and the rest are in the engine log, whole)."""
+    from textual.widgets._toast import Toast
+
+    hint = "is not a command on PATH here (the run's PATH may differ)"
+    warnings = [f"Script step 's{n}': 'missing-tool-{n}' {hint}" for n in range(2, 6)]
+    app = make_app()
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.warnings["review-one"] = warnings  # said as `<input>: warning: …` (no file here)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await start_review_run(pilot, app)
+        warned = lambda: [t for t in app.screen.query(Toast) if "warning" in t._notification.title]  # noqa: E731
+        await wait_for(pilot, warned, what="the warnings toast")
+        await pilot.pause()
+        (toast,) = warned()
+        assert toast._notification.title == "review-one: 4 warnings"
+        region = toast.region
+        assert region.height <= size[1] // 4, region
+        rows = screen_text(app)[region.y : region.bottom]
+        shown = " ".join(row[region.x : region.right].strip("▌ ") for row in rows)
+        assert shown.startswith("review-one: 4 warnings all 4 in the engine log (l); the first: Script step"), shown
+        assert "<input>" not in shown  # the location is in the log, not in the toast's rows
+        engine_log = [line.text for line in app.view.engine_log]
+        assert all(f"<input>: warning: {w}" in engine_log for w in warnings), engine_log  # whole
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="the run to end")

@@ -339,9 +339,10 @@ class FanOutGrid(ScrollView, can_focus=True):
         self._set_cursor(self.cursor, select=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`E` (the screen's key) is in the footer while this fan-out has failed or cancelled items and retry reaches
-        it (`reachable`: not a called workflow's, as `runkon-flow retry`): lit once the run on
-        screen has finished (the screen sets `retry_allowed`), dimmed while it still runs."""
+        """`E` (the screen's key, asking this) is in the footer while this fan-out has failed or
+        cancelled items and retry reaches it (`reachable`: not a called workflow's, as
+        `runkon-flow retry`): lit once the run on screen has finished (the screen sets
+        `retry_allowed`), dimmed while it still runs."""
         if action == "retry":
             fan = self.fan
             if fan is None or not self.reachable(fan):

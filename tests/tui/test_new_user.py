@@ -1160,7 +1160,8 @@ async def test_a_runs_check_warnings_toast_says_where_they_all_are_in_its_first_
         assert region.height <= size[1] // 4, region
         rows = screen_text(app)[region.y : region.bottom]
         shown = " ".join(row[region.x : region.right].strip("▌ ") for row in rows)
-        assert shown.startswith("review-one: 4 warnings all 4 in the engine log (l); the first: Script step"), shown
+        where = "review-one: 4 warnings all 4 in the engine log (l); the first: Script step"
+        assert shown.startswith(where), shown
         assert "<input>" not in shown  # the location is in the log, not in the toast's rows
         engine_log = [line.text for line in app.view.engine_log]
         assert all(f"<input>: warning: {w}" in engine_log for w in warnings), engine_log  # whole

@@ -820,7 +820,8 @@ def test_a_run_started_in_a_runner_says_the_checks_warnings(folder: Path, db: Pa
     notice = session.handle(launched)
     assert notice is not None and notice.severity == "warning"
     # Short: its location is in the engine log, and its long hint (`(hint: install it …)`) too.
-    assert notice.text.split("\n") == ["all of it in the engine log (l):", warning.partition(": warning: ")[2] + "…"]
+    message = warning.partition(": warning: ")[2]
+    assert notice.text.split("\n") == ["all of it in the engine log (l):", message + "…"]
     assert [line.text for line in session.view.engine_log if line.level == "warning"] == list(
         launched.warnings
     )

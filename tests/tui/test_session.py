@@ -195,7 +195,8 @@ def test_the_checks_warnings_are_said_when_a_run_starts(folder: Path) -> None:
     toast = next(n for _, n in h.driver.handled if n is not None and n.severity == "warning")
     assert toast.title == "haunted: 1 warning"
     # Short: its location is in the engine log, and its long hint (`(hint: install it …)`) too.
-    assert toast.text.split("\n") == ["all of it in the engine log (l):", warning.partition(": warning: ")[2] + "…"]
+    message = warning.partition(": warning: ")[2]
+    assert toast.text.split("\n") == ["all of it in the engine log (l):", message + "…"]
     assert s.view.status == "failed"  # it ran: a warning stops nothing
     assert not any(line.level == "warning" for line in s.view.error_log)
 

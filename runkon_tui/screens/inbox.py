@@ -25,6 +25,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
+from runkon_tui.screens.bottom_toasts import ToastsAboveStatus
 from runkon_tui.screens.gate import GateChoices, GateDecision
 from runkon_tui.status import short_id
 from runkon_tui.widgets.markup import esc, terminal_safe, tone_text
@@ -159,12 +160,13 @@ class BatchNoteScreen(ModalScreen[GateDecision | None]):
         self.dismiss(None)
 
 
-class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
+class GateInboxScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     GateInboxScreen #inbox-title { height: 1; background: $panel; padding: 0 1; }
     GateInboxScreen DataTable { height: 1fr; }
     GateInboxScreen #inbox-status { height: auto; color: $text-muted; padding: 0 1; }
     """
+    STATUS = "#inbox-status"
 
     BINDINGS = [
         Binding("space", "toggle_mark", "Mark", id="gate_inbox_mark"),
@@ -199,6 +201,7 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
         table.focus()
         self._load()
         self.set_interval(REFRESH_S, self._load, name="inbox-refresh")
+        self.call_after_refresh(self.place_toasts)
 
     @work(thread=True, exclusive=True, group="inbox", name="read the gate inbox", exit_on_error=False)
     def _load(self) -> None:
@@ -260,10 +263,12 @@ class GateInboxScreen(ShowsWorkerFailures, Screen[None]):
                 "space marks · A marks all · a approves · x rejects (the marked ones, else the one here)"
             )
         self.refresh_bindings()
+        self.call_after_refresh(self.place_toasts)  # the status may wrap to two rows
 
     def on_resize(self) -> None:
         # After the layout, which gives the table its new width: the columns that fit it.
         self.call_after_refresh(self._refill)
+        self.call_after_refresh(self.place_toasts)
 
     def _refill(self) -> None:
         if self.loaded and self.is_mounted:

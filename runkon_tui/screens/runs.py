@@ -29,9 +29,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
-from textual.widgets._toast import ToastRack
 
 from runkon_tui.host import UnmadeStore
+from runkon_tui.screens.bottom_toasts import ToastsAboveStatus
 from runkon_tui.session import Refused
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.markup import esc, terminal_safe, tone_text
@@ -79,12 +79,13 @@ def holder_text(run: WorkflowRun) -> str:
     return who + left
 
 
-class RunsScreen(ShowsWorkerFailures, Screen[None]):
+class RunsScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[None]):
     DEFAULT_CSS = """
     RunsScreen #runs-title { height: 1; background: $panel; padding: 0 1; }
     RunsScreen DataTable { height: 1fr; }
     RunsScreen #runs-status { height: auto; color: $text-muted; padding: 0 1; }
     """
+    STATUS = "#runs-status"
 
     BINDINGS = [
         Binding("enter", "open_run", "Open", id="open_run"),
@@ -117,6 +118,7 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
         table.focus()
         self.action_reload()
         self.set_interval(REFRESH_S, self._refresh_live, name="runs-live")
+        self.call_after_refresh(self.place_toasts)
 
     def _refresh_live(self) -> None:
         """Re-read while some row was drawn live, so statuses and holders stay current: a run
@@ -230,20 +232,6 @@ class RunsScreen(ShowsWorkerFailures, Screen[None]):
     def _refill(self) -> None:
         if self.rows and self.is_mounted:
             self.run_guarded("list the runs", lambda: self._fill(self.rows, self.error))
-
-    def place_toasts(self) -> None:
-        """Toasts stay at the bottom right here (the top rows hold the run names), just above the
-        status line and the footer — however many rows the status takes at this width (two at
-        80 columns, where a fixed margin let a toast cover it)."""
-        if not self.is_mounted:
-            return
-        below = (
-            self.query_one("#runs-status", Static).outer_size.height
-            + self.query_one(Footer).outer_size.height
-        )
-        for rack in self.query(ToastRack):
-            if rack.styles.margin.bottom != below:
-                rack.styles.margin = (0, 0, below, 0)
 
     def selected(self) -> WorkflowRun | None:
         table = self.query_one(DataTable)

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from runkon_tui.screens.bottom_toasts import ToastsAboveStatus
 from runkon_tui.status import glyph, short_id
 from runkon_tui.widgets.log_pane import TextSource
 from runkon_tui.widgets.markup import esc, theme_color, tone_text
@@ -137,13 +138,14 @@ def _hit_rows(hit: Hit, room: int) -> int:
     return min(MAX_HIT_ROWS, max(1, -(-cell_len(hit.text) // room)))
 
 
-class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
+class SearchScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[SearchHit | None]):
     DEFAULT_CSS = """
     SearchScreen #search-title { height: 1; background: $panel; padding: 0 1; }
     SearchScreen #search-input { margin: 0 0; }
     SearchScreen OptionList { height: 1fr; }
     SearchScreen #search-status { height: auto; color: $text-muted; padding: 0 1; }
     """
+    STATUS = "#search-status"
 
     #: `q` quits from the results; in the pattern box it is a letter of the pattern.
     BINDINGS = [
@@ -185,6 +187,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
 
     def _status(self, text: str) -> None:
         self.query_one("#search-status", Static).update(text)
+        self.call_after_refresh(self.place_toasts)  # a status of two rows: toasts above both
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -266,6 +269,7 @@ class SearchScreen(ShowsWorkerFailures, Screen[SearchHit | None]):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._rewrap)  # after the layout gives the list its new width
+        self.call_after_refresh(self.place_toasts)
 
     def _rewrap(self) -> None:
         """Wrap the hits to the new width, the same hit still highlighted (and focus kept)."""

@@ -1080,6 +1080,51 @@ async def test_at_80x24_a_toast_in_the_history_leaves_the_status_line_readable()
         assert any("r resumes" in row for row in screen_text(app))
 
 
+@pytest.mark.parametrize("size", [SMALL, (200, 50)], ids=["80x24", "200x50"])
+@pytest.mark.parametrize("which", ["inbox", "search"])
+async def test_toasts_on_the_inbox_and_the_search_sit_above_their_status_line(
+    which: str, size: tuple[int, int]
+) -> None:
+    """As in the run history: their top rows hold what they are about — the waiting gates, the
+    pattern being typed and the first hits. A toast (a run that ended meanwhile, a gate answered)
+    dropped down over them at the top right; it sits at the bottom right now, just above the
+    status line, which stays readable, and the footer."""
+    from textual.geometry import Region
+    from textual.widgets import Footer
+    from textual.widgets._toast import Toast
+
+    from runkon_tui.screens.inbox import GateInboxScreen
+    from runkon_tui.screens.search import SearchScreen
+
+    app = make_app()
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        feed(app, scenarios.foreach_failure_clusters().events)
+        await pilot.pause()
+        app.clear_notifications()
+        await pilot.press("i" if which == "inbox" else "s")
+        kind = GateInboxScreen if which == "inbox" else SearchScreen
+        await wait_for(pilot, lambda: isinstance(app.screen, kind), what=which)
+        status_id = "#inbox-status" if which == "inbox" else "#search-status"
+        await wait_for(
+            pilot, lambda: str(app.screen.query_one(status_id).render()).strip(), what="its status"
+        )
+        app.notify(
+            "review-pr failed after 1m20s: foreach 'review-items': 36 of 240 items failed",
+            title="Run finished",
+        )
+        await wait_for(pilot, lambda: list(app.screen.query(Toast)), what="the toast")
+        await pilot.pause()
+        (toast,) = app.screen.query(Toast)
+        status = app.screen.query_one(status_id).region
+        top = app.screen.query_one("DataTable" if which == "inbox" else "#search-input").region
+        top = Region(top.x, top.y, top.width, 3)  # the pattern box; the table's heading and first gates
+        assert toast.region.bottom == status.y, (toast.region, status)  # right above it
+        assert not toast.region.overlaps(top), (toast.region, top)
+        assert not toast.region.overlaps(app.screen.query_one(Footer).region)
+        assert toast.region.right >= size[0] - 2  # at the right (a toast keeps its margin)
+
+
 # ------------------------------------------------------------------ --db into a folder that does not exist
 
 

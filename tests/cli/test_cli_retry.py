@@ -414,11 +414,20 @@ def test_the_live_view_says_a_resume_that_starts_over_resumed_the_run(
 
 
 def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys, home: Path) -> None:
+    """An item the run does not have (or has completed) is exit 1, as an unknown step, item or
+    gate is for every other command (docs/cli.md, "Exit status"); it said 2, a command-line
+    mistake, so a script could not tell it from a mistyped option. A misspelt id is told the
+    closest failed one."""
     run_id = failed_run(capsys, home)
     code, _, err = cli(capsys, "retry", run_id, "--item", "a", "--yes", "--dir", str(home))
-    assert code == 2 and "item 'a' of foreach 'each' completed; completed items are never retried" in err
+    assert code == 1 and "item 'a' of foreach 'each' completed; completed items are never retried" in err
     code, _, err = cli(capsys, "retry", run_id, "--item", "zz", "--yes", "--dir", str(home))
-    assert code == 2 and "no item 'zz' in this run (failed or cancelled items: b, d)" in err
+    assert code == 1 and f"no item 'zz' in run {run_id} (failed or cancelled items: b, d)" in err
+    code, _, err = cli(capsys, "retry", run_id, "--item", "dd", "--yes", "--dir", str(home))
+    assert code == 1
+    assert f"no item 'dd' in run {run_id} (did you mean `d`? failed or cancelled items: b, d)" in err
+    code, _, err = cli(capsys, "retry", run_id, "--item", "zz", "--item", "yy", "--yes", "--dir", str(home))
+    assert code == 1 and f"no items 'zz', 'yy' in run {run_id}" in err
     code, _, err = cli(capsys, "retry", run_id, "--dir", str(home))
     assert code == 2 and "--failed, or --item ID" in err
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}  # nothing ran

@@ -12,10 +12,11 @@ import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from runkon_flow.cli.common import CommandFailed, UsageError
+from runkon_flow.cli.common import CommandFailed
 from runkon_flow.cli.hints import Hints
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.formatter import format_workflow
+from runkon_flow.humanize import did_you_mean, display_line
 from runkon_flow.observe.clusters import by_fan_out, latest_foreach_rows, run_clusters
 from runkon_flow.persistence import FanOutItemRow, FanOutItemStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -100,7 +101,8 @@ def cluster_items(
 ) -> dict[str, set[str]]:
     """The items of the failure clusters `numbers` (as `show` numbers them), per step row id, from
     `fanouts` (`latest_fanouts`: their rows are not read again). An unknown number is an error
-    that lists the clusters there are."""
+    that lists the clusters there are: exit 1, as every name a run does not have (docs/cli.md,
+    "Exit status")."""
     steps = [fan.step for fan in fanouts]
     every = run_clusters(store, run.id, steps, {fan.step.id: fan.items for fan in fanouts})
     clusters = {rc.number: rc for rc in every}
@@ -116,7 +118,7 @@ def cluster_items(
             or "none: no failed or cancelled items"
         )
         wanted = ", ".join(map(str, unknown))
-        raise UsageError(f"no failure cluster {wanted} in run {run.id} (clusters: {listed})")
+        raise CommandFailed(f"no failure cluster {wanted} in run {run.id} (clusters: {listed})")
     chosen: dict[str, set[str]] = {}
     for n in numbers:
         rc = clusters[n]
@@ -130,10 +132,13 @@ def choose_items(
     failed: bool,
     item_ids: Sequence[str],
     per_step: Mapping[str, Collection[str]] | None = None,
+    run_id: str = "",
 ) -> RetryChoice:
     """The items `--failed` / `--item ID …` / `--cluster N` (`per_step`: step row id → item ids)
-    select. A completed item or an unknown id is an error naming it: completed work is never run
-    again, and a typo must not retry nothing."""
+    select. A completed item or an unknown id is an error naming it (exit 1, as every name a run
+    does not have, docs/cli.md "Exit status"; a misspelt id is told the closest one): completed
+    work is never run again, and a typo must not retry nothing. `run_id` names the run in the
+    message."""
     per_step = per_step or {}
     choice = RetryChoice()
     wanted = set(item_ids)
@@ -145,9 +150,9 @@ def choose_items(
             if item.item_id in wanted:
                 found.add(item.item_id)
                 if status is FanOutItemStatus.COMPLETED:
-                    raise UsageError(
-                        f"item '{item.item_id}' of foreach '{fan.name}' completed; completed items are "
-                        "never retried (rerun the run from a step to redo finished work)"
+                    raise CommandFailed(
+                        f"item '{display_line(item.item_id, None)}' of foreach '{fan.name}' completed; "
+                        "completed items are never retried (rerun the run from a step to redo finished work)"
                     )
                 chosen.append(item.item_id)
             elif status in _RETRIED_BY_FAILED and (failed or item.item_id in per_step.get(fan.step.id, ())):
@@ -179,10 +184,24 @@ def choose_items(
                 if FanOutItemStatus(i.status) in _RETRIED_BY_FAILED
             }
         )
-        known = retryable or sorted({i.item_id for fan in fanouts for i in fan.items})
+        every = sorted({i.item_id for fan in fanouts for i in fan.items})
+        known = retryable or every
         what = "failed or cancelled items" if retryable else "items"
         listed = ", ".join(known[:20]) + (" …" if len(known) > 20 else "") if known else "none"
-        raise UsageError(f"no item {', '.join(repr(m) for m in missing)} in this run ({what}: {listed})")
+        # The closest retryable id first (what a typo was meant to be), else the closest of all.
+        close = (
+            did_you_mean(missing[0], retryable) or did_you_mean(missing[0], every)
+            if len(missing) == 1
+            else None
+        )
+        hint = f"{close} " if close else ""
+        where = f"run {run_id}" if run_id else "this run"
+        named = ", ".join(f"'{m}'" for m in missing)
+        raise CommandFailed(
+            display_line(
+                f"no item{'s' if len(missing) > 1 else ''} {named} in {where} ({hint}{what}: {listed})", None
+            )
+        )
     if not choice.items:
         raise CommandFailed("nothing to retry: no failed or cancelled items in this run")
     return choice

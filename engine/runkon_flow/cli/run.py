@@ -652,7 +652,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
             calls = any(step.role == "workflow" for step in store.get_steps(run.id))
             raise CommandFailed(_no_fanout_message(run, Hints.of(args), calls))
         per_step = cluster_items(store, run, args.clusters, fanouts) if args.clusters else None
-        choice = choose_items(fanouts, failed=args.failed, item_ids=args.items, per_step=per_step)
+        choice = choose_items(
+            fanouts, failed=args.failed, item_ids=args.items, per_step=per_step, run_id=run.id
+        )
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
         children = ws.stored_children(run.id)  # read once: the change check, the refusal, the plan

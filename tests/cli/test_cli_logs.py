@@ -158,6 +158,39 @@ def test_unknown_run_or_step_is_one_line(home: Path, capsys: pytest.CaptureFixtu
     )
 
 
+def test_a_run_whose_steps_printed_nothing_says_which_steps_it_has(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A completed run whose only step is a foreach with no items: `logs` said `has no steps yet
+    (completed)` and `logs RUN each` `no step or item 'each'`, though `show` lists the step. They
+    name the steps and say they printed nothing; grep says it too (still exit 1: no match)."""
+    write(home / "wf" / "items.yaml", "items: []\n")
+    write(
+        home / "wf" / "none.wf",
+        'workflow none {\n  foreach each {\n    over = static\n    scope = { file = "items.yaml" }\n'
+        "    max_parallel = 2\n    workflow = one\n  }\n}\n",
+    )
+    run_id = start(capsys, "none")
+    code, out, err = cli(capsys, "logs", run_id)
+    assert (code, out) == (0, "")
+    assert err == f"run {run_id} (completed) printed nothing: foreach:each (completed, no items)\n"
+    code, out, err = cli(capsys, "logs", run_id, "each")
+    assert (code, out) == (0, "")
+    assert err == f"step 'each' of run {run_id} printed nothing: foreach:each (completed, no items)\n"
+    code, out, err = cli(capsys, "grep", "x", run_id)
+    assert (code, out) == (1, "")
+    assert (
+        err
+        == f"no match for 'x': run {run_id} (completed) printed nothing: foreach:each (completed, no items)\n"
+    )
+    code, out, err = cli(capsys, "logs", run_id, "eahc")  # a typo is still unknown, told the step
+    assert (code, out) == (1, "")
+    assert (
+        err == f"runkon-flow logs: error: no step or item 'eahc' in run {run_id} "
+        "(did you mean `each`? it has: each)\n"
+    )
+
+
 def test_logs_of_a_run_another_process_is_running(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_file, err_file = home / "out.txt", home / "err.txt"
     proc = spawn(["run", "waiter", "--dir", "wf"], home, stdout=out_file, stderr=err_file, env=cli_env())

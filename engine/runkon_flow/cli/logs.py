@@ -28,9 +28,11 @@ from runkon_flow.cli.report import display_status
 from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.event_log import CUT_NOTE
 from runkon_flow.humanize import did_you_mean, display_line, display_lines
+from runkon_flow.observe.counts import row_status
 from runkon_flow.observe.outputs import OutputSource, OutputTree, plan_reads, read_outputs
 from runkon_flow.observe.search import Hit, compile_pattern, searched_text, source_hits
 from runkon_flow.persistence import WorkflowRun
+from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = ["add_grep_parser", "add_logs_parser", "heading"]
 
@@ -73,14 +75,60 @@ def _notes(run: WorkflowRun, tree: OutputTree) -> None:
         )
 
 
-def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
-    """The sources STEP|ITEM names. One that names nothing the run has is an unknown thing, exit
+def _step_short(step_name: str) -> str:
+    """`foreach:each` → `each`, as `OutputTree` names steps."""
+    return step_name.split(":", 1)[1] if step_name.startswith(("foreach:", "parallel:")) else step_name
+
+
+def _silent_steps(store: WorkflowPersistence, run: WorkflowRun, target: str | None) -> list[str]:
+    """The run's own steps that `target` names (every one when None), latest attempt of each, as
+    `name (status)` (`foreach:each (completed, no items)`): steps that printed nothing — a foreach
+    with no items, a parallel or call workflow with nothing in it — have no output of their own,
+    so `logs` and `grep` name them rather than say the run has no steps or no such step."""
+    interrupted = display_status(run) == "interrupted"
+    rows = {}
+    for row in store.get_steps(run.id):
+        short = _step_short(row.step_name)
+        if target is None or target in (row.step_name, short, row.id, row.node_path):
+            rows[(row.step_name, row.iteration)] = row  # a later attempt replaces an earlier one
+    said = []
+    for row in rows.values():
+        status = row_status(row, interrupted)
+        if row.role == "foreach" and not store.get_fan_out_items(row.id):
+            status += ", no items"
+        said.append(f"{display_line(row.step_name, None)} ({status})")
+    return said
+
+
+def _whose(run: WorkflowRun, target: str | None) -> str:
+    """`run R (completed)`, or `step 'each' of run R`: the subject of a "printed nothing" note."""
+    if target is None:
+        return f"run {run.id} ({display_status(run)})"
+    return f"step '{display_line(target, None)}' of run {run.id}"
+
+
+def _narrowed(
+    store: WorkflowPersistence, tree: OutputTree, target: str | None
+) -> tuple[list[OutputSource], list[str]]:
+    """The sources STEP|ITEM names, and — when there are none — the steps it names that printed
+    nothing (`_silent_steps`). A STEP|ITEM that names nothing the run has is an unknown thing, exit
     1 as an unknown run id is (docs/cli.md, "Exit status"), with the closest name the run has."""
     if target is None:
-        return tree.sources
+        return tree.sources, [] if tree.sources else _silent_steps(store, tree.run, None)
     found = tree.narrowed(target)
+    if found:
+        return found, []
+    silent = _silent_steps(store, tree.run, target)
+    if silent:
+        return [], silent
     if not found:
         names = tree.names()
+        # Steps that printed nothing are names the run has too (`each` of a foreach with no items).
+        names += [
+            n
+            for n in dict.fromkeys(_step_short(r.step_name) for r in store.get_steps(tree.run.id))
+            if n not in names
+        ]
         listed = ", ".join(display_line(name, None) for name in names[:_LISTED_NAMES])
         if len(names) > _LISTED_NAMES:
             listed += f", … ({len(names)} in all)"
@@ -90,7 +138,7 @@ def _narrowed(tree: OutputTree, target: str | None) -> list[OutputSource]:
             f"no step or item '{display_line(target, None)}' in run {tree.run.id}"
             + (f" ({hint}it has: {listed})" if names else "")
         )
-    return found
+    return found, []
 
 
 def _source_rows(source: OutputSource, raw: bool) -> Iterator[str]:
@@ -131,7 +179,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         run = get_run(store, args.run_id, args)
         tree = read_outputs(store, run, stream=True)  # lines read as they are printed: flat memory
         _notes(run, tree)
-        sources = _narrowed(tree, args.target)
+        sources, silent = _narrowed(store, tree, args.target)
         if args.failed:
             failed = {id(s) for s in tree.failed()}
             sources = [s for s in sources if id(s) in failed]
@@ -139,7 +187,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 where = f" '{args.target}'" if args.target else ""
                 print_err(f"no failed steps or items{where} in run {run.id} ({display_status(run)})")
                 return EXIT_OK
-        if not sources:
+        if silent:  # steps that ran and printed nothing: say which, not "no steps"
+            print_err(f"{_whose(run, args.target)} printed nothing: {', '.join(silent)}")
+        elif not sources:
             print_err(f"run {run.id} has no steps yet ({display_status(run)})")
         guard = StdoutGuard()  # `logs … | head`
         plan_reads(sources)  # the rows their lines are in, read a set at a time
@@ -193,7 +243,8 @@ def cmd_grep(args: argparse.Namespace) -> int:
         run = get_run(store, args.run_id, args)
         tree = read_outputs(store, run, stream=True)  # lines read as they are searched: flat memory
         _notes(run, tree)
-        sources = _narrowed(tree, args.target)  # an unknown STEP|ITEM: exit 1 with why, not "no match"
+        # An unknown STEP|ITEM: exit 1 with why, not "no match".
+        sources, silent = _narrowed(store, tree, args.target)
         plan_reads(sources)
         for source in sources:
             found = source_hits(regex, source)
@@ -206,11 +257,14 @@ def cmd_grep(args: argparse.Namespace) -> int:
                 _print_rows(guard, _hit_rows(source, hits, args.raw, printed))
             lines += printed[0] + sum(1 for _ in hits)  # those not printed (stdout closed) count too
     searched = searched_text(len(sources))
-    summary = (
-        f"{lines} matching line{'' if lines == 1 else 's'} in {groups} of {searched}"
-        if lines
-        else f"no match for {args.pattern!r} in {searched} of run {run.id}"
-    )
+    if silent:  # nothing to search: say what the steps are, not "in no steps or items"
+        summary = (
+            f"no match for {args.pattern!r}: {_whose(run, args.target)} printed nothing: {', '.join(silent)}"
+        )
+    elif lines:
+        summary = f"{lines} matching line{'' if lines == 1 else 's'} in {groups} of {searched}"
+    else:
+        summary = f"no match for {args.pattern!r} in {searched} of run {run.id}"
     print_err(summary)
     _cut_notes(sources)
     return EXIT_OK if lines else EXIT_FAILED

@@ -204,8 +204,8 @@ def test_gates_are_named_by_a_short_step_id_as_runs_are(
     assert out == f"gate human_approval of run {first.run_id} (ship) approved by alice\n"
     assert first.finish().status is RunStatus.COMPLETED
     assert second.gate_row().status == StepStatus.WAITING.value
-    code, _, err = cli(capsys, "gates", "reject", "ZZZZZZ")  # no such gate: said, as before
-    assert code == 1 and "ZZZZZZ: no gate with step id 'ZZZZZZ'" in err
+    code, _, err = cli(capsys, "gates", "reject", "ZZZZZZ")  # no such gate: an error like any other
+    assert code == 1 and err == "runkon-flow gates: error: ZZZZZZ: no gate with step id 'ZZZZZZ'\n"
 
 
 def test_a_short_step_id_several_gates_share_is_refused() -> None:
@@ -247,7 +247,11 @@ def test_a_gate_already_answered_is_reported_and_the_others_still_decided(
     assert cli(capsys, "gates", "reject", first_id, "--by", "bob")[0] == 0
     code, out, err = cli(capsys, "gates", "approve", first_id, second_id)
     assert code == 1
-    assert f"{first_id}: gate 'human_approval' ({first_id}) is not waiting: failed by bob" in err
+    # Said as every error is (`runkon-flow gates approve: 01…:` lacked the `error:`).
+    assert err == (
+        f"runkon-flow gates: error: {first_id}: "
+        f"gate 'human_approval' ({first_id}) is not waiting: failed by bob\n"
+    )
     assert out == f"gate human_approval of run {second.run_id} (ship) approved by alice\n"
     assert first.finish().status is RunStatus.FAILED
     assert second.finish().status is RunStatus.COMPLETED

@@ -322,7 +322,8 @@ def cmd_gates(args: argparse.Namespace) -> int:
     for decision in decisions:
         if decision.gate is None:
             failed += 1
-            print_err(f"runkon-flow gates {args.action}: {decision.step_id}: {decision.error}")
+            # An error like every other (docs/cli.md, "Decisions"): `runkon-flow gates: error: …`.
+            print_err(f"runkon-flow gates: error: {decision.step_id}: {decision.error}")
             continue
         g = decision.gate
         out.print(f"gate {g.gate_name} of run {g.run_id} ({g.workflow_name}) {verb} by {by}")

@@ -268,6 +268,23 @@ def test_answering_needs_gates_named_or_all(home: Path, capsys: pytest.CaptureFi
     assert cli(capsys, "gates", "approve", "--all") == (0, "no gate is waiting that matches\n", "")
 
 
+def test_the_inbox_of_a_database_nothing_has_run_with_is_empty_as_runs_says_no_runs_yet(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gates` before the first run (the default database does not exist yet) said `error: no run
+    database at …` with exit 1, so a script polling `gates --json` failed where `runs` says `no
+    runs yet`. Listing stays read-only and says why it is empty; answering still needs runs."""
+    db = home / "runs.db"
+    assert cli(capsys, "gates") == (0, f"no gate is waiting ({db} does not exist)\n", "")
+    assert cli(capsys, "gates", "--json") == (0, "", "")
+    assert not db.exists()  # nothing created
+    db.touch()
+    assert cli(capsys, "gates", "list") == (0, f"no gate is waiting ({db} is empty)\n", "")
+    assert db.stat().st_size == 0
+    code, _, err = cli(capsys, "gates", "approve", "--all")
+    assert code == 1 and f"run database {db} is empty" in err
+
+
 def test_the_inbox_shows_a_gate_of_another_process_and_its_approval_reaches_that_engine(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

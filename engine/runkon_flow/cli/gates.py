@@ -25,7 +25,7 @@ from runkon_flow.cli.common import (
 )
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.report import lease_is_live
-from runkon_flow.cli.store import add_db_args, get_run, opened_store
+from runkon_flow.cli.store import NoRunsHere, add_db_args, get_run, opened_store
 from runkon_flow.humanize import display_line, format_duration, safe_text
 from runkon_flow.observe.run_ids import SHORT_ID_MIN
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -186,7 +186,10 @@ def _gate_json(gate: WaitingGate, now: float, held: bool) -> dict[str, Any]:
     }
 
 
-def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namespace) -> int:
+def _list(
+    gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namespace, why: str | None = None
+) -> int:
+    """`why`: the database holds no runs at all (`NoRunsHere.why`), said after the empty list."""
     out = StdoutGuard()
     now = time.time()
     if args.json:
@@ -194,7 +197,7 @@ def _list(gates: list[WaitingGate], held: dict[str, bool], args: argparse.Namesp
             out.print(json.dumps(_gate_json(gate, now, held[gate.run_id])))
         return EXIT_OK
     if not gates:
-        out.print("no gate is waiting")
+        out.print("no gate is waiting" + (f" ({why})" if why else ""))
         return EXIT_OK
     out.print(f"{len(gates)} gate{'' if len(gates) == 1 else 's'} waiting (oldest first)")
     # ITEM only when a gate waits in a foreach child: which of the fan-out's children asks.
@@ -300,6 +303,15 @@ def cmd_gates(args: argparse.Namespace) -> int:
         raise UsageError("give STEP_IDs or --all, not both")
     if args.select and args.action != "approve":
         raise UsageError("--select goes with 'gates approve'")
+    if args.action == "list" and not args.run:
+        try:
+            with opened_store(args, must_exist=True) as store:
+                gates = _selected(store, args)
+                return _list(gates, _held(store, gates), args)
+        except NoRunsHere as nothing:
+            # As `runs` says "no runs yet": the inbox of a database nothing has run with is empty,
+            # not an error — a script polling `gates --json` before the first run reads nothing.
+            return _list([], {}, args, why=nothing.why)
     with opened_store(args, must_exist=True) as store:
         if args.run:
             args.run = get_run(store, args.run, args).id

@@ -305,9 +305,11 @@ class GateApprovals:
             raise GateApprovalError(f"gate '{target.gate_name}' offers no options to select from")
         bad = [s for s in chosen if s not in allowed]
         if bad:
+            # A misspelt option is told the closest one, as a misspelt gate name is.
+            close = did_you_mean(bad[0], sorted(allowed)) if len(bad) == 1 else None
             raise GateApprovalError(
                 f"invalid selection {', '.join(repr(b) for b in bad)} for gate '{target.gate_name}' "
-                f"(allowed: {', '.join(sorted(allowed))})"
+                f"({close + ' ' if close else ''}allowed: {', '.join(sorted(allowed))})"
             )
 
     def _own_gates(self, run_id: str) -> list[WaitingGate]:

@@ -69,6 +69,13 @@ def test_approve_with_a_selection_of_the_gates_options(
     code, _, err = cli(capsys, "approve", waiting.run_id, "human_approval", "--select", "yolo")
     assert code == 1
     assert "invalid selection 'yolo' for gate 'human_approval' (allowed: careful, fast)" in err
+    # A misspelt option is told the closest one, as a misspelt gate name is.
+    code, _, err = cli(capsys, "approve", waiting.run_id, "human_approval", "--select", "carefull")
+    assert code == 1
+    assert (
+        "invalid selection 'carefull' for gate 'human_approval' "
+        "(did you mean `careful`? allowed: careful, fast)" in err
+    )
     assert waiting.thread.is_alive()  # still waiting: a bad selection decides nothing
     assert cli(capsys, "approve", waiting.run_id, "human_approval", "--select", "careful")[0] == 0
     assert waiting.finish().status is RunStatus.COMPLETED

@@ -433,6 +433,24 @@ def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}  # nothing ran
 
 
+def test_a_broken_hooks_file_is_said_before_retry_asks(
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`retry` asked `Retry 2 items? [y/N]` and only after a yes said the hooks file was wrong:
+    mistakes are found before anything is asked or run (docs/notifications.md)."""
+    run_id = failed_run(capsys, home)
+    write(home / "hooks.yaml", "hooks:\n  - events: gate.wating\n    run: echo hi\n")
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", lambda question: asked.append(question) or "y")
+    code, _, err = cli(
+        capsys, "retry", run_id, "--failed", "--hooks", str(home / "hooks.yaml"), "--dir", str(home)
+    )
+    assert code == 2 and "hooks.yaml:2: hooks.0.events: 'gate.wating' matches no event" in err
+    assert asked == []
+    assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}  # nothing ran
+
+
 def test_a_failed_run_without_a_fan_out_is_pointed_to_resume_and_rerun(capsys, home: Path) -> None:
     """`nothing to retry: no failed or cancelled items` for a run whose script failed read as
     "nothing failed": retry is for fan-out items, and the message says what runs a step again."""

@@ -676,9 +676,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print_err(f"  the workflows it starts ({', '.join(started)}) run {which}")
         if definition == "current":
             _say_warnings(ws, run.workflow_name, dirs)
-        # Asked here, with --detach too: the background process has no terminal to ask on.
-        _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
+        # A wrong hooks file stops here, before the question: a yes must not end in a usage error.
         hooks = prepare_hooks(args)
+        # Asked here, with --detach too: the background process has no terminal to ask on.
+        with closed_on_error(hooks):
+            _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
         if args.detach:
             with closed_on_error(hooks):
                 refuse_database_as_events(args.events, location_of(args))  # (the runner opens it)

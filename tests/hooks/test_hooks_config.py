@@ -41,7 +41,11 @@ def test_a_full_file_is_read_with_durations_and_globs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "where", "message"),
     [
-        ("hooks:\n  - events: gate.wating\n    run: x\n", ":2:", "'gate.wating' matches no event"),
+        (  # a misspelt event is told the closest one
+            "hooks:\n  - events: gate.wating\n    run: x\n",
+            ":2:",
+            "'gate.wating' matches no event (did you mean `gate.waiting`? events: workflow_run.completed",
+        ),
         (
             "hooks:\n  - events: gate.waiting\n    run: x\n    post: http://127.0.0.1/\n",
             ":2:",

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from runkon_flow.dsl.durations import DurationError, parse_gate_timeout
 from runkon_flow.errors import Problem, SourceLocation
+from runkon_flow.humanize import did_you_mean
 from runkon_flow.plugins._yaml import ConfigFileError, YamlDoc, parse_yaml
 
 __all__ = [
@@ -102,7 +103,9 @@ class HookSpec(BaseModel):
             raise ValueError("name at least one event (a glob such as 'gate.*')")
         for pattern in patterns:
             if not any(fnmatch.fnmatchcase(event, pattern) for event in HOOK_EVENTS):
-                raise ValueError(f"'{pattern}' matches no event (events: {', '.join(HOOK_EVENTS)})")
+                close = did_you_mean(pattern, HOOK_EVENTS)  # a misspelt name, as everywhere
+                hint = f"{close} " if close else ""
+                raise ValueError(f"'{pattern}' matches no event ({hint}events: {', '.join(HOOK_EVENTS)})")
         return patterns
 
     @field_validator("post")

@@ -267,6 +267,23 @@ def test_several_items_in_one_option(capsys, home: Path) -> None:
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
 
 
+def test_items_and_clusters_may_be_spelt_in_the_plural(capsys, home: Path) -> None:
+    """`retry RUN --items b d` (as people write it, and the docs did) was `unrecognized arguments:
+    --items b d`; `--items` and `--clusters` are `--item` and `--cluster`."""
+    run_id = failed_run(capsys, home)
+    code, _, err = cli(
+        capsys, "retry", run_id, "--items", "b", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 1, err  # d is still failed
+    assert "retry 1 of 5 items (b)" in err
+    code, _, err = cli(
+        capsys, "retry", run_id, "--clusters", "1", "--yes", "--dir", str(home), "--progress", "plain"
+    )
+    assert code == 0, err
+    assert "retry 1 of 5 items (d)" in err
+    assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+
+
 def test_the_run_id_may_follow_the_items_or_clusters(capsys, home: Path) -> None:
     """`--item`/`--cluster` take several values, so argparse read a RUN_ID after them as one more
     item (`the following arguments are required: RUN_ID`, or `--cluster: expected a whole number,

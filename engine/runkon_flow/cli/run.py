@@ -930,6 +930,7 @@ def add_retry_parser(sub: Any) -> None:
     p.add_argument("--failed", action="store_true", help="retry every failed or cancelled item")
     p.add_argument(
         "--item",
+        "--items",  # as people write it (--items b d): an unknown option otherwise
         dest="items",
         action=_ExtendNoting,
         nargs="+",
@@ -939,6 +940,7 @@ def add_retry_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--cluster",
+        "--clusters",
         dest="clusters",
         action=_ExtendNoting,
         nargs="+",

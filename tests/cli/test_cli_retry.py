@@ -282,6 +282,12 @@ def test_items_and_clusters_may_be_spelt_in_the_plural(capsys, home: Path) -> No
     assert code == 0, err
     assert "retry 1 of 5 items (d)" in err
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
+    # Nothing left to retry names the run, as `resume` of a completed run does (`in this run`).
+    code, _, err = cli(capsys, "retry", run_id, "--failed", "--yes", "--dir", str(home))
+    assert code == 1
+    assert (
+        err == f"runkon-flow retry: error: nothing to retry: run {run_id} has no failed or cancelled items\n"
+    )
 
 
 def test_the_run_id_may_follow_the_items_or_clusters(capsys, home: Path) -> None:

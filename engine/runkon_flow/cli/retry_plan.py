@@ -203,7 +203,8 @@ def choose_items(
             )
         )
     if not choice.items:
-        raise CommandFailed("nothing to retry: no failed or cancelled items in this run")
+        where = f"run {run_id}" if run_id else "this run"
+        raise CommandFailed(f"nothing to retry: {where} has no failed or cancelled items")
     return choice
 
 

@@ -171,6 +171,9 @@ def test_a_run_whose_steps_printed_nothing_says_which_steps_it_has(
         "    max_parallel = 2\n    workflow = one\n  }\n}\n",
     )
     run_id = start(capsys, "none")
+    code, out, _ = cli(capsys, "show", run_id)  # the step, and why it printed nothing
+    last = out.splitlines()[-1].split()
+    assert code == 0 and last[:3] == ["0", "completed", "foreach:each"] and last[-2:] == ["no", "items"]
     code, out, err = cli(capsys, "logs", run_id)
     assert (code, out) == (0, "")
     assert err == f"run {run_id} (completed) printed nothing: foreach:each (completed, no items)\n"

@@ -631,6 +631,8 @@ def show_lines(
         if step.role == StepRole.FOREACH.value:
             items, fan = _fan_out(store, step, run_interrupted=interrupted)
             extra = _item_summary(items, fan)
+            if not items and step.ended_at:  # it ran and found nothing to fan out over: say so
+                extra = "no items"
             if step.id in current:
                 notes.extend(_item_detail_lines(store, items, fan))
         elif step.child_run_id and step.child_run_id != "dispatching":

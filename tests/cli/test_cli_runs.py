@@ -179,7 +179,8 @@ def test_read_commands_leave_an_empty_file_empty_and_run_still_uses_it(
     db.touch()  # `touch runs.db`, or a typo'd path another tool created: SQLite would take it as new
     assert cli(capsys, "runs") == (0, "", f"no runs yet ({db} is empty)\n")
     assert cli(capsys, "runs", "--json") == (0, "[]\n", "")
-    for argv in (["show", "01ABCDEFGH"], ["logs", "01ABCDEFGH"], ["gates"]):
+    assert cli(capsys, "gates") == (0, f"no gate is waiting ({db} is empty)\n", "")  # a listing, as runs
+    for argv in (["show", "01ABCDEFGH"], ["logs", "01ABCDEFGH"], ["gates", "approve", "--all"]):
         code, out, err = cli(capsys, *argv)
         assert (code, out) == (1, ""), argv
         assert f"run database {db} is empty (nothing has run with it yet" in err, argv

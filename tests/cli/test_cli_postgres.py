@@ -78,12 +78,15 @@ def test_commands_that_read_or_continue_runs_create_no_tables_in_an_empty_databa
     nothing = f"no runs yet ({display_dsn(dsn)} has no runkon tables)\n"
     assert cli(capsys, "runs", "--db", dsn) == (0, "", nothing)
     assert cli(capsys, "runs", "--db", dsn, "--json") == (0, "[]\n", "")
+    # The gate inbox is a listing too: empty, not an error; answering a gate there is one.
+    inbox = f"no gate is waiting ({display_dsn(dsn)} has no runkon tables)\n"
+    assert cli(capsys, "gates", "--db", dsn) == (0, inbox, "")
     run_id = "01JZZZZZZZZZZZZZZZZZZZZZZZ"
     for argv in (
         ("show", run_id),
         ("logs", run_id),
         ("grep", "x", run_id),
-        ("gates",),
+        ("gates", "approve", "--all"),
         ("watch", run_id),
         ("cancel", run_id),
         ("resume", run_id),

@@ -466,6 +466,19 @@ def test_gates_of_foreach_children_name_the_item_each_asks_for(
             child: item
             for child, item in re.findall(r"human_approval \(in child run (\w+), item (rec-0\d)\)", shown)
         }
+
+        # Answered, each says which item it was for, as the list did.
+        child_of = {g["item"]: g["run_id"] for g in listed}
+        code, out, _ = cli(capsys, "gates", "approve", by_item["rec-01"])
+        assert (code, out) == (
+            0,
+            f"gate human_approval of run {child_of['rec-01']} (check, item rec-01) approved by alice\n",
+        )
+        code, out, _ = cli(capsys, "approve", run.run_id, by_item["rec-02"])
+        assert (code, out) == (
+            0,
+            f"gate human_approval of run {run.run_id} (item rec-02) approved by alice\n",
+        )
     finally:
         run.close()
 

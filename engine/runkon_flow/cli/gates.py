@@ -48,7 +48,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     with opened_store(args, must_exist=True) as store:
         run_id = get_run(store, args.run_id, args).id
         gates = GateApprovals(store)
-        held = _held(store, gates.waiting_gates(run_id))  # before: a decision may end the run
+        waiting = gates.waiting_gates(run_id)
+        held = _held(store, waiting)  # before: a decision may end the run
         by = _user(args.by)
         if args.command == "approve":
             gate = gates.approve(run_id, args.gate, by, args.note, args.select or None)
@@ -57,7 +58,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
             gate = gates.reject(run_id, args.gate, by, args.note)
             verb = "rejected"
         _note_unheld(store, [gate], held, args)
-    out.print(f"gate {gate.gate_name} of run {run_id} {verb} by {by}")
+        # Which child of a fan-out it was, if one (as `show` and the inbox name it).
+        of_item = next((g.item for g in waiting if g.step_id == gate.step_id), None)
+    item = f" (item {display_line(of_item)})" if of_item else ""
+    out.print(f"gate {gate.gate_name} of run {run_id}{item} {verb} by {by}")
     return EXIT_OK
 
 
@@ -327,6 +331,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
         approve = args.action == "approve"
         waiting = [g for g in GateApprovals(store).inbox() if g.step_id in set(ids)]
         held = _held(store, waiting)  # before: a decision may end its run
+        items = {g.step_id: g.item for g in waiting}
         decisions = GateApprovals(store).decide_many(ids, approve, by, args.note, args.select or None)
         _note_unheld(store, [d.gate for d in decisions if d.gate is not None], held, args)
     verb = "approved" if approve else "rejected"
@@ -338,7 +343,10 @@ def cmd_gates(args: argparse.Namespace) -> int:
             print_err(f"runkon-flow gates: error: {decision.step_id}: {decision.error}")
             continue
         g = decision.gate
-        out.print(f"gate {g.gate_name} of run {g.run_id} ({g.workflow_name}) {verb} by {by}")
+        # The item, as the list's ITEM column says it: children of one fan-out look alike.
+        of_item = items.get(g.step_id)
+        item = f", item {display_line(of_item)}" if of_item else ""
+        out.print(f"gate {g.gate_name} of run {g.run_id} ({g.workflow_name}{item}) {verb} by {by}")
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -31,7 +31,7 @@ from runkon_flow.humanize import did_you_mean, display_line, display_lines
 from runkon_flow.observe.counts import row_status
 from runkon_flow.observe.outputs import OutputSource, OutputTree, plan_reads, read_outputs
 from runkon_flow.observe.search import Hit, compile_pattern, searched_text, source_hits
-from runkon_flow.persistence import WorkflowRun
+from runkon_flow.persistence import StepRole, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = ["add_grep_parser", "add_logs_parser", "heading"]
@@ -94,7 +94,7 @@ def _silent_steps(store: WorkflowPersistence, run: WorkflowRun, target: str | No
     said = []
     for row in rows.values():
         status = row_status(row, interrupted)
-        if row.role == "foreach" and not store.get_fan_out_items(row.id):
+        if row.role == StepRole.FOREACH.value and not store.get_fan_out_items(row.id):
             status += ", no items"
         said.append(f"{display_line(row.step_name, None)} ({status})")
     return said
@@ -121,24 +121,22 @@ def _narrowed(
     silent = _silent_steps(store, tree.run, target)
     if silent:
         return [], silent
-    if not found:
-        names = tree.names()
-        # Steps that printed nothing are names the run has too (`each` of a foreach with no items).
-        names += [
-            n
-            for n in dict.fromkeys(_step_short(r.step_name) for r in store.get_steps(tree.run.id))
-            if n not in names
-        ]
-        listed = ", ".join(display_line(name, None) for name in names[:_LISTED_NAMES])
-        if len(names) > _LISTED_NAMES:
-            listed += f", … ({len(names)} in all)"
-        close = did_you_mean(target, names)
-        hint = f"{display_line(close, None)} " if close else ""
-        raise CommandFailed(
-            f"no step or item '{display_line(target, None)}' in run {tree.run.id}"
-            + (f" ({hint}it has: {listed})" if names else "")
-        )
-    return found, []
+    names = tree.names()
+    # Steps that printed nothing are names the run has too (`each` of a foreach with no items).
+    names += [
+        n
+        for n in dict.fromkeys(_step_short(r.step_name) for r in store.get_steps(tree.run.id))
+        if n not in names
+    ]
+    listed = ", ".join(display_line(name, None) for name in names[:_LISTED_NAMES])
+    if len(names) > _LISTED_NAMES:
+        listed += f", … ({len(names)} in all)"
+    close = did_you_mean(target, names)
+    hint = f"{display_line(close, None)} " if close else ""
+    raise CommandFailed(
+        f"no step or item '{display_line(target, None)}' in run {tree.run.id}"
+        + (f" ({hint}it has: {listed})" if names else "")
+    )
 
 
 def _source_rows(source: OutputSource, raw: bool) -> Iterator[str]:

@@ -22,7 +22,7 @@ from runkon_flow.runtime import FlowEngineBuilder, RunInput, WorkflowExecConfig
 from runkon_flow.workspace import end_unowned_run
 
 from tests.engine.conftest import Agents, Harness, ListProvider, wait_for_cancel, wait_until
-from tests.persistence.conftest import FakeClock, close_store, make_store
+from tests.persistence.conftest import CONTRACT_STORE_KINDS, FakeClock, close_store, make_store
 
 
 def test_a_run_is_running_while_it_executes_and_its_lease_is_released_at_the_end(h: Harness) -> None:
@@ -317,7 +317,7 @@ class _TreeTakenOverAtAChildsEnd:
             self.inner.flush()  # the child's queued rows first, as the other process sees them
             self.inner.release_lease(self.parent_id, self.inner.get_run(self.parent_id).owner_token)
             assert self.inner.acquire_lease(self.parent_id, "new-owner", 60) is not None
-            assert self.inner.end_abandoned_descendants(self.parent_id, "taken over") == 1
+            assert len(self.inner.end_abandoned_descendants(self.parent_id, "taken over")) == 1
         return self.inner.finish_run(run_id, *args, **kw)
 
 
@@ -459,6 +459,58 @@ def test_a_child_this_engine_stopped_for_a_lost_lease_is_not_stored_as_cancelled
         assert notes == [CHILD_LEASE_LOST_NOTE]  # the stream says it stopped here, and why
         view = RunModel.from_events(events)
         assert view.runs[child.id].status == "running", view.runs[child.id].cancel_reason
+    finally:
+        close_store(store)
+
+
+@pytest.mark.parametrize("kind", CONTRACT_STORE_KINDS)
+def test_a_foreach_child_left_in_flight_reads_ended_in_the_stream_once_a_resume_ends_it(
+    tmp_path: Path, kind: str
+) -> None:
+    """The run is handed over with a foreach child in flight (its engine stops as one that lost
+    the lease: the child's row stays `running`, the stream holds only a note), then resumed: the
+    resume ends that child in the store — the item runs again as a new child. Before, it sent no
+    event for it, so `watch`, `logs` and a dashboard following the run read the old child
+    `running` for good while the store said cancelled."""
+    from runkon_flow.event_log import read_envelopes
+    from runkon_flow.observe.reducer import RunModel
+
+    store = make_store(kind, tmp_path)
+    try:
+        h = Harness(store, tmp_path)
+        h.add_workflow("workflow child { call slow }")
+        h.agents.do("slow", wait_for_cancel)
+        h.providers.append(ListProvider("tickets", ["a"]))
+        fan = "foreach fan { over = tickets max_parallel = 1 workflow = child }"
+        wf = h.add_workflow(f"workflow parent {{ {fan} }}")
+        run_id = h.new_run(wf)
+        writer = StoredEventWriter(store, run_id)
+        bg = h.start(wf, run_id=run_id, event_sinks=[writer])
+        assert wait_until(lambda: bool(h.agents.calls))
+        h.engine.cancel_run(run_id, CancellationReason.of("LeaseLost"))  # as hand_over does
+        with pytest.raises(EngineCancelled, match="LeaseLost"):
+            bg.join()
+        writer.close()
+        (left,) = store.list_runs(parent_run_id=run_id)
+
+        h.agents.on("slow")  # the runner that resumes it: the item now runs through
+        writer = StoredEventWriter(store, run_id)
+        result = h.engine.resume_workflow(wf, h.run_input(run_id, event_sinks=[writer]))
+        writer.close()
+        assert result.all_succeeded
+        stored = store.get_run(left.id)
+        assert stored.status is RunStatus.CANCELLED  # the resume ended it in the store …
+
+        events = read_envelopes(store, run_id)[0]
+        (end,) = [e.event for e in events if e.run_id == left.id and e.event.type == "RunCancelled"]
+        assert end.reason.kind == "EngineShutdown"  # … and says so in the stream: not a user's cancel
+        assert end.summary == stored.error
+        view = RunModel.from_events(events)
+        assert view.runs[left.id].status == "cancelled"
+        assert view.runs[left.id].cancel_reason == "the engine shut down"
+        assert view.status == "completed"
+        again = [r for r in store.list_runs(parent_run_id=run_id) if r.id != left.id]
+        assert [r.status for r in again] == [RunStatus.COMPLETED]  # the item ran again
     finally:
         close_store(store)
 

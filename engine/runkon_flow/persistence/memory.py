@@ -247,7 +247,7 @@ class InMemoryStore:
             run.blocked_on = snapshot
             run.ended_at = None
 
-    def end_abandoned_descendants(self, run_id: str, error: str) -> int:
+    def end_abandoned_descendants(self, run_id: str, error: str) -> list[str]:
         below = self._below(run_id, called_too=False)
         with self._guards(below):
             return self._end(below, error, self._now())
@@ -262,16 +262,16 @@ class InMemoryStore:
             below = sh.descendants([run_id], self._children_index(workflow_parent_only=True))[1:]
         return [child_id for child_id in below if child_id not in resumed_in_place]
 
-    def _end(self, run_ids: list[str], error: str, now: str) -> int:
-        """Under the runs' locks: record the unfinished ones cancelled (unowned); how many."""
-        ended = 0
+    def _end(self, run_ids: list[str], error: str, now: str) -> list[str]:
+        """Under the runs' locks: record the unfinished ones cancelled (unowned); their ids."""
+        ended = []
         for child_id in run_ids:
             run = self._runs.get(child_id)
             if run is None or run.status.is_terminal:
                 continue
             _record_status(run, RunStatus.CANCELLED, run.result_summary, error, now)
             self._release(child_id, run.owner_token)
-            ended += 1
+            ended.append(child_id)
         return ended
 
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:

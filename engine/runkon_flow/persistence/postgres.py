@@ -1229,10 +1229,10 @@ class PostgresStore(Leadership):
         self._write(update, single=notify is None, durable=durable, key="r:" + run_id, retry_safe=True)
 
     @_translated
-    def end_abandoned_descendants(self, run_id: str, error: str) -> int:
+    def end_abandoned_descendants(self, run_id: str, error: str) -> list[str]:
         params = (error, self._now(), run_id)
-        sql = ABANDONED_DESCENDANTS.format(p="%s")
-        return self._write(lambda cur: cur.execute(sql, params).rowcount, single=False)
+        sql = ABANDONED_DESCENDANTS.format(p="%s") + " RETURNING id"
+        return self._write(lambda cur: [row[0] for row in cur.execute(sql, params).fetchall()], single=False)
 
     @_translated
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:

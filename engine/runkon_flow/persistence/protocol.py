@@ -189,11 +189,12 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         it; else the row's status, left as it was. An unknown run is an error."""
         ...
 
-    def end_abandoned_descendants(self, run_id: str, error: str) -> int:
+    def end_abandoned_descendants(self, run_id: str, error: str) -> list[str]:
         """Record every unfinished run below `run_id` `cancelled` (with `error`, unowned) in one
         write — except a run a step row names as its child (`call workflow`: resumed in place);
-        how many. Called by a resume that has taken `run_id` over: the engine that held it is
-        gone, and its in-flight children with it."""
+        the ids of the runs it ended (the resuming engine sends each one's end event). Called by a
+        resume that has taken `run_id` over: the engine that held it is gone, and its in-flight
+        children with it."""
         ...
 
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:

@@ -56,6 +56,7 @@ from runkon_flow.persistence.models import (
 )
 from runkon_flow.persistence.paths import default_db_path
 from runkon_flow.persistence.schema import (
+    ABANDONED_DESCENDANT_IDS,
     ABANDONED_DESCENDANTS,
     EVENT_COLUMNS,
     ITEM_COLUMNS,
@@ -1047,10 +1048,18 @@ class SqliteStore(Leadership):
         self._write(update, durable=durable, key="r:" + params[-1])
 
     @_translated
-    def end_abandoned_descendants(self, run_id: str, error: str) -> int:
+    def end_abandoned_descendants(self, run_id: str, error: str) -> list[str]:
         params = (error, self._now(), run_id)
         sql = ABANDONED_DESCENDANTS.format(p="?")
-        return self._write(lambda conn: conn.execute(sql, params).rowcount, single=False)
+        ids_sql = ABANDONED_DESCENDANT_IDS.format(p="?")
+
+        def end(conn: sqlite3.Cursor) -> list[str]:
+            ended = [row[0] for row in conn.execute(ids_sql, (run_id,)).fetchall()]
+            if ended:  # the same rows: read and ended in one write transaction
+                conn.execute(sql, params)
+            return ended
+
+        return self._write(end, single=False)
 
     @_translated
     def request_cancel(self, run_id: str, error: str | None = None) -> bool:

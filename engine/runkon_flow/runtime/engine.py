@@ -87,6 +87,9 @@ log = logging.getLogger("runkon_flow.engine")
 _VALIDATION_CACHE_SIZE = 256
 _UNFINISHED = frozenset({StepStatus.PENDING.value, StepStatus.RUNNING.value, StepStatus.WAITING.value})
 _ABANDONED = "interrupted: the engine running it stopped; the run was resumed"
+#: Why a child a resume ended stopped: the engine running it did (it crashed, was killed, or
+#: let go of the run — the dashboard's hand-over; the store's words, `_ABANDONED`, say the rest).
+_ENGINE_STOPPED = CancellationReason.of("EngineShutdown")
 # A called child a resumed run did not reach again (it took another branch, or failed first).
 _UNREACHED = "not resumed: the run it belongs to ended without reaching it again"
 
@@ -478,9 +481,13 @@ class FlowEngine:
         """Child runs the engine that held the run left unfinished (a foreach's in-flight items,
         a crash) will never finish: fan-outs start such items again as new children. Record them
         `cancelled`, in one write for the whole tree, or they read `running` under an ended run
-        for good; a `call workflow` child is resumed in place and left alone."""
+        for good; a `call workflow` child is resumed in place and left alone. Each one ended is
+        said as its `RunCancelled(EngineShutdown)` — the engine that ran it stopped — with the
+        store's words for a summary, right after the run's start event (`_core`): the stream
+        stored no end for it (a child stopped for a lost lease is stored as a note: event_log.py),
+        so `watch`, `logs` and a dashboard following the run read it `running` for good before."""
         try:
-            st.persistence.end_abandoned_descendants(st.workflow_run_id, _ABANDONED)
+            st.abandoned_children = st.persistence.end_abandoned_descendants(st.workflow_run_id, _ABANDONED)
         except Exception as exc:
             log.warning("resume: could not end run %s's abandoned child runs: %s", st.workflow_run_id, exc)
 
@@ -624,6 +631,8 @@ class FlowEngine:
                         retried_items=st.retried_items,
                     )
                 )
+            for child_id in st.abandoned_children:  # ended by this resume: as the store has them
+                st.emit(RunCancelled(reason=_ENGINE_STOPPED, summary=_ABANDONED), run_id=child_id)
         body_error: EngineError | None = None
         try:
             execute_nodes(st, definition.body, 0, "body", respect_fail_fast=True)

@@ -246,6 +246,9 @@ class ExecutionState:
     current_executions: dict[str, str] = field(default_factory=dict)  # step_id -> executor label
     last_output: tuple[int, str] | None = None  # (position, structured_output) of the latest such step
     children_touched: set[str] = field(default_factory=set)  # child run ids created/resumed by this run
+    # Child runs this run's resume ended at its start (the engine before it left them in flight):
+    # their end events follow the run's start event (`FlowEngine._end_abandoned_children`).
+    abandoned_children: list[str] = field(default_factory=list)
     prior_contexts_json: str | None = None  # cache, invalidated when `contexts` grows
     # The run row was created already `running` and leased by this engine (create_leased_run):
     # nothing to acquire, nothing to mark started.
@@ -357,16 +360,19 @@ class ExecutionState:
 
     # ------------------------------------------------------------------ events
 
-    def emit(self, event: Any) -> None:
+    def emit(self, event: Any, run_id: str | None = None) -> None:
         """Deliver `event` to every sink once, in order; a raising sink is logged and skipped.
-        A write-behind run's events wait in the report gate until what they report is committed."""
+        A write-behind run's events wait in the report gate until what they report is committed.
+        `run_id`: the run the event is about when it is not this one (a child this run's resume
+        ended: `FlowEngine._end_abandoned_children`)."""
         settings = self.settings
         if settings.event_sinks:
+            about = run_id or self.workflow_run_id
             gate = settings.report_gate
             if gate is not None and settings.write_behind:
-                gate.hold(settings.event_sinks, self.workflow_run_id, event)
+                gate.hold(settings.event_sinks, about, event)
             else:
-                emit_to(settings.event_sinks, self.workflow_run_id, event)
+                emit_to(settings.event_sinks, about, event)
 
     def warn(self, message: str, step_name: str | None = None, level: str = "warning") -> None:
         """Log a warning and show it to a human as an EngineLog event. The log record says whether

@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json as _json_of
 
+from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
     EVENT_CLASSES,
     OUTPUT_CUT_NOTE,
@@ -48,7 +49,7 @@ from runkon_flow.events import (
     StepCompleted,
     StepOutput,
 )
-from runkon_flow.persistence.models import PACKED_EVENTS, ZIPPED_EVENTS, NewEvent, StoredEvent
+from runkon_flow.persistence.models import PACKED_EVENTS, ZIPPED_EVENTS, NewEvent, RunStatus, StoredEvent
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = [
@@ -198,11 +199,13 @@ class StoredEventWriter:
             # handed it) and goes on with this stream, ending it itself; only this engine's own
             # log says so. A child: its new holder continues it (`call workflow`) or ends it (a
             # resume ends a foreach's unfinished children), or a `cancel` ended it from outside
-            # — a reader is told it stopped here, not that anyone cancelled it.
+            # — a reader is told it stopped here, not that anyone cancelled it; or, when the
+            # child's row was ended so (a cancel from outside), that cancel (`_child_stopped`,
+            # on the writer's thread: this may be a store's committing thread).
             if data.run_id == self.run_id:
                 return
-            data = data.model_copy(update={"event": _CHILD_LEASE_LOST})
-            event, cls = _CHILD_LEASE_LOST, EngineLog
+            self._queue.append(data)
+            return
         spec = _PLAIN.get(cls)
         if spec is None or (cls is StepCompleted and event.step_id in self._had_output):  # type: ignore[attr-defined]
             if cls is StepOutput:
@@ -302,7 +305,10 @@ class StoredEventWriter:
     def _special(self, data: EngineEventData, add: Callable[[str], None]) -> None:
         event = data.event
         kind = event.type
-        if kind == "StepOutput":
+        if kind == "RunCancelled":  # a child's, for a lost lease (`emit`)
+            event = self._child_stopped(data.run_id)
+            kind = event.type
+        elif kind == "StepOutput":
             event = self._bounded(event)
             if event is None:
                 return
@@ -313,6 +319,22 @@ class StoredEventWriter:
             if cut_note is not None:
                 add(line_of(data.ts, data.run_id, "EngineLog", _payload(cut_note)))
         add(line_of(data.ts, data.run_id, kind, _payload(event)))
+
+    def _child_stopped(self, child_id: str) -> EngineEvent:
+        """What the stream stores for a child this engine stopped for a lost lease (one read of
+        its row, on the writer's thread): the cancel that ended it, when its row was cancelled
+        so from outside (`runkon-flow cancel <child>`, the dashboard's, while this engine stood
+        still: its end was refused) — else the note that it stopped here without an end."""
+        try:
+            row = self.store.get_run(child_id)
+        except Exception as exc:
+            log.debug("run %s: could not read child %s's row: %s", self.run_id, child_id, exc)
+            row = None
+        if row is not None and row.status == RunStatus.CANCELLED:
+            reason = CancellationReason.from_error(row.error)
+            if reason is not None and reason.kind != "LeaseLost":
+                return RunCancelled(reason=reason, summary=row.result_summary)
+        return _CHILD_LEASE_LOST
 
     def _bounded(self, event: StepOutput) -> StepOutput | None:
         cut = self._cuts.get(event.step_id)

@@ -515,6 +515,10 @@ def test_a_foreach_child_left_in_flight_reads_ended_in_the_stream_once_a_resume_
         close_store(store)
 
 
+#: What `runkon-flow cancel <run> --message "no longer needed"` records on a run no engine holds.
+_USER_CANCEL = str(EngineCancelled(CancellationReason.user("no longer needed")))
+
+
 class _ChildCancelledWhilePaused:
     """A store on which this process stands still past its leases just as a foreach child records
     its end, and meanwhile `runkon-flow cancel <child>` ends that child (borrowing its lapsed
@@ -531,9 +535,22 @@ class _ChildCancelledWhilePaused:
             self.inner.flush()
             self.clock.advance(31)  # past every lease of this engine
             assert self.inner.acquire_lease(run_id, "cancel-1", 5) is not None
-            self.inner.update_run_status(run_id, RunStatus.CANCELLED, None, "cancelled by a user")
+            self.inner.update_run_status(run_id, RunStatus.CANCELLED, None, _USER_CANCEL)
             self.inner.release_lease(run_id, "cancel-1")
         return self.inner.finish_run(run_id, *args, **kw)
+
+
+def assert_stream_ends_child_as_cancelled_by_the_user(store: Any, run_id: str, child_id: str) -> None:
+    from runkon_flow.event_log import read_envelopes
+    from runkon_flow.observe.reducer import RunModel
+
+    events = read_envelopes(store, run_id)[0]
+    about = [e.event for e in events if e.run_id == child_id]
+    assert about[-1].type == "RunCancelled"
+    assert about[-1].reason == CancellationReason.user("no longer needed")
+    assert "EngineLog" not in [e.type for e in about]
+    child = RunModel.from_events(events).runs[child_id]
+    assert (child.status, child.cancel_reason) == ("cancelled", "no longer needed")
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
@@ -551,16 +568,19 @@ def test_a_child_ended_from_outside_does_not_stop_a_parent_whose_lease_is_still_
         h.add_workflow("workflow child { call work }")
         h.providers.append(ListProvider("tickets", ["a"]))
         config = WorkflowExecConfig(poll_interval=0.05, lease_ttl_secs=30)
-        h.run(wf, run_id=parent_id, exec_config=config)  # no EngineCancelled: the parent was not taken
+        writer = StoredEventWriter(store, parent_id)
+        # no EngineCancelled: the parent was not taken
+        h.run(wf, run_id=parent_id, exec_config=config, event_sinks=[writer])
+        writer.close()
         parent = store.get_run(parent_id)
         assert parent.status.is_terminal and parent.owner_token is None
         (child,) = [r for r in store.list_runs(parent_run_id=parent_id) if r.workflow_name == "child"]
-        assert (store.get_run(child.id).status, store.get_run(child.id).error) == (
-            "cancelled",
-            "cancelled by a user",
-        )
+        assert (store.get_run(child.id).status, store.get_run(child.id).error) == ("cancelled", _USER_CANCEL)
         ends = h.events_of_run(child.id, "RunCompleted", "RunCancelled")
         assert [(e.type, e.reason.kind) for e in ends] == [("RunCancelled", "LeaseLost")]
+        # The stored stream says what the store says: the user's cancel, not "running" and a note
+        # that it stopped without an end (before), nor the lease this engine lost.
+        assert_stream_ends_child_as_cancelled_by_the_user(store, parent_id, child.id)
     finally:
         close_store(store)
 
@@ -580,11 +600,15 @@ def test_a_called_child_ended_from_outside_fails_its_step_in_a_parent_still_its_
         h = Harness(_ChildCancelledWhilePaused(store, clock, parent_id), tmp_path)
         h.add_workflow("workflow child { call work }")
         config = WorkflowExecConfig(poll_interval=0.05, lease_ttl_secs=30)
-        h.run(wf, run_id=parent_id, exec_config=config)  # no EngineCancelled: the parent was not taken
+        writer = StoredEventWriter(store, parent_id)
+        # no EngineCancelled: the parent was not taken
+        h.run(wf, run_id=parent_id, exec_config=config, event_sinks=[writer])
+        writer.close()
         parent = store.get_run(parent_id)
         assert (parent.status, parent.owner_token) == (RunStatus.FAILED, None)
         (child,) = store.list_runs(parent_run_id=parent_id)
-        assert (child.status, child.error) == ("cancelled", "cancelled by a user")
+        assert (child.status, child.error) == ("cancelled", _USER_CANCEL)
+        assert_stream_ends_child_as_cancelled_by_the_user(store, parent_id, child.id)
         (row,) = [s for s in store.get_steps(parent_id) if s.step_name == "workflow:child"]
         assert row.status == "failed" and "ended from outside" in (row.result_text or row.error or "")
     finally:

@@ -542,14 +542,13 @@ class RunSession:
     def resume_source(self) -> ResumeSource | None:
         """Which definition `r` resumes the run on screen with, as the engine decides
         (`Workspace.resume_plan`): asked of the host on a worker, for the files as they are now
-        and where the resume would run (a background runner loads the files afresh). None until
-        the answer comes (`ResumeKnown`: then the screen draws again), or when there is none."""
+        (the same wherever the resume runs). None until the answer comes (`ResumeKnown`: then
+        the screen draws again), or when there is none."""
         view, host = self.view, self.host
         run_id = view.root_run_id
         if run_id is None or host is None:
             return None
-        afresh = self.launches
-        key: tuple[object, ...] = (run_id, view.status, self._files_version, afresh)
+        key: tuple[object, ...] = (run_id, view.status, self._files_version)
         if self._resume_known is not None and self._resume_known[0] == key:
             return self._resume_known[1]
         if self._resume_asked == key:
@@ -561,7 +560,7 @@ class RunSession:
             with contextlib.suppress(Exception):  # the resume itself says what stops it
                 if not self.run_active:  # the host is not reloaded under a run
                     self.reload_host_now()
-                source = host.resume_plan(run_id, afresh=afresh).source
+                source = host.resume_plan(run_id).source
             self.driver.post(ResumeKnown(key, source))
 
         self.driver.spawn(job, group="resume-plan", name=f"what a resume of {run_id} runs")
@@ -580,7 +579,6 @@ class RunSession:
 
         return {
             ResumeSource.FILE: "the file as it is now",
-            ResumeSource.LAST_GOOD: "the file's last good definition (the file does not parse now)",
             ResumeSource.STORED: "its own definition (the file does not parse now)",
             ResumeSource.RERUN: "its own definition (a rerun keeps the one it was made with)",
             ResumeSource.RETRY: "its own definition (it goes on with a retry of that definition)",
@@ -862,8 +860,7 @@ class RunSession:
             target = run_id
             try:
                 self.reload_host_now()  # edits saved since the last reload apply to this run
-                # As the runner will see them: it loads the files afresh (`resume_plan`).
-                refused = _unloadable(host, target, retry, afresh=True) if target is not None else []
+                refused = _unloadable(host, target, retry) if target is not None else []
                 if refused:  # no runner started, nothing written: the run stays resumable once fixed
                     post(RunRejected(name, refused, target))
                     return
@@ -871,8 +868,8 @@ class RunSession:
                 if target is None:
                     # create_run validates first (language + host checks) and writes nothing on failure.
                     target = host.create_run(name, inputs or {})
-                # What the runner resumes with: it loads the files afresh (no last good definition).
-                shown = host.resume_plan(target, afresh=True).definition if resume else definition
+                # What the runner resumes with (`resume_plan`: the same here and there).
+                shown = host.resume_plan(target).definition if resume else definition
                 log = log_path(db, target)
                 seen = log.stat().st_size if log.exists() else 0
                 # A run taken up again is drawn on as it stands; only what the runner adds is read.
@@ -1606,15 +1603,12 @@ def _warnings(host: EngineHost, name: str) -> tuple[str, ...]:
         return ()
 
 
-def _unloadable(
-    host: EngineHost, run_id: str, retry: Mapping[str, Sequence[str]] | None, *, afresh: bool = False
-) -> list[str]:
+def _unloadable(host: EngineHost, run_id: str, retry: Mapping[str, Sequence[str]] | None) -> list[str]:
     """What stops a resume (or a retry of the items `retry`) of `run_id` up front: the called or
     fan-out workflows it would start that do not load from today's files, at file:line:col.
-    Refused here like a new run's problems, not by a runner or engine after it was started.
-    `afresh`: it goes to a background runner, which loads the files afresh."""
+    Refused here like a new run's problems, not by a runner or engine after it was started."""
     if retry is None:
-        found = host.unloadable_workflows(run_id, afresh=afresh)
+        found = host.unloadable_workflows(run_id)
     else:
         found = host.unloadable_workflows(run_id, retried=list(retry), definition="stored")
     return [p.render() for p in found]

@@ -263,10 +263,9 @@ class ResumeSource(enum.Enum):
     """Which definition a `resume` runs, and why (`Workspace.resume_plan`)."""
 
     FILE = "file"  # the workflow's file as it is now: the fix just made is what you resume with
-    LAST_GOOD = "last good"  # the file does not parse now: the last good definition held here
     RERUN = "rerun"  # a rerun: the definition chosen when it was prepared, stored with it
     RETRY = "retry"  # a retry of the stored definition cut short: that definition
-    STORED = "stored"  # the file is gone or does not load: the definition stored with the run
+    STORED = "stored"  # the file is gone or does not parse now: the definition stored with the run
 
 
 @dataclass(frozen=True)
@@ -492,6 +491,16 @@ class Workspace:
                 return snap.workflows[outcome]
             raise WorkflowNotFound(name_or_path)
         return self._lookup(snap, name_or_path)
+
+    def load_error(self, name: str) -> FileError | None:
+        """Why the workflow declared `name` does not load now: its file's error (a file that
+        parsed before, by its last good name; else one named `<name>.wf`); None when it loads or
+        no file of that name is there."""
+        snap = self._snapshot()
+        kept = snap.kept.get(name)
+        if kept is not None or name in snap.workflows:
+            return kept
+        return snap.broken_by_stem.get(name)
 
     def _lookup(self, snap: _Snapshot, name: str) -> WorkflowDef:
         found = snap.workflows.get(name)
@@ -727,12 +736,12 @@ class Workspace:
                 self.store.set_retry_request(run.id, dataclasses.replace(request, definition="current"))
         return held
 
-    def resume_plan(self, run_id: str, *, afresh: bool = False) -> ResumePlan:
+    def resume_plan(self, run_id: str) -> ResumePlan:
         """What `resume` would run now and why (see `_resume_plan`): what a client draws the
-        resumed run on and says a resume runs, so its picture and the engine agree. `afresh`: as
-        a process that loads the files afresh decides (a runner, `launch`): it holds no last good
-        definition, so for a file that does not parse now it takes the run's stored one."""
-        source, plan = self._resume_plan(self._run_row(run_id), afresh=afresh)
+        resumed run on and says a resume runs, so its picture and the engine agree — the same
+        answer in this process and in a background runner (`launch`), which loads the files
+        afresh."""
+        source, plan = self._resume_plan(self._run_row(run_id))
         return ResumePlan(source, plan.definition)
 
     def unloadable_workflows(
@@ -741,17 +750,15 @@ class Workspace:
         *,
         retried: Iterable[str] = (),
         definition: str | None = None,
-        afresh: bool = False,
         children: dict[str, WorkflowDef] | None = None,
     ) -> list[Problem]:
         """The workflows a `resume` of run `run_id` (or, with `definition`, a `retry` reopening the
         fan-out rows `retried`) would start that do not load from today's files: each at its
-        file:line:col, as `run` refuses them. Empty: nothing stops it. `afresh`: for a resume in
-        a process that loads the files afresh, as `resume_plan` says. `children`: the run's
+        file:line:col, as `run` refuses them. Empty: nothing stops it. `children`: the run's
         `stored_children`, when the caller has read them already (not read a second time)."""
         run = self._run_row(run_id)
         if definition is None:
-            _, plan = self._resume_plan(run, afresh=afresh)
+            _, plan = self._resume_plan(run)
         else:
             plan = self._stored_plan(run, children) if definition == "stored" else self._current_plan(run)
         return self._unloadable(plan, self.store.get_steps(run_id), set(retried))
@@ -809,13 +816,19 @@ class Workspace:
         if problems:
             raise ValidationErrors(problems)
 
-    def _resume_plan(self, run: WorkflowRun, *, afresh: bool = False) -> tuple[ResumeSource, _Plan]:
+    def _resume_plan(self, run: WorkflowRun) -> tuple[ResumeSource, _Plan]:
         """A resume runs the workflow's file as it is now (the fix just made is what you resume
         with), a rerun the definition chosen when it was prepared, a retry cut short (its engine
-        died, or it was handed over) the definition the retry chose, and a run whose workflow is
-        gone or broken the definition stored with it (when gone, the workflows it starts run as
-        they ran too: `_stored_plan`) — but a file that parsed before and does not now, its last
-        good definition held here (none when loaded `afresh`)."""
+        died, or it was handed over) the definition the retry chose, and a run whose workflow's
+        file is gone or does not parse now the definition stored with it, and the workflows it
+        starts as they ran (`_stored_plan`). **Decision:** also a file that parsed before and does
+        not now, whose last good definition this process may still hold (a dashboard that read
+        it): that copy is only in a process that happened to read the file while it parsed — a
+        foreground `runkon-flow resume` and a background runner load the files afresh and never
+        saw it — so one run resumed with another definition depending on where the resume ran
+        (the dashboard's own engine took the last good one, its runner the stored one). The
+        stored definition is what the run ran, `show` and the dashboard draw it, and every
+        process has it; the resume says which it runs (`note: … does not parse now …`)."""
         if run.rerun_of:  # the definition the rerun chose; with `stored`, its children as they ran
             stored = run.rerun_definition == "stored" or _continues_stored_retry(run)
             return ResumeSource.RERUN, self._stored_plan(run) if stored else self._plan_from_row(run)
@@ -823,13 +836,10 @@ class Workspace:
             return ResumeSource.RETRY, self._stored_plan(run)
         snap = self._snapshot()
         wf = snap.workflows.get(run.workflow_name)
-        kept = run.workflow_name in snap.kept
-        if wf is None:  # nothing of today's to resume with: the run as it ran, children included
+        if wf is None or run.workflow_name in snap.kept:
+            # Nothing of today's to resume with: the run as it ran, children included.
             return ResumeSource.STORED, self._stored_plan(run)
-        if kept and afresh:
-            return ResumeSource.STORED, self._plan_from_row(run)
-        source = ResumeSource.LAST_GOOD if kept else ResumeSource.FILE
-        return source, _Plan(wf, snap.workflow_dirs[wf.name], snap)
+        return ResumeSource.FILE, _Plan(wf, snap.workflow_dirs[wf.name], snap)
 
     def retry(
         self,

@@ -261,3 +261,35 @@ def test_retry_detach_runs_the_definition_chosen_here(home: Path, capsys: pytest
         run = store.get_run(run_id)
     assert run is not None and run.retry_request is not None
     assert json.loads(run.retry_request)["definition"] == "current"
+
+
+@pytest.mark.parametrize("where", ["foreground", "detach"])
+def test_a_run_whose_file_does_not_parse_now_resumes_its_stored_definition_wherever_it_runs(
+    home: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """The workflow's file was edited after the run and does not parse now. One rule wherever the
+    resume runs — here, in a background runner, or in the dashboard's own engine, which may still
+    hold the file's last good definition (before, it resumed with that one and its runner with the
+    stored one): the definition stored with the run, and the resume says so and why, at the
+    file's line and column (before: `workflow 'gated' is not in …; use --dir to point at its
+    folder`, while the file was right there)."""
+    code, out, _ = cli(capsys, "run", "gated", "--dir", "wf", *DB)
+    assert code == 1
+    run_id = run_id_of(out)
+    write(home / "wf" / "gated.wf", 'workflow gated {\n  script first { run = "echo first" }\n  script\n}\n')
+    (home / "wf" / "ready").touch()
+    note = f"note: workflow 'gated' does not parse now ({(home / 'wf' / 'gated.wf').resolve()}:"
+    stored = "resuming with the definition stored with the run, and the workflows it started as they ran"
+    if where == "foreground":
+        (home / "wf" / "go").touch()
+        code, out, err = cli(capsys, "resume", run_id, "--dir", "wf", *DB)
+        assert code == 0, err
+        log = out
+    else:
+        out, err = detached(home, "resume", run_id, "--dir", "wf")
+        log = watched_to_the_end(home, run_id)
+    assert note in err and stored in err and "(fix the file to resume with it)" in err, err
+    assert "is not in" not in err
+    assert "StepOutput step=hold stream=stdout line=held" in log  # the stored steps ran
+    assert "StepOutput step=last stream=stdout line=last" in log
+    assert "RunCompleted succeeded=true" in log

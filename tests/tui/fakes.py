@@ -120,7 +120,7 @@ class ScriptedHost:
         self.calls.append(("resume", run_id))
         self._run(run_id, sinks, [])
 
-    def resume_plan(self, run_id: str, *, afresh: bool = False) -> ResumePlan:
+    def resume_plan(self, run_id: str) -> ResumePlan:
         # The file as it is now; scripted runs draw the definition they started with.
         return ResumePlan(ResumeSource.FILE, None)  # type: ignore[arg-type]
 

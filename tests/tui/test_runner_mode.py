@@ -764,9 +764,9 @@ def test_a_run_whose_child_workflow_is_broken_is_refused_before_anything_starts(
 def test_a_resume_in_a_runner_is_checked_on_the_definition_the_runner_resumes_with(
     folder: Path, tmp_path: Path
 ) -> None:
-    """The run's file is broken now: the engine here would resume its last good definition,
-    but a runner loads the files afresh and resumes the run's own. Checked on the last good one,
-    the dashboard refused a resume for a workflow only that definition calls."""
+    """The run's file is broken now: the runner resumes the run's own definition (as the engine
+    here would: `Workspace.resume_plan`, not the last good one it holds). Checked on the last good
+    one, the dashboard refused a resume for a workflow only that definition calls."""
     from runkon_flow.workspace import Workspace
 
     from runkon_tui.history import past_run_view

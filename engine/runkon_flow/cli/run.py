@@ -483,16 +483,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
             _check_resumable(run, store)
         dirs = _workflow_dirs(args.dirs)
         ws = _workspace(dirs, store, config, run.workflow_name, child_runner_for(args, dirs))
-        if run.workflow_name not in ws.workflows:
+        plan = ws.resume_plan(run.id)
+        if plan.source is ResumeSource.STORED:  # the same here and in a runner (--detach)
+            broken = ws.load_error(run.workflow_name)
+            why, hint = (
+                (f"workflow '{run.workflow_name}' does not parse now ({broken.render()})", "fix the file")
+                if broken is not None
+                else (_not_found(run.workflow_name, ws), "use --dir to point at its folder")
+            )
             print_err(
-                f"note: {_not_found(run.workflow_name, ws)}; "
-                "resuming with the definition stored with the run, and the workflows it started "
-                "as they ran (use --dir to point at its folder)"
+                f"note: {why}; resuming with the definition stored with the run, and the workflows "
+                f"it started as they ran ({hint} to resume with it)"
             )
         # Workspace.resume refuses this too (for every caller, and a file broken in between), but
         # only once `execute` has printed the run_id= header: said here first, with each position.
         _refuse_unloadable(ws.unloadable_workflows(run.id), dirs, "resume")
-        if ws.resume_plan(run.id).source is ResumeSource.FILE:  # (a stored one has no file to show)
+        if plan.source is ResumeSource.FILE:  # (a stored one has no file to show)
             _say_warnings(ws, run.workflow_name, dirs)
         hooks = prepare_hooks(args)
         if args.detach:

@@ -1336,7 +1336,7 @@ class RunSession:
             # lapses) — resumable once the database works again (docs/persistence.md).
             self.view.mark_interrupted(
                 f"the run database can record nothing more ({report.error}); the run stays as it was "
-                "stored — when the database works again, r resumes it (once its lease has lapsed)",
+                "stored — when the database works again, r resumes it",
                 said="run stopped",
             )
         elif report.error is not None:

@@ -37,11 +37,23 @@ async def test_a_run_whose_database_takes_no_writes_reads_stopped_and_resumable(
         (stopped,) = [line for line in log if line.startswith("run stopped: ")]
         assert "the run database can record nothing more (run database " in stopped
         assert "attempt to write a readonly database" in stopped
-        assert "stays as it was stored — when the database works again, r resumes it (once its" in stopped
+        assert stopped.endswith("stays as it was stored — when the database works again, r resumes it")
         assert view.status == "interrupted"
         assert [title for title, _ in toasts(app)] == ["Run finished"], toasts(app)
         assert "Engine error" not in str(toasts(app))
         assert app.main_screen is not None and app.main_screen.check_action("resume_run", ()) is True
 
         store._db.execute("PRAGMA query_only = 0")  # the database works again
-        assert store.get_run(run_id).status is RunStatus.RUNNING  # type: ignore[union-attr]
+        store._writes_again()  # (as at its next transaction of several writes: sqlite.py)
+        run = store.get_run(run_id)
+        assert run is not None and run.status is RunStatus.RUNNING
+        assert run.owner_token  # the stopped engine could not let go of its lease …
+
+        # … yet `r` takes the run at once: that engine was this process's, and runs it no more.
+        # Before, `r` was refused — "workflow run already owned by another engine" (itself) —
+        # until the lease lapsed, and the line above said to wait for that.
+        await pilot.press("r")
+        refused = lambda: "Nothing to do" in [title for title, _ in toasts(app)]  # noqa: E731
+        done = lambda: app.view.status == "completed"  # noqa: E731
+        await wait_for(pilot, lambda: refused() or done(), what="resumed run", timeout=30)
+        assert not refused() and "owned by another engine" not in str(toasts(app)), toasts(app)

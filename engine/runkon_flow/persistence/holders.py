@@ -17,6 +17,11 @@ resume or retry takes the run over, and readers show it `interrupted` — instea
 lease TTL. A pid reused by another process reads as alive (the lease is waited out, as before);
 a token without a place (written by an older runkon, another tool, or where /proc is missing)
 never counts as gone early. docs/persistence.md, "A dead holder's lease".
+
+An engine of this very process that stopped running a run but could not let go of its lease (the
+run database took no write then: `stopped_holding`) is as gone for that lease: `release_if_gone`
+lets go of it in its name, so the dashboard that ran the run resumes it at once once the database
+works again (before, `r` was refused as "owned by another engine" — itself — until the lease lapsed).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "holder_of",
     "lease_ttl_of",
     "release_if_gone",
+    "stopped_holding",
     "this_host",
     "this_place",
 ]
@@ -145,14 +151,32 @@ def holder_is_gone(token: str | None) -> bool:
     return False
 
 
+#: (run id, owner token) of the leases engines of this process stopped holding without letting go
+#: of them (`stopped_holding`); an entry goes when `release_if_gone` lets go of it.
+_STOPPED_HERE: set[tuple[str, str]] = set()
+
+
+def stopped_holding(run_id: str, token: str) -> None:
+    """An engine of this process stopped running `run_id` but could not let go of its lease
+    `token` (its run database took no write): that holder is gone, though its pid is this
+    process's — `release_if_gone` counts it so. A set add, atomic under the GIL."""
+    if token:
+        _STOPPED_HERE.add((run_id, token))
+
+
 def release_if_gone(store: WorkflowPersistence, run_id: str) -> Holder | None:
-    """A run whose lease was refused: if its holder is provably gone (`holder_is_gone`), let go of
-    the lease in that holder's name — `release_lease` is fenced on that very token, so a run
-    another engine took meanwhile keeps its owner — and return who it was (the caller then takes
-    the lease as usual); else None, nothing written. An engine that stopped because its run
-    database went away could not let go of its lease: this is how a resume takes the run at once."""
+    """A run whose lease was refused: if its holder is provably gone (`holder_is_gone`, or an
+    engine of this process that stopped holding it: `stopped_holding`), let go of the lease in
+    that holder's name — `release_lease` is fenced on that very token, so a run another engine
+    took meanwhile keeps its owner — and return who it was (the caller then takes the lease as
+    usual); else None, nothing written. An engine that stopped because its run database went away
+    could not let go of its lease: this is how a resume takes the run at once."""
     run = store.get_run(run_id)
-    if run is None or not holder_is_gone(run.owner_token):
+    if run is None or not run.owner_token:
         return None
-    store.release_lease(run_id, run.owner_token or "")
-    return holder_of(run.owner_token)
+    token = run.owner_token
+    if (run_id, token) not in _STOPPED_HERE and not holder_is_gone(token):
+        return None
+    store.release_lease(run_id, token)
+    _STOPPED_HERE.discard((run_id, token))
+    return holder_of(token)

@@ -38,6 +38,7 @@ from runkon_flow.events import (
     RunResumed,
     RunStarted,
 )
+from runkon_flow.persistence.holders import stopped_holding
 from runkon_flow.persistence.models import (
     FanOutItemRow,
     NewRun,
@@ -570,6 +571,8 @@ class FlowEngine:
             st.persistence.release_lease(st.workflow_run_id, st.owner_token or "")
         except Exception as exc:
             log.warning("could not release the lease of run %s: %s", st.workflow_run_id, exc)
+            # This engine runs it no more: a resume in this process takes it at once (holders.py).
+            stopped_holding(st.workflow_run_id, st.owner_token or "")
 
     def _mark_started(self, st: ExecutionState) -> None:
         """Mark the run `running` (a `cancelled` run being resumed becomes `running` again), in one

@@ -682,6 +682,27 @@ def test_a_step_keeps_the_usage_it_ends_with(store, durable) -> None:
     assert store.get_step(plain).usage is None
 
 
+def test_the_usage_of_a_fan_outs_children_is_read_in_one_call(store) -> None:
+    """`item_child_usage` (ours, for `show --items`): the usage of every step row of the child
+    runs a foreach step row's items ran as — not of other runs, nor rows without usage."""
+    step_id = foreach_step(store)
+    a, b, c = store.insert_fan_out_items(step_id, [("t", x, "", {}) for x in "abc"])
+    spent = {}
+    for item, name in ((a, "a"), (b, "b")):
+        child, gen = owned_run(store, f"owner-{name}")
+        for n, usage in enumerate(('{"cost_usd":0.1}', None)):
+            row = new_step(store, child, f"s{n}", retry_count=0)
+            store.update_step(row, StepUpdate.completed(gen, result_text="ok", usage=usage))
+        store.update_fan_out_item(item, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, child))
+        spent[child] = '{"cost_usd":0.1}'
+    store.update_fan_out_item(c, FanOutItemUpdate.running())  # no child run yet
+    other, gen = owned_run(store, "owner-other")
+    row = new_step(store, other, "x", retry_count=0)
+    store.update_step(row, StepUpdate.completed(gen, result_text="ok", usage='{"cost_usd":9}'))
+    assert sorted(store.item_child_usage(step_id)) == sorted(spent.items())
+    assert store.item_child_usage(foreach_step(store)) == []
+
+
 @pytest.mark.parametrize("role", ["actor", "reviewer", "script", ""])
 def test_roles_outside_the_canonical_schema_are_refused(store, role) -> None:
     run_id = new_run(store)

@@ -576,6 +576,12 @@ class InMemoryStore:
                     out.append(_copy_item(row))
         return out
 
+    def item_child_usage(self, step_run_id: str) -> list[tuple[str, str]]:
+        """(child run id, usage JSON) of the step rows of a foreach step row's items' child runs
+        that reported usage (as `SqliteStore.item_child_usage`)."""
+        children = {row.child_run_id for row in self.get_fan_out_items(step_run_id) if row.child_run_id}
+        return [(run_id, s.usage) for run_id in children for s in self.get_steps(run_id) if s.usage]
+
     # ------------------------------------------------------------------ event log
 
     def append_events(

@@ -1460,6 +1460,20 @@ class SqliteStore(Leadership):
             rows = conn.execute(sql + " ORDER BY id", params).fetchall()
         return [_item_from_row(r) for r in rows]
 
+    @_translated
+    def item_child_usage(self, step_run_id: str) -> list[tuple[str, str]]:
+        """(child run id, usage JSON) of every step row that reported usage in the child runs of
+        a foreach step row's items: one query for a whole fan-out (`show --items`). Optional,
+        outside the protocol (docs/persistence.md)."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT workflow_run_id, usage FROM workflow_run_steps WHERE usage IS NOT NULL "
+                "AND workflow_run_id IN (SELECT child_run_id FROM workflow_run_step_fan_out_items "
+                "WHERE step_run_id = ? AND child_run_id IS NOT NULL)",
+                (step_run_id,),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
     # ------------------------------------------------------------------ event log
 
     @_translated

@@ -125,13 +125,21 @@ class Usage:
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), separators=(",", ":"))
 
+    def tokens_text(self) -> str:
+        """`12.3k` (every token, as `short` counts them); "" when none were reported."""
+        return _compact(self.tokens) if self.tokens else ""
+
+    def cost_text(self) -> str:
+        """`$0.42` (as `short` writes it); "" when no cost was reported."""
+        return _dollars(self.cost_usd) if self.cost_usd else ""
+
     def short(self) -> str:
         """`12.3k tok · $0.42` — the tree, the header, a table cell."""
         parts = []
         if self.tokens:
-            parts.append(f"{_compact(self.tokens)} tok")
+            parts.append(f"{self.tokens_text()} tok")
         if self.cost_usd:
-            parts.append(_dollars(self.cost_usd))
+            parts.append(self.cost_text())
         if not parts and self.num_turns:
             parts.append(f"{self.num_turns} turn{'s' if self.num_turns != 1 else ''}")
         return " · ".join(parts)

@@ -6,9 +6,26 @@ import argparse
 import json
 from typing import Any
 
-from runkon_flow.cli.common import EXIT_OK, StdoutGuard, positive_int, print_err, terminal_width
+from runkon_flow.cli.common import (
+    EXIT_OK,
+    CommandFailed,
+    StdoutGuard,
+    UsageError,
+    positive_int,
+    print_err,
+    terminal_width,
+)
 from runkon_flow.cli.hints import Hints
-from runkon_flow.cli.report import run_json, runs_table, show_json, show_lines
+from runkon_flow.cli.report import (
+    ITEM_SORTS,
+    item_fan_outs,
+    items_json,
+    items_lines,
+    run_json,
+    runs_table,
+    show_json,
+    show_lines,
+)
 from runkon_flow.cli.store import NoRunsHere, add_db_args, get_run, opened_store
 from runkon_flow.humanize import safe_text, terminal_json
 from runkon_flow.observe.loader import row_why
@@ -55,10 +72,22 @@ def add_runs_parser(sub: Any) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if args.sort is not None and args.items is None:
+        raise UsageError("--sort orders the rows of --items: show RUN_ID --items [FOREACH] --sort KEY")
     out = StdoutGuard()
     with opened_store(args, must_exist=True) as store:
         run = get_run(store, args.run_id, args)
-        if args.json:
+        if args.items is not None:
+            try:
+                fan_outs = item_fan_outs(store, run, args.items or None, args.sort or "order")
+            except ValueError as unknown:
+                raise CommandFailed(str(unknown)) from None
+            if args.json:
+                data = items_json(run, fan_outs)
+                out.print(terminal_json(json.dumps(data, indent=2, ensure_ascii=False)))
+            else:
+                out.print(safe_text(items_lines(run, fan_outs, width=terminal_width())))
+        elif args.json:
             data = show_json(store, run)
             out.print(terminal_json(json.dumps(data, indent=2, ensure_ascii=False)))
         else:
@@ -78,4 +107,18 @@ def add_show_parser(sub: Any) -> None:
     p.add_argument("run_id", metavar="RUN_ID")
     add_db_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--items",
+        nargs="?",
+        const="",
+        metavar="FOREACH",
+        help="one row per fan-out item (of every foreach, or of FOREACH): status, attempt, time, "
+        "tokens, cost, child run",
+    )
+    p.add_argument(
+        "--sort",
+        choices=ITEM_SORTS,
+        help="order the --items rows: most cost or duration first, failures first, by item id "
+        "(default: the items' order)",
+    )
     p.set_defaults(handler=cmd_show)

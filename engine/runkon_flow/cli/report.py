@@ -19,7 +19,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from runkon_flow.approvals import GateApprovals
+from runkon_flow.approvals import GateApprovals, WaitingGate
 from runkon_flow.cli.common import fitted, whole_command
 from runkon_flow.cli.hints import Hints
 from runkon_flow.humanize import (
@@ -31,12 +31,13 @@ from runkon_flow.humanize import (
     readable_error,
 )
 from runkon_flow.observe import liveness
-from runkon_flow.observe.clusters import RunCluster, by_fan_out, run_clusters
+from runkon_flow.observe.clusters import RunCluster, by_fan_out, latest_foreach_rows, run_clusters
 from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_status, row_step_counts
 from runkon_flow.observe.estimates import Estimates, history_of, people_wait_in_rows
 from runkon_flow.observe.loader import (
     fanout_from_rows,
     fill_unrun_item_errors,
+    item_spend,
     reused_row_ids,
     row_called_why,
     row_failure_cause,
@@ -45,7 +46,7 @@ from runkon_flow.observe.loader import (
     run_spend,
 )
 from runkon_flow.observe.records import FanOutView, StepView
-from runkon_flow.observe.status import outcome
+from runkon_flow.observe.status import ITEM_STATUSES, outcome
 from runkon_flow.persistence.models import (
     FanOutItemRow,
     FanOutItemStatus,
@@ -61,6 +62,9 @@ from runkon_flow.usage import Usage
 __all__ = [
     "display_status",
     "final_steps",
+    "item_fan_outs",
+    "items_json",
+    "items_lines",
     "lease_is_live",
     "parse_time",
     "run_duration",
@@ -345,8 +349,56 @@ def show_json(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None
         if s.role == StepRole.FOREACH.value
     }
     data = run_json(run, steps, now, with_steps=True, items=items, why=row_why(store, run, steps))
-    data["failure_clusters"] = clusters_json(run_clusters(store, run.id, steps))
+    fans: dict[str, FanOutView] = {}
+    clusters = run_clusters(store, run.id, steps, fans=fans)
+    data["failure_clusters"] = clusters_json(clusters)
+    data["failed_items"] = failed_items_json(clusters, fans)
+    data["waiting_gates"] = [
+        {
+            "run_id": gate.run_id,
+            "step_id": gate.step_id,
+            "gate": gate.gate_name,
+            "prompt": gate.prompt,
+            "item": gate.item,
+            "options": [{"value": o.value, "label": o.label} for o in gate.options],
+            "since": gate.since,
+        }
+        for gate in waiting_gates(store, run)
+    ]
     return data
+
+
+def failed_items_json(clusters: Sequence[RunCluster], fans: Mapping[str, FanOutView]) -> list[dict[str, Any]]:
+    """Every failed or cancelled item of the run's latest fan-outs (`show` lists the first ten
+    failed ones), in cluster order: its child run, why it failed (the cause's headline, as the
+    text says it) and the number of its failure cluster (for `retry --cluster N`)."""
+    out = []
+    for rc in clusters:
+        fan = fans[rc.step.id]
+        for idx in rc.cluster.indices:
+            child = fan.child_runs.get(idx)
+            error = error_headline(fan.causes.get(idx) or fan.errors.get(idx) or "")
+            out.append(
+                {
+                    "foreach": rc.foreach,
+                    "step_id": rc.step.id,
+                    "item": fan.ids[idx],
+                    "status": ITEM_STATUSES[fan.codes[idx]],
+                    "child_run_id": child,
+                    "error": error or None,
+                    "cluster": rc.number,
+                }
+            )
+    return out
+
+
+def waiting_gates(store: WorkflowPersistence, run: WorkflowRun) -> list[WaitingGate]:
+    """The gates `show` lists as waiting: of an unfinished run (interrupted ones too: approve,
+    then resume) and its child runs (call workflow, foreach); one per gate, the newest row (an
+    older `waiting` row of the same gate belongs to an engine that died)."""
+    if RunStatus(run.status).is_terminal:
+        return []
+    return list({(g.run_id, g.gate_name): g for g in GateApprovals(store).waiting_gates(run.id)}.values())
 
 
 # --------------------------------------------------------------------------- show
@@ -667,14 +719,11 @@ def show_lines(
 
     lines.extend(_gate_decisions(steps))
 
-    if not RunStatus(run.status).is_terminal:  # interrupted runs too: approve, then resume
-        # Gates of child runs (call workflow, foreach) are included; one entry per gate, the newest
-        # row (an older `waiting` row of the same gate belongs to an engine that died).
-        gates = {(g.run_id, g.gate_name): g for g in GateApprovals(store).waiting_gates(run.id)}
-        if gates:
-            lines.append("")
-            lines.append("waiting gates")
-        for gate in gates.values():
+    gates = waiting_gates(store, run)
+    if gates:
+        lines.append("")
+        lines.append("waiting gates")
+        for gate in gates:
             item = f", item {display_line(gate.item)}" if gate.item else ""  # which of a fan-out's children
             where = f" (in child run {gate.run_id}{item})" if gate.run_id != run.id else ""
             lines.extend(
@@ -694,3 +743,153 @@ def show_lines(
                 line = f"    {verb}:{' ' * (8 - len(verb))}{command} [{optional.replace(' --', '] [--')}]"
                 lines += whole_command(line, width, f"    {verb} (optional: {optional}):", command, "      ")
     return lines
+
+
+# --------------------------------------------------------------------------- show --items
+
+#: `show --items --sort` keys; `order` (the default) is the items' own order.
+ITEM_SORTS = ("order", "cost", "duration", "status", "item")
+#: `--sort status`: what needs a look first — failures, then what has not ended, then the rest.
+_STATUS_RANK = {s: n for n, s in enumerate(("failed", "cancelled", "interrupted", "running", "pending"))}
+#: An item id is never cut shorter than this (then the terminal wraps the line instead).
+_MIN_ITEM = 8
+
+
+def _item_records(
+    store: WorkflowPersistence, step: WorkflowRunStep, run_interrupted: bool, until: float | None
+) -> list[dict[str, Any]]:
+    """One record per item of a foreach step row, in the items' order: two reads for the whole
+    fan-out — its item rows and its children's usage (`loader.item_spend`) — never one per item."""
+    items, fan = _fan_out(store, step, run_interrupted=run_interrupted)
+    spend = item_spend(store, step.id, items)
+    records = []
+    for item in items:
+        idx = fan.index[item.item_id]
+        child = fan.child_runs.get(idx)
+        start, end = fan.started.get(idx), fan.ended.get(idx)
+        status = ITEM_STATUSES[fan.codes[idx]]
+        if end is None and start is not None and status == "running":
+            end = until if until is not None else time.time()
+        usage = spend.get(child) if child else None
+        records.append(
+            {
+                "item": item.item_id,
+                "ref": item.item_ref or None,
+                "status": status,
+                "attempt": item.attempt,
+                "duration_s": max(0.0, end - start) if start is not None and end is not None else None,
+                "usage": usage,
+                "child_run_id": child,
+            }
+        )
+    return records
+
+
+def _sorted_items(records: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
+    """Most first for cost and duration (items without one last), failures first for status."""
+    if sort == "cost":
+        return sorted(records, key=lambda r: -(r["usage"].cost_usd if r["usage"] else -1.0))
+    if sort == "duration":
+        return sorted(records, key=lambda r: -(r["duration_s"] if r["duration_s"] is not None else -1.0))
+    if sort == "status":
+        return sorted(records, key=lambda r: _STATUS_RANK.get(r["status"], len(_STATUS_RANK)))
+    if sort == "item":
+        return sorted(records, key=lambda r: r["item"])
+    return records
+
+
+def item_fan_outs(
+    store: WorkflowPersistence,
+    run: WorkflowRun,
+    foreach: str | None,
+    sort: str = "order",
+    now: datetime | None = None,
+) -> list[tuple[WorkflowRunStep, list[dict[str, Any]]]]:
+    """The run's latest fan-outs (`latest_foreach_rows`: a retried one's current row, each loop
+    iteration's own), or only those of the foreach named `foreach` (`each` or `foreach:each`),
+    each with its items' records sorted by `sort`. An unknown name → ValueError naming the known."""
+    steps = store.get_steps(run.id)
+    rows = latest_foreach_rows(steps)
+    if foreach:
+        name = foreach.removeprefix("foreach:")
+        chosen = [s for s in rows if s.step_name.removeprefix("foreach:") == name]
+        if not chosen:
+            known = ", ".join(dict.fromkeys(s.step_name.removeprefix("foreach:") for s in rows)) or "none"
+            raise ValueError(f"run {run.id} has no foreach '{name}' (its foreach steps: {known})")
+        rows = chosen
+    interrupted = display_status(run, now) == liveness.INTERRUPTED
+    until = liveness.unfinished_until(run, steps, _seconds(now))
+    return [(s, _sorted_items(_item_records(store, s, interrupted, until), sort)) for s in rows]
+
+
+def _items_total(records: Sequence[dict[str, Any]]) -> tuple[Counter[str], Usage | None]:
+    return Counter(r["status"] for r in records), Usage.total(r["usage"] for r in records)
+
+
+def items_lines(
+    run: WorkflowRun,
+    fan_outs: Sequence[tuple[WorkflowRunStep, list[dict[str, Any]]]],
+    width: int | None = None,
+) -> list[str]:
+    """`show --items`: per fan-out a heading, one row per item — ITEM, STATUS, TRY, TOOK, TOKENS,
+    COST, CHILD RUN — and a total line. Wider than `width`, item ids are cut with "…" (never
+    below `_MIN_ITEM`); child run ids stay whole (every command takes the full id)."""
+    if not fan_outs:
+        return [f"run {run.id} has no foreach steps"]
+    lines: list[str] = []
+    for step, records in fan_outs:
+        iteration = f" (iteration {step.iteration})" if step.iteration else ""
+        if lines:
+            lines.append("")
+        lines.append(f"foreach '{step.step_name.removeprefix('foreach:')}'{iteration}")
+        if not records:
+            lines.append("  no items")
+            continue
+        header = ["ITEM", "STATUS", "TRY", "TOOK", "TOKENS", "COST", "CHILD RUN"]
+        cells = [
+            [
+                display_line(r["item"], None),
+                r["status"],
+                str(r["attempt"]),
+                _duration_text(r["duration_s"]),
+                r["usage"].tokens_text() if r["usage"] else "",
+                r["usage"].cost_text() if r["usage"] else "",
+                r["child_run_id"] or "",
+            ]
+            for r in records
+        ]
+        table = _table(header, cells, indent="  ")
+        over = max(len(line) for line in table) - width if width is not None else 0
+        if over > 0:
+            longest = max(len(c[0]) for c in cells)
+            room = max(_MIN_ITEM, longest - over)
+            for c in cells:
+                if len(c[0]) > room:
+                    c[0] = c[0][: room - 1] + "…"
+            table = _table(header, cells, indent="  ")
+        lines.extend(table)
+        counts, spent = _items_total(records)
+        shown = ("completed", "failed", "skipped", "cancelled", "interrupted", "running", "pending")
+        parts = ", ".join(f"{counts[s]} {s}" for s in shown if counts[s])
+        total = f"  total: {len(records)} item{'' if len(records) == 1 else 's'} ({parts})"
+        lines.extend(fitted(total + (f" · {spent.short()}" if spent else ""), width, "    "))
+    return lines
+
+
+def items_json(
+    run: WorkflowRun, fan_outs: Sequence[tuple[WorkflowRunStep, list[dict[str, Any]]]]
+) -> dict[str, Any]:
+    """`show --items --json`: the rows `items_lines` prints, per fan-out, with its total."""
+    out = []
+    for step, records in fan_outs:
+        counts, spent = _items_total(records)
+        out.append(
+            {
+                "foreach": step.step_name.removeprefix("foreach:"),
+                "step_id": step.id,
+                "iteration": step.iteration,
+                "items": [{**r, "usage": _usage_json(r["usage"])} for r in records],
+                "total": {"items": len(records), "statuses": dict(counts), "usage": _usage_json(spent)},
+            }
+        )
+    return {"run": run.id, "fan_outs": out}

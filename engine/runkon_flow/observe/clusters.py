@@ -216,11 +216,14 @@ def run_clusters(
     run_id: str,
     steps: Sequence[WorkflowRunStep] | None = None,
     items_of: Mapping[str, list[FanOutItemRow]] | None = None,
+    fans: dict[str, FanOutView] | None = None,
 ) -> list[RunCluster]:
     """Every failure cluster of the run's latest fan-outs, numbered in the order `show` lists
     them (fan-outs in run order, biggest cluster first). `steps`: the run's step rows, and
     `items_of`: the item rows of its latest fan-outs by step row id, when the caller has read
-    them already (10,000 items are not read a second time)."""
+    them already (10,000 items are not read a second time). `fans`, when given, gets each
+    clustered fan-out's view by step row id, its failed items' errors filled (`show --json`
+    lists each failed item with its error)."""
     out: list[RunCluster] = []
     for step in latest_foreach_rows(store.get_steps(run_id) if steps is None else steps):
         known = items_of.get(step.id) if items_of is not None else None
@@ -229,6 +232,8 @@ def run_clusters(
             continue
         fan = fanout_from_rows(step.node_path or step.id, run_id, step, items)
         fill_item_errors(store, fan)
+        if fans is not None:
+            fans[step.id] = fan
         for cluster in clusters_of(fan):
             out.append(RunCluster(len(out) + 1, step, cluster))
     return out

@@ -71,6 +71,25 @@ def run_spend(run: WorkflowRun, rows: list[WorkflowRunStep]) -> Usage | None:
     return Usage.of_rows(row for row in rows if row.id not in reused)
 
 
+def item_spend(store: WorkflowPersistence, step_id: str, items: Iterable[FanOutItemRow]) -> dict[str, Usage]:
+    """What each item's child run spent (the sum of its step rows' usage, as `run_spend` sums a
+    run's), by child run id — for a foreach step row's items (`items`, read already). One read
+    for the whole fan-out where the store has `item_child_usage` (SQLite, PostgreSQL, memory), else
+    one per child run (a store from elsewhere)."""
+    bulk = getattr(store, "item_child_usage", None)
+    if bulk is not None:
+        pairs = bulk(step_id)
+    else:
+        children = {i.child_run_id for i in items if i.child_run_id and i.child_run_id != "dispatching"}
+        pairs = [(child, row.usage) for child in children for row in store.get_steps(child) if row.usage]
+    out: dict[str, Usage] = {}
+    for child, text in pairs:
+        spent = Usage.from_json(text)
+        if spent:
+            out[child] = out[child] + spent if child in out else spent
+    return out
+
+
 def place_rows(
     run: WorkflowRun, rows: list[WorkflowRunStep], legacy: LegacyPlacer | None
 ) -> dict[str, list[WorkflowRunStep]]:

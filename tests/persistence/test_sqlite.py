@@ -1288,3 +1288,84 @@ def test_a_full_disk_is_said_once_and_the_store_says_it_takes_no_writes_until_it
         assert "write-behind writes failed meanwhile)" in back[0]
     finally:
         store.close()
+
+
+def _refusing(store: SqliteStore, cause: str) -> Callable[[], None]:
+    """Make `store` meet a file that takes no writes (`cause`: "full" — its disk full — or
+    "readonly"), let a write fail on it, and return what makes room again."""
+    from runkon_flow.errors import StoreUnavailable
+
+    if cause == "full":
+        _room_for(store, store._db.execute("PRAGMA page_count").fetchone()[0])
+        undo = lambda: _room_for(store, 100_000)  # noqa: E731
+    else:
+        store._db.execute("PRAGMA query_only = 1")
+        undo = lambda: store._db.execute("PRAGMA query_only = 0")  # noqa: E731
+    with pytest.raises(StoreUnavailable):
+        store.create_run(NewRun(workflow_name="refused" * 2000))
+    assert isinstance(store.unavailable(), StoreUnavailable)
+    return undo
+
+
+# The first writes of a resume, each alone in the queue: before, only a transaction of several
+# writes ended the state, so a dashboard resuming in the same process (`--run-in dashboard`) had
+# its first fan-out stop again at once ("no further item starts") though the database took writes.
+_FIRST_WRITES: dict[str, Callable[[SqliteStore, str], object]] = {
+    # a read-modify-write in a transaction of its own: the resume taking the run
+    "start_run": lambda s, run_id: s.start_run(run_id, resuming=True),
+    "acquire_lease": lambda s, run_id: s.acquire_lease(run_id, "t2", 30),
+    # one statement in autocommit
+    "release_lease": lambda s, run_id: s.release_lease(run_id, "t2"),
+    "insert_step": lambda s, run_id: s.insert_step(NewStep(run_id, "fe", role="foreach", retry_count=0)),
+    # a write-behind write committed by the next flush, alone: a group commit of one
+    "write_behind": lambda s, run_id: (
+        s.insert_step(NewStep(run_id, "fe", role="foreach", retry_count=0), durable=False),
+        s.flush(),
+    ),
+}
+
+
+@pytest.mark.parametrize("cause", ["full", "readonly"])
+@pytest.mark.parametrize("first", sorted(_FIRST_WRITES))
+def test_a_store_that_took_no_writes_takes_them_again_at_its_first_write_that_commits(
+    tmp_path: Path, caplog, cause: str, first: str
+) -> None:
+    store = SqliteStore(tmp_path / "runs.db")
+    try:
+        run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+        store.update_run_status(run.id, RunStatus.FAILED, None, "stopped")  # a run stopped, to be resumed
+        store.release_lease(run.id, "t1")
+        room = _refusing(store, cause)
+        room()  # the cause removed: room made, the file writable again
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="runkon_flow.persistence"):
+            _FIRST_WRITES[first](store, run.id)
+        assert store.unavailable() is None
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 1 and "takes writes again (" in said[0], said
+    finally:
+        store.close()
+
+
+def test_a_write_that_fits_while_its_batch_does_not_leaves_the_store_taking_no_writes(
+    tmp_path: Path, caplog
+) -> None:
+    """On a full disk an update in place may commit where an insert cannot: when a batch fails and
+    its writes are run again each alone, those that fit are no news — the state stays, said once,
+    and a fan-out starts nothing more (before the fix above, as now)."""
+    store = SqliteStore(tmp_path / "runs.db")
+    try:
+        run = store.create_run(NewRun(workflow_name="wf"))
+        step_id = store.insert_step(NewStep(run.id, "s", role="agent", retry_count=0))
+        _refusing(store, "full")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="runkon_flow.persistence"):
+            for i in range(20):  # each batch: an update in place that fits, an insert that does not
+                running = StepUpdate(generation=0, status=StepStatus.RUNNING, result_text=str(i))
+                store.update_step(step_id, running, durable=False)
+                store.create_leased_run(NewRun(workflow_name=f"c{i}" * 2000), "t", 30, durable=False)
+                store.flush()
+        assert store.unavailable() is not None
+        assert not caplog.records, [r.getMessage() for r in caplog.records]
+    finally:
+        store.close()

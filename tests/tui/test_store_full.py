@@ -43,8 +43,10 @@ async def test_a_run_whose_database_takes_no_writes_reads_stopped_and_resumable(
         assert "Engine error" not in str(toasts(app))
         assert app.main_screen is not None and app.main_screen.check_action("resume_run", ()) is True
 
-        store._db.execute("PRAGMA query_only = 0")  # the database works again
-        store._writes_again()  # (as at its next transaction of several writes: sqlite.py)
+        # The database works again. Nothing more is done by hand: the resume's own first writes
+        # (each alone in the queue) tell the store so — before, they did not, the store kept
+        # saying it took no writes, and the resumed fan-out stopped again at once.
+        store._db.execute("PRAGMA query_only = 0")
         run = store.get_run(run_id)
         assert run is not None and run.status is RunStatus.RUNNING
         assert run.owner_token  # the stopped engine could not let go of its lease …
@@ -57,3 +59,4 @@ async def test_a_run_whose_database_takes_no_writes_reads_stopped_and_resumable(
         done = lambda: app.view.status == "completed"  # noqa: E731
         await wait_for(pilot, lambda: refused() or done(), what="resumed run", timeout=30)
         assert not refused() and "owned by another engine" not in str(toasts(app)), toasts(app)
+        assert store.unavailable() is None

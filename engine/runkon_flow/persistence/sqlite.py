@@ -706,9 +706,18 @@ class SqliteStore(Leadership):
             self._wake_done(batch)
 
     def _run_batch(self, batch: list[_Write]) -> None:
+        """Run `batch` in one transaction. The one place a store that took no writes learns it
+        takes them again: any batch that commits whole — one write alone in the queue (a resume's
+        first, taking its run) as much as several — ends the state; a failed batch's writes run
+        again each alone do not, as an update in place may fit where an insert cannot."""
+        if self._ran_whole(batch) and self._unavailable is not None:
+            self._writes_again()
+
+    def _ran_whole(self, batch: list[_Write]) -> bool:
+        """Run `batch`; True when it committed as one, every write of it without an error."""
         if len(batch) == 1:
             self._run_alone(batch[0])
-            return
+            return batch[0].error is None
         conn = self._cursor
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -717,7 +726,7 @@ class SqliteStore(Leadership):
             for op in batch:
                 op.error, op.done = exc, True
                 self._report(op)
-            return
+            return False
         try:
             with sh.refusals_told_on_commit():
                 results = _run_shared(batch, conn)
@@ -726,14 +735,13 @@ class SqliteStore(Leadership):
             _rollback(conn)
             for op in batch:  # isolate the failing write; the others succeed on their own
                 self._run_alone(op)
-            return
+            return False
         except BaseException:
             _rollback(conn)
             raise
         for op, result in zip(batch, results, strict=True):
             op.result, op.done = result, True
-        if self._unavailable is not None:  # a transaction of several writes, not a lone write:
-            self._writes_again()  # on a full disk an update in place may succeed, an insert not
+        return True
 
     def _run_alone(self, op: _Write) -> None:
         conn = self._cursor

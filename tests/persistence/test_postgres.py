@@ -514,6 +514,35 @@ def test_an_outage_longer_than_the_window_fails_the_call_saying_how_long_it_wait
         assert len(lost) == 1 and len(back) == 1, (lost, back)
 
 
+def test_a_store_that_gave_up_on_an_outage_takes_writes_again_at_its_first_write_alone() -> None:
+    """After an outage given up on (`unavailable()`, which a fan-out asks before each item), the
+    first writes of a resume — each alone — find the server back and end that state: a dashboard
+    resuming in the same process must not have its first fan-out stop again at once (as SQLite's
+    store did: docs/persistence.md, "A full disk stops a fan-out")."""
+    from tests import pgserver
+
+    firsts = {
+        "read-modify-write": lambda store, run_id: store.acquire_lease(run_id, "t1", 30),
+        "single write": lambda store, run_id: store.release_lease(run_id, "t1"),
+        "write-behind, flushed alone": lambda store, run_id: (
+            store.insert_step(NewStep(run_id, "s", retry_count=0), durable=False),
+            store.flush(),
+        ),
+    }
+    with own_store(outage_s=0.5) as (store, _, directory):
+        run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+        for kind, first in firsts.items():
+            pgserver.halt(directory)
+            try:
+                with pytest.raises(StoreUnavailable):
+                    store.acquire_lease(run.id, "t1", 30)
+                assert isinstance(store.unavailable(), StoreUnavailable)
+            finally:
+                pgserver.start_again(directory)
+            first(store, run.id)
+            assert store.unavailable() is None, kind
+
+
 def test_queued_writes_lost_to_an_outage_given_up_on_are_said_in_one_line(caplog) -> None:
     from tests import pgserver
 

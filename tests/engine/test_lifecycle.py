@@ -519,6 +519,68 @@ def test_a_foreach_child_left_in_flight_reads_ended_in_the_stream_once_a_resume_
 _USER_CANCEL = str(EngineCancelled(CancellationReason.user("no longer needed")))
 
 
+@pytest.mark.parametrize("kind", CONTRACT_STORE_KINDS)
+def test_a_called_child_a_resume_did_not_reach_again_reads_ended_in_the_stream(
+    tmp_path: Path, kind: str
+) -> None:
+    """An engine stopped (a crash, the dashboard's hand-over) with a `call workflow` child in
+    flight: the stream holds the child's start and a note, its row reads `running`. The resume
+    takes the other branch, and the run's end ends that child in the store. Before, no event said
+    so: `watch`, `logs` and a dashboard following the run read the child `running` for good while
+    the store said cancelled."""
+    from runkon_flow.event_log import read_envelopes
+    from runkon_flow.events import EngineEventData, RunCancelled, RunStarted
+    from runkon_flow.observe.reducer import RunModel
+    from runkon_flow.persistence.models import NewStep, StepStatus, StepUpdate
+
+    store = make_store(kind, tmp_path)
+    try:
+        h = Harness(store, tmp_path)
+        h.add_workflow("workflow child { call work }")
+        wf = h.add_workflow("workflow parent { call decide if decide.go { call workflow child } }")
+        run_id = h.new_run(wf)
+        # What the stopped engine left: the call running, its child running under it, and in
+        # the stream their starts and the child's stop (stored as a note, not as an end).
+        generation = store.acquire_lease(run_id, "dead", 60)
+        below = NewRun(workflow_name="child", parent_run_id=run_id, parent_workflow_run_id=run_id)
+        child = store.create_leased_run(below, "dead-child", 60)
+        store.insert_step(NewStep(run_id, "decide", position=0, retry_count=0, node_path="body.0"))
+        call = NewStep(run_id, "workflow:child", "workflow", position=1, retry_count=0)
+        call.node_path = "body.1.then.0"
+        step = store.insert_step(call)
+        store.update_step(step, StepUpdate(generation, StepStatus.RUNNING, child_run_id=child.id))
+        writer = StoredEventWriter(store, run_id)
+        writer.emit(EngineEventData.now(run_id, RunStarted(workflow_name="parent")))
+        writer.emit(EngineEventData.now(child.id, RunStarted(workflow_name="child", parent_run_id=run_id)))
+        writer.emit(
+            EngineEventData.now(child.id, RunCancelled(reason=CancellationReason.of("LeaseLost"), summary=""))
+        )
+        writer.close()
+        store.release_lease(run_id, "dead")
+        assert RunModel.from_events(read_envelopes(store, run_id)[0]).runs[child.id].status == "running"
+
+        writer = StoredEventWriter(store, run_id)  # the resume: decide says no "go" this time
+        result = h.build().resume_workflow(wf, h.run_input(run_id, event_sinks=[writer]))
+        writer.close()
+        assert result.all_succeeded
+        assert "work" not in h.agents.names()
+        stored = store.get_run(child.id)
+        assert stored.status is RunStatus.CANCELLED  # the run's end ended it in the store …
+
+        events = read_envelopes(store, run_id)[0]
+        (end,) = [e.event for e in events if e.run_id == child.id and e.event.type == "RunCancelled"]
+        assert end.reason.kind == "EngineShutdown"  # … and says so in the stream
+        assert end.summary == stored.error
+        ends = [e.run_id for e in events if e.event.type in ("RunCancelled", "RunCompleted")]
+        assert ends == [child.id, run_id]  # the child's end before the run's
+        view = RunModel.from_events(events)
+        assert view.runs[child.id].status == "cancelled"
+        assert view.runs[child.id].cancel_reason == "the engine shut down"
+        assert view.status == "completed"
+    finally:
+        close_store(store)
+
+
 class _ChildCancelledWhilePaused:
     """A store on which this process stands still past its leases just as a foreach child records
     its end, and meanwhile `runkon-flow cancel <child>` ends that child (borrowing its lapsed

@@ -381,7 +381,8 @@ def test_a_finish_with_abandoned_ends_every_unfinished_run_below_called_ones_too
 ) -> None:
     """A resumed run that ends: a called child it did not reach again (another branch) would
     read `running` for good. Ended in the finish's own write — and only if the finish is written:
-    a refused one (another engine owns the run) leaves the tree to that engine."""
+    a refused one (another engine owns the run) leaves the tree to that engine. `ended` gets the
+    ids of the runs it ended (the engine sends each one's end event), none of the finished ones."""
     root, gen = owned_run(store, "t1")
 
     def child(parent: str, name: str, status: RunStatus = RunStatus.RUNNING) -> str:
@@ -400,11 +401,14 @@ def test_a_finish_with_abandoned_ends_every_unfinished_run_below_called_ones_too
     elsewhere = child(new_run(store), "leaf")
     clock.advance(2)
     token = "t1" if accepted else "someone-else"
-    assert store.finish_run(root, RunStatus.COMPLETED, "ok", None, token, abandoned="not reached") is accepted
+    ended: list[str] = []
+    finished = store.finish_run(root, RunStatus.COMPLETED, "ok", None, token, abandoned="gone", ended=ended)
+    assert finished is accepted
+    assert sorted(ended) == (sorted(below) if accepted else [])  # the engine says each one's end
     for run_id in below:
         run = store.get_run(run_id)
         if accepted:
-            assert (run.status, run.error, run.owner_token) == (RunStatus.CANCELLED, "not reached", None)
+            assert (run.status, run.error, run.owner_token) == (RunStatus.CANCELLED, "gone", None)
             assert run.ended_at == "2026-01-01T12:00:02.000Z"
         else:
             assert (run.status, run.owner_token) == (RunStatus.RUNNING, "dead-engine")

@@ -190,6 +190,7 @@ class InMemoryStore:
         durable: bool = True,
         on_refused: Callable[[], object] | None = None,
         abandoned: str | None = None,
+        ended: list[str] | None = None,
     ) -> bool:
         """The final status and the lease release in one step (terminal statuses only), while
         `token` owns the run. Every write applies at once: a refused finish returns False, and
@@ -207,7 +208,9 @@ class InMemoryStore:
             _record_status(run, status, result_summary, error, now)
             self._release(run_id, token)
             if abandoned is not None:
-                self._end(below, abandoned, now)
+                below = self._end(below, abandoned, now)
+                if ended is not None:
+                    ended[:] = below
         return True
 
     def set_retry_request(self, run_id: str, request: RetryRequest) -> None:

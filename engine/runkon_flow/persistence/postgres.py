@@ -195,7 +195,7 @@ _RUN_FINISH = (
     "UPDATE workflow_runs SET status = %s, result_summary = %s, error = %s, ended_at = %s, "
     "blocked_on = NULL, owner_token = NULL, lease_until = NULL WHERE id = %s AND owner_token = %s"
 )
-_UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="%s")
+_UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="%s") + " RETURNING id"
 _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
 #: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines, a zipped
 #: row's count (kept in its `event_run_id`).
@@ -1145,6 +1145,7 @@ class PostgresStore(Leadership):
         durable: bool = True,
         on_refused: Callable[[], object] | None = None,
         abandoned: str | None = None,
+        ended: list[str] | None = None,
     ) -> bool:
         """The final status and the lease release in one UPDATE, while `token` owns the run."""
         status = sh.check_finish_status(status)
@@ -1166,11 +1167,11 @@ class PostgresStore(Leadership):
             if self._fold("r:" + run_id, fold):
                 return True
 
-        def finish(cur: Any) -> bool:
+        def finish(cur: Any) -> bool | list[str]:
             if cur.execute(_RUN_FINISH, (status.value, result_summary, error, now, run_id, token)).rowcount:
-                if abandoned is not None:
-                    cur.execute(_UNFINISHED_BELOW, (abandoned, now, run_id))
-                return True
+                if abandoned is None:
+                    return True
+                return [row[0] for row in cur.execute(_UNFINISHED_BELOW, (abandoned, now, run_id)).fetchall()]
             row = cur.execute(
                 "SELECT status, ended_at, owner_token FROM workflow_runs WHERE id = %s", (run_id,)
             ).fetchone()
@@ -1184,6 +1185,8 @@ class PostgresStore(Leadership):
 
         single = abandoned is None  # else two statements, in one transaction
         written = self._write(finish, single=single, durable=durable, key="r:" + run_id, retry_safe=True)
+        if isinstance(written, list) and ended is not None:
+            ended[:] = written
         return written is not False
 
     @_translated

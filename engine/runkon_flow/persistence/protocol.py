@@ -92,6 +92,7 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         durable: bool = True,
         on_refused: Callable[[], object] | None = None,
         abandoned: str | None = None,
+        ended: list[str] | None = None,
     ) -> bool:
         """Record a run's end and hand its lease back in one write: `update_run_status` with a
         terminal status (anything else is refused), then `release_lease(run_id, token)`. Fenced:
@@ -103,7 +104,9 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
         `abandoned`: when the finish is written, every unfinished run below this one (following
         `parent_workflow_run_id`, `call workflow` children included) is recorded `cancelled`
         with this error, unowned, in the same write — a resumed run ending leaves none of the
-        children it did not reach again `running` for good."""
+        children it did not reach again `running` for good. `ended` (with `abandoned`): filled
+        with the ids of the runs it ended, when the finish is written (as
+        `end_abandoned_descendants` returns them), so the engine sends each one's end event."""
         ...
 
     def set_waiting_blocked_on(self, run_id: str, blocked_on: dict) -> None: ...

@@ -228,15 +228,17 @@ UNFINISHED_DESCENDANTS = (
 #: `end_abandoned_descendants`.
 _NOT_CALLED = " AND NOT EXISTS (SELECT 1 FROM workflow_run_steps s WHERE s.child_run_id = workflow_runs.id)"
 ABANDONED_DESCENDANTS = UNFINISHED_DESCENDANTS + _NOT_CALLED
-#: The ids of the runs ABANDONED_DESCENDANTS ends (one parameter: the run id), read first in its
+#: The ids of the runs UNFINISHED_DESCENDANTS ends (one parameter: the run id), read first in its
 #: transaction by a store that cannot have them back from the UPDATE (SQLite before 3.35 has no
-#: RETURNING): the resuming engine sends each one's end event.
-ABANDONED_DESCENDANT_IDS = (
+#: RETURNING): the engine sends each one's end event (`finish_run(…, abandoned=…, ended=…)`).
+UNFINISHED_DESCENDANT_IDS = (
     "SELECT id FROM workflow_runs WHERE id IN ("
     "WITH RECURSIVE tree(id) AS (SELECT id FROM workflow_runs WHERE parent_workflow_run_id = {p} "
     "UNION SELECT r.id FROM workflow_runs r JOIN tree ON r.parent_workflow_run_id = tree.id) "
-    f"SELECT id FROM tree) AND {RUN_UNFINISHED}" + _NOT_CALLED
+    f"SELECT id FROM tree) AND {RUN_UNFINISHED}"
 )
+#: … and those ABANDONED_DESCENDANTS ends: the resuming engine sends each one's end event.
+ABANDONED_DESCENDANT_IDS = UNFINISHED_DESCENDANT_IDS + _NOT_CALLED
 
 #: Version 8's partial indexes (name, definition): the canonical ones, less the rows no query
 #: looks for through them.

@@ -65,6 +65,7 @@ from runkon_flow.persistence.schema import (
     RUN_UNFINISHED,
     STEP_COLUMNS,
     STEP_COPY_COLUMNS,
+    UNFINISHED_DESCENDANT_IDS,
     UNFINISHED_DESCENDANTS,
     ensure_schema,
 )
@@ -191,6 +192,7 @@ _RUN_ENDED_SO = (
     "AND status = ? AND result_summary IS ? AND error IS ? AND ended_at IS ?"
 )
 _UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="?")
+_UNFINISHED_BELOW_IDS = UNFINISHED_DESCENDANT_IDS.format(p="?")
 
 
 class _Rows(NamedTuple):
@@ -965,9 +967,10 @@ class SqliteStore(Leadership):
         durable: bool = True,
         on_refused: Callable[[], object] | None = None,
         abandoned: str | None = None,
+        ended: list[str] | None = None,
     ) -> bool:
         """The final status and the lease release in one UPDATE (terminal statuses only), while
-        `token` owns the run."""
+        `token` owns the run. The ids `abandoned` ends are read first in the same transaction."""
         status = sh.check_finish_status(status)
         now = self._now()
         if not durable and abandoned is None:
@@ -991,11 +994,14 @@ class SqliteStore(Leadership):
         else:
             maybe_folded = False
 
-        def finish(conn: sqlite3.Cursor) -> bool:
+        def finish(conn: sqlite3.Cursor) -> bool | list[str]:
             if conn.execute(_RUN_FINISH, (status, result_summary, error, now, run_id, token)).rowcount:
-                if abandoned is not None:
+                if abandoned is None:
+                    return True
+                below = [row[0] for row in conn.execute(_UNFINISHED_BELOW_IDS, (run_id,)).fetchall()]
+                if below:  # the same rows: read and ended in one write transaction
                     conn.execute(_UNFINISHED_BELOW, (abandoned, now, run_id))
-                return True
+                return below
             # A drain took the queued insert while this finish was folded into it and read it with
             # the finish: the fence finds the owner the fold cleared, but the row ended just as
             # this finish ends it (the same status, texts and end time to the millisecond) —
@@ -1011,7 +1017,10 @@ class SqliteStore(Leadership):
             return False
 
         single = abandoned is None  # else two statements, in one transaction
-        return self._write(finish, single=single, durable=durable, key="r:" + run_id) is not False
+        written = self._write(finish, single=single, durable=durable, key="r:" + run_id)
+        if isinstance(written, list) and ended is not None:
+            ended[:] = written
+        return written is not False
 
     @_translated
     def set_rerun_link(

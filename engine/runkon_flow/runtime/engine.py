@@ -773,10 +773,16 @@ class FlowEngine:
         elif st.resume_ctx is not None:
             # Resumed: a child an earlier attempt left unfinished and this one did not reach
             # again would read `running` for good. Ended with the run, in its (fenced) write;
-            # a later resume still continues a called one in place.
+            # a later resume still continues a called one in place. Each one ended is said as its
+            # `RunCancelled(EngineShutdown)` with the store's words, before the run's own end, as
+            # `_end_abandoned_children` says a foreach's: the stream stored no end for it.
+            ended: list[str] = []
             written = st.persistence.finish_run(
-                st.workflow_run_id, status, summary, error, token, abandoned=_UNREACHED
+                st.workflow_run_id, status, summary, error, token, abandoned=_UNREACHED, ended=ended
             )
+            if written and st.event_sinks:
+                for child_id in ended:
+                    st.emit(RunCancelled(reason=_ENGINE_STOPPED, summary=_UNREACHED), run_id=child_id)
         else:
             written = st.persistence.finish_run(st.workflow_run_id, status, summary, error, token)
         st.lease_released = True

@@ -230,3 +230,108 @@ def test_show_json_lists_waiting_gates(capsys, tmp_path: Path, monkeypatch: pyte
         assert data["failed_items"] == []
     finally:
         gate.close()
+
+
+def _wide_fan_out(db: Path, items: int) -> tuple[str, dict[str, str]]:
+    """A finished run whose foreach ran `items` items, every second one failed (its child's step
+    failed with `Script 'lint' exited with code N`): the run's id and each item's child run."""
+    from runkon_flow.persistence.models import (
+        FanOutItemStatus,
+        FanOutItemUpdate,
+        NewRun,
+        NewStep,
+        RunStatus,
+        StepUpdate,
+    )
+
+    store = SqliteStore(db)
+    run = store.create_leased_run(NewRun(workflow_name="wide"), "t", 600)
+    step = store.insert_step(NewStep(run.id, "foreach:each", "foreach", retry_count=0, node_path="body.0"))
+    rows = store.insert_fan_out_items(step, [("t", f"rec-{i:02d}", "", {}) for i in range(items)])
+    children, updates = {}, []
+    for i, item in enumerate(rows):
+        below = NewRun(workflow_name="one", parent_run_id=run.id, parent_workflow_run_id=run.id)
+        child = store.create_leased_run(below, "c", 600)
+        work = store.insert_step(NewStep(child.id, "work", retry_count=0, node_path="body.0"))
+        if i % 2:
+            store.update_step(work, StepUpdate.failed(1, f"Script 'lint' exited with code {i}"))
+            store.finish_run(child.id, RunStatus.FAILED, None, "step work failed", "c")
+            updates.append((item, FanOutItemUpdate.terminal(FanOutItemStatus.FAILED, child.id)))
+        else:
+            store.update_step(work, StepUpdate.completed(1, result_text="ok"))
+            store.finish_run(child.id, RunStatus.COMPLETED, "ok", None, "c")
+            updates.append((item, FanOutItemUpdate.terminal(FanOutItemStatus.COMPLETED, child.id)))
+        children[f"rec-{i:02d}"] = child.id
+    store.batch_update_fan_out_items(updates)
+    store.update_step(step, StepUpdate.failed(1, f"{items // 2} items failed"))
+    store.finish_run(run.id, RunStatus.FAILED, None, "foreach each failed", "t")
+    store.close()
+    return run.id, children
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_show_reads_a_fan_out_s_failed_items_in_bulk_not_item_by_item(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, json_out: bool
+) -> None:
+    """`show` names a fan-out's failed items and clusters them by their child runs' errors: with
+    thousands failed, reading each child run and its steps was two queries per item. Now no store
+    read names a child run — a whole fan-out's are read in one or two — and what it says is the
+    same."""
+    monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
+    run_id, children = _wide_fan_out(tmp_path / "runs.db", 60)
+    asked: list[tuple[str, tuple]] = []
+    for name in ("get_run", "get_steps", "get_step", "list_runs", "item_child_failed_steps"):
+        real = getattr(SqliteStore, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            asked.append((_name, args))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(SqliteStore, name, counted)
+    code, out, _ = cli(capsys, "show", run_id, *(["--json"] if json_out else []))
+    assert code == 0
+    assert not [call for call in asked if set(children.values()) & set(call[1])]
+    assert [n for n, _ in asked].count("item_child_failed_steps") <= 2  # clusters, the ten named
+    if json_out:
+        failed = json.loads(out)["failed_items"]
+        assert len(failed) == 30
+        assert failed[0] == {
+            "foreach": "each",
+            "step_id": failed[0]["step_id"],
+            "item": "rec-01",
+            "status": "failed",
+            "child_run_id": children["rec-01"],
+            "error": "Script 'lint' exited with code 1",
+            "cluster": 1,
+        }
+    else:
+        assert f"item rec-01 failed (child run {children['rec-01']}): Script 'lint' exited with code 1" in out
+        assert "1. 30 × Script 'lint' exited with code <n>" in out
+        assert "… and 20 more failed items" in out
+
+
+def test_a_store_without_the_bulk_read_gives_the_same_item_errors(tmp_path: Path) -> None:
+    """A store from elsewhere may lack `item_child_failed_steps` (optional): its children are read
+    one by one, to the same errors and causes."""
+    from runkon_flow.observe.loader import fanout_from_rows, fill_item_errors
+
+    run_id, _ = _wide_fan_out(tmp_path / "runs.db", 50)
+    store = SqliteStore(tmp_path / "runs.db")
+
+    class Plain:  # the protocol's reads only
+        def __getattr__(self, name: str):
+            if name == "item_child_failed_steps":
+                raise AttributeError(name)
+            return getattr(store, name)
+
+    try:
+        (step,) = store.get_steps(run_id)
+        views = []
+        for reader in (store, Plain()):
+            fan = fanout_from_rows("body.0", run_id, step, store.get_fan_out_items(step.id))
+            fill_item_errors(reader, fan)  # type: ignore[arg-type]
+            views.append((fan.errors, fan.causes))
+        assert views[0] == views[1]
+        assert len(views[0][1]) == 25 and views[0][1][1] == "Script 'lint' exited with code 1"
+    finally:
+        store.close()

@@ -707,6 +707,32 @@ def test_the_usage_of_a_fan_outs_children_is_read_in_one_call(store) -> None:
     assert store.item_child_usage(foreach_step(store)) == []
 
 
+def test_the_failed_steps_of_a_fan_outs_children_are_read_in_one_call(store) -> None:
+    """`item_child_failed_steps` (ours, for `show`'s failed items and clusters): the step rows of
+    a foreach step row's items' child runs that failed, timed out or were cancelled with an error
+    — not completed rows, failed rows without an error, nor other runs' rows."""
+    step_id = foreach_step(store)
+    a, b, c = store.insert_fan_out_items(step_id, [("t", x, "", {}) for x in "abc"])
+    wanted = set()
+    for item, name in ((a, "a"), (b, "b")):
+        child, gen = owned_run(store, f"owner-{name}")
+        ok = new_step(store, child, "ok", retry_count=0)
+        store.update_step(ok, StepUpdate.completed(gen, result_text="ok"))
+        bad = new_step(store, child, "bad", retry_count=0)
+        store.update_step(bad, StepUpdate.failed(gen, f"boom {name}"))
+        wanted.add((child, "bad", f"boom {name}"))
+        silent = new_step(store, child, "silent", retry_count=0)
+        store.update_step(silent, StepUpdate(gen, StepStatus.CANCELLED))
+        store.update_fan_out_item(item, FanOutItemUpdate.terminal(FanOutItemStatus.FAILED, child))
+    store.update_fan_out_item(c, FanOutItemUpdate.running())  # no child run yet
+    other, gen = owned_run(store, "owner-other")
+    store.update_step(new_step(store, other, "x", retry_count=0), StepUpdate.failed(gen, "elsewhere"))
+    found = store.item_child_failed_steps(step_id)
+    assert {(r.workflow_run_id, r.step_name, r.step_error) for r in found} == wanted
+    assert {str(r.status) for r in found} == {"failed"}
+    assert store.item_child_failed_steps(foreach_step(store)) == []
+
+
 @pytest.mark.parametrize("role", ["actor", "reviewer", "script", ""])
 def test_roles_outside_the_canonical_schema_are_refused(store, role) -> None:
     run_id = new_run(store)

@@ -37,10 +37,10 @@ from runkon_flow.observe.estimates import Estimates, history_of, people_wait_in_
 from runkon_flow.observe.loader import (
     fanout_from_rows,
     fill_unrun_item_errors,
+    item_failure_causes,
     item_spend,
     reused_row_ids,
     row_called_why,
-    row_failure_cause,
     row_why,
     row_why_failed,
     run_spend,
@@ -467,13 +467,17 @@ def _item_detail_lines(store: WorkflowPersistence, items: list[FanOutItemRow], f
     failed = [i for i in items if FanOutItemStatus(i.status) is FanOutItemStatus.FAILED]
     if any(i.child_run_id in (None, "", "dispatching") for i in failed[:10]):
         fill_unrun_item_errors(store, fan)  # never got a child run: its error is in the events
+    shown = [i.child_run_id for i in failed[:10] if i.child_run_id not in (None, "", "dispatching")]
+    causes = item_failure_causes(store, fan.step_id, set(shown))  # one read for the ten
     for item in failed[:10]:
         child = item.child_run_id if item.child_run_id not in (None, "", "dispatching") else None
         error = ""
         if child:
-            child_run = store.get_run(child)
-            text = readable_error(child_run.error) if child_run is not None else ""
-            text = error_headline(row_failure_cause(store.get_steps(child)) or text)  # why, not which step
+            text = causes.get(child, "")  # why, not which step
+            if not text:
+                child_run = store.get_run(child)
+                text = readable_error(child_run.error) if child_run is not None else ""
+            text = error_headline(text)
         else:
             idx = fan.index.get(item.item_id)
             text = error_headline(fan.errors.get(idx, "")) if idx is not None else ""

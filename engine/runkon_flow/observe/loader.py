@@ -194,17 +194,70 @@ def fill_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
     that never got a child run gets the error its `FanOutItemCompleted` said
     (`fill_unrun_item_errors`)."""
     fill_unrun_item_errors(store, fan)
-    for idx, child_id in fan.child_runs.items():
-        if fan.codes[idx] not in _FAILED_ITEM_CODES or idx in fan.causes:
-            continue
-        child = store.get_run(child_id)
+    wanted = {
+        idx: child_id
+        for idx, child_id in fan.child_runs.items()
+        if fan.codes[idx] in _FAILED_ITEM_CODES and idx not in fan.causes
+    }
+    if not wanted:
+        return
+    runs = item_child_runs(store, fan.run_id, set(wanted.values()))
+    causes = item_failure_causes(store, fan.step_id, {c for c in wanted.values() if c in runs})
+    for idx, child_id in wanted.items():
+        child = runs.get(child_id)
         if child is None:
             continue
         if child.error and idx not in fan.errors:
             fan.errors[idx] = readable_error(child.error)
-        cause = row_failure_cause(store.get_steps(child_id))
+        cause = causes.get(child_id)
         if cause:
             fan.causes[idx] = cause
+
+
+#: From how many child runs `item_child_runs` reads all the run's children in one `list_runs`
+#: rather than each one by itself (a few failed items among 10,000 are read one by one).
+_RUNS_IN_BULK_FROM = 20
+_ALL_RUNS = 2**62
+
+
+def item_child_runs(
+    store: WorkflowPersistence, parent_run_id: str, children: set[str]
+) -> dict[str, WorkflowRun]:
+    """The rows of `children` (child runs of a foreach's items), by id: with many, in one read of
+    the children of `parent_run_id` (`list_runs`), the rest (a rerun's items may name another
+    run's children) one by one, as a few are; a run gone is left out."""
+    found: dict[str, WorkflowRun] = {}
+    if len(children) >= _RUNS_IN_BULK_FROM:
+        found = {
+            r.id: r for r in store.list_runs(limit=_ALL_RUNS, parent_run_id=parent_run_id) if r.id in children
+        }
+    for child_id in children - found.keys():
+        child = store.get_run(child_id)
+        if child is not None:
+            found[child_id] = child
+    return found
+
+
+def item_failure_causes(
+    store: WorkflowPersistence, step_id: str | None, children: set[str]
+) -> dict[str, str]:
+    """Why each of `children` (child runs of the items of foreach step row `step_id`) failed, by
+    id (`row_failure_cause`; one without a cause is left out): one read for the whole fan-out
+    where the store has `item_child_failed_steps` (SQLite, PostgreSQL, memory), else a
+    `get_steps` per child (a store from elsewhere)."""
+    if not children:
+        return {}
+    bulk = getattr(store, "item_child_failed_steps", None)
+    rows: dict[str, list[WorkflowRunStep]] = {}
+    if bulk is not None and step_id is not None:
+        for row in bulk(step_id):
+            if row.workflow_run_id in children:
+                rows.setdefault(row.workflow_run_id, []).append(row)
+    else:
+        rows = {child_id: store.get_steps(child_id) for child_id in children}
+    return {
+        child_id: cause for child_id, child_rows in rows.items() if (cause := row_failure_cause(child_rows))
+    }
 
 
 def fill_unrun_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:

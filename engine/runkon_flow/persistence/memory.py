@@ -54,6 +54,7 @@ from runkon_flow.persistence.models import (
     WorkflowRunStep,
     events_in_row,
 )
+from runkon_flow.persistence.schema import FAILED_STEP_STATUSES
 
 _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
 _NO_CONTEXT: dict[str, str] = {}  # the context of every item row without one (never changed in place)
@@ -584,6 +585,17 @@ class InMemoryStore:
         that reported usage (as `SqliteStore.item_child_usage`)."""
         children = {row.child_run_id for row in self.get_fan_out_items(step_run_id) if row.child_run_id}
         return [(run_id, s.usage) for run_id in children for s in self.get_steps(run_id) if s.usage]
+
+    def item_child_failed_steps(self, step_run_id: str) -> list[WorkflowRunStep]:
+        """The step rows that failed with an error in the child runs of a foreach step row's
+        items (as `SqliteStore.item_child_failed_steps`)."""
+        children = {row.child_run_id for row in self.get_fan_out_items(step_run_id) if row.child_run_id}
+        return [
+            s
+            for run_id in children
+            for s in self.get_steps(run_id)
+            if str(s.status) in FAILED_STEP_STATUSES and s.step_error
+        ]
 
     # ------------------------------------------------------------------ event log
 

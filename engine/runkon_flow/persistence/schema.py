@@ -240,6 +240,18 @@ UNFINISHED_DESCENDANT_IDS = (
 #: … and those ABANDONED_DESCENDANTS ends: the resuming engine sends each one's end event.
 ABANDONED_DESCENDANT_IDS = UNFINISHED_DESCENDANT_IDS + _NOT_CALLED
 
+#: The child runs a foreach step row's items ran as (one parameter, `{p}`: the step row's id), as
+#: a sub-select: `item_child_usage` and `item_child_failed_steps` read a whole fan-out's child
+#: rows in one query through it.
+ITEM_CHILD_RUNS = (
+    "SELECT child_run_id FROM workflow_run_step_fan_out_items "
+    "WHERE step_run_id = {p} AND child_run_id IS NOT NULL"
+)
+#: The step statuses a failed step row may end with, its error then saying why the run failed
+#: (`observe.loader.row_failure_cause`), as an SQL list.
+FAILED_STEP_STATUSES = ("failed", "timed_out", "cancelled")
+FAILED_STEP_STATUSES_IN = "(" + ", ".join(f"'{s}'" for s in FAILED_STEP_STATUSES) + ")"
+
 #: Version 8's partial indexes (name, definition): the canonical ones, less the rows no query
 #: looks for through them.
 PARTIAL_INDEXES: tuple[tuple[str, str], ...] = (

@@ -146,3 +146,25 @@ def test_nothing_is_set_apart_when_it_would_leave_a_cluster_without_words(causes
     clusters = clusters_of(fan_with([(f"i{n}", "failed", None, c) for n, c in enumerate(causes)]))
     common, labels = distinct_labels(clusters)
     assert common == "" and labels == [c.label for c in clusters]
+
+
+def test_an_error_that_does_not_name_its_item_builds_no_pattern_for_the_item(monkeypatch) -> None:
+    """Masking an item's id takes a pattern built for that id: built for each of 5,000 failed
+    items whose errors never named them, it was most of `show`'s time. Only a text that names its
+    item is searched for it (the signature is the same)."""
+    import runkon_flow.observe.clusters as clusters
+
+    built: list[str] = []
+    real = clusters.re.sub
+
+    def sub(pattern, *args, **kwargs):
+        built.append(pattern)
+        return real(pattern, *args, **kwargs)
+
+    monkeypatch.setattr(clusters.re, "sub", sub)
+    error_signature.cache_clear()
+    signature = error_signature("Script 'lint' exited with code 3", "rec-04217")
+    assert signature == "Script 'lint' exited with code <n>"
+    assert built == []
+    assert error_signature("rec-04218: not found", "rec-04218") == "<item>: not found"
+    assert len(built) == 1

@@ -82,8 +82,8 @@ from runkon_flow.persistence.pg_connect import (
 from runkon_flow.persistence.schema import (
     ABANDONED_DESCENDANTS,
     EVENT_COLUMNS,
-    FAILED_STEP_STATUSES_IN,
-    ITEM_CHILD_RUNS,
+    ITEM_CHILD_FAILED_STEPS,
+    ITEM_CHILD_USAGE,
     ITEM_COLUMNS,
     RUN_COLUMNS,
     RUN_FINISHED_IN,
@@ -198,7 +198,8 @@ _RUN_FINISH = (
     "blocked_on = NULL, owner_token = NULL, lease_until = NULL WHERE id = %s AND owner_token = %s"
 )
 _UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="%s") + " RETURNING id"
-_ITEM_CHILD_RUNS = ITEM_CHILD_RUNS.format(p="%s")
+_ITEM_CHILD_USAGE = ITEM_CHILD_USAGE.format(p="%s")
+_ITEM_CHILD_FAILED_STEPS = ITEM_CHILD_FAILED_STEPS.format(p="%s")
 _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
 #: How many events a row holds (`models.events_in_row`), in SQL: a packed row's lines, a zipped
 #: row's count (kept in its `event_run_id`).
@@ -1674,12 +1675,8 @@ class PostgresStore(Leadership):
         """(child run id, usage JSON) of every step row that reported usage in the child runs of
         a foreach step row's items: one query for a whole fan-out (`show --items`). Optional,
         outside the protocol (docs/persistence.md)."""
-        sql = (
-            "SELECT workflow_run_id, usage FROM workflow_run_steps WHERE usage IS NOT NULL "
-            f"AND workflow_run_id IN ({_ITEM_CHILD_RUNS})"
-        )
         with self._conn() as cur:
-            rows = cur.execute(sql, (step_run_id,)).fetchall()
+            rows = cur.execute(_ITEM_CHILD_USAGE, (step_run_id,)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
     @_reading
@@ -1687,12 +1684,8 @@ class PostgresStore(Leadership):
         """The step rows that failed with an error (failed, timed out or cancelled) in the child
         runs of a foreach step row's items: one query for a whole fan-out (`show`'s failed items
         and failure clusters). Optional, outside the protocol (docs/persistence.md)."""
-        sql = (
-            f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE status IN {FAILED_STEP_STATUSES_IN} "
-            f"AND step_error IS NOT NULL AND step_error <> '' AND workflow_run_id IN ({_ITEM_CHILD_RUNS})"
-        )
         with self._conn() as cur:
-            rows = cur.execute(sql, (step_run_id,)).fetchall()
+            rows = cur.execute(_ITEM_CHILD_FAILED_STEPS, (step_run_id,)).fetchall()
         return [_step_from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ event log

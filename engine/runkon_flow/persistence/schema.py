@@ -251,6 +251,18 @@ ITEM_CHILD_RUNS = (
 #: (`observe.loader.row_failure_cause`), as an SQL list.
 FAILED_STEP_STATUSES = ("failed", "timed_out", "cancelled")
 FAILED_STEP_STATUSES_IN = "(" + ", ".join(f"'{s}'" for s in FAILED_STEP_STATUSES) + ")"
+#: (child run id, usage JSON) of every step row that reported usage in a fan-out's child runs
+#: (`item_child_usage`; `{p}`: the foreach step row's id).
+ITEM_CHILD_USAGE = (
+    "SELECT workflow_run_id, usage FROM workflow_run_steps WHERE usage IS NOT NULL "
+    f"AND workflow_run_id IN ({ITEM_CHILD_RUNS})"
+)
+#: The step rows that failed with an error in a fan-out's child runs (`item_child_failed_steps`;
+#: `{p}`: the foreach step row's id).
+ITEM_CHILD_FAILED_STEPS = (
+    f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE status IN {FAILED_STEP_STATUSES_IN} "
+    f"AND step_error IS NOT NULL AND step_error <> '' AND workflow_run_id IN ({ITEM_CHILD_RUNS})"
+)
 
 #: Version 8's partial indexes (name, definition): the canonical ones, less the rows no query
 #: looks for through them.

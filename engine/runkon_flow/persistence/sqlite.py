@@ -59,8 +59,8 @@ from runkon_flow.persistence.schema import (
     ABANDONED_DESCENDANT_IDS,
     ABANDONED_DESCENDANTS,
     EVENT_COLUMNS,
-    FAILED_STEP_STATUSES_IN,
-    ITEM_CHILD_RUNS,
+    ITEM_CHILD_FAILED_STEPS,
+    ITEM_CHILD_USAGE,
     ITEM_COLUMNS,
     RUN_COLUMNS,
     RUN_FINISHED_IN,
@@ -194,7 +194,8 @@ _RUN_ENDED_SO = (
     "AND status = ? AND result_summary IS ? AND error IS ? AND ended_at IS ?"
 )
 _UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="?")
-_ITEM_CHILD_RUNS = ITEM_CHILD_RUNS.format(p="?")
+_ITEM_CHILD_USAGE = ITEM_CHILD_USAGE.format(p="?")
+_ITEM_CHILD_FAILED_STEPS = ITEM_CHILD_FAILED_STEPS.format(p="?")
 _UNFINISHED_BELOW_IDS = UNFINISHED_DESCENDANT_IDS.format(p="?")
 
 
@@ -1485,12 +1486,8 @@ class SqliteStore(Leadership):
         """(child run id, usage JSON) of every step row that reported usage in the child runs of
         a foreach step row's items: one query for a whole fan-out (`show --items`). Optional,
         outside the protocol (docs/persistence.md)."""
-        sql = (
-            "SELECT workflow_run_id, usage FROM workflow_run_steps WHERE usage IS NOT NULL "
-            f"AND workflow_run_id IN ({_ITEM_CHILD_RUNS})"
-        )
         with self._conn() as conn:
-            rows = conn.execute(sql, (step_run_id,)).fetchall()
+            rows = conn.execute(_ITEM_CHILD_USAGE, (step_run_id,)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
     @_translated
@@ -1498,12 +1495,8 @@ class SqliteStore(Leadership):
         """The step rows that failed with an error (failed, timed out or cancelled) in the child
         runs of a foreach step row's items: one query for a whole fan-out (`show`'s failed items
         and failure clusters). Optional, outside the protocol (docs/persistence.md)."""
-        sql = (
-            f"SELECT {STEP_COLUMNS} FROM workflow_run_steps WHERE status IN {FAILED_STEP_STATUSES_IN} "
-            f"AND step_error IS NOT NULL AND step_error <> '' AND workflow_run_id IN ({_ITEM_CHILD_RUNS})"
-        )
         with self._conn() as conn:
-            rows = conn.execute(sql, (step_run_id,)).fetchall()
+            rows = conn.execute(_ITEM_CHILD_FAILED_STEPS, (step_run_id,)).fetchall()
         return [_step_from_row(r) for r in rows]
 
     # ------------------------------------------------------------------ event log

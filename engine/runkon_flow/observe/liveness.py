@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from runkon_flow.persistence.holders import holder_is_gone, lease_ttl_of
+from runkon_flow.persistence.holders import lease_holder_gone, lease_ttl_of
 from runkon_flow.persistence.models import RunStatus, WorkflowRun, WorkflowRunStep
 
 __all__ = [
@@ -119,14 +119,16 @@ def last_heartbeat(run: WorkflowRun) -> float | None:
 
 def lease_is_live(run: WorkflowRun, now: float | None = None) -> bool:
     """Some engine holds this run right now: an owner and an unexpired lease, whose holder is not
-    provably gone (a process of this host and pid namespace that no longer exists, e.g. one that
-    stopped when its run database went away and could not let go of the lease: `holder_is_gone`)."""
+    provably gone (`lease_holder_gone`: a process of this host and pid namespace that no longer
+    exists, e.g. one that stopped when its run database went away and could not let go of the
+    lease, or an engine of this very process that stopped holding it so — the dashboard's own,
+    whose `runs` list and run view then both read the run `interrupted`)."""
     until = lease_end(run)
     return (
         bool(run.owner_token)
         and until is not None
         and until >= (time.time() if now is None else now)
-        and not holder_is_gone(run.owner_token)
+        and not lease_holder_gone(run.id, run.owner_token)
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "Holder",
     "holder_is_gone",
     "holder_of",
+    "lease_holder_gone",
     "lease_ttl_of",
     "release_if_gone",
     "stopped_holding",
@@ -164,9 +165,19 @@ def stopped_holding(run_id: str, token: str) -> None:
         _STOPPED_HERE.add((run_id, token))
 
 
+def lease_holder_gone(run_id: str, token: str | None) -> bool:
+    """The holder of `run_id`'s lease `token` runs it no more: an engine of this process stopped
+    holding it (`stopped_holding`), or its process is provably gone (`holder_is_gone`). The one
+    rule both `release_if_gone` (a resume takes the run) and readers (observe/liveness.py's
+    `lease_is_live`: the run reads `interrupted`) go by, so the run list and the run view agree."""
+    if not token:
+        return False
+    return (run_id, token) in _STOPPED_HERE or holder_is_gone(token)
+
+
 def release_if_gone(store: WorkflowPersistence, run_id: str) -> Holder | None:
-    """A run whose lease was refused: if its holder is provably gone (`holder_is_gone`, or an
-    engine of this process that stopped holding it: `stopped_holding`), let go of the lease in
+    """A run whose lease was refused: if its holder is provably gone (`lease_holder_gone`:
+    `holder_is_gone`, or an engine of this process that stopped holding it), let go of the lease in
     that holder's name — `release_lease` is fenced on that very token, so a run another engine
     took meanwhile keeps its owner — and return who it was (the caller then takes the lease as
     usual); else None, nothing written. An engine that stopped because its run database went away
@@ -175,7 +186,7 @@ def release_if_gone(store: WorkflowPersistence, run_id: str) -> Holder | None:
     if run is None or not run.owner_token:
         return None
     token = run.owner_token
-    if (run_id, token) not in _STOPPED_HERE and not holder_is_gone(token):
+    if not lease_holder_gone(run_id, token):
         return None
     store.release_lease(run_id, token)
     _STOPPED_HERE.discard((run_id, token))

@@ -205,6 +205,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             user=self.user,
             on_urgent=self._urgent,
             runs_in_runner=runs_in_runner,
+            key_for=self.key_for,
         )
         self._watcher: WorkflowWatcher | None = None
         self._shown_root: str | None = None

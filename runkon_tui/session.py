@@ -273,6 +273,16 @@ class Driver(Protocol):
 # --------------------------------------------------------------------------- the session
 
 
+def default_key(binding_id: str) -> str:
+    """The main screen's own key for a binding id, for a session no app gave its `key_for`."""
+    from runkon_tui.screens.main import MainScreen  # here: that module imports this one
+
+    for binding in MainScreen.BINDINGS:
+        if getattr(binding, "id", None) == binding_id:
+            return binding.key.split(",")[0]  # type: ignore[union-attr]
+    return "?"
+
+
 class RunSession:
     """The run on screen and the runs this dashboard executes, follows or opens."""
 
@@ -287,8 +297,13 @@ class RunSession:
         user: str,
         on_urgent: Callable[[EngineEventData], None] | None = None,
         runs_in_runner: bool = False,
+        key_for: Callable[[str], str] | None = None,
     ) -> None:
         self.host = host
+        #: The key that triggers a main-screen binding now, by its id (the app's `key_for`: the
+        #: settings' keymap, else the default): every note and toast that names a key asks it, so
+        #: a remapped key is the one it names (docs/dashboard.md, "Settings, themes").
+        self.key_for: Callable[[str], str] = key_for or default_key
         #: Runs started, resumed or retried here execute in a background runner process and are
         #: followed through the store (docs/dashboard.md, "Where a run runs"); only with a store
         #: another process can open — an in-memory store keeps them in this process.
@@ -473,7 +488,7 @@ class RunSession:
                 self._background_status.pop(run_id, None)
                 self._workflow_status[launched.name] = status
                 report.changed = True
-                news.append(f"{which} {status} — h lists it")
+                news.append(f"{which} {status} — {self.key_for('runs')} lists it")
                 bad = bad or status != "completed"
                 continue
             if runner_gone and status in ("pending", "needs_resume"):
@@ -484,7 +499,8 @@ class RunSession:
                 self._background_status[run_id] = status
                 report.changed = True
                 if status == "waiting" and before is not None:  # not when it was left waiting
-                    news.append(f"{which} waits at a gate — i opens the gate inbox")
+                    inbox = self.key_for("gate_inbox")
+                    news.append(f"{which} waits at a gate — {inbox} opens the gate inbox")
                     gate = True
         if not news:
             return None
@@ -851,7 +867,9 @@ class RunSession:
         going = self.launched_run_going()
         self.stop_following()
         if going is not None:
-            self.view.note(f"run {short_id(going)} goes on in its background runner (h lists it)")
+            self.view.note(
+                f"run {short_id(going)} goes on in its background runner ({self.key_for('runs')} lists it)"
+            )
         self.view.note(f"{label}: starting a background runner…")
         self.launching = True
         post = self.driver.post
@@ -978,10 +996,11 @@ class RunSession:
         # end, never that —, then the first one's message (its file:line:col is in the log).
         first = (warnings[0].partition(": warning: ")[2] or warnings[0]).splitlines()[0]
         text = _cut_at_word(first, WARNING_TOAST_CHARS)
+        log = self.key_for("log_mode")
         if len(warnings) > 1:
-            text = f"all {len(warnings)} in the engine log (l); the first:\n{text}"
+            text = f"all {len(warnings)} in the engine log ({log}); the first:\n{text}"
         elif text != first:
-            text = f"all of it in the engine log (l):\n{text}"
+            text = f"all of it in the engine log ({log}):\n{text}"
         title = f"{name}: {len(warnings)} warning{'s' if len(warnings) > 1 else ''}"
         return Notice(text, "warning", title=title, timeout=10)
 
@@ -1336,7 +1355,7 @@ class RunSession:
             # lapses) — resumable once the database works again (docs/persistence.md).
             self.view.mark_interrupted(
                 f"the run database can record nothing more ({report.error}); the run stays as it was "
-                "stored — when the database works again, r resumes it",
+                f"stored — when the database works again, {self.key_for('resume')} resumes it",
                 said="run stopped",
             )
         elif report.error is not None:
@@ -1362,12 +1381,14 @@ class RunSession:
             # Its engine stopped it because the run database could record nothing more: said as
             # for a run this dashboard runs itself (`_engine_done`), not as a vanished process.
             said = report.why.removeprefix("stopped: ").replace(
-                "resume it when the database works again", "when the database works again, r resumes it"
+                "resume it when the database works again",
+                f"when the database works again, {self.key_for('resume')} resumes it",
             )
             self.view.mark_interrupted(said, at=report.stopped_at, said="run stopped")
         elif report.status == "interrupted":
             self.view.mark_interrupted(
-                "no engine holds this run any more (its process went away); r resumes it here",
+                f"no engine holds this run any more (its process went away); {self.key_for('resume')} "
+                "resumes it here",
                 at=report.stopped_at,
             )
         self.follower = None

@@ -355,7 +355,7 @@ class GateInboxScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[None]):
             self.notify(
                 f"run {runs} {'is' if len(unheld) == 1 else 'are'} interrupted (no engine holds "
                 f"{'it' if len(unheld) == 1 else 'them'}): the decision takes effect on a resume "
-                "(h lists the runs, r resumes)",
+                f"({self.rapp.key_for('runs')} lists the runs, {self.rapp.key_for('resume')} resumes)",
                 severity="warning",
                 timeout=10,
             )

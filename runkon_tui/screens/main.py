@@ -663,7 +663,8 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         assert run is not None
         if sv.reused_from:  # a rerun's reused step did not run here: its output is the old run's
             where = f"runkon-flow logs {sv.reused_from} {sv.step_key or sv.name}"
-            note = [f"{reused_note(sv)}: its output is that run's", f"h opens it; or: {where}"]
+            runs = self.rapp.key_for("runs")
+            note = [f"{reused_note(sv)}: its output is that run's", f"{runs} opens it; or: {where}"]
             self.log_pane.set_output(TextSource([*note, *(sv.output or ())]), spec.label)
             return
         fallback = [sv.error] if sv.error and not sv.output else []

@@ -188,7 +188,7 @@ class RunsScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[None]):
             status.update(
                 f"{len(rows)} run{'' if len(rows) == 1 else 's'} (newest first) · "
                 "enter follows a live run, opens a finished one "
-                "read-only · r resumes"
+                f"read-only · {self.rapp.key_for('resume')} resumes"
             )
         self.refresh_bindings()
         self.call_after_refresh(self.place_toasts)

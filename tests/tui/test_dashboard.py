@@ -531,6 +531,26 @@ async def test_keys_are_remappable_and_listed_in_help_and_palette(tmp_path: Path
         await wait_for(pilot, lambda: not app.run_active)
 
 
+async def test_a_note_names_the_key_the_keymap_gives_not_the_default(tmp_path: Path) -> None:
+    """The check-warnings toast said `(l)` — and a run's other notes `h lists it`, `r resumes it` —
+    whatever key the settings' keymap gave: with `log_mode` remapped, `l` does nothing, and the
+    toast named it. It names the key that opens the engine log now."""
+    config = TuiConfig(tmp_path / "tui.yaml", keymap={"log_mode": "ctrl+g"})
+    app = make_app(config=config)
+    host: ScriptedHost = app.host  # type: ignore[assignment]
+    host.warnings["review-one"] = [
+        "Script step 's1': 'tool-1' is missing",
+        "Script step 's2': 'tool-2' is missing",
+    ]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_review_run(pilot, app)
+        warned = lambda: [n.message for n in app._notifications if "engine log" in n.message]  # noqa: E731
+        await wait_for(pilot, warned, what="the warnings toast")
+        assert warned()[0].startswith("all 2 in the engine log (ctrl+g); the first:"), warned()
+        host.finish(RunCompleted(succeeded=True))
+        await wait_for(pilot, lambda: not app.run_active, what="the run to end")
+
+
 async def test_theme_choice_is_remembered_but_start_up_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "cfg" / "tui.yaml"
     app = make_app(config=TuiConfig(path))

@@ -211,10 +211,47 @@ def display_lines(text: str, tab_size: int | None = 4) -> tuple[str, ...]:
     return tuple(rows)
 
 
+_NUMBER = re.compile(r"\d+")
+
+#: At most this many choices that are equally close are named; more is a guess, so none is.
+_TIED_NAMED = 3
+
+
+def _without_leading_zeros(text: str) -> str:
+    return _NUMBER.sub(lambda m: m.group().lstrip("0") or "0", text)
+
+
 def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
-    """`did you mean `x`?` for the choice closest to a misspelt `word`, else None."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+    """`did you mean `x`?` for the choice closest to a misspelt `word`, else None.
+
+    * A choice that is `word` with its numbers' leading zeros ignored comes first: `rec-5` means
+      `rec-05` (and `step-007` means `step-7`), though `rec-15`, `rec-25` and `rec-35` are as close
+      by spelling — before, the last of those the scorer saw (`rec-35`) was named.
+    * Otherwise the closest by spelling (difflib's ratio, at least 0.6). **Decision:** choices
+      equally close are never picked among arbitrarily: up to three are named, in the order given
+      (`did you mean `rec-15` or `rec-25`?`); more than three is no hint at all (None) — the
+      caller's own list of choices says more than a guess among them.
+    """
+    bare = _without_leading_zeros(word)
+    same = list(dict.fromkeys(c for c in choices if c != word and _without_leading_zeros(c) == bare))
+    if not same:
+        matcher = difflib.SequenceMatcher()
+        matcher.set_seq2(word)  # as difflib.get_close_matches scores
+        scored: dict[str, float] = {}
+        for choice in choices:
+            matcher.set_seq1(choice)
+            if matcher.real_quick_ratio() >= 0.6 and matcher.quick_ratio() >= 0.6:
+                ratio = matcher.ratio()
+                if ratio >= 0.6:
+                    scored.setdefault(choice, ratio)
+        best = max(scored.values(), default=None)
+        same = [c for c, ratio in scored.items() if ratio == best]
+    if not same or len(same) > _TIED_NAMED:
+        return None
+    named = [f"`{c}`" for c in same]
+    return (
+        "did you mean " + (named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}") + "?"
+    )
 
 
 def safe_text(lines: Iterable[str]) -> str:

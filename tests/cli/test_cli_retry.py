@@ -456,6 +456,30 @@ def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}  # nothing ran
 
 
+def test_a_misspelt_item_is_told_the_item_its_number_means_not_any_as_close(capsys, home: Path) -> None:
+    """`--item rec-5` of items `rec-05` … `rec-35` was told `did you mean `rec-35`?`: all four
+    are as close by spelling, and the scorer's last pick won. `rec-5` is `rec-05` with its
+    number's leading zero dropped — that is the one named (humanize.did_you_mean)."""
+    write(
+        home / "recs.wf",
+        FAN.replace("workflow fan", "workflow recs")
+        .replace("a,b,c,d,e", "rec-05,rec-15,rec-25,rec-35")
+        .replace("workflow     = one", "workflow     = bad"),
+    )
+    write(
+        home / "bad.wf",
+        'workflow bad {\n  inputs { name default = "" }\n  script work { run = "exit 3" }\n}\n',
+    )
+    code, out, _ = cli(capsys, "run", "recs", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    code, _, err = cli(capsys, "retry", run_id, "--item", "rec-5", "--yes", "--dir", str(home))
+    assert code == 1
+    assert (
+        f"no item 'rec-5' in run {run_id} (did you mean `rec-05`? failed or cancelled items: rec-05," in err
+    )
+
+
 def test_a_broken_hooks_file_is_said_before_retry_asks(
     capsys, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

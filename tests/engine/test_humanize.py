@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
-from runkon_flow.humanize import cause_first, fit_cause, fit_headline, format_duration, readable_error
+from runkon_flow.humanize import (
+    cause_first,
+    did_you_mean,
+    fit_cause,
+    fit_headline,
+    format_duration,
+    readable_error,
+)
 
 
 @pytest.mark.parametrize(
@@ -94,3 +101,24 @@ def test_cause_first_puts_the_last_line_before_the_first() -> None:
     )
     assert cause_first("one line") == "one line"
     assert cause_first(None) == ""
+
+
+def test_did_you_mean_prefers_the_choice_a_number_without_leading_zeros_means() -> None:
+    """`rec-5` scores the same against `rec-05`, `rec-15`, `rec-25` and `rec-35`; the last the
+    scorer saw (`rec-35`) was named. Leading zeros aside, `rec-5` is `rec-05`."""
+    recs = ["rec-05", "rec-15", "rec-25", "rec-35"]
+    assert did_you_mean("rec-5", recs) == "did you mean `rec-05`?"
+    assert did_you_mean("step-007", ["step-70", "step-7", "step-17"]) == "did you mean `step-7`?"
+    assert did_you_mean("rec-05", recs) == "did you mean `rec-05`?"  # itself, as before
+
+
+def test_did_you_mean_never_picks_among_equally_close_choices() -> None:
+    """Equally close choices are named together (up to three, in the order given), never one of
+    them at random; more than three is no hint. A single closest one is named as before."""
+    assert did_you_mean("rec-9", ["rec-19", "rec-29"]) == "did you mean `rec-19` or `rec-29`?"
+    assert did_you_mean("rec-9", ["rec-19", "rec-29", "rec-39"]) == (
+        "did you mean `rec-19`, `rec-29` or `rec-39`?"
+    )
+    assert did_you_mean("rec-9", ["rec-19", "rec-29", "rec-39", "rec-49"]) is None
+    assert did_you_mean("reveiw", ["review", "deploy"]) == "did you mean `review`?"
+    assert did_you_mean("zzz", ["review", "deploy"]) is None

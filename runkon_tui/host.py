@@ -19,6 +19,7 @@ from runkon_flow.events import EventSink
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 if TYPE_CHECKING:  # imported when the engine is built, not to start
+    from runkon_flow.dsl.loading import FileError
     from runkon_flow.persistence.location import DbLocation
     from runkon_flow.workspace import ResumePlan
 
@@ -54,6 +55,11 @@ class EngineHost(Protocol):
 
     def resume_plan(self, run_id: str) -> ResumePlan:
         """What a resume of `run_id` runs, and which definition that is (here or in a runner)."""
+        ...
+
+    def load_error(self, name: str) -> FileError | None:
+        """Why the workflow `name` does not load now (its file's error); None when it loads or no
+        file declares it (`Workspace.load_error`)."""
         ...
 
     def unloadable_workflows(

@@ -143,6 +143,9 @@ class ResumeKnown:
 
     key: tuple[object, ...]
     source: ResumeSource | None
+    #: With `STORED`: the workflow's file is there but does not parse now (False: no file of the
+    #: watched folders declares it now — gone, renamed). As the CLI's note tells them apart.
+    broken: bool = False
 
 
 @dataclass
@@ -344,7 +347,7 @@ class RunSession:
         self._files_version = 0  # counts the changes of the workflow files (`catalog_changed`)
         #: What the host said a resume of the run on screen runs (`resume_source`): what it was
         #: asked about and its answer; and the last question put to it.
-        self._resume_known: tuple[tuple[object, ...], ResumeSource | None] | None = None
+        self._resume_known: ResumeKnown | None = None
         self._resume_asked: tuple[object, ...] | None = None
         self._reloading = threading.Lock()  # one host reload at a time; a second caller waits
         self.engine_idle = threading.Event()  # no engine thread of ours is running
@@ -565,19 +568,24 @@ class RunSession:
         if run_id is None or host is None:
             return None
         key: tuple[object, ...] = (run_id, view.status, self._files_version)
-        if self._resume_known is not None and self._resume_known[0] == key:
-            return self._resume_known[1]
+        if self._resume_known is not None and self._resume_known.key == key:
+            return self._resume_known.source
         if self._resume_asked == key:
             return None
         self._resume_asked = key
+        name = view.workflow_name
 
         def job() -> None:
-            source = None
+            from runkon_flow.workspace import ResumeSource  # (the host has imported it: it is built)
+
+            source, broken = None, False
             with contextlib.suppress(Exception):  # the resume itself says what stops it
                 if not self.run_active:  # the host is not reloaded under a run
                     self.reload_host_now()
                 source = host.resume_plan(run_id).source
-            self.driver.post(ResumeKnown(key, source))
+                if source is ResumeSource.STORED and name is not None:
+                    broken = host.load_error(name) is not None
+            self.driver.post(ResumeKnown(key, source, broken))
 
         self.driver.spawn(job, group="resume-plan", name=f"what a resume of {run_id} runs")
         return None
@@ -595,7 +603,9 @@ class RunSession:
 
         return {
             ResumeSource.FILE: "the file as it is now",
-            ResumeSource.STORED: "its own definition (the file does not parse now)",
+            ResumeSource.STORED: "its own definition (the file does not parse now)"
+            if self._resume_known is not None and self._resume_known.broken
+            else "its own definition (no file in the watched folders declares its workflow now)",
             ResumeSource.RERUN: "its own definition (a rerun keeps the one it was made with)",
             ResumeSource.RETRY: "its own definition (it goes on with a retry of that definition)",
         }[source]
@@ -1298,7 +1308,7 @@ class RunSession:
             return None
         if isinstance(report, ResumeKnown):
             if self.resume_answered(report):  # an earlier question's answer, come last, is dropped
-                self._resume_known = (report.key, report.source)
+                self._resume_known = report
             return None
         if isinstance(report, WorkflowsChecked):
             # An outdated check's findings are dropped: they change nothing on screen.

@@ -124,6 +124,9 @@ class ScriptedHost:
         # The file as it is now; scripted runs draw the definition they started with.
         return ResumePlan(ResumeSource.FILE, None)  # type: ignore[arg-type]
 
+    def load_error(self, name: str) -> None:
+        return None  # scripted workflows always load
+
     def unloadable_workflows(self, run_id: str, **_: object) -> list[Problem]:
         return []  # scripted runs call no workflow files
 

@@ -551,3 +551,36 @@ def test_an_outdated_answer_of_what_a_resume_runs_does_not_hide_the_current_one(
     s.handle(current)
     s.handle(first)  # the earlier question's answer, last
     assert s.resume_source() is ResumeSource.FILE
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("broken", "the file does not parse now"),
+        ("gone", "no file in the watched folders declares its workflow now"),
+        ("renamed", "no file in the watched folders declares its workflow now"),
+    ],
+)
+def test_what_a_resume_runs_says_whether_the_file_is_broken_or_gone(
+    folder: Path, change: str, reason: str
+) -> None:
+    """A resume runs the run's own definition when its workflow's file does not parse now and
+    when no file declares that workflow any more; the dashboard said "the file does not parse now"
+    for both, so a deleted or renamed workflow read as a broken file to go and fix."""
+    wf = folder / "fixable.wf"
+    wf.write_text('workflow fixable {\n  script check { run = "exit 3" }\n}\n')
+    h = make_session(folder)
+    s = h.session
+    start(h, "fixable")
+    h.pump(h.run_ended, "the run to fail")
+    if change == "broken":
+        wf.write_text("workflow fixable {\n  script check {\n}\n")
+    elif change == "gone":
+        wf.unlink()
+    else:
+        wf.write_text('workflow fixed {\n  script check { run = "exit 0" }\n}\n')
+    s.catalog.reload()
+    s.catalog_changed()
+    assert s.resumes_with() is None  # asked; the answer comes on a worker
+    h.pump(lambda: s.resumes_with() is not None, "what a resume runs")
+    assert s.resumes_with() == f"its own definition ({reason})"

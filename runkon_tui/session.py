@@ -276,14 +276,15 @@ class Driver(Protocol):
 # --------------------------------------------------------------------------- the session
 
 
-def default_key(binding_id: str) -> str:
-    """The main screen's own key for a binding id, for a session no app gave its `key_for`."""
-    from runkon_tui.screens.main import MainScreen  # here: that module imports this one
+#: The main screen's own keys for the bindings a note names, for a session no app gave its
+#: `key_for` (this module imports no screen: it never imports Textual). A test holds them to
+#: `MainScreen.BINDINGS`.
+DEFAULT_KEYS = {"runs": "h", "gate_inbox": "i", "log_mode": "l", "resume": "r"}
 
-    for binding in MainScreen.BINDINGS:
-        if getattr(binding, "id", None) == binding_id:
-            return binding.key.split(",")[0]  # type: ignore[union-attr]
-    return "?"
+
+def default_key(binding_id: str) -> str:
+    """The main screen's own key for a binding id a note names (`DEFAULT_KEYS`)."""
+    return DEFAULT_KEYS.get(binding_id, "?")
 
 
 class RunSession:

@@ -227,3 +227,14 @@ async def test_retry_failed_works_from_the_run_screen_whatever_pane_has_the_focu
         said = [n.message for n in app._notifications]
         assert "nothing to retry: foreach review-items has no failed or cancelled items" in said, said
         assert len(asked) == 3
+
+
+def test_a_session_outside_an_app_names_the_main_screens_own_keys() -> None:
+    """`RunSession` names keys through the app's `key_for` (the keymap); without an app (tests, a
+    session of its own) through `DEFAULT_KEYS`, which must be the main screen's keys — a binding
+    moved to another key would otherwise leave such notes naming the old one."""
+    from runkon_tui.screens.main import MainScreen
+    from runkon_tui.session import DEFAULT_KEYS
+
+    own = {b.id: b.key.split(",")[0] for b in MainScreen.BINDINGS if isinstance(b, Binding)}
+    assert {binding_id: own.get(binding_id) for binding_id in DEFAULT_KEYS} == DEFAULT_KEYS

@@ -223,10 +223,7 @@ def test_show_json_lists_waiting_gates(capsys, tmp_path: Path, monkeypatch: pyte
         (waiting,) = data["waiting_gates"]
         assert waiting["run_id"] == gate.run_id and waiting["gate"] == "human_approval"
         assert waiting["prompt"] == "Ship the build?" and waiting["item"] is None
-        assert waiting["options"] == [
-            {"value": "fast", "label": "Fast lane"},
-            {"value": "careful", "label": "Careful rollout"},
-        ]
+        assert list(waiting["options"].items()) == [("fast", "Fast lane"), ("careful", "Careful rollout")]
         assert data["failed_items"] == []
     finally:
         gate.close()

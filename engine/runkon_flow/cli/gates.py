@@ -24,7 +24,7 @@ from runkon_flow.cli.common import (
     whole_command,
 )
 from runkon_flow.cli.hints import Hints
-from runkon_flow.cli.report import lease_is_live
+from runkon_flow.cli.report import gate_json, gates_held
 from runkon_flow.cli.store import NoRunsHere, add_db_args, get_run, opened_store
 from runkon_flow.humanize import display_line, format_duration, safe_text
 from runkon_flow.observe.run_ids import SHORT_ID_MIN
@@ -49,7 +49,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         run_id = get_run(store, args.run_id, args).id
         gates = GateApprovals(store)
         waiting = gates.waiting_gates(run_id)
-        held = _held(store, waiting)  # before: a decision may end the run
+        held = gates_held(store, waiting)  # before: a decision may end the run
         by = _user(args.by)
         if args.command == "approve":
             gate = gates.approve(run_id, args.gate, by, args.note, args.select or None)
@@ -152,42 +152,12 @@ def _selected(store: WorkflowPersistence, args: argparse.Namespace) -> list[Wait
     return gates
 
 
-def _held(store: WorkflowPersistence, gates: list[WaitingGate]) -> dict[str, bool]:
-    """Per run: whether an engine holds it now (a decision for an unheld run wakes nobody yet)."""
-    out: dict[str, bool] = {}
-    for gate in gates:
-        if gate.run_id not in out:
-            run = store.get_run(gate.run_id)
-            out[gate.run_id] = run is not None and lease_is_live(run)
-    return out
-
-
 def countdown(gate: WaitingGate, now: float) -> str:
     """`57m57s`, `overdue 3s`, or `` when the gate has no known start."""
     left = gate.time_left(now)
     if left is None:
         return ""
     return format_duration(left) if left >= 0 else f"overdue {format_duration(-left)}"
-
-
-def _gate_json(gate: WaitingGate, now: float, held: bool) -> dict[str, Any]:
-    waited = gate.waited(now)
-    left = gate.time_left(now)
-    return {
-        "step_id": gate.step_id,
-        "run_id": gate.run_id,
-        "workflow": gate.workflow_name,
-        "item": gate.item,
-        "gate": gate.gate_name,
-        "gate_type": gate.gate_type,
-        "prompt": gate.prompt,
-        "options": {o.value: o.label for o in gate.options},
-        "since": gate.since,
-        "waited_secs": None if waited is None else round(waited, 3),
-        "timeout_secs": gate.timeout_secs,
-        "time_left_secs": None if left is None else round(left, 3),
-        "held": held,
-    }
 
 
 def _list(
@@ -198,7 +168,7 @@ def _list(
     now = time.time()
     if args.json:
         for gate in gates:
-            out.print(json.dumps(_gate_json(gate, now, held[gate.run_id])))
+            out.print(json.dumps(gate_json(gate, now, held[gate.run_id])))
         return EXIT_OK
     if not gates:
         out.print("no gate is waiting" + (f" ({why})" if why else ""))
@@ -311,7 +281,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
         try:
             with opened_store(args, must_exist=True) as store:
                 gates = _selected(store, args)
-                return _list(gates, _held(store, gates), args)
+                return _list(gates, gates_held(store, gates), args)
         except NoRunsHere as nothing:
             # As `runs` says "no runs yet": the inbox of a database nothing has run with is empty,
             # not an error — a script polling `gates --json` before the first run reads nothing.
@@ -321,7 +291,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
             args.run = get_run(store, args.run, args).id
         if args.action == "list":
             gates = _selected(store, args)
-            return _list(gates, _held(store, gates), args)
+            return _list(gates, gates_held(store, gates), args)
         ids = _full_ids(args.ids, GateApprovals(store).inbox()) if args.ids else []
         ids = ids or [g.step_id for g in _selected(store, args)]
         if not ids:
@@ -330,7 +300,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
         by = _user(args.by)
         approve = args.action == "approve"
         waiting = [g for g in GateApprovals(store).inbox() if g.step_id in set(ids)]
-        held = _held(store, waiting)  # before: a decision may end its run
+        held = gates_held(store, waiting)  # before: a decision may end its run
         items = {g.step_id: g.item for g in waiting}
         decisions = GateApprovals(store).decide_many(ids, approve, by, args.note, args.select or None)
         _note_unheld(store, [d.gate for d in decisions if d.gate is not None], held, args)

@@ -62,6 +62,8 @@ from runkon_flow.usage import Usage
 __all__ = [
     "display_status",
     "final_steps",
+    "gate_json",
+    "gates_held",
     "item_fan_outs",
     "items_json",
     "items_lines",
@@ -353,18 +355,9 @@ def show_json(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None
     clusters = run_clusters(store, run.id, steps, fans=fans)
     data["failure_clusters"] = clusters_json(clusters)
     data["failed_items"] = failed_items_json(clusters, fans)
-    data["waiting_gates"] = [
-        {
-            "run_id": gate.run_id,
-            "step_id": gate.step_id,
-            "gate": gate.gate_name,
-            "prompt": gate.prompt,
-            "item": gate.item,
-            "options": [{"value": o.value, "label": o.label} for o in gate.options],
-            "since": gate.since,
-        }
-        for gate in waiting_gates(store, run)
-    ]
+    gates = waiting_gates(store, run)
+    held, stamp = gates_held(store, gates), _seconds(now) or time.time()
+    data["waiting_gates"] = [gate_json(gate, stamp, held[gate.run_id]) for gate in gates]
     return data
 
 
@@ -390,6 +383,37 @@ def failed_items_json(clusters: Sequence[RunCluster], fans: Mapping[str, FanOutV
                 }
             )
     return out
+
+
+def gates_held(store: WorkflowPersistence, gates: list[WaitingGate]) -> dict[str, bool]:
+    """Per run: whether an engine holds it now (a decision for an unheld run wakes nobody yet)."""
+    out: dict[str, bool] = {}
+    for gate in gates:
+        if gate.run_id not in out:
+            run = store.get_run(gate.run_id)
+            out[gate.run_id] = run is not None and lease_is_live(run)
+    return out
+
+
+def gate_json(gate: WaitingGate, now: float, held: bool) -> dict[str, Any]:
+    """A waiting gate as `gates --json` and `show --json` give it: one shape wherever a gate is."""
+    waited = gate.waited(now)
+    left = gate.time_left(now)
+    return {
+        "step_id": gate.step_id,
+        "run_id": gate.run_id,
+        "workflow": gate.workflow_name,
+        "item": gate.item,
+        "gate": gate.gate_name,
+        "gate_type": gate.gate_type,
+        "prompt": gate.prompt,
+        "options": {o.value: o.label for o in gate.options},
+        "since": gate.since,
+        "waited_secs": None if waited is None else round(waited, 3),
+        "timeout_secs": gate.timeout_secs,
+        "time_left_secs": None if left is None else round(left, 3),
+        "held": held,
+    }
 
 
 def waiting_gates(store: WorkflowPersistence, run: WorkflowRun) -> list[WaitingGate]:

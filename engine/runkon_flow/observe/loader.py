@@ -25,6 +25,7 @@ from runkon_flow.observe.reducer import RunModel
 from runkon_flow.observe.status import ITEM_CODE
 from runkon_flow.persistence.models import FanOutItemRow, StepStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
+from runkon_flow.persistence.schema import FAILED_STEP_STATUSES
 from runkon_flow.usage import Usage
 
 #: Gives rows without a stored node path one (row id → node path), for runs written before
@@ -294,7 +295,7 @@ def fill_unrun_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
 
 def _failed_row(rows: list[WorkflowRunStep]) -> WorkflowRunStep | None:
     """`records.failed_step` for stored rows: the step row that failed last with an error."""
-    failed = [r for r in rows if str(r.status) in ("failed", "timed_out", "cancelled") and r.step_error]
+    failed = [r for r in rows if str(r.status) in FAILED_STEP_STATUSES and r.step_error]
     return max(failed, key=lambda r: (r.ended_at or r.started_at or "", r.id)) if failed else None
 
 

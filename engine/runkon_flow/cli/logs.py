@@ -31,7 +31,7 @@ from runkon_flow.humanize import did_you_mean, display_line, display_lines
 from runkon_flow.observe.counts import row_status
 from runkon_flow.observe.outputs import OutputSource, OutputTree, plan_reads, read_outputs
 from runkon_flow.observe.search import Hit, compile_pattern, searched_text, source_hits
-from runkon_flow.persistence import StepRole, WorkflowRun
+from runkon_flow.persistence import StepRole, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = ["add_grep_parser", "add_logs_parser", "heading"]
@@ -80,14 +80,16 @@ def _step_short(step_name: str) -> str:
     return step_name.split(":", 1)[1] if step_name.startswith(("foreach:", "parallel:")) else step_name
 
 
-def _silent_steps(store: WorkflowPersistence, run: WorkflowRun, target: str | None) -> list[str]:
+def _silent_steps(
+    store: WorkflowPersistence, run: WorkflowRun, steps: list[WorkflowRunStep], target: str | None
+) -> list[str]:
     """The run's own steps that `target` names (every one when None), latest attempt of each, as
     `name (status)` (`foreach:each (completed, no items)`): steps that printed nothing — a foreach
     with no items, a parallel or call workflow with nothing in it — have no output of their own,
     so `logs` and `grep` name them rather than say the run has no steps or no such step."""
     interrupted = display_status(run) == "interrupted"
     rows = {}
-    for row in store.get_steps(run.id):
+    for row in steps:
         short = _step_short(row.step_name)
         if target is None or target in (row.step_name, short, row.id, row.node_path):
             rows[(row.step_name, row.iteration)] = row  # a later attempt replaces an earlier one
@@ -114,20 +116,19 @@ def _narrowed(
     nothing (`_silent_steps`). A STEP|ITEM that names nothing the run has is an unknown thing, exit
     1 as an unknown run id is (docs/cli.md, "Exit status"), with the closest name the run has."""
     if target is None:
-        return tree.sources, [] if tree.sources else _silent_steps(store, tree.run, None)
+        if tree.sources:
+            return tree.sources, []
+        return [], _silent_steps(store, tree.run, store.get_steps(tree.run.id), None)
     found = tree.narrowed(target)
     if found:
         return found, []
-    silent = _silent_steps(store, tree.run, target)
+    steps = store.get_steps(tree.run.id)  # read once: the steps that printed nothing, and the names
+    silent = _silent_steps(store, tree.run, steps, target)
     if silent:
         return [], silent
     names = tree.names()
     # Steps that printed nothing are names the run has too (`each` of a foreach with no items).
-    names += [
-        n
-        for n in dict.fromkeys(_step_short(r.step_name) for r in store.get_steps(tree.run.id))
-        if n not in names
-    ]
+    names += [n for n in dict.fromkeys(_step_short(r.step_name) for r in steps) if n not in names]
     listed = ", ".join(display_line(name, None) for name in names[:_LISTED_NAMES])
     if len(names) > _LISTED_NAMES:
         listed += f", … ({len(names)} in all)"

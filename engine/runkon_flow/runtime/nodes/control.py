@@ -47,6 +47,9 @@ def _warn_if_a_field(st: ExecutionState, step: str, marker: str) -> None:
     """`if planner.risk` where `risk` is a FLOW_OUTPUT *field* of `planner` (`"risk": "high"`), not
     one of its markers: the condition is false whatever the value, and nothing said why. Said
     once per run, step and name, as a warning on the step's log."""
+    said = (st.workflow_name, step, f"{marker} (condition)")
+    if said in st.settings.warned_placeholders:  # said already: a loop's condition is not parsed again
+        return
     entry = next((e for e in reversed(st.contexts) if e.step == step), None)
     if entry is None or not entry.structured_output or f'"{marker}"' not in entry.structured_output:
         return
@@ -55,9 +58,6 @@ def _warn_if_a_field(st: ExecutionState, step: str, marker: str) -> None:
     except ValueError:
         return
     if not isinstance(fields, dict) or marker in ("markers", "context") or marker not in fields:
-        return
-    said = (st.workflow_name, step, f"{marker} (condition)")
-    if said in st.settings.warned_placeholders:
         return
     st.settings.warned_placeholders.add(said)
     st.warn(

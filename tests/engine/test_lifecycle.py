@@ -416,6 +416,25 @@ def test_a_woken_engine_stores_no_events_in_the_stream_of_a_run_taken_over(
         close_store(store)
 
 
+def _handed_over_with_a_child_in_flight(h: Harness, store: Any, body: str) -> tuple[Any, str]:
+    """A parent running `body` (its child waits in `slow`) stopped as the dashboard's hand-over
+    stops it (`Workspace.hand_over`: as one that lost its lease), its events stored: the parent
+    definition and run id."""
+    h.add_workflow("workflow child { call slow }")
+    h.agents.do("slow", wait_for_cancel)
+    h.providers.append(ListProvider("tickets", ["a"]))
+    wf = h.add_workflow(f"workflow parent {{ {body} }}")
+    run_id = h.new_run(wf)
+    writer = StoredEventWriter(store, run_id)
+    bg = h.start(wf, run_id=run_id, event_sinks=[writer])
+    assert wait_until(lambda: bool(h.agents.calls))
+    h.engine.cancel_run(run_id, CancellationReason.of("LeaseLost"))  # as hand_over does
+    with pytest.raises(EngineCancelled, match="LeaseLost"):
+        bg.join()
+    writer.close()
+    return wf, run_id
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 @pytest.mark.parametrize(
     "body",
@@ -437,18 +456,7 @@ def test_a_child_this_engine_stopped_for_a_lost_lease_is_not_stored_as_cancelled
     store = make_store(kind, tmp_path)
     try:
         h = Harness(store, tmp_path)
-        h.add_workflow("workflow child { call slow }")
-        h.agents.do("slow", wait_for_cancel)
-        h.providers.append(ListProvider("tickets", ["a"]))
-        wf = h.add_workflow(f"workflow parent {{ {body} }}")
-        run_id = h.new_run(wf)
-        writer = StoredEventWriter(store, run_id)
-        bg = h.start(wf, run_id=run_id, event_sinks=[writer])
-        assert wait_until(lambda: bool(h.agents.calls))
-        h.engine.cancel_run(run_id, CancellationReason.of("LeaseLost"))  # as hand_over does
-        with pytest.raises(EngineCancelled, match="LeaseLost"):
-            bg.join()
-        writer.close()
+        _wf, run_id = _handed_over_with_a_child_in_flight(h, store, body)
         (child,) = store.list_runs(parent_run_id=run_id)
         assert store.get_run(child.id).status is RunStatus.RUNNING  # nobody ended it
 
@@ -478,19 +486,8 @@ def test_a_foreach_child_left_in_flight_reads_ended_in_the_stream_once_a_resume_
     store = make_store(kind, tmp_path)
     try:
         h = Harness(store, tmp_path)
-        h.add_workflow("workflow child { call slow }")
-        h.agents.do("slow", wait_for_cancel)
-        h.providers.append(ListProvider("tickets", ["a"]))
         fan = "foreach fan { over = tickets max_parallel = 1 workflow = child }"
-        wf = h.add_workflow(f"workflow parent {{ {fan} }}")
-        run_id = h.new_run(wf)
-        writer = StoredEventWriter(store, run_id)
-        bg = h.start(wf, run_id=run_id, event_sinks=[writer])
-        assert wait_until(lambda: bool(h.agents.calls))
-        h.engine.cancel_run(run_id, CancellationReason.of("LeaseLost"))  # as hand_over does
-        with pytest.raises(EngineCancelled, match="LeaseLost"):
-            bg.join()
-        writer.close()
+        wf, run_id = _handed_over_with_a_child_in_flight(h, store, fan)
         (left,) = store.list_runs(parent_run_id=run_id)
 
         h.agents.on("slow")  # the runner that resumes it: the item now runs through

@@ -23,9 +23,14 @@ from runkon_flow.observe.counts import row_key
 from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView, failure_chain
 from runkon_flow.observe.reducer import RunModel
 from runkon_flow.observe.status import ITEM_CODE
-from runkon_flow.persistence.models import FanOutItemRow, StepStatus, WorkflowRun, WorkflowRunStep
+from runkon_flow.persistence.models import (
+    FAILED_STEP_STATUSES,
+    FanOutItemRow,
+    StepStatus,
+    WorkflowRun,
+    WorkflowRunStep,
+)
 from runkon_flow.persistence.protocol import WorkflowPersistence
-from runkon_flow.persistence.schema import FAILED_STEP_STATUSES
 from runkon_flow.usage import Usage
 
 #: Gives rows without a stored node path one (row id → node path), for runs written before

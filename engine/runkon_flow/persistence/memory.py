@@ -35,6 +35,7 @@ from datetime import timedelta
 from runkon_flow.errors import PersistenceError
 from runkon_flow.persistence import _shared as sh
 from runkon_flow.persistence.models import (
+    FAILED_STEP_STATUSES,
     DeletedRuns,
     FanOutItemRow,
     FanOutItemStatus,
@@ -54,7 +55,6 @@ from runkon_flow.persistence.models import (
     WorkflowRunStep,
     events_in_row,
 )
-from runkon_flow.persistence.schema import FAILED_STEP_STATUSES
 
 _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING)
 _NO_CONTEXT: dict[str, str] = {}  # the context of every item row without one (never changed in place)

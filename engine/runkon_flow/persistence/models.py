@@ -83,6 +83,9 @@ _STEP_TERMINAL = frozenset(
     {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.TIMED_OUT, StepStatus.CANCELLED}
 )
 _STEP_STARTING = frozenset({StepStatus.RUNNING, StepStatus.WAITING})
+#: The statuses a failed step row may end with, its error then saying why the run failed
+#: (`observe.loader.row_failure_cause`; `schema.ITEM_CHILD_FAILED_STEPS` reads them in SQL).
+FAILED_STEP_STATUSES = ("failed", "timed_out", "cancelled")
 
 _SHORT = {
     StepStatus.COMPLETED: "ok",

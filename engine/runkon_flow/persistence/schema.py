@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable
 
 from runkon_flow.errors import PersistenceError
+from runkon_flow.persistence.models import FAILED_STEP_STATUSES
 
 RUN_STATUSES = (
     "pending",
@@ -247,9 +248,7 @@ ITEM_CHILD_RUNS = (
     "SELECT child_run_id FROM workflow_run_step_fan_out_items "
     "WHERE step_run_id = {p} AND child_run_id IS NOT NULL"
 )
-#: The step statuses a failed step row may end with, its error then saying why the run failed
-#: (`observe.loader.row_failure_cause`), as an SQL list.
-FAILED_STEP_STATUSES = ("failed", "timed_out", "cancelled")
+#: `models.FAILED_STEP_STATUSES` as an SQL list.
 FAILED_STEP_STATUSES_IN = "(" + ", ".join(f"'{s}'" for s in FAILED_STEP_STATUSES) + ")"
 #: (child run id, usage JSON) of every step row that reported usage in a fan-out's child runs
 #: (`item_child_usage`; `{p}`: the foreach step row's id).

@@ -37,7 +37,6 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json as _json_of
 
-from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
     EVENT_CLASSES,
     OUTPUT_CUT_NOTE,
@@ -49,7 +48,7 @@ from runkon_flow.events import (
     StepCompleted,
     StepOutput,
 )
-from runkon_flow.persistence.models import PACKED_EVENTS, ZIPPED_EVENTS, NewEvent, RunStatus, StoredEvent
+from runkon_flow.persistence.models import PACKED_EVENTS, ZIPPED_EVENTS, NewEvent, StoredEvent
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = [
@@ -198,13 +197,12 @@ class StoredEventWriter:
             # stays as it was). The root: another engine holds the run (it took it over, or was
             # handed it) and goes on with this stream, ending it itself; only this engine's own
             # log says so. A child: its new holder continues it (`call workflow`) or ends it (a
-            # resume ends a foreach's unfinished children), or a `cancel` ended it from outside
-            # — a reader is told it stopped here, not that anyone cancelled it; or, when the
-            # child's row was ended so (a cancel from outside), that cancel (`_child_stopped`,
-            # on the writer's thread: this may be a store's committing thread).
+            # resume ends a foreach's unfinished children) — a reader is told it stopped here,
+            # not that anyone cancelled it. (A child a `cancel` ended from outside comes as that
+            # cancel: the engine reads its row, `report_gate.stopped_child_end`.)
             if data.run_id == self.run_id:
                 return
-            self._queue.append(data)
+            self._queue.append(line_of(data.ts, data.run_id, "EngineLog", _CHILD_LEASE_LOST_PAYLOAD))
             return
         spec = _PLAIN.get(cls)
         if spec is None or (cls is StepCompleted and event.step_id in self._had_output):  # type: ignore[attr-defined]
@@ -305,10 +303,7 @@ class StoredEventWriter:
     def _special(self, data: EngineEventData, add: Callable[[str], None]) -> None:
         event = data.event
         kind = event.type
-        if kind == "RunCancelled":  # a child's, for a lost lease (`emit`)
-            event = self._child_stopped(data.run_id)
-            kind = event.type
-        elif kind == "StepOutput":
+        if kind == "StepOutput":
             event = self._bounded(event)
             if event is None:
                 return
@@ -319,22 +314,6 @@ class StoredEventWriter:
             if cut_note is not None:
                 add(line_of(data.ts, data.run_id, "EngineLog", _payload(cut_note)))
         add(line_of(data.ts, data.run_id, kind, _payload(event)))
-
-    def _child_stopped(self, child_id: str) -> EngineEvent:
-        """What the stream stores for a child this engine stopped for a lost lease (one read of
-        its row, on the writer's thread): the cancel that ended it, when its row was cancelled
-        so from outside (`runkon-flow cancel <child>`, the dashboard's, while this engine stood
-        still: its end was refused) — else the note that it stopped here without an end."""
-        try:
-            row = self.store.get_run(child_id)
-        except Exception as exc:
-            log.debug("run %s: could not read child %s's row: %s", self.run_id, child_id, exc)
-            row = None
-        if row is not None and row.status == RunStatus.CANCELLED:
-            reason = CancellationReason.from_error(row.error)
-            if reason is not None and reason.kind != "LeaseLost":
-                return RunCancelled(reason=reason, summary=row.result_summary)
-        return _CHILD_LEASE_LOST
 
     def _bounded(self, event: StepOutput) -> StepOutput | None:
         cut = self._cuts.get(event.step_id)
@@ -457,6 +436,8 @@ _new_tuple = tuple.__new__  # a NewEvent without NamedTuple's Python-level __new
 _PLAIN: dict[type, tuple[str, Any]] = {
     cls: (cls.model_fields["type"].default, _DUMPS[cls]) for cls in EVENT_CLASSES if cls is not StepOutput
 }
+#: The stored payload of the note a child's `RunCancelled(LeaseLost)` is stored as (`emit`).
+_CHILD_LEASE_LOST_PAYLOAD = _payload(_CHILD_LEASE_LOST)
 
 
 def envelope_of(row: StoredEvent) -> EngineEventData | None:

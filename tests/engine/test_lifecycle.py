@@ -593,10 +593,99 @@ class _ChildCancelledWhilePaused:
         if run_id != self.parent_id:
             self.inner.flush()
             self.clock.advance(31)  # past every lease of this engine
-            assert self.inner.acquire_lease(run_id, "cancel-1", 5) is not None
-            self.inner.update_run_status(run_id, RunStatus.CANCELLED, None, _USER_CANCEL)
-            self.inner.release_lease(run_id, "cancel-1")
+            assert (
+                end_unowned_run(self.inner, run_id, _USER_CANCEL) is RunStatus.CANCELLED
+            )  # as `cancel` does
         return self.inner.finish_run(run_id, *args, **kw)
+
+
+class _ChildCancelledAtItsRefresh:
+    """A store on which this process stands still past its leases while a child runs, and
+    meanwhile `runkon-flow cancel <child>` ends that child: the child learns it at its next lease
+    refresh (refused: the cancel borrowed its lapsed lease), while it still runs."""
+
+    def __init__(self, inner: Any, clock: FakeClock, parent_id: str) -> None:
+        self.inner, self.clock, self.parent_id = inner, clock, parent_id
+        self.running = threading.Event()  # set by the child's step
+        self.done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def acquire_lease(self, run_id: str, *args: Any, **kw: Any) -> int | None:
+        if run_id != self.parent_id and self.running.is_set() and not self.done:
+            self.done = True
+            self.inner.flush()
+            self.clock.advance(31)  # past every lease of this engine
+            assert (
+                end_unowned_run(self.inner, run_id, _USER_CANCEL) is RunStatus.CANCELLED
+            )  # as `cancel` does
+        return self.inner.acquire_lease(run_id, *args, **kw)
+
+
+_USER_CANCEL_EVENT_REASON = CancellationReason.user("no longer needed")
+
+
+@pytest.mark.parametrize("kind", CONTRACT_STORE_KINDS)
+@pytest.mark.parametrize("when", ["at its end", "while it runs"])
+@pytest.mark.parametrize(
+    "body",
+    ["call workflow child", "foreach fan { over = tickets max_parallel = 1 workflow = child }"],
+    ids=["call", "foreach"],
+)
+def test_every_sink_sees_a_child_cancelled_from_outside_as_that_cancel(
+    tmp_path: Path, kind: str, when: str, body: str
+) -> None:
+    """`runkon-flow cancel <child>` ends a child while its engine stands still past its lease: the
+    engine learns it when the child's end is refused, or at the child's next lease refresh. Before,
+    the engine told its own sinks (the `run` printer, a dashboard in this process, hooks)
+    `RunCancelled(LeaseLost)` — as if another engine had taken the child over — and only the
+    stored stream, whose writer read the child's row, said the user's cancel. Now the engine reads
+    the row and every sink gets the same end."""
+    from runkon_flow.event_log import read_envelopes
+
+    clock = FakeClock()
+    store = make_store(kind, tmp_path, clock)
+    try:
+        wf = parse_workflow(f"workflow parent {{ {body} call after }}")
+        parent_id = store.create_run(NewRun(workflow_name="parent")).id
+        if when == "at its end":
+            wrapped: Any = _ChildCancelledWhilePaused(store, clock, parent_id)
+            config = WorkflowExecConfig(poll_interval=0.05, lease_ttl_secs=30)
+        else:
+            wrapped = _ChildCancelledAtItsRefresh(store, clock, parent_id)
+            # Refreshed often, never polled: the child learns of the cancel from its refresh.
+            config = WorkflowExecConfig(
+                poll_interval=0.05, lease_ttl_secs=30, lease_refresh_interval=0.05, cancel_poll_interval=3600
+            )
+        h = Harness(wrapped, tmp_path)
+        if when == "while it runs":
+
+            def work(info: Any, params: Any) -> ActionOutput:
+                wrapped.running.set()
+                return wait_for_cancel(info, params)
+
+            h.agents.do("work", work)
+        h.add_workflow("workflow child { call work }")
+        h.providers.append(ListProvider("tickets", ["a"]))
+        writer = StoredEventWriter(store, parent_id)
+        h.run(wf, run_id=parent_id, exec_config=config, event_sinks=[writer])  # the parent was not taken
+        writer.close()
+        (child,) = [r for r in store.list_runs(parent_run_id=parent_id) if r.workflow_name == "child"]
+        assert (store.get_run(child.id).status, store.get_run(child.id).error) == ("cancelled", _USER_CANCEL)
+
+        ends = ("RunCompleted", "RunCancelled")
+        live = h.events_of_run(child.id, *ends)
+        stored = [
+            e.event
+            for e in read_envelopes(store, parent_id)[0]
+            if e.run_id == child.id and e.event.type in ends
+        ]
+        assert [(e.type, e.reason) for e in live] == [("RunCancelled", _USER_CANCEL_EVENT_REASON)]
+        assert live == stored
+        assert_stream_ends_child_as_cancelled_by_the_user(store, parent_id, child.id)
+    finally:
+        close_store(store)
 
 
 def assert_stream_ends_child_as_cancelled_by_the_user(store: Any, run_id: str, child_id: str) -> None:
@@ -636,7 +725,7 @@ def test_a_child_ended_from_outside_does_not_stop_a_parent_whose_lease_is_still_
         (child,) = [r for r in store.list_runs(parent_run_id=parent_id) if r.workflow_name == "child"]
         assert (store.get_run(child.id).status, store.get_run(child.id).error) == ("cancelled", _USER_CANCEL)
         ends = h.events_of_run(child.id, "RunCompleted", "RunCancelled")
-        assert [(e.type, e.reason.kind) for e in ends] == [("RunCancelled", "LeaseLost")]
+        assert [(e.type, e.reason.kind) for e in ends] == [("RunCancelled", "UserRequested")]
         # The stored stream says what the store says: the user's cancel, not "running" and a note
         # that it stopped without an end (before), nor the lease this engine lost.
         assert_stream_ends_child_as_cancelled_by_the_user(store, parent_id, child.id)

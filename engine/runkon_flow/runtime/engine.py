@@ -60,7 +60,7 @@ from runkon_flow.plugins.protocols import (
 from runkon_flow.plugins.registries import ActionRegistry, GateResolverRegistry, ItemProviderRegistry
 from runkon_flow.runtime.lease import RunMonitor, abort, lease_clock, new_owner_token, take_lease
 from runkon_flow.runtime.nodes.dispatch import execute_nodes
-from runkon_flow.runtime.report_gate import ReportGate, commit_and_deliver, needs_gate
+from runkon_flow.runtime.report_gate import ReportGate, commit_and_deliver, needs_gate, stopped_child_end
 from runkon_flow.runtime.rerun import reused_events
 from runkon_flow.runtime.resume import ResumeContext, leaf_skip_keys
 from runkon_flow.runtime.state import ExecutionState, LedgerRow
@@ -718,7 +718,7 @@ class FlowEngine:
                 if st.depth > 0 or st.lease_store_gone is None:
                     log.warning("run %s: lease lost; final status left to the new owner", st.workflow_run_id)
                     if st.event_sinks:
-                        st.emit(RunCancelled(reason=reason, summary=summary))  # type: ignore[arg-type]
+                        st.emit(self._stopped_end(st, summary))
             elif self._finish(st, status, summary, error_text):
                 if st.event_sinks:
                     st.emit(RunCancelled(reason=reason or CancellationReason.user(), summary=summary))
@@ -816,25 +816,38 @@ class FlowEngine:
         return RunStatus.RUNNING
 
     def _lost(self, st: ExecutionState, summary: str) -> RunStatus:
-        """The run's final write was refused: another engine owns the run and ends it. This engine
-        stops as one that lost its lease (`RunCancelled(LeaseLost)`, which the stored stream
-        leaves out; the caller gets `EngineCancelled(LeaseLost)`), and the runs above it that
-        run here confirm their own leases at once (`_doubt_ancestors`)."""
+        """The run's final write was refused: another engine owns the run and ends it, or a
+        `cancel` ended it from outside. This engine stops as one that lost its lease (the caller
+        gets `EngineCancelled(LeaseLost)`) and says how the run ended (`_stopped_end`), and the
+        runs above it that run here confirm their own leases at once (`_doubt_ancestors`)."""
         st.lease_lost = True
         st.cancellation.cancel(CancellationReason.of("LeaseLost"))
         if st.event_sinks:
-            st.emit(RunCancelled(reason=CancellationReason.of("LeaseLost"), summary=summary))
+            st.emit(self._stopped_end(st, summary))
         self._doubt_ancestors(st)
         return RunStatus.CANCELLED
+
+    @staticmethod
+    def _stopped_end(st: ExecutionState, summary: str) -> RunCancelled:
+        """The end event of a run this engine stopped without writing its end (its lease was
+        lost, or its final write refused), for every sink alike. A child's row is read once
+        (`stopped_child_end`): when a `cancel` from outside ended it while this engine stood
+        still past its lease, its end is that cancel — not a lease lost, which the run printer,
+        a dashboard in this process and hooks said before while the stored stream said the
+        cancel. Else, and for a top-level run (whose `RunCancelled(LeaseLost)` the stored
+        stream leaves out), `RunCancelled(LeaseLost)`. No read when the database is away."""
+        if st.depth > 0 and st.lease_store_gone is None:
+            return stopped_child_end(st.persistence, st.workflow_run_id, summary)
+        return RunCancelled(reason=CancellationReason.of("LeaseLost"), summary=summary)
 
     def _refused_behind(self, st: ExecutionState) -> None:
         """A write-behind run's queued final write was refused when committed (on the committing
         thread: no store calls here). The run had returned as ended: its held end event is
-        delivered as `RunCancelled(LeaseLost)` instead (report_gate.py), and the runs above it
-        confirm their own leases at once (`_doubt_ancestors`)."""
+        delivered as the end its row holds instead (`stopped_child_end`, report_gate.py), and
+        the runs above it confirm their own leases at once (`_doubt_ancestors`)."""
         log.warning("run %s: lease lost; its final status was not written", st.workflow_run_id)
         if st.report_gate is not None:
-            st.report_gate.refuse(st.workflow_run_id)
+            st.report_gate.refuse(st.workflow_run_id, st.persistence)
         self._doubt_ancestors(st)
 
     def _doubt_ancestors(self, st: ExecutionState) -> None:

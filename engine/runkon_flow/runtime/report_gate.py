@@ -10,8 +10,10 @@ row along), a foreach step's end, a run's end, or the run monitor's flush (every
 Protocol: `mark()` before the commit, `release(mark)` after it returns — everything held before
 the commit began is then delivered, in the order it was held; `commit_and_deliver` does both
 around a store's `flush` or `try_flush`. A run whose queued final write was refused when it was
-committed (another engine owns the run now) is `refuse`d: its held `RunCompleted` is delivered as
-`RunCancelled(LeaseLost)` instead — the end it reported is not the one the store holds. A fan-out
+committed (another engine owns the run now, or a `cancel` ended it from outside) is `refuse`d: its
+held `RunCompleted` is delivered as the end the store holds instead (`stopped_child_end`: the
+outside cancel, else `RunCancelled(LeaseLost)`) — the end it reported is not the one the store
+holds. A fan-out
 item whose queued end failed at its commit (a full disk, a read-only file) is `unrecorded`: its
 `FanOutItemCompleted` and its child's events are dropped, not delivered. A store
 that applies every write at once (`applies_writes_at_once`, the in-memory store) needs no gate.
@@ -24,14 +26,38 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import EngineEventData, FanOutItemCompleted, RunCancelled, RunCompleted
+from runkon_flow.persistence.models import RunStatus
 
-__all__ = ["ReportGate", "commit_and_deliver", "needs_gate"]
+if TYPE_CHECKING:
+    from runkon_flow.persistence.protocol import WorkflowPersistence
+
+__all__ = ["ReportGate", "commit_and_deliver", "needs_gate", "stopped_child_end"]
 
 log = logging.getLogger("runkon_flow.engine")
+
+
+def stopped_child_end(store: WorkflowPersistence, run_id: str, summary: str) -> RunCancelled:
+    """The end event of a child run this engine stopped without writing its end (its lease was
+    lost, or its final write was refused), for every sink: the cancel its row records when a
+    `cancel` ended it from outside (`runkon-flow cancel <child>`, the dashboard's, while this
+    engine stood still past its lease), with that cancel's reason and the row's summary — else
+    `RunCancelled(LeaseLost)`: the run was handed over or taken over, its row is its new
+    holder's (the stored stream keeps a note in its place, event_log.py). One read of the row,
+    on this rare path only; a read that fails counts as a lost lease."""
+    try:
+        row = store.get_run(run_id)
+    except Exception as exc:
+        log.debug("run %s: could not read its row after its end was not written: %s", run_id, exc)
+        row = None
+    if row is not None and row.status == RunStatus.CANCELLED:
+        reason = CancellationReason.from_error(row.error)
+        if reason is not None and reason.kind != "LeaseLost":
+            return RunCancelled(reason=reason, summary=row.result_summary)
+    return RunCancelled(reason=CancellationReason.of("LeaseLost"), summary=summary)
 
 
 def needs_gate(store: object) -> bool:
@@ -56,16 +82,18 @@ class ReportGate:
         self._held: deque[tuple[int, Sequence[Any], EngineEventData]] = deque()
         self._seq = itertools.count()  # event numbers and marks, from one atomic counter
         self._wanted = 0  # the highest mark a release asked for
-        self._refused: set[str] = set()  # runs whose final write was refused (see `refuse`)
+        # Runs whose final write was refused (see `refuse`), with the store to read their row from.
+        self._refused: dict[str, WorkflowPersistence] = {}
         # What a failed commit did not record (see `unrecorded`): never delivered.
         self._unrecorded_items: set[tuple[str, str]] = set()  # (foreach step id, item id)
         self._unrecorded_runs: set[str] = set()  # the child runs of those items
 
-    def refuse(self, run_id: str) -> None:
+    def refuse(self, run_id: str, store: WorkflowPersistence) -> None:
         """The final write of `run_id` was refused when committed: its `RunCompleted`, held or
-        still to come, is delivered as `RunCancelled(LeaseLost)`. Called from the commit that
-        refused it, before that commit's release, so the event cannot have been delivered yet."""
-        self._refused.add(run_id)
+        still to come, is delivered as the end `store` holds (`stopped_child_end`, read when it
+        is delivered: not here, inside the commit). Called from the commit that refused it,
+        before that commit's release, so the event cannot have been delivered yet."""
+        self._refused[run_id] = store
 
     def unrecorded(self, step_id: str, item_id: str, child_run_id: str | None) -> None:
         """A fan-out item's queued end failed at its commit (its database took no writes): its
@@ -145,13 +173,13 @@ class ReportGate:
             self._deliver.release()
 
     def _as_lost(self, data: EngineEventData) -> EngineEventData:
-        """A refused run's end as what it is: the run was lost to another engine."""
+        """A refused run's end as what it is: cancelled from outside, or lost to another engine
+        (`stopped_child_end`; after the refusing commit returned, so its row can be read)."""
         event = data.event
         if not isinstance(event, RunCompleted | RunCancelled):
             return data
-        self._refused.discard(data.run_id)
-        lost = RunCancelled(reason=CancellationReason.of("LeaseLost"), summary=event.summary)
-        return data.model_copy(update={"event": lost})
+        store = self._refused.pop(data.run_id)
+        return data.model_copy(update={"event": stopped_child_end(store, data.run_id, event.summary)})
 
 
 def commit_and_deliver(gate: ReportGate | None, commit: Callable[[], object], *, wait: bool = True) -> None:

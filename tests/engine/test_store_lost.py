@@ -253,3 +253,59 @@ def test_a_foreach_child_that_loses_the_store_stops_the_run_whose_resume_runs_it
     again = sorted(e.item_id for e in h.events("FanOutItemStarted")[started_before:])
     assert again == unfinished  # the unfinished items ran, the stopped one among them; no other
     assert h.store.get_run(child.id).status is not RunStatus.RUNNING  # closed by the resume's end
+
+
+def test_the_items_left_pending_are_counted_again_when_children_in_flight_stop_after_the_first(
+    h: Harness,
+) -> None:
+    """Two children in flight lose the run database one after the other. The fan-out says at the
+    first that no further item starts, with the items a resume runs so far; when the second stops
+    too, that count is short by one, so the step's end says the final count. Before, only the
+    first count was said ("5 items stay pending"): the resume ran 6."""
+    h.add_workflow("workflow child { call work call check }")
+    h.providers.append(ListProvider("tickets", [f"i{n}" for n in range(6)]))
+    first, halted = threading.Lock(), threading.Event()
+
+    def behave(info, params):  # the first child goes on; the other waits till the fan-out halted
+        if not first.acquire(blocking=False):
+            halted.wait(30)
+        return ActionOutput(context="did")
+
+    h.agents.do("work", behave)
+    emit = h.sink.emit
+
+    def watch(data):
+        emit(data)
+        if data.event.type == "EngineLog" and "no further item starts" in data.event.message:
+            halted.set()
+
+    h.sink.emit = watch
+    real = h.store.insert_step
+    stopped: list[str] = []  # the child runs that could record no more
+
+    def flaky(new_step, **kwargs):
+        if new_step.step_name == "check":  # every child's second step: the database is away
+            stopped.append(new_step.workflow_run_id)
+            raise StoreUnavailable(GAVE_UP)
+        return real(new_step, **kwargs)
+
+    h.store.insert_step = flaky
+    wf = h.add_workflow(fan(extra="on_child_fail = continue"))
+    run_id = h.new_run(wf)
+    with pytest.raises(StoreUnavailable, match="gave up"):
+        h.run(wf, run_id=run_id)
+
+    h.store.flush()
+    assert len(stopped) == 2  # both children in flight stopped; none started after the first
+    [row] = h.steps(run_id)
+    items = [status for _, status in items_of(h, row.id)]
+    assert sorted(items) == [*["pending"] * 4, "running", "running"], items  # 6 run on resume
+    said = [e.message for e in h.events("EngineLog") if e.message.startswith("foreach 'fan'")]
+    assert len(said) == 2, said
+    assert "no further item starts" in said[0] and said[0].endswith(
+        "; 5 items stay pending, to run on resume"
+    )
+    assert said[1] == (
+        "foreach 'fan': 6 items stay pending in all, to run on resume "
+        "(1 more stopped for the run database after the first 5)"
+    )

@@ -159,6 +159,8 @@ class _FanOut:
         self.halted = False
         self.store_gone: StoreUnavailable | None = None  # the run database is away: `_store_gone`
         self._gone_once = threading.Lock()  # `_say_store_gone` says it once, from any thread
+        self.stopped_for_store = 0  # items whose child stopped for the store (`_child_stopped`)
+        self._said_left: int | None = None  # the items `_say_store_gone` said stay pending
         # A store that can say it records nothing now (its writes behind us fail unseen).
         self.unavailable = getattr(st.persistence, "unavailable", None)
         self.cancelled = False
@@ -705,22 +707,42 @@ class _FanOut:
             if item.token is not None:
                 item.token.detach()
                 item.token = None
-            self._say_store_gone(exc, stopped=1)
+            self.stopped_for_store += 1
+            self._say_store_gone(exc)
             self._settle(item)
             self.changed.notify()
 
-    def _say_store_gone(self, exc: StoreUnavailable, stopped: int = 0) -> None:
-        """Stop starting items, and say why once (any thread, with or without the lock). The
-        count is of the items a resume runs: the pending ones, and the `stopped` ones whose child
-        stopped for the store (`_child_stopped`: their rows stay `running`, and run again)."""
+    def _say_store_gone(self, exc: StoreUnavailable) -> None:
+        """Stop starting items, and say why once (any thread, with or without the lock), with
+        the count of the items a resume runs so far (`_items_left`); `_say_still_left` corrects
+        it at the step's end when children in flight stopped too."""
         with self._gone_once:
             if self.store_gone is not None:
                 return
             self.store_gone, self.halted = exc, True
-        left = stopped + sum(1 for i in self.items if i.status is FanOutItemStatus.PENDING)
+        left = self._said_left = self._items_left()
         self.st.warn(
             f"foreach '{self.node.name}': no further item starts — {describe_exception(exc)}; "
             f"{left} {'item stays' if left == 1 else 'items stay'} pending, to run on resume"
+        )
+
+    def _items_left(self) -> int:
+        """The items a resume runs: the pending ones, and those whose child stopped for the store
+        (`_child_stopped`: their rows stay `running`, and run again)."""
+        return self.stopped_for_store + sum(1 for i in self.items if i.status is FanOutItemStatus.PENDING)
+
+    def _say_still_left(self) -> None:
+        """At the step's end, after the store went: when more items stay pending than
+        `_say_store_gone` counted — children in flight then stopped for the store too, or items
+        about to start went back — say the final count, once. Before, only the first count was
+        said, short by every child that stopped after it."""
+        said, left = self._said_left, self._items_left()
+        if said is None or left <= said:
+            return
+        self.st.warn(
+            f"foreach '{self.node.name}': {left} {'item stays' if left == 1 else 'items stay'} pending "
+            f"in all, to run on resume ({left - said} more stopped for the run database after the "
+            f"first {said})"
         )
 
     def _abandon(self, items: list[_Item], error: BaseException) -> None:
@@ -940,7 +962,8 @@ class _FanOut:
         if self.unrecorded:  # ends that were reported nowhere, as they were recorded nowhere
             self._unrecorded_ends()
         if self.store_gone is not None:  # items left pending: the step is not done, even if the
-            raise self.store_gone  # store is back by now — the run stops, to be resumed
+            self._say_still_left()  # store is back by now — the run stops, to be resumed
+            raise self.store_gone
         c = Counter(i.status for i in self.items)
         total = len(self.items)
         done, failed = c[FanOutItemStatus.COMPLETED], c[FanOutItemStatus.FAILED]

@@ -1369,3 +1369,32 @@ def test_a_write_that_fits_while_its_batch_does_not_leaves_the_store_taking_no_w
         assert not caplog.records, [r.getMessage() for r in caplog.records]
     finally:
         store.close()
+
+
+def test_a_lease_renewal_on_a_full_disk_leaves_the_store_taking_no_writes(
+    tmp_path: Path, caplog, clock: FakeClock
+) -> None:
+    """A run waiting at a gate on a full disk renews its lease every few seconds: an update in
+    place that commits where an insert cannot. Before, each renewal said "takes writes again" and
+    the next failed write "takes no writes" — two lines a heartbeat, and a fan-out not yet stopped
+    was let start items between them. A lease taken by a new holder (a resume) still ends it."""
+    store = SqliteStore(tmp_path / "runs.db", clock=clock)
+    try:
+        run = store.create_run(NewRun(workflow_name="wf"))
+        assert store.acquire_lease(run.id, "t1", 30) == 1
+        _refusing(store, "full")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="runkon_flow.persistence"):
+            for i in range(3):
+                assert store.acquire_lease(run.id, "t1", 30) == 1  # renewed: it fits
+                assert store.unavailable() is not None, i
+                store.create_leased_run(NewRun(workflow_name=f"c{i}" * 2000), "t", 30, durable=False)
+                store.flush()  # fails, counted, not said again
+            assert not caplog.records, [r.getMessage() for r in caplog.records]
+            clock.advance(31)  # t1's holder died: its lease lapsed
+            assert store.acquire_lease(run.id, "t2", 30) == 2  # taken by a resume: news
+        assert store.unavailable() is None
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 1 and "takes writes again (3 write-behind" in said[0], said
+    finally:
+        store.close()

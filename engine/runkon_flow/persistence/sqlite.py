@@ -391,6 +391,7 @@ class _Write:
         "fence",
         "fn",
         "lead",
+        "renewal",
         "result",
         "sealed",
         "shared",
@@ -407,6 +408,9 @@ class _Write:
         self.shared = shared
         self.fence = fence  # an item write's: applied only while its token owns its run
         self.single = single  # one write statement: atomic on its own in autocommit
+        # A lease renewal by its holder: an update in place, which may commit on a full disk, so
+        # it is no news that the file takes writes again (`_run_batch`).
+        self.renewal = False
         self.behind = behind  # durable=False: nobody waits for it; a failure is logged
         self.done = False
         self.result: Any = None
@@ -473,6 +477,9 @@ class SqliteStore(Leadership):
         # failures meanwhile counted, not each logged (`_no_writes`, `_writes_again`).
         self._unavailable: StoreUnavailable | None = None
         self._failed_meanwhile = 0
+        # run id → the token this store last gave its lease to: a later `acquire_lease` with it
+        # is a renewal (`_Write.renewal`); dropped when the lease is released or not taken.
+        self._lease_holders: dict[str, str] = {}
         self._db = self._open()
         self._cursor = self._db.cursor()  # writes reuse one cursor (conn.execute makes one per call)
 
@@ -555,6 +562,7 @@ class SqliteStore(Leadership):
         after_history: bool = False,
         shared: Any = None,
         fence: Fence | None = None,
+        renewal: bool = False,
     ) -> R:
         """Queue the write `fn(cursor)`; unless `durable` is False, return its result once committed.
 
@@ -597,6 +605,7 @@ class SqliteStore(Leadership):
         fewer statements per commit, and fewer releases of the GIL by the thread that commits.
         """
         op = _Write(fn, single, not durable, shared, fence)
+        op.renewal = renewal
         if not durable:
             if key is None and not after_history:
                 self._pending.append(op)
@@ -715,8 +724,10 @@ class SqliteStore(Leadership):
         """Run `batch` in one transaction. The one place a store that took no writes learns it
         takes them again: any batch that commits whole — one write alone in the queue (a resume's
         first, taking its run) as much as several — ends the state; a failed batch's writes run
-        again each alone do not, as an update in place may fit where an insert cannot."""
-        if self._ran_whole(batch) and self._unavailable is not None:
+        again each alone do not, as an update in place may fit where an insert cannot, and nor do
+        lease renewals alone (a run waiting at a gate renews every few seconds on a full disk:
+        each renewal would say "takes writes again", the next failed write "takes no writes")."""
+        if self._ran_whole(batch) and self._unavailable is not None and not all(op.renewal for op in batch):
             self._writes_again()
 
     def _ran_whole(self, batch: list[_Write]) -> bool:
@@ -977,6 +988,8 @@ class SqliteStore(Leadership):
         `token` owns the run. The ids `abandoned` ends are read first in the same transaction."""
         status = sh.check_finish_status(status)
         now = self._now()
+        if self._lease_holders:  # only runs this store leased with `acquire_lease` are in it
+            self._lease_holders.pop(run_id, None)
         if not durable and abandoned is None:
 
             def fold(row: list) -> bool:
@@ -1158,12 +1171,21 @@ class SqliteStore(Leadership):
                 return None
             return conn.execute("SELECT generation FROM workflow_runs WHERE id = ?", (run_id,)).fetchone()[0]
 
-        return self._write(acquire, single=False, key="r:" + run_id)
+        holders = self._lease_holders
+        generation = self._write(
+            acquire, single=False, key="r:" + run_id, renewal=holders.get(run_id) == token
+        )
+        if generation is None:
+            holders.pop(run_id, None)
+        else:
+            holders[run_id] = token
+        return generation
 
     @_translated
     def release_lease(self, run_id: str, token: str) -> None:
         """Hand the run back (clean shutdown) so another engine can take it without waiting."""
         params = (run_id, token)
+        self._lease_holders.pop(run_id, None)
         self._write(
             lambda conn: conn.execute(
                 "UPDATE workflow_runs SET owner_token = NULL, lease_until = NULL "

@@ -480,6 +480,29 @@ def test_a_misspelt_item_is_told_the_item_its_number_means_not_any_as_close(caps
     )
 
 
+def test_a_misspelt_item_is_never_told_an_item_that_cannot_be_retried(capsys, home: Path) -> None:
+    """Four failed items equally close to `x-9` are no hint (humanize.did_you_mean names at most
+    three); the completed `x-99`, closer still, was named instead — an item `retry` then refuses,
+    in a message whose list says "failed or cancelled items". The hint comes from that list."""
+    write(
+        home / "xs.wf",
+        FAN.replace("workflow fan", "workflow xs")
+        .replace("a,b,c,d,e", "x-1,x-2,x-3,x-4,x-99")
+        .replace("workflow     = one", "workflow     = only99"),
+    )
+    write(
+        home / "only99.wf",
+        'workflow only99 {\n  inputs { name default = "" }\n'
+        '  script work { run = "test {{name}} = x-99" }\n}\n',
+    )
+    code, out, _ = cli(capsys, "run", "xs", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    code, _, err = cli(capsys, "retry", run_id, "--item", "x-9", "--yes", "--dir", str(home))
+    assert code == 1
+    assert f"no item 'x-9' in run {run_id} (failed or cancelled items: x-1, x-2, x-3, x-4)" in err
+
+
 def test_a_broken_hooks_file_is_said_before_retry_asks(
     capsys, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -188,12 +188,9 @@ def choose_items(
         known = retryable or every
         what = "failed or cancelled items" if retryable else "items"
         listed = ", ".join(known[:20]) + (" …" if len(known) > 20 else "") if known else "none"
-        # The closest retryable id first (what a typo was meant to be), else the closest of all.
-        close = (
-            did_you_mean(missing[0], retryable) or did_you_mean(missing[0], every)
-            if len(missing) == 1
-            else None
-        )
+        # The closest id of the list the message gives (the retryable ones when there are any):
+        # falling back to every item when retryable ones tie named a completed item, refused.
+        close = did_you_mean(missing[0], known) if len(missing) == 1 else None
         hint = f"{close} " if close else ""
         where = f"run {run_id}" if run_id else "this run"
         named = ", ".join(f"'{m}'" for m in missing)

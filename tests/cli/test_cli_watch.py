@@ -650,6 +650,10 @@ def test_gc_deletes_runs_that_ended_before_the_age_and_keeps_the_rest(
     conn.close()
     code, out, _ = cli(capsys, "gc", "--older-than", "30d", "--dry-run")
     assert code == 0 and "would delete 1 run " in out
+    # Which run, not only how many: a mistyped age is seen before anything goes.
+    listed = out.splitlines()[:-1]
+    assert len(listed) == 1 and old in listed[0] and "ended " in listed[0] and "fan" in listed[0], out
+    assert recent not in out
     (home / "logs").mkdir()
     (home / "logs" / f"{old}.log").write_text("a detached run's output\n")
     (home / "logs" / f"{recent}.log").write_text("kept\n")

@@ -2,7 +2,8 @@
 items, stored events and background-run log files) that ended longer ago than the given age.
 
 Only runs that ended — completed, failed or cancelled — are deleted; a run still active, waiting or
-interrupted (it may yet be resumed) is kept however old. `--dry-run` says what would go.
+interrupted (it may yet be resumed) is kept however old. `--dry-run` says what would go: each run,
+oldest first, then the count — a count alone asks the user to trust an age they may have mistyped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from runkon_flow.cli.common import EXIT_OK, StdoutGuard
 from runkon_flow.cli.store import add_db_args, db_label, opened_store
+from runkon_flow.humanize import display_line
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence._shared import rfc3339
 from runkon_flow.runner import log_path
@@ -50,12 +52,16 @@ def cmd_gc(args: argparse.Namespace) -> int:
     out = StdoutGuard()
     cutoff = rfc3339(datetime.now(UTC) - args.older_than)
     with opened_store(args, must_exist=True) as store:
-        doomed = [
-            r.id
+        runs = [
+            r
             for r in store.list_runs(limit=10**9)
             if RunStatus(r.status).is_terminal and r.ended_at is not None and r.ended_at < cutoff
         ]
+        doomed = [r.id for r in runs]
         if args.dry_run:
+            for run in sorted(runs, key=lambda r: (r.ended_at or "", r.id)):
+                status, ended = RunStatus(run.status).value, run.ended_at
+                out.print(display_line(f"  {run.id}  {status:<9}  ended {ended}  {run.workflow_name}", None))
             out.print(
                 f"would delete {_runs(len(doomed))} that ended before {cutoff} (and their child runs) "
                 f"from {db_label(args)}"
@@ -89,6 +95,6 @@ def add_gc_parser(sub: Any) -> None:
         metavar="AGE",
         help="how long ago a run must have ended: 30d, 12h, 90m, 45s, 2w",
     )
-    p.add_argument("--dry-run", action="store_true", help="only say how many runs would be deleted")
+    p.add_argument("--dry-run", action="store_true", help="only list the runs that would be deleted")
     add_db_args(p)
     p.set_defaults(handler=cmd_gc)

@@ -1078,3 +1078,21 @@ def test_a_lone_write_chosen_as_a_deadlocks_victim_is_run_again(store, dsn) -> N
         RunStatus.CANCELLED,
         "abandoned",
     )
+
+
+def test_an_abandoning_finish_whose_answer_was_lost_still_names_the_runs_it_ended(store) -> None:
+    """A resume's `finish_run(…, abandoned=…)` ends the children it did not reach again, and the
+    engine says each one's end from the ids the store gives back. Its commit answer lost and the
+    write run again, the finish found itself done and answered "written" with no ids: those
+    children's stored stream read them running for good."""
+    run = store.create_leased_run(NewRun(workflow_name="wf"), "t1", 30)
+    below = [
+        store.create_leased_run(NewRun(workflow_name="leaf", parent_workflow_run_id=run.id), f"c{i}", 30).id
+        for i in range(2)
+    ]
+    lost = lose_the_answer(store, lambda q: q == "COMMIT")
+    ended: list[str] = []
+    assert store.finish_run(run.id, RunStatus.COMPLETED, "ok", None, "t1", abandoned="gone", ended=ended)
+    assert lost.fired
+    assert sorted(ended) == sorted(below)
+    assert all(store.get_run(i).status is RunStatus.CANCELLED for i in below)

@@ -81,6 +81,7 @@ from runkon_flow.persistence.pg_connect import (
 )
 from runkon_flow.persistence.schema import (
     ABANDONED_DESCENDANTS,
+    ENDED_DESCENDANT_IDS,
     EVENT_COLUMNS,
     ITEM_CHILD_FAILED_STEPS,
     ITEM_CHILD_USAGE,
@@ -198,6 +199,7 @@ _RUN_FINISH = (
     "blocked_on = NULL, owner_token = NULL, lease_until = NULL WHERE id = %s AND owner_token = %s"
 )
 _UNFINISHED_BELOW = UNFINISHED_DESCENDANTS.format(p="%s") + " RETURNING id"
+_ENDED_BELOW = ENDED_DESCENDANT_IDS.format(p="%s")
 _ITEM_CHILD_USAGE = ITEM_CHILD_USAGE.format(p="%s")
 _ITEM_CHILD_FAILED_STEPS = ITEM_CHILD_FAILED_STEPS.format(p="%s")
 _CANCEL_STATUSES = (RunStatus.CANCELLED, RunStatus.CANCELLING)
@@ -1182,7 +1184,11 @@ class PostgresStore(Leadership):
             if row is None:
                 raise PersistenceError(f"run {run_id} not found")
             if tuple(row) == (status.value, now, None):
-                return True  # this very finish, committed before (its answer lost: run again)
+                # This very finish, committed before (its answer lost: run again); the children
+                # it ended are named all the same, for the engine to say each one's end.
+                if abandoned is None:
+                    return True
+                return [r[0] for r in cur.execute(_ENDED_BELOW, (run_id, abandoned, now)).fetchall()]
             if not durable:
                 sh.finish_refused_behind(run_id, status.value, on_refused)
             return False

@@ -240,6 +240,14 @@ UNFINISHED_DESCENDANT_IDS = (
 )
 #: … and those ABANDONED_DESCENDANTS ends: the resuming engine sends each one's end event.
 ABANDONED_DESCENDANT_IDS = UNFINISHED_DESCENDANT_IDS + _NOT_CALLED
+#: The runs an UNFINISHED_DESCENDANTS of (run id, error, ended_at) already ended: read by a finish
+#: run again after its commit answer was lost (PostgreSQL), which finds its work done.
+ENDED_DESCENDANT_IDS = (
+    "SELECT id FROM workflow_runs WHERE id IN ("
+    "WITH RECURSIVE tree(id) AS (SELECT id FROM workflow_runs WHERE parent_workflow_run_id = {p} "
+    "UNION SELECT r.id FROM workflow_runs r JOIN tree ON r.parent_workflow_run_id = tree.id) "
+    "SELECT id FROM tree) AND status = 'cancelled' AND error = {p} AND ended_at = {p}"
+)
 
 #: The child runs a foreach step row's items ran as (one parameter, `{p}`: the step row's id), as
 #: a sub-select: `item_child_usage` and `item_child_failed_steps` read a whole fan-out's child

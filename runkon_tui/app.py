@@ -220,7 +220,6 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         self._startup_problems_told = 0  # counted in the start-up toast's title, over all batches
         # A run whose inputs form opens once `check_before_inputs` finds nothing stopping it.
         self._form_waiting: tuple[str, WorkflowDef] | None = None
-        self._gates_seen: set[tuple[str, str, str | None]] = set()  # gates whose dialog was opened
         # Parse errors and loader warnings (a name clash …): listed until a reload mends them.
         self.problems = OpenProblems()
 
@@ -494,8 +493,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     def _gate_unseen(self, gate: GateView) -> bool:
         """A held "Gate" toast comes back only for a gate that still waits and whose dialog the
         user has not opened (the dialog said all the toast says)."""
-        seen = (gate.run_id, gate.gate_name, gate.step_id) in self._gates_seen
-        return not seen and gate in self.view.gates.values()
+        return not self.session.gate_seen(gate) and gate in self.view.gates.values()
 
     def clear_notifications(self) -> None:
         self.toasts.clear()
@@ -995,7 +993,7 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
             if decision is not None:
                 self.session.decide_gate(gate, decision.approved, decision.note, decision.selections)
 
-        self._gates_seen.add((gate.run_id, gate.gate_name, gate.step_id))  # its toast is moot now
+        self.session.saw_gates([gate])  # its toast is moot now
         self.push_screen(GateScreen(gate, intent, self.session.gate_drafts), decided)
 
     # ------------------------------------------------------------------ history and runs held elsewhere

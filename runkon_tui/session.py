@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,6 +50,7 @@ from runkon_tui.run_view import Changes, Clock, FanOutView, GateView, RunState, 
 from runkon_tui.status import TERMINAL, short_id
 
 if TYPE_CHECKING:  # the engine is imported once it is built (`DeferredHost`), not to start
+    from runkon_flow.approvals import WaitingGate
     from runkon_flow.workspace import ResumeSource
 
 #: A `Notice`'s severity (Textual's) as the engine log's level.
@@ -354,6 +355,9 @@ class RunSession:
         self.engine_idle = threading.Event()  # no engine thread of ours is running
         self.engine_idle.set()
         self._known_gates: set[tuple[str, str]] = set()
+        #: Gates whose dialog the user opened (the gate dialog, the inbox's note dialog), by run,
+        #: name and step row: told already, and answered there or about to be (`saw_gates`).
+        self._gates_seen: set[tuple[str, str, str | None]] = set()
         self._workflow_status: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the view
@@ -393,11 +397,20 @@ class RunSession:
         self._known_gates = set(view.gates)
 
     def new_gates(self) -> list[GateView]:
-        """Gates that started waiting since the last call (each announced once)."""
+        """Gates that started waiting since the last call (each announced once); never one whose
+        dialog was opened — a stale read (an event or a row from before the answer) that brings
+        an answered gate back for a moment does not announce it again."""
         current = set(self.view.gates)
         fresh = [self.view.gates[key] for key in current - self._known_gates]
         self._known_gates = current
-        return fresh
+        return [gate for gate in fresh if not self.gate_seen(gate)]
+
+    def saw_gates(self, gates: Iterable[GateView | WaitingGate]) -> None:
+        """The user opened the dialog that answers `gates`: it said all their "Gate" toasts say."""
+        self._gates_seen.update((g.run_id, g.gate_name, g.step_id) for g in gates)
+
+    def gate_seen(self, gate: GateView) -> bool:
+        return (gate.run_id, gate.gate_name, gate.step_id) in self._gates_seen
 
     def run_finished(self) -> Notice | None:
         """The run on screen ended: remember how, and say so (None for a read-only view)."""

@@ -320,6 +320,10 @@ class GateInboxScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[None]):
             if decision is not None:
                 self._decide(gates, decision)
 
+        # Their "Gate" toasts are moot now (the dialog lists each gate, prompt and all): held
+        # while it is up, they do not come back when it closes — the run on screen may show a
+        # gate waiting until its engine tells the answer — and they are not announced again.
+        self.rapp.session.saw_gates(gates)
         self.app.push_screen(BatchNoteScreen(gates, approve), decided)
 
     def _decide(self, gates: list[WaitingGate], decision: GateDecision) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from runkon_flow.events import GateResolved, GateWaiting, StepStarted
 from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
 from runkon_flow.persistence.sqlite import SqliteStore
@@ -16,7 +17,8 @@ from runkon_flow.workspace import Workspace
 from textual.widgets import DataTable, Input
 
 from runkon_tui.screens.inbox import BatchNoteScreen, GateInboxScreen
-from tests.tui.conftest import make_app, real_app, wait_for
+from tests.tui import scenarios
+from tests.tui.conftest import feed, make_app, real_app, wait_for
 
 
 class Elsewhere:
@@ -345,3 +347,55 @@ async def test_gates_of_a_fan_out_s_children_name_their_items(folder: Path, tmp_
         thread.join(timeout=30)
         runner.close()
         store.close()
+
+
+def _gate_toasts(app) -> list[str]:  # type: ignore[no-untyped-def]
+    """The "Gate" toasts on the screen on top, and those held for a dialog to close."""
+    from textual.widgets._toast import Toast
+
+    drawn = [t._notification.title for t in app.screen.query(Toast)]
+    held = [t.title for t in app.toasts.held]
+    return [title for title in drawn + held if title == "Gate"]
+
+
+async def test_a_gate_approved_in_the_inbox_is_never_announced_again() -> None:
+    """Its "Gate" toast, held while the note dialog was up, came back when the dialog closed —
+    the run on screen still showed the gate waiting until its engine told the answer — and a
+    late `GateWaiting` for it (a stale read) raised the toast again."""
+    store = InMemoryStore()
+    run_id = store.create_run(NewRun(workflow_name="review-pr", run_id=scenarios.ROOT)).id
+    step = store.insert_step(
+        NewStep(run_id, "human_approval", role="gate", gate_type="human_approval", node_path="body.4")
+    )
+    store.update_step(step, StepUpdate(generation=0, status=StepStatus.WAITING))
+    store.set_waiting_blocked_on(run_id, {"type": "human_approval", "gate_name": "human_approval"})
+    events = [
+        data.model_copy(update={"event": data.event.model_copy(update={"step_id": step})})
+        if isinstance(data.event, StepStarted | GateWaiting) and data.event.node_path == "body.4"
+        else data
+        for data in scenarios.gate_waiting().events
+    ]
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.pause()
+        feed(app, events)  # the run on screen waits at the gate; no engine will say it was answered
+        await wait_for(pilot, lambda: _gate_toasts(app), what="the Gate toast")
+        await open_inbox(pilot, app, 1)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="the note dialog")
+        await pilot.press("ctrl+y")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the inbox")
+        await wait_for(pilot, lambda: store.get_step(step).gate_approved_by == "tester", what="the answer")  # type: ignore[union-attr]
+        assert _gate_toasts(app) == []
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.view.waiting_gates(), "the view still shows the gate waiting (a stale read)"
+        assert _gate_toasts(app) == []
+        resolved = scenarios.Script().emit(
+            GateResolved(gate_name="human_approval", approved=True, step_id=step)
+        )
+        feed(app, [resolved])  # its engine tells the answer
+        feed(app, [events[-1]])  # then a stale read of the run brings the gate back for a moment
+        await pilot.pause()
+        assert app.view.waiting_gates()
+        assert _gate_toasts(app) == []

@@ -526,9 +526,14 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     # ------------------------------------------------------------------ keys (help, palette, banners)
 
     def key_for(self, binding_id: str) -> str:
-        for binding in MainScreen.BINDINGS:
-            if isinstance(binding, Binding) and binding.id == binding_id:
-                return self.shown_key(binding)
+        """The key that triggers the binding `binding_id` now (`shown_key`), for a note or hint
+        that names it: a main-screen binding, else one of a screen up — the runs list's and the
+        gate inbox's hints name their own keys through it (a keymap applies by id, anywhere)."""
+        owners = [MainScreen, *(type(screen) for screen in reversed(self.screen_stack))]
+        for owner in owners:
+            for binding in owner.BINDINGS:
+                if isinstance(binding, Binding) and binding.id == binding_id:
+                    return self.shown_key(binding)
         return "?"
 
     def shown_key(self, binding: Binding) -> str:

@@ -258,9 +258,12 @@ class GateInboxScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[None]):
             status.update("no gate is waiting — gates of every run in the store show up here")
         else:
             marked = f" · {len(self.marked)} marked" if self.marked else ""
+            key = self.rapp.key_for
             status.update(
                 f"{len(gates)} gate{'' if len(gates) == 1 else 's'} waiting (oldest first){marked} · "
-                "space marks · A marks all · a approves · x rejects (the marked ones, else the one here)"
+                f"{key('gate_inbox_mark')} marks · {key('gate_inbox_mark_all')} marks all · "
+                f"{key('gate_inbox_approve')} approves · {key('gate_inbox_reject')} rejects "
+                "(the marked ones, else the one here)"
             )
         self.refresh_bindings()
         self.call_after_refresh(self.place_toasts)  # the status may wrap to two rows

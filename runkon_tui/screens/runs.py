@@ -183,12 +183,14 @@ class RunsScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[None]):
         elif not rows:
             store = self.rapp.store  # a database left as it is until a run makes it one says why
             why = f" ({esc(store.why)})" if isinstance(store, UnmadeStore) and not store.made else ""
-            status.update(f"no runs yet{why} — run a workflow from the main screen (enter)")
+            run = self.rapp.key_for("run")
+            status.update(f"no runs yet{why} — run a workflow from the main screen ({run})")
         else:
+            key = self.rapp.key_for
             status.update(
                 f"{len(rows)} run{'' if len(rows) == 1 else 's'} (newest first) · "
-                "enter follows a live run, opens a finished one "
-                f"read-only · {self.rapp.key_for('resume')} resumes"
+                f"{key('open_run')} follows a live run, opens a finished one "
+                f"read-only · {key('resume')} resumes"
             )
         self.refresh_bindings()
         self.call_after_refresh(self.place_toasts)
@@ -259,9 +261,9 @@ class RunsScreen(ToastsAboveStatus, ShowsWorkerFailures, Screen[None]):
         if status == "completed":
             return f"{name} completed: there is nothing to resume"
         if status == "waiting":
-            return f"{name} waits at a gate: enter opens it to answer the gate"
+            return f"{name} waits at a gate: {self.rapp.key_for('open_run')} opens it to answer the gate"
         if status in LIVE:
-            return f"{name} is {status}: enter follows it"
+            return f"{name} is {status}: {self.rapp.key_for('open_run')} follows it"
         if RunStatus(run.status) not in RESUMABLE and status != "interrupted":
             return f"{name} is {status}: only a failed, cancelled or interrupted run resumes"
         nothing = self.rapp.session.nothing_to_resume_with(run.workflow_name, bool(run.definition_snapshot))

@@ -238,3 +238,50 @@ def test_a_session_outside_an_app_names_the_main_screens_own_keys() -> None:
 
     own = {b.id: b.key.split(",")[0] for b in MainScreen.BINDINGS if isinstance(b, Binding)}
     assert {binding_id: own.get(binding_id) for binding_id in DEFAULT_KEYS} == DEFAULT_KEYS
+
+
+async def test_the_runs_list_and_the_gate_inbox_name_their_own_keys_as_remapped(tmp_path: Path) -> None:
+    """Their hint lines named `enter`, `space`, `a` and `x` whatever the keymap said — keys that
+    then did nothing there (`App.key_for` knew the main screen's bindings only)."""
+    from runkon_flow.persistence.memory import InMemoryStore
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
+    from runkon_flow.runtime.lease import new_owner_token
+    from textual.widgets import Static
+
+    from runkon_tui.screens.inbox import GateInboxScreen
+    from runkon_tui.screens.runs import RunsScreen
+
+    store = InMemoryStore()
+    run = store.create_run(NewRun(workflow_name="review-pr"))
+    step = store.insert_step(NewStep(run.id, "human_approval", role="gate", gate_type="human_approval"))
+    store.update_step(step, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+    store.update_run_status(run.id, RunStatus.RUNNING, None, None)
+    store.set_waiting_blocked_on(run.id, {"type": "human_approval", "gate_name": step})
+    assert store.acquire_lease(run.id, new_owner_token(), 600) is not None  # an engine holds it
+    keymap = {
+        "open_run": "o",
+        "gate_inbox_mark": "m",
+        "gate_inbox_mark_all": "M",
+        "gate_inbox_approve": "ctrl+o",
+        "gate_inbox_reject": "ctrl+x",
+    }
+    app = make_app(store=store, config=TuiConfig(tmp_path / "tui.yaml", keymap=keymap))
+    status = lambda: str(app.screen.query_one(app.screen.STATUS, Static).render())  # type: ignore[attr-defined]  # noqa: E731
+    async with app.run_test(size=(200, 30)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.rows, what="the runs")
+        assert "· o follows a live run, opens a finished one read-only · r resumes" in status(), status()
+        assert (
+            app.screen.unavailable_reason("resume_run")
+            == (  # type: ignore[attr-defined]
+                f"run …{run.id[-8:]} of review-pr waits at a gate: o opens it to answer the gate"
+            )
+        )
+        await pilot.press("escape")
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "gates", None), what="the inbox")
+        assert isinstance(app.screen, GateInboxScreen)
+        assert "· m marks · M marks all · ctrl+o approves · ctrl+x rejects (the marked" in status(), status()
+        await pilot.press("m")  # the key it names marks the gate
+        await pilot.pause()
+        assert app.screen.marked == {step}

@@ -384,7 +384,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             notes.append(f"[$warning]⚠[/] {esc(clash)}")
         if entry is self.pinned:
             notes.append(
-                "not in the watched folders: the definition stored with this run"
+                self._outside_the_folders()
                 if definition is not None
                 else "not in the watched folders, and no definition is stored with this run: its "
                 "steps cannot be drawn as a tree (the header, the logs and its fan-out show the run)"
@@ -414,6 +414,15 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             # (an item's or a search hit's output stays).
             self._show_cursor_output()
         self.fit_grid_pane()
+
+    def _outside_the_folders(self) -> str:
+        """The tree's note for a run of a workflow the watched folders do not hold: its tree is
+        the definition stored with it, and so is what `r` resumes it with (there is no file to
+        take instead: `Workspace.resume_plan`), said as `_changed_on_disk` says it."""
+        shown = "not in the watched folders: the definition stored with this run"
+        if not self.rapp.can_resume():
+            return shown
+        return f"{shown}; {self.rapp.key_for('resume')} resumes it with its own definition"
 
     def _changed_on_disk(self) -> str:
         """The tree's note when the file changed under the run on screen: the tree keeps the

@@ -1357,7 +1357,11 @@ async def test_a_past_run_of_a_workflow_outside_the_watched_folders_shows_its_ow
         await pilot.pause()
         assert screen.tree_workflow == "fail"
         assert shown() == [("script first", "completed"), ("script boom", "failed")]
-        assert "not in the watched folders" in str(screen.query_one("#tree-note").render())
+        # What `r` resumes it with, as the tree notes of a changed file say it.
+        assert str(screen.query_one("#tree-note").render()) == (
+            "not in the watched folders: the definition stored with this run; r resumes it with its "
+            "own definition"
+        )
         # Not the earlier workflow's step: nothing highlighted, the run's last step (which failed).
         assert screen.log_pane.output_title == "script boom"
 
@@ -1369,6 +1373,8 @@ async def test_a_past_run_of_a_workflow_outside_the_watched_folders_shows_its_ow
         await wait_for(pilot, lambda: not app.run_active, what="resume end")
         await pilot.pause()
         assert [s for s, _ in shown()] == ["script first", "script boom"]
+        note = str(screen.query_one("#tree-note").render())
+        assert note == "not in the watched folders: the definition stored with this run"  # completed
 
         await pilot.press("down")  # moving in the list shows that workflow again
         await pilot.pause()

@@ -7,11 +7,17 @@ Proved on every store kind (memory and SQLite) through the `h` fixture.
 
 from __future__ import annotations
 
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 from runkon_flow.dsl.parser import parse_workflow
 from runkon_flow.observe import RunModel, load_run
 from runkon_flow.observe.counts import row_step_counts
+from runkon_flow.persistence.memory import InMemoryStore
 
-from tests.engine.conftest import Harness
+from tests.engine.conftest import Harness, wait_for_cancel, wait_until
 
 REPORTING = "workflow w { call a call b call c always { call report } }"
 
@@ -90,3 +96,40 @@ def test_the_resume_line_counts_only_the_steps_it_skips(h: Harness) -> None:
         line.text.endswith("(skipping 1 completed step)")
         for line in RunModel.from_events(h.sink.events).engine_log
     )
+
+
+def test_a_resume_cancelled_before_its_always_list_counts_that_list_pending_from_rows_too(
+    tmp_path: Path,
+) -> None:
+    """The views (folded from the events: `RunModel._always_again`) showed `report` pending —
+    the resumed attempt was cancelled before its always list ran, and a cancelled run skips it —
+    while the runs list, counting the rows, took the first attempt's ✓ for it: `✓2` against
+    the views' `✓1`. Rows, the model loaded from them and the events now count the same. The
+    store's clock moves a millisecond a call, so each row's start is later than the one before
+    (rows are stamped to the millisecond: a body row started in the same one as an always row
+    is not taken for a later attempt's)."""
+    ticks = itertools.count()
+    start = datetime.now(UTC)
+    store = InMemoryStore(clock=lambda: start + timedelta(milliseconds=next(ticks)))
+    h = Harness(store, tmp_path)
+    h.agents.fail("b", "first attempt breaks", times=1)
+    first = h.run(REPORTING)
+    run_id = first.workflow_run_id
+    assert row_step_counts(h.steps(run_id)) == {"completed": 2, "failed": 1}  # a and report; b
+    h.agents.do("b", wait_for_cancel)
+    engine = h.engine
+    assert engine is not None
+    resumed = threading.Thread(target=resume, args=(h, REPORTING, run_id))
+    resumed.start()
+    assert wait_until(lambda: h.agents.names().count("b") == 2)
+    engine.cancel_run(run_id)
+    resumed.join(10)
+    assert store.get_run(run_id).status == "cancelled"  # type: ignore[union-attr]
+    assert h.agents.names() == ["a", "b", "report", "b"]  # its always list did not run again
+    counted = {"completed": 1, "cancelled": 1, "pending": 1}  # a; b; report
+    assert RunModel.from_events(h.sink.events).step_counts() == counted
+    assert row_step_counts(h.steps(run_id)) == counted
+    loaded = load_run(store, run_id)
+    assert loaded.step_counts() == counted
+    report = loaded.root.steps["always.0"]  # type: ignore[union-attr]
+    assert (report.status, report.started_at, report.ended_at) == ("pending", None, None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runkon_flow.observe.liveness import utc_seconds
 from runkon_flow.observe.records import FanOutView, StepView, execution_position
 from runkon_flow.persistence.models import WorkflowRunStep
 
@@ -70,12 +71,38 @@ def row_status(row: WorkflowRunStep, run_interrupted: bool = False) -> str:
     return status
 
 
+def replaced_always(rows: Iterable[WorkflowRunStep]) -> set[str]:
+    """The ids of a run's rows of its top-level always list that a later attempt of the run
+    replaced and has not run again: pending, as `RunModel._always_again` puts them at the new
+    attempt's start — the rows' reading of the same rule. The list runs at the end of an
+    attempt, after every body step of it, so an always row is an earlier attempt's when a body
+    row of the run started after it (times are stored to the millisecond: a body row started in
+    the same one is not taken for later)."""
+    rows = list(rows)
+    body = [t for row in rows if not _in_always(row) and (t := utc_seconds(row.started_at)) is not None]
+    if not body:
+        return set()
+    latest = max(body)
+    return {
+        row.id
+        for row in rows
+        if _in_always(row) and (start := utc_seconds(row.started_at)) is not None and start < latest
+    }
+
+
+def _in_always(row: WorkflowRunStep) -> bool:
+    return row.node_path is not None and row.node_path.startswith("always.")
+
+
 def row_step_counts(rows: Iterable[WorkflowRunStep], run_interrupted: bool = False) -> dict[str, int]:
     """`step_counts` straight from store rows (for a list of many runs, without a full model).
-    `run_interrupted`: the run has no engine any more (`row_status`)."""
+    `run_interrupted`: the run has no engine any more (`row_status`); the always list's steps an
+    attempt after theirs has not run again are pending (`replaced_always`)."""
+    rows = list(rows)
+    again = replaced_always(rows)
     counts: dict[str, int] = {}
     for row in latest_attempts(rows):
-        status = row_status(row, run_interrupted)
+        status = "pending" if row.id in again else row_status(row, run_interrupted)
         counts[status] = counts.get(status, 0) + 1
     return counts
 

@@ -19,7 +19,7 @@ from runkon_flow.event_log import READ_ROWS, envelope_of, top_level_run, unpack
 from runkon_flow.events import EngineEventData, FanOutItemCompleted, GateResolved
 from runkon_flow.humanize import error_headline, gate_decision, readable_error
 from runkon_flow.observe import liveness
-from runkon_flow.observe.counts import row_key
+from runkon_flow.observe.counts import replaced_always, row_key
 from runkon_flow.observe.records import Clock, FanOutView, GateView, RunState, StepView, failure_chain
 from runkon_flow.observe.reducer import RunModel
 from runkon_flow.observe.status import ITEM_CODE
@@ -392,8 +392,11 @@ def load_run_state(
     node_kinds = kinds(run) if kinds is not None else {}
     rows = store.get_steps(run.id)
     reused = reused_row_ids(run, rows)
+    again = replaced_always(rows)
     for key, path_rows in place_rows(run, rows, legacy).items():
         sv = step_from_rows(key, path_rows, node_kinds.get(key))
+        if path_rows[-1].id in again:  # an attempt after it started: as `RunModel._always_again`
+            sv.to_run_again()
         if path_rows[-1].id in reused:  # did not run here: what it spent is the old run's
             sv.reused_from, sv.usage = run.rerun_of, None
         state.steps[key] = sv

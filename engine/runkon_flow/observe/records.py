@@ -150,6 +150,15 @@ class StepView:
         self.status = status
         self.outcomes[(self.iteration, execution_position(self.node_path, self.position))] = status
 
+    def to_run_again(self) -> None:
+        """A step of the top-level always list when a new attempt of its run starts: pending
+        until it runs again, not the ✓ or ✗ of the attempt it replaces (nothing of the list is
+        kept: runtime.resume). Its output and usage stay, to read what ran before."""
+        self.outcomes.clear()
+        self.set_status("pending")
+        self.started_at = self.ended_at = self.duration_ms = None
+        self.error = None
+
     def elapsed(self, now: float) -> float | None:
         """Seconds spent: the reported duration when finished, else the live wall time."""
         if self.duration_ms is not None and self.status in TERMINAL:

@@ -634,13 +634,11 @@ class RunModel:
         """The top-level always list runs again at the end of every attempt, nothing of it kept
         (runtime.resume): from the new attempt's start its steps are pending, as the other steps
         that will run again are — not the ✓ or ✗ of the attempt it replaces. Their output and
-        usage stay (what ran before is still there to read); their count is the new attempt's."""
+        usage stay (what ran before is still there to read); their count is the new attempt's.
+        From rows: `counts.replaced_always`, the same rule."""
         for sv in run.steps.values():
             if sv.node_path is not None and sv.node_path.startswith("always.") and sv.status != "pending":
-                sv.outcomes.clear()
-                sv.set_status("pending")
-                sv.started_at = sv.ended_at = sv.duration_ms = None
-                sv.error = None
+                sv.to_run_again()
                 self._touch(run, sv)
 
     def _replace_errors(self, ts: float, run: RunState) -> None:

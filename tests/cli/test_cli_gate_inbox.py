@@ -208,18 +208,63 @@ def test_gates_are_named_by_a_short_step_id_as_runs_are(
     assert code == 1 and err == "runkon-flow gates: error: ZZZZZZ: no gate with step id 'ZZZZZZ'\n"
 
 
-def test_a_short_step_id_several_gates_share_is_refused() -> None:
-    from runkon_flow.approvals import WaitingGate
-    from runkon_flow.cli.common import UsageError
-    from runkon_flow.cli.gates import _full_ids
+def _gates_of_one_time(home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, str]:
+    """A run with two gates whose ids share their time part `01M99PK`, as gates asked minutes
+    apart do: the older answered by bob, the newer waiting. Returns (run, answered, waiting)."""
+    import runkon_flow.persistence._shared as shared
 
-    gates = [WaitingGate("r", step_id, "g", None, None) for step_id in ("01ABCDEFGH11", "01ABCDEFGH22")]
-    typed = ["…efgh22", "gh22", "01ABCDEFGH11", "nopenope"]  # gh22: too short to be matched
-    assert _full_ids(typed, gates) == ["01ABCDEFGH22", "gh22", "01ABCDEFGH11", "nopenope"]
-    with pytest.raises(
-        UsageError, match="step id '01abcd' matches 2 waiting gates: 01ABCDEFGH11, 01ABCDEFGH22"
+    ids = iter(["01M99PK5YX3WGTQKJ6PT6QDMTF", "01M99PK9V9N1QYJ9ZKGJEC62HA"])
+    with SqliteStore(home / "runs.db") as store:
+        run = store.create_run(NewRun(workflow_name="ship"))
+        monkeypatch.setattr(shared, "new_ordered_id", lambda: next(ids))
+        answered = store.insert_step(NewStep(run.id, "first", role="gate", position=1, node_path="body.1"))
+        store.update_step(answered, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        store.approve_gate(answered, "bob", "looked fine", None)
+        waiting = store.insert_step(NewStep(run.id, "second", role="gate", position=2, node_path="body.2"))
+        store.update_step(waiting, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+        store.update_run_status(run.id, RunStatus.RUNNING, None, None)
+    return run.id, answered, waiting
+
+
+def test_a_short_gate_id_an_answered_gate_shares_is_refused_not_taken_for_the_waiting_one(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ULIDs begin with their time: `01M99P` began the only waiting gate's id and the id of one
+    bob answered a minute before, and `gates approve 01M99P` approved the waiting one. Every gate
+    of the store is matched now, each candidate named with its state."""
+    run_id, answered, waiting = _gates_of_one_time(home, monkeypatch)
+    for command in (
+        ["gates", "approve", "01m99p"],
+        ["approve", run_id, "01M99PK"],
+        ["reject", run_id, "01M99P"],
     ):
-        _full_ids(["01abcd"], gates)
+        code, out, err = cli(capsys, *command)
+        assert (code, out) == (2, ""), command
+        assert f"gate id '{command[-1]}' matches 2 gates: {answered} (first, approved by bob at " in err
+        assert err.endswith(f"{waiting} (second, waiting); give more of the id\n")
+    with SqliteStore(home / "runs.db") as store:
+        assert store.get_step(waiting).status == StepStatus.WAITING.value
+
+
+def test_a_short_gate_id_of_an_answered_gate_says_who_answered_it(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A part only the answered gate has said `no gate with step id '…'` (only waiting gates were
+    matched); its whole id, given to `approve`, said the run `has no gate waiting`. Exit 1, as
+    for every gate that is not waiting."""
+    run_id, answered, waiting = _gates_of_one_time(home, monkeypatch)
+    said = f"gate 'first' ({answered}) was already answered: approved by bob at "
+    code, _, err = cli(capsys, "gates", "approve", "…" + answered[-6:].lower(), "…" + waiting[-6:])
+    assert code == 1 and f"runkon-flow gates: error: {answered}: {said}" in err  # and: no engine holds it
+    assert err.endswith(" · note: looked fine\n")
+    for typed in (answered, answered[:10]):
+        code, out, err = cli(capsys, "approve", run_id, typed)
+        assert (code, out) == (1, "") and err.startswith(f"runkon-flow approve: error: {said}")
+    # The other gate named in the same `gates approve` was answered, as a unique part still is.
+    with SqliteStore(home / "runs.db") as store:
+        assert store.get_step(waiting).gate_approved_by == "alice"
+    code, _, err = cli(capsys, "gates", "reject", "ZZZZZZ")
+    assert code == 1 and err == "runkon-flow gates: error: ZZZZZZ: no gate with step id 'ZZZZZZ'\n"
 
 
 def test_reject_all_of_one_workflow_leaves_the_others_waiting(
@@ -248,9 +293,9 @@ def test_a_gate_already_answered_is_reported_and_the_others_still_decided(
     code, out, err = cli(capsys, "gates", "approve", first_id, second_id)
     assert code == 1
     # Said as every error is (`runkon-flow gates approve: 01…:` lacked the `error:`).
-    assert err == (
+    assert err.startswith(
         f"runkon-flow gates: error: {first_id}: "
-        f"gate 'human_approval' ({first_id}) is not waiting: failed by bob\n"
+        f"gate 'human_approval' ({first_id}) was already answered: rejected by bob at "
     )
     assert out == f"gate human_approval of run {second.run_id} (ship) approved by alice\n"
     assert first.finish().status is RunStatus.FAILED

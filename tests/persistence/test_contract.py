@@ -188,6 +188,24 @@ def test_runs_are_found_by_the_start_or_end_of_their_id_in_any_case(store, clock
     assert store.find_run_ids("%") == store.find_run_ids("_") == []
 
 
+def test_find_gate_ids_matches_every_gate_row_answered_or_not(store) -> None:
+    """A short gate id is matched against all gates: an answered one that shares the part is
+    found too, so the CLI never takes the one still waiting for the one a person meant."""
+    run_id = new_run(store)
+    answered = new_step(store, run_id, "first", role="gate", gate_type="human_approval")
+    store.approve_gate(answered, "alice", None, None)
+    waiting = new_step(store, run_id, "second", role="gate", gate_type="human_approval")
+    script = new_step(store, run_id, "build", role="agent")
+    child_gate = new_step(store, new_run(store, parent_workflow_run_id=run_id), "g", role="gate")
+    gates = sorted([answered, waiting, child_gate])
+    assert {i[:2] for i in [*gates, script]} == {"01"}  # ULIDs: their time comes first
+    assert store.find_gate_ids("01") == gates  # oldest first, answered too, never the script
+    assert script not in store.find_gate_ids(script[:6])
+    assert store.find_gate_ids(waiting[-8:].lower()) == [waiting]  # an end, any case
+    assert store.find_gate_ids(answered) == [answered]
+    assert store.find_gate_ids("%") == store.find_gate_ids("_") == []
+
+
 def test_runs_created_in_the_same_millisecond_still_list_newest_first(store) -> None:
     ids = [new_run(store, f"wf{i}") for i in range(20)]
     assert [r.id for r in store.list_runs()] == ids[::-1]

@@ -16,6 +16,7 @@ from runkon_flow.approvals import GateApprovals, WaitingGate
 from runkon_flow.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    CommandFailed,
     StdoutGuard,
     UsageError,
     fitted,
@@ -24,10 +25,11 @@ from runkon_flow.cli.common import (
     whole_command,
 )
 from runkon_flow.cli.hints import Hints
-from runkon_flow.cli.report import gate_json, gates_held
+from runkon_flow.cli.report import gate_json, gate_state, gates_held
 from runkon_flow.cli.store import NoRunsHere, add_db_args, get_run, opened_store
 from runkon_flow.humanize import display_line, format_duration, safe_text
 from runkon_flow.observe.run_ids import SHORT_ID_MIN
+from runkon_flow.persistence.models import StepRole, StepStatus, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 
@@ -51,11 +53,16 @@ def cmd_gate(args: argparse.Namespace) -> int:
         waiting = gates.waiting_gates(run_id)
         held = gates_held(store, waiting)  # before: a decision may end the run
         by = _user(args.by)
+        named = args.gate
+        if not any(g.gate_name == named for g in waiting) and (row := _gate_row(store, named)) is not None:
+            if (why := _answered(row)) is not None:
+                raise CommandFailed(why)
+            named = row.id
         if args.command == "approve":
-            gate = gates.approve(run_id, args.gate, by, args.note, args.select or None)
+            gate = gates.approve(run_id, named, by, args.note, args.select or None)
             verb = "approved"
         else:
-            gate = gates.reject(run_id, args.gate, by, args.note)
+            gate = gates.reject(run_id, named, by, args.note)
             verb = "rejected"
         _note_unheld(store, [gate], held, args)
         # Which child of a fan-out it was, if one (as `show` and the inbox name it).
@@ -243,26 +250,48 @@ def _detail_lines(gate: WaitingGate, width: int | None) -> list[str]:
     return [wrapped for piece in (prompt, tail) if piece for wrapped in fitted(f"    {piece}", width)]
 
 
-def _full_ids(given: list[str], waiting: list[WaitingGate]) -> list[str]:
-    """The step ids `given` names, as RUN_ID is read: a whole id, or a part of at least
-    SHORT_ID_MIN characters (with or without a leading `…`) that begins or ends exactly one
-    waiting gate's step id. A part several gates share is refused, never guessed; one that
-    matches none is passed on as typed (and reported as no gate)."""
-    ids = {g.step_id for g in waiting}
+def _gate_row(store: WorkflowPersistence, typed: str) -> WorkflowRunStep | None:
+    """The gate row `typed` names, read as RUN_ID is: its whole step id (any case), or a part of
+    at least SHORT_ID_MIN characters (with or without a leading `…`) that begins or ends exactly
+    one gate's step id. Every gate of the store counts, answered ones too: ULIDs begin with their
+    time, so a 6-character part of a gate answered minutes ago also begins the one still waiting,
+    and taking the waiting one would answer a gate nobody meant. A part several gates share is
+    refused (exit 2), each named with its state; None when nothing matches."""
+    part = typed.strip().removeprefix("…").removeprefix("...").upper()
+    for whole in dict.fromkeys((typed, part)):
+        row = store.get_step(whole)
+        if row is not None and row.role == StepRole.GATE.value:
+            return row
+    if len(part) < SHORT_ID_MIN:
+        return None
+    matches = store.find_gate_ids(part)
+    if len(matches) > 1:
+        rows = [row for i in matches[:5] if (row := store.get_step(i)) is not None]
+        named = ", ".join(f"{r.id} ({r.step_name}, {gate_state(r)})" for r in rows)
+        raise UsageError(
+            f"gate id '{typed}' matches {len(matches)} gates: {named}"
+            + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+            + "; give more of the id"
+        )
+    return store.get_step(matches[0]) if matches else None
+
+
+def _answered(row: WorkflowRunStep) -> str | None:
+    """Why the gate row cannot be answered (`gate 'g' (01…) was already answered: approved by
+    alice at …`), or None while it waits."""
+    if StepStatus(row.status) is StepStatus.WAITING:
+        return None
+    already = "was already answered" if row.gate_approved_by else "is not waiting"
+    return f"gate '{row.step_name}' ({row.id}) {already}: {gate_state(row)}"
+
+
+def _full_ids(store: WorkflowPersistence, given: list[str]) -> list[str]:
+    """The step ids `given` names (`_gate_row`); one that names no gate is passed on as typed
+    (and reported as no gate), one of an answered gate as its whole id (reported as answered)."""
     out = []
     for typed in given:
-        part = typed.strip().removeprefix("…").removeprefix("...").upper()
-        if typed in ids or part in ids or len(part) < SHORT_ID_MIN:
-            out.append(part if part in ids else typed)
-            continue
-        matches = sorted(i for i in ids if i.startswith(part) or i.endswith(part))
-        if len(matches) > 1:
-            raise UsageError(
-                f"step id '{typed}' matches {len(matches)} waiting gates: {', '.join(matches[:5])}"
-                + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
-                + "; give more of the id"
-            )
-        out.append(matches[0] if matches else typed)
+        row = _gate_row(store, typed)
+        out.append(row.id if row is not None else typed)
     return out
 
 
@@ -292,7 +321,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
         if args.action == "list":
             gates = _selected(store, args)
             return _list(gates, gates_held(store, gates), args)
-        ids = _full_ids(args.ids, GateApprovals(store).inbox()) if args.ids else []
+        ids = _full_ids(store, args.ids) if args.ids else []
         ids = ids or [g.step_id for g in _selected(store, args)]
         if not ids:
             out.print("no gate is waiting that matches")
@@ -304,13 +333,20 @@ def cmd_gates(args: argparse.Namespace) -> int:
         items = {g.step_id: g.item for g in waiting}
         decisions = GateApprovals(store).decide_many(ids, approve, by, args.note, args.select or None)
         _note_unheld(store, [d.gate for d in decisions if d.gate is not None], held, args)
+        # Answered before (or meanwhile): said as `approve` says it, who answered it and when.
+        answered = {
+            d.step_id: _answered(row)
+            for d in decisions
+            if d.gate is None and (row := store.get_step(d.step_id))
+        }
     verb = "approved" if approve else "rejected"
     failed = 0
     for decision in decisions:
         if decision.gate is None:
             failed += 1
             # An error like every other (docs/cli.md, "Decisions"): `runkon-flow gates: error: …`.
-            print_err(f"runkon-flow gates: error: {decision.step_id}: {decision.error}")
+            why = answered.get(decision.step_id) or decision.error
+            print_err(f"runkon-flow gates: error: {decision.step_id}: {why}")
             continue
         g = decision.gate
         # The item, as the list's ITEM column says it: children of one fan-out look alike.

@@ -63,6 +63,7 @@ __all__ = [
     "display_status",
     "final_steps",
     "gate_json",
+    "gate_state",
     "gates_held",
     "item_fan_outs",
     "items_json",
@@ -575,20 +576,36 @@ def clusters_json(clusters: Sequence[RunCluster]) -> list[dict[str, Any]]:
     ]
 
 
+def gate_answer(step: WorkflowRunStep, when_rejected: bool = False) -> str | None:
+    """Who answered a gate row, when, with which options and note (`approved by alice at … ·
+    note: ok`); None for a gate nobody answered. The store keeps the time of an approval only;
+    `when_rejected` gives a rejection its row's end, when it was rejected."""
+    if not step.gate_approved_by:
+        return None
+    chosen: list[str] = []
+    with suppress(ValueError, TypeError):
+        raw = json.loads(step.gate_selections) if step.gate_selections else []
+        chosen = [str(c) for c in raw] if isinstance(raw, list) else []
+    approved = StepStatus(step.status) is StepStatus.COMPLETED
+    when = step.gate_approved_at or (step.ended_at if when_rejected else None)
+    at = liveness.local_time(when) if when else None
+    return gate_decision(approved, step.gate_approved_by, chosen, step.gate_feedback, at)
+
+
+def gate_state(step: WorkflowRunStep) -> str:
+    """A gate row's state in words, for a message naming gates: `waiting`, `approved by alice at
+    …`, `rejected by bob at …`, or its status (`failed`: timed out; `cancelled`: a resume
+    inserted the gate again)."""
+    return gate_answer(step, when_rejected=True) or StepStatus(step.status).value
+
+
 def _gate_decisions(steps: list[WorkflowRunStep]) -> list[str]:
     """Who answered each gate, when, with which options and note (the store keeps all of it)."""
     lines = []
     for step in steps:
-        if not step.gate_approved_by:
-            continue
-        chosen: list[str] = []
-        with suppress(ValueError, TypeError):
-            raw = json.loads(step.gate_selections) if step.gate_selections else []
-            chosen = [str(c) for c in raw] if isinstance(raw, list) else []
-        approved = StepStatus(step.status) is StepStatus.COMPLETED
-        at = liveness.local_time(step.gate_approved_at) if step.gate_approved_at else None
-        decision = gate_decision(approved, step.gate_approved_by, chosen, step.gate_feedback, at)
-        lines.append(f"  {step.step_name}: {decision}")
+        decision = gate_answer(step)
+        if decision is not None:
+            lines.append(f"  {step.step_name}: {decision}")
     return ["", "gates", *lines] if lines else []
 
 

@@ -48,6 +48,7 @@ from runkon_flow.persistence.models import (
     NewStep,
     RetryRequest,
     RunStatus,
+    StepRole,
     StepStatus,
     StepUpdate,
     StoredEvent,
@@ -430,6 +431,17 @@ class InMemoryStore:
             return None
         with self._guard(step.workflow_run_id):
             return copy.copy(step)
+
+    def find_gate_ids(self, part: str) -> list[str]:
+        """Gate step ids beginning or ending with `part` in any case, oldest first (the protocol)."""
+        part = part.upper()
+        ids = [
+            s.id
+            for s in list(self._steps.values())
+            if s.role == StepRole.GATE.value
+            and (s.id.upper().startswith(part) or s.id.upper().endswith(part))
+        ]
+        return sorted(ids)
 
     def _step_ids(self, run_id: str) -> Sequence[str]:
         ids = self._steps_by_run.get(run_id, ())

@@ -1473,6 +1473,18 @@ class PostgresStore(Leadership):
             ).fetchone()
         return _step_from_row(row) if row else None
 
+    @_reading
+    def find_gate_ids(self, part: str) -> list[str]:
+        """Gate step ids beginning or ending with `part` in any case, oldest first (the protocol)."""
+        part = part.upper()
+        sql = (
+            "SELECT id FROM workflow_run_steps WHERE role = 'gate' "
+            "AND (upper(left(id, %s)) = %s OR upper(right(id, %s)) = %s) ORDER BY id"
+        )
+        with self._conn() as cur:
+            rows = cur.execute(sql, (len(part), part, len(part), part)).fetchall()
+        return [r[0] for r in rows]
+
     # ------------------------------------------------------------------ gates
 
     def _start_listening(self) -> None:

@@ -139,6 +139,12 @@ class WorkflowPersistence(GateApprovalStore, Protocol):
 
     def get_step(self, step_id: str) -> WorkflowRunStep | None: ...
 
+    def find_gate_ids(self, part: str) -> list[str]:
+        """The step ids of every gate row (waiting or answered, of any run) that begin or end with
+        `part` in any case, oldest first: a short gate id is matched against all of them, so a
+        part an answered gate shares is never taken for the one gate still waiting."""
+        ...
+
     def insert_fan_out_item(
         self, step_run_id: str, item_type: str, item_id: str, item_ref: str, context: dict[str, str]
     ) -> str: ...

@@ -1337,6 +1337,18 @@ class SqliteStore(Leadership):
             ).fetchone()
         return _step_from_row(row) if row else None
 
+    @_translated
+    def find_gate_ids(self, part: str) -> list[str]:
+        """Gate step ids beginning or ending with `part` in any case, oldest first (the protocol)."""
+        part = part.upper()
+        sql = (
+            "SELECT id FROM workflow_run_steps WHERE role = 'gate' "
+            "AND (upper(substr(id, 1, ?)) = ? OR upper(substr(id, -?)) = ?) ORDER BY id"
+        )
+        with self._conn() as conn:
+            rows = conn.execute(sql, (len(part), part, len(part), part)).fetchall()
+        return [r[0] for r in rows]
+
     # ------------------------------------------------------------------ gates
 
     @_translated

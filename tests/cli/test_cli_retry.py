@@ -902,3 +902,27 @@ def test_a_retry_reads_the_run_s_child_rows_once(
     assert code == 0, err
     assert executions(home) == {"a": 1, "b": 2, "c": 1, "d": 2, "e": 1}
     assert sorted(reads) == ["children", "items"], reads
+
+
+def test_a_run_waiting_at_a_gate_is_refused_naming_the_gate_and_its_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`retry` of a run whose engine waits at a gate said `owned by another engine … retry again
+    then`: no other engine was in the way, and retrying again later changed nothing while the gate
+    waited. It says the run waits at its gate, with the commands that answer it (exit 1)."""
+    from .gate_helpers import GateRun, gate_home
+
+    run = GateRun(gate_home(tmp_path, monkeypatch))
+    try:
+        code, out, err = cli(capsys, "retry", run.run_id, "--failed")
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            f"runkon-flow retry: error: run {run.run_id} is not finished: it is waiting at gate "
+            f"'human_approval' ({err.split('(')[1].split(')')[0]}); retry it once it has ended",
+            f"  approve: runkon-flow approve {run.run_id} human_approval",
+            f"  reject:  runkon-flow reject {run.run_id} human_approval",
+        ]
+        assert "owned by another engine" not in err and " runs it" in err
+        assert run.gate_row().status == "waiting"
+    finally:
+        run.close()

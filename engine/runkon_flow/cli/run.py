@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runkon_flow.approvals import WaitingGate
 from runkon_flow.cancellation import CancellationReason, EngineCancelled
 from runkon_flow.cli import detach
 from runkon_flow.cli.common import (
@@ -53,7 +54,7 @@ from runkon_flow.cli.drive import (
 from runkon_flow.cli.executor import add_executor_args, child_runner_for, detached_executor
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import EventQueue
-from runkon_flow.cli.report import display_status, lease_is_live, parse_time
+from runkon_flow.cli.report import display_status, lease_is_live, parse_time, waiting_gates
 from runkon_flow.cli.retry_plan import (
     children_diffs,
     choose_items,
@@ -74,7 +75,7 @@ from runkon_flow.errors import (
     WorkflowNotFound,
 )
 from runkon_flow.hooks import HookRunner
-from runkon_flow.humanize import format_duration
+from runkon_flow.humanize import display_line, format_duration
 from runkon_flow.observe.retrying import CALLED_FANOUT, retry_refusal
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -465,6 +466,28 @@ def _owned_message(run: WorkflowRun, command: str = "resume") -> str:
     return text
 
 
+def _at_gate_message(run: WorkflowRun, gates: list[WaitingGate], hints: Hints) -> str:
+    """Why `retry` refuses a run whose engine waits at a gate: not another engine in the way that
+    a later retry gets past (`owned by another engine … retry again then` said that), but a
+    person's answer. Each gate is named, with the commands that answer it, as `show` gives them."""
+    holder = holder_of(run.owner_token)
+    by = f" ({holder} runs it)" if holder is not None else ""
+    names = []
+    lines = []
+    for gate in gates:
+        item = f", item {display_line(gate.item)}" if gate.item else ""
+        where = f" (in child run {gate.run_id}{item})" if gate.run_id != run.id else ""
+        names.append(f"'{gate.gate_name}'{where}")
+        for verb in ("approve", "reject"):
+            lines.append(
+                f"  {verb}:{' ' * (8 - len(verb))}{hints.command(verb, gate.run_id, gate.gate_name)}"
+            )
+    at = f"gate {names[0]}" if len(names) == 1 else f"{len(names)} gates: {', '.join(names)}"
+    return "\n".join(
+        [f"run {run.id} is not finished: it is waiting at {at}{by}; retry it once it has ended", *lines]
+    )
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     config = exec_config_for(args.lease_ttl)
     with opened_store(args, must_exist=True) as store:
@@ -645,6 +668,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
         if refusal:
             raise CommandFailed(refusal)
         if not RunStatus(run.status).is_terminal:
+            if lease_is_live(run) and (gates := waiting_gates(store, run)):
+                raise CommandFailed(_at_gate_message(run, gates, Hints.of(args)))
             if lease_is_live(run):
                 raise CommandFailed(_owned_message(run, "retry"))
             raise CommandFailed(

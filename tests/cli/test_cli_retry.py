@@ -121,6 +121,28 @@ def test_retry_failed_runs_only_the_failed_items_again_and_the_run_completes(cap
         f"  {retried}: attempt 2 completed (earlier attempt: child run {first[retried][3]} failed)"
         for retried in ("b", "d")
     ]
+    # The fan-out ran twice: its two rows read attempt 1 and 2 (both TRY cells were empty).
+    rows = [line.split() for line in lines if "foreach:each" in line]
+    assert [row[:4] for row in rows] == [
+        ["0", "failed", "foreach:each", "1"],
+        ["0", "completed", "foreach:each", "2"],
+    ]
+    [ran_once] = [line.split() for line in lines if line.split()[2:3] == ["after"]]
+    assert ran_once[3].endswith("s")  # its duration: a step that ran once has no TRY number
+
+    # `--json` says what the text says: the child runs' counts and the items run again.
+    data = json.loads(cli(capsys, "show", run_id, "--json")[1])
+    assert data["children"] == {"total": 7, "completed": 5, "failed": 2}
+    assert [
+        (r["item"], r["attempt"], r["status"], r["previous_child_run_id"], r["previous_status"])
+        for r in data["retried_items"]
+    ] == [(retried, 2, "completed", first[retried][3], "failed") for retried in ("b", "d")]
+    assert {r["child_run_id"] for r in data["retried_items"]} == {after["b"][3], after["d"][3]}
+    assert [(r["name"], r["try"]) for r in data["step_rows"]] == [
+        ("foreach:each", 1),
+        ("foreach:each", 2),
+        ("after", 1),
+    ]
 
 
 def test_the_plan_says_the_skipped_dependents_of_a_retried_item_run_again(capsys, home: Path) -> None:

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from runkon_flow.humanize import (
 )
 from runkon_flow.observe import liveness
 from runkon_flow.observe.clusters import RunCluster, by_fan_out, latest_foreach_rows, run_clusters
-from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_status, row_step_counts
+from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_attempts, row_status, row_step_counts
 from runkon_flow.observe.estimates import Estimates, history_of, people_wait_in_rows
 from runkon_flow.observe.loader import (
     fanout_from_rows,
@@ -316,6 +316,7 @@ def run_json(
         "usage": _usage_json(run_spend(run, steps)),
     }
     if with_steps:
+        attempts = row_attempts(steps)  # the TRY column's number (`attempt`: the stored retry_count)
         data["step_rows"] = [
             {
                 "id": s.id,
@@ -324,6 +325,7 @@ def run_json(
                 "position": s.position,
                 "iteration": s.iteration,
                 "attempt": s.retry_count,
+                "try": attempts[s.id][0],
                 "status": StepStatus(s.status).value,
                 "display_status": row_status(s, interrupted),
                 "started_at": s.started_at,
@@ -346,12 +348,18 @@ def show_json(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None
     clusters."""
     steps = store.get_steps(run.id)
     interrupted = display_status(run, now) == liveness.INTERRUPTED
-    items = {
-        s.id: ItemCounts.of(_fan_out(store, s, run_interrupted=interrupted)[1])
-        for s in steps
-        if s.role == StepRole.FOREACH.value
-    }
+    current = {s.id for s in final_steps(steps)}
+    items, retried = {}, []
+    for s in steps:
+        if s.role == StepRole.FOREACH.value:
+            rows, fan = _fan_out(store, s, run_interrupted=interrupted)
+            items[s.id] = ItemCounts.of(fan)
+            if s.id in current:
+                retried += retried_items(store, s, rows)
     data = run_json(run, steps, now, with_steps=True, items=items, why=row_why(store, run, steps))
+    children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
+    data["children"] = {"total": len(children), **children_counts(children, now)}
+    data["retried_items"] = [asdict(r) for r in retried]
     fans: dict[str, FanOutView] = {}
     clusters = run_clusters(store, run.id, steps, fans=fans)
     data["failure_clusters"] = clusters_json(clusters)
@@ -485,7 +493,7 @@ def _item_summary(items: list[FanOutItemRow], fan: FanOutView) -> str:
 
 
 def _item_detail_lines(store: WorkflowPersistence, items: list[FanOutItemRow], fan: FanOutView) -> list[str]:
-    """Lines naming a foreach's failed items and its retried ones (reads their child runs)."""
+    """Lines naming a foreach's failed items (reads their child runs)."""
     if not items:
         return []
     failed_lines = []
@@ -512,30 +520,80 @@ def _item_detail_lines(store: WorkflowPersistence, items: list[FanOutItemRow], f
         failed_lines.append(f"    item {item.item_id} failed{where}{error}")
     if len(failed) > 10:
         failed_lines.append(f"    … and {len(failed) - 10} more failed items")
-    failed_lines.extend(_attempt_lines(store, items, fan.name))
     return failed_lines
 
 
-def _attempt_lines(store: WorkflowPersistence, items: list[FanOutItemRow], foreach: str) -> list[str]:
+@dataclass(frozen=True)
+class RetriedItem:
+    """An item of a fan-out that a resume or retry ran again: its attempt now, and the child run of
+    the attempt before it (kept, so `show` of it still tells why it failed)."""
+
+    foreach: str
+    step_id: str
+    item: str
+    attempt: int
+    status: str
+    child_run_id: str | None
+    previous_child_run_id: str | None
+    previous_status: str | None
+
+
+def retried_items(
+    store: WorkflowPersistence, step: WorkflowRunStep, items: Sequence[FanOutItemRow]
+) -> list[RetriedItem]:
+    """The items of foreach row `step` on their second attempt or later, in item order: what `show`
+    lists under `items of foreach '…' run again by a resume or retry`, and `show --json` as
+    `retried_items`. Reads the earlier attempt's child run of each."""
+    out = []
+    for item in items:
+        if item.attempt <= 1:
+            continue
+        previous = store.get_run(item.previous_child_run_id) if item.previous_child_run_id else None
+        child = item.child_run_id if item.child_run_id not in (None, "", "dispatching") else None
+        out.append(
+            RetriedItem(
+                foreach=step.step_name.removeprefix("foreach:"),
+                step_id=step.id,
+                item=item.item_id,
+                attempt=item.attempt,
+                status=FanOutItemStatus(item.status).value,
+                child_run_id=child,
+                previous_child_run_id=item.previous_child_run_id or None,
+                previous_status=display_status(previous) if previous is not None else None,
+            )
+        )
+    return out
+
+
+def _attempt_lines(retried: Sequence[RetriedItem]) -> list[str]:
     """Retried items with their earlier attempt, under a heading naming the foreach: `b: attempt 2
     completed (earlier attempt: child run X failed)` — the failed child run is kept, so `show X`
     still tells why it failed."""
-    retried = [i for i in items if i.attempt > 1]
     if not retried:
         return []
-    name = foreach.removeprefix("foreach:")
-    lines = ["", f"items of foreach '{name}' run again by a resume or retry"]
+    lines = ["", f"items of foreach '{retried[0].foreach}' run again by a resume or retry"]
     for item in retried[:10]:
         earlier = ""
         if item.previous_child_run_id:
-            previous = store.get_run(item.previous_child_run_id)
-            state = f" {display_status(previous)}" if previous is not None else ""
+            state = f" {item.previous_status}" if item.previous_status else ""
             earlier = f" (earlier attempt: child run {item.previous_child_run_id}{state})"
-        status = FanOutItemStatus(item.status).value
-        lines.append(f"  {item.item_id}: attempt {item.attempt} {status}{earlier}")
+        lines.append(f"  {item.item}: attempt {item.attempt} {item.status}{earlier}")
     if len(retried) > 10:
         lines.append(f"  … and {len(retried) - 10} more retried items")
     return lines
+
+
+def children_counts(children: Sequence[WorkflowRun], now: datetime | None = None) -> dict[str, int]:
+    """The run's child runs per status as `runs` shows a status (`interrupted` for one no engine
+    holds), by status name: `show`'s `children` line and `show --json`'s `children`."""
+    return dict(sorted(Counter(display_status(c, now) for c in children).items()))
+
+
+def _try_cell(attempt: int, attempts: int) -> str:
+    """The TRY cell of a step row: its attempt number when the step ran more than once (its own
+    retries, or a resume or retry of the run ran it again: two `foreach:each` rows read 1 and 2),
+    else empty."""
+    return str(attempt) if attempts > 1 else ""
 
 
 def cluster_lines(run: WorkflowRun, clusters: Sequence[RunCluster], hints: Hints | None = None) -> list[str]:
@@ -704,11 +762,9 @@ def show_lines(
         lines.append(f"error     {readable_error(run.error)}")
     children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
     if children:
-        counts = Counter(display_status(c, now) for c in children)
+        counts = children_counts(children, now)
         lines.append(
-            f"children  {len(children)} runs ("
-            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            + ")"
+            f"children  {len(children)} runs (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
         )
 
     lines.append("")
@@ -723,6 +779,7 @@ def show_lines(
     current = {s.id for s in final_steps(steps)}
     interrupted = status == liveness.INTERRUPTED
     until = liveness.unfinished_until(run, steps, _seconds(now))
+    attempts = row_attempts(steps)
     for step in steps:
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
@@ -732,6 +789,7 @@ def show_lines(
                 extra = "no items"
             if step.id in current:
                 notes.extend(_item_detail_lines(store, items, fan))
+                notes.extend(_attempt_lines(retried_items(store, step, items)))
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
         timing = _timing_note(store, step, fan, estimates, moment, interrupted) if estimates.runs else ""
@@ -747,7 +805,7 @@ def show_lines(
                 row_status(step, interrupted),
                 step.step_name,
                 str(step.iteration) if step.iteration else "",
-                str(step.retry_count) if step.retry_count else "",
+                _try_cell(*attempts[step.id]),
                 _duration_text(liveness.step_seconds(step, until)),
                 extra,
             ]

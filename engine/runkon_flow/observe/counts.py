@@ -61,6 +61,20 @@ def latest_attempts(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
     return list(latest.values())
 
 
+def row_attempts(rows: Iterable[WorkflowRunStep]) -> dict[str, tuple[int, int]]:
+    """Each stored row's attempt of its execution (`row_key`) by row id: (its number from 1, how
+    many attempts that execution has), rows in `get_steps` order. A step's own retries (`retries
+    = N`) and a resume or retry of the run that runs it again each add an attempt; the stored
+    `retry_count` counts the first kind only, from 0 again in every attempt of the run."""
+    rows = list(rows)
+    numbers: dict[str, int] = {}
+    seen: dict[tuple[str, int, int | None], int] = {}
+    for row in rows:
+        key = row_key(row)
+        seen[key] = numbers[row.id] = seen.get(key, 0) + 1
+    return {row.id: (numbers[row.id], seen[row_key(row)]) for row in rows}
+
+
 def row_status(row: WorkflowRunStep, run_interrupted: bool = False) -> str:
     """A stored step's status as the run model reads it: in a run no engine holds any more
     (`interrupted`), a step still running or waiting (and not ended) is `interrupted` — nothing

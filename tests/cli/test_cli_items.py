@@ -273,22 +273,29 @@ def test_show_reads_a_fan_out_s_failed_items_in_bulk_not_item_by_item(
     """`show` names a fan-out's failed items and clusters them by their child runs' errors: with
     thousands failed, reading each child run and its steps was two queries per item. Now no store
     read names a child run — a whole fan-out's are read in one or two — and what it says is the
-    same."""
+    same. Each is read once (h59): the run's children (the `children` line, the failed items'
+    errors), the fan-out's item rows and its children's failed steps (the failed items listed and
+    the failure clusters) were read twice by the text, and `--json` read the item rows twice."""
     monkeypatch.setenv("RUNKON_DB", str(tmp_path / "runs.db"))
     run_id, children = _wide_fan_out(tmp_path / "runs.db", 60)
     asked: list[tuple[str, tuple]] = []
-    for name in ("get_run", "get_steps", "get_step", "list_runs", "item_child_failed_steps"):
+    spied = ("get_run", "get_steps", "get_step", "list_runs", "item_child_failed_steps", "get_fan_out_items")
+    for name in spied:
         real = getattr(SqliteStore, name)
 
         def counted(self, *args, _real=real, _name=name, **kwargs):
-            asked.append((_name, args))
+            asked.append((_name, args + tuple(kwargs.values())))
             return _real(self, *args, **kwargs)
 
         monkeypatch.setattr(SqliteStore, name, counted)
     code, out, _ = cli(capsys, "show", run_id, *(["--json"] if json_out else []))
     assert code == 0
     assert not [call for call in asked if set(children.values()) & set(call[1])]
-    assert [n for n, _ in asked].count("item_child_failed_steps") <= 2  # clusters, the ten named
+    names = [n for n, _ in asked]
+    assert names.count("item_child_failed_steps") == names.count("get_fan_out_items") == 1
+    assert [call for call in asked if call[0] == "list_runs" and run_id in call[1]] == [
+        ("list_runs", (1_000_000, run_id))
+    ]
     if json_out:
         failed = json.loads(out)["failed_items"]
         assert len(failed) == 30

@@ -36,8 +36,7 @@ from runkon_flow.observe.counts import ItemCounts, latest_attempts, row_attempts
 from runkon_flow.observe.estimates import Estimates, history_of, people_wait_in_rows
 from runkon_flow.observe.loader import (
     fanout_from_rows,
-    fill_unrun_item_errors,
-    item_failure_causes,
+    fill_item_errors,
     item_spend,
     reused_row_ids,
     row_called_why,
@@ -342,28 +341,67 @@ def run_json(
     return data
 
 
+@dataclass
+class _ShowReading:
+    """What `show` and `show --json` read of a run, each once: its child runs (the `children`
+    line, the failed items' errors, the retried items' earlier attempts), each foreach row's item
+    rows and view, and the failure clusters — whose filled views (`fans`) say why each failed
+    item failed, so the failed-items list reads nothing more (`item_child_failed_steps` once per
+    fan-out: it was read again for the ten items the text lists)."""
+
+    children: list[WorkflowRun]
+    known: dict[str, WorkflowRun]  # the children by id
+    fan_outs: dict[str, tuple[list[FanOutItemRow], FanOutView]]
+    clusters: list[RunCluster]
+    fans: dict[str, FanOutView]
+
+    @classmethod
+    def of(
+        cls, store: WorkflowPersistence, run: WorkflowRun, steps: list[WorkflowRunStep], interrupted: bool
+    ) -> _ShowReading:
+        children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
+        fan_outs = {
+            s.id: _fan_out(store, s, run_interrupted=interrupted)
+            for s in steps
+            if s.role == StepRole.FOREACH.value
+        }
+        fans: dict[str, FanOutView] = {}
+        known = {c.id: c for c in children}
+        rows = {step_id: items for step_id, (items, _) in fan_outs.items()}
+        clusters = run_clusters(store, run.id, steps, rows, fans=fans, runs=known)
+        return cls(children, known, fan_outs, clusters, fans)
+
+    def filled(self, store: WorkflowPersistence, step_id: str) -> FanOutView:
+        """Foreach row `step_id`'s view with its failed items' errors (the clusters' view)."""
+        fan = self.fans.get(step_id)
+        if fan is None:  # not one of the latest fan-outs the clusters read: filled here
+            fan = self.fan_outs[step_id][1]
+            fill_item_errors(store, fan, self.known)
+            self.fans[step_id] = fan
+        return fan
+
+
 def show_json(store: WorkflowPersistence, run: WorkflowRun, now: datetime | None = None) -> dict[str, Any]:
     """`show --json`: the run with every step row, each foreach row's item counts (items still
     running in an interrupted run counted `interrupted`, as the text counts them) and the failure
     clusters."""
     steps = store.get_steps(run.id)
     interrupted = display_status(run, now) == liveness.INTERRUPTED
+    read = _ShowReading.of(store, run, steps, interrupted)
     current = {s.id for s in final_steps(steps)}
-    items, retried = {}, []
-    for s in steps:
-        if s.role == StepRole.FOREACH.value:
-            rows, fan = _fan_out(store, s, run_interrupted=interrupted)
-            items[s.id] = ItemCounts.of(fan)
-            if s.id in current:
-                retried += retried_items(store, s, rows)
+    known = read.known
+    items = {step_id: ItemCounts.of(fan) for step_id, (_, fan) in read.fan_outs.items()}
+    retried = [
+        r
+        for s in steps
+        if s.id in read.fan_outs and s.id in current
+        for r in retried_items(store, s, read.fan_outs[s.id][0], known)
+    ]
     data = run_json(run, steps, now, with_steps=True, items=items, why=row_why(store, run, steps))
-    children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
-    data["children"] = {"total": len(children), **children_counts(children, now)}
+    data["children"] = {"total": len(read.children), **children_counts(read.children, now)}
     data["retried_items"] = [asdict(r) for r in retried]
-    fans: dict[str, FanOutView] = {}
-    clusters = run_clusters(store, run.id, steps, fans=fans)
-    data["failure_clusters"] = clusters_json(clusters)
-    data["failed_items"] = failed_items_json(clusters, fans)
+    data["failure_clusters"] = clusters_json(read.clusters)
+    data["failed_items"] = failed_items_json(read.clusters, read.fans)
     gates = waiting_gates(store, run)
     held, stamp = gates_held(store, gates), _seconds(now) or time.time()
     data["waiting_gates"] = [gate_json(gate, stamp, held[gate.run_id]) for gate in gates]
@@ -492,30 +530,20 @@ def _item_summary(items: list[FanOutItemRow], fan: FanOutView) -> str:
     return f"items {counts.finished}/{counts.total}: {', '.join(parts)}"
 
 
-def _item_detail_lines(store: WorkflowPersistence, items: list[FanOutItemRow], fan: FanOutView) -> list[str]:
-    """Lines naming a foreach's failed items (reads their child runs)."""
+def _item_detail_lines(items: list[FanOutItemRow], fan: FanOutView) -> list[str]:
+    """Lines naming a foreach's failed items (the first ten), with their child run and why each
+    failed: `fan` has its failed items' errors filled (`loader.fill_item_errors`, as the failure
+    clusters have them), read once for the whole fan-out."""
     if not items:
         return []
     failed_lines = []
     failed = [i for i in items if FanOutItemStatus(i.status) is FanOutItemStatus.FAILED]
-    if any(i.child_run_id in (None, "", "dispatching") for i in failed[:10]):
-        fill_unrun_item_errors(store, fan)  # never got a child run: its error is in the events
-    shown = [i.child_run_id for i in failed[:10] if i.child_run_id not in (None, "", "dispatching")]
-    causes = item_failure_causes(store, fan.step_id, set(shown))  # one read for the ten
     for item in failed[:10]:
         child = item.child_run_id if item.child_run_id not in (None, "", "dispatching") else None
-        error = ""
-        if child:
-            text = causes.get(child, "")  # why, not which step
-            if not text:
-                child_run = store.get_run(child)
-                text = readable_error(child_run.error) if child_run is not None else ""
-            text = error_headline(text)
-        else:
-            idx = fan.index.get(item.item_id)
-            text = error_headline(fan.errors.get(idx, "")) if idx is not None else ""
-        if text:
-            error = f": {text}"
+        idx = fan.index.get(item.item_id)
+        # why (its failed step's error), not which step; the child run's error without one
+        text = error_headline(fan.causes.get(idx) or fan.errors.get(idx) or "") if idx is not None else ""
+        error = f": {text}" if text else ""
         where = f" (child run {child})" if child else ""
         failed_lines.append(f"    item {item.item_id} failed{where}{error}")
     if len(failed) > 10:
@@ -539,16 +567,22 @@ class RetriedItem:
 
 
 def retried_items(
-    store: WorkflowPersistence, step: WorkflowRunStep, items: Sequence[FanOutItemRow]
+    store: WorkflowPersistence,
+    step: WorkflowRunStep,
+    items: Sequence[FanOutItemRow],
+    known: Mapping[str, WorkflowRun] | None = None,
 ) -> list[RetriedItem]:
     """The items of foreach row `step` on their second attempt or later, in item order: what `show`
     lists under `items of foreach '…' run again by a resume or retry`, and `show --json` as
-    `retried_items`. Reads the earlier attempt's child run of each."""
+    `retried_items`. The earlier attempt's child run of each is taken from `known` (the run's
+    children, read once) or read."""
+    known = known or {}
     out = []
     for item in items:
         if item.attempt <= 1:
             continue
-        previous = store.get_run(item.previous_child_run_id) if item.previous_child_run_id else None
+        before = item.previous_child_run_id
+        previous = (known.get(before) or store.get_run(before)) if before else None
         child = item.child_run_id if item.child_run_id not in (None, "", "dispatching") else None
         out.append(
             RetriedItem(
@@ -760,7 +794,8 @@ def show_lines(
         lines.append(f"error     {row_why_failed(store, run, steps)}")
     elif run.error:
         lines.append(f"error     {readable_error(run.error)}")
-    children = store.list_runs(limit=1_000_000, parent_run_id=run.id)
+    read = _ShowReading.of(store, run, steps, status == liveness.INTERRUPTED)
+    children = read.children
     if children:
         counts = children_counts(children, now)
         lines.append(
@@ -780,16 +815,17 @@ def show_lines(
     interrupted = status == liveness.INTERRUPTED
     until = liveness.unfinished_until(run, steps, _seconds(now))
     attempts = row_attempts(steps)
+    known = read.known
     for step in steps:
         extra, fan = "", None
         if step.role == StepRole.FOREACH.value:
-            items, fan = _fan_out(store, step, run_interrupted=interrupted)
+            items, fan = read.fan_outs[step.id]
             extra = _item_summary(items, fan)
             if not items and step.ended_at:  # it ran and found nothing to fan out over: say so
                 extra = "no items"
             if step.id in current:
-                notes.extend(_item_detail_lines(store, items, fan))
-                notes.extend(_attempt_lines(retried_items(store, step, items)))
+                notes.extend(_item_detail_lines(items, read.filled(store, step.id)))
+                notes.extend(_attempt_lines(retried_items(store, step, items, known)))
         elif step.child_run_id and step.child_run_id != "dispatching":
             extra = f"child run {step.child_run_id}"
         timing = _timing_note(store, step, fan, estimates, moment, interrupted) if estimates.runs else ""
@@ -811,7 +847,7 @@ def show_lines(
             ]
         )
     lines.extend(_table(["POS", "STATUS", "STEP", "ITER", "TRY", "DURATION", ""], table_rows))
-    lines.extend(cluster_lines(run, run_clusters(store, run.id, steps), hints))
+    lines.extend(cluster_lines(run, read.clusters, hints))
 
     failed = failed_step_lines(store, steps)
     lines.extend(failed)

@@ -26,7 +26,7 @@ from runkon_flow.humanize import readable_error
 from runkon_flow.observe.loader import fanout_from_rows, fill_item_errors
 from runkon_flow.observe.records import FanOutView
 from runkon_flow.observe.status import ITEM_CODE
-from runkon_flow.persistence.models import FanOutItemRow, StepRole, WorkflowRunStep
+from runkon_flow.persistence.models import FanOutItemRow, StepRole, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 
 __all__ = [
@@ -219,13 +219,15 @@ def run_clusters(
     steps: Sequence[WorkflowRunStep] | None = None,
     items_of: Mapping[str, list[FanOutItemRow]] | None = None,
     fans: dict[str, FanOutView] | None = None,
+    runs: Mapping[str, WorkflowRun] | None = None,
 ) -> list[RunCluster]:
     """Every failure cluster of the run's latest fan-outs, numbered in the order `show` lists
     them (fan-outs in run order, biggest cluster first). `steps`: the run's step rows, and
     `items_of`: the item rows of its latest fan-outs by step row id, when the caller has read
     them already (10,000 items are not read a second time). `fans`, when given, gets each
     clustered fan-out's view by step row id, its failed items' errors filled (`show --json`
-    lists each failed item with its error)."""
+    lists each failed item with its error). `runs`: the run's child runs, by id, when the caller
+    has read them already (`loader.fill_item_errors`)."""
     out: list[RunCluster] = []
     for step in latest_foreach_rows(store.get_steps(run_id) if steps is None else steps):
         known = items_of.get(step.id) if items_of is not None else None
@@ -233,7 +235,7 @@ def run_clusters(
         if not items:
             continue
         fan = fanout_from_rows(step.node_path or step.id, run_id, step, items)
-        fill_item_errors(store, fan)
+        fill_item_errors(store, fan, runs)
         if fans is not None:
             fans[step.id] = fan
         for cluster in clusters_of(fan):

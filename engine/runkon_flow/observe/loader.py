@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from runkon_flow.event_log import READ_ROWS, envelope_of, top_level_run, unpack
 from runkon_flow.events import EngineEventData, FanOutItemCompleted, GateResolved
@@ -193,12 +193,15 @@ def fanout_from_rows(
 _FAILED_ITEM_CODES = frozenset({ITEM_CODE["failed"], ITEM_CODE["cancelled"]})
 
 
-def fill_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
+def fill_item_errors(
+    store: WorkflowPersistence, fan: FanOutView, runs: Mapping[str, WorkflowRun] | None = None
+) -> None:
     """Give failed and cancelled items loaded from rows their error and its cause, as the reducer
     does live: the error of the child run each ran as (item rows keep none) and the error of that
     run's failed step (`FanOutView.causes`), so failure clusters work on past runs too. An item
     that never got a child run gets the error its `FanOutItemCompleted` said
-    (`fill_unrun_item_errors`)."""
+    (`fill_unrun_item_errors`). `runs`: child runs the caller has read already, by id (`show`
+    reads the run's children once for its `children` line and this)."""
     fill_unrun_item_errors(store, fan)
     wanted = {
         idx: child_id
@@ -207,10 +210,10 @@ def fill_item_errors(store: WorkflowPersistence, fan: FanOutView) -> None:
     }
     if not wanted:
         return
-    runs = item_child_runs(store, fan.run_id, set(wanted.values()))
-    causes = item_failure_causes(store, fan.step_id, {c for c in wanted.values() if c in runs})
+    found = item_child_runs(store, fan.run_id, set(wanted.values()), runs)
+    causes = item_failure_causes(store, fan.step_id, {c for c in wanted.values() if c in found})
     for idx, child_id in wanted.items():
-        child = runs.get(child_id)
+        child = found.get(child_id)
         if child is None:
             continue
         if child.error and idx not in fan.errors:
@@ -227,13 +230,19 @@ _ALL_RUNS = 2**62
 
 
 def item_child_runs(
-    store: WorkflowPersistence, parent_run_id: str, children: set[str]
+    store: WorkflowPersistence,
+    parent_run_id: str,
+    children: set[str],
+    known: Mapping[str, WorkflowRun] | None = None,
 ) -> dict[str, WorkflowRun]:
     """The rows of `children` (child runs of a foreach's items), by id: with many, in one read of
     the children of `parent_run_id` (`list_runs`), the rest (a rerun's items may name another
-    run's children) one by one, as a few are; a run gone is left out."""
+    run's children) one by one, as a few are; a run gone is left out. `known`: the children of
+    `parent_run_id` read already, by id — taken from there instead of read again."""
     found: dict[str, WorkflowRun] = {}
-    if len(children) >= _RUNS_IN_BULK_FROM:
+    if known is not None:
+        found = {c: known[c] for c in children if c in known}
+    elif len(children) >= _RUNS_IN_BULK_FROM:
         found = {
             r.id: r for r in store.list_runs(limit=_ALL_RUNS, parent_run_id=parent_run_id) if r.id in children
         }

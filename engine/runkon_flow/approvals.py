@@ -33,6 +33,7 @@ __all__ = [
     "GateOption",
     "WaitingGate",
     "latest_gate_rows",
+    "oldest_first",
 ]
 
 
@@ -51,6 +52,13 @@ def latest_gate_rows(rows: Iterable[WorkflowRunStep]) -> list[WorkflowRunStep]:
             newest.pop(key, None)  # re-inserted: keep row order
             newest[key] = row
     return list(newest.values())
+
+
+def oldest_first(gates: Iterable[WaitingGate]) -> list[WaitingGate]:
+    """`gates` in the inbox's order: the one waiting longest first (then by step id, so gates that
+    began in the same millisecond keep one order). The dashboard's inbox, `gates` and `show` list
+    waiting gates so — a fan-out's children alike, whichever child run was created first."""
+    return sorted(gates, key=lambda g: (_unix(g.since) or 0.0, g.step_id))
 
 
 class GateApprovalError(FlowError, ValueError):
@@ -246,8 +254,7 @@ class GateApprovals:
         active = self._store.list_active_runs(list(_MAY_WAIT))
         for run in active:
             gates.extend(replace(g, workflow_name=run.workflow_name) for g in self._own_gates(run.id))
-        gates.sort(key=lambda g: (_unix(g.since) or 0.0, g.step_id))
-        return _FanOutItems(self._store, active).name(gates)
+        return _FanOutItems(self._store, active).name(oldest_first(gates))
 
     def decide(
         self,

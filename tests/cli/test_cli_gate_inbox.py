@@ -534,3 +534,37 @@ def test_a_gate_outside_any_fan_out_has_no_item_column(
     out = cli(capsys, "gates")[1]
     assert "ITEM" not in out.splitlines()[1]
     assert json.loads(cli(capsys, "gates", "--json")[1])["item"] is None
+
+
+def test_show_lists_a_fan_out_s_gates_oldest_first_as_the_inbox_does(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three items of a fan-out wait at their gates, g1's waiting longest. The inbox (`gates`, the
+    dashboard's) lists g1, g2, g3; `show` listed g3, g2, g1 — its children newest first."""
+    from datetime import UTC, datetime, timedelta
+
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    with SqliteStore(home / "runs.db", clock=lambda: moment[0]) as store:
+        run = store.create_leased_run(NewRun(workflow_name="check"), "t", 3600)
+        store.insert_step(NewStep(run.id, "foreach:each", "foreach", retry_count=0, node_path="body.0"))
+        for name in ("g1", "g2", "g3"):
+            moment[0] += timedelta(seconds=10)
+            child = store.create_leased_run(
+                NewRun(workflow_name="one", parent_workflow_run_id=run.id, inputs={"item.id": name}),
+                "t",
+                3600,
+            )
+            gate = store.insert_step(NewStep(child.id, "human_approval", role="gate", retry_count=0))
+            store.update_step(gate, StepUpdate(generation=child.generation, status=StepStatus.WAITING))
+    shown = cli(capsys, "show", run.id)[1].splitlines()
+    listed = [
+        line.split("item ")[1][:2] for line in shown[shown.index("waiting gates") :] if ", item " in line
+    ]
+    assert listed == ["g1", "g2", "g3"]
+    inbox = [
+        json.loads(line)["item"] for line in cli(capsys, "gates", "--run", run.id, "--json")[1].splitlines()
+    ]
+    assert inbox == listed
+    assert [
+        g["item"] for g in json.loads(cli(capsys, "show", run.id, "--json")[1])["waiting_gates"]
+    ] == listed

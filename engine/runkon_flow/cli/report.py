@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runkon_flow.approvals import GateApprovals, WaitingGate
+from runkon_flow.approvals import GateApprovals, WaitingGate, oldest_first
 from runkon_flow.cli.common import fitted, whole_command
 from runkon_flow.cli.hints import Hints
 from runkon_flow.humanize import (
@@ -466,10 +466,12 @@ def gate_json(gate: WaitingGate, now: float, held: bool) -> dict[str, Any]:
 def waiting_gates(store: WorkflowPersistence, run: WorkflowRun) -> list[WaitingGate]:
     """The gates `show` lists as waiting: of an unfinished run (interrupted ones too: approve,
     then resume) and its child runs (call workflow, foreach); one per gate, the newest row (an
-    older `waiting` row of the same gate belongs to an engine that died)."""
+    older `waiting` row of the same gate belongs to an engine that died). Oldest first, as the
+    inbox (`gates`, the dashboard's) lists them: a fan-out's gates came newest child run first."""
     if RunStatus(run.status).is_terminal:
         return []
-    return list({(g.run_id, g.gate_name): g for g in GateApprovals(store).waiting_gates(run.id)}.values())
+    newest = {(g.run_id, g.gate_name): g for g in GateApprovals(store).waiting_gates(run.id)}
+    return oldest_first(newest.values())
 
 
 # --------------------------------------------------------------------------- show

@@ -214,9 +214,9 @@ def _gates_of_one_time(home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str
     import runkon_flow.persistence._shared as shared
 
     ids = iter(["01M99PK5YX3WGTQKJ6PT6QDMTF", "01M99PK9V9N1QYJ9ZKGJEC62HA"])
-    with SqliteStore(home / "runs.db") as store:
+    with SqliteStore(home / "runs.db") as store, monkeypatch.context() as patched:
         run = store.create_run(NewRun(workflow_name="ship"))
-        monkeypatch.setattr(shared, "new_ordered_id", lambda: next(ids))
+        patched.setattr(shared, "new_ordered_id", lambda: next(ids))  # the two gates' ids only
         answered = store.insert_step(NewStep(run.id, "first", role="gate", position=1, node_path="body.1"))
         store.update_step(answered, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
         store.approve_gate(answered, "bob", "looked fine", None)
@@ -244,6 +244,9 @@ def test_a_short_gate_id_an_answered_gate_shares_is_refused_not_taken_for_the_wa
         assert err.endswith(f"{waiting} (second, waiting); give more of the id\n")
     with SqliteStore(home / "runs.db") as store:
         assert store.get_step(waiting).status == StepStatus.WAITING.value
+    # More of the id (a part only the waiting gate has) answers it, through its run too.
+    code, out, _ = cli(capsys, "reject", run_id, "…" + waiting[-6:].lower(), "--by", "carol")
+    assert (code, out) == (0, f"gate second of run {run_id} rejected by carol\n")
 
 
 def test_a_short_gate_id_of_an_answered_gate_says_who_answered_it(

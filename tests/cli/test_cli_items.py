@@ -185,6 +185,22 @@ def test_items_read_the_fan_out_in_bulk_not_item_by_item(
     assert [n for n, _ in asked].count("item_child_usage") == 1
 
 
+def test_items_before_the_run_id_is_the_same_table(capsys, run_id: str) -> None:
+    """`show --items RUN_ID`, as people write an option first: --items took the run id as its
+    FOREACH and argparse said `the following arguments are required: RUN_ID`."""
+    after = cli(capsys, "show", run_id, "--items")
+    before = cli(capsys, "show", "--items", run_id)
+    assert before[0] == 0 and before[1] == after[1]
+    assert (
+        cli(capsys, "show", "--items", run_id, "--sort", "cost")[1]
+        == cli(capsys, "show", run_id, "--items", "--sort", "cost")[1]
+    )
+    code, _, err = cli(capsys, "show", "--items")
+    assert code == 2 and "RUN_ID" in err
+    code, _, err = cli(capsys, "show")
+    assert code == 2 and "RUN_ID" in err
+
+
 def test_items_of_an_unknown_foreach_names_the_run_s_foreach_steps(capsys, run_id: str) -> None:
     code, _, err = cli(capsys, "show", run_id, "--items", "nosuch")
     assert code == 1

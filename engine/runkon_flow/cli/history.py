@@ -72,6 +72,11 @@ def add_runs_parser(sub: Any) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if args.run_id is None:
+        if not args.items:
+            raise UsageError("the following arguments are required: RUN_ID")
+        # `show --items RUN_ID`, as people write it: the optional FOREACH took the run id.
+        args.run_id, args.items = args.items, ""
     if args.sort is not None and args.items is None:
         raise UsageError("--sort orders the rows of --items: show RUN_ID --items [FOREACH] --sort KEY")
     out = StdoutGuard()
@@ -104,7 +109,8 @@ def add_show_parser(sub: Any) -> None:
             "clusters (for retry --cluster N), failed steps' errors and waiting gates."
         ),
     )
-    p.add_argument("run_id", metavar="RUN_ID")
+    # Optional to argparse only: `show --items RUN_ID` leaves it to --items (cmd_show).
+    p.add_argument("run_id", metavar="RUN_ID", nargs="?")
     add_db_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(

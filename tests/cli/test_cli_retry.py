@@ -948,3 +948,30 @@ def test_a_run_waiting_at_a_gate_is_refused_naming_the_gate_and_its_answers(
         assert run.gate_row().status == "waiting"
     finally:
         run.close()
+
+
+def test_resume_of_a_run_waiting_at_a_gate_names_the_gate_not_another_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`resume` of a run whose engine waits at a gate said `owned by another engine … resume
+    again then, or pass --wait` — and `--wait` waited for the gate's answer, then found the run
+    finished with nothing to resume. The gate is named with the commands that answer it (exit 1)."""
+    from .gate_helpers import GateRun, gate_home
+
+    run = GateRun(gate_home(tmp_path, monkeypatch))
+    try:
+        code, out, err = cli(capsys, "resume", run.run_id)
+        assert (code, out) == (1, "")
+        lines = err.splitlines()
+        assert lines[0].startswith(
+            f"runkon-flow resume: error: run {run.run_id} is not finished: it is waiting at gate "
+            "'human_approval' ("
+        )
+        assert lines[0].endswith("; its engine goes on once the gate is answered; there is nothing to resume")
+        assert lines[1:] == [
+            f"  approve: runkon-flow approve {run.run_id} human_approval",
+            f"  reject:  runkon-flow reject {run.run_id} human_approval",
+        ]
+        assert run.gate_row().status == "waiting"
+    finally:
+        run.close()

@@ -466,10 +466,11 @@ def _owned_message(run: WorkflowRun, command: str = "resume") -> str:
     return text
 
 
-def _at_gate_message(run: WorkflowRun, gates: list[WaitingGate], hints: Hints) -> str:
-    """Why `retry` refuses a run whose engine waits at a gate: not another engine in the way that
-    a later retry gets past (`owned by another engine … retry again then` said that), but a
-    person's answer. Each gate is named, with the commands that answer it, as `show` gives them."""
+def _at_gate_message(run: WorkflowRun, gates: list[WaitingGate], hints: Hints, command: str = "retry") -> str:
+    """Why `retry` or `resume` refuses a run whose engine waits at a gate: not another engine in
+    the way that a later try gets past (`owned by another engine … retry again then` said that),
+    but a person's answer. Each gate is named, with the commands that answer it, as `show` gives
+    them."""
     holder = holder_of(run.owner_token)
     by = f" ({holder} runs it)" if holder is not None else ""
     names = []
@@ -483,9 +484,12 @@ def _at_gate_message(run: WorkflowRun, gates: list[WaitingGate], hints: Hints) -
                 f"  {verb}:{' ' * (8 - len(verb))}{hints.command(verb, gate.run_id, gate.gate_name)}"
             )
     at = f"gate {names[0]}" if len(names) == 1 else f"{len(names)} gates: {', '.join(names)}"
-    return "\n".join(
-        [f"run {run.id} is not finished: it is waiting at {at}{by}; retry it once it has ended", *lines]
+    then = (
+        "retry it once it has ended"
+        if command == "retry"
+        else "its engine goes on once the gate is answered; there is nothing to resume"
     )
+    return "\n".join([f"run {run.id} is not finished: it is waiting at {at}{by}; {then}", *lines])
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -494,6 +498,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         run = get_run(store, args.run_id, args)
         _check_resumable(run, store)
         if lease_is_live(run) and not args.wait:
+            if gates := waiting_gates(store, run):
+                raise CommandFailed(_at_gate_message(run, gates, Hints.of(args), "resume"))
             raise CommandFailed(_owned_message(run))
         if lease_is_live(run):
             # Wait here, before the `run_id=` header: the other engine may finish the run meanwhile,

@@ -571,3 +571,23 @@ def test_show_lists_a_fan_out_s_gates_oldest_first_as_the_inbox_does(
     assert [
         g["item"] for g in json.loads(cli(capsys, "show", run.id, "--json")[1])["waiting_gates"]
     ] == listed
+
+
+def test_approving_a_gate_by_name_after_it_was_answered_says_who_answered_it(
+    two_waiting: tuple[GateRun, GateRun], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`approve RUN human_approval` once bob had rejected it said `run '…' has no gate waiting for
+    approval`: the user, who may have meant to overrule bob, could not tell it was answered, by
+    whom, or when. It says so, as a short step id of that gate does (exit 1)."""
+    first, _ = two_waiting
+    gate_id = first.gate_row().id
+    assert cli(capsys, "reject", first.run_id, "human_approval", "--by", "bob")[0] == 0
+    code, out, err = cli(capsys, "approve", first.run_id, "human_approval")
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        f"runkon-flow approve: error: gate 'human_approval' ({gate_id}) "
+        "was already answered: rejected by bob at "
+    ), err
+    assert first.finish().status is RunStatus.FAILED
+    code, _, err = cli(capsys, "approve", first.run_id, "nosuch")
+    assert code == 1 and "no gate" in err and "already answered" not in err

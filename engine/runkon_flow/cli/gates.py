@@ -12,7 +12,7 @@ import shlex
 import time
 from typing import Any
 
-from runkon_flow.approvals import GateApprovals, WaitingGate
+from runkon_flow.approvals import GateApprovals, WaitingGate, latest_gate_rows
 from runkon_flow.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -54,7 +54,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
         held = gates_held(store, waiting)  # before: a decision may end the run
         by = _user(args.by)
         named = args.gate
-        if not any(g.gate_name == named for g in waiting) and (row := _gate_row(store, named)) is not None:
+        if not any(g.gate_name == named for g in waiting) and (
+            (row := _gate_row(store, named)) is not None
+            or (row := _gate_named(store, run_id, named)) is not None
+        ):
             if (why := _answered(row)) is not None:
                 raise CommandFailed(why)
             named = row.id
@@ -274,6 +277,13 @@ def _gate_row(store: WorkflowPersistence, typed: str) -> WorkflowRunStep | None:
             + "; give more of the id"
         )
     return store.get_step(matches[0]) if matches else None
+
+
+def _gate_named(store: WorkflowPersistence, run_id: str, name: str) -> WorkflowRunStep | None:
+    """The run's newest row of its gate `name` (its last loop iteration's), when it has one: a
+    gate answered before is then said answered, by whom and when — not `has no gate waiting`."""
+    rows = [r for r in latest_gate_rows(store.get_steps(run_id)) if r.step_name == name]
+    return rows[-1] if rows else None
 
 
 def _answered(row: WorkflowRunStep) -> str | None:

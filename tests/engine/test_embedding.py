@@ -1,0 +1,63 @@
+"""Embedding the engine in one's own program, with only what docs/engine.md ("Using it") says: the
+names come from `runkon_flow` itself, and the example there runs as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import runkon_flow
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE_DOC = (ROOT / "docs" / "engine.md").read_text(encoding="utf-8")
+
+
+def test_every_public_name_is_importable_from_the_package() -> None:
+    assert set(runkon_flow.__all__) == set(runkon_flow._EXPORTS)
+    wanted = {"FlowEngineBuilder", "RunInput", "SqliteStore", "parse_file", "ActionOutput", "FanOutItem"}
+    assert wanted <= set(runkon_flow.__all__)
+    for name in runkon_flow.__all__:
+        assert getattr(runkon_flow, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        runkon_flow.Nope  # noqa: B018
+
+
+def test_importing_the_package_loads_none_of_the_engine() -> None:
+    """`import runkon_flow` runs before every submodule import (the dashboard's first frame too):
+    the public names are imported when asked for, not then."""
+    code = (
+        "import sys, runkon_flow\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('runkon_flow.') or m == 'sqlite3')\n"
+        "print(loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def _doc_example() -> tuple[list[str], str]:
+    section = ENGINE_DOC.split("## Using it", 1)[1].split("\n## ", 1)[0]
+    workflows = re.findall(r"^```wf\n(.*?)^```", section, flags=re.S | re.M)
+    (program,) = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
+    return workflows, program
+
+
+def test_the_embedding_example_runs_as_written(tmp_path: Path) -> None:
+    workflows, program = _doc_example()
+    (tmp_path / "flows").mkdir()
+    for text in workflows:
+        name = re.match(r"workflow ([\w-]+)", text)
+        assert name is not None
+        (tmp_path / "flows" / f"{name.group(1)}.wf").write_text(text, encoding="utf-8")
+    (tmp_path / "app.py").write_text(program, encoding="utf-8")
+    env = {"PYTHONPATH": f"{ROOT / 'engine'}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "completed None" in out  # the run's status and error
+    assert re.search(r"StepOutput", out) and out.count("RunCompleted") == 4  # the run and 3 items
+    assert "triage completed triage did it" in out  # a step row read back from the store

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         ValidationErrors,
         WfError,
         WorkflowError,
+        WorkflowInvalid,
         WorkflowNotFound,
     )
     from runkon_flow.events import CollectingSink, EngineEventData, EventSink, JsonLinesSink
@@ -125,6 +126,7 @@ _EXPORTS = {
     "WorkflowError": "runkon_flow.errors",
     "WorkflowNotFound": "runkon_flow.errors",
     "ValidationErrors": "runkon_flow.errors",
+    "WorkflowInvalid": "runkon_flow.errors",
     "AlreadyOwned": "runkon_flow.errors",
     "Problem": "runkon_flow.errors",
     "SourceLocation": "runkon_flow.errors",
@@ -171,6 +173,7 @@ __all__ = [
     "WorkflowDef",
     "WorkflowError",
     "WorkflowExecConfig",
+    "WorkflowInvalid",
     "WorkflowNotFound",
     "WorkflowPersistence",
     "WorkflowResult",

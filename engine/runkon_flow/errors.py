@@ -252,3 +252,26 @@ class ValidationErrors(EngineError):
 
     def __str__(self) -> str:
         return "\n".join(e.text() for e in self.errors)
+
+
+class WorkflowInvalid(WorkflowError, ValidationErrors):
+    """A run refused before it started because the engine cannot run its workflow (nothing is
+    written, no events): `run_workflow`, `resume_workflow` and the child entry points. `str()` is
+    the spec's `EngineError.Workflow` text (engine.md §13: `workflow '<name>' failed validation:`
+    and each problem's text, one a line), which is also what a foreach item that fails this way
+    records. Being a `ValidationErrors` too, `errors` holds the problems themselves, each at its
+    place — `Problem.render()` is `file:line:col: message (hint: …)` — so a host catches one type
+    from `FlowEngine.validate` and from a run, and can point at the line to fix."""
+
+    def __init__(self, workflow: str, errors: list[Problem]) -> None:
+        self.workflow = workflow
+        self.errors = list(errors)
+        lines = "\n".join(p.text() for p in self.errors)
+        self.message = f"workflow '{workflow}' failed validation:\n{lines}"
+        Exception.__init__(self, self.message)  # not the bases': each would take its own argument
+
+    def __str__(self) -> str:
+        return WorkflowError.__str__(self)
+
+    def __reduce__(self) -> tuple[type[WorkflowInvalid], tuple[str, list[Problem]]]:
+        return (type(self), (self.workflow, self.errors))

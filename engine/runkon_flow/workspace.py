@@ -1413,7 +1413,7 @@ def _fan_out_children_host_problems(
             engine.validate(child)
         except ValidationErrors as exc:
             for p in exc.errors:
-                if p.location.file is None and child.source_path:
+                if child.source_path and p.location.file in (None, child.source_path):  # the child's own
                     where = dataclasses.replace(p.location, file=child.source_path)
                     p = dataclasses.replace(
                         p,
@@ -1472,7 +1472,8 @@ def _not_said_already(host: list[Problem], language: list[Problem], wf: Workflow
         for p in host
         if not (
             isinstance(nodes.get(p.node_path or ""), (ForEachNode, CallWorkflowNode))
-            and p.location.file is None  # the engine's own, not one placed in a sub-workflow's file
+            # the engine's own (in `wf`'s file), not one placed in a sub-workflow's file
+            and p.location.file in (None, wf.source_path or None)
             and (p.node_path, p.location.line, p.location.column) in said
         )
     ]

@@ -1,8 +1,10 @@
 """Embedding the engine in one's own program, with only what docs/engine.md ("Using it") says: the
-names come from `runkon_flow` itself, and the example there runs as written."""
+names come from `runkon_flow` itself, the example there runs as written, and a run the engine
+refuses says where in the file the mistake is."""
 
 from __future__ import annotations
 
+import pickle
 import re
 import subprocess
 import sys
@@ -10,6 +12,15 @@ from pathlib import Path
 
 import pytest
 import runkon_flow
+from runkon_flow import (
+    FlowEngineBuilder,
+    InMemoryStore,
+    RunInput,
+    ValidationErrors,
+    WorkflowError,
+    WorkflowInvalid,
+    parse_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DOC = (ROOT / "docs" / "engine.md").read_text(encoding="utf-8")
@@ -61,3 +72,36 @@ def test_the_embedding_example_runs_as_written(tmp_path: Path) -> None:
     assert "completed None" in out  # the run's status and error
     assert re.search(r"StepOutput", out) and out.count("RunCompleted") == 4  # the run and 3 items
     assert "triage completed triage did it" in out  # a step row read back from the store
+
+
+def test_a_run_the_engine_refuses_names_each_problem_at_its_place_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.wf"
+    path.write_text('workflow sweep {\n  script s { run = "true" }\n  call triage\n}\n', encoding="utf-8")
+    store = InMemoryStore()
+    with pytest.raises(ValidationErrors) as refused:
+        FlowEngineBuilder().build().run_workflow(parse_file(path), RunInput(persistence=store))
+    exc = refused.value
+    assert isinstance(exc, WorkflowError) and isinstance(exc, WorkflowInvalid)
+    assert str(exc) == (  # the spec's text, unchanged
+        "workflow error: workflow 'sweep' failed validation:\n"
+        "call 'triage': no registered ActionExecutor for 'triage' (hint: register an executor named "
+        "'triage' or add a fallback executor)"
+    )
+    assert [p.render() for p in exc.errors] == [
+        f"{path}:3:3: call 'triage': no registered ActionExecutor for 'triage' (hint: register an "
+        "executor named 'triage' or add a fallback executor)"
+    ]
+    assert store.list_runs() == []
+    copy = pickle.loads(pickle.dumps(exc))  # an error crosses processes (background runners, Ray)
+    assert str(copy) == str(exc) and copy.errors == exc.errors
+
+
+def test_validate_places_the_problems_in_the_definitions_file(tmp_path: Path) -> None:
+    path = tmp_path / "fan.wf"
+    path.write_text("workflow fan {\n  foreach f { over = tickets max_parallel = 1 workflow = c }\n}\n")
+    with pytest.raises(ValidationErrors) as refused:
+        FlowEngineBuilder().build().validate(parse_file(path))
+    assert [p.render() for p in refused.value.errors] == [
+        f"{path}:2:3: foreach 'f': no registered ItemProvider for 'tickets' (hint: register a provider "
+        "with name 'tickets' via FlowEngineBuilder.item_provider())"
+    ]

@@ -70,7 +70,7 @@ def test_validation_problems_stop_a_run_before_anything_is_written(tmp_path: Pat
         "call 'a': no registered ActionExecutor for 'a' (hint: register an executor named 'a' or add a "
         "fallback executor)\n"
         "foreach 'f': no registered ItemProvider for 'tickets' (hint: register a provider with name "
-        "'tickets' via FlowEngineBuilder::item_provider())\n"
+        "'tickets' via FlowEngineBuilder.item_provider())\n"
         "gate 'x': no registered GateResolver for type 'x'"
     )
     assert store.list_runs() == [] and sink.events == []

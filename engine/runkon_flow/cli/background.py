@@ -22,7 +22,7 @@ from runkon_flow.cli.drive import execute, open_events_file, prepare_hooks
 from runkon_flow.cli.executor import add_executor_args, child_runner_for
 from runkon_flow.cli.output import EventQueue
 from runkon_flow.cli.run import exec_config_for, problem_diagnostics, unloadable_refusal
-from runkon_flow.errors import AlreadyOwned, ValidationErrors
+from runkon_flow.errors import AlreadyOwned, ValidationErrors, WorkflowError
 from runkon_flow.persistence import RunStatus
 from runkon_flow.persistence.location import db_location
 from runkon_flow.runner import ERROR_PREFIX
@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             resumed=continuing,
         )
     except ValidationErrors as exc:  # a workflow the resume or retry would start does not load
+        if isinstance(exc, WorkflowError):  # the engine's own refusal of the run: its one error line
+            print_line(sys.stdout, f"{ERROR_PREFIX}{exc}")
+            return 1
         _refuse(exc, action, [Path(d) for d in args.dirs])
         return 1
     except Exception as exc:

@@ -9,6 +9,7 @@ lease.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -24,9 +25,11 @@ from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.errors import (
     AlreadyOwned,
     EngineError,
+    Problem,
     StoreUnavailable,
     ValidationErrors,
     WorkflowError,
+    WorkflowInvalid,
     stopped_for_store,
 )
 from runkon_flow.events import (
@@ -199,16 +202,29 @@ class FlowEngine:
     # ------------------------------------------------------------------ validation
 
     def validate(self, definition: WorkflowDef) -> None:
-        """Raise `ValidationErrors` with every problem this engine's registries find (engine.md §13)."""
-        problems = validate_workflow_for_host(
-            definition,
-            self.action_registry,
-            self.item_provider_registry,
-            self.gate_resolvers,
-            self.workflow_resolver,
-        )
+        """Raise `ValidationErrors` with every problem this engine's registries find (engine.md §13),
+        each placed in the file it is written in (the definition's `source_path`, or a
+        sub-workflow's), so `Problem.render()` reads `file:line:col: message`."""
+        problems = self._host_problems(definition, self.action_registry, self.item_provider_registry)
         if problems:
             raise ValidationErrors(problems)
+
+    def _host_problems(
+        self, definition: WorkflowDef, actions: ActionRegistry, providers: ItemProviderRegistry
+    ) -> list[Problem]:
+        """The host check's problems; those it found in `definition` itself carry its line and column
+        only (it checks definitions, not files): they are placed in `definition`'s file here."""
+        problems = validate_workflow_for_host(
+            definition, actions, providers, self.gate_resolvers, self.workflow_resolver
+        )
+        if not definition.source_path:
+            return problems
+        return [
+            p
+            if p.location.file is not None
+            else dataclasses.replace(p, location=dataclasses.replace(p.location, file=definition.source_path))
+            for p in problems
+        ]
 
     def check_runnable(
         self,
@@ -216,8 +232,9 @@ class FlowEngine:
         actions: ActionRegistry | None = None,
         providers: ItemProviderRegistry | None = None,
     ) -> None:
-        """Raise `WorkflowError("workflow '<name>' failed validation: …")` unless this engine can run
-        `definition` with these registries (default: the engine's). Cached per definition object."""
+        """Raise `WorkflowInvalid` (a `WorkflowError`, text `workflow '<name>' failed validation: …`,
+        and a `ValidationErrors` with the problems) unless this engine can run `definition` with
+        these registries (default: the engine's). Cached per definition object."""
         self._check_valid(
             definition, actions or self.action_registry, providers or self.item_provider_registry
         )
@@ -229,12 +246,9 @@ class FlowEngine:
         key = (id(definition), id(actions), id(providers))
         if self._validated.get(key) is definition:  # the hot path (every child run): no lock, no reorder
             return
-        problems = validate_workflow_for_host(
-            definition, actions, providers, self.gate_resolvers, self.workflow_resolver
-        )
+        problems = self._host_problems(definition, actions, providers)
         if problems:
-            lines = "\n".join(p.text() for p in problems)
-            raise WorkflowError(f"workflow '{definition.name}' failed validation:\n{lines}")
+            raise WorkflowInvalid(definition.name, problems)
         with self._lock:
             self._validated[key] = definition
             while len(self._validated) > _VALIDATION_CACHE_SIZE:

@@ -93,7 +93,7 @@ class _HostValidator:
                 if self.providers.get(node.over) is None:
                     message = f"foreach '{node.name}': no registered ItemProvider for '{node.over}'"
                     hint = (
-                        f"register a provider with name '{node.over}' via FlowEngineBuilder::item_provider()"
+                        f"register a provider with name '{node.over}' via FlowEngineBuilder.item_provider()"
                     )
                     out.append(problem(message, hint, node))
             elif isinstance(node, GateNode):

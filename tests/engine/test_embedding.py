@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import runkon_flow
 from runkon_flow import (
+    AlreadyOwned,
     FlowEngineBuilder,
     InMemoryStore,
     RunInput,
@@ -20,6 +21,7 @@ from runkon_flow import (
     WorkflowError,
     WorkflowInvalid,
     parse_file,
+    parse_workflow,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +107,15 @@ def test_validate_places_the_problems_in_the_definitions_file(tmp_path: Path) ->
         f"{path}:2:3: foreach 'f': no registered ItemProvider for 'tickets' (hint: register a provider "
         "with name 'tickets' via FlowEngineBuilder.item_provider())"
     ]
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_id_the_store_does_not_hold_is_said_so(resume: bool) -> None:
+    """Not `workflow run already owned by another engine: …` — no engine holds a run that is not
+    there; a mistyped id is the host's to fix."""
+    engine = FlowEngineBuilder().build()
+    wf = parse_workflow('workflow w { script s { run = "true" } }', "w.wf")
+    start = engine.resume_workflow if resume else engine.run_workflow
+    with pytest.raises(WorkflowError, match="no workflow run 'nope'") as refused:
+        start(wf, RunInput(persistence=InMemoryStore(), workflow_run_id="nope"))
+    assert not isinstance(refused.value, AlreadyOwned)

@@ -545,6 +545,8 @@ class FlowEngine:
             no_lease
             and take_lease(st, st.owner_token or new_owner_token(st.exec_config.lease_ttl_secs)) is None
         ):
+            if st.persistence.get_run(st.workflow_run_id) is None:  # a wrong id, not another engine's run
+                raise WorkflowError(f"no workflow run '{st.workflow_run_id}'")
             raise AlreadyOwned(st.workflow_run_id)
         if st.depth == 0 and st.lease_generation is not None:
             # A stored event stream is fenced by this lease (event_log.StoredEventWriter.lease_taken).

@@ -119,3 +119,28 @@ def test_a_run_id_the_store_does_not_hold_is_said_so(resume: bool) -> None:
     with pytest.raises(WorkflowError, match="no workflow run 'nope'") as refused:
         start(wf, RunInput(persistence=InMemoryStore(), workflow_run_id="nope"))
     assert not isinstance(refused.value, AlreadyOwned)
+
+
+def test_the_workspace_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/workspace.md's minimal host: a run checked, executed, failed and resumed."""
+    doc = (ROOT / "docs" / "workspace.md").read_text(encoding="utf-8")
+    (program,) = re.findall(r"^```python\n(.*?)^```", doc, flags=re.S | re.M)
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "nightly.wf").write_text(
+        "workflow nightly {\n  inputs { ticket required }\n"
+        '  script s { run = "echo {{ticket}}; test -f ok" }\n}\n'
+    )
+    sink = "from runkon_flow import CollectingSink\nmy_sink = CollectingSink()\n"
+    check = "\nprint(result.status, len(my_sink.events) > 0)\n"
+    (tmp_path / "app.py").write_text(sink + program + check, encoding="utf-8")
+    env = {"PYTHONPATH": f"{ROOT / 'engine'}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "failed True"  # resumed, and failed again: no `ok`
+    (tmp_path / "flows" / "nightly.wf").write_text("workflow nightly {\n  call nobody\n}\n")
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert f"{tmp_path}/flows/nightly.wf:2:3: call 'nobody': no registered ActionExecutor" in done.stdout

@@ -104,3 +104,17 @@ def test_the_readme_says_which_foreach_keys_are_required() -> None:
     named = re.search(r"((?:`\w+`(?:, | and )?)+) are required", said)
     assert named is not None, said
     assert sorted(re.findall(r"`(\w+)`", named.group(1))) == sorted(required)
+
+
+def test_the_readme_imports_only_names_the_package_exports() -> None:
+    import runkon_flow
+
+    blocks = re.findall(r"^```python\n(.*?)^```", README, flags=re.S | re.M)
+    imported = [
+        name.strip()
+        for block in blocks
+        for names in re.findall(r"^from runkon_flow import (.+)$", block, re.M)
+        for name in names.split(",")
+    ]
+    assert imported, "the README shows how to import the engine"
+    assert set(imported) <= set(runkon_flow.__all__)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from runkon_flow.approvals import GateApprovals
+    from runkon_flow.approvals import ApprovalStoreResolver, GateApprovals
     from runkon_flow.cancellation import CancellationToken, EngineCancelled
     from runkon_flow.dsl import FileError, load_workflow_dir, parse_file, parse_workflow
     from runkon_flow.dsl.ast import WorkflowDef
@@ -85,6 +85,7 @@ _EXPORTS = {
     "Workspace": "runkon_flow.workspace",
     "InputsError": "runkon_flow.workspace",
     "GateApprovals": "runkon_flow.approvals",
+    "ApprovalStoreResolver": "runkon_flow.approvals",
     "CancellationToken": "runkon_flow.cancellation",
     # the language
     "WorkflowDef": "runkon_flow.dsl.ast",
@@ -139,6 +140,7 @@ __all__ = [
     "ActionOutput",
     "ActionParams",
     "AlreadyOwned",
+    "ApprovalStoreResolver",
     "CancellationToken",
     "CollectingSink",
     "EngineCancelled",

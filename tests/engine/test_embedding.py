@@ -8,18 +8,22 @@ import pickle
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import runkon_flow
 from runkon_flow import (
     AlreadyOwned,
+    ApprovalStoreResolver,
     FlowEngineBuilder,
+    GateApprovals,
     InMemoryStore,
     RunInput,
     ValidationErrors,
     WorkflowError,
     WorkflowInvalid,
+    WorkflowResult,
     parse_file,
     parse_workflow,
 )
@@ -144,3 +148,30 @@ def test_the_workspace_example_runs_as_written(tmp_path: Path) -> None:
         [sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert f"{tmp_path}/flows/nightly.wf:2:3: call 'nobody': no registered ActionExecutor" in done.stdout
+
+
+def test_a_gate_nobody_resolves_says_how_and_doing_so_lets_a_person_approve_it() -> None:
+    wf = parse_workflow('workflow w {\n  gate human_approval { prompt = "ship?" }\n}', "w.wf")
+    with pytest.raises(ValidationErrors) as refused:
+        FlowEngineBuilder().build().validate(wf)
+    (problem,) = refused.value.errors
+    assert problem.hint == (
+        "register a resolver for it via FlowEngineBuilder.gate_resolver(): "
+        "ApprovalStoreResolver('human_approval') waits for a decision made through GateApprovals"
+    )
+    store = InMemoryStore()
+    engine = FlowEngineBuilder().gate_resolver(ApprovalStoreResolver("human_approval")).build()
+    done: list[WorkflowResult] = []
+    runner = threading.Thread(
+        target=lambda: done.append(engine.run_workflow(wf, RunInput(persistence=store)))
+    )
+    runner.start()
+    gates = GateApprovals(store)
+    waiting: list[object] = []
+    while not waiting and runner.is_alive():
+        runs = store.list_runs()
+        waiting = gates.waiting_gates(runs[0].id) if runs else []
+        threading.Event().wait(0.02)
+    gates.approve(runs[0].id, "human_approval", by="me")
+    runner.join()
+    assert done[0].status == "completed"

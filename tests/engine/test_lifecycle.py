@@ -71,7 +71,9 @@ def test_validation_problems_stop_a_run_before_anything_is_written(tmp_path: Pat
         "fallback executor)\n"
         "foreach 'f': no registered ItemProvider for 'tickets' (hint: register a provider with name "
         "'tickets' via FlowEngineBuilder.item_provider())\n"
-        "gate 'x': no registered GateResolver for type 'x'"
+        "gate 'x': no registered GateResolver for type 'x' (hint: register a resolver for it via "
+        "FlowEngineBuilder.gate_resolver(): ApprovalStoreResolver('x') waits for a decision made through "
+        "GateApprovals)"
     )
     assert store.list_runs() == [] and sink.events == []
 

@@ -45,9 +45,14 @@ def _at(node: Any) -> SourceLocation:
 
 def _gate_hint(gate_type: str, types: list[str]) -> str | None:
     """What a misspelt gate type could have been: the closest registered type and every one
-    (`quality_gate` is built in). None when no resolver is registered: nothing to choose from."""
+    (`quality_gate` is built in). With no resolver registered, how to register one — the
+    reference resolver a person answers through `GateApprovals` (an engine built by hand has
+    none; a `Workspace` registers it for the four reference types)."""
     if not types:
-        return None
+        return (
+            f"register a resolver for it via FlowEngineBuilder.gate_resolver(): ApprovalStoreResolver"
+            f"('{gate_type}') waits for a decision made through GateApprovals"
+        )
     known = sorted({*types, "quality_gate"})
     close = did_you_mean(gate_type, known)
     listed = f"the gate types are: {', '.join(known)}"

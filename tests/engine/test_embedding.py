@@ -175,3 +175,23 @@ def test_a_gate_nobody_resolves_says_how_and_doing_so_lets_a_person_approve_it()
     gates.approve(runs[0].id, "human_approval", by="me")
     runner.join()
     assert done[0].status == "completed"
+
+
+def test_a_resume_given_no_inputs_goes_on_with_those_the_run_was_started_with(tmp_path: Path) -> None:
+    """As engine.md's example resumes: `RunInput(persistence=…, workflow_run_id=…)`. The steps
+    after the failure ran with every input empty (`echo T=`), a warning on the log the only sign."""
+    flag = tmp_path / "fixed"
+    wf = parse_workflow(
+        "workflow w {\n  inputs { ticket required }\n"
+        f'  script check {{ run = "test -f {flag}" }}\n'
+        '  script use { run = "echo T={{ticket}}" }\n}',
+        "w.wf",
+    )
+    store, engine = InMemoryStore(), FlowEngineBuilder().build()
+    first = engine.run_workflow(wf, RunInput(persistence=store, inputs={"ticket": "T-9"}))
+    assert first.status == "failed"
+    flag.touch()
+    again = engine.resume_workflow(wf, RunInput(persistence=store, workflow_run_id=first.workflow_run_id))
+    assert again.status == "completed"
+    (use,) = [s for s in store.get_steps(first.workflow_run_id) if s.step_name == "use"]
+    assert use.context_out == "T=T-9\n"

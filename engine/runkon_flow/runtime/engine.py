@@ -262,9 +262,14 @@ class FlowEngine:
         return self._execute(definition, st, validated=True)
 
     def resume_workflow(self, definition: WorkflowDef, inp: RunInput) -> WorkflowResult:
-        """Resume the run `inp.workflow_run_id` (required): completed steps are skipped and restored."""
+        """Resume the run `inp.workflow_run_id` (required): completed steps are skipped and restored.
+        `inp.inputs` left empty: the inputs stored with the run, which it was started with."""
         if not inp.workflow_run_id:
             raise WorkflowError("resume_workflow: RunInput.workflow_run_id is required")
+        if not inp.inputs:  # the rest of the run sees the values its first steps saw
+            run = inp.persistence.get_run(inp.workflow_run_id)
+            if run is not None and run.inputs:
+                inp = dataclasses.replace(inp, inputs=dict(run.inputs))
         st = self._state_for_run(definition, inp)
         st.retried_items = inp.retried_items
         return self._resume(definition, st, inp.seen_generation, inp.known_items)

@@ -16,6 +16,7 @@ import runkon_flow
 from runkon_flow import (
     AlreadyOwned,
     ApprovalStoreResolver,
+    FanOutItem,
     FlowEngineBuilder,
     GateApprovals,
     InMemoryStore,
@@ -195,3 +196,38 @@ def test_a_resume_given_no_inputs_goes_on_with_those_the_run_was_started_with(tm
     assert again.status == "completed"
     (use,) = [s for s in store.get_steps(first.workflow_run_id) if s.step_name == "use"]
     assert use.context_out == "T=T-9\n"
+
+
+@pytest.mark.parametrize(
+    ("step", "said"),
+    [
+        ("call workflow child", "call_workflow 'child': no ChildWorkflowRunner configured"),
+        ("foreach f { over = t max_parallel = 1 workflow = child }", "foreach 'f': no ChildWorkflowRunner"),
+    ],
+)
+def test_a_sub_workflow_in_an_engine_given_no_workflows_says_how_to_give_them(step: str, said: str) -> None:
+    class Items:
+        def name(self) -> str:
+            return "t"
+
+        def parse_scope(self, raw: object) -> object:
+            return raw
+
+        def items(self, *args: object) -> list[FanOutItem]:
+            return [FanOutItem("t", "a")]
+
+        def dependencies(self, step_id: str) -> list[tuple[str, str]]:
+            return []
+
+        def supports_ordered(self) -> bool:
+            return False
+
+    engine = FlowEngineBuilder().item_provider(Items()).build()
+    result = engine.run_workflow(
+        parse_workflow(f"workflow w {{ {step} }}"), RunInput(persistence=InMemoryStore())
+    )
+    assert result.status == "failed"
+    assert said in (result.error or "")
+    assert "FlowEngineBuilder.workflow_dir() or .workflow_resolver(), or a RunInput.child_runner" in (
+        result.error or ""
+    )

@@ -141,6 +141,14 @@ class DefaultRunContext(LocalRunContext):
 # --------------------------------------------------------------------------- run inputs
 
 
+#: What a `call workflow` or `foreach` in a run without a child runner says to do: the runner is
+#: made from the engine's workflow resolver, which an engine built by hand may lack.
+NO_WORKFLOWS_HINT = (
+    "give the engine its workflows: FlowEngineBuilder.workflow_dir() or .workflow_resolver(), "
+    "or a RunInput.child_runner"
+)
+
+
 @dataclass
 class RunInput:
     """Everything a top-level run needs (engine.md §2.4).

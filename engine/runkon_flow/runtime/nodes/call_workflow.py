@@ -36,7 +36,7 @@ from runkon_flow.runtime.steps import (
     record_step_success,
     result_usage,
 )
-from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
+from runkon_flow.runtime.types import NO_WORKFLOWS_HINT, ChildWorkflowInput, WorkflowResult
 from runkon_flow.runtime.variables import build_variable_map
 
 __all__ = ["execute_call_workflow", "merge_child_results"]
@@ -145,7 +145,8 @@ def execute_call_workflow(st: ExecutionState, node: CallWorkflowNode, iteration:
     runner = st.child_runner
     if runner is None:
         raise WorkflowError(
-            f"call_workflow '{name}': no ChildWorkflowRunner configured — cannot execute sub-workflow"
+            f"call_workflow '{name}': no ChildWorkflowRunner configured — cannot execute sub-workflow "
+            f"({NO_WORKFLOWS_HINT})"
         )
 
     last_error = ""

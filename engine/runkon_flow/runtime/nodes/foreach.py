@@ -64,7 +64,7 @@ from runkon_flow.runtime.steps import (
     result_usage,
 )
 from runkon_flow.runtime.threads import WorkerPool
-from runkon_flow.runtime.types import ChildWorkflowInput, WorkflowResult
+from runkon_flow.runtime.types import NO_WORKFLOWS_HINT, ChildWorkflowInput, WorkflowResult
 from runkon_flow.runtime.variables import build_variable_map
 from runkon_flow.usage import Usage
 
@@ -233,7 +233,8 @@ class _FanOut:
             )
         if st.child_runner is None:
             self._fail_setup(
-                f"foreach '{node.name}': no ChildWorkflowRunner configured — cannot dispatch child workflows"
+                f"foreach '{node.name}': no ChildWorkflowRunner configured — cannot dispatch child workflows "
+                f"({NO_WORKFLOWS_HINT})"
             )
         self._collect(provider)
         total = len(self.items)

@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from runkon_flow.approvals import ApprovalStoreResolver, GateApprovals
     from runkon_flow.cancellation import CancellationToken, EngineCancelled
-    from runkon_flow.dsl import FileError, load_workflow_dir, parse_file, parse_workflow
+    from runkon_flow.dsl import FileError, load_workflow_dir, parse_file, parse_workflow, validate_workflow
     from runkon_flow.dsl.ast import WorkflowDef
     from runkon_flow.errors import (
         AlreadyOwned,
@@ -93,6 +93,7 @@ _EXPORTS = {
     "parse_workflow": "runkon_flow.dsl",
     "load_workflow_dir": "runkon_flow.dsl",
     "FileError": "runkon_flow.dsl",
+    "validate_workflow": "runkon_flow.dsl",
     # plug-ins a host writes (docs/engine.md, "Using it")
     "ActionExecutor": "runkon_flow.plugins.protocols",
     "ActionFailed": "runkon_flow.plugins.protocols",
@@ -186,6 +187,7 @@ __all__ = [
     "load_workflow_dir",
     "parse_file",
     "parse_workflow",
+    "validate_workflow",
 ]  # every key of _EXPORTS (tests/engine/test_embedding.py)
 
 

@@ -44,6 +44,7 @@ from runkon_tui.catalog import Catalog, WorkflowEntry
 from runkon_tui.commands import DUPLICATED_SYSTEM_COMMANDS, DashboardCommands, ThemeCommands
 from runkon_tui.config import TuiConfig, load_config, unknown_keymap_ids
 from runkon_tui.host import DeferredHost, DeferredStore, EngineHost, UnmadeStore
+from runkon_tui.keys import binding_key, key_of
 from runkon_tui.problems import OpenProblems, ProblemKey
 from runkon_tui.run_view import Changes, FanOutView, GateView, LogLine, RunState, RunView
 from runkon_tui.screens.main import MainScreen
@@ -526,22 +527,19 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
     # ------------------------------------------------------------------ keys (help, palette, banners)
 
     def key_for(self, binding_id: str) -> str:
-        """The key that triggers the binding `binding_id` now (`shown_key`), for a note or hint
-        that names it: a main-screen binding, else one of a screen up — the runs list's and the
-        gate inbox's hints name their own keys through it (a keymap applies by id, anywhere)."""
+        """The key that triggers the binding `binding_id` now (`keys.binding_key`), for a note, hint
+        or dialog button that names it: a main-screen binding, else one of a screen up — the runs
+        list's and gate inbox's hints and the dialogs' buttons name their own keys through it (a
+        keymap applies by id, anywhere)."""
         owners = [MainScreen, *(type(screen) for screen in reversed(self.screen_stack))]
-        for owner in owners:
-            for binding in owner.BINDINGS:
-                if isinstance(binding, Binding) and binding.id == binding_id:
-                    return self.shown_key(binding)
-        return "?"
+        return key_of(owners, binding_id, self._keymap_now())
 
     def shown_key(self, binding: Binding) -> str:
         """The key that triggers `binding` now: the settings' keymap, else its own first key."""
-        keymap = getattr(self, "_keymap", {}) or {}
-        if binding.id in keymap:
-            return _pretty_key(keymap[binding.id].split(",")[0])
-        return binding.key_display or _pretty_key(binding.key.split(",")[0])
+        return binding_key(binding, self._keymap_now())
+
+    def _keymap_now(self) -> Mapping[str, str]:
+        return getattr(self, "_keymap", {}) or {}
 
     def key_table(self) -> list[tuple[str, str, str, str]]:
         """(key shown, binding id, description, action) for every main-screen binding."""
@@ -1265,10 +1263,6 @@ def binding_ids() -> set[str]:
         classes.extend(cls.__subclasses__())
         ids.update(b.id for b in cls.__dict__.get("BINDINGS", ()) if isinstance(b, Binding) and b.id)
     return ids
-
-
-def _pretty_key(key: str) -> str:
-    return {"question_mark": "?", "slash": "/", "enter": "enter", "escape": "esc"}.get(key, key)
 
 
 def _user_name() -> str:

@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from runkon_tui.keys import dialog_key
 from runkon_tui.widgets.markup import esc
 
 
@@ -46,8 +47,8 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical():
             yield Label(esc(self.question), id="question")
             with Horizontal():
-                yield Button(f"{self.no} (n)", id="no")
-                yield Button(f"{self.yes} (y)", id="yes", variant="warning")
+                yield Button(f"{self.no} ({dialog_key(self, 'confirm_no')})", id="no")
+                yield Button(f"{self.yes} ({dialog_key(self, 'confirm_yes')})", id="yes", variant="warning")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

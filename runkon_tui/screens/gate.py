@@ -23,6 +23,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from runkon_tui.keys import dialog_key
 from runkon_tui.run_view import GateView
 from runkon_tui.widgets.markup import esc
 
@@ -155,10 +156,12 @@ class GateScreen(ModalScreen[GateDecision | None]):
                 yield note
             with Horizontal():
                 if self.approving:
-                    yield Button("Approve (ctrl+y)", id="approve", variant="success")
+                    yield Button(
+                        f"Approve ({dialog_key(self, 'gate_approve')})", id="approve", variant="success"
+                    )
                 else:
-                    yield Button("Reject (ctrl+r)", id="reject", variant="error")
-                yield Button("Back (esc)", id="close")
+                    yield Button(f"Reject ({dialog_key(self, 'gate_reject')})", id="reject", variant="error")
+                yield Button(f"Back ({dialog_key(self, 'gate_close')})", id="close")
 
     def on_mount(self) -> None:
         # Typing goes straight into the note (Enter in it still decides); with options to pick,

@@ -25,6 +25,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
+from runkon_tui.keys import dialog_key
 from runkon_tui.screens.bottom_toasts import ToastsAboveStatus
 from runkon_tui.screens.gate import GateChoices, GateDecision
 from runkon_tui.status import short_id
@@ -122,10 +123,18 @@ class BatchNoteScreen(ModalScreen[GateDecision | None]):
                 yield note
             with Horizontal():
                 if self.approve:
-                    yield Button(f"Approve {what} (ctrl+y)", id="answer", variant="success")
+                    yield Button(
+                        f"Approve {what} ({dialog_key(self, 'inbox_note_approve')})",
+                        id="answer",
+                        variant="success",
+                    )
                 else:
-                    yield Button(f"Reject {what} (ctrl+r)", id="answer", variant="error")
-                yield Button("Back (esc)", id="close")
+                    yield Button(
+                        f"Reject {what} ({dialog_key(self, 'inbox_note_reject')})",
+                        id="answer",
+                        variant="error",
+                    )
+                yield Button(f"Back ({dialog_key(self, 'inbox_note_close')})", id="close")
 
     def on_mount(self) -> None:
         # As in the gate dialog: typing goes straight into the note, so a reason typed right

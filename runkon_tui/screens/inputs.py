@@ -18,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
+from runkon_tui.keys import dialog_key
 from runkon_tui.widgets.markup import esc
 
 Prepare = Callable[[Mapping[str, str]], dict[str, str]]
@@ -87,8 +88,8 @@ class InputsScreen(ModalScreen[dict[str, str] | None]):
             with Vertical(id="form-foot"):
                 yield Static("", id="form-error")
                 with Horizontal(id="form-buttons"):
-                    yield Button("Cancel (esc)", id="cancel")
-                    yield Button("Run (ctrl+s)", id="run", variant="primary")
+                    yield Button(f"Cancel ({dialog_key(self, 'form_cancel')})", id="cancel")
+                    yield Button(f"Run ({dialog_key(self, 'form_run')})", id="run", variant="primary")
 
     def on_mount(self) -> None:
         fields = self.query("Input, Checkbox")

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from runkon_tui.keys import dialog_key
 from runkon_tui.widgets.markup import esc
 
 
@@ -55,16 +56,20 @@ class QuitScreen(ModalScreen[str]):
         return esc(text)
 
     def _cancel_label(self) -> str:
-        return "Cancel run (c)" if self.runs == 1 else "Cancel all (c)"  # fits 80 columns
+        what = "Cancel run" if self.runs == 1 else "Cancel all"  # fits 80 columns
+        return f"{what} ({dialog_key(self, 'quit_cancel')})"
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self._question(), id="question")
             with Horizontal():
-                yield Button("Stay (s)", id="stay")
+                yield Button(f"Stay ({dialog_key(self, 'quit_stay')})", id="stay")
                 yield Button(self._cancel_label(), id="cancel", variant="error")
                 yield Button(
-                    "Keep running in background (b)", id="keep", variant="primary", disabled=not self.can_keep
+                    f"Keep running in background ({dialog_key(self, 'quit_keep')})",
+                    id="keep",
+                    variant="primary",
+                    disabled=not self.can_keep,
                 )
 
     def about(self, label: str, runs: int) -> None:

@@ -285,3 +285,102 @@ async def test_the_runs_list_and_the_gate_inbox_name_their_own_keys_as_remapped(
         await pilot.press("m")  # the key it names marks the gate
         await pilot.pause()
         assert app.screen.marked == {step}
+
+
+def _labels(screen: object) -> list[str]:
+    from textual.widgets import Button
+
+    return [str(button.label) for button in screen.query(Button)]  # type: ignore[attr-defined]
+
+
+async def test_every_dialogs_buttons_name_the_keys_the_keymap_gives(tmp_path: Path) -> None:
+    """The dialogs' buttons said `Run (ctrl+s)`, `Approve (ctrl+y)`, `Back (esc)`, `Yes (y)`,
+    `Stay (s)` whatever the keymap said: with those ids remapped, the key a label named did
+    nothing. Each names the key its binding has now, and that key does what the button does."""
+    from runkon_tui.screens.confirm import ConfirmScreen
+    from runkon_tui.screens.inputs import InputsScreen
+    from runkon_tui.screens.main import MainScreen
+    from runkon_tui.screens.quit import QuitScreen
+    from tests.tui.test_dashboard import select
+
+    keymap = {
+        "form_run": "f5",
+        "form_cancel": "f6",
+        "gate_approve": "f7",
+        "gate_reject": "f8",
+        "gate_close": "f9",
+        "confirm_yes": "j",
+        "confirm_no": "k",
+        "quit_stay": "w",
+        "quit_cancel": "z",
+        "quit_keep": "o",
+    }
+    app = make_app(config=TuiConfig(tmp_path / "tui.yaml", keymap=keymap))
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select(pilot, app, "review-one")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, InputsScreen), what="inputs form")
+        assert _labels(app.screen) == ["Cancel (f6)", "Run (f5)"]
+        from textual.widgets import Input
+
+        app.screen.query_one("#input-0", Input).value = "x.py"
+        await pilot.press("f5")  # the key the button names starts the run
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
+
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="gate dialog")
+        assert _labels(app.screen) == ["Approve (f7)", "Back (f9)"]
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the dialog closed")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateScreen), what="reject dialog")
+        assert _labels(app.screen) == ["Reject (f8)", "Back (f9)"]
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the dialog closed")
+
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        assert [label.split(" (")[1] for label in _labels(app.screen)] == ["k)", "j)"]
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="the question closed")
+
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+        assert _labels(app.screen) == ["Stay (w)", "Cancel run (z)", "Keep running in background (o)"]
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="stayed")
+        assert app.run_active
+        app.host.finish()  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: not app.run_active)
+
+
+async def test_the_inbox_note_dialogs_buttons_name_the_keys_the_keymap_gives(tmp_path: Path) -> None:
+    """`Approve 1 gate (ctrl+y)` / `Back (esc)` named the default keys with `inbox_note_approve`
+    and `inbox_note_close` remapped."""
+    from runkon_flow.persistence.memory import InMemoryStore
+    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
+    from runkon_flow.runtime.lease import new_owner_token
+
+    from runkon_tui.screens.inbox import BatchNoteScreen, GateInboxScreen
+
+    store = InMemoryStore()
+    run = store.create_run(NewRun(workflow_name="review-pr"))
+    step = store.insert_step(NewStep(run.id, "human_approval", role="gate", gate_type="human_approval"))
+    store.update_step(step, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
+    store.update_run_status(run.id, RunStatus.RUNNING, None, None)
+    store.set_waiting_blocked_on(run.id, {"type": "human_approval", "gate_name": step})
+    assert store.acquire_lease(run.id, new_owner_token(), 600) is not None
+    keymap = {"inbox_note_approve": "f7", "inbox_note_reject": "f8", "inbox_note_close": "f9"}
+    app = make_app(store=store, config=TuiConfig(tmp_path / "tui.yaml", keymap=keymap))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: getattr(app.screen, "gates", None), what="the inbox")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="note dialog")
+        assert _labels(app.screen) == ["Approve 1 gate (f7)", "Back (f9)"]
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, GateInboxScreen), what="the note closed")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="note dialog")
+        assert _labels(app.screen) == ["Reject 1 gate (f8)", "Back (f9)"]

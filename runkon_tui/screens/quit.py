@@ -20,6 +20,14 @@ from textual.widgets import Button, Label
 from runkon_tui.keys import dialog_key
 from runkon_tui.widgets.markup import esc
 
+#: The buttons' row inside the dialog at 80 columns: its width of 76 less the thick border and the
+#: padding (the CSS below).
+BUTTON_ROW = 76 - 2 - 4
+
+
+def _button_width(label: str) -> int:
+    return max(16, len(label) + 2)  # Textual's Button: min-width 16, a column of padding each side
+
 
 class QuitScreen(ModalScreen[str]):
     DEFAULT_CSS = """
@@ -59,14 +67,23 @@ class QuitScreen(ModalScreen[str]):
         what = "Cancel run" if self.runs == 1 else "Cancel all"  # fits 80 columns
         return f"{what} ({dialog_key(self, 'quit_cancel')})"
 
+    def _keep_label(self, beside: list[str]) -> str:
+        """`Keep running in background (b)`, shortened to `Keep running (ctrl+b)` when the keys
+        the keymap gives would push it past the dialog's edge at 80 columns."""
+        key = dialog_key(self, "quit_keep")
+        label = f"Keep running in background ({key})"
+        row = sum(_button_width(text) + 1 for text in [*beside, label])  # each with its margin
+        return label if row <= BUTTON_ROW else f"Keep running ({key})"
+
     def compose(self) -> ComposeResult:
+        stay = f"Stay ({dialog_key(self, 'quit_stay')})"
         with Vertical():
             yield Label(self._question(), id="question")
             with Horizontal():
-                yield Button(f"Stay ({dialog_key(self, 'quit_stay')})", id="stay")
+                yield Button(stay, id="stay")
                 yield Button(self._cancel_label(), id="cancel", variant="error")
                 yield Button(
-                    f"Keep running in background ({dialog_key(self, 'quit_keep')})",
+                    self._keep_label([stay, self._cancel_label()]),
                     id="keep",
                     variant="primary",
                     disabled=not self.can_keep,

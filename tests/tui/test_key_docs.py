@@ -384,3 +384,28 @@ async def test_the_inbox_note_dialogs_buttons_name_the_keys_the_keymap_gives(tmp
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, BatchNoteScreen), what="note dialog")
         assert _labels(app.screen) == ["Reject 1 gate (f8)", "Back (f9)"]
+
+
+async def test_the_quit_question_with_long_remapped_keys_still_fits_80_columns(tmp_path: Path) -> None:
+    """`Keep running in background (ctrl+b)` beside `Stay (ctrl+g)` and `Cancel run (ctrl+k)` ran
+    past the dialog's edge at 80 columns, cut to `(c`: with keys that long it says `Keep running`."""
+    from textual.containers import Vertical
+
+    from runkon_tui.screens.quit import QuitScreen
+
+    keymap = {"quit_keep": "ctrl+b", "quit_cancel": "ctrl+k", "quit_stay": "ctrl+g"}
+    app = make_app(config=TuiConfig(tmp_path / "tui.yaml", keymap=keymap))
+    app.host.script = gate_script  # type: ignore[union-attr]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_review_run(pilot, app)
+        await wait_for(pilot, lambda: app.view.waiting_gates(), what="gate waiting")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit question")
+        await pilot.pause()
+        assert _labels(app.screen) == ["Stay (ctrl+g)", "Cancel run (ctrl+k)", "Keep running (ctrl+b)"]
+        from textual.widgets import Button
+
+        inside = app.screen.query_one(Vertical).content_region
+        for button in app.screen.query(Button):
+            assert inside.contains_region(button.region), (str(button.label), button.region, inside)
+        app.host.finish()  # type: ignore[union-attr]

@@ -73,8 +73,9 @@ def add_runs_parser(sub: Any) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     if args.run_id is None:
-        if not args.items:
-            raise UsageError("the following arguments are required: RUN_ID")
+        if not args.items:  # as argparse says a missing argument, with the usage under it
+            usage = args.show_usage().rstrip()
+            raise UsageError(f"the following arguments are required: RUN_ID\n{usage}")
         # `show --items RUN_ID`, as people write it: the optional FOREACH took the run id.
         args.run_id, args.items = args.items, ""
     if args.sort is not None and args.items is None:
@@ -127,4 +128,4 @@ def add_show_parser(sub: Any) -> None:
         help="order the --items rows: most cost or duration first, failures first, by item id "
         "(default: the items' order)",
     )
-    p.set_defaults(handler=cmd_show)
+    p.set_defaults(handler=cmd_show, show_usage=p.format_usage)

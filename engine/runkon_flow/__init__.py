@@ -71,7 +71,7 @@ if TYPE_CHECKING:
         WorkflowResult,
         apply_workflow_input_defaults,
     )
-    from runkon_flow.workspace import InputsError, Workspace
+    from runkon_flow.workspace import InputsError, RunNeedsThisProcess, Workspace
 
 #: Public name → the module that defines it (imported when the name is first asked for).
 _EXPORTS = {
@@ -84,6 +84,7 @@ _EXPORTS = {
     "apply_workflow_input_defaults": "runkon_flow.runtime",
     "Workspace": "runkon_flow.workspace",
     "InputsError": "runkon_flow.workspace",
+    "RunNeedsThisProcess": "runkon_flow.workspace",
     "GateApprovals": "runkon_flow.approvals",
     "ApprovalStoreResolver": "runkon_flow.approvals",
     "CancellationToken": "runkon_flow.cancellation",
@@ -166,6 +167,7 @@ __all__ = [
     "ProviderInfo",
     "RunContext",
     "RunInput",
+    "RunNeedsThisProcess",
     "RunStatus",
     "SourceLocation",
     "SqliteStore",

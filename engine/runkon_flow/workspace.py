@@ -4,8 +4,10 @@ A workspace is a few workflow directories plus a store. It loads every `.wf` fil
 identities and schemas beside them, and wires the reference plug-ins into a `FlowEngine`: agent
 executors, the item providers, gate resolvers, a workflow resolver over the loaded definitions, the
 in-process child runner, the schema resolver, the script environment and a `LocalRunContext`
-(working directory = the workflow's directory unless the host chose one). Hosts then only call
-`validate`, `create_run`, `execute`, `resume`, `cancel` and `gates`.
+(working directory = the workflow's directory unless the host chose one) — and the host's own
+action executors, item providers and gate resolvers beside them (`actions=…`; docs/workspace.md,
+"Plug-ins of your program"). Hosts then only call `validate`, `create_run`, `execute`, `resume`,
+`cancel` and `gates`.
 
 Every `reload()` builds a fresh immutable snapshot (definitions, agents, engine); a run keeps the
 snapshot it started with, so an edit never changes a running run. All methods are thread-safe:
@@ -86,7 +88,7 @@ from runkon_flow.plugins.agents import (
 )
 from runkon_flow.plugins.context import LocalRunContext
 from runkon_flow.plugins.item_providers import default_providers
-from runkon_flow.plugins.protocols import WorkflowResolver
+from runkon_flow.plugins.protocols import ActionExecutor, GateResolver, ItemProvider, WorkflowResolver
 from runkon_flow.plugins.registries import ActionRegistry, ItemProviderRegistry
 from runkon_flow.plugins.schemas import SchemaResolver
 from runkon_flow.plugins.script_env import IDENTITIES_FILE, DefaultScriptEnvProvider
@@ -114,6 +116,7 @@ __all__ = [
     "InputsError",
     "ResumePlan",
     "ResumeSource",
+    "RunNeedsThisProcess",
     "UnknownWorkflow",
     "Workspace",
     "end_unowned_run",
@@ -142,6 +145,22 @@ class InputsError(FlowError, ValueError):
         self.workflow = workflow
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class RunNeedsThisProcess(WorkflowError):
+    """A run of a workspace given plug-ins of this process (`Workspace(actions=…, item_providers=…,
+    gate_resolvers=…)`) cannot go to a background runner (`launch`, `hand_over`): that process
+    builds its own workspace from the folders, without them, and would fail the run (or run an
+    agent file of the same name) later. Nothing is started; the run stays as it was."""
+
+    def __init__(self, run_id: str, plugins: Sequence[str]) -> None:
+        self.run_id = run_id
+        self.plugins = list(plugins)
+        super().__init__(
+            f"run '{run_id}' cannot go to a background runner: this workspace runs with plug-ins of "
+            f"this process ({'; '.join(self.plugins)}), which a runner process does not have — "
+            "run it here (execute, resume or retry on this workspace)"
+        )
 
 
 class UnknownWorkflow(WorkflowNotFound):
@@ -312,8 +331,17 @@ class Workspace:
         only: Sequence[str] = (),
         child_runner: ChildRunnerFactory | None = None,
         runner_settings: RunnerSettings | None = None,
+        actions: Sequence[ActionExecutor] = (),
+        item_providers: Sequence[ItemProvider] = (),
+        gate_resolvers: Sequence[GateResolver] = (),
     ) -> None:
         self.store = store
+        #: The host's own plug-ins, by the name each gives itself (`name()`, `gate_type()`): put on
+        #: every snapshot's engine and run, over a reference one (an agent file, a provider, a
+        #: store-backed gate type) of the same name. Runs using them stay in this process.
+        self._own_actions = _by_name("action", actions, lambda a: a.name())
+        self._own_providers = _by_name("item provider", item_providers, lambda p: p.name())
+        self._own_gates = _by_name("gate resolver", gate_resolvers, lambda g: g.gate_type())
         #: Given to the background runner a run is handed over to (`hand_over`): the host's hooks
         #: file and executor, so the run goes on with the same hooks and on the same cluster.
         self.runner_settings = runner_settings or RunnerSettings()
@@ -436,16 +464,22 @@ class Workspace:
         script_env, identity_problems = DefaultScriptEnvProvider.from_dirs(dirs)
         config_errors = [FileError.of(p) for p in [*agents.errors, *identity_problems]]
         schemas = SchemaResolver(dirs)
-        actions = build_action_registry(agents, script_env=script_env)
+        explain = self._explain_missing(agents)
+        actions = ActionRegistry(  # the host's own actions over agents of their names
+            {**build_action_registry(agents, script_env=script_env).named, **self._own_actions},
+            explain_missing=explain,
+        )
         resolver = _LoadedResolver(workflows, broken_by_stem)
         builder = FlowEngineBuilder().workflow_resolver(resolver).script_env_provider(script_env)
-        builder.explain_missing_action(agents.why_missing)
+        builder.explain_missing_action(explain)
         for executor in actions.named.values():
             builder.action(executor)
-        for provider in default_providers(dirs[0] if dirs else Path.cwd()):
+        for provider in self._providers(dirs[0] if dirs else Path.cwd()):
             builder.item_provider(provider)
         for gate_type in REFERENCE_GATE_TYPES:
             builder.gate_resolver(ApprovalStoreResolver(gate_type))
+        for gate in self._own_gates.values():  # after the reference ones: the host's own wins
+            builder.gate_resolver(gate)
         return _Snapshot(
             dirs=dirs,
             signature=_signature(dirs, [a.file for a in agents.paths.values()])
@@ -466,6 +500,34 @@ class Workspace:
             engine=builder.build(),
             warnings=list(result.warnings),
         )
+
+    def _providers(self, directory: Path) -> list[ItemProvider]:
+        """The item providers of a run in `directory`: the reference ones rooted there, then the
+        host's own (a later one of a name replaces the earlier one in a registry)."""
+        return [*default_providers(directory), *self._own_providers.values()]
+
+    def _explain_missing(self, agents: AgentCatalog) -> Callable[[str], str]:
+        """Why a `call` has no executor: the agent catalog's reason, and the host's own actions."""
+        own = sorted(self._own_actions)
+        if not own:
+            return agents.why_missing
+
+        def explain(label: str) -> str:
+            close = did_you_mean(label, own)
+            theirs = f"this program's actions: {', '.join(own)}"
+            return f"{agents.why_missing(label)}; {f'{close} ' if close else ''}{theirs}"
+
+        return explain
+
+    def own_plugins(self) -> list[str]:
+        """The host's own plug-ins this workspace was given, by kind (`actions: a, b`): empty when
+        it runs only the reference ones from its folders — then a run may go to a runner."""
+        kinds = (
+            ("actions", self._own_actions),
+            ("item providers", self._own_providers),
+            ("gate types", self._own_gates),
+        )
+        return [f"{kind}: {', '.join(sorted(names))}" for kind, names in kinds if names]
 
     # ------------------------------------------------------------------ lookup
 
@@ -525,7 +587,7 @@ class Workspace:
         wf = self.find(name)
         snap = self._snapshot()  # after find(): it may have added a directory
         directory = snap.workflow_dirs.get(wf.name, Path(wf.source_path).parent)
-        providers = ItemProviderRegistry(default_providers(directory))
+        providers = ItemProviderRegistry(self._providers(directory))
         problems: list[Problem] = []
         if wf.name in snap.kept:
             broken = snap.kept[wf.name]
@@ -585,6 +647,7 @@ class Workspace:
                 on_fail is not None
                 and on_fail.kind == "agent"
                 and snap.agents.get(on_fail.value.label()) is None
+                and on_fail.value.label() not in self._own_actions
             ):
                 label = on_fail.value.label()
                 problems.append(
@@ -1037,7 +1100,13 @@ class Workspace:
         (`retry`, with the stored definition) in a background runner: a process of its own
         (`runkon_flow.runner`) that reads `db`, with this host's hooks and executor. How the
         dashboard runs on a database — the run never depends on the dashboard's process — and how
-        `hand_over` keeps a run going. Returns the runner process and its log file."""
+        `hand_over` keeps a run going. Returns the runner process and its log file.
+
+        `RunNeedsThisProcess` (nothing started, nothing changed) when this workspace has plug-ins
+        of the host's own: the runner's workspace, built from the folders, would not have them."""
+        own = self.own_plugins()
+        if own:  # before anything changes: the run stays as it was
+            raise RunNeedsThisProcess(run_id, own)
         with self._lock:
             self._plans.pop(run_id, None)  # create_run's plan: the runner reads the run's row
         settings = self.runner_settings
@@ -1071,7 +1140,7 @@ class Workspace:
         if own is None:
             raise WorkflowError(f"run '{run_id}' is not running in this workspace")
         run = self._run_row(run_id)
-        proc, log_file = self.launch(run_id, db, resume=True)
+        proc, log_file = self.launch(run_id, db, resume=True)  # RunNeedsThisProcess: nothing stopped
         with self._lock:
             self._handed_over[run_id] = run.owner_token or ""
         engine, token = own
@@ -1116,7 +1185,7 @@ class Workspace:
         )
         settings = RunSettings(
             action_registry=snap.actions,
-            item_provider_registry=ItemProviderRegistry(default_providers(directory)),
+            item_provider_registry=ItemProviderRegistry(self._providers(directory)),
             script_env_provider=snap.script_env,
             run_ctx=LocalRunContext(self._working_dir or directory, task.run_id, definition.name),
             exec_config=config,
@@ -1246,7 +1315,7 @@ class Workspace:
                 workflow_run_id=run.id,
                 workflow_name=plan.definition.name,
                 action_registry=snap.actions,
-                item_provider_registry=ItemProviderRegistry(default_providers(plan.directory)),
+                item_provider_registry=ItemProviderRegistry(self._providers(plan.directory)),
                 script_env_provider=snap.script_env,
                 run_ctx=LocalRunContext(self._working_dir or plan.directory, run.id, plan.definition.name),
                 cancellation=token,
@@ -1290,6 +1359,20 @@ def _stored_retry(run: WorkflowRun) -> RetryRequest | None:
     """The run's last retry request when it chose the stored definition."""
     request = RetryRequest.from_json(run.retry_request)
     return request if request is not None and request.definition == "stored" else None
+
+
+def _by_name(kind: str, plugins: Iterable[Any], name_of: Callable[[Any], str]) -> dict[str, Any]:
+    """The host's plug-ins of one kind by the name each gives itself; two of one name are refused
+    (which one a run got would depend on the order they were listed in)."""
+    found: dict[str, Any] = {}
+    for plugin in plugins:
+        name = name_of(plugin)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Workspace: a {kind} must name itself with a non-empty string, not {name!r}")
+        if name in found:
+            raise ValueError(f"Workspace: two {kind}s named '{name}'")
+        found[name] = plugin
+    return found
 
 
 def _abs(path: Path | str) -> Path:

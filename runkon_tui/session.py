@@ -870,7 +870,18 @@ class RunSession:
     def launches(self) -> bool:
         """Whether runs started here go to a background runner (`runs_in_runner` and a store
         another process can open)."""
-        return self.runs_in_runner and self.host is not None and self.runner_db() is not None
+        return (
+            self.runs_in_runner
+            and self.host is not None
+            and self.runner_db() is not None
+            and not self._plugins_of_this_program()
+        )
+
+    def _plugins_of_this_program(self) -> list[str]:
+        """The host's own plug-ins (`Workspace(actions=…)`, `own_plugins`): a runner process does
+        not have them, so runs that use them run here and cannot be handed over."""
+        own = getattr(self.host, "own_plugins", None)
+        return list(own()) if callable(own) else []
 
     def _launch(
         self,
@@ -1469,6 +1480,8 @@ class RunSession:
             return "its runs are kept in memory, which no other process can read"
         if not hasattr(self.host, "hand_over"):
             return "this engine host cannot hand runs over"
+        if self._plugins_of_this_program():
+            return "it runs on plug-ins of this program, which a background runner does not have"
         return None
 
     def runs_going(self) -> list[str]:

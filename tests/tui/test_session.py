@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from runkon_flow import ActionOutput
 from runkon_flow.errors import StoreUnavailable, stopped_for_store
 from runkon_flow.events import CollectingSink
 from runkon_flow.observe.counts import ItemCounts
@@ -502,6 +503,43 @@ def test_a_run_kept_in_memory_cannot_be_left_running(folder: Path) -> None:
     h = make_session(folder)
     assert h.session.why_no_hand_over() == "its runs are kept in memory, which no other process can read"
     assert h.session.hand_over_and_leave() is False  # no run active: the app just leaves
+
+
+class _Shout:  # an action executor of the program embedding the dashboard
+    def name(self) -> str:
+        return "shout"
+
+    def execute(self, ctx: object, info: object, params: object) -> ActionOutput:
+        return ActionOutput(context="HEY")
+
+    def cancel(self, execution_id: str) -> None:
+        pass
+
+
+def test_runs_on_the_programs_own_plugins_stay_in_the_dashboards_process(
+    folder: Path, tmp_path: Path
+) -> None:
+    # A runner process builds its workspace from the folders alone: it would not find `shout`.
+    store = SqliteStore(tmp_path / "runs.db")
+    host = Workspace([folder], store, actions=[_Shout()])
+    driver, catalog = ThreadDriver(), Catalog([folder])
+    session = RunSession(
+        host=host, store=store, catalog=catalog, driver=driver, clock=time.time, user="u", runs_in_runner=True
+    )
+    assert not session.launches  # run here, not each launch refused
+    assert session.why_no_hand_over() == (
+        "it runs on plug-ins of this program, which a background runner does not have"
+    )
+    plain = RunSession(
+        host=Workspace([folder], store),
+        store=store,
+        catalog=catalog,
+        driver=driver,
+        clock=time.time,
+        user="u",
+        runs_in_runner=True,
+    )
+    assert plain.launches and plain.why_no_hand_over() is None
 
 
 def test_a_store_outage_notice_is_in_the_engine_log_not_counted_among_the_errors(folder: Path) -> None:

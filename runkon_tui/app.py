@@ -236,7 +236,11 @@ class RunkonApp(ShowsWorkerFailures, App[int]):
         namespaces: Mapping[str, DOMNode] | None = None,
     ) -> bool:
         """Textual's, but a dimmed key pressed anyway says why it does nothing (a screen that
-        can tell has `unavailable_reason(action)`), instead of nothing happening at all."""
+        can tell has `unavailable_reason(action)`), instead of nothing happening at all. Once the
+        dashboard is leaving, no action runs: a key typed just after `q` would push a screen that
+        shutdown never composes, whose `on_mount` then fails on a traceback on the way out."""
+        if self._shutting_down():
+            return False
         if await super().run_action(action, default_namespace, namespaces):
             return True
         explain = getattr(default_namespace, "unavailable_reason", None)

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from runkon_tui.run_view import RunView
 from runkon_tui.status import format_clock, glyph, short_id
-from runkon_tui.widgets.markup import esc, paint, set_text
+from runkon_tui.widgets.markup import esc, paint, set_text, shorten_middle
 from runkon_tui.widgets.progress import item_glyphs, item_words
 
 MIN_SHORTENED = 20  # an idle part shortened to fit keeps at least this many cells, else it goes
@@ -57,7 +57,7 @@ class RunHeader(Static):
             # name), or left out when that is not enough; a note longer than the line is
             # shortened in its middle too, and what still does not fit is cut at the edge.
             if note:
-                note = _shorten(note, room - 2)
+                note = shorten_middle(note, room - 2)
             idle_line: list[tuple[int, str, str]] = [(1, brand, "runkon")]
             if note:
                 idle_line.append((9, f"[$warning b]⚠ {esc(note)}[/]", f"⚠ {note}"))
@@ -71,7 +71,7 @@ class RunHeader(Static):
                     if part[0] != level or over <= 0:
                         fitted.append(part)
                     elif cell_len(part[2]) - over >= MIN_SHORTENED:
-                        short = _shorten(part[2], cell_len(part[2]) - over)
+                        short = shorten_middle(part[2], cell_len(part[2]) - over)
                         fitted.append((level, esc(short), short))
                         over = 0
                     else:
@@ -121,7 +121,7 @@ class RunHeader(Static):
             note, warn = short, shown
             over = cell_len(" · ".join(p[2] for p in parts)) - room
         if note and over > 0:  # a long note (a path) is shortened in its middle, not the run's state
-            short = _shorten(note, cell_len(note) - over)
+            short = shorten_middle(note, cell_len(note) - over)
             parts = [(9, f"[$warning b]⚠ {esc(short)}[/]", short) if p[1] == warn else p for p in parts]
         set_text(self, " · ".join(p[1] for p in parts), fixed_height=True)
 
@@ -133,17 +133,6 @@ class RunHeader(Static):
         refresh = getattr(screen, "refresh_header", None)
         if callable(refresh):
             refresh()
-
-
-def _shorten(text: str, width: int) -> str:
-    """`text` in at most `width` cells (at least 12), cut in the middle: a path keeps its start and
-    the folder name at its end."""
-    width = max(12, width)
-    if cell_len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    tail = width - 1 - head
-    return text[:head] + "…" + text[len(text) - tail :]
 
 
 class GateBanner(Static):

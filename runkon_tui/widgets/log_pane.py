@@ -28,7 +28,7 @@ from textual.widgets import Static
 from runkon_tui.problems import OpenProblems
 from runkon_tui.run_view import LogBuffer, LogLine, StepView
 from runkon_tui.status import format_clock
-from runkon_tui.widgets.markup import esc, set_text
+from runkon_tui.widgets.markup import esc, set_text, shorten_middle
 
 LEVELS = ("debug", "info", "success", "warning", "error")
 
@@ -406,23 +406,49 @@ class LogPane(Vertical):
     def on_log_view_follow_changed(self, _: LogView.FollowChanged) -> None:
         self._render_bar()
 
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._render_bar)  # the bar's width is known once laid out
+
+    @staticmethod
+    def _bar_names(title: str, errors: int) -> dict[str, str]:
+        return {
+            "engine": "engine",
+            "output": f"output: {title}" if title else "output",
+            "errors": f"errors ({errors})" if errors else "errors",
+        }
+
     def _render_bar(self) -> None:
+        """`Log: engine | output: <step> | errors (N)   [follow ●]`, kept whole in a narrow pane:
+        the gaps close up first, then the step's name is cut in its middle — never the errors
+        count or the follow state at the end (a 60-column pane used to lose both)."""
         if not self.is_mounted:
             return
         source = self.sources["errors"]
         errors = source.count if isinstance(source, (BufferSource, ErrorsSource)) else source.total
-        names = {
-            "engine": "engine",
-            "output": f"output: {self.output_title}" if self.output_title else "output",
-            "errors": f"errors ({errors})" if errors else "errors",
-        }
+        view = self.view
+        title = self.output_title
+        gap = "   "
+        room = self.query_one("#log-bar", Static).content_size.width
+
+        def plain() -> str:
+            names = self._bar_names(title, errors)
+            text = "Log: " + " | ".join(names[m] for m in self.MODES)
+            if view.text_filter:
+                text += f"{gap}filter: {view.text_filter}"
+            return text + f"{gap}[follow ●]"
+
+        if room > 0 and cell_len(plain()) > room:
+            gap = " "
+            over = cell_len(plain()) - room
+            if over > 0 and title:
+                title = shorten_middle(title, cell_len(title) - over, least=8)
+        names = self._bar_names(title, errors)
         parts = [
             f"[b $foreground]{esc(names[m])}[/]" if m == self.mode else esc(names[m]) for m in self.MODES
         ]
         bar = "Log: " + " | ".join(parts)
-        view = self.view
         if view.text_filter:
-            bar += f"   filter: [$warning]{esc(view.text_filter)}[/]"
+            bar += f"{gap}filter: [$warning]{esc(view.text_filter)}[/]"
         follow = "[$success]●[/]" if view.following else "○"
-        bar += f"   \\[follow {follow}]"
+        bar += f"{gap}\\[follow {follow}]"
         set_text(self.query_one("#log-bar", Static), bar, fixed_height=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rich.cells import cell_len
 from rich.color import Color as RichColor
 from rich.style import Style
 from rich.text import Text
@@ -48,6 +49,17 @@ def esc(text: str) -> str:
 def paint(status: str, text: str) -> str:
     """`text` in the colour of `status`'s tone."""
     return f"[{TONE_VAR[tone(status)]}]{text}[/]"
+
+
+def shorten_middle(text: str, width: int, *, least: int = 12) -> str:
+    """`text` in at most `width` cells (never fewer than `least`), cut in the middle: a path keeps
+    its start and the folder name at its end, a step's path its last step."""
+    width = max(least, width)
+    if cell_len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    tail = width - 1 - head
+    return text[:head] + "…" + text[len(text) - tail :]
 
 
 def set_text(widget: Any, text: str, *, fixed_height: bool = False, wraps: bool = False) -> bool:

@@ -189,7 +189,12 @@ def _called_run(view: RunView, run: RunState, sv: StepView) -> RunState | None:
 
 
 def node_status(spec: NodeSpec, run: RunState | None, run_finished: bool = False) -> str:
-    """The status a node shows: its step's status for leaves, a roll-up of children for blocks."""
+    """The status a node shows: its step's status for leaves, a roll-up of children for blocks.
+
+    A step that never ran in a run that *completed* was skipped — a branch not taken, a loop
+    that never went round: the engine says nothing of it, and `·` (pending) read as "still to
+    come" on a finished run. In a run that failed or was cancelled it stays pending: a resume
+    may still run it. A block whose every step was skipped is skipped itself."""
     if run is None:
         return "pending"
     sv = run.steps.get(spec.path)
@@ -197,10 +202,12 @@ def node_status(spec: NodeSpec, run: RunState | None, run_finished: bool = False
         if sv is not None:
             return sv.status
         if spec.kind != "parallel":
-            return "pending"
+            return "skipped" if run.status == "completed" else "pending"
     statuses = [node_status(c, run, run_finished) for c in spec.children]
     if not statuses:
         return "pending"
+    if all(s == "skipped" for s in statuses):
+        return "skipped"
     if spec.kind == "parallel" and all(s in TERMINAL for s in statuses):
         return _parallel_outcome(spec, statuses)
     if "waiting" in statuses:

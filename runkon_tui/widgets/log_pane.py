@@ -27,7 +27,7 @@ from textual.widgets import Static
 
 from runkon_tui.problems import OpenProblems
 from runkon_tui.run_view import LogBuffer, LogLine, StepView
-from runkon_tui.status import format_clock
+from runkon_tui.status import FAILED, format_clock, glyph
 from runkon_tui.widgets.markup import esc, set_text, shorten_middle
 
 LEVELS = ("debug", "info", "success", "warning", "error")
@@ -115,27 +115,43 @@ class ErrorsSource:
 
 
 class OutputSource:
-    """A step's output ring (stdout/stderr/agent lines as they were produced)."""
+    """A step's output ring (stdout/stderr/agent lines as they were produced), then — once the step
+    failed or timed out — why, unless its last line says it already: a failed agent step's output
+    is often just its prompt, and `n` (next failure) landed on it without saying what went wrong."""
 
     def __init__(self, step: StepView | None, fallback: Sequence[str] = ()) -> None:
         self.step = step
         self.fallback = list(fallback)
 
+    def _own(self) -> bool:
+        return self.step is not None and self.step.output is not None
+
+    def _why(self) -> list[str]:
+        step = self.step
+        if step is None or step.status not in FAILED or not step.error:
+            return []
+        lines = step.output if step.output is not None else self.fallback
+        if lines and lines[-1].strip() == step.error.strip():
+            return []
+        return [f"{glyph(step.status)} {step.status.replace('_', ' ')}: {step.error}"]
+
     @property
     def total(self) -> int:
-        if self.step is not None and self.step.output is not None:
-            return self.step.output_total
-        return len(self.fallback)
+        base = self.step.output_total if self._own() else len(self.fallback)  # type: ignore[union-attr]
+        return base + len(self._why())
 
     def __len__(self) -> int:
-        if self.step is not None and self.step.output is not None:
-            return len(self.step.output)
-        return len(self.fallback)
+        base = len(self.step.output) if self._own() else len(self.fallback)  # type: ignore[union-attr, arg-type]
+        return base + len(self._why())
 
     def get(self, i: int) -> tuple[str, str]:
-        if self.step is not None and self.step.output is not None:
-            return self.step.output[i], "info"
-        return self.fallback[i], "debug"
+        if self._own():
+            output = self.step.output  # type: ignore[union-attr]
+            if i < len(output):  # type: ignore[arg-type]
+                return output[i], "info"  # type: ignore[index]
+        elif i < len(self.fallback):
+            return self.fallback[i], "debug"
+        return self._why()[0], "error"
 
 
 class TextSource:

@@ -317,7 +317,8 @@ async def test_next_failure_jumps_to_the_failed_step_and_shows_its_output() -> N
         assert node is not None and node.data is not None and node.data.uid == "body.1.body.0/body.0"
         assert screen.log_pane.mode == "output"
         view = screen.log_pane.view
-        assert [view.source.get(i)[0] for i in range(len(view.source))][-1] == "exit 1"
+        shown = [view.source.get(i)[0] for i in range(len(view.source))]
+        assert shown[-2:] == ["exit 1", "✗ failed: agent 'review-file' exited with code 1"]  # and why
 
 
 async def test_a_selected_items_steps_end_on_what_they_said_not_on_a_flow_output_marker() -> None:

@@ -8,9 +8,11 @@ if [ -z "$doc" ] || [ ! -f "$doc" ]; then
 fi
 nap 0.1 0.5
 found=$(grep -c -i -E 'teh|recieve|seperate' "$doc" || true)
-echo "$(basename "$doc"): $found suspicious lines"
+lines=lines
+[ "$found" -eq 1 ] && lines=line
+echo "$(basename "$doc"): $found suspicious $lines"
 if [ "$found" -gt 0 ]; then
-  flow_output '{"markers": ["typos"], "context": "'"$found"' lines with typos in '"$(basename "$doc")"'"}'
+  flow_output '{"markers": ["typos"], "context": "'"$found $lines"' with typos in '"$(basename "$doc")"'"}'
 else
   flow_output '{"markers": [], "context": "'"$(basename "$doc")"' reads fine"}'
 fi

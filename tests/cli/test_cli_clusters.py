@@ -200,8 +200,93 @@ def test_a_failed_run_ends_on_its_clusters_under_the_live_view(
     assert "item i004 failed" not in tail  # the clusters stand for the item list
     assert f"runkon-flow retry {run_id} --failed --dir {home} (or --cluster N from the list above)" in err
 
-    code, _, err = cli(capsys, "watch", run_id, "--progress", "plain")  # no list printed there
-    assert f"--failed (or --cluster N as runkon-flow show {run_id} lists them)" in err
+    code, _, err = cli(capsys, "watch", run_id, "--progress", "plain")  # no live view: brief list
+    assert "    1. 5 × rate limited: retry after <n>s (request <id>)\n" in err
+    assert "--failed (or --cluster N from the list above)" in err
+
+
+def test_a_plain_run_ends_on_its_clusters_above_the_retry_hint_numbered_as_show_numbers_them(
+    capsys, home: Path
+) -> None:
+    """In CI (`--progress plain`) the closing lines say what went wrong, not only `foreach
+    'each': 15 of 60 items failed`: each cluster by what tells it apart, three item ids each, and
+    the numbers `--cluster N` takes — `show`'s numbers."""
+    code, out, err = cli(capsys, "run", "fan", "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    assert err.splitlines()[-11:] == [
+        f"resume with: runkon-flow resume {run_id} --dir {home}",
+        "failure clusters",
+        "  foreach 'each'",
+        "    all: Script 'work' exited with code <n>",
+        "    1. 5 × rate limited: retry after <n>s (request <id>)",
+        "       items i000, i012, i024, … (2 more)",
+        "    2. 5 × schema mismatch in <path> line <n>: expected int",
+        "       items i004, i016, i028, … (2 more)",
+        "    3. 5 × connection reset by <n>:<n> at <time>",
+        "       items i008, i020, i032, … (2 more)",
+        f"retry the 15 failed items: runkon-flow retry {run_id} --failed --dir {home} "
+        "(or --cluster N from the list above)",
+    ]
+    _, shown, _ = cli(capsys, "show", run_id)
+    for number, first in ((1, "i000"), (2, "i004"), (3, "i008")):
+        assert re.search(rf"    {number}\. 5 × .*\n       items {first}, ", clusters_section(shown))
+
+
+KINDS = """workflow kinds {
+  foreach each {
+    over = static
+    scope = { items = "a,b,c,d,e,f,g" }
+    max_parallel = 2
+    workflow = kind
+    inputs = { name = "{{item.id}}" }
+  }
+}
+"""
+KIND = """workflow kind {
+  inputs { name default = "" }
+  script work { run = "sh kind.sh {{name}}" }
+}
+"""
+KIND_SH = r"""case $1 in
+  a|f) echo "alpha broke" >&2 ;;
+  b) echo "beta broke" >&2 ;;
+  c) echo "gamma broke because the upstream service answered with a page nobody could read at all" >&2 ;;
+  d) echo "delta broke" >&2 ;;
+  e) echo "epsilon broke" >&2 ;;
+  *) exit 0 ;;
+esac
+exit 3
+"""
+
+
+def test_a_plain_run_with_many_kinds_of_failure_lists_the_first_three_within_80_columns(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNKON_LEASE_TTL", raising=False)
+    write(tmp_path / "kinds.wf", KINDS)
+    write(tmp_path / "kind.wf", KIND)
+    write(tmp_path / "kind.sh", KIND_SH)
+    code, out, err = cli(capsys, "run", "kinds", "--db", "r.db", "--progress", "plain")
+    assert code == 1
+    run_id = run_id_of(out)
+    lines = err.splitlines()
+    listed = lines[lines.index("failure clusters") : -1]
+    assert listed == [
+        "failure clusters",
+        "  foreach 'each'",
+        "    all: Script 'work' exited with code <n>",
+        "    1. 2 × alpha broke",
+        "       items a, f",
+        "    2. 1 × beta broke",
+        "       items b",
+        "    3. 1 × gamma broke because the upstream service answered with a page nobody…",
+        "       items c",
+        f"  … and 2 more kinds (runkon-flow show {run_id} --db r.db lists them all)",
+    ]
+    assert all(len(line) <= 80 for line in listed[:-1])
+    assert lines[-1].startswith("retry the 6 failed items: ")
 
 
 def test_retry_an_unknown_cluster_says_which_clusters_there_are(capsys, home: Path) -> None:

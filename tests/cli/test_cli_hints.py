@@ -72,7 +72,7 @@ def test_after_a_failed_run_the_resume_and_retry_hints_carry_its_db_and_dir(caps
     assert f"resume with: runkon-flow resume {run_id} --dir flows --db 'my runs.db'" in err
     assert (
         f"retry the 1 failed item: runkon-flow retry {run_id} --failed --dir flows --db 'my runs.db' "
-        f"(or --cluster N as runkon-flow show {run_id} --db 'my runs.db' lists them)"
+        "(or --cluster N from the list above)"
     ) in err
 
     code, out, again = paste(capsys, hint(err, "retry the 1 failed item: "), "--yes", "--progress", "plain")

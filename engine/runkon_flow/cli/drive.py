@@ -32,8 +32,8 @@ from runkon_flow.cli.common import (
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_live_view
-from runkon_flow.cli.report import failure_lines
-from runkon_flow.cli.retry_plan import retry_hint
+from runkon_flow.cli.report import brief_failures, failure_lines
+from runkon_flow.cli.retry_plan import latest_fanouts, retry_hint
 from runkon_flow.cli.store import DeferredStore
 from runkon_flow.dsl.shell_text import refused_input
 from runkon_flow.errors import FlowError, StoreUnavailable
@@ -461,7 +461,9 @@ def _what_next(
     printed, so a caller can read it again when the store refused (`watch`): its failure
     clusters and failed steps, as `show` lists them (`failed_steps`: under a live view, which
     showed no log lines), then what to type next (`next_steps`: the run is in a database): resume
-    it, and retry its failed fan-out items — by cluster number from the list just printed."""
+    it, and retry its failed fan-out items — by cluster number from the list just printed, or,
+    where none was (`--progress plain`, `quiet`), from the first clusters listed above the hint
+    (`report.brief_failures`)."""
     shown: str | None = None
     advice: list[str] = []
     clusters_shown = False
@@ -485,9 +487,14 @@ def _what_next(
             advice.append(f"input '{key}' was refused; rerun with other inputs: {rerun}")
         else:
             advice.append(f"resume with: {hints.resume(run_id)}")
-        hint = retry_hint(store, run, hints, clusters_above=clusters_shown) if failed else None
-        if hint:
-            advice.append(hint)
+        if failed and run is not None and not run.parent_workflow_run_id:
+            fanouts = latest_fanouts(store, run, rows)
+            hint = retry_hint(store, run, hints, fanouts=fanouts)
+            if hint and not clusters_shown:  # `--progress plain` or `quiet`: the clusters, briefly
+                steps, items_of = [f.step for f in fanouts], {f.step.id: f.items for f in fanouts}
+                advice.extend(brief_failures(store, run, steps, items_of, hints))
+            if hint:
+                advice.append(hint)
     return shown, advice
 
 

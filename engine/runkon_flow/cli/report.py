@@ -632,27 +632,80 @@ def _try_cell(attempt: int, attempts: int) -> str:
     return str(attempt) if attempts > 1 else ""
 
 
-def cluster_lines(run: WorkflowRun, clusters: Sequence[RunCluster], hints: Hints | None = None) -> list[str]:
+def cluster_lines(
+    run: WorkflowRun,
+    clusters: Sequence[RunCluster],
+    hints: Hints | None = None,
+    *,
+    limit: int | None = None,
+    items: int = 5,
+    width: int | None = None,
+    rest: str = "",
+) -> list[str]:
     """Failed items grouped by error signature, per fan-out, numbered for `retry --cluster N`:
     `1. 30 × rate limited after <n> requests  (items a, b, … (28 more))`. With `hints`, the
-    heading says how to retry one."""
+    heading says how to retry one. The brief list a plain run ends with: the first `limit`
+    clusters (by number), `items` ids each, every line fitted to `width` (a label gives up the
+    part before its last ` · ` first, `humanize.fit_cause`), then `… and K more kinds` and
+    `rest` (where the others are listed)."""
     if not clusters:
         return []
     retry_one = hints.command("retry", run.id, "--cluster", fill="N", definitions=True) if hints else ""
     how = f" (retry one: {retry_one})" if hints else ""
     lines = ["", f"failure clusters{how}"]
+    room = width or 1 << 30
+    shown = 0
     for group in by_fan_out(clusters):
+        if limit is not None and shown >= limit:
+            break
         step = group.clusters[0].step
         iteration = f" (iteration {step.iteration})" if step.iteration else ""
-        lines.append(f"  foreach '{group.clusters[0].foreach}'{iteration}")
+        lines.append(_cut(f"  foreach '{group.clusters[0].foreach}'{iteration}", room, "…"))
         # What every cluster of the fan-out starts with is said once, so each line starts with
         # what tells it apart (a script's clusters all begin `Script 'x' exited with code <n>`).
         if group.common:
-            lines.append(f"    all: {group.common}")
+            lines.append("    all: " + fit_cause(group.common, room - 9))
         for rc, label in zip(group.clusters, group.labels, strict=True):
-            lines.append(f"    {rc.number}. {rc.cluster.count} × {label}")
-            lines.append(f"       items {rc.cluster.items_text()}")
+            if limit is not None and shown >= limit:
+                break
+            shown += 1
+            head = f"    {rc.number}. {rc.cluster.count} × "
+            lines.append(head + fit_cause(label, room - len(head)))
+            lines.append(_cut(f"       items {rc.cluster.items_text(items)}", room, "…"))
+    more = len(clusters) - shown
+    if more:
+        lines.append(f"  … and {more} more kind{'' if more == 1 else 's'}" + (f" {rest}" if rest else ""))
     return lines
+
+
+def _cut(text: str, room: int, ellipsis: str) -> str:
+    return text if len(text) <= room else text[: max(0, room - len(ellipsis))] + ellipsis
+
+
+#: A run's closing lines under `--progress plain` or `quiet` list this many failure clusters, with
+#: this many item ids each, in this many columns: what went wrong, not `show`'s whole list.
+BRIEF_CLUSTERS = 3
+BRIEF_ITEMS = 3
+BRIEF_WIDTH = 80
+
+
+def brief_failures(
+    store: WorkflowPersistence,
+    run: WorkflowRun,
+    steps: Sequence[WorkflowRunStep],
+    items_of: Mapping[str, list[FanOutItemRow]],
+    hints: Hints,
+) -> list[str]:
+    """The failure clusters a run that printed no list of them (plain, quiet) ends with, above
+    the retry hint: the first three, numbered as `show` numbers them (`run_clusters`), then `… and
+    K more kinds (runkon-flow show RUN lists them all)`. `steps` and `items_of`: its latest
+    foreach rows and their items, read once for the hint too. [] without failed items."""
+    clusters = run_clusters(store, run.id, steps, items_of)
+    rest = f"({hints.command('show', run.id)} lists them all)"
+    lines = cluster_lines(
+        run, clusters, limit=BRIEF_CLUSTERS, items=BRIEF_ITEMS, width=BRIEF_WIDTH, rest=rest
+    )
+    return lines[1:]  # stderr's lines above it are hints, not a report: no blank line
 
 
 def clusters_json(clusters: Sequence[RunCluster]) -> list[dict[str, Any]]:

@@ -64,32 +64,39 @@ class RetryChoice:
         return sum(len(v) for v in self.items.values())
 
 
-def latest_fanouts(store: WorkflowPersistence, run: WorkflowRun) -> list[FanOut]:
-    """The run's foreach steps, the latest attempt of each (name, iteration), in run order."""
-    steps = latest_foreach_rows(store.get_steps(run.id))
-    return [FanOut(step, store.get_fan_out_items(step.id)) for step in steps]
+def latest_fanouts(
+    store: WorkflowPersistence, run: WorkflowRun, steps: Sequence[WorkflowRunStep] | None = None
+) -> list[FanOut]:
+    """The run's foreach steps, the latest attempt of each (name, iteration), in run order.
+    `steps`: the run's step rows, when the caller has read them."""
+    latest = latest_foreach_rows(store.get_steps(run.id) if steps is None else steps)
+    return [FanOut(step, store.get_fan_out_items(step.id)) for step in latest]
 
 
 def retry_hint(
-    store: WorkflowPersistence, run: WorkflowRun, hints: Hints, *, clusters_above: bool = False
+    store: WorkflowPersistence,
+    run: WorkflowRun,
+    hints: Hints,
+    *,
+    fanouts: Sequence[FanOut] | None = None,
 ) -> str | None:
     """What to type to run a failed run's failed items again — printed when a run fails, where a
-    user decides what to do next; None when it has none (a child run is retried by its parent).
-    `clusters_above`: the failure clusters were just printed, numbered."""
+    user decides what to do next, under its failure clusters (numbered: `--cluster N` takes the
+    numbers); None when it has none (a child run is retried by its parent). `fanouts`: the run's
+    `latest_fanouts`, when the caller has read them."""
     if run.parent_workflow_run_id:
         return None
     count = sum(  # what `--failed` would pick; none is no hint, not an error
         1
-        for fan in latest_fanouts(store, run)
+        for fan in (latest_fanouts(store, run) if fanouts is None else fanouts)
         for item in fan.items
         if FanOutItemStatus(item.status) in _RETRIED_BY_FAILED
     )
     if not count:
         return None
     items = f"{count} failed item{'' if count == 1 else 's'}"
-    listed = "from the list above" if clusters_above else f"as {hints.command('show', run.id)} lists them"
-    clusters = f"or --cluster N {listed}"
-    return f"retry the {items}: {hints.command('retry', run.id, '--failed', definitions=True)} ({clusters})"
+    retry = hints.command("retry", run.id, "--failed", definitions=True)
+    return f"retry the {items}: {retry} (or --cluster N from the list above)"
 
 
 def _short(label: str) -> str:

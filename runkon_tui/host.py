@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -416,6 +417,7 @@ def _build_engine(
     """(the Workspace or None, problems, the hooks runner or None). `store_usable` False: `store`
     is an in-memory stand-in for the unusable database at `db` (Ray nodes cannot share it)."""
     from runkon_flow.hooks import ConfigFileError, find_hooks_file, hooks_from
+    from runkon_flow.observe.clusters import failure_summaries
     from runkon_flow.runner import RunnerSettings
 
     problems: list[str] = []
@@ -424,7 +426,7 @@ def _build_engine(
     hooks_broken = False
     try:
         hooks_file = find_hooks_file(hooks, cwd=Path.cwd())
-        runner = hooks_from(hooks_file, cwd=Path.cwd())
+        runner = hooks_from(hooks_file, cwd=Path.cwd(), failures=partial(failure_summaries, store))
     except ConfigFileError as exc:
         problems.append(f"hooks not used: {exc}")
         hooks_broken = True  # runs started here run without hooks, in a runner too

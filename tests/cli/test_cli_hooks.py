@@ -80,6 +80,72 @@ def test_a_wrong_hooks_file_stops_the_command_before_a_run_exists(
         store.close()
 
 
+FAN = """workflow fan {
+  foreach each {
+    over = static
+    scope = { items = "a,b,c,d,e,f,g" }
+    max_parallel = 2
+    workflow = one
+    inputs = { name = "{{item.id}}" }
+  }
+}
+"""
+ONE = """workflow one {
+  inputs { name default = "" }
+  script work { run = "sh work.sh {{name}}" }
+}
+"""
+WORK = r"""case $1 in
+  b) echo "rate limited: retry after 30s" >&2 ;;
+  e) echo "rate limited: retry after 45s" >&2 ;;
+  d|f|g) echo "schema mismatch in /data/$1.json line 4: expected int" >&2 ;;
+  *) exit 0 ;;
+esac
+exit 3
+"""
+
+
+def test_a_failed_runs_hook_event_says_what_went_wrong_with_its_failed_items(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`error` says `5 of 7 items failed`; `failures` says why, by failure cluster, numbered as
+    `show` numbers them (and `retry --cluster N` takes them). JSON only: no RUNKON_FAILURES."""
+    write(home / "wf" / "fan.wf", FAN)
+    write(home / "wf" / "one.wf", ONE)
+    write(home / "wf" / "work.sh", WORK)
+    out = home / "events.jsonl"
+    write(
+        home / ".runkon" / "hooks.yaml",
+        f"hooks:\n  - events: workflow_run.failed\n    run: cat >> {out}; echo >> {out}; "
+        f'echo "${{RUNKON_FAILURES-none}}" > {home}/env.txt\n',
+    )
+    code, printed, err = cli(capsys, "run", "fan", "--dir", "wf", "--progress", "quiet")
+    assert code == 1, err
+    run_id = run_id_of(printed)
+    (event,) = events_in(out)
+    assert event["error"] == "foreach 'each': 5 of 7 items failed"
+    assert event["failures"] == [
+        {
+            "cluster": 1,
+            "foreach": "each",
+            "count": 3,
+            "what": "Script 'work' exited with code <n> · schema mismatch in <path> line <n>: expected int",
+            "items": ["d", "f", "g"],
+        },
+        {
+            "cluster": 2,
+            "foreach": "each",
+            "count": 2,
+            "what": "Script 'work' exited with code <n> · rate limited: retry after <n>s",
+            "items": ["b", "e"],
+        },
+    ]
+    assert (home / "env.txt").read_text() == "none\n"
+    _, shown, _ = cli(capsys, "show", run_id, "--json")
+    numbered = {c["number"]: c["items"] for c in json.loads(shown)["failure_clusters"]}
+    assert numbered == {f["cluster"]: f["items"] for f in event["failures"]}
+
+
 def test_a_failing_hook_is_reported_and_the_run_still_succeeds(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

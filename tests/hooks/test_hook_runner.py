@@ -202,6 +202,31 @@ def test_a_shell_hook_gets_the_event_on_stdin_and_in_the_environment(folder: Pat
     assert [(o.event, o.ok) for o in runner.outcomes] == [("workflow_run.failed", True)]
 
 
+def test_a_failed_run_whose_failure_clusters_cannot_be_read_still_fires_its_hook(
+    folder: Path, tmp_path: Path
+) -> None:
+    """`failures` is read from the store when the run has failed; a store that refuses then costs
+    the event its `failures`, not the event (a hook paging someone must still page)."""
+    out = tmp_path / "hook.out"
+    asked: list[str] = []
+
+    def unreadable(run_id: str) -> list[dict[str, object]]:
+        asked.append(run_id)
+        raise OSError("database is locked")
+
+    hook = HookSpec(events=["workflow_run.*"], run=f"cat > {out}")
+    runner = HookRunner(HooksConfig(hooks=[hook]), cwd=tmp_path, failures=unreadable)
+    run_id, result = run(folder, runner, "bad")
+    runner.close()
+    assert result.status is RunStatus.FAILED and asked == [run_id]  # once, at the run's end
+    event = json.loads(out.read_text())
+    assert (event["event"], event["error"]) == (
+        "workflow_run.failed",
+        "Script 'a' exited with code 3 · broke",
+    )
+    assert "failures" not in event
+
+
 def test_an_http_hook_posts_the_event_with_its_headers(folder: Path, receiver: Receiver) -> None:
     hook = HookSpec(events=["workflow_run.completed"], post=receiver.url, headers={"X-Token": "t0k"})
     runner = HookRunner(HooksConfig(hooks=[hook]))

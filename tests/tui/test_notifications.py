@@ -96,3 +96,44 @@ def test_a_wrong_hooks_file_is_reported_and_the_dashboard_runs_without_hooks(tmp
         ]
     finally:
         opened.store.close()
+
+
+def test_a_run_the_dashboard_executes_fails_with_its_failure_clusters_in_the_hook_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's hooks read the same store as its runs: a failed fan-out's event says why
+    its items failed (`failures`), as the CLI's does (docs/notifications.md)."""
+    monkeypatch.delenv("RUNKON_HOOKS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "fan.wf").write_text(
+        'workflow fan {\n  foreach each {\n    over = static\n    scope = { items = "a,b,c" }\n'
+        '    max_parallel = 1\n    workflow = one\n    inputs = { name = "{{item.id}}" }\n  }\n}\n'
+    )
+    (flows / "one.wf").write_text(
+        'workflow one {\n  inputs { name default = "" }\n'
+        '  script work { run = "test {{name}} = b || { echo quota spent >&2; exit 3; }" }\n}\n'
+    )
+    out = tmp_path / "hook.jsonl"
+    hooks = tmp_path / "hooks.yaml"
+    hooks.write_text(f"hooks:\n  - events: workflow_run.failed\n    run: cat >> {out}; echo >> {out}\n")
+    opened = open_workspace([flows], tmp_path / "runs.db", hooks=str(hooks))
+    assert opened.host is not None and opened.hooks is not None, opened.problems
+    try:
+        run_id = opened.host.create_run("fan", {})
+        opened.host.execute(run_id)
+    finally:
+        opened.hooks.close()
+        opened.store.close()
+    (event,) = [json.loads(line) for line in out.read_text().splitlines() if line]
+    assert (event["run_id"], event["error"]) == (run_id, "foreach 'each': 2 of 3 items failed")
+    assert event["failures"] == [
+        {
+            "cluster": 1,
+            "foreach": "each",
+            "count": 2,
+            "what": "Script 'work' exited with code <n> · quota spent",
+            "items": ["a", "c"],
+        }
+    ]

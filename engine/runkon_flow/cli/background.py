@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda rid, _signal: ws.cancel(rid, SIGNAL_MESSAGE),
             events_file=events_file,
             durable=True,
-            hooks=None if args.no_hooks else prepare_hooks(args),
+            hooks=None if args.no_hooks else prepare_hooks(args, store),
             resumed=continuing,
         )
     except ValidationErrors as exc:  # a workflow the resume or retry would start does not load

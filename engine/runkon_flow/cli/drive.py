@@ -41,6 +41,7 @@ from runkon_flow.event_log import each_envelope
 from runkon_flow.heap import settle_for_runs
 from runkon_flow.hooks import ConfigFileError, HookRunner, TerminalAlerts, notify_setting_problem, open_hooks
 from runkon_flow.humanize import readable_error, safe_text
+from runkon_flow.observe.clusters import failure_summaries
 from runkon_flow.observe.estimates import history_of
 from runkon_flow.observe.liveness import utc_seconds
 from runkon_flow.persistence import RunStatus, WorkflowRun
@@ -75,12 +76,14 @@ def add_progress_args(p: argparse.ArgumentParser, *, events: bool = True) -> Non
     )
 
 
-def prepare_hooks(args: argparse.Namespace) -> HookRunner | None:
+def prepare_hooks(args: argparse.Namespace, store: WorkflowPersistence) -> HookRunner | None:
     """The hooks of this run, checked before anything is created: a wrong hooks file is a usage
-    error naming file:line."""
+    error naming file:line. A failed run's event carries its failure clusters, read from `store`."""
     try:
         return open_hooks(
-            getattr(args, "hooks", None), on_problem=lambda text: print_err(f"runkon-flow: {text}")
+            getattr(args, "hooks", None),
+            on_problem=lambda text: print_err(f"runkon-flow: {text}"),
+            failures=partial(failure_summaries, store),
         )
     except ConfigFileError as exc:
         raise UsageError(str(exc)) from None

@@ -332,7 +332,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except FlowError as exc:
             problems = getattr(exc, "problems", None) or [plain(exc)]
             raise UsageError("\n".join(_input_hint(p) for p in problems)) from None
-        hooks = prepare_hooks(args)  # a wrong hooks file stops here, before a run exists
+        hooks = prepare_hooks(args, store)  # a wrong hooks file stops here, before a run exists
         if args.detach:
             with closed_on_error(hooks):
                 refuse_database_as_events(args.events, location_of(args))  # (the runner opens it)
@@ -529,7 +529,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         _refuse_unloadable(ws.unloadable_workflows(run.id), dirs, "resume")
         if plan.source is ResumeSource.FILE:  # (a stored one has no file to show)
             _say_warnings(ws, run.workflow_name, dirs)
-        hooks = prepare_hooks(args)
+        hooks = prepare_hooks(args, store)
         if args.detach:
             with closed_on_error(hooks):
                 refuse_database_as_events(args.events, location_of(args))  # (the runner opens it)
@@ -714,7 +714,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         if definition == "current":
             _say_warnings(ws, run.workflow_name, dirs)
         # A wrong hooks file stops here, before the question: a yes must not end in a usage error.
-        hooks = prepare_hooks(args)
+        hooks = prepare_hooks(args, store)
         # Asked here, with --detach too: the background process has no terminal to ask on.
         with closed_on_error(hooks):
             _confirm(args.yes, f"Retry {choice.count} item{'s' if choice.count != 1 else ''}?")
@@ -850,7 +850,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 f"note: {_not_found(old.workflow_name, ws)}; "
                 "rerunning the definition stored with the run (use --dir to point at its folder)"
             )
-        hooks = prepare_hooks(args)
+        hooks = prepare_hooks(args, store)
         with closed_on_error(hooks):
             if args.detach:  # before the new run exists (the runner opens the file)
                 refuse_database_as_events(args.events, location_of(args))

@@ -44,6 +44,9 @@ class HookEvent:
     approved: bool | None = None
     by: str | None = None
     note: str | None = None
+    # A failed run's failed fan-out items by what went wrong (`observe.clusters.failure_summaries`,
+    # added by the runner, which reads the store): JSON only, no environment variable of its own.
+    failures: list[dict[str, object]] | None = None
 
     def payload(self) -> dict[str, object]:
         """The JSON object a hook reads on stdin (or receives as the POST body)."""
@@ -60,6 +63,8 @@ class HookEvent:
         payload = self.payload()
         out = {"RUNKON_EVENT_JSON": _env_json(payload)}
         for key, value in payload.items():
+            if isinstance(value, list):  # `failures`: a list is JSON, in RUNKON_EVENT_JSON
+                continue
             if isinstance(value, bool):
                 value = "true" if value else "false"
             out[f"RUNKON_{key.upper()}"] = _env_value(str(value))

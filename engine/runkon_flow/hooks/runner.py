@@ -22,7 +22,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runkon_flow.events import EngineEventData
@@ -72,8 +72,12 @@ class HookRunner:
         clock: Callable[[], float] = time.time,
         tick: float = 1.0,
         max_workers: int = 4,
+        failures: Callable[[str], list[dict[str, object]]] | None = None,
     ) -> None:
         self.config = config
+        # A failed run's failure clusters by run id (the caller's store): `workflow_run.failed`'s
+        # `failures`, read once when the run has failed and a hook wants the event.
+        self._failures = failures
         self._cwd = cwd or Path.cwd()
         self.on_problem = on_problem
         self._clock = clock
@@ -127,8 +131,23 @@ class HookRunner:
 
     def _dispatch(self, events: list[HookEvent]) -> None:
         for event in events:
-            for hook in self.config.wants(event.name, event.workflow):
+            hooks = self.config.wants(event.name, event.workflow)
+            if hooks and event.name == "workflow_run.failed":
+                event = self._with_failures(event)
+            for hook in hooks:
                 self._pool.submit(self._run, hook, event)
+
+    def _with_failures(self, event: HookEvent) -> HookEvent:
+        """`event` with its run's failure clusters, when it had failed items; as it is when it had
+        none or they cannot be read (logged: the event still goes out, with its `error`)."""
+        if self._failures is None:
+            return event
+        try:
+            failures = self._failures(event.run_id)
+        except Exception:
+            log.exception("hook runner: could not read the failure clusters of run %s", event.run_id)
+            return event
+        return replace(event, failures=failures) if failures else event
 
     # ------------------------------------------------------------------ one hook (pool thread)
 
@@ -213,11 +232,12 @@ def open_hooks(
     *,
     cwd: Path | None = None,
     on_problem: Callable[[str], None] | None = None,
+    failures: Callable[[str], list[dict[str, object]]] | None = None,
 ) -> HookRunner | None:
     """The hook runner for the hooks file that applies (`--hooks`, `$RUNKON_HOOKS`,
     `.runkon/hooks.yaml`), or None when there is none or it has no hooks. A wrong file raises
-    `ConfigFileError` (file:line)."""
-    return hooks_from(find_hooks_file(explicit, cwd), cwd=cwd, on_problem=on_problem)
+    `ConfigFileError` (file:line). `failures`: a failed run's failure clusters, by run id."""
+    return hooks_from(find_hooks_file(explicit, cwd), cwd=cwd, on_problem=on_problem, failures=failures)
 
 
 def hooks_from(
@@ -225,12 +245,15 @@ def hooks_from(
     *,
     cwd: Path | None = None,
     on_problem: Callable[[str], None] | None = None,
+    failures: Callable[[str], list[dict[str, object]]] | None = None,
 ) -> HookRunner | None:
     """The hook runner for the hooks file at `path` (found by `find_hooks_file`), or None when
-    there is none or it has no hooks. A wrong file raises `ConfigFileError` (file:line)."""
+    there is none or it has no hooks. A wrong file raises `ConfigFileError` (file:line).
+    `failures`: a failed run's failure clusters, by run id (`observe.clusters.failure_summaries`
+    over the runs' store: hooks sit below observe and read no store themselves)."""
     if path is None:
         return None
     config = load_hooks(path)
     if not config.hooks:
         return None
-    return HookRunner(config, cwd=cwd, on_problem=on_problem)
+    return HookRunner(config, cwd=cwd, on_problem=on_problem, failures=failures)

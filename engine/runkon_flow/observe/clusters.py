@@ -12,7 +12,8 @@ error of the step that failed in the item's child run, else the child run's erro
 was filled: live events, a stored event stream, or store rows (`loader.fill_item_errors` reads
 failed items' child runs, and for an item that never got one the event that ended it).
 `run_clusters` numbers the clusters of a stored run's latest fan-outs the one way `show` lists
-them and `retry --cluster N` picks them (docs/when-things-go-wrong.md).
+them and `retry --cluster N` picks them (docs/when-things-go-wrong.md); `failure_summaries` says
+them as data, for a hook (docs/notifications.md).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "clusters_of",
     "distinct_labels",
     "error_signature",
+    "failure_summaries",
     "fill_item_errors",
     "latest_foreach_rows",
     "run_clusters",
@@ -241,3 +243,26 @@ def run_clusters(
         for cluster in clusters_of(fan):
             out.append(RunCluster(len(out) + 1, step, cluster))
     return out
+
+
+#: A hook's `failures` lists at most this many clusters (the biggest: numbers 1..), with at most
+#: this many item ids each; `show --json`'s `failure_clusters` has them all.
+SUMMARY_CLUSTERS = 10
+SUMMARY_ITEMS = 5
+
+
+def failure_summaries(store: WorkflowPersistence, run_id: str) -> list[dict[str, object]]:
+    """The run's failure clusters as a hook event's `failures` says them: `{cluster, foreach,
+    count, what, items}` — `cluster` the number `show` gives it and `retry --cluster N` takes,
+    `what` its signature on one line, `items` its first item ids. [] when no fan-out item failed.
+    Read from the store (once, when a run has failed), as `run_clusters` reads it."""
+    return [
+        {
+            "cluster": rc.number,
+            "foreach": rc.foreach,
+            "count": rc.cluster.count,
+            "what": rc.cluster.label,
+            "items": list(rc.cluster.item_ids[:SUMMARY_ITEMS]),
+        }
+        for rc in run_clusters(store, run_id)[:SUMMARY_CLUSTERS]
+    ]

@@ -99,8 +99,9 @@ class ErrorsSource:
 
     @property
     def count(self) -> int:
-        """Open problems and the lines of the run's current attempt."""
-        return len(self.problems) + self.run.buffer.since_mark
+        """Open problems and the run's current attempt's errors: its warnings (an empty
+        placeholder, a step that failed with `on_fail = continue`) are listed, not counted."""
+        return len(self.problems) + self.run.buffer.errors
 
     def __len__(self) -> int:
         return len(self.problems.lines) + len(self.run)

@@ -363,6 +363,11 @@ def test_nightly_can_skip_the_lint(ws: Workspace) -> None:
 
 
 def test_child_samples_also_run_on_their_own(ws: Workspace) -> None:
+    """On their own too, without a warning: lint-repo read its parent's `{{item.lang}}` and
+    warned four times that it had no value (its language and team are inputs now)."""
     for name in ("lint-repo", "check-doc", "housekeeping-task", "import-record"):
-        result = run(ws, name)
+        sink = CollectingSink()
+        result = run(ws, name, sink=sink)
         assert result.status is RunStatus.COMPLETED, (name, result.error)
+        warned = [e.event.message for e in sink.events if getattr(e.event, "level", "") == "warning"]
+        assert warned == [], (name, warned)

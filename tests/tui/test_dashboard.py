@@ -19,6 +19,7 @@ from rich.cells import cell_len
 from runkon_flow.cancellation import CancellationReason
 from runkon_flow.events import (
     EngineEventData,
+    EngineLog,
     FanOutItemInfo,
     FanOutItemsCollected,
     RunCancelled,
@@ -1809,3 +1810,25 @@ async def test_the_runs_screen_says_why_a_run_failed_not_only_which_step() -> No
         await _open_history(pilot, app)
         error = str(app.screen.query_one(DataTable).get_row(bad)[-1])
         assert error == "Script 'boom' exited with code 3 · oops"
+
+
+async def test_the_log_bar_counts_a_runs_errors_not_its_warnings() -> None:
+    """`errors (N)` answers "is something wrong now?": a warning (an empty `{{item.lang}}` of
+    lint-repo run on its own, four of them) is listed in the errors view but not counted; the
+    run's error is (it counted the warnings as errors)."""
+    s = scenarios.Script(run_id="01HZZNIGHTLY00000000000000")
+    s.emit(RunStarted(workflow_name="nightly"))
+    for step in ("build", "test", "report", "relint"):
+        s.emit(EngineLog(level="warning", message="`{{item.lang}}` has no value here", step_name=step))
+    s.emit(EngineLog(level="error", message="disk full", step_name="build"))
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = main_screen(app)
+        bar = lambda: str(screen.query_one("#log-bar").render())  # noqa: E731
+        problems = len(app.problems)
+        feed(app, s.events)
+        await pilot.pause()
+        assert f"errors ({problems + 1})" in bar(), bar()
+        texts = [line.text for line in app.view.error_log]
+        assert sum("has no value here" in t for t in texts) == 4  # still listed

@@ -55,18 +55,21 @@ class LogBuffer:
     it or a new run cleared it. (Resetting it let a viewer that drew a line just before a clear
     take the next run's first line for one it had already drawn, and draw it twice.)"""
 
-    __slots__ = ("lines", "marked", "since_clear", "total")
+    __slots__ = ("errors", "lines", "marked", "since_clear", "total")
 
     def __init__(self, maxlen: int) -> None:
         self.lines: deque[LogLine] = deque(maxlen=maxlen)
         self.total = 0
         self.since_clear = 0  # lines appended since the last clear (dropped ones included)
         self.marked = 0  # `total` at the last `mark` (or clear): the lines before it are replaced
+        self.errors = 0  # lines of level "error" appended since the last `mark` or clear
 
     def append(self, line: LogLine) -> None:
         self.lines.append(line)
         self.total += 1
         self.since_clear += 1
+        if line.level == "error":
+            self.errors += 1
 
     @property
     def dropped(self) -> int:
@@ -75,6 +78,7 @@ class LogBuffer:
     def mark(self) -> None:
         """The lines so far belong to what a newer attempt of the run replaces (a resume)."""
         self.marked = self.total
+        self.errors = 0
 
     @property
     def since_mark(self) -> int:
@@ -97,6 +101,7 @@ class LogBuffer:
         self.lines.clear()
         self.since_clear = 0
         self.marked = self.total
+        self.errors = 0
 
 
 def execution_position(node_path: str | None, position: int | None) -> int | None:

@@ -288,9 +288,16 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         self.set_class(event.size.height < 30, "-short")
 
     def refresh_header(self) -> None:
+        """The header's item counts are the grid's fan-out's (the tree's cursor picks it), so the
+        two never count different fan-outs (docs/dashboard.md "Header")."""
         app = self.rapp
         self.header.show(
-            app.view, app.clock(), app.idle_parts(), app.store_note, app.ours_going_text(beside_a_run=True)
+            app.view,
+            app.clock(),
+            app.idle_parts(),
+            app.store_note,
+            app.ours_going_text(beside_a_run=True),
+            fan=self.current_fanout(),
         )
 
     def on_mount(self) -> None:
@@ -464,7 +471,12 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         # the header as changed: they are not the root run's).
         if changes.header or second or changes.gates or changes.fanouts:
             self.header.show(
-                view, now, app.idle_parts(), app.store_note, app.ours_going_text(beside_a_run=True)
+                view,
+                now,
+                app.idle_parts(),
+                app.store_note,
+                app.ours_going_text(beside_a_run=True),
+                fan=self.current_fanout(),
             )
         if changes.gates or changes.structure:
             self.gate_banner.show(view, app.key_for("approve"), app.key_for("reject"))
@@ -603,6 +615,7 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
             self.cluster_list.show(fan)
             self.item_detail.show(self.rapp.view, fan, None, self.rapp.clock(), self.tree.has_foreach)
             self.refresh_titles()
+            self.refresh_header()  # its item counts are the grid's fan-out's
         self.update_bindings()  # the tree's R: lit once a step is under the cursor; f / n follow the fan-out
         pending, self._pending_hit = self._pending_hit, None
         if pending is not None and pending[0] == spec.uid:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from rich.cells import cell_len
 from runkon_flow.humanize import display_line
+from runkon_flow.observe.reducer import FanOutView
 from textual.widgets import Static
 
 from runkon_tui.run_view import RunView
@@ -40,10 +41,12 @@ class RunHeader(Static):
         idle: Sequence[tuple[int, str]],
         note: str | None = None,
         elsewhere: str = "",
+        fan: FanOutView | None = None,
     ) -> None:
         """`note` (e.g. "in-memory store: runs are not saved") stays next to the name all session;
         `idle` is the line with no run on screen, as (priority, text) parts; `elsewhere` says what
-        else of ours is going out of sight (`+1 run of ours going (1 at a gate)`).
+        else of ours is going out of sight (`+1 run of ours going (1 at a gate)`); `fan` is the
+        fan-out whose items are counted: the one the grid shows (None: the run's active one).
 
         On a narrow terminal the least useful parts go first (the brand, the run id, then the item counts'
         words give way to their glyphs, then the step counts go, then `elsewhere`), so the workflow, status,
@@ -83,7 +86,7 @@ class RunHeader(Static):
         status = view.status
         counts = view.step_counts()
         shown = [paint(s, f"{glyph(s)}{counts[s]}") for s in COUNT_ORDER if counts.get(s)]
-        fan = view.active_fanout()
+        fan = fan if fan is not None else view.active_fanout()
         words = item_words(fan) if fan is not None else ("", "")
         glyphs = item_glyphs(fan) if fan is not None else ("", "")
         usage = view.usage()

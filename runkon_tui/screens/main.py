@@ -235,6 +235,10 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         # tree shows it until the user highlights another workflow.
         self.pinned: WorkflowEntry | None = None
         self._pinned_over: str | None = None
+        # A listed workflow the list's filter hides (its path): the tree, and with it the header
+        # and the grid, stays on it until the user moves the list's highlight.
+        self._kept: str | None = None
+        self._kept_over: str | None = None
 
     @property
     def rapp(self) -> RunkonApp:
@@ -351,8 +355,10 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
         return self.rapp.catalog.entries.get(path) if path else None
 
     def shown_entry(self) -> WorkflowEntry | None:
-        """The workflow the tree is about: a pinned run's workflow, else the highlighted one."""
-        return self.pinned or self.selected_entry()
+        """The workflow the tree is about: a pinned run's workflow, else one the list's filter
+        hides but the screen kept, else the highlighted one."""
+        kept = self.rapp.catalog.entries.get(self._kept) if self._kept else None
+        return self.pinned or kept or self.selected_entry()
 
     def pin_entry(self, entry: WorkflowEntry | None) -> None:
         """Show `entry` (not in the list) in the tree until the list's highlight moves."""
@@ -595,9 +601,13 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option_list is self.workflow_list:
-            if self.pinned is not None and self.workflow_list.highlighted_path == self._pinned_over:
+            here = self.workflow_list.highlighted_path
+            if self.pinned is not None and here == self._pinned_over:
                 return  # the list was rebuilt, the user did not move: keep the run's tree
+            if self._kept is not None and here == self._kept_over:
+                return  # the filter moved the highlight, not the user: keep the tree
             self.pinned = None
+            self._kept = None
             self.show_workflow(self.selected_entry())
             self.refresh_view(Changes(structure=True), self.rapp.clock())
 
@@ -1062,12 +1072,31 @@ class MainScreen(ShowsWorkerFailures, Screen[None]):
     def _apply_filter(self, text: str) -> None:
         target = self.filter_target
         if isinstance(target, WorkflowList):
-            target.set_filter(text, self.rapp.catalog)
+            self._filter_workflows(text)
         elif isinstance(target, FanOutGrid):
             target.set_filter(text=text)
         else:
             self.log_pane.set_filter(text)
         self.refresh_titles()
+
+    def _filter_workflows(self, text: str) -> None:
+        """Filter the list without moving the screen: the workflow the tree shows stays
+        highlighted while it matches; hidden by the filter, it stays in the tree (the header and
+        the grid describe its run, as before) until the user moves the list's highlight to a
+        match. (The tree followed the highlight to the first match while the header still named
+        the run on screen.)"""
+        app = self.rapp
+        shown = self.shown_entry()
+        listed = shown is not None and app.catalog.entries.get(shown.path) is shown
+        lst = self.workflow_list
+        lst.set_filter(text, app.catalog, keep=shown.path if listed and shown is not None else None)
+        here = lst.highlighted_path
+        if self.pinned is not None:
+            self._pinned_over = here  # a run's workflow outside the folders: kept as well
+        elif listed and shown is not None and here != shown.path:
+            self._kept, self._kept_over = shown.path, here
+        else:
+            self._kept = None
 
     def clear_run_filters(self) -> None:
         """A run of another workflow starts unfiltered: the item and log filters were about the

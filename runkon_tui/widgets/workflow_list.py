@@ -144,6 +144,7 @@ class WorkflowList(OptionList):
             return None
         return self.get_option_at_index(self.highlighted).id
 
-    def set_filter(self, text: str, catalog: Catalog) -> None:
+    def set_filter(self, text: str, catalog: Catalog, keep: str | None = None) -> None:
+        """Show only the files matching `text`; `keep` (a path) stays highlighted if it matches."""
         self.text_filter = text
-        self.load(catalog)
+        self.load(catalog, select_path=keep)

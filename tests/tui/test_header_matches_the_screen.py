@@ -38,6 +38,7 @@ def two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     (folder / "two-fanouts.wf").write_text(TWO)
     (folder / "one.wf").write_text(ONE)
+    (folder / "one-more.wf").write_text(ONE.replace("workflow one ", "workflow one-more "))
     monkeypatch.chdir(folder)
     return folder
 
@@ -79,3 +80,36 @@ async def test_the_headers_item_counts_are_the_fan_out_the_grid_shows(two: Path)
         await pilot.pause()
         assert screen.grid.fan is not None and screen.grid.fan.name == "first"
         assert "5 items: 5 completed" in header(screen), header(screen)
+
+
+async def test_filtering_the_list_keeps_the_run_on_screen_until_the_highlight_moves(two: Path) -> None:
+    """A filter that hides the workflow on screen moved the tree to the first match (`one`) while
+    the header still named two-fanouts' run: now the tree, the header and the grid stay on the run
+    until the user moves the list's highlight; a filter it matches keeps it highlighted."""
+    app = real_app(two)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await run_two(pilot, app)
+        screen.workflow_list.focus()
+        await pilot.press("slash", "o", "n", "e", "enter")
+        await pilot.pause()
+        assert screen.workflow_list.text_filter == "one"
+        assert screen.workflow_list.highlighted_path is not None
+        assert screen.workflow_list.highlighted_path.endswith("/one.wf")  # the first match
+        assert screen.tree_workflow == "two-fanouts"
+        assert "two-fanouts" in header(screen) and "2 items: 2 completed" in header(screen)
+        assert screen.grid.fan is not None and screen.grid.fan.name == "second"
+        assert str(screen.tree_pane.border_title) == "Steps · two-fanouts"
+
+        await pilot.press("slash", "ctrl+u", *"two", "enter")  # it matches again: highlighted
+        await pilot.pause()
+        assert screen.workflow_list.text_filter == "two"
+        assert screen.workflow_list.highlighted_path.endswith("two-fanouts.wf")
+        assert screen.tree_workflow == "two-fanouts"
+
+        await pilot.press("slash", "ctrl+u", *"one", "enter")  # hidden again, then the user moves
+        await pilot.pause()
+        assert screen.tree_workflow == "two-fanouts"
+        await pilot.press("down")  # the highlight is the user's now: the tree follows it
+        await pilot.pause()
+        assert screen.tree_workflow == "one-more"
+        assert str(screen.tree_pane.border_title) == "Steps · one-more"

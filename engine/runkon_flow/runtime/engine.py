@@ -175,6 +175,14 @@ class FlowEngineBuilder:
         )
 
 
+def _not_taken(st: ExecutionState) -> EngineError:
+    """Why the run's lease could not be taken: no such run (a wrong id, or `gc` deleted it
+    meanwhile), else another engine holds it."""
+    if st.persistence.get_run(st.workflow_run_id) is None:
+        return WorkflowError(f"no workflow run '{st.workflow_run_id}'")
+    return AlreadyOwned(st.workflow_run_id)
+
+
 class FlowEngine:
     """Runs workflows. Thread-safe: many runs may execute at once on different threads."""
 
@@ -465,9 +473,7 @@ class FlowEngine:
         self._check_valid(definition, st.action_registry, st.item_provider_registry)
         generation = take_lease(st, new_owner_token(st.exec_config.lease_ttl_secs))
         if generation is None:
-            if st.persistence.get_run(st.workflow_run_id) is None:  # e.g. `gc` deleted it meanwhile
-                raise WorkflowError(f"no workflow run '{st.workflow_run_id}'")
-            raise AlreadyOwned(st.workflow_run_id)
+            raise _not_taken(st)
         if seen_generation is not None and generation != seen_generation + 1:
             # Each new holder moves the generation by one: another engine held the run since the
             # caller looked at it (two resumes at once, the other one quicker).
@@ -550,9 +556,7 @@ class FlowEngine:
             no_lease
             and take_lease(st, st.owner_token or new_owner_token(st.exec_config.lease_ttl_secs)) is None
         ):
-            if st.persistence.get_run(st.workflow_run_id) is None:  # a wrong id, not another engine's run
-                raise WorkflowError(f"no workflow run '{st.workflow_run_id}'")
-            raise AlreadyOwned(st.workflow_run_id)
+            raise _not_taken(st)
         if st.depth == 0 and st.lease_generation is not None:
             # A stored event stream is fenced by this lease (event_log.StoredEventWriter.lease_taken).
             for sink in st.event_sinks:

@@ -185,11 +185,9 @@ def test_a_called_workflow_that_loses_the_store_stops_its_parents_which_resume_i
     assert h.statuses(chain[-1].id) == [("build", "completed"), ("check", "completed")]
 
 
-def test_a_foreach_child_that_loses_the_store_stops_the_run_whose_resume_runs_its_item(h: Harness) -> None:
-    """A foreach item's child whose run database can record nothing more stops as a called
-    workflow does: the fan-out starts no further item, no item is recorded failed, the run is left
-    unfinished (resumable), and its resume runs the unfinished items. Before, the child ended
-    failed, its item with it, and the fan-out went on — the step and the run ended failed."""
+def _children_wait_for_the_halt(h: Harness) -> list[str]:
+    """A `child` workflow (`work`, then `check`) over six `tickets` items whose first child goes on
+    while every other waits until the fan-out says no further item starts; the item ids."""
     h.add_workflow("workflow child { call work call check }")
     ids = [f"i{n}" for n in range(6)]
     h.providers.append(ListProvider("tickets", ids))
@@ -209,6 +207,15 @@ def test_a_foreach_child_that_loses_the_store_stops_the_run_whose_resume_runs_it
             halted.set()
 
     h.sink.emit = watch
+    return ids
+
+
+def test_a_foreach_child_that_loses_the_store_stops_the_run_whose_resume_runs_its_item(h: Harness) -> None:
+    """A foreach item's child whose run database can record nothing more stops as a called
+    workflow does: the fan-out starts no further item, no item is recorded failed, the run is left
+    unfinished (resumable), and its resume runs the unfinished items. Before, the child ended
+    failed, its item with it, and the fan-out went on — the step and the run ended failed."""
+    ids = _children_wait_for_the_halt(h)
     real = h.store.insert_step
     stopped: list[str] = []  # the child run that could record no more
 
@@ -262,24 +269,7 @@ def test_the_items_left_pending_are_counted_again_when_children_in_flight_stop_a
     first that no further item starts, with the items a resume runs so far; when the second stops
     too, that count is short by one, so the step's end says the final count. Before, only the
     first count was said ("5 items stay pending"): the resume ran 6."""
-    h.add_workflow("workflow child { call work call check }")
-    h.providers.append(ListProvider("tickets", [f"i{n}" for n in range(6)]))
-    first, halted = threading.Lock(), threading.Event()
-
-    def behave(info, params):  # the first child goes on; the other waits till the fan-out halted
-        if not first.acquire(blocking=False):
-            halted.wait(30)
-        return ActionOutput(context="did")
-
-    h.agents.do("work", behave)
-    emit = h.sink.emit
-
-    def watch(data):
-        emit(data)
-        if data.event.type == "EngineLog" and "no further item starts" in data.event.message:
-            halted.set()
-
-    h.sink.emit = watch
+    _children_wait_for_the_halt(h)
     real = h.store.insert_step
     stopped: list[str] = []  # the child runs that could record no more
 

@@ -418,6 +418,11 @@ def test_a_woken_engine_stores_no_events_in_the_stream_of_a_run_taken_over(
         close_store(store)
 
 
+#: A child run in flight, as a `call workflow` or as a one-item fan-out's only child.
+_CALLED = "call workflow child"
+_FANNED = "foreach fan { over = tickets max_parallel = 1 workflow = child }"
+
+
 def _handed_over_with_a_child_in_flight(h: Harness, store: Any, body: str) -> tuple[Any, str]:
     """A parent running `body` (its child waits in `slow`) stopped as the dashboard's hand-over
     stops it (`Workspace.hand_over`: as one that lost its lease), its events stored: the parent
@@ -438,11 +443,7 @@ def _handed_over_with_a_child_in_flight(h: Harness, store: Any, body: str) -> tu
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
-@pytest.mark.parametrize(
-    "body",
-    ["call workflow child", "foreach fan { over = tickets max_parallel = 1 workflow = child }"],
-    ids=["call", "foreach"],
-)
+@pytest.mark.parametrize("body", [_CALLED, _FANNED], ids=["call", "foreach"])
 def test_a_child_this_engine_stopped_for_a_lost_lease_is_not_stored_as_cancelled(
     tmp_path: Path, kind: str, body: str
 ) -> None:
@@ -488,8 +489,7 @@ def test_a_foreach_child_left_in_flight_reads_ended_in_the_stream_once_a_resume_
     store = make_store(kind, tmp_path)
     try:
         h = Harness(store, tmp_path)
-        fan = "foreach fan { over = tickets max_parallel = 1 workflow = child }"
-        wf, run_id = _handed_over_with_a_child_in_flight(h, store, fan)
+        wf, run_id = _handed_over_with_a_child_in_flight(h, store, _FANNED)
         (left,) = store.list_runs(parent_run_id=run_id)
 
         h.agents.on("slow")  # the runner that resumes it: the item now runs through
@@ -630,11 +630,7 @@ _USER_CANCEL_EVENT_REASON = CancellationReason.user("no longer needed")
 
 @pytest.mark.parametrize("kind", CONTRACT_STORE_KINDS)
 @pytest.mark.parametrize("when", ["at its end", "while it runs"])
-@pytest.mark.parametrize(
-    "body",
-    ["call workflow child", "foreach fan { over = tickets max_parallel = 1 workflow = child }"],
-    ids=["call", "foreach"],
-)
+@pytest.mark.parametrize("body", [_CALLED, _FANNED], ids=["call", "foreach"])
 def test_every_sink_sees_a_child_cancelled_from_outside_as_that_cancel(
     tmp_path: Path, kind: str, when: str, body: str
 ) -> None:

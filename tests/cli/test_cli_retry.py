@@ -478,23 +478,30 @@ def test_retry_refuses_completed_items_unknown_items_and_a_missing_choice(capsys
     assert executions(home) == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}  # nothing ran
 
 
+def _fan_run(capsys: pytest.CaptureFixture[str], home: Path, name: str, items: str, script: str) -> str:
+    """The id of a run of workflow `name`: FAN over `items`, each child running `script` (with
+    `{{name}}` the item's id), that failed."""
+    write(
+        home / f"{name}.wf",
+        FAN.replace("workflow fan", f"workflow {name}")
+        .replace("a,b,c,d,e", items)
+        .replace("workflow     = one", f"workflow     = {name}_child"),
+    )
+    write(
+        home / f"{name}_child.wf",
+        f'workflow {name}_child {{\n  inputs {{ name default = "" }}\n'
+        f'  script work {{ run = "{script}" }}\n}}\n',
+    )
+    code, out, _ = cli(capsys, "run", name, "--dir", str(home), "--progress", "plain")
+    assert code == 1
+    return run_id_of(out)
+
+
 def test_a_misspelt_item_is_told_the_item_its_number_means_not_any_as_close(capsys, home: Path) -> None:
     """`--item rec-5` of items `rec-05` … `rec-35` was told `did you mean `rec-35`?`: all four
     are as close by spelling, and the scorer's last pick won. `rec-5` is `rec-05` with its
     number's leading zero dropped — that is the one named (humanize.did_you_mean)."""
-    write(
-        home / "recs.wf",
-        FAN.replace("workflow fan", "workflow recs")
-        .replace("a,b,c,d,e", "rec-05,rec-15,rec-25,rec-35")
-        .replace("workflow     = one", "workflow     = bad"),
-    )
-    write(
-        home / "bad.wf",
-        'workflow bad {\n  inputs { name default = "" }\n  script work { run = "exit 3" }\n}\n',
-    )
-    code, out, _ = cli(capsys, "run", "recs", "--dir", str(home), "--progress", "plain")
-    assert code == 1
-    run_id = run_id_of(out)
+    run_id = _fan_run(capsys, home, "recs", "rec-05,rec-15,rec-25,rec-35", "exit 3")
     code, _, err = cli(capsys, "retry", run_id, "--item", "rec-5", "--yes", "--dir", str(home))
     assert code == 1
     assert (
@@ -506,20 +513,7 @@ def test_a_misspelt_item_is_never_told_an_item_that_cannot_be_retried(capsys, ho
     """Four failed items equally close to `x-9` are no hint (humanize.did_you_mean names at most
     three); the completed `x-99`, closer still, was named instead — an item `retry` then refuses,
     in a message whose list says "failed or cancelled items". The hint comes from that list."""
-    write(
-        home / "xs.wf",
-        FAN.replace("workflow fan", "workflow xs")
-        .replace("a,b,c,d,e", "x-1,x-2,x-3,x-4,x-99")
-        .replace("workflow     = one", "workflow     = only99"),
-    )
-    write(
-        home / "only99.wf",
-        'workflow only99 {\n  inputs { name default = "" }\n'
-        '  script work { run = "test {{name}} = x-99" }\n}\n',
-    )
-    code, out, _ = cli(capsys, "run", "xs", "--dir", str(home), "--progress", "plain")
-    assert code == 1
-    run_id = run_id_of(out)
+    run_id = _fan_run(capsys, home, "xs", "x-1,x-2,x-3,x-4,x-99", "test {{name}} = x-99")
     code, _, err = cli(capsys, "retry", run_id, "--item", "x-9", "--yes", "--dir", str(home))
     assert code == 1
     assert f"no item 'x-9' in run {run_id} (failed or cancelled items: x-1, x-2, x-3, x-4)" in err

@@ -45,7 +45,7 @@ from runkon_flow.dsl.ast import (
 )
 from runkon_flow.dsl.loading import FileError, load_workflow_closure, load_workflow_dir
 from runkon_flow.dsl.parser import CALL_TIMEOUT
-from runkon_flow.dsl.references import bringing_steps, called_workflows, reference_node
+from runkon_flow.dsl.references import bringing_steps, called_workflows, reference_node, said_in_sub_workflow
 from runkon_flow.dsl.script_commands import ScriptCheck, check_script_commands
 from runkon_flow.dsl.validation import file_warnings, sub_workflow_notes, validate_workflow
 from runkon_flow.errors import (
@@ -56,7 +56,6 @@ from runkon_flow.errors import (
     ValidationErrors,
     WorkflowError,
     WorkflowNotFound,
-    in_sub_workflow,
 )
 from runkon_flow.event_log import StoredEventWriter
 from runkon_flow.event_log import stored_output_lines as output_lines_setting
@@ -1458,7 +1457,7 @@ def _agent_programs(
             if owner is wf:
                 located = dataclasses.replace(problem[0], node_path=paths.get(id(node)))
             else:
-                said = _in_sub_workflow(wf, owner.name, problem[0].message, brought_by)
+                said = said_in_sub_workflow(wf, owner.name, problem[0].message, brought_by)
                 step_path = _step_path(paths, brought_by, owner.name)
                 located = dataclasses.replace(problem[0], message=said, node_path=step_path)
             (found.errors if problem[1] else found.warnings).append(located)
@@ -1500,21 +1499,11 @@ def _fan_out_children_host_problems(
                     where = dataclasses.replace(p.location, file=child.source_path)
                     p = dataclasses.replace(
                         p,
-                        message=_in_sub_workflow(wf, child.name, p.message, brought_by),
+                        message=said_in_sub_workflow(wf, child.name, p.message, brought_by),
                         location=where,
                     )
                 problems.append(dataclasses.replace(p, node_path=_step_path(paths, brought_by, child.name)))
     return problems
-
-
-def _in_sub_workflow(
-    wf: WorkflowDef, child: str, message: str, brought_by: Mapping[str, CallWorkflowNode | ForEachNode]
-) -> str:
-    """`errors.in_sub_workflow` for a problem of sub-workflow `child` of `wf`, with the line of the
-    step of `wf` that brings it in: `(called at line 3)`, `(run by foreach at line 4)`."""
-    step = brought_by.get(child)
-    line = step.line if step is not None else None
-    return in_sub_workflow(child, wf.name, message, line, by_foreach=isinstance(step, ForEachNode))
 
 
 def _step_path(

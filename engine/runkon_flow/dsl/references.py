@@ -8,11 +8,11 @@ missing child is simply a leaf.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from runkon_flow.dsl.ast import MAX_WORKFLOW_DEPTH, CallWorkflowNode, ForEachNode, WorkflowDef, walk
-from runkon_flow.errors import FlowError
+from runkon_flow.errors import FlowError, in_sub_workflow
 
 __all__ = [
     "MAX_WORKFLOW_DEPTH",
@@ -22,6 +22,7 @@ __all__ = [
     "detect_workflow_cycles",
     "find_workflow_cycle",
     "reference_node",
+    "said_in_sub_workflow",
     "workflow_references",
 ]
 
@@ -89,6 +90,17 @@ def bringing_steps(wf: WorkflowDef, children: list[WorkflowDef]) -> dict[str, Ca
             brought[name] = node
             pending.extend(by_name[name].workflow_refs())
     return brought
+
+
+def said_in_sub_workflow(
+    wf: WorkflowDef, child: str, message: str, bringing: Mapping[str, CallWorkflowNode | ForEachNode]
+) -> str:
+    """`errors.in_sub_workflow` for a problem of sub-workflow `child` of `wf`, with the line of the
+    step of `wf` that brings it in (`bringing_steps`): `(called at line 3)`, `(run by foreach at
+    line 4)`."""
+    step = bringing.get(child)
+    line = step.line if step is not None else None
+    return in_sub_workflow(child, wf.name, message, line, by_foreach=isinstance(step, ForEachNode))
 
 
 def reference_node(wf: WorkflowDef, name: str) -> CallWorkflowNode | ForEachNode | None:

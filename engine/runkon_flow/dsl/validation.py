@@ -36,7 +36,7 @@ from runkon_flow.dsl.ast import (
     node_paths,
     walk,
 )
-from runkon_flow.dsl.references import bringing_steps, called_workflows
+from runkon_flow.dsl.references import bringing_steps, called_workflows, said_in_sub_workflow
 from runkon_flow.dsl.shell_text import scan_placeholders
 from runkon_flow.dsl.templating import field_placeholder_hint, unknown_placeholders
 from runkon_flow.errors import (
@@ -45,7 +45,6 @@ from runkon_flow.errors import (
     SourceLocation,
     WfValidationError,
     WorkflowNotFound,
-    in_sub_workflow,
 )
 from runkon_flow.humanize import did_you_mean
 
@@ -220,18 +219,11 @@ def sub_workflow_notes(wf: WorkflowDef, loader: Any, code: str) -> list[Problem]
     bringing = bringing_steps(wf, children)
     for child in children:
         paths = node_paths(child)
-        step = bringing.get(child.name)
         for note in child.notes:
             if note.code != code:
                 continue
             where = SourceLocation(child.source_path or None, note.line, note.column)
-            message = in_sub_workflow(
-                child.name,
-                wf.name,
-                note.message,
-                step.line if step is not None else None,
-                by_foreach=isinstance(step, ForEachNode),
-            )
+            message = said_in_sub_workflow(wf, child.name, note.message, bringing)
             problems.append(Problem(message, note.hint, where, paths.get(id(note.node))))
     return problems
 

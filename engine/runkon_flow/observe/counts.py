@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runkon_flow.observe.liveness import utc_seconds
-from runkon_flow.observe.records import FanOutView, StepView, execution_position
+from runkon_flow.observe.records import FanOutView, StepView, execution_position, in_always_list
 from runkon_flow.persistence.models import WorkflowRunStep
 
 #: Step statuses in the order renderers list them.
@@ -93,19 +93,21 @@ def replaced_always(rows: Iterable[WorkflowRunStep]) -> set[str]:
     row of the run started after it (times are stored to the millisecond: a body row started in
     the same one is not taken for later)."""
     rows = list(rows)
-    body = [t for row in rows if not _in_always(row) and (t := utc_seconds(row.started_at)) is not None]
+    body = [
+        t
+        for row in rows
+        if not in_always_list(row.node_path) and (t := utc_seconds(row.started_at)) is not None
+    ]
     if not body:
         return set()
     latest = max(body)
     return {
         row.id
         for row in rows
-        if _in_always(row) and (start := utc_seconds(row.started_at)) is not None and start < latest
+        if in_always_list(row.node_path)
+        and (start := utc_seconds(row.started_at)) is not None
+        and start < latest
     }
-
-
-def _in_always(row: WorkflowRunStep) -> bool:
-    return row.node_path is not None and row.node_path.startswith("always.")
 
 
 def row_step_counts(rows: Iterable[WorkflowRunStep], run_interrupted: bool = False) -> dict[str, int]:

@@ -104,11 +104,17 @@ class LogBuffer:
         self.errors = 0
 
 
+def in_always_list(node_path: str | None) -> bool:
+    """The step is one of the run's top-level always list (`always.N`), which runs again at the
+    end of every attempt of the run."""
+    return node_path is not None and node_path.startswith("always.")
+
+
 def execution_position(node_path: str | None, position: int | None) -> int | None:
     """The position part of an execution's key (docs/run-model.md, "Counting steps"): the step's
     position in the run, except for the top-level always list, which runs once per attempt of the
     run (a resume runs it again, at a later position) and is counted once, by its latest attempt."""
-    if node_path is not None and node_path.startswith("always."):
+    if in_always_list(node_path):
         return None
     return position
 

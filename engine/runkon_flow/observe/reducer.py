@@ -39,6 +39,7 @@ from runkon_flow.observe.records import (
     StepView,
     ViewLimits,
     failure_cause,
+    in_always_list,
     reused_note,
     step_label,
 )
@@ -637,7 +638,7 @@ class RunModel:
         usage stay (what ran before is still there to read); their count is the new attempt's.
         From rows: `counts.replaced_always`, the same rule."""
         for sv in run.steps.values():
-            if sv.node_path is not None and sv.node_path.startswith("always.") and sv.status != "pending":
+            if in_always_list(sv.node_path) and sv.status != "pending":
                 sv.to_run_again()
                 self._touch(run, sv)
 

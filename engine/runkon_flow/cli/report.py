@@ -63,6 +63,7 @@ __all__ = [
     "final_steps",
     "gate_json",
     "gate_state",
+    "gate_where",
     "gates_held",
     "item_fan_outs",
     "items_json",
@@ -461,6 +462,15 @@ def gate_json(gate: WaitingGate, now: float, held: bool) -> dict[str, Any]:
         "time_left_secs": None if left is None else round(left, 3),
         "held": held,
     }
+
+
+def gate_where(gate: WaitingGate, run_id: str) -> str:
+    """Where a gate `run_id`'s `show` lists waits, when not in that run itself: ` (in child run X,
+    item Y)` — a call workflow's or foreach's child run, and which of a fan-out's children."""
+    if gate.run_id == run_id:
+        return ""
+    item = f", item {display_line(gate.item)}" if gate.item else ""
+    return f" (in child run {gate.run_id}{item})"
 
 
 def waiting_gates(store: WorkflowPersistence, run: WorkflowRun) -> list[WaitingGate]:
@@ -918,8 +928,7 @@ def show_lines(
         lines.append("")
         lines.append("waiting gates")
         for gate in gates:
-            item = f", item {display_line(gate.item)}" if gate.item else ""  # which of a fan-out's children
-            where = f" (in child run {gate.run_id}{item})" if gate.run_id != run.id else ""
+            where = gate_where(gate, run.id)
             lines.extend(
                 fitted(f"  {gate.gate_name}{where}" + (f": {gate.prompt}" if gate.prompt else ""), width)
             )

@@ -54,7 +54,7 @@ from runkon_flow.cli.drive import (
 from runkon_flow.cli.executor import add_executor_args, child_runner_for, detached_executor
 from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.output import EventQueue
-from runkon_flow.cli.report import display_status, lease_is_live, parse_time, waiting_gates
+from runkon_flow.cli.report import display_status, gate_where, lease_is_live, parse_time, waiting_gates
 from runkon_flow.cli.retry_plan import (
     children_diffs,
     choose_items,
@@ -75,7 +75,7 @@ from runkon_flow.errors import (
     WorkflowNotFound,
 )
 from runkon_flow.hooks import HookRunner
-from runkon_flow.humanize import display_line, format_duration
+from runkon_flow.humanize import format_duration
 from runkon_flow.observe.retrying import CALLED_FANOUT, retry_refusal
 from runkon_flow.persistence import RunStatus, WorkflowRun
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -476,9 +476,7 @@ def _at_gate_message(run: WorkflowRun, gates: list[WaitingGate], hints: Hints, c
     names = []
     lines = []
     for gate in gates:
-        item = f", item {display_line(gate.item)}" if gate.item else ""
-        where = f" (in child run {gate.run_id}{item})" if gate.run_id != run.id else ""
-        names.append(f"'{gate.gate_name}'{where}")
+        names.append(f"'{gate.gate_name}'{gate_where(gate, run.id)}")
         for verb in ("approve", "reject"):
             lines.append(
                 f"  {verb}:{' ' * (8 - len(verb))}{hints.command(verb, gate.run_id, gate.gate_name)}"

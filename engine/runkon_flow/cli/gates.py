@@ -316,21 +316,22 @@ def cmd_gates(args: argparse.Namespace) -> int:
         raise UsageError("give STEP_IDs or --all, not both")
     if args.select and args.action != "approve":
         raise UsageError("--select goes with 'gates approve'")
-    if args.action == "list" and not args.run:
+    if args.action == "list":
         try:
             with opened_store(args, must_exist=True) as store:
+                if args.run:
+                    args.run = get_run(store, args.run, args).id
                 gates = _selected(store, args)
                 return _list(gates, gates_held(store, gates), args)
         except NoRunsHere as nothing:
+            if args.run:  # a run named in a database without runs: not found, as everywhere
+                raise
             # As `runs` says "no runs yet": the inbox of a database nothing has run with is empty,
             # not an error — a script polling `gates --json` before the first run reads nothing.
             return _list([], {}, args, why=nothing.why)
     with opened_store(args, must_exist=True) as store:
         if args.run:
             args.run = get_run(store, args.run, args).id
-        if args.action == "list":
-            gates = _selected(store, args)
-            return _list(gates, gates_held(store, gates), args)
         ids = _full_ids(store, args.ids) if args.ids else []
         ids = ids or [g.step_id for g in _selected(store, args)]
         if not ids:

@@ -33,7 +33,7 @@ from runkon_flow.cli.hints import Hints
 from runkon_flow.cli.live import LiveView
 from runkon_flow.cli.output import EventQueue, PlainPrinter, Printer, supports_live_view
 from runkon_flow.cli.report import brief_failures, failure_lines
-from runkon_flow.cli.retry_plan import latest_fanouts, retry_hint
+from runkon_flow.cli.retry_plan import fanout_clusters, latest_fanouts, retry_hint
 from runkon_flow.cli.store import DeferredStore
 from runkon_flow.dsl.shell_text import refused_input
 from runkon_flow.errors import FlowError, StoreUnavailable
@@ -494,8 +494,7 @@ def _what_next(
             fanouts = latest_fanouts(store, run, rows)
             hint = retry_hint(store, run, hints, fanouts=fanouts)
             if hint and not clusters_shown:  # `--progress plain` or `quiet`: the clusters, briefly
-                steps, items_of = [f.step for f in fanouts], {f.step.id: f.items for f in fanouts}
-                advice.extend(brief_failures(store, run, steps, items_of, hints))
+                advice.extend(brief_failures(run, fanout_clusters(store, run, fanouts), hints))
             if hint:
                 advice.append(hint)
     return shown, advice

@@ -699,18 +699,11 @@ BRIEF_ITEMS = 3
 BRIEF_WIDTH = 80
 
 
-def brief_failures(
-    store: WorkflowPersistence,
-    run: WorkflowRun,
-    steps: Sequence[WorkflowRunStep],
-    items_of: Mapping[str, list[FanOutItemRow]],
-    hints: Hints,
-) -> list[str]:
+def brief_failures(run: WorkflowRun, clusters: Sequence[RunCluster], hints: Hints) -> list[str]:
     """The failure clusters a run that printed no list of them (plain, quiet) ends with, above
-    the retry hint: the first three, numbered as `show` numbers them (`run_clusters`), then `… and
-    K more kinds (runkon-flow show RUN lists them all)`. `steps` and `items_of`: its latest
-    foreach rows and their items, read once for the hint too. [] without failed items."""
-    clusters = run_clusters(store, run.id, steps, items_of)
+    the retry hint: the first three, numbered as `show` numbers them (`run_clusters`; from the
+    fan-outs read once for the hint too: `retry_plan.fanout_clusters`), then `… and K more kinds
+    (runkon-flow show RUN lists them all)`. [] without failed items."""
     rest = f"({hints.command('show', run.id)} lists them all)"
     lines = cluster_lines(
         run, clusters, limit=BRIEF_CLUSTERS, items=BRIEF_ITEMS, width=BRIEF_WIDTH, rest=rest

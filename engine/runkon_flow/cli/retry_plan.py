@@ -17,7 +17,7 @@ from runkon_flow.cli.hints import Hints
 from runkon_flow.dsl.ast import WorkflowDef
 from runkon_flow.dsl.formatter import format_workflow
 from runkon_flow.humanize import did_you_mean, display_line
-from runkon_flow.observe.clusters import by_fan_out, latest_foreach_rows, run_clusters
+from runkon_flow.observe.clusters import RunCluster, by_fan_out, latest_foreach_rows, run_clusters
 from runkon_flow.persistence import FanOutItemRow, FanOutItemStatus, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
 from runkon_flow.persistence.snapshots import stored_definition
@@ -29,6 +29,7 @@ __all__ = [
     "choose_items",
     "cluster_items",
     "definition_diff",
+    "fanout_clusters",
     "latest_fanouts",
     "retry_hint",
 ]
@@ -103,6 +104,16 @@ def _short(label: str) -> str:
     return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
 
 
+def fanout_clusters(
+    store: WorkflowPersistence, run: WorkflowRun, fanouts: Sequence[FanOut]
+) -> list[RunCluster]:
+    """The run's failure clusters, numbered as `show` numbers them (`run_clusters`), from its
+    `latest_fanouts`: their rows are not read again."""
+    return run_clusters(
+        store, run.id, [fan.step for fan in fanouts], {fan.step.id: fan.items for fan in fanouts}
+    )
+
+
 def cluster_items(
     store: WorkflowPersistence, run: WorkflowRun, numbers: Sequence[int], fanouts: Sequence[FanOut]
 ) -> dict[str, set[str]]:
@@ -110,8 +121,7 @@ def cluster_items(
     `fanouts` (`latest_fanouts`: their rows are not read again). An unknown number is an error
     that lists the clusters there are: exit 1, as every name a run does not have (docs/cli.md,
     "Exit status")."""
-    steps = [fan.step for fan in fanouts]
-    every = run_clusters(store, run.id, steps, {fan.step.id: fan.items for fan in fanouts})
+    every = fanout_clusters(store, run, fanouts)
     clusters = {rc.number: rc for rc in every}
     unknown = [n for n in numbers if n not in clusters]
     if unknown:

@@ -29,7 +29,7 @@ from runkon_flow.cli.store import add_db_args, get_run, opened_store
 from runkon_flow.event_log import CUT_NOTE
 from runkon_flow.humanize import did_you_mean, display_line, display_lines
 from runkon_flow.observe.counts import row_status
-from runkon_flow.observe.outputs import OutputSource, OutputTree, plan_reads, read_outputs
+from runkon_flow.observe.outputs import OutputSource, OutputTree, plan_reads, read_outputs, short_step_name
 from runkon_flow.observe.search import Hit, compile_pattern, searched_text, source_hits
 from runkon_flow.persistence import StepRole, WorkflowRun, WorkflowRunStep
 from runkon_flow.persistence.protocol import WorkflowPersistence
@@ -75,11 +75,6 @@ def _notes(run: WorkflowRun, tree: OutputTree) -> None:
         )
 
 
-def _step_short(step_name: str) -> str:
-    """`foreach:each` → `each`, as `OutputTree` names steps."""
-    return step_name.split(":", 1)[1] if step_name.startswith(("foreach:", "parallel:")) else step_name
-
-
 def _silent_steps(
     store: WorkflowPersistence, run: WorkflowRun, steps: list[WorkflowRunStep], target: str | None
 ) -> list[str]:
@@ -90,7 +85,7 @@ def _silent_steps(
     interrupted = display_status(run) == "interrupted"
     rows = {}
     for row in steps:
-        short = _step_short(row.step_name)
+        short = short_step_name(row.step_name)
         if target is None or target in (row.step_name, short, row.id, row.node_path):
             rows[(row.step_name, row.iteration)] = row  # a later attempt replaces an earlier one
     said = []
@@ -128,7 +123,7 @@ def _narrowed(
         return [], silent
     names = tree.names()
     # Steps that printed nothing are names the run has too (`each` of a foreach with no items).
-    names += [n for n in dict.fromkeys(_step_short(r.step_name) for r in steps) if n not in names]
+    names += [n for n in dict.fromkeys(short_step_name(r.step_name) for r in steps) if n not in names]
     listed = ", ".join(display_line(name, None) for name in names[:_LISTED_NAMES])
     if len(names) > _LISTED_NAMES:
         listed += f", … ({len(names)} in all)"

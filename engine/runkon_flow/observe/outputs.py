@@ -52,6 +52,7 @@ __all__ = [
     "OutputTree",
     "plan_reads",
     "read_outputs",
+    "short_step_name",
     "walk_outputs",
 ]
 
@@ -141,13 +142,13 @@ class OutputTree:
         """Step names and item ids a user can narrow to, in order, for an error message."""
         seen: dict[str, None] = {}
         for source in self.sources:
-            seen.setdefault(_short(source.step_name), None)
+            seen.setdefault(short_step_name(source.step_name), None)
             for _, item in source.items:
                 seen.setdefault(item, None)
         return list(seen)
 
 
-def _short(step_name: str) -> str:
+def short_step_name(step_name: str) -> str:
     """`foreach:each` → `each`: the row's name carries its kind, people use the step's name."""
     return step_name.split(":", 1)[1] if step_name.startswith(("foreach:", "parallel:")) else step_name
 
@@ -404,7 +405,7 @@ class _Walker:
         latest: bool,
         depth: int,
     ) -> Iterator[OutputSource]:
-        short = _short(row.step_name)
+        short = short_step_name(row.step_name)
         label = prefix + short
         if row.iteration:
             label += f" · iteration {row.iteration}"

@@ -188,15 +188,18 @@ def _called_run(view: RunView, run: RunState, sv: StepView) -> RunState | None:
     return view.run(child_id) if child_id else None
 
 
-def node_status(spec: NodeSpec, run: RunState | None, run_finished: bool = False) -> str:
+def node_status(
+    spec: NodeSpec, run: RunState | None, run_finished: bool = False, *, root_completed: bool = False
+) -> str:
     """The status a node shows: its step's status for leaves, a roll-up of children for blocks.
 
     A step that never ran in a run that *completed* was skipped — a branch not taken, a loop
     that never went round: the engine says nothing of it, and `·` (pending) read as "still to
     come" on a finished run. In a run that failed or was cancelled it stays pending: a resume
-    may still run it. A block whose every step was skipped is skipped itself."""
+    may still run it. A block whose every step was skipped is skipped itself. So is a node of a
+    workflow call never made (`run` None) once the root run completed (`root_completed`)."""
     if run is None:
-        return "pending"
+        return "skipped" if root_completed else "pending"
     sv = run.steps.get(spec.path)
     if spec.kind in LEAF_KINDS or (sv is not None and spec.kind == "parallel"):
         if sv is not None:

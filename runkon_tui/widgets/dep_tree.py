@@ -128,6 +128,7 @@ class DependencyTree(Tree[NodeSpec]):
         styles = self._styles()
         runs: dict[tuple[str, ...], object] = {}
         finished = view is not None and view.root is not None and view.root.finished
+        completed = view is not None and view.root is not None and view.root.status == "completed"
         for uid, node in self.nodes_by_uid.items():
             spec = node.data
             if spec is None:
@@ -138,11 +139,7 @@ class DependencyTree(Tree[NodeSpec]):
                 if spec.scope not in runs:
                     runs[spec.scope] = run_for_scope(view, spec.scope)
                 run = runs[spec.scope]
-            if run is None and spec.scope and view is not None and view.root is not None:
-                # inside a workflow call never made: skipped once the run completed (node_status)
-                status = "skipped" if view.root.status == "completed" else "pending"
-            else:
-                status = node_status(spec, run, finished)  # type: ignore[arg-type]
+            status = node_status(spec, run, finished, root_completed=completed)  # type: ignore[arg-type]
             detail = (
                 node_detail(spec, view, run, now, self.estimates)  # type: ignore[arg-type]
                 if view is not None

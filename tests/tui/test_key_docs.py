@@ -9,12 +9,13 @@ import pkgutil
 from pathlib import Path
 
 import pytest
+from runkon_flow.persistence.memory import InMemoryStore
 from textual.binding import Binding
 
 import runkon_tui
 from runkon_tui.config import TuiConfig
 from runkon_tui.screens.gate import GateScreen
-from tests.tui.conftest import make_app, wait_for
+from tests.tui.conftest import make_app, select, wait_for
 from tests.tui.test_dashboard import gate_script, start_review_run
 
 DOCS = (Path(__file__).resolve().parents[2] / "docs" / "dashboard.md").read_text(encoding="utf-8")
@@ -240,16 +241,11 @@ def test_a_session_outside_an_app_names_the_main_screens_own_keys() -> None:
     assert {binding_id: own.get(binding_id) for binding_id in DEFAULT_KEYS} == DEFAULT_KEYS
 
 
-async def test_the_runs_list_and_the_gate_inbox_name_their_own_keys_as_remapped(tmp_path: Path) -> None:
-    """Their hint lines named `enter`, `space`, `a` and `x` whatever the keymap said — keys that
-    then did nothing there (`App.key_for` knew the main screen's bindings only)."""
-    from runkon_flow.persistence.memory import InMemoryStore
+def _gate_held_by_an_engine() -> tuple[InMemoryStore, str, str]:
+    """A store with one run of review-pr waiting at its gate, whose lease an engine holds: (the
+    store, the run's id, the gate's step id)."""
     from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
     from runkon_flow.runtime.lease import new_owner_token
-    from textual.widgets import Static
-
-    from runkon_tui.screens.inbox import GateInboxScreen
-    from runkon_tui.screens.runs import RunsScreen
 
     store = InMemoryStore()
     run = store.create_run(NewRun(workflow_name="review-pr"))
@@ -258,6 +254,18 @@ async def test_the_runs_list_and_the_gate_inbox_name_their_own_keys_as_remapped(
     store.update_run_status(run.id, RunStatus.RUNNING, None, None)
     store.set_waiting_blocked_on(run.id, {"type": "human_approval", "gate_name": step})
     assert store.acquire_lease(run.id, new_owner_token(), 600) is not None  # an engine holds it
+    return store, run.id, step
+
+
+async def test_the_runs_list_and_the_gate_inbox_name_their_own_keys_as_remapped(tmp_path: Path) -> None:
+    """Their hint lines named `enter`, `space`, `a` and `x` whatever the keymap said — keys that
+    then did nothing there (`App.key_for` knew the main screen's bindings only)."""
+    from textual.widgets import Static
+
+    from runkon_tui.screens.inbox import GateInboxScreen
+    from runkon_tui.screens.runs import RunsScreen
+
+    store, run_id, step = _gate_held_by_an_engine()
     keymap = {
         "open_run": "o",
         "gate_inbox_mark": "m",
@@ -274,7 +282,7 @@ async def test_the_runs_list_and_the_gate_inbox_name_their_own_keys_as_remapped(
         assert (
             app.screen.unavailable_reason("resume_run")
             == (  # type: ignore[attr-defined]
-                f"run …{run.id[-8:]} of review-pr waits at a gate: o opens it to answer the gate"
+                f"run …{run_id[-8:]} of review-pr waits at a gate: o opens it to answer the gate"
             )
         )
         await pilot.press("escape")
@@ -301,7 +309,6 @@ async def test_every_dialogs_buttons_name_the_keys_the_keymap_gives(tmp_path: Pa
     from runkon_tui.screens.inputs import InputsScreen
     from runkon_tui.screens.main import MainScreen
     from runkon_tui.screens.quit import QuitScreen
-    from tests.tui.test_dashboard import select
 
     keymap = {
         "form_run": "f5",
@@ -358,19 +365,10 @@ async def test_every_dialogs_buttons_name_the_keys_the_keymap_gives(tmp_path: Pa
 async def test_the_inbox_note_dialogs_buttons_name_the_keys_the_keymap_gives(tmp_path: Path) -> None:
     """`Approve 1 gate (ctrl+y)` / `Back (esc)` named the default keys with `inbox_note_approve`
     and `inbox_note_close` remapped."""
-    from runkon_flow.persistence.memory import InMemoryStore
-    from runkon_flow.persistence.models import NewRun, NewStep, RunStatus, StepStatus, StepUpdate
-    from runkon_flow.runtime.lease import new_owner_token
 
     from runkon_tui.screens.inbox import BatchNoteScreen, GateInboxScreen
 
-    store = InMemoryStore()
-    run = store.create_run(NewRun(workflow_name="review-pr"))
-    step = store.insert_step(NewStep(run.id, "human_approval", role="gate", gate_type="human_approval"))
-    store.update_step(step, StepUpdate(generation=run.generation, status=StepStatus.WAITING))
-    store.update_run_status(run.id, RunStatus.RUNNING, None, None)
-    store.set_waiting_blocked_on(run.id, {"type": "human_approval", "gate_name": step})
-    assert store.acquire_lease(run.id, new_owner_token(), 600) is not None
+    store = _gate_held_by_an_engine()[0]
     keymap = {"inbox_note_approve": "f7", "inbox_note_reject": "f8", "inbox_note_close": "f9"}
     app = make_app(store=store, config=TuiConfig(tmp_path / "tui.yaml", keymap=keymap))
     async with app.run_test(size=(120, 40)) as pilot:

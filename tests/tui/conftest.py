@@ -16,6 +16,7 @@ from runkon_flow.persistence.memory import InMemoryStore
 from runkon_flow.workspace import Workspace
 
 from runkon_tui.app import RunkonApp
+from runkon_tui.widgets.log_pane import LogPane
 from tests.tui.fakes import ScriptedHost
 from tests.tui.scenarios import T0
 
@@ -115,6 +116,12 @@ def feed(app: RunkonApp, events: Iterable[EngineEventData]) -> None:
     for data in events:
         app.bridge.emit(data)
     app.drain()
+
+
+def pane_lines(pane: LogPane, mode: str = "output") -> list[tuple[str, str]]:
+    """Every (text, level) line of the log pane's `mode` view, as it would draw them."""
+    source = pane.sources[mode]
+    return [source.get(i) for i in range(len(source))]
 
 
 async def wait_for(

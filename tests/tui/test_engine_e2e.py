@@ -21,7 +21,7 @@ from runkon_tui.screens.confirm import ConfirmScreen
 from runkon_tui.screens.gate import GateScreen
 from runkon_tui.screens.inputs import InputsScreen
 from runkon_tui.screens.main import MainScreen
-from tests.tui.conftest import real_app, release, select, start_fanout_two_done, wait_for
+from tests.tui.conftest import pane_lines, real_app, release, select, start_fanout_two_done, wait_for
 
 
 async def run_quick(pilot, app: RunkonApp, who: str = "tester") -> None:  # type: ignore[no-untyped-def]
@@ -634,8 +634,7 @@ async def test_a_resume_to_completion_leaves_no_open_error_and_marks_the_replace
         await wait_for(pilot, completed, what="resumed run", timeout=30)
         await pilot.pause()
         assert "errors (" not in bar()  # nothing open now
-        source = pane.sources["errors"]
-        drawn = [source.get(i) for i in range(len(source))]
+        drawn = pane_lines(pane, "errors")
         assert len(drawn) == first + 1  # the first attempt's lines and the line that says so
         assert all(level == "debug" for _, level in drawn)  # drawn dimmed
         assert drawn[-1][0].endswith("▲ above: attempt 1's errors (attempt 2 replaced it)")

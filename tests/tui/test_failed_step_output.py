@@ -7,12 +7,7 @@ from __future__ import annotations
 
 from runkon_tui.widgets.log_pane import LogPane
 from tests.tui import scenarios
-from tests.tui.conftest import feed, make_app
-
-
-def lines(pane: LogPane) -> list[tuple[str, str]]:
-    source = pane.sources["output"]
-    return [source.get(i) for i in range(len(source))]
+from tests.tui.conftest import feed, make_app, pane_lines
 
 
 async def test_the_output_of_a_failed_step_ends_with_its_error() -> None:
@@ -23,7 +18,7 @@ async def test_the_output_of_a_failed_step_ends_with_its_error() -> None:
         await pilot.pause()
         pane = app.screen.query_one(LogPane)
         assert pane.output_title == "review-file"  # the run's last step, which failed
-        assert lines(pane) == [
+        assert pane_lines(pane) == [
             ("reading README.md", "info"),
             ("Traceback: boom", "info"),
             ("exit 1", "info"),
@@ -41,4 +36,4 @@ async def test_a_completed_step_s_output_is_its_output_only() -> None:
         await pilot.pause()
         pane = app.screen.query_one(LogPane)
         assert pane.output_title == "script test"
-        assert lines(pane) == [("1 failed", "info")]
+        assert pane_lines(pane) == [("1 failed", "info")]

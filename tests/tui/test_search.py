@@ -29,7 +29,7 @@ from runkon_tui.screens.main import MainScreen
 from runkon_tui.screens.search import SearchScreen
 from runkon_tui.widgets.log_pane import LogPane
 from tests.tui import scenarios
-from tests.tui.conftest import make_app, wait_for
+from tests.tui.conftest import make_app, pane_lines, wait_for
 
 FAN = """workflow fan {
   script prep { run = "echo preparing" }
@@ -103,11 +103,6 @@ async def open_hit(pilot: Pilot, title: str, *, title_ends: bool = False) -> Log
 
     await wait_for(pilot, shown, what="the hit in the log")
     return pane
-
-
-def pane_lines(pane: LogPane) -> list[tuple[str, str]]:
-    source = pane.sources["output"]
-    return [source.get(i) for i in range(len(source))]
 
 
 async def test_search_lists_hits_grouped_by_item_and_enter_opens_the_hit_in_the_log(

@@ -426,13 +426,25 @@ class LogPane(Vertical):
     def on_resize(self) -> None:
         self.call_after_refresh(self._render_bar)  # the bar's width is known once laid out
 
-    @staticmethod
-    def _bar_names(title: str, errors: int) -> dict[str, str]:
-        return {
+    def _bar(self, title: str, errors: int, gap: str) -> tuple[str, str]:
+        """The bar as markup and as the plain text it draws (measured to fit), the output view
+        named `title`, with `gap` before the filter and the follow state."""
+        names = {
             "engine": "engine",
             "output": f"output: {title}" if title else "output",
             "errors": f"errors ({errors})" if errors else "errors",
         }
+        view = self.view
+        parts = [
+            f"[b $foreground]{esc(names[m])}[/]" if m == self.mode else esc(names[m]) for m in self.MODES
+        ]
+        bar, plain = "Log: " + " | ".join(parts), "Log: " + " | ".join(names[m] for m in self.MODES)
+        if view.text_filter:
+            bar += f"{gap}filter: [$warning]{esc(view.text_filter)}[/]"
+            plain += f"{gap}filter: {view.text_filter}"
+        mark = "●" if view.following else "○"
+        follow = f"[$success]{mark}[/]" if view.following else mark
+        return bar + f"{gap}\\[follow {follow}]", plain + f"{gap}[follow {mark}]"
 
     def _render_bar(self) -> None:
         """`Log: engine | output: <step> | errors (N)   [follow ●]`, kept whole in a narrow pane:
@@ -442,30 +454,12 @@ class LogPane(Vertical):
             return
         source = self.sources["errors"]
         errors = source.count if isinstance(source, (BufferSource, ErrorsSource)) else source.total
-        view = self.view
         title = self.output_title
-        gap = "   "
         room = self.query_one("#log-bar", Static).content_size.width
-
-        def plain() -> str:
-            names = self._bar_names(title, errors)
-            text = "Log: " + " | ".join(names[m] for m in self.MODES)
-            if view.text_filter:
-                text += f"{gap}filter: {view.text_filter}"
-            return text + f"{gap}[follow ●]"
-
-        if room > 0 and cell_len(plain()) > room:
-            gap = " "
-            over = cell_len(plain()) - room
+        bar, plain = self._bar(title, errors, "   ")
+        if room > 0 and cell_len(plain) > room:
+            over = cell_len(self._bar(title, errors, " ")[1]) - room
             if over > 0 and title:
                 title = shorten_middle(title, cell_len(title) - over, least=8)
-        names = self._bar_names(title, errors)
-        parts = [
-            f"[b $foreground]{esc(names[m])}[/]" if m == self.mode else esc(names[m]) for m in self.MODES
-        ]
-        bar = "Log: " + " | ".join(parts)
-        if view.text_filter:
-            bar += f"{gap}filter: [$warning]{esc(view.text_filter)}[/]"
-        follow = "[$success]●[/]" if view.following else "○"
-        bar += f"{gap}\\[follow {follow}]"
+            bar = self._bar(title, errors, " ")[0]
         set_text(self.query_one("#log-bar", Static), bar, fixed_height=True)

@@ -41,12 +41,13 @@ class DashboardCommands(Provider):
         live = {active.binding.id for active in screen.active_bindings.values()}
         panes = screen.pane_commands()
         covered = {binding_id for _, binding_id, _ in panes}
-        for key, binding_id, description, action in app.key_table():
+        table = app.key_table()
+        for key, binding_id, description, action in table:
             if binding_id not in live or binding_id in covered or screen.check_action(action, ()) is not True:
                 continue
             title = f"{description}  ({key})"
             out.append((title, f"binding id: {binding_id}", partial(screen.run_action, action)))
-        keys = {binding_id: key for key, binding_id, _, _ in app.key_table()}
+        keys = {binding_id: key for key, binding_id, _, _ in table}
         keys.update((binding_id, key) for _, key, binding_id, _ in app.pane_key_table())
         for title, binding_id, callback in panes:
             out.append((f"{title}  ({keys.get(binding_id, '?')})", f"binding id: {binding_id}", callback))

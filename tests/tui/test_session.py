@@ -247,15 +247,21 @@ def test_resume_after_cancel_runs_only_the_remaining_items(folder: Path, tmp_pat
     assert s.exit_code() == 0
 
 
-def test_a_resume_is_drawn_on_the_definition_it_runs_the_file_as_fixed(folder: Path) -> None:
-    """`resume` runs the workflow's file as it is now (docs/workspace.md: the fix you just made is
-    what you resume with), so the tree must show that file, not the one the run started with."""
+def _failed_fixable(folder: Path) -> tuple[Path, Harness]:
+    """`fixable.wf` (one script that exits 3), run from a new session until it failed."""
     wf = folder / "fixable.wf"
     wf.write_text('workflow fixable {\n  script check { run = "exit 3" }\n}\n')
     h = make_session(folder)
-    s = h.session
     start(h, "fixable")
     h.pump(h.run_ended, "the run to fail")
+    return wf, h
+
+
+def test_a_resume_is_drawn_on_the_definition_it_runs_the_file_as_fixed(folder: Path) -> None:
+    """`resume` runs the workflow's file as it is now (docs/workspace.md: the fix you just made is
+    what you resume with), so the tree must show that file, not the one the run started with."""
+    wf, h = _failed_fixable(folder)
+    s = h.session
     assert s.view.status == "failed"
     fixed = 'workflow fixable {\n  script check { run = "true" }\n  script report { run = "echo ok" }\n}\n'
     wf.write_text(fixed)
@@ -568,12 +574,8 @@ def test_an_outdated_answer_of_what_a_resume_runs_does_not_hide_the_current_one(
 
     from runkon_tui.session import ResumeKnown
 
-    wf = folder / "fixable.wf"
-    wf.write_text('workflow fixable {\n  script check { run = "exit 3" }\n}\n')
-    h = make_session(folder)
+    _, h = _failed_fixable(folder)
     s = h.session
-    start(h, "fixable")
-    h.pump(h.run_ended, "the run to fail")
     assert s.resume_source() is None  # asked; the answer comes on a worker
     s.catalog_changed()  # the file was saved: asked again
     assert s.resume_source() is None
@@ -605,12 +607,8 @@ def test_what_a_resume_runs_says_whether_the_file_is_broken_or_gone(
     """A resume runs the run's own definition when its workflow's file does not parse now and
     when no file declares that workflow any more; the dashboard said "the file does not parse now"
     for both, so a deleted or renamed workflow read as a broken file to go and fix."""
-    wf = folder / "fixable.wf"
-    wf.write_text('workflow fixable {\n  script check { run = "exit 3" }\n}\n')
-    h = make_session(folder)
+    wf, h = _failed_fixable(folder)
     s = h.session
-    start(h, "fixable")
-    h.pump(h.run_ended, "the run to fail")
     if change == "broken":
         wf.write_text("workflow fixable {\n  script check {\n}\n")
     elif change == "gone":
